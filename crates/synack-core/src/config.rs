@@ -1,0 +1,252 @@
+//! Every tunable of the stack, with Linux's defaults except the initial SYN RTO.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::tcp::congestion::{ControllerFactory, NewRenoFactory};
+
+/// Configuration for an [`Endpoint`](crate::Endpoint) and every connection it holds.
+///
+/// Setters chain on `&mut self`, after quinn:
+/// `Config::default().syn_retries(2).nodelay(true)`.
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) mtu: usize,
+    pub(crate) syn_retries: u32,
+    pub(crate) synack_retries: u32,
+    pub(crate) data_retries: u32,
+    pub(crate) initial_syn_rto: Duration,
+    pub(crate) initial_rto: Duration,
+    pub(crate) min_rto: Duration,
+    pub(crate) max_rto: Duration,
+    pub(crate) send_buffer: usize,
+    pub(crate) recv_buffer: usize,
+    pub(crate) window_scaling: bool,
+    pub(crate) sack: bool,
+    pub(crate) timestamps: bool,
+    pub(crate) delayed_ack: Duration,
+    pub(crate) nodelay: bool,
+    pub(crate) keepalive: Option<KeepaliveConfig>,
+    pub(crate) time_wait: Duration,
+    pub(crate) fin_timeout: Duration,
+    pub(crate) user_timeout: Option<Duration>,
+    pub(crate) max_backlog: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_ooo_segments: usize,
+    pub(crate) challenge_ack_limit: u32,
+    pub(crate) ephemeral_ports: (u16, u16),
+    pub(crate) congestion: Arc<dyn ControllerFactory>,
+    pub(crate) seed: Option<[u8; 32]>,
+}
+
+/// Keepalive timing (RFC 9293 §3.8.4; Linux's tcp_keepalive_* sysctls).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepaliveConfig {
+    /// Idle time before the first probe (Linux: 7200 s).
+    pub idle: Duration,
+    /// Time between unanswered probes (Linux: 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before the connection fails with `TimedOut` (Linux: 9).
+    pub probes: u32,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> Self {
+        KeepaliveConfig {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            probes: 9,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mtu: 1500,
+            syn_retries: 6,
+            synack_retries: 5,
+            data_retries: 15,
+            initial_syn_rto: Duration::from_secs(2),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(120),
+            send_buffer: 256 * 1024,
+            recv_buffer: 256 * 1024,
+            window_scaling: true,
+            sack: true,
+            timestamps: true,
+            delayed_ack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            time_wait: Duration::from_secs(60),
+            fin_timeout: Duration::from_secs(60),
+            user_timeout: None,
+            max_backlog: 4096,
+            max_connections: 65536,
+            max_ooo_segments: 256,
+            challenge_ack_limit: 1000,
+            ephemeral_ports: (32768, 60999),
+            congestion: Arc::new(NewRenoFactory),
+            seed: None,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(&mut self, value: $ty) -> &mut Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
+impl Config {
+    setter!(
+        /// The IP MTU of the link; the advertised MSS is derived from it (default 1500).
+        mtu: usize
+    );
+    setter!(
+        /// SYN retransmissions before `connect` fails with `TimedOut` (Linux tcp_syn_retries, 6).
+        syn_retries: u32
+    );
+    setter!(
+        /// SYN-ACK retransmissions before a half-open connection is dropped (Linux
+        /// tcp_synack_retries, 5).
+        synack_retries: u32
+    );
+    setter!(
+        /// Data retransmissions before the connection fails with `TimedOut` (Linux
+        /// tcp_retries2, 15).
+        data_retries: u32
+    );
+    setter!(
+        /// The first SYN and SYN-ACK retransmission timeout, doubled on each retry (2 s here;
+        /// Linux uses 1 s).
+        initial_syn_rto: Duration
+    );
+    setter!(
+        /// The RTO before any RTT sample (RFC 6298 §2.1: 1 s).
+        initial_rto: Duration
+    );
+    setter!(
+        /// The lower bound of the RTO (Linux TCP_RTO_MIN: 200 ms).
+        min_rto: Duration
+    );
+    setter!(
+        /// The upper bound of the RTO (Linux TCP_RTO_MAX: 120 s).
+        max_rto: Duration
+    );
+    setter!(
+        /// Bytes the send buffer holds, unsent plus unacknowledged.
+        send_buffer: usize
+    );
+    setter!(
+        /// Bytes the receive buffer holds; the advertised window never exceeds it.
+        recv_buffer: usize
+    );
+    setter!(
+        /// Offer window scaling (RFC 7323 §2).
+        window_scaling: bool
+    );
+    setter!(
+        /// Offer SACK (RFC 2018).
+        sack: bool
+    );
+    setter!(
+        /// Offer timestamps (RFC 7323 §3).
+        timestamps: bool
+    );
+    setter!(
+        /// The longest an ACK is delayed (Linux: 40 ms at most).
+        delayed_ack: Duration
+    );
+    setter!(
+        /// Disable Nagle's algorithm on new connections.
+        nodelay: bool
+    );
+    setter!(
+        /// Send keepalive probes on idle connections (off by default).
+        keepalive: Option<KeepaliveConfig>
+    );
+    setter!(
+        /// How long TIME-WAIT lasts (2*MSL; Linux: 60 s).
+        time_wait: Duration
+    );
+    setter!(
+        /// How long FIN-WAIT-2 waits for the peer's FIN once the application closed (Linux
+        /// tcp_fin_timeout, 60 s).
+        fin_timeout: Duration
+    );
+    setter!(
+        /// Fail a connection whose sent data stays unacknowledged this long (RFC 9293 §3.8.3,
+        /// Linux TCP_USER_TIMEOUT). `None` leaves it to `data_retries`.
+        user_timeout: Option<Duration>
+    );
+    setter!(
+        /// The largest backlog a listener may ask for (Linux somaxconn, 4096).
+        max_backlog: usize
+    );
+    setter!(
+        /// The most connections, in every state, the endpoint holds.
+        max_connections: usize
+    );
+    setter!(
+        /// The most out-of-order segments held per connection.
+        max_ooo_segments: usize
+    );
+    setter!(
+        /// Challenge ACKs per second per connection (RFC 5961 §7; Linux: 1000).
+        challenge_ack_limit: u32
+    );
+    setter!(
+        /// The inclusive ephemeral port range (Linux ip_local_port_range: 32768–60999).
+        ephemeral_ports: (u16, u16)
+    );
+    setter!(
+        /// The congestion controller for new connections.
+        congestion: Arc<dyn ControllerFactory>
+    );
+    setter!(
+        /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for
+        /// reproducible tests. `None` seeds it from OS entropy.
+        seed: Option<[u8; 32]>
+    );
+
+    /// The MSS we advertise: the MTU less the IPv4 and TCP headers (RFC 9293 §3.7.1). IPv6
+    /// connections subtract 20 more.
+    pub fn mss_v4(&self) -> u16 {
+        self.mtu.saturating_sub(40).clamp(88, u16::MAX as usize) as u16
+    }
+
+    /// The initial SYN RTO.
+    pub fn get_initial_syn_rto(&self) -> Duration {
+        self.initial_syn_rto
+    }
+
+    /// The configured SYN retries.
+    pub fn get_syn_retries(&self) -> u32 {
+        self.syn_retries
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("mtu", &self.mtu)
+            .field("syn_retries", &self.syn_retries)
+            .field("synack_retries", &self.synack_retries)
+            .field("initial_syn_rto", &self.initial_syn_rto)
+            .field("send_buffer", &self.send_buffer)
+            .field("recv_buffer", &self.recv_buffer)
+            .field("window_scaling", &self.window_scaling)
+            .field("sack", &self.sack)
+            .field("timestamps", &self.timestamps)
+            .field("nodelay", &self.nodelay)
+            .field("congestion", &self.congestion)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,28 @@
+//! synack-core: a sans-IO TCP/IP stack.
+//!
+//! The core parses and emits IPv4, IPv6, TCP and ICMP, and runs every TCP connection's state
+//! machine. It never touches a socket, a thread or a clock: packets and `now` go in through
+//! [`Endpoint::handle_packet`] and [`Endpoint::handle_timeout`]; packets, deadlines and events
+//! come out through [`Endpoint::poll_transmit`], [`Endpoint::poll_timeout`] and
+//! [`Endpoint::poll_event`]. The application drives connections with commands on the
+//! [`Endpoint`]: `connect`, `listen`, `accept`, `send`, `recv`, `shutdown`, `close`, `abort`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod endpoint;
+pub mod error;
+pub mod isn;
+pub mod seq;
+pub mod stats;
+pub mod tcp;
+pub mod time;
+pub mod wire;
+
+pub use config::{Config, KeepaliveConfig};
+pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, Transmit};
+pub use error::Error;
+pub use seq::SeqNumber;
+pub use stats::Stats;
+pub use tcp::State;
+pub use time::Instant;

@@ -1,0 +1,46 @@
+//! Counters of what the endpoint saw, sent and dropped, and why.
+
+/// Counters kept by an [`Endpoint`](crate::Endpoint). Every dropped packet is counted under
+/// exactly one `drop_*` reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// IP packets handed to `handle_packet`.
+    pub packets_in: u64,
+    /// IP packets produced by `poll_transmit`.
+    pub packets_out: u64,
+    /// TCP segments accepted for processing.
+    pub segments_in: u64,
+    /// TCP segments sent.
+    pub segments_out: u64,
+    /// Segments sent again after a timeout or loss detection.
+    pub retransmits: u64,
+    /// Connections that completed the handshake, actively or passively.
+    pub connections_established: u64,
+    /// RSTs sent, for closed ports and for aborts.
+    pub rsts_sent: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+    /// ICMP echo replies sent.
+    pub echo_replies: u64,
+    /// Dropped: shorter than its headers claim, or a header field out of range.
+    pub drop_malformed: u64,
+    /// Dropped: the IP or TCP checksum is wrong.
+    pub drop_checksum: u64,
+    /// Dropped: a TCP option list that does not parse.
+    pub drop_bad_option: u64,
+    /// Dropped: an IP fragment (synack does not reassemble).
+    pub drop_fragment: u64,
+    /// Dropped: not addressed to one of the stack's addresses.
+    pub drop_not_for_us: u64,
+    /// Dropped: a protocol or IPv6 extension header synack does not handle.
+    pub drop_unsupported: u64,
+    /// Dropped: a segment outside the receive window.
+    pub drop_out_of_window: u64,
+    /// Dropped: PAWS rejected an old timestamp (RFC 7323 §5).
+    pub drop_paws: u64,
+    /// Dropped: a listener's SYN or accept queue was full.
+    pub drop_listen_overflow: u64,
+    /// Dropped: any other segment the state machine discards (e.g. no ACK bit).
+    pub drop_other: u64,
+}

@@ -1,0 +1,1 @@
+//! Wire formats: zero-copy packet views and validated `Repr` structs.
