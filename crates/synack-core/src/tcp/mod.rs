@@ -28,3 +28,4 @@ pub enum State {
     /// Both FINs acknowledged; waiting 2*MSL for stray segments.
     TimeWait,
 }
+pub(crate) mod connection;
