@@ -16,7 +16,7 @@ use crate::isn::Secrets;
 use crate::seq::SeqNumber;
 use crate::stats::Stats;
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
-use crate::tcp::connection::{Connection, Disposition};
+use crate::tcp::connection::Connection;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
@@ -564,11 +564,19 @@ impl Endpoint {
         None
     }
 
-    /// The next deadline at which [`Endpoint::handle_timeout`] should be called. It may be
-    /// early (a superseded deadline), never late.
+    /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop superseded entries (lazy deletion) so the answer is exact.
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            match self.connections.get(&h) {
+                Some(slot) if slot.timer == Some(t) => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
     }
 
     /// The next event for the application.
@@ -645,6 +653,13 @@ impl Endpoint {
             }
         }
         if let Some(slot) = self.connections.get_mut(&h) {
+            if slot.conn.state == State::Closed
+                && slot.owner == Owner::Nobody
+                && !slot.conn.has_pending_output()
+            {
+                self.remove(h);
+                return;
+            }
             if !slot.dirty {
                 slot.dirty = true;
                 self.dirty.push_back(h);
@@ -810,11 +825,13 @@ impl Endpoint {
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.owner = Owner::App;
             // What happened while it waited in the queue is news to the application now.
-            if slot.conn.recv_ready() {
+            let readable = slot.conn.recv_ready();
+            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
+            if readable {
                 self.push_event(Event::Readable(h));
             }
-            if slot.conn.state == State::Closed {
-                self.push_event(Event::Closed(h, slot.conn.error));
+            if let Some(error) = closed {
+                self.push_event(Event::Closed(h, error));
             }
         }
         Ok(h)

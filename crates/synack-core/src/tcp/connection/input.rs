@@ -143,9 +143,10 @@ impl Connection {
             // reply (unless the RST bit is set, if so drop the segment and return)".
             self.verdict.out_of_window = true;
             if !rst {
-                if self.state == State::TimeWait && syn {
-                    // Leave a SYN in TIME-WAIT to the endpoint's reuse check; here it gets the
-                    // usual ACK.
+                if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
+                    // "The only thing that can arrive in this state is a retransmission of the
+                    // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+                    self.timers.time_wait = Some(now + self.cfg.time_wait);
                 }
                 self.challenge_ack(now);
             }

@@ -353,6 +353,11 @@ impl Connection {
             || self.state == State::Closed
     }
 
+    /// Whether a CLOSED connection still has a segment (an RST) to send.
+    pub fn has_pending_output(&self) -> bool {
+        self.rst_pending || self.reset_reply.is_some()
+    }
+
     /// Take the pending notifications.
     pub fn take_notify(&mut self) -> Notify {
         std::mem::take(&mut self.notify)
