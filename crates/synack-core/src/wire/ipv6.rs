@@ -241,7 +241,7 @@ impl Ipv6Repr {
 /// - No Next Header, ESP, AH and the other extension-header numbers: `Unsupported`.
 /// - Anything else is an upper-layer protocol and ends the walk.
 ///
-/// The walk stops after [`MAX_EXT_HEADERS`] headers with `Unsupported`.
+/// The walk stops with `Unsupported` after eight extension headers.
 pub fn skip_ext_headers(next_header: u8, payload: &[u8]) -> Result<(IpProtocol, usize), WireError> {
     walk(next_header, payload, false)
 }

@@ -486,6 +486,10 @@ impl<'a> TcpRepr<'a> {
 
     /// Writes header, options, payload and checksum into `buf[..buffer_len()]`.
     ///
+    /// SACK blocks that do not fit the 40-byte option area beside the other options are left
+    /// out (the first ones are kept: RFC 2018 §4 puts the most recent block first). The
+    /// reserved bits and the historic NS/AE bit of byte 12 are sent as zero.
+    ///
     /// # Panics
     /// If `buf` is shorter than [`buffer_len`](Self::buffer_len).
     pub fn emit(&self, buf: &mut [u8], src: IpAddr, dst: IpAddr) {
