@@ -2,6 +2,8 @@
 //! hand-driven remote at 198.18.0.1 whose segments the test writes one by one, in virtual time.
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
