@@ -3,6 +3,7 @@
 pub mod congestion;
 pub mod recv_buffer;
 pub mod rtt;
+pub(crate) mod scoreboard;
 pub mod send_buffer;
 
 /// The states of RFC 9293 §3.3.2.

@@ -88,6 +88,7 @@ impl Connection {
                 fin_queued: false,
                 fin_seq: None,
                 syn_unacked: true,
+                scoreboard: Default::default(),
             },
             rcv: Receiver {
                 irs: SeqNumber(0),

@@ -300,6 +300,18 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
+        // RFC 6675 §5: record the SACK blocks first; they decide what is lost.
+        let mut new_sack_info = false;
+        if self.sack_ok {
+            let before = self.snd.scoreboard.sacked_bytes();
+            for &(left, right) in seg.sack_ranges.iter().flatten() {
+                self.snd
+                    .scoreboard
+                    .add(left, right, ack.max(self.snd.una), self.snd.max);
+            }
+            new_sack_info = self.snd.scoreboard.sacked_bytes() != before;
+        }
+
         if ack > self.snd.una {
             self.on_new_ack(now, seg, ack);
         } else if ack == self.snd.una
@@ -310,6 +322,19 @@ impl Connection {
         {
             // RFC 5681 §2's duplicate ACK: nothing new, no data, same window, data outstanding.
             self.on_duplicate_ack(now);
+        } else if ack == self.snd.una && new_sack_info && self.snd.max > self.snd.una {
+            // RFC 6675 §2: an ACK carrying new SACK information counts as a duplicate.
+            self.on_duplicate_ack(now);
+        }
+        // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
+        // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
+        if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
+            if let Some(boundary) = self.snd.scoreboard.lost_boundary(self.snd.mss) {
+                let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+                if boundary > self.snd.una && !after_rto {
+                    self.enter_recovery(now);
+                }
+            }
         }
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
@@ -377,6 +402,7 @@ impl Connection {
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
         self.snd.una = ack;
+        self.snd.scoreboard.prune(ack);
         self.backoff = 0;
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
@@ -387,8 +413,11 @@ impl Connection {
                 self.cc.on_recovery_end(self.snd.in_flight());
             }
             Some(_) => {
-                // Partial acknowledgment: retransmit the next hole, deflate the window.
-                self.recovery.retransmit_head = true;
+                // Partial acknowledgment: retransmit the next hole (NewReno) or let the pipe
+                // algorithm pick it (SACK), and deflate the window.
+                if !self.sack_ok {
+                    self.recovery.retransmit_head = true;
+                }
                 self.cc.on_partial_ack(acked);
                 self.retransmit_deadline_reset(now);
             }
@@ -420,19 +449,29 @@ impl Connection {
     fn on_duplicate_ack(&mut self, now: Instant) {
         self.recovery.dupacks += 1;
         if self.recovery.recover.is_some() {
-            // Step 4: each further duplicate ACK inflates the window by one segment.
-            self.cc.on_recovery_dup_ack();
+            // Step 4: each further duplicate ACK inflates the window by one segment (NewReno
+            // only: with SACK the pipe estimate accounts for what left the network).
+            if !self.sack_ok {
+                self.cc.on_recovery_dup_ack();
+            }
             return;
         }
         if self.recovery.dupacks == 3 {
             if matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r) {
                 return;
             }
-            self.recovery.recover = Some(self.snd.max);
-            self.cc.on_fast_retransmit(now, self.snd.in_flight());
-            self.recovery.retransmit_head = true;
-            self.rtt_seq = None;
+            self.enter_recovery(now);
         }
+    }
+
+    /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
+    fn enter_recovery(&mut self, now: Instant) {
+        self.recovery.recover = Some(self.snd.max);
+        self.recovery.high_rxt = self.snd.una;
+        self.cc.on_fast_retransmit(now, self.snd.in_flight());
+        // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
+        self.recovery.retransmit_head = true;
+        self.rtt_seq = None;
     }
 
     /// Restart the retransmission timer from now (RFC 6298 §5.3).

@@ -87,12 +87,29 @@ pub(crate) struct Sender {
     pub fin_seq: Option<SeqNumber>,
     /// Whether our SYN is still unacknowledged (it occupies `iss`).
     pub syn_unacked: bool,
+    /// What the peer's SACK blocks say it holds above `una` (RFC 6675 §3).
+    pub scoreboard: crate::tcp::scoreboard::Scoreboard,
 }
 
 impl Sender {
     /// Bytes sent and not yet acknowledged (FlightSize), counting SYN and FIN.
     pub fn in_flight(&self) -> usize {
         self.nxt - self.una
+    }
+
+    /// RFC 6675 §4 SetPipe: bytes believed to be in the network. SACKed bytes have left it;
+    /// un-SACKed bytes below the IsLost boundary have left it too, unless they were
+    /// retransmitted (below HighRxt).
+    pub fn pipe(&self, high_rxt: SeqNumber) -> usize {
+        let outstanding = self.scoreboard.unsacked_between(self.una, self.max);
+        let Some(boundary) = self.scoreboard.lost_boundary(self.mss) else {
+            return outstanding;
+        };
+        let lost_from = self.una.max(high_rxt);
+        let lost = self
+            .scoreboard
+            .unsacked_between(lost_from, boundary.max(lost_from));
+        outstanding.saturating_sub(lost)
     }
 
     /// Sequence number of the first application byte in the buffer.
@@ -167,6 +184,8 @@ pub(crate) struct Recovery {
     /// The highest sequence number sent when the last RTO fired (RFC 6582 §3.2 step 7 guard
     /// against repeated fast retransmits after a timeout).
     pub rto_recover: Option<SeqNumber>,
+    /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
+    pub high_rxt: SeqNumber,
 }
 
 /// One TCP connection.

@@ -93,7 +93,12 @@ impl Connection {
 
         if self.recovery.retransmit_head {
             self.recovery.retransmit_head = false;
-            if let Some(sent) = self.send_data_at(now, buf, self.snd.una, true) {
+            if let Some(sent) = self.send_data_at(now, buf, self.snd.una, usize::MAX) {
+                return Some(sent);
+            }
+        }
+        if self.sack_recovery() {
+            if let Some(sent) = self.send_lost_hole(now, buf) {
                 return Some(sent);
             }
         }
@@ -122,6 +127,29 @@ impl Connection {
         base.checked_mul(factor)
             .unwrap_or(self.cfg.max_rto)
             .min(self.cfg.max_rto.max(base))
+    }
+
+    /// Fast recovery driven by the SACK scoreboard (RFC 6675) rather than NewReno's.
+    fn sack_recovery(&self) -> bool {
+        self.sack_ok && self.recovery.recover.is_some()
+    }
+
+    /// RFC 6675 §5 step 4.2: during recovery the congestion window is ssthresh, and it bounds
+    /// the pipe estimate rather than SND.NXT - SND.UNA.
+    fn recovery_allowance(&self) -> usize {
+        let cwnd = self.cc.ssthresh().max(self.snd.mss);
+        cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt))
+    }
+
+    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
+    fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        if self.recovery_allowance() < self.snd.mss {
+            return None;
+        }
+        let boundary = self.snd.scoreboard.lost_boundary(self.snd.mss)?;
+        let from = self.snd.una.max(self.recovery.high_rxt);
+        let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
+        self.send_data_at(now, buf, start, end - start)
     }
 
     /// Whether the window we could advertise grew enough to tell the peer unprompted.
@@ -207,6 +235,15 @@ impl Connection {
         let buffered_end = data_start + self.snd.buffer.len();
         let unsent = buffered_end - self.snd.nxt.min(buffered_end);
         let fin_to_send = self.fin_due();
+        // Going back after a timeout: bytes the peer SACKed need not be sent again.
+        if self.sack_ok && self.snd.nxt < self.snd.max {
+            let mut nxt = self.snd.nxt;
+            while let Some(end) = self.snd.scoreboard.sacked_end_at(nxt) {
+                nxt = end.min(self.snd.max);
+            }
+            self.snd.nxt = nxt;
+        }
+        let unsent = buffered_end - self.snd.nxt.min(buffered_end);
         if unsent == 0 && !fin_to_send {
             self.maybe_arm_persist(now, 0);
             return None;
@@ -215,7 +252,11 @@ impl Connection {
         let room = self.payload_room(&probe);
         // The usable window: what the peer's window and the congestion window leave open.
         let wnd_edge = self.snd.una + self.snd.wnd;
-        let cwnd_edge = self.snd.una + self.cc.window();
+        let cwnd_edge = if self.sack_recovery() {
+            self.snd.nxt + self.recovery_allowance()
+        } else {
+            self.snd.una + self.cc.window()
+        };
         let edge = wnd_edge.min(cwnd_edge);
         let usable = edge - self.snd.nxt.min(edge);
         let len = unsent.min(usable).min(room);
@@ -265,25 +306,26 @@ impl Connection {
         }
     }
 
-    /// Retransmit one segment starting at `seq` (fast retransmit or a partial ACK).
+    /// Retransmit one segment of at most `max_len` bytes starting at `seq` (fast retransmit,
+    /// a partial ACK, or a SACK hole).
     fn send_data_at(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         seq: SeqNumber,
-        retransmit: bool,
+        max_len: usize,
     ) -> Option<Sent> {
         let data_start = self.snd.data_start();
         let buffered_end = data_start + self.snd.buffer.len();
         let probe = self.ack_repr(now, seq);
         let room = self.payload_room(&probe);
         let avail = buffered_end - seq.min(buffered_end);
-        let len = avail.min(room);
+        let len = avail.min(room).min(max_len);
         let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
         if len == 0 && !with_fin {
             return None;
         }
-        self.emit_data(now, buf, seq, len, with_fin, retransmit)
+        self.emit_data(now, buf, seq, len, with_fin, true)
     }
 
     /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state.
@@ -327,6 +369,9 @@ impl Connection {
         }
         if retransmit {
             self.retransmits += 1;
+            if end > self.recovery.high_rxt {
+                self.recovery.high_rxt = end;
+            }
             // Karn's rule: a retransmitted segment gives no RTT sample.
             if matches!(self.rtt_seq, Some((s, _)) if s >= seq) {
                 self.rtt_seq = None;

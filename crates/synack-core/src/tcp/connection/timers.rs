@@ -159,6 +159,12 @@ impl Connection {
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
+                self.recovery.high_rxt = self.snd.una;
+                // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
+                // one timeout (resending only the holes), not for two in a row.
+                if self.backoff >= 2 {
+                    self.snd.scoreboard.clear();
+                }
                 self.rtt_seq = None;
                 self.snd.nxt = self.snd.una;
                 self.timers.retransmit = Some(now + self.current_rto());

@@ -1,0 +1,209 @@
+//! The sender's SACK scoreboard (RFC 6675 §3): which bytes above SND.UNA the receiver holds,
+//! so that loss recovery resends only the holes and counts only what is really in flight.
+
+use crate::seq::SeqNumber;
+
+/// RFC 6675 §2: "DupThresh ... 3".
+pub(crate) const DUP_THRESH: usize = 3;
+
+/// SACKed ranges above SND.UNA, sorted and merged, at most `MAX_RANGES` of them (a hostile
+/// receiver cannot make us hold more).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Scoreboard {
+    ranges: Vec<(SeqNumber, SeqNumber)>,
+}
+
+const MAX_RANGES: usize = 64;
+
+impl Scoreboard {
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Record a SACK block. Blocks outside `(una, max]`, empty or inverted, are ignored
+    /// (RFC 2018 §5 leaves validation to the sender; RFC 6675 §5 uses only valid blocks).
+    pub fn add(&mut self, left: SeqNumber, right: SeqNumber, una: SeqNumber, max: SeqNumber) {
+        if !(left < right) || right > max || right <= una {
+            return;
+        }
+        let left = left.max(una);
+        // Insert keeping order, then merge neighbours that touch or overlap.
+        let at = self
+            .ranges
+            .iter()
+            .position(|&(l, _)| l > left)
+            .unwrap_or(self.ranges.len());
+        if self.ranges.len() >= MAX_RANGES && at == self.ranges.len() {
+            return;
+        }
+        self.ranges.insert(at, (left, right));
+        let mut merged: Vec<(SeqNumber, SeqNumber)> = Vec::with_capacity(self.ranges.len());
+        for &(l, r) in &self.ranges {
+            match merged.last_mut() {
+                Some(last) if l <= last.1 => last.1 = last.1.max(r),
+                _ => merged.push((l, r)),
+            }
+        }
+        merged.truncate(MAX_RANGES);
+        self.ranges = merged;
+    }
+
+    /// Forget what SND.UNA has passed.
+    pub fn prune(&mut self, una: SeqNumber) {
+        self.ranges.retain(|&(_, r)| r > una);
+        if let Some(first) = self.ranges.first_mut() {
+            if first.0 < una {
+                first.0 = una;
+            }
+        }
+    }
+
+    /// Bytes SACKed.
+    pub fn sacked_bytes(&self) -> usize {
+        self.ranges.iter().map(|&(l, r)| r - l).sum()
+    }
+
+    /// If `seq` lies in a SACKed range, that range's end.
+    pub fn sacked_end_at(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.ranges
+            .iter()
+            .find(|&&(l, r)| seq.in_range(l, r))
+            .map(|&(_, r)| r)
+    }
+
+    /// RFC 6675 §4 IsLost: every un-SACKed byte below the returned sequence number is lost,
+    /// because at least DupThresh SACKed ranges, or more than (DupThresh - 1) * SMSS SACKed
+    /// bytes, lie above it.
+    pub fn lost_boundary(&self, mss: usize) -> Option<SeqNumber> {
+        let mut bytes = 0;
+        for (count, &(l, r)) in self.ranges.iter().rev().enumerate() {
+            bytes += r - l;
+            if count + 1 >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    /// The first un-SACKed hole `[a, b)` at or after `from` and below `limit`.
+    pub fn next_hole(&self, from: SeqNumber, limit: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
+        let mut start = from;
+        for &(l, r) in &self.ranges {
+            if r <= start {
+                continue;
+            }
+            if l > start {
+                let end = l.min(limit);
+                return (start < end).then_some((start, end));
+            }
+            start = r;
+        }
+        None
+    }
+
+    /// Un-SACKed bytes in `[from, to)`.
+    pub fn unsacked_between(&self, from: SeqNumber, to: SeqNumber) -> usize {
+        if !(from < to) {
+            return 0;
+        }
+        let mut total = to - from;
+        for &(l, r) in &self.ranges {
+            let a = l.max(from);
+            let b = r.min(to);
+            if a < b {
+                total -= b - a;
+            }
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u32) -> SeqNumber {
+        SeqNumber(n)
+    }
+
+    #[test]
+    fn merges_and_prunes() {
+        let mut sb = Scoreboard::default();
+        sb.add(s(300), s(400), s(100), s(1000));
+        sb.add(s(200), s(300), s(100), s(1000));
+        sb.add(s(600), s(700), s(100), s(1000));
+        assert_eq!(sb.ranges, vec![(s(200), s(400)), (s(600), s(700))]);
+        assert_eq!(sb.sacked_bytes(), 300);
+        sb.prune(s(350));
+        assert_eq!(sb.ranges, vec![(s(350), s(400)), (s(600), s(700))]);
+        sb.prune(s(800));
+        assert!(sb.is_empty());
+    }
+
+    #[test]
+    fn rejects_invalid_blocks() {
+        let mut sb = Scoreboard::default();
+        sb.add(s(500), s(400), s(100), s(1000)); // inverted
+        sb.add(s(900), s(2000), s(100), s(1000)); // past SND.MAX
+        sb.add(s(10), s(100), s(100), s(1000)); // below SND.UNA
+        sb.add(s(5), s(5), s(0), s(1000)); // empty
+        assert!(sb.is_empty());
+        // Across the wrap.
+        sb.add(s(u32::MAX - 10), s(20), s(u32::MAX - 100), s(100));
+        assert_eq!(sb.sacked_bytes(), 31);
+    }
+
+    #[test]
+    fn bounded_ranges() {
+        let mut sb = Scoreboard::default();
+        for i in 0..1000u32 {
+            sb.add(s(i * 10), s(i * 10 + 5), s(0), s(100_000));
+        }
+        assert!(sb.ranges.len() <= MAX_RANGES);
+    }
+
+    #[test]
+    fn is_lost_by_bytes_or_by_count() {
+        let mut sb = Scoreboard::default();
+        // One range of 2 MSS + 1 byte: everything below it is lost.
+        sb.add(s(2000), s(4001), s(0), s(10_000));
+        assert_eq!(sb.lost_boundary(1000), Some(s(2000)));
+        let mut sb = Scoreboard::default();
+        sb.add(s(2000), s(2100), s(0), s(10_000));
+        sb.add(s(3000), s(3100), s(0), s(10_000));
+        assert_eq!(
+            sb.lost_boundary(1000),
+            None,
+            "two small ranges are not enough"
+        );
+        sb.add(s(4000), s(4100), s(0), s(10_000));
+        assert_eq!(
+            sb.lost_boundary(1000),
+            Some(s(2000)),
+            "three discontiguous ranges"
+        );
+    }
+
+    #[test]
+    fn holes_and_unsacked_bytes() {
+        let mut sb = Scoreboard::default();
+        sb.add(s(200), s(300), s(0), s(1000));
+        sb.add(s(500), s(600), s(0), s(1000));
+        assert_eq!(sb.next_hole(s(0), s(1000)), Some((s(0), s(200))));
+        assert_eq!(sb.next_hole(s(200), s(1000)), Some((s(300), s(500))));
+        assert_eq!(
+            sb.next_hole(s(550), s(1000)),
+            None,
+            "nothing SACKed above: not a hole"
+        );
+        assert_eq!(sb.next_hole(s(300), s(400)), Some((s(300), s(400))));
+        assert_eq!(sb.unsacked_between(s(0), s(1000)), 800);
+        assert_eq!(sb.unsacked_between(s(250), s(550)), 200);
+        assert_eq!(sb.sacked_end_at(s(250)), Some(s(300)));
+        assert_eq!(sb.sacked_end_at(s(300)), None);
+    }
+}
