@@ -233,7 +233,6 @@ impl Connection {
     fn send_new_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         let data_start = self.snd.data_start();
         let buffered_end = data_start + self.snd.buffer.len();
-        let unsent = buffered_end - self.snd.nxt.min(buffered_end);
         let fin_to_send = self.fin_due();
         // Going back after a timeout: bytes the peer SACKed need not be sent again.
         if self.sack_ok && self.snd.nxt < self.snd.max {
