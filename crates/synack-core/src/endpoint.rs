@@ -1,38 +1,49 @@
 //! The endpoint: every connection and listener of one stack, demultiplexed by 4-tuple.
 //!
-//! SKELETON: the public API below is fixed; the bodies are being written.
-#![allow(unused_variables, missing_docs)]
+//! It parses each packet once, hands TCP segments to their connection (a hash map lookup on
+//! the 4-tuple, O(1)), to a listener, or answers them with an RST (RFC 9293 §3.10.7.1); it
+//! answers pings and maps ICMP errors onto the connections they name. Connections that have
+//! something to send sit in a FIFO of "dirty" handles; their deadlines sit in a binary heap
+//! with lazy deletion, so neither output nor timers scan every connection.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::isn::Secrets;
+use crate::seq::SeqNumber;
 use crate::stats::Stats;
+use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
+use crate::tcp::connection::Connection;
 use crate::tcp::State;
 use crate::time::Instant;
+use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
 /// An opaque handle to one connection; it stays valid until [`Endpoint::close`] or
-/// [`Endpoint::abort`] releases it.
+/// [`Endpoint::abort`] releases it. Handles are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle(pub usize);
 
-/// An opaque handle to one listener.
+/// An opaque handle to one listener. Handles are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerHandle(pub usize);
 
-/// Something the application may want to act on.
+/// Something the application may want to act on. Events are hints: the state they announce
+/// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// An active open completed: the connection is ESTABLISHED.
     Connected(ConnectionHandle),
     /// A listener's accept queue holds a connection.
     Incoming(ListenerHandle),
-    /// Data, or the peer's FIN, can be read.
+    /// Data, the peer's FIN, or an error can be read.
     Readable(ConnectionHandle),
     /// Space opened in the send buffer.
     Writable(ConnectionHandle),
-    /// The connection reached CLOSED (or TIME-WAIT after a clean close); `None` for a clean
-    /// close, else why it failed.
+    /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
+    /// failed.
     Closed(ConnectionHandle, Option<Error>),
 }
 
@@ -43,97 +54,934 @@ pub struct Transmit {
     pub len: usize,
 }
 
+/// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
+/// this long at most; past it, more are dropped rather than held (bounded memory under a
+/// flood).
+const MAX_CONTROL_PACKETS: usize = 1024;
+
+/// Events beyond this many undrained are dropped: they are hints, and an application that
+/// never drains them must not make the endpoint grow.
+const MAX_EVENTS: usize = 1 << 16;
+
+/// Who holds a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The application has the handle.
+    App,
+    /// Established and waiting in a listener's accept queue.
+    AcceptQueue(ListenerHandle),
+    /// No one: a half-open passive connection, or one the application closed. Removed once
+    /// CLOSED and quiet.
+    Nobody,
+}
+
+#[derive(Debug)]
+struct Slot {
+    conn: Connection,
+    owner: Owner,
+    /// Counted in this listener's SYN queue while SYN-RECEIVED.
+    syn_of: Option<ListenerHandle>,
+    /// In the `dirty` FIFO.
+    dirty: bool,
+    /// The deadline last pushed into the timer heap.
+    timer: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Listener {
+    local: SocketAddr,
+    backlog: usize,
+    syn_queue: usize,
+    accept_queue: VecDeque<ConnectionHandle>,
+}
+
 /// A sans-IO TCP/IP endpoint.
 #[derive(Debug)]
-pub struct Endpoint {}
+pub struct Endpoint {
+    config: Config,
+    addresses: Vec<IpAddr>,
+    secrets: Secrets,
+    connections: HashMap<ConnectionHandle, Slot>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), ConnectionHandle>,
+    listeners: HashMap<ListenerHandle, Listener>,
+    by_local: HashMap<SocketAddr, ListenerHandle>,
+    next_handle: usize,
+    events: VecDeque<Event>,
+    control: VecDeque<Vec<u8>>,
+    dirty: VecDeque<ConnectionHandle>,
+    timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
+    next_ephemeral: u32,
+    stats: Stats,
+}
 
 impl Endpoint {
     /// An endpoint that owns the given local addresses.
     pub fn new(config: Config, addresses: &[IpAddr]) -> Endpoint {
-        unimplemented!()
+        let secrets = Secrets::new(config.seed);
+        Endpoint {
+            config,
+            addresses: addresses.to_vec(),
+            secrets,
+            connections: HashMap::new(),
+            by_tuple: HashMap::new(),
+            listeners: HashMap::new(),
+            by_local: HashMap::new(),
+            next_handle: 1,
+            events: VecDeque::new(),
+            control: VecDeque::new(),
+            dirty: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            next_ephemeral: 0,
+            stats: Stats::default(),
+        }
     }
+
+    /// The configuration.
     pub fn config(&self) -> &Config {
-        unimplemented!()
+        &self.config
     }
+
+    /// The counters.
     pub fn stats(&self) -> &Stats {
-        unimplemented!()
+        &self.stats
     }
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {}
-    pub fn handle_timeout(&mut self, now: Instant) {}
+
+    /// The stack's own addresses.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
+
+    /// How many connections the endpoint holds, in every state (TIME-WAIT included).
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Input
+    // ---------------------------------------------------------------------------------------
+
+    /// Feed one IP packet received from the link.
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+        self.stats.packets_in += 1;
+        let (ip, payload) = match wire::ip::parse(packet) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.count_wire_error(e),
+        };
+        if !self.addresses.contains(&ip.dst_addr()) {
+            self.stats.drop_not_for_us += 1;
+            return;
+        }
+        match (ip.protocol(), &ip) {
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload),
+            (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
+                Ok(icmp) => self.handle_icmp(now, &ip, icmp),
+                Err(e) => self.count_wire_error(e),
+            },
+            (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
+                match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
+                    Ok(icmp) => self.handle_icmp(now, &ip, icmp),
+                    Err(e) => self.count_wire_error(e),
+                }
+            }
+            _ => self.stats.drop_unsupported += 1,
+        }
+    }
+
+    fn count_wire_error(&mut self, e: WireError) {
+        let s = &mut self.stats;
+        match e {
+            WireError::Truncated | WireError::Malformed => s.drop_malformed += 1,
+            WireError::Checksum => s.drop_checksum += 1,
+            WireError::BadOption => s.drop_bad_option += 1,
+            WireError::Fragment => s.drop_fragment += 1,
+            WireError::Unsupported => s.drop_unsupported += 1,
+        }
+    }
+
+    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8]) {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let seg = match TcpRepr::parse(payload, src, dst) {
+            Ok(seg) => seg,
+            Err(e) => return self.count_wire_error(e),
+        };
+        // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
+        // sources are not for a connection.
+        if !is_unicast(src) {
+            self.stats.drop_malformed += 1;
+            return;
+        }
+        self.stats.segments_in += 1;
+        let local = SocketAddr::new(dst, seg.dst_port);
+        let remote = SocketAddr::new(src, seg.src_port);
+
+        if let Some(&h) = self.by_tuple.get(&(local, remote)) {
+            if self.reuse_time_wait(h, &seg) {
+                self.remove(h);
+            } else {
+                self.deliver(now, h, &seg);
+                return;
+            }
+        }
+        if let Some(l) = self.find_listener(local) {
+            self.handle_listen(now, l, local, remote, &seg);
+            return;
+        }
+        self.reply_rst(local, remote, &seg);
+    }
+
+    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
+    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
+    fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
+        let Some(slot) = self.connections.get(&h) else {
+            return false;
+        };
+        let c = &slot.conn;
+        let is_syn = seg.flags.contains(TcpFlags::SYN)
+            && !seg.flags.contains(TcpFlags::ACK)
+            && !seg.flags.contains(TcpFlags::RST);
+        if c.state == State::Closed {
+            return slot.owner == Owner::Nobody;
+        }
+        if c.state != State::TimeWait || !is_syn || self.find_listener(c.local).is_none() {
+            return false;
+        }
+        match (c.ts.enabled, seg.timestamp) {
+            (true, Some(ts)) => (ts.tsval.wrapping_sub(c.ts.recent) as i32) > 0,
+            _ => seg.seq_number > c.rcv.nxt,
+        }
+    }
+
+    /// Hand a segment to its connection.
+    fn deliver(&mut self, now: Instant, h: ConnectionHandle, seg: &TcpRepr<'_>) {
+        // The final ACK of a passive handshake waits while the accept queue is full (Linux
+        // drops it and lets the SYN-ACK retransmission retry).
+        if let Some(slot) = self.connections.get(&h) {
+            if slot.conn.state == State::SynReceived && slot.conn.passive {
+                if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
+                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
+                        self.stats.drop_listen_overflow += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let _ = slot.conn.handle_segment(now, seg);
+        let v = slot.conn.verdict;
+        if v.out_of_window {
+            self.stats.drop_out_of_window += 1;
+        }
+        if v.paws {
+            self.stats.drop_paws += 1;
+        }
+        if v.challenge_ack {
+            self.stats.challenge_acks += 1;
+        }
+        self.after(h);
+    }
+
+    fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
+        if let Some(&l) = self.by_local.get(&local) {
+            return Some(l);
+        }
+        let any: IpAddr = match local.ip() {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        self.by_local.get(&SocketAddr::new(any, local.port())).copied()
+    }
+
+    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
+    fn handle_listen(
+        &mut self,
+        now: Instant,
+        l: ListenerHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+    ) {
+        let flags = seg.flags;
+        // "First, check for a RST: an incoming RST segment could not be valid since it could
+        // not have been sent in response to anything sent by this incarnation."
+        if flags.contains(TcpFlags::RST) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>".
+        if flags.contains(TcpFlags::ACK) {
+            self.reply_rst(local, remote, seg);
+            return;
+        }
+        // "Third, check for a SYN". A SYN with FIN is nonsense; Linux drops it.
+        if !flags.contains(TcpFlags::SYN) || flags.contains(TcpFlags::FIN) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        let Some(listener) = self.listeners.get(&l) else {
+            return;
+        };
+        if listener.syn_queue >= listener.backlog
+            || listener.accept_queue.len() >= listener.backlog
+            || self.connections.len() >= self.config.max_connections
+        {
+            self.stats.drop_listen_overflow += 1;
+            return;
+        }
+        let iss = self.secrets.isn(local, remote, now);
+        let ts_offset = self.secrets.ts_offset(local, remote);
+        let conn = Connection::accept_syn(now, &self.config, local, remote, iss, ts_offset, seg);
+        let h = self.insert(conn, Owner::Nobody);
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.syn_of = Some(l);
+        }
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.syn_queue += 1;
+        }
+        self.after(h);
+    }
+
+    /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
+    /// incoming segment except another reset."
+    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
+        if seg.flags.contains(TcpFlags::RST) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        let rst = if seg.flags.contains(TcpFlags::ACK) {
+            // "<SEQ=SEG.ACK><CTL=RST>"
+            TcpRepr::new(
+                local.port(),
+                remote.port(),
+                TcpFlags::RST,
+                seg.ack_number,
+                SeqNumber(0),
+            )
+        } else {
+            // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
+            TcpRepr::new(
+                local.port(),
+                remote.port(),
+                TcpFlags::RST | TcpFlags::ACK,
+                SeqNumber(0),
+                seg.seq_number + seg.seq_len(),
+            )
+        };
+        let mut buf = vec![0u8; 80];
+        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &rst, 0, |_| {}) {
+            buf.truncate(len);
+            if self.push_control(buf) {
+                self.stats.rsts_sent += 1;
+            }
+        }
+    }
+
+    fn push_control(&mut self, packet: Vec<u8>) -> bool {
+        if self.control.len() >= MAX_CONTROL_PACKETS {
+            self.stats.drop_other += 1;
+            return false;
+        }
+        self.control.push_back(packet);
+        true
+    }
+
+    fn handle_icmp(&mut self, now: Instant, ip: &IpRepr, icmp: IcmpRepr<'_>) {
+        let v6 = matches!(ip, IpRepr::Ipv6(_));
+        match icmp {
+            IcmpRepr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                if !is_unicast(ip.src_addr()) {
+                    self.stats.drop_other += 1;
+                    return;
+                }
+                let reply = IcmpRepr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                let proto = if v6 {
+                    IpProtocol::Icmpv6
+                } else {
+                    IpProtocol::Icmp
+                };
+                let Ok(out_ip) = IpRepr::new(
+                    ip.dst_addr(),
+                    ip.src_addr(),
+                    proto,
+                    reply.buffer_len(),
+                    HOP_LIMIT,
+                ) else {
+                    return;
+                };
+                let hl = out_ip.header_len();
+                let mut buf = vec![0u8; out_ip.buffer_len()];
+                out_ip.emit(&mut buf[..hl]);
+                match (ip.dst_addr(), ip.src_addr()) {
+                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
+                    _ => reply.emit_v4(&mut buf[hl..]),
+                }
+                if self.push_control(buf) {
+                    self.stats.echo_replies += 1;
+                }
+            }
+            IcmpRepr::DstUnreachable { code, invoking } => {
+                let error = match (v6, code) {
+                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
+                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
+                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
+                    _ => Error::HostUnreachable,
+                };
+                self.icmp_error(now, invoking, Some(error), None);
+            }
+            IcmpRepr::PacketTooBig { mtu, invoking } => {
+                self.icmp_error(now, invoking, None, Some(mtu));
+            }
+            IcmpRepr::TimeExceeded { invoking, .. } => {
+                self.icmp_error(now, invoking, Some(Error::HostUnreachable), None);
+            }
+            _ => self.stats.drop_other += 1,
+        }
+    }
+
+    /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
+    /// sequence number is one we have sent and not yet seen acknowledged).
+    fn icmp_error(
+        &mut self,
+        now: Instant,
+        invoking: &[u8],
+        error: Option<Error>,
+        mtu: Option<u32>,
+    ) {
+        let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let local = SocketAddr::new(osrc, sport);
+        let remote = SocketAddr::new(odst, dport);
+        let Some(&h) = self.by_tuple.get(&(local, remote)) else {
+            self.stats.drop_other += 1;
+            return;
+        };
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let c = &mut slot.conn;
+        if !(seq >= c.snd.una && seq < c.snd.max.max(c.snd.una + 1)) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        if let Some(mtu) = mtu {
+            // RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below
+            // the protocol minimum, and resend what was in flight.
+            let headers = if c.local.is_ipv6() { 60 } else { 40 };
+            let floor = if c.local.is_ipv6() { 1220 } else { 536 };
+            let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
+            if new_mss < c.snd.mss {
+                c.snd.mss = new_mss;
+                c.cc.set_mss(new_mss);
+                if c.is_synchronized() {
+                    c.snd.nxt = c.snd.una;
+                }
+            }
+        } else if let Some(error) = error {
+            // Linux: during the handshake an ICMP error ends the connect; afterwards it is a
+            // soft error, reported only if the connection later times out.
+            let active_open =
+                c.state == State::SynSent || (c.state == State::SynReceived && !c.passive);
+            if active_open {
+                c.enter_closed(Some(error));
+            } else {
+                c.soft_error = Some(error);
+            }
+        }
+        let _ = now;
+        self.after(h);
+    }
+
+    /// Run every timer that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.connections.get_mut(&h) else {
+                continue;
+            };
+            if slot.timer != Some(t) {
+                continue; // superseded
+            }
+            slot.timer = None;
+            let _ = slot.conn.handle_timeout(now);
+            self.after(h);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Output
+    // ---------------------------------------------------------------------------------------
+
+    /// Write the next packet to send into `buf` (which should hold at least the MTU).
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        while let Some(packet) = self.control.pop_front() {
+            if buf.len() >= packet.len() {
+                buf[..packet.len()].copy_from_slice(&packet);
+                self.stats.packets_out += 1;
+                return Some(Transmit { len: packet.len() });
+            }
+        }
+        while let Some(&h) = self.dirty.front() {
+            let Some(slot) = self.connections.get_mut(&h) else {
+                self.dirty.pop_front();
+                continue;
+            };
+            match slot.conn.poll_transmit(now, buf) {
+                Some(sent) => {
+                    self.stats.packets_out += 1;
+                    self.stats.segments_out += 1;
+                    if sent.retransmit {
+                        self.stats.retransmits += 1;
+                    }
+                    if sent.rst {
+                        self.stats.rsts_sent += 1;
+                    }
+                    self.schedule(h);
+                    return Some(Transmit { len: sent.len });
+                }
+                None => {
+                    slot.dirty = false;
+                    self.dirty.pop_front();
+                    self.schedule(h);
+                    self.maybe_remove(h);
+                }
+            }
+        }
         None
     }
+
+    /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop superseded entries (lazy deletion) so the answer is exact.
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            match self.connections.get(&h) {
+                Some(slot) if slot.timer == Some(t) => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
         None
     }
+
+    /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        None
+        self.events.pop_front()
     }
+
+    // ---------------------------------------------------------------------------------------
+    // Bookkeeping
+    // ---------------------------------------------------------------------------------------
+
+    fn insert(&mut self, conn: Connection, owner: Owner) -> ConnectionHandle {
+        let h = ConnectionHandle(self.next_handle);
+        self.next_handle += 1;
+        self.by_tuple.insert((conn.local, conn.remote), h);
+        self.connections.insert(
+            h,
+            Slot {
+                conn,
+                owner,
+                syn_of: None,
+                dirty: false,
+                timer: None,
+            },
+        );
+        h
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push_back(event);
+        }
+    }
+
+    /// After anything touched connection `h`: turn its notifications into events, move a
+    /// completed passive open to its accept queue, queue it for output, reschedule its timer.
+    fn after(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let n = slot.conn.take_notify();
+        let state = slot.conn.state;
+        let owner = slot.owner;
+        let error = slot.conn.error;
+        if state != State::SynReceived {
+            if let Some(l) = slot.syn_of.take() {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
+                    if n.connected && owner == Owner::Nobody {
+                        listener.accept_queue.push_back(h);
+                        if let Some(slot) = self.connections.get_mut(&h) {
+                            slot.owner = Owner::AcceptQueue(l);
+                        }
+                        self.stats.connections_established += 1;
+                        self.push_event(Event::Incoming(l));
+                    }
+                }
+            }
+        }
+        if owner == Owner::App {
+            if n.connected {
+                self.stats.connections_established += 1;
+                self.push_event(Event::Connected(h));
+            }
+            if n.readable {
+                self.push_event(Event::Readable(h));
+            }
+            if n.writable {
+                self.push_event(Event::Writable(h));
+            }
+            if n.closed {
+                self.push_event(Event::Closed(h, error));
+            }
+        }
+        if let Some(slot) = self.connections.get_mut(&h) {
+            if slot.conn.state == State::Closed
+                && slot.owner == Owner::Nobody
+                && !slot.conn.has_pending_output()
+            {
+                self.remove(h);
+                return;
+            }
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push_back(h);
+            }
+        }
+        self.schedule(h);
+    }
+
+    fn schedule(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let t = slot.conn.poll_timeout();
+        if t != slot.timer {
+            slot.timer = t;
+            if let Some(t) = t {
+                self.timers.push(Reverse((t, h)));
+            }
+        }
+    }
+
+    /// Free a connection that is CLOSED, owned by no one and has nothing left to send.
+    fn maybe_remove(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get(&h) else {
+            return;
+        };
+        if slot.conn.state == State::Closed && slot.owner == Owner::Nobody && !slot.dirty {
+            self.remove(h);
+        }
+    }
+
+    fn remove(&mut self, h: ConnectionHandle) {
+        if let Some(slot) = self.connections.remove(&h) {
+            if self.by_tuple.get(&(slot.conn.local, slot.conn.remote)) == Some(&h) {
+                self.by_tuple.remove(&(slot.conn.local, slot.conn.remote));
+            }
+            if let Some(l) = slot.syn_of {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
+                }
+            }
+            if let Owner::AcceptQueue(l) = slot.owner {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.accept_queue.retain(|&c| c != h);
+                }
+            }
+        }
+    }
+
+    fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {
+        match self.connections.get_mut(&h) {
+            Some(slot) if slot.owner == Owner::App => Ok(slot),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    fn app_conn(&self, h: ConnectionHandle) -> Result<&Connection, Error> {
+        match self.connections.get(&h) {
+            Some(slot) if slot.owner == Owner::App => Ok(&slot.conn),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// RFC 6056 §3.3.3 (Algorithm 3): a per-destination offset from a keyed hash plus a
+    /// global counter, so ports are hard to guess yet reuse of one tuple is rare.
+    fn ephemeral_port(&mut self, local_ip: IpAddr, remote: SocketAddr) -> Result<u16, Error> {
+        let (min, max) = self.config.ephemeral_ports;
+        if min == 0 || max < min {
+            return Err(Error::AddrNotAvailable);
+        }
+        let num = u32::from(max - min) + 1;
+        let offset = self.secrets.port_offset(local_ip, remote);
+        for count in 0..num {
+            let port = min
+                + (self
+                    .next_ephemeral
+                    .wrapping_add(offset)
+                    .wrapping_add(count)
+                    % num) as u16;
+            let local = SocketAddr::new(local_ip, port);
+            if !self.by_tuple.contains_key(&(local, remote)) && self.find_listener(local).is_none()
+            {
+                self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
+                return Ok(port);
+            }
+        }
+        Err(Error::AddrNotAvailable)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Commands
+    // ---------------------------------------------------------------------------------------
+
+    /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with
+    /// the next `poll_transmit`; [`Event::Connected`] or [`Event::Closed`] follows.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
-        unimplemented!()
+        if remote.port() == 0 || !is_unicast(remote.ip()) {
+            return Err(Error::InvalidInput);
+        }
+        let local_ip = self
+            .addresses
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == remote.is_ipv4())
+            .ok_or(Error::AddrNotAvailable)?;
+        if self.connections.len() >= self.config.max_connections {
+            return Err(Error::NoBufferSpace);
+        }
+        let port = self.ephemeral_port(local_ip, remote)?;
+        let local = SocketAddr::new(local_ip, port);
+        let iss = self.secrets.isn(local, remote, now);
+        let ts_offset = self.secrets.ts_offset(local, remote);
+        let conn = Connection::connect(now, &self.config, local, remote, iss, ts_offset);
+        let h = self.insert(conn, Owner::App);
+        tracing::debug!(?h, %local, %remote, "connect");
+        self.after(h);
+        Ok(h)
     }
+
+    /// Listen on `local` (an own address, or the unspecified address for all of them). Port 0
+    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
+    /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
-        unimplemented!()
+        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        let mut local = local;
+        if local.port() == 0 {
+            let (min, max) = self.config.ephemeral_ports;
+            let free = (min..=max).find(|&p| {
+                let a = SocketAddr::new(local.ip(), p);
+                !self.by_local.contains_key(&a)
+                    && !self.by_tuple.keys().any(|(l, _)| l.port() == p)
+            });
+            local.set_port(free.ok_or(Error::AddrNotAvailable)?);
+        }
+        if self.by_local.contains_key(&local) {
+            return Err(Error::AddrInUse);
+        }
+        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
+        let l = ListenerHandle(self.next_handle);
+        self.next_handle += 1;
+        self.listeners.insert(
+            l,
+            Listener {
+                local,
+                backlog,
+                syn_queue: 0,
+                accept_queue: VecDeque::new(),
+            },
+        );
+        self.by_local.insert(local, l);
+        Ok(l)
     }
+
+    /// Take an established connection from a listener's accept queue.
     pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
-        unimplemented!()
+        let l = self
+            .listeners
+            .get_mut(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.owner = Owner::App;
+            // What happened while it waited in the queue is news to the application now.
+            let readable = slot.conn.recv_ready();
+            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
+            if readable {
+                self.push_event(Event::Readable(h));
+            }
+            if let Some(error) = closed {
+                self.push_event(Event::Closed(h, error));
+            }
+        }
+        Ok(h)
     }
+
+    /// Stop listening. Connections still in its queues are reset, as Linux does.
     pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
-        unimplemented!()
+        let l = self
+            .listeners
+            .remove(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        self.by_local.remove(&l.local);
+        let doomed: Vec<ConnectionHandle> = self
+            .connections
+            .iter()
+            .filter(|(_, s)| {
+                s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener)
+            })
+            .map(|(&h, _)| h)
+            .collect();
+        for h in doomed {
+            if let Some(slot) = self.connections.get_mut(&h) {
+                slot.owner = Owner::Nobody;
+                slot.syn_of = None;
+                slot.conn.abort();
+                slot.conn.close(now);
+            }
+            self.after(h);
+        }
+        Ok(())
     }
+
+    /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
+    /// full ([`Event::Writable`] follows), `Err(BrokenPipe)` after shutdown.
     pub fn send(
         &mut self,
         now: Instant,
         conn: ConnectionHandle,
         data: &[u8],
     ) -> Result<usize, Error> {
-        unimplemented!()
+        let _ = now;
+        let slot = self.app_slot(conn)?;
+        let n = slot.conn.send(data)?;
+        self.after(conn);
+        Ok(n)
     }
+
+    /// Read received bytes. `Ok(0)` is end of stream; `Err(WouldBlock)` means nothing yet
+    /// ([`Event::Readable`] follows).
     pub fn recv(
         &mut self,
         now: Instant,
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
-        unimplemented!()
+        let _ = now;
+        let slot = self.app_slot(conn)?;
+        let result = slot.conn.recv(buf);
+        if matches!(result, Ok(n) if n > 0) {
+            self.after(conn);
+        }
+        result
     }
+
+    /// Send FIN after the queued data (half-close); reading continues.
     pub fn shutdown(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        unimplemented!()
+        let _ = now;
+        let slot = self.app_slot(conn)?;
+        slot.conn.shutdown()?;
+        self.after(conn);
+        Ok(())
     }
+
+    /// Release the handle. The connection closes gracefully in the background (FIN after the
+    /// queued data, then TIME-WAIT), or is reset if received data was left unread.
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        unimplemented!()
+        let slot = self.app_slot(conn)?;
+        slot.owner = Owner::Nobody;
+        slot.conn.close(now);
+        self.after(conn);
+        self.maybe_remove(conn);
+        Ok(())
     }
+
+    /// Reset the connection and release the handle.
     pub fn abort(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        unimplemented!()
+        let _ = now;
+        let slot = self.app_slot(conn)?;
+        slot.owner = Owner::Nobody;
+        slot.conn.abort();
+        self.after(conn);
+        Ok(())
     }
+
+    /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
-        unimplemented!()
+        let slot = self.app_slot(conn)?;
+        slot.conn.nodelay = nodelay;
+        self.after(conn);
+        Ok(())
     }
+
+    /// The connection's RFC 9293 state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<State, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.state)
     }
+
+    /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.local)
     }
+
+    /// The connection's remote address.
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.remote)
     }
+
+    /// The address a listener listens on.
     pub fn listener_addr(&self, listener: ListenerHandle) -> Result<SocketAddr, Error> {
-        unimplemented!()
+        self.listeners
+            .get(&listener)
+            .map(|l| l.local)
+            .ok_or(Error::InvalidHandle)
     }
+
     /// Bytes that `send` would accept now.
     pub fn send_capacity(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.send_capacity())
     }
-    /// Bytes (or EOF) that `recv` would return now.
+
+    /// Whether `recv` would return something now (bytes, end of stream or an error).
     pub fn recv_ready(&self, conn: ConnectionHandle) -> Result<bool, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.recv_ready())
     }
+
     /// The error the connection failed with, if any.
     pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
-        unimplemented!()
+        Ok(self.app_conn(conn)?.error)
+    }
+
+    /// Bytes queued for sending and not yet acknowledged.
+    pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.app_conn(conn)?.snd.buffer.len())
+    }
+}
+
+/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
+fn is_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
+        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
     }
 }

@@ -1,6 +1,9 @@
 //! TCP: one connection's buffers, timers, estimators and state machine.
 
 pub mod congestion;
+pub mod recv_buffer;
+pub mod rtt;
+pub mod send_buffer;
 
 /// The states of RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,3 +31,4 @@ pub enum State {
     /// Both FINs acknowledged; waiting 2*MSL for stray segments.
     TimeWait,
 }
+pub(crate) mod connection;

@@ -1,0 +1,355 @@
+//! Opening: active and passive opens, option negotiation and the SYN-SENT state
+//! (RFC 9293 §3.5, §3.10.7.3; RFC 7323; RFC 2018).
+
+use std::net::SocketAddr;
+
+use super::{
+    default_mss, ConnConfig, Connection, Disposition, Notify, Receiver, Recovery, Sender,
+    Timestamps, Timers, MAX_WINDOW_SCALE, MIN_MSS,
+};
+use crate::config::Config;
+use crate::error::Error;
+use crate::seq::SeqNumber;
+use crate::tcp::recv_buffer::RecvBuffer;
+use crate::tcp::rtt::RttEstimator;
+use crate::tcp::send_buffer::SendBuffer;
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
+
+/// The shift that lets a window of `buffer` bytes fit the 16-bit field (RFC 7323 §2.2), the
+/// smallest that does, as Linux chooses it.
+pub(crate) fn window_shift_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < MAX_WINDOW_SCALE && (buffer >> shift) > u16::MAX as usize {
+        shift += 1;
+    }
+    shift
+}
+
+/// What the peer's SYN (or SYN-ACK) offered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerOptions {
+    pub mss: Option<u16>,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub tsval: Option<u32>,
+}
+
+impl PeerOptions {
+    pub fn of(seg: &TcpRepr<'_>) -> PeerOptions {
+        PeerOptions {
+            mss: seg.max_seg_size,
+            wscale: seg.window_scale,
+            sack_permitted: seg.sack_permitted,
+            tsval: seg.timestamp.map(|t| t.tsval),
+        }
+    }
+}
+
+impl Connection {
+    /// A connection in the state before its first SYN is sent or received.
+    fn fresh(
+        now: Instant,
+        config: &Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ts_offset: u32,
+    ) -> Connection {
+        let ipv6 = local.is_ipv6();
+        let our_mss = if ipv6 {
+            (config.mss_v4() as usize).saturating_sub(20)
+        } else {
+            config.mss_v4() as usize
+        };
+        let rcv_wscale = if config.window_scaling {
+            window_shift_for(config.recv_buffer)
+        } else {
+            0
+        };
+        let send_mss = default_mss(ipv6);
+        Connection {
+            state: State::Closed,
+            local,
+            remote,
+            snd: Sender {
+                iss,
+                una: iss,
+                nxt: iss,
+                max: iss,
+                wnd: 0,
+                max_wnd: 0,
+                wl1: SeqNumber(0),
+                wl2: iss,
+                mss: send_mss,
+                wscale: 0,
+                buffer: SendBuffer::new(config.send_buffer),
+                fin_queued: false,
+                fin_seq: None,
+                syn_unacked: true,
+            },
+            rcv: Receiver {
+                irs: SeqNumber(0),
+                nxt: SeqNumber(0),
+                adv: SeqNumber(0),
+                mss: our_mss,
+                wscale: rcv_wscale,
+                buffer: RecvBuffer::new(config.recv_buffer, config.max_ooo_segments),
+                fin_seq: None,
+                fin_received: false,
+                unacked_segments: 0,
+                ack_now: false,
+                sack_changed: false,
+            },
+            ts: Timestamps {
+                enabled: config.timestamps,
+                offset: ts_offset,
+                recent: 0,
+                recent_age: now,
+            },
+            sack_ok: config.sack,
+            wscale_ok: config.window_scaling,
+            reset_reply: None,
+            rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
+            cc: config.congestion.build(now, send_mss),
+            recovery: Recovery::default(),
+            timers: Timers::default(),
+            backoff: 0,
+            rtt_seq: None,
+            syn_pending: false,
+            rst_pending: false,
+            nodelay: config.nodelay,
+            app_closed: false,
+            error: None,
+            soft_error: None,
+            notify: Notify::default(),
+            challenge_acks: (now, 0),
+            retransmits: 0,
+            unacked_since: None,
+            last_recv: now,
+            keepalive_probes: 0,
+            cfg: ConnConfig::from_config(config),
+            verdict: Default::default(),
+            passive: false,
+            probe_pending: false,
+            persist_backoff: 0,
+            sws_override: false,
+        }
+    }
+
+    /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
+    pub fn connect(
+        now: Instant,
+        config: &Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ts_offset: u32,
+    ) -> Connection {
+        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+        conn.set_state(State::SynSent);
+        conn.snd.nxt = iss;
+        conn.syn_pending = true;
+        conn
+    }
+
+    /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
+    /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
+    pub fn accept_syn(
+        now: Instant,
+        config: &Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ts_offset: u32,
+        syn: &TcpRepr<'_>,
+    ) -> Connection {
+        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+        conn.passive = true;
+        conn.set_state(State::SynReceived);
+        conn.rcv.irs = syn.seq_number;
+        conn.rcv.nxt = syn.seq_number + 1;
+        conn.negotiate(PeerOptions::of(syn));
+        if let Some(tsval) = conn.ts.enabled.then_some(()).and(PeerOptions::of(syn).tsval) {
+            conn.ts.recent = tsval;
+            conn.ts.recent_age = now;
+        }
+        // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
+        // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
+        conn.snd.wnd = syn.window_len as usize;
+        conn.snd.max_wnd = conn.snd.wnd;
+        conn.snd.wl1 = syn.seq_number;
+        conn.snd.wl2 = iss;
+        conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
+        conn.syn_pending = true;
+        conn
+    }
+
+    /// The window we offer in our SYN or SYN-ACK, before scaling.
+    fn initial_window(&self) -> usize {
+        self.rcv.buffer.window().min(u16::MAX as usize)
+    }
+
+    /// Apply the peer's SYN options: each option is used only if both sides offered it.
+    pub(super) fn negotiate(&mut self, peer: PeerOptions) {
+        let ipv6 = self.local.is_ipv6();
+        // RFC 9293 §3.7.1: with no MSS option, assume the default; never exceed our own MTU.
+        let peer_mss = peer
+            .mss
+            .map(usize::from)
+            .unwrap_or_else(|| default_mss(ipv6))
+            .max(MIN_MSS);
+        self.snd.mss = peer_mss.min(self.rcv.mss);
+        self.cc.set_mss(self.snd.mss);
+        // RFC 7323 §2.2: scaling is in effect only if both sides sent the option; "the shift
+        // count MUST be limited to 14" (§2.3), logged by Linux as a bogus value.
+        match (self.cfg.window_scaling, peer.wscale) {
+            (true, Some(shift)) => {
+                self.snd.wscale = shift.min(MAX_WINDOW_SCALE);
+                self.wscale_ok = true;
+            }
+            _ => {
+                self.wscale_ok = false;
+                self.snd.wscale = 0;
+                self.rcv.wscale = 0;
+            }
+        }
+        // RFC 2018 §2: SACK only if both sent SACK-permitted.
+        self.sack_ok = self.cfg.sack && peer.sack_permitted;
+        // RFC 7323 §3.2: timestamps only if both sent the option in the SYNs.
+        self.ts.enabled = self.cfg.timestamps && peer.tsval.is_some();
+    }
+
+    /// The SYN or SYN-ACK segment, with our options in Linux's order (the wire layer lays
+    /// them out).
+    pub(super) fn syn_segment(&self, now: Instant) -> TcpRepr<'static> {
+        let active = self.state == State::SynSent;
+        let mut flags = TcpFlags::SYN;
+        if !active {
+            flags |= TcpFlags::ACK;
+        }
+        let mut seg = TcpRepr::new(
+            self.local.port(),
+            self.remote.port(),
+            flags,
+            self.snd.iss,
+            if active { SeqNumber(0) } else { self.rcv.nxt },
+        );
+        seg.window_len = self.initial_window() as u16;
+        seg.max_seg_size = Some(self.rcv.mss.min(u16::MAX as usize) as u16);
+        // In a SYN we offer what the config allows; in a SYN-ACK only what was negotiated.
+        let (wscale, sack, ts) = if active {
+            (self.cfg.window_scaling, self.cfg.sack, self.cfg.timestamps)
+        } else {
+            (self.wscale_ok, self.sack_ok, self.ts.enabled)
+        };
+        if wscale {
+            seg.window_scale = Some(self.rcv.wscale);
+        }
+        seg.sack_permitted = sack;
+        if ts {
+            seg.timestamp = Some(crate::wire::TcpTimestamp {
+                tsval: self.ts_now(now),
+                tsecr: if active { 0 } else { self.ts.recent },
+            });
+        }
+        seg
+    }
+
+    /// RFC 9293 §3.10.7.3: a segment arrives in SYN-SENT.
+    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+        let ack = seg.flags.contains(TcpFlags::ACK);
+        // "If the ACK bit is set: if SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless
+        // the RST bit is set, if so drop the segment and return)".
+        if ack && (seg.ack_number <= self.snd.iss || seg.ack_number > self.snd.max) {
+            if !seg.flags.contains(TcpFlags::RST) {
+                self.reset_reply = Some((seg.ack_number, None));
+            }
+            return Disposition::Keep;
+        }
+        if seg.flags.contains(TcpFlags::RST) {
+            // "If the ACK was acceptable, then signal to the user 'error: connection reset',
+            // drop the segment, enter CLOSED state" — the kernel reports ECONNREFUSED. RFC
+            // 5961 §3.2 keeps this check: an RST in SYN-SENT needs an acceptable ACK.
+            if ack {
+                self.enter_closed(Some(Error::ConnectionRefused));
+                return Disposition::Closed;
+            }
+            return Disposition::Keep;
+        }
+        if !seg.flags.contains(TcpFlags::SYN) {
+            // "If neither of the SYN or RST bits is set, then drop the segment and return."
+            return Disposition::Keep;
+        }
+        self.rcv.irs = seg.seq_number;
+        self.rcv.nxt = seg.seq_number + 1;
+        let peer = PeerOptions::of(seg);
+        self.negotiate(peer);
+        if self.ts.enabled {
+            if let Some(ts) = seg.timestamp {
+                self.ts.recent = ts.tsval;
+                self.ts.recent_age = now;
+            }
+        }
+        self.snd.wl1 = seg.seq_number;
+        self.last_recv = now;
+        if ack {
+            // Our SYN is acknowledged: ESTABLISHED. RFC 7323 §2.2: the SYN-ACK's window is not
+            // scaled.
+            self.snd.wnd = seg.window_len as usize;
+            self.snd.max_wnd = self.snd.wnd;
+            self.snd.wl2 = seg.ack_number;
+            self.ack_syn(now, seg);
+            self.rcv.adv = self.rcv.nxt + self.advertisable_window();
+            self.set_state(State::Established);
+            self.apply_queued_fin();
+            self.notify.connected = true;
+            self.notify.writable = true;
+            self.rcv.ack_now = true;
+            // Data or FIN riding on the SYN-ACK is rare but legal: queue it like any other.
+            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
+                let mut rest = *seg;
+                rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
+                rest.seq_number = seg.seq_number + 1;
+                return self.handle_synchronized(now, &rest);
+            }
+        } else {
+            // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
+            // ISS (RFC 9293 §3.5, figure 8).
+            self.snd.wnd = seg.window_len as usize;
+            self.snd.max_wnd = self.snd.wnd;
+            self.snd.nxt = self.snd.iss;
+            self.set_state(State::SynReceived);
+            self.rcv.adv = self.rcv.nxt + self.initial_window();
+            self.syn_pending = true;
+            self.backoff = 0;
+            self.timers.retransmit = None;
+        }
+        Disposition::Keep
+    }
+
+    /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample
+    /// unless the SYN was retransmitted (Karn), and restore the RTO (RFC 6298 §5.7: after a
+    /// SYN timeout the data RTO starts at 3 s; we take a sample instead when we have one).
+    pub(super) fn ack_syn(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        self.snd.una = self.snd.iss + 1;
+        self.snd.nxt = self.snd.nxt.max(self.snd.una);
+        self.snd.syn_unacked = false;
+        self.syn_pending = false;
+        if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
+            self.rtt.sample(sample);
+        }
+        self.rtt_seq = None;
+        self.backoff = 0;
+        self.timers.retransmit = None;
+        self.cc = self.cc_rebuild(now);
+    }
+
+    /// A fresh controller sized for the negotiated MSS.
+    fn cc_rebuild(&self, now: Instant) -> Box<dyn crate::tcp::congestion::Controller> {
+        let mut cc = self.cfg.congestion.build(now, self.snd.mss);
+        cc.set_mss(self.snd.mss);
+        cc
+    }
+}

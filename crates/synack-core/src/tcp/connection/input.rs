@@ -1,0 +1,529 @@
+//! Segment arrival (RFC 9293 §3.10.7.4) in SYN-RECEIVED and the synchronized states, with
+//! PAWS (RFC 7323 §5), RFC 5961's blind-attack checks, and RFC 5681's ACK handling.
+
+use std::time::Duration;
+
+use super::{Connection, Disposition};
+use crate::error::Error;
+use crate::seq::SeqNumber;
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
+
+/// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// What the synchronized-state processing made of a segment, for the endpoint's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct InputVerdict {
+    pub out_of_window: bool,
+    pub paws: bool,
+    pub challenge_ack: bool,
+}
+
+impl Connection {
+    /// Feed one segment addressed to this connection.
+    pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+        self.verdict = InputVerdict::default();
+        match self.state {
+            State::Closed | State::Listen => Disposition::Closed,
+            State::SynSent => self.handle_syn_sent(now, seg),
+            _ => self.handle_synchronized(now, seg),
+        }
+    }
+
+    /// The window we can advertise now: the buffer's room, but never less than what we
+    /// already promised (RFC 9293 §3.8.6.2.2), and only grown in steps of at least
+    /// min(buffer/2, MSS) (receiver SWS avoidance).
+    pub(super) fn advertisable_window(&self) -> usize {
+        let promised = self.rcv.adv - self.rcv.nxt;
+        let room = self.rcv.buffer.window();
+        let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
+        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let wnd = if room >= promised + threshold || promised == 0 && room >= threshold {
+            room
+        } else {
+            promised
+        };
+        wnd.min(max)
+    }
+
+    /// An RTT sample for an ACK covering `acked` (RFC 7323 §4.3 with timestamps, else the
+    /// timed segment if Karn's rule allows).
+    pub(super) fn rtt_sample_for(
+        &self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        acked: SeqNumber,
+    ) -> Option<Duration> {
+        if self.ts.enabled {
+            if let Some(ts) = seg.timestamp {
+                if ts.tsecr != 0 {
+                    let sent = ts.tsecr.wrapping_sub(self.ts.offset);
+                    let elapsed = (now.total_millis() as u32).wrapping_sub(sent);
+                    // A TSecr from the future or absurdly old is not a sample.
+                    if elapsed < 60_000 {
+                        return Some(Duration::from_millis(elapsed as u64));
+                    }
+                }
+            }
+        }
+        match self.rtt_seq {
+            Some((seq, sent)) if acked > seq => Some(now - sent),
+            _ => None,
+        }
+    }
+
+    /// Send an ACK in reply to an unacceptable segment, rate-limited as RFC 5961 §7 asks for
+    /// challenge ACKs.
+    fn challenge_ack(&mut self, now: Instant) {
+        let (slot, count) = self.challenge_acks;
+        if now - slot >= Duration::from_secs(1) {
+            self.challenge_acks = (now, 0);
+        }
+        if self.challenge_acks.1 < self.cfg.challenge_ack_limit {
+            self.challenge_acks.1 += 1;
+            self.rcv.ack_now = true;
+            self.verdict.challenge_ack = true;
+        }
+        let _ = count;
+    }
+
+    /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.
+    pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+        let flags = seg.flags;
+        let rst = flags.contains(TcpFlags::RST);
+        let syn = flags.contains(TcpFlags::SYN);
+
+        // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again (Linux
+        // tcp_check_req does the same).
+        if self.state == State::SynReceived
+            && syn
+            && !rst
+            && !flags.contains(TcpFlags::ACK)
+            && seg.seq_number == self.rcv.irs
+        {
+            self.syn_pending = true;
+            return Disposition::Keep;
+        }
+
+        // RFC 7323 §5.3 R1: PAWS. "If there is a Timestamps option in the arriving segment,
+        // SEG.TSval < TS.Recent, and if TS.Recent is valid, then treat the arriving segment as
+        // not acceptable: send an acknowledgment in reply (unless RST) and drop it."
+        if self.ts.enabled && !rst {
+            if let Some(ts) = seg.timestamp {
+                let older = (ts.tsval.wrapping_sub(self.ts.recent) as i32) < 0;
+                if older && now - self.ts.recent_age < PAWS_IDLE {
+                    self.verdict.paws = true;
+                    self.rcv.ack_now = true;
+                    return Disposition::Keep;
+                }
+            }
+        }
+
+        // First: the sequence number check (RFC 9293 §3.10.7.4, the four cases).
+        let seg_len = seg.seq_len();
+        let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+        let start = seg.seq_number;
+        let end = start + seg_len;
+        let acceptable = match (seg_len, rcv_wnd) {
+            (0, 0) => start == self.rcv.nxt,
+            (0, _) => start.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd),
+            (_, 0) => false,
+            (_, _) => {
+                start.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
+                    || (end - 1).in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
+            }
+        };
+        // RFC 9293 §3.8.6.1: with a zero window we still process ACKs (and RST, URG) of
+        // segments that start at RCV.NXT.
+        let zero_window_ok = rcv_wnd == 0 && start == self.rcv.nxt;
+        if !acceptable && !zero_window_ok {
+            // "If an incoming segment is not acceptable, an acknowledgment should be sent in
+            // reply (unless the RST bit is set, if so drop the segment and return)".
+            self.verdict.out_of_window = true;
+            if !rst {
+                if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
+                    // "The only thing that can arrive in this state is a retransmission of the
+                    // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+                    self.timers.time_wait = Some(now + self.cfg.time_wait);
+                }
+                self.challenge_ack(now);
+            }
+            return Disposition::Keep;
+        }
+
+        // Second: the RST bit (RFC 9293 §3.10.7.4 with RFC 5961 §3.2): only an RST at exactly
+        // RCV.NXT resets; any other in-window RST draws a challenge ACK.
+        if rst {
+            if start != self.rcv.nxt {
+                self.challenge_ack(now);
+                return Disposition::Keep;
+            }
+            return self.handle_reset();
+        }
+
+        // Fourth: the SYN bit. RFC 5961 §4.2: in a synchronized state (and SYN-RECEIVED, for
+        // a SYN other than the retransmission handled above) any SYN gets a challenge ACK.
+        if syn {
+            self.challenge_ack(now);
+            return Disposition::Keep;
+        }
+
+        // Fifth: "if the ACK bit is off, drop the segment and return".
+        if !flags.contains(TcpFlags::ACK) {
+            return Disposition::Keep;
+        }
+
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+
+        // RFC 7323 §4.3 (2): record TS.Recent if the segment covers RCV.NXT ("SEG.SEQ =<
+        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that).
+        if self.ts.enabled {
+            if let Some(ts) = seg.timestamp {
+                if start <= self.rcv.nxt
+                    && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
+                {
+                    self.ts.recent = ts.tsval;
+                    self.ts.recent_age = now;
+                }
+            }
+        }
+
+        if self.state == State::SynReceived {
+            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state ... If the segment
+            // acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>".
+            if seg.ack_number > self.snd.una && seg.ack_number <= self.snd.max {
+                self.snd.wnd = (seg.window_len as usize) << self.snd.wscale;
+                self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
+                self.snd.wl1 = seg.seq_number;
+                self.snd.wl2 = seg.ack_number;
+                self.ack_syn(now, seg);
+                self.set_state(State::Established);
+                self.apply_queued_fin();
+                self.notify.connected = true;
+                self.notify.writable = true;
+            } else {
+                self.reset_reply = Some((seg.ack_number, None));
+                return Disposition::Keep;
+            }
+        }
+
+        if let Some(d) = self.process_ack(now, seg) {
+            return d;
+        }
+
+        // Seventh: the segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2.
+        if !seg.payload.is_empty() {
+            match self.state {
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    self.receive_data(seg);
+                }
+                // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur since a FIN
+                // has been received from the remote side. Ignore the segment text."
+                _ => {}
+            }
+        }
+
+        // Eighth: the FIN bit.
+        if flags.contains(TcpFlags::FIN) {
+            let fin_seq = start + seg.payload.len();
+            match self.state {
+                State::Established | State::FinWait1 | State::FinWait2 => {
+                    if fin_seq >= self.rcv.nxt && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt
+                    {
+                        self.rcv.fin_seq = Some(fin_seq);
+                    }
+                    self.rcv.ack_now = true;
+                }
+                State::TimeWait => {
+                    // A retransmitted FIN: ACK it and restart the 2 MSL timeout.
+                    self.rcv.ack_now = true;
+                    self.timers.time_wait = Some(now + self.cfg.time_wait);
+                }
+                _ => {
+                    // CLOSE-WAIT, CLOSING, LAST-ACK: remain; a retransmitted FIN gets an ACK.
+                    self.rcv.ack_now = true;
+                }
+            }
+        }
+        self.maybe_take_fin(now);
+        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long.
+        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.timers.delayed_ack.is_none()
+        {
+            self.timers.delayed_ack = Some(now + self.cfg.delayed_ack);
+        }
+        if self.state == State::Closed {
+            return Disposition::Closed;
+        }
+        Disposition::Keep
+    }
+
+    /// An acceptable RST (RFC 9293 §3.10.7.4 "second").
+    fn handle_reset(&mut self) -> Disposition {
+        let error = match self.state {
+            // A passive open goes back to LISTEN: for us, the half-open connection vanishes.
+            // An active open that reached SYN-RECEIVED (simultaneous open) is refused.
+            State::SynReceived => {
+                if self.passive {
+                    None
+                } else {
+                    Some(Error::ConnectionRefused)
+                }
+            }
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                Some(Error::ConnectionReset)
+            }
+            // CLOSING, LAST-ACK, TIME-WAIT: "enter the CLOSED state, delete the TCB, and return".
+            _ => None,
+        };
+        // Data not yet read is lost with the reset (RFC 9293: "all segment queues should be
+        // flushed"), as the kernel's ECONNRESET discards its receive queue.
+        if error.is_some() {
+            self.rcv.buffer = crate::tcp::recv_buffer::RecvBuffer::new(0, 0);
+        }
+        self.enter_closed(error);
+        Disposition::Closed
+    }
+
+    /// "Fifth, check the ACK field" for the synchronized states. Returns `Some` when the
+    /// segment processing ends here.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Option<Disposition> {
+        let ack = seg.ack_number;
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; anything
+        // else is dropped with an ACK in reply.
+        let lowest = self.snd.una - self.snd.max_wnd.max(1);
+        if ack > self.snd.max || ack < lowest {
+            self.challenge_ack(now);
+            return Some(Disposition::Keep);
+        }
+
+        let old_wnd = self.snd.wnd;
+        let new_wnd = (seg.window_len as usize) << self.snd.wscale;
+
+        if ack > self.snd.una {
+            self.on_new_ack(now, seg, ack);
+        } else if ack == self.snd.una
+            && seg.payload.is_empty()
+            && !seg.flags.contains(TcpFlags::FIN)
+            && new_wnd == old_wnd
+            && self.snd.max > self.snd.una
+        {
+            // RFC 5681 §2's duplicate ACK: nothing new, no data, same window, data outstanding.
+            self.on_duplicate_ack(now);
+        }
+
+        // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
+        // updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
+        if ack >= self.snd.una
+            && (self.snd.wl1 < seg.seq_number
+                || (self.snd.wl1 == seg.seq_number && self.snd.wl2 <= ack))
+        {
+            self.snd.wnd = new_wnd;
+            self.snd.max_wnd = self.snd.max_wnd.max(new_wnd);
+            self.snd.wl1 = seg.seq_number;
+            self.snd.wl2 = ack;
+            if new_wnd > 0 {
+                self.timers.persist = None;
+                self.persist_backoff = 0;
+            }
+            if new_wnd > old_wnd {
+                self.notify.writable |= self.send_capacity() > 0;
+            }
+        }
+
+        // State transitions driven by the ACK of our FIN.
+        let fin_acked = self.snd.fin_acked();
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                if self.app_closed {
+                    // Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
+                    self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
+                }
+            }
+            State::Closing if fin_acked => {
+                self.enter_time_wait(now);
+            }
+            State::LastAck if fin_acked => {
+                self.enter_closed(None);
+                return Some(Disposition::Closed);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT).
+    fn on_new_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, ack: SeqNumber) {
+        // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
+        // all along.
+        if ack > self.snd.nxt {
+            self.snd.nxt = ack;
+        }
+        let acked = ack - self.snd.una;
+        // Application bytes acknowledged: the range excludes a SYN (never in the buffer) and a
+        // FIN (past the buffer's end).
+        let data_from = self.snd.data_start();
+        let mut data_acked = ack - data_from;
+        data_acked = data_acked.min(self.snd.buffer.len());
+        if let Some(sample) = self.rtt_sample_for(now, seg, ack) {
+            // RFC 6298 §3 / Karn: only unambiguous samples; with timestamps every ACK of new
+            // data gives one (RFC 7323 §4).
+            self.rtt.sample(sample);
+        }
+        if matches!(self.rtt_seq, Some((seq, _)) if ack > seq) {
+            self.rtt_seq = None;
+        }
+        let in_flight_before = self.snd.in_flight();
+        self.snd.buffer.consume(data_acked);
+        self.snd.una = ack;
+        self.backoff = 0;
+
+        // Congestion control and NewReno recovery (RFC 6582 §3.2).
+        match self.recovery.recover {
+            Some(recover) if ack > recover || ack == recover => {
+                // Full acknowledgment: leave fast recovery.
+                self.recovery.recover = None;
+                self.cc.on_recovery_end(self.snd.in_flight());
+            }
+            Some(_) => {
+                // Partial acknowledgment: retransmit the next hole, deflate the window.
+                self.recovery.retransmit_head = true;
+                self.cc.on_partial_ack(acked);
+                self.retransmit_deadline_reset(now);
+            }
+            None => {
+                self.cc.on_ack(now, acked, in_flight_before, self.rtt.srtt());
+            }
+        }
+        self.recovery.dupacks = 0;
+        if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
+            self.recovery.rto_recover = None;
+        }
+
+        // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
+        if self.snd.una == self.snd.max {
+            self.timers.retransmit = None;
+            self.unacked_since = None;
+        } else {
+            self.retransmit_deadline_reset(now);
+            self.unacked_since = Some(now);
+        }
+        if data_acked > 0 {
+            self.notify.writable = true;
+        }
+    }
+
+    /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for
+    /// duplicate ACKs of data sent before the last timeout.
+    fn on_duplicate_ack(&mut self, now: Instant) {
+        self.recovery.dupacks += 1;
+        if self.recovery.recover.is_some() {
+            // Step 4: each further duplicate ACK inflates the window by one segment.
+            self.cc.on_recovery_dup_ack();
+            return;
+        }
+        if self.recovery.dupacks == 3 {
+            if matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r) {
+                return;
+            }
+            self.recovery.recover = Some(self.snd.max);
+            self.cc.on_fast_retransmit(now, self.snd.in_flight());
+            self.recovery.retransmit_head = true;
+            self.rtt_seq = None;
+        }
+    }
+
+    /// Restart the retransmission timer from now (RFC 6298 §5.3).
+    pub(super) fn retransmit_deadline_reset(&mut self, now: Instant) {
+        self.timers.retransmit = Some(now + self.current_rto());
+    }
+
+    /// Store the segment's payload (RFC 9293 §3.10.7.4 "seventh") and decide on the ACK.
+    fn receive_data(&mut self, seg: &TcpRepr<'_>) {
+        let mut start = seg.seq_number;
+        let mut data = seg.payload;
+        // Trim what we already have.
+        if start < self.rcv.nxt {
+            let dup = (self.rcv.nxt - start).min(data.len());
+            data = &data[dup..];
+            start = self.rcv.nxt;
+        }
+        if data.is_empty() {
+            // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2).
+            self.rcv.ack_now = true;
+            return;
+        }
+        // Trim what lies past the window we advertised.
+        let room = (self.rcv.adv - start).min(self.rcv.buffer.window());
+        if data.len() > room {
+            data = &data[..room];
+        }
+        if data.is_empty() {
+            self.rcv.ack_now = true;
+            self.verdict.out_of_window = true;
+            return;
+        }
+        let offset = start - self.rcv.nxt;
+        let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
+        match self.rcv.buffer.write(offset, data) {
+            Ok(advanced) => {
+                self.rcv.nxt += advanced;
+                if advanced > 0 {
+                    self.notify.readable = true;
+                }
+                if offset > 0 || had_ooo {
+                    // RFC 5681 §4.2: an out-of-order segment, or one that fills a hole, is
+                    // ACKed at once (with SACK blocks, RFC 2018 §4).
+                    self.rcv.ack_now = true;
+                    self.rcv.sack_changed = true;
+                } else {
+                    if data.len() >= self.rcv.mss {
+                        self.rcv.unacked_segments += 1;
+                    } else {
+                        // A short segment: Linux treats PSH-marked small segments as a reason
+                        // to ACK soon; the delayed-ACK timer bounds it.
+                        self.rcv.unacked_segments += 1;
+                    }
+                    // "an ACK SHOULD be generated for at least every second full-sized
+                    // segment".
+                    if self.rcv.unacked_segments >= 2 {
+                        self.rcv.ack_now = true;
+                    }
+                }
+            }
+            Err(_) => {
+                // Too many holes: drop the segment; the duplicate ACK tells the sender.
+                self.rcv.ack_now = true;
+                self.verdict.out_of_window = true;
+            }
+        }
+    }
+
+    /// Process the peer's FIN once every byte before it has arrived.
+    pub(super) fn maybe_take_fin(&mut self, now: Instant) {
+        let Some(fin) = self.rcv.fin_seq else { return };
+        if fin != self.rcv.nxt || self.rcv.fin_received {
+            return;
+        }
+        self.rcv.fin_received = true;
+        self.rcv.fin_seq = None;
+        self.rcv.nxt += 1;
+        self.rcv.ack_now = true;
+        self.notify.readable = true;
+        match self.state {
+            State::Established => self.set_state(State::CloseWait),
+            State::FinWait1 => {
+                if self.snd.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.set_state(State::Closing);
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! One TCP connection's state machine (RFC 9293 §3.10), split by concern:
+//!
+//! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
+//! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
+//! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
+//! - `close`: shutdown, close, abort and TIME-WAIT;
+//! - `timers`: the deadlines and what happens when each one fires.
+//!
+//! A connection is itself sans-IO: the endpoint feeds it parsed segments and `now`, and asks it
+//! for packets, its next deadline and its notifications.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::seq::SeqNumber;
+use crate::tcp::congestion::Controller;
+use crate::tcp::recv_buffer::RecvBuffer;
+use crate::tcp::rtt::RttEstimator;
+use crate::tcp::send_buffer::SendBuffer;
+use crate::tcp::State;
+use crate::time::Instant;
+
+mod close;
+mod handshake;
+mod input;
+pub(crate) mod output;
+mod timers;
+
+pub(crate) use timers::Timers;
+
+/// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
+pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
+
+/// The smallest MSS we accept from a peer; smaller values are raised to it, as Linux raises
+/// them to 48 + options (RFC 9293 §3.7.1 defaults to 536 for IPv4 when absent).
+pub(crate) const MIN_MSS: usize = 64;
+
+/// The MSS assumed when the peer sends none (RFC 9293 §3.7.1: 536 for IPv4, RFC 8200 §5:
+/// 1220 for IPv6).
+pub(crate) fn default_mss(ipv6: bool) -> usize {
+    if ipv6 {
+        1220
+    } else {
+        536
+    }
+}
+
+/// Notifications a connection raises for the endpoint to turn into [`crate::Event`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Notify {
+    pub connected: bool,
+    pub readable: bool,
+    pub writable: bool,
+    pub closed: bool,
+}
+
+/// The send side: RFC 9293 §3.3.1's send sequence variables plus what we keep to fill them.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    /// Initial send sequence number.
+    pub iss: SeqNumber,
+    /// Oldest unacknowledged sequence number.
+    pub una: SeqNumber,
+    /// Next sequence number to send (moved back to `una` by a retransmission timeout).
+    pub nxt: SeqNumber,
+    /// The highest sequence number sent so far, plus one.
+    pub max: SeqNumber,
+    /// The peer's window, scaled, in bytes.
+    pub wnd: usize,
+    /// The largest window the peer ever offered (for SWS avoidance and RFC 5961 §5.2).
+    pub max_wnd: usize,
+    /// Segment sequence number used for the last window update.
+    pub wl1: SeqNumber,
+    /// Segment acknowledgment number used for the last window update.
+    pub wl2: SeqNumber,
+    /// The effective send MSS: the peer's MSS option bounded by our MTU.
+    pub mss: usize,
+    /// The shift applied to windows the peer advertises.
+    pub wscale: u8,
+    /// Application bytes: `[una, max)` sent, the rest unsent.
+    pub buffer: SendBuffer,
+    /// The application asked for a FIN (shutdown or close).
+    pub fin_queued: bool,
+    /// The sequence number our FIN occupies, once sent.
+    pub fin_seq: Option<SeqNumber>,
+    /// Whether our SYN is still unacknowledged (it occupies `iss`).
+    pub syn_unacked: bool,
+}
+
+impl Sender {
+    /// Bytes sent and not yet acknowledged (FlightSize), counting SYN and FIN.
+    pub fn in_flight(&self) -> usize {
+        self.nxt - self.una
+    }
+
+    /// Sequence number of the first application byte in the buffer.
+    pub fn data_start(&self) -> SeqNumber {
+        if self.syn_unacked {
+            self.una + 1
+        } else {
+            self.una
+        }
+    }
+
+    /// Whether our FIN has been acknowledged.
+    pub fn fin_acked(&self) -> bool {
+        match self.fin_seq {
+            Some(fin) => self.una > fin,
+            None => false,
+        }
+    }
+}
+
+/// The receive side: RFC 9293 §3.3.1's receive sequence variables and the buffer.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    /// Initial receive sequence number.
+    pub irs: SeqNumber,
+    /// Next sequence number expected.
+    pub nxt: SeqNumber,
+    /// The right edge of the window we last advertised; never moved left (RFC 9293
+    /// §3.8.6.2.2: the window should not shrink).
+    pub adv: SeqNumber,
+    /// Our MSS (what we advertised).
+    pub mss: usize,
+    /// The shift applied to the windows we advertise.
+    pub wscale: u8,
+    /// In-order and out-of-order bytes.
+    pub buffer: RecvBuffer,
+    /// The peer's FIN sequence number, if it arrived ahead of data we still miss.
+    pub fin_seq: Option<SeqNumber>,
+    /// The peer's FIN was received in order: EOF after the buffer drains.
+    pub fin_received: bool,
+    /// Full-sized segments received since the last ACK we sent (RFC 5681 §4.2: ACK at least
+    /// every second full-sized segment).
+    pub unacked_segments: u32,
+    /// An ACK must go out with the next transmission opportunity.
+    pub ack_now: bool,
+    /// The last segment filled a hole or arrived out of order: SACK info changed.
+    pub sack_changed: bool,
+}
+
+/// Timestamps state (RFC 7323 §3, §4.3 and §5).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timestamps {
+    /// Both sides offered the option.
+    pub enabled: bool,
+    /// Added to our clock so TSval does not reveal uptime.
+    pub offset: u32,
+    /// TS.Recent: the TSval to echo.
+    pub recent: u32,
+    /// When TS.Recent was last updated (RFC 7323 §5.5: invalid after 24 days idle).
+    pub recent_age: Instant,
+}
+
+/// Fast retransmit and NewReno fast recovery bookkeeping (RFC 5681 §3.2, RFC 6582).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Recovery {
+    /// Consecutive duplicate ACKs.
+    pub dupacks: u32,
+    /// In fast recovery until this sequence number ("recover", RFC 6582 §3.2) is acknowledged.
+    pub recover: Option<SeqNumber>,
+    /// Resend the segment at SND.UNA on the next transmission opportunity.
+    pub retransmit_head: bool,
+    /// The highest sequence number sent when the last RTO fired (RFC 6582 §3.2 step 7 guard
+    /// against repeated fast retransmits after a timeout).
+    pub rto_recover: Option<SeqNumber>,
+}
+
+/// One TCP connection.
+pub(crate) struct Connection {
+    pub state: State,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub snd: Sender,
+    pub rcv: Receiver,
+    pub ts: Timestamps,
+    /// Both sides offered SACK-permitted.
+    pub sack_ok: bool,
+    /// Both sides offered window scaling (possibly with a shift of zero).
+    pub wscale_ok: bool,
+    /// An RST to send in reply to an unacceptable segment: (SEQ, ACK if any), RFC 9293
+    /// §3.10.7.3 and the SYN-RECEIVED case of §3.10.7.4.
+    pub reset_reply: Option<(SeqNumber, Option<SeqNumber>)>,
+    pub rtt: RttEstimator,
+    pub cc: Box<dyn Controller>,
+    pub recovery: Recovery,
+    pub timers: Timers,
+    /// Consecutive retransmission timeouts of the same data (the backoff exponent).
+    pub backoff: u32,
+    /// A sequence number being timed for an RTT sample, and when it was sent (Karn's rule:
+    /// cleared by any retransmission).
+    pub rtt_seq: Option<(SeqNumber, Instant)>,
+    /// The SYN (or SYN-ACK) must be sent.
+    pub syn_pending: bool,
+    /// An RST must be sent, then the connection is closed.
+    pub rst_pending: bool,
+    /// Disable Nagle's algorithm.
+    pub nodelay: bool,
+    /// The application shut the receive side or released the handle.
+    pub app_closed: bool,
+    /// The error the connection failed with.
+    pub error: Option<Error>,
+    /// A soft error (ICMP) reported if the connection later times out.
+    pub soft_error: Option<Error>,
+    /// Notifications not yet collected by the endpoint.
+    pub notify: Notify,
+    /// Challenge ACKs sent in the current one-second slot (RFC 5961 §7).
+    pub challenge_acks: (Instant, u32),
+    /// Segments sent again since creation.
+    pub retransmits: u64,
+    /// When data was first left unacknowledged (for the user timeout).
+    pub unacked_since: Option<Instant>,
+    /// Last time any segment arrived (keepalive idle time).
+    pub last_recv: Instant,
+    /// Unanswered keepalive probes.
+    pub keepalive_probes: u32,
+    /// Connection-wide copy of the relevant config.
+    pub cfg: ConnConfig,
+    /// What the last input made of its segment, for the endpoint's counters.
+    pub verdict: input::InputVerdict,
+    /// Created by a listener (a passive open).
+    pub passive: bool,
+    /// A zero-window or keepalive probe must be sent.
+    pub probe_pending: bool,
+    /// Zero-window probes sent without the window opening (the persist backoff).
+    pub persist_backoff: u32,
+    /// The persist timer fired with a small window: let one short segment out.
+    pub sws_override: bool,
+}
+
+/// The part of [`Config`] a connection needs, copied so the connection owns no references.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnConfig {
+    pub syn_retries: u32,
+    pub synack_retries: u32,
+    pub data_retries: u32,
+    pub initial_syn_rto: Duration,
+    pub max_rto: Duration,
+    pub delayed_ack: Duration,
+    pub time_wait: Duration,
+    pub fin_timeout: Duration,
+    pub user_timeout: Option<Duration>,
+    pub keepalive: Option<crate::config::KeepaliveConfig>,
+    pub challenge_ack_limit: u32,
+    pub window_scaling: bool,
+    pub sack: bool,
+    pub timestamps: bool,
+    pub congestion: std::sync::Arc<dyn crate::tcp::congestion::ControllerFactory>,
+}
+
+impl ConnConfig {
+    pub fn from_config(c: &Config) -> ConnConfig {
+        ConnConfig {
+            syn_retries: c.syn_retries,
+            synack_retries: c.synack_retries,
+            data_retries: c.data_retries,
+            initial_syn_rto: c.initial_syn_rto,
+            max_rto: c.max_rto,
+            delayed_ack: c.delayed_ack,
+            time_wait: c.time_wait,
+            fin_timeout: c.fin_timeout,
+            user_timeout: c.user_timeout,
+            keepalive: c.keepalive,
+            challenge_ack_limit: c.challenge_ack_limit,
+            window_scaling: c.window_scaling,
+            sack: c.sack,
+            timestamps: c.timestamps,
+            congestion: c.congestion.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd.una)
+            .field("snd_nxt", &self.snd.nxt)
+            .field("rcv_nxt", &self.rcv.nxt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the endpoint should do with a connection after feeding it something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Keep it.
+    Keep,
+    /// It is CLOSED: remove it once the application released it.
+    Closed,
+}
+
+impl Connection {
+    /// Whether the connection is in a synchronized state (RFC 9293 §3.5: past the handshake).
+    pub fn is_synchronized(&self) -> bool {
+        !matches!(self.state, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+    }
+
+    /// The TSval to send now: a 1 ms clock plus the per-connection offset (RFC 7323 §5.4).
+    pub fn ts_now(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts.offset)
+    }
+
+    /// Move to `state`, logging the transition.
+    pub fn set_state(&mut self, state: State) {
+        if self.state != state {
+            tracing::debug!(local = %self.local, remote = %self.remote, from = ?self.state, to = ?state, "tcp state");
+            self.state = state;
+        }
+    }
+
+    /// Fail the connection with `error` (or close it cleanly with `None`) and move to CLOSED.
+    pub fn enter_closed(&mut self, error: Option<Error>) {
+        if self.error.is_none() {
+            self.error = error;
+        }
+        self.set_state(State::Closed);
+        self.timers.clear_all();
+        self.syn_pending = false;
+        self.recovery = Recovery::default();
+        self.notify.closed = true;
+        self.notify.readable = true;
+        self.notify.writable = true;
+    }
+
+    /// The current retransmission timeout, backed off.
+    pub fn current_rto(&self) -> Duration {
+        self.rtt.backed_off(self.backoff)
+    }
+
+    /// Bytes that `send` would accept now.
+    pub fn send_capacity(&self) -> usize {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait
+                if !self.snd.fin_queued =>
+            {
+                self.snd.buffer.free()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether `recv` would return something now (data, EOF or an error).
+    pub fn recv_ready(&self) -> bool {
+        !self.rcv.buffer.is_empty()
+            || self.rcv.fin_received
+            || self.error.is_some()
+            || self.state == State::Closed
+    }
+
+    /// Whether a CLOSED connection still has a segment (an RST) to send.
+    pub fn has_pending_output(&self) -> bool {
+        self.rst_pending || self.reset_reply.is_some()
+    }
+
+    /// Take the pending notifications.
+    pub fn take_notify(&mut self) -> Notify {
+        std::mem::take(&mut self.notify)
+    }
+
+    /// Application write (RFC 9293 §3.10.2 SEND).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed => return Err(self.error.unwrap_or(Error::BrokenPipe)),
+            // "error: connection closing": the kernel says EPIPE.
+            _ => return Err(Error::BrokenPipe),
+        }
+        if self.snd.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.snd.buffer.push(data);
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if !self.rcv.buffer.is_empty() {
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let n = self.rcv.buffer.read(buf);
+            self.after_read();
+            return Ok(n);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.rcv.fin_received || self.state == State::Closed {
+            return Ok(0);
+        }
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::FinWait1
+            | State::FinWait2 => Err(Error::WouldBlock),
+            _ => Ok(0),
+        }
+    }
+
+    /// After the application read: open the window if it grew enough (receiver SWS
+    /// avoidance, RFC 9293 §3.8.6.2.2), and say so with a window update.
+    fn after_read(&mut self) {
+        if !self.is_synchronized() || self.rcv.fin_received {
+            return;
+        }
+        let advertised = self.rcv.adv - self.rcv.nxt;
+        let potential = self.rcv.buffer.window();
+        let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
+        if potential >= advertised + threshold
+            && (advertised < self.rcv.mss || potential >= 2 * advertised)
+        {
+            self.rcv.ack_now = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,406 @@
+//! What to send next: SYNs, retransmissions, new data under the peer's window and the
+//! congestion window, FIN, probes and ACKs (RFC 9293 §3.8.6, §3.7.4; RFC 5681; RFC 6582).
+
+use std::net::IpAddr;
+
+use super::Connection;
+use crate::seq::SeqNumber;
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::{IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+
+/// The hop limit / TTL of everything we send (Linux's default ip_default_ttl).
+pub(crate) const HOP_LIMIT: u8 = 64;
+
+/// Write an IP packet carrying `seg` into `buf`. The payload is taken from `seg.payload`, or
+/// produced in place by `fill` when `fill_len` is non-zero (the send buffer copies straight into
+/// the packet). Returns the packet's length, or `None` if `buf` is too small.
+pub(crate) fn write_segment(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &TcpRepr<'_>,
+    fill_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> Option<usize> {
+    let payload_len = if fill_len > 0 { fill_len } else { seg.payload.len() };
+    let tcp_len = seg.header_len() + payload_len;
+    let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp_len, HOP_LIMIT).ok()?;
+    let ip_len = ip.header_len();
+    let total = ip_len + tcp_len;
+    if buf.len() < total {
+        return None;
+    }
+    ip.emit(&mut buf[..ip_len]);
+    let tcp = &mut buf[ip_len..total];
+    if fill_len > 0 {
+        let header_len = seg.header_len();
+        fill(&mut tcp[header_len..]);
+        seg.emit_in_place(tcp, src, dst, fill_len);
+    } else {
+        seg.emit(tcp, src, dst);
+    }
+    Some(total)
+}
+
+/// What kind of segment `poll_transmit` produced, for the endpoint's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub len: usize,
+    pub retransmit: bool,
+    pub rst: bool,
+}
+
+impl Connection {
+    /// The next packet this connection wants to send, written into `buf`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        if let Some((seq, ack)) = self.reset_reply.take() {
+            let seg = self.rst_repr(seq, ack);
+            return self.finish(buf, &seg, 0, None, false, true);
+        }
+        if self.rst_pending {
+            self.rst_pending = false;
+            let seg = self.rst_repr(self.snd.nxt, Some(self.rcv.nxt));
+            return self.finish(buf, &seg, 0, None, false, true);
+        }
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent | State::SynReceived => {
+                if !self.syn_pending {
+                    return None;
+                }
+                self.syn_pending = false;
+                let seg = self.syn_segment(now);
+                let retransmit = self.snd.max > self.snd.iss;
+                self.snd.nxt = self.snd.iss + 1;
+                self.snd.max = self.snd.max.max(self.snd.nxt);
+                if self.timers.retransmit.is_none() {
+                    self.timers.retransmit = Some(now + self.syn_rto());
+                }
+                if !retransmit {
+                    self.rtt_seq = Some((self.snd.iss, now));
+                } else {
+                    self.rtt_seq = None;
+                }
+                return self.finish(buf, &seg, 0, None, retransmit, false);
+            }
+            _ => {}
+        }
+
+        if self.recovery.retransmit_head {
+            self.recovery.retransmit_head = false;
+            if let Some(sent) = self.send_data_at(now, buf, self.snd.una, true) {
+                return Some(sent);
+            }
+        }
+        if let Some(sent) = self.send_new_data(now, buf) {
+            return Some(sent);
+        }
+        if self.probe_pending {
+            // Zero-window and keepalive probes, Linux-style: an ACK carrying the already
+            // acknowledged sequence number SND.UNA - 1, which the peer must answer with an ACK
+            // showing its current window (RFC 9293 §3.8.4 allows the no-data form).
+            self.probe_pending = false;
+            let seg = self.ack_repr(now, self.snd.una - 1);
+            return self.finish(buf, &seg, 0, None, false, false);
+        }
+        if self.rcv.ack_now || self.window_update_due() {
+            let seg = self.ack_repr(now, self.snd.nxt);
+            return self.finish(buf, &seg, 0, None, false, false);
+        }
+        None
+    }
+
+    /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry.
+    pub(super) fn syn_rto(&self) -> std::time::Duration {
+        let base = self.cfg.initial_syn_rto;
+        let factor = 1u32.checked_shl(self.backoff.min(31)).unwrap_or(u32::MAX);
+        base.checked_mul(factor)
+            .unwrap_or(self.cfg.max_rto)
+            .min(self.cfg.max_rto.max(base))
+    }
+
+    /// Whether the window we could advertise grew enough to tell the peer unprompted.
+    fn window_update_due(&self) -> bool {
+        if !self.is_synchronized() || self.rcv.fin_received {
+            return false;
+        }
+        let advertised = self.rcv.adv - self.rcv.nxt;
+        let now_wnd = self.advertisable_window();
+        // RFC 9293 §3.8.6.2.2 with Linux's rule of thumb: announce when the window at least
+        // doubles or reopens from below one MSS.
+        now_wnd > advertised
+            && now_wnd - advertised >= self.rcv.mss.min(self.rcv.buffer.capacity() / 2)
+            && (advertised < self.rcv.mss || now_wnd >= 2 * advertised)
+    }
+
+    /// An RST segment. RFC 9293 §3.10.7: `<SEQ=seq><CTL=RST>`, or with an ACK
+    /// `<SEQ=seq><ACK=ack><CTL=RST,ACK>`.
+    fn rst_repr(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr<'static> {
+        let mut flags = TcpFlags::RST;
+        if ack.is_some() {
+            flags |= TcpFlags::ACK;
+        }
+        TcpRepr::new(
+            self.local.port(),
+            self.remote.port(),
+            flags,
+            seq,
+            ack.unwrap_or(SeqNumber(0)),
+        )
+    }
+
+    /// The options every synchronized segment carries: timestamps, and SACK blocks while we
+    /// hold out-of-order data (RFC 2018 §4: up to 3 blocks next to timestamps, 4 without).
+    fn fill_common(&self, now: Instant, seg: &mut TcpRepr<'_>) {
+        if self.ts.enabled {
+            seg.timestamp = Some(TcpTimestamp {
+                tsval: self.ts_now(now),
+                tsecr: self.ts.recent,
+            });
+        }
+        if self.sack_ok && self.rcv.buffer.ooo_ranges() > 0 {
+            let max = if self.ts.enabled { 3 } else { 4 };
+            for (slot, (start, end)) in self
+                .rcv
+                .buffer
+                .sack_ranges(max)
+                .into_iter()
+                .enumerate()
+                .take(max)
+            {
+                seg.sack_ranges[slot] = Some((self.rcv.nxt + start, self.rcv.nxt + end));
+            }
+        }
+        let wnd = self.advertisable_window();
+        seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+    }
+
+    /// A pure ACK with the given sequence number.
+    fn ack_repr(&self, now: Instant, seq: SeqNumber) -> TcpRepr<'static> {
+        let mut seg = TcpRepr::new(
+            self.local.port(),
+            self.remote.port(),
+            TcpFlags::ACK,
+            seq,
+            self.rcv.nxt,
+        );
+        self.fill_common(now, &mut seg);
+        seg
+    }
+
+    /// The payload bytes a segment may carry given its options (RFC 9293 §3.7.1: the MSS
+    /// counts data only, so the sender subtracts the options it sends; RFC 6691).
+    fn payload_room(&self, seg: &TcpRepr<'_>) -> usize {
+        let options = seg.header_len() - 20;
+        self.snd.mss.saturating_sub(options).max(1)
+    }
+
+    /// Send new data (and/or our FIN) at SND.NXT if the windows, Nagle and SWS avoidance
+    /// allow.
+    fn send_new_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        let data_start = self.snd.data_start();
+        let buffered_end = data_start + self.snd.buffer.len();
+        let unsent = buffered_end - self.snd.nxt.min(buffered_end);
+        let fin_to_send = self.fin_due();
+        if unsent == 0 && !fin_to_send {
+            self.maybe_arm_persist(now, 0);
+            return None;
+        }
+        let probe = self.ack_repr(now, self.snd.nxt);
+        let room = self.payload_room(&probe);
+        // The usable window: what the peer's window and the congestion window leave open.
+        let wnd_edge = self.snd.una + self.snd.wnd;
+        let cwnd_edge = self.snd.una + self.cc.window();
+        let edge = wnd_edge.min(cwnd_edge);
+        let usable = edge - self.snd.nxt.min(edge);
+        let len = unsent.min(usable).min(room);
+        let in_flight = self.snd.nxt > self.snd.una;
+
+        if len < unsent || unsent == 0 {
+            // Not all of the queued data fits.
+            if len == 0 && unsent > 0 {
+                if !in_flight {
+                    self.maybe_arm_persist(now, unsent);
+                }
+                return None;
+            }
+        }
+        if len > 0 && len < room {
+            let all_queued = len == unsent;
+            // RFC 9293 §3.8.6.2.1 sender SWS avoidance: send a short segment only if it
+            // carries all we have and Nagle allows (RFC 9293 §3.7.4: no unacknowledged data,
+            // or Nagle off), or it fills at least half the largest window the peer offered.
+            let nagle_ok = self.nodelay || !in_flight || self.snd.fin_queued;
+            let half_window = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
+            if !((all_queued && nagle_ok) || half_window || self.sws_override) {
+                if !in_flight {
+                    self.maybe_arm_persist(now, unsent);
+                }
+                return None;
+            }
+        }
+        self.sws_override = false;
+        let seq = self.snd.nxt;
+        let with_fin = fin_to_send && seq + len == buffered_end;
+        if len == 0 && !with_fin {
+            return None;
+        }
+        self.emit_data(now, buf, seq, len, with_fin, false)
+    }
+
+    /// Whether our FIN still has to go out (first time, or again after a go-back).
+    fn fin_due(&self) -> bool {
+        if !self.snd.fin_queued {
+            return false;
+        }
+        let fin_seq = self.snd.data_start() + self.snd.buffer.len();
+        match self.snd.fin_seq {
+            None => true,
+            Some(sent) => self.snd.nxt <= sent && sent == fin_seq,
+        }
+    }
+
+    /// Retransmit one segment starting at `seq` (fast retransmit or a partial ACK).
+    fn send_data_at(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNumber,
+        retransmit: bool,
+    ) -> Option<Sent> {
+        let data_start = self.snd.data_start();
+        let buffered_end = data_start + self.snd.buffer.len();
+        let probe = self.ack_repr(now, seq);
+        let room = self.payload_room(&probe);
+        let avail = buffered_end - seq.min(buffered_end);
+        let len = avail.min(room);
+        let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
+        if len == 0 && !with_fin {
+            return None;
+        }
+        self.emit_data(now, buf, seq, len, with_fin, retransmit)
+    }
+
+    /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+        forced_retransmit: bool,
+    ) -> Option<Sent> {
+        let mut flags = TcpFlags::ACK;
+        if len > 0 && seq + len == self.snd.data_start() + self.snd.buffer.len() {
+            // RFC 9293 §3.9.1.2: PSH on the last segment of what the application wrote.
+            flags |= TcpFlags::PSH;
+        }
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        let mut seg = TcpRepr::new(self.local.port(), self.remote.port(), flags, seq, self.rcv.nxt);
+        self.fill_common(now, &mut seg);
+        let offset = seq - self.snd.data_start();
+        let retransmit = forced_retransmit || seq < self.snd.max;
+        let seg_len = len + usize::from(fin);
+        let end = seq + seg_len;
+        if fin {
+            self.snd.fin_seq = Some(seq + len);
+        }
+        if end > self.snd.nxt {
+            self.snd.nxt = end;
+        }
+        if end > self.snd.max {
+            self.snd.max = end;
+        }
+        if retransmit {
+            self.retransmits += 1;
+            // Karn's rule: a retransmitted segment gives no RTT sample.
+            if matches!(self.rtt_seq, Some((s, _)) if s >= seq) {
+                self.rtt_seq = None;
+            }
+        } else if self.rtt_seq.is_none() && !self.ts.enabled && seg_len > 0 {
+            self.rtt_seq = Some((seq, now));
+        }
+        if seg_len > 0 {
+            if self.timers.retransmit.is_none() {
+                self.timers.retransmit = Some(now + self.current_rto());
+            }
+            if self.unacked_since.is_none() {
+                self.unacked_since = Some(now);
+            }
+        }
+        let buffer = &self.snd.buffer;
+        let result = write_segment(
+            buf,
+            self.local.ip(),
+            self.remote.ip(),
+            &seg,
+            len,
+            |dst| {
+                buffer.copy_out(offset, &mut dst[..len]);
+            },
+        );
+        let len = result?;
+        self.after_send(&seg);
+        Some(Sent {
+            len,
+            retransmit,
+            rst: false,
+        })
+    }
+
+    /// Emit a segment without send-buffer payload.
+    fn finish(
+        &mut self,
+        buf: &mut [u8],
+        seg: &TcpRepr<'_>,
+        _fill: usize,
+        _unused: Option<()>,
+        retransmit: bool,
+        rst: bool,
+    ) -> Option<Sent> {
+        let len = write_segment(buf, self.local.ip(), self.remote.ip(), seg, 0, |_| {})?;
+        if retransmit {
+            self.retransmits += 1;
+        }
+        if !rst {
+            self.after_send(seg);
+        }
+        Some(Sent {
+            len,
+            retransmit,
+            rst,
+        })
+    }
+
+    /// Bookkeeping after any segment left: it carried our latest ACK and window.
+    fn after_send(&mut self, seg: &TcpRepr<'_>) {
+        if seg.flags.contains(TcpFlags::ACK) {
+            self.rcv.ack_now = false;
+            self.rcv.unacked_segments = 0;
+            self.rcv.sack_changed = false;
+            self.timers.delayed_ack = None;
+            if !seg.flags.contains(TcpFlags::SYN) {
+                let wnd = (seg.window_len as usize) << self.rcv.wscale;
+                let edge = self.rcv.nxt + wnd;
+                if edge > self.rcv.adv {
+                    self.rcv.adv = edge;
+                }
+            }
+        }
+    }
+
+    /// Arm the persist timer when data waits on a window that is closed or too small to use
+    /// and nothing is in flight to bring an update (RFC 9293 §3.8.6.1).
+    fn maybe_arm_persist(&mut self, now: Instant, waiting: usize) {
+        if waiting == 0 {
+            return;
+        }
+        if self.timers.persist.is_none() && self.timers.retransmit.is_none() {
+            self.timers.persist = Some(now + self.rtt.backed_off(self.persist_backoff));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The connection's deadlines and what happens when each fires (RFC 9293 §3.8; RFC 6298 §5;
+//! RFC 1122 §4.2.3.6 keepalive).
+
+use super::{Connection, Disposition};
+use crate::error::Error;
+use crate::tcp::State;
+use crate::time::Instant;
+
+/// Every deadline a connection may have. The endpoint only asks for the earliest.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Timers {
+    /// Retransmission of SYN, SYN-ACK, data or FIN (RFC 6298).
+    pub retransmit: Option<Instant>,
+    /// A delayed ACK is due (RFC 9293 §3.8.6.3: at most 0.5 s; Linux: 40 ms to 200 ms).
+    pub delayed_ack: Option<Instant>,
+    /// Zero-window probe, or the SWS override (RFC 9293 §3.8.6.1, §3.8.6.2.1).
+    pub persist: Option<Instant>,
+    /// The next keepalive probe once probing has started.
+    pub keepalive: Option<Instant>,
+    /// The end of TIME-WAIT (2 MSL).
+    pub time_wait: Option<Instant>,
+    /// The end of an orphaned FIN-WAIT-2 (Linux tcp_fin_timeout).
+    pub fin_wait2: Option<Instant>,
+}
+
+impl Timers {
+    pub fn clear_all(&mut self) {
+        *self = Timers::default();
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl Connection {
+    /// When the keepalive timer fires next, if keepalives are on and the state uses them.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let cfg = self.cfg.keepalive?;
+        if !matches!(self.state, State::Established | State::CloseWait) {
+            return None;
+        }
+        if self.keepalive_probes == 0 {
+            Some(self.last_recv + cfg.idle)
+        } else {
+            self.timers.keepalive
+        }
+    }
+
+    /// The earliest deadline, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.timers;
+        let mut next = earliest(t.retransmit, t.delayed_ack);
+        next = earliest(next, t.persist);
+        next = earliest(next, t.time_wait);
+        next = earliest(next, t.fin_wait2);
+        earliest(next, self.keepalive_deadline())
+    }
+
+    /// Run every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Disposition {
+        if self.state == State::Closed {
+            return Disposition::Closed;
+        }
+        if matches!(self.timers.time_wait, Some(t) if t <= now) {
+            self.timers.time_wait = None;
+            self.enter_closed(None);
+            return Disposition::Closed;
+        }
+        if matches!(self.timers.fin_wait2, Some(t) if t <= now) {
+            self.timers.fin_wait2 = None;
+            // Linux sends an RST when an orphaned FIN-WAIT-2 times out.
+            self.rst_pending = true;
+            self.enter_closed(None);
+            return Disposition::Closed;
+        }
+        if matches!(self.timers.retransmit, Some(t) if t <= now) {
+            self.timers.retransmit = None;
+            if self.on_retransmit_timeout(now) == Disposition::Closed {
+                return Disposition::Closed;
+            }
+        }
+        if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
+            self.timers.delayed_ack = None;
+            self.rcv.ack_now = true;
+        }
+        if matches!(self.timers.persist, Some(t) if t <= now) {
+            self.timers.persist = None;
+            if self.snd.wnd == 0 {
+                self.probe_pending = true;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
+                let next = self.rtt.backed_off(self.persist_backoff);
+                self.timers.persist = Some(now + next);
+            } else {
+                // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out.
+                self.sws_override = true;
+            }
+        }
+        if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
+            if let Some(cfg) = self.cfg.keepalive {
+                if self.keepalive_probes >= cfg.probes {
+                    self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
+                    return Disposition::Closed;
+                }
+                self.keepalive_probes += 1;
+                self.probe_pending = true;
+                self.timers.keepalive = Some(now + cfg.interval);
+            }
+        }
+        Disposition::Keep
+    }
+
+    /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
+    fn on_retransmit_timeout(&mut self, now: Instant) -> Disposition {
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                let limit = if self.state == State::SynSent || !self.passive {
+                    self.cfg.syn_retries
+                } else {
+                    self.cfg.synack_retries
+                };
+                if self.backoff >= limit {
+                    // A passive half-open connection just goes away; an active open fails.
+                    let error = if self.passive {
+                        None
+                    } else {
+                        Some(self.soft_error.unwrap_or(Error::TimedOut))
+                    };
+                    self.enter_closed(error);
+                    return Disposition::Closed;
+                }
+                self.backoff += 1;
+                self.syn_pending = true;
+                self.timers.retransmit = Some(now + self.syn_rto());
+                Disposition::Keep
+            }
+            _ => {
+                if self.snd.una == self.snd.max {
+                    return Disposition::Keep;
+                }
+                let user_timeout_hit = match (self.cfg.user_timeout, self.unacked_since) {
+                    (Some(limit), Some(since)) => now - since >= limit,
+                    _ => false,
+                };
+                if user_timeout_hit || self.backoff >= self.cfg.data_retries {
+                    self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
+                    return Disposition::Closed;
+                }
+                // §5.4: retransmit the earliest unacknowledged segment (we go back to SND.UNA
+                // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
+                self.backoff += 1;
+                let flight = self.snd.in_flight();
+                self.cc.on_rto(now, flight);
+                self.recovery.recover = None;
+                self.recovery.dupacks = 0;
+                self.recovery.retransmit_head = false;
+                self.recovery.rto_recover = Some(self.snd.max);
+                self.rtt_seq = None;
+                self.snd.nxt = self.snd.una;
+                self.timers.retransmit = Some(now + self.current_rto());
+                Disposition::Keep
+            }
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The receive buffer: in-order bytes waiting for the application, and out-of-order bytes
+//! past them, held until the hole before them is filled.
+//!
+//! Offsets in the API are counted from RCV.NXT, the first byte not yet received in order.
+//! Internally every byte has an absolute stream position (a `u64` that never wraps in
+//! practice), so that the out-of-order ranges need no rewriting when RCV.NXT moves.
+//!
+//! RFC 9293 §3.10.7.4 lets a receiver keep segments that arrive out of order ("segments with
+//! higher beginning sequence numbers SHOULD be held for later processing"); RFC 2018 §4 asks
+//! it to report them in SACK blocks, the most recently received first. Holding them costs
+//! memory within the advertised window only, and a peer that sprays tiny disjoint segments
+//! could make the range list grow with every one, so the number of ranges is bounded by
+//! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
+
+/// The smallest allocation, so that small segments do not reallocate per byte.
+const MIN_ALLOC: usize = 1024;
+
+/// Holding a segment would need more disjoint out-of-order ranges than allowed; the segment
+/// was not stored and should be dropped (the peer will retransmit it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyRanges;
+
+impl core::fmt::Display for TooManyRanges {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("too many out-of-order ranges")
+    }
+}
+
+impl std::error::Error for TooManyRanges {}
+
+/// One run of out-of-order bytes, `[start, end)` in absolute stream positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    start: u64,
+    end: u64,
+    /// When this range last received data: orders SACK blocks newest first.
+    stamp: u64,
+}
+
+/// Received bytes: in order up to RCV.NXT, then held out-of-order ranges.
+#[derive(Debug, Clone)]
+pub struct RecvBuffer {
+    /// Ring storage, grown on demand up to `capacity`. Index `head` holds position `read_pos`.
+    storage: Vec<u8>,
+    head: usize,
+    /// Stream position of the next byte the application reads.
+    read_pos: u64,
+    /// Stream position of RCV.NXT: bytes in `[read_pos, nxt)` are readable.
+    nxt: u64,
+    /// Disjoint, non-adjacent out-of-order ranges past `nxt`, sorted by `start`.
+    ranges: Vec<Range>,
+    max_ranges: usize,
+    capacity: usize,
+    /// Source of `Range::stamp`.
+    clock: u64,
+}
+
+impl RecvBuffer {
+    /// An empty buffer holding at most `capacity` bytes (in order and out of order together)
+    /// and at most `max_ranges` disjoint out-of-order ranges. Nothing is allocated yet.
+    pub fn new(capacity: usize, max_ranges: usize) -> Self {
+        RecvBuffer {
+            storage: Vec::new(),
+            head: 0,
+            read_pos: 0,
+            nxt: 0,
+            ranges: Vec::new(),
+            max_ranges,
+            capacity,
+            clock: 0,
+        }
+    }
+
+    /// The most bytes the buffer holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// In-order bytes the application can read now.
+    pub fn len(&self) -> usize {
+        // Bounded by capacity, so it fits a usize.
+        (self.nxt - self.read_pos) as usize
+    }
+
+    /// Whether there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.nxt == self.read_pos
+    }
+
+    /// Room past RCV.NXT: what the receive window may advertise (RFC 9293 §3.8.6.2.2).
+    pub fn window(&self) -> usize {
+        self.capacity.saturating_sub(self.len())
+    }
+
+    /// Stores `data` at `offset` bytes past RCV.NXT and returns how far RCV.NXT advanced.
+    ///
+    /// Bytes past [`window()`](Self::window) are discarded (RFC 9293 §3.10.7.4: segments are
+    /// trimmed to the receive window). Overlaps with bytes already held are allowed: TCP
+    /// retransmits the same bytes, so overwriting them changes nothing. A segment at offset
+    /// 0 advances RCV.NXT past itself and past every held range it reaches. A segment past
+    /// a hole is held as out-of-order data, unless that would need more than `max_ranges`
+    /// ranges, in which case nothing is stored and `Err(TooManyRanges)` is returned.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<usize, TooManyRanges> {
+        let window = self.window();
+        if offset >= window || data.is_empty() {
+            return Ok(0);
+        }
+        let data = &data[..data.len().min(window - offset)];
+        let start = self.nxt + offset as u64;
+        let end = start + data.len() as u64;
+        self.clock += 1;
+
+        if offset > 0 {
+            self.hold(start, end)?;
+            self.store(start, data);
+            return Ok(0);
+        }
+
+        self.store(start, data);
+        let old_nxt = self.nxt;
+        self.nxt = end;
+        // Join every held range that the new RCV.NXT reaches (they are sorted by start).
+        let joined = self
+            .ranges
+            .iter()
+            .take_while(|r| r.start <= self.nxt)
+            .count();
+        for r in self.ranges.drain(..joined) {
+            self.nxt = self.nxt.max(r.end);
+        }
+        Ok((self.nxt - old_nxt) as usize)
+    }
+
+    /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
+    pub fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        if n == 0 {
+            return 0;
+        }
+        self.copy(self.read_pos, &mut dst[..n]);
+        self.read_pos += n as u64;
+        self.head = (self.head + n) % self.storage.len();
+        n
+    }
+
+    /// The out-of-order ranges as `(start, end)` offsets past RCV.NXT, at most `n` of them,
+    /// the most recently changed first.
+    ///
+    /// RFC 2018 §4: "The first SACK block (i.e., the one immediately following the kind and
+    /// length fields in the option) MUST specify the contiguous block of data containing the
+    /// segment which triggered this ACK", and the following blocks should repeat the most
+    /// recently reported ones, which newest-first order gives.
+    pub fn sack_ranges(&self, n: usize) -> Vec<(usize, usize)> {
+        let mut newest: Vec<&Range> = self.ranges.iter().collect();
+        newest.sort_unstable_by_key(|r| core::cmp::Reverse(r.stamp));
+        newest
+            .into_iter()
+            .take(n)
+            .map(|r| ((r.start - self.nxt) as usize, (r.end - self.nxt) as usize))
+            .collect()
+    }
+
+    /// Bytes held out of order.
+    pub fn ooo_bytes(&self) -> usize {
+        self.ranges.iter().map(|r| (r.end - r.start) as usize).sum()
+    }
+
+    /// How many disjoint out-of-order ranges are held.
+    pub fn ooo_ranges(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Changes the capacity; never below what is held (the readable bytes plus everything up
+    /// to the end of the last out-of-order range), so that no held byte falls outside it.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        let held = (self.extent() - self.read_pos) as usize;
+        self.capacity = capacity.max(held);
+        if self.storage.len() > self.capacity {
+            self.relocate(self.capacity);
+        }
+    }
+
+    /// Records `[start, end)` as held out-of-order data, merging it with every range it
+    /// overlaps or touches; fails without changing anything if that would exceed `max_ranges`.
+    fn hold(&mut self, start: u64, end: u64) -> Result<(), TooManyRanges> {
+        // Ranges entirely before the new one and not touching it...
+        let first = self.ranges.partition_point(|r| r.end < start);
+        // ...and ranges from `first` that overlap or touch it.
+        let last = first
+            + self.ranges[first..]
+                .iter()
+                .take_while(|r| r.start <= end)
+                .count();
+        if first == last && self.ranges.len() >= self.max_ranges {
+            return Err(TooManyRanges);
+        }
+        let merged = if last > first {
+            Range {
+                start: self.ranges[first].start.min(start),
+                end: self.ranges[last - 1].end.max(end),
+                stamp: self.clock,
+            }
+        } else {
+            Range {
+                start,
+                end,
+                stamp: self.clock,
+            }
+        };
+        self.ranges.splice(first..last, [merged]);
+        Ok(())
+    }
+
+    /// The stream position just past the last byte held, in order or not.
+    fn extent(&self) -> u64 {
+        self.ranges.last().map_or(self.nxt, |r| r.end)
+    }
+
+    /// Writes `data` at stream position `pos` (inside the window, checked by the caller).
+    fn store(&mut self, pos: u64, data: &[u8]) {
+        let needed = (pos - self.read_pos) as usize + data.len();
+        if needed > self.storage.len() {
+            let target = needed
+                .max(self.storage.len().saturating_mul(2))
+                .max(MIN_ALLOC)
+                .min(self.capacity);
+            self.relocate(target);
+        }
+        let size = self.storage.len();
+        let at = (self.head + (pos - self.read_pos) as usize) % size;
+        let first = data.len().min(size - at);
+        self.storage[at..at + first].copy_from_slice(&data[..first]);
+        self.storage[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// Copies the bytes at stream positions `[pos, pos + dst.len())`, which are held.
+    fn copy(&self, pos: u64, dst: &mut [u8]) {
+        let size = self.storage.len();
+        let at = (self.head + (pos - self.read_pos) as usize) % size;
+        let first = dst.len().min(size - at);
+        let n = dst.len();
+        dst[..first].copy_from_slice(&self.storage[at..at + first]);
+        dst[first..].copy_from_slice(&self.storage[..n - first]);
+    }
+
+    /// Moves everything from `read_pos` to the extent (holes included) to the start of a
+    /// fresh allocation of `size` bytes.
+    fn relocate(&mut self, size: usize) {
+        let mut storage = vec![0u8; size];
+        // Every held byte lies within the old ring. The extent may already reach past it when
+        // `hold` has just recorded a range whose bytes are about to be stored.
+        let held = ((self.extent() - self.read_pos) as usize)
+            .min(self.storage.len())
+            .min(size);
+        if held > 0 {
+            self.copy(self.read_pos, &mut storage[..held]);
+        }
+        self.storage = storage;
+        self.head = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read_all(buf: &mut RecvBuffer) -> Vec<u8> {
+        let mut out = vec![0; buf.len()];
+        assert_eq!(buf.read(&mut out), out.len());
+        assert!(buf.is_empty());
+        out
+    }
+
+    #[test]
+    fn in_order_segments_are_readable() {
+        let mut buf = RecvBuffer::new(100, 4);
+        assert_eq!(buf.write(0, b"hello "), Ok(6));
+        assert_eq!(buf.write(0, b"world"), Ok(5));
+        assert_eq!(buf.len(), 11);
+        assert_eq!(buf.window(), 89);
+        let mut part = [0; 4];
+        assert_eq!(buf.read(&mut part), 4);
+        assert_eq!(&part, b"hell");
+        assert_eq!(read_all(&mut buf), b"o world");
+        assert_eq!(buf.window(), 100);
+    }
+
+    #[test]
+    fn out_of_order_segment_is_held_then_joined() {
+        let mut buf = RecvBuffer::new(100, 4);
+        assert_eq!(buf.write(5, b"fghij"), Ok(0));
+        assert_eq!(buf.len(), 0);
+        assert_eq!(buf.ooo_bytes(), 5);
+        assert_eq!(buf.ooo_ranges(), 1);
+        assert_eq!(buf.sack_ranges(4), vec![(5, 10)]);
+        // Filling the hole advances RCV.NXT past the held range too.
+        assert_eq!(buf.write(0, b"abcde"), Ok(10));
+        assert_eq!(buf.ooo_ranges(), 0);
+        assert_eq!(buf.ooo_bytes(), 0);
+        assert_eq!(read_all(&mut buf), b"abcdefghij");
+    }
+
+    #[test]
+    fn one_segment_joins_several_ranges() {
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(2, b"cd").unwrap();
+        buf.write(6, b"gh").unwrap();
+        buf.write(10, b"kl").unwrap();
+        assert_eq!(buf.ooo_ranges(), 3);
+        // "ab" joins "cd" only; the holes at 4 and 8 remain.
+        assert_eq!(buf.write(0, b"ab"), Ok(4));
+        assert_eq!(buf.sack_ranges(4), vec![(6, 8), (2, 4)]);
+        // A segment spanning the rest of the holes joins both remaining ranges.
+        assert_eq!(buf.write(0, b"efghijk"), Ok(8));
+        assert_eq!(read_all(&mut buf), b"abcdefghijkl");
+    }
+
+    #[test]
+    fn overlapping_out_of_order_segments_merge() {
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(4, b"efgh").unwrap();
+        buf.write(6, b"ghijkl").unwrap();
+        buf.write(2, b"cdef").unwrap();
+        assert_eq!(buf.ooo_ranges(), 1);
+        assert_eq!(buf.ooo_bytes(), 10);
+        assert_eq!(buf.sack_ranges(4), vec![(2, 12)]);
+        // Adjacent (touching) ranges merge too.
+        buf.write(12, b"mn").unwrap();
+        assert_eq!(buf.sack_ranges(4), vec![(2, 14)]);
+        assert_eq!(buf.write(0, b"abc"), Ok(14));
+        assert_eq!(read_all(&mut buf), b"abcdefghijklmn");
+    }
+
+    #[test]
+    fn duplicate_segments_change_nothing() {
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(3, b"def").unwrap();
+        buf.write(3, b"def").unwrap();
+        buf.write(4, b"e").unwrap();
+        assert_eq!(buf.ooo_bytes(), 3);
+        assert_eq!(buf.ooo_ranges(), 1);
+        assert_eq!(buf.write(0, b"abc"), Ok(3 + 3));
+        assert_eq!(buf.ooo_ranges(), 0);
+        assert_eq!(buf.write(0, b"g"), Ok(1));
+        assert_eq!(read_all(&mut buf), b"abcdefg");
+    }
+
+    #[test]
+    fn segment_overlapping_rcv_nxt_and_held_range() {
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(2, b"cdef").unwrap();
+        // In-order segment that ends inside the held range.
+        assert_eq!(buf.write(0, b"abcd"), Ok(6));
+        assert_eq!(read_all(&mut buf), b"abcdef");
+    }
+
+    #[test]
+    fn data_past_window_is_trimmed() {
+        let mut buf = RecvBuffer::new(8, 4);
+        assert_eq!(buf.write(0, b"0123456789"), Ok(8));
+        assert_eq!(buf.window(), 0);
+        assert_eq!(buf.write(0, b"x"), Ok(0));
+        assert_eq!(read_all(&mut buf), b"01234567");
+        // Out of order: only the part below the window's right edge is held.
+        assert_eq!(buf.write(6, b"ABCD"), Ok(0));
+        assert_eq!(buf.sack_ranges(4), vec![(6, 8)]);
+        // Entirely past the window: ignored, and it does not count against max_ranges.
+        assert_eq!(buf.write(8, b"Z"), Ok(0));
+        assert_eq!(buf.write(usize::MAX, b"Z"), Ok(0));
+        assert_eq!(buf.ooo_ranges(), 1);
+        assert_eq!(buf.write(0, b"abcdef"), Ok(8));
+        assert_eq!(read_all(&mut buf), b"abcdefAB");
+    }
+
+    #[test]
+    fn empty_segment_is_a_no_op() {
+        let mut buf = RecvBuffer::new(8, 0);
+        assert_eq!(buf.write(3, b""), Ok(0));
+        assert_eq!(buf.write(0, b""), Ok(0));
+        assert_eq!(buf.ooo_ranges(), 0);
+    }
+
+    #[test]
+    fn max_ranges_is_enforced() {
+        let mut buf = RecvBuffer::new(100, 2);
+        buf.write(2, b"c").unwrap();
+        buf.write(4, b"e").unwrap();
+        assert_eq!(buf.write(6, b"g"), Err(TooManyRanges));
+        assert_eq!(buf.ooo_ranges(), 2);
+        assert_eq!(buf.ooo_bytes(), 2, "nothing stored on error");
+        // Segments that extend or bridge existing ranges are still accepted.
+        assert_eq!(buf.write(5, b"f"), Ok(0));
+        assert_eq!(buf.write(3, b"d"), Ok(0));
+        assert_eq!(buf.ooo_ranges(), 1);
+        assert_eq!(buf.write(8, b"i"), Ok(0));
+        assert_eq!(buf.ooo_ranges(), 2);
+        // In-order data is always accepted, whatever the range count.
+        assert_eq!(buf.write(0, b"ab"), Ok(6));
+        assert_eq!(read_all(&mut buf), b"abcdef");
+        assert_eq!(buf.sack_ranges(4), vec![(2, 3)]);
+    }
+
+    #[test]
+    fn zero_max_ranges_holds_nothing_out_of_order() {
+        let mut buf = RecvBuffer::new(100, 0);
+        assert_eq!(buf.write(1, b"b"), Err(TooManyRanges));
+        assert_eq!(buf.write(0, b"a"), Ok(1));
+    }
+
+    #[test]
+    fn sack_blocks_newest_first() {
+        let mut buf = RecvBuffer::new(100, 8);
+        buf.write(10, b"k").unwrap();
+        buf.write(20, b"u").unwrap();
+        buf.write(30, b"E").unwrap();
+        assert_eq!(buf.sack_ranges(8), vec![(30, 31), (20, 21), (10, 11)]);
+        // A segment extending the oldest range makes it the newest (RFC 2018 §4).
+        buf.write(11, b"l").unwrap();
+        assert_eq!(buf.sack_ranges(8), vec![(10, 12), (30, 31), (20, 21)]);
+        // So does a duplicate.
+        buf.write(20, b"u").unwrap();
+        assert_eq!(buf.sack_ranges(2), vec![(20, 21), (10, 12)]);
+        assert_eq!(buf.sack_ranges(0), vec![]);
+        // Offsets are relative to RCV.NXT, which moves.
+        buf.write(0, &[0; 5]).unwrap();
+        assert_eq!(buf.sack_ranges(1), vec![(15, 16)]);
+    }
+
+    #[test]
+    fn read_after_joins_across_ring_wrap() {
+        let mut buf = RecvBuffer::new(MIN_ALLOC, 4);
+        // Move the ring's head near its end.
+        let filler = vec![7u8; MIN_ALLOC - 10];
+        assert_eq!(buf.write(0, &filler), Ok(filler.len()));
+        assert_eq!(read_all(&mut buf), filler);
+        // Now held bytes wrap around the 1024-byte ring.
+        buf.write(8, b"IJKLMNOP").unwrap();
+        buf.write(20, b"UVW").unwrap();
+        assert_eq!(buf.write(0, b"ABCDEFGH"), Ok(16));
+        assert_eq!(buf.write(0, b"QRST"), Ok(7));
+        let mut out = [0; 5];
+        assert_eq!(buf.read(&mut out), 5);
+        assert_eq!(&out, b"ABCDE");
+        assert_eq!(read_all(&mut buf), b"FGHIJKLMNOPQRSTUVW");
+    }
+
+    #[test]
+    fn set_capacity_keeps_held_bytes() {
+        let mut buf = RecvBuffer::new(4096, 4);
+        buf.write(0, &[1; 100]).unwrap();
+        buf.write(100, &[2; 50]).unwrap();
+        buf.set_capacity(10);
+        // 100 readable + a hole of 100 + 50 held: 250.
+        assert_eq!(buf.capacity(), 250);
+        assert_eq!(buf.window(), 150);
+        assert!(buf.storage.len() <= 250);
+        buf.write(0, &[3; 100]).unwrap();
+        let out = read_all(&mut buf);
+        assert_eq!(out.len(), 250);
+        assert_eq!(&out[..100], &[1; 100]);
+        assert_eq!(&out[100..200], &[3; 100]);
+        assert_eq!(&out[200..], &[2; 50]);
+    }
+
+    #[test]
+    fn memory_grows_with_use() {
+        let mut buf = RecvBuffer::new(1 << 30, 4);
+        assert_eq!(buf.storage.len(), 0);
+        buf.write(0, b"x").unwrap();
+        assert_eq!(buf.storage.len(), MIN_ALLOC);
+        // A hostile far-away segment allocates only up to its own end, never the capacity.
+        buf.write(10_000, b"y").unwrap();
+        assert!(buf.storage.len() < 32_768);
+    }
+
+    /// A stream cut into segments, possibly overlapping.
+    fn segments(stream_len: usize) -> impl Strategy<Value = Vec<(usize, usize)>> {
+        prop::collection::vec((0..stream_len, 1..300usize), 1..60).prop_map(move |cuts| {
+            let mut segs: Vec<(usize, usize)> = cuts
+                .into_iter()
+                .map(|(s, l)| (s, (s + l).min(stream_len)))
+                .collect();
+            // Make sure the stream is covered: consecutive pieces of 250 bytes.
+            let mut s = 0;
+            while s < stream_len {
+                segs.push((s, (s + 250).min(stream_len)));
+                s += 250;
+            }
+            segs
+        })
+    }
+
+    /// Feeds `seg` (absolute stream positions) as a connection would: trimmed to RCV.NXT.
+    fn deliver(buf: &mut RecvBuffer, stream: &[u8], rcv_nxt: &mut usize, seg: (usize, usize)) {
+        let (s, e) = seg;
+        if e <= *rcv_nxt {
+            return;
+        }
+        let s = s.max(*rcv_nxt);
+        if let Ok(advanced) = buf.write(s - *rcv_nxt, &stream[s..e]) {
+            *rcv_nxt += advanced;
+        }
+    }
+
+    proptest! {
+        /// Any permutation of overlapping, duplicated segments reassembles to the stream.
+        #[test]
+        fn permuted_segments_reassemble(
+            stream in prop::collection::vec(any::<u8>(), 1..3000),
+            segs in segments(3000),
+            order in prop::collection::vec(any::<prop::sample::Index>(), 0..200),
+        ) {
+            let n = stream.len();
+            let segs: Vec<(usize, usize)> = segs
+                .into_iter()
+                .filter(|&(s, _)| s < n)
+                .map(|(s, e)| (s, e.min(n)))
+                .collect();
+            let mut buf = RecvBuffer::new(4096, 64);
+            let mut rcv_nxt = 0;
+            // Random picks first (with repetition: duplicates), then all of them in reverse
+            // order, which guarantees every byte arrives at least once.
+            for idx in &order {
+                deliver(&mut buf, &stream, &mut rcv_nxt, segs[idx.index(segs.len())]);
+            }
+            for &seg in segs.iter().rev() {
+                deliver(&mut buf, &stream, &mut rcv_nxt, seg);
+            }
+            prop_assert_eq!(rcv_nxt, n);
+            prop_assert_eq!(buf.ooo_ranges(), 0);
+            prop_assert_eq!(read_all(&mut buf), stream);
+        }
+
+        /// With a small window, range limit and interleaved reads, whatever is delivered in
+        /// order is exactly the stream's prefix, and retransmission rounds finish the job.
+        #[test]
+        fn small_window_with_reads_delivers_the_stream(
+            stream in prop::collection::vec(any::<u8>(), 1..2000),
+            segs in segments(2000),
+            capacity in 16..600usize,
+            max_ranges in 0..5usize,
+            reads in prop::collection::vec(0..400usize, 1..50),
+        ) {
+            let n = stream.len();
+            let segs: Vec<(usize, usize)> = segs
+                .into_iter()
+                .filter(|&(s, _)| s < n)
+                .map(|(s, e)| (s, e.min(n)))
+                .collect();
+            let mut buf = RecvBuffer::new(capacity, max_ranges);
+            let mut rcv_nxt = 0;
+            let mut out = Vec::new();
+            let mut reads = reads.iter().cycle();
+            let mut dst = [0u8; 400];
+            // Each round delivers every segment; at least `capacity` new bytes are read per
+            // round in the worst case, so this many rounds always suffice.
+            for _round in 0..(n / capacity.min(250) + 2) * 2 {
+                for &seg in &segs {
+                    deliver(&mut buf, &stream, &mut rcv_nxt, seg);
+                    let want = *reads.next().unwrap_or(&1);
+                    let got = buf.read(&mut dst[..want]);
+                    out.extend_from_slice(&dst[..got]);
+                    prop_assert!(buf.ooo_ranges() <= max_ranges);
+                    prop_assert!(buf.len() + buf.window() == capacity);
+                }
+                out.extend(read_all(&mut buf));
+                if out.len() == n {
+                    break;
+                }
+            }
+            prop_assert_eq!(out, stream);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Version-independent IP: the protocol number, a repr over both families, and [`parse`], the
+//! entry point for a packet read from a TUN device.
+
+use std::net::IpAddr;
+
+use super::ipv4::{self, Ipv4Repr};
+use super::ipv6::{self, Ipv6Repr};
+use super::WireError;
+
+/// An IP protocol / IPv6 next-header number (IANA "Assigned Internet Protocol Numbers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpProtocol {
+    /// ICMP for IPv4 (1).
+    Icmp,
+    /// TCP (6).
+    Tcp,
+    /// UDP (17).
+    Udp,
+    /// ICMP for IPv6 (58).
+    Icmpv6,
+    /// Any other number.
+    Unknown(u8),
+}
+
+impl From<u8> for IpProtocol {
+    fn from(value: u8) -> Self {
+        match value {
+            1 => IpProtocol::Icmp,
+            6 => IpProtocol::Tcp,
+            17 => IpProtocol::Udp,
+            58 => IpProtocol::Icmpv6,
+            other => IpProtocol::Unknown(other),
+        }
+    }
+}
+
+impl From<IpProtocol> for u8 {
+    fn from(value: IpProtocol) -> u8 {
+        match value {
+            IpProtocol::Icmp => 1,
+            IpProtocol::Tcp => 6,
+            IpProtocol::Udp => 17,
+            IpProtocol::Icmpv6 => 58,
+            IpProtocol::Unknown(other) => other,
+        }
+    }
+}
+
+/// The IP header of either family, as this stack emits it: no IPv4 options, no IPv6
+/// extension headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpRepr {
+    /// An IPv4 header.
+    Ipv4(Ipv4Repr),
+    /// An IPv6 header.
+    Ipv6(Ipv6Repr),
+}
+
+impl IpRepr {
+    /// A header for `payload_len` bytes of `protocol` from `src` to `dst`.
+    ///
+    /// `Err(Malformed)` if the families differ or the payload does not fit the family's length
+    /// field (65,515 bytes for IPv4, 65,535 for IPv6; we send no jumbograms).
+    pub fn new(
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: IpProtocol,
+        payload_len: usize,
+        hop_limit: u8,
+    ) -> Result<IpRepr, WireError> {
+        match (src, dst) {
+            (IpAddr::V4(src_addr), IpAddr::V4(dst_addr)) => {
+                if payload_len > usize::from(u16::MAX) - ipv4::HEADER_LEN {
+                    return Err(WireError::Malformed);
+                }
+                Ok(IpRepr::Ipv4(Ipv4Repr {
+                    src_addr,
+                    dst_addr,
+                    protocol,
+                    payload_len,
+                    hop_limit,
+                }))
+            }
+            (IpAddr::V6(src_addr), IpAddr::V6(dst_addr)) => {
+                if payload_len > usize::from(u16::MAX) {
+                    return Err(WireError::Malformed);
+                }
+                Ok(IpRepr::Ipv6(Ipv6Repr {
+                    src_addr,
+                    dst_addr,
+                    next_header: protocol,
+                    payload_len,
+                    hop_limit,
+                }))
+            }
+            _ => Err(WireError::Malformed),
+        }
+    }
+
+    /// The source address.
+    pub fn src_addr(&self) -> IpAddr {
+        match self {
+            IpRepr::Ipv4(r) => IpAddr::V4(r.src_addr),
+            IpRepr::Ipv6(r) => IpAddr::V6(r.src_addr),
+        }
+    }
+
+    /// The destination address.
+    pub fn dst_addr(&self) -> IpAddr {
+        match self {
+            IpRepr::Ipv4(r) => IpAddr::V4(r.dst_addr),
+            IpRepr::Ipv6(r) => IpAddr::V6(r.dst_addr),
+        }
+    }
+
+    /// The upper-layer protocol (for IPv6, after any extension headers).
+    pub fn protocol(&self) -> IpProtocol {
+        match self {
+            IpRepr::Ipv4(r) => r.protocol,
+            IpRepr::Ipv6(r) => r.next_header,
+        }
+    }
+
+    /// The upper-layer payload length in bytes.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            IpRepr::Ipv4(r) => r.payload_len,
+            IpRepr::Ipv6(r) => r.payload_len,
+        }
+    }
+
+    /// The TTL (IPv4) or hop limit (IPv6).
+    pub fn hop_limit(&self) -> u8 {
+        match self {
+            IpRepr::Ipv4(r) => r.hop_limit,
+            IpRepr::Ipv6(r) => r.hop_limit,
+        }
+    }
+
+    /// The emitted header length: 20 for IPv4, 40 for IPv6.
+    pub fn header_len(&self) -> usize {
+        match self {
+            IpRepr::Ipv4(_) => ipv4::HEADER_LEN,
+            IpRepr::Ipv6(_) => ipv6::HEADER_LEN,
+        }
+    }
+
+    /// Header plus payload.
+    pub fn buffer_len(&self) -> usize {
+        self.header_len() + self.payload_len()
+    }
+
+    /// Writes the header (only) into `buf[..header_len()]`, IPv4 header checksum included.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than [`header_len`](Self::header_len).
+    pub fn emit(&self, buf: &mut [u8]) {
+        match self {
+            IpRepr::Ipv4(r) => r.emit(buf),
+            IpRepr::Ipv6(r) => r.emit(buf),
+        }
+    }
+}
+
+/// Parses one IP packet as read from a TUN device.
+///
+/// Dispatches on the version nibble (neither 4 nor 6 is `Unsupported`), then validates the
+/// family's header as [`Ipv4Repr::parse`] and [`Ipv6Repr::parse`] describe. Returns the repr,
+/// whose protocol and payload length describe the upper-layer payload, and that payload.
+/// Bytes past the header's total length (link padding) are ignored.
+pub fn parse(packet: &[u8]) -> Result<(IpRepr, &[u8]), WireError> {
+    let first = *packet.first().ok_or(WireError::Truncated)?;
+    match first >> 4 {
+        4 => Ipv4Repr::parse(packet).map(|(r, p)| (IpRepr::Ipv4(r), p)),
+        6 => Ipv6Repr::parse(packet).map(|(r, p)| (IpRepr::Ipv6(r), p)),
+        _ => Err(WireError::Unsupported),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn protocol_numbers_round_trip() {
+        for n in 0..=255u8 {
+            assert_eq!(u8::from(IpProtocol::from(n)), n);
+        }
+        assert_eq!(IpProtocol::from(6), IpProtocol::Tcp);
+        assert_eq!(IpProtocol::from(58), IpProtocol::Icmpv6);
+        assert_eq!(IpProtocol::from(132), IpProtocol::Unknown(132));
+    }
+
+    #[test]
+    fn new_refuses_mixed_families_and_oversize() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(
+            IpRepr::new(v4, v6, IpProtocol::Tcp, 0, 64),
+            Err(WireError::Malformed)
+        );
+        assert_eq!(
+            IpRepr::new(v4, v4, IpProtocol::Tcp, 65_516, 64),
+            Err(WireError::Malformed)
+        );
+        assert!(IpRepr::new(v4, v4, IpProtocol::Tcp, 65_515, 64).is_ok());
+        assert!(IpRepr::new(v6, v6, IpProtocol::Tcp, 65_535, 64).is_ok());
+        assert_eq!(
+            IpRepr::new(v6, v6, IpProtocol::Tcp, 65_536, 64),
+            Err(WireError::Malformed)
+        );
+    }
+
+    #[test]
+    fn accessors_and_lengths() {
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let r = IpRepr::new(a, b, IpProtocol::Tcp, 100, 64).unwrap();
+        assert_eq!((r.src_addr(), r.dst_addr()), (a, b));
+        assert_eq!(r.protocol(), IpProtocol::Tcp);
+        assert_eq!(
+            (r.header_len(), r.payload_len(), r.buffer_len()),
+            (20, 100, 120)
+        );
+        assert_eq!(r.hop_limit(), 64);
+
+        let a6 = IpAddr::V6("2001:db8::1".parse().unwrap());
+        let b6 = IpAddr::V6("2001:db8::2".parse().unwrap());
+        let r6 = IpRepr::new(a6, b6, IpProtocol::Icmpv6, 8, 255).unwrap();
+        assert_eq!((r6.header_len(), r6.buffer_len()), (40, 48));
+        assert_eq!(r6.protocol(), IpProtocol::Icmpv6);
+    }
+
+    #[test]
+    fn emit_then_parse_both_families() {
+        for (src, dst) in [
+            (
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            ),
+            (
+                IpAddr::V6("2001:db8::1".parse().unwrap()),
+                IpAddr::V6("2001:db8::2".parse().unwrap()),
+            ),
+        ] {
+            let r = IpRepr::new(src, dst, IpProtocol::Udp, 5, 17).unwrap();
+            let mut buf = vec![0u8; r.buffer_len() + 3];
+            r.emit(&mut buf);
+            buf[r.header_len()..r.buffer_len()].copy_from_slice(b"hello");
+            let (parsed, payload) = parse(&buf).unwrap();
+            assert_eq!(parsed, r);
+            assert_eq!(payload, b"hello", "trailing padding is ignored");
+        }
+    }
+
+    #[test]
+    fn version_dispatch() {
+        assert_eq!(parse(&[]), Err(WireError::Truncated));
+        assert_eq!(parse(&[0x55; 40]), Err(WireError::Unsupported));
+        assert_eq!(parse(&[0x00; 40]), Err(WireError::Unsupported));
+        assert_eq!(parse(&[0x45]), Err(WireError::Truncated));
+        assert_eq!(parse(&[0x60; 39]), Err(WireError::Truncated));
+    }
+}

@@ -1,0 +1,496 @@
+//! IPv6 headers (RFC 8200) and the extension-header walk of RFC 8200 §4.
+
+use std::net::Ipv6Addr;
+
+use super::ip::IpProtocol;
+use super::WireError;
+
+/// The length of the fixed IPv6 header.
+pub const HEADER_LEN: usize = 40;
+
+/// Field offsets, RFC 8200 §3.
+mod field {
+    use core::ops::Range;
+    pub const VER_TC_FLOW: Range<usize> = 0..4;
+    pub const LENGTH: Range<usize> = 4..6;
+    pub const NXT_HDR: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC_ADDR: Range<usize> = 8..24;
+    pub const DST_ADDR: Range<usize> = 24..40;
+}
+
+/// Next-header values for the extension headers (IANA "IPv6 Extension Header Types").
+mod ext {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const ESP: u8 = 50;
+    pub const AUTH: u8 = 51;
+    pub const NO_NEXT_HEADER: u8 = 59;
+    pub const DEST_OPTS: u8 = 60;
+    pub const MOBILITY: u8 = 135;
+    pub const HIP: u8 = 139;
+    pub const SHIM6: u8 = 140;
+    pub const EXPERIMENT_1: u8 = 253;
+    pub const EXPERIMENT_2: u8 = 254;
+}
+
+/// More extension headers than any sane packet carries. Each one is at least 8 bytes, so the
+/// walk is bounded by the packet length anyway; this bounds it by a constant as well.
+const MAX_EXT_HEADERS: usize = 8;
+
+/// A zero-copy view of an IPv6 header and its payload.
+#[derive(Debug, Clone)]
+pub struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps a buffer without checking anything; getters may panic on a short buffer.
+    pub const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wraps a buffer after [`check_len`](Self::check_len).
+    pub fn new_checked(buffer: T) -> Result<Packet<T>, WireError> {
+        let packet = Packet::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// Ensures the buffer holds the fixed header and the payload length it claims.
+    pub fn check_len(&self) -> Result<(), WireError> {
+        let len = self.buffer.as_ref().len();
+        if len < HEADER_LEN || HEADER_LEN + usize::from(self.payload_len()) > len {
+            return Err(WireError::Truncated);
+        }
+        Ok(())
+    }
+
+    /// Unwraps the buffer.
+    pub fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    fn ver_tc_flow(&self) -> u32 {
+        let b = &self.buffer.as_ref()[field::VER_TC_FLOW];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The version field (6 for IPv6).
+    pub fn version(&self) -> u8 {
+        (self.ver_tc_flow() >> 28) as u8
+    }
+
+    /// The traffic class (DSCP + ECN).
+    pub fn traffic_class(&self) -> u8 {
+        (self.ver_tc_flow() >> 20) as u8
+    }
+
+    /// The 20-bit flow label.
+    pub fn flow_label(&self) -> u32 {
+        self.ver_tc_flow() & 0x000f_ffff
+    }
+
+    /// The payload length field: everything after the fixed header, extension headers
+    /// included.
+    pub fn payload_len(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[field::LENGTH.start], b[field::LENGTH.start + 1]])
+    }
+
+    /// The next-header field of the fixed header.
+    pub fn next_header(&self) -> IpProtocol {
+        IpProtocol::from(self.buffer.as_ref()[field::NXT_HDR])
+    }
+
+    /// The hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        self.buffer.as_ref()[field::HOP_LIMIT]
+    }
+
+    /// The source address.
+    pub fn src_addr(&self) -> Ipv6Addr {
+        read_addr(&self.buffer.as_ref()[field::SRC_ADDR])
+    }
+
+    /// The destination address.
+    pub fn dst_addr(&self) -> Ipv6Addr {
+        read_addr(&self.buffer.as_ref()[field::DST_ADDR])
+    }
+
+    /// The payload (extension headers included), up to the payload length. Call `check_len`
+    /// first.
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[HEADER_LEN..HEADER_LEN + usize::from(self.payload_len())]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets version 6, the traffic class and the flow label in one go.
+    pub fn set_ver_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
+        let v = (6u32 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
+        self.buffer.as_mut()[field::VER_TC_FLOW].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets the payload length field.
+    pub fn set_payload_len(&mut self, value: u16) {
+        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// Sets the next-header field.
+    pub fn set_next_header(&mut self, value: IpProtocol) {
+        self.buffer.as_mut()[field::NXT_HDR] = value.into();
+    }
+
+    /// Sets the hop limit.
+    pub fn set_hop_limit(&mut self, value: u8) {
+        self.buffer.as_mut()[field::HOP_LIMIT] = value;
+    }
+
+    /// Sets the source address.
+    pub fn set_src_addr(&mut self, addr: Ipv6Addr) {
+        self.buffer.as_mut()[field::SRC_ADDR].copy_from_slice(&addr.octets());
+    }
+
+    /// Sets the destination address.
+    pub fn set_dst_addr(&mut self, addr: Ipv6Addr) {
+        self.buffer.as_mut()[field::DST_ADDR].copy_from_slice(&addr.octets());
+    }
+}
+
+/// A validated IPv6 header. `next_header` and `payload_len` describe the upper-layer
+/// protocol after any extension headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    /// Source address.
+    pub src_addr: Ipv6Addr,
+    /// Destination address.
+    pub dst_addr: Ipv6Addr,
+    /// The upper-layer protocol.
+    pub next_header: IpProtocol,
+    /// The upper-layer payload length in bytes.
+    pub payload_len: usize,
+    /// Hop limit.
+    pub hop_limit: u8,
+}
+
+impl Ipv6Repr {
+    /// Parses an IPv6 packet: version 6, payload length within the buffer (trailing bytes
+    /// ignored), then the extension-header walk of [`skip_ext_headers`]. Returns the repr and
+    /// the upper-layer payload.
+    pub fn parse(buf: &[u8]) -> Result<(Ipv6Repr, &[u8]), WireError> {
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let packet = Packet::new_unchecked(buf);
+        if packet.version() != 6 {
+            return Err(WireError::Unsupported);
+        }
+        packet.check_len()?;
+        let payload = &buf[HEADER_LEN..HEADER_LEN + usize::from(packet.payload_len())];
+        let (protocol, offset) = skip_ext_headers(u8::from(packet.next_header()), payload)?;
+        let upper = &payload[offset..];
+        let repr = Ipv6Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            next_header: protocol,
+            payload_len: upper.len(),
+            hop_limit: packet.hop_limit(),
+        };
+        Ok((repr, upper))
+    }
+
+    /// The header length this repr emits (no extension headers).
+    pub const fn header_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Header plus payload.
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.payload_len
+    }
+
+    /// Writes the 40-byte fixed header into `buf[..40]`, with traffic class and flow label 0.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than 40 bytes.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let mut packet = Packet::new_unchecked(&mut buf[..HEADER_LEN]);
+        // RFC 6437 §3: a flow label of zero is always allowed ("unlabelled").
+        packet.set_ver_tc_flow(0, 0);
+        packet.set_payload_len(u16::try_from(self.payload_len).unwrap_or(u16::MAX));
+        packet.set_next_header(self.next_header);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+    }
+}
+
+/// Walks the extension headers that start `payload` (whose first header type is
+/// `next_header`) and returns the upper-layer protocol and its offset in `payload`.
+///
+/// RFC 8200 §4 rules, as an end host that does not forward, fragment or reassemble:
+/// - Hop-by-Hop Options only directly after the fixed header (§4.1); elsewhere `Malformed`.
+/// - Hop-by-Hop and Destination Options: options walked by §4.2; an unrecognised option whose
+///   action bits say "discard" is `Unsupported`.
+/// - Routing with Segments Left 0 is skipped (§4.4: "the node must ignore the Routing header
+///   and proceed to process the next header"); otherwise we would have to forward:
+///   `Unsupported`.
+/// - Fragment: `Fragment` (no reassembly).
+/// - No Next Header, ESP, AH and the other extension-header numbers: `Unsupported`.
+/// - Anything else is an upper-layer protocol and ends the walk.
+///
+/// The walk stops with `Unsupported` after eight extension headers.
+pub fn skip_ext_headers(next_header: u8, payload: &[u8]) -> Result<(IpProtocol, usize), WireError> {
+    walk(next_header, payload, false)
+}
+
+/// The walk behind [`skip_ext_headers`]. With `lenient` (for the quoted packet in an ICMP
+/// error), option contents are not judged.
+pub(crate) fn walk(
+    mut next_header: u8,
+    payload: &[u8],
+    lenient: bool,
+) -> Result<(IpProtocol, usize), WireError> {
+    let mut offset = 0usize;
+    for index in 0..=MAX_EXT_HEADERS {
+        match next_header {
+            ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
+                if index == MAX_EXT_HEADERS {
+                    return Err(WireError::Unsupported);
+                }
+                // RFC 8200 §4.1: Hop-by-Hop "must immediately follow the IPv6 header".
+                if next_header == ext::HOP_BY_HOP && index != 0 {
+                    return Err(WireError::Malformed);
+                }
+                let rest = &payload[offset..];
+                if rest.len() < 8 {
+                    return Err(WireError::Truncated);
+                }
+                // RFC 8200 §4.3/§4.4/§4.6: Hdr Ext Len counts 8-octet units past the first 8.
+                let len = (usize::from(rest[1]) + 1) * 8;
+                if len > rest.len() {
+                    return Err(WireError::Truncated);
+                }
+                let header = &rest[..len];
+                if next_header == ext::ROUTING {
+                    // RFC 8200 §4.4: Segments Left is the fourth byte.
+                    if header[3] != 0 {
+                        return Err(WireError::Unsupported);
+                    }
+                } else if !lenient {
+                    check_options(&header[2..])?;
+                }
+                next_header = header[0];
+                offset += len;
+            }
+            ext::FRAGMENT => return Err(WireError::Fragment),
+            ext::ESP
+            | ext::AUTH
+            | ext::NO_NEXT_HEADER
+            | ext::MOBILITY
+            | ext::HIP
+            | ext::SHIM6
+            | ext::EXPERIMENT_1
+            | ext::EXPERIMENT_2 => return Err(WireError::Unsupported),
+            upper => return Ok((IpProtocol::from(upper), offset)),
+        }
+    }
+    Err(WireError::Unsupported)
+}
+
+/// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
+/// §4.2).
+fn check_options(mut options: &[u8]) -> Result<(), WireError> {
+    while let Some(&kind) = options.first() {
+        // Pad1 is the one option without a length byte.
+        if kind == 0 {
+            options = &options[1..];
+            continue;
+        }
+        let len = *options.get(1).ok_or(WireError::Malformed)?;
+        let end = 2 + usize::from(len);
+        if end > options.len() {
+            return Err(WireError::Malformed);
+        }
+        // PadN (1) and Router Alert (5) are understood. For anything else, RFC 8200 §4.2: the
+        // two high-order bits of the type say what to do if it is unrecognised; 00 is "skip
+        // over this option", every other value begins with "discard the packet".
+        if kind != 1 && kind != 5 && kind >> 6 != 0 {
+            return Err(WireError::Unsupported);
+        }
+        options = &options[end..];
+    }
+    Ok(())
+}
+
+fn read_addr(b: &[u8]) -> Ipv6Addr {
+    let mut octets = [0u8; 16];
+    octets.copy_from_slice(b);
+    Ipv6Addr::from(octets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(next_header: u8, payload: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; HEADER_LEN + payload.len()];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.set_ver_tc_flow(0, 0x12345);
+        p.set_payload_len(payload.len() as u16);
+        p.set_next_header(IpProtocol::from(next_header));
+        p.set_hop_limit(64);
+        p.set_src_addr("2001:db8::1".parse().unwrap());
+        p.set_dst_addr("2001:db8::2".parse().unwrap());
+        buf[HEADER_LEN..].copy_from_slice(payload);
+        buf
+    }
+
+    #[test]
+    fn view_getters() {
+        let buf = packet(6, &[0; 20]);
+        let p = Packet::new_checked(&buf[..]).unwrap();
+        assert_eq!(p.version(), 6);
+        assert_eq!(p.traffic_class(), 0);
+        assert_eq!(p.flow_label(), 0x12345);
+        assert_eq!(p.payload_len(), 20);
+        assert_eq!(p.next_header(), IpProtocol::Tcp);
+        assert_eq!(p.hop_limit(), 64);
+        assert_eq!(p.src_addr(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(p.payload().len(), 20);
+    }
+
+    #[test]
+    fn hop_by_hop_and_dest_opts_are_skipped() {
+        // HBH (PadN of 4) -> DestOpts (Pad1 x6) -> TCP payload "xyz".
+        let mut payload = vec![60, 0, 1, 4, 0, 0, 0, 0];
+        payload.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0]);
+        payload.extend_from_slice(b"xyz");
+        let buf = packet(0, &payload);
+        let (repr, upper) = Ipv6Repr::parse(&buf).unwrap();
+        assert_eq!(repr.next_header, IpProtocol::Tcp);
+        assert_eq!(repr.payload_len, 3);
+        assert_eq!(upper, b"xyz");
+    }
+
+    #[test]
+    fn routing_with_segments_left_zero_is_skipped() {
+        let mut payload = vec![6, 0, 4, 0, 0, 0, 0, 0];
+        payload.extend_from_slice(b"t");
+        let buf = packet(43, &payload);
+        let (repr, upper) = Ipv6Repr::parse(&buf).unwrap();
+        assert_eq!(repr.next_header, IpProtocol::Tcp);
+        assert_eq!(upper, b"t");
+        payload[3] = 1;
+        assert_eq!(
+            Ipv6Repr::parse(&packet(43, &payload)).unwrap_err(),
+            WireError::Unsupported
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_after_the_first_is_malformed() {
+        let payload = [0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 1, 4, 0, 0, 0, 0];
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &payload)).unwrap_err(),
+            WireError::Malformed
+        );
+    }
+
+    #[test]
+    fn unknown_option_actions() {
+        // Type 0x3e (action 00): skipped. Type 0x7e (action 01): discard.
+        let skip = [6, 0, 0x3e, 2, 0, 0, 1, 0];
+        assert!(Ipv6Repr::parse(&packet(60, &skip)).is_ok());
+        let discard = [6, 0, 0x7e, 2, 0, 0, 1, 0];
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &discard)).unwrap_err(),
+            WireError::Unsupported
+        );
+        // An option running past its header.
+        let overrun = [6, 0, 1, 9, 0, 0, 0, 0];
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &overrun)).unwrap_err(),
+            WireError::Malformed
+        );
+    }
+
+    #[test]
+    fn fragment_no_next_and_esp() {
+        let frag = [6, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            Ipv6Repr::parse(&packet(44, &frag)).unwrap_err(),
+            WireError::Fragment
+        );
+        assert_eq!(
+            Ipv6Repr::parse(&packet(59, &[])).unwrap_err(),
+            WireError::Unsupported
+        );
+        assert_eq!(
+            Ipv6Repr::parse(&packet(50, &[0; 16])).unwrap_err(),
+            WireError::Unsupported
+        );
+    }
+
+    #[test]
+    fn ext_header_chain_is_bounded() {
+        // Nine Destination Options headers in a row: one more than we walk.
+        let mut payload = Vec::new();
+        for _ in 0..9 {
+            payload.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &payload)).unwrap_err(),
+            WireError::Unsupported
+        );
+    }
+
+    #[test]
+    fn truncated_ext_headers() {
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &[6, 0, 1])).unwrap_err(),
+            WireError::Truncated
+        );
+        // Hdr Ext Len 1 says 16 bytes; only 8 present.
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &[6, 1, 1, 4, 0, 0, 0, 0])).unwrap_err(),
+            WireError::Truncated
+        );
+    }
+
+    #[test]
+    fn unknown_upper_layer_is_returned() {
+        let buf = packet(132, b"sctp");
+        let (repr, upper) = Ipv6Repr::parse(&buf).unwrap();
+        assert_eq!(repr.next_header, IpProtocol::Unknown(132));
+        assert_eq!(upper, b"sctp");
+    }
+
+    #[test]
+    fn payload_length_past_buffer_is_truncated() {
+        let mut buf = packet(6, &[0; 20]);
+        buf.truncate(50);
+        assert_eq!(Ipv6Repr::parse(&buf).unwrap_err(), WireError::Truncated);
+        let mut v5 = packet(6, &[0; 20]);
+        v5[0] = 0x50;
+        assert_eq!(Ipv6Repr::parse(&v5).unwrap_err(), WireError::Unsupported);
+    }
+
+    #[test]
+    fn emit_writes_a_plain_header() {
+        let repr = Ipv6Repr {
+            src_addr: "2001:db8::1".parse().unwrap(),
+            dst_addr: "2001:db8::2".parse().unwrap(),
+            next_header: IpProtocol::Tcp,
+            payload_len: 40,
+            hop_limit: 64,
+        };
+        let mut buf = [0xffu8; 80];
+        repr.emit(&mut buf);
+        assert_eq!(&buf[..8], &[0x60, 0, 0, 0, 0, 40, 6, 64]);
+        let (parsed, _) = Ipv6Repr::parse(&buf).unwrap();
+        assert_eq!(parsed, repr);
+    }
+}

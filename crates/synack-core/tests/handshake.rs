@@ -1,0 +1,707 @@
+//! Opening a connection, state by state, against a scripted peer in virtual time.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use synack_core::wire::TcpFlags;
+use synack_core::{ConnectionHandle, Error, Event, SeqNumber, State};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const RST: TcpFlags = TcpFlags::RST;
+
+fn peer80() -> SocketAddr {
+    SocketAddr::new(PEER, 80)
+}
+
+/// Connect and return the handle and our SYN.
+fn start(h: &mut Harness) -> (ConnectionHandle, Seg) {
+    let c = h.ep.connect(h.now, peer80()).unwrap();
+    let syn = h.one();
+    (c, syn)
+}
+
+/// Complete an active open with a SYN-ACK offering every option; returns the ACK we sent.
+fn establish(h: &mut Harness) -> (ConnectionHandle, Seg, Seg) {
+    let (c, syn) = start(h);
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 5000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .wscale(7)
+            .sack_ok()
+            .ts(777, syn.ts.unwrap().tsval),
+    );
+    let ack = h.one();
+    (c, syn, ack)
+}
+
+// === SYN-SENT ===================================================================================
+
+#[test]
+fn syn_offers_every_option() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    assert!(syn.is(SYN));
+    assert_eq!(syn.dst, peer80());
+    assert_eq!(syn.mss, Some(1460));
+    assert_eq!(syn.wscale, Some(3), "256 KiB buffer needs a shift of 3");
+    assert!(syn.sack_permitted);
+    let ts = syn.ts.expect("timestamps offered");
+    assert_eq!(ts.tsecr, 0);
+    assert_eq!(syn.window, 65535);
+    assert!(syn.payload.is_empty());
+    assert_ne!(syn.seq.0, 0, "ISN is never 0");
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    let port = syn.src.port();
+    assert!((32768..=60999).contains(&port), "ephemeral port {port}");
+}
+
+#[test]
+fn syn_without_options_when_disabled() {
+    let mut c = config();
+    c.timestamps(false).sack(false).window_scaling(false);
+    let mut h = Harness::new(c);
+    let (_, syn) = start(&mut h);
+    assert_eq!(syn.mss, Some(1460));
+    assert_eq!(syn.wscale, None);
+    assert!(!syn.sack_permitted);
+    assert_eq!(syn.ts, None);
+}
+
+#[test]
+fn syn_backoff_timeline_with_default_retries() {
+    let mut h = Harness::new(config());
+    let t0 = h.now;
+    let (c, first) = start(&mut h);
+    let mut times = vec![0u64];
+    for _ in 0..20 {
+        let (t, segs) = h.next_timeout();
+        if segs.is_empty() {
+            break;
+        }
+        assert_eq!(segs.len(), 1);
+        assert!(segs[0].is(SYN));
+        assert_eq!(segs[0].seq, first.seq, "a retransmitted SYN keeps its ISN");
+        times.push((t - t0).as_secs());
+    }
+    // 2 s, then doubling: SYNs at 0, 2, 6, 14, 30, 62, 126 (six retries, like Linux).
+    assert_eq!(times, vec![0, 2, 6, 14, 30, 62, 126]);
+    // The last wait would be 128 s; like Linux, no RTO exceeds TCP_RTO_MAX (120 s).
+    assert_eq!((h.now - t0).as_secs(), 246, "fails after the last, capped wait");
+    assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::TimedOut));
+    assert!(h.events().contains(&Event::Closed(c, Some(Error::TimedOut))));
+}
+
+#[test]
+fn syn_backoff_with_two_retries_fails_at_14s() {
+    let mut c = config();
+    c.syn_retries(2);
+    let mut h = Harness::new(c);
+    let t0 = h.now;
+    let (c, _) = start(&mut h);
+    h.advance(Duration::from_secs(13));
+    let syn_times: Vec<u64> = h.sent.iter().map(|(t, _)| (*t - t0).as_secs()).collect();
+    assert_eq!(syn_times, vec![0, 2, 6]);
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+    assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::TimedOut));
+    let err: std::io::Error = Error::TimedOut.into();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn configurable_initial_syn_rto() {
+    let mut c = config();
+    c.syn_retries(1).initial_syn_rto(Duration::from_millis(500));
+    let mut h = Harness::new(c);
+    let t0 = h.now;
+    let (c, _) = start(&mut h);
+    h.advance(Duration::from_millis(1499));
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+    let times: Vec<u128> = h.sent.iter().map(|(t, _)| (*t - t0).as_millis()).collect();
+    assert_eq!(times, vec![0, 500]);
+}
+
+#[test]
+fn rst_answering_syn_is_connection_refused() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(peer80(), syn.src, Out::new(RST | ACK, 0, 0).ackn(syn.seq + 1));
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+    assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionRefused));
+    assert!(h.events().contains(&Event::Closed(c, Some(Error::ConnectionRefused))));
+    h.none();
+    // No more SYNs afterwards.
+    h.advance(Duration::from_secs(300));
+    assert_eq!(h.sent.len(), 1);
+}
+
+#[test]
+fn rst_without_ack_in_syn_sent_is_ignored() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(peer80(), syn.src, Out::new(RST, 0, 0));
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+}
+
+#[test]
+fn rst_with_wrong_ack_in_syn_sent_is_ignored() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(peer80(), syn.src, Out::new(RST | ACK, 0, 0).ackn(syn.seq + 7));
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    h.none();
+}
+
+#[test]
+fn syn_ack_with_bad_ack_draws_rst() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(peer80(), syn.src, Out::new(SYN | ACK, 9, 0).ackn(syn.seq + 100));
+    let rst = h.one();
+    assert!(rst.is(RST));
+    assert_eq!(rst.seq, syn.seq + 100, "<SEQ=SEG.ACK><CTL=RST>");
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+}
+
+#[test]
+fn syn_ack_completes_active_open() {
+    let mut h = Harness::new(config());
+    let (c, syn, ack) = establish(&mut h);
+    assert!(ack.is(ACK));
+    assert_eq!(ack.seq, syn.seq + 1);
+    assert_eq!(ack.ack, SeqNumber(5001));
+    let ts = ack.ts.expect("timestamps agreed");
+    assert_eq!(ts.tsecr, 777);
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    let ev = h.events();
+    assert!(ev.contains(&Event::Connected(c)));
+    assert_eq!(h.ep.peer_addr(c).unwrap(), peer80());
+    assert_eq!(h.ep.local_addr(c).unwrap(), syn.src);
+}
+
+#[test]
+fn options_are_used_only_when_both_sides_offer_them() {
+    // The peer offers nothing but MSS: no timestamps, no SACK, unscaled windows.
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 100, 0).ackn(syn.seq + 1).mss(1000),
+    );
+    let ack = h.one();
+    assert_eq!(ack.ts, None);
+    assert!(ack.sack.is_empty());
+    // Our window is not scaled: the 256 KiB buffer shows as at most 65535.
+    assert_eq!(ack.window, 65535);
+    // Data segments are bounded by the peer's MSS (no option overhead without timestamps).
+    let data = vec![7u8; 5000];
+    assert_eq!(h.ep.send(h.now, c, &data).unwrap(), 5000);
+    let segs = h.drain();
+    assert!(!segs.is_empty());
+    assert!(segs.iter().all(|s| s.payload.len() <= 1000));
+    assert_eq!(segs[0].payload.len(), 1000);
+}
+
+#[test]
+fn timestamps_reduce_the_payload_per_segment() {
+    let mut h = Harness::new(config());
+    let (c, _, _) = establish(&mut h);
+    h.ep.send(h.now, c, &vec![1u8; 10_000]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs[0].payload.len(), 1460 - 12, "RFC 6691: MSS minus the TS option");
+}
+
+#[test]
+fn peer_window_scale_is_applied_and_clamped_to_14() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 100, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .wscale(30)
+            .window(1000),
+    );
+    let _ack = h.one();
+    // The peer now advertises 1 unit of window, scaled by 2^14 (not 2^30).
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(ACK, 101, 0).ackn(syn.seq + 1).window(1),
+    );
+    h.ep.send(h.now, c, &vec![0u8; 40_000]).unwrap();
+    let sent: usize = h.drain().iter().map(|s| s.payload.len()).sum();
+    // Bounded by the initial congestion window (10 segments), under the 16 KiB window.
+    assert!(sent <= 16_384 && sent > 0, "sent {sent}");
+}
+
+#[test]
+fn mss_zero_from_peer_is_raised_to_a_sane_minimum() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 100, 0).ackn(syn.seq + 1).mss(0),
+    );
+    let _ = h.one();
+    h.ep.send(h.now, c, &[5u8; 300]).unwrap();
+    let segs = h.drain();
+    assert!(!segs.is_empty());
+    assert!(segs.iter().all(|s| !s.payload.is_empty()));
+}
+
+// === Simultaneous open ==========================================================================
+
+#[test]
+fn simultaneous_open() {
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    // The peer's own SYN crosses ours.
+    h.inject(peer80(), syn.src, Out::new(SYN, 9000, 0).mss(1460));
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK));
+    assert_eq!(synack.seq, syn.seq, "same ISS in the SYN-ACK");
+    assert_eq!(synack.ack, SeqNumber(9001));
+    assert_eq!(h.ep.state(c).unwrap(), State::SynReceived);
+    // Its SYN-ACK (answering our SYN) arrives.
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1),
+    );
+    // A SYN in SYN-RECEIVED other than the retransmission draws a challenge ACK.
+    let _ = h.drain();
+    h.inject(peer80(), syn.src, Out::new(ACK, 9001, 0).ackn(syn.seq + 1));
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    assert!(h.events().contains(&Event::Connected(c)));
+}
+
+// === LISTEN and SYN-RECEIVED ====================================================================
+
+fn client() -> SocketAddr {
+    SocketAddr::new(PEER, 40000)
+}
+
+fn server() -> SocketAddr {
+    SocketAddr::new(US, 8080)
+}
+
+#[test]
+fn passive_open_echoes_offered_options() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(
+        client(),
+        server(),
+        Out::new(SYN, 1000, 0)
+            .mss(1400)
+            .wscale(7)
+            .sack_ok()
+            .ts(55, 0),
+    );
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    assert_eq!(sa.ack, SeqNumber(1001));
+    assert_eq!(sa.mss, Some(1460));
+    assert_eq!(sa.wscale, Some(3));
+    assert!(sa.sack_permitted);
+    assert_eq!(sa.ts.unwrap().tsecr, 55);
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 1001, 0).ackn(sa.seq + 1).ts(56, sa.ts.unwrap().tsval),
+    );
+    assert!(h.events().contains(&Event::Incoming(l)));
+    let c = h.ep.accept(l).unwrap();
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    assert_eq!(h.ep.peer_addr(c).unwrap(), client());
+    assert_eq!(h.ep.local_addr(c).unwrap(), server());
+    assert_eq!(h.ep.stats().connections_established, 1);
+}
+
+#[test]
+fn every_option_combination_is_negotiated_exactly() {
+    for mask in 0u8..16 {
+        let mut h = Harness::new(config());
+        let l = h.ep.listen(server(), 16).unwrap();
+        let mut syn = Out::new(SYN, 1000, 0);
+        if mask & 1 != 0 {
+            syn = syn.mss(1200);
+        }
+        if mask & 2 != 0 {
+            syn = syn.wscale(5);
+        }
+        if mask & 4 != 0 {
+            syn = syn.sack_ok();
+        }
+        if mask & 8 != 0 {
+            syn = syn.ts(1, 0);
+        }
+        h.inject(client(), server(), syn);
+        let sa = h.one();
+        assert_eq!(sa.mss, Some(1460), "mask {mask}: MSS always sent");
+        assert_eq!(sa.wscale.is_some(), mask & 2 != 0, "mask {mask}: wscale");
+        assert_eq!(sa.sack_permitted, mask & 4 != 0, "mask {mask}: sackOK");
+        assert_eq!(sa.ts.is_some(), mask & 8 != 0, "mask {mask}: timestamps");
+        let mut ack = Out::new(ACK, 1001, 0).ackn(sa.seq + 1);
+        if mask & 8 != 0 {
+            ack = ack.ts(2, sa.ts.unwrap().tsval);
+        }
+        h.inject(client(), server(), ack);
+        let c = h.ep.accept(l).unwrap();
+        // Data from us shows the negotiated options in use.
+        h.ep.send(h.now, c, &vec![3u8; 4000]).unwrap();
+        let segs = h.drain();
+        let mss = if mask & 1 != 0 { 1200 } else { 536 };
+        let ts_len = if mask & 8 != 0 { 12 } else { 0 };
+        assert_eq!(segs[0].payload.len(), mss - ts_len, "mask {mask}");
+        assert_eq!(segs[0].ts.is_some(), mask & 8 != 0, "mask {mask}");
+    }
+}
+
+#[test]
+fn synack_retransmission_and_give_up() {
+    let mut c = config();
+    c.synack_retries(2);
+    let mut h = Harness::new(c);
+    let t0 = h.now;
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0).mss(1460));
+    let first = h.one();
+    h.advance(Duration::from_secs(30));
+    let times: Vec<u64> = h.sent.iter().map(|(t, _)| (*t - t0).as_secs()).collect();
+    assert_eq!(times, vec![0, 2, 6]);
+    assert!(h.sent.iter().all(|(_, s)| s.is(SYN | ACK) && s.seq == first.seq));
+    assert_eq!(h.ep.connection_count(), 0, "the half-open connection is gone");
+    // A late ACK now finds nothing but the listener, which resets it.
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(first.seq + 1));
+    let rst = h.one();
+    assert!(rst.is(RST));
+    assert_eq!(rst.seq, first.seq + 1);
+}
+
+#[test]
+fn retransmitted_syn_gets_the_synack_again() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let a = h.one();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let b = h.one();
+    assert!(b.is(SYN | ACK));
+    assert_eq!(a.seq, b.seq);
+    assert_eq!(h.ep.connection_count(), 1);
+}
+
+#[test]
+fn bad_ack_in_syn_received_draws_rst() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let sa = h.one();
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 50));
+    let rst = h.one();
+    assert!(rst.is(RST));
+    assert_eq!(rst.seq, sa.seq + 50);
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+}
+
+#[test]
+fn rst_in_syn_received_removes_the_half_open_connection() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let _ = h.one();
+    h.inject(client(), server(), Out::new(RST, 1001, 0));
+    h.none();
+    assert_eq!(h.ep.connection_count(), 0);
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+}
+
+#[test]
+fn ack_to_listener_draws_rst() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(ACK, 1, 0).ackn(SeqNumber(4242)));
+    let rst = h.one();
+    assert!(rst.is(RST));
+    assert_eq!(rst.seq, SeqNumber(4242));
+}
+
+#[test]
+fn syn_fin_to_listener_is_dropped() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN | TcpFlags::FIN, 1, 0));
+    h.none();
+    assert_eq!(h.ep.connection_count(), 0);
+}
+
+#[test]
+fn backlog_bounds_the_syn_queue() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 2).unwrap();
+    for port in 0..5u16 {
+        h.inject(
+            SocketAddr::new(PEER, 40000 + port),
+            server(),
+            Out::new(SYN, 1000, 0),
+        );
+    }
+    let synacks = h.drain();
+    assert_eq!(synacks.len(), 2);
+    assert_eq!(h.ep.stats().drop_listen_overflow, 3);
+    assert_eq!(h.ep.connection_count(), 2);
+}
+
+#[test]
+fn backlog_bounds_the_accept_queue() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 1).unwrap();
+    // One connection completes and waits in the accept queue.
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let sa = h.one();
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    // A second client's SYN is dropped: the accept queue is full.
+    let other = SocketAddr::new(PEER, 40001);
+    h.inject(other, server(), Out::new(SYN, 5000, 0));
+    h.none();
+    assert_eq!(h.ep.stats().drop_listen_overflow, 1);
+    let c = h.ep.accept(l).unwrap();
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    h.inject(other, server(), Out::new(SYN, 5000, 0));
+    assert!(h.one().is(SYN | ACK));
+}
+
+#[test]
+fn listen_errors_are_typed() {
+    let mut h = Harness::new(config());
+    h.ep.listen(server(), 4).unwrap();
+    assert_eq!(h.ep.listen(server(), 4), Err(Error::AddrInUse));
+    let foreign = SocketAddr::new(PEER, 80);
+    assert_eq!(h.ep.listen(foreign, 4), Err(Error::AddrNotAvailable));
+    let any = h.ep.listen("0.0.0.0:0".parse().unwrap(), 4).unwrap();
+    assert_ne!(h.ep.listener_addr(any).unwrap().port(), 0);
+}
+
+#[test]
+fn connect_errors_are_typed() {
+    let mut h = Harness::new(config());
+    assert_eq!(
+        h.ep.connect(h.now, "198.18.0.1:0".parse().unwrap()),
+        Err(Error::InvalidInput)
+    );
+    assert_eq!(
+        h.ep.connect(h.now, "224.0.0.1:80".parse().unwrap()),
+        Err(Error::InvalidInput)
+    );
+    let bogus = ConnectionHandle(999_999);
+    assert_eq!(h.ep.send(h.now, bogus, b"x"), Err(Error::InvalidHandle));
+    assert_eq!(h.ep.state(bogus), Err(Error::InvalidHandle));
+}
+
+#[test]
+fn wildcard_listener_accepts_on_any_own_address() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen("0.0.0.0:7".parse().unwrap(), 4).unwrap();
+    h.inject(client(), SocketAddr::new(US, 7), Out::new(SYN, 1, 0));
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    h.inject(client(), SocketAddr::new(US, 7), Out::new(ACK, 2, 0).ackn(sa.seq + 1));
+    assert!(h.ep.accept(l).is_ok());
+}
+
+// === IPv6 =======================================================================================
+
+#[test]
+fn ipv6_handshake_uses_the_ipv6_mss() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER6, 443);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    assert_eq!(syn.src.ip(), US6);
+    assert_eq!(syn.mss, Some(1440));
+    h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1440));
+    let ack = h.one();
+    assert!(ack.is(ACK));
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+}
+
+// === Closed ports ===============================================================================
+
+#[test]
+fn syn_to_closed_port_gets_rst_ack() {
+    let mut h = Harness::new(config());
+    h.inject(client(), SocketAddr::new(US, 9), Out::new(SYN, 3000, 0));
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!(rst.seq, SeqNumber(0));
+    assert_eq!(rst.ack, SeqNumber(3001), "<ACK=SEG.SEQ+SEG.LEN>");
+    assert_eq!(h.ep.stats().rsts_sent, 1);
+}
+
+#[test]
+fn data_to_closed_port_acks_its_length() {
+    let mut h = Harness::new(config());
+    h.inject(
+        client(),
+        SocketAddr::new(US, 9),
+        Out::new(TcpFlags::PSH | TcpFlags::FIN, 10, 0).data(b"hello"),
+    );
+    let rst = h.one();
+    assert_eq!(rst.ack, SeqNumber(16), "5 bytes plus FIN");
+}
+
+#[test]
+fn rst_to_closed_port_is_never_answered() {
+    let mut h = Harness::new(config());
+    h.inject(client(), SocketAddr::new(US, 9), Out::new(RST, 10, 0));
+    h.inject(client(), SocketAddr::new(US, 9), Out::new(RST | ACK, 10, 5));
+    h.none();
+}
+
+#[test]
+fn packets_for_other_addresses_are_dropped() {
+    let mut h = Harness::new(config());
+    h.inject(client(), SocketAddr::new(PEER, 9), Out::new(SYN, 10, 0));
+    h.none();
+    assert_eq!(h.ep.stats().drop_not_for_us, 1);
+}
+
+// === ISNs =======================================================================================
+
+#[test]
+fn isns_differ_across_tuples_and_are_not_sequential() {
+    let mut h = Harness::new(config());
+    let mut isns = Vec::new();
+    for port in 0..50u16 {
+        h.ep.connect(h.now, SocketAddr::new(PEER, 1000 + port)).unwrap();
+        isns.push(h.one().seq.0);
+    }
+    let mut sorted = isns.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), isns.len(), "all distinct");
+    // Not a counter: consecutive ISNs are far apart on average.
+    let mean_gap: f64 = isns
+        .windows(2)
+        .map(|w| (w[1].wrapping_sub(w[0]) as i32).unsigned_abs() as f64)
+        .sum::<f64>()
+        / 49.0;
+    assert!(mean_gap > 1e7, "mean gap {mean_gap}");
+}
+
+#[test]
+fn isns_differ_between_endpoints_with_different_secrets() {
+    let mut a = Harness::new(config());
+    let mut cfg = config();
+    cfg.seed(Some([9; 32]));
+    let mut b = Harness::new(cfg);
+    a.ep.connect(a.now, peer80()).unwrap();
+    b.ep.connect(b.now, peer80()).unwrap();
+    let (sa, sb) = (a.one(), b.one());
+    assert_ne!(sa.seq, sb.seq, "ISNs depend on the secret");
+}
+
+#[test]
+fn passive_isn_follows_the_4us_clock_for_the_same_tuple() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0));
+    let a = h.one();
+    h.inject(client(), server(), Out::new(RST, 1001, 0));
+    assert_eq!(h.ep.connection_count(), 0);
+    h.advance(Duration::from_millis(400));
+    h.inject(client(), server(), Out::new(SYN, 7000, 0));
+    let b = h.one();
+    let delta = b.seq.0.wrapping_sub(a.seq.0);
+    assert_eq!(delta, 100_000, "400 ms / 4 µs");
+}
+
+// === ICMP =======================================================================================
+
+#[test]
+fn ping_gets_an_echo_reply() {
+    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    let mut h = Harness::new(config());
+    let req = IcmpRepr::EchoRequest {
+        ident: 0x1234,
+        seq_no: 7,
+        data: b"abcdefgh",
+    };
+    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, req.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    req.emit_v4(&mut p[20..]);
+    h.inject_raw(&p);
+    let _ = h.drain();
+    assert_eq!(h.raw.len(), 1);
+    let (rip, payload) = synack_core::wire::ip::parse(&h.raw[0]).unwrap();
+    assert_eq!(rip.src_addr(), US);
+    assert_eq!(rip.dst_addr(), PEER);
+    match IcmpRepr::parse_v4(payload).unwrap() {
+        IcmpRepr::EchoReply {
+            ident,
+            seq_no,
+            data,
+        } => {
+            assert_eq!((ident, seq_no, data), (0x1234, 7, &b"abcdefgh"[..]));
+        }
+        other => panic!("expected an echo reply, got {other:?}"),
+    }
+    assert_eq!(h.ep.stats().echo_replies, 1);
+}
+
+#[test]
+fn icmp_port_unreachable_fails_a_connect() {
+    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    let mut h = Harness::new(config());
+    let (c, _) = start(&mut h);
+    let quoted = h.raw[0][..28].to_vec(); // our SYN's IP header and first 8 TCP bytes
+    let err = IcmpRepr::DstUnreachable {
+        code: 3,
+        invoking: &quoted,
+    };
+    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, err.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    err.emit_v4(&mut p[20..]);
+    h.inject_raw(&p);
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+    assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionRefused));
+}
+
+#[test]
+fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
+    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    let mut h = Harness::new(config());
+    let (c, _) = start(&mut h);
+    let mut quoted = h.raw[0][..28].to_vec();
+    // Corrupt the quoted sequence number: RFC 5927 says ignore it.
+    quoted[24] ^= 0x80;
+    let err = IcmpRepr::DstUnreachable {
+        code: 1,
+        invoking: &quoted,
+    };
+    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, err.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    err.emit_v4(&mut p[20..]);
+    h.inject_raw(&p);
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+}

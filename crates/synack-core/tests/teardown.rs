@@ -1,0 +1,405 @@
+//! Closing: FIN in every order, half-close, TIME-WAIT, close and abort, state by state.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use synack_core::wire::TcpFlags;
+use synack_core::{ConnectionHandle, Error, Event, SeqNumber, State};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags::FIN;
+const RST: TcpFlags = TcpFlags::RST;
+
+struct Conn {
+    h: Harness,
+    c: ConnectionHandle,
+    us: SocketAddr,
+    peer: SocketAddr,
+    our_nxt: SeqNumber,
+    peer_nxt: SeqNumber,
+}
+
+fn open() -> Conn {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 20_000, 0).ackn(syn.seq + 1).mss(1460),
+    );
+    let _ = h.one();
+    let _ = h.events();
+    Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(20_001),
+    }
+}
+
+impl Conn {
+    fn peer_sends(&mut self, flags: TcpFlags, data: &[u8]) {
+        let o = Out::new(flags, 0, 0)
+            .seqn(self.peer_nxt)
+            .ackn(self.our_nxt)
+            .data(data);
+        self.h.inject(self.peer, self.us, o);
+        self.peer_nxt = self.peer_nxt + data.len() + usize::from(flags.contains(FIN));
+    }
+    fn state(&self) -> State {
+        self.h.ep.state(self.c).unwrap()
+    }
+    fn read(&mut self) -> Result<Vec<u8>, Error> {
+        let mut buf = [0u8; 8192];
+        let n = self.h.ep.recv(self.h.now, self.c, &mut buf)?;
+        Ok(buf[..n].to_vec())
+    }
+}
+
+// === Active close ===============================================================================
+
+#[test]
+fn active_close_walks_fin_wait_1_2_and_time_wait() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    assert_eq!(k.state(), State::FinWait1);
+    let fin = k.h.one();
+    assert!(fin.is(FIN | ACK));
+    assert_eq!(fin.seq, k.our_nxt);
+    k.our_nxt = k.our_nxt + 1;
+    k.peer_sends(ACK, b"");
+    assert_eq!(k.state(), State::FinWait2);
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.state(), State::TimeWait);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt);
+    assert!(k.h.events().contains(&Event::Closed(k.c, None)));
+    // TIME-WAIT lasts 60 s by default.
+    k.h.advance(Duration::from_secs(59));
+    assert_eq!(k.state(), State::TimeWait);
+    k.h.advance(Duration::from_secs(1));
+    assert_eq!(k.state(), State::Closed);
+}
+
+#[test]
+fn data_queued_before_shutdown_goes_out_before_the_fin() {
+    let mut k = open();
+    k.h.ep.send(k.h.now, k.c, b"last words").unwrap();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    let fin = segs.iter().find(|s| s.has(FIN)).expect("a FIN");
+    assert_eq!(fin.seq + fin.payload.len(), k.our_nxt + 10);
+    let sent: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(sent, b"last words");
+}
+
+#[test]
+fn half_close_keeps_receiving() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt = k.our_nxt + 1;
+    k.peer_sends(ACK, b"");
+    assert_eq!(k.state(), State::FinWait2);
+    for i in 0..5u8 {
+        k.peer_sends(ACK, &[i; 100]);
+    }
+    let mut got = Vec::new();
+    while let Ok(d) = k.read() {
+        if d.is_empty() {
+            break;
+        }
+        got.extend(d);
+    }
+    assert_eq!(got.len(), 500);
+    assert_eq!(k.h.ep.send(k.h.now, k.c, b"no"), Err(Error::BrokenPipe));
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.read().unwrap(), b"", "EOF");
+}
+
+#[test]
+fn fin_is_retransmitted_until_acked() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let fin = k.h.one();
+    let (_, r) = k.h.next_timeout();
+    assert_eq!(r.len(), 1);
+    assert!(r[0].has(FIN));
+    assert_eq!(r[0].seq, fin.seq);
+}
+
+#[test]
+fn time_wait_reacks_a_retransmitted_fin_and_restarts() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt = k.our_nxt + 1;
+    k.peer_sends(FIN | ACK, b"");
+    let _ = k.h.drain();
+    assert_eq!(k.state(), State::TimeWait);
+    k.h.advance(Duration::from_secs(30));
+    // The peer did not get our ACK and sends its FIN again.
+    let o = Out::new(FIN | ACK, 0, 0)
+        .seqn(k.peer_nxt - 1)
+        .ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt);
+    k.h.advance(Duration::from_secs(59));
+    assert_eq!(k.state(), State::TimeWait, "2 MSL restarted");
+    k.h.advance(Duration::from_secs(2));
+    assert_eq!(k.state(), State::Closed);
+}
+
+#[test]
+fn configurable_time_wait() {
+    let mut cfg = config();
+    cfg.time_wait(Duration::from_secs(5));
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1));
+    let _ = h.one();
+    h.ep.shutdown(h.now, c).unwrap();
+    let _ = h.one();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(FIN | ACK, 2, 0).ackn(syn.seq + 2),
+    );
+    assert_eq!(h.ep.state(c).unwrap(), State::TimeWait);
+    h.advance(Duration::from_secs(5));
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+}
+
+// === Passive close ==============================================================================
+
+#[test]
+fn passive_close_walks_close_wait_and_last_ack() {
+    let mut k = open();
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.state(), State::CloseWait);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "the FIN is acked at once");
+    assert_eq!(k.read().unwrap(), b"", "EOF");
+    assert!(k.h.events().contains(&Event::Readable(k.c)));
+    // We can still send in CLOSE-WAIT.
+    k.h.ep.send(k.h.now, k.c, b"reply").unwrap();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    assert_eq!(k.state(), State::LastAck);
+    let segs = k.h.drain();
+    assert!(segs.last().unwrap().has(FIN));
+    k.our_nxt = k.our_nxt + 6;
+    k.peer_sends(ACK, b"");
+    assert_eq!(k.state(), State::Closed);
+    assert!(k.h.events().contains(&Event::Closed(k.c, None)));
+}
+
+#[test]
+fn data_then_fin_in_one_segment() {
+    let mut k = open();
+    k.peer_sends(FIN | ACK | TcpFlags::PSH, b"bye");
+    assert_eq!(k.read().unwrap(), b"bye");
+    assert_eq!(k.read().unwrap(), b"");
+    assert_eq!(k.state(), State::CloseWait);
+}
+
+#[test]
+fn fin_ahead_of_missing_data_waits_for_the_hole() {
+    let mut k = open();
+    let base = k.peer_nxt;
+    let o = Out::new(FIN | ACK, 0, 0)
+        .seqn(base + 5)
+        .ackn(k.our_nxt)
+        .data(b"world");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::Established, "FIN not yet in order");
+    let o = Out::new(ACK, 0, 0).seqn(base).ackn(k.our_nxt).data(b"hello");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::CloseWait);
+    assert_eq!(k.read().unwrap(), b"helloworld");
+    assert_eq!(k.read().unwrap(), b"");
+    let acks = k.h.drain();
+    assert_eq!(acks.last().unwrap().ack, base + 11);
+}
+
+// === Simultaneous close =========================================================================
+
+#[test]
+fn simultaneous_close_walks_closing() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _fin = k.h.one();
+    // The peer's FIN crosses ours (it has not seen our FIN: ACK is the old value).
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.state(), State::Closing);
+    let _ = k.h.drain();
+    k.our_nxt = k.our_nxt + 1;
+    let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::TimeWait);
+}
+
+#[test]
+fn fin_ack_of_our_fin_goes_straight_to_time_wait() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt = k.our_nxt + 1;
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.state(), State::TimeWait);
+}
+
+// === Close, abort and resets ====================================================================
+
+#[test]
+fn close_releases_the_handle_and_finishes_in_the_background() {
+    let mut k = open();
+    k.h.ep.send(k.h.now, k.c, b"data").unwrap();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    assert_eq!(k.h.ep.state(k.c), Err(Error::InvalidHandle));
+    let segs = k.h.drain();
+    assert!(segs.iter().any(|s| s.has(FIN)));
+    k.our_nxt = k.our_nxt + 5;
+    k.peer_sends(FIN | ACK, b"");
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.connection_count(), 1, "in TIME-WAIT");
+    k.h.advance(Duration::from_secs(61));
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.connection_count(), 0);
+}
+
+#[test]
+fn close_with_unread_data_sends_rst() {
+    let mut k = open();
+    k.peer_sends(ACK, b"unread");
+    let _ = k.h.drain();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 1);
+    assert!(segs[0].has(RST));
+    assert_eq!(k.h.ep.connection_count(), 0);
+}
+
+#[test]
+fn orphaned_fin_wait_2_times_out() {
+    let mut k = open();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt = k.our_nxt + 1;
+    let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.ep.connection_count(), 1);
+    k.h.advance(Duration::from_secs(61));
+    assert_eq!(k.h.ep.connection_count(), 0);
+    assert!(k.h.sent.last().unwrap().1.has(RST), "Linux resets on fin_timeout");
+}
+
+#[test]
+fn abort_sends_rst_and_frees() {
+    let mut k = open();
+    k.h.ep.abort(k.h.now, k.c).unwrap();
+    let rst = k.h.one();
+    assert!(rst.has(RST));
+    assert_eq!(rst.seq, k.our_nxt);
+    assert_eq!(k.h.ep.connection_count(), 0);
+    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::InvalidHandle));
+}
+
+#[test]
+fn abort_in_syn_sent_sends_nothing() {
+    let mut h = Harness::new(config());
+    let c = h.ep.connect(h.now, SocketAddr::new(PEER, 80)).unwrap();
+    let _ = h.one();
+    h.ep.abort(h.now, c).unwrap();
+    h.none();
+    assert_eq!(h.ep.connection_count(), 0);
+}
+
+#[test]
+fn rst_in_close_wait_resets() {
+    let mut k = open();
+    k.peer_sends(FIN | ACK, b"");
+    let _ = k.h.drain();
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::Closed);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::ConnectionReset));
+}
+
+#[test]
+fn rst_in_last_ack_closes_without_error() {
+    let mut k = open();
+    k.peer_sends(FIN | ACK, b"");
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.drain();
+    assert_eq!(k.state(), State::LastAck);
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::Closed);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
+}
+
+#[test]
+fn send_after_shutdown_is_broken_pipe() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    assert_eq!(k.h.ep.send(k.h.now, k.c, b"late"), Err(Error::BrokenPipe));
+    let err: std::io::Error = Error::BrokenPipe.into();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn shutdown_is_idempotent() {
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.iter().filter(|s| s.has(FIN)).count(), 1);
+}
+
+#[test]
+fn shutdown_before_established_sends_fin_after_the_handshake() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.ep.shutdown(h.now, c).unwrap();
+    h.none();
+    h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1));
+    let segs = h.drain();
+    assert!(segs.iter().any(|s| s.has(FIN)), "{segs:?}");
+    assert_eq!(h.ep.state(c).unwrap(), State::FinWait1);
+}
+
+#[test]
+fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
+    let mut h = Harness::new(config());
+    let server = SocketAddr::new(US, 8080);
+    let client = SocketAddr::new(PEER, 40000);
+    let l = h.ep.listen(server, 8).unwrap();
+    h.inject(client, server, Out::new(SYN, 100, 0));
+    let sa = h.one();
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    // We close first: TIME-WAIT is on our side.
+    h.ep.close(h.now, c).unwrap();
+    let _ = h.drain();
+    h.inject(client, server, Out::new(FIN | ACK, 101, 0).ackn(sa.seq + 2));
+    let _ = h.drain();
+    assert_eq!(h.ep.connection_count(), 1);
+    // A new SYN from the same tuple with a higher sequence number opens a new connection.
+    h.inject(client, server, Out::new(SYN, 50_000, 0));
+    let sa2 = h.one();
+    assert!(sa2.is(SYN | ACK));
+    assert_eq!(sa2.ack, SeqNumber(50_001));
+}
