@@ -375,15 +375,16 @@ async fn a_select_cancelled_accept_loses_nothing() {
         while ids.len() < CONNS as usize {
             tokio::select! {
                 biased;
+                // Pending on its first poll and ready on its second: whenever the accept is
+                // not ready at once, the next wake-up (even the one that brings a connection)
+                // completes this branch first and drops the accept future.
+                _ = tokio::task::yield_now() => cancelled += 1,
                 accepted = listener.accept() => {
                     let (mut s, _) = accepted.unwrap();
                     let mut id = [0u8; 4];
                     s.read_exact(&mut id).await.unwrap();
                     assert!(ids.insert(u32::from_be_bytes(id)), "accepted a connection twice");
                 }
-                // Ready on its second poll: each time the accept is not ready at once, the
-                // select drops it.
-                _ = tokio::task::yield_now() => cancelled += 1,
             }
         }
         assert_eq!(ids, (0..CONNS).collect::<BTreeSet<_>>());
