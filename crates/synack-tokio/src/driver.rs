@@ -191,20 +191,12 @@ impl<D: Device> Driver<D> {
         Round::Idle
     }
 
-    /// The last user handle is gone. Every stream has already called `close` (queuing its FIN)
-    /// and every listener `close_listener`; abort anything still registered (a cancelled
-    /// `connect` that raced the drop) and push out what the core has queued, without waiting
-    /// for a device that is full.
+    /// The last user handle is gone: every stream has already called `close` (queuing its FIN,
+    /// or an RST if it left data unread) and every listener `close_listener`. Push out what
+    /// the core has queued, without waiting for a device that is full. Connections still
+    /// finishing a graceful close inside the core end with the endpoint.
     fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         let now = inner.now();
-        let conns: Vec<_> = inner.conns.keys().copied().collect();
-        for h in conns {
-            let _ = inner.endpoint.abort(now, h);
-        }
-        let listeners: Vec<_> = inner.listeners.keys().copied().collect();
-        for l in listeners {
-            let _ = inner.endpoint.close_listener(now, l);
-        }
         for _ in 0..FINAL_FLUSH {
             if self.tx_pending.is_none() {
                 match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {

@@ -521,3 +521,103 @@ async fn dropping_an_unused_stack_stops_its_driver() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn closing_with_unread_data_resets_the_peer() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7500)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7500)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        c.write_all(b"never read").await.unwrap();
+        // Make sure the bytes reached the server's receive buffer before it closes.
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await.unwrap();
+        drop(s);
+        // As on Linux, closing with unread data sends RST rather than FIN.
+        let e = c.read(&mut [0u8; 16]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_connect_is_abandoned() {
+    let (dev, silent) = MemoryDevice::pair();
+    let client = Stack::new(config(1), dev, &[CLIENT]);
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(1),
+        TcpStream::connect(&client, server_addr(80)),
+    )
+    .await;
+    assert!(
+        attempt.is_err(),
+        "nobody answers, so the connect cannot finish"
+    );
+    // Long past the first SYN retransmission (2 s): nothing more is sent.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(silent.pending(), 1, "only the first SYN went out");
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_writer_back() {
+    // More than the send buffer, the receive window and the link queue hold together.
+    const TOTAL: usize = 2 << 20;
+    let (client, server) = stacks();
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(7600)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7600)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        let data = pattern(TOTAL, 11);
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            c.write_all(&to_send).await?;
+            c.shutdown().await?;
+            io::Result::Ok(c)
+        });
+        // Let the writer run until the buffers fill; it must then be parked, not finished.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "2 MB fitted in bounded buffers");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let _c = writer.await.unwrap().unwrap();
+        assert!(got == data, "the data arrived damaged");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn echo_over_a_link_that_holds_four_packets() {
+    // The device refuses packets most of the time: the driver must hold the one it has and
+    // keep receiving meanwhile.
+    let (client_dev, server_dev) = MemoryDevice::pair_with(4, 1500);
+    let client = Stack::new(config(1), client_dev, &[CLIENT]);
+    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+        let data = pattern(300_000, 5);
+        let stream = TcpStream::connect(&client, server_addr(7)).await.unwrap();
+        let (mut r, mut w) = stream.into_split();
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&to_send).await?;
+            w.shutdown().await?;
+            io::Result::Ok(w)
+        });
+        let mut echoed = Vec::new();
+        r.read_to_end(&mut echoed).await.unwrap();
+        let _w = writer.await.unwrap().unwrap();
+        assert_eq!(server_task.await.unwrap().unwrap(), data.len() as u64);
+        assert!(echoed == data, "the echoed bytes differ from those sent");
+    })
+    .await;
+}
