@@ -290,7 +290,9 @@ impl Endpoint {
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
-        self.by_local.get(&SocketAddr::new(any, local.port())).copied()
+        self.by_local
+            .get(&SocketAddr::new(any, local.port()))
+            .copied()
     }
 
     /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
@@ -733,12 +735,8 @@ impl Endpoint {
         let num = u32::from(max - min) + 1;
         let offset = self.secrets.port_offset(local_ip, remote);
         for count in 0..num {
-            let port = min
-                + (self
-                    .next_ephemeral
-                    .wrapping_add(offset)
-                    .wrapping_add(count)
-                    % num) as u16;
+            let port =
+                min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let local = SocketAddr::new(local_ip, port);
             if !self.by_tuple.contains_key(&(local, remote)) && self.find_listener(local).is_none()
             {
@@ -791,8 +789,7 @@ impl Endpoint {
             let (min, max) = self.config.ephemeral_ports;
             let free = (min..=max).find(|&p| {
                 let a = SocketAddr::new(local.ip(), p);
-                !self.by_local.contains_key(&a)
-                    && !self.by_tuple.keys().any(|(l, _)| l.port() == p)
+                !self.by_local.contains_key(&a) && !self.by_tuple.keys().any(|(l, _)| l.port() == p)
             });
             local.set_port(free.ok_or(Error::AddrNotAvailable)?);
         }
@@ -847,9 +844,7 @@ impl Endpoint {
         let doomed: Vec<ConnectionHandle> = self
             .connections
             .iter()
-            .filter(|(_, s)| {
-                s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener)
-            })
+            .filter(|(_, s)| s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener))
             .map(|(&h, _)| h)
             .collect();
         for h in doomed {

@@ -85,11 +85,13 @@ fn u64_le(bytes: &[u8]) -> u64 {
 /// 32 bytes of entropy from the operating system, without an I/O crate.
 ///
 /// The core may not depend on `getrandom` or `libc`, but std already reads the OS's random
-/// source for us: each thread's first [`RandomState`] is keyed from it (`getrandom(2)` on
-/// Linux), and later ones on the same thread reuse those keys with one of them incremented.
-/// Hashing a counter through four fresh `RandomState`s therefore yields 256 output bits that
-/// carry the thread's 128 bits of OS entropy, which is plenty for a ChaCha20 seed whose job
-/// is to make ISNs and cookies unguessable.
+/// source for us: [`RandomState`] is documented as randomly keyed, to resist HashDoS. In
+/// std's current implementation each thread's first `RandomState` is keyed from the OS
+/// (`getrandom(2)` on Linux) and later ones on the same thread reuse those keys with one of
+/// them incremented. Hashing a counter through four fresh `RandomState`s therefore yields 256
+/// output bits that carry the thread's 128 bits of OS entropy: plenty for a ChaCha20 seed
+/// whose job is to make ISNs and cookies unguessable, though not a general-purpose CSPRNG.
+/// On a target where std has no entropy source, `RandomState` is weak and so is this.
 ///
 /// The runtime may pass a seed of its own (from `getrandom`, say) to [`Secrets::new`] instead.
 pub fn os_seed() -> [u8; 32] {
@@ -213,10 +215,11 @@ impl Secrets {
     /// The offset added to the timestamp clock in this connection's TSval.
     ///
     /// A bare TSval is the sender's uptime, which lets a peer estimate it and tell hosts behind
-    /// one address apart; RFC 7323's security considerations suggest a per-connection random
-    /// offset, as Linux does (`tcp_timestamps = 1`). Deriving it from the 4-tuple keeps it the
-    /// same for a new incarnation of the same connection, so PAWS (RFC 7323 §5) still sees
-    /// timestamps that only move forward.
+    /// one address apart, so TSval gets a secret per-connection offset, as in Linux since 4.10
+    /// (`tcp_timestamps = 1`). RFC 7323 only requires the clock to be monotonic within a
+    /// connection. Deriving the offset from the 4-tuple keeps it the same for a new
+    /// incarnation of the same connection, so the peer's PAWS check (RFC 7323 §5) on a
+    /// TIME-WAIT reuse still sees timestamps that only move forward.
     pub fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         let mut input = Input::new(TAG_TS);
         input.socket(local);

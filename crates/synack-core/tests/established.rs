@@ -81,7 +81,7 @@ impl Conn {
         let seq = o.seq;
         self.h.inject(self.peer, self.us, o);
         if seq == self.peer_nxt {
-            self.peer_nxt = self.peer_nxt + adv;
+            self.peer_nxt += adv;
         }
     }
 
@@ -127,10 +127,13 @@ fn acks_open_the_congestion_window() {
     let data = vec![9u8; 100_000];
     k.h.ep.send(k.h.now, k.c, &data).unwrap();
     let first = k.h.drain().len();
-    k.our_nxt = k.our_nxt + first * 1000;
+    k.our_nxt += first * 1000;
     k.ack_all();
     let second = k.h.drain().len();
-    assert!(second > first, "slow start grows the window: {first} then {second}");
+    assert!(
+        second > first,
+        "slow start grows the window: {first} then {second}"
+    );
 }
 
 #[test]
@@ -146,7 +149,7 @@ fn peer_window_limits_what_is_sent() {
     assert_eq!(total, 2000);
     assert!(segs.iter().all(|s| s.payload.len() == 1000));
     // ...until the ACK leaves nothing in flight and the override timer lets it out.
-    k.our_nxt = k.our_nxt + 2000;
+    k.our_nxt += 2000;
     let o = k.seg(ACK, k.our_nxt).window(500);
     k.send_peer(o);
     k.h.none();
@@ -164,7 +167,7 @@ fn send_buffer_fills_and_reports_would_block() {
     assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::WouldBlock));
     let segs = k.h.drain();
     let sent: usize = segs.iter().map(|s| s.payload.len()).sum();
-    k.our_nxt = k.our_nxt + sent;
+    k.our_nxt += sent;
     k.ack_all();
     assert!(k.h.events().contains(&Event::Writable(k.c)));
     // Four full segments went out and were acknowledged; Nagle held the 96-byte tail.
@@ -180,7 +183,7 @@ fn nagle_holds_small_segments_while_data_is_unacked() {
     k.h.ep.send(k.h.now, k.c, b"b").unwrap();
     k.h.ep.send(k.h.now, k.c, b"c").unwrap();
     k.h.none();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     k.ack_all();
     let s = k.h.one();
     assert_eq!(s.payload, b"bc", "coalesced once the ACK came");
@@ -224,7 +227,11 @@ fn receives_in_order_data_and_delays_the_ack() {
     let (t, segs) = k.h.next_timeout();
     assert_eq!(segs.len(), 1);
     assert_eq!(segs[0].ack, k.peer_nxt);
-    assert_eq!(t - t0, Duration::from_millis(40), "delayed ACK at most 40 ms");
+    assert_eq!(
+        t - t0,
+        Duration::from_millis(40),
+        "delayed ACK at most 40 ms"
+    );
 }
 
 #[test]
@@ -309,8 +316,19 @@ fn duplicate_data_is_acked_and_not_delivered_twice() {
 fn overlapping_segment_is_trimmed() {
     let mut k = Conn::plain();
     let base = k.peer_nxt;
-    k.h.inject(k.peer, k.us, Out::new(ACK, 0, 0).seqn(base).ackn(k.our_nxt).data(b"abcd"));
-    k.h.inject(k.peer, k.us, Out::new(ACK, 0, 0).seqn(base + 2).ackn(k.our_nxt).data(b"cdef"));
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0).seqn(base).ackn(k.our_nxt).data(b"abcd"),
+    );
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(base + 2)
+            .ackn(k.our_nxt)
+            .data(b"cdef"),
+    );
     assert_eq!(k.read_all(), b"abcdef");
 }
 
@@ -324,7 +342,10 @@ fn receive_window_closes_and_data_past_it_is_dropped() {
         k.h.inject(
             k.peer,
             k.us,
-            Out::new(ACK, 0, 0).seqn(base + i * 1000).ackn(k.our_nxt).data(&[i as u8; 1000]),
+            Out::new(ACK, 0, 0)
+                .seqn(base + i * 1000)
+                .ackn(k.our_nxt)
+                .data(&[i as u8; 1000]),
         );
     }
     let acks = k.h.drain();
@@ -332,7 +353,14 @@ fn receive_window_closes_and_data_past_it_is_dropped() {
     assert_eq!(last.ack, base + 3000);
     assert_eq!(last.window, 0, "window closed");
     // Beyond the window: dropped, and an ACK restates the window.
-    k.h.inject(k.peer, k.us, Out::new(ACK, 0, 0).seqn(base + 3000).ackn(k.our_nxt).data(&[9; 10]));
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(base + 3000)
+            .ackn(k.our_nxt)
+            .data(&[9; 10]),
+    );
     let a = k.h.one();
     assert_eq!(a.ack, base + 3000);
     assert!(k.h.ep.stats().drop_out_of_window >= 1);
@@ -346,7 +374,11 @@ fn receive_window_closes_and_data_past_it_is_dropped() {
 #[test]
 fn segment_without_ack_bit_is_dropped() {
     let mut k = Conn::plain();
-    k.h.inject(k.peer, k.us, Out::new(PSH, 0, 0).seqn(k.peer_nxt).data(b"zz"));
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(PSH, 0, 0).seqn(k.peer_nxt).data(b"zz"),
+    );
     assert_eq!(k.read_all(), b"");
 }
 
@@ -452,7 +484,11 @@ fn zero_window_is_probed_with_backoff() {
     let t0 = k.h.now;
     let (t1, p1) = k.h.next_timeout();
     assert_eq!(p1.len(), 1);
-    assert_eq!(p1[0].seq, k.our_nxt - 1, "probe with an old sequence number");
+    assert_eq!(
+        p1[0].seq,
+        k.our_nxt - 1,
+        "probe with an old sequence number"
+    );
     assert!(p1[0].payload.is_empty());
     let (t2, p2) = k.h.next_timeout();
     assert_eq!(p2.len(), 1);
@@ -477,13 +513,12 @@ fn keepalive_probes_then_times_out() {
     let mut k = Conn::open(cfg, false, false);
     let t0 = k.h.now;
     k.h.advance(Duration::from_secs(30));
-    let probes: Vec<u64> = k
-        .h
-        .sent
-        .iter()
-        .filter(|(t, s)| *t > t0 && s.seq == k.our_nxt - 1)
-        .map(|(t, _)| (*t - t0).as_secs())
-        .collect();
+    let probes: Vec<u64> =
+        k.h.sent
+            .iter()
+            .filter(|(t, s)| *t > t0 && s.seq == k.our_nxt - 1)
+            .map(|(t, _)| (*t - t0).as_secs())
+            .collect();
     assert_eq!(probes, vec![10, 12, 14]);
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
 }
@@ -521,7 +556,10 @@ fn rst_at_rcv_nxt_resets() {
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Closed);
-    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::ConnectionReset));
+    assert_eq!(
+        k.h.ep.take_error(k.c).unwrap(),
+        Some(Error::ConnectionReset)
+    );
     assert_eq!(
         k.h.ep.recv(k.h.now, k.c, &mut [0u8; 10]),
         Err(Error::ConnectionReset)

@@ -93,9 +93,15 @@ fn syn_backoff_timeline_with_default_retries() {
     // 2 s, then doubling: SYNs at 0, 2, 6, 14, 30, 62, 126 (six retries, like Linux).
     assert_eq!(times, vec![0, 2, 6, 14, 30, 62, 126]);
     // The last wait would be 128 s; like Linux, no RTO exceeds TCP_RTO_MAX (120 s).
-    assert_eq!((h.now - t0).as_secs(), 246, "fails after the last, capped wait");
+    assert_eq!(
+        (h.now - t0).as_secs(),
+        246,
+        "fails after the last, capped wait"
+    );
     assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::TimedOut));
-    assert!(h.events().contains(&Event::Closed(c, Some(Error::TimedOut))));
+    assert!(h
+        .events()
+        .contains(&Event::Closed(c, Some(Error::TimedOut))));
 }
 
 #[test]
@@ -135,10 +141,16 @@ fn configurable_initial_syn_rto() {
 fn rst_answering_syn_is_connection_refused() {
     let mut h = Harness::new(config());
     let (c, syn) = start(&mut h);
-    h.inject(peer80(), syn.src, Out::new(RST | ACK, 0, 0).ackn(syn.seq + 1));
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(RST | ACK, 0, 0).ackn(syn.seq + 1),
+    );
     assert_eq!(h.ep.state(c).unwrap(), State::Closed);
     assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionRefused));
-    assert!(h.events().contains(&Event::Closed(c, Some(Error::ConnectionRefused))));
+    assert!(h
+        .events()
+        .contains(&Event::Closed(c, Some(Error::ConnectionRefused))));
     h.none();
     // No more SYNs afterwards.
     h.advance(Duration::from_secs(300));
@@ -157,7 +169,11 @@ fn rst_without_ack_in_syn_sent_is_ignored() {
 fn rst_with_wrong_ack_in_syn_sent_is_ignored() {
     let mut h = Harness::new(config());
     let (c, syn) = start(&mut h);
-    h.inject(peer80(), syn.src, Out::new(RST | ACK, 0, 0).ackn(syn.seq + 7));
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(RST | ACK, 0, 0).ackn(syn.seq + 7),
+    );
     assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
     h.none();
 }
@@ -166,7 +182,11 @@ fn rst_with_wrong_ack_in_syn_sent_is_ignored() {
 fn syn_ack_with_bad_ack_draws_rst() {
     let mut h = Harness::new(config());
     let (c, syn) = start(&mut h);
-    h.inject(peer80(), syn.src, Out::new(SYN | ACK, 9, 0).ackn(syn.seq + 100));
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 9, 0).ackn(syn.seq + 100),
+    );
     let rst = h.one();
     assert!(rst.is(RST));
     assert_eq!(rst.seq, syn.seq + 100, "<SEQ=SEG.ACK><CTL=RST>");
@@ -219,7 +239,11 @@ fn timestamps_reduce_the_payload_per_segment() {
     let (c, _, _) = establish(&mut h);
     h.ep.send(h.now, c, &vec![1u8; 10_000]).unwrap();
     let segs = h.drain();
-    assert_eq!(segs[0].payload.len(), 1460 - 12, "RFC 6691: MSS minus the TS option");
+    assert_eq!(
+        segs[0].payload.len(),
+        1460 - 12,
+        "RFC 6691: MSS minus the TS option"
+    );
 }
 
 #[test]
@@ -324,7 +348,9 @@ fn passive_open_echoes_offered_options() {
     h.inject(
         client(),
         server(),
-        Out::new(ACK, 1001, 0).ackn(sa.seq + 1).ts(56, sa.ts.unwrap().tsval),
+        Out::new(ACK, 1001, 0)
+            .ackn(sa.seq + 1)
+            .ts(56, sa.ts.unwrap().tsval),
     );
     assert!(h.events().contains(&Event::Incoming(l)));
     let c = h.ep.accept(l).unwrap();
@@ -386,10 +412,21 @@ fn synack_retransmission_and_give_up() {
     h.advance(Duration::from_secs(30));
     let times: Vec<u64> = h.sent.iter().map(|(t, _)| (*t - t0).as_secs()).collect();
     assert_eq!(times, vec![0, 2, 6]);
-    assert!(h.sent.iter().all(|(_, s)| s.is(SYN | ACK) && s.seq == first.seq));
-    assert_eq!(h.ep.connection_count(), 0, "the half-open connection is gone");
+    assert!(h
+        .sent
+        .iter()
+        .all(|(_, s)| s.is(SYN | ACK) && s.seq == first.seq));
+    assert_eq!(
+        h.ep.connection_count(),
+        0,
+        "the half-open connection is gone"
+    );
     // A late ACK now finds nothing but the listener, which resets it.
-    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(first.seq + 1));
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 1001, 0).ackn(first.seq + 1),
+    );
     let rst = h.one();
     assert!(rst.is(RST));
     assert_eq!(rst.seq, first.seq + 1);
@@ -437,7 +474,11 @@ fn rst_in_syn_received_removes_the_half_open_connection() {
 fn ack_to_listener_draws_rst() {
     let mut h = Harness::new(config());
     let _l = h.ep.listen(server(), 16).unwrap();
-    h.inject(client(), server(), Out::new(ACK, 1, 0).ackn(SeqNumber(4242)));
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 1, 0).ackn(SeqNumber(4242)),
+    );
     let rst = h.one();
     assert!(rst.is(RST));
     assert_eq!(rst.seq, SeqNumber(4242));
@@ -522,7 +563,11 @@ fn wildcard_listener_accepts_on_any_own_address() {
     h.inject(client(), SocketAddr::new(US, 7), Out::new(SYN, 1, 0));
     let sa = h.one();
     assert!(sa.is(SYN | ACK));
-    h.inject(client(), SocketAddr::new(US, 7), Out::new(ACK, 2, 0).ackn(sa.seq + 1));
+    h.inject(
+        client(),
+        SocketAddr::new(US, 7),
+        Out::new(ACK, 2, 0).ackn(sa.seq + 1),
+    );
     assert!(h.ep.accept(l).is_ok());
 }
 
@@ -536,7 +581,11 @@ fn ipv6_handshake_uses_the_ipv6_mss() {
     let syn = h.one();
     assert_eq!(syn.src.ip(), US6);
     assert_eq!(syn.mss, Some(1440));
-    h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1440));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1440),
+    );
     let ack = h.one();
     assert!(ack.is(ACK));
     assert_eq!(h.ep.state(c).unwrap(), State::Established);
@@ -590,7 +639,8 @@ fn isns_differ_across_tuples_and_are_not_sequential() {
     let mut h = Harness::new(config());
     let mut isns = Vec::new();
     for port in 0..50u16 {
-        h.ep.connect(h.now, SocketAddr::new(PEER, 1000 + port)).unwrap();
+        h.ep.connect(h.now, SocketAddr::new(PEER, 1000 + port))
+            .unwrap();
         isns.push(h.one().seq.0);
     }
     let mut sorted = isns.clone();

@@ -52,7 +52,7 @@ impl Conn {
             .ackn(self.our_nxt)
             .data(data);
         self.h.inject(self.peer, self.us, o);
-        self.peer_nxt = self.peer_nxt + data.len() + usize::from(flags.contains(FIN));
+        self.peer_nxt += data.len() + usize::from(flags.contains(FIN));
     }
     fn state(&self) -> State {
         self.h.ep.state(self.c).unwrap()
@@ -74,7 +74,7 @@ fn active_close_walks_fin_wait_1_2_and_time_wait() {
     let fin = k.h.one();
     assert!(fin.is(FIN | ACK));
     assert_eq!(fin.seq, k.our_nxt);
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     k.peer_sends(ACK, b"");
     assert_eq!(k.state(), State::FinWait2);
     k.peer_sends(FIN | ACK, b"");
@@ -106,7 +106,7 @@ fn half_close_keeps_receiving() {
     let mut k = open();
     k.h.ep.shutdown(k.h.now, k.c).unwrap();
     let _ = k.h.one();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     k.peer_sends(ACK, b"");
     assert_eq!(k.state(), State::FinWait2);
     for i in 0..5u8 {
@@ -141,7 +141,7 @@ fn time_wait_reacks_a_retransmitted_fin_and_restarts() {
     let mut k = open();
     k.h.ep.shutdown(k.h.now, k.c).unwrap();
     let _ = k.h.one();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     k.peer_sends(FIN | ACK, b"");
     let _ = k.h.drain();
     assert_eq!(k.state(), State::TimeWait);
@@ -171,11 +171,7 @@ fn configurable_time_wait() {
     let _ = h.one();
     h.ep.shutdown(h.now, c).unwrap();
     let _ = h.one();
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(FIN | ACK, 2, 0).ackn(syn.seq + 2),
-    );
+    h.inject(peer, syn.src, Out::new(FIN | ACK, 2, 0).ackn(syn.seq + 2));
     assert_eq!(h.ep.state(c).unwrap(), State::TimeWait);
     h.advance(Duration::from_secs(5));
     assert_eq!(h.ep.state(c).unwrap(), State::Closed);
@@ -198,7 +194,7 @@ fn passive_close_walks_close_wait_and_last_ack() {
     assert_eq!(k.state(), State::LastAck);
     let segs = k.h.drain();
     assert!(segs.last().unwrap().has(FIN));
-    k.our_nxt = k.our_nxt + 6;
+    k.our_nxt += 6;
     k.peer_sends(ACK, b"");
     assert_eq!(k.state(), State::Closed);
     assert!(k.h.events().contains(&Event::Closed(k.c, None)));
@@ -223,7 +219,10 @@ fn fin_ahead_of_missing_data_waits_for_the_hole() {
         .data(b"world");
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::Established, "FIN not yet in order");
-    let o = Out::new(ACK, 0, 0).seqn(base).ackn(k.our_nxt).data(b"hello");
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base)
+        .ackn(k.our_nxt)
+        .data(b"hello");
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::CloseWait);
     assert_eq!(k.read().unwrap(), b"helloworld");
@@ -243,7 +242,7 @@ fn simultaneous_close_walks_closing() {
     k.peer_sends(FIN | ACK, b"");
     assert_eq!(k.state(), State::Closing);
     let _ = k.h.drain();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::TimeWait);
@@ -254,7 +253,7 @@ fn fin_ack_of_our_fin_goes_straight_to_time_wait() {
     let mut k = open();
     k.h.ep.shutdown(k.h.now, k.c).unwrap();
     let _ = k.h.one();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     k.peer_sends(FIN | ACK, b"");
     assert_eq!(k.state(), State::TimeWait);
 }
@@ -269,7 +268,7 @@ fn close_releases_the_handle_and_finishes_in_the_background() {
     assert_eq!(k.h.ep.state(k.c), Err(Error::InvalidHandle));
     let segs = k.h.drain();
     assert!(segs.iter().any(|s| s.has(FIN)));
-    k.our_nxt = k.our_nxt + 5;
+    k.our_nxt += 5;
     k.peer_sends(FIN | ACK, b"");
     let _ = k.h.drain();
     assert_eq!(k.h.ep.connection_count(), 1, "in TIME-WAIT");
@@ -295,13 +294,16 @@ fn orphaned_fin_wait_2_times_out() {
     let mut k = open();
     k.h.ep.close(k.h.now, k.c).unwrap();
     let _ = k.h.one();
-    k.our_nxt = k.our_nxt + 1;
+    k.our_nxt += 1;
     let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.ep.connection_count(), 1);
     k.h.advance(Duration::from_secs(61));
     assert_eq!(k.h.ep.connection_count(), 0);
-    assert!(k.h.sent.last().unwrap().1.has(RST), "Linux resets on fin_timeout");
+    assert!(
+        k.h.sent.last().unwrap().1.has(RST),
+        "Linux resets on fin_timeout"
+    );
 }
 
 #[test]
@@ -333,7 +335,10 @@ fn rst_in_close_wait_resets() {
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::Closed);
-    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::ConnectionReset));
+    assert_eq!(
+        k.h.ep.take_error(k.c).unwrap(),
+        Some(Error::ConnectionReset)
+    );
 }
 
 #[test]

@@ -1,64 +1,189 @@
-//! NewReno (RFC 5681, RFC 6582).
+//! NewReno (RFC 5681, RFC 6582), with Appropriate Byte Counting (RFC 3465).
+//!
+//! The connection decides *when* each event happens (it counts duplicate ACKs, tracks the
+//! recovery point and resends segments); this type only applies each event's rule to the
+//! congestion window and slow-start threshold. All arithmetic saturates, so no sequence of
+//! calls, however odd, can overflow or leave the window below one segment.
 
 use std::time::Duration;
 
 use super::{Controller, ControllerFactory};
 use crate::time::Instant;
 
+/// RFC 6928 §2 raises the initial window to "min (10*MSS, max (2*MSS, 14600))"; like Linux
+/// (`TCP_INIT_CWND`) we use a flat ten segments, which is the same for any MSS up to 1460.
+const INITIAL_WINDOW_SEGMENTS: usize = 10;
+
+/// RFC 3465 §2.2: during slow start, cwnd grows by at most L bytes per ACK; "L = 2*SMSS bytes"
+/// is the largest value the RFC allows. It bounds the burst an ACK that covers many segments
+/// (after a stretch ACK or ACK loss) can release.
+const ABC_LIMIT_SEGMENTS: usize = 2;
+
 /// NewReno congestion control.
 #[derive(Debug, Clone)]
 pub struct NewReno {
+    /// SMSS, never zero.
     mss: usize,
     cwnd: usize,
     ssthresh: usize,
+    /// Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 3465 §2.1).
+    bytes_acked: usize,
+    /// Nothing acknowledged yet: the window is still the initial window, which follows MSS
+    /// changes (the MSS is only known once the handshake is done).
+    initial: bool,
+    /// The retransmission timer fired and no new data has been acknowledged since.
+    after_rto: bool,
 }
 
 impl NewReno {
-    /// A controller with the RFC 5681 §3.1 initial window.
+    /// A controller with the initial window of RFC 5681 §3.1 as raised by RFC 6928, and an
+    /// "arbitrarily high" initial ssthresh (RFC 5681 §3.1).
     pub fn new(mss: usize) -> Self {
+        let mss = mss.max(1);
         NewReno {
             mss,
-            cwnd: 10 * mss,
+            cwnd: initial_window(mss),
             ssthresh: usize::MAX,
+            bytes_acked: 0,
+            initial: true,
+            after_rto: false,
         }
     }
+
+    /// Whether the window is in slow start (RFC 5681 §3.1: "The slow start algorithm is used
+    /// when cwnd < ssthresh, while the congestion avoidance algorithm is used when cwnd >
+    /// ssthresh"; at equality either may be used, and we use congestion avoidance).
+    pub fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    /// RFC 5681 §3.1 equation (4): `ssthresh = max (FlightSize / 2, 2*SMSS)`.
+    fn reduced_ssthresh(&self, flight: usize) -> usize {
+        (flight / 2).max(self.mss.saturating_mul(2))
+    }
+}
+
+fn initial_window(mss: usize) -> usize {
+    mss.saturating_mul(INITIAL_WINDOW_SEGMENTS)
 }
 
 impl Controller for NewReno {
     fn window(&self) -> usize {
         self.cwnd
     }
+
     fn ssthresh(&self) -> usize {
         self.ssthresh
     }
+
     fn on_ack(
         &mut self,
         _now: Instant,
         bytes_acked: usize,
-        _in_flight: usize,
+        _bytes_in_flight: usize,
         _rtt: Option<Duration>,
     ) {
-        self.cwnd += bytes_acked.min(self.mss);
+        if bytes_acked == 0 {
+            return;
+        }
+        self.initial = false;
+        self.after_rto = false;
+        let mut acked = bytes_acked;
+        if self.in_slow_start() {
+            // RFC 3465 §2.2: "cwnd = cwnd + min (N, L)" with L = 2*SMSS. Growth stops at
+            // ssthresh, and what the ACK covered beyond that point counts towards congestion
+            // avoidance, so that crossing ssthresh mid-ACK is neither too fast nor too slow.
+            let limit = bytes_acked.min(self.mss.saturating_mul(ABC_LIMIT_SEGMENTS));
+            let room = self.ssthresh - self.cwnd;
+            if limit < room {
+                self.cwnd += limit;
+                return;
+            }
+            self.cwnd = self.ssthresh;
+            acked = bytes_acked - room.min(bytes_acked);
+            if acked == 0 {
+                return;
+            }
+        }
+        // RFC 5681 §3.1 / RFC 3465 §2.1 byte counting: "When the number of bytes acknowledged
+        // reaches cwnd, then cwnd can be incremented by up to SMSS bytes", so cwnd grows by one
+        // SMSS per window of data acknowledged, i.e. about one SMSS per RTT.
+        self.bytes_acked = self.bytes_acked.saturating_add(acked);
+        if self.bytes_acked >= self.cwnd {
+            self.bytes_acked -= self.cwnd;
+            self.cwnd = self.cwnd.saturating_add(self.mss);
+            // One increment per ACK at most: a huge ACK must not open the window in a burst.
+            self.bytes_acked = self.bytes_acked.min(self.cwnd.saturating_sub(1));
+        }
     }
-    fn on_fast_retransmit(&mut self, _now: Instant, in_flight: usize) {
-        self.ssthresh = (in_flight / 2).max(2 * self.mss);
-        self.cwnd = self.ssthresh + 3 * self.mss;
+
+    fn on_fast_retransmit(&mut self, _now: Instant, bytes_in_flight: usize) {
+        self.initial = false;
+        // RFC 5681 §3.2 step 2 (RFC 6582 §3.2 step 2): ssthresh = max(FlightSize / 2, 2*SMSS).
+        self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
+        // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS. This artificially
+        // 'inflates' the congestion window by the number of segments (three) that have left
+        // the network and which the receiver has buffered."
+        self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(3));
+        self.bytes_acked = 0;
     }
+
     fn on_recovery_dup_ack(&mut self) {
-        self.cwnd += self.mss;
+        // RFC 5681 §3.2 step 4 (RFC 6582 §3.2 step 4): "For each additional duplicate ACK
+        // received (after the third), cwnd MUST be incremented by SMSS", since each one says a
+        // segment has left the network.
+        self.cwnd = self.cwnd.saturating_add(self.mss);
     }
+
     fn on_partial_ack(&mut self, bytes_acked: usize) {
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked) + self.mss;
+        // RFC 6582 §3.2 step 5: "deflate the congestion window by the amount of new data
+        // acknowledged by the Cumulative Acknowledgment field. If the partial ACK acknowledges
+        // at least one SMSS of new data, then add back SMSS bytes to the congestion window",
+        // so that about ssthresh bytes stay outstanding when recovery ends.
+        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
+        if bytes_acked >= self.mss {
+            self.cwnd = self.cwnd.saturating_add(self.mss);
+        }
+        // Not in the RFC: a window below one segment would stop the sender outright.
+        self.cwnd = self.cwnd.max(self.mss);
     }
-    fn on_recovery_end(&mut self, in_flight: usize) {
-        self.cwnd = self.ssthresh.min(in_flight + self.mss);
+
+    fn on_recovery_end(&mut self, bytes_in_flight: usize) {
+        // RFC 6582 §3.2 step 3, full ACK, option (1): "Set cwnd to min (ssthresh, max
+        // (FlightSize, SMSS) + SMSS)". Unlike option (2), cwnd = ssthresh, this cannot release
+        // a burst when little data is outstanding as recovery ends.
+        let flight = bytes_in_flight.max(self.mss).saturating_add(self.mss);
+        self.cwnd = self.ssthresh.min(flight);
+        self.bytes_acked = 0;
     }
-    fn on_rto(&mut self, _now: Instant, in_flight: usize) {
-        self.ssthresh = (in_flight / 2).max(2 * self.mss);
+
+    fn on_rto(&mut self, _now: Instant, bytes_in_flight: usize) {
+        self.initial = false;
+        // RFC 5681 §3.1: "when a TCP sender detects segment loss using the retransmission
+        // timer and the given segment has already been retransmitted by way of the
+        // retransmission timer at least once, the value of ssthresh is held constant."
+        // A repeated timeout with nothing acknowledged in between is exactly that case; it
+        // would otherwise halve ssthresh again from a FlightSize that has not drained.
+        if !self.after_rto {
+            // RFC 5681 §3.1 equation (4).
+            self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
+        }
+        self.after_rto = true;
+        // RFC 5681 §3.1: "Furthermore, upon a timeout (as specified in [RFC2988]) cwnd MUST be
+        // set to no more than the loss window, LW, which equals 1 full-sized segment".
         self.cwnd = self.mss;
+        self.bytes_acked = 0;
     }
+
     fn set_mss(&mut self, mss: usize) {
+        let mss = mss.max(1);
         self.mss = mss;
+        if self.initial {
+            // The initial window is defined in segments of the MSS actually in use.
+            self.cwnd = initial_window(mss);
+        } else {
+            self.cwnd = self.cwnd.max(mss);
+        }
     }
 }
 
@@ -69,5 +194,267 @@ pub struct NewRenoFactory;
 impl ControllerFactory for NewRenoFactory {
     fn build(&self, _now: Instant, mss: usize) -> Box<dyn Controller> {
         Box::new(NewReno::new(mss))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1000;
+    const T: Instant = Instant::ZERO;
+
+    /// Acknowledges `segments` full segments one ACK each.
+    fn ack_segments(cc: &mut NewReno, segments: usize) {
+        for _ in 0..segments {
+            cc.on_ack(T, MSS, cc.window(), None);
+        }
+    }
+
+    #[test]
+    fn initial_window_is_ten_segments() {
+        let cc = NewReno::new(MSS);
+        assert_eq!(cc.window(), 10 * MSS);
+        assert_eq!(cc.ssthresh(), usize::MAX);
+        assert!(cc.in_slow_start());
+        let boxed = NewRenoFactory.build(T, 1460);
+        assert_eq!(boxed.window(), 14_600);
+    }
+
+    #[test]
+    fn slow_start_doubles_per_round_trip() {
+        let mut cc = NewReno::new(MSS);
+        // One ACK per segment for a whole window: cwnd grows by one SMSS per ACK.
+        ack_segments(&mut cc, 10);
+        assert_eq!(cc.window(), 20 * MSS);
+        ack_segments(&mut cc, 20);
+        assert_eq!(cc.window(), 40 * MSS);
+    }
+
+    #[test]
+    fn abc_limits_growth_per_ack() {
+        let mut cc = NewReno::new(MSS);
+        // A stretch ACK covering five segments grows cwnd by L = 2*SMSS only (RFC 3465 §2.2).
+        cc.on_ack(T, 5 * MSS, 10 * MSS, None);
+        assert_eq!(cc.window(), 12 * MSS);
+        // A delayed ACK covering two segments gets the full 2*SMSS.
+        cc.on_ack(T, 2 * MSS, 10 * MSS, None);
+        assert_eq!(cc.window(), 14 * MSS);
+        // A small ACK grows by what it covers.
+        cc.on_ack(T, 100, 10 * MSS, None);
+        assert_eq!(cc.window(), 14 * MSS + 100);
+        cc.on_ack(T, 0, 10 * MSS, None);
+        assert_eq!(cc.window(), 14 * MSS + 100);
+    }
+
+    #[test]
+    fn congestion_avoidance_grows_one_mss_per_window() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_fast_retransmit(T, 40 * MSS);
+        cc.on_recovery_end(40 * MSS);
+        assert_eq!(cc.ssthresh(), 20 * MSS);
+        assert_eq!(cc.window(), 20 * MSS);
+        assert!(!cc.in_slow_start());
+        // 19 segments acked: not yet a full window.
+        ack_segments(&mut cc, 19);
+        assert_eq!(cc.window(), 20 * MSS);
+        ack_segments(&mut cc, 1);
+        assert_eq!(cc.window(), 21 * MSS);
+        // The next increment needs a whole 21-segment window.
+        ack_segments(&mut cc, 20);
+        assert_eq!(cc.window(), 21 * MSS);
+        ack_segments(&mut cc, 1);
+        assert_eq!(cc.window(), 22 * MSS);
+    }
+
+    #[test]
+    fn congestion_avoidance_counts_bytes_not_acks() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_rto(T, 20 * MSS);
+        cc.on_ack(T, 9 * MSS, MSS, None); // slow start up to ssthresh = 10 segments
+        assert_eq!(
+            cc.window(),
+            3 * MSS,
+            "ABC caps the growth even after an RTO"
+        );
+        let mut cc = NewReno::new(MSS);
+        cc.on_fast_retransmit(T, 20 * MSS);
+        cc.on_recovery_end(20 * MSS);
+        assert_eq!(cc.window(), 10 * MSS);
+        // Twenty 500-byte ACKs are one window of bytes: one increment, as delayed or small
+        // ACKs must not slow congestion avoidance down nor many tiny ACKs speed it up.
+        for _ in 0..19 {
+            cc.on_ack(T, 500, 10 * MSS, None);
+        }
+        assert_eq!(cc.window(), 10 * MSS);
+        cc.on_ack(T, 500, 10 * MSS, None);
+        assert_eq!(cc.window(), 11 * MSS);
+        // A giant ACK grows the window by one SMSS only.
+        cc.on_ack(T, 1 << 40, 10 * MSS, None);
+        assert_eq!(cc.window(), 12 * MSS);
+        cc.on_ack(T, 1, 10 * MSS, None);
+        assert_eq!(
+            cc.window(),
+            13 * MSS,
+            "but its extra bytes do count towards the next one"
+        );
+    }
+
+    #[test]
+    fn slow_start_stops_at_ssthresh_and_carries_over() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_rto(T, 9 * MSS); // ssthresh = 4.5 segments, cwnd = 1 segment
+        assert_eq!(cc.ssthresh(), 4500);
+        assert_eq!(cc.window(), MSS);
+        ack_segments(&mut cc, 3);
+        assert_eq!(cc.window(), 4 * MSS);
+        // This ACK would take cwnd to 5000: it stops at 4500, and 500 bytes count towards CA.
+        cc.on_ack(T, MSS, MSS, None);
+        assert_eq!(cc.window(), 4500);
+        assert!(!cc.in_slow_start());
+        cc.on_ack(T, 4000, MSS, None);
+        assert_eq!(cc.window(), 5500);
+    }
+
+    #[test]
+    fn fast_recovery_partial_and_full_acks() {
+        let mut cc = NewReno::new(MSS);
+        ack_segments(&mut cc, 10); // cwnd 20 segments
+                                   // Three duplicate ACKs with 20 segments in flight.
+        cc.on_fast_retransmit(T, 20 * MSS);
+        assert_eq!(cc.ssthresh(), 10 * MSS);
+        assert_eq!(cc.window(), 13 * MSS);
+        // Further duplicate ACKs inflate by one SMSS each (RFC 5681 §3.2 step 4).
+        for _ in 0..4 {
+            cc.on_recovery_dup_ack();
+        }
+        assert_eq!(cc.window(), 17 * MSS);
+        // A partial ACK of 3 segments: deflate by 3 SMSS, add back one (RFC 6582 §3.2 step 5).
+        cc.on_partial_ack(3 * MSS);
+        assert_eq!(cc.window(), 15 * MSS);
+        // A partial ACK of less than one SMSS deflates without adding back.
+        cc.on_partial_ack(400);
+        assert_eq!(cc.window(), 15 * MSS - 400);
+        assert_eq!(cc.ssthresh(), 10 * MSS, "partial ACKs leave ssthresh alone");
+        // The full ACK: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS).
+        cc.on_recovery_end(12 * MSS);
+        assert_eq!(cc.window(), 10 * MSS);
+        assert!(!cc.in_slow_start());
+    }
+
+    #[test]
+    fn full_ack_with_little_in_flight_avoids_a_burst() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_fast_retransmit(T, 30 * MSS);
+        assert_eq!(cc.ssthresh(), 15 * MSS);
+        cc.on_recovery_end(2 * MSS);
+        assert_eq!(cc.window(), 3 * MSS);
+        // ssthresh is still 15 segments, so the window slow-starts back up to it.
+        assert!(cc.in_slow_start());
+        cc.on_recovery_end(0);
+        assert_eq!(
+            cc.window(),
+            2 * MSS,
+            "FlightSize is taken as at least one SMSS"
+        );
+    }
+
+    #[test]
+    fn ssthresh_floor_is_two_segments() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_fast_retransmit(T, MSS);
+        assert_eq!(cc.ssthresh(), 2 * MSS);
+        assert_eq!(cc.window(), 5 * MSS);
+        let mut cc = NewReno::new(MSS);
+        cc.on_rto(T, 0);
+        assert_eq!(cc.ssthresh(), 2 * MSS);
+        assert_eq!(cc.window(), MSS);
+    }
+
+    #[test]
+    fn partial_ack_never_empties_the_window() {
+        let mut cc = NewReno::new(MSS);
+        cc.on_fast_retransmit(T, 4 * MSS);
+        cc.on_partial_ack(usize::MAX);
+        assert_eq!(cc.window(), MSS);
+        cc.on_partial_ack(10);
+        assert_eq!(cc.window(), MSS);
+    }
+
+    #[test]
+    fn rto_sets_loss_window_and_repeated_rto_holds_ssthresh() {
+        let mut cc = NewReno::new(MSS);
+        ack_segments(&mut cc, 30); // cwnd 40 segments
+        cc.on_rto(T, 40 * MSS);
+        assert_eq!(cc.ssthresh(), 20 * MSS);
+        assert_eq!(cc.window(), MSS);
+        // The retransmission times out again before anything is acknowledged.
+        cc.on_rto(T, 40 * MSS);
+        assert_eq!(
+            cc.ssthresh(),
+            20 * MSS,
+            "RFC 5681 §3.1: ssthresh held constant"
+        );
+        assert_eq!(cc.window(), MSS);
+        // Slow start back up: 1, 2, 4, 8, 16 segments, then stop at ssthresh.
+        ack_segments(&mut cc, 1);
+        assert_eq!(cc.window(), 2 * MSS);
+        ack_segments(&mut cc, 2);
+        assert_eq!(cc.window(), 4 * MSS);
+        ack_segments(&mut cc, 4 + 8);
+        assert_eq!(cc.window(), 16 * MSS);
+        ack_segments(&mut cc, 16);
+        assert_eq!(cc.window(), 20 * MSS);
+        assert!(!cc.in_slow_start());
+        // After new data was acknowledged, a later RTO halves again.
+        cc.on_rto(T, 20 * MSS);
+        assert_eq!(cc.ssthresh(), 10 * MSS);
+    }
+
+    #[test]
+    fn set_mss_rescales_only_the_initial_window() {
+        let mut cc = NewReno::new(536);
+        assert_eq!(cc.window(), 5360);
+        cc.set_mss(1460);
+        assert_eq!(cc.window(), 14_600);
+        cc.on_ack(T, 1460, 1460, None);
+        assert_eq!(cc.window(), 16_060);
+        cc.set_mss(1000);
+        assert_eq!(cc.window(), 16_060, "a grown window is kept");
+        cc.on_rto(T, 10_000);
+        assert_eq!(cc.window(), 1000);
+    }
+
+    #[test]
+    fn zero_mss_is_treated_as_one_byte() {
+        let mut cc = NewReno::new(0);
+        assert_eq!(cc.window(), 10);
+        cc.set_mss(0);
+        cc.on_rto(T, 0);
+        assert_eq!(cc.window(), 1);
+        assert_eq!(cc.ssthresh(), 2);
+    }
+
+    #[test]
+    fn huge_mss_saturates() {
+        let mut cc = NewReno::new(usize::MAX);
+        cc.on_ack(T, usize::MAX, 0, None);
+        cc.on_fast_retransmit(T, usize::MAX);
+        assert_eq!(cc.ssthresh(), usize::MAX);
+        cc.on_rto(T, 0);
+        assert_eq!(cc.window(), usize::MAX);
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        let mut cc = NewReno::new(usize::MAX / 4);
+        cc.on_ack(T, usize::MAX, usize::MAX, None);
+        cc.on_fast_retransmit(T, usize::MAX);
+        for _ in 0..10 {
+            cc.on_recovery_dup_ack();
+        }
+        assert_eq!(cc.window(), usize::MAX);
+        cc.on_recovery_end(usize::MAX);
+        assert!(cc.window() <= cc.ssthresh());
     }
 }

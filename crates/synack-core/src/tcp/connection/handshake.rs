@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    default_mss, ConnConfig, Connection, Disposition, Notify, Receiver, Recovery, Sender,
-    Timestamps, Timers, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ConnConfig, Connection, Disposition, Notify, Receiver, Recovery, Sender, Timers,
+    Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -171,7 +171,12 @@ impl Connection {
         conn.rcv.irs = syn.seq_number;
         conn.rcv.nxt = syn.seq_number + 1;
         conn.negotiate(PeerOptions::of(syn));
-        if let Some(tsval) = conn.ts.enabled.then_some(()).and(PeerOptions::of(syn).tsval) {
+        if let Some(tsval) = conn
+            .ts
+            .enabled
+            .then_some(())
+            .and(PeerOptions::of(syn).tsval)
+        {
             conn.ts.recent = tsval;
             conn.ts.recent_age = now;
         }

@@ -182,9 +182,7 @@ impl Connection {
         // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that).
         if self.ts.enabled {
             if let Some(ts) = seg.timestamp {
-                if start <= self.rcv.nxt
-                    && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
-                {
+                if start <= self.rcv.nxt && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0 {
                     self.ts.recent = ts.tsval;
                     self.ts.recent_age = now;
                 }
@@ -231,7 +229,8 @@ impl Connection {
             let fin_seq = start + seg.payload.len();
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
-                    if fin_seq >= self.rcv.nxt && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt
+                    if fin_seq >= self.rcv.nxt
+                        && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt
                     {
                         self.rcv.fin_seq = Some(fin_seq);
                     }
@@ -250,8 +249,7 @@ impl Connection {
         }
         self.maybe_take_fin(now);
         // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long.
-        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.timers.delayed_ack.is_none()
-        {
+        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.timers.delayed_ack.is_none() {
             self.timers.delayed_ack = Some(now + self.cfg.delayed_ack);
         }
         if self.state == State::Closed {
@@ -383,7 +381,7 @@ impl Connection {
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {
-            Some(recover) if ack > recover || ack == recover => {
+            Some(recover) if ack >= recover => {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
                 self.cc.on_recovery_end(self.snd.in_flight());
@@ -395,7 +393,8 @@ impl Connection {
                 self.retransmit_deadline_reset(now);
             }
             None => {
-                self.cc.on_ack(now, acked, in_flight_before, self.rtt.srtt());
+                self.cc
+                    .on_ack(now, acked, in_flight_before, self.rtt.srtt());
             }
         }
         self.recovery.dupacks = 0;

@@ -298,7 +298,10 @@ pub(crate) enum Disposition {
 impl Connection {
     /// Whether the connection is in a synchronized state (RFC 9293 §3.5: past the handshake).
     pub fn is_synchronized(&self) -> bool {
-        !matches!(self.state, State::Closed | State::Listen | State::SynSent | State::SynReceived)
+        !matches!(
+            self.state,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived
+        )
     }
 
     /// The TSval to send now: a 1 ms clock plus the per-connection offset (RFC 7323 §5.4).
@@ -401,7 +404,10 @@ impl Connection {
             return Ok(0);
         }
         match self.state {
-            State::SynSent | State::SynReceived | State::Established | State::FinWait1
+            State::SynSent
+            | State::SynReceived
+            | State::Established
+            | State::FinWait1
             | State::FinWait2 => Err(Error::WouldBlock),
             _ => Ok(0),
         }

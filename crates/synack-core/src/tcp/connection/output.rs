@@ -23,7 +23,11 @@ pub(crate) fn write_segment(
     fill_len: usize,
     fill: impl FnOnce(&mut [u8]),
 ) -> Option<usize> {
-    let payload_len = if fill_len > 0 { fill_len } else { seg.payload.len() };
+    let payload_len = if fill_len > 0 {
+        fill_len
+    } else {
+        seg.payload.len()
+    };
     let tcp_len = seg.header_len() + payload_len;
     let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp_len, HOP_LIMIT).ok()?;
     let ip_len = ip.header_len();
@@ -300,7 +304,13 @@ impl Connection {
         if fin {
             flags |= TcpFlags::FIN;
         }
-        let mut seg = TcpRepr::new(self.local.port(), self.remote.port(), flags, seq, self.rcv.nxt);
+        let mut seg = TcpRepr::new(
+            self.local.port(),
+            self.remote.port(),
+            flags,
+            seq,
+            self.rcv.nxt,
+        );
         self.fill_common(now, &mut seg);
         let offset = seq - self.snd.data_start();
         let retransmit = forced_retransmit || seq < self.snd.max;
@@ -333,16 +343,9 @@ impl Connection {
             }
         }
         let buffer = &self.snd.buffer;
-        let result = write_segment(
-            buf,
-            self.local.ip(),
-            self.remote.ip(),
-            &seg,
-            len,
-            |dst| {
-                buffer.copy_out(offset, &mut dst[..len]);
-            },
-        );
+        let result = write_segment(buf, self.local.ip(), self.remote.ip(), &seg, len, |dst| {
+            buffer.copy_out(offset, &mut dst[..len]);
+        });
         let len = result?;
         self.after_send(&seg);
         Some(Sent {

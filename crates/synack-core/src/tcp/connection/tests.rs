@@ -1,8 +1,8 @@
 //! Unit tests of the connection's pure helpers; the state machine is tested through the
 //! endpoint in `tests/`.
 
-use super::handshake::window_shift_for;
 use super::default_mss;
+use super::handshake::window_shift_for;
 
 #[test]
 fn window_shift_is_the_smallest_that_fits() {
