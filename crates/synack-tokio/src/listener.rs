@@ -1,8 +1,8 @@
 //! [`TcpListener`]: passive opens.
 //!
 //! The core completes handshakes on its own and parks finished connections in the listener's
-//! accept queue (RFC 9293 §3.10.7.2 leaves queueing to the implementation; we follow Linux's
-//! accept queue). `accept` only ever *takes* a connection from that queue inside the same
+//! accept queue (RFC 9293 leaves how completed passive opens wait for the application to the
+//! implementation; the core follows Linux's accept queue). `accept` only ever *takes* a connection from that queue inside the same
 //! `poll` that returns it, so dropping an `accept` future (e.g. the losing branch of a
 //! `select!`) can never lose one: it simply stays queued for the next call.
 
