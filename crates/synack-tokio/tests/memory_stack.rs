@@ -621,3 +621,65 @@ async fn echo_over_a_link_that_holds_four_packets() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn borrowed_halves_read_and_write_at_once() {
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+        let mut c = TcpStream::connect(&client, server_addr(7)).await.unwrap();
+        // Larger than the buffers: the write can only finish because the read runs alongside.
+        let data = pattern(800_000, 13);
+        let (mut r, mut w) = c.split();
+        let mut echoed = Vec::new();
+        let (wrote, read) = tokio::join!(
+            async {
+                w.write_all(&data).await?;
+                w.shutdown().await
+            },
+            r.read_to_end(&mut echoed)
+        );
+        wrote.unwrap();
+        assert_eq!(read.unwrap(), data.len());
+        assert!(echoed == data, "the echoed bytes differ from those sent");
+        assert_eq!(server_task.await.unwrap().unwrap(), data.len() as u64);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_tasks_accept_from_one_listener() {
+    const PER_TASK: usize = 6;
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = Arc::new(TcpListener::bind(&server, server_addr(7700)).await.unwrap());
+        let mut acceptors = Vec::new();
+        for _ in 0..2 {
+            let listener = Arc::clone(&listener);
+            acceptors.push(tokio::spawn(async move {
+                let mut streams = Vec::new();
+                for _ in 0..PER_TASK {
+                    streams.push(listener.accept().await?.0);
+                }
+                io::Result::Ok(streams)
+            }));
+        }
+        // Both acceptors are parked on the same listener before the first SYN arrives.
+        tokio::task::yield_now().await;
+        let mut clients = Vec::new();
+        for _ in 0..2 * PER_TASK {
+            clients.push(
+                TcpStream::connect(&client, server_addr(7700))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut accepted = 0;
+        for a in acceptors {
+            accepted += a.await.unwrap().unwrap().len();
+        }
+        assert_eq!(accepted, 2 * PER_TASK);
+    })
+    .await;
+}
