@@ -1,0 +1,181 @@
+//! An in-memory link: two [`MemoryDevice`]s joined back to back, for tests and examples.
+//!
+//! Each direction is a bounded FIFO of whole IP packets. A full FIFO applies **backpressure**:
+//! `poll_send` returns `Pending` until the peer reads a packet, and nothing is ever dropped.
+//! We chose backpressure over drop-oldest so that a test sees loss only when it asks for it
+//! (drop-oldest would make the 1 MB echo depend on retransmission timers), and so that a slow
+//! reader slows the writer, which is what bounded buffers are for.
+//!
+//! The one exception is an unplugged cable: once an end is dropped, packets sent towards it
+//! vanish (`poll_send` succeeds) and its peer's `poll_recv` stays pending, so the surviving stack
+//! sees a silent link and times out as it would on a real one.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use super::Device;
+
+/// Packets each direction holds before `poll_send` applies backpressure.
+pub const DEFAULT_CAPACITY: usize = 1024;
+/// The MTU of [`MemoryDevice::pair`]: Ethernet's.
+pub const DEFAULT_MTU: usize = 1500;
+
+/// One direction of the link.
+struct Queue {
+    packets: VecDeque<Box<[u8]>>,
+    capacity: usize,
+    /// The receiving end, parked in `poll_recv` on an empty queue.
+    rx_waker: Option<Waker>,
+    /// The sending end, parked in `poll_send` on a full queue.
+    tx_waker: Option<Waker>,
+    /// The receiving end still exists.
+    receiver_alive: bool,
+}
+
+impl Queue {
+    fn new(capacity: usize) -> Arc<Mutex<Queue>> {
+        Arc::new(Mutex::new(Queue {
+            packets: VecDeque::new(),
+            capacity,
+            rx_waker: None,
+            tx_waker: None,
+            receiver_alive: true,
+        }))
+    }
+}
+
+/// Locks a queue. Every critical section leaves the queue consistent, so a poisoned lock (a
+/// panic elsewhere while it was held) is still safe to use.
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// One end of an in-memory link; see the [module documentation](self).
+pub struct MemoryDevice {
+    mtu: usize,
+    /// Packets this end sends.
+    tx: Arc<Mutex<Queue>>,
+    /// Packets this end receives.
+    rx: Arc<Mutex<Queue>>,
+}
+
+impl MemoryDevice {
+    /// Two ends of one link, [`DEFAULT_CAPACITY`] packets each way, MTU [`DEFAULT_MTU`].
+    pub fn pair() -> (MemoryDevice, MemoryDevice) {
+        MemoryDevice::pair_with(DEFAULT_CAPACITY, DEFAULT_MTU)
+    }
+
+    /// Two ends of one link holding `capacity` packets each way (at least one) with the given
+    /// MTU.
+    pub fn pair_with(capacity: usize, mtu: usize) -> (MemoryDevice, MemoryDevice) {
+        let capacity = capacity.max(1);
+        let a_to_b = Queue::new(capacity);
+        let b_to_a = Queue::new(capacity);
+        let a = MemoryDevice {
+            mtu,
+            tx: Arc::clone(&a_to_b),
+            rx: Arc::clone(&b_to_a),
+        };
+        let b = MemoryDevice {
+            mtu,
+            tx: b_to_a,
+            rx: a_to_b,
+        };
+        (a, b)
+    }
+
+    /// Whether the other end has been dropped (the cable is unplugged).
+    pub fn peer_closed(&self) -> bool {
+        !lock(&self.tx).receiver_alive
+    }
+
+    /// Packets queued towards this end that it has not received yet.
+    pub fn pending(&self) -> usize {
+        lock(&self.rx).packets.len()
+    }
+}
+
+impl fmt::Debug for MemoryDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryDevice")
+            .field("mtu", &self.mtu)
+            .field("pending", &self.pending())
+            .field("peer_closed", &self.peer_closed())
+            .finish()
+    }
+}
+
+impl Device for MemoryDevice {
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Copies the oldest packet into `buf`. A packet longer than `buf` is truncated, as a
+    /// datagram socket truncates; the driver's buffer is never shorter than the MTU.
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut q = lock(&self.rx);
+        match q.packets.pop_front() {
+            Some(packet) => {
+                let n = packet.len().min(buf.len());
+                buf[..n].copy_from_slice(&packet[..n]);
+                if let Some(w) = q.tx_waker.take() {
+                    w.wake();
+                }
+                Poll::Ready(Ok(n))
+            }
+            None => {
+                register(&mut q.rx_waker, cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
+        if packet.len() > self.mtu {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "packet of {} bytes exceeds the MTU {}",
+                    packet.len(),
+                    self.mtu
+                ),
+            )));
+        }
+        let mut q = lock(&self.tx);
+        if !q.receiver_alive {
+            // The cable is unplugged: the packet is lost on the wire.
+            return Poll::Ready(Ok(()));
+        }
+        if q.packets.len() >= q.capacity {
+            register(&mut q.tx_waker, cx);
+            return Poll::Pending;
+        }
+        q.packets.push_back(packet.into());
+        if let Some(w) = q.rx_waker.take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for MemoryDevice {
+    fn drop(&mut self) {
+        let mut q = lock(&self.rx);
+        q.receiver_alive = false;
+        q.packets.clear();
+        // A sender parked on our full queue can now "send" into the void.
+        if let Some(w) = q.tx_waker.take() {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The driver task: the only code that talks to the device.
+//!
+//! Each round it
+//! 1. reads up to [`BATCH`] packets from the device and feeds them to `handle_packet`,
+//! 2. calls `handle_timeout` if the core's deadline has passed,
+//! 3. drains `poll_event`, waking the tasks each event concerns,
+//! 4. flushes `poll_transmit` to the device (at most [`BATCH`] packets a round),
+//! 5. arms a tokio timer on `poll_timeout`.
+//!
+//! Then it sleeps until the device, the timer, or a user command (through the waker stored in
+//! [`Inner`]) wakes it. It is written as a hand-rolled `poll` rather than an `async fn` so that
+//! a device that is slow to accept packets never stops the stack from *receiving*: a packet
+//! the device refused is kept in `tx_pending` and retried when the device wakes us, while the
+//! receive side keeps running.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use synack_core::Event;
+use tokio::time::Sleep;
+use tracing::{debug, error, trace, Instrument};
+
+use crate::device::Device;
+use crate::stack::{Inner, Shared};
+
+/// Packets read, or written, per round: bounds the time the lock is held and lets timers and
+/// events interleave with bulk traffic.
+const BATCH: usize = 64;
+/// Rounds per `poll` before the driver yields to the tokio scheduler, so that a busy link
+/// cannot starve the application's own tasks on a current-thread runtime.
+const ROUNDS: usize = 8;
+/// Packets flushed after the last user handle is dropped, at most.
+const FINAL_FLUSH: usize = 1024;
+
+/// What a round found.
+enum Round {
+    /// Nothing left to do until something wakes us.
+    Idle,
+    /// More work is likely ready right now.
+    Busy,
+    /// The stack is finished.
+    Stop,
+}
+
+pub(crate) struct Driver<D> {
+    shared: Arc<Shared>,
+    device: D,
+    rx_buf: Box<[u8]>,
+    tx_buf: Box<[u8]>,
+    /// Bytes of a packet in `tx_buf` that the device has not taken yet.
+    tx_pending: Option<usize>,
+    timer: Pin<Box<Sleep>>,
+    /// The core deadline the timer is armed for.
+    armed: Option<synack_core::Instant>,
+    /// Tasks to wake once the lock is released.
+    wakers: Vec<Waker>,
+}
+
+impl<D: Device> Driver<D> {
+    /// Spawns the driver for `shared` on the current tokio runtime.
+    pub(crate) fn spawn(shared: Arc<Shared>, device: D) {
+        // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
+        // device may hand us anything up to its MTU.
+        let len = device.mtu().max(usize::from(u16::MAX));
+        let mut driver = Driver {
+            shared,
+            device,
+            rx_buf: vec![0; len].into_boxed_slice(),
+            tx_buf: vec![0; len].into_boxed_slice(),
+            tx_pending: None,
+            timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
+            wakers: Vec::new(),
+        };
+        let span = tracing::debug_span!("synack_driver");
+        tokio::spawn(
+            async move {
+                debug!("driver started");
+                std::future::poll_fn(|cx| driver.poll_drive(cx)).await;
+                debug!("driver stopped");
+            }
+            .instrument(span),
+        );
+    }
+
+    fn poll_drive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..ROUNDS {
+            match self.round(cx) {
+                Round::Idle => return Poll::Pending,
+                Round::Busy => continue,
+                Round::Stop => return Poll::Ready(()),
+            }
+        }
+        // Still busy: let other tasks run, then come straight back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn round(&mut self, cx: &mut Context<'_>) -> Round {
+        let shared = Arc::clone(&self.shared);
+        let Ok(mut guard) = shared.inner.lock() else {
+            // A user command panicked inside the core: nothing sane is left to drive.
+            return Round::Stop;
+        };
+        let inner = &mut *guard;
+        inner.set_driver_waker(cx);
+        let now = inner.now();
+
+        if inner.stopping {
+            self.final_flush(inner, cx);
+            return Round::Stop;
+        }
+
+        let mut busy = false;
+
+        // 1. Receive a batch.
+        let mut received = 0;
+        while received < BATCH {
+            match self.device.poll_recv(cx, &mut self.rx_buf) {
+                Poll::Ready(Ok(n)) => {
+                    let n = n.min(self.rx_buf.len());
+                    trace!(len = n, "packet in");
+                    inner.endpoint.handle_packet(now, &self.rx_buf[..n]);
+                    received += 1;
+                }
+                Poll::Ready(Err(e)) => {
+                    // A device that cannot be read is gone for good (TUN torn down); every
+                    // waiting task learns it from `driver_gone` when we drop.
+                    error!(error = %e, "device receive failed; stopping the stack");
+                    return Round::Stop;
+                }
+                Poll::Pending => break,
+            }
+        }
+        busy |= received == BATCH;
+
+        // 2. Timers.
+        if inner.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            inner.endpoint.handle_timeout(now);
+        }
+
+        // 3. Events.
+        drain_events(inner, &mut self.wakers);
+
+        // 4. Transmit.
+        let mut sent = 0;
+        loop {
+            if let Some(len) = self.tx_pending {
+                match self.device.poll_send(cx, &self.tx_buf[..len]) {
+                    Poll::Ready(Ok(())) => trace!(len, "packet out"),
+                    // A packet the device rejects is lost on the wire; TCP recovers from it.
+                    Poll::Ready(Err(e)) => debug!(error = %e, len, "device dropped a packet"),
+                    // The device wakes us when it has room; receiving carries on meanwhile.
+                    Poll::Pending => break,
+                }
+                self.tx_pending = None;
+                sent += 1;
+            }
+            if sent >= BATCH {
+                busy = true;
+                break;
+            }
+            match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+                Some(t) => self.tx_pending = Some(t.len.min(self.tx_buf.len())),
+                None => break,
+            }
+        }
+        drain_events(inner, &mut self.wakers);
+
+        // 5. The next deadline.
+        match inner.endpoint.poll_timeout() {
+            Some(t) if t <= now => busy = true,
+            Some(t) => {
+                if self.armed != Some(t) {
+                    self.timer.as_mut().reset(inner.deadline(t));
+                    self.armed = Some(t);
+                }
+            }
+            None => self.armed = None,
+        }
+        drop(guard);
+
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+        if busy || (self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready()) {
+            return Round::Busy;
+        }
+        Round::Idle
+    }
+
+    /// The last user handle is gone: every stream has already called `close` (queuing its FIN,
+    /// or an RST if it left data unread) and every listener `close_listener`. Push out what
+    /// the core has queued, without waiting for a device that is full. Connections still
+    /// finishing a graceful close inside the core end with the endpoint.
+    fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
+        let now = inner.now();
+        for _ in 0..FINAL_FLUSH {
+            if self.tx_pending.is_none() {
+                match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+                    Some(t) => self.tx_pending = Some(t.len.min(self.tx_buf.len())),
+                    None => break,
+                }
+            }
+            if let Some(len) = self.tx_pending {
+                if self.device.poll_send(cx, &self.tx_buf[..len]).is_pending() {
+                    break;
+                }
+                self.tx_pending = None;
+            }
+        }
+    }
+}
+
+/// Drains the core's events into the runtime's per-connection state, collecting the wakers of
+/// the tasks they concern.
+fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
+    while let Some(event) = inner.endpoint.poll_event() {
+        match event {
+            Event::Connected(h) => {
+                if let Some(c) = inner.conns.get_mut(&h) {
+                    c.connected = true;
+                    c.span.in_scope(|| debug!("established"));
+                    wakers.extend(c.write_waker.take());
+                    wakers.extend(c.read_waker.take());
+                }
+            }
+            Event::Incoming(l) => {
+                if let Some(state) = inner.listeners.get_mut(&l) {
+                    trace!(listener = l.0, "incoming");
+                    wakers.append(&mut state.accept_wakers);
+                }
+            }
+            Event::Readable(h) => {
+                if let Some(c) = inner.conns.get_mut(&h) {
+                    wakers.extend(c.read_waker.take());
+                }
+            }
+            Event::Writable(h) => {
+                if let Some(c) = inner.conns.get_mut(&h) {
+                    wakers.extend(c.write_waker.take());
+                }
+            }
+            Event::Closed(h, reason) => {
+                if let Some(c) = inner.conns.get_mut(&h) {
+                    c.closed = true;
+                    c.error = c.error.or(reason);
+                    c.span.in_scope(|| debug!(error = ?reason, "closed"));
+                    wakers.extend(c.write_waker.take());
+                    wakers.extend(c.read_waker.take());
+                } else {
+                    trace!(conn = h.0, error = ?reason, "released connection closed");
+                }
+            }
+        }
+    }
+}
+
+impl<D> Drop for Driver<D> {
+    /// However the driver ends (stack dropped, device failure, runtime shutdown, panic), every
+    /// parked task is woken and every later command fails instead of waiting forever.
+    fn drop(&mut self) {
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner.driver_gone = true;
+        let mut wakers = Vec::new();
+        for c in inner.conns.values_mut() {
+            wakers.extend(c.read_waker.take());
+            wakers.extend(c.write_waker.take());
+        }
+        for l in inner.listeners.values_mut() {
+            wakers.append(&mut l.accept_wakers);
+        }
+        drop(inner);
+        for w in wakers {
+            w.wake();
+        }
+    }
+}

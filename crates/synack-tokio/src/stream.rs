@@ -1,0 +1,404 @@
+//! [`TcpStream`] and its halves.
+//!
+//! Every read and write is one command on the core under the shared lock: `recv`/`send`
+//! either make progress or return `WouldBlock`, in which case the task's waker is stored
+//! *under the same lock*, so the driver's `Readable`/`Writable` event cannot slip in between
+//! and be lost. The core's bounded buffers are the only buffers: there is no channel between a
+//! stream and the driver, so backpressure is exact.
+
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use synack_core::{ConnectionHandle, Error, State};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::debug;
+
+use crate::stack::{register, ConnState, Stack};
+
+/// A connection the runtime refers to; dropping it closes the connection gracefully.
+pub(crate) struct ConnRef {
+    stack: Stack,
+    handle: ConnectionHandle,
+}
+
+impl ConnRef {
+    /// Registers `handle` with the runtime and wraps it, so that from here on every exit path
+    /// releases it.
+    pub(crate) fn register(
+        stack: &Stack,
+        handle: ConnectionHandle,
+        connected: bool,
+        inner: &mut crate::stack::Inner,
+    ) -> ConnRef {
+        let span = tracing::debug_span!(
+            "conn",
+            id = handle.0,
+            local = ?inner.endpoint.local_addr(handle).ok(),
+            peer = ?inner.endpoint.peer_addr(handle).ok(),
+        );
+        inner.conns.insert(handle, ConnState::new(connected, span));
+        ConnRef {
+            stack: stack.clone(),
+            handle,
+        }
+    }
+
+    /// Waits for the active open to finish.
+    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock()?;
+        let state = inner.endpoint.state(self.handle);
+        let inner = &mut *inner;
+        let Some(c) = inner.conns.get_mut(&self.handle) else {
+            return Poll::Ready(Err(Error::InvalidHandle.into()));
+        };
+        if let Some(e) = c.error {
+            return Poll::Ready(Err(e.into()));
+        }
+        // The event is the normal path; the state check only guards against an event that the
+        // core merged away (e.g. data and FIN arriving with the handshake's last ACK).
+        let synchronized = matches!(state, Ok(s) if s != State::SynSent && s != State::Closed);
+        if c.connected || synchronized {
+            c.connected = true;
+            return Poll::Ready(Ok(()));
+        }
+        if c.closed || state.is_err() {
+            let e = inner
+                .endpoint
+                .take_error(self.handle)
+                .ok()
+                .flatten()
+                .unwrap_or(Error::ConnectionAborted);
+            return Poll::Ready(Err(e.into()));
+        }
+        register(&mut c.write_waker, cx);
+        Poll::Pending
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut inner = self.stack.lock()?;
+        let now = inner.now();
+        match inner
+            .endpoint
+            .recv(now, self.handle, buf.initialize_unfilled())
+        {
+            Ok(n) => {
+                buf.advance(n);
+                // Reading opened the receive window: the driver may owe the peer an update.
+                inner.wake_driver();
+                Poll::Ready(Ok(()))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.read_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    /// Queues as many of `bufs`' bytes as the send buffer takes, in order.
+    fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
+        }
+        let mut inner = self.stack.lock()?;
+        let now = inner.now();
+        let mut total = 0;
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            match inner.endpoint.send(now, self.handle, buf) {
+                Ok(n) => {
+                    total += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) if total == 0 => return Poll::Ready(Err(inner.conn_error(self.handle, e))),
+                // Report the bytes already queued; the error comes back on the next write.
+                Err(_) => break,
+            }
+        }
+        if total > 0 {
+            inner.wake_driver();
+            return Poll::Ready(Ok(total));
+        }
+        // A full send buffer (`WouldBlock`, or a zero-byte `send`): the `Writable` event wakes
+        // us.
+        if let Some(c) = inner.conns.get_mut(&self.handle) {
+            register(&mut c.write_waker, cx);
+        }
+        Poll::Pending
+    }
+
+    /// Sends our FIN; reads continue until the peer's (RFC 9293 §3.10.4, half-close).
+    fn poll_shutdown(&self) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock()?;
+        if inner
+            .conns
+            .get(&self.handle)
+            .is_some_and(|c| c.write_shutdown)
+        {
+            return Poll::Ready(Ok(()));
+        }
+        let now = inner.now();
+        match inner.endpoint.shutdown(now, self.handle) {
+            Ok(()) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    c.write_shutdown = true;
+                    c.span.in_scope(|| debug!("shutdown (FIN queued)"));
+                }
+                inner.wake_driver();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        let inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .local_addr(self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        let inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .peer_addr(self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        let mut inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .set_nodelay(self.handle, nodelay)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+}
+
+impl Drop for ConnRef {
+    /// Releases the handle with `close`: the core finishes the FIN exchange on its own (or
+    /// resets, if unread data is left, as Linux does), and a pending `connect` is abandoned.
+    fn drop(&mut self) {
+        let Some(mut inner) = self.stack.lock_for_drop() else {
+            return;
+        };
+        if let Some(c) = inner.conns.remove(&self.handle) {
+            c.span.in_scope(|| debug!("released"));
+        }
+        if !inner.driver_gone {
+            let now = inner.now();
+            let _ = inner.endpoint.close(now, self.handle);
+            inner.wake_driver();
+        }
+    }
+}
+
+impl fmt::Debug for ConnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Conn").field(&self.handle.0).finish()
+    }
+}
+
+/// A TCP connection over a synack [`Stack`], with tokio's `AsyncRead` and `AsyncWrite`.
+///
+/// `poll_flush` returns at once: it does not wait for ACKs, as tokio's `TcpStream` does not.
+/// `poll_shutdown` sends FIN and leaves the read side open. Dropping the stream closes it
+/// gracefully; the stack finishes the FIN exchange in the background.
+#[derive(Debug)]
+pub struct TcpStream {
+    conn: ConnRef,
+}
+
+impl TcpStream {
+    pub(crate) fn from_conn(conn: ConnRef) -> TcpStream {
+        TcpStream { conn }
+    }
+
+    /// Opens a connection to `addr` from one of the stack's addresses and an ephemeral port.
+    ///
+    /// Fails with `ConnectionRefused` if the peer answers with RST, and `TimedOut` once the
+    /// configured SYN retries run out. Cancelling the future abandons the attempt.
+    pub async fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
+        let conn = {
+            let mut inner = stack.lock()?;
+            let now = inner.now();
+            let handle = inner.endpoint.connect(now, addr)?;
+            let conn = ConnRef::register(stack, handle, false, &mut inner);
+            inner.wake_driver();
+            conn
+        };
+        std::future::poll_fn(|cx| conn.poll_connected(cx)).await?;
+        Ok(TcpStream { conn })
+    }
+
+    /// The local address and port of the connection.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// Disables (true) or enables (false) Nagle's algorithm (RFC 9293 §3.7.4).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.conn.set_nodelay(nodelay)
+    }
+
+    /// Borrowed halves, usable from two tasks at once (e.g. inside one `join!`).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (
+            ReadHalf { conn: &self.conn },
+            WriteHalf { conn: &self.conn },
+        )
+    }
+
+    /// Owned halves that can move to different tasks. Dropping the write half sends FIN, as
+    /// tokio's does; the connection is released once both halves are gone.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let conn = Arc::new(self.conn);
+        (
+            OwnedReadHalf {
+                conn: Arc::clone(&conn),
+            },
+            OwnedWriteHalf {
+                conn,
+                shutdown_on_drop: true,
+            },
+        )
+    }
+}
+
+/// The read half of [`TcpStream::split`].
+#[derive(Debug)]
+pub struct ReadHalf<'a> {
+    conn: &'a ConnRef,
+}
+
+/// The write half of [`TcpStream::split`].
+#[derive(Debug)]
+pub struct WriteHalf<'a> {
+    conn: &'a ConnRef,
+}
+
+/// The read half of [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    conn: Arc<ConnRef>,
+}
+
+/// The write half of [`TcpStream::into_split`]; dropping it sends FIN.
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    conn: Arc<ConnRef>,
+    shutdown_on_drop: bool,
+}
+
+impl OwnedReadHalf {
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// The local address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+}
+
+impl OwnedWriteHalf {
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// The local address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
+    /// Drops the half without sending FIN (the connection stays open for writing until the
+    /// read half is dropped too).
+    pub fn forget(mut self) {
+        self.shutdown_on_drop = false;
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = self.conn.poll_shutdown();
+        }
+    }
+}
+
+/// `AsyncRead` + `AsyncWrite` for a type with a `conn` field that derefs to [`ConnRef`].
+macro_rules! async_io {
+    (read: $($ty:ty),*) => {$(
+        impl AsyncRead for $ty {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                self.conn.poll_read(cx, buf)
+            }
+        }
+    )*};
+    (write: $($ty:ty),*) => {$(
+        impl AsyncWrite for $ty {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                self.conn.poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                self.conn.poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            /// Segments leave as soon as the driver runs; flushing does not wait for ACKs.
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                self.conn.poll_shutdown()
+            }
+        }
+    )*};
+}
+
+async_io!(read: TcpStream, ReadHalf<'_>, OwnedReadHalf);
+async_io!(write: TcpStream, WriteHalf<'_>, OwnedWriteHalf);

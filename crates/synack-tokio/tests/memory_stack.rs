@@ -1,0 +1,685 @@
+//! Two synack stacks joined by an in-memory link inside one tokio runtime: the client on
+//! 198.18.0.2, the server on 198.18.0.1. Everything here goes through the public API only
+//! (`Stack`, `TcpStream`, `TcpListener`), end to end through the core's real packets.
+//!
+//! Every test is bounded by [`within`], so a bug shows up as a failure, never as a hang.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use synack_tokio::device::{Device, MemoryDevice};
+use synack_tokio::{Config, Stack, TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+
+fn server_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(SERVER, port)
+}
+
+fn config(seed: u8) -> Config {
+    let mut config = Config::default();
+    config.seed(Some([seed; 32]));
+    config
+}
+
+/// A client and a server stack joined back to back.
+fn stacks() -> (Stack, Stack) {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    (
+        Stack::new(config(1), client_dev, &[CLIENT]),
+        Stack::new(config(2), server_dev, &[SERVER]),
+    )
+}
+
+/// Fails the test instead of hanging if `f` does not finish in (real or paused) time.
+async fn within<F: Future>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("the test did not finish in time")
+}
+
+/// Deterministic, non-repeating-looking bytes, so a reordered or duplicated chunk is caught.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Accepts one connection and echoes it until EOF, then half-closes.
+async fn echo_once(listener: &TcpListener) -> io::Result<u64> {
+    let (mut stream, _) = listener.accept().await?;
+    let (mut r, mut w) = stream.split();
+    let n = tokio::io::copy(&mut r, &mut w).await?;
+    w.shutdown().await?;
+    Ok(n)
+}
+
+/// A device that records when the driver drops it, i.e. when the driver task ends.
+struct Watched {
+    inner: MemoryDevice,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Device for Watched {
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
+        self.inner.poll_send(cx, packet)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Gives the runtime a bounded number of turns for `cond` to become true.
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..1000 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    cond()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshake and addresses
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_and_accept_agree_on_addresses() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7000)).await.unwrap();
+        assert_eq!(listener.local_addr().unwrap(), server_addr(7000));
+        let (c, accepted) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7000)),
+            listener.accept()
+        );
+        let c = c.unwrap();
+        let (s, peer) = accepted.unwrap();
+        assert_eq!(c.peer_addr().unwrap(), server_addr(7000));
+        assert_eq!(c.local_addr().unwrap().ip(), CLIENT);
+        assert!(c.local_addr().unwrap().port() >= 32768, "an ephemeral port");
+        assert_eq!(peer, c.local_addr().unwrap());
+        assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+        assert_eq!(s.local_addr().unwrap(), server_addr(7000));
+        c.set_nodelay(true).unwrap();
+        assert!(client.stats().connections_established >= 1);
+        assert!(server.stats().connections_established >= 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn binding_a_taken_port_fails() {
+    let (_client, server) = stacks();
+    within(10, async {
+        let _l = TcpListener::bind(&server, server_addr(7001)).await.unwrap();
+        let e = TcpListener::bind(&server, server_addr(7001))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data transfer
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_one_megabyte_intact() {
+    let (client, server) = stacks();
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+
+        let data = pattern(1 << 20, 1);
+        let stream = TcpStream::connect(&client, server_addr(7)).await.unwrap();
+        let (mut r, mut w) = stream.into_split();
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            // Odd-sized writes so that segment and write boundaries never line up.
+            for chunk in to_send.chunks(7919) {
+                w.write_all(chunk).await?;
+            }
+            w.shutdown().await?;
+            io::Result::Ok(w)
+        });
+        let mut echoed = Vec::with_capacity(data.len());
+        r.read_to_end(&mut echoed).await.unwrap();
+        let _w = writer.await.unwrap().unwrap();
+
+        assert_eq!(server_task.await.unwrap().unwrap(), data.len() as u64);
+        assert_eq!(echoed.len(), data.len());
+        assert!(echoed == data, "the echoed bytes differ from those sent");
+        let stats = client.stats();
+        assert!(stats.segments_out > (1 << 20) / 1500, "{stats:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn vectored_writes_keep_order() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7002)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7002)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        assert!(tokio::io::AsyncWrite::is_write_vectored(&c));
+        let parts: [&[u8]; 3] = [b"alpha-", b"", b"beta-gamma"];
+        let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+        let n = c.write_vectored(&slices).await.unwrap();
+        // An empty send buffer takes all 16 bytes at once; write the rest if it did not.
+        assert!(n > 0);
+        c.write_all(&b"alpha-beta-gamma"[n..]).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"alpha-beta-gamma");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn half_close_keeps_the_read_side_open() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(8080)).await.unwrap();
+        let reply = pattern(100_000, 3);
+        let expected = reply.clone();
+        let server_task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await?;
+            let mut request = Vec::new();
+            // Returns only at the client's FIN.
+            s.read_to_end(&mut request).await?;
+            s.write_all(&reply).await?;
+            s.shutdown().await?;
+            io::Result::Ok(request)
+        });
+
+        let mut c = TcpStream::connect(&client, server_addr(8080))
+            .await
+            .unwrap();
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        c.shutdown().await.unwrap();
+        // Shutting down twice is harmless, writing after it is a broken pipe (EPIPE).
+        c.shutdown().await.unwrap();
+        let e = c.write_all(b"late").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+
+        let mut response = Vec::new();
+        c.read_to_end(&mut response).await.unwrap();
+        assert!(response == expected, "the reply arrived damaged");
+        assert_eq!(
+            server_task.await.unwrap().unwrap(),
+            b"GET / HTTP/1.0\r\n\r\n"
+        );
+        // EOF is sticky.
+        assert_eq!(c.read(&mut [0u8; 16]).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_concurrent_connections() {
+    const CONNS: u32 = 48;
+    const BYTES: usize = 20_000;
+    let (client, server) = stacks();
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(9000)).await.unwrap();
+        let acceptor = tokio::spawn(async move {
+            let mut tasks = Vec::new();
+            for _ in 0..CONNS {
+                let (mut s, _) = listener.accept().await?;
+                tasks.push(tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    tokio::io::copy(&mut r, &mut w).await?;
+                    w.shutdown().await
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap()?;
+            }
+            io::Result::Ok(())
+        });
+
+        let mut clients = Vec::new();
+        for i in 0..CONNS {
+            let client = client.clone();
+            clients.push(tokio::spawn(async move {
+                let data = pattern(BYTES, i + 100);
+                let c = TcpStream::connect(&client, server_addr(9000)).await?;
+                let port = c.local_addr()?.port();
+                let (mut r, mut w) = c.into_split();
+                let to_send = data.clone();
+                let writer = tokio::spawn(async move {
+                    w.write_all(&to_send).await?;
+                    w.shutdown().await
+                });
+                let mut echoed = Vec::new();
+                r.read_to_end(&mut echoed).await?;
+                writer.await.unwrap()?;
+                assert!(echoed == data, "connection {i} echoed damaged data");
+                io::Result::Ok(port)
+            }));
+        }
+        let mut ports = BTreeSet::new();
+        for c in clients {
+            ports.insert(c.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            ports.len(),
+            CONNS as usize,
+            "every connection had its own port"
+        );
+        acceptor.await.unwrap().unwrap();
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_to_a_closed_port_is_refused() {
+    let (client, _server) = stacks();
+    within(10, async {
+        let e = TcpStream::connect(&client, server_addr(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_to_a_silent_peer_times_out_after_the_syn_retries() {
+    // Nobody answers on the other end of the link; it only collects what arrives.
+    let (dev, silent) = MemoryDevice::pair();
+    let mut cfg = config(1);
+    cfg.syn_retries(1);
+    let client = Stack::new(cfg, dev, &[CLIENT]);
+    let start = tokio::time::Instant::now();
+    let e = within(60, TcpStream::connect(&client, server_addr(80)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    // The SYN at 0 s, its retry at 2 s, giving up at 2 + 4 s (virtual time).
+    assert!(
+        start.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(silent.pending(), 2, "one SYN and one retransmission");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancellation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_select_cancelled_accept_loses_nothing() {
+    const CONNS: u32 = 32;
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7100)).await.unwrap();
+        let mut clients = Vec::new();
+        for i in 0..CONNS {
+            let client = client.clone();
+            clients.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(&client, server_addr(7100)).await?;
+                c.write_all(&i.to_be_bytes()).await?;
+                c.shutdown().await?;
+                // Wait for the server's close so the connection outlives the accept loop.
+                let mut rest = Vec::new();
+                c.read_to_end(&mut rest).await?;
+                io::Result::Ok(())
+            }));
+        }
+
+        let mut ids = BTreeSet::new();
+        let mut cancelled = 0u32;
+        while ids.len() < CONNS as usize {
+            tokio::select! {
+                biased;
+                // Pending on its first poll and ready on its second: whenever the accept is
+                // not ready at once, the next wake-up (even the one that brings a connection)
+                // completes this branch first and drops the accept future.
+                _ = tokio::task::yield_now() => cancelled += 1,
+                accepted = listener.accept() => {
+                    let (mut s, _) = accepted.unwrap();
+                    let mut id = [0u8; 4];
+                    s.read_exact(&mut id).await.unwrap();
+                    assert!(ids.insert(u32::from_be_bytes(id)), "accepted a connection twice");
+                }
+            }
+        }
+        assert_eq!(ids, (0..CONNS).collect::<BTreeSet<_>>());
+        assert!(cancelled > 0, "the test never cancelled an accept");
+        for c in clients {
+            c.await.unwrap().unwrap();
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drop semantics
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dropping_a_stream_closes_it_gracefully() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7200)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7200)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        let data = pattern(50_000, 9);
+        c.write_all(&data).await.unwrap();
+        drop(c);
+        // Everything written before the drop arrives, then a clean EOF (FIN, not RST).
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert!(got == data, "data written before the drop was lost");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_owned_write_half_sends_fin() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7201)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7201)),
+            listener.accept()
+        );
+        let (mut r, mut w) = c.unwrap().into_split();
+        let (mut s, _) = s.unwrap();
+        w.write_all(b"bye").await.unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        // The read half still works after the write half is gone.
+        s.write_all(b"still here").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"still here");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_a_listener_refuses_new_connections() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7300)).await.unwrap();
+        drop(listener);
+        let e = TcpStream::connect(&client, server_addr(7300))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        // The port is free again.
+        let _again = TcpListener::bind(&server, server_addr(7300)).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let client = Stack::new(
+        config(1),
+        Watched {
+            inner: client_dev,
+            dropped: Arc::clone(&dropped),
+        },
+        &[CLIENT],
+    );
+    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7400)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+
+        let mut c = TcpStream::connect(&client, server_addr(7400))
+            .await
+            .unwrap();
+        drop(client);
+        // Only the stream holds the client stack now, and it still works.
+        c.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the driver stopped under a live stream"
+        );
+
+        drop(c);
+        assert!(
+            eventually(|| dropped.load(Ordering::SeqCst)).await,
+            "the driver kept running after the last handle was dropped"
+        );
+        // The FIN queued by the drop went out before the driver stopped.
+        assert_eq!(server_task.await.unwrap().unwrap(), 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_an_unused_stack_stops_its_driver() {
+    let (dev, peer) = MemoryDevice::pair();
+    let stack = Stack::new(config(1), dev, &[CLIENT]);
+    let clone = stack.clone();
+    drop(stack);
+    within(10, async {
+        // A clone is enough to keep it running.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!peer.peer_closed());
+        drop(clone);
+        assert!(eventually(|| peer.peer_closed()).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn closing_with_unread_data_resets_the_peer() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7500)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7500)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        c.write_all(b"never read").await.unwrap();
+        // Make sure the bytes reached the server's receive buffer before it closes.
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await.unwrap();
+        drop(s);
+        // As on Linux, closing with unread data sends RST rather than FIN.
+        let e = c.read(&mut [0u8; 16]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_connect_is_abandoned() {
+    let (dev, silent) = MemoryDevice::pair();
+    let client = Stack::new(config(1), dev, &[CLIENT]);
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(1),
+        TcpStream::connect(&client, server_addr(80)),
+    )
+    .await;
+    assert!(
+        attempt.is_err(),
+        "nobody answers, so the connect cannot finish"
+    );
+    // Long past the first SYN retransmission (2 s): nothing more is sent.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(silent.pending(), 1, "only the first SYN went out");
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_writer_back() {
+    // More than the send buffer, the receive window and the link queue hold together.
+    const TOTAL: usize = 2 << 20;
+    let (client, server) = stacks();
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(7600)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7600)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        let data = pattern(TOTAL, 11);
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            c.write_all(&to_send).await?;
+            c.shutdown().await?;
+            io::Result::Ok(c)
+        });
+        // Let the writer run until the buffers fill; it must then be parked, not finished.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "2 MB fitted in bounded buffers");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let _c = writer.await.unwrap().unwrap();
+        assert!(got == data, "the data arrived damaged");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn echo_over_a_link_that_holds_four_packets() {
+    // The device refuses packets most of the time: the driver must hold the one it has and
+    // keep receiving meanwhile.
+    let (client_dev, server_dev) = MemoryDevice::pair_with(4, 1500);
+    let client = Stack::new(config(1), client_dev, &[CLIENT]);
+    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    within(30, async {
+        let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+        let data = pattern(300_000, 5);
+        let stream = TcpStream::connect(&client, server_addr(7)).await.unwrap();
+        let (mut r, mut w) = stream.into_split();
+        let to_send = data.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&to_send).await?;
+            w.shutdown().await?;
+            io::Result::Ok(w)
+        });
+        let mut echoed = Vec::new();
+        r.read_to_end(&mut echoed).await.unwrap();
+        let _w = writer.await.unwrap().unwrap();
+        assert_eq!(server_task.await.unwrap().unwrap(), data.len() as u64);
+        assert!(echoed == data, "the echoed bytes differ from those sent");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn borrowed_halves_read_and_write_at_once() {
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
+        let server_task = tokio::spawn(async move { echo_once(&listener).await });
+        let mut c = TcpStream::connect(&client, server_addr(7)).await.unwrap();
+        // Larger than the buffers: the write can only finish because the read runs alongside.
+        let data = pattern(800_000, 13);
+        let (mut r, mut w) = c.split();
+        let mut echoed = Vec::new();
+        let (wrote, read) = tokio::join!(
+            async {
+                w.write_all(&data).await?;
+                w.shutdown().await
+            },
+            r.read_to_end(&mut echoed)
+        );
+        wrote.unwrap();
+        assert_eq!(read.unwrap(), data.len());
+        assert!(echoed == data, "the echoed bytes differ from those sent");
+        assert_eq!(server_task.await.unwrap().unwrap(), data.len() as u64);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_tasks_accept_from_one_listener() {
+    const PER_TASK: usize = 6;
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = Arc::new(TcpListener::bind(&server, server_addr(7700)).await.unwrap());
+        let mut acceptors = Vec::new();
+        for _ in 0..2 {
+            let listener = Arc::clone(&listener);
+            acceptors.push(tokio::spawn(async move {
+                let mut streams = Vec::new();
+                for _ in 0..PER_TASK {
+                    streams.push(listener.accept().await?.0);
+                }
+                io::Result::Ok(streams)
+            }));
+        }
+        // Both acceptors are parked on the same listener before the first SYN arrives.
+        tokio::task::yield_now().await;
+        let mut clients = Vec::new();
+        for _ in 0..2 * PER_TASK {
+            clients.push(
+                TcpStream::connect(&client, server_addr(7700))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut accepted = 0;
+        for a in acceptors {
+            accepted += a.await.unwrap().unwrap().len();
+        }
+        assert_eq!(accepted, 2 * PER_TASK);
+    })
+    .await;
+}
