@@ -34,10 +34,9 @@ async fn kernel_closed_port_refuses_at_once() {
     let net = Net::new("synack-refused", config(), None);
     let start = Instant::now();
     // Nothing listens on port 9: the kernel answers our SYN with RST (RFC 9293 §3.10.7.1).
-    let err = within(10, TcpStream::connect(&net.stack, host(9)))
-        .await
-        .err()
-        .expect("connect to a closed port succeeded");
+    let Err(err) = within(10, TcpStream::connect(&net.stack, host(9))).await else {
+        panic!("connect to a closed port succeeded");
+    };
     let elapsed = start.elapsed();
     assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
     // A retransmitted SYN would come after 2 s; the RST answers the first.
@@ -69,10 +68,9 @@ async fn kernel_silent_port_times_out_after_syn_retries() {
     );
 
     let start = Instant::now();
-    let err = within(30, TcpStream::connect(&net.stack, host(9999)))
-        .await
-        .err()
-        .expect("connect through a drop rule succeeded");
+    let Err(err) = within(30, TcpStream::connect(&net.stack, host(9999))).await else {
+        panic!("connect through a drop rule succeeded");
+    };
     let elapsed = start.elapsed().as_secs_f64();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
     // SYN RTO 2 s, doubled per retry: SYNs at 0, 2, 6 s, and the last one's 8 s run out at 14.
