@@ -1,6 +1,218 @@
-//! PLACEHOLDER on the `runtime` branch so that `device/mod.rs` compiles; the `devices` branch
-//! owns this file and its version replaces this one at merge.
+//! A device wrapper that records every packet, both directions, to a pcap file.
+//!
+//! The file is the classic libpcap format (not pcapng) with link type `LINKTYPE_RAW` (101):
+//! each record is a bare IPv4 or IPv6 packet, exactly what a TUN device carries, so Wireshark,
+//! tshark and tcpdump read it without a made-up Ethernet header. Records are buffered, and the
+//! buffer is written out whenever the device goes idle (a receive finds nothing waiting) and
+//! when the wrapper is dropped, so a capture is complete a moment after traffic stops.
+//!
+//! Recording must never stop the stack: if writing the file fails, the wrapper logs it once,
+//! stops recording, and keeps passing packets.
 
-/// Placeholder; see the `devices` branch.
-#[derive(Debug)]
-pub struct PcapDevice<D>(pub D);
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Device;
+
+/// The pcap magic for microsecond timestamps, written in native byte order (readers detect
+/// the order from it).
+const PCAP_MAGIC_MICROS: u32 = 0xa1b2_c3d4;
+/// pcap format version 2.4, the only one in use.
+const PCAP_VERSION: (u16, u16) = (2, 4);
+/// `LINKTYPE_RAW`: the packet begins with an IPv4 or IPv6 header (tcpdump.org link types).
+pub const LINKTYPE_RAW: u32 = 101;
+/// The largest record length we claim to capture; packets are never truncated below it.
+const SNAPLEN: u32 = 262_144;
+
+/// Wraps a [`Device`] and writes every packet it receives or sends to a pcap file.
+pub struct PcapDevice<D> {
+    inner: D,
+    path: PathBuf,
+    /// `None` once writing failed: recording stopped, traffic goes on.
+    out: Option<BufWriter<File>>,
+    /// Records written since the last flush.
+    dirty: bool,
+}
+
+impl<D: std::fmt::Debug> std::fmt::Debug for PcapDevice<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PcapDevice")
+            .field("inner", &self.inner)
+            .field("path", &self.path)
+            .field("recording", &self.out.is_some())
+            .finish()
+    }
+}
+
+impl<D: Device> PcapDevice<D> {
+    /// Creates (or truncates) the file at `path`, writes the pcap header, and wraps `inner`.
+    pub fn new(inner: D, path: impl AsRef<Path>) -> io::Result<PcapDevice<D>> {
+        let path = path.as_ref().to_path_buf();
+        let mut out = BufWriter::with_capacity(256 * 1024, File::create(&path)?);
+        write_header(&mut out)?;
+        // The header alone is already a valid, empty capture.
+        out.flush()?;
+        Ok(PcapDevice {
+            inner,
+            path,
+            out: Some(out),
+            dirty: false,
+        })
+    }
+
+    /// The wrapped device.
+    pub fn get_ref(&self) -> &D {
+        &self.inner
+    }
+
+    /// The wrapped device, mutably (packets sent through it directly are not recorded).
+    pub fn get_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    /// The capture file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes buffered records to the file.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(out) => {
+                let result = out.flush();
+                self.dirty = false;
+                if result.is_err() {
+                    self.out = None;
+                }
+                result
+            }
+            None => Err(io::Error::other("pcap recording stopped after an error")),
+        }
+    }
+
+    fn record(&mut self, packet: &[u8]) {
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        match write_record(out, SystemTime::now(), packet) {
+            Ok(()) => self.dirty = true,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        tracing::warn!(path = %self.path.display(), error = %e, "pcap recording stopped");
+        self.out = None;
+    }
+}
+
+impl<D: Device> Device for PcapDevice<D> {
+    fn mtu(&self) -> usize {
+        self.inner.mtu()
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self.inner.poll_recv(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                // A device never reports more than it was given; `get` keeps a faulty one
+                // from making us panic.
+                if let Some(packet) = buf.get(..n) {
+                    self.record(packet);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                // Idle: a good moment to make the file current.
+                if self.dirty {
+                    if let Err(e) = self.flush() {
+                        self.fail(e);
+                    }
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
+        let result = self.inner.poll_send(cx, packet);
+        if let Poll::Ready(Ok(())) = result {
+            self.record(packet);
+        }
+        result
+    }
+}
+
+impl<D> Drop for PcapDevice<D> {
+    fn drop(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.flush() {
+                tracing::warn!(path = %self.path.display(), error = %e, "pcap flush failed");
+            }
+        }
+    }
+}
+
+/// The 24-byte pcap global header.
+fn write_header(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&PCAP_MAGIC_MICROS.to_ne_bytes())?;
+    out.write_all(&PCAP_VERSION.0.to_ne_bytes())?;
+    out.write_all(&PCAP_VERSION.1.to_ne_bytes())?;
+    out.write_all(&0i32.to_ne_bytes())?; // thiszone: timestamps are UTC
+    out.write_all(&0u32.to_ne_bytes())?; // sigfigs: always 0
+    out.write_all(&SNAPLEN.to_ne_bytes())?;
+    out.write_all(&LINKTYPE_RAW.to_ne_bytes())
+}
+
+/// One record: a 16-byte header (seconds, microseconds, captured and original lengths) and
+/// the packet.
+fn write_record(out: &mut impl Write, at: SystemTime, packet: &[u8]) -> io::Result<()> {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    // The classic format has 32-bit seconds; that lasts until 2106.
+    let secs = u32::try_from(since_epoch.as_secs()).unwrap_or(u32::MAX);
+    let len = u32::try_from(packet.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "packet too large for pcap"))?;
+    let captured = len.min(SNAPLEN);
+    out.write_all(&secs.to_ne_bytes())?;
+    out.write_all(&since_epoch.subsec_micros().to_ne_bytes())?;
+    out.write_all(&captured.to_ne_bytes())?;
+    out.write_all(&len.to_ne_bytes())?;
+    out.write_all(&packet[..captured as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn header_is_classic_pcap_with_raw_ip() {
+        let mut out = Vec::new();
+        write_header(&mut out).unwrap();
+        assert_eq!(out.len(), 24);
+        assert_eq!(
+            u32::from_ne_bytes(out[0..4].try_into().unwrap()),
+            0xa1b2c3d4
+        );
+        assert_eq!(u16::from_ne_bytes(out[4..6].try_into().unwrap()), 2);
+        assert_eq!(u16::from_ne_bytes(out[6..8].try_into().unwrap()), 4);
+        assert_eq!(u32::from_ne_bytes(out[16..20].try_into().unwrap()), SNAPLEN);
+        assert_eq!(u32::from_ne_bytes(out[20..24].try_into().unwrap()), 101);
+    }
+
+    #[test]
+    fn record_carries_time_lengths_and_bytes() {
+        let mut out = Vec::new();
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        write_record(&mut out, at, &[0x45, 1, 2, 3, 4]).unwrap();
+        let word = |i: usize| u32::from_ne_bytes(out[i..i + 4].try_into().unwrap());
+        assert_eq!(word(0), 1_700_000_000);
+        assert_eq!(word(4), 123_456);
+        assert_eq!(word(8), 5);
+        assert_eq!(word(12), 5);
+        assert_eq!(&out[16..], &[0x45, 1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,227 @@
+//! The examples, run as their own processes against the kernel, each test in a network
+//! namespace of its own (the examples create their TUN in the namespace they run in).
+//!
+//! The example binaries are the ones `cargo test --workspace` builds into
+//! target/<profile>/examples; a narrower `cargo test -p synack-tokio` skips these tests.
+
+mod kernel_support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use kernel_support::{example, pattern, require_tool, Proc, ScratchDir, HOST, STACK};
+use synack_tokio::netns::{require_tun, NetNs};
+
+/// Waits (bounded) until `url` answers, asking curl inside `ns`.
+async fn wait_http(ns: &NetNs, url: &str) {
+    for _ in 0..100 {
+        let mut cmd = ns.command("curl");
+        cmd.args(["-s", "-o", "/dev/null", "--max-time", "2", url]);
+        let ok = tokio::task::spawn_blocking(move || cmd.status())
+            .await
+            .unwrap()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not answer within ~10 s");
+}
+
+/// Waits (at most 10 s) until a kernel socket in `ns` listens on `port`.
+async fn wait_listening(ns: &NetNs, port: u16) {
+    for _ in 0..200 {
+        let mut cmd = ns.command("ss");
+        cmd.args(["-Hltn", &format!("sport = :{port}")]);
+        if !output(cmd).await.stdout.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on port {port} after 10 s");
+}
+
+async fn output(mut cmd: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("spawn")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_http_get_fetches_8_mb_byte_for_byte() {
+    let test = "kernel_http_get_fetches_8_mb_byte_for_byte";
+    if !require_tun(test) || !require_tool(test, "python3") {
+        return;
+    }
+    let Some(http_get) = example(test, "http_get") else {
+        return;
+    };
+    let ns = NetNs::new("synack-httpget").unwrap();
+    let dir = ScratchDir::new(ns.name());
+    let served = dir.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    let content = pattern(8 << 20, 42);
+    std::fs::write(served.join("big.bin"), &content).unwrap();
+
+    // http_get creates the TUN (kernel side 198.18.0.1/24) in the namespace it runs in, so
+    // the kernel's server starts before 198.18.0.1 exists: allow binding to it anyway
+    // (a per-namespace sysctl), then wait until it listens.
+    let sysctl = ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_nonlocal_bind=1"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    let mut server = ns.command("python3");
+    server
+        .args(["-m", "http.server", "8000", "--bind", &HOST.to_string()])
+        .arg("--directory")
+        .arg(&served);
+    let _server = Proc::spawn(server);
+    wait_listening(&ns, 8000).await;
+
+    let out_file = dir.path().join("out.bin");
+    let mut cmd = ns.command(http_get.to_str().unwrap());
+    cmd.arg("http://198.18.0.1:8000/big.bin")
+        .arg("-o")
+        .arg(&out_file);
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "http_get failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(&out_file).unwrap();
+    assert_eq!(got.len(), content.len());
+    assert!(got == content, "the 8 MB differ");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("200 OK"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_http_get_reports_refused_on_stderr() {
+    let test = "kernel_http_get_reports_refused_on_stderr";
+    if !require_tun(test) {
+        return;
+    }
+    let Some(http_get) = example(test, "http_get") else {
+        return;
+    };
+    let ns = NetNs::new("synack-httpget-refused").unwrap();
+    let mut cmd = ns.command(http_get.to_str().unwrap());
+    cmd.arg("http://198.18.0.1:9/");
+    let out = output(cmd).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("connection refused"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_curl_fetches_from_http_server_concurrently() {
+    let test = "kernel_curl_fetches_from_http_server_concurrently";
+    if !require_tun(test) || !require_tool(test, "curl") {
+        return;
+    }
+    let Some(http_server) = example(test, "http_server") else {
+        return;
+    };
+    let ns = NetNs::new("synack-httpserver").unwrap();
+    let dir = ScratchDir::new(ns.name());
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..4u32)
+        .map(|i| {
+            (
+                format!("f{i}.bin"),
+                pattern((1 << 20) + i as usize * 4099, i),
+            )
+        })
+        .collect();
+    for (name, data) in &files {
+        std::fs::write(root.join(name), data).unwrap();
+    }
+    let mut server = ns.command(http_server.to_str().unwrap());
+    server.arg("--root").arg(&root).args(["--port", "8080"]);
+    let _server = Proc::spawn(server);
+    let base = format!("http://{STACK}:8080");
+    wait_http(&ns, &format!("{base}/f0.bin")).await;
+
+    // 32 transfers at once: curl's parallel mode, each to its own file.
+    let mut cmd = ns.command("curl");
+    cmd.args([
+        "-s",
+        "--fail",
+        "--parallel",
+        "--parallel-max",
+        "32",
+        "--max-time",
+        "60",
+    ]);
+    for k in 0..32 {
+        let (name, _) = &files[k % files.len()];
+        cmd.arg("-o")
+            .arg(dir.path().join(format!("got{k}")))
+            .arg(format!("{base}/{name}"));
+    }
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for k in 0..32 {
+        let got = std::fs::read(dir.path().join(format!("got{k}"))).unwrap();
+        assert!(got == files[k % files.len()].1, "transfer {k} differs");
+    }
+
+    // A missing file is a 404.
+    let mut cmd = ns.command("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{base}/missing.bin"));
+    let out = output(cmd).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_quickstart_exits_zero_and_leaves_nothing_behind() {
+    let test = "kernel_quickstart_exits_zero_and_leaves_nothing_behind";
+    if !require_tun(test) || !require_tool(test, "python3") {
+        return;
+    }
+    let Some(quickstart) = example(test, "quickstart") else {
+        return;
+    };
+    // quickstart makes (and deletes) its own namespace: run it as a user would.
+    let child = std::process::Command::new(&quickstart)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let guard = Proc::from_child(child);
+    let out = guard.finish(Duration::from_secs(120)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "quickstart failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "SYN-ACK",
+        "mss 1460",
+        "sackOK",
+        "wscale",
+        "TS val",
+        "content verified",
+        "cleaned up",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+    // Its namespace is gone, and no TUN appeared in ours.
+    let own = format!("synack-quickstart-{pid}-");
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&own));
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("synack0"));
+}

@@ -1,0 +1,231 @@
+//! Shared set-up of the kernel end-to-end tests: a namespace with a TUN and a stack on it,
+//! kernel-side processes that are killed on drop, and bounded waits.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use synack_tokio::device::{PcapDevice, TunConfig, TunDevice};
+use synack_tokio::netns::NetNs;
+use synack_tokio::Stack;
+
+/// The kernel's address on the TUN.
+pub const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The stack's address.
+pub const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+pub fn host(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(HOST), port)
+}
+
+pub fn stack_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(STACK), port)
+}
+
+/// One test's world: its namespace, a scratch directory, and the stack on the namespace's
+/// TUN. Field order is drop order: the stack stops before the namespace goes.
+pub struct Net {
+    pub stack: Stack,
+    pub dir: ScratchDir,
+    pub ns: NetNs,
+}
+
+impl Net {
+    /// A namespace named after the test, a TUN `synack0` (kernel 198.18.0.1/24) and a stack
+    /// on 198.18.0.2, recording to `pcap` (inside the scratch directory) if given.
+    pub fn new(prefix: &str, config: synack_core::Config, pcap: Option<&str>) -> Net {
+        let ns = NetNs::new(prefix).expect("create namespace");
+        let dir = ScratchDir::new(ns.name());
+        let tun = TunDevice::create_in(&ns, &TunConfig::default()).expect("create TUN");
+        let addrs = [IpAddr::V4(STACK)];
+        let stack = match pcap {
+            Some(name) => Stack::new(
+                config,
+                PcapDevice::new(tun, dir.path().join(name)).expect("pcap file"),
+                &addrs,
+            ),
+            None => Stack::new(config, tun, &addrs),
+        };
+        Net { stack, dir, ns }
+    }
+
+    /// Starts `python3 -c SCRIPT ARGS..` in the namespace; killed when the guard drops.
+    pub fn python(&self, script: &str, args: &[&str]) -> Proc {
+        let mut cmd = self.ns.command("python3");
+        cmd.arg("-c").arg(script).args(args);
+        Proc::spawn(cmd)
+    }
+
+    /// Waits (at most 10 s) until a kernel socket in the namespace listens on `port`.
+    pub async fn wait_listening(&self, port: u16) {
+        for _ in 0..200 {
+            let out = self
+                .run("ss", &["-Hltn", &format!("sport = :{port}")])
+                .await;
+            if !out.stdout.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nothing listens on port {port} after 10 s");
+    }
+
+    /// Runs a command in the namespace to completion, off the async threads.
+    pub async fn run(&self, program: &str, args: &[&str]) -> Output {
+        let mut cmd = self.ns.command(program);
+        cmd.args(args).stdin(Stdio::null());
+        tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
+    }
+}
+
+/// A child process, killed and reaped when dropped (a failing test leaves nothing running).
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        Proc(Some(child))
+    }
+
+    /// Takes charge of a child started elsewhere.
+    pub fn from_child(child: Child) -> Proc {
+        Proc(Some(child))
+    }
+
+    /// Waits (at most `limit`) for the process to exit by itself and returns its output.
+    pub async fn finish(mut self, limit: Duration) -> Output {
+        let child = self.0.take().expect("running");
+        let waited = tokio::time::timeout(
+            limit,
+            tokio::task::spawn_blocking(move || child.wait_with_output()),
+        )
+        .await;
+        match waited {
+            Ok(joined) => joined.expect("join").expect("wait"),
+            // The blocking wait keeps the child; NetNs's drop kills what is left inside.
+            Err(_) => panic!("process still running after {limit:?}"),
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A directory under the system temp dir, removed when dropped.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(name: &str) -> ScratchDir {
+        let path = std::env::temp_dir().join(format!("{name}.test"));
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        ScratchDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deterministic test data: xorshift32 bytes from `seed`.
+pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Whether a kernel-side tool is installed; under CI=true its absence is a failure.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let present = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: {tool} is required under CI"
+        );
+        eprintln!("skipping {test}: {tool} is not installed");
+    }
+    present
+}
+
+/// An example binary built by `cargo test --workspace` (target/<profile>/examples/NAME), or
+/// `None` (after saying why) when this run did not build it, e.g. `cargo test -p synack-tokio`.
+pub fn example(test: &str, name: &str) -> Option<PathBuf> {
+    // This test runs as target/<profile>/deps/kernel_x-HASH.
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: example {name} was not built ({})",
+        path.display()
+    );
+    eprintln!(
+        "skipping {test}: example {name} not built; run cargo test --workspace ({})",
+        path.display()
+    );
+    None
+}
+
+/// tshark's fields, one line per packet, for the packets of `pcap` matching `filter`, with
+/// IP and TCP checksum validation on.
+pub async fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r")
+        .arg(pcap)
+        .args([
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ])
+        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}

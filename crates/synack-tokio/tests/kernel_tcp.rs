@@ -1,0 +1,298 @@
+//! synack's TCP against the Linux kernel's, over a TUN device, each test in a network
+//! namespace of its own on 198.18.0.0/24 (kernel 198.18.0.1, synack 198.18.0.2).
+//!
+//! What is on the wire is checked with tshark, not with synack's own parser.
+
+mod kernel_support;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use kernel_support::{host, pattern, require_tool, stack_addr, tshark, Net, HOST, STACK};
+use synack_tokio::netns::require_tun;
+use synack_tokio::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config() -> synack_core::Config {
+    synack_core::Config::default()
+}
+
+/// Bounds every test's wait on the stack, so a hang fails instead of stalling the suite.
+async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("not done within {secs} s"))
+}
+
+// ---- connection set-up and failure -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_closed_port_refuses_at_once() {
+    if !require_tun("kernel_closed_port_refuses_at_once") {
+        return;
+    }
+    let net = Net::new("synack-refused", config(), None);
+    let start = Instant::now();
+    // Nothing listens on port 9: the kernel answers our SYN with RST (RFC 9293 §3.10.7.1).
+    let Err(err) = within(10, TcpStream::connect(&net.stack, host(9))).await else {
+        panic!("connect to a closed port succeeded");
+    };
+    let elapsed = start.elapsed();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // A retransmitted SYN would come after 2 s; the RST answers the first.
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_silent_port_times_out_after_syn_retries() {
+    let test = "kernel_silent_port_times_out_after_syn_retries";
+    if !require_tun(test) || !require_tool(test, "nft") || !require_tool(test, "tshark") {
+        return;
+    }
+    let mut cfg = config();
+    cfg.syn_retries(2);
+    let net = Net::new("synack-silent", cfg, Some("silent.pcap"));
+    // The kernel drops SYNs to port 9999 without a word, like a host behind a firewall.
+    let nft = net
+        .run(
+            "nft",
+            &["add table inet synack_test; \
+                 add chain inet synack_test input { type filter hook input priority 0; }; \
+                 add rule inet synack_test input tcp dport 9999 drop"],
+        )
+        .await;
+    assert!(
+        nft.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&nft.stderr)
+    );
+
+    let start = Instant::now();
+    let Err(err) = within(30, TcpStream::connect(&net.stack, host(9999))).await else {
+        panic!("connect through a drop rule succeeded");
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    // SYN RTO 2 s, doubled per retry: SYNs at 0, 2, 6 s, and the last one's 8 s run out at 14.
+    assert!(
+        (13.5..15.5).contains(&elapsed),
+        "timed out after {elapsed} s"
+    );
+
+    // The pcap is flushed when the device goes idle; retry briefly until it is.
+    let pcap = net.dir.path().join("silent.pcap");
+    let filter = format!("ip.src == {STACK} && tcp.dstport == 9999 && tcp.flags.syn == 1");
+    let mut syns = Vec::new();
+    for _ in 0..20 {
+        syns = tshark(&pcap, &filter, &["frame.time_epoch"]).await;
+        if syns.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let times: Vec<f64> = syns
+        .iter()
+        .map(|row| row[0].parse().expect("time"))
+        .collect();
+    assert_eq!(times.len(), 3, "SYNs at {times:?}");
+    let offsets: Vec<f64> = times.iter().map(|t| t - times[0]).collect();
+    for (got, want) in offsets.iter().zip([0.0, 2.0, 6.0]) {
+        assert!((got - want).abs() < 0.3, "SYN offsets {offsets:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_sees_our_handshake_options_and_valid_checksums() {
+    let test = "kernel_sees_our_handshake_options_and_valid_checksums";
+    if !require_tun(test) || !require_tool(test, "tshark") {
+        return;
+    }
+    let net = Net::new("synack-options", config(), Some("options.pcap"));
+    let server = net.python(
+        "import socket, sys\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8001)); s.listen(1)\n\
+         c, _ = s.accept(); c.sendall(b'hello from the kernel'); c.close()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8001).await;
+
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8001)))
+        .await
+        .expect("connect");
+    assert_eq!(stream.peer_addr().unwrap(), host(8001));
+    assert_eq!(stream.local_addr().unwrap().ip(), STACK);
+    let mut got = Vec::new();
+    within(10, stream.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"hello from the kernel");
+    drop(stream);
+    let server = server.finish(Duration::from_secs(10)).await;
+    assert!(server.status.success(), "{server:?}");
+
+    let pcap = net.dir.path().join("options.pcap");
+    // Our SYN: what tshark (not our parser) reads in it.
+    let syn_filter = format!("ip.src == {STACK} && tcp.flags.syn == 1 && tcp.flags.ack == 0");
+    let fields = [
+        "tcp.options.mss_val",
+        "tcp.options.sack_perm",
+        "tcp.options.timestamp.tsval",
+        "tcp.options.wscale.shift",
+        "tcp.checksum.status",
+        "ip.checksum.status",
+    ];
+    let mut syn = Vec::new();
+    for _ in 0..20 {
+        syn = tshark(&pcap, &syn_filter, &fields).await;
+        let ours_fin = tshark(
+            &pcap,
+            &format!("ip.src == {STACK} && tcp.flags.fin == 1"),
+            &["frame.number"],
+        )
+        .await;
+        if !syn.is_empty() && !ours_fin.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(syn.len(), 1, "{syn:?}");
+    let syn = &syn[0];
+    assert_eq!(syn[0], "1460", "MSS for MTU 1500 (RFC 9293 §3.7.1)");
+    assert!(!syn[1].is_empty(), "no SACK-permitted option");
+    assert!(!syn[2].is_empty(), "no timestamp option");
+    assert!(!syn[3].is_empty(), "no window-scale option");
+    assert_eq!((syn[4].as_str(), syn[5].as_str()), ("1", "1"), "checksums");
+
+    // Every packet we sent has good IP and TCP checksums (status 1 = good), and there were
+    // some.
+    let ours = tshark(
+        &pcap,
+        &format!("ip.src == {STACK} && tcp"),
+        &["tcp.checksum.status", "ip.checksum.status"],
+    )
+    .await;
+    assert!(ours.len() >= 3, "{ours:?}");
+    for row in &ours {
+        assert_eq!(row, &["1", "1"], "bad checksum in {ours:?}");
+    }
+}
+
+// ---- data transfer -------------------------------------------------------------------------
+
+/// The kernel-side echo client: N concurrent connections, each sends SIZE random bytes,
+/// half-closes, reads the echo to EOF and compares.
+const ECHO_CLIENT: &str = r#"
+import os, socket, sys, threading
+host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ok = []
+def one(i):
+    try:
+        data = os.urandom(size)
+        s = socket.create_connection((host, port), timeout=30)
+        def send():
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send)
+        t.start()
+        got = bytearray()
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        t.join()
+        s.close()
+        if bytes(got) == data:
+            ok.append(i)
+        else:
+            print(f"conn {i}: {len(got)} of {size} bytes, mismatch", file=sys.stderr)
+    except Exception as e:
+        print(f"conn {i}: {e!r}", file=sys.stderr)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(f"ok {len(ok)}")
+sys.exit(0 if len(ok) == n else 1)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_clients_echo_through_many_concurrent_connections() {
+    if !require_tun("kernel_clients_echo_through_many_concurrent_connections") {
+        return;
+    }
+    let net = Net::new("synack-echo", config(), None);
+    let listener = TcpListener::bind(&net.stack, stack_addr(7))
+        .await
+        .expect("bind");
+    assert_eq!(listener.local_addr().unwrap(), stack_addr(7));
+    let server = tokio::spawn(async move {
+        let mut served = 0usize;
+        loop {
+            let (mut stream, peer) = listener.accept().await.expect("accept");
+            assert_eq!(peer.ip(), HOST);
+            served += 1;
+            tokio::spawn(async move {
+                let (mut rx, mut tx) = stream.split();
+                tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                tx.shutdown().await.expect("FIN");
+            });
+            if served == 40 {
+                return served;
+            }
+        }
+    });
+    let conns = "40";
+    let client = net.python(ECHO_CLIENT, &[&STACK.to_string(), "7", conns, "200000"]);
+    let out = client.finish(Duration::from_secs(60)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "ok 40");
+    assert_eq!(within(10, server).await.unwrap(), 40);
+    assert!(net.stack.stats().connections_established >= 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_peer_keeps_sending_after_our_fin() {
+    if !require_tun("kernel_peer_keeps_sending_after_our_fin") {
+        return;
+    }
+    let net = Net::new("synack-halfclose", config(), None);
+    // The kernel side reads to EOF (our FIN), then sends 1 MB back on its open half.
+    let server = net.python(
+        "import socket, sys\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8002)); s.listen(1)\n\
+         c, _ = s.accept(); c.settimeout(30)\n\
+         got = bytearray()\n\
+         while True:\n\
+         \x20   b = c.recv(65536)\n\
+         \x20   if not b: break\n\
+         \x20   got += b\n\
+         c.sendall(b'got %d:' % len(got) + bytes(got) + bytes(i % 251 for i in range(1 << 20)))\n\
+         c.close()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8002).await;
+
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8002)))
+        .await
+        .expect("connect");
+    let hello = pattern(100_000, 7);
+    within(20, stream.write_all(&hello)).await.unwrap();
+    within(10, stream.shutdown()).await.unwrap();
+    let mut got = Vec::new();
+    within(30, stream.read_to_end(&mut got)).await.unwrap();
+
+    let mut want = format!("got {}:", hello.len()).into_bytes();
+    want.extend_from_slice(&hello);
+    want.extend((0..1usize << 20).map(|i| (i % 251) as u8));
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the data after our FIN differs");
+    let out = server.finish(Duration::from_secs(10)).await;
+    assert!(out.status.success(), "{out:?}");
+}

@@ -1,0 +1,261 @@
+//! What the examples share: the command line every TUN example takes (DESIGN.md, "The
+//! examples' command line"), opening the stack, logging, error exits, and an HTTP/1.1 body
+//! that streams a file.
+//!
+//! Each example includes this with `mod common;`; not every example uses every item.
+#![allow(dead_code)]
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame};
+use synack::tokio::device::tun::Ipv4Cidr;
+use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
+use synack::tokio::Stack;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// The flags of every example that opens a TUN device.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetArgs {
+    /// The TUN device to create.
+    #[arg(long, default_value = "synack0")]
+    pub tun: String,
+    /// The kernel's address on the device, with the prefix routed to it.
+    #[arg(long, default_value = "198.18.0.1/24")]
+    pub host_addr: Ipv4Cidr,
+    /// The stack's own address.
+    #[arg(long, default_value = "198.18.0.2")]
+    pub addr: Ipv4Addr,
+    /// SYN retransmissions before connect() fails with 'connection timed out'.
+    #[arg(long, default_value_t = 6)]
+    pub syn_retries: u32,
+    /// Write every packet, both directions, to this pcap file (Wireshark reads it).
+    #[arg(long)]
+    pub pcap: Option<PathBuf>,
+    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl NetArgs {
+    /// Starts logging to stderr at the level -v asks for, unless RUST_LOG says otherwise.
+    pub fn init_tracing(&self) {
+        let level = match self.verbose {
+            0 => "warn",
+            1 => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(io::stderr)
+            .init();
+    }
+
+    /// The TUN device these flags describe.
+    pub fn tun_config(&self) -> TunConfig {
+        TunConfig {
+            name: self.tun.clone(),
+            host_addr: self.host_addr,
+            ..TunConfig::default()
+        }
+    }
+
+    /// The core's configuration these flags describe.
+    pub fn config(&self, mtu: usize) -> synack::core::Config {
+        let mut config = synack::core::Config::default();
+        config.syn_retries(self.syn_retries).mtu(mtu);
+        config
+    }
+
+    /// Checks that the stack's address is on the TUN's subnet: otherwise the kernel would
+    /// route its replies elsewhere.
+    pub fn check(&self) -> io::Result<()> {
+        if !self.host_addr.contains(self.addr) || self.host_addr.addr == self.addr {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--addr {} must be another address in --host-addr {}",
+                    self.addr, self.host_addr
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the TUN device in the current network namespace and starts the stack on it.
+    ///
+    /// Refuses to run in the machine's initial namespace: these examples are meant to run
+    /// inside one made for them (`ip netns exec NAME ...`).
+    pub fn open_stack(&self) -> io::Result<Stack> {
+        self.check()?;
+        refuse_initial_netns()?;
+        let tun = TunDevice::create(&self.tun_config())?;
+        self.start(tun)
+    }
+
+    /// Starts the stack on `device`, recording to --pcap if asked.
+    pub fn start<D: Device>(&self, device: D) -> io::Result<Stack> {
+        let addrs = [IpAddr::V4(self.addr)];
+        let config = self.config(device.mtu());
+        Ok(match &self.pcap {
+            Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs),
+            None => Stack::new(config, device, &addrs),
+        })
+    }
+}
+
+/// Fails if this process is in PID 1's network namespace (the host's, on a normal machine).
+pub fn refuse_initial_netns() -> io::Result<()> {
+    let ours = std::fs::read_link("/proc/self/ns/net");
+    let init = std::fs::read_link("/proc/1/ns/net");
+    match (ours, init) {
+        (Ok(a), Ok(b)) if a == b => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "refusing to create a TUN in the host's network namespace; run inside one made \
+             for it: ip netns add synack && ip netns exec synack <command> \
+             (cargo run --example quickstart makes its own)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Prints `name: error` on stderr and returns a failing exit code.
+pub fn report(name: &str, result: io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An HTTP body that streams a file in 64 KiB frames, so that serving a large file to many
+/// clients holds only a small buffer per client.
+pub struct FileBody {
+    file: tokio::fs::File,
+    buf: Box<[u8]>,
+    remaining: u64,
+}
+
+impl FileBody {
+    /// Streams `len` bytes of `file` from its current position.
+    pub fn new(file: tokio::fs::File, len: u64) -> FileBody {
+        FileBody {
+            file,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            remaining: len,
+        }
+    }
+}
+
+impl Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.remaining)
+            .unwrap_or(usize::MAX)
+            .min(this.buf.len());
+        let mut read = ReadBuf::new(&mut this.buf[..want]);
+        match Pin::new(&mut this.file).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                if n == 0 {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shrank while being served",
+                    ))));
+                }
+                this.remaining -= n as u64;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(read.filled())))))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The socket address of an `http://IP[:PORT]/...` URL. There is no DNS: the host must be an
+/// IP address.
+pub fn http_target(url: &hyper::Uri) -> io::Result<std::net::SocketAddr> {
+    let invalid =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {what}"));
+    if url.scheme_str() != Some("http") {
+        return Err(invalid("only http:// URLs are supported"));
+    }
+    let host = url.host().ok_or_else(|| invalid("no host"))?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| invalid("the host must be an IP address (synack has no DNS)"))?;
+    Ok(std::net::SocketAddr::new(ip, url.port_u16().unwrap_or(80)))
+}
+
+/// An HTTP/1.1 GET of `url` through the stack, with hyper over a synack `TcpStream`. Hands
+/// each chunk of the body to `sink` as it arrives; returns the status and the body's length.
+pub async fn http_get(
+    stack: &Stack,
+    url: &hyper::Uri,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<(hyper::StatusCode, u64)> {
+    use http_body_util::BodyExt;
+
+    let target = http_target(url)?;
+    let stream = synack::tokio::TcpStream::connect(stack, target).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
+    // The connection future drives the socket; it ends when the response is done.
+    let driver = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "HTTP connection ended with an error");
+        }
+    });
+    let path = url.path_and_query().map_or("/", |p| p.as_str());
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, target.to_string())
+        .header(hyper::header::USER_AGENT, "synack-http_get")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(io::Error::other)?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(io::Error::other)?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(io::Error::other)?;
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            sink(data)?;
+        }
+    }
+    drop(sender);
+    let _ = driver.await;
+    Ok((status, total))
+}

@@ -1,0 +1,68 @@
+//! `echo_server [--port 7]`: sends back whatever each client sends (RFC 862), until the
+//! client's FIN; then it sends its own FIN. Every connection is its own task.
+//!
+//! Run it inside a network namespace that has nothing else in it; it creates the TUN device
+//! there and listens on `--addr` (198.18.0.2):
+//!
+//! ```text
+//! ip netns add synack
+//! ip netns exec synack cargo run --example echo_server &
+//! ip netns exec synack python3 -c 'import socket; s=socket.create_connection(("198.18.0.2", 7)); s.sendall(b"hi"); print(s.recv(2))'
+//! ```
+//!
+//! It runs until Ctrl-C.
+
+mod common;
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use synack::tokio::TcpListener;
+use tokio::io::AsyncWriteExt;
+
+/// An echo server on the synack stack.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The TCP port to listen on.
+    #[arg(long, default_value_t = 7)]
+    port: u16,
+    #[command(flatten)]
+    net: common::NetArgs,
+}
+
+async fn run(args: Args) -> io::Result<()> {
+    let stack = args.net.open_stack()?;
+    let listener =
+        TcpListener::bind(&stack, SocketAddr::new(args.net.addr.into(), args.port)).await?;
+    eprintln!("echoing on {}", listener.local_addr()?);
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        tokio::spawn(async move {
+            let (mut rx, mut tx) = stream.split();
+            let result = async {
+                let n = tokio::io::copy(&mut rx, &mut tx).await?;
+                // The client half-closed: finish our direction too.
+                tx.shutdown().await?;
+                io::Result::Ok(n)
+            }
+            .await;
+            match result {
+                Ok(n) => tracing::debug!(%peer, bytes = n, "echoed"),
+                Err(e) => tracing::debug!(%peer, error = %e, "echo failed"),
+            }
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    args.net.init_tracing();
+    common::report("echo_server", run(args).await)
+}

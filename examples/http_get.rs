@@ -1,0 +1,62 @@
+//! `http_get URL [-o FILE]`: one HTTP/1.1 GET through synack, with hyper over `TcpStream`.
+//!
+//! Run it inside a network namespace that has nothing else in it, for example:
+//!
+//! ```text
+//! ip netns add synack
+//! ip netns exec synack cargo run --example http_get -- http://198.18.0.1:8000/file -o out
+//! ```
+//!
+//! It creates the TUN device (`--tun`, kernel side `--host-addr`) in the namespace it runs in,
+//! so the kernel's own servers in that namespace are reachable at 198.18.0.1. The body goes
+//! to FILE or stdout; the status and transfer rate go to stderr. A status other than 2xx
+//! exits non-zero, as `curl -f` does.
+
+mod common;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+/// An HTTP/1.1 GET through the synack stack.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The URL to fetch: http://IP[:PORT]/PATH (no DNS).
+    url: hyper::Uri,
+    /// Write the body to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    net: common::NetArgs,
+}
+
+async fn run(args: Args) -> io::Result<()> {
+    let stack = args.net.open_stack()?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+    };
+    let start = Instant::now();
+    let (status, bytes) = common::http_get(&stack, &args.url, |chunk| out.write_all(chunk)).await?;
+    out.flush()?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{status}: {bytes} bytes in {secs:.3} s ({:.1} Mbit/s)",
+        bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
+    );
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("server answered {status}")))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    args.net.init_tracing();
+    common::report("http_get", run(args).await)
+}

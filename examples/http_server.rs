@@ -1,0 +1,143 @@
+//! `http_server --root DIR [--port 8080]`: serves the files under DIR over HTTP/1.1, with hyper
+//! on synack's `TcpListener`. A missing file is a 404; every connection is its own task, so
+//! many clients are served at once. Files are streamed, not read into memory.
+//!
+//! Run it inside a network namespace that has nothing else in it; it creates the TUN device
+//! there and listens on `--addr` (198.18.0.2), which the kernel reaches through the device:
+//!
+//! ```text
+//! ip netns add synack
+//! ip netns exec synack cargo run --example http_server -- --root ./site &
+//! ip netns exec synack curl http://198.18.0.2:8080/index.html
+//! ```
+//!
+//! It runs until Ctrl-C.
+
+mod common;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use synack::tokio::TcpListener;
+
+/// A static file server on the synack stack.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The directory to serve.
+    #[arg(long)]
+    root: PathBuf,
+    /// The TCP port to listen on.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    #[command(flatten)]
+    net: common::NetArgs,
+}
+
+type Body = BoxBody<Bytes, io::Error>;
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(format!("{msg}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// The file under `root` that `uri_path` names, or `None` if it tries to leave `root`.
+fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
+    let mut path = root.to_path_buf();
+    for part in Path::new(uri_path.trim_start_matches('/')).components() {
+        match part {
+            Component::Normal(p) => path.push(p),
+            Component::CurDir => {}
+            // `..`, or an absolute path: never outside the root.
+            _ => return None,
+        }
+    }
+    if path.is_dir() {
+        path.push("index.html");
+    }
+    Some(path)
+}
+
+async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD"));
+    }
+    let Some(path) = resolve(&root, req.uri().path()) else {
+        return Ok(text(StatusCode::FORBIDDEN, "forbidden"));
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(text(StatusCode::NOT_FOUND, "not found"));
+        }
+        Err(e) => return Ok(text(StatusCode::FORBIDDEN, &e.to_string())),
+    };
+    let len = file.metadata().await?.len();
+    let body: Body = if req.method() == Method::HEAD {
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed()
+    } else {
+        common::FileBody::new(file, len).boxed()
+    };
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    Ok(response)
+}
+
+async fn run(args: Args) -> io::Result<()> {
+    if !args.root.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("--root {}: not a directory", args.root.display()),
+        ));
+    }
+    let stack = args.net.open_stack()?;
+    let listener =
+        TcpListener::bind(&stack, SocketAddr::new(args.net.addr.into(), args.port)).await?;
+    eprintln!(
+        "serving {} on http://{}/",
+        args.root.display(),
+        listener.local_addr()?
+    );
+    let root = Arc::new(args.root);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let root = root.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| serve(root.clone(), req));
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection failed");
+            }
+        });
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    args.net.init_tracing();
+    common::report("http_server", run(args).await)
+}
