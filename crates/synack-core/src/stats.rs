@@ -23,6 +23,14 @@ pub struct Stats {
     pub challenge_acks: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
+    /// SYN-ACKs sent statelessly with a SYN cookie (a listener's SYN queue was full).
+    pub syncookies_sent: u64,
+    /// ACKs that carried a valid SYN cookie and rebuilt a connection.
+    pub syncookies_validated: u64,
+    /// ACKs to a listener whose cookie did not check out (answered with an RST).
+    pub syncookies_failed: u64,
+    /// TIME-WAIT connections recycled early because the connection table was full.
+    pub time_wait_recycled: u64,
     /// Dropped: shorter than its headers claim, or a header field out of range.
     pub drop_malformed: u64,
     /// Dropped: the IP or TCP checksum is wrong.
