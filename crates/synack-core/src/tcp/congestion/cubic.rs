@@ -214,11 +214,12 @@ impl Cubic {
             epoch.w_est.max(cwnd)
         } else {
             // RFC 9438 §4.2: the target is the curve one RTT ahead, kept within [cwnd,
-            // 1.5 * cwnd] so that a window is never reduced by an ACK and never more than
-            // grows by half in one RTT (the concave region §4.4 and convex region §4.5
-            // differ only in which side of K t falls).
+            // 1.5 * cwnd] so that an ACK never reduces the window and the window never grows
+            // by more than half in one RTT (the concave region §4.4 and convex region §4.5
+            // differ only in which side of K t falls). `max`/`min` rather than `clamp`, which
+            // panics on NaN bounds: cwnd >= 1 makes that impossible, but cheaply so.
             let w = self.w_cubic(&epoch, t + rtt);
-            let target = w.clamp(cwnd, 1.5 * cwnd);
+            let target = w.max(cwnd).min(1.5 * cwnd);
             // "cwnd SHOULD be incremented by (target - cwnd) / cwnd for each received new
             // ACK" of one segment; for `acked` bytes that is (target - cwnd) * acked / cwnd.
             cwnd + (target - cwnd) * acked / cwnd
