@@ -15,6 +15,7 @@ pub mod error;
 pub mod isn;
 pub mod seq;
 pub mod stats;
+pub mod syncookie;
 pub mod tcp;
 pub mod time;
 pub mod wire;

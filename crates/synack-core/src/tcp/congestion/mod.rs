@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use crate::time::Instant;
 
+mod cubic;
 mod new_reno;
 
+pub use cubic::{Cubic, CubicFactory};
 pub use new_reno::{NewReno, NewRenoFactory};
 
 /// A congestion controller for one connection. All sizes are in bytes.
