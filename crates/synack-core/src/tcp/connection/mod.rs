@@ -23,7 +23,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 mod close;
-mod handshake;
+pub(crate) mod handshake;
 mod input;
 pub(crate) mod output;
 mod timers;
