@@ -87,7 +87,10 @@ fn bulk_both_directions_at_once() {
 fn bulk_over_ipv6() {
     let mut net = Net::pair(4, &Config::default(), rtt10());
     let t = transfer(&mut net, 2 * MB, 2 * MB, true, Duration::from_secs(60));
-    assert!(t < Duration::from_secs(2), "2 MiB each way over IPv6 took {t:?}");
+    assert!(
+        t < Duration::from_secs(2),
+        "2 MiB each way over IPv6 took {t:?}"
+    );
 }
 
 #[test]
@@ -98,7 +101,10 @@ fn bandwidth_limited_link_with_a_small_queue() {
     let mut net = Net::pair(5, &Config::default(), link);
     let t = transfer(&mut net, 4 * MB, 0, false, Duration::from_secs(120));
     // The link alone needs 0.42 s for 4 MiB of payload; allow ten times that.
-    assert!(t >= Duration::from_millis(419), "faster than the link: {t:?}");
+    assert!(
+        t >= Duration::from_millis(419),
+        "faster than the link: {t:?}"
+    );
     assert!(t < Duration::from_secs(5), "4 MiB over 10 MB/s took {t:?}");
 }
 
@@ -110,8 +116,13 @@ fn bandwidth_limited_link_with_a_small_queue() {
 fn five_percent_loss_does_not_stall() {
     let link = rtt10().with_faults(Faults::loss(0.05));
     let mut net = Net::pair(10, &Config::default(), link);
+    net.trace = std::env::var_os("SIM_TRACE").is_some();
     let t = transfer(&mut net, MB, 0, false, Duration::from_secs(120));
-    assert!(net.stats.lost > 20, "the fault did not fire: {:?}", net.stats);
+    assert!(
+        net.stats.lost > 20,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
     assert!(t < Duration::from_secs(30), "1 MiB at 5 % loss took {t:?}");
 }
 
@@ -119,8 +130,18 @@ fn five_percent_loss_does_not_stall() {
 fn ten_percent_loss_both_directions() {
     let link = rtt10().with_faults(Faults::loss(0.10));
     let mut net = Net::pair(11, &Config::default(), link);
-    let t = transfer(&mut net, 512 * 1024, 512 * 1024, false, Duration::from_secs(300));
-    assert!(net.stats.lost > 50, "the fault did not fire: {:?}", net.stats);
+    let t = transfer(
+        &mut net,
+        512 * 1024,
+        512 * 1024,
+        false,
+        Duration::from_secs(300),
+    );
+    assert!(
+        net.stats.lost > 50,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
     assert!(t < Duration::from_secs(120), "took {t:?}");
 }
 
@@ -129,7 +150,11 @@ fn duplication() {
     let link = rtt10().with_faults(Faults::duplicate(0.10));
     let mut net = Net::pair(12, &Config::default(), link);
     let t = transfer(&mut net, MB, MB, false, Duration::from_secs(60));
-    assert!(net.stats.duplicated > 50, "the fault did not fire: {:?}", net.stats);
+    assert!(
+        net.stats.duplicated > 50,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
     assert!(t < Duration::from_secs(5), "took {t:?}");
 }
 
@@ -138,7 +163,11 @@ fn reordering() {
     let link = rtt10().with_faults(Faults::reorder(0.10, Duration::from_millis(20)));
     let mut net = Net::pair(13, &Config::default(), link);
     let t = transfer(&mut net, MB, MB, false, Duration::from_secs(60));
-    assert!(net.stats.reordered > 50, "the fault did not fire: {:?}", net.stats);
+    assert!(
+        net.stats.reordered > 50,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
     assert!(t < Duration::from_secs(20), "took {t:?}");
 }
 
@@ -149,7 +178,11 @@ fn corruption_is_caught_by_checksums() {
     let t = transfer(&mut net, MB, MB, false, Duration::from_secs(120));
     // `finish` asserted that damaged-packet drops equal corrupted deliveries exactly: every
     // flipped byte was caught, none slipped through as data (the byte check would fail too).
-    assert!(net.stats.corrupted > 50, "the fault did not fire: {:?}", net.stats);
+    assert!(
+        net.stats.corrupted > 50,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
     let checksum: u64 = net.nodes.iter().map(|e| e.stats().drop_checksum).sum();
     assert!(checksum > 0, "no checksum drop at all");
     assert!(t < Duration::from_secs(60), "took {t:?}");
@@ -159,17 +192,37 @@ fn corruption_is_caught_by_checksums() {
 fn corruption_over_ipv6_is_caught() {
     let link = rtt10().with_faults(Faults::corrupt(0.05));
     let mut net = Net::pair(15, &Config::default(), link);
-    transfer(&mut net, 512 * 1024, 512 * 1024, true, Duration::from_secs(120));
-    assert!(net.stats.corrupted > 20, "the fault did not fire: {:?}", net.stats);
+    transfer(
+        &mut net,
+        512 * 1024,
+        512 * 1024,
+        true,
+        Duration::from_secs(120),
+    );
+    assert!(
+        net.stats.corrupted > 20,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
 }
 
 #[test]
 fn all_faults_mixed() {
     let link = rtt10().with_faults(Faults::mixed());
     let mut net = Net::pair(16, &Config::default(), link);
-    let t = transfer(&mut net, 512 * 1024, 512 * 1024, false, Duration::from_secs(300));
+    net.trace = std::env::var_os("SIM_TRACE").is_some();
+    let t = transfer(
+        &mut net,
+        512 * 1024,
+        512 * 1024,
+        false,
+        Duration::from_secs(300),
+    );
     let s = &net.stats;
-    assert!(s.lost > 0 && s.duplicated > 0 && s.reordered > 0 && s.corrupted > 0, "{s:?}");
+    assert!(
+        s.lost > 0 && s.duplicated > 0 && s.reordered > 0 && s.corrupted > 0,
+        "{s:?}"
+    );
     assert!(t < Duration::from_secs(200), "took {t:?}");
 }
 
@@ -178,7 +231,13 @@ fn runs_are_reproducible() {
     let once = || {
         let link = rtt10().with_faults(Faults::mixed());
         let mut net = Net::pair(17, &Config::default(), link);
-        let t = transfer(&mut net, 128 * 1024, 64 * 1024, false, Duration::from_secs(300));
+        let t = transfer(
+            &mut net,
+            128 * 1024,
+            64 * 1024,
+            false,
+            Duration::from_secs(300),
+        );
         let stats: Vec<_> = net.nodes.iter().map(|e| e.stats().clone()).collect();
         (t, net.stats.clone(), stats)
     };
@@ -246,7 +305,11 @@ fn listener_accepts_many_clients() {
 fn half_close_then_the_peer_keeps_sending() {
     // The client sends nothing and shuts down at once; the server starts its 1 MiB only after
     // it has read the client's FIN, so every byte travels to a FIN-WAIT-2 client.
-    let mut net = Net::pair(30, &Config::default(), rtt10().with_faults(Faults::loss(0.02)));
+    let mut net = Net::pair(
+        30,
+        &Config::default(),
+        rtt10().with_faults(Faults::loss(0.02)),
+    );
     let (l, addr) = listen(&mut net, 1, false);
     let mut flows = vec![Flow::new(0, 1, 0, MB, 30)];
     flows[0].b.send_after_eof = true;
@@ -257,8 +320,7 @@ fn half_close_then_the_peer_keeps_sending() {
         if let Ok(h) = net.nodes[1].accept(l) {
             flows[0].b.conn = Some(h);
         }
-        if flows[0].b.conn.is_some() && net.nodes[1].recv_ready(flows[0].b.conn.unwrap()).unwrap()
-        {
+        if flows[0].b.conn.is_some() && net.nodes[1].recv_ready(flows[0].b.conn.unwrap()).unwrap() {
             break;
         }
         if net.nodes[0].state(client) == Ok(State::Established) && !flows[0].a.shut {
@@ -268,6 +330,13 @@ fn half_close_then_the_peer_keeps_sending() {
         assert!(net.step(None), "stalled before the FIN arrived");
     }
     assert!(flows[0].a.shut);
+    // The server's ACK of that FIN is on its way; once it lands the client is half-closed.
+    for _ in 0..1000 {
+        if net.nodes[0].state(client) != Ok(State::FinWait1) {
+            break;
+        }
+        assert!(net.step(None));
+    }
     assert_eq!(net.nodes[0].state(client), Ok(State::FinWait2));
     run(&mut net, &mut flows, &[(1, l)], Duration::from_secs(60));
     flows[0].assert_complete();
@@ -280,17 +349,22 @@ fn tiny_buffers_and_a_slow_reader_close_the_window() {
     let mut cfg = Config::default();
     cfg.send_buffer(4096).recv_buffer(4096);
     let mut net = Net::pair(31, &cfg, rtt10());
+    net.trace = std::env::var_os("SIM_TRACE").is_some();
     let (l, addr) = listen(&mut net, 1, false);
-    let mut flows = vec![Flow::new(0, 1, 64 * 1024, 0, 31)];
-    // 1000 bytes every 50 ms: 20 kB/s, far below what the link carries.
-    flows[0].b.read_limit = Some((1000, Duration::from_millis(50)));
+    let mut flows = vec![Flow::new(0, 1, 32 * 1024, 0, 31)];
+    // One buffer's worth every 500 ms: the buffer fills long before each read, so the
+    // delayed ACK in between must advertise a zero window (RFC 9293 §3.8.6).
+    flows[0].b.read_limit = Some((4096, Duration::from_millis(500)));
     flows[0].connect(&mut net, addr);
     let start = net.now;
     let end = run(&mut net, &mut flows, &[(1, l)], Duration::from_secs(120));
     flows[0].assert_complete();
     let t = end - start;
-    // The reader paces it: 66 reads of 1000 bytes are 65 intervals, 3.25 s at least.
-    assert!(t >= Duration::from_millis(3250), "faster than the reader: {t:?}");
+    // The reader paces it: 32 KiB in reads of at most 4 KiB needs 8 reads, 7 intervals.
+    assert!(
+        t >= Duration::from_millis(3500),
+        "faster than the reader: {t:?}"
+    );
     assert!(t < Duration::from_secs(30), "flow control stalled: {t:?}");
     assert!(net.stats.zero_windows > 0, "the window never closed");
     finish(&mut net);
@@ -302,7 +376,13 @@ fn tiny_buffers_under_loss() {
     cfg.send_buffer(3000).recv_buffer(3000);
     let link = rtt10().with_faults(Faults::loss(0.05));
     let mut net = Net::pair(32, &cfg, link);
-    let t = transfer(&mut net, 128 * 1024, 128 * 1024, false, Duration::from_secs(600));
+    let t = transfer(
+        &mut net,
+        128 * 1024,
+        128 * 1024,
+        false,
+        Duration::from_secs(600),
+    );
     assert!(t < Duration::from_secs(300), "took {t:?}");
 }
 
@@ -311,9 +391,11 @@ fn simultaneous_open() {
     // Each side's only ephemeral port is fixed, so both can name the other's port before
     // either SYN arrives: the SYNs cross on the link (RFC 9293 §3.5, Figure 8).
     let mut a = Config::default();
-    a.seed(Some(net::seed_bytes(33, 1))).ephemeral_ports((5000, 5000));
+    a.seed(Some(net::seed_bytes(33, 1)))
+        .ephemeral_ports((5000, 5000));
     let mut b = Config::default();
-    b.seed(Some(net::seed_bytes(33, 2))).ephemeral_ports((6000, 6000));
+    b.seed(Some(net::seed_bytes(33, 2)))
+        .ephemeral_ports((6000, 6000));
     let mut net = Net::new(33, vec![a, b], rtt10());
     net.trace = std::env::var_os("SIM_TRACE").is_some();
     let mut flows = vec![Flow::new(0, 1, 256 * 1024, 256 * 1024, 33)];
@@ -331,7 +413,11 @@ fn simultaneous_open() {
     run(&mut net, &mut flows, &[], Duration::from_secs(60));
     flows[0].assert_complete();
     for ep in &net.nodes {
-        assert_eq!(ep.stats().rsts_sent, 0, "simultaneous open ended in a reset");
+        assert_eq!(
+            ep.stats().rsts_sent,
+            0,
+            "simultaneous open ended in a reset"
+        );
     }
     finish(&mut net);
 }
@@ -365,8 +451,9 @@ fn connect_times_out_when_the_link_is_dead() {
         .expect("connect");
     let (at, why) = wait_closed(&mut net, 0, Duration::from_secs(1000));
     assert_eq!(why, Some(Error::TimedOut));
-    // The SYN at 0 and six retries 2, 4, ..., 64 s apart, then 128 s for the last: 254 s.
-    assert_eq!(at - start, Duration::from_secs(254));
+    // The SYN at 0 and six retries after 2, 4, 8, 16, 32 and 64 s; the last wait would be
+    // 128 s but the RTO is capped at 120 s (Linux TCP_RTO_MAX): 246 s.
+    assert_eq!(at - start, Duration::from_secs(246));
     assert_eq!(net.nodes[0].stats().retransmits, 6);
     assert_eq!(net.nodes[0].recv(at, h, &mut [0; 8]), Err(Error::TimedOut));
     net.nodes[0].close(at, h).expect("close");
@@ -388,7 +475,16 @@ fn established_connection_times_out_when_the_link_dies() {
         assert!(net.step(None));
     }
     while net.nodes[0].poll_event().is_some() {}
-    let server = net.nodes[1].accept(l).expect("accepted");
+    // The client's final ACK is still on its way to the server.
+    let mut server = None;
+    for _ in 0..1000 {
+        if let Ok(h) = net.nodes[1].accept(l) {
+            server = Some(h);
+            break;
+        }
+        assert!(net.step(None));
+    }
+    let server = server.expect("accepted");
     // Both directions die; the client keeps writing.
     net.set_up(0, 1, false);
     net.set_up(1, 0, false);
@@ -417,15 +513,20 @@ fn established_connection_times_out_when_the_link_dies() {
 // -------------------------------------------------------------------------------------------
 
 fn faults() -> impl Strategy<Value = Faults> {
-    (0.0..0.10f64, 0.0..0.10f64, 0.0..0.20f64, 1u64..30, 0.0..0.05f64).prop_map(
-        |(loss, duplicate, reorder, delay_ms, corrupt)| Faults {
+    (
+        0.0..0.10f64,
+        0.0..0.10f64,
+        0.0..0.20f64,
+        1u64..30,
+        0.0..0.05f64,
+    )
+        .prop_map(|(loss, duplicate, reorder, delay_ms, corrupt)| Faults {
             loss,
             duplicate,
             reorder,
             reorder_delay: Duration::from_millis(delay_ms),
             corrupt,
-        },
-    )
+        })
 }
 
 proptest! {
@@ -444,4 +545,21 @@ proptest! {
         let mut net = Net::pair(seed, &Config::default(), link);
         transfer(&mut net, up, down, ipv6, Duration::from_secs(900));
     }
+}
+
+/// A case the property test found (shrunk): both directions carry data under loss,
+/// duplication and reordering.
+#[test]
+fn regression_bidirectional_under_loss_dup_reorder() {
+    let faults = Faults {
+        loss: 0.07402635175654514,
+        duplicate: 0.057167928522203336,
+        reorder: 0.10994165559743908,
+        reorder_delay: Duration::from_millis(18),
+        corrupt: 0.0,
+    };
+    let link = LinkConfig::latency(Duration::from_millis(15)).with_faults(faults);
+    let mut net = Net::pair(7821539026929428614, &Config::default(), link);
+    net.trace = std::env::var_os("SIM_TRACE").is_some();
+    transfer(&mut net, 65536, 12853, false, Duration::from_secs(900));
 }

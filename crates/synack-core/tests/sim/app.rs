@@ -91,31 +91,7 @@ impl Side {
         }
         let mut buf = vec![0u8; CHUNK];
 
-        // Write.
-        let may_send = !self.send_after_eof || self.eof;
-        while may_send && self.sent < self.to_send && self.error.is_none() {
-            let cap = ep.send_capacity(conn).unwrap_or(0);
-            let n = cap.min(CHUNK).min((self.to_send - self.sent) as usize);
-            if n == 0 {
-                break;
-            }
-            pattern(self.send_seed, self.sent, &mut buf[..n]);
-            match ep.send(now, conn, &buf[..n]) {
-                Ok(k) => self.sent += k as u64,
-                Err(Error::WouldBlock) => break,
-                Err(e) => {
-                    self.error = Some(e);
-                }
-            }
-        }
-        if may_send && self.sent == self.to_send && !self.shut && self.error.is_none() {
-            match ep.shutdown(now, conn) {
-                Ok(()) => self.shut = true,
-                Err(e) => self.error = Some(e),
-            }
-        }
-
-        // Read and verify.
+        // Read and verify first: reading end of stream may allow writing (`send_after_eof`).
         let mut wake = None;
         let mut budget = usize::MAX;
         if let Some((per, interval)) = self.read_limit {
@@ -153,6 +129,30 @@ impl Side {
         }
         if self.read_limit.is_some() && !self.eof && wake.is_none() {
             wake = Some(self.next_read);
+        }
+
+        // Write.
+        let may_send = !self.send_after_eof || self.eof;
+        while may_send && self.sent < self.to_send && self.error.is_none() {
+            let cap = ep.send_capacity(conn).unwrap_or(0);
+            let n = cap.min(CHUNK).min((self.to_send - self.sent) as usize);
+            if n == 0 {
+                break;
+            }
+            pattern(self.send_seed, self.sent, &mut buf[..n]);
+            match ep.send(now, conn, &buf[..n]) {
+                Ok(k) => self.sent += k as u64,
+                Err(Error::WouldBlock) => break,
+                Err(e) => {
+                    self.error = Some(e);
+                }
+            }
+        }
+        if may_send && self.sent == self.to_send && !self.shut && self.error.is_none() {
+            match ep.shutdown(now, conn) {
+                Ok(()) => self.shut = true,
+                Err(e) => self.error = Some(e),
+            }
         }
 
         // Close once both directions are done (or the connection failed).
@@ -206,7 +206,11 @@ impl Flow {
     pub fn assert_complete(&self) {
         for (me, peer) in [(&self.a, &self.b), (&self.b, &self.a)] {
             assert_eq!(me.error, None, "node {} failed: {self:?}", me.node);
-            assert!(me.eof && me.shut, "node {} did not finish: {self:?}", me.node);
+            assert!(
+                me.eof && me.shut,
+                "node {} did not finish: {self:?}",
+                me.node
+            );
             assert_eq!(me.sent, me.to_send);
             assert_eq!(me.received, peer.to_send, "node {} short read", me.node);
         }

@@ -57,7 +57,10 @@ impl Faults {
 
     /// Only loss.
     pub fn loss(p: f64) -> Faults {
-        Faults { loss: p, ..Faults::NONE }
+        Faults {
+            loss: p,
+            ..Faults::NONE
+        }
     }
 
     /// Only duplication.
@@ -289,16 +292,17 @@ impl Net {
     /// Collect every packet every endpoint wants to send now and put it on its link.
     pub fn flush(&mut self) {
         for from in 0..self.nodes.len() {
-            let mut n = 0;
-            loop {
-                let Some(t) = self.nodes[from].poll_transmit(self.now, &mut self.buf) else {
-                    break;
-                };
-                n += 1;
-                assert!(n < MAX_FLUSH, "node {from} emits without end");
-                let packet = self.buf[..t.len].to_vec();
-                self.transmit(from, packet);
-            }
+            self.flush_node(from);
+        }
+    }
+
+    fn flush_node(&mut self, from: usize) {
+        let mut n = 0;
+        while let Some(t) = self.nodes[from].poll_transmit(self.now, &mut self.buf) {
+            n += 1;
+            assert!(n < MAX_FLUSH, "node {from} emits without end");
+            let packet = self.buf[..t.len].to_vec();
+            self.transmit(from, packet);
         }
     }
 
@@ -432,6 +436,9 @@ impl Net {
                 self.stats.corrupted += 1;
             }
             self.nodes[p.to].handle_packet(self.now, &p.bytes);
+            // Packets arrive one by one, as from a device without batching, so a receiver
+            // answers each (duplicate ACKs included) before the next arrives.
+            self.flush_node(p.to);
         }
         for ep in &mut self.nodes {
             ep.handle_timeout(self.now);
@@ -486,7 +493,10 @@ impl Net {
             self.stats.corrupted,
             "damaged-packet drops must equal corrupted deliveries: {:?} / {:?}",
             self.stats,
-            self.nodes.iter().map(|e| e.stats().clone()).collect::<Vec<_>>()
+            self.nodes
+                .iter()
+                .map(|e| e.stats().clone())
+                .collect::<Vec<_>>()
         );
         for (i, ep) in self.nodes.iter().enumerate() {
             assert_eq!(ep.connection_count(), 0, "node {i} still holds connections");
@@ -513,7 +523,8 @@ fn node_of(addr: IpAddr, nodes: usize) -> Option<usize> {
         }
         IpAddr::V6(a) => {
             let s = a.segments();
-            (s[..7] == [0x2001, 0xdb8, 0, 0, 0, 0, 0]).then(|| usize::from(s[7]).checked_sub(1))??
+            (s[..7] == [0x2001, 0xdb8, 0, 0, 0, 0, 0])
+                .then(|| usize::from(s[7]).checked_sub(1))??
         }
     };
     (i < nodes).then_some(i)
@@ -540,7 +551,7 @@ fn describe(packet: &[u8]) -> String {
         return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
     };
     format!(
-        "{}:{} -> {}:{} {:?} seq={} ack={} win={} len={} sack={:?}",
+        "{}:{} -> {}:{} {:?} seq={} ack={} win={} len={} sack={:?} ts={:?}",
         ip.src_addr(),
         t.src_port,
         ip.dst_addr(),
@@ -550,7 +561,8 @@ fn describe(packet: &[u8]) -> String {
         t.ack_number.0,
         t.window_len,
         t.payload.len(),
-        t.sack_ranges.iter().flatten().collect::<Vec<_>>()
+        t.sack_ranges.iter().flatten().collect::<Vec<_>>(),
+        t.timestamp.map(|t| (t.tsval, t.tsecr))
     )
 }
 
