@@ -150,8 +150,16 @@ impl Pair {
                 break;
             }
         }
-        assert_eq!(self.client.connection_count(), 0, "client kept a connection");
-        assert_eq!(self.server.connection_count(), 0, "server kept a connection");
+        assert_eq!(
+            self.client.connection_count(),
+            0,
+            "client kept a connection"
+        );
+        assert_eq!(
+            self.server.connection_count(),
+            0,
+            "server kept a connection"
+        );
     }
 }
 

@@ -264,11 +264,6 @@ impl Net {
         })
     }
 
-    /// Reconfigure the link from `from` to `to`.
-    pub fn set_link(&mut self, from: usize, to: usize, config: LinkConfig) {
-        self.link(from, to).config = config;
-    }
-
     /// Cut (`false`) or restore the link from `from` to `to`; a cut link drops everything,
     /// including packets already on it.
     pub fn set_up(&mut self, from: usize, to: usize, up: bool) {
@@ -282,11 +277,6 @@ impl Net {
                 .collect();
             self.stats.link_down += (before - self.wire.len()) as u64;
         }
-    }
-
-    /// Packets currently on the wire.
-    pub fn in_flight(&self) -> usize {
-        self.wire.len()
     }
 
     /// Collect every packet every endpoint wants to send now and put it on its link.
@@ -583,13 +573,11 @@ fn splitmix(mut z: u64) -> u64 {
 /// Fill `buf` with the stream `seed` from byte `offset` on.
 pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
     let word = |w: u64| splitmix(seed ^ w.wrapping_mul(0x2545_f491_4f6c_dd1d)).to_le_bytes();
-    let mut pos = offset;
-    let mut current = word(pos / 8);
-    for b in buf.iter_mut() {
-        if pos % 8 == 0 {
+    let mut current = word(offset / 8);
+    for (pos, b) in (offset..).zip(buf.iter_mut()) {
+        if pos & 7 == 0 {
             current = word(pos / 8);
         }
-        *b = current[(pos % 8) as usize];
-        pos += 1;
+        *b = current[(pos & 7) as usize];
     }
 }
