@@ -108,6 +108,7 @@ impl Connection {
                 offset: ts_offset,
                 recent: 0,
                 recent_age: now,
+                min_echo: None,
             },
             sack_ok: config.sack,
             wscale_ok: config.window_scaling,
@@ -384,8 +385,12 @@ impl Connection {
         self.snd.nxt = self.snd.nxt.max(self.snd.una);
         self.snd.syn_unacked = false;
         self.syn_pending = false;
-        if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
-            self.rtt.sample(sample);
+        // Karn's rule, also for timestamps here: after a retransmitted SYN the echoed TSval
+        // may belong to the first SYN, whose RTT would include the whole timeout.
+        if self.backoff == 0 {
+            if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
+                self.rtt.sample(sample);
+            }
         }
         self.rtt_seq = None;
         self.backoff = 0;
