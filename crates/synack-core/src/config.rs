@@ -33,6 +33,7 @@ pub struct Config {
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) max_backlog: usize,
     pub(crate) max_half_open: usize,
+    pub(crate) max_time_wait: usize,
     pub(crate) syncookies: SynCookies,
     pub(crate) max_connections: usize,
     pub(crate) max_ooo_segments: usize,
@@ -99,6 +100,7 @@ impl Default for Config {
             user_timeout: None,
             max_backlog: 4096,
             max_half_open: 16384,
+            max_time_wait: 65536,
             syncookies: SynCookies::OnOverflow,
             max_connections: 65536,
             max_ooo_segments: 256,
@@ -210,6 +212,11 @@ impl Config {
         /// The most half-open (SYN-RECEIVED) connections across all listeners; past it SYNs
         /// get cookies or are dropped.
         max_half_open: usize
+    );
+    setter!(
+        /// The most TIME-WAIT entries held (Linux tcp_max_tw_buckets); past it the oldest is
+        /// recycled early.
+        max_time_wait: usize
     );
     setter!(
         /// When to answer SYNs with SYN cookies (default: when a SYN queue overflows).

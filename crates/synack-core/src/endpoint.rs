@@ -21,6 +21,7 @@ use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::tcp::connection::Connection;
 use crate::tcp::State;
 use crate::time::Instant;
+use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
 /// An opaque handle to one connection; it stays valid until [`Endpoint::close`] or
@@ -118,6 +119,8 @@ pub struct Endpoint {
     next_ephemeral: u32,
     /// Passive connections in SYN-RECEIVED, across all listeners.
     half_open: usize,
+    /// Released connections in TIME-WAIT, held compactly.
+    time_wait: TimeWaitTable,
     stats: Stats,
 }
 
@@ -140,6 +143,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             next_ephemeral: 0,
             half_open: 0,
+            time_wait: TimeWaitTable::default(),
             stats: Stats::default(),
         }
     }
@@ -161,7 +165,12 @@ impl Endpoint {
 
     /// How many connections the endpoint holds, in every state (TIME-WAIT included).
     pub fn connection_count(&self) -> usize {
-        self.connections.len()
+        self.connections.len() + self.time_wait.len()
+    }
+
+    /// How many released connections wait in the compact TIME-WAIT table.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -229,6 +238,10 @@ impl Endpoint {
                 self.deliver(now, h, &seg);
                 return;
             }
+        } else if self.time_wait.contains(&(local, remote))
+            && self.handle_time_wait(now, local, remote, &seg)
+        {
+            return;
         }
         if let Some(l) = self.find_listener(local) {
             self.handle_listen(now, l, local, remote, &seg);
@@ -257,6 +270,78 @@ impl Endpoint {
             (true, Some(ts)) => (ts.tsval.wrapping_sub(c.ts.recent) as i32) > 0,
             _ => seg.seq_number > c.rcv.nxt,
         }
+    }
+
+    /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
+    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
+    /// the caller hands it to the listener.
+    fn handle_time_wait(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        let tuple = (local, remote);
+        let Some(&e) = self.time_wait.get(&tuple) else {
+            return false;
+        };
+        let flags = seg.flags;
+        if flags.contains(TcpFlags::RST) {
+            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
+            if seg.seq_number == e.rcv_nxt {
+                self.time_wait.remove(&tuple);
+            } else {
+                self.stats.drop_out_of_window += 1;
+            }
+            return true;
+        }
+        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
+            // sequence number, is beyond the old connection's.
+            let newer = match (e.ts, seg.timestamp) {
+                (Some((recent, _)), Some(ts)) => (ts.tsval.wrapping_sub(recent) as i32) > 0,
+                _ => seg.seq_number > e.rcv_nxt,
+            };
+            if newer && self.find_listener(local).is_some() {
+                self.time_wait.remove(&tuple);
+                return false;
+            }
+        }
+        if flags.contains(TcpFlags::FIN) {
+            // "The only thing that can arrive in this state is a retransmission of the remote
+            // FIN. Acknowledge it, and restart the 2 MSL timeout."
+            self.time_wait.restart(&tuple, now + self.config.time_wait);
+        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
+            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
+            // duplicate) needs no answer; answering it would start an endless ACK exchange
+            // between two TIME-WAITs.
+            self.stats.drop_other += 1;
+            return true;
+        } else {
+            // Old duplicates and data get an ACK restating where we are.
+            self.stats.drop_out_of_window += 1;
+        }
+        let mut ack = TcpRepr::new(
+            local.port(),
+            remote.port(),
+            TcpFlags::ACK,
+            e.snd_nxt,
+            e.rcv_nxt,
+        );
+        ack.window_len = e.window;
+        if let Some((recent, offset)) = e.ts {
+            ack.timestamp = Some(crate::wire::TcpTimestamp {
+                tsval: (now.total_millis() as u32).wrapping_add(offset),
+                tsecr: recent,
+            });
+        }
+        let mut buf = vec![0u8; 80];
+        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &ack, 0, |_| {}) {
+            buf.truncate(len);
+            self.push_control(buf);
+        }
+        true
     }
 
     /// Hand a segment to its connection.
@@ -679,6 +764,7 @@ impl Endpoint {
 
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.time_wait.expire(now);
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
                 break;
@@ -742,16 +828,24 @@ impl Endpoint {
     /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let tw = self.time_wait.next_expiry();
         // Drop superseded entries (lazy deletion) so the answer is exact.
+        let mut conn = None;
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             match self.connections.get(&h) {
-                Some(slot) if slot.timer == Some(t) => return Some(t),
+                Some(slot) if slot.timer == Some(t) => {
+                    conn = Some(t);
+                    break;
+                }
                 _ => {
                     self.timers.pop();
                 }
             }
         }
-        None
+        match (conn, tw) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event for the application.
@@ -857,13 +951,40 @@ impl Endpoint {
         }
     }
 
-    /// Free a connection that is CLOSED, owned by no one and has nothing left to send.
+    /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move
+    /// one in TIME-WAIT into the compact table.
     fn maybe_remove(&mut self, h: ConnectionHandle) {
         let Some(slot) = self.connections.get(&h) else {
             return;
         };
-        if slot.conn.state == State::Closed && slot.owner == Owner::Nobody && !slot.dirty {
-            self.remove(h);
+        if slot.owner != Owner::Nobody || slot.dirty {
+            return;
+        }
+        match slot.conn.state {
+            State::Closed => self.remove(h),
+            State::TimeWait => {
+                let c = &slot.conn;
+                let tuple = (c.local, c.remote);
+                let entry = TimeWaitEntry {
+                    snd_nxt: c.snd.max,
+                    rcv_nxt: c.rcv.nxt,
+                    ts: c.ts.enabled.then_some((c.ts.recent, c.ts.offset)),
+                    window: ((c.rcv.adv - c.rcv.nxt) >> c.rcv.wscale).min(u16::MAX as usize) as u16,
+                    expires: c.timers.time_wait.unwrap_or(Instant::ZERO),
+                };
+                self.remove(h);
+                if self.config.max_time_wait == 0 {
+                    return;
+                }
+                while self.time_wait.len() >= self.config.max_time_wait {
+                    if !self.time_wait.evict_oldest() {
+                        break;
+                    }
+                    self.stats.time_wait_recycled += 1;
+                }
+                self.time_wait.insert(tuple, entry);
+            }
+            _ => {}
         }
     }
 
@@ -913,7 +1034,9 @@ impl Endpoint {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let local = SocketAddr::new(local_ip, port);
-            if !self.by_tuple.contains_key(&(local, remote)) && self.find_listener(local).is_none()
+            if !self.by_tuple.contains_key(&(local, remote))
+                && !self.time_wait.contains(&(local, remote))
+                && self.find_listener(local).is_none()
             {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(port);

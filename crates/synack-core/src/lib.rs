@@ -18,6 +18,7 @@ pub mod stats;
 pub mod syncookie;
 pub mod tcp;
 pub mod time;
+mod time_wait;
 pub mod wire;
 
 pub use config::{Config, KeepaliveConfig, SynCookies};

@@ -22,6 +22,8 @@ pub(crate) struct TimeWaitEntry {
     pub rcv_nxt: SeqNumber,
     /// TS.Recent and our timestamp offset, if timestamps were in use.
     pub ts: Option<(u32, u32)>,
+    /// The window field of our last segment, repeated in our ACKs.
+    pub window: u16,
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
 }
@@ -120,6 +122,7 @@ mod tests {
             snd_nxt: SeqNumber(1),
             rcv_nxt: SeqNumber(2),
             ts: None,
+            window: 0,
             expires: Instant::from_secs(expires),
         }
     }
@@ -154,6 +157,6 @@ mod tests {
     #[test]
     fn entries_are_small() {
         // The point of the table: far smaller than a connection.
-        assert!(std::mem::size_of::<TimeWaitEntry>() <= 32);
+        assert!(std::mem::size_of::<TimeWaitEntry>() <= 40);
     }
 }

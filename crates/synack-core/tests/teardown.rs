@@ -408,3 +408,76 @@ fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
     assert!(sa2.is(SYN | ACK));
     assert_eq!(sa2.ack, SeqNumber(50_001));
 }
+
+// === Compact TIME-WAIT ===========================================================================
+
+/// Open a connection, close it from our side first and finish the FIN exchange: a released
+/// connection in TIME-WAIT.
+fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, SeqNumber) {
+    let peer = SocketAddr::new(PEER, port);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, 1),
+    );
+    let _ = h.drain();
+    h.ep.close(h.now, c).unwrap();
+    let _ = h.drain();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, 1),
+    );
+    let _ = h.drain();
+    (syn.src, peer, syn.seq + 2)
+}
+
+#[test]
+fn released_time_wait_is_held_compactly_and_still_answers() {
+    let mut h = Harness::new(config());
+    let (us, peer, our_nxt) = released_time_wait(&mut h, 80);
+    assert_eq!(h.ep.time_wait_count(), 1);
+    assert_eq!(h.ep.connection_count(), 1);
+    // A retransmitted FIN is acknowledged from the compact entry.
+    h.advance(Duration::from_secs(10));
+    h.inject(peer, us, Out::new(FIN | ACK, 501, 0).ackn(our_nxt).ts(3, 1));
+    let a = h.one();
+    assert!(a.is(ACK));
+    assert_eq!(a.seq, our_nxt);
+    assert_eq!(a.ack, SeqNumber(502));
+    assert!(a.ts.is_some(), "timestamps still carried");
+    // A bare in-sequence ACK gets no answer (no ACK ping-pong between two TIME-WAITs).
+    h.inject(peer, us, Out::new(ACK, 502, 0).ackn(our_nxt).ts(4, 1));
+    h.none();
+    // The restart counts from the retransmitted FIN: gone 60 s after it, not before.
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.ep.time_wait_count(), 1);
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.ep.time_wait_count(), 0);
+    assert_eq!(h.ep.poll_timeout(), None);
+}
+
+#[test]
+fn rst_at_rcv_nxt_ends_compact_time_wait() {
+    let mut h = Harness::new(config());
+    let (us, peer, _) = released_time_wait(&mut h, 80);
+    h.inject(peer, us, Out::new(RST, 400, 0));
+    assert_eq!(h.ep.time_wait_count(), 1, "an RST elsewhere is ignored");
+    h.inject(peer, us, Out::new(RST, 502, 0));
+    assert_eq!(h.ep.time_wait_count(), 0);
+}
+
+#[test]
+fn time_wait_table_recycles_the_oldest_under_pressure() {
+    let mut cfg = config();
+    cfg.max_time_wait(2);
+    let mut h = Harness::new(cfg);
+    for port in 0..5u16 {
+        released_time_wait(&mut h, 1000 + port);
+        h.advance(Duration::from_secs(1));
+    }
+    assert_eq!(h.ep.time_wait_count(), 2);
+    assert_eq!(h.ep.stats().time_wait_recycled, 3);
+}
