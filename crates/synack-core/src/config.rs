@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tcp::congestion::{ControllerFactory, NewRenoFactory};
+use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 
 /// Configuration for an [`Endpoint`](crate::Endpoint) and every connection it holds.
 ///
@@ -32,12 +32,26 @@ pub struct Config {
     pub(crate) fin_timeout: Duration,
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) max_backlog: usize,
+    pub(crate) max_half_open: usize,
+    pub(crate) syncookies: SynCookies,
     pub(crate) max_connections: usize,
     pub(crate) max_ooo_segments: usize,
     pub(crate) challenge_ack_limit: u32,
     pub(crate) ephemeral_ports: (u16, u16),
     pub(crate) congestion: Arc<dyn ControllerFactory>,
     pub(crate) seed: Option<[u8; 32]>,
+}
+
+/// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SynCookies {
+    /// Never: a SYN that finds the SYN queue full is dropped.
+    Off,
+    /// When a listener's SYN queue, or the endpoint's half-open bound, is full (Linux's
+    /// default, tcp_syncookies = 1).
+    OnOverflow,
+    /// For every SYN (tcp_syncookies = 2): no state is kept for half-open connections.
+    Always,
 }
 
 /// Keepalive timing (RFC 9293 §3.8.4; Linux's tcp_keepalive_* sysctls).
@@ -84,11 +98,13 @@ impl Default for Config {
             fin_timeout: Duration::from_secs(60),
             user_timeout: None,
             max_backlog: 4096,
+            max_half_open: 16384,
+            syncookies: SynCookies::OnOverflow,
             max_connections: 65536,
             max_ooo_segments: 256,
             challenge_ack_limit: 1000,
             ephemeral_ports: (32768, 60999),
-            congestion: Arc::new(NewRenoFactory),
+            congestion: Arc::new(CubicFactory),
             seed: None,
         }
     }
@@ -191,6 +207,15 @@ impl Config {
         max_backlog: usize
     );
     setter!(
+        /// The most half-open (SYN-RECEIVED) connections across all listeners; past it SYNs
+        /// get cookies or are dropped.
+        max_half_open: usize
+    );
+    setter!(
+        /// When to answer SYNs with SYN cookies (default: when a SYN queue overflows).
+        syncookies: SynCookies
+    );
+    setter!(
         /// The most connections, in every state, the endpoint holds.
         max_connections: usize
     );
@@ -207,7 +232,7 @@ impl Config {
         ephemeral_ports: (u16, u16)
     );
     setter!(
-        /// The congestion controller for new connections.
+        /// The congestion controller for new connections (default: CUBIC, RFC 9438).
         congestion: Arc<dyn ControllerFactory>
     );
     setter!(

@@ -10,11 +10,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::Config;
+use crate::config::{Config, SynCookies};
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::seq::SeqNumber;
 use crate::stats::Stats;
+use crate::syncookie;
+use crate::tcp::connection::handshake::{window_shift_for, PeerOptions};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::tcp::connection::Connection;
 use crate::tcp::State;
@@ -93,6 +95,9 @@ struct Listener {
     backlog: usize,
     syn_queue: usize,
     accept_queue: VecDeque<ConnectionHandle>,
+    /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
+    /// (Linux `tcp_synq_no_recent_overflow`).
+    last_overflow: Option<Instant>,
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -111,6 +116,8 @@ pub struct Endpoint {
     dirty: VecDeque<ConnectionHandle>,
     timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
     next_ephemeral: u32,
+    /// Passive connections in SYN-RECEIVED, across all listeners.
+    half_open: usize,
     stats: Stats,
 }
 
@@ -132,6 +139,7 @@ impl Endpoint {
             dirty: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_ephemeral: 0,
+            half_open: 0,
             stats: Stats::default(),
         }
     }
@@ -311,8 +319,15 @@ impl Endpoint {
             self.stats.drop_other += 1;
             return;
         }
-        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>".
+        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>" — unless it completes a
+        // SYN-cookie handshake.
         if flags.contains(TcpFlags::ACK) {
+            if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
+                if self.accept_cookie(now, l, local, remote, seg) {
+                    return;
+                }
+                self.stats.syncookies_failed += 1;
+            }
             self.reply_rst(local, remote, seg);
             return;
         }
@@ -324,12 +339,30 @@ impl Endpoint {
         let Some(listener) = self.listeners.get(&l) else {
             return;
         };
-        if listener.syn_queue >= listener.backlog
-            || listener.accept_queue.len() >= listener.backlog
-            || self.connections.len() >= self.config.max_connections
-        {
+        // A full accept queue drops the SYN even with cookies, as Linux does: the application
+        // is not keeping up, and more connections would only wait.
+        if listener.accept_queue.len() >= listener.backlog {
             self.stats.drop_listen_overflow += 1;
             return;
+        }
+        let overflow = listener.syn_queue >= listener.backlog
+            || self.half_open >= self.config.max_half_open
+            || self.connections.len() >= self.config.max_connections;
+        match (self.config.syncookies, overflow) {
+            (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
+                if overflow {
+                    if let Some(listener) = self.listeners.get_mut(&l) {
+                        listener.last_overflow = Some(now);
+                    }
+                }
+                self.send_cookie(now, local, remote, seg);
+                return;
+            }
+            (SynCookies::Off, true) => {
+                self.stats.drop_listen_overflow += 1;
+                return;
+            }
+            _ => {}
         }
         let iss = self.secrets.isn(local, remote, now);
         let ts_offset = self.secrets.ts_offset(local, remote);
@@ -341,7 +374,147 @@ impl Endpoint {
         if let Some(listener) = self.listeners.get_mut(&l) {
             listener.syn_queue += 1;
         }
+        self.half_open += 1;
         self.after(h);
+    }
+
+    /// Whether ACKs to listener `l` may carry SYN cookies now: cookies are always on, or its
+    /// SYN queue overflowed less than two cookie periods ago.
+    fn cookies_active(&self, l: ListenerHandle, now: Instant) -> bool {
+        match self.config.syncookies {
+            SynCookies::Off => false,
+            SynCookies::Always => true,
+            SynCookies::OnOverflow => self
+                .listeners
+                .get(&l)
+                .and_then(|l| l.last_overflow)
+                .is_some_and(|t| now - t < syncookie::COOKIE_PERIOD * syncookie::MAX_AGE),
+        }
+    }
+
+    /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
+    fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
+        let mss = if ipv6 {
+            self.config.mss_v4().saturating_sub(20)
+        } else {
+            self.config.mss_v4()
+        };
+        let shift = if self.config.window_scaling {
+            window_shift_for(self.config.recv_buffer)
+        } else {
+            0
+        };
+        (mss, shift)
+    }
+
+    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
+    /// SACK offered ride in our TSval's low bits; without timestamps they are not offered.
+    fn send_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+    ) {
+        let ipv6 = local.is_ipv6();
+        let (our_mss, shift) = self.our_syn_options(ipv6);
+        let peer_mss = syn.max_seg_size.unwrap_or(if ipv6 { 1220 } else { 536 });
+        let mss = peer_mss.min(our_mss);
+        let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
+        let mut synack = TcpRepr::new(
+            local.port(),
+            remote.port(),
+            TcpFlags::SYN | TcpFlags::ACK,
+            iss,
+            syn.seq_number + 1,
+        );
+        synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
+        synack.max_seg_size = Some(our_mss);
+        if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
+            let wscale =
+                (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
+            let sack = self.config.sack && syn.sack_permitted;
+            let offset = self.secrets.ts_offset(local, remote);
+            let ts_now = (now.total_millis() as u32).wrapping_add(offset);
+            synack.timestamp = Some(crate::wire::TcpTimestamp {
+                tsval: syncookie::encode_ts_options(ts_now, wscale, sack),
+                tsecr: ts.tsval,
+            });
+            synack.window_scale = wscale;
+            synack.sack_permitted = sack;
+        }
+        let mut buf = vec![0u8; 100];
+        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &synack, 0, |_| {}) {
+            buf.truncate(len);
+            if self.push_control(buf) {
+                self.stats.syncookies_sent += 1;
+            }
+        }
+    }
+
+    /// An ACK reached a listener: if it carries a valid cookie, rebuild the connection and
+    /// queue it for `accept`. Returns whether it did.
+    fn accept_cookie(
+        &mut self,
+        now: Instant,
+        l: ListenerHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        let Some(mss) = syncookie::check_cookie(
+            &self.secrets,
+            local,
+            remote,
+            seg.seq_number - 1,
+            seg.ack_number - 1,
+            now,
+        ) else {
+            return false;
+        };
+        let full = self
+            .listeners
+            .get(&l)
+            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
+        if full || self.connections.len() >= self.config.max_connections {
+            self.stats.drop_listen_overflow += 1;
+            return true;
+        }
+        // The options we agreed to come back in TSecr; without timestamps, none were offered.
+        let (wscale, sack, tsval) = match (self.config.timestamps, seg.timestamp) {
+            (true, Some(ts)) => {
+                let (wscale, sack) = syncookie::decode_ts_options(ts.tsecr);
+                (wscale, sack, Some(ts.tsval))
+            }
+            _ => (None, false, None),
+        };
+        let peer = PeerOptions {
+            mss: Some(mss),
+            wscale,
+            sack_permitted: sack,
+            tsval,
+        };
+        let iss = seg.ack_number - 1;
+        let ts_offset = self.secrets.ts_offset(local, remote);
+        let conn =
+            Connection::from_cookie(now, &self.config, local, remote, iss, ts_offset, peer, seg);
+        let h = self.insert(conn, Owner::Nobody);
+        self.stats.syncookies_validated += 1;
+        self.stats.connections_established += 1;
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.accept_queue.push_back(h);
+        }
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.owner = Owner::AcceptQueue(l);
+            // Data riding on the cookie ACK is processed like any other segment.
+            let _ = slot.conn.take_notify();
+            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
+                let _ = slot.conn.handle_segment(now, seg);
+            }
+        }
+        self.push_event(Event::Incoming(l));
+        self.after(h);
+        true
     }
 
     /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
@@ -626,6 +799,7 @@ impl Endpoint {
         let error = slot.conn.error;
         if state != State::SynReceived {
             if let Some(l) = slot.syn_of.take() {
+                self.half_open = self.half_open.saturating_sub(1);
                 if let Some(listener) = self.listeners.get_mut(&l) {
                     listener.syn_queue = listener.syn_queue.saturating_sub(1);
                     if n.connected && owner == Owner::Nobody {
@@ -699,6 +873,7 @@ impl Endpoint {
                 self.by_tuple.remove(&(slot.conn.local, slot.conn.remote));
             }
             if let Some(l) = slot.syn_of {
+                self.half_open = self.half_open.saturating_sub(1);
                 if let Some(listener) = self.listeners.get_mut(&l) {
                     listener.syn_queue = listener.syn_queue.saturating_sub(1);
                 }
@@ -806,6 +981,7 @@ impl Endpoint {
                 backlog,
                 syn_queue: 0,
                 accept_queue: VecDeque::new(),
+                last_overflow: None,
             },
         );
         self.by_local.insert(local, l);
@@ -850,7 +1026,9 @@ impl Endpoint {
         for h in doomed {
             if let Some(slot) = self.connections.get_mut(&h) {
                 slot.owner = Owner::Nobody;
-                slot.syn_of = None;
+                if slot.syn_of.take().is_some() {
+                    self.half_open = self.half_open.saturating_sub(1);
+                }
                 slot.conn.abort();
                 slot.conn.close(now);
             }

@@ -20,7 +20,7 @@ pub mod tcp;
 pub mod time;
 pub mod wire;
 
-pub use config::{Config, KeepaliveConfig};
+pub use config::{Config, KeepaliveConfig, SynCookies};
 pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, Transmit};
 pub use error::Error;
 pub use seq::SeqNumber;

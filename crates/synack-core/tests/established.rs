@@ -450,26 +450,61 @@ fn three_duplicate_acks_trigger_fast_retransmit() {
 
 #[test]
 fn rtt_is_measured_from_timestamps() {
-    let mut cfg = config();
-    cfg.min_rto(Duration::from_millis(1));
-    let mut k = Conn::open(cfg, true, false);
-    k.h.ep.send(k.h.now, k.c, b"ping").unwrap();
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    // The SYN-ACK takes 100 ms: the first sample (RFC 6298 §2.2: SRTT = 100 ms, RTTVAR = 50).
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .ts(100, syn.ts.unwrap().tsval),
+    );
+    let _ = h.one();
+    h.ep.send(h.now, c, b"ping").unwrap();
+    let s = h.one();
+    h.advance(Duration::from_millis(100));
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(syn.seq + 5)
+        .ts(300, s.ts.unwrap().tsval);
+    h.inject(peer, syn.src, o);
+    h.ep.send(h.now, c, b"pong").unwrap();
+    let s2 = h.one();
+    let t0 = h.now;
+    let (t, r) = h.next_timeout();
+    assert_eq!(r[0].seq, s2.seq);
+    // §2.3 with a second 100 ms sample: SRTT = 100 ms, RTTVAR = 3/4 * 50 = 37.5 ms, so
+    // RTO = 100 + 4 * 37.5 = 250 ms.
+    assert_eq!(t - t0, Duration::from_millis(250));
+}
+
+#[test]
+fn echoes_older_than_a_timeout_give_no_rtt_sample() {
+    let mut k = Conn::open(config(), true, false);
+    k.h.ep.send(k.h.now, k.c, b"data").unwrap();
     let s = k.h.one();
-    k.h.advance(Duration::from_millis(100));
+    // The segment times out and is resent; the peer's ACK then echoes the first copy's TSval
+    // 30 s later (its ACKs were lost): that is not a 30 s round trip.
+    let (_, _) = k.h.next_timeout();
+    k.h.advance(Duration::from_secs(30));
     let o = Out::new(ACK, 0, 0)
         .seqn(k.peer_nxt)
         .ackn(k.our_nxt + 4)
-        .ts(300, s.ts.unwrap().tsval);
+        .ts(5000, s.ts.unwrap().tsval);
     k.h.inject(k.peer, k.us, o);
-    k.h.ep.send(k.h.now, k.c, b"pong").unwrap();
-    let s2 = k.h.one();
+    k.h.ep.send(k.h.now, k.c, b"more").unwrap();
+    let _ = k.h.one();
     let t0 = k.h.now;
-    let (t, r) = k.h.next_timeout();
-    assert_eq!(r[0].seq, s2.seq);
-    // RFC 6298: the handshake gave a 0 ms sample (SRTT 0, RTTVAR 0); the 100 ms sample makes
-    // SRTT = 12.5 ms and RTTVAR = 25 ms, so RTO = 12.5 + 4 * 25 = 112.5 ms.
-    let rto = (t - t0).as_micros();
-    assert!((112_000..=113_000).contains(&rto), "RTO {rto} µs");
+    let (t, _) = k.h.next_timeout();
+    assert!(
+        t - t0 < Duration::from_secs(2),
+        "RTO {:?} not inflated",
+        t - t0
+    );
 }
 
 // === Zero window ================================================================================

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Error, Event, SeqNumber, State};
+use synack_core::{ConnectionHandle, Error, Event, ListenerHandle, SeqNumber, State, SynCookies};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -494,8 +494,10 @@ fn syn_fin_to_listener_is_dropped() {
 }
 
 #[test]
-fn backlog_bounds_the_syn_queue() {
-    let mut h = Harness::new(config());
+fn backlog_bounds_the_syn_queue_without_cookies() {
+    let mut c = config();
+    c.syncookies(SynCookies::Off);
+    let mut h = Harness::new(c);
     let _l = h.ep.listen(server(), 2).unwrap();
     for port in 0..5u16 {
         h.inject(
@@ -508,6 +510,129 @@ fn backlog_bounds_the_syn_queue() {
     assert_eq!(synacks.len(), 2);
     assert_eq!(h.ep.stats().drop_listen_overflow, 3);
     assert_eq!(h.ep.connection_count(), 2);
+}
+
+#[test]
+fn syn_queue_overflow_answers_with_cookies_and_keeps_no_state() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 2).unwrap();
+    for port in 0..50u16 {
+        h.inject(
+            SocketAddr::new(PEER, 40000 + port),
+            server(),
+            Out::new(SYN, 1000, 0).mss(1460),
+        );
+    }
+    let synacks = h.drain();
+    assert_eq!(synacks.len(), 50, "every SYN is answered");
+    assert_eq!(h.ep.stats().syncookies_sent, 48);
+    assert_eq!(h.ep.connection_count(), 2, "only the SYN queue holds state");
+}
+
+/// A flooded listener (backlog 1, one half-open connection) answers a real client with a
+/// cookie; the client's ACK rebuilds the connection with the options it offered.
+fn cookie_handshake(with_ts: bool) -> (Harness, ListenerHandle, Seg) {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 1).unwrap();
+    h.inject(SocketAddr::new(PEER, 1), server(), Out::new(SYN, 1, 0));
+    let _ = h.drain();
+    let mut syn = Out::new(SYN, 7000, 0).mss(1200).wscale(6).sack_ok();
+    if with_ts {
+        syn = syn.ts(4242, 0);
+    }
+    h.inject(client(), server(), syn);
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    assert_eq!(h.ep.stats().syncookies_sent, 1);
+    assert_eq!(h.ep.connection_count(), 1);
+    (h, l, sa)
+}
+
+#[test]
+fn cookie_ack_rebuilds_the_connection_with_its_options() {
+    let (mut h, l, sa) = cookie_handshake(true);
+    assert_eq!(sa.wscale, Some(3));
+    assert!(sa.sack_permitted);
+    assert_eq!(sa.ts.unwrap().tsecr, 4242);
+    let mut ack = Out::new(ACK, 7001, 0)
+        .ackn(sa.seq + 1)
+        .ts(4243, sa.ts.unwrap().tsval)
+        .window(100);
+    ack = ack.data(b"first bytes");
+    h.inject(client(), server(), ack);
+    assert_eq!(h.ep.stats().syncookies_validated, 1);
+    let c = h.ep.accept(l).expect("rebuilt from the cookie");
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    let mut buf = [0u8; 64];
+    let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"first bytes");
+    // The MSS came back from the cookie: 1200 rounds down to the 536 entry of Linux's table.
+    // The window scale came back from the timestamp.
+    h.ep.send(h.now, c, &vec![1u8; 5000]).unwrap();
+    let segs = h.drain();
+    let data: Vec<&Seg> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert_eq!(data[0].payload.len(), 536 - 12);
+    // 100 << 6 = 6400 bytes of window: more than the 100 bytes an unscaled window allows.
+    let sent: usize = data.iter().map(|s| s.payload.len()).sum();
+    assert!(sent > 100, "the peer's window scale was recovered");
+    assert!(data[0].ts.is_some());
+}
+
+#[test]
+fn cookie_without_timestamps_offers_no_wscale_or_sack() {
+    let (mut h, l, sa) = cookie_handshake(false);
+    assert_eq!(sa.wscale, None);
+    assert!(!sa.sack_permitted);
+    assert_eq!(sa.ts, None);
+    h.inject(client(), server(), Out::new(ACK, 7001, 0).ackn(sa.seq + 1));
+    assert!(h.ep.accept(l).is_ok());
+}
+
+#[test]
+fn forged_cookie_ack_is_reset() {
+    let (mut h, l, sa) = cookie_handshake(true);
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 7001, 0)
+            .ackn(sa.seq + 2)
+            .ts(1, sa.ts.unwrap().tsval),
+    );
+    let rst = h.one();
+    assert!(rst.is(RST));
+    assert_eq!(h.ep.stats().syncookies_failed, 1);
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+    // An expired cookie fails too.
+    h.advance(Duration::from_secs(200));
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 7001, 0)
+            .ackn(sa.seq + 1)
+            .ts(1, sa.ts.unwrap().tsval),
+    );
+    let rst = h.one();
+    assert!(rst.is(RST));
+}
+
+#[test]
+fn always_cookies_keep_no_half_open_state() {
+    let mut c = config();
+    c.syncookies(SynCookies::Always);
+    let mut h = Harness::new(c);
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 10, 0).mss(1460).ts(9, 0));
+    let sa = h.one();
+    assert_eq!(h.ep.connection_count(), 0);
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 11, 0)
+            .ackn(sa.seq + 1)
+            .ts(10, sa.ts.unwrap().tsval),
+    );
+    assert!(h.ep.accept(l).is_ok());
+    assert_eq!(h.ep.stats().syncookies_validated, 1);
 }
 
 #[test]

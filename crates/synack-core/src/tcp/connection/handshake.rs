@@ -108,6 +108,7 @@ impl Connection {
                 offset: ts_offset,
                 recent: 0,
                 recent_age: now,
+                min_echo: None,
             },
             sack_ok: config.sack,
             wscale_ok: config.window_scaling,
@@ -192,8 +193,49 @@ impl Connection {
         conn
     }
 
+    /// A connection rebuilt from a valid SYN-cookie ACK (RFC 4987 §3.6): ESTABLISHED at once,
+    /// with the MSS the cookie carried and the window scale and SACK our TSval carried.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_cookie(
+        now: Instant,
+        config: &Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ts_offset: u32,
+        peer: PeerOptions,
+        ack: &TcpRepr<'_>,
+    ) -> Connection {
+        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+        conn.passive = true;
+        conn.set_state(State::SynReceived);
+        conn.rcv.irs = ack.seq_number - 1;
+        conn.rcv.nxt = ack.seq_number;
+        conn.negotiate(peer);
+        if conn.ts.enabled {
+            if let Some(ts) = ack.timestamp {
+                conn.ts.recent = ts.tsval;
+                conn.ts.recent_age = now;
+            }
+        }
+        conn.snd.una = iss + 1;
+        conn.snd.nxt = iss + 1;
+        conn.snd.max = iss + 1;
+        conn.snd.syn_unacked = false;
+        conn.snd.wnd = (ack.window_len as usize) << conn.snd.wscale;
+        conn.snd.max_wnd = conn.snd.wnd;
+        conn.snd.wl1 = ack.seq_number;
+        conn.snd.wl2 = ack.ack_number;
+        // What the stateless SYN-ACK advertised.
+        conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
+        conn.cc = conn.cc_rebuild(now);
+        conn.set_state(State::Established);
+        conn.notify.connected = true;
+        conn
+    }
+
     /// The window we offer in our SYN or SYN-ACK, before scaling.
-    fn initial_window(&self) -> usize {
+    pub(crate) fn initial_window(&self) -> usize {
         self.rcv.buffer.window().min(u16::MAX as usize)
     }
 
@@ -343,8 +385,12 @@ impl Connection {
         self.snd.nxt = self.snd.nxt.max(self.snd.una);
         self.snd.syn_unacked = false;
         self.syn_pending = false;
-        if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
-            self.rtt.sample(sample);
+        // Karn's rule, also for timestamps here: after a retransmitted SYN the echoed TSval
+        // may belong to the first SYN, whose RTT would include the whole timeout.
+        if self.backoff == 0 {
+            if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
+                self.rtt.sample(sample);
+            }
         }
         self.rtt_seq = None;
         self.backoff = 0;

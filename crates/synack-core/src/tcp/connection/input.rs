@@ -58,7 +58,11 @@ impl Connection {
     ) -> Option<Duration> {
         if self.ts.enabled {
             if let Some(ts) = seg.timestamp {
-                if ts.tsecr != 0 {
+                let stale = self
+                    .ts
+                    .min_echo
+                    .is_some_and(|floor| (ts.tsecr.wrapping_sub(floor) as i32) < 0);
+                if ts.tsecr != 0 && !stale {
                     let sent = ts.tsecr.wrapping_sub(self.ts.offset);
                     let elapsed = (now.total_millis() as u32).wrapping_sub(sent);
                     // A TSecr from the future or absurdly old is not a sample.
@@ -96,15 +100,36 @@ impl Connection {
         let syn = flags.contains(TcpFlags::SYN);
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again (Linux
-        // tcp_check_req does the same).
+        // tcp_check_req does the same), echoing the newest TSval.
         if self.state == State::SynReceived
             && syn
             && !rst
             && !flags.contains(TcpFlags::ACK)
             && seg.seq_number == self.rcv.irs
         {
+            if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
+                self.ts.recent = ts.tsval;
+                self.ts.recent_age = now;
+            }
             self.syn_pending = true;
             return Disposition::Keep;
+        }
+
+        // Simultaneous open: the peer's SYN-ACK crosses ours. Its SYN is the one we already
+        // hold (SEG.SEQ = IRS); what is new is its ACK of our SYN. Take it as the ACK that
+        // completes the handshake, as Linux does, rather than as an old duplicate.
+        if self.state == State::SynReceived
+            && syn
+            && !rst
+            && flags.contains(TcpFlags::ACK)
+            && seg.seq_number == self.rcv.irs
+            && seg.ack_number > self.snd.una
+            && seg.ack_number <= self.snd.max
+        {
+            let mut rest = *seg;
+            rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
+            rest.seq_number = seg.seq_number + 1;
+            return self.handle_synchronized(now, &rest);
         }
 
         // RFC 7323 §5.3 R1: PAWS. "If there is a Timestamps option in the arriving segment,

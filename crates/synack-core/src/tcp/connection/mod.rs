@@ -23,7 +23,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 mod close;
-mod handshake;
+pub(crate) mod handshake;
 mod input;
 pub(crate) mod output;
 mod timers;
@@ -170,6 +170,10 @@ pub(crate) struct Timestamps {
     pub recent: u32,
     /// When TS.Recent was last updated (RFC 7323 §5.5: invalid after 24 days idle).
     pub recent_age: Instant,
+    /// Our TSval when the last retransmission timeout fired. An ACK echoing anything older
+    /// was triggered by a segment sent before the timeout (typically a duplicate the peer
+    /// already had), so its TSecr measures the stall, not the path: no RTT sample from it.
+    pub min_echo: Option<u32>,
 }
 
 /// Fast retransmit and NewReno fast recovery bookkeeping (RFC 5681 §3.2, RFC 6582).

@@ -71,6 +71,12 @@ impl Connection {
             State::Closed | State::Listen => return None,
             State::SynSent | State::SynReceived => {
                 if !self.syn_pending {
+                    // SYN-RECEIVED owes an ACK to an unacceptable segment (RFC 9293
+                    // §3.10.7.4); SYN-SENT has nothing to acknowledge yet.
+                    if self.state == State::SynReceived && self.rcv.ack_now {
+                        let seg = self.ack_repr(now, self.snd.max);
+                        return self.finish(buf, &seg, 0, None, false, false);
+                    }
                     return None;
                 }
                 self.syn_pending = false;
@@ -114,7 +120,10 @@ impl Connection {
             return self.finish(buf, &seg, 0, None, false, false);
         }
         if self.rcv.ack_now || self.window_update_due() {
-            let seg = self.ack_repr(now, self.snd.nxt);
+            // A pure ACK carries SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an
+            // ACK with the older number would fall below the peer's RCV.NXT and be dropped
+            // unread (BSD's tcp_output makes the same choice).
+            let seg = self.ack_repr(now, self.snd.max);
             return self.finish(buf, &seg, 0, None, false, false);
         }
         None

@@ -159,6 +159,7 @@ impl Connection {
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
+                self.ts.min_echo = Some(self.ts_now(now));
                 self.recovery.high_rxt = self.snd.una;
                 // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
                 // one timeout (resending only the holes), not for two in a row.

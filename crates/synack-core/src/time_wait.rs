@@ -1,0 +1,159 @@
+//! Compact TIME-WAIT (RFC 9293 §3.6.1), after Linux's `inet_timewait_sock`.
+//!
+//! A connection that reaches TIME-WAIT after the application released it keeps no buffers,
+//! congestion state or timers: only what it needs to answer a retransmitted FIN, to recognise
+//! old duplicates and to judge a new SYN for the same 4-tuple (RFC 6191). That is a few dozen
+//! bytes instead of a whole connection, so a busy server can hold many thousands of them.
+//! When the table is full the oldest entry is recycled early, as Linux does when
+//! `tcp_max_tw_buckets` is reached.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::seq::SeqNumber;
+use crate::time::Instant;
+
+/// What a TIME-WAIT connection remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeWaitEntry {
+    /// Our next sequence number (our FIN is acknowledged: SND.NXT = SND.UNA).
+    pub snd_nxt: SeqNumber,
+    /// The peer's next sequence number (past its FIN).
+    pub rcv_nxt: SeqNumber,
+    /// TS.Recent and our timestamp offset, if timestamps were in use.
+    pub ts: Option<(u32, u32)>,
+    /// When the entry expires (2 MSL after it was entered or last restarted).
+    pub expires: Instant,
+}
+
+type Tuple = (SocketAddr, SocketAddr);
+
+/// TIME-WAIT entries by 4-tuple, with a FIFO of expiry times. Every entry lasts the same
+/// time, so the FIFO stays in expiry order; a restarted entry is pushed again and its older
+/// queue element is skipped when it comes up.
+#[derive(Debug, Default)]
+pub(crate) struct TimeWaitTable {
+    entries: HashMap<Tuple, TimeWaitEntry>,
+    order: VecDeque<(Tuple, Instant)>,
+}
+
+impl TimeWaitTable {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn get(&self, tuple: &Tuple) -> Option<&TimeWaitEntry> {
+        self.entries.get(tuple)
+    }
+
+    pub fn contains(&self, tuple: &Tuple) -> bool {
+        self.entries.contains_key(tuple)
+    }
+
+    pub fn insert(&mut self, tuple: Tuple, entry: TimeWaitEntry) {
+        self.order.push_back((tuple, entry.expires));
+        self.entries.insert(tuple, entry);
+    }
+
+    pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
+        self.entries.remove(tuple)
+    }
+
+    /// Restart an entry's 2 MSL (a retransmitted FIN arrived).
+    pub fn restart(&mut self, tuple: &Tuple, expires: Instant) {
+        if let Some(e) = self.entries.get_mut(tuple) {
+            e.expires = expires;
+            self.order.push_back((*tuple, expires));
+        }
+    }
+
+    /// Drop the oldest live entry (recycling under pressure). Returns whether one was dropped.
+    pub fn evict_oldest(&mut self) -> bool {
+        while let Some((tuple, at)) = self.order.pop_front() {
+            if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
+                self.entries.remove(&tuple);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drop every entry that has expired by `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(tuple, at)) = self.order.front() {
+            if at > now {
+                break;
+            }
+            self.order.pop_front();
+            if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
+                self.entries.remove(&tuple);
+            }
+        }
+    }
+
+    /// The earliest time something may expire.
+    pub fn next_expiry(&mut self) -> Option<Instant> {
+        // Skip superseded queue elements so the answer is exact.
+        while let Some(&(tuple, at)) = self.order.front() {
+            if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
+                return Some(at);
+            }
+            self.order.pop_front();
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuple(port: u16) -> Tuple {
+        (
+            SocketAddr::from(([198, 18, 0, 2], port)),
+            SocketAddr::from(([198, 18, 0, 1], 80)),
+        )
+    }
+
+    fn entry(expires: u64) -> TimeWaitEntry {
+        TimeWaitEntry {
+            snd_nxt: SeqNumber(1),
+            rcv_nxt: SeqNumber(2),
+            ts: None,
+            expires: Instant::from_secs(expires),
+        }
+    }
+
+    #[test]
+    fn expires_in_order_and_honours_restarts() {
+        let mut t = TimeWaitTable::default();
+        t.insert(tuple(1), entry(60));
+        t.insert(tuple(2), entry(61));
+        t.restart(&tuple(1), Instant::from_secs(90));
+        assert_eq!(t.next_expiry(), Some(Instant::from_secs(61)));
+        t.expire(Instant::from_secs(61));
+        assert_eq!(t.len(), 1);
+        assert!(t.contains(&tuple(1)));
+        assert_eq!(t.next_expiry(), Some(Instant::from_secs(90)));
+        t.expire(Instant::from_secs(90));
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.next_expiry(), None);
+    }
+
+    #[test]
+    fn evicts_the_oldest_live_entry() {
+        let mut t = TimeWaitTable::default();
+        t.insert(tuple(1), entry(60));
+        t.insert(tuple(2), entry(61));
+        t.remove(&tuple(1));
+        assert!(t.evict_oldest());
+        assert_eq!(t.len(), 0);
+        assert!(!t.evict_oldest());
+    }
+
+    #[test]
+    fn entries_are_small() {
+        // The point of the table: far smaller than a connection.
+        assert!(std::mem::size_of::<TimeWaitEntry>() <= 32);
+    }
+}

@@ -1,0 +1,583 @@
+//! A deterministic simulated network of sans-IO endpoints, after quinn-proto's test `Pair`.
+//!
+//! Every endpoint sits on one virtual clock. Packets travel over per-direction links that add
+//! latency, optionally serialize them at a bandwidth behind a bounded queue (tail drop, like a
+//! router's FIFO), and inject seeded faults: loss, duplication, reordering (an extra random
+//! delay) and corruption (one flipped byte, which a checksum must catch). The driver advances
+//! time straight to the earliest of the next packet arrival, an endpoint deadline and an
+//! application wake-up, so minutes of virtual time cost microseconds of real time, and the same
+//! seed always replays the same run.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use synack_core::wire::{self, IpProtocol, TcpFlags, TcpRepr};
+use synack_core::{Config, Endpoint, Instant};
+
+/// Node `i`'s IPv4 address: 198.18.0.(i+1), inside the benchmarking block RFC 2544 reserves.
+pub fn v4(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, (i + 1) as u8))
+}
+
+/// Node `i`'s IPv6 address: 2001:db8::(i+1), the documentation prefix (RFC 3849).
+pub fn v6(i: usize) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i + 1) as u16))
+}
+
+/// Faults a link injects, each drawn independently per packet from the network's seeded
+/// generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Faults {
+    /// Probability a packet is dropped.
+    pub loss: f64,
+    /// Probability a packet is delivered twice (the copy takes its own path delay).
+    pub duplicate: f64,
+    /// Probability a packet is held back by an extra delay in `(0, reorder_delay]`, so that
+    /// later packets overtake it.
+    pub reorder: f64,
+    /// The largest extra delay of a reordered packet.
+    pub reorder_delay: Duration,
+    /// Probability one byte of the packet is flipped in transit.
+    pub corrupt: f64,
+}
+
+impl Faults {
+    /// A perfect link.
+    pub const NONE: Faults = Faults {
+        loss: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        reorder_delay: Duration::ZERO,
+        corrupt: 0.0,
+    };
+
+    /// Only loss.
+    pub fn loss(p: f64) -> Faults {
+        Faults {
+            loss: p,
+            ..Faults::NONE
+        }
+    }
+
+    /// Only duplication.
+    pub fn duplicate(p: f64) -> Faults {
+        Faults {
+            duplicate: p,
+            ..Faults::NONE
+        }
+    }
+
+    /// Only reordering, by up to `delay` extra.
+    pub fn reorder(p: f64, delay: Duration) -> Faults {
+        Faults {
+            reorder: p,
+            reorder_delay: delay,
+            ..Faults::NONE
+        }
+    }
+
+    /// Only corruption.
+    pub fn corrupt(p: f64) -> Faults {
+        Faults {
+            corrupt: p,
+            ..Faults::NONE
+        }
+    }
+
+    /// Everything at once: the harshest mix the task asks the stack to survive.
+    pub fn mixed() -> Faults {
+        Faults {
+            loss: 0.10,
+            duplicate: 0.05,
+            reorder: 0.10,
+            reorder_delay: Duration::from_millis(15),
+            corrupt: 0.05,
+        }
+    }
+}
+
+/// One direction of a link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkConfig {
+    /// One-way propagation delay.
+    pub latency: Duration,
+    /// Serialization rate in bytes per second; `None` for infinitely fast.
+    pub bandwidth: Option<u64>,
+    /// Packets the link's queue holds while it serializes (tail drop beyond). Only matters
+    /// with a bandwidth.
+    pub queue: usize,
+    /// What goes wrong in transit.
+    pub faults: Faults,
+}
+
+impl LinkConfig {
+    /// A clean link with one-way delay `latency`.
+    pub fn latency(latency: Duration) -> LinkConfig {
+        LinkConfig {
+            latency,
+            bandwidth: None,
+            queue: usize::MAX,
+            faults: Faults::NONE,
+        }
+    }
+
+    /// The same link with `faults`.
+    pub fn with_faults(mut self, faults: Faults) -> LinkConfig {
+        self.faults = faults;
+        self
+    }
+
+    /// The same link limited to `bytes_per_sec` behind a queue of `queue` packets.
+    pub fn with_bandwidth(mut self, bytes_per_sec: u64, queue: usize) -> LinkConfig {
+        self.bandwidth = Some(bytes_per_sec);
+        self.queue = queue;
+        self
+    }
+}
+
+#[derive(Debug)]
+struct Link {
+    config: LinkConfig,
+    up: bool,
+    /// When the transmitter finishes the last packet it accepted.
+    busy_until: Instant,
+    /// Departure times of packets still being serialized (the queue occupancy).
+    queued: VecDeque<Instant>,
+}
+
+/// What the network did to the packets it carried.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NetStats {
+    /// Packets the endpoints emitted.
+    pub sent: u64,
+    /// Copies handed to a receiving endpoint.
+    pub delivered: u64,
+    /// Dropped by the loss fault.
+    pub lost: u64,
+    /// Extra copies made by the duplication fault.
+    pub duplicated: u64,
+    /// Packets given an extra reordering delay.
+    pub reordered: u64,
+    /// Delivered copies with a flipped byte.
+    pub corrupted: u64,
+    /// Tail drops at a full link queue.
+    pub queue_drops: u64,
+    /// Dropped because the link was down.
+    pub link_down: u64,
+    /// Addressed to no node.
+    pub unroutable: u64,
+    /// Emitted packets that did not parse as valid IP + TCP (must stay zero).
+    pub invalid_emitted: u64,
+    /// Emitted TCP segments advertising a zero window (flow control at work).
+    pub zero_windows: u64,
+}
+
+/// A packet on the wire, ordered by arrival time and then by send order (stable, so equal
+/// arrival times keep FIFO order and runs stay deterministic).
+#[derive(Debug, PartialEq, Eq)]
+struct InFlight {
+    at: Instant,
+    order: u64,
+    from: usize,
+    to: usize,
+    corrupted: bool,
+    bytes: Vec<u8>,
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Most packets one endpoint may emit in one flush; a runaway emitter fails the test rather
+/// than hanging it.
+const MAX_FLUSH: usize = 1_000_000;
+
+/// The simulated network.
+pub struct Net {
+    /// The endpoints; node `i` owns `v4(i)` and `v6(i)`.
+    pub nodes: Vec<Endpoint>,
+    /// The virtual clock.
+    pub now: Instant,
+    /// What the links did.
+    pub stats: NetStats,
+    /// Print every packet put on a link (for debugging a failing seed).
+    pub trace: bool,
+    rng: ChaCha8Rng,
+    default_link: LinkConfig,
+    links: HashMap<(usize, usize), Link>,
+    wire: BinaryHeap<Reverse<InFlight>>,
+    order: u64,
+    buf: Vec<u8>,
+}
+
+impl Net {
+    /// `configs.len()` nodes joined pairwise by `link` in every direction; `seed` drives the
+    /// faults.
+    pub fn new(seed: u64, configs: Vec<Config>, link: LinkConfig) -> Net {
+        let nodes = configs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Endpoint::new(c, &[v4(i), v6(i)]))
+            .collect();
+        Net {
+            nodes,
+            now: Instant::from_secs(1),
+            stats: NetStats::default(),
+            trace: false,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            default_link: link,
+            links: HashMap::new(),
+            wire: BinaryHeap::new(),
+            order: 0,
+            buf: vec![0u8; 65536],
+        }
+    }
+
+    /// Two nodes with the same config (seeded differently so ISNs differ).
+    pub fn pair(seed: u64, config: &Config, link: LinkConfig) -> Net {
+        let mut a = config.clone();
+        a.seed(Some(seed_bytes(seed, 1)));
+        let mut b = config.clone();
+        b.seed(Some(seed_bytes(seed, 2)));
+        Net::new(seed, vec![a, b], link)
+    }
+
+    fn link(&mut self, from: usize, to: usize) -> &mut Link {
+        let default = self.default_link;
+        self.links.entry((from, to)).or_insert_with(|| Link {
+            config: default,
+            up: true,
+            busy_until: Instant::ZERO,
+            queued: VecDeque::new(),
+        })
+    }
+
+    /// Cut (`false`) or restore the link from `from` to `to`; a cut link drops everything,
+    /// including packets already on it.
+    pub fn set_up(&mut self, from: usize, to: usize, up: bool) {
+        self.link(from, to).up = up;
+        if !up {
+            let before = self.wire.len();
+            let wire = std::mem::take(&mut self.wire);
+            self.wire = wire
+                .into_iter()
+                .filter(|Reverse(p)| !(p.from == from && p.to == to))
+                .collect();
+            self.stats.link_down += (before - self.wire.len()) as u64;
+        }
+    }
+
+    /// Collect every packet every endpoint wants to send now and put it on its link.
+    pub fn flush(&mut self) {
+        for from in 0..self.nodes.len() {
+            self.flush_node(from);
+        }
+    }
+
+    fn flush_node(&mut self, from: usize) {
+        let mut n = 0;
+        while let Some(t) = self.nodes[from].poll_transmit(self.now, &mut self.buf) {
+            n += 1;
+            assert!(n < MAX_FLUSH, "node {from} emits without end");
+            let packet = self.buf[..t.len].to_vec();
+            self.transmit(from, packet);
+        }
+    }
+
+    fn transmit(&mut self, from: usize, packet: Vec<u8>) {
+        self.stats.sent += 1;
+        match inspect(&packet) {
+            None => self.stats.invalid_emitted += 1,
+            Some(Some(0)) => self.stats.zero_windows += 1,
+            Some(_) => {}
+        }
+        if self.trace {
+            eprintln!("{:?} {from} {}", self.now, describe(&packet));
+        }
+        let Some(to) = dst_addr(&packet).and_then(|a| node_of(a, self.nodes.len())) else {
+            self.stats.unroutable += 1;
+            return;
+        };
+        let now = self.now;
+        let link = self.link(from, to);
+        if !link.up {
+            self.stats.link_down += 1;
+            return;
+        }
+        let c = link.config;
+        // The transmitter: serialize behind the packets already queued (tail drop when full).
+        let mut depart = now;
+        if let Some(bw) = c.bandwidth {
+            while link.queued.front().is_some_and(|&t| t <= now) {
+                link.queued.pop_front();
+            }
+            if link.queued.len() >= c.queue {
+                self.stats.queue_drops += 1;
+                return;
+            }
+            let tx = Duration::from_nanos((packet.len() as u64 * 1_000_000_000) / bw.max(1));
+            depart = link.busy_until.max(now) + tx;
+            link.busy_until = depart;
+            link.queued.push_back(depart);
+        }
+        let f = c.faults;
+        if self.chance(f.loss) {
+            self.stats.lost += 1;
+            return;
+        }
+        let mut copies = vec![packet];
+        if self.chance(f.duplicate) {
+            self.stats.duplicated += 1;
+            copies.push(copies[0].clone());
+        }
+        for mut bytes in copies {
+            let mut at = depart + c.latency;
+            if self.chance(f.reorder) && !f.reorder_delay.is_zero() {
+                self.stats.reordered += 1;
+                let max = f.reorder_delay.as_micros() as u64;
+                at += Duration::from_micros(1 + self.rng.next_u64() % max);
+            }
+            let corrupted = self.chance(f.corrupt) && self.corrupt(&mut bytes);
+            self.order += 1;
+            self.wire.push(Reverse(InFlight {
+                at,
+                order: self.order,
+                from,
+                to,
+                corrupted,
+                bytes,
+            }));
+        }
+    }
+
+    /// Flip one byte that a checksum covers. IPv4: every byte (the header checksum covers
+    /// the header, the TCP checksum with its pseudo-header the rest). IPv6 has no header
+    /// checksum: version, traffic class, flow label and hop limit (bytes 0–3 and 7) are
+    /// covered by nothing (RFC 8200 §8.1), so only the other bytes are candidates.
+    fn corrupt(&mut self, bytes: &mut [u8]) -> bool {
+        if bytes.is_empty() {
+            return false;
+        }
+        let v6 = bytes[0] >> 4 == 6;
+        let idx = loop {
+            let i = (self.rng.next_u64() % bytes.len() as u64) as usize;
+            if !v6 || (i >= 4 && i != 7) {
+                break i;
+            }
+        };
+        // A non-zero XOR always changes the byte.
+        let mask = 1 + (self.rng.next_u32() % 255) as u8;
+        bytes[idx] ^= mask;
+        true
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        if p <= 0.0 {
+            return false;
+        }
+        // 53 random bits give a uniform f64 in [0, 1).
+        let x = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        x < p
+    }
+
+    /// The earliest moment something happens: a packet arrives or an endpoint deadline.
+    pub fn next_event(&mut self) -> Option<Instant> {
+        let mut next = self.wire.peek().map(|Reverse(p)| p.at);
+        for ep in &mut self.nodes {
+            if let Some(t) = ep.poll_timeout() {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        }
+        next
+    }
+
+    /// Flush, then advance the clock to the next event (or to `wake`, an application
+    /// wake-up, if that is sooner), deliver what arrives then and run due timers. Returns
+    /// `false` if nothing at all was pending.
+    pub fn step(&mut self, wake: Option<Instant>) -> bool {
+        self.flush();
+        let next = match (self.next_event(), wake) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, None) => match a {
+                Some(a) => a,
+                None => return false,
+            },
+            (None, Some(b)) => b,
+        };
+        self.now = self.now.max(next);
+        while self.wire.peek().is_some_and(|Reverse(p)| p.at <= self.now) {
+            let Some(Reverse(p)) = self.wire.pop() else {
+                break;
+            };
+            self.stats.delivered += 1;
+            if p.corrupted {
+                self.stats.corrupted += 1;
+            }
+            self.nodes[p.to].handle_packet(self.now, &p.bytes);
+            // Packets arrive one by one, as from a device without batching, so a receiver
+            // answers each (duplicate ACKs included) before the next arrives.
+            self.flush_node(p.to);
+        }
+        for ep in &mut self.nodes {
+            ep.handle_timeout(self.now);
+        }
+        true
+    }
+
+    /// Run with no application until nothing is pending (every timer, TIME-WAIT included,
+    /// has run out) or `limit` of virtual time passes. Returns whether it went idle.
+    pub fn settle(&mut self, limit: Duration) -> bool {
+        let end = self.now + limit;
+        for _ in 0..1_000_000 {
+            match self.next_event() {
+                None => {
+                    self.flush();
+                    if self.next_event().is_none() {
+                        return true;
+                    }
+                }
+                Some(t) if t > end => return false,
+                Some(_) => {}
+            }
+            self.step(None);
+        }
+        false
+    }
+
+    /// Packets each endpoint dropped as damaged: the counters a corrupted packet must land in,
+    /// and that our own clean output must never reach.
+    pub fn wire_drops(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|ep| {
+                let s = ep.stats();
+                s.drop_malformed
+                    + s.drop_checksum
+                    + s.drop_bad_option
+                    + s.drop_fragment
+                    + s.drop_not_for_us
+                    + s.drop_unsupported
+            })
+            .sum()
+    }
+
+    /// The invariants every run must end with: every packet we emitted parsed, no endpoint
+    /// dropped anything as damaged except the copies the network corrupted, and every
+    /// connection is gone.
+    pub fn assert_clean_end(&self) {
+        assert_eq!(self.stats.invalid_emitted, 0, "we emitted invalid packets");
+        assert_eq!(
+            self.wire_drops(),
+            self.stats.corrupted,
+            "damaged-packet drops must equal corrupted deliveries: {:?} / {:?}",
+            self.stats,
+            self.nodes
+                .iter()
+                .map(|e| e.stats().clone())
+                .collect::<Vec<_>>()
+        );
+        for (i, ep) in self.nodes.iter().enumerate() {
+            assert_eq!(ep.connection_count(), 0, "node {i} still holds connections");
+        }
+    }
+}
+
+/// 32 seed bytes for node `node` of a run seeded with `seed`.
+pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
+    let mut s = [node; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s
+}
+
+fn dst_addr(packet: &[u8]) -> Option<IpAddr> {
+    wire::ip::parse(packet).ok().map(|(ip, _)| ip.dst_addr())
+}
+
+fn node_of(addr: IpAddr, nodes: usize) -> Option<usize> {
+    let i = match addr {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            (o[..3] == [198, 18, 0]).then(|| usize::from(o[3]).checked_sub(1))??
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            (s[..7] == [0x2001, 0xdb8, 0, 0, 0, 0, 0])
+                .then(|| usize::from(s[7]).checked_sub(1))??
+        }
+    };
+    (i < nodes).then_some(i)
+}
+
+/// `None` unless `packet` is a well-formed IP packet carrying a well-formed TCP segment (or
+/// anything else the IP layer accepts, such as ICMP); for TCP (other than RST, whose window
+/// means nothing) also the raw window field.
+fn inspect(packet: &[u8]) -> Option<Option<u16>> {
+    let (ip, payload) = wire::ip::parse(packet).ok()?;
+    if ip.protocol() != IpProtocol::Tcp {
+        return Some(None);
+    }
+    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).ok()?;
+    Some((!t.flags.contains(TcpFlags::RST)).then_some(t.window_len))
+}
+
+/// One line about a packet: flags, sequence and acknowledgment numbers, window, length.
+fn describe(packet: &[u8]) -> String {
+    let Ok((ip, payload)) = wire::ip::parse(packet) else {
+        return "invalid IP".into();
+    };
+    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()) else {
+        return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
+    };
+    format!(
+        "{}:{} -> {}:{} {:?} seq={} ack={} win={} len={} sack={:?} ts={:?}",
+        ip.src_addr(),
+        t.src_port,
+        ip.dst_addr(),
+        t.dst_port,
+        t.flags,
+        t.seq_number.0,
+        t.ack_number.0,
+        t.window_len,
+        t.payload.len(),
+        t.sack_ranges.iter().flatten().collect::<Vec<_>>(),
+        t.timestamp.map(|t| (t.tsval, t.tsecr))
+    )
+}
+
+// -------------------------------------------------------------------------------------------
+// The payload: a seeded pseudo-random byte stream, so the receiver checks every byte without
+// keeping a copy.
+// -------------------------------------------------------------------------------------------
+
+/// SplitMix64 (Steele, Lea and Flood 2014): a strong 64-bit mix, enough to make each 8-byte
+/// word of the stream look random and differ between seeds.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fill `buf` with the stream `seed` from byte `offset` on.
+pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
+    let word = |w: u64| splitmix(seed ^ w.wrapping_mul(0x2545_f491_4f6c_dd1d)).to_le_bytes();
+    let mut current = word(offset / 8);
+    for (pos, b) in (offset..).zip(buf.iter_mut()) {
+        if pos & 7 == 0 {
+            current = word(pos / 8);
+        }
+        *b = current[(pos & 7) as usize];
+    }
+}
