@@ -317,3 +317,190 @@ async fn kernel_blind_rst_and_syn_sweeps_do_not_reset_a_transfer() {
     assert!(s.challenge_acks >= after_syn.challenge_acks, "{s:#?}");
     assert_eq!(s.connections_established, 1, "{s:#?}");
 }
+
+// ---- hostile packets -----------------------------------------------------------------------
+
+/// A python3 that can import scapy: the first `python3` on PATH (which may be a pyenv or
+/// venv without it), else Debian's `/usr/bin/python3` (where `python3-scapy` installs it).
+fn scapy_python(test: &str) -> Option<&'static str> {
+    let found = ["python3", "/usr/bin/python3"].into_iter().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import scapy.all"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: python3-scapy is required under CI"
+        );
+        eprintln!("skipping {test}: no python3 with scapy");
+    }
+    found
+}
+
+/// Every packet of a kind: see [`KINDS`].
+const ALL: u64 = u64::MAX;
+
+/// The fate of a packet in the stack, as its counters tell it. `valid` is a segment that
+/// passed every check and none of the other fates took (here: a SYN a listener accepted).
+const FATES: [&str; 9] = [
+    "drop_malformed",
+    "drop_checksum",
+    "drop_bad_option",
+    "drop_fragment",
+    "drop_not_for_us",
+    "drop_unsupported",
+    "drop_other",
+    "rsts_sent",
+    "valid",
+];
+
+fn fate(s: &Stats, name: &str) -> u64 {
+    match name {
+        "drop_malformed" => s.drop_malformed,
+        "drop_checksum" => s.drop_checksum,
+        "drop_bad_option" => s.drop_bad_option,
+        "drop_fragment" => s.drop_fragment,
+        "drop_not_for_us" => s.drop_not_for_us,
+        "drop_unsupported" => s.drop_unsupported,
+        "drop_other" => s.drop_other,
+        "rsts_sent" => s.rsts_sent,
+        // Segments in that were not dropped and drew no RST.
+        "valid" => {
+            s.segments_in
+                - s.drop_other
+                - s.rsts_sent
+                - s.drop_out_of_window
+                - s.drop_paws
+                - s.drop_listen_overflow
+        }
+        _ => unreachable!("no fate {name}"),
+    }
+}
+
+/// Per kind written by `attacks/hostile.py`, how many of its packets meet each fate; every
+/// fate not listed must not move.
+///
+/// The flag kinds split as RFC 9293 §3.10.7 says. To a closed port (§3.10.7.1): the 128
+/// combinations with RST are dropped, the other 128 answered with RST. To a listener
+/// (§3.10.7.2): the 128 with RST are dropped; the 64 with ACK but no RST are answered with
+/// RST; of the 64 with neither, the 16 with SYN and no FIN open a half-open connection and
+/// the 48 others are dropped.
+const KINDS: &[(&str, &[(&str, u64)])] = &[
+    ("ip_truncated", &[("drop_malformed", ALL)]),
+    ("tcp_truncated", &[("drop_malformed", ALL)]),
+    ("bad_data_offset", &[("drop_malformed", ALL)]),
+    ("bad_option", &[("drop_bad_option", ALL)]),
+    ("syn_odd_options", &[("valid", ALL)]),
+    ("sack_garbage", &[("rsts_sent", ALL)]),
+    ("ip_options", &[("rsts_sent", ALL)]),
+    ("fragments", &[("drop_fragment", ALL)]),
+    ("bad_checksum", &[("drop_checksum", ALL)]),
+    ("port_zero", &[("drop_malformed", ALL)]),
+    ("unsupported", &[("drop_unsupported", ALL)]),
+    ("flags_closed", &[("drop_other", 128), ("rsts_sent", 128)]),
+    (
+        "flags_listen",
+        &[("drop_other", 176), ("rsts_sent", 64), ("valid", 16)],
+    ),
+];
+
+/// Thousands of malformed and hostile packets of many kinds, written byte for byte into the
+/// TUN: the stack stays up (a real client still connects and echoes after), and its counters
+/// account for every packet, kind by kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_hostile_packets_are_counted_and_survived() {
+    let test = "kernel_hostile_packets_are_counted_and_survived";
+    if !require_tun(test) {
+        return;
+    }
+    let Some(scapy) = scapy_python(test) else {
+        return;
+    };
+    let net = Net::new("synack-hostile", synack_core::Config::default(), None);
+    // No IPv6 in the namespace: the kernel's own router solicitations and MLD reports on the
+    // TUN would otherwise land in the counters we compare.
+    for key in ["all", "default", "synack0"] {
+        let out = net
+            .run(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")],
+            )
+            .await;
+        assert!(out.status.success(), "sysctl: {out:?}");
+    }
+    let server = echo_server(&net.stack, 7).await;
+
+    let dir = net.dir.path().to_string_lossy().into_owned();
+    let mut gen = net.ns.command(scapy);
+    gen.arg(script("hostile.py"))
+        .args([&dir, &STACK.to_string(), "9", "7", "1"]);
+    let manifest = finish(Proc::spawn(gen), 60).await;
+    let kinds: Vec<(String, u64)> = manifest
+        .lines()
+        .map(|l| {
+            let (k, n) = l.split_once(' ').expect("KIND COUNT");
+            (k.to_owned(), n.parse().expect("count"))
+        })
+        .collect();
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| k.as_str()).collect();
+    let expected: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+    assert_eq!(names, expected, "hostile.py and KINDS disagree");
+
+    let (mut total_sent, mut total_valid) = (0u64, 0u64);
+    let first = net.stack.stats();
+    for ((kind, count), (_, fates)) in kinds.iter().zip(KINDS) {
+        let before = net.stack.stats();
+        let dropped = tun_dropped(&net).await;
+        let file = format!("{dir}/{kind}.bin");
+        let n = sent(&finish(attack(&net, "send_packets.py", &["synack0", &file]), 30).await);
+        assert_eq!(n, *count, "{kind}: sendto failed for some packets");
+        let arrived = n - (tun_dropped(&net).await - dropped);
+        let after = stats_until(&net.stack, 10, |s| {
+            s.packets_in - before.packets_in >= arrived
+        })
+        .await;
+        assert_eq!(
+            after.packets_in - before.packets_in,
+            arrived,
+            "{kind}: more packets in than sent"
+        );
+        for name in FATES {
+            let want = match fates.iter().find(|(f, _)| *f == name) {
+                Some((_, ALL)) => arrived,
+                Some((_, k)) => *k,
+                None => 0,
+            };
+            let got = fate(&after, name) - fate(&before, name);
+            assert_eq!(got, want, "{kind}: {name} (of {arrived} arrived)");
+        }
+        total_sent += arrived;
+        total_valid += fate(&after, "valid") - fate(&before, "valid");
+    }
+
+    // The whole run, as the task states it: drops plus answered RSTs cover everything that
+    // was not a valid segment.
+    let last = net.stack.stats();
+    let dropped_or_reset: u64 = FATES[..8]
+        .iter()
+        .map(|f| fate(&last, f) - fate(&first, f))
+        .sum();
+    assert!(
+        dropped_or_reset >= total_sent - total_valid,
+        "{dropped_or_reset} < {total_sent} - {total_valid}: {last:#?}"
+    );
+    assert!(total_sent >= 3000, "only {total_sent} packets arrived");
+    eprintln!("hostile: {total_sent} packets, {total_valid} valid; {last:#?}");
+
+    // Still up: a real client connects and echoes.
+    let client = attack(
+        &net,
+        "echo_clients.py",
+        &[&STACK.to_string(), "7", "1", "2", "5"],
+    );
+    assert_eq!(finish(client, 20).await.trim(), "ok 2 of 2");
+    server.abort();
+}
