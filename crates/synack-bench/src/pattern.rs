@@ -28,9 +28,13 @@ fn block() -> &'static [u8] {
                 (x >> 7) as u8
             })
             .collect();
-        let mut b = period.clone();
-        b.extend_from_slice(&period[..MAX_SLICE]);
-        b
+        // MAX_SLICE is a little longer than PERIOD, so the tail wraps more than once.
+        period
+            .iter()
+            .copied()
+            .cycle()
+            .take(PERIOD + MAX_SLICE)
+            .collect()
     })
 }
 
