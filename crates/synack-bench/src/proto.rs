@@ -112,7 +112,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// One line for the helper's stdout: `count=N secs=S intact=0|1 timed_out=0|1`.
-    pub fn to_line(&self) -> String {
+    pub fn to_line(self) -> String {
         format!(
             "count={} secs={:.6} intact={} timed_out={}",
             self.count,
