@@ -224,7 +224,8 @@ How to read it:
   for {:.1} s.
 - Loss rows: {} bytes each way with nft `numgen random mod 100 < N drop` on both directions of
   the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
-  timeout {:.0} s. A cell counts only if every byte arrived intact.
+  timeout {:.0} s (`timeout`: the transfer did not finish in time). A cell counts only if
+  every byte arrived intact.
 - Ratios divide synack's number by the other's: above 1 means synack was faster.
 ",
         elapsed.as_secs_f64(),

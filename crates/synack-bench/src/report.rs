@@ -16,7 +16,7 @@ pub const END: &str = "<!-- harness:end -->";
 pub enum Cell {
     /// A value in the row's unit; `intact` says every byte was checked and right.
     Value { value: f64, intact: bool },
-    /// The run hit its timeout; how much it delivered by then.
+    /// The run hit its timeout; the rate of what it delivered by then (not shown).
     TimedOut { value: f64 },
     /// The measurement failed; why.
     Failed(String),
@@ -38,7 +38,9 @@ impl Cell {
                 let mark = if *intact { "" } else { " CORRUPT" };
                 format!("{}{mark}", fmt_num(*value))
             }
-            Cell::TimedOut { value } => format!("timeout ({} so far)", fmt_num(*value)),
+            // For stack → kernel only the server's final count proves delivery, so a timed-out
+            // upload has no rate to show; say only that it did not finish.
+            Cell::TimedOut { .. } => "timeout".into(),
             Cell::Failed(_) => "FAILED".into(),
             Cell::NotMeasured => "—".into(),
         }
