@@ -1,0 +1,458 @@
+//! The run: which measurements, in which order, on which namespaces; medians into rows.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use synack_tokio::device::{TunConfig, TunDevice};
+use synack_tokio::netns::NetNs;
+use synack_tokio::{Stack, TcpListener};
+
+use crate::net::{self, Helper, PORT_HANDSHAKE, PORT_SERVE, TUN_HOST, TUN_STACK, VETH_B};
+use crate::proto::{Header, Op, Outcome};
+use crate::report::{Cell, Row};
+use crate::{smol_side, synack_side};
+
+/// Sizes and durations of one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Repetitions of each bulk measurement (the median is reported).
+    pub reps: usize,
+    /// How long each bulk transfer runs, at most.
+    pub bulk_time: Duration,
+    /// How many bytes each bulk transfer moves, at most.
+    pub bulk_limit: u64,
+    /// How long the kernel clients hammer the listener.
+    pub handshake_time: Duration,
+    /// Client threads in the handshake benchmark.
+    pub handshake_threads: usize,
+    /// How long the ping-pong runs.
+    pub pingpong_time: Duration,
+    /// Bytes each way under loss.
+    pub loss_bytes: u64,
+    /// When a transfer under loss gives up.
+    pub loss_timeout: Duration,
+    /// The loss rates, in percent.
+    pub loss_rates: [u32; 2],
+}
+
+impl Settings {
+    /// The full run (about two to three minutes on two cores).
+    pub fn full() -> Settings {
+        Settings {
+            reps: 3,
+            bulk_time: Duration::from_secs(2),
+            bulk_limit: 1 << 40,
+            handshake_time: Duration::from_secs(3),
+            handshake_threads: 4,
+            pingpong_time: Duration::from_secs(2),
+            loss_bytes: 16 << 20,
+            loss_timeout: Duration::from_secs(15),
+            loss_rates: [1, 5],
+        }
+    }
+
+    /// `--quick`: a correctness pass in seconds.
+    pub fn quick() -> Settings {
+        Settings {
+            reps: 1,
+            bulk_time: Duration::from_secs(2),
+            bulk_limit: 256 << 10,
+            handshake_time: Duration::from_millis(300),
+            handshake_threads: 2,
+            pingpong_time: Duration::from_millis(200),
+            loss_bytes: 128 << 10,
+            loss_timeout: Duration::from_secs(5),
+            loss_rates: [1, 5],
+        }
+    }
+
+    fn bulk(&self, op: Op) -> Header {
+        Header {
+            op,
+            limit: self.bulk_limit,
+            duration: self.bulk_time,
+        }
+    }
+
+    fn bulk_timeout(&self) -> Duration {
+        self.bulk_time + Duration::from_secs(10)
+    }
+
+    fn lossy(&self, op: Op) -> Header {
+        Header {
+            op,
+            limit: self.loss_bytes,
+            duration: self.loss_timeout * 2,
+        }
+    }
+
+    /// Every step, for the progress counter.
+    fn steps(&self) -> usize {
+        // synack: 2 bulk x reps, ping-pong, handshakes, 2 x 2 loss; smoltcp: 2 x reps;
+        // kernel: as synack.
+        3 * 2 * self.reps + 2 * (2 + 4)
+    }
+}
+
+/// Row order in the table.
+const BULK_UP: usize = 0;
+const BULK_DOWN: usize = 1;
+const HANDSHAKES: usize = 2;
+const PINGPONG: usize = 3;
+/// Then the loss rows: rate index * 2 + (0 up, 1 down).
+const LOSS: usize = 4;
+
+/// The table's rows, empty.
+pub fn rows(s: &Settings) -> Vec<Row> {
+    let mut rows = vec![
+        Row::new("bulk, stack → kernel", "Gbit/s"),
+        Row::new("bulk, kernel → stack", "Gbit/s"),
+        Row::new("handshakes (kernel clients → listener)", "conn/s"),
+        Row::new("1-byte ping-pong, one connection", "round trips/s"),
+    ];
+    for rate in s.loss_rates {
+        rows.push(Row::new(
+            format!(
+                "{} MiB stack → kernel, {rate} % loss",
+                s.loss_bytes as f64 / f64::from(1 << 20)
+            ),
+            "Mbit/s",
+        ));
+        rows.push(Row::new(
+            format!(
+                "{} MiB kernel → stack, {rate} % loss",
+                s.loss_bytes as f64 / f64::from(1 << 20)
+            ),
+            "Mbit/s",
+        ));
+    }
+    rows
+}
+
+/// Progress on stderr: `[ 3/30] what: result`.
+struct Progress {
+    step: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn report(&mut self, what: &str, r: &io::Result<Outcome>, unit: Unit) {
+        self.step += 1;
+        let shown = match r {
+            Ok(o) => {
+                let v = unit.value(o);
+                let mut s = format!("{v:.3} {}", unit.name());
+                if o.timed_out {
+                    s.push_str(" (timed out)");
+                } else if !o.intact {
+                    s.push_str(" (CORRUPT)");
+                }
+                s
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        eprintln!("[{:>2}/{}] {what}: {shown}", self.step, self.total);
+    }
+}
+
+/// How an outcome becomes a table value.
+#[derive(Clone, Copy)]
+enum Unit {
+    Gbits,
+    Mbits,
+    PerSec,
+}
+
+impl Unit {
+    fn value(self, o: &Outcome) -> f64 {
+        match self {
+            Unit::Gbits => o.gbits(),
+            Unit::Mbits => o.gbits() * 1e3,
+            Unit::PerSec => o.rate(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Gbits => "Gbit/s",
+            Unit::Mbits => "Mbit/s",
+            Unit::PerSec => "/s",
+        }
+    }
+}
+
+/// The median of the repetitions, or the first failure among them.
+fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64>) -> Cell {
+    let mut values = Vec::new();
+    let mut intact = true;
+    let mut timed_out = false;
+    for r in results {
+        match r {
+            Ok(o) => {
+                values.push(unit.value(o));
+                timed_out |= o.timed_out;
+                // Under loss the whole fixed amount must arrive, not just a correct prefix.
+                intact &= o.timed_out || (o.intact && need.is_none_or(|n| o.count == n));
+            }
+            Err(e) => return Cell::Failed(e.to_string()),
+        }
+    }
+    values.sort_by(f64::total_cmp);
+    let Some(&median) = values.get(values.len() / 2) else {
+        return Cell::Failed("no result".into());
+    };
+    if timed_out {
+        Cell::TimedOut { value: median }
+    } else {
+        Cell::Value {
+            value: median,
+            intact,
+        }
+    }
+}
+
+/// Runs everything; fills `rows` as results come, so that an error still leaves the rows
+/// measured before it.
+pub async fn run(s: &Settings, rows: &mut [Row]) -> io::Result<()> {
+    let mut p = Progress {
+        step: 0,
+        total: s.steps(),
+    };
+    synack_phase(s, rows, &mut p).await?;
+    smoltcp_phase(s, rows, &mut p).await?;
+    kernel_phase(s, rows, &mut p).await?;
+    Ok(())
+}
+
+/// synack on a TUN, the kernel-side server in the TUN's namespace.
+async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let ns = net::namespace()?;
+    let tun_config = TunConfig {
+        name: "sbtun0".into(),
+        ..TunConfig::default()
+    };
+    let tun = TunDevice::create_in(&ns, &tun_config)?;
+    let mut config = synack_core::Config::default();
+    config.mtu(tun_config.mtu);
+    let stack = Stack::new(config, tun, &[IpAddr::V4(TUN_STACK)]);
+    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+
+    for (row, op, what) in [
+        (BULK_UP, Op::Upload, "synack → kernel"),
+        (BULK_DOWN, Op::Download, "kernel → synack"),
+    ] {
+        let mut results = Vec::new();
+        for rep in 1..=s.reps {
+            let r = synack_side::client(&stack, target, s.bulk(op), s.bulk_timeout()).await;
+            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
+            results.push(r);
+        }
+        rows[row].synack = cell(&results, Unit::Gbits, None);
+    }
+
+    let header = Header {
+        op: Op::PingPong,
+        limit: 0,
+        duration: s.pingpong_time,
+    };
+    let r = synack_side::client(&stack, target, header, s.bulk_timeout()).await;
+    p.report("ping-pong synack ↔ kernel", &r, Unit::PerSec);
+    rows[PINGPONG].synack = cell(&[r], Unit::PerSec, None);
+
+    let listener =
+        TcpListener::bind(&stack, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE)).await?;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let acceptor = tokio::spawn(synack_side::accept_and_close(
+        listener,
+        Arc::clone(&accepted),
+    ));
+    let r = connect_loop(&ns, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE), s).await;
+    acceptor.abort();
+    p.report("handshakes kernel → synack", &r, Unit::PerSec);
+    rows[HANDSHAKES].synack = cell(&[r], Unit::PerSec, None);
+
+    for (i, rate) in s.loss_rates.into_iter().enumerate() {
+        net::set_loss(&ns, &tun_config.name, rate)?;
+        for (j, op) in [Op::Upload, Op::Download].into_iter().enumerate() {
+            let r = synack_side::client(&stack, target, s.lossy(op), s.loss_timeout).await;
+            p.report(
+                &format!("{rate} % loss, synack {}", op.name()),
+                &r,
+                Unit::Mbits,
+            );
+            rows[LOSS + 2 * i + j].synack = cell(&[r], Unit::Mbits, Some(s.loss_bytes));
+        }
+    }
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// `__peer connect-loop` in `ns` against `target`, waited for off the async threads.
+async fn connect_loop(ns: &NetNs, target: SocketAddr, s: &Settings) -> io::Result<Outcome> {
+    let helper = Helper::spawn(
+        ns,
+        &args(&[
+            "connect-loop",
+            &target.to_string(),
+            &s.handshake_threads.to_string(),
+            &s.handshake_time.as_millis().to_string(),
+        ]),
+    )?;
+    let limit = s.handshake_time + Duration::from_secs(10);
+    tokio::task::spawn_blocking(move || helper.outcome(limit))
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Sets a flag when dropped: tells the smoltcp thread that the run was abandoned (Ctrl-C).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// smoltcp on its own TUN in its own namespace, the same kernel-side server.
+async fn smoltcp_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let ns = net::namespace()?;
+    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let mut plan = Vec::new();
+    for op in [Op::Upload, Op::Download] {
+        for _ in 0..s.reps {
+            plan.push((s.bulk(op), s.bulk_timeout()));
+        }
+    }
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = Arc::clone(&cancel.0);
+    let (first_step, total, reps) = (p.step, p.total, s.reps);
+    let name = ns.name().to_owned();
+    // The namespace moves into the blocking task and is dropped there, after the thread that
+    // uses its TUN has finished, even if this future is abandoned.
+    let results = tokio::task::spawn_blocking(move || {
+        let run = ns.run_in(move || {
+            let mut step = first_step;
+            smol_side::run_plan(&name, &plan, &flag, |i, r| {
+                step += 1;
+                let what = if i < reps {
+                    "smoltcp → kernel"
+                } else {
+                    "kernel → smoltcp"
+                };
+                let shown = match r {
+                    Ok(o) if o.intact => format!("{:.3} Gbit/s", o.gbits()),
+                    Ok(o) => format!("{:.3} Gbit/s (not intact/timed out)", o.gbits()),
+                    Err(e) => format!("error: {e}"),
+                };
+                eprintln!("[{step:>2}/{total}] bulk {what} #{}: {shown}", i % reps + 1);
+            })
+        });
+        drop(server);
+        drop(ns);
+        run
+    })
+    .await
+    .map_err(io::Error::other)???;
+    drop(cancel);
+    p.step += results.len();
+    let (up, down) = results.split_at(s.reps.min(results.len()));
+    rows[BULK_UP].smoltcp = cell(up, Unit::Gbits, None);
+    rows[BULK_DOWN].smoltcp = cell(down, Unit::Gbits, None);
+    Ok(())
+}
+
+/// The kernel on both ends: the client in one namespace, the server in the other, a veth
+/// pair between them.
+async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let veth = net::Veth::new()?;
+    let server = Helper::server(&veth.b, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let closer = Helper::server(
+        &veth.b,
+        &args(&["serve-close", &PORT_HANDSHAKE.to_string()]),
+    )?;
+    let target = SocketAddr::new(VETH_B.into(), PORT_SERVE);
+
+    for (row, op, what) in [
+        (BULK_UP, Op::Upload, "kernel → kernel (client sends)"),
+        (BULK_DOWN, Op::Download, "kernel → kernel (server sends)"),
+    ] {
+        let mut results = Vec::new();
+        for rep in 1..=s.reps {
+            let r = kernel_client(&veth.a, target, s.bulk(op), s.bulk_timeout()).await;
+            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
+            results.push(r);
+        }
+        rows[row].kernel = cell(&results, Unit::Gbits, None);
+    }
+
+    let header = Header {
+        op: Op::PingPong,
+        limit: 0,
+        duration: s.pingpong_time,
+    };
+    let r = kernel_client(&veth.a, target, header, s.bulk_timeout()).await;
+    p.report("ping-pong kernel ↔ kernel", &r, Unit::PerSec);
+    rows[PINGPONG].kernel = cell(&[r], Unit::PerSec, None);
+
+    let r = connect_loop(&veth.a, SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE), s).await;
+    p.report("handshakes kernel → kernel", &r, Unit::PerSec);
+    rows[HANDSHAKES].kernel = cell(&[r], Unit::PerSec, None);
+
+    // Both directions are dropped on the server side's interface; the client side sends
+    // single segments too (see `set_loss`).
+    net::ip(
+        veth.a.name(),
+        &["link", "set", "dev", net::VETH_A_IF, "gso_max_segs", "1"],
+    )?;
+    for (i, rate) in s.loss_rates.into_iter().enumerate() {
+        net::set_loss(&veth.b, net::VETH_B_IF, rate)?;
+        for (j, op) in [Op::Upload, Op::Download].into_iter().enumerate() {
+            let r = kernel_client(&veth.a, target, s.lossy(op), s.loss_timeout).await;
+            p.report(
+                &format!("{rate} % loss, kernel {}", op.name()),
+                &r,
+                Unit::Mbits,
+            );
+            rows[LOSS + 2 * i + j].kernel = cell(&[r], Unit::Mbits, Some(s.loss_bytes));
+        }
+    }
+    drop(closer);
+    drop(server);
+    drop(veth);
+    Ok(())
+}
+
+/// `__peer client` in `ns`, waited for off the async threads.
+async fn kernel_client(
+    ns: &NetNs,
+    target: SocketAddr,
+    header: Header,
+    timeout: Duration,
+) -> io::Result<Outcome> {
+    let helper = Helper::spawn(
+        ns,
+        &args(&[
+            "client",
+            &target.to_string(),
+            header.op.name(),
+            &header.limit.to_string(),
+            &header.duration.as_millis().to_string(),
+            &timeout.as_millis().to_string(),
+        ]),
+    )?;
+    // The helper bounds itself by about twice the timeout; past that it is stuck.
+    let limit = timeout * 2 + Duration::from_secs(5);
+    tokio::task::spawn_blocking(move || helper.outcome(limit))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_owned()).collect()
+}

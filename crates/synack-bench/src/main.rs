@@ -1,0 +1,249 @@
+//! `synack-bench`: synack against smoltcp and the kernel, side by side, in one command.
+//!
+//! ```text
+//! sudo cargo run --release -p synack-bench                 # full run (~3 min), rewrites BENCHMARKS.md
+//! sudo cargo run --release -p synack-bench -- --quick      # seconds; correctness only
+//! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md)
+//! ```
+//!
+//! It needs root (network namespaces, TUN devices, nft). It makes its own namespaces and
+//! deletes them on every exit path (errors, panics, Ctrl-C/SIGTERM; a SIGKILLed run's
+//! leftovers are removed by the next run), uses only 198.18.0.0/15, and bounds every loop
+//! by a byte count and a timeout. Progress goes to stderr, the table to stdout, and the table
+//! with the machine, the date and the command into the section of BENCHMARKS.md between
+//! `<!-- harness:begin -->` and `<!-- harness:end -->` (the rest of the file is kept).
+//!
+//! What it measures, each against the same kernel-side server (this binary re-executed as
+//! `__peer` under `ip netns exec`, on `std::net` sockets):
+//!
+//! - bulk throughput both ways: synack over a TUN, smoltcp 0.14 over a TUN (256 KiB socket
+//!   buffers, like synack's defaults), and a kernel client over a 1500-MTU veth pair (the
+//!   practical ceiling: the kernel on both ends, with GSO); each a few seconds, 3 times,
+//!   median;
+//! - handshakes per second: kernel clients (several threads of connect, wait for FIN, close)
+//!   against a synack listener, and against a kernel listener over veth;
+//! - 1-byte ping-pong round trips per second on one connection, synack and kernel-over-veth;
+//! - goodput of 16 MiB each way under 1 % and 5 % random loss (nft `numgen random`), synack
+//!   and kernel, with a timeout, checked byte for byte.
+//!
+//! Every byte of every transfer is checked against a pattern (see `pattern`); a run that
+//! delivers corrupted data, or fails, makes the command exit non-zero.
+
+mod bench;
+mod net;
+mod pattern;
+mod peer;
+mod proto;
+mod report;
+mod smol_side;
+mod synack_side;
+
+use std::io;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use report::Row;
+
+/// The command line of the harness itself.
+struct Options {
+    quick: bool,
+    output: Option<PathBuf>,
+    /// The arguments as given, for the "exact command" line.
+    given: Vec<String>,
+}
+
+const USAGE: &str = "usage: synack-bench [--quick] [--no-write | --output FILE]
+  --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
+  --no-write     print the table only; do not touch BENCHMARKS.md
+  --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md";
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        quick: false,
+        output: Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("..")
+                .join("BENCHMARKS.md"),
+        ),
+        given: args.to_vec(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--no-write" => o.output = None,
+            "--output" => {
+                o.output = Some(PathBuf::from(it.next().ok_or("--output needs a FILE")?));
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__peer") {
+        return match peer::main(&args[1..]) {
+            0 => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        };
+    }
+    let options = match parse_options(&args) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match harness(&options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("synack-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the benchmark; `Ok(false)` if a measurement failed or data arrived corrupted.
+fn harness(options: &Options) -> io::Result<bool> {
+    let settings = if options.quick {
+        bench::Settings::quick()
+    } else {
+        bench::Settings::full()
+    };
+    if cfg!(debug_assertions) && !options.quick {
+        eprintln!("warning: a debug build; numbers are only meaningful with --release");
+    }
+    net::remove_stale_namespaces();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let load_before = loadavg();
+    let started = Instant::now();
+    let mut rows = bench::rows(&settings);
+    let outcome = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Dropping the benchmark's future on a signal runs every destructor: helpers are
+        // killed and namespaces deleted before we exit.
+        tokio::select! {
+            r = bench::run(&settings, &mut rows) => r,
+            _ = tokio::signal::ctrl_c() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
+            _ = term.recv() => Err(io::Error::new(io::ErrorKind::Interrupted, "terminated")),
+        }
+    });
+    drop(runtime);
+    let elapsed = started.elapsed();
+    let table = report::table(&rows);
+    println!("{table}");
+    eprintln!("done in {:.0} s", elapsed.as_secs_f64());
+    let failures: Vec<String> = rows.iter().flat_map(Row::failures).collect();
+    for f in &failures {
+        eprintln!("failed: {f}");
+    }
+    outcome?;
+    let left = net::own_namespaces(std::process::id());
+    if !left.is_empty() {
+        return Err(io::Error::other(format!(
+            "namespaces left behind: {}",
+            left.join(", ")
+        )));
+    }
+    if let Some(path) = &options.output {
+        let section = section(options, &settings, &table, &load_before, elapsed);
+        report::write_section(path, &section)?;
+        eprintln!("wrote the harness section of {}", path.display());
+    }
+    Ok(failures.is_empty())
+}
+
+/// The machine, the date, the command, the table and how to read it.
+fn section(
+    options: &Options,
+    s: &bench::Settings,
+    table: &str,
+    load_before: &str,
+    elapsed: std::time::Duration,
+) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_owned())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let mut command = "sudo cargo run --release -p synack-bench".to_owned();
+    if !options.given.is_empty() {
+        command.push_str(" -- ");
+        command.push_str(&options.given.join(" "));
+    }
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!(
+        "## Harness: synack against smoltcp and the kernel
+
+Generated by `{command}` ({profile} build) on {date}, in {:.0} s.
+Machine: {nproc} CPUs ({cpu}), Linux {kernel}. Load average before / after the run:
+`{load_before}` / `{}` (other builds may have been running: treat differences under ~20 % as
+noise).
+
+{table}
+How to read it:
+
+- Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
+  in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
+  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its default 256 KiB buffers;
+  smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB buffers). The kernel column is a
+  kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
+  the default offloads (GSO/TSO): the practical ceiling on this machine.
+- Bulk rows: each transfer runs for {:.1} s (or {} bytes), {} time(s); the median is shown.
+  Time runs from connect to the proof of delivery (the server's byte count for stack → kernel,
+  the server's FIN for kernel → stack). Every byte is checked against a pattern; a corrupted
+  transfer would show `CORRUPT`.
+- Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
+  {:.1} s; the listener accepts and closes at once. Ping-pong: one byte each way, nodelay,
+  for {:.1} s.
+- Loss rows: {} bytes each way with nft `numgen random mod 100 < N drop` on both directions of
+  the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
+  timeout {:.0} s (`timeout`: the transfer did not finish in time). A cell counts only if
+  every byte arrived intact.
+- Ratios divide synack's number by the other's: above 1 means synack was faster.
+",
+        elapsed.as_secs_f64(),
+        loadavg(),
+        s.bulk_time.as_secs_f64(),
+        s.bulk_limit,
+        s.reps,
+        s.handshake_threads,
+        s.handshake_time.as_secs_f64(),
+        s.pingpong_time.as_secs_f64(),
+        s.loss_bytes,
+        s.loss_timeout.as_secs_f64(),
+    )
+}
+
+/// The first three fields of /proc/loadavg.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

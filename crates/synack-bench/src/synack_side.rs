@@ -1,0 +1,118 @@
+//! synack's side of the measurements: the protocol client on a synack [`TcpStream`], and the
+//! listener of the handshake benchmark.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use synack_tokio::{Stack, TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::pattern::{self, Checker};
+use crate::proto::{Header, Op, Outcome, REPLY_LEN};
+
+/// One run of the protocol through `stack`, given up after `timeout`; a timeout is an
+/// outcome (with the bytes delivered so far), not an error.
+pub async fn client(
+    stack: &Stack,
+    addr: SocketAddr,
+    header: Header,
+    timeout: Duration,
+) -> io::Result<Outcome> {
+    let start = Instant::now();
+    let mut out = Outcome {
+        count: 0,
+        secs: 0.0,
+        intact: false,
+        timed_out: false,
+    };
+    let run = async {
+        let stream = TcpStream::connect(stack, addr).await?;
+        if header.op == Op::PingPong {
+            stream.set_nodelay(true)?;
+        }
+        speak(stream, header, start, &mut out).await
+    };
+    let result = tokio::time::timeout(timeout, run).await;
+    out.secs = start.elapsed().as_secs_f64();
+    match result {
+        Ok(Ok(())) => Ok(out),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            out.timed_out = true;
+            out.intact = false;
+            Ok(out)
+        }
+    }
+}
+
+/// The client's half of the protocol over any async stream; progress lands in `out` as it
+/// happens, so that a timeout still reports how far it got.
+async fn speak<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    header: Header,
+    start: Instant,
+    out: &mut Outcome,
+) -> io::Result<()> {
+    s.write_all(&header.encode()).await?;
+    let mut buf = vec![0; pattern::MAX_SLICE];
+    match header.op {
+        Op::Upload => {
+            let mut sent = 0u64;
+            while sent < header.limit && start.elapsed() < header.duration {
+                let want = usize::try_from(header.limit - sent).unwrap_or(usize::MAX);
+                let n = s.write(pattern::slice(sent, want)).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                sent += n as u64;
+            }
+            s.shutdown().await?;
+            let mut reply = [0; REPLY_LEN];
+            s.read_exact(&mut reply).await?;
+            let mut count = [0; 8];
+            count.copy_from_slice(&reply[..8]);
+            out.count = u64::from_be_bytes(count);
+            out.intact = reply[8] == 1 && out.count == sent;
+        }
+        Op::Download => {
+            let mut check = Checker::new();
+            loop {
+                match s.read(&mut buf).await? {
+                    0 => break,
+                    n => {
+                        check.feed(&buf[..n]);
+                        out.count = check.bytes;
+                    }
+                }
+            }
+            out.intact = check.intact;
+        }
+        Op::PingPong => {
+            out.intact = true;
+            while start.elapsed() < header.duration {
+                let byte = [out.count as u8];
+                s.write_all(&byte).await?;
+                let mut back = [0];
+                s.read_exact(&mut back).await?;
+                out.intact &= back == byte;
+                out.count += 1;
+            }
+            s.shutdown().await?;
+            while s.read(&mut buf).await? > 0 {}
+        }
+    }
+    Ok(())
+}
+
+/// A listener that accepts and closes at once, counting; runs until the task is aborted.
+pub async fn accept_and_close(listener: TcpListener, accepted: Arc<AtomicU64>) -> io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        // Dropping closes: the FIN goes out, and TIME-WAIT stays with synack.
+        drop(stream);
+        accepted.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,79 @@
+//! Runs the whole harness in `--quick` mode (tiny sizes, one repetition, a few seconds) and
+//! checks correctness only: every row measured for every implementation it applies to, every
+//! byte intact, the BENCHMARKS.md section written between its markers, and no namespace left.
+//! Speed is not asserted.
+
+use std::process::Command;
+
+use synack_tokio::netns::require_tun;
+
+#[test]
+fn quick_run_measures_every_row_and_cleans_up() {
+    if !require_tun("quick_run_measures_every_row_and_cleans_up") {
+        return;
+    }
+    let out_path =
+        std::env::temp_dir().join(format!("synack-bench-quick-{}.md", std::process::id()));
+    std::fs::write(
+        &out_path,
+        "# Benchmarks\n\n<!-- harness:begin -->\nstale\n<!-- harness:end -->\n\n## criterion\nkept\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_synack-bench"))
+        .arg("--quick")
+        .arg("--output")
+        .arg(&out_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "harness failed:\n{stdout}\n{stderr}");
+
+    // The table: a header, a rule, and 8 rows.
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 8, "{stdout}");
+    for row in &rows {
+        let (name, synack, smoltcp, kernel) = (row[0], row[2], row[3], row[4]);
+        // synack and the kernel are measured in every row, smoltcp in the two bulk rows; each
+        // measured cell is a plain number (not FAILED, CORRUPT or a timeout) above zero.
+        let mut cells = vec![synack, kernel];
+        if name.starts_with("bulk") {
+            cells.push(smoltcp);
+        } else {
+            assert_eq!(smoltcp, "—", "{name}");
+        }
+        for c in cells {
+            let v: f64 = c
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: {c:?} is not a number\n{stdout}\n{stderr}"));
+            assert!(v > 0.0, "{name}: {c}");
+        }
+    }
+
+    // The section was replaced between the markers; the rest of the file kept.
+    let md = std::fs::read_to_string(&out_path).unwrap();
+    let _ = std::fs::remove_file(&out_path);
+    assert!(!md.contains("stale"), "{md}");
+    assert!(md.contains("## criterion\nkept\n"), "{md}");
+    assert!(md.contains("`sudo cargo run --release -p synack-bench -- --quick --output"));
+    assert!(md.contains("| 1-byte ping-pong, one connection |"), "{md}");
+
+    // Every namespace the run made is gone.
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let prefix = format!("synack-bench-{pid}-");
+    let left: Vec<_> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
