@@ -778,3 +778,43 @@ fn timeout_with_sack_skips_sacked_data() {
         );
     }
 }
+
+// === Tail loss probe (RFC 8985 §7) ===============================================================
+
+#[test]
+fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .sack_ok()
+            .ts(100, syn.ts.unwrap().tsval),
+    );
+    let _ = h.one();
+    // SRTT 100 ms, RTO 300 ms. Three segments go out and every one of them is lost.
+    h.ep.send(h.now, c, &[7u8; 3 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    let t0 = h.now;
+    let (t, probe) = h.next_timeout();
+    assert_eq!(probe.len(), 1);
+    assert_eq!(t - t0, Duration::from_millis(200), "PTO = 2 * SRTT");
+    assert_eq!(probe[0].seq, segs[2].seq, "the last segment again");
+    assert_eq!(probe[0].payload, segs[2].payload);
+    // Its ACK SACKs the probe: the first two are lost, and recovery resends them at once.
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(segs[0].seq)
+        .sack(&[(segs[2].seq.0, (segs[2].seq + 988).0)])
+        .ts(200, probe[0].ts.unwrap().tsval);
+    h.inject(peer, syn.src, o);
+    let r = h.drain();
+    let seqs: Vec<SeqNumber> = r.iter().map(|s| s.seq).collect();
+    assert!(seqs.contains(&segs[0].seq), "{seqs:?}");
+}

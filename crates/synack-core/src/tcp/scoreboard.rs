@@ -58,6 +58,11 @@ impl Scoreboard {
         }
     }
 
+    /// The right edge of the highest SACKed range.
+    pub fn highest_sacked(&self) -> Option<SeqNumber> {
+        self.ranges.last().map(|&(_, r)| r)
+    }
+
     /// Bytes SACKed.
     pub fn sacked_bytes(&self) -> usize {
         self.ranges.iter().map(|&(l, r)| r - l).sum()

@@ -353,8 +353,18 @@ impl Connection {
         }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
+        if self.sack_ok
+            && self.recovery.tlp_outstanding
+            && new_sack_info
+            && self.recovery.recover.is_none()
+            && self.snd.max > self.snd.una
+        {
+            // The probe's ACK SACKs data sent after the un-SACKed holes (RFC 8985 §7.4.2):
+            // those holes are lost.
+            self.recovery.lost_below = self.snd.scoreboard.highest_sacked();
+        }
         if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
-            if let Some(boundary) = self.snd.scoreboard.lost_boundary(self.snd.mss) {
+            if let Some(boundary) = self.lost_boundary() {
                 let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
                 if boundary > self.snd.una && !after_rto {
                     self.enter_recovery(now);
@@ -435,6 +445,7 @@ impl Connection {
             Some(recover) if ack >= recover => {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
+                self.recovery.lost_below = None;
                 self.cc.on_recovery_end(self.snd.in_flight());
             }
             Some(_) => {
@@ -452,6 +463,9 @@ impl Connection {
             }
         }
         self.recovery.dupacks = 0;
+        // RFC 8985 §7.4: an ACK of new data ends a probe episode; re-arm for the tail.
+        self.recovery.tlp_outstanding = false;
+        self.timers.tlp = None;
         if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
             self.recovery.rto_recover = None;
         }
@@ -467,6 +481,7 @@ impl Connection {
         if data_acked > 0 {
             self.notify.writable = true;
         }
+        self.arm_tlp(now);
     }
 
     /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for
@@ -493,6 +508,9 @@ impl Connection {
     fn enter_recovery(&mut self, now: Instant) {
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
+        self.recovery.pass_start = Some(now);
+        self.recovery.tlp_pending = false;
+        self.timers.tlp = None;
         self.cc.on_fast_retransmit(now, self.snd.in_flight());
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
         self.recovery.retransmit_head = true;

@@ -100,9 +100,9 @@ impl Sender {
     /// RFC 6675 §4 SetPipe: bytes believed to be in the network. SACKed bytes have left it;
     /// un-SACKed bytes below the IsLost boundary have left it too, unless they were
     /// retransmitted (below HighRxt).
-    pub fn pipe(&self, high_rxt: SeqNumber) -> usize {
+    pub fn pipe(&self, high_rxt: SeqNumber, boundary: Option<SeqNumber>) -> usize {
         let outstanding = self.scoreboard.unsacked_between(self.una, self.max);
-        let Some(boundary) = self.scoreboard.lost_boundary(self.mss) else {
+        let Some(boundary) = boundary else {
             return outstanding;
         };
         let lost_from = self.una.max(high_rxt);
@@ -190,6 +190,18 @@ pub(crate) struct Recovery {
     pub rto_recover: Option<SeqNumber>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
+    /// When the current pass over the holes began. A hole still un-SACKed a round trip
+    /// after its retransmission, while later data keeps arriving, was lost again (the idea of
+    /// RACK, RFC 8985 §6.2, at the granularity of whole passes): the next pass resends it.
+    pub pass_start: Option<Instant>,
+    /// A tail loss probe is due (RFC 8985 §7.3).
+    pub tlp_pending: bool,
+    /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).
+    pub tlp_outstanding: bool,
+    /// Everything un-SACKed below this is lost, whatever IsLost says: set when the ACK of a
+    /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
+    /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).
+    pub lost_below: Option<SeqNumber>,
 }
 
 /// One TCP connection.
@@ -377,6 +389,16 @@ impl Connection {
             || self.rcv.fin_received
             || self.error.is_some()
             || self.state == State::Closed
+    }
+
+    /// The sequence number below which un-SACKed data counts as lost: RFC 6675's IsLost, or
+    /// what a tail loss probe revealed.
+    pub fn lost_boundary(&self) -> Option<SeqNumber> {
+        let by_sack = self.snd.scoreboard.lost_boundary(self.snd.mss);
+        match (by_sack, self.recovery.lost_below) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether a CLOSED connection still has a segment (an RST) to send.

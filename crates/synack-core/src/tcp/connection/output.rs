@@ -108,6 +108,12 @@ impl Connection {
                 return Some(sent);
             }
         }
+        if self.recovery.tlp_pending {
+            self.recovery.tlp_pending = false;
+            if let Some(sent) = self.send_probe(now, buf) {
+                return Some(sent);
+            }
+        }
         if let Some(sent) = self.send_new_data(now, buf) {
             return Some(sent);
         }
@@ -147,18 +153,58 @@ impl Connection {
     /// the pipe estimate rather than SND.NXT - SND.UNA.
     fn recovery_allowance(&self) -> usize {
         let cwnd = self.cc.ssthresh().max(self.snd.mss);
-        cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt))
+        cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
     }
 
-    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
+    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt. When
+    /// a pass over the holes is complete and a round trip has gone by, holes still missing
+    /// were lost again: start another pass from SND.UNA.
     fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         if self.recovery_allowance() < self.snd.mss {
             return None;
         }
-        let boundary = self.snd.scoreboard.lost_boundary(self.snd.mss)?;
+        let boundary = self.lost_boundary()?;
         let from = self.snd.una.max(self.recovery.high_rxt);
-        let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
-        self.send_data_at(now, buf, start, end - start)
+        let hole = match self.snd.scoreboard.next_hole(from, boundary) {
+            Some(hole) => hole,
+            None => {
+                let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
+                let round = srtt + srtt / 4;
+                let due = self.recovery.pass_start.is_none_or(|t| now - t >= round);
+                if !due {
+                    return None;
+                }
+                let hole = self.snd.scoreboard.next_hole(self.snd.una, boundary)?;
+                self.recovery.high_rxt = self.snd.una;
+                self.recovery.pass_start = Some(now);
+                hole
+            }
+        };
+        self.send_data_at(now, buf, hole.0, hole.1 - hole.0)
+    }
+
+    /// A tail loss probe (RFC 8985 §7.3): one new segment if the peer's window allows, else
+    /// the last segment sent again.
+    fn send_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        let buffered_end = self.snd.data_start() + self.snd.buffer.len();
+        let wnd_edge = self.snd.una + self.snd.wnd;
+        if self.snd.nxt == self.snd.max && self.snd.max < buffered_end && self.snd.nxt < wnd_edge {
+            let probe = self.ack_repr(now, self.snd.nxt);
+            let room = self.payload_room(&probe);
+            let len = (buffered_end - self.snd.nxt)
+                .min(wnd_edge - self.snd.nxt)
+                .min(room);
+            return self.emit_data(now, buf, self.snd.nxt, len, false, false);
+        }
+        let data_end = buffered_end.min(self.snd.max);
+        let probe = self.ack_repr(now, self.snd.una);
+        let room = self.payload_room(&probe);
+        let start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
+        if start >= data_end {
+            // Only a FIN is out: resend it.
+            return self.send_data_at(now, buf, self.snd.una, usize::MAX);
+        }
+        self.send_data_at(now, buf, start, data_end - start)
     }
 
     /// Whether the window we could advertise grew enough to tell the peer unprompted.
@@ -390,6 +436,9 @@ impl Connection {
         if seg_len > 0 {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
+            }
+            if !retransmit && self.timers.tlp.is_none() {
+                self.arm_tlp(now);
             }
             if self.unacked_since.is_none() {
                 self.unacked_since = Some(now);

@@ -21,6 +21,8 @@ pub(crate) struct Timers {
     pub time_wait: Option<Instant>,
     /// The end of an orphaned FIN-WAIT-2 (Linux tcp_fin_timeout).
     pub fin_wait2: Option<Instant>,
+    /// The probe timeout of tail loss probing (RFC 8985 §7.2).
+    pub tlp: Option<Instant>,
 }
 
 impl Timers {
@@ -38,6 +40,31 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Connection {
+    /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT, plus the
+    /// worst-case delayed-ACK time when a single segment is out, never past the RTO. Only
+    /// with SACK (the probe's ACK must reveal the loss), outside recovery, one at a time.
+    pub(super) fn arm_tlp(&mut self, now: Instant) {
+        if !self.sack_ok
+            || self.recovery.recover.is_some()
+            || self.recovery.tlp_outstanding
+            || self.snd.una == self.snd.max
+        {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let mut pto = (srtt * 2).max(std::time::Duration::from_millis(10));
+        if self.snd.max - self.snd.una <= self.snd.mss {
+            pto += std::time::Duration::from_millis(200);
+        }
+        let deadline = now + pto;
+        match self.timers.retransmit {
+            Some(rto) if rto <= deadline => self.timers.tlp = None,
+            _ => self.timers.tlp = Some(deadline),
+        }
+    }
+
     /// When the keepalive timer fires next, if keepalives are on and the state uses them.
     fn keepalive_deadline(&self) -> Option<Instant> {
         let cfg = self.cfg.keepalive?;
@@ -58,6 +85,7 @@ impl Connection {
         next = earliest(next, t.persist);
         next = earliest(next, t.time_wait);
         next = earliest(next, t.fin_wait2);
+        next = earliest(next, t.tlp);
         earliest(next, self.keepalive_deadline())
     }
 
@@ -82,6 +110,14 @@ impl Connection {
             self.timers.retransmit = None;
             if self.on_retransmit_timeout(now) == Disposition::Closed {
                 return Disposition::Closed;
+            }
+        }
+        if matches!(self.timers.tlp, Some(t) if t <= now) {
+            self.timers.tlp = None;
+            // RFC 8985 §7.3: send one probe; the retransmission timer stays armed behind it.
+            if self.snd.una < self.snd.max && self.recovery.recover.is_none() {
+                self.recovery.tlp_pending = true;
+                self.recovery.tlp_outstanding = true;
             }
         }
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
@@ -159,6 +195,9 @@ impl Connection {
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
+                self.recovery.tlp_pending = false;
+                self.recovery.lost_below = None;
+                self.timers.tlp = None;
                 self.ts.min_echo = Some(self.ts_now(now));
                 self.recovery.high_rxt = self.snd.una;
                 // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
