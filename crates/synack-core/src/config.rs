@@ -22,6 +22,8 @@ pub struct Config {
     pub(crate) max_rto: Duration,
     pub(crate) send_buffer: usize,
     pub(crate) recv_buffer: usize,
+    pub(crate) send_buffer_max: usize,
+    pub(crate) recv_buffer_max: usize,
     pub(crate) window_scaling: bool,
     pub(crate) sack: bool,
     pub(crate) timestamps: bool,
@@ -89,6 +91,8 @@ impl Default for Config {
             max_rto: Duration::from_secs(120),
             send_buffer: 256 * 1024,
             recv_buffer: 256 * 1024,
+            send_buffer_max: 4 * 1024 * 1024,
+            recv_buffer_max: 6 * 1024 * 1024,
             window_scaling: true,
             sack: true,
             timestamps: true,
@@ -159,12 +163,24 @@ impl Config {
         max_rto: Duration
     );
     setter!(
-        /// Bytes the send buffer holds, unsent plus unacknowledged.
+        /// Bytes the send buffer holds at first, unsent plus unacknowledged (Linux
+        /// tcp_wmem[1] is 16 KiB; we start larger).
         send_buffer: usize
     );
     setter!(
-        /// Bytes the receive buffer holds; the advertised window never exceeds it.
+        /// Bytes the receive buffer holds at first; the advertised window never exceeds it.
         recv_buffer: usize
+    );
+    setter!(
+        /// How far the send buffer may grow when the congestion window needs it (Linux
+        /// tcp_wmem[2], 4 MiB). Set it to `send_buffer` to turn growth off.
+        send_buffer_max: usize
+    );
+    setter!(
+        /// How far receive-window auto-tuning may grow the receive buffer (Linux tcp_rmem[2],
+        /// 6 MiB). Set it to `recv_buffer` to turn auto-tuning off. The window scale is
+        /// chosen from this bound.
+        recv_buffer_max: usize
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).
@@ -247,6 +263,11 @@ impl Config {
         /// reproducible tests. `None` seeds it from OS entropy.
         seed: Option<[u8; 32]>
     );
+
+    /// The largest receive buffer a connection may reach.
+    pub(crate) fn recv_ceiling(&self) -> usize {
+        self.recv_buffer_max.max(self.recv_buffer)
+    }
 
     /// The MSS we advertise: the MTU less the IPv4 and TCP headers (RFC 9293 §3.7.1). IPv6
     /// connections subtract 20 more.

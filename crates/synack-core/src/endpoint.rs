@@ -485,7 +485,7 @@ impl Endpoint {
             self.config.mss_v4()
         };
         let shift = if self.config.window_scaling {
-            window_shift_for(self.config.recv_buffer)
+            window_shift_for(self.config.recv_ceiling())
         } else {
             0
         };
@@ -1183,9 +1183,8 @@ impl Endpoint {
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
-        let _ = now;
         let slot = self.app_slot(conn)?;
-        let result = slot.conn.recv(buf);
+        let result = slot.conn.recv(now, buf);
         if matches!(result, Ok(n) if n > 0) {
             self.after(conn);
         }

@@ -161,7 +161,7 @@ fn peer_window_limits_what_is_sent() {
 #[test]
 fn send_buffer_fills_and_reports_would_block() {
     let mut cfg = config();
-    cfg.send_buffer(4096);
+    cfg.send_buffer(4096).send_buffer_max(4096);
     let mut k = Conn::open(cfg, false, false);
     assert_eq!(k.h.ep.send(k.h.now, k.c, &[0u8; 10_000]).unwrap(), 4096);
     assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::WouldBlock));
@@ -335,7 +335,7 @@ fn overlapping_segment_is_trimmed() {
 #[test]
 fn receive_window_closes_and_data_past_it_is_dropped() {
     let mut cfg = config();
-    cfg.recv_buffer(3000);
+    cfg.recv_buffer(3000).recv_buffer_max(3000);
     let mut k = Conn::open(cfg, false, false);
     let base = k.peer_nxt;
     for i in 0..3 {
@@ -817,4 +817,53 @@ fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     let r = h.drain();
     let seqs: Vec<SeqNumber> = r.iter().map(|s| s.seq).collect();
     assert!(seqs.contains(&segs[0].seq), "{seqs:?}");
+}
+
+// === Buffer auto-tuning ==========================================================================
+
+#[test]
+fn send_buffer_grows_when_the_window_could_use_it() {
+    let mut cfg = config();
+    cfg.send_buffer(4096).send_buffer_max(64 * 1024);
+    let mut k = Conn::open(cfg, false, false);
+    // IW10 of 1000-byte segments can carry more than half of 4 KiB: the buffer doubles.
+    let n = k.h.ep.send(k.h.now, k.c, &[0u8; 100_000]).unwrap();
+    assert_eq!(n, 8192);
+    // Never past the ceiling, however much is offered.
+    for _ in 0..20 {
+        let sent: usize = k.h.drain().iter().map(|s| s.payload.len()).sum();
+        k.our_nxt += sent;
+        k.ack_all();
+        let _ = k.h.ep.send(k.h.now, k.c, &[0u8; 100_000]);
+    }
+    let queued = k.h.ep.send_queue_len(k.c).unwrap();
+    assert!(queued <= 64 * 1024, "{queued}");
+    assert!(queued > 8192, "it kept growing with the window: {queued}");
+}
+
+#[test]
+fn receive_window_auto_tunes_to_what_the_reader_drains() {
+    let mut cfg = config();
+    cfg.recv_buffer(16 * 1024).recv_buffer_max(1 << 20);
+    let mut k = Conn::open(cfg, false, false);
+    let mut window = 16 * 1024;
+    // The peer fills the window every 10 ms and the application drains it at once.
+    for round in 0..12 {
+        k.h.advance(Duration::from_millis(10));
+        let n = (window / 1000).min(500);
+        for _ in 0..n {
+            let o = k.seg(ACK, k.our_nxt).data(&[round as u8; 1000]);
+            k.send_peer(o);
+        }
+        assert_eq!(k.read_all().len(), n * 1000);
+        // A 1 MiB ceiling makes our window scale 5.
+        if let Some(a) = k.h.drain().last() {
+            window = (a.window as usize) << 5;
+        }
+    }
+    let last_window = window;
+    assert!(
+        last_window > 64 * 1024,
+        "window grew from 16 KiB to {last_window}"
+    );
 }

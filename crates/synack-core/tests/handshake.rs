@@ -50,7 +50,11 @@ fn syn_offers_every_option() {
     assert!(syn.is(SYN));
     assert_eq!(syn.dst, peer80());
     assert_eq!(syn.mss, Some(1460));
-    assert_eq!(syn.wscale, Some(3), "256 KiB buffer needs a shift of 3");
+    assert_eq!(
+        syn.wscale,
+        Some(7),
+        "a 6 MiB ceiling needs a shift of 7, as Linux sends"
+    );
     assert!(syn.sack_permitted);
     let ts = syn.ts.expect("timestamps offered");
     assert_eq!(ts.tsecr, 0);
@@ -341,7 +345,7 @@ fn passive_open_echoes_offered_options() {
     assert!(sa.is(SYN | ACK));
     assert_eq!(sa.ack, SeqNumber(1001));
     assert_eq!(sa.mss, Some(1460));
-    assert_eq!(sa.wscale, Some(3));
+    assert_eq!(sa.wscale, Some(7));
     assert!(sa.sack_permitted);
     assert_eq!(sa.ts.unwrap().tsecr, 55);
     assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
@@ -551,7 +555,7 @@ fn cookie_handshake(with_ts: bool) -> (Harness, ListenerHandle, Seg) {
 #[test]
 fn cookie_ack_rebuilds_the_connection_with_its_options() {
     let (mut h, l, sa) = cookie_handshake(true);
-    assert_eq!(sa.wscale, Some(3));
+    assert_eq!(sa.wscale, Some(7));
     assert!(sa.sack_permitted);
     assert_eq!(sa.ts.unwrap().tsecr, 4242);
     let mut ack = Out::new(ACK, 7001, 0)

@@ -64,7 +64,7 @@ impl Connection {
             config.mss_v4() as usize
         };
         let rcv_wscale = if config.window_scaling {
-            window_shift_for(config.recv_buffer)
+            window_shift_for(config.recv_ceiling())
         } else {
             0
         };
@@ -132,6 +132,7 @@ impl Connection {
             last_recv: now,
             keepalive_probes: 0,
             cfg: ConnConfig::from_config(config),
+            rcv_space: (0, now, 0),
             verdict: Default::default(),
             passive: false,
             probe_pending: false,

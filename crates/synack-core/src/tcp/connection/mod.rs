@@ -254,6 +254,9 @@ pub(crate) struct Connection {
     pub keepalive_probes: u32,
     /// Connection-wide copy of the relevant config.
     pub cfg: ConnConfig,
+    /// Receive-buffer auto-tuning: bytes the application read since `.1`, and the most it
+    /// ever read in one round trip (Linux `rcvq_space`).
+    pub rcv_space: (usize, Instant, usize),
     /// What the last input made of its segment, for the endpoint's counters.
     pub verdict: input::InputVerdict,
     /// Created by a listener (a passive open).
@@ -284,6 +287,8 @@ pub(crate) struct ConnConfig {
     pub sack: bool,
     pub timestamps: bool,
     pub congestion: std::sync::Arc<dyn crate::tcp::congestion::ControllerFactory>,
+    pub send_buffer_max: usize,
+    pub recv_buffer_max: usize,
 }
 
 impl ConnConfig {
@@ -304,6 +309,8 @@ impl ConnConfig {
             sack: c.sack,
             timestamps: c.timestamps,
             congestion: c.congestion.clone(),
+            send_buffer_max: c.send_buffer_max.max(c.send_buffer),
+            recv_buffer_max: c.recv_ceiling(),
         }
     }
 }
@@ -425,20 +432,66 @@ impl Connection {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = self.snd.buffer.push(data);
+        let mut n = self.snd.buffer.push(data);
+        if n < data.len() && self.grow_send_buffer() {
+            n += self.snd.buffer.push(&data[n..]);
+        }
         if n == 0 {
             return Err(Error::WouldBlock);
         }
         Ok(n)
     }
 
+    /// Send-buffer auto-tuning (after Linux `tcp_sndbuf_expand`): when the application has
+    /// more to write than fits and the congestion and peer windows could carry half the
+    /// buffer, double it (up to the configured ceiling), so the buffer never caps a flow the
+    /// path could carry.
+    fn grow_send_buffer(&mut self) -> bool {
+        let cap = self.snd.buffer.capacity();
+        let usable = self.cc.window().min(self.snd.max_wnd.max(self.snd.wnd));
+        if cap >= self.cfg.send_buffer_max || usable < cap / 2 {
+            return false;
+        }
+        let new = (cap * 2).min(self.cfg.send_buffer_max);
+        self.snd.buffer.set_capacity(new);
+        true
+    }
+
+    /// Receive-buffer auto-tuning (after Linux `tcp_rcv_space_adjust`, "dynamic right-sizing"):
+    /// once per round trip, if the application read more than ever before in one, let the
+    /// buffer (and so the window) hold twice that, up to the configured ceiling.
+    fn tune_receive_buffer(&mut self, now: Instant, read: usize) {
+        let (bytes, since, best) = &mut self.rcv_space;
+        *bytes += read;
+        let rtt = self
+            .rtt
+            .srtt()
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_millis(1));
+        if now - *since < rtt {
+            return;
+        }
+        if *bytes > *best {
+            *best = *bytes;
+            let want = (2 * *best).min(self.cfg.recv_buffer_max);
+            if want > self.rcv.buffer.capacity() {
+                self.rcv.buffer.set_capacity(want);
+            }
+        }
+        *bytes = 0;
+        *since = now;
+    }
+
     /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream.
-    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
         if !self.rcv.buffer.is_empty() {
             if buf.is_empty() {
                 return Ok(0);
             }
             let n = self.rcv.buffer.read(buf);
+            if self.is_synchronized() {
+                self.tune_receive_buffer(now, n);
+            }
             self.after_read();
             return Ok(n);
         }
