@@ -14,6 +14,7 @@ use crate::config::{Config, SynCookies};
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::seq::SeqNumber;
+use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{window_shift_for, PeerOptions};
@@ -107,7 +108,7 @@ pub struct Endpoint {
     config: Config,
     addresses: Vec<IpAddr>,
     secrets: Secrets,
-    connections: HashMap<ConnectionHandle, Slot>,
+    connections: Slab<Slot>,
     by_tuple: HashMap<(SocketAddr, SocketAddr), ConnectionHandle>,
     listeners: HashMap<ListenerHandle, Listener>,
     by_local: HashMap<SocketAddr, ListenerHandle>,
@@ -132,7 +133,7 @@ impl Endpoint {
             config,
             addresses: addresses.to_vec(),
             secrets,
-            connections: HashMap::new(),
+            connections: Slab::default(),
             by_tuple: HashMap::new(),
             listeners: HashMap::new(),
             by_local: HashMap::new(),
@@ -859,19 +860,15 @@ impl Endpoint {
     // ---------------------------------------------------------------------------------------
 
     fn insert(&mut self, conn: Connection, owner: Owner) -> ConnectionHandle {
-        let h = ConnectionHandle(self.next_handle);
-        self.next_handle += 1;
-        self.by_tuple.insert((conn.local, conn.remote), h);
-        self.connections.insert(
-            h,
-            Slot {
-                conn,
-                owner,
-                syn_of: None,
-                dirty: false,
-                timer: None,
-            },
-        );
+        let tuple = (conn.local, conn.remote);
+        let h = self.connections.insert(Slot {
+            conn,
+            owner,
+            syn_of: None,
+            dirty: false,
+            timer: None,
+        });
+        self.by_tuple.insert(tuple, h);
         h
     }
 
@@ -1144,7 +1141,7 @@ impl Endpoint {
             .connections
             .iter()
             .filter(|(_, s)| s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener))
-            .map(|(&h, _)| h)
+            .map(|(h, _)| h)
             .collect();
         for h in doomed {
             if let Some(slot) = self.connections.get_mut(&h) {

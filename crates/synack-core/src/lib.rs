@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod error;
 pub mod isn;
 pub mod seq;
+mod slab;
 pub mod stats;
 pub mod syncookie;
 pub mod tcp;

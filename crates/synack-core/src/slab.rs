@@ -1,0 +1,123 @@
+//! A slab of connections indexed by handle, after quinn-proto's use of `slab`: O(1) lookups
+//! with no hashing, and handles that never alias a later connection.
+//!
+//! A handle packs a slot index (low 32 bits) with the slot's generation (high bits); freeing
+//! a slot bumps its generation, so a stale handle finds nothing instead of someone else's
+//! connection.
+
+use crate::endpoint::ConnectionHandle;
+
+#[derive(Debug)]
+struct Entry<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// Values addressed by [`ConnectionHandle`].
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    entries: Vec<Entry<T>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            entries: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+fn split(h: ConnectionHandle) -> (usize, u32) {
+    ((h.0 & 0xffff_ffff) as usize, (h.0 >> 32) as u32)
+}
+
+impl<T> Slab<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn insert(&mut self, value: T) -> ConnectionHandle {
+        self.len += 1;
+        let index = match self.free.pop() {
+            Some(i) => i as usize,
+            None => {
+                self.entries.push(Entry {
+                    // Generation 1, so that no valid handle is ever 0.
+                    generation: 1,
+                    value: None,
+                });
+                self.entries.len() - 1
+            }
+        };
+        let entry = &mut self.entries[index];
+        entry.value = Some(value);
+        ConnectionHandle(((entry.generation as usize) << 32) | index)
+    }
+
+    pub fn get(&self, h: &ConnectionHandle) -> Option<&T> {
+        let (index, generation) = split(*h);
+        let entry = self.entries.get(index)?;
+        if entry.generation != generation {
+            return None;
+        }
+        entry.value.as_ref()
+    }
+
+    pub fn get_mut(&mut self, h: &ConnectionHandle) -> Option<&mut T> {
+        let (index, generation) = split(*h);
+        let entry = self.entries.get_mut(index)?;
+        if entry.generation != generation {
+            return None;
+        }
+        entry.value.as_mut()
+    }
+
+    pub fn remove(&mut self, h: &ConnectionHandle) -> Option<T> {
+        let (index, generation) = split(*h);
+        let entry = self.entries.get_mut(index)?;
+        if entry.generation != generation {
+            return None;
+        }
+        let value = entry.value.take()?;
+        entry.generation = entry.generation.wrapping_add(1).max(1);
+        self.free.push(index as u32);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ConnectionHandle, &T)> {
+        self.entries.iter().enumerate().filter_map(|(i, e)| {
+            e.value
+                .as_ref()
+                .map(|v| (ConnectionHandle(((e.generation as usize) << 32) | i), v))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_handles_find_nothing() {
+        let mut s = Slab::default();
+        let a = s.insert("a");
+        assert_eq!(s.get(&a), Some(&"a"));
+        assert_eq!(s.remove(&a), Some("a"));
+        let b = s.insert("b");
+        assert_ne!(a, b, "the slot is reused with a new generation");
+        assert_eq!(s.get(&a), None);
+        assert_eq!(s.remove(&a), None);
+        assert_eq!(s.get(&b), Some(&"b"));
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            s.iter().map(|(h, v)| (h, *v)).collect::<Vec<_>>(),
+            vec![(b, "b")]
+        );
+        assert_eq!(s.get(&ConnectionHandle(usize::MAX)), None);
+    }
+}
