@@ -75,6 +75,7 @@ done
 
 echo "== summary"
 printf '%s\n' "${summary[@]}"
+echo "fuzz: $((${#targets[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
 if ((${#failed[@]})); then
     echo "fuzz.sh: failing targets: ${failed[*]}" >&2
     exit 1

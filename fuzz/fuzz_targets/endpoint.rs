@@ -7,5 +7,5 @@ use libfuzzer_sys::fuzz_target;
 use synack_fuzz::scenario::{self, Scenario};
 
 fuzz_target!(|input: Scenario| {
-    scenario::run(&input);
+    let _ = scenario::run(&input);
 });

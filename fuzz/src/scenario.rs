@@ -310,12 +310,14 @@ fn listen_addr(v6: bool) -> SocketAddr {
     }
 }
 
-/// Runs one scenario; panics on the first invariant that fails.
-pub fn run(scenario: &Scenario) {
+/// Runs one scenario; panics on the first invariant that fails. Returns the final counters
+/// (the `corpus_stats` example uses them to show how deep a corpus reaches).
+pub fn run(scenario: &Scenario) -> Stats {
     let mut h = Harness::new(scenario.config.clone());
     for op in scenario.ops.iter().take(MAX_OPS) {
         h.step(op);
     }
+    h.stats
 }
 
 impl Harness {
