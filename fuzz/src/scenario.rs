@@ -26,8 +26,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use synack_core::{
-    Config, ConnectionHandle, Endpoint, Event, Instant, KeepaliveConfig, ListenerHandle,
-    SeqNumber, Stats, SynCookies,
+    Config, ConnectionHandle, Endpoint, Event, Instant, KeepaliveConfig, ListenerHandle, SeqNumber,
+    Stats, SynCookies,
 };
 
 /// The endpoint's own addresses.
@@ -500,7 +500,11 @@ impl Harness {
             }
             Target::Closed { v6, port } => {
                 let (us, them) = if v6 { (US6, PEER6) } else { (US, PEER) };
-                let port = if port == LISTEN_PORT { port + 1 } else { port.max(1) };
+                let port = if port == LISTEN_PORT {
+                    port + 1
+                } else {
+                    port.max(1)
+                };
                 Peer {
                     local: SocketAddr::new(us, port),
                     remote: SocketAddr::new(them, 40000),
@@ -525,7 +529,10 @@ impl Harness {
         t.sack_permitted = s.sack_permitted;
         for (slot, &(back, len)) in t.sack_ranges.iter_mut().zip(s.sack.iter()) {
             let left = peer.snd_nxt.wrapping_sub(u32::from(back));
-            *slot = Some((SeqNumber(left), SeqNumber(left.wrapping_add(u32::from(len)))));
+            *slot = Some((
+                SeqNumber(left),
+                SeqNumber(left.wrapping_add(u32::from(len))),
+            ));
         }
         t.timestamp = match s.ts {
             TsInput::None => None,
@@ -554,8 +561,8 @@ impl Harness {
             self.peers[usize::from(i.target) % self.peers.len()]
         };
         // The quote: our IP header as we sent it, then the first bytes of the TCP header.
-        let quoted_ip = IpRepr::new(peer.local.ip(), peer.remote.ip(), IpProtocol::Tcp, 20, 64)
-            .ok()?;
+        let quoted_ip =
+            IpRepr::new(peer.local.ip(), peer.remote.ip(), IpProtocol::Tcp, 20, 64).ok()?;
         let mut quote = vec![0u8; quoted_ip.header_len() + 20];
         quoted_ip.emit(&mut quote);
         let tcp = &mut quote[quoted_ip.header_len()..];
@@ -614,7 +621,11 @@ impl Harness {
                 sent <= MAX_PACKETS_PER_STEP,
                 "more than {MAX_PACKETS_PER_STEP} packets from one step"
             );
-            assert!(t.len <= buf.len(), "transmit length {} past the buffer", t.len);
+            assert!(
+                t.len <= buf.len(),
+                "transmit length {} past the buffer",
+                t.len
+            );
             self.learn(&buf[..t.len]);
         }
         self.buf = buf;
@@ -655,7 +666,11 @@ impl Harness {
         self.packets_in = 0;
 
         if let Some(t) = self.ep.poll_timeout() {
-            assert!(t >= self.now, "poll_timeout {t:?} is before now {:?}", self.now);
+            assert!(
+                t >= self.now,
+                "poll_timeout {t:?} is before now {:?}",
+                self.now
+            );
             if timers_ran {
                 // Output drained after the timers may arm new ones, but none that is due.
                 assert!(t > self.now, "a due timer survived handle_timeout");
@@ -739,9 +754,17 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             after.connections_established,
         ),
         ("rsts_sent", before.rsts_sent, after.rsts_sent),
-        ("challenge_acks", before.challenge_acks, after.challenge_acks),
+        (
+            "challenge_acks",
+            before.challenge_acks,
+            after.challenge_acks,
+        ),
         ("echo_replies", before.echo_replies, after.echo_replies),
-        ("syncookies_sent", before.syncookies_sent, after.syncookies_sent),
+        (
+            "syncookies_sent",
+            before.syncookies_sent,
+            after.syncookies_sent,
+        ),
         (
             "syncookies_validated",
             before.syncookies_validated,
@@ -757,12 +780,28 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.time_wait_recycled,
             after.time_wait_recycled,
         ),
-        ("drop_malformed", before.drop_malformed, after.drop_malformed),
+        (
+            "drop_malformed",
+            before.drop_malformed,
+            after.drop_malformed,
+        ),
         ("drop_checksum", before.drop_checksum, after.drop_checksum),
-        ("drop_bad_option", before.drop_bad_option, after.drop_bad_option),
+        (
+            "drop_bad_option",
+            before.drop_bad_option,
+            after.drop_bad_option,
+        ),
         ("drop_fragment", before.drop_fragment, after.drop_fragment),
-        ("drop_not_for_us", before.drop_not_for_us, after.drop_not_for_us),
-        ("drop_unsupported", before.drop_unsupported, after.drop_unsupported),
+        (
+            "drop_not_for_us",
+            before.drop_not_for_us,
+            after.drop_not_for_us,
+        ),
+        (
+            "drop_unsupported",
+            before.drop_unsupported,
+            after.drop_unsupported,
+        ),
         (
             "drop_out_of_window",
             before.drop_out_of_window,

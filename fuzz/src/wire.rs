@@ -10,8 +10,7 @@ use std::net::IpAddr;
 
 use arbitrary::Arbitrary;
 use synack_core::wire::{
-    self, checksum, icmp, ipv4, tcp, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr,
-    TcpTimestamp,
+    self, checksum, icmp, ipv4, tcp, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp,
 };
 use synack_core::SeqNumber;
 
@@ -96,7 +95,11 @@ pub fn check_ip(packet: &[u8]) {
     let Ok((ip, payload)) = wire::ip::parse(packet) else {
         return;
     };
-    assert_eq!(ip.payload_len(), payload.len(), "repr length = payload slice");
+    assert_eq!(
+        ip.payload_len(),
+        payload.len(),
+        "repr length = payload slice"
+    );
 
     // IP round trip: header emitted without options / extension headers, same meaning.
     let mut buf = vec![0u8; ip.buffer_len()];
@@ -186,7 +189,8 @@ pub fn expected_sack_after_emit(seg: &TcpRepr<'_>) -> [Option<(SeqNumber, SeqNum
 pub fn check_tcp_round_trip(seg: &TcpRepr<'_>, src: IpAddr, dst: IpAddr) {
     let header_len = seg.header_len();
     assert!(
-        (tcp::HEADER_LEN..=tcp::MAX_HEADER_LEN).contains(&header_len) && header_len % 4 == 0,
+        (tcp::HEADER_LEN..=tcp::MAX_HEADER_LEN).contains(&header_len)
+            && header_len.is_multiple_of(4),
         "emitted header length {header_len}"
     );
     let mut buf = vec![0u8; seg.buffer_len()];
@@ -302,7 +306,11 @@ fn tcp_header(h: &HeaderInput) {
     assert!(repr.src_port != 0 && repr.dst_port != 0, "port 0 parsed");
     assert_eq!(repr.flags, TcpFlags(h.flags), "flags byte kept as received");
     let data_offset = usize::from(seg[12] >> 4) * 4;
-    assert_eq!(repr.payload, &seg[data_offset..], "payload starts at the data offset");
+    assert_eq!(
+        repr.payload,
+        &seg[data_offset..],
+        "payload starts at the data offset"
+    );
     check_tcp_round_trip(&repr, src, dst);
 }
 

@@ -129,7 +129,11 @@ fn ip_parse_property(input: &[u8]) -> &'static str {
             seg.emit(&mut out, src, dst);
             let mut expected = seg;
             expected.sack_ranges = sack_after_emit(&seg);
-            assert_eq!(TcpRepr::parse(&out, src, dst), Ok(expected), "TCP round trip");
+            assert_eq!(
+                TcpRepr::parse(&out, src, dst),
+                Ok(expected),
+                "TCP round trip"
+            );
             "ip+tcp"
         }
         (IpProtocol::Icmp, IpAddr::V4(_), _) => {
