@@ -173,3 +173,53 @@ fn ip_parse_inputs_round_trip() {
     assert!(reached.contains(&"ip+tcp"), "{reached:?}");
     assert!(reached.contains(&"ip+icmp"), "{reached:?}");
 }
+
+// ------------------------------------------------------------------------------------------
+// tcp_options
+// ------------------------------------------------------------------------------------------
+
+/// The `tcp_options` round trip's one normalisation, pinned: a peer may pack MSS, timestamps
+/// and three SACK blocks into exactly 40 option bytes (no NOPs), but `emit` lays options out
+/// as Linux does (`<nop,nop,TS>`, `<nop,nop,SACK>`), which leaves room for two blocks only;
+/// the third (the oldest, RFC 2018 §4) is dropped and everything else survives.
+#[test]
+fn tcp_options_dense_option_area_keeps_first_two_sack_blocks() {
+    let (src, dst) = (IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2]));
+    let mut seg = vec![0u8; 60];
+    seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    seg[2..4].copy_from_slice(&80u16.to_be_bytes());
+    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    seg[8..12].copy_from_slice(&2000u32.to_be_bytes());
+    seg[12] = 15 << 4;
+    seg[13] = 0x10; // ACK
+    seg[14..16].copy_from_slice(&512u16.to_be_bytes());
+    let mut options = vec![2, 4, 0x05, 0xb4, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 5, 26];
+    for block in 0..3u32 {
+        options.extend_from_slice(&(3000 + 100 * block).to_be_bytes());
+        options.extend_from_slice(&(3050 + 100 * block).to_be_bytes());
+    }
+    assert_eq!(options.len(), 40);
+    seg[20..].copy_from_slice(&options);
+    tcp::Packet::new_unchecked(&mut seg[..]).fill_checksum(src, dst);
+
+    let parsed = TcpRepr::parse(&seg, src, dst).expect("a full, legal option area");
+    let blocks: Vec<_> = parsed.sack_ranges.iter().flatten().collect();
+    assert_eq!(blocks.len(), 3);
+    assert_eq!(parsed.max_seg_size, Some(1460));
+
+    let mut out = vec![0u8; parsed.buffer_len()];
+    parsed.emit(&mut out, src, dst);
+    let again = TcpRepr::parse(&out, src, dst).expect("emitted segment parses");
+    assert_eq!(
+        again.sack_ranges,
+        [
+            Some((SeqNumber(3000), SeqNumber(3050))),
+            Some((SeqNumber(3100), SeqNumber(3150))),
+            None,
+            None
+        ]
+    );
+    let mut expected = parsed;
+    expected.sack_ranges = sack_after_emit(&parsed);
+    assert_eq!(again, expected);
+}
