@@ -32,7 +32,7 @@ impl<T> Default for Slab<T> {
 }
 
 fn split(h: ConnectionHandle) -> (usize, u32) {
-    ((h.0 & 0xffff_ffff) as usize, (h.0 >> 32) as u32)
+    (h.0 & 0xffff_ffff, (h.0 >> 32) as u32)
 }
 
 impl<T> Slab<T> {

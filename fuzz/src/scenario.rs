@@ -1,0 +1,821 @@
+//! The `endpoint` target: one [`Endpoint`] with two listeners and an active connection, fed an
+//! arbitrary sequence of [`Op`]s in virtual time, with invariants checked after every step.
+//!
+//! Random bytes almost never reach a connection: the demultiplexer wants a live 4-tuple, the
+//! state machine wants sequence numbers inside the window. So besides raw packets the fuzzer
+//! gets a peer that *remembers* what the endpoint sent on each 4-tuple ([`Peer`]) and builds
+//! segments relative to it: "seq = what you expect + 3", "ack = your SND.NXT − 100",
+//! "timestamp echoing your last TSval". A handshake is then two small ops, and everything the
+//! state machine does after ESTABLISHED is in reach.
+//!
+//! Invariants ([`Harness::check`]), after every op:
+//! - nothing panics (libFuzzer catches it, including overflow checks and debug assertions);
+//! - every packet `poll_transmit` writes parses back (IP, then TCP or ICMP, checksums
+//!   verified), comes from one of the endpoint's addresses, and a TCP one fits the MTU;
+//! - at most [`MAX_PACKETS_PER_STEP`] packets per op;
+//! - `connection_count() <= max_connections`;
+//! - every `Stats` counter only grows, and `packets_in`/`packets_out` count exactly the
+//!   packets handed in and written out;
+//! - `poll_timeout()` is never in the past, and after `handle_timeout(now)` it is later than
+//!   `now` (whatever was due has run).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use synack_core::{
+    Config, ConnectionHandle, Endpoint, Event, Instant, KeepaliveConfig, ListenerHandle, SeqNumber,
+    Stats, SynCookies,
+};
+
+/// The endpoint's own addresses.
+pub const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+/// The endpoint's IPv6 address.
+pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+/// The peer the fuzzer plays.
+pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+/// The peer's IPv6 address.
+pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+/// The port both listeners use.
+pub const LISTEN_PORT: u16 = 80;
+
+/// Ops beyond this many are ignored: each input is a bounded run.
+pub const MAX_OPS: usize = 256;
+/// More packets than this from one op is a finding (output must stay bounded per input).
+pub const MAX_PACKETS_PER_STEP: usize = 1000;
+/// Connection handles and 4-tuples remembered (oldest forgotten first).
+const MAX_REMEMBERED: usize = 64;
+/// Payloads the peer sends are cut to this.
+const MAX_PAYLOAD: usize = 4096;
+/// The largest `send`/`recv` the application makes in one call.
+const MAX_APP_IO: usize = 65536;
+
+/// One fuzz input: a configuration and the ops to run.
+#[derive(Debug, Arbitrary)]
+pub struct Scenario {
+    /// The endpoint's configuration, within small bounds so that limits are reached.
+    pub config: ConfigInput,
+    /// What happens, in order.
+    pub ops: Vec<Op>,
+}
+
+/// Configuration knobs, mapped into ranges by [`ConfigInput::build`].
+#[derive(Debug, Clone, Arbitrary)]
+pub struct ConfigInput {
+    max_connections: u8,
+    backlog: u8,
+    max_half_open: u8,
+    syncookies: u8,
+    buffer_shift: u8,
+    mtu: u16,
+    timestamps: bool,
+    sack: bool,
+    window_scaling: bool,
+    nodelay: bool,
+    keepalive: bool,
+    user_timeout: Option<u8>,
+    max_ooo_segments: u8,
+    syn_retries: u8,
+    data_retries: u8,
+    challenge_ack_limit: u8,
+    /// Accept every connection as soon as `Incoming` says one is ready.
+    auto_accept: bool,
+}
+
+impl ConfigInput {
+    /// The endpoint configuration. Limits are small (≤ 16 connections, backlog ≤ 8, buffers
+    /// 1 KiB–128 KiB) so that a short input reaches them.
+    pub fn build(&self) -> Config {
+        let mut c = Config::default();
+        c.seed(Some([0x5a; 32]))
+            .max_connections(1 + usize::from(self.max_connections % 16))
+            .max_backlog(1 + usize::from(self.backlog % 8))
+            .max_half_open(1 + usize::from(self.max_half_open % 16))
+            .syncookies(match self.syncookies % 3 {
+                0 => SynCookies::Off,
+                1 => SynCookies::OnOverflow,
+                _ => SynCookies::Always,
+            })
+            .send_buffer(1024 << (self.buffer_shift % 8))
+            .recv_buffer(1024 << ((self.buffer_shift / 8) % 8))
+            // 296 is the smallest MTU here: 256 bytes of MSS after 40 of headers.
+            .mtu(296 + usize::from(self.mtu % 8705))
+            .timestamps(self.timestamps)
+            .sack(self.sack)
+            .window_scaling(self.window_scaling)
+            .nodelay(self.nodelay)
+            .keepalive(self.keepalive.then(|| KeepaliveConfig {
+                idle: Duration::from_secs(10),
+                interval: Duration::from_secs(2),
+                probes: 3,
+            }))
+            .user_timeout(
+                self.user_timeout
+                    .map(|s| Duration::from_secs(1 + u64::from(s % 120))),
+            )
+            .max_ooo_segments(1 + usize::from(self.max_ooo_segments % 32))
+            .syn_retries(u32::from(self.syn_retries % 7))
+            .data_retries(u32::from(self.data_retries % 16))
+            .challenge_ack_limit(u32::from(self.challenge_ack_limit));
+        c
+    }
+}
+
+/// One step.
+#[derive(Debug, Arbitrary)]
+pub enum Op {
+    /// Any bytes, as an IP packet (cut to 2048).
+    Raw(Vec<u8>),
+    /// A TCP segment from the peer, built from fields.
+    Segment(SegmentInput),
+    /// An ICMP message from the peer's side.
+    Icmp(IcmpInput),
+    /// Advance the clock by this many milliseconds, then run the timers.
+    Advance(u16),
+    /// Advance the clock by this many seconds, then run the timers.
+    AdvanceSecs(u8),
+    /// Jump to the next deadline, if any, and run the timers.
+    NextTimeout,
+    /// `connect` to the peer on this port.
+    Connect {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// The remote port.
+        port: u16,
+    },
+    /// `send` this many bytes.
+    Send {
+        /// Which handle (modulo how many there are; one past the end is an invalid handle).
+        conn: u8,
+        /// How many bytes.
+        len: u16,
+    },
+    /// `recv` into a buffer of this size.
+    Recv {
+        /// Which handle.
+        conn: u8,
+        /// Buffer size.
+        len: u16,
+    },
+    /// `shutdown` (FIN after the queued data).
+    Shutdown(u8),
+    /// `close` (release the handle).
+    Close(u8),
+    /// `abort` (RST, release the handle).
+    Abort(u8),
+    /// `set_nodelay`.
+    Nodelay(u8, bool),
+    /// `accept` on the IPv4 (false) or IPv6 (true) listener.
+    Accept(bool),
+    /// `close_listener`, then `listen` again on the same address.
+    RestartListener(bool),
+    /// Read every per-connection getter (state, addresses, capacities, error).
+    Inspect(u8),
+}
+
+/// Where a segment goes.
+#[derive(Debug, Arbitrary)]
+pub enum Target {
+    /// A 4-tuple the endpoint has used (modulo how many are remembered).
+    Known(u8),
+    /// A new remote port towards a listener.
+    Listener {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// The peer's port (0 becomes 1).
+        port: u16,
+    },
+    /// A port nothing listens on.
+    Closed {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// The local port.
+        port: u16,
+    },
+}
+
+/// A 32-bit field relative to what the endpoint last said on the 4-tuple.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum Rel {
+    /// Exactly the reference value.
+    Exact,
+    /// The reference plus this much.
+    Plus(u16),
+    /// The reference minus this much.
+    Minus(u16),
+    /// This value, whatever the reference.
+    Raw(u32),
+}
+
+impl Rel {
+    fn apply(self, base: u32) -> u32 {
+        match self {
+            Rel::Exact => base,
+            Rel::Plus(d) => base.wrapping_add(u32::from(d)),
+            Rel::Minus(d) => base.wrapping_sub(u32::from(d)),
+            Rel::Raw(v) => v,
+        }
+    }
+}
+
+/// The Timestamps option the peer sends.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum TsInput {
+    /// No option.
+    None,
+    /// The peer's clock (milliseconds of virtual time, offset) and an echo of the endpoint's
+    /// last TSval on the 4-tuple.
+    Auto,
+    /// These values.
+    Raw(u32, u32),
+}
+
+/// A TCP segment from the peer.
+#[derive(Debug, Arbitrary)]
+pub struct SegmentInput {
+    target: Target,
+    flags: u8,
+    /// Relative to the sequence number the endpoint expects next (its last ACK field).
+    seq: Rel,
+    /// Relative to the endpoint's SND.NXT as last seen (its highest seq + length).
+    ack: Rel,
+    window: u16,
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+    sack_permitted: bool,
+    /// (distance back from the endpoint's SND.NXT, length) per block; up to 4 are sent.
+    sack: Vec<(u16, u16)>,
+    ts: TsInput,
+    payload_len: u16,
+}
+
+/// An ICMP message naming a 4-tuple, or an echo request.
+#[derive(Debug, Arbitrary)]
+pub struct IcmpInput {
+    /// Which remembered 4-tuple the quoted packet names.
+    target: u8,
+    /// 0: destination unreachable, 1: packet too big, 2: time exceeded, 3: echo request,
+    /// else another type.
+    kind: u8,
+    code: u8,
+    mtu: u16,
+    /// The quoted sequence number, relative to the endpoint's SND.NXT.
+    seq: Rel,
+    /// Bytes of quoted TCP header (8 is all RFC 792 promises; fewer is a cut quote).
+    quote_len: u8,
+    /// Echo data length.
+    data_len: u8,
+}
+
+/// What the peer knows about one 4-tuple, learnt from the endpoint's own segments.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// The endpoint's side.
+    local: SocketAddr,
+    /// The peer's side.
+    remote: SocketAddr,
+    /// The endpoint's highest SEG.SEQ + SEG.LEN seen.
+    snd_nxt: u32,
+    /// The ACK field of the endpoint's last segment: what it expects next.
+    rcv_nxt: u32,
+    /// The endpoint's last TSval.
+    tsval: u32,
+}
+
+/// The endpoint under test, the peer's memory and the invariant checker.
+pub struct Harness {
+    ep: Endpoint,
+    config: ConfigInput,
+    max_connections: usize,
+    mtu: usize,
+    now: Instant,
+    listeners: [Option<ListenerHandle>; 2],
+    handles: VecDeque<ConnectionHandle>,
+    peers: VecDeque<Peer>,
+    stats: Stats,
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    /// Packets handed in since the last check.
+    packets_in: u64,
+}
+
+/// The listening addresses: the IPv4 address itself, and the IPv6 wildcard.
+fn listen_addr(v6: bool) -> SocketAddr {
+    if v6 {
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), LISTEN_PORT)
+    } else {
+        SocketAddr::new(US, LISTEN_PORT)
+    }
+}
+
+/// Runs one scenario; panics on the first invariant that fails. Returns the final counters
+/// (the `corpus_stats` example uses them to show how deep a corpus reaches).
+pub fn run(scenario: &Scenario) -> Stats {
+    let mut h = Harness::new(scenario.config.clone());
+    for op in scenario.ops.iter().take(MAX_OPS) {
+        h.step(op);
+    }
+    h.stats
+}
+
+impl Harness {
+    /// An endpoint listening on 198.18.0.2:80 and [::]:80, with a connection to the peer's
+    /// port 8080 under way.
+    pub fn new(config: ConfigInput) -> Harness {
+        let built = config.build();
+        let mtu = 296 + usize::from(config.mtu % 8705);
+        let mut h = Harness {
+            max_connections: 1 + usize::from(config.max_connections % 16),
+            ep: Endpoint::new(built, &[US, US6]),
+            config,
+            mtu,
+            now: Instant::from_secs(1000),
+            listeners: [None, None],
+            handles: VecDeque::new(),
+            peers: VecDeque::new(),
+            stats: Stats::default(),
+            buf: vec![0; 1 << 16],
+            data: (0..MAX_APP_IO).map(|i| (i % 251) as u8).collect(),
+            packets_in: 0,
+        };
+        let backlog = 1 + usize::from(h.config.backlog % 8);
+        for v6 in [false, true] {
+            let l = h.ep.listen(listen_addr(v6), backlog);
+            h.listeners[usize::from(v6)] = Some(l.expect("listen on a fresh endpoint"));
+        }
+        let first = h.ep.connect(h.now, SocketAddr::new(PEER, 8080));
+        h.remember_handle(first.expect("connect on a fresh endpoint"));
+        h.check(false);
+        h
+    }
+
+    fn remember_handle(&mut self, c: ConnectionHandle) {
+        if self.handles.len() == MAX_REMEMBERED {
+            self.handles.pop_front();
+        }
+        self.handles.push_back(c);
+    }
+
+    /// Handle `i` modulo the count; one index past the end names no connection at all.
+    fn handle(&self, i: u8) -> ConnectionHandle {
+        let i = usize::from(i) % (self.handles.len() + 1);
+        // Handles count up from 1, so 0 is never valid.
+        self.handles.get(i).copied().unwrap_or(ConnectionHandle(0))
+    }
+
+    fn inject(&mut self, packet: &[u8]) {
+        self.packets_in += 1;
+        self.ep.handle_packet(self.now, packet);
+    }
+
+    fn run_timers(&mut self) {
+        self.ep.handle_timeout(self.now);
+        if let Some(t) = self.ep.poll_timeout() {
+            assert!(
+                t > self.now,
+                "poll_timeout {t:?} not after handle_timeout({:?})",
+                self.now
+            );
+        }
+    }
+
+    /// Runs one op, then drains output and events and checks every invariant.
+    pub fn step(&mut self, op: &Op) {
+        let now = self.now;
+        let mut timers_ran = false;
+        match op {
+            Op::Raw(bytes) => {
+                let bytes = &bytes[..bytes.len().min(2048)];
+                self.inject(bytes);
+            }
+            Op::Segment(s) => {
+                if let Some(p) = self.segment(s) {
+                    self.inject(&p);
+                }
+            }
+            Op::Icmp(i) => {
+                if let Some(p) = self.icmp(i) {
+                    self.inject(&p);
+                }
+            }
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(u64::from(*ms));
+                self.run_timers();
+                timers_ran = true;
+            }
+            Op::AdvanceSecs(s) => {
+                self.now += Duration::from_secs(u64::from(*s));
+                self.run_timers();
+                timers_ran = true;
+            }
+            Op::NextTimeout => {
+                if let Some(t) = self.ep.poll_timeout() {
+                    self.now = self.now.max(t);
+                }
+                self.run_timers();
+                timers_ran = true;
+            }
+            Op::Connect { v6, port } => {
+                let ip = if *v6 { PEER6 } else { PEER };
+                if let Ok(c) = self.ep.connect(now, SocketAddr::new(ip, *port)) {
+                    self.remember_handle(c);
+                }
+            }
+            Op::Send { conn, len } => {
+                let len = usize::from(*len).min(MAX_APP_IO);
+                let c = self.handle(*conn);
+                if let Ok(n) = self.ep.send(now, c, &self.data[..len]) {
+                    assert!(n <= len, "send accepted {n} of {len} bytes");
+                }
+            }
+            Op::Recv { conn, len } => {
+                let c = self.handle(*conn);
+                let mut buf = vec![0u8; usize::from(*len)];
+                if let Ok(n) = self.ep.recv(now, c, &mut buf) {
+                    assert!(n <= buf.len(), "recv returned {n} into {}", buf.len());
+                }
+            }
+            Op::Shutdown(i) => {
+                let _ = self.ep.shutdown(now, self.handle(*i));
+            }
+            Op::Close(i) => {
+                let _ = self.ep.close(now, self.handle(*i));
+            }
+            Op::Abort(i) => {
+                let _ = self.ep.abort(now, self.handle(*i));
+            }
+            Op::Nodelay(i, on) => {
+                let _ = self.ep.set_nodelay(self.handle(*i), *on);
+            }
+            Op::Accept(v6) => self.accept(*v6),
+            Op::RestartListener(v6) => {
+                if let Some(l) = self.listeners[usize::from(*v6)].take() {
+                    let _ = self.ep.close_listener(now, l);
+                }
+                let backlog = 1 + usize::from(self.config.backlog % 8);
+                self.listeners[usize::from(*v6)] = self.ep.listen(listen_addr(*v6), backlog).ok();
+            }
+            Op::Inspect(i) => {
+                let c = self.handle(*i);
+                let _ = self.ep.state(c);
+                let _ = self.ep.local_addr(c);
+                let _ = self.ep.peer_addr(c);
+                let _ = self.ep.send_capacity(c);
+                let _ = self.ep.recv_ready(c);
+                let _ = self.ep.take_error(c);
+                let _ = self.ep.send_queue_len(c);
+            }
+        }
+        self.check(timers_ran);
+    }
+
+    fn accept(&mut self, v6: bool) {
+        if let Some(l) = self.listeners[usize::from(v6)] {
+            if let Ok(c) = self.ep.accept(l) {
+                self.remember_handle(c);
+            }
+        }
+    }
+
+    /// Builds the peer's segment, or `None` when the target names nothing.
+    fn segment(&mut self, s: &SegmentInput) -> Option<Vec<u8>> {
+        let peer = match s.target {
+            Target::Known(i) => {
+                if self.peers.is_empty() {
+                    return None;
+                }
+                self.peers[usize::from(i) % self.peers.len()]
+            }
+            Target::Listener { v6, port } => {
+                let (us, them) = if v6 { (US6, PEER6) } else { (US, PEER) };
+                Peer {
+                    local: SocketAddr::new(us, LISTEN_PORT),
+                    remote: SocketAddr::new(them, port.max(1)),
+                    snd_nxt: 0,
+                    rcv_nxt: 0,
+                    tsval: 0,
+                }
+            }
+            Target::Closed { v6, port } => {
+                let (us, them) = if v6 { (US6, PEER6) } else { (US, PEER) };
+                let port = if port == LISTEN_PORT {
+                    port + 1
+                } else {
+                    port.max(1)
+                };
+                Peer {
+                    local: SocketAddr::new(us, port),
+                    remote: SocketAddr::new(them, 40000),
+                    snd_nxt: 0,
+                    rcv_nxt: 0,
+                    tsval: 0,
+                }
+            }
+        };
+        let payload_len = usize::from(s.payload_len).min(MAX_PAYLOAD);
+        let payload = &self.data[..payload_len];
+        let mut t = TcpRepr::new(
+            peer.remote.port(),
+            peer.local.port(),
+            TcpFlags(s.flags),
+            SeqNumber(s.seq.apply(peer.rcv_nxt)),
+            SeqNumber(s.ack.apply(peer.snd_nxt)),
+        );
+        t.window_len = s.window;
+        t.max_seg_size = s.mss;
+        t.window_scale = s.window_scale;
+        t.sack_permitted = s.sack_permitted;
+        for (slot, &(back, len)) in t.sack_ranges.iter_mut().zip(s.sack.iter()) {
+            let left = peer.snd_nxt.wrapping_sub(u32::from(back));
+            *slot = Some((
+                SeqNumber(left),
+                SeqNumber(left.wrapping_add(u32::from(len))),
+            ));
+        }
+        t.timestamp = match s.ts {
+            TsInput::None => None,
+            TsInput::Auto => Some(TcpTimestamp {
+                // The peer's clock ticks in milliseconds from an arbitrary origin.
+                tsval: (self.now.total_millis() as u32).wrapping_add(0x1000_0000),
+                tsecr: peer.tsval,
+            }),
+            TsInput::Raw(tsval, tsecr) => Some(TcpTimestamp { tsval, tsecr }),
+        };
+        t.payload = payload;
+        crate::wire::tcp_packet(peer.remote.ip(), peer.local.ip(), &t)
+    }
+
+    /// Builds an ICMP packet from the peer to the endpoint.
+    fn icmp(&mut self, i: &IcmpInput) -> Option<Vec<u8>> {
+        let peer = if self.peers.is_empty() {
+            Peer {
+                local: SocketAddr::new(US, 32768),
+                remote: SocketAddr::new(PEER, 8080),
+                snd_nxt: 0,
+                rcv_nxt: 0,
+                tsval: 0,
+            }
+        } else {
+            self.peers[usize::from(i.target) % self.peers.len()]
+        };
+        // The quote: our IP header as we sent it, then the first bytes of the TCP header.
+        let quoted_ip =
+            IpRepr::new(peer.local.ip(), peer.remote.ip(), IpProtocol::Tcp, 20, 64).ok()?;
+        let mut quote = vec![0u8; quoted_ip.header_len() + 20];
+        quoted_ip.emit(&mut quote);
+        let tcp = &mut quote[quoted_ip.header_len()..];
+        tcp[0..2].copy_from_slice(&peer.local.port().to_be_bytes());
+        tcp[2..4].copy_from_slice(&peer.remote.port().to_be_bytes());
+        tcp[4..8].copy_from_slice(&i.seq.apply(peer.snd_nxt).to_be_bytes());
+        quote.truncate(quoted_ip.header_len() + usize::from(i.quote_len % 21));
+        let echo = &self.data[..usize::from(i.data_len)];
+        let msg = match i.kind % 5 {
+            0 => IcmpRepr::DstUnreachable {
+                code: i.code,
+                invoking: &quote,
+            },
+            1 => IcmpRepr::PacketTooBig {
+                mtu: u32::from(i.mtu),
+                invoking: &quote,
+            },
+            2 => IcmpRepr::TimeExceeded {
+                code: i.code,
+                invoking: &quote,
+            },
+            3 => IcmpRepr::EchoRequest {
+                ident: u16::from(i.code),
+                seq_no: i.mtu,
+                data: echo,
+            },
+            _ => IcmpRepr::Other {
+                icmp_type: i.code,
+                code: i.kind,
+            },
+        };
+        let (src, dst) = (peer.remote.ip(), peer.local.ip());
+        let protocol = if src.is_ipv4() {
+            IpProtocol::Icmp
+        } else {
+            IpProtocol::Icmpv6
+        };
+        let ip = IpRepr::new(src, dst, protocol, msg.buffer_len(), 64).ok()?;
+        let mut packet = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut packet);
+        let body = &mut packet[ip.header_len()..];
+        match (src, dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => msg.emit_v6(body, s, d),
+            _ => msg.emit_v4(body),
+        }
+        Some(packet)
+    }
+
+    /// Drains output and events, and checks every invariant.
+    fn check(&mut self, timers_ran: bool) {
+        let mut sent = 0usize;
+        let mut buf = std::mem::take(&mut self.buf);
+        while let Some(t) = self.ep.poll_transmit(self.now, &mut buf) {
+            sent += 1;
+            assert!(
+                sent <= MAX_PACKETS_PER_STEP,
+                "more than {MAX_PACKETS_PER_STEP} packets from one step"
+            );
+            assert!(
+                t.len <= buf.len(),
+                "transmit length {} past the buffer",
+                t.len
+            );
+            self.learn(&buf[..t.len]);
+        }
+        self.buf = buf;
+
+        let mut events = 0usize;
+        while let Some(e) = self.ep.poll_event() {
+            events += 1;
+            assert!(events <= 1 << 17, "event queue does not drain");
+            if let Event::Incoming(l) = e {
+                if self.config.auto_accept {
+                    if let Ok(c) = self.ep.accept(l) {
+                        self.remember_handle(c);
+                    }
+                }
+            }
+        }
+
+        let count = self.ep.connection_count();
+        assert!(
+            count <= self.max_connections,
+            "{count} connections, max_connections is {}",
+            self.max_connections
+        );
+
+        let stats = self.ep.stats().clone();
+        check_stats_grow(&self.stats, &stats);
+        assert_eq!(
+            stats.packets_in - self.stats.packets_in,
+            self.packets_in,
+            "packets_in counts the packets handed in"
+        );
+        assert_eq!(
+            stats.packets_out - self.stats.packets_out,
+            sent as u64,
+            "packets_out counts the packets written"
+        );
+        self.stats = stats;
+        self.packets_in = 0;
+
+        if let Some(t) = self.ep.poll_timeout() {
+            assert!(
+                t >= self.now,
+                "poll_timeout {t:?} is before now {:?}",
+                self.now
+            );
+            if timers_ran {
+                // Output drained after the timers may arm new ones, but none that is due.
+                assert!(t > self.now, "a due timer survived handle_timeout");
+            }
+        }
+    }
+
+    /// Checks one packet the endpoint wrote and updates the peer's memory of its 4-tuple.
+    fn learn(&mut self, packet: &[u8]) {
+        let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        assert!(src == US || src == US6, "sent from {src}, not one of ours");
+        match (ip.protocol(), src, dst) {
+            (IpProtocol::Tcp, _, _) => {
+                let seg = TcpRepr::parse(payload, src, dst).expect("the endpoint emits valid TCP");
+                assert!(
+                    packet.len() <= self.mtu,
+                    "a {}-byte TCP packet on a {}-byte MTU",
+                    packet.len(),
+                    self.mtu
+                );
+                self.remember_segment(&seg, src, dst);
+            }
+            (IpProtocol::Icmp, IpAddr::V4(_), _) => {
+                IcmpRepr::parse_v4(payload).expect("the endpoint emits valid ICMPv4");
+            }
+            (IpProtocol::Icmpv6, IpAddr::V6(s), IpAddr::V6(d)) => {
+                IcmpRepr::parse_v6(payload, s, d).expect("the endpoint emits valid ICMPv6");
+            }
+            (p, _, _) => panic!("the endpoint emitted protocol {p:?}"),
+        }
+    }
+
+    fn remember_segment(&mut self, seg: &TcpRepr<'_>, src: IpAddr, dst: IpAddr) {
+        let local = SocketAddr::new(src, seg.src_port);
+        let remote = SocketAddr::new(dst, seg.dst_port);
+        let end = seg.seq_number.0.wrapping_add(seg.seq_len() as u32);
+        let found = self
+            .peers
+            .iter()
+            .position(|p| p.local == local && p.remote == remote);
+        let mut peer = match found {
+            Some(i) => self.peers.remove(i).expect("index from position"),
+            None => Peer {
+                local,
+                remote,
+                snd_nxt: end,
+                rcv_nxt: 0,
+                tsval: 0,
+            },
+        };
+        // SND.NXT only moves forward (mod 2^32); an RST's or a retransmission's seq does not
+        // pull it back.
+        if (end.wrapping_sub(peer.snd_nxt) as i32) > 0 || seg.flags.contains(TcpFlags::SYN) {
+            peer.snd_nxt = end;
+        }
+        if seg.flags.contains(TcpFlags::ACK) {
+            peer.rcv_nxt = seg.ack_number.0;
+        }
+        if let Some(ts) = seg.timestamp {
+            peer.tsval = ts.tsval;
+        }
+        if self.peers.len() == MAX_REMEMBERED {
+            self.peers.pop_front();
+        }
+        self.peers.push_back(peer);
+    }
+}
+
+/// Every counter is monotonic: none may go down between two checks.
+fn check_stats_grow(before: &Stats, after: &Stats) {
+    let pairs = [
+        ("packets_in", before.packets_in, after.packets_in),
+        ("packets_out", before.packets_out, after.packets_out),
+        ("segments_in", before.segments_in, after.segments_in),
+        ("segments_out", before.segments_out, after.segments_out),
+        ("retransmits", before.retransmits, after.retransmits),
+        (
+            "connections_established",
+            before.connections_established,
+            after.connections_established,
+        ),
+        ("rsts_sent", before.rsts_sent, after.rsts_sent),
+        (
+            "challenge_acks",
+            before.challenge_acks,
+            after.challenge_acks,
+        ),
+        ("echo_replies", before.echo_replies, after.echo_replies),
+        (
+            "syncookies_sent",
+            before.syncookies_sent,
+            after.syncookies_sent,
+        ),
+        (
+            "syncookies_validated",
+            before.syncookies_validated,
+            after.syncookies_validated,
+        ),
+        (
+            "syncookies_failed",
+            before.syncookies_failed,
+            after.syncookies_failed,
+        ),
+        (
+            "time_wait_recycled",
+            before.time_wait_recycled,
+            after.time_wait_recycled,
+        ),
+        (
+            "drop_malformed",
+            before.drop_malformed,
+            after.drop_malformed,
+        ),
+        ("drop_checksum", before.drop_checksum, after.drop_checksum),
+        (
+            "drop_bad_option",
+            before.drop_bad_option,
+            after.drop_bad_option,
+        ),
+        ("drop_fragment", before.drop_fragment, after.drop_fragment),
+        (
+            "drop_not_for_us",
+            before.drop_not_for_us,
+            after.drop_not_for_us,
+        ),
+        (
+            "drop_unsupported",
+            before.drop_unsupported,
+            after.drop_unsupported,
+        ),
+        (
+            "drop_out_of_window",
+            before.drop_out_of_window,
+            after.drop_out_of_window,
+        ),
+        ("drop_paws", before.drop_paws, after.drop_paws),
+        (
+            "drop_listen_overflow",
+            before.drop_listen_overflow,
+            after.drop_listen_overflow,
+        ),
+        ("drop_other", before.drop_other, after.drop_other),
+    ];
+    for (name, b, a) in pairs {
+        assert!(a >= b, "Stats::{name} went down: {b} -> {a}");
+    }
+}
