@@ -240,6 +240,13 @@ impl Secrets {
         input.hash(&self.port_key) as u32
     }
 
+    /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot
+    /// aim them at one bucket without knowing it (derived from the port key, which no output
+    /// reveals directly).
+    pub fn table_seed(&self) -> u64 {
+        siphash24(&self.port_key, b"synack hash table seed")
+    }
+
     /// The keyed hash a SYN cookie is built from: F(4-tuple, count) under the cookie key,
     /// where `count` is the caller's slowly advancing time counter, so that a cookie can only
     /// be validated within a bounded time.

@@ -7,9 +7,10 @@
 //! When the table is full the oldest entry is recycled early, as Linux does when
 //! `tcp_max_tw_buckets` is reached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
+use crate::endpoint::{table, Table};
 use crate::seq::SeqNumber;
 use crate::time::Instant;
 
@@ -33,13 +34,20 @@ type Tuple = (SocketAddr, SocketAddr);
 /// TIME-WAIT entries by 4-tuple, with a FIFO of expiry times. Every entry lasts the same
 /// time, so the FIFO stays in expiry order; a restarted entry is pushed again and its older
 /// queue element is skipped when it comes up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TimeWaitTable {
-    entries: HashMap<Tuple, TimeWaitEntry>,
+    entries: Table<Tuple, TimeWaitEntry>,
     order: VecDeque<(Tuple, Instant)>,
 }
 
 impl TimeWaitTable {
+    pub fn new(seed: u64) -> Self {
+        TimeWaitTable {
+            entries: table(seed),
+            order: VecDeque::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -129,7 +137,7 @@ mod tests {
 
     #[test]
     fn expires_in_order_and_honours_restarts() {
-        let mut t = TimeWaitTable::default();
+        let mut t = TimeWaitTable::new(1);
         t.insert(tuple(1), entry(60));
         t.insert(tuple(2), entry(61));
         t.restart(&tuple(1), Instant::from_secs(90));
@@ -145,7 +153,7 @@ mod tests {
 
     #[test]
     fn evicts_the_oldest_live_entry() {
-        let mut t = TimeWaitTable::default();
+        let mut t = TimeWaitTable::new(1);
         t.insert(tuple(1), entry(60));
         t.insert(tuple(2), entry(61));
         t.remove(&tuple(1));
