@@ -29,6 +29,7 @@ pub struct Config {
     pub(crate) timestamps: bool,
     pub(crate) delayed_ack: Duration,
     pub(crate) nodelay: bool,
+    pub(crate) pacing: bool,
     pub(crate) keepalive: Option<KeepaliveConfig>,
     pub(crate) time_wait: Duration,
     pub(crate) fin_timeout: Duration,
@@ -98,6 +99,7 @@ impl Default for Config {
             timestamps: true,
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
+            pacing: true,
             keepalive: None,
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
@@ -201,6 +203,12 @@ impl Config {
     setter!(
         /// Disable Nagle's algorithm on new connections.
         nodelay: bool
+    );
+    setter!(
+        /// Pace data at about cwnd/SRTT (twice that in slow start, as Linux's
+        /// tcp_pacing_ss_ratio), in bursts of at most ~1 ms of data, so that a large window
+        /// does not arrive at the device as one burst that overflows its queue.
+        pacing: bool
     );
     setter!(
         /// Send keepalive probes on idle connections (off by default).

@@ -867,3 +867,68 @@ fn receive_window_auto_tunes_to_what_the_reader_drains() {
         "window grew from 16 KiB to {last_window}"
     );
 }
+
+// === Pacing ======================================================================================
+
+#[test]
+fn pacing_spreads_a_large_window_over_the_round_trip() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
+    );
+    let _ = h.one();
+    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
+    // IW10 fits the initial burst allowance of ten segments.
+    let first = h.drain();
+    assert_eq!(first.len(), 10);
+    // One stretch ACK grows cwnd to 12 segments (RFC 3465: at most 2 SMSS per ACK), paced at
+    // twice cwnd/SRTT in slow start: the segments do not all leave at once.
+    h.advance(Duration::from_millis(100));
+    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
+    );
+    let burst = h.drain();
+    assert!(burst.len() <= 10, "burst of {}", burst.len());
+    let t0 = h.now;
+    let (t, more) = h.next_timeout();
+    assert_eq!(more.len(), 1, "one segment per pacing interval");
+    // 1000 bytes at 2 * 12 000 bytes / 100 ms: one every 4.17 ms.
+    let gap = (t - t0).as_micros();
+    assert!((4_000..=4_400).contains(&gap), "pacing gap {gap} µs");
+}
+
+#[test]
+fn pacing_can_be_turned_off() {
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
+    );
+    let _ = h.one();
+    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
+    let first = h.drain();
+    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
+    );
+    assert_eq!(h.drain().len(), 12, "the whole grown window at once");
+}

@@ -133,6 +133,7 @@ impl Connection {
             keepalive_probes: 0,
             cfg: ConnConfig::from_config(config),
             rcv_space: (0, now, 0),
+            pace: (0, now),
             verdict: Default::default(),
             passive: false,
             probe_pending: false,

@@ -254,6 +254,8 @@ pub(crate) struct Connection {
     pub keepalive_probes: u32,
     /// Connection-wide copy of the relevant config.
     pub cfg: ConnConfig,
+    /// Pacing: bytes that may leave now, and when they were last topped up.
+    pub pace: (usize, Instant),
     /// Receive-buffer auto-tuning: bytes the application read since `.1`, and the most it
     /// ever read in one round trip (Linux `rcvq_space`).
     pub rcv_space: (usize, Instant, usize),
@@ -289,6 +291,7 @@ pub(crate) struct ConnConfig {
     pub congestion: std::sync::Arc<dyn crate::tcp::congestion::ControllerFactory>,
     pub send_buffer_max: usize,
     pub recv_buffer_max: usize,
+    pub pacing: bool,
 }
 
 impl ConnConfig {
@@ -311,6 +314,7 @@ impl ConnConfig {
             congestion: c.congestion.clone(),
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
+            pacing: c.pacing,
         }
     }
 }

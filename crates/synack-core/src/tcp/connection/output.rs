@@ -345,7 +345,43 @@ impl Connection {
         if len == 0 && !with_fin {
             return None;
         }
+        if !self.pace(now, len) {
+            return None;
+        }
         self.emit_data(now, buf, seq, len, with_fin, false)
+    }
+
+    /// A token bucket at the pacing rate: whether `len` bytes may leave now. If not, the
+    /// pacing timer is set for when they may. Unpaced before the first RTT sample, and when
+    /// the RTT is too small to matter.
+    fn pace(&mut self, now: Instant, len: usize) -> bool {
+        if !self.cfg.pacing {
+            return true;
+        }
+        if self.timers.pacing.is_some_and(|t| t > now) {
+            return false;
+        }
+        self.timers.pacing = None;
+        let srtt = match self.rtt.srtt() {
+            Some(s) if s >= std::time::Duration::from_micros(100) => s,
+            _ => return true,
+        };
+        let cwnd = self.cc.window();
+        // Linux: 200 % of cwnd/SRTT in slow start, 120 % in congestion avoidance.
+        let ratio = if cwnd < self.cc.ssthresh() { 2.0 } else { 1.2 };
+        let bytes_per_us = (cwnd as f64 * ratio / srtt.as_micros() as f64).max(1e-3);
+        let (tokens, last) = self.pace;
+        let burst = ((bytes_per_us * 1000.0) as usize).max(10 * self.snd.mss);
+        let earned = ((now - last).as_micros() as f64 * bytes_per_us) as usize;
+        let tokens = tokens.saturating_add(earned).min(burst);
+        if tokens >= len {
+            self.pace = (tokens - len, now);
+            return true;
+        }
+        let wait_us = ((len - tokens) as f64 / bytes_per_us).ceil() as u64;
+        self.pace = (tokens, now);
+        self.timers.pacing = Some(now + std::time::Duration::from_micros(wait_us.max(1)));
+        false
     }
 
     /// Whether our FIN still has to go out (first time, or again after a go-back).

@@ -23,6 +23,8 @@ pub(crate) struct Timers {
     pub fin_wait2: Option<Instant>,
     /// The probe timeout of tail loss probing (RFC 8985 §7.2).
     pub tlp: Option<Instant>,
+    /// When paced data may go out again.
+    pub pacing: Option<Instant>,
 }
 
 impl Timers {
@@ -86,6 +88,7 @@ impl Connection {
         next = earliest(next, t.time_wait);
         next = earliest(next, t.fin_wait2);
         next = earliest(next, t.tlp);
+        next = earliest(next, t.pacing);
         earliest(next, self.keepalive_deadline())
     }
 
@@ -111,6 +114,10 @@ impl Connection {
             if self.on_retransmit_timeout(now) == Disposition::Closed {
                 return Disposition::Closed;
             }
+        }
+        if matches!(self.timers.pacing, Some(t) if t <= now) {
+            // Nothing to do but let the endpoint poll us for output again.
+            self.timers.pacing = None;
         }
         if matches!(self.timers.tlp, Some(t) if t <= now) {
             self.timers.tlp = None;
