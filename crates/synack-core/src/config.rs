@@ -39,6 +39,7 @@ pub struct Config {
     pub(crate) max_time_wait: usize,
     pub(crate) syncookies: SynCookies,
     pub(crate) max_connections: usize,
+    pub(crate) max_memory: usize,
     pub(crate) max_ooo_segments: usize,
     pub(crate) challenge_ack_limit: u32,
     pub(crate) ephemeral_ports: (u16, u16),
@@ -109,6 +110,7 @@ impl Default for Config {
             max_time_wait: 65536,
             syncookies: SynCookies::OnOverflow,
             max_connections: 65536,
+            max_memory: 1 << 30,
             max_ooo_segments: 256,
             challenge_ack_limit: 1000,
             ephemeral_ports: (32768, 60999),
@@ -249,6 +251,14 @@ impl Config {
     setter!(
         /// The most connections, in every state, the endpoint holds.
         max_connections: usize
+    );
+    setter!(
+        /// Bytes all connections' send and receive buffers may be sized to in total (Linux
+        /// tcp_mem, in spirit). Past it, buffers stop auto-tuning upwards and new connections
+        /// are refused (`NoBufferSpace` for `connect`, a dropped SYN for a listener), until
+        /// connections close. Each buffer is also bounded on its own by `send_buffer_max` and
+        /// `recv_buffer_max`.
+        max_memory: usize
     );
     setter!(
         /// The most out-of-order segments held per connection.

@@ -89,6 +89,8 @@ struct Slot {
     dirty: bool,
     /// The deadline last pushed into the timer heap.
     timer: Option<Instant>,
+    /// The buffer memory last counted in `Endpoint::memory`.
+    memory: usize,
 }
 
 #[derive(Debug)]
@@ -134,6 +136,8 @@ pub struct Endpoint {
     half_open: usize,
     /// Released connections in TIME-WAIT, held compactly.
     time_wait: TimeWaitTable,
+    /// Buffer bytes all connections may hold (see `Config::max_memory`).
+    memory: usize,
     stats: Stats,
 }
 
@@ -158,6 +162,7 @@ impl Endpoint {
             next_ephemeral: 0,
             half_open: 0,
             time_wait: TimeWaitTable::new(seed),
+            memory: 0,
             stats: Stats::default(),
         }
     }
@@ -180,6 +185,12 @@ impl Endpoint {
     /// How many connections the endpoint holds, in every state (TIME-WAIT included).
     pub fn connection_count(&self) -> usize {
         self.connections.len() + self.time_wait.len()
+    }
+
+    /// Bytes the connections' buffers may hold in total, as counted against
+    /// `Config::max_memory`.
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 
     /// How many released connections wait in the compact TIME-WAIT table.
@@ -444,6 +455,10 @@ impl Endpoint {
             self.stats.drop_listen_overflow += 1;
             return;
         }
+        if self.memory >= self.config.max_memory {
+            self.stats.drop_listen_overflow += 1;
+            return;
+        }
         let overflow = listener.syn_queue >= listener.backlog
             || self.half_open >= self.config.max_half_open
             || self.connections.len() >= self.config.max_connections;
@@ -575,7 +590,10 @@ impl Endpoint {
             .listeners
             .get(&l)
             .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if full || self.connections.len() >= self.config.max_connections {
+        if full
+            || self.connections.len() >= self.config.max_connections
+            || self.memory >= self.config.max_memory
+        {
             self.stats.drop_listen_overflow += 1;
             return true;
         }
@@ -880,6 +898,7 @@ impl Endpoint {
             syn_of: None,
             dirty: false,
             timer: None,
+            memory: 0,
         });
         self.by_tuple.insert(tuple, h);
         h
@@ -931,6 +950,12 @@ impl Endpoint {
             if n.closed {
                 self.push_event(Event::Closed(h, error));
             }
+        }
+        if let Some(slot) = self.connections.get_mut(&h) {
+            let now_memory = slot.conn.memory();
+            self.memory = self.memory - slot.memory + now_memory;
+            slot.memory = now_memory;
+            slot.conn.memory_pressure = self.memory >= self.config.max_memory;
         }
         if let Some(slot) = self.connections.get_mut(&h) {
             if slot.conn.state == State::Closed
@@ -1000,6 +1025,7 @@ impl Endpoint {
 
     fn remove(&mut self, h: ConnectionHandle) {
         if let Some(slot) = self.connections.remove(&h) {
+            self.memory -= slot.memory;
             if self.by_tuple.get(&(slot.conn.local, slot.conn.remote)) == Some(&h) {
                 self.by_tuple.remove(&(slot.conn.local, slot.conn.remote));
             }
@@ -1071,7 +1097,9 @@ impl Endpoint {
             .copied()
             .find(|a| a.is_ipv4() == remote.is_ipv4())
             .ok_or(Error::AddrNotAvailable)?;
-        if self.connections.len() >= self.config.max_connections {
+        if self.connections.len() >= self.config.max_connections
+            || self.memory >= self.config.max_memory
+        {
             return Err(Error::NoBufferSpace);
         }
         let port = self.ephemeral_port(local_ip, remote)?;

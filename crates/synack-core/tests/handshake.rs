@@ -884,3 +884,51 @@ fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
     h.inject_raw(&p);
     assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
 }
+
+// === Resource limits =============================================================================
+
+#[test]
+fn total_memory_budget_refuses_new_connections() {
+    let mut c = config();
+    // Each connection starts with 256 KiB + 256 KiB of buffer budget.
+    c.max_memory(600 * 1024);
+    let mut h = Harness::new(c);
+    let a = h.ep.connect(h.now, SocketAddr::new(PEER, 1)).unwrap();
+    let _b = h.ep.connect(h.now, SocketAddr::new(PEER, 2)).unwrap();
+    assert_eq!(h.ep.memory(), 1024 * 1024);
+    assert_eq!(
+        h.ep.connect(h.now, SocketAddr::new(PEER, 3)),
+        Err(Error::NoBufferSpace)
+    );
+    // A listener drops SYNs while the budget is spent...
+    let _l = h.ep.listen(server(), 16).unwrap();
+    let _ = h.drain();
+    h.inject(client(), server(), Out::new(SYN, 1, 0));
+    h.none();
+    assert_eq!(h.ep.stats().drop_listen_overflow, 1);
+    // ...and takes them again once a connection is gone.
+    h.ep.abort(h.now, a).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.memory(), 512 * 1024);
+    h.inject(client(), server(), Out::new(SYN, 1, 0));
+    assert!(h.one().is(SYN | ACK));
+}
+
+#[test]
+fn max_connections_is_enforced() {
+    let mut c = config();
+    c.max_connections(3).syncookies(SynCookies::Off);
+    let mut h = Harness::new(c);
+    for port in 1..=3u16 {
+        h.ep.connect(h.now, SocketAddr::new(PEER, port)).unwrap();
+    }
+    assert_eq!(
+        h.ep.connect(h.now, SocketAddr::new(PEER, 4)),
+        Err(Error::NoBufferSpace)
+    );
+    let _l = h.ep.listen(server(), 16).unwrap();
+    let _ = h.drain();
+    h.inject(client(), server(), Out::new(SYN, 1, 0));
+    h.none();
+    assert_eq!(h.ep.connection_count(), 3);
+}

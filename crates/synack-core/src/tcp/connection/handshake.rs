@@ -134,6 +134,7 @@ impl Connection {
             cfg: ConnConfig::from_config(config),
             rcv_space: (0, now, 0),
             pace: (0, now),
+            memory_pressure: false,
             verdict: Default::default(),
             passive: false,
             probe_pending: false,

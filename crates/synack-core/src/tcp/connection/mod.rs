@@ -254,6 +254,8 @@ pub(crate) struct Connection {
     pub keepalive_probes: u32,
     /// Connection-wide copy of the relevant config.
     pub cfg: ConnConfig,
+    /// The endpoint is over its total memory budget: buffers must not grow.
+    pub memory_pressure: bool,
     /// Pacing: bytes that may leave now, and when they were last topped up.
     pub pace: (usize, Instant),
     /// Receive-buffer auto-tuning: bytes the application read since `.1`, and the most it
@@ -412,6 +414,11 @@ impl Connection {
         }
     }
 
+    /// Bytes this connection's buffers may hold: what counts against `Config::max_memory`.
+    pub fn memory(&self) -> usize {
+        self.snd.buffer.capacity() + self.rcv.buffer.capacity()
+    }
+
     /// Whether a CLOSED connection still has a segment (an RST) to send.
     pub fn has_pending_output(&self) -> bool {
         self.rst_pending || self.reset_reply.is_some()
@@ -453,7 +460,7 @@ impl Connection {
     fn grow_send_buffer(&mut self) -> bool {
         let cap = self.snd.buffer.capacity();
         let usable = self.cc.window().min(self.snd.max_wnd.max(self.snd.wnd));
-        if cap >= self.cfg.send_buffer_max || usable < cap / 2 {
+        if self.memory_pressure || cap >= self.cfg.send_buffer_max || usable < cap / 2 {
             return false;
         }
         let new = (cap * 2).min(self.cfg.send_buffer_max);
@@ -478,7 +485,7 @@ impl Connection {
         if *bytes > *best {
             *best = *bytes;
             let want = (2 * *best).min(self.cfg.recv_buffer_max);
-            if want > self.rcv.buffer.capacity() {
+            if want > self.rcv.buffer.capacity() && !self.memory_pressure {
                 self.rcv.buffer.set_capacity(want);
             }
         }
