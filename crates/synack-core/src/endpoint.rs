@@ -361,12 +361,21 @@ impl Endpoint {
                 tsecr: recent,
             });
         }
-        let mut buf = vec![0u8; 80];
-        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &ack, 0, |_| {}) {
-            buf.truncate(len);
-            self.push_control(buf);
-        }
+        self.queue_segment(local, remote, &ack);
         true
+    }
+
+    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
+    /// whether it was queued.
+    fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
+        let mut buf = vec![0u8; 120];
+        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}) {
+            Some(len) => {
+                buf.truncate(len);
+                self.push_control(buf)
+            }
+            None => false,
+        }
     }
 
     /// Hand a segment to its connection.
@@ -557,12 +566,8 @@ impl Endpoint {
             synack.window_scale = wscale;
             synack.sack_permitted = sack;
         }
-        let mut buf = vec![0u8; 100];
-        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &synack, 0, |_| {}) {
-            buf.truncate(len);
-            if self.push_control(buf) {
-                self.stats.syncookies_sent += 1;
-            }
+        if self.queue_segment(local, remote, &synack) {
+            self.stats.syncookies_sent += 1;
         }
     }
 
@@ -660,12 +665,8 @@ impl Endpoint {
                 seg.seq_number + seg.seq_len(),
             )
         };
-        let mut buf = vec![0u8; 80];
-        if let Some(len) = write_segment(&mut buf, local.ip(), remote.ip(), &rst, 0, |_| {}) {
-            buf.truncate(len);
-            if self.push_control(buf) {
-                self.stats.rsts_sent += 1;
-            }
+        if self.queue_segment(local, remote, &rst) {
+            self.stats.rsts_sent += 1;
         }
     }
 

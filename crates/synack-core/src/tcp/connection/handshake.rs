@@ -159,6 +159,31 @@ impl Connection {
         conn
     }
 
+    /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
+    #[allow(clippy::too_many_arguments)]
+    fn passive_open(
+        now: Instant,
+        config: &Config,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNumber,
+        ts_offset: u32,
+        irs: SeqNumber,
+        peer: PeerOptions,
+    ) -> Connection {
+        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+        conn.passive = true;
+        conn.set_state(State::SynReceived);
+        conn.rcv.irs = irs;
+        conn.rcv.nxt = irs + 1;
+        conn.negotiate(peer);
+        if let (true, Some(tsval)) = (conn.ts.enabled, peer.tsval) {
+            conn.ts.recent = tsval;
+            conn.ts.recent_age = now;
+        }
+        conn
+    }
+
     /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
     /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
     pub fn accept_syn(
@@ -170,21 +195,17 @@ impl Connection {
         ts_offset: u32,
         syn: &TcpRepr<'_>,
     ) -> Connection {
-        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
-        conn.passive = true;
-        conn.set_state(State::SynReceived);
-        conn.rcv.irs = syn.seq_number;
-        conn.rcv.nxt = syn.seq_number + 1;
-        conn.negotiate(PeerOptions::of(syn));
-        if let Some(tsval) = conn
-            .ts
-            .enabled
-            .then_some(())
-            .and(PeerOptions::of(syn).tsval)
-        {
-            conn.ts.recent = tsval;
-            conn.ts.recent_age = now;
-        }
+        let peer = PeerOptions::of(syn);
+        let mut conn = Connection::passive_open(
+            now,
+            config,
+            local,
+            remote,
+            iss,
+            ts_offset,
+            syn.seq_number,
+            peer,
+        );
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
         conn.snd.wnd = syn.window_len as usize;
@@ -209,18 +230,16 @@ impl Connection {
         peer: PeerOptions,
         ack: &TcpRepr<'_>,
     ) -> Connection {
-        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
-        conn.passive = true;
-        conn.set_state(State::SynReceived);
-        conn.rcv.irs = ack.seq_number - 1;
-        conn.rcv.nxt = ack.seq_number;
-        conn.negotiate(peer);
-        if conn.ts.enabled {
-            if let Some(ts) = ack.timestamp {
-                conn.ts.recent = ts.tsval;
-                conn.ts.recent_age = now;
-            }
-        }
+        let mut conn = Connection::passive_open(
+            now,
+            config,
+            local,
+            remote,
+            iss,
+            ts_offset,
+            ack.seq_number - 1,
+            peer,
+        );
         conn.snd.una = iss + 1;
         conn.snd.nxt = iss + 1;
         conn.snd.max = iss + 1;
