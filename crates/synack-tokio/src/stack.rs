@@ -189,9 +189,25 @@ impl Stack {
 
     /// A snapshot of the core's counters.
     pub fn stats(&self) -> Stats {
+        self.with_endpoint(|e| e.stats().clone())
+    }
+
+    /// Connections the stack holds in every state, TIME-WAIT included: a bound on its state,
+    /// for monitoring (and for tests that flood it).
+    pub fn connection_count(&self) -> usize {
+        self.with_endpoint(|e| e.connection_count())
+    }
+
+    /// Bytes the connections' buffers may hold, as counted against `Config::max_memory`.
+    pub fn memory(&self) -> usize {
+        self.with_endpoint(|e| e.memory())
+    }
+
+    /// Read something from the endpoint, even if a panic poisoned the lock.
+    fn with_endpoint<T>(&self, f: impl FnOnce(&synack_core::Endpoint) -> T) -> T {
         match self.handle.shared.inner.lock() {
-            Ok(inner) => inner.endpoint.stats().clone(),
-            Err(poisoned) => poisoned.into_inner().endpoint.stats().clone(),
+            Ok(inner) => f(&inner.endpoint),
+            Err(poisoned) => f(&poisoned.into_inner().endpoint),
         }
     }
 

@@ -140,6 +140,13 @@ async fn kernel_syn_flood_does_not_lock_out_real_clients() {
     let after = attack(&net, "echo_clients.py", &[&stack_ip, "7", "2", "2", "5"]);
     let after = after.finish(Duration::from_secs(60)).await;
     let s = net.stack.stats();
+    // The listener's memory stayed small: at most a backlog of half-open connections and the
+    // real clients' own (in TIME-WAIT or closing), whatever the flood's size.
+    let held = net.stack.connection_count() as u64;
+    assert!(
+        held <= LISTEN_BACKLOG + 3 + 8 + 4,
+        "{held} connections held after the flood"
+    );
     // SYNs (the flood's, or the clients') that the kernel dropped at the full TUN queue never
     // reached the stack.
     let arrived = flooded.saturating_sub(tun_dropped(&net).await - tun_base);
