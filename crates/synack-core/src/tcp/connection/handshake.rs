@@ -250,7 +250,6 @@ impl Connection {
         conn.snd.wl2 = ack.ack_number;
         // What the stateless SYN-ACK advertised.
         conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
-        conn.cc = conn.cc_rebuild(now);
         conn.set_state(State::Established);
         conn.notify.connected = true;
         conn
@@ -417,13 +416,5 @@ impl Connection {
         self.rtt_seq = None;
         self.backoff = 0;
         self.timers.retransmit = None;
-        self.cc = self.cc_rebuild(now);
-    }
-
-    /// A fresh controller sized for the negotiated MSS.
-    fn cc_rebuild(&self, now: Instant) -> Box<dyn crate::tcp::congestion::Controller> {
-        let mut cc = self.cfg.congestion.build(now, self.snd.mss);
-        cc.set_mss(self.snd.mss);
-        cc
     }
 }
