@@ -216,12 +216,12 @@ impl Endpoint {
         match (ip.protocol(), &ip) {
             (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
-                Ok(icmp) => self.handle_icmp(now, &ip, icmp),
+                Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),
             },
             (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
                 match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
-                    Ok(icmp) => self.handle_icmp(now, &ip, icmp),
+                    Ok(icmp) => self.handle_icmp(&ip, icmp),
                     Err(e) => self.count_wire_error(e),
                 }
             }
@@ -679,7 +679,7 @@ impl Endpoint {
         true
     }
 
-    fn handle_icmp(&mut self, now: Instant, ip: &IpRepr, icmp: IcmpRepr<'_>) {
+    fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
         let v6 = matches!(ip, IpRepr::Ipv6(_));
         match icmp {
             IcmpRepr::EchoRequest {
@@ -728,13 +728,13 @@ impl Endpoint {
                     (false, 0) | (true, 0) => Error::NetworkUnreachable,
                     _ => Error::HostUnreachable,
                 };
-                self.icmp_error(now, invoking, Some(error), None);
+                self.icmp_error(invoking, Some(error), None);
             }
             IcmpRepr::PacketTooBig { mtu, invoking } => {
-                self.icmp_error(now, invoking, None, Some(mtu));
+                self.icmp_error(invoking, None, Some(mtu));
             }
             IcmpRepr::TimeExceeded { invoking, .. } => {
-                self.icmp_error(now, invoking, Some(Error::HostUnreachable), None);
+                self.icmp_error(invoking, Some(Error::HostUnreachable), None);
             }
             _ => self.stats.drop_other += 1,
         }
@@ -742,13 +742,7 @@ impl Endpoint {
 
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
     /// sequence number is one we have sent and not yet seen acknowledged).
-    fn icmp_error(
-        &mut self,
-        now: Instant,
-        invoking: &[u8],
-        error: Option<Error>,
-        mtu: Option<u32>,
-    ) {
+    fn icmp_error(&mut self, invoking: &[u8], error: Option<Error>, mtu: Option<u32>) {
         let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
             self.stats.drop_malformed += 1;
             return;
@@ -791,7 +785,6 @@ impl Endpoint {
                 c.soft_error = Some(error);
             }
         }
-        let _ = now;
         self.after(h);
     }
 

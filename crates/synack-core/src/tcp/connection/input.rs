@@ -81,7 +81,7 @@ impl Connection {
     /// Send an ACK in reply to an unacceptable segment, rate-limited as RFC 5961 §7 asks for
     /// challenge ACKs.
     fn challenge_ack(&mut self, now: Instant) {
-        let (slot, count) = self.challenge_acks;
+        let (slot, _) = self.challenge_acks;
         if now - slot >= Duration::from_secs(1) {
             self.challenge_acks = (now, 0);
         }
@@ -90,7 +90,6 @@ impl Connection {
             self.rcv.ack_now = true;
             self.verdict.challenge_ack = true;
         }
-        let _ = count;
     }
 
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.

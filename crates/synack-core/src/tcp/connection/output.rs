@@ -60,12 +60,12 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         if let Some((seq, ack)) = self.reset_reply.take() {
             let seg = self.rst_repr(seq, ack);
-            return self.finish(buf, &seg, 0, None, false, true);
+            return self.finish(buf, &seg, false, true);
         }
         if self.rst_pending {
             self.rst_pending = false;
             let seg = self.rst_repr(self.snd.nxt, Some(self.rcv.nxt));
-            return self.finish(buf, &seg, 0, None, false, true);
+            return self.finish(buf, &seg, false, true);
         }
         match self.state {
             State::Closed | State::Listen => return None,
@@ -75,7 +75,7 @@ impl Connection {
                     // §3.10.7.4); SYN-SENT has nothing to acknowledge yet.
                     if self.state == State::SynReceived && self.rcv.ack_now {
                         let seg = self.ack_repr(now, self.snd.max);
-                        return self.finish(buf, &seg, 0, None, false, false);
+                        return self.finish(buf, &seg, false, false);
                     }
                     return None;
                 }
@@ -92,7 +92,7 @@ impl Connection {
                 } else {
                     self.rtt_seq = None;
                 }
-                return self.finish(buf, &seg, 0, None, retransmit, false);
+                return self.finish(buf, &seg, retransmit, false);
             }
             _ => {}
         }
@@ -123,14 +123,14 @@ impl Connection {
             // showing its current window (RFC 9293 §3.8.4 allows the no-data form).
             self.probe_pending = false;
             let seg = self.ack_repr(now, self.snd.una - 1);
-            return self.finish(buf, &seg, 0, None, false, false);
+            return self.finish(buf, &seg, false, false);
         }
         if self.rcv.ack_now || self.window_update_due() {
             // A pure ACK carries SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an
             // ACK with the older number would fall below the peer's RCV.NXT and be dropped
             // unread (BSD's tcp_output makes the same choice).
             let seg = self.ack_repr(now, self.snd.max);
-            return self.finish(buf, &seg, 0, None, false, false);
+            return self.finish(buf, &seg, false, false);
         }
         None
     }
@@ -498,8 +498,6 @@ impl Connection {
         &mut self,
         buf: &mut [u8],
         seg: &TcpRepr<'_>,
-        _fill: usize,
-        _unused: Option<()>,
         retransmit: bool,
         rst: bool,
     ) -> Option<Sent> {
