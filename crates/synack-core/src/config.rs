@@ -168,7 +168,7 @@ impl Config {
     );
     setter!(
         /// Bytes the send buffer holds at first, unsent plus unacknowledged (Linux
-        /// tcp_wmem[1] is 16 KiB; we start larger).
+        /// `tcp_wmem[1]` is 16 KiB; we start larger).
         send_buffer: usize
     );
     setter!(
@@ -177,11 +177,11 @@ impl Config {
     );
     setter!(
         /// How far the send buffer may grow when the congestion window needs it (Linux
-        /// tcp_wmem[2], 4 MiB). Set it to `send_buffer` to turn growth off.
+        /// `tcp_wmem[2]`, 4 MiB). Set it to `send_buffer` to turn growth off.
         send_buffer_max: usize
     );
     setter!(
-        /// How far receive-window auto-tuning may grow the receive buffer (Linux tcp_rmem[2],
+        /// How far receive-window auto-tuning may grow the receive buffer (Linux `tcp_rmem[2]`,
         /// 6 MiB). Set it to `recv_buffer` to turn auto-tuning off. The window scale is
         /// chosen from this bound.
         recv_buffer_max: usize
