@@ -932,3 +932,43 @@ fn pacing_can_be_turned_off() {
     );
     assert_eq!(h.drain().len(), 12, "the whole grown window at once");
 }
+
+// === RACK (RFC 8985 §6) ==========================================================================
+
+#[test]
+fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .sack_ok()
+            .ts(100, syn.ts.unwrap().tsval),
+    );
+    let _ = h.one();
+    // SRTT = min RTT = 100 ms. Two segments leave; only the second arrives.
+    h.ep.send(h.now, c, &[5u8; 2 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 2);
+    let t0 = h.now;
+    h.advance(Duration::from_millis(100));
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(segs[0].seq)
+        .sack(&[(segs[1].seq.0, (segs[1].seq + 988).0)])
+        .ts(200, segs[1].ts.unwrap().tsval);
+    h.inject(peer, syn.src, o);
+    // One SACKed segment is not enough for RFC 6675's IsLost, and it is too early for RACK.
+    h.none();
+    let (t, r) = h.next_timeout();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].seq, segs[0].seq, "the overtaken segment is resent");
+    // RTT (100 ms) plus the reordering window (min RTT / 4 = 25 ms) after it was sent, before
+    // the probe timeout (200 ms) and the RTO (300 ms).
+    assert_eq!(t - t0, Duration::from_millis(125));
+}

@@ -68,6 +68,11 @@ impl Scoreboard {
         self.ranges.iter().map(|&(l, r)| r - l).sum()
     }
 
+    /// Whether `[start, end)` lies wholly inside one SACKed range.
+    pub fn covers(&self, start: SeqNumber, end: SeqNumber) -> bool {
+        self.sacked_end_at(start).is_some_and(|e| e >= end)
+    }
+
     /// If `seq` lies in a SACKed range, that range's end.
     pub fn sacked_end_at(&self, seq: SeqNumber) -> Option<SeqNumber> {
         self.ranges

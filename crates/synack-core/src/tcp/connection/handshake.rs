@@ -89,6 +89,7 @@ impl Connection {
                 fin_seq: None,
                 syn_unacked: true,
                 scoreboard: Default::default(),
+                rack: Default::default(),
             },
             rcv: Receiver {
                 irs: SeqNumber(0),

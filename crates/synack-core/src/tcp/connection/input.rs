@@ -350,6 +350,16 @@ impl Connection {
             // RFC 6675 §2: an ACK carrying new SACK information counts as a duplicate.
             self.on_duplicate_ack(now);
         }
+        // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
+        if self.sack_ok {
+            let scoreboard = &self.snd.scoreboard;
+            self.snd.rack.on_ack(
+                self.snd.una,
+                &|a, b| scoreboard.covers(a, b),
+                self.rtt.srtt(),
+            );
+            self.rack_detect_only(now);
+        }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
         if self.sack_ok
@@ -499,6 +509,35 @@ impl Connection {
             if matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r) {
                 return;
             }
+            self.enter_recovery(now);
+        }
+    }
+
+    /// Run RACK's detection: mark what it finds lost (everything un-SACKed below the highest
+    /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
+    fn rack_detect_only(&mut self, now: Instant) {
+        let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
+        let d = self.snd.rack.detect(now, rtt);
+        if let Some(up) = d.lost_up_to {
+            let up = up.min(self.snd.max);
+            if up > self.snd.una {
+                self.recovery.lost_below = Some(self.recovery.lost_below.map_or(up, |b| b.max(up)));
+            }
+        }
+        self.timers.rack = d.recheck_at;
+    }
+
+    /// RACK's timer fired: detect, and start recovery if SND.UNA is now lost.
+    pub(super) fn rack_detect(&mut self, now: Instant) {
+        if !self.sack_ok || self.snd.una == self.snd.max {
+            return;
+        }
+        self.rack_detect_only(now);
+        let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        if self.recovery.recover.is_none()
+            && !after_rto
+            && self.lost_boundary().is_some_and(|b| b > self.snd.una)
+        {
             self.enter_recovery(now);
         }
     }

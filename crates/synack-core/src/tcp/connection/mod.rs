@@ -89,6 +89,8 @@ pub(crate) struct Sender {
     pub syn_unacked: bool,
     /// What the peer's SACK blocks say it holds above `una` (RFC 6675 §3).
     pub scoreboard: crate::tcp::scoreboard::Scoreboard,
+    /// When each segment in flight was last sent (RFC 8985 RACK).
+    pub rack: crate::tcp::rack::Rack,
 }
 
 impl Sender {

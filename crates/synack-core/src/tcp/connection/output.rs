@@ -462,12 +462,16 @@ impl Connection {
             if end > self.recovery.high_rxt {
                 self.recovery.high_rxt = end;
             }
+            self.snd.rack.on_retransmit(seq, end, now);
             // Karn's rule: a retransmitted segment gives no RTT sample.
             if matches!(self.rtt_seq, Some((s, _)) if s >= seq) {
                 self.rtt_seq = None;
             }
         } else if self.rtt_seq.is_none() && !self.ts.enabled && seg_len > 0 {
             self.rtt_seq = Some((seq, now));
+        }
+        if !retransmit && seg_len > 0 && self.sack_ok {
+            self.snd.rack.on_send(seq, end, now);
         }
         if seg_len > 0 {
             if self.timers.retransmit.is_none() {

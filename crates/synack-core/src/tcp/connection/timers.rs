@@ -25,6 +25,8 @@ pub(crate) struct Timers {
     pub tlp: Option<Instant>,
     /// When paced data may go out again.
     pub pacing: Option<Instant>,
+    /// When RACK looks again at segments still inside their reordering window.
+    pub rack: Option<Instant>,
 }
 
 impl Timers {
@@ -89,6 +91,7 @@ impl Connection {
         next = earliest(next, t.fin_wait2);
         next = earliest(next, t.tlp);
         next = earliest(next, t.pacing);
+        next = earliest(next, t.rack);
         earliest(next, self.keepalive_deadline())
     }
 
@@ -114,6 +117,10 @@ impl Connection {
             if self.on_retransmit_timeout(now) == Disposition::Closed {
                 return Disposition::Closed;
             }
+        }
+        if matches!(self.timers.rack, Some(t) if t <= now) {
+            self.timers.rack = None;
+            self.rack_detect(now);
         }
         if matches!(self.timers.pacing, Some(t) if t <= now) {
             // Nothing to do but let the endpoint poll us for output again.

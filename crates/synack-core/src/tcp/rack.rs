@@ -1,0 +1,221 @@
+//! RACK (RFC 8985 §6): time-based loss detection.
+//!
+//! The sender remembers when each segment in flight was last (re)transmitted. When an ACK
+//! shows a segment delivered (cumulatively or by SACK), every segment sent *before* it that is
+//! still undelivered is lost once a reordering window has passed beyond one round trip after
+//! its transmission: a later segment overtook it, and reordering that large is unlikely.
+//! Unlike DupThresh counting this also catches lost retransmissions and losses at the tail of
+//! a flight, and it needs no duplicate ACKs at all.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::seq::SeqNumber;
+use crate::time::Instant;
+
+/// One segment in flight.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    start: SeqNumber,
+    end: SeqNumber,
+    /// When it was last (re)transmitted.
+    xmit: Instant,
+    /// SACKed (or otherwise known delivered).
+    delivered: bool,
+}
+
+/// At most this many segments are tracked; past it the oldest records are merged away, so
+/// a hostile receiver or a huge window cannot grow the log without bound.
+const MAX_TRACKED: usize = 16 * 1024;
+
+/// The RACK state of one connection.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Rack {
+    log: VecDeque<Sent>,
+    /// RACK.xmit_ts and RACK.end_seq: the most recently sent segment known delivered.
+    newest_delivered: Option<(Instant, SeqNumber)>,
+    /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4).
+    min_rtt: Option<Duration>,
+}
+
+/// What a detection pass found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Detection {
+    /// The end of the highest segment now deemed lost.
+    pub lost_up_to: Option<SeqNumber>,
+    /// When to look again for segments not yet past their reordering window.
+    pub recheck_at: Option<Instant>,
+}
+
+impl Rack {
+    /// A new segment `[start, end)` left at `now`.
+    pub fn on_send(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
+        if end <= start {
+            return;
+        }
+        if self.log.len() >= MAX_TRACKED {
+            // Merge the two oldest records; the merged one keeps the later time, which only
+            // makes loss detection more conservative.
+            if let (Some(a), Some(b)) = (self.log.pop_front(), self.log.pop_front()) {
+                self.log.push_front(Sent {
+                    start: a.start,
+                    end: b.end,
+                    xmit: a.xmit.max(b.xmit),
+                    delivered: a.delivered && b.delivered,
+                });
+            }
+        }
+        self.log.push_back(Sent {
+            start,
+            end,
+            xmit: now,
+            delivered: false,
+        });
+    }
+
+    /// `[start, end)` was sent again at `now`.
+    pub fn on_retransmit(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
+        for s in self.log.iter_mut() {
+            if s.start >= end {
+                break;
+            }
+            if s.end > start {
+                s.xmit = now;
+            }
+        }
+    }
+
+    /// An ACK arrived: everything below `una` and every segment wholly inside a SACKed range
+    /// is delivered. `rtt` is the connection's latest RTT estimate.
+    pub fn on_ack(
+        &mut self,
+        una: SeqNumber,
+        sacked: &dyn Fn(SeqNumber, SeqNumber) -> bool,
+        rtt: Option<Duration>,
+    ) {
+        if let Some(rtt) = rtt {
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        }
+        let mut newest = self.newest_delivered;
+        let mut note = |s: &Sent| {
+            let newer = match newest {
+                None => true,
+                Some((t, e)) => s.xmit > t || (s.xmit == t && s.end > e),
+            };
+            if newer {
+                newest = Some((s.xmit, s.end));
+            }
+        };
+        while let Some(front) = self.log.front() {
+            if front.end > una {
+                break;
+            }
+            note(front);
+            self.log.pop_front();
+        }
+        for s in self.log.iter_mut() {
+            if !s.delivered && sacked(s.start, s.end) {
+                s.delivered = true;
+                note(s);
+            }
+        }
+        self.newest_delivered = newest;
+    }
+
+    /// RFC 8985 §6.2 step 5 (RACK_detect_loss): which undelivered segments sent before the
+    /// newest delivered one have waited a round trip plus the reordering window.
+    pub fn detect(&self, now: Instant, rtt: Duration) -> Detection {
+        let mut out = Detection::default();
+        let Some((newest_xmit, newest_end)) = self.newest_delivered else {
+            return out;
+        };
+        let reo_wnd = self.min_rtt.map_or(Duration::ZERO, |m| m / 4);
+        for s in &self.log {
+            if s.delivered {
+                continue;
+            }
+            let sent_before =
+                s.xmit < newest_xmit || (s.xmit == newest_xmit && s.end <= newest_end);
+            if !sent_before {
+                continue;
+            }
+            let deadline = s.xmit + rtt + reo_wnd;
+            if deadline <= now {
+                out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
+            } else {
+                out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.min(deadline)));
+            }
+        }
+        out
+    }
+
+    /// Segments tracked.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    fn s(n: u32) -> SeqNumber {
+        SeqNumber(n)
+    }
+
+    #[test]
+    fn a_later_delivery_marks_an_older_segment_lost_after_rtt_plus_reordering() {
+        let mut r = Rack::default();
+        r.on_send(s(0), s(100), t(0));
+        r.on_send(s(100), s(200), t(1));
+        r.on_send(s(200), s(300), t(2));
+        // The third arrives (SACKed); the first two do not.
+        r.on_ack(
+            s(0),
+            &|a, b| a >= s(200) && b <= s(300),
+            Some(Duration::from_millis(40)),
+        );
+        let rtt = Duration::from_millis(40);
+        // Too early: within RTT + min_RTT/4 (10 ms) of their transmission.
+        let d = r.detect(t(45), rtt);
+        assert_eq!(d.lost_up_to, None);
+        assert_eq!(d.recheck_at, Some(t(50)));
+        let d = r.detect(t(51), rtt);
+        assert_eq!(d.lost_up_to, Some(s(200)));
+    }
+
+    #[test]
+    fn a_retransmission_is_judged_by_its_own_send_time() {
+        let mut r = Rack::default();
+        r.on_send(s(0), s(100), t(0));
+        r.on_send(s(100), s(200), t(1));
+        r.on_retransmit(s(0), s(100), t(100));
+        r.on_ack(s(0), &|a, _| a == s(100), Some(Duration::from_millis(20)));
+        // The SACKed segment was sent at 1 ms, before the retransmission at 100 ms: the
+        // retransmission is not judged lost by it.
+        assert_eq!(r.detect(t(500), Duration::from_millis(20)).lost_up_to, None);
+        // Something sent after the retransmission arrives: now it can be.
+        r.on_send(s(200), s(300), t(110));
+        r.on_ack(s(0), &|a, _| a == s(100) || a == s(200), None);
+        assert_eq!(
+            r.detect(t(200), Duration::from_millis(20)).lost_up_to,
+            Some(s(100))
+        );
+    }
+
+    #[test]
+    fn cumulative_acks_drop_records_and_the_log_is_bounded() {
+        let mut r = Rack::default();
+        for i in 0..(MAX_TRACKED as u32 + 100) {
+            r.on_send(s(i * 10), s(i * 10 + 10), t(u64::from(i)));
+        }
+        assert!(r.len() <= MAX_TRACKED);
+        r.on_ack(s(u32::MAX / 2), &|_, _| false, None);
+        assert_eq!(r.len(), 0);
+    }
+}
