@@ -234,3 +234,88 @@ async fn synack_segments_are_coalesced_and_arrive_intact() {
     // The kernel verified (or trusted, as CHECKSUM_PARTIAL) everything we wrote.
     assert_eq!(w.tcp_mib("InCsumErrors").await, csum_errors);
 }
+
+/// Counts wake-ups, to see the device ask to be polled again.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The Internet checksum (RFC 1071) of `data` plus an unfolded `initial` sum.
+fn inet_checksum(initial: u32, data: &[u8]) -> u16 {
+    let mut sum = initial;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[tokio::test]
+async fn a_held_segment_is_written_when_the_driver_comes_back() {
+    use std::future::poll_fn;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use synack_tokio::Device;
+
+    if !require_tun("a_held_segment_is_written_when_the_driver_comes_back") {
+        return;
+    }
+    let ns = NetNs::new("synack-offload-hold").unwrap();
+    let mut tun = OffloadTun::create_in(&ns, &TunConfig::default()).unwrap();
+    let counters = tun.counters();
+    // ACK + 100 bytes from 198.18.0.2:40000 to a closed kernel port: a coalescing candidate,
+    // which the kernel answers with an RST once it arrives (RFC 9293 §3.10.7.1).
+    let mut p = vec![0x45, 0, 0, 140, 0, 1, 0x40, 0, 64, 6, 0, 0];
+    p.extend_from_slice(&STACK.octets());
+    p.extend_from_slice(&HOST.octets());
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&9u16.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    p.extend(std::iter::repeat_n(b'x', 100));
+    let ip_sum = inet_checksum(0, &p[..20]);
+    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let pseudo: u32 = [&p[12..14], &p[14..16], &p[16..18], &p[18..20]]
+        .iter()
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>()
+        + 6
+        + 120;
+    let tcp_sum = inet_checksum(pseudo, &p[20..]);
+    p[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
+
+    let wakes = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(matches!(tun.poll_send(&mut cx, &p), Poll::Ready(Ok(()))));
+    // Held in the batch, and the device asked to be polled again so it cannot stay there.
+    assert_eq!(counters.snapshot().packets_out, 0);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+
+    // The next receive writes it; the kernel's RST proves it arrived intact.
+    let mut buf = vec![0u8; 2048];
+    let rst = tokio::time::timeout(Duration::from_secs(5), async {
+        for _ in 0..20 {
+            let n = poll_fn(|cx| tun.poll_recv(cx, &mut buf)).await.unwrap();
+            let pkt = &buf[..n];
+            if n >= 40 && pkt[9] == 6 && pkt[20..22] == 9u16.to_be_bytes() && pkt[33] & 0x04 != 0 {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("an RST within 5 s");
+    assert!(rst, "no RST from the kernel");
+    let c = counters.snapshot();
+    assert_eq!((c.packets_out, c.super_packets_out), (1, 0), "{c:?}");
+}
