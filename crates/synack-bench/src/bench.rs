@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use synack_tokio::device::{TunConfig, TunDevice};
+use synack_tokio::device::TunConfig;
 use synack_tokio::netns::NetNs;
-use synack_tokio::{Stack, TcpListener};
+use synack_tokio::TcpListener;
 
 use crate::net::{self, Helper, PORT_HANDSHAKE, PORT_SERVE, TUN_HOST, TUN_STACK, VETH_B};
 use crate::proto::{Header, Op, Outcome};
@@ -91,25 +91,31 @@ impl Settings {
 
     /// Every step, for the progress counter.
     fn steps(&self) -> usize {
-        // synack: 2 bulk x reps, ping-pong, handshakes, 2 x 2 loss; smoltcp: 2 x reps;
-        // kernel: as synack.
-        3 * 2 * self.reps + 2 * (2 + 4)
+        // synack: 2 bulk x reps, ping-pong, handshakes, 2 x 2 loss; synack on the offload
+        // TUN: 2 bulk x reps; smoltcp: 2 x reps; kernel: as synack.
+        4 * 2 * self.reps + 2 * (2 + 4)
     }
 }
 
 /// Row order in the table.
 const BULK_UP: usize = 0;
 const BULK_DOWN: usize = 1;
-const HANDSHAKES: usize = 2;
-const PINGPONG: usize = 3;
+/// The bulk rows again with synack on the offloading TUN (the kernel column repeats the
+/// veth numbers, for the ratio).
+const OFFLOAD_UP: usize = 2;
+const OFFLOAD_DOWN: usize = 3;
+const HANDSHAKES: usize = 4;
+const PINGPONG: usize = 5;
 /// Then the loss rows: rate index * 2 + (0 up, 1 down).
-const LOSS: usize = 4;
+const LOSS: usize = 6;
 
 /// The table's rows, empty.
 pub fn rows(s: &Settings) -> Vec<Row> {
     let mut rows = vec![
         Row::new("bulk, stack → kernel", "Gbit/s"),
         Row::new("bulk, kernel → stack", "Gbit/s"),
+        Row::new("bulk, stack → kernel, synack on the offload TUN", "Gbit/s"),
+        Row::new("bulk, kernel → stack, synack on the offload TUN", "Gbit/s"),
         Row::new("handshakes (kernel clients → listener)", "conn/s"),
         Row::new("1-byte ping-pong, one connection", "round trips/s"),
     ];
@@ -222,6 +228,7 @@ pub async fn run(s: &Settings, rows: &mut [Row]) -> io::Result<()> {
         total: s.steps(),
     };
     synack_phase(s, rows, &mut p).await?;
+    synack_offload_phase(s, rows, &mut p).await?;
     smoltcp_phase(s, rows, &mut p).await?;
     kernel_phase(s, rows, &mut p).await?;
     Ok(())
@@ -234,10 +241,12 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
         name: "sbtun0".into(),
         ..TunConfig::default()
     };
-    let tun = TunDevice::create_in(&ns, &tun_config)?;
-    let mut config = synack_core::Config::default();
-    config.mtu(tun_config.mtu);
-    let stack = Stack::new(config, tun, &[IpAddr::V4(TUN_STACK)]);
+    let (stack, _) = synack_side::stack_on(
+        &ns,
+        &tun_config,
+        synack_side::Tun::Plain,
+        &[IpAddr::V4(TUN_STACK)],
+    )?;
     let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
     let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
 
@@ -286,6 +295,43 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
             );
             rows[LOSS + 2 * i + j].synack = cell(&[r], Unit::Mbits, Some(s.loss_bytes));
         }
+    }
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// synack on the offloading TUN (`OffloadTun`), bulk only: the rows that per-packet syscalls
+/// bound.
+async fn synack_offload_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let ns = net::namespace()?;
+    let tun_config = TunConfig {
+        name: "sbotun0".into(),
+        ..TunConfig::default()
+    };
+    let (stack, counters) = synack_side::stack_on(
+        &ns,
+        &tun_config,
+        synack_side::Tun::Offload,
+        &[IpAddr::V4(TUN_STACK)],
+    )?;
+    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+    for (row, op, what) in [
+        (OFFLOAD_UP, Op::Upload, "synack (offload TUN) → kernel"),
+        (OFFLOAD_DOWN, Op::Download, "kernel → synack (offload TUN)"),
+    ] {
+        let mut results = Vec::new();
+        for rep in 1..=s.reps {
+            let r = synack_side::client(&stack, target, s.bulk(op), s.bulk_timeout()).await;
+            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
+            results.push(r);
+        }
+        rows[row].synack = cell(&results, Unit::Gbits, None);
+    }
+    if let Some(c) = counters {
+        eprintln!("offload TUN counters: {:?}", c.snapshot());
     }
     drop(server);
     drop(stack);
@@ -390,6 +436,8 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
         }
         rows[row].kernel = cell(&results, Unit::Gbits, None);
     }
+    rows[OFFLOAD_UP].kernel = rows[BULK_UP].kernel.clone();
+    rows[OFFLOAD_DOWN].kernel = rows[BULK_DOWN].kernel.clone();
 
     let header = Header {
         op: Op::PingPong,

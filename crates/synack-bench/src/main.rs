@@ -219,6 +219,11 @@ How to read it:
   Time runs from connect to the proof of delivery (the server's byte count for stack → kernel,
   the server's FIN for kernel → stack). Every byte is checked against a pattern; a corrupted
   transfer would show `CORRUPT`.
+- \"offload TUN\" rows: the same bulk runs with synack on `synack_tokio::device::OffloadTun`
+  (`IFF_VNET_HDR`, `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): the kernel's TSO super-packets
+  are read whole and split in the device, and synack's back-to-back segments are written as
+  one GSO super-packet, up to 64 KiB per syscall. Their kernel column repeats the veth bulk
+  numbers.
 - Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
   {:.1} s; the listener accepts and closes at once. Ping-pong: one byte each way, nodelay,
   for {:.1} s.

@@ -7,11 +7,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use synack_tokio::device::{OffloadCounters, OffloadTun, TunConfig, TunDevice};
+use synack_tokio::netns::NetNs;
 use synack_tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::pattern::{self, Checker};
 use crate::proto::{Header, Op, Outcome, REPLY_LEN};
+
+/// Which TUN device synack runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tun {
+    /// tokio-tun: one syscall per packet.
+    Plain,
+    /// `OffloadTun`: virtio-net header, TSO super-packets in, coalesced GSO writes out.
+    Offload,
+}
+
+/// A synack stack on a TUN of the chosen kind in `ns`, with the offload counters if any.
+pub fn stack_on(
+    ns: &NetNs,
+    tun_config: &TunConfig,
+    tun: Tun,
+    addrs: &[std::net::IpAddr],
+) -> io::Result<(Stack, Option<OffloadCounters>)> {
+    let mut config = synack_core::Config::default();
+    config.mtu(tun_config.mtu);
+    Ok(match tun {
+        Tun::Plain => {
+            let dev = TunDevice::create_in(ns, tun_config)?;
+            (Stack::new(config, dev, addrs), None)
+        }
+        Tun::Offload => {
+            let dev = OffloadTun::create_in(ns, tun_config)?;
+            let counters = dev.counters();
+            (Stack::new(config, dev, addrs), Some(counters))
+        }
+    })
+}
 
 /// One run of the protocol through `stack`, given up after `timeout`; a timeout is an
 /// outcome (with the bytes delivered so far), not an error.

@@ -7,10 +7,12 @@ use std::io;
 use std::task::{Context, Poll};
 
 pub mod memory;
+pub mod offload;
 pub mod pcap;
 pub mod tun;
 
 pub use memory::MemoryDevice;
+pub use offload::{OffloadCounters, OffloadStats, OffloadTun};
 pub use pcap::PcapDevice;
 pub use tun::{TunConfig, TunDevice};
 
