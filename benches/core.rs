@@ -4,7 +4,8 @@
 //!
 //! - `bulk`: payload throughput of one connection (Gbit/s of payload);
 //! - `segments`: the same transfer counted in TCP segments moved (data and ACKs);
-//! - `handshakes`: full connect + accept + close cycles, TIME-WAIT expiry included.
+//! - `handshakes`: full connect + accept + close cycles, TIME-WAIT expiry included; and the
+//!   three-way handshake alone (connect to accept), teardown untimed.
 //!
 //! Run: `cargo bench --bench core -- --quick` (see BENCHMARKS.md).
 
@@ -204,6 +205,24 @@ fn handshakes(c: &mut Criterion) {
         b.iter(|| {
             let (cl, sv) = pair.connect();
             pair.close(cl, sv);
+        });
+    });
+    // The three-way handshake alone: SYN, SYN-ACK, ACK and accept, timed; the connections are
+    // then reset outside the timed part so that state does not pile up.
+    g.bench_function("three_way_only", |b| {
+        let mut pair = Pair::new();
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let start = std::time::Instant::now();
+                let (cl, sv) = pair.connect();
+                timed += start.elapsed();
+                pair.client.abort(pair.now, cl).expect("abort client");
+                pair.pump();
+                let _ = pair.server.abort(pair.now, sv);
+                pair.pump();
+            }
+            timed
         });
     });
     g.finish();

@@ -87,10 +87,14 @@ impl Rack {
 
     /// An ACK arrived: everything below `una` and every segment wholly inside a SACKed range
     /// is delivered. `rtt` is the connection's latest RTT estimate.
+    ///
+    /// `sacked` is `None` when the receiver holds nothing out of order: then only the
+    /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
+    /// the loss-free path from scanning the whole log on every ACK.
     pub fn on_ack(
         &mut self,
         una: SeqNumber,
-        sacked: &dyn Fn(SeqNumber, SeqNumber) -> bool,
+        sacked: Option<&dyn Fn(SeqNumber, SeqNumber) -> bool>,
         rtt: Option<Duration>,
     ) {
         if let Some(rtt) = rtt {
@@ -113,10 +117,12 @@ impl Rack {
             note(front);
             self.log.pop_front();
         }
-        for s in self.log.iter_mut() {
-            if !s.delivered && sacked(s.start, s.end) {
-                s.delivered = true;
-                note(s);
+        if let Some(sacked) = sacked {
+            for s in self.log.iter_mut() {
+                if !s.delivered && sacked(s.start, s.end) {
+                    s.delivered = true;
+                    note(s);
+                }
             }
         }
         self.newest_delivered = newest;
@@ -177,7 +183,7 @@ mod tests {
         // The third arrives (SACKed); the first two do not.
         r.on_ack(
             s(0),
-            &|a, b| a >= s(200) && b <= s(300),
+            Some(&|a, b| a >= s(200) && b <= s(300)),
             Some(Duration::from_millis(40)),
         );
         let rtt = Duration::from_millis(40);
@@ -195,13 +201,17 @@ mod tests {
         r.on_send(s(0), s(100), t(0));
         r.on_send(s(100), s(200), t(1));
         r.on_retransmit(s(0), s(100), t(100));
-        r.on_ack(s(0), &|a, _| a == s(100), Some(Duration::from_millis(20)));
+        r.on_ack(
+            s(0),
+            Some(&|a, _| a == s(100)),
+            Some(Duration::from_millis(20)),
+        );
         // The SACKed segment was sent at 1 ms, before the retransmission at 100 ms: the
         // retransmission is not judged lost by it.
         assert_eq!(r.detect(t(500), Duration::from_millis(20)).lost_up_to, None);
         // Something sent after the retransmission arrives: now it can be.
         r.on_send(s(200), s(300), t(110));
-        r.on_ack(s(0), &|a, _| a == s(100) || a == s(200), None);
+        r.on_ack(s(0), Some(&|a, _| a == s(100) || a == s(200)), None);
         assert_eq!(
             r.detect(t(200), Duration::from_millis(20)).lost_up_to,
             Some(s(100))
@@ -215,7 +225,7 @@ mod tests {
             r.on_send(s(i * 10), s(i * 10 + 10), t(u64::from(i)));
         }
         assert!(r.len() <= MAX_TRACKED);
-        r.on_ack(s(u32::MAX / 2), &|_, _| false, None);
+        r.on_ack(s(u32::MAX / 2), None, None);
         assert_eq!(r.len(), 0);
     }
 }

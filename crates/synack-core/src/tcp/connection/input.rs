@@ -353,12 +353,16 @@ impl Connection {
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
         if self.sack_ok {
             let scoreboard = &self.snd.scoreboard;
-            self.snd.rack.on_ack(
-                self.snd.una,
-                &|a, b| scoreboard.covers(a, b),
-                self.rtt.srtt(),
-            );
-            self.rack_detect_only(now);
+            let srtt = self.rtt.srtt();
+            if scoreboard.sacked_bytes() == 0 {
+                // Nothing held out of order: nothing can have overtaken anything.
+                self.snd.rack.on_ack(self.snd.una, None, srtt);
+                self.timers.rack = None;
+            } else {
+                let covered = |a, b| scoreboard.covers(a, b);
+                self.snd.rack.on_ack(self.snd.una, Some(&covered), srtt);
+                self.rack_detect_only(now);
+            }
         }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
