@@ -222,8 +222,9 @@ How to read it:
 - \"offload TUN\" rows: the same bulk runs with synack on `synack_tokio::device::OffloadTun`
   (`IFF_VNET_HDR`, `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): the kernel's TSO super-packets
   are read whole and split in the device, and synack's back-to-back segments are written as
-  one GSO super-packet, up to 64 KiB per syscall. Their kernel column repeats the veth bulk
-  numbers.
+  one GSO super-packet, up to 64 KiB per syscall. Their smoltcp and kernel columns repeat
+  the plain-TUN smoltcp and veth bulk numbers of the same run (smoltcp has no offloading
+  device: each stack at its best on a TUN).
 - Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
   {:.1} s; the listener accepts and closes at once. Ping-pong: one byte each way, nodelay,
   for {:.1} s.
