@@ -211,7 +211,8 @@ How to read it:
 
 - Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
   in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
-  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its default 256 KiB buffers;
+  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its default buffers, 256 KiB auto-tuning up to 4 MiB
+  send / 6 MiB receive as Linux's do;
   smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB buffers). The kernel column is a
   kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
   the default offloads (GSO/TSO): the practical ceiling on this machine.
