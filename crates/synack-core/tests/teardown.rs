@@ -481,3 +481,22 @@ fn time_wait_table_recycles_the_oldest_under_pressure() {
     assert_eq!(h.ep.time_wait_count(), 2);
     assert_eq!(h.ep.stats().time_wait_recycled, 3);
 }
+
+#[test]
+fn abort_after_a_timeout_uses_the_highest_sequence_sent() {
+    let mut k = open();
+    k.h.ep.send(k.h.now, k.c, &[1u8; 2920]).unwrap();
+    let sent: usize = k.h.drain().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 2920);
+    // The retransmission timeout moves SND.NXT back to SND.UNA; the RST must still carry the
+    // sequence number the peer expects next, or RFC 5961 makes it a mere challenge.
+    let (_, r) = k.h.next_timeout();
+    assert!(!r.is_empty());
+    k.h.ep.abort(k.h.now, k.c).unwrap();
+    let rst =
+        k.h.drain()
+            .into_iter()
+            .find(|s| s.has(RST))
+            .expect("an RST");
+    assert_eq!(rst.seq, k.our_nxt + 2920);
+}

@@ -64,7 +64,9 @@ impl Connection {
         }
         if self.rst_pending {
             self.rst_pending = false;
-            let seg = self.rst_repr(self.snd.nxt, Some(self.rcv.nxt));
+            // SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an RST below the
+            // peer's RCV.NXT would only draw a challenge ACK (RFC 5961 §3.2).
+            let seg = self.rst_repr(self.snd.max, Some(self.rcv.nxt));
             return self.finish(buf, &seg, false, true);
         }
         match self.state {
