@@ -17,7 +17,10 @@
 
 use std::time::Duration;
 
-use super::{Controller, ControllerFactory};
+use super::{
+    full_ack_window, inflated_window, initial_window, partial_ack_window, Controller,
+    ControllerFactory,
+};
 use crate::time::Instant;
 
 /// RFC 9438 §5: "C SHOULD be set to 0.4", in segments per second cubed.
@@ -33,9 +36,6 @@ const BETA: f64 = 0.7;
 /// window in the Reno-friendly region equal to Reno's (with β = 0.5, α = 1) "in terms of
 /// average cwnd".
 const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
-
-/// RFC 6928 §2 / Linux `TCP_INIT_CWND`: ten segments, as in [`super::NewReno`].
-const INITIAL_WINDOW_SEGMENTS: usize = 10;
 
 /// RFC 3465 §2.2: slow start grows cwnd by at most L = 2*SMSS per ACK.
 const ABC_LIMIT_SEGMENTS: usize = 2;
@@ -242,10 +242,6 @@ impl Cubic {
     }
 }
 
-fn initial_window(mss: usize) -> usize {
-    mss.saturating_mul(INITIAL_WINDOW_SEGMENTS)
-}
-
 /// A non-negative byte count from an `f64`: NaN and negatives give 0, values past `usize::MAX`
 /// give `usize::MAX` (Rust's float-to-int `as` saturates).
 fn to_bytes(x: f64) -> usize {
@@ -306,7 +302,7 @@ impl Controller for Cubic {
         self.on_congestion_event(bytes_in_flight);
         // RFC 5681 §3.2 step 3, kept so that the connection's NewReno recovery (RFC 6582)
         // works unchanged: inflate by the three segments the duplicate ACKs say have left.
-        self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(3));
+        self.cwnd = inflated_window(self.ssthresh, self.mss);
     }
 
     fn on_recovery_dup_ack(&mut self) {
@@ -315,21 +311,15 @@ impl Controller for Cubic {
     }
 
     fn on_partial_ack(&mut self, bytes_acked: usize) {
-        // RFC 6582 §3.2 step 5: deflate by the amount acked, add back one SMSS if at least one
-        // SMSS was acked; never below one segment.
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.mss {
-            self.cwnd = self.cwnd.saturating_add(self.mss);
-        }
-        self.cwnd = self.cwnd.max(self.mss);
+        // RFC 6582 §3.2 step 5, as NewReno.
+        self.cwnd = partial_ack_window(self.cwnd, bytes_acked, self.mss);
     }
 
     fn on_recovery_end(&mut self, bytes_in_flight: usize) {
-        // RFC 6582 §3.2 step 3, option (1): cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS).
-        // The new congestion-avoidance epoch starts at the next ACK (RFC 9438 §4.2: t_epoch is
-        // "the time at the beginning of the current congestion avoidance stage").
-        let flight = bytes_in_flight.max(self.mss).saturating_add(self.mss);
-        self.cwnd = self.ssthresh.min(flight);
+        // RFC 6582 §3.2 step 3, option (1), as NewReno. The new congestion-avoidance epoch
+        // starts at the next ACK (RFC 9438 §4.2: t_epoch is "the time at the beginning of the
+        // current congestion avoidance stage").
+        self.cwnd = full_ack_window(self.ssthresh, bytes_in_flight, self.mss);
         self.cwnd_frac = 0.0;
         self.epoch = None;
     }

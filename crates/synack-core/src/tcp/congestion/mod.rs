@@ -60,3 +60,42 @@ pub trait ControllerFactory: Send + Sync + Debug {
     /// A controller for a connection whose sender MSS is `mss`.
     fn build(&self, now: Instant, mss: usize) -> Box<dyn Controller>;
 }
+
+// The window arithmetic that NewReno and CUBIC share: slow start's initial window and the
+// fast-recovery rules the connection's recovery logic relies on (RFC 5681 §3, RFC 6582 §3.2).
+
+/// RFC 6928 §2 raises the initial window to "min (10*MSS, max (2*MSS, 14600))"; like Linux
+/// (`TCP_INIT_CWND`) we use a flat ten segments, which is the same for any MSS up to 1460.
+pub(crate) const INITIAL_WINDOW_SEGMENTS: usize = 10;
+
+/// The initial congestion window for an MSS.
+pub(crate) fn initial_window(mss: usize) -> usize {
+    mss.saturating_mul(INITIAL_WINDOW_SEGMENTS)
+}
+
+/// RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS. This artificially 'inflates' the
+/// congestion window by the number of segments (three) that have left the network and which
+/// the receiver has buffered."
+pub(crate) fn inflated_window(ssthresh: usize, mss: usize) -> usize {
+    ssthresh.saturating_add(mss.saturating_mul(3))
+}
+
+/// RFC 6582 §3.2 step 5, a partial ACK: "deflate the congestion window by the amount of new
+/// data acknowledged by the Cumulative Acknowledgment field. If the partial ACK acknowledges
+/// at least one SMSS of new data, then add back SMSS bytes to the congestion window", so that
+/// about ssthresh bytes stay outstanding when recovery ends. Not in the RFC: never below one
+/// segment, which would stop the sender outright.
+pub(crate) fn partial_ack_window(cwnd: usize, bytes_acked: usize, mss: usize) -> usize {
+    let mut cwnd = cwnd.saturating_sub(bytes_acked);
+    if bytes_acked >= mss {
+        cwnd = cwnd.saturating_add(mss);
+    }
+    cwnd.max(mss)
+}
+
+/// RFC 6582 §3.2 step 3, a full ACK, option (1): "Set cwnd to min (ssthresh, max (FlightSize,
+/// SMSS) + SMSS)". Unlike option (2), cwnd = ssthresh, this cannot release a burst when little
+/// data is outstanding as recovery ends.
+pub(crate) fn full_ack_window(ssthresh: usize, bytes_in_flight: usize, mss: usize) -> usize {
+    ssthresh.min(bytes_in_flight.max(mss).saturating_add(mss))
+}

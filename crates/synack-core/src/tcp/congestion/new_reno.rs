@@ -7,12 +7,11 @@
 
 use std::time::Duration;
 
-use super::{Controller, ControllerFactory};
+use super::{
+    full_ack_window, inflated_window, initial_window, partial_ack_window, Controller,
+    ControllerFactory,
+};
 use crate::time::Instant;
-
-/// RFC 6928 §2 raises the initial window to "min (10*MSS, max (2*MSS, 14600))"; like Linux
-/// (`TCP_INIT_CWND`) we use a flat ten segments, which is the same for any MSS up to 1460.
-const INITIAL_WINDOW_SEGMENTS: usize = 10;
 
 /// RFC 3465 §2.2: during slow start, cwnd grows by at most L bytes per ACK; "L = 2*SMSS bytes"
 /// is the largest value the RFC allows. It bounds the burst an ACK that covers many segments
@@ -61,10 +60,6 @@ impl NewReno {
     fn reduced_ssthresh(&self, flight: usize) -> usize {
         (flight / 2).max(self.mss.saturating_mul(2))
     }
-}
-
-fn initial_window(mss: usize) -> usize {
-    mss.saturating_mul(INITIAL_WINDOW_SEGMENTS)
 }
 
 impl Controller for NewReno {
@@ -121,10 +116,8 @@ impl Controller for NewReno {
         self.initial = false;
         // RFC 5681 §3.2 step 2 (RFC 6582 §3.2 step 2): ssthresh = max(FlightSize / 2, 2*SMSS).
         self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
-        // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS. This artificially
-        // 'inflates' the congestion window by the number of segments (three) that have left
-        // the network and which the receiver has buffered."
-        self.cwnd = self.ssthresh.saturating_add(self.mss.saturating_mul(3));
+        // RFC 5681 §3.2 step 3: inflate by the three segments the duplicate ACKs say have left.
+        self.cwnd = inflated_window(self.ssthresh, self.mss);
         self.bytes_acked = 0;
     }
 
@@ -136,24 +129,11 @@ impl Controller for NewReno {
     }
 
     fn on_partial_ack(&mut self, bytes_acked: usize) {
-        // RFC 6582 §3.2 step 5: "deflate the congestion window by the amount of new data
-        // acknowledged by the Cumulative Acknowledgment field. If the partial ACK acknowledges
-        // at least one SMSS of new data, then add back SMSS bytes to the congestion window",
-        // so that about ssthresh bytes stay outstanding when recovery ends.
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.mss {
-            self.cwnd = self.cwnd.saturating_add(self.mss);
-        }
-        // Not in the RFC: a window below one segment would stop the sender outright.
-        self.cwnd = self.cwnd.max(self.mss);
+        self.cwnd = partial_ack_window(self.cwnd, bytes_acked, self.mss);
     }
 
     fn on_recovery_end(&mut self, bytes_in_flight: usize) {
-        // RFC 6582 §3.2 step 3, full ACK, option (1): "Set cwnd to min (ssthresh, max
-        // (FlightSize, SMSS) + SMSS)". Unlike option (2), cwnd = ssthresh, this cannot release
-        // a burst when little data is outstanding as recovery ends.
-        let flight = bytes_in_flight.max(self.mss).saturating_add(self.mss);
-        self.cwnd = self.ssthresh.min(flight);
+        self.cwnd = full_ack_window(self.ssthresh, bytes_in_flight, self.mss);
         self.bytes_acked = 0;
     }
 
