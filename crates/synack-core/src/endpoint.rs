@@ -17,7 +17,7 @@ use crate::seq::SeqNumber;
 use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::syncookie;
-use crate::tcp::connection::handshake::{window_shift_for, PeerOptions};
+use crate::tcp::connection::handshake::{window_shift_for, Identity, PeerOptions};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::tcp::connection::Connection;
 use crate::tcp::State;
@@ -409,6 +409,16 @@ impl Endpoint {
         self.after(h);
     }
 
+    /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
+    fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
+        Identity {
+            local,
+            remote,
+            iss: self.secrets.isn(local, remote, now),
+            ts_offset: self.secrets.ts_offset(local, remote),
+        }
+    }
+
     fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
         if let Some(&l) = self.by_local.get(&local) {
             return Some(l);
@@ -487,9 +497,8 @@ impl Endpoint {
             }
             _ => {}
         }
-        let iss = self.secrets.isn(local, remote, now);
-        let ts_offset = self.secrets.ts_offset(local, remote);
-        let conn = Connection::accept_syn(now, &self.config, local, remote, iss, ts_offset, seg);
+        let id = self.identity(local, remote, now);
+        let conn = Connection::accept_syn(now, &self.config, id, seg);
         let h = self.insert(conn, Owner::Nobody);
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
@@ -616,10 +625,14 @@ impl Endpoint {
             sack_permitted: sack,
             tsval,
         };
-        let iss = seg.ack_number - 1;
-        let ts_offset = self.secrets.ts_offset(local, remote);
-        let conn =
-            Connection::from_cookie(now, &self.config, local, remote, iss, ts_offset, peer, seg);
+        // The ISN is the cookie the peer echoed.
+        let id = Identity {
+            local,
+            remote,
+            iss: seg.ack_number - 1,
+            ts_offset: self.secrets.ts_offset(local, remote),
+        };
+        let conn = Connection::from_cookie(now, &self.config, id, peer, seg);
         let h = self.insert(conn, Owner::Nobody);
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
@@ -1098,9 +1111,7 @@ impl Endpoint {
         }
         let port = self.ephemeral_port(local_ip, remote)?;
         let local = SocketAddr::new(local_ip, port);
-        let iss = self.secrets.isn(local, remote, now);
-        let ts_offset = self.secrets.ts_offset(local, remote);
-        let conn = Connection::connect(now, &self.config, local, remote, iss, ts_offset);
+        let conn = Connection::connect(now, &self.config, self.identity(local, remote, now));
         let h = self.insert(conn, Owner::App);
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);

@@ -47,16 +47,25 @@ impl PeerOptions {
     }
 }
 
+/// Who a new connection is: its 4-tuple, our initial sequence number and our timestamp
+/// offset (both drawn from the endpoint's secrets, or from a SYN cookie).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub iss: SeqNumber,
+    pub ts_offset: u32,
+}
+
 impl Connection {
     /// A connection in the state before its first SYN is sent or received.
-    fn fresh(
-        now: Instant,
-        config: &Config,
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: SeqNumber,
-        ts_offset: u32,
-    ) -> Connection {
+    fn fresh(now: Instant, config: &Config, id: Identity) -> Connection {
+        let Identity {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        } = id;
         let ipv6 = local.is_ipv6();
         let our_mss = if ipv6 {
             (config.mss_v4() as usize).saturating_sub(20)
@@ -145,34 +154,23 @@ impl Connection {
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
-    pub fn connect(
-        now: Instant,
-        config: &Config,
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: SeqNumber,
-        ts_offset: u32,
-    ) -> Connection {
-        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+    pub fn connect(now: Instant, config: &Config, id: Identity) -> Connection {
+        let mut conn = Connection::fresh(now, config, id);
         conn.set_state(State::SynSent);
-        conn.snd.nxt = iss;
+        conn.snd.nxt = id.iss;
         conn.syn_pending = true;
         conn
     }
 
     /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
-    #[allow(clippy::too_many_arguments)]
     fn passive_open(
         now: Instant,
         config: &Config,
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: SeqNumber,
-        ts_offset: u32,
+        id: Identity,
         irs: SeqNumber,
         peer: PeerOptions,
     ) -> Connection {
-        let mut conn = Connection::fresh(now, config, local, remote, iss, ts_offset);
+        let mut conn = Connection::fresh(now, config, id);
         conn.passive = true;
         conn.set_state(State::SynReceived);
         conn.rcv.irs = irs;
@@ -190,29 +188,17 @@ impl Connection {
     pub fn accept_syn(
         now: Instant,
         config: &Config,
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: SeqNumber,
-        ts_offset: u32,
+        id: Identity,
         syn: &TcpRepr<'_>,
     ) -> Connection {
-        let peer = PeerOptions::of(syn);
-        let mut conn = Connection::passive_open(
-            now,
-            config,
-            local,
-            remote,
-            iss,
-            ts_offset,
-            syn.seq_number,
-            peer,
-        );
+        let mut conn =
+            Connection::passive_open(now, config, id, syn.seq_number, PeerOptions::of(syn));
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
         conn.snd.wnd = syn.window_len as usize;
         conn.snd.max_wnd = conn.snd.wnd;
         conn.snd.wl1 = syn.seq_number;
-        conn.snd.wl2 = iss;
+        conn.snd.wl2 = id.iss;
         conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
         conn.syn_pending = true;
         conn
@@ -220,27 +206,15 @@ impl Connection {
 
     /// A connection rebuilt from a valid SYN-cookie ACK (RFC 4987 §3.6): ESTABLISHED at once,
     /// with the MSS the cookie carried and the window scale and SACK our TSval carried.
-    #[allow(clippy::too_many_arguments)]
     pub fn from_cookie(
         now: Instant,
         config: &Config,
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: SeqNumber,
-        ts_offset: u32,
+        id: Identity,
         peer: PeerOptions,
         ack: &TcpRepr<'_>,
     ) -> Connection {
-        let mut conn = Connection::passive_open(
-            now,
-            config,
-            local,
-            remote,
-            iss,
-            ts_offset,
-            ack.seq_number - 1,
-            peer,
-        );
+        let iss = id.iss;
+        let mut conn = Connection::passive_open(now, config, id, ack.seq_number - 1, peer);
         conn.snd.una = iss + 1;
         conn.snd.nxt = iss + 1;
         conn.snd.max = iss + 1;
