@@ -253,11 +253,10 @@ impl Config {
         max_connections: usize
     );
     setter!(
-        /// Bytes all connections' send and receive buffers may be sized to in total (Linux
-        /// tcp_mem, in spirit). Past it, buffers stop auto-tuning upwards and new connections
-        /// are refused (`NoBufferSpace` for `connect`, a dropped SYN for a listener), until
-        /// connections close. Each buffer is also bounded on its own by `send_buffer_max` and
-        /// `recv_buffer_max`.
+        /// Bytes all connections may hold queued in their buffers in total (Linux tcp_mem, in
+        /// spirit). Past it, buffers stop auto-tuning upwards and new connections are refused
+        /// (`NoBufferSpace` for `connect`, a dropped SYN for a listener) until data drains.
+        /// Each buffer is also bounded on its own by `send_buffer_max` and `recv_buffer_max`.
         max_memory: usize
     );
     setter!(

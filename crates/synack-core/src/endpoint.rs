@@ -136,7 +136,7 @@ pub struct Endpoint {
     half_open: usize,
     /// Released connections in TIME-WAIT, held compactly.
     time_wait: TimeWaitTable,
-    /// Buffer bytes all connections may hold (see `Config::max_memory`).
+    /// Bytes all connections hold queued (see `Config::max_memory`).
     memory: usize,
     stats: Stats,
 }
@@ -187,7 +187,7 @@ impl Endpoint {
         self.connections.len() + self.time_wait.len()
     }
 
-    /// Bytes the connections' buffers may hold in total, as counted against
+    /// Bytes the connections hold queued in their buffers, as counted against
     /// `Config::max_memory`.
     pub fn memory(&self) -> usize {
         self.memory

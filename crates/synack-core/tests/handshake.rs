@@ -890,26 +890,38 @@ fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
 #[test]
 fn total_memory_budget_refuses_new_connections() {
     let mut c = config();
-    // Each connection starts with 256 KiB + 256 KiB of buffer budget.
-    c.max_memory(600 * 1024);
+    c.max_memory(100_000);
     let mut h = Harness::new(c);
-    let a = h.ep.connect(h.now, SocketAddr::new(PEER, 1)).unwrap();
-    let _b = h.ep.connect(h.now, SocketAddr::new(PEER, 2)).unwrap();
-    assert_eq!(h.ep.memory(), 1024 * 1024);
+    // Two connections that each hold 60 000 unacknowledged bytes.
+    let mut conns = Vec::new();
+    for port in 1..=2u16 {
+        let peer = SocketAddr::new(PEER, port);
+        let conn = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        h.inject(
+            peer,
+            syn.src,
+            Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1460),
+        );
+        let _ = h.drain();
+        assert_eq!(h.ep.send(h.now, conn, &[0u8; 60_000]).unwrap(), 60_000);
+        let _ = h.drain();
+        conns.push(conn);
+    }
+    assert_eq!(h.ep.memory(), 120_000);
     assert_eq!(
         h.ep.connect(h.now, SocketAddr::new(PEER, 3)),
         Err(Error::NoBufferSpace)
     );
     // A listener drops SYNs while the budget is spent...
     let _l = h.ep.listen(server(), 16).unwrap();
-    let _ = h.drain();
     h.inject(client(), server(), Out::new(SYN, 1, 0));
     h.none();
     assert_eq!(h.ep.stats().drop_listen_overflow, 1);
     // ...and takes them again once a connection is gone.
-    h.ep.abort(h.now, a).unwrap();
+    h.ep.abort(h.now, conns[0]).unwrap();
     let _ = h.drain();
-    assert_eq!(h.ep.memory(), 512 * 1024);
+    assert_eq!(h.ep.memory(), 60_000);
     h.inject(client(), server(), Out::new(SYN, 1, 0));
     assert!(h.one().is(SYN | ACK));
 }

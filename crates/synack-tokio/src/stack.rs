@@ -198,7 +198,8 @@ impl Stack {
         self.with_endpoint(|e| e.connection_count())
     }
 
-    /// Bytes the connections' buffers may hold, as counted against `Config::max_memory`.
+    /// Bytes the connections hold queued in their buffers, as counted against
+    /// `Config::max_memory`.
     pub fn memory(&self) -> usize {
         self.with_endpoint(|e| e.memory())
     }

@@ -414,9 +414,11 @@ impl Connection {
         }
     }
 
-    /// Bytes this connection's buffers may hold: what counts against `Config::max_memory`.
+    /// Bytes this connection's buffers hold now (unsent and unacknowledged data, data not yet
+    /// read, out-of-order data): what counts against `Config::max_memory`, as Linux counts
+    /// queued bytes against tcp_mem rather than buffer limits.
     pub fn memory(&self) -> usize {
-        self.snd.buffer.capacity() + self.rcv.buffer.capacity()
+        self.snd.buffer.len() + self.rcv.buffer.len() + self.rcv.buffer.ooo_bytes()
     }
 
     /// Whether a CLOSED connection still has a segment (an RST) to send.
