@@ -128,16 +128,18 @@ async fn kernel_syn_flood_does_not_lock_out_real_clients() {
     assert_eq!(base.connections_established, 3);
     let tun_base = tun_dropped(&net).await;
 
-    // The flood, and real clients at the same time: 2 threads x 4 connections, each with 5 s
-    // for its whole exchange (the kernel retransmits a SYN lost in the TUN's queue after 1 s).
+    // The flood, and real clients at the same time: 2 threads x 4 connections, each with 20 s
+    // for its whole exchange. The flood fills the TUN's queue, where the kernel may drop a real
+    // client's SYN more than once; its retransmissions come after 1, 3 and 7 s, and 20 s covers
+    // three of them (a lockout by the stack would last as long as the flood and beyond).
     let flood = attack(&net, "syn_flood.py", &[&stack_ip, "7", "30000", "1"]);
-    let during = attack(&net, "echo_clients.py", &[&stack_ip, "7", "2", "4", "5"]);
+    let during = attack(&net, "echo_clients.py", &[&stack_ip, "7", "2", "4", "20"]);
     let flooded = sent(&finish(flood, 30).await);
     assert_eq!(flooded, 30_000, "the flood's sendto calls failed");
-    let during = during.finish(Duration::from_secs(60)).await;
+    let during = during.finish(Duration::from_secs(100)).await;
     // After the flood: its half-open connections still fill the SYN queue (their SYN-ACK
     // retransmissions run for a minute), so these clients get in only through cookies.
-    let after = attack(&net, "echo_clients.py", &[&stack_ip, "7", "2", "2", "5"]);
+    let after = attack(&net, "echo_clients.py", &[&stack_ip, "7", "2", "2", "20"]);
     let after = after.finish(Duration::from_secs(60)).await;
     let s = net.stack.stats();
     // The listener's memory stayed small: at most a backlog of half-open connections and the
