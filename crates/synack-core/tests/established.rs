@@ -972,3 +972,63 @@ fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
     // the probe timeout (200 ms) and the RTO (300 ms).
     assert_eq!(t - t0, Duration::from_millis(125));
 }
+
+// === ICMP on an established connection ===========================================================
+
+/// An ICMPv4 error from the peer's side quoting `quoted` (an IP packet we sent).
+fn icmp_error_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
+    use synack_core::wire::{IpProtocol, IpRepr};
+    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, icmp.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    icmp.emit_v4(&mut p[20..]);
+    p
+}
+
+#[test]
+fn packet_too_big_lowers_the_mss_and_resends() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::plain();
+    k.h.ep.send(k.h.now, k.c, &[9u8; 3000]).unwrap();
+    let _ = k.h.drain();
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    // "Fragmentation needed" with a next-hop MTU of 576: the MSS drops to 536.
+    let p = icmp_error_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    });
+    k.h.inject_raw(&p);
+    let r = k.h.drain();
+    assert!(!r.is_empty(), "what was in flight is sent again");
+    assert!(
+        r.iter().all(|s| s.payload.len() <= 536),
+        "{:?}",
+        r.iter().map(|s| s.payload.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(r[0].seq, k.our_nxt);
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+}
+
+#[test]
+fn host_unreachable_on_an_established_connection_is_a_soft_error() {
+    use synack_core::wire::IcmpRepr;
+    let mut cfg = config();
+    cfg.data_retries(2);
+    let mut k = Conn::open(cfg, false, false);
+    k.h.ep.send(k.h.now, k.c, b"hello").unwrap();
+    let _ = k.h.drain();
+    let quoted = k.h.raw.last().unwrap()[..28].to_vec();
+    let p = icmp_error_packet(IcmpRepr::DstUnreachable {
+        code: 1,
+        invoking: &quoted,
+    });
+    k.h.inject_raw(&p);
+    // Not fatal by itself...
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+    // ...but the reason reported when the retransmissions run out (as Linux's sk_err_soft).
+    k.h.advance(Duration::from_secs(120));
+    assert_eq!(
+        k.h.ep.take_error(k.c).unwrap(),
+        Some(Error::HostUnreachable)
+    );
+}
