@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use super::{
-    full_ack_window, inflated_window, initial_window, partial_ack_window, Controller,
+    full_ack_window, inflated_window, initial_window, partial_ack_window, slow_start, Controller,
     ControllerFactory,
 };
 use crate::time::Instant;
@@ -36,9 +36,6 @@ const BETA: f64 = 0.7;
 /// window in the Reno-friendly region equal to Reno's (with β = 0.5, α = 1) "in terms of
 /// average cwnd".
 const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
-
-/// RFC 3465 §2.2: slow start grows cwnd by at most L = 2*SMSS per ACK.
-const ABC_LIMIT_SEGMENTS: usize = 2;
 
 /// The state of the current congestion-avoidance stage (RFC 9438 §4.2: the "epoch").
 #[derive(Debug, Clone, Copy)]
@@ -278,20 +275,13 @@ impl Controller for Cubic {
         self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
-            // RFC 9438 §4.10: below ssthresh CUBIC uses slow start; RFC 3465 §2.2 caps the
-            // growth per ACK at L = 2*SMSS, and the bytes past ssthresh count towards
-            // congestion avoidance, as in NewReno.
-            let limit = bytes_acked.min(self.mss.saturating_mul(ABC_LIMIT_SEGMENTS));
-            let room = self.ssthresh - self.cwnd;
-            if limit < room {
-                self.cwnd += limit;
+            // RFC 5681 §3.1 / RFC 3465 §2.2 (RFC 9438 §4.10 for CUBIC below ssthresh).
+            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked, self.mss);
+            self.cwnd = cwnd;
+            if left == 0 {
                 return;
             }
-            self.cwnd = self.ssthresh;
-            acked = bytes_acked - room.min(bytes_acked);
-            if acked == 0 {
-                return;
-            }
+            acked = left;
         }
         self.congestion_avoidance(now, acked);
     }

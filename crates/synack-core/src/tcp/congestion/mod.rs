@@ -99,3 +99,25 @@ pub(crate) fn partial_ack_window(cwnd: usize, bytes_acked: usize, mss: usize) ->
 pub(crate) fn full_ack_window(ssthresh: usize, bytes_in_flight: usize, mss: usize) -> usize {
     ssthresh.min(bytes_in_flight.max(mss).saturating_add(mss))
 }
+
+/// RFC 3465 §2.2: slow start grows cwnd by at most L = 2*SMSS per ACK.
+const ABC_LIMIT_SEGMENTS: usize = 2;
+
+/// One ACK's worth of slow start (RFC 5681 §3.1 with RFC 3465 §2.2: "cwnd = cwnd + min (N, L)"),
+/// stopping at ssthresh. Returns the new cwnd and the acknowledged bytes left over past
+/// ssthresh, which count towards congestion avoidance, so that crossing ssthresh mid-ACK is
+/// neither too fast nor too slow.
+pub(crate) fn slow_start(
+    cwnd: usize,
+    ssthresh: usize,
+    bytes_acked: usize,
+    mss: usize,
+) -> (usize, usize) {
+    let limit = bytes_acked.min(mss.saturating_mul(ABC_LIMIT_SEGMENTS));
+    let room = ssthresh.saturating_sub(cwnd);
+    if limit < room {
+        (cwnd + limit, 0)
+    } else {
+        (ssthresh.max(cwnd), bytes_acked - room.min(bytes_acked))
+    }
+}

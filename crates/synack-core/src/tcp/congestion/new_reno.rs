@@ -8,15 +8,10 @@
 use std::time::Duration;
 
 use super::{
-    full_ack_window, inflated_window, initial_window, partial_ack_window, Controller,
+    full_ack_window, inflated_window, initial_window, partial_ack_window, slow_start, Controller,
     ControllerFactory,
 };
 use crate::time::Instant;
-
-/// RFC 3465 §2.2: during slow start, cwnd grows by at most L bytes per ACK; "L = 2*SMSS bytes"
-/// is the largest value the RFC allows. It bounds the burst an ACK that covers many segments
-/// (after a stretch ACK or ACK loss) can release.
-const ABC_LIMIT_SEGMENTS: usize = 2;
 
 /// NewReno congestion control.
 #[derive(Debug, Clone)]
@@ -85,20 +80,13 @@ impl Controller for NewReno {
         self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
-            // RFC 3465 §2.2: "cwnd = cwnd + min (N, L)" with L = 2*SMSS. Growth stops at
-            // ssthresh, and what the ACK covered beyond that point counts towards congestion
-            // avoidance, so that crossing ssthresh mid-ACK is neither too fast nor too slow.
-            let limit = bytes_acked.min(self.mss.saturating_mul(ABC_LIMIT_SEGMENTS));
-            let room = self.ssthresh - self.cwnd;
-            if limit < room {
-                self.cwnd += limit;
+            // RFC 5681 §3.1 / RFC 3465 §2.2 (RFC 9438 §4.10 for CUBIC below ssthresh).
+            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked, self.mss);
+            self.cwnd = cwnd;
+            if left == 0 {
                 return;
             }
-            self.cwnd = self.ssthresh;
-            acked = bytes_acked - room.min(bytes_acked);
-            if acked == 0 {
-                return;
-            }
+            acked = left;
         }
         // RFC 5681 §3.1 / RFC 3465 §2.1 byte counting: "When the number of bytes acknowledged
         // reaches cwnd, then cwnd can be incremented by up to SMSS bytes", so cwnd grows by one
