@@ -104,6 +104,31 @@ impl Conn {
     }
 }
 
+/// A connection whose handshake took 100 ms (so SRTT = min RTT = 100 ms), with the peer's
+/// MSS 1000 and, as asked, SACK and timestamps. Returns the harness, the connection, the
+/// peer's address and our SYN.
+fn open_with_rtt(
+    cfg: Config,
+    sack: bool,
+    ts: bool,
+) -> (Harness, ConnectionHandle, SocketAddr, Seg) {
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    let mut sa = Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000);
+    if sack {
+        sa = sa.sack_ok();
+    }
+    if ts {
+        sa = sa.ts(100, syn.ts.unwrap().tsval);
+    }
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    (h, c, peer, syn)
+}
+
 // === Sending ====================================================================================
 
 #[test]
@@ -450,21 +475,8 @@ fn three_duplicate_acks_trigger_fast_retransmit() {
 
 #[test]
 fn rtt_is_measured_from_timestamps() {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
     // The SYN-ACK takes 100 ms: the first sample (RFC 6298 §2.2: SRTT = 100 ms, RTTVAR = 50).
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(1000)
-            .ts(100, syn.ts.unwrap().tsval),
-    );
-    let _ = h.one();
+    let (mut h, c, peer, syn) = open_with_rtt(config(), false, true);
     h.ep.send(h.now, c, b"ping").unwrap();
     let s = h.one();
     h.advance(Duration::from_millis(100));
@@ -783,21 +795,7 @@ fn timeout_with_sack_skips_sacked_data() {
 
 #[test]
 fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(1000)
-            .sack_ok()
-            .ts(100, syn.ts.unwrap().tsval),
-    );
-    let _ = h.one();
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
     // SRTT 100 ms, RTO 300 ms. Three segments go out and every one of them is lost.
     h.ep.send(h.now, c, &[7u8; 3 * 988]).unwrap();
     let segs = h.drain();
@@ -872,17 +870,7 @@ fn receive_window_auto_tunes_to_what_the_reader_drains() {
 
 #[test]
 fn pacing_spreads_a_large_window_over_the_round_trip() {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
-    );
-    let _ = h.one();
+    let (mut h, c, peer, syn) = open_with_rtt(config(), false, false);
     h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
     // IW10 fits the initial burst allowance of ten segments.
     let first = h.drain();
@@ -910,17 +898,7 @@ fn pacing_spreads_a_large_window_over_the_round_trip() {
 fn pacing_can_be_turned_off() {
     let mut cfg = config();
     cfg.pacing(false);
-    let mut h = Harness::new(cfg);
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
-    );
-    let _ = h.one();
+    let (mut h, c, peer, syn) = open_with_rtt(cfg, false, false);
     h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
     let first = h.drain();
     let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
@@ -937,21 +915,7 @@ fn pacing_can_be_turned_off() {
 
 #[test]
 fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(1000)
-            .sack_ok()
-            .ts(100, syn.ts.unwrap().tsval),
-    );
-    let _ = h.one();
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
     // SRTT = min RTT = 100 ms. Two segments leave; only the second arrives.
     h.ep.send(h.now, c, &[5u8; 2 * 988]).unwrap();
     let segs = h.drain();
