@@ -234,6 +234,27 @@ pub async fn run(s: &Settings, rows: &mut [Row]) -> io::Result<()> {
     Ok(())
 }
 
+/// The bulk measurements of synack against the kernel-side server: each (row, direction,
+/// label) `s.reps` times, the median in the row.
+async fn synack_bulk(
+    s: &Settings,
+    rows: &mut [Row],
+    p: &mut Progress,
+    stack: &synack_tokio::Stack,
+    target: SocketAddr,
+    bulk: [(usize, Op, &str); 2],
+) {
+    for (row, op, what) in bulk {
+        let mut results = Vec::new();
+        for rep in 1..=s.reps {
+            let r = synack_side::client(stack, target, s.bulk(op), s.bulk_timeout()).await;
+            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
+            results.push(r);
+        }
+        rows[row].synack = cell(&results, Unit::Gbits, None);
+    }
+}
+
 /// synack on a TUN, the kernel-side server in the TUN's namespace.
 async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
     let ns = net::namespace()?;
@@ -250,18 +271,11 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
     let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
 
-    for (row, op, what) in [
+    let bulk = [
         (BULK_UP, Op::Upload, "synack → kernel"),
         (BULK_DOWN, Op::Download, "kernel → synack"),
-    ] {
-        let mut results = Vec::new();
-        for rep in 1..=s.reps {
-            let r = synack_side::client(&stack, target, s.bulk(op), s.bulk_timeout()).await;
-            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
-            results.push(r);
-        }
-        rows[row].synack = cell(&results, Unit::Gbits, None);
-    }
+    ];
+    synack_bulk(s, rows, p, &stack, target, bulk).await;
 
     let header = Header {
         op: Op::PingPong,
@@ -318,18 +332,11 @@ async fn synack_offload_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) 
     )?;
     let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
     let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
-    for (row, op, what) in [
+    let bulk = [
         (OFFLOAD_UP, Op::Upload, "synack (offload TUN) → kernel"),
         (OFFLOAD_DOWN, Op::Download, "kernel → synack (offload TUN)"),
-    ] {
-        let mut results = Vec::new();
-        for rep in 1..=s.reps {
-            let r = synack_side::client(&stack, target, s.bulk(op), s.bulk_timeout()).await;
-            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
-            results.push(r);
-        }
-        rows[row].synack = cell(&results, Unit::Gbits, None);
-    }
+    ];
+    synack_bulk(s, rows, p, &stack, target, bulk).await;
     if let Some(c) = counters {
         eprintln!("offload TUN counters: {:?}", c.snapshot());
     }
