@@ -963,8 +963,6 @@ impl Endpoint {
             self.memory = self.memory - slot.memory + now_memory;
             slot.memory = now_memory;
             slot.conn.memory_pressure = self.memory >= self.config.max_memory;
-        }
-        if let Some(slot) = self.connections.get_mut(&h) {
             if slot.conn.state == State::Closed
                 && slot.owner == Owner::Nobody
                 && !slot.conn.has_pending_output()
