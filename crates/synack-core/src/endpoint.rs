@@ -411,11 +411,12 @@ impl Endpoint {
 
     /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
     fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
+        let (iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
         Identity {
             local,
             remote,
-            iss: self.secrets.isn(local, remote, now),
-            ts_offset: self.secrets.ts_offset(local, remote),
+            iss,
+            ts_offset,
         }
     }
 

@@ -110,9 +110,10 @@ pub fn os_seed() -> [u8; 32] {
 /// reproducibility, from [`os_seed`] otherwise) yields them all.
 #[derive(Clone)]
 pub struct Secrets {
+    /// Keys F of RFC 6528 (the ISN) and the timestamp offset: one 64-bit SipHash output of
+    /// the 4-tuple serves both, its low half for the ISN and its high half for the offset.
     isn_key: [u8; 16],
     cookie_key: [u8; 16],
-    ts_key: [u8; 16],
     port_key: [u8; 16],
 }
 
@@ -127,7 +128,6 @@ impl core::fmt::Debug for Secrets {
 /// two keys were somehow equal.
 const TAG_ISN: u8 = 1;
 const TAG_COOKIE: u8 = 2;
-const TAG_TS: u8 = 3;
 const TAG_PORT: u8 = 4;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each) and a u32.
@@ -192,9 +192,32 @@ impl Secrets {
         Secrets {
             isn_key: key(),
             cookie_key: key(),
-            ts_key: key(),
             port_key: key(),
         }
+    }
+
+    /// The keyed hash of a 4-tuple that a connection's identity comes from: its low 32 bits
+    /// are RFC 6528's F, its high 32 bits the timestamp offset. SipHash-2-4 is a PRF, so the
+    /// two halves of one output are as unrelated as two outputs: a peer that learns the
+    /// offset (TSval minus an uptime it would have to guess) learns nothing of F. One hash
+    /// instead of two per new connection is a sixth of the handshake's hashing cost.
+    fn tuple_hash(&self, local: SocketAddr, remote: SocketAddr) -> u64 {
+        let mut input = Input::new(TAG_ISN);
+        input.socket(local);
+        input.socket(remote);
+        input.hash(&self.isn_key)
+    }
+
+    /// The initial sequence number for a connection and its timestamp offset (see
+    /// [`Secrets::isn`] and [`Secrets::ts_offset`]), from one hash.
+    pub fn isn_and_ts_offset(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> (SeqNumber, u32) {
+        let h = self.tuple_hash(local, remote);
+        (Self::isn_from(h, now), (h >> 32) as u32)
     }
 
     /// The initial sequence number for a connection.
@@ -204,12 +227,13 @@ impl Secrets {
     /// connection from observers of another; the clock keeps successive incarnations of the
     /// same 4-tuple moving forward (RFC 9293 §3.4.1), about 2^32 per 4.77 hours.
     pub fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> SeqNumber {
-        let mut input = Input::new(TAG_ISN);
-        input.socket(local);
-        input.socket(remote);
-        // Truncation is intended: M counts modulo 2^32.
+        Self::isn_from(self.tuple_hash(local, remote), now)
+    }
+
+    fn isn_from(hash: u64, now: Instant) -> SeqNumber {
+        // Truncation is intended: M counts modulo 2^32, F is the hash's low half.
         let m = (now.total_micros() / 4) as u32;
-        SeqNumber(m.wrapping_add(input.hash(&self.isn_key) as u32))
+        SeqNumber(m.wrapping_add(hash as u32))
     }
 
     /// The offset added to the timestamp clock in this connection's TSval.
@@ -221,10 +245,7 @@ impl Secrets {
     /// incarnation of the same connection, so the peer's PAWS check (RFC 7323 §5) on a
     /// TIME-WAIT reuse still sees timestamps that only move forward.
     pub fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
-        let mut input = Input::new(TAG_TS);
-        input.socket(local);
-        input.socket(remote);
-        input.hash(&self.ts_key) as u32
+        (self.tuple_hash(local, remote) >> 32) as u32
     }
 
     /// The per-destination offset into the ephemeral port range.
@@ -390,7 +411,7 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let s = Secrets::new(Some(SEED));
-        let keys = [s.isn_key, s.cookie_key, s.ts_key, s.port_key];
+        let keys = [s.isn_key, s.cookie_key, s.port_key];
         for i in 0..keys.len() {
             for j in i + 1..keys.len() {
                 assert_ne!(keys[i], keys[j]);
@@ -399,6 +420,22 @@ mod tests {
         // The same 4-tuple gives unrelated values from different functions.
         let (l, r) = (v4(2, 40000), v4(1, 80));
         assert_ne!(s.isn(l, r, Instant::ZERO).0, s.ts_offset(l, r));
+    }
+
+    #[test]
+    fn one_hash_gives_the_isn_and_the_offset() {
+        let s = Secrets::new(Some(SEED));
+        let (l, r, t) = (v4(2, 40000), v4(1, 80), Instant::from_secs(7));
+        assert_eq!(
+            s.isn_and_ts_offset(l, r, t),
+            (s.isn(l, r, t), s.ts_offset(l, r))
+        );
+        // The offset belongs to the 4-tuple, not to the clock.
+        assert_eq!(
+            s.isn_and_ts_offset(l, r, Instant::ZERO).1,
+            s.ts_offset(l, r)
+        );
+        assert_ne!(s.ts_offset(l, r), s.ts_offset(l, v4(1, 81)));
     }
 
     #[test]
