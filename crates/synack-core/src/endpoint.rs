@@ -124,7 +124,7 @@ pub struct Endpoint {
     secrets: Secrets,
     connections: Slab<Slot>,
     by_tuple: Table<(SocketAddr, SocketAddr), ConnectionHandle>,
-    listeners: HashMap<ListenerHandle, Listener>,
+    listeners: Table<ListenerHandle, Listener>,
     by_local: Table<SocketAddr, ListenerHandle>,
     next_handle: usize,
     events: VecDeque<Event>,
@@ -152,7 +152,7 @@ impl Endpoint {
             secrets,
             connections: Slab::default(),
             by_tuple: table(seed),
-            listeners: HashMap::new(),
+            listeners: table(seed),
             by_local: table(seed),
             next_handle: 1,
             events: VecDeque::new(),
@@ -805,6 +805,7 @@ impl Endpoint {
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time_wait.expire(now);
+        self.schedule_dirty();
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
                 break;
@@ -851,7 +852,8 @@ impl Endpoint {
                     if sent.rst {
                         self.stats.rsts_sent += 1;
                     }
-                    self.schedule(h);
+                    // Its timer is rescheduled when it has sent all it has (below), or by
+                    // `schedule_dirty` if asked for a deadline before that.
                     return Some(Transmit { len: sent.len });
                 }
                 None => {
@@ -868,6 +870,7 @@ impl Endpoint {
     /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.schedule_dirty();
         let tw = self.time_wait.next_expiry();
         // Drop superseded entries (lazy deletion) so the answer is exact.
         let mut conn = None;
@@ -898,6 +901,7 @@ impl Endpoint {
     // Bookkeeping
     // ---------------------------------------------------------------------------------------
 
+    #[inline(always)]
     fn insert(&mut self, conn: Connection, owner: Owner) -> ConnectionHandle {
         let tuple = (conn.local, conn.remote);
         let h = self.connections.insert(Slot {
@@ -919,7 +923,8 @@ impl Endpoint {
     }
 
     /// After anything touched connection `h`: turn its notifications into events, move a
-    /// completed passive open to its accept queue, queue it for output, reschedule its timer.
+    /// completed passive open to its accept queue, and queue it for output (which reschedules
+    /// its timer once drained).
     fn after(&mut self, h: ConnectionHandle) {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
@@ -975,8 +980,19 @@ impl Endpoint {
                 slot.dirty = true;
                 self.dirty.push_back(h);
             }
+            // A dirty connection's timer is rescheduled once it has sent what it has, not
+            // after every segment in and out: that is one deadline computation per burst.
         }
-        self.schedule(h);
+    }
+
+    /// Bring the timer heap up to date for connections whose output has not been drained
+    /// yet (their deadlines may have moved since they were last scheduled), so that a
+    /// deadline asked for or run before `poll_transmit` returns `None` is still exact.
+    fn schedule_dirty(&mut self) {
+        for i in 0..self.dirty.len() {
+            let h = self.dirty[i];
+            self.schedule(h);
+        }
     }
 
     fn schedule(&mut self, h: ConnectionHandle) {

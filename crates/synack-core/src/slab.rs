@@ -40,6 +40,7 @@ impl<T> Slab<T> {
         self.len
     }
 
+    #[inline(always)]
     pub fn insert(&mut self, value: T) -> ConnectionHandle {
         self.len += 1;
         let index = match self.free.pop() {

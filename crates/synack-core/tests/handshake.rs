@@ -108,6 +108,29 @@ fn syn_backoff_timeline_with_default_retries() {
         .contains(&Event::Closed(c, Some(Error::TimedOut))));
 }
 
+/// The endpoint reschedules a connection's timer once its output is drained, but a deadline
+/// asked for (or run) before that must still be exact.
+#[test]
+fn deadline_is_exact_before_output_is_drained() {
+    let mut h = Harness::new(config());
+    let t0 = h.now;
+    let c = h.ep.connect(h.now, peer80()).unwrap();
+    let mut buf = [0u8; 1500];
+    assert!(h.ep.poll_transmit(h.now, &mut buf).is_some(), "the SYN");
+    // Not polled again: the connection has not yet reported that it is done sending.
+    assert_eq!(h.ep.poll_timeout(), Some(t0 + Duration::from_secs(2)));
+    // Running timers before draining output also sees the armed SYN timer.
+    let t = t0 + Duration::from_secs(2);
+    h.ep.handle_timeout(t);
+    let mut syns = 0;
+    while h.ep.poll_transmit(t, &mut buf).is_some() {
+        syns += 1;
+    }
+    assert_eq!(syns, 1, "the SYN is retransmitted at 2 s");
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    assert_eq!(h.ep.poll_timeout(), Some(t0 + Duration::from_secs(6)));
+}
+
 #[test]
 fn syn_backoff_with_two_retries_fails_at_14s() {
     let mut c = config();

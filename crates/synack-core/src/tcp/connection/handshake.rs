@@ -59,6 +59,7 @@ pub(crate) struct Identity {
 
 impl Connection {
     /// A connection in the state before its first SYN is sent or received.
+    #[inline(always)]
     fn fresh(now: Instant, config: &Config, id: Identity) -> Connection {
         let Identity {
             local,
@@ -154,6 +155,7 @@ impl Connection {
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
+    #[inline(always)]
     pub fn connect(now: Instant, config: &Config, id: Identity) -> Connection {
         let mut conn = Connection::fresh(now, config, id);
         conn.set_state(State::SynSent);
@@ -163,6 +165,7 @@ impl Connection {
     }
 
     /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
+    #[inline(always)]
     fn passive_open(
         now: Instant,
         config: &Config,
@@ -185,6 +188,7 @@ impl Connection {
 
     /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
     /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
+    #[inline(always)]
     pub fn accept_syn(
         now: Instant,
         config: &Config,
