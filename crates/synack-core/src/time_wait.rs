@@ -8,9 +8,8 @@
 //! `tcp_max_tw_buckets` is reached.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
-use crate::endpoint::{table, Table};
+use crate::endpoint::{table, Table, Tuple};
 use crate::seq::SeqNumber;
 use crate::time::Instant;
 
@@ -28,8 +27,6 @@ pub(crate) struct TimeWaitEntry {
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
 }
-
-type Tuple = (SocketAddr, SocketAddr);
 
 /// TIME-WAIT entries by 4-tuple, with a FIFO of expiry times. Every entry lasts the same
 /// time, so the FIFO stays in expiry order; a restarted entry is pushed again and its older
@@ -117,9 +114,10 @@ impl TimeWaitTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn tuple(port: u16) -> Tuple {
-        (
+        Tuple(
             SocketAddr::from(([198, 18, 0, 2], port)),
             SocketAddr::from(([198, 18, 0, 1], 80)),
         )
