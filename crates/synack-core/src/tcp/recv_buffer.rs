@@ -12,6 +12,8 @@
 //! could make the range list grow with every one, so the number of ranges is bounded by
 //! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
 
+use super::ring_index;
+
 /// The smallest allocation, so that small segments do not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
 
@@ -139,7 +141,7 @@ impl RecvBuffer {
         }
         self.copy(self.read_pos, &mut dst[..n]);
         self.read_pos += n as u64;
-        self.head = (self.head + n) % self.storage.len();
+        self.head = ring_index(self.head, n, self.storage.len());
         n
     }
 
@@ -227,7 +229,7 @@ impl RecvBuffer {
             self.relocate(target);
         }
         let size = self.storage.len();
-        let at = (self.head + (pos - self.read_pos) as usize) % size;
+        let at = ring_index(self.head, (pos - self.read_pos) as usize, size);
         let first = data.len().min(size - at);
         self.storage[at..at + first].copy_from_slice(&data[..first]);
         self.storage[..data.len() - first].copy_from_slice(&data[first..]);
@@ -236,7 +238,7 @@ impl RecvBuffer {
     /// Copies the bytes at stream positions `[pos, pos + dst.len())`, which are held.
     fn copy(&self, pos: u64, dst: &mut [u8]) {
         let size = self.storage.len();
-        let at = (self.head + (pos - self.read_pos) as usize) % size;
+        let at = ring_index(self.head, (pos - self.read_pos) as usize, size);
         let first = dst.len().min(size - at);
         let n = dst.len();
         dst[..first].copy_from_slice(&self.storage[at..at + first]);

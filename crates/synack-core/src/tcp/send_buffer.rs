@@ -12,6 +12,8 @@
 //! [`SendBuffer::set_capacity`], since a connection that once needed the room will likely
 //! need it again.
 
+use super::ring_index;
+
 /// The smallest allocation, so that a stream of tiny writes does not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
 
@@ -67,7 +69,7 @@ impl SendBuffer {
         }
         self.reserve(self.len + n);
         let size = self.storage.len();
-        let tail = (self.head + self.len) % size;
+        let tail = ring_index(self.head, self.len, size);
         let first = n.min(size - tail);
         self.storage[tail..tail + first].copy_from_slice(&data[..first]);
         self.storage[..n - first].copy_from_slice(&data[first..n]);
@@ -83,7 +85,7 @@ impl SendBuffer {
             // Restart at the beginning so that later writes are contiguous.
             self.head = 0;
         } else {
-            self.head = (self.head + n) % self.storage.len();
+            self.head = ring_index(self.head, n, self.storage.len());
         }
     }
 
@@ -95,7 +97,7 @@ impl SendBuffer {
         }
         let n = dst.len().min(self.len - offset);
         let size = self.storage.len();
-        let start = (self.head + offset) % size;
+        let start = ring_index(self.head, offset, size);
         let first = n.min(size - start);
         dst[..first].copy_from_slice(&self.storage[start..start + first]);
         dst[first..n].copy_from_slice(&self.storage[..n - first]);
