@@ -313,6 +313,37 @@ fn out_of_order_data_is_acked_at_once_with_sack() {
     assert!(data[1000..].iter().all(|&b| b == 2));
 }
 
+/// RFC 6691: the MSS counts data only, so while we hold out-of-order data our own data
+/// segments, which carry SACK blocks, carry that much less payload.
+#[test]
+fn sack_blocks_in_data_segments_reduce_their_payload() {
+    let mut k = Conn::open(config(), true, true);
+    let base = k.peer_nxt;
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    k.h.ep.send(k.h.now, k.c, &[9u8; 2000]).unwrap();
+    let plain = k.h.drain();
+    assert_eq!(plain[0].payload.len(), 1000 - 12, "MSS minus the TS option");
+    assert!(plain[0].sack.is_empty());
+    // Two out-of-order ranges held: each data segment now carries two SACK blocks.
+    for (i, at) in [1000usize, 3000].into_iter().enumerate() {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(base + at)
+            .ackn(k.our_nxt)
+            .ts(300 + i as u32, 0)
+            .data(&[2u8; 500]);
+        k.h.inject(k.peer, k.us, o);
+        let dup = k.h.one();
+        assert_eq!(dup.sack.len(), i + 1);
+    }
+    k.h.ep.send(k.h.now, k.c, &[9u8; 5000]).unwrap();
+    let segs = k.h.drain();
+    let data: Vec<_> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert!(!data.is_empty());
+    assert_eq!(data[0].sack.len(), 2);
+    // TS (12) + SACK with two blocks (4 + 16).
+    assert_eq!(data[0].payload.len(), 1000 - 12 - 20);
+}
+
 #[test]
 fn no_sack_blocks_without_sack_permitted() {
     let mut k = Conn::plain();

@@ -191,16 +191,14 @@ impl Connection {
         let buffered_end = self.snd.data_start() + self.snd.buffer.len();
         let wnd_edge = self.snd.una + self.snd.wnd;
         if self.snd.nxt == self.snd.max && self.snd.max < buffered_end && self.snd.nxt < wnd_edge {
-            let probe = self.ack_repr(now, self.snd.nxt);
-            let room = self.payload_room(&probe);
+            let room = self.payload_room();
             let len = (buffered_end - self.snd.nxt)
                 .min(wnd_edge - self.snd.nxt)
                 .min(room);
             return self.emit_data(now, buf, self.snd.nxt, len, false, false);
         }
         let data_end = buffered_end.min(self.snd.max);
-        let probe = self.ack_repr(now, self.snd.una);
-        let room = self.payload_room(&probe);
+        let room = self.payload_room();
         let start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
         if start >= data_end {
             // Only a FIN is out: resend it.
@@ -278,9 +276,26 @@ impl Connection {
         seg
     }
 
-    /// The payload bytes a segment may carry given its options (RFC 9293 §3.7.1: the MSS
-    /// counts data only, so the sender subtracts the options it sends; RFC 6691).
-    fn payload_room(&self, seg: &TcpRepr<'_>) -> usize {
+    /// The payload bytes our next data segment may carry given its options (RFC 9293 §3.7.1:
+    /// the MSS counts data only, so the sender subtracts the options it sends; RFC 6691).
+    ///
+    /// Only the options' presence matters for their length, so this lays out a segment with
+    /// the same options as `fill_common` would give (timestamps; as many SACK blocks as
+    /// ranges are held, up to the limit) but with placeholder values: no window computation,
+    /// no clock read, and no list of SACK ranges per data segment.
+    fn payload_room(&self) -> usize {
+        let zero = SeqNumber(0);
+        let mut seg = TcpRepr::new(0, 0, TcpFlags::ACK, zero, zero);
+        if self.ts.enabled {
+            seg.timestamp = Some(TcpTimestamp { tsval: 0, tsecr: 0 });
+        }
+        if self.sack_ok {
+            let max = if self.ts.enabled { 3 } else { 4 };
+            let blocks = self.rcv.buffer.ooo_ranges().min(max);
+            for slot in seg.sack_ranges.iter_mut().take(blocks) {
+                *slot = Some((zero, zero));
+            }
+        }
         let options = seg.header_len() - 20;
         self.snd.mss.saturating_sub(options).max(1)
     }
@@ -304,8 +319,7 @@ impl Connection {
             self.maybe_arm_persist(now, 0);
             return None;
         }
-        let probe = self.ack_repr(now, self.snd.nxt);
-        let room = self.payload_room(&probe);
+        let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
         let wnd_edge = self.snd.una + self.snd.wnd;
         let cwnd_edge = if self.sack_recovery() {
@@ -409,8 +423,7 @@ impl Connection {
     ) -> Option<Sent> {
         let data_start = self.snd.data_start();
         let buffered_end = data_start + self.snd.buffer.len();
-        let probe = self.ack_repr(now, seq);
-        let room = self.payload_room(&probe);
+        let room = self.payload_room();
         let avail = buffered_end - seq.min(buffered_end);
         let len = avail.min(room).min(max_len);
         let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
