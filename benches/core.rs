@@ -2,6 +2,16 @@
 //! loss-free wire, on a virtual clock. They measure the cost of the TCP machinery alone
 //! (parse, state machine, emit, checksums, buffer copies), with no device or runtime.
 //!
+//! Two ways of running the pair:
+//!
+//! - Both ends on one core (`bulk`, `segments`, `handshakes`): one thread runs the client and
+//!   the server and the time is the pair's. A figure per core for *both* ends together.
+//! - One side per core (`per_side`): the same work, but the wire is two queues of at most
+//!   64 packets, like a device queue, and the ends take turns: each drains what reached it,
+//!   runs its application, and fills the queue the other way. The time each end spends in
+//!   its own turns is counted apart, and criterion is given the busier end's time: what one
+//!   core running that end would need, as with a client and a server on their own cores.
+//!
 //! - `bulk`: payload throughput of one connection (Gbit/s of payload);
 //! - `segments`: the same transfer counted in TCP segments moved (data and ACKs);
 //! - `handshakes`: full connect + accept + close cycles, TIME-WAIT expiry included; and the
@@ -164,6 +174,161 @@ impl Pair {
     }
 }
 
+/// Packets one end hands the other per turn: the runtime's driver also moves at most 64
+/// packets a round.
+const TURN: usize = 64;
+
+/// A pair of endpoints with a queue each way and a clock per side (see the module docs).
+struct Sides {
+    pair: Pair,
+    /// Packets in flight to the server and to the client: buffers and their lengths.
+    to_server: Vec<(Vec<u8>, usize)>,
+    to_client: Vec<(Vec<u8>, usize)>,
+    /// Spare packet buffers, so that a turn allocates nothing.
+    spare: Vec<Vec<u8>>,
+    /// Real time spent in each end's turns.
+    client_time: Duration,
+    server_time: Duration,
+}
+
+impl Sides {
+    fn new() -> Sides {
+        Sides {
+            pair: Pair::new(),
+            to_server: Vec::with_capacity(TURN),
+            to_client: Vec::with_capacity(TURN),
+            spare: (0..2 * TURN).map(|_| vec![0u8; 2048]).collect(),
+            client_time: Duration::ZERO,
+            server_time: Duration::ZERO,
+        }
+    }
+
+    /// The busier end's time.
+    fn busier(&self) -> Duration {
+        self.client_time.max(self.server_time)
+    }
+
+    fn reset_clocks(&mut self) {
+        self.client_time = Duration::ZERO;
+        self.server_time = Duration::ZERO;
+    }
+
+    /// One end's turn: take in what reached it, let its application act, then queue up to
+    /// `TURN` packets for the other end. Returns whether any packet moved either way.
+    fn turn<A: FnMut(&mut Endpoint, Instant)>(&mut self, client: bool, mut app: A) -> bool {
+        let started = std::time::Instant::now();
+        let now = self.pair.now;
+        let (ep, inbox, outbox) = if client {
+            (
+                &mut self.pair.client,
+                &mut self.to_client,
+                &mut self.to_server,
+            )
+        } else {
+            (
+                &mut self.pair.server,
+                &mut self.to_server,
+                &mut self.to_client,
+            )
+        };
+        let received = inbox.len();
+        for (buf, len) in inbox.drain(..) {
+            ep.handle_packet(now, &buf[..len]);
+            self.spare.push(buf);
+        }
+        app(ep, now);
+        let mut sent = 0;
+        while outbox.len() < TURN {
+            let mut buf = self.spare.pop().expect("a spare buffer");
+            match ep.poll_transmit(now, &mut buf) {
+                Some(t) => {
+                    outbox.push((buf, t.len));
+                    sent += 1;
+                }
+                None => {
+                    self.spare.push(buf);
+                    break;
+                }
+            }
+        }
+        let spent = started.elapsed();
+        if client {
+            self.client_time += spent;
+        } else {
+            self.server_time += spent;
+        }
+        self.pair.packets += sent as u64;
+        received + sent > 0
+    }
+
+    /// Client sends `total` bytes to the server, which reads them as they arrive.
+    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &[u8]) {
+        let mut sent = 0;
+        let mut received = 0;
+        let mut rbuf = vec![0u8; 64 * 1024];
+        for _ in 0..10_000_000 {
+            let moved_c = self.turn(true, |ep, now| {
+                while sent < total {
+                    let n = chunk.len().min(total - sent);
+                    match ep.send(now, c, &chunk[..n]) {
+                        Ok(k) => sent += k,
+                        Err(_) => break,
+                    }
+                }
+            });
+            let moved_s = self.turn(false, |ep, now| {
+                while let Ok(n) = ep.recv(now, s, &mut rbuf) {
+                    if n == 0 {
+                        break;
+                    }
+                    received += n;
+                }
+            });
+            if received == total && self.to_client.is_empty() && self.to_server.is_empty() {
+                // The final ACK reaches the client so that the next round starts clean.
+                return;
+            }
+            if !moved_c && !moved_s {
+                assert!(
+                    self.pair.advance(),
+                    "transfer stalled at {received}/{total}"
+                );
+            }
+        }
+        panic!("transfer did not finish");
+    }
+
+    /// `n` three-way handshakes at once: the client opens `n` connections in its turn, the
+    /// server answers the SYNs in its turn, and so on until all are accepted. Returns both
+    /// ends' handles.
+    fn handshakes(&mut self, n: usize) -> Vec<(ConnectionHandle, ConnectionHandle)> {
+        let server = SocketAddr::new(SERVER, PORT);
+        let listener = self.pair.listener;
+        let mut clients = Vec::with_capacity(n);
+        let mut accepted = Vec::with_capacity(n);
+        self.turn(true, |ep, now| {
+            for _ in 0..n {
+                clients.push(ep.connect(now, server).expect("connect"));
+            }
+        });
+        for _ in 0..100 {
+            let moved_s = self.turn(false, |ep, _| {
+                while let Ok(h) = ep.accept(listener) {
+                    accepted.push(h);
+                }
+            });
+            if accepted.len() == n && self.to_client.is_empty() && self.to_server.is_empty() {
+                return clients.into_iter().zip(accepted).collect();
+            }
+            let moved_c = self.turn(true, |_, _| {});
+            if !moved_c && !moved_s {
+                assert!(self.pair.advance(), "handshakes stalled");
+            }
+        }
+        panic!("handshakes did not complete");
+    }
+}
+
 /// Bytes per measured transfer.
 const BULK: usize = 8 * 1024 * 1024;
 
@@ -238,12 +403,67 @@ fn handshakes(c: &mut Criterion) {
     g.finish();
 }
 
+/// Which time a `per_side` benchmark reports.
+type Clock = fn(&Sides) -> Duration;
+
+/// The bulk transfer and the three-way handshake over the queued wire. `busier_end` gives
+/// criterion the busier end's time (one side per core, see the module docs); `both_ends` the
+/// sum of both ends' times, the same work on one core, for comparison in the same run.
+fn per_side(c: &mut Criterion) {
+    let chunk = vec![0x5au8; 64 * 1024];
+    let clocks: [(&str, Clock); 2] = [
+        ("busier_end", Sides::busier),
+        ("both_ends", |s| s.client_time + s.server_time),
+    ];
+    let mut g = c.benchmark_group("per_side");
+    g.throughput(Throughput::Bytes(BULK as u64));
+    for (name, clock) in clocks {
+        g.bench_function(format!("bulk_8MiB_{name}"), |b| {
+            let mut sides = Sides::new();
+            let (cl, sv) = sides.pair.connect();
+            sides.transfer(cl, sv, BULK, &chunk); // past slow start
+            b.iter_custom(|iters| {
+                sides.reset_clocks();
+                for _ in 0..iters {
+                    sides.transfer(cl, sv, black_box(BULK), &chunk);
+                }
+                clock(&sides)
+            });
+        });
+    }
+    const GROUP: usize = 64;
+    g.throughput(Throughput::Elements(GROUP as u64));
+    for (name, clock) in clocks {
+        g.bench_function(format!("three_way_64_{name}"), |b| {
+            let mut sides = Sides::new();
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    sides.reset_clocks();
+                    let open = sides.handshakes(GROUP);
+                    timed += clock(&sides);
+                    // Untimed: reset the group so that state does not pile up.
+                    let pair = &mut sides.pair;
+                    for (cl, sv) in open {
+                        pair.client.abort(pair.now, cl).expect("abort client");
+                        pair.pump();
+                        let _ = pair.server.abort(pair.now, sv);
+                        pair.pump();
+                    }
+                }
+                timed
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
-    targets = bulk, handshakes
+    targets = bulk, handshakes, per_side
 }
 criterion_main!(benches);
