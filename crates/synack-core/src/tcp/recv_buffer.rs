@@ -141,7 +141,13 @@ impl RecvBuffer {
         }
         self.copy(self.read_pos, &mut dst[..n]);
         self.read_pos += n as u64;
-        self.head = ring_index(self.head, n, self.storage.len());
+        if self.read_pos == self.nxt && self.ranges.is_empty() {
+            // Nothing held: start over at the front, so that a reader that keeps up reuses
+            // the same few (cache-warm) kilobytes instead of walking the whole ring.
+            self.head = 0;
+        } else {
+            self.head = ring_index(self.head, n, self.storage.len());
+        }
         n
     }
 
