@@ -7,6 +7,9 @@
 pub struct Stats {
     /// IP packets handed to `handle_packet`.
     pub packets_in: u64,
+    /// Of those, packets handed to `handle_verified_packet`: their TCP checksum was
+    /// verified or computed by the device (receive checksum offload) and not checked again.
+    pub checksum_offloaded: u64,
     /// IP packets produced by `poll_transmit`.
     pub packets_out: u64,
     /// TCP segments accepted for processing.

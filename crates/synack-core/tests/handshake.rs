@@ -472,6 +472,29 @@ fn retransmitted_syn_gets_the_synack_again() {
     assert_eq!(h.ep.connection_count(), 1);
 }
 
+/// A segment with a bad checksum is dropped and counted by `handle_packet`; a device that
+/// vouches for the checksum (`handle_verified_packet`) skips that one check and no other.
+#[test]
+fn verified_packets_skip_only_the_checksum_check() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    let mut syn = Out::new(SYN, 1000, 0).packet(client(), server());
+    // IPv4 header (20 bytes), then the TCP checksum at offset 16.
+    syn[36] ^= 0x55;
+    h.ep.handle_packet(h.now, &syn);
+    h.none();
+    assert_eq!(h.ep.stats().drop_checksum, 1);
+    h.ep.handle_verified_packet(h.now, &syn);
+    assert!(h.one().is(SYN | ACK));
+    assert_eq!(h.ep.stats().drop_checksum, 1);
+    // The other checks still apply: port 0 is refused either way.
+    let mut zero = Out::new(SYN, 1000, 0).packet(client(), server());
+    zero[22..24].fill(0);
+    h.ep.handle_verified_packet(h.now, &zero);
+    h.none();
+    assert_eq!(h.ep.stats().drop_malformed, 1);
+}
+
 #[test]
 fn bad_ack_in_syn_received_draws_rst() {
     let mut h = Harness::new(config());

@@ -122,7 +122,12 @@ impl<D: Device> Driver<D> {
                 Poll::Ready(Ok(n)) => {
                     let n = n.min(self.rx_buf.len());
                     trace!(len = n, "packet in");
-                    inner.endpoint.handle_packet(now, &self.rx_buf[..n]);
+                    let packet = &self.rx_buf[..n];
+                    if self.device.checksum_verified() {
+                        inner.endpoint.handle_verified_packet(now, packet);
+                    } else {
+                        inner.endpoint.handle_packet(now, packet);
+                    }
                     received += 1;
                 }
                 Poll::Ready(Err(e)) => {

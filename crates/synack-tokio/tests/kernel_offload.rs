@@ -180,6 +180,10 @@ async fn kernel_super_packets_are_split_and_arrive_intact() {
     assert!(c.segments_split >= 2 * c.gso_packets_in, "{c:?}");
     assert!(c.segments_split as usize * 1448 >= BYTES / 2, "{c:?}");
     assert_eq!(c.rx_dropped, 0, "{c:?}");
+    // The segments the device cut (and checksummed) were not checksummed again.
+    let stats = w.stack.stats();
+    assert!(stats.checksum_offloaded >= c.segments_split, "{stats:?}");
+    assert_eq!(stats.drop_checksum, 0, "{stats:?}");
 }
 
 #[tokio::test]

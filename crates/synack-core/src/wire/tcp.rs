@@ -396,13 +396,33 @@ impl<'a> TcpRepr<'a> {
     /// Option values are not range-checked (MSS 0, a shift of 200 parse); a later copy of an
     /// option replaces an earlier one.
     pub fn parse(segment: &'a [u8], src: IpAddr, dst: IpAddr) -> Result<TcpRepr<'a>, WireError> {
+        Self::parse_checked(segment, src, dst, true)
+    }
+
+    /// As [`TcpRepr::parse`], for a segment whose checksum the link has already verified or
+    /// computed itself (receive checksum offload, Linux `CHECKSUM_UNNECESSARY`): every check
+    /// but the checksum.
+    pub fn parse_verified(
+        segment: &'a [u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<TcpRepr<'a>, WireError> {
+        Self::parse_checked(segment, src, dst, false)
+    }
+
+    fn parse_checked(
+        segment: &'a [u8],
+        src: IpAddr,
+        dst: IpAddr,
+        verify_checksum: bool,
+    ) -> Result<TcpRepr<'a>, WireError> {
         let packet = Packet::new_checked(segment)?;
         if src.is_ipv4() != dst.is_ipv4() {
             return Err(WireError::Malformed);
         }
         // RFC 9293 §3.1: the checksum covers pseudo-header, header and data; RFC 1122
         // §4.2.2.7: a segment with a bad checksum is silently discarded.
-        if !packet.verify_checksum(src, dst) {
+        if verify_checksum && !packet.verify_checksum(src, dst) {
             return Err(WireError::Checksum);
         }
         // Port 0 is reserved (IANA); no real connection uses it, and it must not reach the

@@ -22,6 +22,13 @@ pub trait Device: Send + 'static {
     fn mtu(&self) -> usize;
     /// Receive one IP packet into `buf`. Pending until one arrives.
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Whether the packet that the last successful `poll_recv` returned has a TCP checksum
+    /// the device already verified or computed itself (receive checksum offload, Linux
+    /// `CHECKSUM_UNNECESSARY`), so that the stack need not verify it again. A device that
+    /// cannot tell keeps the default, `false`.
+    fn checksum_verified(&self) -> bool {
+        false
+    }
     /// Queue one IP packet for sending.
     fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>>;
 }

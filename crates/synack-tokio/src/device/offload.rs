@@ -62,6 +62,8 @@ pub const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` holds only the
 /// pseudo-header sum; the bytes from `csum_start` to the end still have to be added.
 pub const F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the kernel has verified the checksum (`CHECKSUM_UNNECESSARY`).
+pub const F_DATA_VALID: u8 = 2;
 /// `VIRTIO_NET_HDR_GSO_NONE`: one ordinary packet.
 pub const GSO_NONE: u8 = 0;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`: an IPv4 TCP super-packet to be cut at `gso_size`.
@@ -85,7 +87,7 @@ const MAX_DROPS_PER_POLL: usize = 64;
 /// uses the legacy virtio layout, which is native-endian (drivers/net/tun.c `tun16_to_cpu`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VnetHdr {
-    /// `F_NEEDS_CSUM` or 0 (`DATA_VALID` is informational and ignored).
+    /// `F_NEEDS_CSUM`, `F_DATA_VALID` or 0.
     pub flags: u8,
     /// `GSO_NONE`, `GSO_TCPV4` or `GSO_TCPV6`, possibly with `GSO_ECN`.
     pub gso_type: u8,
@@ -725,6 +727,9 @@ pub struct OffloadTun {
     rx_len: usize,
     /// The super-packet in `rx` being handed out segment by segment.
     split: Option<Segmenter>,
+    /// Whether the packet `poll_recv` returned last has a checksum we computed or the kernel
+    /// verified (see [`checksum_vouched`]).
+    verified: bool,
     batch: Coalescer,
     counters: OffloadCounters,
 }
@@ -783,6 +788,7 @@ impl OffloadTun {
             rx: vec![0; RX_BUF].into_boxed_slice(),
             rx_len: 0,
             split: None,
+            verified: false,
             batch: Coalescer::new(),
             counters: OffloadCounters(Arc::default()),
         })
@@ -866,6 +872,7 @@ impl OffloadTun {
             };
             out.copy_from_slice(packet);
             bump(&c.packets_in, 1);
+            self.verified = checksum_vouched(&hdr);
             return Some(packet.len());
         }
         match Segmenter::new(&hdr, packet) {
@@ -882,9 +889,21 @@ impl OffloadTun {
     }
 }
 
+/// Whether an ordinary (not super-) packet read with `hdr` needs no checksum check in the
+/// stack: with `NEEDS_CSUM` we have just completed the checksum ourselves; with `DATA_VALID`
+/// the kernel has verified it. Without either flag (a packet the kernel forwarded from some
+/// wire, say) the stack verifies it.
+fn checksum_vouched(hdr: &VnetHdr) -> bool {
+    hdr.flags & (F_NEEDS_CSUM | F_DATA_VALID) != 0
+}
+
 impl Device for OffloadTun {
     fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    fn checksum_verified(&self) -> bool {
+        self.verified
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -899,6 +918,8 @@ impl Device for OffloadTun {
                 match seg.next_segment(&self.rx[VNET_HDR_LEN..self.rx_len], buf) {
                     Some(Ok(n)) => {
                         bump(&self.counters.0.segments_split, 1);
+                        // The segmenter has just computed this segment's checksum.
+                        self.verified = true;
                         return Poll::Ready(Ok(n));
                     }
                     Some(Err(e)) => {
@@ -1141,6 +1162,18 @@ mod tests {
     const V4_DST: [u8; 4] = [198, 18, 0, 1];
     const V6_SRC: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
     const V6_DST: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn only_completed_or_kernel_verified_checksums_are_vouched_for() {
+        let hdr = |flags| VnetHdr {
+            flags,
+            ..VnetHdr::default()
+        };
+        assert!(checksum_vouched(&hdr(F_NEEDS_CSUM)));
+        assert!(checksum_vouched(&hdr(F_DATA_VALID)));
+        // A packet the kernel passes on as it came: the stack checks it.
+        assert!(!checksum_vouched(&hdr(0)));
+    }
 
     /// What a test segment looks like; `Default` is a plain full-size ACK.
     #[derive(Clone)]

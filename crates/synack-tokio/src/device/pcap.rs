@@ -114,6 +114,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.mtu()
     }
 
+    fn checksum_verified(&self) -> bool {
+        self.inner.checksum_verified()
+    }
+
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self.inner.poll_recv(cx, buf) {
             Poll::Ready(Ok(n)) => {
