@@ -120,8 +120,11 @@ fn harness(options: &Options) -> io::Result<bool> {
         eprintln!("warning: a debug build; numbers are only meaningful with --release");
     }
     net::remove_stale_namespaces();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for synack, as smoltcp gets one: on a 2-core machine a second worker only
+    // competes with the kernel-side peer, and every wakeup between the driver task and the
+    // application's task then crosses threads (futex wakes and context switches; the
+    // kernel → stack rows ran at half speed on two workers here).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let load_before = loadavg();
@@ -211,9 +214,10 @@ How to read it:
 
 - Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
   in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
-  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its default buffers, 256 KiB auto-tuning up to 4 MiB
-  send / 6 MiB receive as Linux's do;
-  smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB buffers). The kernel column is a
+  process on a 1500-MTU TUN, each on one thread (synack: `synack_tokio::Stack` with its
+  default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on a
+  current-thread tokio runtime; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
+  buffers, on its own thread). The kernel column is a
   kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
   the default offloads (GSO/TSO): the practical ceiling on this machine.
 - Bulk rows: each transfer runs for {:.1} s (or {} bytes), {} time(s); the median is shown.
