@@ -89,6 +89,9 @@ struct Slot {
     syn_of: Option<ListenerHandle>,
     /// In the `dirty` FIFO.
     dirty: bool,
+    /// Its deadline may have moved since it was last pushed into the timer heap (it is
+    /// listed in `Endpoint::stale`).
+    stale: bool,
     /// The deadline last pushed into the timer heap.
     timer: Option<Instant>,
     /// The buffer memory last counted in `Endpoint::memory`.
@@ -165,6 +168,10 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     control: VecDeque<Vec<u8>>,
     dirty: VecDeque<ConnectionHandle>,
+    /// Connections whose deadline may have moved (their `stale` flag is set; a handle whose
+    /// flag was cleared, or whose connection is gone, is skipped). Deadlines are recomputed
+    /// once per connection when a deadline is asked for or due, not after every segment.
+    stale: Vec<ConnectionHandle>,
     timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
     next_ephemeral: u32,
     /// Passive connections in SYN-RECEIVED, across all listeners.
@@ -193,6 +200,7 @@ impl Endpoint {
             events: VecDeque::new(),
             control: VecDeque::new(),
             dirty: VecDeque::new(),
+            stale: Vec::new(),
             timers: BinaryHeap::new(),
             next_ephemeral: 0,
             half_open: 0,
@@ -861,7 +869,7 @@ impl Endpoint {
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time_wait.expire(now);
-        self.schedule_dirty();
+        self.schedule_stale();
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
                 break;
@@ -908,12 +916,19 @@ impl Endpoint {
                     if sent.rst {
                         self.stats.rsts_sent += 1;
                     }
-                    // Its timer is rescheduled when it has sent all it has (below), or by
-                    // `schedule_dirty` if asked for a deadline before that.
+                    // Sending may arm a timer; it is rescheduled when the connection has
+                    // sent all it has (below), or when a deadline is asked for before that.
+                    if !slot.stale {
+                        slot.stale = true;
+                        self.stale.push(h);
+                    }
                     return Some(Transmit { len: sent.len });
                 }
                 None => {
                     slot.dirty = false;
+                    // Declining to send can arm a timer too (pacing, the persist timer), so
+                    // the deadline is recomputed whether or not it was already current.
+                    slot.stale = true;
                     self.dirty.pop_front();
                     self.schedule(h);
                     self.maybe_remove(h);
@@ -926,7 +941,7 @@ impl Endpoint {
     /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.schedule_dirty();
+        self.schedule_stale();
         let tw = self.time_wait.next_expiry();
         // Drop superseded entries (lazy deletion) so the answer is exact.
         let mut conn = None;
@@ -965,6 +980,7 @@ impl Endpoint {
             owner,
             syn_of: None,
             dirty: false,
+            stale: false,
             timer: None,
             memory: 0,
         });
@@ -1036,25 +1052,36 @@ impl Endpoint {
                 slot.dirty = true;
                 self.dirty.push_back(h);
             }
-            // A dirty connection's timer is rescheduled once it has sent what it has, not
-            // after every segment in and out: that is one deadline computation per burst.
+            // Its timer is rescheduled once it has sent what it has, or when a deadline is
+            // asked for first: one deadline computation per burst, not per segment.
+            if !slot.stale {
+                slot.stale = true;
+                self.stale.push(h);
+            }
         }
     }
 
-    /// Bring the timer heap up to date for connections whose output has not been drained
-    /// yet (their deadlines may have moved since they were last scheduled), so that a
-    /// deadline asked for or run before `poll_transmit` returns `None` is still exact.
-    fn schedule_dirty(&mut self) {
-        for i in 0..self.dirty.len() {
-            let h = self.dirty[i];
+    /// Bring the timer heap up to date for every connection whose deadline may have moved,
+    /// so that a deadline asked for or run before its output is drained is still exact. The
+    /// work is one recomputation per connection touched since the last call.
+    fn schedule_stale(&mut self) {
+        let mut stale = std::mem::take(&mut self.stale);
+        for h in stale.drain(..) {
             self.schedule(h);
         }
+        // Keep the allocation for the next round.
+        self.stale = stale;
     }
 
     fn schedule(&mut self, h: ConnectionHandle) {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
+        if !slot.stale {
+            // Scheduled since it was listed; its entry in the heap is current.
+            return;
+        }
+        slot.stale = false;
         let t = slot.conn.poll_timeout();
         if t != slot.timer {
             slot.timer = t;

@@ -925,6 +925,57 @@ fn pacing_spreads_a_large_window_over_the_round_trip() {
     assert!((4_000..=4_400).contains(&gap), "pacing gap {gap} µs");
 }
 
+/// The endpoint recomputes a connection's deadline once per burst, or when asked for one.
+/// Here the last deadline is asked for just before the poll that finds pacing holding the
+/// rest of the window back, which arms the pacing timer: that deadline must be reported. (A
+/// stall of the kind the 3 % loss kernel test once caught.)
+#[test]
+fn a_pacing_timer_armed_at_the_end_of_a_burst_is_reported() {
+    let (mut h, c, peer, syn) = open_with_rtt(config(), false, false);
+    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
+    let first = h.drain();
+    h.advance(Duration::from_millis(100));
+    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
+    );
+    let mut buf = [0u8; 1500];
+    // A deadline is asked for before every segment, as a driver that stops after a batch
+    // and comes back next round would: the last call comes before the poll that finds
+    // pacing holding the rest back.
+    let mut rto = None;
+    let mut sent = 0;
+    loop {
+        let deadline = h.ep.poll_timeout();
+        if h.ep.poll_transmit(h.now, &mut buf).is_none() {
+            break;
+        }
+        rto = rto.or(deadline);
+        sent += 1;
+    }
+    assert!(
+        sent < 12,
+        "pacing held part of the window back ({sent} sent)"
+    );
+    let rto = rto.expect("the retransmission timer");
+    let next = h.ep.poll_timeout().unwrap();
+    assert!(
+        next < rto,
+        "the pacing deadline {next:?} comes before {rto:?}"
+    );
+    assert!(
+        next - h.now < Duration::from_millis(10),
+        "{:?}",
+        next - h.now
+    );
+    // And it releases the next segment.
+    h.now = next;
+    h.ep.handle_timeout(h.now);
+    assert!(h.ep.poll_transmit(h.now, &mut buf).is_some());
+}
+
 #[test]
 fn pacing_can_be_turned_off() {
     let mut cfg = config();
