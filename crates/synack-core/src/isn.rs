@@ -104,7 +104,8 @@ pub fn os_seed() -> [u8; 32] {
     seed
 }
 
-/// The endpoint's secrets: one independent 128-bit SipHash key per use.
+/// The endpoint's secrets: one independent 128-bit SipHash key per use (the ISN and the
+/// timestamp offset are two halves of one hash, see [`Secrets::isn_and_ts_offset`]).
 ///
 /// The keys are drawn from a ChaCha20 generator, so one 32-byte seed (fixed in tests for
 /// reproducibility, from [`os_seed`] otherwise) yields them all.
@@ -199,8 +200,8 @@ impl Secrets {
     /// The keyed hash of a 4-tuple that a connection's identity comes from: its low 32 bits
     /// are RFC 6528's F, its high 32 bits the timestamp offset. SipHash-2-4 is a PRF, so the
     /// two halves of one output are as unrelated as two outputs: a peer that learns the
-    /// offset (TSval minus an uptime it would have to guess) learns nothing of F. One hash
-    /// instead of two per new connection is a sixth of the handshake's hashing cost.
+    /// offset (TSval minus an uptime it would have to guess) learns nothing of F. A new
+    /// connection so costs one SipHash instead of two.
     fn tuple_hash(&self, local: SocketAddr, remote: SocketAddr) -> u64 {
         let mut input = Input::new(TAG_ISN);
         input.socket(local);
