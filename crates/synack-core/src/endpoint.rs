@@ -12,6 +12,8 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
+
 use crate::config::{Config, SynCookies};
 use crate::error::Error;
 use crate::isn::Secrets;
@@ -1317,6 +1319,22 @@ impl Endpoint {
         let _ = now;
         let slot = self.app_slot(conn)?;
         let n = slot.conn.send(data)?;
+        self.after(conn);
+        Ok(n)
+    }
+
+    /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
+    /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
+    /// Otherwise as [`Endpoint::send`].
+    pub fn send_bytes(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        data: Bytes,
+    ) -> Result<usize, Error> {
+        let _ = now;
+        let slot = self.app_slot(conn)?;
+        let n = slot.conn.send_bytes(data)?;
         self.after(conn);
         Ok(n)
     }

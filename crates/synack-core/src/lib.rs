@@ -22,6 +22,8 @@ pub mod time;
 mod time_wait;
 pub mod wire;
 
+/// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.
+pub use bytes::Bytes;
 pub use config::{Config, KeepaliveConfig, SynCookies};
 pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, Transmit};
 pub use error::Error;

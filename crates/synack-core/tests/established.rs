@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{Config, ConnectionHandle, Error, Event, SeqNumber, State};
+use synack_core::{Bytes, Config, ConnectionHandle, Error, Event, SeqNumber, State};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -198,6 +198,48 @@ fn send_buffer_fills_and_reports_would_block() {
     // Four full segments went out and were acknowledged; Nagle held the 96-byte tail.
     assert_eq!(sent, 4000);
     assert_eq!(k.h.ep.send_capacity(k.c).unwrap(), 4000);
+}
+
+/// `send_bytes` queues the application's `Bytes` without a copy: the stream on the wire is
+/// the same as with `send`, interleaving both keeps the order, and a full buffer takes part
+/// of a chunk and then refuses with `WouldBlock`, as `send` does.
+#[test]
+fn send_bytes_and_send_interleave_in_order() {
+    let mut cfg = config();
+    cfg.send_buffer(4096).send_buffer_max(4096);
+    let mut k = Conn::open(cfg, false, false);
+    let body = Bytes::from((0..3000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    assert_eq!(k.h.ep.send(k.h.now, k.c, b"HEAD").unwrap(), 4);
+    assert_eq!(k.h.ep.send_bytes(k.h.now, k.c, body.clone()).unwrap(), 3000);
+    let rest = Bytes::from(vec![9u8; 2000]);
+    assert_eq!(
+        k.h.ep.send_bytes(k.h.now, k.c, rest.clone()).unwrap(),
+        4096 - 3004
+    );
+    assert_eq!(
+        k.h.ep.send_bytes(k.h.now, k.c, rest.slice(1092..)),
+        Err(Error::WouldBlock)
+    );
+    let mut expect = b"HEAD".to_vec();
+    expect.extend_from_slice(&body);
+    expect.extend_from_slice(&rest[..1092]);
+    let mut wire = Vec::new();
+    for _ in 0..10 {
+        let segs = k.h.drain();
+        let sent: usize = segs.iter().map(|s| s.payload.len()).sum();
+        segs.iter().for_each(|s| wire.extend_from_slice(&s.payload));
+        k.our_nxt += sent;
+        k.ack_all();
+        if wire.len() == expect.len() {
+            break;
+        }
+    }
+    assert_eq!(wire, expect, "the bytes on the wire, in order");
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    assert_eq!(
+        k.h.ep.send_bytes(k.h.now, k.c, Bytes::from_static(b"late")),
+        Err(Error::BrokenPipe)
+    );
 }
 
 #[test]

@@ -7,37 +7,53 @@
 //! (RFC 9293 §3.10.7.4, "If SND.UNA < SEG.ACK =< SND.NXT ... any segments on the
 //! retransmission queue that are thereby entirely acknowledged are removed").
 //!
-//! Storage is a ring that grows on demand up to `capacity`, so an idle connection with a
-//! large configured buffer costs nothing; it is not shrunk again except by
-//! [`SendBuffer::set_capacity`], since a connection that once needed the room will likely
-//! need it again.
+//! Storage is a queue of [`Bytes`] chunks, as Linux keeps a queue of skbs:
+//! - [`SendBuffer::push_bytes`] queues the application's own `Bytes` without copying them
+//!   (an HTTP body, a cached file), the zero-copy path;
+//! - [`SendBuffer::push`] copies a byte slice into a tail chunk that grows on demand, up to
+//!   [`CHUNK`] bytes, and is then frozen into the queue, so an idle connection with a large
+//!   configured buffer costs nothing and a small write costs a small allocation;
+//! - acknowledged chunks are dropped whole, so memory goes back as the peer acknowledges, and
+//!   recently freed chunks are what the allocator hands out next (warm in cache), where a
+//!   ring would walk its whole allocation.
 
-use super::ring_index;
+use std::cell::Cell;
+use std::collections::VecDeque;
 
-/// The smallest allocation, so that a stream of tiny writes does not reallocate per byte.
+use bytes::{Buf, Bytes, BytesMut};
+
+/// The largest chunk `push` fills before starting another.
+pub const CHUNK: usize = 64 * 1024;
+
+/// The smallest tail allocation, so that a stream of tiny writes does not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
 
 /// Bytes written by the application and not yet acknowledged, in stream order.
 #[derive(Debug, Clone)]
 pub struct SendBuffer {
-    /// Ring storage; its length is the allocated size, at most `max(capacity, len)`.
-    storage: Vec<u8>,
-    /// Index in `storage` of offset 0 (SND.UNA).
-    head: usize,
-    /// Bytes held.
+    /// Frozen chunks from offset 0 on, then `tail`.
+    chunks: VecDeque<Bytes>,
+    /// Bytes `push` copied in and not yet frozen: the last bytes of the stream.
+    tail: BytesMut,
+    /// Bytes held (all chunks and the tail).
     len: usize,
     /// The most bytes the buffer accepts.
     capacity: usize,
+    /// Where the last `copy_out` found its first chunk: `(index in chunks, offset of that
+    /// chunk)`. Segments go out in order, so the next lookup starts there instead of at the
+    /// front of a queue that can hold a hundred chunks.
+    cursor: Cell<(usize, usize)>,
 }
 
 impl SendBuffer {
     /// An empty buffer that will accept up to `capacity` bytes. Nothing is allocated yet.
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            storage: Vec::new(),
-            head: 0,
+            chunks: VecDeque::new(),
+            tail: BytesMut::new(),
             len: 0,
             capacity,
+            cursor: Cell::new((0, 0)),
         }
     }
 
@@ -61,32 +77,73 @@ impl SendBuffer {
         self.capacity.saturating_sub(self.len)
     }
 
-    /// Appends as much of `data` as fits and returns how much that was.
+    /// Copies in as much of `data` as fits and returns how much that was.
     pub fn push(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        let mut rest = &data[..n];
+        while !rest.is_empty() {
+            if self.tail.len() >= CHUNK {
+                self.freeze_tail();
+            }
+            let room = CHUNK - self.tail.len();
+            let take = rest.len().min(room);
+            if self.tail.capacity() - self.tail.len() < take {
+                // Grow geometrically from a small start, never past one chunk.
+                let want = (self.tail.len() + take)
+                    .max(2 * self.tail.capacity())
+                    .clamp(MIN_ALLOC, CHUNK);
+                self.tail.reserve(want - self.tail.len());
+            }
+            self.tail.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+        self.len += n;
+        n
+    }
+
+    /// Queues as much of `data` as fits, without copying it, and returns how much that was
+    /// (the caller keeps `data.slice(n..)` for later).
+    pub fn push_bytes(&mut self, data: Bytes) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
         }
-        self.reserve(self.len + n);
-        let size = self.storage.len();
-        let tail = ring_index(self.head, self.len, size);
-        let first = n.min(size - tail);
-        self.storage[tail..tail + first].copy_from_slice(&data[..first]);
-        self.storage[..n - first].copy_from_slice(&data[first..n]);
+        // What `push` copied earlier comes first in the stream.
+        if !self.tail.is_empty() {
+            self.freeze_tail();
+        }
+        self.chunks.push_back(data.slice(..n));
         self.len += n;
         n
     }
 
     /// Drops `n` bytes from the front (they were acknowledged); `n` is clamped to `len()`.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let mut n = n.min(self.len);
         self.len -= n;
-        if self.len == 0 {
-            // Restart at the beginning so that later writes are contiguous.
-            self.head = 0;
-        } else {
-            self.head = ring_index(self.head, n, self.storage.len());
+        let (mut index, mut start) = self.cursor.get();
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
+                break;
+            };
+            if n < front.len() {
+                front.advance(n);
+                start = start.saturating_sub(n);
+                break;
+            }
+            n -= front.len();
+            start = start.saturating_sub(front.len());
+            index = index.saturating_sub(1);
+            self.chunks.pop_front();
         }
+        if self.len == 0 {
+            // Start the next write at the front of the tail's allocation.
+            self.tail.clear();
+            index = 0;
+            start = 0;
+        }
+        self.cursor.set((index, start));
     }
 
     /// Copies the bytes at `[offset, offset + dst.len())` into `dst`, clamped to what is held,
@@ -96,44 +153,51 @@ impl SendBuffer {
             return 0;
         }
         let n = dst.len().min(self.len - offset);
-        let size = self.storage.len();
-        let start = ring_index(self.head, offset, size);
-        let first = n.min(size - start);
-        dst[..first].copy_from_slice(&self.storage[start..start + first]);
-        dst[first..n].copy_from_slice(&self.storage[..n - first]);
+        let (mut index, mut start) = self.cursor.get();
+        if offset < start || index > self.chunks.len() {
+            (index, start) = (0, 0);
+        }
+        // Find the chunk that holds `offset` (the tail counts as chunk `chunks.len()`).
+        while index < self.chunks.len() && offset >= start + self.chunks[index].len() {
+            start += self.chunks[index].len();
+            index += 1;
+        }
+        debug_assert_eq!(
+            start,
+            self.chunks
+                .iter()
+                .take(index)
+                .map(Bytes::len)
+                .sum::<usize>(),
+            "the cursor names where its chunk starts"
+        );
+        self.cursor.set((index, start));
+        let mut copied = 0;
+        let mut skip = offset - start;
+        while copied < n {
+            let chunk: &[u8] = match self.chunks.get(index) {
+                Some(c) => c,
+                None => &self.tail,
+            };
+            let take = (chunk.len() - skip).min(n - copied);
+            dst[copied..copied + take].copy_from_slice(&chunk[skip..skip + take]);
+            copied += take;
+            skip = 0;
+            index += 1;
+        }
         n
     }
 
-    /// Changes how many bytes the buffer accepts; never below what it holds now.
+    /// Changes how many bytes the buffer accepts; never below what it holds now. Memory is
+    /// given back as chunks are acknowledged, whatever the capacity.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity.max(self.len);
-        if self.storage.len() > self.capacity {
-            // Give memory back: the allocation may not exceed the new bound.
-            self.relocate(self.capacity);
-        }
     }
 
-    /// Makes sure storage holds at least `needed` bytes (`needed <= capacity`), growing
-    /// geometrically so that a stream of small pushes costs amortized O(1) per byte.
-    fn reserve(&mut self, needed: usize) {
-        let size = self.storage.len();
-        if needed <= size {
-            return;
-        }
-        let target = needed
-            .max(size.saturating_mul(2))
-            .max(MIN_ALLOC)
-            .min(self.capacity);
-        self.relocate(target);
-    }
-
-    /// Moves the held bytes to the start of a fresh allocation of `size >= len` bytes.
-    fn relocate(&mut self, size: usize) {
-        let mut storage = vec![0u8; size];
-        let n = self.copy_out(0, &mut storage[..self.len]);
-        debug_assert_eq!(n, self.len);
-        self.storage = storage;
-        self.head = 0;
+    /// Moves the tail's bytes into the queue as a frozen chunk.
+    fn freeze_tail(&mut self) {
+        let full = self.tail.split();
+        self.chunks.push_back(full.freeze());
     }
 }
 
@@ -150,7 +214,8 @@ mod tests {
     #[test]
     fn new_buffer_allocates_nothing() {
         let buf = SendBuffer::new(1 << 30);
-        assert_eq!(buf.storage.len(), 0);
+        assert!(buf.chunks.is_empty());
+        assert_eq!(buf.tail.capacity(), 0);
         assert!(buf.is_empty());
         assert_eq!(buf.free(), 1 << 30);
         assert_eq!(buf.copy_out(0, &mut [0; 4]), 0);
@@ -168,19 +233,47 @@ mod tests {
     }
 
     #[test]
-    fn wraps_around_the_ring() {
-        let mut buf = SendBuffer::new(8);
-        assert_eq!(buf.push(b"abcdef"), 6);
-        buf.consume(4);
-        // "ef" sit at indices 4..6; "ghijkl" wraps past the end of the 8-byte ring.
-        assert_eq!(buf.push(b"ghijkl"), 6);
-        assert_eq!(buf.storage.len(), 8);
-        assert_eq!(held(&buf), b"efghijkl");
-        let mut mid = [0; 4];
-        assert_eq!(buf.copy_out(3, &mut mid), 4);
-        assert_eq!(&mid, b"hijk");
+    fn reads_across_chunks_and_the_tail() {
+        let mut buf = SendBuffer::new(1 << 20);
+        assert_eq!(buf.push(b"ab"), 2);
+        assert_eq!(buf.push_bytes(Bytes::from_static(b"cdef")), 4);
+        assert_eq!(buf.push(b"gh"), 2);
+        assert_eq!(buf.push_bytes(Bytes::from_static(b"ijk")), 3);
+        assert_eq!(buf.push(b"lmn"), 3);
+        // "ab" | "cdef" | "gh" | "ijk" as chunks, "lmn" in the tail.
+        assert_eq!(buf.chunks.len(), 4);
+        assert_eq!(held(&buf), b"abcdefghijklmn");
+        let mut mid = [0; 6];
+        assert_eq!(buf.copy_out(3, &mut mid), 6);
+        assert_eq!(&mid, b"defghi");
+        // In order, then back to the front (a retransmission), then on again.
+        let mut two = [0; 2];
+        for (at, want) in [(0, b"ab"), (6, b"gh"), (12, b"mn"), (1, b"bc"), (9, b"jk")] {
+            assert_eq!(buf.copy_out(at, &mut two), 2);
+            assert_eq!(&two, want, "at {at}");
+        }
         buf.consume(5);
-        assert_eq!(held(&buf), b"jkl");
+        assert_eq!(held(&buf), b"fghijklmn");
+        assert_eq!(buf.chunks.len(), 3, "acknowledged chunks are dropped");
+        assert_eq!(buf.copy_out(4, &mut two), 2);
+        assert_eq!(&two, b"jk");
+        buf.consume(8);
+        assert_eq!(held(&buf), b"n");
+        assert!(buf.chunks.is_empty());
+    }
+
+    #[test]
+    fn bytes_are_queued_without_copying() {
+        let mut buf = SendBuffer::new(10);
+        let data = Bytes::from(vec![7u8; 16]);
+        assert_eq!(buf.push_bytes(data.clone()), 10, "only what fits");
+        assert_eq!(
+            buf.chunks[0].as_ptr(),
+            data.as_ptr(),
+            "the caller's memory itself"
+        );
+        assert_eq!(buf.push_bytes(data.slice(10..)), 0);
+        assert_eq!(buf.push(b"x"), 0);
     }
 
     #[test]
@@ -210,19 +303,26 @@ mod tests {
     }
 
     #[test]
-    fn growth_preserves_wrapped_contents() {
-        let mut buf = SendBuffer::new(5000);
-        let first: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        assert_eq!(buf.push(&first), 1000);
-        assert_eq!(buf.storage.len(), MIN_ALLOC);
-        buf.consume(900);
-        // Wraps in the 1024-byte ring, then forces a regrow while wrapped.
-        let second: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
-        assert_eq!(buf.push(&second), 3000);
-        let mut expect = first[900..].to_vec();
-        expect.extend_from_slice(&second);
+    fn small_writes_grow_the_tail_up_to_a_chunk() {
+        let mut buf = SendBuffer::new(1 << 20);
+        assert_eq!(buf.push(&[1; 100]), 100);
+        assert_eq!(
+            buf.tail.capacity(),
+            MIN_ALLOC,
+            "a small write, a small allocation"
+        );
+        let mut expect = vec![1; 100];
+        for i in 0..2000u32 {
+            let piece = [i as u8; 100];
+            assert_eq!(buf.push(&piece), 100);
+            expect.extend_from_slice(&piece);
+        }
+        assert!(buf.tail.capacity() <= 2 * CHUNK);
+        assert!(
+            buf.chunks.iter().all(|c| c.len() == CHUNK),
+            "full chunks are frozen"
+        );
         assert_eq!(held(&buf), expect);
-        assert!(buf.storage.len() <= 5000);
     }
 
     #[test]
@@ -236,7 +336,6 @@ mod tests {
         buf.consume(1500);
         buf.set_capacity(600);
         assert_eq!(buf.capacity(), 600);
-        assert!(buf.storage.len() <= 600, "shrinking gives memory back");
         assert_eq!(buf.push(&[2; 200]), 100);
         let mut expect = vec![1; 500];
         expect.extend_from_slice(&[2; 100]);
@@ -256,35 +355,54 @@ mod tests {
     /// A long random-ish sequence of pushes, consumes and reads agrees with a plain Vec model.
     #[test]
     fn matches_a_vec_model() {
-        let mut buf = SendBuffer::new(3000);
+        model_check(3000, 700, 2000);
+    }
+
+    /// The same with writes large enough that the tail fills whole chunks.
+    #[test]
+    fn matches_a_vec_model_across_full_chunks() {
+        model_check(5 * CHUNK, CHUNK + CHUNK / 2, 300);
+    }
+
+    fn model_check(capacity: usize, max_write: usize, rounds: usize) {
+        let mut buf = SendBuffer::new(capacity);
         let mut model: Vec<u8> = Vec::new();
         let mut x: u32 = 12345;
         let mut next = || {
             // A fixed LCG: deterministic, no dependency.
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            (x >> 16) as usize
+            (x >> 8) as usize
         };
         let mut byte = 0u8;
-        for _ in 0..2000 {
-            let data: Vec<u8> = (0..next() % 700)
+        for _ in 0..rounds {
+            let data: Vec<u8> = (0..next() % max_write)
                 .map(|_| {
                     byte = byte.wrapping_add(1);
                     byte
                 })
                 .collect();
-            let n = buf.push(&data);
-            assert_eq!(n, data.len().min(3000 - model.len()));
+            // Copied writes and zero-copy ones, mixed.
+            let n = if next() % 3 == 0 {
+                buf.push_bytes(Bytes::from(data.clone()))
+            } else {
+                buf.push(&data)
+            };
+            assert_eq!(n, data.len().min(capacity - model.len()));
             model.extend_from_slice(&data[..n]);
-            let c = next() % 800;
+            let c = next() % (max_write + max_write / 7);
             buf.consume(c);
             model.drain(..c.min(model.len()));
-            let off = next() % 3100;
-            let mut dst = vec![0; next() % 500];
-            let got = buf.copy_out(off, &mut dst);
-            let want = model.get(off..).map_or(0, |rest| rest.len().min(dst.len()));
-            assert_eq!(got, want);
-            if got > 0 {
-                assert_eq!(&dst[..got], &model[off..off + got]);
+            // A few reads, mostly in order as segments go out, sometimes back (retransmits).
+            let mut off = next() % (capacity + 100);
+            for _ in 0..3 {
+                let mut dst = vec![0; next() % 1500];
+                let got = buf.copy_out(off, &mut dst);
+                let want = model.get(off..).map_or(0, |rest| rest.len().min(dst.len()));
+                assert_eq!(got, want);
+                if got > 0 {
+                    assert_eq!(&dst[..got], &model[off..off + got]);
+                }
+                off += got;
             }
         }
         assert_eq!(held(&buf), model);

@@ -12,6 +12,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::config::Config;
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -433,15 +435,7 @@ impl Connection {
 
     /// Application write (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
-        match self.state {
-            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
-            State::Closed => return Err(self.error.unwrap_or(Error::BrokenPipe)),
-            // "error: connection closing": the kernel says EPIPE.
-            _ => return Err(Error::BrokenPipe),
-        }
-        if self.snd.fin_queued {
-            return Err(Error::BrokenPipe);
-        }
+        self.check_send()?;
         if data.is_empty() {
             return Ok(0);
         }
@@ -453,6 +447,37 @@ impl Connection {
             return Err(Error::WouldBlock);
         }
         Ok(n)
+    }
+
+    /// Application write of bytes the application already holds as [`Bytes`]: queued as they
+    /// are, without a copy (see [`SendBuffer::push_bytes`](crate::tcp::send_buffer::SendBuffer::push_bytes)).
+    pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, Error> {
+        self.check_send()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut n = self.snd.buffer.push_bytes(data.clone());
+        if n < data.len() && self.grow_send_buffer() {
+            n += self.snd.buffer.push_bytes(data.slice(n..));
+        }
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Whether the application may still write (RFC 9293 §3.10.2).
+    fn check_send(&self) -> Result<(), Error> {
+        match self.state {
+            State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
+            State::Closed => return Err(self.error.unwrap_or(Error::BrokenPipe)),
+            // "error: connection closing": the kernel says EPIPE.
+            _ => return Err(Error::BrokenPipe),
+        }
+        if self.snd.fin_queued {
+            return Err(Error::BrokenPipe);
+        }
+        Ok(())
     }
 
     /// Send-buffer auto-tuning (after Linux `tcp_sndbuf_expand`): when the application has
