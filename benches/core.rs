@@ -12,7 +12,8 @@
 //!   its own turns is counted apart, and criterion is given the busier end's time: what one
 //!   core running that end would need, as with a client and a server on their own cores.
 //!
-//! - `bulk`: payload throughput of one connection (Gbit/s of payload);
+//! - `bulk`: payload throughput of one connection (Gbit/s of payload), the application
+//!   writing byte slices (`send`, copied) or `Bytes` it holds (`send_bytes`, not copied);
 //! - `segments`: the same transfer counted in TCP segments moved (data and ACKs);
 //! - `handshakes`: full connect + accept + close cycles, TIME-WAIT expiry included; and the
 //!   three-way handshake alone (connect to accept), teardown untimed.
@@ -24,7 +25,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use synack_core::{Config, ConnectionHandle, Endpoint, Instant, ListenerHandle};
+use synack_core::{Bytes, Config, ConnectionHandle, Endpoint, Instant, ListenerHandle};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -116,14 +117,14 @@ impl Pair {
     }
 
     /// Client sends `total` bytes to the server, which reads them all.
-    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &[u8]) {
+    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &Chunk) {
         let mut sent = 0;
         let mut received = 0;
         let mut rbuf = vec![0u8; 64 * 1024];
         for _ in 0..10_000_000 {
             while sent < total {
                 let n = chunk.len().min(total - sent);
-                match self.client.send(self.now, c, &chunk[..n]) {
+                match chunk.write(&mut self.client, self.now, c, n) {
                     Ok(k) => sent += k,
                     Err(_) => break,
                 }
@@ -262,7 +263,7 @@ impl Sides {
     }
 
     /// Client sends `total` bytes to the server, which reads them as they arrive.
-    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &[u8]) {
+    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &Chunk) {
         let mut sent = 0;
         let mut received = 0;
         let mut rbuf = vec![0u8; 64 * 1024];
@@ -270,7 +271,7 @@ impl Sides {
             let moved_c = self.turn(true, |ep, now| {
                 while sent < total {
                     let n = chunk.len().min(total - sent);
-                    match ep.send(now, c, &chunk[..n]) {
+                    match chunk.write(ep, now, c, n) {
                         Ok(k) => sent += k,
                         Err(_) => break,
                     }
@@ -332,14 +333,51 @@ impl Sides {
 /// Bytes per measured transfer.
 const BULK: usize = 8 * 1024 * 1024;
 
+/// What the sending application writes, 64 KiB at a time: a byte slice, copied into the
+/// send buffer (`send`), or `Bytes` it already holds, queued without a copy (`send_bytes`).
+enum Chunk {
+    Copied(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Copied(v) => v.len(),
+            Chunk::Shared(b) => b.len(),
+        }
+    }
+
+    /// Writes the first `n` bytes.
+    fn write(
+        &self,
+        ep: &mut Endpoint,
+        now: Instant,
+        c: ConnectionHandle,
+        n: usize,
+    ) -> Result<usize, synack_core::Error> {
+        match self {
+            Chunk::Copied(v) => ep.send(now, c, &v[..n]),
+            Chunk::Shared(b) => ep.send_bytes(now, c, b.slice(..n)),
+        }
+    }
+}
+
 fn bulk(c: &mut Criterion) {
-    let chunk = vec![0x5au8; 64 * 1024];
+    let chunk = Chunk::Copied(vec![0x5au8; 64 * 1024]);
     let mut g = c.benchmark_group("bulk");
     g.throughput(Throughput::Bytes(BULK as u64));
     g.bench_function("8MiB_one_connection", |b| {
         let mut pair = Pair::new();
         let (cl, sv) = pair.connect();
         b.iter(|| pair.transfer(cl, sv, black_box(BULK), &chunk));
+    });
+    // The same, the application handing over `Bytes` it holds: one copy fewer per byte.
+    let shared = Chunk::Shared(Bytes::from(vec![0x5au8; 64 * 1024]));
+    g.bench_function("8MiB_one_connection_send_bytes", |b| {
+        let mut pair = Pair::new();
+        let (cl, sv) = pair.connect();
+        b.iter(|| pair.transfer(cl, sv, black_box(BULK), &shared));
     });
     g.finish();
 
@@ -410,7 +448,7 @@ type Clock = fn(&Sides) -> Duration;
 /// criterion the busier end's time (one side per core, see the module docs); `both_ends` the
 /// sum of both ends' times, the same work on one core, for comparison in the same run.
 fn per_side(c: &mut Criterion) {
-    let chunk = vec![0x5au8; 64 * 1024];
+    let chunk = Chunk::Copied(vec![0x5au8; 64 * 1024]);
     let clocks: [(&str, Clock); 2] = [
         ("busier_end", Sides::busier),
         ("both_ends", |s| s.client_time + s.server_time),

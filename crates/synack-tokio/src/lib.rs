@@ -30,4 +30,4 @@ pub use device::Device;
 pub use listener::TcpListener;
 pub use stack::Stack;
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf};
-pub use synack_core::{Config, Stats};
+pub use synack_core::{Bytes, Config, Stats};

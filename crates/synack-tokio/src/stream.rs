@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use synack_core::{ConnectionHandle, Error, State};
+use synack_core::{Bytes, ConnectionHandle, Error, State};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
@@ -144,6 +144,29 @@ impl ConnRef {
             register(&mut c.write_waker, cx);
         }
         Poll::Pending
+    }
+
+    /// Queues as much of `data` as the send buffer takes, without copying it; returns how
+    /// much that was.
+    fn poll_write_bytes(&self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut inner = self.stack.lock()?;
+        let now = inner.now();
+        match inner.endpoint.send_bytes(now, self.handle, data.clone()) {
+            Ok(n) => {
+                inner.wake_driver();
+                Poll::Ready(Ok(n))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.write_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
     }
 
     /// Sends our FIN; reads continue until the peer's (RFC 9293 §3.10.4, half-close).
@@ -395,6 +418,20 @@ macro_rules! async_io {
 
             fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 self.conn.poll_shutdown()
+            }
+        }
+
+        impl $ty {
+            /// Writes all of `data`, which the stack keeps and sends from without copying it
+            /// into its send buffer (`write_all` copies): for bytes the application already
+            /// holds as [`Bytes`], an HTTP body or a cached file. If the future is dropped
+            /// early, a prefix of `data` may have been queued, as with `write_all`.
+            pub async fn write_bytes(&mut self, mut data: Bytes) -> io::Result<()> {
+                while !data.is_empty() {
+                    let n = std::future::poll_fn(|cx| self.conn.poll_write_bytes(cx, &data)).await?;
+                    data = data.slice(n..);
+                }
+                Ok(())
             }
         }
     )*};

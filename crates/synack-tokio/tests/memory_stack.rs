@@ -181,6 +181,43 @@ async fn echo_one_megabyte_intact() {
     .await;
 }
 
+/// `write_bytes` hands the stack `Bytes` it sends from without copying; mixed with ordinary
+/// writes, the peer reads one stream, in order, intact.
+#[tokio::test]
+async fn write_bytes_and_write_all_make_one_stream() {
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7003)).await.unwrap();
+        let (c, s) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7003)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, _) = s.unwrap();
+        let body = synack_core::Bytes::from(pattern(3 << 20, 7));
+        let writer = async {
+            c.write_all(b"header\n").await.unwrap();
+            c.write_bytes(body.clone()).await.unwrap();
+            c.write_all(b"trailer").await.unwrap();
+            c.shutdown().await.unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert_eq!(got.len(), 7 + body.len() + 7);
+        assert_eq!(&got[..7], b"header\n");
+        assert!(
+            got[7..7 + body.len()] == body[..],
+            "the body arrived intact"
+        );
+        assert_eq!(&got[7 + body.len()..], b"trailer");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn vectored_writes_keep_order() {
     let (client, server) = stacks();
