@@ -129,6 +129,23 @@ fn open_with_rtt(
     (h, c, peer, syn)
 }
 
+/// A connection with a 100 ms RTT and 200 kB to send, whose initial window went out and was
+/// acknowledged by one ACK 100 ms later. Returns the harness (the ACK just processed) and
+/// how many segments the initial window held.
+fn initial_window_acked(cfg: Config) -> (Harness, usize) {
+    let (mut h, c, peer, syn) = open_with_rtt(cfg, false, false);
+    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
+    let first = h.drain();
+    h.advance(Duration::from_millis(100));
+    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
+    );
+    (h, first.len())
+}
+
 // === Sending ====================================================================================
 
 #[test]
@@ -943,20 +960,11 @@ fn receive_window_auto_tunes_to_what_the_reader_drains() {
 
 #[test]
 fn pacing_spreads_a_large_window_over_the_round_trip() {
-    let (mut h, c, peer, syn) = open_with_rtt(config(), false, false);
-    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
     // IW10 fits the initial burst allowance of ten segments.
-    let first = h.drain();
-    assert_eq!(first.len(), 10);
-    // One stretch ACK grows cwnd to 12 segments (RFC 3465: at most 2 SMSS per ACK), paced at
+    let (mut h, initial) = initial_window_acked(config());
+    assert_eq!(initial, 10);
+    // One stretch ACK grew cwnd to 12 segments (RFC 3465: at most 2 SMSS per ACK), paced at
     // twice cwnd/SRTT in slow start: the segments do not all leave at once.
-    h.advance(Duration::from_millis(100));
-    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
-    );
     let burst = h.drain();
     assert!(burst.len() <= 10, "burst of {}", burst.len());
     let t0 = h.now;
@@ -973,16 +981,7 @@ fn pacing_spreads_a_large_window_over_the_round_trip() {
 /// stall of the kind the 3 % loss kernel test once caught.)
 #[test]
 fn a_pacing_timer_armed_at_the_end_of_a_burst_is_reported() {
-    let (mut h, c, peer, syn) = open_with_rtt(config(), false, false);
-    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
-    let first = h.drain();
-    h.advance(Duration::from_millis(100));
-    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
-    );
+    let (mut h, _) = initial_window_acked(config());
     let mut buf = [0u8; 1500];
     // A deadline is asked for before every segment, as a driver that stops after a batch
     // and comes back next round would: the last call comes before the poll that finds
@@ -1022,16 +1021,7 @@ fn a_pacing_timer_armed_at_the_end_of_a_burst_is_reported() {
 fn pacing_can_be_turned_off() {
     let mut cfg = config();
     cfg.pacing(false);
-    let (mut h, c, peer, syn) = open_with_rtt(cfg, false, false);
-    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
-    let first = h.drain();
-    let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
-    h.advance(Duration::from_millis(100));
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(ACK, 10_001, 0).ackn(acked).window(65535),
-    );
+    let (mut h, _) = initial_window_acked(cfg);
     assert_eq!(h.drain().len(), 12, "the whole grown window at once");
 }
 

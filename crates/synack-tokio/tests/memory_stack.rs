@@ -39,6 +39,17 @@ fn stacks() -> (Stack, Stack) {
     )
 }
 
+/// A listener on `port` of `server`, one connection to it from `client`, and both ends of
+/// that connection (client first).
+async fn connected(client: &Stack, server: &Stack, port: u16) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(server, server_addr(port)).await.unwrap();
+    let (c, s) = tokio::join!(
+        TcpStream::connect(client, server_addr(port)),
+        listener.accept()
+    );
+    (c.unwrap(), s.unwrap().0)
+}
+
 /// Fails the test instead of hanging if `f` does not finish in (real or paused) time.
 async fn within<F: Future>(secs: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), f)
@@ -187,13 +198,7 @@ async fn echo_one_megabyte_intact() {
 async fn write_bytes_and_write_all_make_one_stream() {
     let (client, server) = stacks();
     within(20, async {
-        let listener = TcpListener::bind(&server, server_addr(7003)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7003)),
-            listener.accept()
-        );
-        let mut c = c.unwrap();
-        let (mut s, _) = s.unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7003).await;
         let body = synack_core::Bytes::from(pattern(3 << 20, 7));
         let writer = async {
             c.write_all(b"header\n").await.unwrap();
@@ -222,13 +227,7 @@ async fn write_bytes_and_write_all_make_one_stream() {
 async fn vectored_writes_keep_order() {
     let (client, server) = stacks();
     within(10, async {
-        let listener = TcpListener::bind(&server, server_addr(7002)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7002)),
-            listener.accept()
-        );
-        let mut c = c.unwrap();
-        let (mut s, _) = s.unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7002).await;
         assert!(tokio::io::AsyncWrite::is_write_vectored(&c));
         let parts: [&[u8]; 3] = [b"alpha-", b"", b"beta-gamma"];
         let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
@@ -441,13 +440,7 @@ async fn a_select_cancelled_accept_loses_nothing() {
 async fn dropping_a_stream_closes_it_gracefully() {
     let (client, server) = stacks();
     within(10, async {
-        let listener = TcpListener::bind(&server, server_addr(7200)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7200)),
-            listener.accept()
-        );
-        let mut c = c.unwrap();
-        let (mut s, _) = s.unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7200).await;
         let data = pattern(50_000, 9);
         c.write_all(&data).await.unwrap();
         drop(c);
@@ -463,13 +456,8 @@ async fn dropping_a_stream_closes_it_gracefully() {
 async fn dropping_the_owned_write_half_sends_fin() {
     let (client, server) = stacks();
     within(10, async {
-        let listener = TcpListener::bind(&server, server_addr(7201)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7201)),
-            listener.accept()
-        );
-        let (mut r, mut w) = c.unwrap().into_split();
-        let (mut s, _) = s.unwrap();
+        let (c, mut s) = connected(&client, &server, 7201).await;
+        let (mut r, mut w) = c.into_split();
         w.write_all(b"bye").await.unwrap();
         drop(w);
         let mut got = Vec::new();
@@ -563,13 +551,7 @@ async fn dropping_an_unused_stack_stops_its_driver() {
 async fn closing_with_unread_data_resets_the_peer() {
     let (client, server) = stacks();
     within(10, async {
-        let listener = TcpListener::bind(&server, server_addr(7500)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7500)),
-            listener.accept()
-        );
-        let mut c = c.unwrap();
-        let (mut s, _) = s.unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7500).await;
         c.write_all(b"never read").await.unwrap();
         // Make sure the bytes reached the server's receive buffer before it closes.
         let mut first = [0u8; 1];
@@ -606,13 +588,7 @@ async fn a_slow_reader_holds_the_writer_back() {
     const TOTAL: usize = 2 << 20;
     let (client, server) = stacks();
     within(30, async {
-        let listener = TcpListener::bind(&server, server_addr(7600)).await.unwrap();
-        let (c, s) = tokio::join!(
-            TcpStream::connect(&client, server_addr(7600)),
-            listener.accept()
-        );
-        let mut c = c.unwrap();
-        let (mut s, _) = s.unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7600).await;
         let data = pattern(TOTAL, 11);
         let to_send = data.clone();
         let writer = tokio::spawn(async move {
