@@ -372,6 +372,55 @@ fn out_of_order_data_is_acked_at_once_with_sack() {
     assert!(data[1000..].iter().all(|&b| b == 2));
 }
 
+/// RFC 5681 §4.2: "an immediate duplicate ACK when an out-of-order segment arrives", one per
+/// segment, even when several arrive before the endpoint is next polled (the runtime hands
+/// it packets in batches): a sender that loses one of them still learns of the hole.
+#[test]
+fn each_out_of_order_segment_draws_its_own_duplicate_ack() {
+    let mut k = Conn::open(config(), true, true);
+    let base = k.peer_nxt;
+    // Segment 1 is lost; 2 to 5 arrive in one batch.
+    for i in 1..5usize {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(base + 1000 * i)
+            .ackn(k.our_nxt)
+            .ts(300 + i as u32, 0)
+            .data(&[i as u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+    }
+    let acks = k.h.drain();
+    assert_eq!(acks.len(), 4, "one duplicate ACK per out-of-order segment");
+    for a in &acks {
+        assert_eq!(a.ack, base);
+        assert_eq!(a.sack, vec![(base + 1000, base + 5000)]);
+    }
+    // The hole fills: one ACK, not a duplicate.
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base)
+        .ackn(k.our_nxt)
+        .ts(305, 0)
+        .data(&[0u8; 1000]);
+    k.h.inject(k.peer, k.us, o);
+    let filled = k.h.drain();
+    assert_eq!(filled.len(), 1);
+    assert_eq!(filled[0].ack, base + 5000);
+    // A batch of in-order data still draws one ACK: the every-second-segment rule holds
+    // between polls, as it holds per GRO aggregate in Linux.
+    for i in 0..4usize {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(base + 5000 + 1000 * i)
+            .ackn(k.our_nxt)
+            .ts(306 + i as u32, 0)
+            .data(&[9u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+    }
+    assert_eq!(
+        k.h.drain().len(),
+        1,
+        "a batch of in-order data draws one ACK"
+    );
+}
+
 /// RFC 6691: the MSS counts data only, so while we hold out-of-order data our own data
 /// segments, which carry SACK blocks, carry that much less payload.
 #[test]

@@ -112,6 +112,7 @@ impl Connection {
                 fin_received: false,
                 unacked_segments: 0,
                 ack_now: false,
+                dup_acks_owed: 0,
                 sack_changed: false,
             },
             ts: Timestamps {

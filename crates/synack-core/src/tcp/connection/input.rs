@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Connection, Disposition};
+use super::{Connection, Disposition, MAX_DUP_ACKS_OWED};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
@@ -576,7 +576,7 @@ impl Connection {
         }
         if data.is_empty() {
             // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2).
-            self.rcv.ack_now = true;
+            self.owe_dup_ack();
             return;
         }
         // Trim what lies past the window we advertised.
@@ -597,9 +597,13 @@ impl Connection {
                 if advanced > 0 {
                     self.notify.readable = true;
                 }
-                if offset > 0 || had_ooo {
-                    // RFC 5681 §4.2: an out-of-order segment, or one that fills a hole, is
-                    // ACKed at once (with SACK blocks, RFC 2018 §4).
+                if offset > 0 {
+                    // RFC 5681 §4.2: an out-of-order segment draws an immediate duplicate
+                    // ACK (with SACK blocks, RFC 2018 §4), one per segment.
+                    self.owe_dup_ack();
+                    self.rcv.sack_changed = true;
+                } else if had_ooo {
+                    // One that fills a hole is ACKed at once too.
                     self.rcv.ack_now = true;
                     self.rcv.sack_changed = true;
                 } else {
@@ -619,9 +623,17 @@ impl Connection {
             }
             Err(_) => {
                 // Too many holes: drop the segment; the duplicate ACK tells the sender.
-                self.rcv.ack_now = true;
+                self.owe_dup_ack();
                 self.verdict.out_of_window = true;
             }
+        }
+    }
+
+    /// One more immediate duplicate ACK is due (see `Receiver::dup_acks_owed`).
+    fn owe_dup_ack(&mut self) {
+        self.rcv.ack_now = true;
+        if self.rcv.dup_acks_owed < MAX_DUP_ACKS_OWED {
+            self.rcv.dup_acks_owed += 1;
         }
     }
 

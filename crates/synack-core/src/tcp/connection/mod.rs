@@ -39,6 +39,9 @@ pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
 /// them to 48 + options (RFC 9293 §3.7.1 defaults to 536 for IPv4 when absent).
 pub(crate) const MIN_MSS: usize = 64;
 
+/// The most immediate duplicate ACKs owed at once: one batch of the runtime's driver.
+pub(crate) const MAX_DUP_ACKS_OWED: u16 = 64;
+
 /// The MSS assumed when the peer sends none (RFC 9293 §3.7.1: 536 for IPv4, RFC 8200 §5:
 /// 1220 for IPv6).
 pub(crate) fn default_mss(ipv6: bool) -> usize {
@@ -159,6 +162,12 @@ pub(crate) struct Receiver {
     pub unacked_segments: u32,
     /// An ACK must go out with the next transmission opportunity.
     pub ack_now: bool,
+    /// Duplicate ACKs still owed, one per out-of-order or duplicate segment (RFC 5681 §4.2:
+    /// "an immediate duplicate ACK when an out-of-order segment arrives"). Segments that
+    /// arrive together in one batch would otherwise share a single ACK, and a sender that
+    /// loses that one ACK learns nothing of the batch; one each also keeps a NewReno sender's
+    /// count of segments that left the network right. Bounded by `MAX_DUP_ACKS_OWED`.
+    pub dup_acks_owed: u16,
     /// The last segment filled a hole or arrived out of order: SACK info changed.
     pub sack_changed: bool,
 }

@@ -537,7 +537,9 @@ impl Connection {
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
     fn after_send(&mut self, seg: &TcpRepr<'_>) {
         if seg.flags.contains(TcpFlags::ACK) {
-            self.rcv.ack_now = false;
+            // Every segment carries our ACK, and counts as one of the duplicates owed.
+            self.rcv.dup_acks_owed = self.rcv.dup_acks_owed.saturating_sub(1);
+            self.rcv.ack_now = self.rcv.dup_acks_owed > 0;
             self.rcv.unacked_segments = 0;
             self.rcv.sack_changed = false;
             self.timers.delayed_ack = None;
