@@ -1317,10 +1317,7 @@ impl Endpoint {
         data: &[u8],
     ) -> Result<usize, Error> {
         let _ = now;
-        let slot = self.app_slot(conn)?;
-        let n = slot.conn.send(data)?;
-        self.after(conn);
-        Ok(n)
+        self.app_write(conn, |c| c.send(data))
     }
 
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
@@ -1333,8 +1330,17 @@ impl Endpoint {
         data: Bytes,
     ) -> Result<usize, Error> {
         let _ = now;
+        self.app_write(conn, |c| c.send_bytes(data))
+    }
+
+    /// A write by the application into `conn`, then the bookkeeping any change needs.
+    fn app_write(
+        &mut self,
+        conn: ConnectionHandle,
+        write: impl FnOnce(&mut Connection) -> Result<usize, Error>,
+    ) -> Result<usize, Error> {
         let slot = self.app_slot(conn)?;
-        let n = slot.conn.send_bytes(data)?;
+        let n = write(&mut slot.conn)?;
         self.after(conn);
         Ok(n)
     }

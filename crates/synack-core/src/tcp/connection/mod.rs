@@ -444,39 +444,23 @@ impl Connection {
 
     /// Application write (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
-        self.check_send()?;
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let mut n = self.snd.buffer.push(data);
-        if n < data.len() && self.grow_send_buffer() {
-            n += self.snd.buffer.push(&data[n..]);
-        }
-        if n == 0 {
-            return Err(Error::WouldBlock);
-        }
-        Ok(n)
+        self.queue(data.len(), |buf, from| buf.push(&data[from..]))
     }
 
     /// Application write of bytes the application already holds as [`Bytes`]: queued as they
     /// are, without a copy (see [`SendBuffer::push_bytes`](crate::tcp::send_buffer::SendBuffer::push_bytes)).
     pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, Error> {
-        self.check_send()?;
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let mut n = self.snd.buffer.push_bytes(data.clone());
-        if n < data.len() && self.grow_send_buffer() {
-            n += self.snd.buffer.push_bytes(data.slice(n..));
-        }
-        if n == 0 {
-            return Err(Error::WouldBlock);
-        }
-        Ok(n)
+        self.queue(data.len(), |buf, from| buf.push_bytes(data.slice(from..)))
     }
 
-    /// Whether the application may still write (RFC 9293 §3.10.2).
-    fn check_send(&self) -> Result<(), Error> {
+    /// The one write path behind `send` and `send_bytes`: `push(buffer, from)` queues the
+    /// application's bytes from offset `from` on and returns how many it took. If they do
+    /// not all fit, the buffer may grow once (auto-tuning) and take more.
+    fn queue(
+        &mut self,
+        len: usize,
+        mut push: impl FnMut(&mut SendBuffer, usize) -> usize,
+    ) -> Result<usize, Error> {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
             State::Closed => return Err(self.error.unwrap_or(Error::BrokenPipe)),
@@ -486,7 +470,17 @@ impl Connection {
         if self.snd.fin_queued {
             return Err(Error::BrokenPipe);
         }
-        Ok(())
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut n = push(&mut self.snd.buffer, 0);
+        if n < len && self.grow_send_buffer() {
+            n += push(&mut self.snd.buffer, n);
+        }
+        if n == 0 {
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
     }
 
     /// Send-buffer auto-tuning (after Linux `tcp_sndbuf_expand`): when the application has
