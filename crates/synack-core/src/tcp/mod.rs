@@ -34,17 +34,3 @@ pub enum State {
     TimeWait,
 }
 pub(crate) mod connection;
-
-/// `(start + offset) mod size` for the ring buffers, where both `start` and `offset` are at
-/// most `size`: one compare instead of an integer division, which costs tens of cycles and
-/// ran several times per segment.
-#[inline]
-pub(crate) fn ring_index(start: usize, offset: usize, size: usize) -> usize {
-    debug_assert!(start <= size && offset <= size);
-    let i = start + offset;
-    if i >= size {
-        i - size
-    } else {
-        i
-    }
-}
