@@ -122,20 +122,9 @@ impl Pair {
         let mut received = 0;
         let mut rbuf = vec![0u8; 64 * 1024];
         for _ in 0..10_000_000 {
-            while sent < total {
-                let n = chunk.len().min(total - sent);
-                match chunk.write(&mut self.client, self.now, c, n) {
-                    Ok(k) => sent += k,
-                    Err(_) => break,
-                }
-            }
+            sent += chunk.write_until_full(&mut self.client, self.now, c, total - sent);
             let moved = self.pump();
-            while let Ok(n) = self.server.recv(self.now, s, &mut rbuf) {
-                if n == 0 {
-                    break;
-                }
-                received += n;
-            }
+            received += read_available(&mut self.server, self.now, s, &mut rbuf);
             if received == total {
                 // Let the final ACKs through so the next round starts clean.
                 self.pump();
@@ -269,21 +258,10 @@ impl Sides {
         let mut rbuf = vec![0u8; 64 * 1024];
         for _ in 0..10_000_000 {
             let moved_c = self.turn(true, |ep, now| {
-                while sent < total {
-                    let n = chunk.len().min(total - sent);
-                    match chunk.write(ep, now, c, n) {
-                        Ok(k) => sent += k,
-                        Err(_) => break,
-                    }
-                }
+                sent += chunk.write_until_full(ep, now, c, total - sent);
             });
             let moved_s = self.turn(false, |ep, now| {
-                while let Ok(n) = ep.recv(now, s, &mut rbuf) {
-                    if n == 0 {
-                        break;
-                    }
-                    received += n;
-                }
+                received += read_available(ep, now, s, &mut rbuf);
             });
             if received == total && self.to_client.is_empty() && self.to_server.is_empty() {
                 // The final ACK reaches the client so that the next round starts clean.
@@ -348,19 +326,41 @@ impl Chunk {
         }
     }
 
-    /// Writes the first `n` bytes.
-    fn write(
+    /// The sending application: writes chunks until `left` bytes are written or the send
+    /// buffer is full, and returns how many it wrote.
+    fn write_until_full(
         &self,
         ep: &mut Endpoint,
         now: Instant,
         c: ConnectionHandle,
-        n: usize,
-    ) -> Result<usize, synack_core::Error> {
-        match self {
-            Chunk::Copied(v) => ep.send(now, c, &v[..n]),
-            Chunk::Shared(b) => ep.send_bytes(now, c, b.slice(..n)),
+        left: usize,
+    ) -> usize {
+        let mut written = 0;
+        while written < left {
+            let n = self.len().min(left - written);
+            let taken = match self {
+                Chunk::Copied(v) => ep.send(now, c, &v[..n]),
+                Chunk::Shared(b) => ep.send_bytes(now, c, b.slice(..n)),
+            };
+            match taken {
+                Ok(k) => written += k,
+                Err(_) => break,
+            }
         }
+        written
     }
+}
+
+/// The receiving application: reads everything there is to read now, and returns how much.
+fn read_available(ep: &mut Endpoint, now: Instant, s: ConnectionHandle, buf: &mut [u8]) -> usize {
+    let mut read = 0;
+    while let Ok(n) = ep.recv(now, s, buf) {
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    read
 }
 
 fn bulk(c: &mut Criterion) {
