@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::pattern::{self, Checker};
-use crate::proto::{Header, Op, Outcome, HEADER_LEN, REPLY_LEN};
+use crate::proto::{encode_reply, Header, Op, Outcome, HEADER_LEN, REPLY_LEN};
 
 /// Runs the helper named by `args` (after `__peer`); returns the process's exit code.
 pub fn main(args: &[String]) -> i32 {
@@ -107,10 +107,7 @@ fn handle(mut conn: TcpStream) -> io::Result<()> {
                     n => check.feed(&buf[..n]),
                 }
             }
-            let mut reply = [0; REPLY_LEN];
-            reply[..8].copy_from_slice(&check.bytes.to_be_bytes());
-            reply[8] = u8::from(check.intact);
-            conn.write_all(&reply)?;
+            conn.write_all(&encode_reply(check.bytes, check.intact))?;
         }
         Op::Download => {
             let start = Instant::now();
@@ -192,10 +189,7 @@ fn client_inner(
             s.shutdown(Shutdown::Write)?;
             let mut reply = [0; REPLY_LEN];
             s.read_exact(&mut reply)?;
-            let mut count = [0; 8];
-            count.copy_from_slice(&reply[..8]);
-            out.count = u64::from_be_bytes(count);
-            out.intact = reply[8] == 1 && out.count == sent;
+            out.take_reply(&reply, sent);
         }
         Op::Download => {
             let mut check = Checker::new();

@@ -110,7 +110,25 @@ pub struct Outcome {
     pub timed_out: bool,
 }
 
+/// The server's answer to an upload: the bytes it counted and whether they all matched the
+/// pattern.
+pub fn encode_reply(count: u64, intact: bool) -> [u8; REPLY_LEN] {
+    let mut reply = [0; REPLY_LEN];
+    reply[..8].copy_from_slice(&count.to_be_bytes());
+    reply[8] = u8::from(intact);
+    reply
+}
+
 impl Outcome {
+    /// Records the server's [`encode_reply`] to an upload of `sent` bytes: intact only if
+    /// the server saw every byte match and counted exactly what was sent.
+    pub fn take_reply(&mut self, reply: &[u8; REPLY_LEN], sent: u64) {
+        let mut count = [0; 8];
+        count.copy_from_slice(&reply[..8]);
+        self.count = u64::from_be_bytes(count);
+        self.intact = reply[8] == 1 && self.count == sent;
+    }
+
     /// One line for the helper's stdout: `count=N secs=S intact=0|1 timed_out=0|1`.
     pub fn to_line(self) -> String {
         format!(
@@ -174,6 +192,22 @@ mod tests {
         let mut bad = [0; HEADER_LEN];
         bad[0] = b'X';
         assert_eq!(Header::decode(&bad), None);
+    }
+
+    #[test]
+    fn reply_is_intact_only_if_the_counts_agree() {
+        let mut out = Outcome {
+            count: 0,
+            secs: 0.0,
+            intact: false,
+            timed_out: false,
+        };
+        out.take_reply(&encode_reply(5000, true), 5000);
+        assert_eq!((out.count, out.intact), (5000, true));
+        out.take_reply(&encode_reply(4999, true), 5000);
+        assert_eq!((out.count, out.intact), (4999, false));
+        out.take_reply(&encode_reply(5000, false), 5000);
+        assert!(!out.intact);
     }
 
     #[test]

@@ -208,10 +208,7 @@ fn one_run(
                         .map_err(|e| io::Error::other(e.to_string()))?;
                 }
                 if *got == REPLY_LEN {
-                    let mut count = [0; 8];
-                    count.copy_from_slice(&reply[..8]);
-                    out.count = u64::from_be_bytes(count);
-                    out.intact = reply[8] == 1 && out.count == *sent;
+                    out.take_reply(&reply, *sent);
                     out.secs = start.elapsed().as_secs_f64();
                     finished = true;
                     phase = Phase::Closing {

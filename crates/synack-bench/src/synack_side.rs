@@ -105,10 +105,7 @@ async fn speak<S: AsyncRead + AsyncWrite + Unpin>(
             s.shutdown().await?;
             let mut reply = [0; REPLY_LEN];
             s.read_exact(&mut reply).await?;
-            let mut count = [0; 8];
-            count.copy_from_slice(&reply[..8]);
-            out.count = u64::from_be_bytes(count);
-            out.intact = reply[8] == 1 && out.count == sent;
+            out.take_reply(&reply, sent);
         }
         Op::Download => {
             let mut check = Checker::new();
