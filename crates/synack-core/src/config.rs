@@ -30,6 +30,7 @@ pub struct Config {
     pub(crate) delayed_ack: Duration,
     pub(crate) nodelay: bool,
     pub(crate) pacing: bool,
+    pub(crate) gso_max_size: usize,
     pub(crate) keepalive: Option<KeepaliveConfig>,
     pub(crate) time_wait: Duration,
     pub(crate) fin_timeout: Duration,
@@ -101,6 +102,7 @@ impl Default for Config {
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             pacing: true,
+            gso_max_size: 0,
             keepalive: None,
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
@@ -211,6 +213,15 @@ impl Config {
         /// tcp_pacing_ss_ratio), in bursts of at most ~1 ms of data, so that a large window
         /// does not arrive at the device as one burst that overflows its queue.
         pacing: bool
+    );
+    setter!(
+        /// Segmentation offload (Linux's `gso_max_size`): the largest IP packet `poll_transmit`
+        /// may fill with several full-sized segments of new data under one header, for a
+        /// device that cuts it into MSS-sized segments itself (TSO/GSO) or a peer that takes
+        /// it whole (GRO, as between Linux's loopback or veth ends). The
+        /// [`Transmit`](crate::Transmit) says where to cut. 0, the default, sends one segment
+        /// per packet. Capped at 65535 bytes, the largest IP packet.
+        gso_max_size: usize
     );
     setter!(
         /// Send keepalive probes on idle connections (off by default).

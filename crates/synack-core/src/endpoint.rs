@@ -60,6 +60,13 @@ pub enum Event {
 pub struct Transmit {
     /// Bytes of the IP packet at the start of the buffer.
     pub len: usize,
+    /// `Some(n)` for a super-segment, sent only when [`Config::gso_max_size`] allows: a TCP
+    /// packet whose payload is to be cut into segments of `n` bytes (the last may be
+    /// shorter), each with a copy of the header and its own sequence number, as a device
+    /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
+    /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
+    /// (GRO).
+    pub segment_size: Option<usize>,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -900,7 +907,10 @@ impl Endpoint {
             if buf.len() >= packet.len() {
                 buf[..packet.len()].copy_from_slice(&packet);
                 self.stats.packets_out += 1;
-                return Some(Transmit { len: packet.len() });
+                return Some(Transmit {
+                    len: packet.len(),
+                    segment_size: None,
+                });
             }
         }
         while let Some(&h) = self.dirty.front() {
@@ -911,7 +921,7 @@ impl Endpoint {
             match slot.conn.poll_transmit(now, buf) {
                 Some(sent) => {
                     self.stats.packets_out += 1;
-                    self.stats.segments_out += 1;
+                    self.stats.segments_out += u64::from(sent.segments);
                     if sent.retransmit {
                         self.stats.retransmits += 1;
                     }
@@ -924,7 +934,10 @@ impl Endpoint {
                         slot.stale = true;
                         self.stale.push(h);
                     }
-                    return Some(Transmit { len: sent.len });
+                    return Some(Transmit {
+                        len: sent.len,
+                        segment_size: sent.segment_size,
+                    });
                 }
                 None => {
                     slot.dirty = false;

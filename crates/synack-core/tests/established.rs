@@ -1074,6 +1074,122 @@ fn pacing_can_be_turned_off() {
     assert_eq!(h.drain().len(), 12, "the whole grown window at once");
 }
 
+// === Segmentation offload ========================================================================
+
+/// One `poll_transmit` into a buffer with room for a super-segment: the packet, parsed, and
+/// the segment size the device is to cut it at.
+fn transmit_offloaded(h: &mut Harness) -> Option<(Seg, Option<usize>)> {
+    let mut buf = vec![0u8; 65536];
+    let t = h.ep.poll_transmit(h.now, &mut buf)?;
+    let seg = parse_out(&buf[..t.len]).expect("a TCP packet");
+    h.sent.push((h.now, seg.clone()));
+    Some((seg, t.segment_size))
+}
+
+fn offloading() -> Config {
+    let mut cfg = config();
+    cfg.gso_max_size(65535);
+    cfg
+}
+
+#[test]
+fn segmentation_offload_sends_whole_segments_under_one_header() {
+    let mut k = Conn::open(offloading(), false, true);
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    k.h.ep.send(k.h.now, k.c, &data).unwrap();
+    let before = k.h.ep.stats().clone();
+    // IW10 (RFC 6928): the initial window's ten segments leave as one packet, to be cut at
+    // the peer's MSS.
+    let (seg, size) = transmit_offloaded(&mut k.h).expect("a super-segment");
+    assert_eq!(size, Some(1000));
+    assert_eq!(seg.seq, k.our_nxt);
+    assert_eq!(seg.payload, data[..10_000]);
+    assert!(!seg.has(PSH), "PSH belongs to the end of what was written");
+    assert!(
+        transmit_offloaded(&mut k.h).is_none(),
+        "the window is used up"
+    );
+    let after = k.h.ep.stats();
+    assert_eq!(after.packets_out - before.packets_out, 1);
+    assert_eq!(after.segments_out - before.segments_out, 10);
+
+    // The device cut it and the first segment was lost: three duplicate ACKs SACK the next
+    // three. Exactly that segment goes again, alone.
+    let base = k.our_nxt;
+    for n in 2..=4 {
+        let o = k
+            .seg(ACK, base)
+            .sack(&[((base + 1000).0, (base + n * 1000).0)]);
+        k.send_peer(o);
+    }
+    let (r, size) = transmit_offloaded(&mut k.h).expect("fast retransmit");
+    assert_eq!(size, None);
+    assert_eq!(r.seq, base);
+    assert_eq!(r.payload, data[..1000]);
+}
+
+#[test]
+fn segmentation_offload_ends_at_the_last_whole_segment_and_marks_the_end() {
+    let mut k = Conn::open(offloading(), false, false);
+    // 3.5 segments: three go under one header; the short tail follows on its own once
+    // nothing is in flight (Nagle), and only the tail carries PSH.
+    k.h.ep.send(k.h.now, k.c, &[3u8; 3500]).unwrap();
+    let (seg, size) = transmit_offloaded(&mut k.h).expect("a super-segment");
+    assert_eq!((seg.payload.len(), size), (3000, Some(1000)));
+    assert!(!seg.has(PSH));
+    assert!(
+        transmit_offloaded(&mut k.h).is_none(),
+        "Nagle holds the tail"
+    );
+    k.our_nxt += 3000;
+    k.ack_all();
+    let (tail, size) = transmit_offloaded(&mut k.h).expect("the tail");
+    assert_eq!((tail.payload.len(), size), (500, None));
+    assert!(tail.has(PSH));
+}
+
+#[test]
+fn segmentation_offload_stays_within_the_pacing_burst() {
+    let (mut h, _) = initial_window_acked(offloading());
+    // cwnd grew to 12 segments; the pacing bucket holds at most ten: a super-segment takes
+    // what the bucket holds, in whole segments, and the rest waits for the pacing timer.
+    let (seg, size) = transmit_offloaded(&mut h).expect("a paced super-segment");
+    assert_eq!(size, Some(1000));
+    assert!(
+        seg.payload.len() % 1000 == 0 && seg.payload.len() <= 10_000,
+        "{} bytes",
+        seg.payload.len()
+    );
+    assert!(
+        transmit_offloaded(&mut h).is_none(),
+        "pacing holds the rest"
+    );
+    let next = h.ep.poll_timeout().expect("the pacing timer");
+    assert!(
+        next - h.now < Duration::from_millis(10),
+        "{:?}",
+        next - h.now
+    );
+    h.now = next;
+    h.ep.handle_timeout(h.now);
+    assert!(
+        transmit_offloaded(&mut h).is_some(),
+        "released by the timer"
+    );
+}
+
+#[test]
+fn a_super_segment_received_whole_counts_as_its_segments() {
+    // A GRO receiver: four segments' worth under one header is ACKed at once, as two
+    // full-sized segments would be (RFC 5681 §4.2).
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[8u8; 4000]);
+    k.send_peer(o);
+    let ack = k.h.one();
+    assert_eq!(ack.ack, k.peer_nxt);
+    assert_eq!(k.read_all(), vec![8u8; 4000]);
+}
+
 // === RACK (RFC 8985 §6) ==========================================================================
 
 #[test]

@@ -109,6 +109,78 @@ fn bandwidth_limited_link_with_a_small_queue() {
 }
 
 // -------------------------------------------------------------------------------------------
+// Segmentation offload: super-segments carried whole (GRO) or cut by the device (TSO)
+// -------------------------------------------------------------------------------------------
+
+/// Both ends hand their device super-segments of up to 64 KiB.
+fn offloading() -> Config {
+    let mut c = Config::default();
+    c.gso_max_size(65535);
+    c
+}
+
+/// Asserts that super-segments carried at least `share` of the `payload` bytes sent, and
+/// returns how many there were.
+fn assert_offloaded(net: &Net, payload: u64, share: f64) -> u64 {
+    let s = &net.stats;
+    eprintln!(
+        "{} super-segments, {} bytes, {:.1} KiB each",
+        s.super_segments,
+        s.super_segment_bytes,
+        s.super_segment_bytes as f64 / s.super_segments.max(1) as f64 / 1024.0
+    );
+    assert!(
+        s.super_segment_bytes as f64 >= payload as f64 * share,
+        "super-segments carried {} of {payload} bytes",
+        s.super_segment_bytes
+    );
+    s.super_segments
+}
+
+#[test]
+fn super_segments_taken_whole_deliver_every_byte() {
+    let mut net = Net::pair(40, &offloading(), rtt10());
+    let t = transfer(&mut net, 4 * MB, 4 * MB, false, Duration::from_secs(60));
+    assert!(t < Duration::from_secs(2), "4 MiB each way took {t:?}");
+    assert_offloaded(&net, 8 * MB, 0.8);
+}
+
+#[test]
+fn super_segments_cut_by_the_device_recover_from_loss() {
+    // Faults hit the segments the device cut, one at a time: recovery must resend the lost
+    // segments, not the whole super-segments they came in.
+    let link = rtt10().with_faults(Faults::loss(0.02));
+    let mut net = Net::pair(41, &offloading(), link);
+    net.cut_super_segments = true;
+    let t = transfer(&mut net, 2 * MB, 2 * MB, false, Duration::from_secs(120));
+    assert!(
+        net.stats.lost > 20,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
+    assert!(
+        t < Duration::from_secs(20),
+        "2 MiB each way at 2 % loss took {t:?}"
+    );
+    assert_offloaded(&net, 4 * MB, 0.5);
+    // Each loss costs about one retransmitted segment, not a super-segment's worth.
+    let retransmits: u64 = net.nodes.iter().map(|e| e.stats().retransmits).sum();
+    assert!(
+        retransmits < net.stats.lost * 3,
+        "{retransmits} retransmissions for {} losses",
+        net.stats.lost
+    );
+}
+
+#[test]
+fn super_segments_over_ipv6() {
+    let mut net = Net::pair(42, &offloading(), rtt10());
+    net.cut_super_segments = true;
+    transfer(&mut net, 2 * MB, MB, true, Duration::from_secs(60));
+    assert_offloaded(&net, 3 * MB, 0.5);
+}
+
+// -------------------------------------------------------------------------------------------
 // One fault at a time, then all of them
 // -------------------------------------------------------------------------------------------
 
@@ -550,6 +622,34 @@ proptest! {
     ) {
         let link = LinkConfig::latency(Duration::from_millis(latency_ms)).with_faults(faults);
         let mut net = Net::pair(seed, &Config::default(), link);
+        transfer(&mut net, up, down, ipv6, Duration::from_secs(900));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0ff1_0ad5),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn super_segments_under_any_fault_mix_deliver_every_byte(
+        seed in any::<u64>(),
+        faults in faults(),
+        latency_ms in 1u64..50,
+        up in 64u64 * 1024..512 * 1024,
+        down in 0u64..256 * 1024,
+        ipv6 in any::<bool>(),
+        cut in any::<bool>(),
+        gso_max_size in 3000usize..70_000,
+    ) {
+        let link = LinkConfig::latency(Duration::from_millis(latency_ms)).with_faults(faults);
+        let mut config = Config::default();
+        config.gso_max_size(gso_max_size);
+        let mut net = Net::pair(seed, &config, link);
+        net.cut_super_segments = cut;
         transfer(&mut net, up, down, ipv6, Duration::from_secs(900));
     }
 }

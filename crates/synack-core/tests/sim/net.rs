@@ -174,6 +174,10 @@ pub struct NetStats {
     pub invalid_emitted: u64,
     /// Emitted TCP segments advertising a zero window (flow control at work).
     pub zero_windows: u64,
+    /// Super-segments emitted (segmentation offload).
+    pub super_segments: u64,
+    /// Payload bytes emitted in super-segments.
+    pub super_segment_bytes: u64,
 }
 
 /// A packet on the wire, ordered by arrival time and then by send order (stable, so equal
@@ -214,6 +218,11 @@ pub struct Net {
     pub stats: NetStats,
     /// Print every packet put on a link (for debugging a failing seed).
     pub trace: bool,
+    /// What happens to a super-segment (segmentation offload): `true` cuts it into its
+    /// segments before the link, as a TSO device does, so that faults hit single segments;
+    /// `false` carries it whole, as Linux's veth and loopback carry GSO packets to a GRO
+    /// receiver.
+    pub cut_super_segments: bool,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     links: HashMap<(usize, usize), Link>,
@@ -236,6 +245,7 @@ impl Net {
             now: Instant::from_secs(1),
             stats: NetStats::default(),
             trace: false,
+            cut_super_segments: false,
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link: link,
             links: HashMap::new(),
@@ -292,7 +302,23 @@ impl Net {
             n += 1;
             assert!(n < MAX_FLUSH, "node {from} emits without end");
             let packet = self.buf[..t.len].to_vec();
-            self.transmit(from, packet);
+            if let Some(size) = t.segment_size {
+                self.stats.super_segments += 1;
+                self.stats.super_segment_bytes += payload_len(&packet) as u64;
+                assert!(
+                    payload_len(&packet) > size,
+                    "a super-segment of one segment: {}",
+                    describe(&packet)
+                );
+            }
+            match t.segment_size {
+                Some(size) if self.cut_super_segments => {
+                    for segment in cut(&packet, size) {
+                        self.transmit(from, segment);
+                    }
+                }
+                _ => self.transmit(from, packet),
+            }
         }
     }
 
@@ -499,6 +525,43 @@ pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
     let mut s = [node; 32];
     s[..8].copy_from_slice(&seed.to_le_bytes());
     s
+}
+
+/// What a TSO device does with a super-segment (see `synack_core::Transmit`): `size` bytes
+/// of payload per segment, each under a copy of the header with its own sequence number;
+/// PSH and FIN stay on the last only.
+fn cut(packet: &[u8], size: usize) -> Vec<Vec<u8>> {
+    let (ip, payload) = wire::ip::parse(packet).expect("a super-segment is valid IP");
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let whole = TcpRepr::parse(payload, src, dst).expect("a super-segment is valid TCP");
+    let pieces: Vec<&[u8]> = whole.payload.chunks(size).collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, data)| {
+            let mut seg = whole;
+            seg.seq_number = whole.seq_number + i * size;
+            seg.payload = data;
+            if i != last {
+                seg.flags = TcpFlags(seg.flags.0 & !(TcpFlags::PSH | TcpFlags::FIN).0);
+            }
+            let ip = wire::IpRepr::new(src, dst, IpProtocol::Tcp, seg.buffer_len(), ip.hop_limit())
+                .expect("a segment is smaller than its super-segment");
+            let mut out = vec![0u8; ip.header_len() + seg.buffer_len()];
+            ip.emit(&mut out[..ip.header_len()]);
+            seg.emit(&mut out[ip.header_len()..], src, dst);
+            out
+        })
+        .collect()
+}
+
+/// The TCP payload length of a valid packet (0 for anything else).
+fn payload_len(packet: &[u8]) -> usize {
+    wire::ip::parse(packet)
+        .ok()
+        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr()).ok())
+        .map_or(0, |t| t.payload.len())
 }
 
 fn dst_addr(packet: &[u8]) -> Option<IpAddr> {

@@ -607,13 +607,15 @@ impl Connection {
                     self.rcv.ack_now = true;
                     self.rcv.sack_changed = true;
                 } else {
-                    if data.len() >= self.rcv.mss {
-                        self.rcv.unacked_segments += 1;
-                    } else {
-                        // A short segment: Linux treats PSH-marked small segments as a reason
-                        // to ACK soon; the delayed-ACK timer bounds it.
-                        self.rcv.unacked_segments += 1;
-                    }
+                    // A segment longer than our MSS is several the sender's device was to cut
+                    // (segmentation offload, taken whole as GRO would): it counts as that many,
+                    // as Linux counts received bytes in units of the MSS. A short one counts
+                    // as one; the delayed-ACK timer bounds the wait for a second.
+                    let segments = (data.len() / self.rcv.mss.max(1)).max(1);
+                    self.rcv.unacked_segments = self
+                        .rcv
+                        .unacked_segments
+                        .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
                     // "an ACK SHOULD be generated for at least every second full-sized
                     // segment".
                     if self.rcv.unacked_segments >= 2 {

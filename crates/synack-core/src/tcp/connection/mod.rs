@@ -306,6 +306,7 @@ pub(crate) struct ConnConfig {
     pub send_buffer_max: usize,
     pub recv_buffer_max: usize,
     pub pacing: bool,
+    pub gso_max_size: usize,
 }
 
 impl ConnConfig {
@@ -328,6 +329,7 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             pacing: c.pacing,
+            gso_max_size: c.gso_max_size.min(usize::from(u16::MAX)),
         }
     }
 }

@@ -53,6 +53,24 @@ pub(crate) struct Sent {
     pub len: usize,
     pub retransmit: bool,
     pub rst: bool,
+    /// For a super-segment (segmentation offload): the payload bytes of each segment it is to
+    /// be cut into. `None` for a packet that is one segment.
+    pub segment_size: Option<usize>,
+    /// The segments the packet stands for: 1, or more for a super-segment.
+    pub segments: u32,
+}
+
+impl Sent {
+    /// A packet that is one segment.
+    fn single(len: usize, retransmit: bool, rst: bool) -> Sent {
+        Sent {
+            len,
+            retransmit,
+            rst,
+            segment_size: None,
+            segments: 1,
+        }
+    }
 }
 
 impl Connection {
@@ -195,7 +213,7 @@ impl Connection {
             let len = (buffered_end - self.snd.nxt)
                 .min(wnd_edge - self.snd.nxt)
                 .min(room);
-            return self.emit_data(now, buf, self.snd.nxt, len, false, false);
+            return self.emit_data(now, buf, self.snd.nxt, len, false, false, room);
         }
         let data_end = buffered_end.min(self.snd.max);
         let room = self.payload_room();
@@ -357,30 +375,50 @@ impl Connection {
         }
         self.sws_override = false;
         let seq = self.snd.nxt;
+        if len == 0 && !(fin_to_send && seq == buffered_end) {
+            return None;
+        }
+        let len = if len == room {
+            self.offload_len(room, unsent.min(usable), buf.len())
+        } else {
+            len
+        };
+        let len = self.pace(now, len, room)?;
         let with_fin = fin_to_send && seq + len == buffered_end;
-        if len == 0 && !with_fin {
-            return None;
-        }
-        if !self.pace(now, len) {
-            return None;
-        }
-        self.emit_data(now, buf, seq, len, with_fin, false)
+        self.emit_data(now, buf, seq, len, with_fin, false, room)
     }
 
-    /// A token bucket at the pacing rate: whether `len` bytes may leave now. If not, the
-    /// pacing timer is set for when they may. Unpaced before the first RTT sample, and when
-    /// the RTT is too small to matter.
-    fn pace(&mut self, now: Instant, len: usize) -> bool {
+    /// Segmentation offload (`gso_max_size`): how much new data goes in one packet when a
+    /// full segment of `room` bytes is ready and `sendable` bytes are queued within the
+    /// windows. Whole segments only, so that every segment the device cuts is full-sized
+    /// and the sender-side SWS and Nagle rules above still decide about a short tail.
+    fn offload_len(&self, room: usize, sendable: usize, buf_len: usize) -> usize {
+        // The IP header, and a TCP header with the most options it may carry.
+        let ip_header = if self.local.is_ipv6() { 40 } else { 20 };
+        let headers = ip_header + 60;
+        let packet = self.cfg.gso_max_size.min(buf_len);
+        if packet < headers + 2 * room {
+            return room;
+        }
+        (sendable.min(packet - headers) / room).max(1) * room
+    }
+
+    /// A token bucket at the pacing rate: how many of `len` bytes may leave now. A packet of
+    /// several `segment`-sized segments shrinks to the whole segments the bucket holds (as
+    /// Linux sizes TSO packets to the pacing rate); if not even one may leave, the pacing
+    /// timer is set for when it may. Unpaced before the first RTT sample, and when the RTT
+    /// is too small to matter.
+    fn pace(&mut self, now: Instant, len: usize, segment: usize) -> Option<usize> {
         if !self.cfg.pacing {
-            return true;
+            return Some(len);
         }
         if self.timers.pacing.is_some_and(|t| t > now) {
-            return false;
+            return None;
         }
         self.timers.pacing = None;
         let srtt = match self.rtt.srtt() {
             Some(s) if s >= std::time::Duration::from_micros(100) => s,
-            _ => return true,
+            _ => return Some(len),
         };
         let cwnd = self.cc.window();
         // Linux: 200 % of cwnd/SRTT in slow start, 120 % in congestion avoidance.
@@ -392,12 +430,18 @@ impl Connection {
         let tokens = tokens.saturating_add(earned).min(burst);
         if tokens >= len {
             self.pace = (tokens - len, now);
-            return true;
+            return Some(len);
         }
-        let wait_us = ((len - tokens) as f64 / bytes_per_us).ceil() as u64;
+        if len > segment && tokens >= segment {
+            let len = tokens / segment * segment;
+            self.pace = (tokens - len, now);
+            return Some(len);
+        }
+        let need = len.min(segment);
+        let wait_us = ((need - tokens) as f64 / bytes_per_us).ceil() as u64;
         self.pace = (tokens, now);
         self.timers.pacing = Some(now + std::time::Duration::from_micros(wait_us.max(1)));
-        false
+        None
     }
 
     /// Whether our FIN still has to go out (first time, or again after a go-back).
@@ -430,10 +474,13 @@ impl Connection {
         if len == 0 && !with_fin {
             return None;
         }
-        self.emit_data(now, buf, seq, len, with_fin, true)
+        self.emit_data(now, buf, seq, len, with_fin, true, len)
     }
 
-    /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state.
+    /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state. When
+    /// `len` exceeds `segment`, the packet is a super-segment that the device cuts into
+    /// `segment`-byte segments (segmentation offload); each is logged as sent on its own.
+    #[allow(clippy::too_many_arguments)]
     fn emit_data(
         &mut self,
         now: Instant,
@@ -442,6 +489,7 @@ impl Connection {
         len: usize,
         fin: bool,
         forced_retransmit: bool,
+        segment: usize,
     ) -> Option<Sent> {
         let mut flags = TcpFlags::ACK;
         if len > 0 && seq + len == self.snd.data_start() + self.snd.buffer.len() {
@@ -486,7 +534,19 @@ impl Connection {
             self.rtt_seq = Some((seq, now));
         }
         if !retransmit && seg_len > 0 && self.sack_ok {
-            self.snd.rack.on_send(seq, end, now);
+            // One record per segment on the wire, so that RACK and the SACK scoreboard see
+            // the losses of a cut super-segment one segment at a time.
+            let data_end = seq + len;
+            let mut start = seq;
+            while start < end {
+                let piece_end = if data_end - start > segment {
+                    start + segment
+                } else {
+                    end
+                };
+                self.snd.rack.on_send(start, piece_end, now);
+                start = piece_end;
+            }
         }
         if seg_len > 0 {
             if self.timers.retransmit.is_none() {
@@ -503,13 +563,14 @@ impl Connection {
         let result = write_segment(buf, self.local.ip(), self.remote.ip(), &seg, len, |dst| {
             buffer.copy_out(offset, &mut dst[..len]);
         });
-        let len = result?;
+        let packet_len = result?;
         self.after_send(&seg);
-        Some(Sent {
-            len,
-            retransmit,
-            rst: false,
-        })
+        let mut sent = Sent::single(packet_len, retransmit, false);
+        if len > segment {
+            sent.segment_size = Some(segment);
+            sent.segments = u32::try_from(len.div_ceil(segment)).unwrap_or(u32::MAX);
+        }
+        Some(sent)
     }
 
     /// Emit a segment without send-buffer payload.
@@ -527,11 +588,7 @@ impl Connection {
         if !rst {
             self.after_send(seg);
         }
-        Some(Sent {
-            len,
-            retransmit,
-            rst,
-        })
+        Some(Sent::single(len, retransmit, rst))
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
