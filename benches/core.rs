@@ -14,6 +14,9 @@
 //!
 //! - `bulk`: payload throughput of one connection (Gbit/s of payload), the application
 //!   writing byte slices (`send`, copied) or `Bytes` it holds (`send_bytes`, not copied);
+//!   one 1448-byte segment per packet, or (`offload`) with segmentation offload: up to 64 KiB
+//!   of whole segments per packet, taken whole by the receiver (TSO/GSO and GRO, as Linux's
+//!   TCP runs over veth and loopback);
 //! - `segments`: the same transfer counted in TCP segments moved (data and ACKs);
 //! - `handshakes`: full connect + accept + close cycles, TIME-WAIT expiry included; and the
 //!   three-way handshake alone (connect to accept), teardown untimed.
@@ -44,10 +47,19 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::offloading(0)
+    }
+
+    /// A pair whose ends send super-segments of up to `gso_max_size` bytes, carried whole
+    /// (segmentation offload on a wire that, like Linux's veth or loopback, hands them to a
+    /// GRO receiver); 0 for one segment per packet.
+    fn offloading(gso_max_size: usize) -> Pair {
         let mut a = Config::default();
         a.seed(Some([1; 32]));
+        a.gso_max_size(gso_max_size);
         let mut b = Config::default();
         b.seed(Some([2; 32]));
+        b.gso_max_size(gso_max_size);
         let client = Endpoint::new(a, &[CLIENT]);
         let mut server = Endpoint::new(b, &[SERVER]);
         let listener = server
@@ -58,7 +70,7 @@ impl Pair {
             server,
             now: Instant::from_secs(1),
             listener,
-            buf: vec![0u8; 2048],
+            buf: vec![0u8; 2048.max(gso_max_size)],
             packets: 0,
         }
     }
@@ -379,6 +391,15 @@ fn bulk(c: &mut Criterion) {
         let (cl, sv) = pair.connect();
         b.iter(|| pair.transfer(cl, sv, black_box(BULK), &shared));
     });
+    // Segmentation offload: whole segments under one header, up to 64 KiB a packet, taken
+    // whole by the receiver, as Linux's TCP sends over veth and loopback.
+    for (name, chunk) in [("offload", &chunk), ("offload_send_bytes", &shared)] {
+        g.bench_function(format!("8MiB_one_connection_{name}"), |b| {
+            let mut pair = Pair::offloading(65535);
+            let (cl, sv) = pair.connect();
+            b.iter(|| pair.transfer(cl, sv, black_box(BULK), chunk));
+        });
+    }
     g.finish();
 
     // Segments: measure one transfer's packet count first (the run is deterministic), then
