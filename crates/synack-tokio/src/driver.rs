@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::Event;
+use synack_core::{Event, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, Instrument};
 
@@ -49,8 +49,8 @@ pub(crate) struct Driver<D> {
     device: D,
     rx_buf: Box<[u8]>,
     tx_buf: Box<[u8]>,
-    /// Bytes of a packet in `tx_buf` that the device has not taken yet.
-    tx_pending: Option<usize>,
+    /// A packet in `tx_buf` that the device has not taken yet.
+    tx_pending: Option<Transmit>,
     timer: Pin<Box<Sleep>>,
     /// The core deadline the timer is armed for.
     armed: Option<synack_core::Instant>,
@@ -152,8 +152,9 @@ impl<D: Device> Driver<D> {
         // 4. Transmit.
         let mut sent = 0;
         loop {
-            if let Some(len) = self.tx_pending {
-                match self.device.poll_send(cx, &self.tx_buf[..len]) {
+            if let Some(t) = self.tx_pending {
+                let len = t.len;
+                match send(&mut self.device, cx, &self.tx_buf, t) {
                     Poll::Ready(Ok(())) => trace!(len, "packet out"),
                     // A packet the device rejects is lost on the wire; TCP recovers from it.
                     Poll::Ready(Err(e)) => debug!(error = %e, len, "device dropped a packet"),
@@ -168,7 +169,7 @@ impl<D: Device> Driver<D> {
                 break;
             }
             match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
-                Some(t) => self.tx_pending = Some(t.len.min(self.tx_buf.len())),
+                Some(t) => self.tx_pending = Some(t),
                 None => break,
             }
         }
@@ -205,17 +206,32 @@ impl<D: Device> Driver<D> {
         for _ in 0..FINAL_FLUSH {
             if self.tx_pending.is_none() {
                 match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
-                    Some(t) => self.tx_pending = Some(t.len.min(self.tx_buf.len())),
+                    Some(t) => self.tx_pending = Some(t),
                     None => break,
                 }
             }
-            if let Some(len) = self.tx_pending {
-                if self.device.poll_send(cx, &self.tx_buf[..len]).is_pending() {
+            if let Some(t) = self.tx_pending {
+                if send(&mut self.device, cx, &self.tx_buf, t).is_pending() {
                     break;
                 }
                 self.tx_pending = None;
             }
         }
+    }
+}
+
+/// Hands the packet `t` describes to the device: a super-segment (segmentation offload) with
+/// the size to cut it at, anything else as one packet.
+fn send<D: Device>(
+    device: &mut D,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    t: Transmit,
+) -> Poll<std::io::Result<()>> {
+    let packet = &buf[..t.len.min(buf.len())];
+    match t.segment_size {
+        Some(size) => device.poll_send_segments(cx, packet, size),
+        None => device.poll_send(cx, packet),
     }
 }
 

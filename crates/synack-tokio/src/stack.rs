@@ -164,11 +164,14 @@ pub(crate) fn driver_gone() -> io::Error {
 impl Stack {
     /// Spawns the driver task on the current tokio runtime.
     ///
-    /// The stack owns `addresses` and answers packets sent to them.
+    /// The stack owns `addresses` and answers packets sent to them. Segmentation offload
+    /// follows the device: `config`'s `gso_max_size` is replaced by the device's
+    /// [`Device::gso_max_size`].
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn new<D: Device>(config: Config, device: D, addresses: &[IpAddr]) -> Stack {
+    pub fn new<D: Device>(mut config: Config, device: D, addresses: &[IpAddr]) -> Stack {
+        config.gso_max_size(device.gso_max_size());
         let endpoint = Endpoint::new(config, addresses);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {

@@ -192,6 +192,44 @@ async fn echo_one_megabyte_intact() {
     .await;
 }
 
+/// Moves 2 MiB from `client` to `server` and checks it arrived intact.
+async fn one_way(client: &Stack, server: &Stack, port: u16) {
+    let (mut c, mut s) = connected(client, server, port).await;
+    let data = pattern(2 << 20, 11);
+    let writer = async {
+        c.write_all(&data).await.unwrap();
+        c.shutdown().await.unwrap();
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = tokio::join!(writer, reader);
+    assert!(got == data, "the bytes arrived intact");
+}
+
+/// The memory link carries super-segments whole, as veth does (segmentation offload), unless
+/// an end turns it off; either way the bytes arrive intact.
+#[tokio::test]
+async fn super_segments_cross_the_link_whole_unless_turned_off() {
+    within(30, async {
+        let (client, server) = stacks();
+        one_way(&client, &server, 7010).await;
+        let on = client.stats();
+        assert!(on.segments_out > 2 * on.packets_out, "{on:?}");
+
+        let (client_dev, server_dev) = MemoryDevice::pair();
+        let client = Stack::new(config(1), client_dev.with_gso_max_size(0), &[CLIENT]);
+        let server = Stack::new(config(2), server_dev.with_gso_max_size(0), &[SERVER]);
+        one_way(&client, &server, 7011).await;
+        let off = client.stats();
+        assert_eq!(off.segments_out, off.packets_out, "{off:?}");
+        assert!(off.segments_out > (2 << 20) / 1500, "{off:?}");
+    })
+    .await;
+}
+
 /// `write_bytes` hands the stack `Bytes` it sends from without copying; mixed with ordinary
 /// writes, the peer reads one stream, in order, intact.
 #[tokio::test]

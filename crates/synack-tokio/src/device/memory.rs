@@ -6,6 +6,10 @@
 //! (drop-oldest would make the 1 MB echo depend on retransmission timers), and so that a slow
 //! reader slows the writer, which is what bounded buffers are for.
 //!
+//! Like Linux's veth, the link carries super-segments (segmentation offload, up to
+//! [`DEFAULT_GSO_MAX_SIZE`] unless [`MemoryDevice::with_gso_max_size`] says otherwise) whole
+//! to the peer's stack, which takes them as one large segment each (GRO).
+//!
 //! The one exception is an unplugged cable: once an end is dropped, packets sent towards it
 //! vanish (`poll_send` succeeds) and its peer's `poll_recv` stays pending, so the surviving stack
 //! sees a silent link and times out as it would on a real one.
@@ -22,6 +26,9 @@ use super::Device;
 pub const DEFAULT_CAPACITY: usize = 1024;
 /// The MTU of [`MemoryDevice::pair`]: Ethernet's.
 pub const DEFAULT_MTU: usize = 1500;
+/// The largest super-segment a [`MemoryDevice`] carries unless told otherwise: the largest IP
+/// packet, as Linux's veth and loopback devices carry GSO packets.
+pub const DEFAULT_GSO_MAX_SIZE: usize = 65535;
 
 /// One direction of the link.
 struct Queue {
@@ -63,6 +70,7 @@ fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 /// One end of an in-memory link; see the [module documentation](self).
 pub struct MemoryDevice {
     mtu: usize,
+    gso_max_size: usize,
     /// Packets this end sends.
     tx: Arc<Mutex<Queue>>,
     /// Packets this end receives.
@@ -83,15 +91,26 @@ impl MemoryDevice {
         let b_to_a = Queue::new(capacity);
         let a = MemoryDevice {
             mtu,
+            gso_max_size: DEFAULT_GSO_MAX_SIZE,
             tx: Arc::clone(&a_to_b),
             rx: Arc::clone(&b_to_a),
         };
         let b = MemoryDevice {
             mtu,
+            gso_max_size: DEFAULT_GSO_MAX_SIZE,
             tx: b_to_a,
             rx: a_to_b,
         };
         (a, b)
+    }
+
+    /// This end with segmentation offload up to `max` bytes per packet (see
+    /// [`Device::gso_max_size`]); 0 turns it off, so that every packet is one segment of at
+    /// most the MTU. Super-segments cross the link whole and the peer's stack takes them
+    /// whole, as Linux's veth carries GSO packets to a GRO receiver.
+    pub fn with_gso_max_size(mut self, max: usize) -> MemoryDevice {
+        self.gso_max_size = max.min(DEFAULT_GSO_MAX_SIZE);
+        self
     }
 
     /// Whether the other end has been dropped (the cable is unplugged).
@@ -109,6 +128,7 @@ impl fmt::Debug for MemoryDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryDevice")
             .field("mtu", &self.mtu)
+            .field("gso_max_size", &self.gso_max_size)
             .field("pending", &self.pending())
             .field("peer_closed", &self.peer_closed())
             .finish()
@@ -151,6 +171,37 @@ impl Device for MemoryDevice {
                 ),
             )));
         }
+        self.enqueue(cx, packet)
+    }
+
+    fn gso_max_size(&self) -> usize {
+        self.gso_max_size
+    }
+
+    /// Carries the super-segment whole: the peer's stack takes it as one large segment.
+    fn poll_send_segments(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        _segment_size: usize,
+    ) -> Poll<io::Result<()>> {
+        if packet.len() > self.gso_max_size.max(self.mtu) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "super-segment of {} bytes exceeds gso_max_size {}",
+                    packet.len(),
+                    self.gso_max_size
+                ),
+            )));
+        }
+        self.enqueue(cx, packet)
+    }
+}
+
+impl MemoryDevice {
+    /// Queues `packet` towards the peer, or parks the task on a full queue.
+    fn enqueue(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
         let mut q = lock(&self.tx);
         if !q.receiver_alive {
             // The cable is unplugged: the packet is lost on the wire.

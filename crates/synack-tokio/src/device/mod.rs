@@ -31,4 +31,29 @@ pub trait Device: Send + 'static {
     }
     /// Queue one IP packet for sending.
     fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>>;
+    /// The largest super-segment the device takes, in bytes of IP packet (segmentation
+    /// offload, Linux's `gso_max_size`), or 0, the default, for one segment per packet. The
+    /// stack sets [`Config::gso_max_size`](synack_core::Config::gso_max_size) from it.
+    fn gso_max_size(&self) -> usize {
+        0
+    }
+    /// Queue a super-segment: a TCP packet whose payload is to be cut into segments of
+    /// `segment_size` bytes, as [`Transmit::segment_size`](synack_core::Transmit) describes,
+    /// or handed whole to a receiver that takes it so (GRO). Called only on a device whose
+    /// `gso_max_size` is not 0; the default refuses it.
+    fn poll_send_segments(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> Poll<io::Result<()>> {
+        let _ = (cx, segment_size);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "a super-segment of {} bytes for a device without segmentation offload",
+                packet.len()
+            ),
+        )))
+    }
 }

@@ -11,7 +11,9 @@
 //!   finish checksums and segment TCP ourselves. The kernel then hands the TUN whole TSO
 //!   "super-packets" (one IP/TCP header, up to 64 KiB of payload, `gso_size` = the MSS).
 //!
-//! **Receive** ([`Segmenter`]): a super-packet is cut into `gso_size` segments exactly as the
+//! **Receive**: a super-packet whose checksum we can complete (or the kernel verified) goes to
+//! the stack whole, which takes it as one large segment, as Linux's GRO hands its TCP
+//! merged segments. Any other ([`Segmenter`]) is cut into `gso_size` segments exactly as the
 //! kernel's software GSO would (net/ipv4/tcp_offload.c `tcp_gso_segment`, af_inet.c
 //! `inet_gso_segment`): per segment the IPv4 total length, identification and header checksum
 //! (or the IPv6 payload length), the TCP sequence number, FIN/PSH only on the last segment and
@@ -24,6 +26,9 @@
 //! super-packet written with `gso_type` TCPV4/TCPV6 and `NEEDS_CSUM`; the kernel either
 //! delivers it to its own TCP whole (as GRO would have) or segments it on the way out.
 //! Anything else is written alone behind an all-zero header ("no offload, checksum complete").
+//! The device also reports a `gso_max_size` of 64 KiB, so the stack mostly builds the
+//! super-packets itself (whole segments under one header, see `synack_core::Transmit`);
+//! [`Coalescer::push_super`] only puts the TSO header and partial checksum on them.
 //!
 //! **When a batch is flushed.** Holding a packet is only safe if something is sure to come
 //! back for it. Here: (1) when the next packet does not fit, or the batch is closed by a
@@ -520,6 +525,8 @@ pub struct Coalescer {
     next_seq: u32,
     /// A short or PSH segment ended the batch, or it was offered for writing.
     closed: bool,
+    /// The stack built the super-packet itself (`push_super`).
+    built: bool,
 }
 
 impl Default for Coalescer {
@@ -538,6 +545,7 @@ impl Coalescer {
             segments: 0,
             next_seq: 0,
             closed: false,
+            built: false,
         }
     }
 
@@ -603,6 +611,42 @@ impl Coalescer {
         true
     }
 
+    /// Takes a super-segment the stack built itself (segmentation offload): whole segments
+    /// of `segment_size` bytes under one header. Only into an empty batch, which it closes;
+    /// `false` means the batch was not empty or `packet` is not a TCP packet it can describe
+    /// to the kernel: write the batch first, or send the packet alone.
+    pub fn push_super(&mut self, packet: &[u8], segment_size: usize) -> bool {
+        if !self.is_empty() || segment_size == 0 || packet.len() > MAX_SUPER {
+            return false;
+        }
+        let Ok(l) = TcpLayout::parse(packet) else {
+            return false;
+        };
+        // Data under ACK, PSH and FIN only (the kernel's tcp_gso_segment keeps PSH and FIN
+        // for the last segment), no IPv4 options, nothing after the packet's own length.
+        let flags = packet[l.ip_len + 13];
+        if flags & !(PSH | FIN) != ACK || !(l.v6 || l.ip_len == 20) || l.end != packet.len() {
+            return false;
+        }
+        let payload = packet.len() - l.hdr_len;
+        if payload <= segment_size || u16::try_from(segment_size).is_err() {
+            return false;
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(packet);
+        self.layout = Some(l);
+        self.mss = segment_size;
+        self.segments = payload.div_ceil(segment_size);
+        self.closed = true;
+        self.built = true;
+        true
+    }
+
+    /// Whether the batch is a super-packet the stack built itself.
+    pub fn is_built(&self) -> bool {
+        self.built
+    }
+
     /// Closes the batch and returns the frame to write: a single segment unchanged behind a
     /// zero header, or the super-packet with its lengths, IPv4 header checksum and partial
     /// TCP checksum filled in. `None` if empty. Idempotent until [`Coalescer::clear`].
@@ -644,6 +688,7 @@ impl Coalescer {
         self.segments = 0;
         self.mss = 0;
         self.closed = false;
+        self.built = false;
     }
 }
 
@@ -656,7 +701,10 @@ impl Coalescer {
 pub struct OffloadStats {
     /// GSO super-packets read from the kernel.
     pub gso_packets_in: u64,
-    /// Segments cut from those super-packets and handed to the stack.
+    /// Of those, the ones handed to the stack whole (GRO; their checksum completed here or
+    /// verified by the kernel).
+    pub gso_packets_whole: u64,
+    /// Segments cut from the others and handed to the stack.
     pub segments_split: u64,
     /// Ordinary packets read (no GSO).
     pub packets_in: u64,
@@ -664,6 +712,9 @@ pub struct OffloadStats {
     pub super_packets_out: u64,
     /// Segments that went out inside those super-packets.
     pub segments_coalesced: u64,
+    /// Of `super_packets_out`, those the stack built itself (segmentation offload) rather
+    /// than the device glued from single segments.
+    pub super_packets_built: u64,
     /// Packets written alone.
     pub packets_out: u64,
     /// Reads dropped as malformed (bad header, unsupported GSO, bad checksum offset).
@@ -675,10 +726,12 @@ pub struct OffloadStats {
 #[derive(Debug, Default)]
 struct Counters {
     gso_packets_in: AtomicU64,
+    gso_packets_whole: AtomicU64,
     segments_split: AtomicU64,
     packets_in: AtomicU64,
     super_packets_out: AtomicU64,
     segments_coalesced: AtomicU64,
+    super_packets_built: AtomicU64,
     packets_out: AtomicU64,
     rx_dropped: AtomicU64,
     tx_dropped: AtomicU64,
@@ -695,10 +748,12 @@ impl OffloadCounters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         OffloadStats {
             gso_packets_in: get(&c.gso_packets_in),
+            gso_packets_whole: get(&c.gso_packets_whole),
             segments_split: get(&c.segments_split),
             packets_in: get(&c.packets_in),
             super_packets_out: get(&c.super_packets_out),
             segments_coalesced: get(&c.segments_coalesced),
+            super_packets_built: get(&c.super_packets_built),
             packets_out: get(&c.packets_out),
             rx_dropped: get(&c.rx_dropped),
             tx_dropped: get(&c.tx_dropped),
@@ -821,6 +876,7 @@ impl OffloadTun {
     /// packet.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let segments = self.batch.segments() as u64;
+        let built = self.batch.is_built();
         let Some((hdr, frame)) = self.batch.frame() else {
             return Poll::Ready(Ok(()));
         };
@@ -830,6 +886,9 @@ impl OffloadTun {
             Ok(()) if segments > 1 => {
                 bump(&c.super_packets_out, 1);
                 bump(&c.segments_coalesced, segments);
+                if built {
+                    bump(&c.super_packets_built, 1);
+                }
             }
             Ok(()) => bump(&c.packets_out, 1),
             Err(e) => {
@@ -875,6 +934,14 @@ impl OffloadTun {
             self.verified = checksum_vouched(&hdr);
             return Some(packet.len());
         }
+        if checksum_vouched(&hdr) {
+            if let Ok(n) = take_whole(&hdr, packet, buf) {
+                bump(&c.gso_packets_in, 1);
+                bump(&c.gso_packets_whole, 1);
+                self.verified = true;
+                return Some(n);
+            }
+        }
         match Segmenter::new(&hdr, packet) {
             Ok(s) => {
                 bump(&c.gso_packets_in, 1);
@@ -887,6 +954,36 @@ impl OffloadTun {
         }
         None
     }
+}
+
+/// GRO: a super-packet goes to the stack whole, as one large segment (the stack counts it as
+/// the segments it holds, as Linux does). Its checksum is completed over the whole packet
+/// here (`NEEDS_CSUM`: the field holds the pseudo-header sum over the whole TCP length, as
+/// the kernel's `__tcp_v4_send_check` leaves it) or was verified by the kernel
+/// (`DATA_VALID`). An error leaves `packet` to the [`Segmenter`].
+fn take_whole(hdr: &VnetHdr, packet: &mut [u8], buf: &mut [u8]) -> Result<usize, OffloadError> {
+    let l = TcpLayout::parse(packet)?;
+    match (hdr.gso_type & !GSO_ECN, l.v6) {
+        (GSO_TCPV4, false) | (GSO_TCPV6, true) => {}
+        (other, _) => return Err(OffloadError::UnsupportedGso(other)),
+    }
+    // Trailing bytes past the IP length: leave such a packet to the segmenter, which cuts by
+    // the length fields.
+    if l.end != packet.len() {
+        return Err(OffloadError::Malformed);
+    }
+    let out = buf
+        .get_mut(..packet.len())
+        .ok_or(OffloadError::BufferTooSmall)?;
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        complete_checksum(
+            packet,
+            usize::from(hdr.csum_start),
+            usize::from(hdr.csum_offset),
+        )?;
+    }
+    out.copy_from_slice(packet);
+    Ok(packet.len())
 }
 
 /// Whether an ordinary (not super-) packet read with `hdr` needs no checksum check in the
@@ -968,6 +1065,31 @@ impl Device for OffloadTun {
                 return Poll::Ready(Err(e));
             }
         }
+        Poll::Ready(Ok(()))
+    }
+
+    fn gso_max_size(&self) -> usize {
+        MAX_SUPER
+    }
+
+    /// Writes the stack's own super-segment behind a TSO header (`gso_size` = the segment
+    /// size): the kernel cuts it, or delivers it whole to its own TCP.
+    fn poll_send_segments(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush(cx))?;
+        if !self.batch.push_super(packet, segment_size) {
+            // The stack builds only what a TSO header describes; anything else is lost.
+            bump(&self.counters.0.tx_dropped, 1);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a super-segment that TSO cannot describe",
+            )));
+        }
+        let _ = self.poll_flush(cx);
         Poll::Ready(Ok(()))
     }
 }
@@ -1346,6 +1468,54 @@ mod tests {
         check_split(true);
     }
 
+    fn check_taken_whole(v6: bool) {
+        let data = pattern(0, 1448 * 5 + 7);
+        let s = Seg {
+            v6,
+            flags: ACK | PSH,
+            payload: data.clone(),
+            ..Seg::default()
+        };
+        let (hdr, mut p) = kernel_super(&s, 1448);
+        let mut out = vec![0u8; 65535];
+        let n = take_whole(&hdr, &mut p, &mut out).unwrap();
+        // One valid segment (the parser verifies the completed checksum) carrying it all.
+        let (_, tcp) = parse(&out[..n]);
+        assert_eq!(tcp.payload, &data[..]);
+        assert_eq!(tcp.seq_number.0, 1000);
+        assert!(tcp.flags.contains(TcpFlags::PSH));
+    }
+
+    #[test]
+    fn a_kernel_super_packet_is_taken_whole_with_its_checksum_completed() {
+        check_taken_whole(false);
+        check_taken_whole(true);
+    }
+
+    #[test]
+    fn only_sound_super_packets_are_taken_whole() {
+        let s = Seg {
+            payload: pattern(0, 3000),
+            ..Seg::default()
+        };
+        let mut out = vec![0u8; 65535];
+        // Trailing bytes past the IP length.
+        let (hdr, mut p) = kernel_super(&s, 1448);
+        p.extend_from_slice(&[0; 4]);
+        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
+        // A UDP GSO type on a TCP packet.
+        let (mut hdr, mut p) = kernel_super(&s, 1448);
+        hdr.gso_type = 5;
+        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
+        // A buffer too small for it.
+        let (hdr, mut p) = kernel_super(&s, 1448);
+        assert!(take_whole(&hdr, &mut p, &mut out[..100]).is_err());
+        // A checksum offset past the end.
+        let (mut hdr, mut p) = kernel_super(&s, 1448);
+        hdr.csum_offset = 60_000;
+        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
+    }
+
     #[test]
     fn exact_multiple_and_header_only_super_packets() {
         let s = Seg {
@@ -1527,6 +1697,75 @@ mod tests {
     #[test]
     fn ipv6_segments_coalesce_and_split_back_identically() {
         check_coalesce_round_trip(true);
+    }
+
+    fn check_built_super_packet(v6: bool) {
+        // Three full segments and a short one under one header, PSH and FIN on the whole:
+        // what synack's core sends with segmentation offload.
+        let data = pattern(0, 1448 * 3 + 500);
+        let whole = build(&Seg {
+            v6,
+            flags: ACK | PSH | FIN,
+            payload: data.clone(),
+            ..Seg::default()
+        });
+        let mut c = Coalescer::new();
+        assert!(c.push_super(&whole, 1448));
+        assert!(c.is_closed() && c.is_built());
+        assert_eq!(c.segments(), 4);
+        assert!(!c.push(&whole), "a built super-packet takes nothing more");
+        let (hdr, frame) = c.frame().unwrap();
+        let (hdr, frame) = (hdr, frame.to_vec());
+        assert_eq!(hdr.flags, F_NEEDS_CSUM);
+        assert_eq!(hdr.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
+        assert_eq!(usize::from(hdr.gso_size), 1448);
+        // The kernel's GSO cuts it into the segments the core would have sent one by one:
+        // consecutive sequence numbers, PSH and FIN on the last only, valid checksums.
+        let segs = split_super_packet(&hdr, &frame).unwrap();
+        assert_eq!(segs.len(), 4);
+        for (i, seg) in segs.iter().enumerate() {
+            let (_, tcp) = parse(seg);
+            assert_eq!(tcp.seq_number.0, 1000 + (i * 1448) as u32);
+            let last = i == 3;
+            assert_eq!(tcp.flags.contains(TcpFlags::FIN), last, "segment {i}");
+            assert_eq!(tcp.flags.contains(TcpFlags::PSH), last, "segment {i}");
+            let end = ((i + 1) * 1448).min(data.len());
+            assert_eq!(tcp.payload, &data[i * 1448..end]);
+        }
+        c.clear();
+        assert!(!c.is_built());
+    }
+
+    #[test]
+    fn a_super_packet_the_stack_built_is_cut_like_the_kernel_cuts_it() {
+        check_built_super_packet(false);
+        check_built_super_packet(true);
+    }
+
+    #[test]
+    fn only_data_super_packets_are_taken_whole() {
+        let mut c = Coalescer::new();
+        let one = build(&Seg {
+            payload: pattern(0, 1448),
+            ..Seg::default()
+        });
+        assert!(
+            !c.push_super(&one, 1448),
+            "one segment is not a super-packet"
+        );
+        let syn = build(&Seg {
+            flags: TcpFlags::SYN.0 | ACK,
+            payload: pattern(0, 3000),
+            ..Seg::default()
+        });
+        assert!(!c.push_super(&syn, 1448), "SYN never goes under TSO");
+        let two = build(&Seg {
+            payload: pattern(0, 2896),
+            ..Seg::default()
+        });
+        assert!(!c.push_super(&two, 0));
+        assert!(c.push(&one));
+        assert!(!c.push_super(&two, 1448), "only into an empty batch");
     }
 
     #[test]

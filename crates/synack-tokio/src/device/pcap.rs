@@ -148,6 +148,25 @@ impl<D: Device> Device for PcapDevice<D> {
         }
         result
     }
+
+    fn gso_max_size(&self) -> usize {
+        self.inner.gso_max_size()
+    }
+
+    /// Records the super-segment whole, as tcpdump on a Linux host shows the GSO packets its
+    /// TCP hands the device.
+    fn poll_send_segments(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        segment_size: usize,
+    ) -> Poll<io::Result<()>> {
+        let result = self.inner.poll_send_segments(cx, packet, segment_size);
+        if let Poll::Ready(Ok(())) = result {
+            self.record(packet);
+        }
+        result
+    }
 }
 
 impl<D> Drop for PcapDevice<D> {
