@@ -388,6 +388,43 @@ fn passive_open_echoes_offered_options() {
 }
 
 #[test]
+fn a_completed_passive_open_sends_nothing_more() {
+    // The SYN-ACK's window field cannot be scaled (RFC 7323 §2.2), so it offered at most
+    // 65535 of our 256 KiB. Linux leaves it at that until it has a reason to send (data, an
+    // ACK owed, the application reading); so do we: no pure window update after the
+    // handshake.
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(
+        client(),
+        server(),
+        Out::new(SYN, 1000, 0).wscale(7).mss(1460),
+    );
+    let sa = h.one();
+    assert_eq!(sa.window, 65535);
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    h.none();
+    // The first ACK the connection owes carries the whole window.
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK | TcpFlags::PSH, 1001, 0)
+            .ackn(sa.seq + 1)
+            .data(&[1; 100]),
+    );
+    h.advance(Duration::from_millis(200));
+    let ack = h.sent.last().expect("a delayed ACK").1.clone();
+    assert_eq!(ack.ack, SeqNumber(1101));
+    assert!(
+        usize::from(ack.window) << 7 > 65535,
+        "window {}",
+        ack.window
+    );
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+}
+
+#[test]
 fn every_option_combination_is_negotiated_exactly() {
     for mask in 0u8..16 {
         let mut h = Harness::new(config());

@@ -145,7 +145,7 @@ impl Connection {
             let seg = self.ack_repr(now, self.snd.una - 1);
             return self.finish(buf, &seg, false, false);
         }
-        if self.rcv.ack_now || self.window_update_due() {
+        if self.rcv.ack_now {
             // A pure ACK carries SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an
             // ACK with the older number would fall below the peer's RCV.NXT and be dropped
             // unread (BSD's tcp_output makes the same choice).
@@ -223,20 +223,6 @@ impl Connection {
             return self.send_data_at(now, buf, self.snd.una, usize::MAX);
         }
         self.send_data_at(now, buf, start, data_end - start)
-    }
-
-    /// Whether the window we could advertise grew enough to tell the peer unprompted.
-    fn window_update_due(&self) -> bool {
-        if !self.is_synchronized() || self.rcv.fin_received {
-            return false;
-        }
-        let advertised = self.rcv.adv - self.rcv.nxt;
-        let now_wnd = self.advertisable_window();
-        // RFC 9293 §3.8.6.2.2 with Linux's rule of thumb: announce when the window at least
-        // doubles or reopens from below one MSS.
-        now_wnd > advertised
-            && now_wnd - advertised >= self.rcv.mss.min(self.rcv.buffer.capacity() / 2)
-            && (advertised < self.rcv.mss || now_wnd >= 2 * advertised)
     }
 
     /// An RST segment. RFC 9293 §3.10.7: `<SEQ=seq><CTL=RST>`, or with an ACK
