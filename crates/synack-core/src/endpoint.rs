@@ -572,8 +572,9 @@ impl Endpoint {
             _ => {}
         }
         let id = self.identity(local, remote, now);
-        let conn = Connection::accept_syn(now, &self.config, id, seg);
-        let h = self.insert(conn, Owner::Nobody);
+        let h = self.insert(local, remote, Owner::Nobody, |config| {
+            Connection::accept_syn(now, config, id, seg)
+        });
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
         }
@@ -706,8 +707,9 @@ impl Endpoint {
             iss: seg.ack_number - 1,
             ts_offset: self.secrets.ts_offset(local, remote),
         };
-        let conn = Connection::from_cookie(now, &self.config, id, peer, seg);
-        let h = self.insert(conn, Owner::Nobody);
+        let h = self.insert(local, remote, Owner::Nobody, |config| {
+            Connection::from_cookie(now, config, id, peer, seg)
+        });
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
         if let Some(listener) = self.listeners.get_mut(&l) {
@@ -988,10 +990,16 @@ impl Endpoint {
     // ---------------------------------------------------------------------------------------
 
     #[inline(always)]
-    fn insert(&mut self, conn: Connection, owner: Owner) -> ConnectionHandle {
-        let tuple = Tuple(conn.local, conn.remote);
-        let h = self.connections.insert(Slot {
-            conn,
+    fn insert(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        owner: Owner,
+        make: impl FnOnce(&Config) -> Connection,
+    ) -> ConnectionHandle {
+        let config = &self.config;
+        let h = self.connections.insert_with(|| Slot {
+            conn: make(config),
             owner,
             syn_of: None,
             dirty: false,
@@ -999,7 +1007,7 @@ impl Endpoint {
             timer: None,
             memory: 0,
         });
-        self.by_tuple.insert(tuple, h);
+        self.by_tuple.insert(Tuple(local, remote), h);
         h
     }
 
@@ -1229,8 +1237,10 @@ impl Endpoint {
         }
         let port = self.ephemeral_port(local_ip, remote)?;
         let local = SocketAddr::new(local_ip, port);
-        let conn = Connection::connect(now, &self.config, self.identity(local, remote, now));
-        let h = self.insert(conn, Owner::App);
+        let id = self.identity(local, remote, now);
+        let h = self.insert(local, remote, Owner::App, |config| {
+            Connection::connect(now, config, id)
+        });
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
         Ok(h)
