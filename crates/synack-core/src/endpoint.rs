@@ -572,9 +572,8 @@ impl Endpoint {
             _ => {}
         }
         let id = self.identity(local, remote, now);
-        let h = self.insert(local, remote, Owner::Nobody, |config| {
-            Connection::accept_syn(now, config, id, seg)
-        });
+        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.accept_syn(now, seg);
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
         }
@@ -707,9 +706,8 @@ impl Endpoint {
             iss: seg.ack_number - 1,
             ts_offset: self.secrets.ts_offset(local, remote),
         };
-        let h = self.insert(local, remote, Owner::Nobody, |config| {
-            Connection::from_cookie(now, config, id, peer, seg)
-        });
+        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.open_from_cookie(now, peer, seg);
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
         if let Some(listener) = self.listeners.get_mut(&l) {
@@ -989,17 +987,18 @@ impl Endpoint {
     // Bookkeeping
     // ---------------------------------------------------------------------------------------
 
+    /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
+    /// the caller opens it in place.
     #[inline(always)]
     fn insert(
         &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
+        now: Instant,
+        id: Identity,
         owner: Owner,
-        make: impl FnOnce(&Config) -> Connection,
-    ) -> ConnectionHandle {
+    ) -> (ConnectionHandle, &mut Connection) {
         let config = &self.config;
-        let h = self.connections.insert_with(|| Slot {
-            conn: make(config),
+        let (h, slot) = self.connections.insert_with(|| Slot {
+            conn: Connection::fresh(now, config, id),
             owner,
             syn_of: None,
             dirty: false,
@@ -1007,8 +1006,8 @@ impl Endpoint {
             timer: None,
             memory: 0,
         });
-        self.by_tuple.insert(Tuple(local, remote), h);
-        h
+        self.by_tuple.insert(Tuple(id.local, id.remote), h);
+        (h, &mut slot.conn)
     }
 
     fn push_event(&mut self, event: Event) {
@@ -1238,9 +1237,8 @@ impl Endpoint {
         let port = self.ephemeral_port(local_ip, remote)?;
         let local = SocketAddr::new(local_ip, port);
         let id = self.identity(local, remote, now);
-        let h = self.insert(local, remote, Owner::App, |config| {
-            Connection::connect(now, config, id)
-        });
+        let (h, conn) = self.insert(now, id, Owner::App);
+        conn.open_active();
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
         Ok(h)

@@ -43,7 +43,7 @@ impl<T> Slab<T> {
     /// Stores the value `make` builds, straight into its slot: the value is built in place
     /// rather than moved in (a connection is over a kilobyte).
     #[inline(always)]
-    pub fn insert_with(&mut self, make: impl FnOnce() -> T) -> ConnectionHandle {
+    pub fn insert_with(&mut self, make: impl FnOnce() -> T) -> (ConnectionHandle, &mut T) {
         self.len += 1;
         let index = match self.free.pop() {
             Some(i) => i as usize,
@@ -57,8 +57,8 @@ impl<T> Slab<T> {
             }
         };
         let entry = &mut self.entries[index];
-        entry.value = Some(make());
-        ConnectionHandle(((entry.generation as usize) << 32) | index)
+        let h = ConnectionHandle(((entry.generation as usize) << 32) | index);
+        (h, entry.value.insert(make()))
     }
 
     pub fn get(&self, h: &ConnectionHandle) -> Option<&T> {
@@ -108,10 +108,10 @@ mod tests {
     #[test]
     fn stale_handles_find_nothing() {
         let mut s = Slab::default();
-        let a = s.insert_with(|| "a");
+        let (a, _) = s.insert_with(|| "a");
         assert_eq!(s.get(&a), Some(&"a"));
         assert_eq!(s.remove(&a), Some("a"));
-        let b = s.insert_with(|| "b");
+        let (b, _) = s.insert_with(|| "b");
         assert_ne!(a, b, "the slot is reused with a new generation");
         assert_eq!(s.get(&a), None);
         assert_eq!(s.remove(&a), None);

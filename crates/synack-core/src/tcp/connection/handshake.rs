@@ -58,9 +58,15 @@ pub(crate) struct Identity {
 }
 
 impl Connection {
-    /// A connection in the state before its first SYN is sent or received.
+    /// A connection in the state before its first SYN is sent or received: CLOSED, to be
+    /// opened in place by [`open_active`](Self::open_active),
+    /// [`accept_syn`](Self::accept_syn) or [`open_from_cookie`](Self::open_from_cookie).
+    ///
+    /// One struct literal and nothing else, so that the endpoint can build it straight into
+    /// the slot it will live in (a connection is over a kilobyte; returning it through
+    /// constructors that modify it first cost a copy per layer).
     #[inline(always)]
-    fn fresh(now: Instant, config: &Config, id: Identity) -> Connection {
+    pub fn fresh(now: Instant, config: &Config, id: Identity) -> Connection {
         let Identity {
             local,
             remote,
@@ -156,83 +162,56 @@ impl Connection {
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
-    #[inline(always)]
-    pub fn connect(now: Instant, config: &Config, id: Identity) -> Connection {
-        let mut conn = Connection::fresh(now, config, id);
-        conn.set_state(State::SynSent);
-        conn.snd.nxt = id.iss;
-        conn.syn_pending = true;
-        conn
+    pub fn open_active(&mut self) {
+        self.set_state(State::SynSent);
+        self.snd.nxt = self.snd.iss;
+        self.syn_pending = true;
     }
 
     /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
-    #[inline(always)]
-    fn passive_open(
-        now: Instant,
-        config: &Config,
-        id: Identity,
-        irs: SeqNumber,
-        peer: PeerOptions,
-    ) -> Connection {
-        let mut conn = Connection::fresh(now, config, id);
-        conn.passive = true;
-        conn.set_state(State::SynReceived);
-        conn.rcv.irs = irs;
-        conn.rcv.nxt = irs + 1;
-        conn.negotiate(peer);
-        if let (true, Some(tsval)) = (conn.ts.enabled, peer.tsval) {
-            conn.ts.recent = tsval;
-            conn.ts.recent_age = now;
+    fn open_passive(&mut self, now: Instant, irs: SeqNumber, peer: PeerOptions) {
+        self.passive = true;
+        self.set_state(State::SynReceived);
+        self.rcv.irs = irs;
+        self.rcv.nxt = irs + 1;
+        self.negotiate(peer);
+        if let (true, Some(tsval)) = (self.ts.enabled, peer.tsval) {
+            self.ts.recent = tsval;
+            self.ts.recent_age = now;
         }
-        conn
     }
 
     /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
     /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
-    #[inline(always)]
-    pub fn accept_syn(
-        now: Instant,
-        config: &Config,
-        id: Identity,
-        syn: &TcpRepr<'_>,
-    ) -> Connection {
-        let mut conn =
-            Connection::passive_open(now, config, id, syn.seq_number, PeerOptions::of(syn));
+    pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>) {
+        self.open_passive(now, syn.seq_number, PeerOptions::of(syn));
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
-        conn.snd.wnd = syn.window_len as usize;
-        conn.snd.max_wnd = conn.snd.wnd;
-        conn.snd.wl1 = syn.seq_number;
-        conn.snd.wl2 = id.iss;
-        conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
-        conn.syn_pending = true;
-        conn
+        self.snd.wnd = syn.window_len as usize;
+        self.snd.max_wnd = self.snd.wnd;
+        self.snd.wl1 = syn.seq_number;
+        self.snd.wl2 = self.snd.iss;
+        self.rcv.adv = self.rcv.nxt + self.initial_window();
+        self.syn_pending = true;
     }
 
     /// A connection rebuilt from a valid SYN-cookie ACK (RFC 4987 §3.6): ESTABLISHED at once,
     /// with the MSS the cookie carried and the window scale and SACK our TSval carried.
-    pub fn from_cookie(
-        now: Instant,
-        config: &Config,
-        id: Identity,
-        peer: PeerOptions,
-        ack: &TcpRepr<'_>,
-    ) -> Connection {
-        let iss = id.iss;
-        let mut conn = Connection::passive_open(now, config, id, ack.seq_number - 1, peer);
-        conn.snd.una = iss + 1;
-        conn.snd.nxt = iss + 1;
-        conn.snd.max = iss + 1;
-        conn.snd.syn_unacked = false;
-        conn.snd.wnd = (ack.window_len as usize) << conn.snd.wscale;
-        conn.snd.max_wnd = conn.snd.wnd;
-        conn.snd.wl1 = ack.seq_number;
-        conn.snd.wl2 = ack.ack_number;
+    pub fn open_from_cookie(&mut self, now: Instant, peer: PeerOptions, ack: &TcpRepr<'_>) {
+        let iss = self.snd.iss;
+        self.open_passive(now, ack.seq_number - 1, peer);
+        self.snd.una = iss + 1;
+        self.snd.nxt = iss + 1;
+        self.snd.max = iss + 1;
+        self.snd.syn_unacked = false;
+        self.snd.wnd = (ack.window_len as usize) << self.snd.wscale;
+        self.snd.max_wnd = self.snd.wnd;
+        self.snd.wl1 = ack.seq_number;
+        self.snd.wl2 = ack.ack_number;
         // What the stateless SYN-ACK advertised.
-        conn.rcv.adv = conn.rcv.nxt + conn.initial_window();
-        conn.set_state(State::Established);
-        conn.notify.connected = true;
-        conn
+        self.rcv.adv = self.rcv.nxt + self.initial_window();
+        self.set_state(State::Established);
+        self.notify.connected = true;
     }
 
     /// The window we offer in our SYN or SYN-ACK, before scaling.
