@@ -226,8 +226,9 @@ How to read it:
   transfer would show `CORRUPT`.
 - \"offload TUN\" rows: the same bulk runs with synack on `synack_tokio::device::OffloadTun`
   (`IFF_VNET_HDR`, `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): the kernel's TSO super-packets
-  are read whole and split in the device, and synack's back-to-back segments are written as
-  one GSO super-packet, up to 64 KiB per syscall. Their smoltcp and kernel columns repeat
+  are read whole and handed to synack whole (GRO), and synack's own super-segments
+  (segmentation offload, `gso_max_size` 64 KiB) are written behind a TSO header for the
+  kernel to cut: up to 64 KiB per syscall each way. Their smoltcp and kernel columns repeat
   the plain-TUN smoltcp and veth bulk numbers of the same run (smoltcp has no offloading
   device: each stack at its best on a TUN).
 - Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
