@@ -62,8 +62,9 @@ impl<D: Device> Driver<D> {
     /// Spawns the driver for `shared` on the current tokio runtime.
     pub(crate) fn spawn(shared: Arc<Shared>, device: D) {
         // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
-        // device may hand us anything up to its MTU.
-        let len = device.mtu().max(usize::from(u16::MAX));
+        // device may hand us anything up to its MTU, or a super-packet of up to the largest IP
+        // packet (an IPv6 header and 65535 bytes of payload).
+        let len = device.mtu().max(40 + usize::from(u16::MAX));
         let mut driver = Driver {
             shared,
             device,

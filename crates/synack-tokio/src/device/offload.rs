@@ -11,14 +11,15 @@
 //!   finish checksums and segment TCP ourselves. The kernel then hands the TUN whole TSO
 //!   "super-packets" (one IP/TCP header, up to 64 KiB of payload, `gso_size` = the MSS).
 //!
-//! **Receive**: a super-packet whose checksum we can complete (or the kernel verified) goes to
-//! the stack whole, which takes it as one large segment, as Linux's GRO hands its TCP
-//! merged segments. Any other ([`Segmenter`]) is cut into `gso_size` segments exactly as the
-//! kernel's software GSO would (net/ipv4/tcp_offload.c `tcp_gso_segment`, af_inet.c
-//! `inet_gso_segment`): per segment the IPv4 total length, identification and header checksum
-//! (or the IPv6 payload length), the TCP sequence number, FIN/PSH only on the last segment and
-//! CWR only on the first, and a full TCP checksum. The segments are produced lazily from the
-//! buffered super-packet, one per `poll_recv`, with no further syscall.
+//! **Receive**: a super-packet whose checksum the kernel vouches for (`NEEDS_CSUM`, local data
+//! it never summed, or `DATA_VALID`) goes to the stack whole, read straight into the driver's
+//! buffer, and the stack takes it as one large verified segment, as Linux's TCP takes a GRO
+//! or `CHECKSUM_PARTIAL` packet. Any other ([`Segmenter`]) is cut into `gso_size` segments
+//! exactly as the kernel's software GSO would (net/ipv4/tcp_offload.c `tcp_gso_segment`,
+//! af_inet.c `inet_gso_segment`): per segment the IPv4 total length, identification and
+//! header checksum (or the IPv6 payload length), the TCP sequence number, FIN/PSH only on the
+//! last segment and CWR only on the first, and a full TCP checksum. The segments are produced
+//! lazily from the buffered super-packet, one per `poll_recv`, with no further syscall.
 //!
 //! **Send** ([`Coalescer`]): segments the driver sends back to back on one flow, contiguous,
 //! of one size (the last may be shorter), with identical headers apart from the lengths, the
@@ -28,7 +29,8 @@
 //! Anything else is written alone behind an all-zero header ("no offload, checksum complete").
 //! The device also reports a `gso_max_size` of 64 KiB, so the stack mostly builds the
 //! super-packets itself (whole segments under one header, see `synack_core::Transmit`);
-//! [`Coalescer::push_super`] only puts the TSO header and partial checksum on them.
+//! [`SuperFrame`] puts the TSO header and a copy of the headers with the partial checksum in
+//! front, and the payload is written from the stack's own buffer.
 //!
 //! **When a batch is flushed.** Holding a packet is only safe if something is sure to come
 //! back for it. Here: (1) when the next packet does not fit, or the batch is closed by a
@@ -525,8 +527,6 @@ pub struct Coalescer {
     next_seq: u32,
     /// A short or PSH segment ended the batch, or it was offered for writing.
     closed: bool,
-    /// The stack built the super-packet itself (`push_super`).
-    built: bool,
 }
 
 impl Default for Coalescer {
@@ -545,7 +545,6 @@ impl Coalescer {
             segments: 0,
             next_seq: 0,
             closed: false,
-            built: false,
         }
     }
 
@@ -611,42 +610,6 @@ impl Coalescer {
         true
     }
 
-    /// Takes a super-segment the stack built itself (segmentation offload): whole segments
-    /// of `segment_size` bytes under one header. Only into an empty batch, which it closes;
-    /// `false` means the batch was not empty or `packet` is not a TCP packet it can describe
-    /// to the kernel: write the batch first, or send the packet alone.
-    pub fn push_super(&mut self, packet: &[u8], segment_size: usize) -> bool {
-        if !self.is_empty() || segment_size == 0 || packet.len() > MAX_SUPER {
-            return false;
-        }
-        let Ok(l) = TcpLayout::parse(packet) else {
-            return false;
-        };
-        // Data under ACK, PSH and FIN only (the kernel's tcp_gso_segment keeps PSH and FIN
-        // for the last segment), no IPv4 options, nothing after the packet's own length.
-        let flags = packet[l.ip_len + 13];
-        if flags & !(PSH | FIN) != ACK || !(l.v6 || l.ip_len == 20) || l.end != packet.len() {
-            return false;
-        }
-        let payload = packet.len() - l.hdr_len;
-        if payload <= segment_size || u16::try_from(segment_size).is_err() {
-            return false;
-        }
-        self.buf.clear();
-        self.buf.extend_from_slice(packet);
-        self.layout = Some(l);
-        self.mss = segment_size;
-        self.segments = payload.div_ceil(segment_size);
-        self.closed = true;
-        self.built = true;
-        true
-    }
-
-    /// Whether the batch is a super-packet the stack built itself.
-    pub fn is_built(&self) -> bool {
-        self.built
-    }
-
     /// Closes the batch and returns the frame to write: a single segment unchanged behind a
     /// zero header, or the super-packet with its lengths, IPv4 header checksum and partial
     /// TCP checksum filled in. `None` if empty. Idempotent until [`Coalescer::clear`].
@@ -688,7 +651,73 @@ impl Coalescer {
         self.segments = 0;
         self.mss = 0;
         self.closed = false;
-        self.built = false;
+    }
+}
+
+/// The most header bytes of a TCP packet: an IPv6 header and a TCP header with 40 bytes of
+/// options.
+const MAX_HEAD: usize = 40 + 60;
+
+/// What goes in front of a super-segment the stack built itself (segmentation offload: whole
+/// segments under one header, see `synack_core::Transmit`) so that the kernel takes it as a
+/// TSO packet: the virtio-net header, and a copy of the packet's IP and TCP headers whose
+/// checksum field holds the partial (pseudo-header) sum that `NEEDS_CSUM` asks for. The
+/// payload itself is written from where it lies, not copied.
+#[derive(Debug, Clone)]
+pub struct SuperFrame {
+    /// The TSO header: `gso_size` = the segment size, `NEEDS_CSUM` at the TCP checksum.
+    pub hdr: VnetHdr,
+    head: [u8; MAX_HEAD],
+    head_len: usize,
+}
+
+impl SuperFrame {
+    /// The frame for `packet` cut at `segment_size`, or `None` if a TSO header cannot describe
+    /// it: not TCP data under ACK (PSH and FIN allowed: the kernel's `tcp_gso_segment` keeps
+    /// them for the last segment), IPv4 options or bytes past the IP length, one segment or
+    /// less, or more than 64 KiB.
+    pub fn new(packet: &[u8], segment_size: usize) -> Option<SuperFrame> {
+        let l = TcpLayout::parse(packet).ok()?;
+        let flags = packet[l.ip_len + 13];
+        let describable = flags & !(PSH | FIN) == ACK
+            && (l.v6 || l.ip_len == 20)
+            && l.end == packet.len()
+            && packet.len() <= MAX_SUPER
+            && segment_size > 0
+            && packet.len() - l.hdr_len > segment_size
+            && l.hdr_len <= MAX_HEAD;
+        if !describable {
+            return None;
+        }
+        let mut head = [0u8; MAX_HEAD];
+        head[..l.hdr_len].copy_from_slice(&packet[..l.hdr_len]);
+        // NEEDS_CSUM: the folded, uncomplemented pseudo-header sum over the whole TCP length
+        // (as `Coalescer::frame` writes it); the lengths and the IPv4 header checksum are
+        // already those of the whole packet.
+        let pseudo = checksum::fold(l.pseudo_sum(packet, packet.len() - l.ip_len));
+        head[l.ip_len + 16..l.ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
+        Some(SuperFrame {
+            hdr: VnetHdr {
+                flags: F_NEEDS_CSUM,
+                gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+                hdr_len: l.hdr_len as u16,
+                gso_size: u16::try_from(segment_size).ok()?,
+                csum_start: l.ip_len as u16,
+                csum_offset: 16,
+            },
+            head,
+            head_len: l.hdr_len,
+        })
+    }
+
+    /// The IP and TCP headers to write in place of the packet's own.
+    pub fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+
+    /// The segments the kernel will cut the packet of `len` bytes into.
+    fn segments(&self, len: usize) -> u64 {
+        (len - self.head_len).div_ceil(usize::from(self.hdr.gso_size)) as u64
     }
 }
 
@@ -780,6 +809,8 @@ pub struct OffloadTun {
     /// The last read: header and packet.
     rx: Box<[u8]>,
     rx_len: usize,
+    /// The header of the last read made straight into the caller's buffer.
+    rx_hdr: [u8; VNET_HDR_LEN],
     /// The super-packet in `rx` being handed out segment by segment.
     split: Option<Segmenter>,
     /// Whether the packet `poll_recv` returned last has a checksum we computed or the kernel
@@ -842,6 +873,7 @@ impl OffloadTun {
             mtu: config.mtu,
             rx: vec![0; RX_BUF].into_boxed_slice(),
             rx_len: 0,
+            rx_hdr: [0; VNET_HDR_LEN],
             split: None,
             verified: false,
             batch: Coalescer::new(),
@@ -876,19 +908,15 @@ impl OffloadTun {
     /// packet.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let segments = self.batch.segments() as u64;
-        let built = self.batch.is_built();
         let Some((hdr, frame)) = self.batch.frame() else {
             return Poll::Ready(Ok(()));
         };
-        let result = ready!(poll_write_frame(&self.fd, cx, &hdr.to_bytes(), frame));
+        let result = ready!(poll_write_frame(&self.fd, cx, &[&hdr.to_bytes(), frame]));
         let c = &self.counters.0;
         match result {
             Ok(()) if segments > 1 => {
                 bump(&c.super_packets_out, 1);
                 bump(&c.segments_coalesced, segments);
-                if built {
-                    bump(&c.super_packets_built, 1);
-                }
             }
             Ok(()) => bump(&c.packets_out, 1),
             Err(e) => {
@@ -898,6 +926,31 @@ impl OffloadTun {
         }
         self.batch.clear();
         Poll::Ready(Ok(()))
+    }
+
+    /// A read made straight into `buf` (`n` bytes with the header, which went to `rx_hdr`):
+    /// a super-packet the stack takes whole stays where it is; anything else goes the
+    /// buffered way, as if it had been read into `rx`.
+    fn take_direct(&mut self, buf: &mut [u8], n: usize) -> Option<usize> {
+        let Some(len) = n.checked_sub(VNET_HDR_LEN) else {
+            bump(&self.counters.0.rx_dropped, 1);
+            return None;
+        };
+        if let Ok(hdr) = VnetHdr::parse(&self.rx_hdr) {
+            if hdr.gso_type != GSO_NONE
+                && checksum_vouched(&hdr)
+                && whole(&hdr, &buf[..len]).is_ok()
+            {
+                let c = &self.counters.0;
+                bump(&c.gso_packets_in, 1);
+                bump(&c.gso_packets_whole, 1);
+                self.verified = true;
+                return Some(len);
+            }
+        }
+        self.rx[..VNET_HDR_LEN].copy_from_slice(&self.rx_hdr);
+        self.rx[VNET_HDR_LEN..n].copy_from_slice(&buf[..len]);
+        self.take_read(buf, n)
     }
 
     /// One read into `rx`, turned into the next packet for the stack, or `None` if it was
@@ -934,12 +987,13 @@ impl OffloadTun {
             self.verified = checksum_vouched(&hdr);
             return Some(packet.len());
         }
-        if checksum_vouched(&hdr) {
-            if let Ok(n) = take_whole(&hdr, packet, buf) {
+        if checksum_vouched(&hdr) && whole(&hdr, packet).is_ok() {
+            if let Some(out) = buf.get_mut(..packet.len()) {
+                out.copy_from_slice(packet);
                 bump(&c.gso_packets_in, 1);
                 bump(&c.gso_packets_whole, 1);
                 self.verified = true;
-                return Some(n);
+                return Some(packet.len());
             }
         }
         match Segmenter::new(&hdr, packet) {
@@ -956,12 +1010,14 @@ impl OffloadTun {
     }
 }
 
-/// GRO: a super-packet goes to the stack whole, as one large segment (the stack counts it as
-/// the segments it holds, as Linux does). Its checksum is completed over the whole packet
-/// here (`NEEDS_CSUM`: the field holds the pseudo-header sum over the whole TCP length, as
-/// the kernel's `__tcp_v4_send_check` leaves it) or was verified by the kernel
-/// (`DATA_VALID`). An error leaves `packet` to the [`Segmenter`].
-fn take_whole(hdr: &VnetHdr, packet: &mut [u8], buf: &mut [u8]) -> Result<usize, OffloadError> {
+/// GRO: whether a super-packet can go to the stack whole, as one large segment (the stack
+/// counts it as the segments it holds, as Linux does). Only one whose checksum the kernel
+/// vouches for is offered: `NEEDS_CSUM` (local data the kernel never summed; the field holds
+/// the pseudo-header sum) or `DATA_VALID` (verified). Like Linux's own TCP with a
+/// `CHECKSUM_PARTIAL` packet, the stack then takes it as verified and nobody sums the bytes;
+/// a capture shows the partial checksum field, as captures of offloaded packets do on Linux.
+/// An error leaves the packet to the [`Segmenter`].
+fn whole(hdr: &VnetHdr, packet: &[u8]) -> Result<(), OffloadError> {
     let l = TcpLayout::parse(packet)?;
     match (hdr.gso_type & !GSO_ECN, l.v6) {
         (GSO_TCPV4, false) | (GSO_TCPV6, true) => {}
@@ -972,18 +1028,7 @@ fn take_whole(hdr: &VnetHdr, packet: &mut [u8], buf: &mut [u8]) -> Result<usize,
     if l.end != packet.len() {
         return Err(OffloadError::Malformed);
     }
-    let out = buf
-        .get_mut(..packet.len())
-        .ok_or(OffloadError::BufferTooSmall)?;
-    if hdr.flags & F_NEEDS_CSUM != 0 {
-        complete_checksum(
-            packet,
-            usize::from(hdr.csum_start),
-            usize::from(hdr.csum_offset),
-        )?;
-    }
-    out.copy_from_slice(packet);
-    Ok(packet.len())
+    Ok(())
 }
 
 /// Whether an ordinary (not super-) packet read with `hdr` needs no checksum check in the
@@ -1028,6 +1073,15 @@ impl Device for OffloadTun {
                 }
                 continue;
             }
+            if buf.len() >= RX_BUF - VNET_HDR_LEN {
+                // Room for any frame: read straight into the caller's buffer, so that a
+                // super-packet the stack takes whole (bulk data) is not copied again.
+                let n = ready!(poll_read_split(&self.fd, cx, &mut self.rx_hdr, buf))?;
+                if let Some(len) = self.take_direct(buf, n) {
+                    return Poll::Ready(Ok(len));
+                }
+                continue;
+            }
             let n = ready!(poll_read(&self.fd, cx, &mut self.rx))?;
             if let Some(len) = self.take_read(buf, n) {
                 return Poll::Ready(Ok(len));
@@ -1058,7 +1112,11 @@ impl Device for OffloadTun {
             }
             return Poll::Ready(Ok(()));
         }
-        match ready!(poll_write_frame(&self.fd, cx, &[0; VNET_HDR_LEN], packet)) {
+        match ready!(poll_write_frame(
+            &self.fd,
+            cx,
+            &[&[0; VNET_HDR_LEN], packet]
+        )) {
             Ok(()) => bump(&self.counters.0.packets_out, 1),
             Err(e) => {
                 bump(&self.counters.0.tx_dropped, 1);
@@ -1073,7 +1131,8 @@ impl Device for OffloadTun {
     }
 
     /// Writes the stack's own super-segment behind a TSO header (`gso_size` = the segment
-    /// size): the kernel cuts it, or delivers it whole to its own TCP.
+    /// size), the payload straight from `packet`: the kernel cuts it, or delivers it whole to
+    /// its own TCP. Pending while the kernel's queue is full (the driver keeps the packet).
     fn poll_send_segments(
         &mut self,
         cx: &mut Context<'_>,
@@ -1081,16 +1140,33 @@ impl Device for OffloadTun {
         segment_size: usize,
     ) -> Poll<io::Result<()>> {
         ready!(self.poll_flush(cx))?;
-        if !self.batch.push_super(packet, segment_size) {
+        let c = &self.counters.0;
+        let Some(frame) = SuperFrame::new(packet, segment_size) else {
             // The stack builds only what a TSO header describes; anything else is lost.
-            bump(&self.counters.0.tx_dropped, 1);
+            bump(&c.tx_dropped, 1);
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a super-segment that TSO cannot describe",
             )));
+        };
+        let parts = [
+            &frame.hdr.to_bytes()[..],
+            frame.head(),
+            &packet[frame.head().len()..],
+        ];
+        let segments = frame.segments(packet.len());
+        match ready!(poll_write_frame(&self.fd, cx, &parts)) {
+            Ok(()) => {
+                bump(&c.super_packets_out, 1);
+                bump(&c.super_packets_built, 1);
+                bump(&c.segments_coalesced, segments);
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => {
+                bump(&c.tx_dropped, segments);
+                Poll::Ready(Err(e))
+            }
         }
-        let _ = self.poll_flush(cx);
-        Poll::Ready(Ok(()))
     }
 }
 
@@ -1099,7 +1175,7 @@ impl Drop for OffloadTun {
     /// packets still in it.
     fn drop(&mut self) {
         if let Some((hdr, frame)) = self.batch.frame() {
-            let _ = sys::writev(self.fd.get_ref().as_raw_fd(), &hdr.to_bytes(), frame);
+            let _ = sys::writev(self.fd.get_ref().as_raw_fd(), &[&hdr.to_bytes(), frame]);
         }
     }
 }
@@ -1120,25 +1196,42 @@ fn poll_read(
     }
 }
 
-/// Writes `hdr` and `packet` as one frame when the fd is writable.
+/// Writes `parts` (the virtio-net header first) as one frame when the fd is writable.
 fn poll_write_frame(
     fd: &AsyncFd<OwnedFd>,
     cx: &mut Context<'_>,
-    hdr: &[u8; VNET_HDR_LEN],
-    packet: &[u8],
+    parts: &[&[u8]],
 ) -> Poll<io::Result<()>> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     loop {
         let mut guard = ready!(fd.poll_write_ready(cx))?;
-        match guard.try_io(|fd| sys::writev(fd.get_ref().as_raw_fd(), hdr, packet)) {
-            Ok(Ok(n)) if n == VNET_HDR_LEN + packet.len() => return Poll::Ready(Ok(())),
+        match guard.try_io(|fd| sys::writev(fd.get_ref().as_raw_fd(), parts)) {
+            Ok(Ok(n)) if n == len => return Poll::Ready(Ok(())),
             // A TUN write takes the whole frame or fails; a short count would be a kernel bug.
             Ok(Ok(n)) => {
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::WriteZero,
-                    format!("TUN took {n} of {} bytes", VNET_HDR_LEN + packet.len()),
+                    format!("TUN took {n} of {len} bytes"),
                 )))
             }
             Ok(Err(e)) => return Poll::Ready(Err(e)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Reads one frame when the fd is readable: its virtio-net header into `hdr`, the packet
+/// straight into `buf`.
+fn poll_read_split(
+    fd: &AsyncFd<OwnedFd>,
+    cx: &mut Context<'_>,
+    hdr: &mut [u8; VNET_HDR_LEN],
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    loop {
+        let mut guard = ready!(fd.poll_read_ready(cx))?;
+        match guard.try_io(|fd| sys::readv(fd.get_ref().as_raw_fd(), hdr, buf)) {
+            Ok(result) => return Poll::Ready(result),
             Err(_would_block) => continue,
         }
     }
@@ -1256,21 +1349,46 @@ mod sys {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
-    /// writev(2) of the header and the packet as one frame, so neither is copied.
-    pub(super) fn writev(fd: RawFd, hdr: &[u8; VNET_HDR_LEN], packet: &[u8]) -> io::Result<usize> {
+    /// writev(2) of up to three parts (header, head, payload) as one frame, so none of them
+    /// is copied into a frame buffer first.
+    pub(super) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+        let empty = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        let mut iov = [empty, empty, empty];
+        let n = parts.len().min(iov.len());
+        for (v, p) in iov.iter_mut().zip(&parts[..n]) {
+            *v = libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            };
+        }
+        // SAFETY: the first `n` iovecs point into slices borrowed for the call, with their
+        // true lengths; writev only reads through them (the `*mut` is the C type's spelling).
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// readv(2) of one frame: the virtio-net header into `hdr`, the packet into `buf`.
+    pub(super) fn readv(
+        fd: RawFd,
+        hdr: &mut [u8; VNET_HDR_LEN],
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
         let iov = [
             libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_base: hdr.as_mut_ptr().cast(),
                 iov_len: hdr.len(),
             },
             libc::iovec {
-                iov_base: packet.as_ptr() as *mut libc::c_void,
-                iov_len: packet.len(),
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
             },
         ];
-        // SAFETY: both iovecs point into slices borrowed for the call, with their true
-        // lengths; writev only reads through them (the `*mut` is the C type's spelling).
-        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        // SAFETY: both iovecs point into buffers exclusively borrowed for the call, with their
+        // true lengths; the kernel writes at most that much into each.
+        let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 }
@@ -1476,18 +1594,19 @@ mod tests {
             payload: data.clone(),
             ..Seg::default()
         };
-        let (hdr, mut p) = kernel_super(&s, 1448);
-        let mut out = vec![0u8; 65535];
-        let n = take_whole(&hdr, &mut p, &mut out).unwrap();
-        // One valid segment (the parser verifies the completed checksum) carrying it all.
-        let (_, tcp) = parse(&out[..n]);
+        let (hdr, p) = kernel_super(&s, 1448);
+        assert!(whole(&hdr, &p).is_ok());
+        // Taken as it is: one segment carrying it all, its checksum field left partial (the
+        // stack is told it is verified, so it parses without the check).
+        let (ip, payload) = ip::parse(&p).unwrap();
+        let tcp = TcpRepr::parse_verified(payload, ip.src_addr(), ip.dst_addr()).unwrap();
         assert_eq!(tcp.payload, &data[..]);
         assert_eq!(tcp.seq_number.0, 1000);
         assert!(tcp.flags.contains(TcpFlags::PSH));
     }
 
     #[test]
-    fn a_kernel_super_packet_is_taken_whole_with_its_checksum_completed() {
+    fn a_kernel_super_packet_is_taken_whole() {
         check_taken_whole(false);
         check_taken_whole(true);
     }
@@ -1498,22 +1617,21 @@ mod tests {
             payload: pattern(0, 3000),
             ..Seg::default()
         };
-        let mut out = vec![0u8; 65535];
         // Trailing bytes past the IP length.
         let (hdr, mut p) = kernel_super(&s, 1448);
         p.extend_from_slice(&[0; 4]);
-        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
+        assert!(whole(&hdr, &p).is_err());
         // A UDP GSO type on a TCP packet.
-        let (mut hdr, mut p) = kernel_super(&s, 1448);
+        let (mut hdr, p) = kernel_super(&s, 1448);
         hdr.gso_type = 5;
-        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
-        // A buffer too small for it.
-        let (hdr, mut p) = kernel_super(&s, 1448);
-        assert!(take_whole(&hdr, &mut p, &mut out[..100]).is_err());
-        // A checksum offset past the end.
-        let (mut hdr, mut p) = kernel_super(&s, 1448);
-        hdr.csum_offset = 60_000;
-        assert!(take_whole(&hdr, &mut p, &mut out).is_err());
+        assert!(whole(&hdr, &p).is_err());
+        // An IPv6 GSO type on an IPv4 packet.
+        let (mut hdr, p) = kernel_super(&s, 1448);
+        hdr.gso_type = GSO_TCPV6;
+        assert!(whole(&hdr, &p).is_err());
+        // Truncated.
+        let (hdr, p) = kernel_super(&s, 1448);
+        assert!(whole(&hdr, &p[..100]).is_err());
     }
 
     #[test]
@@ -1709,19 +1827,17 @@ mod tests {
             payload: data.clone(),
             ..Seg::default()
         });
-        let mut c = Coalescer::new();
-        assert!(c.push_super(&whole, 1448));
-        assert!(c.is_closed() && c.is_built());
-        assert_eq!(c.segments(), 4);
-        assert!(!c.push(&whole), "a built super-packet takes nothing more");
-        let (hdr, frame) = c.frame().unwrap();
-        let (hdr, frame) = (hdr, frame.to_vec());
-        assert_eq!(hdr.flags, F_NEEDS_CSUM);
-        assert_eq!(hdr.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
-        assert_eq!(usize::from(hdr.gso_size), 1448);
+        let f = SuperFrame::new(&whole, 1448).unwrap();
+        assert_eq!(f.hdr.flags, F_NEEDS_CSUM);
+        assert_eq!(f.hdr.gso_type, if v6 { GSO_TCPV6 } else { GSO_TCPV4 });
+        assert_eq!(usize::from(f.hdr.gso_size), 1448);
+        assert_eq!(f.segments(whole.len()), 4);
+        // The frame as written: the head copy, then the payload from where it lies.
+        let frame = [f.head(), &whole[f.head().len()..]].concat();
+        assert_eq!(frame.len(), whole.len());
         // The kernel's GSO cuts it into the segments the core would have sent one by one:
         // consecutive sequence numbers, PSH and FIN on the last only, valid checksums.
-        let segs = split_super_packet(&hdr, &frame).unwrap();
+        let segs = split_super_packet(&f.hdr, &frame).unwrap();
         assert_eq!(segs.len(), 4);
         for (i, seg) in segs.iter().enumerate() {
             let (_, tcp) = parse(seg);
@@ -1732,8 +1848,12 @@ mod tests {
             let end = ((i + 1) * 1448).min(data.len());
             assert_eq!(tcp.payload, &data[i * 1448..end]);
         }
-        c.clear();
-        assert!(!c.is_built());
+        // And completing the partial checksum over the whole frame gives the packet the core
+        // built, byte for byte.
+        let mut done = frame.clone();
+        let ip_len = if v6 { 40 } else { 20 };
+        complete_checksum(&mut done, ip_len, 16).unwrap();
+        assert_eq!(done, whole);
     }
 
     #[test]
@@ -1743,29 +1863,34 @@ mod tests {
     }
 
     #[test]
-    fn only_data_super_packets_are_taken_whole() {
-        let mut c = Coalescer::new();
+    fn only_data_super_packets_get_a_tso_header() {
         let one = build(&Seg {
             payload: pattern(0, 1448),
             ..Seg::default()
         });
         assert!(
-            !c.push_super(&one, 1448),
-            "one segment is not a super-packet"
+            SuperFrame::new(&one, 1448).is_none(),
+            "one segment is no super-packet"
         );
         let syn = build(&Seg {
             flags: TcpFlags::SYN.0 | ACK,
             payload: pattern(0, 3000),
             ..Seg::default()
         });
-        assert!(!c.push_super(&syn, 1448), "SYN never goes under TSO");
+        assert!(
+            SuperFrame::new(&syn, 1448).is_none(),
+            "SYN never goes under TSO"
+        );
         let two = build(&Seg {
             payload: pattern(0, 2896),
             ..Seg::default()
         });
-        assert!(!c.push_super(&two, 0));
-        assert!(c.push(&one));
-        assert!(!c.push_super(&two, 1448), "only into an empty batch");
+        assert!(SuperFrame::new(&two, 0).is_none());
+        assert!(SuperFrame::new(&two, 70_000).is_none());
+        let mut trailing = two.clone();
+        trailing.extend_from_slice(&[0; 3]);
+        assert!(SuperFrame::new(&trailing, 1448).is_none());
+        assert!(SuperFrame::new(&two, 1448).is_some());
     }
 
     #[test]
