@@ -1188,6 +1188,16 @@ fn a_super_segment_received_whole_counts_as_its_segments() {
     let ack = k.h.one();
     assert_eq!(ack.ack, k.peer_nxt);
     assert_eq!(k.read_all(), vec![8u8; 4000]);
+    // Two segments a little short of our MSS of 1460 (a peer sending timestamps carries
+    // 1448): still more than one MSS, still ACKed at once.
+    let o = k.seg(ACK, k.our_nxt).data(&[9u8; 2 * 1448]);
+    k.send_peer(o);
+    let ack = k.h.one();
+    assert_eq!(ack.ack, k.peer_nxt);
+    // One short segment waits for the delayed-ACK timer.
+    let o = k.seg(ACK, k.our_nxt).data(&[7u8; 1448]);
+    k.send_peer(o);
+    k.h.none();
 }
 
 // === RACK (RFC 8985 §6) ==========================================================================

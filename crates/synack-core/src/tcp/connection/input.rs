@@ -608,10 +608,12 @@ impl Connection {
                     self.rcv.sack_changed = true;
                 } else {
                     // A segment longer than our MSS is several the sender's device was to cut
-                    // (segmentation offload, taken whole as GRO would): it counts as that many,
-                    // as Linux counts received bytes in units of the MSS. A short one counts
-                    // as one; the delayed-ACK timer bounds the wait for a second.
-                    let segments = (data.len() / self.rcv.mss.max(1)).max(1);
+                    // (segmentation offload, taken whole as GRO would): it counts as the
+                    // segments it holds, rounded up, so that anything over one MSS draws an
+                    // ACK at once, as Linux ACKs once more than one MSS is unacknowledged
+                    // (`__tcp_ack_snd_check`). A short one counts as one; the delayed-ACK timer
+                    // bounds the wait for a second.
+                    let segments = data.len().div_ceil(self.rcv.mss.max(1)).max(1);
                     self.rcv.unacked_segments = self
                         .rcv
                         .unacked_segments
