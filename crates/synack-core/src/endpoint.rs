@@ -923,7 +923,7 @@ impl Endpoint {
                     self.stats.packets_out += 1;
                     self.stats.segments_out += u64::from(sent.segments);
                     if sent.retransmit {
-                        self.stats.retransmits += 1;
+                        self.stats.retransmits += u64::from(sent.segments);
                     }
                     if sent.rst {
                         self.stats.rsts_sent += 1;

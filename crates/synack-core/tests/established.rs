@@ -1129,6 +1129,44 @@ fn segmentation_offload_sends_whole_segments_under_one_header() {
 }
 
 #[test]
+fn going_back_after_a_timeout_never_resends_sacked_data_under_one_header() {
+    let mut k = Conn::open(offloading(), false, true);
+    k.h.ep.send(k.h.now, k.c, &[4u8; 10_000]).unwrap();
+    let (seg, _) = transmit_offloaded(&mut k.h).expect("the initial window");
+    assert_eq!(seg.payload.len(), 10_000);
+    let base = k.our_nxt;
+    // Nothing comes back: a tail loss probe resends the last segment, then the
+    // retransmission timer goes back to the first.
+    let mut went_back = false;
+    for _ in 0..4 {
+        let deadline = k.h.ep.poll_timeout().unwrap();
+        k.h.now = deadline;
+        k.h.ep.handle_timeout(k.h.now);
+        while let Some((seg, size)) = transmit_offloaded(&mut k.h) {
+            assert_eq!(size, None);
+            went_back |= (seg.seq, seg.payload.len()) == (base, 1000);
+        }
+        if went_back {
+            break;
+        }
+    }
+    assert!(went_back, "the timeout resent the first segment");
+    // The peer had the third to tenth segments all along and says so.
+    let o = k
+        .seg(ACK, base + 1000)
+        .sack(&[((base + 2000).0, (base + 10_000).0)]);
+    k.send_peer(o);
+    let mut resent = Vec::new();
+    while let Some((seg, size)) = transmit_offloaded(&mut k.h) {
+        let at = (seg.seq, seg.payload.len());
+        assert_eq!(size, None, "a go-back resend under one header: {at:?}");
+        resent.push((seg.seq, seg.payload.len()));
+    }
+    // The second segment, and nothing the peer holds.
+    assert_eq!(resent, vec![(base + 1000, 1000)]);
+}
+
+#[test]
 fn segmentation_offload_ends_at_the_last_whole_segment_and_marks_the_end() {
     let mut k = Conn::open(offloading(), false, false);
     // 3.5 segments: three go under one header; the short tail follows on its own once

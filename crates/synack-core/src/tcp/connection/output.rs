@@ -364,7 +364,10 @@ impl Connection {
         if len == 0 && !(fin_to_send && seq == buffered_end) {
             return None;
         }
-        let len = if len == room {
+        // Only new data goes under one header: going back after a timeout, each segment is
+        // checked against the SACK scoreboard on its own (above), so none is resent that the
+        // peer already holds.
+        let len = if len == room && seq >= self.snd.max {
             self.offload_len(room, unsent.min(usable), buf.len())
         } else {
             len
