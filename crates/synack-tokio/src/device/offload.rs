@@ -1076,7 +1076,9 @@ impl Device for OffloadTun {
             if buf.len() >= RX_BUF - VNET_HDR_LEN {
                 // Room for any frame: read straight into the caller's buffer, so that a
                 // super-packet the stack takes whole (bulk data) is not copied again.
-                let n = ready!(poll_read_split(&self.fd, cx, &mut self.rx_hdr, buf))?;
+                // (At most what `rx` holds, so that anything can still fall back to it.)
+                let room = &mut buf[..RX_BUF - VNET_HDR_LEN];
+                let n = ready!(poll_read_split(&self.fd, cx, &mut self.rx_hdr, room))?;
                 if let Some(len) = self.take_direct(buf, n) {
                     return Poll::Ready(Ok(len));
                 }
