@@ -21,9 +21,9 @@ use crate::seq::SeqNumber;
 use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::syncookie;
-use crate::tcp::connection::handshake::{window_shift_for, Identity, PeerOptions};
+use crate::tcp::connection::handshake::{Identity, PeerOptions};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
-use crate::tcp::connection::Connection;
+use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
@@ -167,6 +167,8 @@ fn ip_bits(ip: IpAddr) -> u128 {
 #[derive(Debug)]
 pub struct Endpoint {
     config: Config,
+    /// What every connection copies from `config`, computed once.
+    conn_config: ConnConfig,
     addresses: Vec<IpAddr>,
     secrets: Secrets,
     connections: Slab<Slot>,
@@ -198,6 +200,7 @@ impl Endpoint {
         let secrets = Secrets::new(config.seed);
         let seed = secrets.table_seed();
         Endpoint {
+            conn_config: ConnConfig::from_config(&config),
             config,
             addresses: addresses.to_vec(),
             secrets,
@@ -605,12 +608,7 @@ impl Endpoint {
         } else {
             self.config.mss_v4()
         };
-        let shift = if self.config.window_scaling {
-            window_shift_for(self.config.recv_ceiling())
-        } else {
-            0
-        };
-        (mss, shift)
+        (mss, self.conn_config.rcv_wscale)
     }
 
     /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
@@ -996,9 +994,9 @@ impl Endpoint {
         id: Identity,
         owner: Owner,
     ) -> (ConnectionHandle, &mut Connection) {
-        let config = &self.config;
+        let (config, cfg) = (&self.config, &self.conn_config);
         let (h, slot) = self.connections.insert_with(|| Slot {
-            conn: Connection::fresh(now, config, id),
+            conn: Connection::fresh(now, config, cfg, id),
             owner,
             syn_of: None,
             dirty: false,

@@ -65,8 +65,10 @@ impl Connection {
     /// One struct literal and nothing else, so that the endpoint can build it straight into
     /// the slot it will live in (a connection is over a kilobyte; returning it through
     /// constructors that modify it first cost a copy per layer).
+    ///
+    /// `cfg` is `ConnConfig::from_config(config)`, which the endpoint computes once.
     #[inline(always)]
-    pub fn fresh(now: Instant, config: &Config, id: Identity) -> Connection {
+    pub fn fresh(now: Instant, config: &Config, cfg: &ConnConfig, id: Identity) -> Connection {
         let Identity {
             local,
             remote,
@@ -79,11 +81,7 @@ impl Connection {
         } else {
             config.mss_v4() as usize
         };
-        let rcv_wscale = if config.window_scaling {
-            window_shift_for(config.recv_ceiling())
-        } else {
-            0
-        };
+        let rcv_wscale = cfg.rcv_wscale;
         let send_mss = default_mss(ipv6);
         Connection {
             state: State::Closed,
@@ -149,7 +147,7 @@ impl Connection {
             unacked_since: None,
             last_recv: now,
             keepalive_probes: 0,
-            cfg: ConnConfig::from_config(config),
+            cfg: cfg.clone(),
             rcv_space: (0, now, 0),
             pace: (0, now),
             memory_pressure: false,

@@ -307,6 +307,9 @@ pub(crate) struct ConnConfig {
     pub recv_buffer_max: usize,
     pub pacing: bool,
     pub gso_max_size: usize,
+    /// The window scale we offer: the smallest that lets the largest receive buffer fit
+    /// (0 without window scaling).
+    pub rcv_wscale: u8,
 }
 
 impl ConnConfig {
@@ -330,6 +333,11 @@ impl ConnConfig {
             recv_buffer_max: c.recv_ceiling(),
             pacing: c.pacing,
             gso_max_size: c.gso_max_size.min(usize::from(u16::MAX)),
+            rcv_wscale: if c.window_scaling {
+                handshake::window_shift_for(c.recv_ceiling())
+            } else {
+                0
+            },
         }
     }
 }
