@@ -730,8 +730,8 @@ impl SuperFrame {
 pub struct OffloadStats {
     /// GSO super-packets read from the kernel.
     pub gso_packets_in: u64,
-    /// Of those, the ones handed to the stack whole (GRO; their checksum completed here or
-    /// verified by the kernel).
+    /// Of those, the ones handed to the stack whole (GRO: their checksum vouched for by the
+    /// kernel, see `NEEDS_CSUM` and `DATA_VALID`).
     pub gso_packets_whole: u64,
     /// Segments cut from the others and handed to the stack.
     pub segments_split: u64,
