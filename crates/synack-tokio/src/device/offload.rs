@@ -279,6 +279,27 @@ impl TcpLayout {
             checksum::pseudo_header_v4(src, dst, IpProtocol::Tcp, len)
         }
     }
+
+    /// What `NEEDS_CSUM` wants in the TCP checksum field of `p`, a whole super-packet with
+    /// these headers: the folded, uncomplemented pseudo-header sum over its TCP length, which
+    /// the kernel (`tcp_gso_segment`) adjusts per segment, or local delivery trusts as
+    /// CHECKSUM_PARTIAL.
+    fn partial_checksum(&self, p: &[u8]) -> [u8; 2] {
+        checksum::fold(self.pseudo_sum(p, p.len() - self.ip_len)).to_be_bytes()
+    }
+
+    /// The header that hands a super-packet with these headers to the kernel as TSO: cut at
+    /// `gso_size`, the TCP checksum at `csum_start + 16` left to it (`NEEDS_CSUM`).
+    fn tso_header(&self, gso_size: u16) -> VnetHdr {
+        VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if self.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: self.hdr_len as u16,
+            gso_size,
+            csum_start: self.ip_len as u16,
+            csum_offset: 16,
+        }
+    }
 }
 
 /// A fixed-size copy of `b` (whose length the caller has checked), zero-padded otherwise.
@@ -627,21 +648,9 @@ impl Coalescer {
             self.buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             fill_ipv4_checksum(&mut self.buf[..l.ip_len]);
         }
-        // NEEDS_CSUM: the field holds the folded, uncomplemented pseudo-header sum over the
-        // whole super-packet's TCP length; the kernel (tcp_gso_segment) adjusts it per
-        // segment, or local delivery trusts it as CHECKSUM_PARTIAL.
-        let pseudo = checksum::fold(l.pseudo_sum(&self.buf, len - l.ip_len));
-        let at = l.ip_len + 16;
-        self.buf[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
-        let hdr = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
-            hdr_len: l.hdr_len as u16,
-            gso_size: self.mss as u16,
-            csum_start: l.ip_len as u16,
-            csum_offset: 16,
-        };
-        Some((hdr, &self.buf))
+        let partial = l.partial_checksum(&self.buf);
+        self.buf[l.ip_len + 16..l.ip_len + 18].copy_from_slice(&partial);
+        Some((l.tso_header(self.mss as u16), &self.buf))
     }
 
     /// Empties the batch.
@@ -691,20 +700,11 @@ impl SuperFrame {
         }
         let mut head = [0u8; MAX_HEAD];
         head[..l.hdr_len].copy_from_slice(&packet[..l.hdr_len]);
-        // NEEDS_CSUM: the folded, uncomplemented pseudo-header sum over the whole TCP length
-        // (as `Coalescer::frame` writes it); the lengths and the IPv4 header checksum are
-        // already those of the whole packet.
-        let pseudo = checksum::fold(l.pseudo_sum(packet, packet.len() - l.ip_len));
-        head[l.ip_len + 16..l.ip_len + 18].copy_from_slice(&pseudo.to_be_bytes());
+        // The lengths and the IPv4 header checksum are already those of the whole packet;
+        // only the TCP checksum becomes the partial one.
+        head[l.ip_len + 16..l.ip_len + 18].copy_from_slice(&l.partial_checksum(packet));
         Some(SuperFrame {
-            hdr: VnetHdr {
-                flags: F_NEEDS_CSUM,
-                gso_type: if l.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
-                hdr_len: l.hdr_len as u16,
-                gso_size: u16::try_from(segment_size).ok()?,
-                csum_start: l.ip_len as u16,
-                csum_offset: 16,
-            },
+            hdr: l.tso_header(u16::try_from(segment_size).ok()?),
             head,
             head_len: l.hdr_len,
         })
