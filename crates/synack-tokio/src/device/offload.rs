@@ -928,6 +928,14 @@ impl OffloadTun {
         Poll::Ready(Ok(()))
     }
 
+    /// A super-packet goes to the stack whole (see [`whole`]): counted, and vouched for.
+    fn took_whole(&mut self) {
+        let c = &self.counters.0;
+        bump(&c.gso_packets_in, 1);
+        bump(&c.gso_packets_whole, 1);
+        self.verified = true;
+    }
+
     /// A read made straight into `buf` (`n` bytes with the header, which went to `rx_hdr`):
     /// a super-packet the stack takes whole stays where it is; anything else goes the
     /// buffered way, as if it had been read into `rx`.
@@ -941,10 +949,7 @@ impl OffloadTun {
                 && checksum_vouched(&hdr)
                 && whole(&hdr, &buf[..len]).is_ok()
             {
-                let c = &self.counters.0;
-                bump(&c.gso_packets_in, 1);
-                bump(&c.gso_packets_whole, 1);
-                self.verified = true;
+                self.took_whole();
                 return Some(len);
             }
         }
@@ -990,10 +995,9 @@ impl OffloadTun {
         if checksum_vouched(&hdr) && whole(&hdr, packet).is_ok() {
             if let Some(out) = buf.get_mut(..packet.len()) {
                 out.copy_from_slice(packet);
-                bump(&c.gso_packets_in, 1);
-                bump(&c.gso_packets_whole, 1);
-                self.verified = true;
-                return Some(packet.len());
+                let n = packet.len();
+                self.took_whole();
+                return Some(n);
             }
         }
         match Segmenter::new(&hdr, packet) {
