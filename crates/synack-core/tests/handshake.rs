@@ -236,6 +236,44 @@ fn syn_ack_completes_active_open() {
     assert_eq!(h.ep.local_addr(c).unwrap(), syn.src);
 }
 
+/// The ACK that completes an active open offers no more than the receive buffer holds,
+/// whatever the peer's ISN. RCV.NXT only becomes known with the SYN-ACK, so a right edge
+/// computed against the still-unset one once offered 8 MB (65535 << 7) into a 256 KiB
+/// buffer for half of all ISNs, and the sender's data past the buffer was dropped.
+#[test]
+fn first_ack_never_offers_more_than_the_buffer() {
+    // ISNs spread over the whole sequence space, both halves of it included.
+    for irs in (0..16u32).map(|i| i.wrapping_mul(0x1000_0001).wrapping_add(12345)) {
+        const BUFFER: usize = 256 * 1024;
+        let mut cfg = config();
+        cfg.recv_buffer(BUFFER);
+        let mut h = Harness::new(cfg);
+        let (_c, syn) = start(&mut h);
+        h.inject(
+            peer80(),
+            syn.src,
+            Out::new(SYN | ACK, irs, 0)
+                .ackn(syn.seq + 1)
+                .mss(1460)
+                .wscale(7)
+                .sack_ok()
+                .ts(777, syn.ts.unwrap().tsval),
+        );
+        let ack = h.one();
+        assert!(ack.is(ACK));
+        let offered = usize::from(ack.window) << syn.wscale.unwrap();
+        assert!(
+            offered <= BUFFER,
+            "ISN {irs:#x}: offered {offered} bytes with a {BUFFER}-byte buffer"
+        );
+        // Not less than the SYN offered either: a window is never shrunk (RFC 9293 §3.8.6.2.2).
+        assert!(
+            offered >= usize::from(syn.window),
+            "ISN {irs:#x}: offered {offered}"
+        );
+    }
+}
+
 #[test]
 fn options_are_used_only_when_both_sides_offer_them() {
     // The peer offers nothing but MSS: no timestamps, no SACK, unscaled windows.

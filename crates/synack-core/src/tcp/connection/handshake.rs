@@ -310,6 +310,11 @@ impl Connection {
         }
         self.rcv.irs = seg.seq_number;
         self.rcv.nxt = seg.seq_number + 1;
+        // RCV.NXT is known only now, and the window our SYN offered (unscaled, RFC 7323
+        // §2.2) is what we have promised past it. The right edge must be set from it before
+        // anything computes a window: against the unset edge the "promise" came out as any
+        // distance up to 2^31, and the first ACK offered 8 MB into a 256 KiB buffer.
+        self.rcv.adv = self.rcv.nxt + self.initial_window();
         let peer = PeerOptions::of(seg);
         self.negotiate(peer);
         if self.ts.enabled {
@@ -327,7 +332,6 @@ impl Connection {
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl2 = seg.ack_number;
             self.ack_syn(now, seg);
-            self.rcv.adv = self.rcv.nxt + self.advertisable_window();
             self.set_state(State::Established);
             self.apply_queued_fin();
             self.notify.connected = true;
@@ -347,7 +351,6 @@ impl Connection {
             self.snd.max_wnd = self.snd.wnd;
             self.snd.nxt = self.snd.iss;
             self.set_state(State::SynReceived);
-            self.rcv.adv = self.rcv.nxt + self.initial_window();
             self.syn_pending = true;
             self.backoff = 0;
             self.timers.retransmit = None;
