@@ -57,10 +57,16 @@ for t in "${targets[@]}"; do
     artifacts="fuzz/artifacts/$t"
     log="fuzz/artifacts/$t.log"
     mkdir -p "$corpus" "$artifacts"
-    echo "== $t: ${seconds}s, corpus $corpus"
+    # Inputs that once failed (fuzz/regressions/<target>, kept as found) are read with the
+    # corpus, so libFuzzer replays each of them first and a regression fails the run.
+    inputs=("$corpus")
+    if [[ -d "fuzz/regressions/$t" ]]; then
+        inputs+=("fuzz/regressions/$t")
+    fi
+    echo "== $t: ${seconds}s, corpus ${inputs[*]}"
     # -timeout: one input running 10 s is a hang; -rss_limit_mb: unbounded growth is a bug.
     status=0
-    "$bin_dir/$t" "$corpus" \
+    "$bin_dir/$t" "${inputs[@]}" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 2>"$log" || status=$?
     # The last status line ("#N DONE cov: .. ft: .. corp: ..") and the final stats.

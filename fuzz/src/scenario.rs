@@ -646,7 +646,8 @@ impl Harness {
         let count = self.ep.connection_count();
         assert!(
             count <= self.max_connections,
-            "{count} connections, max_connections is {}",
+            "{count} connections ({} in TIME-WAIT), max_connections is {}",
+            self.ep.time_wait_count(),
             self.max_connections
         );
 

@@ -260,7 +260,9 @@ impl Config {
         syncookies: SynCookies
     );
     setter!(
-        /// The most connections, in every state, the endpoint holds.
+        /// The most connections, in every state, the endpoint holds, TIME-WAIT entries
+        /// included. When it is reached, the oldest TIME-WAIT entry is recycled early to make
+        /// room for a new connection; only live connections refuse one.
         max_connections: usize
     );
     setter!(

@@ -557,7 +557,7 @@ impl Endpoint {
         }
         let overflow = listener.syn_queue >= listener.backlog
             || self.half_open >= self.config.max_half_open
-            || self.connections.len() >= self.config.max_connections;
+            || !self.make_room();
         match (self.config.syncookies, overflow) {
             (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
                 if overflow {
@@ -676,10 +676,7 @@ impl Endpoint {
             .listeners
             .get(&l)
             .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if full
-            || self.connections.len() >= self.config.max_connections
-            || self.memory >= self.config.max_memory
-        {
+        if full || self.memory >= self.config.max_memory || !self.make_room() {
             self.stats.drop_listen_overflow += 1;
             return true;
         }
@@ -1008,6 +1005,23 @@ impl Endpoint {
         (h, &mut slot.conn)
     }
 
+    /// Whether one more connection fits under `Config::max_connections`, which counts every
+    /// connection the endpoint holds, TIME-WAIT entries included (`connection_count`). A
+    /// TIME-WAIT entry yields to a live connection: the oldest is recycled early to make room,
+    /// as Linux recycles them past `tcp_max_tw_buckets`, so a busy server is never refused
+    /// for the connections it already finished.
+    fn make_room(&mut self) -> bool {
+        while self.connection_count() >= self.config.max_connections {
+            if self.connections.len() >= self.config.max_connections
+                || !self.time_wait.evict_oldest()
+            {
+                return false;
+            }
+            self.stats.time_wait_recycled += 1;
+        }
+        true
+    }
+
     fn push_event(&mut self, event: Event) {
         if self.events.len() < MAX_EVENTS {
             self.events.push_back(event);
@@ -1227,9 +1241,7 @@ impl Endpoint {
             .copied()
             .find(|a| a.is_ipv4() == remote.is_ipv4())
             .ok_or(Error::AddrNotAvailable)?;
-        if self.connections.len() >= self.config.max_connections
-            || self.memory >= self.config.max_memory
-        {
+        if self.memory >= self.config.max_memory || !self.make_room() {
             return Err(Error::NoBufferSpace);
         }
         let port = self.ephemeral_port(local_ip, remote)?;

@@ -482,6 +482,51 @@ fn time_wait_table_recycles_the_oldest_under_pressure() {
     assert_eq!(h.ep.stats().time_wait_recycled, 3);
 }
 
+/// `max_connections` counts TIME-WAIT entries too (`connection_count`), and a TIME-WAIT
+/// entry yields to a new connection rather than refusing it. The `endpoint` fuzz target found
+/// four connections under a limit of three: the opening paths counted only live ones
+/// (fuzz/regressions/endpoint/max-connections-time-wait.bin).
+#[test]
+fn max_connections_counts_time_wait_and_recycles_it_for_new_ones() {
+    let mut cfg = config();
+    cfg.max_connections(3);
+    let mut h = Harness::new(cfg);
+    let server = SocketAddr::new(US, 8080);
+    h.ep.listen(server, 8).unwrap();
+    released_time_wait(&mut h, 1000);
+    released_time_wait(&mut h, 1001);
+    assert_eq!(h.ep.time_wait_count(), 2);
+    // A third connection fits beside the two TIME-WAIT entries.
+    let live = h.ep.connect(h.now, SocketAddr::new(PEER, 1002)).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.connection_count(), 3);
+    // A fourth, active, takes the oldest TIME-WAIT entry's place.
+    h.ep.connect(h.now, SocketAddr::new(PEER, 1003)).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.connection_count(), 3);
+    assert_eq!(h.ep.time_wait_count(), 1);
+    assert_eq!(h.ep.stats().time_wait_recycled, 1);
+    // A fifth, passive, takes the last one's.
+    let client = SocketAddr::new(PEER, 40000);
+    h.inject(client, server, Out::new(SYN, 100, 0));
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK), "{sa:?}");
+    assert_eq!(h.ep.connection_count(), 3);
+    assert_eq!(h.ep.time_wait_count(), 0);
+    // With only live connections left, the limit refuses: a typed error for connect, and no
+    // state for a SYN (which gets a stateless cookie, since the queue "overflowed").
+    assert_eq!(
+        h.ep.connect(h.now, SocketAddr::new(PEER, 1004)),
+        Err(Error::NoBufferSpace)
+    );
+    h.inject(SocketAddr::new(PEER, 40001), server, Out::new(SYN, 100, 0));
+    let _ = h.drain();
+    assert_eq!(h.ep.connection_count(), 3);
+    h.ep.abort(h.now, live).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.connection_count(), 2);
+}
+
 #[test]
 fn abort_after_a_timeout_uses_the_highest_sequence_sent() {
     let mut k = open();
