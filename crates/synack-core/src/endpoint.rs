@@ -78,6 +78,10 @@ const MAX_CONTROL_PACKETS: usize = 1024;
 /// never drains them must not make the endpoint grow.
 const MAX_EVENTS: usize = 1 << 16;
 
+/// Superseded entries a lazily-deleted queue (the timer heap, the TIME-WAIT expiry queue)
+/// may hold beyond twice its live ones before it is rebuilt.
+pub(crate) const COMPACT_SLACK: usize = 1024;
+
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -1121,8 +1125,27 @@ impl Endpoint {
             slot.timer = t;
             if let Some(t) = t {
                 self.timers.push(Reverse((t, h)));
+                self.compact_timers();
             }
         }
+    }
+
+    /// Drop the superseded entries from the timer heap once they outnumber the live ones.
+    ///
+    /// Entries are deleted lazily: a connection whose deadline moves pushes a new entry and
+    /// leaves the old one to be skipped when it comes due. Under churn that left every freed
+    /// connection's entries in the heap until their own deadlines (a FIN-WAIT-2 or keepalive
+    /// timer is a minute or hours away), so the heap grew with the connections served rather
+    /// than the connections held. Each connection has at most one live entry, so rebuilding
+    /// when the heap is twice the connection count keeps it O(live connections) at amortised
+    /// O(1) per push.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.connections.len() + COMPACT_SLACK {
+            return;
+        }
+        let connections = &self.connections;
+        self.timers
+            .retain(|&Reverse((t, h))| connections.get(&h).is_some_and(|s| s.timer == Some(t)));
     }
 
     /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move

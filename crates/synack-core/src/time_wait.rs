@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::endpoint::{table, Table, Tuple};
+use crate::endpoint::{table, Table, Tuple, COMPACT_SLACK};
 use crate::seq::SeqNumber;
 use crate::time::Instant;
 
@@ -60,6 +60,7 @@ impl TimeWaitTable {
     pub fn insert(&mut self, tuple: Tuple, entry: TimeWaitEntry) {
         self.order.push_back((tuple, entry.expires));
         self.entries.insert(tuple, entry);
+        self.compact();
     }
 
     pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
@@ -71,7 +72,20 @@ impl TimeWaitTable {
         if let Some(e) = self.entries.get_mut(tuple) {
             e.expires = expires;
             self.order.push_back((*tuple, expires));
+            self.compact();
         }
+    }
+
+    /// Drop superseded queue elements (of removed or restarted entries) once they outnumber
+    /// the live ones: a peer that retransmits its FIN, or SYNs that reuse tuples, would
+    /// otherwise grow the queue for a whole 2 MSL without growing the table.
+    fn compact(&mut self) {
+        if self.order.len() <= 2 * self.entries.len() + COMPACT_SLACK {
+            return;
+        }
+        let entries = &self.entries;
+        self.order
+            .retain(|(tuple, at)| entries.get(tuple).is_some_and(|e| e.expires == *at));
     }
 
     /// Drop the oldest live entry (recycling under pressure). Returns whether one was dropped.
@@ -158,6 +172,26 @@ mod tests {
         assert!(t.evict_oldest());
         assert_eq!(t.len(), 0);
         assert!(!t.evict_oldest());
+    }
+
+    #[test]
+    fn restarts_and_removals_do_not_grow_the_queue() {
+        // A peer retransmitting its FIN restarts one entry over and over, and tuples reused
+        // by new SYNs leave the table: neither may grow the expiry queue without bound.
+        let mut t = TimeWaitTable::new(1);
+        t.insert(tuple(1), entry(60));
+        for i in 0..100_000u64 {
+            t.restart(&tuple(1), Instant::from_secs(60 + i));
+            t.insert(tuple(2), entry(60 + i));
+            t.remove(&tuple(2));
+        }
+        assert!(
+            t.order.len() <= 2 * t.len() + COMPACT_SLACK + 1,
+            "{}",
+            t.order.len()
+        );
+        // The live entry still expires when its last restart says.
+        assert_eq!(t.next_expiry(), Some(Instant::from_secs(60 + 99_999)));
     }
 
     #[test]
