@@ -1,4 +1,4 @@
-//! `http_get URL [-o FILE]`: one HTTP/1.1 GET through synack, with hyper over `TcpStream`.
+//! `http_get URL [-o FILE] [--stats]`: one HTTP/1.1 GET through synack, with hyper over `TcpStream`.
 //!
 //! Run it inside a network namespace that has nothing else in it, for example:
 //!
@@ -29,6 +29,10 @@ struct Args {
     /// Write the body to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<std::path::PathBuf>,
+    /// Print the stack's counters (packets, drops by reason, retransmissions) to stderr at
+    /// the end.
+    #[arg(long)]
+    stats: bool,
     #[command(flatten)]
     net: common::NetArgs,
 }
@@ -47,6 +51,9 @@ async fn run(args: Args) -> io::Result<()> {
         "{status}: {bytes} bytes in {secs:.3} s ({:.1} Mbit/s)",
         bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
     );
+    if args.stats {
+        eprintln!("stack statistics: {:#?}", stack.stats());
+    }
     if status.is_success() {
         Ok(())
     } else {

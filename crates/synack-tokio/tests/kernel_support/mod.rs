@@ -102,6 +102,17 @@ impl Proc {
         Proc(Some(child))
     }
 
+    /// The resident set size of the running process, in KiB (`VmRSS` in /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.0.as_ref().expect("running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Waits (at most `limit`) for the process to exit by itself and returns its output.
     pub async fn finish(mut self, limit: Duration) -> Output {
         let child = self.0.take().expect("running");
