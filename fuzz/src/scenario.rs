@@ -760,6 +760,11 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.challenge_acks,
             after.challenge_acks,
         ),
+        (
+            "challenge_acks_limited",
+            before.challenge_acks_limited,
+            after.challenge_acks_limited,
+        ),
         ("echo_replies", before.echo_replies, after.echo_replies),
         (
             "syncookies_sent",

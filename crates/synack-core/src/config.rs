@@ -14,6 +14,7 @@ use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 pub struct Config {
     pub(crate) mtu: usize,
     pub(crate) syn_retries: u32,
+    pub(crate) syn_linear_timeouts: u32,
     pub(crate) synack_retries: u32,
     pub(crate) data_retries: u32,
     pub(crate) initial_syn_rto: Duration,
@@ -43,6 +44,7 @@ pub struct Config {
     pub(crate) max_memory: usize,
     pub(crate) max_ooo_segments: usize,
     pub(crate) challenge_ack_limit: u32,
+    pub(crate) invalid_ratelimit: Duration,
     pub(crate) ephemeral_ports: (u16, u16),
     pub(crate) congestion: Arc<dyn ControllerFactory>,
     pub(crate) seed: Option<[u8; 32]>,
@@ -86,6 +88,7 @@ impl Default for Config {
         Config {
             mtu: 1500,
             syn_retries: 6,
+            syn_linear_timeouts: 0,
             synack_retries: 5,
             data_retries: 15,
             initial_syn_rto: Duration::from_secs(2),
@@ -115,6 +118,7 @@ impl Default for Config {
             max_memory: 1 << 30,
             max_ooo_segments: 256,
             challenge_ack_limit: 1000,
+            invalid_ratelimit: Duration::from_millis(500),
             ephemeral_ports: (32768, 60999),
             congestion: Arc::new(CubicFactory),
             seed: None,
@@ -142,6 +146,14 @@ impl Config {
         syn_retries: u32
     );
     setter!(
+        /// SYN retransmissions that come after the initial SYN RTO itself rather than after a
+        /// doubled one, before the exponential backoff starts (Linux 6.5+
+        /// tcp_syn_linear_timeouts, 4; 0 here). They come on top of `syn_retries`, as in
+        /// Linux: with 4 and 6 and a 1 s RTO, SYNs leave at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35
+        /// and 67 s, and `connect` fails at 131 s.
+        syn_linear_timeouts: u32
+    );
+    setter!(
         /// SYN-ACK retransmissions before a half-open connection is dropped (Linux
         /// tcp_synack_retries, 5).
         synack_retries: u32
@@ -152,8 +164,8 @@ impl Config {
         data_retries: u32
     );
     setter!(
-        /// The first SYN and SYN-ACK retransmission timeout, doubled on each retry (2 s here;
-        /// Linux uses 1 s).
+        /// The first SYN and SYN-ACK retransmission timeout, doubled on each retry past the
+        /// linear ones (2 s here; Linux uses 1 s).
         initial_syn_rto: Duration
     );
     setter!(
@@ -277,8 +289,17 @@ impl Config {
         max_ooo_segments: usize
     );
     setter!(
-        /// Challenge ACKs per second per connection (RFC 5961 §7; Linux: 1000).
+        /// Challenge ACKs per second per connection (RFC 5961 §7), on top of
+        /// `invalid_ratelimit`.
         challenge_ack_limit: u32
+    );
+    setter!(
+        /// The least time between two ACKs a connection sends in reply to invalid segments:
+        /// challenge ACKs (RFC 5961), and duplicate ACKs answering out-of-window or PAWS-failed
+        /// segments that carry no data (Linux `tcp_invalid_ratelimit`: 500 ms). It keeps two
+        /// confused endpoints from trading ACKs as fast as they can, and bounds what a spoofed
+        /// flood draws from us.
+        invalid_ratelimit: Duration
     );
     setter!(
         /// The inclusive ephemeral port range (Linux ip_local_port_range: 32768–60999).

@@ -486,6 +486,9 @@ impl Endpoint {
         if v.challenge_ack {
             self.stats.challenge_acks += 1;
         }
+        if v.challenge_ack_limited {
+            self.stats.challenge_acks_limited += 1;
+        }
         self.after(h);
     }
 

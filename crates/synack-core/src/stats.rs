@@ -24,6 +24,10 @@ pub struct Stats {
     pub rsts_sent: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// Segments that called for a challenge ACK (an RST in the window but not at RCV.NXT,
+    /// a SYN) and were dropped without one, because the connection had just sent one
+    /// (`Config::invalid_ratelimit`, `challenge_ack_limit`; Linux TCPACKSkippedChallenge).
+    pub challenge_acks_limited: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
     /// SYN-ACKs sent statelessly with a SYN cookie (a listener's SYN queue was full).

@@ -90,6 +90,18 @@ impl Conn {
         self.send_peer(o);
     }
 
+    /// The peer sends the first data of the connection, which quick-ACK mode acknowledges
+    /// segment by segment (Linux: up to 16 times), until that mode is over.
+    fn end_quick_acks(&mut self) {
+        for i in 0..16 {
+            let o = self.seg(ACK, self.our_nxt).data(&[0u8; 1000]);
+            self.send_peer(o);
+            let ack = self.h.one();
+            assert_eq!(ack.ack, self.peer_nxt, "quick ACK {i}");
+        }
+        self.read_all();
+    }
+
     fn read_all(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
@@ -300,8 +312,104 @@ fn psh_marks_the_end_of_what_was_written() {
 // === Receiving ==================================================================================
 
 #[test]
+fn the_first_data_is_acknowledged_segment_by_segment() {
+    // Linux's quick-ACK mode: the first 16 data segments of a connection are each ACKed at
+    // once, so that a sender in slow start is not held back by delayed ACKs.
+    let mut k = Conn::plain();
+    for _ in 0..16 {
+        let o = k.seg(ACK | PSH, k.our_nxt).data(b"hi");
+        k.send_peer(o);
+        let ack = k.h.one();
+        assert_eq!(ack.ack, k.peer_nxt);
+    }
+    // The 17th waits for the delayed-ACK timer.
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"hi");
+    k.send_peer(o);
+    k.h.none();
+    let t0 = k.h.now;
+    let (t, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(t - t0, Duration::from_millis(40));
+}
+
+#[test]
+fn a_fin_before_any_data_is_acknowledged_at_once() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | TcpFlags::FIN, k.our_nxt);
+    k.send_peer(o);
+    let ack = k.h.one();
+    assert!(ack.is(ACK));
+    assert_eq!(ack.ack, k.peer_nxt);
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait);
+}
+
+#[test]
+fn a_fin_after_data_waits_to_ride_on_our_fin() {
+    // Linux's tcp_fin enters request/response mode: the FIN's ACK is delayed, so that an
+    // application that closes at once sends one FIN-ACK instead of an ACK and a FIN.
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"request");
+    k.send_peer(o);
+    let _ = k.h.one();
+    k.h.advance(Duration::from_millis(100));
+    let o = k.seg(ACK | TcpFlags::FIN, k.our_nxt);
+    k.send_peer(o);
+    k.h.none();
+    // The application answers and closes within the delay: one segment carries it all.
+    assert_eq!(k.read_all(), b"request");
+    k.h.ep.send(k.h.now, k.c, b"response").unwrap();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert!(segs[0].has(TcpFlags::FIN));
+    assert_eq!(segs[0].ack, k.peer_nxt);
+    assert_eq!(segs[0].payload, b"response");
+}
+
+#[test]
+fn an_unanswered_fin_is_acknowledged_by_the_timer() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"request");
+    k.send_peer(o);
+    let _ = k.h.one();
+    k.h.advance(Duration::from_millis(100));
+    let o = k.seg(ACK | TcpFlags::FIN, k.our_nxt);
+    k.send_peer(o);
+    let t0 = k.h.now;
+    let (t, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].ack, k.peer_nxt);
+    assert_eq!(t - t0, Duration::from_millis(40));
+}
+
+#[test]
+fn a_reply_carries_the_ack_in_request_response_exchanges() {
+    // Once we answer data within the delay, ACKs wait for the answer (ping-pong mode):
+    // quick-ACK mode no longer applies.
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"GET /1");
+    k.send_peer(o);
+    let _ = k.h.one();
+    k.h.ep.send(k.h.now, k.c, b"response 1").unwrap();
+    let r = k.h.one();
+    assert_eq!(r.payload, b"response 1");
+    k.our_nxt += r.payload.len();
+    k.ack_all();
+    k.h.advance(Duration::from_millis(5));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"GET /2");
+    k.send_peer(o);
+    k.h.none();
+    k.h.advance(Duration::from_millis(5));
+    k.h.ep.send(k.h.now, k.c, b"response 2").unwrap();
+    let r = k.h.one();
+    assert_eq!(r.payload, b"response 2");
+    assert_eq!(r.ack, k.peer_nxt, "the reply acknowledges the request");
+}
+
+#[test]
 fn receives_in_order_data_and_delays_the_ack() {
     let mut k = Conn::plain();
+    k.end_quick_acks();
     let o = k.seg(ACK | PSH, k.our_nxt).data(b"hello");
     k.send_peer(o);
     assert!(k.h.events().contains(&Event::Readable(k.c)));
@@ -321,6 +429,7 @@ fn receives_in_order_data_and_delays_the_ack() {
 #[test]
 fn every_second_full_segment_is_acked_at_once() {
     let mut k = Conn::plain();
+    k.end_quick_acks();
     let o = k.seg(ACK, k.our_nxt).data(&[1u8; 1000]);
     k.send_peer(o);
     k.h.none();
@@ -328,6 +437,64 @@ fn every_second_full_segment_is_acked_at_once() {
     k.send_peer(o);
     let a = k.h.one();
     assert_eq!(a.ack, k.peer_nxt);
+}
+
+#[test]
+fn a_duplicate_segment_is_reported_with_a_dsack_block() {
+    // RFC 2883 §4: the first SACK block of the ACK for a duplicate names the duplicate,
+    // once; the sender learns its retransmission was spurious.
+    let mut k = Conn::open(config(), true, true);
+    let base = k.peer_nxt;
+    let o = k.seg(ACK, k.our_nxt).data(&[1u8; 1000]);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert!(a.sack.is_empty());
+    // The whole segment again.
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base)
+        .ackn(k.our_nxt)
+        .ts(500, 0)
+        .data(&[1u8; 1000]);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.one();
+    assert_eq!(a.ack, base + 1000);
+    assert_eq!(a.sack, vec![(base, base + 1000)]);
+    // Half old, half new: the old half is the duplicate.
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base + 500)
+        .ackn(k.our_nxt)
+        .ts(501, 0)
+        .data(&[1u8; 1000]);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.drain().pop().expect("an ACK");
+    assert_eq!(a.ack, base + 1500);
+    assert_eq!(a.sack, vec![(base + 500, base + 1000)]);
+    // Reported once: the next ACK carries no D-SACK.
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base + 1500)
+        .ackn(k.our_nxt)
+        .ts(502, 0)
+        .data(&[1u8; 1000]);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.drain().pop().expect("an ACK");
+    assert!(a.sack.is_empty(), "{:?}", a.sack);
+}
+
+#[test]
+fn without_sack_a_duplicate_draws_a_plain_ack() {
+    let mut k = Conn::plain();
+    let base = k.peer_nxt;
+    let o = k.seg(ACK, k.our_nxt).data(&[1u8; 100]);
+    k.send_peer(o);
+    let _ = k.h.one();
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base)
+        .ackn(k.our_nxt)
+        .data(&[1u8; 100]);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.one();
+    assert_eq!(a.ack, base + 100);
+    assert!(a.sack.is_empty());
 }
 
 #[test]
@@ -786,9 +953,32 @@ fn syn_in_established_draws_a_challenge_ack() {
 }
 
 #[test]
-fn challenge_acks_are_rate_limited() {
+fn challenge_acks_are_rate_limited_per_connection() {
+    // Linux's per-socket limit (tcp_invalid_ratelimit): one ACK answering invalid segments
+    // per 500 ms, however many arrive.
+    let mut k = Conn::plain();
+    let mut acks = 0;
+    for i in 0..50 {
+        let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 10 + i);
+        k.h.inject(k.peer, k.us, o);
+        acks += k.h.drain().len();
+    }
+    assert_eq!(acks, 1);
+    assert_eq!(k.h.ep.stats().challenge_acks, 1);
+    k.h.advance(Duration::from_millis(499));
+    let o = Out::new(SYN, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    k.h.advance(Duration::from_millis(1));
+    let o = Out::new(SYN, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.drain().len(), 1, "500 ms after the last one");
+}
+
+#[test]
+fn challenge_acks_per_second_are_capped() {
     let mut cfg = config();
-    cfg.challenge_ack_limit(5);
+    cfg.challenge_ack_limit(5).invalid_ratelimit(Duration::ZERO);
     let mut k = Conn::open(cfg, false, false);
     let mut acks = 0;
     for i in 0..50 {
@@ -802,6 +992,34 @@ fn challenge_acks_are_rate_limited() {
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 5);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.drain().len(), 1, "a new one-second slot");
+}
+
+#[test]
+fn out_of_window_bare_acks_are_answered_sparingly_and_old_data_always() {
+    let mut k = Conn::plain();
+    // Bare ACKs far outside the window (an ACK loop in the making): one answer per 500 ms.
+    let mut acks = 0;
+    for i in 0..10u32 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt + 1_000_000 + i as usize)
+            .ackn(k.our_nxt);
+        k.h.inject(k.peer, k.us, o);
+        acks += k.h.drain().len();
+    }
+    assert_eq!(acks, 1);
+    // Old data, retransmitted because our ACK was lost: every copy is answered at once.
+    let o = k.seg(ACK, k.our_nxt).data(b"old");
+    k.send_peer(o);
+    let _ = k.h.one();
+    for _ in 0..3 {
+        let o = Out::new(ACK | PSH, 0, 0)
+            .seqn(k.peer_nxt - 3)
+            .ackn(k.our_nxt)
+            .data(b"old");
+        k.h.inject(k.peer, k.us, o);
+        let a = k.h.one();
+        assert_eq!(a.ack, k.peer_nxt);
+    }
 }
 
 #[test]
@@ -1221,6 +1439,7 @@ fn a_super_segment_received_whole_counts_as_its_segments() {
     // A GRO receiver: four segments' worth under one header is ACKed at once, as two
     // full-sized segments would be (RFC 5681 §4.2).
     let mut k = Conn::plain();
+    k.end_quick_acks();
     let o = k.seg(ACK | PSH, k.our_nxt).data(&[8u8; 4000]);
     k.send_peer(o);
     let ack = k.h.one();

@@ -108,6 +108,37 @@ fn syn_backoff_timeline_with_default_retries() {
         .contains(&Event::Closed(c, Some(Error::TimedOut))));
 }
 
+/// Linux 6.5+'s timeline (tcp_syn_linear_timeouts = 4, tcp_syn_retries = 6, 1 s): four
+/// retransmissions after the base RTO itself, then doubling, ten in all; `TimedOut` at 131 s.
+/// With packetdrill's defaults (5 retries) the last SYN leaves at 35 s and it fails at 67 s.
+#[test]
+fn syn_linear_then_exponential_timeline_as_linux() {
+    for (retries, want, fails_at) in [
+        (6, vec![0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67], 131),
+        (5, vec![0, 1, 2, 3, 4, 5, 7, 11, 19, 35], 67),
+    ] {
+        let mut cfg = config();
+        cfg.syn_retries(retries)
+            .syn_linear_timeouts(4)
+            .initial_syn_rto(Duration::from_secs(1));
+        let mut h = Harness::new(cfg);
+        let t0 = h.now;
+        let (c, _) = start(&mut h);
+        let mut times = vec![0u64];
+        for _ in 0..20 {
+            let (t, segs) = h.next_timeout();
+            if segs.is_empty() {
+                break;
+            }
+            assert!(segs[0].is(SYN));
+            times.push((t - t0).as_secs());
+        }
+        assert_eq!(times, want);
+        assert_eq!((h.now - t0).as_secs(), fails_at);
+        assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::TimedOut));
+    }
+}
+
 /// The endpoint reschedules a connection's timer once its output is drained, but a deadline
 /// asked for (or run) before that must still be exact.
 #[test]
@@ -443,7 +474,8 @@ fn a_completed_passive_open_sends_nothing_more() {
     h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
     let c = h.ep.accept(l).unwrap();
     h.none();
-    // The first ACK the connection owes carries the whole window.
+    // The first ACK the connection owes (at once: the first data is quick-ACKed) carries
+    // the whole window.
     h.inject(
         client(),
         server(),
@@ -451,8 +483,7 @@ fn a_completed_passive_open_sends_nothing_more() {
             .ackn(sa.seq + 1)
             .data(&[1; 100]),
     );
-    h.advance(Duration::from_millis(200));
-    let ack = h.sent.last().expect("a delayed ACK").1.clone();
+    let ack = h.one();
     assert_eq!(ack.ack, SeqNumber(1101));
     assert!(
         usize::from(ack.window) << 7 > 65535,

@@ -328,8 +328,38 @@ fn abort_in_syn_sent_sends_nothing() {
 }
 
 #[test]
-fn rst_in_close_wait_resets() {
+fn rst_in_close_wait_is_broken_pipe() {
+    // Linux's tcp_reset: in CLOSE-WAIT the peer had finished sending; what fails is our
+    // writing side, EPIPE.
     let mut k = open();
+    k.peer_sends(FIN | ACK, b"");
+    let _ = k.h.drain();
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::Closed);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::BrokenPipe));
+    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::BrokenPipe));
+}
+
+#[test]
+fn rst_in_last_ack_and_closing_is_connection_reset() {
+    // Linux reports ECONNRESET in every state but SYN-SENT and CLOSE-WAIT.
+    let mut k = open();
+    k.peer_sends(FIN | ACK, b"");
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.drain();
+    assert_eq!(k.state(), State::LastAck);
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.state(), State::Closed);
+    assert_eq!(
+        k.h.ep.take_error(k.c).unwrap(),
+        Some(Error::ConnectionReset)
+    );
+
+    let mut k = open();
+    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    let _ = k.h.drain();
     k.peer_sends(FIN | ACK, b"");
     let _ = k.h.drain();
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
@@ -342,16 +372,17 @@ fn rst_in_close_wait_resets() {
 }
 
 #[test]
-fn rst_in_last_ack_closes_without_error() {
+fn data_not_yet_read_survives_an_rst() {
+    // Linux's tcp_reset purges the write queue only: what arrived before the RST is still
+    // read, and the error comes after it.
     let mut k = open();
-    k.peer_sends(FIN | ACK, b"");
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.peer_sends(ACK | TcpFlags::PSH, b"last words");
     let _ = k.h.drain();
-    assert_eq!(k.state(), State::LastAck);
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::Closed);
-    assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
+    assert_eq!(k.read(), Ok(b"last words".to_vec()));
+    assert_eq!(k.read(), Err(Error::ConnectionReset));
 }
 
 #[test]

@@ -12,6 +12,12 @@ use std::time::Duration;
 use kernel_support::{example, pattern, require_tool, tshark, Proc, ScratchDir, HOST, STACK};
 use synack_tokio::netns::{require_tun, NetNs};
 
+/// The tests that load the machine (wrk at full speed) or judge what a transfer looks like
+/// on the wire take turns. On a two-core machine a load generator beside a bulk transfer
+/// starves the stack, the TUN device's queue overflows, and the loss that follows is the
+/// machine's, not the stack's.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits (bounded) until `url` answers, asking curl inside `ns`.
 async fn wait_http(ns: &NetNs, url: &str) {
     for _ in 0..100 {
@@ -114,6 +120,7 @@ async fn kernel_http_get_download_is_clean_on_the_wire() {
     let Some(http_get) = example(test, "http_get") else {
         return;
     };
+    let _turn = HEAVY.lock().await;
     let ns = NetNs::new("synack-clean").unwrap();
     let dir = ScratchDir::new(ns.name());
     let served = dir.path().join("www");
@@ -294,6 +301,7 @@ async fn kernel_http_server_memory_levels_off_under_churn() {
     let Some(http_server) = example(test, "http_server") else {
         return;
     };
+    let _turn = HEAVY.lock().await;
     let ns = NetNs::new("synack-churn").unwrap();
     let dir = ScratchDir::new(ns.name());
     let root = dir.path().join("root");

@@ -10,6 +10,7 @@ use super::{
 use crate::config::Config;
 use crate::error::Error;
 use crate::seq::SeqNumber;
+use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send_buffer::SendBuffer;
@@ -115,9 +116,11 @@ impl Connection {
                 fin_seq: None,
                 fin_received: false,
                 unacked_segments: 0,
+                delack: DelayedAck::new(cfg.delayed_ack, now),
                 ack_now: false,
                 dup_acks_owed: 0,
                 sack_changed: false,
+                dsack: None,
             },
             ts: Timestamps {
                 enabled: config.timestamps,
@@ -143,6 +146,7 @@ impl Connection {
             soft_error: None,
             notify: Notify::default(),
             challenge_acks: (now, 0),
+            last_invalid_ack: None,
             retransmits: 0,
             unacked_since: None,
             last_recv: now,
@@ -208,6 +212,7 @@ impl Connection {
         self.snd.wl2 = ack.ack_number;
         // What the stateless SYN-ACK advertised.
         self.rcv.adv = self.rcv.nxt + self.initial_window();
+        self.start_delayed_ack();
         self.set_state(State::Established);
         self.notify.connected = true;
     }
@@ -376,5 +381,14 @@ impl Connection {
         self.rtt_seq = None;
         self.backoff = 0;
         self.timers.retransmit = None;
+        self.start_delayed_ack();
+    }
+
+    /// The handshake is done: the delayed-ACK engine learns the peer's MSS and our window.
+    fn start_delayed_ack(&mut self) {
+        let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+        self.rcv
+            .delack
+            .on_established(self.rcv.nxt, self.snd.mss, rcv_wnd);
     }
 }

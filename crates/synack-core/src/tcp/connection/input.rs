@@ -19,6 +19,7 @@ pub(crate) struct InputVerdict {
     pub out_of_window: bool,
     pub paws: bool,
     pub challenge_ack: bool,
+    pub challenge_ack_limited: bool,
 }
 
 impl Connection {
@@ -78,18 +79,53 @@ impl Connection {
         }
     }
 
+    /// Whether an ACK answering an invalid segment must be skipped because we sent one less
+    /// than `invalid_ratelimit` ago; if not, this one counts as the last (Linux
+    /// `__tcp_oow_rate_limited`).
+    fn invalid_ack_limited(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last_invalid_ack {
+            if now - last < self.cfg.invalid_ratelimit {
+                return true;
+            }
+        }
+        self.last_invalid_ack = Some(now);
+        false
+    }
+
+    /// A duplicate ACK in reply to a segment that is out of window or fails PAWS (RFC 9293
+    /// §3.10.7.4: "an acknowledgment should be sent in reply"). One occupying sequence space
+    /// (data or FIN) is typically retransmitted because our ACK was lost: answered every
+    /// time, at once, and our next ACKs go at once too. A bare ACK is answered at most once
+    /// per `invalid_ratelimit`, so that two endpoints that disagree cannot trade ACKs
+    /// without end (Linux `tcp_oow_rate_limited` and `tcp_send_dupack`).
+    fn ack_invalid(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let occupies = seg.seq_len() > 0;
+        if !occupies && self.invalid_ack_limited(now) {
+            return;
+        }
+        if occupies && seg.seq_number < self.rcv.nxt {
+            let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+            self.rcv.delack.enter_quick_mode(rcv_wnd);
+            self.report_duplicate(seg.seq_number, seg.seq_number + seg.seq_len());
+        }
+        self.rcv.ack_now = true;
+    }
+
     /// Send an ACK in reply to an unacceptable segment, rate-limited as RFC 5961 §7 asks for
-    /// challenge ACKs.
+    /// challenge ACKs: once per `invalid_ratelimit` (Linux's per-socket limit), and at most
+    /// `challenge_ack_limit` a second.
     fn challenge_ack(&mut self, now: Instant) {
         let (slot, _) = self.challenge_acks;
         if now - slot >= Duration::from_secs(1) {
             self.challenge_acks = (now, 0);
         }
-        if self.challenge_acks.1 < self.cfg.challenge_ack_limit {
-            self.challenge_acks.1 += 1;
-            self.rcv.ack_now = true;
-            self.verdict.challenge_ack = true;
+        if self.challenge_acks.1 >= self.cfg.challenge_ack_limit || self.invalid_ack_limited(now) {
+            self.verdict.challenge_ack_limited = true;
+            return;
         }
+        self.challenge_acks.1 += 1;
+        self.rcv.ack_now = true;
+        self.verdict.challenge_ack = true;
     }
 
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.
@@ -139,7 +175,7 @@ impl Connection {
                 let older = (ts.tsval.wrapping_sub(self.ts.recent) as i32) < 0;
                 if older && now - self.ts.recent_age < PAWS_IDLE {
                     self.verdict.paws = true;
-                    self.rcv.ack_now = true;
+                    self.ack_invalid(now, seg);
                     return Disposition::Keep;
                 }
             }
@@ -172,7 +208,12 @@ impl Connection {
                     // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
                     self.timers.time_wait = Some(now + self.cfg.time_wait);
                 }
-                self.challenge_ack(now);
+                if syn {
+                    // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK.
+                    self.challenge_ack(now);
+                } else {
+                    self.ack_invalid(now, seg);
+                }
             }
             return Disposition::Keep;
         }
@@ -240,7 +281,7 @@ impl Connection {
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
-                    self.receive_data(seg);
+                    self.receive_data(now, seg);
                 }
                 // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur since a FIN
                 // has been received from the remote side. Ignore the segment text."
@@ -258,7 +299,11 @@ impl Connection {
                     {
                         self.rcv.fin_seq = Some(fin_seq);
                     }
-                    self.rcv.ack_now = true;
+                    // A FIN ahead of missing data is acknowledged at once, like any segment
+                    // out of order; one in order is taken below, which decides.
+                    if fin_seq != self.rcv.nxt {
+                        self.rcv.ack_now = true;
+                    }
                 }
                 State::TimeWait => {
                     // A retransmitted FIN: ACK it and restart the 2 MSL timeout.
@@ -274,7 +319,12 @@ impl Connection {
         self.maybe_take_fin(now);
         // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long.
         if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.timers.delayed_ack.is_none() {
-            self.timers.delayed_ack = Some(now + self.cfg.delayed_ack);
+            let wait = self.rcv.delack.timeout(self.rtt.srtt());
+            if wait.is_zero() {
+                self.rcv.ack_now = true;
+            } else {
+                self.timers.delayed_ack = Some(now + wait);
+            }
         }
         if self.state == State::Closed {
             return Disposition::Closed;
@@ -284,9 +334,12 @@ impl Connection {
 
     /// An acceptable RST (RFC 9293 §3.10.7.4 "second").
     fn handle_reset(&mut self) -> Disposition {
+        // The error as Linux reports it (tcp_reset): EPIPE in CLOSE-WAIT, where the peer had
+        // finished sending and only our side could still be written to; ECONNRESET otherwise.
         let error = match self.state {
             // A passive open goes back to LISTEN: for us, the half-open connection vanishes.
-            // An active open that reached SYN-RECEIVED (simultaneous open) is refused.
+            // An active open that reached SYN-RECEIVED (simultaneous open) is refused
+            // (RFC 9293 §3.10.7.4).
             State::SynReceived => {
                 if self.passive {
                     None
@@ -294,17 +347,17 @@ impl Connection {
                     Some(Error::ConnectionRefused)
                 }
             }
-            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
-                Some(Error::ConnectionReset)
-            }
-            // CLOSING, LAST-ACK, TIME-WAIT: "enter the CLOSED state, delete the TCB, and return".
+            State::CloseWait => Some(Error::BrokenPipe),
+            State::Established
+            | State::FinWait1
+            | State::FinWait2
+            | State::Closing
+            | State::LastAck => Some(Error::ConnectionReset),
+            // TIME-WAIT: the connection simply ends (Linux, tcp_rfc1337 = 0).
             _ => None,
         };
-        // Data not yet read is lost with the reset (RFC 9293: "all segment queues should be
-        // flushed"), as the kernel's ECONNRESET discards its receive queue.
-        if error.is_some() {
-            self.rcv.buffer = crate::tcp::recv_buffer::RecvBuffer::new(0, 0);
-        }
+        // What was queued to send is gone. What arrived and was not read yet stays readable
+        // before the error, as Linux's tcp_reset purges only the write queue.
         self.enter_closed(error);
         Disposition::Closed
     }
@@ -565,18 +618,22 @@ impl Connection {
     }
 
     /// Store the segment's payload (RFC 9293 §3.10.7.4 "seventh") and decide on the ACK.
-    fn receive_data(&mut self, seg: &TcpRepr<'_>) {
+    fn receive_data(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let mut start = seg.seq_number;
         let mut data = seg.payload;
+        let rcv_wnd = self.rcv.adv - self.rcv.nxt;
         // Trim what we already have.
         if start < self.rcv.nxt {
+            self.report_duplicate(start, start + data.len());
             let dup = (self.rcv.nxt - start).min(data.len());
             data = &data[dup..];
             start = self.rcv.nxt;
         }
         if data.is_empty() {
-            // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2).
+            // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2). Our ACKs
+            // went missing, so the next ones go at once too (Linux tcp_enter_quickack_mode).
             self.owe_dup_ack();
+            self.rcv.delack.enter_quick_mode(rcv_wnd);
             return;
         }
         // Trim what lies past the window we advertised.
@@ -602,25 +659,20 @@ impl Connection {
                     // ACK (with SACK blocks, RFC 2018 §4), one per segment.
                     self.owe_dup_ack();
                     self.rcv.sack_changed = true;
-                } else if had_ooo {
-                    // One that fills a hole is ACKed at once too.
-                    self.rcv.ack_now = true;
-                    self.rcv.sack_changed = true;
                 } else {
-                    // A segment longer than our MSS is several the sender's device was to cut
-                    // (segmentation offload, taken whole as GRO would): it counts as the
-                    // segments it holds, rounded up, so that anything over one MSS draws an
-                    // ACK at once, as Linux ACKs once more than one MSS is unacknowledged
-                    // (`__tcp_ack_snd_check`). A short one counts as one; the delayed-ACK timer
-                    // bounds the wait for a second.
-                    let segments = data.len().div_ceil(self.rcv.mss.max(1)).max(1);
-                    self.rcv.unacked_segments = self
-                        .rcv
-                        .unacked_segments
-                        .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
-                    // "an ACK SHOULD be generated for at least every second full-sized
-                    // segment".
-                    if self.rcv.unacked_segments >= 2 {
+                    let rto = self.current_rto();
+                    let delack = &mut self.rcv.delack;
+                    delack.on_data(now, data.len(), self.rcv.mss, rcv_wnd, rto);
+                    self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
+                    if had_ooo {
+                        // One that fills a hole is ACKed at once (RFC 5681 §4.2).
+                        self.rcv.ack_now = true;
+                        self.rcv.sack_changed = true;
+                    } else if self.rcv.delack.ack_now(self.rcv.nxt) {
+                        // More than one full segment unacknowledged ("an ACK SHOULD be
+                        // generated for at least every second full-sized segment"; a segment
+                        // longer than our MSS, taken whole as GRO would, is several), or
+                        // quick-ACK mode.
                         self.rcv.ack_now = true;
                     }
                 }
@@ -630,6 +682,14 @@ impl Connection {
                 self.owe_dup_ack();
                 self.verdict.out_of_window = true;
             }
+        }
+    }
+
+    /// `[start, end)` arrived again: the part below RCV.NXT goes into our next ACK as a
+    /// D-SACK block (RFC 2883 §4, case 1; Linux `tcp_dsack_set`).
+    fn report_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
+        if self.sack_ok && start < self.rcv.nxt {
+            self.rcv.dsack = Some((start, end.min(self.rcv.nxt)));
         }
     }
 
@@ -650,10 +710,20 @@ impl Connection {
         self.rcv.fin_received = true;
         self.rcv.fin_seq = None;
         self.rcv.nxt += 1;
-        self.rcv.ack_now = true;
         self.notify.readable = true;
         match self.state {
-            State::Established => self.set_state(State::CloseWait),
+            State::Established => {
+                // Linux (tcp_fin) expects the application to answer with its own FIN soon:
+                // request/response mode, so the ACK may wait to ride on that FIN, for the
+                // usual delay (none before any data arrived).
+                self.set_state(State::CloseWait);
+                self.rcv.delack.pingpong = true;
+                self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
+                return;
+            }
+            _ => self.rcv.ack_now = true,
+        }
+        match self.state {
             State::FinWait1 => {
                 if self.snd.fin_acked() {
                     self.enter_time_wait(now);

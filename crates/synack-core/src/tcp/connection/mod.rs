@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::congestion::Controller;
+use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send_buffer::SendBuffer;
@@ -157,9 +158,10 @@ pub(crate) struct Receiver {
     pub fin_seq: Option<SeqNumber>,
     /// The peer's FIN was received in order: EOF after the buffer drains.
     pub fin_received: bool,
-    /// Full-sized segments received since the last ACK we sent (RFC 5681 §4.2: ACK at least
-    /// every second full-sized segment).
+    /// Data segments (and a FIN) received since the last ACK we sent: an ACK is owed.
     pub unacked_segments: u32,
+    /// When an owed ACK goes out: at once, or after an adaptive delay (Linux's rules).
+    pub delack: DelayedAck,
     /// An ACK must go out with the next transmission opportunity.
     pub ack_now: bool,
     /// Duplicate ACKs still owed, one per out-of-order or duplicate segment (RFC 5681 §4.2:
@@ -170,6 +172,9 @@ pub(crate) struct Receiver {
     pub dup_acks_owed: u16,
     /// The last segment filled a hole or arrived out of order: SACK info changed.
     pub sack_changed: bool,
+    /// A duplicate segment's range, reported once as the first SACK block of our next ACK
+    /// (D-SACK, RFC 2883), so that the sender can tell a spurious retransmission.
+    pub dsack: Option<(SeqNumber, SeqNumber)>,
 }
 
 /// Timestamps state (RFC 7323 §3, §4.3 and §5).
@@ -257,6 +262,8 @@ pub(crate) struct Connection {
     pub notify: Notify,
     /// Challenge ACKs sent in the current one-second slot (RFC 5961 §7).
     pub challenge_acks: (Instant, u32),
+    /// When we last answered an invalid segment (see `Config::invalid_ratelimit`).
+    pub last_invalid_ack: Option<Instant>,
     /// Segments sent again since creation.
     pub retransmits: u64,
     /// When data was first left unacknowledged (for the user timeout).
@@ -290,6 +297,7 @@ pub(crate) struct Connection {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnConfig {
     pub syn_retries: u32,
+    pub syn_linear_timeouts: u32,
     pub synack_retries: u32,
     pub data_retries: u32,
     pub initial_syn_rto: Duration,
@@ -300,6 +308,7 @@ pub(crate) struct ConnConfig {
     pub user_timeout: Option<Duration>,
     pub keepalive: Option<crate::config::KeepaliveConfig>,
     pub challenge_ack_limit: u32,
+    pub invalid_ratelimit: Duration,
     pub window_scaling: bool,
     pub sack: bool,
     pub timestamps: bool,
@@ -316,6 +325,7 @@ impl ConnConfig {
     pub fn from_config(c: &Config) -> ConnConfig {
         ConnConfig {
             syn_retries: c.syn_retries,
+            syn_linear_timeouts: c.syn_linear_timeouts,
             synack_retries: c.synack_retries,
             data_retries: c.data_retries,
             initial_syn_rto: c.initial_syn_rto,
@@ -326,6 +336,7 @@ impl ConnConfig {
             user_timeout: c.user_timeout,
             keepalive: c.keepalive,
             challenge_ack_limit: c.challenge_ack_limit,
+            invalid_ratelimit: c.invalid_ratelimit,
             window_scaling: c.window_scaling,
             sack: c.sack,
             timestamps: c.timestamps,

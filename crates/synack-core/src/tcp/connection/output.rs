@@ -158,7 +158,15 @@ impl Connection {
     /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry.
     pub(super) fn syn_rto(&self) -> std::time::Duration {
         let base = self.cfg.initial_syn_rto;
-        let factor = 1u32.checked_shl(self.backoff.min(31)).unwrap_or(u32::MAX);
+        // Linux's tcp_retransmit_timer: the first `syn_linear_timeouts` retransmissions of a
+        // SYN (not of a SYN-ACK) keep the base RTO; backoff starts after them.
+        let linear = if self.state == State::SynSent {
+            self.cfg.syn_linear_timeouts
+        } else {
+            0
+        };
+        let exponent = self.backoff.saturating_sub(linear);
+        let factor = 1u32.checked_shl(exponent.min(31)).unwrap_or(u32::MAX);
         base.checked_mul(factor)
             .unwrap_or(self.cfg.max_rto)
             .min(self.cfg.max_rto.max(base))
@@ -250,17 +258,16 @@ impl Connection {
                 tsecr: self.ts.recent,
             });
         }
-        if self.sack_ok && self.rcv.buffer.ooo_ranges() > 0 {
+        if self.sack_ok && (self.rcv.dsack.is_some() || self.rcv.buffer.ooo_ranges() > 0) {
             let max = if self.ts.enabled { 3 } else { 4 };
-            for (slot, (start, end)) in self
-                .rcv
-                .buffer
-                .sack_ranges(max)
-                .into_iter()
-                .enumerate()
-                .take(max)
-            {
-                seg.sack_ranges[slot] = Some((self.rcv.nxt + start, self.rcv.nxt + end));
+            // RFC 2883 §4: "If the data packet being acknowledged is a duplicate ... the
+            // first SACK block ... should specify the contiguous sequence space of the
+            // duplicate"; the usual blocks follow.
+            let dsack = self.rcv.dsack.into_iter();
+            let held = self.rcv.buffer.sack_ranges(max).into_iter();
+            let held = held.map(|(start, end)| (self.rcv.nxt + start, self.rcv.nxt + end));
+            for (slot, block) in dsack.chain(held).enumerate().take(max) {
+                seg.sack_ranges[slot] = Some(block);
             }
         }
         let wnd = self.advertisable_window();
@@ -295,7 +302,8 @@ impl Connection {
         }
         if self.sack_ok {
             let max = if self.ts.enabled { 3 } else { 4 };
-            let blocks = self.rcv.buffer.ooo_ranges().min(max);
+            let dsack = usize::from(self.rcv.dsack.is_some());
+            let blocks = (dsack + self.rcv.buffer.ooo_ranges()).min(max);
             for slot in seg.sack_ranges.iter_mut().take(blocks) {
                 *slot = Some((zero, zero));
             }
@@ -553,6 +561,11 @@ impl Connection {
             buffer.copy_out(offset, &mut dst[..len]);
         });
         let packet_len = result?;
+        if len > 0 {
+            // Data answering data: request/response (checked before `after_send`, which may
+            // end quick-ACK mode, as Linux's tcp_event_data_sent runs first).
+            self.rcv.delack.on_data_sent(now);
+        }
         self.after_send(&seg);
         let mut sent = Sent::single(packet_len, retransmit, false);
         if len > segment {
@@ -586,8 +599,11 @@ impl Connection {
             // Every segment carries our ACK, and counts as one of the duplicates owed.
             self.rcv.dup_acks_owed = self.rcv.dup_acks_owed.saturating_sub(1);
             self.rcv.ack_now = self.rcv.dup_acks_owed > 0;
+            let owed = self.rcv.unacked_segments > 0;
+            self.rcv.delack.on_ack_sent(self.rcv.nxt, owed);
             self.rcv.unacked_segments = 0;
             self.rcv.sack_changed = false;
+            self.rcv.dsack = None;
             self.timers.delayed_ack = None;
             if !seg.flags.contains(TcpFlags::SYN) {
                 let wnd = (seg.window_len as usize) << self.rcv.wscale;

@@ -137,6 +137,8 @@ impl Connection {
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
             self.timers.delayed_ack = None;
             self.rcv.ack_now = true;
+            let rto = self.current_rto();
+            self.rcv.delack.on_timeout(rto);
         }
         if matches!(self.timers.persist, Some(t) if t <= now) {
             self.timers.persist = None;
@@ -168,7 +170,10 @@ impl Connection {
     fn on_retransmit_timeout(&mut self, now: Instant) -> Disposition {
         match self.state {
             State::SynSent | State::SynReceived => {
-                let limit = if self.state == State::SynSent || !self.passive {
+                let limit = if self.state == State::SynSent {
+                    // Linux's tcp_write_timeout counts the linear retransmissions on top.
+                    self.cfg.syn_retries + self.cfg.syn_linear_timeouts
+                } else if !self.passive {
                     self.cfg.syn_retries
                 } else {
                     self.cfg.synack_retries
