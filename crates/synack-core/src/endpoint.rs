@@ -246,6 +246,40 @@ impl Endpoint {
         self.connections.len() + self.time_wait.len()
     }
 
+    /// How many connections still have something to deliver: a connection that has not
+    /// sent its FIN, or whose data or FIN the peer has not acknowledged yet. Zero means that
+    /// every byte written has arrived and every connection has closed its sending side:
+    /// what a graceful shutdown of the whole endpoint waits for. Connections in FIN-WAIT-2
+    /// (waiting only for the peer's FIN) and TIME-WAIT are finished.
+    pub fn unfinished_count(&self) -> usize {
+        self.connections
+            .iter()
+            .filter(|(_, s)| s.conn.is_unfinished())
+            .count()
+    }
+
+    /// Reset every unfinished connection (see [`Endpoint::unfinished_count`]) and release
+    /// what the application no longer holds: the last resort of a shutdown that ran out of
+    /// time, so that no peer is left waiting on a connection that will never answer again.
+    /// The application's own handles stay valid and report `ConnectionAborted`.
+    pub fn abort_unfinished(&mut self) {
+        let doomed: Vec<ConnectionHandle> = self
+            .connections
+            .iter()
+            .filter(|(_, s)| s.conn.is_unfinished())
+            .map(|(h, _)| h)
+            .collect();
+        for h in doomed {
+            if let Some(slot) = self.connections.get_mut(&h) {
+                slot.conn.abort();
+                if slot.conn.error.is_none() {
+                    slot.conn.error = Some(Error::ConnectionAborted);
+                }
+            }
+            self.after(h);
+        }
+    }
+
     /// Bytes the connections hold queued in their buffers, as counted against
     /// `Config::max_memory`.
     pub fn memory(&self) -> usize {

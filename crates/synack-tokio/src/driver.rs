@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use tracing::{debug, error, trace, Instrument};
 
 use crate::device::Device;
-use crate::stack::{Inner, Shared};
+use crate::stack::{Inner, Shared, ORPHAN_LINGER};
 
 /// Packets read, or written, per round: bounds the time the lock is held and lets timers and
 /// events interleave with bulk traffic.
@@ -44,7 +44,7 @@ enum Round {
     Stop,
 }
 
-pub(crate) struct Driver<D> {
+pub(crate) struct Driver<D: Device> {
     shared: Arc<Shared>,
     device: D,
     rx_buf: Box<[u8]>,
@@ -56,6 +56,8 @@ pub(crate) struct Driver<D> {
     armed: Option<synack_core::Instant>,
     /// Tasks to wake once the lock is released.
     wakers: Vec<Waker>,
+    /// Once the last handle is gone: when the driver stops finishing what is left.
+    linger_until: Option<synack_core::Instant>,
 }
 
 impl<D: Device> Driver<D> {
@@ -74,6 +76,7 @@ impl<D: Device> Driver<D> {
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             wakers: Vec::new(),
+            linger_until: None,
         };
         let span = tracing::debug_span!("synack_driver");
         tokio::spawn(
@@ -110,8 +113,15 @@ impl<D: Device> Driver<D> {
         let now = inner.now();
 
         if inner.stopping {
-            self.final_flush(inner, cx);
-            return Round::Stop;
+            // The connections the application let go of still deliver what they hold, as
+            // the kernel finishes an orphaned socket; the stack stops once they are done or
+            // the linger time is over, and resets what is left.
+            let until = *self.linger_until.get_or_insert(now + ORPHAN_LINGER);
+            if now >= until || inner.endpoint.unfinished_count() == 0 {
+                inner.endpoint.abort_unfinished();
+                self.final_flush(inner, cx);
+                return Round::Stop;
+            }
         }
 
         let mut busy = false;
@@ -133,8 +143,9 @@ impl<D: Device> Driver<D> {
                 }
                 Poll::Ready(Err(e)) => {
                     // A device that cannot be read is gone for good (TUN torn down); every
-                    // waiting task learns it from `driver_gone` when we drop.
+                    // waiting task learns it, with this cause, when we drop.
                     error!(error = %e, "device receive failed; stopping the stack");
+                    inner.device_error = Some((e.kind(), e.to_string()));
                     return Round::Stop;
                 }
                 Poll::Pending => break,
@@ -175,9 +186,20 @@ impl<D: Device> Driver<D> {
             }
         }
         drain_events(inner, &mut self.wakers);
+        if (inner.stopping || !inner.idle_wakers.is_empty())
+            && inner.endpoint.unfinished_count() == 0
+        {
+            self.wakers.append(&mut inner.idle_wakers);
+            // Stopping: the next round's check ends the driver now, not at the next packet.
+            busy |= inner.stopping;
+        }
 
-        // 5. The next deadline.
-        match inner.endpoint.poll_timeout() {
+        // 5. The next deadline (the linger time's end is one too).
+        let mut next = inner.endpoint.poll_timeout();
+        if let Some(until) = self.linger_until {
+            next = Some(next.map_or(until, |t| t.min(until)));
+        }
+        match next {
             Some(t) if t <= now => busy = true,
             Some(t) => {
                 if self.armed != Some(t) {
@@ -198,10 +220,10 @@ impl<D: Device> Driver<D> {
         Round::Idle
     }
 
-    /// The last user handle is gone: every stream has already called `close` (queuing its FIN,
-    /// or an RST if it left data unread) and every listener `close_listener`. Push out what
-    /// the core has queued, without waiting for a device that is full. Connections still
-    /// finishing a graceful close inside the core end with the endpoint.
+    /// The driver is ending: every stream has already called `close` (queuing its FIN, or an
+    /// RST if it left data unread), every listener `close_listener`, and what could not be
+    /// finished was reset. Push out what the core has queued, without waiting for a device
+    /// that is full.
     fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         let now = inner.now();
         for _ in 0..FINAL_FLUSH {
@@ -234,6 +256,13 @@ fn send<D: Device>(
         Some(size) => device.poll_send_segments(cx, packet, size),
         None => device.poll_send(cx, packet),
     }
+}
+
+/// A waker for the last flush from `Drop`: nothing will poll the driver again.
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// Drains the core's events into the runtime's per-connection state, collecting the wakers of
@@ -280,17 +309,29 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
     }
 }
 
-impl<D> Drop for Driver<D> {
+impl<D: Device> Drop for Driver<D> {
     /// However the driver ends (stack dropped, device failure, runtime shutdown, panic), every
     /// parked task is woken and every later command fails instead of waiting forever.
+    ///
+    /// A driver dropped with connections unfinished is one whose runtime is shutting down
+    /// (the process is ending): they cannot be finished, so they are reset, and the RSTs are
+    /// handed to the device now, so that no peer is left waiting on a connection that will
+    /// never answer again.
     fn drop(&mut self) {
-        let mut inner = self
-            .shared
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let shared = Arc::clone(&self.shared);
+        let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let unfinished = inner.endpoint.unfinished_count();
+        if unfinished > 0 && inner.device_error.is_none() {
+            debug!(
+                unfinished,
+                "driver dropped with connections unfinished; resetting them"
+            );
+            inner.endpoint.abort_unfinished();
+            let waker = Waker::from(Arc::new(NoWake));
+            self.final_flush(&mut inner, &mut Context::from_waker(&waker));
+        }
         inner.driver_gone = true;
-        let mut wakers = Vec::new();
+        let mut wakers = std::mem::take(&mut inner.idle_wakers);
         for c in inner.conns.values_mut() {
             wakers.extend(c.read_waker.take());
             wakers.extend(c.write_waker.take());

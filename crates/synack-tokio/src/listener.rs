@@ -33,6 +33,7 @@ impl TcpListener {
     /// free port.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<TcpListener> {
         let mut inner = stack.lock()?;
+        inner.check_open()?;
         let handle = inner.endpoint.listen(addr, BACKLOG)?;
         inner.listeners.insert(handle, ListenerState::default());
         debug!(listener = handle.0, %addr, "listening");

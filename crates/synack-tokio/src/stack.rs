@@ -12,9 +12,12 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use synack_core::{Config, ConnectionHandle, Endpoint, Error, ListenerHandle, Stats};
+
+use tracing::warn;
 
 use crate::device::Device;
 use crate::driver::Driver;
@@ -22,8 +25,12 @@ use crate::driver::Driver;
 /// A handle on a running user-space TCP/IP stack.
 ///
 /// Cloning is cheap (an `Arc`). Every clone, and every [`TcpStream`](crate::TcpStream) and
-/// [`TcpListener`](crate::TcpListener) made from it, keeps the stack alive; when the last of
-/// them is dropped the driver task flushes the packets already queued and stops.
+/// [`TcpListener`](crate::TcpListener) made from it, keeps the stack alive. When the last of
+/// them is dropped, the driver task keeps finishing the connections that are still closing
+/// (their data and FINs are delivered, retransmitted as needed) for up to a minute, resets
+/// what is left, and stops. It runs only while the tokio runtime does: a program that wants
+/// what it wrote delivered calls [`Stack::shutdown`] before it returns from `main`, since
+/// connections still unfinished when the runtime ends are reset.
 #[derive(Clone)]
 pub struct Stack {
     handle: Arc<StackHandle>,
@@ -37,11 +44,28 @@ struct StackHandle {
 impl Drop for StackHandle {
     fn drop(&mut self) {
         if let Ok(mut inner) = self.shared.inner.lock() {
+            let unfinished = inner.endpoint.unfinished_count();
+            if unfinished > 0 && !inner.shutting_down && !inner.driver_gone {
+                warn!(
+                    unfinished,
+                    queued_bytes = inner.endpoint.memory(),
+                    "synack: the last handle on the stack is gone while connections still \
+                     deliver data; they finish only while the tokio runtime keeps running \
+                     (and are reset after {} s). Call `Stack::shutdown().await` before \
+                     returning from main.",
+                    ORPHAN_LINGER.as_secs()
+                );
+            }
             inner.stopping = true;
             inner.wake_driver();
         }
     }
 }
+
+/// How long the driver keeps finishing the connections the application let go of, once
+/// the last handle on the stack is gone: their queued data and FINs still go out and are
+/// retransmitted as needed. Past it, what is left is reset.
+pub(crate) const ORPHAN_LINGER: Duration = Duration::from_secs(60);
 
 /// The state shared by user handles and the driver.
 pub(crate) struct Shared {
@@ -58,10 +82,17 @@ pub(crate) struct Inner {
     /// Listeners that a `TcpListener` refers to.
     pub(crate) listeners: HashMap<ListenerHandle, ListenerState>,
     driver_waker: Option<Waker>,
-    /// The last user handle is gone: the driver should flush and stop.
+    /// The last user handle is gone: the driver finishes the closing connections (for at
+    /// most `ORPHAN_LINGER`), then stops.
     pub(crate) stopping: bool,
     /// The driver task has ended (device failure or runtime shutdown); commands fail.
     pub(crate) driver_gone: bool,
+    /// Why the device failed, if it did: every command reports it from then on.
+    pub(crate) device_error: Option<(io::ErrorKind, String)>,
+    /// `Stack::shutdown` began: no new connections or listeners.
+    pub(crate) shutting_down: bool,
+    /// Tasks in `Stack::shutdown`, woken when no connection is unfinished.
+    pub(crate) idle_wakers: Vec<Waker>,
 }
 
 /// The runtime's view of one connection.
@@ -144,6 +175,27 @@ impl Inner {
         register(&mut self.driver_waker, cx);
     }
 
+    /// The error every command returns once the driver task has ended: the device's own
+    /// error when it failed, so that the cause is not lost.
+    pub(crate) fn gone_error(&self) -> io::Error {
+        match &self.device_error {
+            Some((kind, msg)) => io::Error::new(*kind, format!("synack: the device failed: {msg}")),
+            None => io::Error::other("synack: the stack's driver task has stopped"),
+        }
+    }
+
+    /// Fails a command that would open a connection or a listener once `Stack::shutdown`
+    /// began.
+    pub(crate) fn check_open(&self) -> io::Result<()> {
+        if self.shutting_down {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "synack: the stack is shutting down",
+            ));
+        }
+        Ok(())
+    }
+
     /// The io::Error for a failed command on `conn`: the core's error, except that a handle the
     /// core no longer knows reports why the connection closed, when we know it.
     pub(crate) fn conn_error(&self, conn: ConnectionHandle, e: Error) -> io::Error {
@@ -154,11 +206,6 @@ impl Inner {
         }
         e.into()
     }
-}
-
-/// The error every command returns once the driver task has ended.
-pub(crate) fn driver_gone() -> io::Error {
-    io::Error::other("synack: the stack's driver task has stopped")
 }
 
 impl Stack {
@@ -182,12 +229,88 @@ impl Stack {
                 driver_waker: None,
                 stopping: false,
                 driver_gone: false,
+                device_error: None,
+                shutting_down: false,
+                idle_wakers: Vec::new(),
             }),
         });
         Driver::spawn(Arc::clone(&shared), device);
         Stack {
             handle: Arc::new(StackHandle { shared }),
         }
+    }
+
+    /// Closes the stack gracefully and waits, for at most `timeout`, until every byte written
+    /// has been acknowledged and every connection has sent its FIN and seen it acknowledged.
+    ///
+    /// Listeners close (connections they had not handed out yet are reset, as closing a
+    /// kernel listener resets them); every open stream sends its FIN after what it has
+    /// queued, as [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would;
+    /// new connections and listeners are refused. Streams can still be read, so what the
+    /// peers send until they close still arrives. If the time runs out, the connections
+    /// still unfinished are reset, so that no peer waits on them, and the result is
+    /// `TimedOut`.
+    ///
+    /// This is the way to end a program that wrote something it wants delivered: a stack
+    /// lives in its process, and its connections end with the tokio runtime. A stack whose
+    /// last handle is dropped with data still in flight keeps delivering it only while the
+    /// runtime runs (for at most a minute, then resets), and when the runtime itself shuts
+    /// down (returning from `main`), whatever is unfinished is reset at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(stack: synack_tokio::Stack, mut stream: synack_tokio::TcpStream) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio::io::AsyncWriteExt;
+    ///
+    /// stream.write_all(b"the last response").await?;
+    /// drop(stream);
+    /// stack.shutdown(Duration::from_secs(10)).await?; // delivered and acknowledged
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self, timeout: Duration) -> io::Result<()> {
+        {
+            let mut guard = self.lock()?;
+            let inner = &mut *guard;
+            let now = inner.now();
+            inner.shutting_down = true;
+            for (&l, state) in inner.listeners.iter_mut() {
+                let _ = inner.endpoint.close_listener(now, l);
+                for w in state.accept_wakers.drain(..) {
+                    w.wake();
+                }
+            }
+            for (&h, c) in inner.conns.iter_mut() {
+                if inner.endpoint.shutdown(now, h).is_ok() {
+                    c.write_shutdown = true;
+                }
+            }
+            inner.wake_driver();
+        }
+        let idle = std::future::poll_fn(|cx| self.poll_idle(cx));
+        match tokio::time::timeout(timeout, idle).await {
+            Ok(done) => done,
+            Err(_) => {
+                let mut inner = self.lock()?;
+                let unfinished = inner.endpoint.unfinished_count();
+                inner.endpoint.abort_unfinished();
+                inner.wake_driver();
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("synack: {unfinished} connections unfinished after {timeout:?}; reset"),
+                ))
+            }
+        }
+    }
+
+    /// Ready once no connection is unfinished (see [`Stack::shutdown`]).
+    fn poll_idle(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.lock()?;
+        if inner.endpoint.unfinished_count() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        register_many(&mut inner.idle_wakers, cx);
+        inner.wake_driver();
+        Poll::Pending
     }
 
     /// A snapshot of the core's counters.
@@ -224,7 +347,7 @@ impl Stack {
             .lock()
             .map_err(|_| io::Error::other("synack: the stack's driver panicked"))?;
         if inner.driver_gone {
-            return Err(driver_gone());
+            return Err(inner.gone_error());
         }
         Ok(inner)
     }

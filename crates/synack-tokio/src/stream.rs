@@ -246,7 +246,9 @@ impl fmt::Debug for ConnRef {
 ///
 /// `poll_flush` returns at once: it does not wait for ACKs, as tokio's `TcpStream` does not.
 /// `poll_shutdown` sends FIN and leaves the read side open. Dropping the stream closes it
-/// gracefully; the stack finishes the FIN exchange in the background.
+/// gracefully (or resets it, if data arrived that was never read, as Linux does): the stack
+/// delivers what was written and finishes the FIN exchange in the background, for as long
+/// as the stack's driver runs (see [`Stack`] and [`Stack::shutdown`]).
 #[derive(Debug)]
 pub struct TcpStream {
     conn: ConnRef,
@@ -264,6 +266,7 @@ impl TcpStream {
     pub async fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
         let conn = {
             let mut inner = stack.lock()?;
+            inner.check_open()?;
             let now = inner.now();
             let handle = inner.endpoint.connect(now, addr)?;
             let conn = ConnRef::register(stack, handle, false, &mut inner);

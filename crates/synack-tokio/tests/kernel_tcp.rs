@@ -296,3 +296,113 @@ async fn kernel_peer_keeps_sending_after_our_fin() {
     let out = server.finish(Duration::from_secs(10)).await;
     assert!(out.status.success(), "{out:?}");
 }
+
+// ---- ending a program ---------------------------------------------------------------------
+
+/// The kernel's client for the tests below: connects (retrying while the server starts),
+/// reads to the end and prints how it ended: `EOF n` after a FIN, `RESET n` after an RST.
+const READ_TO_END: &str = "import socket, sys, time\n\
+    deadline = time.time() + 20\n\
+    while True:\n\
+    \x20   try:\n\
+    \x20       s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
+    \x20       break\n\
+    \x20   except OSError:\n\
+    \x20       if time.time() > deadline: raise\n\
+    \x20       time.sleep(0.05)\n\
+    s.settimeout(20)\n\
+    n = 0\n\
+    try:\n\
+    \x20   while True:\n\
+    \x20       b = s.recv(1 << 16)\n\
+    \x20       if not b: print('EOF', n); break\n\
+    \x20       n += len(b)\n\
+    except ConnectionResetError:\n\
+    \x20   print('RESET', n)\n";
+
+/// A program on synack that serves one client: writes `len` bytes, then either shuts the
+/// stack down the documented way or just returns, and ends its runtime, as returning from
+/// `main` does.
+fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usize, shutdown: bool) {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().unwrap();
+    runtime.block_on(async {
+        let tun = synack_tokio::device::TunDevice::create_in(
+            ns,
+            &synack_tokio::device::TunConfig::default(),
+        )
+        .expect("TUN");
+        let stack = synack_tokio::Stack::new(config(), tun, &[STACK.into()]);
+        let listener = TcpListener::bind(&stack, stack_addr(8100)).await.unwrap();
+        let (mut stream, _) = within(30, listener.accept()).await.unwrap();
+        within(30, stream.write_all(&vec![7u8; len])).await.unwrap();
+        drop(stream);
+        drop(listener);
+        if shutdown {
+            within(60, stack.shutdown(Duration::from_secs(30)))
+                .await
+                .expect("shutdown");
+        }
+    });
+    // The runtime ends here, with the stack's driver task in it.
+    drop(runtime);
+}
+
+/// The documented way to end a program: a server writes 8 MiB, calls `Stack::shutdown`,
+/// and returns from "main"; the kernel's client gets every byte and a FIN, on both runtime
+/// flavours.
+#[test]
+fn kernel_shutdown_then_exit_delivers_every_byte() {
+    let test = "kernel_shutdown_then_exit_delivers_every_byte";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    for multi_thread in [false, true] {
+        let ns = synack_tokio::netns::NetNs::new("synack-exit").unwrap();
+        let mut client = ns.command("python3");
+        client
+            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
+            .stdout(std::process::Stdio::piped());
+        let client = client.spawn().unwrap();
+        serve_and_exit(&ns, multi_thread, 8 << 20, true);
+        let out = client.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            report.trim(),
+            format!("EOF {}", 8 << 20),
+            "multi_thread {multi_thread}"
+        );
+    }
+}
+
+/// Returning from "main" without it: the stack cannot outlive its process, but it does not
+/// leave the client hanging either. The connection is reset as the runtime ends, and the
+/// client learns that within seconds, on both runtime flavours.
+#[test]
+fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
+    let test = "kernel_exit_without_shutdown_resets_rather_than_hangs";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    for multi_thread in [false, true] {
+        let ns = synack_tokio::netns::NetNs::new("synack-exit-rst").unwrap();
+        let mut client = ns.command("python3");
+        client
+            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
+            .stdout(std::process::Stdio::piped());
+        let client = client.spawn().unwrap();
+        let started = Instant::now();
+        serve_and_exit(&ns, multi_thread, 8 << 20, false);
+        let out = client.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.starts_with("RESET") || report.trim() == format!("EOF {}", 8 << 20),
+            "multi_thread {multi_thread}: {report}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}

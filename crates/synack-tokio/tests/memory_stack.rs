@@ -734,3 +734,107 @@ async fn two_tasks_accept_from_one_listener() {
     })
     .await;
 }
+
+// ---- ending a stack ----------------------------------------------------------------------
+
+/// `Stack::shutdown` returns once every byte written is acknowledged and every FIN is:
+/// the client has all 8 MiB and its EOF, whatever happens to the server's stack after.
+#[tokio::test]
+async fn shutdown_waits_until_everything_written_is_delivered() {
+    let (client, server) = stacks();
+    let (mut c, mut s) = connected(&client, &server, 7100).await;
+    let data = pattern(8 << 20, 71);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.map(|_| got)
+    });
+    within(30, s.write_all(&data)).await.unwrap();
+    drop(s);
+    within(30, server.shutdown(Duration::from_secs(20)))
+        .await
+        .expect("shutdown completes");
+    assert_eq!(server.stats().retransmits, 0);
+    // Nothing the server's stack does from here on matters: it is done.
+    drop(server);
+    let got = within(30, reader).await.unwrap().expect("clean EOF");
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+}
+
+/// Shutdown closes the write side of streams the application still holds, closes
+/// listeners, and refuses new connections and listeners; reading still works.
+#[tokio::test]
+async fn shutdown_half_closes_held_streams_and_refuses_new_ones() {
+    let (client, server) = stacks();
+    let (mut c, mut s) = connected(&client, &server, 7101).await;
+    within(10, s.write_all(b"last words")).await.unwrap();
+    let server2 = server.clone();
+    let shut = tokio::spawn(async move { server2.shutdown(Duration::from_secs(20)).await });
+    // The client sees the data, then EOF: the server's FIN.
+    let mut got = Vec::new();
+    within(10, c.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"last words");
+    // The server's stream can still read what the client sends before it closes.
+    within(10, c.write_all(b"goodbye")).await.unwrap();
+    within(10, c.shutdown()).await.unwrap();
+    let mut back = Vec::new();
+    within(10, s.read_to_end(&mut back)).await.unwrap();
+    assert_eq!(back, b"goodbye");
+    within(20, shut).await.unwrap().expect("shutdown completes");
+    let err = TcpListener::bind(&server, server_addr(7102))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err}");
+    let err = TcpStream::connect(&server, SocketAddr::new(CLIENT, 9))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::NotConnected, "{err}");
+}
+
+/// A peer that never reads: the server's data and FIN cannot all be delivered, so
+/// shutdown gives up after its timeout, says so, and resets the connection rather than
+/// leaving the peer waiting on a half-done one.
+#[tokio::test(start_paused = true)]
+async fn shutdown_times_out_and_resets_what_is_unfinished() {
+    let (client, server) = stacks();
+    let (mut c, s) = connected(&client, &server, 7103).await;
+    let (_, mut w) = s.into_split();
+    // More than the client's receive window and the server's send buffer hold.
+    let writer = tokio::spawn(async move { w.write_all(&vec![1u8; 16 << 20]).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let err = within(60, server.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        within(10, writer).await.unwrap().is_err(),
+        "the write fails"
+    );
+    assert!(eventually(|| server.stats().rsts_sent == 1).await);
+    // The client learns of it: what it has, then the reset.
+    let mut sink = Vec::new();
+    let err = within(10, c.read_to_end(&mut sink)).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    assert!(!sink.is_empty());
+}
+
+/// Dropping every handle with data in flight: the driver keeps delivering it while the
+/// runtime runs, as the kernel finishes an orphaned socket.
+#[tokio::test]
+async fn a_dropped_stack_still_delivers_while_the_runtime_runs() {
+    let (client, server) = stacks();
+    let (mut c, mut s) = connected(&client, &server, 7104).await;
+    let data = pattern(4 << 20, 72);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.map(|_| got)
+    });
+    // All of it fits in the send buffer once the window opens; write, then let go at once.
+    let writer = tokio::spawn(async move {
+        s.write_all(&data).await.unwrap();
+        data
+    });
+    let data = within(30, writer).await.unwrap();
+    drop(server);
+    let got = within(30, reader).await.unwrap().expect("clean EOF");
+    assert!(got == data, "{} of {} bytes", got.len(), data.len());
+}

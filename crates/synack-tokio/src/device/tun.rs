@@ -205,7 +205,16 @@ impl Device for TunDevice {
     }
 
     fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.tun).poll_write(cx, packet) {
+        // A TUN's queue almost always has room: write at once, and wait for readiness only
+        // when the kernel says it is full. The direct write also works while the runtime is
+        // shutting down and its reactor is gone, which is when the driver's last RSTs leave.
+        let written = match self.tun.try_send(packet) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Pin::new(&mut self.tun).poll_write(cx, packet)
+            }
+            done => Poll::Ready(done),
+        };
+        match written {
             // A TUN write takes the whole packet or fails; a short count would be a kernel bug,
             // reported rather than silently sending half a packet.
             Poll::Ready(Ok(n)) if n == packet.len() => Poll::Ready(Ok(())),

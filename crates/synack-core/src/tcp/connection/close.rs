@@ -56,6 +56,16 @@ impl Connection {
         }
     }
 
+    /// Whether the connection still has something to deliver: it has not sent its FIN, or
+    /// the peer has not acknowledged everything up to it (see
+    /// `Endpoint::unfinished_count`).
+    pub fn is_unfinished(&self) -> bool {
+        !matches!(
+            self.state,
+            State::Closed | State::Listen | State::FinWait2 | State::TimeWait
+        )
+    }
+
     /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us.
     pub fn abort(&mut self) {
         match self.state {
