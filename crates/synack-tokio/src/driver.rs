@@ -31,6 +31,9 @@ const BATCH: usize = 64;
 /// Rounds per `poll` before the driver yields to the tokio scheduler, so that a busy link
 /// cannot starve the application's own tasks on a current-thread runtime.
 const ROUNDS: usize = 8;
+/// How often the driver asks the device whether it still works: the bound on how long a
+/// vanished device goes unnoticed.
+const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Packets flushed after the last user handle is dropped, at most.
 const FINAL_FLUSH: usize = 1024;
 
@@ -58,6 +61,8 @@ pub(crate) struct Driver<D: Device> {
     wakers: Vec<Waker>,
     /// Once the last handle is gone: when the driver stops finishing what is left.
     linger_until: Option<synack_core::Instant>,
+    /// When to ask the device whether it still works ([`Device::check`]).
+    next_check: synack_core::Instant,
 }
 
 impl<D: Device> Driver<D> {
@@ -77,6 +82,7 @@ impl<D: Device> Driver<D> {
             armed: None,
             wakers: Vec::new(),
             linger_until: None,
+            next_check: synack_core::Instant::ZERO,
         };
         let span = tracing::debug_span!("synack_driver");
         tokio::spawn(
@@ -125,6 +131,16 @@ impl<D: Device> Driver<D> {
         }
 
         let mut busy = false;
+
+        // 0. Is the device still there? (A deleted TUN fails no read: nothing wakes us.)
+        if now >= self.next_check {
+            self.next_check = now + CHECK_INTERVAL;
+            if let Err(e) = self.device.check() {
+                error!(error = %e, "the device stopped working; stopping the stack");
+                inner.device_error = Some((e.kind(), e.to_string()));
+                return Round::Stop;
+            }
+        }
 
         // 1. Receive a batch.
         let mut received = 0;
@@ -194,10 +210,10 @@ impl<D: Device> Driver<D> {
             busy |= inner.stopping;
         }
 
-        // 5. The next deadline (the linger time's end is one too).
+        // 5. The next deadline (the linger time's end and the device check are too).
         let mut next = inner.endpoint.poll_timeout();
-        if let Some(until) = self.linger_until {
-            next = Some(next.map_or(until, |t| t.min(until)));
+        for other in self.linger_until.into_iter().chain([self.next_check]) {
+            next = Some(next.map_or(other, |t| t.min(other)));
         }
         match next {
             Some(t) if t <= now => busy = true,

@@ -31,6 +31,13 @@ pub trait Device: Send + 'static {
     }
     /// Queue one IP packet for sending.
     fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>>;
+    /// Whether the device still works. The driver asks about once a second, because a
+    /// device can vanish without a single read or write failing: a TUN whose interface was
+    /// deleted gets no readiness event at all. An error stops the stack, and every pending
+    /// and later operation reports it as the cause. The default: always working.
+    fn check(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// The largest super-segment the device takes, in bytes of IP packet (segmentation
     /// offload, Linux's `gso_max_size`), or 0, the default, for one segment per packet. The
     /// stack sets [`Config::gso_max_size`](synack_core::Config::gso_max_size) from it.

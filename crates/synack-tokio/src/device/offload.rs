@@ -1048,6 +1048,10 @@ impl Device for OffloadTun {
         self.mtu
     }
 
+    fn check(&mut self) -> io::Result<()> {
+        sys::tun_attached(self.fd.as_raw_fd())
+    }
+
     fn checksum_verified(&self) -> bool {
         self.verified
     }
@@ -1244,7 +1248,7 @@ fn poll_read_split(
 }
 
 /// The few system calls, each in its own small `unsafe` block.
-mod sys {
+pub(super) mod sys {
     use std::io;
     use std::net::Ipv4Addr;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -1270,6 +1274,17 @@ mod sys {
             *dst = src as libc::c_char;
         }
         req
+    }
+
+    /// Whether the TUN file `fd` is still attached to its interface. Deleting the interface
+    /// (`ip link del`) detaches every file from it without waking a reader or a writer; the
+    /// next system call on it fails with EBADFD. TUNGETIFF asks without a side effect (a
+    /// zero-length write would count a drop on the interface).
+    pub(crate) fn tun_attached(fd: RawFd) -> io::Result<()> {
+        let mut req = ifreq("");
+        // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call;
+        // on a file that is not a TUN the kernel refuses it with an error, touching nothing.
+        check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) }).map(drop)
     }
 
     /// Binds the open `/dev/net/tun` to a new interface `name` in raw-IP mode with the virtio

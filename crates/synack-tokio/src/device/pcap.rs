@@ -118,6 +118,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.checksum_verified()
     }
 
+    fn check(&mut self) -> io::Result<()> {
+        self.inner.check()
+    }
+
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self.inner.poll_recv(cx, buf) {
             Poll::Ready(Ok(n)) => {

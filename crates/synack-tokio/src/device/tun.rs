@@ -195,6 +195,11 @@ impl Device for TunDevice {
         self.mtu
     }
 
+    fn check(&mut self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        super::offload::sys::tun_attached(self.tun.as_raw_fd())
+    }
+
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut read = ReadBuf::new(buf);
         match Pin::new(&mut self.tun).poll_read(cx, &mut read) {
