@@ -1452,6 +1452,12 @@ impl Endpoint {
         result
     }
 
+    /// Copy received bytes into `buf` without consuming them (MSG_PEEK): the next `recv`
+    /// returns them again. The same results as `recv` otherwise.
+    pub fn peek(&self, conn: ConnectionHandle, buf: &mut [u8]) -> Result<usize, Error> {
+        self.app_conn(conn)?.peek(buf)
+    }
+
     /// Send FIN after the queued data (half-close); reading continues.
     pub fn shutdown(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         let _ = now;
@@ -1488,6 +1494,11 @@ impl Endpoint {
         slot.conn.nodelay = nodelay;
         self.after(conn);
         Ok(())
+    }
+
+    /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
+    pub fn nodelay(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.nodelay)
     }
 
     /// The connection's RFC 9293 state.

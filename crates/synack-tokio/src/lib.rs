@@ -29,5 +29,5 @@ pub mod stream;
 pub use device::Device;
 pub use listener::TcpListener;
 pub use stack::Stack;
-pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, TcpStream, WriteHalf};
+pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
 pub use synack_core::{Bytes, Config, Stats};

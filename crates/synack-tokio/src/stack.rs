@@ -109,6 +109,8 @@ pub(crate) struct ConnState {
     pub(crate) error: Option<Error>,
     /// `poll_shutdown` already sent our FIN.
     pub(crate) write_shutdown: bool,
+    /// SO_LINGER: `Some(0)` resets the connection when the handle is dropped.
+    pub(crate) linger: Option<std::time::Duration>,
     /// Every log line about this connection is emitted inside this span.
     pub(crate) span: tracing::Span,
 }
@@ -122,6 +124,7 @@ impl ConnState {
             closed: false,
             error: None,
             write_shutdown: false,
+            linger: None,
             span,
         }
     }

@@ -12,9 +12,10 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use synack_core::{Bytes, ConnectionHandle, Error, State};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tracing::debug;
 
 use crate::stack::{register, ConnState, Stack};
@@ -106,6 +107,139 @@ impl ConnRef {
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    /// Copies received bytes without consuming them; waits while there are none.
+    fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut inner = self.stack.lock()?;
+        match inner.endpoint.peek(self.handle, buf) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.read_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    /// Ready once a read would not block: data, the end of the stream, or an error.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock()?;
+        match inner.endpoint.recv_ready(self.handle) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.read_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    /// Ready once a write would not block: room in the send buffer, or a write that would
+    /// fail at once (after a shutdown, or on a closed connection).
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock()?;
+        let inner = &mut *inner;
+        let room = inner.endpoint.send_capacity(self.handle);
+        let open = matches!(
+            inner.endpoint.state(self.handle),
+            Ok(State::SynSent | State::SynReceived | State::Established | State::CloseWait)
+        );
+        let Some(c) = inner.conns.get_mut(&self.handle) else {
+            return Poll::Ready(Ok(()));
+        };
+        if !matches!(room, Ok(0)) || !open || c.write_shutdown || c.error.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        register(&mut c.write_waker, cx);
+        Poll::Pending
+    }
+
+    /// The readiness `interest` asks for, once some of it holds.
+    fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        let mut ready = Ready::EMPTY;
+        if interest.is_readable() && self.poll_read_ready(cx)?.is_ready() {
+            ready |= Ready::READABLE;
+        }
+        if interest.is_writable() && self.poll_write_ready(cx)?.is_ready() {
+            ready |= Ready::WRITABLE;
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(ready))
+        }
+    }
+
+    /// A read that never waits: `WouldBlock` when nothing is buffered.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut inner = self.stack.lock()?;
+        let now = inner.now();
+        match inner.endpoint.recv(now, self.handle, buf) {
+            Ok(n) => {
+                inner.wake_driver();
+                Ok(n)
+            }
+            Err(e) => Err(inner.conn_error(self.handle, e)),
+        }
+    }
+
+    /// A write that never waits: `WouldBlock` when the send buffer is full.
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut inner = self.stack.lock()?;
+        let now = inner.now();
+        match inner.endpoint.send(now, self.handle, buf) {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(n) => {
+                inner.wake_driver();
+                Ok(n)
+            }
+            Err(e) => Err(inner.conn_error(self.handle, e)),
+        }
+    }
+
+    fn nodelay(&self) -> io::Result<bool> {
+        let inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .nodelay(self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        let mut inner = self.stack.lock()?;
+        match inner.conns.get_mut(&self.handle) {
+            Some(c) => {
+                c.linger = linger;
+                Ok(())
+            }
+            None => Err(Error::InvalidHandle.into()),
+        }
+    }
+
+    fn linger(&self) -> io::Result<Option<Duration>> {
+        let inner = self.stack.lock()?;
+        inner
+            .conns
+            .get(&self.handle)
+            .map(|c| c.linger)
+            .ok_or_else(|| Error::InvalidHandle.into())
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut inner = self.stack.lock()?;
+        let error = inner
+            .endpoint
+            .take_error(self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))?;
+        Ok(error.map(io::Error::from))
     }
 
     /// Queues as many of `bufs`' bytes as the send buffer takes, in order.
@@ -225,12 +359,21 @@ impl Drop for ConnRef {
         let Some(mut inner) = self.stack.lock_for_drop() else {
             return;
         };
-        if let Some(c) = inner.conns.remove(&self.handle) {
-            c.span.in_scope(|| debug!("released"));
-        }
+        let reset = match inner.conns.remove(&self.handle) {
+            Some(c) => {
+                c.span.in_scope(|| debug!(linger = ?c.linger, "released"));
+                c.linger == Some(Duration::ZERO)
+            }
+            None => false,
+        };
         if !inner.driver_gone {
             let now = inner.now();
-            let _ = inner.endpoint.close(now, self.handle);
+            // SO_LINGER 0: an RST now, and queued data is thrown away (as Linux's close).
+            let _ = if reset {
+                inner.endpoint.abort(now, self.handle)
+            } else {
+                inner.endpoint.close(now, self.handle)
+            };
             inner.wake_driver();
         }
     }
@@ -292,6 +435,64 @@ impl TcpStream {
         self.conn.set_nodelay(nodelay)
     }
 
+    /// Whether Nagle's algorithm is disabled.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.conn.nodelay()
+    }
+
+    /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at
+    /// once, discarding what is still queued, as `close` does on a kernel socket with
+    /// linger 0. Any other value (or `None`, the default) closes gracefully in the
+    /// background; a drop never blocks the task.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.conn.set_linger(linger)
+    }
+
+    /// The SO_LINGER value [`set_linger`](Self::set_linger) set.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        self.conn.linger()
+    }
+
+    /// The error the connection failed with (the peer's RST, a timeout, an ICMP error), if
+    /// any, as SO_ERROR reports it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.conn.take_error()
+    }
+
+    /// Receives bytes without removing them: the next read returns them again. Waits while
+    /// nothing has arrived; `Ok(0)` at the end of the stream.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf)).await
+    }
+
+    /// Waits until the stream is ready for any of `interest`, and says which.
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        std::future::poll_fn(|cx| self.conn.poll_ready(cx, interest)).await
+    }
+
+    /// Waits until a read would not block (data, the end of the stream, or an error), for
+    /// use with [`try_read`](Self::try_read).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.ready(Interest::READABLE).await.map(drop)
+    }
+
+    /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.ready(Interest::WRITABLE).await.map(drop)
+    }
+
+    /// Reads what has arrived without waiting: `WouldBlock` when nothing has, `Ok(0)` at the
+    /// end of the stream.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.conn.try_read(buf)
+    }
+
+    /// Queues as much of `buf` as the send buffer takes, without waiting: `WouldBlock` when
+    /// it takes nothing.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.try_write(buf)
+    }
+
     /// Borrowed halves, usable from two tasks at once (e.g. inside one `join!`).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (
@@ -341,7 +542,35 @@ pub struct OwnedWriteHalf {
     shutdown_on_drop: bool,
 }
 
+/// The halves given to [`OwnedReadHalf::reunite`] came from different streams; here they
+/// are back.
+#[derive(Debug)]
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+impl fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tried to reunite halves that are not from the same stream")
+    }
+}
+
+impl std::error::Error for ReuniteError {}
+
 impl OwnedReadHalf {
+    /// Puts the stream back together from the halves [`TcpStream::into_split`] made, or
+    /// gives them back if they come from different streams.
+    pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
+        if !Arc::ptr_eq(&self.conn, &other.conn) {
+            return Err(ReuniteError(self, other));
+        }
+        // The write half goes without sending FIN; then this half holds the only reference.
+        other.forget();
+        let OwnedReadHalf { conn } = self;
+        match Arc::try_unwrap(conn) {
+            Ok(conn) => Ok(TcpStream::from_conn(conn)),
+            Err(_) => unreachable!("the two halves held the only references"),
+        }
+    }
+
     /// The peer's address and port.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.conn.peer_addr()

@@ -406,3 +406,178 @@ fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
         assert!(started.elapsed() < Duration::from_secs(20));
     }
 }
+
+/// The device vanishes under a running stack (`ip link del`): every pending operation, and
+/// every later one, fails within a second with an error that names the device's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_device_deleted_fails_pending_and_later_operations() {
+    let test = "kernel_device_deleted_fails_pending_and_later_operations";
+    if !require_tun(test) {
+        return;
+    }
+    let net = Net::new("synack-vanish", synack_core::Config::default(), None);
+    let listener = TcpListener::bind(&net.stack, stack_addr(8200))
+        .await
+        .unwrap();
+    let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = net.run("ip", &["link", "del", "synack0"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(2), accept)
+        .await
+        .expect("accept still pending 2 s after the device went away")
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("device"), "{err}");
+    let err = TcpStream::connect(&net.stack, host(80)).await.unwrap_err();
+    assert!(err.to_string().contains("device"), "{err}");
+}
+
+// ---- the stream API against the kernel -----------------------------------------------------
+
+/// `peek` returns what arrived without consuming it; the reads after it see it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_peek_leaves_the_data_for_the_next_read() {
+    let test = "kernel_peek_leaves_the_data_for_the_next_read";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    let net = Net::new("synack-peek", config(), None);
+    let server = net.python(
+        "import socket, sys\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8300)); s.listen(1)\n\
+         c, _ = s.accept(); c.sendall(b'hello world'); c.close()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8300).await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8300)))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 5];
+    let n = within(10, stream.peek(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], &b"hello"[..n]);
+    assert!(n > 0);
+    let mut again = [0u8; 5];
+    assert_eq!(within(10, stream.peek(&mut again)).await.unwrap(), n);
+    assert_eq!(again[..n], buf[..n]);
+    let mut all = Vec::new();
+    within(10, stream.read_to_end(&mut all)).await.unwrap();
+    assert_eq!(all, b"hello world");
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+}
+
+/// `readable`/`writable` with `try_read`/`try_write`, against the kernel's echo server;
+/// `nodelay` reports what `set_nodelay` set; a healthy stream has no error to take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_try_read_and_try_write_echo() {
+    let test = "kernel_try_read_and_try_write_echo";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    let net = Net::new("synack-try", config(), None);
+    let server = net.python(
+        "import socket, sys\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8301)); s.listen(1)\n\
+         c, _ = s.accept()\n\
+         while True:\n\
+         \x20   b = c.recv(65536)\n\
+         \x20   if not b: break\n\
+         \x20   c.sendall(b)\n\
+         c.close()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8301).await;
+    let stream = within(10, TcpStream::connect(&net.stack, host(8301)))
+        .await
+        .unwrap();
+    assert!(!stream.nodelay().unwrap());
+    stream.set_nodelay(true).unwrap();
+    assert!(stream.nodelay().unwrap());
+    assert!(stream.take_error().unwrap().is_none());
+    // Nothing has arrived: try_read would block.
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        stream.try_read(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let data = b"ping over try_write";
+    let mut sent = 0;
+    while sent < data.len() {
+        within(10, stream.writable()).await.unwrap();
+        match stream.try_write(&data[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("try_write: {e}"),
+        }
+    }
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        within(10, stream.readable()).await.unwrap();
+        match stream.try_read(&mut buf) {
+            Ok(0) => panic!("EOF before the echo"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("try_read: {e}"),
+        }
+    }
+    assert_eq!(got, data);
+    drop(stream);
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+}
+
+/// Linger 0: dropping the stream resets the connection, and the kernel's reader sees
+/// ECONNRESET, not an orderly EOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_linger_zero_drop_resets() {
+    let test = "kernel_linger_zero_drop_resets";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    let net = Net::new("synack-linger", config(), None);
+    let server = net.python(
+        "import socket, sys\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8302)); s.listen(1)\n\
+         c, _ = s.accept(); c.settimeout(10)\n\
+         n = 0\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       b = c.recv(65536)\n\
+         \x20       if not b: print('EOF', n); break\n\
+         \x20       n += len(b)\n\
+         except ConnectionResetError:\n\
+         \x20   print('RESET', n)\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8302).await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8302)))
+        .await
+        .unwrap();
+    within(10, stream.write_all(b"before the reset"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    assert_eq!(stream.linger().unwrap(), Some(Duration::ZERO));
+    drop(stream);
+    let out = server.finish(Duration::from_secs(15)).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.starts_with("RESET"), "{report}");
+    assert!(net.stack.stats().rsts_sent >= 1);
+}

@@ -838,3 +838,26 @@ async fn a_dropped_stack_still_delivers_while_the_runtime_runs() {
     let got = within(30, reader).await.unwrap().expect("clean EOF");
     assert!(got == data, "{} of {} bytes", got.len(), data.len());
 }
+
+/// Owned halves put back together make the stream again, and no FIN went out on the way;
+/// halves of two different streams are refused and handed back.
+#[tokio::test]
+async fn owned_halves_reunite() {
+    let (client, server) = stacks();
+    let (c1, mut s1) = connected(&client, &server, 7105).await;
+    let (c2, _s2) = connected(&client, &server, 7106).await;
+    let (r1, w1) = c1.into_split();
+    let (r2, w2) = c2.into_split();
+    let synack_tokio::ReuniteError(r1, w2) = r1.reunite(w2).unwrap_err();
+    let mut c1 = r1.reunite(w1).expect("same stream");
+    let _c2 = r2.reunite(w2).expect("same stream");
+    within(10, c1.write_all(b"still open")).await.unwrap();
+    let mut buf = [0u8; 10];
+    within(10, s1.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"still open");
+    // No FIN arrived: the server's read would block, not return EOF.
+    assert_eq!(
+        s1.try_read(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+}

@@ -131,6 +131,15 @@ impl RecvBuffer {
         Ok((self.nxt - old_nxt) as usize)
     }
 
+    /// Copies in-order bytes into `dst` without consuming them (MSG_PEEK); returns how many.
+    pub fn peek(&self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        if n > 0 {
+            self.copy(self.read_pos, &mut dst[..n]);
+        }
+        n
+    }
+
     /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
     pub fn read(&mut self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len());

@@ -557,6 +557,12 @@ impl Connection {
             self.after_read();
             return Ok(n);
         }
+        self.recv_empty()
+    }
+
+    /// What a read returns with nothing buffered: end of stream, the connection's error,
+    /// or `WouldBlock` while data may still come.
+    fn recv_empty(&self) -> Result<usize, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -571,6 +577,14 @@ impl Connection {
             | State::FinWait2 => Err(Error::WouldBlock),
             _ => Ok(0),
         }
+    }
+
+    /// Like [`Connection::recv`], but the bytes stay buffered for the next read (MSG_PEEK).
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if !self.rcv.buffer.is_empty() {
+            return Ok(self.rcv.buffer.peek(buf));
+        }
+        self.recv_empty()
     }
 
     /// After the application read: open the window if it grew enough (receiver SWS
