@@ -335,6 +335,21 @@ impl Config {
     pub fn get_syn_retries(&self) -> u32 {
         self.syn_retries
     }
+
+    /// The receive buffer a connection starts with (`recv_buffer`).
+    pub fn get_recv_buffer(&self) -> usize {
+        self.recv_buffer
+    }
+
+    /// The send buffer a connection starts with (`send_buffer`).
+    pub fn get_send_buffer(&self) -> usize {
+        self.send_buffer
+    }
+
+    /// Whether connections start with Nagle's algorithm off (`nodelay`).
+    pub fn get_nodelay(&self) -> bool {
+        self.nodelay
+    }
 }
 
 impl fmt::Debug for Config {

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::config::{Config, SynCookies};
 use crate::error::Error;
 use crate::isn::Secrets;
+use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
 use crate::slab::Slab;
 use crate::stats::Stats;
@@ -120,6 +121,8 @@ struct Listener {
     /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
     /// (Linux `tcp_synq_no_recent_overflow`).
     last_overflow: Option<Instant>,
+    /// What every connection it accepts takes.
+    options: SocketOptions,
 }
 
 /// The endpoint's hash maps keyed by addresses a peer chooses: foldhash (fast on small keys),
@@ -586,6 +589,7 @@ impl Endpoint {
         let Some(listener) = self.listeners.get(&l) else {
             return;
         };
+        let options = listener.options;
         // A full accept queue drops the SYN even with cookies, as Linux does: the application
         // is not keeping up, and more connections would only wait.
         if listener.accept_queue.len() >= listener.backlog {
@@ -617,6 +621,7 @@ impl Endpoint {
         }
         let id = self.identity(local, remote, now);
         let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.apply_options(&options);
         conn.accept_syn(now, seg);
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
@@ -742,7 +747,13 @@ impl Endpoint {
             iss: seg.ack_number - 1,
             ts_offset: self.secrets.ts_offset(local, remote),
         };
+        let options = self
+            .listeners
+            .get(&l)
+            .map(|l| l.options)
+            .unwrap_or_default();
         let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.apply_options(&options);
         conn.open_from_cookie(now, peer, seg);
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
@@ -1292,22 +1303,61 @@ impl Endpoint {
     /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with
     /// the next `poll_transmit`; [`Event::Connected`] or [`Event::Closed`] follows.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
+        self.connect_with(now, remote, None, &SocketOptions::default())
+    }
+
+    /// [`Endpoint::connect`] from a chosen local address (bind before connect: an own
+    /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
+    /// options. A local address and port already connected to `remote`, or in TIME-WAIT
+    /// with it, is `AddrInUse`.
+    pub fn connect_with(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        opts: &SocketOptions,
+    ) -> Result<ConnectionHandle, Error> {
         if remote.port() == 0 || !is_unicast(remote.ip()) {
             return Err(Error::InvalidInput);
         }
-        let local_ip = self
-            .addresses
-            .iter()
-            .copied()
-            .find(|a| a.is_ipv4() == remote.is_ipv4())
-            .ok_or(Error::AddrNotAvailable)?;
+        let local_ip = match local {
+            Some(l) if !l.ip().is_unspecified() => {
+                if l.is_ipv4() != remote.is_ipv4() {
+                    return Err(Error::InvalidInput);
+                }
+                if !self.addresses.contains(&l.ip()) {
+                    return Err(Error::AddrNotAvailable);
+                }
+                l.ip()
+            }
+            _ => self
+                .addresses
+                .iter()
+                .copied()
+                .find(|a| a.is_ipv4() == remote.is_ipv4())
+                .ok_or(Error::AddrNotAvailable)?,
+        };
+        let port = match local.map_or(0, |l| l.port()) {
+            0 => None,
+            port => {
+                let tuple = Tuple(SocketAddr::new(local_ip, port), remote);
+                if self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple) {
+                    return Err(Error::AddrInUse);
+                }
+                Some(port)
+            }
+        };
         if self.memory >= self.config.max_memory || !self.make_room() {
             return Err(Error::NoBufferSpace);
         }
-        let port = self.ephemeral_port(local_ip, remote)?;
+        let port = match port {
+            Some(port) => port,
+            None => self.ephemeral_port(local_ip, remote)?,
+        };
         let local = SocketAddr::new(local_ip, port);
         let id = self.identity(local, remote, now);
         let (h, conn) = self.insert(now, id, Owner::App);
+        conn.apply_options(opts);
         conn.open_active();
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
@@ -1318,6 +1368,17 @@ impl Endpoint {
     /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
     /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
+        self.listen_with(local, backlog, &SocketOptions::default())
+    }
+
+    /// [`Endpoint::listen`] with a socket's options, which every connection the listener
+    /// accepts takes.
+    pub fn listen_with(
+        &mut self,
+        local: SocketAddr,
+        backlog: usize,
+        opts: &SocketOptions,
+    ) -> Result<ListenerHandle, Error> {
         if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
             return Err(Error::AddrNotAvailable);
         }
@@ -1344,6 +1405,7 @@ impl Endpoint {
                 syn_queue: 0,
                 accept_queue: VecDeque::new(),
                 last_overflow: None,
+                options: *opts,
             },
         );
         self.by_local.insert(local, l);

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Error, Event, ListenerHandle, SeqNumber, State, SynCookies};
+use synack_core::{
+    ConnectionHandle, Error, Event, KeepaliveConfig, ListenerHandle, SeqNumber, SocketOptions,
+    State, SynCookies,
+};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -1095,4 +1098,102 @@ fn max_connections_is_enforced() {
     h.inject(client(), server(), Out::new(SYN, 1, 0));
     h.none();
     assert_eq!(h.ep.connection_count(), 3);
+}
+
+// === Socket options =============================================================================
+
+#[test]
+fn socket_options_shape_the_syn() {
+    let mut h = Harness::new(config());
+    let opts = SocketOptions {
+        recv_buffer: Some(32 * 1024),
+        max_segment: Some(1200),
+        ..Default::default()
+    };
+    let local = SocketAddr::new(US, 40_001);
+    let c =
+        h.ep.connect_with(h.now, peer80(), Some(local), &opts)
+            .unwrap();
+    let syn = h.one();
+    assert_eq!(syn.src, local, "bound before connecting");
+    assert_eq!(syn.mss, Some(1200));
+    assert_eq!(syn.window, 32 * 1024);
+    assert_eq!(syn.wscale, Some(0), "32 KiB needs no scaling");
+    // The same 4-tuple again is taken.
+    assert_eq!(
+        h.ep.connect_with(h.now, peer80(), Some(local), &opts),
+        Err(Error::AddrInUse)
+    );
+    // The window stays within the buffer after the handshake (no auto-tuning past it).
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 1, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .wscale(7),
+    );
+    let ack = h.one();
+    assert!(usize::from(ack.window) <= 32 * 1024, "{}", ack.window);
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+}
+
+#[test]
+fn a_listeners_options_shape_the_syn_ack() {
+    let mut h = Harness::new(config());
+    let opts = SocketOptions {
+        recv_buffer: Some(1 << 20),
+        max_segment: Some(1000),
+        nodelay: Some(true),
+        ..Default::default()
+    };
+    let l = h.ep.listen_with(server(), 8, &opts).unwrap();
+    h.inject(
+        client(),
+        server(),
+        Out::new(SYN, 1000, 0).wscale(7).mss(1460),
+    );
+    let sa = h.one();
+    assert_eq!(sa.mss, Some(1000));
+    assert_eq!(
+        sa.wscale,
+        Some(5),
+        "1 MiB >> 4 is one more than 65535: a shift of 5"
+    );
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    assert!(h.ep.nodelay(c).unwrap());
+    // Our segments are at most the MSS we set.
+    h.ep.send(h.now, c, &[1u8; 3000]).unwrap();
+    let segs = h.drain();
+    assert!(segs.iter().all(|s| s.payload.len() <= 1000), "{segs:?}");
+}
+
+#[test]
+fn keepalive_from_socket_options_probes_an_idle_connection() {
+    let mut h = Harness::new(config());
+    let opts = SocketOptions {
+        keepalive: Some(KeepaliveConfig {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 3,
+        }),
+        ..Default::default()
+    };
+    h.ep.connect_with(h.now, peer80(), None, &opts).unwrap();
+    let syn = h.one();
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1460),
+    );
+    let _ = h.one();
+    let t0 = h.now;
+    let (t, probe) = h.next_timeout();
+    assert_eq!(t - t0, Duration::from_secs(10));
+    assert_eq!(probe.len(), 1);
+    assert_eq!(
+        probe[0].seq, syn.seq,
+        "a keepalive probe sits one below SND.NXT"
+    );
 }

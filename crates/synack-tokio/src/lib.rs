@@ -23,11 +23,13 @@ pub mod device;
 mod driver;
 pub mod listener;
 pub mod netns;
+pub mod socket;
 pub mod stack;
 pub mod stream;
 
 pub use device::Device;
 pub use listener::TcpListener;
+pub use socket::TcpSocket;
 pub use stack::Stack;
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
-pub use synack_core::{Bytes, Config, Stats};
+pub use synack_core::{Bytes, Config, KeepaliveConfig, Stats};

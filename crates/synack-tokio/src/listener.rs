@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
-use synack_core::{Error, ListenerHandle};
+use synack_core::{Error, ListenerHandle, SocketOptions};
 use tracing::debug;
 
 use crate::stack::{register_many, ListenerState, Stack};
@@ -26,20 +26,35 @@ const BACKLOG: usize = 1024;
 pub struct TcpListener {
     stack: Stack,
     handle: ListenerHandle,
+    /// SO_LINGER for every stream it hands out.
+    linger: Option<std::time::Duration>,
 }
 
 impl TcpListener {
     /// Listens on `addr`, which must be one of the stack's addresses (or unspecified) with a
     /// free port.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<TcpListener> {
+        Self::listen_with(stack, addr, BACKLOG, &SocketOptions::default(), None)
+    }
+
+    /// Listens with a chosen backlog and the options every accepted connection takes (what
+    /// [`TcpSocket::listen`](crate::TcpSocket::listen) calls).
+    pub(crate) fn listen_with(
+        stack: &Stack,
+        addr: SocketAddr,
+        backlog: usize,
+        options: &SocketOptions,
+        linger: Option<std::time::Duration>,
+    ) -> io::Result<TcpListener> {
         let mut inner = stack.lock()?;
         inner.check_open()?;
-        let handle = inner.endpoint.listen(addr, BACKLOG)?;
+        let handle = inner.endpoint.listen_with(addr, backlog, options)?;
         inner.listeners.insert(handle, ListenerState::default());
-        debug!(listener = handle.0, %addr, "listening");
+        debug!(listener = handle.0, %addr, backlog, "listening");
         Ok(TcpListener {
             stack: stack.clone(),
             handle,
+            linger,
         })
     }
 
@@ -64,7 +79,11 @@ impl TcpListener {
                         return Poll::Ready(Err(e.into()));
                     }
                 };
-                let conn = ConnRef::register(&self.stack, conn, true, &mut inner);
+                let handle = conn;
+                let conn = ConnRef::register(&self.stack, handle, true, &mut inner);
+                if let Some(c) = inner.conns.get_mut(&handle) {
+                    c.linger = self.linger;
+                }
                 drop(inner);
                 Poll::Ready(Ok((TcpStream::from_conn(conn), peer)))
             }

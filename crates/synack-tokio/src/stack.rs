@@ -333,6 +333,11 @@ impl Stack {
         self.with_endpoint(|e| e.memory())
     }
 
+    /// Read something from the stack's configuration.
+    pub(crate) fn with_config<T>(&self, f: impl FnOnce(&Config) -> T) -> T {
+        self.with_endpoint(|e| f(e.config()))
+    }
+
     /// Read something from the endpoint, even if a panic poisoned the lock.
     fn with_endpoint<T>(&self, f: impl FnOnce(&synack_core::Endpoint) -> T) -> T {
         match self.handle.shared.inner.lock() {

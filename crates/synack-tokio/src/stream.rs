@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use synack_core::{Bytes, ConnectionHandle, Error, State};
+use synack_core::{Bytes, ConnectionHandle, Error, SocketOptions, State};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tracing::debug;
 
@@ -407,12 +407,27 @@ impl TcpStream {
     /// Fails with `ConnectionRefused` if the peer answers with RST, and `TimedOut` once the
     /// configured SYN retries run out. Cancelling the future abandons the attempt.
     pub async fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::connect_with(stack, addr, None, &SocketOptions::default(), None).await
+    }
+
+    /// Connects from `local` (if bound) with a socket's options and linger (what
+    /// [`TcpSocket::connect`](crate::TcpSocket::connect) calls).
+    pub(crate) async fn connect_with(
+        stack: &Stack,
+        addr: SocketAddr,
+        local: Option<SocketAddr>,
+        options: &SocketOptions,
+        linger: Option<Duration>,
+    ) -> io::Result<TcpStream> {
         let conn = {
             let mut inner = stack.lock()?;
             inner.check_open()?;
             let now = inner.now();
-            let handle = inner.endpoint.connect(now, addr)?;
+            let handle = inner.endpoint.connect_with(now, addr, local, options)?;
             let conn = ConnRef::register(stack, handle, false, &mut inner);
+            if let Some(c) = inner.conns.get_mut(&handle) {
+                c.linger = linger;
+            }
             inner.wake_driver();
             conn
         };

@@ -581,3 +581,110 @@ async fn kernel_linger_zero_drop_resets() {
     assert!(report.starts_with("RESET"), "{report}");
     assert!(net.stack.stats().rsts_sent >= 1);
 }
+
+/// A `TcpSocket`'s options are on the wire, as the kernel's capture shows them: bound before
+/// connecting, its port is the SYN's source; its receive buffer is the SYN's window and sets
+/// no scale beyond it; its MSS is the SYN's MSS option; its keepalive timing paces probes
+/// that tshark recognises; and a listener built from one takes connections with its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_tcp_socket_options_show_on_the_wire() {
+    let test = "kernel_tcp_socket_options_show_on_the_wire";
+    if !require_tun(test)
+        || !kernel_support::require_tool(test, "python3")
+        || !kernel_support::require_tool(test, "tshark")
+    {
+        return;
+    }
+    let net = Net::new("synack-socket", config(), Some("socket.pcap"));
+    let server = net.python(
+        "import socket, sys, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8400)); s.listen(1)\n\
+         c, _ = s.accept(); time.sleep(4); c.close()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8400).await;
+    let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+    socket.set_recv_buffer_size(20_000).unwrap();
+    socket.set_mss(1000).unwrap();
+    socket
+        .set_keepalive_config(Some(synack_tokio::KeepaliveConfig {
+            idle: Duration::from_secs(1),
+            interval: Duration::from_millis(500),
+            probes: 5,
+        }))
+        .unwrap();
+    socket.bind(stack_addr(41_000)).unwrap();
+    assert!(socket.keepalive().unwrap());
+    let stream = within(10, socket.connect(host(8400))).await.unwrap();
+    assert_eq!(stream.local_addr().unwrap(), stack_addr(41_000));
+    // Idle: the keepalive probes go out (and the kernel answers them) until it closes.
+    let mut stream = stream;
+    let mut rest = Vec::new();
+    within(10, stream.read_to_end(&mut rest)).await.unwrap();
+    drop(stream);
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+
+    // A listener from a socket, with a backlog of 4, and the kernel connecting to it.
+    let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+    socket.set_mss(900).unwrap();
+    socket.bind(stack_addr(8401)).unwrap();
+    let listener = socket.listen(4).unwrap();
+    let client = net.python(
+        "import socket, sys\n\
+         c = socket.create_connection((sys.argv[1], 8401), timeout=5); c.close()\n",
+        &[&STACK.to_string()],
+    );
+    let (_accepted, _) = within(10, listener.accept()).await.unwrap();
+    assert!(client
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+
+    let pcap = net.dir.path().join("socket.pcap");
+    let mut syn = Vec::new();
+    let mut probes = Vec::new();
+    let mut synack = Vec::new();
+    for _ in 0..20 {
+        syn = kernel_support::tshark(
+            &pcap,
+            &format!("ip.src == {STACK} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
+            &[
+                "tcp.srcport",
+                "tcp.window_size_value",
+                "tcp.options.mss_val",
+                "tcp.options.wscale.shift",
+            ],
+        )
+        .await;
+        probes = kernel_support::tshark(
+            &pcap,
+            &format!("ip.src == {STACK} && tcp.analysis.keep_alive"),
+            &["frame.time_relative"],
+        )
+        .await;
+        synack = kernel_support::tshark(
+            &pcap,
+            &format!("ip.src == {STACK} && tcp.flags.syn == 1 && tcp.flags.ack == 1"),
+            &["tcp.options.mss_val"],
+        )
+        .await;
+        if !syn.is_empty() && probes.len() >= 2 && !synack.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(syn.len(), 1, "{syn:?}");
+    assert_eq!(syn[0][0], "41000");
+    assert_eq!(syn[0][1], "20000", "the SYN's window is the receive buffer");
+    assert_eq!(syn[0][2], "1000");
+    assert_eq!(syn[0][3], "0", "no scaling for a 20 000-byte buffer");
+    assert!(probes.len() >= 2, "keepalive probes: {probes:?}");
+    assert_eq!(synack.len(), 1, "{synack:?}");
+    assert_eq!(synack[0][0], "900");
+}

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::error::Error;
+use crate::options::{SocketOptions, MIN_BUFFER};
 use crate::seq::SeqNumber;
 use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
@@ -160,6 +161,33 @@ impl Connection {
             probe_pending: false,
             persist_backoff: 0,
             sws_override: false,
+        }
+    }
+
+    /// Apply a socket's options (see [`SocketOptions`]) to a fresh connection, before its
+    /// SYN or SYN-ACK is formed.
+    pub fn apply_options(&mut self, opts: &SocketOptions) {
+        if let Some(size) = opts.recv_buffer {
+            let size = size.max(MIN_BUFFER);
+            self.rcv.buffer.set_capacity(size);
+            self.cfg.recv_buffer_max = size;
+            if self.cfg.window_scaling {
+                self.rcv.wscale = window_shift_for(size);
+            }
+        }
+        if let Some(size) = opts.send_buffer {
+            let size = size.max(MIN_BUFFER);
+            self.snd.buffer.set_capacity(size);
+            self.cfg.send_buffer_max = size;
+        }
+        if let Some(mss) = opts.max_segment {
+            self.rcv.mss = self.rcv.mss.min(usize::from(mss).max(MIN_MSS));
+        }
+        if let Some(keepalive) = opts.keepalive {
+            self.cfg.keepalive = Some(keepalive);
+        }
+        if let Some(nodelay) = opts.nodelay {
+            self.nodelay = nodelay;
         }
     }
 

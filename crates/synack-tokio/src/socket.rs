@@ -1,0 +1,212 @@
+//! [`TcpSocket`]: a socket configured before it connects or listens, as
+//! `tokio::net::TcpSocket` (bind before connect, buffer sizes, keepalive, linger, nodelay, the
+//! listen backlog).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use synack_core::{KeepaliveConfig, SocketOptions};
+
+use crate::listener::TcpListener;
+use crate::stack::Stack;
+use crate::stream::TcpStream;
+
+/// A TCP socket on a [`Stack`] that has not connected or listened yet. Its options become
+/// the connection's (or, after [`listen`](Self::listen), every accepted connection's) and
+/// show on the wire: the receive buffer bounds the window and the window scale offered, the
+/// MSS option carries [`set_mss`](Self::set_mss), keepalive probes follow the keepalive
+/// timing.
+///
+/// ```
+/// # async fn demo(stack: synack_tokio::Stack) -> std::io::Result<()> {
+/// use synack_tokio::TcpSocket;
+///
+/// let socket = TcpSocket::new_v4(&stack)?;
+/// socket.set_recv_buffer_size(64 * 1024)?;
+/// socket.set_nodelay(true)?;
+/// socket.bind("198.18.0.2:40000".parse().unwrap())?;
+/// let stream = socket.connect("198.18.0.1:80".parse().unwrap()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TcpSocket {
+    stack: Stack,
+    v6: bool,
+    settings: Mutex<Settings>,
+}
+
+#[derive(Debug, Default)]
+struct Settings {
+    local: Option<SocketAddr>,
+    options: SocketOptions,
+    linger: Option<Duration>,
+    reuseaddr: bool,
+}
+
+impl TcpSocket {
+    /// A socket for IPv4 connections on `stack`.
+    pub fn new_v4(stack: &Stack) -> io::Result<TcpSocket> {
+        Ok(Self::new(stack, false))
+    }
+
+    /// A socket for IPv6 connections on `stack`.
+    pub fn new_v6(stack: &Stack) -> io::Result<TcpSocket> {
+        Ok(Self::new(stack, true))
+    }
+
+    fn new(stack: &Stack, v6: bool) -> TcpSocket {
+        TcpSocket {
+            stack: stack.clone(),
+            v6,
+            settings: Mutex::new(Settings::default()),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Settings) -> T) -> T {
+        f(&mut self.settings.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Binds the socket to `addr`, one of the stack's addresses or the unspecified one, with
+    /// a port or 0 for an ephemeral one. Checked for use when the socket connects or
+    /// listens.
+    pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
+        if addr.is_ipv6() != self.v6 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address family differs from the socket's",
+            ));
+        }
+        self.with(|s| s.local = Some(addr));
+        Ok(())
+    }
+
+    /// The address [`bind`](Self::bind) set.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.with(|s| s.local)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the socket is not bound"))
+    }
+
+    /// SO_REUSEADDR. Accepted for compatibility: a synack listener may always bind a port
+    /// that connections in TIME-WAIT still use, as Linux allows with this option.
+    pub fn set_reuseaddr(&self, reuseaddr: bool) -> io::Result<()> {
+        self.with(|s| s.reuseaddr = reuseaddr);
+        Ok(())
+    }
+
+    /// The SO_REUSEADDR value set.
+    pub fn reuseaddr(&self) -> io::Result<bool> {
+        Ok(self.with(|s| s.reuseaddr))
+    }
+
+    /// SO_RCVBUF: the receive buffer in bytes; it bounds the window and turns receive
+    /// auto-tuning off for the connection.
+    pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
+        self.with(|s| s.options.recv_buffer = Some(size as usize));
+        Ok(())
+    }
+
+    /// The SO_RCVBUF value set, or the stack's default.
+    pub fn recv_buffer_size(&self) -> io::Result<u32> {
+        let default = self.stack.with_config(|c| c.get_recv_buffer());
+        Ok(self.with(|s| s.options.recv_buffer).unwrap_or(default) as u32)
+    }
+
+    /// SO_SNDBUF: the send buffer in bytes.
+    pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
+        self.with(|s| s.options.send_buffer = Some(size as usize));
+        Ok(())
+    }
+
+    /// The SO_SNDBUF value set, or the stack's default.
+    pub fn send_buffer_size(&self) -> io::Result<u32> {
+        let default = self.stack.with_config(|c| c.get_send_buffer());
+        Ok(self.with(|s| s.options.send_buffer).unwrap_or(default) as u32)
+    }
+
+    /// TCP_MAXSEG: the largest segment payload advertised and sent (at most what the MTU
+    /// allows).
+    pub fn set_mss(&self, mss: u16) -> io::Result<()> {
+        self.with(|s| s.options.max_segment = Some(mss));
+        Ok(())
+    }
+
+    /// TCP_NODELAY: Nagle's algorithm off.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.with(|s| s.options.nodelay = Some(nodelay));
+        Ok(())
+    }
+
+    /// The TCP_NODELAY value set, or the stack's default.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        let default = self.stack.with_config(|c| c.get_nodelay());
+        Ok(self.with(|s| s.options.nodelay).unwrap_or(default))
+    }
+
+    /// SO_KEEPALIVE with Linux's timing (first probe after 2 hours idle, then every 75 s,
+    /// 9 probes).
+    pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
+        self.set_keepalive_config(keepalive.then(KeepaliveConfig::default))
+    }
+
+    /// SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT.
+    pub fn set_keepalive_config(&self, config: Option<KeepaliveConfig>) -> io::Result<()> {
+        self.with(|s| s.options.keepalive = config);
+        Ok(())
+    }
+
+    /// Whether keepalive was turned on for this socket.
+    pub fn keepalive(&self) -> io::Result<bool> {
+        Ok(self.with(|s| s.options.keepalive.is_some()))
+    }
+
+    /// SO_LINGER: `Some(Duration::ZERO)` makes dropping the stream reset the connection
+    /// (see [`TcpStream::set_linger`]).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.with(|s| s.linger = linger);
+        Ok(())
+    }
+
+    /// The SO_LINGER value set.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        Ok(self.with(|s| s.linger))
+    }
+
+    /// Connects to `addr` from the bound address (or one of the stack's, with an ephemeral
+    /// port), with this socket's options.
+    pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let Settings {
+            local,
+            options,
+            linger,
+            ..
+        } = self
+            .settings
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        TcpStream::connect_with(&self.stack, addr, local, &options, linger).await
+    }
+
+    /// Listens on the bound address with at most `backlog` connections waiting to be
+    /// accepted (and as many half-open); every accepted connection takes this socket's
+    /// options.
+    pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
+        let Settings {
+            local,
+            options,
+            linger,
+            ..
+        } = self
+            .settings
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let local = local.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bind the socket before listening",
+            )
+        })?;
+        TcpListener::listen_with(&self.stack, local, backlog as usize, &options, linger)
+    }
+}
