@@ -6,15 +6,37 @@
 //! [`AsyncRead`](tokio::io::AsyncRead) and [`AsyncWrite`](tokio::io::AsyncWrite), listeners
 //! accept with a cancel-safe `accept()`.
 //!
-//! ```no_run
-//! # async fn demo() -> std::io::Result<()> {
-//! use synack_tokio::{device::MemoryDevice, Stack, TcpStream};
-//! use tokio::io::AsyncWriteExt;
+//! Two stacks joined by an in-memory link, a listener on one and a client on the other (on a
+//! TUN device, the kernel is the other side; see `device::TunDevice`):
 //!
-//! let (dev, _peer) = MemoryDevice::pair();
-//! let stack = Stack::new(Default::default(), dev, &["198.18.0.2".parse().unwrap()]);
-//! let mut stream = TcpStream::connect(&stack, "198.18.0.1:7".parse().unwrap()).await?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//! use synack_tokio::{device::MemoryDevice, Stack, TcpListener, TcpStream};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let (a, b) = MemoryDevice::pair();
+//! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a);
+//! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b);
+//!
+//! let listener = TcpListener::bind(&server, "198.18.0.1:7".parse().unwrap()).await?;
+//! let echo = tokio::spawn(async move {
+//!     let (mut stream, _peer) = listener.accept().await?;
+//!     let (mut rx, mut tx) = stream.split();
+//!     tokio::io::copy(&mut rx, &mut tx).await?;
+//!     tx.shutdown().await
+//! });
+//!
+//! let mut stream = TcpStream::connect(&client, "198.18.0.1:7".parse().unwrap()).await?;
 //! stream.write_all(b"hello").await?;
+//! stream.shutdown().await?; // FIN: the echo ends
+//! let mut back = Vec::new();
+//! stream.read_to_end(&mut back).await?;
+//! assert_eq!(back, b"hello");
+//! echo.await??;
+//! drop(stream);
+//! client.shutdown(Duration::from_secs(5)).await?; // every FIN exchanged
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -30,6 +52,6 @@ pub mod stream;
 pub use device::Device;
 pub use listener::TcpListener;
 pub use socket::TcpSocket;
-pub use stack::Stack;
+pub use stack::{Stack, StackBuilder};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
 pub use synack_core::{Bytes, Config, KeepaliveConfig, Stats};

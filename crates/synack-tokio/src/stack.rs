@@ -211,7 +211,62 @@ impl Inner {
     }
 }
 
+/// Builds a [`Stack`]: its configuration and addresses, then the device it runs on.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use synack_tokio::{device::MemoryDevice, Config, Stack};
+///
+/// let (device, _peer) = MemoryDevice::pair();
+/// let mut config = Config::default();
+/// config.nodelay(true);
+/// let stack = Stack::builder()
+///     .config(config)
+///     .address("198.18.0.2".parse().unwrap())
+///     .build(device);
+/// # drop(stack); }
+/// ```
+#[derive(Debug, Default)]
+pub struct StackBuilder {
+    config: Config,
+    addresses: Vec<IpAddr>,
+}
+
+impl StackBuilder {
+    /// The core's configuration (`Config::default()` if not given).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// One more address the stack owns and answers on.
+    pub fn address(mut self, address: IpAddr) -> Self {
+        self.addresses.push(address);
+        self
+    }
+
+    /// More addresses the stack owns.
+    pub fn addresses(mut self, addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.addresses.extend(addresses);
+        self
+    }
+
+    /// Starts the stack on `device`: spawns its driver task on the current tokio runtime, as
+    /// [`Stack::new`] does.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn build<D: Device>(self, device: D) -> Stack {
+        Stack::new(self.config, device, &self.addresses)
+    }
+}
+
 impl Stack {
+    /// A [`StackBuilder`], for a stack configured step by step.
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
     /// Spawns the driver task on the current tokio runtime.
     ///
     /// The stack owns `addresses` and answers packets sent to them. Segmentation offload
