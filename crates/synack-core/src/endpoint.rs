@@ -1460,6 +1460,11 @@ impl Endpoint {
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.app_conn(conn)?.snd.buffer.len())
     }
+
+    /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
+    pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.app_conn(conn)?.rcv.buffer.len())
+    }
 }
 
 /// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.

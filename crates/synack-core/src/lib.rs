@@ -13,6 +13,7 @@ pub mod config;
 pub mod endpoint;
 pub mod error;
 pub mod isn;
+mod profile;
 pub mod seq;
 mod slab;
 pub mod stats;

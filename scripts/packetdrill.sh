@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Run packetdrill scripts against synack (through crates/synack-packetdrill, a .so that
+# packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
+#
+#   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--keep-logs] SCRIPT.pkt|DIR...
+#
+# packetdrill is built once from $PACKETDRILL_SRC (default ../shared/packetdrill beside the
+# repository; GPLv2, so it is copied into target/packetdrill-build and built there, never
+# into the repository). Patches of ours in scripts/packetdrill-patches/*.patch are applied to
+# that copy.
+#
+# Each script runs in a network namespace of its own (synack-pd-PID-N, deleted again on every
+# exit path, its processes killed), from the script's own folder (upstream scripts source
+# ../common/defaults.sh), with addresses in 198.18.0.0/15 (IPv6: 2001:2::/48) given on the
+# command line, which overrides packetdrill's defaults and the scripts' own. Nothing leaves
+# the namespace: it has no link but its loopback and packetdrill's tun0 (or, for the .so, a
+# tun0 with no one attached, that only exists so that defaults.sh can set its qdisc).
+#
+# Ends with "N passed, M failed" and the failing scripts; exit status 0 only if all passed.
+# Logs: target/packetdrill-logs/{synack,kernel}/<script path>.log
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 [--kernel] [--profile linux|synack] [--timeout SECS] SCRIPT.pkt|DIR..." >&2
+    exit 2
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KERNEL=0
+PROFILE=linux
+TIMEOUT=${PACKETDRILL_TIMEOUT:-180}
+PATHS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel) KERNEL=1 ;;
+        --profile) shift; [ $# -gt 0 ] || usage; PROFILE=$1 ;;
+        --profile=*) PROFILE=${1#--profile=} ;;
+        --timeout) shift; [ $# -gt 0 ] || usage; TIMEOUT=$1 ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option $1" >&2; usage ;;
+        *) PATHS+=("$1") ;;
+    esac
+    shift
+done
+case "$PROFILE" in linux|synack) ;; *) echo "--profile is linux or synack" >&2; exit 2 ;; esac
+[ ${#PATHS[@]} -gt 0 ] || usage
+if [ "$(id -u)" != 0 ]; then
+    echo "$0: needs root (ip netns add)" >&2
+    exit 2
+fi
+
+PACKETDRILL_SRC=${PACKETDRILL_SRC:-$ROOT/../shared/packetdrill}
+PACKETDRILL_SRC=$(cd "$PACKETDRILL_SRC" && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BUILD=$CARGO_TARGET_DIR/packetdrill-build
+PD=$BUILD/src/packetdrill
+SO=$CARGO_TARGET_DIR/debug/libsynack_packetdrill.so
+MODE=$([ $KERNEL = 1 ] && echo kernel || echo synack)
+LOGS=$CARGO_TARGET_DIR/packetdrill-logs/$MODE
+
+# ---- build -----------------------------------------------------------------------------------
+build_packetdrill() {
+    local stamp=$BUILD/stamp want
+    want=$( { (cd "$PACKETDRILL_SRC" && git rev-parse HEAD 2>/dev/null) || echo nogit
+              cat "$PACKETDRILL_SRC"/PINNED.md "$ROOT"/scripts/packetdrill-patches/*.patch \
+                  2>/dev/null || true; } | sha256sum | cut -c1-16)
+    if [ -x "$PD" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    for tool in gcc make bison flex; do
+        if ! command -v $tool >/dev/null; then
+            echo "packetdrill needs $tool: apt-get install -y gcc make bison flex" >&2
+            exit 2
+        fi
+    done
+    echo "building packetdrill from $PACKETDRILL_SRC in $BUILD" >&2
+    rm -rf "$BUILD"
+    mkdir -p "$BUILD"
+    cp -r "$PACKETDRILL_SRC/gtests/net/packetdrill" "$BUILD/src"
+    chmod -R u+w "$BUILD/src"
+    for p in "$ROOT"/scripts/packetdrill-patches/*.patch; do
+        [ -e "$p" ] || continue
+        patch -d "$BUILD/src" -p1 --quiet < "$p"
+    done
+    (cd "$BUILD/src" && ./configure >/dev/null && make -j2 packetdrill >"$BUILD/build.log" 2>&1) || {
+        tail -20 "$BUILD/build.log" >&2
+        exit 2
+    }
+    echo "$want" > "$stamp"
+}
+build_packetdrill
+
+# The upstream scripts run from a copy of their tree ($BUILD/net), in which symbolic links
+# that the pinned copy holds as text files (tcp/common/defaults.sh names
+# ../../common/defaults.sh) are links again.
+stage_scripts() {
+    local net=$BUILD/net
+    [ -d "$net" ] && return
+    rm -rf "$net.tmp"
+    cp -r "$PACKETDRILL_SRC/gtests/net" "$net.tmp"
+    rm -rf "$net.tmp/packetdrill"
+    chmod -R u+w "$net.tmp"
+    find "$net.tmp" -type f -size -200c ! -perm -u+x | while IFS= read -r f; do
+        target=$(head -c 200 "$f")
+        case "$target" in
+            */*) ;;
+            *) continue ;;
+        esac
+        [ "$(wc -l < "$f")" -le 1 ] || continue
+        if [ -f "$(dirname "$f")/$target" ]; then
+            ln -sf "$target" "$f"
+        fi
+    done
+    mv "$net.tmp" "$net"
+}
+stage_scripts
+if [ $KERNEL = 0 ]; then
+    (cd "$ROOT" && cargo build -q -p synack-packetdrill)
+fi
+
+# ---- scripts ---------------------------------------------------------------------------------
+SCRIPTS=()
+for p in "${PATHS[@]}"; do
+    if [ -d "$p" ]; then
+        while IFS= read -r f; do SCRIPTS+=("$f"); done < <(find "$p" -name '*.pkt' | sort)
+    elif [ -f "$p" ]; then
+        SCRIPTS+=("$p")
+    else
+        echo "no such script or folder: $p" >&2
+        exit 2
+    fi
+done
+
+# ---- namespaces, cleaned up on every exit path -----------------------------------------------
+NS=""
+CHILD=""
+cleanup_ns() {
+    if [ -n "$CHILD" ]; then
+        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+        CHILD=""
+    fi
+    if [ -n "$NS" ]; then
+        local pids
+        pids=$(ip netns pids "$NS" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+        ip netns delete "$NS" 2>/dev/null || true
+        NS=""
+    fi
+}
+trap cleanup_ns EXIT
+trap 'cleanup_ns; exit 130' INT TERM
+
+PASSED=0
+FAILED=0
+FAILURES=()
+i=0
+for script in "${SCRIPTS[@]}"; do
+    i=$((i + 1))
+    dir=$(cd "$(dirname "$script")" && pwd)
+    name=$(basename "$script")
+    rel=${dir#"$PACKETDRILL_SRC"/gtests/net/}/$name
+    case "$dir/" in
+        "$PACKETDRILL_SRC"/gtests/net/*) dir=$BUILD/net/${dir#"$PACKETDRILL_SRC"/gtests/net/} ;;
+    esac
+    log=$LOGS/$rel.log
+    mkdir -p "$(dirname "$log")"
+
+    NS=synack-pd-$$-$i
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    if grep -q -- '--ip_version=ipv6' "$script"; then
+        addrs=(--ip_version=ipv6 --local_ip=2001:2::2 --gateway_ip=2001:2::1
+               --remote_ip=2001:2:0:1::1/64)
+        so_local="local6=2001:2::2"
+    else
+        addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
+               --remote_ip=198.19.0.1/24)
+        grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
+        so_local="local=198.18.0.2"
+    fi
+    args=("${addrs[@]}")
+    if [ $KERNEL = 0 ]; then
+        # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
+        ip -n "$NS" tuntap add dev tun0 mode tun
+        ip -n "$NS" link set tun0 up
+        args+=(--so_filename="$SO" --so_flags="$so_local,profile=$PROFILE")
+    fi
+
+    set +e
+    (
+        cd "$dir"
+        exec setsid timeout -k 5 "$TIMEOUT" ip netns exec "$NS" "$PD" "${args[@]}" "$name"
+    ) >"$log" 2>&1 &
+    CHILD=$!
+    wait "$CHILD"
+    rc=$?
+    CHILD=""
+    set -e
+    cleanup_ns
+
+    if [ $rc = 0 ]; then
+        PASSED=$((PASSED + 1))
+        echo "PASS $rel"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$rel")
+        why=$(grep -m1 -E 'error|fail|Assertion|timed out' "$log" | cut -c1-160 || true)
+        [ $rc = 124 ] && why="timed out after ${TIMEOUT}s"
+        echo "FAIL $rel${why:+: $why}"
+    fi
+done
+
+echo
+echo "$PASSED passed, $FAILED failed"
+for f in "${FAILURES[@]}"; do
+    echo "  failed: $f"
+done
+[ "$FAILED" = 0 ]
