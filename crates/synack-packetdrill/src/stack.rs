@@ -8,6 +8,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
+use synack_core::tcp::info::TcpInfo;
 use synack_core::{ConnectionHandle, Endpoint, Error, Event, Instant, ListenerHandle, State};
 
 use crate::flags::{self, Flags, Sysctls};
@@ -108,6 +109,12 @@ pub struct Opts {
     pub notsent_lowat: Option<u32>,
     /// TCP_INQ.
     pub inq: bool,
+    /// TCP_MAXSEG, if set.
+    pub maxseg: Option<u32>,
+    /// TCP_USER_TIMEOUT in milliseconds, if set.
+    pub user_timeout: Option<u32>,
+    /// TCP_SYNCNT, if set.
+    pub syncnt: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -279,6 +286,28 @@ impl Stack {
         self.drain();
     }
 
+    /// Give a new connection the options set on its socket (or its listener) before it
+    /// existed.
+    fn apply_opts(&mut self, h: ConnectionHandle, o: &Opts) {
+        let ep = self.ep();
+        if o.nodelay {
+            let _ = ep.set_nodelay(h, true);
+        }
+        if let Some(b) = o.sndbuf {
+            let _ = ep.set_send_buffer(h, b as usize);
+        }
+        if let Some(ms) = o.user_timeout {
+            let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
+            let _ = ep.set_user_timeout(h, t);
+        }
+        if let Some(n) = o.syncnt {
+            let _ = ep.set_syn_retries(h, n);
+        }
+        if let Some(m) = o.maxseg {
+            let _ = ep.clamp_mss(h, m as usize);
+        }
+    }
+
     /// Bytes waiting to be read (SIOCINQ, TCP_INQ).
     fn inq(&mut self, fd: i32) -> usize {
         let Ok(h) = self.conn(fd) else {
@@ -331,7 +360,9 @@ impl Stack {
             }
             Kind::Conn(h) => {
                 let (shut_rd, shut_wr, reported) = (s.shut_rd, s.shut_wr, s.error_reported);
-                let lowat = s.opts.notsent_lowat;
+                let lowat = s.opts.notsent_lowat.filter(|&l| l > 0);
+                let lowat = lowat.unwrap_or_else(|| self.sys().notsent_lowat);
+                let now = self.now;
                 let ep = self.ep();
                 let state = ep.state(h).unwrap_or(State::Closed);
                 let error = ep.take_error(h).ok().flatten();
@@ -369,10 +400,9 @@ impl Stack {
                     } else {
                         let free = ep.send_capacity(h).unwrap_or(0);
                         let queued = ep.send_queue_len(h).unwrap_or(0);
-                        let lowat_ok = match lowat {
-                            Some(l) => queued < l as usize,
-                            None => true,
-                        };
+                        // tcp_stream_memory_free: fewer unsent bytes than the low-water mark.
+                        let notsent = ep.info(now, h).map(|i| i.notsent_bytes).unwrap_or(0);
+                        let lowat_ok = notsent < lowat;
                         // sk_stream_is_writeable: free space at least half what is queued.
                         if free > 0 && 2 * free >= queued && lowat_ok {
                             mask |= ev::OUT | ev::WRNORM;
@@ -392,6 +422,124 @@ impl Stack {
             _ => addr,
         }
     }
+}
+
+/// One of the namespace's `net.core` sysctls.
+fn core_sysctl(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Linux's `TCP_*` state numbers (include/net/tcp_states.h).
+fn linux_state(s: Option<State>) -> u8 {
+    match s {
+        Some(State::Established) => 1,
+        Some(State::SynSent) => 2,
+        Some(State::SynReceived) => 3,
+        Some(State::FinWait1) => 4,
+        Some(State::FinWait2) => 5,
+        Some(State::TimeWait) => 6,
+        Some(State::Closed) | None => 7,
+        Some(State::CloseWait) => 8,
+        Some(State::LastAck) => 9,
+        Some(State::Listen) => 10,
+        Some(State::Closing) => 11,
+    }
+}
+
+/// `struct tcp_info` as Linux 6.x lays it out (include/uapi/linux/tcp.h), in native byte
+/// order.
+fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
+    struct W(Vec<u8>);
+    impl W {
+        fn u8(&mut self, v: u8) {
+            self.0.push(v);
+        }
+        fn u16(&mut self, v: u16) {
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        fn u32(&mut self, v: u32) {
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        fn u64(&mut self, v: u64) {
+            while self.0.len() % 8 != 0 {
+                self.0.push(0);
+            }
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+    }
+    let us = |d: Duration| d.as_micros().min(u32::MAX as u128) as u32;
+    let mut w = W(Vec::with_capacity(320));
+    w.u8(linux_state(i.state));
+    w.u8(i.ca_state);
+    w.u8(i.backoff); // tcpi_retransmits
+    w.u8(i.probes);
+    w.u8(i.backoff);
+    w.u8(i.options);
+    w.u8((i.snd_wscale & 0xf) | (i.rcv_wscale << 4));
+    w.u8(0); // delivery_rate_app_limited, fastopen_client_fail
+    w.u32(us(i.rto));
+    w.u32(us(i.ato));
+    w.u32(i.snd_mss);
+    w.u32(i.rcv_mss);
+    w.u32(i.unacked);
+    w.u32(i.sacked);
+    w.u32(i.lost);
+    w.u32(0); // retrans (in flight)
+    w.u32(0); // fackets
+    w.u32(0); // last_data_sent
+    w.u32(0); // last_ack_sent
+    w.u32(i.last_data_recv.as_millis().min(u32::MAX as u128) as u32);
+    w.u32(0); // last_ack_recv
+    w.u32(0); // pmtu
+    w.u32(0); // rcv_ssthresh
+    w.u32(us(i.rtt));
+    w.u32(us(i.rttvar));
+    w.u32(i.snd_ssthresh);
+    w.u32(i.snd_cwnd);
+    w.u32(i.rcv_mss); // advmss
+    w.u32(3); // reordering
+    w.u32(0); // rcv_rtt
+    w.u32(0); // rcv_space
+    w.u32(i.total_retrans);
+    w.u64(0); // pacing_rate
+    w.u64(u64::MAX); // max_pacing_rate
+    w.u64(0); // bytes_acked
+    w.u64(0); // bytes_received
+    w.u32(0); // segs_out
+    w.u32(0); // segs_in
+    w.u32(i.notsent_bytes);
+    w.u32(us(i.min_rtt));
+    w.u32(0); // data_segs_in
+    w.u32(0); // data_segs_out
+    w.u64(0); // delivery_rate
+    w.u64(0); // busy_time
+    w.u64(0); // rwnd_limited
+    w.u64(0); // sndbuf_limited
+    w.u32(0); // delivered
+    w.u32(0); // delivered_ce
+    w.u64(0); // bytes_sent
+    w.u64(0); // bytes_retrans
+    w.u32(0); // dsack_dups
+    w.u32(0); // reord_seen
+    w.u32(0); // rcv_ooopack
+    w.u32(i.snd_wnd);
+    w.u32(i.rcv_wnd);
+    w.u32(0); // rehash
+    w.u16(0); // total_rto
+    w.u16(0); // total_rto_recoveries
+    w.u32(0); // total_rto_time
+    for _ in 0..7 {
+        w.u32(0); // received_ce, accurate ECN byte counters
+    }
+    w.u32(0); // ecn_mode, accecn_opt_seen, accecn_fail_mode, options2
+    while w.0.len() % 8 != 0 {
+        w.0.push(0);
+    }
+    w.0
 }
 
 /// The addresses in a socket call, v4-mapped IPv6 taken as IPv4 (the core's view).
@@ -738,9 +886,7 @@ impl Shared {
         let opts = g.socket(fd)?.opts.clone();
         let peer = g.ep().peer_addr(h).map_err(errno)?;
         let local = g.ep().local_addr(h).map_err(errno)?;
-        if opts.nodelay {
-            let _ = g.ep().set_nodelay(h, true);
-        }
+        g.apply_opts(h, &opts);
         let nfd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.kind = Kind::Conn(h);
@@ -769,12 +915,11 @@ impl Shared {
             (Kind::Fresh, _) => {}
         }
         let nonblock = s.nonblock;
-        let nodelay = s.opts.nodelay;
+        let opts = s.opts.clone();
         let now = g.now;
         let h = g.ep().connect(now, addr).map_err(errno)?;
-        if nodelay {
-            let _ = g.ep().set_nodelay(h, true);
-        }
+        // Before the SYN is polled out, so that TCP_MAXSEG reaches its MSS option.
+        g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
         let s = g.socket(fd)?;
         s.kind = Kind::Conn(h);
@@ -847,7 +992,20 @@ impl Shared {
         });
         let n = r.unwrap_or(Err(libc::EAGAIN))?;
         let inq = if g.socket(fd)?.opts.inq {
-            Some(g.inq(fd) as i32)
+            // Linux counts a received FIN as one byte when nothing else is left.
+            let mut q = g.inq(fd) as i32;
+            if q == 0 {
+                if let Ok(h) = g.conn(fd) {
+                    let state = g.ep().state(h).unwrap_or(State::Closed);
+                    if matches!(
+                        state,
+                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+                    ) {
+                        q = 1;
+                    }
+                }
+            }
+            Some(q)
         } else {
             None
         };
@@ -1144,42 +1302,93 @@ impl Shared {
     pub fn getsockopt(&self, fd: i32, level: i32, name: i32) -> SysResult<Vec<u8>> {
         let mut g = self.lock();
         let int = |v: i32| Ok(v.to_ne_bytes().to_vec());
-        g.socket(fd)?;
+        let kind = g.socket(fd)?.kind;
+        let conn = match kind {
+            Kind::Conn(h) => Some(h),
+            _ => None,
+        };
+        let now = g.now;
+        let info = conn.and_then(|h| g.ep().info(now, h).ok());
+        let o = g.socket(fd)?.opts.clone();
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
-                let e = match g.socket(fd)?.kind {
-                    Kind::Conn(_) => g.take_conn_error(fd)?.unwrap_or(0),
-                    _ => 0,
+                let e = match conn {
+                    Some(_) => g.take_conn_error(fd)?.unwrap_or(0),
+                    None => 0,
                 };
                 int(e)
             }
-            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(g.socket(fd)?.opts.reuseaddr as i32),
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
-                let l = g.socket(fd)?.opts.linger;
-                let mut v = (l.is_some() as i32).to_ne_bytes().to_vec();
-                v.extend_from_slice(&l.unwrap_or(0).to_ne_bytes());
+                let mut v = (o.linger.is_some() as i32).to_ne_bytes().to_vec();
+                v.extend_from_slice(&o.linger.unwrap_or(0).to_ne_bytes());
                 Ok(v)
             }
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
                 let d = g.sys().wmem_default as i32;
-                int(g.socket(fd)?.opts.sndbuf.unwrap_or(d))
+                int(o.sndbuf.unwrap_or(d))
             }
             (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
                 let d = g.sys().rmem_default as i32;
-                int(g.socket(fd)?.opts.rcvbuf.unwrap_or(d))
+                int(o.rcvbuf.unwrap_or(d))
             }
-            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(g.socket(fd)?.opts.nodelay as i32),
+            (libc::SOL_SOCKET, libc::SO_MEMINFO) => {
+                // rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem,
+                // backlog, drops
+                let i = info.unwrap_or_default();
+                let rq = g.inq(fd) as u32;
+                let words = [
+                    rq,
+                    i.recv_buffer,
+                    0,
+                    i.send_buffer,
+                    0,
+                    i.send_queued,
+                    0,
+                    0,
+                    0,
+                ];
+                Ok(words.iter().flat_map(|w| w.to_ne_bytes()).collect())
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
+                let mss = match info {
+                    // Linux reports mss_cache: the MSS less the options every segment
+                    // carries (12 bytes of timestamps).
+                    Some(i) if i.snd_mss > 0 => i.snd_mss - if i.options & 1 != 0 { 12 } else { 0 },
+                    _ => o.maxseg.unwrap_or(536),
+                };
+                int(mss as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => int(o.user_timeout.unwrap_or(0) as i32),
+            (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => {
+                let d = g.ep().config().get_syn_retries();
+                int(o.syncnt.unwrap_or(d) as i32)
+            }
             (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
-                let d = g.sys().notsent_lowat;
-                int(g.socket(fd)?.opts.notsent_lowat.unwrap_or(d) as i32)
+                // 0 when unset: the sysctl applies.
+                int(o.notsent_lowat.unwrap_or(0) as i32)
             }
-            (libc::IPPROTO_TCP, libc::TCP_INQ) => int(g.socket(fd)?.opts.inq as i32),
+            (libc::IPPROTO_TCP, libc::TCP_INQ) => int(o.inq as i32),
             (libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
                 let mut v = g.sys().congestion.clone().into_bytes();
                 v.resize(16, 0);
                 Ok(v)
             }
+            (libc::IPPROTO_TCP, libc::TCP_INFO) => {
+                let state = match kind {
+                    Kind::Listener(_) => Some(State::Listen),
+                    _ => None,
+                };
+                let i = info.unwrap_or(TcpInfo {
+                    state,
+                    ..TcpInfo::default()
+                });
+                Ok(tcp_info_bytes(&i))
+            }
+            // CUBIC and NewReno have nothing to report (Linux: a length of 0).
+            (libc::IPPROTO_TCP, libc::TCP_CC_INFO) => Ok(Vec::new()),
             _ => Err(libc::ENOPROTOOPT),
         }
     }
@@ -1194,7 +1403,10 @@ impl Shared {
                 .ok_or(libc::EINVAL)?;
             Ok(i32::from_ne_bytes(b))
         };
-        g.socket(fd)?;
+        let conn = match g.socket(fd)?.kind {
+            Kind::Conn(h) => Some(h),
+            _ => None,
+        };
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
                 g.socket(fd)?.opts.reuseaddr = int()? != 0;
@@ -1207,13 +1419,56 @@ impl Shared {
                 let secs = i32::from_ne_bytes(value[4..8].try_into().expect("4 bytes"));
                 g.socket(fd)?.opts.linger = on.then_some(secs);
             }
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+                // Linux: min(value, wmem_max), doubled for overhead, at least SOCK_MIN_SNDBUF.
+                let v = (int()?.max(0) as u32).min(core_sysctl("wmem_max").unwrap_or(212_992));
+                let bytes = (v.saturating_mul(2)).max(4608) as i32;
+                g.socket(fd)?.opts.sndbuf = Some(bytes);
+                if let Some(h) = conn {
+                    g.ep().set_send_buffer(h, bytes as usize).map_err(errno)?;
+                }
+            }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => {
                 let on = int()? != 0;
-                let s = g.socket(fd)?;
-                s.opts.nodelay = on;
-                if let Kind::Conn(h) = s.kind {
+                g.socket(fd)?.opts.nodelay = on;
+                if let Some(h) = conn {
                     g.ep().set_nodelay(h, on).map_err(errno)?;
-                    g.drain();
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
+                let v = int()?;
+                // Linux: 0 resets; otherwise between TCP_MIN_MSS (88) and the window limit.
+                if v != 0 && !(88..=32767).contains(&v) {
+                    return Err(libc::EINVAL);
+                }
+                if matches!(g.socket(fd)?.kind, Kind::Listener(_)) {
+                    // The core's listeners take no per-listener MSS.
+                    return Err(libc::ENOPROTOOPT);
+                }
+                g.socket(fd)?.opts.maxseg = (v != 0).then_some(v as u32);
+                if let (Some(h), true) = (conn, v != 0) {
+                    g.ep().clamp_mss(h, v as usize).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(libc::EINVAL);
+                }
+                g.socket(fd)?.opts.user_timeout = Some(v as u32);
+                if let Some(h) = conn {
+                    let t = (v > 0).then(|| Duration::from_millis(v as u64));
+                    g.ep().set_user_timeout(h, t).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => {
+                let v = int()?;
+                if !(1..=127).contains(&v) {
+                    return Err(libc::EINVAL);
+                }
+                g.socket(fd)?.opts.syncnt = Some(v as u32);
+                if let Some(h) = conn {
+                    g.ep().set_syn_retries(h, v as u32).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
@@ -1233,6 +1488,7 @@ impl Shared {
             }
             _ => return Err(libc::ENOPROTOOPT),
         }
+        g.drain();
         self.kick(&mut g);
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! TCP: one connection's buffers, timers, estimators and state machine.
 
 pub mod congestion;
+pub mod info;
 pub(crate) mod rack;
 pub mod recv_buffer;
 pub mod rtt;
