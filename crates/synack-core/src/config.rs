@@ -46,6 +46,7 @@ pub struct Config {
     pub(crate) ephemeral_ports: (u16, u16),
     pub(crate) congestion: Arc<dyn ControllerFactory>,
     pub(crate) seed: Option<[u8; 32]>,
+    pub(crate) syn_linear_timeouts: u32,
 }
 
 /// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
@@ -118,6 +119,7 @@ impl Default for Config {
             ephemeral_ports: (32768, 60999),
             congestion: Arc::new(CubicFactory),
             seed: None,
+            syn_linear_timeouts: 0,
         }
     }
 }
@@ -285,6 +287,12 @@ impl Config {
     setter!(
         /// The congestion controller for new connections (default: CUBIC, RFC 9438).
         congestion: Arc<dyn ControllerFactory>
+    );
+    setter!(
+        /// SYN retransmissions of an active open that wait the initial SYN RTO again before
+        /// the backoff turns exponential (Linux 6.x tcp_syn_linear_timeouts, 4 there; 0 here:
+        /// exponential from the start). SYN-ACKs always back off exponentially.
+        syn_linear_timeouts: u32
     );
     setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for

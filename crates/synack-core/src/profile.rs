@@ -7,7 +7,8 @@ use crate::config::Config;
 impl Config {
     /// Linux 6.x's defaults, for comparing synack with the kernel (packetdrill scripts assume
     /// them): the first SYN and SYN-ACK retransmission after 1 s (Linux `TCP_TIMEOUT_INIT`)
-    /// instead of synack's 2 s, and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)
+    /// instead of synack's 2 s, the first four SYN retransmissions 1 s apart before the
+    /// backoff doubles (`tcp_syn_linear_timeouts`, Linux 6.17+), and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)
     /// and `tcp_wmem[1]` (16 KiB) and grow to `tcp_rmem[2]` (6 MiB) and `tcp_wmem[2]`
     /// (4 MiB). Everything else already follows Linux in [`Config::default`].
     pub fn linux() -> Config {
@@ -15,6 +16,7 @@ impl Config {
         c.initial_syn_rto(Duration::from_secs(1))
             .initial_rto(Duration::from_secs(1))
             .syn_retries(6)
+            .syn_linear_timeouts(4)
             .synack_retries(5)
             .recv_buffer(128 * 1024)
             .recv_buffer_max(6 * 1024 * 1024)

@@ -121,6 +121,9 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         if let Some(v) = sysctl("tcp_synack_retries").and_then(|v| v.first().copied()) {
             c.synack_retries(v as u32);
         }
+        if let Some(v) = sysctl("tcp_syn_linear_timeouts").and_then(|v| v.first().copied()) {
+            c.syn_linear_timeouts(v as u32);
+        }
     }
     if let Some(v) = sysctl("tcp_timestamps").and_then(|v| v.first().copied()) {
         c.timestamps(v != 0);

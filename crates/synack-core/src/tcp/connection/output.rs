@@ -155,10 +155,17 @@ impl Connection {
         None
     }
 
-    /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry.
+    /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry
+    /// (after `syn_linear_timeouts` retries at the initial RTO, for an active open).
     pub(super) fn syn_rto(&self) -> std::time::Duration {
         let base = self.cfg.initial_syn_rto;
-        let factor = 1u32.checked_shl(self.backoff.min(31)).unwrap_or(u32::MAX);
+        let linear = if self.passive {
+            0
+        } else {
+            self.cfg.syn_linear_timeouts
+        };
+        let doublings = self.backoff.saturating_sub(linear);
+        let factor = 1u32.checked_shl(doublings.min(31)).unwrap_or(u32::MAX);
         base.checked_mul(factor)
             .unwrap_or(self.cfg.max_rto)
             .min(self.cfg.max_rto.max(base))

@@ -1,0 +1,73 @@
+//! `Config::linux()`: Linux 6.x's SYN retransmission timeline, and the snapshot of a
+//! connection (`Endpoint::info`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use synack_core::{Config, Endpoint, Event, Instant};
+
+fn endpoint(config: Config) -> Endpoint {
+    let mut config = config;
+    config.seed(Some([7; 32]));
+    Endpoint::new(config, &[IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2))])
+}
+
+/// The times (in ms) at which SYNs leave, and when `connect` fails, with every SYN lost.
+fn syn_timeline(config: Config) -> (Vec<u64>, Option<u64>) {
+    let mut ep = endpoint(config);
+    let remote: SocketAddr = "198.18.0.1:80".parse().unwrap();
+    let mut now = Instant::ZERO;
+    let h = ep.connect(now, remote).unwrap();
+    let mut buf = vec![0; 2048];
+    let mut sent = Vec::new();
+    let mut failed = None;
+    for _ in 0..64 {
+        while ep.poll_transmit(now, &mut buf).is_some() {
+            sent.push(now.total_millis());
+        }
+        while let Some(e) = ep.poll_event() {
+            if let Event::Closed(c, Some(_)) = e {
+                assert_eq!(c, h);
+                failed = Some(now.total_millis());
+            }
+        }
+        if failed.is_some() {
+            break;
+        }
+        match ep.poll_timeout() {
+            Some(t) => {
+                now = t;
+                ep.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    (sent, failed)
+}
+
+#[test]
+fn linux_profile_retransmits_syns_linearly_then_exponentially() {
+    // Linux 6.x, tcp_syn_retries 6, tcp_syn_linear_timeouts 4: RTOs of 1, 1, 1, 1, 1, 2, 4 s.
+    let (sent, failed) = syn_timeline(Config::linux());
+    assert_eq!(sent, vec![0, 1000, 2000, 3000, 4000, 5000, 7000]);
+    assert_eq!(failed, Some(11_000));
+}
+
+#[test]
+fn default_profile_keeps_its_exponential_syn_backoff() {
+    let (sent, failed) = syn_timeline(Config::default());
+    assert_eq!(sent, vec![0, 2000, 6000, 14_000, 30_000, 62_000, 126_000]);
+    assert_eq!(failed, Some(246_000));
+}
+
+#[test]
+fn info_reports_a_fresh_active_open() {
+    let mut ep = endpoint(Config::linux());
+    let now = Instant::ZERO;
+    let h = ep.connect(now, "198.18.0.1:80".parse().unwrap()).unwrap();
+    let mut buf = vec![0; 2048];
+    while ep.poll_transmit(now, &mut buf).is_some() {}
+    let info = ep.info(now, h).unwrap();
+    assert_eq!(info.state, Some(synack_core::State::SynSent));
+    assert_eq!(info.unacked, 1, "the SYN counts as one segment in flight");
+    assert_eq!(info.rto, std::time::Duration::from_secs(1));
+}
