@@ -204,7 +204,7 @@ fn pod_bytes<T: Copy>(v: &T) -> Vec<u8> {
 /// # Safety
 /// `iov` points to `cnt` iovecs, each naming `iov_len` bytes readable (and writable for reads).
 unsafe fn iovecs<'a>(iov: *const iovec, cnt: c_int) -> SysResult<&'a [iovec]> {
-    if cnt < 0 || cnt > libc::UIO_MAXIOV {
+    if !(0..=libc::UIO_MAXIOV).contains(&cnt) {
         return Err(libc::EINVAL);
     }
     if cnt == 0 {
@@ -509,16 +509,14 @@ unsafe extern "C" fn pd_fcntl(ud: Ud, fd: c_int, cmd: c_int, arg: c_int) -> c_in
 /// for SIOCINQ/SIOCOUTQ (as above, it arrives where a fixed pointer argument would).
 unsafe extern "C" fn pd_ioctl(ud: Ud, fd: c_int, request: c_ulong, arg: *mut c_int) -> c_int {
     // SAFETY: `ud` is live.
-    let r = unsafe { shared(ud) }
-        .ioctl(fd, request as u64)
-        .and_then(|v| {
-            if arg.is_null() {
-                return Err(libc::EFAULT);
-            }
-            // SAFETY: for these requests the third argument is an int to fill in.
-            unsafe { *arg = v };
-            Ok(0)
-        });
+    let r = unsafe { shared(ud) }.ioctl(fd, request).and_then(|v| {
+        if arg.is_null() {
+            return Err(libc::EFAULT);
+        }
+        // SAFETY: for these requests the third argument is an int to fill in.
+        unsafe { *arg = v };
+        Ok(0)
+    });
     ret(r) as c_int
 }
 

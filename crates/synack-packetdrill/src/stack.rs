@@ -1057,6 +1057,12 @@ impl Shared {
                 }
             });
             g = g2;
+            if g.flags.verbose {
+                eprintln!(
+                    "synack-packetdrill: t={} send({fd}) after {done}: {r:?}",
+                    g.now
+                );
+            }
             match r.unwrap_or(Err(libc::EAGAIN)) {
                 Ok(n) => {
                     done += n;
@@ -1166,15 +1172,15 @@ impl Shared {
     }
 
     /// ioctl(2): SIOCINQ (FIONREAD) and SIOCOUTQ.
-    pub fn ioctl(&self, fd: i32, request: u64) -> SysResult<i32> {
+    pub fn ioctl(&self, fd: i32, request: libc::c_ulong) -> SysResult<i32> {
         let mut g = self.lock();
         let s = g.socket(fd)?;
         if matches!(s.kind, Kind::Listener(_)) {
             return Err(libc::EINVAL);
         }
         match request {
-            r if r == libc::FIONREAD as u64 => Ok(g.inq(fd) as i32),
-            r if r == libc::TIOCOUTQ as u64 => {
+            r if r == libc::FIONREAD => Ok(g.inq(fd) as i32),
+            r if r == libc::TIOCOUTQ => {
                 let Ok(h) = g.conn(fd) else { return Ok(0) };
                 Ok(g.ep().send_queue_len(h).unwrap_or(0) as i32)
             }
