@@ -162,6 +162,7 @@ for script in "${SCRIPTS[@]}"; do
     rel=${dir#"$PACKETDRILL_SRC"/gtests/net/}/$name
     case "$dir/" in
         "$PACKETDRILL_SRC"/gtests/net/*) dir=$BUILD/net/${dir#"$PACKETDRILL_SRC"/gtests/net/} ;;
+        "$ROOT"/*) rel=${dir#"$ROOT"/}/$name ;;
     esac
     log=$LOGS/$rel.log
     mkdir -p "$(dirname "$log")"

@@ -169,7 +169,13 @@ impl Connection {
         match self.state {
             State::SynSent | State::SynReceived => {
                 let limit = if self.state == State::SynSent || !self.passive {
-                    self.cfg.syn_retries
+                    // Linux 6.17+ counts the linear retries on top of tcp_syn_retries.
+                    let linear = if self.passive {
+                        0
+                    } else {
+                        self.cfg.syn_linear_timeouts
+                    };
+                    self.cfg.syn_retries.saturating_add(linear)
                 } else {
                     self.cfg.synack_retries
                 };
