@@ -484,7 +484,9 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(us(i.rto));
     w.u32(us(i.ato));
     w.u32(i.snd_mss);
-    w.u32(i.rcv_mss);
+    // Linux's tcpi_rcv_mss estimates the peer's segment size; the nearest the core knows is
+    // the MSS the peer sends with (at most ours and its own).
+    w.u32(i.snd_mss.min(i.rcv_mss));
     w.u32(i.unacked);
     w.u32(i.sacked);
     w.u32(i.lost);
@@ -1506,5 +1508,39 @@ impl Shared {
             // packetdrill closes the descriptors itself.
             let _ = self.close_fd(fd, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn tcp_info_has_linux_6_layout() {
+        let info = TcpInfo {
+            state: Some(State::Established),
+            snd_cwnd: 10,
+            snd_wnd: 65535,
+            snd_mss: 1000,
+            ..TcpInfo::default()
+        };
+        let b = tcp_info_bytes(&info);
+        // sizeof(struct tcp_info) and field offsets in Linux 6.18's uapi header.
+        assert_eq!(b.len(), 280);
+        assert_eq!(b[0], 1, "TCP_ESTABLISHED");
+        assert_eq!(u32_at(&b, 16), 1000, "tcpi_snd_mss");
+        assert_eq!(u32_at(&b, 80), 10, "tcpi_snd_cwnd");
+        assert_eq!(u32_at(&b, 228), 65535, "tcpi_snd_wnd");
+    }
+
+    #[test]
+    fn errnos_are_linuxs() {
+        assert_eq!(errno(Error::ConnectionRefused), libc::ECONNREFUSED);
+        assert_eq!(errno(Error::BrokenPipe), libc::EPIPE);
+        assert_eq!(errno(Error::WouldBlock), libc::EAGAIN);
     }
 }
