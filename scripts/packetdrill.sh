@@ -67,9 +67,20 @@ build_packetdrill() {
     if [ -x "$PD" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         return
     fi
-    for tool in gcc make bison flex; do
-        if ! command -v $tool >/dev/null; then
-            echo "packetdrill needs $tool: apt-get install -y gcc make bison flex" >&2
+    local missing=()
+    for tool in gcc make bison flex patch; do
+        command -v $tool >/dev/null || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} to build packetdrill" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1; } ||
+            true
+    fi
+    for tool in "${missing[@]}"; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "packetdrill needs $tool: apt-get install -y gcc make bison flex patch" >&2
             exit 2
         fi
     done
@@ -151,6 +162,18 @@ cleanup_ns() {
 trap cleanup_ns EXIT
 trap 'cleanup_ns; exit 130' INT TERM
 
+# Namespaces left by runs of this script that were killed outright (SIGKILL): named after
+# a process that no longer exists.
+for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^synack-pd-[0-9]*-[0-9]*$' || true); do
+    pid=${stale#synack-pd-}
+    pid=${pid%%-*}
+    if ! kill -0 "$pid" 2>/dev/null; then
+        pids=$(ip netns pids "$stale" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+        ip netns delete "$stale" 2>/dev/null || true
+    fi
+done
+
 PASSED=0
 FAILED=0
 FAILURES=()
@@ -213,6 +236,7 @@ for script in "${SCRIPTS[@]}"; do
 done
 
 echo
+echo "mode: $MODE$([ $KERNEL = 0 ] && echo ", profile $PROFILE"), logs in $LOGS"
 echo "$PASSED passed, $FAILED failed"
 for f in "${FAILURES[@]}"; do
     echo "  failed: $f"
