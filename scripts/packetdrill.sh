@@ -2,7 +2,11 @@
 # Run packetdrill scripts against synack (through crates/synack-packetdrill, a .so that
 # packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
 #
-#   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--keep-logs] SCRIPT.pkt|DIR...
+#   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--exclude PATTERN]...
+#                          [--timeout SECS] SCRIPT.pkt|DIR...
+#
+# For instance, the 98 upstream TCP scripts outside fastopen/:
+#   scripts/packetdrill.sh --exclude /fastopen/ ../shared/packetdrill/gtests/net/tcp
 #
 # packetdrill is built once from $PACKETDRILL_SRC (default ../shared/packetdrill beside the
 # repository; GPLv2, so it is copied into target/packetdrill-build and built there, never
@@ -21,7 +25,8 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--kernel] [--profile linux|synack] [--timeout SECS] SCRIPT.pkt|DIR..." >&2
+    echo "usage: $0 [--kernel] [--profile linux|synack] [--exclude PATTERN]... [--timeout SECS]" \
+        "SCRIPT.pkt|DIR..." >&2
     exit 2
 }
 
@@ -30,12 +35,15 @@ KERNEL=0
 PROFILE=linux
 TIMEOUT=${PACKETDRILL_TIMEOUT:-180}
 PATHS=()
+EXCLUDES=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) KERNEL=1 ;;
         --profile) shift; [ $# -gt 0 ] || usage; PROFILE=$1 ;;
         --profile=*) PROFILE=${1#--profile=} ;;
         --timeout) shift; [ $# -gt 0 ] || usage; TIMEOUT=$1 ;;
+        --exclude) shift; [ $# -gt 0 ] || usage; EXCLUDES+=("$1") ;;
+        --exclude=*) EXCLUDES+=("${1#--exclude=}") ;;
         -h|--help) usage ;;
         -*) echo "unknown option $1" >&2; usage ;;
         *) PATHS+=("$1") ;;
@@ -133,7 +141,13 @@ fi
 SCRIPTS=()
 for p in "${PATHS[@]}"; do
     if [ -d "$p" ]; then
-        while IFS= read -r f; do SCRIPTS+=("$f"); done < <(find "$p" -name '*.pkt' | sort)
+        while IFS= read -r f; do
+            skip=0
+            for x in "${EXCLUDES[@]}"; do
+                case "$f" in *"$x"*) skip=1 ;; esac
+            done
+            [ $skip = 1 ] || SCRIPTS+=("$f")
+        done < <(find "$p" -name '*.pkt' | sort)
     elif [ -f "$p" ]; then
         SCRIPTS+=("$p")
     else

@@ -1479,6 +1479,14 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Fix the connection's receive buffer at `bytes`, with no auto-tuning (Linux SO_RCVBUF);
+    /// never below the window already offered.
+    pub fn set_recv_buffer(&mut self, conn: ConnectionHandle, bytes: usize) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_recv_buffer(bytes);
+        self.after(conn);
+        Ok(())
+    }
+
     /// The connection's user timeout (Linux TCP_USER_TIMEOUT); `None` for the endpoint's.
     pub fn set_user_timeout(
         &mut self,

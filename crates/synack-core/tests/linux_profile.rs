@@ -73,3 +73,20 @@ fn info_reports_a_fresh_active_open() {
     assert_eq!(info.unacked, 1, "the SYN counts as one segment in flight");
     assert_eq!(info.rto, std::time::Duration::from_secs(1));
 }
+
+#[test]
+fn a_fixed_receive_buffer_bounds_the_window_in_the_syn() {
+    let mut ep = endpoint(Config::linux());
+    let now = Instant::ZERO;
+    let h = ep.connect(now, "198.18.0.1:80".parse().unwrap()).unwrap();
+    ep.set_recv_buffer(h, 8192).unwrap();
+    ep.set_send_buffer(h, 4608).unwrap();
+    let mut buf = vec![0; 2048];
+    let t = ep.poll_transmit(now, &mut buf).expect("the SYN");
+    assert!(t.len >= 40);
+    // IPv4 header (20 bytes, no options), then the TCP window at offset 14.
+    let window = u16::from_be_bytes([buf[20 + 14], buf[20 + 15]]);
+    assert_eq!(window, 8192);
+    assert_eq!(ep.info(now, h).unwrap().send_buffer, 4608);
+    assert_eq!(ep.info(now, h).unwrap().recv_buffer, 8192);
+}

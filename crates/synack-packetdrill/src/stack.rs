@@ -296,6 +296,9 @@ impl Stack {
         if let Some(b) = o.sndbuf {
             let _ = ep.set_send_buffer(h, b as usize);
         }
+        if let Some(b) = o.rcvbuf {
+            let _ = ep.set_recv_buffer(h, b as usize);
+        }
         if let Some(ms) = o.user_timeout {
             let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
             let _ = ep.set_user_timeout(h, t);
@@ -1434,6 +1437,15 @@ impl Shared {
                 g.socket(fd)?.opts.sndbuf = Some(bytes);
                 if let Some(h) = conn {
                     g.ep().set_send_buffer(h, bytes as usize).map_err(errno)?;
+                }
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+                // Linux: min(value, rmem_max), doubled for overhead, at least SOCK_MIN_RCVBUF.
+                let v = (int()?.max(0) as u32).min(core_sysctl("rmem_max").unwrap_or(212_992));
+                let bytes = (v.saturating_mul(2)).max(2304) as i32;
+                g.socket(fd)?.opts.rcvbuf = Some(bytes);
+                if let Some(h) = conn {
+                    g.ep().set_recv_buffer(h, bytes as usize).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => {

@@ -151,6 +151,20 @@ impl Connection {
         self.cfg.send_buffer_max = bytes;
     }
 
+    /// Fix the receive buffer at `bytes` and stop it from auto-tuning (Linux SO_RCVBUF, which
+    /// sets SOCK_RCVBUF_LOCK). Never below what it holds plus the window already offered: a
+    /// window, once offered, is not taken back (RFC 9293 §3.8.6).
+    pub(crate) fn set_recv_buffer(&mut self, bytes: usize) {
+        let offered = if self.is_synchronized() {
+            (self.rcv.adv - self.rcv.nxt) + self.rcv.buffer.len()
+        } else {
+            0
+        };
+        let bytes = bytes.max(offered);
+        self.rcv.buffer.set_capacity(bytes);
+        self.cfg.recv_buffer_max = self.rcv.buffer.capacity();
+    }
+
     /// Fail the connection once sent data stays unacknowledged this long (TCP_USER_TIMEOUT);
     /// `None` leaves it to the retry count.
     pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
