@@ -3,7 +3,9 @@
 # packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
 #
 #   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--exclude PATTERN]...
-#                          [--timeout SECS] SCRIPT.pkt|DIR...
+#                          [--timeout SECS] [--verbose] SCRIPT.pkt|DIR...
+#
+# --verbose: packetdrill's own -v, and the .so's trace of each socket call, in the logs.
 #
 # For instance, the 98 upstream TCP scripts outside fastopen/:
 #   scripts/packetdrill.sh --exclude /fastopen/ ../shared/packetdrill/gtests/net/tcp
@@ -36,12 +38,14 @@ PROFILE=linux
 TIMEOUT=${PACKETDRILL_TIMEOUT:-180}
 PATHS=()
 EXCLUDES=()
+VERBOSE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) KERNEL=1 ;;
         --profile) shift; [ $# -gt 0 ] || usage; PROFILE=$1 ;;
         --profile=*) PROFILE=${1#--profile=} ;;
         --timeout) shift; [ $# -gt 0 ] || usage; TIMEOUT=$1 ;;
+        -v|--verbose) VERBOSE=1 ;;
         --exclude) shift; [ $# -gt 0 ] || usage; EXCLUDES+=("$1") ;;
         --exclude=*) EXCLUDES+=("${1#--exclude=}") ;;
         -h|--help) usage ;;
@@ -222,8 +226,9 @@ for script in "${SCRIPTS[@]}"; do
         # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
         ip -n "$NS" tuntap add dev tun0 mode tun
         ip -n "$NS" link set tun0 up
-        args+=(--so_filename="$SO" --so_flags="$so_local,profile=$PROFILE")
+        args+=(--so_filename="$SO" --so_flags="$so_local,profile=$PROFILE$([ $VERBOSE = 1 ] && echo ,verbose)")
     fi
+    [ $VERBOSE = 0 ] || args+=(--verbose)
 
     set +e
     (

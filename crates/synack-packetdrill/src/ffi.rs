@@ -117,6 +117,16 @@ fn ret<T: Into<i64>>(r: SysResult<T>) -> i64 {
     }
 }
 
+/// As [`ret`], logging the call first when `--so_flags=verbose`.
+fn traced<T: Into<i64> + std::fmt::Debug>(
+    s: &Shared,
+    call: std::fmt::Arguments<'_>,
+    r: SysResult<T>,
+) -> i64 {
+    s.trace(call, &r);
+    ret(r)
+}
+
 /// # Safety
 /// `ud` is the pointer `packetdrill_interface_init` stored, not yet freed.
 unsafe fn shared<'a>(ud: Ud) -> &'a Shared {
@@ -300,18 +310,22 @@ unsafe extern "C" fn pd_free(ud: Ud) {
 unsafe extern "C" fn pd_socket(ud: Ud, domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     // SAFETY: `ud` is live (packetdrill calls us only between init and free).
     let s = unsafe { shared(ud) };
-    ret(s.socket(domain, ty, protocol)) as c_int
+    let r = s.socket(domain, ty, protocol);
+    traced(s, format_args!("socket({domain}, {ty}, {protocol})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_bind(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: `ud` is live; `addr` has `len` bytes, as for bind(2).
-    let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| unsafe { shared(ud) }.bind(fd, a));
-    ret(r.map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| s.bind(fd, a));
+    traced(s, format_args!("bind({fd})"), r.map(|()| 0)) as c_int
 }
 
 unsafe extern "C" fn pd_listen(ud: Ud, fd: c_int, backlog: c_int) -> c_int {
     // SAFETY: `ud` is live.
-    ret(unsafe { shared(ud) }.listen(fd, backlog).map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = s.listen(fd, backlog).map(|()| 0);
+    traced(s, format_args!("listen({fd}, {backlog})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_accept(
@@ -321,18 +335,20 @@ unsafe extern "C" fn pd_accept(
     len: *mut socklen_t,
 ) -> c_int {
     // SAFETY: `ud` is live.
-    let r = unsafe { shared(ud) }.accept(fd).map(|(nfd, peer)| {
+    let s = unsafe { shared(ud) };
+    let r = s.accept(fd).map(|(nfd, peer)| {
         // SAFETY: `addr`/`len` as for accept(2): null, or `*len` writable bytes.
         unsafe { write_sockaddr(peer, addr, len) };
         nfd
     });
-    ret(r) as c_int
+    traced(s, format_args!("accept({fd})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_connect(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: `ud` is live; `addr` has `len` bytes, as for connect(2).
-    let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| unsafe { shared(ud) }.connect(fd, a));
-    ret(r.map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| s.connect(fd, a));
+    traced(s, format_args!("connect({fd})"), r.map(|()| 0)) as c_int
 }
 
 fn recv_flags(flags: c_int) -> SysResult<(bool, bool)> {
@@ -351,11 +367,16 @@ unsafe extern "C" fn pd_recv(
     flags: c_int,
 ) -> ssize_t {
     // SAFETY: `buf` has `len` writable bytes, as for recv(2); `ud` is live.
+    let s = unsafe { shared(ud) };
     let r = unsafe { out_buf(buf, len) }.and_then(|b| {
         let (dontwait, peek) = recv_flags(flags)?;
-        unsafe { shared(ud) }.recv(fd, b, dontwait, peek)
+        s.recv(fd, b, dontwait, peek)
     });
-    ret(r.map(|r| r.len as i64)) as ssize_t
+    traced(
+        s,
+        format_args!("recv({fd}, {len}, {flags:#x})"),
+        r.map(|r| r.len as i64),
+    ) as ssize_t
 }
 
 unsafe extern "C" fn pd_read(ud: Ud, fd: c_int, buf: *mut c_void, len: usize) -> ssize_t {
@@ -443,11 +464,16 @@ unsafe extern "C" fn pd_send(
     flags: c_int,
 ) -> ssize_t {
     // SAFETY: `buf` has `len` readable bytes, as for send(2); `ud` is live.
+    let s = unsafe { shared(ud) };
     let r = unsafe { in_buf(buf, len) }.and_then(|b| {
         let dontwait = send_flags(flags)?;
-        unsafe { shared(ud) }.send(fd, b, dontwait)
+        s.send(fd, b, dontwait)
     });
-    ret(r.map(|n| n as i64)) as ssize_t
+    traced(
+        s,
+        format_args!("send({fd}, {len}, {flags:#x})"),
+        r.map(|n| n as i64),
+    ) as ssize_t
 }
 
 unsafe extern "C" fn pd_write(ud: Ud, fd: c_int, buf: *const c_void, len: usize) -> ssize_t {
@@ -522,12 +548,16 @@ unsafe extern "C" fn pd_ioctl(ud: Ud, fd: c_int, request: c_ulong, arg: *mut c_i
 
 unsafe extern "C" fn pd_close(ud: Ud, fd: c_int) -> c_int {
     // SAFETY: `ud` is live.
-    ret(unsafe { shared(ud) }.close(fd).map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = s.close(fd).map(|()| 0);
+    traced(s, format_args!("close({fd})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {
     // SAFETY: `ud` is live.
-    ret(unsafe { shared(ud) }.shutdown(fd, how).map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = s.shutdown(fd, how).map(|()| 0);
+    traced(s, format_args!("shutdown({fd}, {how})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_getsockopt(
@@ -539,21 +569,20 @@ unsafe extern "C" fn pd_getsockopt(
     len: *mut socklen_t,
 ) -> c_int {
     // SAFETY: `ud` is live.
-    let r = unsafe { shared(ud) }
-        .getsockopt(fd, level, name)
-        .and_then(|bytes| {
-            if val.is_null() || len.is_null() {
-                return Err(libc::EFAULT);
-            }
-            // SAFETY: as for getsockopt(2): `*len` writable bytes at `val`; we write at most that.
-            unsafe {
-                let n = (*len as usize).min(bytes.len());
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), val as *mut u8, n);
-                *len = n as socklen_t;
-            }
-            Ok(0)
-        });
-    ret(r) as c_int
+    let s = unsafe { shared(ud) };
+    let r = s.getsockopt(fd, level, name).and_then(|bytes| {
+        if val.is_null() || len.is_null() {
+            return Err(libc::EFAULT);
+        }
+        // SAFETY: as for getsockopt(2): `*len` writable bytes at `val`; we write at most that.
+        unsafe {
+            let n = (*len as usize).min(bytes.len());
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), val as *mut u8, n);
+            *len = n as socklen_t;
+        }
+        Ok(0)
+    });
+    traced(s, format_args!("getsockopt({fd}, {level}, {name})"), r) as c_int
 }
 
 unsafe extern "C" fn pd_setsockopt(
@@ -565,9 +594,13 @@ unsafe extern "C" fn pd_setsockopt(
     len: socklen_t,
 ) -> c_int {
     // SAFETY: as for setsockopt(2): `len` readable bytes at `val`; `ud` is live.
-    let r = unsafe { in_buf(val, len as usize) }
-        .and_then(|v| unsafe { shared(ud) }.setsockopt(fd, level, name, v));
-    ret(r.map(|()| 0)) as c_int
+    let s = unsafe { shared(ud) };
+    let r = unsafe { in_buf(val, len as usize) }.and_then(|v| s.setsockopt(fd, level, name, v));
+    traced(
+        s,
+        format_args!("setsockopt({fd}, {level}, {name})"),
+        r.map(|()| 0),
+    ) as c_int
 }
 
 unsafe extern "C" fn pd_poll(
