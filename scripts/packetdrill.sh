@@ -226,7 +226,9 @@ for script in "${SCRIPTS[@]}"; do
         # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
         ip -n "$NS" tuntap add dev tun0 mode tun
         ip -n "$NS" link set tun0 up
-        args+=(--so_filename="$SO" --so_flags="$so_local,profile=$PROFILE$([ $VERBOSE = 1 ] && echo ,verbose)")
+        so_flags="$so_local,profile=$PROFILE"
+        [ $VERBOSE = 0 ] || so_flags="$so_flags,verbose"
+        args+=(--so_filename="$SO" --so_flags="$so_flags")
     fi
     [ $VERBOSE = 0 ] || args+=(--verbose)
 
@@ -255,7 +257,11 @@ for script in "${SCRIPTS[@]}"; do
 done
 
 echo
-echo "mode: $MODE$([ $KERNEL = 0 ] && echo ", profile $PROFILE"), logs in $LOGS"
+if [ $KERNEL = 0 ]; then
+    echo "mode: synack, profile $PROFILE, logs in $LOGS"
+else
+    echo "mode: kernel, logs in $LOGS"
+fi
 echo "$PASSED passed, $FAILED failed"
 for f in "${FAILURES[@]}"; do
     echo "  failed: $f"
