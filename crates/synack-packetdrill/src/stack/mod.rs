@@ -713,7 +713,26 @@ impl Shared {
         if s.bound.is_some() || s.kind != Kind::Fresh {
             return Err(libc::EINVAL);
         }
-        s.bound = Some(addr);
+        let reuse = s.opts.reuseaddr;
+        // inet_csk_bind_conflict, for sockets bound explicitly: the same port on an
+        // overlapping address is taken unless both set SO_REUSEADDR and neither listens.
+        if addr.port() != 0 {
+            let taken = g.fds.iter().any(|(&other, f)| {
+                let Fd::Socket(o) = f else { return false };
+                let Some(b) = o.bound else { return false };
+                other != fd
+                    && matches!(o.kind, Kind::Fresh | Kind::Listener(_))
+                    && b.port() == addr.port()
+                    && (b.ip() == addr.ip()
+                        || b.ip().is_unspecified()
+                        || addr.ip().is_unspecified())
+                    && (!reuse || !o.opts.reuseaddr || matches!(o.kind, Kind::Listener(_)))
+            });
+            if taken {
+                return Err(libc::EADDRINUSE);
+            }
+        }
+        g.socket(fd)?.bound = Some(addr);
         Ok(())
     }
 
