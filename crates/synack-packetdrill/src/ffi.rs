@@ -317,6 +317,7 @@ unsafe extern "C" fn pd_socket(ud: Ud, domain: c_int, ty: c_int, protocol: c_int
 unsafe extern "C" fn pd_bind(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: `ud` is live; `addr` has `len` bytes, as for bind(2).
     let s = unsafe { shared(ud) };
+    // SAFETY: `addr` has `len` readable bytes, as for bind(2).
     let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| s.bind(fd, a));
     traced(s, format_args!("bind({fd})"), r.map(|()| 0)) as c_int
 }
@@ -347,6 +348,7 @@ unsafe extern "C" fn pd_accept(
 unsafe extern "C" fn pd_connect(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: `ud` is live; `addr` has `len` bytes, as for connect(2).
     let s = unsafe { shared(ud) };
+    // SAFETY: `addr` has `len` readable bytes, as for connect(2).
     let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| s.connect(fd, a));
     traced(s, format_args!("connect({fd})"), r.map(|()| 0)) as c_int
 }
@@ -368,6 +370,7 @@ unsafe extern "C" fn pd_recv(
 ) -> ssize_t {
     // SAFETY: `buf` has `len` writable bytes, as for recv(2); `ud` is live.
     let s = unsafe { shared(ud) };
+    // SAFETY: `buf` has `len` writable bytes, as for recv(2).
     let r = unsafe { out_buf(buf, len) }.and_then(|b| {
         let (dontwait, peek) = recv_flags(flags)?;
         s.recv(fd, b, dontwait, peek)
@@ -401,7 +404,9 @@ unsafe extern "C" fn pd_readv(ud: Ud, fd: c_int, iov: *const iovec, cnt: c_int) 
     // SAFETY: `iov` has `cnt` entries of writable memory, as for readv(2); `ud` is live.
     let r = unsafe { iovecs(iov, cnt) }.and_then(|iov| {
         let mut tmp = vec![0; total_len(iov)];
+        // SAFETY: `ud` is live.
         let got = unsafe { shared(ud) }.recv(fd, &mut tmp, false, false)?;
+        // SAFETY: the iovecs name writable memory, as for readv(2).
         unsafe { scatter(iov, &tmp[..got.len]) };
         Ok(got.len as i64)
     });
@@ -419,12 +424,15 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
         let (dontwait, peek) = recv_flags(flags)?;
         let mut tmp = vec![0; total_len(iov)];
+        // SAFETY: `ud` is live.
         let got = unsafe { shared(ud) }.recv(fd, &mut tmp, dontwait, peek)?;
+        // SAFETY: the message's iovecs name writable memory.
         unsafe { scatter(iov, &tmp[..got.len]) };
         m.msg_flags = 0;
         let mut used = 0;
         if let Some(inq) = got.inq {
             // TCP_CM_INQ (= TCP_INQ), one int, as Linux's tcp_recvmsg adds it.
+            // SAFETY: CMSG_SPACE is arithmetic on its argument.
             let space = unsafe { libc::CMSG_SPACE(4) } as usize;
             if !m.msg_control.is_null() && m.msg_controllen >= space {
                 // SAFETY: msg_control has msg_controllen bytes (checked >= one cmsg of an
@@ -465,6 +473,7 @@ unsafe extern "C" fn pd_send(
 ) -> ssize_t {
     // SAFETY: `buf` has `len` readable bytes, as for send(2); `ud` is live.
     let s = unsafe { shared(ud) };
+    // SAFETY: `buf` has `len` readable bytes, as for send(2).
     let r = unsafe { in_buf(buf, len) }.and_then(|b| {
         let dontwait = send_flags(flags)?;
         s.send(fd, b, dontwait)
@@ -517,6 +526,7 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
             if m.msg_controllen != 0 {
                 return Err(libc::EOPNOTSUPP);
             }
+            // SAFETY: `ud` is live.
             unsafe { shared(ud) }.send(fd, &data, dontwait)
         });
     ret(r.map(|n| n as i64)) as ssize_t
@@ -595,6 +605,7 @@ unsafe extern "C" fn pd_setsockopt(
 ) -> c_int {
     // SAFETY: as for setsockopt(2): `len` readable bytes at `val`; `ud` is live.
     let s = unsafe { shared(ud) };
+    // SAFETY: `val` has `len` readable bytes, as for setsockopt(2).
     let r = unsafe { in_buf(val, len as usize) }.and_then(|v| s.setsockopt(fd, level, name, v));
     traced(
         s,
@@ -636,6 +647,7 @@ unsafe extern "C" fn pd_netdev_send(ud: Ud, buf: *const c_void, len: usize) -> c
     // SAFETY: packetdrill hands over `len` bytes of packet at `buf`; `ud` is live.
     match unsafe { in_buf(buf, len) } {
         Ok(p) => {
+            // SAFETY: `ud` is live.
             unsafe { shared(ud) }.netdev_send(p);
             0
         }

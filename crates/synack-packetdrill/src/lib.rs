@@ -12,7 +12,14 @@
 //! them.
 //!
 //! All the unsafe code of the crate is in [`ffi`], where C pointers become Rust values.
+#![deny(
+    unsafe_code,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
+#![warn(missing_docs)]
 
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod flags;
 pub mod stack;
