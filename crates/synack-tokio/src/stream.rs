@@ -216,6 +216,15 @@ impl ConnRef {
             .set_nodelay(self.handle, nodelay)
             .map_err(|e| inner.conn_error(self.handle, e))
     }
+
+    fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
+        let inner = self.stack.lock()?;
+        let now = inner.now();
+        inner
+            .endpoint
+            .info(now, self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
 }
 
 impl Drop for ConnRef {
@@ -287,6 +296,12 @@ impl TcpStream {
     /// Disables (true) or enables (false) Nagle's algorithm (RFC 9293 §3.7.4).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.conn.set_nodelay(nodelay)
+    }
+
+    /// A snapshot of the connection after Linux's `TCP_INFO` (what `ss -ti` shows): state,
+    /// RTT, RTO, congestion window, segments in flight, SACKed and lost, retransmissions.
+    pub fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
+        self.conn.info()
     }
 
     /// Borrowed halves, usable from two tasks at once (e.g. inside one `join!`).
