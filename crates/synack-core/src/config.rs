@@ -290,9 +290,10 @@ impl Config {
     );
     setter!(
         /// SYN retransmissions of an active open that wait the initial SYN RTO again before
-        /// the backoff turns exponential, on top of `syn_retries` (Linux 6.17+
-        /// tcp_syn_linear_timeouts, 4 there; 0 here: exponential from the start). SYN-ACKs
-        /// always back off exponentially.
+        /// the backoff turns exponential (Linux 6.17+ tcp_syn_linear_timeouts, 4 there; 0
+        /// here: exponential from the start). When set, an active open fails as Linux's
+        /// does, by time: once its SYN has been out as long as `syn_retries` doubling
+        /// retries would take. SYN-ACKs always back off exponentially.
         syn_linear_timeouts: u32
     );
     setter!(

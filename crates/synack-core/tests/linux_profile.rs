@@ -90,3 +90,14 @@ fn a_fixed_receive_buffer_bounds_the_window_in_the_syn() {
     assert_eq!(ep.info(now, h).unwrap().send_buffer, 4608);
     assert_eq!(ep.info(now, h).unwrap().recv_buffer, 8192);
 }
+
+#[test]
+fn linux_profile_syn_retries_run_out_by_time() {
+    // Linux 6.18 with TCP_SYNCNT 1 (measured with packetdrill against the kernel): SYNs at
+    // 0, 1 and 2 s, ETIMEDOUT at 3 s, the time one doubling retry would take.
+    let mut config = Config::linux();
+    config.syn_retries(1);
+    let (sent, failed) = syn_timeline(config);
+    assert_eq!(sent, vec![0, 1000, 2000]);
+    assert_eq!(failed, Some(3000));
+}
