@@ -67,6 +67,10 @@ pub struct TcpInfo {
     pub recv_buffer: u32,
     /// Bytes queued for sending (sent and unacknowledged, and unsent).
     pub send_queued: u32,
+    /// Data bytes the peer acknowledged (RFC 4898 tcpEStatsAppHCThruOctetsAcked).
+    pub bytes_acked: u64,
+    /// Data bytes received in order (RFC 4898 tcpEStatsAppHCThruOctetsReceived).
+    pub bytes_received: u64,
 }
 
 impl Connection {
@@ -101,6 +105,19 @@ impl Connection {
             options |= 4;
         }
         let unsent = self.snd.buffer.len().saturating_sub(flight);
+        // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
+        let synced = self.is_synchronized() || self.state == State::Closed;
+        let (bytes_acked, bytes_received) = if synced && self.snd.una != self.snd.iss {
+            let acked = (self.snd.una - self.snd.iss)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.snd.fin_acked()));
+            let received = (self.rcv.nxt - self.rcv.irs)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.rcv.fin_received));
+            (acked as u64, received as u64)
+        } else {
+            (0, 0)
+        };
         TcpInfo {
             state: Some(self.state),
             ca_state,
@@ -133,6 +150,8 @@ impl Connection {
             send_buffer: self.snd.buffer.capacity().min(u32::MAX as usize) as u32,
             recv_buffer: self.rcv.buffer.capacity().min(u32::MAX as usize) as u32,
             send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
+            bytes_acked,
+            bytes_received,
         }
     }
 

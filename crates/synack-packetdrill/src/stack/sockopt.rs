@@ -298,8 +298,8 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(i.total_retrans);
     w.u64(0); // pacing_rate
     w.u64(u64::MAX); // max_pacing_rate
-    w.u64(0); // bytes_acked
-    w.u64(0); // bytes_received
+    w.u64(i.bytes_acked);
+    w.u64(i.bytes_received);
     w.u32(0); // segs_out
     w.u32(0); // segs_in
     w.u32(i.notsent_bytes);
