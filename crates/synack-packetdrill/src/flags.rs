@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use synack_core::tcp::congestion::NewRenoFactory;
-use synack_core::Config;
+use synack_core::{Config, SynCookies};
 
 /// Which defaults the endpoint starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,16 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     }
     if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
         c.window_scaling(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_syncookies").and_then(|v| v.first().copied()) {
+        c.syncookies(match v {
+            0 => SynCookies::Off,
+            1 => SynCookies::OnOverflow,
+            _ => SynCookies::Always,
+        });
+    }
+    if let Some(v) = sysctl("tcp_rto_min_us").and_then(|v| v.first().copied()) {
+        c.min_rto(Duration::from_micros(v));
     }
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
