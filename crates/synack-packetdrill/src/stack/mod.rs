@@ -1008,6 +1008,7 @@ impl Shared {
                         e.interest.remove(&fd);
                     }
                 }
+                let linger = s.opts.linger;
                 for h in s.accepted {
                     g.conn_fd.remove(&h);
                     let _ = g.ep().abort(now, h);
@@ -1020,10 +1021,14 @@ impl Shared {
                     }
                     Kind::Conn(h) => {
                         g.conn_fd.remove(&h);
-                        if s.opts.linger == Some(0) {
-                            g.ep().abort(now, h).map_err(errno)?;
-                        } else {
-                            g.ep().close(now, h).map_err(errno)?;
+                        match linger {
+                            Some(0) => g.ep().abort(now, h).map_err(errno)?,
+                            Some(secs) if release && g.ep().recv_queue_len(h).unwrap_or(0) == 0 => {
+                                g = self.linger(g, h, secs);
+                                let now = g.now;
+                                g.ep().close(now, h).map_err(errno)?;
+                            }
+                            _ => g.ep().close(now, h).map_err(errno)?,
                         }
                     }
                 }
@@ -1032,6 +1037,21 @@ impl Shared {
         g.drain();
         self.kick(&mut g);
         Ok(())
+    }
+
+    /// SO_LINGER with a timeout: close() sends the FIN and waits until it is acknowledged,
+    /// or `secs` pass (Linux's inet_release, tcp_close).
+    fn linger<'a>(&'a self, mut g: Guard<'a>, h: ConnectionHandle, secs: i32) -> Guard<'a> {
+        let now = g.now;
+        let _ = g.ep().shutdown(now, h);
+        g.drain();
+        self.kick(&mut g);
+        let deadline = now + Duration::from_secs(secs.max(0) as u64);
+        let (g, _) = self.block(g, Some(deadline), |st| {
+            let state = st.ep().state(h).unwrap_or(State::Closed);
+            matches!(state, State::FinWait2 | State::TimeWait | State::Closed).then_some(())
+        });
+        g
     }
 
     /// shutdown(2).
