@@ -875,16 +875,17 @@ impl Shared {
                 Err(e) => return Some(Err(e)),
             };
             let nonblock = s.nonblock || dontwait;
-            if s.shut_rd {
-                return Some(Ok(0));
-            }
+            // After shutdown(SHUT_RD), Linux still hands out what is queued, then EOF.
+            let shut_rd = s.shut_rd;
             let h = match s.kind {
                 Kind::Conn(h) => h,
+                _ if shut_rd => return Some(Ok(0)),
                 _ => return Some(Err(libc::ENOTCONN)),
             };
             let now = st.now;
             match st.ep().recv(now, h, buf) {
                 Ok(n) => Some(Ok(n)),
+                Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
                 Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                 Err(Error::WouldBlock) => None,
                 Err(e) => {
