@@ -3,7 +3,10 @@
 # packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
 #
 #   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--exclude PATTERN]...
-#                          [--timeout SECS] [--verbose] SCRIPT.pkt|DIR...
+#                          [--timeout SECS] [--verbose] [--both] SCRIPT.pkt|DIR...
+#
+# --both: run each script against the kernel and against synack, one line per script with
+# both results side by side; the summary and the exit status are synack's.
 #
 # --verbose: packetdrill's own -v, and the .so's trace of each socket call, in the logs.
 #
@@ -27,7 +30,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 [--kernel] [--profile linux|synack] [--exclude PATTERN]... [--timeout SECS]" \
+    echo "usage: $0 [--kernel|--both] [--profile linux|synack] [--exclude PATTERN]... [--timeout SECS]" \
         "SCRIPT.pkt|DIR..." >&2
     exit 2
 }
@@ -39,6 +42,7 @@ TIMEOUT=${PACKETDRILL_TIMEOUT:-180}
 PATHS=()
 EXCLUDES=()
 VERBOSE=0
+BOTH=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) KERNEL=1 ;;
@@ -46,6 +50,7 @@ while [ $# -gt 0 ]; do
         --profile=*) PROFILE=${1#--profile=} ;;
         --timeout) shift; [ $# -gt 0 ] || usage; TIMEOUT=$1 ;;
         -v|--verbose) VERBOSE=1 ;;
+        --both) BOTH=1 ;;
         --exclude) shift; [ $# -gt 0 ] || usage; EXCLUDES+=("$1") ;;
         --exclude=*) EXCLUDES+=("${1#--exclude=}") ;;
         -h|--help) usage ;;
@@ -137,7 +142,7 @@ stage_scripts() {
     mv "$net.tmp" "$net"
 }
 stage_scripts
-if [ $KERNEL = 0 ]; then
+if [ $KERNEL = 0 ] || [ $BOTH = 1 ]; then
     (cd "$ROOT" && cargo build -q -p synack-packetdrill)
 fi
 
@@ -192,23 +197,22 @@ for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^synack-pd-[
     fi
 done
 
-PASSED=0
-FAILED=0
-FAILURES=()
-i=0
-for script in "${SCRIPTS[@]}"; do
-    i=$((i + 1))
+# Run one script in a namespace of its own; $1 is synack or kernel. Sets RC, REL and LOG.
+NSCOUNT=0
+run_one() {
+    local mode=$1 script=$2 dir name addrs args so_local so_flags
+    NSCOUNT=$((NSCOUNT + 1))
     dir=$(cd "$(dirname "$script")" && pwd)
     name=$(basename "$script")
-    rel=${dir#"$PACKETDRILL_SRC"/gtests/net/}/$name
+    REL=${dir#"$PACKETDRILL_SRC"/gtests/net/}/$name
     case "$dir/" in
         "$PACKETDRILL_SRC"/gtests/net/*) dir=$BUILD/net/${dir#"$PACKETDRILL_SRC"/gtests/net/} ;;
-        "$ROOT"/*) rel=${dir#"$ROOT"/}/$name ;;
+        "$ROOT"/*) REL=${dir#"$ROOT"/}/$name ;;
     esac
-    log=$LOGS/$rel.log
-    mkdir -p "$(dirname "$log")"
+    LOG=$CARGO_TARGET_DIR/packetdrill-logs/$mode/$REL.log
+    mkdir -p "$(dirname "$LOG")"
 
-    NS=synack-pd-$$-$i
+    NS=synack-pd-$$-$NSCOUNT
     ip netns add "$NS"
     ip -n "$NS" link set lo up
     if grep -q -- '--ip_version=ipv6' "$script"; then
@@ -222,7 +226,7 @@ for script in "${SCRIPTS[@]}"; do
         so_local="local=198.18.0.2"
     fi
     args=("${addrs[@]}")
-    if [ $KERNEL = 0 ]; then
+    if [ "$mode" = synack ]; then
         # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
         ip -n "$NS" tuntap add dev tun0 mode tun
         ip -n "$NS" link set tun0 up
@@ -236,28 +240,63 @@ for script in "${SCRIPTS[@]}"; do
     (
         cd "$dir"
         exec setsid timeout -k 5 "$TIMEOUT" ip netns exec "$NS" "$PD" "${args[@]}" "$name"
-    ) >"$log" 2>&1 &
+    ) >"$LOG" 2>&1 &
     CHILD=$!
     wait "$CHILD"
-    rc=$?
+    RC=$?
     CHILD=""
     set -e
     cleanup_ns
+}
 
-    if [ $rc = 0 ]; then
+# Why a run failed, in one line.
+why() {
+    if [ "$RC" = 124 ]; then
+        echo "timed out after ${TIMEOUT}s"
+    else
+        grep -m1 -E 'error|fail|Assertion|timed out' "$LOG" | cut -c1-160 || true
+    fi
+}
+
+PASSED=0
+FAILED=0
+FAILURES=()
+KPASSED=0
+KFAILED=0
+for script in "${SCRIPTS[@]}"; do
+    if [ $BOTH = 1 ]; then
+        run_one kernel "$script"
+        krc=$RC
+        [ $krc = 0 ] && KPASSED=$((KPASSED + 1)) || KFAILED=$((KFAILED + 1))
+        run_one synack "$script"
+        if [ $RC = 0 ]; then
+            PASSED=$((PASSED + 1))
+        else
+            FAILED=$((FAILED + 1))
+            FAILURES+=("$REL")
+        fi
+        printf '%-6s %-6s %s\n' "$([ $RC = 0 ] && echo PASS || echo FAIL)" \
+            "$([ $krc = 0 ] && echo PASS || echo FAIL)" "$REL"
+        continue
+    fi
+    run_one "$MODE" "$script"
+    if [ $RC = 0 ]; then
         PASSED=$((PASSED + 1))
-        echo "PASS $rel"
+        echo "PASS $REL"
     else
         FAILED=$((FAILED + 1))
-        FAILURES+=("$rel")
-        why=$(grep -m1 -E 'error|fail|Assertion|timed out' "$log" | cut -c1-160 || true)
-        [ $rc = 124 ] && why="timed out after ${TIMEOUT}s"
-        echo "FAIL $rel${why:+: $why}"
+        FAILURES+=("$REL")
+        reason=$(why)
+        echo "FAIL $REL${reason:+: $reason}"
     fi
 done
 
 echo
-if [ $KERNEL = 0 ]; then
+if [ $BOTH = 1 ]; then
+    echo "(columns: synack, profile $PROFILE; kernel; logs in $CARGO_TARGET_DIR/packetdrill-logs)"
+    echo "kernel: $KPASSED passed, $KFAILED failed"
+    echo "synack:"
+elif [ $KERNEL = 0 ]; then
     echo "mode: synack, profile $PROFILE, logs in $LOGS"
 else
     echo "mode: kernel, logs in $LOGS"
