@@ -14,7 +14,6 @@ use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 pub struct Config {
     pub(crate) mtu: usize,
     pub(crate) syn_retries: u32,
-    pub(crate) syn_linear_timeouts: u32,
     pub(crate) synack_retries: u32,
     pub(crate) data_retries: u32,
     pub(crate) initial_syn_rto: Duration,
@@ -48,6 +47,7 @@ pub struct Config {
     pub(crate) ephemeral_ports: (u16, u16),
     pub(crate) congestion: Arc<dyn ControllerFactory>,
     pub(crate) seed: Option<[u8; 32]>,
+    pub(crate) syn_linear_timeouts: u32,
 }
 
 /// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
@@ -88,7 +88,6 @@ impl Default for Config {
         Config {
             mtu: 1500,
             syn_retries: 6,
-            syn_linear_timeouts: 0,
             synack_retries: 5,
             data_retries: 15,
             initial_syn_rto: Duration::from_secs(2),
@@ -122,6 +121,7 @@ impl Default for Config {
             ephemeral_ports: (32768, 60999),
             congestion: Arc::new(CubicFactory),
             seed: None,
+            syn_linear_timeouts: 0,
         }
     }
 }
@@ -144,14 +144,6 @@ impl Config {
     setter!(
         /// SYN retransmissions before `connect` fails with `TimedOut` (Linux tcp_syn_retries, 6).
         syn_retries: u32
-    );
-    setter!(
-        /// SYN retransmissions that come after the initial SYN RTO itself rather than after a
-        /// doubled one, before the exponential backoff starts (Linux 6.5+
-        /// tcp_syn_linear_timeouts, 4; 0 here). They come on top of `syn_retries`, as in
-        /// Linux: with 4 and 6 and a 1 s RTO, SYNs leave at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35
-        /// and 67 s, and `connect` fails at 131 s.
-        syn_linear_timeouts: u32
     );
     setter!(
         /// SYN-ACK retransmissions before a half-open connection is dropped (Linux
@@ -308,6 +300,14 @@ impl Config {
     setter!(
         /// The congestion controller for new connections (default: CUBIC, RFC 9438).
         congestion: Arc<dyn ControllerFactory>
+    );
+    setter!(
+        /// SYN retransmissions of an active open that wait the initial SYN RTO again before
+        /// the backoff turns exponential (Linux 6.17+ tcp_syn_linear_timeouts, 4 there; 0
+        /// here: exponential from the start). When set, an active open fails as Linux's
+        /// does, by time: once its SYN has been out as long as `syn_retries` doubling
+        /// retries would take. SYN-ACKs always back off exponentially.
+        syn_linear_timeouts: u32
     );
     setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for

@@ -25,6 +25,7 @@ use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::tcp::connection::{ConnConfig, Connection};
+use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
@@ -1604,6 +1605,58 @@ impl Endpoint {
     /// Bytes queued for sending and not yet acknowledged.
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.app_conn(conn)?.snd.buffer.len())
+    }
+
+    /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
+    pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.app_conn(conn)?.rcv.buffer.len())
+    }
+
+    /// A snapshot of the connection, after Linux's `TCP_INFO` (what `ss -ti` shows).
+    pub fn info(&self, now: Instant, conn: ConnectionHandle) -> Result<TcpInfo, Error> {
+        Ok(self.app_conn(conn)?.info(now))
+    }
+
+    /// Fix the connection's send buffer at `bytes`, with no auto-tuning (Linux SO_SNDBUF).
+    pub fn set_send_buffer(&mut self, conn: ConnectionHandle, bytes: usize) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_send_buffer(bytes);
+        self.after(conn);
+        Ok(())
+    }
+
+    /// Fix the connection's receive buffer at `bytes`, with no auto-tuning (Linux SO_RCVBUF);
+    /// never below the window already offered.
+    pub fn set_recv_buffer(&mut self, conn: ConnectionHandle, bytes: usize) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_recv_buffer(bytes);
+        self.after(conn);
+        Ok(())
+    }
+
+    /// The connection's user timeout (Linux TCP_USER_TIMEOUT); `None` for the endpoint's.
+    pub fn set_user_timeout(
+        &mut self,
+        conn: ConnectionHandle,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), Error> {
+        let timeout = timeout.or(self.config.user_timeout);
+        self.app_slot(conn)?.conn.set_user_timeout(timeout);
+        self.after(conn);
+        Ok(())
+    }
+
+    /// SYN retransmissions before this connection's active open fails (Linux TCP_SYNCNT).
+    pub fn set_syn_retries(&mut self, conn: ConnectionHandle, retries: u32) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_syn_retries(retries);
+        Ok(())
+    }
+
+    /// Clamp the connection's MSS (Linux TCP_MAXSEG): the one advertised, if the SYN has not
+    /// been sent yet (set it right after `connect`, before `poll_transmit`), and the one sent
+    /// with.
+    pub fn clamp_mss(&mut self, conn: ConnectionHandle, mss: usize) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
+        self.after(conn);
+        Ok(())
     }
 }
 

@@ -72,6 +72,7 @@ pub mod endpoint;
 pub mod error;
 pub mod isn;
 pub mod options;
+mod profile;
 pub mod seq;
 mod slab;
 pub mod stats;

@@ -350,6 +350,15 @@ impl ConnRef {
             .set_nodelay(self.handle, nodelay)
             .map_err(|e| inner.conn_error(self.handle, e))
     }
+
+    fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
+        let inner = self.stack.lock()?;
+        let now = inner.now();
+        inner
+            .endpoint
+            .info(now, self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
 }
 
 impl Drop for ConnRef {
@@ -506,6 +515,12 @@ impl TcpStream {
     /// it takes nothing.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.conn.try_write(buf)
+    }
+
+    /// A snapshot of the connection after Linux's `TCP_INFO` (what `ss -ti` shows): state,
+    /// RTT, RTO, congestion window, segments in flight, SACKed and lost, retransmissions.
+    pub fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
+        self.conn.info()
     }
 
     /// Borrowed halves, usable from two tasks at once (e.g. inside one `join!`).

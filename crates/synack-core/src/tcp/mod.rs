@@ -2,6 +2,7 @@
 
 pub mod congestion;
 pub(crate) mod delayed_ack;
+pub mod info;
 pub(crate) mod rack;
 pub mod recv_buffer;
 pub mod rtt;

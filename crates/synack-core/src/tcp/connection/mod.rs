@@ -297,10 +297,10 @@ pub(crate) struct Connection {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnConfig {
     pub syn_retries: u32,
-    pub syn_linear_timeouts: u32,
     pub synack_retries: u32,
     pub data_retries: u32,
     pub initial_syn_rto: Duration,
+    pub syn_linear_timeouts: u32,
     pub max_rto: Duration,
     pub delayed_ack: Duration,
     pub time_wait: Duration,
@@ -325,10 +325,10 @@ impl ConnConfig {
     pub fn from_config(c: &Config) -> ConnConfig {
         ConnConfig {
             syn_retries: c.syn_retries,
-            syn_linear_timeouts: c.syn_linear_timeouts,
             synack_retries: c.synack_retries,
             data_retries: c.data_retries,
             initial_syn_rto: c.initial_syn_rto,
+            syn_linear_timeouts: c.syn_linear_timeouts,
             max_rto: c.max_rto,
             delayed_ack: c.delayed_ack,
             time_wait: c.time_wait,

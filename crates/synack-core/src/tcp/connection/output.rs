@@ -155,18 +155,39 @@ impl Connection {
         None
     }
 
-    /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry.
+    /// The SYN retransmission timeout: the configured initial SYN RTO, doubled per retry
+    /// (after `syn_linear_timeouts` retries at the initial RTO, for an active open).
     pub(super) fn syn_rto(&self) -> std::time::Duration {
-        let base = self.cfg.initial_syn_rto;
-        // Linux's tcp_retransmit_timer: the first `syn_linear_timeouts` retransmissions of a
-        // SYN (not of a SYN-ACK) keep the base RTO; backoff starts after them.
-        let linear = if self.state == State::SynSent {
-            self.cfg.syn_linear_timeouts
+        self.syn_rto_after(self.backoff)
+    }
+
+    /// Linux's `tcp_model_timeout` for SYNs: how long `syn_retries` retries take when each
+    /// doubles the RTO from the initial SYN RTO, the RTO capped at `max_rto`.
+    pub(super) fn syn_model_timeout(&self) -> std::time::Duration {
+        let base = self
+            .cfg
+            .initial_syn_rto
+            .max(std::time::Duration::from_micros(1));
+        let max = self.cfg.max_rto.max(base);
+        let thresh = ((max.as_micros() / base.as_micros()).max(1) as u64).ilog2();
+        let retries = self.cfg.syn_retries;
+        if retries <= thresh {
+            base * ((2u32 << retries) - 1)
         } else {
+            base * ((2u32 << thresh) - 1) + max * (retries - thresh)
+        }
+    }
+
+    /// The SYN retransmission timeout after `backoff` retransmissions.
+    pub(super) fn syn_rto_after(&self, backoff: u32) -> std::time::Duration {
+        let base = self.cfg.initial_syn_rto;
+        let linear = if self.passive {
             0
+        } else {
+            self.cfg.syn_linear_timeouts
         };
-        let exponent = self.backoff.saturating_sub(linear);
-        let factor = 1u32.checked_shl(exponent.min(31)).unwrap_or(u32::MAX);
+        let doublings = backoff.saturating_sub(linear);
+        let factor = 1u32.checked_shl(doublings.min(31)).unwrap_or(u32::MAX);
         base.checked_mul(factor)
             .unwrap_or(self.cfg.max_rto)
             .min(self.cfg.max_rto.max(base))

@@ -1,6 +1,8 @@
 //! The connection's deadlines and what happens when each fires (RFC 9293 §3.8; RFC 6298 §5;
 //! RFC 1122 §4.2.3.6 keepalive).
 
+use std::time::Duration;
+
 use super::{Connection, Disposition};
 use crate::error::Error;
 use crate::tcp::State;
@@ -170,15 +172,23 @@ impl Connection {
     fn on_retransmit_timeout(&mut self, now: Instant) -> Disposition {
         match self.state {
             State::SynSent | State::SynReceived => {
-                let limit = if self.state == State::SynSent {
-                    // Linux's tcp_write_timeout counts the linear retransmissions on top.
-                    self.cfg.syn_retries + self.cfg.syn_linear_timeouts
-                } else if !self.passive {
-                    self.cfg.syn_retries
+                let active = self.state == State::SynSent || !self.passive;
+                let expired = if active && self.cfg.syn_linear_timeouts > 0 {
+                    // Linux 6.17+ (linear SYN timeouts): the retries run out by time, not by
+                    // count, once the SYN has been out as long as `syn_retries` exponential
+                    // retries would take (tcp_model_timeout), checked as each timer fires
+                    // after the first.
+                    let elapsed: Duration = (0..=self.backoff).map(|i| self.syn_rto_after(i)).sum();
+                    self.backoff > 0 && elapsed >= self.syn_model_timeout()
                 } else {
-                    self.cfg.synack_retries
+                    let limit = if active {
+                        self.cfg.syn_retries
+                    } else {
+                        self.cfg.synack_retries
+                    };
+                    self.backoff >= limit
                 };
-                if self.backoff >= limit {
+                if expired {
                     // A passive half-open connection just goes away; an active open fails.
                     let error = if self.passive {
                         None

@@ -1,0 +1,45 @@
+//! Configuration profiles: named sets of defaults beside [`Config::default`].
+
+use std::time::Duration;
+
+use crate::config::Config;
+
+impl Config {
+    /// Linux 6.x's defaults, for comparing synack with the kernel (packetdrill scripts assume
+    /// them): the first SYN and SYN-ACK retransmission after 1 s (Linux `TCP_TIMEOUT_INIT`)
+    /// instead of synack's 2 s, the first four SYN retransmissions 1 s apart before the
+    /// backoff doubles, and the connect failing once the SYN has been out as long as
+    /// `syn_retries` doublings would take (`tcp_syn_linear_timeouts`, Linux 6.17+: SYNs at 0,
+    /// 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s), and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)
+    /// and `tcp_wmem[1]` (16 KiB) and grow to `tcp_rmem[2]` (6 MiB) and `tcp_wmem[2]`
+    /// (4 MiB). Everything else already follows Linux in [`Config::default`].
+    pub fn linux() -> Config {
+        let mut c = Config::default();
+        c.initial_syn_rto(Duration::from_secs(1))
+            .initial_rto(Duration::from_secs(1))
+            .syn_retries(6)
+            .syn_linear_timeouts(4)
+            .synack_retries(5)
+            .recv_buffer(128 * 1024)
+            .recv_buffer_max(6 * 1024 * 1024)
+            .send_buffer(16 * 1024)
+            .send_buffer_max(4 * 1024 * 1024);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linux_profile_differs_from_default_only_where_linux_does() {
+        let linux = Config::linux();
+        assert_eq!(linux.get_initial_syn_rto(), Duration::from_secs(1));
+        assert_eq!(
+            Config::default().get_initial_syn_rto(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(linux.get_syn_retries(), 6);
+    }
+}

@@ -1,0 +1,209 @@
+//! A snapshot of one connection, after Linux's `struct tcp_info` (`ss -ti`), and the
+//! per-connection settings that sockets change after the connection exists.
+
+use std::time::Duration;
+
+use crate::tcp::connection::Connection;
+use crate::tcp::State;
+use crate::time::Instant;
+
+/// What a connection looks like now: Linux's `TCP_INFO`, in the units Linux uses (times in
+/// microseconds unless named otherwise, windows and counts in segments where Linux counts
+/// segments). Fields the core does not track are zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpInfo {
+    /// The RFC 9293 state.
+    pub state: Option<State>,
+    /// Linux's congestion-avoidance state: 0 open, 1 disorder (SACKs or duplicate ACKs seen),
+    /// 3 fast recovery, 4 loss (after an RTO).
+    pub ca_state: u8,
+    /// Retransmission timeouts in a row (Linux `tcpi_retransmits` and `tcpi_backoff`).
+    pub backoff: u8,
+    /// Zero-window probes in a row.
+    pub probes: u8,
+    /// Options in use: 1 timestamps, 2 SACK, 4 window scaling (Linux `TCPI_OPT_*`).
+    pub options: u8,
+    /// The peer's window scale.
+    pub snd_wscale: u8,
+    /// Our window scale.
+    pub rcv_wscale: u8,
+    /// The retransmission timeout, backed off.
+    pub rto: Duration,
+    /// The delayed-ACK timeout.
+    pub ato: Duration,
+    /// The MSS we send with.
+    pub snd_mss: u32,
+    /// The MSS we advertised.
+    pub rcv_mss: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Segments SACKed.
+    pub sacked: u32,
+    /// Segments taken as lost.
+    pub lost: u32,
+    /// Retransmissions in total.
+    pub total_retrans: u32,
+    /// Time since data last arrived.
+    pub last_data_recv: Duration,
+    /// The smoothed RTT.
+    pub rtt: Duration,
+    /// The RTT variation.
+    pub rttvar: Duration,
+    /// The smallest RTT seen.
+    pub min_rtt: Duration,
+    /// The slow-start threshold in segments (Linux reports 0x7fffffff before the first loss).
+    pub snd_ssthresh: u32,
+    /// The congestion window in segments.
+    pub snd_cwnd: u32,
+    /// Bytes queued and not yet sent.
+    pub notsent_bytes: u32,
+    /// The peer's window, scaled.
+    pub snd_wnd: u32,
+    /// Our advertised window, scaled.
+    pub rcv_wnd: u32,
+    /// Bytes the send buffer holds at most now.
+    pub send_buffer: u32,
+    /// Bytes the receive buffer holds at most now.
+    pub recv_buffer: u32,
+    /// Bytes queued for sending (sent and unacknowledged, and unsent).
+    pub send_queued: u32,
+    /// Data bytes the peer acknowledged (RFC 4898 tcpEStatsAppHCThruOctetsAcked).
+    pub bytes_acked: u64,
+    /// Data bytes received in order (RFC 4898 tcpEStatsAppHCThruOctetsReceived).
+    pub bytes_received: u64,
+}
+
+impl Connection {
+    /// The snapshot at `now`.
+    pub(crate) fn info(&self, now: Instant) -> TcpInfo {
+        let mss = self.snd.mss.max(1);
+        let segs = |bytes: usize| bytes.div_ceil(mss).min(u32::MAX as usize) as u32;
+        let flight = self.snd.max - self.snd.una;
+        let sacked = self.snd.scoreboard.sacked_bytes();
+        let lost = match self.lost_boundary() {
+            Some(b) if b > self.snd.una => self.snd.scoreboard.unsacked_between(self.snd.una, b),
+            _ => 0,
+        };
+        let ca_state = if self.recovery.rto_recover.is_some() && self.backoff > 0 {
+            4
+        } else if self.recovery.recover.is_some() {
+            3
+        } else if self.recovery.dupacks > 0 || sacked > 0 {
+            1
+        } else {
+            0
+        };
+        let ssthresh = self.cc.ssthresh();
+        let mut options = 0;
+        if self.ts.enabled {
+            options |= 1;
+        }
+        if self.sack_ok {
+            options |= 2;
+        }
+        if self.wscale_ok {
+            options |= 4;
+        }
+        let unsent = self.snd.buffer.len().saturating_sub(flight);
+        // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
+        let synced = self.is_synchronized() || self.state == State::Closed;
+        let (bytes_acked, bytes_received) = if synced && self.snd.una != self.snd.iss {
+            let acked = (self.snd.una - self.snd.iss)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.snd.fin_acked()));
+            let received = (self.rcv.nxt - self.rcv.irs)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.rcv.fin_received));
+            (acked as u64, received as u64)
+        } else {
+            (0, 0)
+        };
+        TcpInfo {
+            state: Some(self.state),
+            ca_state,
+            backoff: self.backoff.min(255) as u8,
+            probes: self.persist_backoff.min(255) as u8,
+            options,
+            snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
+            rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },
+            rto: self.current_rto(),
+            ato: self.cfg.delayed_ack,
+            snd_mss: self.snd.mss as u32,
+            rcv_mss: self.rcv.mss as u32,
+            unacked: segs(flight),
+            sacked: segs(sacked),
+            lost: segs(lost),
+            total_retrans: self.retransmits.min(u64::from(u32::MAX)) as u32,
+            last_data_recv: now.saturating_duration_since(self.last_recv),
+            rtt: self.rtt.srtt().unwrap_or_default(),
+            rttvar: self.rttvar_or_zero(),
+            min_rtt: self.rtt.min_rtt().unwrap_or_default(),
+            snd_ssthresh: if ssthresh >= (u32::MAX as usize) / 2 {
+                0x7fff_ffff
+            } else {
+                segs(ssthresh)
+            },
+            snd_cwnd: segs(self.cc.window()),
+            notsent_bytes: unsent.min(u32::MAX as usize) as u32,
+            snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
+            rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,
+            send_buffer: self.snd.buffer.capacity().min(u32::MAX as usize) as u32,
+            recv_buffer: self.rcv.buffer.capacity().min(u32::MAX as usize) as u32,
+            send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
+            bytes_acked,
+            bytes_received,
+        }
+    }
+
+    fn rttvar_or_zero(&self) -> Duration {
+        if self.rtt.srtt().is_some() {
+            self.rtt.rttvar()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Fix the send buffer at `bytes` and stop it from auto-tuning (Linux SO_SNDBUF, which
+    /// sets SOCK_SNDBUF_LOCK).
+    pub(crate) fn set_send_buffer(&mut self, bytes: usize) {
+        self.snd.buffer.set_capacity(bytes);
+        self.cfg.send_buffer_max = bytes;
+    }
+
+    /// Fix the receive buffer at `bytes` and stop it from auto-tuning (Linux SO_RCVBUF, which
+    /// sets SOCK_RCVBUF_LOCK). Never below what it holds plus the window already offered: a
+    /// window, once offered, is not taken back (RFC 9293 §3.8.6).
+    pub(crate) fn set_recv_buffer(&mut self, bytes: usize) {
+        let offered = if self.is_synchronized() {
+            (self.rcv.adv - self.rcv.nxt) + self.rcv.buffer.len()
+        } else {
+            0
+        };
+        let bytes = bytes.max(offered);
+        self.rcv.buffer.set_capacity(bytes);
+        self.cfg.recv_buffer_max = self.rcv.buffer.capacity();
+    }
+
+    /// Fail the connection once sent data stays unacknowledged this long (TCP_USER_TIMEOUT);
+    /// `None` leaves it to the retry count.
+    pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        self.cfg.user_timeout = timeout;
+    }
+
+    /// SYN retransmissions before an active open fails (TCP_SYNCNT).
+    pub(crate) fn set_syn_retries(&mut self, retries: u32) {
+        self.cfg.syn_retries = retries;
+    }
+
+    /// Clamp the MSS (TCP_MAXSEG): the one we advertise, if our SYN is not out yet, and the
+    /// one we send with.
+    pub(crate) fn clamp_mss(&mut self, mss: usize) {
+        if matches!(self.state, State::Closed | State::SynSent) && self.backoff == 0 {
+            self.rcv.mss = self.rcv.mss.min(mss);
+        }
+        if self.snd.mss > mss {
+            self.snd.mss = mss;
+            self.cc.set_mss(mss);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `--so_flags`, and the configuration they and the namespace's sysctls give.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use synack_core::tcp::congestion::NewRenoFactory;
+use synack_core::{Config, SynCookies};
+
+/// Which defaults the endpoint starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Linux 6.x defaults (`Config::linux()`), what upstream scripts assume.
+    Linux,
+    /// synack's own defaults (2 s / 4 s / 8 s SYN backoff).
+    Synack,
+}
+
+/// What `--so_flags` says: `local=IP,local6=IP,profile=linux|synack,verbose`.
+#[derive(Debug, Clone)]
+pub struct Flags {
+    /// The stack's IPv4 address (packetdrill's `--local_ip`).
+    pub local4: IpAddr,
+    /// The stack's IPv6 address.
+    pub local6: IpAddr,
+    /// The defaults to start from.
+    pub profile: Profile,
+    /// Log each call on stderr.
+    pub verbose: bool,
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            local4: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            local6: IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            profile: Profile::Linux,
+            verbose: false,
+        }
+    }
+}
+
+impl Flags {
+    /// Parse the comma-separated `--so_flags` string; unknown words are an error.
+    pub fn parse(s: &str) -> Result<Flags, String> {
+        let mut f = Flags::default();
+        for word in s.split([',', ' ']).filter(|w| !w.is_empty()) {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            match key {
+                "local" | "local4" => {
+                    f.local4 = value.parse().map_err(|_| format!("bad address {value}"))?;
+                }
+                "local6" => {
+                    f.local6 = value.parse().map_err(|_| format!("bad address {value}"))?;
+                }
+                "profile" => {
+                    f.profile = match value {
+                        "linux" => Profile::Linux,
+                        "synack" => Profile::Synack,
+                        _ => return Err(format!("unknown profile {value}")),
+                    }
+                }
+                "verbose" => f.verbose = true,
+                _ => return Err(format!("unknown so_flag {word}")),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Read one of the namespace's `net.ipv4` sysctls as numbers.
+fn sysctl(name: &str) -> Option<Vec<u64>> {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok()?;
+    text.split_whitespace().map(|w| w.parse().ok()).collect()
+}
+
+fn sysctl_string(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}")).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// Values from the sysctls a script may set, kept for the socket options that report them.
+#[derive(Debug, Clone)]
+pub struct Sysctls {
+    /// `tcp_wmem[1]`: the default send buffer.
+    pub wmem_default: usize,
+    /// `tcp_rmem[1]`: the default receive buffer.
+    pub rmem_default: usize,
+    /// `tcp_congestion_control`.
+    pub congestion: String,
+    /// `tcp_notsent_lowat`.
+    pub notsent_lowat: u32,
+}
+
+/// The endpoint's configuration: the profile, then what the namespace's sysctls say (the
+/// script's init command has run by the time the first socket is made).
+pub fn config(flags: &Flags) -> (Config, Sysctls) {
+    let mut c = match flags.profile {
+        Profile::Linux => Config::linux(),
+        Profile::Synack => Config::default(),
+    };
+    // A TSO device, as packetdrill's tun is: whole super-segments are what scripts expect.
+    c.gso_max_size(65535);
+    let mut sys = Sysctls {
+        wmem_default: 16384,
+        rmem_default: 131072,
+        congestion: "cubic".to_string(),
+        notsent_lowat: u32::MAX,
+    };
+    if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
+        c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
+        sys.rmem_default = v[1] as usize;
+    }
+    if let Some(v) = sysctl("tcp_wmem").filter(|v| v.len() == 3) {
+        c.send_buffer(v[1] as usize).send_buffer_max(v[2] as usize);
+        sys.wmem_default = v[1] as usize;
+    }
+    if flags.profile == Profile::Linux {
+        if let Some(v) = sysctl("tcp_syn_retries").and_then(|v| v.first().copied()) {
+            c.syn_retries(v as u32);
+        }
+        if let Some(v) = sysctl("tcp_synack_retries").and_then(|v| v.first().copied()) {
+            c.synack_retries(v as u32);
+        }
+        if let Some(v) = sysctl("tcp_syn_linear_timeouts").and_then(|v| v.first().copied()) {
+            c.syn_linear_timeouts(v as u32);
+        }
+    }
+    if let Some(v) = sysctl("tcp_timestamps").and_then(|v| v.first().copied()) {
+        c.timestamps(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_sack").and_then(|v| v.first().copied()) {
+        c.sack(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
+        c.window_scaling(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_syncookies").and_then(|v| v.first().copied()) {
+        c.syncookies(match v {
+            0 => SynCookies::Off,
+            1 => SynCookies::OnOverflow,
+            _ => SynCookies::Always,
+        });
+    }
+    if let Some(v) = sysctl("tcp_rto_min_us").and_then(|v| v.first().copied()) {
+        c.min_rto(Duration::from_micros(v));
+    }
+    if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
+        c.fin_timeout(Duration::from_secs(v));
+    }
+    if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
+        sys.notsent_lowat = v.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(cc) = sysctl_string("tcp_congestion_control") {
+        // The core has CUBIC and NewReno; anything else (bbr, ...) runs as CUBIC.
+        if cc == "reno" {
+            c.congestion(std::sync::Arc::new(NewRenoFactory));
+            sys.congestion = cc;
+        }
+    }
+    (c, sys)
+}

@@ -1,0 +1,369 @@
+//! getsockopt and setsockopt, and the byte layouts of the options Linux fills in.
+
+use std::time::Duration;
+
+use synack_core::tcp::info::TcpInfo;
+use synack_core::State;
+
+use super::{errno, Kind, Shared, SysResult};
+
+impl Shared {
+    /// getsockopt(2) for an integer (or small struct) option: the bytes to copy out.
+    pub fn getsockopt(&self, fd: i32, level: i32, name: i32) -> SysResult<Vec<u8>> {
+        let mut g = self.lock();
+        let int = |v: i32| Ok(v.to_ne_bytes().to_vec());
+        let kind = g.socket(fd)?.kind;
+        let conn = match kind {
+            Kind::Conn(h) => Some(h),
+            _ => None,
+        };
+        let now = g.now;
+        let info = conn.and_then(|h| g.ep().info(now, h).ok());
+        let o = g.socket(fd)?.opts.clone();
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_ERROR) => {
+                let e = match conn {
+                    Some(_) => g.take_conn_error(fd)?.unwrap_or(0),
+                    None => 0,
+                };
+                int(e)
+            }
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
+            (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
+            (libc::SOL_SOCKET, libc::SO_LINGER) => {
+                let mut v = (o.linger.is_some() as i32).to_ne_bytes().to_vec();
+                v.extend_from_slice(&o.linger.unwrap_or(0).to_ne_bytes());
+                Ok(v)
+            }
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+                let d = g.sys().wmem_default as i32;
+                int(o.sndbuf.unwrap_or(d))
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+                let d = g.sys().rmem_default as i32;
+                int(o.rcvbuf.unwrap_or(d))
+            }
+            (libc::SOL_SOCKET, libc::SO_MEMINFO) => {
+                // rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem,
+                // backlog, drops
+                let i = info.unwrap_or_default();
+                let rq = g.inq(fd) as u32;
+                let words = [
+                    rq,
+                    i.recv_buffer,
+                    0,
+                    i.send_buffer,
+                    0,
+                    i.send_queued,
+                    0,
+                    0,
+                    0,
+                ];
+                Ok(words.iter().flat_map(|w| w.to_ne_bytes()).collect())
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
+                let mss = match info {
+                    // Linux reports mss_cache: the MSS less the options every segment
+                    // carries (12 bytes of timestamps).
+                    Some(i) if i.snd_mss > 0 => i.snd_mss - if i.options & 1 != 0 { 12 } else { 0 },
+                    _ => o.maxseg.unwrap_or(536),
+                };
+                int(mss as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => int(o.user_timeout.unwrap_or(0) as i32),
+            (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => {
+                let d = g.ep().config().get_syn_retries();
+                int(o.syncnt.unwrap_or(d) as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
+                // 0 when unset: the sysctl applies.
+                int(o.notsent_lowat.unwrap_or(0) as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_INQ) => int(o.inq as i32),
+            (libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
+                let mut v = g.sys().congestion.clone().into_bytes();
+                v.resize(16, 0);
+                Ok(v)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_INFO) => {
+                let state = match kind {
+                    Kind::Listener(_) => Some(State::Listen),
+                    _ => None,
+                };
+                let i = info.unwrap_or(TcpInfo {
+                    state,
+                    ..TcpInfo::default()
+                });
+                Ok(tcp_info_bytes(&i))
+            }
+            // CUBIC and NewReno have nothing to report (Linux: a length of 0).
+            (libc::IPPROTO_TCP, libc::TCP_CC_INFO) => Ok(Vec::new()),
+            _ => Err(libc::ENOPROTOOPT),
+        }
+    }
+
+    /// setsockopt(2); `value` is the option's bytes.
+    pub fn setsockopt(&self, fd: i32, level: i32, name: i32, value: &[u8]) -> SysResult<()> {
+        let mut g = self.lock();
+        let int = || -> SysResult<i32> {
+            let b: [u8; 4] = value
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(libc::EINVAL)?;
+            Ok(i32::from_ne_bytes(b))
+        };
+        let conn = match g.socket(fd)?.kind {
+            Kind::Conn(h) => Some(h),
+            _ => None,
+        };
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
+                g.socket(fd)?.opts.reuseaddr = int()? != 0;
+            }
+            (libc::SOL_SOCKET, libc::SO_LINGER) => {
+                if value.len() < 8 {
+                    return Err(libc::EINVAL);
+                }
+                let on = int()? != 0;
+                let secs = i32::from_ne_bytes(value[4..8].try_into().expect("4 bytes"));
+                g.socket(fd)?.opts.linger = on.then_some(secs);
+            }
+            (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+                // Linux: min(value, wmem_max), doubled for overhead, at least SOCK_MIN_SNDBUF.
+                let v = (int()?.max(0) as u32).min(core_sysctl("wmem_max").unwrap_or(212_992));
+                let bytes = (v.saturating_mul(2)).max(4608) as i32;
+                g.socket(fd)?.opts.sndbuf = Some(bytes);
+                if let Some(h) = conn {
+                    g.ep().set_send_buffer(h, bytes as usize).map_err(errno)?;
+                }
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+                // Linux: min(value, rmem_max), doubled for overhead, at least SOCK_MIN_RCVBUF.
+                let v = (int()?.max(0) as u32).min(core_sysctl("rmem_max").unwrap_or(212_992));
+                let bytes = (v.saturating_mul(2)).max(2304) as i32;
+                g.socket(fd)?.opts.rcvbuf = Some(bytes);
+                if let Some(h) = conn {
+                    g.ep().set_recv_buffer(h, bytes as usize).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY) => {
+                let on = int()? != 0;
+                g.socket(fd)?.opts.nodelay = on;
+                if let Some(h) = conn {
+                    g.ep().set_nodelay(h, on).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
+                let v = int()?;
+                // Linux: 0 resets; otherwise between TCP_MIN_MSS (88) and the window limit.
+                if v != 0 && !(88..=32767).contains(&v) {
+                    return Err(libc::EINVAL);
+                }
+                if matches!(g.socket(fd)?.kind, Kind::Listener(_)) {
+                    // The core's listeners take no per-listener MSS.
+                    return Err(libc::ENOPROTOOPT);
+                }
+                g.socket(fd)?.opts.maxseg = (v != 0).then_some(v as u32);
+                if let (Some(h), true) = (conn, v != 0) {
+                    g.ep().clamp_mss(h, v as usize).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
+                let v = int()?;
+                if v < 0 {
+                    return Err(libc::EINVAL);
+                }
+                g.socket(fd)?.opts.user_timeout = Some(v as u32);
+                if let Some(h) = conn {
+                    let t = (v > 0).then(|| Duration::from_millis(v as u64));
+                    g.ep().set_user_timeout(h, t).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => {
+                let v = int()?;
+                if !(1..=127).contains(&v) {
+                    return Err(libc::EINVAL);
+                }
+                g.socket(fd)?.opts.syncnt = Some(v as u32);
+                if let Some(h) = conn {
+                    g.ep().set_syn_retries(h, v as u32).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
+                let v = int()?;
+                g.socket(fd)?.opts.notsent_lowat = Some(v as u32);
+            }
+            (libc::IPPROTO_TCP, libc::TCP_INQ) => {
+                g.socket(fd)?.opts.inq = int()? != 0;
+            }
+            (libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
+                let name = value.split(|&b| b == 0).next().unwrap_or(&[]);
+                let current = g.sys().congestion.clone();
+                if name != current.as_bytes() {
+                    // The core picks the controller per endpoint, not per socket.
+                    return Err(libc::ENOPROTOOPT);
+                }
+            }
+            _ => return Err(libc::ENOPROTOOPT),
+        }
+        g.drain();
+        self.kick(&mut g);
+        Ok(())
+    }
+}
+
+/// One of the namespace's `net.core` sysctls.
+fn core_sysctl(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Linux's `TCP_*` state numbers (include/net/tcp_states.h).
+fn linux_state(s: Option<State>) -> u8 {
+    match s {
+        Some(State::Established) => 1,
+        Some(State::SynSent) => 2,
+        Some(State::SynReceived) => 3,
+        Some(State::FinWait1) => 4,
+        Some(State::FinWait2) => 5,
+        Some(State::TimeWait) => 6,
+        Some(State::Closed) | None => 7,
+        Some(State::CloseWait) => 8,
+        Some(State::LastAck) => 9,
+        Some(State::Listen) => 10,
+        Some(State::Closing) => 11,
+    }
+}
+
+/// `struct tcp_info` as Linux 6.x lays it out (include/uapi/linux/tcp.h), in native byte
+/// order.
+fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
+    struct W(Vec<u8>);
+    impl W {
+        fn u8(&mut self, v: u8) {
+            self.0.push(v);
+        }
+        fn u16(&mut self, v: u16) {
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        fn u32(&mut self, v: u32) {
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+        fn u64(&mut self, v: u64) {
+            while self.0.len() % 8 != 0 {
+                self.0.push(0);
+            }
+            self.0.extend_from_slice(&v.to_ne_bytes());
+        }
+    }
+    let us = |d: Duration| d.as_micros().min(u32::MAX as u128) as u32;
+    let mut w = W(Vec::with_capacity(320));
+    w.u8(linux_state(i.state));
+    w.u8(i.ca_state);
+    w.u8(i.backoff); // tcpi_retransmits
+    w.u8(i.probes);
+    w.u8(i.backoff);
+    w.u8(i.options);
+    w.u8((i.snd_wscale & 0xf) | (i.rcv_wscale << 4));
+    w.u8(0); // delivery_rate_app_limited, fastopen_client_fail
+    w.u32(us(i.rto));
+    w.u32(us(i.ato));
+    w.u32(i.snd_mss);
+    // Linux's tcpi_rcv_mss estimates the peer's segment size; the nearest the core knows is
+    // the MSS the peer sends with (at most ours and its own).
+    w.u32(i.snd_mss.min(i.rcv_mss));
+    w.u32(i.unacked);
+    w.u32(i.sacked);
+    w.u32(i.lost);
+    w.u32(0); // retrans (in flight)
+    w.u32(0); // fackets
+    w.u32(0); // last_data_sent
+    w.u32(0); // last_ack_sent
+    w.u32(i.last_data_recv.as_millis().min(u32::MAX as u128) as u32);
+    w.u32(0); // last_ack_recv
+    w.u32(0); // pmtu
+    w.u32(0); // rcv_ssthresh
+    w.u32(us(i.rtt));
+    w.u32(us(i.rttvar));
+    w.u32(i.snd_ssthresh);
+    w.u32(i.snd_cwnd);
+    w.u32(i.rcv_mss); // advmss
+    w.u32(3); // reordering
+    w.u32(0); // rcv_rtt
+    w.u32(0); // rcv_space
+    w.u32(i.total_retrans);
+    w.u64(0); // pacing_rate
+    w.u64(u64::MAX); // max_pacing_rate
+    w.u64(i.bytes_acked);
+    w.u64(i.bytes_received);
+    w.u32(0); // segs_out
+    w.u32(0); // segs_in
+    w.u32(i.notsent_bytes);
+    w.u32(us(i.min_rtt));
+    w.u32(0); // data_segs_in
+    w.u32(0); // data_segs_out
+    w.u64(0); // delivery_rate
+    w.u64(0); // busy_time
+    w.u64(0); // rwnd_limited
+    w.u64(0); // sndbuf_limited
+    w.u32(0); // delivered
+    w.u32(0); // delivered_ce
+    w.u64(0); // bytes_sent
+    w.u64(0); // bytes_retrans
+    w.u32(0); // dsack_dups
+    w.u32(0); // reord_seen
+    w.u32(0); // rcv_ooopack
+    w.u32(i.snd_wnd);
+    w.u32(i.rcv_wnd);
+    w.u32(0); // rehash
+    w.u16(0); // total_rto
+    w.u16(0); // total_rto_recoveries
+    w.u32(0); // total_rto_time
+    for _ in 0..7 {
+        w.u32(0); // received_ce, accurate ECN byte counters
+    }
+    w.u32(0); // ecn_mode, accecn_opt_seen, accecn_fail_mode, options2
+    while w.0.len() % 8 != 0 {
+        w.0.push(0);
+    }
+    w.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synack_core::Error;
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn tcp_info_has_linux_6_layout() {
+        let info = TcpInfo {
+            state: Some(State::Established),
+            snd_cwnd: 10,
+            snd_wnd: 65535,
+            snd_mss: 1000,
+            ..TcpInfo::default()
+        };
+        let b = tcp_info_bytes(&info);
+        // sizeof(struct tcp_info) and field offsets in Linux 6.18's uapi header.
+        assert_eq!(b.len(), 280);
+        assert_eq!(b[0], 1, "TCP_ESTABLISHED");
+        assert_eq!(u32_at(&b, 16), 1000, "tcpi_snd_mss");
+        assert_eq!(u32_at(&b, 80), 10, "tcpi_snd_cwnd");
+        assert_eq!(u32_at(&b, 228), 65535, "tcpi_snd_wnd");
+    }
+
+    #[test]
+    fn errnos_are_linuxs() {
+        assert_eq!(errno(Error::ConnectionRefused), libc::ECONNREFUSED);
+        assert_eq!(errno(Error::BrokenPipe), libc::EPIPE);
+        assert_eq!(errno(Error::WouldBlock), libc::EAGAIN);
+    }
+}

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Run packetdrill scripts against synack (through crates/synack-packetdrill, a .so that
+# packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
+#
+#   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--exclude PATTERN]...
+#                          [--timeout SECS] [--verbose] [--both] SCRIPT.pkt|DIR...
+#
+# --both: run each script against the kernel and against synack, one line per script with
+# both results side by side; the summary and the exit status are synack's.
+#
+# --verbose: packetdrill's own -v, and the .so's trace of each socket call, in the logs.
+#
+# For instance, the 98 upstream TCP scripts outside fastopen/:
+#   scripts/packetdrill.sh --exclude /fastopen/ ../shared/packetdrill/gtests/net/tcp
+#
+# packetdrill is built once from $PACKETDRILL_SRC (default ../shared/packetdrill beside the
+# repository; GPLv2, so it is copied into target/packetdrill-build and built there, never
+# into the repository). Patches of ours in scripts/packetdrill-patches/*.patch are applied to
+# that copy.
+#
+# Each script runs in a network namespace of its own (synack-pd-PID-N, deleted again on every
+# exit path, its processes killed), from the script's own folder (upstream scripts source
+# ../common/defaults.sh), with addresses in 198.18.0.0/15 (IPv6: 2001:2::/48) given on the
+# command line, which overrides packetdrill's defaults and the scripts' own. Nothing leaves
+# the namespace: it has no link but its loopback and packetdrill's tun0 (or, for the .so, a
+# tun0 with no one attached, that only exists so that defaults.sh can set its qdisc).
+#
+# Ends with "N passed, M failed" and the failing scripts; exit status 0 only if all passed.
+# Logs: target/packetdrill-logs/{synack,kernel}/<script path>.log
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 [--kernel|--both] [--profile linux|synack] [--exclude PATTERN]... [--timeout SECS]" \
+        "SCRIPT.pkt|DIR..." >&2
+    exit 2
+}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KERNEL=0
+PROFILE=linux
+TIMEOUT=${PACKETDRILL_TIMEOUT:-180}
+PATHS=()
+EXCLUDES=()
+VERBOSE=0
+BOTH=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel) KERNEL=1 ;;
+        --profile) shift; [ $# -gt 0 ] || usage; PROFILE=$1 ;;
+        --profile=*) PROFILE=${1#--profile=} ;;
+        --timeout) shift; [ $# -gt 0 ] || usage; TIMEOUT=$1 ;;
+        -v|--verbose) VERBOSE=1 ;;
+        --both) BOTH=1 ;;
+        --exclude) shift; [ $# -gt 0 ] || usage; EXCLUDES+=("$1") ;;
+        --exclude=*) EXCLUDES+=("${1#--exclude=}") ;;
+        -h|--help) usage ;;
+        -*) echo "unknown option $1" >&2; usage ;;
+        *) PATHS+=("$1") ;;
+    esac
+    shift
+done
+case "$PROFILE" in linux|synack) ;; *) echo "--profile is linux or synack" >&2; exit 2 ;; esac
+[ ${#PATHS[@]} -gt 0 ] || usage
+if [ "$(id -u)" != 0 ]; then
+    echo "$0: needs root (ip netns add)" >&2
+    exit 2
+fi
+
+PACKETDRILL_SRC=${PACKETDRILL_SRC:-$ROOT/../shared/packetdrill}
+PACKETDRILL_SRC=$(cd "$PACKETDRILL_SRC" && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BUILD=$CARGO_TARGET_DIR/packetdrill-build
+PD=$BUILD/src/packetdrill
+SO=$CARGO_TARGET_DIR/debug/libsynack_packetdrill.so
+MODE=$([ $KERNEL = 1 ] && echo kernel || echo synack)
+LOGS=$CARGO_TARGET_DIR/packetdrill-logs/$MODE
+
+# ---- build -----------------------------------------------------------------------------------
+build_packetdrill() {
+    local stamp=$BUILD/stamp want
+    want=$( { (cd "$PACKETDRILL_SRC" && git rev-parse HEAD 2>/dev/null) || echo nogit
+              cat "$PACKETDRILL_SRC"/PINNED.md "$ROOT"/scripts/packetdrill-patches/*.patch \
+                  2>/dev/null || true; } | sha256sum | cut -c1-16)
+    if [ -x "$PD" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    local missing=()
+    for tool in gcc make bison flex patch; do
+        command -v $tool >/dev/null || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} to build packetdrill" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null 2>&1; } ||
+            true
+    fi
+    for tool in "${missing[@]}"; do
+        if ! command -v "$tool" >/dev/null; then
+            echo "packetdrill needs $tool: apt-get install -y gcc make bison flex patch" >&2
+            exit 2
+        fi
+    done
+    echo "building packetdrill from $PACKETDRILL_SRC in $BUILD" >&2
+    rm -rf "$BUILD"
+    mkdir -p "$BUILD"
+    cp -r "$PACKETDRILL_SRC/gtests/net/packetdrill" "$BUILD/src"
+    chmod -R u+w "$BUILD/src"
+    for p in "$ROOT"/scripts/packetdrill-patches/*.patch; do
+        [ -e "$p" ] || continue
+        patch -d "$BUILD/src" -p1 --quiet < "$p"
+    done
+    (cd "$BUILD/src" && ./configure >/dev/null && make -j2 packetdrill >"$BUILD/build.log" 2>&1) || {
+        tail -20 "$BUILD/build.log" >&2
+        exit 2
+    }
+    echo "$want" > "$stamp"
+}
+build_packetdrill
+
+# The upstream scripts run from a copy of their tree ($BUILD/net), in which symbolic links
+# that the pinned copy holds as text files (tcp/common/defaults.sh names
+# ../../common/defaults.sh) are links again.
+stage_scripts() {
+    local net=$BUILD/net
+    [ -d "$net" ] && return
+    rm -rf "$net.tmp"
+    cp -r "$PACKETDRILL_SRC/gtests/net" "$net.tmp"
+    rm -rf "$net.tmp/packetdrill"
+    chmod -R u+w "$net.tmp"
+    find "$net.tmp" -type f -size -200c ! -perm -u+x | while IFS= read -r f; do
+        target=$(head -c 200 "$f")
+        case "$target" in
+            */*) ;;
+            *) continue ;;
+        esac
+        [ "$(wc -l < "$f")" -le 1 ] || continue
+        if [ -f "$(dirname "$f")/$target" ]; then
+            ln -sf "$target" "$f"
+        fi
+    done
+    mv "$net.tmp" "$net"
+}
+stage_scripts
+if [ $KERNEL = 0 ] || [ $BOTH = 1 ]; then
+    (cd "$ROOT" && cargo build -q -p synack-packetdrill)
+fi
+
+# ---- scripts ---------------------------------------------------------------------------------
+SCRIPTS=()
+for p in "${PATHS[@]}"; do
+    if [ -d "$p" ]; then
+        while IFS= read -r f; do
+            skip=0
+            for x in "${EXCLUDES[@]}"; do
+                case "$f" in *"$x"*) skip=1 ;; esac
+            done
+            [ $skip = 1 ] || SCRIPTS+=("$f")
+        done < <(find "$p" -name '*.pkt' | sort)
+    elif [ -f "$p" ]; then
+        SCRIPTS+=("$p")
+    else
+        echo "no such script or folder: $p" >&2
+        exit 2
+    fi
+done
+
+# ---- namespaces, cleaned up on every exit path -----------------------------------------------
+NS=""
+CHILD=""
+cleanup_ns() {
+    if [ -n "$CHILD" ]; then
+        kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+        CHILD=""
+    fi
+    if [ -n "$NS" ]; then
+        local pids
+        pids=$(ip netns pids "$NS" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+        ip netns delete "$NS" 2>/dev/null || true
+        NS=""
+    fi
+}
+trap cleanup_ns EXIT
+trap 'cleanup_ns; exit 130' INT TERM
+
+# Namespaces left by runs of this script that were killed outright (SIGKILL): named after
+# a process that no longer exists.
+for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^synack-pd-[0-9]*-[0-9]*$' || true); do
+    pid=${stale#synack-pd-}
+    pid=${pid%%-*}
+    if ! kill -0 "$pid" 2>/dev/null; then
+        pids=$(ip netns pids "$stale" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+        ip netns delete "$stale" 2>/dev/null || true
+    fi
+done
+
+# Run one script in a namespace of its own; $1 is synack or kernel. Sets RC, REL and LOG.
+NSCOUNT=0
+run_one() {
+    local mode=$1 script=$2 dir name addrs args so_local so_flags
+    NSCOUNT=$((NSCOUNT + 1))
+    dir=$(cd "$(dirname "$script")" && pwd)
+    name=$(basename "$script")
+    REL=${dir#"$PACKETDRILL_SRC"/gtests/net/}/$name
+    case "$dir/" in
+        "$PACKETDRILL_SRC"/gtests/net/*) dir=$BUILD/net/${dir#"$PACKETDRILL_SRC"/gtests/net/} ;;
+        "$ROOT"/*) REL=${dir#"$ROOT"/}/$name ;;
+    esac
+    LOG=$CARGO_TARGET_DIR/packetdrill-logs/$mode/$REL.log
+    mkdir -p "$(dirname "$LOG")"
+
+    NS=synack-pd-$$-$NSCOUNT
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    if grep -q -- '--ip_version=ipv6' "$script"; then
+        addrs=(--ip_version=ipv6 --local_ip=2001:2::2 --gateway_ip=2001:2::1
+               --remote_ip=2001:2:0:1::1/64)
+        so_local="local6=2001:2::2"
+    else
+        addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
+               --remote_ip=198.19.0.1/24)
+        grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
+        so_local="local=198.18.0.2"
+    fi
+    args=("${addrs[@]}")
+    if [ "$mode" = synack ]; then
+        # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
+        ip -n "$NS" tuntap add dev tun0 mode tun
+        ip -n "$NS" link set tun0 up
+        so_flags="$so_local,profile=$PROFILE"
+        [ $VERBOSE = 0 ] || so_flags="$so_flags,verbose"
+        args+=(--so_filename="$SO" --so_flags="$so_flags")
+    fi
+    [ $VERBOSE = 0 ] || args+=(--verbose)
+
+    set +e
+    (
+        cd "$dir"
+        exec setsid timeout -k 5 "$TIMEOUT" ip netns exec "$NS" "$PD" "${args[@]}" "$name"
+    ) >"$LOG" 2>&1 &
+    CHILD=$!
+    wait "$CHILD"
+    RC=$?
+    CHILD=""
+    set -e
+    cleanup_ns
+}
+
+# Why a run failed, in one line.
+why() {
+    if [ "$RC" = 124 ]; then
+        echo "timed out after ${TIMEOUT}s"
+    else
+        grep -m1 -E 'error|fail|Assertion|timed out' "$LOG" | cut -c1-160 || true
+    fi
+}
+
+PASSED=0
+FAILED=0
+FAILURES=()
+KPASSED=0
+KFAILED=0
+for script in "${SCRIPTS[@]}"; do
+    if [ $BOTH = 1 ]; then
+        run_one kernel "$script"
+        krc=$RC
+        [ $krc = 0 ] && KPASSED=$((KPASSED + 1)) || KFAILED=$((KFAILED + 1))
+        run_one synack "$script"
+        if [ $RC = 0 ]; then
+            PASSED=$((PASSED + 1))
+        else
+            FAILED=$((FAILED + 1))
+            FAILURES+=("$REL")
+        fi
+        printf '%-6s %-6s %s\n' "$([ $RC = 0 ] && echo PASS || echo FAIL)" \
+            "$([ $krc = 0 ] && echo PASS || echo FAIL)" "$REL"
+        continue
+    fi
+    run_one "$MODE" "$script"
+    if [ $RC = 0 ]; then
+        PASSED=$((PASSED + 1))
+        echo "PASS $REL"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$REL")
+        reason=$(why)
+        echo "FAIL $REL${reason:+: $reason}"
+    fi
+done
+
+echo
+if [ $BOTH = 1 ]; then
+    echo "(columns: synack, profile $PROFILE; kernel; logs in $CARGO_TARGET_DIR/packetdrill-logs)"
+    echo "kernel: $KPASSED passed, $KFAILED failed"
+    echo "synack:"
+elif [ $KERNEL = 0 ]; then
+    echo "mode: synack, profile $PROFILE, logs in $LOGS"
+else
+    echo "mode: kernel, logs in $LOGS"
+fi
+echo "$PASSED passed, $FAILED failed"
+for f in "${FAILURES[@]}"; do
+    echo "  failed: $f"
+done
+[ "$FAILED" = 0 ]

@@ -1,0 +1,1 @@
+../synack/defaults.sh
