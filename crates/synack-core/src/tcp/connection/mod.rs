@@ -563,10 +563,16 @@ impl Connection {
     /// What a read returns with nothing buffered: end of stream, the connection's error,
     /// or `WouldBlock` while data may still come.
     fn recv_empty(&self) -> Result<usize, Error> {
+        // The peer's FIN came first: the stream ended cleanly, whatever happened after (an
+        // RST in CLOSE-WAIT fails writes, not reads: Linux's tcp_recvmsg sees SOCK_DONE
+        // before the socket error).
+        if self.rcv.fin_received {
+            return Ok(0);
+        }
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.rcv.fin_received || self.state == State::Closed {
+        if self.state == State::Closed {
             return Ok(0);
         }
         match self.state {
