@@ -298,12 +298,27 @@ fn orphaned_fin_wait_2_times_out() {
     let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.ep.connection_count(), 1);
-    k.h.advance(Duration::from_secs(61));
+    let sent_before = k.h.sent.len();
+    k.h.advance(Duration::from_secs(59));
+    assert_eq!(k.h.ep.connection_count(), 1);
+    k.h.advance(Duration::from_secs(2));
     assert_eq!(k.h.ep.connection_count(), 0);
-    assert!(
-        k.h.sent.last().unwrap().1.has(RST),
-        "Linux resets on fin_timeout"
-    );
+    assert_eq!(k.h.sent.len(), sent_before, "it ends silently, as Linux's does");
+}
+
+#[test]
+fn data_after_close_draws_an_rst() {
+    // RFC 1122 §4.2.2.13, as Linux: nobody will read it, so the sender is told.
+    let mut k = open();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    k.peer_sends(ACK, b"");
+    k.peer_sends(ACK | TcpFlags::PSH, b"too late");
+    let rst = k.h.one();
+    assert!(rst.is(RST), "{rst:?}");
+    assert_eq!(rst.seq, k.our_nxt);
+    assert_eq!(k.h.ep.connection_count(), 0);
 }
 
 #[test]

@@ -278,6 +278,18 @@ impl Connection {
         }
 
         // Seventh: the segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2.
+        // RFC 1122 §4.2.2.13: new data for a connection the application has closed can never
+        // be read; the sender learns so from an RST, and the connection ends (Linux
+        // tcp_rcv_state_process, FIN-WAIT-1 and -2 after close()).
+        if self.app_closed
+            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && !seg.payload.is_empty()
+            && start + seg.payload.len() > self.rcv.nxt
+        {
+            self.reset_reply = Some((seg.ack_number, None));
+            self.enter_closed(None);
+            return Disposition::Closed;
+        }
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {

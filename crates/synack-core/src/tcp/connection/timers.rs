@@ -109,8 +109,9 @@ impl Connection {
         }
         if matches!(self.timers.fin_wait2, Some(t) if t <= now) {
             self.timers.fin_wait2 = None;
-            // Linux sends an RST when an orphaned FIN-WAIT-2 times out.
-            self.rst_pending = true;
+            // An orphaned FIN-WAIT-2 ends silently after tcp_fin_timeout, as Linux's does
+            // (it resets only with a negative TCP_LINGER2); our FIN was acknowledged, and
+            // the peer simply never sent its own.
             self.enter_closed(None);
             return Disposition::Closed;
         }
