@@ -182,8 +182,36 @@ cleanup_ns() {
         NS=""
     fi
 }
-trap cleanup_ns EXIT
-trap 'cleanup_ns; exit 130' INT TERM
+# The scripts ask for cubic (defaults.sh), and a namespace may pick only a congestion
+# control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Against the
+# kernel, cubic is allowed for the run, as the kernel's own test runs have it; the host's
+# list is put back on every exit path. Its default congestion control is left alone.
+ALLOWED_CC=""
+allow_cubic() {
+    local allowed
+    allowed=$(sysctl -n net.ipv4.tcp_allowed_congestion_control 2>/dev/null || true)
+    case " $allowed " in
+        *" cubic "*) ;;
+        *)
+            if sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed cubic" 2>/dev/null; then
+                ALLOWED_CC=$allowed
+            else
+                echo "warning: cannot allow cubic; the kernel runs its default congestion control" >&2
+            fi
+            ;;
+    esac
+}
+restore_cc() {
+    if [ -n "$ALLOWED_CC" ]; then
+        sysctl -qw net.ipv4.tcp_allowed_congestion_control="$ALLOWED_CC" 2>/dev/null || true
+        ALLOWED_CC=""
+    fi
+}
+trap 'cleanup_ns; restore_cc' EXIT
+trap 'cleanup_ns; restore_cc; exit 130' INT TERM
+if [ $KERNEL = 1 ] || [ $BOTH = 1 ]; then
+    allow_cubic
+fi
 
 # Namespaces left by runs of this script that were killed outright (SIGKILL): named after
 # a process that no longer exists.
