@@ -303,7 +303,11 @@ fn orphaned_fin_wait_2_times_out() {
     assert_eq!(k.h.ep.connection_count(), 1);
     k.h.advance(Duration::from_secs(2));
     assert_eq!(k.h.ep.connection_count(), 0);
-    assert_eq!(k.h.sent.len(), sent_before, "it ends silently, as Linux's does");
+    assert_eq!(
+        k.h.sent.len(),
+        sent_before,
+        "it ends silently, as Linux's does"
+    );
 }
 
 #[test]
