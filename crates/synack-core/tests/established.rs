@@ -1322,7 +1322,10 @@ fn segmentation_offload_sends_whole_segments_under_one_header() {
     assert_eq!(size, Some(1000));
     assert_eq!(seg.seq, k.our_nxt);
     assert_eq!(seg.payload, data[..10_000]);
-    assert!(!seg.has(PSH), "PSH belongs to the end of what was written");
+    assert!(
+        seg.has(PSH),
+        "as Linux's, a multi-segment burst ends with PSH (the device keeps it on the last)"
+    );
     assert!(
         transmit_offloaded(&mut k.h).is_none(),
         "the window is used up"
@@ -1387,12 +1390,13 @@ fn going_back_after_a_timeout_never_resends_sacked_data_under_one_header() {
 #[test]
 fn segmentation_offload_ends_at_the_last_whole_segment_and_marks_the_end() {
     let mut k = Conn::open(offloading(), false, false);
-    // 3.5 segments: three go under one header; the short tail follows on its own once
-    // nothing is in flight (Nagle), and only the tail carries PSH.
+    // 3.5 segments: three go under one header (which ends with PSH, as a burst of Linux's
+    // does); the short tail follows on its own once nothing is in flight (Nagle), with PSH
+    // for the end of what was written.
     k.h.ep.send(k.h.now, k.c, &[3u8; 3500]).unwrap();
     let (seg, size) = transmit_offloaded(&mut k.h).expect("a super-segment");
     assert_eq!((seg.payload.len(), size), (3000, Some(1000)));
-    assert!(!seg.has(PSH));
+    assert!(seg.has(PSH));
     assert!(
         transmit_offloaded(&mut k.h).is_none(),
         "Nagle holds the tail"

@@ -510,8 +510,12 @@ impl Connection {
         segment: usize,
     ) -> Option<Sent> {
         let mut flags = TcpFlags::ACK;
-        if len > 0 && seq + len == self.snd.data_start() + self.snd.buffer.len() {
-            // RFC 9293 §3.9.1.2: PSH on the last segment of what the application wrote.
+        // RFC 9293 §3.9.1.2: PSH on the last segment of what the application wrote. Linux
+        // also ends every multi-segment (TSO) burst with PSH, the window or the congestion
+        // window having cut it short of the queue's end (packetdrill's slow-start, PRR and
+        // limited-transmit scripts expect it); the device keeps it on the last segment.
+        if len > 0 && (seq + len == self.snd.data_start() + self.snd.buffer.len() || len > segment)
+        {
             flags |= TcpFlags::PSH;
         }
         if fin {
