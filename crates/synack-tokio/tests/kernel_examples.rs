@@ -12,10 +12,11 @@ use std::time::Duration;
 use kernel_support::{example, pattern, require_tool, tshark, Proc, ScratchDir, HOST, STACK};
 use synack_tokio::netns::{require_tun, NetNs};
 
-/// The tests that load the machine (wrk at full speed) or judge what a transfer looks like
-/// on the wire take turns. On a two-core machine a load generator beside a bulk transfer
-/// starves the stack, the TUN device's queue overflows, and the loss that follows is the
-/// machine's, not the stack's.
+/// These tests take turns. On a two-core machine a load generator (wrk) or a second bulk
+/// transfer beside a transfer that is judged on the wire starves the stack: the TUN
+/// device's queue overflows, or our ACKs leave late enough for the kernel's tail loss probe
+/// (twice an RTT of a few dozen microseconds) to fire, and the loss or the probe that
+/// follows is the machine's, not the stack's.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Waits (bounded) until `url` answers, asking curl inside `ns`.
@@ -57,6 +58,7 @@ async fn output(mut cmd: Command) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_http_get_fetches_8_mb_byte_for_byte() {
+    let _turn = HEAVY.lock().await;
     let test = "kernel_http_get_fetches_8_mb_byte_for_byte";
     if !require_tun(test) || !require_tool(test, "python3") {
         return;
@@ -188,6 +190,7 @@ async fn kernel_http_get_download_is_clean_on_the_wire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_http_get_reports_refused_on_stderr() {
+    let _turn = HEAVY.lock().await;
     let test = "kernel_http_get_reports_refused_on_stderr";
     if !require_tun(test) {
         return;
@@ -206,6 +209,7 @@ async fn kernel_http_get_reports_refused_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_curl_fetches_from_http_server_concurrently() {
+    let _turn = HEAVY.lock().await;
     let test = "kernel_curl_fetches_from_http_server_concurrently";
     if !require_tun(test) || !require_tool(test, "curl") {
         return;
@@ -333,6 +337,7 @@ async fn kernel_http_server_memory_levels_off_under_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_quickstart_exits_zero_and_leaves_nothing_behind() {
+    let _turn = HEAVY.lock().await;
     let test = "kernel_quickstart_exits_zero_and_leaves_nothing_behind";
     if !require_tun(test) || !require_tool(test, "python3") {
         return;
