@@ -224,9 +224,31 @@ fn send_buffer_fills_and_reports_would_block() {
     k.our_nxt += sent;
     k.ack_all();
     assert!(k.h.events().contains(&Event::Writable(k.c)));
-    // Four full segments went out and were acknowledged; Nagle held the 96-byte tail.
-    assert_eq!(sent, 4000);
-    assert_eq!(k.h.ep.send_capacity(k.c).unwrap(), 4000);
+    // Four full segments and the 96-byte tail went out (Nagle in Minshall's form holds a
+    // short segment only behind another short one) and were acknowledged.
+    assert_eq!(sent, 4096);
+    assert_eq!(k.h.ep.send_capacity(k.c).unwrap(), 4096);
+}
+
+#[test]
+fn nagle_holds_a_short_segment_behind_an_unacknowledged_short_one() {
+    // Minshall's variant (Linux tcp_minshall_check): the first short segment goes at once,
+    // a second waits until the first is acknowledged, then goes.
+    let mut k = Conn::plain();
+    k.h.ep.send(k.h.now, k.c, b"head").unwrap();
+    let head = k.h.one();
+    assert_eq!(head.payload, b"head");
+    k.h.ep.send(k.h.now, k.c, b"body").unwrap();
+    k.h.none();
+    k.our_nxt += 4;
+    k.ack_all();
+    let body = k.h.one();
+    assert_eq!(body.payload, b"body");
+    // Full segments are never held: a short one outstanding does not stop them.
+    k.h.ep.send(k.h.now, k.c, &[7u8; 2000]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert_eq!(segs[0].payload.len(), 1000);
 }
 
 /// `send_bytes` queues the application's `Bytes` without a copy: the stream on the wire is
@@ -1390,21 +1412,21 @@ fn going_back_after_a_timeout_never_resends_sacked_data_under_one_header() {
 #[test]
 fn segmentation_offload_ends_at_the_last_whole_segment_and_marks_the_end() {
     let mut k = Conn::open(offloading(), false, false);
-    // 3.5 segments: three go under one header (which ends with PSH, as a burst of Linux's
-    // does); the short tail follows on its own once nothing is in flight (Nagle), with PSH
-    // for the end of what was written.
+    // 3.5 segments: one header for all of it, the short tail included (Nagle lets it go:
+    // no short segment is outstanding), cut at 1000 bytes, as Linux sends a whole write as
+    // one TSO packet; PSH at the end of what was written.
     k.h.ep.send(k.h.now, k.c, &[3u8; 3500]).unwrap();
     let (seg, size) = transmit_offloaded(&mut k.h).expect("a super-segment");
-    assert_eq!((seg.payload.len(), size), (3000, Some(1000)));
+    assert_eq!((seg.payload.len(), size), (3500, Some(1000)));
     assert!(seg.has(PSH));
-    assert!(
-        transmit_offloaded(&mut k.h).is_none(),
-        "Nagle holds the tail"
-    );
-    k.our_nxt += 3000;
+    assert!(transmit_offloaded(&mut k.h).is_none(), "all of it left");
+    // A second short write waits behind the first's short tail until it is acknowledged.
+    k.h.ep.send(k.h.now, k.c, &[4u8; 300]).unwrap();
+    assert!(transmit_offloaded(&mut k.h).is_none(), "Nagle holds it");
+    k.our_nxt += 3500;
     k.ack_all();
-    let (tail, size) = transmit_offloaded(&mut k.h).expect("the tail");
-    assert_eq!((tail.payload.len(), size), (500, None));
+    let (tail, size) = transmit_offloaded(&mut k.h).expect("the second write");
+    assert_eq!((tail.payload.len(), size), (300, None));
     assert!(tail.has(PSH));
 }
 

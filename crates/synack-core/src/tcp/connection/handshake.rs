@@ -94,6 +94,7 @@ impl Connection {
                 una: iss,
                 nxt: iss,
                 max: iss,
+                small_end: iss,
                 wnd: 0,
                 max_wnd: 0,
                 wl1: SeqNumber(0),

@@ -73,6 +73,10 @@ pub(crate) struct Sender {
     pub nxt: SeqNumber,
     /// The highest sequence number sent so far, plus one.
     pub max: SeqNumber,
+    /// The end of the last segment sent shorter than a full one (Linux `snd_sml`): Nagle's
+    /// algorithm in Minshall's form holds a short segment back only while this one is
+    /// unacknowledged.
+    pub small_end: SeqNumber,
     /// The peer's window, scaled, in bytes.
     pub wnd: usize,
     /// The largest window the peer ever offered (for SWS avoidance and RFC 5961 §5.2).

@@ -374,12 +374,18 @@ impl Connection {
                 return None;
             }
         }
+        // Nagle's algorithm (RFC 9293 §3.7.4) in Minshall's form, as Linux has it
+        // (tcp_nagle_check, tcp_minshall_check): a short segment waits only while an earlier
+        // short segment is unacknowledged, not while any data is, so a write's short tail
+        // follows its full segments at once. Off with nodelay, and for the FIN.
+        let small_in_flight =
+            self.snd.small_end > self.snd.una && self.snd.small_end <= self.snd.nxt;
+        let nagle_ok = self.nodelay || !in_flight || !small_in_flight || self.snd.fin_queued;
         if len > 0 && len < room {
             let all_queued = len == unsent;
             // RFC 9293 §3.8.6.2.1 sender SWS avoidance: send a short segment only if it
-            // carries all we have and Nagle allows (RFC 9293 §3.7.4: no unacknowledged data,
-            // or Nagle off), or it fills at least half the largest window the peer offered.
-            let nagle_ok = self.nodelay || !in_flight || self.snd.fin_queued;
+            // carries all we have and Nagle allows, or it fills at least half the largest
+            // window the peer offered.
             let half_window = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
             if !((all_queued && nagle_ok) || half_window || self.sws_override) {
                 if !in_flight {
@@ -397,7 +403,18 @@ impl Connection {
         // checked against the SACK scoreboard on its own (above), so none is resent that the
         // peer already holds.
         let len = if len == room && seq >= self.snd.max {
-            self.offload_len(room, unsent.min(usable), buf.len())
+            let whole = self.offload_len(room, unsent.min(usable), buf.len());
+            // The short tail of what is queued rides under the same header when it fits and
+            // Nagle would let it go now anyway (Linux's tcp_mss_split_point): one packet
+            // for a whole write, as a TSO sender sends it.
+            let tail = unsent.min(usable) - whole;
+            // The IP header and a TCP header with the most options it may carry fit too.
+            let fits = whole + tail + 100 <= self.cfg.gso_max_size.min(buf.len());
+            if tail > 0 && tail < room && whole + tail == unsent && nagle_ok && fits {
+                whole + tail
+            } else {
+                whole
+            }
         } else {
             len
         };
@@ -533,6 +550,11 @@ impl Connection {
         let retransmit = forced_retransmit || seq < self.snd.max;
         let seg_len = len + usize::from(fin);
         let end = seq + seg_len;
+        if !retransmit && len % segment.max(1) != 0 {
+            // New data ending in a short segment: Nagle's reference point (Linux
+            // tcp_minshall_update).
+            self.snd.small_end = seq + len;
+        }
         if fin {
             self.snd.fin_seq = Some(seq + len);
         }
