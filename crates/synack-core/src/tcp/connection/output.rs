@@ -550,7 +550,7 @@ impl Connection {
         let retransmit = forced_retransmit || seq < self.snd.max;
         let seg_len = len + usize::from(fin);
         let end = seq + seg_len;
-        if !retransmit && len % segment.max(1) != 0 {
+        if !retransmit && !len.is_multiple_of(segment.max(1)) {
             // New data ending in a short segment: Nagle's reference point (Linux
             // tcp_minshall_update).
             self.snd.small_end = seq + len;
