@@ -3,7 +3,9 @@
 //! TIME-WAIT table need, not something per connection it ever served.
 //!
 //! The heap is measured by a counting global allocator, so this file holds exactly one test:
-//! another test running on a second thread would count into it.
+//! another test running on a second thread would count into it. It drives the endpoint with
+//! a small loop of its own rather than `common::Harness`, which keeps every segment sent
+//! for its tests to inspect: here that record would be the growth measured.
 
 mod common;
 

@@ -19,6 +19,30 @@ use synack_tokio::netns::{require_tun, NetNs};
 /// follows is the machine's, not the stack's.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Serves `content` as http://198.18.0.1:8000/big.bin with python's http.server in `ns`,
+/// once it listens. The examples create the TUN (kernel side 198.18.0.1/24) in the
+/// namespace they run in, so the server starts before 198.18.0.1 exists: binding to it is
+/// allowed anyway (a per-namespace sysctl).
+async fn serve_file(ns: &NetNs, dir: &ScratchDir, content: &[u8]) -> Proc {
+    let served = dir.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("big.bin"), content).unwrap();
+    let sysctl = ns
+        .command("sysctl")
+        .args(["-qw", "net.ipv4.ip_nonlocal_bind=1"])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    let mut server = ns.command("python3");
+    server
+        .args(["-m", "http.server", "8000", "--bind", &HOST.to_string()])
+        .arg("--directory")
+        .arg(&served);
+    let server = Proc::spawn(server);
+    wait_listening(ns, 8000).await;
+    server
+}
+
 /// Waits (bounded) until `url` answers, asking curl inside `ns`.
 async fn wait_http(ns: &NetNs, url: &str) {
     for _ in 0..100 {
@@ -68,27 +92,8 @@ async fn kernel_http_get_fetches_8_mb_byte_for_byte() {
     };
     let ns = NetNs::new("synack-httpget").unwrap();
     let dir = ScratchDir::new(ns.name());
-    let served = dir.path().join("www");
-    std::fs::create_dir_all(&served).unwrap();
     let content = pattern(8 << 20, 42);
-    std::fs::write(served.join("big.bin"), &content).unwrap();
-
-    // http_get creates the TUN (kernel side 198.18.0.1/24) in the namespace it runs in, so
-    // the kernel's server starts before 198.18.0.1 exists: allow binding to it anyway
-    // (a per-namespace sysctl), then wait until it listens.
-    let sysctl = ns
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_nonlocal_bind=1"])
-        .status()
-        .unwrap();
-    assert!(sysctl.success());
-    let mut server = ns.command("python3");
-    server
-        .args(["-m", "http.server", "8000", "--bind", &HOST.to_string()])
-        .arg("--directory")
-        .arg(&served);
-    let _server = Proc::spawn(server);
-    wait_listening(&ns, 8000).await;
+    let _server = serve_file(&ns, &dir, &content).await;
 
     let out_file = dir.path().join("out.bin");
     let mut cmd = ns.command(http_get.to_str().unwrap());
@@ -125,25 +130,18 @@ async fn kernel_http_get_download_is_clean_on_the_wire() {
     let _turn = HEAVY.lock().await;
     let ns = NetNs::new("synack-clean").unwrap();
     let dir = ScratchDir::new(ns.name());
-    let served = dir.path().join("www");
-    std::fs::create_dir_all(&served).unwrap();
     let content = pattern(20 << 20, 7);
-    std::fs::write(served.join("big.bin"), &content).unwrap();
-    let sysctl = ns
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_nonlocal_bind=1"])
-        .status()
-        .unwrap();
-    assert!(sysctl.success());
-    let mut server = ns.command("python3");
-    server
-        .args(["-m", "http.server", "8000", "--bind", &HOST.to_string()])
-        .arg("--directory")
-        .arg(&served);
-    let _server = Proc::spawn(server);
-    wait_listening(&ns, 8000).await;
+    let _server = serve_file(&ns, &dir, &content).await;
 
-    for run in 0..5 {
+    // Five judged downloads. A download during which the kernel dropped a segment before it
+    // reached us (its TUN queue overflowed on a machine busy elsewhere: the capture, taken
+    // at our device, misses a segment) says nothing about our receiver and is not judged,
+    // past the drop counter; at most five such are tolerated.
+    let mut judged = 0;
+    for run in 0..10 {
+        if judged == 5 {
+            break;
+        }
         let out_file = dir.path().join("out.bin");
         let pcap = dir.path().join(format!("clean{run}.pcap"));
         let mut cmd = ns.command(http_get.to_str().unwrap());
@@ -164,6 +162,17 @@ async fn kernel_http_get_download_is_clean_on_the_wire() {
             stderr.contains("drop_out_of_window: 0,"),
             "run {run}: segments dropped as out of window: {stderr}"
         );
+        let lost_before_us = tshark(
+            &pcap,
+            "ip.src == 198.18.0.1 && tcp.analysis.lost_segment",
+            &["frame.number"],
+        )
+        .await;
+        if !lost_before_us.is_empty() {
+            eprintln!("run {run}: the kernel dropped a segment before our device; not judged");
+            continue;
+        }
+        judged += 1;
         let analysis = tshark(
             &pcap,
             "tcp.analysis.retransmission || tcp.analysis.fast_retransmission || \
@@ -186,6 +195,10 @@ async fn kernel_http_get_download_is_clean_on_the_wire() {
             "run {run}: {bytes} payload bytes captured"
         );
     }
+    assert_eq!(
+        judged, 5,
+        "too few downloads without a drop before our device"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -449,14 +449,9 @@ async fn kernel_peek_leaves_the_data_for_the_next_read() {
         return;
     }
     let net = Net::new("synack-peek", config(), None);
-    let server = net.python(
-        "import socket, sys\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind((sys.argv[1], 8300)); s.listen(1)\n\
-         c, _ = s.accept(); c.sendall(b'hello world'); c.close()\n",
-        &[&HOST.to_string()],
-    );
-    net.wait_listening(8300).await;
+    let server = net
+        .kernel_server(8300, "c.sendall(b'hello world'); c.close()\n")
+        .await;
     let mut stream = within(10, TcpStream::connect(&net.stack, host(8300)))
         .await
         .unwrap();
@@ -486,19 +481,16 @@ async fn kernel_try_read_and_try_write_echo() {
         return;
     }
     let net = Net::new("synack-try", config(), None);
-    let server = net.python(
-        "import socket, sys\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind((sys.argv[1], 8301)); s.listen(1)\n\
-         c, _ = s.accept()\n\
-         while True:\n\
-         \x20   b = c.recv(65536)\n\
-         \x20   if not b: break\n\
-         \x20   c.sendall(b)\n\
-         c.close()\n",
-        &[&HOST.to_string()],
-    );
-    net.wait_listening(8301).await;
+    let server = net
+        .kernel_server(
+            8301,
+            "while True:\n\
+             \x20   b = c.recv(65536)\n\
+             \x20   if not b: break\n\
+             \x20   c.sendall(b)\n\
+             c.close()\n",
+        )
+        .await;
     let stream = within(10, TcpStream::connect(&net.stack, host(8301)))
         .await
         .unwrap();
@@ -550,22 +542,20 @@ async fn kernel_linger_zero_drop_resets() {
         return;
     }
     let net = Net::new("synack-linger", config(), None);
-    let server = net.python(
-        "import socket, sys\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind((sys.argv[1], 8302)); s.listen(1)\n\
-         c, _ = s.accept(); c.settimeout(10)\n\
-         n = 0\n\
-         try:\n\
-         \x20   while True:\n\
-         \x20       b = c.recv(65536)\n\
-         \x20       if not b: print('EOF', n); break\n\
-         \x20       n += len(b)\n\
-         except ConnectionResetError:\n\
-         \x20   print('RESET', n)\n",
-        &[&HOST.to_string()],
-    );
-    net.wait_listening(8302).await;
+    let server = net
+        .kernel_server(
+            8302,
+            "c.settimeout(10)\n\
+             n = 0\n\
+             try:\n\
+             \x20   while True:\n\
+             \x20       b = c.recv(65536)\n\
+             \x20       if not b: print('EOF', n); break\n\
+             \x20       n += len(b)\n\
+             except ConnectionResetError:\n\
+             \x20   print('RESET', n)\n",
+        )
+        .await;
     let mut stream = within(10, TcpStream::connect(&net.stack, host(8302)))
         .await
         .unwrap();
@@ -596,14 +586,7 @@ async fn kernel_tcp_socket_options_show_on_the_wire() {
         return;
     }
     let net = Net::new("synack-socket", config(), Some("socket.pcap"));
-    let server = net.python(
-        "import socket, sys, time\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind((sys.argv[1], 8400)); s.listen(1)\n\
-         c, _ = s.accept(); time.sleep(4); c.close()\n",
-        &[&HOST.to_string()],
-    );
-    net.wait_listening(8400).await;
+    let server = net.kernel_server(8400, "time.sleep(4); c.close()\n").await;
     let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
     socket.set_recv_buffer_size(20_000).unwrap();
     socket.set_mss(1000).unwrap();

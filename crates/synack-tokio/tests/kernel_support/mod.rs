@@ -58,6 +58,22 @@ impl Net {
         Proc::spawn(cmd)
     }
 
+    /// A kernel server for one connection: python3 listens on the kernel's address and
+    /// `port`, accepts one connection as `c`, and runs `body` (Python, one statement a line,
+    /// `socket`, `sys` and `time` imported). Returns once it listens; killed when the guard
+    /// drops.
+    pub async fn kernel_server(&self, port: u16, body: &str) -> Proc {
+        let script = format!(
+            "import socket, sys, time\n\
+             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind((sys.argv[1], {port})); s.listen(1)\n\
+             c, _ = s.accept()\n{body}"
+        );
+        let server = self.python(&script, &[&HOST.to_string()]);
+        self.wait_listening(port).await;
+        server
+    }
+
     /// Waits (at most 10 s) until a kernel socket in the namespace listens on `port`.
     pub async fn wait_listening(&self, port: u16) {
         for _ in 0..200 {
