@@ -186,7 +186,7 @@ impl DelayedAck {
             self.pingpong = false;
             self.ato = self.min;
         } else {
-            self.ato = (self.ato * 2).min(rto);
+            self.ato = self.ato.saturating_mul(2).min(rto);
         }
     }
 }
