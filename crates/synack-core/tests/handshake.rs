@@ -252,6 +252,17 @@ fn syn_ack_with_bad_ack_draws_rst() {
     assert!(rst.is(RST));
     assert_eq!(rst.seq, syn.seq + 100, "<SEQ=SEG.ACK><CTL=RST>");
     assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    // The SYN goes again 2 ms later, not a SYN RTO later (Linux's TCP_TIMEOUT_MIN).
+    let t0 = h.now;
+    let (t, again) = h.next_timeout();
+    assert_eq!(t - t0, Duration::from_millis(2));
+    assert_eq!(again.len(), 1);
+    assert!(again[0].is(SYN));
+    assert_eq!(again[0].seq, syn.seq);
+    // From there the backoff carries on from the first retransmission.
+    let (t2, third) = h.next_timeout();
+    assert_eq!(t2 - t, Duration::from_secs(4));
+    assert!(third[0].is(SYN));
 }
 
 #[test]

@@ -21,6 +21,10 @@ use crate::wire::{TcpFlags, TcpRepr};
 
 /// The shift that lets a window of `buffer` bytes fit the 16-bit field (RFC 7323 §2.2), the
 /// smallest that does, as Linux chooses it.
+/// How soon a SYN is resent after an unacceptable SYN-ACK was answered with an RST (Linux's
+/// `TCP_TIMEOUT_MIN`, two jiffies).
+const SYN_RESEND_AFTER_STALE: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub(crate) fn window_shift_for(buffer: usize) -> u8 {
     let mut shift = 0u8;
     while shift < MAX_WINDOW_SCALE && (buffer >> shift) > u16::MAX as usize {
@@ -325,6 +329,12 @@ impl Connection {
         if ack && (seg.ack_number <= self.snd.iss || seg.ack_number > self.snd.max) {
             if !seg.flags.contains(TcpFlags::RST) {
                 self.reset_reply = Some((seg.ack_number, None));
+                // The peer holds a stale connection (our RST clears it): send the SYN again
+                // almost at once rather than a whole SYN RTO later, if it has not been resent
+                // yet (Linux tcp_rcv_synsent_state_process, TCP_TIMEOUT_MIN).
+                if self.backoff == 0 {
+                    self.timers.retransmit = Some(now + SYN_RESEND_AFTER_STALE);
+                }
             }
             return Disposition::Keep;
         }
