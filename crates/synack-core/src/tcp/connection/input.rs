@@ -549,12 +549,11 @@ impl Connection {
         }
 
         // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
+        self.unacked_since = None;
         if self.snd.una == self.snd.max {
             self.timers.retransmit = None;
-            self.unacked_since = None;
         } else {
             self.retransmit_deadline_reset(now);
-            self.unacked_since = Some(now);
         }
         if data_acked > 0 {
             self.notify.writable = true;

@@ -270,7 +270,9 @@ pub(crate) struct Connection {
     pub last_invalid_ack: Option<Instant>,
     /// Segments sent again since creation.
     pub retransmits: u64,
-    /// When data was first left unacknowledged (for the user timeout).
+    /// When the oldest unacknowledged data was first retransmitted after a timeout: the
+    /// user timeout counts from there, as Linux's does from `retrans_stamp`. Cleared when an
+    /// ACK makes progress.
     pub unacked_since: Option<Instant>,
     /// Last time any segment arrived (keepalive idle time).
     pub last_recv: Instant,

@@ -599,9 +599,6 @@ impl Connection {
             if !retransmit && self.timers.tlp.is_none() {
                 self.arm_tlp(now);
             }
-            if self.unacked_since.is_none() {
-                self.unacked_since = Some(now);
-            }
         }
         let buffer = &self.snd.buffer;
         let result = write_segment(buf, self.local.ip(), self.remote.ip(), &seg, len, |dst| {

@@ -208,10 +208,11 @@ impl Connection {
                 if self.snd.una == self.snd.max {
                     return Disposition::Keep;
                 }
-                let user_timeout_hit = match (self.cfg.user_timeout, self.unacked_since) {
-                    (Some(limit), Some(since)) => now - since >= limit,
-                    _ => false,
-                };
+                let since = *self.unacked_since.get_or_insert(now);
+                let user_timeout_hit = self
+                    .cfg
+                    .user_timeout
+                    .is_some_and(|limit| now - since >= limit);
                 if user_timeout_hit || self.backoff >= self.cfg.data_retries {
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
                     return Disposition::Closed;
@@ -237,7 +238,13 @@ impl Connection {
                 }
                 self.rtt_seq = None;
                 self.snd.nxt = self.snd.una;
-                self.timers.retransmit = Some(now + self.current_rto());
+                // The user timeout bounds the wait too (Linux tcp_clamp_rto_to_user_timeout):
+                // the connection fails when it runs out, not at the next RTO after that.
+                let mut deadline = now + self.current_rto();
+                if let Some(limit) = self.cfg.user_timeout {
+                    deadline = deadline.min(since + limit);
+                }
+                self.timers.retransmit = Some(deadline);
                 Disposition::Keep
             }
         }
