@@ -1580,3 +1580,32 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
         Some(Error::HostUnreachable)
     );
 }
+
+/// An RTT measured as zero (the peer answered within the clock's tick) must not make SACK
+/// recovery start pass after pass over the holes within one instant: the endpoint fuzz
+/// target found an endless stream of retransmissions from one segment
+/// (fuzz/regressions/endpoint/sack-pass-zero-rtt.bin).
+#[test]
+fn sack_recovery_with_a_zero_rtt_resends_each_hole_once_per_instant() {
+    // The handshake completes in the same instant: the SYN's RTT sample is zero.
+    let mut k = Conn::open(config(), false, true);
+    k.h.ep.send(k.h.now, k.c, &[9u8; 8000]).unwrap();
+    let sent = k.h.drain();
+    assert_eq!(sent.len(), 8);
+    let base = k.our_nxt;
+    // The first two segments are lost; the peer SACKs the other six, three times.
+    for _ in 0..3 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt)
+            .ackn(base)
+            .sack(&[((base + 2000).0, (base + 8000).0)]);
+        k.h.inject(k.peer, k.us, o);
+    }
+    let resent = k.h.drain();
+    assert!(!resent.is_empty(), "fast retransmit");
+    assert!(
+        resent.len() <= 4,
+        "{} segments in one instant",
+        resent.len()
+    );
+}

@@ -73,6 +73,9 @@ impl Sent {
     }
 }
 
+/// The least time between two passes over the SACK holes (see `send_lost_hole`).
+const MIN_PASS_ROUND: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl Connection {
     /// The next packet this connection wants to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
@@ -218,7 +221,11 @@ impl Connection {
             Some(hole) => hole,
             None => {
                 let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
-                let round = srtt + srtt / 4;
+                // At least a millisecond: an RTT measured as zero (a peer that answers within
+                // the clock's tick, or a virtual clock standing still) would otherwise start
+                // pass after pass within one instant, every one resending every hole (the
+                // endpoint fuzz target's "more than 1000 packets from one step").
+                let round = (srtt + srtt / 4).max(MIN_PASS_ROUND);
                 let due = self.recovery.pass_start.is_none_or(|t| now - t >= round);
                 if !due {
                     return None;
