@@ -154,7 +154,7 @@ impl Connection {
             challenge_acks: (now, 0),
             last_invalid_ack: None,
             retransmits: 0,
-            unacked_since: None,
+            retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,
             cfg: cfg.clone(),

@@ -549,7 +549,7 @@ impl Connection {
         }
 
         // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
-        self.unacked_since = None;
+        self.retransmitting_since = None;
         if self.snd.una == self.snd.max {
             self.timers.retransmit = None;
         } else {

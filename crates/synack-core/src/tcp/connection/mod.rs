@@ -273,7 +273,7 @@ pub(crate) struct Connection {
     /// When the oldest unacknowledged data was first retransmitted after a timeout: the
     /// user timeout counts from there, as Linux's does from `retrans_stamp`. Cleared when an
     /// ACK makes progress.
-    pub unacked_since: Option<Instant>,
+    pub retransmitting_since: Option<Instant>,
     /// Last time any segment arrived (keepalive idle time).
     pub last_recv: Instant,
     /// Unanswered keepalive probes.

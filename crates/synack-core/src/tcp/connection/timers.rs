@@ -208,7 +208,7 @@ impl Connection {
                 if self.snd.una == self.snd.max {
                     return Disposition::Keep;
                 }
-                let since = *self.unacked_since.get_or_insert(now);
+                let since = *self.retransmitting_since.get_or_insert(now);
                 let user_timeout_hit = self
                     .cfg
                     .user_timeout
