@@ -173,20 +173,17 @@ impl Connection {
     /// SYN or SYN-ACK is formed.
     pub fn apply_options(&mut self, opts: &SocketOptions) {
         if let Some(size) = opts.recv_buffer {
-            let size = size.max(MIN_BUFFER);
-            self.rcv.buffer.set_capacity(size);
-            self.cfg.recv_buffer_max = size;
+            self.set_recv_buffer(size.max(MIN_BUFFER));
+            // Before the SYN, the window scale offered can still follow the buffer.
             if self.cfg.window_scaling {
-                self.rcv.wscale = window_shift_for(size);
+                self.rcv.wscale = window_shift_for(self.rcv.buffer.capacity());
             }
         }
         if let Some(size) = opts.send_buffer {
-            let size = size.max(MIN_BUFFER);
-            self.snd.buffer.set_capacity(size);
-            self.cfg.send_buffer_max = size;
+            self.set_send_buffer(size.max(MIN_BUFFER));
         }
         if let Some(mss) = opts.max_segment {
-            self.rcv.mss = self.rcv.mss.min(usize::from(mss).max(MIN_MSS));
+            self.clamp_mss(usize::from(mss).max(MIN_MSS));
         }
         if let Some(keepalive) = opts.keepalive {
             self.cfg.keepalive = Some(keepalive);
