@@ -43,7 +43,9 @@
 
 pub mod device;
 mod driver;
+pub mod integration;
 pub mod listener;
+#[cfg(feature = "netns")]
 pub mod netns;
 pub mod socket;
 pub mod stack;

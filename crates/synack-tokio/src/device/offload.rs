@@ -57,6 +57,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::tun::TunConfig;
 use super::Device;
+#[cfg(feature = "netns")]
 use crate::netns::NetNs;
 
 // ---------------------------------------------------------------------------------------------
@@ -883,6 +884,7 @@ impl OffloadTun {
 
     /// Creates the device inside `ns` (on a thread that has joined it) and returns it here,
     /// as [`TunDevice::create_in`](super::TunDevice::create_in) does.
+    #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<OffloadTun> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("OffloadTun::create_in: {e}")))?;

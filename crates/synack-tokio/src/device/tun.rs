@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tun::Tun;
 
 use super::Device;
+#[cfg(feature = "netns")]
 use crate::netns::NetNs;
 
 /// An IPv4 address with a prefix length, as in `198.18.0.1/24`.
@@ -133,7 +134,7 @@ impl TunDevice {
     /// address and MTU, and brings the link up.
     ///
     /// Must be called within a tokio runtime (the file descriptor is registered with its
-    /// reactor). To create the device inside a [`NetNs`], use [`TunDevice::create_in`].
+    /// reactor). To create it inside a test namespace, use `create_in` (the `netns` feature).
     pub fn create(config: &TunConfig) -> io::Result<TunDevice> {
         if config.name.is_empty() || config.name.len() > 15 {
             return Err(io::Error::new(
@@ -174,6 +175,7 @@ impl TunDevice {
     ///
     /// The device lives in `ns` for good; reading and writing it works from any namespace. Must
     /// be called within a tokio runtime, whose reactor the device is registered with.
+    #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<TunDevice> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("TunDevice::create_in: {e}")))?;

@@ -5,10 +5,14 @@
 //! host's interfaces, routes or firewall. [`NetNs`] is that namespace: created with a unique
 //! name by `ip netns add`, and deleted again when the value is dropped, on every exit path
 //! including a panicking test (drop runs during unwinding).
+//!
+//! Test support, behind the `netns` cargo feature (off by default): the crate's own tests,
+//! the benchmark harness and the examples turn it on.
+
+mod sys;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -73,7 +77,7 @@ impl NetNs {
             .name(format!("netns-{}", self.name))
             .spawn(move || -> io::Result<T> {
                 let ns = File::open(&path)?;
-                enter_netns(&ns)?;
+                sys::enter_netns(&ns)?;
                 Ok(f())
             })?;
         match handle.join() {
@@ -98,11 +102,7 @@ impl NetNs {
             .filter_map(|p| p.parse::<i32>().ok())
             .filter(|&p| p > 1 && p as u32 != own)
         {
-            // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a
-            // process listed as living in our own private namespace.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+            sys::kill(pid);
         }
     }
 }
@@ -124,19 +124,6 @@ impl Drop for NetNs {
     }
 }
 
-/// Moves the calling thread into the network namespace that `ns` (an open
-/// `/var/run/netns/NAME`) refers to.
-fn enter_netns(ns: &File) -> io::Result<()> {
-    // SAFETY: setns(2) takes a file descriptor and a flag; `ns` is an open file that outlives
-    // the call, and CLONE_NEWNET limits the change to this thread's network namespace.
-    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Runs a command to completion and turns a non-zero exit into an error that carries its
 /// stderr.
 fn run_checked(cmd: &mut Command) -> io::Result<()> {
@@ -155,8 +142,7 @@ fn run_checked(cmd: &mut Command) -> io::Result<()> {
 
 /// Why this machine cannot run the TUN tests, or `None` if it can.
 fn missing_tun_support() -> Option<String> {
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
+    if !sys::is_root() {
         return Some("not running as root (TUN and `ip netns` need CAP_NET_ADMIN)".into());
     }
     if !Path::new("/dev/net/tun").exists() {
