@@ -38,18 +38,7 @@ pub const PORT_SERVE: u16 = 5001;
 pub const PORT_HANDSHAKE: u16 = 5002;
 
 /// Runs `cmd` to completion; a non-zero exit is an error carrying its stderr.
-pub fn run(cmd: &mut Command) -> io::Result<()> {
-    let out = cmd.stdin(Stdio::null()).output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{cmd:?}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
-}
+pub use synack_tokio::netns::run_checked as run;
 
 /// `ip -n NS ARGS...`.
 pub fn ip(ns: &str, args: &[&str]) -> io::Result<()> {

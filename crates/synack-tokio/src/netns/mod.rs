@@ -126,7 +126,7 @@ impl Drop for NetNs {
 
 /// Runs a command to completion and turns a non-zero exit into an error that carries its
 /// stderr.
-fn run_checked(cmd: &mut Command) -> io::Result<()> {
+pub fn run_checked(cmd: &mut Command) -> io::Result<()> {
     let out = cmd.stdin(Stdio::null()).output()?;
     if out.status.success() {
         Ok(())
