@@ -36,12 +36,12 @@ pub fn stack_on(
     Ok(match tun {
         Tun::Plain => {
             let dev = TunDevice::create_in(ns, tun_config)?;
-            (Stack::new(config, dev, addrs), None)
+            (Stack::new(config, dev, addrs)?, None)
         }
         Tun::Offload => {
             let dev = OffloadTun::create_in(ns, tun_config)?;
             let counters = dev.counters();
-            (Stack::new(config, dev, addrs), Some(counters))
+            (Stack::new(config, dev, addrs)?, Some(counters))
         }
     })
 }
