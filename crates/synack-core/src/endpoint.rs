@@ -57,6 +57,34 @@ pub enum Event {
     Closed(ConnectionHandle, Option<Error>),
 }
 
+/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
+/// with it: the mirror of [`Transmit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes of the IP packet at the start of the buffer.
+    pub len: usize,
+    /// The device verified the transport checksum (receive checksum offload: Linux's
+    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
+    /// itself; the core skips it. Everything else is still checked. Set it only for packets
+    /// the device vouches for.
+    pub checksum_verified: bool,
+    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
+    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
+    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
+    /// delayed-ACK decisions).
+    pub segment_size: Option<usize>,
+}
+
+impl RecvMeta {
+    /// A plain packet of `len` bytes: checksum to be verified, one segment.
+    pub fn new(len: usize) -> RecvMeta {
+        RecvMeta {
+            len,
+            ..RecvMeta::default()
+        }
+    }
+}
+
 /// One packet written by [`Endpoint::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
@@ -67,8 +95,14 @@ pub struct Transmit {
     /// shorter), each with a copy of the header and its own sequence number, as a device
     /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
     /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO).
+    /// (GRO), unless `checksum_partial` says they are not complete.
     pub segment_size: Option<usize>,
+    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
+    /// (not complemented, over the packet's whole TCP length), and the device must finish
+    /// it over the TCP header and payload (csum_start = the start of the TCP header,
+    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
+    /// connection's TCP packets; everything else leaves complete.
+    pub checksum_partial: bool,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -299,23 +333,16 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link.
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, true);
-    }
-
-    /// Feed one IP packet whose TCP checksum the link has already verified, or computed
-    /// itself, as a NIC with receive checksum offload reports (Linux `CHECKSUM_UNNECESSARY`):
-    /// it is not verified again. Everything else is checked as in
-    /// [`Endpoint::handle_packet`]. Use it only for packets the device vouches for, such as
-    /// the segments an offloading TUN cuts from the kernel's own super-packets.
-    pub fn handle_verified_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, false);
-    }
-
-    fn receive(&mut self, now: Instant, packet: &[u8], verify_checksum: bool) {
+    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
+    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
+    /// past the end of `buf` is dropped as malformed.
+    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
         self.stats.packets_in += 1;
-        if !verify_checksum {
+        let Some(packet) = buf.get(..meta.len) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        if meta.checksum_verified {
             self.stats.checksum_offloaded += 1;
         }
         let (ip, payload) = match wire::ip::parse(packet) {
@@ -327,7 +354,7 @@ impl Endpoint {
             return;
         }
         match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, verify_checksum),
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),
@@ -353,14 +380,9 @@ impl Endpoint {
         }
     }
 
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], verify_checksum: bool) {
+    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let parsed = if verify_checksum {
-            TcpRepr::parse(payload, src, dst)
-        } else {
-            TcpRepr::parse_verified(payload, src, dst)
-        };
-        let seg = match parsed {
+        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
             Ok(seg) => seg,
             Err(e) => return self.count_wire_error(e),
         };
@@ -378,7 +400,7 @@ impl Endpoint {
             if self.reuse_time_wait(h, &seg) {
                 self.remove(h);
             } else {
-                self.deliver(now, h, &seg);
+                self.deliver(now, h, &seg, meta.segment_size);
                 return;
             }
         } else if self.time_wait.contains(&Tuple(local, remote))
@@ -487,7 +509,8 @@ impl Endpoint {
     /// whether it was queued.
     fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
         let mut buf = vec![0u8; 120];
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}) {
+        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
+        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
                 self.push_control(buf)
@@ -497,7 +520,13 @@ impl Endpoint {
     }
 
     /// Hand a segment to its connection.
-    fn deliver(&mut self, now: Instant, h: ConnectionHandle, seg: &TcpRepr<'_>) {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        h: ConnectionHandle,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).
         if let Some(slot) = self.connections.get(&h) {
@@ -513,7 +542,7 @@ impl Endpoint {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
-        let _ = slot.conn.handle_segment(now, seg);
+        let _ = slot.conn.handle_segment(now, seg, segment_size);
         let v = slot.conn.verdict;
         if v.out_of_window {
             self.stats.drop_out_of_window += 1;
@@ -766,7 +795,7 @@ impl Endpoint {
             // Data riding on the cookie ACK is processed like any other segment.
             let _ = slot.conn.take_notify();
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let _ = slot.conn.handle_segment(now, seg);
+                let _ = slot.conn.handle_segment(now, seg, None);
             }
         }
         self.push_event(Event::Incoming(l));
@@ -958,6 +987,7 @@ impl Endpoint {
                 return Some(Transmit {
                     len: packet.len(),
                     segment_size: None,
+                    checksum_partial: false,
                 });
             }
         }
@@ -985,6 +1015,7 @@ impl Endpoint {
                     return Some(Transmit {
                         len: sent.len,
                         segment_size: sent.segment_size,
+                        checksum_partial: sent.checksum_partial,
                     });
                 }
                 None => {
