@@ -74,12 +74,10 @@ pub mod isn;
 pub mod options;
 mod profile;
 pub mod seq;
-mod slab;
 pub mod stats;
 pub mod syncookie;
 pub mod tcp;
 pub mod time;
-mod time_wait;
 pub mod wire;
 
 /// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.

@@ -8,8 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -19,7 +18,6 @@ use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
-use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
@@ -28,17 +26,17 @@ use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
-/// An opaque handle to one connection; it stays valid until [`Endpoint::close`] or
-/// [`Endpoint::abort`] releases it. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionHandle(pub usize);
+mod handle;
+mod slab;
+mod table;
+mod time_wait;
 
-/// An opaque handle to one listener. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerHandle(pub usize);
+pub use handle::{ConnectionHandle, ListenerHandle};
+use slab::Slab;
+use table::{table, Table, Tuple, COMPACT_SLACK};
+use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -114,10 +112,6 @@ const MAX_CONTROL_PACKETS: usize = 1024;
 /// never drains them must not make the endpoint grow.
 const MAX_EVENTS: usize = 1 << 16;
 
-/// Superseded entries a lazily-deleted queue (the timer heap, the TIME-WAIT expiry queue)
-/// may hold beyond twice its live ones before it is rebuilt.
-pub(crate) const COMPACT_SLACK: usize = 1024;
-
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -158,51 +152,6 @@ struct Listener {
     last_overflow: Option<Instant>,
     /// What every connection it accepts takes.
     options: SocketOptions,
-}
-
-/// The endpoint's hash maps keyed by addresses a peer chooses: foldhash (fast on small keys),
-/// with a per-endpoint secret seed so collisions cannot be aimed (std's SipHash cost a sixth
-/// of the time per handshake).
-pub(crate) type Table<K, V> = HashMap<K, V, foldhash::fast::SeedableRandomState>;
-
-pub(crate) fn table<K, V>(seed: u64) -> Table<K, V> {
-    HashMap::with_hasher(foldhash::fast::SeedableRandomState::with_seed(
-        seed,
-        foldhash::SharedSeed::global_fixed(),
-    ))
-}
-
-/// A connection's 4-tuple, `(local, remote)`, as a table key.
-///
-/// It is hashed for every segment that arrives, so it feeds the hasher a few whole words
-/// (both IPv4 addresses in one, both ports in another) instead of going through
-/// `SocketAddr`'s field-by-field `Hash`, which makes eight hasher calls per address.
-/// Equality is still on the full addresses: an IPv4 and an IPv6 tuple never compare equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tuple(pub SocketAddr, pub SocketAddr);
-
-impl Hash for Tuple {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let ports = u32::from(self.0.port()) << 16 | u32::from(self.1.port());
-        match (self.0.ip(), self.1.ip()) {
-            (IpAddr::V4(l), IpAddr::V4(r)) => {
-                state.write_u64(u64::from(u32::from(l)) << 32 | u64::from(u32::from(r)));
-            }
-            (l, r) => {
-                state.write_u128(ip_bits(l));
-                state.write_u128(ip_bits(r));
-            }
-        }
-        state.write_u32(ports);
-    }
-}
-
-/// An address as 128 bits (IPv4 mapped into IPv6), for hashing only.
-fn ip_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
 }
 
 /// A sans-IO TCP/IP endpoint.
