@@ -36,7 +36,7 @@ mod time_wait;
 pub use handle::{ConnectionHandle, ListenerHandle};
 use slab::Slab;
 use table::{table, Table, Tuple, COMPACT_SLACK};
-use time_wait::{TimeWaitEntry, TimeWaitTable};
+use time_wait::TimeWaitTable;
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -362,96 +362,6 @@ impl Endpoint {
             return;
         }
         self.reply_rst(local, remote, &seg);
-    }
-
-    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
-    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
-    fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
-        let Some(slot) = self.connections.get(&h) else {
-            return false;
-        };
-        let c = &slot.conn;
-        let is_syn = seg.flags.contains(TcpFlags::SYN)
-            && !seg.flags.contains(TcpFlags::ACK)
-            && !seg.flags.contains(TcpFlags::RST);
-        if c.state == State::Closed {
-            return slot.owner == Owner::Nobody;
-        }
-        if c.state != State::TimeWait || !is_syn || self.find_listener(c.local).is_none() {
-            return false;
-        }
-        match (c.ts.enabled, seg.timestamp) {
-            (true, Some(ts)) => (ts.tsval.wrapping_sub(c.ts.recent) as i32) > 0,
-            _ => seg.seq_number > c.rcv.nxt,
-        }
-    }
-
-    /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
-    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
-    /// the caller hands it to the listener.
-    fn handle_time_wait(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) -> bool {
-        let tuple = Tuple(local, remote);
-        let Some(&e) = self.time_wait.get(&tuple) else {
-            return false;
-        };
-        let flags = seg.flags;
-        if flags.contains(TcpFlags::RST) {
-            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
-            if seg.seq_number == e.rcv_nxt {
-                self.time_wait.remove(&tuple);
-            } else {
-                self.stats.drop_out_of_window += 1;
-            }
-            return true;
-        }
-        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
-            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
-            // sequence number, is beyond the old connection's.
-            let newer = match (e.ts, seg.timestamp) {
-                (Some((recent, _)), Some(ts)) => (ts.tsval.wrapping_sub(recent) as i32) > 0,
-                _ => seg.seq_number > e.rcv_nxt,
-            };
-            if newer && self.find_listener(local).is_some() {
-                self.time_wait.remove(&tuple);
-                return false;
-            }
-        }
-        if flags.contains(TcpFlags::FIN) {
-            // "The only thing that can arrive in this state is a retransmission of the remote
-            // FIN. Acknowledge it, and restart the 2 MSL timeout."
-            self.time_wait.restart(&tuple, now + self.config.time_wait);
-        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
-            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
-            // duplicate) needs no answer; answering it would start an endless ACK exchange
-            // between two TIME-WAITs.
-            self.stats.drop_other += 1;
-            return true;
-        } else {
-            // Old duplicates and data get an ACK restating where we are.
-            self.stats.drop_out_of_window += 1;
-        }
-        let mut ack = TcpRepr::new(
-            local.port(),
-            remote.port(),
-            TcpFlags::ACK,
-            e.snd_nxt,
-            e.rcv_nxt,
-        );
-        ack.window_len = e.window;
-        if let Some((recent, offset)) = e.ts {
-            ack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: (now.total_millis() as u32).wrapping_add(offset),
-                tsecr: recent,
-            });
-        }
-        self.queue_segment(local, remote, &ack);
-        true
     }
 
     /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
@@ -1189,26 +1099,10 @@ impl Endpoint {
         match slot.conn.state {
             State::Closed => self.remove(h),
             State::TimeWait => {
-                let c = &slot.conn;
-                let tuple = Tuple(c.local, c.remote);
-                let entry = TimeWaitEntry {
-                    snd_nxt: c.snd.max,
-                    rcv_nxt: c.rcv.nxt,
-                    ts: c.ts.enabled.then_some((c.ts.recent, c.ts.offset)),
-                    window: ((c.rcv.adv - c.rcv.nxt) >> c.rcv.wscale).min(u16::MAX as usize) as u16,
-                    expires: c.timers.time_wait.unwrap_or(Instant::ZERO),
-                };
+                let tuple = Tuple(slot.conn.local, slot.conn.remote);
+                let entry = slot.conn.time_wait_snapshot();
                 self.remove(h);
-                if self.config.max_time_wait == 0 {
-                    return;
-                }
-                while self.time_wait.len() >= self.config.max_time_wait {
-                    if !self.time_wait.evict_oldest() {
-                        break;
-                    }
-                    self.stats.time_wait_recycled += 1;
-                }
-                self.time_wait.insert(tuple, entry);
+                self.enter_time_wait(tuple, entry);
             }
             _ => {}
         }

@@ -31,6 +31,7 @@ mod input;
 pub(crate) mod output;
 mod timers;
 
+pub(crate) use close::TimeWaitEntry;
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
