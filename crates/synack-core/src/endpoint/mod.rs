@@ -20,7 +20,7 @@ use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
 use crate::stats::Stats;
 use crate::tcp::connection::handshake::Identity;
-use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
+use crate::tcp::connection::output::write_segment;
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
@@ -28,6 +28,7 @@ use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
 mod handle;
+mod icmp;
 mod listen;
 mod slab;
 mod table;
@@ -444,115 +445,6 @@ impl Endpoint {
         }
         self.control.push_back(packet);
         true
-    }
-
-    fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
-        let v6 = matches!(ip, IpRepr::Ipv6(_));
-        match icmp {
-            IcmpRepr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => {
-                if !is_unicast(ip.src_addr()) {
-                    self.stats.drop_other += 1;
-                    return;
-                }
-                let reply = IcmpRepr::EchoReply {
-                    ident,
-                    seq_no,
-                    data,
-                };
-                let proto = if v6 {
-                    IpProtocol::Icmpv6
-                } else {
-                    IpProtocol::Icmp
-                };
-                let Ok(out_ip) = IpRepr::new(
-                    ip.dst_addr(),
-                    ip.src_addr(),
-                    proto,
-                    reply.buffer_len(),
-                    HOP_LIMIT,
-                ) else {
-                    return;
-                };
-                let hl = out_ip.header_len();
-                let mut buf = vec![0u8; out_ip.buffer_len()];
-                out_ip.emit(&mut buf[..hl]);
-                match (ip.dst_addr(), ip.src_addr()) {
-                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
-                    _ => reply.emit_v4(&mut buf[hl..]),
-                }
-                if self.push_control(buf) {
-                    self.stats.echo_replies += 1;
-                }
-            }
-            IcmpRepr::DstUnreachable { code, invoking } => {
-                let error = match (v6, code) {
-                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
-                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
-                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
-                    _ => Error::HostUnreachable,
-                };
-                self.icmp_error(invoking, Some(error), None);
-            }
-            IcmpRepr::PacketTooBig { mtu, invoking } => {
-                self.icmp_error(invoking, None, Some(mtu));
-            }
-            IcmpRepr::TimeExceeded { invoking, .. } => {
-                self.icmp_error(invoking, Some(Error::HostUnreachable), None);
-            }
-            _ => self.stats.drop_other += 1,
-        }
-    }
-
-    /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
-    /// sequence number is one we have sent and not yet seen acknowledged).
-    fn icmp_error(&mut self, invoking: &[u8], error: Option<Error>, mtu: Option<u32>) {
-        let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        let local = SocketAddr::new(osrc, sport);
-        let remote = SocketAddr::new(odst, dport);
-        let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) else {
-            self.stats.drop_other += 1;
-            return;
-        };
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let c = &mut slot.conn;
-        if !(seq >= c.snd.una && seq < c.snd.max.max(c.snd.una + 1)) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        if let Some(mtu) = mtu {
-            // RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below
-            // the protocol minimum, and resend what was in flight.
-            let headers = if c.local.is_ipv6() { 60 } else { 40 };
-            let floor = if c.local.is_ipv6() { 1220 } else { 536 };
-            let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-            if new_mss < c.snd.mss {
-                c.snd.mss = new_mss;
-                c.cc.set_mss(new_mss);
-                if c.is_synchronized() {
-                    c.snd.nxt = c.snd.una;
-                }
-            }
-        } else if let Some(error) = error {
-            // Linux: during the handshake an ICMP error ends the connect; afterwards it is a
-            // soft error, reported only if the connection later times out.
-            let active_open =
-                c.state == State::SynSent || (c.state == State::SynReceived && !c.passive);
-            if active_open {
-                c.enter_closed(Some(error));
-            } else {
-                c.soft_error = Some(error);
-            }
-        }
-        self.after(h);
     }
 
     /// Run every timer that is due.

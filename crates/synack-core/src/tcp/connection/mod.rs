@@ -3,7 +3,9 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
-//! - `close`: shutdown, close, abort and TIME-WAIT;
+//! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
+//!   a connection in TIME-WAIT);
+//! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
 //! - `timers`: the deadlines and what happens when each one fires.
 //!
 //! A connection is itself sans-IO: the endpoint feeds it parsed segments and `now`, and asks it
@@ -27,6 +29,7 @@ use crate::time::Instant;
 
 mod close;
 pub(crate) mod handshake;
+mod icmp;
 mod input;
 pub(crate) mod output;
 mod timers;
