@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Endpoint, Instant, KeepaliveConfig, ListenerHandle};
+use synack_core::{ConnectionHandle, Endpoint, Instant, KeepaliveConfig, ListenerHandle, RecvMeta};
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -83,7 +83,7 @@ impl Server {
 
     fn inject(&mut self, from: SocketAddr, to: SocketAddr, seg: Out) {
         let p = seg.packet(from, to);
-        self.ep.handle_packet(self.now, &p);
+        self.ep.handle_packet(self.now, &p, RecvMeta::new(p.len()));
     }
 
     /// One HTTP/1.0-like exchange: the client connects and sends a request, the server

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use synack_core::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
-use synack_core::{Config, Endpoint, Event, Instant, SeqNumber};
+use synack_core::{Config, Endpoint, Event, Instant, RecvMeta, SeqNumber};
 
 pub const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
@@ -53,7 +53,8 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
     if ip.protocol() != IpProtocol::Tcp {
         return None;
     }
-    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).expect("we emit valid TCP");
+    let t =
+        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("we emit valid TCP");
     Some(Seg {
         src: SocketAddr::new(ip.src_addr(), t.src_port),
         dst: SocketAddr::new(ip.dst_addr(), t.dst_port),
@@ -188,13 +189,14 @@ impl Harness {
 
     /// Deliver a raw packet to the endpoint.
     pub fn inject_raw(&mut self, packet: &[u8]) {
-        self.ep.handle_packet(self.now, packet);
+        self.ep
+            .handle_packet(self.now, packet, RecvMeta::new(packet.len()));
     }
 
     /// Deliver a segment from `from` to `to`.
     pub fn inject(&mut self, from: SocketAddr, to: SocketAddr, seg: Out) {
         let p = seg.packet(from, to);
-        self.ep.handle_packet(self.now, &p);
+        self.ep.handle_packet(self.now, &p, RecvMeta::new(p.len()));
     }
 
     /// Everything the endpoint sends now, parsed (non-TCP packets kept in `raw` only).

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use synack_core::wire::{self, IpProtocol, TcpFlags, TcpRepr};
-use synack_core::{Config, Endpoint, Instant};
+use synack_core::{Config, Endpoint, Instant, RecvMeta};
 
 /// Node `i`'s IPv4 address: 198.18.0.(i+1), inside the benchmarking block RFC 2544 reserves.
 pub fn v4(i: usize) -> IpAddr {
@@ -451,7 +451,7 @@ impl Net {
             if p.corrupted {
                 self.stats.corrupted += 1;
             }
-            self.nodes[p.to].handle_packet(self.now, &p.bytes);
+            self.nodes[p.to].handle_packet(self.now, &p.bytes, RecvMeta::new(p.bytes.len()));
             // Packets arrive one by one, as from a device without batching, so a receiver
             // answers each (duplicate ACKs included) before the next arrives.
             self.flush_node(p.to);
@@ -533,7 +533,7 @@ pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
 fn cut(packet: &[u8], size: usize) -> Vec<Vec<u8>> {
     let (ip, payload) = wire::ip::parse(packet).expect("a super-segment is valid IP");
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let whole = TcpRepr::parse(payload, src, dst).expect("a super-segment is valid TCP");
+    let whole = TcpRepr::parse(payload, src, dst, false).expect("a super-segment is valid TCP");
     let pieces: Vec<&[u8]> = whole.payload.chunks(size).collect();
     let last = pieces.len() - 1;
     pieces
@@ -560,7 +560,7 @@ fn cut(packet: &[u8], size: usize) -> Vec<Vec<u8>> {
 fn payload_len(packet: &[u8]) -> usize {
     wire::ip::parse(packet)
         .ok()
-        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr()).ok())
+        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr(), false).ok())
         .map_or(0, |t| t.payload.len())
 }
 
@@ -591,7 +591,7 @@ fn inspect(packet: &[u8]) -> Option<Option<u16>> {
     if ip.protocol() != IpProtocol::Tcp {
         return Some(None);
     }
-    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).ok()?;
+    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).ok()?;
     Some((!t.flags.contains(TcpFlags::RST)).then_some(t.window_len))
 }
 
@@ -600,7 +600,7 @@ fn describe(packet: &[u8]) -> String {
     let Ok((ip, payload)) = wire::ip::parse(packet) else {
         return "invalid IP".into();
     };
-    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()) else {
+    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false) else {
         return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
     };
     format!(
