@@ -18,9 +18,9 @@ use crate::proto::{Header, Op, Outcome, REPLY_LEN};
 /// Which TUN device synack runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tun {
-    /// tokio-tun: one syscall per packet.
+    /// `TunDevice`: one syscall per packet.
     Plain,
-    /// `OffloadTun`: virtio-net header, TSO super-packets in, coalesced GSO writes out.
+    /// `OffloadTun`: virtio-net header, TSO super-packets both ways.
     Offload,
 }
 

@@ -37,7 +37,7 @@ use crate::netns::NetNs;
 
 mod offload;
 mod sys;
-pub(crate) mod vnet;
+mod vnet;
 
 pub use offload::{OffloadCounters, OffloadStats, OffloadTun};
 
@@ -132,7 +132,7 @@ impl Default for TunConfig {
 }
 
 /// An open TUN file registered with the tokio reactor: what both devices are made of.
-pub(crate) struct Tun {
+struct Tun {
     fd: AsyncFd<OwnedFd>,
     name: String,
     mtu: usize,
