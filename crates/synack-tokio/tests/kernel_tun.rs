@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use synack_core::Transmit;
 use synack_tokio::device::{Device, DeviceCapabilities, PcapDevice, TunConfig, TunDevice};
+use synack_tokio::netns::{require_tun, NetNs};
+
+const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// The core's description of a plain packet of `len` bytes.
 fn plain(len: usize) -> Transmit {
@@ -19,10 +23,6 @@ fn plain(len: usize) -> Transmit {
         checksum_partial: false,
     }
 }
-use synack_tokio::netns::{require_tun, NetNs};
-
-const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// The Internet checksum (RFC 1071): one's complement of the one's complement sum.
 fn inet_checksum(data: &[u8]) -> u16 {

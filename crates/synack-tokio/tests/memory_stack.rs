@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use synack_core::wire::gso;
 use synack_core::{RecvMeta, Transmit};
 use synack_tokio::device::{Device, DeviceCapabilities, MemoryDevice};
 use synack_tokio::{Config, Stack, StackError, TcpListener, TcpStream};
@@ -242,6 +243,76 @@ async fn super_segments_cross_the_link_whole_unless_turned_off() {
         one_way(&client, &server, 7012).await;
         let chosen = client.stats();
         assert_eq!(chosen.segments_out, chosen.packets_out, "{chosen:?}");
+    })
+    .await;
+}
+
+/// A device that finishes partial TCP checksums itself (as a NIC or the kernel behind a TUN
+/// does), counting the packets that came partial, and checking that none did on a device
+/// that does not claim to.
+struct Finishing {
+    inner: MemoryDevice,
+    claims: bool,
+    partial: Arc<AtomicUsize>,
+    buf: Vec<u8>,
+}
+
+impl Device for Finishing {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner
+            .capabilities()
+            .with_tx_checksum_partial(self.claims)
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        if !transmit.checksum_partial {
+            return self.inner.poll_send(cx, packet, transmit);
+        }
+        assert!(
+            self.claims,
+            "a partial checksum for a device that does not finish them"
+        );
+        self.partial.fetch_add(1, Ordering::SeqCst);
+        self.buf.clear();
+        self.buf.extend_from_slice(packet);
+        gso::complete_checksum(&mut self.buf).expect("partial checksums only on TCP");
+        let complete = Transmit {
+            checksum_partial: false,
+            ..*transmit
+        };
+        self.inner.poll_send(cx, &self.buf, &complete)
+    }
+}
+
+/// Transmit checksum offload follows the device: a device that finishes partial checksums
+/// gets them (the receiver, verifying every checksum, gets every byte), and one that does not
+/// never sees one.
+#[tokio::test]
+async fn partial_checksums_go_only_to_a_device_that_finishes_them() {
+    within(30, async {
+        for claims in [true, false] {
+            let (client_dev, server_dev) = MemoryDevice::pair();
+            let partial = Arc::new(AtomicUsize::new(0));
+            let client_dev = Finishing {
+                inner: client_dev,
+                claims,
+                partial: Arc::clone(&partial),
+                buf: Vec::new(),
+            };
+            let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+            let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+            one_way(&client, &server, 7013 + u16::from(claims)).await;
+            assert_eq!(partial.load(Ordering::SeqCst) > 0, claims);
+            let stats = server.stats();
+            assert_eq!(stats.drop_checksum, 0, "{stats:?}");
+        }
     })
     .await;
 }
