@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use synack_core::wire::gso::{self, TcpChecksum, TcpLayout};
+use synack_core::wire::{tcp, TcpFlags};
 use synack_core::{RecvMeta, Transmit};
 
 use super::vnet::{VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN};
@@ -229,9 +230,9 @@ impl OffloadTun {
     ) -> Poll<io::Result<()>> {
         ready!(self.poll_write_batch(cx))?;
         let c = &self.counters.0;
-        let layout = TcpLayout::parse(packet).ok().filter(|l| {
-            l.len == packet.len() && packet.len() <= MAX_SUPER && l.payload_len() > segment_size
-        });
+        let layout = TcpLayout::parse(packet)
+            .ok()
+            .filter(|l| tso_describes(l, packet, segment_size));
         let (Some(layout), Ok(gso_size @ 1..)) = (layout, u16::try_from(segment_size)) else {
             // The stack builds only what a TSO header describes; anything else is lost.
             bump(&c.tx_dropped, 1);
@@ -361,6 +362,21 @@ impl OffloadTun {
         }
         None
     }
+}
+
+/// Whether a TSO header can hand `packet` (with headers `layout`) to the kernel cut at
+/// `segment_size`: TCP data under ACK (PSH and FIN allowed: `tcp_gso_segment` keeps them for
+/// the last segment; no SYN, RST, URG or ECN bits), no IPv4 options, no bytes past the IP
+/// length, more than one segment, at most 64 KiB.
+fn tso_describes(layout: &TcpLayout, packet: &[u8], segment_size: usize) -> bool {
+    let flags = tcp::Packet::new_unchecked(&packet[layout.ip_header_len..]).flags();
+    let others = TcpFlags(flags.0 & !(TcpFlags::PSH.0 | TcpFlags::FIN.0));
+    others == TcpFlags::ACK
+        && (layout.ipv6 || layout.ip_header_len == 20)
+        && layout.len == packet.len()
+        && packet.len() <= MAX_SUPER
+        && layout.header_len <= MAX_HEAD
+        && layout.payload_len() > segment_size
 }
 
 /// A held batch as a frame to write: its virtio-net header, the packet, and how many segments

@@ -240,3 +240,32 @@ fn a_single_held_segment_goes_out_as_it_came() {
     let mut empty = gso::Coalescer::with_max_len(MAX_SUPER);
     assert!(batch_frame(&mut empty, false).is_none());
 }
+
+#[test]
+fn only_data_super_segments_get_a_tso_header() {
+    for v6 in [false, true] {
+        let data = pattern(0, 4000);
+        let ok = |flags: TcpFlags, data: &[u8], size: usize| {
+            let p = packet(v6, flags, 1, data);
+            let l = TcpLayout::parse(&p).unwrap();
+            tso_describes(&l, &p, size)
+        };
+        assert!(ok(TcpFlags::ACK, &data, 1448));
+        assert!(ok(
+            TcpFlags::ACK | TcpFlags::PSH | TcpFlags::FIN,
+            &data,
+            1448
+        ));
+        // Control segments travel alone, as does anything that is one segment or less.
+        assert!(!ok(TcpFlags::SYN | TcpFlags::ACK, &data, 1448));
+        assert!(!ok(TcpFlags::RST | TcpFlags::ACK, &data, 1448));
+        assert!(!ok(TcpFlags::ACK | TcpFlags::CWR, &data, 1448));
+        assert!(!ok(TcpFlags::ACK, &data, 4000));
+        assert!(!ok(TcpFlags::ACK, &[], 1448));
+        // Trailing bytes past the IP length: the header would describe the wrong packet.
+        let mut p = packet(v6, TcpFlags::ACK, 1, &data);
+        let l = TcpLayout::parse(&p).unwrap();
+        p.extend_from_slice(&[0; 3]);
+        assert!(!tso_describes(&l, &p, 1448));
+    }
+}
