@@ -78,6 +78,8 @@ mod slab;
 pub mod stats;
 pub mod syncookie;
 pub mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 mod time_wait;
 pub mod wire;

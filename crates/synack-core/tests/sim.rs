@@ -6,8 +6,6 @@
 
 #[path = "sim/app.rs"]
 mod app;
-#[path = "sim/net.rs"]
-mod net;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use proptest::prelude::*;
 use synack_core::{Config, Error, Event, Instant, ListenerHandle, State};
 
 use app::{run, Flow};
-use net::{v4, v6, Faults, LinkConfig, Net};
+use synack_core::testing::{v4, v6, Faults, LinkConfig, Net};
 
 const MB: u64 = 1024 * 1024;
 const PORT: u16 = 80;
@@ -343,7 +341,7 @@ fn listener_accepts_many_clients() {
     let configs = (0..4)
         .map(|i| {
             let mut c = Config::default();
-            c.seed(Some(net::seed_bytes(21, i)));
+            c.seed(Some(synack_core::testing::seed_bytes(21, i)));
             c
         })
         .collect();
@@ -461,10 +459,10 @@ fn simultaneous_open() {
     // Each side's only ephemeral port is fixed, so both can name the other's port before
     // either SYN arrives: the SYNs cross on the link (RFC 9293 §3.5, Figure 8).
     let mut a = Config::default();
-    a.seed(Some(net::seed_bytes(33, 1)))
+    a.seed(Some(synack_core::testing::seed_bytes(33, 1)))
         .ephemeral_ports((5000, 5000));
     let mut b = Config::default();
-    b.seed(Some(net::seed_bytes(33, 2)))
+    b.seed(Some(synack_core::testing::seed_bytes(33, 2)))
         .ephemeral_ports((6000, 6000));
     let mut net = Net::new(33, vec![a, b], rtt10());
     net.trace = std::env::var_os("SIM_TRACE").is_some();
