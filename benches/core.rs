@@ -28,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use synack_core::{Bytes, Config, ConnectionHandle, Endpoint, Instant, ListenerHandle};
+use synack_core::{Bytes, Config, ConnectionHandle, Endpoint, Instant, ListenerHandle, RecvMeta};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -82,12 +82,14 @@ impl Pair {
         loop {
             let mut any = false;
             while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
-                self.server.handle_packet(self.now, &self.buf[..t.len]);
+                self.server
+                    .handle_packet(self.now, &self.buf, RecvMeta::new(t.len));
                 self.packets += 1;
                 any = true;
             }
             while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
-                self.client.handle_packet(self.now, &self.buf[..t.len]);
+                self.client
+                    .handle_packet(self.now, &self.buf, RecvMeta::new(t.len));
                 self.packets += 1;
                 any = true;
             }
@@ -235,7 +237,7 @@ impl Sides {
         };
         let received = inbox.len();
         for (buf, len) in inbox.drain(..) {
-            ep.handle_packet(now, &buf[..len]);
+            ep.handle_packet(now, &buf, RecvMeta::new(len));
             self.spare.push(buf);
         }
         app(ep, now);

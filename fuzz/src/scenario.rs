@@ -26,6 +26,7 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use synack_core::{
+    RecvMeta,
     Config, ConnectionHandle, Endpoint, Event, Instant, KeepaliveConfig, ListenerHandle, SeqNumber,
     Stats, SynCookies,
 };
@@ -367,7 +368,7 @@ impl Harness {
 
     fn inject(&mut self, packet: &[u8]) {
         self.packets_in += 1;
-        self.ep.handle_packet(self.now, packet);
+        self.ep.handle_packet(self.now, packet, RecvMeta::new(packet.len()));
     }
 
     fn run_timers(&mut self) {
@@ -686,7 +687,7 @@ impl Harness {
         assert!(src == US || src == US6, "sent from {src}, not one of ours");
         match (ip.protocol(), src, dst) {
             (IpProtocol::Tcp, _, _) => {
-                let seg = TcpRepr::parse(payload, src, dst).expect("the endpoint emits valid TCP");
+                let seg = TcpRepr::parse(payload, src, dst, false).expect("the endpoint emits valid TCP");
                 assert!(
                     packet.len() <= self.mtu,
                     "a {}-byte TCP packet on a {}-byte MTU",

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Event, Transmit};
+use synack_core::{Event, RecvMeta, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, Instrument};
 
@@ -149,12 +149,11 @@ impl<D: Device> Driver<D> {
                 Poll::Ready(Ok(n)) => {
                     let n = n.min(self.rx_buf.len());
                     trace!(len = n, "packet in");
-                    let packet = &self.rx_buf[..n];
-                    if self.device.checksum_verified() {
-                        inner.endpoint.handle_verified_packet(now, packet);
-                    } else {
-                        inner.endpoint.handle_packet(now, packet);
-                    }
+                    let meta = RecvMeta {
+                        checksum_verified: self.device.checksum_verified(),
+                        ..RecvMeta::new(n)
+                    };
+                    inner.endpoint.handle_packet(now, &self.rx_buf, meta);
                     received += 1;
                 }
                 Poll::Ready(Err(e)) => {

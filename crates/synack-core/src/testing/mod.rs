@@ -32,7 +32,7 @@ use core::ops::ControlFlow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{self, IpProtocol, TcpRepr};
-use crate::{Endpoint, Instant, Transmit};
+use crate::{Endpoint, Instant, RecvMeta, Transmit};
 
 mod net;
 mod pair;
@@ -63,9 +63,10 @@ pub fn drain(
     n
 }
 
-/// Delivers one received IP packet to `ep` at `now`, as a device without offloads would.
+/// Delivers one received IP packet to `ep` at `now`, as a device without offloads would
+/// ([`RecvMeta::new`]: checksums to be verified, no GRO).
 pub fn deliver(ep: &mut Endpoint, now: Instant, packet: &[u8]) {
-    ep.handle_packet(now, packet);
+    ep.handle_packet(now, packet, RecvMeta::new(packet.len()));
 }
 
 /// Node `i`'s IPv4 address in a [`Net`]: 198.18.0.(i+1), inside the benchmarking block RFC
@@ -91,7 +92,7 @@ pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
 pub fn payload_len(packet: &[u8]) -> usize {
     wire::ip::parse(packet)
         .ok()
-        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr()).ok())
+        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr(), false).ok())
         .map_or(0, |t| t.payload.len())
 }
 
@@ -101,7 +102,7 @@ pub fn describe(packet: &[u8]) -> String {
     let Ok((ip, payload)) = wire::ip::parse(packet) else {
         return "invalid IP".into();
     };
-    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()) else {
+    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false) else {
         return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
     };
     format!(
@@ -128,7 +129,7 @@ fn inspect(packet: &[u8]) -> Option<Option<u16>> {
     if ip.protocol() != IpProtocol::Tcp {
         return Some(None);
     }
-    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).ok()?;
+    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).ok()?;
     Some((!t.flags.contains(wire::TcpFlags::RST)).then_some(t.window_len))
 }
 

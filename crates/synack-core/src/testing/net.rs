@@ -306,7 +306,13 @@ impl Net {
             |packet, t| {
                 n += 1;
                 assert!(n < MAX_FLUSH, "node {from} emits without end");
-                outbox.push((packet.to_vec(), t.segment_size));
+                let mut packet = packet.to_vec();
+                if t.checksum_partial {
+                    // The device finishes the TCP checksum (CHECKSUM_PARTIAL) before the wire.
+                    gso::complete_checksum(&mut packet)
+                        .unwrap_or_else(|e| panic!("a partial checksum on a bad packet: {e}"));
+                }
+                outbox.push((packet, t.segment_size));
                 ControlFlow::Continue(())
             },
         );

@@ -75,7 +75,8 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
     if ip.protocol() != IpProtocol::Tcp {
         return None;
     }
-    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).expect("we emit valid TCP");
+    let t =
+        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("we emit valid TCP");
     Some(Seg {
         src: SocketAddr::new(ip.src_addr(), t.src_port),
         dst: SocketAddr::new(ip.dst_addr(), t.dst_port),

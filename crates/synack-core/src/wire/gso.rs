@@ -343,7 +343,7 @@ fn candidate(packet: &[u8]) -> Option<Candidate<'_>> {
     let (src, dst) = layout.addrs(packet);
     // The checksum is the receiver's to judge (or the device's to finish): only the structure
     // is checked here, options included.
-    let tcp = TcpRepr::parse_verified(&packet[layout.ip_header_len..layout.len], src, dst).ok()?;
+    let tcp = TcpRepr::parse(&packet[layout.ip_header_len..layout.len], src, dst, true).ok()?;
     let flags = tcp.flags;
     let ok = (layout.ipv6 || layout.ip_header_len == ipv4::HEADER_LEN)
         && (flags == TcpFlags::ACK || flags == TcpFlags::ACK | TcpFlags::PSH)
@@ -659,7 +659,7 @@ mod tests {
     /// The packet parsed with every checksum verified.
     fn parse(p: &[u8]) -> TcpRepr<'_> {
         let (ip, payload) = ip::parse(p).expect("valid IP");
-        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).expect("valid TCP")
+        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("valid TCP")
     }
 
     fn data(n: usize) -> Vec<u8> {

@@ -1518,7 +1518,8 @@ mod tests {
     /// Parses with synack's own wire code, which verifies every checksum.
     fn parse(p: &[u8]) -> (ip::IpRepr, TcpRepr<'_>) {
         let (ip, payload) = ip::parse(p).expect("IP header");
-        let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).expect("TCP segment");
+        let tcp =
+            TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("TCP segment");
         (ip, tcp)
     }
 
@@ -1620,7 +1621,7 @@ mod tests {
         // Taken as it is: one segment carrying it all, its checksum field left partial (the
         // stack is told it is verified, so it parses without the check).
         let (ip, payload) = ip::parse(&p).unwrap();
-        let tcp = TcpRepr::parse_verified(payload, ip.src_addr(), ip.dst_addr()).unwrap();
+        let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), true).unwrap();
         assert_eq!(tcp.payload, &data[..]);
         assert_eq!(tcp.seq_number.0, 1000);
         assert!(tcp.flags.contains(TcpFlags::PSH));
@@ -1756,7 +1757,7 @@ mod tests {
         };
         let (hdr, mut p) = kernel_super(&s, 0);
         assert!(ip::parse(&p)
-            .map(|(ip, pl)| TcpRepr::parse(pl, ip.src_addr(), ip.dst_addr()).is_err())
+            .map(|(ip, pl)| TcpRepr::parse(pl, ip.src_addr(), ip.dst_addr(), false).is_err())
             .unwrap());
         complete_checksum(&mut p, usize::from(hdr.csum_start), 16).unwrap();
         assert_eq!(parse(&p).1.payload, &s.payload[..]);

@@ -289,6 +289,10 @@ pub(crate) struct Connection {
     pub rcv_space: (usize, Instant, usize),
     /// What the last input made of its segment, for the endpoint's counters.
     pub verdict: input::InputVerdict,
+    /// The segment being processed is GRO-coalesced segments of this many payload bytes
+    /// ([`RecvMeta::segment_size`](crate::RecvMeta::segment_size)): the peer's segment size,
+    /// read where Linux reads `gso_size`.
+    pub gro_segment_size: Option<usize>,
     /// Created by a listener (a passive open).
     pub passive: bool,
     /// A zero-window or keepalive probe must be sent.
@@ -322,6 +326,8 @@ pub(crate) struct ConnConfig {
     pub recv_buffer_max: usize,
     pub pacing: bool,
     pub gso_max_size: usize,
+    /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
+    pub tx_checksum_offload: bool,
     /// The window scale we offer: the smallest that lets the largest receive buffer fit
     /// (0 without window scaling).
     pub rcv_wscale: u8,
@@ -349,7 +355,8 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             pacing: c.pacing,
-            gso_max_size: c.gso_max_size.min(usize::from(u16::MAX)),
+            gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
+            tx_checksum_offload: c.tx_checksum_offload,
             rcv_wscale: if c.window_scaling {
                 handshake::window_shift_for(c.recv_ceiling())
             } else {

@@ -8,8 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
@@ -19,7 +18,6 @@ use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
-use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
@@ -28,17 +26,17 @@ use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
-/// An opaque handle to one connection; it stays valid until [`Endpoint::close`] or
-/// [`Endpoint::abort`] releases it. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionHandle(pub usize);
+mod handle;
+mod slab;
+mod table;
+mod time_wait;
 
-/// An opaque handle to one listener. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerHandle(pub usize);
+pub use handle::{ConnectionHandle, ListenerHandle};
+use slab::Slab;
+use table::{table, Table, Tuple, COMPACT_SLACK};
+use time_wait::{TimeWaitEntry, TimeWaitTable};
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -57,6 +55,34 @@ pub enum Event {
     Closed(ConnectionHandle, Option<Error>),
 }
 
+/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
+/// with it: the mirror of [`Transmit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes of the IP packet at the start of the buffer.
+    pub len: usize,
+    /// The device verified the transport checksum (receive checksum offload: Linux's
+    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
+    /// itself; the core skips it. Everything else is still checked. Set it only for packets
+    /// the device vouches for.
+    pub checksum_verified: bool,
+    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
+    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
+    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
+    /// delayed-ACK decisions).
+    pub segment_size: Option<usize>,
+}
+
+impl RecvMeta {
+    /// A plain packet of `len` bytes: checksum to be verified, one segment.
+    pub fn new(len: usize) -> RecvMeta {
+        RecvMeta {
+            len,
+            ..RecvMeta::default()
+        }
+    }
+}
+
 /// One packet written by [`Endpoint::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
@@ -67,8 +93,14 @@ pub struct Transmit {
     /// shorter), each with a copy of the header and its own sequence number, as a device
     /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
     /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO).
+    /// (GRO), unless `checksum_partial` says they are not complete.
     pub segment_size: Option<usize>,
+    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
+    /// (not complemented, over the packet's whole TCP length), and the device must finish
+    /// it over the TCP header and payload (csum_start = the start of the TCP header,
+    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
+    /// connection's TCP packets; everything else leaves complete.
+    pub checksum_partial: bool,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -79,10 +111,6 @@ const MAX_CONTROL_PACKETS: usize = 1024;
 /// Events beyond this many undrained are dropped: they are hints, and an application that
 /// never drains them must not make the endpoint grow.
 const MAX_EVENTS: usize = 1 << 16;
-
-/// Superseded entries a lazily-deleted queue (the timer heap, the TIME-WAIT expiry queue)
-/// may hold beyond twice its live ones before it is rebuilt.
-pub(crate) const COMPACT_SLACK: usize = 1024;
 
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,51 +152,6 @@ struct Listener {
     last_overflow: Option<Instant>,
     /// What every connection it accepts takes.
     options: SocketOptions,
-}
-
-/// The endpoint's hash maps keyed by addresses a peer chooses: foldhash (fast on small keys),
-/// with a per-endpoint secret seed so collisions cannot be aimed (std's SipHash cost a sixth
-/// of the time per handshake).
-pub(crate) type Table<K, V> = HashMap<K, V, foldhash::fast::SeedableRandomState>;
-
-pub(crate) fn table<K, V>(seed: u64) -> Table<K, V> {
-    HashMap::with_hasher(foldhash::fast::SeedableRandomState::with_seed(
-        seed,
-        foldhash::SharedSeed::global_fixed(),
-    ))
-}
-
-/// A connection's 4-tuple, `(local, remote)`, as a table key.
-///
-/// It is hashed for every segment that arrives, so it feeds the hasher a few whole words
-/// (both IPv4 addresses in one, both ports in another) instead of going through
-/// `SocketAddr`'s field-by-field `Hash`, which makes eight hasher calls per address.
-/// Equality is still on the full addresses: an IPv4 and an IPv6 tuple never compare equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tuple(pub SocketAddr, pub SocketAddr);
-
-impl Hash for Tuple {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let ports = u32::from(self.0.port()) << 16 | u32::from(self.1.port());
-        match (self.0.ip(), self.1.ip()) {
-            (IpAddr::V4(l), IpAddr::V4(r)) => {
-                state.write_u64(u64::from(u32::from(l)) << 32 | u64::from(u32::from(r)));
-            }
-            (l, r) => {
-                state.write_u128(ip_bits(l));
-                state.write_u128(ip_bits(r));
-            }
-        }
-        state.write_u32(ports);
-    }
-}
-
-/// An address as 128 bits (IPv4 mapped into IPv6), for hashing only.
-fn ip_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -299,23 +282,16 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link.
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, true);
-    }
-
-    /// Feed one IP packet whose TCP checksum the link has already verified, or computed
-    /// itself, as a NIC with receive checksum offload reports (Linux `CHECKSUM_UNNECESSARY`):
-    /// it is not verified again. Everything else is checked as in
-    /// [`Endpoint::handle_packet`]. Use it only for packets the device vouches for, such as
-    /// the segments an offloading TUN cuts from the kernel's own super-packets.
-    pub fn handle_verified_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, false);
-    }
-
-    fn receive(&mut self, now: Instant, packet: &[u8], verify_checksum: bool) {
+    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
+    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
+    /// past the end of `buf` is dropped as malformed.
+    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
         self.stats.packets_in += 1;
-        if !verify_checksum {
+        let Some(packet) = buf.get(..meta.len) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        if meta.checksum_verified {
             self.stats.checksum_offloaded += 1;
         }
         let (ip, payload) = match wire::ip::parse(packet) {
@@ -327,7 +303,7 @@ impl Endpoint {
             return;
         }
         match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, verify_checksum),
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),
@@ -353,14 +329,9 @@ impl Endpoint {
         }
     }
 
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], verify_checksum: bool) {
+    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let parsed = if verify_checksum {
-            TcpRepr::parse(payload, src, dst)
-        } else {
-            TcpRepr::parse_verified(payload, src, dst)
-        };
-        let seg = match parsed {
+        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
             Ok(seg) => seg,
             Err(e) => return self.count_wire_error(e),
         };
@@ -378,7 +349,7 @@ impl Endpoint {
             if self.reuse_time_wait(h, &seg) {
                 self.remove(h);
             } else {
-                self.deliver(now, h, &seg);
+                self.deliver(now, h, &seg, meta.segment_size);
                 return;
             }
         } else if self.time_wait.contains(&Tuple(local, remote))
@@ -487,7 +458,8 @@ impl Endpoint {
     /// whether it was queued.
     fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
         let mut buf = vec![0u8; 120];
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}) {
+        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
+        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
                 self.push_control(buf)
@@ -497,7 +469,13 @@ impl Endpoint {
     }
 
     /// Hand a segment to its connection.
-    fn deliver(&mut self, now: Instant, h: ConnectionHandle, seg: &TcpRepr<'_>) {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        h: ConnectionHandle,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).
         if let Some(slot) = self.connections.get(&h) {
@@ -513,7 +491,7 @@ impl Endpoint {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
-        let _ = slot.conn.handle_segment(now, seg);
+        let _ = slot.conn.handle_segment(now, seg, segment_size);
         let v = slot.conn.verdict;
         if v.out_of_window {
             self.stats.drop_out_of_window += 1;
@@ -766,7 +744,7 @@ impl Endpoint {
             // Data riding on the cookie ACK is processed like any other segment.
             let _ = slot.conn.take_notify();
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let _ = slot.conn.handle_segment(now, seg);
+                let _ = slot.conn.handle_segment(now, seg, None);
             }
         }
         self.push_event(Event::Incoming(l));
@@ -958,6 +936,7 @@ impl Endpoint {
                 return Some(Transmit {
                     len: packet.len(),
                     segment_size: None,
+                    checksum_partial: false,
                 });
             }
         }
@@ -985,6 +964,7 @@ impl Endpoint {
                     return Some(Transmit {
                         len: sent.len,
                         segment_size: sent.segment_size,
+                        checksum_partial: sent.checksum_partial,
                     });
                 }
                 None => {

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use crate::endpoint::{table, Table, Tuple, COMPACT_SLACK};
+use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use crate::seq::SeqNumber;
 use crate::time::Instant;
 
