@@ -169,6 +169,17 @@ fn super_segments_cut_by_the_device_recover_from_loss() {
 }
 
 #[test]
+fn super_segments_handed_over_as_gro_deliver_every_byte() {
+    // The receiver is told each super-segment's segment size (RecvMeta::segment_size), as a
+    // device with GRO tells it.
+    let mut net = Net::pair(43, &offloading(), rtt10());
+    net.gro = true;
+    let t = transfer(&mut net, 4 * MB, MB, false, Duration::from_secs(60));
+    assert!(t < Duration::from_secs(2), "4 MiB and 1 MiB took {t:?}");
+    assert_offloaded(&net, 5 * MB, 0.8);
+}
+
+#[test]
 fn super_segments_over_ipv6() {
     let mut net = Net::pair(42, &offloading(), rtt10());
     net.cut_super_segments = true;
@@ -192,6 +203,23 @@ fn five_percent_loss_does_not_stall() {
         net.stats
     );
     assert!(t < Duration::from_secs(30), "1 MiB at 5 % loss took {t:?}");
+}
+
+#[test]
+fn loss_of_acks_only() {
+    // Data from 0 to 1 arrives; one ACK in ten from 1 to 0 is lost.
+    let mut net = Net::pair(18, &Config::default(), rtt10());
+    net.set_link(1, 0, rtt10().with_faults(Faults::loss(0.10)));
+    let t = transfer(&mut net, MB, 0, false, Duration::from_secs(60));
+    assert!(
+        net.stats.lost > 20,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
+    assert!(
+        t < Duration::from_secs(10),
+        "1 MiB with lost ACKs took {t:?}"
+    );
 }
 
 #[test]

@@ -55,6 +55,11 @@ pub fn drain(
 ) -> usize {
     let mut n = 0;
     while let Some(t) = ep.poll_transmit(now, buf) {
+        assert!(
+            t.len <= buf.len(),
+            "transmit length {} past the buffer",
+            t.len
+        );
         n += 1;
         if each(&buf[..t.len], &t).is_break() {
             break;

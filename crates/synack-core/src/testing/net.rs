@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use super::{describe, drain, inspect, payload_len, seed_bytes, v4, v6};
 use crate::wire;
 use crate::wire::gso::{self, TcpChecksum};
-use crate::{Config, Endpoint, Instant};
+use crate::{Config, Endpoint, Instant, RecvMeta};
 
 /// Faults a link injects, each drawn independently per packet from the network's seeded
 /// generator.
@@ -183,6 +183,8 @@ struct InFlight {
     from: usize,
     to: usize,
     corrupted: bool,
+    /// The segment size of a super-segment carried whole.
+    segment_size: Option<usize>,
     bytes: Vec<u8>,
 }
 
@@ -217,6 +219,10 @@ pub struct Net {
     /// `false` carries it whole, as Linux's veth and loopback carry GSO packets to a GRO
     /// receiver.
     pub cut_super_segments: bool,
+    /// How a super-segment carried whole is handed to its receiver: `true` with its segment
+    /// size in [`RecvMeta::segment_size`], as a device reports a GRO packet; `false` (the
+    /// default) as a plain packet.
+    pub gro: bool,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     links: HashMap<(usize, usize), Link>,
@@ -244,6 +250,7 @@ impl Net {
             stats: NetStats::default(),
             trace: false,
             cut_super_segments: false,
+            gro: false,
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link: link,
             links: HashMap::new(),
@@ -272,6 +279,12 @@ impl Net {
             busy_until: Instant::ZERO,
             queued: VecDeque::new(),
         })
+    }
+
+    /// Gives the link from `from` to `to` (that direction only) its own latency, bandwidth,
+    /// queue and faults; packets already on it keep the delays they were given.
+    pub fn set_link(&mut self, from: usize, to: usize, config: LinkConfig) {
+        self.link(from, to).config = config;
     }
 
     /// Cut (`false`) or restore the link from `from` to `to`; a cut link drops everything,
@@ -336,16 +349,16 @@ impl Net {
                     })
                     .unwrap_or_else(|e| panic!("a super-segment cannot be cut: {e}"));
                     for segment in segments {
-                        self.transmit(from, segment);
+                        self.transmit(from, segment, None);
                     }
                 }
-                _ => self.transmit(from, packet),
+                _ => self.transmit(from, packet, segment_size),
             }
         }
         self.outbox = outbox;
     }
 
-    fn transmit(&mut self, from: usize, packet: Vec<u8>) {
+    fn transmit(&mut self, from: usize, packet: Vec<u8>, segment_size: Option<usize>) {
         self.stats.sent += 1;
         match inspect(&packet) {
             None => self.stats.invalid_emitted += 1,
@@ -406,6 +419,7 @@ impl Net {
                 from,
                 to,
                 corrupted,
+                segment_size,
                 bytes,
             }));
         }
@@ -474,7 +488,16 @@ impl Net {
             if p.corrupted {
                 self.stats.corrupted += 1;
             }
-            super::deliver(&mut self.nodes[p.to], self.now, &p.bytes);
+            match p.segment_size {
+                Some(size) if self.gro => {
+                    let meta = RecvMeta {
+                        segment_size: Some(size),
+                        ..RecvMeta::new(p.bytes.len())
+                    };
+                    self.nodes[p.to].handle_packet(self.now, &p.bytes, meta);
+                }
+                _ => super::deliver(&mut self.nodes[p.to], self.now, &p.bytes),
+            }
             // Packets arrive one by one, as from a device without batching, so a receiver
             // answers each (duplicate ACKs included) before the next arrives.
             self.flush_node(p.to);
