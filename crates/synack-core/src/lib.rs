@@ -77,6 +77,8 @@ pub mod seq;
 pub mod stats;
 pub mod syncookie;
 pub mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod wire;
 

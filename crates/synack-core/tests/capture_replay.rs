@@ -5,11 +5,12 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 
 use common::capture::packets;
 use common::{parse_out, Seg};
 use synack_core::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr};
-use synack_core::{Config, Endpoint, Error, Instant, RecvMeta, SeqNumber};
+use synack_core::{testing, Config, Endpoint, Error, Instant, RecvMeta, SeqNumber};
 
 /// One captured TCP segment with its addresses.
 struct Captured {
@@ -85,12 +86,13 @@ fn drain(ep: &mut Endpoint, now: Instant) -> (Vec<Seg>, Vec<Vec<u8>>) {
     let mut segs = Vec::new();
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 2048];
-    while let Some(t) = ep.poll_transmit(now, &mut buf) {
-        raw.push(buf[..t.len].to_vec());
-        if let Some(s) = parse_out(&buf[..t.len]) {
+    testing::drain(ep, now, &mut buf, |packet, _| {
+        raw.push(packet.to_vec());
+        if let Some(s) = parse_out(packet) {
             segs.push(s);
         }
-    }
+        ControlFlow::Continue(())
+    });
     (segs, raw)
 }
 
