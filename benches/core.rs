@@ -24,156 +24,49 @@
 //! Run: `cargo bench --bench core -- --quick` (see BENCHMARKS.md).
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use synack_core::testing::{self, Pair};
 use synack_core::{Bytes, Config, ConnectionHandle, Endpoint, Instant, ListenerHandle};
 
-const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
-const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 const PORT: u16 = 5001;
 
-/// Two endpoints and the wire between them.
-struct Pair {
-    client: Endpoint,
-    server: Endpoint,
-    now: Instant,
-    listener: ListenerHandle,
-    buf: Vec<u8>,
-    /// Packets moved so far (both directions).
-    packets: u64,
+/// The pair of the kit (`synack_core::testing::Pair`: client and server on a perfect wire,
+/// seeded, on a virtual clock) listening on `PORT`. Its ends send super-segments of up to
+/// `gso_max_size` bytes, carried whole (segmentation offload on a wire that, like Linux's
+/// veth or loopback, hands them to a GRO receiver); 0 for one segment per packet.
+fn pair(gso_max_size: usize) -> (Pair, ListenerHandle) {
+    let mut config = Config::default();
+    config.gso_max_size(gso_max_size);
+    let mut pair = Pair::new(config);
+    let listener = pair
+        .server
+        .listen(SocketAddr::new(Pair::SERVER, PORT), 1024)
+        .expect("listen");
+    (pair, listener)
 }
 
-impl Pair {
-    fn new() -> Pair {
-        Pair::offloading(0)
-    }
-
-    /// A pair whose ends send super-segments of up to `gso_max_size` bytes, carried whole
-    /// (segmentation offload on a wire that, like Linux's veth or loopback, hands them to a
-    /// GRO receiver); 0 for one segment per packet.
-    fn offloading(gso_max_size: usize) -> Pair {
-        let mut a = Config::default();
-        a.seed(Some([1; 32]));
-        a.gso_max_size(gso_max_size);
-        let mut b = Config::default();
-        b.seed(Some([2; 32]));
-        b.gso_max_size(gso_max_size);
-        let client = Endpoint::new(a, &[CLIENT]);
-        let mut server = Endpoint::new(b, &[SERVER]);
-        let listener = server
-            .listen(SocketAddr::new(SERVER, PORT), 1024)
-            .expect("listen");
-        Pair {
-            client,
-            server,
-            now: Instant::from_secs(1),
-            listener,
-            buf: vec![0u8; 2048.max(gso_max_size)],
-            packets: 0,
+/// Client sends `total` bytes to the server, which reads them all.
+fn transfer(p: &mut Pair, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &Chunk) {
+    let mut sent = 0;
+    let mut received = 0;
+    let mut rbuf = vec![0u8; 64 * 1024];
+    for _ in 0..10_000_000 {
+        sent += chunk.write_until_full(&mut p.client, p.now, c, total - sent);
+        let moved = p.pump();
+        received += read_available(&mut p.server, p.now, s, &mut rbuf);
+        if received == total {
+            // Let the final ACKs through so the next round starts clean.
+            p.pump();
+            return;
+        }
+        if !moved && !p.server.recv_ready(s).unwrap_or(false) {
+            assert!(p.advance(), "transfer stalled at {received}/{total}");
         }
     }
-
-    /// Move every packet either side wants to send, until both are quiet. Returns whether
-    /// anything moved.
-    fn pump(&mut self) -> bool {
-        let mut moved = false;
-        loop {
-            let mut any = false;
-            while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
-                self.server.handle_packet(self.now, &self.buf[..t.len]);
-                self.packets += 1;
-                any = true;
-            }
-            while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
-                self.client.handle_packet(self.now, &self.buf[..t.len]);
-                self.packets += 1;
-                any = true;
-            }
-            if !any {
-                return moved;
-            }
-            moved = true;
-        }
-    }
-
-    /// Nothing to move: jump the clock to the next deadline (a delayed ACK, TIME-WAIT) and
-    /// run it. Returns false if there is none.
-    fn advance(&mut self) -> bool {
-        let next = match (self.client.poll_timeout(), self.server.poll_timeout()) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return false,
-        };
-        self.now = self.now.max(next);
-        self.client.handle_timeout(self.now);
-        self.server.handle_timeout(self.now);
-        true
-    }
-
-    /// Open a connection; returns (client handle, server handle).
-    fn connect(&mut self) -> (ConnectionHandle, ConnectionHandle) {
-        let c = self
-            .client
-            .connect(self.now, SocketAddr::new(SERVER, PORT))
-            .expect("connect");
-        for _ in 0..100 {
-            self.pump();
-            if let Ok(s) = self.server.accept(self.listener) {
-                return (c, s);
-            }
-            assert!(self.advance(), "handshake stalled");
-        }
-        panic!("handshake did not complete");
-    }
-
-    /// Client sends `total` bytes to the server, which reads them all.
-    fn transfer(&mut self, c: ConnectionHandle, s: ConnectionHandle, total: usize, chunk: &Chunk) {
-        let mut sent = 0;
-        let mut received = 0;
-        let mut rbuf = vec![0u8; 64 * 1024];
-        for _ in 0..10_000_000 {
-            sent += chunk.write_until_full(&mut self.client, self.now, c, total - sent);
-            let moved = self.pump();
-            received += read_available(&mut self.server, self.now, s, &mut rbuf);
-            if received == total {
-                // Let the final ACKs through so the next round starts clean.
-                self.pump();
-                return;
-            }
-            if !moved && !self.server.recv_ready(s).unwrap_or(false) {
-                assert!(self.advance(), "transfer stalled at {received}/{total}");
-            }
-        }
-        panic!("transfer did not finish");
-    }
-
-    /// Close both ends and let TIME-WAIT run out, so connection state does not accumulate.
-    fn close(&mut self, c: ConnectionHandle, s: ConnectionHandle) {
-        self.client.close(self.now, c).expect("close client");
-        self.pump();
-        self.server.close(self.now, s).expect("close server");
-        for _ in 0..1000 {
-            self.pump();
-            if self.client.connection_count() == 0 && self.server.connection_count() == 0 {
-                return;
-            }
-            if !self.advance() {
-                break;
-            }
-        }
-        assert_eq!(
-            self.client.connection_count(),
-            0,
-            "client kept a connection"
-        );
-        assert_eq!(
-            self.server.connection_count(),
-            0,
-            "server kept a connection"
-        );
-    }
+    panic!("transfer did not finish");
 }
 
 /// Packets one end hands the other per turn: the runtime's driver also moves at most 64
@@ -183,6 +76,7 @@ const TURN: usize = 64;
 /// A pair of endpoints with a queue each way and a clock per side (see the module docs).
 struct Sides {
     pair: Pair,
+    listener: ListenerHandle,
     /// Packets in flight to the server and to the client: buffers and their lengths.
     to_server: Vec<(Vec<u8>, usize)>,
     to_client: Vec<(Vec<u8>, usize)>,
@@ -195,8 +89,10 @@ struct Sides {
 
 impl Sides {
     fn new() -> Sides {
+        let (pair, listener) = pair(0);
         Sides {
-            pair: Pair::new(),
+            pair,
+            listener,
             to_server: Vec::with_capacity(TURN),
             to_client: Vec::with_capacity(TURN),
             spare: (0..2 * TURN).map(|_| vec![0u8; 2048]).collect(),
@@ -235,7 +131,7 @@ impl Sides {
         };
         let received = inbox.len();
         for (buf, len) in inbox.drain(..) {
-            ep.handle_packet(now, &buf[..len]);
+            testing::deliver(ep, now, &buf[..len]);
             self.spare.push(buf);
         }
         app(ep, now);
@@ -293,8 +189,8 @@ impl Sides {
     /// server answers the SYNs in its turn, and so on until all are accepted. Returns both
     /// ends' handles.
     fn handshakes(&mut self, n: usize) -> Vec<(ConnectionHandle, ConnectionHandle)> {
-        let server = SocketAddr::new(SERVER, PORT);
-        let listener = self.pair.listener;
+        let server = SocketAddr::new(Pair::SERVER, PORT);
+        let listener = self.listener;
         let mut clients = Vec::with_capacity(n);
         let mut accepted = Vec::with_capacity(n);
         self.turn(true, |ep, now| {
@@ -380,43 +276,43 @@ fn bulk(c: &mut Criterion) {
     let mut g = c.benchmark_group("bulk");
     g.throughput(Throughput::Bytes(BULK as u64));
     g.bench_function("8MiB_one_connection", |b| {
-        let mut pair = Pair::new();
-        let (cl, sv) = pair.connect();
-        b.iter(|| pair.transfer(cl, sv, black_box(BULK), &chunk));
+        let (mut pair, l) = pair(0);
+        let (cl, sv) = pair.connect(l, PORT);
+        b.iter(|| transfer(&mut pair, cl, sv, black_box(BULK), &chunk));
     });
     // The same, the application handing over `Bytes` it holds: one copy fewer per byte.
     let shared = Chunk::Shared(Bytes::from(vec![0x5au8; 64 * 1024]));
     g.bench_function("8MiB_one_connection_send_bytes", |b| {
-        let mut pair = Pair::new();
-        let (cl, sv) = pair.connect();
-        b.iter(|| pair.transfer(cl, sv, black_box(BULK), &shared));
+        let (mut pair, l) = pair(0);
+        let (cl, sv) = pair.connect(l, PORT);
+        b.iter(|| transfer(&mut pair, cl, sv, black_box(BULK), &shared));
     });
     // Segmentation offload: whole segments under one header, up to 64 KiB a packet, taken
     // whole by the receiver, as Linux's TCP sends over veth and loopback.
     for (name, chunk) in [("offload", &chunk), ("offload_send_bytes", &shared)] {
         g.bench_function(format!("8MiB_one_connection_{name}"), |b| {
-            let mut pair = Pair::offloading(65535);
-            let (cl, sv) = pair.connect();
-            b.iter(|| pair.transfer(cl, sv, black_box(BULK), chunk));
+            let (mut pair, l) = pair(65535);
+            let (cl, sv) = pair.connect(l, PORT);
+            b.iter(|| transfer(&mut pair, cl, sv, black_box(BULK), chunk));
         });
     }
     g.finish();
 
     // Segments: measure one transfer's packet count first (the run is deterministic), then
     // report the same work per segment.
-    let mut probe = Pair::new();
-    let (cl, sv) = probe.connect();
-    probe.transfer(cl, sv, BULK, &chunk); // warm: past slow start
+    let (mut probe, l) = pair(0);
+    let (cl, sv) = probe.connect(l, PORT);
+    transfer(&mut probe, cl, sv, BULK, &chunk); // warm: past slow start
     let before = probe.packets;
-    probe.transfer(cl, sv, BULK, &chunk);
+    transfer(&mut probe, cl, sv, BULK, &chunk);
     let per_transfer = probe.packets - before;
     let mut g = c.benchmark_group("segments");
     g.throughput(Throughput::Elements(per_transfer));
     g.bench_function(format!("8MiB_{per_transfer}_segments"), |b| {
-        let mut pair = Pair::new();
-        let (cl, sv) = pair.connect();
-        pair.transfer(cl, sv, BULK, &chunk);
-        b.iter(|| pair.transfer(cl, sv, black_box(BULK), &chunk));
+        let (mut pair, l) = pair(0);
+        let (cl, sv) = pair.connect(l, PORT);
+        transfer(&mut pair, cl, sv, BULK, &chunk);
+        b.iter(|| transfer(&mut pair, cl, sv, black_box(BULK), &chunk));
     });
     g.finish();
 }
@@ -425,16 +321,16 @@ fn handshakes(c: &mut Criterion) {
     let mut g = c.benchmark_group("handshakes");
     g.throughput(Throughput::Elements(1));
     g.bench_function("connect_accept_close", |b| {
-        let mut pair = Pair::new();
+        let (mut pair, l) = pair(0);
         b.iter(|| {
-            let (cl, sv) = pair.connect();
+            let (cl, sv) = pair.connect(l, PORT);
             pair.close(cl, sv);
         });
     });
     // The three-way handshake alone: SYN, SYN-ACK, ACK and accept, timed; the connections are
     // then reset outside the timed part so that state does not pile up.
     g.bench_function("three_way_only", |b| {
-        let mut pair = Pair::new();
+        let (mut pair, l) = pair(0);
         b.iter_custom(|iters| {
             // Handshakes are timed in groups of up to 64 (one clock read per group), then the
             // group is reset untimed.
@@ -445,7 +341,7 @@ fn handshakes(c: &mut Criterion) {
                 let n = left.min(64);
                 let start = std::time::Instant::now();
                 for _ in 0..n {
-                    open.push(pair.connect());
+                    open.push(pair.connect(l, PORT));
                 }
                 timed += start.elapsed();
                 for (cl, sv) in open.drain(..) {
@@ -479,7 +375,7 @@ fn per_side(c: &mut Criterion) {
     for (name, clock) in clocks {
         g.bench_function(format!("bulk_8MiB_{name}"), |b| {
             let mut sides = Sides::new();
-            let (cl, sv) = sides.pair.connect();
+            let (cl, sv) = sides.pair.connect(sides.listener, PORT);
             sides.transfer(cl, sv, BULK, &chunk); // past slow start
             b.iter_custom(|iters| {
                 sides.reset_clocks();

@@ -23,7 +23,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use synack::tokio::device::{Device, TunDevice};
+use synack::core::{RecvMeta, Transmit};
+use synack::tokio::device::{Device, DeviceCapabilities, TunDevice};
 use synack::tokio::netns::NetNs;
 
 /// Fetch a file from the kernel through synack, in a namespace of its own.
@@ -75,26 +76,39 @@ impl<D> Tap<D> {
 }
 
 impl<D: Device> Device for Tap<D> {
-    fn mtu(&self) -> usize {
-        self.inner.mtu()
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         let result = self.inner.poll_recv(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
-            if let Some(p) = buf.get(..n) {
+        if let Poll::Ready(Ok(meta)) = result {
+            if let Some(p) = buf.get(..meta.len) {
                 self.keep(Dir::In, p);
             }
         }
         result
     }
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
-        let result = self.inner.poll_send(cx, packet);
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        let result = self.inner.poll_send(cx, packet, transmit);
         if let Poll::Ready(Ok(())) = result {
             self.keep(Dir::Out, packet);
         }
         result
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_flush(cx)
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        self.inner.check()
     }
 }
 
@@ -293,7 +307,7 @@ async fn run(args: Args) -> io::Result<()> {
         tun.name(),
         args.net.host_addr,
         args.net.addr,
-        tun.mtu()
+        tun.capabilities().mtu
     );
 
     let dir = TempDir(std::env::temp_dir().join(ns.name()));

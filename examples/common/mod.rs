@@ -102,10 +102,10 @@ impl NetArgs {
     /// Starts the stack on `device`, recording to --pcap if asked.
     pub fn start<D: Device>(&self, device: D) -> io::Result<Stack> {
         let addrs = [IpAddr::V4(self.addr)];
-        let config = self.config(device.mtu());
+        let config = self.config(device.capabilities().mtu);
         Ok(match &self.pcap {
-            Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs),
-            None => Stack::new(config, device, &addrs),
+            Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs)?,
+            None => Stack::new(config, device, &addrs)?,
         })
     }
 }

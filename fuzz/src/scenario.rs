@@ -20,24 +20,20 @@
 //!   `now` (whatever was due has run).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use synack_core::testing::peer;
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use synack_core::{
-    Config, ConnectionHandle, Endpoint, Event, Instant, KeepaliveConfig, ListenerHandle, SeqNumber,
-    Stats, SynCookies,
+    Config, ConnectionHandle, Event, KeepaliveConfig, ListenerHandle, SeqNumber, Stats, SynCookies,
 };
 
-/// The endpoint's own addresses.
-pub const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
-/// The endpoint's IPv6 address.
-pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
-/// The peer the fuzzer plays.
-pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
-/// The peer's IPv6 address.
-pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+/// The endpoint's addresses ([`US`], [`US6`]) and the peer's ([`PEER`], [`PEER6`]): the
+/// test kit's scripted peer, which this harness drives.
+pub use synack_core::testing::peer::{PEER, PEER6, US, US6};
 /// The port both listeners use.
 pub const LISTEN_PORT: u16 = 80;
 
@@ -286,11 +282,11 @@ struct Peer {
 
 /// The endpoint under test, the peer's memory and the invariant checker.
 pub struct Harness {
-    ep: Endpoint,
+    /// The endpoint under test and its virtual clock (the kit's scripted-peer harness).
+    script: peer::Harness,
     config: ConfigInput,
     max_connections: usize,
     mtu: usize,
-    now: Instant,
     listeners: [Option<ListenerHandle>; 2],
     handles: VecDeque<ConnectionHandle>,
     peers: VecDeque<Peer>,
@@ -328,10 +324,9 @@ impl Harness {
         let mtu = 296 + usize::from(config.mtu % 8705);
         let mut h = Harness {
             max_connections: 1 + usize::from(config.max_connections % 16),
-            ep: Endpoint::new(built, &[US, US6]),
+            script: peer::Harness::new(built),
             config,
             mtu,
-            now: Instant::from_secs(1000),
             listeners: [None, None],
             handles: VecDeque::new(),
             peers: VecDeque::new(),
@@ -342,10 +337,13 @@ impl Harness {
         };
         let backlog = 1 + usize::from(h.config.backlog % 8);
         for v6 in [false, true] {
-            let l = h.ep.listen(listen_addr(v6), backlog);
+            let l = h.script.ep.listen(listen_addr(v6), backlog);
             h.listeners[usize::from(v6)] = Some(l.expect("listen on a fresh endpoint"));
         }
-        let first = h.ep.connect(h.now, SocketAddr::new(PEER, 8080));
+        let first = h
+            .script
+            .ep
+            .connect(h.script.now, SocketAddr::new(PEER, 8080));
         h.remember_handle(first.expect("connect on a fresh endpoint"));
         h.check(false);
         h
@@ -367,23 +365,23 @@ impl Harness {
 
     fn inject(&mut self, packet: &[u8]) {
         self.packets_in += 1;
-        self.ep.handle_packet(self.now, packet);
+        self.script.inject_raw(packet);
     }
 
     fn run_timers(&mut self) {
-        self.ep.handle_timeout(self.now);
-        if let Some(t) = self.ep.poll_timeout() {
+        self.script.ep.handle_timeout(self.script.now);
+        if let Some(t) = self.script.ep.poll_timeout() {
             assert!(
-                t > self.now,
+                t > self.script.now,
                 "poll_timeout {t:?} not after handle_timeout({:?})",
-                self.now
+                self.script.now
             );
         }
     }
 
     /// Runs one op, then drains output and events and checks every invariant.
     pub fn step(&mut self, op: &Op) {
-        let now = self.now;
+        let now = self.script.now;
         let mut timers_ran = false;
         match op {
             Op::Raw(bytes) => {
@@ -401,71 +399,72 @@ impl Harness {
                 }
             }
             Op::Advance(ms) => {
-                self.now += Duration::from_millis(u64::from(*ms));
+                self.script.now += Duration::from_millis(u64::from(*ms));
                 self.run_timers();
                 timers_ran = true;
             }
             Op::AdvanceSecs(s) => {
-                self.now += Duration::from_secs(u64::from(*s));
+                self.script.now += Duration::from_secs(u64::from(*s));
                 self.run_timers();
                 timers_ran = true;
             }
             Op::NextTimeout => {
-                if let Some(t) = self.ep.poll_timeout() {
-                    self.now = self.now.max(t);
+                if let Some(t) = self.script.ep.poll_timeout() {
+                    self.script.now = self.script.now.max(t);
                 }
                 self.run_timers();
                 timers_ran = true;
             }
             Op::Connect { v6, port } => {
                 let ip = if *v6 { PEER6 } else { PEER };
-                if let Ok(c) = self.ep.connect(now, SocketAddr::new(ip, *port)) {
+                if let Ok(c) = self.script.ep.connect(now, SocketAddr::new(ip, *port)) {
                     self.remember_handle(c);
                 }
             }
             Op::Send { conn, len } => {
                 let len = usize::from(*len).min(MAX_APP_IO);
                 let c = self.handle(*conn);
-                if let Ok(n) = self.ep.send(now, c, &self.data[..len]) {
+                if let Ok(n) = self.script.ep.send(now, c, &self.data[..len]) {
                     assert!(n <= len, "send accepted {n} of {len} bytes");
                 }
             }
             Op::Recv { conn, len } => {
                 let c = self.handle(*conn);
                 let mut buf = vec![0u8; usize::from(*len)];
-                if let Ok(n) = self.ep.recv(now, c, &mut buf) {
+                if let Ok(n) = self.script.ep.recv(now, c, &mut buf) {
                     assert!(n <= buf.len(), "recv returned {n} into {}", buf.len());
                 }
             }
             Op::Shutdown(i) => {
-                let _ = self.ep.shutdown(now, self.handle(*i));
+                let _ = self.script.ep.shutdown(now, self.handle(*i));
             }
             Op::Close(i) => {
-                let _ = self.ep.close(now, self.handle(*i));
+                let _ = self.script.ep.close(now, self.handle(*i));
             }
             Op::Abort(i) => {
-                let _ = self.ep.abort(now, self.handle(*i));
+                let _ = self.script.ep.abort(now, self.handle(*i));
             }
             Op::Nodelay(i, on) => {
-                let _ = self.ep.set_nodelay(self.handle(*i), *on);
+                let _ = self.script.ep.set_nodelay(self.handle(*i), *on);
             }
             Op::Accept(v6) => self.accept(*v6),
             Op::RestartListener(v6) => {
                 if let Some(l) = self.listeners[usize::from(*v6)].take() {
-                    let _ = self.ep.close_listener(now, l);
+                    let _ = self.script.ep.close_listener(now, l);
                 }
                 let backlog = 1 + usize::from(self.config.backlog % 8);
-                self.listeners[usize::from(*v6)] = self.ep.listen(listen_addr(*v6), backlog).ok();
+                self.listeners[usize::from(*v6)] =
+                    self.script.ep.listen(listen_addr(*v6), backlog).ok();
             }
             Op::Inspect(i) => {
                 let c = self.handle(*i);
-                let _ = self.ep.state(c);
-                let _ = self.ep.local_addr(c);
-                let _ = self.ep.peer_addr(c);
-                let _ = self.ep.send_capacity(c);
-                let _ = self.ep.recv_ready(c);
-                let _ = self.ep.take_error(c);
-                let _ = self.ep.send_queue_len(c);
+                let _ = self.script.ep.state(c);
+                let _ = self.script.ep.local_addr(c);
+                let _ = self.script.ep.peer_addr(c);
+                let _ = self.script.ep.send_capacity(c);
+                let _ = self.script.ep.recv_ready(c);
+                let _ = self.script.ep.take_error(c);
+                let _ = self.script.ep.send_queue_len(c);
             }
         }
         self.check(timers_ran);
@@ -473,7 +472,7 @@ impl Harness {
 
     fn accept(&mut self, v6: bool) {
         if let Some(l) = self.listeners[usize::from(v6)] {
-            if let Ok(c) = self.ep.accept(l) {
+            if let Ok(c) = self.script.ep.accept(l) {
                 self.remember_handle(c);
             }
         }
@@ -538,7 +537,7 @@ impl Harness {
             TsInput::None => None,
             TsInput::Auto => Some(TcpTimestamp {
                 // The peer's clock ticks in milliseconds from an arbitrary origin.
-                tsval: (self.now.total_millis() as u32).wrapping_add(0x1000_0000),
+                tsval: (self.script.now.total_millis() as u32).wrapping_add(0x1000_0000),
                 tsecr: peer.tsval,
             }),
             TsInput::Raw(tsval, tsecr) => Some(TcpTimestamp { tsval, tsecr }),
@@ -615,43 +614,40 @@ impl Harness {
     fn check(&mut self, timers_ran: bool) {
         let mut sent = 0usize;
         let mut buf = std::mem::take(&mut self.buf);
-        while let Some(t) = self.ep.poll_transmit(self.now, &mut buf) {
+        let (peers, mtu) = (&mut self.peers, self.mtu);
+        self.script.drain_with(&mut buf, |packet, _| {
             sent += 1;
             assert!(
                 sent <= MAX_PACKETS_PER_STEP,
                 "more than {MAX_PACKETS_PER_STEP} packets from one step"
             );
-            assert!(
-                t.len <= buf.len(),
-                "transmit length {} past the buffer",
-                t.len
-            );
-            self.learn(&buf[..t.len]);
-        }
+            learn(peers, mtu, packet);
+            ControlFlow::Continue(())
+        });
         self.buf = buf;
 
         let mut events = 0usize;
-        while let Some(e) = self.ep.poll_event() {
+        while let Some(e) = self.script.ep.poll_event() {
             events += 1;
             assert!(events <= 1 << 17, "event queue does not drain");
             if let Event::Incoming(l) = e {
                 if self.config.auto_accept {
-                    if let Ok(c) = self.ep.accept(l) {
+                    if let Ok(c) = self.script.ep.accept(l) {
                         self.remember_handle(c);
                     }
                 }
             }
         }
 
-        let count = self.ep.connection_count();
+        let count = self.script.ep.connection_count();
         assert!(
             count <= self.max_connections,
             "{count} connections ({} in TIME-WAIT), max_connections is {}",
-            self.ep.time_wait_count(),
+            self.script.ep.time_wait_count(),
             self.max_connections
         );
 
-        let stats = self.ep.stats().clone();
+        let stats = self.script.ep.stats().clone();
         check_stats_grow(&self.stats, &stats);
         assert_eq!(
             stats.packets_in - self.stats.packets_in,
@@ -666,79 +662,80 @@ impl Harness {
         self.stats = stats;
         self.packets_in = 0;
 
-        if let Some(t) = self.ep.poll_timeout() {
+        if let Some(t) = self.script.ep.poll_timeout() {
             assert!(
-                t >= self.now,
+                t >= self.script.now,
                 "poll_timeout {t:?} is before now {:?}",
-                self.now
+                self.script.now
             );
             if timers_ran {
                 // Output drained after the timers may arm new ones, but none that is due.
-                assert!(t > self.now, "a due timer survived handle_timeout");
+                assert!(t > self.script.now, "a due timer survived handle_timeout");
             }
         }
     }
+}
 
-    /// Checks one packet the endpoint wrote and updates the peer's memory of its 4-tuple.
-    fn learn(&mut self, packet: &[u8]) {
-        let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        assert!(src == US || src == US6, "sent from {src}, not one of ours");
-        match (ip.protocol(), src, dst) {
-            (IpProtocol::Tcp, _, _) => {
-                let seg = TcpRepr::parse(payload, src, dst).expect("the endpoint emits valid TCP");
-                assert!(
-                    packet.len() <= self.mtu,
-                    "a {}-byte TCP packet on a {}-byte MTU",
-                    packet.len(),
-                    self.mtu
-                );
-                self.remember_segment(&seg, src, dst);
-            }
-            (IpProtocol::Icmp, IpAddr::V4(_), _) => {
-                IcmpRepr::parse_v4(payload).expect("the endpoint emits valid ICMPv4");
-            }
-            (IpProtocol::Icmpv6, IpAddr::V6(s), IpAddr::V6(d)) => {
-                IcmpRepr::parse_v6(payload, s, d).expect("the endpoint emits valid ICMPv6");
-            }
-            (p, _, _) => panic!("the endpoint emitted protocol {p:?}"),
+/// Checks one packet the endpoint wrote and updates the peer's memory of its 4-tuple.
+fn learn(peers: &mut VecDeque<Peer>, mtu: usize, packet: &[u8]) {
+    let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    assert!(src == US || src == US6, "sent from {src}, not one of ours");
+    match (ip.protocol(), src, dst) {
+        (IpProtocol::Tcp, _, _) => {
+            let seg =
+                TcpRepr::parse(payload, src, dst, false).expect("the endpoint emits valid TCP");
+            assert!(
+                packet.len() <= mtu,
+                "a {}-byte TCP packet on a {}-byte MTU",
+                packet.len(),
+                mtu
+            );
+            remember_segment(peers, &seg, src, dst);
         }
+        (IpProtocol::Icmp, IpAddr::V4(_), _) => {
+            IcmpRepr::parse_v4(payload).expect("the endpoint emits valid ICMPv4");
+        }
+        (IpProtocol::Icmpv6, IpAddr::V6(s), IpAddr::V6(d)) => {
+            IcmpRepr::parse_v6(payload, s, d).expect("the endpoint emits valid ICMPv6");
+        }
+        (p, _, _) => panic!("the endpoint emitted protocol {p:?}"),
     }
+}
 
-    fn remember_segment(&mut self, seg: &TcpRepr<'_>, src: IpAddr, dst: IpAddr) {
-        let local = SocketAddr::new(src, seg.src_port);
-        let remote = SocketAddr::new(dst, seg.dst_port);
-        let end = seg.seq_number.0.wrapping_add(seg.seq_len() as u32);
-        let found = self
-            .peers
-            .iter()
-            .position(|p| p.local == local && p.remote == remote);
-        let mut peer = match found {
-            Some(i) => self.peers.remove(i).expect("index from position"),
-            None => Peer {
-                local,
-                remote,
-                snd_nxt: end,
-                rcv_nxt: 0,
-                tsval: 0,
-            },
-        };
-        // SND.NXT only moves forward (mod 2^32); an RST's or a retransmission's seq does not
-        // pull it back.
-        if (end.wrapping_sub(peer.snd_nxt) as i32) > 0 || seg.flags.contains(TcpFlags::SYN) {
-            peer.snd_nxt = end;
-        }
-        if seg.flags.contains(TcpFlags::ACK) {
-            peer.rcv_nxt = seg.ack_number.0;
-        }
-        if let Some(ts) = seg.timestamp {
-            peer.tsval = ts.tsval;
-        }
-        if self.peers.len() == MAX_REMEMBERED {
-            self.peers.pop_front();
-        }
-        self.peers.push_back(peer);
+/// Updates the peer's memory of the 4-tuple `seg` was sent on.
+fn remember_segment(peers: &mut VecDeque<Peer>, seg: &TcpRepr<'_>, src: IpAddr, dst: IpAddr) {
+    let local = SocketAddr::new(src, seg.src_port);
+    let remote = SocketAddr::new(dst, seg.dst_port);
+    let end = seg.seq_number.0.wrapping_add(seg.seq_len() as u32);
+    let found = peers
+        .iter()
+        .position(|p| p.local == local && p.remote == remote);
+    let mut peer = match found {
+        Some(i) => peers.remove(i).expect("index from position"),
+        None => Peer {
+            local,
+            remote,
+            snd_nxt: end,
+            rcv_nxt: 0,
+            tsval: 0,
+        },
+    };
+    // SND.NXT only moves forward (mod 2^32); an RST's or a retransmission's seq does not
+    // pull it back.
+    if (end.wrapping_sub(peer.snd_nxt) as i32) > 0 || seg.flags.contains(TcpFlags::SYN) {
+        peer.snd_nxt = end;
     }
+    if seg.flags.contains(TcpFlags::ACK) {
+        peer.rcv_nxt = seg.ack_number.0;
+    }
+    if let Some(ts) = seg.timestamp {
+        peer.tsval = ts.tsval;
+    }
+    if peers.len() == MAX_REMEMBERED {
+        peers.pop_front();
+    }
+    peers.push_back(peer);
 }
 
 /// Every counter is monotonic: none may go down between two checks.

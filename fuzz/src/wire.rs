@@ -112,7 +112,7 @@ pub fn check_ip(packet: &[u8]) {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     match (ip.protocol(), src, dst) {
         (IpProtocol::Tcp, _, _) => {
-            if let Ok(seg) = TcpRepr::parse(payload, src, dst) {
+            if let Ok(seg) = TcpRepr::parse(payload, src, dst, false) {
                 check_tcp_round_trip(&seg, src, dst);
             }
         }
@@ -195,7 +195,7 @@ pub fn check_tcp_round_trip(seg: &TcpRepr<'_>, src: IpAddr, dst: IpAddr) {
     );
     let mut buf = vec![0u8; seg.buffer_len()];
     seg.emit(&mut buf, src, dst);
-    let again = TcpRepr::parse(&buf, src, dst);
+    let again = TcpRepr::parse(&buf, src, dst, false);
     if seg.src_port == 0 || seg.dst_port == 0 {
         assert_eq!(again, Err(wire::WireError::Malformed), "port 0 is refused");
         return;
@@ -299,7 +299,7 @@ fn tcp_header(h: &HeaderInput) {
     if h.bad_checksum {
         seg[16] ^= 0x5a;
     }
-    let Ok(repr) = TcpRepr::parse(&seg, src, dst) else {
+    let Ok(repr) = TcpRepr::parse(&seg, src, dst, false) else {
         return;
     };
     assert!(!h.bad_checksum, "a corrupted checksum was accepted");

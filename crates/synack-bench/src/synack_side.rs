@@ -18,9 +18,9 @@ use crate::proto::{Header, Op, Outcome, REPLY_LEN};
 /// Which TUN device synack runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tun {
-    /// tokio-tun: one syscall per packet.
+    /// `TunDevice`: one syscall per packet.
     Plain,
-    /// `OffloadTun`: virtio-net header, TSO super-packets in, coalesced GSO writes out.
+    /// `OffloadTun`: virtio-net header, TSO super-packets both ways.
     Offload,
 }
 
@@ -36,12 +36,12 @@ pub fn stack_on(
     Ok(match tun {
         Tun::Plain => {
             let dev = TunDevice::create_in(ns, tun_config)?;
-            (Stack::new(config, dev, addrs), None)
+            (Stack::new(config, dev, addrs)?, None)
         }
         Tun::Offload => {
             let dev = OffloadTun::create_in(ns, tun_config)?;
             let counters = dev.counters();
-            (Stack::new(config, dev, addrs), Some(counters))
+            (Stack::new(config, dev, addrs)?, Some(counters))
         }
     })
 }

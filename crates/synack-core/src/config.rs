@@ -30,7 +30,10 @@ pub struct Config {
     pub(crate) delayed_ack: Duration,
     pub(crate) nodelay: bool,
     pub(crate) pacing: bool,
-    pub(crate) gso_max_size: usize,
+    /// `None` until the user chooses (then a runtime fills it from its device); the core
+    /// takes `None` as 0.
+    pub(crate) gso_max_size: Option<usize>,
+    pub(crate) tx_checksum_offload: bool,
     pub(crate) keepalive: Option<KeepaliveConfig>,
     pub(crate) time_wait: Duration,
     pub(crate) fin_timeout: Duration,
@@ -104,7 +107,8 @@ impl Default for Config {
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             pacing: true,
-            gso_max_size: 0,
+            gso_max_size: None,
+            tx_checksum_offload: false,
             keepalive: None,
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
@@ -218,15 +222,42 @@ impl Config {
         /// does not arrive at the device as one burst that overflows its queue.
         pacing: bool
     );
+    /// Segmentation offload (Linux's `gso_max_size`): the largest IP packet `poll_transmit`
+    /// may fill with several full-sized segments of new data under one header, for a device
+    /// that cuts it into MSS-sized segments itself (TSO/GSO) or a peer that takes it whole
+    /// (GRO, as between Linux's loopback or veth ends). The [`Transmit`](crate::Transmit)
+    /// says where to cut. 0 sends one segment per packet; so does the core when it is never
+    /// set, and a runtime then takes its device's (see
+    /// [`gso_max_size_choice`](Self::gso_max_size_choice)). Capped at 65535 bytes, the
+    /// largest IP packet.
+    pub fn gso_max_size(&mut self, value: usize) -> &mut Self {
+        self.gso_max_size = Some(value);
+        self
+    }
+
+    /// What [`gso_max_size`](Self::gso_max_size) was set to, or `None` if it never was: a
+    /// runtime fills an unset one from its device and must not override a user's choice.
+    pub fn gso_max_size_choice(&self) -> Option<usize> {
+        self.gso_max_size
+    }
+
     setter!(
-        /// Segmentation offload (Linux's `gso_max_size`): the largest IP packet `poll_transmit`
-        /// may fill with several full-sized segments of new data under one header, for a
-        /// device that cuts it into MSS-sized segments itself (TSO/GSO) or a peer that takes
-        /// it whole (GRO, as between Linux's loopback or veth ends). The
-        /// [`Transmit`](crate::Transmit) says where to cut. 0, the default, sends one segment
-        /// per packet. Capped at 65535 bytes, the largest IP packet.
-        gso_max_size: usize
+        /// Transmit checksum offload (Linux's `CHECKSUM_PARTIAL`, off by default): the TCP
+        /// packets of connections leave `poll_transmit` with only the pseudo-header sum in
+        /// their checksum field, flagged by
+        /// [`Transmit::checksum_partial`](crate::Transmit::checksum_partial), and the device
+        /// completes the sum. The core then never reads the payload to sum it, which for a
+        /// 64 KiB super-segment the device rewrites anyway is most of the cost of sending it.
+        /// Only for a device that completes them; a runtime turns it on from the device's
+        /// capabilities.
+        tx_checksum_offload: bool
     );
+
+    /// Whether [`tx_checksum_offload`](Self::tx_checksum_offload) is on.
+    pub fn get_tx_checksum_offload(&self) -> bool {
+        self.tx_checksum_offload
+    }
+
     setter!(
         /// Send keepalive probes on idle connections (off by default).
         keepalive: Option<KeepaliveConfig>

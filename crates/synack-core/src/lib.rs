@@ -2,7 +2,7 @@
 //!
 //! The core parses and emits IPv4, IPv6, TCP and ICMP, and runs every TCP connection's state
 //! machine. It never touches a socket, a thread or a clock: packets and `now` go in through
-//! [`Endpoint::handle_packet`] and [`Endpoint::handle_timeout`]; packets, deadlines and events
+//! [`Endpoint::handle_packet`] (with a [`RecvMeta`] saying what the device knows of it) and [`Endpoint::handle_timeout`]; packets, deadlines and events
 //! come out through [`Endpoint::poll_transmit`], [`Endpoint::poll_timeout`] and
 //! [`Endpoint::poll_event`]. The application drives connections with commands on the
 //! [`Endpoint`]: `connect`, `listen`, `accept`, `send`, `recv`, `shutdown`, `close`, `abort`.
@@ -16,7 +16,7 @@
 //! ```
 //! use std::net::SocketAddr;
 //! use std::time::Duration;
-//! use synack_core::{Config, Endpoint, Event, Instant};
+//! use synack_core::{Config, Endpoint, Event, Instant, RecvMeta};
 //!
 //! let client_ip = "198.18.0.2".parse().unwrap();
 //! let server_ip = "198.18.0.1".parse().unwrap();
@@ -32,7 +32,7 @@
 //! // Everything one side has to send goes to the other.
 //! let carry = |from: &mut Endpoint, to: &mut Endpoint, now, buf: &mut [u8]| {
 //!     while let Some(t) = from.poll_transmit(now, buf) {
-//!         to.handle_packet(now, &buf[..t.len]);
+//!         to.handle_packet(now, buf, RecvMeta::new(t.len));
 //!     }
 //! };
 //! for _ in 0..100 {
@@ -74,18 +74,18 @@ pub mod isn;
 pub mod options;
 mod profile;
 pub mod seq;
-mod slab;
 pub mod stats;
 pub mod syncookie;
 pub mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
-mod time_wait;
 pub mod wire;
 
 /// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.
 pub use bytes::Bytes;
 pub use config::{Config, KeepaliveConfig, SynCookies};
-pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, Transmit};
+pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, RecvMeta, Transmit};
 pub use error::Error;
 pub use options::SocketOptions;
 pub use seq::SeqNumber;

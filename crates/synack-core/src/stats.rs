@@ -7,7 +7,7 @@
 pub struct Stats {
     /// IP packets handed to `handle_packet`.
     pub packets_in: u64,
-    /// Of those, packets handed to `handle_verified_packet`: their TCP checksum was
+    /// Of those, packets whose `RecvMeta::checksum_verified` was set: their TCP checksum was
     /// verified or computed by the device (receive checksum offload) and not checked again.
     pub checksum_offloaded: u64,
     /// IP packets produced by `poll_transmit`.

@@ -5,11 +5,12 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 
 use common::capture::packets;
 use common::{parse_out, Seg};
 use synack_core::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr};
-use synack_core::{Config, Endpoint, Error, Instant, SeqNumber};
+use synack_core::{testing, Config, Endpoint, Error, Instant, RecvMeta, SeqNumber};
 
 /// One captured TCP segment with its addresses.
 struct Captured {
@@ -20,7 +21,7 @@ struct Captured {
 impl Captured {
     fn tcp(&self) -> TcpRepr<'static> {
         let (ip, payload) = wire::ip::parse(self.raw).unwrap();
-        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).unwrap()
+        TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).unwrap()
     }
     fn src(&self) -> SocketAddr {
         SocketAddr::new(self.ip.src_addr(), self.tcp().src_port)
@@ -85,12 +86,13 @@ fn drain(ep: &mut Endpoint, now: Instant) -> (Vec<Seg>, Vec<Vec<u8>>) {
     let mut segs = Vec::new();
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 2048];
-    while let Some(t) = ep.poll_transmit(now, &mut buf) {
-        raw.push(buf[..t.len].to_vec());
-        if let Some(s) = parse_out(&buf[..t.len]) {
+    testing::drain(ep, now, &mut buf, |packet, _| {
+        raw.push(packet.to_vec());
+        if let Some(s) = parse_out(packet) {
             segs.push(s);
         }
-    }
+        ControlFlow::Continue(())
+    });
     (segs, raw)
 }
 
@@ -126,7 +128,7 @@ fn as_the_server_of_each_flow_we_answer_like_linux() {
         let mut ep = endpoint(&[server.ip()]);
         let l = ep.listen(server, 16).unwrap();
         let now = Instant::from_secs(10);
-        ep.handle_packet(now, syn.raw);
+        ep.handle_packet(now, syn.raw, RecvMeta::new(syn.raw.len()));
         let (segs, raw) = drain(&mut ep, now);
         assert_eq!(segs.len(), 1, "flow {}: one SYN-ACK", n + 1);
         let ours = &segs[0];
@@ -168,7 +170,8 @@ fn as_the_server_of_each_flow_we_answer_like_linux() {
                 break;
             }
             let ack = our_isn + (t.ack_number - linux_isn);
-            ep.handle_packet(now, &rewrite(c, client, server, t.seq_number, ack));
+            let p = rewrite(c, client, server, t.seq_number, ack);
+            ep.handle_packet(now, &p, RecvMeta::new(p.len()));
             request.extend_from_slice(t.payload);
         }
         let conn = ep
@@ -215,7 +218,8 @@ fn as_the_client_we_read_linuxs_whole_response() {
             let t = c.tcp();
             // Map the captured client's sequence space onto ours.
             let ack = our_syn.seq + (t.ack_number - client_syn.seq_number);
-            ep.handle_packet(now, &rewrite(c, server, us, t.seq_number, ack));
+            let p = rewrite(c, server, us, t.seq_number, ack);
+            ep.handle_packet(now, &p, RecvMeta::new(p.len()));
             expected.extend_from_slice(t.payload);
             let _ = drain(&mut ep, now);
             loop {
@@ -251,7 +255,7 @@ fn a_syn_to_a_closed_port_gets_linuxs_exact_rst() {
     assert!(linux_rst.tcp().flags.contains(TcpFlags::RST));
     let mut ep = endpoint(&[syn.dst().ip()]);
     let now = Instant::from_secs(1);
-    ep.handle_packet(now, syn.raw);
+    ep.handle_packet(now, syn.raw, RecvMeta::new(syn.raw.len()));
     let (_, raw) = drain(&mut ep, now);
     assert_eq!(raw.len(), 1);
     // Byte for byte, but for the IPv4 identification Linux fills (we send 0 with DF).

@@ -11,12 +11,13 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Endpoint, Instant, KeepaliveConfig, ListenerHandle};
+use synack_core::{testing, ConnectionHandle, Endpoint, Instant, KeepaliveConfig, ListenerHandle};
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -74,16 +75,17 @@ impl Server {
     /// Everything the server sends now, parsed.
     fn drain(&mut self) -> Vec<Seg> {
         let mut out = Vec::new();
-        while let Some(t) = self.ep.poll_transmit(self.now, &mut self.buf) {
-            out.extend(parse_out(&self.buf[..t.len]));
-        }
+        testing::drain(&mut self.ep, self.now, &mut self.buf, |packet, _| {
+            out.extend(parse_out(packet));
+            ControlFlow::Continue(())
+        });
         while self.ep.poll_event().is_some() {}
         out
     }
 
     fn inject(&mut self, from: SocketAddr, to: SocketAddr, seg: Out) {
         let p = seg.packet(from, to);
-        self.ep.handle_packet(self.now, &p);
+        testing::deliver(&mut self.ep, self.now, &p);
     }
 
     /// One HTTP/1.0-like exchange: the client connects and sends a request, the server

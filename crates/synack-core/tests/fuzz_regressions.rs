@@ -122,7 +122,7 @@ fn ip_parse_property(input: &[u8]) -> &'static str {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     match (ip.protocol(), src, dst) {
         (IpProtocol::Tcp, _, _) => {
-            let Ok(seg) = TcpRepr::parse(payload, src, dst) else {
+            let Ok(seg) = TcpRepr::parse(payload, src, dst, false) else {
                 return "ip";
             };
             let mut out = vec![0u8; seg.buffer_len()];
@@ -130,7 +130,7 @@ fn ip_parse_property(input: &[u8]) -> &'static str {
             let mut expected = seg;
             expected.sack_ranges = sack_after_emit(&seg);
             assert_eq!(
-                TcpRepr::parse(&out, src, dst),
+                TcpRepr::parse(&out, src, dst, false),
                 Ok(expected),
                 "TCP round trip"
             );
@@ -202,14 +202,14 @@ fn tcp_options_dense_option_area_keeps_first_two_sack_blocks() {
     seg[20..].copy_from_slice(&options);
     tcp::Packet::new_unchecked(&mut seg[..]).fill_checksum(src, dst);
 
-    let parsed = TcpRepr::parse(&seg, src, dst).expect("a full, legal option area");
+    let parsed = TcpRepr::parse(&seg, src, dst, false).expect("a full, legal option area");
     let blocks: Vec<_> = parsed.sack_ranges.iter().flatten().collect();
     assert_eq!(blocks.len(), 3);
     assert_eq!(parsed.max_seg_size, Some(1460));
 
     let mut out = vec![0u8; parsed.buffer_len()];
     parsed.emit(&mut out, src, dst);
-    let again = TcpRepr::parse(&out, src, dst).expect("emitted segment parses");
+    let again = TcpRepr::parse(&out, src, dst, false).expect("emitted segment parses");
     assert_eq!(
         again.sack_ranges,
         [

@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::*;
 use synack_core::wire::TcpFlags;
 use synack_core::{
-    ConnectionHandle, Error, Event, KeepaliveConfig, ListenerHandle, SeqNumber, SocketOptions,
-    State, SynCookies,
+    ConnectionHandle, Error, Event, KeepaliveConfig, ListenerHandle, RecvMeta, SeqNumber,
+    SocketOptions, State, SynCookies,
 };
 
 const SYN: TcpFlags = TcpFlags::SYN;
@@ -593,7 +593,7 @@ fn retransmitted_syn_gets_the_synack_again() {
 }
 
 /// A segment with a bad checksum is dropped and counted by `handle_packet`; a device that
-/// vouches for the checksum (`handle_verified_packet`) skips that one check and no other.
+/// vouches for the checksum (`RecvMeta::checksum_verified`) skips that one check and no other.
 #[test]
 fn verified_packets_skip_only_the_checksum_check() {
     let mut h = Harness::new(config());
@@ -601,16 +601,22 @@ fn verified_packets_skip_only_the_checksum_check() {
     let mut syn = Out::new(SYN, 1000, 0).packet(client(), server());
     // IPv4 header (20 bytes), then the TCP checksum at offset 16.
     syn[36] ^= 0x55;
-    h.ep.handle_packet(h.now, &syn);
+    h.ep.handle_packet(h.now, &syn, RecvMeta::new(syn.len()));
     h.none();
     assert_eq!(h.ep.stats().drop_checksum, 1);
-    h.ep.handle_verified_packet(h.now, &syn);
+    assert_eq!(h.ep.stats().checksum_offloaded, 0);
+    let verified = |len| RecvMeta {
+        checksum_verified: true,
+        ..RecvMeta::new(len)
+    };
+    h.ep.handle_packet(h.now, &syn, verified(syn.len()));
+    assert_eq!(h.ep.stats().checksum_offloaded, 1);
     assert!(h.one().is(SYN | ACK));
     assert_eq!(h.ep.stats().drop_checksum, 1);
     // The other checks still apply: port 0 is refused either way.
     let mut zero = Out::new(SYN, 1000, 0).packet(client(), server());
     zero[22..24].fill(0);
-    h.ep.handle_verified_packet(h.now, &zero);
+    h.ep.handle_packet(h.now, &zero, verified(zero.len()));
     h.none();
     assert_eq!(h.ep.stats().drop_malformed, 1);
 }

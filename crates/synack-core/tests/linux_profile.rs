@@ -2,8 +2,9 @@
 //! connection (`Endpoint::info`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::ControlFlow;
 
-use synack_core::{Config, Endpoint, Event, Instant};
+use synack_core::{testing, Config, Endpoint, Event, Instant};
 
 fn endpoint(config: Config) -> Endpoint {
     let mut config = config;
@@ -21,9 +22,10 @@ fn syn_timeline(config: Config) -> (Vec<u64>, Option<u64>) {
     let mut sent = Vec::new();
     let mut failed = None;
     for _ in 0..64 {
-        while ep.poll_transmit(now, &mut buf).is_some() {
+        testing::drain(&mut ep, now, &mut buf, |_, _| {
             sent.push(now.total_millis());
-        }
+            ControlFlow::Continue(())
+        });
         while let Some(e) = ep.poll_event() {
             if let Event::Closed(c, Some(_)) = e {
                 assert_eq!(c, h);
@@ -67,7 +69,7 @@ fn info_reports_a_fresh_active_open() {
     let now = Instant::ZERO;
     let h = ep.connect(now, "198.18.0.1:80".parse().unwrap()).unwrap();
     let mut buf = vec![0; 2048];
-    while ep.poll_transmit(now, &mut buf).is_some() {}
+    testing::drain(&mut ep, now, &mut buf, |_, _| ControlFlow::Continue(()));
     let info = ep.info(now, h).unwrap();
     assert_eq!(info.state, Some(synack_core::State::SynSent));
     assert_eq!(info.unacked, 1, "the SYN counts as one segment in flight");

@@ -6,8 +6,6 @@
 
 #[path = "sim/app.rs"]
 mod app;
-#[path = "sim/net.rs"]
-mod net;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,7 +14,7 @@ use proptest::prelude::*;
 use synack_core::{Config, Error, Event, Instant, ListenerHandle, State};
 
 use app::{run, Flow};
-use net::{v4, v6, Faults, LinkConfig, Net};
+use synack_core::testing::{v4, v6, Faults, LinkConfig, Net};
 
 const MB: u64 = 1024 * 1024;
 const PORT: u16 = 80;
@@ -171,6 +169,17 @@ fn super_segments_cut_by_the_device_recover_from_loss() {
 }
 
 #[test]
+fn super_segments_handed_over_as_gro_deliver_every_byte() {
+    // The receiver is told each super-segment's segment size (RecvMeta::segment_size), as a
+    // device with GRO tells it.
+    let mut net = Net::pair(43, &offloading(), rtt10());
+    net.gro = true;
+    let t = transfer(&mut net, 4 * MB, MB, false, Duration::from_secs(60));
+    assert!(t < Duration::from_secs(2), "4 MiB and 1 MiB took {t:?}");
+    assert_offloaded(&net, 5 * MB, 0.8);
+}
+
+#[test]
 fn super_segments_over_ipv6() {
     let mut net = Net::pair(42, &offloading(), rtt10());
     net.cut_super_segments = true;
@@ -194,6 +203,23 @@ fn five_percent_loss_does_not_stall() {
         net.stats
     );
     assert!(t < Duration::from_secs(30), "1 MiB at 5 % loss took {t:?}");
+}
+
+#[test]
+fn loss_of_acks_only() {
+    // Data from 0 to 1 arrives; one ACK in ten from 1 to 0 is lost.
+    let mut net = Net::pair(18, &Config::default(), rtt10());
+    net.set_link(1, 0, rtt10().with_faults(Faults::loss(0.10)));
+    let t = transfer(&mut net, MB, 0, false, Duration::from_secs(60));
+    assert!(
+        net.stats.lost > 20,
+        "the fault did not fire: {:?}",
+        net.stats
+    );
+    assert!(
+        t < Duration::from_secs(10),
+        "1 MiB with lost ACKs took {t:?}"
+    );
 }
 
 #[test]
@@ -343,7 +369,7 @@ fn listener_accepts_many_clients() {
     let configs = (0..4)
         .map(|i| {
             let mut c = Config::default();
-            c.seed(Some(net::seed_bytes(21, i)));
+            c.seed(Some(synack_core::testing::seed_bytes(21, i)));
             c
         })
         .collect();
@@ -461,10 +487,10 @@ fn simultaneous_open() {
     // Each side's only ephemeral port is fixed, so both can name the other's port before
     // either SYN arrives: the SYNs cross on the link (RFC 9293 §3.5, Figure 8).
     let mut a = Config::default();
-    a.seed(Some(net::seed_bytes(33, 1)))
+    a.seed(Some(synack_core::testing::seed_bytes(33, 1)))
         .ephemeral_ports((5000, 5000));
     let mut b = Config::default();
-    b.seed(Some(net::seed_bytes(33, 2)))
+    b.seed(Some(synack_core::testing::seed_bytes(33, 2)))
         .ephemeral_ports((6000, 6000));
     let mut net = Net::new(33, vec![a, b], rtt10());
     net.trace = std::env::var_os("SIM_TRACE").is_some();

@@ -15,7 +15,7 @@ use common::capture::packets;
 fn parse(packet: &[u8]) -> (IpRepr, TcpRepr<'_>) {
     let (ip, payload) = wire::ip::parse(packet).expect("IP parses");
     assert_eq!(ip.protocol(), IpProtocol::Tcp);
-    let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).expect("TCP parses");
+    let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("TCP parses");
     (ip, tcp)
 }
 

@@ -59,7 +59,7 @@ fn tcp_with_options(options: &[u8]) -> Result<(), WireError> {
     let (s, d) = v4();
     let doff = 5 + options.len().div_ceil(4) as u8;
     let seg = raw_tcp(doff, options, 0x10, (1234, 80), b"", s, d);
-    TcpRepr::parse(&seg, s, d).map(|_| ())
+    TcpRepr::parse(&seg, s, d, false).map(|_| ())
 }
 
 /// An IPv4 packet around `payload`, header checksum filled.
@@ -167,7 +167,7 @@ fn trailing_link_padding_is_ignored() {
     assert_eq!(repr.payload_len(), 20);
     assert_eq!(payload.len(), 20);
     let (s, d) = v4();
-    assert!(TcpRepr::parse(payload, s, d).is_ok());
+    assert!(TcpRepr::parse(payload, s, d, false).is_ok());
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn tcp_header_truncated() {
     let seg = raw_tcp(5, &[], 0x02, (1, 2), b"", s, d);
     for len in [0, 1, 12, 19] {
         assert_eq!(
-            err(TcpRepr::parse(&seg[..len], s, d)),
+            err(TcpRepr::parse(&seg[..len], s, d, false)),
             WireError::Truncated,
             "len {len}"
         );
@@ -290,7 +290,12 @@ fn ip_total_length_cutting_the_tcp_header() {
     let (repr, payload) = ip::parse(&p).unwrap();
     assert_eq!(payload.len(), 10);
     assert_eq!(
-        err(TcpRepr::parse(payload, repr.src_addr(), repr.dst_addr())),
+        err(TcpRepr::parse(
+            payload,
+            repr.src_addr(),
+            repr.dst_addr(),
+            false
+        )),
         WireError::Truncated
     );
 }
@@ -303,7 +308,7 @@ fn data_offset_below_five_is_malformed() {
         seg[12] = doff << 4;
         fix_tcp_checksum(&mut seg, s, d);
         assert_eq!(
-            err(TcpRepr::parse(&seg, s, d)),
+            err(TcpRepr::parse(&seg, s, d, false)),
             WireError::Malformed,
             "doff {doff}"
         );
@@ -316,10 +321,10 @@ fn data_offset_past_the_end_is_truncated() {
     let mut seg = raw_tcp(5, &[], 0x02, (1, 2), b"abcd", s, d);
     seg[12] = 7 << 4; // 28 bytes claimed, 24 present
     fix_tcp_checksum(&mut seg, s, d);
-    assert_eq!(err(TcpRepr::parse(&seg, s, d)), WireError::Truncated);
+    assert_eq!(err(TcpRepr::parse(&seg, s, d, false)), WireError::Truncated);
     seg[12] = 15 << 4;
     fix_tcp_checksum(&mut seg, s, d);
-    assert_eq!(err(TcpRepr::parse(&seg, s, d)), WireError::Truncated);
+    assert_eq!(err(TcpRepr::parse(&seg, s, d, false)), WireError::Truncated);
 }
 
 #[test]
@@ -327,7 +332,7 @@ fn bad_tcp_checksum() {
     let (s, d) = v4();
     let mut seg = raw_tcp(5, &[], 0x18, (1, 2), b"payload", s, d);
     seg[22] ^= 0x80;
-    assert_eq!(err(TcpRepr::parse(&seg, s, d)), WireError::Checksum);
+    assert_eq!(err(TcpRepr::parse(&seg, s, d, false)), WireError::Checksum);
 }
 
 #[test]
@@ -335,10 +340,18 @@ fn tcp_checksum_covers_the_pseudo_header() {
     let (s, d) = v4();
     let seg = raw_tcp(5, &[], 0x02, (1, 2), b"", s, d);
     let other = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3));
-    assert_eq!(err(TcpRepr::parse(&seg, s, other)), WireError::Checksum);
+    assert_eq!(
+        err(TcpRepr::parse(&seg, s, other, false)),
+        WireError::Checksum
+    );
     // Same segment over IPv6 addresses: a different pseudo-header.
     assert_eq!(
-        err(TcpRepr::parse(&seg, IpAddr::V6(src6()), IpAddr::V6(dst6()))),
+        err(TcpRepr::parse(
+            &seg,
+            IpAddr::V6(src6()),
+            IpAddr::V6(dst6()),
+            false
+        )),
         WireError::Checksum
     );
 }
@@ -347,9 +360,9 @@ fn tcp_checksum_covers_the_pseudo_header() {
 fn tcp_over_ipv6_with_bad_checksum() {
     let (s, d) = (IpAddr::V6(src6()), IpAddr::V6(dst6()));
     let mut seg = raw_tcp(5, &[], 0x02, (1, 2), b"", s, d);
-    assert!(TcpRepr::parse(&seg, s, d).is_ok());
+    assert!(TcpRepr::parse(&seg, s, d, false).is_ok());
     seg[4] ^= 1;
-    assert_eq!(err(TcpRepr::parse(&seg, s, d)), WireError::Checksum);
+    assert_eq!(err(TcpRepr::parse(&seg, s, d, false)), WireError::Checksum);
 }
 
 #[test]
@@ -358,7 +371,7 @@ fn zero_ports_are_malformed() {
     for ports in [(0, 80), (1234, 0), (0, 0)] {
         let seg = raw_tcp(5, &[], 0x02, ports, b"", s, d);
         assert_eq!(
-            err(TcpRepr::parse(&seg, s, d)),
+            err(TcpRepr::parse(&seg, s, d, false)),
             WireError::Malformed,
             "{ports:?}"
         );
@@ -377,7 +390,7 @@ fn odd_flag_combinations_parse_with_those_flags() {
         TcpFlags::URG | TcpFlags::PSH | TcpFlags::FIN, // "Xmas"
     ] {
         let seg = raw_tcp(5, &[], flags.0, (1, 2), b"", s, d);
-        let r = TcpRepr::parse(&seg, s, d).unwrap();
+        let r = TcpRepr::parse(&seg, s, d, false).unwrap();
         assert_eq!(r.flags, flags);
     }
 }
@@ -412,7 +425,7 @@ fn option_lengths_do_not_spill_into_the_payload() {
     // The option area is 4 bytes; the payload behind it must not be read as options.
     let (s, d) = v4();
     let seg = raw_tcp(6, &[1, 1, 30, 4], 0x18, (1, 2), b"xx", s, d);
-    assert_eq!(err(TcpRepr::parse(&seg, s, d)), WireError::BadOption);
+    assert_eq!(err(TcpRepr::parse(&seg, s, d, false)), WireError::BadOption);
 }
 
 #[test]
@@ -463,7 +476,7 @@ fn sack_blocks_parse_in_order() {
         opts.extend_from_slice(&v.to_be_bytes());
     }
     let seg = raw_tcp(5 + 7, &opts, 0x10, (1, 2), b"", s, d);
-    let r = TcpRepr::parse(&seg, s, d).unwrap();
+    let r = TcpRepr::parse(&seg, s, d, false).unwrap();
     assert_eq!(
         r.sack_ranges,
         [
@@ -480,7 +493,7 @@ fn eol_ends_the_list() {
     // After EOL comes padding; its contents, even a bogus option, are not read.
     let (s, d) = v4();
     let seg = raw_tcp(7, &[2, 4, 5, 0xb4, 0, 30, 0, 0], 0x02, (1, 2), b"", s, d);
-    let r = TcpRepr::parse(&seg, s, d).unwrap();
+    let r = TcpRepr::parse(&seg, s, d, false).unwrap();
     assert_eq!(r.max_seg_size, Some(1460));
 }
 
@@ -490,7 +503,7 @@ fn unknown_options_are_skipped_by_length() {
     // Kind 34 (TFO cookie) of 6 bytes, then MSS, then NOP NOP.
     let opts = [34, 6, 1, 2, 3, 4, 2, 4, 2, 0x18, 1, 1];
     let seg = raw_tcp(8, &opts, 0x02, (1, 2), b"", s, d);
-    let r = TcpRepr::parse(&seg, s, d).unwrap();
+    let r = TcpRepr::parse(&seg, s, d, false).unwrap();
     assert_eq!(r.max_seg_size, Some(536));
 }
 
@@ -498,7 +511,7 @@ fn unknown_options_are_skipped_by_length() {
 fn option_values_are_not_range_checked() {
     let (s, d) = v4();
     let seg = raw_tcp(7, &[2, 4, 0, 0, 1, 3, 3, 200], 0x02, (1, 2), b"", s, d);
-    let r = TcpRepr::parse(&seg, s, d).unwrap();
+    let r = TcpRepr::parse(&seg, s, d, false).unwrap();
     assert_eq!(r.max_seg_size, Some(0));
     assert_eq!(r.window_scale, Some(200));
 }
@@ -507,7 +520,10 @@ fn option_values_are_not_range_checked() {
 fn a_later_option_replaces_an_earlier_one() {
     let (s, d) = v4();
     let seg = raw_tcp(7, &[2, 4, 1, 0, 2, 4, 2, 0], 0x02, (1, 2), b"", s, d);
-    assert_eq!(TcpRepr::parse(&seg, s, d).unwrap().max_seg_size, Some(512));
+    assert_eq!(
+        TcpRepr::parse(&seg, s, d, false).unwrap().max_seg_size,
+        Some(512)
+    );
 }
 
 #[test]
@@ -515,7 +531,7 @@ fn mixed_address_families_are_malformed() {
     let (s, d) = v4();
     let seg = raw_tcp(5, &[], 0x02, (1, 2), b"", s, d);
     assert_eq!(
-        err(TcpRepr::parse(&seg, s, IpAddr::V6(dst6()))),
+        err(TcpRepr::parse(&seg, s, IpAddr::V6(dst6()), false)),
         WireError::Malformed
     );
 }
@@ -592,7 +608,7 @@ fn emitted_tcp_header_length_is_bounded() {
     let (s, d) = v4();
     let mut buf = vec![0u8; r.buffer_len()];
     r.emit(&mut buf, s, d);
-    let parsed = TcpRepr::parse(&buf, s, d).unwrap();
+    let parsed = TcpRepr::parse(&buf, s, d, false).unwrap();
     assert_eq!(parsed.timestamp, r.timestamp);
     assert_eq!(parsed.max_seg_size, Some(1460));
     assert_eq!(parsed.window_scale, Some(7));

@@ -16,7 +16,7 @@ fn parse_everything(bytes: &[u8]) {
         assert_eq!(repr.payload_len(), payload.len());
         match repr.protocol() {
             IpProtocol::Tcp => {
-                if let Ok(tcp) = TcpRepr::parse(payload, repr.src_addr(), repr.dst_addr()) {
+                if let Ok(tcp) = TcpRepr::parse(payload, repr.src_addr(), repr.dst_addr(), false) {
                     assert!(tcp.header_len() <= 60);
                     assert!(tcp.src_port != 0 && tcp.dst_port != 0);
                 }
@@ -37,7 +37,7 @@ fn parse_everything(bytes: &[u8]) {
     // And each parser on its own, straight from the raw bytes.
     let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
     let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
-    let _ = TcpRepr::parse(bytes, a, b);
+    let _ = TcpRepr::parse(bytes, a, b, false);
     let _ = IcmpRepr::parse_v4(bytes);
     let _ = IcmpRepr::parse_v6(bytes, Ipv6Addr::LOCALHOST, Ipv6Addr::UNSPECIFIED);
     let _ = icmp::invoking_tcp(bytes);
@@ -194,12 +194,12 @@ proptest! {
         let pseudo = checksum::pseudo_header(a, b, IpProtocol::Tcp, seg.len() as u32).unwrap();
         let c = checksum::finish(pseudo + checksum::partial(&seg));
         seg[16..18].copy_from_slice(&c.to_be_bytes());
-        if let Ok(r) = TcpRepr::parse(&seg, a, b) {
+        if let Ok(r) = TcpRepr::parse(&seg, a, b, false) {
             // Whatever we understood, we can say again, and it means the same the second time
             // (up to SACK blocks that no longer fit beside the other options).
             let mut buf = vec![0u8; r.buffer_len()];
             r.emit(&mut buf, a, b);
-            let again = TcpRepr::parse(&buf, a, b).unwrap();
+            let again = TcpRepr::parse(&buf, a, b, false).unwrap();
             prop_assert_eq!(again.max_seg_size, r.max_seg_size);
             prop_assert_eq!(again.window_scale, r.window_scale);
             prop_assert_eq!(again.sack_permitted, r.sack_permitted);
@@ -214,7 +214,7 @@ proptest! {
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut buf, s, d);
         prop_assert!(repr.header_len() <= 60 && repr.header_len() % 4 == 0);
-        let parsed = TcpRepr::parse(&buf, s, d);
+        let parsed = TcpRepr::parse(&buf, s, d, false);
         prop_assert_eq!(parsed, Ok(repr));
     }
 
@@ -230,7 +230,7 @@ proptest! {
         repr.emit(&mut buf[ip.header_len()..], s, d);
         let (ip2, payload) = ip::parse(&buf).unwrap();
         prop_assert_eq!(ip2, ip);
-        prop_assert_eq!(TcpRepr::parse(payload, s, d), Ok(repr));
+        prop_assert_eq!(TcpRepr::parse(payload, s, d, false), Ok(repr));
     }
 
     #[test]
@@ -274,7 +274,7 @@ proptest! {
         let mut seg = p[ip.header_len()..].to_vec();
         let bit = bit % (seg.len() * 8);
         seg[bit / 8] ^= 1 << (bit % 8);
-        let r = TcpRepr::parse(&seg, ip.src_addr(), ip.dst_addr());
+        let r = TcpRepr::parse(&seg, ip.src_addr(), ip.dst_addr(), false);
         prop_assert!(r.is_err(), "flip of bit {} accepted", bit);
     }
 }
@@ -284,7 +284,7 @@ fn seed_packets_are_valid() {
     // Guards the mutation properties against a broken seed (they would then test nothing).
     for p in seed_packets() {
         let (ip, payload) = wire::ip::parse(&p).unwrap();
-        let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).unwrap();
+        let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).unwrap();
         assert_eq!(tcp.payload, b"some data");
         assert_eq!(tcp.max_seg_size, Some(1460));
     }

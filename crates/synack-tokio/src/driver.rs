@@ -4,7 +4,9 @@
 //! 1. reads up to [`BATCH`] packets from the device and feeds them to `handle_packet`,
 //! 2. calls `handle_timeout` if the core's deadline has passed,
 //! 3. drains `poll_event`, waking the tasks each event concerns,
-//! 4. flushes `poll_transmit` to the device (at most [`BATCH`] packets a round),
+//! 4. flushes `poll_transmit` to the device (at most [`BATCH`] packets a round), then tells
+//!    the device the burst is over ([`Device::poll_flush`]), so that a device that batches
+//!    writes what it holds,
 //! 5. arms a tokio timer on `poll_timeout`.
 //!
 //! Then it sleeps until the device, the timer, or a user command (through the waker stored in
@@ -71,7 +73,7 @@ impl<D: Device> Driver<D> {
         // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
         // device may hand us anything up to its MTU, or a super-packet of up to the largest IP
         // packet (an IPv6 header and 65535 bytes of payload).
-        let len = device.mtu().max(40 + usize::from(u16::MAX));
+        let len = device.capabilities().mtu.max(40 + usize::from(u16::MAX));
         let mut driver = Driver {
             shared,
             device,
@@ -146,15 +148,12 @@ impl<D: Device> Driver<D> {
         let mut received = 0;
         while received < BATCH {
             match self.device.poll_recv(cx, &mut self.rx_buf) {
-                Poll::Ready(Ok(n)) => {
-                    let n = n.min(self.rx_buf.len());
-                    trace!(len = n, "packet in");
-                    let packet = &self.rx_buf[..n];
-                    if self.device.checksum_verified() {
-                        inner.endpoint.handle_verified_packet(now, packet);
-                    } else {
-                        inner.endpoint.handle_packet(now, packet);
-                    }
+                Poll::Ready(Ok(mut meta)) => {
+                    // A device never reports more than it was given; a faulty one must not
+                    // make the core read past the buffer.
+                    meta.len = meta.len.min(self.rx_buf.len());
+                    trace!(len = meta.len, gso = ?meta.segment_size, "packet in");
+                    inner.endpoint.handle_packet(now, &self.rx_buf, meta);
                     received += 1;
                 }
                 Poll::Ready(Err(e)) => {
@@ -201,6 +200,11 @@ impl<D: Device> Driver<D> {
                 None => break,
             }
         }
+        // The burst is over: what the device holds to batch goes out now, not whenever the
+        // next round happens to come. Every round, so that a flush the device could not
+        // finish (pending: it wakes us when it has room) is retried even if nothing more is
+        // sent.
+        flush(&mut self.device, cx);
         drain_events(inner, &mut self.wakers);
         if (inner.stopping || !inner.idle_wakers.is_empty())
             && inner.endpoint.unfinished_count() == 0
@@ -256,21 +260,26 @@ impl<D: Device> Driver<D> {
                 self.tx_pending = None;
             }
         }
+        flush(&mut self.device, cx);
     }
 }
 
-/// Hands the packet `t` describes to the device: a super-segment (segmentation offload) with
-/// the size to cut it at, anything else as one packet.
+/// Hands the packet `t` describes to the device, with the core's description of it.
 fn send<D: Device>(
     device: &mut D,
     cx: &mut Context<'_>,
     buf: &[u8],
     t: Transmit,
 ) -> Poll<std::io::Result<()>> {
-    let packet = &buf[..t.len.min(buf.len())];
-    match t.segment_size {
-        Some(size) => device.poll_send_segments(cx, packet, size),
-        None => device.poll_send(cx, packet),
+    device.poll_send(cx, &buf[..t.len.min(buf.len())], &t)
+}
+
+/// Ends a burst of sends ([`Device::poll_flush`]). A device that cannot write now wakes the
+/// driver when it can, and its next burst flushes again; an error is a lost packet, as in
+/// `send`.
+fn flush<D: Device>(device: &mut D, cx: &mut Context<'_>) {
+    if let Poll::Ready(Err(e)) = device.poll_flush(cx) {
+        debug!(error = %e, "device dropped what it held");
     }
 }
 

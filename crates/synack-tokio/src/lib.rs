@@ -17,8 +17,8 @@
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! let (a, b) = MemoryDevice::pair();
-//! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a);
-//! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b);
+//! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
+//! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b)?;
 //!
 //! let listener = TcpListener::bind(&server, "198.18.0.1:7".parse().unwrap()).await?;
 //! let echo = tokio::spawn(async move {
@@ -40,6 +40,9 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// All unsafe code lives in `sys` modules, each with its own `#[allow(unsafe_code)]` and a
+// SAFETY comment on every block.
+#![deny(unsafe_code)]
 
 pub mod device;
 mod driver;
@@ -51,9 +54,9 @@ pub mod socket;
 pub mod stack;
 pub mod stream;
 
-pub use device::Device;
+pub use device::{Device, DeviceCapabilities};
 pub use listener::TcpListener;
 pub use socket::TcpSocket;
-pub use stack::{Stack, StackBuilder};
+pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
 pub use synack_core::{Bytes, Config, KeepaliveConfig, Stats};

@@ -22,6 +22,44 @@ use tracing::warn;
 use crate::device::Device;
 use crate::driver::Driver;
 
+/// Why a [`Stack`] could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The configuration's `gso_max_size` ([`Config::gso_max_size`]) asks for super-segments
+    /// larger than the device takes
+    /// ([`DeviceCapabilities::gso_max_size`](crate::DeviceCapabilities::gso_max_size)); the
+    /// core would build packets the device must refuse. Leave it unset to take the device's, or choose
+    /// at most `device` (0 turns segmentation offload off).
+    GsoMaxSize {
+        /// What the configuration asked for.
+        requested: usize,
+        /// The most the device takes (0: no segmentation offload at all).
+        device: usize,
+    },
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StackError::GsoMaxSize { requested, device } => write!(
+                f,
+                "Config::gso_max_size is {requested} bytes, but the device takes super-segments                  of at most {device} bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StackError {}
+
+impl From<StackError> for io::Error {
+    /// An [`io::ErrorKind::InvalidInput`] carrying the [`StackError`] (see
+    /// [`io::Error::get_ref`]), for code that works in `io::Result`.
+    fn from(e: StackError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
 /// A handle on a running user-space TCP/IP stack.
 ///
 /// Cloning is cheap (an `Arc`). Every clone, and every [`TcpStream`](crate::TcpStream) and
@@ -223,7 +261,8 @@ impl Inner {
 /// let stack = Stack::builder()
 ///     .config(config)
 ///     .address("198.18.0.2".parse().unwrap())
-///     .build(device);
+///     .build(device)
+///     .unwrap();
 /// # drop(stack); }
 /// ```
 #[derive(Debug, Default)]
@@ -252,11 +291,12 @@ impl StackBuilder {
     }
 
     /// Starts the stack on `device`: spawns its driver task on the current tokio runtime, as
-    /// [`Stack::new`] does.
+    /// [`Stack::new`] does, and fails as it does when the configuration asks for more than
+    /// the device can do.
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn build<D: Device>(self, device: D) -> Stack {
+    pub fn build<D: Device>(self, device: D) -> Result<Stack, StackError> {
         Stack::new(self.config, device, &self.addresses)
     }
 }
@@ -269,14 +309,37 @@ impl Stack {
 
     /// Spawns the driver task on the current tokio runtime.
     ///
-    /// The stack owns `addresses` and answers packets sent to them. Segmentation offload
-    /// follows the device: `config`'s `gso_max_size` is replaced by the device's
-    /// [`Device::gso_max_size`].
+    /// The stack owns `addresses` and answers packets sent to them. The core is configured
+    /// from `config` and from the device's [`capabilities`](Device::capabilities):
+    /// - segmentation offload: a `gso_max_size` the user never set becomes the device's; one
+    ///   the user chose is kept if the device takes packets that large, and is otherwise
+    ///   refused with [`StackError::GsoMaxSize`];
+    /// - transmit checksum offload (`tx_checksum_offload`) is on exactly when the device
+    ///   completes partial checksums
+    ///   ([`DeviceCapabilities::tx_checksum_partial`](crate::DeviceCapabilities::tx_checksum_partial));
+    /// - receive checksum offload needs no setting: the device reports it per packet.
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub fn new<D: Device>(mut config: Config, device: D, addresses: &[IpAddr]) -> Stack {
-        config.gso_max_size(device.gso_max_size());
+    pub fn new<D: Device>(
+        mut config: Config,
+        device: D,
+        addresses: &[IpAddr],
+    ) -> Result<Stack, StackError> {
+        let caps = device.capabilities();
+        match config.gso_max_size_choice() {
+            None => {
+                config.gso_max_size(caps.gso_max_size);
+            }
+            Some(requested) if requested > caps.gso_max_size => {
+                return Err(StackError::GsoMaxSize {
+                    requested,
+                    device: caps.gso_max_size,
+                });
+            }
+            Some(_) => {}
+        }
+        config.tx_checksum_offload(caps.tx_checksum_partial);
         let endpoint = Endpoint::new(config, addresses);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -293,9 +356,9 @@ impl Stack {
             }),
         });
         Driver::spawn(Arc::clone(&shared), device);
-        Stack {
+        Ok(Stack {
             handle: Arc::new(StackHandle { shared }),
-        }
+        })
     }
 
     /// Closes the stack gracefully and waits, for at most `timeout`, until every byte written

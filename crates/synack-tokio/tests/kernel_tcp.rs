@@ -336,7 +336,7 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
             &synack_tokio::device::TunConfig::default(),
         )
         .expect("TUN");
-        let stack = synack_tokio::Stack::new(config(), tun, &[STACK.into()]);
+        let stack = synack_tokio::Stack::new(config(), tun, &[STACK.into()]).unwrap();
         let listener = TcpListener::bind(&stack, stack_addr(8100)).await.unwrap();
         let (mut stream, _) = within(30, listener.accept()).await.unwrap();
         within(30, stream.write_all(&vec![7u8; len])).await.unwrap();

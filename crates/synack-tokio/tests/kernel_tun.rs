@@ -8,11 +8,21 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use synack_tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
+use synack_core::Transmit;
+use synack_tokio::device::{Device, DeviceCapabilities, PcapDevice, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+/// The core's description of a plain packet of `len` bytes.
+fn plain(len: usize) -> Transmit {
+    Transmit {
+        len,
+        segment_size: None,
+        checksum_partial: false,
+    }
+}
 
 /// The Internet checksum (RFC 1071): one's complement of the one's complement sum.
 fn inet_checksum(data: &[u8]) -> u16 {
@@ -65,12 +75,13 @@ fn echo_reply(request: &[u8]) -> Vec<u8> {
 
 /// Reads packets (at most 50, for at most 10 s) until one is an echo request.
 async fn read_echo_request(dev: &mut impl Device) -> Vec<u8> {
-    let mut buf = vec![0u8; dev.mtu()];
+    let mut buf = vec![0u8; dev.capabilities().mtu];
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         for _ in 0..50 {
             let n = poll_fn(|cx| dev.poll_recv(cx, &mut buf))
                 .await
-                .expect("TUN read");
+                .expect("TUN read")
+                .len;
             if echo_request(&buf[..n]).is_some() {
                 return Some(buf[..n].to_vec());
             }
@@ -113,7 +124,7 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     let ns = NetNs::new("synack-tun").unwrap();
     let config = TunConfig::default();
     let mut tun = TunDevice::create_in(&ns, &config).unwrap();
-    assert_eq!(tun.mtu(), 1500);
+    assert_eq!(tun.capabilities(), DeviceCapabilities::new(1500));
 
     // The kernel side sees the device with our address, MTU and state.
     let out = ns
@@ -143,7 +154,9 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     let request = read_echo_request(&mut tun).await;
     assert_eq!(echo_request(&request), Some((HOST, STACK)));
     let reply = echo_reply(&request);
-    poll_fn(|cx| tun.poll_send(cx, &reply)).await.unwrap();
+    poll_fn(|cx| tun.poll_send(cx, &reply, &plain(reply.len())))
+        .await
+        .unwrap();
 
     let out = tokio::task::spawn_blocking(move || ping.wait_with_output())
         .await
@@ -179,7 +192,9 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
     packet[10..12].copy_from_slice(&sum.to_be_bytes());
     let before = link_counter(&ns, "sk-test1", "rx_packets");
     let before_bytes = link_counter(&ns, "sk-test1", "rx_bytes");
-    poll_fn(|cx| tun.poll_send(cx, &packet)).await.unwrap();
+    poll_fn(|cx| tun.poll_send(cx, &packet, &plain(packet.len())))
+        .await
+        .unwrap();
     assert_eq!(link_counter(&ns, "sk-test1", "rx_packets"), before + 1);
     assert_eq!(link_counter(&ns, "sk-test1", "rx_bytes"), before_bytes + 32);
     let out = ns
@@ -218,7 +233,7 @@ async fn pcap_of_a_tun_is_read_by_tcpdump() {
     let path = dir.join("tun.pcap");
     let tun = TunDevice::create_in(&ns, &TunConfig::default()).unwrap();
     let mut dev = PcapDevice::new(tun, &path).unwrap();
-    assert_eq!(dev.mtu(), 1500);
+    assert_eq!(dev.capabilities().mtu, 1500);
 
     let ping = ns
         .command("ping")
@@ -227,9 +242,12 @@ async fn pcap_of_a_tun_is_read_by_tcpdump() {
         .spawn()
         .unwrap();
     let request = read_echo_request(&mut dev).await;
-    poll_fn(|cx| dev.poll_send(cx, &echo_reply(&request)))
-        .await
-        .unwrap();
+    poll_fn(|cx| {
+        let reply = echo_reply(&request);
+        dev.poll_send(cx, &reply, &plain(reply.len()))
+    })
+    .await
+    .unwrap();
     let status = tokio::task::spawn_blocking(move || {
         let mut ping = ping;
         ping.wait()

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use synack_tokio::device::{Device, MemoryDevice};
+use synack_core::{RecvMeta, Transmit};
+use synack_tokio::device::{Device, DeviceCapabilities, MemoryDevice};
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]
@@ -23,12 +24,33 @@ fn counter() -> (Arc<Counter>, Waker) {
     (Arc::clone(&c), Waker::from(c))
 }
 
+/// The core's description of a plain packet of `len` bytes.
+fn plain(len: usize) -> Transmit {
+    Transmit {
+        len,
+        segment_size: None,
+        checksum_partial: false,
+    }
+}
+
 fn send(dev: &mut MemoryDevice, waker: &Waker, packet: &[u8]) -> Poll<std::io::Result<()>> {
-    dev.poll_send(&mut Context::from_waker(waker), packet)
+    dev.poll_send(
+        &mut Context::from_waker(waker),
+        packet,
+        &plain(packet.len()),
+    )
+}
+
+fn recv_meta(
+    dev: &mut MemoryDevice,
+    waker: &Waker,
+    buf: &mut [u8],
+) -> Poll<std::io::Result<RecvMeta>> {
+    dev.poll_recv(&mut Context::from_waker(waker), buf)
 }
 
 fn recv(dev: &mut MemoryDevice, waker: &Waker, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
-    dev.poll_recv(&mut Context::from_waker(waker), buf)
+    recv_meta(dev, waker, buf).map_ok(|meta| meta.len)
 }
 
 #[test]
@@ -102,7 +124,7 @@ fn a_full_queue_applies_backpressure_and_wakes_the_sender_when_drained() {
 fn packets_over_the_mtu_are_rejected() {
     let (mut a, b) = MemoryDevice::pair_with(4, 100);
     let (_, w) = counter();
-    assert_eq!(a.mtu(), 100);
+    assert_eq!(a.capabilities().mtu, 100);
     match send(&mut a, &w, &[0; 101]) {
         Poll::Ready(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput),
         other => panic!("expected an error, got {other:?}"),
@@ -141,4 +163,71 @@ fn dropping_an_end_unplugs_the_cable() {
     }
     let mut buf = [0u8; 8];
     assert!(recv(&mut a, &tx_waker, &mut buf).is_pending());
+}
+
+#[test]
+fn capabilities_say_what_the_link_does() {
+    let (a, b) = MemoryDevice::pair_with(4, 1400);
+    let caps = a.capabilities();
+    assert_eq!(
+        caps,
+        DeviceCapabilities::new(1400)
+            .with_gso_max_size(synack_tokio::device::memory::DEFAULT_GSO_MAX_SIZE)
+    );
+    // No checksum offload: every packet is summed and verified.
+    assert!(!caps.rx_checksum && !caps.tx_checksum_partial);
+    assert_eq!(
+        b.with_gso_max_size(0).capabilities(),
+        DeviceCapabilities::new(1400)
+    );
+}
+
+#[test]
+fn a_super_segment_crosses_whole_with_its_segment_size() {
+    let (a, mut b) = MemoryDevice::pair_with(4, 1500);
+    let mut a = a.with_gso_max_size(9000);
+    let (_, w) = counter();
+    let mut cx = Context::from_waker(&w);
+    let gso = Transmit {
+        segment_size: Some(1460),
+        ..plain(5000)
+    };
+    assert!(matches!(
+        a.poll_send(&mut cx, &[7; 5000], &gso),
+        Poll::Ready(Ok(()))
+    ));
+    // Past gso_max_size, or partial checksums the link does not finish: refused.
+    let big = Transmit {
+        segment_size: Some(1460),
+        ..plain(9001)
+    };
+    assert!(matches!(
+        a.poll_send(&mut cx, &[7; 9001], &big),
+        Poll::Ready(Err(_))
+    ));
+    let partial = Transmit {
+        checksum_partial: true,
+        ..plain(100)
+    };
+    assert!(matches!(
+        a.poll_send(&mut cx, &[7; 100], &partial),
+        Poll::Ready(Err(_))
+    ));
+    // A plain packet never exceeds the MTU, whatever the GSO size.
+    assert!(matches!(
+        a.poll_send(&mut cx, &[7; 1501], &plain(1501)),
+        Poll::Ready(Err(_))
+    ));
+    assert!(a.poll_flush(&mut cx).is_ready());
+
+    let mut buf = vec![0u8; 65575];
+    match recv_meta(&mut b, &w, &mut buf) {
+        Poll::Ready(Ok(meta)) => {
+            assert_eq!(meta.len, 5000);
+            assert_eq!(meta.segment_size, Some(1460));
+            assert!(!meta.checksum_verified);
+        }
+        other => panic!("expected the super-segment, got {other:?}"),
+    }
+    assert!(recv(&mut b, &w, &mut buf).is_pending());
 }

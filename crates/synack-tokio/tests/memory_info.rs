@@ -20,8 +20,8 @@ fn config(seed: u8) -> Config {
 #[tokio::test]
 async fn info_shows_an_established_connection_after_an_exchange() {
     let (client_dev, server_dev) = MemoryDevice::pair();
-    let client = Stack::new(config(1), client_dev, &[CLIENT]);
-    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
     let addr = SocketAddr::new(SERVER, 4000);
     let listener = TcpListener::bind(&server, addr).await.unwrap();
     let work = async {

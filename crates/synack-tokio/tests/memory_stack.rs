@@ -8,13 +8,15 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use synack_tokio::device::{Device, MemoryDevice};
-use synack_tokio::{Config, Stack, TcpListener, TcpStream};
+use synack_core::wire::gso;
+use synack_core::{RecvMeta, Transmit};
+use synack_tokio::device::{Device, DeviceCapabilities, MemoryDevice};
+use synack_tokio::{Config, Stack, StackError, TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -34,8 +36,8 @@ fn config(seed: u8) -> Config {
 fn stacks() -> (Stack, Stack) {
     let (client_dev, server_dev) = MemoryDevice::pair();
     (
-        Stack::new(config(1), client_dev, &[CLIENT]),
-        Stack::new(config(2), server_dev, &[SERVER]),
+        Stack::new(config(1), client_dev, &[CLIENT]).unwrap(),
+        Stack::new(config(2), server_dev, &[SERVER]).unwrap(),
     )
 }
 
@@ -86,14 +88,19 @@ struct Watched {
 }
 
 impl Device for Watched {
-    fn mtu(&self) -> usize {
-        self.inner.mtu()
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
     }
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         self.inner.poll_recv(cx, buf)
     }
-    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
-        self.inner.poll_send(cx, packet)
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        self.inner.poll_send(cx, packet, transmit)
     }
 }
 
@@ -220,14 +227,126 @@ async fn super_segments_cross_the_link_whole_unless_turned_off() {
         assert!(on.segments_out > 2 * on.packets_out, "{on:?}");
 
         let (client_dev, server_dev) = MemoryDevice::pair();
-        let client = Stack::new(config(1), client_dev.with_gso_max_size(0), &[CLIENT]);
-        let server = Stack::new(config(2), server_dev.with_gso_max_size(0), &[SERVER]);
+        let client = Stack::new(config(1), client_dev.with_gso_max_size(0), &[CLIENT]).unwrap();
+        let server = Stack::new(config(2), server_dev.with_gso_max_size(0), &[SERVER]).unwrap();
         one_way(&client, &server, 7011).await;
         let off = client.stats();
         assert_eq!(off.segments_out, off.packets_out, "{off:?}");
         assert!(off.segments_out > (2 << 20) / 1500, "{off:?}");
+
+        // The user's choice wins over the device's, when the device can take it.
+        let (client_dev, server_dev) = MemoryDevice::pair();
+        let mut small = config(1);
+        small.gso_max_size(0);
+        let client = Stack::new(small, client_dev, &[CLIENT]).unwrap();
+        let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+        one_way(&client, &server, 7012).await;
+        let chosen = client.stats();
+        assert_eq!(chosen.segments_out, chosen.packets_out, "{chosen:?}");
     })
     .await;
+}
+
+/// A device that finishes partial TCP checksums itself (as a NIC or the kernel behind a TUN
+/// does), counting the packets that came partial, and checking that none did on a device
+/// that does not claim to.
+struct Finishing {
+    inner: MemoryDevice,
+    claims: bool,
+    partial: Arc<AtomicUsize>,
+    buf: Vec<u8>,
+}
+
+impl Device for Finishing {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner
+            .capabilities()
+            .with_tx_checksum_partial(self.claims)
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        if !transmit.checksum_partial {
+            return self.inner.poll_send(cx, packet, transmit);
+        }
+        assert!(
+            self.claims,
+            "a partial checksum for a device that does not finish them"
+        );
+        self.partial.fetch_add(1, Ordering::SeqCst);
+        self.buf.clear();
+        self.buf.extend_from_slice(packet);
+        gso::complete_checksum(&mut self.buf).expect("partial checksums only on TCP");
+        let complete = Transmit {
+            checksum_partial: false,
+            ..*transmit
+        };
+        self.inner.poll_send(cx, &self.buf, &complete)
+    }
+}
+
+/// Transmit checksum offload follows the device: a device that finishes partial checksums
+/// gets them (the receiver, verifying every checksum, gets every byte), and one that does not
+/// never sees one.
+#[tokio::test]
+async fn partial_checksums_go_only_to_a_device_that_finishes_them() {
+    within(30, async {
+        for claims in [true, false] {
+            let (client_dev, server_dev) = MemoryDevice::pair();
+            let partial = Arc::new(AtomicUsize::new(0));
+            let client_dev = Finishing {
+                inner: client_dev,
+                claims,
+                partial: Arc::clone(&partial),
+                buf: Vec::new(),
+            };
+            let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+            let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+            one_way(&client, &server, 7013 + u16::from(claims)).await;
+            assert_eq!(partial.load(Ordering::SeqCst) > 0, claims);
+            let stats = server.stats();
+            assert_eq!(stats.drop_checksum, 0, "{stats:?}");
+        }
+    })
+    .await;
+}
+
+/// A `gso_max_size` the device cannot take is refused when the stack starts, naming both
+/// sizes, rather than silently replaced by the device's.
+#[tokio::test]
+async fn a_gso_max_size_beyond_the_device_is_refused() {
+    let mut cfg = config(1);
+    cfg.gso_max_size(16384);
+    let (dev, _peer) = MemoryDevice::pair();
+    let err = Stack::new(cfg.clone(), dev.with_gso_max_size(8192), &[CLIENT]).expect_err("refused");
+    assert_eq!(
+        err,
+        StackError::GsoMaxSize {
+            requested: 16384,
+            device: 8192
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("16384") && text.contains("8192"), "{text}");
+    // Through the builder too, and as an io::Error that still carries it.
+    let (dev, _peer) = MemoryDevice::pair();
+    let err = Stack::builder()
+        .config(cfg.clone())
+        .address(CLIENT)
+        .build(dev.with_gso_max_size(0))
+        .expect_err("refused");
+    let io: io::Error = err.into();
+    assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+    assert!(io.get_ref().is_some_and(|e| e.is::<StackError>()), "{io}");
+    // At most the device's size is fine.
+    let (dev, _peer) = MemoryDevice::pair();
+    assert!(Stack::new(cfg, dev.with_gso_max_size(16384), &[CLIENT]).is_ok());
 }
 
 /// `write_bytes` hands the stack `Bytes` it sends from without copying; mixed with ordinary
@@ -400,7 +519,7 @@ async fn connect_to_a_silent_peer_times_out_after_the_syn_retries() {
     let (dev, silent) = MemoryDevice::pair();
     let mut cfg = config(1);
     cfg.syn_retries(1);
-    let client = Stack::new(cfg, dev, &[CLIENT]);
+    let client = Stack::new(cfg, dev, &[CLIENT]).unwrap();
     let start = tokio::time::Instant::now();
     let e = within(60, TcpStream::connect(&client, server_addr(80)))
         .await
@@ -538,8 +657,9 @@ async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
             dropped: Arc::clone(&dropped),
         },
         &[CLIENT],
-    );
-    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    )
+    .unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
     within(10, async {
         let listener = TcpListener::bind(&server, server_addr(7400)).await.unwrap();
         let server_task = tokio::spawn(async move { echo_once(&listener).await });
@@ -572,7 +692,7 @@ async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
 #[tokio::test]
 async fn dropping_an_unused_stack_stops_its_driver() {
     let (dev, peer) = MemoryDevice::pair();
-    let stack = Stack::new(config(1), dev, &[CLIENT]);
+    let stack = Stack::new(config(1), dev, &[CLIENT]).unwrap();
     let clone = stack.clone();
     drop(stack);
     within(10, async {
@@ -605,7 +725,7 @@ async fn closing_with_unread_data_resets_the_peer() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_connect_is_abandoned() {
     let (dev, silent) = MemoryDevice::pair();
-    let client = Stack::new(config(1), dev, &[CLIENT]);
+    let client = Stack::new(config(1), dev, &[CLIENT]).unwrap();
     let attempt = tokio::time::timeout(
         Duration::from_secs(1),
         TcpStream::connect(&client, server_addr(80)),
@@ -650,8 +770,8 @@ async fn echo_over_a_link_that_holds_four_packets() {
     // The device refuses packets most of the time: the driver must hold the one it has and
     // keep receiving meanwhile.
     let (client_dev, server_dev) = MemoryDevice::pair_with(4, 1500);
-    let client = Stack::new(config(1), client_dev, &[CLIENT]);
-    let server = Stack::new(config(2), server_dev, &[SERVER]);
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
     within(30, async {
         let listener = TcpListener::bind(&server, server_addr(7)).await.unwrap();
         let server_task = tokio::spawn(async move { echo_once(&listener).await });

@@ -11,6 +11,7 @@
 //! programming error and panics, as slicing does.
 
 pub mod checksum;
+pub mod gso;
 pub mod icmp;
 pub mod ip;
 pub mod ipv4;

@@ -308,6 +308,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_u16(field::URGENT, v);
     }
 
+    /// Stores only the folded sum of the pseudo-header, for the buffer's whole length, not
+    /// complemented: transmit checksum offload (Linux's `CHECKSUM_PARTIAL`, as
+    /// `tcp_v4_send_check` leaves it; virtio-net's `VIRTIO_NET_HDR_F_NEEDS_CSUM`). The device
+    /// completes it by summing from the start of the TCP header to the end (this field
+    /// included) and storing the complement, which gives the full checksum: the pseudo-header
+    /// sum is already in the field, and the one's complement sum is order-independent
+    /// (RFC 1071 §2). For a super-segment the device, cutting it, adjusts the length it holds
+    /// per segment, as Linux's `tcp_gso_segment` does. The payload is not read.
+    pub fn fill_checksum_partial(&mut self, src: IpAddr, dst: IpAddr) {
+        let len = u32::try_from(self.buffer.as_ref().len()).unwrap_or(u32::MAX);
+        let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, len).unwrap_or(0);
+        self.set_checksum(checksum::fold(pseudo));
+    }
+
     /// Computes and stores the checksum over the whole buffer and the pseudo-header.
     ///
     /// Mixed address families have no pseudo-header; the checksum is then computed without
@@ -393,28 +407,18 @@ impl<'a> TcpRepr<'a> {
     ///   SACK-Permitted 2 (RFC 2018 §2), Timestamps 10 (RFC 7323 §3.2), SACK 2 + 8n
     ///   (RFC 2018 §3; n ≤ 4 follows from the 40-byte option area).
     ///
+    /// `checksum_verified` says the link has already verified the checksum, or computed it
+    /// itself (receive checksum offload, Linux `CHECKSUM_UNNECESSARY`; see
+    /// [`RecvMeta::checksum_verified`](crate::RecvMeta::checksum_verified)): every check but
+    /// the checksum is made. Pass `false` for bytes of unknown origin.
+    ///
     /// Option values are not range-checked (MSS 0, a shift of 200 parse); a later copy of an
     /// option replaces an earlier one.
-    pub fn parse(segment: &'a [u8], src: IpAddr, dst: IpAddr) -> Result<TcpRepr<'a>, WireError> {
-        Self::parse_checked(segment, src, dst, true)
-    }
-
-    /// As [`TcpRepr::parse`], for a segment whose checksum the link has already verified or
-    /// computed itself (receive checksum offload, Linux `CHECKSUM_UNNECESSARY`): every check
-    /// but the checksum.
-    pub fn parse_verified(
+    pub fn parse(
         segment: &'a [u8],
         src: IpAddr,
         dst: IpAddr,
-    ) -> Result<TcpRepr<'a>, WireError> {
-        Self::parse_checked(segment, src, dst, false)
-    }
-
-    fn parse_checked(
-        segment: &'a [u8],
-        src: IpAddr,
-        dst: IpAddr,
-        verify_checksum: bool,
+        checksum_verified: bool,
     ) -> Result<TcpRepr<'a>, WireError> {
         let packet = Packet::new_checked(segment)?;
         if src.is_ipv4() != dst.is_ipv4() {
@@ -422,7 +426,7 @@ impl<'a> TcpRepr<'a> {
         }
         // RFC 9293 §3.1: the checksum covers pseudo-header, header and data; RFC 1122
         // §4.2.2.7: a segment with a bad checksum is silently discarded.
-        if verify_checksum && !packet.verify_checksum(src, dst) {
+        if !checksum_verified && !packet.verify_checksum(src, dst) {
             return Err(WireError::Checksum);
         }
         // Port 0 is reserved (IANA); no real connection uses it, and it must not reach the
@@ -526,6 +530,18 @@ impl<'a> TcpRepr<'a> {
     /// # Panics
     /// If `buf` is shorter than `header_len() + payload_len`.
     pub fn emit_in_place(&self, buf: &mut [u8], src: IpAddr, dst: IpAddr, payload_len: usize) {
+        self.emit_header(buf, payload_len).fill_checksum(src, dst);
+    }
+
+    /// Writes header fields and options over `buf[..header_len()]`, leaving the checksum
+    /// to the caller ([`Packet::fill_checksum`], or [`Packet::fill_checksum_partial`] for a
+    /// device that completes it), and returns the packet of `header_len() + payload_len`
+    /// bytes.
+    pub(crate) fn emit_header<'b>(
+        &self,
+        buf: &'b mut [u8],
+        payload_len: usize,
+    ) -> Packet<&'b mut [u8]> {
         let header_len = self.header_len();
         let mut packet = Packet::new_unchecked(&mut buf[..header_len + payload_len]);
         packet.set_src_port(self.src_port);
@@ -539,7 +555,7 @@ impl<'a> TcpRepr<'a> {
         let written = self.emit_options(&mut packet.buffer[HEADER_LEN..header_len]);
         // Pad with EOL (zero) bytes up to the data offset (RFC 9293 §3.1 "Padding").
         packet.buffer[HEADER_LEN + written..header_len].fill(opt::EOL);
-        packet.fill_checksum(src, dst);
+        packet
     }
 
     /// Writes the options in Linux's `tcp_options_write` order, so that our SYNs look like the
@@ -745,7 +761,7 @@ mod tests {
             &bytes[20..],
             &[1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6, 1, 1, 5, 10, 0, 0, 0, 100, 0, 0, 0, 200]
         );
-        assert_eq!(TcpRepr::parse(&bytes, A, B).unwrap(), r);
+        assert_eq!(TcpRepr::parse(&bytes, A, B, false).unwrap(), r);
     }
 
     #[test]
@@ -756,12 +772,12 @@ mod tests {
         }
         // Without timestamps all four fit: 4 + 32 = 36 bytes.
         assert_eq!(r.header_len(), 56);
-        assert_eq!(TcpRepr::parse(&emit(&r), A, B).unwrap(), r);
+        assert_eq!(TcpRepr::parse(&emit(&r), A, B, false).unwrap(), r);
         // With timestamps only three do: 12 + 4 + 24 = 40.
         r.timestamp = Some(TcpTimestamp { tsval: 1, tsecr: 2 });
         assert_eq!(r.header_len(), 60);
         let parsed_bytes = emit(&r);
-        let parsed = TcpRepr::parse(&parsed_bytes, A, B).unwrap();
+        let parsed = TcpRepr::parse(&parsed_bytes, A, B, false).unwrap();
         assert_eq!(parsed.sack_ranges[..3], r.sack_ranges[..3]);
         assert_eq!(parsed.sack_ranges[3], None);
     }
@@ -815,6 +831,9 @@ mod tests {
     fn mixed_families_are_malformed() {
         let bytes = emit(&syn());
         let v6 = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
-        assert_eq!(TcpRepr::parse(&bytes, A, v6), Err(WireError::Malformed));
+        assert_eq!(
+            TcpRepr::parse(&bytes, A, v6, false),
+            Err(WireError::Malformed)
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use synack_core::{ConnectionHandle, Error, Instant, ListenerHandle, State};
 
-use super::net::{pattern, Net};
+use synack_core::testing::{pattern, Net};
 
 /// Bytes written or read per call.
 const CHUNK: usize = 64 * 1024;

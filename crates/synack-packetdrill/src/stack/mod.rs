@@ -8,7 +8,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use synack_core::{ConnectionHandle, Endpoint, Error, Event, Instant, ListenerHandle, State};
+use synack_core::{
+    ConnectionHandle, Endpoint, Error, Event, Instant, ListenerHandle, RecvMeta, State,
+};
 
 use crate::flags::{self, Flags, Sysctls};
 
@@ -634,7 +636,8 @@ impl Shared {
     pub fn netdev_send(&self, packet: &[u8]) {
         let mut g = self.lock();
         let now = g.now;
-        g.ep().handle_packet(now, packet);
+        g.ep()
+            .handle_packet(now, packet, RecvMeta::new(packet.len()));
         g.drain();
         self.kick(&mut g);
         drop(self.barrier(g));

@@ -8,7 +8,10 @@
 //!
 //! Like Linux's veth, the link carries super-segments (segmentation offload, up to
 //! [`DEFAULT_GSO_MAX_SIZE`] unless [`MemoryDevice::with_gso_max_size`] says otherwise) whole
-//! to the peer's stack, which takes them as one large segment each (GRO).
+//! to the peer's stack, which takes them as one large segment each (GRO, with the segment
+//! size in [`RecvMeta::segment_size`]). Checksums are always complete on the link: the
+//! device offers no checksum offload, so every packet is summed by its sender and verified
+//! by its receiver, which keeps the checksum code under test.
 //!
 //! The one exception is an unplugged cable: once an end is dropped, packets sent towards it
 //! vanish (`poll_send` succeeds) and its peer's `poll_recv` stays pending, so the surviving stack
@@ -20,7 +23,9 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::Device;
+use synack_core::{RecvMeta, Transmit};
+
+use super::{Device, DeviceCapabilities};
 
 /// Packets each direction holds before `poll_send` applies backpressure.
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -30,9 +35,15 @@ pub const DEFAULT_MTU: usize = 1500;
 /// packet, as Linux's veth and loopback devices carry GSO packets.
 pub const DEFAULT_GSO_MAX_SIZE: usize = 65535;
 
+/// A packet on the link, with the segment size of a super-segment.
+struct Packet {
+    bytes: Box<[u8]>,
+    segment_size: Option<usize>,
+}
+
 /// One direction of the link.
 struct Queue {
-    packets: VecDeque<Box<[u8]>>,
+    packets: VecDeque<Packet>,
     capacity: usize,
     /// The receiving end, parked in `poll_recv` on an empty queue.
     rx_waker: Option<Waker>,
@@ -105,7 +116,7 @@ impl MemoryDevice {
     }
 
     /// This end with segmentation offload up to `max` bytes per packet (see
-    /// [`Device::gso_max_size`]); 0 turns it off, so that every packet is one segment of at
+    /// [`DeviceCapabilities::gso_max_size`]); 0 turns it off, so that every packet is one segment of at
     /// most the MTU. Super-segments cross the link whole and the peer's stack takes them
     /// whole, as Linux's veth carries GSO packets to a GRO receiver.
     pub fn with_gso_max_size(mut self, max: usize) -> MemoryDevice {
@@ -136,22 +147,27 @@ impl fmt::Debug for MemoryDevice {
 }
 
 impl Device for MemoryDevice {
-    fn mtu(&self) -> usize {
-        self.mtu
+    /// The MTU and segmentation offload this end was made with; no checksum offload.
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities::new(self.mtu).with_gso_max_size(self.gso_max_size)
     }
 
     /// Copies the oldest packet into `buf`. A packet longer than `buf` is truncated, as a
-    /// datagram socket truncates; the driver's buffer is never shorter than the MTU.
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    /// datagram socket truncates; the driver's buffer is never shorter than the largest
+    /// packet.
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         let mut q = lock(&self.rx);
         match q.packets.pop_front() {
             Some(packet) => {
-                let n = packet.len().min(buf.len());
-                buf[..n].copy_from_slice(&packet[..n]);
+                let n = packet.bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&packet.bytes[..n]);
                 if let Some(w) = q.tx_waker.take() {
                     w.wake();
                 }
-                Poll::Ready(Ok(n))
+                Poll::Ready(Ok(RecvMeta {
+                    segment_size: packet.segment_size,
+                    ..RecvMeta::new(n)
+                }))
             }
             None => {
                 register(&mut q.rx_waker, cx);
@@ -160,48 +176,33 @@ impl Device for MemoryDevice {
         }
     }
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
-        if packet.len() > self.mtu {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "packet of {} bytes exceeds the MTU {}",
-                    packet.len(),
-                    self.mtu
-                ),
-            )));
-        }
-        self.enqueue(cx, packet)
-    }
-
-    fn gso_max_size(&self) -> usize {
-        self.gso_max_size
-    }
-
-    /// Carries the super-segment whole: the peer's stack takes it as one large segment.
-    fn poll_send_segments(
+    /// Queues the packet towards the peer; a super-segment crosses the link whole and the
+    /// peer's stack takes it as one large segment.
+    fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
         packet: &[u8],
-        _segment_size: usize,
+        transmit: &Transmit,
     ) -> Poll<io::Result<()>> {
-        if packet.len() > self.gso_max_size.max(self.mtu) {
+        let (limit, what) = match transmit.segment_size {
+            Some(_) => (self.gso_max_size.max(self.mtu), "gso_max_size"),
+            None => (self.mtu, "MTU"),
+        };
+        if packet.len() > limit {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "super-segment of {} bytes exceeds gso_max_size {}",
-                    packet.len(),
-                    self.gso_max_size
+                    "packet of {} bytes exceeds the {what} {limit}",
+                    packet.len()
                 ),
             )));
         }
-        self.enqueue(cx, packet)
-    }
-}
-
-impl MemoryDevice {
-    /// Queues `packet` towards the peer, or parks the task on a full queue.
-    fn enqueue(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
+        if transmit.checksum_partial {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a partial checksum for a device without transmit checksum offload",
+            )));
+        }
         let mut q = lock(&self.tx);
         if !q.receiver_alive {
             // The cable is unplugged: the packet is lost on the wire.
@@ -211,7 +212,10 @@ impl MemoryDevice {
             register(&mut q.tx_waker, cx);
             return Poll::Pending;
         }
-        q.packets.push_back(packet.into());
+        q.packets.push_back(Packet {
+            bytes: packet.into(),
+            segment_size: transmit.segment_size,
+        });
         if let Some(w) = q.rx_waker.take() {
             w.wake();
         }

@@ -2,35 +2,109 @@
 //!
 //! The driver task owns exactly one [`Device`] and polls it from a single task, so a device
 //! needs no internal locking of its own; it only has to be `Send` to move into that task.
+//!
+//! The contract is explicit, after smoltcp's `DeviceCapabilities` and quinn-udp's
+//! `RecvMeta`/`Transmit`: a device states once what it can do ([`DeviceCapabilities`]), says
+//! per received packet what it knows about it ([`RecvMeta`]), takes each outgoing packet with
+//! the core's description of it ([`Transmit`]), and is told when a burst of sends is over
+//! ([`Device::poll_flush`]). The stack configures the core from the capabilities (see
+//! [`Stack::new`](crate::Stack::new)), so the core never builds a packet the device cannot
+//! take.
 
 use std::io;
 use std::task::{Context, Poll};
 
+use synack_core::{RecvMeta, Transmit};
+
 pub mod memory;
-pub mod offload;
 pub mod pcap;
 pub mod tun;
 
 pub use memory::MemoryDevice;
-pub use offload::{OffloadCounters, OffloadStats, OffloadTun};
 pub use pcap::PcapDevice;
-pub use tun::{TunConfig, TunDevice};
+pub use tun::{OffloadCounters, OffloadStats, OffloadTun, TunConfig, TunDevice};
+
+/// What a device can do, asked once when the stack starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeviceCapabilities {
+    /// The largest IP packet the device carries (one segment).
+    pub mtu: usize,
+    /// The largest super-segment it takes, in bytes of IP packet (segmentation offload,
+    /// Linux's `gso_max_size`): a TCP packet holding several segments under one header, cut
+    /// where [`Transmit::segment_size`] says, or handed whole to a receiver that takes it so
+    /// (GRO). 0: one segment per packet.
+    pub gso_max_size: usize,
+    /// Receive checksum offload: [`RecvMeta::checksum_verified`] may be set (Linux's
+    /// `CHECKSUM_UNNECESSARY`).
+    pub rx_checksum: bool,
+    /// Transmit checksum offload: the device completes a TCP checksum that
+    /// [`Transmit::checksum_partial`] leaves partial (Linux's `CHECKSUM_PARTIAL`).
+    pub tx_checksum_partial: bool,
+}
+
+impl DeviceCapabilities {
+    /// A device carrying packets of up to `mtu` bytes, with no offload at all.
+    pub fn new(mtu: usize) -> DeviceCapabilities {
+        DeviceCapabilities {
+            mtu,
+            gso_max_size: 0,
+            rx_checksum: false,
+            tx_checksum_partial: false,
+        }
+    }
+
+    /// With segmentation offload up to `max` bytes per packet (0: none).
+    pub fn with_gso_max_size(mut self, max: usize) -> DeviceCapabilities {
+        self.gso_max_size = max;
+        self
+    }
+
+    /// With (or without) receive checksum offload.
+    pub fn with_rx_checksum(mut self, on: bool) -> DeviceCapabilities {
+        self.rx_checksum = on;
+        self
+    }
+
+    /// With (or without) transmit checksum offload.
+    pub fn with_tx_checksum_partial(mut self, on: bool) -> DeviceCapabilities {
+        self.tx_checksum_partial = on;
+        self
+    }
+}
 
 /// A source and sink of raw IP packets (no link-layer header).
 pub trait Device: Send + 'static {
-    /// The largest IP packet the device carries.
-    fn mtu(&self) -> usize;
-    /// Receive one IP packet into `buf`. Pending until one arrives.
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
-    /// Whether the packet that the last successful `poll_recv` returned has a TCP checksum
-    /// the device already verified or computed itself (receive checksum offload, Linux
-    /// `CHECKSUM_UNNECESSARY`), so that the stack need not verify it again. A device that
-    /// cannot tell keeps the default, `false`.
-    fn checksum_verified(&self) -> bool {
-        false
+    /// What the device can do. Asked once, when the stack starts; the answer must not change.
+    fn capabilities(&self) -> DeviceCapabilities;
+
+    /// Receive one IP packet (or, with segmentation offload, one GRO super-segment) into the
+    /// start of `buf`, which the driver makes large enough for any IP packet. Pending until
+    /// one arrives. The [`RecvMeta`] gives its length and what the device knows about it.
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>>;
+
+    /// Queue one packet or super-segment as the core described it in `transmit`: a
+    /// [`Transmit::segment_size`] only if [`DeviceCapabilities::gso_max_size`] allows it, a
+    /// [`Transmit::checksum_partial`] only if [`DeviceCapabilities::tx_checksum_partial`] is
+    /// set. Pending when the device is full (the driver keeps the packet and comes back when
+    /// woken). An error means the packet is lost; TCP recovers from that.
+    ///
+    /// A device may hold packets to send them together; it must then send them at the next
+    /// [`poll_flush`](Device::poll_flush) at the latest.
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>>;
+
+    /// Push out whatever the device holds back to batch it. The driver calls it after every
+    /// burst of sends, so that nothing waits for the next round. The default: nothing held.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
     }
-    /// Queue one IP packet for sending.
-    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>>;
+
     /// Whether the device still works. The driver asks about once a second, because a
     /// device can vanish without a single read or write failing: a TUN whose interface was
     /// deleted gets no readiness event at all. An error stops the stack, and every pending
@@ -38,29 +112,27 @@ pub trait Device: Send + 'static {
     fn check(&mut self) -> io::Result<()> {
         Ok(())
     }
-    /// The largest super-segment the device takes, in bytes of IP packet (segmentation
-    /// offload, Linux's `gso_max_size`), or 0, the default, for one segment per packet. The
-    /// stack sets [`Config::gso_max_size`](synack_core::Config::gso_max_size) from it.
-    fn gso_max_size(&self) -> usize {
-        0
-    }
-    /// Queue a super-segment: a TCP packet whose payload is to be cut into segments of
-    /// `segment_size` bytes, as [`Transmit::segment_size`](synack_core::Transmit) describes,
-    /// or handed whole to a receiver that takes it so (GRO). Called only on a device whose
-    /// `gso_max_size` is not 0; the default refuses it.
-    fn poll_send_segments(
-        &mut self,
-        cx: &mut Context<'_>,
-        packet: &[u8],
-        segment_size: usize,
-    ) -> Poll<io::Result<()>> {
-        let _ = (cx, segment_size);
-        Poll::Ready(Err(io::Error::new(
+}
+
+/// Refuses what a device without offloads cannot send: a super-segment, or a packet whose
+/// checksum is left for the device to finish. The stack never configures the core to build
+/// either for such a device; this guards a caller using the device directly.
+pub(crate) fn plain_packet(transmit: &Transmit) -> io::Result<()> {
+    if let Some(size) = transmit.segment_size {
+        return Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "a super-segment of {} bytes for a device without segmentation offload",
-                packet.len()
+                "a super-segment of {} bytes (segments of {size}) for a device without \
+                 segmentation offload",
+                transmit.len
             ),
-        )))
+        ));
     }
+    if transmit.checksum_partial {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a partial checksum for a device without transmit checksum offload",
+        ));
+    }
+    Ok(())
 }

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::Device;
+use synack_core::{RecvMeta, Transmit};
+
+use super::{Device, DeviceCapabilities};
 
 /// The pcap magic for microsecond timestamps, written in native byte order (readers detect
 /// the order from it).
@@ -110,27 +112,23 @@ impl<D: Device> PcapDevice<D> {
 }
 
 impl<D: Device> Device for PcapDevice<D> {
-    fn mtu(&self) -> usize {
-        self.inner.mtu()
-    }
-
-    fn checksum_verified(&self) -> bool {
-        self.inner.checksum_verified()
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
     }
 
     fn check(&mut self) -> io::Result<()> {
         self.inner.check()
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         match self.inner.poll_recv(cx, buf) {
-            Poll::Ready(Ok(n)) => {
+            Poll::Ready(Ok(meta)) => {
                 // A device never reports more than it was given; `get` keeps a faulty one
                 // from making us panic.
-                if let Some(packet) = buf.get(..n) {
+                if let Some(packet) = buf.get(..meta.len) {
                     self.record(packet);
                 }
-                Poll::Ready(Ok(n))
+                Poll::Ready(Ok(meta))
             }
             Poll::Pending => {
                 // Idle: a good moment to make the file current.
@@ -145,31 +143,24 @@ impl<D: Device> Device for PcapDevice<D> {
         }
     }
 
-    fn poll_send(&mut self, cx: &mut Context<'_>, packet: &[u8]) -> Poll<io::Result<()>> {
-        let result = self.inner.poll_send(cx, packet);
-        if let Poll::Ready(Ok(())) = result {
-            self.record(packet);
-        }
-        result
-    }
-
-    fn gso_max_size(&self) -> usize {
-        self.inner.gso_max_size()
-    }
-
-    /// Records the super-segment whole, as tcpdump on a Linux host shows the GSO packets its
-    /// TCP hands the device.
-    fn poll_send_segments(
+    /// Records the packet as the core wrote it: a super-segment whole, as tcpdump on a Linux
+    /// host shows the GSO packets its TCP hands the device, and a partial checksum as it is,
+    /// as captures of checksum-offloaded packets show on Linux.
+    fn poll_send(
         &mut self,
         cx: &mut Context<'_>,
         packet: &[u8],
-        segment_size: usize,
+        transmit: &Transmit,
     ) -> Poll<io::Result<()>> {
-        let result = self.inner.poll_send_segments(cx, packet, segment_size);
+        let result = self.inner.poll_send(cx, packet, transmit);
         if let Poll::Ready(Ok(())) = result {
             self.record(packet);
         }
         result
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_flush(cx)
     }
 }
 

@@ -47,7 +47,8 @@ impl Net {
                 &addrs,
             ),
             None => Stack::new(config, tun, &addrs),
-        };
+        }
+        .expect("start the stack");
         Net { stack, dir, ns }
     }
 

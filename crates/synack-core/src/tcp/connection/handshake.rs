@@ -162,6 +162,7 @@ impl Connection {
             pace: (0, now),
             memory_pressure: false,
             verdict: Default::default(),
+            gro_segment_size: None,
             passive: false,
             probe_pending: false,
             persist_backoff: 0,

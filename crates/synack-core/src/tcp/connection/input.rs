@@ -23,9 +23,17 @@ pub(crate) struct InputVerdict {
 }
 
 impl Connection {
-    /// Feed one segment addressed to this connection.
-    pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+    /// Feed one segment addressed to this connection. `segment_size` is
+    /// [`RecvMeta::segment_size`](crate::RecvMeta::segment_size): `Some(n)` when `seg` is
+    /// GRO-coalesced segments of `n` payload bytes.
+    pub fn handle_segment(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) -> Disposition {
         self.verdict = InputVerdict::default();
+        self.gro_segment_size = segment_size;
         match self.state {
             State::Closed | State::Listen => Disposition::Closed,
             State::SynSent => self.handle_syn_sent(now, seg),
@@ -672,8 +680,11 @@ impl Connection {
                     self.rcv.sack_changed = true;
                 } else {
                     let rto = self.current_rto();
+                    // The peer's segment size, for the receive MSS estimate: a GRO packet's
+                    // own (Linux tcp_measure_rcv_mss reads gso_size before skb->len).
+                    let len = self.gro_segment_size.unwrap_or(data.len());
                     let delack = &mut self.rcv.delack;
-                    delack.on_data(now, data.len(), self.rcv.mss, rcv_wnd, rto);
+                    delack.on_data(now, len, self.rcv.mss, rcv_wnd, rto);
                     self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
                     if had_ooo {
                         // One that fills a hole is ACKed at once (RFC 5681 §4.2).

@@ -3,7 +3,9 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
-//! - `close`: shutdown, close, abort and TIME-WAIT;
+//! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
+//!   a connection in TIME-WAIT);
+//! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
 //! - `timers`: the deadlines and what happens when each one fires.
 //!
 //! A connection is itself sans-IO: the endpoint feeds it parsed segments and `now`, and asks it
@@ -27,10 +29,12 @@ use crate::time::Instant;
 
 mod close;
 pub(crate) mod handshake;
+mod icmp;
 mod input;
 pub(crate) mod output;
 mod timers;
 
+pub(crate) use close::TimeWaitEntry;
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
@@ -289,6 +293,10 @@ pub(crate) struct Connection {
     pub rcv_space: (usize, Instant, usize),
     /// What the last input made of its segment, for the endpoint's counters.
     pub verdict: input::InputVerdict,
+    /// The segment being processed is GRO-coalesced segments of this many payload bytes
+    /// ([`RecvMeta::segment_size`](crate::RecvMeta::segment_size)): the peer's segment size,
+    /// read where Linux reads `gso_size`.
+    pub gro_segment_size: Option<usize>,
     /// Created by a listener (a passive open).
     pub passive: bool,
     /// A zero-window or keepalive probe must be sent.
@@ -322,6 +330,8 @@ pub(crate) struct ConnConfig {
     pub recv_buffer_max: usize,
     pub pacing: bool,
     pub gso_max_size: usize,
+    /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
+    pub tx_checksum_offload: bool,
     /// The window scale we offer: the smallest that lets the largest receive buffer fit
     /// (0 without window scaling).
     pub rcv_wscale: u8,
@@ -349,7 +359,8 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             pacing: c.pacing,
-            gso_max_size: c.gso_max_size.min(usize::from(u16::MAX)),
+            gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
+            tx_checksum_offload: c.tx_checksum_offload,
             rcv_wscale: if c.window_scaling {
                 handshake::window_shift_for(c.recv_ceiling())
             } else {

@@ -14,7 +14,9 @@ pub(crate) const HOP_LIMIT: u8 = 64;
 
 /// Write an IP packet carrying `seg` into `buf`. The payload is taken from `seg.payload`, or
 /// produced in place by `fill` when `fill_len` is non-zero (the send buffer copies straight into
-/// the packet). Returns the packet's length, or `None` if `buf` is too small.
+/// the packet). With `checksum_partial` the TCP checksum field holds only the pseudo-header
+/// sum, for the device to complete (`Transmit::checksum_partial`), and the payload is never
+/// summed. Returns the packet's length, or `None` if `buf` is too small.
 pub(crate) fn write_segment(
     buf: &mut [u8],
     src: IpAddr,
@@ -22,13 +24,15 @@ pub(crate) fn write_segment(
     seg: &TcpRepr<'_>,
     fill_len: usize,
     fill: impl FnOnce(&mut [u8]),
+    checksum_partial: bool,
 ) -> Option<usize> {
     let payload_len = if fill_len > 0 {
         fill_len
     } else {
         seg.payload.len()
     };
-    let tcp_len = seg.header_len() + payload_len;
+    let header_len = seg.header_len();
+    let tcp_len = header_len + payload_len;
     let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp_len, HOP_LIMIT).ok()?;
     let ip_len = ip.header_len();
     let total = ip_len + tcp_len;
@@ -38,11 +42,15 @@ pub(crate) fn write_segment(
     ip.emit(&mut buf[..ip_len]);
     let tcp = &mut buf[ip_len..total];
     if fill_len > 0 {
-        let header_len = seg.header_len();
         fill(&mut tcp[header_len..]);
-        seg.emit_in_place(tcp, src, dst, fill_len);
     } else {
-        seg.emit(tcp, src, dst);
+        tcp[header_len..].copy_from_slice(seg.payload);
+    }
+    let mut packet = seg.emit_header(tcp, payload_len);
+    if checksum_partial {
+        packet.fill_checksum_partial(src, dst);
+    } else {
+        packet.fill_checksum(src, dst);
     }
     Some(total)
 }
@@ -58,6 +66,8 @@ pub(crate) struct Sent {
     pub segment_size: Option<usize>,
     /// The segments the packet stands for: 1, or more for a super-segment.
     pub segments: u32,
+    /// The TCP checksum is left for the device to complete (`Transmit::checksum_partial`).
+    pub checksum_partial: bool,
 }
 
 impl Sent {
@@ -69,6 +79,7 @@ impl Sent {
             rst,
             segment_size: None,
             segments: 1,
+            checksum_partial: false,
         }
     }
 }
@@ -608,10 +619,12 @@ impl Connection {
             }
         }
         let buffer = &self.snd.buffer;
-        let result = write_segment(buf, self.local.ip(), self.remote.ip(), &seg, len, |dst| {
-            buffer.copy_out(offset, &mut dst[..len]);
-        });
-        let packet_len = result?;
+        let partial = self.cfg.tx_checksum_offload;
+        let (src, dst) = (self.local.ip(), self.remote.ip());
+        let fill = |out: &mut [u8]| {
+            buffer.copy_out(offset, &mut out[..len]);
+        };
+        let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
         if len > 0 {
             // Data answering data: request/response (checked before `after_send`, which may
             // end quick-ACK mode, as Linux's tcp_event_data_sent runs first).
@@ -619,6 +632,7 @@ impl Connection {
         }
         self.after_send(&seg);
         let mut sent = Sent::single(packet_len, retransmit, false);
+        sent.checksum_partial = partial;
         if len > segment {
             sent.segment_size = Some(segment);
             sent.segments = u32::try_from(len.div_ceil(segment)).unwrap_or(u32::MAX);
@@ -634,14 +648,18 @@ impl Connection {
         retransmit: bool,
         rst: bool,
     ) -> Option<Sent> {
-        let len = write_segment(buf, self.local.ip(), self.remote.ip(), seg, 0, |_| {})?;
+        let partial = self.cfg.tx_checksum_offload;
+        let (src, dst) = (self.local.ip(), self.remote.ip());
+        let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
         if retransmit {
             self.retransmits += 1;
         }
         if !rst {
             self.after_send(seg);
         }
-        Some(Sent::single(len, retransmit, rst))
+        let mut sent = Sent::single(len, retransmit, rst);
+        sent.checksum_partial = partial;
+        Some(sent)
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.

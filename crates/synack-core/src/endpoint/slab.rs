@@ -5,7 +5,7 @@
 //! a slot bumps its generation, so a stale handle finds nothing instead of someone else's
 //! connection.
 
-use crate::endpoint::ConnectionHandle;
+use super::handle::ConnectionHandle;
 
 #[derive(Debug)]
 struct Entry<T> {

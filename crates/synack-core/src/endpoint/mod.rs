@@ -8,37 +8,37 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
-use crate::config::{Config, SynCookies};
+use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
-use crate::slab::Slab;
 use crate::stats::Stats;
-use crate::syncookie;
-use crate::tcp::connection::handshake::{Identity, PeerOptions};
-use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
+use crate::tcp::connection::handshake::Identity;
+use crate::tcp::connection::output::write_segment;
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::time_wait::{TimeWaitEntry, TimeWaitTable};
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
-/// An opaque handle to one connection; it stays valid until [`Endpoint::close`] or
-/// [`Endpoint::abort`] releases it. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionHandle(pub usize);
+mod handle;
+mod icmp;
+mod listen;
+mod slab;
+mod table;
+mod time_wait;
 
-/// An opaque handle to one listener. Handles are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ListenerHandle(pub usize);
+pub use handle::{ConnectionHandle, ListenerHandle};
+use listen::Listener;
+use slab::Slab;
+use table::{table, Table, Tuple, COMPACT_SLACK};
+use time_wait::TimeWaitTable;
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -57,6 +57,34 @@ pub enum Event {
     Closed(ConnectionHandle, Option<Error>),
 }
 
+/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
+/// with it: the mirror of [`Transmit`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes of the IP packet at the start of the buffer.
+    pub len: usize,
+    /// The device verified the transport checksum (receive checksum offload: Linux's
+    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
+    /// itself; the core skips it. Everything else is still checked. Set it only for packets
+    /// the device vouches for.
+    pub checksum_verified: bool,
+    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
+    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
+    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
+    /// delayed-ACK decisions).
+    pub segment_size: Option<usize>,
+}
+
+impl RecvMeta {
+    /// A plain packet of `len` bytes: checksum to be verified, one segment.
+    pub fn new(len: usize) -> RecvMeta {
+        RecvMeta {
+            len,
+            ..RecvMeta::default()
+        }
+    }
+}
+
 /// One packet written by [`Endpoint::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
@@ -67,8 +95,14 @@ pub struct Transmit {
     /// shorter), each with a copy of the header and its own sequence number, as a device
     /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
     /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO).
+    /// (GRO), unless `checksum_partial` says they are not complete.
     pub segment_size: Option<usize>,
+    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
+    /// (not complemented, over the packet's whole TCP length), and the device must finish
+    /// it over the TCP header and payload (csum_start = the start of the TCP header,
+    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
+    /// connection's TCP packets; everything else leaves complete.
+    pub checksum_partial: bool,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -79,10 +113,6 @@ const MAX_CONTROL_PACKETS: usize = 1024;
 /// Events beyond this many undrained are dropped: they are hints, and an application that
 /// never drains them must not make the endpoint grow.
 const MAX_EVENTS: usize = 1 << 16;
-
-/// Superseded entries a lazily-deleted queue (the timer heap, the TIME-WAIT expiry queue)
-/// may hold beyond twice its live ones before it is rebuilt.
-pub(crate) const COMPACT_SLACK: usize = 1024;
 
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,64 +141,6 @@ struct Slot {
     timer: Option<Instant>,
     /// The buffer memory last counted in `Endpoint::memory`.
     memory: usize,
-}
-
-#[derive(Debug)]
-struct Listener {
-    local: SocketAddr,
-    backlog: usize,
-    syn_queue: usize,
-    accept_queue: VecDeque<ConnectionHandle>,
-    /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
-    /// (Linux `tcp_synq_no_recent_overflow`).
-    last_overflow: Option<Instant>,
-    /// What every connection it accepts takes.
-    options: SocketOptions,
-}
-
-/// The endpoint's hash maps keyed by addresses a peer chooses: foldhash (fast on small keys),
-/// with a per-endpoint secret seed so collisions cannot be aimed (std's SipHash cost a sixth
-/// of the time per handshake).
-pub(crate) type Table<K, V> = HashMap<K, V, foldhash::fast::SeedableRandomState>;
-
-pub(crate) fn table<K, V>(seed: u64) -> Table<K, V> {
-    HashMap::with_hasher(foldhash::fast::SeedableRandomState::with_seed(
-        seed,
-        foldhash::SharedSeed::global_fixed(),
-    ))
-}
-
-/// A connection's 4-tuple, `(local, remote)`, as a table key.
-///
-/// It is hashed for every segment that arrives, so it feeds the hasher a few whole words
-/// (both IPv4 addresses in one, both ports in another) instead of going through
-/// `SocketAddr`'s field-by-field `Hash`, which makes eight hasher calls per address.
-/// Equality is still on the full addresses: an IPv4 and an IPv6 tuple never compare equal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tuple(pub SocketAddr, pub SocketAddr);
-
-impl Hash for Tuple {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let ports = u32::from(self.0.port()) << 16 | u32::from(self.1.port());
-        match (self.0.ip(), self.1.ip()) {
-            (IpAddr::V4(l), IpAddr::V4(r)) => {
-                state.write_u64(u64::from(u32::from(l)) << 32 | u64::from(u32::from(r)));
-            }
-            (l, r) => {
-                state.write_u128(ip_bits(l));
-                state.write_u128(ip_bits(r));
-            }
-        }
-        state.write_u32(ports);
-    }
-}
-
-/// An address as 128 bits (IPv4 mapped into IPv6), for hashing only.
-fn ip_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -299,23 +271,16 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link.
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, true);
-    }
-
-    /// Feed one IP packet whose TCP checksum the link has already verified, or computed
-    /// itself, as a NIC with receive checksum offload reports (Linux `CHECKSUM_UNNECESSARY`):
-    /// it is not verified again. Everything else is checked as in
-    /// [`Endpoint::handle_packet`]. Use it only for packets the device vouches for, such as
-    /// the segments an offloading TUN cuts from the kernel's own super-packets.
-    pub fn handle_verified_packet(&mut self, now: Instant, packet: &[u8]) {
-        self.receive(now, packet, false);
-    }
-
-    fn receive(&mut self, now: Instant, packet: &[u8], verify_checksum: bool) {
+    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
+    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
+    /// past the end of `buf` is dropped as malformed.
+    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
         self.stats.packets_in += 1;
-        if !verify_checksum {
+        let Some(packet) = buf.get(..meta.len) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        if meta.checksum_verified {
             self.stats.checksum_offloaded += 1;
         }
         let (ip, payload) = match wire::ip::parse(packet) {
@@ -327,7 +292,7 @@ impl Endpoint {
             return;
         }
         match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, verify_checksum),
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),
@@ -353,14 +318,9 @@ impl Endpoint {
         }
     }
 
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], verify_checksum: bool) {
+    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let parsed = if verify_checksum {
-            TcpRepr::parse(payload, src, dst)
-        } else {
-            TcpRepr::parse_verified(payload, src, dst)
-        };
-        let seg = match parsed {
+        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
             Ok(seg) => seg,
             Err(e) => return self.count_wire_error(e),
         };
@@ -378,7 +338,7 @@ impl Endpoint {
             if self.reuse_time_wait(h, &seg) {
                 self.remove(h);
             } else {
-                self.deliver(now, h, &seg);
+                self.deliver(now, h, &seg, meta.segment_size);
                 return;
             }
         } else if self.time_wait.contains(&Tuple(local, remote))
@@ -393,101 +353,12 @@ impl Endpoint {
         self.reply_rst(local, remote, &seg);
     }
 
-    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
-    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
-    fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
-        let Some(slot) = self.connections.get(&h) else {
-            return false;
-        };
-        let c = &slot.conn;
-        let is_syn = seg.flags.contains(TcpFlags::SYN)
-            && !seg.flags.contains(TcpFlags::ACK)
-            && !seg.flags.contains(TcpFlags::RST);
-        if c.state == State::Closed {
-            return slot.owner == Owner::Nobody;
-        }
-        if c.state != State::TimeWait || !is_syn || self.find_listener(c.local).is_none() {
-            return false;
-        }
-        match (c.ts.enabled, seg.timestamp) {
-            (true, Some(ts)) => (ts.tsval.wrapping_sub(c.ts.recent) as i32) > 0,
-            _ => seg.seq_number > c.rcv.nxt,
-        }
-    }
-
-    /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
-    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
-    /// the caller hands it to the listener.
-    fn handle_time_wait(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) -> bool {
-        let tuple = Tuple(local, remote);
-        let Some(&e) = self.time_wait.get(&tuple) else {
-            return false;
-        };
-        let flags = seg.flags;
-        if flags.contains(TcpFlags::RST) {
-            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
-            if seg.seq_number == e.rcv_nxt {
-                self.time_wait.remove(&tuple);
-            } else {
-                self.stats.drop_out_of_window += 1;
-            }
-            return true;
-        }
-        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
-            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
-            // sequence number, is beyond the old connection's.
-            let newer = match (e.ts, seg.timestamp) {
-                (Some((recent, _)), Some(ts)) => (ts.tsval.wrapping_sub(recent) as i32) > 0,
-                _ => seg.seq_number > e.rcv_nxt,
-            };
-            if newer && self.find_listener(local).is_some() {
-                self.time_wait.remove(&tuple);
-                return false;
-            }
-        }
-        if flags.contains(TcpFlags::FIN) {
-            // "The only thing that can arrive in this state is a retransmission of the remote
-            // FIN. Acknowledge it, and restart the 2 MSL timeout."
-            self.time_wait.restart(&tuple, now + self.config.time_wait);
-        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
-            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
-            // duplicate) needs no answer; answering it would start an endless ACK exchange
-            // between two TIME-WAITs.
-            self.stats.drop_other += 1;
-            return true;
-        } else {
-            // Old duplicates and data get an ACK restating where we are.
-            self.stats.drop_out_of_window += 1;
-        }
-        let mut ack = TcpRepr::new(
-            local.port(),
-            remote.port(),
-            TcpFlags::ACK,
-            e.snd_nxt,
-            e.rcv_nxt,
-        );
-        ack.window_len = e.window;
-        if let Some((recent, offset)) = e.ts {
-            ack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: (now.total_millis() as u32).wrapping_add(offset),
-                tsecr: recent,
-            });
-        }
-        self.queue_segment(local, remote, &ack);
-        true
-    }
-
     /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
     /// whether it was queued.
     fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
         let mut buf = vec![0u8; 120];
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}) {
+        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
+        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
                 self.push_control(buf)
@@ -497,7 +368,13 @@ impl Endpoint {
     }
 
     /// Hand a segment to its connection.
-    fn deliver(&mut self, now: Instant, h: ConnectionHandle, seg: &TcpRepr<'_>) {
+    fn deliver(
+        &mut self,
+        now: Instant,
+        h: ConnectionHandle,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).
         if let Some(slot) = self.connections.get(&h) {
@@ -513,7 +390,7 @@ impl Endpoint {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
-        let _ = slot.conn.handle_segment(now, seg);
+        let _ = slot.conn.handle_segment(now, seg, segment_size);
         let v = slot.conn.verdict;
         if v.out_of_window {
             self.stats.drop_out_of_window += 1;
@@ -528,250 +405,6 @@ impl Endpoint {
             self.stats.challenge_acks_limited += 1;
         }
         self.after(h);
-    }
-
-    /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
-    fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
-        let (iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
-        Identity {
-            local,
-            remote,
-            iss,
-            ts_offset,
-        }
-    }
-
-    fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
-        if let Some(&l) = self.by_local.get(&local) {
-            return Some(l);
-        }
-        let any: IpAddr = match local.ip() {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        };
-        self.by_local
-            .get(&SocketAddr::new(any, local.port()))
-            .copied()
-    }
-
-    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
-    fn handle_listen(
-        &mut self,
-        now: Instant,
-        l: ListenerHandle,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) {
-        let flags = seg.flags;
-        // "First, check for a RST: an incoming RST segment could not be valid since it could
-        // not have been sent in response to anything sent by this incarnation."
-        if flags.contains(TcpFlags::RST) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>" — unless it completes a
-        // SYN-cookie handshake.
-        if flags.contains(TcpFlags::ACK) {
-            if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
-                if self.accept_cookie(now, l, local, remote, seg) {
-                    return;
-                }
-                self.stats.syncookies_failed += 1;
-            }
-            self.reply_rst(local, remote, seg);
-            return;
-        }
-        // "Third, check for a SYN". A SYN with FIN is nonsense; Linux drops it.
-        if !flags.contains(TcpFlags::SYN) || flags.contains(TcpFlags::FIN) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        let Some(listener) = self.listeners.get(&l) else {
-            return;
-        };
-        let options = listener.options;
-        // A full accept queue drops the SYN even with cookies, as Linux does: the application
-        // is not keeping up, and more connections would only wait.
-        if listener.accept_queue.len() >= listener.backlog {
-            self.stats.drop_listen_overflow += 1;
-            return;
-        }
-        if self.memory >= self.config.max_memory {
-            self.stats.drop_listen_overflow += 1;
-            return;
-        }
-        let overflow = listener.syn_queue >= listener.backlog
-            || self.half_open >= self.config.max_half_open
-            || !self.make_room();
-        match (self.config.syncookies, overflow) {
-            (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
-                if overflow {
-                    if let Some(listener) = self.listeners.get_mut(&l) {
-                        listener.last_overflow = Some(now);
-                    }
-                }
-                self.send_cookie(now, local, remote, seg);
-                return;
-            }
-            (SynCookies::Off, true) => {
-                self.stats.drop_listen_overflow += 1;
-                return;
-            }
-            _ => {}
-        }
-        let id = self.identity(local, remote, now);
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
-        conn.apply_options(&options);
-        conn.accept_syn(now, seg);
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.syn_of = Some(l);
-        }
-        if let Some(listener) = self.listeners.get_mut(&l) {
-            listener.syn_queue += 1;
-        }
-        self.half_open += 1;
-        self.after(h);
-    }
-
-    /// Whether ACKs to listener `l` may carry SYN cookies now: cookies are always on, or its
-    /// SYN queue overflowed less than two cookie periods ago.
-    fn cookies_active(&self, l: ListenerHandle, now: Instant) -> bool {
-        match self.config.syncookies {
-            SynCookies::Off => false,
-            SynCookies::Always => true,
-            SynCookies::OnOverflow => self
-                .listeners
-                .get(&l)
-                .and_then(|l| l.last_overflow)
-                .is_some_and(|t| now - t < syncookie::COOKIE_PERIOD * syncookie::MAX_AGE),
-        }
-    }
-
-    /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
-    fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
-        let mss = if ipv6 {
-            self.config.mss_v4().saturating_sub(20)
-        } else {
-            self.config.mss_v4()
-        };
-        (mss, self.conn_config.rcv_wscale)
-    }
-
-    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
-    /// SACK offered ride in our TSval's low bits; without timestamps they are not offered.
-    fn send_cookie(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        syn: &TcpRepr<'_>,
-    ) {
-        let ipv6 = local.is_ipv6();
-        let (our_mss, shift) = self.our_syn_options(ipv6);
-        let peer_mss = syn.max_seg_size.unwrap_or(if ipv6 { 1220 } else { 536 });
-        let mss = peer_mss.min(our_mss);
-        let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
-        let mut synack = TcpRepr::new(
-            local.port(),
-            remote.port(),
-            TcpFlags::SYN | TcpFlags::ACK,
-            iss,
-            syn.seq_number + 1,
-        );
-        synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
-        synack.max_seg_size = Some(our_mss);
-        if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
-            let wscale =
-                (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
-            let sack = self.config.sack && syn.sack_permitted;
-            let offset = self.secrets.ts_offset(local, remote);
-            let ts_now = (now.total_millis() as u32).wrapping_add(offset);
-            synack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: syncookie::encode_ts_options(ts_now, wscale, sack),
-                tsecr: ts.tsval,
-            });
-            synack.window_scale = wscale;
-            synack.sack_permitted = sack;
-        }
-        if self.queue_segment(local, remote, &synack) {
-            self.stats.syncookies_sent += 1;
-        }
-    }
-
-    /// An ACK reached a listener: if it carries a valid cookie, rebuild the connection and
-    /// queue it for `accept`. Returns whether it did.
-    fn accept_cookie(
-        &mut self,
-        now: Instant,
-        l: ListenerHandle,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) -> bool {
-        let Some(mss) = syncookie::check_cookie(
-            &self.secrets,
-            local,
-            remote,
-            seg.seq_number - 1,
-            seg.ack_number - 1,
-            now,
-        ) else {
-            return false;
-        };
-        let full = self
-            .listeners
-            .get(&l)
-            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if full || self.memory >= self.config.max_memory || !self.make_room() {
-            self.stats.drop_listen_overflow += 1;
-            return true;
-        }
-        // The options we agreed to come back in TSecr; without timestamps, none were offered.
-        let (wscale, sack, tsval) = match (self.config.timestamps, seg.timestamp) {
-            (true, Some(ts)) => {
-                let (wscale, sack) = syncookie::decode_ts_options(ts.tsecr);
-                (wscale, sack, Some(ts.tsval))
-            }
-            _ => (None, false, None),
-        };
-        let peer = PeerOptions {
-            mss: Some(mss),
-            wscale,
-            sack_permitted: sack,
-            tsval,
-        };
-        // The ISN is the cookie the peer echoed.
-        let id = Identity {
-            local,
-            remote,
-            iss: seg.ack_number - 1,
-            ts_offset: self.secrets.ts_offset(local, remote),
-        };
-        let options = self
-            .listeners
-            .get(&l)
-            .map(|l| l.options)
-            .unwrap_or_default();
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
-        conn.apply_options(&options);
-        conn.open_from_cookie(now, peer, seg);
-        self.stats.syncookies_validated += 1;
-        self.stats.connections_established += 1;
-        if let Some(listener) = self.listeners.get_mut(&l) {
-            listener.accept_queue.push_back(h);
-        }
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.owner = Owner::AcceptQueue(l);
-            // Data riding on the cookie ACK is processed like any other segment.
-            let _ = slot.conn.take_notify();
-            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let _ = slot.conn.handle_segment(now, seg);
-            }
-        }
-        self.push_event(Event::Incoming(l));
-        self.after(h);
-        true
     }
 
     /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
@@ -814,115 +447,6 @@ impl Endpoint {
         true
     }
 
-    fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
-        let v6 = matches!(ip, IpRepr::Ipv6(_));
-        match icmp {
-            IcmpRepr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => {
-                if !is_unicast(ip.src_addr()) {
-                    self.stats.drop_other += 1;
-                    return;
-                }
-                let reply = IcmpRepr::EchoReply {
-                    ident,
-                    seq_no,
-                    data,
-                };
-                let proto = if v6 {
-                    IpProtocol::Icmpv6
-                } else {
-                    IpProtocol::Icmp
-                };
-                let Ok(out_ip) = IpRepr::new(
-                    ip.dst_addr(),
-                    ip.src_addr(),
-                    proto,
-                    reply.buffer_len(),
-                    HOP_LIMIT,
-                ) else {
-                    return;
-                };
-                let hl = out_ip.header_len();
-                let mut buf = vec![0u8; out_ip.buffer_len()];
-                out_ip.emit(&mut buf[..hl]);
-                match (ip.dst_addr(), ip.src_addr()) {
-                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
-                    _ => reply.emit_v4(&mut buf[hl..]),
-                }
-                if self.push_control(buf) {
-                    self.stats.echo_replies += 1;
-                }
-            }
-            IcmpRepr::DstUnreachable { code, invoking } => {
-                let error = match (v6, code) {
-                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
-                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
-                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
-                    _ => Error::HostUnreachable,
-                };
-                self.icmp_error(invoking, Some(error), None);
-            }
-            IcmpRepr::PacketTooBig { mtu, invoking } => {
-                self.icmp_error(invoking, None, Some(mtu));
-            }
-            IcmpRepr::TimeExceeded { invoking, .. } => {
-                self.icmp_error(invoking, Some(Error::HostUnreachable), None);
-            }
-            _ => self.stats.drop_other += 1,
-        }
-    }
-
-    /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
-    /// sequence number is one we have sent and not yet seen acknowledged).
-    fn icmp_error(&mut self, invoking: &[u8], error: Option<Error>, mtu: Option<u32>) {
-        let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        let local = SocketAddr::new(osrc, sport);
-        let remote = SocketAddr::new(odst, dport);
-        let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) else {
-            self.stats.drop_other += 1;
-            return;
-        };
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let c = &mut slot.conn;
-        if !(seq >= c.snd.una && seq < c.snd.max.max(c.snd.una + 1)) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        if let Some(mtu) = mtu {
-            // RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below
-            // the protocol minimum, and resend what was in flight.
-            let headers = if c.local.is_ipv6() { 60 } else { 40 };
-            let floor = if c.local.is_ipv6() { 1220 } else { 536 };
-            let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-            if new_mss < c.snd.mss {
-                c.snd.mss = new_mss;
-                c.cc.set_mss(new_mss);
-                if c.is_synchronized() {
-                    c.snd.nxt = c.snd.una;
-                }
-            }
-        } else if let Some(error) = error {
-            // Linux: during the handshake an ICMP error ends the connect; afterwards it is a
-            // soft error, reported only if the connection later times out.
-            let active_open =
-                c.state == State::SynSent || (c.state == State::SynReceived && !c.passive);
-            if active_open {
-                c.enter_closed(Some(error));
-            } else {
-                c.soft_error = Some(error);
-            }
-        }
-        self.after(h);
-    }
-
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time_wait.expire(now);
@@ -958,6 +482,7 @@ impl Endpoint {
                 return Some(Transmit {
                     len: packet.len(),
                     segment_size: None,
+                    checksum_partial: false,
                 });
             }
         }
@@ -985,6 +510,7 @@ impl Endpoint {
                     return Some(Transmit {
                         len: sent.len,
                         segment_size: sent.segment_size,
+                        checksum_partial: sent.checksum_partial,
                     });
                 }
                 None => {
@@ -1209,26 +735,10 @@ impl Endpoint {
         match slot.conn.state {
             State::Closed => self.remove(h),
             State::TimeWait => {
-                let c = &slot.conn;
-                let tuple = Tuple(c.local, c.remote);
-                let entry = TimeWaitEntry {
-                    snd_nxt: c.snd.max,
-                    rcv_nxt: c.rcv.nxt,
-                    ts: c.ts.enabled.then_some((c.ts.recent, c.ts.offset)),
-                    window: ((c.rcv.adv - c.rcv.nxt) >> c.rcv.wscale).min(u16::MAX as usize) as u16,
-                    expires: c.timers.time_wait.unwrap_or(Instant::ZERO),
-                };
+                let tuple = Tuple(slot.conn.local, slot.conn.remote);
+                let entry = slot.conn.time_wait_snapshot();
                 self.remove(h);
-                if self.config.max_time_wait == 0 {
-                    return;
-                }
-                while self.time_wait.len() >= self.config.max_time_wait {
-                    if !self.time_wait.evict_oldest() {
-                        break;
-                    }
-                    self.stats.time_wait_recycled += 1;
-                }
-                self.time_wait.insert(tuple, entry);
+                self.enter_time_wait(tuple, entry);
             }
             _ => {}
         }
@@ -1363,103 +873,6 @@ impl Endpoint {
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
         Ok(h)
-    }
-
-    /// Listen on `local` (an own address, or the unspecified address for all of them). Port 0
-    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
-    /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
-    pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
-        self.listen_with(local, backlog, &SocketOptions::default())
-    }
-
-    /// [`Endpoint::listen`] with a socket's options, which every connection the listener
-    /// accepts takes.
-    pub fn listen_with(
-        &mut self,
-        local: SocketAddr,
-        backlog: usize,
-        opts: &SocketOptions,
-    ) -> Result<ListenerHandle, Error> {
-        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
-            return Err(Error::AddrNotAvailable);
-        }
-        let mut local = local;
-        if local.port() == 0 {
-            let (min, max) = self.config.ephemeral_ports;
-            let free = (min..=max).find(|&p| {
-                let a = SocketAddr::new(local.ip(), p);
-                !self.by_local.contains_key(&a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
-            });
-            local.set_port(free.ok_or(Error::AddrNotAvailable)?);
-        }
-        if self.by_local.contains_key(&local) {
-            return Err(Error::AddrInUse);
-        }
-        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
-        let l = ListenerHandle(self.next_handle);
-        self.next_handle += 1;
-        self.listeners.insert(
-            l,
-            Listener {
-                local,
-                backlog,
-                syn_queue: 0,
-                accept_queue: VecDeque::new(),
-                last_overflow: None,
-                options: *opts,
-            },
-        );
-        self.by_local.insert(local, l);
-        Ok(l)
-    }
-
-    /// Take an established connection from a listener's accept queue.
-    pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
-        let l = self
-            .listeners
-            .get_mut(&listener)
-            .ok_or(Error::InvalidHandle)?;
-        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.owner = Owner::App;
-            // What happened while it waited in the queue is news to the application now.
-            let readable = slot.conn.recv_ready();
-            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
-            if readable {
-                self.push_event(Event::Readable(h));
-            }
-            if let Some(error) = closed {
-                self.push_event(Event::Closed(h, error));
-            }
-        }
-        Ok(h)
-    }
-
-    /// Stop listening. Connections still in its queues are reset, as Linux does.
-    pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
-        let l = self
-            .listeners
-            .remove(&listener)
-            .ok_or(Error::InvalidHandle)?;
-        self.by_local.remove(&l.local);
-        let doomed: Vec<ConnectionHandle> = self
-            .connections
-            .iter()
-            .filter(|(_, s)| s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener))
-            .map(|(h, _)| h)
-            .collect();
-        for h in doomed {
-            if let Some(slot) = self.connections.get_mut(&h) {
-                slot.owner = Owner::Nobody;
-                if slot.syn_of.take().is_some() {
-                    self.half_open = self.half_open.saturating_sub(1);
-                }
-                slot.conn.abort();
-                slot.conn.close(now);
-            }
-            self.after(h);
-        }
-        Ok(())
     }
 
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is

@@ -8,25 +8,19 @@
 //! application wake-up, so minutes of virtual time cost microseconds of real time, and the same
 //! seed always replays the same run.
 
+use core::ops::ControlFlow;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use synack_core::wire::{self, IpProtocol, TcpFlags, TcpRepr};
-use synack_core::{Config, Endpoint, Instant};
 
-/// Node `i`'s IPv4 address: 198.18.0.(i+1), inside the benchmarking block RFC 2544 reserves.
-pub fn v4(i: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(198, 18, 0, (i + 1) as u8))
-}
-
-/// Node `i`'s IPv6 address: 2001:db8::(i+1), the documentation prefix (RFC 3849).
-pub fn v6(i: usize) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i + 1) as u16))
-}
+use super::{describe, drain, inspect, payload_len, seed_bytes, v4, v6};
+use crate::wire;
+use crate::wire::gso::{self, TcpChecksum};
+use crate::{Config, Endpoint, Instant, RecvMeta};
 
 /// Faults a link injects, each drawn independently per packet from the network's seeded
 /// generator.
@@ -189,6 +183,8 @@ struct InFlight {
     from: usize,
     to: usize,
     corrupted: bool,
+    /// The segment size of a super-segment carried whole.
+    segment_size: Option<usize>,
     bytes: Vec<u8>,
 }
 
@@ -223,12 +219,20 @@ pub struct Net {
     /// `false` carries it whole, as Linux's veth and loopback carry GSO packets to a GRO
     /// receiver.
     pub cut_super_segments: bool,
+    /// How a super-segment carried whole is handed to its receiver: `true` with its segment
+    /// size in [`RecvMeta::segment_size`], as a device reports a GRO packet; `false` (the
+    /// default) as a plain packet.
+    pub gro: bool,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     links: HashMap<(usize, usize), Link>,
     wire: BinaryHeap<Reverse<InFlight>>,
     order: u64,
     buf: Vec<u8>,
+    /// Packets taken from one node in one flush, before they go on their links.
+    outbox: Vec<(Vec<u8>, Option<usize>)>,
+    /// Where a super-segment's segments are cut.
+    cut: Vec<u8>,
 }
 
 impl Net {
@@ -246,12 +250,15 @@ impl Net {
             stats: NetStats::default(),
             trace: false,
             cut_super_segments: false,
+            gro: false,
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link: link,
             links: HashMap::new(),
             wire: BinaryHeap::new(),
             order: 0,
             buf: vec![0u8; 65536],
+            outbox: Vec::new(),
+            cut: vec![0u8; 65536],
         }
     }
 
@@ -272,6 +279,12 @@ impl Net {
             busy_until: Instant::ZERO,
             queued: VecDeque::new(),
         })
+    }
+
+    /// Gives the link from `from` to `to` (that direction only) its own latency, bandwidth,
+    /// queue and faults; packets already on it keep the delays they were given.
+    pub fn set_link(&mut self, from: usize, to: usize, config: LinkConfig) {
+        self.link(from, to).config = config;
     }
 
     /// Cut (`false`) or restore the link from `from` to `to`; a cut link drops everything,
@@ -297,12 +310,27 @@ impl Net {
     }
 
     fn flush_node(&mut self, from: usize) {
+        let mut outbox = std::mem::take(&mut self.outbox);
         let mut n = 0;
-        while let Some(t) = self.nodes[from].poll_transmit(self.now, &mut self.buf) {
-            n += 1;
-            assert!(n < MAX_FLUSH, "node {from} emits without end");
-            let packet = self.buf[..t.len].to_vec();
-            if let Some(size) = t.segment_size {
+        drain(
+            &mut self.nodes[from],
+            self.now,
+            &mut self.buf,
+            |packet, t| {
+                n += 1;
+                assert!(n < MAX_FLUSH, "node {from} emits without end");
+                let mut packet = packet.to_vec();
+                if t.checksum_partial {
+                    // The device finishes the TCP checksum (CHECKSUM_PARTIAL) before the wire.
+                    gso::complete_checksum(&mut packet)
+                        .unwrap_or_else(|e| panic!("a partial checksum on a bad packet: {e}"));
+                }
+                outbox.push((packet, t.segment_size));
+                ControlFlow::Continue(())
+            },
+        );
+        for (packet, segment_size) in outbox.drain(..) {
+            if let Some(size) = segment_size {
                 self.stats.super_segments += 1;
                 self.stats.super_segment_bytes += payload_len(&packet) as u64;
                 assert!(
@@ -311,18 +339,26 @@ impl Net {
                     describe(&packet)
                 );
             }
-            match t.segment_size {
+            match segment_size {
                 Some(size) if self.cut_super_segments => {
-                    for segment in cut(&packet, size) {
-                        self.transmit(from, segment);
+                    // What a TSO device does with it: segments of `size` bytes, each under a
+                    // copy of the header with its own sequence number and checksums.
+                    let mut segments = Vec::new();
+                    gso::segments(&packet, size, TcpChecksum::Complete, &mut self.cut, |s| {
+                        segments.push(s.to_vec())
+                    })
+                    .unwrap_or_else(|e| panic!("a super-segment cannot be cut: {e}"));
+                    for segment in segments {
+                        self.transmit(from, segment, None);
                     }
                 }
-                _ => self.transmit(from, packet),
+                _ => self.transmit(from, packet, segment_size),
             }
         }
+        self.outbox = outbox;
     }
 
-    fn transmit(&mut self, from: usize, packet: Vec<u8>) {
+    fn transmit(&mut self, from: usize, packet: Vec<u8>, segment_size: Option<usize>) {
         self.stats.sent += 1;
         match inspect(&packet) {
             None => self.stats.invalid_emitted += 1,
@@ -383,6 +419,7 @@ impl Net {
                 from,
                 to,
                 corrupted,
+                segment_size,
                 bytes,
             }));
         }
@@ -451,7 +488,16 @@ impl Net {
             if p.corrupted {
                 self.stats.corrupted += 1;
             }
-            self.nodes[p.to].handle_packet(self.now, &p.bytes);
+            match p.segment_size {
+                Some(size) if self.gro => {
+                    let meta = RecvMeta {
+                        segment_size: Some(size),
+                        ..RecvMeta::new(p.bytes.len())
+                    };
+                    self.nodes[p.to].handle_packet(self.now, &p.bytes, meta);
+                }
+                _ => super::deliver(&mut self.nodes[p.to], self.now, &p.bytes),
+            }
             // Packets arrive one by one, as from a device without batching, so a receiver
             // answers each (duplicate ACKs included) before the next arrives.
             self.flush_node(p.to);
@@ -520,127 +566,11 @@ impl Net {
     }
 }
 
-/// 32 seed bytes for node `node` of a run seeded with `seed`.
-pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
-    let mut s = [node; 32];
-    s[..8].copy_from_slice(&seed.to_le_bytes());
-    s
-}
-
-/// What a TSO device does with a super-segment (see `synack_core::Transmit`): `size` bytes
-/// of payload per segment, each under a copy of the header with its own sequence number;
-/// PSH and FIN stay on the last only.
-fn cut(packet: &[u8], size: usize) -> Vec<Vec<u8>> {
-    let (ip, payload) = wire::ip::parse(packet).expect("a super-segment is valid IP");
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    let whole = TcpRepr::parse(payload, src, dst).expect("a super-segment is valid TCP");
-    let pieces: Vec<&[u8]> = whole.payload.chunks(size).collect();
-    let last = pieces.len() - 1;
-    pieces
-        .iter()
-        .enumerate()
-        .map(|(i, data)| {
-            let mut seg = whole;
-            seg.seq_number = whole.seq_number + i * size;
-            seg.payload = data;
-            if i != last {
-                seg.flags = TcpFlags(seg.flags.0 & !(TcpFlags::PSH | TcpFlags::FIN).0);
-            }
-            let ip = wire::IpRepr::new(src, dst, IpProtocol::Tcp, seg.buffer_len(), ip.hop_limit())
-                .expect("a segment is smaller than its super-segment");
-            let mut out = vec![0u8; ip.header_len() + seg.buffer_len()];
-            ip.emit(&mut out[..ip.header_len()]);
-            seg.emit(&mut out[ip.header_len()..], src, dst);
-            out
-        })
-        .collect()
-}
-
-/// The TCP payload length of a valid packet (0 for anything else).
-fn payload_len(packet: &[u8]) -> usize {
-    wire::ip::parse(packet)
-        .ok()
-        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr()).ok())
-        .map_or(0, |t| t.payload.len())
-}
-
 fn dst_addr(packet: &[u8]) -> Option<IpAddr> {
     wire::ip::parse(packet).ok().map(|(ip, _)| ip.dst_addr())
 }
 
+/// The node that owns `addr` ([`v4`] or [`v6`] of its index), if any of `nodes` does.
 fn node_of(addr: IpAddr, nodes: usize) -> Option<usize> {
-    let i = match addr {
-        IpAddr::V4(a) => {
-            let o = a.octets();
-            (o[..3] == [198, 18, 0]).then(|| usize::from(o[3]).checked_sub(1))??
-        }
-        IpAddr::V6(a) => {
-            let s = a.segments();
-            (s[..7] == [0x2001, 0xdb8, 0, 0, 0, 0, 0])
-                .then(|| usize::from(s[7]).checked_sub(1))??
-        }
-    };
-    (i < nodes).then_some(i)
-}
-
-/// `None` unless `packet` is a well-formed IP packet carrying a well-formed TCP segment (or
-/// anything else the IP layer accepts, such as ICMP); for TCP (other than RST, whose window
-/// means nothing) also the raw window field.
-fn inspect(packet: &[u8]) -> Option<Option<u16>> {
-    let (ip, payload) = wire::ip::parse(packet).ok()?;
-    if ip.protocol() != IpProtocol::Tcp {
-        return Some(None);
-    }
-    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()).ok()?;
-    Some((!t.flags.contains(TcpFlags::RST)).then_some(t.window_len))
-}
-
-/// One line about a packet: flags, sequence and acknowledgment numbers, window, length.
-fn describe(packet: &[u8]) -> String {
-    let Ok((ip, payload)) = wire::ip::parse(packet) else {
-        return "invalid IP".into();
-    };
-    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr()) else {
-        return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
-    };
-    format!(
-        "{}:{} -> {}:{} {:?} seq={} ack={} win={} len={} sack={:?} ts={:?}",
-        ip.src_addr(),
-        t.src_port,
-        ip.dst_addr(),
-        t.dst_port,
-        t.flags,
-        t.seq_number.0,
-        t.ack_number.0,
-        t.window_len,
-        t.payload.len(),
-        t.sack_ranges.iter().flatten().collect::<Vec<_>>(),
-        t.timestamp.map(|t| (t.tsval, t.tsecr))
-    )
-}
-
-// -------------------------------------------------------------------------------------------
-// The payload: a seeded pseudo-random byte stream, so the receiver checks every byte without
-// keeping a copy.
-// -------------------------------------------------------------------------------------------
-
-/// SplitMix64 (Steele, Lea and Flood 2014): a strong 64-bit mix, enough to make each 8-byte
-/// word of the stream look random and differ between seeds.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Fill `buf` with the stream `seed` from byte `offset` on.
-pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
-    let word = |w: u64| splitmix(seed ^ w.wrapping_mul(0x2545_f491_4f6c_dd1d)).to_le_bytes();
-    let mut current = word(offset / 8);
-    for (pos, b) in (offset..).zip(buf.iter_mut()) {
-        if pos & 7 == 0 {
-            current = word(pos / 8);
-        }
-        *b = current[(pos & 7) as usize];
-    }
+    (0..nodes).find(|&i| addr == v4(i) || addr == v6(i))
 }

@@ -1,0 +1,166 @@
+//! A test kit: the one way tests, fuzz targets and benchmarks drive endpoints in virtual time.
+//!
+//! Compiled only with the `testing` cargo feature (off by default). It uses nothing but the
+//! crate's public API, so what it does a user's own harness can do too.
+//!
+//! - [`drain`]: the one loop over [`Endpoint::poll_transmit`]; everything below pumps with it.
+//! - [`Pair`]: two endpoints joined by a perfect, instant wire (the benchmarks' pair).
+//! - [`Net`]: any number of endpoints joined by links with latency, bandwidth, a bounded
+//!   queue, and seeded faults (loss, duplication, reordering, corruption), on one virtual
+//!   clock, with super-segments optionally cut by a simulated TSO device ([`crate::wire::gso`]).
+//! - [`peer`]: one endpoint under test and a scripted remote whose segments a test writes
+//!   field by field ([`peer::Harness`], [`peer::Out`], [`peer::Seg`]).
+//! - [`pattern`]: a seeded byte stream, so a receiver checks every byte without a copy.
+//!
+//! Everything is deterministic: randomness comes from a generator seeded by the caller, time
+//! only moves when the caller (or [`Net::step`]) moves it.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use synack_core::testing::Pair;
+//!
+//! let mut pair = Pair::new(synack_core::Config::default());
+//! let listener = pair.server.listen(SocketAddr::new(Pair::SERVER, 80), 16).unwrap();
+//! let (client, server) = pair.connect(listener, 80);
+//! pair.client.send(pair.now, client, b"hello").unwrap();
+//! pair.pump();
+//! let mut buf = [0u8; 16];
+//! assert_eq!(pair.server.recv(pair.now, server, &mut buf), Ok(5));
+//! ```
+
+use core::ops::ControlFlow;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::wire::{self, IpProtocol, TcpRepr};
+use crate::{Endpoint, Instant, RecvMeta, Transmit};
+
+mod net;
+mod pair;
+pub mod peer;
+
+pub use net::{Faults, LinkConfig, Net, NetStats};
+pub use pair::Pair;
+
+/// Hands every packet `ep` has to send at `now` to `each`, written into `buf` (which must
+/// hold the largest packet the endpoint may write), until the endpoint has nothing more or
+/// `each` breaks. Returns how many packets `each` was given.
+///
+/// This is the whole of the sans-IO transmit loop; [`Pair`], [`Net`] and [`peer::Harness`]
+/// are built on it.
+pub fn drain(
+    ep: &mut Endpoint,
+    now: Instant,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8], &Transmit) -> ControlFlow<()>,
+) -> usize {
+    let mut n = 0;
+    while let Some(t) = ep.poll_transmit(now, buf) {
+        assert!(
+            t.len <= buf.len(),
+            "transmit length {} past the buffer",
+            t.len
+        );
+        n += 1;
+        if each(&buf[..t.len], &t).is_break() {
+            break;
+        }
+    }
+    n
+}
+
+/// Delivers one received IP packet to `ep` at `now`, as a device without offloads would
+/// ([`RecvMeta::new`]: checksums to be verified, no GRO).
+pub fn deliver(ep: &mut Endpoint, now: Instant, packet: &[u8]) {
+    ep.handle_packet(now, packet, RecvMeta::new(packet.len()));
+}
+
+/// Node `i`'s IPv4 address in a [`Net`]: 198.18.0.(i+1), inside the benchmarking block RFC
+/// 2544 reserves.
+pub fn v4(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 18, 0, (i + 1) as u8))
+}
+
+/// Node `i`'s IPv6 address in a [`Net`]: 2001:db8::(i+1), the documentation prefix (RFC
+/// 3849).
+pub fn v6(i: usize) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i + 1) as u16))
+}
+
+/// 32 seed bytes for node `node` of a run seeded with `seed`, for [`crate::Config::seed`].
+pub fn seed_bytes(seed: u64, node: u8) -> [u8; 32] {
+    let mut s = [node; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s
+}
+
+/// The TCP payload length of a valid IP/TCP packet (0 for anything else).
+pub fn payload_len(packet: &[u8]) -> usize {
+    wire::ip::parse(packet)
+        .ok()
+        .and_then(|(ip, p)| TcpRepr::parse(p, ip.src_addr(), ip.dst_addr(), false).ok())
+        .map_or(0, |t| t.payload.len())
+}
+
+/// One line about a packet, for traces: addresses, ports, flags, sequence and
+/// acknowledgment numbers, window, length, SACK blocks and timestamps.
+pub fn describe(packet: &[u8]) -> String {
+    let Ok((ip, payload)) = wire::ip::parse(packet) else {
+        return "invalid IP".into();
+    };
+    let Ok(t) = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false) else {
+        return format!("{:?} {} -> {}", ip.protocol(), ip.src_addr(), ip.dst_addr());
+    };
+    format!(
+        "{}:{} -> {}:{} {:?} seq={} ack={} win={} len={} sack={:?} ts={:?}",
+        ip.src_addr(),
+        t.src_port,
+        ip.dst_addr(),
+        t.dst_port,
+        t.flags,
+        t.seq_number.0,
+        t.ack_number.0,
+        t.window_len,
+        t.payload.len(),
+        t.sack_ranges.iter().flatten().collect::<Vec<_>>(),
+        t.timestamp.map(|t| (t.tsval, t.tsecr))
+    )
+}
+
+/// `None` unless `packet` is a well-formed IP packet carrying a well-formed TCP segment (or
+/// anything else the IP layer accepts, such as ICMP); for TCP other than RST (whose window
+/// means nothing) also the raw window field.
+fn inspect(packet: &[u8]) -> Option<Option<u16>> {
+    let (ip, payload) = wire::ip::parse(packet).ok()?;
+    if ip.protocol() != IpProtocol::Tcp {
+        return Some(None);
+    }
+    let t = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).ok()?;
+    Some((!t.flags.contains(wire::TcpFlags::RST)).then_some(t.window_len))
+}
+
+// -------------------------------------------------------------------------------------------
+// The payload: a seeded pseudo-random byte stream, so the receiver checks every byte without
+// keeping a copy.
+// -------------------------------------------------------------------------------------------
+
+/// SplitMix64 (Steele, Lea and Flood 2014): a strong 64-bit mix, enough to make each 8-byte
+/// word of the stream look random and differ between seeds.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `buf` with the byte stream `seed` from byte `offset` on: the same seed and offset
+/// always give the same bytes, so a receiver verifies what it reads without a copy.
+pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
+    let word = |w: u64| splitmix(seed ^ w.wrapping_mul(0x2545_f491_4f6c_dd1d)).to_le_bytes();
+    let mut current = word(offset / 8);
+    for (pos, b) in (offset..).zip(buf.iter_mut()) {
+        if pos & 7 == 0 {
+            current = word(pos / 8);
+        }
+        *b = current[(pos & 7) as usize];
+    }
+}

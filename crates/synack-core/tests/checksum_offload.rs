@@ -1,0 +1,220 @@
+//! Checksum offload, both ways: `Config::tx_checksum_offload` leaves CHECKSUM_PARTIAL packets
+//! (the pseudo-header sum only) that a device completes, and `RecvMeta::checksum_verified`
+//! lets a device vouch for a received checksum.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use synack_core::wire::{self, checksum, IpProtocol, TcpRepr};
+use synack_core::{Config, ConnectionHandle, Endpoint, Event, Instant, RecvMeta, Transmit};
+
+/// Where the TCP checksum field sits in the TCP header (RFC 9293 §3.1).
+const CHECKSUM_OFFSET: usize = 16;
+
+/// What every packet of a transfer looked like on the way.
+#[derive(Default)]
+struct Seen {
+    partial_single: usize,
+    partial_super: usize,
+    complete: usize,
+}
+
+/// Completes a CHECKSUM_PARTIAL packet as a device does, by a sum of its own from the start
+/// of the TCP header to the end, the field (holding the pseudo-header sum) included; checks
+/// the result against the full checksum computed from scratch; and returns the packet as
+/// the wire carries it.
+fn complete(packet: &mut [u8], t: &Transmit, seen: &mut Seen) {
+    let (ip, _) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
+    let start = ip.header_len();
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    if !t.checksum_partial {
+        seen.complete += 1;
+        return;
+    }
+    assert_eq!(ip.protocol(), IpProtocol::Tcp, "only TCP is left partial");
+    if t.segment_size.is_some() {
+        seen.partial_super += 1;
+    } else {
+        seen.partial_single += 1;
+    }
+    let tcp = &mut packet[start..];
+    let field = CHECKSUM_OFFSET..CHECKSUM_OFFSET + 2;
+    // The field holds the folded pseudo-header sum over the whole TCP length, not inverted.
+    let len = u32::try_from(tcp.len()).unwrap();
+    let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, len).unwrap();
+    assert_eq!(tcp[field.clone()], checksum::fold(pseudo).to_be_bytes());
+    // The device: sum from csum_start to the end, store the complement at csum_offset.
+    let completed = checksum::finish(checksum::partial(tcp));
+    // The reference: the full checksum over the pseudo-header, the header with a zero field,
+    // and the payload.
+    let mut zeroed = tcp.to_vec();
+    zeroed[field.clone()].fill(0);
+    let reference = checksum::finish(pseudo + checksum::partial(&zeroed));
+    assert_eq!(completed, reference);
+    tcp[field].copy_from_slice(&completed.to_be_bytes());
+    assert!(
+        TcpRepr::parse(tcp, src, dst, false).is_ok(),
+        "completed sums verify"
+    );
+}
+
+/// Carries everything `from` has to send to `to`, completing partial checksums on the way;
+/// a super-segment goes whole, as GRO would hand it over.
+fn carry(from: &mut Endpoint, to: &mut Endpoint, now: Instant, buf: &mut [u8], seen: &mut Seen) {
+    while let Some(t) = from.poll_transmit(now, buf) {
+        complete(&mut buf[..t.len], &t, seen);
+        let meta = RecvMeta {
+            segment_size: t.segment_size,
+            ..RecvMeta::new(t.len)
+        };
+        to.handle_packet(now, buf, meta);
+    }
+}
+
+/// A client with transmit checksum offload (and `gso` for segmentation offload) sends
+/// `len` bytes to a server that checks every checksum; returns what went by.
+fn transfer(client_ip: IpAddr, server_ip: IpAddr, gso: usize, len: usize) -> Seen {
+    let mut cc = Config::default();
+    cc.seed(Some([1; 32]))
+        .tx_checksum_offload(true)
+        .gso_max_size(gso);
+    let mut sc = Config::default();
+    sc.seed(Some([2; 32]));
+    let mut client = Endpoint::new(cc, &[client_ip]);
+    let mut server = Endpoint::new(sc, &[server_ip]);
+    let addr = SocketAddr::new(server_ip, 80);
+    server.listen(addr, 16).unwrap();
+    let mut now = Instant::ZERO;
+    let conn = client.connect(now, addr).unwrap();
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut sent = 0;
+    let mut accepted: Option<ConnectionHandle> = None;
+    let mut received = Vec::new();
+    let mut seen = Seen::default();
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..10_000 {
+        if received.len() == len {
+            break;
+        }
+        if client.state(conn) == Ok(synack_core::State::Established) && sent < len {
+            sent += client.send(now, conn, &data[sent..]).unwrap_or(0);
+        }
+        carry(&mut client, &mut server, now, &mut buf, &mut seen);
+        carry(&mut server, &mut client, now, &mut buf, &mut seen);
+        while let Some(e) = server.poll_event() {
+            if let Event::Incoming(l) = e {
+                accepted = server.accept(l).ok();
+            }
+        }
+        while client.poll_event().is_some() {}
+        if let Some(c) = accepted {
+            let mut chunk = vec![0u8; 65_536];
+            while let Ok(n @ 1..) = server.recv(now, c, &mut chunk) {
+                received.extend_from_slice(&chunk[..n]);
+            }
+        }
+        now = client
+            .poll_timeout()
+            .into_iter()
+            .chain(server.poll_timeout())
+            .min()
+            .unwrap_or(now + Duration::from_millis(1))
+            .max(now + Duration::from_micros(100));
+        client.handle_timeout(now);
+        server.handle_timeout(now);
+    }
+    assert_eq!(received, data, "every byte arrived intact");
+    assert_eq!(server.stats().drop_checksum, 0);
+    seen
+}
+
+#[test]
+fn partial_checksums_complete_to_the_full_ones_ipv4() {
+    let seen = transfer(
+        "198.18.0.2".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+        0,
+        100_000,
+    );
+    assert!(seen.partial_single > 10);
+    assert_eq!(seen.partial_super, 0);
+}
+
+#[test]
+fn partial_checksums_complete_to_the_full_ones_ipv6() {
+    let seen = transfer(
+        "2001:2::2".parse().unwrap(),
+        "2001:2::1".parse().unwrap(),
+        0,
+        100_000,
+    );
+    assert!(seen.partial_single > 10);
+}
+
+#[test]
+fn partial_super_segment_checksums_complete_to_the_full_ones_ipv4() {
+    let seen = transfer(
+        "198.18.0.2".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+        65_535,
+        1_000_000,
+    );
+    assert!(seen.partial_super > 0);
+    assert!(seen.partial_single > 0);
+}
+
+#[test]
+fn partial_super_segment_checksums_complete_to_the_full_ones_ipv6() {
+    let seen = transfer(
+        "2001:2::2".parse().unwrap(),
+        "2001:2::1".parse().unwrap(),
+        65_535,
+        1_000_000,
+    );
+    assert!(seen.partial_super > 0);
+}
+
+/// Without the device completing it, a partial checksum is a bad one: the receiver drops and
+/// counts it, unless the device says it verified it.
+#[test]
+fn bad_checksums_are_dropped_unless_the_device_verified_them() {
+    for (client_ip, server_ip) in [("198.18.0.2", "198.18.0.1"), ("2001:2::2", "2001:2::1")] {
+        let (client_ip, server_ip): (IpAddr, IpAddr) =
+            (client_ip.parse().unwrap(), server_ip.parse().unwrap());
+        let mut cc = Config::default();
+        cc.tx_checksum_offload(true);
+        let mut client = Endpoint::new(cc, &[client_ip]);
+        let mut server = Endpoint::new(Config::default(), &[server_ip]);
+        let addr = SocketAddr::new(server_ip, 80);
+        server.listen(addr, 16).unwrap();
+        let now = Instant::ZERO;
+        client.connect(now, addr).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let t = client.poll_transmit(now, &mut buf).expect("a SYN");
+        assert!(t.checksum_partial);
+        server.handle_packet(now, &buf, RecvMeta::new(t.len));
+        assert_eq!(server.stats().drop_checksum, 1);
+        assert!(server.poll_transmit(now, &mut [0u8; 2048]).is_none());
+        let verified = RecvMeta {
+            checksum_verified: true,
+            ..RecvMeta::new(t.len)
+        };
+        server.handle_packet(now, &buf, verified);
+        assert_eq!(server.stats().drop_checksum, 1);
+        assert_eq!(server.stats().checksum_offloaded, 1);
+        assert!(
+            server.poll_transmit(now, &mut [0u8; 2048]).is_some(),
+            "a SYN-ACK"
+        );
+    }
+}
+
+/// A length past the end of the buffer is malformed input, dropped and counted.
+#[test]
+fn a_length_past_the_buffer_is_dropped() {
+    let ip: IpAddr = "198.18.0.1".parse().unwrap();
+    let mut ep = Endpoint::new(Config::default(), &[ip]);
+    ep.handle_packet(Instant::ZERO, &[0u8; 40], RecvMeta::new(41));
+    assert_eq!(ep.stats().drop_malformed, 1);
+    assert_eq!(ep.stats().packets_in, 1);
+}

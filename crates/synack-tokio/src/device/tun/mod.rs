@@ -1,0 +1,374 @@
+//! Linux TUN devices: the kernel routes IP packets to them, and the stack answers through them.
+//!
+//! Two devices share one way of creating the interface:
+//! - [`TunDevice`], the plain one: one `read(2)` or `write(2)` per IP packet;
+//! - [`OffloadTun`], with the virtio-net header (`vnet.rs`) and the kernel's checksum and
+//!   TCP segmentation offloads: one system call moves up to 64 KiB of TCP.
+//!
+//! **One way to make a TUN.** Both open `/dev/net/tun` themselves (`sys.rs`, `IFF_TUN |
+//! IFF_NO_PI`, plus `IFF_VNET_HDR` for the offload device) and configure the link with the
+//! classic interface ioctls. We dropped tokio-tun and did not take tun-rs: the offload device
+//! needs every frame raw, virtio-net header included, read straight into the driver's buffer
+//! (a kernel super-packet goes to the stack whole) and written with `writev` from the
+//! stack's own buffer (a TSO header in front of the core's super-segment, no copy). tun-rs's
+//! offload path instead cuts and coalesces in user space over batches of its own buffers,
+//! which would duplicate `synack_core::wire::gso` and copy every payload, and tokio-tun has no
+//! offload at all. Multi-queue (`IFF_MULTI_QUEUE`, one more file per queue) is one more flag
+//! here. The cost is a few ioctls, all in `sys.rs`, the only module of the crate allowed
+//! `unsafe`.
+//!
+//! In raw-IP mode every read is one whole IP packet and every write must be one. The
+//! kernel-side address given in [`TunConfig::host_addr`] puts a connected route on the device:
+//! every other address of that subnet, such as the stack's own `198.18.0.2`, is reached
+//! through the TUN.
+
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::str::FromStr;
+use std::task::{ready, Context, Poll};
+
+use synack_core::{RecvMeta, Transmit};
+use tokio::io::unix::AsyncFd;
+
+use super::{Device, DeviceCapabilities};
+#[cfg(feature = "netns")]
+use crate::netns::NetNs;
+
+mod offload;
+mod sys;
+mod vnet;
+
+pub use offload::{OffloadCounters, OffloadStats, OffloadTun};
+
+/// An IPv4 address with a prefix length, as in `198.18.0.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The number of leading one bits in the netmask (0..=32).
+    pub prefix_len: u8,
+}
+
+impl Ipv4Cidr {
+    /// `addr/prefix_len`; `None` if the prefix is longer than 32 bits.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Ipv4Cidr> {
+        (prefix_len <= 32).then_some(Ipv4Cidr { addr, prefix_len })
+    }
+
+    /// The netmask, e.g. `255.255.255.0` for `/24`.
+    pub fn netmask(&self) -> Ipv4Addr {
+        let bits = u32::MAX
+            .checked_shl(32 - u32::from(self.prefix_len))
+            .unwrap_or(0);
+        Ipv4Addr::from(bits)
+    }
+
+    /// Whether `ip` lies in this subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::from(self.netmask());
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Why a string is not an IPv4 CIDR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCidrError(String);
+
+impl fmt::Display for ParseCidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid IPv4 CIDR {:?} (expected e.g. 198.18.0.1/24)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ParseCidrError {}
+
+impl FromStr for Ipv4Cidr {
+    type Err = ParseCidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseCidrError(s.to_owned());
+        let (addr, len) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
+        let len: u8 = len.parse().map_err(|_| err())?;
+        Ipv4Cidr::new(addr, len).ok_or_else(err)
+    }
+}
+
+/// How to make a [`TunDevice`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunConfig {
+    /// The interface name (at most 15 bytes, Linux's IFNAMSIZ less the NUL).
+    pub name: String,
+    /// The kernel's own address on the device, and with it the subnet routed to the device.
+    pub host_addr: Ipv4Cidr,
+    /// The device MTU: the largest IP packet either side sends through it.
+    pub mtu: usize,
+}
+
+impl Default for TunConfig {
+    /// `synack0`, `198.18.0.1/24` (RFC 2544's benchmarking range, never routed on the
+    /// Internet), MTU 1500.
+    fn default() -> Self {
+        TunConfig {
+            name: "synack0".into(),
+            host_addr: Ipv4Cidr {
+                addr: Ipv4Addr::new(198, 18, 0, 1),
+                prefix_len: 24,
+            },
+            mtu: 1500,
+        }
+    }
+}
+
+/// An open TUN file registered with the tokio reactor: what both devices are made of.
+struct Tun {
+    fd: AsyncFd<OwnedFd>,
+    name: String,
+    mtu: usize,
+}
+
+impl Tun {
+    /// Creates the interface in the calling thread's network namespace (with the virtio-net
+    /// header and offloads if `vnet_hdr`), gives the kernel its address and MTU, and brings
+    /// the link up. Must be called within a tokio runtime, whose reactor the file is
+    /// registered with.
+    fn open(config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
+        if config.name.is_empty() || config.name.len() >= libc::IFNAMSIZ {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TUN name {:?} must be 1 to 15 bytes", config.name),
+            ));
+        }
+        let mtu = i32::try_from(config.mtu)
+            .ok()
+            .filter(|&m| (68..=65535).contains(&m))
+            .ok_or_else(|| {
+                // RFC 791 §3.2: every IPv4 link carries at least 68-byte packets; the total
+                // length field allows at most 65535.
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "TUN MTU must be between 68 and 65535",
+                )
+            })?;
+        let fd = sys::open_tun(&config.name, vnet_hdr)?;
+        sys::configure_link(
+            &config.name,
+            config.host_addr.addr,
+            config.host_addr.netmask(),
+            mtu,
+        )?;
+        tracing::debug!(name = %config.name, host_addr = %config.host_addr, mtu, vnet_hdr, "TUN up");
+        Ok(Tun {
+            fd: sys::register(fd)?,
+            name: config.name.clone(),
+            mtu: config.mtu,
+        })
+    }
+
+    /// [`Tun::open`] inside `ns`, on a thread that has joined it; the file comes back here.
+    /// The interface lives in `ns` for good; reading and writing it works from any namespace.
+    #[cfg(feature = "netns")]
+    fn open_in(ns: &NetNs, config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("creating a TUN in a namespace: {e}")))?;
+        let config = config.clone();
+        ns.run_in(move || {
+            let _guard = runtime.enter();
+            Tun::open(&config, vnet_hdr)
+        })?
+    }
+
+    /// See [`Device::check`].
+    fn check(&self) -> io::Result<()> {
+        sys::tun_attached(self.fd.as_raw_fd())
+    }
+
+    /// Reads one frame when the file is readable.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            match guard.try_io(|fd| sys::read(fd.as_raw_fd(), buf)) {
+                Ok(result) => return Poll::Ready(result),
+                // Readiness was stale: `try_io` cleared it, so polling again registers the
+                // waker.
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Reads one frame when the file is readable: its virtio-net header into `hdr`, the
+    /// packet straight into `buf`.
+    fn poll_read_split(
+        &self,
+        cx: &mut Context<'_>,
+        hdr: &mut [u8; vnet::VNET_HDR_LEN],
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            match guard.try_io(|fd| sys::readv(fd.as_raw_fd(), hdr, buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes `parts` as one frame. A TUN's queue almost always has room: write at once, and
+    /// wait for readiness only when the kernel says it is full. The direct write also works
+    /// while the runtime is shutting down and its reactor is gone, which is when the driver's
+    /// last RSTs leave.
+    fn poll_write(&self, cx: &mut Context<'_>, parts: &[&[u8]]) -> Poll<io::Result<()>> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut written = sys::writev(self.fd.as_raw_fd(), parts);
+        loop {
+            match written {
+                Ok(n) if n == len => return Poll::Ready(Ok(())),
+                // A TUN write takes the whole frame or fails; a short count would be a kernel
+                // bug, reported rather than silently sending half a packet.
+                Ok(n) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        format!("TUN took {n} of {len} bytes"),
+                    )))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            written = match guard.try_io(|fd| sys::writev(fd.as_raw_fd(), parts)) {
+                Ok(result) => result,
+                Err(_would_block) => Err(io::ErrorKind::WouldBlock.into()),
+            };
+        }
+    }
+
+    /// One non-blocking attempt at writing `parts`, for a last frame from `Drop`.
+    fn try_write(&self, parts: &[&[u8]]) -> io::Result<()> {
+        sys::writev(self.fd.as_raw_fd(), parts).map(drop)
+    }
+}
+
+/// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
+/// packet; see [`OffloadTun`] for the one that moves 64 KiB at a time.
+///
+/// The device exists while this value (its file descriptor) lives; dropping it deletes the
+/// interface.
+pub struct TunDevice {
+    tun: Tun,
+}
+
+impl fmt::Debug for TunDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunDevice")
+            .field("name", &self.tun.name)
+            .field("mtu", &self.tun.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunDevice {
+    /// Creates the TUN device in the calling thread's network namespace, gives the kernel its
+    /// address and MTU, and brings the link up.
+    ///
+    /// Must be called within a tokio runtime (the file descriptor is registered with its
+    /// reactor). To create it inside a test namespace, use `create_in` (the `netns` feature).
+    pub fn create(config: &TunConfig) -> io::Result<TunDevice> {
+        Tun::open(config, false).map(|tun| TunDevice { tun })
+    }
+
+    /// Creates the TUN device inside `ns` (on a thread that has joined it) and returns it here.
+    ///
+    /// The device lives in `ns` for good; reading and writing it works from any namespace. Must
+    /// be called within a tokio runtime, whose reactor the device is registered with.
+    #[cfg(feature = "netns")]
+    pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<TunDevice> {
+        Tun::open_in(ns, config, false).map(|tun| TunDevice { tun })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.tun.name
+    }
+}
+
+impl Device for TunDevice {
+    /// No offloads: the kernel hands over and takes only whole, fully summed packets.
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities::new(self.tun.mtu)
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        self.tun.check()
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.tun.poll_read(cx, buf).map_ok(RecvMeta::new)
+    }
+
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        if let Err(e) = super::plain_packet(transmit) {
+            return Poll::Ready(Err(e));
+        }
+        self.tun.poll_write(cx, &[packet])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_and_prints() {
+        let c: Ipv4Cidr = "198.18.0.1/24".parse().unwrap();
+        assert_eq!(c.addr, Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!(c.prefix_len, 24);
+        assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(c.to_string(), "198.18.0.1/24");
+        assert!(c.contains(Ipv4Addr::new(198, 18, 0, 2)));
+        assert!(!c.contains(Ipv4Addr::new(198, 18, 1, 2)));
+    }
+
+    #[test]
+    fn cidr_edges() {
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
+        assert!(all.contains(Ipv4Addr::new(1, 2, 3, 4)));
+        let host: Ipv4Cidr = "198.18.0.1/32".parse().unwrap();
+        assert_eq!(host.netmask(), Ipv4Addr::BROADCAST);
+        for bad in [
+            "198.18.0.1",
+            "198.18.0.1/33",
+            "198.18.0/24",
+            "x/24",
+            "1.2.3.4/-1",
+            "",
+        ] {
+            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_config_is_the_documented_one() {
+        let c = TunConfig::default();
+        assert_eq!(c.name, "synack0");
+        assert_eq!(c.host_addr.to_string(), "198.18.0.1/24");
+        assert_eq!(c.mtu, 1500);
+    }
+}

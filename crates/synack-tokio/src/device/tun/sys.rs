@@ -1,0 +1,191 @@
+//! Every system call the TUN devices make, and the only `unsafe` code of the device layer.
+//!
+//! Each call sits in its own small `unsafe` block with the reason it is sound next to it; the
+//! rest of `device::tun` sees only safe functions taking borrowed slices and descriptors.
+#![allow(unsafe_code)]
+
+use std::fs::OpenOptions;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use tokio::io::unix::AsyncFd;
+
+use super::vnet::VNET_HDR_LEN;
+
+/// Turns a -1 return into the thread's `errno`.
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// An `ifreq` naming `name` (checked by the caller to fit IFNAMSIZ with its NUL).
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: `ifreq` is plain old data (a byte array and a union of integers, sockaddrs and
+    // a pointer); all-zero bytes are a valid value of each, and the kernel reads a zeroed
+    // union as "no value".
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req
+}
+
+/// Opens `/dev/net/tun` (non-blocking, close-on-exec) and binds it to a new interface `name`
+/// in raw-IP mode: `IFF_TUN` (IP packets, no Ethernet header) and `IFF_NO_PI` (no 4-byte
+/// protocol prefix). With `vnet_hdr`, also `IFF_VNET_HDR`: a 10-byte virtio-net header in
+/// front of every packet (`TUNSETVNETHDRSZ`), with checksum and TCP segmentation offload
+/// turned on (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), so that the kernel
+/// hands us TSO super-packets and takes ours (Documentation/networking/tuntap.rst).
+pub(super) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let fd = OwnedFd::from(file);
+    let raw = fd.as_raw_fd();
+    let mut req = ifreq(name);
+    let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one `ifreq`, which `req` is and which outlives the
+    // call; `raw` is the open TUN control file that `fd` owns.
+    check(unsafe { libc::ioctl(raw, libc::TUNSETIFF as _, &mut req) })?;
+    if vnet_hdr {
+        let size = VNET_HDR_LEN as libc::c_int;
+        // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across
+        // the call.
+        check(unsafe { libc::ioctl(raw, libc::TUNSETVNETHDRSZ as _, &size) })?;
+        let offload = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // SAFETY: TUNSETOFFLOAD takes its flags by value, not through a pointer: no memory is
+        // touched.
+        check(unsafe { libc::ioctl(raw, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(offload)) })?;
+    }
+    Ok(fd)
+}
+
+/// Registers `fd` with the current tokio runtime's reactor.
+pub(super) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: `OwnedFd` owns an open descriptor, and `as_raw_fd` returns that same one for as
+    // long as the `AsyncFd` owns it; nothing else closes or replaces it.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// Whether the TUN file `fd` is still attached to its interface. Deleting the interface
+/// (`ip link del`) detaches every file from it without waking a reader or a writer; the next
+/// system call on it fails with EBADFD. TUNGETIFF asks without a side effect (a zero-length
+/// write would count a drop on the interface).
+pub(super) fn tun_attached(fd: RawFd) -> io::Result<()> {
+    let mut req = ifreq("");
+    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call; on a
+    // file that is not a TUN the kernel refuses it with an error, touching nothing.
+    check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) }).map(drop)
+}
+
+/// A `sockaddr` holding an `AF_INET` address with port 0, as SIOCSIFADDR wants it.
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let mut data = [0 as libc::c_char; 14];
+    // struct sockaddr_in: family, then a 2-byte port, then the address in network order.
+    for (dst, &b) in data[2..6].iter_mut().zip(&addr.octets()) {
+        *dst = b as libc::c_char;
+    }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data: data,
+    }
+}
+
+/// Gives `name` the kernel's address, netmask and MTU, and brings it up, with the classic
+/// interface ioctls on a throw-away UDP socket (in the calling thread's namespace).
+pub(super) fn configure_link(
+    name: &str,
+    addr: Ipv4Addr,
+    mask: Ipv4Addr,
+    mtu: i32,
+) -> io::Result<()> {
+    // SAFETY: socket(2) takes integers only; a non-negative result is a descriptor that
+    // nothing else owns, handed straight to `OwnedFd`, which closes it.
+    let sock = unsafe {
+        OwnedFd::from_raw_fd(check(libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        ))?)
+    };
+    let s = sock.as_raw_fd();
+    let set = |request: libc::c_ulong, req: &mut libc::ifreq| -> io::Result<()> {
+        // SAFETY: each SIOC* request used here reads (and SIOCGIFFLAGS writes) one `ifreq`,
+        // which `req` is and which outlives the call.
+        check(unsafe { libc::ioctl(s, request as _, req as *mut libc::ifreq) }).map(drop)
+    };
+
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
+    set(libc::SIOCSIFADDR, &mut req)?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_netmask = sockaddr_v4(mask);
+    set(libc::SIOCSIFNETMASK, &mut req)?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_mtu = mtu;
+    set(libc::SIOCSIFMTU, &mut req)?;
+    let mut req = ifreq(name);
+    set(libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, so that is the union's live field.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    set(libc::SIOCSIFFLAGS, &mut req)
+}
+
+/// read(2) into `buf`.
+pub(super) fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid and
+    // exclusively borrowed for the call.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// readv(2) of one frame: the virtio-net header into `hdr`, the packet into `buf`.
+pub(super) fn readv(fd: RawFd, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point into buffers exclusively borrowed for the call, with their
+    // true lengths; the kernel writes at most that much into each.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// writev(2) of up to three parts (say a virtio-net header, headers, payload) as one frame,
+/// so none of them is copied into a frame buffer first.
+pub(super) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty, empty, empty];
+    let n = parts.len().min(iov.len());
+    for (v, p) in iov.iter_mut().zip(&parts[..n]) {
+        *v = libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        };
+    }
+    // SAFETY: the first `n` iovecs point into slices borrowed for the call, with their true
+    // lengths; writev only reads through them (the `*mut` is the C type's spelling).
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
