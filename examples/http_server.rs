@@ -12,6 +12,9 @@
 //! ```
 //!
 //! It runs until Ctrl-C.
+//!
+//! `--kernel` serves the same files with the same code on the kernel's TCP instead (tokio's
+//! `TcpListener` on `--addr`, no TUN): the benchmark harness measures the two side by side.
 
 mod common;
 
@@ -38,6 +41,10 @@ struct Args {
     /// The TCP port to listen on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Serve on the kernel's TCP (tokio::net) at --addr instead of on synack: the same
+    /// server code, for comparisons.
+    #[arg(long)]
+    kernel: bool,
     #[command(flatten)]
     net: common::NetArgs,
 }
@@ -108,18 +115,43 @@ async fn run(args: Args) -> io::Result<()> {
             format!("--root {}: not a directory", args.root.display()),
         ));
     }
-    let stack = args.net.open_stack()?;
-    let listener =
-        TcpListener::bind(&stack, SocketAddr::new(args.net.addr.into(), args.port)).await?;
-    eprintln!(
-        "serving {} on http://{}/",
-        args.root.display(),
-        listener.local_addr()?
-    );
     let root = Arc::new(args.root);
+    let addr = SocketAddr::new(args.net.addr.into(), args.port);
+    if args.kernel {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        eprintln!("serving {} on http://{addr}/ (kernel TCP)", root.display());
+        return serve_all(root, || async {
+            let (stream, peer) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            Ok((stream, peer))
+        })
+        .await;
+    }
+    let stack = args.net.open_stack()?;
+    let listener = TcpListener::bind(&stack, addr).await?;
+    eprintln!("serving {} on http://{addr}/", root.display());
+    serve_all(root, || async {
+        let (stream, peer) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((stream, peer))
+    })
+    .await
+}
+
+/// Accepts until Ctrl-C and serves each connection in a task of its own.
+///
+/// Streams get TCP_NODELAY, as nginx's `tcp_nodelay` default gives its keep-alive
+/// connections: hyper writes a response's head and a streamed body apart, and Nagle would
+/// hold the body until the client's delayed ACK for the head came (40 ms on Linux).
+async fn serve_all<S, F, Fut>(root: Arc<PathBuf>, mut accept: F) -> io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = io::Result<(S, SocketAddr)>>,
+{
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+            accepted = accept() => accepted?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         let root = root.clone();

@@ -12,7 +12,7 @@ use synack_tokio::TcpListener;
 
 use crate::net::{self, Helper, PORT_HANDSHAKE, PORT_SERVE, TUN_HOST, TUN_STACK, VETH_B};
 use crate::proto::{Header, Op, Outcome};
-use crate::report::{Cell, Row};
+use crate::report::{Cell, HttpRow, Row};
 use crate::{smol_side, synack_side};
 
 /// Sizes and durations of one run.
@@ -36,6 +36,10 @@ pub struct Settings {
     pub loss_timeout: Duration,
     /// The loss rates, in percent.
     pub loss_rates: [u32; 2],
+    /// How long each wrk run of the HTTP rows lasts.
+    pub http_time: Duration,
+    /// Repetitions of each HTTP row (the median is reported).
+    pub http_reps: usize,
 }
 
 impl Settings {
@@ -51,6 +55,8 @@ impl Settings {
             loss_bytes: 16 << 20,
             loss_timeout: Duration::from_secs(15),
             loss_rates: [1, 5],
+            http_time: Duration::from_secs(3),
+            http_reps: 3,
         }
     }
 
@@ -66,6 +72,8 @@ impl Settings {
             loss_bytes: 128 << 10,
             loss_timeout: Duration::from_secs(5),
             loss_rates: [1, 5],
+            http_time: Duration::from_secs(1),
+            http_reps: 1,
         }
     }
 
@@ -222,7 +230,7 @@ fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64>) -> Cell 
 
 /// Runs everything; fills `rows` as results come, so that an error still leaves the rows
 /// measured before it.
-pub async fn run(s: &Settings, rows: &mut [Row]) -> io::Result<()> {
+pub async fn run(s: &Settings, rows: &mut [Row], http_rows: &mut [HttpRow]) -> io::Result<()> {
     let mut p = Progress {
         step: 0,
         total: s.steps(),
@@ -231,6 +239,15 @@ pub async fn run(s: &Settings, rows: &mut [Row]) -> io::Result<()> {
     synack_offload_phase(s, rows, &mut p).await?;
     smoltcp_phase(s, rows, &mut p).await?;
     kernel_phase(s, rows, &mut p).await?;
+    let (reps, time) = (s.http_reps, s.http_time);
+    let mut filled = http_rows.to_vec();
+    filled = tokio::task::spawn_blocking(move || {
+        let r = crate::http::run(reps, time, &mut filled);
+        r.map(|()| filled)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    http_rows.clone_from_slice(&filled);
     Ok(())
 }
 

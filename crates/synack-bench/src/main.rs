@@ -30,6 +30,7 @@
 //! delivers corrupted data, or fails, makes the command exit non-zero.
 
 mod bench;
+mod http;
 mod net;
 mod pattern;
 mod peer;
@@ -43,7 +44,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use report::Row;
+use report::{HttpRow, Row};
 
 /// The command line of the harness itself.
 struct Options {
@@ -130,22 +131,31 @@ fn harness(options: &Options) -> io::Result<bool> {
     let load_before = loadavg();
     let started = Instant::now();
     let mut rows = bench::rows(&settings);
+    let mut http_rows = http::rows();
     let outcome = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // Dropping the benchmark's future on a signal runs every destructor: helpers are
         // killed and namespaces deleted before we exit.
         tokio::select! {
-            r = bench::run(&settings, &mut rows) => r,
+            r = bench::run(&settings, &mut rows, &mut http_rows) => r,
             _ = tokio::signal::ctrl_c() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
             _ = term.recv() => Err(io::Error::new(io::ErrorKind::Interrupted, "terminated")),
         }
     });
     drop(runtime);
     let elapsed = started.elapsed();
-    let table = report::table(&rows);
+    let table = format!(
+        "{}\n{}",
+        report::table(&rows),
+        report::http_table(&http_rows)
+    );
     println!("{table}");
     eprintln!("done in {:.0} s", elapsed.as_secs_f64());
-    let failures: Vec<String> = rows.iter().flat_map(Row::failures).collect();
+    let failures: Vec<String> = rows
+        .iter()
+        .flat_map(Row::failures)
+        .chain(http_rows.iter().flat_map(HttpRow::failures))
+        .collect();
     for f in &failures {
         eprintln!("failed: {f}");
     }
@@ -238,6 +248,13 @@ How to read it:
   the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
   timeout {:.0} s (`timeout`: the transfer did not finish in time). A cell counts only if
   every byte arrived intact.
+- HTTP rows (the second table): `wrk -t1 -c N -d {:.1}s` ({} time(s), the median) for the
+  1,000-byte file `/1k`, from the kernel's side. synack: the `http_server` example as users
+  run it (its own process, tokio's default multi-thread runtime, its default device) in a
+  namespace of its own. Against it, the same example with `--kernel` (the same hyper code on
+  tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both over
+  the veth pair. Every server sets TCP_NODELAY (nginx's `tcp_nodelay` default). A run with
+  non-2xx answers or connect/write/timeout socket errors shows `FAILED`.
 - Ratios divide synack's number by the other's: above 1 means synack was faster.
 ",
         elapsed.as_secs_f64(),
@@ -250,6 +267,8 @@ How to read it:
         s.pingpong_time.as_secs_f64(),
         s.loss_bytes,
         s.loss_timeout.as_secs_f64(),
+        s.http_time.as_secs_f64(),
+        s.http_reps,
     )
 }
 

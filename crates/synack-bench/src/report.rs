@@ -113,6 +113,68 @@ impl Row {
     }
 }
 
+/// A row of the HTTP table: requests per second from wrk.
+#[derive(Debug, Clone)]
+pub struct HttpRow {
+    /// What is measured.
+    pub name: String,
+    /// The `http_server` example on synack, over a TUN.
+    pub synack: Cell,
+    /// The same example on the kernel's TCP (`--kernel`), over veth.
+    pub hyper: Cell,
+    /// nginx with one worker, over veth.
+    pub nginx: Cell,
+}
+
+impl HttpRow {
+    /// A row with nothing measured yet.
+    pub fn new(name: impl Into<String>) -> HttpRow {
+        HttpRow {
+            name: name.into(),
+            synack: Cell::NotMeasured,
+            hyper: Cell::NotMeasured,
+            nginx: Cell::NotMeasured,
+        }
+    }
+
+    /// Every failure in this row, as `name (who): why`.
+    pub fn failures(&self) -> Vec<String> {
+        [
+            ("synack", &self.synack),
+            ("hyper on the kernel", &self.hyper),
+            ("nginx", &self.nginx),
+        ]
+        .into_iter()
+        .filter_map(|(who, c)| match c {
+            Cell::Failed(why) => Some(format!("{} ({who}): {why}", self.name)),
+            _ => None,
+        })
+        .collect()
+    }
+}
+
+/// The HTTP table as Markdown.
+pub fn http_table(rows: &[HttpRow]) -> String {
+    let mut t = String::new();
+    t.push_str(
+        "| measurement | unit | synack (`http_server`, TUN) | same server on kernel TCP (veth) | nginx, 1 worker (veth) | synack/kernel | synack/nginx |\n",
+    );
+    t.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        let _ = writeln!(
+            t,
+            "| {} | requests/s | {} | {} | {} | {} | {} |",
+            r.name,
+            r.synack.show(),
+            r.hyper.show(),
+            r.nginx.show(),
+            ratio(&r.synack, &r.hyper),
+            ratio(&r.synack, &r.nginx),
+        );
+    }
+    t
+}
+
 /// The table as Markdown.
 pub fn table(rows: &[Row]) -> String {
     let mut t = String::new();

@@ -1,0 +1,365 @@
+//! HTTP/1.1 request rates: wrk against the `http_server` example on synack, against the same
+//! example on the kernel's TCP (`--kernel`, over veth), and against nginx with one worker
+//! (Debian's nginx-light, over veth), each serving the same 1 KB file.
+//!
+//! The example runs as users run it: its own process, `#[tokio::main]`'s multi-thread
+//! runtime, its default device. The harness builds it if it is missing.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use synack_tokio::netns::NetNs;
+
+use crate::net::{self, TUN_STACK, VETH_B};
+use crate::report::{Cell, HttpRow};
+
+/// The file every server serves: 1,000 bytes, as issue-sized responses are.
+const BODY_LEN: usize = 1000;
+/// The port of the example (on synack and on the kernel).
+const PORT_EXAMPLE: u16 = 8080;
+/// nginx's port.
+const PORT_NGINX: u16 = 8081;
+
+/// One wrk configuration: connections, and whether each request has a connection of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    /// What the row says.
+    pub name: &'static str,
+    /// wrk's `-c`.
+    pub connections: usize,
+    /// `Connection: close` on every request.
+    pub close: bool,
+}
+
+/// The rows, in order.
+pub const LOADS: [Load; 3] = [
+    Load {
+        name: "HTTP/1.1 keep-alive, 200 connections, 1 KB",
+        connections: 200,
+        close: false,
+    },
+    Load {
+        name: "HTTP/1.1 keep-alive, 1 connection, 1 KB",
+        connections: 1,
+        close: false,
+    },
+    Load {
+        name: "HTTP/1.1 connection per request, 50 connections, 1 KB",
+        connections: 50,
+        close: true,
+    },
+];
+
+/// The rows, empty.
+pub fn rows() -> Vec<HttpRow> {
+    LOADS.iter().map(|l| HttpRow::new(l.name)).collect()
+}
+
+/// A process killed (and reaped) on drop.
+struct Server {
+    child: Child,
+    what: String,
+}
+
+impl Server {
+    fn spawn(mut cmd: Command, what: &str) -> io::Result<Server> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::other(format!("{what}: {e}")))?;
+        Ok(Server {
+            child,
+            what: what.to_owned(),
+        })
+    }
+
+    /// Waits (at most 10 s) until `url` answers 200 from `ns`.
+    fn wait_ready(&mut self, ns: &NetNs, url: &str) -> io::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!("{} exited: {status}", self.what)));
+            }
+            let out = ns
+                .command("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "1",
+                ])
+                .arg(url)
+                .stdin(Stdio::null())
+                .output()?;
+            if out.stdout == b"200" {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(io::Error::other(format!(
+            "{}: {url} not answering after 10 s",
+            self.what
+        )))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch directory with the served file, removed on drop.
+struct DocRoot(PathBuf);
+
+impl DocRoot {
+    fn new() -> io::Result<DocRoot> {
+        let dir = std::env::temp_dir().join(format!("synack-bench-http-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let body: Vec<u8> = (0..BODY_LEN).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(dir.join("1k"), body)?;
+        Ok(DocRoot(dir))
+    }
+}
+
+impl Drop for DocRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The `http_server` example next to this binary (target/PROFILE/examples), built first if
+/// it is not there yet (with this binary's profile).
+fn example() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| io::Error::other("the harness has no directory"))?;
+    let path = dir.join("examples").join("http_server");
+    if !path.exists() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--example", "http_server", "--manifest-path"])
+            .arg(manifest);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        eprintln!("building the http_server example: {cmd:?}");
+        let status = cmd.status()?;
+        if !status.success() || !path.exists() {
+            return Err(io::Error::other(format!(
+                "could not build the http_server example ({status})"
+            )));
+        }
+    }
+    Ok(path)
+}
+
+/// `wrk` in `ns` against `url`: requests per second, or why not (an error, non-2xx
+/// answers, or socket errors other than the read errors a closing server causes).
+fn wrk(ns: &NetNs, url: &str, load: Load, duration: Duration) -> io::Result<f64> {
+    let mut cmd = ns.command("wrk");
+    cmd.args(["-t", "1", "-c", &load.connections.to_string()])
+        // wrk takes whole seconds (its time units are s, m and h).
+        .args(["-d", &format!("{}s", duration.as_secs().max(1))])
+        .args(["--timeout", "5s"]);
+    if load.close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd.arg(url).stdin(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "wrk: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
+        return Err(io::Error::other(format!("wrk: {}", line.trim())));
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("Socket errors")) {
+        // "Socket errors: connect 0, read 0, write 0, timeout 0"
+        let count = |what: &str| -> u64 {
+            line.split(',')
+                .find(|p| p.contains(what))
+                .and_then(|p| p.split_whitespace().last())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let bad = count("connect") + count("write") + count("timeout");
+        if bad > 0 {
+            return Err(io::Error::other(format!("wrk: {}", line.trim())));
+        }
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("wrk printed no rate: {text}")))
+}
+
+fn to_cell(r: io::Result<f64>) -> Cell {
+    match r {
+        Ok(value) => Cell::Value {
+            value,
+            intact: true,
+        },
+        Err(e) => Cell::Failed(e.to_string()),
+    }
+}
+
+/// Runs every load against `url` from `ns`, each `reps` times; the median into `cell`.
+fn measure(
+    ns: &NetNs,
+    url: &str,
+    reps: usize,
+    duration: Duration,
+    who: &str,
+    rows: &mut [HttpRow],
+    cell: fn(&mut HttpRow) -> &mut Cell,
+) {
+    for (row, load) in rows.iter_mut().zip(LOADS) {
+        let mut values = Vec::new();
+        let mut failure = None;
+        for rep in 1..=reps {
+            match wrk(ns, url, load, duration) {
+                Ok(v) => {
+                    eprintln!("[http] {who}, {}, #{rep}: {v:.0} requests/s", load.name);
+                    values.push(v);
+                }
+                Err(e) => {
+                    eprintln!("[http] {who}, {}, #{rep}: {e}", load.name);
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        values.sort_by(f64::total_cmp);
+        *cell(row) = match failure {
+            Some(e) => to_cell(Err(e)),
+            None => to_cell(Ok(values[values.len() / 2])),
+        };
+    }
+}
+
+/// nginx, one worker, serving `root` on `addr`, its files in `root` too.
+fn nginx(ns: &NetNs, root: &Path, addr: Ipv4Addr) -> io::Result<Server> {
+    let conf = root.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\n\
+             daemon off;\n\
+             pid {root}/nginx.pid;\n\
+             error_log {root}/nginx-error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+             access_log off;\n\
+             keepalive_requests 1000000;\n\
+             client_body_temp_path {root}/tmp;\n\
+             proxy_temp_path {root}/tmp;\n\
+             fastcgi_temp_path {root}/tmp;\n\
+             uwsgi_temp_path {root}/tmp;\n\
+             scgi_temp_path {root}/tmp;\n\
+             server {{ listen {addr}:{PORT_NGINX}; root {root}; }}\n\
+             }}\n",
+            root = root.display()
+        ),
+    )?;
+    let mut cmd = ns.command("nginx");
+    cmd.arg("-c").arg(&conf).arg("-p").arg(root);
+    Server::spawn(cmd, "nginx")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The whole HTTP phase. `rows` come from [`rows`].
+pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<()> {
+    if !have("wrk") {
+        for r in rows.iter_mut() {
+            r.synack = Cell::Failed("wrk is not installed (apt install wrk)".into());
+        }
+        return Ok(());
+    }
+    let example = example()?;
+    let root = DocRoot::new()?;
+    let path = "/1k";
+
+    // synack: the example in a namespace of its own, on its default TUN (kernel
+    // 198.18.0.1/24, synack 198.18.0.2), wrk on the kernel's side of it.
+    {
+        let ns = net::namespace()?;
+        let mut cmd = ns.command(example.to_str().unwrap_or("http_server"));
+        cmd.arg("--root")
+            .arg(&root.0)
+            .args(["--port", &PORT_EXAMPLE.to_string()]);
+        let mut server = Server::spawn(cmd, "http_server on synack")?;
+        let url = format!(
+            "http://{}{path}",
+            SocketAddr::new(TUN_STACK.into(), PORT_EXAMPLE)
+        );
+        server.wait_ready(&ns, &url)?;
+        measure(&ns, &url, reps, duration, "synack", rows, |r| &mut r.synack);
+        drop(server);
+    }
+
+    // The kernel: the same example with --kernel, and nginx, in the veth pair's server
+    // namespace; wrk in the client namespace.
+    let veth = net::Veth::new()?;
+    {
+        let mut cmd = veth.b.command(example.to_str().unwrap_or("http_server"));
+        cmd.arg("--kernel")
+            .arg("--root")
+            .arg(&root.0)
+            .args(["--addr", &VETH_B.to_string()])
+            .args(["--port", &PORT_EXAMPLE.to_string()]);
+        let mut server = Server::spawn(cmd, "http_server --kernel")?;
+        let url = format!(
+            "http://{}{path}",
+            SocketAddr::new(VETH_B.into(), PORT_EXAMPLE)
+        );
+        server.wait_ready(&veth.a, &url)?;
+        measure(
+            &veth.a,
+            &url,
+            reps,
+            duration,
+            "hyper on the kernel",
+            rows,
+            |r| &mut r.hyper,
+        );
+    }
+    if have("nginx") {
+        std::fs::create_dir_all(root.0.join("tmp"))?;
+        let mut server = nginx(&veth.b, &root.0, VETH_B)?;
+        let url = format!(
+            "http://{}{path}",
+            SocketAddr::new(VETH_B.into(), PORT_NGINX)
+        );
+        server.wait_ready(&veth.a, &url)?;
+        measure(&veth.a, &url, reps, duration, "nginx", rows, |r| {
+            &mut r.nginx
+        });
+    } else {
+        eprintln!(
+            "[http] nginx is not installed (apt install nginx-light): its column stays empty"
+        );
+    }
+    Ok(())
+}
