@@ -33,6 +33,11 @@ pub struct NetArgs {
     /// SYN retransmissions before connect() fails with 'connection timed out'.
     #[arg(long, default_value_t = 6)]
     pub syn_retries: u32,
+    /// Use the plain TUN (one system call per packet) instead of the kernel's TUN offloads
+    /// (virtio-net header, TSO/GSO, checksum offload), which are the default where the
+    /// kernel has them.
+    #[arg(long)]
+    pub no_offload: bool,
     /// Write every packet, both directions, to this pcap file (Wireshark reads it).
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -62,6 +67,7 @@ impl NetArgs {
         TunConfig {
             name: self.tun.clone(),
             host_addr: self.host_addr,
+            offload: !self.no_offload,
             ..TunConfig::default()
         }
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synack_tokio::device::{OffloadCounters, OffloadTun, TunConfig, TunDevice};
+use synack_tokio::device::{OffloadCounters, OffloadTun, PlainTun, TunConfig};
 use synack_tokio::netns::NetNs;
 use synack_tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,7 +35,7 @@ pub fn stack_on(
     config.mtu(tun_config.mtu);
     Ok(match tun {
         Tun::Plain => {
-            let dev = TunDevice::create_in(ns, tun_config)?;
+            let dev = PlainTun::create_in(ns, tun_config)?;
             (Stack::new(config, dev, addrs)?, None)
         }
         Tun::Offload => {

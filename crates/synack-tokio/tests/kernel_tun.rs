@@ -124,7 +124,24 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     let ns = NetNs::new("synack-tun").unwrap();
     let config = TunConfig::default();
     let mut tun = TunDevice::create_in(&ns, &config).unwrap();
-    assert_eq!(tun.capabilities(), DeviceCapabilities::new(1500));
+    // The default device takes the kernel's offloads (this kernel has them).
+    assert!(tun.is_offloaded());
+    let caps = tun.capabilities();
+    assert_eq!(caps.mtu, 1500);
+    assert!(caps.gso_max_size >= 1500 && caps.rx_checksum && caps.tx_checksum_partial);
+    let plain_tun = TunDevice::create_in(
+        &ns,
+        &TunConfig {
+            name: "synack1".into(),
+            host_addr: "198.18.6.1/24".parse().unwrap(),
+            offload: false,
+            ..TunConfig::default()
+        },
+    )
+    .unwrap();
+    assert!(!plain_tun.is_offloaded() && plain_tun.offload_counters().is_none());
+    assert_eq!(plain_tun.capabilities(), DeviceCapabilities::new(1500));
+    drop(plain_tun);
 
     // The kernel side sees the device with our address, MTU and state.
     let out = ns
@@ -179,6 +196,7 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
         name: "sk-test1".into(),
         host_addr: "198.18.5.1/24".parse().unwrap(),
         mtu: 1400,
+        ..TunConfig::default()
     };
     let mut tun = TunDevice::create_in(&ns, &config).unwrap();
     assert_eq!(tun.name(), "sk-test1");

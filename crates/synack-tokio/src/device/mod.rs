@@ -22,7 +22,7 @@ pub mod tun;
 
 pub use memory::MemoryDevice;
 pub use pcap::PcapDevice;
-pub use tun::{OffloadCounters, OffloadStats, OffloadTun, TunConfig, TunDevice};
+pub use tun::{OffloadCounters, OffloadStats, OffloadTun, PlainTun, TunConfig, TunDevice};
 
 /// What a device can do, asked once when the stack starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -35,10 +35,18 @@ pub struct Net {
 impl Net {
     /// A namespace named after the test, a TUN `synack0` (kernel 198.18.0.1/24) and a stack
     /// on 198.18.0.2, recording to `pcap` (inside the scratch directory) if given.
+    ///
+    /// The TUN is the default device (offloads on) unless the test records: a recording is
+    /// made on the plain TUN, so that it holds what crosses the wire, finished checksums and
+    /// segments of at most an MSS, for tshark to judge.
     pub fn new(prefix: &str, config: synack_core::Config, pcap: Option<&str>) -> Net {
         let ns = NetNs::new(prefix).expect("create namespace");
         let dir = ScratchDir::new(ns.name());
-        let tun = TunDevice::create_in(&ns, &TunConfig::default()).expect("create TUN");
+        let tun_config = TunConfig {
+            offload: pcap.is_none(),
+            ..TunConfig::default()
+        };
+        let tun = TunDevice::create_in(&ns, &tun_config).expect("create TUN");
         let addrs = [IpAddr::V4(STACK)];
         let stack = match pcap {
             Some(name) => Stack::new(

@@ -1,9 +1,13 @@
 //! Linux TUN devices: the kernel routes IP packets to them, and the stack answers through them.
 //!
-//! Two devices share one way of creating the interface:
-//! - [`TunDevice`], the plain one: one `read(2)` or `write(2)` per IP packet;
+//! [`TunDevice`] is the device users get by default. It is one of two, which share one way of
+//! creating the interface:
 //! - [`OffloadTun`], with the virtio-net header (`vnet.rs`) and the kernel's checksum and
-//!   TCP segmentation offloads: one system call moves up to 64 KiB of TCP.
+//!   TCP segmentation offloads: one system call moves up to 64 KiB of TCP. The default,
+//!   whenever the kernel supports it.
+//! - [`PlainTun`]: one `read(2)` or `write(2)` per IP packet. The fallback, with a one-line
+//!   warning saying why, and what [`TunConfig::offload`] `false` (the examples'
+//!   `--no-offload`) asks for.
 //!
 //! **One way to make a TUN.** Both open `/dev/net/tun` themselves (`sys.rs`, `IFF_TUN |
 //! IFF_NO_PI`, plus `IFF_VNET_HDR` for the offload device) and configure the link with the
@@ -115,6 +119,9 @@ pub struct TunConfig {
     pub host_addr: Ipv4Cidr,
     /// The device MTU: the largest IP packet either side sends through it.
     pub mtu: usize,
+    /// Whether [`TunDevice::create`] tries the offloading device first (default `true`);
+    /// `false` makes it a [`PlainTun`] at once.
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -128,6 +135,7 @@ impl Default for TunConfig {
                 prefix_len: 24,
             },
             mtu: 1500,
+            offload: true,
         }
     }
 }
@@ -260,32 +268,31 @@ impl Tun {
     }
 }
 
-/// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
-/// packet; see [`OffloadTun`] for the one that moves 64 KiB at a time.
+/// The TUN device users get by default: an [`OffloadTun`] whenever the kernel supports it,
+/// else a [`PlainTun`], after a one-line warning saying why.
 ///
 /// The device exists while this value (its file descriptor) lives; dropping it deletes the
 /// interface.
+#[derive(Debug)]
 pub struct TunDevice {
-    tun: Tun,
+    inner: Inner,
 }
 
-impl fmt::Debug for TunDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TunDevice")
-            .field("name", &self.tun.name)
-            .field("mtu", &self.tun.mtu)
-            .finish_non_exhaustive()
-    }
+#[derive(Debug)]
+enum Inner {
+    Offload(OffloadTun),
+    Plain(PlainTun),
 }
 
 impl TunDevice {
     /// Creates the TUN device in the calling thread's network namespace, gives the kernel its
-    /// address and MTU, and brings the link up.
+    /// address and MTU, and brings the link up: with the kernel's offloads if
+    /// [`TunConfig::offload`] asks for them and the kernel has them.
     ///
     /// Must be called within a tokio runtime (the file descriptor is registered with its
     /// reactor). To create it inside a test namespace, use `create_in` (the `netns` feature).
     pub fn create(config: &TunConfig) -> io::Result<TunDevice> {
-        Tun::open(config, false).map(|tun| TunDevice { tun })
+        Self::choose(config, OffloadTun::create, PlainTun::create)
     }
 
     /// Creates the TUN device inside `ns` (on a thread that has joined it) and returns it here.
@@ -294,7 +301,140 @@ impl TunDevice {
     /// be called within a tokio runtime, whose reactor the device is registered with.
     #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<TunDevice> {
-        Tun::open_in(ns, config, false).map(|tun| TunDevice { tun })
+        Self::choose(
+            config,
+            |c| OffloadTun::create_in(ns, c),
+            |c| PlainTun::create_in(ns, c),
+        )
+    }
+
+    /// The offloading device if asked for and it opens, else the plain one. Any failure of
+    /// the former falls back: a kernel without `IFF_VNET_HDR` or TSO for TUN refuses it with
+    /// `EINVAL`; anything that is not about offloads (a bad name, no permission) fails the
+    /// plain device too, and its error is the one returned.
+    fn choose(
+        config: &TunConfig,
+        offload: impl FnOnce(&TunConfig) -> io::Result<OffloadTun>,
+        plain: impl FnOnce(&TunConfig) -> io::Result<PlainTun>,
+    ) -> io::Result<TunDevice> {
+        if config.offload {
+            match offload(config) {
+                Ok(device) => {
+                    return Ok(TunDevice {
+                        inner: Inner::Offload(device),
+                    })
+                }
+                Err(e) => tracing::warn!(
+                    tun = %config.name,
+                    "TUN offloads unavailable ({e}): using the plain TUN, one system call per packet"
+                ),
+            }
+        }
+        plain(config).map(|device| TunDevice {
+            inner: Inner::Plain(device),
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        match &self.inner {
+            Inner::Offload(d) => d.name(),
+            Inner::Plain(d) => d.name(),
+        }
+    }
+
+    /// Whether this is the offloading device.
+    pub fn is_offloaded(&self) -> bool {
+        matches!(self.inner, Inner::Offload(_))
+    }
+
+    /// The offloading device's counters, if it is that one.
+    pub fn offload_counters(&self) -> Option<OffloadCounters> {
+        match &self.inner {
+            Inner::Offload(d) => Some(d.counters()),
+            Inner::Plain(_) => None,
+        }
+    }
+}
+
+impl Device for TunDevice {
+    fn capabilities(&self) -> DeviceCapabilities {
+        match &self.inner {
+            Inner::Offload(d) => d.capabilities(),
+            Inner::Plain(d) => d.capabilities(),
+        }
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.poll_recv(cx, buf),
+            Inner::Plain(d) => d.poll_recv(cx, buf),
+        }
+    }
+
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.poll_send(cx, packet, transmit),
+            Inner::Plain(d) => d.poll_send(cx, packet, transmit),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.poll_flush(cx),
+            Inner::Plain(d) => d.poll_flush(cx),
+        }
+    }
+
+    fn check(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.check(),
+            Inner::Plain(d) => d.check(),
+        }
+    }
+}
+
+/// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
+/// packet: what [`PlainTun`] falls back to where the kernel has no TUN offloads, or when
+/// told not to use them; see [`OffloadTun`] for the one that moves 64 KiB at a time.
+///
+/// The device exists while this value (its file descriptor) lives; dropping it deletes the
+/// interface.
+pub struct PlainTun {
+    tun: Tun,
+}
+
+impl fmt::Debug for PlainTun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainTun")
+            .field("name", &self.tun.name)
+            .field("mtu", &self.tun.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlainTun {
+    /// Creates the TUN device in the calling thread's network namespace, gives the kernel its
+    /// address and MTU, and brings the link up.
+    ///
+    /// Must be called within a tokio runtime (the file descriptor is registered with its
+    /// reactor). To create it inside a test namespace, use `create_in` (the `netns` feature).
+    pub fn create(config: &TunConfig) -> io::Result<PlainTun> {
+        Tun::open(config, false).map(|tun| PlainTun { tun })
+    }
+
+    /// Creates the TUN device inside `ns` (on a thread that has joined it) and returns it here.
+    ///
+    /// The device lives in `ns` for good; reading and writing it works from any namespace. Must
+    /// be called within a tokio runtime, whose reactor the device is registered with.
+    #[cfg(feature = "netns")]
+    pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<PlainTun> {
+        Tun::open_in(ns, config, false).map(|tun| PlainTun { tun })
     }
 
     /// The interface name.
@@ -303,7 +443,7 @@ impl TunDevice {
     }
 }
 
-impl Device for TunDevice {
+impl Device for PlainTun {
     /// No offloads: the kernel hands over and takes only whole, fully summed packets.
     fn capabilities(&self) -> DeviceCapabilities {
         DeviceCapabilities::new(self.tun.mtu)

@@ -1,6 +1,6 @@
 //! An offloading TUN device: one syscall moves up to 64 KiB of TCP instead of one segment.
 //!
-//! [`TunDevice`](super::TunDevice) pays a `read(2)` or `write(2)` per IP packet, and at
+//! [`PlainTun`](super::PlainTun) pays a `read(2)` or `write(2)` per IP packet, and at
 //! 1500-byte packets those syscalls, not TCP, bound the stack's throughput. Linux lets a TUN
 //! reader take part in the kernel's segmentation offloads instead, the way a virtio-net guest
 //! does: the device is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD` (see `sys`), so every
@@ -129,7 +129,7 @@ impl OffloadCounters {
 /// are glued into one super-packet, written at the latest when the driver ends its burst
 /// with [`Device::poll_flush`]. [`OffloadTun::counters`] shows what the offloads did.
 ///
-/// Created like [`TunDevice`](super::TunDevice) (same [`TunConfig`], same address, MTU and
+/// Created like [`PlainTun`](super::PlainTun) (same [`TunConfig`], same address, MTU and
 /// link handling); the interface lives as long as this value.
 pub struct OffloadTun {
     tun: Tun,
@@ -166,7 +166,7 @@ impl OffloadTun {
     }
 
     /// Creates the device inside `ns` (on a thread that has joined it) and returns it here,
-    /// as [`TunDevice::create_in`](super::TunDevice::create_in) does.
+    /// as [`PlainTun::create_in`](super::PlainTun::create_in) does.
     #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<OffloadTun> {
         Tun::open_in(ns, config, true).map(OffloadTun::new)
