@@ -30,6 +30,7 @@ use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireErr
 mod handle;
 mod icmp;
 mod listen;
+mod schedule;
 mod slab;
 mod table;
 mod time_wait;
@@ -37,7 +38,7 @@ mod time_wait;
 pub use handle::{ConnectionHandle, ListenerHandle};
 use listen::Listener;
 use slab::Slab;
-use table::{table, Table, Tuple, COMPACT_SLACK};
+use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
 
 /// Something the application may want to act on. Events are hints: the state they announce
@@ -447,27 +448,6 @@ impl Endpoint {
         true
     }
 
-    /// Run every timer that is due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.time_wait.expire(now);
-        self.schedule_stale();
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(slot) = self.connections.get_mut(&h) else {
-                continue;
-            };
-            if slot.timer != Some(t) {
-                continue; // superseded
-            }
-            slot.timer = None;
-            let _ = slot.conn.handle_timeout(now);
-            self.after(h);
-        }
-    }
-
     // ---------------------------------------------------------------------------------------
     // Output
     // ---------------------------------------------------------------------------------------
@@ -525,30 +505,6 @@ impl Endpoint {
             }
         }
         None
-    }
-
-    /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
-    #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.schedule_stale();
-        let tw = self.time_wait.next_expiry();
-        // Drop superseded entries (lazy deletion) so the answer is exact.
-        let mut conn = None;
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            match self.connections.get(&h) {
-                Some(slot) if slot.timer == Some(t) => {
-                    conn = Some(t);
-                    break;
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        match (conn, tw) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 
     /// The next event for the application.
@@ -672,55 +628,6 @@ impl Endpoint {
                 self.stale.push(h);
             }
         }
-    }
-
-    /// Bring the timer heap up to date for every connection whose deadline may have moved,
-    /// so that a deadline asked for or run before its output is drained is still exact. The
-    /// work is one recomputation per connection touched since the last call.
-    fn schedule_stale(&mut self) {
-        let mut stale = std::mem::take(&mut self.stale);
-        for h in stale.drain(..) {
-            self.schedule(h);
-        }
-        // Keep the allocation for the next round.
-        self.stale = stale;
-    }
-
-    fn schedule(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        if !slot.stale {
-            // Scheduled since it was listed; its entry in the heap is current.
-            return;
-        }
-        slot.stale = false;
-        let t = slot.conn.poll_timeout();
-        if t != slot.timer {
-            slot.timer = t;
-            if let Some(t) = t {
-                self.timers.push(Reverse((t, h)));
-                self.compact_timers();
-            }
-        }
-    }
-
-    /// Drop the superseded entries from the timer heap once they outnumber the live ones.
-    ///
-    /// Entries are deleted lazily: a connection whose deadline moves pushes a new entry and
-    /// leaves the old one to be skipped when it comes due. Under churn that left every freed
-    /// connection's entries in the heap until their own deadlines (a FIN-WAIT-2 or keepalive
-    /// timer is a minute or hours away), so the heap grew with the connections served rather
-    /// than the connections held. Each connection has at most one live entry, so rebuilding
-    /// when the heap is twice the connection count keeps it O(live connections) at amortised
-    /// O(1) per push.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.connections.len() + COMPACT_SLACK {
-            return;
-        }
-        let connections = &self.connections;
-        self.timers
-            .retain(|&Reverse((t, h))| connections.get(&h).is_some_and(|s| s.timer == Some(t)));
     }
 
     /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move
