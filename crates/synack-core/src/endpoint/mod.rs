@@ -17,26 +17,28 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
-use crate::seq::SeqNumber;
 use crate::stats::Stats;
 use crate::tcp::connection::handshake::Identity;
-use crate::tcp::connection::output::write_segment;
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
+mod demux;
 mod handle;
 mod icmp;
 mod listen;
+mod output;
 mod schedule;
 mod slab;
 mod table;
 mod time_wait;
 
+use demux::is_unicast;
+pub use demux::RecvMeta;
 pub use handle::{ConnectionHandle, ListenerHandle};
 use listen::Listener;
+pub use output::Transmit;
 use slab::Slab;
 use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
@@ -57,63 +59,6 @@ pub enum Event {
     /// failed.
     Closed(ConnectionHandle, Option<Error>),
 }
-
-/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
-/// with it: the mirror of [`Transmit`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// The device verified the transport checksum (receive checksum offload: Linux's
-    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
-    /// itself; the core skips it. Everything else is still checked. Set it only for packets
-    /// the device vouches for.
-    pub checksum_verified: bool,
-    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
-    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
-    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
-    /// delayed-ACK decisions).
-    pub segment_size: Option<usize>,
-}
-
-impl RecvMeta {
-    /// A plain packet of `len` bytes: checksum to be verified, one segment.
-    pub fn new(len: usize) -> RecvMeta {
-        RecvMeta {
-            len,
-            ..RecvMeta::default()
-        }
-    }
-}
-
-/// One packet written by [`Endpoint::poll_transmit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// `Some(n)` for a super-segment, sent only when [`Config::gso_max_size`] allows: a TCP
-    /// packet whose payload is to be cut into segments of `n` bytes (the last may be
-    /// shorter), each with a copy of the header and its own sequence number, as a device
-    /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
-    /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO), unless `checksum_partial` says they are not complete.
-    pub segment_size: Option<usize>,
-    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
-    /// (not complemented, over the packet's whole TCP length), and the device must finish
-    /// it over the TCP header and payload (csum_start = the start of the TCP header,
-    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
-    /// connection's TCP packets; everything else leaves complete.
-    pub checksum_partial: bool,
-}
-
-/// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
-/// this long at most; past it, more are dropped rather than held (bounded memory under a
-/// flood).
-const MAX_CONTROL_PACKETS: usize = 1024;
-
-/// Events beyond this many undrained are dropped: they are hints, and an application that
-/// never drains them must not make the endpoint grow.
-const MAX_EVENTS: usize = 1 << 16;
 
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,246 +217,9 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
-    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
-    /// past the end of `buf` is dropped as malformed.
-    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
-        self.stats.packets_in += 1;
-        let Some(packet) = buf.get(..meta.len) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        if meta.checksum_verified {
-            self.stats.checksum_offloaded += 1;
-        }
-        let (ip, payload) = match wire::ip::parse(packet) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.count_wire_error(e),
-        };
-        if !self.addresses.contains(&ip.dst_addr()) {
-            self.stats.drop_not_for_us += 1;
-            return;
-        }
-        match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
-            (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
-                Ok(icmp) => self.handle_icmp(&ip, icmp),
-                Err(e) => self.count_wire_error(e),
-            },
-            (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
-                match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
-                    Ok(icmp) => self.handle_icmp(&ip, icmp),
-                    Err(e) => self.count_wire_error(e),
-                }
-            }
-            _ => self.stats.drop_unsupported += 1,
-        }
-    }
-
-    fn count_wire_error(&mut self, e: WireError) {
-        let s = &mut self.stats;
-        match e {
-            WireError::Truncated | WireError::Malformed => s.drop_malformed += 1,
-            WireError::Checksum => s.drop_checksum += 1,
-            WireError::BadOption => s.drop_bad_option += 1,
-            WireError::Fragment => s.drop_fragment += 1,
-            WireError::Unsupported => s.drop_unsupported += 1,
-        }
-    }
-
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
-            Ok(seg) => seg,
-            Err(e) => return self.count_wire_error(e),
-        };
-        // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
-        // sources are not for a connection.
-        if !is_unicast(src) {
-            self.stats.drop_malformed += 1;
-            return;
-        }
-        self.stats.segments_in += 1;
-        let local = SocketAddr::new(dst, seg.dst_port);
-        let remote = SocketAddr::new(src, seg.src_port);
-
-        if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
-            if self.reuse_time_wait(h, &seg) {
-                self.remove(h);
-            } else {
-                self.deliver(now, h, &seg, meta.segment_size);
-                return;
-            }
-        } else if self.time_wait.contains(&Tuple(local, remote))
-            && self.handle_time_wait(now, local, remote, &seg)
-        {
-            return;
-        }
-        if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg);
-            return;
-        }
-        self.reply_rst(local, remote, &seg);
-    }
-
-    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
-    /// whether it was queued.
-    fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
-        let mut buf = vec![0u8; 120];
-        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
-            Some(len) => {
-                buf.truncate(len);
-                self.push_control(buf)
-            }
-            None => false,
-        }
-    }
-
-    /// Hand a segment to its connection.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        h: ConnectionHandle,
-        seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
-    ) {
-        // The final ACK of a passive handshake waits while the accept queue is full (Linux
-        // drops it and lets the SYN-ACK retransmission retry).
-        if let Some(slot) = self.connections.get(&h) {
-            if slot.conn.state == State::SynReceived && slot.conn.passive {
-                if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
-                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
-                        self.stats.drop_listen_overflow += 1;
-                        return;
-                    }
-                }
-            }
-        }
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let _ = slot.conn.handle_segment(now, seg, segment_size);
-        let v = slot.conn.verdict;
-        if v.out_of_window {
-            self.stats.drop_out_of_window += 1;
-        }
-        if v.paws {
-            self.stats.drop_paws += 1;
-        }
-        if v.challenge_ack {
-            self.stats.challenge_acks += 1;
-        }
-        if v.challenge_ack_limited {
-            self.stats.challenge_acks_limited += 1;
-        }
-        self.after(h);
-    }
-
-    /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
-    /// incoming segment except another reset."
-    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
-        if seg.flags.contains(TcpFlags::RST) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        let rst = if seg.flags.contains(TcpFlags::ACK) {
-            // "<SEQ=SEG.ACK><CTL=RST>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST,
-                seg.ack_number,
-                SeqNumber(0),
-            )
-        } else {
-            // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST | TcpFlags::ACK,
-                SeqNumber(0),
-                seg.seq_number + seg.seq_len(),
-            )
-        };
-        if self.queue_segment(local, remote, &rst) {
-            self.stats.rsts_sent += 1;
-        }
-    }
-
-    fn push_control(&mut self, packet: Vec<u8>) -> bool {
-        if self.control.len() >= MAX_CONTROL_PACKETS {
-            self.stats.drop_other += 1;
-            return false;
-        }
-        self.control.push_back(packet);
-        true
-    }
-
     // ---------------------------------------------------------------------------------------
     // Output
     // ---------------------------------------------------------------------------------------
-
-    /// Write the next packet to send into `buf` (which should hold at least the MTU).
-    #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some(packet) = self.control.pop_front() {
-            if buf.len() >= packet.len() {
-                buf[..packet.len()].copy_from_slice(&packet);
-                self.stats.packets_out += 1;
-                return Some(Transmit {
-                    len: packet.len(),
-                    segment_size: None,
-                    checksum_partial: false,
-                });
-            }
-        }
-        while let Some(&h) = self.dirty.front() {
-            let Some(slot) = self.connections.get_mut(&h) else {
-                self.dirty.pop_front();
-                continue;
-            };
-            match slot.conn.poll_transmit(now, buf) {
-                Some(sent) => {
-                    self.stats.packets_out += 1;
-                    self.stats.segments_out += u64::from(sent.segments);
-                    if sent.retransmit {
-                        self.stats.retransmits += u64::from(sent.segments);
-                    }
-                    if sent.rst {
-                        self.stats.rsts_sent += 1;
-                    }
-                    // Sending may arm a timer; it is rescheduled when the connection has
-                    // sent all it has (below), or when a deadline is asked for before that.
-                    if !slot.stale {
-                        slot.stale = true;
-                        self.stale.push(h);
-                    }
-                    return Some(Transmit {
-                        len: sent.len,
-                        segment_size: sent.segment_size,
-                        checksum_partial: sent.checksum_partial,
-                    });
-                }
-                None => {
-                    slot.dirty = false;
-                    // Declining to send can arm a timer too (pacing, the persist timer), so
-                    // the deadline is recomputed whether or not it was already current.
-                    slot.stale = true;
-                    self.dirty.pop_front();
-                    self.schedule(h);
-                    self.maybe_remove(h);
-                }
-            }
-        }
-        None
-    }
-
-    /// The next event for the application.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
 
     // ---------------------------------------------------------------------------------------
     // Bookkeeping
@@ -555,12 +263,6 @@ impl Endpoint {
             self.stats.time_wait_recycled += 1;
         }
         true
-    }
-
-    fn push_event(&mut self, event: Event) {
-        if self.events.len() < MAX_EVENTS {
-            self.events.push_back(event);
-        }
     }
 
     /// After anything touched connection `h`: turn its notifications into events, move a
@@ -977,13 +679,5 @@ impl Endpoint {
         self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
         self.after(conn);
         Ok(())
-    }
-}
-
-/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
-fn is_unicast(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
-        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
     }
 }
