@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::table::Tuple;
 use super::{ConnectionHandle, Endpoint};
 use crate::seq::SeqNumber;
+use crate::tcp::connection::InputVerdict;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
@@ -125,7 +126,7 @@ impl Endpoint {
             return;
         }
         if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg);
+            self.handle_listen(now, l, local, remote, &seg, meta.segment_size);
             return;
         }
         self.reply_rst(local, remote, &seg);
@@ -154,8 +155,13 @@ impl Endpoint {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
-        let _ = slot.conn.handle_segment(now, seg, segment_size);
-        let v = slot.conn.verdict;
+        let verdict = slot.conn.handle_segment(now, seg, segment_size);
+        self.count_verdict(verdict);
+        self.after(h);
+    }
+
+    /// Count what a connection made of a segment.
+    pub(super) fn count_verdict(&mut self, v: InputVerdict) {
         if v.out_of_window {
             self.stats.drop_out_of_window += 1;
         }
@@ -168,7 +174,6 @@ impl Endpoint {
         if v.challenge_ack_limited {
             self.stats.challenge_acks_limited += 1;
         }
-        self.after(h);
     }
 
     /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any

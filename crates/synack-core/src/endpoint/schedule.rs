@@ -26,7 +26,7 @@ impl Endpoint {
                 continue; // superseded
             }
             slot.timer = None;
-            let _ = slot.conn.handle_timeout(now);
+            slot.conn.handle_timeout(now);
             self.after(h);
         }
     }

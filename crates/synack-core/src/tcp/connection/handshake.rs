@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    default_mss, ConnConfig, Connection, Disposition, Notify, Receiver, Recovery, Sender, Timers,
-    Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ConnConfig, Connection, Notify, Receiver, Recovery, Sender, Timers, Timestamps,
+    MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -320,7 +320,7 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.3: a segment arrives in SYN-SENT.
-    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.flags.contains(TcpFlags::ACK);
         // "If the ACK bit is set: if SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless
         // the RST bit is set, if so drop the segment and return)".
@@ -334,7 +334,7 @@ impl Connection {
                     self.timers.retransmit = Some(now + SYN_RESEND_AFTER_STALE);
                 }
             }
-            return Disposition::Keep;
+            return;
         }
         if seg.flags.contains(TcpFlags::RST) {
             // "If the ACK was acceptable, then signal to the user 'error: connection reset',
@@ -342,13 +342,13 @@ impl Connection {
             // 5961 §3.2 keeps this check: an RST in SYN-SENT needs an acceptable ACK.
             if ack {
                 self.enter_closed(Some(Error::ConnectionRefused));
-                return Disposition::Closed;
+                return;
             }
-            return Disposition::Keep;
+            return;
         }
         if !seg.flags.contains(TcpFlags::SYN) {
             // "If neither of the SYN or RST bits is set, then drop the segment and return."
-            return Disposition::Keep;
+            return;
         }
         self.rcv.irs = seg.seq_number;
         self.rcv.nxt = seg.seq_number + 1;
@@ -384,7 +384,7 @@ impl Connection {
                 let mut rest = *seg;
                 rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
                 rest.seq_number = seg.seq_number + 1;
-                return self.handle_synchronized(now, &rest);
+                self.handle_synchronized(now, &rest);
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
@@ -397,7 +397,6 @@ impl Connection {
             self.backoff = 0;
             self.timers.retransmit = None;
         }
-        Disposition::Keep
     }
 
     /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample

@@ -35,6 +35,7 @@ pub(crate) mod output;
 mod timers;
 
 pub(crate) use close::TimeWaitEntry;
+pub(crate) use input::InputVerdict;
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
@@ -381,15 +382,6 @@ impl std::fmt::Debug for Connection {
             .field("rcv_nxt", &self.rcv.nxt)
             .finish_non_exhaustive()
     }
-}
-
-/// What the endpoint should do with a connection after feeding it something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// Keep it.
-    Keep,
-    /// It is CLOSED: remove it once the application released it.
-    Closed,
 }
 
 impl Connection {
