@@ -91,9 +91,9 @@ impl Endpoint {
             return;
         };
         let n = slot.conn.take_notify();
-        let state = slot.conn.state;
+        let state = slot.conn.state();
         let owner = slot.owner;
-        let error = slot.conn.error;
+        let error = slot.conn.error();
         if state != State::SynReceived {
             if let Some(l) = slot.syn_of.take() {
                 self.half_open = self.half_open.saturating_sub(1);
@@ -129,11 +129,9 @@ impl Endpoint {
             let now_memory = slot.conn.memory();
             self.memory = self.memory - slot.memory + now_memory;
             slot.memory = now_memory;
-            slot.conn.memory_pressure = self.memory >= self.config.max_memory;
-            if slot.conn.state == State::Closed
-                && slot.owner == Owner::Nobody
-                && !slot.conn.has_pending_output()
-            {
+            slot.conn
+                .set_memory_pressure(self.memory >= self.config.max_memory);
+            if slot.conn.is_closed_and_quiet() && slot.owner == Owner::Nobody {
                 self.remove(h);
                 return;
             }
@@ -159,10 +157,10 @@ impl Endpoint {
         if slot.owner != Owner::Nobody || slot.dirty {
             return;
         }
-        match slot.conn.state {
+        match slot.conn.state() {
             State::Closed => self.remove(h),
             State::TimeWait => {
-                let tuple = Tuple(slot.conn.local, slot.conn.remote);
+                let tuple = Tuple(slot.conn.local(), slot.conn.remote());
                 let entry = slot.conn.time_wait_snapshot();
                 self.remove(h);
                 self.enter_time_wait(tuple, entry);
@@ -176,7 +174,7 @@ impl Endpoint {
             self.memory -= slot.memory;
             if let Entry::Occupied(e) = self
                 .by_tuple
-                .entry(Tuple(slot.conn.local, slot.conn.remote))
+                .entry(Tuple(slot.conn.local(), slot.conn.remote()))
             {
                 if *e.get() == h {
                     e.remove();

@@ -9,7 +9,6 @@ use super::table::Tuple;
 use super::{ConnectionHandle, Endpoint};
 use crate::seq::SeqNumber;
 use crate::tcp::connection::InputVerdict;
-use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
@@ -143,7 +142,7 @@ impl Endpoint {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).
         if let Some(slot) = self.connections.get(&h) {
-            if slot.conn.state == State::SynReceived && slot.conn.passive {
+            if slot.conn.awaits_final_ack() {
                 if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
                     if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
                         self.stats.drop_listen_overflow += 1;

@@ -334,7 +334,7 @@ impl Endpoint {
             slot.owner = Owner::App;
             // What happened while it waited in the queue is news to the application now.
             let readable = slot.conn.recv_ready();
-            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
+            let closed = (slot.conn.state() == State::Closed).then_some(slot.conn.error());
             if readable {
                 self.push_event(Event::Readable(h));
             }

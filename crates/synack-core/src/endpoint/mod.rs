@@ -164,10 +164,7 @@ impl Endpoint {
             .collect();
         for h in doomed {
             if let Some(slot) = self.connections.get_mut(&h) {
-                slot.conn.abort();
-                if slot.conn.error.is_none() {
-                    slot.conn.error = Some(Error::ConnectionAborted);
-                }
+                slot.conn.abort_with(Error::ConnectionAborted);
             }
             self.after(h);
         }
@@ -380,29 +377,29 @@ impl Endpoint {
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
-        slot.conn.nodelay = nodelay;
+        slot.conn.set_nodelay(nodelay);
         self.after(conn);
         Ok(())
     }
 
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
     pub fn nodelay(&self, conn: ConnectionHandle) -> Result<bool, Error> {
-        Ok(self.app_conn(conn)?.nodelay)
+        Ok(self.app_conn(conn)?.nodelay())
     }
 
     /// The connection's RFC 9293 state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<State, Error> {
-        Ok(self.app_conn(conn)?.state)
+        Ok(self.app_conn(conn)?.state())
     }
 
     /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.local)
+        Ok(self.app_conn(conn)?.local())
     }
 
     /// The connection's remote address.
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.remote)
+        Ok(self.app_conn(conn)?.remote())
     }
 
     /// The address a listener listens on.
@@ -425,17 +422,17 @@ impl Endpoint {
 
     /// The error the connection failed with, if any.
     pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
-        Ok(self.app_conn(conn)?.error)
+        Ok(self.app_conn(conn)?.error())
     }
 
     /// Bytes queued for sending and not yet acknowledged.
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.snd.buffer.len())
+        Ok(self.app_conn(conn)?.send_queue_len())
     }
 
     /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
     pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.rcv.buffer.len())
+        Ok(self.app_conn(conn)?.recv_queue_len())
     }
 
     /// A snapshot of the connection, after Linux's `TCP_INFO` (what `ss -ti` shows).

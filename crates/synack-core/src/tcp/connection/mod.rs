@@ -472,6 +472,62 @@ impl Connection {
         std::mem::take(&mut self.notify)
     }
 
+    /// The RFC 9293 state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our address and port.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address and port.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The error the connection failed with, if it did.
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    /// Whether Nagle's algorithm is off.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// Turn Nagle's algorithm off (`true`) or on.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    /// Whether the endpoint as a whole is over `Config::max_memory`: buffers must not grow.
+    pub fn set_memory_pressure(&mut self, pressure: bool) {
+        self.memory_pressure = pressure;
+    }
+
+    /// Bytes queued for sending and not yet acknowledged.
+    pub fn send_queue_len(&self) -> usize {
+        self.snd.buffer.len()
+    }
+
+    /// Bytes received in order and not yet read.
+    pub fn recv_queue_len(&self) -> usize {
+        self.rcv.buffer.len()
+    }
+
+    /// A passive open still waiting for the final ACK of its handshake.
+    pub fn awaits_final_ack(&self) -> bool {
+        self.state == State::SynReceived && self.passive
+    }
+
+    /// CLOSED with nothing left to send (its RST, if any, is out): the endpoint may free it
+    /// once no one holds it.
+    pub fn is_closed_and_quiet(&self) -> bool {
+        self.state == State::Closed && !self.has_pending_output()
+    }
+
     /// Application write (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         self.queue(data.len(), |buf, from| buf.push(&data[from..]))
