@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    default_mss, ConnConfig, Connection, Notify, Receiver, Recovery, Sender, Timers, Timestamps,
-    MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ChallengeAcks, ConnConfig, Connection, Notify, PaceBucket, RcvSpace, Receiver,
+    Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -151,15 +151,25 @@ impl Connection {
             error: None,
             soft_error: None,
             notify: Notify::default(),
-            challenge_acks: (now, 0),
+            challenge_acks: ChallengeAcks {
+                slot_start: now,
+                sent: 0,
+            },
             last_invalid_ack: None,
             retransmits: 0,
             retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,
             cfg: cfg.clone(),
-            rcv_space: (0, now, 0),
-            pace: (0, now),
+            rcv_space: RcvSpace {
+                read: 0,
+                since: now,
+                best: 0,
+            },
+            pace: PaceBucket {
+                tokens: 0,
+                refilled: now,
+            },
             memory_pressure: false,
             verdict: Default::default(),
             gro_segment_size: None,
@@ -326,7 +336,7 @@ impl Connection {
         // the RST bit is set, if so drop the segment and return)".
         if ack && (seg.ack_number <= self.snd.iss || seg.ack_number > self.snd.max) {
             if !seg.flags.contains(TcpFlags::RST) {
-                self.reset_reply = Some((seg.ack_number, None));
+                self.reset_reply = Some(seg.ack_number);
                 // The peer holds a stale connection (our RST clears it): send the SYN again
                 // almost at once rather than a whole SYN RTO later, if it has not been resent
                 // yet (Linux tcp_rcv_synsent_state_process, TCP_TIMEOUT_MIN).

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::ops::ControlFlow;
 
-use super::{Connection, MAX_DUP_ACKS_OWED};
+use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
@@ -85,7 +85,7 @@ impl Connection {
             }
         }
         match self.rtt_seq {
-            Some((seq, sent)) if acked > seq => Some(now - sent),
+            Some(timed) if acked > timed.seq => Some(now - timed.sent),
             _ => None,
         }
     }
@@ -126,15 +126,18 @@ impl Connection {
     /// challenge ACKs: once per `invalid_ratelimit` (Linux's per-socket limit), and at most
     /// `challenge_ack_limit` a second.
     fn challenge_ack(&mut self, now: Instant) {
-        let (slot, _) = self.challenge_acks;
-        if now - slot >= Duration::from_secs(1) {
-            self.challenge_acks = (now, 0);
+        if now - self.challenge_acks.slot_start >= Duration::from_secs(1) {
+            self.challenge_acks = ChallengeAcks {
+                slot_start: now,
+                sent: 0,
+            };
         }
-        if self.challenge_acks.1 >= self.cfg.challenge_ack_limit || self.invalid_ack_limited(now) {
+        if self.challenge_acks.sent >= self.cfg.challenge_ack_limit || self.invalid_ack_limited(now)
+        {
             self.verdict.challenge_ack_limited = true;
             return;
         }
-        self.challenge_acks.1 += 1;
+        self.challenge_acks.sent += 1;
         self.rcv.ack_now = true;
         self.verdict.challenge_ack = true;
     }
@@ -279,7 +282,7 @@ impl Connection {
                 self.notify.connected = true;
                 self.notify.writable = true;
             } else {
-                self.reset_reply = Some((seg.ack_number, None));
+                self.reset_reply = Some(seg.ack_number);
                 return;
             }
         }
@@ -297,7 +300,7 @@ impl Connection {
             && !seg.payload.is_empty()
             && start + seg.payload.len() > self.rcv.nxt
         {
-            self.reset_reply = Some((seg.ack_number, None));
+            self.reset_reply = Some(seg.ack_number);
             self.enter_closed(None);
             return;
         }
@@ -515,7 +518,7 @@ impl Connection {
             // data gives one (RFC 7323 §4).
             self.rtt.sample(sample);
         }
-        if matches!(self.rtt_seq, Some((seq, _)) if ack > seq) {
+        if matches!(self.rtt_seq, Some(timed) if ack > timed.seq) {
             self.rtt_seq = None;
         }
         let in_flight_before = self.snd.in_flight();
