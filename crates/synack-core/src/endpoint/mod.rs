@@ -5,6 +5,28 @@
 //! answers pings and maps ICMP errors onto the connections they name. Connections that have
 //! something to send sit in a FIFO of "dirty" handles; their deadlines sit in a binary heap
 //! with lazy deletion, so neither output nor timers scan every connection.
+//!
+//! This file holds the [`Endpoint`] type, its accessors and the application's commands on
+//! connections (`connect`, `send`, `recv`, `close`, the socket options). The rest is split
+//! by concern, each module adding its own `impl Endpoint` block:
+//!
+//! - `demux`: a packet in ([`RecvMeta`], `handle_packet`): parsing, the 4-tuple lookup,
+//!   handing segments to connections, RSTs for closed ports;
+//! - `listen`: listeners, their SYN and accept queues, SYN cookies, and the `listen`,
+//!   `accept` and `close_listener` commands;
+//! - `time_wait`: the compact TIME-WAIT table and the segments that reach it;
+//! - `icmp`: echo replies, and ICMP errors mapped onto connections;
+//! - `schedule`: the timer heap (`handle_timeout`, `poll_timeout`);
+//! - `output`: packets and events out ([`Transmit`], `poll_transmit`, `poll_event`), and the
+//!   queue of the endpoint's own packets;
+//! - `connections`: the connection table's slots, who holds each connection, the
+//!   bookkeeping after every change (`after`: events, accept queue, memory accounting,
+//!   output and timer flags), and release.
+//!
+//! Below them are leaves that know nothing of the endpoint: `handle` (the handles), `table`
+//! (the seeded hash tables and the 4-tuple key) and `slab` (connections by handle). What a
+//! connection does with a segment, a timeout, an ICMP error or at TIME-WAIT is the
+//! connection's own (`tcp::connection`); the endpoint calls its methods.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
