@@ -206,3 +206,75 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use super::RecvMeta;
+    use crate::{Config, Endpoint, Event, Instant};
+
+    /// The receive MSS estimate the server's connection ends up with after a bulk transfer
+    /// from a client that sends super-segments, handed over whole (GRO) with or without
+    /// their segment size.
+    fn rcv_mss_after_gro(tell_segment_size: bool) -> (usize, Option<usize>) {
+        let (cip, sip): (IpAddr, IpAddr) =
+            ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
+        let mut cc = Config::default();
+        cc.seed(Some([3; 32])).gso_max_size(65_535);
+        let mut client = Endpoint::new(cc, &[cip]);
+        let mut sc = Config::default();
+        sc.seed(Some([4; 32]));
+        let mut server = Endpoint::new(sc, &[sip]);
+        let addr = SocketAddr::new(sip, 80);
+        server.listen(addr, 4).unwrap();
+        let now = Instant::ZERO;
+        let conn = client.connect(now, addr).unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let mut accepted = None;
+        let mut seen = None;
+        let mut sent = false;
+        for _ in 0..20 {
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                seen = seen.or(t.segment_size);
+                let meta = RecvMeta {
+                    segment_size: t.segment_size.filter(|_| tell_segment_size),
+                    ..RecvMeta::new(t.len)
+                };
+                server.handle_packet(now, &buf, meta);
+            }
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                client.handle_packet(now, &buf, RecvMeta::new(t.len));
+            }
+            while let Some(e) = server.poll_event() {
+                if let Event::Incoming(l) = e {
+                    accepted = server.accept(l).ok();
+                }
+            }
+            while let Some(e) = client.poll_event() {
+                if e == Event::Connected(conn) && !sent {
+                    client.send(now, conn, &[7u8; 100_000]).unwrap();
+                    sent = true;
+                }
+            }
+        }
+        let h = accepted.expect("accepted");
+        let conn = &server.connections.get(&h).unwrap().conn;
+        (conn.rcv.delack.rcv_mss, seen)
+    }
+
+    /// Linux's tcp_measure_rcv_mss reads gso_size before the packet's length: a GRO packet
+    /// says how large the peer's segments are, where its length alone says only "at least
+    /// our MSS".
+    #[test]
+    fn a_gro_segment_size_is_the_receive_mss_estimate() {
+        let (told, segment) = rcv_mss_after_gro(true);
+        let segment = segment.expect("the client sent super-segments");
+        assert_eq!(told, segment);
+        let (untold, _) = rcv_mss_after_gro(false);
+        assert!(
+            untold > segment,
+            "{untold} vs {segment}: whole packets, capped at our MSS"
+        );
+    }
+}
