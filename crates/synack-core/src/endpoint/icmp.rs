@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::is_unicast;
+use super::demux::is_unicast;
 use super::table::Tuple;
 use super::Endpoint;
 use crate::error::Error;

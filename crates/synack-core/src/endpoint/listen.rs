@@ -61,6 +61,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
     ) {
         let flags = seg.flags;
         // "First, check for a RST: an incoming RST segment could not be valid since it could
@@ -73,7 +74,7 @@ impl Endpoint {
         // SYN-cookie handshake.
         if flags.contains(TcpFlags::ACK) {
             if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
-                if self.accept_cookie(now, l, local, remote, seg) {
+                if self.accept_cookie(now, l, local, remote, seg, segment_size) {
                     return;
                 }
                 self.stats.syncookies_failed += 1;
@@ -207,6 +208,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
     ) -> bool {
         let Some(mss) = syncookie::check_cookie(
             &self.secrets,
@@ -263,9 +265,9 @@ impl Endpoint {
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.owner = Owner::AcceptQueue(l);
             // Data riding on the cookie ACK is processed like any other segment.
-            let _ = slot.conn.take_notify();
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let _ = slot.conn.handle_segment(now, seg, None);
+                let verdict = slot.conn.handle_segment(now, seg, segment_size);
+                self.count_verdict(verdict);
             }
         }
         self.push_event(Event::Incoming(l));
@@ -332,7 +334,7 @@ impl Endpoint {
             slot.owner = Owner::App;
             // What happened while it waited in the queue is news to the application now.
             let readable = slot.conn.recv_ready();
-            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
+            let closed = (slot.conn.state() == State::Closed).then_some(slot.conn.error());
             if readable {
                 self.push_event(Event::Readable(h));
             }

@@ -5,9 +5,30 @@
 //! answers pings and maps ICMP errors onto the connections they name. Connections that have
 //! something to send sit in a FIFO of "dirty" handles; their deadlines sit in a binary heap
 //! with lazy deletion, so neither output nor timers scan every connection.
+//!
+//! This file holds the [`Endpoint`] type, its accessors and the application's commands on
+//! connections (`connect`, `send`, `recv`, `close`, the socket options). The rest is split
+//! by concern, each module adding its own `impl Endpoint` block:
+//!
+//! - `demux`: a packet in ([`RecvMeta`], `handle_packet`): parsing, the 4-tuple lookup,
+//!   handing segments to connections, RSTs for closed ports;
+//! - `listen`: listeners, their SYN and accept queues, SYN cookies, and the `listen`,
+//!   `accept` and `close_listener` commands;
+//! - `time_wait`: the compact TIME-WAIT table and the segments that reach it;
+//! - `icmp`: echo replies, and ICMP errors mapped onto connections;
+//! - `schedule`: the timer heap (`handle_timeout`, `poll_timeout`);
+//! - `output`: packets and events out ([`Transmit`], `poll_transmit`, `poll_event`), and the
+//!   queue of the endpoint's own packets;
+//! - `connections`: the connection table's slots, who holds each connection, the
+//!   bookkeeping after every change (`after`: events, accept queue, memory accounting,
+//!   output and timer flags), and release.
+//!
+//! Below them are leaves that know nothing of the endpoint: `handle` (the handles), `table`
+//! (the seeded hash tables and the 4-tuple key) and `slab` (connections by handle). What a
+//! connection does with a segment, a timeout, an ICMP error or at TIME-WAIT is the
+//! connection's own (`tcp::connection`); the endpoint calls its methods.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,27 +38,31 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
-use crate::seq::SeqNumber;
 use crate::stats::Stats;
-use crate::tcp::connection::handshake::Identity;
-use crate::tcp::connection::output::write_segment;
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
+mod connections;
+mod demux;
 mod handle;
 mod icmp;
 mod listen;
+mod output;
+mod schedule;
 mod slab;
 mod table;
 mod time_wait;
 
+use connections::{Owner, Slot};
+use demux::is_unicast;
+pub use demux::RecvMeta;
 pub use handle::{ConnectionHandle, ListenerHandle};
 use listen::Listener;
+pub use output::Transmit;
 use slab::Slab;
-use table::{table, Table, Tuple, COMPACT_SLACK};
+use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
 
 /// Something the application may want to act on. Events are hints: the state they announce
@@ -55,92 +80,6 @@ pub enum Event {
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
     Closed(ConnectionHandle, Option<Error>),
-}
-
-/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
-/// with it: the mirror of [`Transmit`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// The device verified the transport checksum (receive checksum offload: Linux's
-    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
-    /// itself; the core skips it. Everything else is still checked. Set it only for packets
-    /// the device vouches for.
-    pub checksum_verified: bool,
-    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
-    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
-    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
-    /// delayed-ACK decisions).
-    pub segment_size: Option<usize>,
-}
-
-impl RecvMeta {
-    /// A plain packet of `len` bytes: checksum to be verified, one segment.
-    pub fn new(len: usize) -> RecvMeta {
-        RecvMeta {
-            len,
-            ..RecvMeta::default()
-        }
-    }
-}
-
-/// One packet written by [`Endpoint::poll_transmit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// `Some(n)` for a super-segment, sent only when [`Config::gso_max_size`] allows: a TCP
-    /// packet whose payload is to be cut into segments of `n` bytes (the last may be
-    /// shorter), each with a copy of the header and its own sequence number, as a device
-    /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
-    /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO), unless `checksum_partial` says they are not complete.
-    pub segment_size: Option<usize>,
-    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
-    /// (not complemented, over the packet's whole TCP length), and the device must finish
-    /// it over the TCP header and payload (csum_start = the start of the TCP header,
-    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
-    /// connection's TCP packets; everything else leaves complete.
-    pub checksum_partial: bool,
-}
-
-/// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
-/// this long at most; past it, more are dropped rather than held (bounded memory under a
-/// flood).
-const MAX_CONTROL_PACKETS: usize = 1024;
-
-/// Events beyond this many undrained are dropped: they are hints, and an application that
-/// never drains them must not make the endpoint grow.
-const MAX_EVENTS: usize = 1 << 16;
-
-/// Who holds a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// The application has the handle.
-    App,
-    /// Established and waiting in a listener's accept queue.
-    AcceptQueue(ListenerHandle),
-    /// No one: a half-open passive connection, or one the application closed. Removed once
-    /// CLOSED and quiet.
-    Nobody,
-}
-
-#[derive(Debug)]
-struct Slot {
-    conn: Connection,
-    owner: Owner,
-    /// Counted in this listener's SYN queue while SYN-RECEIVED.
-    syn_of: Option<ListenerHandle>,
-    /// In the `dirty` FIFO.
-    dirty: bool,
-    /// Its deadline may have moved since it was last pushed into the timer heap (it is
-    /// listed in `Endpoint::stale`).
-    stale: bool,
-    /// The deadline last pushed into the timer heap.
-    timer: Option<Instant>,
-    /// The buffer memory last counted in `Endpoint::memory`.
-    memory: usize,
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -247,10 +186,7 @@ impl Endpoint {
             .collect();
         for h in doomed {
             if let Some(slot) = self.connections.get_mut(&h) {
-                slot.conn.abort();
-                if slot.conn.error.is_none() {
-                    slot.conn.error = Some(Error::ConnectionAborted);
-                }
+                slot.conn.abort_with(Error::ConnectionAborted);
             }
             self.after(h);
         }
@@ -271,517 +207,13 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
-    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
-    /// past the end of `buf` is dropped as malformed.
-    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
-        self.stats.packets_in += 1;
-        let Some(packet) = buf.get(..meta.len) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        if meta.checksum_verified {
-            self.stats.checksum_offloaded += 1;
-        }
-        let (ip, payload) = match wire::ip::parse(packet) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.count_wire_error(e),
-        };
-        if !self.addresses.contains(&ip.dst_addr()) {
-            self.stats.drop_not_for_us += 1;
-            return;
-        }
-        match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
-            (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
-                Ok(icmp) => self.handle_icmp(&ip, icmp),
-                Err(e) => self.count_wire_error(e),
-            },
-            (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
-                match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
-                    Ok(icmp) => self.handle_icmp(&ip, icmp),
-                    Err(e) => self.count_wire_error(e),
-                }
-            }
-            _ => self.stats.drop_unsupported += 1,
-        }
-    }
-
-    fn count_wire_error(&mut self, e: WireError) {
-        let s = &mut self.stats;
-        match e {
-            WireError::Truncated | WireError::Malformed => s.drop_malformed += 1,
-            WireError::Checksum => s.drop_checksum += 1,
-            WireError::BadOption => s.drop_bad_option += 1,
-            WireError::Fragment => s.drop_fragment += 1,
-            WireError::Unsupported => s.drop_unsupported += 1,
-        }
-    }
-
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
-            Ok(seg) => seg,
-            Err(e) => return self.count_wire_error(e),
-        };
-        // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
-        // sources are not for a connection.
-        if !is_unicast(src) {
-            self.stats.drop_malformed += 1;
-            return;
-        }
-        self.stats.segments_in += 1;
-        let local = SocketAddr::new(dst, seg.dst_port);
-        let remote = SocketAddr::new(src, seg.src_port);
-
-        if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
-            if self.reuse_time_wait(h, &seg) {
-                self.remove(h);
-            } else {
-                self.deliver(now, h, &seg, meta.segment_size);
-                return;
-            }
-        } else if self.time_wait.contains(&Tuple(local, remote))
-            && self.handle_time_wait(now, local, remote, &seg)
-        {
-            return;
-        }
-        if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg);
-            return;
-        }
-        self.reply_rst(local, remote, &seg);
-    }
-
-    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
-    /// whether it was queued.
-    fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
-        let mut buf = vec![0u8; 120];
-        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
-            Some(len) => {
-                buf.truncate(len);
-                self.push_control(buf)
-            }
-            None => false,
-        }
-    }
-
-    /// Hand a segment to its connection.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        h: ConnectionHandle,
-        seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
-    ) {
-        // The final ACK of a passive handshake waits while the accept queue is full (Linux
-        // drops it and lets the SYN-ACK retransmission retry).
-        if let Some(slot) = self.connections.get(&h) {
-            if slot.conn.state == State::SynReceived && slot.conn.passive {
-                if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
-                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
-                        self.stats.drop_listen_overflow += 1;
-                        return;
-                    }
-                }
-            }
-        }
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let _ = slot.conn.handle_segment(now, seg, segment_size);
-        let v = slot.conn.verdict;
-        if v.out_of_window {
-            self.stats.drop_out_of_window += 1;
-        }
-        if v.paws {
-            self.stats.drop_paws += 1;
-        }
-        if v.challenge_ack {
-            self.stats.challenge_acks += 1;
-        }
-        if v.challenge_ack_limited {
-            self.stats.challenge_acks_limited += 1;
-        }
-        self.after(h);
-    }
-
-    /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
-    /// incoming segment except another reset."
-    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
-        if seg.flags.contains(TcpFlags::RST) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        let rst = if seg.flags.contains(TcpFlags::ACK) {
-            // "<SEQ=SEG.ACK><CTL=RST>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST,
-                seg.ack_number,
-                SeqNumber(0),
-            )
-        } else {
-            // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST | TcpFlags::ACK,
-                SeqNumber(0),
-                seg.seq_number + seg.seq_len(),
-            )
-        };
-        if self.queue_segment(local, remote, &rst) {
-            self.stats.rsts_sent += 1;
-        }
-    }
-
-    fn push_control(&mut self, packet: Vec<u8>) -> bool {
-        if self.control.len() >= MAX_CONTROL_PACKETS {
-            self.stats.drop_other += 1;
-            return false;
-        }
-        self.control.push_back(packet);
-        true
-    }
-
-    /// Run every timer that is due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.time_wait.expire(now);
-        self.schedule_stale();
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(slot) = self.connections.get_mut(&h) else {
-                continue;
-            };
-            if slot.timer != Some(t) {
-                continue; // superseded
-            }
-            slot.timer = None;
-            let _ = slot.conn.handle_timeout(now);
-            self.after(h);
-        }
-    }
-
     // ---------------------------------------------------------------------------------------
     // Output
     // ---------------------------------------------------------------------------------------
 
-    /// Write the next packet to send into `buf` (which should hold at least the MTU).
-    #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some(packet) = self.control.pop_front() {
-            if buf.len() >= packet.len() {
-                buf[..packet.len()].copy_from_slice(&packet);
-                self.stats.packets_out += 1;
-                return Some(Transmit {
-                    len: packet.len(),
-                    segment_size: None,
-                    checksum_partial: false,
-                });
-            }
-        }
-        while let Some(&h) = self.dirty.front() {
-            let Some(slot) = self.connections.get_mut(&h) else {
-                self.dirty.pop_front();
-                continue;
-            };
-            match slot.conn.poll_transmit(now, buf) {
-                Some(sent) => {
-                    self.stats.packets_out += 1;
-                    self.stats.segments_out += u64::from(sent.segments);
-                    if sent.retransmit {
-                        self.stats.retransmits += u64::from(sent.segments);
-                    }
-                    if sent.rst {
-                        self.stats.rsts_sent += 1;
-                    }
-                    // Sending may arm a timer; it is rescheduled when the connection has
-                    // sent all it has (below), or when a deadline is asked for before that.
-                    if !slot.stale {
-                        slot.stale = true;
-                        self.stale.push(h);
-                    }
-                    return Some(Transmit {
-                        len: sent.len,
-                        segment_size: sent.segment_size,
-                        checksum_partial: sent.checksum_partial,
-                    });
-                }
-                None => {
-                    slot.dirty = false;
-                    // Declining to send can arm a timer too (pacing, the persist timer), so
-                    // the deadline is recomputed whether or not it was already current.
-                    slot.stale = true;
-                    self.dirty.pop_front();
-                    self.schedule(h);
-                    self.maybe_remove(h);
-                }
-            }
-        }
-        None
-    }
-
-    /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
-    #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.schedule_stale();
-        let tw = self.time_wait.next_expiry();
-        // Drop superseded entries (lazy deletion) so the answer is exact.
-        let mut conn = None;
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            match self.connections.get(&h) {
-                Some(slot) if slot.timer == Some(t) => {
-                    conn = Some(t);
-                    break;
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        match (conn, tw) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The next event for the application.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
     // ---------------------------------------------------------------------------------------
     // Bookkeeping
     // ---------------------------------------------------------------------------------------
-
-    /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
-    /// the caller opens it in place.
-    #[inline(always)]
-    fn insert(
-        &mut self,
-        now: Instant,
-        id: Identity,
-        owner: Owner,
-    ) -> (ConnectionHandle, &mut Connection) {
-        let (config, cfg) = (&self.config, &self.conn_config);
-        let (h, slot) = self.connections.insert_with(|| Slot {
-            conn: Connection::fresh(now, config, cfg, id),
-            owner,
-            syn_of: None,
-            dirty: false,
-            stale: false,
-            timer: None,
-            memory: 0,
-        });
-        self.by_tuple.insert(Tuple(id.local, id.remote), h);
-        (h, &mut slot.conn)
-    }
-
-    /// Whether one more connection fits under `Config::max_connections`, which counts every
-    /// connection the endpoint holds, TIME-WAIT entries included (`connection_count`). A
-    /// TIME-WAIT entry yields to a live connection: the oldest is recycled early to make room,
-    /// as Linux recycles them past `tcp_max_tw_buckets`, so a busy server is never refused
-    /// for the connections it already finished.
-    fn make_room(&mut self) -> bool {
-        while self.connection_count() >= self.config.max_connections {
-            if self.connections.len() >= self.config.max_connections
-                || !self.time_wait.evict_oldest()
-            {
-                return false;
-            }
-            self.stats.time_wait_recycled += 1;
-        }
-        true
-    }
-
-    fn push_event(&mut self, event: Event) {
-        if self.events.len() < MAX_EVENTS {
-            self.events.push_back(event);
-        }
-    }
-
-    /// After anything touched connection `h`: turn its notifications into events, move a
-    /// completed passive open to its accept queue, and queue it for output (which reschedules
-    /// its timer once drained).
-    fn after(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let n = slot.conn.take_notify();
-        let state = slot.conn.state;
-        let owner = slot.owner;
-        let error = slot.conn.error;
-        if state != State::SynReceived {
-            if let Some(l) = slot.syn_of.take() {
-                self.half_open = self.half_open.saturating_sub(1);
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
-                    if n.connected && owner == Owner::Nobody {
-                        listener.accept_queue.push_back(h);
-                        if let Some(slot) = self.connections.get_mut(&h) {
-                            slot.owner = Owner::AcceptQueue(l);
-                        }
-                        self.stats.connections_established += 1;
-                        self.push_event(Event::Incoming(l));
-                    }
-                }
-            }
-        }
-        if owner == Owner::App {
-            if n.connected {
-                self.stats.connections_established += 1;
-                self.push_event(Event::Connected(h));
-            }
-            if n.readable {
-                self.push_event(Event::Readable(h));
-            }
-            if n.writable {
-                self.push_event(Event::Writable(h));
-            }
-            if n.closed {
-                self.push_event(Event::Closed(h, error));
-            }
-        }
-        if let Some(slot) = self.connections.get_mut(&h) {
-            let now_memory = slot.conn.memory();
-            self.memory = self.memory - slot.memory + now_memory;
-            slot.memory = now_memory;
-            slot.conn.memory_pressure = self.memory >= self.config.max_memory;
-            if slot.conn.state == State::Closed
-                && slot.owner == Owner::Nobody
-                && !slot.conn.has_pending_output()
-            {
-                self.remove(h);
-                return;
-            }
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push_back(h);
-            }
-            // Its timer is rescheduled once it has sent what it has, or when a deadline is
-            // asked for first: one deadline computation per burst, not per segment.
-            if !slot.stale {
-                slot.stale = true;
-                self.stale.push(h);
-            }
-        }
-    }
-
-    /// Bring the timer heap up to date for every connection whose deadline may have moved,
-    /// so that a deadline asked for or run before its output is drained is still exact. The
-    /// work is one recomputation per connection touched since the last call.
-    fn schedule_stale(&mut self) {
-        let mut stale = std::mem::take(&mut self.stale);
-        for h in stale.drain(..) {
-            self.schedule(h);
-        }
-        // Keep the allocation for the next round.
-        self.stale = stale;
-    }
-
-    fn schedule(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        if !slot.stale {
-            // Scheduled since it was listed; its entry in the heap is current.
-            return;
-        }
-        slot.stale = false;
-        let t = slot.conn.poll_timeout();
-        if t != slot.timer {
-            slot.timer = t;
-            if let Some(t) = t {
-                self.timers.push(Reverse((t, h)));
-                self.compact_timers();
-            }
-        }
-    }
-
-    /// Drop the superseded entries from the timer heap once they outnumber the live ones.
-    ///
-    /// Entries are deleted lazily: a connection whose deadline moves pushes a new entry and
-    /// leaves the old one to be skipped when it comes due. Under churn that left every freed
-    /// connection's entries in the heap until their own deadlines (a FIN-WAIT-2 or keepalive
-    /// timer is a minute or hours away), so the heap grew with the connections served rather
-    /// than the connections held. Each connection has at most one live entry, so rebuilding
-    /// when the heap is twice the connection count keeps it O(live connections) at amortised
-    /// O(1) per push.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.connections.len() + COMPACT_SLACK {
-            return;
-        }
-        let connections = &self.connections;
-        self.timers
-            .retain(|&Reverse((t, h))| connections.get(&h).is_some_and(|s| s.timer == Some(t)));
-    }
-
-    /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move
-    /// one in TIME-WAIT into the compact table.
-    fn maybe_remove(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get(&h) else {
-            return;
-        };
-        if slot.owner != Owner::Nobody || slot.dirty {
-            return;
-        }
-        match slot.conn.state {
-            State::Closed => self.remove(h),
-            State::TimeWait => {
-                let tuple = Tuple(slot.conn.local, slot.conn.remote);
-                let entry = slot.conn.time_wait_snapshot();
-                self.remove(h);
-                self.enter_time_wait(tuple, entry);
-            }
-            _ => {}
-        }
-    }
-
-    fn remove(&mut self, h: ConnectionHandle) {
-        if let Some(slot) = self.connections.remove(&h) {
-            self.memory -= slot.memory;
-            if let Entry::Occupied(e) = self
-                .by_tuple
-                .entry(Tuple(slot.conn.local, slot.conn.remote))
-            {
-                if *e.get() == h {
-                    e.remove();
-                }
-            }
-            if let Some(l) = slot.syn_of {
-                self.half_open = self.half_open.saturating_sub(1);
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
-                }
-            }
-            if let Owner::AcceptQueue(l) = slot.owner {
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.accept_queue.retain(|&c| c != h);
-                }
-            }
-        }
-    }
-
-    fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {
-        match self.connections.get_mut(&h) {
-            Some(slot) if slot.owner == Owner::App => Ok(slot),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
-
-    fn app_conn(&self, h: ConnectionHandle) -> Result<&Connection, Error> {
-        match self.connections.get(&h) {
-            Some(slot) if slot.owner == Owner::App => Ok(&slot.conn),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
 
     /// RFC 6056 §3.3.3 (Algorithm 3): a per-destination offset from a keyed hash plus a
     /// global counter, so ports are hard to guess yet reuse of one tuple is rare.
@@ -967,29 +399,29 @@ impl Endpoint {
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
-        slot.conn.nodelay = nodelay;
+        slot.conn.set_nodelay(nodelay);
         self.after(conn);
         Ok(())
     }
 
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
     pub fn nodelay(&self, conn: ConnectionHandle) -> Result<bool, Error> {
-        Ok(self.app_conn(conn)?.nodelay)
+        Ok(self.app_conn(conn)?.nodelay())
     }
 
     /// The connection's RFC 9293 state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<State, Error> {
-        Ok(self.app_conn(conn)?.state)
+        Ok(self.app_conn(conn)?.state())
     }
 
     /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.local)
+        Ok(self.app_conn(conn)?.local())
     }
 
     /// The connection's remote address.
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.remote)
+        Ok(self.app_conn(conn)?.remote())
     }
 
     /// The address a listener listens on.
@@ -1012,17 +444,17 @@ impl Endpoint {
 
     /// The error the connection failed with, if any.
     pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
-        Ok(self.app_conn(conn)?.error)
+        Ok(self.app_conn(conn)?.error())
     }
 
     /// Bytes queued for sending and not yet acknowledged.
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.snd.buffer.len())
+        Ok(self.app_conn(conn)?.send_queue_len())
     }
 
     /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
     pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.rcv.buffer.len())
+        Ok(self.app_conn(conn)?.recv_queue_len())
     }
 
     /// A snapshot of the connection, after Linux's `TCP_INFO` (what `ss -ti` shows).
@@ -1070,13 +502,5 @@ impl Endpoint {
         self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
         self.after(conn);
         Ok(())
-    }
-}
-
-/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
-fn is_unicast(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
-        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
     }
 }

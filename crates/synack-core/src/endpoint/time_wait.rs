@@ -129,10 +129,10 @@ impl Endpoint {
         let is_syn = seg.flags.contains(TcpFlags::SYN)
             && !seg.flags.contains(TcpFlags::ACK)
             && !seg.flags.contains(TcpFlags::RST);
-        if c.state == State::Closed {
+        if c.state() == State::Closed {
             return slot.owner == Owner::Nobody;
         }
-        if c.state != State::TimeWait || !is_syn || self.find_listener(c.local).is_none() {
+        if c.state() != State::TimeWait || !is_syn || self.find_listener(c.local()).is_none() {
             return false;
         }
         c.is_new_incarnation(seg)

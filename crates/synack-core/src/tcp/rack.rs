@@ -28,12 +28,27 @@ struct Sent {
 /// a hostile receiver or a huge window cannot grow the log without bound.
 const MAX_TRACKED: usize = 16 * 1024;
 
+/// RACK.xmit_ts and RACK.end_seq (RFC 8985 §6.1): when the most recently sent segment known
+/// delivered was sent, and where it ended. "Most recent" is by send time, then by end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Delivered {
+    xmit_ts: Instant,
+    end_seq: SeqNumber,
+}
+
+impl Delivered {
+    /// Whether this segment was sent after `s`, or is `s`.
+    fn sent_after(&self, s: &Sent) -> bool {
+        s.xmit < self.xmit_ts || (s.xmit == self.xmit_ts && s.end <= self.end_seq)
+    }
+}
+
 /// The RACK state of one connection.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rack {
     log: VecDeque<Sent>,
-    /// RACK.xmit_ts and RACK.end_seq: the most recently sent segment known delivered.
-    newest_delivered: Option<(Instant, SeqNumber)>,
+    /// The most recently sent segment known delivered.
+    newest_delivered: Option<Delivered>,
     /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4).
     min_rtt: Option<Duration>,
 }
@@ -102,12 +117,11 @@ impl Rack {
         }
         let mut newest = self.newest_delivered;
         let mut note = |s: &Sent| {
-            let newer = match newest {
-                None => true,
-                Some((t, e)) => s.xmit > t || (s.xmit == t && s.end > e),
-            };
-            if newer {
-                newest = Some((s.xmit, s.end));
+            if !newest.is_some_and(|n: Delivered| n.sent_after(s)) {
+                newest = Some(Delivered {
+                    xmit_ts: s.xmit,
+                    end_seq: s.end,
+                });
             }
         };
         while let Some(front) = self.log.front() {
@@ -132,7 +146,7 @@ impl Rack {
     /// newest delivered one have waited a round trip plus the reordering window.
     pub fn detect(&self, now: Instant, rtt: Duration) -> Detection {
         let mut out = Detection::default();
-        let Some((newest_xmit, newest_end)) = self.newest_delivered else {
+        let Some(newest) = self.newest_delivered else {
             return out;
         };
         let reo_wnd = self.min_rtt.map_or(Duration::ZERO, |m| m / 4);
@@ -140,9 +154,7 @@ impl Rack {
             if s.delivered {
                 continue;
             }
-            let sent_before =
-                s.xmit < newest_xmit || (s.xmit == newest_xmit && s.end <= newest_end);
-            if !sent_before {
+            if !newest.sent_after(s) {
                 continue;
             }
             let deadline = s.xmit + rtt + reo_wnd;

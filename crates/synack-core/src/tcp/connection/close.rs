@@ -149,6 +149,16 @@ impl Connection {
         self.enter_closed(None);
     }
 
+    /// Reset the connection as the endpoint gives up on it (a shutdown out of time): as
+    /// [`abort`](Self::abort), and the application learns `error` unless the connection had
+    /// already failed otherwise.
+    pub fn abort_with(&mut self, error: Error) {
+        self.abort();
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+
     /// Both FINs are acknowledged: wait 2 MSL (RFC 9293 §3.6).
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.set_state(State::TimeWait);
