@@ -208,7 +208,30 @@ impl PartialOrd for InFlight {
 /// than hanging it.
 const MAX_FLUSH: usize = 1_000_000;
 
-/// The simulated network.
+/// The simulated network: endpoints (`nodes`), the links between every two of them, and the
+/// virtual clock.
+///
+/// The application drives the endpoints through `nodes` between calls to [`Net::step`],
+/// which moves packets and time:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Duration;
+/// use synack_core::testing::{v4, Faults, LinkConfig, Net};
+/// use synack_core::Config;
+///
+/// // Two nodes, 5 ms apart each way, losing one packet in twenty.
+/// let link = LinkConfig::latency(Duration::from_millis(5)).with_faults(Faults::loss(0.05));
+/// let mut net = Net::pair(7, &Config::default(), link);
+/// let server = SocketAddr::new(v4(1), 80);
+/// let listener = net.nodes[1].listen(server, 16).unwrap();
+/// let now = net.now;
+/// net.nodes[0].connect(now, server).unwrap();
+/// while net.nodes[1].accept(listener).is_err() {
+///     assert!(net.step(None), "nothing left to happen");
+/// }
+/// assert!(net.now >= synack_core::Instant::from_secs(1) + Duration::from_millis(10));
+/// ```
 pub struct Net {
     /// The endpoints; node `i` owns `v4(i)` and `v6(i)`.
     pub nodes: Vec<Endpoint>,
