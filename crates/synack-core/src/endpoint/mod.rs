@@ -5,38 +5,65 @@
 //! answers pings and maps ICMP errors onto the connections they name. Connections that have
 //! something to send sit in a FIFO of "dirty" handles; their deadlines sit in a binary heap
 //! with lazy deletion, so neither output nor timers scan every connection.
+//!
+//! This file holds the [`Endpoint`] type, its accessors and the application's commands on
+//! connections (`connect`, `send`, `recv`, `close`, the socket options). The rest is split
+//! by concern, each module adding its own `impl Endpoint` block:
+//!
+//! - `demux`: a packet in ([`RecvMeta`], `handle_packet`): parsing, the 4-tuple lookup,
+//!   handing segments to connections, RSTs for closed ports;
+//! - `listen`: listeners, their SYN and accept queues, SYN cookies, and the `listen`,
+//!   `accept` and `close_listener` commands;
+//! - `time_wait`: the compact TIME-WAIT table and the segments that reach it;
+//! - `icmp`: echo replies, and ICMP errors mapped onto connections;
+//! - `schedule`: the timer heap (`handle_timeout`, `poll_timeout`);
+//! - `output`: packets and events out ([`Transmit`], `poll_transmit`, `poll_event`), and the
+//!   queue of the endpoint's own packets;
+//! - `connections`: the connection table's slots, who holds each connection, the
+//!   bookkeeping after every change (`after`: events, accept queue, memory accounting,
+//!   output and timer flags), and release.
+//!
+//! Below them are leaves that know nothing of the endpoint: `handle` (the handles), `table`
+//! (the seeded hash tables and the 4-tuple key) and `slab` (connections by handle). What a
+//! connection does with a segment, a timeout, an ICMP error or at TIME-WAIT is the
+//! connection's own (`tcp::connection`); the endpoint calls its methods.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
-use crate::config::{Config, SynCookies};
+use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::SocketOptions;
-use crate::seq::SeqNumber;
 use crate::stats::Stats;
-use crate::syncookie;
-use crate::tcp::connection::handshake::{Identity, PeerOptions};
-use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
+mod connections;
+mod demux;
 mod handle;
+mod icmp;
+mod listen;
+mod output;
+mod schedule;
 mod slab;
 mod table;
 mod time_wait;
 
+use connections::{Owner, Slot};
+use demux::is_unicast;
+pub use demux::RecvMeta;
 pub use handle::{ConnectionHandle, ListenerHandle};
+use listen::Listener;
+pub use output::Transmit;
 use slab::Slab;
-use table::{table, Table, Tuple, COMPACT_SLACK};
-use time_wait::{TimeWaitEntry, TimeWaitTable};
+use table::{table, Table, Tuple};
+use time_wait::TimeWaitTable;
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -53,105 +80,6 @@ pub enum Event {
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
     Closed(ConnectionHandle, Option<Error>),
-}
-
-/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
-/// with it: the mirror of [`Transmit`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// The device verified the transport checksum (receive checksum offload: Linux's
-    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
-    /// itself; the core skips it. Everything else is still checked. Set it only for packets
-    /// the device vouches for.
-    pub checksum_verified: bool,
-    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
-    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
-    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
-    /// delayed-ACK decisions).
-    pub segment_size: Option<usize>,
-}
-
-impl RecvMeta {
-    /// A plain packet of `len` bytes: checksum to be verified, one segment.
-    pub fn new(len: usize) -> RecvMeta {
-        RecvMeta {
-            len,
-            ..RecvMeta::default()
-        }
-    }
-}
-
-/// One packet written by [`Endpoint::poll_transmit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
-    /// Bytes of the IP packet at the start of the buffer.
-    pub len: usize,
-    /// `Some(n)` for a super-segment, sent only when [`Config::gso_max_size`] allows: a TCP
-    /// packet whose payload is to be cut into segments of `n` bytes (the last may be
-    /// shorter), each with a copy of the header and its own sequence number, as a device
-    /// does for TSO and Linux's GSO does in software. Only the last segment keeps PSH and
-    /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
-    /// (GRO), unless `checksum_partial` says they are not complete.
-    pub segment_size: Option<usize>,
-    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
-    /// (not complemented, over the packet's whole TCP length), and the device must finish
-    /// it over the TCP header and payload (csum_start = the start of the TCP header,
-    /// csum_offset = 16). Only with [`Config::tx_checksum_offload`], and only for a
-    /// connection's TCP packets; everything else leaves complete.
-    pub checksum_partial: bool,
-}
-
-/// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
-/// this long at most; past it, more are dropped rather than held (bounded memory under a
-/// flood).
-const MAX_CONTROL_PACKETS: usize = 1024;
-
-/// Events beyond this many undrained are dropped: they are hints, and an application that
-/// never drains them must not make the endpoint grow.
-const MAX_EVENTS: usize = 1 << 16;
-
-/// Who holds a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Owner {
-    /// The application has the handle.
-    App,
-    /// Established and waiting in a listener's accept queue.
-    AcceptQueue(ListenerHandle),
-    /// No one: a half-open passive connection, or one the application closed. Removed once
-    /// CLOSED and quiet.
-    Nobody,
-}
-
-#[derive(Debug)]
-struct Slot {
-    conn: Connection,
-    owner: Owner,
-    /// Counted in this listener's SYN queue while SYN-RECEIVED.
-    syn_of: Option<ListenerHandle>,
-    /// In the `dirty` FIFO.
-    dirty: bool,
-    /// Its deadline may have moved since it was last pushed into the timer heap (it is
-    /// listed in `Endpoint::stale`).
-    stale: bool,
-    /// The deadline last pushed into the timer heap.
-    timer: Option<Instant>,
-    /// The buffer memory last counted in `Endpoint::memory`.
-    memory: usize,
-}
-
-#[derive(Debug)]
-struct Listener {
-    local: SocketAddr,
-    backlog: usize,
-    syn_queue: usize,
-    accept_queue: VecDeque<ConnectionHandle>,
-    /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
-    /// (Linux `tcp_synq_no_recent_overflow`).
-    last_overflow: Option<Instant>,
-    /// What every connection it accepts takes.
-    options: SocketOptions,
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -258,10 +186,7 @@ impl Endpoint {
             .collect();
         for h in doomed {
             if let Some(slot) = self.connections.get_mut(&h) {
-                slot.conn.abort();
-                if slot.conn.error.is_none() {
-                    slot.conn.error = Some(Error::ConnectionAborted);
-                }
+                slot.conn.abort_with(Error::ConnectionAborted);
             }
             self.after(h);
         }
@@ -282,976 +207,13 @@ impl Endpoint {
     // Input
     // ---------------------------------------------------------------------------------------
 
-    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
-    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
-    /// past the end of `buf` is dropped as malformed.
-    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
-        self.stats.packets_in += 1;
-        let Some(packet) = buf.get(..meta.len) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        if meta.checksum_verified {
-            self.stats.checksum_offloaded += 1;
-        }
-        let (ip, payload) = match wire::ip::parse(packet) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.count_wire_error(e),
-        };
-        if !self.addresses.contains(&ip.dst_addr()) {
-            self.stats.drop_not_for_us += 1;
-            return;
-        }
-        match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
-            (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
-                Ok(icmp) => self.handle_icmp(&ip, icmp),
-                Err(e) => self.count_wire_error(e),
-            },
-            (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
-                match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
-                    Ok(icmp) => self.handle_icmp(&ip, icmp),
-                    Err(e) => self.count_wire_error(e),
-                }
-            }
-            _ => self.stats.drop_unsupported += 1,
-        }
-    }
-
-    fn count_wire_error(&mut self, e: WireError) {
-        let s = &mut self.stats;
-        match e {
-            WireError::Truncated | WireError::Malformed => s.drop_malformed += 1,
-            WireError::Checksum => s.drop_checksum += 1,
-            WireError::BadOption => s.drop_bad_option += 1,
-            WireError::Fragment => s.drop_fragment += 1,
-            WireError::Unsupported => s.drop_unsupported += 1,
-        }
-    }
-
-    fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
-            Ok(seg) => seg,
-            Err(e) => return self.count_wire_error(e),
-        };
-        // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
-        // sources are not for a connection.
-        if !is_unicast(src) {
-            self.stats.drop_malformed += 1;
-            return;
-        }
-        self.stats.segments_in += 1;
-        let local = SocketAddr::new(dst, seg.dst_port);
-        let remote = SocketAddr::new(src, seg.src_port);
-
-        if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
-            if self.reuse_time_wait(h, &seg) {
-                self.remove(h);
-            } else {
-                self.deliver(now, h, &seg, meta.segment_size);
-                return;
-            }
-        } else if self.time_wait.contains(&Tuple(local, remote))
-            && self.handle_time_wait(now, local, remote, &seg)
-        {
-            return;
-        }
-        if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg);
-            return;
-        }
-        self.reply_rst(local, remote, &seg);
-    }
-
-    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
-    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
-    fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
-        let Some(slot) = self.connections.get(&h) else {
-            return false;
-        };
-        let c = &slot.conn;
-        let is_syn = seg.flags.contains(TcpFlags::SYN)
-            && !seg.flags.contains(TcpFlags::ACK)
-            && !seg.flags.contains(TcpFlags::RST);
-        if c.state == State::Closed {
-            return slot.owner == Owner::Nobody;
-        }
-        if c.state != State::TimeWait || !is_syn || self.find_listener(c.local).is_none() {
-            return false;
-        }
-        match (c.ts.enabled, seg.timestamp) {
-            (true, Some(ts)) => (ts.tsval.wrapping_sub(c.ts.recent) as i32) > 0,
-            _ => seg.seq_number > c.rcv.nxt,
-        }
-    }
-
-    /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
-    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
-    /// the caller hands it to the listener.
-    fn handle_time_wait(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) -> bool {
-        let tuple = Tuple(local, remote);
-        let Some(&e) = self.time_wait.get(&tuple) else {
-            return false;
-        };
-        let flags = seg.flags;
-        if flags.contains(TcpFlags::RST) {
-            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
-            if seg.seq_number == e.rcv_nxt {
-                self.time_wait.remove(&tuple);
-            } else {
-                self.stats.drop_out_of_window += 1;
-            }
-            return true;
-        }
-        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
-            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
-            // sequence number, is beyond the old connection's.
-            let newer = match (e.ts, seg.timestamp) {
-                (Some((recent, _)), Some(ts)) => (ts.tsval.wrapping_sub(recent) as i32) > 0,
-                _ => seg.seq_number > e.rcv_nxt,
-            };
-            if newer && self.find_listener(local).is_some() {
-                self.time_wait.remove(&tuple);
-                return false;
-            }
-        }
-        if flags.contains(TcpFlags::FIN) {
-            // "The only thing that can arrive in this state is a retransmission of the remote
-            // FIN. Acknowledge it, and restart the 2 MSL timeout."
-            self.time_wait.restart(&tuple, now + self.config.time_wait);
-        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
-            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
-            // duplicate) needs no answer; answering it would start an endless ACK exchange
-            // between two TIME-WAITs.
-            self.stats.drop_other += 1;
-            return true;
-        } else {
-            // Old duplicates and data get an ACK restating where we are.
-            self.stats.drop_out_of_window += 1;
-        }
-        let mut ack = TcpRepr::new(
-            local.port(),
-            remote.port(),
-            TcpFlags::ACK,
-            e.snd_nxt,
-            e.rcv_nxt,
-        );
-        ack.window_len = e.window;
-        if let Some((recent, offset)) = e.ts {
-            ack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: (now.total_millis() as u32).wrapping_add(offset),
-                tsecr: recent,
-            });
-        }
-        self.queue_segment(local, remote, &ack);
-        true
-    }
-
-    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
-    /// whether it was queued.
-    fn queue_segment(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) -> bool {
-        let mut buf = vec![0u8; 120];
-        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
-            Some(len) => {
-                buf.truncate(len);
-                self.push_control(buf)
-            }
-            None => false,
-        }
-    }
-
-    /// Hand a segment to its connection.
-    fn deliver(
-        &mut self,
-        now: Instant,
-        h: ConnectionHandle,
-        seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
-    ) {
-        // The final ACK of a passive handshake waits while the accept queue is full (Linux
-        // drops it and lets the SYN-ACK retransmission retry).
-        if let Some(slot) = self.connections.get(&h) {
-            if slot.conn.state == State::SynReceived && slot.conn.passive {
-                if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
-                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
-                        self.stats.drop_listen_overflow += 1;
-                        return;
-                    }
-                }
-            }
-        }
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let _ = slot.conn.handle_segment(now, seg, segment_size);
-        let v = slot.conn.verdict;
-        if v.out_of_window {
-            self.stats.drop_out_of_window += 1;
-        }
-        if v.paws {
-            self.stats.drop_paws += 1;
-        }
-        if v.challenge_ack {
-            self.stats.challenge_acks += 1;
-        }
-        if v.challenge_ack_limited {
-            self.stats.challenge_acks_limited += 1;
-        }
-        self.after(h);
-    }
-
-    /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
-    fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
-        let (iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
-        Identity {
-            local,
-            remote,
-            iss,
-            ts_offset,
-        }
-    }
-
-    fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
-        if let Some(&l) = self.by_local.get(&local) {
-            return Some(l);
-        }
-        let any: IpAddr = match local.ip() {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        };
-        self.by_local
-            .get(&SocketAddr::new(any, local.port()))
-            .copied()
-    }
-
-    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
-    fn handle_listen(
-        &mut self,
-        now: Instant,
-        l: ListenerHandle,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) {
-        let flags = seg.flags;
-        // "First, check for a RST: an incoming RST segment could not be valid since it could
-        // not have been sent in response to anything sent by this incarnation."
-        if flags.contains(TcpFlags::RST) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>" — unless it completes a
-        // SYN-cookie handshake.
-        if flags.contains(TcpFlags::ACK) {
-            if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
-                if self.accept_cookie(now, l, local, remote, seg) {
-                    return;
-                }
-                self.stats.syncookies_failed += 1;
-            }
-            self.reply_rst(local, remote, seg);
-            return;
-        }
-        // "Third, check for a SYN". A SYN with FIN is nonsense; Linux drops it.
-        if !flags.contains(TcpFlags::SYN) || flags.contains(TcpFlags::FIN) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        let Some(listener) = self.listeners.get(&l) else {
-            return;
-        };
-        let options = listener.options;
-        // A full accept queue drops the SYN even with cookies, as Linux does: the application
-        // is not keeping up, and more connections would only wait.
-        if listener.accept_queue.len() >= listener.backlog {
-            self.stats.drop_listen_overflow += 1;
-            return;
-        }
-        if self.memory >= self.config.max_memory {
-            self.stats.drop_listen_overflow += 1;
-            return;
-        }
-        let overflow = listener.syn_queue >= listener.backlog
-            || self.half_open >= self.config.max_half_open
-            || !self.make_room();
-        match (self.config.syncookies, overflow) {
-            (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
-                if overflow {
-                    if let Some(listener) = self.listeners.get_mut(&l) {
-                        listener.last_overflow = Some(now);
-                    }
-                }
-                self.send_cookie(now, local, remote, seg);
-                return;
-            }
-            (SynCookies::Off, true) => {
-                self.stats.drop_listen_overflow += 1;
-                return;
-            }
-            _ => {}
-        }
-        let id = self.identity(local, remote, now);
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
-        conn.apply_options(&options);
-        conn.accept_syn(now, seg);
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.syn_of = Some(l);
-        }
-        if let Some(listener) = self.listeners.get_mut(&l) {
-            listener.syn_queue += 1;
-        }
-        self.half_open += 1;
-        self.after(h);
-    }
-
-    /// Whether ACKs to listener `l` may carry SYN cookies now: cookies are always on, or its
-    /// SYN queue overflowed less than two cookie periods ago.
-    fn cookies_active(&self, l: ListenerHandle, now: Instant) -> bool {
-        match self.config.syncookies {
-            SynCookies::Off => false,
-            SynCookies::Always => true,
-            SynCookies::OnOverflow => self
-                .listeners
-                .get(&l)
-                .and_then(|l| l.last_overflow)
-                .is_some_and(|t| now - t < syncookie::COOKIE_PERIOD * syncookie::MAX_AGE),
-        }
-    }
-
-    /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
-    fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
-        let mss = if ipv6 {
-            self.config.mss_v4().saturating_sub(20)
-        } else {
-            self.config.mss_v4()
-        };
-        (mss, self.conn_config.rcv_wscale)
-    }
-
-    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
-    /// SACK offered ride in our TSval's low bits; without timestamps they are not offered.
-    fn send_cookie(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        syn: &TcpRepr<'_>,
-    ) {
-        let ipv6 = local.is_ipv6();
-        let (our_mss, shift) = self.our_syn_options(ipv6);
-        let peer_mss = syn.max_seg_size.unwrap_or(if ipv6 { 1220 } else { 536 });
-        let mss = peer_mss.min(our_mss);
-        let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
-        let mut synack = TcpRepr::new(
-            local.port(),
-            remote.port(),
-            TcpFlags::SYN | TcpFlags::ACK,
-            iss,
-            syn.seq_number + 1,
-        );
-        synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
-        synack.max_seg_size = Some(our_mss);
-        if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
-            let wscale =
-                (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
-            let sack = self.config.sack && syn.sack_permitted;
-            let offset = self.secrets.ts_offset(local, remote);
-            let ts_now = (now.total_millis() as u32).wrapping_add(offset);
-            synack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: syncookie::encode_ts_options(ts_now, wscale, sack),
-                tsecr: ts.tsval,
-            });
-            synack.window_scale = wscale;
-            synack.sack_permitted = sack;
-        }
-        if self.queue_segment(local, remote, &synack) {
-            self.stats.syncookies_sent += 1;
-        }
-    }
-
-    /// An ACK reached a listener: if it carries a valid cookie, rebuild the connection and
-    /// queue it for `accept`. Returns whether it did.
-    fn accept_cookie(
-        &mut self,
-        now: Instant,
-        l: ListenerHandle,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-    ) -> bool {
-        let Some(mss) = syncookie::check_cookie(
-            &self.secrets,
-            local,
-            remote,
-            seg.seq_number - 1,
-            seg.ack_number - 1,
-            now,
-        ) else {
-            return false;
-        };
-        let full = self
-            .listeners
-            .get(&l)
-            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if full || self.memory >= self.config.max_memory || !self.make_room() {
-            self.stats.drop_listen_overflow += 1;
-            return true;
-        }
-        // The options we agreed to come back in TSecr; without timestamps, none were offered.
-        let (wscale, sack, tsval) = match (self.config.timestamps, seg.timestamp) {
-            (true, Some(ts)) => {
-                let (wscale, sack) = syncookie::decode_ts_options(ts.tsecr);
-                (wscale, sack, Some(ts.tsval))
-            }
-            _ => (None, false, None),
-        };
-        let peer = PeerOptions {
-            mss: Some(mss),
-            wscale,
-            sack_permitted: sack,
-            tsval,
-        };
-        // The ISN is the cookie the peer echoed.
-        let id = Identity {
-            local,
-            remote,
-            iss: seg.ack_number - 1,
-            ts_offset: self.secrets.ts_offset(local, remote),
-        };
-        let options = self
-            .listeners
-            .get(&l)
-            .map(|l| l.options)
-            .unwrap_or_default();
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
-        conn.apply_options(&options);
-        conn.open_from_cookie(now, peer, seg);
-        self.stats.syncookies_validated += 1;
-        self.stats.connections_established += 1;
-        if let Some(listener) = self.listeners.get_mut(&l) {
-            listener.accept_queue.push_back(h);
-        }
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.owner = Owner::AcceptQueue(l);
-            // Data riding on the cookie ACK is processed like any other segment.
-            let _ = slot.conn.take_notify();
-            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let _ = slot.conn.handle_segment(now, seg, None);
-            }
-        }
-        self.push_event(Event::Incoming(l));
-        self.after(h);
-        true
-    }
-
-    /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
-    /// incoming segment except another reset."
-    fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
-        if seg.flags.contains(TcpFlags::RST) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        let rst = if seg.flags.contains(TcpFlags::ACK) {
-            // "<SEQ=SEG.ACK><CTL=RST>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST,
-                seg.ack_number,
-                SeqNumber(0),
-            )
-        } else {
-            // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
-            TcpRepr::new(
-                local.port(),
-                remote.port(),
-                TcpFlags::RST | TcpFlags::ACK,
-                SeqNumber(0),
-                seg.seq_number + seg.seq_len(),
-            )
-        };
-        if self.queue_segment(local, remote, &rst) {
-            self.stats.rsts_sent += 1;
-        }
-    }
-
-    fn push_control(&mut self, packet: Vec<u8>) -> bool {
-        if self.control.len() >= MAX_CONTROL_PACKETS {
-            self.stats.drop_other += 1;
-            return false;
-        }
-        self.control.push_back(packet);
-        true
-    }
-
-    fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
-        let v6 = matches!(ip, IpRepr::Ipv6(_));
-        match icmp {
-            IcmpRepr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            } => {
-                if !is_unicast(ip.src_addr()) {
-                    self.stats.drop_other += 1;
-                    return;
-                }
-                let reply = IcmpRepr::EchoReply {
-                    ident,
-                    seq_no,
-                    data,
-                };
-                let proto = if v6 {
-                    IpProtocol::Icmpv6
-                } else {
-                    IpProtocol::Icmp
-                };
-                let Ok(out_ip) = IpRepr::new(
-                    ip.dst_addr(),
-                    ip.src_addr(),
-                    proto,
-                    reply.buffer_len(),
-                    HOP_LIMIT,
-                ) else {
-                    return;
-                };
-                let hl = out_ip.header_len();
-                let mut buf = vec![0u8; out_ip.buffer_len()];
-                out_ip.emit(&mut buf[..hl]);
-                match (ip.dst_addr(), ip.src_addr()) {
-                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
-                    _ => reply.emit_v4(&mut buf[hl..]),
-                }
-                if self.push_control(buf) {
-                    self.stats.echo_replies += 1;
-                }
-            }
-            IcmpRepr::DstUnreachable { code, invoking } => {
-                let error = match (v6, code) {
-                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
-                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
-                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
-                    _ => Error::HostUnreachable,
-                };
-                self.icmp_error(invoking, Some(error), None);
-            }
-            IcmpRepr::PacketTooBig { mtu, invoking } => {
-                self.icmp_error(invoking, None, Some(mtu));
-            }
-            IcmpRepr::TimeExceeded { invoking, .. } => {
-                self.icmp_error(invoking, Some(Error::HostUnreachable), None);
-            }
-            _ => self.stats.drop_other += 1,
-        }
-    }
-
-    /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
-    /// sequence number is one we have sent and not yet seen acknowledged).
-    fn icmp_error(&mut self, invoking: &[u8], error: Option<Error>, mtu: Option<u32>) {
-        let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        let local = SocketAddr::new(osrc, sport);
-        let remote = SocketAddr::new(odst, dport);
-        let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) else {
-            self.stats.drop_other += 1;
-            return;
-        };
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let c = &mut slot.conn;
-        if !(seq >= c.snd.una && seq < c.snd.max.max(c.snd.una + 1)) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        if let Some(mtu) = mtu {
-            // RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below
-            // the protocol minimum, and resend what was in flight.
-            let headers = if c.local.is_ipv6() { 60 } else { 40 };
-            let floor = if c.local.is_ipv6() { 1220 } else { 536 };
-            let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-            if new_mss < c.snd.mss {
-                c.snd.mss = new_mss;
-                c.cc.set_mss(new_mss);
-                if c.is_synchronized() {
-                    c.snd.nxt = c.snd.una;
-                }
-            }
-        } else if let Some(error) = error {
-            // Linux: during the handshake an ICMP error ends the connect; afterwards it is a
-            // soft error, reported only if the connection later times out.
-            let active_open =
-                c.state == State::SynSent || (c.state == State::SynReceived && !c.passive);
-            if active_open {
-                c.enter_closed(Some(error));
-            } else {
-                c.soft_error = Some(error);
-            }
-        }
-        self.after(h);
-    }
-
-    /// Run every timer that is due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.time_wait.expire(now);
-        self.schedule_stale();
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(slot) = self.connections.get_mut(&h) else {
-                continue;
-            };
-            if slot.timer != Some(t) {
-                continue; // superseded
-            }
-            slot.timer = None;
-            let _ = slot.conn.handle_timeout(now);
-            self.after(h);
-        }
-    }
-
     // ---------------------------------------------------------------------------------------
     // Output
     // ---------------------------------------------------------------------------------------
 
-    /// Write the next packet to send into `buf` (which should hold at least the MTU).
-    #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some(packet) = self.control.pop_front() {
-            if buf.len() >= packet.len() {
-                buf[..packet.len()].copy_from_slice(&packet);
-                self.stats.packets_out += 1;
-                return Some(Transmit {
-                    len: packet.len(),
-                    segment_size: None,
-                    checksum_partial: false,
-                });
-            }
-        }
-        while let Some(&h) = self.dirty.front() {
-            let Some(slot) = self.connections.get_mut(&h) else {
-                self.dirty.pop_front();
-                continue;
-            };
-            match slot.conn.poll_transmit(now, buf) {
-                Some(sent) => {
-                    self.stats.packets_out += 1;
-                    self.stats.segments_out += u64::from(sent.segments);
-                    if sent.retransmit {
-                        self.stats.retransmits += u64::from(sent.segments);
-                    }
-                    if sent.rst {
-                        self.stats.rsts_sent += 1;
-                    }
-                    // Sending may arm a timer; it is rescheduled when the connection has
-                    // sent all it has (below), or when a deadline is asked for before that.
-                    if !slot.stale {
-                        slot.stale = true;
-                        self.stale.push(h);
-                    }
-                    return Some(Transmit {
-                        len: sent.len,
-                        segment_size: sent.segment_size,
-                        checksum_partial: sent.checksum_partial,
-                    });
-                }
-                None => {
-                    slot.dirty = false;
-                    // Declining to send can arm a timer too (pacing, the persist timer), so
-                    // the deadline is recomputed whether or not it was already current.
-                    slot.stale = true;
-                    self.dirty.pop_front();
-                    self.schedule(h);
-                    self.maybe_remove(h);
-                }
-            }
-        }
-        None
-    }
-
-    /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
-    #[must_use]
-    pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.schedule_stale();
-        let tw = self.time_wait.next_expiry();
-        // Drop superseded entries (lazy deletion) so the answer is exact.
-        let mut conn = None;
-        while let Some(&Reverse((t, h))) = self.timers.peek() {
-            match self.connections.get(&h) {
-                Some(slot) if slot.timer == Some(t) => {
-                    conn = Some(t);
-                    break;
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        match (conn, tw) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The next event for the application.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
     // ---------------------------------------------------------------------------------------
     // Bookkeeping
     // ---------------------------------------------------------------------------------------
-
-    /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
-    /// the caller opens it in place.
-    #[inline(always)]
-    fn insert(
-        &mut self,
-        now: Instant,
-        id: Identity,
-        owner: Owner,
-    ) -> (ConnectionHandle, &mut Connection) {
-        let (config, cfg) = (&self.config, &self.conn_config);
-        let (h, slot) = self.connections.insert_with(|| Slot {
-            conn: Connection::fresh(now, config, cfg, id),
-            owner,
-            syn_of: None,
-            dirty: false,
-            stale: false,
-            timer: None,
-            memory: 0,
-        });
-        self.by_tuple.insert(Tuple(id.local, id.remote), h);
-        (h, &mut slot.conn)
-    }
-
-    /// Whether one more connection fits under `Config::max_connections`, which counts every
-    /// connection the endpoint holds, TIME-WAIT entries included (`connection_count`). A
-    /// TIME-WAIT entry yields to a live connection: the oldest is recycled early to make room,
-    /// as Linux recycles them past `tcp_max_tw_buckets`, so a busy server is never refused
-    /// for the connections it already finished.
-    fn make_room(&mut self) -> bool {
-        while self.connection_count() >= self.config.max_connections {
-            if self.connections.len() >= self.config.max_connections
-                || !self.time_wait.evict_oldest()
-            {
-                return false;
-            }
-            self.stats.time_wait_recycled += 1;
-        }
-        true
-    }
-
-    fn push_event(&mut self, event: Event) {
-        if self.events.len() < MAX_EVENTS {
-            self.events.push_back(event);
-        }
-    }
-
-    /// After anything touched connection `h`: turn its notifications into events, move a
-    /// completed passive open to its accept queue, and queue it for output (which reschedules
-    /// its timer once drained).
-    fn after(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        let n = slot.conn.take_notify();
-        let state = slot.conn.state;
-        let owner = slot.owner;
-        let error = slot.conn.error;
-        if state != State::SynReceived {
-            if let Some(l) = slot.syn_of.take() {
-                self.half_open = self.half_open.saturating_sub(1);
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
-                    if n.connected && owner == Owner::Nobody {
-                        listener.accept_queue.push_back(h);
-                        if let Some(slot) = self.connections.get_mut(&h) {
-                            slot.owner = Owner::AcceptQueue(l);
-                        }
-                        self.stats.connections_established += 1;
-                        self.push_event(Event::Incoming(l));
-                    }
-                }
-            }
-        }
-        if owner == Owner::App {
-            if n.connected {
-                self.stats.connections_established += 1;
-                self.push_event(Event::Connected(h));
-            }
-            if n.readable {
-                self.push_event(Event::Readable(h));
-            }
-            if n.writable {
-                self.push_event(Event::Writable(h));
-            }
-            if n.closed {
-                self.push_event(Event::Closed(h, error));
-            }
-        }
-        if let Some(slot) = self.connections.get_mut(&h) {
-            let now_memory = slot.conn.memory();
-            self.memory = self.memory - slot.memory + now_memory;
-            slot.memory = now_memory;
-            slot.conn.memory_pressure = self.memory >= self.config.max_memory;
-            if slot.conn.state == State::Closed
-                && slot.owner == Owner::Nobody
-                && !slot.conn.has_pending_output()
-            {
-                self.remove(h);
-                return;
-            }
-            if !slot.dirty {
-                slot.dirty = true;
-                self.dirty.push_back(h);
-            }
-            // Its timer is rescheduled once it has sent what it has, or when a deadline is
-            // asked for first: one deadline computation per burst, not per segment.
-            if !slot.stale {
-                slot.stale = true;
-                self.stale.push(h);
-            }
-        }
-    }
-
-    /// Bring the timer heap up to date for every connection whose deadline may have moved,
-    /// so that a deadline asked for or run before its output is drained is still exact. The
-    /// work is one recomputation per connection touched since the last call.
-    fn schedule_stale(&mut self) {
-        let mut stale = std::mem::take(&mut self.stale);
-        for h in stale.drain(..) {
-            self.schedule(h);
-        }
-        // Keep the allocation for the next round.
-        self.stale = stale;
-    }
-
-    fn schedule(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get_mut(&h) else {
-            return;
-        };
-        if !slot.stale {
-            // Scheduled since it was listed; its entry in the heap is current.
-            return;
-        }
-        slot.stale = false;
-        let t = slot.conn.poll_timeout();
-        if t != slot.timer {
-            slot.timer = t;
-            if let Some(t) = t {
-                self.timers.push(Reverse((t, h)));
-                self.compact_timers();
-            }
-        }
-    }
-
-    /// Drop the superseded entries from the timer heap once they outnumber the live ones.
-    ///
-    /// Entries are deleted lazily: a connection whose deadline moves pushes a new entry and
-    /// leaves the old one to be skipped when it comes due. Under churn that left every freed
-    /// connection's entries in the heap until their own deadlines (a FIN-WAIT-2 or keepalive
-    /// timer is a minute or hours away), so the heap grew with the connections served rather
-    /// than the connections held. Each connection has at most one live entry, so rebuilding
-    /// when the heap is twice the connection count keeps it O(live connections) at amortised
-    /// O(1) per push.
-    fn compact_timers(&mut self) {
-        if self.timers.len() <= 2 * self.connections.len() + COMPACT_SLACK {
-            return;
-        }
-        let connections = &self.connections;
-        self.timers
-            .retain(|&Reverse((t, h))| connections.get(&h).is_some_and(|s| s.timer == Some(t)));
-    }
-
-    /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move
-    /// one in TIME-WAIT into the compact table.
-    fn maybe_remove(&mut self, h: ConnectionHandle) {
-        let Some(slot) = self.connections.get(&h) else {
-            return;
-        };
-        if slot.owner != Owner::Nobody || slot.dirty {
-            return;
-        }
-        match slot.conn.state {
-            State::Closed => self.remove(h),
-            State::TimeWait => {
-                let c = &slot.conn;
-                let tuple = Tuple(c.local, c.remote);
-                let entry = TimeWaitEntry {
-                    snd_nxt: c.snd.max,
-                    rcv_nxt: c.rcv.nxt,
-                    ts: c.ts.enabled.then_some((c.ts.recent, c.ts.offset)),
-                    window: ((c.rcv.adv - c.rcv.nxt) >> c.rcv.wscale).min(u16::MAX as usize) as u16,
-                    expires: c.timers.time_wait.unwrap_or(Instant::ZERO),
-                };
-                self.remove(h);
-                if self.config.max_time_wait == 0 {
-                    return;
-                }
-                while self.time_wait.len() >= self.config.max_time_wait {
-                    if !self.time_wait.evict_oldest() {
-                        break;
-                    }
-                    self.stats.time_wait_recycled += 1;
-                }
-                self.time_wait.insert(tuple, entry);
-            }
-            _ => {}
-        }
-    }
-
-    fn remove(&mut self, h: ConnectionHandle) {
-        if let Some(slot) = self.connections.remove(&h) {
-            self.memory -= slot.memory;
-            if let Entry::Occupied(e) = self
-                .by_tuple
-                .entry(Tuple(slot.conn.local, slot.conn.remote))
-            {
-                if *e.get() == h {
-                    e.remove();
-                }
-            }
-            if let Some(l) = slot.syn_of {
-                self.half_open = self.half_open.saturating_sub(1);
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
-                }
-            }
-            if let Owner::AcceptQueue(l) = slot.owner {
-                if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.accept_queue.retain(|&c| c != h);
-                }
-            }
-        }
-    }
-
-    fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {
-        match self.connections.get_mut(&h) {
-            Some(slot) if slot.owner == Owner::App => Ok(slot),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
-
-    fn app_conn(&self, h: ConnectionHandle) -> Result<&Connection, Error> {
-        match self.connections.get(&h) {
-            Some(slot) if slot.owner == Owner::App => Ok(&slot.conn),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
 
     /// RFC 6056 §3.3.3 (Algorithm 3): a per-destination offset from a keyed hash plus a
     /// global counter, so ports are hard to guess yet reuse of one tuple is rare.
@@ -1343,103 +305,6 @@ impl Endpoint {
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
         Ok(h)
-    }
-
-    /// Listen on `local` (an own address, or the unspecified address for all of them). Port 0
-    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
-    /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
-    pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
-        self.listen_with(local, backlog, &SocketOptions::default())
-    }
-
-    /// [`Endpoint::listen`] with a socket's options, which every connection the listener
-    /// accepts takes.
-    pub fn listen_with(
-        &mut self,
-        local: SocketAddr,
-        backlog: usize,
-        opts: &SocketOptions,
-    ) -> Result<ListenerHandle, Error> {
-        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
-            return Err(Error::AddrNotAvailable);
-        }
-        let mut local = local;
-        if local.port() == 0 {
-            let (min, max) = self.config.ephemeral_ports;
-            let free = (min..=max).find(|&p| {
-                let a = SocketAddr::new(local.ip(), p);
-                !self.by_local.contains_key(&a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
-            });
-            local.set_port(free.ok_or(Error::AddrNotAvailable)?);
-        }
-        if self.by_local.contains_key(&local) {
-            return Err(Error::AddrInUse);
-        }
-        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
-        let l = ListenerHandle(self.next_handle);
-        self.next_handle += 1;
-        self.listeners.insert(
-            l,
-            Listener {
-                local,
-                backlog,
-                syn_queue: 0,
-                accept_queue: VecDeque::new(),
-                last_overflow: None,
-                options: *opts,
-            },
-        );
-        self.by_local.insert(local, l);
-        Ok(l)
-    }
-
-    /// Take an established connection from a listener's accept queue.
-    pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
-        let l = self
-            .listeners
-            .get_mut(&listener)
-            .ok_or(Error::InvalidHandle)?;
-        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
-        if let Some(slot) = self.connections.get_mut(&h) {
-            slot.owner = Owner::App;
-            // What happened while it waited in the queue is news to the application now.
-            let readable = slot.conn.recv_ready();
-            let closed = (slot.conn.state == State::Closed).then_some(slot.conn.error);
-            if readable {
-                self.push_event(Event::Readable(h));
-            }
-            if let Some(error) = closed {
-                self.push_event(Event::Closed(h, error));
-            }
-        }
-        Ok(h)
-    }
-
-    /// Stop listening. Connections still in its queues are reset, as Linux does.
-    pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
-        let l = self
-            .listeners
-            .remove(&listener)
-            .ok_or(Error::InvalidHandle)?;
-        self.by_local.remove(&l.local);
-        let doomed: Vec<ConnectionHandle> = self
-            .connections
-            .iter()
-            .filter(|(_, s)| s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener))
-            .map(|(h, _)| h)
-            .collect();
-        for h in doomed {
-            if let Some(slot) = self.connections.get_mut(&h) {
-                slot.owner = Owner::Nobody;
-                if slot.syn_of.take().is_some() {
-                    self.half_open = self.half_open.saturating_sub(1);
-                }
-                slot.conn.abort();
-                slot.conn.close(now);
-            }
-            self.after(h);
-        }
-        Ok(())
     }
 
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
@@ -1534,29 +399,29 @@ impl Endpoint {
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
-        slot.conn.nodelay = nodelay;
+        slot.conn.set_nodelay(nodelay);
         self.after(conn);
         Ok(())
     }
 
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
     pub fn nodelay(&self, conn: ConnectionHandle) -> Result<bool, Error> {
-        Ok(self.app_conn(conn)?.nodelay)
+        Ok(self.app_conn(conn)?.nodelay())
     }
 
     /// The connection's RFC 9293 state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<State, Error> {
-        Ok(self.app_conn(conn)?.state)
+        Ok(self.app_conn(conn)?.state())
     }
 
     /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.local)
+        Ok(self.app_conn(conn)?.local())
     }
 
     /// The connection's remote address.
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        Ok(self.app_conn(conn)?.remote)
+        Ok(self.app_conn(conn)?.remote())
     }
 
     /// The address a listener listens on.
@@ -1579,17 +444,17 @@ impl Endpoint {
 
     /// The error the connection failed with, if any.
     pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
-        Ok(self.app_conn(conn)?.error)
+        Ok(self.app_conn(conn)?.error())
     }
 
     /// Bytes queued for sending and not yet acknowledged.
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.snd.buffer.len())
+        Ok(self.app_conn(conn)?.send_queue_len())
     }
 
     /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
     pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.rcv.buffer.len())
+        Ok(self.app_conn(conn)?.recv_queue_len())
     }
 
     /// A snapshot of the connection, after Linux's `TCP_INFO` (what `ss -ti` shows).
@@ -1637,13 +502,5 @@ impl Endpoint {
         self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
         self.after(conn);
         Ok(())
-    }
-}
-
-/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
-fn is_unicast(addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
-        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
     }
 }

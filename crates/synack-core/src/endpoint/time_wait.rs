@@ -6,27 +6,20 @@
 //! bytes instead of a whole connection, so a busy server can hold many thousands of them.
 //! When the table is full the oldest entry is recycled early, as Linux does when
 //! `tcp_max_tw_buckets` is reached.
+//!
+//! Here are the table and the endpoint's handling of segments for a tuple in TIME-WAIT; what
+//! an entry holds, and the RFC 6191 rule for reusing its tuple, belong to the connection
+//! (`TimeWaitEntry`, `Connection::time_wait_snapshot`).
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
-use crate::seq::SeqNumber;
+use super::{ConnectionHandle, Endpoint, Owner};
+use crate::tcp::connection::TimeWaitEntry;
+use crate::tcp::State;
 use crate::time::Instant;
-
-/// What a TIME-WAIT connection remembers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TimeWaitEntry {
-    /// Our next sequence number (our FIN is acknowledged: SND.NXT = SND.UNA).
-    pub snd_nxt: SeqNumber,
-    /// The peer's next sequence number (past its FIN).
-    pub rcv_nxt: SeqNumber,
-    /// TS.Recent and our timestamp offset, if timestamps were in use.
-    pub ts: Option<(u32, u32)>,
-    /// The window field of our last segment, repeated in our ACKs.
-    pub window: u16,
-    /// When the entry expires (2 MSL after it was entered or last restarted).
-    pub expires: Instant,
-}
+use crate::wire::{TcpFlags, TcpRepr};
 
 /// TIME-WAIT entries by 4-tuple, with a FIFO of expiry times. Every entry lasts the same
 /// time, so the FIFO stays in expiry order; a restarted entry is pushed again and its older
@@ -125,10 +118,98 @@ impl TimeWaitTable {
     }
 }
 
+impl Endpoint {
+    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
+    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
+    pub(super) fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
+        let Some(slot) = self.connections.get(&h) else {
+            return false;
+        };
+        let c = &slot.conn;
+        let is_syn = seg.flags.contains(TcpFlags::SYN)
+            && !seg.flags.contains(TcpFlags::ACK)
+            && !seg.flags.contains(TcpFlags::RST);
+        if c.state() == State::Closed {
+            return slot.owner == Owner::Nobody;
+        }
+        if c.state() != State::TimeWait || !is_syn || self.find_listener(c.local()).is_none() {
+            return false;
+        }
+        c.is_new_incarnation(seg)
+    }
+
+    /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
+    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
+    /// the caller hands it to the listener.
+    pub(super) fn handle_time_wait(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        let tuple = Tuple(local, remote);
+        let Some(&e) = self.time_wait.get(&tuple) else {
+            return false;
+        };
+        let flags = seg.flags;
+        if flags.contains(TcpFlags::RST) {
+            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
+            if seg.seq_number == e.rcv_nxt {
+                self.time_wait.remove(&tuple);
+            } else {
+                self.stats.drop_out_of_window += 1;
+            }
+            return true;
+        }
+        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
+            // sequence number, is beyond the old connection's.
+            if e.is_new_incarnation(seg) && self.find_listener(local).is_some() {
+                self.time_wait.remove(&tuple);
+                return false;
+            }
+        }
+        if flags.contains(TcpFlags::FIN) {
+            // "The only thing that can arrive in this state is a retransmission of the remote
+            // FIN. Acknowledge it, and restart the 2 MSL timeout."
+            self.time_wait.restart(&tuple, now + self.config.time_wait);
+        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
+            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
+            // duplicate) needs no answer; answering it would start an endless ACK exchange
+            // between two TIME-WAITs.
+            self.stats.drop_other += 1;
+            return true;
+        } else {
+            // Old duplicates and data get an ACK restating where we are.
+            self.stats.drop_out_of_window += 1;
+        }
+        let ack = e.ack(local, remote, now);
+        self.queue_segment(local, remote, &ack);
+        true
+    }
+
+    /// A released connection reached TIME-WAIT: from now on only its compact entry answers
+    /// for `tuple`. Past `Config::max_time_wait` entries the oldest is recycled early (Linux
+    /// `tcp_max_tw_buckets`); with 0, none is kept.
+    pub(super) fn enter_time_wait(&mut self, tuple: Tuple, entry: TimeWaitEntry) {
+        if self.config.max_time_wait == 0 {
+            return;
+        }
+        while self.time_wait.len() >= self.config.max_time_wait {
+            if !self.time_wait.evict_oldest() {
+                break;
+            }
+            self.stats.time_wait_recycled += 1;
+        }
+        self.time_wait.insert(tuple, entry);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
+    use crate::seq::SeqNumber;
 
     fn tuple(port: u16) -> Tuple {
         Tuple(

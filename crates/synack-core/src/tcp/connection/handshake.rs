@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    default_mss, ConnConfig, Connection, Disposition, Notify, Receiver, Recovery, Sender, Timers,
-    Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ChallengeAcks, ConnConfig, Connection, Notify, PaceBucket, RcvSpace, Receiver,
+    Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -151,15 +151,25 @@ impl Connection {
             error: None,
             soft_error: None,
             notify: Notify::default(),
-            challenge_acks: (now, 0),
+            challenge_acks: ChallengeAcks {
+                slot_start: now,
+                sent: 0,
+            },
             last_invalid_ack: None,
             retransmits: 0,
             retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,
             cfg: cfg.clone(),
-            rcv_space: (0, now, 0),
-            pace: (0, now),
+            rcv_space: RcvSpace {
+                read: 0,
+                since: now,
+                best: 0,
+            },
+            pace: PaceBucket {
+                tokens: 0,
+                refilled: now,
+            },
             memory_pressure: false,
             verdict: Default::default(),
             gro_segment_size: None,
@@ -320,13 +330,13 @@ impl Connection {
     }
 
     /// RFC 9293 §3.10.7.3: a segment arrives in SYN-SENT.
-    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+    pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.flags.contains(TcpFlags::ACK);
         // "If the ACK bit is set: if SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless
         // the RST bit is set, if so drop the segment and return)".
         if ack && (seg.ack_number <= self.snd.iss || seg.ack_number > self.snd.max) {
             if !seg.flags.contains(TcpFlags::RST) {
-                self.reset_reply = Some((seg.ack_number, None));
+                self.reset_reply = Some(seg.ack_number);
                 // The peer holds a stale connection (our RST clears it): send the SYN again
                 // almost at once rather than a whole SYN RTO later, if it has not been resent
                 // yet (Linux tcp_rcv_synsent_state_process, TCP_TIMEOUT_MIN).
@@ -334,7 +344,7 @@ impl Connection {
                     self.timers.retransmit = Some(now + SYN_RESEND_AFTER_STALE);
                 }
             }
-            return Disposition::Keep;
+            return;
         }
         if seg.flags.contains(TcpFlags::RST) {
             // "If the ACK was acceptable, then signal to the user 'error: connection reset',
@@ -342,13 +352,13 @@ impl Connection {
             // 5961 §3.2 keeps this check: an RST in SYN-SENT needs an acceptable ACK.
             if ack {
                 self.enter_closed(Some(Error::ConnectionRefused));
-                return Disposition::Closed;
+                return;
             }
-            return Disposition::Keep;
+            return;
         }
         if !seg.flags.contains(TcpFlags::SYN) {
             // "If neither of the SYN or RST bits is set, then drop the segment and return."
-            return Disposition::Keep;
+            return;
         }
         self.rcv.irs = seg.seq_number;
         self.rcv.nxt = seg.seq_number + 1;
@@ -384,7 +394,7 @@ impl Connection {
                 let mut rest = *seg;
                 rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
                 rest.seq_number = seg.seq_number + 1;
-                return self.handle_synchronized(now, &rest);
+                self.handle_synchronized(now, &rest);
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
@@ -397,7 +407,6 @@ impl Connection {
             self.backoff = 0;
             self.timers.retransmit = None;
         }
-        Disposition::Keep
     }
 
     /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample

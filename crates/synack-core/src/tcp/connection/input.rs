@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Connection, Disposition, MAX_DUP_ACKS_OWED};
+use std::ops::ControlFlow;
+
+use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
@@ -31,14 +33,15 @@ impl Connection {
         now: Instant,
         seg: &TcpRepr<'_>,
         segment_size: Option<usize>,
-    ) -> Disposition {
+    ) -> InputVerdict {
         self.verdict = InputVerdict::default();
         self.gro_segment_size = segment_size;
         match self.state {
-            State::Closed | State::Listen => Disposition::Closed,
+            State::Closed | State::Listen => {}
             State::SynSent => self.handle_syn_sent(now, seg),
             _ => self.handle_synchronized(now, seg),
         }
+        self.verdict
     }
 
     /// The window we can advertise now: the buffer's room, but never less than what we
@@ -82,7 +85,7 @@ impl Connection {
             }
         }
         match self.rtt_seq {
-            Some((seq, sent)) if acked > seq => Some(now - sent),
+            Some(timed) if acked > timed.seq => Some(now - timed.sent),
             _ => None,
         }
     }
@@ -123,21 +126,24 @@ impl Connection {
     /// challenge ACKs: once per `invalid_ratelimit` (Linux's per-socket limit), and at most
     /// `challenge_ack_limit` a second.
     fn challenge_ack(&mut self, now: Instant) {
-        let (slot, _) = self.challenge_acks;
-        if now - slot >= Duration::from_secs(1) {
-            self.challenge_acks = (now, 0);
+        if now - self.challenge_acks.slot_start >= Duration::from_secs(1) {
+            self.challenge_acks = ChallengeAcks {
+                slot_start: now,
+                sent: 0,
+            };
         }
-        if self.challenge_acks.1 >= self.cfg.challenge_ack_limit || self.invalid_ack_limited(now) {
+        if self.challenge_acks.sent >= self.cfg.challenge_ack_limit || self.invalid_ack_limited(now)
+        {
             self.verdict.challenge_ack_limited = true;
             return;
         }
-        self.challenge_acks.1 += 1;
+        self.challenge_acks.sent += 1;
         self.rcv.ack_now = true;
         self.verdict.challenge_ack = true;
     }
 
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.
-    pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Disposition {
+    pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
         let syn = flags.contains(TcpFlags::SYN);
@@ -155,7 +161,7 @@ impl Connection {
                 self.ts.recent_age = now;
             }
             self.syn_pending = true;
-            return Disposition::Keep;
+            return;
         }
 
         // Simultaneous open: the peer's SYN-ACK crosses ours. Its SYN is the one we already
@@ -184,7 +190,7 @@ impl Connection {
                 if older && now - self.ts.recent_age < PAWS_IDLE {
                     self.verdict.paws = true;
                     self.ack_invalid(now, seg);
-                    return Disposition::Keep;
+                    return;
                 }
             }
         }
@@ -223,7 +229,7 @@ impl Connection {
                     self.ack_invalid(now, seg);
                 }
             }
-            return Disposition::Keep;
+            return;
         }
 
         // Second: the RST bit (RFC 9293 §3.10.7.4 with RFC 5961 §3.2): only an RST at exactly
@@ -231,7 +237,7 @@ impl Connection {
         if rst {
             if start != self.rcv.nxt {
                 self.challenge_ack(now);
-                return Disposition::Keep;
+                return;
             }
             return self.handle_reset();
         }
@@ -240,12 +246,12 @@ impl Connection {
         // a SYN other than the retransmission handled above) any SYN gets a challenge ACK.
         if syn {
             self.challenge_ack(now);
-            return Disposition::Keep;
+            return;
         }
 
         // Fifth: "if the ACK bit is off, drop the segment and return".
         if !flags.contains(TcpFlags::ACK) {
-            return Disposition::Keep;
+            return;
         }
 
         self.last_recv = now;
@@ -276,13 +282,13 @@ impl Connection {
                 self.notify.connected = true;
                 self.notify.writable = true;
             } else {
-                self.reset_reply = Some((seg.ack_number, None));
-                return Disposition::Keep;
+                self.reset_reply = Some(seg.ack_number);
+                return;
             }
         }
 
-        if let Some(d) = self.process_ack(now, seg) {
-            return d;
+        if self.process_ack(now, seg).is_break() {
+            return;
         }
 
         // Seventh: the segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2.
@@ -294,9 +300,9 @@ impl Connection {
             && !seg.payload.is_empty()
             && start + seg.payload.len() > self.rcv.nxt
         {
-            self.reset_reply = Some((seg.ack_number, None));
+            self.reset_reply = Some(seg.ack_number);
             self.enter_closed(None);
-            return Disposition::Closed;
+            return;
         }
         if !seg.payload.is_empty() {
             match self.state {
@@ -346,14 +352,10 @@ impl Connection {
                 self.timers.delayed_ack = Some(now + wait);
             }
         }
-        if self.state == State::Closed {
-            return Disposition::Closed;
-        }
-        Disposition::Keep
     }
 
     /// An acceptable RST (RFC 9293 §3.10.7.4 "second").
-    fn handle_reset(&mut self) -> Disposition {
+    fn handle_reset(&mut self) {
         // The error as Linux reports it (tcp_reset): EPIPE in CLOSE-WAIT, where the peer had
         // finished sending and only our side could still be written to; ECONNRESET otherwise.
         let error = match self.state {
@@ -379,19 +381,18 @@ impl Connection {
         // What was queued to send is gone. What arrived and was not read yet stays readable
         // before the error, as Linux's tcp_reset purges only the write queue.
         self.enter_closed(error);
-        Disposition::Closed
     }
 
-    /// "Fifth, check the ACK field" for the synchronized states. Returns `Some` when the
-    /// segment processing ends here.
-    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> Option<Disposition> {
+    /// "Fifth, check the ACK field" for the synchronized states. Breaks when the segment
+    /// processing ends here.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> ControlFlow<()> {
         let ack = seg.ack_number;
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; anything
         // else is dropped with an ACK in reply.
         let lowest = self.snd.una - self.snd.max_wnd.max(1);
         if ack > self.snd.max || ack < lowest {
             self.challenge_ack(now);
-            return Some(Disposition::Keep);
+            return ControlFlow::Break(());
         }
 
         let old_wnd = self.snd.wnd;
@@ -492,11 +493,11 @@ impl Connection {
             }
             State::LastAck if fin_acked => {
                 self.enter_closed(None);
-                return Some(Disposition::Closed);
+                return ControlFlow::Break(());
             }
             _ => {}
         }
-        None
+        ControlFlow::Continue(())
     }
 
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT).
@@ -517,7 +518,7 @@ impl Connection {
             // data gives one (RFC 7323 §4).
             self.rtt.sample(sample);
         }
-        if matches!(self.rtt_seq, Some((seq, _)) if ack > seq) {
+        if matches!(self.rtt_seq, Some(timed) if ack > timed.seq) {
             self.rtt_seq = None;
         }
         let in_flight_before = self.snd.in_flight();

@@ -3,7 +3,9 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
-//! - `close`: shutdown, close, abort and TIME-WAIT;
+//! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
+//!   a connection in TIME-WAIT);
+//! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
 //! - `timers`: the deadlines and what happens when each one fires.
 //!
 //! A connection is itself sans-IO: the endpoint feeds it parsed segments and `now`, and asks it
@@ -27,10 +29,13 @@ use crate::time::Instant;
 
 mod close;
 pub(crate) mod handshake;
+mod icmp;
 mod input;
 pub(crate) mod output;
 mod timers;
 
+pub(crate) use close::TimeWaitEntry;
+pub(crate) use input::InputVerdict;
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
@@ -51,6 +56,45 @@ pub(crate) fn default_mss(ipv6: bool) -> usize {
     } else {
         536
     }
+}
+
+/// The segment timed for an RTT sample when timestamps are off (RFC 6298 §3: one at a time,
+/// and never a retransmitted one, by Karn's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedSegment {
+    /// Its first sequence number: an ACK beyond it gives the sample.
+    pub seq: SeqNumber,
+    /// When it was sent.
+    pub sent: Instant,
+}
+
+/// Challenge ACKs sent in one one-second slot, for RFC 5961 §7's per-second limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChallengeAcks {
+    /// When the current slot began.
+    pub slot_start: Instant,
+    /// Challenge ACKs sent in it.
+    pub sent: u32,
+}
+
+/// Pacing's token bucket: bytes that may leave now, topped up at the pacing rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PaceBucket {
+    /// Bytes that may leave now.
+    pub tokens: usize,
+    /// When `tokens` was last topped up.
+    pub refilled: Instant,
+}
+
+/// Receive-buffer auto-tuning's measure of the application (Linux `rcvq_space`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RcvSpace {
+    /// Bytes the application read since `since`.
+    pub read: usize,
+    /// When the current measurement round began.
+    pub since: Instant,
+    /// The most it ever read in one round trip.
+    pub best: usize,
 }
 
 /// Notifications a connection raises for the endpoint to turn into [`crate::Event`]s.
@@ -238,9 +282,9 @@ pub(crate) struct Connection {
     pub sack_ok: bool,
     /// Both sides offered window scaling (possibly with a shift of zero).
     pub wscale_ok: bool,
-    /// An RST to send in reply to an unacceptable segment: (SEQ, ACK if any), RFC 9293
-    /// §3.10.7.3 and the SYN-RECEIVED case of §3.10.7.4.
-    pub reset_reply: Option<(SeqNumber, Option<SeqNumber>)>,
+    /// An RST to send in reply to an unacceptable segment, `<SEQ=SEG.ACK><CTL=RST>`: its
+    /// sequence number (RFC 9293 §3.10.7.3 and the SYN-RECEIVED case of §3.10.7.4).
+    pub reset_reply: Option<SeqNumber>,
     pub rtt: RttEstimator,
     pub cc: Box<dyn Controller>,
     pub recovery: Recovery,
@@ -249,7 +293,7 @@ pub(crate) struct Connection {
     pub backoff: u32,
     /// A sequence number being timed for an RTT sample, and when it was sent (Karn's rule:
     /// cleared by any retransmission).
-    pub rtt_seq: Option<(SeqNumber, Instant)>,
+    pub rtt_seq: Option<TimedSegment>,
     /// The SYN (or SYN-ACK) must be sent.
     pub syn_pending: bool,
     /// An RST must be sent, then the connection is closed.
@@ -265,7 +309,7 @@ pub(crate) struct Connection {
     /// Notifications not yet collected by the endpoint.
     pub notify: Notify,
     /// Challenge ACKs sent in the current one-second slot (RFC 5961 §7).
-    pub challenge_acks: (Instant, u32),
+    pub challenge_acks: ChallengeAcks,
     /// When we last answered an invalid segment (see `Config::invalid_ratelimit`).
     pub last_invalid_ack: Option<Instant>,
     /// Segments sent again since creation.
@@ -282,11 +326,10 @@ pub(crate) struct Connection {
     pub cfg: ConnConfig,
     /// The endpoint is over its total memory budget: buffers must not grow.
     pub memory_pressure: bool,
-    /// Pacing: bytes that may leave now, and when they were last topped up.
-    pub pace: (usize, Instant),
-    /// Receive-buffer auto-tuning: bytes the application read since `.1`, and the most it
-    /// ever read in one round trip (Linux `rcvq_space`).
-    pub rcv_space: (usize, Instant, usize),
+    /// Pacing's token bucket.
+    pub pace: PaceBucket,
+    /// Receive-buffer auto-tuning (Linux `rcvq_space`).
+    pub rcv_space: RcvSpace,
     /// What the last input made of its segment, for the endpoint's counters.
     pub verdict: input::InputVerdict,
     /// The segment being processed is GRO-coalesced segments of this many payload bytes
@@ -379,15 +422,6 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// What the endpoint should do with a connection after feeding it something.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// Keep it.
-    Keep,
-    /// It is CLOSED: remove it once the application released it.
-    Closed,
-}
-
 impl Connection {
     /// Whether the connection is in a synchronized state (RFC 9293 §3.5: past the handshake).
     pub fn is_synchronized(&self) -> bool {
@@ -476,6 +510,62 @@ impl Connection {
         std::mem::take(&mut self.notify)
     }
 
+    /// The RFC 9293 state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Our address and port.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address and port.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The error the connection failed with, if it did.
+    pub fn error(&self) -> Option<Error> {
+        self.error
+    }
+
+    /// Whether Nagle's algorithm is off.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// Turn Nagle's algorithm off (`true`) or on.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
+
+    /// Whether the endpoint as a whole is over `Config::max_memory`: buffers must not grow.
+    pub fn set_memory_pressure(&mut self, pressure: bool) {
+        self.memory_pressure = pressure;
+    }
+
+    /// Bytes queued for sending and not yet acknowledged.
+    pub fn send_queue_len(&self) -> usize {
+        self.snd.buffer.len()
+    }
+
+    /// Bytes received in order and not yet read.
+    pub fn recv_queue_len(&self) -> usize {
+        self.rcv.buffer.len()
+    }
+
+    /// A passive open still waiting for the final ACK of its handshake.
+    pub fn awaits_final_ack(&self) -> bool {
+        self.state == State::SynReceived && self.passive
+    }
+
+    /// CLOSED with nothing left to send (its RST, if any, is out): the endpoint may free it
+    /// once no one holds it.
+    pub fn is_closed_and_quiet(&self) -> bool {
+        self.state == State::Closed && !self.has_pending_output()
+    }
+
     /// Application write (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
         self.queue(data.len(), |buf, from| buf.push(&data[from..]))
@@ -536,25 +626,25 @@ impl Connection {
     /// once per round trip, if the application read more than ever before in one, let the
     /// buffer (and so the window) hold twice that, up to the configured ceiling.
     fn tune_receive_buffer(&mut self, now: Instant, read: usize) {
-        let (bytes, since, best) = &mut self.rcv_space;
-        *bytes += read;
+        let space = &mut self.rcv_space;
+        space.read += read;
         let rtt = self
             .rtt
             .srtt()
             .unwrap_or(Duration::from_millis(1))
             .max(Duration::from_millis(1));
-        if now - *since < rtt {
+        if now - space.since < rtt {
             return;
         }
-        if *bytes > *best {
-            *best = *bytes;
-            let want = (2 * *best).min(self.cfg.recv_buffer_max);
+        if space.read > space.best {
+            space.best = space.read;
+            let want = (2 * space.best).min(self.cfg.recv_buffer_max);
             if want > self.rcv.buffer.capacity() && !self.memory_pressure {
                 self.rcv.buffer.set_capacity(want);
             }
         }
-        *bytes = 0;
-        *since = now;
+        space.read = 0;
+        space.since = now;
     }
 
     /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream.

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::Connection;
+use super::{Connection, PaceBucket, TimedSegment};
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -90,8 +90,8 @@ const MIN_PASS_ROUND: std::time::Duration = std::time::Duration::from_millis(1);
 impl Connection {
     /// The next packet this connection wants to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
-        if let Some((seq, ack)) = self.reset_reply.take() {
-            let seg = self.rst_repr(seq, ack);
+        if let Some(seq) = self.reset_reply.take() {
+            let seg = self.rst_repr(seq, None);
             return self.finish(buf, &seg, false, true);
         }
         if self.rst_pending {
@@ -122,7 +122,10 @@ impl Connection {
                     self.timers.retransmit = Some(now + self.syn_rto());
                 }
                 if !retransmit {
-                    self.rtt_seq = Some((self.snd.iss, now));
+                    self.rtt_seq = Some(TimedSegment {
+                        seq: self.snd.iss,
+                        sent: now,
+                    });
                 } else {
                     self.rtt_seq = None;
                 }
@@ -477,22 +480,34 @@ impl Connection {
         // Linux: 200 % of cwnd/SRTT in slow start, 120 % in congestion avoidance.
         let ratio = if cwnd < self.cc.ssthresh() { 2.0 } else { 1.2 };
         let bytes_per_us = (cwnd as f64 * ratio / srtt.as_micros() as f64).max(1e-3);
-        let (tokens, last) = self.pace;
+        let PaceBucket {
+            tokens,
+            refilled: last,
+        } = self.pace;
         let burst = ((bytes_per_us * 1000.0) as usize).max(10 * self.snd.mss);
         let earned = ((now - last).as_micros() as f64 * bytes_per_us) as usize;
         let tokens = tokens.saturating_add(earned).min(burst);
         if tokens >= len {
-            self.pace = (tokens - len, now);
+            self.pace = PaceBucket {
+                tokens: tokens - len,
+                refilled: now,
+            };
             return Some(len);
         }
         if len > segment && tokens >= segment {
             let len = tokens / segment * segment;
-            self.pace = (tokens - len, now);
+            self.pace = PaceBucket {
+                tokens: tokens - len,
+                refilled: now,
+            };
             return Some(len);
         }
         let need = len.min(segment);
         let wait_us = ((need - tokens) as f64 / bytes_per_us).ceil() as u64;
-        self.pace = (tokens, now);
+        self.pace = PaceBucket {
+            tokens,
+            refilled: now,
+        };
         self.timers.pacing = Some(now + std::time::Duration::from_micros(wait_us.max(1)));
         None
     }
@@ -589,11 +604,11 @@ impl Connection {
             }
             self.snd.rack.on_retransmit(seq, end, now);
             // Karn's rule: a retransmitted segment gives no RTT sample.
-            if matches!(self.rtt_seq, Some((s, _)) if s >= seq) {
+            if matches!(self.rtt_seq, Some(timed) if timed.seq >= seq) {
                 self.rtt_seq = None;
             }
         } else if self.rtt_seq.is_none() && !self.ts.enabled && seg_len > 0 {
-            self.rtt_seq = Some((seq, now));
+            self.rtt_seq = Some(TimedSegment { seq, sent: now });
         }
         if !retransmit && seg_len > 0 && self.sack_ok {
             // One record per segment on the wire, so that RACK and the SACK scoreboard see

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Connection, Disposition};
+use super::Connection;
 use crate::error::Error;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -98,14 +98,14 @@ impl Connection {
     }
 
     /// Run every timer that is due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Disposition {
+    pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Closed {
-            return Disposition::Closed;
+            return;
         }
         if matches!(self.timers.time_wait, Some(t) if t <= now) {
             self.timers.time_wait = None;
             self.enter_closed(None);
-            return Disposition::Closed;
+            return;
         }
         if matches!(self.timers.fin_wait2, Some(t) if t <= now) {
             self.timers.fin_wait2 = None;
@@ -113,12 +113,13 @@ impl Connection {
             // (it resets only with a negative TCP_LINGER2); our FIN was acknowledged, and
             // the peer simply never sent its own.
             self.enter_closed(None);
-            return Disposition::Closed;
+            return;
         }
         if matches!(self.timers.retransmit, Some(t) if t <= now) {
             self.timers.retransmit = None;
-            if self.on_retransmit_timeout(now) == Disposition::Closed {
-                return Disposition::Closed;
+            self.on_retransmit_timeout(now);
+            if self.state == State::Closed {
+                return;
             }
         }
         if matches!(self.timers.rack, Some(t) if t <= now) {
@@ -159,18 +160,17 @@ impl Connection {
             if let Some(cfg) = self.cfg.keepalive {
                 if self.keepalive_probes >= cfg.probes {
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
-                    return Disposition::Closed;
+                    return;
                 }
                 self.keepalive_probes += 1;
                 self.probe_pending = true;
                 self.timers.keepalive = Some(now + cfg.interval);
             }
         }
-        Disposition::Keep
     }
 
     /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
-    fn on_retransmit_timeout(&mut self, now: Instant) -> Disposition {
+    fn on_retransmit_timeout(&mut self, now: Instant) {
         match self.state {
             State::SynSent | State::SynReceived => {
                 let active = self.state == State::SynSent || !self.passive;
@@ -197,16 +197,15 @@ impl Connection {
                         Some(self.soft_error.unwrap_or(Error::TimedOut))
                     };
                     self.enter_closed(error);
-                    return Disposition::Closed;
+                    return;
                 }
                 self.backoff += 1;
                 self.syn_pending = true;
                 self.timers.retransmit = Some(now + self.syn_rto());
-                Disposition::Keep
             }
             _ => {
                 if self.snd.una == self.snd.max {
-                    return Disposition::Keep;
+                    return;
                 }
                 let since = *self.retransmitting_since.get_or_insert(now);
                 let user_timeout_hit = self
@@ -215,7 +214,7 @@ impl Connection {
                     .is_some_and(|limit| now - since >= limit);
                 if user_timeout_hit || self.backoff >= self.cfg.data_retries {
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
-                    return Disposition::Closed;
+                    return;
                 }
                 // §5.4: retransmit the earliest unacknowledged segment (we go back to SND.UNA
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
@@ -245,7 +244,6 @@ impl Connection {
                     deadline = deadline.min(since + limit);
                 }
                 self.timers.retransmit = Some(deadline);
-                Disposition::Keep
             }
         }
     }

@@ -1,0 +1,210 @@
+//! The connection table: who holds each connection (`Owner`), its slot's bookkeeping, and
+//! what happens after anything touched one (`after`: events, the accept queue, memory
+//! accounting against `Config::max_memory`, the output and timer flags), up to its release
+//! (`maybe_remove`, `remove`; a released connection in TIME-WAIT leaves a compact entry).
+
+use std::collections::hash_map::Entry;
+
+use super::table::Tuple;
+use super::{ConnectionHandle, Endpoint, Event, ListenerHandle};
+use crate::error::Error;
+use crate::tcp::connection::handshake::Identity;
+use crate::tcp::connection::Connection;
+use crate::tcp::State;
+use crate::time::Instant;
+
+/// Who holds a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// The application has the handle.
+    App,
+    /// Established and waiting in a listener's accept queue.
+    AcceptQueue(ListenerHandle),
+    /// No one: a half-open passive connection, or one the application closed. Removed once
+    /// CLOSED and quiet.
+    Nobody,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) conn: Connection,
+    pub(super) owner: Owner,
+    /// Counted in this listener's SYN queue while SYN-RECEIVED.
+    pub(super) syn_of: Option<ListenerHandle>,
+    /// In the `dirty` FIFO.
+    pub(super) dirty: bool,
+    /// Its deadline may have moved since it was last pushed into the timer heap (it is
+    /// listed in `Endpoint::stale`).
+    pub(super) stale: bool,
+    /// The deadline last pushed into the timer heap.
+    pub(super) timer: Option<Instant>,
+    /// The buffer memory last counted in `Endpoint::memory`.
+    pub(super) memory: usize,
+}
+
+impl Endpoint {
+    /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
+    /// the caller opens it in place.
+    #[inline(always)]
+    pub(super) fn insert(
+        &mut self,
+        now: Instant,
+        id: Identity,
+        owner: Owner,
+    ) -> (ConnectionHandle, &mut Connection) {
+        let (config, cfg) = (&self.config, &self.conn_config);
+        let (h, slot) = self.connections.insert_with(|| Slot {
+            conn: Connection::fresh(now, config, cfg, id),
+            owner,
+            syn_of: None,
+            dirty: false,
+            stale: false,
+            timer: None,
+            memory: 0,
+        });
+        self.by_tuple.insert(Tuple(id.local, id.remote), h);
+        (h, &mut slot.conn)
+    }
+
+    /// Whether one more connection fits under `Config::max_connections`, which counts every
+    /// connection the endpoint holds, TIME-WAIT entries included (`connection_count`). A
+    /// TIME-WAIT entry yields to a live connection: the oldest is recycled early to make room,
+    /// as Linux recycles them past `tcp_max_tw_buckets`, so a busy server is never refused
+    /// for the connections it already finished.
+    pub(super) fn make_room(&mut self) -> bool {
+        while self.connection_count() >= self.config.max_connections {
+            if self.connections.len() >= self.config.max_connections
+                || !self.time_wait.evict_oldest()
+            {
+                return false;
+            }
+            self.stats.time_wait_recycled += 1;
+        }
+        true
+    }
+
+    /// After anything touched connection `h`: turn its notifications into events, move a
+    /// completed passive open to its accept queue, and queue it for output (which reschedules
+    /// its timer once drained).
+    pub(super) fn after(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let n = slot.conn.take_notify();
+        let state = slot.conn.state();
+        let owner = slot.owner;
+        let error = slot.conn.error();
+        if state != State::SynReceived {
+            if let Some(l) = slot.syn_of.take() {
+                self.half_open = self.half_open.saturating_sub(1);
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
+                    if n.connected && owner == Owner::Nobody {
+                        listener.accept_queue.push_back(h);
+                        if let Some(slot) = self.connections.get_mut(&h) {
+                            slot.owner = Owner::AcceptQueue(l);
+                        }
+                        self.stats.connections_established += 1;
+                        self.push_event(Event::Incoming(l));
+                    }
+                }
+            }
+        }
+        if owner == Owner::App {
+            if n.connected {
+                self.stats.connections_established += 1;
+                self.push_event(Event::Connected(h));
+            }
+            if n.readable {
+                self.push_event(Event::Readable(h));
+            }
+            if n.writable {
+                self.push_event(Event::Writable(h));
+            }
+            if n.closed {
+                self.push_event(Event::Closed(h, error));
+            }
+        }
+        if let Some(slot) = self.connections.get_mut(&h) {
+            let now_memory = slot.conn.memory();
+            self.memory = self.memory - slot.memory + now_memory;
+            slot.memory = now_memory;
+            slot.conn
+                .set_memory_pressure(self.memory >= self.config.max_memory);
+            if slot.conn.is_closed_and_quiet() && slot.owner == Owner::Nobody {
+                self.remove(h);
+                return;
+            }
+            if !slot.dirty {
+                slot.dirty = true;
+                self.dirty.push_back(h);
+            }
+            // Its timer is rescheduled once it has sent what it has, or when a deadline is
+            // asked for first: one deadline computation per burst, not per segment.
+            if !slot.stale {
+                slot.stale = true;
+                self.stale.push(h);
+            }
+        }
+    }
+
+    /// Free a connection that is CLOSED, owned by no one and has nothing left to send; move
+    /// one in TIME-WAIT into the compact table.
+    pub(super) fn maybe_remove(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get(&h) else {
+            return;
+        };
+        if slot.owner != Owner::Nobody || slot.dirty {
+            return;
+        }
+        match slot.conn.state() {
+            State::Closed => self.remove(h),
+            State::TimeWait => {
+                let tuple = Tuple(slot.conn.local(), slot.conn.remote());
+                let entry = slot.conn.time_wait_snapshot();
+                self.remove(h);
+                self.enter_time_wait(tuple, entry);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn remove(&mut self, h: ConnectionHandle) {
+        if let Some(slot) = self.connections.remove(&h) {
+            self.memory -= slot.memory;
+            if let Entry::Occupied(e) = self
+                .by_tuple
+                .entry(Tuple(slot.conn.local(), slot.conn.remote()))
+            {
+                if *e.get() == h {
+                    e.remove();
+                }
+            }
+            if let Some(l) = slot.syn_of {
+                self.half_open = self.half_open.saturating_sub(1);
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.syn_queue = listener.syn_queue.saturating_sub(1);
+                }
+            }
+            if let Owner::AcceptQueue(l) = slot.owner {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.accept_queue.retain(|&c| c != h);
+                }
+            }
+        }
+    }
+
+    pub(super) fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {
+        match self.connections.get_mut(&h) {
+            Some(slot) if slot.owner == Owner::App => Ok(slot),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    pub(super) fn app_conn(&self, h: ConnectionHandle) -> Result<&Connection, Error> {
+        match self.connections.get(&h) {
+            Some(slot) if slot.owner == Owner::App => Ok(&slot.conn),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+}

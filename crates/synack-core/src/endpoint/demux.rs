@@ -1,0 +1,208 @@
+//! Demultiplexing (RFC 9293 §3.10.7): each received packet is parsed once (`wire`), checked
+//! and counted, and its TCP segment handed to the connection its 4-tuple names (a hash map
+//! lookup, O(1)), else to a compact TIME-WAIT entry, else to a listener, else answered with
+//! an RST; ICMP goes to `icmp`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::table::Tuple;
+use super::{ConnectionHandle, Endpoint};
+use crate::seq::SeqNumber;
+use crate::tcp::connection::InputVerdict;
+use crate::time::Instant;
+use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
+
+/// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
+/// with it: the mirror of [`Transmit`](crate::Transmit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Bytes of the IP packet at the start of the buffer.
+    pub len: usize,
+    /// The device verified the transport checksum (receive checksum offload: Linux's
+    /// `CHECKSUM_UNNECESSARY`, virtio-net's `VIRTIO_NET_HDR_F_DATA_VALID`), or computed it
+    /// itself; the core skips it. Everything else is still checked. Set it only for packets
+    /// the device vouches for.
+    pub checksum_verified: bool,
+    /// GRO: `Some(n)` when the packet is TCP segments of `n` payload bytes coalesced into
+    /// one. The core takes it as one segment and uses `n` as the peer's segment size where
+    /// Linux reads `gso_size` (`tcp_measure_rcv_mss`: the receive MSS estimate behind the
+    /// delayed-ACK decisions).
+    pub segment_size: Option<usize>,
+}
+
+impl RecvMeta {
+    /// A plain packet of `len` bytes: checksum to be verified, one segment.
+    pub fn new(len: usize) -> RecvMeta {
+        RecvMeta {
+            len,
+            ..RecvMeta::default()
+        }
+    }
+}
+
+/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
+pub(super) fn is_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
+        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
+    }
+}
+
+impl Endpoint {
+    /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
+    /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
+    /// past the end of `buf` is dropped as malformed.
+    pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
+        self.stats.packets_in += 1;
+        let Some(packet) = buf.get(..meta.len) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        if meta.checksum_verified {
+            self.stats.checksum_offloaded += 1;
+        }
+        let (ip, payload) = match wire::ip::parse(packet) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.count_wire_error(e),
+        };
+        if !self.addresses.contains(&ip.dst_addr()) {
+            self.stats.drop_not_for_us += 1;
+            return;
+        }
+        match (ip.protocol(), &ip) {
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
+            (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
+                Ok(icmp) => self.handle_icmp(&ip, icmp),
+                Err(e) => self.count_wire_error(e),
+            },
+            (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
+                match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
+                    Ok(icmp) => self.handle_icmp(&ip, icmp),
+                    Err(e) => self.count_wire_error(e),
+                }
+            }
+            _ => self.stats.drop_unsupported += 1,
+        }
+    }
+
+    pub(super) fn count_wire_error(&mut self, e: WireError) {
+        let s = &mut self.stats;
+        match e {
+            WireError::Truncated | WireError::Malformed => s.drop_malformed += 1,
+            WireError::Checksum => s.drop_checksum += 1,
+            WireError::BadOption => s.drop_bad_option += 1,
+            WireError::Fragment => s.drop_fragment += 1,
+            WireError::Unsupported => s.drop_unsupported += 1,
+        }
+    }
+
+    pub(super) fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
+            Ok(seg) => seg,
+            Err(e) => return self.count_wire_error(e),
+        };
+        // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
+        // sources are not for a connection.
+        if !is_unicast(src) {
+            self.stats.drop_malformed += 1;
+            return;
+        }
+        self.stats.segments_in += 1;
+        let local = SocketAddr::new(dst, seg.dst_port);
+        let remote = SocketAddr::new(src, seg.src_port);
+
+        if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
+            if self.reuse_time_wait(h, &seg) {
+                self.remove(h);
+            } else {
+                self.deliver(now, h, &seg, meta.segment_size);
+                return;
+            }
+        } else if self.time_wait.contains(&Tuple(local, remote))
+            && self.handle_time_wait(now, local, remote, &seg)
+        {
+            return;
+        }
+        if let Some(l) = self.find_listener(local) {
+            self.handle_listen(now, l, local, remote, &seg, meta.segment_size);
+            return;
+        }
+        self.reply_rst(local, remote, &seg);
+    }
+
+    /// Hand a segment to its connection.
+    pub(super) fn deliver(
+        &mut self,
+        now: Instant,
+        h: ConnectionHandle,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) {
+        // The final ACK of a passive handshake waits while the accept queue is full (Linux
+        // drops it and lets the SYN-ACK retransmission retry).
+        if let Some(slot) = self.connections.get(&h) {
+            if slot.conn.awaits_final_ack() {
+                if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
+                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
+                        self.stats.drop_listen_overflow += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let verdict = slot.conn.handle_segment(now, seg, segment_size);
+        self.count_verdict(verdict);
+        self.after(h);
+    }
+
+    /// Count what a connection made of a segment.
+    pub(super) fn count_verdict(&mut self, v: InputVerdict) {
+        if v.out_of_window {
+            self.stats.drop_out_of_window += 1;
+        }
+        if v.paws {
+            self.stats.drop_paws += 1;
+        }
+        if v.challenge_ack {
+            self.stats.challenge_acks += 1;
+        }
+        if v.challenge_ack_limited {
+            self.stats.challenge_acks_limited += 1;
+        }
+    }
+
+    /// RFC 9293 §3.10.7.1: "If the state is CLOSED ... a reset is sent in response to any
+    /// incoming segment except another reset."
+    pub(super) fn reply_rst(&mut self, local: SocketAddr, remote: SocketAddr, seg: &TcpRepr<'_>) {
+        if seg.flags.contains(TcpFlags::RST) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        let rst = if seg.flags.contains(TcpFlags::ACK) {
+            // "<SEQ=SEG.ACK><CTL=RST>"
+            TcpRepr::new(
+                local.port(),
+                remote.port(),
+                TcpFlags::RST,
+                seg.ack_number,
+                SeqNumber(0),
+            )
+        } else {
+            // "<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>"
+            TcpRepr::new(
+                local.port(),
+                remote.port(),
+                TcpFlags::RST | TcpFlags::ACK,
+                SeqNumber(0),
+                seg.seq_number + seg.seq_len(),
+            )
+        };
+        if self.queue_segment(local, remote, &rst) {
+            self.stats.rsts_sent += 1;
+        }
+    }
+}

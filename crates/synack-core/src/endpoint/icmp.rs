@@ -1,0 +1,112 @@
+//! ICMP: echo replies, and errors mapped onto the connections they name (RFC 1122 §4.2.3.9,
+//! RFC 5927 §4.1); what an error does to a connection, a lower path MTU (RFC 8201 / RFC
+//! 1191) included, is the connection's business.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::demux::is_unicast;
+use super::table::Tuple;
+use super::Endpoint;
+use crate::error::Error;
+use crate::tcp::connection::output::HOP_LIMIT;
+use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
+
+/// What an ICMP error says about the connection whose segment it quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IcmpReport {
+    /// Destination unreachable or time exceeded, as the error a connection may fail with.
+    Unreachable(Error),
+    /// Fragmentation needed / Packet Too Big, with the next hop's MTU.
+    PacketTooBig { mtu: u32 },
+}
+
+impl Endpoint {
+    pub(super) fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
+        let v6 = matches!(ip, IpRepr::Ipv6(_));
+        match icmp {
+            IcmpRepr::EchoRequest {
+                ident,
+                seq_no,
+                data,
+            } => {
+                if !is_unicast(ip.src_addr()) {
+                    self.stats.drop_other += 1;
+                    return;
+                }
+                let reply = IcmpRepr::EchoReply {
+                    ident,
+                    seq_no,
+                    data,
+                };
+                let proto = if v6 {
+                    IpProtocol::Icmpv6
+                } else {
+                    IpProtocol::Icmp
+                };
+                let Ok(out_ip) = IpRepr::new(
+                    ip.dst_addr(),
+                    ip.src_addr(),
+                    proto,
+                    reply.buffer_len(),
+                    HOP_LIMIT,
+                ) else {
+                    return;
+                };
+                let hl = out_ip.header_len();
+                let mut buf = vec![0u8; out_ip.buffer_len()];
+                out_ip.emit(&mut buf[..hl]);
+                match (ip.dst_addr(), ip.src_addr()) {
+                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
+                    _ => reply.emit_v4(&mut buf[hl..]),
+                }
+                if self.push_control(buf) {
+                    self.stats.echo_replies += 1;
+                }
+            }
+            IcmpRepr::DstUnreachable { code, invoking } => {
+                let error = match (v6, code) {
+                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
+                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
+                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
+                    _ => Error::HostUnreachable,
+                };
+                self.icmp_error(invoking, IcmpReport::Unreachable(error));
+            }
+            IcmpRepr::PacketTooBig { mtu, invoking } => {
+                self.icmp_error(invoking, IcmpReport::PacketTooBig { mtu });
+            }
+            IcmpRepr::TimeExceeded { invoking, .. } => {
+                self.icmp_error(invoking, IcmpReport::Unreachable(Error::HostUnreachable));
+            }
+            _ => self.stats.drop_other += 1,
+        }
+    }
+
+    /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
+    /// sequence number is one we have sent and not yet seen acknowledged).
+    pub(super) fn icmp_error(&mut self, invoking: &[u8], report: IcmpReport) {
+        let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let local = SocketAddr::new(osrc, sport);
+        let remote = SocketAddr::new(odst, dport);
+        let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) else {
+            self.stats.drop_other += 1;
+            return;
+        };
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        let c = &mut slot.conn;
+        if !c.is_unacknowledged(seq) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        match report {
+            IcmpReport::PacketTooBig { mtu } => c.handle_packet_too_big(mtu),
+            IcmpReport::Unreachable(error) => c.handle_icmp_error(error),
+        }
+        self.after(h);
+    }
+}

@@ -1,0 +1,374 @@
+//! Listeners: passive opens (RFC 9293 §3.10.7.2), their SYN and accept queues, and SYN
+//! cookies (RFC 4987 §3.6) when a SYN queue overflows; the `listen`, `accept` and
+//! `close_listener` commands.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
+use crate::config::SynCookies;
+use crate::error::Error;
+use crate::options::SocketOptions;
+use crate::syncookie;
+use crate::tcp::connection::handshake::{Identity, PeerOptions};
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
+
+#[derive(Debug)]
+pub(super) struct Listener {
+    pub(super) local: SocketAddr,
+    pub(super) backlog: usize,
+    pub(super) syn_queue: usize,
+    pub(super) accept_queue: VecDeque<ConnectionHandle>,
+    /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
+    /// (Linux `tcp_synq_no_recent_overflow`).
+    pub(super) last_overflow: Option<Instant>,
+    /// What every connection it accepts takes.
+    pub(super) options: SocketOptions,
+}
+
+impl Endpoint {
+    /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
+    pub(super) fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
+        let (iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
+        Identity {
+            local,
+            remote,
+            iss,
+            ts_offset,
+        }
+    }
+
+    pub(super) fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
+        if let Some(&l) = self.by_local.get(&local) {
+            return Some(l);
+        }
+        let any: IpAddr = match local.ip() {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        self.by_local
+            .get(&SocketAddr::new(any, local.port()))
+            .copied()
+    }
+
+    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
+    pub(super) fn handle_listen(
+        &mut self,
+        now: Instant,
+        l: ListenerHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) {
+        let flags = seg.flags;
+        // "First, check for a RST: an incoming RST segment could not be valid since it could
+        // not have been sent in response to anything sent by this incarnation."
+        if flags.contains(TcpFlags::RST) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        // "Second, check for an ACK: ... form <SEQ=SEG.ACK><CTL=RST>" — unless it completes a
+        // SYN-cookie handshake.
+        if flags.contains(TcpFlags::ACK) {
+            if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
+                if self.accept_cookie(now, l, local, remote, seg, segment_size) {
+                    return;
+                }
+                self.stats.syncookies_failed += 1;
+            }
+            self.reply_rst(local, remote, seg);
+            return;
+        }
+        // "Third, check for a SYN". A SYN with FIN is nonsense; Linux drops it.
+        if !flags.contains(TcpFlags::SYN) || flags.contains(TcpFlags::FIN) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        let Some(listener) = self.listeners.get(&l) else {
+            return;
+        };
+        let options = listener.options;
+        // A full accept queue drops the SYN even with cookies, as Linux does: the application
+        // is not keeping up, and more connections would only wait.
+        if listener.accept_queue.len() >= listener.backlog {
+            self.stats.drop_listen_overflow += 1;
+            return;
+        }
+        if self.memory >= self.config.max_memory {
+            self.stats.drop_listen_overflow += 1;
+            return;
+        }
+        let overflow = listener.syn_queue >= listener.backlog
+            || self.half_open >= self.config.max_half_open
+            || !self.make_room();
+        match (self.config.syncookies, overflow) {
+            (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
+                if overflow {
+                    if let Some(listener) = self.listeners.get_mut(&l) {
+                        listener.last_overflow = Some(now);
+                    }
+                }
+                self.send_cookie(now, local, remote, seg);
+                return;
+            }
+            (SynCookies::Off, true) => {
+                self.stats.drop_listen_overflow += 1;
+                return;
+            }
+            _ => {}
+        }
+        let id = self.identity(local, remote, now);
+        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.apply_options(&options);
+        conn.accept_syn(now, seg);
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.syn_of = Some(l);
+        }
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.syn_queue += 1;
+        }
+        self.half_open += 1;
+        self.after(h);
+    }
+
+    /// Whether ACKs to listener `l` may carry SYN cookies now: cookies are always on, or its
+    /// SYN queue overflowed less than two cookie periods ago.
+    pub(super) fn cookies_active(&self, l: ListenerHandle, now: Instant) -> bool {
+        match self.config.syncookies {
+            SynCookies::Off => false,
+            SynCookies::Always => true,
+            SynCookies::OnOverflow => self
+                .listeners
+                .get(&l)
+                .and_then(|l| l.last_overflow)
+                .is_some_and(|t| now - t < syncookie::COOKIE_PERIOD * syncookie::MAX_AGE),
+        }
+    }
+
+    /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
+    pub(super) fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
+        let mss = if ipv6 {
+            self.config.mss_v4().saturating_sub(20)
+        } else {
+            self.config.mss_v4()
+        };
+        (mss, self.conn_config.rcv_wscale)
+    }
+
+    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
+    /// SACK offered ride in our TSval's low bits; without timestamps they are not offered.
+    pub(super) fn send_cookie(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpRepr<'_>,
+    ) {
+        let ipv6 = local.is_ipv6();
+        let (our_mss, shift) = self.our_syn_options(ipv6);
+        let peer_mss = syn.max_seg_size.unwrap_or(if ipv6 { 1220 } else { 536 });
+        let mss = peer_mss.min(our_mss);
+        let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
+        let mut synack = TcpRepr::new(
+            local.port(),
+            remote.port(),
+            TcpFlags::SYN | TcpFlags::ACK,
+            iss,
+            syn.seq_number + 1,
+        );
+        synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
+        synack.max_seg_size = Some(our_mss);
+        if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
+            let wscale =
+                (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
+            let sack = self.config.sack && syn.sack_permitted;
+            let offset = self.secrets.ts_offset(local, remote);
+            let ts_now = (now.total_millis() as u32).wrapping_add(offset);
+            synack.timestamp = Some(crate::wire::TcpTimestamp {
+                tsval: syncookie::encode_ts_options(ts_now, wscale, sack),
+                tsecr: ts.tsval,
+            });
+            synack.window_scale = wscale;
+            synack.sack_permitted = sack;
+        }
+        if self.queue_segment(local, remote, &synack) {
+            self.stats.syncookies_sent += 1;
+        }
+    }
+
+    /// An ACK reached a listener: if it carries a valid cookie, rebuild the connection and
+    /// queue it for `accept`. Returns whether it did.
+    pub(super) fn accept_cookie(
+        &mut self,
+        now: Instant,
+        l: ListenerHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        segment_size: Option<usize>,
+    ) -> bool {
+        let Some(mss) = syncookie::check_cookie(
+            &self.secrets,
+            local,
+            remote,
+            seg.seq_number - 1,
+            seg.ack_number - 1,
+            now,
+        ) else {
+            return false;
+        };
+        let full = self
+            .listeners
+            .get(&l)
+            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
+        if full || self.memory >= self.config.max_memory || !self.make_room() {
+            self.stats.drop_listen_overflow += 1;
+            return true;
+        }
+        // The options we agreed to come back in TSecr; without timestamps, none were offered.
+        let (wscale, sack, tsval) = match (self.config.timestamps, seg.timestamp) {
+            (true, Some(ts)) => {
+                let (wscale, sack) = syncookie::decode_ts_options(ts.tsecr);
+                (wscale, sack, Some(ts.tsval))
+            }
+            _ => (None, false, None),
+        };
+        let peer = PeerOptions {
+            mss: Some(mss),
+            wscale,
+            sack_permitted: sack,
+            tsval,
+        };
+        // The ISN is the cookie the peer echoed.
+        let id = Identity {
+            local,
+            remote,
+            iss: seg.ack_number - 1,
+            ts_offset: self.secrets.ts_offset(local, remote),
+        };
+        let options = self
+            .listeners
+            .get(&l)
+            .map(|l| l.options)
+            .unwrap_or_default();
+        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        conn.apply_options(&options);
+        conn.open_from_cookie(now, peer, seg);
+        self.stats.syncookies_validated += 1;
+        self.stats.connections_established += 1;
+        if let Some(listener) = self.listeners.get_mut(&l) {
+            listener.accept_queue.push_back(h);
+        }
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.owner = Owner::AcceptQueue(l);
+            // Data riding on the cookie ACK is processed like any other segment.
+            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
+                let verdict = slot.conn.handle_segment(now, seg, segment_size);
+                self.count_verdict(verdict);
+            }
+        }
+        self.push_event(Event::Incoming(l));
+        self.after(h);
+        true
+    }
+
+    /// Listen on `local` (an own address, or the unspecified address for all of them). Port 0
+    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
+    /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
+    pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
+        self.listen_with(local, backlog, &SocketOptions::default())
+    }
+
+    /// [`Endpoint::listen`] with a socket's options, which every connection the listener
+    /// accepts takes.
+    pub fn listen_with(
+        &mut self,
+        local: SocketAddr,
+        backlog: usize,
+        opts: &SocketOptions,
+    ) -> Result<ListenerHandle, Error> {
+        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        let mut local = local;
+        if local.port() == 0 {
+            let (min, max) = self.config.ephemeral_ports;
+            let free = (min..=max).find(|&p| {
+                let a = SocketAddr::new(local.ip(), p);
+                !self.by_local.contains_key(&a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
+            });
+            local.set_port(free.ok_or(Error::AddrNotAvailable)?);
+        }
+        if self.by_local.contains_key(&local) {
+            return Err(Error::AddrInUse);
+        }
+        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
+        let l = ListenerHandle(self.next_handle);
+        self.next_handle += 1;
+        self.listeners.insert(
+            l,
+            Listener {
+                local,
+                backlog,
+                syn_queue: 0,
+                accept_queue: VecDeque::new(),
+                last_overflow: None,
+                options: *opts,
+            },
+        );
+        self.by_local.insert(local, l);
+        Ok(l)
+    }
+
+    /// Take an established connection from a listener's accept queue.
+    pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
+        let l = self
+            .listeners
+            .get_mut(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.owner = Owner::App;
+            // What happened while it waited in the queue is news to the application now.
+            let readable = slot.conn.recv_ready();
+            let closed = (slot.conn.state() == State::Closed).then_some(slot.conn.error());
+            if readable {
+                self.push_event(Event::Readable(h));
+            }
+            if let Some(error) = closed {
+                self.push_event(Event::Closed(h, error));
+            }
+        }
+        Ok(h)
+    }
+
+    /// Stop listening. Connections still in its queues are reset, as Linux does.
+    pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
+        let l = self
+            .listeners
+            .remove(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        self.by_local.remove(&l.local);
+        let doomed: Vec<ConnectionHandle> = self
+            .connections
+            .iter()
+            .filter(|(_, s)| s.syn_of == Some(listener) || s.owner == Owner::AcceptQueue(listener))
+            .map(|(h, _)| h)
+            .collect();
+        for h in doomed {
+            if let Some(slot) = self.connections.get_mut(&h) {
+                slot.owner = Owner::Nobody;
+                if slot.syn_of.take().is_some() {
+                    self.half_open = self.half_open.saturating_sub(1);
+                }
+                slot.conn.abort();
+                slot.conn.close(now);
+            }
+            self.after(h);
+        }
+        Ok(())
+    }
+}

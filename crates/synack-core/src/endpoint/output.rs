@@ -1,0 +1,139 @@
+//! Output: packets and events. `poll_transmit` sends the endpoint's own packets first (RSTs
+//! for closed ports, SYN-cookie SYN-ACKs, TIME-WAIT ACKs, echo replies: a bounded queue),
+//! then asks the connections in the "dirty" FIFO in turn; `poll_event` hands out the
+//! application's events.
+
+use std::net::SocketAddr;
+
+use super::{Endpoint, Event};
+use crate::tcp::connection::output::write_segment;
+use crate::time::Instant;
+use crate::wire::TcpRepr;
+
+/// One packet written by [`Endpoint::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Bytes of the IP packet at the start of the buffer.
+    pub len: usize,
+    /// `Some(n)` for a super-segment, sent only when
+    /// [`Config::gso_max_size`](crate::Config::gso_max_size) allows: a TCP packet whose
+    /// payload is to be cut into segments of `n` bytes (the last may be shorter), each with
+    /// a copy of the header and its own sequence number, as a device does for TSO and
+    /// Linux's GSO does in software. Only the last segment keeps PSH and
+    /// FIN. The packet's own checksums are complete, so a receiver may also take it whole
+    /// (GRO), unless `checksum_partial` says they are not complete.
+    pub segment_size: Option<usize>,
+    /// CHECKSUM_PARTIAL: the TCP checksum field holds only the folded pseudo-header sum
+    /// (not complemented, over the packet's whole TCP length), and the device must finish
+    /// it over the TCP header and payload (csum_start = the start of the TCP header,
+    /// csum_offset = 16). Only with
+    /// [`Config::tx_checksum_offload`](crate::Config::tx_checksum_offload), and only for a
+    /// connection's TCP packets; everything else leaves complete.
+    pub checksum_partial: bool,
+}
+
+/// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
+/// this long at most; past it, more are dropped rather than held (bounded memory under a
+/// flood).
+pub(super) const MAX_CONTROL_PACKETS: usize = 1024;
+
+/// Events beyond this many undrained are dropped: they are hints, and an application that
+/// never drains them must not make the endpoint grow.
+pub(super) const MAX_EVENTS: usize = 1 << 16;
+
+impl Endpoint {
+    /// Write the next packet to send into `buf` (which should hold at least the MTU).
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        while let Some(packet) = self.control.pop_front() {
+            if buf.len() >= packet.len() {
+                buf[..packet.len()].copy_from_slice(&packet);
+                self.stats.packets_out += 1;
+                return Some(Transmit {
+                    len: packet.len(),
+                    segment_size: None,
+                    checksum_partial: false,
+                });
+            }
+        }
+        while let Some(&h) = self.dirty.front() {
+            let Some(slot) = self.connections.get_mut(&h) else {
+                self.dirty.pop_front();
+                continue;
+            };
+            match slot.conn.poll_transmit(now, buf) {
+                Some(sent) => {
+                    self.stats.packets_out += 1;
+                    self.stats.segments_out += u64::from(sent.segments);
+                    if sent.retransmit {
+                        self.stats.retransmits += u64::from(sent.segments);
+                    }
+                    if sent.rst {
+                        self.stats.rsts_sent += 1;
+                    }
+                    // Sending may arm a timer; it is rescheduled when the connection has
+                    // sent all it has (below), or when a deadline is asked for before that.
+                    if !slot.stale {
+                        slot.stale = true;
+                        self.stale.push(h);
+                    }
+                    return Some(Transmit {
+                        len: sent.len,
+                        segment_size: sent.segment_size,
+                        checksum_partial: sent.checksum_partial,
+                    });
+                }
+                None => {
+                    slot.dirty = false;
+                    // Declining to send can arm a timer too (pacing, the persist timer), so
+                    // the deadline is recomputed whether or not it was already current.
+                    slot.stale = true;
+                    self.dirty.pop_front();
+                    self.schedule(h);
+                    self.maybe_remove(h);
+                }
+            }
+        }
+        None
+    }
+
+    /// The next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub(super) fn push_event(&mut self, event: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
+    /// whether it was queued.
+    pub(super) fn queue_segment(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+    ) -> bool {
+        let mut buf = vec![0u8; 120];
+        // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
+        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
+            Some(len) => {
+                buf.truncate(len);
+                self.push_control(buf)
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn push_control(&mut self, packet: Vec<u8>) -> bool {
+        if self.control.len() >= MAX_CONTROL_PACKETS {
+            self.stats.drop_other += 1;
+            return false;
+        }
+        self.control.push_back(packet);
+        true
+    }
+}

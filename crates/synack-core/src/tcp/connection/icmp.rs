@@ -1,0 +1,46 @@
+//! What an ICMP error about this connection does to it: a lower path MTU (RFC 8201, RFC
+//! 1191), or an unreachable destination (RFC 1122 §4.2.3.9). The endpoint finds the
+//! connection from the quoted segment and checks it with `is_unacknowledged` first.
+
+use super::Connection;
+use crate::error::Error;
+use crate::seq::SeqNumber;
+use crate::tcp::State;
+
+impl Connection {
+    /// RFC 5927 §4.1: whether `seq`, the sequence number an ICMP error quotes, is one we have
+    /// sent and not yet seen acknowledged (a SYN in flight counts); errors quoting anything
+    /// else are ignored, so that blind attackers must guess a window.
+    pub(crate) fn is_unacknowledged(&self, seq: SeqNumber) -> bool {
+        seq >= self.snd.una && seq < self.snd.max.max(self.snd.una + 1)
+    }
+
+    /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below the
+    /// protocol minimum, and resend what was in flight.
+    pub(crate) fn handle_packet_too_big(&mut self, mtu: u32) {
+        let ipv6 = self.local.is_ipv6();
+        let headers = if ipv6 { 60 } else { 40 };
+        let floor = if ipv6 { 1220 } else { 536 };
+        let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
+        if new_mss < self.snd.mss {
+            self.snd.mss = new_mss;
+            self.cc.set_mss(new_mss);
+            if self.is_synchronized() {
+                self.snd.nxt = self.snd.una;
+            }
+        }
+    }
+
+    /// A destination-unreachable or time-exceeded error. As Linux: during an active open it
+    /// ends the connect; afterwards it is a soft error, reported only if the connection later
+    /// times out.
+    pub(crate) fn handle_icmp_error(&mut self, error: Error) {
+        let active_open =
+            self.state == State::SynSent || (self.state == State::SynReceived && !self.passive);
+        if active_open {
+            self.enter_closed(Some(error));
+        } else {
+            self.soft_error = Some(error);
+        }
+    }
+}
