@@ -47,6 +47,49 @@ pub fn ip_packet(data: &[u8]) {
         repair_upper_checksum(&mut packet);
     }
     check_ip(&packet);
+    check_gso(&packet, 1 + usize::from(control >> 2) * 23);
+}
+
+/// GSO and GRO on the same bytes (`wire::gso`): cutting at `size` never panics, and when it
+/// succeeds the segments carry the packet's payload, in order, each under the same headers;
+/// gluing them back never panics and, when every segment is taken, gives back that payload.
+fn check_gso(packet: &[u8], size: usize) {
+    use synack_core::wire::gso::{self, TcpChecksum, TcpLayout};
+    let Ok(segments) = gso::split(packet, size, TcpChecksum::Complete) else {
+        return;
+    };
+    let layout = TcpLayout::parse(packet).expect("split parsed it");
+    let payload = &packet[layout.header_len..layout.len];
+    let mut joined = Vec::with_capacity(payload.len());
+    let mut coalescer = gso::Coalescer::new();
+    let mut all_taken = true;
+    for s in &segments {
+        let l = TcpLayout::parse(s).expect("a segment parses as the packet did");
+        assert_eq!(
+            l.header_len, layout.header_len,
+            "a segment's headers changed length"
+        );
+        assert!(
+            l.payload_len() <= size,
+            "a segment is larger than the segment size"
+        );
+        joined.extend_from_slice(&s[l.header_len..l.len]);
+        all_taken &= coalescer.push(s);
+    }
+    assert_eq!(
+        joined, payload,
+        "the segments do not carry the packet's payload"
+    );
+    if let Some(out) = coalescer.finish(TcpChecksum::Complete) {
+        if all_taken {
+            let l = out.layout;
+            assert_eq!(
+                &out.packet[l.header_len..l.len],
+                payload,
+                "gluing lost bytes"
+            );
+        }
+    }
 }
 
 /// Recomputes an IPv4 header checksum in place, when the header is there to checksum.

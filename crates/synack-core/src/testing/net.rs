@@ -172,6 +172,10 @@ pub struct NetStats {
     pub super_segments: u64,
     /// Payload bytes emitted in super-segments.
     pub super_segment_bytes: u64,
+    /// Packets of several segments handed to a receiver by coalescing ([`Net::coalesce`]).
+    pub coalesced: u64,
+    /// The segments in them.
+    pub coalesced_segments: u64,
 }
 
 /// A packet on the wire, ordered by arrival time and then by send order (stable, so equal
@@ -204,7 +208,30 @@ impl PartialOrd for InFlight {
 /// than hanging it.
 const MAX_FLUSH: usize = 1_000_000;
 
-/// The simulated network.
+/// The simulated network: endpoints (`nodes`), the links between every two of them, and the
+/// virtual clock.
+///
+/// The application drives the endpoints through `nodes` between calls to [`Net::step`],
+/// which moves packets and time:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Duration;
+/// use synack_core::testing::{v4, Faults, LinkConfig, Net};
+/// use synack_core::Config;
+///
+/// // Two nodes, 5 ms apart each way, losing one packet in twenty.
+/// let link = LinkConfig::latency(Duration::from_millis(5)).with_faults(Faults::loss(0.05));
+/// let mut net = Net::pair(7, &Config::default(), link);
+/// let server = SocketAddr::new(v4(1), 80);
+/// let listener = net.nodes[1].listen(server, 16).unwrap();
+/// let now = net.now;
+/// net.nodes[0].connect(now, server).unwrap();
+/// while net.nodes[1].accept(listener).is_err() {
+///     assert!(net.step(None), "nothing left to happen");
+/// }
+/// assert!(net.now >= synack_core::Instant::from_secs(1) + Duration::from_millis(10));
+/// ```
 pub struct Net {
     /// The endpoints; node `i` owns `v4(i)` and `v6(i)`.
     pub nodes: Vec<Endpoint>,
@@ -223,6 +250,12 @@ pub struct Net {
     /// size in [`RecvMeta::segment_size`], as a device reports a GRO packet; `false` (the
     /// default) as a plain packet.
     pub gro: bool,
+    /// Whether receivers coalesce (GRO, with [`gso::Coalescer`]): segments that arrive at the
+    /// same moment for the same node, consecutive on one flow and with verified checksums, are
+    /// handed over as one packet with [`RecvMeta::segment_size`]; the node answers once per
+    /// packet handed over. Off by default: every packet is handed over alone.
+    pub coalesce: bool,
+    coalescer: gso::Coalescer,
     rng: ChaCha8Rng,
     default_link: LinkConfig,
     links: HashMap<(usize, usize), Link>,
@@ -251,6 +284,8 @@ impl Net {
             trace: false,
             cut_super_segments: false,
             gro: false,
+            coalesce: false,
+            coalescer: gso::Coalescer::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             default_link: link,
             links: HashMap::new(),
@@ -480,6 +515,8 @@ impl Net {
             (None, Some(b)) => b,
         };
         self.now = self.now.max(next);
+        // With `coalesce`, the segments being glued and the node they are for.
+        let mut batch: Option<usize> = None;
         while self.wire.peek().is_some_and(|Reverse(p)| p.at <= self.now) {
             let Some(Reverse(p)) = self.wire.pop() else {
                 break;
@@ -488,6 +525,17 @@ impl Net {
             if p.corrupted {
                 self.stats.corrupted += 1;
             }
+            if self.coalesce && p.segment_size.is_none() && checksums_verify(&p.bytes) {
+                if batch == Some(p.to) && self.coalescer.push(&p.bytes) {
+                    continue;
+                }
+                self.hand_over(batch.take());
+                if self.coalescer.push(&p.bytes) {
+                    batch = Some(p.to);
+                    continue;
+                }
+            }
+            self.hand_over(batch.take());
             match p.segment_size {
                 Some(size) if self.gro => {
                     let meta = RecvMeta {
@@ -502,10 +550,32 @@ impl Net {
             // answers each (duplicate ACKs included) before the next arrives.
             self.flush_node(p.to);
         }
+        self.hand_over(batch.take());
         for ep in &mut self.nodes {
             ep.handle_timeout(self.now);
         }
         true
+    }
+
+    /// Hands the coalescer's batch to node `to` (GRO: one packet, with its segment size when
+    /// it glued several), and lets the node answer.
+    fn hand_over(&mut self, to: Option<usize>) {
+        let Some(to) = to else {
+            return;
+        };
+        if let Some(out) = self.coalescer.finish(TcpChecksum::Complete) {
+            if out.segments > 1 {
+                self.stats.coalesced += 1;
+                self.stats.coalesced_segments += out.segments as u64;
+            }
+            let meta = RecvMeta {
+                segment_size: out.segment_size,
+                ..RecvMeta::new(out.packet.len())
+            };
+            self.nodes[to].handle_packet(self.now, out.packet, meta);
+        }
+        self.coalescer.clear();
+        self.flush_node(to);
     }
 
     /// Run with no application until nothing is pending (every timer, TIME-WAIT included,
@@ -573,4 +643,13 @@ fn dst_addr(packet: &[u8]) -> Option<IpAddr> {
 /// The node that owns `addr` ([`v4`] or [`v6`] of its index), if any of `nodes` does.
 fn node_of(addr: IpAddr, nodes: usize) -> Option<usize> {
     (0..nodes).find(|&i| addr == v4(i) || addr == v6(i))
+}
+
+/// Whether `packet` is IP whose TCP checksum (and IPv4 header checksum) verify: what a
+/// receiving device checks before it coalesces a segment.
+fn checksums_verify(packet: &[u8]) -> bool {
+    wire::ip::parse(packet).is_ok_and(|(ip, payload)| {
+        ip.protocol() == wire::IpProtocol::Tcp
+            && wire::TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).is_ok()
+    })
 }
