@@ -427,7 +427,7 @@ impl Harness {
             Op::Send { conn, len } => {
                 let len = usize::from(*len).min(MAX_APP_IO);
                 let c = self.handle(*conn);
-                if let Ok(n) = self.ep.send(now, c, &self.data[..len]) {
+                if let Ok(n) = self.ep.send(c, &self.data[..len]) {
                     assert!(n <= len, "send accepted {n} of {len} bytes");
                 }
             }
@@ -439,13 +439,13 @@ impl Harness {
                 }
             }
             Op::Shutdown(i) => {
-                let _ = self.ep.shutdown(now, self.handle(*i));
+                let _ = self.ep.shutdown(self.handle(*i));
             }
             Op::Close(i) => {
                 let _ = self.ep.close(now, self.handle(*i));
             }
             Op::Abort(i) => {
-                let _ = self.ep.abort(now, self.handle(*i));
+                let _ = self.ep.abort(self.handle(*i));
             }
             Op::Nodelay(i, on) => {
                 let _ = self.ep.set_nodelay(self.handle(*i), *on);
