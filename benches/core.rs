@@ -54,7 +54,7 @@ fn transfer(p: &mut Pair, c: ConnectionHandle, s: ConnectionHandle, total: usize
     let mut received = 0;
     let mut rbuf = vec![0u8; 64 * 1024];
     for _ in 0..10_000_000 {
-        sent += chunk.write_until_full(&mut p.client, p.now, c, total - sent);
+        sent += chunk.write_until_full(&mut p.client, c, total - sent);
         let moved = p.pump();
         received += read_available(&mut p.server, p.now, s, &mut rbuf);
         if received == total {
@@ -166,7 +166,7 @@ impl Sides {
         let mut rbuf = vec![0u8; 64 * 1024];
         for _ in 0..10_000_000 {
             let moved_c = self.turn(true, |ep, now| {
-                sent += chunk.write_until_full(ep, now, c, total - sent);
+                sent += chunk.write_until_full(ep, c, total - sent);
             });
             let moved_s = self.turn(false, |ep, now| {
                 received += read_available(ep, now, s, &mut rbuf);
@@ -236,19 +236,13 @@ impl Chunk {
 
     /// The sending application: writes chunks until `left` bytes are written or the send
     /// buffer is full, and returns how many it wrote.
-    fn write_until_full(
-        &self,
-        ep: &mut Endpoint,
-        now: Instant,
-        c: ConnectionHandle,
-        left: usize,
-    ) -> usize {
+    fn write_until_full(&self, ep: &mut Endpoint, c: ConnectionHandle, left: usize) -> usize {
         let mut written = 0;
         while written < left {
             let n = self.len().min(left - written);
             let taken = match self {
-                Chunk::Copied(v) => ep.send(now, c, &v[..n]),
-                Chunk::Shared(b) => ep.send_bytes(now, c, b.slice(..n)),
+                Chunk::Copied(v) => ep.send(c, &v[..n]),
+                Chunk::Shared(b) => ep.send_bytes(c, b.slice(..n)),
             };
             match taken {
                 Ok(k) => written += k,
@@ -345,9 +339,9 @@ fn handshakes(c: &mut Criterion) {
                 }
                 timed += start.elapsed();
                 for (cl, sv) in open.drain(..) {
-                    pair.client.abort(pair.now, cl).expect("abort client");
+                    pair.client.abort(cl).expect("abort client");
                     pair.pump();
-                    let _ = pair.server.abort(pair.now, sv);
+                    let _ = pair.server.abort(sv);
                     pair.pump();
                 }
                 left -= n;
@@ -400,9 +394,9 @@ fn per_side(c: &mut Criterion) {
                     // Untimed: reset the group so that state does not pile up.
                     let pair = &mut sides.pair;
                     for (cl, sv) in open {
-                        pair.client.abort(pair.now, cl).expect("abort client");
+                        pair.client.abort(cl).expect("abort client");
                         pair.pump();
-                        let _ = pair.server.abort(pair.now, sv);
+                        let _ = pair.server.abort(sv);
                         pair.pump();
                     }
                 }

@@ -424,7 +424,7 @@ impl Harness {
             Op::Send { conn, len } => {
                 let len = usize::from(*len).min(MAX_APP_IO);
                 let c = self.handle(*conn);
-                if let Ok(n) = self.script.ep.send(now, c, &self.data[..len]) {
+                if let Ok(n) = self.script.ep.send(c, &self.data[..len]) {
                     assert!(n <= len, "send accepted {n} of {len} bytes");
                 }
             }
@@ -436,13 +436,13 @@ impl Harness {
                 }
             }
             Op::Shutdown(i) => {
-                let _ = self.script.ep.shutdown(now, self.handle(*i));
+                let _ = self.script.ep.shutdown(self.handle(*i));
             }
             Op::Close(i) => {
                 let _ = self.script.ep.close(now, self.handle(*i));
             }
             Op::Abort(i) => {
-                let _ = self.script.ep.abort(now, self.handle(*i));
+                let _ = self.script.ep.abort(self.handle(*i));
             }
             Op::Nodelay(i, on) => {
                 let _ = self.script.ep.set_nodelay(self.handle(*i), *on);

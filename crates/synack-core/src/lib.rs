@@ -40,7 +40,7 @@
 //!     carry(&mut server, &mut client, now, &mut buf);
 //!     while let Some(event) = client.poll_event() {
 //!         if event == Event::Connected(conn) {
-//!             client.send(now, conn, b"hello, server").unwrap();
+//!             client.send(conn, b"hello, server").unwrap();
 //!             client.close(now, conn).unwrap(); // FIN after the data
 //!         }
 //!     }

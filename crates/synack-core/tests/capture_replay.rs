@@ -210,7 +210,7 @@ fn as_the_client_we_read_linuxs_whole_response() {
         for (i, c) in flow.iter().filter(|c| c.src() == server).enumerate() {
             if i == 1 {
                 // After the SYN-ACK: our client sends the request Linux's client sent.
-                assert_eq!(ep.send(now, conn, &request).unwrap(), request.len());
+                assert_eq!(ep.send(conn, &request).unwrap(), request.len());
                 let (out, _) = drain(&mut ep, now);
                 let sent: Vec<u8> = out.iter().flat_map(|s| s.payload.clone()).collect();
                 assert_eq!(sent, request);

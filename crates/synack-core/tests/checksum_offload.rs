@@ -97,7 +97,7 @@ fn transfer(client_ip: IpAddr, server_ip: IpAddr, gso: usize, len: usize) -> See
             break;
         }
         if client.state(conn) == Ok(synack_core::State::Established) && sent < len {
-            sent += client.send(now, conn, &data[sent..]).unwrap_or(0);
+            sent += client.send(conn, &data[sent..]).unwrap_or(0);
         }
         carry(&mut client, &mut server, now, &mut buf, &mut seen);
         carry(&mut server, &mut client, now, &mut buf, &mut seen);

@@ -109,7 +109,7 @@ impl Server {
         let c = self.accept();
         let mut request = [0u8; 200];
         assert_eq!(self.ep.recv(self.now, c, &mut request), Ok(100));
-        assert_eq!(self.ep.send(self.now, c, &[b'a'; 1000]), Ok(1000));
+        assert_eq!(self.ep.send(c, &[b'a'; 1000]), Ok(1000));
         self.ep.close(self.now, c).unwrap();
         let sent: usize = self.drain().iter().map(Seg::seq_len).sum();
         assert_eq!(sent, 1001, "the response and our FIN");

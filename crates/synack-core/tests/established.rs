@@ -146,7 +146,7 @@ fn open_with_rtt(
 /// how many segments the initial window held.
 fn initial_window_acked(cfg: Config) -> (Harness, usize) {
     let (mut h, c, peer, syn) = open_with_rtt(cfg, false, false);
-    h.ep.send(h.now, c, &vec![1u8; 200_000]).unwrap();
+    h.ep.send(c, &vec![1u8; 200_000]).unwrap();
     let first = h.drain();
     h.advance(Duration::from_millis(100));
     let acked = first.last().map(|s| s.seq + s.payload.len()).unwrap();
@@ -164,7 +164,7 @@ fn initial_window_acked(cfg: Config) -> (Harness, usize) {
 fn sends_data_in_mss_segments_within_the_initial_window() {
     let mut k = Conn::plain();
     let data: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
-    assert_eq!(k.h.ep.send(k.h.now, k.c, &data).unwrap(), 50_000);
+    assert_eq!(k.h.ep.send(k.c, &data).unwrap(), 50_000);
     let segs = k.h.drain();
     // IW10 (RFC 6928): ten full segments.
     assert_eq!(segs.len(), 10);
@@ -179,7 +179,7 @@ fn sends_data_in_mss_segments_within_the_initial_window() {
 fn acks_open_the_congestion_window() {
     let mut k = Conn::plain();
     let data = vec![9u8; 100_000];
-    k.h.ep.send(k.h.now, k.c, &data).unwrap();
+    k.h.ep.send(k.c, &data).unwrap();
     let first = k.h.drain().len();
     k.our_nxt += first * 1000;
     k.ack_all();
@@ -195,7 +195,7 @@ fn peer_window_limits_what_is_sent() {
     let mut k = Conn::plain();
     let o = k.seg(ACK, k.our_nxt).window(2500);
     k.send_peer(o);
-    k.h.ep.send(k.h.now, k.c, &vec![1u8; 10_000]).unwrap();
+    k.h.ep.send(k.c, &vec![1u8; 10_000]).unwrap();
     let segs = k.h.drain();
     let total: usize = segs.iter().map(|s| s.payload.len()).sum();
     // Two full segments; the 500-byte remainder waits (sender SWS avoidance, RFC 9293
@@ -217,8 +217,8 @@ fn send_buffer_fills_and_reports_would_block() {
     let mut cfg = config();
     cfg.send_buffer(4096).send_buffer_max(4096);
     let mut k = Conn::open(cfg, false, false);
-    assert_eq!(k.h.ep.send(k.h.now, k.c, &[0u8; 10_000]).unwrap(), 4096);
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::WouldBlock));
+    assert_eq!(k.h.ep.send(k.c, &[0u8; 10_000]).unwrap(), 4096);
+    assert_eq!(k.h.ep.send(k.c, b"x"), Err(Error::WouldBlock));
     let segs = k.h.drain();
     let sent: usize = segs.iter().map(|s| s.payload.len()).sum();
     k.our_nxt += sent;
@@ -235,17 +235,17 @@ fn nagle_holds_a_short_segment_behind_an_unacknowledged_short_one() {
     // Minshall's variant (Linux tcp_minshall_check): the first short segment goes at once,
     // a second waits until the first is acknowledged, then goes.
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, b"head").unwrap();
+    k.h.ep.send(k.c, b"head").unwrap();
     let head = k.h.one();
     assert_eq!(head.payload, b"head");
-    k.h.ep.send(k.h.now, k.c, b"body").unwrap();
+    k.h.ep.send(k.c, b"body").unwrap();
     k.h.none();
     k.our_nxt += 4;
     k.ack_all();
     let body = k.h.one();
     assert_eq!(body.payload, b"body");
     // Full segments are never held: a short one outstanding does not stop them.
-    k.h.ep.send(k.h.now, k.c, &[7u8; 2000]).unwrap();
+    k.h.ep.send(k.c, &[7u8; 2000]).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.len(), 2, "{segs:?}");
     assert_eq!(segs[0].payload.len(), 1000);
@@ -260,15 +260,12 @@ fn send_bytes_and_send_interleave_in_order() {
     cfg.send_buffer(4096).send_buffer_max(4096);
     let mut k = Conn::open(cfg, false, false);
     let body = Bytes::from((0..3000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"HEAD").unwrap(), 4);
-    assert_eq!(k.h.ep.send_bytes(k.h.now, k.c, body.clone()).unwrap(), 3000);
+    assert_eq!(k.h.ep.send(k.c, b"HEAD").unwrap(), 4);
+    assert_eq!(k.h.ep.send_bytes(k.c, body.clone()).unwrap(), 3000);
     let rest = Bytes::from(vec![9u8; 2000]);
+    assert_eq!(k.h.ep.send_bytes(k.c, rest.clone()).unwrap(), 4096 - 3004);
     assert_eq!(
-        k.h.ep.send_bytes(k.h.now, k.c, rest.clone()).unwrap(),
-        4096 - 3004
-    );
-    assert_eq!(
-        k.h.ep.send_bytes(k.h.now, k.c, rest.slice(1092..)),
+        k.h.ep.send_bytes(k.c, rest.slice(1092..)),
         Err(Error::WouldBlock)
     );
     let mut expect = b"HEAD".to_vec();
@@ -286,9 +283,9 @@ fn send_bytes_and_send_interleave_in_order() {
         }
     }
     assert_eq!(wire, expect, "the bytes on the wire, in order");
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     assert_eq!(
-        k.h.ep.send_bytes(k.h.now, k.c, Bytes::from_static(b"late")),
+        k.h.ep.send_bytes(k.c, Bytes::from_static(b"late")),
         Err(Error::BrokenPipe)
     );
 }
@@ -296,10 +293,10 @@ fn send_bytes_and_send_interleave_in_order() {
 #[test]
 fn nagle_holds_small_segments_while_data_is_unacked() {
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, b"a").unwrap();
+    k.h.ep.send(k.c, b"a").unwrap();
     assert_eq!(k.h.drain().len(), 1);
-    k.h.ep.send(k.h.now, k.c, b"b").unwrap();
-    k.h.ep.send(k.h.now, k.c, b"c").unwrap();
+    k.h.ep.send(k.c, b"b").unwrap();
+    k.h.ep.send(k.c, b"c").unwrap();
     k.h.none();
     k.our_nxt += 1;
     k.ack_all();
@@ -311,20 +308,20 @@ fn nagle_holds_small_segments_while_data_is_unacked() {
 fn nodelay_sends_small_segments_at_once() {
     let mut k = Conn::plain();
     k.h.ep.set_nodelay(k.c, true).unwrap();
-    k.h.ep.send(k.h.now, k.c, b"a").unwrap();
-    k.h.ep.send(k.h.now, k.c, b"b").unwrap();
+    k.h.ep.send(k.c, b"a").unwrap();
+    k.h.ep.send(k.c, b"b").unwrap();
     let segs = k.h.drain();
     // The first already left when "b" was queued? Both were queued before draining, so they
     // leave together; send again after a drain to see Nagle is off.
     assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 2);
-    k.h.ep.send(k.h.now, k.c, b"c").unwrap();
+    k.h.ep.send(k.c, b"c").unwrap();
     assert_eq!(k.h.one().payload, b"c");
 }
 
 #[test]
 fn psh_marks_the_end_of_what_was_written() {
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, &vec![0u8; 2000]).unwrap();
+    k.h.ep.send(k.c, &vec![0u8; 2000]).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.len(), 2);
     assert!(!segs[0].has(PSH));
@@ -379,7 +376,7 @@ fn a_fin_after_data_waits_to_ride_on_our_fin() {
     k.h.none();
     // The application answers and closes within the delay: one segment carries it all.
     assert_eq!(k.read_all(), b"request");
-    k.h.ep.send(k.h.now, k.c, b"response").unwrap();
+    k.h.ep.send(k.c, b"response").unwrap();
     k.h.ep.close(k.h.now, k.c).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.len(), 1, "{segs:?}");
@@ -412,7 +409,7 @@ fn a_reply_carries_the_ack_in_request_response_exchanges() {
     let o = k.seg(ACK | PSH, k.our_nxt).data(b"GET /1");
     k.send_peer(o);
     let _ = k.h.one();
-    k.h.ep.send(k.h.now, k.c, b"response 1").unwrap();
+    k.h.ep.send(k.c, b"response 1").unwrap();
     let r = k.h.one();
     assert_eq!(r.payload, b"response 1");
     k.our_nxt += r.payload.len();
@@ -422,7 +419,7 @@ fn a_reply_carries_the_ack_in_request_response_exchanges() {
     k.send_peer(o);
     k.h.none();
     k.h.advance(Duration::from_millis(5));
-    k.h.ep.send(k.h.now, k.c, b"response 2").unwrap();
+    k.h.ep.send(k.c, b"response 2").unwrap();
     let r = k.h.one();
     assert_eq!(r.payload, b"response 2");
     assert_eq!(r.ack, k.peer_nxt, "the reply acknowledges the request");
@@ -617,7 +614,7 @@ fn sack_blocks_in_data_segments_reduce_their_payload() {
     let mut k = Conn::open(config(), true, true);
     let base = k.peer_nxt;
     k.h.ep.set_nodelay(k.c, true).unwrap();
-    k.h.ep.send(k.h.now, k.c, &[9u8; 2000]).unwrap();
+    k.h.ep.send(k.c, &[9u8; 2000]).unwrap();
     let plain = k.h.drain();
     assert_eq!(plain[0].payload.len(), 1000 - 12, "MSS minus the TS option");
     assert!(plain[0].sack.is_empty());
@@ -632,7 +629,7 @@ fn sack_blocks_in_data_segments_reduce_their_payload() {
         let dup = k.h.one();
         assert_eq!(dup.sack.len(), i + 1);
     }
-    k.h.ep.send(k.h.now, k.c, &[9u8; 5000]).unwrap();
+    k.h.ep.send(k.c, &[9u8; 5000]).unwrap();
     let segs = k.h.drain();
     let data: Vec<_> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
     assert!(!data.is_empty());
@@ -740,7 +737,7 @@ fn segment_without_ack_bit_is_dropped() {
 #[test]
 fn retransmission_timeout_resends_and_backs_off() {
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, b"payload").unwrap();
+    k.h.ep.send(k.c, b"payload").unwrap();
     let first = k.h.one();
     let t0 = k.h.now;
     let (t1, r1) = k.h.next_timeout();
@@ -760,7 +757,7 @@ fn data_retries_exhausted_times_out() {
     let mut cfg = config();
     cfg.data_retries(3);
     let mut k = Conn::open(cfg, false, false);
-    k.h.ep.send(k.h.now, k.c, b"x").unwrap();
+    k.h.ep.send(k.c, b"x").unwrap();
     let _ = k.h.drain();
     k.h.advance(Duration::from_secs(600));
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Closed);
@@ -777,7 +774,7 @@ fn user_timeout_bounds_unacknowledged_data() {
     let mut cfg = config();
     cfg.user_timeout(Some(Duration::from_secs(3)));
     let mut k = Conn::open(cfg, false, false);
-    k.h.ep.send(k.h.now, k.c, b"x").unwrap();
+    k.h.ep.send(k.c, b"x").unwrap();
     let _ = k.h.drain();
     let (first_retx, segs) = k.h.next_timeout();
     assert_eq!(segs.len(), 1);
@@ -798,7 +795,7 @@ fn user_timeout_bounds_unacknowledged_data() {
 #[test]
 fn three_duplicate_acks_trigger_fast_retransmit() {
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, &vec![5u8; 8000]).unwrap();
+    k.h.ep.send(k.c, &vec![5u8; 8000]).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.len(), 8);
     // The first segment is lost; the peer ACKs the SYN point three times more.
@@ -817,14 +814,14 @@ fn three_duplicate_acks_trigger_fast_retransmit() {
 fn rtt_is_measured_from_timestamps() {
     // The SYN-ACK takes 100 ms: the first sample (RFC 6298 §2.2: SRTT = 100 ms, RTTVAR = 50).
     let (mut h, c, peer, syn) = open_with_rtt(config(), false, true);
-    h.ep.send(h.now, c, b"ping").unwrap();
+    h.ep.send(c, b"ping").unwrap();
     let s = h.one();
     h.advance(Duration::from_millis(100));
     let o = Out::new(ACK, 10_001, 0)
         .ackn(syn.seq + 5)
         .ts(300, s.ts.unwrap().tsval);
     h.inject(peer, syn.src, o);
-    h.ep.send(h.now, c, b"pong").unwrap();
+    h.ep.send(c, b"pong").unwrap();
     let s2 = h.one();
     let t0 = h.now;
     let (t, r) = h.next_timeout();
@@ -837,7 +834,7 @@ fn rtt_is_measured_from_timestamps() {
 #[test]
 fn echoes_older_than_a_timeout_give_no_rtt_sample() {
     let mut k = Conn::open(config(), true, false);
-    k.h.ep.send(k.h.now, k.c, b"data").unwrap();
+    k.h.ep.send(k.c, b"data").unwrap();
     let s = k.h.one();
     // The segment times out and is resent; the peer's ACK then echoes the first copy's TSval
     // 30 s later (its ACKs were lost): that is not a 30 s round trip.
@@ -848,7 +845,7 @@ fn echoes_older_than_a_timeout_give_no_rtt_sample() {
         .ackn(k.our_nxt + 4)
         .ts(5000, s.ts.unwrap().tsval);
     k.h.inject(k.peer, k.us, o);
-    k.h.ep.send(k.h.now, k.c, b"more").unwrap();
+    k.h.ep.send(k.c, b"more").unwrap();
     let _ = k.h.one();
     let t0 = k.h.now;
     let (t, _) = k.h.next_timeout();
@@ -866,7 +863,7 @@ fn zero_window_is_probed_with_backoff() {
     let mut k = Conn::plain();
     let o = k.seg(ACK, k.our_nxt).window(0);
     k.send_peer(o);
-    k.h.ep.send(k.h.now, k.c, b"waiting").unwrap();
+    k.h.ep.send(k.c, b"waiting").unwrap();
     k.h.none();
     let t0 = k.h.now;
     let (t1, p1) = k.h.next_timeout();
@@ -951,7 +948,7 @@ fn rst_at_rcv_nxt_resets() {
         k.h.ep.recv(k.h.now, k.c, &mut [0u8; 10]),
         Err(Error::ConnectionReset)
     );
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::ConnectionReset));
+    assert_eq!(k.h.ep.send(k.c, b"x"), Err(Error::ConnectionReset));
 }
 
 #[test]
@@ -1106,7 +1103,7 @@ fn out_of_window_data_gets_an_ack() {
 
 /// Ten segments out on a SACK connection; returns their first sequence number.
 fn ten_out(k: &mut Conn) -> SeqNumber {
-    k.h.ep.send(k.h.now, k.c, &vec![8u8; 10_000]).unwrap();
+    k.h.ep.send(k.c, &vec![8u8; 10_000]).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.len(), 10);
     segs[0].seq
@@ -1188,7 +1185,7 @@ fn timeout_with_sack_skips_sacked_data() {
 fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
     // SRTT 100 ms, RTO 300 ms. Three segments go out and every one of them is lost.
-    h.ep.send(h.now, c, &[7u8; 3 * 988]).unwrap();
+    h.ep.send(c, &[7u8; 3 * 988]).unwrap();
     let segs = h.drain();
     assert_eq!(segs.len(), 3);
     let t0 = h.now;
@@ -1216,14 +1213,14 @@ fn send_buffer_grows_when_the_window_could_use_it() {
     cfg.send_buffer(4096).send_buffer_max(64 * 1024);
     let mut k = Conn::open(cfg, false, false);
     // IW10 of 1000-byte segments can carry more than half of 4 KiB: the buffer doubles.
-    let n = k.h.ep.send(k.h.now, k.c, &[0u8; 100_000]).unwrap();
+    let n = k.h.ep.send(k.c, &[0u8; 100_000]).unwrap();
     assert_eq!(n, 8192);
     // Never past the ceiling, however much is offered.
     for _ in 0..20 {
         let sent: usize = k.h.drain().iter().map(|s| s.payload.len()).sum();
         k.our_nxt += sent;
         k.ack_all();
-        let _ = k.h.ep.send(k.h.now, k.c, &[0u8; 100_000]);
+        let _ = k.h.ep.send(k.c, &[0u8; 100_000]);
     }
     let queued = k.h.ep.send_queue_len(k.c).unwrap();
     assert!(queued <= 64 * 1024, "{queued}");
@@ -1348,7 +1345,7 @@ fn offloading() -> Config {
 fn segmentation_offload_sends_whole_segments_under_one_header() {
     let mut k = Conn::open(offloading(), false, true);
     let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-    k.h.ep.send(k.h.now, k.c, &data).unwrap();
+    k.h.ep.send(k.c, &data).unwrap();
     let before = k.h.ep.stats().clone();
     // IW10 (RFC 6928): the initial window's ten segments leave as one packet, to be cut at
     // the peer's MSS.
@@ -1386,7 +1383,7 @@ fn segmentation_offload_sends_whole_segments_under_one_header() {
 #[test]
 fn going_back_after_a_timeout_never_resends_sacked_data_under_one_header() {
     let mut k = Conn::open(offloading(), false, true);
-    k.h.ep.send(k.h.now, k.c, &[4u8; 10_000]).unwrap();
+    k.h.ep.send(k.c, &[4u8; 10_000]).unwrap();
     let (seg, _) = transmit_offloaded(&mut k.h).expect("the initial window");
     assert_eq!(seg.payload.len(), 10_000);
     let base = k.our_nxt;
@@ -1427,13 +1424,13 @@ fn segmentation_offload_ends_at_the_last_whole_segment_and_marks_the_end() {
     // 3.5 segments: one header for all of it, the short tail included (Nagle lets it go:
     // no short segment is outstanding), cut at 1000 bytes, as Linux sends a whole write as
     // one TSO packet; PSH at the end of what was written.
-    k.h.ep.send(k.h.now, k.c, &[3u8; 3500]).unwrap();
+    k.h.ep.send(k.c, &[3u8; 3500]).unwrap();
     let (seg, size) = transmit_offloaded(&mut k.h).expect("a super-segment");
     assert_eq!((seg.payload.len(), size), (3500, Some(1000)));
     assert!(seg.has(PSH));
     assert!(transmit_offloaded(&mut k.h).is_none(), "all of it left");
     // A second short write waits behind the first's short tail until it is acknowledged.
-    k.h.ep.send(k.h.now, k.c, &[4u8; 300]).unwrap();
+    k.h.ep.send(k.c, &[4u8; 300]).unwrap();
     assert!(transmit_offloaded(&mut k.h).is_none(), "Nagle holds it");
     k.our_nxt += 3500;
     k.ack_all();
@@ -1501,7 +1498,7 @@ fn a_super_segment_received_whole_counts_as_its_segments() {
 fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
     let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
     // SRTT = min RTT = 100 ms. Two segments leave; only the second arrives.
-    h.ep.send(h.now, c, &[5u8; 2 * 988]).unwrap();
+    h.ep.send(c, &[5u8; 2 * 988]).unwrap();
     let segs = h.drain();
     assert_eq!(segs.len(), 2);
     let t0 = h.now;
@@ -1537,7 +1534,7 @@ fn icmp_error_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
 fn packet_too_big_lowers_the_mss_and_resends() {
     use synack_core::wire::IcmpRepr;
     let mut k = Conn::plain();
-    k.h.ep.send(k.h.now, k.c, &[9u8; 3000]).unwrap();
+    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
     let _ = k.h.drain();
     let quoted = k.h.raw.last().unwrap()[..48].to_vec();
     // "Fragmentation needed" with a next-hop MTU of 576: the MSS drops to 536.
@@ -1563,7 +1560,7 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     let mut cfg = config();
     cfg.data_retries(2);
     let mut k = Conn::open(cfg, false, false);
-    k.h.ep.send(k.h.now, k.c, b"hello").unwrap();
+    k.h.ep.send(k.c, b"hello").unwrap();
     let _ = k.h.drain();
     let quoted = k.h.raw.last().unwrap()[..28].to_vec();
     let p = icmp_error_packet(IcmpRepr::DstUnreachable {
@@ -1589,7 +1586,7 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
 fn sack_recovery_with_a_zero_rtt_resends_each_hole_once_per_instant() {
     // The handshake completes in the same instant: the SYN's RTT sample is zero.
     let mut k = Conn::open(config(), false, true);
-    k.h.ep.send(k.h.now, k.c, &[9u8; 8000]).unwrap();
+    k.h.ep.send(k.c, &[9u8; 8000]).unwrap();
     let sent = k.h.drain();
     assert_eq!(sent.len(), 8);
     let base = k.our_nxt;

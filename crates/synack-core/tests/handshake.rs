@@ -336,7 +336,7 @@ fn options_are_used_only_when_both_sides_offer_them() {
     assert_eq!(ack.window, 65535);
     // Data segments are bounded by the peer's MSS (no option overhead without timestamps).
     let data = vec![7u8; 5000];
-    assert_eq!(h.ep.send(h.now, c, &data).unwrap(), 5000);
+    assert_eq!(h.ep.send(c, &data).unwrap(), 5000);
     let segs = h.drain();
     assert!(!segs.is_empty());
     assert!(segs.iter().all(|s| s.payload.len() <= 1000));
@@ -347,7 +347,7 @@ fn options_are_used_only_when_both_sides_offer_them() {
 fn timestamps_reduce_the_payload_per_segment() {
     let mut h = Harness::new(config());
     let (c, _, _) = establish(&mut h);
-    h.ep.send(h.now, c, &vec![1u8; 10_000]).unwrap();
+    h.ep.send(c, &vec![1u8; 10_000]).unwrap();
     let segs = h.drain();
     assert_eq!(
         segs[0].payload.len(),
@@ -376,7 +376,7 @@ fn peer_window_scale_is_applied_and_clamped_to_14() {
         syn.src,
         Out::new(ACK, 101, 0).ackn(syn.seq + 1).window(1),
     );
-    h.ep.send(h.now, c, &vec![0u8; 40_000]).unwrap();
+    h.ep.send(c, &vec![0u8; 40_000]).unwrap();
     let sent: usize = h.drain().iter().map(|s| s.payload.len()).sum();
     // Bounded by the initial congestion window (10 segments), under the 16 KiB window.
     assert!(sent <= 16_384 && sent > 0, "sent {sent}");
@@ -392,7 +392,7 @@ fn mss_zero_from_peer_is_raised_to_a_sane_minimum() {
         Out::new(SYN | ACK, 100, 0).ackn(syn.seq + 1).mss(0),
     );
     let _ = h.one();
-    h.ep.send(h.now, c, &[5u8; 300]).unwrap();
+    h.ep.send(c, &[5u8; 300]).unwrap();
     let segs = h.drain();
     assert!(!segs.is_empty());
     assert!(segs.iter().all(|s| !s.payload.is_empty()));
@@ -538,7 +538,7 @@ fn every_option_combination_is_negotiated_exactly() {
         h.inject(client(), server(), ack);
         let c = h.ep.accept(l).unwrap();
         // Data from us shows the negotiated options in use.
-        h.ep.send(h.now, c, &vec![3u8; 4000]).unwrap();
+        h.ep.send(c, &vec![3u8; 4000]).unwrap();
         let segs = h.drain();
         let mss = if mask & 1 != 0 { 1200 } else { 536 };
         let ts_len = if mask & 8 != 0 { 12 } else { 0 };
@@ -744,7 +744,7 @@ fn cookie_ack_rebuilds_the_connection_with_its_options() {
     assert_eq!(&buf[..n], b"first bytes");
     // The MSS came back from the cookie: 1200 rounds down to the 536 entry of Linux's table.
     // The window scale came back from the timestamp.
-    h.ep.send(h.now, c, &vec![1u8; 5000]).unwrap();
+    h.ep.send(c, &vec![1u8; 5000]).unwrap();
     let segs = h.drain();
     let data: Vec<&Seg> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
     assert_eq!(data[0].payload.len(), 536 - 12);
@@ -853,7 +853,7 @@ fn connect_errors_are_typed() {
         Err(Error::InvalidInput)
     );
     let bogus = ConnectionHandle(999_999);
-    assert_eq!(h.ep.send(h.now, bogus, b"x"), Err(Error::InvalidHandle));
+    assert_eq!(h.ep.send(bogus, b"x"), Err(Error::InvalidHandle));
     assert_eq!(h.ep.state(bogus), Err(Error::InvalidHandle));
 }
 
@@ -1076,7 +1076,7 @@ fn total_memory_budget_refuses_new_connections() {
             Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1460),
         );
         let _ = h.drain();
-        assert_eq!(h.ep.send(h.now, conn, &[0u8; 60_000]).unwrap(), 60_000);
+        assert_eq!(h.ep.send(conn, &[0u8; 60_000]).unwrap(), 60_000);
         let _ = h.drain();
         conns.push(conn);
     }
@@ -1091,7 +1091,7 @@ fn total_memory_budget_refuses_new_connections() {
     h.none();
     assert_eq!(h.ep.stats().drop_listen_overflow, 1);
     // ...and takes them again once a connection is gone.
-    h.ep.abort(h.now, conns[0]).unwrap();
+    h.ep.abort(conns[0]).unwrap();
     let _ = h.drain();
     assert_eq!(h.ep.memory(), 60_000);
     h.inject(client(), server(), Out::new(SYN, 1, 0));
@@ -1181,7 +1181,7 @@ fn a_listeners_options_shape_the_syn_ack() {
     let c = h.ep.accept(l).unwrap();
     assert!(h.ep.nodelay(c).unwrap());
     // Our segments are at most the MSS we set.
-    h.ep.send(h.now, c, &[1u8; 3000]).unwrap();
+    h.ep.send(c, &[1u8; 3000]).unwrap();
     let segs = h.drain();
     assert!(segs.iter().all(|s| s.payload.len() <= 1000), "{segs:?}");
 }

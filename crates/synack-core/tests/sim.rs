@@ -453,7 +453,7 @@ fn half_close_then_the_peer_keeps_sending() {
             break;
         }
         if net.nodes[0].state(client) == Ok(State::Established) && !flows[0].a.shut {
-            net.nodes[0].shutdown(net.now, client).expect("shutdown");
+            net.nodes[0].shutdown(client).expect("shutdown");
             flows[0].a.shut = true;
         }
         assert!(net.step(None), "stalled before the FIN arrived");
@@ -618,7 +618,7 @@ fn established_connection_times_out_when_the_link_dies() {
     net.set_up(0, 1, false);
     net.set_up(1, 0, false);
     let start = net.now;
-    let n = net.nodes[0].send(start, client, &[7; 5000]).expect("send");
+    let n = net.nodes[0].send(client, &[7; 5000]).expect("send");
     assert_eq!(n, 5000);
     let (at, why) = wait_closed(&mut net, 0, Duration::from_secs(600));
     assert_eq!(why, Some(Error::TimedOut));
@@ -630,10 +630,10 @@ fn established_connection_times_out_when_the_link_dies() {
         t >= Duration::from_millis(12_600) && t < Duration::from_millis(13_000),
         "timed out after {t:?}"
     );
-    assert_eq!(net.nodes[0].send(at, client, b"x"), Err(Error::TimedOut));
+    assert_eq!(net.nodes[0].send(client, b"x"), Err(Error::TimedOut));
     net.nodes[0].close(at, client).expect("close");
     // The server never hears of it; abort it so the network can settle.
-    net.nodes[1].abort(at, server).expect("abort");
+    net.nodes[1].abort(server).expect("abort");
     finish(&mut net);
 }
 

@@ -69,7 +69,7 @@ impl Conn {
 #[test]
 fn active_close_walks_fin_wait_1_2_and_time_wait() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     assert_eq!(k.state(), State::FinWait1);
     let fin = k.h.one();
     assert!(fin.is(FIN | ACK));
@@ -92,8 +92,8 @@ fn active_close_walks_fin_wait_1_2_and_time_wait() {
 #[test]
 fn data_queued_before_shutdown_goes_out_before_the_fin() {
     let mut k = open();
-    k.h.ep.send(k.h.now, k.c, b"last words").unwrap();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.send(k.c, b"last words").unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let segs = k.h.drain();
     let fin = segs.iter().find(|s| s.has(FIN)).expect("a FIN");
     assert_eq!(fin.seq + fin.payload.len(), k.our_nxt + 10);
@@ -104,7 +104,7 @@ fn data_queued_before_shutdown_goes_out_before_the_fin() {
 #[test]
 fn half_close_keeps_receiving() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.one();
     k.our_nxt += 1;
     k.peer_sends(ACK, b"");
@@ -120,7 +120,7 @@ fn half_close_keeps_receiving() {
         got.extend(d);
     }
     assert_eq!(got.len(), 500);
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"no"), Err(Error::BrokenPipe));
+    assert_eq!(k.h.ep.send(k.c, b"no"), Err(Error::BrokenPipe));
     k.peer_sends(FIN | ACK, b"");
     assert_eq!(k.read().unwrap(), b"", "EOF");
 }
@@ -128,7 +128,7 @@ fn half_close_keeps_receiving() {
 #[test]
 fn fin_is_retransmitted_until_acked() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let fin = k.h.one();
     let (_, r) = k.h.next_timeout();
     assert_eq!(r.len(), 1);
@@ -139,7 +139,7 @@ fn fin_is_retransmitted_until_acked() {
 #[test]
 fn time_wait_reacks_a_retransmitted_fin_and_restarts() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.one();
     k.our_nxt += 1;
     k.peer_sends(FIN | ACK, b"");
@@ -169,7 +169,7 @@ fn configurable_time_wait() {
     let syn = h.one();
     h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1));
     let _ = h.one();
-    h.ep.shutdown(h.now, c).unwrap();
+    h.ep.shutdown(c).unwrap();
     let _ = h.one();
     h.inject(peer, syn.src, Out::new(FIN | ACK, 2, 0).ackn(syn.seq + 2));
     assert_eq!(h.ep.state(c).unwrap(), State::TimeWait);
@@ -189,8 +189,8 @@ fn passive_close_walks_close_wait_and_last_ack() {
     assert_eq!(k.read().unwrap(), b"", "EOF");
     assert!(k.h.events().contains(&Event::Readable(k.c)));
     // We can still send in CLOSE-WAIT.
-    k.h.ep.send(k.h.now, k.c, b"reply").unwrap();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.send(k.c, b"reply").unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     assert_eq!(k.state(), State::LastAck);
     let segs = k.h.drain();
     assert!(segs.last().unwrap().has(FIN));
@@ -236,7 +236,7 @@ fn fin_ahead_of_missing_data_waits_for_the_hole() {
 #[test]
 fn simultaneous_close_walks_closing() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _fin = k.h.one();
     // The peer's FIN crosses ours (it has not seen our FIN: ACK is the old value).
     k.peer_sends(FIN | ACK, b"");
@@ -251,7 +251,7 @@ fn simultaneous_close_walks_closing() {
 #[test]
 fn fin_ack_of_our_fin_goes_straight_to_time_wait() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.one();
     k.our_nxt += 1;
     k.peer_sends(FIN | ACK, b"");
@@ -263,7 +263,7 @@ fn fin_ack_of_our_fin_goes_straight_to_time_wait() {
 #[test]
 fn close_releases_the_handle_and_finishes_in_the_background() {
     let mut k = open();
-    k.h.ep.send(k.h.now, k.c, b"data").unwrap();
+    k.h.ep.send(k.c, b"data").unwrap();
     k.h.ep.close(k.h.now, k.c).unwrap();
     assert_eq!(k.h.ep.state(k.c), Err(Error::InvalidHandle));
     let segs = k.h.drain();
@@ -328,12 +328,12 @@ fn data_after_close_draws_an_rst() {
 #[test]
 fn abort_sends_rst_and_frees() {
     let mut k = open();
-    k.h.ep.abort(k.h.now, k.c).unwrap();
+    k.h.ep.abort(k.c).unwrap();
     let rst = k.h.one();
     assert!(rst.has(RST));
     assert_eq!(rst.seq, k.our_nxt);
     assert_eq!(k.h.ep.connection_count(), 0);
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::InvalidHandle));
+    assert_eq!(k.h.ep.send(k.c, b"x"), Err(Error::InvalidHandle));
 }
 
 #[test]
@@ -341,7 +341,7 @@ fn abort_in_syn_sent_sends_nothing() {
     let mut h = Harness::new(config());
     let c = h.ep.connect(h.now, SocketAddr::new(PEER, 80)).unwrap();
     let _ = h.one();
-    h.ep.abort(h.now, c).unwrap();
+    h.ep.abort(c).unwrap();
     h.none();
     assert_eq!(h.ep.connection_count(), 0);
 }
@@ -357,7 +357,7 @@ fn rst_in_close_wait_is_broken_pipe() {
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.state(), State::Closed);
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::BrokenPipe));
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"x"), Err(Error::BrokenPipe));
+    assert_eq!(k.h.ep.send(k.c, b"x"), Err(Error::BrokenPipe));
     // The peer's FIN came before the RST: reading still ends cleanly.
     assert_eq!(k.read(), Ok(Vec::new()));
 }
@@ -367,7 +367,7 @@ fn rst_in_last_ack_and_closing_is_connection_reset() {
     // Linux reports ECONNRESET in every state but SYN-SENT and CLOSE-WAIT.
     let mut k = open();
     k.peer_sends(FIN | ACK, b"");
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.drain();
     assert_eq!(k.state(), State::LastAck);
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt);
@@ -379,7 +379,7 @@ fn rst_in_last_ack_and_closing_is_connection_reset() {
     );
 
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.drain();
     k.peer_sends(FIN | ACK, b"");
     let _ = k.h.drain();
@@ -409,8 +409,8 @@ fn data_not_yet_read_survives_an_rst() {
 #[test]
 fn send_after_shutdown_is_broken_pipe() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
-    assert_eq!(k.h.ep.send(k.h.now, k.c, b"late"), Err(Error::BrokenPipe));
+    k.h.ep.shutdown(k.c).unwrap();
+    assert_eq!(k.h.ep.send(k.c, b"late"), Err(Error::BrokenPipe));
     let err: std::io::Error = Error::BrokenPipe.into();
     assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
 }
@@ -418,8 +418,8 @@ fn send_after_shutdown_is_broken_pipe() {
 #[test]
 fn shutdown_is_idempotent() {
     let mut k = open();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
-    k.h.ep.shutdown(k.h.now, k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
     let segs = k.h.drain();
     assert_eq!(segs.iter().filter(|s| s.has(FIN)).count(), 1);
 }
@@ -430,7 +430,7 @@ fn shutdown_before_established_sends_fin_after_the_handshake() {
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
-    h.ep.shutdown(h.now, c).unwrap();
+    h.ep.shutdown(c).unwrap();
     h.none();
     h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1));
     let segs = h.drain();
@@ -574,7 +574,7 @@ fn max_connections_counts_time_wait_and_recycles_it_for_new_ones() {
     h.inject(SocketAddr::new(PEER, 40001), server, Out::new(SYN, 100, 0));
     let _ = h.drain();
     assert_eq!(h.ep.connection_count(), 3);
-    h.ep.abort(h.now, live).unwrap();
+    h.ep.abort(live).unwrap();
     let _ = h.drain();
     assert_eq!(h.ep.connection_count(), 2);
 }
@@ -582,14 +582,14 @@ fn max_connections_counts_time_wait_and_recycles_it_for_new_ones() {
 #[test]
 fn abort_after_a_timeout_uses_the_highest_sequence_sent() {
     let mut k = open();
-    k.h.ep.send(k.h.now, k.c, &[1u8; 2920]).unwrap();
+    k.h.ep.send(k.c, &[1u8; 2920]).unwrap();
     let sent: usize = k.h.drain().iter().map(|s| s.payload.len()).sum();
     assert_eq!(sent, 2920);
     // The retransmission timeout moves SND.NXT back to SND.UNA; the RST must still carry the
     // sequence number the peer expects next, or RFC 5961 makes it a mere challenge.
     let (_, r) = k.h.next_timeout();
     assert!(!r.is_empty());
-    k.h.ep.abort(k.h.now, k.c).unwrap();
+    k.h.ep.abort(k.c).unwrap();
     let rst =
         k.h.drain()
             .into_iter()

@@ -401,7 +401,7 @@ impl Stack {
                 }
             }
             for (&h, c) in inner.conns.iter_mut() {
-                if inner.endpoint.shutdown(now, h).is_ok() {
+                if inner.endpoint.shutdown(h).is_ok() {
                     c.write_shutdown = true;
                 }
             }

@@ -194,8 +194,7 @@ impl ConnRef {
             return Ok(0);
         }
         let mut inner = self.stack.lock()?;
-        let now = inner.now();
-        match inner.endpoint.send(now, self.handle, buf) {
+        match inner.endpoint.send(self.handle, buf) {
             Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
             Ok(n) => {
                 inner.wake_driver();
@@ -252,10 +251,9 @@ impl ConnRef {
             return Poll::Ready(Ok(0));
         }
         let mut inner = self.stack.lock()?;
-        let now = inner.now();
         let mut total = 0;
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
-            match inner.endpoint.send(now, self.handle, buf) {
+            match inner.endpoint.send(self.handle, buf) {
                 Ok(n) => {
                     total += n;
                     if n < buf.len() {
@@ -287,8 +285,7 @@ impl ConnRef {
             return Poll::Ready(Ok(0));
         }
         let mut inner = self.stack.lock()?;
-        let now = inner.now();
-        match inner.endpoint.send_bytes(now, self.handle, data.clone()) {
+        match inner.endpoint.send_bytes(self.handle, data.clone()) {
             Ok(n) => {
                 inner.wake_driver();
                 Poll::Ready(Ok(n))
@@ -313,8 +310,7 @@ impl ConnRef {
         {
             return Poll::Ready(Ok(()));
         }
-        let now = inner.now();
-        match inner.endpoint.shutdown(now, self.handle) {
+        match inner.endpoint.shutdown(self.handle) {
             Ok(()) => {
                 if let Some(c) = inner.conns.get_mut(&self.handle) {
                     c.write_shutdown = true;
@@ -379,7 +375,7 @@ impl Drop for ConnRef {
             let now = inner.now();
             // SO_LINGER 0: an RST now, and queued data is thrown away (as Linux's close).
             let _ = if reset {
-                inner.endpoint.abort(now, self.handle)
+                inner.endpoint.abort(self.handle)
             } else {
                 inner.endpoint.close(now, self.handle)
             };

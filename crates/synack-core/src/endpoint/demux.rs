@@ -253,7 +253,7 @@ mod tests {
             }
             while let Some(e) = client.poll_event() {
                 if e == Event::Connected(conn) && !sent {
-                    client.send(now, conn, &[7u8; 100_000]).unwrap();
+                    client.send(conn, &[7u8; 100_000]).unwrap();
                     sent = true;
                 }
             }

@@ -309,26 +309,14 @@ impl Endpoint {
 
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
     /// full ([`Event::Writable`] follows), `Err(BrokenPipe)` after shutdown.
-    pub fn send(
-        &mut self,
-        now: Instant,
-        conn: ConnectionHandle,
-        data: &[u8],
-    ) -> Result<usize, Error> {
-        let _ = now;
+    pub fn send(&mut self, conn: ConnectionHandle, data: &[u8]) -> Result<usize, Error> {
         self.app_write(conn, |c| c.send(data))
     }
 
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
     /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
     /// Otherwise as [`Endpoint::send`].
-    pub fn send_bytes(
-        &mut self,
-        now: Instant,
-        conn: ConnectionHandle,
-        data: Bytes,
-    ) -> Result<usize, Error> {
-        let _ = now;
+    pub fn send_bytes(&mut self, conn: ConnectionHandle, data: Bytes) -> Result<usize, Error> {
         self.app_write(conn, |c| c.send_bytes(data))
     }
 
@@ -367,8 +355,7 @@ impl Endpoint {
     }
 
     /// Send FIN after the queued data (half-close); reading continues.
-    pub fn shutdown(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        let _ = now;
+    pub fn shutdown(&mut self, conn: ConnectionHandle) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
         slot.conn.shutdown()?;
         self.after(conn);
@@ -387,8 +374,7 @@ impl Endpoint {
     }
 
     /// Reset the connection and release the handle.
-    pub fn abort(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        let _ = now;
+    pub fn abort(&mut self, conn: ConnectionHandle) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
         slot.owner = Owner::Nobody;
         slot.conn.abort();

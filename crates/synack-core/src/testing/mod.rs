@@ -22,7 +22,7 @@
 //! let mut pair = Pair::new(synack_core::Config::default());
 //! let listener = pair.server.listen(SocketAddr::new(Pair::SERVER, 80), 16).unwrap();
 //! let (client, server) = pair.connect(listener, 80);
-//! pair.client.send(pair.now, client, b"hello").unwrap();
+//! pair.client.send(client, b"hello").unwrap();
 //! pair.pump();
 //! let mut buf = [0u8; 16];
 //! assert_eq!(pair.server.recv(pair.now, server, &mut buf), Ok(5));

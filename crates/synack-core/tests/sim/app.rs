@@ -138,7 +138,7 @@ impl Side {
                 break;
             }
             pattern(self.send_seed, self.sent, &mut buf[..n]);
-            match ep.send(now, conn, &buf[..n]) {
+            match ep.send(conn, &buf[..n]) {
                 Ok(k) => self.sent += k as u64,
                 Err(Error::WouldBlock) => break,
                 Err(e) => {
@@ -147,7 +147,7 @@ impl Side {
             }
         }
         if may_send && self.sent == self.to_send && !self.shut && self.error.is_none() {
-            match ep.shutdown(now, conn) {
+            match ep.shutdown(conn) {
                 Ok(()) => self.shut = true,
                 Err(e) => self.error = Some(e),
             }

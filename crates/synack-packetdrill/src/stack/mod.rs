@@ -947,7 +947,6 @@ impl Shared {
                 if s.error_reported && st.ep().take_error(h).ok().flatten().is_some() {
                     return Some(Err(libc::EPIPE));
                 }
-                let now = st.now;
                 let state = st.ep().state(h).unwrap_or(State::Closed);
                 if matches!(state, State::SynSent | State::SynReceived) {
                     return if nonblock {
@@ -956,7 +955,7 @@ impl Shared {
                         None
                     };
                 }
-                match st.ep().send(now, h, &data[done..]) {
+                match st.ep().send(h, &data[done..]) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                     Err(Error::WouldBlock) => None,
@@ -1015,7 +1014,7 @@ impl Shared {
                 let linger = s.opts.linger;
                 for h in s.accepted {
                     g.conn_fd.remove(&h);
-                    let _ = g.ep().abort(now, h);
+                    let _ = g.ep().abort(h);
                 }
                 match s.kind {
                     Kind::Fresh => {}
@@ -1026,7 +1025,7 @@ impl Shared {
                     Kind::Conn(h) => {
                         g.conn_fd.remove(&h);
                         match linger {
-                            Some(0) => g.ep().abort(now, h).map_err(errno)?,
+                            Some(0) => g.ep().abort(h).map_err(errno)?,
                             Some(secs) if release && g.ep().recv_queue_len(h).unwrap_or(0) == 0 => {
                                 g = self.linger(g, h, secs);
                                 let now = g.now;
@@ -1047,7 +1046,7 @@ impl Shared {
     /// or `secs` pass (Linux's inet_release, tcp_close).
     fn linger<'a>(&'a self, mut g: Guard<'a>, h: ConnectionHandle, secs: i32) -> Guard<'a> {
         let now = g.now;
-        let _ = g.ep().shutdown(now, h);
+        let _ = g.ep().shutdown(h);
         g.drain();
         self.kick(&mut g);
         let deadline = now + Duration::from_secs(secs.max(0) as u64);
@@ -1078,8 +1077,7 @@ impl Shared {
         s.shut_wr |= wr;
         s.ev_gen += 1;
         if first_wr {
-            let now = g.now;
-            match g.ep().shutdown(now, h) {
+            match g.ep().shutdown(h) {
                 Ok(()) | Err(Error::BrokenPipe) => {}
                 Err(e) => return Err(errno(e)),
             }
