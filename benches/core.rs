@@ -165,7 +165,7 @@ impl Sides {
         let mut received = 0;
         let mut rbuf = vec![0u8; 64 * 1024];
         for _ in 0..10_000_000 {
-            let moved_c = self.turn(true, |ep, now| {
+            let moved_c = self.turn(true, |ep, _now| {
                 sent += chunk.write_until_full(ep, c, total - sent);
             });
             let moved_s = self.turn(false, |ep, now| {
