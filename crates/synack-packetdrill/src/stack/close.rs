@@ -1,0 +1,118 @@
+//! Ending connections: shutdown, and close (with SO_LINGER), also of every descriptor left
+//! when packetdrill is done with the library.
+
+use std::time::Duration;
+
+use synack_core::{ConnectionHandle, Error, State};
+
+use super::errno::{errno, SysResult};
+use super::fd::{Fd, Kind};
+use super::state::{Guard, Shared};
+
+impl Shared {
+    /// close(2).
+    pub fn close(&self, fd: i32) -> SysResult<()> {
+        self.close_fd(fd, true)
+    }
+
+    fn close_fd(&self, fd: i32, release: bool) -> SysResult<()> {
+        let mut g = self.lock();
+        let now = g.now;
+        let removed = g.fds.remove(&fd);
+        if removed.is_some() && release {
+            crate::ffi::release_fd(fd);
+        }
+        match removed {
+            None => return Err(libc::EBADF),
+            Some(Fd::Epoll(_)) => {}
+            Some(Fd::Socket(s)) => {
+                for (_, f) in g.fds.iter_mut() {
+                    if let Fd::Epoll(e) = f {
+                        e.interest.remove(&fd);
+                    }
+                }
+                let linger = s.opts.linger;
+                for h in s.accepted {
+                    g.conn_fd.remove(&h);
+                    let _ = g.ep().abort(h);
+                }
+                match s.kind {
+                    Kind::Fresh => {}
+                    Kind::Listener(l) => {
+                        g.listener_fd.remove(&l);
+                        g.ep().close_listener(now, l).map_err(errno)?;
+                    }
+                    Kind::Conn(h) => {
+                        g.conn_fd.remove(&h);
+                        match linger {
+                            Some(0) => g.ep().abort(h).map_err(errno)?,
+                            Some(secs) if release && g.ep().recv_queue_len(h).unwrap_or(0) == 0 => {
+                                g = self.linger(g, h, secs);
+                                let now = g.now;
+                                g.ep().close(now, h).map_err(errno)?;
+                            }
+                            _ => g.ep().close(now, h).map_err(errno)?,
+                        }
+                    }
+                }
+            }
+        }
+        g.drain();
+        self.kick(&mut g);
+        Ok(())
+    }
+
+    /// SO_LINGER with a timeout: close() sends the FIN and waits until it is acknowledged,
+    /// or `secs` pass (Linux's inet_release, tcp_close).
+    fn linger<'a>(&'a self, mut g: Guard<'a>, h: ConnectionHandle, secs: i32) -> Guard<'a> {
+        let now = g.now;
+        let _ = g.ep().shutdown(h);
+        g.drain();
+        self.kick(&mut g);
+        let deadline = now + Duration::from_secs(secs.max(0) as u64);
+        let (g, _) = self.block(g, Some(deadline), |st| {
+            let state = st.ep().state(h).unwrap_or(State::Closed);
+            matches!(state, State::FinWait2 | State::TimeWait | State::Closed).then_some(())
+        });
+        g
+    }
+
+    /// shutdown(2).
+    pub fn shutdown(&self, fd: i32, how: i32) -> SysResult<()> {
+        let mut g = self.lock();
+        let (rd, wr) = match how {
+            libc::SHUT_RD => (true, false),
+            libc::SHUT_WR => (false, true),
+            libc::SHUT_RDWR => (true, true),
+            _ => return Err(libc::EINVAL),
+        };
+        let s = g.socket(fd)?;
+        let h = match s.kind {
+            Kind::Conn(h) => h,
+            Kind::Listener(_) => return Err(libc::ENOTCONN),
+            Kind::Fresh => return Err(libc::ENOTCONN),
+        };
+        s.shut_rd |= rd;
+        let first_wr = wr && !s.shut_wr;
+        s.shut_wr |= wr;
+        s.ev_gen += 1;
+        if first_wr {
+            match g.ep().shutdown(h) {
+                Ok(()) | Err(Error::BrokenPipe) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        g.drain();
+        self.kick(&mut g);
+        Ok(())
+    }
+
+    /// Close everything (packetdrill is done with the library).
+    pub fn shutdown_all(&self) {
+        let fds: Vec<i32> = self.lock().fds.keys().copied().collect();
+        for fd in fds {
+            // packetdrill closes the descriptors itself.
+            let _ = self.close_fd(fd, false);
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Setting up connections: socket, bind, listen, accept and connect, and the options a new
+//! connection takes from its socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use synack_core::{ConnectionHandle, Error, State};
+
+use super::errno::{errno, SysResult};
+use super::fd::{Connecting, Fd, Kind, Opts, Socket};
+use super::state::{Guard, Shared, Stack};
+
+impl Stack {
+    /// Give a new connection the options set on its socket (or its listener) before it
+    /// existed.
+    fn apply_opts(&mut self, h: ConnectionHandle, o: &Opts) {
+        let ep = self.ep();
+        if o.nodelay {
+            let _ = ep.set_nodelay(h, true);
+        }
+        if let Some(b) = o.sndbuf {
+            let _ = ep.set_send_buffer(h, b as usize);
+        }
+        if let Some(b) = o.rcvbuf {
+            let _ = ep.set_recv_buffer(h, b as usize);
+        }
+        if let Some(ms) = o.user_timeout {
+            let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
+            let _ = ep.set_user_timeout(h, t);
+        }
+        if let Some(n) = o.syncnt {
+            let _ = ep.set_syn_retries(h, n);
+        }
+        if let Some(m) = o.maxseg {
+            let _ = ep.clamp_mss(h, m as usize);
+        }
+    }
+
+    fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {
+        match (fd_v6, addr) {
+            (true, SocketAddr::V4(a)) => {
+                SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port())
+            }
+            _ => addr,
+        }
+    }
+}
+
+/// The addresses in a socket call, v4-mapped IPv6 taken as IPv4 (the core's view).
+fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => addr,
+        },
+        _ => addr,
+    }
+}
+
+impl Shared {
+    /// socket(2).
+    pub fn socket(&self, domain: i32, ty: i32, protocol: i32) -> SysResult<i32> {
+        let v6 = match domain {
+            libc::AF_INET => false,
+            libc::AF_INET6 => true,
+            _ => return Err(libc::EAFNOSUPPORT),
+        };
+        let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+        if base != libc::SOCK_STREAM {
+            return Err(libc::ESOCKTNOSUPPORT);
+        }
+        if protocol != 0 && protocol != libc::IPPROTO_TCP {
+            return Err(libc::EPROTONOSUPPORT);
+        }
+        let mut g = self.lock();
+        g.ep();
+        let fd = g.alloc_fd()?;
+        let mut s = Socket::new(v6);
+        s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
+        g.fds.insert(fd, Fd::Socket(Box::new(s)));
+        Ok(fd)
+    }
+
+    /// bind(2).
+    pub fn bind(&self, fd: i32, addr: SocketAddr) -> SysResult<()> {
+        let mut g = self.lock();
+        let addr = unmap(addr);
+        let local = [g.flags.local4, g.flags.local6];
+        if !addr.ip().is_unspecified() && !local.contains(&addr.ip()) {
+            return Err(libc::EADDRNOTAVAIL);
+        }
+        let s = g.socket(fd)?;
+        if s.bound.is_some() || s.kind != Kind::Fresh {
+            return Err(libc::EINVAL);
+        }
+        let reuse = s.opts.reuseaddr;
+        // inet_csk_bind_conflict, for sockets bound explicitly: the same port on an
+        // overlapping address is taken unless both set SO_REUSEADDR and neither listens.
+        if addr.port() != 0 {
+            let taken = g.fds.iter().any(|(&other, f)| {
+                let Fd::Socket(o) = f else { return false };
+                let Some(b) = o.bound else { return false };
+                other != fd
+                    && matches!(o.kind, Kind::Fresh | Kind::Listener(_))
+                    && b.port() == addr.port()
+                    && (b.ip() == addr.ip()
+                        || b.ip().is_unspecified()
+                        || addr.ip().is_unspecified())
+                    && (!reuse || !o.opts.reuseaddr || matches!(o.kind, Kind::Listener(_)))
+            });
+            if taken {
+                return Err(libc::EADDRINUSE);
+            }
+        }
+        g.socket(fd)?.bound = Some(addr);
+        Ok(())
+    }
+
+    /// listen(2).
+    pub fn listen(&self, fd: i32, backlog: i32) -> SysResult<()> {
+        let mut g = self.lock();
+        let s = g.socket(fd)?;
+        match s.kind {
+            Kind::Listener(_) => return Ok(()),
+            Kind::Conn(_) => return Err(libc::EINVAL),
+            Kind::Fresh => {}
+        }
+        let v6 = s.v6;
+        let addr = s.bound.unwrap_or_else(|| {
+            if v6 {
+                "[::]:0".parse().expect("address")
+            } else {
+                "0.0.0.0:0".parse().expect("address")
+            }
+        });
+        // Linux: the backlog is at least 1 and at most somaxconn; the accept queue holds
+        // backlog + 1.
+        let backlog = (backlog.max(0) as usize).saturating_add(1);
+        let l = g.ep().listen(addr, backlog).map_err(errno)?;
+        let bound = g.ep().listener_addr(l).map_err(errno)?;
+        g.listener_fd.insert(l, fd);
+        let s = g.socket(fd)?;
+        s.kind = Kind::Listener(l);
+        s.bound = Some(bound);
+        Ok(())
+    }
+
+    /// accept(2): the new fd and the peer's address.
+    pub fn accept(&self, fd: i32) -> SysResult<(i32, SocketAddr)> {
+        let g = self.lock();
+        let (g, r) = self.block(g, None, |st| {
+            let s = match st.socket(fd) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let l = match s.kind {
+                Kind::Listener(l) => l,
+                _ => return Some(Err(libc::EINVAL)),
+            };
+            let nonblock = s.nonblock;
+            if let Some(h) = s.accepted.pop_front() {
+                return Some(Ok(h));
+            }
+            match st.ep().accept(l) {
+                Ok(h) => Some(Ok(h)),
+                Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
+                Err(Error::WouldBlock) => None,
+                Err(e) => Some(Err(errno(e))),
+            }
+        });
+        let mut g = g;
+        let h = r.unwrap_or(Err(libc::EAGAIN))?;
+        let v6 = g.socket(fd)?.v6;
+        let opts = g.socket(fd)?.opts.clone();
+        let peer = g.ep().peer_addr(h).map_err(errno)?;
+        let local = g.ep().local_addr(h).map_err(errno)?;
+        g.apply_opts(h, &opts);
+        let nfd = g.alloc_fd()?;
+        let mut s = Socket::new(v6);
+        s.kind = Kind::Conn(h);
+        s.bound = Some(local);
+        s.opts = opts;
+        s.connecting = Connecting::Done;
+        g.fds.insert(nfd, Fd::Socket(Box::new(s)));
+        g.conn_fd.insert(h, nfd);
+        g.drain();
+        self.kick(&mut g);
+        Ok((nfd, g.sockaddr_for(v6, peer)))
+    }
+
+    /// connect(2).
+    pub fn connect(&self, fd: i32, addr: SocketAddr) -> SysResult<()> {
+        let mut g = self.lock();
+        let addr = unmap(addr);
+        let s = g.socket(fd)?;
+        match (s.kind, s.connecting) {
+            (Kind::Listener(_), _) => return Err(libc::EISCONN),
+            (Kind::Conn(_), Connecting::Done) => return Err(libc::EISCONN),
+            (Kind::Conn(_), _) => {
+                let nonblock = s.nonblock;
+                return self.finish_connect(g, fd, nonblock, true);
+            }
+            (Kind::Fresh, _) => {}
+        }
+        let nonblock = s.nonblock;
+        let opts = s.opts.clone();
+        let now = g.now;
+        let h = g.ep().connect(now, addr).map_err(errno)?;
+        // Before the SYN is polled out, so that TCP_MAXSEG reaches its MSS option.
+        g.apply_opts(h, &opts);
+        g.conn_fd.insert(h, fd);
+        let s = g.socket(fd)?;
+        s.kind = Kind::Conn(h);
+        s.connecting = Connecting::InProgress;
+        g.drain();
+        self.kick(&mut g);
+        self.finish_connect(g, fd, nonblock, false)
+    }
+
+    fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
+        let (mut g, r) = self.block(g, None, |st| {
+            let h = st.conn(fd).ok()?;
+            let state = st.ep().state(h).unwrap_or(State::Closed);
+            match state {
+                State::SynSent | State::SynReceived if nonblock => Some(Err(if again {
+                    libc::EALREADY
+                } else {
+                    libc::EINPROGRESS
+                })),
+                State::SynSent | State::SynReceived => None,
+                _ => Some(Ok(())),
+            }
+        });
+        let r = r.unwrap_or(Err(libc::ETIMEDOUT));
+        if r.is_ok() {
+            if let Some(e) = g.take_conn_error(fd)? {
+                g.socket(fd)?.connecting = Connecting::No;
+                return Err(e);
+            }
+            g.socket(fd)?.connecting = Connecting::Done;
+        }
+        r
+    }
+}

@@ -1,0 +1,38 @@
+//! fcntl and ioctl: the non-blocking flag, and the bytes queued each way.
+
+use super::errno::SysResult;
+use super::fd::Kind;
+use super::state::Shared;
+
+impl Shared {
+    /// fcntl(2): F_GETFL and F_SETFL (O_NONBLOCK).
+    pub fn fcntl(&self, fd: i32, cmd: i32, arg: i32) -> SysResult<i32> {
+        let mut g = self.lock();
+        let s = g.socket(fd)?;
+        match cmd {
+            libc::F_GETFL => Ok(libc::O_RDWR | if s.nonblock { libc::O_NONBLOCK } else { 0 }),
+            libc::F_SETFL => {
+                s.nonblock = arg & libc::O_NONBLOCK != 0;
+                Ok(0)
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    /// ioctl(2): SIOCINQ (FIONREAD) and SIOCOUTQ.
+    pub fn ioctl(&self, fd: i32, request: libc::c_ulong) -> SysResult<i32> {
+        let mut g = self.lock();
+        let s = g.socket(fd)?;
+        if matches!(s.kind, Kind::Listener(_)) {
+            return Err(libc::EINVAL);
+        }
+        match request {
+            r if r == libc::FIONREAD => Ok(g.inq(fd) as i32),
+            r if r == libc::TIOCOUTQ => {
+                let Ok(h) = g.conn(fd) else { return Ok(0) };
+                Ok(g.ep().send_queue_len(h).unwrap_or(0) as i32)
+            }
+            _ => Err(libc::ENOTTY),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What a file descriptor holds: a socket (what it is in the core, its options, and the
+//! state the adapter keeps beside the core's) or an epoll set.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use synack_core::{ConnectionHandle, ListenerHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Fresh,
+    Listener(ListenerHandle),
+    Conn(ConnectionHandle),
+}
+
+/// Where a `connect` stands, for what the next `connect` returns (Linux's SS_* states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Connecting {
+    No,
+    InProgress,
+    Done,
+}
+
+/// Socket options that only the adapter keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// SO_REUSEADDR.
+    pub reuseaddr: bool,
+    /// SO_LINGER: `Some(seconds)` when on.
+    pub linger: Option<i32>,
+    /// SO_SNDBUF as Linux reports it (doubled).
+    pub sndbuf: Option<i32>,
+    /// SO_RCVBUF as Linux reports it (doubled).
+    pub rcvbuf: Option<i32>,
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// TCP_NOTSENT_LOWAT, if set on the socket.
+    pub notsent_lowat: Option<u32>,
+    /// TCP_INQ.
+    pub inq: bool,
+    /// TCP_MAXSEG, if set.
+    pub maxseg: Option<u32>,
+    /// TCP_USER_TIMEOUT in milliseconds, if set.
+    pub user_timeout: Option<u32>,
+    /// TCP_SYNCNT, if set.
+    pub syncnt: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(super) struct Socket {
+    pub(super) v6: bool,
+    pub(super) nonblock: bool,
+    pub(super) bound: Option<SocketAddr>,
+    pub(super) kind: Kind,
+    /// Connections taken from the listener's accept queue by `poll`, not yet accepted.
+    pub(super) accepted: VecDeque<ConnectionHandle>,
+    pub(super) opts: Opts,
+    pub(super) shut_rd: bool,
+    pub(super) shut_wr: bool,
+    /// The connection's error was reported once (SO_ERROR or a call); later reads see EOF.
+    pub(super) error_reported: bool,
+    pub(super) connecting: Connecting,
+    /// Bumped on every core event for the socket, for edge-triggered epoll.
+    pub(super) ev_gen: u64,
+}
+
+impl Socket {
+    pub(super) fn new(v6: bool) -> Socket {
+        Socket {
+            v6,
+            nonblock: false,
+            bound: None,
+            kind: Kind::Fresh,
+            accepted: VecDeque::new(),
+            opts: Opts::default(),
+            shut_rd: false,
+            shut_wr: false,
+            error_reported: false,
+            connecting: Connecting::No,
+            ev_gen: 1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Epoll {
+    /// fd -> (events, data, the socket's `ev_gen` last reported)
+    pub(super) interest: BTreeMap<i32, (u32, u64, u64)>,
+}
+
+#[derive(Debug)]
+pub(super) enum Fd {
+    Socket(Box<Socket>),
+    Epoll(Epoll),
+}

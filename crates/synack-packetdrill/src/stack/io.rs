@@ -1,0 +1,143 @@
+//! Moving data: recv and send, blocking or not.
+
+use synack_core::{Error, State};
+
+use super::errno::{errno, SysResult};
+use super::fd::Kind;
+use super::state::Shared;
+
+/// One `recv` result with what `recvmsg` reports beside the bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Bytes read.
+    pub len: usize,
+    /// TCP_INQ: bytes still queued after the read, when the socket asked for it.
+    pub inq: Option<i32>,
+}
+
+impl Shared {
+    /// recv(2)/read(2) into `buf`; `peek` is MSG_PEEK, `dontwait` MSG_DONTWAIT.
+    pub fn recv(&self, fd: i32, buf: &mut [u8], dontwait: bool, peek: bool) -> SysResult<Received> {
+        if peek {
+            // The core has no way to look without taking.
+            return Err(libc::EOPNOTSUPP);
+        }
+        let g = self.lock();
+        let (mut g, r) = self.block(g, None, |st| {
+            let s = match st.socket(fd) {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            let nonblock = s.nonblock || dontwait;
+            // After shutdown(SHUT_RD), Linux still hands out what is queued, then EOF.
+            let shut_rd = s.shut_rd;
+            let h = match s.kind {
+                Kind::Conn(h) => h,
+                _ if shut_rd => return Some(Ok(0)),
+                _ => return Some(Err(libc::ENOTCONN)),
+            };
+            let now = st.now;
+            match st.ep().recv(now, h, buf) {
+                Ok(n) => Some(Ok(n)),
+                Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
+                Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
+                Err(Error::WouldBlock) => None,
+                Err(e) => {
+                    let s = st.socket(fd).ok()?;
+                    if s.error_reported {
+                        Some(Ok(0))
+                    } else {
+                        s.error_reported = true;
+                        Some(Err(errno(e)))
+                    }
+                }
+            }
+        });
+        let n = r.unwrap_or(Err(libc::EAGAIN))?;
+        let inq = if g.socket(fd)?.opts.inq {
+            // Linux counts a received FIN as one byte when nothing else is left.
+            let mut q = g.inq(fd) as i32;
+            if q == 0 {
+                if let Ok(h) = g.conn(fd) {
+                    let state = g.ep().state(h).unwrap_or(State::Closed);
+                    if matches!(
+                        state,
+                        State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+                    ) {
+                        q = 1;
+                    }
+                }
+            }
+            Some(q)
+        } else {
+            None
+        };
+        g.drain();
+        self.kick(&mut g);
+        Ok(Received { len: n, inq })
+    }
+
+    /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room.
+    pub fn send(&self, fd: i32, data: &[u8], dontwait: bool) -> SysResult<usize> {
+        let mut g = self.lock();
+        let mut done = 0;
+        loop {
+            let (g2, r) = self.block(g, None, |st| {
+                let s = match st.socket(fd) {
+                    Ok(s) => s,
+                    Err(e) => return Some(Err(e)),
+                };
+                let nonblock = s.nonblock || dontwait;
+                let h = match s.kind {
+                    Kind::Conn(h) => h,
+                    _ => return Some(Err(libc::EPIPE)),
+                };
+                if s.shut_wr {
+                    return Some(Err(libc::EPIPE));
+                }
+                if s.error_reported && st.ep().take_error(h).ok().flatten().is_some() {
+                    return Some(Err(libc::EPIPE));
+                }
+                let state = st.ep().state(h).unwrap_or(State::Closed);
+                if matches!(state, State::SynSent | State::SynReceived) {
+                    return if nonblock {
+                        Some(Err(libc::EAGAIN))
+                    } else {
+                        None
+                    };
+                }
+                match st.ep().send(h, &data[done..]) {
+                    Ok(n) => Some(Ok(n)),
+                    Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
+                    Err(Error::WouldBlock) => None,
+                    Err(e) => {
+                        if let Ok(s) = st.socket(fd) {
+                            s.error_reported = true;
+                        }
+                        Some(Err(errno(e)))
+                    }
+                }
+            });
+            g = g2;
+            if g.flags.verbose {
+                eprintln!(
+                    "synack-packetdrill: t={} send({fd}) after {done}: {r:?}",
+                    g.now
+                );
+            }
+            match r.unwrap_or(Err(libc::EAGAIN)) {
+                Ok(n) => {
+                    done += n;
+                    g.drain();
+                    self.kick(&mut g);
+                    let nonblock = g.socket(fd)?.nonblock || dontwait;
+                    if done >= data.len() || nonblock || n == 0 {
+                        return Ok(done);
+                    }
+                }
+                Err(_) if done > 0 => return Ok(done),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Readiness: what poll and epoll report for a socket, as Linux's tcp_poll computes it, and
+//! the epoll sets.
+
+use std::time::Duration;
+
+use synack_core::State;
+
+use super::errno::SysResult;
+use super::ev;
+use super::fd::{Epoll, Fd, Kind};
+use super::state::{Shared, Stack};
+
+impl Stack {
+    /// poll/epoll readiness of `fd`, as Linux's tcp_poll computes it.
+    fn readiness(&mut self, fd: i32) -> u32 {
+        let Ok(s) = self.socket(fd) else {
+            return libc::POLLNVAL as u32;
+        };
+        match s.kind {
+            Kind::Fresh => ev::OUT | ev::WRNORM | ev::HUP,
+            Kind::Listener(l) => {
+                if s.accepted.is_empty() {
+                    if let Ok(h) = self.ep.as_mut().expect("listening").accept(l) {
+                        self.conn_fd.insert(h, fd);
+                        if let Ok(s) = self.socket(fd) {
+                            s.accepted.push_back(h);
+                        }
+                    }
+                }
+                match self.socket(fd) {
+                    Ok(s) if !s.accepted.is_empty() => ev::IN | ev::RDNORM,
+                    _ => 0,
+                }
+            }
+            Kind::Conn(h) => {
+                let (shut_rd, shut_wr, reported) = (s.shut_rd, s.shut_wr, s.error_reported);
+                let lowat = s.opts.notsent_lowat.filter(|&l| l > 0);
+                let lowat = lowat.unwrap_or_else(|| self.sys().notsent_lowat);
+                let now = self.now;
+                let ep = self.ep();
+                let state = ep.state(h).unwrap_or(State::Closed);
+                let error = ep.take_error(h).ok().flatten();
+                let mut mask = 0;
+                if error.is_some() && !reported {
+                    mask |= ev::ERR;
+                }
+                let fin_in = matches!(
+                    state,
+                    State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+                );
+                let fin_out = matches!(
+                    state,
+                    State::FinWait1
+                        | State::FinWait2
+                        | State::Closing
+                        | State::LastAck
+                        | State::TimeWait
+                );
+                let closed = state == State::Closed;
+                let rcv_shut = shut_rd || fin_in || closed;
+                let snd_shut = shut_wr || fin_out || closed;
+                if (rcv_shut && snd_shut) || closed {
+                    mask |= ev::HUP;
+                }
+                if rcv_shut {
+                    mask |= ev::IN | ev::RDNORM | ev::RDHUP;
+                }
+                if !matches!(state, State::SynSent | State::SynReceived) {
+                    if ep.recv_ready(h).unwrap_or(false) {
+                        mask |= ev::IN | ev::RDNORM;
+                    }
+                    if snd_shut {
+                        mask |= ev::OUT | ev::WRNORM;
+                    } else {
+                        let free = ep.send_capacity(h).unwrap_or(0);
+                        let queued = ep.send_queue_len(h).unwrap_or(0);
+                        // tcp_stream_memory_free: fewer unsent bytes than the low-water mark.
+                        let notsent = ep.info(now, h).map(|i| i.notsent_bytes).unwrap_or(0);
+                        let lowat_ok = notsent < lowat;
+                        // sk_stream_is_writeable: free space at least half what is queued.
+                        if free > 0 && 2 * free >= queued && lowat_ok {
+                            mask |= ev::OUT | ev::WRNORM;
+                        }
+                    }
+                }
+                mask
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// poll(2) over `fds` (fd, events) -> revents, waiting up to `timeout_ms` (-1: forever).
+    pub fn poll(&self, fds: &[(i32, i16)], timeout_ms: i32) -> SysResult<Vec<i16>> {
+        let g = self.lock();
+        let deadline = (timeout_ms >= 0).then(|| g.now + Duration::from_millis(timeout_ms as u64));
+        let scan = |st: &mut Stack| {
+            let mut any = false;
+            let revents: Vec<i16> = fds
+                .iter()
+                .map(|&(fd, events)| {
+                    if fd < 0 {
+                        return 0;
+                    }
+                    let r = st.readiness(fd);
+                    let wanted = (events as u16 as u32) | ev::ERR | ev::HUP | libc::POLLNVAL as u32;
+                    let r = (r & wanted) as u16 as i16;
+                    any |= r != 0;
+                    r
+                })
+                .collect();
+            (any, revents)
+        };
+        let (mut g, r) = self.block(g, deadline, |st| {
+            let (any, revents) = scan(st);
+            any.then_some(revents)
+        });
+        Ok(r.unwrap_or_else(|| scan(&mut g).1))
+    }
+
+    /// epoll_create(2).
+    pub fn epoll_create(&self) -> SysResult<i32> {
+        let mut g = self.lock();
+        let fd = g.alloc_fd()?;
+        g.fds.insert(fd, Fd::Epoll(Epoll::default()));
+        Ok(fd)
+    }
+
+    /// epoll_ctl(2).
+    pub fn epoll_ctl(&self, epfd: i32, op: i32, fd: i32, events: u32, data: u64) -> SysResult<()> {
+        let mut g = self.lock();
+        g.socket(fd)?;
+        let Some(Fd::Epoll(e)) = g.fds.get_mut(&epfd) else {
+            return Err(libc::EINVAL);
+        };
+        match op {
+            libc::EPOLL_CTL_ADD => {
+                if e.interest.contains_key(&fd) {
+                    return Err(libc::EEXIST);
+                }
+                e.interest.insert(fd, (events, data, 0));
+            }
+            libc::EPOLL_CTL_MOD => match e.interest.get_mut(&fd) {
+                Some(entry) => *entry = (events, data, 0),
+                None => return Err(libc::ENOENT),
+            },
+            libc::EPOLL_CTL_DEL => {
+                if e.interest.remove(&fd).is_none() {
+                    return Err(libc::ENOENT);
+                }
+            }
+            _ => return Err(libc::EINVAL),
+        }
+        Ok(())
+    }
+
+    /// epoll_wait(2): up to `max` (events, data), waiting up to `timeout_ms`.
+    pub fn epoll_wait(&self, epfd: i32, max: usize, timeout_ms: i32) -> SysResult<Vec<(u32, u64)>> {
+        let g = self.lock();
+        if max == 0 {
+            return Err(libc::EINVAL);
+        }
+        let deadline = (timeout_ms >= 0).then(|| g.now + Duration::from_millis(timeout_ms as u64));
+        let scan = |st: &mut Stack| -> SysResult<Vec<(u32, u64)>> {
+            let interest = match st.fds.get(&epfd) {
+                Some(Fd::Epoll(e)) => e.interest.clone(),
+                _ => return Err(libc::EBADF),
+            };
+            let mut out = Vec::new();
+            for (fd, (events, data, last)) in interest {
+                if out.len() >= max {
+                    break;
+                }
+                let r = st.readiness(fd) & (events | ev::ERR | ev::HUP);
+                let r = r & !(ev::ET | ev::ONESHOT);
+                if r == 0 {
+                    continue;
+                }
+                let gen = st.socket(fd).map(|s| s.ev_gen).unwrap_or(0);
+                if events & ev::ET != 0 && gen <= last {
+                    continue;
+                }
+                out.push((r, data));
+                if let Some(Fd::Epoll(e)) = st.fds.get_mut(&epfd) {
+                    if let Some(entry) = e.interest.get_mut(&fd) {
+                        entry.2 = gen;
+                        if events & ev::ONESHOT != 0 {
+                            entry.0 = 0;
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let (mut g, r) = self.block(g, deadline, |st| match scan(st) {
+            Ok(v) if v.is_empty() => None,
+            other => Some(other),
+        });
+        match r {
+            Some(r) => r,
+            None => scan(&mut g),
+        }
+    }
+}

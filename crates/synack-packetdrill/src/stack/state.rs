@@ -1,0 +1,180 @@
+//! The state behind every call: [`Stack`] (the endpoint, the virtual clock, the file
+//! descriptors and the packets sent) and [`Shared`] (the stack behind a mutex, with the
+//! condition variable its blocked callers wait on); the lookups by file descriptor, and the
+//! drain that sends what the endpoint has to send after each change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+
+use synack_core::{ConnectionHandle, Endpoint, Event, Instant, ListenerHandle};
+
+use super::errno::{errno, SysResult};
+use super::fd::{Fd, Kind, Socket};
+use crate::flags::{self, Flags, Sysctls};
+
+/// The mutable state: the endpoint, the clock, the file descriptors and the packets sent.
+pub struct Stack {
+    pub(super) flags: Flags,
+    pub(super) ep: Option<Endpoint>,
+    sys: Option<Sysctls>,
+    pub(super) now: Instant,
+    pub(super) wall_base_us: u64,
+    pub(super) fds: BTreeMap<i32, Fd>,
+    pub(super) conn_fd: HashMap<ConnectionHandle, i32>,
+    pub(super) listener_fd: HashMap<ListenerHandle, i32>,
+    pub(super) out: VecDeque<(Vec<u8>, Instant)>,
+    buf: Vec<u8>,
+    pub(super) blocked: usize,
+    pub(super) gen: u64,
+    pub(super) pending: usize,
+    pub(super) wait_deadlines: Vec<Instant>,
+    pub(super) spin_calls: u32,
+    pub(super) main_thread: ThreadId,
+}
+
+/// The stack and the condition variable its blocked callers wait on.
+pub struct Shared {
+    pub(super) state: Mutex<Stack>,
+    pub(super) cv: Condvar,
+}
+
+pub(super) type Guard<'a> = MutexGuard<'a, Stack>;
+
+impl Stack {
+    pub(super) fn ep(&mut self) -> &mut Endpoint {
+        if self.ep.is_none() {
+            let (config, sys) = flags::config(&self.flags);
+            let addrs = [self.flags.local4, self.flags.local6];
+            self.ep = Some(Endpoint::new(config, &addrs));
+            self.sys = Some(sys);
+        }
+        self.ep.as_mut().expect("just made")
+    }
+
+    pub(super) fn sys(&mut self) -> &Sysctls {
+        self.ep();
+        self.sys.as_ref().expect("made with the endpoint")
+    }
+
+    pub(super) fn socket(&mut self, fd: i32) -> SysResult<&mut Socket> {
+        match self.fds.get_mut(&fd) {
+            Some(Fd::Socket(s)) => Ok(s),
+            Some(Fd::Epoll(_)) => Err(libc::ENOTSOCK),
+            None => Err(libc::EBADF),
+        }
+    }
+
+    pub(super) fn alloc_fd(&self) -> SysResult<i32> {
+        let fd = crate::ffi::reserve_fd()?;
+        debug_assert!(!self.fds.contains_key(&fd));
+        Ok(fd)
+    }
+
+    /// Send what the endpoint has to send, stamped with the current time, and route its
+    /// events to the sockets they concern.
+    pub(super) fn drain(&mut self) {
+        let now = self.now;
+        if self.buf.len() < 65536 {
+            self.buf.resize(65536, 0);
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        self.ep();
+        let ep = self.ep.as_mut().expect("made above");
+        while let Some(t) = ep.poll_transmit(now, &mut buf) {
+            self.out.push_back((buf[..t.len].to_vec(), now));
+        }
+        self.buf = buf;
+        while let Some(event) = self.ep().poll_event() {
+            let fd = match event {
+                Event::Connected(h)
+                | Event::Readable(h)
+                | Event::Writable(h)
+                | Event::Closed(h, _) => self.conn_fd.get(&h).copied(),
+                Event::Incoming(l) => self.listener_fd.get(&l).copied(),
+            };
+            if let Some(Fd::Socket(s)) = fd.and_then(|fd| self.fds.get_mut(&fd)) {
+                s.ev_gen += 1;
+            }
+        }
+    }
+
+    /// Bytes waiting to be read (SIOCINQ, TCP_INQ).
+    pub(super) fn inq(&mut self, fd: i32) -> usize {
+        let Ok(h) = self.conn(fd) else {
+            return 0;
+        };
+        self.ep().recv_queue_len(h).unwrap_or(0)
+    }
+
+    pub(super) fn conn(&mut self, fd: i32) -> SysResult<ConnectionHandle> {
+        match self.socket(fd)?.kind {
+            Kind::Conn(h) => Ok(h),
+            _ => Err(libc::ENOTCONN),
+        }
+    }
+
+    /// The connection's error, once: as a call's result the first time, then not again.
+    pub(super) fn take_conn_error(&mut self, fd: i32) -> SysResult<Option<i32>> {
+        let h = self.conn(fd)?;
+        let e = self.ep().take_error(h).map_err(errno)?;
+        let s = self.socket(fd)?;
+        match e {
+            Some(e) if !s.error_reported => {
+                s.error_reported = true;
+                Ok(Some(errno(e)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+pub(super) fn lock(m: &Mutex<Stack>) -> Guard<'_> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// A fresh stack; the endpoint itself is made at the first `socket` call, once the
+    /// script's init command has set the namespace's sysctls.
+    pub fn new(flags: Flags) -> Shared {
+        let wall_base_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Shared {
+            state: Mutex::new(Stack {
+                flags,
+                ep: None,
+                sys: None,
+                now: Instant::ZERO,
+                wall_base_us,
+                fds: BTreeMap::new(),
+                conn_fd: HashMap::new(),
+                listener_fd: HashMap::new(),
+                out: VecDeque::new(),
+                buf: Vec::new(),
+                blocked: 0,
+                gen: 0,
+                pending: 0,
+                wait_deadlines: Vec::new(),
+                spin_calls: 0,
+                main_thread: thread::current().id(),
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// With `--so_flags=verbose`, log a call and its result on stderr, at the virtual time.
+    pub fn trace(&self, call: std::fmt::Arguments<'_>, result: &dyn std::fmt::Debug) {
+        let g = lock(&self.state);
+        if g.flags.verbose {
+            eprintln!("synack-packetdrill: {} {call} = {result:?}", g.now);
+        }
+    }
+
+    pub(super) fn lock(&self) -> Guard<'_> {
+        let mut g = lock(&self.state);
+        g.spin_calls = 0;
+        g
+    }
+}
