@@ -1,6 +1,7 @@
 //! Runs the whole harness in `--quick` mode (tiny sizes, one repetition, a few seconds) and
-//! checks correctness only: every row measured for every implementation it applies to, every
-//! byte intact, the BENCHMARKS.md section written between its markers, and no namespace left.
+//! checks correctness only: every row measured for every implementation it applies to (the
+//! HTTP rows with wrk against the http_server example, which `cargo test --workspace` builds
+//! and the harness builds itself otherwise), every byte intact, the BENCHMARKS.md section written between its markers, and no namespace left.
 //! Speed is not asserted.
 
 use std::process::Command;
@@ -33,15 +34,46 @@ fn quick_run_measures_every_row_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "harness failed:\n{stdout}\n{stderr}");
 
-    // The table: a header, a rule, and 10 rows.
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .filter(|l| l.starts_with('|'))
-        .skip(2)
-        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+    // Two tables, each a header, a rule and its rows, a blank line between them: 10 rows of
+    // transport measurements, then 3 HTTP rows.
+    let tables: Vec<Vec<Vec<&str>>> = stdout
+        .split("\n\n")
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.starts_with('|'))
+                .skip(2)
+                .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
         .collect();
+    assert_eq!(tables.len(), 2, "{stdout}");
+    let rows = &tables[0];
     assert_eq!(rows.len(), 10, "{stdout}");
-    for row in &rows {
+    // wrk's rates: synack's http_server and the same server on kernel TCP in every row, nginx
+    // where it is installed (CI installs it).
+    let nginx = Command::new("sh")
+        .args(["-c", "command -v nginx"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        nginx || std::env::var("CI").as_deref() != Ok("true"),
+        "CI needs nginx"
+    );
+    assert_eq!(tables[1].len(), 3, "{stdout}");
+    for row in &tables[1] {
+        let mut cells = vec![row[2], row[3]];
+        if nginx {
+            cells.push(row[4]);
+        }
+        for c in cells {
+            let v: f64 = c.parse().unwrap_or_else(|_| {
+                panic!("{}: {c:?} is not a number\n{stdout}\n{stderr}", row[0])
+            });
+            assert!(v > 0.0, "{}: {c}", row[0]);
+        }
+    }
+    for row in rows {
         let (name, synack, smoltcp, kernel) = (row[0], row[2], row[3], row[4]);
         // synack and the kernel are measured in every row, smoltcp in the bulk rows (the
         // offload-TUN rows repeat its plain-TUN numbers); each measured cell is a plain number
@@ -67,6 +99,10 @@ fn quick_run_measures_every_row_and_cleans_up() {
     assert!(md.contains("## criterion\nkept\n"), "{md}");
     assert!(md.contains("`sudo cargo run --release -p synack-bench -- --quick --output"));
     assert!(md.contains("| 1-byte ping-pong, one connection |"), "{md}");
+    assert!(
+        md.contains("| HTTP/1.1 keep-alive, 1 connection, 1 KB |"),
+        "{md}"
+    );
 
     // Every namespace the run made is gone.
     let list = Command::new("ip").args(["netns", "list"]).output().unwrap();

@@ -403,7 +403,7 @@ impl Device for TunDevice {
 }
 
 /// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
-/// packet: what [`PlainTun`] falls back to where the kernel has no TUN offloads, or when
+/// packet: what [`TunDevice`] falls back to where the kernel has no TUN offloads, or when
 /// told not to use them; see [`OffloadTun`] for the one that moves 64 KiB at a time.
 ///
 /// The device exists while this value (its file descriptor) lives; dropping it deletes the
@@ -513,5 +513,49 @@ mod tests {
         assert_eq!(c.name, "synack0");
         assert_eq!(c.host_addr.to_string(), "198.18.0.1/24");
         assert_eq!(c.mtu, 1500);
+    }
+
+    /// Where the offloading device cannot be had, the default device falls back to the plain
+    /// one rather than failing; with `offload` false it does not even try.
+    #[cfg(feature = "netns")]
+    #[tokio::test]
+    async fn the_default_device_falls_back_to_the_plain_tun() {
+        if !crate::netns::require_tun("the_default_device_falls_back_to_the_plain_tun") {
+            return;
+        }
+        let ns = NetNs::new("synack-fallback").unwrap();
+        let config = TunConfig::default();
+        let refused = || io::Error::from_raw_os_error(libc::EINVAL);
+        let tun = TunDevice::choose(&config, |_| Err(refused()), |c| PlainTun::create_in(&ns, c))
+            .unwrap();
+        assert!(!tun.is_offloaded());
+        assert_eq!(tun.capabilities(), DeviceCapabilities::new(1500));
+        drop(tun);
+
+        let off = TunConfig {
+            offload: false,
+            ..TunConfig::default()
+        };
+        let tried = std::cell::Cell::new(false);
+        let tun = TunDevice::choose(
+            &off,
+            |_| {
+                tried.set(true);
+                Err(refused())
+            },
+            |c| PlainTun::create_in(&ns, c),
+        )
+        .unwrap();
+        assert!(!tried.get() && !tun.is_offloaded());
+        drop(tun);
+
+        // Nothing about offloads (here: a name too long for any TUN) fails both, and the
+        // plain device's error is the one reported.
+        let bad = TunConfig {
+            name: "a-name-far-too-long-for-linux".into(),
+            ..TunConfig::default()
+        };
+        let err = TunDevice::create_in(&ns, &bad).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }
