@@ -1,6 +1,6 @@
-//! What the examples share: the command line every TUN example takes (DESIGN.md, "The
-//! examples' command line"), opening the stack, logging, error exits, and an HTTP/1.1 body
-//! that streams a file.
+//! What the examples share: the command line every TUN example takes (README.md,
+//! "Examples"), opening the stack on the default (offloading) TUN, logging, error exits, and
+//! an HTTP/1.1 body that streams a file.
 //!
 //! Each example includes this with `mod common;`; not every example uses every item.
 #![allow(dead_code)]
