@@ -11,7 +11,8 @@
 //! those really block, on a condition variable, until the main thread's packets or clock wake
 //! them.
 //!
-//! All the unsafe code of the crate is in [`ffi`], where C pointers become Rust values.
+//! All the unsafe code of the crate is in [`ffi`], where C pointers become Rust values, and
+//! `sys`, which opens and closes the descriptors that stand for sockets.
 #![deny(
     unsafe_code,
     unsafe_op_in_unsafe_fn,
@@ -23,3 +24,4 @@
 pub mod ffi;
 pub mod flags;
 pub mod stack;
+mod sys;

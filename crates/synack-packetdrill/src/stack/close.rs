@@ -20,7 +20,7 @@ impl Shared {
         let now = g.now;
         let removed = g.fds.remove(&fd);
         if removed.is_some() && release {
-            crate::ffi::release_fd(fd);
+            crate::sys::release_fd(fd);
         }
         match removed {
             None => return Err(libc::EBADF),

@@ -66,7 +66,7 @@ impl Stack {
     }
 
     pub(super) fn alloc_fd(&self) -> SysResult<i32> {
-        let fd = crate::ffi::reserve_fd()?;
+        let fd = crate::sys::reserve_fd()?;
         debug_assert!(!self.fds.contains_key(&fd));
         Ok(fd)
     }
