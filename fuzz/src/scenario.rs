@@ -28,7 +28,8 @@ use arbitrary::Arbitrary;
 use synack_core::testing::peer;
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use synack_core::{
-    Config, ConnectionHandle, Event, KeepaliveConfig, ListenerHandle, SeqNumber, Stats, SynCookies,
+    Config, ConnectionHandle, Event, InterceptConfig, KeepaliveConfig, ListenerHandle, SeqNumber,
+    SocketOptions, Stats, SynCookies, SynHandle,
 };
 
 /// The endpoint's addresses ([`US`], [`US6`]) and the peer's ([`PEER`], [`PEER6`]): the
@@ -36,6 +37,10 @@ use synack_core::{
 pub use synack_core::testing::peer::{PEER, PEER6, US, US6};
 /// The port both listeners use.
 pub const LISTEN_PORT: u16 = 80;
+/// An address that is not the endpoint's: where intercepted clients connect.
+pub const FOREIGN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(198, 19, 0, 9));
+/// The same in IPv6.
+pub const FOREIGN6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x77));
 
 /// Ops beyond this many are ignored: each input is a bounded run.
 pub const MAX_OPS: usize = 256;
@@ -114,8 +119,20 @@ impl ConfigInput {
             .max_ooo_segments(1 + usize::from(self.max_ooo_segments % 32))
             .syn_retries(u32::from(self.syn_retries % 7))
             .data_retries(u32::from(self.data_retries % 16))
-            .challenge_ack_limit(u32::from(self.challenge_ack_limit));
+            .challenge_ack_limit(u32::from(self.challenge_ack_limit))
+            // Transparent mode in half the runs: SYNs to closed ports and to foreign
+            // addresses are held for `Op::Decide`, within small bounds.
+            .intercept(self.intercept().then_some(InterceptConfig {
+                max_pending: 4,
+                max_per_source: 3,
+                decision_timeout: Duration::from_secs(2),
+            }));
         c
+    }
+
+    /// Whether the endpoint intercepts (from bits `syncookies` leaves unused).
+    fn intercept(&self) -> bool {
+        (self.syncookies / 3) % 2 == 1
     }
 }
 
@@ -169,6 +186,14 @@ pub enum Op {
     RestartListener(bool),
     /// Read every per-connection getter (state, addresses, capacities, error).
     Inspect(u8),
+    /// Decide on a held SYN (intercept mode): `which` picks one of those seen (one past the
+    /// end: a stale handle), `how` accepts, refuses, answers unreachable or drops it.
+    Decide {
+        /// Which held SYN.
+        which: u8,
+        /// 0 accept, 1 refuse, 2 unreachable, 3 drop.
+        how: u8,
+    },
 }
 
 /// Where a segment goes.
@@ -181,6 +206,13 @@ pub enum Target {
         /// IPv6 rather than IPv4.
         v6: bool,
         /// The peer's port (0 becomes 1).
+        port: u16,
+    },
+    /// An address that is not the endpoint's (intercept mode takes it).
+    Foreign {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// The local port.
         port: u16,
     },
     /// A port nothing listens on.
@@ -295,6 +327,8 @@ pub struct Harness {
     data: Vec<u8>,
     /// Packets handed in since the last check.
     packets_in: u64,
+    /// Intercepted SYNs announced (the latest 16), decided or not.
+    held: VecDeque<SynHandle>,
 }
 
 /// The listening addresses: the IPv4 address itself, and the IPv6 wildcard.
@@ -334,6 +368,7 @@ impl Harness {
             buf: vec![0; 1 << 16],
             data: (0..MAX_APP_IO).map(|i| (i % 251) as u8).collect(),
             packets_in: 0,
+            held: VecDeque::new(),
         };
         let backlog = 1 + usize::from(h.config.backlog % 8);
         for v6 in [false, true] {
@@ -456,6 +491,25 @@ impl Harness {
                 self.listeners[usize::from(*v6)] =
                     self.script.ep.listen(listen_addr(*v6), backlog).ok();
             }
+            Op::Decide { which, how } => {
+                let syn = self
+                    .held
+                    .get(usize::from(*which) % (self.held.len() + 1))
+                    .copied()
+                    .unwrap_or(SynHandle(u64::MAX));
+                let ep = &mut self.script.ep;
+                let decided = match how % 4 {
+                    0 => ep
+                        .accept_intercepted(now, syn, &SocketOptions::default())
+                        .map(|c| self.handles.push_back(c)),
+                    1 => ep.refuse_intercepted(syn),
+                    2 => ep.unreachable_intercepted(syn),
+                    _ => ep.drop_intercepted(syn),
+                };
+                if decided.is_ok() {
+                    self.held.retain(|&h| h != syn);
+                }
+            }
             Op::Inspect(i) => {
                 let c = self.handle(*i);
                 let _ = self.script.ep.state(c);
@@ -492,6 +546,20 @@ impl Harness {
                 Peer {
                     local: SocketAddr::new(us, LISTEN_PORT),
                     remote: SocketAddr::new(them, port.max(1)),
+                    snd_nxt: 0,
+                    rcv_nxt: 0,
+                    tsval: 0,
+                }
+            }
+            Target::Foreign { v6, port } => {
+                let (there, them) = if v6 {
+                    (FOREIGN6, PEER6)
+                } else {
+                    (FOREIGN, PEER)
+                };
+                Peer {
+                    local: SocketAddr::new(there, port.max(1)),
+                    remote: SocketAddr::new(them, 40001),
                     snd_nxt: 0,
                     rcv_nxt: 0,
                     tsval: 0,
@@ -614,14 +682,14 @@ impl Harness {
     fn check(&mut self, timers_ran: bool) {
         let mut sent = 0usize;
         let mut buf = std::mem::take(&mut self.buf);
-        let (peers, mtu) = (&mut self.peers, self.mtu);
+        let (peers, mtu, intercept) = (&mut self.peers, self.mtu, self.config.intercept());
         self.script.drain_with(&mut buf, |packet, _| {
             sent += 1;
             assert!(
                 sent <= MAX_PACKETS_PER_STEP,
                 "more than {MAX_PACKETS_PER_STEP} packets from one step"
             );
-            learn(peers, mtu, packet);
+            learn(peers, mtu, intercept, packet);
             ControlFlow::Continue(())
         });
         self.buf = buf;
@@ -637,7 +705,15 @@ impl Harness {
                     }
                 }
             }
+            if let Event::Intercepted(syn) = e {
+                if self.held.len() >= 16 {
+                    self.held.pop_front();
+                }
+                self.held.push_back(syn);
+            }
         }
+        let pending = self.script.ep.intercepted_count();
+        assert!(pending <= 4, "{pending} SYNs held, max_pending is 4");
 
         let count = self.script.ep.connection_count();
         assert!(
@@ -677,10 +753,18 @@ impl Harness {
 }
 
 /// Checks one packet the endpoint wrote and updates the peer's memory of its 4-tuple.
-fn learn(peers: &mut VecDeque<Peer>, mtu: usize, packet: &[u8]) {
+fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8]) {
     let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
-    assert!(src == US || src == US6, "sent from {src}, not one of ours");
+    // In intercept mode the endpoint answers for any unicast address a packet went to.
+    let unicast = match src {
+        IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
+        IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
+    };
+    assert!(
+        src == US || src == US6 || (intercept && unicast),
+        "sent from {src}, not one of ours"
+    );
     match (ip.protocol(), src, dst) {
         (IpProtocol::Tcp, _, _) => {
             let seg =

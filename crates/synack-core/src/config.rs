@@ -51,6 +51,7 @@ pub struct Config {
     pub(crate) congestion: Arc<dyn ControllerFactory>,
     pub(crate) seed: Option<[u8; 32]>,
     pub(crate) syn_linear_timeouts: u32,
+    pub(crate) intercept: Option<InterceptConfig>,
 }
 
 /// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
@@ -63,6 +64,28 @@ pub enum SynCookies {
     OnOverflow,
     /// For every SYN (tcp_syncookies = 2): no state is kept for half-open connections.
     Always,
+}
+
+/// Bounds and timing of interception (see [`Config::intercept`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterceptConfig {
+    /// The most SYNs held undecided at once (default 1024); more are dropped.
+    pub max_pending: usize,
+    /// The most of those from one source address (default 64).
+    pub max_per_source: usize,
+    /// How long a SYN waits for a decision before it is dropped (default 5 s, past the
+    /// client's second SYN retransmission at Linux's 1 s initial RTO).
+    pub decision_timeout: Duration,
+}
+
+impl Default for InterceptConfig {
+    fn default() -> Self {
+        InterceptConfig {
+            max_pending: 1024,
+            max_per_source: 64,
+            decision_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Keepalive timing (RFC 9293 §3.8.4; Linux's tcp_keepalive_* sysctls).
@@ -126,6 +149,7 @@ impl Default for Config {
             congestion: Arc::new(CubicFactory),
             seed: None,
             syn_linear_timeouts: 0,
+            intercept: None,
         }
     }
 }
@@ -339,6 +363,13 @@ impl Config {
         /// does, by time: once its SYN has been out as long as `syn_retries` doubling
         /// retries would take. SYN-ACKs always back off exponentially.
         syn_linear_timeouts: u32
+    );
+    setter!(
+        /// Transparent mode: own every address routed into the device, and hold each SYN
+        /// that no listener takes for the application to accept, refuse or answer with ICMP
+        /// unreachable (`Event::Intercepted`; see the endpoint's interception). Off (`None`)
+        /// by default.
+        intercept: Option<InterceptConfig>
     );
     setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for

@@ -84,8 +84,11 @@ pub mod wire;
 
 /// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.
 pub use bytes::Bytes;
-pub use config::{Config, KeepaliveConfig, SynCookies};
-pub use endpoint::{ConnectionHandle, Endpoint, Event, ListenerHandle, RecvMeta, Transmit};
+pub use config::{Config, InterceptConfig, KeepaliveConfig, SynCookies};
+pub use endpoint::{
+    ConnectionHandle, Endpoint, Event, InterceptedSyn, ListenerHandle, RecvMeta, SynHandle,
+    Transmit,
+};
 pub use error::Error;
 pub use options::SocketOptions;
 pub use seq::SeqNumber;

@@ -38,6 +38,17 @@ pub struct Stats {
     pub syncookies_failed: u64,
     /// TIME-WAIT connections recycled early because the connection table was full.
     pub time_wait_recycled: u64,
+    /// SYNs held for the application in intercept mode (`Config::intercept`).
+    pub intercepted_syns: u64,
+    /// Retransmitted SYNs of a SYN already held, absorbed.
+    pub intercept_duplicates: u64,
+    /// Held SYNs dropped because the application did not decide in time.
+    pub intercept_expired: u64,
+    /// ICMP destination-unreachable errors sent for refused intercepted SYNs.
+    pub intercept_unreachable_sent: u64,
+    /// Dropped: SYNs to intercept when too many were held (in total or from their source),
+    /// or an accepted one that found the connection table or memory full.
+    pub drop_intercept_overflow: u64,
     /// Dropped: shorter than its headers claim, or a header field out of range.
     pub drop_malformed: u64,
     /// Dropped: the IP or TCP checksum is wrong.

@@ -330,6 +330,9 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                     trace!(conn = h.0, error = ?reason, "released connection closed");
                 }
             }
+            // The runtime has no interception API yet: a core configured for it holds the
+            // SYNs until they expire (`InterceptConfig::decision_timeout`).
+            Event::Intercepted(s) => trace!(syn = s.0, "intercepted SYN, undecided"),
         }
     }
 }

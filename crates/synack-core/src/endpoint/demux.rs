@@ -65,12 +65,15 @@ impl Endpoint {
             Ok(parsed) => parsed,
             Err(e) => return self.count_wire_error(e),
         };
-        if !self.addresses.contains(&ip.dst_addr()) {
+        // In intercept mode every unicast address routed to us is ours, for TCP.
+        let ours = self.addresses.contains(&ip.dst_addr())
+            || (self.intercepts() && ip.protocol() == IpProtocol::Tcp && is_unicast(ip.dst_addr()));
+        if !ours {
             self.stats.drop_not_for_us += 1;
             return;
         }
         match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta),
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),
@@ -96,7 +99,14 @@ impl Endpoint {
         }
     }
 
-    pub(super) fn handle_tcp(&mut self, now: Instant, ip: &IpRepr, payload: &[u8], meta: RecvMeta) {
+    pub(super) fn handle_tcp(
+        &mut self,
+        now: Instant,
+        ip: &IpRepr,
+        payload: &[u8],
+        meta: RecvMeta,
+        packet: &[u8],
+    ) {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
             Ok(seg) => seg,
@@ -126,6 +136,9 @@ impl Endpoint {
         }
         if let Some(l) = self.find_listener(local) {
             self.handle_listen(now, l, local, remote, &seg, meta.segment_size);
+            return;
+        }
+        if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet) {
             return;
         }
         self.reply_rst(local, remote, &seg);

@@ -38,28 +38,7 @@ impl Endpoint {
                     seq_no,
                     data,
                 };
-                let proto = if v6 {
-                    IpProtocol::Icmpv6
-                } else {
-                    IpProtocol::Icmp
-                };
-                let Ok(out_ip) = IpRepr::new(
-                    ip.dst_addr(),
-                    ip.src_addr(),
-                    proto,
-                    reply.buffer_len(),
-                    HOP_LIMIT,
-                ) else {
-                    return;
-                };
-                let hl = out_ip.header_len();
-                let mut buf = vec![0u8; out_ip.buffer_len()];
-                out_ip.emit(&mut buf[..hl]);
-                match (ip.dst_addr(), ip.src_addr()) {
-                    (IpAddr::V6(s), IpAddr::V6(d)) => reply.emit_v6(&mut buf[hl..], s, d),
-                    _ => reply.emit_v4(&mut buf[hl..]),
-                }
-                if self.push_control(buf) {
+                if self.send_icmp(ip.dst_addr(), ip.src_addr(), &reply) {
                     self.stats.echo_replies += 1;
                 }
             }
@@ -80,6 +59,27 @@ impl Endpoint {
             }
             _ => self.stats.drop_other += 1,
         }
+    }
+
+    /// Queue an ICMP (IPv4) or ICMPv6 message from `src` to `dst`. Returns whether it was
+    /// queued.
+    pub(super) fn send_icmp(&mut self, src: IpAddr, dst: IpAddr, icmp: &IcmpRepr<'_>) -> bool {
+        let proto = if src.is_ipv6() {
+            IpProtocol::Icmpv6
+        } else {
+            IpProtocol::Icmp
+        };
+        let Ok(out_ip) = IpRepr::new(src, dst, proto, icmp.buffer_len(), HOP_LIMIT) else {
+            return false;
+        };
+        let hl = out_ip.header_len();
+        let mut buf = vec![0u8; out_ip.buffer_len()];
+        out_ip.emit(&mut buf[..hl]);
+        match (src, dst) {
+            (IpAddr::V6(s), IpAddr::V6(d)) => icmp.emit_v6(&mut buf[hl..], s, d),
+            _ => icmp.emit_v4(&mut buf[hl..]),
+        }
+        self.push_control(buf)
     }
 
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted

@@ -44,6 +44,12 @@ impl Endpoint {
         if let Some(&l) = self.by_local.get(&local) {
             return Some(l);
         }
+        // A listener on the unspecified address takes our own addresses only: in intercept
+        // mode a SYN to another address is the interception's (as a Linux socket on
+        // 0.0.0.0 sees no foreign destinations without IP_TRANSPARENT).
+        if !self.addresses.contains(&local.ip()) {
+            return None;
+        }
         let any: IpAddr = match local.ip() {
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),

@@ -16,6 +16,7 @@
 //!   `accept` and `close_listener` commands;
 //! - `time_wait`: the compact TIME-WAIT table and the segments that reach it;
 //! - `icmp`: echo replies, and ICMP errors mapped onto connections;
+//! - `intercept`: transparent mode, SYNs to any address held for the application's decision;
 //! - `schedule`: the timer heap (`handle_timeout`, `poll_timeout`);
 //! - `output`: packets and events out ([`Transmit`], `poll_transmit`, `poll_event`), and the
 //!   queue of the endpoint's own packets;
@@ -48,6 +49,7 @@ mod connections;
 mod demux;
 mod handle;
 mod icmp;
+mod intercept;
 mod listen;
 mod output;
 mod schedule;
@@ -59,6 +61,8 @@ use connections::{Owner, Slot};
 use demux::is_unicast;
 pub use demux::RecvMeta;
 pub use handle::{ConnectionHandle, ListenerHandle};
+use intercept::Intercepts;
+pub use intercept::{InterceptedSyn, SynHandle};
 use listen::Listener;
 pub use output::Transmit;
 use slab::Slab;
@@ -80,6 +84,9 @@ pub enum Event {
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
     Closed(ConnectionHandle, Option<Error>),
+    /// Intercept mode: a SYN no listener took is held for a decision (see
+    /// [`Endpoint::intercepted`] and [`Endpoint::accept_intercepted`]).
+    Intercepted(SynHandle),
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -110,6 +117,8 @@ pub struct Endpoint {
     time_wait: TimeWaitTable,
     /// Bytes all connections hold queued (see `Config::max_memory`).
     memory: usize,
+    /// SYNs held for the application in intercept mode.
+    intercepts: Intercepts,
     stats: Stats,
 }
 
@@ -137,6 +146,7 @@ impl Endpoint {
             half_open: 0,
             time_wait: TimeWaitTable::new(seed),
             memory: 0,
+            intercepts: Intercepts::default(),
             stats: Stats::default(),
         }
     }

@@ -13,6 +13,7 @@ impl Endpoint {
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time_wait.expire(now);
+        self.expire_intercepts(now);
         self.schedule_stale();
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
@@ -49,10 +50,10 @@ impl Endpoint {
                 }
             }
         }
-        match (conn, tw) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [conn, tw, self.next_intercept_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Bring the timer heap up to date for every connection whose deadline may have moved,

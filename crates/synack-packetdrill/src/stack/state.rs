@@ -92,6 +92,8 @@ impl Stack {
                 | Event::Writable(h)
                 | Event::Closed(h, _) => self.conn_fd.get(&h).copied(),
                 Event::Incoming(l) => self.listener_fd.get(&l).copied(),
+                // Scripts never turn interception on.
+                Event::Intercepted(_) => None,
             };
             if let Some(Fd::Socket(s)) = fd.and_then(|fd| self.fds.get_mut(&fd)) {
                 s.ev_gen += 1;

@@ -1,0 +1,307 @@
+//! Interception (transparent mode): SYNs to any address and port, held for the application
+//! to decide on, after gVisor's `tcp.Forwarder`.
+//!
+//! With [`Config::intercept`] set, the endpoint owns every address routed into its device,
+//! not only its own. A SYN that no bound listener takes is not answered: it is held, and
+//! the application hears of it as [`Event::Intercepted`]. It then completes the handshake
+//! ([`Endpoint::accept_intercepted`], the connection's local address is the SYN's original
+//! destination), refuses it with an RST ([`Endpoint::refuse_intercepted`]), or answers it
+//! with ICMP destination unreachable ([`Endpoint::unreachable_intercepted`]). A proxy can
+//! so open its upstream connection first and answer the client only once it knows.
+//!
+//! Held SYNs are bounded in total and per source address (a SYN flood fills the table and
+//! is dropped and counted, never grows memory), and a SYN not decided on within
+//! `InterceptConfig::decision_timeout` is dropped: the client's own SYN retransmissions
+//! then either find a decision-less table again or give up. Retransmitted SYNs of a held
+//! one are absorbed. Accepted connections are ordinary passive connections from then on,
+//! under `max_connections` and `max_memory` like any other.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+use super::table::Tuple;
+use super::{ConnectionHandle, Endpoint, Event, Owner};
+use crate::config::InterceptConfig;
+use crate::error::Error;
+use crate::options::SocketOptions;
+use crate::seq::SeqNumber;
+use crate::time::Instant;
+use crate::wire::{IcmpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+
+/// A held SYN, named in [`Event::Intercepted`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SynHandle(pub u64);
+
+/// What a held SYN asked for: where it was going, where it came from, and the options it
+/// offered (RFC 9293 §3.1, RFC 7323, RFC 2018).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InterceptedSyn {
+    /// Its original destination: the address and port the client wants.
+    pub local: SocketAddr,
+    /// The client.
+    pub remote: SocketAddr,
+    /// The MSS it offered.
+    pub mss: Option<u16>,
+    /// The window scale it offered.
+    pub window_scale: Option<u8>,
+    /// Whether it offered SACK.
+    pub sack_permitted: bool,
+    /// Whether it sent a timestamp.
+    pub timestamps: bool,
+}
+
+/// The ICMP errors an intercepted SYN quotes at most: its IP and TCP headers (RFC 792 asks
+/// for the IP header and 64 bits; RFC 4443 §3.1 for as much as fits, and the headers are
+/// what a client matches on).
+const QUOTE_MAX: usize = 120;
+
+/// One held SYN: enough of it to answer in any of the three ways.
+#[derive(Debug)]
+struct Held {
+    info: InterceptedSyn,
+    seq: SeqNumber,
+    window: u16,
+    tsval: Option<u32>,
+    deadline: Instant,
+    /// The start of the packet, for an ICMP error's quote.
+    quote: Vec<u8>,
+}
+
+/// The held SYNs, by handle and by 4-tuple, with their expiry order.
+#[derive(Debug, Default)]
+pub(super) struct Intercepts {
+    held: HashMap<SynHandle, Held>,
+    by_tuple: HashMap<Tuple, SynHandle>,
+    per_source: HashMap<IpAddr, usize>,
+    /// Handles in arrival order: with one timeout for all, also deadline order. Decided
+    /// handles stay until they reach the front (lazy deletion), at most `max_pending` more.
+    expiry: VecDeque<SynHandle>,
+    next: u64,
+}
+
+impl Intercepts {
+    fn remove(&mut self, h: SynHandle) -> Option<Held> {
+        let held = self.held.remove(&h)?;
+        self.by_tuple
+            .remove(&Tuple(held.info.local, held.info.remote));
+        if let Some(n) = self.per_source.get_mut(&held.info.remote.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&held.info.remote.ip());
+            }
+        }
+        Some(held)
+    }
+
+    /// How many SYNs are held undecided.
+    pub(super) fn len(&self) -> usize {
+        self.held.len()
+    }
+}
+
+impl Endpoint {
+    /// Whether interception takes packets for `dst`, which is not one of our addresses.
+    pub(super) fn intercepts(&self) -> bool {
+        self.config.intercept.is_some()
+    }
+
+    /// A SYN that no connection, TIME-WAIT entry or listener took, in intercept mode: hold it
+    /// for the application. Returns `false` if it is not one to hold (not a lone SYN), for
+    /// the caller's ordinary answer.
+    pub(super) fn handle_intercept(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        packet: &[u8],
+    ) -> bool {
+        let Some(cfg): Option<InterceptConfig> = self.config.intercept else {
+            return false;
+        };
+        let f = seg.flags;
+        let other = [TcpFlags::ACK, TcpFlags::RST, TcpFlags::FIN];
+        if !f.contains(TcpFlags::SYN) || other.into_iter().any(|o| f.contains(o)) {
+            return false;
+        }
+        let tuple = Tuple(local, remote);
+        if self.intercepts.by_tuple.contains_key(&tuple) {
+            // A retransmission of a SYN the application is still deciding on.
+            self.stats.intercept_duplicates += 1;
+            return true;
+        }
+        self.expire_intercepts(now);
+        let from_source = self
+            .intercepts
+            .per_source
+            .get(&remote.ip())
+            .copied()
+            .unwrap_or(0);
+        if self.intercepts.len() >= cfg.max_pending || from_source >= cfg.max_per_source {
+            self.stats.drop_intercept_overflow += 1;
+            return true;
+        }
+        let h = SynHandle(self.intercepts.next);
+        self.intercepts.next += 1;
+        let info = InterceptedSyn {
+            local,
+            remote,
+            mss: seg.max_seg_size,
+            window_scale: seg.window_scale,
+            sack_permitted: seg.sack_permitted,
+            timestamps: seg.timestamp.is_some(),
+        };
+        self.intercepts.held.insert(
+            h,
+            Held {
+                info,
+                seq: seg.seq_number,
+                window: seg.window_len,
+                tsval: seg.timestamp.map(|t| t.tsval),
+                deadline: now + cfg.decision_timeout,
+                quote: packet[..packet.len().min(QUOTE_MAX)].to_vec(),
+            },
+        );
+        self.intercepts.by_tuple.insert(tuple, h);
+        *self.intercepts.per_source.entry(remote.ip()).or_insert(0) += 1;
+        self.intercepts.expiry.push_back(h);
+        self.stats.intercepted_syns += 1;
+        self.push_event(Event::Intercepted(h));
+        true
+    }
+
+    /// Drop the held SYNs whose time to be decided on has passed.
+    pub(super) fn expire_intercepts(&mut self, now: Instant) {
+        while let Some(&h) = self.intercepts.expiry.front() {
+            match self.intercepts.held.get(&h) {
+                Some(held) if held.deadline > now => break,
+                Some(_) => {
+                    self.intercepts.remove(h);
+                    self.stats.intercept_expired += 1;
+                }
+                None => {}
+            }
+            self.intercepts.expiry.pop_front();
+        }
+    }
+
+    /// When the oldest held SYN expires.
+    pub(super) fn next_intercept_expiry(&self) -> Option<Instant> {
+        self.intercepts
+            .expiry
+            .iter()
+            .find_map(|h| self.intercepts.held.get(h))
+            .map(|held| held.deadline)
+    }
+
+    /// What a held SYN asked for; `InvalidHandle` once it was decided on or expired.
+    pub fn intercepted(&self, syn: SynHandle) -> Result<InterceptedSyn, Error> {
+        self.intercepts
+            .held
+            .get(&syn)
+            .map(|h| h.info)
+            .ok_or(Error::InvalidHandle)
+    }
+
+    /// How many SYNs are held undecided.
+    pub fn intercepted_count(&self) -> usize {
+        self.intercepts.len()
+    }
+
+    /// Complete the handshake of a held SYN: a connection in SYN-RECEIVED whose local
+    /// address is the SYN's original destination answers with a SYN-ACK, with `options` as
+    /// a listener's would give it. The application holds it from here: it reports
+    /// [`Event::Connected`] when the client's ACK arrives, or [`Event::Closed`] if the
+    /// handshake fails. Errors: `InvalidHandle` for a SYN no longer held, `AddrNotAvailable`
+    /// if the connection table or memory is full (the SYN is dropped).
+    pub fn accept_intercepted(
+        &mut self,
+        now: Instant,
+        syn: SynHandle,
+        options: &SocketOptions,
+    ) -> Result<ConnectionHandle, Error> {
+        let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        if self.memory >= self.config.max_memory || !self.make_room() {
+            self.stats.drop_intercept_overflow += 1;
+            return Err(Error::AddrNotAvailable);
+        }
+        let info = held.info;
+        let mut seg = TcpRepr::new(
+            info.remote.port(),
+            info.local.port(),
+            TcpFlags::SYN,
+            held.seq,
+            SeqNumber(0),
+        );
+        seg.window_len = held.window;
+        seg.max_seg_size = info.mss;
+        seg.window_scale = info.window_scale;
+        seg.sack_permitted = info.sack_permitted;
+        seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
+        let id = self.identity(info.local, info.remote, now);
+        let (h, conn) = self.insert(now, id, Owner::App);
+        conn.apply_options(options);
+        conn.accept_syn(now, &seg);
+        self.after(h);
+        Ok(h)
+    }
+
+    /// Refuse a held SYN with an RST, as a closed port would (RFC 9293 §3.10.7.1:
+    /// `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`).
+    pub fn refuse_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
+        let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        let (local, remote) = (held.info.local, held.info.remote);
+        let rst = TcpRepr::new(
+            local.port(),
+            remote.port(),
+            TcpFlags::RST | TcpFlags::ACK,
+            SeqNumber(0),
+            held.seq + 1,
+        );
+        if self.queue_segment(local, remote, &rst) {
+            self.stats.rsts_sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Answer a held SYN with ICMP destination unreachable from its original destination:
+    /// host unreachable for IPv4 (RFC 792, code 1), address unreachable for IPv6 (RFC 4443
+    /// §3.1, code 3), which Linux's TCP reports as `EHOSTUNREACH`.
+    pub fn unreachable_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
+        let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        let code = if held.info.local.is_ipv6() { 3 } else { 1 };
+        let error = IcmpRepr::DstUnreachable {
+            code,
+            invoking: &held.quote,
+        };
+        if self.send_icmp(held.info.local.ip(), held.info.remote.ip(), &error) {
+            self.stats.intercept_unreachable_sent += 1;
+        }
+        Ok(())
+    }
+
+    /// Drop a held SYN without an answer, as a firewall's DROP would.
+    pub fn drop_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
+        self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn defaults_are_bounded() {
+        let c = InterceptConfig::default();
+        assert!(c.max_pending > 0 && c.max_per_source <= c.max_pending);
+        assert!(c.decision_timeout > Duration::ZERO);
+        let mut config = Config::default();
+        config.intercept(Some(c));
+        assert_eq!(config.intercept, Some(c));
+    }
+}

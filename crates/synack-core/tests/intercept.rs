@@ -1,0 +1,259 @@
+//! Intercept mode (transparent proxying): SYNs to any address held for the application,
+//! then accepted, refused with an RST, answered with ICMP unreachable, dropped or left to
+//! expire, against a scripted peer in virtual time.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use synack_core::wire::{IcmpRepr, TcpFlags};
+use synack_core::{Error, Event, InterceptConfig, SocketOptions, State, SynHandle};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const RST: TcpFlags = TcpFlags::RST;
+
+/// A destination that is not one of the endpoint's addresses: what a proxy's clients dial.
+fn elsewhere(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 19, 7, 9)), port)
+}
+
+fn client(port: u16) -> SocketAddr {
+    SocketAddr::new(PEER, port)
+}
+
+fn intercepting(cfg: InterceptConfig) -> Harness {
+    let mut c = config();
+    c.intercept(Some(cfg));
+    Harness::new(c)
+}
+
+fn syn(h: &mut Harness, from: SocketAddr, to: SocketAddr, seq: u32) {
+    h.inject(
+        from,
+        to,
+        Out::new(SYN, seq, 0)
+            .mss(1400)
+            .wscale(7)
+            .sack_ok()
+            .ts(100, 0),
+    );
+}
+
+fn held(h: &mut Harness) -> Vec<SynHandle> {
+    h.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Intercepted(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_intercept_a_foreign_destination_is_not_ours() {
+    let mut h = Harness::new(config());
+    syn(&mut h, client(40000), elsewhere(443), 1);
+    h.none();
+    assert_eq!(h.ep.stats().drop_not_for_us, 1);
+}
+
+#[test]
+fn a_held_syn_is_answered_only_when_accepted() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    // Nothing goes out until the application decides.
+    h.none();
+    let s = held(&mut h);
+    assert_eq!(s.len(), 1);
+    let info = h.ep.intercepted(s[0]).unwrap();
+    assert_eq!(info.local, elsewhere(443));
+    assert_eq!(info.remote, client(40000));
+    assert_eq!(info.mss, Some(1400));
+    assert_eq!(info.window_scale, Some(7));
+    assert!(info.sack_permitted && info.timestamps);
+    // Its retransmission is absorbed, not a second event.
+    h.advance(Duration::from_secs(1));
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    h.none();
+    assert!(held(&mut h).is_empty());
+    assert_eq!(h.ep.stats().intercept_duplicates, 1);
+
+    let c =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+            .unwrap();
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK));
+    assert_eq!(
+        synack.src,
+        elsewhere(443),
+        "answered from the original destination"
+    );
+    assert_eq!(synack.ack.0, 1001);
+    assert_eq!(synack.mss, Some(1460));
+    assert!(synack.ts.is_some() && synack.sack_permitted && synack.wscale.is_some());
+    // The decision is final: the handle is gone.
+    assert_eq!(h.ep.intercepted(s[0]), Err(Error::InvalidHandle));
+    assert_eq!(h.ep.intercepted_count(), 0);
+
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(ACK, 1001, 0)
+            .ackn(synack.seq + 1)
+            .ts(101, synack.ts.unwrap().tsval)
+            .data(b"hello"),
+    );
+    assert!(h.events().contains(&Event::Connected(c)));
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    assert_eq!(h.ep.local_addr(c).unwrap(), elsewhere(443));
+    assert_eq!(h.ep.peer_addr(c).unwrap(), client(40000));
+    let mut buf = [0u8; 16];
+    let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    h.ep.send(c, b"world").unwrap();
+    let out = h.drain();
+    assert!(out
+        .iter()
+        .any(|s| s.payload == b"world" && s.src == elsewhere(443)));
+}
+
+#[test]
+fn refuse_sends_the_rst_a_closed_port_would() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40001), elsewhere(80), 5000);
+    let s = held(&mut h);
+    h.ep.refuse_intercepted(s[0]).unwrap();
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!(rst.src, elsewhere(80));
+    assert_eq!(rst.seq.0, 0);
+    assert_eq!(rst.ack.0, 5001);
+    assert_eq!(h.ep.refuse_intercepted(s[0]), Err(Error::InvalidHandle));
+}
+
+#[test]
+fn unreachable_sends_icmp_quoting_the_syn() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40002), elsewhere(22), 7);
+    let s = held(&mut h);
+    h.ep.unreachable_intercepted(s[0]).unwrap();
+    assert!(h.drain().is_empty(), "no TCP answer");
+    let icmp = h.raw.last().expect("an ICMP packet").clone();
+    let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
+    assert_eq!(ip.src_addr(), elsewhere(22).ip());
+    assert_eq!(ip.dst_addr(), PEER);
+    match IcmpRepr::parse_v4(payload).unwrap() {
+        IcmpRepr::DstUnreachable { code, invoking } => {
+            assert_eq!(code, 1, "host unreachable");
+            let quoted = synack_core::wire::icmp::invoking_tcp(invoking).unwrap();
+            assert_eq!(quoted.0, PEER);
+            assert_eq!((quoted.1, quoted.3), (40002, 22));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.ep.stats().intercept_unreachable_sent, 1);
+}
+
+#[test]
+fn undecided_syns_expire_and_drop_is_silent() {
+    let cfg = InterceptConfig {
+        decision_timeout: Duration::from_secs(3),
+        ..InterceptConfig::default()
+    };
+    let mut h = intercepting(cfg);
+    syn(&mut h, client(40003), elsewhere(443), 1);
+    syn(&mut h, client(40004), elsewhere(443), 1);
+    let s = held(&mut h);
+    assert_eq!(s.len(), 2);
+    h.ep.drop_intercepted(s[1]).unwrap();
+    h.none();
+    // The endpoint wakes for the expiry on its own.
+    assert_eq!(h.ep.poll_timeout(), Some(h.now + Duration::from_secs(3)));
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.ep.intercepted_count(), 0);
+    assert_eq!(h.ep.stats().intercept_expired, 1);
+    assert_eq!(
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default()),
+        Err(Error::InvalidHandle)
+    );
+    h.none();
+    // A new SYN of the same flow is held afresh.
+    syn(&mut h, client(40003), elsewhere(443), 1);
+    assert_eq!(held(&mut h).len(), 1);
+}
+
+#[test]
+fn held_syns_are_bounded_per_source_and_in_total() {
+    let cfg = InterceptConfig {
+        max_pending: 10,
+        max_per_source: 4,
+        ..InterceptConfig::default()
+    };
+    let mut h = intercepting(cfg);
+    for port in 0..6 {
+        syn(&mut h, client(41000 + port), elsewhere(443), 1);
+    }
+    assert_eq!(h.ep.intercepted_count(), 4, "per source");
+    for i in 0..20u8 {
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 9, i + 1)), 42000);
+        syn(&mut h, from, elsewhere(443), 1);
+    }
+    assert_eq!(h.ep.intercepted_count(), 10, "in total");
+    assert_eq!(h.ep.stats().drop_intercept_overflow, 2 + 14);
+    h.none();
+}
+
+#[test]
+fn a_bound_listener_wins_and_other_segments_get_rsts() {
+    let mut h = intercepting(InterceptConfig::default());
+    // A listener on our own address takes its SYNs as always.
+    let l = h.ep.listen(SocketAddr::new(US, 80), 8).unwrap();
+    syn(&mut h, client(40005), SocketAddr::new(US, 80), 1);
+    assert!(h.one().is(SYN | ACK));
+    assert!(held(&mut h).is_empty());
+    // A listener bound to the intercepted address itself is not possible (not ours) ...
+    assert_eq!(h.ep.listen(elsewhere(80), 8), Err(Error::AddrNotAvailable));
+    // ... and a wildcard listener does not catch foreign destinations: those are held.
+    let any =
+        h.ep.listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080), 8)
+            .unwrap();
+    syn(&mut h, client(40006), elsewhere(8080), 1);
+    h.none();
+    assert_eq!(held(&mut h).len(), 1);
+    // A stray ACK to a foreign address with no connection is answered as a closed port.
+    h.inject(client(40007), elsewhere(9), Out::new(ACK, 1, 77));
+    let rst = h.one();
+    assert!(rst.is(RST) && rst.seq.0 == 77 && rst.src == elsewhere(9));
+    let _ = (l, any);
+}
+
+#[test]
+fn intercept_works_for_ipv6() {
+    let mut h = intercepting(InterceptConfig::default());
+    let dst: SocketAddr = "[2001:2::77]:443".parse().unwrap();
+    let src = SocketAddr::new(PEER6, 40010);
+    syn(&mut h, src, dst, 9);
+    let s = held(&mut h);
+    assert_eq!(h.ep.intercepted(s[0]).unwrap().local, dst);
+    h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+        .unwrap();
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK) && synack.src == dst);
+
+    syn(&mut h, SocketAddr::new(PEER6, 40011), dst, 9);
+    let s = held(&mut h);
+    h.ep.unreachable_intercepted(s[0]).unwrap();
+    assert!(h.drain().is_empty(), "no TCP answer");
+    let icmp = h.raw.last().unwrap().clone();
+    let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
+    let (IpAddr::V6(from), IpAddr::V6(to)) = (ip.src_addr(), ip.dst_addr()) else {
+        panic!("not IPv6");
+    };
+    match IcmpRepr::parse_v6(payload, from, to).unwrap() {
+        IcmpRepr::DstUnreachable { code, .. } => assert_eq!(code, 3, "address unreachable"),
+        other => panic!("{other:?}"),
+    }
+}
