@@ -143,7 +143,12 @@ impl Connection {
             } else {
                 segs(ssthresh)
             },
-            snd_cwnd: segs(self.cc.window()),
+            // During recovery with SACK the window in force is the one PRR sets (RFC 6937).
+            snd_cwnd: segs(if self.sack_ok && self.recovery.recover.is_some() {
+                self.recovery.prr_cwnd
+            } else {
+                self.cc.window()
+            }),
             notsent_bytes: unsent.min(u32::MAX as usize) as u32,
             snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
             rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,

@@ -398,10 +398,15 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
+        // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
+        let una_before = self.snd.una;
+        let sacked_before = self.snd.scoreboard.sacked_bytes();
+        let lost_before = self.lost_boundary();
+
         // RFC 6675 §5: record the SACK blocks first; they decide what is lost.
         let mut new_sack_info = false;
         if self.sack_ok {
-            let before = self.snd.scoreboard.sacked_bytes();
+            let before = sacked_before;
             for &(left, right) in seg.sack_ranges.iter().flatten() {
                 self.snd
                     .scoreboard
@@ -457,6 +462,15 @@ impl Connection {
                     self.enter_recovery(now);
                 }
             }
+        }
+        if self.sack_ok && self.recovery.recover.is_some() {
+            // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
+            // bytes that the cumulative ACK passed count once, in the first term.
+            let sacked = self.snd.scoreboard.sacked_bytes();
+            let delivered = (self.snd.una - una_before + sacked).saturating_sub(sacked_before);
+            let lost = self.lost_boundary();
+            let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
+            self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
         }
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
@@ -533,15 +547,20 @@ impl Connection {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
                 self.recovery.lost_below = None;
-                self.cc.on_recovery_end(self.snd.in_flight());
+                if self.sack_ok {
+                    self.cc.on_prr_recovery_end();
+                } else {
+                    self.cc.on_recovery_end(self.snd.in_flight());
+                }
             }
             Some(_) => {
-                // Partial acknowledgment: retransmit the next hole (NewReno) or let the pipe
-                // algorithm pick it (SACK), and deflate the window.
+                // Partial acknowledgment: retransmit the next hole and deflate the window
+                // (NewReno), or let the pipe algorithm pick the hole and PRR size what is
+                // sent (SACK).
                 if !self.sack_ok {
                     self.recovery.retransmit_head = true;
+                    self.cc.on_partial_ack(acked);
                 }
-                self.cc.on_partial_ack(acked);
                 self.retransmit_deadline_reset(now);
             }
             None => {
@@ -616,17 +635,77 @@ impl Connection {
             && self.lost_boundary().is_some_and(|b| b > self.snd.una)
         {
             self.enter_recovery(now);
+            // No ACK brought this on: as Linux's tcp_rack_reo_timeout, count one segment
+            // delivered, which lets the first lost segment go.
+            self.prr_on_ack(self.snd.mss, false, false);
         }
+    }
+
+    /// Proportional Rate Reduction (RFC 6937 §3) with the slow-start reduction bound
+    /// (PRR-SSRB), as Linux's `tcp_cwnd_reduction`: on each ACK during recovery, how much may
+    /// be sent. While the pipe exceeds ssthresh, sending follows deliveries in the proportion
+    /// ssthresh / RecoverFS, so the pipe falls smoothly to ssthresh over one round trip
+    /// instead of stalling for half of it (RFC 6675) or bursting; below ssthresh it grows
+    /// back towards ssthresh at most as fast as slow start would, one segment more than was
+    /// delivered per ACK that advances SND.UNA.
+    ///
+    /// `delivered` is the ACK's DeliveredData, `una_advanced` whether SND.UNA moved, and
+    /// `newly_lost` whether the ACK revealed new losses (then Linux withholds SSRB's extra
+    /// segment).
+    pub(super) fn prr_on_ack(&mut self, delivered: usize, una_advanced: bool, newly_lost: bool) {
+        // Linux returns early when nothing was delivered, leaving cwnd as it was.
+        if delivered == 0 {
+            return;
+        }
+        let mss = self.snd.mss;
+        let segment = self.payload_room();
+        let ssthresh = self.cc.ssthresh();
+        let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
+        let r = &mut self.recovery;
+        r.prr_delivered = r.prr_delivered.saturating_add(delivered);
+        let sndcnt = if pipe > ssthresh {
+            // sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out, the ceiling taken
+            // in whole segments as Linux, which counts packets, takes it: otherwise the share
+            // would grow by fractions of a segment that sender SWS avoidance holds back.
+            let share = (r.prr_delivered as u128 * ssthresh as u128)
+                .div_ceil(r.recover_fs.max(1) as u128 * segment as u128)
+                .saturating_mul(segment as u128)
+                .min(usize::MAX as u128) as usize;
+            share.saturating_sub(r.prr_out)
+        } else {
+            // PRR-SSRB: limit = MAX(prr_delivered - prr_out, DeliveredData) + MSS, the MSS
+            // only for an ACK that advances SND.UNA without new losses (Linux's refinement,
+            // which keeps a lost retransmission from being answered with a burst).
+            let mut limit = r.prr_delivered.saturating_sub(r.prr_out).max(delivered);
+            if una_advanced && !newly_lost {
+                limit = limit.saturating_add(mss);
+            }
+            limit.min(ssthresh - pipe)
+        };
+        // The first ACK of recovery always lets the fast retransmit go (Linux: "Force a fast
+        // retransmit upon entering fast recovery").
+        let sndcnt = if r.prr_out == 0 {
+            sndcnt.max(mss)
+        } else {
+            sndcnt
+        };
+        r.prr_cwnd = pipe.saturating_add(sndcnt);
     }
 
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
     fn enter_recovery(&mut self, now: Instant) {
+        // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
+        // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
+        self.recovery.recover_fs = self.cc.window();
+        self.recovery.prr_delivered = 0;
+        self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
         self.recovery.pass_start = Some(now);
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
         self.cc.on_fast_retransmit(now, self.snd.in_flight());
+        self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
         self.recovery.retransmit_head = true;
         self.rtt_seq = None;

@@ -268,6 +268,18 @@ pub(crate) struct Recovery {
     /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
     /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).
     pub lost_below: Option<SeqNumber>,
+    /// Proportional Rate Reduction (RFC 6937 §3), for recovery with SACK: bytes the peer
+    /// took delivery of (cumulatively or by SACK) since recovery began, `prr_delivered`.
+    pub prr_delivered: usize,
+    /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
+    pub prr_out: usize,
+    /// RFC 6937 `RecoverFS`. Linux takes the congestion window before the reduction
+    /// (`prior_cwnd` in `tcp_init_cwnd_reduction`), where the RFC takes FlightSize; we follow
+    /// Linux, whose sending pattern packetdrill's PRR scripts check.
+    pub recover_fs: usize,
+    /// The congestion window during recovery, as Linux's `tcp_cwnd_reduction` sets it on
+    /// each ACK: the pipe after the ACK plus what PRR lets this ACK send (`sndcnt`).
+    pub prr_cwnd: usize,
 }
 
 /// One TCP connection.

@@ -215,10 +215,12 @@ impl Connection {
         self.sack_ok && self.recovery.recover.is_some()
     }
 
-    /// RFC 6675 §5 step 4.2: during recovery the congestion window is ssthresh, and it bounds
-    /// the pipe estimate rather than SND.NXT - SND.UNA.
+    /// RFC 6675 §5 step 4.2: during recovery the congestion window bounds the pipe estimate
+    /// rather than SND.NXT - SND.UNA; that window is the one PRR set on the last ACK
+    /// (RFC 6937 §3, `Connection::prr_on_ack`), so that what may be sent is its `sndcnt`
+    /// less what was sent since.
     fn recovery_allowance(&self) -> usize {
-        let cwnd = self.cc.ssthresh().max(self.snd.mss);
+        let cwnd = self.recovery.prr_cwnd;
         cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
     }
 
@@ -226,7 +228,9 @@ impl Connection {
     /// a pass over the holes is complete and a round trip has gone by, holes still missing
     /// were lost again: start another pass from SND.UNA.
     fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
-        if self.recovery_allowance() < self.snd.mss {
+        // A segment's payload (less than the MSS when options ride along) is what one
+        // delivered segment lets PRR send again.
+        if self.recovery_allowance() < self.payload_room() {
             return None;
         }
         let boundary = self.lost_boundary()?;
@@ -336,7 +340,7 @@ impl Connection {
     /// the same options as `fill_common` would give (timestamps; as many SACK blocks as
     /// ranges are held, up to the limit) but with placeholder values: no window computation,
     /// no clock read, and no list of SACK ranges per data segment.
-    fn payload_room(&self) -> usize {
+    pub(super) fn payload_room(&self) -> usize {
         let zero = SeqNumber(0);
         let mut seg = TcpRepr::new(0, 0, TcpFlags::ACK, zero, zero);
         if self.ts.enabled {
@@ -596,6 +600,11 @@ impl Connection {
         }
         if end > self.snd.max {
             self.snd.max = end;
+        }
+        if self.recovery.recover.is_some() {
+            // RFC 6937 §3: "On any data transmission or retransmission: prr_out += (data
+            // sent)".
+            self.recovery.prr_out = self.recovery.prr_out.saturating_add(seg_len);
         }
         if retransmit {
             self.retransmits += 1;
