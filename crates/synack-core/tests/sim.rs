@@ -745,11 +745,10 @@ fn goodput_at_five_percent_loss(seeds: std::ops::Range<u64>) -> f64 {
 
 #[test]
 fn five_percent_loss_goodput_does_not_fall() {
-    // 64 seeds, 64 MiB in all. Before PRR (RFC 6937), when recovery sent nothing until the
-    // pipe fell to ssthresh and then sent at most ssthresh minus the pipe, this gave
-    // 4.670 Mbit/s; with PRR, 4.791 (over 200 seeds: 4.287 before, 4.428 after). Virtual
-    // time: the figure is the same on every machine and every run.
-    let g = goodput_at_five_percent_loss(1000..1064);
+    // 256 seeds, 256 MiB in all. Before PRR (RFC 6937), when recovery sent nothing until the
+    // pipe fell to ssthresh and then up to ssthresh minus the pipe at once, this gave
+    // 4.231 Mbit/s. Virtual time: the figure is the same on every machine and every run.
+    let g = goodput_at_five_percent_loss(1000..1256);
     println!("goodput at 5 % loss: {g:.3} Mbit/s");
-    assert!(g >= 4.670, "goodput at 5 % loss fell to {g:.3} Mbit/s");
+    assert!(g >= 4.231, "goodput at 5 % loss fell to {g:.3} Mbit/s");
 }

@@ -435,11 +435,13 @@ impl Connection {
             let srtt = self.rtt.srtt();
             if scoreboard.sacked_bytes() == 0 {
                 // Nothing held out of order: nothing can have overtaken anything.
-                self.snd.rack.on_ack(self.snd.una, None, srtt);
+                self.snd.rack.on_ack(now, self.snd.una, None, srtt);
                 self.timers.rack = None;
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
-                self.snd.rack.on_ack(self.snd.una, Some(&covered), srtt);
+                self.snd
+                    .rack
+                    .on_ack(now, self.snd.una, Some(&covered), srtt);
                 self.rack_detect_only(now);
             }
         }
@@ -613,7 +615,12 @@ impl Connection {
     /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
     fn rack_detect_only(&mut self, now: Instant) {
         let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
-        let d = self.snd.rack.detect(now, rtt);
+        let recovering = self.recovery.recover.is_some()
+            || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        let dupthresh_sacked = self.snd.scoreboard.sacked_bytes()
+            > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
+        let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
+        self.recovery.lost_retransmission |= d.lost_retransmission;
         if let Some(up) = d.lost_up_to {
             let up = up.min(self.snd.max);
             if up > self.snd.una {
@@ -701,7 +708,7 @@ impl Connection {
         self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
-        self.recovery.pass_start = Some(now);
+        self.recovery.lost_retransmission = false;
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
         self.cc.on_fast_retransmit(now, self.snd.in_flight());

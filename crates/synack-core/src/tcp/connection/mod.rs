@@ -256,10 +256,10 @@ pub(crate) struct Recovery {
     pub rto_recover: Option<SeqNumber>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
-    /// When the current pass over the holes began. A hole still un-SACKed a round trip
-    /// after its retransmission, while later data keeps arriving, was lost again (the idea of
-    /// RACK, RFC 8985 §6.2, at the granularity of whole passes): the next pass resends it.
-    pub pass_start: Option<Instant>,
+    /// RACK (RFC 8985 §6.2) found a retransmission of this recovery lost: data sent after
+    /// it arrived, and a round trip and the reordering window have passed since. The next
+    /// pass over the holes resends what is still missing.
+    pub lost_retransmission: bool,
     /// A tail loss probe is due (RFC 8985 §7.3).
     pub tlp_pending: bool,
     /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).

@@ -84,9 +84,6 @@ impl Sent {
     }
 }
 
-/// The least time between two passes over the SACK holes (see `send_lost_hole`).
-const MIN_PASS_ROUND: std::time::Duration = std::time::Duration::from_millis(1);
-
 impl Connection {
     /// The next packet this connection wants to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
@@ -225,8 +222,8 @@ impl Connection {
     }
 
     /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt. When
-    /// a pass over the holes is complete and a round trip has gone by, holes still missing
-    /// were lost again: start another pass from SND.UNA.
+    /// a pass over the holes is complete and RACK found one of its retransmissions lost,
+    /// start another pass from SND.UNA.
     fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         // A segment's payload (less than the MSS when options ride along) is what one
         // delivered segment lets PRR send again.
@@ -238,19 +235,16 @@ impl Connection {
         let hole = match self.snd.scoreboard.next_hole(from, boundary) {
             Some(hole) => hole,
             None => {
-                let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
-                // At least a millisecond: an RTT measured as zero (a peer that answers within
-                // the clock's tick, or a virtual clock standing still) would otherwise start
-                // pass after pass within one instant, every one resending every hole (the
-                // endpoint fuzz target's "more than 1000 packets from one step").
-                let round = (srtt + srtt / 4).max(MIN_PASS_ROUND);
-                let due = self.recovery.pass_start.is_none_or(|t| now - t >= round);
-                if !due {
+                // Only once RACK has seen a retransmission lost: a retransmission merely not
+                // acknowledged yet is not resent (Linux resends only what RACK marks lost).
+                // The flag is set by an ACK or RACK's timer and cleared here, so one step
+                // starts at most one pass, and PRR bounds what that pass sends.
+                if !self.recovery.lost_retransmission {
                     return None;
                 }
                 let hole = self.snd.scoreboard.next_hole(self.snd.una, boundary)?;
                 self.recovery.high_rxt = self.snd.una;
-                self.recovery.pass_start = Some(now);
+                self.recovery.lost_retransmission = false;
                 hole
             }
         };
