@@ -70,9 +70,10 @@ pub(crate) struct Detection {
     pub lost_up_to: Option<SeqNumber>,
     /// When to look again for segments not yet past their reordering window.
     pub recheck_at: Option<Instant>,
-    /// A retransmission is among the lost (RFC 8985 §6.2: RACK judges a retransmission by
-    /// its own send time, so this is a lost retransmission, not the original's loss).
-    pub lost_retransmission: bool,
+    /// Where the lowest retransmission among the lost starts (RFC 8985 §6.2: RACK judges a
+    /// retransmission by its own send time, so this is a lost retransmission, not the
+    /// original's loss).
+    pub lost_retransmission: Option<SeqNumber>,
 }
 
 impl Rack {
@@ -222,7 +223,9 @@ impl Rack {
             let deadline = s.xmit + rtt + reo_wnd;
             if deadline <= now {
                 out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
-                out.lost_retransmission |= s.retransmitted;
+                if s.retransmitted && out.lost_retransmission.is_none_or(|l| s.start < l) {
+                    out.lost_retransmission = Some(s.start);
+                }
             } else {
                 out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.min(deadline)));
             }

@@ -620,7 +620,15 @@ impl Connection {
         let dupthresh_sacked = self.snd.scoreboard.sacked_bytes()
             > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
         let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
-        self.recovery.lost_retransmission |= d.lost_retransmission;
+        if let Some(seq) = d.lost_retransmission {
+            // A retransmission was lost: it is no longer in the pipe, and the recovery resends
+            // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
+            // Once resent, it has a new send time and is not found lost again until data sent
+            // after it arrives.
+            if self.recovery.recover.is_some() && seq < self.recovery.high_rxt {
+                self.recovery.high_rxt = seq.max(self.snd.una);
+            }
+        }
         if let Some(up) = d.lost_up_to {
             let up = up.min(self.snd.max);
             if up > self.snd.una {
@@ -708,7 +716,6 @@ impl Connection {
         self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
-        self.recovery.lost_retransmission = false;
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
         self.cc.on_fast_retransmit(now, self.snd.in_flight());

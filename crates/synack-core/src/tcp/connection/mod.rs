@@ -256,10 +256,6 @@ pub(crate) struct Recovery {
     pub rto_recover: Option<SeqNumber>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
-    /// RACK (RFC 8985 §6.2) found a retransmission of this recovery lost: data sent after
-    /// it arrived, and a round trip and the reordering window have passed since. The next
-    /// pass over the holes resends what is still missing.
-    pub lost_retransmission: bool,
     /// A tail loss probe is due (RFC 8985 §7.3).
     pub tlp_pending: bool,
     /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).

@@ -221,9 +221,7 @@ impl Connection {
         cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
     }
 
-    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt. When
-    /// a pass over the holes is complete and RACK found one of its retransmissions lost,
-    /// start another pass from SND.UNA.
+    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
     fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         // A segment's payload (less than the MSS when options ride along) is what one
         // delivered segment lets PRR send again.
@@ -232,22 +230,10 @@ impl Connection {
         }
         let boundary = self.lost_boundary()?;
         let from = self.snd.una.max(self.recovery.high_rxt);
-        let hole = match self.snd.scoreboard.next_hole(from, boundary) {
-            Some(hole) => hole,
-            None => {
-                // Only once RACK has seen a retransmission lost: a retransmission merely not
-                // acknowledged yet is not resent (Linux resends only what RACK marks lost).
-                // The flag is set by an ACK or RACK's timer and cleared here, so one step
-                // starts at most one pass, and PRR bounds what that pass sends.
-                if !self.recovery.lost_retransmission {
-                    return None;
-                }
-                let hole = self.snd.scoreboard.next_hole(self.snd.una, boundary)?;
-                self.recovery.high_rxt = self.snd.una;
-                self.recovery.lost_retransmission = false;
-                hole
-            }
-        };
+        // None when every lost hole was resent. A retransmission merely not acknowledged yet
+        // is not resent again: only once RACK finds it lost, which moves HighRxt back to it
+        // (`rack_detect_only`), as Linux resends only what RACK marks lost.
+        let hole = self.snd.scoreboard.next_hole(from, boundary)?;
         self.send_data_at(now, buf, hole.0, hole.1 - hole.0)
     }
 
