@@ -416,7 +416,7 @@ impl Connection {
         }
 
         if ack > self.snd.una {
-            self.on_new_ack(now, seg, ack);
+            self.on_new_ack(now, seg, ack, sacked_before);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -516,8 +516,15 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT).
-    fn on_new_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, ack: SeqNumber) {
+    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
+    /// scoreboard held before this ACK's SACK blocks.
+    fn on_new_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        ack: SeqNumber,
+        sacked_before: usize,
+    ) {
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
         if ack > self.snd.nxt {
@@ -542,6 +549,9 @@ impl Connection {
         self.snd.una = ack;
         self.snd.scoreboard.prune(ack);
         self.backoff = 0;
+        // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
+        // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
+        let delivered = (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {
@@ -567,7 +577,7 @@ impl Connection {
             }
             None => {
                 self.cc
-                    .on_ack(now, acked, in_flight_before, self.rtt.srtt());
+                    .on_ack(now, delivered, in_flight_before, self.rtt.srtt());
             }
         }
         self.recovery.dupacks = 0;
@@ -718,7 +728,11 @@ impl Connection {
         self.recovery.high_rxt = self.snd.una;
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
-        self.cc.on_fast_retransmit(now, self.snd.in_flight());
+        // FlightSize for the reduction, not counting what the SACKs before recovery let go
+        // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
+        // calculation; Linux reduces from cwnd).
+        let flight = self.snd.in_flight().min(self.cc.window());
+        self.cc.on_fast_retransmit(now, flight);
         self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
         self.recovery.retransmit_head = true;

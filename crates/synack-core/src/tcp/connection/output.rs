@@ -362,6 +362,17 @@ impl Connection {
         let wnd_edge = self.snd.una + self.snd.wnd;
         let cwnd_edge = if self.sack_recovery() {
             self.snd.nxt + self.recovery_allowance()
+        } else if self.sack_ok
+            && self.snd.nxt == self.snd.max
+            && self.recovery.rto_recover.is_none()
+        {
+            // With SACK, cwnd bounds the pipe, not SND.NXT - SND.UNA, before recovery too:
+            // each segment SACKed has left the network and lets one new segment go (RFC 6675
+            // §5's pipe, as Linux's tcp_packets_in_flight; the effect of limited transmit,
+            // RFC 3042, for the first duplicate ACKs). Not while going back after a timeout,
+            // when what is outstanding is not known to be in the network.
+            let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
+            self.snd.nxt + self.cc.window().saturating_sub(pipe)
         } else {
             self.snd.una + self.cc.window()
         };
