@@ -61,6 +61,9 @@ pub(crate) struct Rack {
     /// RACK.reord (RFC 8985 §6.2 step 3): a segment never retransmitted was delivered below
     /// RACK.fack, so the path reorders.
     reord: bool,
+    /// The largest such reordering seen, in bytes from the late segment's start to RACK.fack
+    /// (Linux's `tcp_check_sack_reordering` metric, reported as TCP_INFO's reordering).
+    reorder_distance: usize,
 }
 
 /// What a detection pass found.
@@ -137,12 +140,16 @@ impl Rack {
         let mut rack_rtt = self.rtt;
         let mut fack = self.fack;
         let mut reord = self.reord;
+        let mut distance = self.reorder_distance;
         let min_rtt = self.min_rtt;
         let mut note = |s: &Sent| {
             // Step 3: a segment sent once and delivered (for the first time: not SACKed
             // before) below the highest delivered one overtook nothing; it was overtaken.
-            if !s.delivered && !s.retransmitted && fack.is_some_and(|f| s.end < f) {
-                reord = true;
+            if !s.delivered && !s.retransmitted {
+                if let Some(f) = fack.filter(|&f| s.end < f) {
+                    reord = true;
+                    distance = distance.max(f - s.start);
+                }
             }
             fack = Some(fack.map_or(s.end, |f| f.max(s.end)));
             let sample = now - s.xmit;
@@ -183,6 +190,12 @@ impl Rack {
         self.rtt = rack_rtt;
         self.fack = fack;
         self.reord = reord;
+        self.reorder_distance = distance;
+    }
+
+    /// The largest reordering seen, in bytes (zero if none).
+    pub fn reorder_distance(&self) -> usize {
+        self.reorder_distance
     }
 
     /// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), as Linux's `tcp_rack_reo_wnd`: no
@@ -324,9 +337,11 @@ mod tests {
         }
         let srtt = Duration::from_millis(40);
         r.on_ack(t(40), s(0), Some(&|a, _| a == s(300)), Some(srtt));
-        // The first segment, never resent, arrives after the fourth: reordering.
+        // The first segment, never resent, arrives after the fourth: reordering, by four
+        // segments (from its start to RACK.fack; Linux's tcpi_reordering would say 4).
         r.on_ack(t(41), s(100), Some(&|a, _| a == s(300)), Some(srtt));
         assert!(r.reord);
+        assert_eq!(r.reorder_distance(), 400);
         // Even in recovery the window stays min_RTT / 4 (10 ms), after RACK.rtt, now the
         // first segment's 41 ms.
         assert_eq!(r.detect(t(50), srtt, true, true).lost_up_to, None);
