@@ -1308,6 +1308,55 @@ fn prr_spreads_the_reduction_over_the_acks_when_the_pipe_exceeds_ssthresh() {
     assert_eq!(sent, 12);
 }
 
+#[test]
+fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    // The first segment is only late: three SACKs start recovery and it is resent.
+    for n in 2..=4 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.snd_ssthresh, info.total_retrans),
+        (3, 7, 1)
+    );
+    // The original arrives: everything is acknowledged, recovery ends at ssthresh.
+    let r = sack_reply(&mut k, b, b + 10_000, &[]);
+    assert!(r.is_empty());
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 7);
+    // Then the retransmission arrives too, and the peer says so with a D-SACK (RFC 2883
+    // §4: a block below the cumulative ACK). Every retransmission was a duplicate: the
+    // reduction is undone (RFC 3708 §3, as Linux's tcp_try_undo_dsack).
+    let r = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    assert!(r.is_empty());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd), (0, 10));
+    assert_eq!(
+        info.snd_ssthresh, 0x7fff_ffff,
+        "ssthresh as before the first loss"
+    );
+}
+
+#[test]
+fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    // Two segments lost; both resent during recovery.
+    let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 5000)]);
+    for n in 6..=10 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().total_retrans, 2);
+    let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    // Only the first was a duplicate: the other loss was real, and the reduction stays.
+    let _ = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (7, 7));
+}
+
 // === Tail loss probe (RFC 8985 §7) ===============================================================
 
 #[test]

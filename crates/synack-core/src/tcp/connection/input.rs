@@ -400,6 +400,9 @@ impl Connection {
 
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
+        if self.sack_ok {
+            self.count_dsack(seg, una_before);
+        }
         let sacked_before = self.snd.scoreboard.sacked_bytes();
         let lost_before = self.lost_boundary();
 
@@ -474,6 +477,7 @@ impl Connection {
             let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
             self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
         }
+        self.try_undo();
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
         // updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
@@ -666,6 +670,44 @@ impl Connection {
         }
     }
 
+    /// RFC 2883 §4: the first SACK block reports a duplicate (D-SACK) when it lies below the
+    /// cumulative ACK or inside the second block. A duplicate of data that was already
+    /// cumulatively acknowledged and lies above `undo_marker` is a retransmission of the last
+    /// recovery that was not needed (Linux's `tcp_check_dsack`).
+    fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) {
+        let Some((left, right)) = seg.sack_ranges[0] else {
+            return;
+        };
+        let inside_second = matches!(seg.sack_ranges[1], Some((l, r)) if left >= l && right <= r);
+        if left >= right || !(left < seg.ack_number || inside_second) {
+            return;
+        }
+        if let Some(marker) = self.recovery.undo_marker {
+            if right <= una_before && right > marker {
+                let segments = (right - left).div_ceil(self.snd.mss.max(1));
+                self.recovery.undo_dsacked += segments;
+            }
+        }
+    }
+
+    /// Undo a spurious fast retransmit (RFC 3708 §3, Linux's `tcp_try_undo_dsack`): once
+    /// every segment resent since the last recovery began was reported received twice, the
+    /// losses were not real, and neither was the congestion: cwnd and ssthresh go back to
+    /// what they were, and a recovery still under way ends.
+    fn try_undo(&mut self) {
+        let r = &self.recovery;
+        if r.undo_marker.is_none() || r.undo_retrans == 0 || r.undo_dsacked < r.undo_retrans {
+            return;
+        }
+        tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
+        self.recovery.undo_marker = None;
+        self.cc.on_spurious_fast_retransmit();
+        if self.recovery.recover.is_some() {
+            self.recovery.recover = None;
+            self.recovery.lost_below = None;
+        }
+    }
+
     /// Proportional Rate Reduction (RFC 6937 §3) with the slow-start reduction bound
     /// (PRR-SSRB), as Linux's `tcp_cwnd_reduction`: on each ACK during recovery, how much may
     /// be sent. While the pipe exceeds ssthresh, sending follows deliveries in the proportion
@@ -722,6 +764,9 @@ impl Connection {
         // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
         // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
         self.recovery.recover_fs = self.cc.window();
+        self.recovery.undo_marker = Some(self.snd.una);
+        self.recovery.undo_retrans = 0;
+        self.recovery.undo_dsacked = 0;
         self.recovery.prr_delivered = 0;
         self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);

@@ -267,6 +267,14 @@ pub(crate) struct Recovery {
     /// Proportional Rate Reduction (RFC 6937 §3), for recovery with SACK: bytes the peer
     /// took delivery of (cumulatively or by SACK) since recovery began, `prr_delivered`.
     pub prr_delivered: usize,
+    /// Undo of a spurious fast retransmit (RFC 3708 §3 with D-SACK, as Linux's
+    /// `undo_marker`): SND.UNA when the last recovery began, while its reduction may still be
+    /// undone. Cleared by an undo and by a retransmission timeout.
+    pub undo_marker: Option<SeqNumber>,
+    /// Segments retransmitted since `undo_marker` was set (Linux's `undo_retrans`).
+    pub undo_retrans: usize,
+    /// Of those, segments the peer reported received twice by D-SACK (RFC 2883 §4).
+    pub undo_dsacked: usize,
     /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
     pub prr_out: usize,
     /// RFC 6937 `RecoverFS`. Linux takes the congestion window before the reduction

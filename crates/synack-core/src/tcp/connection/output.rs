@@ -599,6 +599,9 @@ impl Connection {
         }
         if retransmit {
             self.retransmits += 1;
+            if self.recovery.undo_marker.is_some() {
+                self.recovery.undo_retrans += len.div_ceil(segment.max(1)).max(1);
+            }
             if end > self.recovery.high_rxt {
                 self.recovery.high_rxt = end;
             }
