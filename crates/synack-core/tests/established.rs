@@ -1179,6 +1179,184 @@ fn timeout_with_sack_skips_sacked_data() {
     }
 }
 
+// === Proportional Rate Reduction (RFC 6937) ======================================================
+
+/// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in
+/// reply, as (offset from `base`, length).
+fn sack_reply(
+    k: &mut Conn,
+    base: SeqNumber,
+    una: SeqNumber,
+    blocks: &[(SeqNumber, SeqNumber)],
+) -> Vec<(usize, usize)> {
+    sack_ack(k, una, blocks);
+    k.h.drain()
+        .iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| (s.seq - base, s.payload.len()))
+        .collect()
+}
+
+/// A SACK connection whose handshake measured a 100 ms round trip, so that RACK's
+/// reordering window (RFC 8985) keeps out of the way of ACKs that arrive at once.
+fn sack_conn_100ms() -> Conn {
+    // Unpaced, so that whole windows leave at one instant.
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .wscale(0)
+        .window(65535)
+        .sack_ok();
+    h.inject(peer, syn.src, sa);
+    assert!(h.one().is(ACK));
+    let _ = h.events();
+    Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(10_001),
+        ts: false,
+        tsval: 100,
+    }
+}
+
+#[test]
+fn prr_sends_one_segment_per_segment_delivered_when_the_pipe_is_at_ssthresh() {
+    // packetdrill's prr-ss-10pkt-lost-1 in the core: cwnd 10, the first segment lost. The
+    // SACKs come a round trip later, all at once.
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    let r0 = sack_reply(&mut k, b, b, &[(b + 1000, b + 2000)]);
+    assert!(r0.is_empty(), "{r0:?}");
+    assert!(sack_reply(&mut k, b, b, &[(b + 1000, b + 3000)]).is_empty());
+    // The third SACKed segment: recovery. CUBIC's ssthresh is 7 segments (β = 0.7); the
+    // pipe is 6 (ten out, three SACKed, one lost), so PRR lets exactly the retransmission go
+    // and the window in force is 7.
+    let r = sack_reply(&mut k, b, b, &[(b + 1000, b + 4000)]);
+    assert_eq!(r, vec![(0, 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (7, 7));
+    assert_eq!(info.ca_state, 3, "recovery");
+    // More to send: each further SACKed segment lets exactly one new segment go, holding
+    // the pipe at ssthresh (RFC 6937's slow-start reduction bound, DeliveredData per ACK).
+    k.h.ep.send(k.c, &[9u8; 7000]).unwrap();
+    assert!(
+        k.h.drain().is_empty(),
+        "nothing until something is delivered"
+    );
+    for n in 5..=10 {
+        let r = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+        let new = 10_000 + (n - 5) * 1000;
+        assert_eq!(r, vec![(new, 1000)], "after SACK 1001:{}", n * 1000 + 1);
+    }
+    // The full ACK ends recovery with cwnd = ssthresh (6 out: one more goes).
+    let r = sack_reply(&mut k, b, b + 10_000, &[]);
+    assert_eq!(r, vec![(16_000, 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh, info.ca_state), (7, 7, 0));
+}
+
+#[test]
+fn prr_spreads_the_reduction_over_the_acks_when_the_pipe_exceeds_ssthresh() {
+    let mut k = sack_conn_100ms();
+    // Slow start to 20 segments: ten segments acknowledged one at a time.
+    let first = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 1..=10 {
+        let o = k.seg(ACK, first + n * 1000);
+        k.send_peer(o);
+    }
+    k.h.ep.send(k.c, &[5u8; 40_000]).unwrap();
+    let out = k.h.drain();
+    let b = first + 10_000;
+    k.h.now += Duration::from_millis(100);
+    let sent: usize = out.iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 20_000, "cwnd 20 segments");
+    // The first of the twenty is lost; the peer SACKs the other nineteen one by one.
+    let mut pattern = Vec::new();
+    for n in 2..=20 {
+        let r = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+        pattern.push(r.len());
+    }
+    // The first two SACKs each let one new segment go: cwnd bounds the pipe (limited
+    // transmit's effect). Recovery starts at the third SACKed segment (ssthresh = 0.7 * 20 =
+    // 14, RecoverFS 20, pipe 18). While the pipe exceeds ssthresh, PRR sends
+    // ceil(prr_delivered * 14 / 20) - prr_out segments per ACK: 7 for every 10 delivered,
+    // never a burst and never the stall of half a round trip that RFC 6675 alone would
+    // cause. Once the pipe is down to ssthresh, one for one. (Linux's tcp_cwnd_reduction,
+    // worked by hand, gives the same pattern.)
+    assert_eq!(
+        pattern,
+        vec![1, 1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1],
+        "segments sent per SACK"
+    );
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (14, 14));
+    // Sent in recovery: the retransmission and 11 new segments; with the two sent before,
+    // the pipe is at ssthresh.
+    let sent: usize = pattern[2..].iter().sum();
+    assert_eq!(sent, 12);
+}
+
+#[test]
+fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    // The first segment is only late: three SACKs start recovery and it is resent.
+    for n in 2..=4 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.snd_ssthresh, info.total_retrans),
+        (3, 7, 1)
+    );
+    // The original arrives: everything is acknowledged, recovery ends at ssthresh.
+    let r = sack_reply(&mut k, b, b + 10_000, &[]);
+    assert!(r.is_empty());
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 7);
+    // Then the retransmission arrives too, and the peer says so with a D-SACK (RFC 2883
+    // §4: a block below the cumulative ACK). Every retransmission was a duplicate: the
+    // reduction is undone (RFC 3708 §3, as Linux's tcp_try_undo_dsack).
+    let r = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    assert!(r.is_empty());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd), (0, 10));
+    assert_eq!(
+        info.snd_ssthresh, 0x7fff_ffff,
+        "ssthresh as before the first loss"
+    );
+}
+
+#[test]
+fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    // Two segments lost; both resent during recovery.
+    let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 5000)]);
+    for n in 6..=10 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().total_retrans, 2);
+    let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    // Only the first was a duplicate: the other loss was real, and the reduction stays.
+    let _ = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (7, 7));
+}
+
 // === Tail loss probe (RFC 8985 §7) ===============================================================
 
 #[test]

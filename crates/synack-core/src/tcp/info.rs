@@ -51,6 +51,10 @@ pub struct TcpInfo {
     pub rttvar: Duration,
     /// The smallest RTT seen.
     pub min_rtt: Duration,
+    /// How far the path has been seen to reorder, in segments: Linux's `tcpi_reordering`,
+    /// which starts at its `tcp_reordering` default of 3 and grows to the largest distance a
+    /// late segment arrived behind the highest SACKed one.
+    pub reordering: u32,
     /// The slow-start threshold in segments (Linux reports 0x7fffffff before the first loss).
     pub snd_ssthresh: u32,
     /// The congestion window in segments.
@@ -138,12 +142,19 @@ impl Connection {
             rtt: self.rtt.srtt().unwrap_or_default(),
             rttvar: self.rttvar_or_zero(),
             min_rtt: self.rtt.min_rtt().unwrap_or_default(),
+            // Linux: tcp_reordering (3) at first, at most tcp_max_reordering (300).
+            reordering: segs(self.snd.rack.reorder_distance()).clamp(3, 300),
             snd_ssthresh: if ssthresh >= (u32::MAX as usize) / 2 {
                 0x7fff_ffff
             } else {
                 segs(ssthresh)
             },
-            snd_cwnd: segs(self.cc.window()),
+            // During recovery with SACK the window in force is the one PRR sets (RFC 6937).
+            snd_cwnd: segs(if self.sack_ok && self.recovery.recover.is_some() {
+                self.recovery.prr_cwnd
+            } else {
+                self.cc.window()
+            }),
             notsent_bytes: unsent.min(u32::MAX as usize) as u32,
             snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
             rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,

@@ -22,6 +22,8 @@ struct Sent {
     xmit: Instant,
     /// SACKed (or otherwise known delivered).
     delivered: bool,
+    /// Sent more than once (RFC 8985 §6.1, Segment.retransmitted).
+    retransmitted: bool,
 }
 
 /// At most this many segments are tracked; past it the oldest records are merged away, so
@@ -51,6 +53,17 @@ pub(crate) struct Rack {
     newest_delivered: Option<Delivered>,
     /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4).
     min_rtt: Option<Duration>,
+    /// RACK.rtt (RFC 8985 §6.2 step 2): the round trip of the most recently sent segment
+    /// known delivered, measured from its last transmission.
+    rtt: Option<Duration>,
+    /// RACK.fack: the highest end of a segment known delivered.
+    fack: Option<SeqNumber>,
+    /// RACK.reord (RFC 8985 §6.2 step 3): a segment never retransmitted was delivered below
+    /// RACK.fack, so the path reorders.
+    reord: bool,
+    /// The largest such reordering seen, in bytes from the late segment's start to RACK.fack
+    /// (Linux's `tcp_check_sack_reordering` metric, reported as TCP_INFO's reordering).
+    reorder_distance: usize,
 }
 
 /// What a detection pass found.
@@ -60,6 +73,10 @@ pub(crate) struct Detection {
     pub lost_up_to: Option<SeqNumber>,
     /// When to look again for segments not yet past their reordering window.
     pub recheck_at: Option<Instant>,
+    /// Where the lowest retransmission among the lost starts (RFC 8985 §6.2: RACK judges a
+    /// retransmission by its own send time, so this is a lost retransmission, not the
+    /// original's loss).
+    pub lost_retransmission: Option<SeqNumber>,
 }
 
 impl Rack {
@@ -77,6 +94,7 @@ impl Rack {
                     end: b.end,
                     xmit: a.xmit.max(b.xmit),
                     delivered: a.delivered && b.delivered,
+                    retransmitted: a.retransmitted || b.retransmitted,
                 });
             }
         }
@@ -85,6 +103,7 @@ impl Rack {
             end,
             xmit: now,
             delivered: false,
+            retransmitted: false,
         });
     }
 
@@ -96,18 +115,20 @@ impl Rack {
             }
             if s.end > start {
                 s.xmit = now;
+                s.retransmitted = true;
             }
         }
     }
 
-    /// An ACK arrived: everything below `una` and every segment wholly inside a SACKed range
-    /// is delivered. `rtt` is the connection's latest RTT estimate.
+    /// An ACK arrived at `now`: everything below `una` and every segment wholly inside a
+    /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate.
     ///
     /// `sacked` is `None` when the receiver holds nothing out of order: then only the
     /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
     /// the loss-free path from scanning the whole log on every ACK.
     pub fn on_ack(
         &mut self,
+        now: Instant,
         una: SeqNumber,
         sacked: Option<&dyn Fn(SeqNumber, SeqNumber) -> bool>,
         rtt: Option<Duration>,
@@ -116,7 +137,33 @@ impl Rack {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
         let mut newest = self.newest_delivered;
+        let mut rack_rtt = self.rtt;
+        let mut fack = self.fack;
+        let mut reord = self.reord;
+        let mut distance = self.reorder_distance;
+        let min_rtt = self.min_rtt;
         let mut note = |s: &Sent| {
+            // Step 3: a segment sent once and delivered (for the first time: not SACKed
+            // before) below the highest delivered one overtook nothing; it was overtaken.
+            if !s.delivered && !s.retransmitted {
+                if let Some(f) = fack.filter(|&f| s.end < f) {
+                    reord = true;
+                    distance = distance.max(f - s.start);
+                }
+            }
+            fack = Some(fack.map_or(s.end, |f| f.max(s.end)));
+            let sample = now - s.xmit;
+            // Step 2: a retransmitted segment delivered sooner than the path's minimum RTT
+            // after its retransmission was most likely delivered by its original: no
+            // sample, and it does not count as the most recently sent delivery.
+            if s.retransmitted && min_rtt.is_some_and(|m| sample < m) {
+                return;
+            }
+            // As Linux's tcp_rack_advance, RACK.rtt is the sample of the last delivery this
+            // ACK reports (new SACKs first, then the cumulative ACK in sequence order), where
+            // the RFC keeps the most recently sent one's: Linux's timing is what packetdrill
+            // checks.
+            rack_rtt = Some(sample);
             if !newest.is_some_and(|n: Delivered| n.sent_after(s)) {
                 newest = Some(Delivered {
                     xmit_ts: s.xmit,
@@ -124,6 +171,14 @@ impl Rack {
                 });
             }
         };
+        if let Some(sacked) = sacked {
+            for s in self.log.iter_mut() {
+                if s.end > una && !s.delivered && sacked(s.start, s.end) {
+                    note(s);
+                    s.delivered = true;
+                }
+            }
+        }
         while let Some(front) = self.log.front() {
             if front.end > una {
                 break;
@@ -131,25 +186,46 @@ impl Rack {
             note(front);
             self.log.pop_front();
         }
-        if let Some(sacked) = sacked {
-            for s in self.log.iter_mut() {
-                if !s.delivered && sacked(s.start, s.end) {
-                    s.delivered = true;
-                    note(s);
-                }
-            }
-        }
         self.newest_delivered = newest;
+        self.rtt = rack_rtt;
+        self.fack = fack;
+        self.reord = reord;
+        self.reorder_distance = distance;
+    }
+
+    /// The largest reordering seen, in bytes (zero if none).
+    pub fn reorder_distance(&self) -> usize {
+        self.reorder_distance
+    }
+
+    /// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), as Linux's `tcp_rack_reo_wnd`: no
+    /// reordering window while the path has shown no reordering and either loss recovery is
+    /// under way or DupThresh segments are SACKed (the DupThresh rule would call the loss
+    /// now anyway); else a quarter of the minimum RTT, at most `srtt`.
+    fn reo_wnd(&self, srtt: Duration, recovering: bool, dupthresh_sacked: bool) -> Duration {
+        if !self.reord && (recovering || dupthresh_sacked) {
+            return Duration::ZERO;
+        }
+        self.min_rtt.map_or(Duration::ZERO, |m| (m / 4).min(srtt))
     }
 
     /// RFC 8985 §6.2 step 5 (RACK_detect_loss): which undelivered segments sent before the
-    /// newest delivered one have waited a round trip plus the reordering window.
-    pub fn detect(&self, now: Instant, rtt: Duration) -> Detection {
+    /// newest delivered one have waited RACK.rtt plus the reordering window. `srtt` stands
+    /// in for RACK.rtt until there is one. `recovering` and `dupthresh_sacked` (at least
+    /// DupThresh segments' worth SACKed) decide the reordering window.
+    pub fn detect(
+        &self,
+        now: Instant,
+        srtt: Duration,
+        recovering: bool,
+        dupthresh_sacked: bool,
+    ) -> Detection {
         let mut out = Detection::default();
         let Some(newest) = self.newest_delivered else {
             return out;
         };
-        let reo_wnd = self.min_rtt.map_or(Duration::ZERO, |m| m / 4);
+        let reo_wnd = self.reo_wnd(srtt, recovering, dupthresh_sacked);
+        let rtt = self.rtt.unwrap_or(srtt);
         for s in &self.log {
             if s.delivered {
                 continue;
@@ -160,6 +236,9 @@ impl Rack {
             let deadline = s.xmit + rtt + reo_wnd;
             if deadline <= now {
                 out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
+                if s.retransmitted && out.lost_retransmission.is_none_or(|l| s.start < l) {
+                    out.lost_retransmission = Some(s.start);
+                }
             } else {
                 out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.min(deadline)));
             }
@@ -194,16 +273,18 @@ mod tests {
         r.on_send(s(200), s(300), t(2));
         // The third arrives (SACKed); the first two do not.
         r.on_ack(
+            t(42),
             s(0),
             Some(&|a, b| a >= s(200) && b <= s(300)),
             Some(Duration::from_millis(40)),
         );
-        let rtt = Duration::from_millis(40);
-        // Too early: within RTT + min_RTT/4 (10 ms) of their transmission.
-        let d = r.detect(t(45), rtt);
+        let srtt = Duration::from_millis(40);
+        // Too early: within RACK.rtt (40 ms, the third segment's) + min_RTT/4 (10 ms) of
+        // their transmission.
+        let d = r.detect(t(45), srtt, false, false);
         assert_eq!(d.lost_up_to, None);
         assert_eq!(d.recheck_at, Some(t(50)));
-        let d = r.detect(t(51), rtt);
+        let d = r.detect(t(51), srtt, false, false);
         assert_eq!(d.lost_up_to, Some(s(200)));
     }
 
@@ -214,20 +295,57 @@ mod tests {
         r.on_send(s(100), s(200), t(1));
         r.on_retransmit(s(0), s(100), t(100));
         r.on_ack(
+            t(101),
             s(0),
             Some(&|a, _| a == s(100)),
             Some(Duration::from_millis(20)),
         );
         // The SACKed segment was sent at 1 ms, before the retransmission at 100 ms: the
         // retransmission is not judged lost by it.
-        assert_eq!(r.detect(t(500), Duration::from_millis(20)).lost_up_to, None);
+        let srtt = Duration::from_millis(20);
+        assert_eq!(r.detect(t(500), srtt, true, false).lost_up_to, None);
         // Something sent after the retransmission arrives: now it can be.
         r.on_send(s(200), s(300), t(110));
-        r.on_ack(s(0), Some(&|a, _| a == s(100) || a == s(200)), None);
-        assert_eq!(
-            r.detect(t(200), Duration::from_millis(20)).lost_up_to,
-            Some(s(100))
-        );
+        r.on_ack(t(130), s(0), Some(&|a, _| a == s(100) || a == s(200)), None);
+        assert_eq!(r.detect(t(200), srtt, true, false).lost_up_to, Some(s(100)));
+    }
+
+    #[test]
+    fn rack_rtt_is_the_newest_deliverys_and_the_window_closes_at_dupthresh() {
+        let mut r = Rack::default();
+        for i in 0..4 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        // SRTT says 100 ms (the handshake's), but the second segment is SACKed 110 ms after
+        // it left: RACK.rtt is 110 ms, and the first is lost at 110 + 25 ms (Linux's
+        // tcp_rack_detect_loss), not at SRTT + 25 ms.
+        let srtt = Duration::from_millis(100);
+        r.on_ack(t(110), s(0), Some(&|a, _| a == s(100)), Some(srtt));
+        let d = r.detect(t(126), srtt, false, false);
+        assert_eq!((d.lost_up_to, d.recheck_at), (None, Some(t(135))));
+        // With DupThresh segments SACKed and no reordering seen, no window at all: the
+        // loss is called on the ACK that shows it (RFC 8985 §6.2 step 4).
+        r.on_ack(t(120), s(0), Some(&|a, _| a >= s(100)), Some(srtt));
+        assert_eq!(r.detect(t(120), srtt, false, true).lost_up_to, Some(s(100)));
+    }
+
+    #[test]
+    fn a_late_delivery_of_an_original_means_reordering_and_keeps_the_window() {
+        let mut r = Rack::default();
+        for i in 0..4 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        let srtt = Duration::from_millis(40);
+        r.on_ack(t(40), s(0), Some(&|a, _| a == s(300)), Some(srtt));
+        // The first segment, never resent, arrives after the fourth: reordering, by four
+        // segments (from its start to RACK.fack; Linux's tcpi_reordering would say 4).
+        r.on_ack(t(41), s(100), Some(&|a, _| a == s(300)), Some(srtt));
+        assert!(r.reord);
+        assert_eq!(r.reorder_distance(), 400);
+        // Even in recovery the window stays min_RTT / 4 (10 ms), after RACK.rtt, now the
+        // first segment's 41 ms.
+        assert_eq!(r.detect(t(50), srtt, true, true).lost_up_to, None);
+        assert_eq!(r.detect(t(51), srtt, true, true).lost_up_to, Some(s(300)));
     }
 
     #[test]
@@ -237,7 +355,7 @@ mod tests {
             r.on_send(s(i * 10), s(i * 10 + 10), t(u64::from(i)));
         }
         assert!(r.len() <= MAX_TRACKED);
-        r.on_ack(s(u32::MAX / 2), None, None);
+        r.on_ack(t(100_000), s(u32::MAX / 2), None, None);
         assert_eq!(r.len(), 0);
     }
 }

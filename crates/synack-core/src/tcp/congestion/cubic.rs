@@ -79,6 +79,9 @@ pub struct Cubic {
     /// The next epoch is the first congestion-avoidance stage after a timeout (RFC 9438 §4.8:
     /// K = 0 and W_max = the window at its start).
     epoch_after_rto: bool,
+    /// cwnd, ssthresh, W_max and cwnd_prior before the last fast retransmit, for its undo
+    /// (RFC 9438 §4.9).
+    prior: (usize, usize, Option<f64>, f64),
 }
 
 impl Cubic {
@@ -98,6 +101,7 @@ impl Cubic {
             initial: true,
             after_rto: false,
             epoch_after_rto: false,
+            prior: (0, 0, None, 0.0),
         }
     }
 
@@ -288,11 +292,24 @@ impl Controller for Cubic {
 
     fn on_fast_retransmit(&mut self, _now: Instant, bytes_in_flight: usize) {
         self.initial = false;
+        self.prior = (self.cwnd, self.ssthresh, self.w_max, self.cwnd_prior);
         // RFC 9438 §4.6 and §4.7: W_max, fast convergence, ssthresh = max(flight * β, 2*SMSS).
         self.on_congestion_event(bytes_in_flight);
         // RFC 5681 §3.2 step 3, kept so that the connection's NewReno recovery (RFC 6582)
         // works unchanged: inflate by the three segments the duplicate ACKs say have left.
         self.cwnd = inflated_window(self.ssthresh, self.mss);
+    }
+
+    fn on_spurious_fast_retransmit(&mut self) {
+        // RFC 9438 §4.9: back to the window, ssthresh and W_max from before the event, with
+        // a new epoch from there.
+        let (cwnd, ssthresh, w_max, cwnd_prior) = self.prior;
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
+        self.w_max = w_max;
+        self.cwnd_prior = cwnd_prior;
+        self.epoch = None;
+        self.cwnd_frac = 0.0;
     }
 
     fn on_recovery_dup_ack(&mut self) {

@@ -48,6 +48,22 @@ pub trait Controller: Send + Debug {
     /// FlightSize + SMSS)).
     fn on_recovery_end(&mut self, bytes_in_flight: usize);
 
+    /// Fast recovery governed by Proportional Rate Reduction ended: cwnd = ssthresh (PRR's
+    /// exit rule, RFC 6937 §3, and Linux's `tcp_end_cwnd_reduction`). PRR kept the
+    /// pipe close to ssthresh through recovery, so this releases no burst in the usual case.
+    /// The default is RFC 6582's full-ACK rule with an unlimited FlightSize, which is the
+    /// same: `min(ssthresh, ∞) = ssthresh`.
+    fn on_prr_recovery_end(&mut self) {
+        self.on_recovery_end(usize::MAX);
+    }
+
+    /// The last fast retransmit's reduction was for nothing: every segment it resent reached
+    /// the peer twice (the duplicates reported by D-SACK, RFC 2883 §4; undone as RFC 3708
+    /// §3 allows and Linux's `tcp_undo_cwnd_reduction` does). Restore cwnd and ssthresh to
+    /// at least what they were before it (RFC 9438 §4.9 for CUBIC). The default keeps the
+    /// reduction.
+    fn on_spurious_fast_retransmit(&mut self) {}
+
     /// The retransmission timer expired (RFC 5681 §3.1 eq. 4 and the loss window of one SMSS).
     fn on_rto(&mut self, now: Instant, bytes_in_flight: usize);
 

@@ -27,6 +27,8 @@ pub struct NewReno {
     initial: bool,
     /// The retransmission timer fired and no new data has been acknowledged since.
     after_rto: bool,
+    /// cwnd and ssthresh before the last fast retransmit, for its undo.
+    prior: (usize, usize),
 }
 
 impl NewReno {
@@ -41,6 +43,7 @@ impl NewReno {
             bytes_acked: 0,
             initial: true,
             after_rto: false,
+            prior: (0, 0),
         }
     }
 
@@ -102,10 +105,18 @@ impl Controller for NewReno {
 
     fn on_fast_retransmit(&mut self, _now: Instant, bytes_in_flight: usize) {
         self.initial = false;
+        self.prior = (self.cwnd, self.ssthresh);
         // RFC 5681 §3.2 step 2 (RFC 6582 §3.2 step 2): ssthresh = max(FlightSize / 2, 2*SMSS).
         self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
         // RFC 5681 §3.2 step 3: inflate by the three segments the duplicate ACKs say have left.
         self.cwnd = inflated_window(self.ssthresh, self.mss);
+        self.bytes_acked = 0;
+    }
+
+    fn on_spurious_fast_retransmit(&mut self) {
+        let (cwnd, ssthresh) = self.prior;
+        self.cwnd = self.cwnd.max(cwnd);
+        self.ssthresh = self.ssthresh.max(ssthresh);
         self.bytes_acked = 0;
     }
 
@@ -325,6 +336,18 @@ mod tests {
             2 * MSS,
             "FlightSize is taken as at least one SMSS"
         );
+    }
+
+    #[test]
+    fn a_spurious_fast_retransmit_is_undone() {
+        let mut cc = NewReno::new(MSS);
+        ack_segments(&mut cc, 10); // cwnd 20 segments
+        cc.on_fast_retransmit(T, 20 * MSS);
+        assert_eq!(cc.ssthresh(), 10 * MSS);
+        cc.on_prr_recovery_end();
+        assert_eq!(cc.window(), 10 * MSS);
+        cc.on_spurious_fast_retransmit();
+        assert_eq!((cc.window(), cc.ssthresh()), (20 * MSS, usize::MAX));
     }
 
     #[test]

@@ -398,10 +398,18 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
+        // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
+        let una_before = self.snd.una;
+        if self.sack_ok {
+            self.count_dsack(seg, una_before);
+        }
+        let sacked_before = self.snd.scoreboard.sacked_bytes();
+        let lost_before = self.lost_boundary();
+
         // RFC 6675 §5: record the SACK blocks first; they decide what is lost.
         let mut new_sack_info = false;
         if self.sack_ok {
-            let before = self.snd.scoreboard.sacked_bytes();
+            let before = sacked_before;
             for &(left, right) in seg.sack_ranges.iter().flatten() {
                 self.snd
                     .scoreboard
@@ -411,7 +419,7 @@ impl Connection {
         }
 
         if ack > self.snd.una {
-            self.on_new_ack(now, seg, ack);
+            self.on_new_ack(now, seg, ack, sacked_before);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -430,11 +438,13 @@ impl Connection {
             let srtt = self.rtt.srtt();
             if scoreboard.sacked_bytes() == 0 {
                 // Nothing held out of order: nothing can have overtaken anything.
-                self.snd.rack.on_ack(self.snd.una, None, srtt);
+                self.snd.rack.on_ack(now, self.snd.una, None, srtt);
                 self.timers.rack = None;
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
-                self.snd.rack.on_ack(self.snd.una, Some(&covered), srtt);
+                self.snd
+                    .rack
+                    .on_ack(now, self.snd.una, Some(&covered), srtt);
                 self.rack_detect_only(now);
             }
         }
@@ -458,6 +468,16 @@ impl Connection {
                 }
             }
         }
+        if self.sack_ok && self.recovery.recover.is_some() {
+            // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
+            // bytes that the cumulative ACK passed count once, in the first term.
+            let sacked = self.snd.scoreboard.sacked_bytes();
+            let delivered = (self.snd.una - una_before + sacked).saturating_sub(sacked_before);
+            let lost = self.lost_boundary();
+            let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
+            self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
+        }
+        self.try_undo();
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
         // updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
@@ -500,8 +520,15 @@ impl Connection {
         ControlFlow::Continue(())
     }
 
-    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT).
-    fn on_new_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, ack: SeqNumber) {
+    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
+    /// scoreboard held before this ACK's SACK blocks.
+    fn on_new_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        ack: SeqNumber,
+        sacked_before: usize,
+    ) {
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
         if ack > self.snd.nxt {
@@ -526,6 +553,9 @@ impl Connection {
         self.snd.una = ack;
         self.snd.scoreboard.prune(ack);
         self.backoff = 0;
+        // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
+        // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
+        let delivered = (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {
@@ -533,20 +563,25 @@ impl Connection {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
                 self.recovery.lost_below = None;
-                self.cc.on_recovery_end(self.snd.in_flight());
+                if self.sack_ok {
+                    self.cc.on_prr_recovery_end();
+                } else {
+                    self.cc.on_recovery_end(self.snd.in_flight());
+                }
             }
             Some(_) => {
-                // Partial acknowledgment: retransmit the next hole (NewReno) or let the pipe
-                // algorithm pick it (SACK), and deflate the window.
+                // Partial acknowledgment: retransmit the next hole and deflate the window
+                // (NewReno), or let the pipe algorithm pick the hole and PRR size what is
+                // sent (SACK).
                 if !self.sack_ok {
                     self.recovery.retransmit_head = true;
+                    self.cc.on_partial_ack(acked);
                 }
-                self.cc.on_partial_ack(acked);
                 self.retransmit_deadline_reset(now);
             }
             None => {
                 self.cc
-                    .on_ack(now, acked, in_flight_before, self.rtt.srtt());
+                    .on_ack(now, delivered, in_flight_before, self.rtt.srtt());
             }
         }
         self.recovery.dupacks = 0;
@@ -594,7 +629,20 @@ impl Connection {
     /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
     fn rack_detect_only(&mut self, now: Instant) {
         let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
-        let d = self.snd.rack.detect(now, rtt);
+        let recovering = self.recovery.recover.is_some()
+            || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        let dupthresh_sacked = self.snd.scoreboard.sacked_bytes()
+            > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
+        let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
+        if let Some(seq) = d.lost_retransmission {
+            // A retransmission was lost: it is no longer in the pipe, and the recovery resends
+            // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
+            // Once resent, it has a new send time and is not found lost again until data sent
+            // after it arrives.
+            if self.recovery.recover.is_some() && seq < self.recovery.high_rxt {
+                self.recovery.high_rxt = seq.max(self.snd.una);
+            }
+        }
         if let Some(up) = d.lost_up_to {
             let up = up.min(self.snd.max);
             if up > self.snd.una {
@@ -616,17 +664,121 @@ impl Connection {
             && self.lost_boundary().is_some_and(|b| b > self.snd.una)
         {
             self.enter_recovery(now);
+            // No ACK brought this on: as Linux's tcp_rack_reo_timeout, count one segment
+            // delivered, which lets the first lost segment go.
+            self.prr_on_ack(self.snd.mss, false, false);
         }
+    }
+
+    /// RFC 2883 §4: the first SACK block reports a duplicate (D-SACK) when it lies below the
+    /// cumulative ACK or inside the second block. A duplicate of data that was already
+    /// cumulatively acknowledged and lies above `undo_marker` is a retransmission of the last
+    /// recovery that was not needed (Linux's `tcp_check_dsack`).
+    fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) {
+        let Some((left, right)) = seg.sack_ranges[0] else {
+            return;
+        };
+        let inside_second = matches!(seg.sack_ranges[1], Some((l, r)) if left >= l && right <= r);
+        if left >= right || !(left < seg.ack_number || inside_second) {
+            return;
+        }
+        if let Some(marker) = self.recovery.undo_marker {
+            if right <= una_before && right > marker {
+                let segments = (right - left).div_ceil(self.snd.mss.max(1));
+                self.recovery.undo_dsacked += segments;
+            }
+        }
+    }
+
+    /// Undo a spurious fast retransmit (RFC 3708 §3, Linux's `tcp_try_undo_dsack`): once
+    /// every segment resent since the last recovery began was reported received twice, the
+    /// losses were not real, and neither was the congestion: cwnd and ssthresh go back to
+    /// what they were, and a recovery still under way ends.
+    fn try_undo(&mut self) {
+        let r = &self.recovery;
+        if r.undo_marker.is_none() || r.undo_retrans == 0 || r.undo_dsacked < r.undo_retrans {
+            return;
+        }
+        tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
+        self.recovery.undo_marker = None;
+        self.cc.on_spurious_fast_retransmit();
+        if self.recovery.recover.is_some() {
+            self.recovery.recover = None;
+            self.recovery.lost_below = None;
+        }
+    }
+
+    /// Proportional Rate Reduction (RFC 6937 §3) with the slow-start reduction bound
+    /// (PRR-SSRB), as Linux's `tcp_cwnd_reduction`: on each ACK during recovery, how much may
+    /// be sent. While the pipe exceeds ssthresh, sending follows deliveries in the proportion
+    /// ssthresh / RecoverFS, so the pipe falls smoothly to ssthresh over one round trip
+    /// instead of stalling for half of it (RFC 6675) or bursting; below ssthresh it grows
+    /// back towards ssthresh at most as fast as slow start would, one segment more than was
+    /// delivered per ACK that advances SND.UNA.
+    ///
+    /// `delivered` is the ACK's DeliveredData, `una_advanced` whether SND.UNA moved, and
+    /// `newly_lost` whether the ACK revealed new losses (then Linux withholds SSRB's extra
+    /// segment).
+    pub(super) fn prr_on_ack(&mut self, delivered: usize, una_advanced: bool, newly_lost: bool) {
+        // Linux returns early when nothing was delivered, leaving cwnd as it was.
+        if delivered == 0 {
+            return;
+        }
+        let mss = self.snd.mss;
+        let segment = self.payload_room();
+        let ssthresh = self.cc.ssthresh();
+        let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
+        let r = &mut self.recovery;
+        r.prr_delivered = r.prr_delivered.saturating_add(delivered);
+        let sndcnt = if pipe > ssthresh {
+            // sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out, the ceiling taken
+            // in whole segments as Linux, which counts packets, takes it: otherwise the share
+            // would grow by fractions of a segment that sender SWS avoidance holds back.
+            let share = (r.prr_delivered as u128 * ssthresh as u128)
+                .div_ceil(r.recover_fs.max(1) as u128 * segment as u128)
+                .saturating_mul(segment as u128)
+                .min(usize::MAX as u128) as usize;
+            share.saturating_sub(r.prr_out)
+        } else {
+            // PRR-SSRB: limit = MAX(prr_delivered - prr_out, DeliveredData) + MSS, the MSS
+            // only for an ACK that advances SND.UNA without new losses (Linux's refinement,
+            // which keeps a lost retransmission from being answered with a burst).
+            let mut limit = r.prr_delivered.saturating_sub(r.prr_out).max(delivered);
+            if una_advanced && !newly_lost {
+                limit = limit.saturating_add(mss);
+            }
+            limit.min(ssthresh - pipe)
+        };
+        // The first ACK of recovery always lets the fast retransmit go (Linux: "Force a fast
+        // retransmit upon entering fast recovery").
+        let sndcnt = if r.prr_out == 0 {
+            sndcnt.max(mss)
+        } else {
+            sndcnt
+        };
+        r.prr_cwnd = pipe.saturating_add(sndcnt);
     }
 
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
     fn enter_recovery(&mut self, now: Instant) {
+        // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
+        // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
+        self.recovery.recover_fs = self.cc.window();
+        self.recovery.undo_marker = Some(self.snd.una);
+        self.recovery.undo_retrans = 0;
+        self.recovery.undo_dsacked = 0;
+        self.recovery.prr_delivered = 0;
+        self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
-        self.recovery.pass_start = Some(now);
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
-        self.cc.on_fast_retransmit(now, self.snd.in_flight());
+        // FlightSize for the reduction, not counting what the SACKs before recovery let go
+        // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
+        // calculation; Linux reduces from cwnd).
+        let flight = self.snd.in_flight().min(self.cc.window());
+        self.cc.on_fast_retransmit(now, flight);
+        self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
         self.recovery.retransmit_head = true;
         self.rtt_seq = None;

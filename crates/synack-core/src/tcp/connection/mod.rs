@@ -256,10 +256,6 @@ pub(crate) struct Recovery {
     pub rto_recover: Option<SeqNumber>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
-    /// When the current pass over the holes began. A hole still un-SACKed a round trip
-    /// after its retransmission, while later data keeps arriving, was lost again (the idea of
-    /// RACK, RFC 8985 §6.2, at the granularity of whole passes): the next pass resends it.
-    pub pass_start: Option<Instant>,
     /// A tail loss probe is due (RFC 8985 §7.3).
     pub tlp_pending: bool,
     /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).
@@ -268,6 +264,26 @@ pub(crate) struct Recovery {
     /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
     /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).
     pub lost_below: Option<SeqNumber>,
+    /// Proportional Rate Reduction (RFC 6937 §3), for recovery with SACK: bytes the peer
+    /// took delivery of (cumulatively or by SACK) since recovery began, `prr_delivered`.
+    pub prr_delivered: usize,
+    /// Undo of a spurious fast retransmit (RFC 3708 §3 with D-SACK, as Linux's
+    /// `undo_marker`): SND.UNA when the last recovery began, while its reduction may still be
+    /// undone. Cleared by an undo and by a retransmission timeout.
+    pub undo_marker: Option<SeqNumber>,
+    /// Segments retransmitted since `undo_marker` was set (Linux's `undo_retrans`).
+    pub undo_retrans: usize,
+    /// Of those, segments the peer reported received twice by D-SACK (RFC 2883 §4).
+    pub undo_dsacked: usize,
+    /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
+    pub prr_out: usize,
+    /// RFC 6937 `RecoverFS`. Linux takes the congestion window before the reduction
+    /// (`prior_cwnd` in `tcp_init_cwnd_reduction`), where the RFC takes FlightSize; we follow
+    /// Linux, whose sending pattern packetdrill's PRR scripts check.
+    pub recover_fs: usize,
+    /// The congestion window during recovery, as Linux's `tcp_cwnd_reduction` sets it on
+    /// each ACK: the pipe after the ACK plus what PRR lets this ACK send (`sndcnt`).
+    pub prr_cwnd: usize,
 }
 
 /// One TCP connection.

@@ -84,9 +84,6 @@ impl Sent {
     }
 }
 
-/// The least time between two passes over the SACK holes (see `send_lost_hole`).
-const MIN_PASS_ROUND: std::time::Duration = std::time::Duration::from_millis(1);
-
 impl Connection {
     /// The next packet this connection wants to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
@@ -215,41 +212,28 @@ impl Connection {
         self.sack_ok && self.recovery.recover.is_some()
     }
 
-    /// RFC 6675 §5 step 4.2: during recovery the congestion window is ssthresh, and it bounds
-    /// the pipe estimate rather than SND.NXT - SND.UNA.
+    /// RFC 6675 §5 step 4.2: during recovery the congestion window bounds the pipe estimate
+    /// rather than SND.NXT - SND.UNA; that window is the one PRR set on the last ACK
+    /// (RFC 6937 §3, `Connection::prr_on_ack`), so that what may be sent is its `sndcnt`
+    /// less what was sent since.
     fn recovery_allowance(&self) -> usize {
-        let cwnd = self.cc.ssthresh().max(self.snd.mss);
+        let cwnd = self.recovery.prr_cwnd;
         cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
     }
 
-    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt. When
-    /// a pass over the holes is complete and a round trip has gone by, holes still missing
-    /// were lost again: start another pass from SND.UNA.
+    /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
     fn send_lost_hole(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
-        if self.recovery_allowance() < self.snd.mss {
+        // A segment's payload (less than the MSS when options ride along) is what one
+        // delivered segment lets PRR send again.
+        if self.recovery_allowance() < self.payload_room() {
             return None;
         }
         let boundary = self.lost_boundary()?;
         let from = self.snd.una.max(self.recovery.high_rxt);
-        let hole = match self.snd.scoreboard.next_hole(from, boundary) {
-            Some(hole) => hole,
-            None => {
-                let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
-                // At least a millisecond: an RTT measured as zero (a peer that answers within
-                // the clock's tick, or a virtual clock standing still) would otherwise start
-                // pass after pass within one instant, every one resending every hole (the
-                // endpoint fuzz target's "more than 1000 packets from one step").
-                let round = (srtt + srtt / 4).max(MIN_PASS_ROUND);
-                let due = self.recovery.pass_start.is_none_or(|t| now - t >= round);
-                if !due {
-                    return None;
-                }
-                let hole = self.snd.scoreboard.next_hole(self.snd.una, boundary)?;
-                self.recovery.high_rxt = self.snd.una;
-                self.recovery.pass_start = Some(now);
-                hole
-            }
-        };
+        // None when every lost hole was resent. A retransmission merely not acknowledged yet
+        // is not resent again: only once RACK finds it lost, which moves HighRxt back to it
+        // (`rack_detect_only`), as Linux resends only what RACK marks lost.
+        let hole = self.snd.scoreboard.next_hole(from, boundary)?;
         self.send_data_at(now, buf, hole.0, hole.1 - hole.0)
     }
 
@@ -336,7 +320,7 @@ impl Connection {
     /// the same options as `fill_common` would give (timestamps; as many SACK blocks as
     /// ranges are held, up to the limit) but with placeholder values: no window computation,
     /// no clock read, and no list of SACK ranges per data segment.
-    fn payload_room(&self) -> usize {
+    pub(super) fn payload_room(&self) -> usize {
         let zero = SeqNumber(0);
         let mut seg = TcpRepr::new(0, 0, TcpFlags::ACK, zero, zero);
         if self.ts.enabled {
@@ -378,6 +362,17 @@ impl Connection {
         let wnd_edge = self.snd.una + self.snd.wnd;
         let cwnd_edge = if self.sack_recovery() {
             self.snd.nxt + self.recovery_allowance()
+        } else if self.sack_ok
+            && self.snd.nxt == self.snd.max
+            && self.recovery.rto_recover.is_none()
+        {
+            // With SACK, cwnd bounds the pipe, not SND.NXT - SND.UNA, before recovery too:
+            // each segment SACKed has left the network and lets one new segment go (RFC 6675
+            // §5's pipe, as Linux's tcp_packets_in_flight; the effect of limited transmit,
+            // RFC 3042, for the first duplicate ACKs). Not while going back after a timeout,
+            // when what is outstanding is not known to be in the network.
+            let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
+            self.snd.nxt + self.cc.window().saturating_sub(pipe)
         } else {
             self.snd.una + self.cc.window()
         };
@@ -597,8 +592,16 @@ impl Connection {
         if end > self.snd.max {
             self.snd.max = end;
         }
+        if self.recovery.recover.is_some() {
+            // RFC 6937 §3: "On any data transmission or retransmission: prr_out += (data
+            // sent)".
+            self.recovery.prr_out = self.recovery.prr_out.saturating_add(seg_len);
+        }
         if retransmit {
             self.retransmits += 1;
+            if self.recovery.undo_marker.is_some() {
+                self.recovery.undo_retrans += len.div_ceil(segment.max(1)).max(1);
+            }
             if end > self.recovery.high_rxt {
                 self.recovery.high_rxt = end;
             }

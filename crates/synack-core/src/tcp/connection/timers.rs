@@ -225,6 +225,8 @@ impl Connection {
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
+                // A timeout is not undone by D-SACK here: the fast retransmit's undo ends.
+                self.recovery.undo_marker = None;
                 self.recovery.tlp_pending = false;
                 self.recovery.lost_below = None;
                 self.timers.tlp = None;
