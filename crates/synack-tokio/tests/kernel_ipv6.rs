@@ -6,11 +6,13 @@
 
 mod kernel_support;
 
+use std::io;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kernel_support::{
-    host6, pattern, stack6_addr, stack_addr, Net, ScratchDir, HOST, HOST6, STACK, STACK6,
+    host6, pattern, require_tool, stack6_addr, stack_addr, Net, Proc, ScratchDir, HOST, HOST6,
+    STACK, STACK6,
 };
 use synack_tokio::device::{OffloadCounters, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
@@ -385,5 +387,122 @@ async fn kernel_dual_stack_device_serves_both_families_at_once() {
 
         ping(&net, IpAddr::V4(STACK), 2).await;
         ping(&net, IpAddr::V6(STACK6), 2).await;
+    }
+}
+
+/// RFC 4443 §3.1 end to end: the kernel answers our SYN with an ICMPv6 port unreachable
+/// (a firewall's reject), and the connect fails at once as refused (RFC 1122 §4.2.3.9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_icmpv6_port_unreachable_refuses_a_connect() {
+    let test = "kernel_icmpv6_port_unreachable_refuses_a_connect";
+    if !require_tun(test) || !require_tool(test, "nft") {
+        return;
+    }
+    for offload in [true, false] {
+        let (net, _) = v6_net("synack-v6-unreach", offload);
+        let nft = net
+            .run(
+                "nft",
+                &["add table ip6 synack_test; \
+                   add chain ip6 synack_test input { type filter hook input priority 0; }; \
+                   add rule ip6 synack_test input tcp dport 9999 \
+                   reject with icmpv6 type port-unreachable"],
+            )
+            .await;
+        assert!(
+            nft.status.success(),
+            "nft: {}",
+            String::from_utf8_lossy(&nft.stderr)
+        );
+        let start = Instant::now();
+        let Err(err) = within(10, TcpStream::connect(&net.stack, host6(9999))).await else {
+            panic!("connect through a reject rule succeeded");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+        // The ICMPv6 error answers the first SYN, or, should the kernel's ICMPv6 rate
+        // limits (net.ipv6.icmp.ratelimit, icmp_msgs_per_sec) have eaten that one, the
+        // SYN retransmitted after 2 s; without it the connect would run for a minute.
+        let elapsed = start.elapsed();
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        let s = net.stack.stats();
+        assert_eq!(s.drop_checksum + s.drop_malformed, 0, "{s:?}");
+    }
+}
+
+/// RFC 8201 end to end: a kernel router between the stack and a server in another namespace
+/// forwards onto a link of 1280 bytes; the stack's 1500-byte segments (and, on the offload
+/// TUN, its TSO super-packets cut at 1440) come back as ICMPv6 Packet Too Big, the stack
+/// lowers its MSS to 1220, and the upload arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_icmpv6_packet_too_big_from_a_router_shrinks_our_segments() {
+    let test = "kernel_icmpv6_packet_too_big_from_a_router_shrinks_our_segments";
+    if !require_tun(test) {
+        return;
+    }
+    for offload in [true, false] {
+        let (net, _) = v6_net("synack-v6-ptb", offload);
+        let far = NetNs::new("synack-v6-far").expect("create namespace");
+        let sh = |ns: &NetNs, script: &str| {
+            let mut cmd = ns.command("sh");
+            cmd.args(["-ec", script]);
+            synack_tokio::netns::run_checked(&mut cmd).unwrap_or_else(|e| panic!("{script}: {e}"));
+        };
+        // The router's side of the narrow link has MTU 1280; the server's has 1500, so the
+        // server offers an MSS of 1440 and only the router knows better.
+        sh(
+            &net.ns,
+            &format!(
+                "ip link add ptb0 mtu 1280 type veth peer name ptb1 netns {far}\n\
+                 ip -6 addr add 2001:2:1::1/64 dev ptb0 nodad\n\
+                 ip link set ptb0 up\n\
+                 sysctl -qw net.ipv6.conf.all.forwarding=1",
+                far = far.name()
+            ),
+        );
+        sh(
+            &far,
+            "ip link set ptb1 mtu 1500\n\
+             ip -6 addr add 2001:2:1::2/64 dev ptb1 nodad\n\
+             ip link set ptb1 up\n\
+             ip -6 route add 2001:2::/64 via 2001:2:1::1",
+        );
+
+        let file = net.dir.path().join("ptb.bin");
+        let path = file.to_str().unwrap();
+        let mut cmd = far.command("python3");
+        cmd.args(["-c", FILE_SERVER, "recv", path, "2001:2:1::2", "8800"]);
+        let server = Proc::spawn(cmd);
+        for i in 0.. {
+            let out = far.command("ss").args(["-Hltn", "sport = :8800"]).output();
+            if out.is_ok_and(|o| !o.stdout.is_empty()) {
+                break;
+            }
+            assert!(i < 200, "the far server does not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let data = pattern(1 << 20, 11);
+        let to = "[2001:2:1::2]:8800".parse().unwrap();
+        let mut stream = within(10, TcpStream::connect(&net.stack, to))
+            .await
+            .expect("connect through the router");
+        within(30, stream.write_all(&data)).await.unwrap();
+        within(30, stream.shutdown()).await.unwrap();
+        let out = server.finish(Duration::from_secs(30)).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = std::fs::read(&file).unwrap();
+        assert!(
+            got == data,
+            "{} of {} bytes, or corrupt",
+            got.len(),
+            data.len()
+        );
+        let s = net.stack.stats();
+        assert!(s.retransmits > 0, "what was too big was sent again: {s:?}");
+        drop(stream);
     }
 }
