@@ -167,6 +167,11 @@ pub(super) fn enable_ipv6(name: &str) -> io::Result<()> {
     }
     for (knob, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
         let path = dir.join(knob);
+        // Written only if it differs: where /proc/sys is read-only (some containers) a
+        // device that is already right still works.
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+            continue;
+        }
         std::fs::write(&path, value)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     }
