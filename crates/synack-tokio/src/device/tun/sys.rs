@@ -155,8 +155,9 @@ pub(super) fn link_up(name: &str) -> io::Result<()> {
 /// `/proc/sys/net/ipv6/conf/NAME/` (those of the calling thread's namespace): IPv6 on
 /// (`disable_ipv6` 0, which a namespace may inherit as 1), and no duplicate address
 /// detection (`accept_dad` 0; RFC 4862 §5.4), so that the address is usable at once rather
-/// than tentative for a second. Linux skips DAD on a TUN anyway (`IFF_NOARP`); this makes
-/// it so whatever the kernel's defaults. An error if the kernel has no IPv6.
+/// than tentative for a second. Linux also skips DAD on any `IFF_NOARP` device, which a TUN
+/// is (`addrconf_dad_begin`); the sysctl says so explicitly, should that ever change. An
+/// error if the kernel has no IPv6.
 pub(super) fn enable_ipv6(name: &str) -> io::Result<()> {
     let dir = std::path::Path::new("/proc/sys/net/ipv6/conf").join(name);
     if !dir.is_dir() {
