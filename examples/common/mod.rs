@@ -66,7 +66,7 @@ impl NetArgs {
     pub fn tun_config(&self) -> TunConfig {
         TunConfig {
             name: self.tun.clone(),
-            host_addr: self.host_addr,
+            host_addr: Some(self.host_addr),
             offload: !self.no_offload,
             ..TunConfig::default()
         }

@@ -133,7 +133,7 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
         &ns,
         &TunConfig {
             name: "synack1".into(),
-            host_addr: "198.18.6.1/24".parse().unwrap(),
+            host_addr: Some("198.18.6.1/24".parse().unwrap()),
             offload: false,
             ..TunConfig::default()
         },
@@ -194,7 +194,7 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
     let ns = NetNs::new("synack-tun").unwrap();
     let config = TunConfig {
         name: "sk-test1".into(),
-        host_addr: "198.18.5.1/24".parse().unwrap(),
+        host_addr: Some("198.18.5.1/24".parse().unwrap()),
         mtu: 1400,
         ..TunConfig::default()
     };

@@ -2,7 +2,7 @@
 //! kernel-side processes that are killed on drop, and bounded waits.
 #![allow(dead_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -22,6 +22,19 @@ pub fn host(port: u16) -> SocketAddr {
 
 pub fn stack_addr(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(STACK), port)
+}
+
+/// The kernel's IPv6 address on the TUN (2001:2::/48, RFC 5180's benchmarking range).
+pub const HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
+/// The stack's IPv6 address.
+pub const STACK6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+
+pub fn host6(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(HOST6), port)
+}
+
+pub fn stack6_addr(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(STACK6), port)
 }
 
 /// One test's world: its namespace, a scratch directory, and the stack on the namespace's
@@ -57,6 +70,26 @@ impl Net {
             None => Stack::new(config, tun, &addrs),
         }
         .expect("start the stack");
+        Net { stack, dir, ns }
+    }
+
+    /// A namespace named after the test with a TUN made from `tun_config` (its kernel-side
+    /// addresses, offloads or not) and a stack on it that owns `addrs`, built with
+    /// `Stack::builder`.
+    pub fn with_tun(
+        prefix: &str,
+        config: synack_core::Config,
+        tun_config: &TunConfig,
+        addrs: &[IpAddr],
+    ) -> Net {
+        let ns = NetNs::new(prefix).expect("create namespace");
+        let dir = ScratchDir::new(ns.name());
+        let tun = TunDevice::create_in(&ns, tun_config).expect("create TUN");
+        let stack = Stack::builder()
+            .config(config)
+            .addresses(addrs.iter().copied())
+            .build(tun)
+            .expect("start the stack");
         Net { stack, dir, ns }
     }
 

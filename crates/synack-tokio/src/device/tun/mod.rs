@@ -22,13 +22,18 @@
 //! `unsafe`.
 //!
 //! In raw-IP mode every read is one whole IP packet and every write must be one. The
-//! kernel-side address given in [`TunConfig::host_addr`] puts a connected route on the device:
-//! every other address of that subnet, such as the stack's own `198.18.0.2`, is reached
-//! through the TUN.
+//! kernel-side addresses given in [`TunConfig::host_addr`] (IPv4) and
+//! [`TunConfig::host_addr6`] (IPv6), either or both, put connected routes on the device:
+//! every other address of those subnets, such as the stack's own `198.18.0.2` or
+//! `2001:2::2`, is reached through the TUN. IPv6 is set with the same ioctl (`SIOCSIFADDR`,
+//! on an `AF_INET6` socket), after turning duplicate address detection off on the device so
+//! that the address works at once. The kernel also gives an IPv6 device a link-local address
+//! and sends router solicitations and MLD reports from it; those are not for the stack,
+//! which drops and counts them (`Stats::drop_not_for_us`).
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::str::FromStr;
 use std::task::{ready, Context, Poll};
@@ -82,31 +87,94 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
-/// Why a string is not an IPv4 CIDR.
+/// An IPv6 address with a prefix length, as in `2001:2::1/64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv6Cidr {
+    /// The address.
+    pub addr: Ipv6Addr,
+    /// The number of leading bits that name the subnet (0..=128).
+    pub prefix_len: u8,
+}
+
+impl Ipv6Cidr {
+    /// `addr/prefix_len`; `None` if the prefix is longer than 128 bits.
+    pub fn new(addr: Ipv6Addr, prefix_len: u8) -> Option<Ipv6Cidr> {
+        (prefix_len <= 128).then_some(Ipv6Cidr { addr, prefix_len })
+    }
+
+    /// The subnet mask as a number, e.g. the top 64 bits set for `/64`.
+    fn mask(&self) -> u128 {
+        u128::MAX
+            .checked_shl(128 - u32::from(self.prefix_len))
+            .unwrap_or(0)
+    }
+
+    /// Whether `ip` lies in this subnet.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        let mask = self.mask();
+        u128::from(ip) & mask == u128::from(self.addr) & mask
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// Why a string is not an IPv4 or IPv6 CIDR.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseCidrError(String);
+pub struct ParseCidrError {
+    input: String,
+    ipv6: bool,
+}
 
 impl fmt::Display for ParseCidrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (family, example) = if self.ipv6 {
+            ("IPv6", "2001:2::1/64")
+        } else {
+            ("IPv4", "198.18.0.1/24")
+        };
         write!(
             f,
-            "invalid IPv4 CIDR {:?} (expected e.g. 198.18.0.1/24)",
-            self.0
+            "invalid {family} CIDR {:?} (expected e.g. {example})",
+            self.input
         )
     }
 }
 
 impl std::error::Error for ParseCidrError {}
 
+/// Splits `addr/len` and parses both halves; `None` if either does not parse.
+fn parse_cidr<A: FromStr>(s: &str) -> Option<(A, u8)> {
+    let (addr, len) = s.split_once('/')?;
+    Some((addr.parse().ok()?, len.parse().ok()?))
+}
+
 impl FromStr for Ipv4Cidr {
     type Err = ParseCidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseCidrError(s.to_owned());
-        let (addr, len) = s.split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let len: u8 = len.parse().map_err(|_| err())?;
-        Ipv4Cidr::new(addr, len).ok_or_else(err)
+        parse_cidr(s)
+            .and_then(|(addr, len)| Ipv4Cidr::new(addr, len))
+            .ok_or_else(|| ParseCidrError {
+                input: s.to_owned(),
+                ipv6: false,
+            })
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = ParseCidrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_cidr(s)
+            .and_then(|(addr, len)| Ipv6Cidr::new(addr, len))
+            .ok_or_else(|| ParseCidrError {
+                input: s.to_owned(),
+                ipv6: true,
+            })
     }
 }
 
@@ -115,8 +183,14 @@ impl FromStr for Ipv4Cidr {
 pub struct TunConfig {
     /// The interface name (at most 15 bytes, Linux's IFNAMSIZ less the NUL).
     pub name: String,
-    /// The kernel's own address on the device, and with it the subnet routed to the device.
-    pub host_addr: Ipv4Cidr,
+    /// The kernel's own IPv4 address on the device, and with it the IPv4 subnet routed to
+    /// the device; `None` for a device without IPv4 (then `host_addr6` must be set).
+    pub host_addr: Option<Ipv4Cidr>,
+    /// The kernel's own IPv6 address on the device, and with it the IPv6 subnet routed to
+    /// the device (`None`, the default, for none). Either family alone, or both: a
+    /// dual-stack device. The address is usable at once: duplicate address detection is
+    /// off on the device (a point-to-point link has no one to collide with).
+    pub host_addr6: Option<Ipv6Cidr>,
     /// The device MTU: the largest IP packet either side sends through it.
     pub mtu: usize,
     /// Whether [`TunDevice::create`] tries the offloading device first (default `true`);
@@ -126,19 +200,23 @@ pub struct TunConfig {
 
 impl Default for TunConfig {
     /// `synack0`, `198.18.0.1/24` (RFC 2544's benchmarking range, never routed on the
-    /// Internet), MTU 1500.
+    /// Internet) and no IPv6, MTU 1500.
     fn default() -> Self {
         TunConfig {
             name: "synack0".into(),
-            host_addr: Ipv4Cidr {
+            host_addr: Some(Ipv4Cidr {
                 addr: Ipv4Addr::new(198, 18, 0, 1),
                 prefix_len: 24,
-            },
+            }),
+            host_addr6: None,
             mtu: 1500,
             offload: true,
         }
     }
 }
+
+/// RFC 8200 §5: the smallest MTU of a link that carries IPv6.
+const IPV6_MIN_MTU: i32 = 1280;
 
 /// An open TUN file registered with the tokio reactor: what both devices are made of.
 struct Tun {
@@ -170,14 +248,38 @@ impl Tun {
                     "TUN MTU must be between 68 and 65535",
                 )
             })?;
+        if config.host_addr.is_none() && config.host_addr6.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TUN needs an IPv4 or an IPv6 address (host_addr, host_addr6)",
+            ));
+        }
+        if config.host_addr6.is_some() && mtu < IPV6_MIN_MTU {
+            // RFC 8200 §5: every IPv6 link carries 1280-byte packets; Linux removes IPv6
+            // from a device with a smaller MTU.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("an IPv6 TUN needs an MTU of at least {IPV6_MIN_MTU}"),
+            ));
+        }
         let fd = sys::open_tun(&config.name, vnet_hdr)?;
-        sys::configure_link(
-            &config.name,
-            config.host_addr.addr,
-            config.host_addr.netmask(),
+        sys::set_mtu(&config.name, mtu)?;
+        if let Some(v4) = config.host_addr {
+            sys::add_ipv4(&config.name, v4.addr, v4.netmask())?;
+        }
+        if let Some(v6) = config.host_addr6 {
+            sys::enable_ipv6(&config.name)?;
+            sys::add_ipv6(&config.name, v6.addr, v6.prefix_len)?;
+        }
+        sys::link_up(&config.name)?;
+        tracing::debug!(
+            name = %config.name,
+            host_addr = ?config.host_addr,
+            host_addr6 = ?config.host_addr6,
             mtu,
-        )?;
-        tracing::debug!(name = %config.name, host_addr = %config.host_addr, mtu, vnet_hdr, "TUN up");
+            vnet_hdr,
+            "TUN up"
+        );
         Ok(Tun {
             fd: sys::register(fd)?,
             name: config.name.clone(),
@@ -511,8 +613,61 @@ mod tests {
     fn default_config_is_the_documented_one() {
         let c = TunConfig::default();
         assert_eq!(c.name, "synack0");
-        assert_eq!(c.host_addr.to_string(), "198.18.0.1/24");
+        assert_eq!(c.host_addr.unwrap().to_string(), "198.18.0.1/24");
+        assert_eq!(c.host_addr6, None);
         assert_eq!(c.mtu, 1500);
+    }
+
+    #[test]
+    fn ipv6_cidr_parses_and_prints() {
+        let c: Ipv6Cidr = "2001:2::1/64".parse().unwrap();
+        assert_eq!(c.addr, "2001:2::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(c.prefix_len, 64);
+        assert_eq!(c.to_string(), "2001:2::1/64");
+        assert!(c.contains("2001:2::2".parse().unwrap()));
+        assert!(c.contains("2001:2::ffff:1:2:3".parse().unwrap()));
+        assert!(!c.contains("2001:2:0:1::2".parse().unwrap()));
+        let all: Ipv6Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("fe80::1".parse().unwrap()));
+        let host: Ipv6Cidr = "2001:2::1/128".parse().unwrap();
+        assert!(host.contains("2001:2::1".parse().unwrap()));
+        assert!(!host.contains("2001:2::2".parse().unwrap()));
+        for bad in [
+            "2001:2::1",
+            "2001:2::1/129",
+            "198.18.0.1/24",
+            "2001:2::g/64",
+            "2001:2::1/-1",
+            "/64",
+            "",
+        ] {
+            let err = bad.parse::<Ipv6Cidr>().unwrap_err();
+            assert!(err.to_string().contains("IPv6"), "{bad}: {err}");
+        }
+        // And the other way round: an IPv6 CIDR is no IPv4 one.
+        let err = "2001:2::1/64".parse::<Ipv4Cidr>().unwrap_err();
+        assert!(err.to_string().contains("IPv4"), "{err}");
+    }
+
+    /// A device with no address at all, or an IPv6 one on a link too small for IPv6, is
+    /// refused before anything is created.
+    #[tokio::test]
+    async fn configs_that_cannot_work_are_refused() {
+        let none = TunConfig {
+            host_addr: None,
+            ..TunConfig::default()
+        };
+        let err = Tun::open(&none, false).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("address"), "{err}");
+        let small = TunConfig {
+            host_addr6: Some("2001:2::1/64".parse().unwrap()),
+            mtu: 1279,
+            ..TunConfig::default()
+        };
+        let err = Tun::open(&small, false).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("1280"), "{err}");
     }
 
     /// Where the offloading device cannot be had, the default device falls back to the plain

@@ -6,7 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -102,45 +102,109 @@ fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     }
 }
 
-/// Gives `name` the kernel's address, netmask and MTU, and brings it up, with the classic
-/// interface ioctls on a throw-away UDP socket (in the calling thread's namespace).
-pub(super) fn configure_link(
-    name: &str,
-    addr: Ipv4Addr,
-    mask: Ipv4Addr,
-    mtu: i32,
-) -> io::Result<()> {
+/// A throw-away datagram socket of `family` (in the calling thread's namespace), for the
+/// classic interface ioctls.
+fn ioctl_socket(family: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) takes integers only; a non-negative result is a descriptor that
     // nothing else owns, handed straight to `OwnedFd`, which closes it.
-    let sock = unsafe {
+    Ok(unsafe {
         OwnedFd::from_raw_fd(check(libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
             0,
         ))?)
-    };
-    let s = sock.as_raw_fd();
-    let set = |request: libc::c_ulong, req: &mut libc::ifreq| -> io::Result<()> {
-        // SAFETY: each SIOC* request used here reads (and SIOCGIFFLAGS writes) one `ifreq`,
-        // which `req` is and which outlives the call.
-        check(unsafe { libc::ioctl(s, request as _, req as *mut libc::ifreq) }).map(drop)
-    };
+    })
+}
 
-    let mut req = ifreq(name);
-    req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
-    set(libc::SIOCSIFADDR, &mut req)?;
-    let mut req = ifreq(name);
-    req.ifr_ifru.ifru_netmask = sockaddr_v4(mask);
-    set(libc::SIOCSIFNETMASK, &mut req)?;
+/// One SIOC* interface ioctl on an `AF_INET` socket.
+fn ifreq_ioctl(request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
+    let sock = ioctl_socket(libc::AF_INET)?;
+    // SAFETY: each SIOC* request used here reads (and the SIOCG* ones write) one `ifreq`,
+    // which `req` is and which outlives the call; `sock` is an open socket.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) }).map(drop)
+}
+
+/// Sets the MTU of `name`.
+pub(super) fn set_mtu(name: &str, mtu: i32) -> io::Result<()> {
     let mut req = ifreq(name);
     req.ifr_ifru.ifru_mtu = mtu;
-    set(libc::SIOCSIFMTU, &mut req)?;
+    ifreq_ioctl(libc::SIOCSIFMTU, &mut req)
+}
+
+/// Gives `name` the kernel's IPv4 address and netmask (with them the connected route).
+pub(super) fn add_ipv4(name: &str, addr: Ipv4Addr, mask: Ipv4Addr) -> io::Result<()> {
     let mut req = ifreq(name);
-    set(libc::SIOCGIFFLAGS, &mut req)?;
+    req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
+    ifreq_ioctl(libc::SIOCSIFADDR, &mut req)?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_netmask = sockaddr_v4(mask);
+    ifreq_ioctl(libc::SIOCSIFNETMASK, &mut req)
+}
+
+/// Brings `name` up.
+pub(super) fn link_up(name: &str) -> io::Result<()> {
+    let mut req = ifreq(name);
+    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut req)?;
     // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, so that is the union's live field.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    set(libc::SIOCSIFFLAGS, &mut req)
+    ifreq_ioctl(libc::SIOCSIFFLAGS, &mut req)
+}
+
+/// Prepares `name` for the kernel's IPv6 address, through its sysctls in
+/// `/proc/sys/net/ipv6/conf/NAME/` (those of the calling thread's namespace): IPv6 on
+/// (`disable_ipv6` 0, which a namespace may inherit as 1), and no duplicate address
+/// detection (`accept_dad` 0; RFC 4862 §5.4), so that the address is usable at once rather
+/// than tentative for a second. Linux also skips DAD on any `IFF_NOARP` device, which a TUN
+/// is (`addrconf_dad_begin`); the sysctl says so explicitly, should that ever change. An
+/// error if the kernel has no IPv6.
+pub(super) fn enable_ipv6(name: &str) -> io::Result<()> {
+    let dir = std::path::Path::new("/proc/sys/net/ipv6/conf").join(name);
+    if !dir.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("no IPv6 on {name}: {} is missing", dir.display()),
+        ));
+    }
+    for (knob, value) in [("disable_ipv6", "0"), ("accept_dad", "0")] {
+        let path = dir.join(knob);
+        // Written only if it differs: where /proc/sys is read-only (some containers) a
+        // device that is already right still works.
+        if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == value) {
+            continue;
+        }
+        std::fs::write(&path, value)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Gives `name` the kernel's IPv6 address with its prefix (and with them the connected
+/// route): SIOCSIFADDR on an `AF_INET6` socket takes a `struct in6_ifreq` naming the
+/// interface by index (net/ipv6/addrconf.c, `addrconf_add_ifaddr`).
+pub(super) fn add_ipv6(name: &str, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
+    let mut req = ifreq(name);
+    ifreq_ioctl(libc::SIOCGIFINDEX, &mut req)?;
+    // SAFETY: SIOCGIFINDEX just filled `ifru_ifindex`, so that is the union's live field.
+    let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+    let mut req6 = libc::in6_ifreq {
+        ifr6_addr: libc::in6_addr {
+            s6_addr: addr.octets(),
+        },
+        ifr6_prefixlen: u32::from(prefix_len),
+        ifr6_ifindex: ifindex,
+    };
+    let sock = ioctl_socket(libc::AF_INET6)?;
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads one `in6_ifreq`, which `req6` is and
+    // which outlives the call; `sock` is an open socket.
+    check(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFADDR as _,
+            &mut req6 as *mut libc::in6_ifreq,
+        )
+    })
+    .map(drop)
 }
 
 /// read(2) into `buf`.
