@@ -294,7 +294,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(i.snd_ssthresh);
     w.u32(i.snd_cwnd);
     w.u32(i.rcv_mss); // advmss
-    w.u32(3); // reordering
+    w.u32(i.reordering); // reordering
     w.u32(0); // rcv_rtt
     w.u32(0); // rcv_space
     w.u32(i.total_retrans);
