@@ -445,6 +445,27 @@ fn receives_in_order_data_and_delays_the_ack() {
     );
 }
 
+/// The peer's keepalive or zero-window probe (no data at RCV.NXT - 1, as Linux sends it) is
+/// answered with an ACK at once, and is not a segment dropped out of window.
+#[test]
+fn a_probe_below_rcv_nxt_is_acked_and_not_counted_as_a_drop() {
+    let mut k = Conn::plain();
+    let probe = Out::new(ACK, 0, 0).seqn(k.peer_nxt - 1).ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, probe);
+    let ack = k.h.one();
+    assert!(ack.is(ACK));
+    assert_eq!(ack.ack, k.peer_nxt);
+    assert_eq!(k.h.ep.stats().drop_out_of_window, 0);
+    // A segment truly outside the window still counts.
+    let far = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt + (64 << 20))
+        .ackn(k.our_nxt)
+        .data(b"x");
+    k.h.inject(k.peer, k.us, far);
+    assert!(k.h.one().is(ACK));
+    assert_eq!(k.h.ep.stats().drop_out_of_window, 1);
+}
+
 #[test]
 fn every_second_full_segment_is_acked_at_once() {
     let mut k = Conn::plain();

@@ -215,7 +215,11 @@ impl Connection {
         if !acceptable && !zero_window_ok {
             // "If an incoming segment is not acceptable, an acknowledgment should be sent in
             // reply (unless the RST bit is set, if so drop the segment and return)".
-            self.verdict.out_of_window = true;
+            // A keepalive or zero-window probe (RFC 9293 §3.8.4, Linux tcp_xmit_probe_skb:
+            // no data at SEG.SEQ = RCV.NXT - 1) is unacceptable by design and asks only for
+            // that ACK: it is not counted as a segment dropped out of window.
+            let probe = seg_len == 0 && start + 1 == self.rcv.nxt;
+            self.verdict.out_of_window = !probe;
             if !rst {
                 if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
                     // "The only thing that can arrive in this state is a retransmission of the

@@ -679,7 +679,13 @@ mod tests {
             return;
         }
         let ns = NetNs::new("synack-fallback").unwrap();
-        let config = TunConfig::default();
+        // Each device gets a name of its own: a dropped TUN can outlive its file for a moment
+        // (a child forked by a parallel test holds it until it execs), and a second device
+        // of the same name would then find it busy.
+        let config = TunConfig {
+            name: "sk-fallback0".into(),
+            ..TunConfig::default()
+        };
         let refused = || io::Error::from_raw_os_error(libc::EINVAL);
         let tun = TunDevice::choose(&config, |_| Err(refused()), |c| PlainTun::create_in(&ns, c))
             .unwrap();
@@ -688,6 +694,7 @@ mod tests {
         drop(tun);
 
         let off = TunConfig {
+            name: "sk-fallback1".into(),
             offload: false,
             ..TunConfig::default()
         };
