@@ -259,6 +259,11 @@ impl Config {
         self
     }
 
+    /// The interception settings, if the endpoint intercepts (see [`Config::intercept`]).
+    pub fn intercept_config(&self) -> Option<InterceptConfig> {
+        self.intercept
+    }
+
     /// What [`gso_max_size`](Self::gso_max_size) was set to, or `None` if it never was: a
     /// runtime fills an unset one from its device and must not override a user's choice.
     pub fn gso_max_size_choice(&self) -> Option<usize> {

@@ -283,6 +283,10 @@ fn flush<D: Device>(device: &mut D, cx: &mut Context<'_>) {
     }
 }
 
+/// Announced intercepted SYNs the runtime queues for `Interceptor::next` at most (the core
+/// holds at most `InterceptConfig::max_pending` undecided; the rest are stale).
+const MAX_INTERCEPTED: usize = 1 << 16;
+
 /// A waker for the last flush from `Drop`: nothing will poll the driver again.
 struct NoWake;
 
@@ -330,9 +334,16 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                     trace!(conn = h.0, error = ?reason, "released connection closed");
                 }
             }
-            // The runtime has no interception API yet: a core configured for it holds the
-            // SYNs until they expire (`InterceptConfig::decision_timeout`).
-            Event::Intercepted(s) => trace!(syn = s.0, "intercepted SYN, undecided"),
+            Event::Intercepted(s) => {
+                trace!(syn = s.0, "intercepted SYN");
+                // Handles of SYNs that expired unseen are skipped by `Interceptor::next`; the
+                // queue is bounded all the same.
+                if inner.intercepted.len() >= MAX_INTERCEPTED {
+                    inner.intercepted.pop_front();
+                }
+                inner.intercepted.push_back(s);
+                wakers.append(&mut inner.intercept_wakers);
+            }
         }
     }
 }
@@ -360,6 +371,7 @@ impl<D: Device> Drop for Driver<D> {
         }
         inner.driver_gone = true;
         let mut wakers = std::mem::take(&mut inner.idle_wakers);
+        wakers.append(&mut inner.intercept_wakers);
         for c in inner.conns.values_mut() {
             wakers.extend(c.read_waker.take());
             wakers.extend(c.write_waker.take());

@@ -47,6 +47,7 @@
 pub mod device;
 mod driver;
 pub mod integration;
+pub mod intercept;
 pub mod listener;
 #[cfg(feature = "netns")]
 pub mod netns;
@@ -59,4 +60,4 @@ pub use listener::TcpListener;
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
-pub use synack_core::{Bytes, Config, KeepaliveConfig, Stats};
+pub use synack_core::{Bytes, Config, InterceptConfig, KeepaliveConfig, Stats};

@@ -7,7 +7,7 @@
 //! in and to drain events, waking the tasks the events concern. The mutex is a std one and is
 //! never held across an `.await`, so no lock is ever held while a task sleeps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use synack_core::{Config, ConnectionHandle, Endpoint, Error, ListenerHandle, Stats};
+use synack_core::{
+    Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, Stats, SynHandle,
+};
 
 use tracing::warn;
 
@@ -131,6 +133,10 @@ pub(crate) struct Inner {
     pub(crate) shutting_down: bool,
     /// Tasks in `Stack::shutdown`, woken when no connection is unfinished.
     pub(crate) idle_wakers: Vec<Waker>,
+    /// Intercept mode: held SYNs announced and not yet handed to an `Interceptor`.
+    pub(crate) intercepted: VecDeque<SynHandle>,
+    /// Tasks waiting in `Interceptor::next`.
+    pub(crate) intercept_wakers: Vec<Waker>,
 }
 
 /// The runtime's view of one connection.
@@ -278,6 +284,13 @@ impl StackBuilder {
         self
     }
 
+    /// Transparent mode: the stack takes connections to any address routed into its device,
+    /// handed out by [`Stack::intercept`] (sets [`Config::intercept`]).
+    pub fn intercept(mut self, intercept: InterceptConfig) -> Self {
+        self.config.intercept(Some(intercept));
+        self
+    }
+
     /// One more address the stack owns and answers on.
     pub fn address(mut self, address: IpAddr) -> Self {
         self.addresses.push(address);
@@ -353,6 +366,8 @@ impl Stack {
                 device_error: None,
                 shutting_down: false,
                 idle_wakers: Vec::new(),
+                intercepted: VecDeque::new(),
+                intercept_wakers: Vec::new(),
             }),
         });
         Driver::spawn(Arc::clone(&shared), device);

@@ -48,8 +48,8 @@ impl ConnRef {
         }
     }
 
-    /// Waits for the active open to finish.
-    fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).
+    pub(crate) fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.stack.lock()?;
         let state = inner.endpoint.state(self.handle);
         let inner = &mut *inner;
@@ -61,7 +61,10 @@ impl ConnRef {
         }
         // The event is the normal path; the state check only guards against an event that the
         // core merged away (e.g. data and FIN arriving with the handshake's last ACK).
-        let synchronized = matches!(state, Ok(s) if s != State::SynSent && s != State::Closed);
+        let synchronized = matches!(
+            state,
+            Ok(s) if !matches!(s, State::SynSent | State::SynReceived | State::Closed)
+        );
         if c.connected || synchronized {
             c.connected = true;
             return Poll::Ready(Ok(()));
