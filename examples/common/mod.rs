@@ -6,14 +6,14 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::task::{Context, Poll};
 
 use hyper::body::{Body, Bytes, Frame};
-use synack::tokio::device::tun::Ipv4Cidr;
+use synack::tokio::device::tun::{Ipv4Cidr, Ipv6Cidr};
 use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
 use synack::tokio::Stack;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -30,6 +30,14 @@ pub struct NetArgs {
     /// The stack's own address.
     #[arg(long, default_value = "198.18.0.2")]
     pub addr: Ipv4Addr,
+    /// The kernel's IPv6 address on the device, with its prefix (dual stack; e.g.
+    /// 2001:2::1/64). Off unless given.
+    #[arg(long)]
+    pub host_addr6: Option<Ipv6Cidr>,
+    /// The stack's own IPv6 address (with --host-addr6; default: the next address after
+    /// the kernel's).
+    #[arg(long)]
+    pub addr6: Option<Ipv6Addr>,
     /// SYN retransmissions before connect() fails with 'connection timed out'.
     #[arg(long, default_value_t = 6)]
     pub syn_retries: u32,
@@ -67,6 +75,7 @@ impl NetArgs {
         TunConfig {
             name: self.tun.clone(),
             host_addr: Some(self.host_addr),
+            host_addr6: self.host_addr6,
             offload: !self.no_offload,
             ..TunConfig::default()
         }
@@ -91,7 +100,42 @@ impl NetArgs {
                 ),
             ));
         }
-        Ok(())
+        match (self.host_addr6, self.addr6) {
+            (None, Some(a)) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--addr6 {a} needs --host-addr6"),
+            )),
+            (Some(h), _) if !h.contains(self.stack_addr6().unwrap_or(h.addr)) => {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("--addr6 must be in --host-addr6 {h}"),
+                ))
+            }
+            (Some(h), _) if self.stack_addr6() == Some(h.addr) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--addr6 must be another address than the kernel's {}",
+                    h.addr
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stack's IPv6 address: --addr6, or the one after the kernel's.
+    pub fn stack_addr6(&self) -> Option<Ipv6Addr> {
+        let h = self.host_addr6?;
+        Some(
+            self.addr6
+                .unwrap_or_else(|| Ipv6Addr::from(u128::from(h.addr).wrapping_add(1))),
+        )
+    }
+
+    /// Every address the stack owns.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut v = vec![IpAddr::V4(self.addr)];
+        v.extend(self.stack_addr6().map(IpAddr::V6));
+        v
     }
 
     /// Creates the TUN device in the current network namespace and starts the stack on it.
@@ -107,7 +151,7 @@ impl NetArgs {
 
     /// Starts the stack on `device`, recording to --pcap if asked.
     pub fn start<D: Device>(&self, device: D) -> io::Result<Stack> {
-        let addrs = [IpAddr::V4(self.addr)];
+        let addrs = self.addresses();
         let config = self.config(device.capabilities().mtu);
         Ok(match &self.pcap {
             Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs)?,
