@@ -257,3 +257,20 @@ fn intercept_works_for_ipv6() {
         other => panic!("{other:?}"),
     }
 }
+
+/// SYNs decided as fast as they come leave nothing behind: the held table and its expiry
+/// queue stay bounded by what is still undecided.
+#[test]
+fn many_decided_syns_leave_nothing_behind() {
+    let mut h = intercepting(InterceptConfig::default());
+    for i in 0..20_000u32 {
+        let from = SocketAddr::new(PEER, 1024 + (i % 60_000) as u16);
+        syn(&mut h, from, elsewhere(443), i);
+        for s in held(&mut h) {
+            h.ep.drop_intercepted(s).unwrap();
+        }
+    }
+    assert_eq!(h.ep.intercepted_count(), 0);
+    assert_eq!(h.ep.stats().intercepted_syns, 20_000);
+    h.none();
+}

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use super::table::Tuple;
+use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, Owner};
 use crate::config::InterceptConfig;
 use crate::error::Error;
@@ -166,6 +166,13 @@ impl Endpoint {
         self.intercepts.by_tuple.insert(tuple, h);
         *self.intercepts.per_source.entry(remote.ip()).or_insert(0) += 1;
         self.intercepts.expiry.push_back(h);
+        // Decided handles wait in the expiry queue until they reach its front; SYNs decided
+        // as fast as they come would make it grow with the rate. Past twice the live ones,
+        // it keeps only those.
+        if self.intercepts.expiry.len() > 2 * self.intercepts.held.len() + COMPACT_SLACK {
+            let held = &self.intercepts.held;
+            self.intercepts.expiry.retain(|h| held.contains_key(h));
+        }
         self.stats.intercepted_syns += 1;
         self.push_event(Event::Intercepted(h));
         true
