@@ -232,6 +232,12 @@ fn section(
     } else {
         "release"
     };
+    let runtime = if options.multi_thread {
+        "tokio's default multi-thread runtime (one worker per CPU; the client runs in \
+         `block_on` on the main thread, as in a `#[tokio::main]` function)"
+    } else {
+        "a current-thread tokio runtime, one thread"
+    };
     format!(
         "## Harness: synack against smoltcp and the kernel
 
@@ -245,9 +251,9 @@ How to read it:
 
 - Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
   in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
-  process on a 1500-MTU TUN, each on one thread (synack: `synack_tokio::Stack` with its
-  default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on a
-  current-thread tokio runtime; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
+  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its
+  default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on
+  {runtime}; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
   buffers, on its own thread). The kernel column is a
   kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
   the default offloads (GSO/TSO): the practical ceiling on this machine.
