@@ -40,6 +40,8 @@ pub struct Settings {
     pub http_time: Duration,
     /// Repetitions of each HTTP row (the median is reported).
     pub http_reps: usize,
+    /// `--plain-bulk`: only the bulk rows of synack on the plain TUN and of smoltcp.
+    pub plain_bulk_only: bool,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
             loss_rates: [1, 5],
             http_time: Duration::from_secs(3),
             http_reps: 3,
+            plain_bulk_only: false,
         }
     }
 
@@ -74,6 +77,7 @@ impl Settings {
             loss_rates: [1, 5],
             http_time: Duration::from_secs(1),
             http_reps: 1,
+            plain_bulk_only: false,
         }
     }
 
@@ -101,6 +105,9 @@ impl Settings {
     fn steps(&self) -> usize {
         // synack: 2 bulk x reps, ping-pong, handshakes, 2 x 2 loss; synack on the offload
         // TUN: 2 bulk x reps; smoltcp: 2 x reps; kernel: as synack.
+        if self.plain_bulk_only {
+            return 2 * 2 * self.reps;
+        }
         4 * 2 * self.reps + 2 * (2 + 4)
     }
 }
@@ -236,6 +243,9 @@ pub async fn run(s: &Settings, rows: &mut [Row], http_rows: &mut [HttpRow]) -> i
         total: s.steps(),
     };
     synack_phase(s, rows, &mut p).await?;
+    if s.plain_bulk_only {
+        return smoltcp_phase(s, rows, &mut p).await;
+    }
     synack_offload_phase(s, rows, &mut p).await?;
     smoltcp_phase(s, rows, &mut p).await?;
     kernel_phase(s, rows, &mut p).await?;
@@ -293,6 +303,9 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
         (BULK_DOWN, Op::Download, "kernel → synack"),
     ];
     synack_bulk(s, rows, p, &stack, target, bulk).await;
+    if s.plain_bulk_only {
+        return Ok(());
+    }
 
     let header = Header {
         op: Op::PingPong,

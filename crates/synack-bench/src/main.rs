@@ -3,7 +3,9 @@
 //! ```text
 //! sudo cargo run --release -p synack-bench                 # full run (~3 min), rewrites BENCHMARKS.md
 //! sudo cargo run --release -p synack-bench -- --quick      # seconds; correctness only
-//! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md)
+//! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md),
+//!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
+//!          --multi-thread (synack on tokio's default multi-thread runtime)
 //! ```
 //!
 //! It needs root (network namespaces, TUN devices, nft). It makes its own namespaces and
@@ -49,19 +51,29 @@ use report::{HttpRow, Row};
 /// The command line of the harness itself.
 struct Options {
     quick: bool,
+    /// Only the bulk rows of synack on the plain TUN and of smoltcp: a quick look at the
+    /// per-packet path (about 40 s).
+    plain_bulk: bool,
+    /// synack on tokio's default multi-thread runtime instead of a current-thread one.
+    multi_thread: bool,
     output: Option<PathBuf>,
     /// The arguments as given, for the "exact command" line.
     given: Vec<String>,
 }
 
-const USAGE: &str = "usage: synack-bench [--quick] [--no-write | --output FILE]
+const USAGE: &str =
+    "usage: synack-bench [--quick] [--plain-bulk] [--multi-thread] [--no-write | --output FILE]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
+  --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
+  --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
   --no-write     print the table only; do not touch BENCHMARKS.md
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md";
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
+        plain_bulk: false,
+        multi_thread: false,
         output: Some(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
@@ -74,6 +86,8 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--plain-bulk" => o.plain_bulk = true,
+            "--multi-thread" => o.multi_thread = true,
             "--no-write" => o.output = None,
             "--output" => {
                 o.output = Some(PathBuf::from(it.next().ok_or("--output needs a FILE")?));
@@ -112,11 +126,12 @@ fn main() -> ExitCode {
 
 /// Runs the benchmark; `Ok(false)` if a measurement failed or data arrived corrupted.
 fn harness(options: &Options) -> io::Result<bool> {
-    let settings = if options.quick {
+    let mut settings = if options.quick {
         bench::Settings::quick()
     } else {
         bench::Settings::full()
     };
+    settings.plain_bulk_only = options.plain_bulk;
     if cfg!(debug_assertions) && !options.quick {
         eprintln!("warning: a debug build; numbers are only meaningful with --release");
     }
@@ -125,9 +140,15 @@ fn harness(options: &Options) -> io::Result<bool> {
     // competes with the kernel-side peer, and every wakeup between the driver task and the
     // application's task then crosses threads (futex wakes and context switches; the
     // kernel → stack rows ran at half speed on two workers here).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = if options.multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
     let load_before = loadavg();
     let started = Instant::now();
     let mut rows = bench::rows(&settings);
@@ -167,7 +188,7 @@ fn harness(options: &Options) -> io::Result<bool> {
             left.join(", ")
         )));
     }
-    if let Some(path) = &options.output {
+    if let Some(path) = options.output.as_ref().filter(|_| !options.plain_bulk) {
         let section = section(options, &settings, &table, &load_before, elapsed);
         report::write_section(path, &section)?;
         eprintln!("wrote the harness section of {}", path.display());
@@ -211,6 +232,12 @@ fn section(
     } else {
         "release"
     };
+    let runtime = if options.multi_thread {
+        "tokio's default multi-thread runtime (one worker per CPU; the client runs in \
+         `block_on` on the main thread, as in a `#[tokio::main]` function)"
+    } else {
+        "a current-thread tokio runtime, one thread"
+    };
     format!(
         "## Harness: synack against smoltcp and the kernel
 
@@ -224,9 +251,9 @@ How to read it:
 
 - Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
   in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
-  process on a 1500-MTU TUN, each on one thread (synack: `synack_tokio::Stack` with its
-  default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on a
-  current-thread tokio runtime; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
+  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its
+  default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on
+  {runtime}; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
   buffers, on its own thread). The kernel column is a
   kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
   the default offloads (GSO/TSO): the practical ceiling on this machine.

@@ -105,8 +105,14 @@ impl<D: Device> Driver<D> {
                 Round::Stop => return Poll::Ready(()),
             }
         }
-        // Still busy: let other tasks run, then come straight back.
-        cx.waker().wake_by_ref();
+        // Still busy: let other tasks run, then come straight back. Not by waking ourselves:
+        // a task that wakes itself is rescheduled as a yield, and a multi-thread runtime
+        // then wakes a parked worker to steal it, so that the driver hops between threads
+        // every few hundred packets (futex wakes and context switches on both). `yield_now`
+        // defers the wake instead: the worker first polls the reactor and the timers and
+        // runs what is queued, then runs us again itself.
+        let mut yielded = std::pin::pin!(tokio::task::yield_now());
+        let _pending = yielded.as_mut().poll(cx);
         Poll::Pending
     }
 
