@@ -130,8 +130,23 @@ async fn run(args: Args) -> io::Result<()> {
     let stack = args.net.open_stack()?;
     let listener = TcpListener::bind(&stack, addr).await?;
     eprintln!("serving {} on http://{addr}/", root.display());
+    // Dual stack: the IPv6 address too (both accepts are cancel-safe).
+    let listener6 = match args.net.stack_addr6() {
+        Some(ip) => {
+            let addr6 = SocketAddr::new(ip.into(), args.port);
+            eprintln!("serving {} on http://{addr6}/", root.display());
+            Some(TcpListener::bind(&stack, addr6).await?)
+        }
+        None => None,
+    };
     serve_all(root, || async {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = match &listener6 {
+            Some(l6) => tokio::select! {
+                accepted = listener.accept() => accepted?,
+                accepted = l6.accept() => accepted?,
+            },
+            None => listener.accept().await?,
+        };
         stream.set_nodelay(true)?;
         Ok((stream, peer))
     })

@@ -246,7 +246,11 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
         std::fs::write(root.join(name), data).unwrap();
     }
     let mut server = ns.command(http_server.to_str().unwrap());
-    server.arg("--root").arg(&root).args(["--port", "8080"]);
+    // Dual stack: the same files on 2001:2::2 too.
+    server
+        .arg("--root")
+        .arg(&root)
+        .args(["--port", "8080", "--host-addr6", "2001:2::1/64"]);
     let _server = Proc::spawn(server);
     let base = format!("http://{STACK}:8080");
     wait_http(&ns, &format!("{base}/f0.bin")).await;
@@ -285,6 +289,19 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
         .arg(format!("{base}/missing.bin"));
     let out = output(cmd).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+
+    // And over IPv6, from the address the stack took next to the kernel's.
+    let mut cmd = ns.command("curl");
+    cmd.args(["-s", "--fail", "--max-time", "30", "-o"])
+        .arg(dir.path().join("got6"))
+        .arg("http://[2001:2::2]:8080/f1.bin");
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "curl over IPv6: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(dir.path().join("got6")).unwrap() == files[1].1);
 }
 
 /// Runs wrk in `ns` against `url` for `secs` seconds, one connection per request; returns
@@ -325,7 +342,11 @@ async fn kernel_http_server_memory_levels_off_under_churn() {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("index.html"), pattern(1000, 3)).unwrap();
     let mut server = ns.command(http_server.to_str().unwrap());
-    server.arg("--root").arg(&root).args(["--port", "8080"]);
+    // Dual stack: the same files on 2001:2::2 too.
+    server
+        .arg("--root")
+        .arg(&root)
+        .args(["--port", "8080", "--host-addr6", "2001:2::1/64"]);
     let server = Proc::spawn(server);
     let url = format!("http://{STACK}:8080/index.html");
     wait_http(&ns, &url).await;
