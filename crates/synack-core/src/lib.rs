@@ -90,7 +90,7 @@ pub use endpoint::{
     Transmit,
 };
 pub use error::Error;
-pub use options::SocketOptions;
+pub use options::{SendFlags, SocketOptions};
 pub use seq::SeqNumber;
 pub use stats::Stats;
 pub use tcp::State;

@@ -22,6 +22,35 @@ pub struct SocketOptions {
     pub keepalive: Option<KeepaliveConfig>,
     /// `TCP_NODELAY`: Nagle's algorithm off.
     pub nodelay: Option<bool>,
+    /// `TCP_CORK`: hold back segments shorter than a full one, whatever is in flight, until
+    /// the cork is removed (or the persist timer fires).
+    pub cork: Option<bool>,
+}
+
+/// How one write is to be sent: the `send(2)` flags that shape segments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendFlags {
+    /// `MSG_MORE`: more data follows at once; hold a short segment back as `TCP_CORK` would,
+    /// until the next write without it, the next ACK, or `set_nodelay(true)` (Linux pushes
+    /// with `TCP_NAGLE_CORK` for this write only).
+    pub more: bool,
+    /// `MSG_EOR`: the write ends a record. Later writes are never put in the same segment as
+    /// its last byte, sent first or again (Linux's `TCP_SKB_CB(skb)->eor`), and the segment
+    /// ending the record carries PSH.
+    pub eor: bool,
+}
+
+impl SendFlags {
+    /// `MSG_MORE`.
+    pub const MORE: SendFlags = SendFlags {
+        more: true,
+        eor: false,
+    };
+    /// `MSG_EOR`.
+    pub const EOR: SendFlags = SendFlags {
+        more: false,
+        eor: true,
+    };
 }
 
 /// The smallest buffer a socket option may set.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{Bytes, Config, ConnectionHandle, Error, Event, SeqNumber, State};
+use synack_core::{Bytes, Config, ConnectionHandle, Error, Event, SendFlags, SeqNumber, State};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -316,6 +316,120 @@ fn nodelay_sends_small_segments_at_once() {
     assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 2);
     k.h.ep.send(k.c, b"c").unwrap();
     assert_eq!(k.h.one().payload, b"c");
+}
+
+// === TCP_CORK, MSG_MORE and MSG_EOR ==============================================================
+
+#[test]
+fn cork_holds_short_segments_until_uncorked() {
+    // TCP_CORK (Linux tcp_nagle_check with TCP_NAGLE_CORK): nothing is in flight, which
+    // Nagle alone would let go, and still the short writes wait, then leave as one.
+    let mut k = Conn::plain();
+    k.h.ep.set_cork(k.c, true).unwrap();
+    assert!(k.h.ep.cork(k.c).unwrap());
+    k.h.ep.send(k.c, &[1u8; 40]).unwrap();
+    k.h.advance(Duration::from_millis(50));
+    k.h.ep.send(k.c, &[2u8; 40]).unwrap();
+    k.h.none();
+    // Full segments are not held by a cork.
+    k.h.ep.send(k.c, &[3u8; 1000]).unwrap();
+    let full = k.h.one();
+    assert_eq!(full.payload.len(), 1000);
+    k.our_nxt += 1000;
+    k.ack_all();
+    k.h.none();
+    k.h.ep.set_cork(k.c, false).unwrap();
+    let rest = k.h.one();
+    assert_eq!(rest.payload.len(), 80);
+    assert!(rest.has(PSH), "the end of what was written");
+}
+
+#[test]
+fn nodelay_pushes_past_a_cork() {
+    let mut k = Conn::plain();
+    k.h.ep.set_cork(k.c, true).unwrap();
+    k.h.ep.send(k.c, &[1u8; 40]).unwrap();
+    k.h.none();
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    assert_eq!(k.h.one().payload.len(), 40);
+}
+
+#[test]
+fn msg_more_holds_until_a_write_without_it() {
+    let mut k = Conn::plain();
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    k.h.ep.send_with(k.c, &[1u8; 100], SendFlags::MORE).unwrap();
+    k.h.ep.send_with(k.c, &[2u8; 160], SendFlags::MORE).unwrap();
+    k.h.none();
+    k.h.ep.send(k.c, &[3u8; 5]).unwrap();
+    let s = k.h.one();
+    assert_eq!(s.payload.len(), 265);
+    assert!(s.has(PSH));
+}
+
+#[test]
+fn msg_more_ends_at_the_next_ack_and_sends_without_psh() {
+    // Linux pushes under the socket's own Nagle setting on every ACK: a MSG_MORE hold ends
+    // there. No write ended without MSG_MORE, so no PSH.
+    let mut k = Conn::plain();
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    k.h.ep
+        .send_with(k.c, &[1u8; 3100], SendFlags::MORE)
+        .unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 3000);
+    assert!(segs.iter().all(|s| !s.has(PSH)), "{segs:?}");
+    k.our_nxt += 2000;
+    k.ack_all();
+    let tail = k.h.one();
+    assert_eq!(tail.payload.len(), 100);
+    assert!(!tail.has(PSH));
+}
+
+#[test]
+fn msg_more_alone_leaves_with_the_persist_timer() {
+    // Nothing in flight and a MSG_MORE hold: the persist timer lets it out (Linux's
+    // tcp_write_wakeup, after the RTO), with PSH.
+    let mut k = Conn::plain();
+    k.h.ep.send_with(k.c, &[1u8; 40], SendFlags::MORE).unwrap();
+    k.h.none();
+    let (_, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!(segs[0].payload.len(), 40);
+    assert!(segs[0].has(PSH));
+}
+
+#[test]
+fn msg_eor_records_never_share_a_segment() {
+    // Linux's no-coalesce tests: the write before the record joins it, but nothing after
+    // its end does; each record's last segment carries PSH; a short record is not held by
+    // Nagle when more follows it (only the queue's last segment is, and Minshall's rule
+    // then holds the 500-byte tail behind the short record in flight, as Linux's
+    // tcp_mss_split_point does).
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[1u8; 300]).unwrap();
+    k.h.ep.send_with(k.c, &[2u8; 400], SendFlags::EOR).unwrap();
+    k.h.ep.send_with(k.c, &[3u8; 400], SendFlags::EOR).unwrap();
+    k.h.ep.send(k.c, &[4u8; 2500]).unwrap();
+    let segs = k.h.drain();
+    let lens: Vec<usize> = segs.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, vec![700, 400, 1000, 1000]);
+    assert!(segs[0].has(PSH) && segs[1].has(PSH), "records end with PSH");
+    assert!(!segs[2].has(PSH));
+    assert!(segs[0].payload[..300].iter().all(|&b| b == 1));
+    assert!(segs[0].payload[300..].iter().all(|&b| b == 2));
+    assert!(segs[1].payload.iter().all(|&b| b == 3));
+    assert!(segs[2].payload.iter().all(|&b| b == 4));
+    // A retransmission after a timeout keeps the records apart too.
+    let (_, again) = k.h.next_timeout();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].payload.len(), 700);
+    assert_eq!(again[0].seq, segs[0].seq);
+    k.our_nxt += 3100;
+    k.ack_all();
+    let tail = k.h.one();
+    assert_eq!(tail.payload.len(), 500);
+    assert!(tail.has(PSH));
 }
 
 #[test]

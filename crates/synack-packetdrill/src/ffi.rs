@@ -6,6 +6,7 @@ use std::ffi::{c_char, c_int, c_ulong, c_void, CStr};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use libc::{iovec, msghdr, pollfd, sockaddr, socklen_t, ssize_t, timeval, timezone};
+use synack_core::SendFlags;
 
 use crate::flags::Flags;
 use crate::stack::{Shared, SysResult};
@@ -433,13 +434,18 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
     ret(r) as ssize_t
 }
 
-fn send_flags(flags: c_int) -> SysResult<bool> {
-    let known = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+/// send(2)'s flags: MSG_DONTWAIT, and the segment-shaping MSG_MORE and MSG_EOR.
+fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags)> {
+    let known = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
     if flags & !known != 0 {
-        // MSG_MORE, MSG_EOR, MSG_ZEROCOPY, MSG_FASTOPEN, ...: not in the core.
+        // MSG_ZEROCOPY, MSG_FASTOPEN, MSG_OOB, ...: not in the core.
         return Err(libc::EOPNOTSUPP);
     }
-    Ok(flags & libc::MSG_DONTWAIT != 0)
+    let shape = SendFlags {
+        more: flags & libc::MSG_MORE != 0,
+        eor: flags & libc::MSG_EOR != 0,
+    };
+    Ok((flags & libc::MSG_DONTWAIT != 0, shape))
 }
 
 unsafe extern "C" fn pd_send(
@@ -453,8 +459,8 @@ unsafe extern "C" fn pd_send(
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` readable bytes, as for send(2).
     let r = unsafe { in_buf(buf, len) }.and_then(|b| {
-        let dontwait = send_flags(flags)?;
-        s.send(fd, b, dontwait)
+        let (dontwait, shape) = send_flags(flags)?;
+        s.send(fd, b, dontwait, shape)
     });
     traced(
         s,
@@ -485,7 +491,7 @@ unsafe extern "C" fn pd_writev(ud: Ud, fd: c_int, iov: *const iovec, cnt: c_int)
     // SAFETY: `iov` has `cnt` entries of readable memory, as for writev(2); `ud` is live.
     let r = unsafe { iovecs(iov, cnt) }
         .and_then(|iov| unsafe { gather(iov) })
-        .and_then(|data| unsafe { shared(ud) }.send(fd, &data, false));
+        .and_then(|data| unsafe { shared(ud) }.send(fd, &data, false, SendFlags::default()));
     ret(r.map(|n| n as i64)) as ssize_t
 }
 
@@ -500,12 +506,12 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }
         .and_then(|iov| unsafe { gather(iov) })
         .and_then(|data| {
-            let dontwait = send_flags(flags)?;
+            let (dontwait, shape) = send_flags(flags)?;
             if m.msg_controllen != 0 {
                 return Err(libc::EOPNOTSUPP);
             }
             // SAFETY: `ud` is live.
-            unsafe { shared(ud) }.send(fd, &data, dontwait)
+            unsafe { shared(ud) }.send(fd, &data, dontwait, shape)
         });
     ret(r.map(|n| n as i64)) as ssize_t
 }

@@ -38,7 +38,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
-use crate::options::SocketOptions;
+use crate::options::{SendFlags, SocketOptions};
 use crate::stats::Stats;
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
@@ -320,14 +320,26 @@ impl Endpoint {
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
     /// full ([`Event::Writable`] follows), `Err(BrokenPipe)` after shutdown.
     pub fn send(&mut self, conn: ConnectionHandle, data: &[u8]) -> Result<usize, Error> {
-        self.app_write(conn, |c| c.send(data))
+        self.app_write(conn, |c| c.send(data, SendFlags::default()))
+    }
+
+    /// [`Endpoint::send`] with `send(2)`'s segment-shaping flags: `MSG_MORE` (hold a short
+    /// segment back for more) and `MSG_EOR` (end a record: later data never shares its last
+    /// segment). See [`SendFlags`].
+    pub fn send_with(
+        &mut self,
+        conn: ConnectionHandle,
+        data: &[u8],
+        flags: SendFlags,
+    ) -> Result<usize, Error> {
+        self.app_write(conn, |c| c.send(data, flags))
     }
 
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
     /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
     /// Otherwise as [`Endpoint::send`].
     pub fn send_bytes(&mut self, conn: ConnectionHandle, data: Bytes) -> Result<usize, Error> {
-        self.app_write(conn, |c| c.send_bytes(data))
+        self.app_write(conn, |c| c.send_bytes(data, SendFlags::default()))
     }
 
     /// A write by the application into `conn`, then the bookkeeping any change needs.
@@ -398,6 +410,21 @@ impl Endpoint {
         slot.conn.set_nodelay(nodelay);
         self.after(conn);
         Ok(())
+    }
+
+    /// `TCP_CORK`: while on, segments shorter than a full one wait, whatever is in flight,
+    /// until it is turned off (then Nagle's usual rules decide), `set_nodelay(true)` pushes
+    /// them, or the persist timer lets them out.
+    pub fn set_cork(&mut self, conn: ConnectionHandle, cork: bool) -> Result<(), Error> {
+        let slot = self.app_slot(conn)?;
+        slot.conn.set_cork(cork);
+        self.after(conn);
+        Ok(())
+    }
+
+    /// Whether `TCP_CORK` is on for the connection.
+    pub fn cork(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.cork())
     }
 
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).

@@ -18,6 +18,9 @@ impl Stack {
         if o.nodelay {
             let _ = ep.set_nodelay(h, true);
         }
+        if o.cork {
+            let _ = ep.set_cork(h, true);
+        }
         if let Some(b) = o.sndbuf {
             let _ = ep.set_send_buffer(h, b as usize);
         }

@@ -34,6 +34,8 @@ pub struct Opts {
     pub rcvbuf: Option<i32>,
     /// TCP_NODELAY.
     pub nodelay: bool,
+    /// TCP_CORK.
+    pub cork: bool,
     /// TCP_NOTSENT_LOWAT, if set on the socket.
     pub notsent_lowat: Option<u32>,
     /// TCP_INQ.

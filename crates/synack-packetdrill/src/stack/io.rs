@@ -1,6 +1,6 @@
 //! Moving data: recv and send, blocking or not.
 
-use synack_core::{Error, State};
+use synack_core::{Error, SendFlags, State};
 
 use super::errno::{errno, SysResult};
 use super::fd::Kind;
@@ -77,8 +77,9 @@ impl Shared {
         Ok(Received { len: n, inq })
     }
 
-    /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room.
-    pub fn send(&self, fd: i32, data: &[u8], dontwait: bool) -> SysResult<usize> {
+    /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room; `flags`
+    /// are MSG_MORE and MSG_EOR (an EOR marks the record's end once all of `data` is in).
+    pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
         loop {
@@ -106,7 +107,7 @@ impl Shared {
                         None
                     };
                 }
-                match st.ep().send(h, &data[done..]) {
+                match st.ep().send_with(h, &data[done..], flags) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                     Err(Error::WouldBlock) => None,

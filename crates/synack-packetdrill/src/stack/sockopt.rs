@@ -64,6 +64,7 @@ impl Shared {
                 Ok(words.iter().flat_map(|w| w.to_ne_bytes()).collect())
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
+            (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
                     // Linux reports mss_cache: the MSS less the options every segment
@@ -154,6 +155,13 @@ impl Shared {
                 g.socket(fd)?.opts.nodelay = on;
                 if let Some(h) = conn {
                     g.ep().set_nodelay(h, on).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_CORK) => {
+                let on = int()? != 0;
+                g.socket(fd)?.opts.cork = on;
+                if let Some(h) = conn {
+                    g.ep().set_cork(h, on).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {

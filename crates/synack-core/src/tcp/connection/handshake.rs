@@ -1,6 +1,7 @@
 //! Opening: active and passive opens, option negotiation and the SYN-SENT state
 //! (RFC 9293 §3.5, §3.10.7.3; RFC 7323; RFC 2018).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::{
@@ -106,6 +107,8 @@ impl Connection {
                 mss: send_mss,
                 wscale: 0,
                 buffer: SendBuffer::new(config.send_buffer),
+                records: VecDeque::new(),
+                push_at_end: true,
                 fin_queued: false,
                 fin_seq: None,
                 syn_unacked: true,
@@ -177,6 +180,9 @@ impl Connection {
             probe_pending: false,
             persist_backoff: 0,
             sws_override: false,
+            cork: false,
+            more: false,
+            push_now: false,
         }
     }
 
@@ -201,6 +207,9 @@ impl Connection {
         }
         if let Some(nodelay) = opts.nodelay {
             self.nodelay = nodelay;
+        }
+        if let Some(cork) = opts.cork {
+            self.cork = cork;
         }
     }
 

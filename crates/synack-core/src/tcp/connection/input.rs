@@ -399,6 +399,9 @@ impl Connection {
             return ControlFlow::Break(());
         }
 
+        // Every acceptable ACK lets Linux push what waits under the socket's own Nagle
+        // setting (tcp_data_snd_check): a `MSG_MORE` hold ends here.
+        self.more = false;
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
@@ -555,6 +558,9 @@ impl Connection {
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
         self.snd.una = ack;
+        while self.snd.records.front().is_some_and(|&end| end <= ack) {
+            self.snd.records.pop_front();
+        }
         self.snd.scoreboard.prune(ack);
         self.backoff = 0;
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were

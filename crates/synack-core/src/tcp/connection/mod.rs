@@ -11,6 +11,7 @@
 //! A connection is itself sans-IO: the endpoint feeds it parsed segments and `now`, and asks it
 //! for packets, its next deadline and its notifications.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use bytes::Bytes;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::options::SendFlags;
 use crate::seq::SeqNumber;
 use crate::tcp::congestion::Controller;
 use crate::tcp::delayed_ack::DelayedAck;
@@ -135,6 +137,13 @@ pub(crate) struct Sender {
     pub wscale: u8,
     /// Application bytes: `[una, max)` sent, the rest unsent.
     pub buffer: SendBuffer,
+    /// Ends of `MSG_EOR` writes above SND.UNA, in order: no segment crosses one
+    /// (`SendFlags::eor`). At most [`MAX_RECORDS`] are held.
+    pub records: VecDeque<SeqNumber>,
+    /// The last byte queued carries a push mark: the last write was not `MSG_MORE`, so the
+    /// segment that ends the queue carries PSH (RFC 9293 §3.9.1.2; Linux's `tcp_mark_push`
+    /// at the end of every `sendmsg` without `MSG_MORE`).
+    pub push_at_end: bool,
     /// The application asked for a FIN (shutdown or close).
     pub fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
@@ -360,7 +369,20 @@ pub(crate) struct Connection {
     pub persist_backoff: u32,
     /// The persist timer fired with a small window: let one short segment out.
     pub sws_override: bool,
+    /// `TCP_CORK`: short segments wait, whatever is in flight.
+    pub cork: bool,
+    /// The last write was `MSG_MORE`: short segments wait as under `cork` until the next
+    /// write without it, the next ACK, or `set_nodelay(true)`.
+    pub more: bool,
+    /// `set_nodelay(true)` pushes what is queued once, past `cork` and `more` (Linux's
+    /// `TCP_NAGLE_PUSH`).
+    pub push_now: bool,
 }
+
+/// The most record ends (`MSG_EOR`) a connection tracks; a write that would add one more
+/// finds the send buffer full until some are acknowledged (each stands for a Linux skb,
+/// whose overhead counts against the send buffer there).
+pub(crate) const MAX_RECORDS: usize = 1024;
 
 /// The part of [`Config`] a connection needs, copied so the connection owns no references.
 #[derive(Debug, Clone)]
@@ -554,6 +576,10 @@ impl Connection {
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, nodelay: bool) {
         self.nodelay = nodelay;
+        // Linux's TCP_NODELAY pushes what waits at once, past a cork (TCP_NAGLE_PUSH).
+        if nodelay {
+            self.push_now = true;
+        }
     }
 
     /// Whether the endpoint as a whole is over `Config::max_memory`: buffers must not grow.
@@ -583,22 +609,37 @@ impl Connection {
     }
 
     /// Application write (RFC 9293 §3.10.2 SEND).
-    pub fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
-        self.queue(data.len(), |buf, from| buf.push(&data[from..]))
+    pub fn send(&mut self, data: &[u8], flags: SendFlags) -> Result<usize, Error> {
+        self.queue(data.len(), flags, |buf, from| buf.push(&data[from..]))
     }
 
     /// Application write of bytes the application already holds as [`Bytes`]: queued as they
     /// are, without a copy (see [`SendBuffer::push_bytes`](crate::tcp::send_buffer::SendBuffer::push_bytes)).
-    pub fn send_bytes(&mut self, data: Bytes) -> Result<usize, Error> {
-        self.queue(data.len(), |buf, from| buf.push_bytes(data.slice(from..)))
+    pub fn send_bytes(&mut self, data: Bytes, flags: SendFlags) -> Result<usize, Error> {
+        self.queue(data.len(), flags, |buf, from| {
+            buf.push_bytes(data.slice(from..))
+        })
+    }
+
+    /// `TCP_CORK` on or off. Removing the cork lets what waits go under the usual Nagle
+    /// rules (Linux's `__tcp_sock_set_cork`).
+    pub fn set_cork(&mut self, cork: bool) {
+        self.cork = cork;
+    }
+
+    /// Whether `TCP_CORK` is on.
+    pub fn cork(&self) -> bool {
+        self.cork
     }
 
     /// The one write path behind `send` and `send_bytes`: `push(buffer, from)` queues the
     /// application's bytes from offset `from` on and returns how many it took. If they do
-    /// not all fit, the buffer may grow once (auto-tuning) and take more.
+    /// not all fit, the buffer may grow once (auto-tuning) and take more. `flags` say how
+    /// the write is to be segmented (see [`SendFlags`]).
     fn queue(
         &mut self,
         len: usize,
+        flags: SendFlags,
         mut push: impl FnMut(&mut SendBuffer, usize) -> usize,
     ) -> Result<usize, Error> {
         match self.state {
@@ -613,12 +654,27 @@ impl Connection {
         if len == 0 {
             return Ok(0);
         }
+        if flags.eor && self.snd.records.len() >= MAX_RECORDS {
+            return Err(Error::WouldBlock);
+        }
         let mut n = push(&mut self.snd.buffer, 0);
         if n < len && self.grow_send_buffer() {
             n += push(&mut self.snd.buffer, n);
         }
         if n == 0 {
             return Err(Error::WouldBlock);
+        }
+        let end = self.snd.data_start() + self.snd.buffer.len();
+        // Linux marks the record's end only once the whole write is queued; the rest of a
+        // partial write continues the record.
+        if flags.eor && n == len {
+            self.snd.records.push_back(end);
+        }
+        self.snd.push_at_end = !flags.more;
+        self.more = flags.more;
+        if flags.more {
+            // MSG_MORE corks this write even after TCP_NODELAY's push (Linux's tcp_push).
+            self.push_now = false;
         }
         Ok(n)
     }

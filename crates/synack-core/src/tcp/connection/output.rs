@@ -55,6 +55,18 @@ pub(crate) fn write_segment(
     Some(total)
 }
 
+/// Why a data segment goes out, for `emit_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Emit {
+    /// New data under the windows and Nagle's rules.
+    New,
+    /// New data the persist timer let out past SWS avoidance, Nagle or a cork; it carries
+    /// PSH, as Linux's `tcp_write_wakeup` sets it.
+    Wakeup,
+    /// Data sent before, sent again.
+    Retransmit,
+}
+
 /// What kind of segment `poll_transmit` produced, for the endpoint's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sent {
@@ -244,14 +256,19 @@ impl Connection {
         let wnd_edge = self.snd.una + self.snd.wnd;
         if self.snd.nxt == self.snd.max && self.snd.max < buffered_end && self.snd.nxt < wnd_edge {
             let room = self.payload_room();
-            let len = (buffered_end - self.snd.nxt)
+            let limit = self.record_end(self.snd.nxt).unwrap_or(buffered_end);
+            let len = (limit - self.snd.nxt)
                 .min(wnd_edge - self.snd.nxt)
                 .min(room);
-            return self.emit_data(now, buf, self.snd.nxt, len, false, false, room);
+            return self.emit_data(now, buf, self.snd.nxt, len, false, Emit::New, room);
         }
         let data_end = buffered_end.min(self.snd.max);
         let room = self.payload_room();
-        let start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
+        let mut start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
+        // The last segment sent never began before the end of the record it follows.
+        if let Some(&end) = self.snd.records.iter().rev().find(|&&end| end < data_end) {
+            start = start.max(end);
+        }
         if start >= data_end {
             // Only a FIN is out: resend it.
             return self.send_data_at(now, buf, self.snd.una, usize::MAX);
@@ -357,6 +374,13 @@ impl Connection {
             self.maybe_arm_persist(now, 0);
             return None;
         }
+        // MSG_EOR: no segment crosses the end of a record. A segment cut there is not the
+        // last of the queue, and Linux applies Nagle (and a cork) only to the last one
+        // (tcp_write_xmit passes TCP_NAGLE_PUSH for the others).
+        let in_record = self
+            .record_end(self.snd.nxt)
+            .map_or(unsent, |end| unsent.min(end - self.snd.nxt));
+        let last = in_record == unsent;
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
         let wnd_edge = self.snd.una + self.snd.wnd;
@@ -378,7 +402,7 @@ impl Connection {
         };
         let edge = wnd_edge.min(cwnd_edge);
         let usable = edge - self.snd.nxt.min(edge);
-        let len = unsent.min(usable).min(room);
+        let len = in_record.min(usable).min(room);
         let in_flight = self.snd.nxt > self.snd.una;
 
         if len < unsent || unsent == 0 {
@@ -393,12 +417,19 @@ impl Connection {
         // Nagle's algorithm (RFC 9293 §3.7.4) in Minshall's form, as Linux has it
         // (tcp_nagle_check, tcp_minshall_check): a short segment waits only while an earlier
         // short segment is unacknowledged, not while any data is, so a write's short tail
-        // follows its full segments at once. Off with nodelay, and for the FIN.
+        // follows its full segments at once. Off with nodelay, and for the FIN. TCP_CORK and
+        // MSG_MORE hold a short segment whatever is in flight (tcp_nagle_check's
+        // TCP_NAGLE_CORK); TCP_NODELAY's push passes them once.
         let small_in_flight =
             self.snd.small_end > self.snd.una && self.snd.small_end <= self.snd.nxt;
-        let nagle_ok = self.nodelay || !in_flight || !small_in_flight || self.snd.fin_queued;
+        let corked = self.cork || self.more;
+        let nagle_ok = self.push_now
+            || !last
+            || self.snd.fin_queued
+            || (!corked && (self.nodelay || !in_flight || !small_in_flight));
         if len > 0 && len < room {
-            let all_queued = len == unsent;
+            // The end of a record counts as all there is, for this segment.
+            let all_queued = len == in_record;
             // RFC 9293 §3.8.6.2.1 sender SWS avoidance: send a short segment only if it
             // carries all we have and Nagle allows, or it fills at least half the largest
             // window the peer offered.
@@ -410,7 +441,8 @@ impl Connection {
                 return None;
             }
         }
-        self.sws_override = false;
+        let wakeup = std::mem::take(&mut self.sws_override);
+        self.push_now = false;
         let seq = self.snd.nxt;
         if len == 0 && !(fin_to_send && seq == buffered_end) {
             return None;
@@ -419,14 +451,14 @@ impl Connection {
         // checked against the SACK scoreboard on its own (above), so none is resent that the
         // peer already holds.
         let len = if len == room && seq >= self.snd.max {
-            let whole = self.offload_len(room, unsent.min(usable), buf.len());
+            let whole = self.offload_len(room, in_record.min(usable), buf.len());
             // The short tail of what is queued rides under the same header when it fits and
             // Nagle would let it go now anyway (Linux's tcp_mss_split_point): one packet
             // for a whole write, as a TSO sender sends it.
-            let tail = unsent.min(usable) - whole;
+            let tail = in_record.min(usable) - whole;
             // The IP header and a TCP header with the most options it may carry fit too.
             let fits = whole + tail + 100 <= self.cfg.gso_max_size.min(buf.len());
-            if tail > 0 && tail < room && whole + tail == unsent && nagle_ok && fits {
+            if tail > 0 && tail < room && whole + tail == in_record && nagle_ok && fits {
                 whole + tail
             } else {
                 whole
@@ -436,7 +468,13 @@ impl Connection {
         };
         let len = self.pace(now, len, room)?;
         let with_fin = fin_to_send && seq + len == buffered_end;
-        self.emit_data(now, buf, seq, len, with_fin, false, room)
+        let kind = if wakeup { Emit::Wakeup } else { Emit::New };
+        self.emit_data(now, buf, seq, len, with_fin, kind, room)
+    }
+
+    /// The end of the `MSG_EOR` record that holds `seq`, if a record ends above it.
+    fn record_end(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        self.snd.records.iter().copied().find(|&end| end > seq)
     }
 
     /// Segmentation offload (`gso_max_size`): how much new data goes in one packet when a
@@ -531,13 +569,16 @@ impl Connection {
         let data_start = self.snd.data_start();
         let buffered_end = data_start + self.snd.buffer.len();
         let room = self.payload_room();
-        let avail = buffered_end - seq.min(buffered_end);
+        // A retransmission does not merge records either (tcp_retrans_try_collapse checks
+        // tcp_skb_can_collapse).
+        let limit = self.record_end(seq).unwrap_or(buffered_end);
+        let avail = limit - seq.min(limit);
         let len = avail.min(room).min(max_len);
         let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
         if len == 0 && !with_fin {
             return None;
         }
-        self.emit_data(now, buf, seq, len, with_fin, true, len)
+        self.emit_data(now, buf, seq, len, with_fin, Emit::Retransmit, len)
     }
 
     /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state. When
@@ -551,16 +592,24 @@ impl Connection {
         seq: SeqNumber,
         len: usize,
         fin: bool,
-        forced_retransmit: bool,
+        kind: Emit,
         segment: usize,
     ) -> Option<Sent> {
         let mut flags = TcpFlags::ACK;
-        // RFC 9293 §3.9.1.2: PSH on the last segment of what the application wrote. Linux
-        // also ends every multi-segment (TSO) burst with PSH, the window or the congestion
-        // window having cut it short of the queue's end (packetdrill's slow-start, PRR and
-        // limited-transmit scripts expect it); the device keeps it on the last segment.
-        if len > 0 && (seq + len == self.snd.data_start() + self.snd.buffer.len() || len > segment)
-        {
+        // RFC 9293 §3.9.1.2: PSH on the last segment of what the application wrote (unless
+        // it wrote with MSG_MORE), and on the segment that ends a MSG_EOR record. Linux also
+        // ends every multi-segment (TSO) burst with PSH, the window or the congestion window
+        // having cut it short of the queue's end (packetdrill's slow-start, PRR and
+        // limited-transmit scripts expect it), but not while a cork or MSG_MORE holds the
+        // rest; the device keeps it on the last segment.
+        let end = seq + len;
+        let queue_end = self.snd.data_start() + self.snd.buffer.len();
+        let held = self.cork || self.more;
+        let push = (end == queue_end && self.snd.push_at_end)
+            || self.record_end(seq) == Some(end)
+            || kind == Emit::Wakeup
+            || (len > segment && !held);
+        if len > 0 && push {
             flags |= TcpFlags::PSH;
         }
         if fin {
@@ -575,7 +624,7 @@ impl Connection {
         );
         self.fill_common(now, &mut seg);
         let offset = seq - self.snd.data_start();
-        let retransmit = forced_retransmit || seq < self.snd.max;
+        let retransmit = kind == Emit::Retransmit || seq < self.snd.max;
         let seg_len = len + usize::from(fin);
         let end = seq + seg_len;
         if !retransmit && !len.is_multiple_of(segment.max(1)) {
