@@ -1187,6 +1187,26 @@ fn a_listeners_options_shape_the_syn_ack() {
 }
 
 #[test]
+fn options_set_on_a_listening_socket_shape_later_syn_acks() {
+    // Linux's TCP_MAXSEG on a listener (mss-setsockopt-tcp_maxseg-server.pkt).
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 8).unwrap();
+    let opts = SocketOptions {
+        max_segment: Some(1100),
+        ..Default::default()
+    };
+    h.ep.set_listener_options(l, &opts).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0).mss(1300));
+    let sa = h.one();
+    assert_eq!(sa.mss, Some(1100));
+    let stale = synack_core::ListenerHandle(usize::MAX);
+    assert_eq!(
+        h.ep.set_listener_options(stale, &opts),
+        Err(Error::InvalidHandle)
+    );
+}
+
+#[test]
 fn keepalive_from_socket_options_probes_an_idle_connection() {
     let mut h = Harness::new(config());
     let opts = SocketOptions {

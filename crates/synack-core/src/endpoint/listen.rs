@@ -329,6 +329,22 @@ impl Endpoint {
         Ok(l)
     }
 
+    /// Replace the options a listener gives the connections it accepts from now on (a
+    /// `setsockopt` on a listening socket: Linux's `TCP_MAXSEG` on a listener shapes the
+    /// SYN-ACKs it sends after).
+    pub fn set_listener_options(
+        &mut self,
+        listener: ListenerHandle,
+        opts: &SocketOptions,
+    ) -> Result<(), Error> {
+        let l = self
+            .listeners
+            .get_mut(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        l.options = *opts;
+        Ok(())
+    }
+
     /// Take an established connection from a listener's accept queue.
     pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
         let l = self

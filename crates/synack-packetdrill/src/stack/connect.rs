@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use synack_core::{ConnectionHandle, Error, State};
+use synack_core::{ConnectionHandle, Error, SocketOptions, State};
 
 use super::errno::{errno, SysResult};
 use super::fd::{Connecting, Fd, Kind, Opts, Socket};
@@ -139,7 +139,8 @@ impl Shared {
         // Linux: the backlog is at least 1 and at most somaxconn; the accept queue holds
         // backlog + 1.
         let backlog = (backlog.max(0) as usize).saturating_add(1);
-        let l = g.ep().listen(addr, backlog).map_err(errno)?;
+        let opts = listener_options(&s.opts);
+        let l = g.ep().listen_with(addr, backlog, &opts).map_err(errno)?;
         let bound = g.ep().listener_addr(l).map_err(errno)?;
         g.listener_fd.insert(l, fd);
         let s = g.socket(fd)?;
@@ -243,5 +244,14 @@ impl Shared {
             g.socket(fd)?.connecting = Connecting::Done;
         }
         r
+    }
+}
+
+/// The options a listener hands to the connections it accepts before `accept` can apply the
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG).
+pub(super) fn listener_options(o: &Opts) -> SocketOptions {
+    SocketOptions {
+        max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
+        ..SocketOptions::default()
     }
 }

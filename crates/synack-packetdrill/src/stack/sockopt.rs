@@ -170,11 +170,11 @@ impl Shared {
                 if v != 0 && !(88..=32767).contains(&v) {
                     return Err(libc::EINVAL);
                 }
-                if matches!(g.socket(fd)?.kind, Kind::Listener(_)) {
-                    // The core's listeners take no per-listener MSS.
-                    return Err(libc::ENOPROTOOPT);
-                }
                 g.socket(fd)?.opts.maxseg = (v != 0).then_some(v as u32);
+                if let Kind::Listener(l) = g.socket(fd)?.kind {
+                    let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                    g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                }
                 if let (Some(h), true) = (conn, v != 0) {
                     g.ep().clamp_mss(h, v as usize).map_err(errno)?;
                 }
