@@ -117,7 +117,10 @@ fn offloading() -> Config {
     c
 }
 
-/// Asserts that super-segments carried at least `share` of the `payload` bytes sent.
+/// Asserts that super-segments carried at least `share` of the `payload` bytes sent. (The
+/// window grows only while it limits the flow, as Linux's does, so pacing at 1.2 - 2 times
+/// cwnd/SRTT lets part of a 10 ms flow out one segment at a time: about 70 % of the bytes go
+/// in super-segments here, where an ever-growing window let nearly all go.)
 fn assert_offloaded(net: &Net, payload: u64, share: f64) {
     let s = &net.stats;
     eprintln!(
@@ -138,7 +141,7 @@ fn super_segments_taken_whole_deliver_every_byte() {
     let mut net = Net::pair(40, &offloading(), rtt10());
     let t = transfer(&mut net, 4 * MB, 4 * MB, false, Duration::from_secs(60));
     assert!(t < Duration::from_secs(2), "4 MiB each way took {t:?}");
-    assert_offloaded(&net, 8 * MB, 0.8);
+    assert_offloaded(&net, 8 * MB, 0.6);
 }
 
 #[test]
@@ -176,7 +179,7 @@ fn super_segments_handed_over_as_gro_deliver_every_byte() {
     net.gro = true;
     let t = transfer(&mut net, 4 * MB, MB, false, Duration::from_secs(60));
     assert!(t < Duration::from_secs(2), "4 MiB and 1 MiB took {t:?}");
-    assert_offloaded(&net, 5 * MB, 0.8);
+    assert_offloaded(&net, 5 * MB, 0.6);
 }
 
 #[test]
@@ -187,7 +190,7 @@ fn segments_cut_by_the_sender_and_glued_by_the_receiver() {
         net.cut_super_segments = true;
         net.coalesce = true;
         transfer(&mut net, 4 * MB, MB, ipv6, Duration::from_secs(60));
-        assert_offloaded(&net, 5 * MB, 0.8);
+        assert_offloaded(&net, 5 * MB, 0.6);
         assert!(
             net.stats.coalesced_segments > 1000,
             "little was coalesced: {:?}",

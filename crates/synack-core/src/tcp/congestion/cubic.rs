@@ -279,8 +279,8 @@ impl Controller for Cubic {
         self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
-            // RFC 5681 §3.1 / RFC 3465 §2.2 (RFC 9438 §4.10 for CUBIC below ssthresh).
-            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked, self.mss);
+            // RFC 5681 §3.1 with byte counting, as Linux (RFC 9438 §4.10 for CUBIC).
+            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked);
             self.cwnd = cwnd;
             if left == 0 {
                 return;
@@ -435,17 +435,17 @@ mod tests {
     }
 
     #[test]
-    fn slow_start_doubles_per_rtt_with_abc_limit() {
+    fn slow_start_doubles_per_rtt_counting_bytes() {
         let mut cc = Cubic::new(MSS);
         for _ in 0..10 {
             cc.on_ack(T, MSS, 0, None);
         }
         assert_eq!(cc.window(), 20 * MSS);
-        // A stretch ACK of five segments grows by L = 2*SMSS only (RFC 3465 §2.2).
+        // A stretch ACK of five segments grows by all five, as Linux's tcp_slow_start.
         cc.on_ack(T, 5 * MSS, 0, None);
-        assert_eq!(cc.window(), 22 * MSS);
+        assert_eq!(cc.window(), 25 * MSS);
         cc.on_ack(T, 0, 0, None);
-        assert_eq!(cc.window(), 22 * MSS);
+        assert_eq!(cc.window(), 25 * MSS);
     }
 
     #[test]

@@ -116,20 +116,16 @@ pub(crate) fn full_ack_window(ssthresh: usize, bytes_in_flight: usize, mss: usiz
     ssthresh.min(bytes_in_flight.max(mss).saturating_add(mss))
 }
 
-/// RFC 3465 §2.2: slow start grows cwnd by at most L = 2*SMSS per ACK.
-const ABC_LIMIT_SEGMENTS: usize = 2;
-
-/// One ACK's worth of slow start (RFC 5681 §3.1 with RFC 3465 §2.2: "cwnd = cwnd + min (N, L)"),
-/// stopping at ssthresh. Returns the new cwnd and the acknowledged bytes left over past
-/// ssthresh, which count towards congestion avoidance, so that crossing ssthresh mid-ACK is
-/// neither too fast nor too slow.
-pub(crate) fn slow_start(
-    cwnd: usize,
-    ssthresh: usize,
-    bytes_acked: usize,
-    mss: usize,
-) -> (usize, usize) {
-    let limit = bytes_acked.min(mss.saturating_mul(ABC_LIMIT_SEGMENTS));
+/// One ACK's worth of slow start, stopping at ssthresh: cwnd grows by every byte the ACK
+/// newly delivered, as Linux's `tcp_slow_start` grows it by every segment (cwnd is the lesser
+/// of cwnd plus what was acked, and ssthresh). That is RFC 3465's byte counting without its
+/// cap of L = 2*SMSS per ACK, which Linux does not apply: with delayed ACKs the two agree,
+/// and a stretch ACK (GRO, a lost ACK) does not slow the doubling down. Growth happens only
+/// while the window limits the flow (the connection checks, as `tcp_is_cwnd_limited`).
+/// Returns the new cwnd and the bytes left over past ssthresh, which count towards
+/// congestion avoidance, so that crossing ssthresh mid-ACK is neither too fast nor too slow.
+pub(crate) fn slow_start(cwnd: usize, ssthresh: usize, bytes_acked: usize) -> (usize, usize) {
+    let limit = bytes_acked;
     let room = ssthresh.saturating_sub(cwnd);
     if limit < room {
         (cwnd + limit, 0)

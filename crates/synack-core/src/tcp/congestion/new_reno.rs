@@ -83,8 +83,8 @@ impl Controller for NewReno {
         self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
-            // RFC 5681 §3.1 / RFC 3465 §2.2 (RFC 9438 §4.10 for CUBIC below ssthresh).
-            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked, self.mss);
+            // RFC 5681 §3.1 with byte counting, as Linux (RFC 9438 §4.10 for CUBIC).
+            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked);
             self.cwnd = cwnd;
             if left == 0 {
                 return;
@@ -211,19 +211,19 @@ mod tests {
     }
 
     #[test]
-    fn abc_limits_growth_per_ack() {
+    fn slow_start_grows_by_every_byte_acked() {
         let mut cc = NewReno::new(MSS);
-        // A stretch ACK covering five segments grows cwnd by L = 2*SMSS only (RFC 3465 §2.2).
+        // A stretch ACK covering five segments grows cwnd by five (Linux's tcp_slow_start;
+        // no RFC 3465 L cap).
         cc.on_ack(T, 5 * MSS, 10 * MSS, None);
-        assert_eq!(cc.window(), 12 * MSS);
-        // A delayed ACK covering two segments gets the full 2*SMSS.
+        assert_eq!(cc.window(), 15 * MSS);
         cc.on_ack(T, 2 * MSS, 10 * MSS, None);
-        assert_eq!(cc.window(), 14 * MSS);
+        assert_eq!(cc.window(), 17 * MSS);
         // A small ACK grows by what it covers.
         cc.on_ack(T, 100, 10 * MSS, None);
-        assert_eq!(cc.window(), 14 * MSS + 100);
+        assert_eq!(cc.window(), 17 * MSS + 100);
         cc.on_ack(T, 0, 10 * MSS, None);
-        assert_eq!(cc.window(), 14 * MSS + 100);
+        assert_eq!(cc.window(), 17 * MSS + 100);
     }
 
     #[test]
@@ -253,8 +253,8 @@ mod tests {
         cc.on_ack(T, 9 * MSS, MSS, None); // slow start up to ssthresh = 10 segments
         assert_eq!(
             cc.window(),
-            3 * MSS,
-            "ABC caps the growth even after an RTO"
+            10 * MSS,
+            "after an RTO, slow start stops at ssthresh"
         );
         let mut cc = NewReno::new(MSS);
         cc.on_fast_retransmit(T, 20 * MSS);

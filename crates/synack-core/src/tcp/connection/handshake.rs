@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::{
-    default_mss, ChallengeAcks, ConnConfig, Connection, Notify, PaceBucket, RcvSpace, Receiver,
-    Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, Notify, PaceBucket, RcvSpace,
+    Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -143,6 +143,11 @@ impl Connection {
             reset_reply: None,
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
             cc: config.congestion.build(now, send_mss),
+            cwnd_use: CwndUse {
+                limited: false,
+                max_out: 0,
+                until: iss,
+            },
             recovery: Recovery::default(),
             timers: Timers::default(),
             backoff: 0,

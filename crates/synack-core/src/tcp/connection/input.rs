@@ -590,8 +590,10 @@ impl Connection {
                 self.retransmit_deadline_reset(now);
             }
             None => {
-                self.cc
-                    .on_ack(now, delivered, in_flight_before, self.rtt.srtt());
+                // Only a window that limited the flow grows (Linux's tcp_cong_avoid returns
+                // early unless tcp_is_cwnd_limited); the controller still sees the RTT.
+                let grow = if self.cwnd_limited() { delivered } else { 0 };
+                self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
             }
         }
         self.recovery.dupacks = 0;

@@ -99,6 +99,20 @@ pub(crate) struct RcvSpace {
     pub best: usize,
 }
 
+/// Whether the sender has been limited by its congestion window, after Linux's
+/// `tcp_cwnd_validate`: the window grows on an ACK only while it is what limits the flow
+/// (RFC 7661 §4.1's concern, in Linux's form), so an application-limited flow, a request/
+/// response exchange, does not build a window it never used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CwndUse {
+    /// The window limited the flow at some send since `until` was set.
+    pub limited: bool,
+    /// The most bytes in flight in the current round (Linux's `max_packets_out`).
+    pub max_out: usize,
+    /// The round ends once SND.UNA reaches this (Linux's `cwnd_usage_seq`).
+    pub until: SeqNumber,
+}
+
 /// Notifications a connection raises for the endpoint to turn into [`crate::Event`]s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Notify {
@@ -312,6 +326,8 @@ pub(crate) struct Connection {
     pub reset_reply: Option<SeqNumber>,
     pub rtt: RttEstimator,
     pub cc: Box<dyn Controller>,
+    /// Whether the flow has been using its congestion window (see [`CwndUse`]).
+    pub cwnd_use: CwndUse,
     pub recovery: Recovery,
     pub timers: Timers,
     /// Consecutive retransmission timeouts of the same data (the backoff exponent).

@@ -408,6 +408,7 @@ impl Connection {
         if len < unsent || unsent == 0 {
             // Not all of the queued data fits.
             if len == 0 && unsent > 0 {
+                self.note_cwnd_use(false);
                 if !in_flight {
                     self.maybe_arm_persist(now, unsent);
                 }
@@ -469,7 +470,36 @@ impl Connection {
         let len = self.pace(now, len, room)?;
         let with_fin = fin_to_send && seq + len == buffered_end;
         let kind = if wakeup { Emit::Wakeup } else { Emit::New };
-        self.emit_data(now, buf, seq, len, with_fin, kind, room)
+        let sent = self.emit_data(now, buf, seq, len, with_fin, kind, room)?;
+        self.note_cwnd_use(true);
+        Some(sent)
+    }
+
+    /// After new data went out (`sent`) or could not: whether the congestion window is what
+    /// limits the flow now, kept per round as Linux's `tcp_cwnd_validate` keeps it. A round
+    /// ends when SND.UNA passes the SND.NXT of its start; within one, being limited once
+    /// counts, and the most bytes in flight is remembered.
+    fn note_cwnd_use(&mut self, sent: bool) {
+        let out = self.snd.in_flight();
+        // Linux: packets in flight >= cwnd; in bytes, no room for another full segment.
+        let limited = out + self.snd.mss > self.cc.window();
+        if !sent && !limited {
+            return;
+        }
+        let usage = &mut self.cwnd_use;
+        if self.snd.una >= usage.until || limited || (!usage.limited && out > usage.max_out) {
+            usage.limited = limited;
+            usage.max_out = out;
+            usage.until = self.snd.nxt;
+        }
+    }
+
+    /// Whether an ACK may grow the congestion window (Linux's `tcp_is_cwnd_limited`): the
+    /// window limited the flow this round, or, in slow start, it is less than twice the most
+    /// that was in flight, so that slow start still doubles what was used.
+    pub(super) fn cwnd_limited(&self) -> bool {
+        let cwnd = self.cc.window();
+        self.cwnd_use.limited || (cwnd < self.cc.ssthresh() && cwnd < 2 * self.cwnd_use.max_out)
     }
 
     /// The end of the `MSG_EOR` record that holds `seq`, if a record ends above it.
