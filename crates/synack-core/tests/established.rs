@@ -1518,6 +1518,25 @@ fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     assert!(seqs.contains(&segs[0].seq), "{seqs:?}");
 }
 
+#[test]
+fn the_rto_restarts_after_a_tail_loss_probe() {
+    // RFC 8985 §7.3: after the probe the RTO is re-armed, a whole RTO from the probe (Linux's
+    // tcp_rearm_rto), not left where the first transmission put it.
+    let (mut h, c, _peer, _syn) = open_with_rtt(config(), true, true);
+    h.ep.send(c, &[7u8; 3 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    let (t_probe, probe) = h.next_timeout();
+    assert_eq!(probe.len(), 1);
+    let (t_rto, again) = h.next_timeout();
+    assert_eq!(again[0].seq, segs[0].seq, "the RTO resends the head");
+    let rto = t_rto - t_probe;
+    assert!(
+        rto >= Duration::from_millis(300),
+        "the RTO ran from the probe: {rto:?}"
+    );
+}
+
 // === Buffer auto-tuning ==========================================================================
 
 #[test]

@@ -290,6 +290,34 @@ fn close_with_unread_data_sends_rst() {
 }
 
 #[test]
+fn an_abortive_close_carries_the_timestamp_option() {
+    // Linux's tcp_send_active_reset sends the RST with the connection's options: RFC 7323
+    // §3.2 puts timestamps on every segment once negotiated (reset_tsval.pkt).
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1460)
+        .ts(200, syn.ts.unwrap().tsval);
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(syn.seq + 1)
+        .ts(300, 0)
+        .data(b"unread");
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    h.advance(Duration::from_secs(1));
+    h.ep.close(h.now, c).unwrap();
+    let rst = h.one();
+    assert!(rst.has(RST));
+    let ts = rst.ts.expect("a timestamp on the RST");
+    assert_eq!(ts.tsecr, 300, "echoes TS.Recent");
+}
+
+#[test]
 fn orphaned_fin_wait_2_times_out() {
     let mut k = open();
     k.h.ep.close(k.h.now, k.c).unwrap();

@@ -107,7 +107,16 @@ impl Connection {
             self.rst_pending = false;
             // SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an RST below the
             // peer's RCV.NXT would only draw a challenge ACK (RFC 5961 §3.2).
-            let seg = self.rst_repr(self.snd.max, Some(self.rcv.nxt));
+            let mut seg = self.rst_repr(self.snd.max, Some(self.rcv.nxt));
+            // An RST of our own (abort, close with unread data) is sent as Linux's
+            // tcp_send_active_reset sends it: with the connection's timestamp option
+            // (RFC 7323 §3.2: on every segment once negotiated).
+            if self.ts.enabled && self.state != State::SynSent {
+                seg.timestamp = Some(TcpTimestamp {
+                    tsval: self.ts_now(now),
+                    tsecr: self.ts.recent,
+                });
+            }
             return self.finish(buf, &seg, false, true);
         }
         match self.state {
@@ -156,8 +165,15 @@ impl Connection {
         }
         if self.recovery.tlp_pending {
             self.recovery.tlp_pending = false;
-            if let Some(sent) = self.send_probe(now, buf) {
-                return Some(sent);
+            let sent = self.send_probe(now, buf);
+            // RFC 8985 §7.3: "After attempting to send a loss probe, regardless of whether a
+            // loss probe was sent, the sender MUST re-arm the RTO timer, not the PTO timer,
+            // if the FlightSize is not empty" (Linux's tcp_rearm_rto: a whole RTO from now).
+            if self.snd.una < self.snd.max {
+                self.timers.retransmit = Some(now + self.current_rto());
+            }
+            if sent.is_some() {
+                return sent;
             }
         }
         if let Some(sent) = self.send_new_data(now, buf) {

@@ -132,7 +132,7 @@ impl Connection {
         }
         if matches!(self.timers.tlp, Some(t) if t <= now) {
             self.timers.tlp = None;
-            // RFC 8985 §7.3: send one probe; the retransmission timer stays armed behind it.
+            // RFC 8985 §7.3: send one probe (output re-arms the retransmission timer).
             if self.snd.una < self.snd.max && self.recovery.recover.is_none() {
                 self.recovery.tlp_pending = true;
                 self.recovery.tlp_outstanding = true;
