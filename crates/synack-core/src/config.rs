@@ -193,7 +193,9 @@ impl Config {
         initial_rto: Duration
     );
     setter!(
-        /// The lower bound of the RTO (Linux TCP_RTO_MIN: 200 ms).
+        /// The lower bound of the RTO's variance term (Linux TCP_RTO_MIN: 200 ms): once RTTs
+        /// are measured the RTO is at least SRTT plus this, as Linux's `rttvar_us` is never
+        /// below `tcp_rto_min`; before, it bounds the initial RTO.
         min_rto: Duration
     );
     setter!(

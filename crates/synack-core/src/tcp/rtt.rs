@@ -75,14 +75,19 @@ impl RttEstimator {
     /// The retransmission timeout.
     ///
     /// RFC 6298 §2.2/§2.3: `RTO <- SRTT + max(G, K * RTTVAR)`; before any sample, the
-    /// initial RTO (§2.1). §2.4 puts a floor under it (RFC 6298 says 1 s; Linux and most
-    /// stacks use 200 ms, which is the caller's `min_rto`), and §2.5 allows a ceiling of at
-    /// least 60 s.
+    /// initial RTO (§2.1). §2.4 puts a floor under it (RFC 6298 says 1 s); Linux puts its
+    /// 200 ms floor (`tcp_rto_min`, the caller's `min_rto`) under the variance term rather
+    /// than under the sum (`tcp_rtt_estimator` keeps `rttvar_us >= tcp_rto_min_us`, and
+    /// `__tcp_set_rto` adds SRTT), so that the RTO is never within 200 ms of SRTT: a 100 ms
+    /// path gets 300 ms, not 200 ms. We do as Linux does. §2.5 allows a ceiling of at least
+    /// 60 s.
     pub fn rto(&self) -> Duration {
         let rto = match self.srtt {
             None => self.initial_rto,
             Some(srtt) => {
-                let var = (K * nanos(self.rttvar)).max(nanos(GRANULARITY));
+                let var = (K * nanos(self.rttvar))
+                    .max(nanos(GRANULARITY))
+                    .max(nanos(self.min_rto));
                 from_nanos(nanos(srtt).saturating_add(var))
             }
         };
@@ -198,9 +203,10 @@ mod tests {
             e.sample(ms(10));
         }
         assert_eq!(e.srtt(), Some(ms(10)));
-        // RTTVAR decays towards zero, so SRTT + max(G, 4 * RTTVAR) is ~11 ms: clamped to 200.
+        // RTTVAR decays towards zero: SRTT plus the 200 ms floor of the variance term, as
+        // Linux's 10 + 200 ms.
         assert!(e.rttvar() < Duration::from_micros(1));
-        assert_eq!(e.rto(), ms(200));
+        assert_eq!(e.rto(), ms(210));
     }
 
     #[test]
