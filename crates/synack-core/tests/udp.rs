@@ -76,14 +76,23 @@ fn round_trip(server_ip: IpAddr, any: &str) {
     let server = p.server.udp_bind(sa(server_ip, 53)).unwrap();
     let client = p.client.udp_bind(any.parse().unwrap()).unwrap();
     let dst = sa(server_ip, 53);
-    for size in [0, 1, 100, 1000, p.client.udp_max_payload(server_ip.is_ipv6())] {
+    for size in [
+        0,
+        1,
+        100,
+        1000,
+        p.client.udp_max_payload(server_ip.is_ipv6()),
+    ] {
         let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
         assert_eq!(p.client.udp_send_to(client, dst, &data), Ok(size));
         p.pump();
         assert!(events(&mut p.server).contains(&Event::UdpReadable(server)));
         let (got, from) = recv(&mut p.server, server).unwrap();
         assert_eq!(got, data);
-        assert_eq!(from.ip(), p.client.addresses()[usize::from(server_ip.is_ipv6())]);
+        assert_eq!(
+            from.ip(),
+            p.client.addresses()[usize::from(server_ip.is_ipv6())]
+        );
         assert_eq!(from.port(), p.client.udp_local_addr(client).unwrap().port());
         // The reply.
         assert_eq!(p.server.udp_send_to(server, from, &data), Ok(size));
@@ -122,7 +131,10 @@ fn oversized_payloads_are_message_too_long() {
         p.client.udp_send_to(c6, sa(ip(S6), 9), &big[..1453]),
         Err(Error::MessageTooLong)
     );
-    assert!(p.client.udp_send_to(c6, sa(ip(S6), 9), &big[..1452]).is_ok());
+    assert!(p
+        .client
+        .udp_send_to(c6, sa(ip(S6), 9), &big[..1452])
+        .is_ok());
     // Families must match the socket's.
     assert_eq!(
         p.client.udp_send_to(c, sa(ip(S6), 9), b"x"),
@@ -175,10 +187,16 @@ fn a_connected_socket_receives_only_from_its_peer() {
     let server = p.server.udp_bind(sa(Pair::SERVER, 7)).unwrap();
     let a = p.client.udp_bind(sa(Pair::CLIENT, 1000)).unwrap();
     let b = p.client.udp_bind(sa(Pair::CLIENT, 2000)).unwrap();
-    p.server.udp_connect(server, sa(Pair::CLIENT, 1000)).unwrap();
+    p.server
+        .udp_connect(server, sa(Pair::CLIENT, 1000))
+        .unwrap();
     assert_eq!(p.server.udp_peer_addr(server), Ok(sa(Pair::CLIENT, 1000)));
-    p.client.udp_send_to(b, sa(Pair::SERVER, 7), b"from b").unwrap();
-    p.client.udp_send_to(a, sa(Pair::SERVER, 7), b"from a").unwrap();
+    p.client
+        .udp_send_to(b, sa(Pair::SERVER, 7), b"from b")
+        .unwrap();
+    p.client
+        .udp_send_to(a, sa(Pair::SERVER, 7), b"from a")
+        .unwrap();
     p.pump();
     assert_eq!(
         recv(&mut p.server, server),
@@ -236,13 +254,21 @@ fn port_unreachable_refuses_a_connected_socket_v6() {
 fn port_unreachable_quotes_the_datagram() {
     let mut p = pair();
     let c = p.client.udp_bind(sa(Pair::CLIENT, 5000)).unwrap();
-    p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"quote me").unwrap();
+    p.client
+        .udp_send_to(c, sa(Pair::SERVER, 9), b"quote me")
+        .unwrap();
     let sent = take_client_packets(&mut p).remove(0);
     deliver(&mut p.server, p.now, &sent);
     let mut buf = vec![0u8; 2048];
-    let t = p.server.poll_transmit(p.now, &mut buf).expect("an ICMP error");
+    let t = p
+        .server
+        .poll_transmit(p.now, &mut buf)
+        .expect("an ICMP error");
     let (ipr, payload) = wire::ip::parse(&buf[..t.len]).unwrap();
-    assert_eq!((ipr.src_addr(), ipr.dst_addr()), (Pair::SERVER, Pair::CLIENT));
+    assert_eq!(
+        (ipr.src_addr(), ipr.dst_addr()),
+        (Pair::SERVER, Pair::CLIENT)
+    );
     match IcmpRepr::parse_v4(payload).unwrap() {
         IcmpRepr::DstUnreachable { code, invoking } => {
             assert_eq!(code, 3, "RFC 792: port unreachable");
@@ -393,19 +419,26 @@ fn a_full_receive_queue_drops_and_counts() {
     let s = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
     let c = p.client.udp_bind(sa(Pair::CLIENT, 0)).unwrap();
     for _ in 0..10 {
-        p.client.udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200]).unwrap();
+        p.client
+            .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+            .unwrap();
     }
     p.pump();
     // 200 + 256 charged each: two fit in 1000.
     let st = p.server.stats();
     assert_eq!((st.udp_datagrams_in, st.drop_udp_queue_full), (10, 8));
-    assert_eq!(p.server.memory(), 2 * (200 + synack_core::endpoint::DATAGRAM_OVERHEAD));
+    assert_eq!(
+        p.server.memory(),
+        2 * (200 + synack_core::endpoint::DATAGRAM_OVERHEAD)
+    );
     assert!(recv(&mut p.server, s).is_ok());
     assert!(recv(&mut p.server, s).is_ok());
     assert_eq!(recv(&mut p.server, s), Err(Error::WouldBlock));
     assert_eq!(p.server.memory(), 0);
     // Closing a socket with datagrams queued releases them.
-    p.client.udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200]).unwrap();
+    p.client
+        .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+        .unwrap();
     p.pump();
     assert!(p.server.memory() > 0);
     p.server.udp_close(s).unwrap();
@@ -420,7 +453,9 @@ fn the_memory_cap_drops_datagrams() {
     let _s = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
     let c = p.client.udp_bind(sa(Pair::CLIENT, 0)).unwrap();
     for _ in 0..5 {
-        p.client.udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200]).unwrap();
+        p.client
+            .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+            .unwrap();
     }
     p.pump();
     assert_eq!(p.server.stats().drop_udp_queue_full, 3);
@@ -434,7 +469,10 @@ fn sending_is_bounded_by_the_own_packet_queue() {
     let mut sent = 0;
     while p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x") == Ok(1) {
         sent += 1;
-        assert!(sent <= synack_core::endpoint::SEND_QUEUE_PACKETS, "unbounded");
+        assert!(
+            sent <= synack_core::endpoint::SEND_QUEUE_PACKETS,
+            "unbounded"
+        );
     }
     assert_eq!(sent, synack_core::endpoint::SEND_QUEUE_PACKETS);
     assert_eq!(
@@ -474,7 +512,11 @@ fn the_catch_all_queue_keeps_the_original_addresses() {
         assert!(events(&mut p.server).contains(&Event::UdpIntercepted));
         let mut buf = [0u8; 3];
         let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
-        assert_eq!((d.len, d.src, d.dst), (3, from, dst), "truncated to the buffer");
+        assert_eq!(
+            (d.len, d.src, d.dst),
+            (3, from, dst),
+            "truncated to the buffer"
+        );
         assert_eq!(&buf, b"que");
         assert_eq!(
             p.server.udp_recv_intercepted(&mut buf),
@@ -519,12 +561,19 @@ fn the_catch_all_queue_is_bounded() {
     let mut sent = 0;
     while sent < synack_core::endpoint::CATCH_ALL_DATAGRAMS + 100 {
         // Deliver as we go: the client's own queue is bounded too.
-        while p.client.udp_send_to(c, sa(ip("198.19.1.1"), 53), b"x").is_ok() {
+        while p
+            .client
+            .udp_send_to(c, sa(ip("198.19.1.1"), 53), b"x")
+            .is_ok()
+        {
             sent += 1;
         }
         p.pump();
     }
-    assert_eq!(p.server.udp_intercepted_count(), synack_core::endpoint::CATCH_ALL_DATAGRAMS);
+    assert_eq!(
+        p.server.udp_intercepted_count(),
+        synack_core::endpoint::CATCH_ALL_DATAGRAMS
+    );
     let s = p.server.stats();
     assert_eq!(
         s.drop_udp_queue_full,

@@ -219,9 +219,10 @@ impl Endpoint {
     fn udp_lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<UdpHandle> {
         let h = match self.udp.by_local.get(&local) {
             Some(&h) => h,
-            None if self.addresses.contains(&local.ip()) => *self.udp.by_local.get(
-                &SocketAddr::new(unspecified(local.is_ipv6()), local.port()),
-            )?,
+            None if self.addresses.contains(&local.ip()) => *self
+                .udp
+                .by_local
+                .get(&SocketAddr::new(unspecified(local.is_ipv6()), local.port()))?,
             None => return None,
         };
         let sock = self.udp.socket(h).ok()?;
@@ -378,10 +379,7 @@ impl Endpoint {
     /// `SO_REUSEADDR`). TCP and UDP ports are apart.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
         let ip = local.ip();
-        if !ip.is_unspecified()
-            && !self.addresses.contains(&ip)
-            && !(self.intercepts() && is_unicast(ip))
-        {
+        if !ip.is_unspecified() && !self.udp_may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         let port = match local.port() {
@@ -416,7 +414,12 @@ impl Endpoint {
             .secrets
             .port_offset(ip, SocketAddr::new(unspecified(ip.is_ipv6()), 0));
         for count in 0..num {
-            let n = self.udp.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num;
+            let n = self
+                .udp
+                .next_ephemeral
+                .wrapping_add(offset)
+                .wrapping_add(count)
+                % num;
             let port = min + n as u16;
             if self.udp.port_free(ip, port) {
                 self.udp.next_ephemeral = self.udp.next_ephemeral.wrapping_add(count + 1);
@@ -454,6 +457,12 @@ impl Endpoint {
         sock.peer = Some(peer);
         sock.error = None;
         Ok(())
+    }
+
+    /// Whether a socket may bind, or a datagram leave from, `ip`: one of ours, or in intercept
+    /// mode any unicast address.
+    fn udp_may_own(&self, ip: IpAddr) -> bool {
+        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip))
     }
 
     /// The stack address of `dst`'s family that a datagram to it leaves from.
@@ -512,7 +521,7 @@ impl Endpoint {
         if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() {
             return Err(Error::InvalidInput);
         }
-        if !self.addresses.contains(&src.ip()) && !(self.intercepts() && is_unicast(src.ip())) {
+        if !self.udp_may_own(src.ip()) {
             return Err(Error::AddrNotAvailable);
         }
         self.udp_emit(src, dst, payload)
@@ -525,7 +534,12 @@ impl Endpoint {
         self.config.mtu.saturating_sub(ip + udp::HEADER_LEN)
     }
 
-    fn udp_emit(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Result<usize, Error> {
+    fn udp_emit(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<usize, Error> {
         if dst.port() == 0 || !is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
         }
