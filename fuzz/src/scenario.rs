@@ -10,8 +10,11 @@
 //!
 //! Invariants ([`Harness::check`]), after every op:
 //! - nothing panics (libFuzzer catches it, including overflow checks and debug assertions);
-//! - every packet `poll_transmit` writes parses back (IP, then TCP or ICMP, checksums
-//!   verified), comes from one of the endpoint's addresses, and a TCP one fits the MTU;
+//! - every packet `poll_transmit` writes parses back (IP, then TCP, UDP or ICMP, checksums
+//!   verified), comes from one of the endpoint's addresses, and a TCP or UDP one fits the
+//!   MTU;
+//! - the UDP catch-all queue stays within its bound, and so does the endpoint's memory
+//!   (UDP queues count in it);
 //! - at most [`MAX_PACKETS_PER_STEP`] packets per op;
 //! - `connection_count() <= max_connections`;
 //! - every `Stats` counter only grows, and `packets_in`/`packets_out` count exactly the
@@ -25,11 +28,14 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use synack_core::endpoint::CATCH_ALL_DATAGRAMS;
 use synack_core::testing::peer;
-use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use synack_core::wire::{
+    self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
+};
 use synack_core::{
     Config, ConnectionHandle, Event, InterceptConfig, KeepaliveConfig, ListenerHandle, SeqNumber,
-    SocketOptions, Stats, SynCookies, SynHandle,
+    SocketOptions, Stats, SynCookies, SynHandle, UdpHandle,
 };
 
 /// The endpoint's addresses ([`US`], [`US6`]) and the peer's ([`PEER`], [`PEER6`]): the
@@ -101,6 +107,8 @@ impl ConfigInput {
             })
             .send_buffer(1024 << (self.buffer_shift % 8))
             .recv_buffer(1024 << ((self.buffer_shift / 8) % 8))
+            // UDP receive queues of 1 to 8 KiB: full after a few datagrams.
+            .udp_recv_buffer(1024 << ((self.buffer_shift / 64) % 8))
             // 296 is the smallest MTU here: 256 bytes of MSS after 40 of headers.
             .mtu(296 + usize::from(self.mtu % 8705))
             .timestamps(self.timestamps)
@@ -194,6 +202,71 @@ pub enum Op {
         /// 0 accept, 1 refuse, 2 unreachable, 3 drop.
         how: u8,
     },
+    /// `udp_bind`: `at` 0 an own address, 1 the unspecified one, 2 a foreign one (refused
+    /// unless intercepting); port 0 ephemeral.
+    UdpBind {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// Where.
+        at: u8,
+        /// The port (small, so that binds collide).
+        port: u8,
+    },
+    /// `udp_connect` a socket (modulo how many; one past the end is stale) to the peer.
+    UdpConnect {
+        /// Which socket.
+        sock: u8,
+        /// The peer's port (0 is invalid).
+        port: u16,
+    },
+    /// `udp_send_to` the peer, or `udp_send` when `port` is 0.
+    UdpSend {
+        /// Which socket.
+        sock: u8,
+        /// The peer's port; 0: the connected peer.
+        port: u16,
+        /// Payload bytes (past the MTU: MessageTooLong).
+        len: u16,
+    },
+    /// `udp_recv_from` into a buffer of this size.
+    UdpRecv {
+        /// Which socket.
+        sock: u8,
+        /// Buffer size.
+        len: u16,
+    },
+    /// `udp_close`.
+    UdpClose(u8),
+    /// A datagram from the peer.
+    UdpIn(UdpInput),
+    /// Read one datagram from the catch-all queue and, if `reply`, answer it from its
+    /// original destination with `udp_send_from`.
+    UdpIntercepted {
+        /// Buffer size.
+        len: u16,
+        /// Answer it.
+        reply: bool,
+    },
+}
+
+/// A UDP datagram from the peer.
+#[derive(Debug, Arbitrary)]
+pub struct UdpInput {
+    /// IPv6 rather than IPv4.
+    v6: bool,
+    /// 0: to a bound socket's port (`sock` picks it), 1: a port nothing binds, 2: a foreign
+    /// address (the catch-all in intercept mode).
+    to: u8,
+    /// Which socket.
+    sock: u8,
+    /// The peer's port.
+    from_port: u16,
+    /// 0: a good checksum, 1: zero, 2: wrong.
+    checksum: u8,
+    /// Added to the UDP length field: a lie (`Some(0)` is the truth).
+    length_lie: Option<i8>,
+    /// Payload bytes (cut to 4096).
+    len: u16,
 }
 
 /// Where a segment goes.
@@ -329,6 +402,8 @@ pub struct Harness {
     packets_in: u64,
     /// Intercepted SYNs announced (the latest 16), decided or not.
     held: VecDeque<SynHandle>,
+    /// UDP sockets bound (the latest 16), open or closed.
+    udp: VecDeque<UdpHandle>,
 }
 
 /// The listening addresses: the IPv4 address itself, and the IPv6 wildcard.
@@ -369,6 +444,7 @@ impl Harness {
             data: (0..MAX_APP_IO).map(|i| (i % 251) as u8).collect(),
             packets_in: 0,
             held: VecDeque::new(),
+            udp: VecDeque::new(),
         };
         let backlog = 1 + usize::from(h.config.backlog % 8);
         for v6 in [false, true] {
@@ -510,6 +586,77 @@ impl Harness {
                     self.held.retain(|&h| h != syn);
                 }
             }
+            Op::UdpBind { v6, at, port } => {
+                let ip = match (at % 3, v6) {
+                    (0, false) => US,
+                    (0, true) => US6,
+                    (1, false) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                    (1, true) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    (_, false) => FOREIGN,
+                    (_, true) => FOREIGN6,
+                };
+                let port = if *port == 0 {
+                    0
+                } else {
+                    5000 + u16::from(port % 8)
+                };
+                if let Ok(h) = self.script.ep.udp_bind(SocketAddr::new(ip, port)) {
+                    if self.udp.len() >= 16 {
+                        self.udp.pop_front();
+                    }
+                    self.udp.push_back(h);
+                }
+            }
+            Op::UdpConnect { sock, port } => {
+                let h = self.udp_handle(*sock);
+                let v6 = self.script.ep.udp_local_addr(h).is_ok_and(|a| a.is_ipv6());
+                let ip = if v6 { PEER6 } else { PEER };
+                let _ = self.script.ep.udp_connect(h, SocketAddr::new(ip, *port));
+            }
+            Op::UdpSend { sock, port, len } => {
+                let h = self.udp_handle(*sock);
+                let len = usize::from(*len).min(MAX_APP_IO);
+                let data = &self.data[..len];
+                let sent = if *port == 0 {
+                    self.script.ep.udp_send(h, data)
+                } else {
+                    let v6 = self.script.ep.udp_local_addr(h).is_ok_and(|a| a.is_ipv6());
+                    let ip = if v6 { PEER6 } else { PEER };
+                    self.script
+                        .ep
+                        .udp_send_to(h, SocketAddr::new(ip, *port), data)
+                };
+                if let Ok(n) = sent {
+                    assert_eq!(n, len, "a datagram is sent whole or not at all");
+                }
+            }
+            Op::UdpRecv { sock, len } => {
+                let h = self.udp_handle(*sock);
+                let mut buf = vec![0u8; usize::from(*len)];
+                if let Ok((n, _)) = self.script.ep.udp_recv_from(h, &mut buf) {
+                    assert!(
+                        n <= buf.len(),
+                        "udp_recv_from returned {n} into {}",
+                        buf.len()
+                    );
+                }
+            }
+            Op::UdpClose(i) => {
+                let _ = self.script.ep.udp_close(self.udp_handle(*i));
+            }
+            Op::UdpIn(u) => {
+                let p = self.udp_datagram(u);
+                self.inject(&p);
+            }
+            Op::UdpIntercepted { len, reply } => {
+                let mut buf = vec![0u8; usize::from(*len)];
+                if let Ok(d) = self.script.ep.udp_recv_intercepted(&mut buf) {
+                    assert!(d.len <= buf.len());
+                    if *reply {
+                        let _ = self.script.ep.udp_send_from(d.dst, d.src, &buf[..d.len]);
+                    }
+                }
+            }
             Op::Inspect(i) => {
                 let c = self.handle(*i);
                 let _ = self.script.ep.state(c);
@@ -522,6 +669,55 @@ impl Harness {
             }
         }
         self.check(timers_ran);
+    }
+
+    /// UDP socket `i` modulo the count; one past the end names none.
+    fn udp_handle(&self, i: u8) -> UdpHandle {
+        let i = usize::from(i) % (self.udp.len() + 1);
+        self.udp.get(i).copied().unwrap_or(UdpHandle(0))
+    }
+
+    /// The peer's datagram, with the checksum and length field as the input asks.
+    fn udp_datagram(&self, u: &UdpInput) -> Vec<u8> {
+        let (src, us, foreign) = if u.v6 {
+            (PEER6, US6, FOREIGN6)
+        } else {
+            (PEER, US, FOREIGN)
+        };
+        let bound = self
+            .script
+            .ep
+            .udp_local_addr(self.udp_handle(u.sock))
+            .ok()
+            .filter(|a| a.is_ipv6() == u.v6);
+        let dst = match (u.to % 3, bound) {
+            (0, Some(a)) if a.ip().is_unspecified() => SocketAddr::new(us, a.port()),
+            (0, Some(a)) => a,
+            (2, _) => SocketAddr::new(foreign, 53),
+            _ => SocketAddr::new(us, 9),
+        };
+        let payload = &self.data[..usize::from(u.len).min(MAX_PAYLOAD)];
+        let repr = UdpRepr {
+            src_port: u.from_port,
+            dst_port: dst.port(),
+            payload,
+        };
+        let ip = IpRepr::new(src, dst.ip(), IpProtocol::Udp, repr.buffer_len(), 64)
+            .expect("a small datagram");
+        let hl = ip.header_len();
+        let mut p = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut p);
+        repr.emit(&mut p[hl..], src, dst.ip());
+        match u.checksum % 3 {
+            1 => p[hl + 6..hl + 8].fill(0),
+            2 => p[hl + 6] ^= 0x5a,
+            _ => {}
+        }
+        if let Some(lie) = u.length_lie {
+            let len = (repr.buffer_len() as u16).wrapping_add_signed(i16::from(lie));
+            p[hl + 4..hl + 6].copy_from_slice(&len.to_be_bytes());
+        }
+        p
     }
 
     fn accept(&mut self, v6: bool) {
@@ -712,6 +908,8 @@ impl Harness {
                 self.held.push_back(syn);
             }
         }
+        let caught = self.script.ep.udp_intercepted_count();
+        assert!(caught <= CATCH_ALL_DATAGRAMS, "{caught} datagrams caught");
         let pending = self.script.ep.intercepted_count();
         assert!(pending <= 4, "{pending} SYNs held, max_pending is 4");
 
@@ -776,6 +974,15 @@ fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8])
                 mtu
             );
             remember_segment(peers, &seg, src, dst);
+        }
+        (IpProtocol::Udp, _, _) => {
+            UdpRepr::parse(payload, src, dst, false).expect("the endpoint emits valid UDP");
+            assert!(
+                packet.len() <= mtu,
+                "a {}-byte UDP packet on a {}-byte MTU",
+                packet.len(),
+                mtu
+            );
         }
         (IpProtocol::Icmp, IpAddr::V4(_), _) => {
             IcmpRepr::parse_v4(payload).expect("the endpoint emits valid ICMPv4");
@@ -901,6 +1108,41 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             after.drop_listen_overflow,
         ),
         ("drop_other", before.drop_other, after.drop_other),
+        (
+            "udp_datagrams_in",
+            before.udp_datagrams_in,
+            after.udp_datagrams_in,
+        ),
+        (
+            "udp_datagrams_out",
+            before.udp_datagrams_out,
+            after.udp_datagrams_out,
+        ),
+        (
+            "udp_intercepted",
+            before.udp_intercepted,
+            after.udp_intercepted,
+        ),
+        (
+            "udp_port_unreachable_sent",
+            before.udp_port_unreachable_sent,
+            after.udp_port_unreachable_sent,
+        ),
+        (
+            "udp_port_unreachable_limited",
+            before.udp_port_unreachable_limited,
+            after.udp_port_unreachable_limited,
+        ),
+        (
+            "drop_udp_no_socket",
+            before.drop_udp_no_socket,
+            after.drop_udp_no_socket,
+        ),
+        (
+            "drop_udp_queue_full",
+            before.drop_udp_queue_full,
+            after.drop_udp_queue_full,
+        ),
     ];
     for (name, b, a) in pairs {
         assert!(a >= b, "Stats::{name} went down: {b} -> {a}");
