@@ -10,9 +10,10 @@
 //!   and destination, to be answered with [`Endpoint::udp_send_from`] from any address;
 //! - otherwise is answered with ICMP port unreachable (RFC 1122 §4.1.3.1: "If a datagram
 //!   arrives addressed to a UDP port for which there is no pending LISTEN call, UDP SHOULD
-//!   send an ICMP Port Unreachable message"), under a token bucket shared by every ICMP
-//!   error the endpoint sends on its own, after Linux's `icmp_msgs_per_sec` (1000) and
-//!   `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC 4443 §2.4(f) ask.
+//!   send an ICMP Port Unreachable message"), within a token bucket after Linux's
+//!   `icmp_msgs_per_sec` (1000) and `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC
+//!   4443 §2.4(f) ask of ICMP errors (the unreachable an application chooses for an
+//!   intercepted SYN is its own decision and is not limited).
 //!
 //! ICMP port (or protocol) unreachable about a datagram a connected socket sent fails that
 //! socket's next `recv` or `send` with `ConnectionRefused`, once, as Linux reports a hard
