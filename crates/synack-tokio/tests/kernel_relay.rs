@@ -1,0 +1,606 @@
+//! The `transparent_relay` example against the kernel, run as its own process.
+//!
+//! Two namespaces per test: C holds the TUN (the relay runs there) and the clients, with
+//! 198.19.0.0/16 and 2001:2::/48 routed into the TUN; E (the egress) holds the servers, on
+//! addresses of its loopback (198.19.1.1, 198.19.2.2, 198.19.3.3, 2001:2:0:1::1, ...), a
+//! destination that never answers (198.19.9.9 and 2001:2:0:9::9, routed but dropped by an
+//! nft rule) and, for the SOCKS5 test, Debian's dante on a veth link from C. The relay
+//! reaches E through `--egress-netns E` or through the proxy.
+//!
+//! The example binary is the one `cargo test --workspace` builds into
+//! target/<profile>/examples; a narrower `cargo test -p synack-tokio` skips these tests.
+
+mod kernel_support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kernel_support::{example, pattern, require_tool, tshark, ScratchDir};
+use synack_tokio::netns::{require_tun, NetNs};
+
+/// One test at a time: each moves megabytes through a debug build on a small machine.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The servers' ports, one per destination address: (IPv4 address, IPv6 address, port).
+const DESTS: [(&str, &str, u16); 3] = [
+    ("198.19.1.1", "2001:2:0:1::1", 8080),
+    ("198.19.2.2", "2001:2:0:2::2", 80),
+    ("198.19.3.3", "2001:2:0:3::3", 9000),
+];
+/// Where nothing answers (E routes it, and drops it on the way out).
+const SILENT: (&str, &str) = ("198.19.9.9", "2001:2:0:9::9");
+/// The half-close server's port and the UDP echo server's.
+const HALF_CLOSE_PORT: u16 = 7000;
+const UDP_PORT: u16 = 5353;
+/// The SOCKS5 proxy in E, on the veth link from C.
+const PROXY: &str = "198.18.200.2:1080";
+
+async fn output(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("spawn")
+}
+
+async fn ok(cmd: Command) {
+    let what = format!("{cmd:?}");
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A background process whose output goes to files (a pipe nobody reads would stall a
+/// chatty relay), killed when dropped.
+struct Bg {
+    child: Option<Child>,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Bg {
+    fn spawn(mut cmd: Command, dir: &Path, name: &str) -> Bg {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&err).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        Bg {
+            child: Some(child),
+            out,
+            err,
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited with 0.
+    async fn terminate(&mut self, limit: Duration) -> bool {
+        let mut child = self.child.take().expect("running");
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running {limit:?} after SIGTERM:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Python: a TCP server on [::]:PORT (both families) that reads each connection to its
+/// end, then sends everything back and closes: it answers only after the client's FIN.
+const HALF_CLOSE_SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(16)
+def serve(c):
+    data = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(data)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Python: sends N pattern bytes to ADDR:PORT, shuts its sending side down, and reads the
+/// echo to its end; prints `OK N` if it matches.
+const HALF_CLOSE_CLIENT: &str = r#"
+import socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = bytes((i * 7 + i // 251) % 256 for i in range(n))
+s = socket.create_connection((addr, port), timeout=20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
+"#;
+
+/// Python: a UDP echo server on [::]:PORT, both families.
+const UDP_ECHO_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(65535)
+    s.sendto(data, peer)
+"#;
+
+/// Python: sends a DNS-sized datagram (512 bytes) to ADDR:PORT, up to 5 times a second
+/// apart, and prints `OK` once the same bytes come back from that address.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+query = bytes(range(256)) * 2
+for _ in range(5):
+    s.sendto(query, (addr, port))
+    try:
+        data, peer = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    print("OK" if data == query and peer[0] == addr and peer[1] == port else "BAD %r" % (peer,))
+    break
+else:
+    print("ERR timeout")
+"#;
+
+/// The two namespaces, the servers in E, and the content they serve.
+struct World {
+    c: NetNs,
+    e: NetNs,
+    dir: ScratchDir,
+    content: Vec<u8>,
+    servers: Vec<Bg>,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let c = NetNs::new(&format!("{prefix}-c")).unwrap();
+        let e = NetNs::new(&format!("{prefix}-e")).unwrap();
+        let dir = ScratchDir::new(c.name());
+        let content = pattern(3 << 20, 11);
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("big.bin"), &content).unwrap();
+
+        // E: the destinations on its loopback, the silent one routed and dropped.
+        for (v4, v6, _) in DESTS {
+            ok(cmd(
+                &e,
+                "ip",
+                &["addr", "add", &format!("{v4}/32"), "dev", "lo"],
+            ))
+            .await;
+            ok(cmd(
+                &e,
+                "ip",
+                &["addr", "add", &format!("{v6}/128"), "dev", "lo"],
+            ))
+            .await;
+        }
+        ok(cmd(
+            &e,
+            "ip",
+            &["route", "add", "198.19.9.0/24", "dev", "lo"],
+        ))
+        .await;
+        ok(cmd(
+            &e,
+            "ip",
+            &["-6", "route", "add", "2001:2:0:9::/64", "dev", "lo"],
+        ))
+        .await;
+        let rules = dir.path().join("silent.nft");
+        std::fs::write(
+            &rules,
+            format!(
+                "table inet silent {{\n chain out {{\n  type filter hook output priority 0;\n  \
+                 ip daddr {} drop\n  ip6 daddr {} drop\n }}\n}}\n",
+                SILENT.0, SILENT.1
+            ),
+        )
+        .unwrap();
+        ok(cmd(&e, "nft", &["-f", rules.to_str().unwrap()])).await;
+
+        let mut servers = Vec::new();
+        for (_, _, port) in DESTS {
+            let mut http = e.command("python3");
+            http.args(["-m", "http.server", &port.to_string(), "--bind", "::"])
+                .arg("--directory")
+                .arg(&www);
+            servers.push(Bg::spawn(http, dir.path(), &format!("http{port}")));
+        }
+        let mut half = e.command("python3");
+        half.args(["-c", HALF_CLOSE_SERVER, &HALF_CLOSE_PORT.to_string()]);
+        servers.push(Bg::spawn(half, dir.path(), "halfclose"));
+        let mut udp = e.command("python3");
+        udp.args(["-c", UDP_ECHO_SERVER, &UDP_PORT.to_string()]);
+        servers.push(Bg::spawn(udp, dir.path(), "udpecho"));
+        for (_, _, port) in DESTS {
+            wait_listening(&e, port).await;
+        }
+        wait_listening(&e, HALF_CLOSE_PORT).await;
+        World {
+            c,
+            e,
+            dir,
+            content,
+            servers,
+        }
+    }
+
+    /// Starts the relay in C with `args` (and --pcap into the scratch directory), waits for
+    /// its TUN, and routes the test prefixes into it.
+    async fn relay(&self, relay: &Path, args: &[&str]) -> Bg {
+        let mut run = self.c.command(relay.to_str().unwrap());
+        run.args([
+            "--host-addr6",
+            "2001:2::1/64",
+            "--connect-timeout",
+            "2",
+            "-v",
+        ])
+        .arg("--pcap")
+        .arg(self.dir.path().join("relay.pcap"))
+        .args(args);
+        let bg = Bg::spawn(run, self.dir.path(), "relay");
+        let mut up = false;
+        for _ in 0..200 {
+            let out = output(cmd(&self.c, "ip", &["link", "show", "synack0"])).await;
+            if out.status.success() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(up, "the relay's TUN did not appear in 10 s:\n{}", bg.logs());
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["route", "add", "198.19.0.0/16", "dev", "synack0"],
+        ))
+        .await;
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["-6", "route", "add", "2001:2::/48", "dev", "synack0"],
+        ))
+        .await;
+        bg
+    }
+
+    /// A veth link C (198.18.200.1) <-> E (198.18.200.2) and dante on E's end.
+    async fn socks_proxy(&mut self) {
+        let (vc, ve) = ("rlyc0", "rlye0");
+        ok(cmd(
+            &self.c,
+            "ip",
+            &[
+                "link",
+                "add",
+                vc,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ve,
+                "netns",
+                self.e.name(),
+            ],
+        ))
+        .await;
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["addr", "add", "198.18.200.1/24", "dev", vc],
+        ))
+        .await;
+        ok(cmd(&self.c, "ip", &["link", "set", vc, "up"])).await;
+        ok(cmd(
+            &self.e,
+            "ip",
+            &["addr", "add", "198.18.200.2/24", "dev", ve],
+        ))
+        .await;
+        ok(cmd(&self.e, "ip", &["link", "set", ve, "up"])).await;
+        let conf = self.dir.path().join("danted.conf");
+        let (ip, port) = PROXY.split_once(':').unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "logoutput: stderr\n\
+                 internal: {ip} port = {port}\n\
+                 external: lo\n\
+                 socksmethod: none\n\
+                 clientmethod: none\n\
+                 user.privileged: root\n\
+                 user.unprivileged: nobody\n\
+                 client pass {{ from: 0/0 to: 0/0 }}\n\
+                 socks pass {{ from: 0/0 to: 0/0 command: connect udpassociate udpreply }}\n"
+            ),
+        )
+        .unwrap();
+        let mut danted = self.e.command("danted");
+        danted
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(self.dir.path().join("danted.pid"));
+        self.servers
+            .push(Bg::spawn(danted, self.dir.path(), "danted"));
+        wait_listening(&self.e, 1080).await;
+    }
+
+    /// curl in C fetches big.bin from `host:port`; asserts the body is the served one.
+    async fn fetch(&self, host: &str, port: u16, relay: &Bg) {
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}/big.bin")
+        } else {
+            format!("http://{host}:{port}/big.bin")
+        };
+        let file = self.dir.path().join("got.bin");
+        let _ = std::fs::remove_file(&file);
+        let mut curl = self.c.command("curl");
+        curl.args(["-sS", "--fail", "--max-time", "60", "-o"])
+            .arg(&file)
+            .arg(&url);
+        let out = output(curl).await;
+        assert!(
+            out.status.success(),
+            "curl {url}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+        let got = std::fs::read(&file).unwrap();
+        assert_eq!(got.len(), self.content.len(), "{url}");
+        assert!(got == self.content, "{url}: the bodies differ");
+    }
+
+    /// curl in C to `host:port`; returns its exit code and how long it took.
+    async fn curl_fails(&self, host: &str, port: u16, max_time: u32) -> (i32, Duration) {
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}/")
+        } else {
+            format!("http://{host}:{port}/")
+        };
+        let mut curl = self.c.command("curl");
+        curl.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            &max_time.to_string(),
+            &url,
+        ]);
+        let start = Instant::now();
+        let out = output(curl).await;
+        (out.status.code().unwrap_or(-1), start.elapsed())
+    }
+
+    async fn half_close(&self, host: &str) {
+        let mut py = self.c.command("python3");
+        py.args([
+            "-c",
+            HALF_CLOSE_CLIENT,
+            host,
+            &HALF_CLOSE_PORT.to_string(),
+            "200000",
+        ]);
+        let out = output(py).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK 200000",
+            "half-close through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    async fn udp_round_trip(&self, host: &str, relay: &Bg) {
+        let mut py = self.c.command("python3");
+        py.args(["-c", UDP_CLIENT, host, &UDP_PORT.to_string()]);
+        let out = output(py).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK",
+            "UDP through the relay to {host}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+    }
+}
+
+/// `program args..` inside `ns`.
+fn cmd(ns: &NetNs, program: &str, args: &[&str]) -> Command {
+    let mut c = ns.command(program);
+    c.args(args);
+    c
+}
+
+/// Waits (at most 10 s) until a kernel socket in `ns` listens on `port`.
+async fn wait_listening(ns: &NetNs, port: u16) {
+    for _ in 0..200 {
+        let out = output(cmd(ns, "ss", &["-Hltn", &format!("sport = :{port}")])).await;
+        if !out.stdout.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on port {port} after 10 s");
+}
+
+fn tools(test: &str, extra: &[&str]) -> bool {
+    ["python3", "curl", "nft", "tshark"]
+        .iter()
+        .chain(extra)
+        .all(|t| require_tool(test, t))
+}
+
+/// Through `--egress-netns`: curl fetches 3 MB from three addresses and ports over IPv4 and
+/// IPv6, byte for byte; a closed port is refused at once; a destination that never answers
+/// gets no SYN-ACK and curl times out; a half-close is carried; DNS-sized UDP goes both ways;
+/// SIGTERM ends the relay with a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_through_egress_namespace() {
+    let test = "kernel_relay_through_egress_namespace";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rly").await;
+    let e_name = world.e.name().to_owned();
+    let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
+
+    for (v4, v6, port) in DESTS {
+        world.fetch(v4, port, &relay).await;
+        world.fetch(v6, port, &relay).await;
+    }
+
+    // A closed port: the upstream's RST becomes the client's "connection refused" (curl 7),
+    // at once.
+    for host in ["198.19.1.1", "2001:2:0:1::1"] {
+        let (code, took) = world.curl_fails(host, 81, 10).await;
+        assert_eq!(code, 7, "curl to closed {host}:81\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+
+    // Nobody answers: curl times out (28), and the relay never answered the SYN.
+    for host in [SILENT.0, SILENT.1] {
+        let (code, took) = world.curl_fails(host, 80, 4).await;
+        assert_eq!(code, 28, "curl to silent {host}\n{}", relay.logs());
+        assert!(took >= Duration::from_secs(4));
+    }
+
+    for host in ["198.19.2.2", "2001:2:0:2::2"] {
+        world.half_close(host).await;
+    }
+    for host in ["198.19.3.3", "2001:2:0:3::3"] {
+        world.udp_round_trip(host, &relay).await;
+    }
+
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
+    assert!(logs.contains("refused 2 "), "{logs}");
+    for (v4, v6, port) in DESTS {
+        assert!(logs.contains(&format!("-> {v4}:{port} closed")), "{logs}");
+        assert!(logs.contains(&format!("-> [{v6}]:{port} closed")), "{logs}");
+    }
+
+    // The capture at the relay's device: the client's SYNs to the silent addresses are
+    // there, and no SYN-ACK from them.
+    let pcap = world.dir.path().join("relay.pcap");
+    let silent = format!("(ip.addr == {} || ipv6.addr == {})", SILENT.0, SILENT.1);
+    let syns = tshark(
+        &pcap,
+        &format!("{silent} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
+        &["frame.number"],
+    )
+    .await;
+    assert!(syns.len() >= 2, "the client's SYNs are not in the capture");
+    let answers = tshark(
+        &pcap,
+        &format!("{silent} && (tcp.flags.ack == 1 || tcp.flags.reset == 1 || icmp || icmpv6)"),
+        &["frame.number", "_ws.col.Info"],
+    )
+    .await;
+    assert!(
+        answers.is_empty(),
+        "answered the silent destination: {answers:?}"
+    );
+}
+
+/// Through `--socks5` (dante in E): curl fetches over IPv4 and IPv6 byte for byte via
+/// CONNECT, a closed port is refused, a half-close is carried, and DNS-sized UDP goes
+/// through UDP ASSOCIATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_through_socks5() {
+    let test = "kernel_relay_through_socks5";
+    if !require_tun(test) || !tools(test, &["danted"]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let mut world = World::new("synack-rlys").await;
+    world.socks_proxy().await;
+    let mut relay = world.relay(&relay_bin, &["--socks5", PROXY]).await;
+
+    for (v4, v6, port) in DESTS {
+        world.fetch(v4, port, &relay).await;
+        world.fetch(v6, port, &relay).await;
+    }
+    for host in ["198.19.1.1", "2001:2:0:1::1"] {
+        let (code, took) = world.curl_fails(host, 81, 10).await;
+        assert_eq!(code, 7, "curl to closed {host}:81\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+    for host in ["198.19.2.2", "2001:2:0:2::2"] {
+        world.half_close(host).await;
+    }
+    for host in ["198.19.3.3", "2001:2:0:3::3"] {
+        world.udp_round_trip(host, &relay).await;
+    }
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("refused 2 "), "{logs}");
+}
