@@ -52,6 +52,7 @@ pub struct Config {
     pub(crate) seed: Option<[u8; 32]>,
     pub(crate) syn_linear_timeouts: u32,
     pub(crate) intercept: Option<InterceptConfig>,
+    pub(crate) udp_recv_buffer: usize,
 }
 
 /// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
@@ -150,6 +151,7 @@ impl Default for Config {
             seed: None,
             syn_linear_timeouts: 0,
             intercept: None,
+            udp_recv_buffer: 212_992,
         }
     }
 }
@@ -375,6 +377,12 @@ impl Config {
         /// unreachable (`Event::Intercepted`; see the endpoint's interception). Off (`None`)
         /// by default.
         intercept: Option<InterceptConfig>
+    );
+    setter!(
+        /// Bytes a UDP socket's receive queue holds at most, each datagram counted as its
+        /// payload plus `DATAGRAM_OVERHEAD` (Linux net.core.rmem_default: 212,992). Past it,
+        /// datagrams are dropped and counted (`drop_udp_queue_full`).
+        udp_recv_buffer: usize
     );
     setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for

@@ -49,6 +49,9 @@ pub enum Error {
     /// A configured resource limit is reached (ENOBUFS).
     #[error("no buffer space available")]
     NoBufferSpace,
+    /// A datagram larger than one packet of the MTU: synack does not fragment (EMSGSIZE).
+    #[error("message too long")]
+    MessageTooLong,
 }
 
 impl Error {
@@ -70,6 +73,10 @@ impl Error {
             Error::NotConnected => K::NotConnected,
             Error::InvalidInput => K::InvalidInput,
             Error::NoBufferSpace => K::OutOfMemory,
+            // std maps EMSGSIZE to no stable kind; tokio's UdpSocket reports it as an
+            // uncategorized OS error. InvalidInput is the nearest stable kind: the argument
+            // is too large.
+            Error::MessageTooLong => K::InvalidInput,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! synack-core: a sans-IO TCP/IP stack.
 //!
-//! The core parses and emits IPv4, IPv6, TCP and ICMP, and runs every TCP connection's state
-//! machine. It never touches a socket, a thread or a clock: packets and `now` go in through
+//! The core parses and emits IPv4, IPv6, TCP, UDP and ICMP, runs every TCP connection's
+//! state machine, and queues UDP datagrams for their sockets. It never touches a socket, a thread or a clock: packets and `now` go in through
 //! [`Endpoint::handle_packet`] (with a [`RecvMeta`] saying what the device knows of it) and [`Endpoint::handle_timeout`]; packets, deadlines and events
 //! come out through [`Endpoint::poll_transmit`], [`Endpoint::poll_timeout`] and
 //! [`Endpoint::poll_event`]. The application drives connections with commands on the
@@ -86,8 +86,8 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use config::{Config, InterceptConfig, KeepaliveConfig, SynCookies};
 pub use endpoint::{
-    ConnectionHandle, Endpoint, Event, InterceptedSyn, ListenerHandle, RecvMeta, SynHandle,
-    Transmit,
+    ConnectionHandle, Endpoint, Event, InterceptedDatagram, InterceptedSyn, ListenerHandle,
+    RecvMeta, SynHandle, Transmit, UdpHandle,
 };
 pub use error::Error;
 pub use options::SocketOptions;

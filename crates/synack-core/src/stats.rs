@@ -49,9 +49,29 @@ pub struct Stats {
     /// Dropped: SYNs to intercept when too many were held (in total or from their source),
     /// or an accepted one that found the connection table or memory full.
     pub drop_intercept_overflow: u64,
+    /// UDP datagrams that parsed and were demultiplexed (to a socket, the catch-all queue,
+    /// or a port unreachable).
+    pub udp_datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub udp_datagrams_out: u64,
+    /// Intercept mode: UDP datagrams no socket took, queued for the application.
+    pub udp_intercepted: u64,
+    /// ICMP port unreachable errors sent for datagrams to a port with no socket.
+    pub udp_port_unreachable_sent: u64,
+    /// Port unreachable errors not sent because of the ICMP rate limit (Linux's
+    /// icmp_msgs_per_sec token bucket).
+    pub udp_port_unreachable_limited: u64,
+    /// Dropped: a UDP datagram to a port with no socket (answered with port unreachable,
+    /// or not, see `udp_port_unreachable_*`).
+    pub drop_udp_no_socket: u64,
+    /// Dropped: a UDP datagram that found its socket's receive queue
+    /// (`Config::udp_recv_buffer`) or the catch-all queue full, or the endpoint at
+    /// `Config::max_memory`.
+    pub drop_udp_queue_full: u64,
     /// Dropped: shorter than its headers claim, or a header field out of range.
     pub drop_malformed: u64,
-    /// Dropped: the IP or TCP checksum is wrong.
+    /// Dropped: the IP, TCP, UDP or ICMP checksum is wrong (or a UDP checksum of zero over
+    /// IPv6, RFC 8200 §8.1).
     pub drop_checksum: u64,
     /// Dropped: a TCP option list that does not parse.
     pub drop_bad_option: u64,

@@ -350,6 +350,13 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                 inner.intercepted.push_back(s);
                 wakers.append(&mut inner.intercept_wakers);
             }
+            Event::UdpReadable(h) => {
+                if let Some(s) = inner.udp.get_mut(&h) {
+                    wakers.append(&mut s.recv_wakers);
+                }
+            }
+            Event::UdpWritable => wakers.append(&mut inner.udp_send_wakers),
+            Event::UdpIntercepted => wakers.append(&mut inner.udp_intercept_wakers),
         }
     }
 }
@@ -378,6 +385,11 @@ impl<D: Device> Drop for Driver<D> {
         inner.driver_gone = true;
         let mut wakers = std::mem::take(&mut inner.idle_wakers);
         wakers.append(&mut inner.intercept_wakers);
+        wakers.append(&mut inner.udp_send_wakers);
+        wakers.append(&mut inner.udp_intercept_wakers);
+        for s in inner.udp.values_mut() {
+            wakers.append(&mut s.recv_wakers);
+        }
         for c in inner.conns.values_mut() {
             wakers.extend(c.read_waker.take());
             wakers.extend(c.write_waker.take());

@@ -2,9 +2,9 @@
 //!
 //! A [`Stack`] owns one sans-IO [`synack_core::Endpoint`] and a driver task that moves packets
 //! between it and a [`Device`] (a TUN device, an in-memory pair, or a pcap-writing wrapper).
-//! [`TcpStream`] and [`TcpListener`] mirror tokio's own types: streams implement
-//! [`AsyncRead`](tokio::io::AsyncRead) and [`AsyncWrite`](tokio::io::AsyncWrite), listeners
-//! accept with a cancel-safe `accept()`.
+//! [`TcpStream`], [`TcpListener`] and [`UdpSocket`] mirror tokio's own types: streams
+//! implement [`AsyncRead`](tokio::io::AsyncRead) and [`AsyncWrite`](tokio::io::AsyncWrite),
+//! listeners accept with a cancel-safe `accept()`, UDP sockets `send_to` and `recv_from`.
 //!
 //! Two stacks joined by an in-memory link, a listener on one and a client on the other (on a
 //! TUN device, the kernel is the other side; see `device::TunDevice`):
@@ -54,6 +54,7 @@ pub mod netns;
 pub mod socket;
 pub mod stack;
 pub mod stream;
+pub mod udp;
 
 pub use device::{Device, DeviceCapabilities};
 pub use listener::TcpListener;
@@ -61,3 +62,4 @@ pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
 pub use synack_core::{Bytes, Config, InterceptConfig, KeepaliveConfig, Stats};
+pub use udp::{InterceptedDatagram, UdpInterceptor, UdpSocket};

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use synack_core::{
     Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, Stats, SynHandle,
+    UdpHandle,
 };
 
 use tracing::warn;
 
 use crate::device::Device;
 use crate::driver::Driver;
+use crate::udp::UdpState;
 
 /// Why a [`Stack`] could not be started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +66,9 @@ impl From<StackError> for io::Error {
 
 /// A handle on a running user-space TCP/IP stack.
 ///
-/// Cloning is cheap (an `Arc`). Every clone, and every [`TcpStream`](crate::TcpStream) and
-/// [`TcpListener`](crate::TcpListener) made from it, keeps the stack alive. When the last of
+/// Cloning is cheap (an `Arc`). Every clone, and every [`TcpStream`](crate::TcpStream),
+/// [`TcpListener`](crate::TcpListener) and [`UdpSocket`](crate::UdpSocket) made from it,
+/// keeps the stack alive. When the last of
 /// them is dropped, the driver task keeps finishing the connections that are still closing
 /// (their data and FINs are delivered, retransmitted as needed) for up to a minute, resets
 /// what is left, and stops. It runs only while the tokio runtime does: a program that wants
@@ -137,6 +140,12 @@ pub(crate) struct Inner {
     pub(crate) intercepted: VecDeque<SynHandle>,
     /// Tasks waiting in `Interceptor::next`.
     pub(crate) intercept_wakers: Vec<Waker>,
+    /// UDP sockets that a `UdpSocket` refers to.
+    pub(crate) udp: HashMap<UdpHandle, UdpState>,
+    /// Tasks whose datagram found the core's own-packet queue full (`UdpWritable`).
+    pub(crate) udp_send_wakers: Vec<Waker>,
+    /// Tasks waiting in `UdpInterceptor::recv` (`UdpIntercepted`).
+    pub(crate) udp_intercept_wakers: Vec<Waker>,
 }
 
 /// The runtime's view of one connection.
@@ -368,6 +377,9 @@ impl Stack {
                 idle_wakers: Vec::new(),
                 intercepted: VecDeque::new(),
                 intercept_wakers: Vec::new(),
+                udp: HashMap::new(),
+                udp_send_wakers: Vec::new(),
+                udp_intercept_wakers: Vec::new(),
             }),
         });
         Driver::spawn(Arc::clone(&shared), device);
@@ -460,8 +472,8 @@ impl Stack {
         self.with_endpoint(|e| e.connection_count())
     }
 
-    /// Bytes the connections hold queued in their buffers, as counted against
-    /// `Config::max_memory`.
+    /// Bytes the connections hold queued in their buffers, and the UDP datagrams queued, as
+    /// counted against `Config::max_memory`.
     pub fn memory(&self) -> usize {
         self.with_endpoint(|e| e.memory())
     }

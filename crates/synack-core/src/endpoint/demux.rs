@@ -65,15 +65,19 @@ impl Endpoint {
             Ok(parsed) => parsed,
             Err(e) => return self.count_wire_error(e),
         };
-        // In intercept mode every unicast address routed to us is ours, for TCP.
+        // In intercept mode every unicast address routed to us is ours, for TCP and UDP.
+        // Broadcast and multicast destinations are nobody's: synack joins no group.
         let ours = self.addresses.contains(&ip.dst_addr())
-            || (self.intercepts() && ip.protocol() == IpProtocol::Tcp && is_unicast(ip.dst_addr()));
+            || (self.intercepts()
+                && matches!(ip.protocol(), IpProtocol::Tcp | IpProtocol::Udp)
+                && is_unicast(ip.dst_addr()));
         if !ours {
             self.stats.drop_not_for_us += 1;
             return;
         }
         match (ip.protocol(), &ip) {
             (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet),
+            (IpProtocol::Udp, _) => self.handle_udp(now, &ip, payload, meta, packet),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(&ip, icmp),
                 Err(e) => self.count_wire_error(e),

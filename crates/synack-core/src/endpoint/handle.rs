@@ -6,6 +6,12 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle(pub usize);
 
+/// An opaque handle to one UDP socket; it stays valid until
+/// [`Endpoint::udp_close`](crate::Endpoint::udp_close). A slot's generation is in the handle,
+/// so a stale handle never names a later socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UdpHandle(pub usize);
+
 /// An opaque handle to one listener. Handles are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerHandle(pub usize);

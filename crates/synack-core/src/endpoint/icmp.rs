@@ -43,6 +43,9 @@ impl Endpoint {
                 }
             }
             IcmpRepr::DstUnreachable { code, invoking } => {
+                if wire::icmp::invoking_udp(invoking).is_some() {
+                    return self.udp_icmp_unreachable(v6, code, invoking);
+                }
                 let error = match (v6, code) {
                     // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
                     (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
@@ -85,6 +88,12 @@ impl Endpoint {
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
     /// sequence number is one we have sent and not yet seen acknowledged).
     pub(super) fn icmp_error(&mut self, invoking: &[u8], report: IcmpReport) {
+        // About a datagram: synack does no path MTU discovery for UDP, and time exceeded is
+        // a soft error Linux does not report on a UDP socket either.
+        if wire::icmp::invoking_udp(invoking).is_some() {
+            self.stats.drop_other += 1;
+            return;
+        }
         let Some((osrc, sport, odst, dport, seq)) = wire::icmp::invoking_tcp(invoking) else {
             self.stats.drop_malformed += 1;
             return;

@@ -17,6 +17,8 @@
 //! - `time_wait`: the compact TIME-WAIT table and the segments that reach it;
 //! - `icmp`: echo replies, and ICMP errors mapped onto connections;
 //! - `intercept`: transparent mode, SYNs to any address held for the application's decision;
+//! - `udp`: UDP sockets by handle, their bounded queues, the intercept catch-all queue for
+//!   datagrams no socket takes, ICMP port unreachable (rate-limited) for the rest;
 //! - `schedule`: the timer heap (`handle_timeout`, `poll_timeout`);
 //! - `output`: packets and events out ([`Transmit`], `poll_transmit`, `poll_event`), and the
 //!   queue of the endpoint's own packets;
@@ -56,11 +58,12 @@ mod schedule;
 mod slab;
 mod table;
 mod time_wait;
+mod udp;
 
 use connections::{Owner, Slot};
 use demux::is_unicast;
 pub use demux::RecvMeta;
-pub use handle::{ConnectionHandle, ListenerHandle};
+pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
 use listen::Listener;
@@ -68,6 +71,11 @@ pub use output::Transmit;
 use slab::Slab;
 use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
+use udp::Udp;
+pub use udp::{
+    InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, DATAGRAM_OVERHEAD,
+    SEND_QUEUE_PACKETS,
+};
 
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
@@ -87,6 +95,15 @@ pub enum Event {
     /// Intercept mode: a SYN no listener took is held for a decision (see
     /// [`Endpoint::intercepted`] and [`Endpoint::accept_intercepted`]).
     Intercepted(SynHandle),
+    /// A UDP socket has a datagram to read, or an ICMP error to report
+    /// ([`Endpoint::udp_recv_from`]).
+    UdpReadable(UdpHandle),
+    /// The own-packet queue has room for datagrams again after a UDP send returned
+    /// `WouldBlock`.
+    UdpWritable,
+    /// Intercept mode: the catch-all queue holds a datagram that no socket took
+    /// ([`Endpoint::udp_recv_intercepted`]).
+    UdpIntercepted,
 }
 
 /// A sans-IO TCP/IP endpoint.
@@ -115,10 +132,12 @@ pub struct Endpoint {
     half_open: usize,
     /// Released connections in TIME-WAIT, held compactly.
     time_wait: TimeWaitTable,
-    /// Bytes all connections hold queued (see `Config::max_memory`).
+    /// Bytes all connections and UDP queues hold (see `Config::max_memory`).
     memory: usize,
     /// SYNs held for the application in intercept mode.
     intercepts: Intercepts,
+    /// UDP sockets and the catch-all queue.
+    udp: Udp,
     stats: Stats,
 }
 
@@ -147,6 +166,7 @@ impl Endpoint {
             time_wait: TimeWaitTable::new(seed),
             memory: 0,
             intercepts: Intercepts::default(),
+            udp: Udp::new(seed),
             stats: Stats::default(),
         }
     }
@@ -202,8 +222,8 @@ impl Endpoint {
         }
     }
 
-    /// Bytes the connections hold queued in their buffers, as counted against
-    /// `Config::max_memory`.
+    /// Bytes the connections hold queued in their buffers, and the UDP datagrams queued
+    /// (payload plus [`DATAGRAM_OVERHEAD`] each), as counted against `Config::max_memory`.
     pub fn memory(&self) -> usize {
         self.memory
     }

@@ -46,6 +46,7 @@ impl Endpoint {
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         while let Some(packet) = self.control.pop_front() {
+            self.udp_after_output();
             if buf.len() >= packet.len() {
                 buf[..packet.len()].copy_from_slice(&packet);
                 self.stats.packets_out += 1;

@@ -272,26 +272,48 @@ impl<'a> IcmpRepr<'a> {
 /// cut short by design. Returns `(orig_src, orig_src_port, orig_dst, orig_dst_port, orig_seq)`,
 /// or `None` if the quote is not TCP, is a non-first fragment, or is too short.
 pub fn invoking_tcp(invoking: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, SeqNumber)> {
+    let (src, dst, tcp) = invoking_transport(invoking, IpProtocol::Tcp)?;
+    if tcp.len() < 8 {
+        return None;
+    }
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    Some((src, be16(tcp, 0), dst, be16(tcp, 2), SeqNumber(seq)))
+}
+
+/// The UDP socket an ICMP error names: `(orig_src, orig_src_port, orig_dst, orig_dst_port)`
+/// from the quoted IP header and the first 4 bytes of the UDP header, as [`invoking_tcp`]
+/// reads a TCP quote; `None` if the quote is not UDP, a non-first fragment, or too short.
+pub fn invoking_udp(invoking: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16)> {
+    let (src, dst, udp) = invoking_transport(invoking, IpProtocol::Udp)?;
+    if udp.len() < 4 {
+        return None;
+    }
+    Some((src, be16(udp, 0), dst, be16(udp, 2)))
+}
+
+/// The addresses of a quoted packet of `protocol`, and the quoted bytes from its transport
+/// header on.
+fn invoking_transport(invoking: &[u8], protocol: IpProtocol) -> Option<(IpAddr, IpAddr, &[u8])> {
     let version = invoking.first()? >> 4;
-    let (src, dst, tcp) = match version {
+    match version {
         4 => {
             if invoking.len() < ipv4::HEADER_LEN {
                 return None;
             }
             let p = ipv4::Packet::new_unchecked(invoking);
-            // A non-first fragment carries no TCP header.
-            if p.protocol() != IpProtocol::Tcp || p.frag_offset() != 0 {
+            // A non-first fragment carries no transport header.
+            if p.protocol() != protocol || p.frag_offset() != 0 {
                 return None;
             }
             let header_len = p.header_len();
             if header_len < ipv4::HEADER_LEN {
                 return None;
             }
-            (
+            Some((
                 IpAddr::V4(p.src_addr()),
                 IpAddr::V4(p.dst_addr()),
                 invoking.get(header_len..)?,
-            )
+            ))
         }
         6 => {
             if invoking.len() < ipv6::HEADER_LEN {
@@ -299,23 +321,18 @@ pub fn invoking_tcp(invoking: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, SeqNum
             }
             let p = ipv6::Packet::new_unchecked(invoking);
             let rest = &invoking[ipv6::HEADER_LEN..];
-            let (protocol, offset) = ipv6::walk(u8::from(p.next_header()), rest, true).ok()?;
-            if protocol != IpProtocol::Tcp {
+            let (found, offset) = ipv6::walk(u8::from(p.next_header()), rest, true).ok()?;
+            if found != protocol {
                 return None;
             }
-            (
+            Some((
                 IpAddr::V6(p.src_addr()),
                 IpAddr::V6(p.dst_addr()),
-                &rest[offset..],
-            )
+                rest.get(offset..)?,
+            ))
         }
-        _ => return None,
-    };
-    if tcp.len() < 8 {
-        return None;
+        _ => None,
     }
-    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    Some((src, be16(tcp, 0), dst, be16(tcp, 2), SeqNumber(seq)))
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {

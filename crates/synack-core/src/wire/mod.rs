@@ -17,12 +17,14 @@ pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod udp;
 
 pub use icmp::IcmpRepr;
 pub use ip::{IpProtocol, IpRepr};
 pub use ipv4::Ipv4Repr;
 pub use ipv6::Ipv6Repr;
 pub use tcp::{TcpFlags, TcpRepr, TcpTimestamp};
+pub use udp::{UdpPacket, UdpRepr};
 
 /// Why a packet was refused by the wire layer.
 ///
@@ -36,7 +38,8 @@ pub enum WireError {
     /// A field holds a value the protocol forbids (IHL < 5, TCP data offset < 5, port 0, ...).
     #[error("malformed packet")]
     Malformed,
-    /// An IPv4 header, TCP or ICMP checksum did not verify.
+    /// An IPv4 header, TCP, UDP or ICMP checksum did not verify (or a UDP checksum of zero
+    /// over IPv6).
     #[error("bad checksum")]
     Checksum,
     /// The TCP option list is malformed (bad length, or a known option of the wrong length).

@@ -23,6 +23,7 @@ pub fn errno(e: Error) -> i32 {
         Error::NotConnected => libc::ENOTCONN,
         Error::InvalidInput => libc::EINVAL,
         Error::NoBufferSpace => libc::ENOBUFS,
+        Error::MessageTooLong => libc::EMSGSIZE,
     }
 }
 

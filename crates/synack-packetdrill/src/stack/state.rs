@@ -94,6 +94,8 @@ impl Stack {
                 Event::Incoming(l) => self.listener_fd.get(&l).copied(),
                 // Scripts never turn interception on.
                 Event::Intercepted(_) => None,
+                // Scripts drive TCP only.
+                Event::UdpReadable(_) | Event::UdpWritable | Event::UdpIntercepted => None,
             };
             if let Some(Fd::Socket(s)) = fd.and_then(|fd| self.fds.get_mut(&fd)) {
                 s.ev_gen += 1;

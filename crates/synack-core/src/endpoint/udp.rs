@@ -1,0 +1,671 @@
+//! UDP sockets (RFC 768), by handle, and the datagrams that reach no socket.
+//!
+//! A socket is bound to a local address: one of the stack's, or the unspecified address of
+//! a family (then every stack address of that family), or in intercept mode any unicast
+//! address (Linux's `IP_TRANSPARENT`). It may be connected to a peer; a connected socket
+//! receives only from its peer, as Linux's does (`udp4_lib_lookup` scores a connected
+//! socket's remote address as a must-match). A datagram that finds no socket:
+//! - in intercept mode ([`Config::intercept`](crate::Config::intercept)) goes to the
+//!   catch-all queue, read with [`Endpoint::udp_recv_intercepted`] with its original source
+//!   and destination, to be answered with [`Endpoint::udp_send_from`] from any address;
+//! - otherwise is answered with ICMP port unreachable (RFC 1122 §4.1.3.1: "If a datagram
+//!   arrives addressed to a UDP port for which there is no pending LISTEN call, UDP SHOULD
+//!   send an ICMP Port Unreachable message"), under a token bucket shared by every ICMP
+//!   error the endpoint sends on its own, after Linux's `icmp_msgs_per_sec` (1000) and
+//!   `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC 4443 §2.4(f) ask.
+//!
+//! ICMP port (or protocol) unreachable about a datagram a connected socket sent fails that
+//! socket's next `recv` or `send` with `ConnectionRefused`, once, as Linux reports a hard
+//! ICMP error on a connected UDP socket (`__udp4_lib_err`: only hard errors, only when
+//! connected, without `IP_RECVERR`).
+//!
+//! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
+//! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
+//! truesize against `SO_RCVBUF` likewise); the catch-all queue at most
+//! [`CATCH_ALL_DATAGRAMS`] datagrams and [`CATCH_ALL_BYTES`] bytes; and every queued byte is
+//! counted in the endpoint's `memory`, which `Config::max_memory` caps. What does not fit is
+//! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
+//! own-packet queue, which returns `WouldBlock` past [`SEND_QUEUE_PACKETS`] packets
+//! ([`Event::UdpWritable`] follows). synack does not fragment: a payload larger than one
+//! packet of the MTU is `MessageTooLong` (EMSGSIZE).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use super::demux::{is_unicast, RecvMeta};
+use super::handle::{ConnectionHandle, UdpHandle};
+use super::output::MAX_CONTROL_PACKETS;
+use super::slab::Slab;
+use super::table::{table, Table};
+use super::{Endpoint, Event};
+use crate::error::Error;
+use crate::tcp::connection::output::HOP_LIMIT;
+use crate::time::Instant;
+use crate::wire::{self, udp, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+
+/// Bytes each queued datagram is charged beyond its payload: its addresses and queue entry,
+/// in the spirit of the skb overhead Linux charges to the receive buffer.
+pub const DATAGRAM_OVERHEAD: usize = 256;
+
+/// Datagrams the intercept catch-all queue holds at most.
+pub const CATCH_ALL_DATAGRAMS: usize = 4096;
+
+/// Bytes (payload plus [`DATAGRAM_OVERHEAD`] each) the catch-all queue holds at most.
+pub const CATCH_ALL_BYTES: usize = 4 << 20;
+
+/// Packets in the endpoint's own-packet queue past which sending a datagram is `WouldBlock`:
+/// half the queue, so that RSTs and ICMP replies still find room.
+pub const SEND_QUEUE_PACKETS: usize = MAX_CONTROL_PACKETS / 2;
+
+/// ICMP errors the endpoint sends per second at most, on average (Linux icmp_msgs_per_sec).
+const ICMP_MSGS_PER_SEC: u64 = 1000;
+/// ... and in a burst (Linux icmp_msgs_burst).
+const ICMP_MSGS_BURST: u64 = 50;
+
+/// The most of the offending datagram an ICMP error quotes: RFC 1812 §4.3.2.3 lets an IPv4
+/// error grow to 576 bytes, RFC 4443 §2.4(c) an ICMPv6 one to the IPv6 minimum MTU (1280).
+fn quote_max(v6: bool) -> usize {
+    if v6 {
+        1280 - 40 - 8
+    } else {
+        576 - 20 - 8
+    }
+}
+
+/// One datagram a socket or the catch-all queue holds.
+#[derive(Debug)]
+struct Datagram {
+    src: SocketAddr,
+    dst: SocketAddr,
+    data: Bytes,
+}
+
+impl Datagram {
+    fn cost(&self) -> usize {
+        self.data.len() + DATAGRAM_OVERHEAD
+    }
+}
+
+/// A datagram read from the intercept catch-all queue ([`Endpoint::udp_recv_intercepted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InterceptedDatagram {
+    /// Bytes copied into the caller's buffer (the rest of a longer datagram is discarded,
+    /// as `recv_from` does).
+    pub len: usize,
+    /// The client that sent it.
+    pub src: SocketAddr,
+    /// Where it was sent: the original destination.
+    pub dst: SocketAddr,
+}
+
+#[derive(Debug)]
+struct Socket {
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+    queue: VecDeque<Datagram>,
+    /// Bytes charged for `queue`.
+    queued: usize,
+    /// A hard ICMP error for a connected socket, reported once.
+    error: Option<Error>,
+}
+
+/// The endpoint's UDP state.
+#[derive(Debug)]
+pub(super) struct Udp {
+    sockets: Slab<Socket>,
+    by_local: Table<SocketAddr, UdpHandle>,
+    /// Sockets per (IPv6?, port) over every local address: an unspecified bind takes the
+    /// port from all of them.
+    ports: HashMap<(bool, u16), usize>,
+    next_ephemeral: u32,
+    caught: VecDeque<Datagram>,
+    caught_bytes: usize,
+    /// The ICMP token bucket, in microseconds of credit, and when it was last filled.
+    icmp_credit: u64,
+    icmp_filled: Option<Instant>,
+    /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed.
+    send_blocked: bool,
+}
+
+impl Udp {
+    pub(super) fn new(seed: u64) -> Udp {
+        Udp {
+            sockets: Slab::default(),
+            by_local: table(seed),
+            ports: HashMap::new(),
+            next_ephemeral: 0,
+            caught: VecDeque::new(),
+            caught_bytes: 0,
+            icmp_credit: 0,
+            icmp_filled: None,
+            send_blocked: false,
+        }
+    }
+
+    fn socket(&self, h: UdpHandle) -> Result<&Socket, Error> {
+        self.sockets
+            .get(&ConnectionHandle(h.0))
+            .ok_or(Error::InvalidHandle)
+    }
+
+    fn socket_mut(&mut self, h: UdpHandle) -> Result<&mut Socket, Error> {
+        self.sockets
+            .get_mut(&ConnectionHandle(h.0))
+            .ok_or(Error::InvalidHandle)
+    }
+
+    fn port_free(&self, ip: IpAddr, port: u16) -> bool {
+        if ip.is_unspecified() {
+            return !self.ports.contains_key(&(ip.is_ipv6(), port));
+        }
+        !self.by_local.contains_key(&SocketAddr::new(ip, port))
+            && !self
+                .by_local
+                .contains_key(&SocketAddr::new(unspecified(ip.is_ipv6()), port))
+    }
+}
+
+fn unspecified(v6: bool) -> IpAddr {
+    if v6 {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+impl Endpoint {
+    // ---------------------------------------------------------------------------------------
+    // Input
+    // ---------------------------------------------------------------------------------------
+
+    /// A UDP datagram addressed to us (or, in intercept mode, to any unicast address).
+    pub(super) fn handle_udp(
+        &mut self,
+        now: Instant,
+        ip: &IpRepr,
+        payload: &[u8],
+        meta: RecvMeta,
+        packet: &[u8],
+    ) {
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let repr = match UdpRepr::parse(payload, src, dst, meta.checksum_verified) {
+            Ok(repr) => repr,
+            Err(e) => return self.count_wire_error(e),
+        };
+        // RFC 1122 §3.2.1.3: a datagram from a broadcast or multicast source is discarded.
+        if !is_unicast(src) {
+            self.stats.drop_malformed += 1;
+            return;
+        }
+        self.stats.udp_datagrams_in += 1;
+        let local = SocketAddr::new(dst, repr.dst_port);
+        let remote = SocketAddr::new(src, repr.src_port);
+        if let Some(h) = self.udp_lookup(local, remote) {
+            return self.udp_enqueue(h, local, remote, repr.payload);
+        }
+        if self.intercepts() {
+            return self.udp_catch(local, remote, repr.payload);
+        }
+        self.stats.drop_udp_no_socket += 1;
+        self.udp_port_unreachable(now, ip, packet);
+    }
+
+    /// The socket a datagram from `remote` to `local` is for: bound to `local` exactly, or to
+    /// the unspecified address when `local` is one of ours; a connected one only if `remote`
+    /// is its peer.
+    fn udp_lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<UdpHandle> {
+        let h = match self.udp.by_local.get(&local) {
+            Some(&h) => h,
+            None if self.addresses.contains(&local.ip()) => *self
+                .udp
+                .by_local
+                .get(&SocketAddr::new(unspecified(local.is_ipv6()), local.port()))?,
+            None => return None,
+        };
+        let sock = self.udp.socket(h).ok()?;
+        match sock.peer {
+            Some(peer) if peer != remote => None,
+            _ => Some(h),
+        }
+    }
+
+    fn udp_enqueue(&mut self, h: UdpHandle, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
+        let limit = self.config.udp_recv_buffer;
+        let cost = data.len() + DATAGRAM_OVERHEAD;
+        let over_memory = self.memory + cost > self.config.max_memory;
+        let Ok(sock) = self.udp.socket_mut(h) else {
+            return;
+        };
+        // An empty queue takes one datagram whatever its size, so a small buffer still
+        // receives; past that the buffer bounds the queue.
+        if over_memory || (!sock.queue.is_empty() && sock.queued + cost > limit) {
+            self.stats.drop_udp_queue_full += 1;
+            return;
+        }
+        let was_empty = sock.queue.is_empty();
+        sock.queue.push_back(Datagram {
+            src,
+            dst,
+            data: Bytes::copy_from_slice(data),
+        });
+        sock.queued += cost;
+        self.memory += cost;
+        if was_empty {
+            self.push_event(Event::UdpReadable(h));
+        }
+    }
+
+    /// Intercept mode: a datagram no socket took, held for the application.
+    fn udp_catch(&mut self, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
+        let cost = data.len() + DATAGRAM_OVERHEAD;
+        let u = &self.udp;
+        if u.caught.len() >= CATCH_ALL_DATAGRAMS
+            || u.caught_bytes + cost > CATCH_ALL_BYTES
+            || self.memory + cost > self.config.max_memory
+        {
+            self.stats.drop_udp_queue_full += 1;
+            return;
+        }
+        let was_empty = self.udp.caught.is_empty();
+        self.udp.caught.push_back(Datagram {
+            src,
+            dst,
+            data: Bytes::copy_from_slice(data),
+        });
+        self.udp.caught_bytes += cost;
+        self.memory += cost;
+        self.stats.udp_intercepted += 1;
+        if was_empty {
+            self.push_event(Event::UdpIntercepted);
+        }
+    }
+
+    /// RFC 1122 §4.1.3.1: ICMP port unreachable (v4 type 3 code 3, RFC 792; v6 type 1 code 4,
+    /// RFC 4443 §3.1) from the address the datagram was sent to, quoting it, within the
+    /// ICMP rate limit.
+    fn udp_port_unreachable(&mut self, now: Instant, ip: &IpRepr, packet: &[u8]) {
+        if !self.icmp_allowed(now) {
+            self.stats.udp_port_unreachable_limited += 1;
+            return;
+        }
+        let v6 = matches!(ip, IpRepr::Ipv6(_));
+        let quote = &packet[..packet.len().min(quote_max(v6))];
+        let error = IcmpRepr::DstUnreachable {
+            code: if v6 { 4 } else { 3 },
+            invoking: quote,
+        };
+        if self.send_icmp(ip.dst_addr(), ip.src_addr(), &error) {
+            self.stats.udp_port_unreachable_sent += 1;
+        }
+    }
+
+    /// The ICMP error token bucket: `ICMP_MSGS_BURST` messages at once, refilled at
+    /// `ICMP_MSGS_PER_SEC` (Linux's `icmp_global_allow`). Kept in microseconds of credit.
+    pub(super) fn icmp_allowed(&mut self, now: Instant) -> bool {
+        let cost = 1_000_000 / ICMP_MSGS_PER_SEC;
+        let cap = cost * ICMP_MSGS_BURST;
+        let u = &mut self.udp;
+        let elapsed = match u.icmp_filled {
+            Some(t) => now.saturating_duration_since(t).as_micros(),
+            None => u128::from(cap),
+        };
+        u.icmp_credit = (u128::from(u.icmp_credit) + elapsed).min(u128::from(cap)) as u64;
+        u.icmp_filled = Some(now);
+        if u.icmp_credit < cost {
+            return false;
+        }
+        u.icmp_credit -= cost;
+        true
+    }
+
+    /// An ICMP destination unreachable quoting a datagram we sent: a hard error for the
+    /// connected socket that sent it, as Linux maps them (`icmp_err_convert`: v4 protocol
+    /// and port unreachable and the administratively prohibited codes are hard, host and
+    /// network unreachable soft and not reported; `icmpv6_err_convert`: every v6
+    /// destination unreachable is hard, port unreachable `ECONNREFUSED`, the rest
+    /// `EHOSTUNREACH` here). An unconnected socket hears nothing (no `IP_RECVERR`).
+    pub(super) fn udp_icmp_unreachable(&mut self, v6: bool, code: u8, invoking: &[u8]) {
+        let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let error = match (v6, code) {
+            (false, 2 | 3 | 9 | 10) | (true, 4) => Error::ConnectionRefused,
+            (false, 13) | (true, _) => Error::HostUnreachable,
+            _ => {
+                self.stats.drop_other += 1;
+                return;
+            }
+        };
+        let remote = SocketAddr::new(odst, dport);
+        let h = match self.udp_lookup(SocketAddr::new(osrc, sport), remote) {
+            Some(h) => h,
+            None => {
+                self.stats.drop_other += 1;
+                return;
+            }
+        };
+        let Ok(sock) = self.udp.socket_mut(h) else {
+            return;
+        };
+        if sock.peer != Some(remote) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        sock.error = Some(error);
+        self.push_event(Event::UdpReadable(h));
+    }
+
+    /// The own-packet queue drained below the send bound after a send found it full.
+    pub(super) fn udp_after_output(&mut self) {
+        if self.udp.send_blocked && self.control.len() < SEND_QUEUE_PACKETS {
+            self.udp.send_blocked = false;
+            self.push_event(Event::UdpWritable);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Commands
+    // ---------------------------------------------------------------------------------------
+
+    /// Bind a UDP socket to `local`. The address is one of the stack's, the unspecified
+    /// address of a family (every stack address of it), or in intercept mode any unicast
+    /// address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
+    /// `Config::ephemeral_ports` (`AddrNotAvailable` if none is free). A port another UDP
+    /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
+    /// `SO_REUSEADDR`). TCP and UDP ports are apart.
+    pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
+        let ip = local.ip();
+        if !ip.is_unspecified() && !self.udp_may_own(ip) {
+            return Err(Error::AddrNotAvailable);
+        }
+        let port = match local.port() {
+            0 => self.udp_ephemeral_port(ip)?,
+            port if self.udp.port_free(ip, port) => port,
+            _ => return Err(Error::AddrInUse),
+        };
+        let local = SocketAddr::new(ip, port);
+        let (ch, _) = self.udp.sockets.insert_with(|| Socket {
+            local,
+            peer: None,
+            queue: VecDeque::new(),
+            queued: 0,
+            error: None,
+        });
+        let h = UdpHandle(ch.0);
+        self.udp.by_local.insert(local, h);
+        *self.udp.ports.entry((ip.is_ipv6(), port)).or_insert(0) += 1;
+        tracing::debug!(udp = h.0, %local, "udp bind");
+        Ok(h)
+    }
+
+    /// RFC 6056 §3.3.3 as the TCP side picks ports, over the same range, skipping ports
+    /// other UDP sockets hold.
+    fn udp_ephemeral_port(&mut self, ip: IpAddr) -> Result<u16, Error> {
+        let (min, max) = self.config.ephemeral_ports;
+        if min == 0 || max < min {
+            return Err(Error::AddrNotAvailable);
+        }
+        let num = u32::from(max - min) + 1;
+        let offset = self
+            .secrets
+            .port_offset(ip, SocketAddr::new(unspecified(ip.is_ipv6()), 0));
+        for count in 0..num {
+            let n = self
+                .udp
+                .next_ephemeral
+                .wrapping_add(offset)
+                .wrapping_add(count)
+                % num;
+            let port = min + n as u16;
+            if self.udp.port_free(ip, port) {
+                self.udp.next_ephemeral = self.udp.next_ephemeral.wrapping_add(count + 1);
+                return Ok(port);
+            }
+        }
+        Err(Error::AddrNotAvailable)
+    }
+
+    /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
+    /// received. A socket bound to the unspecified address takes the stack's first address
+    /// of the peer's family as its own, as Linux picks a source at connect. Clears a pending
+    /// error.
+    pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
+        if peer.port() == 0 || !is_unicast(peer.ip()) {
+            return Err(Error::InvalidInput);
+        }
+        let local = self.udp.socket(h)?.local;
+        if local.is_ipv4() != peer.is_ipv4() {
+            return Err(Error::InvalidInput);
+        }
+        let new_local = if local.ip().is_unspecified() {
+            let ip = self.source_for(peer.ip())?;
+            SocketAddr::new(ip, local.port())
+        } else {
+            local
+        };
+        if new_local != local {
+            // The unspecified bind held the port on every address, so this one is free.
+            self.udp.by_local.remove(&local);
+            self.udp.by_local.insert(new_local, h);
+        }
+        let sock = self.udp.socket_mut(h)?;
+        sock.local = new_local;
+        sock.peer = Some(peer);
+        sock.error = None;
+        Ok(())
+    }
+
+    /// Whether a socket may bind, or a datagram leave from, `ip`: one of ours, or in intercept
+    /// mode any unicast address.
+    fn udp_may_own(&self, ip: IpAddr) -> bool {
+        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip))
+    }
+
+    /// The stack address of `dst`'s family that a datagram to it leaves from.
+    fn source_for(&self, dst: IpAddr) -> Result<IpAddr, Error> {
+        self.addresses
+            .iter()
+            .copied()
+            .find(|a| a.is_ipv4() == dst.is_ipv4())
+            .ok_or(Error::AddrNotAvailable)
+    }
+
+    /// Send `payload` as one datagram to `dst`, from the socket's address. Returns its
+    /// length. Errors: a pending ICMP error (once), `MessageTooLong` if it does not fit one
+    /// packet of the MTU, `WouldBlock` when the own-packet queue is full
+    /// ([`Event::UdpWritable`] follows), `InvalidInput` for a port 0, a non-unicast
+    /// destination or another family than the socket's.
+    pub fn udp_send_to(
+        &mut self,
+        h: UdpHandle,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<usize, Error> {
+        let sock = self.udp.socket_mut(h)?;
+        if let Some(e) = sock.error.take() {
+            return Err(e);
+        }
+        let local = sock.local;
+        if local.is_ipv4() != dst.is_ipv4() {
+            return Err(Error::InvalidInput);
+        }
+        let src = if local.ip().is_unspecified() {
+            SocketAddr::new(self.source_for(dst.ip())?, local.port())
+        } else {
+            local
+        };
+        self.udp_emit(src, dst, payload)
+    }
+
+    /// Send to the connected peer; `NotConnected` if there is none. As
+    /// [`Endpoint::udp_send_to`] otherwise.
+    pub fn udp_send(&mut self, h: UdpHandle, payload: &[u8]) -> Result<usize, Error> {
+        let peer = self.udp.socket(h)?.peer.ok_or(Error::NotConnected)?;
+        self.udp_send_to(h, peer, payload)
+    }
+
+    /// Send a datagram from any `src` to `dst`, with no socket: how an application in
+    /// intercept mode answers a datagram from the catch-all queue, from its original
+    /// destination. Outside intercept mode `src` must be one of the stack's addresses
+    /// (`AddrNotAvailable`). As [`Endpoint::udp_send_to`] otherwise.
+    pub fn udp_send_from(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<usize, Error> {
+        if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() {
+            return Err(Error::InvalidInput);
+        }
+        if !self.udp_may_own(src.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        self.udp_emit(src, dst, payload)
+    }
+
+    /// The largest payload one datagram to an address of this family can carry: the MTU
+    /// less the IP and UDP headers.
+    pub fn udp_max_payload(&self, v6: bool) -> usize {
+        let ip = if v6 { 40 } else { 20 };
+        self.config.mtu.saturating_sub(ip + udp::HEADER_LEN)
+    }
+
+    fn udp_emit(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<usize, Error> {
+        if dst.port() == 0 || !is_unicast(dst.ip()) {
+            return Err(Error::InvalidInput);
+        }
+        if payload.len() > self.udp_max_payload(dst.is_ipv6()) {
+            return Err(Error::MessageTooLong);
+        }
+        if self.control.len() >= SEND_QUEUE_PACKETS {
+            self.udp.send_blocked = true;
+            return Err(Error::WouldBlock);
+        }
+        let repr = UdpRepr {
+            src_port: src.port(),
+            dst_port: dst.port(),
+            payload,
+        };
+        let ip = IpRepr::new(
+            src.ip(),
+            dst.ip(),
+            IpProtocol::Udp,
+            repr.buffer_len(),
+            HOP_LIMIT,
+        )
+        .map_err(|_| Error::InvalidInput)?;
+        let hl = ip.header_len();
+        let mut buf = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut buf[..hl]);
+        // Always a full checksum (see `UdpRepr::emit`).
+        repr.emit(&mut buf[hl..], src.ip(), dst.ip());
+        if !self.push_control(buf) {
+            return Err(Error::WouldBlock);
+        }
+        self.stats.udp_datagrams_out += 1;
+        Ok(payload.len())
+    }
+
+    /// Take the next datagram: copies it into `buf` (truncated to it; the rest is
+    /// discarded, as `recv_from` does) and returns the bytes copied and the sender.
+    /// `WouldBlock` when none is queued ([`Event::UdpReadable`] follows); a pending ICMP
+    /// error first, once.
+    pub fn udp_recv_from(
+        &mut self,
+        h: UdpHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, SocketAddr), Error> {
+        let d = self.udp_take(h)?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.src))
+    }
+
+    /// Take the next datagram whole, without a copy: `(payload, source, destination)`. As
+    /// [`Endpoint::udp_recv_from`] otherwise.
+    pub fn udp_recv(&mut self, h: UdpHandle) -> Result<(Bytes, SocketAddr, SocketAddr), Error> {
+        let d = self.udp_take(h)?;
+        Ok((d.data, d.src, d.dst))
+    }
+
+    fn udp_take(&mut self, h: UdpHandle) -> Result<Datagram, Error> {
+        let sock = self.udp.socket_mut(h)?;
+        if let Some(e) = sock.error.take() {
+            return Err(e);
+        }
+        let d = sock.queue.pop_front().ok_or(Error::WouldBlock)?;
+        sock.queued -= d.cost();
+        self.memory -= d.cost();
+        Ok(d)
+    }
+
+    /// Whether `udp_recv_from` would return something now (a datagram or an error).
+    pub fn udp_recv_ready(&self, h: UdpHandle) -> Result<bool, Error> {
+        let sock = self.udp.socket(h)?;
+        Ok(sock.error.is_some() || !sock.queue.is_empty())
+    }
+
+    /// Intercept mode: the next datagram of the catch-all queue, copied into `buf`
+    /// (truncated), with its original source and destination. `WouldBlock` when none is
+    /// queued ([`Event::UdpIntercepted`] follows).
+    pub fn udp_recv_intercepted(&mut self, buf: &mut [u8]) -> Result<InterceptedDatagram, Error> {
+        let d = self.udp.caught.pop_front().ok_or(Error::WouldBlock)?;
+        self.udp.caught_bytes -= d.cost();
+        self.memory -= d.cost();
+        let len = d.data.len().min(buf.len());
+        buf[..len].copy_from_slice(&d.data[..len]);
+        Ok(InterceptedDatagram {
+            len,
+            src: d.src,
+            dst: d.dst,
+        })
+    }
+
+    /// How many datagrams wait in the catch-all queue.
+    pub fn udp_intercepted_count(&self) -> usize {
+        self.udp.caught.len()
+    }
+
+    /// Close a UDP socket: its queued datagrams are dropped and its port is free again.
+    pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Error> {
+        let sock = self
+            .udp
+            .sockets
+            .remove(&ConnectionHandle(h.0))
+            .ok_or(Error::InvalidHandle)?;
+        self.memory -= sock.queued;
+        self.udp.by_local.remove(&sock.local);
+        let key = (sock.local.is_ipv6(), sock.local.port());
+        if let Some(n) = self.udp.ports.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.udp.ports.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket's local address (after `udp_connect`, the address it sends from).
+    pub fn udp_local_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
+        Ok(self.udp.socket(h)?.local)
+    }
+
+    /// The connected peer; `NotConnected` if there is none.
+    pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
+        self.udp.socket(h)?.peer.ok_or(Error::NotConnected)
+    }
+
+    /// How many UDP sockets are open.
+    pub fn udp_socket_count(&self) -> usize {
+        self.udp.sockets.len()
+    }
+}

@@ -1,0 +1,597 @@
+//! UDP in virtual time over the test kit's `Pair`: round trips over both families, connected
+//! sockets, port unreachable both ways, the checksum rules, hostile datagrams, bounded
+//! queues, intercept mode's catch-all queue and the ICMP rate limit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use synack_core::testing::{deliver, drain, Pair};
+use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
+
+const C6: &str = "2001:2::1";
+const S6: &str = "2001:2::2";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn sa(ip: IpAddr, port: u16) -> SocketAddr {
+    SocketAddr::new(ip, port)
+}
+
+/// A `Pair` whose ends own an IPv6 address beside their IPv4 one, each end with its config.
+fn dual(client: Config, server: Config) -> Pair {
+    let mut p = Pair::with_configs(client.clone(), server.clone());
+    p.client = Endpoint::new(client, &[Pair::CLIENT, ip(C6)]);
+    p.server = Endpoint::new(server, &[Pair::SERVER, ip(S6)]);
+    p
+}
+
+fn pair() -> Pair {
+    dual(Config::default(), Config::default())
+}
+
+fn events(ep: &mut Endpoint) -> Vec<Event> {
+    std::iter::from_fn(|| ep.poll_event()).collect()
+}
+
+fn recv(ep: &mut Endpoint, h: UdpHandle) -> Result<(Vec<u8>, SocketAddr), Error> {
+    let mut buf = vec![0u8; 65_536];
+    let (n, from) = ep.udp_recv_from(h, &mut buf)?;
+    Ok((buf[..n].to_vec(), from))
+}
+
+/// Everything the client sends, taken off the wire instead of delivered.
+fn take_client_packets(p: &mut Pair) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    drain(&mut p.client, p.now, &mut buf, |pkt, _| {
+        out.push(pkt.to_vec());
+        std::ops::ControlFlow::Continue(())
+    });
+    out
+}
+
+/// A UDP/IP packet built by hand.
+fn datagram(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload,
+    };
+    let ipr = IpRepr::new(src.ip(), dst.ip(), IpProtocol::Udp, udp.buffer_len(), 64).unwrap();
+    let mut buf = vec![0u8; ipr.buffer_len()];
+    ipr.emit(&mut buf);
+    udp.emit(&mut buf[ipr.header_len()..], src.ip(), dst.ip());
+    buf
+}
+
+// -----------------------------------------------------------------------------------------
+// Round trips
+// -----------------------------------------------------------------------------------------
+
+fn round_trip(server_ip: IpAddr, any: &str) {
+    let mut p = pair();
+    let server = p.server.udp_bind(sa(server_ip, 53)).unwrap();
+    let client = p.client.udp_bind(any.parse().unwrap()).unwrap();
+    let dst = sa(server_ip, 53);
+    for size in [
+        0,
+        1,
+        100,
+        1000,
+        p.client.udp_max_payload(server_ip.is_ipv6()),
+    ] {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + size) as u8).collect();
+        assert_eq!(p.client.udp_send_to(client, dst, &data), Ok(size));
+        p.pump();
+        assert!(events(&mut p.server).contains(&Event::UdpReadable(server)));
+        let (got, from) = recv(&mut p.server, server).unwrap();
+        assert_eq!(got, data);
+        assert_eq!(
+            from.ip(),
+            p.client.addresses()[usize::from(server_ip.is_ipv6())]
+        );
+        assert_eq!(from.port(), p.client.udp_local_addr(client).unwrap().port());
+        // The reply.
+        assert_eq!(p.server.udp_send_to(server, from, &data), Ok(size));
+        p.pump();
+        assert_eq!(recv(&mut p.client, client), Ok((data, dst)));
+        assert_eq!(recv(&mut p.client, client), Err(Error::WouldBlock));
+    }
+    let s = p.server.stats();
+    assert_eq!((s.udp_datagrams_in, s.udp_datagrams_out), (5, 5));
+    assert_eq!(p.server.memory(), 0, "read datagrams release their memory");
+}
+
+#[test]
+fn round_trip_v4() {
+    round_trip(Pair::SERVER, "0.0.0.0:0");
+}
+
+#[test]
+fn round_trip_v6() {
+    round_trip(ip(S6), "[::]:0");
+}
+
+#[test]
+fn oversized_payloads_are_message_too_long() {
+    let mut p = pair();
+    let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let c6 = p.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    assert_eq!(p.client.udp_max_payload(false), 1472);
+    assert_eq!(p.client.udp_max_payload(true), 1452);
+    let big = vec![0u8; 1473];
+    assert_eq!(
+        p.client.udp_send_to(c, sa(Pair::SERVER, 9), &big),
+        Err(Error::MessageTooLong)
+    );
+    assert_eq!(
+        p.client.udp_send_to(c6, sa(ip(S6), 9), &big[..1453]),
+        Err(Error::MessageTooLong)
+    );
+    assert!(p
+        .client
+        .udp_send_to(c6, sa(ip(S6), 9), &big[..1452])
+        .is_ok());
+    // Families must match the socket's.
+    assert_eq!(
+        p.client.udp_send_to(c, sa(ip(S6), 9), b"x"),
+        Err(Error::InvalidInput)
+    );
+}
+
+#[test]
+fn bind_rules() {
+    let mut p = pair();
+    let ep = &mut p.server;
+    let a = ep.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    assert_eq!(ep.udp_bind(sa(Pair::SERVER, 53)), Err(Error::AddrInUse));
+    assert_eq!(
+        ep.udp_bind("0.0.0.0:53".parse().unwrap()),
+        Err(Error::AddrInUse)
+    );
+    // Another family, another port namespace; TCP's ports are apart too.
+    ep.udp_bind("[::]:53".parse().unwrap()).unwrap();
+    ep.listen(sa(Pair::SERVER, 53), 4).unwrap();
+    assert_eq!(
+        ep.udp_bind(sa(ip("198.19.0.1"), 53)),
+        Err(Error::AddrNotAvailable),
+        "not ours, and no intercept mode"
+    );
+    let e1 = ep.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let e2 = ep.udp_bind(sa(Pair::SERVER, 0)).unwrap();
+    let (p1, p2) = (
+        ep.udp_local_addr(e1).unwrap().port(),
+        ep.udp_local_addr(e2).unwrap().port(),
+    );
+    assert!((32768..=60999).contains(&p1) && (32768..=60999).contains(&p2));
+    assert_ne!(p1, p2);
+    ep.udp_close(a).unwrap();
+    assert_eq!(ep.udp_close(a), Err(Error::InvalidHandle));
+    let again = ep.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    assert_ne!(again, a, "a stale handle never names a later socket");
+    assert_eq!(ep.udp_local_addr(a), Err(Error::InvalidHandle));
+    assert_eq!(ep.udp_peer_addr(again), Err(Error::NotConnected));
+    assert_eq!(ep.udp_send(again, b"x"), Err(Error::NotConnected));
+}
+
+// -----------------------------------------------------------------------------------------
+// Connected sockets and port unreachable
+// -----------------------------------------------------------------------------------------
+
+#[test]
+fn a_connected_socket_receives_only_from_its_peer() {
+    let mut p = pair();
+    let server = p.server.udp_bind(sa(Pair::SERVER, 7)).unwrap();
+    let a = p.client.udp_bind(sa(Pair::CLIENT, 1000)).unwrap();
+    let b = p.client.udp_bind(sa(Pair::CLIENT, 2000)).unwrap();
+    p.server
+        .udp_connect(server, sa(Pair::CLIENT, 1000))
+        .unwrap();
+    assert_eq!(p.server.udp_peer_addr(server), Ok(sa(Pair::CLIENT, 1000)));
+    p.client
+        .udp_send_to(b, sa(Pair::SERVER, 7), b"from b")
+        .unwrap();
+    p.client
+        .udp_send_to(a, sa(Pair::SERVER, 7), b"from a")
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        recv(&mut p.server, server),
+        Ok((b"from a".to_vec(), sa(Pair::CLIENT, 1000)))
+    );
+    assert_eq!(recv(&mut p.server, server), Err(Error::WouldBlock));
+    // b's datagram found no socket: port unreachable, which b (unconnected) does not hear.
+    let s = p.server.stats();
+    assert_eq!((s.drop_udp_no_socket, s.udp_port_unreachable_sent), (1, 1));
+    assert_eq!(recv(&mut p.client, b), Err(Error::WouldBlock));
+    // Connected: send goes to the peer.
+    p.server.udp_send(server, b"back").unwrap();
+    p.pump();
+    assert_eq!(
+        recv(&mut p.client, a),
+        Ok((b"back".to_vec(), sa(Pair::SERVER, 7)))
+    );
+}
+
+fn refused(server_ip: IpAddr, any: &str) {
+    let mut p = pair();
+    let c = p.client.udp_bind(any.parse().unwrap()).unwrap();
+    p.client.udp_connect(c, sa(server_ip, 9999)).unwrap();
+    assert_eq!(
+        p.client.udp_local_addr(c).unwrap().ip(),
+        p.client.addresses()[usize::from(server_ip.is_ipv6())],
+        "connect picks the source address"
+    );
+    p.client.udp_send(c, b"anyone?").unwrap();
+    p.pump();
+    // Our ICMP out...
+    let s = p.server.stats();
+    assert_eq!((s.drop_udp_no_socket, s.udp_port_unreachable_sent), (1, 1));
+    // ... and theirs in: the connected socket's next operation fails, once.
+    assert!(events(&mut p.client).contains(&Event::UdpReadable(c)));
+    assert_eq!(recv(&mut p.client, c), Err(Error::ConnectionRefused));
+    assert_eq!(recv(&mut p.client, c), Err(Error::WouldBlock));
+    p.client.udp_send(c, b"again").unwrap();
+    p.pump();
+    assert_eq!(p.client.udp_send(c, b"x"), Err(Error::ConnectionRefused));
+    assert!(p.client.udp_send(c, b"x").is_ok());
+}
+
+#[test]
+fn port_unreachable_refuses_a_connected_socket_v4() {
+    refused(Pair::SERVER, "0.0.0.0:0");
+}
+
+#[test]
+fn port_unreachable_refuses_a_connected_socket_v6() {
+    refused(ip(S6), "[::]:0");
+}
+
+#[test]
+fn port_unreachable_quotes_the_datagram() {
+    let mut p = pair();
+    let c = p.client.udp_bind(sa(Pair::CLIENT, 5000)).unwrap();
+    p.client
+        .udp_send_to(c, sa(Pair::SERVER, 9), b"quote me")
+        .unwrap();
+    let sent = take_client_packets(&mut p).remove(0);
+    deliver(&mut p.server, p.now, &sent);
+    let mut buf = vec![0u8; 2048];
+    let t = p
+        .server
+        .poll_transmit(p.now, &mut buf)
+        .expect("an ICMP error");
+    let (ipr, payload) = wire::ip::parse(&buf[..t.len]).unwrap();
+    assert_eq!(
+        (ipr.src_addr(), ipr.dst_addr()),
+        (Pair::SERVER, Pair::CLIENT)
+    );
+    match IcmpRepr::parse_v4(payload).unwrap() {
+        IcmpRepr::DstUnreachable { code, invoking } => {
+            assert_eq!(code, 3, "RFC 792: port unreachable");
+            assert_eq!(invoking, &sent[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn port_unreachable_is_rate_limited() {
+    let mut p = pair();
+    let c = p.client.udp_bind(sa(Pair::CLIENT, 5000)).unwrap();
+    for _ in 0..100 {
+        p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x").unwrap();
+    }
+    p.pump();
+    let s = p.server.stats().clone();
+    assert_eq!(s.drop_udp_no_socket, 100);
+    assert_eq!(s.udp_port_unreachable_sent, 50, "a burst of 50");
+    assert_eq!(s.udp_port_unreachable_limited, 50);
+    // 1000 a second: 10 ms earns 10 more.
+    p.now += Duration::from_millis(10);
+    for _ in 0..20 {
+        p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x").unwrap();
+    }
+    p.pump();
+    let s = p.server.stats();
+    assert_eq!(s.udp_port_unreachable_sent, 60);
+    assert_eq!(s.udp_port_unreachable_limited, 60);
+}
+
+// -----------------------------------------------------------------------------------------
+// Checksums and hostile input
+// -----------------------------------------------------------------------------------------
+
+fn zero_checksum(server_ip: IpAddr, client_ip: IpAddr) -> (u64, u64) {
+    let mut p = pair();
+    let s = p.server.udp_bind(sa(server_ip, 53)).unwrap();
+    let mut pkt = datagram(sa(client_ip, 4000), sa(server_ip, 53), b"no sum");
+    let at = if server_ip.is_ipv6() { 40 } else { 20 } + 6;
+    pkt[at..at + 2].fill(0);
+    deliver(&mut p.server, p.now, &pkt);
+    let got = recv(&mut p.server, s).is_ok();
+    (u64::from(got), p.server.stats().drop_checksum)
+}
+
+#[test]
+fn a_zero_checksum_is_accepted_over_ipv4() {
+    // RFC 768: the sender computed no checksum.
+    assert_eq!(zero_checksum(Pair::SERVER, Pair::CLIENT), (1, 0));
+}
+
+#[test]
+fn a_zero_checksum_is_dropped_over_ipv6() {
+    // RFC 8200 §8.1.
+    assert_eq!(zero_checksum(ip(S6), ip(C6)), (0, 1));
+}
+
+#[test]
+fn a_bad_checksum_is_dropped_and_counted() {
+    for (src, dst) in [(Pair::CLIENT, Pair::SERVER), (ip(C6), ip(S6))] {
+        let mut p = pair();
+        let s = p.server.udp_bind(sa(dst, 53)).unwrap();
+        let mut pkt = datagram(sa(src, 4000), sa(dst, 53), b"payload");
+        *pkt.last_mut().unwrap() ^= 0x40;
+        deliver(&mut p.server, p.now, &pkt);
+        assert_eq!(recv(&mut p.server, s), Err(Error::WouldBlock));
+        let st = p.server.stats();
+        assert_eq!((st.drop_checksum, st.udp_datagrams_in), (1, 0));
+        assert_eq!(st.udp_port_unreachable_sent, 0);
+    }
+}
+
+#[test]
+fn hostile_datagrams_are_dropped_and_counted() {
+    let mut p = pair();
+    let s = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let (from, to) = (sa(Pair::CLIENT, 4000), sa(Pair::SERVER, 53));
+    let good = datagram(from, to, b"0123456789");
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    // The UDP length claims more than the IP payload holds.
+    let mut long = good.clone();
+    long[24..26].copy_from_slice(&100u16.to_be_bytes());
+    cases.push(long);
+    // The UDP length below its own header.
+    let mut short = good.clone();
+    short[24..26].copy_from_slice(&4u16.to_be_bytes());
+    cases.push(short);
+    // IP payloads of 0 to 7 bytes: no whole UDP header.
+    for n in 0..8 {
+        let ipr = IpRepr::new(from.ip(), to.ip(), IpProtocol::Udp, n, 64).unwrap();
+        let mut pkt = vec![0xa5u8; ipr.buffer_len()];
+        ipr.emit(&mut pkt);
+        cases.push(pkt);
+    }
+    // Destination port 0.
+    cases.push(datagram(from, sa(Pair::SERVER, 0), b"x"));
+    let n = cases.len() as u64;
+    for pkt in &cases {
+        deliver(&mut p.server, p.now, pkt);
+    }
+    let st = p.server.stats();
+    assert_eq!(st.drop_malformed, n);
+    assert_eq!(st.udp_datagrams_in, 0);
+    assert_eq!(recv(&mut p.server, s), Err(Error::WouldBlock));
+    // Trailing bytes past the UDP length are ignored, as Linux does.
+    // A datagram summed over its own length, in a longer IP packet.
+    let mut trimmed = datagram(from, to, b"0123");
+    trimmed.extend_from_slice(b"trailing");
+    let total = trimmed.len() as u16;
+    trimmed[2..4].copy_from_slice(&total.to_be_bytes());
+    trimmed[10..12].fill(0);
+    let c = wire::checksum::finish(wire::checksum::partial(&trimmed[..20]));
+    trimmed[10..12].copy_from_slice(&c.to_be_bytes());
+    deliver(&mut p.server, p.now, &trimmed);
+    assert_eq!(recv(&mut p.server, s), Ok((b"0123".to_vec(), from)));
+    // A broadcast source.
+    let bcast = datagram(sa(ip("255.255.255.255"), 4000), to, b"x");
+    deliver(&mut p.server, p.now, &bcast);
+    assert_eq!(p.server.stats().drop_malformed, n + 1);
+}
+
+#[test]
+fn multicast_and_broadcast_destinations_are_not_ours() {
+    let mut c = Config::default();
+    c.intercept(Some(InterceptConfig::default()));
+    let mut p = dual(Config::default(), c);
+    for dst in ["224.0.0.251:5353", "255.255.255.255:67"] {
+        let pkt = datagram(sa(Pair::CLIENT, 4000), dst.parse().unwrap(), b"x");
+        deliver(&mut p.server, p.now, &pkt);
+    }
+    let pkt = datagram(sa(ip(C6), 4000), "[ff02::fb]:5353".parse().unwrap(), b"x");
+    deliver(&mut p.server, p.now, &pkt);
+    let s = p.server.stats();
+    assert_eq!((s.drop_not_for_us, s.udp_intercepted), (3, 0));
+}
+
+// -----------------------------------------------------------------------------------------
+// Bounds
+// -----------------------------------------------------------------------------------------
+
+#[test]
+fn a_full_receive_queue_drops_and_counts() {
+    let mut sc = Config::default();
+    sc.udp_recv_buffer(1000);
+    let mut p = dual(Config::default(), sc);
+    let s = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let c = p.client.udp_bind(sa(Pair::CLIENT, 0)).unwrap();
+    for _ in 0..10 {
+        p.client
+            .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+            .unwrap();
+    }
+    p.pump();
+    // 200 + 256 charged each: two fit in 1000.
+    let st = p.server.stats();
+    assert_eq!((st.udp_datagrams_in, st.drop_udp_queue_full), (10, 8));
+    assert_eq!(
+        p.server.memory(),
+        2 * (200 + synack_core::endpoint::DATAGRAM_OVERHEAD)
+    );
+    assert!(recv(&mut p.server, s).is_ok());
+    assert!(recv(&mut p.server, s).is_ok());
+    assert_eq!(recv(&mut p.server, s), Err(Error::WouldBlock));
+    assert_eq!(p.server.memory(), 0);
+    // Closing a socket with datagrams queued releases them.
+    p.client
+        .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+        .unwrap();
+    p.pump();
+    assert!(p.server.memory() > 0);
+    p.server.udp_close(s).unwrap();
+    assert_eq!(p.server.memory(), 0);
+}
+
+#[test]
+fn the_memory_cap_drops_datagrams() {
+    let mut sc = Config::default();
+    sc.max_memory(1000);
+    let mut p = dual(Config::default(), sc);
+    let _s = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let c = p.client.udp_bind(sa(Pair::CLIENT, 0)).unwrap();
+    for _ in 0..5 {
+        p.client
+            .udp_send_to(c, sa(Pair::SERVER, 53), &[1u8; 200])
+            .unwrap();
+    }
+    p.pump();
+    assert_eq!(p.server.stats().drop_udp_queue_full, 3);
+    assert!(p.server.memory() <= 1000);
+}
+
+#[test]
+fn sending_is_bounded_by_the_own_packet_queue() {
+    let mut p = pair();
+    let c = p.client.udp_bind(sa(Pair::CLIENT, 0)).unwrap();
+    let mut sent = 0;
+    while p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x") == Ok(1) {
+        sent += 1;
+        assert!(
+            sent <= synack_core::endpoint::SEND_QUEUE_PACKETS,
+            "unbounded"
+        );
+    }
+    assert_eq!(sent, synack_core::endpoint::SEND_QUEUE_PACKETS);
+    assert_eq!(
+        p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x"),
+        Err(Error::WouldBlock)
+    );
+    let mut buf = vec![0u8; 2048];
+    let _ = p.client.poll_transmit(p.now, &mut buf);
+    assert!(events(&mut p.client).contains(&Event::UdpWritable));
+    assert_eq!(p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x"), Ok(1));
+}
+
+// -----------------------------------------------------------------------------------------
+// Intercept mode
+// -----------------------------------------------------------------------------------------
+
+fn intercepting() -> Pair {
+    let mut sc = Config::default();
+    sc.intercept(Some(InterceptConfig::default()));
+    dual(Config::default(), sc)
+}
+
+#[test]
+fn the_catch_all_queue_keeps_the_original_addresses() {
+    let mut p = intercepting();
+    for (client_any, dst) in [
+        ("0.0.0.0:0", "198.19.0.53:53"),
+        ("0.0.0.0:0", "198.19.9.9:4433"),
+        ("[::]:0", "[2001:2:0:ff00::7]:53"),
+    ] {
+        let dst: SocketAddr = dst.parse().unwrap();
+        let c = p.client.udp_bind(client_any.parse().unwrap()).unwrap();
+        p.client.udp_connect(c, dst).unwrap();
+        let from = p.client.udp_local_addr(c).unwrap();
+        p.client.udp_send(c, b"query").unwrap();
+        p.pump();
+        assert!(events(&mut p.server).contains(&Event::UdpIntercepted));
+        let mut buf = [0u8; 3];
+        let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
+        assert_eq!(
+            (d.len, d.src, d.dst),
+            (3, from, dst),
+            "truncated to the buffer"
+        );
+        assert_eq!(&buf, b"que");
+        assert_eq!(
+            p.server.udp_recv_intercepted(&mut buf),
+            Err(Error::WouldBlock)
+        );
+        // The answer comes from the original destination, which the client's connected
+        // socket requires.
+        p.server.udp_send_from(d.dst, d.src, b"answer").unwrap();
+        p.pump();
+        assert_eq!(recv(&mut p.client, c), Ok((b"answer".to_vec(), dst)));
+    }
+    let s = p.server.stats();
+    assert_eq!((s.udp_intercepted, s.udp_port_unreachable_sent), (3, 0));
+    assert_eq!(p.server.memory(), 0);
+}
+
+#[test]
+fn a_bound_socket_wins_over_the_catch_all() {
+    let mut p = intercepting();
+    let foreign = sa(ip("198.19.0.53"), 53);
+    let s = p.server.udp_bind(foreign).unwrap();
+    let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    p.client.udp_send_to(c, foreign, b"to the socket").unwrap();
+    p.client
+        .udp_send_to(c, sa(ip("198.19.0.54"), 53), b"to the catch-all")
+        .unwrap();
+    p.pump();
+    let (data, _) = recv(&mut p.server, s).unwrap();
+    assert_eq!(data, b"to the socket");
+    // A transparent socket replies from its foreign address.
+    let from = sa(Pair::CLIENT, p.client.udp_local_addr(c).unwrap().port());
+    p.server.udp_send_to(s, from, b"hi").unwrap();
+    p.pump();
+    assert_eq!(recv(&mut p.client, c), Ok((b"hi".to_vec(), foreign)));
+    assert_eq!(p.server.udp_intercepted_count(), 1);
+}
+
+#[test]
+fn the_catch_all_queue_is_bounded() {
+    let mut p = intercepting();
+    let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let mut sent = 0;
+    while sent < synack_core::endpoint::CATCH_ALL_DATAGRAMS + 100 {
+        // Deliver as we go: the client's own queue is bounded too.
+        while p
+            .client
+            .udp_send_to(c, sa(ip("198.19.1.1"), 53), b"x")
+            .is_ok()
+        {
+            sent += 1;
+        }
+        p.pump();
+    }
+    assert_eq!(
+        p.server.udp_intercepted_count(),
+        synack_core::endpoint::CATCH_ALL_DATAGRAMS
+    );
+    let s = p.server.stats();
+    assert_eq!(
+        s.drop_udp_queue_full,
+        (sent - synack_core::endpoint::CATCH_ALL_DATAGRAMS) as u64
+    );
+}
+
+#[test]
+fn send_from_outside_intercept_mode_needs_an_own_address() {
+    let mut p = pair();
+    assert_eq!(
+        p.server
+            .udp_send_from(sa(ip("198.19.0.1"), 53), sa(Pair::CLIENT, 4000), b"x"),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(
+        p.server
+            .udp_send_from(sa(Pair::SERVER, 53), sa(Pair::CLIENT, 4000), b"x"),
+        Ok(1)
+    );
+}

@@ -1,0 +1,322 @@
+//! [`UdpSocket`], shaped like tokio's, and [`UdpInterceptor`], transparent mode's datagrams.
+//!
+//! Each call is one command on the core under the stack's lock, as for streams: a datagram
+//! is taken from the socket's bounded queue in the core, or the task's waker is stored under
+//! the same lock, so the driver's `UdpReadable` event cannot slip in between. Sending queues
+//! the datagram, whole, in the core's bounded own-packet queue; a full queue parks the
+//! sender until the driver has written some of it (`UdpWritable`). There is no channel and
+//! no second buffer: what the core drops (a full receive queue, the memory cap) is counted in
+//! [`Stack::stats`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use synack_tokio::{device::MemoryDevice, Stack, UdpSocket};
+//!
+//! let (a, b) = MemoryDevice::pair();
+//! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
+//! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b)?;
+//!
+//! let echo = UdpSocket::bind(&server, "198.18.0.1:7".parse().unwrap()).await?;
+//! tokio::spawn(async move {
+//!     let mut buf = [0u8; 1500];
+//!     while let Ok((n, from)) = echo.recv_from(&mut buf).await {
+//!         echo.send_to(&buf[..n], from).await?;
+//!     }
+//!     std::io::Result::Ok(())
+//! });
+//!
+//! let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap()).await?;
+//! socket.connect("198.18.0.1:7".parse().unwrap()).await?;
+//! socket.send(b"hello").await?;
+//! let mut buf = [0u8; 16];
+//! let n = socket.recv(&mut buf).await?;
+//! assert_eq!(&buf[..n], b"hello");
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use synack_core::{Error, UdpHandle};
+use tokio::io::ReadBuf;
+
+use crate::stack::{register_many, Inner};
+use crate::Stack;
+
+pub use synack_core::InterceptedDatagram;
+
+/// The runtime's view of one UDP socket.
+#[derive(Default)]
+pub(crate) struct UdpState {
+    /// Tasks parked in `recv_from`/`recv`; several may share one socket through an `Arc`.
+    pub(crate) recv_wakers: Vec<std::task::Waker>,
+}
+
+/// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
+/// `connect` then `send`/`recv`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
+/// it closes the socket in the core (its queued datagrams are dropped, its port is free).
+///
+/// Datagrams are never fragmented: one larger than the MTU allows is refused with
+/// `InvalidInput` ("message too long", Linux's EMSGSIZE). A connected socket receives only
+/// from its peer, and an ICMP port unreachable for what it sent fails its next `recv` or
+/// `send` with `ConnectionRefused`, as on Linux.
+pub struct UdpSocket {
+    stack: Stack,
+    handle: UdpHandle,
+}
+
+impl UdpSocket {
+    /// Binds a socket to `addr`. Port 0 picks an ephemeral port; an unspecified IP means
+    /// every stack address of that family. `AddrInUse` if another UDP socket holds the port
+    /// there. In transparent mode (intercept) a socket may bind any unicast address, not
+    /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the
+    /// stack's is `AddrNotAvailable`.
+    pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
+        let mut inner = stack.lock()?;
+        inner.check_open()?;
+        let handle = inner.endpoint.udp_bind(addr)?;
+        inner.udp.insert(handle, UdpState::default());
+        Ok(UdpSocket {
+            stack: stack.clone(),
+            handle,
+        })
+    }
+
+    /// The local address (after `connect` on an unspecified bind, the address it sends from).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.stack.lock()?.endpoint.udp_local_addr(self.handle)?)
+    }
+
+    /// The connected peer; `NotConnected` if the socket is not connected.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.stack.lock()?.endpoint.udp_peer_addr(self.handle)?)
+    }
+
+    /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
+    /// is sent.
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        Ok(self.stack.lock()?.endpoint.udp_connect(self.handle, addr)?)
+    }
+
+    /// Sends `buf` as one datagram to `target`; returns its length once it is queued.
+    pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+    }
+
+    /// Receives one datagram into `buf` (the rest of a longer one is discarded); returns the
+    /// bytes copied and the sender.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut rb = ReadBuf::new(buf);
+        let from = std::future::poll_fn(|cx| self.poll_recv_from(cx, &mut rb)).await?;
+        Ok((rb.filled().len(), from))
+    }
+
+    /// Sends to the connected peer; `NotConnected` if there is none.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_send(cx, buf)).await
+    }
+
+    /// Receives one datagram (from the peer, if connected).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// Polls for a datagram, as [`recv_from`](Self::recv_from) does: fills `buf` and returns
+    /// the sender. Cancel-safe: a datagram is taken only when this is ready.
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        let mut guard = self.stack.lock()?;
+        let inner = &mut *guard;
+        match inner
+            .endpoint
+            .udp_recv_from(self.handle, buf.initialize_unfilled())
+        {
+            Ok((n, from)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(from))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(s) = inner.udp.get_mut(&self.handle) {
+                    register_many(&mut s.recv_wakers, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// Polls to send `buf` to `target`, as [`send_to`](Self::send_to) does.
+    pub fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        let mut inner = self.stack.lock()?;
+        let result = inner.endpoint.udp_send_to(self.handle, target, buf);
+        sent(&mut inner, cx, result)
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mut inner = self.stack.lock()?;
+        let result = inner.endpoint.udp_send(self.handle, buf);
+        sent(&mut inner, cx, result)
+    }
+}
+
+/// What a send command's result means for the task: queued (the driver writes it), parked
+/// until the own-packet queue drains, or failed.
+fn sent(
+    inner: &mut Inner,
+    cx: &Context<'_>,
+    result: Result<usize, Error>,
+) -> Poll<io::Result<usize>> {
+    match result {
+        Ok(n) => {
+            inner.wake_driver();
+            Poll::Ready(Ok(n))
+        }
+        Err(Error::WouldBlock) => {
+            register_many(&mut inner.udp_send_wakers, cx);
+            inner.wake_driver();
+            Poll::Pending
+        }
+        Err(e) => Poll::Ready(Err(e.into())),
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        if let Some(mut inner) = self.stack.lock_for_drop() {
+            let _ = inner.endpoint.udp_close(self.handle);
+            if let Some(state) = inner.udp.remove(&self.handle) {
+                // Tasks still parked on this socket through a shared reference cannot exist
+                // (dropping needs ownership), but wake any stale registration all the same.
+                for w in state.recv_wakers {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("handle", &self.handle.0)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Transparent mode's datagrams: those to any destination that no bound [`UdpSocket`] takes,
+/// with their original source and destination, and replies from any address; from
+/// [`Stack::intercept_udp`]. Clones share one queue: each datagram goes to one reader.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use synack_tokio::{device::MemoryDevice, InterceptConfig, Stack, UdpSocket};
+///
+/// let (a, b) = MemoryDevice::pair();
+/// let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
+/// let proxy = Stack::builder()
+///     .address("198.18.0.1".parse().unwrap())
+///     .intercept(InterceptConfig::default())
+///     .build(b)?;
+/// let interceptor = proxy.intercept_udp()?;
+///
+/// // A destination the proxy does not own.
+/// let dns = "198.19.0.53:53".parse().unwrap();
+/// let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap()).await?;
+/// socket.send_to(b"query", dns).await?;
+///
+/// let mut buf = [0u8; 512];
+/// let d = interceptor.recv(&mut buf).await?;
+/// assert_eq!((&buf[..d.len], d.dst), (&b"query"[..], dns));
+/// interceptor.send_from(b"answer", d.dst, d.src).await?; // from the original destination
+///
+/// let (n, from) = socket.recv_from(&mut buf).await?;
+/// assert_eq!((&buf[..n], from), (&b"answer"[..], dns));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct UdpInterceptor {
+    stack: Stack,
+}
+
+impl Stack {
+    /// The datagrams of a stack in transparent mode that no socket takes. `InvalidInput` if
+    /// the stack was not built to intercept (see
+    /// [`StackBuilder::intercept`](crate::StackBuilder::intercept)).
+    pub fn intercept_udp(&self) -> io::Result<UdpInterceptor> {
+        if self.with_config(|c| c.intercept_config().is_none()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "synack: this stack does not intercept (StackBuilder::intercept)",
+            ));
+        }
+        Ok(UdpInterceptor {
+            stack: self.clone(),
+        })
+    }
+}
+
+impl UdpInterceptor {
+    /// The next datagram, truncated to `buf` (as `recv_from`): `src` is the client, `dst`
+    /// where it was sent. Cancel-safe.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<InterceptedDatagram> {
+        std::future::poll_fn(|cx| self.poll_recv(cx, buf)).await
+    }
+
+    /// Polls for the next datagram, as [`recv`](Self::recv) does.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<InterceptedDatagram>> {
+        let mut inner = self.stack.lock()?;
+        match inner.endpoint.udp_recv_intercepted(buf) {
+            Ok(d) => Poll::Ready(Ok(d)),
+            Err(Error::WouldBlock) => {
+                register_many(&mut inner.udp_intercept_wakers, cx);
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// A reply from any address (normally the original destination) to the client.
+    pub async fn send_from(
+        &self,
+        buf: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_send_from(cx, buf, from, to)).await
+    }
+
+    /// Polls to send, as [`send_from`](Self::send_from) does.
+    pub fn poll_send_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        let mut inner = self.stack.lock()?;
+        let result = inner.endpoint.udp_send_from(from, to, buf);
+        sent(&mut inner, cx, result)
+    }
+}
+
+impl fmt::Debug for UdpInterceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpInterceptor").finish_non_exhaustive()
+    }
+}

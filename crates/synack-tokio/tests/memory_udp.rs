@@ -1,0 +1,139 @@
+//! UdpSocket and UdpInterceptor between two stacks joined by an in-memory link: the client on
+//! 198.18.0.2, the server on 198.18.0.1. Every test is bounded in time.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use synack_tokio::device::MemoryDevice;
+use synack_tokio::{Config, InterceptConfig, Stack, UdpSocket};
+
+const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const SERVER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+
+fn stacks(intercept: bool) -> (Stack, Stack) {
+    let (a, b) = MemoryDevice::pair();
+    let mut server = Config::default();
+    if intercept {
+        server.intercept(Some(InterceptConfig::default()));
+    }
+    (
+        Stack::new(Config::default(), a, &[CLIENT]).unwrap(),
+        Stack::new(server, b, &[SERVER]).unwrap(),
+    )
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("timed out")
+}
+
+#[tokio::test]
+async fn many_datagrams_with_backpressure() {
+    within(async {
+        let (client, server) = stacks(false);
+        let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9000))
+            .await
+            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        tx.connect(SocketAddr::new(SERVER, 9000)).await.unwrap();
+        // More than the own-packet queue holds: senders park and resume.
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut got = 0usize;
+            while got < 50 {
+                let (n, _) = rx.recv_from(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], &[got as u8 % 251; 1000][..n]);
+                got += 1;
+            }
+            rx
+        });
+        for i in 0..2000usize {
+            tx.send(&[i as u8 % 251; 1000]).await.unwrap();
+            if i < 50 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let _rx = reader.await.unwrap();
+        let s = client.stats();
+        assert_eq!(s.udp_datagrams_out, 2000);
+        // The receiver stopped reading: its queue is bounded, the rest is counted.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = server.stats();
+        assert!(s.drop_udp_queue_full > 0, "{s:?}");
+        assert!(server.memory() <= 212_992 + 1256);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connected_socket_is_refused_and_drop_frees_the_port() {
+    within(async {
+        let (client, server) = stacks(false);
+        let s = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), SocketAddr::new(SERVER, 9));
+        s.send(b"hello?").await.unwrap();
+        let mut buf = [0u8; 16];
+        let e = s.recv(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(server.stats().udp_port_unreachable_sent, 1);
+
+        let addr = SocketAddr::new(SERVER, 53);
+        let a = UdpSocket::bind(&server, addr).await.unwrap();
+        let e = UdpSocket::bind(&server, addr).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        drop(a);
+        let _b = UdpSocket::bind(&server, addr).await.unwrap();
+        let unconnected = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let e = unconnected.peer_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+        let e = unconnected.send_to(&[0u8; 1473], addr).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "message too long");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn interceptor_answers_from_the_original_destination() {
+    within(async {
+        let (client, proxy) = stacks(true);
+        assert!(client.intercept_udp().is_err());
+        let interceptor = proxy.intercept_udp().unwrap();
+        let server = tokio::spawn({
+            let interceptor = interceptor.clone();
+            async move {
+                let mut buf = [0u8; 1500];
+                for _ in 0..3 {
+                    let d = interceptor.recv(&mut buf).await.unwrap();
+                    let reply = [&buf[..d.len], d.dst.to_string().as_bytes()].concat();
+                    interceptor.send_from(&reply, d.dst, d.src).await.unwrap();
+                }
+            }
+        });
+        let socket = Arc::new(
+            UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+                .await
+                .unwrap(),
+        );
+        for dst in ["198.19.0.53:53", "198.19.1.1:443", "198.19.200.7:9"] {
+            let dst: SocketAddr = dst.parse().unwrap();
+            socket.send_to(b"q:", dst).await.unwrap();
+            let mut buf = [0u8; 64];
+            let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+            assert_eq!(from, dst);
+            assert_eq!(&buf[..n], format!("q:{dst}").as_bytes());
+        }
+        server.await.unwrap();
+        assert_eq!(proxy.stats().udp_intercepted, 3);
+    })
+    .await;
+}
