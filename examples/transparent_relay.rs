@@ -20,6 +20,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -34,8 +35,9 @@ use clap::Parser;
 use common::NetArgs;
 use synack::core::InterceptConfig;
 use synack::tokio::intercept::{IncomingSyn, Interceptor};
+use synack::tokio::UdpInterceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Relays every TCP flow routed into the TUN to its original destination.
 #[derive(Parser, Debug)]
@@ -63,6 +65,14 @@ struct Args {
     /// Relayed TCP flows at once (connecting or connected); SYNs beyond it are dropped.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_flows: usize,
+    /// Seconds a UDP session (one client address and port to one destination) lives
+    /// without a datagram either way.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    udp_timeout: f64,
+    /// UDP sessions at once; a new one beyond it evicts the longest idle (a flood from
+    /// spoofed sources so costs at most this many upstream sockets).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    max_udp_sessions: usize,
 }
 
 fn main() -> ExitCode {
@@ -104,9 +114,15 @@ async fn run(args: Args) -> io::Result<()> {
             args.connect_timeout
         )));
     }
-    if args.max_pending_connects == 0 || args.max_flows == 0 {
+    if !(args.udp_timeout > 0.0 && args.udp_timeout <= 86400.0) {
+        return Err(invalid(format!(
+            "--udp-timeout {} must be between 0 and 86400 seconds",
+            args.udp_timeout
+        )));
+    }
+    if args.max_pending_connects == 0 || args.max_flows == 0 || args.max_udp_sessions == 0 {
         return Err(invalid(
-            "--max-pending-connects and --max-flows must be at least 1".into(),
+            "--max-pending-connects, --max-flows and --max-udp-sessions must be at least 1".into(),
         ));
     }
     let connect_timeout = Duration::from_secs_f64(args.connect_timeout);
@@ -128,6 +144,7 @@ async fn run(args: Args) -> io::Result<()> {
         }));
     })?;
     let interceptor = stack.intercept()?;
+    let udp_interceptor = stack.intercept_udp()?;
     let relay = Arc::new(Relay {
         upstream,
         connect_timeout,
@@ -136,6 +153,10 @@ async fn run(args: Args) -> io::Result<()> {
         max_flows: args.max_flows,
         verbose: args.net.verbose > 0,
         stats: Stats::default(),
+        udp_timeout: Duration::from_secs_f64(args.udp_timeout),
+        max_udp_sessions: args.max_udp_sessions,
+        udp_queued: Arc::new(AtomicUsize::new(0)),
+        epoch: Instant::now(),
     });
     eprintln!(
         "transparent_relay: relaying what is routed into {} ({}), upstream {}",
@@ -145,11 +166,16 @@ async fn run(args: Args) -> io::Result<()> {
     );
 
     let tcp = tokio::spawn(tcp_loop(interceptor, Arc::clone(&relay)));
+    let udp = tokio::spawn(udp_loop(udp_interceptor, Arc::clone(&relay)));
+    let joined = |what: &str, r: Result<io::Result<()>, tokio::task::JoinError>| match r {
+        Ok(r) => r,
+        Err(e) => Err(io::Error::other(format!(
+            "the {what} relay task failed: {e}"
+        ))),
+    };
     let result = tokio::select! {
-        r = tcp => match r {
-            Ok(r) => r,
-            Err(e) => Err(io::Error::other(format!("the TCP relay task failed: {e}"))),
-        },
+        r = tcp => joined("TCP", r),
+        r = udp => joined("UDP", r),
         r = shutdown_signal() => r,
     };
     relay.stats.print_summary();
@@ -176,6 +202,12 @@ struct Relay {
     max_flows: usize,
     verbose: bool,
     stats: Stats,
+    udp_timeout: Duration,
+    max_udp_sessions: usize,
+    /// Bytes of client datagrams queued for upstream in all sessions together.
+    udp_queued: Arc<AtomicUsize>,
+    /// The origin of the sessions' idle clocks.
+    epoch: Instant,
 }
 
 /// Holds one of [`Relay::flows`] until dropped.
@@ -372,6 +404,314 @@ where
 }
 
 // ---------------------------------------------------------------------------------------
+// UDP
+// ---------------------------------------------------------------------------------------
+
+/// Client datagrams queued for upstream, across all sessions, at most (a flood fills this,
+/// not the memory).
+const UDP_QUEUE_BYTES: usize = 4 << 20;
+/// Client datagrams one session queues while its upstream socket is busy or being opened.
+const UDP_SESSION_QUEUE: usize = 64;
+
+/// One client datagram on its way upstream; its bytes count against [`UDP_QUEUE_BYTES`]
+/// until it is dropped.
+struct Queued {
+    data: Vec<u8>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    fn take(budget: &Arc<AtomicUsize>, data: &[u8]) -> Option<Queued> {
+        let len = data.len();
+        if budget.fetch_add(len, Ordering::Relaxed) + len > UDP_QUEUE_BYTES {
+            budget.fetch_sub(len, Ordering::Relaxed);
+            return None;
+        }
+        Some(Queued {
+            data: data.to_vec(),
+            budget: Arc::clone(budget),
+        })
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.data.len(), Ordering::Relaxed);
+    }
+}
+
+/// The dispatcher's handle on a session task.
+struct Session {
+    to_upstream: mpsc::Sender<Queued>,
+    /// Milliseconds since [`Relay::epoch`] of the last datagram either way.
+    last: Arc<AtomicU64>,
+}
+
+impl Relay {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Hands each intercepted datagram to the session of its (client, destination) pair, making
+/// one if needed: one upstream socket per pair, so replies find their client. At
+/// `--max-udp-sessions` the longest idle session is evicted first. Returns only when the
+/// stack stops.
+async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<()> {
+    let mut sessions: HashMap<(SocketAddr, SocketAddr), Session> = HashMap::new();
+    let mut buf = vec![0u8; 65535];
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let d = tokio::select! {
+            d = interceptor.recv(&mut buf) => d?,
+            _ = sweep.tick() => {
+                // Sessions that ended on their own (idle, failed) leave their entry behind.
+                sessions.retain(|_, s| !s.to_upstream.is_closed());
+                continue;
+            }
+        };
+        let stats = &relay.stats;
+        stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
+        if !relayable(d.dst) || d.src.port() == 0 {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let key = (d.src, d.dst);
+        let Some(queued) = Queued::take(&relay.udp_queued, &buf[..d.len]) else {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if let Some(s) = sessions.get(&key) {
+            match s.to_upstream.try_send(queued) {
+                Ok(()) => {
+                    s.last.store(relay.now_ms(), Ordering::Relaxed);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // Ended meanwhile (idle, failed): a new session takes over.
+                Err(mpsc::error::TrySendError::Closed(queued)) => {
+                    sessions.remove(&key);
+                    start_session(&relay, &interceptor, &mut sessions, key, queued);
+                    continue;
+                }
+            }
+        }
+        start_session(&relay, &interceptor, &mut sessions, key, queued);
+    }
+}
+
+/// Whether a datagram to `dst` may be relayed: a unicast address and a port (the stack
+/// already drops what is not addressed to a unicast address; this keeps the relay from
+/// sending to a broadcast or multicast address upstream whatever reaches it).
+fn relayable(dst: SocketAddr) -> bool {
+    if dst.port() == 0 {
+        return false;
+    }
+    match dst.ip() {
+        IpAddr::V4(ip) => {
+            !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
+        }
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback()),
+    }
+}
+
+fn start_session(
+    relay: &Arc<Relay>,
+    interceptor: &UdpInterceptor,
+    sessions: &mut HashMap<(SocketAddr, SocketAddr), Session>,
+    key: (SocketAddr, SocketAddr),
+    first: Queued,
+) {
+    if sessions.len() >= relay.max_udp_sessions {
+        sessions.retain(|_, s| !s.to_upstream.is_closed());
+    }
+    if sessions.len() >= relay.max_udp_sessions {
+        // The longest idle goes: dropping its sender ends its task.
+        let oldest = sessions
+            .iter()
+            .min_by_key(|(_, s)| s.last.load(Ordering::Relaxed))
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            sessions.remove(&k);
+            relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let (tx, rx) = mpsc::channel(UDP_SESSION_QUEUE);
+    // Cannot fail: the channel is new and empty.
+    let _ = tx.try_send(first);
+    let last = Arc::new(AtomicU64::new(relay.now_ms()));
+    sessions.insert(
+        key,
+        Session {
+            to_upstream: tx,
+            last: Arc::clone(&last),
+        },
+    );
+    tokio::spawn(Arc::clone(relay).udp_session(interceptor.clone(), key, rx, last));
+}
+
+/// How a UDP session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UdpEnd {
+    /// Nothing either way for --udp-timeout.
+    Idle,
+    /// Evicted to make room, or the relay is ending.
+    Evicted,
+    /// The upstream socket or association could not be opened, or failed.
+    Failed,
+}
+
+impl Relay {
+    /// One session: opens the upstream socket (or SOCKS5 association), then carries
+    /// datagrams both ways until it idles out, is evicted, or fails.
+    async fn udp_session(
+        self: Arc<Self>,
+        interceptor: UdpInterceptor,
+        (client, dst): (SocketAddr, SocketAddr),
+        mut rx: mpsc::Receiver<Queued>,
+        last: Arc<AtomicU64>,
+    ) {
+        let start = Instant::now();
+        let (mut up_b, mut up_n, mut down_b, mut down_n) = (0u64, 0u64, 0u64, 0u64);
+        let mut detail = String::new();
+        let opened = tokio::time::timeout(self.connect_timeout, self.upstream.open_udp(dst)).await;
+        let end = match opened {
+            Err(_) => {
+                detail = " (upstream did not answer)".into();
+                UdpEnd::Failed
+            }
+            Ok(Err(e)) => {
+                detail = format!(" ({e})");
+                UdpEnd::Failed
+            }
+            Ok(Ok(mut up)) => loop {
+                let idle_at = self.epoch
+                    + Duration::from_millis(last.load(Ordering::Relaxed))
+                    + self.udp_timeout;
+                tokio::select! {
+                    q = rx.recv() => match q {
+                        None => break UdpEnd::Evicted,
+                        Some(q) => match up.send(dst, &q.data).await {
+                            Ok(()) => {
+                                up_b += q.data.len() as u64;
+                                up_n += 1;
+                            }
+                            // One datagram lost (e.g. ECONNREFUSED from an earlier ICMP
+                            // port unreachable); the session goes on, as UDP does.
+                            Err(_) => {
+                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    },
+                    r = up.recv(dst) => match r {
+                        Ok(Some(reply)) => {
+                            last.store(self.now_ms(), Ordering::Relaxed);
+                            if interceptor.send_from(&reply, dst, client).await.is_ok() {
+                                down_b += reply.len() as u64;
+                                down_n += 1;
+                            } else {
+                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(None) => {
+                            self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            detail = format!(" ({e})");
+                            break UdpEnd::Failed;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(idle_at.into()) => {
+                        let quiet = self.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                        if Duration::from_millis(quiet) >= self.udp_timeout {
+                            break UdpEnd::Idle;
+                        }
+                    }
+                }
+            },
+        };
+        // What is still queued is dropped here, its budget returned.
+        drop(rx);
+        self.stats.record_udp(end, up_b, up_n, down_b, down_n);
+        if self.verbose {
+            let name = match end {
+                UdpEnd::Idle => "idle",
+                UdpEnd::Evicted => "evicted",
+                UdpEnd::Failed => "failed",
+            };
+            println!(
+                "udp {client} -> {dst} {name} up {up_b} B ({up_n} datagrams) down {down_b} B \
+                 ({down_n} datagrams) {:.3} s{detail}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// A session's way out: a kernel UDP socket connected to the destination, or one that
+/// talks to a SOCKS5 proxy's UDP relay, with the TCP connection that holds the association.
+struct UdpUpstream {
+    socket: tokio::net::UdpSocket,
+    /// With SOCKS5: the association's control connection (RFC 1928 §7: the association
+    /// ends when it closes).
+    control: Option<tokio::net::TcpStream>,
+}
+
+impl UdpUpstream {
+    async fn send(&mut self, dst: SocketAddr, data: &[u8]) -> io::Result<()> {
+        match self.control {
+            None => self.socket.send(data).await.map(drop),
+            Some(_) => {
+                let mut packet = Vec::with_capacity(22 + data.len());
+                socks5::put_udp_header(&mut packet, dst);
+                packet.extend_from_slice(data);
+                self.socket.send(&packet).await.map(drop)
+            }
+        }
+    }
+
+    /// The next reply from `dst`: `Ok(None)` for one to drop (from elsewhere, fragmented,
+    /// malformed), `Err` when the session must end (the proxy closed the association).
+    async fn recv(&mut self, dst: SocketAddr) -> io::Result<Option<Vec<u8>>> {
+        let socket = &self.socket;
+        let received = async {
+            loop {
+                // A buffer only while a datagram is there: an idle session holds none.
+                socket.readable().await?;
+                let mut buf = vec![0u8; 65535];
+                match socket.try_recv(&mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        return Ok(Some(buf));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    // An ICMP error reported on the connected socket: that datagram is
+                    // lost, the session goes on.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match &mut self.control {
+            None => received.await,
+            Some(control) => {
+                let mut probe = [0u8; 1];
+                tokio::select! {
+                    r = received => Ok(r?.and_then(|packet| socks5::strip_udp_header(&packet, dst))),
+                    _ = control.read(&mut probe) => Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the SOCKS5 proxy ended the UDP association",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Upstream: kernel sockets here or in another namespace, optionally through SOCKS5
 // ---------------------------------------------------------------------------------------
 
@@ -385,6 +725,16 @@ enum Fail {
     /// Anything else (a blackhole route's EINVAL, the proxy down or speaking nonsense, no
     /// file descriptors left): the SYN is dropped and the client retries.
     Other(io::Error),
+}
+
+impl Fail {
+    fn into_io(self) -> io::Error {
+        match self {
+            Fail::Refused => io::Error::from(io::ErrorKind::ConnectionRefused),
+            Fail::Unreachable => io::Error::other("unreachable"),
+            Fail::Other(e) => e,
+        }
+    }
 }
 
 // Linux's errno values (asm-generic/errno.h), for the kinds std has no stable name for
@@ -486,7 +836,6 @@ impl Egress {
     }
 
     /// A UDP socket on an ephemeral port of the wildcard address of `dst`'s family.
-    #[allow(dead_code)]
     async fn udp_socket(&self, dst: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
         match self.make(true, dst.is_ipv6()).await? {
             Made::Udp(s) => tokio::net::UdpSocket::from_std(s),
@@ -545,6 +894,39 @@ impl Upstream {
         }
     }
 
+    /// A session's upstream for `dst`: a kernel UDP socket connected to it, or a SOCKS5 UDP
+    /// association (RFC 1928 §7) and a socket connected to the proxy's relay address.
+    async fn open_udp(&self, dst: SocketAddr) -> io::Result<UdpUpstream> {
+        match self.socks5 {
+            None => {
+                let socket = self.egress.udp_socket(dst).await?;
+                socket.connect(dst).await?;
+                Ok(UdpUpstream {
+                    socket,
+                    control: None,
+                })
+            }
+            Some(proxy) => {
+                let mut control = self.proxy_connection(proxy).await.map_err(Fail::into_io)?;
+                // We do not know our own address as the proxy sees it: zeros (§7).
+                let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+                let mut relay_at = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
+                    .await
+                    .map_err(Fail::into_io)?;
+                // A proxy that answers with the unspecified address means its own.
+                if relay_at.ip().is_unspecified() {
+                    relay_at.set_ip(proxy.ip());
+                }
+                let socket = self.egress.udp_socket(relay_at).await?;
+                socket.connect(relay_at).await?;
+                Ok(UdpUpstream {
+                    socket,
+                    control: Some(control),
+                })
+            }
+        }
+    }
+
     /// A connection to the proxy that has passed the method negotiation. A proxy that
     /// refuses or cannot be reached is the relay's problem, not the destination's: the SYN
     /// is dropped ([`Fail::Other`]), not refused.
@@ -571,7 +953,6 @@ mod socks5 {
     /// RFC 1928 §4: the CONNECT command.
     pub const CONNECT: u8 = 1;
     /// RFC 1928 §4: the UDP ASSOCIATE command.
-    #[allow(dead_code)]
     pub const UDP_ASSOCIATE: u8 = 3;
 
     fn protocol(what: &str) -> io::Error {
@@ -605,6 +986,52 @@ mod socks5 {
             }
         }
         out.extend_from_slice(&addr.port().to_be_bytes());
+    }
+
+    /// RFC 1928 §7: the header of a datagram to the proxy's relay, RSV X'0000', FRAG 0
+    /// (whole datagram), then the destination (10 bytes for IPv4, 22 for IPv6).
+    pub fn put_udp_header(out: &mut Vec<u8>, dst: SocketAddr) {
+        out.extend_from_slice(&[0, 0, 0]);
+        put_addr(out, dst);
+    }
+
+    /// RFC 1928 §7: the payload of a datagram from the proxy's relay, if it is whole (FRAG
+    /// 0: this client does no reassembly, and "an implementation that does not support
+    /// fragmentation MUST drop any datagram whose FRAG field is other than X'00'") and
+    /// comes from `dst`; `None` to drop it.
+    pub fn strip_udp_header(packet: &[u8], dst: SocketAddr) -> Option<Vec<u8>> {
+        let (&[0, 0, frag, atyp], rest) = packet.split_first_chunk::<4>()? else {
+            return None;
+        };
+        if frag != 0 {
+            return None;
+        }
+        let (from, payload) = match atyp {
+            1 => {
+                let (a, rest) = rest.split_first_chunk::<6>()?;
+                let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+                (
+                    SocketAddr::from((ip, u16::from_be_bytes([a[4], a[5]]))),
+                    rest,
+                )
+            }
+            4 => {
+                let (a, rest) = rest.split_first_chunk::<18>()?;
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&a[..16]);
+                let ip = Ipv6Addr::from(ip);
+                (
+                    SocketAddr::from((ip, u16::from_be_bytes([a[16], a[17]]))),
+                    rest,
+                )
+            }
+            _ => return None,
+        };
+        // Compare as the destination's family (a proxy may write an IPv4 source mapped).
+        let same = from == dst
+            || matches!((from.ip(), dst.ip()), (IpAddr::V6(f), IpAddr::V4(d))
+                if f.to_ipv4_mapped() == Some(d) && from.port() == dst.port());
+        same.then(|| payload.to_vec())
     }
 
     /// RFC 1928 §4-6: sends a request and reads the reply; Ok with BND.ADDR:BND.PORT on
@@ -674,6 +1101,19 @@ struct Stats {
     tcp_busy: AtomicU64,
     tcp_bytes_up: AtomicU64,
     tcp_bytes_down: AtomicU64,
+    udp_idle: AtomicU64,
+    udp_evicted_end: AtomicU64,
+    udp_failed: AtomicU64,
+    /// Sessions evicted to make room (--max-udp-sessions).
+    udp_evicted: AtomicU64,
+    /// Datagrams taken from the stack.
+    udp_datagrams_in: AtomicU64,
+    /// Datagrams dropped: queues full, not relayable, refused upstream.
+    udp_dropped: AtomicU64,
+    udp_bytes_up: AtomicU64,
+    udp_datagrams_up: AtomicU64,
+    udp_bytes_down: AtomicU64,
+    udp_datagrams_down: AtomicU64,
 }
 
 impl Stats {
@@ -692,6 +1132,19 @@ impl Stats {
         self.tcp_bytes_down.fetch_add(down, Ordering::Relaxed);
     }
 
+    fn record_udp(&self, end: UdpEnd, up_b: u64, up_n: u64, down_b: u64, down_n: u64) {
+        let counter = match end {
+            UdpEnd::Idle => &self.udp_idle,
+            UdpEnd::Evicted => &self.udp_evicted_end,
+            UdpEnd::Failed => &self.udp_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.udp_bytes_up.fetch_add(up_b, Ordering::Relaxed);
+        self.udp_datagrams_up.fetch_add(up_n, Ordering::Relaxed);
+        self.udp_bytes_down.fetch_add(down_b, Ordering::Relaxed);
+        self.udp_datagrams_down.fetch_add(down_n, Ordering::Relaxed);
+    }
+
     fn print_summary(&self) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         println!(
@@ -707,6 +1160,22 @@ impl Stats {
             g(&self.tcp_busy),
             g(&self.tcp_bytes_up),
             g(&self.tcp_bytes_down),
+        );
+        // Sessions still open at exit are not counted as ended.
+        println!(
+            "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
+             room {}); datagrams in {} dropped {}; up {} B ({} datagrams) down {} B ({} \
+             datagrams)",
+            g(&self.udp_idle),
+            g(&self.udp_evicted_end),
+            g(&self.udp_failed),
+            g(&self.udp_evicted),
+            g(&self.udp_datagrams_in),
+            g(&self.udp_dropped),
+            g(&self.udp_bytes_up),
+            g(&self.udp_datagrams_up),
+            g(&self.udp_bytes_down),
+            g(&self.udp_datagrams_down),
         );
     }
 }
