@@ -331,8 +331,10 @@ impl OffloadTun {
         let packet = &mut self.rx[VNET_HDR_LEN..n];
         if hdr.gso_type == GSO_NONE {
             // NEEDS_CSUM on an ordinary packet: finish the sum here (a capture then shows
-            // it whole). Only TCP is ever left partial for us; anything else the stack checks.
-            let completed = hdr.flags & F_NEEDS_CSUM != 0 && gso::complete_checksum(packet).is_ok();
+            // it whole). The kernel leaves TCP and UDP partial; anything else the stack checks.
+            let completed = hdr.flags & F_NEEDS_CSUM != 0
+                && (gso::complete_checksum(packet).is_ok()
+                    || synack_core::wire::udp::complete_checksum(packet).is_ok());
             let Some(out) = buf.get_mut(..packet.len()) else {
                 bump(&c.rx_dropped, 1);
                 return None;

@@ -1,0 +1,289 @@
+//! UDP against the Linux kernel's own UDP, each test in a network namespace of its own with a
+//! dual-stack TUN (kernel 198.18.0.1 and 2001:2::1, synack 198.18.0.2 and 2001:2::2) on the
+//! default, offloading device, so that the kernel's partial UDP checksums (`NEEDS_CSUM`)
+//! are finished on the way in. python3 is the kernel side: an echo server, a client, and
+//! connected sockets that see the ICMP errors.
+
+mod kernel_support;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use kernel_support::{pattern, Net, Proc, HOST, HOST6, STACK, STACK6};
+use synack_tokio::device::TunConfig;
+use synack_tokio::netns::require_tun;
+use synack_tokio::{InterceptConfig, UdpSocket};
+
+async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("not done within {secs} s"))
+}
+
+fn dual(prefix: &str, config: synack_core::Config) -> Net {
+    let tun_config = TunConfig {
+        host_addr6: Some("2001:2::1/64".parse().unwrap()),
+        ..TunConfig::default()
+    };
+    Net::with_tun(
+        prefix,
+        config,
+        &tun_config,
+        &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
+    )
+}
+
+fn require(test: &str) -> bool {
+    require_tun(test) && kernel_support::require_tool(test, "python3")
+}
+
+async fn said(p: Proc, secs: u64) -> String {
+    let out = p.finish(Duration::from_secs(secs)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        out.status.success(),
+        "python: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A kernel UDP echo server on ADDR:PORT for N datagrams; prints "ready" once bound.
+const ECHO_SERVER: &str = r#"
+import socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, port))
+print("ready", flush=True)
+s.settimeout(20)
+for _ in range(n):
+    data, peer = s.recvfrom(65536)
+    s.sendto(data, peer)
+print("done", flush=True)
+"#;
+
+/// A kernel UDP client: sends each size of random bytes to ADDR:PORT and checks the echo
+/// is the same bytes, from ADDR:PORT.
+const ECHO_CLIENT: &str = r#"
+import os, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+sizes = [int(x) for x in sys.argv[3].split(",")]
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for size in sizes:
+    data = os.urandom(size)
+    s.sendto(data, (addr, port))
+    got, peer = s.recvfrom(65536)
+    if got != data or peer[0] != addr or peer[1] != port:
+        print(f"mismatch at {size}: {len(got)} bytes from {peer}")
+        sys.exit(1)
+print("ok", len(sizes))
+"#;
+
+/// Datagram sizes from empty to the largest one packet of a 1500-byte MTU carries.
+fn sizes(v6: bool) -> Vec<usize> {
+    let max = if v6 { 1452 } else { 1472 };
+    let mut v = vec![0, 1, 2, 7, 8, 100, 512, 1000, 1200, 1400];
+    v.extend(max - 3..=max);
+    v
+}
+
+/// Waits for a python server's "ready" line: its socket is bound.
+async fn ready(net: &Net, script: &str, args: &[&str]) -> Proc {
+    let p = net.python(script, args);
+    // Bound within a second in practice; the ss check keeps it exact.
+    let port = args[1];
+    for _ in 0..200 {
+        let out = net.run("ss", &["-Hlun", &format!("sport = :{port}")]).await;
+        if !out.stdout.is_empty() {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing bound UDP port {port} after 10 s");
+}
+
+/// synack sends datagrams of every size up to the MTU's limit to a kernel echo server and
+/// gets the same bytes back from it, over IPv4 and IPv6; then the kernel is the client of a
+/// synack echo server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_round_trips_both_ways_both_families() {
+    let test = "kernel_udp_round_trips_both_ways_both_families";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-rt", synack_core::Config::default());
+    for (host, stack) in [
+        (IpAddr::V4(HOST), IpAddr::V4(STACK)),
+        (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
+    ] {
+        let v6 = host.is_ipv6();
+        let sizes = sizes(v6);
+        // synack the client.
+        let server = ready(
+            &net,
+            ECHO_SERVER,
+            &[&host.to_string(), "7000", &sizes.len().to_string()],
+        )
+        .await;
+        let any: SocketAddr = if v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
+        let target = SocketAddr::new(host, 7000);
+        for (i, &size) in sizes.iter().enumerate() {
+            let data = pattern(size, i as u32 + 1);
+            assert_eq!(sock.send_to(&data, target).await.unwrap(), size);
+            let mut buf = vec![0u8; 2048];
+            let (n, from) = within(10, sock.recv_from(&mut buf)).await.unwrap();
+            assert_eq!(from, target);
+            assert_eq!(&buf[..n], &data[..], "size {size}");
+        }
+        let too_big = vec![0u8; sizes[sizes.len() - 1] + 1];
+        let e = sock.send_to(&too_big, target).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "message too long");
+        assert_eq!(said(server, 20).await, "ready\ndone");
+
+        // The kernel the client.
+        let echo = UdpSocket::bind(&net.stack, SocketAddr::new(stack, 7001))
+            .await
+            .unwrap();
+        let n = sizes.len();
+        let serve = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            for _ in 0..n {
+                let (len, from) = echo.recv_from(&mut buf).await.unwrap();
+                assert_eq!(from.ip(), host);
+                echo.send_to(&buf[..len], from).await.unwrap();
+            }
+        });
+        let list: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+        let client = net.python(ECHO_CLIENT, &[&stack.to_string(), "7001", &list.join(",")]);
+        assert_eq!(said(client, 30).await, format!("ok {n}"));
+        within(10, serve).await.unwrap();
+    }
+    let stats = net.stack.stats();
+    assert_eq!(stats.drop_checksum, 0, "{stats:?}");
+    assert_eq!(stats.drop_udp_queue_full, 0, "{stats:?}");
+}
+
+/// A kernel socket connected to a synack port with nothing bound gets ECONNREFUSED from the
+/// ICMP port unreachable synack sends; a connected synack socket gets ConnectionRefused from
+/// the kernel's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_port_unreachable_both_ways() {
+    let test = "kernel_udp_port_unreachable_both_ways";
+    if !require(test) {
+        return;
+    }
+    const REFUSED: &str = r#"
+import errno, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect((addr, port))
+s.send(b"anyone there?")
+try:
+    s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+    let net = dual("synack-udp-unr", synack_core::Config::default());
+    for (host, stack) in [
+        (IpAddr::V4(HOST), IpAddr::V4(STACK)),
+        (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
+    ] {
+        let p = net.python(REFUSED, &[&stack.to_string(), "9999"]);
+        assert_eq!(said(p, 20).await, "refused", "{host}");
+
+        let any: SocketAddr = if host.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .unwrap();
+        let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
+        sock.connect(SocketAddr::new(host, 9998)).await.unwrap();
+        assert_eq!(sock.local_addr().unwrap().ip(), stack);
+        sock.send(b"anyone there?").await.unwrap();
+        let mut buf = [0u8; 64];
+        let e = within(10, sock.recv(&mut buf)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{host}");
+    }
+    assert_eq!(net.stack.stats().udp_port_unreachable_sent, 2);
+}
+
+/// Transparent mode: the namespace routes 198.19.0.0/16 and 2001:2:0:ff00::/56 into the
+/// TUN; python sends to several foreign addresses and ports and checks that each reply comes
+/// from the address and port it sent to, which the test's UdpInterceptor answers from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_catch_all_answers_from_the_original_destination() {
+    let test = "kernel_udp_catch_all_answers_from_the_original_destination";
+    if !require(test) {
+        return;
+    }
+    const CLIENT: &str = r#"
+import socket, sys
+ok = 0
+for target in sys.argv[1:]:
+    addr, port = target.rsplit(":", 1)
+    addr = addr.strip("[]")
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(b"query for " + target.encode(), (addr, int(port)))
+    data, peer = s.recvfrom(1500)
+    if peer[0] != addr or peer[1] != int(port):
+        print(f"reply to {target} came from {peer}")
+        sys.exit(1)
+    if data != b"answer from " + target.encode():
+        print(f"reply to {target}: {data!r}")
+        sys.exit(1)
+    ok += 1
+print("ok", ok)
+"#;
+    let mut config = synack_core::Config::default();
+    config.intercept(Some(InterceptConfig::default()));
+    let net = dual("synack-udp-icpt", config);
+    for route in [
+        &["-4", "route", "add", "198.19.0.0/16", "dev", "synack0"][..],
+        &["-6", "route", "add", "2001:2:0:ff00::/56", "dev", "synack0"][..],
+    ] {
+        let out = net.run("ip", route).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let targets = [
+        "198.19.0.53:53",
+        "198.19.7.9:4433",
+        "198.19.255.1:9",
+        "[2001:2:0:ff00::53]:53",
+        "[2001:2:0:ff12::1]:443",
+    ];
+    let interceptor = net.stack.intercept_udp().unwrap();
+    let answer = tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        for _ in 0..targets.len() {
+            let d = interceptor.recv(&mut buf).await.unwrap();
+            let query = String::from_utf8_lossy(&buf[..d.len]).into_owned();
+            assert_eq!(query, format!("query for {}", d.dst));
+            assert!(d.src.ip() == IpAddr::V4(HOST) || d.src.ip() == IpAddr::V6(HOST6));
+            let reply = format!("answer from {}", d.dst);
+            interceptor
+                .send_from(reply.as_bytes(), d.dst, d.src)
+                .await
+                .unwrap();
+        }
+    });
+    let client = net.python(CLIENT, &targets);
+    assert_eq!(said(client, 30).await, format!("ok {}", targets.len()));
+    within(10, answer).await.unwrap();
+    let stats = net.stack.stats();
+    assert_eq!(stats.udp_intercepted, targets.len() as u64, "{stats:?}");
+    assert_eq!(stats.udp_port_unreachable_sent, 0);
+}
