@@ -160,15 +160,22 @@ while True:
 print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
 "#;
 
-/// Python: a UDP echo server on [::]:PORT, both families.
+/// Python: a UDP echo server on PORT of each address given, one socket per address, so
+/// that each reply leaves from the address the request was sent to (a wildcard socket would
+/// answer a proxy on 127.0.0.1 from 127.0.0.1).
 const UDP_ECHO_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", int(sys.argv[1])))
+import select, socket, sys
+port = int(sys.argv[1])
+socks = []
+for addr in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    socks.append(s)
 while True:
-    data, peer = s.recvfrom(65535)
-    s.sendto(data, peer)
+    ready, _, _ = select.select(socks, [], [])
+    for s in ready:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
 "#;
 
 /// Python: sends a DNS-sized datagram (512 bytes) to ADDR:PORT, up to 5 times a second
@@ -263,6 +270,9 @@ impl World {
         servers.push(Bg::spawn(half, dir.path(), "halfclose"));
         let mut udp = e.command("python3");
         udp.args(["-c", UDP_ECHO_SERVER, &UDP_PORT.to_string()]);
+        for (v4, v6, _) in DESTS {
+            udp.args([v4, v6]);
+        }
         servers.push(Bg::spawn(udp, dir.path(), "udpecho"));
         for (_, _, port) in DESTS {
             wait_listening(&e, port).await;
