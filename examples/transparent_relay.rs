@@ -20,7 +20,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -37,7 +37,7 @@ use synack::core::InterceptConfig;
 use synack::tokio::intercept::{IncomingSyn, Interceptor};
 use synack::tokio::UdpInterceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 /// Relays every TCP flow routed into the TUN to its original destination.
 #[derive(Parser, Debug)]
@@ -58,8 +58,9 @@ struct Args {
     /// then is dropped unanswered (the client's connect times out).
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     connect_timeout: f64,
-    /// Upstream connects in progress at once; SYNs beyond it are dropped (the client
-    /// retransmits).
+    /// Upstream connects in progress at once; a SYN beyond it cancels the oldest connect
+    /// (whose SYN is dropped; its client retransmits), so that a flood of SYNs to silent
+    /// destinations holds no more sockets than this and cannot starve new clients.
     #[arg(long, default_value_t = 256, value_name = "N")]
     max_pending_connects: usize,
     /// Relayed TCP flows at once (connecting or connected); SYNs beyond it are dropped.
@@ -148,7 +149,8 @@ async fn run(args: Args) -> io::Result<()> {
     let relay = Arc::new(Relay {
         upstream,
         connect_timeout,
-        connects: Arc::new(Semaphore::new(args.max_pending_connects)),
+        connects: Mutex::new(Connects::default()),
+        max_pending_connects: args.max_pending_connects,
         flows: Arc::new(AtomicUsize::new(0)),
         max_flows: args.max_flows,
         verbose: args.net.verbose > 0,
@@ -195,8 +197,9 @@ async fn shutdown_signal() -> io::Result<()> {
 struct Relay {
     upstream: Upstream,
     connect_timeout: Duration,
-    /// One permit per upstream connect in progress.
-    connects: Arc<Semaphore>,
+    /// The upstream connects in progress.
+    connects: Mutex<Connects>,
+    max_pending_connects: usize,
     /// Relayed flows now (connecting or connected).
     flows: Arc<AtomicUsize>,
     max_flows: usize,
@@ -233,21 +236,59 @@ impl Drop for FlowSlot {
 // TCP
 // ---------------------------------------------------------------------------------------
 
-/// Takes each held SYN and starts its flow, or drops it when the relay is at a limit (the
-/// client retransmits; a flood of SYNs to random destinations so costs no more than
-/// `--max-pending-connects` sockets). Returns only when the stack stops.
+/// The upstream connects in progress, oldest first, each with the sender whose drop
+/// cancels it.
+#[derive(Default)]
+struct Connects {
+    next_id: u64,
+    queue: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl Relay {
+    fn connects(&self) -> std::sync::MutexGuard<'_, Connects> {
+        // Nothing panics while holding it; a poisoned lock still holds a usable queue.
+        self.connects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new upstream connect, cancelling the oldest if `--max-pending-connects`
+    /// are in progress. Returns its id and the receiver that fires on cancellation.
+    fn start_connect(&self) -> (u64, oneshot::Receiver<()>) {
+        let (cancel, cancelled) = oneshot::channel();
+        let mut connects = self.connects();
+        if connects.queue.len() >= self.max_pending_connects {
+            // Dropping the sender wakes that flow's task, which drops its SYN.
+            connects.queue.pop_front();
+            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = connects.next_id;
+        connects.next_id += 1;
+        connects.queue.push_back((id, cancel));
+        (id, cancelled)
+    }
+
+    /// Forgets connect `id` once it has finished (at most --max-pending-connects entries to
+    /// look through).
+    fn end_connect(&self, id: u64) {
+        let mut connects = self.connects();
+        if let Some(i) = connects.queue.iter().position(|(c, _)| *c == id) {
+            connects.queue.remove(i);
+        }
+    }
+}
+
+/// Takes each held SYN and starts its flow (dropping it at --max-flows; the client
+/// retransmits). At --max-pending-connects the oldest connect makes room, so a flood of
+/// SYNs to random destinations costs no more than that many upstream sockets. Returns only
+/// when the stack stops.
 async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()> {
     loop {
         let syn = interceptor.next().await?;
-        let Ok(permit) = Arc::clone(&relay.connects).try_acquire_owned() else {
-            relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
         let Some(slot) = FlowSlot::take(&relay.flows, relay.max_flows) else {
             relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        tokio::spawn(Arc::clone(&relay).tcp_flow(syn, permit, slot));
+        let (id, cancelled) = relay.start_connect();
+        tokio::spawn(Arc::clone(&relay).tcp_flow(syn, id, cancelled, slot));
     }
 }
 
@@ -289,16 +330,30 @@ impl Relay {
     async fn tcp_flow(
         self: Arc<Self>,
         syn: IncomingSyn,
-        permit: OwnedSemaphorePermit,
+        connect_id: u64,
+        cancelled: oneshot::Receiver<()>,
         slot: FlowSlot,
     ) {
         let _slot = slot;
         let start = Instant::now();
         let (client, dst) = (syn.peer_addr(), syn.local_addr());
-        let attempt =
-            tokio::time::timeout(self.connect_timeout, self.upstream.connect_tcp(dst)).await;
-        drop(permit);
+        let attempt = tokio::select! {
+            r = tokio::time::timeout(self.connect_timeout, self.upstream.connect_tcp(dst)) => Some(r),
+            _ = cancelled => None,
+        };
+        self.end_connect(connect_id);
         let mut detail = String::new();
+        let Some(attempt) = attempt else {
+            // Made room for a newer SYN: this one is dropped unanswered, as at a timeout
+            // (counted as dropped at a limit).
+            if self.verbose {
+                println!(
+                    "tcp {client} -> {dst} cancelled up 0 B down 0 B {:.3} s (--max-pending-connects)",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            return;
+        };
         let (outcome, up, down) = match attempt {
             // Nothing is sent: dropping the held SYN leaves the client to time out.
             Err(_elapsed) => (Outcome::TimedOut, 0, 0),
@@ -1097,7 +1152,8 @@ struct Stats {
     tcp_timed_out: AtomicU64,
     tcp_failed: AtomicU64,
     tcp_accept_failed: AtomicU64,
-    /// SYNs dropped at a limit (--max-pending-connects, --max-flows).
+    /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
+    /// (--max-pending-connects).
     tcp_busy: AtomicU64,
     tcp_bytes_up: AtomicU64,
     tcp_bytes_down: AtomicU64,
