@@ -37,7 +37,7 @@ use synack::core::InterceptConfig;
 use synack::tokio::intercept::{IncomingSyn, Interceptor};
 use synack::tokio::UdpInterceptor;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Relays every TCP flow routed into the TUN to its original destination.
 #[derive(Parser, Debug)]
@@ -150,13 +150,13 @@ async fn run(args: Args) -> io::Result<()> {
         upstream,
         connect_timeout,
         connects: Mutex::new(Connects::default()),
-        max_pending_connects: args.max_pending_connects,
+        connect_permits: Arc::new(Semaphore::new(args.max_pending_connects)),
         flows: Arc::new(AtomicUsize::new(0)),
         max_flows: args.max_flows,
         verbose: args.net.verbose > 0,
         stats: Stats::default(),
         udp_timeout: Duration::from_secs_f64(args.udp_timeout),
-        max_udp_sessions: args.max_udp_sessions,
+        udp_permits: Arc::new(Semaphore::new(args.max_udp_sessions)),
         udp_queued: Arc::new(AtomicUsize::new(0)),
         epoch: Instant::now(),
     });
@@ -199,14 +199,17 @@ struct Relay {
     connect_timeout: Duration,
     /// The upstream connects in progress.
     connects: Mutex<Connects>,
-    max_pending_connects: usize,
+    /// One per connect in progress (--max-pending-connects), held until its socket is
+    /// closed or has become a relayed flow's.
+    connect_permits: Arc<Semaphore>,
     /// Relayed flows now (connecting or connected).
     flows: Arc<AtomicUsize>,
     max_flows: usize,
     verbose: bool,
     stats: Stats,
     udp_timeout: Duration,
-    max_udp_sessions: usize,
+    /// One per UDP session (--max-udp-sessions), held until its socket is closed.
+    udp_permits: Arc<Semaphore>,
     /// Bytes of client datagrams queued for upstream in all sessions together.
     udp_queued: Arc<AtomicUsize>,
     /// The origin of the sessions' idle clocks.
@@ -250,20 +253,23 @@ impl Relay {
         self.connects.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new upstream connect, cancelling the oldest if `--max-pending-connects`
-    /// are in progress. Returns its id and the receiver that fires on cancellation.
+    /// Registers a new upstream connect. Returns its id and the receiver that fires on
+    /// cancellation.
     fn start_connect(&self) -> (u64, oneshot::Receiver<()>) {
         let (cancel, cancelled) = oneshot::channel();
         let mut connects = self.connects();
-        if connects.queue.len() >= self.max_pending_connects {
-            // Dropping the sender wakes that flow's task, which drops its SYN.
-            connects.queue.pop_front();
-            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
-        }
         let id = connects.next_id;
         connects.next_id += 1;
         connects.queue.push_back((id, cancel));
         (id, cancelled)
+    }
+
+    /// Cancels the oldest connect in progress: dropping its sender wakes that flow's task,
+    /// which drops its SYN and its socket.
+    fn cancel_oldest_connect(&self) {
+        if self.connects().queue.pop_front().is_some() {
+            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Forgets connect `id` once it has finished (at most --max-pending-connects entries to
@@ -287,8 +293,20 @@ async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()>
             relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             continue;
         };
+        // At the limit the oldest connect makes room, and this waits until its task has
+        // let go of its socket: the bound is on sockets, not only on tasks.
+        let permit = match Arc::clone(&relay.connect_permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                relay.cancel_oldest_connect();
+                let Ok(p) = Arc::clone(&relay.connect_permits).acquire_owned().await else {
+                    return Ok(()); // never closed
+                };
+                p
+            }
+        };
         let (id, cancelled) = relay.start_connect();
-        tokio::spawn(Arc::clone(&relay).tcp_flow(syn, id, cancelled, slot));
+        tokio::spawn(Arc::clone(&relay).tcp_flow(syn, permit, id, cancelled, slot));
     }
 }
 
@@ -330,6 +348,7 @@ impl Relay {
     async fn tcp_flow(
         self: Arc<Self>,
         syn: IncomingSyn,
+        permit: OwnedSemaphorePermit,
         connect_id: u64,
         cancelled: oneshot::Receiver<()>,
         slot: FlowSlot,
@@ -342,6 +361,8 @@ impl Relay {
             _ = cancelled => None,
         };
         self.end_connect(connect_id);
+        // The connect's socket is closed by now, or is the relayed flow's (--max-flows).
+        drop(permit);
         let mut detail = String::new();
         let Some(attempt) = attempt else {
             // Made room for a newer SYN: this one is dropped unanswered, as at a timeout
@@ -500,6 +521,8 @@ struct Session {
     to_upstream: mpsc::Sender<Queued>,
     /// Milliseconds since [`Relay::epoch`] of the last datagram either way.
     last: Arc<AtomicU64>,
+    /// Dropped with the session's entry: ends the task even while it opens its upstream.
+    _cancel: oneshot::Sender<()>,
 }
 
 impl Relay {
@@ -549,12 +572,12 @@ async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<
                 // Ended meanwhile (idle, failed): a new session takes over.
                 Err(mpsc::error::TrySendError::Closed(queued)) => {
                     sessions.remove(&key);
-                    start_session(&relay, &interceptor, &mut sessions, key, queued);
+                    start_session(&relay, &interceptor, &mut sessions, key, queued).await;
                     continue;
                 }
             }
         }
-        start_session(&relay, &interceptor, &mut sessions, key, queued);
+        start_session(&relay, &interceptor, &mut sessions, key, queued).await;
     }
 }
 
@@ -573,39 +596,53 @@ fn relayable(dst: SocketAddr) -> bool {
     }
 }
 
-fn start_session(
+/// Starts the session of `key` with its first datagram. At --max-udp-sessions the longest
+/// idle session is evicted, and this waits until its task has closed its socket: the bound
+/// is on sockets, not only on map entries.
+async fn start_session(
     relay: &Arc<Relay>,
     interceptor: &UdpInterceptor,
     sessions: &mut HashMap<(SocketAddr, SocketAddr), Session>,
     key: (SocketAddr, SocketAddr),
     first: Queued,
 ) {
-    if sessions.len() >= relay.max_udp_sessions {
-        sessions.retain(|_, s| !s.to_upstream.is_closed());
-    }
-    if sessions.len() >= relay.max_udp_sessions {
-        // The longest idle goes: dropping its sender ends its task.
-        let oldest = sessions
-            .iter()
-            .min_by_key(|(_, s)| s.last.load(Ordering::Relaxed))
-            .map(|(k, _)| *k);
-        if let Some(k) = oldest {
-            sessions.remove(&k);
-            relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+    let permit = match Arc::clone(&relay.udp_permits).try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            sessions.retain(|_, s| !s.to_upstream.is_closed());
+            // The longest idle goes: dropping its handle ends its task.
+            let oldest = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.last.load(Ordering::Relaxed))
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                sessions.remove(&k);
+                relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+            }
+            let Ok(p) = Arc::clone(&relay.udp_permits).acquire_owned().await else {
+                return; // never closed
+            };
+            p
         }
-    }
+    };
     let (tx, rx) = mpsc::channel(UDP_SESSION_QUEUE);
     // Cannot fail: the channel is new and empty.
     let _ = tx.try_send(first);
+    let (cancel, cancelled) = oneshot::channel();
     let last = Arc::new(AtomicU64::new(relay.now_ms()));
     sessions.insert(
         key,
         Session {
             to_upstream: tx,
             last: Arc::clone(&last),
+            _cancel: cancel,
         },
     );
-    tokio::spawn(Arc::clone(relay).udp_session(interceptor.clone(), key, rx, last));
+    let session = Arc::clone(relay).udp_session(interceptor.clone(), key, rx, cancelled, last);
+    tokio::spawn(async move {
+        session.await;
+        drop(permit);
+    });
 }
 
 /// How a UDP session ended.
@@ -627,26 +664,32 @@ impl Relay {
         interceptor: UdpInterceptor,
         (client, dst): (SocketAddr, SocketAddr),
         mut rx: mpsc::Receiver<Queued>,
+        mut cancelled: oneshot::Receiver<()>,
         last: Arc<AtomicU64>,
     ) {
         let start = Instant::now();
         let (mut up_b, mut up_n, mut down_b, mut down_n) = (0u64, 0u64, 0u64, 0u64);
         let mut detail = String::new();
-        let opened = tokio::time::timeout(self.connect_timeout, self.upstream.open_udp(dst)).await;
+        let opened = tokio::select! {
+            r = tokio::time::timeout(self.connect_timeout, self.upstream.open_udp(dst)) => Some(r),
+            _ = &mut cancelled => None,
+        };
         let end = match opened {
-            Err(_) => {
+            None => UdpEnd::Evicted,
+            Some(Err(_)) => {
                 detail = " (upstream did not answer)".into();
                 UdpEnd::Failed
             }
-            Ok(Err(e)) => {
+            Some(Ok(Err(e))) => {
                 detail = format!(" ({e})");
                 UdpEnd::Failed
             }
-            Ok(Ok(mut up)) => loop {
+            Some(Ok(Ok(mut up))) => loop {
                 let idle_at = self.epoch
                     + Duration::from_millis(last.load(Ordering::Relaxed))
                     + self.udp_timeout;
                 tokio::select! {
+                    _ = &mut cancelled => break UdpEnd::Evicted,
                     q = rx.recv() => match q {
                         None => break UdpEnd::Evicted,
                         Some(q) => match up.send(dst, &q.data).await {
@@ -852,6 +895,10 @@ impl Egress {
                     }
                     // Until every sender is gone, i.e. until the relay ends.
                     for req in rx {
+                        // Its flow was cancelled while the request waited: no socket.
+                        if req.reply.is_closed() {
+                            continue;
+                        }
                         let made = make_socket(req.udp, req.v6);
                         let _ = req.reply.send(made);
                     }

@@ -199,6 +199,62 @@ else:
     print("ERR timeout")
 "#;
 
+/// Python: for SECS seconds, sends raw IPv4 packets into the TUN as fast as it can: SYNs
+/// from random (spoofed) sources in 198.18.0.0/16 to random addresses of 198.19.128.0/17
+/// (silent in E) and random ports, and UDP datagrams likewise; every 16th packet is a
+/// first fragment. Prints how many it sent.
+const FLOOD: &str = r#"
+import random, socket, struct, sys, time
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+end = time.time() + float(sys.argv[1])
+n = 0
+while time.time() < end:
+    src = bytes([198, 18, random.randrange(256), random.randrange(1, 255)])
+    dst = bytes([198, 19, random.randrange(128, 256), random.randrange(1, 255)])
+    sport, dport = random.randrange(1024, 65536), random.randrange(1, 65536)
+    if n % 2:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        proto = 6
+        c = csum(src + dst + struct.pack("!BBH", 0, proto, len(l4)) + l4)
+        l4 = l4[:16] + struct.pack("!H", c) + l4[18:]
+    else:
+        payload = b"q" * 64
+        l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        proto = 17
+        c = csum(src + dst + struct.pack("!BBH", 0, proto, len(l4)) + l4) or 0xffff
+        l4 = l4[:6] + struct.pack("!H", c) + l4[8:]
+    frag = 0x2000 if n % 16 == 0 else 0
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), n & 0xffff, frag, 64, proto, 0, src, dst)
+    try:
+        raw.sendto(ip + l4, (socket.inet_ntoa(dst), 0))
+        n += 1
+    except OSError:
+        time.sleep(0.001)
+print(n)
+"#;
+
+/// The number of file descriptors process `pid` holds.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The two namespaces, the servers in E, and the content they serve.
 struct World {
     c: NetNs,
@@ -242,6 +298,12 @@ impl World {
         ok(cmd(
             &e,
             "ip",
+            &["route", "add", "198.19.128.0/17", "dev", "lo"],
+        ))
+        .await;
+        ok(cmd(
+            &e,
+            "ip",
             &["-6", "route", "add", "2001:2:0:9::/64", "dev", "lo"],
         ))
         .await;
@@ -250,7 +312,7 @@ impl World {
             &rules,
             format!(
                 "table inet silent {{\n chain out {{\n  type filter hook output priority 0;\n  \
-                 ip daddr {} drop\n  ip6 daddr {} drop\n }}\n}}\n",
+                 ip daddr {{ {}, 198.19.128.0/17 }} drop\n  ip6 daddr {} drop\n }}\n}}\n",
                 SILENT.0, SILENT.1
             ),
         )
@@ -613,4 +675,71 @@ async fn kernel_relay_through_socks5() {
     );
     let logs = relay.logs();
     assert!(logs.contains("refused 2 "), "{logs}");
+}
+
+/// A flood of SYNs and UDP datagrams from spoofed sources to random silent destinations
+/// (with fragments among them) leaves the relay alive, within its caps on sockets and
+/// memory, and still serving real clients byte for byte while the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_survives_a_flood_to_random_destinations() {
+    let test = "kernel_relay_survives_a_flood_to_random_destinations";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rlyf").await;
+    let e_name = world.e.name().to_owned();
+    let (max_connects, max_udp) = (64, 128);
+    let mut relay = world
+        .relay(
+            &relay_bin,
+            &[
+                "--egress-netns",
+                &e_name,
+                "--max-pending-connects",
+                &max_connects.to_string(),
+                "--max-udp-sessions",
+                &max_udp.to_string(),
+            ],
+        )
+        .await;
+    let pid = relay.child.as_ref().unwrap().id();
+    let baseline_fds = fds(pid);
+
+    let mut flood = world.c.command("python3");
+    flood.args(["-c", FLOOD, "8"]);
+    let flood = tokio::task::spawn_blocking(move || flood.output());
+    // While it runs: the socket count stays within the caps, and real clients get through.
+    let mut peak_fds = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        peak_fds = peak_fds.max(fds(pid));
+    }
+    world.fetch("198.19.1.1", 8080, &relay).await;
+    world.udp_round_trip("198.19.3.3", &relay).await;
+    world.fetch("2001:2:0:2::2", 80, &relay).await;
+    let sent = flood.await.unwrap().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    peak_fds = peak_fds.max(fds(pid));
+    let rss = rss_kib(pid);
+    eprintln!(
+        "flood of {sent} packets: relay fds {baseline_fds} -> peak {peak_fds}, RSS {rss} KiB"
+    );
+    assert!(
+        peak_fds <= baseline_fds + max_connects + max_udp + 16,
+        "{peak_fds} fds (baseline {baseline_fds})"
+    );
+    assert!(rss < 200 * 1024, "RSS {rss} KiB");
+    // And after it.
+    world.fetch("198.19.3.3", 9000, &relay).await;
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("summary: udp sessions ended"), "{logs}");
 }
