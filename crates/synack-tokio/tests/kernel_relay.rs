@@ -33,6 +33,8 @@ const DESTS: [(&str, &str, u16); 3] = [
 const SILENT: (&str, &str) = ("198.19.9.9", "2001:2:0:9::9");
 /// The half-close server's port and the UDP echo server's.
 const HALF_CLOSE_PORT: u16 = 7000;
+/// The reset server's port.
+const RESET_PORT: u16 = 7001;
 const UDP_PORT: u16 = 5353;
 /// The SOCKS5 proxy in E, on the veth link from C.
 const PROXY: &str = "198.18.200.2:1080";
@@ -158,6 +160,52 @@ while True:
         break
     got += chunk
 print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
+"#;
+
+/// Python: a TCP server on [::]:PORT (both families). A connection that starts with
+/// `reset` is answered with an RST (linger 0); one that starts with `watch` is read until it
+/// ends, and how it ended (`eof` or `peer-reset`) is printed.
+const RESET_SERVER: &str = r#"
+import socket, struct, sys, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(16)
+def serve(c):
+    first = c.recv(5)
+    if first == b"reset":
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        return
+    try:
+        while c.recv(65536):
+            pass
+        print("eof", flush=True)
+    except ConnectionResetError:
+        print("peer-reset", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Python: `reset` mode sends `reset` to ADDR:PORT and prints how its read ends
+/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST.
+const RESET_CLIENT: &str = r#"
+import socket, struct, sys, time
+addr, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((addr, port), timeout=10)
+if mode == "reset":
+    s.sendall(b"reset")
+    try:
+        print("eof" if s.recv(65536) == b"" else "data")
+    except ConnectionResetError:
+        print("peer-reset")
+else:
+    s.sendall(b"watch")
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("aborted")
 "#;
 
 /// Python: a UDP echo server on PORT of each address given, one socket per address, so
@@ -330,6 +378,9 @@ impl World {
         let mut half = e.command("python3");
         half.args(["-c", HALF_CLOSE_SERVER, &HALF_CLOSE_PORT.to_string()]);
         servers.push(Bg::spawn(half, dir.path(), "halfclose"));
+        let mut reset = e.command("python3");
+        reset.args(["-c", RESET_SERVER, &RESET_PORT.to_string()]);
+        servers.push(Bg::spawn(reset, dir.path(), "reset"));
         let mut udp = e.command("python3");
         udp.args(["-c", UDP_ECHO_SERVER, &UDP_PORT.to_string()]);
         for (v4, v6, _) in DESTS {
@@ -340,6 +391,7 @@ impl World {
             wait_listening(&e, port).await;
         }
         wait_listening(&e, HALF_CLOSE_PORT).await;
+        wait_listening(&e, RESET_PORT).await;
         World {
             c,
             e,
@@ -515,6 +567,40 @@ impl World {
         );
     }
 
+    /// An RST from the server reaches the client as one, and the client's RST reaches the
+    /// server as one.
+    async fn resets(&self, host: &str) {
+        let run = |mode: &str| {
+            let mut py = self.c.command("python3");
+            py.args(["-c", RESET_CLIENT, host, &RESET_PORT.to_string(), mode]);
+            output(py)
+        };
+        let out = run("reset").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "peer-reset",
+            "server's RST through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = self.dir.path().join("reset.out");
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        let out = run("abort").await;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "aborted");
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = std::fs::read_to_string(&log).unwrap_or_default();
+            if seen.len() > before.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            seen[before.len()..].trim(),
+            "peer-reset",
+            "client's RST through the relay to {host}"
+        );
+    }
+
     async fn udp_round_trip(&self, host: &str, relay: &Bg) {
         let mut py = self.c.command("python3");
         py.args(["-c", UDP_CLIENT, host, &UDP_PORT.to_string()]);
@@ -557,8 +643,8 @@ fn tools(test: &str, extra: &[&str]) -> bool {
 
 /// Through `--egress-netns`: curl fetches 3 MB from three addresses and ports over IPv4 and
 /// IPv6, byte for byte; a closed port is refused at once; a destination that never answers
-/// gets no SYN-ACK and curl times out; a half-close is carried; DNS-sized UDP goes both ways;
-/// SIGTERM ends the relay with a summary.
+/// gets no SYN-ACK and curl times out; a half-close is carried, and an RST either way;
+/// DNS-sized UDP goes both ways; SIGTERM ends the relay with a summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_through_egress_namespace() {
     let test = "kernel_relay_through_egress_namespace";
@@ -595,6 +681,7 @@ async fn kernel_relay_through_egress_namespace() {
 
     for host in ["198.19.2.2", "2001:2:0:2::2"] {
         world.half_close(host).await;
+        world.resets(host).await;
     }
     for host in ["198.19.3.3", "2001:2:0:3::3"] {
         world.udp_round_trip(host, &relay).await;
@@ -662,6 +749,8 @@ async fn kernel_relay_through_socks5() {
         assert_eq!(code, 7, "curl to closed {host}:81\n{}", relay.logs());
         assert!(took < Duration::from_secs(3), "refused after {took:?}");
     }
+    // Not the resets: dante ends its side of a reset connection with a FIN, so an RST is
+    // carried only as far as the proxy carries it.
     for host in ["198.19.2.2", "2001:2:0:2::2"] {
         world.half_close(host).await;
     }
