@@ -247,10 +247,11 @@ else:
     print("ERR timeout")
 "#;
 
-/// Python: for SECS seconds, sends raw IPv4 packets into the TUN as fast as it can: SYNs
-/// from random (spoofed) sources in 198.18.0.0/16 to random addresses of 198.19.128.0/17
-/// (silent in E) and random ports, and UDP datagrams likewise; every 16th packet is a
-/// first fragment. Prints how many it sent.
+/// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
+/// random (spoofed) sources to random addresses and ports, and UDP datagrams likewise. Three
+/// in four are IPv4 (from 198.18.0.0/16 to 198.19.128.0/17, silent in E; every 16th a first
+/// fragment), one in four IPv6 behind a Destination Options extension header (from
+/// 2001:2::/64 to 2001:2:0:8000::/49, silent too). Prints how many it sent.
 const FLOOD: &str = r#"
 import random, socket, struct, sys, time
 def csum(b):
@@ -260,28 +261,38 @@ def csum(b):
     while s >> 16:
         s = (s & 0xffff) + (s >> 16)
     return (~s) & 0xffff
+def l4(n, src, dst, pseudo):
+    sport, dport = random.randrange(1024, 65536), random.randrange(1, 65536)
+    if n % 2:
+        seg = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        c = csum(pseudo(6, len(seg)) + seg)
+        return 6, seg[:16] + struct.pack("!H", c) + seg[18:]
+    payload = b"q" * 64
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    c = csum(pseudo(17, len(seg)) + seg) or 0xffff
+    return 17, seg[:6] + struct.pack("!H", c) + seg[8:]
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
 end = time.time() + float(sys.argv[1])
 n = 0
 while time.time() < end:
-    src = bytes([198, 18, random.randrange(256), random.randrange(1, 255)])
-    dst = bytes([198, 19, random.randrange(128, 256), random.randrange(1, 255)])
-    sport, dport = random.randrange(1024, 65536), random.randrange(1, 65536)
-    if n % 2:
-        l4 = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
-        proto = 6
-        c = csum(src + dst + struct.pack("!BBH", 0, proto, len(l4)) + l4)
-        l4 = l4[:16] + struct.pack("!H", c) + l4[18:]
-    else:
-        payload = b"q" * 64
-        l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-        proto = 17
-        c = csum(src + dst + struct.pack("!BBH", 0, proto, len(l4)) + l4) or 0xffff
-        l4 = l4[:6] + struct.pack("!H", c) + l4[8:]
-    frag = 0x2000 if n % 16 == 0 else 0
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), n & 0xffff, frag, 64, proto, 0, src, dst)
     try:
-        raw.sendto(ip + l4, (socket.inet_ntoa(dst), 0))
+        if n % 4 == 3:
+            src = bytes.fromhex("20010002000000000000") + random.randbytes(6)
+            dst = bytes.fromhex("20010002000080") + random.randbytes(9)
+            pseudo = lambda proto, length: src + dst + struct.pack("!IxxxB", length, proto)
+            proto, seg = l4(n // 4, src, dst, pseudo)
+            ext = struct.pack("!BB", proto, 0) + bytes([1, 4, 0, 0, 0, 0])
+            ip = struct.pack("!IHBB16s16s", 6 << 28, len(ext) + len(seg), 60, 64, src, dst)
+            raw6.sendto(ip + ext + seg, (socket.inet_ntop(socket.AF_INET6, dst), 0))
+        else:
+            src = bytes([198, 18, random.randrange(256), random.randrange(1, 255)])
+            dst = bytes([198, 19, random.randrange(128, 256), random.randrange(1, 255)])
+            pseudo = lambda proto, length: src + dst + struct.pack("!BBH", 0, proto, length)
+            proto, seg = l4(n, src, dst, pseudo)
+            frag = 0x2000 if n % 16 == 0 else 0
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), n & 0xffff, frag, 64, proto, 0, src, dst)
+            raw.sendto(ip + seg, (socket.inet_ntoa(dst), 0))
         n += 1
     except OSError:
         time.sleep(0.001)
@@ -355,12 +366,18 @@ impl World {
             &["-6", "route", "add", "2001:2:0:9::/64", "dev", "lo"],
         ))
         .await;
+        ok(cmd(
+            &e,
+            "ip",
+            &["-6", "route", "add", "2001:2:0:8000::/49", "dev", "lo"],
+        ))
+        .await;
         let rules = dir.path().join("silent.nft");
         std::fs::write(
             &rules,
             format!(
                 "table inet silent {{\n chain out {{\n  type filter hook output priority 0;\n  \
-                 ip daddr {{ {}, 198.19.128.0/17 }} drop\n  ip6 daddr {} drop\n }}\n}}\n",
+                 ip daddr {{ {}, 198.19.128.0/17 }} drop\n  ip6 daddr {{ {}, 2001:2:0:8000::/49 }} drop\n }}\n}}\n",
                 SILENT.0, SILENT.1
             ),
         )
@@ -831,4 +848,13 @@ async fn kernel_relay_survives_a_flood_to_random_destinations() {
     );
     let logs = relay.logs();
     assert!(logs.contains("summary: udp sessions ended"), "{logs}");
+    for line in logs.lines().filter(|l| l.starts_with("summary")) {
+        eprintln!("{line}");
+    }
+    // The IPv6 part of the flood reached the relay, extension header and all.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("tcp [2001:2::") && l.contains("-> [2001:2:0:8")),
+        "no IPv6 flow from the flood"
+    );
 }
