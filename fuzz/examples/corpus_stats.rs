@@ -38,6 +38,9 @@ fn main() {
             ("drop_out_of_window", s.drop_out_of_window),
             ("drop_paws", s.drop_paws),
             ("drop_listen_overflow", s.drop_listen_overflow),
+            ("udp_datagrams_in", s.udp_datagrams_in),
+            ("udp_port_unreachable_sent", s.udp_port_unreachable_sent),
+            ("udp_intercepted", s.udp_intercepted),
         ];
         if reached.is_empty() {
             reached = counters.iter().map(|&(n, _)| (n, 0)).collect();

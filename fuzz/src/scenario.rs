@@ -10,8 +10,11 @@
 //!
 //! Invariants ([`Harness::check`]), after every op:
 //! - nothing panics (libFuzzer catches it, including overflow checks and debug assertions);
-//! - every packet `poll_transmit` writes parses back (IP, then TCP or ICMP, checksums
-//!   verified), comes from one of the endpoint's addresses, and a TCP one fits the MTU;
+//! - every packet `poll_transmit` writes parses back (IP, then TCP, UDP or ICMP, checksums
+//!   verified), comes from one of the endpoint's addresses, and a TCP or UDP one fits the
+//!   MTU;
+//! - the UDP catch-all queue stays within its bound, and so does the endpoint's memory
+//!   (UDP queues count in it);
 //! - at most [`MAX_PACKETS_PER_STEP`] packets per op;
 //! - `connection_count() <= max_connections`;
 //! - every `Stats` counter only grows, and `packets_in`/`packets_out` count exactly the
@@ -25,12 +28,18 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
+use synack_core::endpoint::CATCH_ALL_DATAGRAMS;
 use synack_core::testing::peer;
-use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use synack_core::wire::{
+    self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
+};
 use synack_core::{
     Config, ConnectionHandle, Event, InterceptConfig, KeepaliveConfig, ListenerHandle, SeqNumber,
-    SocketOptions, Stats, SynCookies, SynHandle,
+    SocketOptions, Stats, SynCookies, SynHandle, UdpHandle,
 };
+
+mod udp;
+pub use udp::{UdpInput, UdpOp};
 
 /// The endpoint's addresses ([`US`], [`US6`]) and the peer's ([`PEER`], [`PEER6`]): the
 /// test kit's scripted peer, which this harness drives.
@@ -101,6 +110,8 @@ impl ConfigInput {
             })
             .send_buffer(1024 << (self.buffer_shift % 8))
             .recv_buffer(1024 << ((self.buffer_shift / 8) % 8))
+            // UDP receive queues of 1 to 8 KiB: full after a few datagrams.
+            .udp_recv_buffer(1024 << ((self.buffer_shift / 64) % 8))
             // 296 is the smallest MTU here: 256 bytes of MSS after 40 of headers.
             .mtu(296 + usize::from(self.mtu % 8705))
             .timestamps(self.timestamps)
@@ -194,6 +205,8 @@ pub enum Op {
         /// 0 accept, 1 refuse, 2 unreachable, 3 drop.
         how: u8,
     },
+    /// A UDP op (sockets, datagrams from the peer, the catch-all queue).
+    Udp(UdpOp),
 }
 
 /// Where a segment goes.
@@ -329,6 +342,8 @@ pub struct Harness {
     packets_in: u64,
     /// Intercepted SYNs announced (the latest 16), decided or not.
     held: VecDeque<SynHandle>,
+    /// UDP sockets bound (the latest 16), open or closed.
+    udp: VecDeque<UdpHandle>,
 }
 
 /// The listening addresses: the IPv4 address itself, and the IPv6 wildcard.
@@ -369,6 +384,7 @@ impl Harness {
             data: (0..MAX_APP_IO).map(|i| (i % 251) as u8).collect(),
             packets_in: 0,
             held: VecDeque::new(),
+            udp: VecDeque::new(),
         };
         let backlog = 1 + usize::from(h.config.backlog % 8);
         for v6 in [false, true] {
@@ -510,6 +526,7 @@ impl Harness {
                     self.held.retain(|&h| h != syn);
                 }
             }
+            Op::Udp(u) => self.udp_op(u),
             Op::Inspect(i) => {
                 let c = self.handle(*i);
                 let _ = self.script.ep.state(c);
@@ -712,6 +729,8 @@ impl Harness {
                 self.held.push_back(syn);
             }
         }
+        let caught = self.script.ep.udp_intercepted_count();
+        assert!(caught <= CATCH_ALL_DATAGRAMS, "{caught} datagrams caught");
         let pending = self.script.ep.intercepted_count();
         assert!(pending <= 4, "{pending} SYNs held, max_pending is 4");
 
@@ -776,6 +795,15 @@ fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8])
                 mtu
             );
             remember_segment(peers, &seg, src, dst);
+        }
+        (IpProtocol::Udp, _, _) => {
+            UdpRepr::parse(payload, src, dst, false).expect("the endpoint emits valid UDP");
+            assert!(
+                packet.len() <= mtu,
+                "a {}-byte UDP packet on a {}-byte MTU",
+                packet.len(),
+                mtu
+            );
         }
         (IpProtocol::Icmp, IpAddr::V4(_), _) => {
             IcmpRepr::parse_v4(payload).expect("the endpoint emits valid ICMPv4");
@@ -901,6 +929,41 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             after.drop_listen_overflow,
         ),
         ("drop_other", before.drop_other, after.drop_other),
+        (
+            "udp_datagrams_in",
+            before.udp_datagrams_in,
+            after.udp_datagrams_in,
+        ),
+        (
+            "udp_datagrams_out",
+            before.udp_datagrams_out,
+            after.udp_datagrams_out,
+        ),
+        (
+            "udp_intercepted",
+            before.udp_intercepted,
+            after.udp_intercepted,
+        ),
+        (
+            "udp_port_unreachable_sent",
+            before.udp_port_unreachable_sent,
+            after.udp_port_unreachable_sent,
+        ),
+        (
+            "udp_port_unreachable_limited",
+            before.udp_port_unreachable_limited,
+            after.udp_port_unreachable_limited,
+        ),
+        (
+            "drop_udp_no_socket",
+            before.drop_udp_no_socket,
+            after.drop_udp_no_socket,
+        ),
+        (
+            "drop_udp_queue_full",
+            before.drop_udp_queue_full,
+            after.drop_udp_queue_full,
+        ),
     ];
     for (name, b, a) in pairs {
         assert!(a >= b, "Stats::{name} went down: {b} -> {a}");

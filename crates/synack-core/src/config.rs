@@ -374,8 +374,10 @@ impl Config {
     setter!(
         /// Transparent mode: own every address routed into the device, and hold each SYN
         /// that no listener takes for the application to accept, refuse or answer with ICMP
-        /// unreachable (`Event::Intercepted`; see the endpoint's interception). Off (`None`)
-        /// by default.
+        /// unreachable (`Event::Intercepted`; see the endpoint's interception), and queue each
+        /// UDP datagram that no socket takes for the application to read with its original
+        /// addresses and answer from any address (`Event::UdpIntercepted`). Off (`None`) by
+        /// default.
         intercept: Option<InterceptConfig>
     );
     setter!(

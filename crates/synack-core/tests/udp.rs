@@ -555,11 +555,13 @@ fn a_bound_socket_wins_over_the_catch_all() {
 }
 
 #[test]
-fn the_catch_all_queue_is_bounded() {
+fn the_catch_all_queue_is_bounded_in_total_and_per_source() {
+    use synack_core::endpoint::{CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE};
     let mut p = intercepting();
+    // One source: its share only.
     let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
     let mut sent = 0;
-    while sent < synack_core::endpoint::CATCH_ALL_DATAGRAMS + 100 {
+    while sent < CATCH_ALL_PER_SOURCE + 100 {
         // Deliver as we go: the client's own queue is bounded too.
         while p
             .client
@@ -570,15 +572,26 @@ fn the_catch_all_queue_is_bounded() {
         }
         p.pump();
     }
-    assert_eq!(
-        p.server.udp_intercepted_count(),
-        synack_core::endpoint::CATCH_ALL_DATAGRAMS
-    );
+    assert_eq!(p.server.udp_intercepted_count(), CATCH_ALL_PER_SOURCE);
+    let dropped = (sent - CATCH_ALL_PER_SOURCE) as u64;
+    assert_eq!(p.server.stats().drop_udp_queue_full, dropped);
+    // Many sources (spoofed, injected straight in): the total bound.
+    for i in 0..CATCH_ALL_DATAGRAMS {
+        let src = sa(ip(&format!("198.18.{}.{}", 1 + i / 250, 1 + i % 250)), 4000);
+        deliver(
+            &mut p.server,
+            p.now,
+            &datagram(src, sa(ip("198.19.1.1"), 53), b"x"),
+        );
+    }
+    assert_eq!(p.server.udp_intercepted_count(), CATCH_ALL_DATAGRAMS);
     let s = p.server.stats();
-    assert_eq!(
-        s.drop_udp_queue_full,
-        (sent - synack_core::endpoint::CATCH_ALL_DATAGRAMS) as u64
-    );
+    assert_eq!(s.drop_udp_queue_full, dropped + CATCH_ALL_PER_SOURCE as u64);
+    // Reading releases a source's share.
+    let mut buf = [0u8; 8];
+    let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
+    assert_eq!(d.src.ip(), Pair::CLIENT);
+    assert!(p.server.memory() > 0);
 }
 
 #[test]

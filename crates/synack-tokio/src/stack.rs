@@ -294,7 +294,8 @@ impl StackBuilder {
     }
 
     /// Transparent mode: the stack takes connections to any address routed into its device,
-    /// handed out by [`Stack::intercept`] (sets [`Config::intercept`]).
+    /// handed out by [`Stack::intercept`], and datagrams, handed out by
+    /// [`Stack::intercept_udp`] (sets [`Config::intercept`]).
     pub fn intercept(mut self, intercept: InterceptConfig) -> Self {
         self.config.intercept(Some(intercept));
         self

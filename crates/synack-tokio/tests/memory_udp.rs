@@ -137,3 +137,56 @@ async fn interceptor_answers_from_the_original_destination() {
     })
     .await;
 }
+
+/// Sockets and interceptors are shared between tasks, as tokio's are.
+#[test]
+fn handles_are_send_and_sync() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<UdpSocket>();
+    shared::<synack_tokio::UdpInterceptor>();
+    shared::<synack_tokio::InterceptedDatagram>();
+}
+
+/// Two tasks reading one socket through an `Arc` share its datagrams: each is read once.
+#[tokio::test]
+async fn two_readers_share_one_socket() {
+    within(async {
+        let (client, server) = stacks(false);
+        let rx = Arc::new(
+            UdpSocket::bind(&server, SocketAddr::new(SERVER, 9100))
+                .await
+                .unwrap(),
+        );
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 8];
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_millis(300), rx.recv(&mut buf)).await
+                    {
+                        got.push(buf[..n].to_vec());
+                    }
+                    got
+                })
+            })
+            .collect();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        for i in 0..20u8 {
+            tx.send_to(&[i], SocketAddr::new(SERVER, 9100))
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut all = Vec::new();
+        for r in readers {
+            all.extend(r.await.unwrap());
+        }
+        all.sort();
+        assert_eq!(all, (0..20u8).map(|i| vec![i]).collect::<Vec<_>>());
+    })
+    .await;
+}

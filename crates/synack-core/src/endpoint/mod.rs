@@ -73,8 +73,8 @@ use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
 use udp::Udp;
 pub use udp::{
-    InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, DATAGRAM_OVERHEAD,
-    SEND_QUEUE_PACKETS,
+    InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
+    DATAGRAM_OVERHEAD, SEND_QUEUE_PACKETS,
 };
 
 /// Something the application may want to act on. Events are hints: the state they announce

@@ -10,9 +10,10 @@
 //!   and destination, to be answered with [`Endpoint::udp_send_from`] from any address;
 //! - otherwise is answered with ICMP port unreachable (RFC 1122 §4.1.3.1: "If a datagram
 //!   arrives addressed to a UDP port for which there is no pending LISTEN call, UDP SHOULD
-//!   send an ICMP Port Unreachable message"), under a token bucket shared by every ICMP
-//!   error the endpoint sends on its own, after Linux's `icmp_msgs_per_sec` (1000) and
-//!   `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC 4443 §2.4(f) ask.
+//!   send an ICMP Port Unreachable message"), within a token bucket after Linux's
+//!   `icmp_msgs_per_sec` (1000) and `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC
+//!   4443 §2.4(f) ask of ICMP errors (the unreachable an application chooses for an
+//!   intercepted SYN is its own decision and is not limited).
 //!
 //! ICMP port (or protocol) unreachable about a datagram a connected socket sent fails that
 //! socket's next `recv` or `send` with `ConnectionRefused`, once, as Linux reports a hard
@@ -22,7 +23,8 @@
 //! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
 //! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
 //! truesize against `SO_RCVBUF` likewise); the catch-all queue at most
-//! [`CATCH_ALL_DATAGRAMS`] datagrams and [`CATCH_ALL_BYTES`] bytes; and every queued byte is
+//! [`CATCH_ALL_DATAGRAMS`] datagrams, [`CATCH_ALL_PER_SOURCE`] from one source address, and
+//! [`CATCH_ALL_BYTES`] bytes; and every queued byte is
 //! counted in the endpoint's `memory`, which `Config::max_memory` caps. What does not fit is
 //! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
 //! own-packet queue, which returns `WouldBlock` past [`SEND_QUEUE_PACKETS`] packets
@@ -54,6 +56,11 @@ pub const CATCH_ALL_DATAGRAMS: usize = 4096;
 
 /// Bytes (payload plus [`DATAGRAM_OVERHEAD`] each) the catch-all queue holds at most.
 pub const CATCH_ALL_BYTES: usize = 4 << 20;
+
+/// Datagrams from one source address the catch-all queue holds at most: a flood from one
+/// client cannot take the whole queue from the others (as intercepted SYNs are bounded per
+/// source).
+pub const CATCH_ALL_PER_SOURCE: usize = CATCH_ALL_DATAGRAMS / 4;
 
 /// Packets in the endpoint's own-packet queue past which sending a datagram is `WouldBlock`:
 /// half the queue, so that RSTs and ICMP replies still find room.
@@ -123,6 +130,8 @@ pub(super) struct Udp {
     next_ephemeral: u32,
     caught: VecDeque<Datagram>,
     caught_bytes: usize,
+    /// Datagrams in `caught` per source address.
+    caught_per_source: HashMap<IpAddr, usize>,
     /// The ICMP token bucket, in microseconds of credit, and when it was last filled.
     icmp_credit: u64,
     icmp_filled: Option<Instant>,
@@ -139,6 +148,7 @@ impl Udp {
             next_ephemeral: 0,
             caught: VecDeque::new(),
             caught_bytes: 0,
+            caught_per_source: HashMap::new(),
             icmp_credit: 0,
             icmp_filled: None,
             send_blocked: false,
@@ -262,7 +272,9 @@ impl Endpoint {
     fn udp_catch(&mut self, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
         let cost = data.len() + DATAGRAM_OVERHEAD;
         let u = &self.udp;
+        let from_source = u.caught_per_source.get(&src.ip()).copied().unwrap_or(0);
         if u.caught.len() >= CATCH_ALL_DATAGRAMS
+            || from_source >= CATCH_ALL_PER_SOURCE
             || u.caught_bytes + cost > CATCH_ALL_BYTES
             || self.memory + cost > self.config.max_memory
         {
@@ -276,6 +288,7 @@ impl Endpoint {
             data: Bytes::copy_from_slice(data),
         });
         self.udp.caught_bytes += cost;
+        *self.udp.caught_per_source.entry(src.ip()).or_insert(0) += 1;
         self.memory += cost;
         self.stats.udp_intercepted += 1;
         if was_empty {
@@ -620,6 +633,12 @@ impl Endpoint {
     pub fn udp_recv_intercepted(&mut self, buf: &mut [u8]) -> Result<InterceptedDatagram, Error> {
         let d = self.udp.caught.pop_front().ok_or(Error::WouldBlock)?;
         self.udp.caught_bytes -= d.cost();
+        if let Some(n) = self.udp.caught_per_source.get_mut(&d.src.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.udp.caught_per_source.remove(&d.src.ip());
+            }
+        }
         self.memory -= d.cost();
         let len = d.data.len().min(buf.len());
         buf[..len].copy_from_slice(&d.data[..len]);
