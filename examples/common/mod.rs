@@ -149,10 +149,32 @@ impl NetArgs {
         self.start(tun)
     }
 
+    /// [`open_stack`](Self::open_stack), with the core's configuration adjusted by `tune`
+    /// first (the relay turns on transparent mode with it).
+    pub fn open_stack_with(
+        &self,
+        tune: impl FnOnce(&mut synack::core::Config),
+    ) -> io::Result<Stack> {
+        self.check()?;
+        refuse_initial_netns()?;
+        let tun = TunDevice::create(&self.tun_config())?;
+        self.start_with(tun, tune)
+    }
+
     /// Starts the stack on `device`, recording to --pcap if asked.
     pub fn start<D: Device>(&self, device: D) -> io::Result<Stack> {
+        self.start_with(device, |_| {})
+    }
+
+    /// [`start`](Self::start), with the core's configuration adjusted by `tune` first.
+    pub fn start_with<D: Device>(
+        &self,
+        device: D,
+        tune: impl FnOnce(&mut synack::core::Config),
+    ) -> io::Result<Stack> {
         let addrs = self.addresses();
-        let config = self.config(device.capabilities().mtu);
+        let mut config = self.config(device.capabilities().mtu);
+        tune(&mut config);
         Ok(match &self.pcap {
             Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs)?,
             None => Stack::new(config, device, &addrs)?,

@@ -72,18 +72,7 @@ impl NetNs {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> io::Result<T> {
-        let path = Path::new(NETNS_RUN_DIR).join(&self.name);
-        let handle = std::thread::Builder::new()
-            .name(format!("netns-{}", self.name))
-            .spawn(move || -> io::Result<T> {
-                let ns = File::open(&path)?;
-                sys::enter_netns(&ns)?;
-                Ok(f())
-            })?;
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        run_in_named(&self.name, f)
     }
 
     /// Kills every process still running in the namespace (only processes started in it by
@@ -121,6 +110,46 @@ impl Drop for NetNs {
         if !matches!(status, Ok(s) if s.success()) {
             eprintln!("synack: could not delete network namespace {}", self.name);
         }
+    }
+}
+
+/// Runs `f` on a fresh thread that has joined the named network namespace
+/// (`/var/run/netns/NAME`, as `ip netns add NAME` makes it), and returns its result: what
+/// [`NetNs::run_in`] does, for a namespace this program did not make and does not own (a
+/// relay's egress namespace, for instance).
+///
+/// A socket keeps the namespace it was created in for its whole life, so a socket made by
+/// `f` and handed back routes through that namespace while the rest of the program stays
+/// where it is. Only the new thread changes namespace (`setns(2)` acts on the calling
+/// thread), and it ends with `f`. `NotFound` if no such namespace exists; `InvalidInput` for
+/// a name that is not a plain file name. A panic in `f` is resumed on the caller's thread.
+pub fn run_in_named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    // A name is one path component: nothing that could point outside the run directory.
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a network namespace name"),
+        ));
+    }
+    let path = Path::new(NETNS_RUN_DIR).join(name);
+    let ns = File::open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace {name} ({}): {e}", path.display()),
+        )
+    })?;
+    let handle = std::thread::Builder::new()
+        .name(format!("netns-{name}"))
+        .spawn(move || -> io::Result<T> {
+            sys::enter_netns(&ns)?;
+            Ok(f())
+        })?;
+    match handle.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -236,6 +265,26 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).trim(),
             inside.to_string_lossy()
         );
+    }
+
+    #[test]
+    fn run_in_named_joins_a_namespace_by_name_and_checks_the_name() {
+        if !require_tun("run_in_named_joins_a_namespace_by_name_and_checks_the_name") {
+            return;
+        }
+        fn own_netns() -> std::path::PathBuf {
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+        }
+        let ns = NetNs::new("synack-named").unwrap();
+        let by_name = run_in_named(ns.name(), own_netns).unwrap();
+        assert_eq!(by_name, ns.run_in(own_netns).unwrap());
+        assert_ne!(by_name, own_netns());
+        for bad in ["", ".", "..", "../etc", "a/b"] {
+            let e = run_in_named(bad, || ()).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+        let e = run_in_named("synack-no-such-namespace", || ()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]

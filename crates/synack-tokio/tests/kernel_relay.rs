@@ -1,0 +1,860 @@
+//! The `transparent_relay` example against the kernel, run as its own process.
+//!
+//! Two namespaces per test: C holds the TUN (the relay runs there) and the clients, with
+//! 198.19.0.0/16 and 2001:2::/48 routed into the TUN; E (the egress) holds the servers, on
+//! addresses of its loopback (198.19.1.1, 198.19.2.2, 198.19.3.3, 2001:2:0:1::1, ...), a
+//! destination that never answers (198.19.9.9 and 2001:2:0:9::9, routed but dropped by an
+//! nft rule) and, for the SOCKS5 test, Debian's dante on a veth link from C. The relay
+//! reaches E through `--egress-netns E` or through the proxy.
+//!
+//! The example binary is the one `cargo test --workspace` builds into
+//! target/<profile>/examples; a narrower `cargo test -p synack-tokio` skips these tests.
+
+mod kernel_support;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kernel_support::{example, pattern, require_tool, tshark, ScratchDir};
+use synack_tokio::netns::{require_tun, NetNs};
+
+/// One test at a time: each moves megabytes through a debug build on a small machine.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The servers' ports, one per destination address: (IPv4 address, IPv6 address, port).
+const DESTS: [(&str, &str, u16); 3] = [
+    ("198.19.1.1", "2001:2:0:1::1", 8080),
+    ("198.19.2.2", "2001:2:0:2::2", 80),
+    ("198.19.3.3", "2001:2:0:3::3", 9000),
+];
+/// Where nothing answers (E routes it, and drops it on the way out).
+const SILENT: (&str, &str) = ("198.19.9.9", "2001:2:0:9::9");
+/// The half-close server's port and the UDP echo server's.
+const HALF_CLOSE_PORT: u16 = 7000;
+/// The reset server's port.
+const RESET_PORT: u16 = 7001;
+const UDP_PORT: u16 = 5353;
+/// The SOCKS5 proxy in E, on the veth link from C.
+const PROXY: &str = "198.18.200.2:1080";
+
+async fn output(mut cmd: Command) -> std::process::Output {
+    cmd.stdin(Stdio::null());
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("spawn")
+}
+
+async fn ok(cmd: Command) {
+    let what = format!("{cmd:?}");
+    let out = output(cmd).await;
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A background process whose output goes to files (a pipe nobody reads would stall a
+/// chatty relay), killed when dropped.
+struct Bg {
+    child: Option<Child>,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Bg {
+    fn spawn(mut cmd: Command, dir: &Path, name: &str) -> Bg {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&err).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        Bg {
+            child: Some(child),
+            out,
+            err,
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns whether it exited with 0.
+    async fn terminate(&mut self, limit: Duration) -> bool {
+        let mut child = self.child.take().expect("running");
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("still running {limit:?} after SIGTERM:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Python: a TCP server on [::]:PORT (both families) that reads each connection to its
+/// end, then sends everything back and closes: it answers only after the client's FIN.
+const HALF_CLOSE_SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(16)
+def serve(c):
+    data = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(data)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Python: sends N pattern bytes to ADDR:PORT, shuts its sending side down, and reads the
+/// echo to its end; prints `OK N` if it matches.
+const HALF_CLOSE_CLIENT: &str = r#"
+import socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = bytes((i * 7 + i // 251) % 256 for i in range(n))
+s = socket.create_connection((addr, port), timeout=20)
+s.sendall(data)
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
+"#;
+
+/// Python: a TCP server on [::]:PORT (both families). A connection that starts with
+/// `reset` is answered with an RST (linger 0); one that starts with `watch` is read until it
+/// ends, and how it ended (`eof` or `peer-reset`) is printed.
+const RESET_SERVER: &str = r#"
+import socket, struct, sys, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(16)
+def serve(c):
+    first = c.recv(5)
+    if first == b"reset":
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        return
+    try:
+        while c.recv(65536):
+            pass
+        print("eof", flush=True)
+    except ConnectionResetError:
+        print("peer-reset", flush=True)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Python: `reset` mode sends `reset` to ADDR:PORT and prints how its read ends
+/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST.
+const RESET_CLIENT: &str = r#"
+import socket, struct, sys, time
+addr, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection((addr, port), timeout=10)
+if mode == "reset":
+    s.sendall(b"reset")
+    try:
+        print("eof" if s.recv(65536) == b"" else "data")
+    except ConnectionResetError:
+        print("peer-reset")
+else:
+    s.sendall(b"watch")
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("aborted")
+"#;
+
+/// Python: a UDP echo server on PORT of each address given, one socket per address, so
+/// that each reply leaves from the address the request was sent to (a wildcard socket would
+/// answer a proxy on 127.0.0.1 from 127.0.0.1).
+const UDP_ECHO_SERVER: &str = r#"
+import select, socket, sys
+port = int(sys.argv[1])
+socks = []
+for addr in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    socks.append(s)
+while True:
+    ready, _, _ = select.select(socks, [], [])
+    for s in ready:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+"#;
+
+/// Python: sends a DNS-sized datagram (512 bytes) to ADDR:PORT, up to 5 times a second
+/// apart, and prints `OK` once the same bytes come back from that address.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+query = bytes(range(256)) * 2
+for _ in range(5):
+    s.sendto(query, (addr, port))
+    try:
+        data, peer = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    print("OK" if data == query and peer[0] == addr and peer[1] == port else "BAD %r" % (peer,))
+    break
+else:
+    print("ERR timeout")
+"#;
+
+/// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
+/// random (spoofed) sources to random addresses and ports, and UDP datagrams likewise. Three
+/// in four are IPv4 (from 198.18.0.0/16 to 198.19.128.0/17, silent in E; every 16th a first
+/// fragment), one in four IPv6 behind a Destination Options extension header (from
+/// 2001:2::/64 to 2001:2:0:8000::/49, silent too). Prints how many it sent.
+const FLOOD: &str = r#"
+import random, socket, struct, sys, time
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def l4(n, src, dst, pseudo):
+    sport, dport = random.randrange(1024, 65536), random.randrange(1, 65536)
+    if n % 2:
+        seg = struct.pack("!HHIIBBHHH", sport, dport, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+        c = csum(pseudo(6, len(seg)) + seg)
+        return 6, seg[:16] + struct.pack("!H", c) + seg[18:]
+    payload = b"q" * 64
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    c = csum(pseudo(17, len(seg)) + seg) or 0xffff
+    return 17, seg[:6] + struct.pack("!H", c) + seg[8:]
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+end = time.time() + float(sys.argv[1])
+n = 0
+while time.time() < end:
+    try:
+        if n % 4 == 3:
+            src = bytes.fromhex("20010002000000000000") + random.randbytes(6)
+            dst = bytes.fromhex("20010002000080") + random.randbytes(9)
+            pseudo = lambda proto, length: src + dst + struct.pack("!IxxxB", length, proto)
+            proto, seg = l4(n // 4, src, dst, pseudo)
+            ext = struct.pack("!BB", proto, 0) + bytes([1, 4, 0, 0, 0, 0])
+            ip = struct.pack("!IHBB16s16s", 6 << 28, len(ext) + len(seg), 60, 64, src, dst)
+            raw6.sendto(ip + ext + seg, (socket.inet_ntop(socket.AF_INET6, dst), 0))
+        else:
+            src = bytes([198, 18, random.randrange(256), random.randrange(1, 255)])
+            dst = bytes([198, 19, random.randrange(128, 256), random.randrange(1, 255)])
+            pseudo = lambda proto, length: src + dst + struct.pack("!BBH", 0, proto, length)
+            proto, seg = l4(n, src, dst, pseudo)
+            frag = 0x2000 if n % 16 == 0 else 0
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), n & 0xffff, frag, 64, proto, 0, src, dst)
+            raw.sendto(ip + seg, (socket.inet_ntoa(dst), 0))
+        n += 1
+    except OSError:
+        time.sleep(0.001)
+print(n)
+"#;
+
+/// The number of file descriptors process `pid` holds.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The two namespaces, the servers in E, and the content they serve.
+struct World {
+    c: NetNs,
+    e: NetNs,
+    dir: ScratchDir,
+    content: Vec<u8>,
+    servers: Vec<Bg>,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let c = NetNs::new(&format!("{prefix}-c")).unwrap();
+        let e = NetNs::new(&format!("{prefix}-e")).unwrap();
+        let dir = ScratchDir::new(c.name());
+        let content = pattern(3 << 20, 11);
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("big.bin"), &content).unwrap();
+
+        // E: the destinations on its loopback, the silent one routed and dropped.
+        for (v4, v6, _) in DESTS {
+            ok(cmd(
+                &e,
+                "ip",
+                &["addr", "add", &format!("{v4}/32"), "dev", "lo"],
+            ))
+            .await;
+            ok(cmd(
+                &e,
+                "ip",
+                &["addr", "add", &format!("{v6}/128"), "dev", "lo"],
+            ))
+            .await;
+        }
+        ok(cmd(
+            &e,
+            "ip",
+            &["route", "add", "198.19.9.0/24", "dev", "lo"],
+        ))
+        .await;
+        ok(cmd(
+            &e,
+            "ip",
+            &["route", "add", "198.19.128.0/17", "dev", "lo"],
+        ))
+        .await;
+        ok(cmd(
+            &e,
+            "ip",
+            &["-6", "route", "add", "2001:2:0:9::/64", "dev", "lo"],
+        ))
+        .await;
+        ok(cmd(
+            &e,
+            "ip",
+            &["-6", "route", "add", "2001:2:0:8000::/49", "dev", "lo"],
+        ))
+        .await;
+        let rules = dir.path().join("silent.nft");
+        std::fs::write(
+            &rules,
+            format!(
+                "table inet silent {{\n chain out {{\n  type filter hook output priority 0;\n  \
+                 ip daddr {{ {}, 198.19.128.0/17 }} drop\n  ip6 daddr {{ {}, 2001:2:0:8000::/49 }} drop\n }}\n}}\n",
+                SILENT.0, SILENT.1
+            ),
+        )
+        .unwrap();
+        ok(cmd(&e, "nft", &["-f", rules.to_str().unwrap()])).await;
+
+        let mut servers = Vec::new();
+        for (_, _, port) in DESTS {
+            let mut http = e.command("python3");
+            http.args(["-m", "http.server", &port.to_string(), "--bind", "::"])
+                .arg("--directory")
+                .arg(&www);
+            servers.push(Bg::spawn(http, dir.path(), &format!("http{port}")));
+        }
+        let mut half = e.command("python3");
+        half.args(["-c", HALF_CLOSE_SERVER, &HALF_CLOSE_PORT.to_string()]);
+        servers.push(Bg::spawn(half, dir.path(), "halfclose"));
+        let mut reset = e.command("python3");
+        reset.args(["-c", RESET_SERVER, &RESET_PORT.to_string()]);
+        servers.push(Bg::spawn(reset, dir.path(), "reset"));
+        let mut udp = e.command("python3");
+        udp.args(["-c", UDP_ECHO_SERVER, &UDP_PORT.to_string()]);
+        for (v4, v6, _) in DESTS {
+            udp.args([v4, v6]);
+        }
+        servers.push(Bg::spawn(udp, dir.path(), "udpecho"));
+        for (_, _, port) in DESTS {
+            wait_listening(&e, port).await;
+        }
+        wait_listening(&e, HALF_CLOSE_PORT).await;
+        wait_listening(&e, RESET_PORT).await;
+        World {
+            c,
+            e,
+            dir,
+            content,
+            servers,
+        }
+    }
+
+    /// Starts the relay in C with `args` (and --pcap into the scratch directory), waits for
+    /// its TUN, and routes the test prefixes into it.
+    async fn relay(&self, relay: &Path, args: &[&str]) -> Bg {
+        let mut run = self.c.command(relay.to_str().unwrap());
+        run.args([
+            "--host-addr6",
+            "2001:2::1/64",
+            "--connect-timeout",
+            "2",
+            "-v",
+        ])
+        .arg("--pcap")
+        .arg(self.dir.path().join("relay.pcap"))
+        .args(args);
+        let bg = Bg::spawn(run, self.dir.path(), "relay");
+        let mut up = false;
+        for _ in 0..200 {
+            let out = output(cmd(&self.c, "ip", &["link", "show", "synack0"])).await;
+            if out.status.success() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(up, "the relay's TUN did not appear in 10 s:\n{}", bg.logs());
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["route", "add", "198.19.0.0/16", "dev", "synack0"],
+        ))
+        .await;
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["-6", "route", "add", "2001:2::/48", "dev", "synack0"],
+        ))
+        .await;
+        bg
+    }
+
+    /// A veth link C (198.18.200.1) <-> E (198.18.200.2) and dante on E's end.
+    async fn socks_proxy(&mut self) {
+        let (vc, ve) = ("rlyc0", "rlye0");
+        ok(cmd(
+            &self.c,
+            "ip",
+            &[
+                "link",
+                "add",
+                vc,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                ve,
+                "netns",
+                self.e.name(),
+            ],
+        ))
+        .await;
+        ok(cmd(
+            &self.c,
+            "ip",
+            &["addr", "add", "198.18.200.1/24", "dev", vc],
+        ))
+        .await;
+        ok(cmd(&self.c, "ip", &["link", "set", vc, "up"])).await;
+        ok(cmd(
+            &self.e,
+            "ip",
+            &["addr", "add", "198.18.200.2/24", "dev", ve],
+        ))
+        .await;
+        ok(cmd(&self.e, "ip", &["link", "set", ve, "up"])).await;
+        let conf = self.dir.path().join("danted.conf");
+        let (ip, port) = PROXY.split_once(':').unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "logoutput: stderr\n\
+                 internal: {ip} port = {port}\n\
+                 external: lo\n\
+                 socksmethod: none\n\
+                 clientmethod: none\n\
+                 user.privileged: root\n\
+                 user.unprivileged: nobody\n\
+                 client pass {{ from: 0/0 to: 0/0 }}\n\
+                 socks pass {{ from: 0/0 to: 0/0 command: connect udpassociate udpreply }}\n"
+            ),
+        )
+        .unwrap();
+        let mut danted = self.e.command("danted");
+        danted
+            .arg("-f")
+            .arg(&conf)
+            .arg("-p")
+            .arg(self.dir.path().join("danted.pid"));
+        self.servers
+            .push(Bg::spawn(danted, self.dir.path(), "danted"));
+        wait_listening(&self.e, 1080).await;
+    }
+
+    /// curl in C fetches big.bin from `host:port`; asserts the body is the served one.
+    async fn fetch(&self, host: &str, port: u16, relay: &Bg) {
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}/big.bin")
+        } else {
+            format!("http://{host}:{port}/big.bin")
+        };
+        let file = self.dir.path().join("got.bin");
+        let _ = std::fs::remove_file(&file);
+        let mut curl = self.c.command("curl");
+        curl.args(["-sS", "--fail", "--max-time", "60", "-o"])
+            .arg(&file)
+            .arg(&url);
+        let out = output(curl).await;
+        assert!(
+            out.status.success(),
+            "curl {url}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+        let got = std::fs::read(&file).unwrap();
+        assert_eq!(got.len(), self.content.len(), "{url}");
+        assert!(got == self.content, "{url}: the bodies differ");
+    }
+
+    /// curl in C to `host:port`; returns its exit code and how long it took.
+    async fn curl_fails(&self, host: &str, port: u16, max_time: u32) -> (i32, Duration) {
+        let url = if host.contains(':') {
+            format!("http://[{host}]:{port}/")
+        } else {
+            format!("http://{host}:{port}/")
+        };
+        let mut curl = self.c.command("curl");
+        curl.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            &max_time.to_string(),
+            &url,
+        ]);
+        let start = Instant::now();
+        let out = output(curl).await;
+        (out.status.code().unwrap_or(-1), start.elapsed())
+    }
+
+    async fn half_close(&self, host: &str) {
+        let mut py = self.c.command("python3");
+        py.args([
+            "-c",
+            HALF_CLOSE_CLIENT,
+            host,
+            &HALF_CLOSE_PORT.to_string(),
+            "200000",
+        ]);
+        let out = output(py).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK 200000",
+            "half-close through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// An RST from the server reaches the client as one, and the client's RST reaches the
+    /// server as one.
+    async fn resets(&self, host: &str) {
+        let run = |mode: &str| {
+            let mut py = self.c.command("python3");
+            py.args(["-c", RESET_CLIENT, host, &RESET_PORT.to_string(), mode]);
+            output(py)
+        };
+        let out = run("reset").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "peer-reset",
+            "server's RST through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = self.dir.path().join("reset.out");
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        let out = run("abort").await;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "aborted");
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = std::fs::read_to_string(&log).unwrap_or_default();
+            if seen.len() > before.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            seen[before.len()..].trim(),
+            "peer-reset",
+            "client's RST through the relay to {host}"
+        );
+    }
+
+    async fn udp_round_trip(&self, host: &str, relay: &Bg) {
+        let mut py = self.c.command("python3");
+        py.args(["-c", UDP_CLIENT, host, &UDP_PORT.to_string()]);
+        let out = output(py).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK",
+            "UDP through the relay to {host}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+    }
+}
+
+/// `program args..` inside `ns`.
+fn cmd(ns: &NetNs, program: &str, args: &[&str]) -> Command {
+    let mut c = ns.command(program);
+    c.args(args);
+    c
+}
+
+/// Waits (at most 10 s) until a kernel socket in `ns` listens on `port`.
+async fn wait_listening(ns: &NetNs, port: u16) {
+    for _ in 0..200 {
+        let out = output(cmd(ns, "ss", &["-Hltn", &format!("sport = :{port}")])).await;
+        if !out.stdout.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on port {port} after 10 s");
+}
+
+fn tools(test: &str, extra: &[&str]) -> bool {
+    ["python3", "curl", "nft", "tshark"]
+        .iter()
+        .chain(extra)
+        .all(|t| require_tool(test, t))
+}
+
+/// Through `--egress-netns`: curl fetches 3 MB from three addresses and ports over IPv4 and
+/// IPv6, byte for byte; a closed port is refused at once; a destination that never answers
+/// gets no SYN-ACK and curl times out; a half-close is carried, and an RST either way;
+/// DNS-sized UDP goes both ways; SIGTERM ends the relay with a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_through_egress_namespace() {
+    let test = "kernel_relay_through_egress_namespace";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rly").await;
+    let e_name = world.e.name().to_owned();
+    let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
+
+    for (v4, v6, port) in DESTS {
+        world.fetch(v4, port, &relay).await;
+        world.fetch(v6, port, &relay).await;
+    }
+
+    // A closed port: the upstream's RST becomes the client's "connection refused" (curl 7),
+    // at once.
+    for host in ["198.19.1.1", "2001:2:0:1::1"] {
+        let (code, took) = world.curl_fails(host, 81, 10).await;
+        assert_eq!(code, 7, "curl to closed {host}:81\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+
+    // Nobody answers: curl times out (28), and the relay never answered the SYN.
+    for host in [SILENT.0, SILENT.1] {
+        let (code, took) = world.curl_fails(host, 80, 4).await;
+        assert_eq!(code, 28, "curl to silent {host}\n{}", relay.logs());
+        assert!(took >= Duration::from_secs(4));
+    }
+
+    for host in ["198.19.2.2", "2001:2:0:2::2"] {
+        world.half_close(host).await;
+        world.resets(host).await;
+    }
+    for host in ["198.19.3.3", "2001:2:0:3::3"] {
+        world.udp_round_trip(host, &relay).await;
+    }
+
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
+    assert!(logs.contains("refused 2 "), "{logs}");
+    for (v4, v6, port) in DESTS {
+        assert!(logs.contains(&format!("-> {v4}:{port} closed")), "{logs}");
+        assert!(logs.contains(&format!("-> [{v6}]:{port} closed")), "{logs}");
+    }
+
+    // The capture at the relay's device: the client's SYNs to the silent addresses are
+    // there, and no SYN-ACK from them.
+    let pcap = world.dir.path().join("relay.pcap");
+    let silent = format!("(ip.addr == {} || ipv6.addr == {})", SILENT.0, SILENT.1);
+    let syns = tshark(
+        &pcap,
+        &format!("{silent} && tcp.flags.syn == 1 && tcp.flags.ack == 0"),
+        &["frame.number"],
+    )
+    .await;
+    assert!(syns.len() >= 2, "the client's SYNs are not in the capture");
+    let answers = tshark(
+        &pcap,
+        &format!("{silent} && (tcp.flags.ack == 1 || tcp.flags.reset == 1 || icmp || icmpv6)"),
+        &["frame.number", "_ws.col.Info"],
+    )
+    .await;
+    assert!(
+        answers.is_empty(),
+        "answered the silent destination: {answers:?}"
+    );
+}
+
+/// Through `--socks5` (dante in E): curl fetches over IPv4 and IPv6 byte for byte via
+/// CONNECT, a closed port is refused, a half-close is carried, and DNS-sized UDP goes
+/// through UDP ASSOCIATE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_through_socks5() {
+    let test = "kernel_relay_through_socks5";
+    if !require_tun(test) || !tools(test, &["danted"]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let mut world = World::new("synack-rlys").await;
+    world.socks_proxy().await;
+    let mut relay = world.relay(&relay_bin, &["--socks5", PROXY]).await;
+
+    for (v4, v6, port) in DESTS {
+        world.fetch(v4, port, &relay).await;
+        world.fetch(v6, port, &relay).await;
+    }
+    for host in ["198.19.1.1", "2001:2:0:1::1"] {
+        let (code, took) = world.curl_fails(host, 81, 10).await;
+        assert_eq!(code, 7, "curl to closed {host}:81\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+    // Not the resets: dante ends its side of a reset connection with a FIN, so an RST is
+    // carried only as far as the proxy carries it.
+    for host in ["198.19.2.2", "2001:2:0:2::2"] {
+        world.half_close(host).await;
+    }
+    for host in ["198.19.3.3", "2001:2:0:3::3"] {
+        world.udp_round_trip(host, &relay).await;
+    }
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("refused 2 "), "{logs}");
+}
+
+/// A flood of SYNs and UDP datagrams from spoofed sources to random silent destinations
+/// (with fragments among them) leaves the relay alive, within its caps on sockets and
+/// memory, and still serving real clients byte for byte while the flood goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_survives_a_flood_to_random_destinations() {
+    let test = "kernel_relay_survives_a_flood_to_random_destinations";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rlyf").await;
+    let e_name = world.e.name().to_owned();
+    let (max_connects, max_udp) = (64, 128);
+    let mut relay = world
+        .relay(
+            &relay_bin,
+            &[
+                "--egress-netns",
+                &e_name,
+                "--max-pending-connects",
+                &max_connects.to_string(),
+                "--max-udp-sessions",
+                &max_udp.to_string(),
+            ],
+        )
+        .await;
+    let pid = relay.child.as_ref().unwrap().id();
+    let baseline_fds = fds(pid);
+
+    let mut flood = world.c.command("python3");
+    flood.args(["-c", FLOOD, "8"]);
+    let flood = tokio::task::spawn_blocking(move || flood.output());
+    // While it runs: the socket count stays within the caps, and real clients get through.
+    let mut peak_fds = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        peak_fds = peak_fds.max(fds(pid));
+    }
+    world.fetch("198.19.1.1", 8080, &relay).await;
+    world.udp_round_trip("198.19.3.3", &relay).await;
+    world.fetch("2001:2:0:2::2", 80, &relay).await;
+    let sent = flood.await.unwrap().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    peak_fds = peak_fds.max(fds(pid));
+    let rss = rss_kib(pid);
+    eprintln!(
+        "flood of {sent} packets: relay fds {baseline_fds} -> peak {peak_fds}, RSS {rss} KiB"
+    );
+    assert!(
+        peak_fds <= baseline_fds + max_connects + max_udp + 16,
+        "{peak_fds} fds (baseline {baseline_fds})"
+    );
+    assert!(rss < 200 * 1024, "RSS {rss} KiB");
+    // And after it.
+    world.fetch("198.19.3.3", 9000, &relay).await;
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("summary: udp sessions ended"), "{logs}");
+    for line in logs.lines().filter(|l| l.starts_with("summary")) {
+        eprintln!("{line}");
+    }
+    // The IPv6 part of the flood reached the relay, extension header and all.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("tcp [2001:2::") && l.contains("-> [2001:2:0:8")),
+        "no IPv6 flow from the flood"
+    );
+}
