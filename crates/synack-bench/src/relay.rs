@@ -36,6 +36,8 @@ pub struct Results {
     pub relay: [Cell; 2],
     /// Gbit/s over veth without a relay, same directions.
     pub direct: [Cell; 2],
+    /// Bytes of each transfer.
+    pub bytes: u64,
     /// Flows held for the memory row.
     pub flows: usize,
     /// The relay's resident set before and with the flows, in bytes.
@@ -48,6 +50,7 @@ impl Results {
         Results {
             relay: [Cell::NotMeasured, Cell::NotMeasured],
             direct: [Cell::NotMeasured, Cell::NotMeasured],
+            bytes: 0,
             flows: 0,
             rss: Err("not measured".into()),
         }
@@ -83,12 +86,14 @@ impl Results {
             "| measurement | unit | through `transparent_relay` (TUN → synack → kernel socket) | direct, kernel↔kernel (veth) | relay/direct |\n",
         );
         t.push_str("|---|---|---:|---:|---:|\n");
-        for (i, what) in ["1 GiB, client sends", "1 GiB, client receives"]
-            .iter()
-            .enumerate()
-        {
+        let size = if self.bytes >= 1 << 30 {
+            format!("{} GiB", self.bytes >> 30)
+        } else {
+            format!("{} MiB", self.bytes >> 20)
+        };
+        for (i, what) in ["client sends", "client receives"].iter().enumerate() {
             t.push_str(&format!(
-                "| {what} | Gbit/s | {} | {} | {} |\n",
+                "| {size} through one flow, {what} | Gbit/s | {} | {} | {} |\n",
                 self.relay[i].show(),
                 self.direct[i].show(),
                 crate::report::ratio(&self.relay[i], &self.direct[i]),
@@ -104,7 +109,7 @@ impl Results {
                     *after as f64 / 1048576.0,
                 ));
                 t.push_str(&format!(
-                    "| the same, per flow (both sides: the synack connection and the kernel socket's user-space half) | bytes | {per:.0} | — | — |\n"
+                    "| the same, per flow (a synack connection, the relay's tasks, its upstream socket's registration) | bytes | {per:.0} | — | — |\n"
                 ));
             }
             Err(e) => t.push_str(&format!(
@@ -199,7 +204,8 @@ fn rss(pid: u32) -> io::Result<u64> {
 /// E's side of the memory row: accepts and holds every connection.
 const HOLD_SERVER: &str = r#"
 import resource, socket, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind(("0.0.0.0", int(sys.argv[1])))
@@ -215,7 +221,8 @@ while True:
 /// until its stdin closes.
 const HOLD_CLIENT: &str = r#"
 import resource, socket, sys, time
-resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536))
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 n, ip, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 held = []
 t0 = time.monotonic()
@@ -229,6 +236,7 @@ sys.stdin.read()
 /// transfer.
 pub fn run(flows: usize, limit: u64, timeout: Duration) -> io::Result<Results> {
     let mut results = Results::new();
+    results.bytes = limit;
     let example = crate::http::example("transparent_relay")?;
     let c = net::namespace()?;
     let e = net::namespace()?;
@@ -239,9 +247,10 @@ pub fn run(flows: usize, limit: u64, timeout: Duration) -> io::Result<Results> {
     )?;
     let server = Helper::server(&e, &args(&["serve", &PORT_SERVE.to_string()]))?;
 
-    // The relay as a user runs it, with room for the memory row's sockets: two per flow.
+    // The relay as a user runs it, with room for the memory row's sockets (one kernel socket
+    // per flow): the hard limit on open files.
     let relay_cmd = format!(
-        "ulimit -n 65536 && exec {} --egress-netns {} --max-flows {}",
+        "ulimit -n $(ulimit -Hn) && exec {} --egress-netns {} --max-flows {}",
         example.display(),
         e.name(),
         flows.max(1000) * 2
