@@ -42,6 +42,12 @@ pub struct Settings {
     pub http_reps: usize,
     /// `--plain-bulk`: only the bulk rows of synack on the plain TUN and of smoltcp.
     pub plain_bulk_only: bool,
+    /// Concurrent idle flows held through the relay for its memory row (0: none).
+    pub relay_flows: usize,
+    /// Bytes of each transfer through the relay and of its direct counterpart.
+    pub relay_bytes: u64,
+    /// When one of those transfers gives up.
+    pub relay_timeout: Duration,
 }
 
 impl Settings {
@@ -60,6 +66,9 @@ impl Settings {
             http_time: Duration::from_secs(3),
             http_reps: 3,
             plain_bulk_only: false,
+            relay_flows: 10_000,
+            relay_bytes: 1 << 30,
+            relay_timeout: Duration::from_secs(60),
         }
     }
 
@@ -78,6 +87,9 @@ impl Settings {
             http_time: Duration::from_secs(1),
             http_reps: 1,
             plain_bulk_only: false,
+            relay_flows: 100,
+            relay_bytes: 4 << 20,
+            relay_timeout: Duration::from_secs(20),
         }
     }
 
@@ -181,7 +193,7 @@ impl Progress {
 
 /// How an outcome becomes a table value.
 #[derive(Clone, Copy)]
-enum Unit {
+pub(crate) enum Unit {
     Gbits,
     Mbits,
     PerSec,
@@ -206,7 +218,7 @@ impl Unit {
 }
 
 /// The median of the repetitions, or the first failure among them.
-fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64>) -> Cell {
+pub(crate) fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64>) -> Cell {
     let mut values = Vec::new();
     let mut intact = true;
     let mut timed_out = false;

@@ -137,43 +137,41 @@ impl Drop for DocRoot {
     }
 }
 
-/// The `http_server` example next to this binary (target/PROFILE/examples), brought up to
-/// date first with this binary's profile: a stale example would be measured otherwise.
+/// The example `name` next to this binary (target/PROFILE/examples), brought up to date first
+/// with this binary's profile: a stale example would be measured otherwise.
 /// `SYNACK_BENCH_NO_BUILD=1` skips the build (the harness's own test sets it: `cargo test
-/// --workspace` has just built the example, and a nested cargo would wait for its lock).
-fn example() -> io::Result<PathBuf> {
+/// --workspace` has just built the examples, and a nested cargo would wait for its lock).
+pub(crate) fn example(name: &str) -> io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .ok_or_else(|| io::Error::other("the harness has no directory"))?;
-    let path = dir.join("examples").join("http_server");
+    let path = dir.join("examples").join(name);
     if std::env::var_os("SYNACK_BENCH_NO_BUILD").is_none() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--example", "http_server", "--manifest-path"])
+        cmd.args(["build", "--example", name, "--manifest-path"])
             .arg(manifest);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
-        eprintln!("building the http_server example: {cmd:?}");
+        eprintln!("building the {name} example: {cmd:?}");
         match cmd.status() {
             Ok(status) if status.success() => {}
             // Without cargo (a copied binary), an example already there is used as it is.
             result if path.exists() => {
-                eprintln!("could not build the http_server example ({result:?}); using {path:?}")
+                eprintln!("could not build the {name} example ({result:?}); using {path:?}")
             }
             result => {
                 return Err(io::Error::other(format!(
-                    "could not build the http_server example: {result:?}"
+                    "could not build the {name} example: {result:?}"
                 )))
             }
         }
     }
     if !path.exists() {
-        return Err(io::Error::other(format!(
-            "no http_server example at {path:?}"
-        )));
+        return Err(io::Error::other(format!("no {name} example at {path:?}")));
     }
     Ok(path)
 }
@@ -310,7 +308,7 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
         }
         return Ok(());
     }
-    let example = example()?;
+    let example = example("http_server")?;
     let root = DocRoot::new()?;
     let path = "/1k";
 

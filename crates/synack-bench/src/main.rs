@@ -5,6 +5,7 @@
 //! sudo cargo run --release -p synack-bench -- --quick      # seconds; correctness only
 //! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md),
 //!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
+//!          --relay (only the transparent relay's rows; never writes),
 //!          --multi-thread (synack on tokio's default multi-thread runtime)
 //! ```
 //!
@@ -26,7 +27,10 @@
 //!   against a synack listener, and against a kernel listener over veth;
 //! - 1-byte ping-pong round trips per second on one connection, synack and kernel-over-veth;
 //! - goodput of 16 MiB each way under 1 % and 5 % random loss (nft `numgen random`), synack
-//!   and kernel, with a timeout, checked byte for byte.
+//!   and kernel, with a timeout, checked byte for byte;
+//! - HTTP request rates with wrk (`http`);
+//! - the `transparent_relay` example: 1 GiB each way through it beside the same transfer over
+//!   veth, and its memory with 10,000 idle relayed flows (`relay`).
 //!
 //! Every byte of every transfer is checked against a pattern (see `pattern`); a run that
 //! delivers corrupted data, or fails, makes the command exit non-zero.
@@ -37,6 +41,7 @@ mod net;
 mod pattern;
 mod peer;
 mod proto;
+mod relay;
 mod report;
 mod smol_side;
 mod synack_side;
@@ -56,15 +61,18 @@ struct Options {
     plain_bulk: bool,
     /// synack on tokio's default multi-thread runtime instead of a current-thread one.
     multi_thread: bool,
+    /// Only the relay rows.
+    relay_only: bool,
     output: Option<PathBuf>,
     /// The arguments as given, for the "exact command" line.
     given: Vec<String>,
 }
 
 const USAGE: &str =
-    "usage: synack-bench [--quick] [--plain-bulk] [--multi-thread] [--no-write | --output FILE]
+    "usage: synack-bench [--quick] [--plain-bulk | --relay] [--multi-thread] [--no-write | --output FILE]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
+  --relay        only the transparent relay's rows (throughput, memory); never writes
   --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
   --no-write     print the table only; do not touch BENCHMARKS.md
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md";
@@ -74,6 +82,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         quick: false,
         plain_bulk: false,
         multi_thread: false,
+        relay_only: false,
         output: Some(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
@@ -88,6 +97,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--plain-bulk" => o.plain_bulk = true,
             "--multi-thread" => o.multi_thread = true,
+            "--relay" => o.relay_only = true,
             "--no-write" => o.output = None,
             "--output" => {
                 o.output = Some(PathBuf::from(it.next().ok_or("--output needs a FILE")?));
@@ -153,29 +163,54 @@ fn harness(options: &Options) -> io::Result<bool> {
     let started = Instant::now();
     let mut rows = bench::rows(&settings);
     let mut http_rows = http::rows();
+    let mut relay_results = relay::Results::new();
     let outcome = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // Dropping the benchmark's future on a signal runs every destructor: helpers are
         // killed and namespaces deleted before we exit.
+        let all = async {
+            if !options.relay_only {
+                bench::run(&settings, &mut rows, &mut http_rows).await?;
+            }
+            if !settings.plain_bulk_only {
+                let (flows, bytes, timeout) = (
+                    settings.relay_flows,
+                    settings.relay_bytes,
+                    settings.relay_timeout,
+                );
+                relay_results = tokio::task::spawn_blocking(move || {
+                    relay::run(flows, bytes, timeout)
+                })
+                .await
+                .map_err(io::Error::other)??;
+            }
+            Ok::<(), io::Error>(())
+        };
         tokio::select! {
-            r = bench::run(&settings, &mut rows, &mut http_rows) => r,
+            r = all => r,
             _ = tokio::signal::ctrl_c() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
             _ = term.recv() => Err(io::Error::new(io::ErrorKind::Interrupted, "terminated")),
         }
     });
     drop(runtime);
     let elapsed = started.elapsed();
-    let table = format!(
-        "{}\n{}",
-        report::table(&rows),
-        report::http_table(&http_rows)
-    );
+    let table = if options.relay_only {
+        relay_results.table()
+    } else {
+        format!(
+            "{}\n{}\n{}",
+            report::table(&rows),
+            report::http_table(&http_rows),
+            relay_results.table()
+        )
+    };
     println!("{table}");
     eprintln!("done in {:.0} s", elapsed.as_secs_f64());
     let failures: Vec<String> = rows
         .iter()
         .flat_map(Row::failures)
         .chain(http_rows.iter().flat_map(HttpRow::failures))
+        .chain(relay_results.failures())
         .collect();
     for f in &failures {
         eprintln!("failed: {f}");
@@ -188,7 +223,11 @@ fn harness(options: &Options) -> io::Result<bool> {
             left.join(", ")
         )));
     }
-    if let Some(path) = options.output.as_ref().filter(|_| !options.plain_bulk) {
+    if let Some(path) = options
+        .output
+        .as_ref()
+        .filter(|_| !options.plain_bulk && !options.relay_only)
+    {
         let section = section(options, &settings, &table, &load_before, elapsed);
         report::write_section(path, &section)?;
         eprintln!("wrote the harness section of {}", path.display());
@@ -282,6 +321,13 @@ How to read it:
   tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both over
   the veth pair. Every server sets TCP_NODELAY (nginx's `tcp_nodelay` default). A run with
   non-2xx answers or connect/write/timeout socket errors shows `FAILED`.
+- Relay rows (the third table): the `transparent_relay` example as users run it, in a
+  namespace with its TUN (the client's side, {} routed into the TUN), relaying to kernel
+  sockets in an egress namespace (`--egress-netns`) where the server is: {} bytes each way with
+  the same `__peer` client and server, checked byte for byte, beside the same transfer between
+  two namespaces over veth. Memory: the relay's VmRSS before and while a Python client holds
+  {} connections through it to a Python server in the egress namespace (each flow is a synack
+  connection, the relay's two copy tasks and its kernel socket's user-space state).
 - Ratios divide synack's number by the other's: above 1 means synack was faster.
 ",
         elapsed.as_secs_f64(),
@@ -296,6 +342,9 @@ How to read it:
         s.loss_timeout.as_secs_f64(),
         s.http_time.as_secs_f64(),
         s.http_reps,
+        "198.19.0.0/16",
+        s.relay_bytes,
+        s.relay_flows,
     )
 }
 

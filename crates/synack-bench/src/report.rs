@@ -32,7 +32,7 @@ impl Cell {
         }
     }
 
-    fn show(&self) -> String {
+    pub(crate) fn show(&self) -> String {
         match self {
             Cell::Value { value, intact } => {
                 let mark = if *intact { "" } else { " CORRUPT" };
@@ -62,7 +62,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn ratio(a: &Cell, b: &Cell) -> String {
+pub(crate) fn ratio(a: &Cell, b: &Cell) -> String {
     match (a.value(), b.value()) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "—".into(),

@@ -1,7 +1,9 @@
 //! Runs the whole harness in `--quick` mode (tiny sizes, one repetition, a few seconds) and
 //! checks correctness only: every row measured for every implementation it applies to (the
-//! HTTP rows with wrk against the http_server example, which `cargo test --workspace` builds
-//! and the harness builds itself otherwise), every byte intact, the BENCHMARKS.md section written between its markers, and no namespace left.
+//! HTTP rows with wrk against the http_server example and the relay rows through the
+//! transparent_relay example, which `cargo test --workspace` builds and the harness builds
+//! itself otherwise), every byte intact, the BENCHMARKS.md section written between its
+//! markers, and no namespace left.
 //! Speed is not asserted.
 
 use std::process::Command;
@@ -16,18 +18,20 @@ fn quick_run_measures_every_row_and_cleans_up() {
     // The HTTP rows run the http_server example, which `cargo test --workspace` builds
     // (a narrower `cargo test -p synack-bench` does not).
     let bench = std::path::Path::new(env!("CARGO_BIN_EXE_synack-bench"));
-    let example = bench.parent().unwrap().join("examples/http_server");
-    if !example.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the http_server example was not built ({})",
-            example.display()
-        );
-        eprintln!(
-            "skipping quick_run_measures_every_row_and_cleans_up: no http_server example; \
-             run cargo test --workspace"
-        );
-        return;
+    for name in ["http_server", "transparent_relay"] {
+        let example = bench.parent().unwrap().join("examples").join(name);
+        if !example.exists() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "the {name} example was not built ({})",
+                example.display()
+            );
+            eprintln!(
+                "skipping quick_run_measures_every_row_and_cleans_up: no {name} example; \
+                 run cargo test --workspace"
+            );
+            return;
+        }
     }
     let out_path =
         std::env::temp_dir().join(format!("synack-bench-quick-{}.md", std::process::id()));
@@ -53,8 +57,8 @@ fn quick_run_measures_every_row_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "harness failed:\n{stdout}\n{stderr}");
 
-    // Two tables, each a header, a rule and its rows, a blank line between them: 10 rows of
-    // transport measurements, then 3 HTTP rows.
+    // Three tables, each a header, a rule and its rows, a blank line between them: 10 rows of
+    // transport measurements, 3 HTTP rows, then the relay's 2 transfers and 2 memory rows.
     let tables: Vec<Vec<Vec<&str>>> = stdout
         .split("\n\n")
         .map(|t| {
@@ -66,7 +70,22 @@ fn quick_run_measures_every_row_and_cleans_up() {
         })
         .filter(|t| !t.is_empty())
         .collect();
-    assert_eq!(tables.len(), 2, "{stdout}");
+    assert_eq!(tables.len(), 3, "{stdout}");
+    assert_eq!(tables[2].len(), 4, "{stdout}");
+    for row in &tables[2][..2] {
+        // Through the relay and direct: plain numbers above zero.
+        for c in [row[2], row[3]] {
+            let v: f64 = c.parse().unwrap_or_else(|_| {
+                panic!("{}: {c:?} is not a number\n{stdout}\n{stderr}", row[0])
+            });
+            assert!(v > 0.0, "{}: {c}", row[0]);
+        }
+    }
+    assert!(tables[2][2][2].contains('→'), "{stdout}");
+    let per_flow: f64 = tables[2][3][2]
+        .parse()
+        .unwrap_or_else(|_| panic!("per-flow memory: {stdout}\n{stderr}"));
+    assert!(per_flow >= 0.0);
     let rows = &tables[0];
     assert_eq!(rows.len(), 10, "{stdout}");
     // wrk's rates: synack's http_server and the same server on kernel TCP in every row, nginx
