@@ -20,6 +20,7 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::io;
@@ -443,40 +444,78 @@ async fn splice(
     (outcome, up.into_inner(), down.into_inner())
 }
 
-/// The largest read of one copy step.
-const CHUNK: usize = 64 * 1024;
+/// The largest read of one copy step: 256 KiB, so that a busy flow crosses into the kernel
+/// in few large writes (in the harness, on this noisy 2-core machine: with 64 KiB, freshly
+/// zeroed per burst, the relay ran at 0.41 and 0.61x the direct path; with 64 KiB from the
+/// pool below at 0.73 and 0.77x; with 256 KiB from the pool at 0.98 and 1.08x, and 0.63 and
+/// 0.89x in a run beside two compiling builds).
+const CHUNK: usize = 256 * 1024;
+/// Idle copy buffers kept for reuse, at most (4 MiB).
+const POOL_MAX: usize = 16;
 
-/// Copies `r` to `w` until `r` ends, then shuts `w`'s sending side down (FIN). The buffer
-/// exists only while bytes move: it is freed whenever `r` has nothing to read, so an idle
-/// flow holds none.
+thread_local! {
+    /// Copy buffers between uses. The relay runs on one thread; a buffer goes back here
+    /// whenever its flow has nothing to read, and the next flow with bytes takes it as it
+    /// is, with no allocation and no zeroing of a whole buffer per burst.
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A copy buffer from the pool, or a new one.
+fn take_buffer() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; CHUNK])
+}
+
+/// Gives a copy buffer back to the pool (or frees it, when the pool is full).
+fn give_buffer(b: Vec<u8>) {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(b);
+        }
+    });
+}
+
+/// Copies `r` to `w` until `r` ends, then shuts `w`'s sending side down (FIN). The flow
+/// holds a buffer only while bytes move: it goes back to the pool whenever `r` has nothing
+/// to read, so an idle flow holds none.
 async fn pump<R, W>(r: &mut R, w: &mut W, count: &AtomicU64) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf: Option<Vec<u8>> = None;
-    loop {
-        let n = poll_fn(|cx| {
-            let b = buf.get_or_insert_with(|| vec![0; CHUNK]);
-            let mut read = ReadBuf::new(b);
-            match Pin::new(&mut *r).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    buf = None;
-                    Poll::Pending
+    let result = async {
+        loop {
+            let n = poll_fn(|cx| {
+                let b = buf.get_or_insert_with(take_buffer);
+                let mut read = ReadBuf::new(b);
+                match Pin::new(&mut *r).poll_read(cx, &mut read) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(read.filled().len())),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => {
+                        if let Some(b) = buf.take() {
+                            give_buffer(b);
+                        }
+                        Poll::Pending
+                    }
                 }
+            })
+            .await?;
+            if n == 0 {
+                return w.shutdown().await;
             }
-        })
-        .await?;
-        if n == 0 {
-            return w.shutdown().await;
+            if let Some(b) = buf.as_deref() {
+                w.write_all(&b[..n]).await?;
+            }
+            count.fetch_add(n as u64, Ordering::Relaxed);
         }
-        if let Some(b) = buf.as_deref() {
-            w.write_all(&b[..n]).await?;
-        }
-        count.fetch_add(n as u64, Ordering::Relaxed);
     }
+    .await;
+    if let Some(b) = buf.take() {
+        give_buffer(b);
+    }
+    result
 }
 
 // ---------------------------------------------------------------------------------------
