@@ -168,6 +168,7 @@ impl Endpoint {
                 }
             }
         }
+        self.set_budget(h, 0);
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
@@ -183,6 +184,9 @@ impl Endpoint {
         }
         if v.paws {
             self.stats.drop_paws += 1;
+        }
+        if v.memory {
+            self.stats.drop_memory += 1;
         }
         if v.challenge_ack {
             self.stats.challenge_acks += 1;

@@ -185,6 +185,36 @@ impl RecvBuffer {
         self.ranges.len()
     }
 
+    /// Bytes of heap the buffer holds allocated: its ring and its list of ranges.
+    pub fn allocated(&self) -> usize {
+        self.storage.capacity() + self.ranges.capacity() * core::mem::size_of::<Range>()
+    }
+
+    /// Whether the buffer is empty (nothing to read, nothing held out of order) and still
+    /// holds storage.
+    pub fn idle_storage(&self) -> bool {
+        self.is_empty() && self.ranges.is_empty() && self.allocated() > 0
+    }
+
+    /// Gives the storage back if nothing is held; the next write allocates afresh, as
+    /// little as it needs.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() && self.ranges.is_empty() {
+            self.storage = Vec::new();
+            self.ranges = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// Discards every out-of-order byte held and returns how many that was: at the memory
+    /// cap, data that fills the hole at RCV.NXT needs the room more (Linux
+    /// `tcp_prune_ofo_queue`; RFC 2018 §8 allows a receiver to renege on SACKed data).
+    pub fn prune_ooo(&mut self) -> usize {
+        let freed = self.ooo_bytes();
+        self.ranges.clear();
+        freed
+    }
+
     /// Changes the capacity; never below what is held (the readable bytes plus everything up
     /// to the end of the last out-of-order range), so that no held byte falls outside it.
     pub fn set_capacity(&mut self, capacity: usize) {

@@ -178,7 +178,7 @@ impl Connection {
                 tokens: 0,
                 refilled: now,
             },
-            memory_pressure: false,
+            mem: Default::default(),
             verdict: Default::default(),
             gro_segment_size: None,
             passive: false,
