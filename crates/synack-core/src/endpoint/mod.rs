@@ -111,7 +111,7 @@ pub enum Event {
 pub struct Endpoint {
     config: Config,
     /// What every connection copies from `config`, computed once.
-    conn_config: ConnConfig,
+    conn_config: std::sync::Arc<ConnConfig>,
     addresses: Vec<IpAddr>,
     secrets: Secrets,
     connections: Slab<Slot>,
@@ -152,7 +152,7 @@ impl Endpoint {
         let secrets = Secrets::new(config.seed);
         let seed = secrets.table_seed();
         Endpoint {
-            conn_config: ConnConfig::from_config(&config),
+            conn_config: std::sync::Arc::new(ConnConfig::from_config(&config)),
             config,
             addresses: addresses.to_vec(),
             secrets,

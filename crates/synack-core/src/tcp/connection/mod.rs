@@ -397,8 +397,9 @@ pub(crate) struct Connection {
     pub last_recv: Instant,
     /// Unanswered keepalive probes.
     pub keepalive_probes: u32,
-    /// Connection-wide copy of the relevant config.
-    pub cfg: ConnConfig,
+    /// The relevant part of the config, shared by every connection of the endpoint until a
+    /// socket option changes this one's (copy on write: 200 bytes a connection saved).
+    pub cfg: std::sync::Arc<ConnConfig>,
     /// What the endpoint's memory budget allows (see [`MemBudget`]).
     pub mem: MemBudget,
     /// Pacing's token bucket.
