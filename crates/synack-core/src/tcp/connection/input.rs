@@ -848,32 +848,39 @@ impl Connection {
             return;
         }
         let offset = start - self.rcv.nxt;
-        if data.len() > self.mem.room {
-            // The endpoint is at its memory cap (Linux: tcp_try_rmem_schedule fails). Data
-            // that fills the next hole may take the room this connection's own out-of-order
-            // data held (tcp_prune_ofo_queue; RFC 2018 §8 lets a receiver discard SACKed
-            // data, and the sender keeps it until it is cumulatively acknowledged), and then
-            // is cut to the room left; anything else is dropped (TCPRcvQDrop). The ACK goes
-            // out at once, with the window where it was: the peer retransmits once memory
-            // drains, and the endpoint sends a window update then.
+        if self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room {
+            // The endpoint is at its memory cap (Linux: tcp_try_rmem_schedule fails): the
+            // ring may not grow past the room left. Data that fills the next hole may take
+            // the allocation this connection's own out-of-order data held
+            // (tcp_prune_ofo_queue; RFC 2018 §8 lets a receiver discard SACKed data, and the
+            // sender keeps it until it is cumulatively acknowledged), and is then cut to
+            // what fits; anything else is dropped (TCPRcvQDrop). The ACK goes out at once,
+            // with the window where it was: the peer retransmits once memory drains, and
+            // the endpoint sends a window update then.
             self.mem.starved = true;
             self.rcv.ack_now = true;
             if offset == 0 && self.rcv.buffer.ooo_ranges() > 0 {
                 self.mem.room += self.rcv.buffer.prune_ooo();
                 self.rcv.sack_changed = true;
             }
-            let room = self.mem.room;
-            if offset > 0 || room == 0 {
-                self.verdict.memory = true;
-                return;
+            if offset > 0 || self.rcv.buffer.growth_for(0, data.len()) > self.mem.room {
+                let fits = if offset == 0 {
+                    self.rcv.buffer.room_without_growth()
+                } else {
+                    0
+                };
+                if fits == 0 {
+                    self.verdict.memory = true;
+                    return;
+                }
+                data = &data[..data.len().min(fits)];
             }
-            data = &data[..data.len().min(room)];
         }
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
-        let ooo_before = self.rcv.buffer.ooo_bytes();
+        let before = self.rcv.buffer.allocated();
         let result = self.rcv.buffer.write(offset, data);
-        // What the write added to the buffers (in order and out of order), off the room.
-        let added = (self.rcv.buffer.ooo_bytes() + result.unwrap_or(0)).saturating_sub(ooo_before);
+        // What the write added to the allocation, off the room.
+        let added = self.rcv.buffer.allocated().saturating_sub(before);
         self.mem.room = self.mem.room.saturating_sub(added);
         match result {
             Ok(advanced) => {

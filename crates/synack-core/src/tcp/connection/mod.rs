@@ -582,11 +582,16 @@ impl Connection {
         }
     }
 
-    /// Bytes this connection's buffers hold now (unsent and unacknowledged data, data not yet
-    /// read, out-of-order data): what counts against `Config::max_memory`, as Linux counts
-    /// queued bytes against tcp_mem rather than buffer limits.
+    /// Bytes this connection's buffers hold now, as counted against `Config::max_memory`:
+    /// the data queued for sending (unsent and unacknowledged), and the receive buffer's
+    /// allocation, which holds the data not yet read and out-of-order data with the holes
+    /// between them. Linux likewise charges the memory of what is queued (skb truesize)
+    /// against tcp_mem, not buffer limits. Counting the receive side by its allocation
+    /// rather than its bytes keeps the cap a bound on the heap even when a peer scatters
+    /// out-of-order bytes across its window; an emptied receive buffer leaves the count
+    /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure).
     pub fn memory(&self) -> usize {
-        self.snd.buffer.len() + self.rcv.buffer.len() + self.rcv.buffer.ooo_bytes()
+        self.snd.buffer.len() + self.rcv.buffer.allocated()
     }
 
     /// Whether a CLOSED connection still has a segment (an RST) to send.
@@ -651,6 +656,7 @@ impl Connection {
     pub fn set_memory_budget(&mut self, pressure: bool, room: usize) {
         self.mem.pressure = pressure;
         self.mem.room = room;
+        self.rcv.buffer.set_tight(pressure);
     }
 
     /// Whether the budget held this connection back since the last call.
