@@ -334,9 +334,11 @@ impl Config {
         max_connections: usize
     );
     setter!(
-        /// Bytes all connections may hold queued in their buffers in total (default 1 GiB):
-        /// data waiting to be sent or acknowledged, data waiting to be read, and out-of-order
-        /// data (`Endpoint::memory`). A hard bound, with three levels after Linux's `tcp_mem`
+        /// Bytes all connections' buffers may hold in total (default 1 GiB): data waiting to
+        /// be sent or acknowledged, and the receive buffers' storage, which holds data
+        /// waiting to be read and out-of-order data with the holes between
+        /// (`Endpoint::memory`; an idle connection holds none). A hard bound, with three
+        /// levels after Linux's `tcp_mem`
         /// (net/ipv4/tcp_input.c, `tcp_clamp_window`, `tcp_prune_queue`):
         ///
         /// - **pressure**, from three quarters of it until memory falls below half of it

@@ -110,12 +110,15 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryUsage {
-    /// Bytes queued in connection buffers: unsent and unacknowledged data, data not yet
-    /// read, out-of-order data ([`Endpoint::memory`](crate::Endpoint::memory)).
+    /// Bytes the connections' buffers hold, what the cap bounds
+    /// ([`Endpoint::memory`](crate::Endpoint::memory)): data queued for sending, and the
+    /// receive buffers' storage (data not yet read, out-of-order data and the holes
+    /// between).
     pub buffered: usize,
-    /// Heap bytes the connections' buffers hold allocated. At least `buffered` less what
-    /// the application shares through `send_bytes`; more while a buffer that emptied keeps
-    /// its storage for the next burst (for a second, or not at all under pressure).
+    /// Heap bytes the connections' buffers hold allocated: `buffered`, plus the send
+    /// buffers' spare capacity and the SACK and RACK records (less what the application
+    /// shares through `send_bytes`). A buffer that emptied keeps its storage for the next
+    /// burst for a second (not at all under pressure).
     pub allocated: usize,
     /// Live connections, in every state but the compact TIME-WAIT.
     pub connections: usize,

@@ -229,8 +229,10 @@ impl Endpoint {
         }
     }
 
-    /// Bytes the connections hold queued in their buffers, and the UDP datagrams queued
-    /// (payload plus [`DATAGRAM_OVERHEAD`] each), as counted against `Config::max_memory`.
+    /// Bytes held against `Config::max_memory`: what the connections' buffers hold (data
+    /// queued for sending, and the receive buffers' storage: data not yet read, out-of-order
+    /// data and the holes between), and the UDP datagrams queued (payload plus
+    /// [`DATAGRAM_OVERHEAD`] each). It follows the data: an idle connection holds nothing.
     pub fn memory(&self) -> usize {
         self.memory
     }
