@@ -337,3 +337,52 @@ fn writes_stop_at_the_cap_and_resume() {
         assert_eq!((f.written, f.read), (BYTES, BYTES));
     }
 }
+
+/// A hostile peer opens connections and sends each a single byte far out in its window:
+/// every receive ring would have to span the window for one byte. The rings' allocation is
+/// what the cap counts, so memory stays under it, and what does not fit is dropped.
+#[test]
+fn scattered_bytes_cannot_spread_past_the_cap() {
+    use synack_core::testing::peer::{config, Harness, Out, PEER, US};
+    use synack_core::wire::TcpFlags;
+    const SMALL_CAP: usize = 1 << 20;
+    let mut c = config();
+    c.max_memory(SMALL_CAP);
+    let mut h = Harness::new(c);
+    let local = SocketAddr::new(US, 80);
+    let _l = h.ep.listen(local, 128).unwrap();
+    let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+    let mut answered = 0;
+    for port in 1..=40u16 {
+        let peer = SocketAddr::new(PEER, port);
+        h.inject(peer, local, Out::new(syn, 1000, 0).mss(1460));
+        let Some(synack) = h.drain().into_iter().find(|s| s.is(syn | ack)) else {
+            continue;
+        };
+        answered += 1;
+        assert_eq!(synack.window, 65_535);
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(synack.seq + 1));
+        // One byte just inside the window's right edge.
+        let far = Out::new(ack, 1001 + 65_000, 0)
+            .ackn(synack.seq + 1)
+            .data(b"x");
+        h.inject(peer, local, far);
+        let _ = h.drain();
+        assert!(h.ep.memory() <= SMALL_CAP, "{:?}", h.ep.memory_usage());
+    }
+    let usage = h.ep.memory_usage();
+    let stats = h.ep.stats();
+    println!(
+        "scattered bytes: {answered} connections answered, {usage:?}, drop_memory {}, \
+         refused_memory {}",
+        stats.drop_memory, stats.refused_memory
+    );
+    assert!(
+        answered < 40 && stats.refused_memory > 0,
+        "the cap refused the rest"
+    );
+    assert_eq!(
+        stats.drop_memory, stats.refused_memory,
+        "their SYNs, dropped"
+    );
+}
