@@ -168,10 +168,12 @@ impl Endpoint {
                 }
             }
         }
-        self.set_budget(h, 0);
+        let (pressure, room) = (self.memory_pressure, self.memory_room());
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
+        // The budget as it stands: what this segment's data may take (`Config::max_memory`).
+        slot.conn.set_memory_budget(pressure, room);
         let verdict = slot.conn.handle_segment(now, seg, segment_size);
         self.count_verdict(verdict);
         self.after(h);
