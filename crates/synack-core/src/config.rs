@@ -360,7 +360,7 @@ impl Config {
         /// When memory falls back below the pressure level, connections the cap held back
         /// are woken: window updates go to their peers and `Writable` to the application.
         /// Each buffer is also bounded on its own by `send_buffer_max` and
-        /// `recv_buffer_max`. Connection state itself (about 1.5 KiB per connection, see
+        /// `recv_buffer_max`. Connection state itself (about 1.7 KiB per connection, see
         /// `Endpoint::memory_usage`) is bounded by `max_connections`, not by this.
         max_memory: usize
     );
