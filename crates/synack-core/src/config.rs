@@ -337,7 +337,8 @@ impl Config {
         /// Bytes all connections' buffers may hold in total (default 1 GiB): data waiting to
         /// be sent or acknowledged, and the receive buffers' storage, which holds data
         /// waiting to be read and out-of-order data with the holes between
-        /// (`Endpoint::memory`; an idle connection holds none). A hard bound, with three
+        /// (`Endpoint::memory`; an idle connection holds none), and the UDP datagrams
+        /// queued (see `udp_recv_buffer`). A hard bound, with three
         /// levels after Linux's `tcp_mem`
         /// (net/ipv4/tcp_input.c, `tcp_clamp_window`, `tcp_prune_queue`):
         ///

@@ -110,12 +110,13 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryUsage {
-    /// Bytes the connections' buffers hold, what the cap bounds
-    /// ([`Endpoint::memory`](crate::Endpoint::memory)): data queued for sending, and the
-    /// receive buffers' storage (data not yet read, out-of-order data and the holes
-    /// between).
+    /// Bytes held against the cap ([`Endpoint::memory`](crate::Endpoint::memory)): what
+    /// the connections' buffers hold (data queued for sending, and the receive buffers'
+    /// storage: data not yet read, out-of-order data and the holes between), and the UDP
+    /// datagrams queued.
     pub buffered: usize,
-    /// Heap bytes the connections' buffers hold allocated: `buffered`, plus the send
+    /// Heap bytes the connections' buffers hold allocated (UDP queues aside): their share
+    /// of `buffered`, plus the send
     /// buffers' spare capacity and the SACK and RACK records (less what the application
     /// shares through `send_bytes`). A buffer that emptied keeps its storage for the next
     /// burst for a second (not at all under pressure).
