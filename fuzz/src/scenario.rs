@@ -928,6 +928,12 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.drop_listen_overflow,
             after.drop_listen_overflow,
         ),
+        ("drop_memory", before.drop_memory, after.drop_memory),
+        (
+            "refused_memory",
+            before.refused_memory,
+            after.refused_memory,
+        ),
         ("drop_other", before.drop_other, after.drop_other),
         (
             "udp_datagrams_in",

@@ -334,10 +334,35 @@ impl Config {
         max_connections: usize
     );
     setter!(
-        /// Bytes all connections may hold queued in their buffers in total (Linux tcp_mem, in
-        /// spirit). Past it, buffers stop auto-tuning upwards and new connections are refused
-        /// (`NoBufferSpace` for `connect`, a dropped SYN for a listener) until data drains.
-        /// Each buffer is also bounded on its own by `send_buffer_max` and `recv_buffer_max`.
+        /// Bytes all connections' buffers may hold in total (default 1 GiB): data waiting to
+        /// be sent or acknowledged, and the receive buffers' storage, which holds data
+        /// waiting to be read and out-of-order data with the holes between
+        /// (`Endpoint::memory`; an idle connection holds none), and the UDP datagrams
+        /// queued (see `udp_recv_buffer`). A hard bound, with three
+        /// levels after Linux's `tcp_mem`
+        /// (net/ipv4/tcp_input.c, `tcp_clamp_window`, `tcp_prune_queue`):
+        ///
+        /// - **pressure**, from three quarters of it until memory falls below half of it
+        ///   (Linux's `tcp_mem[1]` and `tcp_mem[0]`, in the same 2:3:4 ratio as its
+        ///   defaults' low, pressure and high): buffers stop auto-tuning upwards, emptied
+        ///   buffers give their storage back at once, and a receive window offers at most
+        ///   two segments (or what it already offered: a window's right edge never moves
+        ///   left, RFC 9293 §3.8.6.2.2, RFC 7323 §2.4). Memory converges as peers fill
+        ///   what was offered and the application reads.
+        /// - **the cap** itself (`tcp_mem[2]`): no window opens past the room left, data
+        ///   that would need more memory is dropped (`Stats::drop_memory`) after a
+        ///   connection's own out-of-order data was discarded to make room for in-order
+        ///   data, and writes are cut short or refused (`WouldBlock`; `send_capacity` is 0).
+        ///   Memory never exceeds the cap.
+        /// - **new connections** are refused once less than a sixteenth of the cap, or
+        ///   64 KiB if less, is left (`Stats::refused_memory`): `NoBufferSpace` for
+        ///   `connect`, a dropped SYN for a listener or an accepted intercepted SYN.
+        ///
+        /// When memory falls back below the pressure level, connections the cap held back
+        /// are woken: window updates go to their peers and `Writable` to the application.
+        /// Each buffer is also bounded on its own by `send_buffer_max` and
+        /// `recv_buffer_max`. Connection state itself (about 1.7 KiB per connection, see
+        /// `Endpoint::memory_usage`) is bounded by `max_connections`, not by this.
         max_memory: usize
     );
     setter!(
@@ -393,6 +418,22 @@ impl Config {
         /// reproducible tests. `None` seeds it from OS entropy.
         seed: Option<[u8; 32]>
     );
+
+    /// Where memory pressure begins (see `max_memory`): three quarters of the cap.
+    pub(crate) fn memory_pressure_level(&self) -> usize {
+        self.max_memory - self.max_memory / 4
+    }
+
+    /// Where memory pressure ends (see `max_memory`): half the cap.
+    pub(crate) fn memory_low_level(&self) -> usize {
+        self.max_memory / 2
+    }
+
+    /// The room under the cap below which new connections are refused: a sixteenth of the
+    /// cap, at most 64 KiB (one unscaled window).
+    pub(crate) fn memory_reserve(&self) -> usize {
+        (self.max_memory / 16).min(64 * 1024)
+    }
 
     /// The largest receive buffer a connection may reach.
     pub(crate) fn recv_ceiling(&self) -> usize {

@@ -92,6 +92,6 @@ pub use endpoint::{
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};
 pub use seq::SeqNumber;
-pub use stats::Stats;
+pub use stats::{MemoryUsage, Stats};
 pub use tcp::State;
 pub use time::Instant;

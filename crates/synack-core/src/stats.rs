@@ -46,8 +46,13 @@ pub struct Stats {
     pub intercept_expired: u64,
     /// ICMP destination-unreachable errors sent for refused intercepted SYNs.
     pub intercept_unreachable_sent: u64,
+    /// New connections refused because the memory cap was reached (`Config::max_memory`):
+    /// SYNs and SYN-cookie ACKs to listeners and accepted intercepted SYNs, each also
+    /// counted as dropped under `drop_memory`, and `connect` calls that returned
+    /// `NoBufferSpace`.
+    pub refused_memory: u64,
     /// Dropped: SYNs to intercept when too many were held (in total or from their source),
-    /// or an accepted one that found the connection table or memory full.
+    /// or an accepted one that found the connection table full.
     pub drop_intercept_overflow: u64,
     /// UDP datagrams that parsed and were demultiplexed (to a socket, the catch-all queue,
     /// or a port unreachable).
@@ -87,6 +92,45 @@ pub struct Stats {
     pub drop_paws: u64,
     /// Dropped: a listener's SYN or accept queue was full.
     pub drop_listen_overflow: u64,
+    /// Dropped: the endpoint was at its memory cap (`Config::max_memory`, Linux's
+    /// TCPRcvQDrop): a segment whose data needed memory beyond it (its ACK was still
+    /// processed), or a new connection's SYN (see `refused_memory`).
+    pub drop_memory: u64,
     /// Dropped: any other segment the state machine discards (e.g. no ACK bit).
     pub drop_other: u64,
+}
+
+/// What the endpoint's memory goes to, for sizing a server (see
+/// [`Endpoint::memory_usage`](crate::Endpoint::memory_usage)).
+///
+/// `buffered` is what `Config::max_memory` bounds; `allocated` is the heap those buffers
+/// hold; `state` is the connections' own state, which `Config::max_connections` bounds. A
+/// server's footprint is about `state + allocated`, plus the tables' spare capacity
+/// (`tests/idle_footprint.rs` measures the whole: under 2 KiB per idle connection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUsage {
+    /// Bytes held against the cap ([`Endpoint::memory`](crate::Endpoint::memory)): what
+    /// the connections' buffers hold (data queued for sending, and the receive buffers'
+    /// storage: data not yet read, out-of-order data and the holes between), and the UDP
+    /// datagrams queued.
+    pub buffered: usize,
+    /// Heap bytes the connections' buffers hold allocated (UDP queues aside): their share
+    /// of `buffered`, plus the send
+    /// buffers' spare capacity and the SACK and RACK records (less what the application
+    /// shares through `send_bytes`). A buffer that emptied keeps its storage for the next
+    /// burst for a second (not at all under pressure).
+    pub allocated: usize,
+    /// Live connections, in every state but the compact TIME-WAIT.
+    pub connections: usize,
+    /// Released connections in the compact TIME-WAIT table.
+    pub time_wait: usize,
+    /// Bytes of connection state: each live connection's own structure, its congestion
+    /// controller and its index entries, and each TIME-WAIT entry (from the types' sizes,
+    /// not counting the tables' spare capacity).
+    pub state: usize,
+    /// Whether the endpoint is under memory pressure (see `Config::max_memory`).
+    pub pressure: bool,
+    /// The cap, `Config::max_memory`.
+    pub cap: usize,
 }

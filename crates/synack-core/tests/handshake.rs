@@ -1064,9 +1064,9 @@ fn total_memory_budget_refuses_new_connections() {
     let mut c = config();
     c.max_memory(100_000);
     let mut h = Harness::new(c);
-    // Two connections that each hold 60 000 unacknowledged bytes.
+    // Two connections whose writes fill the budget: the second is cut short at the cap.
     let mut conns = Vec::new();
-    for port in 1..=2u16 {
+    for (port, fits) in [(1u16, 60_000), (2, 40_000)] {
         let peer = SocketAddr::new(PEER, port);
         let conn = h.ep.connect(h.now, peer).unwrap();
         let syn = h.one();
@@ -1076,11 +1076,13 @@ fn total_memory_budget_refuses_new_connections() {
             Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1460),
         );
         let _ = h.drain();
-        assert_eq!(h.ep.send(conn, &[0u8; 60_000]).unwrap(), 60_000);
+        assert_eq!(h.ep.send(conn, &[0u8; 60_000]).unwrap(), fits);
         let _ = h.drain();
         conns.push(conn);
     }
-    assert_eq!(h.ep.memory(), 120_000);
+    assert_eq!(h.ep.memory(), 100_000);
+    assert_eq!(h.ep.send_capacity(conns[0]), Ok(0));
+    assert_eq!(h.ep.send(conns[0], b"more"), Err(Error::WouldBlock));
     assert_eq!(
         h.ep.connect(h.now, SocketAddr::new(PEER, 3)),
         Err(Error::NoBufferSpace)
@@ -1089,11 +1091,13 @@ fn total_memory_budget_refuses_new_connections() {
     let _l = h.ep.listen(server(), 16).unwrap();
     h.inject(client(), server(), Out::new(SYN, 1, 0));
     h.none();
-    assert_eq!(h.ep.stats().drop_listen_overflow, 1);
+    assert_eq!(h.ep.stats().drop_memory, 1);
+    assert_eq!(h.ep.stats().refused_memory, 2, "the connect and the SYN");
+    assert_eq!(h.ep.stats().drop_listen_overflow, 0);
     // ...and takes them again once a connection is gone.
     h.ep.abort(conns[0]).unwrap();
     let _ = h.drain();
-    assert_eq!(h.ep.memory(), 60_000);
+    assert_eq!(h.ep.memory(), 40_000);
     h.inject(client(), server(), Out::new(SYN, 1, 0));
     assert!(h.one().is(SYN | ACK));
 }

@@ -61,5 +61,5 @@ pub use listener::TcpListener;
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
-pub use synack_core::{Bytes, Config, InterceptConfig, KeepaliveConfig, Stats};
+pub use synack_core::{Bytes, Config, InterceptConfig, KeepaliveConfig, MemoryUsage, Stats};
 pub use udp::{InterceptedDatagram, UdpInterceptor, UdpSocket};

@@ -16,8 +16,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use synack_core::{
-    Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, Stats, SynHandle,
-    UdpHandle,
+    Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, MemoryUsage, Stats,
+    SynHandle, UdpHandle,
 };
 
 use tracing::warn;
@@ -473,10 +473,18 @@ impl Stack {
         self.with_endpoint(|e| e.connection_count())
     }
 
-    /// Bytes the connections hold queued in their buffers, and the UDP datagrams queued, as
-    /// counted against `Config::max_memory`.
+    /// Bytes the connections hold in their buffers, and the UDP datagrams queued, as counted
+    /// against `Config::max_memory` (see [`synack_core::Endpoint::memory`]).
     pub fn memory(&self) -> usize {
         self.with_endpoint(|e| e.memory())
+    }
+
+    /// Where the stack's memory goes, for sizing a server: buffered bytes against the cap,
+    /// the heap the buffers hold, the connections' own state, and whether the stack is
+    /// under memory pressure (see [`synack_core::Endpoint::memory_usage`]). It walks every
+    /// connection: call it for monitoring, not per packet.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        self.with_endpoint(|e| e.memory_usage())
     }
 
     /// Read something from the stack's configuration.

@@ -45,3 +45,34 @@ async fn info_shows_an_established_connection_after_an_exchange() {
         .await
         .expect("the test did not finish in time");
 }
+
+#[tokio::test]
+async fn memory_usage_follows_what_is_buffered() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+    let addr = SocketAddr::new(SERVER, 4001);
+    let listener = TcpListener::bind(&server, addr).await.unwrap();
+    let work = async {
+        let (c, s) = tokio::join!(TcpStream::connect(&client, addr), listener.accept());
+        let (mut c, mut s) = (c.unwrap(), s.unwrap().0);
+        let idle = server.memory_usage();
+        assert_eq!((idle.connections, idle.buffered), (1, 0), "{idle:?}");
+        assert_eq!(idle.cap, 1 << 30);
+        assert!(!idle.pressure && idle.state > 0, "{idle:?}");
+        // Unread data is held, and counted, until it is read.
+        c.write_all(&[7u8; 50_000]).await.unwrap();
+        while server.memory() < 50_000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let held = server.memory_usage();
+        assert_eq!(held.buffered, server.memory());
+        assert!(held.allocated >= 50_000, "{held:?}");
+        let mut buf = vec![0u8; 50_000];
+        s.read_exact(&mut buf).await.unwrap();
+        assert!(buf.iter().all(|&b| b == 7));
+    };
+    tokio::time::timeout(Duration::from_secs(10), work)
+        .await
+        .expect("the test did not finish in time");
+}

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::Entry;
 
-use super::table::Tuple;
+use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle};
 use crate::error::Error;
 use crate::tcp::connection::handshake::Identity;
@@ -40,6 +40,8 @@ pub(super) struct Slot {
     pub(super) timer: Option<Instant>,
     /// The buffer memory last counted in `Endpoint::memory`.
     pub(super) memory: usize,
+    /// Listed in `Endpoint::memory_waiters`.
+    pub(super) memory_waiting: bool,
 }
 
 impl Endpoint {
@@ -53,6 +55,7 @@ impl Endpoint {
         owner: Owner,
     ) -> (ConnectionHandle, &mut Connection) {
         let (config, cfg) = (&self.config, &self.conn_config);
+        let (pressure, room) = (self.memory_pressure, self.memory_room());
         let (h, slot) = self.connections.insert_with(|| Slot {
             conn: Connection::fresh(now, config, cfg, id),
             owner,
@@ -61,9 +64,88 @@ impl Endpoint {
             stale: false,
             timer: None,
             memory: 0,
+            memory_waiting: false,
         });
+        slot.conn.set_memory_budget(pressure, room);
         self.by_tuple.insert(Tuple(id.local, id.remote), h);
         (h, &mut slot.conn)
+    }
+
+    /// Bytes the connections may still queue before `Config::max_memory`.
+    pub(super) fn memory_room(&self) -> usize {
+        self.config.max_memory.saturating_sub(self.memory)
+    }
+
+    /// Whether a new connection is refused for memory: the cap leaves less room than
+    /// `Config::memory_reserve` (see `Config::max_memory`).
+    pub(super) fn memory_full(&self) -> bool {
+        self.memory_room() <= self.config.memory_reserve()
+    }
+
+    /// Hand connection `h` the memory budget as it stands, before a call that may make its
+    /// buffers hold more; `freed` is what the call itself will give back first (a read).
+    pub(super) fn set_budget(&mut self, h: ConnectionHandle, freed: usize) {
+        let (pressure, room) = (self.memory_pressure, self.memory_room() + freed);
+        if let Some(slot) = self.connections.get_mut(&h) {
+            slot.conn.set_memory_budget(pressure, room);
+        }
+    }
+
+    /// Follow `memory` with the pressure state, with Linux's hysteresis (`tcp_mem`): under
+    /// pressure from `Config::memory_pressure_level` on, until memory falls below
+    /// `Config::memory_low_level`.
+    fn update_pressure(&mut self) {
+        if self.memory >= self.config.memory_pressure_level() {
+            if !self.memory_pressure {
+                tracing::debug!(memory = self.memory, "memory pressure");
+            }
+            self.memory_pressure = true;
+        } else if self.memory < self.config.memory_low_level() {
+            self.memory_pressure = false;
+        }
+    }
+
+    /// List connection `h`, which the budget held back, for waking once memory drains. A
+    /// connection released meanwhile leaves its handle behind, skipped when woken (handles
+    /// never alias); they are swept out when they outnumber the connections.
+    pub(super) fn wait_for_memory(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        if slot.memory_waiting {
+            return;
+        }
+        slot.memory_waiting = true;
+        self.memory_waiters.push(h);
+        if self.memory_waiters.len() > 2 * self.connections.len() + COMPACT_SLACK {
+            let connections = &self.connections;
+            self.memory_waiters
+                .retain(|w| connections.get(w).is_some_and(|s| s.memory_waiting));
+        }
+    }
+
+    /// Once memory fell below the pressure level, wake every connection the budget held back
+    /// at the cap: window updates for the peers, `Writable` for the application.
+    fn maybe_wake_memory_waiters(&mut self) {
+        if self.memory_waiters.is_empty() || self.memory >= self.config.memory_pressure_level() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.memory_waiters);
+        for &h in &waiters {
+            let (pressure, room) = (self.memory_pressure, self.memory_room());
+            if let Some(slot) = self.connections.get_mut(&h) {
+                slot.memory_waiting = false;
+                slot.conn.set_memory_budget(pressure, room);
+                slot.conn.memory_available();
+                self.after(h);
+            }
+        }
+        // Keep the allocation for the next time.
+        let mut waiters = waiters;
+        waiters.clear();
+        if self.memory_waiters.is_empty() {
+            self.memory_waiters = waiters;
+        }
     }
 
     /// Whether one more connection fits under `Config::max_connections`, which counts every
@@ -125,12 +207,26 @@ impl Endpoint {
                 self.push_event(Event::Closed(h, error));
             }
         }
+        self.after_inner(h);
+        self.maybe_wake_memory_waiters();
+    }
+
+    /// The bookkeeping half of `after`: memory accounting and the budget, the waiting list,
+    /// release, and the output and timer flags.
+    fn after_inner(&mut self, h: ConnectionHandle) {
         if let Some(slot) = self.connections.get_mut(&h) {
             let now_memory = slot.conn.memory();
             self.memory = self.memory - slot.memory + now_memory;
             slot.memory = now_memory;
-            slot.conn
-                .set_memory_pressure(self.memory >= self.config.max_memory);
+            if slot.conn.take_memory_starved() {
+                self.wait_for_memory(h);
+            }
+            self.update_pressure();
+            let (pressure, room) = (self.memory_pressure, self.memory_room());
+            let Some(slot) = self.connections.get_mut(&h) else {
+                return;
+            };
+            slot.conn.set_memory_budget(pressure, room);
             if slot.conn.is_closed_and_quiet() && slot.owner == Owner::Nobody {
                 self.remove(h);
                 return;
@@ -172,6 +268,7 @@ impl Endpoint {
     pub(super) fn remove(&mut self, h: ConnectionHandle) {
         if let Some(slot) = self.connections.remove(&h) {
             self.memory -= slot.memory;
+            self.update_pressure();
             if let Entry::Occupied(e) = self
                 .by_tuple
                 .entry(Tuple(slot.conn.local(), slot.conn.remote()))
@@ -192,6 +289,7 @@ impl Endpoint {
                 }
             }
         }
+        self.maybe_wake_memory_waiters();
     }
 
     pub(super) fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {

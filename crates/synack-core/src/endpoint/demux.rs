@@ -168,9 +168,12 @@ impl Endpoint {
                 }
             }
         }
+        let (pressure, room) = (self.memory_pressure, self.memory_room());
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
+        // The budget as it stands: what this segment's data may take (`Config::max_memory`).
+        slot.conn.set_memory_budget(pressure, room);
         let verdict = slot.conn.handle_segment(now, seg, segment_size);
         self.count_verdict(verdict);
         self.after(h);
@@ -183,6 +186,9 @@ impl Endpoint {
         }
         if v.paws {
             self.stats.drop_paws += 1;
+        }
+        if v.memory {
+            self.stats.drop_memory += 1;
         }
         if v.challenge_ack {
             self.stats.challenge_acks += 1;

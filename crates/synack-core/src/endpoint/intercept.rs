@@ -229,7 +229,12 @@ impl Endpoint {
         options: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
-        if self.memory >= self.config.max_memory || !self.make_room() {
+        if self.memory_full() {
+            self.stats.drop_memory += 1;
+            self.stats.refused_memory += 1;
+            return Err(Error::AddrNotAvailable);
+        }
+        if !self.make_room() {
             self.stats.drop_intercept_overflow += 1;
             return Err(Error::AddrNotAvailable);
         }

@@ -103,8 +103,9 @@ impl Endpoint {
             self.stats.drop_listen_overflow += 1;
             return;
         }
-        if self.memory >= self.config.max_memory {
-            self.stats.drop_listen_overflow += 1;
+        if self.memory_full() {
+            self.stats.drop_memory += 1;
+            self.stats.refused_memory += 1;
             return;
         }
         let overflow = listener.syn_queue >= listener.backlog
@@ -230,7 +231,12 @@ impl Endpoint {
             .listeners
             .get(&l)
             .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if full || self.memory >= self.config.max_memory || !self.make_room() {
+        if !full && self.memory_full() {
+            self.stats.drop_memory += 1;
+            self.stats.refused_memory += 1;
+            return true;
+        }
+        if full || !self.make_room() {
             self.stats.drop_listen_overflow += 1;
             return true;
         }

@@ -41,7 +41,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::{SendFlags, SocketOptions};
-use crate::stats::Stats;
+use crate::stats::{MemoryUsage, Stats};
 use crate::tcp::connection::{ConnConfig, Connection};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
@@ -111,7 +111,7 @@ pub enum Event {
 pub struct Endpoint {
     config: Config,
     /// What every connection copies from `config`, computed once.
-    conn_config: ConnConfig,
+    conn_config: std::sync::Arc<ConnConfig>,
     addresses: Vec<IpAddr>,
     secrets: Secrets,
     connections: Slab<Slot>,
@@ -134,6 +134,11 @@ pub struct Endpoint {
     time_wait: TimeWaitTable,
     /// Bytes all connections and UDP queues hold (see `Config::max_memory`).
     memory: usize,
+    /// Under memory pressure (see `Config::max_memory`): set at the pressure level, cleared
+    /// below the low level.
+    memory_pressure: bool,
+    /// Connections the memory cap held back, to wake once memory drains.
+    memory_waiters: Vec<ConnectionHandle>,
     /// SYNs held for the application in intercept mode.
     intercepts: Intercepts,
     /// UDP sockets and the catch-all queue.
@@ -147,7 +152,7 @@ impl Endpoint {
         let secrets = Secrets::new(config.seed);
         let seed = secrets.table_seed();
         Endpoint {
-            conn_config: ConnConfig::from_config(&config),
+            conn_config: std::sync::Arc::new(ConnConfig::from_config(&config)),
             config,
             addresses: addresses.to_vec(),
             secrets,
@@ -165,6 +170,8 @@ impl Endpoint {
             half_open: 0,
             time_wait: TimeWaitTable::new(seed),
             memory: 0,
+            memory_pressure: false,
+            memory_waiters: Vec::new(),
             intercepts: Intercepts::default(),
             udp: Udp::new(seed),
             stats: Stats::default(),
@@ -222,10 +229,35 @@ impl Endpoint {
         }
     }
 
-    /// Bytes the connections hold queued in their buffers, and the UDP datagrams queued
-    /// (payload plus [`DATAGRAM_OVERHEAD`] each), as counted against `Config::max_memory`.
+    /// Bytes held against `Config::max_memory`: what the connections' buffers hold (data
+    /// queued for sending, and the receive buffers' storage: data not yet read, out-of-order
+    /// data and the holes between), and the UDP datagrams queued (payload plus
+    /// [`DATAGRAM_OVERHEAD`] each). It follows the data: an idle connection holds nothing.
     pub fn memory(&self) -> usize {
         self.memory
+    }
+
+    /// Where the endpoint's memory goes: buffered bytes against the cap, the heap the
+    /// buffers hold, the connections' own state, and whether it is under pressure. It walks
+    /// every connection: a call for monitoring, not for every packet.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let index = std::mem::size_of::<(Tuple, ConnectionHandle)>()
+            + std::mem::size_of::<Reverse<(Instant, ConnectionHandle)>>();
+        let (mut allocated, mut state) = (0, 0);
+        for (_, slot) in self.connections.iter() {
+            allocated += slot.conn.allocated();
+            state += std::mem::size_of::<Slot>() + slot.conn.controller_size() + index;
+        }
+        state += self.time_wait.len() * self.time_wait.entry_size();
+        MemoryUsage {
+            buffered: self.memory,
+            allocated,
+            connections: self.connections.len(),
+            time_wait: self.time_wait.len(),
+            state,
+            pressure: self.memory_pressure,
+            cap: self.config.max_memory,
+        }
     }
 
     /// How many released connections wait in the compact TIME-WAIT table.
@@ -320,7 +352,11 @@ impl Endpoint {
                 Some(port)
             }
         };
-        if self.memory >= self.config.max_memory || !self.make_room() {
+        if self.memory_full() {
+            self.stats.refused_memory += 1;
+            return Err(Error::NoBufferSpace);
+        }
+        if !self.make_room() {
             return Err(Error::NoBufferSpace);
         }
         let port = match port {
@@ -368,10 +404,13 @@ impl Endpoint {
         conn: ConnectionHandle,
         write: impl FnOnce(&mut Connection) -> Result<usize, Error>,
     ) -> Result<usize, Error> {
+        self.app_slot(conn)?;
+        self.set_budget(conn, 0);
         let slot = self.app_slot(conn)?;
-        let n = write(&mut slot.conn)?;
+        let result = write(&mut slot.conn);
+        // Even a refused write may have listed the connection for waking (at the cap).
         self.after(conn);
-        Ok(n)
+        result
     }
 
     /// Read received bytes. `Ok(0)` is end of stream; `Err(WouldBlock)` means nothing yet
@@ -382,6 +421,9 @@ impl Endpoint {
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
+        // The window a read may open counts the memory the read itself gives back.
+        let freed = self.app_conn(conn)?.recv_queue_len().min(buf.len());
+        self.set_budget(conn, freed);
         let slot = self.app_slot(conn)?;
         let result = slot.conn.recv(now, buf);
         if matches!(result, Ok(n) if n > 0) {
@@ -475,9 +517,10 @@ impl Endpoint {
             .ok_or(Error::InvalidHandle)
     }
 
-    /// Bytes that `send` would accept now.
+    /// Bytes that `send` would accept now: the send buffer's room, within what
+    /// `Config::max_memory` leaves.
     pub fn send_capacity(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.send_capacity())
+        Ok(self.app_conn(conn)?.send_capacity().min(self.memory_room()))
     }
 
     /// Whether `recv` would return something now (bytes, end of stream or an error).

@@ -89,7 +89,12 @@ impl Endpoint {
                     // Declining to send can arm a timer too (pacing, the persist timer), so
                     // the deadline is recomputed whether or not it was already current.
                     slot.stale = true;
+                    // An ACK it sent had its window kept small by the memory cap.
+                    let starved = slot.conn.take_memory_starved();
                     self.dirty.pop_front();
+                    if starved {
+                        self.wait_for_memory(h);
+                    }
                     self.schedule(h);
                     self.maybe_remove(h);
                 }

@@ -4,6 +4,12 @@
 //! A handle packs a slot index (low 32 bits) with the slot's generation (high bits); freeing
 //! a slot bumps its generation, so a stale handle finds nothing instead of someone else's
 //! connection.
+//!
+//! Slots live in fixed pages of [`PAGE`] rather than one vector: a vector that doubles
+//! would hold up to twice the slots in use, and a connection's slot is well over a
+//! kilobyte (10,000 connections paid for 16,384 slots, 60% more than their own state). A
+//! page is allocated only when every slot before it is taken, so at most one page is spare,
+//! and a slot never moves once built.
 
 use super::handle::ConnectionHandle;
 
@@ -13,10 +19,15 @@ struct Entry<T> {
     value: Option<T>,
 }
 
+/// Slots per page.
+pub(crate) const PAGE: usize = 64;
+
 /// Values addressed by [`ConnectionHandle`].
 #[derive(Debug)]
 pub(crate) struct Slab<T> {
-    entries: Vec<Entry<T>>,
+    pages: Vec<Box<[Entry<T>]>>,
+    /// Slots ever built (the next new one's index).
+    built: usize,
     free: Vec<u32>,
     len: usize,
 }
@@ -24,7 +35,8 @@ pub(crate) struct Slab<T> {
 impl<T> Default for Slab<T> {
     fn default() -> Self {
         Slab {
-            entries: Vec::new(),
+            pages: Vec::new(),
+            built: 0,
             free: Vec::new(),
             len: 0,
         }
@@ -48,22 +60,36 @@ impl<T> Slab<T> {
         let index = match self.free.pop() {
             Some(i) => i as usize,
             None => {
-                self.entries.push(Entry {
-                    // Generation 1, so that no valid handle is ever 0.
-                    generation: 1,
-                    value: None,
-                });
-                self.entries.len() - 1
+                if self.built == self.pages.len() * PAGE {
+                    let page = (0..PAGE)
+                        .map(|_| Entry {
+                            // Generation 1, so that no valid handle is ever 0.
+                            generation: 1,
+                            value: None,
+                        })
+                        .collect();
+                    self.pages.push(page);
+                }
+                self.built += 1;
+                self.built - 1
             }
         };
-        let entry = &mut self.entries[index];
+        let entry = &mut self.pages[index / PAGE][index % PAGE];
         let h = ConnectionHandle(((entry.generation as usize) << 32) | index);
         (h, entry.value.insert(make()))
     }
 
+    fn entry(&self, index: usize) -> Option<&Entry<T>> {
+        self.pages.get(index / PAGE)?.get(index % PAGE)
+    }
+
+    fn entry_mut(&mut self, index: usize) -> Option<&mut Entry<T>> {
+        self.pages.get_mut(index / PAGE)?.get_mut(index % PAGE)
+    }
+
     pub fn get(&self, h: &ConnectionHandle) -> Option<&T> {
         let (index, generation) = split(*h);
-        let entry = self.entries.get(index)?;
+        let entry = self.entry(index)?;
         if entry.generation != generation {
             return None;
         }
@@ -72,7 +98,7 @@ impl<T> Slab<T> {
 
     pub fn get_mut(&mut self, h: &ConnectionHandle) -> Option<&mut T> {
         let (index, generation) = split(*h);
-        let entry = self.entries.get_mut(index)?;
+        let entry = self.entry_mut(index)?;
         if entry.generation != generation {
             return None;
         }
@@ -81,7 +107,7 @@ impl<T> Slab<T> {
 
     pub fn remove(&mut self, h: &ConnectionHandle) -> Option<T> {
         let (index, generation) = split(*h);
-        let entry = self.entries.get_mut(index)?;
+        let entry = self.entry_mut(index)?;
         if entry.generation != generation {
             return None;
         }
@@ -93,11 +119,15 @@ impl<T> Slab<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ConnectionHandle, &T)> {
-        self.entries.iter().enumerate().filter_map(|(i, e)| {
-            e.value
-                .as_ref()
-                .map(|v| (ConnectionHandle(((e.generation as usize) << 32) | i), v))
-        })
+        self.pages
+            .iter()
+            .flat_map(|p| p.iter())
+            .enumerate()
+            .filter_map(|(i, e)| {
+                e.value
+                    .as_ref()
+                    .map(|v| (ConnectionHandle(((e.generation as usize) << 32) | i), v))
+            })
     }
 }
 
@@ -122,5 +152,20 @@ mod tests {
             vec![(b, "b")]
         );
         assert_eq!(s.get(&ConnectionHandle(usize::MAX)), None);
+    }
+
+    #[test]
+    fn pages_fill_before_another_is_made() {
+        let mut s = Slab::default();
+        let handles: Vec<_> = (0..PAGE * 2 + 1).map(|i| s.insert_with(|| i).0).collect();
+        assert_eq!(s.pages.len(), 3);
+        for (i, h) in handles.iter().enumerate() {
+            assert_eq!(s.get(h), Some(&i));
+        }
+        assert_eq!(s.remove(&handles[PAGE + 3]), Some(PAGE + 3));
+        let (h, _) = s.insert_with(|| 999);
+        assert_eq!(s.pages.len(), 3, "a freed slot is reused first");
+        assert_eq!(s.get(&h), Some(&999));
+        assert_eq!(s.iter().count(), PAGE * 2 + 1);
     }
 }

@@ -31,6 +31,11 @@ pub(crate) struct TimeWaitTable {
 }
 
 impl TimeWaitTable {
+    /// Bytes one entry takes: its table slot and its place in the expiry queue.
+    pub fn entry_size(&self) -> usize {
+        std::mem::size_of::<(Tuple, TimeWaitEntry)>() + std::mem::size_of::<(Tuple, Instant)>()
+    }
+
     pub fn new(seed: u64) -> Self {
         TimeWaitTable {
             entries: table(seed),

@@ -1,6 +1,7 @@
 //! A snapshot of one connection, after Linux's `struct tcp_info` (`ss -ti`), and the
 //! per-connection settings that sockets change after the connection exists.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::tcp::connection::Connection;
@@ -178,7 +179,7 @@ impl Connection {
     /// sets SOCK_SNDBUF_LOCK).
     pub(crate) fn set_send_buffer(&mut self, bytes: usize) {
         self.snd.buffer.set_capacity(bytes);
-        self.cfg.send_buffer_max = bytes;
+        Arc::make_mut(&mut self.cfg).send_buffer_max = bytes;
     }
 
     /// Fix the receive buffer at `bytes` and stop it from auto-tuning (Linux SO_RCVBUF, which
@@ -192,18 +193,18 @@ impl Connection {
         };
         let bytes = bytes.max(offered);
         self.rcv.buffer.set_capacity(bytes);
-        self.cfg.recv_buffer_max = self.rcv.buffer.capacity();
+        Arc::make_mut(&mut self.cfg).recv_buffer_max = self.rcv.buffer.capacity();
     }
 
     /// Fail the connection once sent data stays unacknowledged this long (TCP_USER_TIMEOUT);
     /// `None` leaves it to the retry count.
     pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
-        self.cfg.user_timeout = timeout;
+        Arc::make_mut(&mut self.cfg).user_timeout = timeout;
     }
 
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
     pub(crate) fn set_syn_retries(&mut self, retries: u32) {
-        self.cfg.syn_retries = retries;
+        Arc::make_mut(&mut self.cfg).syn_retries = retries;
     }
 
     /// Clamp the MSS (TCP_MAXSEG): the one we advertise, if our SYN is not out yet, and the

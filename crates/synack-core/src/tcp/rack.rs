@@ -80,6 +80,23 @@ pub(crate) struct Detection {
 }
 
 impl Rack {
+    /// Bytes of heap the record of segments in flight holds.
+    pub fn allocated(&self) -> usize {
+        self.log.capacity() * core::mem::size_of::<Sent>()
+    }
+
+    /// Whether nothing is in flight but the record keeps storage.
+    pub fn idle_storage(&self) -> bool {
+        self.log.is_empty() && self.log.capacity() > 0
+    }
+
+    /// Gives the storage back if nothing is in flight.
+    pub fn release_if_empty(&mut self) {
+        if self.log.is_empty() {
+            self.log = VecDeque::new();
+        }
+    }
+
     /// A new segment `[start, end)` left at `now`.
     pub fn on_send(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
         if end <= start {

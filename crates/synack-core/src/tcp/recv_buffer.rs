@@ -53,6 +53,8 @@ pub struct RecvBuffer {
     capacity: usize,
     /// Source of `Range::stamp`.
     clock: u64,
+    /// Grow the ring by a quarter rather than doubling it (under memory pressure).
+    tight: bool,
 }
 
 impl RecvBuffer {
@@ -68,7 +70,45 @@ impl RecvBuffer {
             max_ranges,
             capacity,
             clock: 0,
+            tight: false,
         }
+    }
+
+    /// Grow the ring by a quarter at a time instead of doubling it: under memory pressure
+    /// the slack costs more than the extra copies.
+    pub fn set_tight(&mut self, tight: bool) {
+        self.tight = tight;
+    }
+
+    /// The ring size a store that needs `needed` bytes of it grows to.
+    fn grown(&self, needed: usize) -> usize {
+        let len = self.storage.len();
+        let step = if self.tight {
+            len + len / 4
+        } else {
+            len.saturating_mul(2)
+        };
+        needed
+            .max(step)
+            .max(MIN_ALLOC)
+            .min(self.capacity)
+            .max(needed)
+    }
+
+    /// Bytes of allocation that storing `len` bytes at `offset` past RCV.NXT (inside the
+    /// window) would add: the ring grows to hold everything up to their end.
+    pub fn growth_for(&self, offset: usize, len: usize) -> usize {
+        let needed = self.len() + offset + len;
+        if needed <= self.storage.len() {
+            0
+        } else {
+            self.grown(needed) - self.storage.len()
+        }
+    }
+
+    /// In-order bytes the ring can take without growing.
+    pub fn room_without_growth(&self) -> usize {
+        self.storage.len().saturating_sub(self.len())
     }
 
     /// The most bytes the buffer holds.
@@ -185,6 +225,43 @@ impl RecvBuffer {
         self.ranges.len()
     }
 
+    /// Bytes of heap the buffer holds allocated: its ring and its list of ranges.
+    pub fn allocated(&self) -> usize {
+        self.storage.capacity() + self.ranges.capacity() * core::mem::size_of::<Range>()
+    }
+
+    /// Whether the buffer is empty (nothing to read, nothing held out of order) and still
+    /// holds storage.
+    pub fn idle_storage(&self) -> bool {
+        self.is_empty() && self.ranges.is_empty() && self.allocated() > 0
+    }
+
+    /// Gives the storage back if nothing is held; the next write allocates afresh, as
+    /// little as it needs.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() && self.ranges.is_empty() {
+            self.storage = Vec::new();
+            self.ranges = Vec::new();
+            self.head = 0;
+        }
+    }
+
+    /// Discards every out-of-order byte held and shrinks the ring to the in-order bytes;
+    /// returns the allocation given back. At the memory cap, data that fills the hole at
+    /// RCV.NXT needs the room more (Linux `tcp_prune_ofo_queue`; RFC 2018 §8 allows a
+    /// receiver to renege on SACKed data).
+    pub fn prune_ooo(&mut self) -> usize {
+        let before = self.allocated();
+        self.ranges = Vec::new();
+        if self.is_empty() {
+            self.storage = Vec::new();
+            self.head = 0;
+        } else if self.storage.len() > self.len() {
+            self.relocate(self.len());
+        }
+        before - self.allocated()
+    }
+
     /// Changes the capacity; never below what is held (the readable bytes plus everything up
     /// to the end of the last out-of-order range), so that no held byte falls outside it.
     pub fn set_capacity(&mut self, capacity: usize) {
@@ -235,11 +312,7 @@ impl RecvBuffer {
     fn store(&mut self, pos: u64, data: &[u8]) {
         let needed = (pos - self.read_pos) as usize + data.len();
         if needed > self.storage.len() {
-            let target = needed
-                .max(self.storage.len().saturating_mul(2))
-                .max(MIN_ALLOC)
-                .min(self.capacity);
-            self.relocate(target);
+            self.relocate(self.grown(needed));
         }
         let size = self.storage.len();
         let at = ring_index(self.head, (pos - self.read_pos) as usize, size);

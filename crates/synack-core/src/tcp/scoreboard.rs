@@ -20,6 +20,23 @@ impl Scoreboard {
         self.ranges.clear();
     }
 
+    /// Bytes of heap the ranges hold.
+    pub fn allocated(&self) -> usize {
+        self.ranges.capacity() * core::mem::size_of::<(SeqNumber, SeqNumber)>()
+    }
+
+    /// Whether no range is held but storage is.
+    pub fn idle_storage(&self) -> bool {
+        self.ranges.is_empty() && self.ranges.capacity() > 0
+    }
+
+    /// Gives the storage back if no range is held.
+    pub fn release_if_empty(&mut self) {
+        if self.ranges.is_empty() {
+            self.ranges = Vec::new();
+        }
+    }
+
     /// Record a SACK block. Blocks outside `(una, max]`, empty or inverted, are ignored
     /// (RFC 2018 §5 leaves validation to the sender; RFC 6675 §5 uses only valid blocks).
     pub fn add(&mut self, left: SeqNumber, right: SeqNumber, una: SeqNumber, max: SeqNumber) {

@@ -188,6 +188,27 @@ impl SendBuffer {
         n
     }
 
+    /// Bytes of heap the buffer holds: the queued chunks (the application's own `Bytes`
+    /// included, which it may share), the tail's allocation and the queue's slots.
+    pub fn allocated(&self) -> usize {
+        let chunks: usize = self.chunks.iter().map(Bytes::len).sum();
+        chunks + self.tail.capacity() + self.chunks.capacity() * core::mem::size_of::<Bytes>()
+    }
+
+    /// Whether nothing is queued but storage is still held.
+    pub fn idle_storage(&self) -> bool {
+        self.len == 0 && (self.tail.capacity() > 0 || self.chunks.capacity() > 0)
+    }
+
+    /// Gives the storage back if nothing is queued.
+    pub fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            self.tail = BytesMut::new();
+            self.chunks = VecDeque::new();
+            self.cursor.set((0, 0));
+        }
+    }
+
     /// Changes how many bytes the buffer accepts; never below what it holds now. Memory is
     /// given back as chunks are acknowledged, whatever the capacity.
     pub fn set_capacity(&mut self, capacity: usize) {

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::{
     default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, Notify, PaceBucket, RcvSpace,
@@ -75,7 +76,7 @@ impl Connection {
     ///
     /// `cfg` is `ConnConfig::from_config(config)`, which the endpoint computes once.
     #[inline(always)]
-    pub fn fresh(now: Instant, config: &Config, cfg: &ConnConfig, id: Identity) -> Connection {
+    pub fn fresh(now: Instant, config: &Config, cfg: &Arc<ConnConfig>, id: Identity) -> Connection {
         let Identity {
             local,
             remote,
@@ -168,7 +169,7 @@ impl Connection {
             retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,
-            cfg: cfg.clone(),
+            cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {
                 read: 0,
                 since: now,
@@ -178,7 +179,7 @@ impl Connection {
                 tokens: 0,
                 refilled: now,
             },
-            memory_pressure: false,
+            mem: Default::default(),
             verdict: Default::default(),
             gro_segment_size: None,
             passive: false,
@@ -208,7 +209,7 @@ impl Connection {
             self.clamp_mss(usize::from(mss).max(MIN_MSS));
         }
         if let Some(keepalive) = opts.keepalive {
-            self.cfg.keepalive = Some(keepalive);
+            Arc::make_mut(&mut self.cfg).keepalive = Some(keepalive);
         }
         if let Some(nodelay) = opts.nodelay {
             self.nodelay = nodelay;

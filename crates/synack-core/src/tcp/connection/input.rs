@@ -22,6 +22,8 @@ pub(crate) struct InputVerdict {
     pub paws: bool,
     pub challenge_ack: bool,
     pub challenge_ack_limited: bool,
+    /// Its data was dropped: the endpoint is at its memory cap.
+    pub memory: bool,
 }
 
 impl Connection {
@@ -41,6 +43,7 @@ impl Connection {
             State::SynSent => self.handle_syn_sent(now, seg),
             _ => self.handle_synchronized(now, seg),
         }
+        self.arm_reclaim(now);
         self.verdict
     }
 
@@ -49,7 +52,7 @@ impl Connection {
     /// min(buffer/2, MSS) (receiver SWS avoidance).
     pub(super) fn advertisable_window(&self) -> usize {
         let promised = self.rcv.adv - self.rcv.nxt;
-        let room = self.rcv.buffer.window();
+        let room = self.window_room(promised);
         let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
         let max = (u16::MAX as usize) << self.rcv.wscale;
         let wnd = if room >= promised + threshold || promised == 0 && room >= threshold {
@@ -58,6 +61,20 @@ impl Connection {
             promised
         };
         wnd.min(max)
+    }
+
+    /// The most the window may offer now, with `promised` already offered: the buffer's
+    /// room, within the memory budget's room, and under memory pressure at most two segments
+    /// or `promised` (see [`MemBudget`](super::MemBudget)). Less than `promised` means the
+    /// window stays where it is: its right edge never moves left (RFC 9293 §3.8.6.2.2,
+    /// RFC 7323 §2.4).
+    pub(super) fn window_room(&self, promised: usize) -> usize {
+        let room = self.rcv.buffer.window().min(self.mem.room);
+        if self.mem.pressure {
+            room.min(promised.max(2 * self.rcv.mss))
+        } else {
+            room
+        }
     }
 
     /// An RTT sample for an ACK covering `acked` (RFC 7323 §4.3 with timestamps, else the
@@ -831,8 +848,41 @@ impl Connection {
             return;
         }
         let offset = start - self.rcv.nxt;
+        if self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room {
+            // The endpoint is at its memory cap (Linux: tcp_try_rmem_schedule fails): the
+            // ring may not grow past the room left. Data that fills the next hole may take
+            // the allocation this connection's own out-of-order data held
+            // (tcp_prune_ofo_queue; RFC 2018 §8 lets a receiver discard SACKed data, and the
+            // sender keeps it until it is cumulatively acknowledged), and is then cut to
+            // what fits; anything else is dropped (TCPRcvQDrop). The ACK goes out at once,
+            // with the window where it was: the peer retransmits once memory drains, and
+            // the endpoint sends a window update then.
+            self.mem.starved = true;
+            self.rcv.ack_now = true;
+            if offset == 0 && self.rcv.buffer.ooo_ranges() > 0 {
+                self.mem.room += self.rcv.buffer.prune_ooo();
+                self.rcv.sack_changed = true;
+            }
+            if offset > 0 || self.rcv.buffer.growth_for(0, data.len()) > self.mem.room {
+                let fits = if offset == 0 {
+                    self.rcv.buffer.room_without_growth()
+                } else {
+                    0
+                };
+                if fits == 0 {
+                    self.verdict.memory = true;
+                    return;
+                }
+                data = &data[..data.len().min(fits)];
+            }
+        }
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
-        match self.rcv.buffer.write(offset, data) {
+        let before = self.rcv.buffer.allocated();
+        let result = self.rcv.buffer.write(offset, data);
+        // What the write added to the allocation, off the room.
+        let added = self.rcv.buffer.allocated().saturating_sub(before);
+        self.mem.room = self.mem.room.saturating_sub(added);
+        match result {
             Ok(advanced) => {
                 self.rcv.nxt += advanced;
                 if advanced > 0 {

@@ -113,6 +113,40 @@ pub(crate) struct CwndUse {
     pub until: SeqNumber,
 }
 
+/// What the endpoint's memory budget ([`Config::max_memory`]) allows a connection now, set by
+/// the endpoint before each call that may make a buffer hold more, after Linux's `tcp_mem`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemBudget {
+    /// The endpoint is under memory pressure (Linux `tcp_under_memory_pressure`): buffers
+    /// do not auto-tune upwards, and a window offers at most two segments, or what it
+    /// already promised if that is more (Linux `tcp_clamp_window` clamps `rcv_ssthresh` to
+    /// 2 × advmss; a window once offered is never taken back, RFC 9293 §3.8.6.2.2).
+    pub pressure: bool,
+    /// Bytes the endpoint may still queue before its cap. Data that would need more is
+    /// dropped (Linux TCPRcvQDrop), writes are cut short, and no window opens past it.
+    pub room: usize,
+    /// The budget held this connection back (data dropped, a write refused or cut short, a
+    /// window kept from opening): the endpoint wakes it (a window update, `Writable`) once
+    /// memory drains, so that no peer waits behind a window that only pressure closed.
+    pub starved: bool,
+}
+
+impl Default for MemBudget {
+    fn default() -> Self {
+        MemBudget {
+            pressure: false,
+            room: usize::MAX,
+            starved: false,
+        }
+    }
+}
+
+/// How long buffers that emptied keep their storage before it is given back (the reclaim
+/// timer): long enough that a busy connection reuses the same cache-warm allocation from one
+/// burst to the next, short enough that an idle one costs only its state (Linux frees an
+/// skb as it is read and returns a socket's forward allocation to `tcp_mem` from its timers).
+pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+
 /// Notifications a connection raises for the endpoint to turn into [`crate::Event`]s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Notify {
@@ -363,10 +397,11 @@ pub(crate) struct Connection {
     pub last_recv: Instant,
     /// Unanswered keepalive probes.
     pub keepalive_probes: u32,
-    /// Connection-wide copy of the relevant config.
-    pub cfg: ConnConfig,
-    /// The endpoint is over its total memory budget: buffers must not grow.
-    pub memory_pressure: bool,
+    /// The relevant part of the config, shared by every connection of the endpoint until a
+    /// socket option changes this one's (copy on write: 200 bytes a connection saved).
+    pub cfg: std::sync::Arc<ConnConfig>,
+    /// What the endpoint's memory budget allows (see [`MemBudget`]).
+    pub mem: MemBudget,
     /// Pacing's token bucket.
     pub pace: PaceBucket,
     /// Receive-buffer auto-tuning (Linux `rcvq_space`).
@@ -517,13 +552,13 @@ impl Connection {
         self.rtt.backed_off(self.backoff)
     }
 
-    /// Bytes that `send` would accept now.
+    /// Bytes that `send` would accept now: the buffer's room, within the memory budget.
     pub fn send_capacity(&self) -> usize {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
                 if !self.snd.fin_queued =>
             {
-                self.snd.buffer.free()
+                self.snd.buffer.free().min(self.mem.room)
             }
             _ => 0,
         }
@@ -547,11 +582,16 @@ impl Connection {
         }
     }
 
-    /// Bytes this connection's buffers hold now (unsent and unacknowledged data, data not yet
-    /// read, out-of-order data): what counts against `Config::max_memory`, as Linux counts
-    /// queued bytes against tcp_mem rather than buffer limits.
+    /// Bytes this connection's buffers hold now, as counted against `Config::max_memory`:
+    /// the data queued for sending (unsent and unacknowledged), and the receive buffer's
+    /// allocation, which holds the data not yet read and out-of-order data with the holes
+    /// between them. Linux likewise charges the memory of what is queued (skb truesize)
+    /// against tcp_mem, not buffer limits. Counting the receive side by its allocation
+    /// rather than its bytes keeps the cap a bound on the heap even when a peer scatters
+    /// out-of-order bytes across its window; an emptied receive buffer leaves the count
+    /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure).
     pub fn memory(&self) -> usize {
-        self.snd.buffer.len() + self.rcv.buffer.len() + self.rcv.buffer.ooo_bytes()
+        self.snd.buffer.len() + self.rcv.buffer.allocated()
     }
 
     /// Whether a CLOSED connection still has a segment (an RST) to send.
@@ -598,9 +638,74 @@ impl Connection {
         }
     }
 
-    /// Whether the endpoint as a whole is over `Config::max_memory`: buffers must not grow.
-    pub fn set_memory_pressure(&mut self, pressure: bool) {
-        self.memory_pressure = pressure;
+    /// Bytes of heap the buffers hold allocated now (at least [`Connection::memory`]; more
+    /// while an emptied buffer keeps its storage for the next burst, see [`RECLAIM_AFTER`]).
+    pub fn allocated(&self) -> usize {
+        self.snd.buffer.allocated()
+            + self.rcv.buffer.allocated()
+            + self.snd.rack.allocated()
+            + self.snd.scoreboard.allocated()
+    }
+
+    /// Bytes of heap the congestion controller takes (it is boxed).
+    pub fn controller_size(&self) -> usize {
+        std::mem::size_of_val(&*self.cc)
+    }
+
+    /// What the endpoint's memory budget allows now (see [`MemBudget`]).
+    pub fn set_memory_budget(&mut self, pressure: bool, room: usize) {
+        self.mem.pressure = pressure;
+        self.mem.room = room;
+        self.rcv.buffer.set_tight(pressure);
+    }
+
+    /// Whether the budget held this connection back since the last call.
+    pub fn take_memory_starved(&mut self) -> bool {
+        std::mem::take(&mut self.mem.starved)
+    }
+
+    /// Memory drained after the budget held this connection back: say so to the peer (a
+    /// window update, if the window can open now; RFC 9293 §3.8.6.2.2 lets a receiver send
+    /// one whenever the window grows) and to the application (`Writable`, if a write fits).
+    pub fn memory_available(&mut self) {
+        if self.is_synchronized() && !self.rcv.fin_received {
+            let promised = self.rcv.adv - self.rcv.nxt;
+            if self.advertisable_window() > promised {
+                self.rcv.ack_now = true;
+            }
+        }
+        if self.send_capacity() > 0 {
+            self.notify.writable = true;
+        }
+    }
+
+    /// Arm the reclaim timer if a buffer emptied but keeps its storage; under memory
+    /// pressure, give the storage back at once.
+    pub(super) fn arm_reclaim(&mut self, now: Instant) {
+        if self.timers.reclaim.is_some() || !self.holds_idle_storage() {
+            return;
+        }
+        if self.mem.pressure {
+            self.reclaim();
+        } else {
+            self.timers.reclaim = Some(now + RECLAIM_AFTER);
+        }
+    }
+
+    /// Whether an empty buffer (or an empty SACK or RACK record) still holds storage.
+    fn holds_idle_storage(&self) -> bool {
+        self.rcv.buffer.idle_storage()
+            || self.snd.buffer.idle_storage()
+            || self.snd.rack.idle_storage()
+            || self.snd.scoreboard.idle_storage()
+    }
+
+    /// Give back the storage of whatever is empty.
+    pub(super) fn reclaim(&mut self) {
+        self.rcv.buffer.release_if_empty();
+        self.snd.buffer.release_if_empty();
+        self.snd.rack.release_if_empty();
+        self.snd.scoreboard.release_if_empty();
     }
 
     /// Bytes queued for sending and not yet acknowledged.
@@ -626,14 +731,14 @@ impl Connection {
 
     /// Application write (RFC 9293 §3.10.2 SEND).
     pub fn send(&mut self, data: &[u8], flags: SendFlags) -> Result<usize, Error> {
-        self.queue(data.len(), flags, |buf, from| buf.push(&data[from..]))
+        self.queue(data.len(), flags, |buf, from, to| buf.push(&data[from..to]))
     }
 
     /// Application write of bytes the application already holds as [`Bytes`]: queued as they
     /// are, without a copy (see [`SendBuffer::push_bytes`](crate::tcp::send_buffer::SendBuffer::push_bytes)).
     pub fn send_bytes(&mut self, data: Bytes, flags: SendFlags) -> Result<usize, Error> {
-        self.queue(data.len(), flags, |buf, from| {
-            buf.push_bytes(data.slice(from..))
+        self.queue(data.len(), flags, |buf, from, to| {
+            buf.push_bytes(data.slice(from..to))
         })
     }
 
@@ -648,15 +753,17 @@ impl Connection {
         self.cork
     }
 
-    /// The one write path behind `send` and `send_bytes`: `push(buffer, from)` queues the
-    /// application's bytes from offset `from` on and returns how many it took. If they do
-    /// not all fit, the buffer may grow once (auto-tuning) and take more. `flags` say how
+    /// The one write path behind `send` and `send_bytes`: `push(buffer, from, to)` queues
+    /// the application's bytes `[from, to)` and returns how many it took. If they do not
+    /// all fit, the buffer may grow once (auto-tuning) and take more. Never more than the
+    /// memory budget's room is taken: at the endpoint's cap a write is cut short, or
+    /// refused with `WouldBlock`, until memory drains (`Writable` follows). `flags` say how
     /// the write is to be segmented (see [`SendFlags`]).
     fn queue(
         &mut self,
         len: usize,
         flags: SendFlags,
-        mut push: impl FnMut(&mut SendBuffer, usize) -> usize,
+        mut push: impl FnMut(&mut SendBuffer, usize, usize) -> usize,
     ) -> Result<usize, Error> {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait => {}
@@ -673,10 +780,15 @@ impl Connection {
         if flags.eor && self.snd.records.len() >= MAX_RECORDS {
             return Err(Error::WouldBlock);
         }
-        let mut n = push(&mut self.snd.buffer, 0);
-        if n < len && self.grow_send_buffer() {
-            n += push(&mut self.snd.buffer, n);
+        let allowed = len.min(self.mem.room);
+        if allowed < len {
+            self.mem.starved = true;
         }
+        let mut n = push(&mut self.snd.buffer, 0, allowed);
+        if n < allowed && self.grow_send_buffer() {
+            n += push(&mut self.snd.buffer, n, allowed);
+        }
+        self.mem.room -= n;
         if n == 0 {
             return Err(Error::WouldBlock);
         }
@@ -702,7 +814,7 @@ impl Connection {
     fn grow_send_buffer(&mut self) -> bool {
         let cap = self.snd.buffer.capacity();
         let usable = self.cc.window().min(self.snd.max_wnd.max(self.snd.wnd));
-        if self.memory_pressure || cap >= self.cfg.send_buffer_max || usable < cap / 2 {
+        if self.mem.pressure || cap >= self.cfg.send_buffer_max || usable < cap / 2 {
             return false;
         }
         let new = (cap * 2).min(self.cfg.send_buffer_max);
@@ -727,7 +839,7 @@ impl Connection {
         if space.read > space.best {
             space.best = space.read;
             let want = (2 * space.best).min(self.cfg.recv_buffer_max);
-            if want > self.rcv.buffer.capacity() && !self.memory_pressure {
+            if want > self.rcv.buffer.capacity() && !self.mem.pressure {
                 self.rcv.buffer.set_capacity(want);
             }
         }
@@ -746,6 +858,7 @@ impl Connection {
                 self.tune_receive_buffer(now, n);
             }
             self.after_read();
+            self.arm_reclaim(now);
             return Ok(n);
         }
         self.recv_empty()
@@ -791,7 +904,7 @@ impl Connection {
             return;
         }
         let advertised = self.rcv.adv - self.rcv.nxt;
-        let potential = self.rcv.buffer.window();
+        let potential = self.window_room(advertised);
         let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
         if potential >= advertised + threshold
             && (advertised < self.rcv.mss || potential >= 2 * advertised)

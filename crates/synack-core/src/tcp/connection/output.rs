@@ -793,6 +793,11 @@ impl Connection {
                 if edge > self.rcv.adv {
                     self.rcv.adv = edge;
                 }
+                // The memory budget, not the buffer or pressure's clamp, kept the window
+                // small: the endpoint reopens it once memory drains.
+                if self.mem.room < self.rcv.buffer.window().min(2 * self.rcv.mss) {
+                    self.mem.starved = true;
+                }
             }
         }
     }

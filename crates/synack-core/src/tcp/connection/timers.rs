@@ -29,6 +29,8 @@ pub(crate) struct Timers {
     pub pacing: Option<Instant>,
     /// When RACK looks again at segments still inside their reordering window.
     pub rack: Option<Instant>,
+    /// When emptied buffers give their storage back (`RECLAIM_AFTER` after they emptied).
+    pub reclaim: Option<Instant>,
 }
 
 impl Timers {
@@ -94,11 +96,19 @@ impl Connection {
         next = earliest(next, t.tlp);
         next = earliest(next, t.pacing);
         next = earliest(next, t.rack);
+        next = earliest(next, t.reclaim);
         earliest(next, self.keepalive_deadline())
     }
 
     /// Run every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if matches!(self.timers.reclaim, Some(t) if t <= now) {
+            // Whatever filled again since keeps its storage; the next time it empties arms
+            // the timer again. (First, so that it runs in every state: a deadline left
+            // armed would come due for ever.)
+            self.timers.reclaim = None;
+            self.reclaim();
+        }
         if self.state == State::Closed {
             return;
         }

@@ -1,0 +1,388 @@
+//! The global memory cap (`Config::max_memory`) under flows that would need far more: peers
+//! that send flat out to an application that does not read, and an application that writes
+//! flat out to peers that do not read. Memory stays under the cap at every step, windows
+//! stop opening, new connections are refused and counted, data beyond the cap is dropped
+//! and counted; once the application reads, every byte arrives intact and in order on every
+//! connection and new connections are accepted again.
+//!
+//! Virtual time on the test kit's `Net`, seeded: every run is the same.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use synack_core::testing::{pattern, v4, Faults, LinkConfig, Net};
+use synack_core::{Config, ConnectionHandle, Endpoint, Error, Instant, ListenerHandle, State};
+
+/// The server's cap: 2 MiB, against 50 connections with 256 KiB buffers (12.5 MiB).
+const CAP: usize = 2 << 20;
+/// Connections.
+const FLOWS: usize = 50;
+/// Bytes sent on each: 10 MB in all, five times the cap.
+const BYTES: u64 = 200_000;
+/// The MSS on this link (a 1500-byte MTU).
+const MSS: usize = 1460;
+
+const CLIENT: usize = 0;
+const SERVER: usize = 1;
+
+/// One connection: its two ends, and how far each side of the stream got.
+struct Flow {
+    client: ConnectionHandle,
+    server: ConnectionHandle,
+    written: u64,
+    read: u64,
+    eof: bool,
+    /// The right edge of the server's receive window, as last seen (bytes from the start).
+    edge: u64,
+}
+
+fn server_addr() -> SocketAddr {
+    SocketAddr::new(v4(SERVER), 80)
+}
+
+/// A client and a server capped at `CAP`, joined by a 1 ms link with `loss`, and `FLOWS`
+/// connections between them.
+fn setup(seed: u64, loss: f64, client_buffer: usize) -> (Net, ListenerHandle, Vec<Flow>) {
+    let mut client = Config::default();
+    client
+        .seed(Some([1; 32]))
+        .recv_buffer(client_buffer)
+        .recv_buffer_max(client_buffer);
+    let mut server = Config::default();
+    server.seed(Some([2; 32])).max_memory(CAP);
+    let link = LinkConfig::latency(Duration::from_millis(1)).with_faults(Faults::loss(loss));
+    let mut net = Net::new(seed, vec![client, server], link);
+    let l = net.nodes[SERVER].listen(server_addr(), 128).unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..FLOWS {
+        let now = net.now;
+        clients.push(net.nodes[CLIENT].connect(now, server_addr()).unwrap());
+    }
+    let mut flows = Vec::new();
+    for _ in 0..10_000 {
+        while let Ok(s) = net.nodes[SERVER].accept(l) {
+            let peer = net.nodes[SERVER].peer_addr(s).unwrap();
+            let c = *clients
+                .iter()
+                .find(|&&c| net.nodes[CLIENT].local_addr(c).unwrap() == peer)
+                .expect("the client end");
+            flows.push(Flow {
+                client: c,
+                server: s,
+                written: 0,
+                read: 0,
+                eof: false,
+                edge: 0,
+            });
+        }
+        if flows.len() == FLOWS {
+            break;
+        }
+        assert!(net.step(None), "handshakes stalled");
+    }
+    assert_eq!(flows.len(), FLOWS);
+    (net, l, flows)
+}
+
+/// The stream of flow `i`.
+fn stream_seed(i: usize) -> u64 {
+    0x5eed_0000 + i as u64
+}
+
+/// Write as much of each flow's stream as `from` takes now, then FIN; returns the bytes
+/// taken. `WouldBlock` (and a short write) is the cap at work.
+fn write_all(ep: &mut Endpoint, flows: &mut [Flow], from_server: bool) -> (u64, u64) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let (mut taken, mut refused) = (0, 0);
+    for (i, f) in flows.iter_mut().enumerate() {
+        let conn = if from_server { f.server } else { f.client };
+        while f.written < BYTES {
+            let n = ((BYTES - f.written) as usize).min(buf.len());
+            pattern(stream_seed(i), f.written, &mut buf[..n]);
+            match ep.send(conn, &buf[..n]) {
+                Ok(k) => {
+                    assert!(k <= n);
+                    f.written += k as u64;
+                    taken += k as u64;
+                    if k < n {
+                        break;
+                    }
+                }
+                Err(Error::WouldBlock) => {
+                    refused += 1;
+                    break;
+                }
+                Err(e) => panic!("flow {i}: send failed: {e}"),
+            }
+        }
+        if f.written == BYTES {
+            // A second shutdown is a no-op or an error; either is fine here.
+            let _ = ep.shutdown(conn);
+        }
+    }
+    (taken, refused)
+}
+
+/// Read whatever each flow has, checking every byte against its stream.
+fn read_all(ep: &mut Endpoint, now: Instant, flows: &mut [Flow], at_server: bool) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut want = vec![0u8; 16 * 1024];
+    for (i, f) in flows.iter_mut().enumerate() {
+        let conn = if at_server { f.server } else { f.client };
+        loop {
+            match ep.recv(now, conn, &mut buf) {
+                Ok(0) => {
+                    f.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    pattern(stream_seed(i), f.read, &mut want[..n]);
+                    assert!(
+                        buf[..n] == want[..n],
+                        "flow {i}: wrong bytes at offset {}",
+                        f.read
+                    );
+                    f.read += n as u64;
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("flow {i}: recv failed: {e}"),
+            }
+        }
+    }
+}
+
+/// The right edge of the server's window on each flow never moves left (RFC 9293
+/// §3.8.6.2.2, RFC 7323 §2.4), and one that moves right under memory pressure offers at
+/// most two segments (Linux `tcp_clamp_window`). Returns how many moved right.
+fn check_edges(net: &Net, flows: &mut [Flow], pressure: bool) -> usize {
+    let mut opened = 0;
+    for (i, f) in flows.iter_mut().enumerate() {
+        let info = net.nodes[SERVER].info(net.now, f.server).unwrap();
+        // The peer's FIN takes a sequence number that `bytes_received` does not count.
+        let fin = u64::from(info.state == Some(State::CloseWait));
+        let edge = info.bytes_received + fin + u64::from(info.rcv_wnd);
+        assert!(
+            edge >= f.edge,
+            "flow {i}: the window's right edge moved left"
+        );
+        if edge > f.edge {
+            opened += 1;
+            assert!(
+                !pressure || info.rcv_wnd as usize <= 2 * MSS,
+                "flow {i}: a window of {} opened under pressure",
+                info.rcv_wnd
+            );
+        }
+        f.edge = edge;
+    }
+    opened
+}
+
+/// Whether the server is under memory pressure.
+fn pressure(net: &Net) -> bool {
+    net.nodes[SERVER].memory_usage().pressure
+}
+
+fn assert_under_cap(net: &Net) {
+    let used = net.nodes[SERVER].memory();
+    assert!(used <= CAP, "memory {used} over the cap {CAP}");
+}
+
+/// Peers send flat out to a server whose application does not read, then it reads.
+fn receive_side(seed: u64, loss: f64) {
+    let (mut net, l, mut flows) = setup(seed, loss, 256 * 1024);
+    let tick = Duration::from_millis(10);
+    // Phase 1: nobody reads at the server, for 20 s of virtual time.
+    let end = net.now + Duration::from_secs(20);
+    let mut full_since: Option<Instant> = None;
+    let mut opened_under_pressure = 0;
+    let mut late = None;
+    while net.now < end {
+        write_all(&mut net.nodes[CLIENT], &mut flows, false);
+        let before = pressure(&net);
+        let wake = net.now + tick;
+        net.step(Some(wake));
+        assert_under_cap(&net);
+        let under = before && pressure(&net);
+        let opened = check_edges(&net, &mut flows, under);
+        if under {
+            opened_under_pressure += opened;
+        }
+        // Within a sixteenth of the cap (at most 64 KiB), new connections are refused.
+        if full_since.is_none() && CAP - net.nodes[SERVER].memory() <= 64 * 1024 {
+            full_since = Some(net.now);
+            // A new connection each way while the cap is spent.
+            let now = net.now;
+            assert_eq!(
+                net.nodes[SERVER].connect(now, SocketAddr::new(v4(CLIENT), 9)),
+                Err(Error::NoBufferSpace)
+            );
+            late = Some(net.nodes[CLIENT].connect(now, server_addr()).unwrap());
+        }
+    }
+    let usage = net.nodes[SERVER].memory_usage();
+    let stats = net.nodes[SERVER].stats().clone();
+    println!(
+        "seed {seed}, loss {loss}: after 20 s unread: {usage:?}; drop_memory {}, \
+         refused_memory {}, windows opened under pressure {opened_under_pressure}",
+        stats.drop_memory, stats.refused_memory
+    );
+    assert!(full_since.is_some(), "the cap was never reached");
+    assert!(usage.pressure);
+    assert!(usage.buffered + 64 * 1024 >= CAP, "memory sits at the cap");
+    assert_eq!(
+        usage.allocated, usage.buffered,
+        "what is counted is the heap held"
+    );
+    assert!(stats.drop_memory > 0, "data beyond the cap is dropped");
+    assert!(
+        stats.refused_memory >= 2,
+        "the connect and at least one SYN were refused for memory: {stats:?}"
+    );
+    let late = late.unwrap();
+    assert!(net.nodes[SERVER].accept(l).is_err(), "no connection got in");
+
+    // Phase 2: the application reads everything; the stalled flows resume.
+    let start = net.now;
+    let end = net.now + Duration::from_secs(600);
+    while flows.iter().any(|f| !f.eof) {
+        assert!(net.now < end, "flows stalled: {:?}", progress(&flows));
+        write_all(&mut net.nodes[CLIENT], &mut flows, false);
+        let now = net.now;
+        read_all(&mut net.nodes[SERVER], now, &mut flows, true);
+        let wake = net.now + tick;
+        net.step(Some(wake));
+        assert_under_cap(&net);
+        check_edges(&net, &mut flows, false);
+    }
+    for f in &flows {
+        assert_eq!(f.read, BYTES, "every byte, in order");
+    }
+    println!(
+        "seed {seed}: every flow read to its end {:?} after reading began",
+        net.now - start
+    );
+    // The late connection's SYN is retried and now accepted.
+    let end = net.now + Duration::from_secs(120);
+    let s = loop {
+        if let Ok(s) = net.nodes[SERVER].accept(l) {
+            break s;
+        }
+        assert!(net.now < end, "the late connection was never accepted");
+        net.step(Some(net.now + tick));
+    };
+    assert_eq!(
+        net.nodes[SERVER].peer_addr(s).unwrap(),
+        net.nodes[CLIENT].local_addr(late).unwrap()
+    );
+    let now = net.now;
+    assert!(net.nodes[SERVER]
+        .connect(now, SocketAddr::new(v4(CLIENT), 9))
+        .is_ok());
+    assert!(!net.nodes[SERVER].memory_usage().pressure);
+}
+
+fn progress(flows: &[Flow]) -> Vec<(u64, u64)> {
+    flows.iter().map(|f| (f.written, f.read)).collect()
+}
+
+#[test]
+fn unread_data_stays_under_the_cap_and_resumes() {
+    receive_side(1, 0.0);
+}
+
+#[test]
+fn unread_data_stays_under_the_cap_and_resumes_with_loss() {
+    receive_side(2, 0.02);
+}
+
+/// The server writes flat out to peers that do not read: its writes are cut short at the
+/// cap instead of growing without bound, and complete once the peers read.
+#[test]
+fn writes_stop_at_the_cap_and_resume() {
+    // The peers' buffers hold 16 KiB each: the rest waits in the server's send buffers.
+    let (mut net, _l, mut flows) = setup(3, 0.0, 16 * 1024);
+    let tick = Duration::from_millis(10);
+    let end = net.now + Duration::from_secs(20);
+    let mut refused = 0;
+    while net.now < end {
+        let (_, r) = write_all(&mut net.nodes[SERVER], &mut flows, true);
+        refused += r;
+        let wake = net.now + tick;
+        net.step(Some(wake));
+        assert_under_cap(&net);
+    }
+    let usage = net.nodes[SERVER].memory_usage();
+    println!("writes at the cap: {usage:?}, {refused} writes refused");
+    assert!(refused > 0, "writes were refused at the cap");
+    assert!(
+        usage.buffered + 64 * 1024 >= CAP,
+        "the send buffers filled the cap"
+    );
+    assert_eq!(net.nodes[SERVER].send_capacity(flows[0].server), Ok(0));
+    let unfinished = flows.iter().filter(|f| f.written < BYTES).count();
+    assert!(unfinished > 0, "not everything fit");
+    // The peers read: every byte arrives, and the writers finish.
+    let end = net.now + Duration::from_secs(600);
+    while flows.iter().any(|f| !f.eof) {
+        assert!(net.now < end, "flows stalled: {:?}", progress(&flows));
+        write_all(&mut net.nodes[SERVER], &mut flows, true);
+        let now = net.now;
+        read_all(&mut net.nodes[CLIENT], now, &mut flows, false);
+        let wake = net.now + tick;
+        net.step(Some(wake));
+        assert_under_cap(&net);
+    }
+    for f in &flows {
+        assert_eq!((f.written, f.read), (BYTES, BYTES));
+    }
+}
+
+/// A hostile peer opens connections and sends each a single byte far out in its window:
+/// every receive ring would have to span the window for one byte. The rings' allocation is
+/// what the cap counts, so memory stays under it, and what does not fit is dropped.
+#[test]
+fn scattered_bytes_cannot_spread_past_the_cap() {
+    use synack_core::testing::peer::{config, Harness, Out, PEER, US};
+    use synack_core::wire::TcpFlags;
+    const SMALL_CAP: usize = 1 << 20;
+    let mut c = config();
+    c.max_memory(SMALL_CAP);
+    let mut h = Harness::new(c);
+    let local = SocketAddr::new(US, 80);
+    let _l = h.ep.listen(local, 128).unwrap();
+    let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+    let mut answered = 0;
+    for port in 1..=40u16 {
+        let peer = SocketAddr::new(PEER, port);
+        h.inject(peer, local, Out::new(syn, 1000, 0).mss(1460));
+        let Some(synack) = h.drain().into_iter().find(|s| s.is(syn | ack)) else {
+            continue;
+        };
+        answered += 1;
+        assert_eq!(synack.window, 65_535);
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(synack.seq + 1));
+        // One byte just inside the window's right edge.
+        let far = Out::new(ack, 1001 + 65_000, 0)
+            .ackn(synack.seq + 1)
+            .data(b"x");
+        h.inject(peer, local, far);
+        let _ = h.drain();
+        assert!(h.ep.memory() <= SMALL_CAP, "{:?}", h.ep.memory_usage());
+    }
+    let usage = h.ep.memory_usage();
+    let stats = h.ep.stats();
+    println!(
+        "scattered bytes: {answered} connections answered, {usage:?}, drop_memory {}, \
+         refused_memory {}",
+        stats.drop_memory, stats.refused_memory
+    );
+    assert!(
+        answered < 40 && stats.refused_memory > 0,
+        "the cap refused the rest"
+    );
+    assert_eq!(
+        stats.drop_memory, stats.refused_memory,
+        "their SYNs, dropped"
+    );
+}
