@@ -608,3 +608,31 @@ fn send_from_outside_intercept_mode_needs_an_own_address() {
         Ok(1)
     );
 }
+
+// -----------------------------------------------------------------------------------------
+// The memory cap
+// -----------------------------------------------------------------------------------------
+
+#[test]
+fn queued_datagrams_count_against_the_memory_cap_and_its_pressure() {
+    // Datagrams held in a socket's queue are memory like TCP's buffers: they put the endpoint
+    // under pressure at 3/4 of `max_memory`, past the cap they are dropped and counted, and
+    // reading them lifts the pressure again.
+    let mut server = Config::default();
+    server.max_memory(64 * 1024).udp_recv_buffer(1 << 20);
+    let mut p = dual(Config::default(), server);
+    let h = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let from = sa(Pair::CLIENT, 4000);
+    let to = sa(Pair::SERVER, 53);
+    let packet = datagram(from, to, &[9u8; 1000]);
+    for _ in 0..100 {
+        deliver(&mut p.server, p.now, &packet);
+    }
+    let usage = p.server.memory_usage();
+    assert!(usage.pressure, "{usage:?}");
+    assert!(p.server.memory() <= 64 * 1024);
+    assert!(p.server.stats().drop_udp_queue_full > 0);
+    while recv(&mut p.server, h).is_ok() {}
+    assert_eq!(p.server.memory(), 0);
+    assert!(!p.server.memory_usage().pressure, "drained: no pressure");
+}

@@ -124,6 +124,13 @@ impl Endpoint {
         }
     }
 
+    /// Memory changed outside a connection (UDP queues): follow it with the pressure state,
+    /// and wake the connections the cap held back if it fell below the pressure level.
+    pub(super) fn memory_changed(&mut self) {
+        self.update_pressure();
+        self.maybe_wake_memory_waiters();
+    }
+
     /// Once memory fell below the pressure level, wake every connection the budget held back
     /// at the cap: window updates for the peers, `Writable` for the application.
     fn maybe_wake_memory_waiters(&mut self) {

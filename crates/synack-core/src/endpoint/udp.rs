@@ -263,6 +263,7 @@ impl Endpoint {
         });
         sock.queued += cost;
         self.memory += cost;
+        self.memory_changed();
         if was_empty {
             self.push_event(Event::UdpReadable(h));
         }
@@ -290,6 +291,7 @@ impl Endpoint {
         self.udp.caught_bytes += cost;
         *self.udp.caught_per_source.entry(src.ip()).or_insert(0) += 1;
         self.memory += cost;
+        self.memory_changed();
         self.stats.udp_intercepted += 1;
         if was_empty {
             self.push_event(Event::UdpIntercepted);
@@ -618,6 +620,7 @@ impl Endpoint {
         let d = sock.queue.pop_front().ok_or(Error::WouldBlock)?;
         sock.queued -= d.cost();
         self.memory -= d.cost();
+        self.memory_changed();
         Ok(d)
     }
 
@@ -640,6 +643,7 @@ impl Endpoint {
             }
         }
         self.memory -= d.cost();
+        self.memory_changed();
         let len = d.data.len().min(buf.len());
         buf[..len].copy_from_slice(&d.data[..len]);
         Ok(InterceptedDatagram {
@@ -662,6 +666,7 @@ impl Endpoint {
             .remove(&ConnectionHandle(h.0))
             .ok_or(Error::InvalidHandle)?;
         self.memory -= sock.queued;
+        self.memory_changed();
         self.udp.by_local.remove(&sock.local);
         let key = (sock.local.is_ipv6(), sock.local.port());
         if let Some(n) = self.udp.ports.get_mut(&key) {
