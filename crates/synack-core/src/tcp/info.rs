@@ -151,11 +151,15 @@ impl Connection {
                 segs(ssthresh)
             },
             // During recovery with SACK the window in force is the one PRR sets (RFC 6937).
-            snd_cwnd: segs(if self.sack_ok && self.recovery.recover.is_some() {
+            // Whole segments, rounded down (at least one): Linux counts cwnd in packets and
+            // adds one only once enough has been acknowledged for it, where synack's window
+            // in bytes grows by the byte.
+            snd_cwnd: (if self.sack_ok && self.recovery.recover.is_some() {
                 self.recovery.prr_cwnd
             } else {
                 self.cc.window()
-            }),
+            } / mss)
+                .clamp(1, u32::MAX as usize) as u32,
             notsent_bytes: unsent.min(u32::MAX as usize) as u32,
             snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
             rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,

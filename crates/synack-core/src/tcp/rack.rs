@@ -137,6 +137,15 @@ impl Rack {
         }
     }
 
+    /// The round trip a cumulative ACK of `una` arriving at `now` measures: from the sending
+    /// of the last segment it covers wholly, if that was sent once (Linux's `ca_rtt_us` from
+    /// `last_ackt`, which congestion control's `pkts_acked` sees on every ACK of new data).
+    /// Read before [`on_ack`](Self::on_ack) takes those segments off the log.
+    pub fn delivery_rtt(&self, now: Instant, una: SeqNumber) -> Option<Duration> {
+        let last = self.log.iter().take_while(|s| s.end <= una).last()?;
+        (!last.retransmitted).then(|| now - last.xmit)
+    }
+
     /// An ACK arrived at `now`: everything below `una` and every segment wholly inside a
     /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate.
     ///

@@ -1,5 +1,5 @@
-//! CUBIC (RFC 9438), with NewReno-style fast recovery and Appropriate Byte Counting in slow
-//! start.
+//! CUBIC (RFC 9438), with NewReno-style fast recovery, byte counting in slow start, and
+//! Linux's delay-based slow-start exit (HyStart's delay detection, RFC 9406).
 //!
 //! CUBIC changes only two things relative to NewReno: how much the window shrinks on a
 //! congestion event (by β = 0.7 instead of 1/2), and how it grows in congestion avoidance
@@ -21,6 +21,7 @@ use super::{
     full_ack_window, inflated_window, initial_window, partial_ack_window, slow_start, Controller,
     ControllerFactory,
 };
+use crate::seq::SeqNumber;
 use crate::time::Instant;
 
 /// RFC 9438 §5: "C SHOULD be set to 0.4", in segments per second cubed.
@@ -36,6 +37,50 @@ const BETA: f64 = 0.7;
 /// window in the Reno-friendly region equal to Reno's (with β = 0.5, α = 1) "in terms of
 /// average cwnd".
 const ALPHA_CUBIC: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
+
+/// HyStart watches slow start only from this window on (Linux's `hystart_low_window`, 16
+/// segments; RFC 9406 §4.2's `HYSTART_LOW_WINDOW`).
+const HYSTART_LOW_WINDOW: usize = 16;
+/// RTT samples a round must have before its smallest is compared (Linux's
+/// `HYSTART_MIN_SAMPLES`; RFC 9406's `N_RTT_SAMPLE`).
+const HYSTART_MIN_SAMPLES: u32 = 8;
+/// The delay increase that ends slow start is an eighth of the smallest RTT, within these
+/// bounds (Linux's `HYSTART_DELAY_MIN`/`MAX`; RFC 9406 §4.2's `MIN_RTT_THRESH` and
+/// `MAX_RTT_THRESH`).
+const HYSTART_DELAY_MIN: Duration = Duration::from_millis(4);
+const HYSTART_DELAY_MAX: Duration = Duration::from_millis(16);
+
+/// Delay-based slow-start exit as Linux's CUBIC does it (`hystart_update` with
+/// `HYSTART_DELAY`): per round trip (until SND.UNA passes the SND.NXT of the round's start),
+/// the smallest RTT of its first samples; once that exceeds the connection's smallest RTT by
+/// an eighth (clamped to 4 - 16 ms), queues are building: ssthresh = cwnd, and slow start
+/// ends before a loss has to end it. Linux's ACK-train detection is not done (it misfires
+/// when the RTT is a few dozen microseconds, as on a TUN).
+#[derive(Debug, Clone, Copy)]
+struct HyStart {
+    /// The smallest RTT seen on the connection.
+    delay_min: Option<Duration>,
+    /// Slow start was ended this way; no more checks until a timeout resets it.
+    found: bool,
+    /// The round ends when SND.UNA passes this.
+    round_end: Option<SeqNumber>,
+    /// The smallest sample of the current round.
+    round_min: Duration,
+    /// Samples in the current round, up to `HYSTART_MIN_SAMPLES`.
+    samples: u32,
+}
+
+impl HyStart {
+    const fn new() -> HyStart {
+        HyStart {
+            delay_min: None,
+            found: false,
+            round_end: None,
+            round_min: Duration::MAX,
+            samples: 0,
+        }
+    }
+}
 
 /// The state of the current congestion-avoidance stage (RFC 9438 §4.2: the "epoch").
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +127,8 @@ pub struct Cubic {
     /// cwnd, ssthresh, W_max and cwnd_prior before the last fast retransmit, for its undo
     /// (RFC 9438 §4.9).
     prior: (usize, usize, Option<f64>, f64),
+    /// Delay-based slow-start exit.
+    hystart: HyStart,
 }
 
 impl Cubic {
@@ -102,6 +149,7 @@ impl Cubic {
             after_rto: false,
             epoch_after_rto: false,
             prior: (0, 0, None, 0.0),
+            hystart: HyStart::new(),
         }
     }
 
@@ -331,8 +379,51 @@ impl Controller for Cubic {
         self.epoch = None;
     }
 
+    fn on_rtt_sample(&mut self, now: Instant, rtt: Duration, una: SeqNumber, nxt: SeqNumber) {
+        // Linux's cubictcp_acked: no delay samples within a second of a congestion-avoidance
+        // epoch's start (right after recovery), then the smallest RTT, then HyStart.
+        if matches!(self.epoch, Some(e) if now - e.start < Duration::from_secs(1)) {
+            return;
+        }
+        let rtt = rtt.max(Duration::from_micros(1));
+        let watching = self.in_slow_start() && self.cwnd >= HYSTART_LOW_WINDOW * self.mss;
+        let h = &mut self.hystart;
+        let delay_min = match h.delay_min {
+            Some(d) if d <= rtt => d,
+            _ => {
+                h.delay_min = Some(rtt);
+                rtt
+            }
+        };
+        if h.found || !watching {
+            return;
+        }
+        // hystart_update: a new round once SND.UNA has passed the last round's end.
+        if h.round_end.is_none_or(|end| una > end) {
+            h.round_end = Some(nxt);
+            h.round_min = Duration::MAX;
+            h.samples = 0;
+        }
+        h.round_min = h.round_min.min(rtt);
+        if h.samples < HYSTART_MIN_SAMPLES {
+            h.samples += 1;
+            return;
+        }
+        let thresh = (delay_min / 8).clamp(HYSTART_DELAY_MIN, HYSTART_DELAY_MAX);
+        if h.round_min > delay_min + thresh {
+            h.found = true;
+            self.ssthresh = self.cwnd;
+        }
+    }
+
     fn on_rto(&mut self, _now: Instant, bytes_in_flight: usize) {
         self.initial = false;
+        // Linux resets HyStart when a timeout restarts slow start (bictcp_reset in
+        // cubictcp_state): the next slow start may end by delay again.
+        self.hystart = HyStart {
+            delay_min: self.hystart.delay_min,
+            ..HyStart::new()
+        };
         // RFC 9438 §4.8: "CUBIC follows standard TCP to reduce cwnd [RFC5681] but sets
         // ssthresh using β_cubic (same as in Section 4.6)". As in NewReno, a timeout repeated
         // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1) rather than
@@ -432,6 +523,52 @@ mod tests {
         let boxed = CubicFactory.build(T, 1460);
         assert_eq!(boxed.window(), 14_600);
         assert!(format!("{boxed:?}").starts_with("Cubic"));
+    }
+
+    /// Slow start at 20 segments after a first round whose RTT was `first`; then a round of
+    /// `n` samples of `rtt`, each acknowledging one segment of a round that ends at 40 000.
+    fn hystart_round(first: Duration, rtt: Duration, n: usize) -> Cubic {
+        let mut cc = Cubic::new(MSS);
+        cc.on_rtt_sample(T, first, SeqNumber(10_000), SeqNumber(30_000));
+        cc.on_ack(T, 10 * MSS, 0, None);
+        assert_eq!(cc.window(), 20 * MSS);
+        for i in 0..n {
+            let una = SeqNumber(30_000 + (i as u32 + 1) * 1000);
+            cc.on_rtt_sample(T, rtt, una, SeqNumber(50_000));
+            if cc.in_slow_start() {
+                cc.on_ack(T, MSS, 0, None);
+            }
+        }
+        cc
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_a_rounds_rtt_rises_by_an_eighth() {
+        // RFC 9406 / Linux's HYSTART_DELAY: min RTT 200 ms, then a round whose samples are
+        // all 240 ms (more than 200 + 25 ms): after 8 samples the 9th ends slow start with
+        // ssthresh = cwnd (cubic-hystart-delay-rtt-jumps-upward.pkt).
+        let cc = hystart_round(Duration::from_millis(200), Duration::from_millis(240), 8);
+        assert!(cc.in_slow_start(), "8 samples are not enough");
+        let cc = hystart_round(Duration::from_millis(200), Duration::from_millis(240), 9);
+        assert!(!cc.in_slow_start());
+        assert_eq!(cc.ssthresh(), 28 * MSS, "ssthresh = cwnd when it fired");
+    }
+
+    #[test]
+    fn hystart_ignores_jitter_below_its_floor_and_small_windows() {
+        // A 100 µs path whose RTT jumps to 3 ms: below the 4 ms floor of the threshold (an
+        // eighth of 100 µs would end slow start on any scheduling hiccup).
+        let cc = hystart_round(Duration::from_micros(100), Duration::from_millis(3), 20);
+        assert!(cc.in_slow_start());
+        let cc = hystart_round(Duration::from_micros(100), Duration::from_millis(5), 20);
+        assert!(!cc.in_slow_start());
+        // Below 16 segments HyStart does not look.
+        let mut cc = Cubic::new(MSS);
+        cc.on_rtt_sample(T, Duration::from_millis(10), SeqNumber(1), SeqNumber(2));
+        for i in 0..20u32 {
+            cc.on_rtt_sample(T, Duration::from_secs(1), SeqNumber(2 + i), SeqNumber(100));
+        }
+        assert!(cc.in_slow_start());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+use crate::seq::SeqNumber;
 use crate::time::Instant;
 
 mod cubic;
@@ -63,6 +64,12 @@ pub trait Controller: Send + Debug {
     /// at least what they were before it (RFC 9438 §4.9 for CUBIC). The default keeps the
     /// reduction.
     fn on_spurious_fast_retransmit(&mut self) {}
+
+    /// An RTT sample taken from an ACK of new data, before that ACK's `on_ack`, with SND.UNA
+    /// as the ACK leaves it and SND.NXT (Linux's `pkts_acked` hook): a delay-based slow-start
+    /// exit such as CUBIC's HyStart watches the samples of each round trip. The default
+    /// ignores it.
+    fn on_rtt_sample(&mut self, _now: Instant, _rtt: Duration, _una: SeqNumber, _nxt: SeqNumber) {}
 
     /// The retransmission timer expired (RFC 5681 §3.1 eq. 4 and the loss window of one SMSS).
     fn on_rto(&mut self, now: Instant, bytes_in_flight: usize);

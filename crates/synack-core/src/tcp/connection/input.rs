@@ -569,6 +569,19 @@ impl Connection {
             // data gives one (RFC 7323 §4).
             self.rtt.sample(sample);
         }
+        // Congestion control's sample of this ACK, taken as Linux's pkts_acked takes it:
+        // from the send time of the last segment it covers (RACK's log, kept with SACK),
+        // else the RTT sample above. CUBIC's HyStart counts them per round.
+        let ca_sample = if self.sack_ok {
+            self.snd.rack.delivery_rtt(now, ack)
+        } else {
+            self.rtt
+                .latest()
+                .filter(|_| self.rtt_seq.is_none_or(|t| ack > t.seq))
+        };
+        if let Some(sample) = ca_sample {
+            self.cc.on_rtt_sample(now, sample, ack, self.snd.nxt);
+        }
         if matches!(self.rtt_seq, Some(timed) if ack > timed.seq) {
             self.rtt_seq = None;
         }
