@@ -157,6 +157,7 @@ impl Connection {
             },
             last_invalid_ack: None,
             retransmits: 0,
+            counters: Default::default(),
             retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,

@@ -330,6 +330,8 @@ pub(crate) struct Connection {
     pub last_invalid_ack: Option<Instant>,
     /// Segments sent again since creation.
     pub retransmits: u64,
+    /// Loss-recovery events, for `TcpInfo`.
+    pub counters: crate::tcp::info::LossCounters,
     /// When the oldest unacknowledged data was first retransmitted after a timeout: the
     /// user timeout counts from there, as Linux's does from `retrans_stamp`. Cleared when an
     /// ACK makes progress.
