@@ -1390,7 +1390,8 @@ fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     let t0 = h.now;
     let (t, probe) = h.next_timeout();
     assert_eq!(probe.len(), 1);
-    assert_eq!(t - t0, Duration::from_millis(200), "PTO = 2 * SRTT");
+    // Linux's tcp_schedule_loss_probe: 2 * SRTT + TCP_TIMEOUT_MIN (2 ms).
+    assert_eq!(t - t0, Duration::from_millis(202), "PTO = 2 * SRTT + 2 ms");
     assert_eq!(probe[0].seq, segs[2].seq, "the last segment again");
     assert_eq!(probe[0].payload, segs[2].payload);
     // Its ACK SACKs the probe: the first two are lost, and recovery resends them at once.
@@ -1402,6 +1403,35 @@ fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     let r = h.drain();
     let seqs: Vec<SeqNumber> = r.iter().map(|s| s.seq).collect();
     assert!(seqs.contains(&segs[0].seq), "{seqs:?}");
+}
+
+#[test]
+fn a_lost_fast_retransmission_is_probed_before_the_rto() {
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
+    // SRTT 100 ms, RTO 300 ms. Five segments; the first is lost, the other four arrive.
+    h.ep.send(c, &[7u8; 5 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 5);
+    h.advance(Duration::from_millis(50));
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(segs[0].seq)
+        .sack(&[(segs[1].seq.0, (segs[4].seq + 988).0)])
+        .ts(200, segs[4].ts.unwrap().tsval);
+    h.inject(peer, syn.src, o);
+    let t_ack = h.now;
+    let r = h.drain();
+    assert_eq!(r[0].seq, segs[0].seq, "the fast retransmission");
+    // It is lost too, and nothing was sent after it for RACK to find that by. Not the RTO
+    // (300 ms after the first send) but a probe one PTO (2 * SRTT + 2 ms) after it resends it.
+    let (t, probe) = h.next_timeout();
+    assert_eq!(
+        t - t_ack,
+        Duration::from_millis(202),
+        "a probe, not the RTO"
+    );
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].seq, segs[0].seq);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 0);
 }
 
 // === Buffer auto-tuning ==========================================================================

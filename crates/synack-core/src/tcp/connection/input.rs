@@ -639,6 +639,7 @@ impl Connection {
             > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
         let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
         if let Some(seq) = d.lost_retransmission {
+            self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
             // A retransmission was lost: it is no longer in the pipe, and the recovery resends
             // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
             // Once resent, it has a new send time and is not found lost again until data sent
@@ -686,6 +687,7 @@ impl Connection {
         if left >= right || !(left < seg.ack_number || inside_second) {
             return;
         }
+        self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
         if let Some(marker) = self.recovery.undo_marker {
             if right <= una_before && right > marker {
                 let segments = (right - left).div_ceil(self.snd.mss.max(1));
@@ -705,6 +707,7 @@ impl Connection {
         }
         tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
         self.recovery.undo_marker = None;
+        self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_fast_retransmit();
         if self.recovery.recover.is_some() {
             self.recovery.recover = None;
@@ -768,6 +771,7 @@ impl Connection {
         // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
         // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
         self.recovery.recover_fs = self.cc.window();
+        self.counters.recoveries = self.counters.recoveries.saturating_add(1);
         self.recovery.undo_marker = Some(self.snd.una);
         self.recovery.undo_retrans = 0;
         self.recovery.undo_dsacked = 0;
@@ -820,6 +824,7 @@ impl Connection {
         if data.is_empty() {
             self.rcv.ack_now = true;
             self.verdict.out_of_window = true;
+            self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
             return;
         }
         let offset = start - self.rcv.nxt;
@@ -831,6 +836,7 @@ impl Connection {
                     self.notify.readable = true;
                 }
                 if offset > 0 {
+                    self.counters.ooo_received = self.counters.ooo_received.saturating_add(1);
                     // RFC 5681 §4.2: an out-of-order segment draws an immediate duplicate
                     // ACK (with SACK blocks, RFC 2018 §4), one per segment.
                     self.owe_dup_ack();
@@ -858,6 +864,7 @@ impl Connection {
             }
             Err(_) => {
                 // Too many holes: drop the segment; the duplicate ACK tells the sender.
+                self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
                 self.owe_dup_ack();
                 self.verdict.out_of_window = true;
             }

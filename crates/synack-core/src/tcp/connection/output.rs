@@ -145,6 +145,7 @@ impl Connection {
         if self.recovery.tlp_pending {
             self.recovery.tlp_pending = false;
             if let Some(sent) = self.send_probe(now, buf) {
+                self.counters.tlp = self.counters.tlp.saturating_add(1);
                 return Some(sent);
             }
         }
@@ -238,8 +239,14 @@ impl Connection {
     }
 
     /// A tail loss probe (RFC 8985 §7.3): one new segment if the peer's window allows, else
-    /// the last segment sent again.
+    /// the last segment sent again. In recovery or after a timeout (see `arm_tlp`), the
+    /// first un-SACKed segment again: its retransmission is the one whose loss nothing else
+    /// would reveal before the RTO.
     fn send_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        if self.in_loss_recovery() {
+            // SND.UNA is never SACKed: the segment there is the first hole.
+            return self.send_data_at(now, buf, self.snd.una, usize::MAX);
+        }
         let buffered_end = self.snd.data_start() + self.snd.buffer.len();
         let wnd_edge = self.snd.una + self.snd.wnd;
         if self.snd.nxt == self.snd.max && self.snd.max < buffered_end && self.snd.nxt < wnd_edge {
@@ -632,7 +639,7 @@ impl Connection {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            if !retransmit && self.timers.tlp.is_none() {
+            if (!retransmit || self.in_loss_recovery()) && self.timers.tlp.is_none() {
                 self.arm_tlp(now);
             }
         }
@@ -690,7 +697,9 @@ impl Connection {
             self.rcv.delack.on_ack_sent(self.rcv.nxt, owed);
             self.rcv.unacked_segments = 0;
             self.rcv.sack_changed = false;
-            self.rcv.dsack = None;
+            if self.rcv.dsack.take().is_some() && self.sack_ok {
+                self.counters.dsacks_sent = self.counters.dsacks_sent.saturating_add(1);
+            }
             self.timers.delayed_ack = None;
             if !seg.flags.contains(TcpFlags::SYN) {
                 let wnd = (seg.window_len as usize) << self.rcv.wscale;
