@@ -1434,6 +1434,41 @@ fn a_lost_fast_retransmission_is_probed_before_the_rto() {
     assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 0);
 }
 
+#[test]
+fn an_unanswered_probe_is_followed_by_one_more_before_the_rto() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    // A 1 ms round trip: SRTT 1 ms, the RTO at its 200 ms floor.
+    h.advance(Duration::from_millis(1));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .sack_ok()
+        .ts(100, syn.ts.unwrap().tsval);
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    h.ep.send(c, &[7u8; 3 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    let t0 = h.now;
+    // The segments arrive but every ACK is lost: the probe (PTO 2 * 1 + 2 ms) ...
+    let (t1, p1) = h.next_timeout();
+    assert_eq!(t1 - t0, Duration::from_millis(4));
+    assert_eq!(p1.len(), 1);
+    // ... and its ACK too: one more probe after twice the timeout, not the RTO ...
+    let (t2, p2) = h.next_timeout();
+    assert_eq!(t2 - t1, Duration::from_millis(8), "a second probe");
+    assert_eq!(p2.len(), 1);
+    assert_eq!(h.ep.info(h.now, c).unwrap().tlp_count, 2);
+    // ... and then no third: the RTO.
+    let (t3, r) = h.next_timeout();
+    assert!(t3 - t0 >= Duration::from_millis(200), "{:?}", t3 - t0);
+    assert_eq!(r[0].seq, segs[0].seq);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
+}
+
 // === Buffer auto-tuning ==========================================================================
 
 #[test]

@@ -591,6 +591,7 @@ impl Connection {
         self.recovery.dupacks = 0;
         // RFC 8985 §7.4: an ACK of new data ends a probe episode; re-arm for the tail.
         self.recovery.tlp_outstanding = false;
+        self.recovery.tlp_probes = 0;
         self.timers.tlp = None;
         if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
             self.recovery.rto_recover = None;

@@ -48,6 +48,14 @@ pub(crate) const MIN_MSS: usize = 64;
 /// The most immediate duplicate ACKs owed at once: one batch of the runtime's driver.
 pub(crate) const MAX_DUP_ACKS_OWED: u16 = 64;
 
+/// Tail loss probes per episode (see `Recovery::tlp_probes`). RFC 8985 §7 sends one and
+/// leaves the rest to the RTO; but the probe's ACK is as likely to be lost as the ACKs it
+/// stands in for, and then the sender waits for the RTO, 200 ms or more, where the path's
+/// round trip may be a few dozen microseconds. A second probe, after twice the timeout, costs
+/// one segment and recovers from that double loss; the RTO still follows if it too goes
+/// unanswered.
+pub(crate) const MAX_TLP_PROBES: u8 = 2;
+
 /// The MSS assumed when the peer sends none (RFC 9293 §3.7.1: 536 for IPv4, RFC 8200 §5:
 /// 1220 for IPv6).
 pub(crate) fn default_mss(ipv6: bool) -> usize {
@@ -260,6 +268,10 @@ pub(crate) struct Recovery {
     pub tlp_pending: bool,
     /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).
     pub tlp_outstanding: bool,
+    /// Probes sent in this episode (since SND.UNA last advanced or the RTO last fired): a
+    /// probe left unanswered is followed by at most `MAX_TLP_PROBES - 1` more, each after
+    /// twice the previous probe timeout, before the RTO.
+    pub tlp_probes: u8,
     /// Everything un-SACKed below this is lost, whatever IsLost says: set when the ACK of a
     /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
     /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).

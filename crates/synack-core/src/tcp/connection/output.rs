@@ -146,6 +146,10 @@ impl Connection {
             self.recovery.tlp_pending = false;
             if let Some(sent) = self.send_probe(now, buf) {
                 self.counters.tlp = self.counters.tlp.saturating_add(1);
+                // The next probe of the episode, if one is left (`MAX_TLP_PROBES`).
+                if self.timers.tlp.is_none() {
+                    self.arm_tlp(now);
+                }
                 return Some(sent);
             }
         }

@@ -69,13 +69,14 @@ impl Connection {
     /// which holds out-of-order data then, acknowledges it at once (RFC 5681 §4.2), so no
     /// delayed-ACK allowance is added unless nothing is SACKed.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
-        if !self.sack_ok || self.recovery.tlp_outstanding || self.snd.una == self.snd.max {
+        let probes = self.recovery.tlp_probes;
+        if !self.sack_ok || probes >= super::MAX_TLP_PROBES || self.snd.una == self.snd.max {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let mut pto = srtt * 2 + std::time::Duration::from_millis(2);
+        let mut pto = (srtt * 2 + std::time::Duration::from_millis(2)) * (1u32 << probes);
         let holes_known = self.in_loss_recovery() && self.snd.scoreboard.sacked_bytes() > 0;
         if self.snd.max - self.snd.una <= self.snd.mss && !holes_known {
             pto += std::time::Duration::from_millis(200);
@@ -152,6 +153,7 @@ impl Connection {
             if self.snd.una < self.snd.max {
                 self.recovery.tlp_pending = true;
                 self.recovery.tlp_outstanding = true;
+                self.recovery.tlp_probes = self.recovery.tlp_probes.saturating_add(1);
             }
         }
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
@@ -248,6 +250,7 @@ impl Connection {
                 // The timeout ends the probe episode: the retransmission it sends may be
                 // probed again (`arm_tlp`).
                 self.recovery.tlp_outstanding = false;
+                self.recovery.tlp_probes = 0;
                 self.recovery.lost_below = None;
                 self.timers.tlp = None;
                 self.ts.min_echo = Some(self.ts_now(now));
