@@ -830,6 +830,11 @@ impl Connection {
         }
         let offset = start - self.rcv.nxt;
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
+        if offset == 0 && !had_ooo && self.rcv.ack_now && self.rcv.unacked_segments > 0 {
+            // The data before this segment already earned an immediate ACK that has not
+            // left yet: it gets its own (`MAX_ACK_POINTS`).
+            self.owe_ack_point();
+        }
         match self.rcv.buffer.write(offset, data) {
             Ok(advanced) => {
                 self.rcv.nxt += advanced;
@@ -877,6 +882,17 @@ impl Connection {
     fn report_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
         if self.sack_ok && start < self.rcv.nxt {
             self.rcv.dsack = Some((start, end.min(self.rcv.nxt)));
+        }
+    }
+
+    /// An ACK for RCV.NXT as it is now is due, before the one for the data that follows in
+    /// the same batch (`MAX_ACK_POINTS`); the every-second-segment count starts again here.
+    fn owe_ack_point(&mut self) {
+        let n = usize::from(self.rcv.ack_points_len);
+        if n < super::MAX_ACK_POINTS && self.rcv.buffer.ooo_ranges() == 0 {
+            self.rcv.ack_points[n] = self.rcv.nxt;
+            self.rcv.ack_points_len += 1;
+            self.rcv.delack.acked = self.rcv.nxt;
         }
     }
 

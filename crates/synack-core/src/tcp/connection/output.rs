@@ -131,6 +131,9 @@ impl Connection {
             _ => {}
         }
 
+        if let Some(sent) = self.send_ack_point(now, buf) {
+            return Some(sent);
+        }
         if self.recovery.retransmit_head {
             self.recovery.retransmit_head = false;
             if let Some(sent) = self.send_data_at(now, buf, self.snd.una, usize::MAX) {
@@ -309,6 +312,32 @@ impl Connection {
         }
         let wnd = self.advertisable_window();
         seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+    }
+
+    /// The oldest in-order ACK owed below RCV.NXT (`MAX_ACK_POINTS`), as a pure ACK that
+    /// acknowledges up to its point and offers the same right window edge as an ACK of
+    /// RCV.NXT would. The last point, RCV.NXT itself, is left to the ACK that does the
+    /// bookkeeping (`after_send`).
+    fn send_ack_point(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        while self.rcv.ack_points_len > 0 {
+            let point = self.rcv.ack_points[0];
+            self.rcv.ack_points.copy_within(1.., 0);
+            self.rcv.ack_points_len -= 1;
+            if point >= self.rcv.nxt || !self.rcv.ack_now {
+                continue;
+            }
+            let mut seg = self.ack_repr(now, self.snd.max);
+            seg.ack_number = point;
+            let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
+            seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+            let partial = self.cfg.tx_checksum_offload;
+            let (src, dst) = (self.local.ip(), self.remote.ip());
+            let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
+            let mut sent = Sent::single(len, false, false);
+            sent.checksum_partial = partial;
+            return Some(sent);
+        }
+        None
     }
 
     /// A pure ACK with the given sequence number.
@@ -700,6 +729,7 @@ impl Connection {
             let owed = self.rcv.unacked_segments > 0;
             self.rcv.delack.on_ack_sent(self.rcv.nxt, owed);
             self.rcv.unacked_segments = 0;
+            self.rcv.ack_points_len = 0;
             self.rcv.sack_changed = false;
             if self.rcv.dsack.take().is_some() && self.sack_ok {
                 self.counters.dsacks_sent = self.counters.dsacks_sent.saturating_add(1);
