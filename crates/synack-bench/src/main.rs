@@ -83,7 +83,8 @@ const USAGE: &str =
                  sides on stderr (synack's TcpInfo, the kernel's nstat); never writes
   --repeat N     run each loss row N times (the median is shown)
   --loss-rate N  only N % loss (default: 1 and 5)
-  --kernel-cc NAME  the kernel's congestion control in the namespaces (default: the machine's)";
+  --kernel-cc NAME  the kernel's congestion control in the namespaces (default: the machine's;
+                 NAME must be in net.ipv4.tcp_allowed_congestion_control); never writes";
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
