@@ -579,6 +579,43 @@ fn out_of_order_data_is_acked_at_once_with_sack() {
     assert!(data[1000..].iter().all(|&b| b == 2));
 }
 
+/// RFC 5681 §4.2's ACK for every second full-sized segment holds inside a batch of input
+/// too (`MAX_ACK_POINTS`): the first pair gets its own ACK before the batch's, so that the
+/// sender does not hear of its whole flight only at once, or not at all if that ACK is lost.
+#[test]
+fn a_batch_of_in_order_segments_acknowledges_its_first_pair_on_its_own() {
+    let mut k = Conn::open(config(), true, true);
+    let mut next = k.peer_nxt;
+    let mut tsval = 300;
+    // Past quick-ACK mode: 40 segments one at a time, each drained (ACKed per pair).
+    for _ in 0..40 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(next)
+            .ackn(k.our_nxt)
+            .ts(tsval, 0)
+            .data(&[3u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+        let _ = k.h.drain();
+        next += 1000;
+        tsval += 1;
+    }
+    let _ = k.read_all();
+    // Then five in one batch: one ACK after the first two, one for all five.
+    let start = next;
+    for _ in 0..5 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(next)
+            .ackn(k.our_nxt)
+            .ts(tsval, 0)
+            .data(&[4u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+        next += 1000;
+        tsval += 1;
+    }
+    let acks: Vec<SeqNumber> = k.h.drain().iter().map(|a| a.ack).collect();
+    assert_eq!(acks, vec![start + 2000, start + 5000]);
+}
+
 /// RFC 5681 §4.2: "an immediate duplicate ACK when an out-of-order segment arrives", one per
 /// segment, even when several arrive before the endpoint is next polled (the runtime hands
 /// it packets in batches): a sender that loses one of them still learns of the hole.
