@@ -35,7 +35,14 @@ pub struct Settings {
     /// When a transfer under loss gives up.
     pub loss_timeout: Duration,
     /// The loss rates, in percent.
-    pub loss_rates: [u32; 2],
+    pub loss_rates: Vec<u32>,
+    /// Repetitions of each loss measurement (the median is reported).
+    pub loss_reps: usize,
+    /// `--loss-only`: only the loss rows, synack and kernel.
+    pub loss_only: bool,
+    /// `--kernel-cc NAME`: the kernel's congestion control in every namespace (else the
+    /// machine's default).
+    pub kernel_cc: Option<String>,
     /// How long each wrk run of the HTTP rows lasts.
     pub http_time: Duration,
     /// Repetitions of each HTTP row (the median is reported).
@@ -62,7 +69,10 @@ impl Settings {
             pingpong_time: Duration::from_secs(2),
             loss_bytes: 16 << 20,
             loss_timeout: Duration::from_secs(15),
-            loss_rates: [1, 5],
+            loss_rates: vec![1, 5],
+            loss_reps: 1,
+            loss_only: false,
+            kernel_cc: None,
             http_time: Duration::from_secs(3),
             http_reps: 3,
             plain_bulk_only: false,
@@ -83,7 +93,10 @@ impl Settings {
             pingpong_time: Duration::from_millis(200),
             loss_bytes: 128 << 10,
             loss_timeout: Duration::from_secs(5),
-            loss_rates: [1, 5],
+            loss_rates: vec![1, 5],
+            loss_reps: 1,
+            loss_only: false,
+            kernel_cc: None,
             http_time: Duration::from_secs(1),
             http_reps: 1,
             plain_bulk_only: false,
@@ -120,7 +133,11 @@ impl Settings {
         if self.plain_bulk_only {
             return 2 * 2 * self.reps;
         }
-        4 * 2 * self.reps + 2 * (2 + 4)
+        let loss = 2 * 2 * self.loss_rates.len() * self.loss_reps;
+        if self.loss_only {
+            return loss;
+        }
+        4 * 2 * self.reps + 2 * 2 + loss
     }
 }
 
@@ -146,7 +163,7 @@ pub fn rows(s: &Settings) -> Vec<Row> {
         Row::new("handshakes (kernel clients → listener)", "conn/s"),
         Row::new("1-byte ping-pong, one connection", "round trips/s"),
     ];
-    for rate in s.loss_rates {
+    for &rate in &s.loss_rates {
         rows.push(Row::new(
             format!(
                 "{} MiB stack → kernel, {rate} % loss",
@@ -254,6 +271,10 @@ pub async fn run(s: &Settings, rows: &mut [Row], http_rows: &mut [HttpRow]) -> i
         step: 0,
         total: s.steps(),
     };
+    if s.loss_only {
+        synack_loss_phase(s, rows, &mut p).await?;
+        return kernel_loss_phase(s, rows, &mut p).await;
+    }
     synack_phase(s, rows, &mut p).await?;
     if s.plain_bulk_only {
         return smoltcp_phase(s, rows, &mut p).await;
@@ -340,18 +361,72 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     p.report("handshakes kernel → synack", &r, Unit::PerSec);
     rows[HANDSHAKES].synack = cell(&[r], Unit::PerSec, None);
 
-    for (i, rate) in s.loss_rates.into_iter().enumerate() {
-        net::set_loss(&ns, &tun_config.name, rate)?;
+    synack_loss(s, rows, p, &ns, &tun_config.name, &stack, target).await?;
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// The loss rows of synack on the plain TUN in `ns` (whose kernel-side server is up),
+/// each `s.loss_reps` times, with the recovery counters of both sides after each run.
+async fn synack_loss(
+    s: &Settings,
+    rows: &mut [Row],
+    p: &mut Progress,
+    ns: &NetNs,
+    iface: &str,
+    stack: &synack_tokio::Stack,
+    target: SocketAddr,
+) -> io::Result<()> {
+    net::set_kernel_cc(ns, s.kernel_cc.as_deref())?;
+    for (i, &rate) in s.loss_rates.iter().enumerate() {
+        net::set_loss(ns, iface, rate)?;
         for (j, op) in [Op::Upload, Op::Download].into_iter().enumerate() {
-            let r = synack_side::client(&stack, target, s.lossy(op), s.loss_timeout).await;
-            p.report(
-                &format!("{rate} % loss, synack {}", op.name()),
-                &r,
-                Unit::Mbits,
-            );
-            rows[LOSS + 2 * i + j].synack = cell(&[r], Unit::Mbits, Some(s.loss_bytes));
+            let mut results = Vec::new();
+            for rep in 1..=s.loss_reps {
+                let before = net::nstat(ns);
+                let stats = stack.stats();
+                let (r, info) =
+                    synack_side::client_info(stack, target, s.lossy(op), s.loss_timeout).await;
+                p.report(
+                    &format!("{rate} % loss, synack {} #{rep}", op.name()),
+                    &r,
+                    Unit::Mbits,
+                );
+                let after = stack.stats();
+                eprintln!(
+                    "    synack: segs_in={} segs_out={} {}",
+                    after.segments_in - stats.segments_in,
+                    after.segments_out - stats.segments_out,
+                    info.map(|i| synack_side::loss_counters(&i))
+                        .unwrap_or_default()
+                );
+                eprintln!("    kernel: {}", net::nstat_delta(&before, &net::nstat(ns)));
+                results.push(r);
+            }
+            rows[LOSS + 2 * i + j].synack = cell(&results, Unit::Mbits, Some(s.loss_bytes));
         }
     }
+    net::set_loss(ns, iface, 0)
+}
+
+/// `--loss-only`: synack on a plain TUN, only the loss rows.
+async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let ns = net::namespace()?;
+    let tun_config = TunConfig {
+        name: "sbtun0".into(),
+        ..TunConfig::default()
+    };
+    let (stack, _) = synack_side::stack_on(
+        &ns,
+        &tun_config,
+        synack_side::Tun::Plain,
+        &[IpAddr::V4(TUN_STACK)],
+    )?;
+    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+    synack_loss(s, rows, p, &ns, &tun_config.name, &stack, target).await?;
     drop(server);
     drop(stack);
     drop(ns);
@@ -505,25 +580,64 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     p.report("handshakes kernel → kernel", &r, Unit::PerSec);
     rows[HANDSHAKES].kernel = cell(&[r], Unit::PerSec, None);
 
+    kernel_loss(s, rows, p, &veth, target).await?;
+    drop(closer);
+    drop(server);
+    drop(veth);
+    Ok(())
+}
+
+/// The loss rows of the kernel over the veth pair, each `s.loss_reps` times, with both
+/// namespaces' recovery counters after each run (the client's in `a`, the server's in `b`).
+async fn kernel_loss(
+    s: &Settings,
+    rows: &mut [Row],
+    p: &mut Progress,
+    veth: &net::Veth,
+    target: SocketAddr,
+) -> io::Result<()> {
+    net::set_kernel_cc(&veth.a, s.kernel_cc.as_deref())?;
+    net::set_kernel_cc(&veth.b, s.kernel_cc.as_deref())?;
     // Both directions are dropped on the server side's interface; the client side sends
     // single segments too (see `set_loss`).
     net::ip(
         veth.a.name(),
         &["link", "set", "dev", net::VETH_A_IF, "gso_max_segs", "1"],
     )?;
-    for (i, rate) in s.loss_rates.into_iter().enumerate() {
+    for (i, &rate) in s.loss_rates.iter().enumerate() {
         net::set_loss(&veth.b, net::VETH_B_IF, rate)?;
         for (j, op) in [Op::Upload, Op::Download].into_iter().enumerate() {
-            let r = kernel_client(&veth.a, target, s.lossy(op), s.loss_timeout).await;
-            p.report(
-                &format!("{rate} % loss, kernel {}", op.name()),
-                &r,
-                Unit::Mbits,
-            );
-            rows[LOSS + 2 * i + j].kernel = cell(&[r], Unit::Mbits, Some(s.loss_bytes));
+            let mut results = Vec::new();
+            for rep in 1..=s.loss_reps {
+                let (a0, b0) = (net::nstat(&veth.a), net::nstat(&veth.b));
+                let r = kernel_client(&veth.a, target, s.lossy(op), s.loss_timeout).await;
+                p.report(
+                    &format!("{rate} % loss, kernel {} #{rep}", op.name()),
+                    &r,
+                    Unit::Mbits,
+                );
+                eprintln!(
+                    "    client: {}",
+                    net::nstat_delta(&a0, &net::nstat(&veth.a))
+                );
+                eprintln!(
+                    "    server: {}",
+                    net::nstat_delta(&b0, &net::nstat(&veth.b))
+                );
+                results.push(r);
+            }
+            rows[LOSS + 2 * i + j].kernel = cell(&results, Unit::Mbits, Some(s.loss_bytes));
         }
     }
-    drop(closer);
+    Ok(())
+}
+
+/// `--loss-only`: the kernel on both ends of a veth pair, only the loss rows.
+async fn kernel_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let veth = net::Veth::new()?;
+    let server = Helper::server(&veth.b, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let target = SocketAddr::new(VETH_B.into(), PORT_SERVE);
+    kernel_loss(s, rows, p, &veth, target).await?;
     drop(server);
     drop(veth);
     Ok(())

@@ -6,7 +6,9 @@
 //! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md),
 //!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
 //!          --relay (only the transparent relay's rows; never writes),
-//!          --multi-thread (synack on tokio's default multi-thread runtime)
+//!          --multi-thread (synack on tokio's default multi-thread runtime),
+//!          --loss-only [--repeat N] [--loss-rate N] [--kernel-cc NAME] (only the loss rows,
+//!          with both sides' recovery counters per run on stderr; never writes)
 //! ```
 //!
 //! It needs root (network namespaces, TUN devices, nft). It makes its own namespaces and
@@ -63,6 +65,14 @@ struct Options {
     multi_thread: bool,
     /// Only the relay rows.
     relay_only: bool,
+    /// Only the loss rows, synack and kernel, with recovery counters per run.
+    loss_only: bool,
+    /// Repetitions of each loss row.
+    repeat: Option<usize>,
+    /// Only this loss rate (percent).
+    loss_rate: Option<u32>,
+    /// The kernel's congestion control in the namespaces (else the machine's default).
+    kernel_cc: Option<String>,
     output: Option<PathBuf>,
     /// The arguments as given, for the "exact command" line.
     given: Vec<String>,
@@ -70,12 +80,19 @@ struct Options {
 
 const USAGE: &str =
     "usage: synack-bench [--quick] [--plain-bulk | --relay] [--multi-thread] [--no-write | --output FILE]
+                    [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
   --relay        only the transparent relay's rows (throughput, memory); never writes
   --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
   --no-write     print the table only; do not touch BENCHMARKS.md
-  --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md";
+  --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md
+  --loss-only    only the loss rows (synack and kernel), each run's recovery counters of both
+                 sides on stderr (synack's TcpInfo, the kernel's nstat); never writes
+  --repeat N     run each loss row N times (the median is shown)
+  --loss-rate N  only N % loss (default: 1 and 5)
+  --kernel-cc NAME  the kernel's congestion control in the namespaces (default: the machine's;
+                 NAME must be in net.ipv4.tcp_allowed_congestion_control); never writes";
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
@@ -83,6 +100,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         plain_bulk: false,
         multi_thread: false,
         relay_only: false,
+        loss_only: false,
+        repeat: None,
+        loss_rate: None,
+        kernel_cc: None,
         output: Some(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
@@ -99,6 +120,23 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--multi-thread" => o.multi_thread = true,
             "--relay" => o.relay_only = true,
             "--no-write" => o.output = None,
+            "--loss-only" => o.loss_only = true,
+            "--repeat" => {
+                let n = it.next().ok_or("--repeat needs N")?;
+                o.repeat = Some(n.parse().ok().filter(|&n| n > 0).ok_or("bad --repeat")?);
+            }
+            "--loss-rate" => {
+                let n = it.next().ok_or("--loss-rate needs N")?;
+                o.loss_rate = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|&n| n <= 100)
+                        .ok_or("bad --loss-rate")?,
+                );
+            }
+            "--kernel-cc" => {
+                o.kernel_cc = Some(it.next().ok_or("--kernel-cc needs NAME")?.clone());
+            }
             "--output" => {
                 o.output = Some(PathBuf::from(it.next().ok_or("--output needs a FILE")?));
             }
@@ -142,6 +180,14 @@ fn harness(options: &Options) -> io::Result<bool> {
         bench::Settings::full()
     };
     settings.plain_bulk_only = options.plain_bulk;
+    settings.loss_only = options.loss_only;
+    if let Some(n) = options.repeat {
+        settings.loss_reps = n;
+    }
+    if let Some(rate) = options.loss_rate {
+        settings.loss_rates = vec![rate];
+    }
+    settings.kernel_cc.clone_from(&options.kernel_cc);
     if cfg!(debug_assertions) && !options.quick {
         eprintln!("warning: a debug build; numbers are only meaningful with --release");
     }
@@ -162,7 +208,11 @@ fn harness(options: &Options) -> io::Result<bool> {
     let load_before = loadavg();
     let started = Instant::now();
     let mut rows = bench::rows(&settings);
-    let mut http_rows = http::rows();
+    let mut http_rows = if options.loss_only {
+        Vec::new()
+    } else {
+        http::rows()
+    };
     let mut relay_results = relay::Results::new();
     let outcome = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -172,7 +222,7 @@ fn harness(options: &Options) -> io::Result<bool> {
             if !options.relay_only {
                 bench::run(&settings, &mut rows, &mut http_rows).await?;
             }
-            if !settings.plain_bulk_only {
+            if !settings.plain_bulk_only && !settings.loss_only {
                 let (flows, bytes, timeout) = (
                     settings.relay_flows,
                     settings.relay_bytes,
@@ -223,11 +273,11 @@ fn harness(options: &Options) -> io::Result<bool> {
             left.join(", ")
         )));
     }
-    if let Some(path) = options
-        .output
-        .as_ref()
-        .filter(|_| !options.plain_bulk && !options.relay_only)
-    {
+    let partial = options.plain_bulk
+        || options.relay_only
+        || options.loss_only
+        || options.kernel_cc.is_some();
+    if let Some(path) = options.output.as_ref().filter(|_| !partial) {
         let section = section(options, &settings, &table, &load_before, elapsed);
         report::write_section(path, &section)?;
         eprintln!("wrote the harness section of {}", path.display());

@@ -178,6 +178,84 @@ pub fn set_loss(ns: &NetNs, iface: &str, percent: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the kernel's congestion control in `ns` (`None`: leave the machine's default).
+pub fn set_kernel_cc(ns: &NetNs, cc: Option<&str>) -> io::Result<()> {
+    match cc {
+        Some(cc) => run(ns
+            .command("sysctl")
+            .args(["-qw", &format!("net.ipv4.tcp_congestion_control={cc}")])),
+        None => Ok(()),
+    }
+}
+
+/// The kernel's SNMP and TcpExt counters in `ns` (`nstat -saz`: absolute values, no history
+/// file touched); empty if nstat fails.
+pub fn nstat(ns: &NetNs) -> std::collections::BTreeMap<String, u64> {
+    let Ok(out) = ns.command("nstat").args(["-saz"]).output() else {
+        return Default::default();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let name = it.next()?;
+            let value = it.next()?.parse().ok()?;
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// The loss-recovery counters that moved between two [`nstat`] snapshots, `Name=delta`.
+pub fn nstat_delta(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> String {
+    const KEYS: &[&str] = &[
+        "TcpOutSegs",
+        "TcpRetransSegs",
+        "TcpExtTCPTimeouts",
+        "TcpExtTCPLossProbes",
+        "TcpExtTCPLossProbeRecovery",
+        "TcpExtTCPSackRecovery",
+        "TcpExtTCPLostRetransmit",
+        "TcpExtTCPSpuriousRTOs",
+        "TcpExtTCPSpuriousRtxHostQueues",
+        "TcpExtTCPDSACKUndo",
+        "TcpExtTCPLossUndo",
+        "TcpExtTCPFullUndo",
+        "TcpExtTCPPartialUndo",
+        "TcpExtTCPDSACKRecv",
+        "TcpExtTCPDSACKOldSent",
+        "TcpExtTCPDSACKOfoSent",
+        "TcpExtTCPOFOQueue",
+        "TcpExtTCPOFODrop",
+        "TcpExtTCPRcvQDrop",
+        "TcpExtTCPZeroWindowDrop",
+        "TcpExtTCPToZeroWindowAdv",
+        "TcpExtTCPFromZeroWindowAdv",
+        "TcpExtTCPSACKReneging",
+        "TcpExtTCPFastRetrans",
+        "TcpExtTCPSlowStartRetrans",
+        "TcpExtTCPLossFailures",
+        "TcpExtTCPSackFailures",
+        "TcpExtTCPRenoRecovery",
+        "TcpExtPruneCalled",
+        "TcpExtTCPOFOMerge",
+    ];
+    let mut s = String::new();
+    for k in KEYS {
+        let d = after
+            .get(*k)
+            .unwrap_or(&0)
+            .saturating_sub(*before.get(*k).unwrap_or(&0));
+        if d > 0 {
+            s.push_str(&format!("{}={d} ", k.trim_start_matches("TcpExt")));
+        }
+    }
+    s
+}
+
 /// A kernel-side helper: this binary re-executed as `__peer ...` inside a namespace. Its
 /// stdout lines arrive on a channel, so that waits on it are bounded. Killed on drop.
 pub struct Helper {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use synack_core::tcp::info::TcpInfo;
 use synack_tokio::device::{OffloadCounters, OffloadTun, PlainTun, TunConfig};
 use synack_tokio::netns::NetNs;
 use synack_tokio::{Stack, TcpListener, TcpStream};
@@ -54,6 +55,16 @@ pub async fn client(
     header: Header,
     timeout: Duration,
 ) -> io::Result<Outcome> {
+    client_info(stack, addr, header, timeout).await.0
+}
+
+/// [`client`], with the connection's `TcpInfo` when the run ends (finished or timed out).
+pub async fn client_info(
+    stack: &Stack,
+    addr: SocketAddr,
+    header: Header,
+    timeout: Duration,
+) -> (io::Result<Outcome>, Option<TcpInfo>) {
     let start = Instant::now();
     let mut out = Outcome {
         count: 0,
@@ -61,15 +72,56 @@ pub async fn client(
         intact: false,
         timed_out: false,
     };
+    let mut info = None;
     let run = async {
-        let stream = TcpStream::connect(stack, addr).await?;
+        let mut stream = TcpStream::connect(stack, addr).await?;
         if header.op == Op::PingPong {
             stream.set_nodelay(true)?;
         }
-        speak(stream, header, start, &mut out).await
+        let deadline = tokio::time::Instant::from_std(start + timeout);
+        let r = tokio::select! {
+            r = speak(&mut stream, header, start, &mut out) => Some(r),
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        info = stream.info().ok();
+        r.ok_or(())
+            .map_err(|()| io::Error::from(io::ErrorKind::TimedOut))
+            .and_then(|r| r)
     };
-    let result = tokio::time::timeout(timeout, run).await;
+    let result = match tokio::time::timeout(timeout + Duration::from_secs(1), run).await {
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => Err(()),
+        Ok(r) => Ok(r),
+        Err(_) => Err(()),
+    };
     out.secs = start.elapsed().as_secs_f64();
+    (finish(result, out), info)
+}
+
+/// The connection's loss-recovery counters, one line.
+pub fn loss_counters(i: &TcpInfo) -> String {
+    format!(
+        "retrans={} rto={} tlp={} recoveries={} lost_retrans={} undos={} dsack_recv={} \
+         ooo_recv={} ooo_drop={} dsack_sent={} rtt={:?} min_rtt={:?} rto_now={:?} cwnd={} ssthresh={} reordering={}",
+        i.total_retrans,
+        i.rto_count,
+        i.tlp_count,
+        i.recoveries,
+        i.lost_retransmits,
+        i.undos,
+        i.dsacks_received,
+        i.ooo_received,
+        i.ooo_dropped,
+        i.dsacks_sent,
+        i.rtt,
+        i.min_rtt,
+        i.rto,
+        i.snd_cwnd,
+        i.snd_ssthresh,
+        i.reordering,
+    )
+}
+
+fn finish(result: Result<io::Result<()>, ()>, mut out: Outcome) -> io::Result<Outcome> {
     match result {
         Ok(Ok(())) => Ok(out),
         Ok(Err(e)) => Err(e),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{Bytes, Config, ConnectionHandle, Error, Event, SendFlags, SeqNumber, State};
+use synack_core::{
+    Bytes, Config, ConnectionHandle, Error, Event, Instant, SendFlags, SeqNumber, State,
+};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -693,6 +695,43 @@ fn out_of_order_data_is_acked_at_once_with_sack() {
     assert!(data[1000..].iter().all(|&b| b == 2));
 }
 
+/// RFC 5681 §4.2's ACK for every second full-sized segment holds inside a batch of input
+/// too (`MAX_ACK_POINTS`): the first pair gets its own ACK before the batch's, so that the
+/// sender does not hear of its whole flight only at once, or not at all if that ACK is lost.
+#[test]
+fn a_batch_of_in_order_segments_acknowledges_its_first_pair_on_its_own() {
+    let mut k = Conn::open(config(), true, true);
+    let mut next = k.peer_nxt;
+    let mut tsval = 300;
+    // Past quick-ACK mode: 40 segments one at a time, each drained (ACKed per pair).
+    for _ in 0..40 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(next)
+            .ackn(k.our_nxt)
+            .ts(tsval, 0)
+            .data(&[3u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+        let _ = k.h.drain();
+        next += 1000;
+        tsval += 1;
+    }
+    let _ = k.read_all();
+    // Then five in one batch: one ACK after the first two, one for all five.
+    let start = next;
+    for _ in 0..5 {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(next)
+            .ackn(k.our_nxt)
+            .ts(tsval, 0)
+            .data(&[4u8; 1000]);
+        k.h.inject(k.peer, k.us, o);
+        next += 1000;
+        tsval += 1;
+    }
+    let acks: Vec<SeqNumber> = k.h.drain().iter().map(|a| a.ack).collect();
+    assert_eq!(acks, vec![start + 2000, start + 5000]);
+}
+
 /// RFC 5681 §4.2: "an immediate duplicate ACK when an out-of-order segment arrives", one per
 /// segment, even when several arrive before the endpoint is next polled (the runtime hands
 /// it packets in batches): a sender that loses one of them still learns of the hole.
@@ -725,8 +764,9 @@ fn each_out_of_order_segment_draws_its_own_duplicate_ack() {
     let filled = k.h.drain();
     assert_eq!(filled.len(), 1);
     assert_eq!(filled[0].ack, base + 5000);
-    // A batch of in-order data still draws one ACK: the every-second-segment rule holds
-    // between polls, as it holds per GRO aggregate in Linux.
+    // A batch of in-order data draws an ACK for its first pair (here its first segment, the
+    // connection's first data being acknowledged in quick-ACK mode) before the batch's own
+    // (`MAX_ACK_POINTS`).
     for i in 0..4usize {
         let o = Out::new(ACK, 0, 0)
             .seqn(base + 5000 + 1000 * i)
@@ -735,10 +775,11 @@ fn each_out_of_order_segment_draws_its_own_duplicate_ack() {
             .data(&[9u8; 1000]);
         k.h.inject(k.peer, k.us, o);
     }
+    let acks: Vec<SeqNumber> = k.h.drain().iter().map(|a| a.ack).collect();
     assert_eq!(
-        k.h.drain().len(),
-        1,
-        "a batch of in-order data draws one ACK"
+        acks,
+        vec![base + 6000, base + 9000],
+        "an ACK for the batch's first segment, then for the batch"
     );
 }
 
@@ -1505,7 +1546,8 @@ fn tail_loss_probe_resends_the_last_segment_before_the_rto() {
     let t0 = h.now;
     let (t, probe) = h.next_timeout();
     assert_eq!(probe.len(), 1);
-    assert_eq!(t - t0, Duration::from_millis(200), "PTO = 2 * SRTT");
+    // Linux's tcp_schedule_loss_probe: 2 * SRTT + TCP_TIMEOUT_MIN (2 ms).
+    assert_eq!(t - t0, Duration::from_millis(202), "PTO = 2 * SRTT + 2 ms");
     assert_eq!(probe[0].seq, segs[2].seq, "the last segment again");
     assert_eq!(probe[0].payload, segs[2].payload);
     // Its ACK SACKs the probe: the first two are lost, and recovery resends them at once.
@@ -1536,6 +1578,102 @@ fn the_rto_restarts_after_a_tail_loss_probe() {
         rto >= Duration::from_millis(300),
         "the RTO ran from the probe: {rto:?}"
     );
+}
+
+/// `open_with_rtt`, with a SYN-ACK that takes `rtt`.
+fn open_with_rtt_of(cfg: Config, rtt: Duration) -> (Harness, ConnectionHandle, SocketAddr, Seg) {
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(rtt);
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .sack_ok()
+        .ts(100, syn.ts.unwrap().tsval);
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    (h, c, peer, syn)
+}
+
+/// Five segments; the first is lost, the other four arrive and are SACKed `rtt` / 2 later;
+/// the fast retransmission goes out. Returns the harness, the connection, the first
+/// segment's sequence number and when the ACK came.
+fn fast_retransmission_lost(rtt: Duration) -> (Harness, ConnectionHandle, SeqNumber, Instant) {
+    let (mut h, c, peer, syn) = open_with_rtt_of(config(), rtt);
+    h.ep.send(c, &[7u8; 5 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 5);
+    h.advance(rtt / 2);
+    let o = Out::new(ACK, 10_001, 0)
+        .ackn(segs[0].seq)
+        .sack(&[(segs[1].seq.0, (segs[4].seq + 988).0)])
+        .ts(200, segs[4].ts.unwrap().tsval);
+    h.inject(peer, syn.src, o);
+    let t_ack = h.now;
+    let r = h.drain();
+    assert_eq!(r[0].seq, segs[0].seq, "the fast retransmission");
+    (h, c, segs[0].seq, t_ack)
+}
+
+#[test]
+fn a_lost_fast_retransmission_is_probed_before_the_rto() {
+    // A 1 ms path, whose RTO (SRTT + 200 ms) dwarfs its probe timeout: the fast
+    // retransmission is lost too, and nothing was sent after it for RACK to find that by.
+    // Not the RTO but a probe one PTO (2 * SRTT + 2 ms) after it resends it.
+    let (mut h, c, first, t_ack) = fast_retransmission_lost(Duration::from_millis(1));
+    let (t, probe) = h.next_timeout();
+    assert_eq!(t - t_ack, Duration::from_millis(4), "a probe, not the RTO");
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].seq, first);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 0);
+}
+
+#[test]
+fn on_a_long_path_recovery_waits_for_the_rto_as_linux() {
+    // SRTT 100 ms, RTO 300 ms: within four probe timeouts of the RTO, no probe in recovery
+    // (RFC 8985 §7.2, Linux's tcp_schedule_loss_probe), as fr-4pkt-fack-last-byte.pkt wants.
+    let (mut h, c, first, t_ack) = fast_retransmission_lost(Duration::from_millis(100));
+    let (t, again) = h.next_timeout();
+    assert_eq!(t - t_ack, Duration::from_millis(250), "the RTO");
+    assert_eq!(again[0].seq, first);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
+}
+
+#[test]
+fn an_unanswered_probe_is_followed_by_one_more_before_the_rto() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    // A 1 ms round trip: SRTT 1 ms, the RTO at its 200 ms floor.
+    h.advance(Duration::from_millis(1));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .sack_ok()
+        .ts(100, syn.ts.unwrap().tsval);
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    h.ep.send(c, &[7u8; 3 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    let t0 = h.now;
+    // The segments arrive but every ACK is lost: the probe (PTO 2 * 1 + 2 ms) ...
+    let (t1, p1) = h.next_timeout();
+    assert_eq!(t1 - t0, Duration::from_millis(4));
+    assert_eq!(p1.len(), 1);
+    // ... and its ACK too: one more probe after twice the timeout, not the RTO ...
+    let (t2, p2) = h.next_timeout();
+    assert_eq!(t2 - t1, Duration::from_millis(8), "a second probe");
+    assert_eq!(p2.len(), 1);
+    assert_eq!(h.ep.info(h.now, c).unwrap().tlp_count, 2);
+    // ... and then no third: the RTO.
+    let (t3, r) = h.next_timeout();
+    assert!(t3 - t0 >= Duration::from_millis(200), "{:?}", t3 - t0);
+    assert_eq!(r[0].seq, segs[0].seq);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
 }
 
 // === Buffer auto-tuning ==========================================================================

@@ -76,6 +76,40 @@ pub struct TcpInfo {
     pub bytes_acked: u64,
     /// Data bytes received in order (RFC 4898 tcpEStatsAppHCThruOctetsReceived).
     pub bytes_received: u64,
+    /// Retransmission timeouts of data (Linux TcpExtTCPTimeouts, per connection).
+    pub rto_count: u32,
+    /// Tail loss probes sent (Linux TCPLossProbes).
+    pub tlp_count: u32,
+    /// Fast recoveries entered (Linux TCPSackRecovery / TCPRenoRecovery).
+    pub recoveries: u32,
+    /// Retransmissions found lost themselves, by RACK (Linux TCPLostRetransmit).
+    pub lost_retransmits: u32,
+    /// Reductions undone as spurious, by D-SACK or F-RTO (Linux TCPDSACKUndo, TCPSpuriousRTOs).
+    pub undos: u32,
+    /// D-SACK blocks received (Linux TCPDSACKRecv).
+    pub dsacks_received: u32,
+    /// Segments received out of order and held (Linux TCPOFOQueue).
+    pub ooo_received: u32,
+    /// Segments dropped for want of room: too many out-of-order ranges or past the window
+    /// (Linux TCPOFODrop, TCPRcvQDrop).
+    pub ooo_dropped: u32,
+    /// D-SACK blocks sent (Linux TCPDSACKOldSent).
+    pub dsacks_sent: u32,
+}
+
+/// What a connection counts of its loss recovery, for [`TcpInfo`] (Linux keeps these
+/// machine-wide in `nstat`; here they are per connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LossCounters {
+    pub rto: u32,
+    pub tlp: u32,
+    pub recoveries: u32,
+    pub lost_retransmits: u32,
+    pub undos: u32,
+    pub dsacks_received: u32,
+    pub ooo_received: u32,
+    pub ooo_dropped: u32,
+    pub dsacks_sent: u32,
 }
 
 impl Connection {
@@ -168,6 +202,15 @@ impl Connection {
             send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
             bytes_acked,
             bytes_received,
+            rto_count: self.counters.rto,
+            tlp_count: self.counters.tlp,
+            recoveries: self.counters.recoveries,
+            lost_retransmits: self.counters.lost_retransmits,
+            undos: self.counters.undos,
+            dsacks_received: self.counters.dsacks_received,
+            ooo_received: self.counters.ooo_received,
+            ooo_dropped: self.counters.ooo_dropped,
+            dsacks_sent: self.counters.dsacks_sent,
         }
     }
 

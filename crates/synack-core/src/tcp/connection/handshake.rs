@@ -130,6 +130,8 @@ impl Connection {
                 ack_now: false,
                 dup_acks_owed: 0,
                 sack_changed: false,
+                ack_points: [SeqNumber(0); super::MAX_ACK_POINTS],
+                ack_points_len: 0,
                 dsack: None,
             },
             ts: Timestamps {
@@ -166,6 +168,7 @@ impl Connection {
             },
             last_invalid_ack: None,
             retransmits: 0,
+            counters: Default::default(),
             retransmitting_since: None,
             last_recv: now,
             keepalive_probes: 0,

@@ -629,6 +629,7 @@ impl Connection {
         self.recovery.dupacks = 0;
         // RFC 8985 §7.4: an ACK of new data ends a probe episode; re-arm for the tail.
         self.recovery.tlp_outstanding = false;
+        self.recovery.tlp_probes = 0;
         self.timers.tlp = None;
         if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
             self.recovery.rto_recover = None;
@@ -677,6 +678,7 @@ impl Connection {
             > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
         let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
         if let Some(seq) = d.lost_retransmission {
+            self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
             // A retransmission was lost: it is no longer in the pipe, and the recovery resends
             // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
             // Once resent, it has a new send time and is not found lost again until data sent
@@ -724,6 +726,7 @@ impl Connection {
         if left >= right || !(left < seg.ack_number || inside_second) {
             return;
         }
+        self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
         if let Some(marker) = self.recovery.undo_marker {
             if right <= una_before && right > marker {
                 let segments = (right - left).div_ceil(self.snd.mss.max(1));
@@ -743,6 +746,7 @@ impl Connection {
         }
         tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
         self.recovery.undo_marker = None;
+        self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_fast_retransmit();
         if self.recovery.recover.is_some() {
             self.recovery.recover = None;
@@ -806,6 +810,7 @@ impl Connection {
         // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
         // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
         self.recovery.recover_fs = self.cc.window();
+        self.counters.recoveries = self.counters.recoveries.saturating_add(1);
         self.recovery.undo_marker = Some(self.snd.una);
         self.recovery.undo_retrans = 0;
         self.recovery.undo_dsacked = 0;
@@ -858,6 +863,7 @@ impl Connection {
         if data.is_empty() {
             self.rcv.ack_now = true;
             self.verdict.out_of_window = true;
+            self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
             return;
         }
         let offset = start - self.rcv.nxt;
@@ -890,6 +896,11 @@ impl Connection {
             }
         }
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
+        if offset == 0 && !had_ooo && self.rcv.ack_now && self.rcv.unacked_segments > 0 {
+            // The data before this segment already earned an immediate ACK that has not
+            // left yet: it gets its own (`MAX_ACK_POINTS`).
+            self.owe_ack_point();
+        }
         let before = self.rcv.buffer.allocated();
         let result = self.rcv.buffer.write(offset, data);
         // What the write added to the allocation, off the room.
@@ -902,6 +913,7 @@ impl Connection {
                     self.notify.readable = true;
                 }
                 if offset > 0 {
+                    self.counters.ooo_received = self.counters.ooo_received.saturating_add(1);
                     // RFC 5681 §4.2: an out-of-order segment draws an immediate duplicate
                     // ACK (with SACK blocks, RFC 2018 §4), one per segment.
                     self.owe_dup_ack();
@@ -929,6 +941,7 @@ impl Connection {
             }
             Err(_) => {
                 // Too many holes: drop the segment; the duplicate ACK tells the sender.
+                self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
                 self.owe_dup_ack();
                 self.verdict.out_of_window = true;
             }
@@ -940,6 +953,17 @@ impl Connection {
     fn report_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
         if self.sack_ok && start < self.rcv.nxt {
             self.rcv.dsack = Some((start, end.min(self.rcv.nxt)));
+        }
+    }
+
+    /// An ACK for RCV.NXT as it is now is due, before the one for the data that follows in
+    /// the same batch (`MAX_ACK_POINTS`); the every-second-segment count starts again here.
+    fn owe_ack_point(&mut self) {
+        let n = usize::from(self.rcv.ack_points_len);
+        if n < super::MAX_ACK_POINTS && self.rcv.buffer.ooo_ranges() == 0 {
+            self.rcv.ack_points[n] = self.rcv.nxt;
+            self.rcv.ack_points_len += 1;
+            self.rcv.delack.acked = self.rcv.nxt;
         }
     }
 

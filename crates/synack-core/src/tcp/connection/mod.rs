@@ -50,6 +50,26 @@ pub(crate) const MIN_MSS: usize = 64;
 /// The most immediate duplicate ACKs owed at once: one batch of the runtime's driver.
 pub(crate) const MAX_DUP_ACKS_OWED: u16 = 64;
 
+/// Tail loss probes per episode (see `Recovery::tlp_probes`). RFC 8985 §7 sends one and
+/// leaves the rest to the RTO; but the probe's ACK is as likely to be lost as the ACKs it
+/// stands in for, and then the sender waits for the RTO, 200 ms or more, where the path's
+/// round trip may be a few dozen microseconds. A second probe, after twice the timeout, costs
+/// one segment and recovers from that double loss; the RTO still follows if it too goes
+/// unanswered.
+pub(crate) const MAX_TLP_PROBES: u8 = 2;
+
+/// In-order ACKs owed within one batch of input below its end, each for the RCV.NXT at which
+/// the every-second-segment rule (RFC 5681 §4.2, Linux `__tcp_ack_snd_check`) fired. A
+/// runtime that reads a batch of packets before it transmits would otherwise answer the
+/// whole batch with one ACK: the sender hears of its whole flight at once, with nothing left
+/// in flight to clock out more, and when that one ACK is lost it hears nothing. Over the
+/// harness's TUN at 5 % loss each way the kernel sender then stalled for its 200 ms probe
+/// timer or RTO dozens of times per 16 MiB. Linux, taking segments one at a time, ACKs each
+/// pair as it goes; here the first pair of a batch gets its own ACK, the rest the batch's
+/// last: at most one ACK more per batch (4 instead of 1 measured the same under loss and
+/// would cost more per packet in bulk).
+pub(crate) const MAX_ACK_POINTS: usize = 1;
+
 /// The MSS assumed when the peer sends none (RFC 9293 §3.7.1: 536 for IPv4, RFC 8200 §5:
 /// 1220 for IPv6).
 pub(crate) fn default_mss(ipv6: bool) -> usize {
@@ -277,6 +297,10 @@ pub(crate) struct Receiver {
     pub dup_acks_owed: u16,
     /// The last segment filled a hole or arrived out of order: SACK info changed.
     pub sack_changed: bool,
+    /// ACKs owed for in-order data at points below RCV.NXT, oldest first (`ack_points_len`
+    /// of them): see `MAX_ACK_POINTS`.
+    pub ack_points: [SeqNumber; MAX_ACK_POINTS],
+    pub ack_points_len: u8,
     /// A duplicate segment's range, reported once as the first SACK block of our next ACK
     /// (D-SACK, RFC 2883), so that the sender can tell a spurious retransmission.
     pub dsack: Option<(SeqNumber, SeqNumber)>,
@@ -317,6 +341,10 @@ pub(crate) struct Recovery {
     pub tlp_pending: bool,
     /// A probe is in flight: no other until an ACK advances SND.UNA (RFC 8985 §7.4).
     pub tlp_outstanding: bool,
+    /// Probes sent in this episode (since SND.UNA last advanced or the RTO last fired): a
+    /// probe left unanswered is followed by at most `MAX_TLP_PROBES - 1` more, each after
+    /// twice the previous probe timeout, before the RTO.
+    pub tlp_probes: u8,
     /// Everything un-SACKed below this is lost, whatever IsLost says: set when the ACK of a
     /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
     /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).
@@ -389,6 +417,8 @@ pub(crate) struct Connection {
     pub last_invalid_ack: Option<Instant>,
     /// Segments sent again since creation.
     pub retransmits: u64,
+    /// Loss-recovery events, for `TcpInfo`.
+    pub counters: crate::tcp::info::LossCounters,
     /// When the oldest unacknowledged data was first retransmitted after a timeout: the
     /// user timeout counts from there, as Linux's does from `retrans_stamp`. Cleared when an
     /// ACK makes progress.

@@ -152,6 +152,9 @@ impl Connection {
             _ => {}
         }
 
+        if let Some(sent) = self.send_ack_point(now, buf) {
+            return Some(sent);
+        }
         if self.recovery.retransmit_head {
             self.recovery.retransmit_head = false;
             if let Some(sent) = self.send_data_at(now, buf, self.snd.una, usize::MAX) {
@@ -172,8 +175,14 @@ impl Connection {
             if self.snd.una < self.snd.max {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            if sent.is_some() {
-                return sent;
+            if let Some(sent) = sent {
+                self.counters.tlp = self.counters.tlp.saturating_add(1);
+                // The next probe of the episode, if one is left (`MAX_TLP_PROBES`), when it
+                // comes before the re-armed RTO.
+                if self.timers.tlp.is_none() {
+                    self.arm_tlp(now);
+                }
+                return Some(sent);
             }
         }
         if let Some(sent) = self.send_new_data(now, buf) {
@@ -266,8 +275,14 @@ impl Connection {
     }
 
     /// A tail loss probe (RFC 8985 §7.3): one new segment if the peer's window allows, else
-    /// the last segment sent again.
+    /// the last segment sent again. In recovery or after a timeout (see `arm_tlp`), the
+    /// first un-SACKed segment again: its retransmission is the one whose loss nothing else
+    /// would reveal before the RTO.
     fn send_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        if self.in_loss_recovery() {
+            // SND.UNA is never SACKed: the segment there is the first hole.
+            return self.send_data_at(now, buf, self.snd.una, usize::MAX);
+        }
         let buffered_end = self.snd.data_start() + self.snd.buffer.len();
         let wnd_edge = self.snd.una + self.snd.wnd;
         if self.snd.nxt == self.snd.max && self.snd.max < buffered_end && self.snd.nxt < wnd_edge {
@@ -331,6 +346,32 @@ impl Connection {
         }
         let wnd = self.advertisable_window();
         seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+    }
+
+    /// The oldest in-order ACK owed below RCV.NXT (`MAX_ACK_POINTS`), as a pure ACK that
+    /// acknowledges up to its point and offers the same right window edge as an ACK of
+    /// RCV.NXT would. The last point, RCV.NXT itself, is left to the ACK that does the
+    /// bookkeeping (`after_send`).
+    fn send_ack_point(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
+        while self.rcv.ack_points_len > 0 {
+            let point = self.rcv.ack_points[0];
+            self.rcv.ack_points.copy_within(1.., 0);
+            self.rcv.ack_points_len -= 1;
+            if point >= self.rcv.nxt || !self.rcv.ack_now {
+                continue;
+            }
+            let mut seg = self.ack_repr(now, self.snd.max);
+            seg.ack_number = point;
+            let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
+            seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+            let partial = self.cfg.tx_checksum_offload;
+            let (src, dst) = (self.local.ip(), self.remote.ip());
+            let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
+            let mut sent = Sent::single(len, false, false);
+            sent.checksum_partial = partial;
+            return Some(sent);
+        }
+        None
     }
 
     /// A pure ACK with the given sequence number.
@@ -727,7 +768,7 @@ impl Connection {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            if !retransmit && self.timers.tlp.is_none() {
+            if (!retransmit || self.in_loss_recovery()) && self.timers.tlp.is_none() {
                 self.arm_tlp(now);
             }
         }
@@ -784,8 +825,11 @@ impl Connection {
             let owed = self.rcv.unacked_segments > 0;
             self.rcv.delack.on_ack_sent(self.rcv.nxt, owed);
             self.rcv.unacked_segments = 0;
+            self.rcv.ack_points_len = 0;
             self.rcv.sack_changed = false;
-            self.rcv.dsack = None;
+            if self.rcv.dsack.take().is_some() && self.sack_ok {
+                self.counters.dsacks_sent = self.counters.dsacks_sent.saturating_add(1);
+            }
             self.timers.delayed_ack = None;
             if !seg.flags.contains(TcpFlags::SYN) {
                 let wnd = (seg.window_len as usize) << self.rcv.wscale;

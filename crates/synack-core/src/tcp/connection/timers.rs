@@ -48,27 +48,49 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Connection {
-    /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT, plus the
-    /// worst-case delayed-ACK time when a single segment is out, never past the RTO. Only
-    /// with SACK (the probe's ACK must reveal the loss), outside recovery, one at a time.
+    /// In fast recovery, or going back after a retransmission timeout over data sent before
+    /// it.
+    pub(super) fn in_loss_recovery(&self) -> bool {
+        self.recovery.recover.is_some()
+            || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
+    }
+
+    /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus a
+    /// floor of 2 ms (Linux's `TCP_TIMEOUT_MIN`; with the RTT of a few dozen microseconds
+    /// that a local link has, a 10 ms floor made every tail wait five times as long as
+    /// Linux's), plus the worst-case delayed-ACK time when a single segment is out, never
+    /// past the RTO. Only with SACK (the probe's ACK must reveal the loss), one at a time.
+    ///
+    /// Also in recovery and while going back after a timeout, where RFC 8985 §7.2 and Linux
+    /// probe no more: there, a retransmission that is lost with nothing sent after it is
+    /// found by neither RACK (no later segment is delivered to show it lost) nor anything
+    /// else before the RTO, 200 ms or more, backed off if the timeout's own retransmission is
+    /// lost too. Under random loss of a few percent on a short path that was most of a bulk
+    /// transfer's time. The probe there resends the first un-SACKed segment (`send_probe`):
+    /// one segment per probe timeout without progress, as TLP's own budget, and the peer,
+    /// which holds out-of-order data then, acknowledges it at once (RFC 5681 §4.2), so no
+    /// delayed-ACK allowance is added unless nothing is SACKed. It is for paths whose RTT the
+    /// RTO's 200 ms floor dwarfs: where the RTO is due within four probe timeouts anyway, as
+    /// on a path of 100 ms, recovery waits for it as Linux's does
+    /// (`fr-4pkt-fack-last-byte.pkt`).
     pub(super) fn arm_tlp(&mut self, now: Instant) {
-        if !self.sack_ok
-            || self.recovery.recover.is_some()
-            || self.recovery.tlp_outstanding
-            || self.snd.una == self.snd.max
-        {
+        let probes = self.recovery.tlp_probes;
+        if !self.sack_ok || probes >= super::MAX_TLP_PROBES || self.snd.una == self.snd.max {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let mut pto = (srtt * 2).max(std::time::Duration::from_millis(10));
-        if self.snd.max - self.snd.una <= self.snd.mss {
+        let mut pto = (srtt * 2 + std::time::Duration::from_millis(2)) * (1u32 << probes);
+        let holes_known = self.in_loss_recovery() && self.snd.scoreboard.sacked_bytes() > 0;
+        if self.snd.max - self.snd.una <= self.snd.mss && !holes_known {
             pto += std::time::Duration::from_millis(200);
         }
         let deadline = now + pto;
+        let in_recovery = self.in_loss_recovery();
         match self.timers.retransmit {
             Some(rto) if rto <= deadline => self.timers.tlp = None,
+            Some(rto) if in_recovery && rto < now + pto * 4 => self.timers.tlp = None,
             _ => self.timers.tlp = Some(deadline),
         }
     }
@@ -142,10 +164,12 @@ impl Connection {
         }
         if matches!(self.timers.tlp, Some(t) if t <= now) {
             self.timers.tlp = None;
-            // RFC 8985 §7.3: send one probe (output re-arms the retransmission timer).
-            if self.snd.una < self.snd.max && self.recovery.recover.is_none() {
+            // RFC 8985 §7.3: send a probe (output re-arms the retransmission timer behind
+            // it); in recovery too, where it resends the first un-SACKed segment.
+            if self.snd.una < self.snd.max {
                 self.recovery.tlp_pending = true;
                 self.recovery.tlp_outstanding = true;
+                self.recovery.tlp_probes = self.recovery.tlp_probes.saturating_add(1);
             }
         }
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
@@ -229,6 +253,7 @@ impl Connection {
                 // §5.4: retransmit the earliest unacknowledged segment (we go back to SND.UNA
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
                 self.backoff += 1;
+                self.counters.rto = self.counters.rto.saturating_add(1);
                 let flight = self.snd.in_flight();
                 self.cc.on_rto(now, flight);
                 self.recovery.recover = None;
@@ -238,6 +263,10 @@ impl Connection {
                 // A timeout is not undone by D-SACK here: the fast retransmit's undo ends.
                 self.recovery.undo_marker = None;
                 self.recovery.tlp_pending = false;
+                // The timeout ends the probe episode: the retransmission it sends may be
+                // probed again (`arm_tlp`).
+                self.recovery.tlp_outstanding = false;
+                self.recovery.tlp_probes = 0;
                 self.recovery.lost_below = None;
                 self.timers.tlp = None;
                 self.ts.min_echo = Some(self.ts_now(now));
