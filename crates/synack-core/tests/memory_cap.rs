@@ -386,3 +386,63 @@ fn scattered_bytes_cannot_spread_past_the_cap() {
         "their SYNs, dropped"
     );
 }
+
+/// A hostile peer gives each connection one byte in order (a small ring), then many
+/// one-byte segments at every other offset, all inside that ring: the ring does not grow, but
+/// the list of out-of-order ranges does, and that list is memory too. Memory stays under the
+/// cap at every step, and what does not fit is dropped under `drop_memory`.
+#[test]
+fn scattered_ranges_inside_the_ring_cannot_grow_past_the_cap() {
+    use synack_core::testing::peer::{config, Harness, Out, PEER, US};
+    use synack_core::wire::TcpFlags;
+    const SMALL_CAP: usize = 1 << 20;
+    let mut c = config();
+    c.max_memory(SMALL_CAP);
+    let mut h = Harness::new(c);
+    let local = SocketAddr::new(US, 80);
+    let l = h.ep.listen(local, 128).unwrap();
+    let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+    // First every connection gets its byte in order (and with it a 1 KiB ring)...
+    let mut open = Vec::new();
+    for port in 1..=400u16 {
+        let peer = SocketAddr::new(PEER, port);
+        h.inject(peer, local, Out::new(syn, 1000, 0).mss(1460).sack_ok());
+        let Some(synack) = h.drain().into_iter().find(|s| s.is(syn | ack)) else {
+            continue;
+        };
+        let a = synack.seq + 1;
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(a));
+        while h.ep.accept(l).is_ok() {}
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(a).data(b"x"));
+        let _ = h.drain();
+        assert!(h.ep.memory() <= SMALL_CAP, "{:?}", h.ep.memory_usage());
+        open.push((peer, a));
+    }
+    let answered = open.len();
+    // ...then 255 single bytes at every other offset, all inside that ring.
+    let dropped_before = h.ep.stats().drop_memory;
+    for &(peer, a) in &open {
+        for k in 1..=255u32 {
+            let seg = Out::new(ack, 1002 + 2 * k, 0).ackn(a).data(b"y");
+            h.inject(peer, local, seg);
+            assert!(
+                h.ep.memory() <= SMALL_CAP,
+                "{peer}, range {k}: {:?}",
+                h.ep.memory_usage()
+            );
+        }
+        let _ = h.drain();
+    }
+    let stats = h.ep.stats();
+    println!(
+        "scattered ranges: {answered} answered, {:?}, drop_memory {}, refused_memory {}",
+        h.ep.memory_usage(),
+        stats.drop_memory,
+        stats.refused_memory
+    );
+    assert!(h.ep.memory() <= SMALL_CAP);
+    assert!(
+        stats.drop_memory > dropped_before,
+        "out-of-order bytes beyond the cap are dropped and counted"
+    );
+}

@@ -96,14 +96,47 @@ impl RecvBuffer {
     }
 
     /// Bytes of allocation that storing `len` bytes at `offset` past RCV.NXT (inside the
-    /// window) would add: the ring grows to hold everything up to their end.
+    /// window) would add: the ring grows to hold everything up to their end, and bytes held
+    /// out of order may need a new entry in the list of ranges, which is allocation too
+    /// ([`allocated`](Self::allocated) counts it). Without the second part a peer could
+    /// spray one-byte segments inside an already-grown ring and grow the list unchecked.
     pub fn growth_for(&self, offset: usize, len: usize) -> usize {
         let needed = self.len() + offset + len;
-        if needed <= self.storage.len() {
+        let ring = if needed <= self.storage.len() {
             0
         } else {
             self.grown(needed) - self.storage.len()
+        };
+        let list = if offset > 0 && len > 0 {
+            let start = self.nxt + offset as u64;
+            self.list_growth(start, start + len as u64)
+        } else {
+            0
+        };
+        ring + list
+    }
+
+    /// Bytes the list of ranges grows by if `[start, end)` is held: nothing if it merges
+    /// with a range or the list has spare capacity, and nothing if it would be refused
+    /// ([`TooManyRanges`]).
+    fn list_growth(&self, start: u64, end: u64) -> usize {
+        let first = self.ranges.partition_point(|r| r.end < start);
+        let merges = self.ranges.get(first).is_some_and(|r| r.start <= end);
+        let len = self.ranges.len();
+        if merges || len < self.ranges.capacity() || len >= self.max_ranges {
+            return 0;
         }
+        (self.grown_list() - self.ranges.capacity()) * core::mem::size_of::<Range>()
+    }
+
+    /// The capacity a full list of ranges grows to: doubled, at least 4, at most
+    /// `max_ranges`. Chosen here rather than left to `Vec`, so that
+    /// [`growth_for`](Self::growth_for) can charge it before it happens.
+    fn grown_list(&self) -> usize {
+        (self.ranges.capacity() * 2)
+            .max(4)
+            .min(self.max_ranges)
+            .max(self.ranges.len() + 1)
     }
 
     /// In-order bytes the ring can take without growing.
@@ -299,6 +332,11 @@ impl RecvBuffer {
                 stamp: self.clock,
             }
         };
+        if first == last && self.ranges.len() == self.ranges.capacity() {
+            // Grow by the amount `growth_for` charged.
+            let more = self.grown_list() - self.ranges.len();
+            self.ranges.reserve_exact(more);
+        }
         self.ranges.splice(first..last, [merged]);
         Ok(())
     }
