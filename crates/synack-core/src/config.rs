@@ -354,11 +354,12 @@ impl Config {
         ///   connection's own out-of-order data was discarded to make room for in-order
         ///   data, and writes are cut short or refused (`WouldBlock`; `send_capacity` is 0).
         ///   Memory never exceeds the cap.
-        /// - **new connections** are refused once less than a sixteenth of the cap, or
+        /// - **new connections** are refused once no more than a sixteenth of the cap, or
         ///   64 KiB if less, is left (`Stats::refused_memory`): `NoBufferSpace` for
         ///   `connect`, a dropped SYN for a listener or an accepted intercepted SYN.
         ///
-        /// When memory falls back below the pressure level, connections the cap held back
+        /// When memory falls back below the pressure level, or the cap leaves room for two
+        /// full segments again (say datagrams were read), connections the cap held back
         /// are woken: window updates go to their peers and `Writable` to the application.
         /// Each buffer is also bounded on its own by `send_buffer_max` and
         /// `recv_buffer_max`. Connection state itself (about 1.7 KiB per connection, see

@@ -617,7 +617,8 @@ fn send_from_outside_intercept_mode_needs_an_own_address() {
 fn queued_datagrams_count_against_the_memory_cap_and_its_pressure() {
     // Datagrams held in a socket's queue are memory like TCP's buffers: they put the endpoint
     // under pressure at 3/4 of `max_memory`, past the cap they are dropped and counted, and
-    // reading them lifts the pressure again.
+    // reading them lifts the pressure again. (That draining them wakes a TCP writer the cap
+    // held back is `draining_datagrams_wakes_a_tcp_writer_held_back_at_the_cap`.)
     let mut server = Config::default();
     server.max_memory(64 * 1024).udp_recv_buffer(1 << 20);
     let mut p = dual(Config::default(), server);
@@ -636,3 +637,44 @@ fn queued_datagrams_count_against_the_memory_cap_and_its_pressure() {
     assert_eq!(p.server.memory(), 0);
     assert!(!p.server.memory_usage().pressure, "drained: no pressure");
 }
+
+#[test]
+fn draining_datagrams_wakes_a_tcp_writer_held_back_at_the_cap() {
+    // Datagrams fill the endpoint to its cap; a TCP writer is refused. Reading some of them
+    // back leaves room for a few segments while memory is still above the pressure level:
+    // the writer's capacity follows the room at once, and it is told (`Writable`).
+    const CAP: usize = 64 * 1024;
+    let mut server = Config::default();
+    server.max_memory(CAP).udp_recv_buffer(1 << 20);
+    let mut p = dual(Config::default(), server);
+    let l = p.server.listen(sa(Pair::SERVER, 80), 8).unwrap();
+    let (_c, s) = p.connect(l, 80);
+    p.pump();
+    let h = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let packet = datagram(sa(Pair::CLIENT, 4000), sa(Pair::SERVER, 53), &[9u8; 1000]);
+    while p.server.stats().drop_udp_queue_full == 0 {
+        deliver(&mut p.server, p.now, &packet);
+    }
+    let chunk = vec![7u8; 4096];
+    loop {
+        match p.server.send(s, &chunk) {
+            Ok(_) => continue,
+            Err(Error::WouldBlock) => break,
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    assert_eq!(p.server.send_capacity(s).unwrap(), 0);
+    let _ = events(&mut p.server);
+    // Read datagrams until there is room for a few segments, still under pressure.
+    while p.server.memory() > CAP - 8 * 1024 {
+        recv(&mut p.server, h).unwrap();
+    }
+    let usage = p.server.memory_usage();
+    assert!(usage.pressure, "still above the pressure level: {usage:?}");
+    assert!(p.server.send_capacity(s).unwrap() > 0, "{usage:?}");
+    assert!(
+        events(&mut p.server).contains(&Event::Writable(s)),
+        "the writer is woken"
+    );
+}
+

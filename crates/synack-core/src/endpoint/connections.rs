@@ -125,16 +125,25 @@ impl Endpoint {
     }
 
     /// Memory changed outside a connection (UDP queues): follow it with the pressure state,
-    /// and wake the connections the cap held back if it fell below the pressure level.
+    /// and wake the connections the cap held back if room opened up.
     pub(super) fn memory_changed(&mut self) {
         self.update_pressure();
         self.maybe_wake_memory_waiters();
     }
 
-    /// Once memory fell below the pressure level, wake every connection the budget held back
-    /// at the cap: window updates for the peers, `Writable` for the application.
+    /// Once memory fell below the pressure level, or the cap leaves room for two full
+    /// segments again (what a window update may offer under pressure, and what makes a
+    /// write worth waking for), wake every connection the budget held back at the cap:
+    /// window updates for the peers, `Writable` for the application. Waiting for the
+    /// pressure level alone stranded a writer refused at the cap with an empty send
+    /// buffer: nothing of its own would ever touch it again. The check is one comparison
+    /// per call and the wake-up walks the waiters only, each of which leaves the list.
     fn maybe_wake_memory_waiters(&mut self) {
-        if self.memory_waiters.is_empty() || self.memory >= self.config.memory_pressure_level() {
+        if self.memory_waiters.is_empty() {
+            return;
+        }
+        let wake_room = 2 * usize::from(self.config.mss_v4());
+        if self.memory >= self.config.memory_pressure_level() && self.memory_room() < wake_room {
             return;
         }
         let waiters = std::mem::take(&mut self.memory_waiters);

@@ -518,9 +518,12 @@ impl Endpoint {
     }
 
     /// Bytes that `send` would accept now: the send buffer's room, within what
-    /// `Config::max_memory` leaves.
+    /// `Config::max_memory` leaves now (not the budget the connection last saw, which may
+    /// predate memory other sockets gave back).
     pub fn send_capacity(&self, conn: ConnectionHandle) -> Result<usize, Error> {
-        Ok(self.app_conn(conn)?.send_capacity().min(self.memory_room()))
+        Ok(self
+            .app_conn(conn)?
+            .send_capacity_within(self.memory_room()))
     }
 
     /// Whether `recv` would return something now (bytes, end of stream or an error).

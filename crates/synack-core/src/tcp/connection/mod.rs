@@ -584,11 +584,18 @@ impl Connection {
 
     /// Bytes that `send` would accept now: the buffer's room, within the memory budget.
     pub fn send_capacity(&self) -> usize {
+        self.send_capacity_within(self.mem.room)
+    }
+
+    /// Bytes that `send` would accept with `room` bytes of memory left: the budget handed
+    /// to the connection (`mem.room`) is only refreshed when it is touched, so the endpoint,
+    /// which knows the room as it stands, passes it here.
+    pub fn send_capacity_within(&self, room: usize) -> usize {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
                 if !self.snd.fin_queued =>
             {
-                self.snd.buffer.free().min(self.mem.room)
+                self.snd.buffer.free().min(room)
             }
             _ => 0,
         }
