@@ -678,3 +678,94 @@ fn draining_datagrams_wakes_a_tcp_writer_held_back_at_the_cap() {
     );
 }
 
+/// What a connected socket's next `recv` returns after an ICMP destination unreachable with
+/// `code` (from a router, quoting the socket's datagram), and whether it was told.
+fn after_unreachable(v6: bool, code: u8) -> (Result<(Vec<u8>, SocketAddr), Error>, bool) {
+    let mut p = pair();
+    let (server, any, router) = if v6 {
+        (ip(S6), "[::]:0", ip("2001:2::99"))
+    } else {
+        (Pair::SERVER, "0.0.0.0:0", ip("198.18.0.99"))
+    };
+    let c = p.client.udp_bind(any.parse().unwrap()).unwrap();
+    p.client.udp_connect(c, sa(server, 9999)).unwrap();
+    p.client.udp_send(c, b"anyone?").unwrap();
+    let sent = take_client_packets(&mut p).remove(0);
+    let client = wire::ip::parse(&sent).unwrap().0.src_addr();
+    let icmp = IcmpRepr::DstUnreachable {
+        code,
+        invoking: &sent,
+    };
+    let proto = if v6 {
+        IpProtocol::Icmpv6
+    } else {
+        IpProtocol::Icmp
+    };
+    let ipr = IpRepr::new(router, client, proto, icmp.buffer_len(), 64).unwrap();
+    let mut pkt = vec![0u8; ipr.buffer_len()];
+    ipr.emit(&mut pkt);
+    let body = &mut pkt[ipr.header_len()..];
+    match (router, client) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => icmp.emit_v6(body, s, d),
+        _ => icmp.emit_v4(body),
+    }
+    let _ = events(&mut p.client);
+    deliver(&mut p.client, p.now, &pkt);
+    let told = events(&mut p.client).contains(&Event::UdpReadable(c));
+    (recv(&mut p.client, c), told)
+}
+
+#[test]
+fn icmpv4_unreachable_codes_map_as_linux_maps_them() {
+    // Linux icmp_err_convert: only the fatal codes reach a connected socket.
+    use Error::*;
+    let hard = [
+        (2, ConnectionRefused),
+        (3, ConnectionRefused),
+        (6, NetworkUnreachable),
+        (7, HostUnreachable),
+        (9, NetworkUnreachable),
+        (10, HostUnreachable),
+        (13, HostUnreachable),
+        (15, HostUnreachable),
+    ];
+    for (code, want) in hard {
+        assert_eq!(
+            after_unreachable(false, code),
+            (Err(want), true),
+            "code {code}"
+        );
+    }
+    for code in [0, 1, 4, 5, 11, 12, 16] {
+        assert_eq!(
+            after_unreachable(false, code),
+            (Err(WouldBlock), false),
+            "soft code {code}"
+        );
+    }
+}
+
+#[test]
+fn icmpv6_unreachable_codes_map_as_linux_maps_them() {
+    // Linux icmpv6_err_convert: no route, beyond scope and address unreachable are soft.
+    use Error::*;
+    for (code, want) in [
+        (1, HostUnreachable),
+        (4, ConnectionRefused),
+        (5, HostUnreachable),
+        (6, HostUnreachable),
+    ] {
+        assert_eq!(
+            after_unreachable(true, code),
+            (Err(want), true),
+            "code {code}"
+        );
+    }
+    for code in [0, 2, 3] {
+        assert_eq!(
+            after_unreachable(true, code),
+            (Err(WouldBlock), false),
+            "soft code {code}"
+        );
+    }
+}

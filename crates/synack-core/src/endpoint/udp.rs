@@ -15,10 +15,13 @@
 //!   4443 §2.4(f) ask of ICMP errors (the unreachable an application chooses for an
 //!   intercepted SYN is its own decision and is not limited).
 //!
-//! ICMP port (or protocol) unreachable about a datagram a connected socket sent fails that
-//! socket's next `recv` or `send` with `ConnectionRefused`, once, as Linux reports a hard
-//! ICMP error on a connected UDP socket (`__udp4_lib_err`: only hard errors, only when
-//! connected, without `IP_RECVERR`).
+//! A hard ICMP destination unreachable about a datagram a connected socket sent (port or
+//! protocol unreachable: `ConnectionRefused`; the administratively prohibited and unknown
+//! network or host codes: `NetworkUnreachable` or `HostUnreachable`) fails that socket's
+//! next `recv` or `send` once, as Linux reports a hard ICMP error on a connected UDP socket
+//! (`__udp4_lib_err`: only hard errors, only when connected, without `IP_RECVERR`). Soft
+//! ones (network or host unreachable, fragmentation needed) are not reported; the table is
+//! at `unreachable_error`.
 //!
 //! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
 //! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
@@ -336,24 +339,22 @@ impl Endpoint {
         true
     }
 
-    /// An ICMP destination unreachable quoting a datagram we sent: a hard error for the
-    /// connected socket that sent it, as Linux maps them (`icmp_err_convert`: v4 protocol
-    /// and port unreachable and the administratively prohibited codes are hard, host and
-    /// network unreachable soft and not reported; `icmpv6_err_convert`: every v6
-    /// destination unreachable is hard, port unreachable `ECONNREFUSED`, the rest
-    /// `EHOSTUNREACH` here). An unconnected socket hears nothing (no `IP_RECVERR`).
+    /// An ICMP destination unreachable quoting a datagram we sent: reported to the connected
+    /// socket that sent it if Linux would report it there. Linux reports only "hard"
+    /// (fatal) errors on a socket without `IP_RECVERR`, and only once connected
+    /// (`__udp4_lib_err`, `__udp6_lib_err`), and classes them in `icmp_err_convert`
+    /// (net/ipv4/icmp.c) and `icmpv6_err_convert` (net/ipv6/icmp.c); see
+    /// [`unreachable_error`]. Soft errors (RFC 1122 §3.2.2.1: network, host and
+    /// source-route unreachable are transient) and unconnected sockets hear nothing; the
+    /// message is counted under `drop_other`.
     pub(super) fn udp_icmp_unreachable(&mut self, v6: bool, code: u8, invoking: &[u8]) {
         let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
             self.stats.drop_malformed += 1;
             return;
         };
-        let error = match (v6, code) {
-            (false, 2 | 3 | 9 | 10) | (true, 4) => Error::ConnectionRefused,
-            (false, 13) | (true, _) => Error::HostUnreachable,
-            _ => {
-                self.stats.drop_other += 1;
-                return;
-            }
+        let Some(error) = unreachable_error(v6, code) else {
+            self.stats.drop_other += 1;
+            return;
         };
         let remote = SocketAddr::new(odst, dport);
         let h = match self.udp_lookup(SocketAddr::new(osrc, sport), remote) {
@@ -691,5 +692,60 @@ impl Endpoint {
     /// How many UDP sockets are open.
     pub fn udp_socket_count(&self) -> usize {
         self.udp.sockets.len()
+    }
+}
+
+/// The error a connected UDP socket reports for an ICMP destination unreachable with `code`,
+/// or `None` for a soft error, which it does not report. The hard codes and their errnos
+/// are Linux's:
+///
+/// ICMPv4 (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1; `icmp_err_convert`):
+///
+/// | code | meaning | Linux errno, hard? | here |
+/// |---|---|---|---|
+/// | 0 | net unreachable | ENETUNREACH, soft | not reported |
+/// | 1 | host unreachable | EHOSTUNREACH, soft | not reported |
+/// | 2 | protocol unreachable | ENOPROTOOPT, hard | `ConnectionRefused` (nearest) |
+/// | 3 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
+/// | 4 | fragmentation needed | EMSGSIZE, soft | not reported (path MTU news) |
+/// | 5 | source route failed | EOPNOTSUPP, soft | not reported |
+/// | 6 | destination net unknown | ENETUNREACH, hard | `NetworkUnreachable` |
+/// | 7 | destination host unknown | EHOSTDOWN, hard | `HostUnreachable` (nearest) |
+/// | 8 | source host isolated | ENONET, hard | `NetworkUnreachable` (nearest) |
+/// | 9 | net administratively prohibited | ENETUNREACH, hard | `NetworkUnreachable` |
+/// | 10 | host administratively prohibited | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | 11, 12 | net, host unreachable for TOS | ENETUNREACH, EHOSTUNREACH, soft | not reported |
+/// | 13 | communication administratively filtered | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | 14, 15 | precedence violation, cutoff | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | > 15 | unassigned | dropped by `icmp_unreach` | not reported |
+///
+/// ICMPv6 (RFC 4443 §3.1; `icmpv6_err_convert`, table `tab_unreach`):
+///
+/// | code | meaning | Linux errno, hard? | here |
+/// |---|---|---|---|
+/// | 0 | no route | ENETUNREACH, soft | not reported |
+/// | 1 | administratively prohibited | EACCES, hard | `HostUnreachable` (nearest) |
+/// | 2 | beyond the scope of the source | EHOSTUNREACH, soft | not reported |
+/// | 3 | address unreachable | EHOSTUNREACH, soft | not reported |
+/// | 4 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
+/// | 5, 6 | source policy failed, reject route | EACCES, hard | `HostUnreachable` (nearest) |
+/// | > 6 | unassigned | EPROTO, hard | `HostUnreachable` (nearest) |
+///
+/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET, EACCES or EPROTO; each
+/// maps to the variant closest in meaning rather than growing the public enum.
+fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
+    if v6 {
+        match code {
+            0 | 2 | 3 => None,
+            4 => Some(Error::ConnectionRefused),
+            _ => Some(Error::HostUnreachable),
+        }
+    } else {
+        match code {
+            2 | 3 => Some(Error::ConnectionRefused),
+            6 | 8 | 9 => Some(Error::NetworkUnreachable),
+            7 | 10 | 13..=15 => Some(Error::HostUnreachable),
+            _ => None,
+        }
     }
 }
