@@ -961,6 +961,11 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             after.udp_port_unreachable_limited,
         ),
         (
+            "udp_port_unreachable_queue_full",
+            before.udp_port_unreachable_queue_full,
+            after.udp_port_unreachable_queue_full,
+        ),
+        (
             "drop_udp_no_socket",
             before.drop_udp_no_socket,
             after.drop_udp_no_socket,

@@ -66,6 +66,10 @@ pub struct Stats {
     /// Port unreachable errors not sent because of the ICMP rate limit (Linux's
     /// icmp_msgs_per_sec token bucket).
     pub udp_port_unreachable_limited: u64,
+    /// Port unreachable errors not sent because the endpoint's own-packet queue was full.
+    /// Not a drop: the datagram they would have answered is already counted under
+    /// `drop_udp_no_socket`, and no rate-limit token was spent on them.
+    pub udp_port_unreachable_queue_full: u64,
     /// Dropped: a UDP datagram to a port with no socket (answered with port unreachable,
     /// or not, see `udp_port_unreachable_*`).
     pub drop_udp_no_socket: u64,

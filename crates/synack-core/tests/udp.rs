@@ -769,3 +769,35 @@ fn icmpv6_unreachable_codes_map_as_linux_maps_them() {
         );
     }
 }
+
+#[test]
+fn a_port_unreachable_that_finds_the_queue_full_is_no_second_drop() {
+    // The own-packet queue is full of RSTs for a closed TCP port. A datagram to a closed UDP
+    // port is one drop (`drop_udp_no_socket`); its unsent answer is not a second one, and
+    // spends no rate-limit token.
+    use synack_core::testing::peer::Out;
+    use synack_core::wire::TcpFlags;
+    let mut p = pair();
+    let to = sa(Pair::SERVER, 81);
+    for port in 0..2000u16 {
+        let syn = Out::new(TcpFlags::SYN, 1, 0).packet(sa(Pair::CLIENT, 10_000 + port), to);
+        deliver(&mut p.server, p.now, &syn);
+    }
+    let before = p.server.stats().clone();
+    let packet = datagram(sa(Pair::CLIENT, 4000), sa(Pair::SERVER, 9), b"x");
+    deliver(&mut p.server, p.now, &packet);
+    let after = p.server.stats().clone();
+    assert_eq!(after.drop_udp_no_socket, before.drop_udp_no_socket + 1);
+    assert_eq!(after.drop_other, before.drop_other, "no second drop");
+    assert_eq!(
+        after.udp_port_unreachable_queue_full,
+        before.udp_port_unreachable_queue_full + 1
+    );
+    // Drain the queue: the whole burst of 50 is still there.
+    let mut buf = vec![0u8; 2048];
+    while p.server.poll_transmit(p.now, &mut buf).is_some() {}
+    for _ in 0..50 {
+        deliver(&mut p.server, p.now, &packet);
+    }
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 50);
+}

@@ -134,8 +134,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether the own-packet queue is full: a `push_control` now would fail.
+    pub(super) fn control_full(&self) -> bool {
+        self.control.len() >= MAX_CONTROL_PACKETS
+    }
+
     pub(super) fn push_control(&mut self, packet: Vec<u8>) -> bool {
-        if self.control.len() >= MAX_CONTROL_PACKETS {
+        if self.control_full() {
             self.stats.drop_other += 1;
             return false;
         }

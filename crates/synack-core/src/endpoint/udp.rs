@@ -304,7 +304,16 @@ impl Endpoint {
     /// RFC 1122 §4.1.3.1: ICMP port unreachable (v4 type 3 code 3, RFC 792; v6 type 1 code 4,
     /// RFC 4443 §3.1) from the address the datagram was sent to, quoting it, within the
     /// ICMP rate limit.
+    ///
+    /// The datagram is already counted under `drop_udp_no_socket`: an answer that finds the
+    /// own-packet queue full is counted apart (not as a second drop, `Stats` counts each
+    /// packet under one `drop_*` reason) and checked for first, so that it spends no
+    /// rate-limit token.
     fn udp_port_unreachable(&mut self, now: Instant, ip: &IpRepr, packet: &[u8]) {
+        if self.control_full() {
+            self.stats.udp_port_unreachable_queue_full += 1;
+            return;
+        }
         if !self.icmp_allowed(now) {
             self.stats.udp_port_unreachable_limited += 1;
             return;
