@@ -801,3 +801,36 @@ fn a_port_unreachable_that_finds_the_queue_full_is_no_second_drop() {
     }
     assert_eq!(p.server.stats().udp_port_unreachable_sent, 50);
 }
+
+#[test]
+fn a_writer_waiting_for_room_without_a_refused_write_is_woken() {
+    // Datagrams and another connection's writes fill the cap before this connection wrote
+    // anything: a readiness check (`send_capacity_or_wait`, what `TcpStream::writable`
+    // uses) finds no room and must still be told once memory drains, though no write of
+    // its own was refused.
+    const CAP: usize = 64 * 1024;
+    let mut server = Config::default();
+    server.max_memory(CAP).udp_recv_buffer(1 << 20);
+    let mut p = dual(Config::default(), server);
+    let l = p.server.listen(sa(Pair::SERVER, 80), 8).unwrap();
+    let (_c1, s1) = p.connect(l, 80);
+    let (_c2, s2) = p.connect(l, 80);
+    p.pump();
+    let h = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+    let packet = datagram(sa(Pair::CLIENT, 4000), sa(Pair::SERVER, 53), &[9u8; 1000]);
+    while p.server.stats().drop_udp_queue_full == 0 {
+        deliver(&mut p.server, p.now, &packet);
+    }
+    // The first connection takes what is left, to the byte.
+    while p.server.send(s1, &[7u8; 4096]).is_ok() {}
+    assert_eq!(p.server.memory(), CAP);
+    assert_eq!(p.server.send_capacity_or_wait(s2).unwrap(), 0);
+    let _ = events(&mut p.server);
+    while p.server.memory() > CAP - 8 * 1024 {
+        recv(&mut p.server, h).unwrap();
+    }
+    assert!(
+        events(&mut p.server).contains(&Event::Writable(s2)),
+        "the waiting writer is woken"
+    );
+}

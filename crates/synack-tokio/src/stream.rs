@@ -147,7 +147,9 @@ impl ConnRef {
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.stack.lock()?;
         let inner = &mut *inner;
-        let room = inner.endpoint.send_capacity(self.handle);
+        // Lists the connection for a `Writable` once memory drains if the cap is what
+        // leaves no room (no refused write may have listed it yet).
+        let room = inner.endpoint.send_capacity_or_wait(self.handle);
         let open = matches!(
             inner.endpoint.state(self.handle),
             Ok(State::SynSent | State::SynReceived | State::Established | State::CloseWait)

@@ -526,6 +526,20 @@ impl Endpoint {
             .send_capacity_within(self.memory_room()))
     }
 
+    /// [`send_capacity`](Self::send_capacity) for an application about to wait for
+    /// [`Event::Writable`] (a readiness check such as `TcpStream::writable`): when the
+    /// memory cap, not the send buffer, leaves no room, the connection is listed to be woken
+    /// once memory drains, as a refused `send` lists it. Without this, a connection that
+    /// never had a write refused would wait for an event nothing owes it.
+    pub fn send_capacity_or_wait(&mut self, conn: ConnectionHandle) -> Result<usize, Error> {
+        let capacity = self.send_capacity(conn)?;
+        let conn_ref = self.app_conn(conn)?;
+        if capacity == 0 && conn_ref.send_capacity_within(usize::MAX) > 0 {
+            self.wait_for_memory(conn);
+        }
+        Ok(capacity)
+    }
+
     /// Whether `recv` would return something now (bytes, end of stream or an error).
     pub fn recv_ready(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         Ok(self.app_conn(conn)?.recv_ready())
