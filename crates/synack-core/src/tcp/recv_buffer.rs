@@ -427,6 +427,25 @@ mod tests {
     }
 
     #[test]
+    fn growth_for_predicts_the_allocation_range_list_included() {
+        // One byte in order (the ring), then single bytes at every other offset inside it:
+        // only the list of ranges grows, and `growth_for` says by how much, to the byte.
+        let mut buf = RecvBuffer::new(4096, 300);
+        buf.write(0, b"a").unwrap();
+        let mut grew = 0;
+        for k in 1..=255 {
+            let predicted = buf.growth_for(2 * k, 1);
+            let before = buf.allocated();
+            buf.write(2 * k, b"b").unwrap();
+            assert_eq!(buf.allocated() - before, predicted, "range {k}");
+            grew += predicted;
+        }
+        assert!(grew >= 255 * core::mem::size_of::<Range>());
+        // Touching a held range adds no entry.
+        assert_eq!(buf.growth_for(3, 1), 0);
+    }
+
+    #[test]
     fn out_of_order_segment_is_held_then_joined() {
         let mut buf = RecvBuffer::new(100, 4);
         assert_eq!(buf.write(5, b"fghij"), Ok(0));
