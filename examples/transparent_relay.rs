@@ -8,6 +8,11 @@
 //! destination unreachable; no answer within `--connect-timeout`, nothing at all, so the
 //! client's SYN times out as it would on the direct path (after gVisor's `tcp.Forwarder`).
 //!
+//! Never relayed: a destination on the TUN's own link (the stack's addresses and the
+//! prefixes of --host-addr and --host-addr6), since the upstream socket would be routed
+//! straight back into the TUN. A SYN there is refused (an RST), a datagram dropped; both
+//! are counted in the summary ("own-link").
+//!
 //! Bounded everywhere, since anything can be sent into a TUN: at most
 //! `--max-pending-connects` upstream connects at once and `--max-flows` relayed flows (a SYN
 //! beyond either is dropped, so a SYN flood to random destinations opens no more sockets than
@@ -148,6 +153,7 @@ async fn run(args: Args) -> io::Result<()> {
     let interceptor = stack.intercept()?;
     let udp_interceptor = stack.intercept_udp()?;
     let relay = Arc::new(Relay {
+        link: args.net.clone(),
         upstream,
         connect_timeout,
         connects: Mutex::new(Connects::default()),
@@ -196,6 +202,9 @@ async fn shutdown_signal() -> io::Result<()> {
 
 /// What every flow task shares.
 struct Relay {
+    /// The TUN's own link (--host-addr, --host-addr6, the stack's addresses): destinations
+    /// there are never relayed (see [`NetArgs::on_tun_link`]).
+    link: NetArgs,
     upstream: Upstream,
     connect_timeout: Duration,
     /// The upstream connects in progress.
@@ -290,6 +299,22 @@ impl Relay {
 async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()> {
     loop {
         let syn = interceptor.next().await?;
+        // The stack's own addresses and the TUN's prefixes: an upstream socket to them is
+        // routed back into the TUN, which would hand it to this loop again, forever. Refused
+        // here (an RST), before any limit is taken or any socket made.
+        let dst = syn.local_addr();
+        if relay.link.on_tun_link(dst.ip()) {
+            let client = syn.peer_addr();
+            let _ = syn.refuse();
+            relay.stats.record(Outcome::OwnLink, 0, 0);
+            if relay.verbose {
+                println!(
+                    "tcp {client} -> {dst} {} up 0 B down 0 B 0.000 s (the TUN's own link)",
+                    Outcome::OwnLink.name()
+                );
+            }
+            continue;
+        }
         let Some(slot) = FlowSlot::take(&relay.flows, relay.max_flows) else {
             relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -328,6 +353,9 @@ enum Outcome {
     Failed,
     /// Upstream connected but the client's handshake did not complete.
     AcceptFailed,
+    /// The destination is on the TUN's own link: refused (an RST) without an upstream
+    /// attempt, as relaying it would loop back into the TUN.
+    OwnLink,
 }
 
 impl Outcome {
@@ -340,6 +368,7 @@ impl Outcome {
             Outcome::TimedOut => "timed-out",
             Outcome::Failed => "failed",
             Outcome::AcceptFailed => "accept-failed",
+            Outcome::OwnLink => "own-link",
         }
     }
 }
@@ -591,6 +620,13 @@ async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<
         stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
         if !relayable(d.dst) || d.src.port() == 0 {
             stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        // The stack's own addresses and the TUN's prefixes: a socket to them is routed back
+        // into the TUN and its datagrams would come back here, forever.
+        if relay.link.on_tun_link(d.dst.ip()) {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            stats.udp_own_link.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let key = (d.src, d.dst);
@@ -1238,6 +1274,8 @@ struct Stats {
     tcp_timed_out: AtomicU64,
     tcp_failed: AtomicU64,
     tcp_accept_failed: AtomicU64,
+    /// SYNs to the TUN's own link, refused without an upstream attempt.
+    tcp_own_link: AtomicU64,
     /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
     /// (--max-pending-connects).
     tcp_busy: AtomicU64,
@@ -1250,8 +1288,11 @@ struct Stats {
     udp_evicted: AtomicU64,
     /// Datagrams taken from the stack.
     udp_datagrams_in: AtomicU64,
-    /// Datagrams dropped: queues full, not relayable, refused upstream.
+    /// Datagrams dropped: queues full, not relayable (the TUN's own link among them),
+    /// refused upstream.
     udp_dropped: AtomicU64,
+    /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
+    udp_own_link: AtomicU64,
     udp_bytes_up: AtomicU64,
     udp_datagrams_up: AtomicU64,
     udp_bytes_down: AtomicU64,
@@ -1268,6 +1309,7 @@ impl Stats {
             Outcome::TimedOut => &self.tcp_timed_out,
             Outcome::Failed => &self.tcp_failed,
             Outcome::AcceptFailed => &self.tcp_accept_failed,
+            Outcome::OwnLink => &self.tcp_own_link,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.tcp_bytes_up.fetch_add(up, Ordering::Relaxed);
@@ -1291,7 +1333,7 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         println!(
             "summary: tcp flows: closed {} reset {} refused {} unreachable {} timed-out {} \
-             failed {} accept-failed {} dropped-at-limit {}; bytes up {} down {}",
+             failed {} accept-failed {} own-link {} dropped-at-limit {}; bytes up {} down {}",
             g(&self.tcp_closed),
             g(&self.tcp_reset),
             g(&self.tcp_refused),
@@ -1299,6 +1341,7 @@ impl Stats {
             g(&self.tcp_timed_out),
             g(&self.tcp_failed),
             g(&self.tcp_accept_failed),
+            g(&self.tcp_own_link),
             g(&self.tcp_busy),
             g(&self.tcp_bytes_up),
             g(&self.tcp_bytes_down),
@@ -1306,7 +1349,7 @@ impl Stats {
         // Sessions still open at exit are not counted as ended.
         println!(
             "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
-             room {}); datagrams in {} dropped {}; up {} B ({} datagrams) down {} B ({} \
+             room {}); datagrams in {} dropped {} (to the own link {}); up {} B ({} datagrams) down {} B ({} \
              datagrams)",
             g(&self.udp_idle),
             g(&self.udp_evicted_end),
@@ -1314,6 +1357,7 @@ impl Stats {
             g(&self.udp_evicted),
             g(&self.udp_datagrams_in),
             g(&self.udp_dropped),
+            g(&self.udp_own_link),
             g(&self.udp_bytes_up),
             g(&self.udp_datagrams_up),
             g(&self.udp_bytes_down),

@@ -247,6 +247,14 @@ else:
     print("ERR timeout")
 "#;
 
+/// Python: one datagram to ADDR PORT, no answer awaited.
+const UDP_SEND_ONE: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+socket.socket(family, socket.SOCK_DGRAM).sendto(b"loop?", (addr, port))
+"#;
+
 /// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
 /// random (spoofed) sources to random addresses and ports, and UDP datagrams likewise. Three
 /// in four are IPv4 (from 198.18.0.0/16 to 198.19.128.0/17, silent in E; every 16th a first
@@ -689,6 +697,25 @@ async fn kernel_relay_through_egress_namespace() {
         assert!(took < Duration::from_secs(3), "refused after {took:?}");
     }
 
+    // The stack's own address (and the rest of the TUN's prefix): relaying it would route
+    // the upstream socket back into the TUN, so the SYN is refused at once, with no
+    // upstream attempt, and a datagram there is dropped.
+    for host in ["198.18.0.2", "2001:2::2", "198.18.0.77"] {
+        let (code, took) = world.curl_fails(host, 80, 10).await;
+        assert_eq!(code, 7, "curl to the own link {host}\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+    for host in ["198.18.0.2", "2001:2::2"] {
+        let mut py = world.c.command("python3");
+        py.args(["-c", UDP_SEND_ONE, host, "53"]);
+        let out = output(py).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
     for host in [SILENT.0, SILENT.1] {
         let (code, took) = world.curl_fails(host, 80, 4).await;
@@ -712,6 +739,12 @@ async fn kernel_relay_through_egress_namespace() {
     let logs = relay.logs();
     assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
+    assert!(logs.contains(" own-link 3 "), "{logs}");
+    assert!(logs.contains("(to the own link 2)"), "{logs}");
+    for host in ["198.18.0.2:80", "[2001:2::2]:80", "198.18.0.77:80"] {
+        assert!(logs.contains(&format!("-> {host} own-link")), "{logs}");
+    }
+    assert!(!logs.contains("-> 198.18.0.2:53"), "{logs}");
     for (v4, v6, port) in DESTS {
         assert!(logs.contains(&format!("-> {v4}:{port} closed")), "{logs}");
         assert!(logs.contains(&format!("-> [{v6}]:{port} closed")), "{logs}");
