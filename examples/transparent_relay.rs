@@ -16,7 +16,9 @@
 //! Bounded everywhere, since anything can be sent into a TUN: at most
 //! `--max-pending-connects` upstream connects at once and `--max-flows` relayed flows (a SYN
 //! beyond either is dropped, so a SYN flood to random destinations opens no more sockets than
-//! that), a copy buffer only while bytes are moving, and the stack's own bounds on held SYNs.
+//! that), a copy buffer only while bytes are moving (256 KiB while fewer than 256 are held,
+//! else 16 KiB: at most 64 MiB of large ones however many peers stop reading), and the
+//! stack's own bounds on held SYNs.
 //!
 //! ```sh
 //! ip netns exec C transparent_relay --egress-netns E -v   # then: ip route add PREFIX dev synack0
@@ -477,29 +479,64 @@ async fn splice(
 /// in few large writes (in the harness, on this noisy 2-core machine: with 64 KiB, freshly
 /// zeroed per burst, the relay ran at 0.41 and 0.61x the direct path; with 64 KiB from the
 /// pool below at 0.73 and 0.77x; with 256 KiB from the pool at 0.98 and 1.08x, and 0.63 and
-/// 0.89x in a run beside two compiling builds).
+/// 0.89x in a run beside two compiling builds). A flow holds its buffer while its write
+/// waits, so a peer that never reads pins one per direction: hence [`LARGE_MAX`].
 const CHUNK: usize = 256 * 1024;
-/// Idle copy buffers kept for reuse, at most (4 MiB).
+/// Large buffers held by flows at once, across all of them: 256, i.e. 64 MiB. Beyond it a
+/// flow copies through a [`SMALL_CHUNK`] buffer, so that stalled peers cannot pin
+/// --max-flows x 2 x 256 KiB (2 GiB at the defaults). The copy buffers in use are so at
+/// most 64 MiB plus 16 KiB per direction of the other flows (128 MiB more at 4096 flows, all
+/// stalled), and the pools below keep at most 4 MiB + 1 MiB idle.
+const LARGE_MAX: usize = 256;
+/// The copy buffer of a flow past [`LARGE_MAX`].
+const SMALL_CHUNK: usize = 16 * 1024;
+/// Idle large copy buffers kept for reuse, at most (4 MiB).
 const POOL_MAX: usize = 16;
+/// Idle small copy buffers kept for reuse, at most (1 MiB).
+const SMALL_POOL_MAX: usize = 64;
+
+/// Large buffers taken and not given back, across all threads (the pools are per thread,
+/// the budget is not).
+static LARGE_IN_USE: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// Copy buffers between uses. The relay runs on one thread; a buffer goes back here
-    /// whenever its flow has nothing to read, and the next flow with bytes takes it as it
-    /// is, with no allocation and no zeroing of a whole buffer per burst.
+    /// Copy buffers between uses, large and small. The relay runs on one thread; a buffer
+    /// goes back here whenever its flow has nothing to read, and the next flow with bytes
+    /// takes it as it is, with no allocation and no zeroing of a whole buffer per burst.
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The same for [`SMALL_CHUNK`] buffers.
+    static SMALL_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A copy buffer from the pool, or a new one.
+/// A copy buffer from the pool, or a new one: a large one while fewer than [`LARGE_MAX`]
+/// are held, else a small one.
 fn take_buffer() -> Vec<u8> {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; CHUNK])
+    if LARGE_IN_USE.fetch_add(1, Ordering::Relaxed) < LARGE_MAX {
+        return POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0; CHUNK]);
+    }
+    LARGE_IN_USE.fetch_sub(1, Ordering::Relaxed);
+    SMALL_POOL
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; SMALL_CHUNK])
 }
 
-/// Gives a copy buffer back to the pool (or frees it, when the pool is full).
+/// Gives a copy buffer back to its pool (or frees it, when the pool is full), and a large
+/// one back to the budget.
 fn give_buffer(b: Vec<u8>) {
-    POOL.with(|p| {
+    let large = b.len() == CHUNK;
+    if large {
+        LARGE_IN_USE.fetch_sub(1, Ordering::Relaxed);
+    }
+    let (pool, max) = if large {
+        (&POOL, POOL_MAX)
+    } else {
+        (&SMALL_POOL, SMALL_POOL_MAX)
+    };
+    pool.with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < POOL_MAX {
+        if p.len() < max {
             p.push(b);
         }
     });
@@ -507,7 +544,8 @@ fn give_buffer(b: Vec<u8>) {
 
 /// Copies `r` to `w` until `r` ends, then shuts `w`'s sending side down (FIN). The flow
 /// holds a buffer only while bytes move: it goes back to the pool whenever `r` has nothing
-/// to read, so an idle flow holds none.
+/// to read, so an idle flow holds none. A write that waits on a peer that does not read
+/// keeps it, which is why large ones are budgeted ([`LARGE_MAX`]).
 async fn pump<R, W>(r: &mut R, w: &mut W, count: &AtomicU64) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
