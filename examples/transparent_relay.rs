@@ -7,6 +7,10 @@
 //! completes and bytes flow; refused, the client gets an RST; unreachable, an ICMP
 //! destination unreachable; no answer within `--connect-timeout`, nothing at all, so the
 //! client's SYN times out as it would on the direct path (after gVisor's `tcp.Forwarder`).
+//! Once upstream has connected, the client's handshake gets `--connect-timeout` as well;
+//! past it the upstream connection is reset and the half-open one dropped, so that spoofed
+//! SYNs to listening destinations do not hold flow slots for a minute of SYN-ACK
+//! retransmissions ("accept-timed-out" in the summary).
 //!
 //! Never relayed: a destination on the TUN's own link (the stack's addresses and the
 //! prefixes of --host-addr and --host-addr6), since the upstream socket would be routed
@@ -63,7 +67,8 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     socks5: Option<SocketAddr>,
     /// Seconds to wait for the upstream connection; a SYN whose upstream has not answered by
-    /// then is dropped unanswered (the client's connect times out).
+    /// then is dropped unanswered (the client's connect times out). Once upstream has
+    /// connected, the client's handshake gets as long again; past it both are dropped.
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     connect_timeout: f64,
     /// Upstream connects in progress at once; a SYN beyond it cancels the oldest connect
@@ -353,8 +358,11 @@ enum Outcome {
     TimedOut,
     /// Upstream failed otherwise (the proxy, a local error): the SYN was dropped.
     Failed,
-    /// Upstream connected but the client's handshake did not complete.
+    /// Upstream connected but the client's handshake failed.
     AcceptFailed,
+    /// Upstream connected but the client's handshake did not complete within
+    /// --connect-timeout (a spoofed SYN, or a client gone): both sides were dropped.
+    AcceptTimedOut,
     /// The destination is on the TUN's own link: refused (an RST) without an upstream
     /// attempt, as relaying it would loop back into the TUN.
     OwnLink,
@@ -370,6 +378,7 @@ impl Outcome {
             Outcome::TimedOut => "timed-out",
             Outcome::Failed => "failed",
             Outcome::AcceptFailed => "accept-failed",
+            Outcome::AcceptTimedOut => "accept-timed-out",
             Outcome::OwnLink => "own-link",
         }
     }
@@ -422,15 +431,27 @@ impl Relay {
                 detail = format!(" ({e})");
                 (Outcome::Failed, 0, 0)
             }
-            Ok(Ok(upstream)) => match syn.accept().await {
-                Ok(inbound) => splice(inbound, upstream).await,
-                Err(e) => {
-                    // The client went away: so does the upstream connection, at once.
-                    let _ = upstream.set_zero_linger();
-                    detail = format!(" ({e})");
-                    (Outcome::AcceptFailed, 0, 0)
+            // The handshake is bounded by the connect timeout too: otherwise a spoofed SYN
+            // to a listening destination holds its --max-flows slot (and the upstream
+            // connection) through all of the SYN-ACK's retransmissions, about a minute.
+            Ok(Ok(upstream)) => {
+                match tokio::time::timeout(self.connect_timeout, syn.accept()).await {
+                    Ok(Ok(inbound)) => splice(inbound, upstream).await,
+                    Ok(Err(e)) => {
+                        // The client went away: so does the upstream connection, at once.
+                        let _ = upstream.set_zero_linger();
+                        detail = format!(" ({e})");
+                        (Outcome::AcceptFailed, 0, 0)
+                    }
+                    Err(_elapsed) => {
+                        // The accept's future is dropped with its half-open connection (the
+                        // stack closes it); the upstream connection goes at once, with an RST.
+                        let _ = upstream.set_zero_linger();
+                        detail = " (the client's handshake did not complete in time)".into();
+                        (Outcome::AcceptTimedOut, 0, 0)
+                    }
                 }
-            },
+            }
         };
         self.stats.record(outcome, up, down);
         if self.verbose {
@@ -1312,6 +1333,7 @@ struct Stats {
     tcp_timed_out: AtomicU64,
     tcp_failed: AtomicU64,
     tcp_accept_failed: AtomicU64,
+    tcp_accept_timed_out: AtomicU64,
     /// SYNs to the TUN's own link, refused without an upstream attempt.
     tcp_own_link: AtomicU64,
     /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
@@ -1347,6 +1369,7 @@ impl Stats {
             Outcome::TimedOut => &self.tcp_timed_out,
             Outcome::Failed => &self.tcp_failed,
             Outcome::AcceptFailed => &self.tcp_accept_failed,
+            Outcome::AcceptTimedOut => &self.tcp_accept_timed_out,
             Outcome::OwnLink => &self.tcp_own_link,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -1371,7 +1394,7 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         println!(
             "summary: tcp flows: closed {} reset {} refused {} unreachable {} timed-out {} \
-             failed {} accept-failed {} own-link {} dropped-at-limit {}; bytes up {} down {}",
+             failed {} accept-failed {} accept-timed-out {} own-link {} dropped-at-limit {}; bytes up {} down {}",
             g(&self.tcp_closed),
             g(&self.tcp_reset),
             g(&self.tcp_refused),
@@ -1379,6 +1402,7 @@ impl Stats {
             g(&self.tcp_timed_out),
             g(&self.tcp_failed),
             g(&self.tcp_accept_failed),
+            g(&self.tcp_accept_timed_out),
             g(&self.tcp_own_link),
             g(&self.tcp_busy),
             g(&self.tcp_bytes_up),
