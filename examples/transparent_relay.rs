@@ -466,8 +466,11 @@ impl Relay {
 
 /// Copies both ways until both directions have ended. A FIN from one side becomes a FIN
 /// (write shutdown) to the other, and the other direction goes on (half-close); an RST or
-/// error on either side resets both. Returns the outcome and the bytes sent upstream and
-/// down.
+/// error on either side resets both. An RST from upstream after its FIN, while the client
+/// sends nothing, is looked for every [`HALF_CLOSED_CHECK`]; the same from the client is
+/// not seen until the upstream sends again (synack's borrowed halves offer no SO_ERROR, and
+/// its reads return 0 after a FIN, as Linux's do). Returns the outcome and the bytes sent
+/// upstream and down.
 async fn splice(
     mut inbound: synack::tokio::TcpStream,
     mut upstream: tokio::net::TcpStream,
@@ -479,10 +482,22 @@ async fn splice(
     let result = {
         let (mut in_r, mut in_w) = inbound.split();
         let (mut up_r, mut up_w) = upstream.split();
-        tokio::try_join!(
-            pump(&mut in_r, &mut up_w, &up),
-            pump(&mut up_r, &mut in_w, &down)
-        )
+        // Once the upstream's reader has ended, it is watched for an RST until the client's
+        // direction has ended too.
+        let (client_done, client_done_rx) = oneshot::channel::<()>();
+        let client_to_server = async {
+            pump(&mut in_r, &mut up_w, &up).await?;
+            let _ = client_done.send(());
+            Ok::<(), io::Error>(())
+        };
+        let server_to_client = async {
+            pump(&mut up_r, &mut in_w, &down).await?;
+            tokio::select! {
+                _ = client_done_rx => Ok(()),
+                e = reset_after_eof_tokio(&up_r) => Err(e),
+            }
+        };
+        tokio::try_join!(client_to_server, server_to_client)
     };
     let outcome = match result {
         Ok(_) => Outcome::Closed,
@@ -494,6 +509,24 @@ async fn splice(
         }
     };
     (outcome, up.into_inner(), down.into_inner())
+}
+
+/// How often an upstream that has sent its FIN is checked for a later RST while the client's
+/// direction still runs: a FIN then an RST while the client is idle would otherwise leave
+/// the flow open for good.
+const HALF_CLOSED_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns the error that ends the upstream side after its FIN (its RST). A kernel socket
+/// reads 0 after a FIN even once it has been reset, but SO_ERROR holds the reset (EPIPE in
+/// CLOSE_WAIT), so that is looked at every [`HALF_CLOSED_CHECK`].
+async fn reset_after_eof_tokio(r: &tokio::net::tcp::ReadHalf<'_>) -> io::Error {
+    loop {
+        tokio::time::sleep(HALF_CLOSED_CHECK).await;
+        match r.as_ref().take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return e,
+        }
+    }
 }
 
 /// The largest read of one copy step: 256 KiB, so that a busy flow crosses into the kernel

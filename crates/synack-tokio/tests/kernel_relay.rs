@@ -166,7 +166,7 @@ print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
 /// `reset` is answered with an RST (linger 0); one that starts with `watch` is read until it
 /// ends, and how it ended (`eof` or `peer-reset`) is printed.
 const RESET_SERVER: &str = r#"
-import socket, struct, sys, threading
+import socket, struct, sys, threading, time
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -174,6 +174,13 @@ s.bind(("::", int(sys.argv[1]))); s.listen(16)
 def serve(c):
     first = c.recv(5)
     if first == b"reset":
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        return
+    if first == b"halfs":
+        # A FIN, then (with nothing sent either way) an RST.
+        c.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
         return
@@ -189,7 +196,9 @@ while True:
 "#;
 
 /// Python: `reset` mode sends `reset` to ADDR:PORT and prints how its read ends
-/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST.
+/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST;
+/// `halfserver` sends `halfs` (the server sends its FIN, then an RST) and, sending nothing
+/// more, prints whether SO_ERROR shows the RST within 5 s (`reset-after-eof`).
 const RESET_CLIENT: &str = r#"
 import socket, struct, sys, time
 addr, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -200,6 +209,17 @@ if mode == "reset":
         print("eof" if s.recv(65536) == b"" else "data")
     except ConnectionResetError:
         print("peer-reset")
+elif mode == "halfserver":
+    s.sendall(b"halfs")
+    while s.recv(65536):
+        pass
+    for _ in range(50):
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            print("reset-after-eof")
+            break
+        time.sleep(0.1)
+    else:
+        print("open-after-eof")
 else:
     s.sendall(b"watch")
     time.sleep(0.3)
@@ -623,6 +643,16 @@ impl World {
             seen[before.len()..].trim(),
             "peer-reset",
             "client's RST through the relay to {host}"
+        );
+
+        // The server's FIN and then its RST, while the client sends nothing: the RST still
+        // reaches the client (within the relay's one-second check).
+        let out = run("halfserver").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "reset-after-eof",
+            "server's RST after its FIN through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 
