@@ -916,6 +916,12 @@ impl Relay {
     }
 }
 
+thread_local! {
+    /// Where upstream datagrams land before they are copied out at their size: the largest
+    /// UDP payload, once per thread (the relay runs on one).
+    static UDP_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 65535]);
+}
+
 /// A session's way out: a kernel UDP socket connected to the destination, or one that
 /// talks to a SOCKS5 proxy's UDP relay, with the TCP connection that holds the association.
 struct UdpUpstream {
@@ -944,14 +950,16 @@ impl UdpUpstream {
         let socket = &self.socket;
         let received = async {
             loop {
-                // A buffer only while a datagram is there: an idle session holds none.
+                // Received into the thread's one scratch buffer and copied out at the
+                // datagram's size: an idle session holds no buffer, and a busy one neither
+                // zeroes nor keeps 64 KiB per datagram.
                 socket.readable().await?;
-                let mut buf = vec![0u8; 65535];
-                match socket.try_recv(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(Some(buf));
-                    }
+                let got = UDP_SCRATCH.with(|b| {
+                    let mut b = b.borrow_mut();
+                    socket.try_recv(&mut b).map(|n| b[..n].to_vec())
+                });
+                match got {
+                    Ok(datagram) => return Ok(Some(datagram)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     // An ICMP error reported on the connected socket: that datagram is
                     // lost, the session goes on.
@@ -1179,9 +1187,23 @@ impl Upstream {
                 let mut control = self.proxy_connection(proxy).await.map_err(Fail::into_io)?;
                 // We do not know our own address as the proxy sees it: zeros (§7).
                 let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                let mut relay_at = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
+                let bound = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
                     .await
                     .map_err(Fail::into_io)?;
+                // The relay's address is where every datagram goes: a name (which we cannot
+                // resolve) or port 0 would send them to the proxy's port 0.
+                let mut relay_at = match bound {
+                    Some(a) if a.port() != 0 => a,
+                    _ => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "SOCKS5 proxy {proxy}: UDP ASSOCIATE replied no usable relay \
+                                 address (a name, or port 0)"
+                            ),
+                        ))
+                    }
+                };
                 // A proxy that answers with the unspecified address means its own.
                 if relay_at.ip().is_unspecified() {
                     relay_at.set_ip(proxy.ip());
@@ -1304,17 +1326,20 @@ mod socks5 {
     }
 
     /// RFC 1928 §4-6: sends a request and reads the reply; Ok with BND.ADDR:BND.PORT on
-    /// success (X'00'), else the reply code mapped onto what the client should see.
+    /// success (X'00'; `None` when it is a domain name, which this client cannot resolve),
+    /// else the reply code mapped onto what the client should see. An error on the control
+    /// connection itself (even EHOSTUNREACH or ECONNREFUSED) is the proxy's, not the
+    /// destination's: [`Fail::Other`], so the SYN is dropped rather than answered.
     pub async fn request(
         s: &mut tokio::net::TcpStream,
         command: u8,
         addr: SocketAddr,
-    ) -> Result<SocketAddr, Fail> {
+    ) -> Result<Option<SocketAddr>, Fail> {
         let mut req = vec![5, command, 0];
         put_addr(&mut req, addr);
-        s.write_all(&req).await?;
+        s.write_all(&req).await.map_err(Fail::Other)?;
         let mut head = [0u8; 4];
-        s.read_exact(&mut head).await?;
+        s.read_exact(&mut head).await.map_err(Fail::Other)?;
         if head[0] != 5 {
             return Err(Fail::Other(protocol("reply of another version")));
         }
@@ -1330,22 +1355,25 @@ mod socks5 {
         let bound = match head[3] {
             1 => {
                 let mut a = [0u8; 6];
-                s.read_exact(&mut a).await?;
-                SocketAddr::from(([a[0], a[1], a[2], a[3]], u16::from_be_bytes([a[4], a[5]])))
+                s.read_exact(&mut a).await.map_err(Fail::Other)?;
+                Some(SocketAddr::from((
+                    [a[0], a[1], a[2], a[3]],
+                    u16::from_be_bytes([a[4], a[5]]),
+                )))
             }
             4 => {
                 let mut a = [0u8; 18];
-                s.read_exact(&mut a).await?;
+                s.read_exact(&mut a).await.map_err(Fail::Other)?;
                 let mut ip = [0u8; 16];
                 ip.copy_from_slice(&a[..16]);
-                SocketAddr::from((ip, u16::from_be_bytes([a[16], a[17]])))
+                Some(SocketAddr::from((ip, u16::from_be_bytes([a[16], a[17]]))))
             }
             3 => {
                 // A name we cannot use (no DNS here); read past it.
-                let len = s.read_u8().await?;
+                let len = s.read_u8().await.map_err(Fail::Other)?;
                 let mut skip = vec![0u8; usize::from(len) + 2];
-                s.read_exact(&mut skip).await?;
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+                s.read_exact(&mut skip).await.map_err(Fail::Other)?;
+                None
             }
             _ => return Err(Fail::Other(protocol("unknown address type in the reply"))),
         };
