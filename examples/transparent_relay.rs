@@ -1,12 +1,14 @@
-//! A tun2socks-style relay: every TCP flow the kernel routes into the TUN, whatever its
-//! destination, is carried to that destination through a kernel socket (in this namespace,
-//! or in the one `--egress-netns` names) or through a SOCKS5 proxy (`--socks5`).
+//! A tun2socks-style relay: every TCP flow and UDP datagram the kernel routes into the TUN,
+//! whatever its destination, is carried to that destination through a kernel socket (in
+//! this namespace, or in the one `--egress-netns` names) or through a SOCKS5 proxy
+//! (`--socks5`: CONNECT, and UDP ASSOCIATE with one association per UDP session).
 //!
 //! The client's SYN is held (synack's transparent mode) while the relay opens the upstream
 //! connection, and answered only with the upstream's answer: connected, the handshake
 //! completes and bytes flow; refused, the client gets an RST; unreachable, an ICMP
-//! destination unreachable; no answer within `--connect-timeout`, nothing at all, so the
-//! client's SYN times out as it would on the direct path (after gVisor's `tcp.Forwarder`).
+//! destination unreachable; no answer within `--connect-timeout`, or any other failure (the
+//! proxy down or failing, no file descriptors), nothing at all, so the client's SYN times
+//! out as it would on the direct path (after gVisor's `tcp.Forwarder`).
 //! Once upstream has connected, the client's handshake gets `--connect-timeout` as well;
 //! past it the upstream connection is reset and the half-open one dropped, so that spoofed
 //! SYNs to listening destinations do not hold flow slots for a minute of SYN-ACK
@@ -17,12 +19,15 @@
 //! straight back into the TUN. A SYN there is refused (an RST), a datagram dropped; both
 //! are counted in the summary ("own-link").
 //!
-//! Bounded everywhere, since anything can be sent into a TUN: at most
-//! `--max-pending-connects` upstream connects at once and `--max-flows` relayed flows (a SYN
-//! beyond either is dropped, so a SYN flood to random destinations opens no more sockets than
-//! that), a copy buffer only while bytes are moving (256 KiB while fewer than 256 are held,
-//! else 16 KiB: at most 64 MiB of large ones however many peers stop reading), and the
-//! stack's own bounds on held SYNs.
+//! Bounded everywhere, since anything can be sent into a TUN: at most `--max-flows` relayed
+//! TCP flows (a SYN beyond it is dropped unanswered; the client retransmits) and
+//! `--max-pending-connects` upstream connects at once (a SYN beyond it cancels the oldest
+//! connect, whose SYN is dropped unanswered, so a SYN flood to random destinations opens no
+//! more sockets than that and cannot starve new clients); at most `--max-udp-sessions` UDP
+//! sessions (a new one evicts the longest idle) and 4 MiB of datagrams queued upstream; a
+//! copy buffer only while bytes are moving or wait to be written (256 KiB while fewer than
+//! 256 are held across all flows, else 16 KiB: at most 64 MiB of large ones however many
+//! peers stop reading); and the stack's own bounds on held SYNs.
 //!
 //! ```sh
 //! ip netns exec C transparent_relay --egress-netns E -v   # then: ip route add PREFIX dev synack0
@@ -1409,8 +1414,9 @@ struct Stats {
     udp_evicted: AtomicU64,
     /// Datagrams taken from the stack.
     udp_datagrams_in: AtomicU64,
-    /// Datagrams dropped: queues full, not relayable (the TUN's own link among them),
-    /// refused upstream.
+    /// Datagrams dropped either way: queues full, not relayable (the TUN's own link among
+    /// them), a failed send, a reply from elsewhere, fragmented or malformed (SOCKS5), or
+    /// lost to an ICMP error.
     udp_dropped: AtomicU64,
     /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
     udp_own_link: AtomicU64,
