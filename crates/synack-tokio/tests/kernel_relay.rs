@@ -327,6 +327,23 @@ while time.time() < end:
 print(n)
 "#;
 
+/// Python: one SYN into the TUN from a spoofed source (198.18.7.7, which never answers) to
+/// ADDR:PORT (IPv4).
+const SPOOFED_SYN: &str = r#"
+import socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+src, dst = socket.inet_aton("198.18.7.7"), socket.inet_aton(sys.argv[1])
+seg = struct.pack("!HHIIBBHHH", 40000, int(sys.argv[2]), 12345, 0, 5 << 4, 0x02, 64240, 0, 0)
+c = csum(src + dst + struct.pack("!BBH", 0, 6, len(seg)) + seg)
+seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0, 64, 6, 0, src, dst)
+socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + seg, (sys.argv[1], 0))
+"#;
+
 /// The number of file descriptors process `pid` holds.
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
@@ -746,6 +763,18 @@ async fn kernel_relay_through_egress_namespace() {
         );
     }
 
+    // A spoofed SYN to a listening destination: upstream connects, the client's handshake
+    // never completes, and the relay gives up after --connect-timeout (2 s), not after the
+    // minute of SYN-ACK retransmissions (checked in the log below, after the silent curls).
+    let mut py = world.c.command("python3");
+    py.args(["-c", SPOOFED_SYN, "198.19.1.1", "8080"]);
+    let out = output(py).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
     for host in [SILENT.0, SILENT.1] {
         let (code, took) = world.curl_fails(host, 80, 4).await;
@@ -770,6 +799,11 @@ async fn kernel_relay_through_egress_namespace() {
     assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
     assert!(logs.contains(" own-link 3 "), "{logs}");
+    assert!(
+        logs.contains("tcp 198.18.7.7:40000 -> 198.19.1.1:8080 accept-timed-out"),
+        "{logs}"
+    );
+    assert!(logs.contains("accept-timed-out 1 "), "{logs}");
     assert!(logs.contains("(to the own link 2)"), "{logs}");
     for host in ["198.18.0.2:80", "[2001:2::2]:80", "198.18.0.77:80"] {
         assert!(logs.contains(&format!("-> {host} own-link")), "{logs}");
