@@ -1,17 +1,33 @@
-//! A tun2socks-style relay: every TCP flow the kernel routes into the TUN, whatever its
-//! destination, is carried to that destination through a kernel socket (in this namespace,
-//! or in the one `--egress-netns` names) or through a SOCKS5 proxy (`--socks5`).
+//! A tun2socks-style relay: every TCP flow and UDP datagram the kernel routes into the TUN,
+//! whatever its destination, is carried to that destination through a kernel socket (in
+//! this namespace, or in the one `--egress-netns` names) or through a SOCKS5 proxy
+//! (`--socks5`: CONNECT, and UDP ASSOCIATE with one association per UDP session).
 //!
 //! The client's SYN is held (synack's transparent mode) while the relay opens the upstream
 //! connection, and answered only with the upstream's answer: connected, the handshake
 //! completes and bytes flow; refused, the client gets an RST; unreachable, an ICMP
-//! destination unreachable; no answer within `--connect-timeout`, nothing at all, so the
-//! client's SYN times out as it would on the direct path (after gVisor's `tcp.Forwarder`).
+//! destination unreachable; no answer within `--connect-timeout`, or any other failure (the
+//! proxy down or failing, no file descriptors), nothing at all, so the client's SYN times
+//! out as it would on the direct path (after gVisor's `tcp.Forwarder`).
+//! Once upstream has connected, the client's handshake gets `--connect-timeout` as well;
+//! past it the upstream connection is reset and the half-open one dropped, so that spoofed
+//! SYNs to listening destinations do not hold flow slots for a minute of SYN-ACK
+//! retransmissions ("accept-timed-out" in the summary).
 //!
-//! Bounded everywhere, since anything can be sent into a TUN: at most
-//! `--max-pending-connects` upstream connects at once and `--max-flows` relayed flows (a SYN
-//! beyond either is dropped, so a SYN flood to random destinations opens no more sockets than
-//! that), a copy buffer only while bytes are moving, and the stack's own bounds on held SYNs.
+//! Never relayed: a destination on the TUN's own link (the stack's addresses and the
+//! prefixes of --host-addr and --host-addr6), since the upstream socket would be routed
+//! straight back into the TUN. A SYN there is refused (an RST), a datagram dropped; both
+//! are counted in the summary ("own-link").
+//!
+//! Bounded everywhere, since anything can be sent into a TUN: at most `--max-flows` relayed
+//! TCP flows (a SYN beyond it is dropped unanswered; the client retransmits) and
+//! `--max-pending-connects` upstream connects at once (a SYN beyond it cancels the oldest
+//! connect, whose SYN is dropped unanswered, so a SYN flood to random destinations opens no
+//! more sockets than that and cannot starve new clients); at most `--max-udp-sessions` UDP
+//! sessions (a new one evicts the longest idle) and 4 MiB of datagrams queued upstream; a
+//! copy buffer only while bytes are moving or wait to be written (256 KiB while fewer than
+//! 256 are held across all flows, else 16 KiB: at most 64 MiB of large ones however many
+//! peers stop reading); and the stack's own bounds on held SYNs.
 //!
 //! ```sh
 //! ip netns exec C transparent_relay --egress-netns E -v   # then: ip route add PREFIX dev synack0
@@ -56,7 +72,8 @@ struct Args {
     #[arg(long, value_name = "IP:PORT")]
     socks5: Option<SocketAddr>,
     /// Seconds to wait for the upstream connection; a SYN whose upstream has not answered by
-    /// then is dropped unanswered (the client's connect times out).
+    /// then is dropped unanswered (the client's connect times out). Once upstream has
+    /// connected, the client's handshake gets as long again; past it both are dropped.
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     connect_timeout: f64,
     /// Upstream connects in progress at once; a SYN beyond it cancels the oldest connect
@@ -148,6 +165,7 @@ async fn run(args: Args) -> io::Result<()> {
     let interceptor = stack.intercept()?;
     let udp_interceptor = stack.intercept_udp()?;
     let relay = Arc::new(Relay {
+        link: args.net.clone(),
         upstream,
         connect_timeout,
         connects: Mutex::new(Connects::default()),
@@ -196,6 +214,9 @@ async fn shutdown_signal() -> io::Result<()> {
 
 /// What every flow task shares.
 struct Relay {
+    /// The TUN's own link (--host-addr, --host-addr6, the stack's addresses): destinations
+    /// there are never relayed (see [`NetArgs::on_tun_link`]).
+    link: NetArgs,
     upstream: Upstream,
     connect_timeout: Duration,
     /// The upstream connects in progress.
@@ -290,6 +311,22 @@ impl Relay {
 async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()> {
     loop {
         let syn = interceptor.next().await?;
+        // The stack's own addresses and the TUN's prefixes: an upstream socket to them is
+        // routed back into the TUN, which would hand it to this loop again, forever. Refused
+        // here (an RST), before any limit is taken or any socket made.
+        let dst = syn.local_addr();
+        if relay.link.on_tun_link(dst.ip()) {
+            let client = syn.peer_addr();
+            let _ = syn.refuse();
+            relay.stats.record(Outcome::OwnLink, 0, 0);
+            if relay.verbose {
+                println!(
+                    "tcp {client} -> {dst} {} up 0 B down 0 B 0.000 s (the TUN's own link)",
+                    Outcome::OwnLink.name()
+                );
+            }
+            continue;
+        }
         let Some(slot) = FlowSlot::take(&relay.flows, relay.max_flows) else {
             relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -326,8 +363,14 @@ enum Outcome {
     TimedOut,
     /// Upstream failed otherwise (the proxy, a local error): the SYN was dropped.
     Failed,
-    /// Upstream connected but the client's handshake did not complete.
+    /// Upstream connected but the client's handshake failed.
     AcceptFailed,
+    /// Upstream connected but the client's handshake did not complete within
+    /// --connect-timeout (a spoofed SYN, or a client gone): both sides were dropped.
+    AcceptTimedOut,
+    /// The destination is on the TUN's own link: refused (an RST) without an upstream
+    /// attempt, as relaying it would loop back into the TUN.
+    OwnLink,
 }
 
 impl Outcome {
@@ -340,6 +383,8 @@ impl Outcome {
             Outcome::TimedOut => "timed-out",
             Outcome::Failed => "failed",
             Outcome::AcceptFailed => "accept-failed",
+            Outcome::AcceptTimedOut => "accept-timed-out",
+            Outcome::OwnLink => "own-link",
         }
     }
 }
@@ -391,15 +436,27 @@ impl Relay {
                 detail = format!(" ({e})");
                 (Outcome::Failed, 0, 0)
             }
-            Ok(Ok(upstream)) => match syn.accept().await {
-                Ok(inbound) => splice(inbound, upstream).await,
-                Err(e) => {
-                    // The client went away: so does the upstream connection, at once.
-                    let _ = upstream.set_zero_linger();
-                    detail = format!(" ({e})");
-                    (Outcome::AcceptFailed, 0, 0)
+            // The handshake is bounded by the connect timeout too: otherwise a spoofed SYN
+            // to a listening destination holds its --max-flows slot (and the upstream
+            // connection) through all of the SYN-ACK's retransmissions, about a minute.
+            Ok(Ok(upstream)) => {
+                match tokio::time::timeout(self.connect_timeout, syn.accept()).await {
+                    Ok(Ok(inbound)) => splice(inbound, upstream).await,
+                    Ok(Err(e)) => {
+                        // The client went away: so does the upstream connection, at once.
+                        let _ = upstream.set_zero_linger();
+                        detail = format!(" ({e})");
+                        (Outcome::AcceptFailed, 0, 0)
+                    }
+                    Err(_elapsed) => {
+                        // The accept's future is dropped with its half-open connection (the
+                        // stack closes it); the upstream connection goes at once, with an RST.
+                        let _ = upstream.set_zero_linger();
+                        detail = " (the client's handshake did not complete in time)".into();
+                        (Outcome::AcceptTimedOut, 0, 0)
+                    }
                 }
-            },
+            }
         };
         self.stats.record(outcome, up, down);
         if self.verbose {
@@ -414,8 +471,11 @@ impl Relay {
 
 /// Copies both ways until both directions have ended. A FIN from one side becomes a FIN
 /// (write shutdown) to the other, and the other direction goes on (half-close); an RST or
-/// error on either side resets both. Returns the outcome and the bytes sent upstream and
-/// down.
+/// error on either side resets both. An RST from upstream after its FIN, while the client
+/// sends nothing, is looked for every [`HALF_CLOSED_CHECK`]; the same from the client is
+/// not seen until the upstream sends again (synack's borrowed halves offer no SO_ERROR, and
+/// its reads return 0 after a FIN, as Linux's do). Returns the outcome and the bytes sent
+/// upstream and down.
 async fn splice(
     mut inbound: synack::tokio::TcpStream,
     mut upstream: tokio::net::TcpStream,
@@ -427,10 +487,22 @@ async fn splice(
     let result = {
         let (mut in_r, mut in_w) = inbound.split();
         let (mut up_r, mut up_w) = upstream.split();
-        tokio::try_join!(
-            pump(&mut in_r, &mut up_w, &up),
-            pump(&mut up_r, &mut in_w, &down)
-        )
+        // Once the upstream's reader has ended, it is watched for an RST until the client's
+        // direction has ended too.
+        let (client_done, client_done_rx) = oneshot::channel::<()>();
+        let client_to_server = async {
+            pump(&mut in_r, &mut up_w, &up).await?;
+            let _ = client_done.send(());
+            Ok::<(), io::Error>(())
+        };
+        let server_to_client = async {
+            pump(&mut up_r, &mut in_w, &down).await?;
+            tokio::select! {
+                _ = client_done_rx => Ok(()),
+                e = reset_after_eof_tokio(&up_r) => Err(e),
+            }
+        };
+        tokio::try_join!(client_to_server, server_to_client)
     };
     let outcome = match result {
         Ok(_) => Outcome::Closed,
@@ -444,33 +516,86 @@ async fn splice(
     (outcome, up.into_inner(), down.into_inner())
 }
 
+/// How often an upstream that has sent its FIN is checked for a later RST while the client's
+/// direction still runs: a FIN then an RST while the client is idle would otherwise leave
+/// the flow open for good.
+const HALF_CLOSED_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns the error that ends the upstream side after its FIN (its RST). A kernel socket
+/// reads 0 after a FIN even once it has been reset, but SO_ERROR holds the reset (EPIPE in
+/// CLOSE_WAIT), so that is looked at every [`HALF_CLOSED_CHECK`].
+async fn reset_after_eof_tokio(r: &tokio::net::tcp::ReadHalf<'_>) -> io::Error {
+    loop {
+        tokio::time::sleep(HALF_CLOSED_CHECK).await;
+        match r.as_ref().take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return e,
+        }
+    }
+}
+
 /// The largest read of one copy step: 256 KiB, so that a busy flow crosses into the kernel
 /// in few large writes (in the harness, on this noisy 2-core machine: with 64 KiB, freshly
 /// zeroed per burst, the relay ran at 0.41 and 0.61x the direct path; with 64 KiB from the
 /// pool below at 0.73 and 0.77x; with 256 KiB from the pool at 0.98 and 1.08x, and 0.63 and
-/// 0.89x in a run beside two compiling builds).
+/// 0.89x in a run beside two compiling builds). A flow holds its buffer while its write
+/// waits, so a peer that never reads pins one per direction: hence [`LARGE_MAX`].
 const CHUNK: usize = 256 * 1024;
-/// Idle copy buffers kept for reuse, at most (4 MiB).
+/// Large buffers held by flows at once, across all of them: 256, i.e. 64 MiB. Beyond it a
+/// flow copies through a [`SMALL_CHUNK`] buffer, so that stalled peers cannot pin
+/// --max-flows x 2 x 256 KiB (2 GiB at the defaults). The copy buffers in use are so at
+/// most 64 MiB plus 16 KiB per direction of the other flows (128 MiB more at 4096 flows, all
+/// stalled), and the pools below keep at most 4 MiB + 1 MiB idle.
+const LARGE_MAX: usize = 256;
+/// The copy buffer of a flow past [`LARGE_MAX`].
+const SMALL_CHUNK: usize = 16 * 1024;
+/// Idle large copy buffers kept for reuse, at most (4 MiB).
 const POOL_MAX: usize = 16;
+/// Idle small copy buffers kept for reuse, at most (1 MiB).
+const SMALL_POOL_MAX: usize = 64;
+
+/// Large buffers taken and not given back, across all threads (the pools are per thread,
+/// the budget is not).
+static LARGE_IN_USE: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// Copy buffers between uses. The relay runs on one thread; a buffer goes back here
-    /// whenever its flow has nothing to read, and the next flow with bytes takes it as it
-    /// is, with no allocation and no zeroing of a whole buffer per burst.
+    /// Copy buffers between uses, large and small. The relay runs on one thread; a buffer
+    /// goes back here whenever its flow has nothing to read, and the next flow with bytes
+    /// takes it as it is, with no allocation and no zeroing of a whole buffer per burst.
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    /// The same for [`SMALL_CHUNK`] buffers.
+    static SMALL_POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A copy buffer from the pool, or a new one.
+/// A copy buffer from the pool, or a new one: a large one while fewer than [`LARGE_MAX`]
+/// are held, else a small one.
 fn take_buffer() -> Vec<u8> {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0; CHUNK])
+    if LARGE_IN_USE.fetch_add(1, Ordering::Relaxed) < LARGE_MAX {
+        return POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0; CHUNK]);
+    }
+    LARGE_IN_USE.fetch_sub(1, Ordering::Relaxed);
+    SMALL_POOL
+        .with(|p| p.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0; SMALL_CHUNK])
 }
 
-/// Gives a copy buffer back to the pool (or frees it, when the pool is full).
+/// Gives a copy buffer back to its pool (or frees it, when the pool is full), and a large
+/// one back to the budget.
 fn give_buffer(b: Vec<u8>) {
-    POOL.with(|p| {
+    let large = b.len() == CHUNK;
+    if large {
+        LARGE_IN_USE.fetch_sub(1, Ordering::Relaxed);
+    }
+    let (pool, max) = if large {
+        (&POOL, POOL_MAX)
+    } else {
+        (&SMALL_POOL, SMALL_POOL_MAX)
+    };
+    pool.with(|p| {
         let mut p = p.borrow_mut();
-        if p.len() < POOL_MAX {
+        if p.len() < max {
             p.push(b);
         }
     });
@@ -478,7 +603,8 @@ fn give_buffer(b: Vec<u8>) {
 
 /// Copies `r` to `w` until `r` ends, then shuts `w`'s sending side down (FIN). The flow
 /// holds a buffer only while bytes move: it goes back to the pool whenever `r` has nothing
-/// to read, so an idle flow holds none.
+/// to read, so an idle flow holds none. A write that waits on a peer that does not read
+/// keeps it, which is why large ones are budgeted ([`LARGE_MAX`]).
 async fn pump<R, W>(r: &mut R, w: &mut W, count: &AtomicU64) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -591,6 +717,13 @@ async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<
         stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
         if !relayable(d.dst) || d.src.port() == 0 {
             stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        // The stack's own addresses and the TUN's prefixes: a socket to them is routed back
+        // into the TUN and its datagrams would come back here, forever.
+        if relay.link.on_tun_link(d.dst.ip()) {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            stats.udp_own_link.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         let key = (d.src, d.dst);
@@ -788,6 +921,12 @@ impl Relay {
     }
 }
 
+thread_local! {
+    /// Where upstream datagrams land before they are copied out at their size: the largest
+    /// UDP payload, once per thread (the relay runs on one).
+    static UDP_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 65535]);
+}
+
 /// A session's way out: a kernel UDP socket connected to the destination, or one that
 /// talks to a SOCKS5 proxy's UDP relay, with the TCP connection that holds the association.
 struct UdpUpstream {
@@ -816,14 +955,16 @@ impl UdpUpstream {
         let socket = &self.socket;
         let received = async {
             loop {
-                // A buffer only while a datagram is there: an idle session holds none.
+                // Received into the thread's one scratch buffer and copied out at the
+                // datagram's size: an idle session holds no buffer, and a busy one neither
+                // zeroes nor keeps 64 KiB per datagram.
                 socket.readable().await?;
-                let mut buf = vec![0u8; 65535];
-                match socket.try_recv(&mut buf) {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        return Ok(Some(buf));
-                    }
+                let got = UDP_SCRATCH.with(|b| {
+                    let mut b = b.borrow_mut();
+                    socket.try_recv(&mut b).map(|n| b[..n].to_vec())
+                });
+                match got {
+                    Ok(datagram) => return Ok(Some(datagram)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     // An ICMP error reported on the connected socket: that datagram is
                     // lost, the session goes on.
@@ -1051,9 +1192,23 @@ impl Upstream {
                 let mut control = self.proxy_connection(proxy).await.map_err(Fail::into_io)?;
                 // We do not know our own address as the proxy sees it: zeros (§7).
                 let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                let mut relay_at = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
+                let bound = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
                     .await
                     .map_err(Fail::into_io)?;
+                // The relay's address is where every datagram goes: a name (which we cannot
+                // resolve) or port 0 would send them to the proxy's port 0.
+                let mut relay_at = match bound {
+                    Some(a) if a.port() != 0 => a,
+                    _ => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "SOCKS5 proxy {proxy}: UDP ASSOCIATE replied no usable relay \
+                                 address (a name, or port 0)"
+                            ),
+                        ))
+                    }
+                };
                 // A proxy that answers with the unspecified address means its own.
                 if relay_at.ip().is_unspecified() {
                     relay_at.set_ip(proxy.ip());
@@ -1176,17 +1331,20 @@ mod socks5 {
     }
 
     /// RFC 1928 §4-6: sends a request and reads the reply; Ok with BND.ADDR:BND.PORT on
-    /// success (X'00'), else the reply code mapped onto what the client should see.
+    /// success (X'00'; `None` when it is a domain name, which this client cannot resolve),
+    /// else the reply code mapped onto what the client should see. An error on the control
+    /// connection itself (even EHOSTUNREACH or ECONNREFUSED) is the proxy's, not the
+    /// destination's: [`Fail::Other`], so the SYN is dropped rather than answered.
     pub async fn request(
         s: &mut tokio::net::TcpStream,
         command: u8,
         addr: SocketAddr,
-    ) -> Result<SocketAddr, Fail> {
+    ) -> Result<Option<SocketAddr>, Fail> {
         let mut req = vec![5, command, 0];
         put_addr(&mut req, addr);
-        s.write_all(&req).await?;
+        s.write_all(&req).await.map_err(Fail::Other)?;
         let mut head = [0u8; 4];
-        s.read_exact(&mut head).await?;
+        s.read_exact(&mut head).await.map_err(Fail::Other)?;
         if head[0] != 5 {
             return Err(Fail::Other(protocol("reply of another version")));
         }
@@ -1202,22 +1360,25 @@ mod socks5 {
         let bound = match head[3] {
             1 => {
                 let mut a = [0u8; 6];
-                s.read_exact(&mut a).await?;
-                SocketAddr::from(([a[0], a[1], a[2], a[3]], u16::from_be_bytes([a[4], a[5]])))
+                s.read_exact(&mut a).await.map_err(Fail::Other)?;
+                Some(SocketAddr::from((
+                    [a[0], a[1], a[2], a[3]],
+                    u16::from_be_bytes([a[4], a[5]]),
+                )))
             }
             4 => {
                 let mut a = [0u8; 18];
-                s.read_exact(&mut a).await?;
+                s.read_exact(&mut a).await.map_err(Fail::Other)?;
                 let mut ip = [0u8; 16];
                 ip.copy_from_slice(&a[..16]);
-                SocketAddr::from((ip, u16::from_be_bytes([a[16], a[17]])))
+                Some(SocketAddr::from((ip, u16::from_be_bytes([a[16], a[17]]))))
             }
             3 => {
                 // A name we cannot use (no DNS here); read past it.
-                let len = s.read_u8().await?;
+                let len = s.read_u8().await.map_err(Fail::Other)?;
                 let mut skip = vec![0u8; usize::from(len) + 2];
-                s.read_exact(&mut skip).await?;
-                SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+                s.read_exact(&mut skip).await.map_err(Fail::Other)?;
+                None
             }
             _ => return Err(Fail::Other(protocol("unknown address type in the reply"))),
         };
@@ -1238,6 +1399,9 @@ struct Stats {
     tcp_timed_out: AtomicU64,
     tcp_failed: AtomicU64,
     tcp_accept_failed: AtomicU64,
+    tcp_accept_timed_out: AtomicU64,
+    /// SYNs to the TUN's own link, refused without an upstream attempt.
+    tcp_own_link: AtomicU64,
     /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
     /// (--max-pending-connects).
     tcp_busy: AtomicU64,
@@ -1250,8 +1414,12 @@ struct Stats {
     udp_evicted: AtomicU64,
     /// Datagrams taken from the stack.
     udp_datagrams_in: AtomicU64,
-    /// Datagrams dropped: queues full, not relayable, refused upstream.
+    /// Datagrams dropped either way: queues full, not relayable (the TUN's own link among
+    /// them), a failed send, a reply from elsewhere, fragmented or malformed (SOCKS5), or
+    /// lost to an ICMP error.
     udp_dropped: AtomicU64,
+    /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
+    udp_own_link: AtomicU64,
     udp_bytes_up: AtomicU64,
     udp_datagrams_up: AtomicU64,
     udp_bytes_down: AtomicU64,
@@ -1268,6 +1436,8 @@ impl Stats {
             Outcome::TimedOut => &self.tcp_timed_out,
             Outcome::Failed => &self.tcp_failed,
             Outcome::AcceptFailed => &self.tcp_accept_failed,
+            Outcome::AcceptTimedOut => &self.tcp_accept_timed_out,
+            Outcome::OwnLink => &self.tcp_own_link,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.tcp_bytes_up.fetch_add(up, Ordering::Relaxed);
@@ -1291,7 +1461,7 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         println!(
             "summary: tcp flows: closed {} reset {} refused {} unreachable {} timed-out {} \
-             failed {} accept-failed {} dropped-at-limit {}; bytes up {} down {}",
+             failed {} accept-failed {} accept-timed-out {} own-link {} dropped-at-limit {}; bytes up {} down {}",
             g(&self.tcp_closed),
             g(&self.tcp_reset),
             g(&self.tcp_refused),
@@ -1299,6 +1469,8 @@ impl Stats {
             g(&self.tcp_timed_out),
             g(&self.tcp_failed),
             g(&self.tcp_accept_failed),
+            g(&self.tcp_accept_timed_out),
+            g(&self.tcp_own_link),
             g(&self.tcp_busy),
             g(&self.tcp_bytes_up),
             g(&self.tcp_bytes_down),
@@ -1306,7 +1478,7 @@ impl Stats {
         // Sessions still open at exit are not counted as ended.
         println!(
             "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
-             room {}); datagrams in {} dropped {}; up {} B ({} datagrams) down {} B ({} \
+             room {}); datagrams in {} dropped {} (to the own link {}); up {} B ({} datagrams) down {} B ({} \
              datagrams)",
             g(&self.udp_idle),
             g(&self.udp_evicted_end),
@@ -1314,6 +1486,7 @@ impl Stats {
             g(&self.udp_evicted),
             g(&self.udp_datagrams_in),
             g(&self.udp_dropped),
+            g(&self.udp_own_link),
             g(&self.udp_bytes_up),
             g(&self.udp_datagrams_up),
             g(&self.udp_bytes_down),

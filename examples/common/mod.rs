@@ -138,6 +138,26 @@ impl NetArgs {
         v
     }
 
+    /// Whether `ip` is on the TUN's own link: one of the stack's addresses, or inside
+    /// --host-addr's or --host-addr6's prefix. The kernel routes those prefixes into the
+    /// TUN, so a program that forwards flows to such an address through a kernel socket
+    /// sends them straight back into the TUN (a routing loop).
+    pub fn on_tun_link(&self, ip: IpAddr) -> bool {
+        if self.addresses().contains(&ip) {
+            return true;
+        }
+        match ip {
+            IpAddr::V4(v4) => self.host_addr.contains(v4),
+            IpAddr::V6(v6) => {
+                // A v4-mapped address reaches the IPv4 prefix on a dual-stack socket.
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return self.on_tun_link(IpAddr::V4(v4));
+                }
+                self.host_addr6.is_some_and(|h| h.contains(v6))
+            }
+        }
+    }
+
     /// Creates the TUN device in the current network namespace and starts the stack on it.
     ///
     /// Refuses to run in the machine's initial namespace: these examples are meant to run

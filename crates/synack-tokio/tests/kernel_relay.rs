@@ -166,7 +166,7 @@ print("OK", len(got) if got == data else "MISMATCH %d" % len(got))
 /// `reset` is answered with an RST (linger 0); one that starts with `watch` is read until it
 /// ends, and how it ended (`eof` or `peer-reset`) is printed.
 const RESET_SERVER: &str = r#"
-import socket, struct, sys, threading
+import socket, struct, sys, threading, time
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -174,6 +174,13 @@ s.bind(("::", int(sys.argv[1]))); s.listen(16)
 def serve(c):
     first = c.recv(5)
     if first == b"reset":
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        return
+    if first == b"halfs":
+        # A FIN, then (with nothing sent either way) an RST.
+        c.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
         return
@@ -189,7 +196,9 @@ while True:
 "#;
 
 /// Python: `reset` mode sends `reset` to ADDR:PORT and prints how its read ends
-/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST.
+/// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST;
+/// `halfserver` sends `halfs` (the server sends its FIN, then an RST) and, sending nothing
+/// more, prints whether SO_ERROR shows the RST within 5 s (`reset-after-eof`).
 const RESET_CLIENT: &str = r#"
 import socket, struct, sys, time
 addr, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -200,6 +209,17 @@ if mode == "reset":
         print("eof" if s.recv(65536) == b"" else "data")
     except ConnectionResetError:
         print("peer-reset")
+elif mode == "halfserver":
+    s.sendall(b"halfs")
+    while s.recv(65536):
+        pass
+    for _ in range(50):
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            print("reset-after-eof")
+            break
+        time.sleep(0.1)
+    else:
+        print("open-after-eof")
 else:
     s.sendall(b"watch")
     time.sleep(0.3)
@@ -245,6 +265,14 @@ for _ in range(5):
     break
 else:
     print("ERR timeout")
+"#;
+
+/// Python: one datagram to ADDR PORT, no answer awaited.
+const UDP_SEND_ONE: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+socket.socket(family, socket.SOCK_DGRAM).sendto(b"loop?", (addr, port))
 "#;
 
 /// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
@@ -297,6 +325,23 @@ while time.time() < end:
     except OSError:
         time.sleep(0.001)
 print(n)
+"#;
+
+/// Python: one SYN into the TUN from a spoofed source (198.18.7.7, which never answers) to
+/// ADDR:PORT (IPv4).
+const SPOOFED_SYN: &str = r#"
+import socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+src, dst = socket.inet_aton("198.18.7.7"), socket.inet_aton(sys.argv[1])
+seg = struct.pack("!HHIIBBHHH", 40000, int(sys.argv[2]), 12345, 0, 5 << 4, 0x02, 64240, 0, 0)
+c = csum(src + dst + struct.pack("!BBH", 0, 6, len(seg)) + seg)
+seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0, 64, 6, 0, src, dst)
+socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + seg, (sys.argv[1], 0))
 "#;
 
 /// The number of file descriptors process `pid` holds.
@@ -616,6 +661,16 @@ impl World {
             "peer-reset",
             "client's RST through the relay to {host}"
         );
+
+        // The server's FIN and then its RST, while the client sends nothing: the RST still
+        // reaches the client (within the relay's one-second check).
+        let out = run("halfserver").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "reset-after-eof",
+            "server's RST after its FIN through the relay to {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     async fn udp_round_trip(&self, host: &str, relay: &Bg) {
@@ -689,6 +744,37 @@ async fn kernel_relay_through_egress_namespace() {
         assert!(took < Duration::from_secs(3), "refused after {took:?}");
     }
 
+    // The stack's own address (and the rest of the TUN's prefix): relaying it would route
+    // the upstream socket back into the TUN, so the SYN is refused at once, with no
+    // upstream attempt, and a datagram there is dropped.
+    for host in ["198.18.0.2", "2001:2::2", "198.18.0.77"] {
+        let (code, took) = world.curl_fails(host, 80, 10).await;
+        assert_eq!(code, 7, "curl to the own link {host}\n{}", relay.logs());
+        assert!(took < Duration::from_secs(3), "refused after {took:?}");
+    }
+    for host in ["198.18.0.2", "2001:2::2"] {
+        let mut py = world.c.command("python3");
+        py.args(["-c", UDP_SEND_ONE, host, "53"]);
+        let out = output(py).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // A spoofed SYN to a listening destination: upstream connects, the client's handshake
+    // never completes, and the relay gives up after --connect-timeout (2 s), not after the
+    // minute of SYN-ACK retransmissions (checked in the log below, after the silent curls).
+    let mut py = world.c.command("python3");
+    py.args(["-c", SPOOFED_SYN, "198.19.1.1", "8080"]);
+    let out = output(py).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
     for host in [SILENT.0, SILENT.1] {
         let (code, took) = world.curl_fails(host, 80, 4).await;
@@ -712,6 +798,17 @@ async fn kernel_relay_through_egress_namespace() {
     let logs = relay.logs();
     assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
+    assert!(logs.contains(" own-link 3 "), "{logs}");
+    assert!(
+        logs.contains("tcp 198.18.7.7:40000 -> 198.19.1.1:8080 accept-timed-out"),
+        "{logs}"
+    );
+    assert!(logs.contains("accept-timed-out 1 "), "{logs}");
+    assert!(logs.contains("(to the own link 2)"), "{logs}");
+    for host in ["198.18.0.2:80", "[2001:2::2]:80", "198.18.0.77:80"] {
+        assert!(logs.contains(&format!("-> {host} own-link")), "{logs}");
+    }
+    assert!(!logs.contains("-> 198.18.0.2:53"), "{logs}");
     for (v4, v6, port) in DESTS {
         assert!(logs.contains(&format!("-> {v4}:{port} closed")), "{logs}");
         assert!(logs.contains(&format!("-> [{v6}]:{port} closed")), "{logs}");
