@@ -8,44 +8,13 @@
 //! server endpoint gives back, less what an endpoint with a listener and no connection
 //! holds. Run with `--nocapture` to see the figures.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use synack_core::testing::Pair;
 use synack_core::{Config, Endpoint};
-
-/// The system allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is only
-// bookkeeping beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract for `alloc` is passed on as it is.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's contract for `dealloc` is passed on as it is.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `realloc` is passed on as it is.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 /// Idle connections held.
 const N: usize = 10_000;
@@ -54,15 +23,11 @@ const N: usize = 10_000;
 /// tables included. Measured: see the figure the test prints (and BENCHMARKS.md).
 const LIMIT: usize = 2048;
 
-fn live() -> usize {
-    LIVE.load(Ordering::Relaxed)
-}
-
 /// Heap bytes `ep` holds, measured by dropping it.
 fn heap_of(ep: Endpoint) -> usize {
-    let before = live();
+    let before = counting_alloc::live();
     drop(ep);
-    before - live()
+    before - counting_alloc::live()
 }
 
 /// An endpoint as the server is made, with its listener and no connection.
