@@ -67,10 +67,10 @@ struct Args {
     /// there.
     #[arg(long, value_name = "NAME")]
     egress_netns: Option<String>,
-    /// Relay through this SOCKS5 proxy (RFC 1928, no authentication; an IP address and
-    /// port): CONNECT for TCP, UDP ASSOCIATE for UDP.
-    #[arg(long, value_name = "IP:PORT")]
-    socks5: Option<SocketAddr>,
+    /// Relay through this SOCKS5 proxy (RFC 1928, no authentication): CONNECT for TCP, UDP
+    /// ASSOCIATE for UDP. HOST:PORT; a name is looked up once, at start.
+    #[arg(long, value_name = "HOST:PORT")]
+    socks5: Option<String>,
     /// Seconds to wait for the upstream connection; a SYN whose upstream has not answered by
     /// then is dropped unanswered (the client's connect times out). Once upstream has
     /// connected, the client's handshake gets as long again; past it both are dropped.
@@ -149,10 +149,17 @@ async fn run(args: Args) -> io::Result<()> {
         Some(name) => Egress::in_netns(name).await?,
         None => Egress::Direct,
     };
-    let upstream = Upstream {
-        egress,
-        socks5: args.socks5,
+    let socks5 = match &args.socks5 {
+        Some(proxy) => Some(
+            tokio::net::lookup_host(proxy.as_str())
+                .await
+                .map_err(|e| invalid(format!("--socks5 {proxy}: {e}")))?
+                .next()
+                .ok_or_else(|| invalid(format!("--socks5 {proxy}: no address")))?,
+        ),
+        None => None,
     };
+    let upstream = Upstream { egress, socks5 };
     let stack = args.net.open_stack_with(|config| {
         // The stack must not give up on a SYN before the relay has: its own decision
         // timeout stays well past the connect timeout, so that "no answer" is always the
