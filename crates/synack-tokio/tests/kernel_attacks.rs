@@ -357,13 +357,14 @@ const ALL: u64 = u64::MAX;
 
 /// The fate of a packet in the stack, as its counters tell it. `valid` is a segment that
 /// passed every check and none of the other fates took (here: a SYN a listener accepted).
-const FATES: [&str; 9] = [
+const FATES: [&str; 10] = [
     "drop_malformed",
     "drop_checksum",
     "drop_bad_option",
     "drop_fragment",
     "drop_not_for_us",
     "drop_unsupported",
+    "drop_udp_no_socket",
     "drop_other",
     "rsts_sent",
     "valid",
@@ -377,6 +378,7 @@ fn fate(s: &Stats, name: &str) -> u64 {
         "drop_fragment" => s.drop_fragment,
         "drop_not_for_us" => s.drop_not_for_us,
         "drop_unsupported" => s.drop_unsupported,
+        "drop_udp_no_socket" => s.drop_udp_no_socket,
         "drop_other" => s.drop_other,
         "rsts_sent" => s.rsts_sent,
         // Segments in that were not dropped and drew no RST.
@@ -412,6 +414,7 @@ const KINDS: &[(&str, &[(&str, u64)])] = &[
     ("bad_checksum", &[("drop_checksum", ALL)]),
     ("port_zero", &[("drop_malformed", ALL)]),
     ("unsupported", &[("drop_unsupported", ALL)]),
+    ("udp_closed_port", &[("drop_udp_no_socket", ALL)]),
     ("flags_closed", &[("drop_other", 128), ("rsts_sent", 128)]),
     (
         "flags_listen",
@@ -495,7 +498,7 @@ async fn kernel_hostile_packets_are_counted_and_survived() {
     // The whole run, as the task states it: drops plus answered RSTs cover everything that
     // was not a valid segment.
     let last = net.stack.stats();
-    let dropped_or_reset: u64 = FATES[..8]
+    let dropped_or_reset: u64 = FATES[..9]
         .iter()
         .map(|f| fate(&last, f) - fate(&first, f))
         .sum();

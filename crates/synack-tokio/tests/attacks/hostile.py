@@ -176,11 +176,10 @@ for _ in range(REPEAT * 4):
     v.append(raw(IP(src=src(), dst=dst) / TCP(sport=sport(), dport=0, flags="S")))
 kinds["port_zero"] = v
 
-# Not TCP, or not IP as we know it: UDP, SCTP, an unassigned protocol, version nibbles other
-# than 4 and 6.
+# Not TCP or UDP, or not IP as we know it: SCTP, an unassigned protocol, version nibbles
+# other than 4 and 6.
 v = []
 for _ in range(REPEAT * 4):
-    v.append(raw(IP(src=src(), dst=dst) / UDP(sport=sport(), dport=53) / Raw(b"q")))
     v.append(raw(IP(src=src(), dst=dst, proto=132) / Raw(b"\0" * 12)))
     v.append(raw(IP(src=src(), dst=dst, proto=253) / Raw(b"\0" * 8)))
     for version in (0, 5, 7, 15):
@@ -188,6 +187,13 @@ for _ in range(REPEAT * 4):
         b[0] = (version << 4) | 5
         v.append(bytes(b))
 kinds["unsupported"] = v
+
+# UDP to a port with no socket: dropped and counted, answered with a port unreachable as
+# the rate limit allows (RFC 1122 §4.1.3.1).
+v = []
+for _ in range(REPEAT * 4):
+    v.append(raw(IP(src=src(), dst=dst) / UDP(sport=sport(), dport=53) / Raw(b"q")))
+kinds["udp_closed_port"] = v
 
 # Every combination of the 8 TCP flags (RFC 9293 §3.1), to the closed port and to the
 # listener, each from its own source so that none of them meets another's state.
