@@ -478,11 +478,10 @@ impl Relay {
 
 /// Copies both ways until both directions have ended. A FIN from one side becomes a FIN
 /// (write shutdown) to the other, and the other direction goes on (half-close); an RST or
-/// error on either side resets both. An RST from upstream after its FIN, while the client
-/// sends nothing, is looked for every [`HALF_CLOSED_CHECK`]; the same from the client is
-/// not seen until the upstream sends again (synack's borrowed halves offer no SO_ERROR, and
-/// its reads return 0 after a FIN, as Linux's do). Returns the outcome and the bytes sent
-/// upstream and down.
+/// error on either side resets both. An RST after a side's FIN, while the other side sends
+/// nothing, is looked for every [`HALF_CLOSED_CHECK`] (reads return 0 after a FIN even once
+/// an RST followed, as Linux's do; the socket's error still shows it). Returns the outcome
+/// and the bytes sent upstream and down.
 async fn splice(
     mut inbound: synack::tokio::TcpStream,
     mut upstream: tokio::net::TcpStream,
@@ -494,16 +493,21 @@ async fn splice(
     let result = {
         let (mut in_r, mut in_w) = inbound.split();
         let (mut up_r, mut up_w) = upstream.split();
-        // Once the upstream's reader has ended, it is watched for an RST until the client's
+        // Once a side's reader has ended, it is watched for an RST until the other
         // direction has ended too.
         let (client_done, client_done_rx) = oneshot::channel::<()>();
+        let (server_done, server_done_rx) = oneshot::channel::<()>();
         let client_to_server = async {
             pump(&mut in_r, &mut up_w, &up).await?;
             let _ = client_done.send(());
-            Ok::<(), io::Error>(())
+            tokio::select! {
+                _ = server_done_rx => Ok::<(), io::Error>(()),
+                e = reset_after_eof_synack(&in_r) => Err(e),
+            }
         };
         let server_to_client = async {
             pump(&mut up_r, &mut in_w, &down).await?;
+            let _ = server_done.send(());
             tokio::select! {
                 _ = client_done_rx => Ok(()),
                 e = reset_after_eof_tokio(&up_r) => Err(e),
@@ -535,6 +539,18 @@ async fn reset_after_eof_tokio(r: &tokio::net::tcp::ReadHalf<'_>) -> io::Error {
     loop {
         tokio::time::sleep(HALF_CLOSED_CHECK).await;
         match r.as_ref().take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return e,
+        }
+    }
+}
+
+/// As [`reset_after_eof_tokio`], for the client's side: synack's reads return 0 after the
+/// client's FIN even once its RST followed, and the connection's error shows the RST.
+async fn reset_after_eof_synack(r: &synack::tokio::ReadHalf<'_>) -> io::Error {
+    loop {
+        tokio::time::sleep(HALF_CLOSED_CHECK).await;
+        match r.take_error() {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => return e,
         }

@@ -573,6 +573,21 @@ pub struct OwnedWriteHalf {
     shutdown_on_drop: bool,
 }
 
+impl ReadHalf<'_> {
+    /// The connection's error, as [`TcpStream::take_error`]: a read returns 0 after the
+    /// peer's FIN even once an RST followed it (as Linux's does), and this still shows it.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.conn.take_error()
+    }
+}
+
+impl WriteHalf<'_> {
+    /// The connection's error, as [`TcpStream::take_error`].
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.conn.take_error()
+    }
+}
+
 /// The halves given to [`OwnedReadHalf::reunite`] came from different streams; here they
 /// are back.
 #[derive(Debug)]
@@ -611,6 +626,11 @@ impl OwnedReadHalf {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.conn.local_addr()
     }
+
+    /// The connection's error, as [`TcpStream::take_error`].
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.conn.take_error()
+    }
 }
 
 impl OwnedWriteHalf {
@@ -622,6 +642,11 @@ impl OwnedWriteHalf {
     /// The local address and port.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.conn.local_addr()
+    }
+
+    /// The connection's error, as [`TcpStream::take_error`].
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.conn.take_error()
     }
 
     /// Drops the half without sending FIN (the connection stays open for writing until the

@@ -184,6 +184,18 @@ def serve(c):
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
         return
+    if first == b"halfc":
+        # The client's FIN arrives, then (nothing sent either way) its RST must follow.
+        while c.recv(65536):
+            pass
+        for _ in range(50):
+            if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                print("client-reset-after-eof", flush=True)
+                break
+            time.sleep(0.1)
+        else:
+            print("client-open-after-eof", flush=True)
+        return
     try:
         while c.recv(65536):
             pass
@@ -198,7 +210,9 @@ while True:
 /// Python: `reset` mode sends `reset` to ADDR:PORT and prints how its read ends
 /// (`peer-reset` or `eof`); `abort` mode sends `watch` and then closes with an RST;
 /// `halfserver` sends `halfs` (the server sends its FIN, then an RST) and, sending nothing
-/// more, prints whether SO_ERROR shows the RST within 5 s (`reset-after-eof`).
+/// more, prints whether SO_ERROR shows the RST within 5 s (`reset-after-eof`);
+/// `halfclient` sends `halfc`, its FIN, and 0.3 s later an RST (the server says whether it
+/// saw the RST after the FIN).
 const RESET_CLIENT: &str = r#"
 import socket, struct, sys, time
 addr, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -209,6 +223,13 @@ if mode == "reset":
         print("eof" if s.recv(65536) == b"" else "data")
     except ConnectionResetError:
         print("peer-reset")
+elif mode == "halfclient":
+    s.sendall(b"halfc")
+    s.shutdown(socket.SHUT_WR)
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("aborted-after-fin")
 elif mode == "halfserver":
     s.sendall(b"halfs")
     while s.recv(65536):
@@ -670,6 +691,27 @@ impl World {
             "reset-after-eof",
             "server's RST after its FIN through the relay to {host}: {}",
             String::from_utf8_lossy(&out.stderr)
+        );
+
+        // And the other way: the client's FIN, then its RST, while the server sends nothing.
+        let before = std::fs::read_to_string(&log).unwrap_or_default();
+        let out = run("halfclient").await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "aborted-after-fin"
+        );
+        let mut seen = String::new();
+        for _ in 0..140 {
+            seen = std::fs::read_to_string(&log).unwrap_or_default();
+            if seen.len() > before.len() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            seen[before.len()..].trim(),
+            "client-reset-after-eof",
+            "client's RST after its FIN through the relay to {host}"
         );
     }
 
