@@ -315,21 +315,50 @@ async fn synack_bulk(
     }
 }
 
+/// The plain TUN the synack rows use.
+const PLAIN_TUN: &str = "sbtun0";
+
+/// synack on a plain TUN in a namespace of its own, with the kernel-side server there: the
+/// set-up of the plain-TUN rows and of `--loss-only`.
+struct PlainTun {
+    ns: NetNs,
+    stack: synack_tokio::Stack,
+    server: Helper,
+    target: SocketAddr,
+}
+
+impl PlainTun {
+    fn new() -> io::Result<PlainTun> {
+        let ns = net::namespace()?;
+        let tun_config = TunConfig {
+            name: PLAIN_TUN.into(),
+            ..TunConfig::default()
+        };
+        let (stack, _) = synack_side::stack_on(
+            &ns,
+            &tun_config,
+            synack_side::Tun::Plain,
+            &[IpAddr::V4(TUN_STACK)],
+        )?;
+        let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+        let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+        Ok(PlainTun {
+            ns,
+            stack,
+            server,
+            target,
+        })
+    }
+}
+
 /// synack on a TUN, the kernel-side server in the TUN's namespace.
 async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
-    let ns = net::namespace()?;
-    let tun_config = TunConfig {
-        name: "sbtun0".into(),
-        ..TunConfig::default()
-    };
-    let (stack, _) = synack_side::stack_on(
-        &ns,
-        &tun_config,
-        synack_side::Tun::Plain,
-        &[IpAddr::V4(TUN_STACK)],
-    )?;
-    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
-    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+    let PlainTun {
+        ns,
+        stack,
+        server,
+        target,
+    } = PlainTun::new()?;
 
     let bulk = [
         (BULK_UP, Op::Upload, "synack → kernel"),
@@ -361,7 +390,7 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     p.report("handshakes kernel → synack", &r, Unit::PerSec);
     rows[HANDSHAKES].synack = cell(&[r], Unit::PerSec, None);
 
-    synack_loss(s, rows, p, &ns, &tun_config.name, &stack, target).await?;
+    synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
     drop(server);
     drop(stack);
     drop(ns);
@@ -413,20 +442,13 @@ async fn synack_loss(
 
 /// `--loss-only`: synack on a plain TUN, only the loss rows.
 async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
-    let ns = net::namespace()?;
-    let tun_config = TunConfig {
-        name: "sbtun0".into(),
-        ..TunConfig::default()
-    };
-    let (stack, _) = synack_side::stack_on(
-        &ns,
-        &tun_config,
-        synack_side::Tun::Plain,
-        &[IpAddr::V4(TUN_STACK)],
-    )?;
-    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
-    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
-    synack_loss(s, rows, p, &ns, &tun_config.name, &stack, target).await?;
+    let PlainTun {
+        ns,
+        stack,
+        server,
+        target,
+    } = PlainTun::new()?;
+    synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
     drop(server);
     drop(stack);
     drop(ns);
