@@ -637,6 +637,40 @@ fn a_duplicate_segment_is_reported_with_a_dsack_block() {
 }
 
 #[test]
+fn data_already_held_out_of_order_is_reported_with_a_dsack_block() {
+    // RFC 2883 §4 and the Linux selftest tcp_dsack_mult: in-order data that brings again
+    // bytes held out of order names the first such run in a D-SACK block, ahead of the
+    // blocks still held; data out of order that lands on held bytes does the same.
+    let mut k = Conn::open(config(), true, true);
+    let b = k.peer_nxt;
+    let mut ts = 600;
+    let mut send = |k: &mut Conn, from: usize, to: usize| {
+        ts += 1;
+        let o = Out::new(ACK, 0, 0)
+            .seqn(b + from)
+            .ackn(k.our_nxt)
+            .ts(ts, 0)
+            .data(&vec![3u8; to - from]);
+        k.h.inject(k.peer, k.us, o);
+        k.h.drain().pop().expect("an ACK")
+    };
+    for (from, to) in [(1000, 3000), (4000, 5000), (7000, 8000)] {
+        let a = send(&mut k, from, to);
+        assert_eq!(a.ack, b);
+    }
+    let a = send(&mut k, 0, 6000);
+    assert_eq!(a.ack, b + 6000);
+    assert_eq!(a.sack, vec![(b + 1000, b + 3000), (b + 7000, b + 8000)]);
+    // Out of order, half on the held run: the overlap is the duplicate.
+    let a = send(&mut k, 6500, 7500);
+    assert_eq!(a.ack, b + 6000);
+    assert_eq!(a.sack[0], (b + 7000, b + 7500));
+    let a = send(&mut k, 6000, 8000);
+    assert_eq!(a.ack, b + 8000);
+    assert_eq!(a.sack, vec![(b + 6500, b + 8000)]);
+}
+
+#[test]
 fn without_sack_a_duplicate_draws_a_plain_ack() {
     let mut k = Conn::plain();
     let base = k.peer_nxt;

@@ -248,10 +248,12 @@ impl Shared {
 }
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
-/// rest: those that shape the SYN-ACK (TCP_MAXSEG).
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG; SO_RCVBUF, which fixes the window scale
+/// offered, as a child socket inherits the listener's locked buffer on Linux).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
+        recv_buffer: o.rcvbuf.map(|b| b as usize),
         ..SocketOptions::default()
     }
 }

@@ -841,9 +841,11 @@ impl Connection {
         let mut start = seg.seq_number;
         let mut data = seg.payload;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+        let mut reported_duplicate = false;
         // Trim what we already have.
         if start < self.rcv.nxt {
             self.report_duplicate(start, start + data.len());
+            reported_duplicate = true;
             let dup = (self.rcv.nxt - start).min(data.len());
             data = &data[dup..];
             start = self.rcv.nxt;
@@ -901,8 +903,19 @@ impl Connection {
             // left yet: it gets its own (`MAX_ACK_POINTS`).
             self.owe_ack_point();
         }
+        // Bytes held out of order that this segment brings again are duplicates too (RFC
+        // 2883 §4, case 1): the first such run becomes the D-SACK block, unless the part
+        // below RCV.NXT already took that place (Linux: `tcp_dsack_set`, then
+        // `tcp_dsack_extend`, which only grows a contiguous block).
+        let overlap = self.rcv.buffer.held_overlap(offset, data.len());
+        let nxt_before = self.rcv.nxt;
         let before = self.rcv.buffer.allocated();
         let result = self.rcv.buffer.write(offset, data);
+        if let (Ok(_), Some((from, to)), false) = (&result, overlap, reported_duplicate) {
+            if self.sack_ok {
+                self.rcv.dsack = Some((nxt_before + from, nxt_before + to));
+            }
+        }
         // What the write added to the allocation, off the room.
         let added = self.rcv.buffer.allocated().saturating_sub(before);
         self.mem.room = self.mem.room.saturating_sub(added);
@@ -984,6 +997,10 @@ impl Connection {
         self.rcv.fin_received = true;
         self.rcv.fin_seq = None;
         self.rcv.nxt += 1;
+        // Nothing is left to report selectively once the stream has ended: Linux's `tcp_fin`
+        // resets the SACK state (`tcp_sack_reset`), D-SACK included, so the FIN's ACK
+        // carries no blocks even when duplicate data rode in with it.
+        self.rcv.dsack = None;
         self.notify.readable = true;
         match self.state {
             State::Established => {
