@@ -21,8 +21,8 @@ pub const V4_PAIR: (IpAddr, IpAddr) = (
 );
 /// The IPv6 pair (documentation prefix, RFC 3849).
 pub const V6_PAIR: (IpAddr, IpAddr) = (
-    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 2)),
 );
 
 // ------------------------------------------------------------------------------------------

@@ -237,7 +237,7 @@ mod tests {
 
     fn v6(last: u16, port: u16) -> SocketAddr {
         SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, last)),
             port,
         )
     }

@@ -16,9 +16,9 @@ pub const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 /// The scripted peer.
 pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 /// The endpoint under test, IPv6.
-pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 2));
 /// The scripted peer, IPv6.
-pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 1));
 
 /// A TCP segment we sent, copied out of the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]

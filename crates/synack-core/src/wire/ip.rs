@@ -225,8 +225,8 @@ mod tests {
         );
         assert_eq!(r.hop_limit(), 64);
 
-        let a6 = IpAddr::V6("2001:db8::1".parse().unwrap());
-        let b6 = IpAddr::V6("2001:db8::2".parse().unwrap());
+        let a6 = IpAddr::V6("2001:2::1".parse().unwrap());
+        let b6 = IpAddr::V6("2001:2::2".parse().unwrap());
         let r6 = IpRepr::new(a6, b6, IpProtocol::Icmpv6, 8, 255).unwrap();
         assert_eq!((r6.header_len(), r6.buffer_len()), (40, 48));
         assert_eq!(r6.protocol(), IpProtocol::Icmpv6);
@@ -240,8 +240,8 @@ mod tests {
                 IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
             ),
             (
-                IpAddr::V6("2001:db8::1".parse().unwrap()),
-                IpAddr::V6("2001:db8::2".parse().unwrap()),
+                IpAddr::V6("2001:2::1".parse().unwrap()),
+                IpAddr::V6("2001:2::2".parse().unwrap()),
             ),
         ] {
             let r = IpRepr::new(src, dst, IpProtocol::Udp, 5, 17).unwrap();
