@@ -16,7 +16,9 @@ impl Stack {
         let Ok(s) = self.socket(fd) else {
             return libc::POLLNVAL as u32;
         };
-        match s.kind {
+        // tcp_poll: EPOLLERR while the error queue holds anything.
+        let errq = if s.errq.is_empty() { 0 } else { ev::ERR };
+        errq | match s.kind {
             Kind::Fresh => ev::OUT | ev::WRNORM | ev::HUP,
             Kind::Listener(l) => {
                 if s.accepted.is_empty() {
