@@ -9,7 +9,7 @@ use libc::{iovec, msghdr, pollfd, sockaddr, socklen_t, ssize_t, timeval, timezon
 use synack_core::SendFlags;
 
 use crate::flags::Flags;
-use crate::stack::{Shared, SysResult};
+use crate::stack::{Received, Shared, SysResult};
 
 type Ud = *mut c_void;
 
@@ -351,6 +351,14 @@ unsafe extern "C" fn pd_recv(
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` writable bytes, as for recv(2).
     let r = unsafe { out_buf(buf, len) }.and_then(|b| {
+        if flags & libc::MSG_ERRQUEUE != 0 {
+            // Without room for control messages the report's are cut off, as on Linux.
+            let e = s.recv_errqueue(fd, 0)?;
+            return Ok(Received {
+                len: e.len,
+                inq: None,
+            });
+        }
         let (dontwait, peek) = recv_flags(flags)?;
         s.recv(fd, b, dontwait, peek)
     });

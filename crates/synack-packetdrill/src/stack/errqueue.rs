@@ -653,6 +653,8 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::Flags;
+    use crate::stack::ev;
 
     fn at(sent: u64, acked: u64) -> Progress {
         Progress {
@@ -880,5 +882,64 @@ mod tests {
         assert_eq!(b.len(), 64);
         let (b, ctrunc) = put_cmsgs(&c, 0);
         assert!(ctrunc && b.is_empty());
+    }
+
+    fn int(v: i32) -> Vec<u8> {
+        v.to_ne_bytes().to_vec()
+    }
+
+    #[test]
+    fn socket_options_check_as_linux_does() {
+        let s = Shared::new(Flags::default());
+        let fd = s.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        let sol = libc::SOL_SOCKET;
+        assert_eq!(
+            s.setsockopt(fd, sol, SO_ZEROCOPY, &int(2)),
+            Err(libc::EINVAL)
+        );
+        s.setsockopt(fd, sol, SO_ZEROCOPY, &int(1)).unwrap();
+        assert_eq!(s.getsockopt(fd, sol, SO_ZEROCOPY).unwrap(), int(1));
+        // Numbering needs a connection; an unknown bit is EINVAL; receive stamps are not kept.
+        let v = (sof::OPT_ID | sof::TX_ACK) as i32;
+        assert_eq!(
+            s.setsockopt(fd, sol, SO_TIMESTAMPING, &int(v)),
+            Err(libc::EINVAL)
+        );
+        let v = (sof::OPT_ID_TCP | sof::TX_ACK) as i32;
+        assert_eq!(
+            s.setsockopt(fd, sol, SO_TIMESTAMPING, &int(v)),
+            Err(libc::EINVAL)
+        );
+        let v = (sof::MASK + 1) as i32;
+        assert_eq!(
+            s.setsockopt(fd, sol, SO_TIMESTAMPING, &int(v)),
+            Err(libc::EINVAL)
+        );
+        let v = (sof::RX_SOFTWARE | sof::SOFTWARE) as i32;
+        assert_eq!(
+            s.setsockopt(fd, sol, SO_TIMESTAMPING, &int(v)),
+            Err(libc::ENOPROTOOPT)
+        );
+        let v = (sof::TX_SCHED | sof::SOFTWARE) as i32;
+        s.setsockopt(fd, sol, SO_TIMESTAMPING, &int(v)).unwrap();
+        assert_eq!(s.getsockopt(fd, sol, SO_TIMESTAMPING).unwrap()[..4], int(v));
+        // Nothing queued: EAGAIN, never a wait.
+        assert_eq!(s.recv_errqueue(fd, 100), Err(libc::EAGAIN));
+    }
+
+    #[test]
+    fn a_reported_oneshot_entry_reports_nothing_until_rearmed() {
+        let s = Shared::new(Flags::default());
+        let fd = s.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        let ep = s.epoll_create().unwrap();
+        s.epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, ev::OUT | ev::ONESHOT, 7)
+            .unwrap();
+        // A fresh socket is writable and hung up (tcp_poll in TCP_CLOSE).
+        assert_eq!(s.epoll_wait(ep, 4, 0).unwrap(), [(ev::OUT | ev::HUP, 7)]);
+        // Disabled: not even EPOLLHUP, which Linux otherwise always reports.
+        assert_eq!(s.epoll_wait(ep, 4, 0).unwrap(), []);
+        s.epoll_ctl(ep, libc::EPOLL_CTL_MOD, fd, ev::IN | ev::ONESHOT, 8)
+            .unwrap();
+        assert_eq!(s.epoll_wait(ep, 4, 0).unwrap(), [(ev::HUP, 8)]);
     }
 }
