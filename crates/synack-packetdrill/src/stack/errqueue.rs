@@ -518,9 +518,16 @@ impl Stack {
     /// `n` more bytes of a write on `fd` were queued; `done` once the write returns. Called
     /// before the endpoint sends any of them.
     pub(super) fn note_write(&mut self, fd: i32, n: usize, zerocopy: bool, done: bool) {
-        let p = self.progress(fd);
+        let Ok(tsflags) = self.socket(fd).map(|s| s.opts.timestamping) else {
+            return;
+        };
+        // Only a write to be reported needs to know where the connection stands.
+        let p = if zerocopy || tsflags & sof::TX_RECORD_MASK != 0 {
+            self.progress(fd)
+        } else {
+            Progress::default()
+        };
         if let Ok(s) = self.socket(fd) {
-            let tsflags = s.opts.timestamping;
             s.errq.on_write(n, zerocopy, done, tsflags, p);
         }
     }
