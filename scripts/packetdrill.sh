@@ -247,11 +247,14 @@ run_one() {
         addrs=(--ip_version=ipv6 --local_ip=2001:2::2 --gateway_ip=2001:2::1
                --remote_ip=2001:2:0:1::1/64)
         so_local="local6=2001:2::2"
+        # The error-queue cmsg's level and type, as upstream's run_all.py defines them.
+        addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
     else
         addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
                --remote_ip=198.19.0.1/24)
         grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
         so_local="local=198.18.0.2"
+        addrs+=(-D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR)
     fi
     args=("${addrs[@]}")
     if [ "$mode" = synack ]; then

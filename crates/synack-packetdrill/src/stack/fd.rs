@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use synack_core::{ConnectionHandle, ListenerHandle};
 
+use super::errqueue::ErrQueue;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Fresh,
@@ -46,6 +48,12 @@ pub struct Opts {
     pub user_timeout: Option<u32>,
     /// TCP_SYNCNT, if set.
     pub syncnt: Option<u32>,
+    /// SO_ZEROCOPY: `MSG_ZEROCOPY` sends are numbered and reported on the error queue.
+    pub zerocopy: bool,
+    /// SO_TIMESTAMPING's `SOF_TIMESTAMPING_*` flags.
+    pub timestamping: u32,
+    /// SO_MARK: kept and reported; nothing here routes or filters by it.
+    pub mark: u32,
 }
 
 #[derive(Debug)]
@@ -64,6 +72,8 @@ pub(super) struct Socket {
     pub(super) connecting: Connecting,
     /// Bumped on every core event for the socket, for edge-triggered epoll.
     pub(super) ev_gen: u64,
+    /// The error queue (MSG_ERRQUEUE).
+    pub(super) errq: ErrQueue,
 }
 
 impl Socket {
@@ -80,6 +90,7 @@ impl Socket {
             error_reported: false,
             connecting: Connecting::No,
             ev_gen: 1,
+            errq: ErrQueue::default(),
         }
     }
 }

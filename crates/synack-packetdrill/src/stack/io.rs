@@ -80,9 +80,31 @@ impl Shared {
     /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room; `flags`
     /// are MSG_MORE and MSG_EOR (an EOR marks the record's end once all of `data` is in).
     pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
+        self.send_parts(fd, data, &[], dontwait, flags, false)
+    }
+
+    /// As [`Shared::send`], with `data` cut into records at `breaks` (ascending offsets into
+    /// it), each part queued as if with MSG_EOR, so that no segment spans two; `zerocopy`
+    /// numbers the write for its completion report on the error queue.
+    pub(super) fn send_parts(
+        &self,
+        fd: i32,
+        data: &[u8],
+        breaks: &[usize],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
         loop {
+            let end = breaks.iter().copied().find(|&b| b > done);
+            let end = end.unwrap_or(data.len()).min(data.len());
+            let part_flags = if end < data.len() {
+                SendFlags { eor: true, ..flags }
+            } else {
+                flags
+            };
             let (g2, r) = self.block(g, None, |st| {
                 let s = match st.socket(fd) {
                     Ok(s) => s,
@@ -107,7 +129,7 @@ impl Shared {
                         None
                     };
                 }
-                match st.ep().send_with(h, &data[done..], flags) {
+                match st.ep().send_with(h, &data[done..end], part_flags) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                     Err(Error::WouldBlock) => None,
@@ -129,14 +151,20 @@ impl Shared {
             match r.unwrap_or(Err(libc::EAGAIN)) {
                 Ok(n) => {
                     done += n;
+                    let nonblock = g.socket(fd)?.nonblock || dontwait;
+                    let finished = done >= data.len() || n == 0 || (nonblock && done < end);
+                    // Before the endpoint sends them: the error queue follows these bytes.
+                    g.note_write(fd, n, zerocopy, finished);
                     g.drain();
                     self.kick(&mut g);
-                    let nonblock = g.socket(fd)?.nonblock || dontwait;
-                    if done >= data.len() || nonblock || n == 0 {
+                    if finished {
                         return Ok(done);
                     }
                 }
-                Err(_) if done > 0 => return Ok(done),
+                Err(_) if done > 0 => {
+                    g.note_write(fd, 0, zerocopy, true);
+                    return Ok(done);
+                }
                 Err(e) => return Err(e),
             }
         }

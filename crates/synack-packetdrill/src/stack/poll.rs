@@ -16,7 +16,9 @@ impl Stack {
         let Ok(s) = self.socket(fd) else {
             return libc::POLLNVAL as u32;
         };
-        match s.kind {
+        // tcp_poll: EPOLLERR while the error queue holds anything.
+        let errq = if s.errq.is_empty() { 0 } else { ev::ERR };
+        errq | match s.kind {
             Kind::Fresh => ev::OUT | ev::WRNORM | ev::HUP,
             Kind::Listener(l) => {
                 if s.accepted.is_empty() {
@@ -138,10 +140,12 @@ impl Shared {
                 if e.interest.contains_key(&fd) {
                     return Err(libc::EEXIST);
                 }
-                e.interest.insert(fd, (events, data, 0));
+                // Linux always adds EPOLLERR and EPOLLHUP; a one-shot entry, once reported,
+                // loses them too (ep_send_events), until EPOLL_CTL_MOD.
+                e.interest.insert(fd, (events | ev::ERR | ev::HUP, data, 0));
             }
             libc::EPOLL_CTL_MOD => match e.interest.get_mut(&fd) {
-                Some(entry) => *entry = (events, data, 0),
+                Some(entry) => *entry = (events | ev::ERR | ev::HUP, data, 0),
                 None => return Err(libc::ENOENT),
             },
             libc::EPOLL_CTL_DEL => {
@@ -171,7 +175,7 @@ impl Shared {
                 if out.len() >= max {
                     break;
                 }
-                let r = st.readiness(fd) & (events | ev::ERR | ev::HUP);
+                let r = st.readiness(fd) & events;
                 let r = r & !(ev::ET | ev::ONESHOT);
                 if r == 0 {
                     continue;

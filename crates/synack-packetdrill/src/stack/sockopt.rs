@@ -6,6 +6,7 @@ use synack_core::tcp::info::TcpInfo;
 use synack_core::State;
 
 use super::errno::{errno, SysResult};
+use super::errqueue;
 use super::fd::Kind;
 use super::state::Shared;
 
@@ -32,6 +33,11 @@ impl Shared {
             }
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
+            (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => int(o.zerocopy as i32),
+            (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => {
+                Ok(errqueue::timestamping_bytes(o.timestamping))
+            }
+            (libc::SOL_SOCKET, errqueue::SO_MARK) => int(o.mark as i32),
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
                 let mut v = (o.linger.is_some() as i32).to_ne_bytes().to_vec();
                 v.extend_from_slice(&o.linger.unwrap_or(0).to_ne_bytes());
@@ -124,6 +130,9 @@ impl Shared {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
                 g.socket(fd)?.opts.reuseaddr = int()? != 0;
             }
+            (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => g.set_zerocopy(fd, int()?)?,
+            (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => g.set_timestamping(fd, value)?,
+            (libc::SOL_SOCKET, errqueue::SO_MARK) => g.socket(fd)?.opts.mark = int()? as u32,
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
                 if value.len() < 8 {
                     return Err(libc::EINVAL);
