@@ -79,7 +79,9 @@ impl FastOpenCookie {
     /// A cookie of these bytes, if their number is one RFC 7413 allows: 4 to 16, and even,
     /// as Linux requires (`tcp_parse_fastopen_option`).
     pub fn new(cookie: &[u8]) -> Option<FastOpenCookie> {
-        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&cookie.len()) || cookie.len() % 2 != 0 {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&cookie.len())
+            || !cookie.len().is_multiple_of(2)
+        {
             return None;
         }
         let mut bytes = [0; Self::MAX_LEN];
