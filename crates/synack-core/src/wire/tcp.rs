@@ -821,7 +821,7 @@ mod tests {
             let mut b = emit(&syn());
             let mut packet = b[..20].to_vec();
             packet.extend_from_slice(options);
-            while packet.len() % 4 != 0 {
+            while !packet.len().is_multiple_of(4) {
                 packet.push(0);
             }
             b = packet;
