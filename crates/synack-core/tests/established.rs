@@ -1275,6 +1275,32 @@ fn ack_for_unsent_data_is_dropped_with_an_ack() {
 }
 
 #[test]
+fn an_ack_for_unsent_data_does_not_set_ts_recent() {
+    // RFC 7323 §4.3 with RFC 5961 §5: a segment in the window but acknowledging data never
+    // sent is dropped; its TSval must not become TS.Recent, or a blind attacker's one
+    // segment with a huge TSval would have PAWS drop every real segment after it (Linux's
+    // ts_recent/invalid_ack.pkt).
+    let mut k = Conn::open(config(), true, false);
+    let o = Out::new(ACK | TcpFlags::FIN, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt + 50_000)
+        .ts(200_000, 0);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "dropped, FIN and all");
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .ts(501, 0)
+        .data(b"real");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.read_all(), b"real");
+    let a = k.h.drain().pop().expect("an ACK");
+    assert_eq!(a.ts.map(|t| t.tsecr), Some(501));
+    assert_eq!(k.h.ep.stats().drop_paws, 0);
+}
+
+#[test]
 fn paws_drops_old_timestamps() {
     let mut k = Conn::open(config(), true, false);
     let o = Out::new(ACK, 0, 0)

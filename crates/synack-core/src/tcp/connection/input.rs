@@ -279,8 +279,11 @@ impl Connection {
         self.keepalive_probes = 0;
 
         // RFC 7323 §4.3 (2): record TS.Recent if the segment covers RCV.NXT ("SEG.SEQ =<
-        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that).
-        if self.ts.enabled {
+        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that). Not from a segment
+        // whose ACK is for data never sent, which is dropped below: its TSval would
+        // otherwise stay as TS.Recent, and PAWS would then drop the peer's real segments
+        // (Linux updates TS.Recent only once tcp_ack has accepted the ACK).
+        if self.ts.enabled && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
                 if start <= self.rcv.nxt && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0 {
                     self.ts.recent = ts.tsval;
