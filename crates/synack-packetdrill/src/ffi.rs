@@ -466,7 +466,7 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
 }
 
 /// send(2)'s flags: MSG_DONTWAIT, the segment-shaping MSG_MORE and MSG_EOR, and
-/// MSG_ZEROCOPY (the third value).
+/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`).
 fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
     let known = libc::MSG_DONTWAIT
         | libc::MSG_NOSIGNAL
@@ -474,7 +474,7 @@ fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
         | libc::MSG_EOR
         | libc::MSG_ZEROCOPY;
     if flags & !known != 0 {
-        // MSG_FASTOPEN, MSG_OOB, ...: not in the core.
+        // MSG_OOB, ...: not in the core.
         return Err(libc::EOPNOTSUPP);
     }
     let shape = SendFlags {
@@ -517,11 +517,33 @@ unsafe extern "C" fn pd_sendto(
     buf: *const c_void,
     len: usize,
     flags: c_int,
-    _addr: *const sockaddr,
-    _addrlen: socklen_t,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
 ) -> ssize_t {
-    // SAFETY: as for sendto(2); a connected TCP socket ignores the address.
-    unsafe { pd_send(ud, fd, buf, len, flags) }
+    if flags & libc::MSG_FASTOPEN == 0 {
+        // SAFETY: as for sendto(2); a connected TCP socket ignores the address.
+        return unsafe { pd_send(ud, fd, buf, len, flags) };
+    }
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    // TCP Fast Open: connect to `addr` with `buf` in the SYN.
+    // SAFETY: `buf` has `len` readable bytes and `addr` `addrlen` (or is null), as for
+    // sendto(2).
+    let r = unsafe { in_buf(buf, len) }.and_then(|data| {
+        let to = if addr.is_null() {
+            None
+        } else {
+            // SAFETY: non-null, with `addrlen` readable bytes, as for sendto(2).
+            Some(unsafe { read_sockaddr(addr, addrlen) }?)
+        };
+        let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_FASTOPEN)?;
+        s.send_fast_open(fd, data, to, dontwait, shape, zerocopy)
+    });
+    traced(
+        s,
+        format_args!("sendto({fd}, {len}, {flags:#x})"),
+        r.map(|n| n as i64),
+    ) as ssize_t
 }
 
 unsafe extern "C" fn pd_writev(ud: Ud, fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {

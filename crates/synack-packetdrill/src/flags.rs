@@ -78,6 +78,11 @@ fn sysctl_string(name: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// `tcp_timestamps` as the namespace has it now.
+pub fn timestamps_sysctl() -> Option<bool> {
+    sysctl("tcp_timestamps").and_then(|v| v.first().map(|&t| t != 0))
+}
+
 /// Values from the sysctls a script may set, kept for the socket options that report them.
 #[derive(Debug, Clone)]
 pub struct Sysctls {
@@ -89,6 +94,8 @@ pub struct Sysctls {
     pub congestion: String,
     /// `tcp_notsent_lowat`.
     pub notsent_lowat: u32,
+    /// `tcp_fastopen`: bit 0 lets clients use TCP Fast Open (Linux's default, 1).
+    pub fastopen: u32,
 }
 
 /// The endpoint's configuration: the profile, then what the namespace's sysctls say (the
@@ -105,6 +112,7 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         rmem_default: 131072,
         congestion: "cubic".to_string(),
         notsent_lowat: u32::MAX,
+        fastopen: 1,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
         c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
@@ -149,6 +157,9 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     }
     if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
         sys.notsent_lowat = v.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(v) = sysctl("tcp_fastopen").and_then(|v| v.first().copied()) {
+        sys.fastopen = v as u32;
     }
     if let Some(cc) = sysctl_string("tcp_congestion_control") {
         // The core has CUBIC and NewReno; anything else (bbr, ...) runs as CUBIC.

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{deliver, drain};
-use crate::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use crate::wire::{self, FastOpenCookie, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use crate::{Config, Endpoint, Event, Instant, SeqNumber, Transmit};
 
 /// The endpoint under test.
@@ -45,6 +45,8 @@ pub struct Seg {
     pub sack: Vec<(SeqNumber, SeqNumber)>,
     /// Timestamps option.
     pub ts: Option<TcpTimestamp>,
+    /// TCP Fast Open option.
+    pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
 }
@@ -89,6 +91,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         sack_permitted: t.sack_permitted,
         sack: t.sack_ranges.iter().flatten().copied().collect(),
         ts: t.timestamp,
+        fast_open: t.fast_open,
         payload: t.payload.to_vec(),
     })
 }
@@ -114,6 +117,8 @@ pub struct Out {
     pub sack: Vec<(SeqNumber, SeqNumber)>,
     /// Timestamps option.
     pub ts: Option<TcpTimestamp>,
+    /// TCP Fast Open option.
+    pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
 }
@@ -131,6 +136,7 @@ impl Out {
             sack_permitted: false,
             sack: Vec::new(),
             ts: None,
+            fast_open: None,
             payload: Vec::new(),
         }
     }
@@ -177,6 +183,15 @@ impl Out {
             .collect();
         self
     }
+    /// With a TCP Fast Open option (a cookie request if `cookie` is empty).
+    pub fn fast_open(mut self, cookie: &[u8]) -> Self {
+        self.fast_open = if cookie.is_empty() {
+            Some(FastOpenCookie::REQUEST)
+        } else {
+            Some(FastOpenCookie::new(cookie).expect("a cookie of 4 to 16 bytes, even"))
+        };
+        self
+    }
     /// With this data.
     pub fn data(mut self, d: &[u8]) -> Self {
         self.payload = d.to_vec();
@@ -194,6 +209,7 @@ impl Out {
             t.sack_ranges[i] = Some(*b);
         }
         t.timestamp = self.ts;
+        t.fast_open = self.fast_open;
         t.payload = &self.payload;
         let ip = IpRepr::new(from.ip(), to.ip(), IpProtocol::Tcp, t.buffer_len(), 64).unwrap();
         let mut buf = vec![0u8; ip.buffer_len()];

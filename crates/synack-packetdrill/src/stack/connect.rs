@@ -76,7 +76,11 @@ impl Shared {
             return Err(libc::EPROTONOSUPPORT);
         }
         let mut g = self.lock();
-        g.ep();
+        // Linux reads tcp_timestamps when a handshake starts: a script may change it between
+        // connections.
+        if let Some(on) = crate::flags::timestamps_sysctl() {
+            g.ep().set_timestamps(on);
+        }
         let fd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
@@ -209,7 +213,32 @@ impl Shared {
         let nonblock = s.nonblock;
         let opts = s.opts.clone();
         let now = g.now;
-        let h = g.ep().connect(now, addr).map_err(errno)?;
+        let fast_open = opts.fastopen_connect && g.sys().fastopen & 1 != 0;
+        let h = if fast_open {
+            // TCP_FASTOPEN_CONNECT: with a cookie the SYN waits for the first write and
+            // connect() returns at once (Linux's tcp_fastopen_defer_connect); without one the
+            // SYN asks for a cookie and connect() goes on as usual.
+            let deferred = g.ep().fast_open_cookie(addr.ip()).is_some();
+            let core = SocketOptions {
+                fast_open_connect: Some(true),
+                ..SocketOptions::default()
+            };
+            let h = g.ep().connect_with(now, addr, None, &core).map_err(errno)?;
+            if deferred {
+                g.apply_opts(h, &opts);
+                g.conn_fd.insert(h, fd);
+                let s = g.socket(fd)?;
+                s.kind = Kind::Conn(h);
+                s.connecting = Connecting::Done;
+                s.fastopen_deferred = true;
+                g.drain();
+                self.kick(&mut g);
+                return Ok(());
+            }
+            h
+        } else {
+            g.ep().connect(now, addr).map_err(errno)?
+        };
         // Before the SYN is polled out, so that TCP_MAXSEG reaches its MSS option.
         g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
@@ -219,6 +248,61 @@ impl Shared {
         g.drain();
         self.kick(&mut g);
         self.finish_connect(g, fd, nonblock, false)
+    }
+
+    /// sendto(2) with MSG_FASTOPEN (Linux's `tcp_sendmsg_fastopen`): connect to `addr` and
+    /// send `data` in the SYN with the server's cookie. Without a cookie the SYN asks for
+    /// one and nothing is taken: EINPROGRESS on a non-blocking socket; a blocking one waits
+    /// for the connection and then sends as usual.
+    pub fn send_fast_open(
+        &self,
+        fd: i32,
+        data: &[u8],
+        addr: Option<SocketAddr>,
+        dontwait: bool,
+        flags: synack_core::SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
+        let mut g = self.lock();
+        if g.sys().fastopen & 1 == 0 {
+            return Err(libc::EOPNOTSUPP);
+        }
+        let s = g.socket(fd)?;
+        match s.kind {
+            Kind::Conn(_) if s.fastopen_deferred => {
+                drop(g);
+                return self.send_parts(fd, data, &[], dontwait, flags, zerocopy);
+            }
+            Kind::Conn(_) | Kind::Listener(_) => return Err(libc::EISCONN),
+            Kind::Fresh => {}
+        }
+        let addr = unmap(addr.ok_or(libc::EDESTADDRREQ)?);
+        let nonblock = s.nonblock || dontwait;
+        let opts = s.opts.clone();
+        let now = g.now;
+        let (h, n) = g
+            .ep()
+            .connect_fast_open(now, addr, None, &SocketOptions::default(), data)
+            .map_err(errno)?;
+        g.apply_opts(h, &opts);
+        g.conn_fd.insert(h, fd);
+        let s = g.socket(fd)?;
+        s.kind = Kind::Conn(h);
+        s.connecting = Connecting::InProgress;
+        if n > 0 {
+            // Before the endpoint sends them: the error queue follows these bytes.
+            g.note_write(fd, n, zerocopy, true);
+        }
+        g.drain();
+        self.kick(&mut g);
+        if n > 0 {
+            return Ok(n);
+        }
+        if nonblock {
+            return Err(libc::EINPROGRESS);
+        }
+        self.finish_connect(g, fd, false, false)?;
+        self.send_parts(fd, data, &[], dontwait, flags, zerocopy)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {

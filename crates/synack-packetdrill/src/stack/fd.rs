@@ -54,6 +54,8 @@ pub struct Opts {
     pub timestamping: u32,
     /// SO_MARK: kept and reported; nothing here routes or filters by it.
     pub mark: u32,
+    /// TCP_FASTOPEN_CONNECT.
+    pub fastopen_connect: bool,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,9 @@ pub(super) struct Socket {
     pub(super) ev_gen: u64,
     /// The error queue (MSG_ERRQUEUE).
     pub(super) errq: ErrQueue,
+    /// A TCP Fast Open connect whose SYN waits for the first write (TCP_FASTOPEN_CONNECT
+    /// with a cookie): writes go through in SYN-SENT.
+    pub(super) fastopen_deferred: bool,
 }
 
 impl Socket {
@@ -91,6 +96,7 @@ impl Socket {
             connecting: Connecting::No,
             ev_gen: 1,
             errq: ErrQueue::default(),
+            fastopen_deferred: false,
         }
     }
 }

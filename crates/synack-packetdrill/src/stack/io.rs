@@ -122,7 +122,12 @@ impl Shared {
                     return Some(Err(libc::EPIPE));
                 }
                 let state = st.ep().state(h).unwrap_or(State::Closed);
-                if matches!(state, State::SynSent | State::SynReceived) {
+                // A deferred Fast Open connect sends its SYN with the first write.
+                let deferred = st
+                    .socket(fd)
+                    .map(|s| std::mem::take(&mut s.fastopen_deferred))
+                    .unwrap_or(false);
+                if matches!(state, State::SynSent | State::SynReceived) && !deferred {
                     return if nonblock {
                         Some(Err(libc::EAGAIN))
                     } else {

@@ -71,6 +71,7 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
             (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
                     // Linux reports mss_cache: the MSS less the options every segment
@@ -165,6 +166,19 @@ impl Shared {
                 if let Some(h) = conn {
                     g.ep().set_nodelay(h, on).map_err(errno)?;
                 }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => {
+                // Linux: 0 or 1, before connect().
+                let on = match int()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(libc::EINVAL),
+                };
+                let s = g.socket(fd)?;
+                if s.kind != Kind::Fresh {
+                    return Err(libc::EINVAL);
+                }
+                s.opts.fastopen_connect = on;
             }
             (libc::IPPROTO_TCP, libc::TCP_CORK) => {
                 let on = int()? != 0;

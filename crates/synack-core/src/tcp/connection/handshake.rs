@@ -192,6 +192,7 @@ impl Connection {
             cork: false,
             more: false,
             push_now: false,
+            fast_open: None,
         }
     }
 
@@ -402,6 +403,7 @@ impl Connection {
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl2 = seg.ack_number;
             self.ack_syn(now, seg);
+            self.fast_open_on_syn_ack(seg);
             self.set_state(State::Established);
             self.apply_queued_fin();
             self.notify.connected = true;

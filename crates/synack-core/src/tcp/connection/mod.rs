@@ -3,6 +3,7 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
+//! - `fast_open`: TCP Fast Open's client side (RFC 7413: a cookie, data in the SYN);
 //! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
 //!   a connection in TIME-WAIT);
 //! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
@@ -30,6 +31,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 mod close;
+mod fast_open;
 pub(crate) mod handshake;
 mod icmp;
 mod input;
@@ -37,6 +39,7 @@ pub(crate) mod output;
 mod timers;
 
 pub(crate) use close::TimeWaitEntry;
+pub use fast_open::FastOpenClient;
 pub(crate) use input::InputVerdict;
 pub(crate) use timers::Timers;
 
@@ -458,6 +461,8 @@ pub(crate) struct Connection {
     /// `set_nodelay(true)` pushes what is queued once, past `cork` and `more` (Linux's
     /// `TCP_NAGLE_PUSH`).
     pub push_now: bool,
+    /// TCP Fast Open for an active open that asked for it (see [`FastOpenClient`]).
+    pub fast_open: Option<Box<FastOpenClient>>,
 }
 
 /// The most record ends (`MSG_EOR`) a connection tracks; a write that would add one more
@@ -829,6 +834,7 @@ impl Connection {
         if n == 0 {
             return Err(Error::WouldBlock);
         }
+        self.fast_open_release();
         let end = self.snd.data_start() + self.snd.buffer.len();
         // Linux marks the record's end only once the whole write is queued; the rest of a
         // partial write continues the record.

@@ -132,9 +132,11 @@ impl Connection {
                     return None;
                 }
                 self.syn_pending = false;
-                let seg = self.syn_segment(now);
+                let mut seg = self.syn_segment(now);
                 let retransmit = self.snd.max > self.snd.iss;
-                self.snd.nxt = self.snd.iss + 1;
+                // TCP Fast Open (RFC 7413 §4.2): the first SYN may carry a cookie and data.
+                let data = self.fast_open_syn(&mut seg);
+                self.snd.nxt = self.snd.iss + 1 + data;
                 self.snd.max = self.snd.max.max(self.snd.nxt);
                 if self.timers.retransmit.is_none() {
                     self.timers.retransmit = Some(now + self.syn_rto());
@@ -146,6 +148,20 @@ impl Connection {
                     });
                 } else {
                     self.rtt_seq = None;
+                }
+                if data > 0 {
+                    // The data is the send buffer's first bytes (SND.UNA + 1 = the data's start).
+                    let buffer = &self.snd.buffer;
+                    let fill = |out: &mut [u8]| {
+                        buffer.copy_out(0, &mut out[..data]);
+                    };
+                    let partial = self.cfg.tx_checksum_offload;
+                    let (src, dst) = (self.local.ip(), self.remote.ip());
+                    let len = write_segment(buf, src, dst, &seg, data, fill, partial)?;
+                    self.after_send(&seg);
+                    let mut sent = Sent::single(len, false, false);
+                    sent.checksum_partial = partial;
+                    return Some(sent);
                 }
                 return self.finish(buf, &seg, retransmit, false);
             }
