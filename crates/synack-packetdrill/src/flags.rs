@@ -152,6 +152,10 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_rto_min_us").and_then(|v| v.first().copied()) {
         c.min_rto(Duration::from_micros(v));
     }
+    if let Some(v) = sysctl("tcp_rto_max_ms").and_then(|v| v.first().copied()) {
+        // Linux 6.15+: the ceiling of every retransmission timeout (120 s by default).
+        c.max_rto(Duration::from_millis(v.max(1)));
+    }
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
     }
