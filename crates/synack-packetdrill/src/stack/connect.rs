@@ -37,6 +37,9 @@ impl Stack {
         if let Some(m) = o.maxseg {
             let _ = ep.clamp_mss(h, m as usize);
         }
+        if let Some(tos) = o.ip.ds_byte() {
+            let _ = ep.set_tos(h, tos);
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {
@@ -248,10 +251,11 @@ impl Shared {
 }
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
-/// rest: those that shape the SYN-ACK (TCP_MAXSEG).
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
+        tos: o.ip.ds_byte(),
         ..SocketOptions::default()
     }
 }
