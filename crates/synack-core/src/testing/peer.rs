@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{deliver, drain};
-use crate::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use crate::wire::{self, Ecn, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use crate::{Config, Endpoint, Event, Instant, SeqNumber, Transmit};
 
 /// The endpoint under test.
@@ -47,6 +47,8 @@ pub struct Seg {
     pub ts: Option<TcpTimestamp>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The IP header's DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
+    pub ds: u8,
 }
 
 impl Seg {
@@ -90,6 +92,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         sack: t.sack_ranges.iter().flatten().copied().collect(),
         ts: t.timestamp,
         payload: t.payload.to_vec(),
+        ds: wire::ip::ds_field(packet),
     })
 }
 
@@ -116,6 +119,8 @@ pub struct Out {
     pub ts: Option<TcpTimestamp>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The ECN field of the IP header (not-ECT unless set).
+    pub ecn: Ecn,
 }
 
 impl Out {
@@ -132,6 +137,7 @@ impl Out {
             sack: Vec::new(),
             ts: None,
             payload: Vec::new(),
+            ecn: Ecn::NotEct,
         }
     }
     /// With this sequence number.
@@ -182,6 +188,11 @@ impl Out {
         self.payload = d.to_vec();
         self
     }
+    /// With this ECN field in the IP header (RFC 3168 §5).
+    pub fn ecn(mut self, ecn: Ecn) -> Self {
+        self.ecn = ecn;
+        self
+    }
 
     /// The packet from `from` to `to`.
     pub fn packet(&self, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
@@ -200,6 +211,9 @@ impl Out {
         let hl = ip.header_len();
         ip.emit(&mut buf[..hl]);
         t.emit(&mut buf[hl..], from.ip(), to.ip());
+        if self.ecn != Ecn::NotEct {
+            wire::ip::set_ds_field(&mut buf, self.ecn.bits());
+        }
         buf
     }
 }

@@ -459,7 +459,7 @@ impl Connection {
         }
 
         if ack > self.snd.una {
-            self.on_new_ack(now, seg, ack, sacked_before);
+            self.on_new_ack(now, seg, ack, sacked_before, ece);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -568,13 +568,15 @@ impl Connection {
     }
 
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
-    /// scoreboard held before this ACK's SACK blocks.
+    /// scoreboard held before this ACK's SACK blocks; `ece`, whether it echoes a congestion
+    /// mark (the window does not grow on it).
     fn on_new_ack(
         &mut self,
         now: Instant,
         seg: &TcpRepr<'_>,
         ack: SeqNumber,
         sacked_before: usize,
+        ece: bool,
     ) {
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
@@ -646,8 +648,9 @@ impl Connection {
             None => {
                 // Only a window that limited the flow grows (Linux's tcp_cong_avoid returns
                 // early unless tcp_is_cwnd_limited); the controller still sees the RTT.
-                // In CWR, PRR sets the window instead (Linux's tcp_cong_control).
-                let reducing = self.recovery.cwr.is_some();
+                // In CWR, PRR sets the window instead (Linux's tcp_cong_control), also on the
+                // ACK whose echo starts it.
+                let reducing = self.recovery.cwr.is_some() || ece;
                 let grow = if self.cwnd_limited() && !reducing {
                     delivered
                 } else {
