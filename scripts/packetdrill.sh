@@ -183,9 +183,11 @@ cleanup_ns() {
     fi
 }
 # The scripts ask for cubic (defaults.sh), and a namespace may pick only a congestion
-# control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Against the
-# kernel, cubic is allowed for the run, as the kernel's own test runs have it; the host's
-# list is put back on every exit path. Its default congestion control is left alone.
+# control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Cubic is
+# allowed for the run, as the kernel's own test runs have it, against the kernel and
+# against synack alike (so that a script's init command that selects it succeeds the same
+# way in both); the host's list is put back on every exit path. Its default congestion
+# control is left alone.
 ALLOWED_CC=""
 allow_cubic() {
     local allowed
@@ -209,9 +211,7 @@ restore_cc() {
 }
 trap 'cleanup_ns; restore_cc' EXIT
 trap 'cleanup_ns; restore_cc; exit 130' INT TERM
-if [ $KERNEL = 1 ] || [ $BOTH = 1 ]; then
-    allow_cubic
-fi
+allow_cubic
 
 # Namespaces left by runs of this script that were killed outright (SIGKILL): named after
 # a process that no longer exists.

@@ -28,6 +28,10 @@ pub struct SocketOptions {
     /// `TCP_FASTOPEN_CONNECT`: an active open uses TCP Fast Open (RFC 7413): its SYN asks
     /// for a cookie, or, with one, waits for the first write and carries it.
     pub fast_open_connect: Option<bool>,
+    /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
+    /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
+    /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).
+    pub tos: Option<u8>,
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

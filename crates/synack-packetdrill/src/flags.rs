@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use synack_core::tcp::congestion::NewRenoFactory;
-use synack_core::{Config, SynCookies};
+use synack_core::{Config, EcnMode, SynCookies};
 
 /// Which defaults the endpoint starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +141,9 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     }
     if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
         c.window_scaling(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_ecn").and_then(|v| v.first().copied()) {
+        c.ecn(EcnMode::from_sysctl(v));
     }
     if let Some(v) = sysctl("tcp_syncookies").and_then(|v| v.first().copied()) {
         c.syncookies(match v {

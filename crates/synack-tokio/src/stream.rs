@@ -352,6 +352,24 @@ impl ConnRef {
             .map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .set_tos(self.handle, tos)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn tos(&self) -> io::Result<u32> {
+        let inner = self.stack.lock()?;
+        inner
+            .endpoint
+            .tos(self.handle)
+            .map(u32::from)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
         let inner = self.stack.lock()?;
         let now = inner.now();
@@ -463,6 +481,18 @@ impl TcpStream {
     /// Whether Nagle's algorithm is disabled.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.conn.nodelay()
+    }
+
+    /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
+    /// the packets the connection sends from now on. Only the six DSCP bits are used; the
+    /// two ECN bits are the stack's (RFC 3168). More than 255 is `InvalidInput`.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.conn.set_tos(tos)
+    }
+
+    /// The DSCP bits set with [`set_tos`](Self::set_tos) (the ECN bits read as zero).
+    pub fn tos(&self) -> io::Result<u32> {
+        self.conn.tos()
     }
 
     /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at

@@ -144,6 +144,10 @@ async fn connect_and_accept_agree_on_addresses() {
         assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
         assert_eq!(s.local_addr().unwrap(), server_addr(7000));
         c.set_nodelay(true).unwrap();
+        // IP_TOS: the DSCP bits are kept, the ECN bits are the stack's.
+        c.set_tos(0xb8 | 0b11).unwrap();
+        assert_eq!(c.tos().unwrap(), 0xb8);
+        assert!(c.set_tos(256).is_err());
         assert!(client.stats().connections_established >= 1);
         assert!(server.stats().connections_established >= 1);
     })

@@ -559,6 +559,29 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.cork())
     }
 
+    /// `IP_TOS` (IPv4) / `IPV6_TCLASS` (IPv6): the DS byte of every packet the connection
+    /// sends from now on (RFC 2474's DSCP, for the path's queues). Only the six DSCP bits
+    /// are kept: the two ECN bits are the stack's to set (RFC 3168 §6.1; Linux masks them
+    /// for TCP sockets too). For a connection's SYN or SYN-ACK, set it with
+    /// [`SocketOptions::tos`](crate::SocketOptions::tos) instead.
+    pub fn set_tos(&mut self, conn: ConnectionHandle, tos: u8) -> Result<(), Error> {
+        let slot = self.app_slot(conn)?;
+        slot.conn.set_tos(tos);
+        Ok(())
+    }
+
+    /// The connection's DSCP bits as [`set_tos`](Self::set_tos) set them (the ECN bits read
+    /// as zero).
+    pub fn tos(&self, conn: ConnectionHandle) -> Result<u8, Error> {
+        Ok(self.app_conn(conn)?.tos())
+    }
+
+    /// Whether the connection uses Explicit Congestion Notification (RFC 3168): both SYNs
+    /// agreed to it (see [`Config::ecn`](crate::Config::ecn)).
+    pub fn ecn(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.ecn_ok())
+    }
+
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
     pub fn nodelay(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         Ok(self.app_conn(conn)?.nodelay())

@@ -72,6 +72,9 @@ impl Endpoint {
                     if sent.rst {
                         self.stats.rsts_sent += 1;
                     }
+                    if sent.cwr {
+                        self.stats.ecn_cwr_sent += 1;
+                    }
                     // Sending may arm a timer; it is rescheduled when the connection has
                     // sent all it has (below), or when a deadline is asked for before that.
                     if !slot.stale {
@@ -123,11 +126,26 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
     ) -> bool {
+        self.queue_segment_ds(local, remote, seg, 0)
+    }
+
+    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte (a
+    /// listener's `IP_TOS`).
+    pub(super) fn queue_segment_ds(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        ds: u8,
+    ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
         match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
+                if ds != 0 {
+                    crate::wire::ip::set_ds_field(&mut buf, ds);
+                }
                 self.push_control(buf)
             }
             None => false,

@@ -16,7 +16,7 @@ pub struct TcpInfo {
     /// The RFC 9293 state.
     pub state: Option<State>,
     /// Linux's congestion-avoidance state: 0 open, 1 disorder (SACKs or duplicate ACKs seen),
-    /// 3 fast recovery, 4 loss (after an RTO).
+    /// 2 CWR (reducing after an ECN congestion mark), 3 fast recovery, 4 loss (after an RTO).
     pub ca_state: u8,
     /// Retransmission timeouts in a row (Linux `tcpi_retransmits` and `tcpi_backoff`).
     pub backoff: u8,
@@ -127,6 +127,8 @@ impl Connection {
             4
         } else if self.recovery.recover.is_some() {
             3
+        } else if self.recovery.cwr.is_some() {
+            2
         } else if self.recovery.dupacks > 0 || sacked > 0 {
             1
         } else {
@@ -191,7 +193,7 @@ impl Connection {
             snd_cwnd: (if self.sack_ok && self.recovery.recover.is_some() {
                 self.recovery.prr_cwnd
             } else {
-                self.cc.window()
+                self.cwnd()
             } / mss)
                 .clamp(1, u32::MAX as usize) as u32,
             notsent_bytes: unsent.min(u32::MAX as usize) as u32,

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{deliver, drain};
-use crate::wire::{self, FastOpenCookie, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use crate::wire::{self, Ecn, FastOpenCookie, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use crate::{Config, Endpoint, Event, Instant, SeqNumber, Transmit};
 
 /// The endpoint under test.
@@ -49,6 +49,8 @@ pub struct Seg {
     pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The IP header's DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
+    pub ds: u8,
 }
 
 impl Seg {
@@ -93,6 +95,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         ts: t.timestamp,
         fast_open: t.fast_open,
         payload: t.payload.to_vec(),
+        ds: wire::ip::ds_field(packet),
     })
 }
 
@@ -121,6 +124,8 @@ pub struct Out {
     pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The ECN field of the IP header (not-ECT unless set).
+    pub ecn: Ecn,
 }
 
 impl Out {
@@ -138,6 +143,7 @@ impl Out {
             ts: None,
             fast_open: None,
             payload: Vec::new(),
+            ecn: Ecn::NotEct,
         }
     }
     /// With this sequence number.
@@ -197,6 +203,11 @@ impl Out {
         self.payload = d.to_vec();
         self
     }
+    /// With this ECN field in the IP header (RFC 3168 §5).
+    pub fn ecn(mut self, ecn: Ecn) -> Self {
+        self.ecn = ecn;
+        self
+    }
 
     /// The packet from `from` to `to`.
     pub fn packet(&self, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
@@ -216,6 +227,9 @@ impl Out {
         let hl = ip.header_len();
         ip.emit(&mut buf[..hl]);
         t.emit(&mut buf[hl..], from.ip(), to.ip());
+        if self.ecn != Ecn::NotEct {
+            wire::ip::set_ds_field(&mut buf, self.ecn.bits());
+        }
         buf
     }
 }

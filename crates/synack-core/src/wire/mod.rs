@@ -20,7 +20,7 @@ pub mod tcp;
 pub mod udp;
 
 pub use icmp::IcmpRepr;
-pub use ip::{IpProtocol, IpRepr};
+pub use ip::{Ecn, IpProtocol, IpRepr};
 pub use ipv4::Ipv4Repr;
 pub use ipv6::Ipv6Repr;
 pub use tcp::{FastOpenCookie, TcpFlags, TcpRepr, TcpTimestamp};

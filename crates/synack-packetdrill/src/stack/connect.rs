@@ -37,6 +37,9 @@ impl Stack {
         if let Some(m) = o.maxseg {
             let _ = ep.clamp_mss(h, m as usize);
         }
+        if let Some(tos) = o.ip.ds_byte() {
+            let _ = ep.set_tos(h, tos);
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {
@@ -332,12 +335,13 @@ impl Shared {
 }
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
-/// rest: those that shape the SYN-ACK (TCP_MAXSEG; SO_RCVBUF, which fixes the window scale
-/// offered, as a child socket inherits the listener's locked buffer on Linux).
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS; SO_RCVBUF, which fixes the
+/// window scale offered, as a child socket inherits the listener's locked buffer on Linux).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
         recv_buffer: o.rcvbuf.map(|b| b as usize),
+        tos: o.ip.ds_byte(),
         ..SocketOptions::default()
     }
 }

@@ -56,6 +56,28 @@ pub struct Opts {
     pub mark: u32,
     /// TCP_FASTOPEN_CONNECT.
     pub fastopen_connect: bool,
+    /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
+    pub ip: IpOpts,
+}
+
+/// The IP-level options (`SOL_IP`, `SOL_IPV6`): see `sockopt.rs`.
+#[derive(Debug, Clone, Default)]
+pub struct IpOpts {
+    /// IP_TOS.
+    pub tos: u8,
+    /// IPV6_TCLASS.
+    pub tclass: u8,
+    /// IP_MTU_DISCOVER, if set.
+    pub mtu_discover: Option<i32>,
+    /// The DS byte the connection sends with: the last of IP_TOS and IPV6_TCLASS set.
+    pub ds: Option<u8>,
+}
+
+impl IpOpts {
+    /// The DS byte for the core, once either option was set.
+    pub fn ds_byte(&self) -> Option<u8> {
+        self.ds
+    }
 }
 
 #[derive(Debug)]

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{
-    default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, Notify, PaceBucket, RcvSpace,
-    Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, EcnState, Notify, PaceBucket,
+    RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -19,7 +19,7 @@ use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send_buffer::SendBuffer;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::{Ecn, TcpFlags, TcpRepr};
 
 /// The shift that lets a window of `buffer` bytes fit the 16-bit field (RFC 7323 §2.2), the
 /// smallest that does, as Linux chooses it.
@@ -193,6 +193,8 @@ impl Connection {
             more: false,
             push_now: false,
             fast_open: None,
+            ecn: EcnState::default(),
+            tos: 0,
         }
     }
 
@@ -221,6 +223,9 @@ impl Connection {
         if let Some(cork) = opts.cork {
             self.cork = cork;
         }
+        if let Some(tos) = opts.tos {
+            self.set_tos(tos);
+        }
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
@@ -228,6 +233,7 @@ impl Connection {
         self.set_state(State::SynSent);
         self.snd.nxt = self.snd.iss;
         self.syn_pending = true;
+        self.ecn_open_active();
     }
 
     /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
@@ -244,9 +250,11 @@ impl Connection {
     }
 
     /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
-    /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
-    pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>) {
+    /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED. `ecn` is the ECN
+    /// field of the SYN's IP header.
+    pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>, ecn: Ecn) {
         self.open_passive(now, syn.seq_number, PeerOptions::of(syn));
+        self.ecn_on_syn(syn, ecn);
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
         self.snd.wnd = syn.window_len as usize;
@@ -258,10 +266,17 @@ impl Connection {
     }
 
     /// A connection rebuilt from a valid SYN-cookie ACK (RFC 4987 §3.6): ESTABLISHED at once,
-    /// with the MSS the cookie carried and the window scale and SACK our TSval carried.
-    pub fn open_from_cookie(&mut self, now: Instant, peer: PeerOptions, ack: &TcpRepr<'_>) {
+    /// with the MSS the cookie carried and the window scale, SACK and ECN our TSval carried.
+    pub fn open_from_cookie(
+        &mut self,
+        now: Instant,
+        peer: PeerOptions,
+        ack: &TcpRepr<'_>,
+        ecn: bool,
+    ) {
         let iss = self.snd.iss;
         self.open_passive(now, ack.seq_number - 1, peer);
+        self.ecn.ok = ecn && self.cfg.ecn.accepts();
         self.snd.una = iss + 1;
         self.snd.nxt = iss + 1;
         self.snd.max = iss + 1;
@@ -317,8 +332,15 @@ impl Connection {
     pub(super) fn syn_segment(&self, now: Instant) -> TcpRepr<'static> {
         let active = self.state == State::SynSent;
         let mut flags = TcpFlags::SYN;
-        if !active {
+        if active {
+            // RFC 3168 §6.1.1: an ECN-setup SYN, the first one only.
+            flags |= self.ecn_syn_flags(self.snd.max == self.snd.iss);
+        } else {
             flags |= TcpFlags::ACK;
+            // An ECN-setup SYN-ACK: ECE alone, if we agreed.
+            if self.ecn.ok {
+                flags |= TcpFlags::ECE;
+            }
         }
         let mut seg = TcpRepr::new(
             self.local.port(),
@@ -402,6 +424,7 @@ impl Connection {
             self.snd.wnd = seg.window_len as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl2 = seg.ack_number;
+            self.ecn_on_synack(seg);
             self.ack_syn(now, seg);
             self.fast_open_on_syn_ack(seg);
             self.set_state(State::Established);
@@ -418,7 +441,10 @@ impl Connection {
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
-            // ISS (RFC 9293 §3.5, figure 8).
+            // ISS (RFC 9293 §3.5, figure 8). ECN stays on only if the peer asked too.
+            if self.ecn.ok {
+                self.ecn_on_syn(seg, self.ecn.rx);
+            }
             self.snd.wnd = seg.window_len as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.nxt = self.snd.iss;

@@ -31,6 +31,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 mod close;
+mod ecn;
 mod fast_open;
 pub(crate) mod handshake;
 mod icmp;
@@ -39,8 +40,9 @@ pub(crate) mod output;
 mod timers;
 
 pub(crate) use close::TimeWaitEntry;
+pub(crate) use ecn::EcnState;
 pub use fast_open::FastOpenClient;
-pub(crate) use input::InputVerdict;
+pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
@@ -371,7 +373,13 @@ pub(crate) struct Recovery {
     pub recover_fs: usize,
     /// The congestion window during recovery, as Linux's `tcp_cwnd_reduction` sets it on
     /// each ACK: the pipe after the ACK plus what PRR lets this ACK send (`sndcnt`).
+    /// Also the window in force in CWR (`cwr`).
     pub prr_cwnd: usize,
+    /// Linux's CWR state (RFC 3168 §6.1.2): the peer echoed a congestion mark, and the window
+    /// is being brought down to ssthresh by PRR, as in recovery but with nothing to resend,
+    /// until SND.UNA passes this sequence number (SND.MAX when the ECE arrived: one
+    /// reduction per window of data).
+    pub cwr: Option<SeqNumber>,
 }
 
 /// One TCP connection.
@@ -463,6 +471,11 @@ pub(crate) struct Connection {
     pub push_now: bool,
     /// TCP Fast Open for an active open that asked for it (see [`FastOpenClient`]).
     pub fast_open: Option<Box<FastOpenClient>>,
+    /// Explicit Congestion Notification (RFC 3168): negotiated or not, and the echo state.
+    pub ecn: EcnState,
+    /// `IP_TOS` / `IPV6_TCLASS`: the DSCP bits of every packet the connection sends (the
+    /// two ECN bits are the stack's, see `ecn`).
+    pub tos: u8,
 }
 
 /// The most record ends (`MSG_EOR`) a connection tracks; a write that would add one more
@@ -498,6 +511,8 @@ pub(crate) struct ConnConfig {
     /// The window scale we offer: the smallest that lets the largest receive buffer fit
     /// (0 without window scaling).
     pub rcv_wscale: u8,
+    /// Whether to ask for ECN in our SYNs and accept it in the peer's (`Config::ecn`).
+    pub ecn: crate::config::EcnMode,
 }
 
 impl ConnConfig {
@@ -529,6 +544,7 @@ impl ConnConfig {
             } else {
                 0
             },
+            ecn: c.ecn,
         }
     }
 }
