@@ -87,8 +87,6 @@ pub struct Sysctls {
     pub rmem_default: usize,
     /// `tcp_congestion_control`.
     pub congestion: String,
-    /// `tcp_notsent_lowat`.
-    pub notsent_lowat: u32,
 }
 
 /// The endpoint's configuration: the profile, then what the namespace's sysctls say (the
@@ -104,7 +102,6 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         wmem_default: 16384,
         rmem_default: 131072,
         congestion: "cubic".to_string(),
-        notsent_lowat: u32::MAX,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
         c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
@@ -148,7 +145,10 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         c.fin_timeout(Duration::from_secs(v));
     }
     if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
-        sys.notsent_lowat = v.min(u64::from(u32::MAX)) as u32;
+        // UINT_MAX, the default, is no bound.
+        if v < u64::from(u32::MAX) {
+            c.notsent_lowat(Some(v as usize));
+        }
     }
     if let Some(cc) = sysctl_string("tcp_congestion_control") {
         // The core has CUBIC and NewReno; anything else (bbr, ...) runs as CUBIC.

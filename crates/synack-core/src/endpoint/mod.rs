@@ -537,7 +537,34 @@ impl Endpoint {
         if capacity == 0 && conn_ref.send_capacity_within(usize::MAX) > 0 {
             self.wait_for_memory(conn);
         }
+        if capacity == 0 {
+            // The send buffer owes it `Writable` once writeable again.
+            self.app_slot(conn)?.conn.nospace = true;
+        }
         Ok(capacity)
+    }
+
+    /// Whether an application waiting to write should be told it may (`POLLOUT`), as
+    /// Linux's `tcp_poll` decides: the send buffer at most two thirds charged, and fewer
+    /// than half the `TCP_NOTSENT_LOWAT` bytes unsent. If not, [`Event::Writable`] follows
+    /// once it is. This is stricter than `send_capacity` > 0: a writer woken then finds room
+    /// for a large write, not a segment's worth.
+    pub fn poll_writable(&mut self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_slot(conn)?.conn.poll_writeable())
+    }
+
+    /// Set the connection's `TCP_NOTSENT_LOWAT`: writes stop while this many bytes wait
+    /// unsent, and [`Event::Writable`] comes once fewer than half as many do. `None` returns
+    /// it to the endpoint's [`Config::notsent_lowat`](crate::Config::notsent_lowat).
+    pub fn set_notsent_lowat(
+        &mut self,
+        conn: ConnectionHandle,
+        lowat: Option<usize>,
+    ) -> Result<(), Error> {
+        let lowat = lowat.or(self.config.notsent_lowat);
+        self.app_slot(conn)?.conn.set_notsent_lowat(lowat);
+        self.after(conn);
+        Ok(())
     }
 
     /// Whether `recv` would return something now (bytes, end of stream or an error).

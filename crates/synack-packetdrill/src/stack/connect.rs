@@ -37,6 +37,9 @@ impl Stack {
         if let Some(m) = o.maxseg {
             let _ = ep.clamp_mss(h, m as usize);
         }
+        if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
+            let _ = ep.set_notsent_lowat(h, Some(l as usize));
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {

@@ -82,12 +82,21 @@ impl Shared {
     pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
+        // A blocked writer sleeps until the socket is woken (`Writable`, or any other event
+        // on it), as Linux's sk_stream_wait_memory does, not until a write would merely fit:
+        // the wake-up waits for a third of the buffer to be free.
+        let mut asleep: Option<u64> = None;
         loop {
             let (g2, r) = self.block(g, None, |st| {
                 let s = match st.socket(fd) {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e)),
                 };
+                if asleep.is_some_and(|gen| gen == s.ev_gen) {
+                    return None;
+                }
+                asleep = None;
+                let gen = s.ev_gen;
                 let nonblock = s.nonblock || dontwait;
                 let h = match s.kind {
                     Kind::Conn(h) => h,
@@ -110,7 +119,10 @@ impl Shared {
                 match st.ep().send_with(h, &data[done..], flags) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
-                    Err(Error::WouldBlock) => None,
+                    Err(Error::WouldBlock) => {
+                        asleep = Some(gen);
+                        None
+                    }
                     Err(e) => {
                         if let Ok(s) = st.socket(fd) {
                             s.error_reported = true;
@@ -131,10 +143,12 @@ impl Shared {
                     done += n;
                     g.drain();
                     self.kick(&mut g);
-                    let nonblock = g.socket(fd)?.nonblock || dontwait;
-                    if done >= data.len() || nonblock || n == 0 {
+                    let s = g.socket(fd)?;
+                    if done >= data.len() || s.nonblock || dontwait || n == 0 {
                         return Ok(done);
                     }
+                    // Cut short: sleep until woken.
+                    asleep = Some(s.ev_gen);
                 }
                 Err(_) if done > 0 => return Ok(done),
                 Err(e) => return Err(e),

@@ -16,6 +16,7 @@ use crate::seq::SeqNumber;
 use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
+use crate::tcp::chrono::Chrono;
 use crate::tcp::send_buffer::SendBuffer;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -107,7 +108,14 @@ impl Connection {
                 wl2: iss,
                 mss: send_mss,
                 wscale: 0,
-                buffer: SendBuffer::new(config.send_buffer),
+                // With skb accounting, `sndbuf` bounds writes and the byte buffer does not.
+                buffer: SendBuffer::new(if config.skb_accounting {
+                    usize::MAX
+                } else {
+                    config.send_buffer
+                }),
+                skbs: Default::default(),
+                sndbuf: config.send_buffer,
                 records: VecDeque::new(),
                 push_at_end: true,
                 fin_queued: false,
@@ -192,6 +200,9 @@ impl Connection {
             cork: false,
             more: false,
             push_now: false,
+            nospace: false,
+            chrono: Chrono::new(now),
+            chrono_max: iss,
         }
     }
 

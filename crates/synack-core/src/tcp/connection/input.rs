@@ -517,9 +517,6 @@ impl Connection {
                 self.timers.persist = None;
                 self.persist_backoff = 0;
             }
-            if new_wnd > old_wnd {
-                self.notify.writable |= self.send_capacity() > 0;
-            }
         }
 
         // State transitions driven by the ACK of our FIN.
@@ -587,6 +584,9 @@ impl Connection {
         }
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
+        if self.cfg.skb_accounting {
+            self.snd.skbs.consume(data_acked);
+        }
         self.snd.una = ack;
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
             self.snd.records.pop_front();
@@ -641,9 +641,6 @@ impl Connection {
             self.timers.retransmit = None;
         } else {
             self.retransmit_deadline_reset(now);
-        }
-        if data_acked > 0 {
-            self.notify.writable = true;
         }
         self.arm_tlp(now);
     }
