@@ -642,6 +642,11 @@ impl Connection {
         } else {
             self.retransmit_deadline_reset(now);
         }
+        // The application may write again (Linux's tcp_check_space; once more after this
+        // ACK's transmission, see `after_transmit`).
+        if data_acked > 0 && self.check_space(now, false) {
+            self.notify.writable = true;
+        }
         self.arm_tlp(now);
     }
 

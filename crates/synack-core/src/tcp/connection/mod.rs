@@ -808,17 +808,19 @@ impl Connection {
         if !queued {
             self.chrono.stop(now, Limit::Busy, false);
         }
-        self.check_space(now)
+        self.check_space(now, true)
     }
 
     /// Linux's `tcp_check_space`/`tcp_new_space`: for an application waiting on a full
-    /// buffer, grow the buffer if the congestion window has room (skb accounting), and wake
-    /// it once the buffer is writeable.
-    fn check_space(&mut self, now: Instant) -> bool {
+    /// buffer, grow the buffer if the congestion window has room (skb accounting, and only
+    /// with `expand`, once sending stopped: Linux looks after its transmission), and wake it
+    /// once the buffer is writeable. Returns whether to wake it.
+    pub(super) fn check_space(&mut self, now: Instant, expand: bool) -> bool {
         if !self.nospace {
             return false;
         }
-        if self.cfg.skb_accounting
+        if expand
+            && self.cfg.skb_accounting
             && self.snd.in_flight() / self.snd.mss.max(1) < self.cc.window() / self.snd.mss.max(1)
         {
             self.expand_sndbuf();
