@@ -128,7 +128,11 @@ mod tests {
         c.start(at(10), Limit::Rwnd);
         assert_eq!(
             c.report(at(110)),
-            (Duration::from_millis(100), Duration::from_millis(100), Duration::ZERO)
+            (
+                Duration::from_millis(100),
+                Duration::from_millis(100),
+                Duration::ZERO
+            )
         );
     }
 }

@@ -1,7 +1,7 @@
 //! TCP: one connection's buffers, timers, estimators and state machine.
 
-pub mod congestion;
 pub(crate) mod chrono;
+pub mod congestion;
 pub(crate) mod delayed_ack;
 pub mod info;
 pub(crate) mod rack;
