@@ -222,11 +222,10 @@ impl SendBuffer {
     }
 }
 
-/// What Linux charges a send-queue skb beyond its payload (its `truesize` with no data): the
-/// `struct sk_buff` (256 bytes, cache-aligned) and the 1 KiB head allocated for the headers
-/// (`MAX_TCP_HEADER`) with its `skb_shared_info`, less the head's own `skb_shared_info` that
-/// `SKB_TRUESIZE` adds back: 1280 bytes on x86-64. Only [`Config::skb_accounting`]
-/// (crate::Config::skb_accounting) uses it.
+/// What Linux charges a send-queue skb beyond its payload (its `truesize` with no data), on
+/// x86-64: `SKB_TRUESIZE(704)`, the 704 usable bytes of the 1 KiB head allocated for the
+/// headers (`MAX_TCP_HEADER`) plus `struct sk_buff` (256) and `skb_shared_info` (320). Only
+/// [`Config::skb_accounting`](crate::Config::skb_accounting) uses it.
 pub const SKB_OVERHEAD: usize = 1280;
 
 /// Linux's view of the send queue, skb by skb, for sizing writes and charging the send
