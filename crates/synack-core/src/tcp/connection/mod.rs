@@ -1048,6 +1048,8 @@ impl Connection {
             return Ok(0);
         }
         if flags.eor && self.snd.records.len() >= MAX_RECORDS {
+            // Owed a wake-up like any refused write: the next ACK frees records.
+            self.nospace = true;
             return Err(Error::WouldBlock);
         }
         let allowed = len.min(self.mem.room);
