@@ -87,7 +87,10 @@ pub enum Event {
     Incoming(ListenerHandle),
     /// Data, the peer's FIN, or an error can be read.
     Readable(ConnectionHandle),
-    /// Space opened in the send buffer.
+    /// Space opened in the send buffer for an application that found it full (a write cut
+    /// short or refused, `send_capacity_or_wait` or `poll_writable` saying no): a third of
+    /// it free and fewer than half the `TCP_NOTSENT_LOWAT` bytes unsent, as Linux's
+    /// `sk_stream_write_space` wakes a writer; or the connection opened or closed.
     Writable(ConnectionHandle),
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
