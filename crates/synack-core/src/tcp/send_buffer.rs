@@ -323,17 +323,18 @@ impl SkbQueue {
             return;
         }
         self.sent = offset;
-        let mut start = 0;
-        for i in 0..self.lens.len() {
-            let end = start + self.lens[i];
-            if offset < end {
-                if offset > start {
+        // From the back: sending stops near the end of what is queued.
+        let mut end = self.bytes;
+        for i in (0..self.lens.len()).rev() {
+            let start = end - self.lens[i];
+            if offset >= start {
+                if offset > start && offset < end {
                     self.lens[i] = offset - start;
                     self.lens.insert(i + 1, end - offset);
                 }
                 return;
             }
-            start = end;
+            end = start;
         }
     }
 
@@ -593,5 +594,42 @@ mod tests {
         assert_eq!(q.tail_room(30_000), 0);
         q.consume(usize::MAX);
         assert_eq!((q.count(), q.bytes(), q.charged()), (0, 0, 0));
+    }
+
+    /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,
+    /// none is empty, and splits fall where sending stopped.
+    #[test]
+    fn skb_queue_stays_consistent() {
+        let mut q = SkbQueue::default();
+        let mut x: u32 = 99;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 8) as usize
+        };
+        for _ in 0..5000 {
+            match next() % 4 {
+                0 => q.push_skb(1 + next() % 3000),
+                1 => {
+                    let room = q.tail_room(4000);
+                    if room > 0 {
+                        q.extend_tail(1 + next() % room);
+                    }
+                }
+                2 => {
+                    let to = q.unsent_start() + next() % (q.unsent() + 1);
+                    q.mark_sent(to);
+                    let mut end = 0;
+                    let cut = q.lens.iter().any(|&l| {
+                        end += l;
+                        end == to
+                    });
+                    assert!(to == 0 || cut, "an skb ends where sending stopped");
+                }
+                _ => q.consume(next() % 5000),
+            }
+            assert_eq!(q.lens.iter().sum::<usize>(), q.bytes());
+            assert!(q.lens.iter().all(|&l| l > 0));
+            assert!(q.unsent_start() <= q.bytes());
+        }
     }
 }

@@ -750,7 +750,9 @@ impl Connection {
         let mss = self.snd.mss.max(1);
         let per_mss = (mss + 320 + 320).next_power_of_two() + 256;
         let segs = (self.cc.window() / mss).max(10);
-        let want = (2 * segs * per_mss).min(self.cfg.send_buffer_max);
+        let want = segs
+            .saturating_mul(2 * per_mss)
+            .min(self.cfg.send_buffer_max);
         if self.snd.sndbuf < want {
             self.snd.sndbuf = want;
         }
