@@ -185,3 +185,36 @@ fn info_counts_sndbuf_limited_time() {
     assert_eq!(info.sndbuf_limited, Duration::from_millis(20));
     assert_eq!(info.busy_time, Duration::from_millis(20));
 }
+
+/// With skb accounting the buffer starts as Linux's `tcp_init_buffer_space` sets it: room
+/// for twice the initial window of ten segments at 2304 bytes of memory each (a 1000-byte
+/// MSS), above `tcp_wmem[1]`'s 16 KiB; and grows with the congestion window when a waiting
+/// writer finds the window not full (`tcp_new_space`), unless `SO_SNDBUF` pinned it.
+#[test]
+fn skb_accounting_grows_the_buffer_with_the_window() {
+    let mut k = Conn::open(linux(), 10_000);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().send_buffer, 46_080);
+    // skbs of 5000 (half the peer's window) while less than 46 080 is charged: eight.
+    assert_eq!(k.h.ep.send(k.c, &[1; 100_000]).unwrap(), 40_000);
+    assert_eq!(k.sent(), 10_000);
+    // The ACK doubles the congestion window to 20 segments, the peer's keeps ten in
+    // flight: the congestion window is not full, so the buffer grows to twice 20
+    // segments' memory, and the writer is woken.
+    k.ack(10_000, 10_000);
+    assert_eq!(k.sent(), 10_000);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().send_buffer, 92_160);
+    assert!(k.writable());
+
+    let mut k = Conn::open(linux(), 10_000);
+    k.h.ep.set_send_buffer(k.c, 46_080).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 100_000]).unwrap(), 40_000);
+    let _ = k.sent();
+    k.ack(10_000, 10_000);
+    let _ = k.sent();
+    assert_eq!(
+        k.h.ep.info(k.h.now, k.c).unwrap().send_buffer,
+        46_080,
+        "pinned"
+    );
+    assert!(!k.writable());
+}
