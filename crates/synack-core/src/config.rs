@@ -53,6 +53,8 @@ pub struct Config {
     pub(crate) syn_linear_timeouts: u32,
     pub(crate) intercept: Option<InterceptConfig>,
     pub(crate) udp_recv_buffer: usize,
+    pub(crate) notsent_lowat: Option<usize>,
+    pub(crate) skb_accounting: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -197,6 +199,8 @@ impl Default for Config {
             // Linux's default: ECN for peers that ask. It costs nothing on a path that
             // never marks, and a peer asking for it is one that wants marks, not drops.
             ecn: EcnMode::AcceptOnly,
+            notsent_lowat: None,
+            skb_accounting: false,
         }
     }
 }
@@ -268,6 +272,27 @@ impl Config {
         /// 6 MiB). Set it to `recv_buffer` to turn auto-tuning off. The window scale is
         /// chosen from this bound.
         recv_buffer_max: usize
+    );
+    setter!(
+        /// The default `TCP_NOTSENT_LOWAT` (Linux's `tcp_notsent_lowat` sysctl): with
+        /// `Some(n)` a connection takes no more writes while `n` bytes or more wait unsent,
+        /// and says `Writable` only once fewer than `n / 2` do, so that an application keeps
+        /// little queued behind the congestion window and decides late what to send.
+        /// `None` (the default, Linux's `UINT_MAX`) bounds writes by the send buffer only.
+        /// Per connection: `Endpoint::set_notsent_lowat`.
+        notsent_lowat: Option<usize>
+    );
+    setter!(
+        /// Size writes and the send buffer as Linux does (on in [`Config::linux`]): the
+        /// buffer is charged per queued packet (`sk_wmem_queued`: each skb's payload plus
+        /// [`SKB_OVERHEAD`](crate::tcp::send_buffer::SKB_OVERHEAD)), a write goes on while
+        /// less than the buffer is charged and fills each packet it starts to the size goal
+        /// (up to 64 KiB, at most half the peer's largest window), and the buffer grows as
+        /// Linux's `tcp_sndbuf_expand` grows it, to twice the congestion window in per-packet
+        /// memory. Off, the buffer holds exactly its size in bytes and doubles when a write
+        /// finds it full and the windows could carry half of it: more bytes per byte of
+        /// buffer, and writes sized to the byte.
+        skb_accounting: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

@@ -92,8 +92,6 @@ pub struct Sysctls {
     pub rmem_default: usize,
     /// `tcp_congestion_control`.
     pub congestion: String,
-    /// `tcp_notsent_lowat`.
-    pub notsent_lowat: u32,
     /// `tcp_fastopen`: bit 0 lets clients use TCP Fast Open (Linux's default, 1).
     pub fastopen: u32,
 }
@@ -111,7 +109,6 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         wmem_default: 16384,
         rmem_default: 131072,
         congestion: "cubic".to_string(),
-        notsent_lowat: u32::MAX,
         fastopen: 1,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
@@ -163,7 +160,10 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         c.fin_timeout(Duration::from_secs(v));
     }
     if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
-        sys.notsent_lowat = v.min(u64::from(u32::MAX)) as u32;
+        // UINT_MAX, the default, is no bound.
+        if v < u64::from(u32::MAX) {
+            c.notsent_lowat(Some(v as usize));
+        }
     }
     if let Some(v) = sysctl("tcp_fastopen").and_then(|v| v.first().copied()) {
         sys.fastopen = v as u32;

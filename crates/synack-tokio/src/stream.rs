@@ -370,6 +370,14 @@ impl ConnRef {
             .map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
+        let mut inner = self.stack.lock()?;
+        let r = inner.endpoint.set_notsent_lowat(self.handle, lowat);
+        // A larger mark may owe a waiting writer its `Writable`: let the driver hand it on.
+        inner.wake_driver();
+        r.map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
         let inner = self.stack.lock()?;
         let now = inner.now();
@@ -493,6 +501,15 @@ impl TcpStream {
     /// The DSCP bits set with [`set_tos`](Self::set_tos) (the ECN bits read as zero).
     pub fn tos(&self) -> io::Result<u32> {
         self.conn.tos()
+    }
+
+    /// TCP_NOTSENT_LOWAT: writes stop while `lowat` bytes or more wait unsent, and the
+    /// stream becomes writable again once fewer than half as many do, so that little data
+    /// waits queued behind the congestion window (the application decides later what to
+    /// send, and a priority change takes effect sooner). `None` returns to the stack's
+    /// [`Config::notsent_lowat`](synack_core::Config::notsent_lowat) (no bound by default).
+    pub fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
+        self.conn.set_notsent_lowat(lowat)
     }
 
     /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at

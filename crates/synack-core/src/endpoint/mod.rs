@@ -88,7 +88,10 @@ pub enum Event {
     Incoming(ListenerHandle),
     /// Data, the peer's FIN, or an error can be read.
     Readable(ConnectionHandle),
-    /// Space opened in the send buffer.
+    /// Space opened in the send buffer for an application that found it full (a write cut
+    /// short or refused, `send_capacity_or_wait` or `poll_writable` saying no): a third of
+    /// it free and fewer than half the `TCP_NOTSENT_LOWAT` bytes unsent, as Linux's
+    /// `sk_stream_write_space` wakes a writer; or the connection opened or closed.
     Writable(ConnectionHandle),
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
@@ -630,7 +633,34 @@ impl Endpoint {
         if capacity == 0 && conn_ref.send_capacity_within(usize::MAX) > 0 {
             self.wait_for_memory(conn);
         }
+        if capacity == 0 {
+            // The send buffer owes it `Writable` once writeable again.
+            self.app_slot(conn)?.conn.nospace = true;
+        }
         Ok(capacity)
+    }
+
+    /// Whether an application waiting to write should be told it may (`POLLOUT`), as
+    /// Linux's `tcp_poll` decides: the send buffer at most two thirds charged, and fewer
+    /// than half the `TCP_NOTSENT_LOWAT` bytes unsent. If not, [`Event::Writable`] follows
+    /// once it is. This is stricter than `send_capacity` > 0: a writer woken then finds room
+    /// for a large write, not a segment's worth.
+    pub fn poll_writable(&mut self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_slot(conn)?.conn.poll_writeable())
+    }
+
+    /// Set the connection's `TCP_NOTSENT_LOWAT`: writes stop while this many bytes wait
+    /// unsent, and [`Event::Writable`] comes once fewer than half as many do. `None` returns
+    /// it to the endpoint's [`Config::notsent_lowat`](crate::Config::notsent_lowat).
+    pub fn set_notsent_lowat(
+        &mut self,
+        conn: ConnectionHandle,
+        lowat: Option<usize>,
+    ) -> Result<(), Error> {
+        let lowat = lowat.or(self.config.notsent_lowat);
+        self.app_slot(conn)?.conn.set_notsent_lowat(lowat);
+        self.after(conn);
+        Ok(())
     }
 
     /// Whether `recv` would return something now (bytes, end of stream or an error).

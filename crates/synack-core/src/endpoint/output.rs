@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use super::connections::Owner;
 use super::{Endpoint, Event};
 use crate::tcp::connection::output::write_segment;
 use crate::time::Instant;
@@ -89,6 +90,13 @@ impl Endpoint {
                 }
                 None => {
                     slot.dirty = false;
+                    // Sending stopped: the write-space check (and what limited the sender).
+                    if slot.conn.after_transmit(now) && slot.owner == Owner::App {
+                        self.push_event(Event::Writable(h));
+                    }
+                    let Some(slot) = self.connections.get_mut(&h) else {
+                        continue;
+                    };
                     // Declining to send can arm a timer too (pacing, the persist timer), so
                     // the deadline is recomputed whether or not it was already current.
                     slot.stale = true;

@@ -40,6 +40,9 @@ impl Stack {
         if let Some(tos) = o.ip.ds_byte() {
             let _ = ep.set_tos(h, tos);
         }
+        if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
+            let _ = ep.set_notsent_lowat(h, Some(l as usize));
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {

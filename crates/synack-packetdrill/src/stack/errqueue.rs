@@ -278,9 +278,12 @@ impl ErrQueue {
     }
 
     /// The connection moved on to `p` at `now_us`: queue what that completes. True if
-    /// anything was queued (the socket's error report, `sk_error_report`).
+    /// anything was queued or a queued report grew (the socket's error report: Linux's
+    /// `sock_zerocopy_callback` calls `sk_error_report` after extending a report too, which
+    /// an edge-triggered epoll sees as a new edge).
     pub fn on_progress(&mut self, p: Progress, now_us: u64, tsflags: u32) -> bool {
         let before = self.queue.len();
+        let mut grew = false;
         let key = |end: u64, base: u64| {
             if tsflags & sof::OPT_ID != 0 {
                 // The last byte's sequence number (end, counting the SYN) less sk_tskey.
@@ -335,8 +338,9 @@ impl ErrQueue {
             }
             self.zc_pending.pop_front();
             self.notify_zerocopy(r.lo, r.len);
+            grew = true;
         }
-        self.queue.len() != before
+        grew || self.queue.len() != before
     }
 
     /// Queue the completion of zerocopy sends `lo..lo + len`, extending the last report

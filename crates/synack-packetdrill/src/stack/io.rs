@@ -97,6 +97,10 @@ impl Shared {
     ) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
+        // A blocked writer sleeps until the socket is woken (`Writable`, or any other event
+        // on it), as Linux's sk_stream_wait_memory does, not until a write would merely fit:
+        // the wake-up waits for a third of the buffer to be free.
+        let mut asleep: Option<u64> = None;
         loop {
             let end = breaks.iter().copied().find(|&b| b > done);
             let end = end.unwrap_or(data.len()).min(data.len());
@@ -110,6 +114,11 @@ impl Shared {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e)),
                 };
+                if asleep.is_some_and(|gen| gen == s.ev_gen) {
+                    return None;
+                }
+                asleep = None;
+                let gen = s.ev_gen;
                 let nonblock = s.nonblock || dontwait;
                 let h = match s.kind {
                     Kind::Conn(h) => h,
@@ -137,7 +146,10 @@ impl Shared {
                 match st.ep().send_with(h, &data[done..end], part_flags) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
-                    Err(Error::WouldBlock) => None,
+                    Err(Error::WouldBlock) => {
+                        asleep = Some(gen);
+                        None
+                    }
                     Err(e) => {
                         if let Ok(s) = st.socket(fd) {
                             s.error_reported = true;
@@ -164,6 +176,11 @@ impl Shared {
                     self.kick(&mut g);
                     if finished {
                         return Ok(done);
+                    }
+                    if done < end {
+                        // Cut short: sleep until woken (a part that went in whole goes on
+                        // to the next at once).
+                        asleep = Some(g.socket(fd)?.ev_gen);
                     }
                 }
                 Err(_) if done > 0 => {

@@ -36,9 +36,6 @@ impl Stack {
             }
             Kind::Conn(h) => {
                 let (shut_rd, shut_wr, reported) = (s.shut_rd, s.shut_wr, s.error_reported);
-                let lowat = s.opts.notsent_lowat.filter(|&l| l > 0);
-                let lowat = lowat.unwrap_or_else(|| self.sys().notsent_lowat);
-                let now = self.now;
                 let ep = self.ep();
                 let state = ep.state(h).unwrap_or(State::Closed);
                 let error = ep.take_error(h).ok().flatten();
@@ -73,16 +70,9 @@ impl Stack {
                     }
                     if snd_shut {
                         mask |= ev::OUT | ev::WRNORM;
-                    } else {
-                        let free = ep.send_capacity(h).unwrap_or(0);
-                        let queued = ep.send_queue_len(h).unwrap_or(0);
-                        // tcp_stream_memory_free: fewer unsent bytes than the low-water mark.
-                        let notsent = ep.info(now, h).map(|i| i.notsent_bytes).unwrap_or(0);
-                        let lowat_ok = notsent < lowat;
-                        // sk_stream_is_writeable: free space at least half what is queued.
-                        if free > 0 && 2 * free >= queued && lowat_ok {
-                            mask |= ev::OUT | ev::WRNORM;
-                        }
+                    } else if ep.poll_writable(h).unwrap_or(false) {
+                        // tcp_poll's __sk_stream_is_writeable(sk, 1), and SOCK_NOSPACE if not.
+                        mask |= ev::OUT | ev::WRNORM;
                     }
                 }
                 mask

@@ -225,8 +225,14 @@ impl Shared {
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
-                let v = int()?;
-                g.socket(fd)?.opts.notsent_lowat = Some(v as u32);
+                // Send-buffer sizing: the connection's low-water mark; 0 returns to the
+                // sysctl's (tcp_notsent_lowat).
+                let v = int()? as u32;
+                g.socket(fd)?.opts.notsent_lowat = Some(v);
+                if let Some(h) = conn {
+                    let lowat = (v > 0).then_some(v as usize);
+                    g.ep().set_notsent_lowat(h, lowat).map_err(errno)?;
+                }
             }
             (libc::IPPROTO_TCP, libc::TCP_INQ) => {
                 g.socket(fd)?.opts.inq = int()? != 0;
@@ -422,9 +428,10 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(0); // data_segs_in
     w.u32(0); // data_segs_out
     w.u64(0); // delivery_rate
-    w.u64(0); // busy_time
-    w.u64(0); // rwnd_limited
-    w.u64(0); // sndbuf_limited
+    let us64 = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+    w.u64(us64(i.busy_time));
+    w.u64(us64(i.rwnd_limited));
+    w.u64(us64(i.sndbuf_limited));
     w.u32(0); // delivered
     w.u32(0); // delivered_ce
     w.u64(0); // bytes_sent

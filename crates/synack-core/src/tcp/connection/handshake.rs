@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::options::{SocketOptions, MIN_BUFFER};
 use crate::seq::SeqNumber;
+use crate::tcp::chrono::Chrono;
 use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
@@ -107,7 +108,14 @@ impl Connection {
                 wl2: iss,
                 mss: send_mss,
                 wscale: 0,
-                buffer: SendBuffer::new(config.send_buffer),
+                // With skb accounting, `sndbuf` bounds writes and the byte buffer does not.
+                buffer: SendBuffer::new(if config.skb_accounting {
+                    usize::MAX
+                } else {
+                    config.send_buffer
+                }),
+                skbs: Default::default(),
+                sndbuf: config.send_buffer,
                 records: VecDeque::new(),
                 push_at_end: true,
                 fin_queued: false,
@@ -195,6 +203,9 @@ impl Connection {
             fast_open: None,
             ecn: EcnState::default(),
             tos: 0,
+            nospace: false,
+            chrono: Chrono::new(now),
+            chrono_max: iss,
         }
     }
 

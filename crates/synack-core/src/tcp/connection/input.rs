@@ -543,9 +543,6 @@ impl Connection {
                 self.timers.persist = None;
                 self.persist_backoff = 0;
             }
-            if new_wnd > old_wnd {
-                self.notify.writable |= self.send_capacity() > 0;
-            }
         }
 
         // State transitions driven by the ACK of our FIN.
@@ -615,6 +612,9 @@ impl Connection {
         }
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
+        if self.cfg.skb_accounting {
+            self.snd.skbs.consume(data_acked);
+        }
         self.snd.una = ack;
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
             self.snd.records.pop_front();
@@ -678,7 +678,9 @@ impl Connection {
         } else {
             self.retransmit_deadline_reset(now);
         }
-        if data_acked > 0 {
+        // The application may write again (Linux's tcp_check_space; once more after this
+        // ACK's transmission, see `after_transmit`).
+        if data_acked > 0 && self.check_space(now, false) {
             self.notify.writable = true;
         }
         self.arm_tlp(now);
