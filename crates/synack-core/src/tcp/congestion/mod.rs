@@ -76,6 +76,14 @@ pub trait Controller: Send + Debug {
 
     /// The sender's MSS changed (after the handshake, or on PMTU news).
     fn set_mss(&mut self, mss: usize);
+
+    /// Congestion window validation: the connection did not use its window, and shrinks it
+    /// to `cwnd` with ssthresh raised to `ssthresh`, both computed by the connection: RFC 5681 §4.1's restart after an idle period and
+    /// RFC 2861's application-limited reduction, which Linux applies to `snd_cwnd` and
+    /// `snd_ssthresh` behind the algorithm's back (`tcp_cwnd_restart`,
+    /// `tcp_cwnd_application_limited`). Only called with
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle) on.
+    fn on_window_validated(&mut self, now: Instant, cwnd: usize, ssthresh: usize);
 }
 
 /// Builds a [`Controller`] for each new connection.
@@ -121,6 +129,54 @@ pub(crate) fn partial_ack_window(cwnd: usize, bytes_acked: usize, mss: usize) ->
 /// data is outstanding as recovery ends.
 pub(crate) fn full_ack_window(ssthresh: usize, bytes_in_flight: usize, mss: usize) -> usize {
     ssthresh.min(bytes_in_flight.max(mss).saturating_add(mss))
+}
+
+/// Linux's `tcp_current_ssthresh` outside a window reduction: ssthresh, or three quarters
+/// of cwnd if that is more, so that a window given up for lack of use is regained in slow
+/// start, up to about where it was (RFC 5681 §4.1 keeps ssthresh; RFC 2861 §3 and Linux
+/// raise it).
+fn current_ssthresh(cwnd: usize, ssthresh: usize) -> usize {
+    ssthresh.max((cwnd >> 1) + (cwnd >> 2))
+}
+
+/// Slow start after idle (RFC 5681 §4.1, as Linux's `tcp_cwnd_restart`): after `idle`
+/// without sending, longer than one `rto`, cwnd is halved once for every full RTO of the
+/// idle time but never below the restart window RW = min(initial window, cwnd), which is
+/// where it lands after a long pause. Returns the new cwnd and ssthresh.
+pub(crate) fn restart_window(
+    cwnd: usize,
+    ssthresh: usize,
+    mss: usize,
+    idle: Duration,
+    rto: Duration,
+) -> (usize, usize) {
+    let restart = initial_window(mss).min(cwnd);
+    let rto = rto.max(Duration::from_micros(1));
+    let mut left = idle.saturating_sub(rto);
+    let mut new = cwnd;
+    while !left.is_zero() && new > restart {
+        new >>= 1;
+        left = left.saturating_sub(rto);
+    }
+    (new.max(restart), current_ssthresh(cwnd, ssthresh))
+}
+
+/// RFC 2861 §3's application-limited reduction, as Linux's `tcp_cwnd_application_limited`:
+/// a window the sender did not fill for a whole RTO, the most in flight having been `used`
+/// bytes, moves half way down to what was used (never below the initial window), and
+/// ssthresh keeps three quarters of the old window. `None` when there is nothing to take
+/// back.
+pub(crate) fn application_limited_window(
+    cwnd: usize,
+    ssthresh: usize,
+    mss: usize,
+    used: usize,
+) -> Option<(usize, usize)> {
+    let used = used.max(initial_window(mss));
+    if used >= cwnd {
+        return None;
+    }
+    Some(((cwnd + used) / 2, current_ssthresh(cwnd, ssthresh)))
 }
 
 /// One ACK's worth of slow start, stopping at ssthresh: cwnd grows by every byte the ACK

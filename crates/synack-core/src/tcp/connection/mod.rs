@@ -131,6 +131,14 @@ pub(crate) struct CwndUse {
     pub max_out: usize,
     /// The round ends once SND.UNA reaches this (Linux's `cwnd_usage_seq`).
     pub until: SeqNumber,
+    /// The most bytes in flight since the window was last found full or last validated
+    /// (Linux's `snd_cwnd_used`), for the application-limited rule.
+    pub used: usize,
+    /// When the window was last found full or last validated (Linux's `snd_cwnd_stamp`).
+    pub stamp: Instant,
+    /// When data (new or resent) last left (Linux's `lsndtime`): the idle time that
+    /// slow start after idle measures.
+    pub last_sent: Option<Instant>,
 }
 
 /// What the endpoint's memory budget ([`Config::max_memory`]) allows a connection now, set by
@@ -487,6 +495,8 @@ pub(crate) struct ConnConfig {
     pub send_buffer_max: usize,
     pub recv_buffer_max: usize,
     pub pacing: bool,
+    pub slow_start_after_idle: bool,
+    pub min_tso_segs: usize,
     pub gso_max_size: usize,
     /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
     pub tx_checksum_offload: bool,
@@ -517,6 +527,8 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             pacing: c.pacing,
+            slow_start_after_idle: c.slow_start_after_idle,
+            min_tso_segs: c.min_tso_segs.max(1),
             gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
             tx_checksum_offload: c.tx_checksum_offload,
             rcv_wscale: if c.window_scaling {
