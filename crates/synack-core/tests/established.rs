@@ -1757,6 +1757,160 @@ fn an_application_limited_flow_does_not_grow_its_window() {
     assert_eq!(cwnd_segments(&k), 20);
 }
 
+// === Congestion window validation (RFC 5681 §4.1, RFC 2861) =====================================
+
+/// A connection with a 100 ms RTT (so an RTO of 300 ms), no pacing and one segment per
+/// packet, that sent 30 segments in two rounds of slow start, all acknowledged: cwnd is 40
+/// segments and nothing is in flight. Returns the harness, the connection, the peer, our
+/// address and the next sequence number we send.
+fn window_of_forty(cfg: Config) -> (Harness, ConnectionHandle, SocketAddr, SocketAddr, SeqNumber) {
+    let mut cfg = cfg;
+    cfg.pacing(false);
+    let (mut h, c, peer, syn) = open_with_rtt(cfg, false, false);
+    h.ep.send(c, &[1u8; 30_000]).unwrap();
+    let mut next = syn.seq + 1;
+    for round in [10, 20] {
+        let segs = h.drain();
+        assert_eq!(segs.len(), round, "slow start");
+        next = segs.last().map(|s| s.seq + s.payload.len()).unwrap();
+        h.advance(Duration::from_millis(100));
+        h.inject(peer, syn.src, Out::new(ACK, 10_001, 0).ackn(next));
+    }
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
+    h.none();
+    (h, c, peer, syn.src, next)
+}
+
+#[test]
+fn slow_start_after_idle_restarts_from_the_initial_window() {
+    let (mut h, c, _, _, next) = window_of_forty(config());
+    // Two seconds of silence, over six RTOs: cwnd 40 halves to 20, then 10, the restart
+    // window (the initial window), where it stops (RFC 5681 §4.1, Linux's
+    // tcp_cwnd_restart); ssthresh is at least three quarters of the old window, so slow
+    // start regains it (here, before any loss, ssthresh is still unbounded).
+    h.advance(Duration::from_secs(2));
+    h.ep.send(c, &[2u8; 20_000]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 10, "the restart window");
+    assert_eq!(segs[0].seq, next);
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (10, 0x7fff_ffff));
+}
+
+#[test]
+fn a_pause_shorter_than_the_rto_keeps_the_window() {
+    let (mut h, c, _, _, _) = window_of_forty(config());
+    h.advance(Duration::from_millis(250));
+    h.ep.send(c, &[2u8; 20_000]).unwrap();
+    assert_eq!(h.drain().len(), 20, "the whole window is still open");
+}
+
+#[test]
+fn slow_start_after_idle_can_be_turned_off() {
+    let mut cfg = config();
+    cfg.slow_start_after_idle(false);
+    let (mut h, c, _, _, _) = window_of_forty(cfg);
+    h.advance(Duration::from_secs(2));
+    h.ep.send(c, &[2u8; 20_000]).unwrap();
+    assert_eq!(h.drain().len(), 20, "the window survives the pause");
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
+}
+
+#[test]
+fn a_window_reopening_after_a_long_stall_restarts_slow_start_but_probes_do_not() {
+    let (mut h, c, peer, us, next) = window_of_forty(config());
+    // The peer's window closes with everything acknowledged; data waits behind it.
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next).window(0));
+    h.ep.send(c, &[2u8; 20_000]).unwrap();
+    h.none();
+    // The persist timer probes for two seconds; the probes carry no data, and leave the
+    // window alone (Linux's tcp_write_wakeup sends no data into a zero window).
+    let before = h.sent.len();
+    h.advance(Duration::from_secs(2));
+    let probes = &h.sent[before..];
+    assert!(!probes.is_empty() && probes.iter().all(|(_, s)| s.payload.is_empty()));
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
+    // The window opens: the data leaves under the restart window (Linux checks in
+    // tcp_ack_update_window).
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next));
+    assert_eq!(h.drain().len(), 10);
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 10);
+}
+
+#[test]
+fn an_application_limited_window_shrinks_towards_what_was_used() {
+    for validate in [true, false] {
+        let mut cfg = config();
+        cfg.slow_start_after_idle(validate);
+        let (mut h, c, peer, us, _) = window_of_forty(cfg);
+        // A request/response flow that never has more than three segments out, one
+        // exchange every 100 ms, for a second: the window never limits it.
+        for _ in 0..10 {
+            h.ep.send(c, &[3u8; 3000]).unwrap();
+            let segs = h.drain();
+            assert_eq!(segs.len(), 3);
+            let next = segs.last().map(|s| s.seq + s.payload.len()).unwrap();
+            h.advance(Duration::from_millis(100));
+            h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next));
+        }
+        let cwnd = h.ep.info(h.now, c).unwrap().snd_cwnd;
+        if validate {
+            // RFC 2861 §3 once per RTO unused, as Linux's tcp_cwnd_application_limited:
+            // half way to what was used, but never below the initial window: 40, 25, 17 ...
+            assert!((10..25).contains(&cwnd), "cwnd {cwnd}");
+        } else {
+            assert_eq!(cwnd, 40);
+        }
+    }
+}
+
+#[test]
+fn packets_are_sized_for_a_millisecond_and_at_most_half_the_window() {
+    // Linux's tcp_tso_autosize and tcp_cwnd_test: at 100 ms of RTT a millisecond at the
+    // pacing rate is less than a segment, so packets carry tcp_min_tso_segs segments; with
+    // a floor of ten, half the window (five of the initial ten) bounds them instead.
+    for (min, expect) in [(2, vec![2000; 5]), (10, vec![5000, 5000])] {
+        let mut cfg = config();
+        cfg.pacing(false).gso_max_size(65535).min_tso_segs(min);
+        let (mut h, c, _, _) = open_with_rtt(cfg, false, false);
+        h.ep.send(c, &[4u8; 30_000]).unwrap();
+        let mut sizes = Vec::new();
+        while let Some((seg, _)) = transmit_offloaded(&mut h) {
+            assert!(seg.has(PSH), "every multi-segment packet ends with PSH");
+            sizes.push(seg.payload.len());
+        }
+        assert_eq!(sizes, expect, "tcp_min_tso_segs {min}");
+    }
+}
+
+#[test]
+fn limited_transmit_without_sack_sends_a_segment_per_duplicate_ack() {
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut k = Conn::open(cfg, false, false);
+    let base = k.our_nxt;
+    k.h.ep.send(k.c, &[5u8; 15_000]).unwrap();
+    assert_eq!(k.h.drain().len(), 10);
+    // RFC 3042 §2: each of the first two duplicate ACKs lets one new segment go. Mid-write
+    // and alone, it carries no PSH (Linux pushes only a write's end and TSO packets).
+    for n in 0..2 {
+        let o = k.seg(ACK, base);
+        k.send_peer(o);
+        let seg = k.h.one();
+        assert_eq!((seg.seq, seg.payload.len()), (base + (10 + n) * 1000, 1000));
+        assert!(!seg.has(PSH));
+    }
+    // Reordering, not loss: the ACK of three segments delivers only one the duplicate
+    // ACKs had not reported (Linux's tcp_remove_reno_sacks): cwnd 11, nine in flight, two
+    // more go.
+    let o = k.seg(ACK, base + 3000);
+    k.send_peer(o);
+    let segs = k.h.drain();
+    let seqs: Vec<_> = segs.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, vec![base + 12_000, base + 13_000]);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 11);
+}
+
 // === Pacing ======================================================================================
 
 #[test]

@@ -196,3 +196,63 @@ pub(crate) fn slow_start(cwnd: usize, ssthresh: usize, bytes_acked: usize) -> (u
         (ssthresh.max(cwnd), bytes_acked - room.min(bytes_acked))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1000;
+    const RTO: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn restart_window_halves_per_rto_down_to_the_initial_window() {
+        let ms = Duration::from_millis;
+        // One RTO and a bit: one halving (Linux's loop subtracts the RTO before it halves).
+        assert_eq!(
+            restart_window(40 * MSS, usize::MAX, MSS, ms(301), RTO).0,
+            20 * MSS
+        );
+        // Long idle: the restart window, min(IW, cwnd).
+        assert_eq!(
+            restart_window(40 * MSS, usize::MAX, MSS, ms(5000), RTO).0,
+            10 * MSS
+        );
+        assert_eq!(
+            restart_window(36 * MSS, usize::MAX, MSS, ms(2000), RTO).0,
+            10 * MSS
+        );
+        // A window already below the initial window stays where it is.
+        assert_eq!(
+            restart_window(4 * MSS, usize::MAX, MSS, ms(5000), RTO).0,
+            4 * MSS
+        );
+        // ssthresh rises to three quarters of the old window, never falls.
+        assert_eq!(
+            restart_window(40 * MSS, 20 * MSS, MSS, ms(5000), RTO).1,
+            30 * MSS
+        );
+        assert_eq!(
+            restart_window(40 * MSS, 50 * MSS, MSS, ms(5000), RTO).1,
+            50 * MSS
+        );
+    }
+
+    #[test]
+    fn application_limited_window_moves_half_way_to_what_was_used() {
+        assert_eq!(
+            application_limited_window(40 * MSS, usize::MAX, MSS, 20 * MSS),
+            Some((30 * MSS, usize::MAX))
+        );
+        // What was used counts as at least the initial window.
+        assert_eq!(
+            application_limited_window(40 * MSS, 16 * MSS, MSS, 3 * MSS),
+            Some((25 * MSS, 30 * MSS))
+        );
+        // Nothing to take back from a window that was used, or is the initial one.
+        assert_eq!(application_limited_window(10 * MSS, 16 * MSS, MSS, 0), None);
+        assert_eq!(
+            application_limited_window(30 * MSS, 16 * MSS, MSS, 30 * MSS),
+            None
+        );
+    }
+}
