@@ -1631,6 +1631,29 @@ fn a_lost_fast_retransmission_is_probed_before_the_rto() {
 }
 
 #[test]
+fn a_probe_due_after_the_rto_goes_in_its_place() {
+    let (mut h, c, _, _) = open_with_rtt(config(), true, true);
+    // SRTT 100 ms, RTO 300 ms. One segment, lost with every copy of it: its PTO (2 * SRTT
+    // + 2 ms + 200 ms for a lone segment) falls after the RTO, so, as Linux's
+    // tcp_schedule_loss_probe, the probe goes at the RTO's time in its place ...
+    h.ep.send(c, &[7u8; 988]).unwrap();
+    let seg = h.one();
+    let t0 = h.now;
+    let (t1, probe) = h.next_timeout();
+    assert_eq!(t1 - t0, Duration::from_millis(300));
+    assert_eq!((probe.len(), probe[0].seq), (1, seg.seq));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.tlp_count, info.rto_count), (1, 0));
+    // ... the RTO a whole (not backed-off) RTO after it, then the backoff.
+    let (t2, r) = h.next_timeout();
+    assert_eq!(t2 - t1, Duration::from_millis(300));
+    assert_eq!(r[0].seq, seg.seq);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
+    let (t3, _) = h.next_timeout();
+    assert_eq!(t3 - t2, Duration::from_millis(600));
+}
+
+#[test]
 fn on_a_long_path_recovery_waits_for_the_rto_as_linux() {
     // SRTT 100 ms, RTO 300 ms: within four probe timeouts of the RTO, no probe in recovery
     // (RFC 8985 §7.2, Linux's tcp_schedule_loss_probe), as fr-4pkt-fack-last-byte.pkt wants.

@@ -896,7 +896,10 @@ impl Connection {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            if (!retransmit || self.in_loss_recovery()) && self.timers.tlp.is_none() {
+            // A probe standing in the RTO's place (a lone segment's, `arm_tlp`) is
+            // re-armed for what follows it, as Linux schedules the probe after each burst.
+            let tlp_free = self.timers.tlp.is_none() || self.timers.tlp == self.timers.retransmit;
+            if (!retransmit || self.in_loss_recovery()) && tlp_free {
                 self.arm_tlp(now);
             }
         }
