@@ -16,6 +16,7 @@ const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
 const RST: TcpFlags = TcpFlags::RST;
 const PSH: TcpFlags = TcpFlags::PSH;
+const FIN: TcpFlags = TcpFlags::FIN;
 
 /// An established connection and the peer's view of it.
 struct Conn {
@@ -1651,6 +1652,27 @@ fn a_probe_due_after_the_rto_goes_in_its_place() {
     assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
     let (t3, _) = h.next_timeout();
     assert_eq!(t3 - t2, Duration::from_millis(600));
+}
+
+#[test]
+fn the_probe_counts_from_the_last_new_segment_and_resends_a_lone_fin_alone() {
+    let (mut h, c, _, _) = open_with_rtt(config(), true, true);
+    // SRTT 100 ms. Three segments, then 50 ms later our FIN on its own; nothing comes back.
+    h.ep.send(c, &[7u8; 3 * 988]).unwrap();
+    assert_eq!(h.drain().len(), 3);
+    h.advance(Duration::from_millis(50));
+    h.ep.shutdown(c).unwrap();
+    let fin = h.one();
+    assert!(fin.is(FIN | ACK) && fin.payload.is_empty());
+    let t_fin = h.now;
+    // RFC 8985 §7.2, as Linux's tcp_schedule_loss_probe: the probe timer restarts with the
+    // FIN, and the probe is the last segment sent, the FIN alone (Linux's FIN skb).
+    let (t, probe) = h.next_timeout();
+    assert_eq!(t - t_fin, Duration::from_millis(202));
+    assert_eq!(probe.len(), 1);
+    assert_eq!((probe[0].seq, probe[0].payload.len()), (fin.seq, 0));
+    assert!(probe[0].is(FIN | ACK));
+    assert_eq!(h.ep.info(h.now, c).unwrap().tlp_count, 1);
 }
 
 #[test]

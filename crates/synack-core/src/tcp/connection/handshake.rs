@@ -112,6 +112,7 @@ impl Connection {
                 push_at_end: true,
                 fin_queued: false,
                 fin_seq: None,
+                fin_alone: false,
                 syn_unacked: true,
                 scoreboard: Default::default(),
                 rack: Default::default(),

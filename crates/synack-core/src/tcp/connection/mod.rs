@@ -224,6 +224,10 @@ pub(crate) struct Sender {
     pub fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
     pub fin_seq: Option<SeqNumber>,
+    /// Our FIN first left in a segment of its own, after all the data (Linux's
+    /// `tcp_send_fin` queues it as an skb of its own once the data is sent): the tail loss
+    /// probe resends it alone.
+    pub fin_alone: bool,
     /// Whether our SYN is still unacknowledged (it occupies `iss`).
     pub syn_unacked: bool,
     /// What the peer's SACK blocks say it holds above `una` (RFC 6675 §3).

@@ -294,6 +294,11 @@ impl Connection {
             return self.emit_data(now, buf, self.snd.nxt, len, false, Emit::New, room);
         }
         let data_end = buffered_end.min(self.snd.max);
+        if self.snd.fin_alone && self.snd.fin_seq.is_some_and(|f| f == data_end) {
+            // The last segment sent was the FIN on its own: the probe is the FIN again, as
+            // Linux's tcp_send_loss_probe resends the last skb, which is the FIN's.
+            return self.send_data_at(now, buf, data_end, 0);
+        }
         let room = self.payload_room();
         let mut start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
         // The last segment sent never began before the end of the record it follows.
@@ -848,6 +853,9 @@ impl Connection {
             self.snd.small_end = seq + len;
         }
         if fin {
+            if self.snd.fin_seq.is_none() {
+                self.snd.fin_alone = len == 0;
+            }
             self.snd.fin_seq = Some(seq + len);
         }
         if end > self.snd.nxt {
@@ -896,9 +904,14 @@ impl Connection {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            // A probe standing in the RTO's place (a lone segment's, `arm_tlp`) is
-            // re-armed for what follows it, as Linux schedules the probe after each burst.
-            let tlp_free = self.timers.tlp.is_none() || self.timers.tlp == self.timers.retransmit;
+            // RFC 8985 §7.2: the probe timer is (re)started after new data is sent, as
+            // Linux's tcp_schedule_loss_probe after every burst: a probe counts from the
+            // last new segment (a FIN sent after its data is probed 2 * SRTT after the FIN),
+            // and one standing in the RTO's place (a lone segment's, `arm_tlp`) moves for
+            // what follows. In loss recovery a probe already armed stays.
+            let restart = !retransmit && !self.in_loss_recovery();
+            let tlp_free =
+                self.timers.tlp.is_none() || self.timers.tlp == self.timers.retransmit || restart;
             if (!retransmit || self.in_loss_recovery()) && tlp_free {
                 self.arm_tlp(now);
             }
