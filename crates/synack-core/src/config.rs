@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) delayed_ack: Duration,
     pub(crate) nodelay: bool,
     pub(crate) pacing: bool,
+    pub(crate) slow_start_after_idle: bool,
+    pub(crate) min_tso_segs: usize,
     /// `None` until the user chooses (then a runtime fills it from its device); the core
     /// takes `None` as 0.
     pub(crate) gso_max_size: Option<usize>,
@@ -175,6 +177,8 @@ impl Default for Config {
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
             pacing: true,
+            slow_start_after_idle: true,
+            min_tso_segs: 2,
             gso_max_size: None,
             tx_checksum_offload: false,
             keepalive: None,
@@ -319,6 +323,28 @@ impl Config {
         /// tcp_pacing_ss_ratio), in bursts of at most ~1 ms of data, so that a large window
         /// does not arrive at the device as one burst that overflows its queue.
         pacing: bool
+    );
+    setter!(
+        /// Congestion window validation (on by default, as Linux's
+        /// `tcp_slow_start_after_idle`). After sending nothing for longer than the RTO, a
+        /// connection starts again from the restart window, the lesser of the initial window
+        /// and cwnd (RFC 5681 §4.1: "TCP SHOULD set cwnd to no more than RW before beginning
+        /// transmission if the TCP has not sent data in an interval exceeding the
+        /// retransmission timeout"), cwnd halved for every RTO of the idle time as Linux's
+        /// `tcp_cwnd_restart` does; and a window the application left partly unused for an
+        /// RTO shrinks half way to what was used (RFC 2861's application-limited rule, Linux's
+        /// `tcp_cwnd_application_limited`). The ACK clock that paced the old window has
+        /// stopped, and what the path carried then says little about now; off, a flow that
+        /// pauses keeps its window and may burst it into the network at once.
+        slow_start_after_idle: bool
+    );
+    setter!(
+        /// The fewest segments a segmentation-offload packet is sized for (Linux's
+        /// `tcp_min_tso_segs`, 2). New data goes out in packets of about a millisecond's
+        /// worth at the pacing rate (Linux's `tcp_tso_autosize`), never fewer segments than
+        /// this, nor more than half the congestion window (see
+        /// [`gso_max_size`](Self::gso_max_size)).
+        min_tso_segs: usize
     );
     /// Segmentation offload (Linux's `gso_max_size`): the largest IP packet `poll_transmit`
     /// may fill with several full-sized segments of new data under one header, for a device

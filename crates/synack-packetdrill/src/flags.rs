@@ -159,6 +159,12 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
     }
+    if let Some(v) = sysctl("tcp_slow_start_after_idle").and_then(|v| v.first().copied()) {
+        c.slow_start_after_idle(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_min_tso_segs").and_then(|v| v.first().copied()) {
+        c.min_tso_segs(v.max(1) as usize);
+    }
     if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
         // UINT_MAX, the default, is no bound.
         if v < u64::from(u32::MAX) {

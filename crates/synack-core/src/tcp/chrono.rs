@@ -29,8 +29,9 @@ pub(crate) struct Chrono {
     pub limit: Limit,
     /// When it started.
     pub since: Instant,
-    /// Time spent busy, rwnd-limited and sndbuf-limited, before `since`.
-    pub totals: [Duration; 3],
+    /// Microseconds spent busy, rwnd-limited and sndbuf-limited, before `since` (as
+    /// integers: 24 bytes a connection rather than 48).
+    pub totals: [u64; 3],
 }
 
 impl Chrono {
@@ -38,14 +39,15 @@ impl Chrono {
         Chrono {
             limit: Limit::Idle,
             since: now,
-            totals: [Duration::ZERO; 3],
+            totals: [0; 3],
         }
     }
 
     /// Closes the running interval at `now` and starts counting `limit`.
     fn set(&mut self, now: Instant, limit: Limit) {
         if let Some(slot) = Self::slot(self.limit) {
-            self.totals[slot] += now.saturating_duration_since(self.since);
+            let spent = now.saturating_duration_since(self.since).as_micros() as u64;
+            self.totals[slot] = self.totals[slot].saturating_add(spent);
         }
         self.limit = limit;
         self.since = now;
@@ -82,7 +84,7 @@ impl Chrono {
     /// Time spent in each condition up to `now`: (busy in total, rwnd-limited,
     /// sndbuf-limited). Linux's `tcpi_busy_time` is the sum of all three.
     pub fn report(&self, now: Instant) -> (Duration, Duration, Duration) {
-        let mut t = self.totals;
+        let mut t = self.totals.map(Duration::from_micros);
         if let Some(slot) = Self::slot(self.limit) {
             t[slot] += now.saturating_duration_since(self.since);
         }

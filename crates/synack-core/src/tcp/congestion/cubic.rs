@@ -446,6 +446,19 @@ impl Controller for Cubic {
         self.cwnd = self.mss;
     }
 
+    fn on_window_validated(&mut self, _now: Instant, cwnd: usize, ssthresh: usize) {
+        if cwnd != self.cwnd {
+            self.initial = false;
+        }
+        self.cwnd = cwnd.max(self.mss);
+        self.ssthresh = ssthresh;
+        // A new congestion-avoidance epoch from the smaller window: the curve of the old one
+        // was drawn from a window the flow no longer has (Linux keeps its epoch, but a
+        // reduction ends one everywhere else here).
+        self.epoch = None;
+        self.cwnd_frac = 0.0;
+    }
+
     fn set_mss(&mut self, mss: usize) {
         let mss = mss.max(1);
         self.mss = mss;

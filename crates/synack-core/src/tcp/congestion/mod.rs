@@ -86,6 +86,14 @@ pub trait Controller: Send + Debug {
 
     /// The sender's MSS changed (after the handshake, or on PMTU news).
     fn set_mss(&mut self, mss: usize);
+
+    /// Congestion window validation: the connection did not use its window, and shrinks it
+    /// to `cwnd` with ssthresh raised to `ssthresh`, both computed by the connection: RFC 5681 §4.1's restart after an idle period and
+    /// RFC 2861's application-limited reduction, which Linux applies to `snd_cwnd` and
+    /// `snd_ssthresh` behind the algorithm's back (`tcp_cwnd_restart`,
+    /// `tcp_cwnd_application_limited`). Only called with
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle) on.
+    fn on_window_validated(&mut self, now: Instant, cwnd: usize, ssthresh: usize);
 }
 
 /// Builds a [`Controller`] for each new connection.
@@ -133,6 +141,54 @@ pub(crate) fn full_ack_window(ssthresh: usize, bytes_in_flight: usize, mss: usiz
     ssthresh.min(bytes_in_flight.max(mss).saturating_add(mss))
 }
 
+/// Linux's `tcp_current_ssthresh` outside a window reduction: ssthresh, or three quarters
+/// of cwnd if that is more, so that a window given up for lack of use is regained in slow
+/// start, up to about where it was (RFC 5681 §4.1 keeps ssthresh; RFC 2861 §3 and Linux
+/// raise it).
+fn current_ssthresh(cwnd: usize, ssthresh: usize) -> usize {
+    ssthresh.max((cwnd >> 1) + (cwnd >> 2))
+}
+
+/// Slow start after idle (RFC 5681 §4.1, as Linux's `tcp_cwnd_restart`): after `idle`
+/// without sending, longer than one `rto`, cwnd is halved once for every full RTO of the
+/// idle time but never below the restart window RW = min(initial window, cwnd), which is
+/// where it lands after a long pause. Returns the new cwnd and ssthresh.
+pub(crate) fn restart_window(
+    cwnd: usize,
+    ssthresh: usize,
+    mss: usize,
+    idle: Duration,
+    rto: Duration,
+) -> (usize, usize) {
+    let restart = initial_window(mss).min(cwnd);
+    let rto = rto.max(Duration::from_micros(1));
+    let mut left = idle.saturating_sub(rto);
+    let mut new = cwnd;
+    while !left.is_zero() && new > restart {
+        new >>= 1;
+        left = left.saturating_sub(rto);
+    }
+    (new.max(restart), current_ssthresh(cwnd, ssthresh))
+}
+
+/// RFC 2861 §3's application-limited reduction, as Linux's `tcp_cwnd_application_limited`:
+/// a window the sender did not fill for a whole RTO, the most in flight having been `used`
+/// bytes, moves half way down to what was used (never below the initial window), and
+/// ssthresh keeps three quarters of the old window. `None` when there is nothing to take
+/// back.
+pub(crate) fn application_limited_window(
+    cwnd: usize,
+    ssthresh: usize,
+    mss: usize,
+    used: usize,
+) -> Option<(usize, usize)> {
+    let used = used.max(initial_window(mss));
+    if used >= cwnd {
+        return None;
+    }
+    Some(((cwnd + used) / 2, current_ssthresh(cwnd, ssthresh)))
+}
+
 /// One ACK's worth of slow start, stopping at ssthresh: cwnd grows by every byte the ACK
 /// newly delivered, as Linux's `tcp_slow_start` grows it by every segment (cwnd is the lesser
 /// of cwnd plus what was acked, and ssthresh). That is RFC 3465's byte counting without its
@@ -148,5 +204,65 @@ pub(crate) fn slow_start(cwnd: usize, ssthresh: usize, bytes_acked: usize) -> (u
         (cwnd + limit, 0)
     } else {
         (ssthresh.max(cwnd), bytes_acked - room.min(bytes_acked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1000;
+    const RTO: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn restart_window_halves_per_rto_down_to_the_initial_window() {
+        let ms = Duration::from_millis;
+        // One RTO and a bit: one halving (Linux's loop subtracts the RTO before it halves).
+        assert_eq!(
+            restart_window(40 * MSS, usize::MAX, MSS, ms(301), RTO).0,
+            20 * MSS
+        );
+        // Long idle: the restart window, min(IW, cwnd).
+        assert_eq!(
+            restart_window(40 * MSS, usize::MAX, MSS, ms(5000), RTO).0,
+            10 * MSS
+        );
+        assert_eq!(
+            restart_window(36 * MSS, usize::MAX, MSS, ms(2000), RTO).0,
+            10 * MSS
+        );
+        // A window already below the initial window stays where it is.
+        assert_eq!(
+            restart_window(4 * MSS, usize::MAX, MSS, ms(5000), RTO).0,
+            4 * MSS
+        );
+        // ssthresh rises to three quarters of the old window, never falls.
+        assert_eq!(
+            restart_window(40 * MSS, 20 * MSS, MSS, ms(5000), RTO).1,
+            30 * MSS
+        );
+        assert_eq!(
+            restart_window(40 * MSS, 50 * MSS, MSS, ms(5000), RTO).1,
+            50 * MSS
+        );
+    }
+
+    #[test]
+    fn application_limited_window_moves_half_way_to_what_was_used() {
+        assert_eq!(
+            application_limited_window(40 * MSS, usize::MAX, MSS, 20 * MSS),
+            Some((30 * MSS, usize::MAX))
+        );
+        // What was used counts as at least the initial window.
+        assert_eq!(
+            application_limited_window(40 * MSS, 16 * MSS, MSS, 3 * MSS),
+            Some((25 * MSS, 30 * MSS))
+        );
+        // Nothing to take back from a window that was used, or is the initial one.
+        assert_eq!(application_limited_window(10 * MSS, 16 * MSS, MSS, 0), None);
+        assert_eq!(
+            application_limited_window(30 * MSS, 16 * MSS, MSS, 30 * MSS),
+            None
+        );
     }
 }

@@ -162,6 +162,15 @@ impl Controller for NewReno {
         self.bytes_acked = 0;
     }
 
+    fn on_window_validated(&mut self, _now: Instant, cwnd: usize, ssthresh: usize) {
+        if cwnd != self.cwnd {
+            self.initial = false;
+        }
+        self.cwnd = cwnd.max(self.mss);
+        self.ssthresh = ssthresh;
+        self.bytes_acked = 0;
+    }
+
     fn set_mss(&mut self, mss: usize) {
         let mss = mss.max(1);
         self.mss = mss;

@@ -613,7 +613,9 @@ impl Connection {
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
         if self.cfg.skb_accounting {
-            self.snd.skbs.consume(data_acked);
+            if let Some(q) = self.snd.skbs.as_mut() {
+                q.consume(data_acked);
+            }
         }
         self.snd.una = ack;
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
@@ -624,7 +626,19 @@ impl Connection {
         self.maybe_end_cwr(ack);
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
-        let delivered = (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+        let mut delivered =
+            (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+        if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
+            // Without SACK, the duplicate ACKs before this one each stood for a segment the
+            // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
+            // those again, and delivers only the rest, at least one segment (Linux's
+            // `tcp_remove_reno_sacks`). Otherwise a window that limited transmit already
+            // used would grow again for the same segments.
+            let counted = (self.recovery.dupacks as usize).saturating_mul(self.snd.mss);
+            delivered = delivered
+                .saturating_sub(counted)
+                .max(self.snd.mss.min(delivered));
+        }
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {

@@ -137,6 +137,14 @@ pub(crate) struct CwndUse {
     pub max_out: usize,
     /// The round ends once SND.UNA reaches this (Linux's `cwnd_usage_seq`).
     pub until: SeqNumber,
+    /// The most bytes in flight since the window was last found full or last validated
+    /// (Linux's `snd_cwnd_used`), for the application-limited rule.
+    pub used: usize,
+    /// When the window was last found full or last validated (Linux's `snd_cwnd_stamp`).
+    pub stamp: Instant,
+    /// When data (new or resent) last left (Linux's `lsndtime`): the idle time that
+    /// slow start after idle measures.
+    pub last_sent: Option<Instant>,
 }
 
 /// What the endpoint's memory budget ([`Config::max_memory`]) allows a connection now, set by
@@ -212,7 +220,7 @@ pub(crate) struct Sender {
     /// Application bytes: `[una, max)` sent, the rest unsent.
     pub buffer: SendBuffer,
     /// The same bytes as Linux's skbs would hold them (`ConnConfig::skb_accounting` only).
-    pub skbs: SkbQueue,
+    pub skbs: Option<Box<SkbQueue>>,
     /// The send buffer's size with skb accounting (Linux `sk_sndbuf`), against
     /// `skbs.charged()`; without it, `buffer.capacity()` is the size.
     pub sndbuf: usize,
@@ -227,6 +235,10 @@ pub(crate) struct Sender {
     pub fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
     pub fin_seq: Option<SeqNumber>,
+    /// Our FIN first left in a segment of its own, after all the data (Linux's
+    /// `tcp_send_fin` queues it as an skb of its own once the data is sent): the tail loss
+    /// probe resends it alone.
+    pub fin_alone: bool,
     /// Whether our SYN is still unacknowledged (it occupies `iss`).
     pub syn_unacked: bool,
     /// What the peer's SACK blocks say it holds above `una` (RFC 6675 §3).
@@ -523,6 +535,8 @@ pub(crate) struct ConnConfig {
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
     pub pacing: bool,
+    pub slow_start_after_idle: bool,
+    pub min_tso_segs: usize,
     pub gso_max_size: usize,
     /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
     pub tx_checksum_offload: bool,
@@ -557,6 +571,8 @@ impl ConnConfig {
             skb_accounting: c.skb_accounting,
             notsent_lowat: c.notsent_lowat,
             pacing: c.pacing,
+            slow_start_after_idle: c.slow_start_after_idle,
+            min_tso_segs: c.min_tso_segs.max(1),
             gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
             tx_checksum_offload: c.tx_checksum_offload,
             rcv_wscale: if c.window_scaling {
@@ -660,7 +676,8 @@ impl Connection {
             return self.snd.buffer.free().min(lowat.saturating_sub(notsent));
         }
         let goal = self.size_goal();
-        let skbs = &self.snd.skbs;
+        let none = SkbQueue::default();
+        let skbs = self.snd.skbs.as_deref().unwrap_or(&none);
         let tail = skbs.tail_room(goal);
         let charged = skbs.charged() + tail;
         let notsent = skbs.unsent() + tail;
@@ -680,7 +697,7 @@ impl Connection {
     /// Bytes queued and not yet sent (Linux's `write_seq - snd_nxt`).
     pub fn notsent(&self) -> usize {
         if self.cfg.skb_accounting {
-            return self.snd.skbs.unsent();
+            return self.snd.skbs.as_ref().map_or(0, |q| q.unsent());
         }
         let len = self.snd.buffer.len();
         let start = self.snd.data_start();
@@ -704,7 +721,7 @@ impl Connection {
     /// What the queued data charges against it (Linux's `sk_wmem_queued`).
     pub fn send_charged(&self) -> usize {
         if self.cfg.skb_accounting {
-            self.snd.skbs.charged()
+            self.snd.skbs.as_ref().map_or(0, |q| q.charged())
         } else {
             self.snd.buffer.len()
         }
@@ -796,7 +813,9 @@ impl Connection {
             0
         };
         if self.cfg.skb_accounting {
-            self.snd.skbs.mark_sent(sent_to);
+            if let Some(q) = self.snd.skbs.as_mut() {
+                q.mark_sent(sent_to);
+            }
         }
         let sent_new = self.snd.max > self.chrono_max;
         self.chrono_max = self.snd.max;
@@ -1106,7 +1125,9 @@ impl Connection {
         if flags.eor && n == len {
             self.snd.records.push_back(end);
             if self.cfg.skb_accounting {
-                self.snd.skbs.close_tail();
+                if let Some(q) = self.snd.skbs.as_mut() {
+                    q.close_tail();
+                }
             }
         }
         self.snd.push_at_end = !flags.more;
@@ -1137,7 +1158,9 @@ impl Connection {
             0
         };
         let lowat = self.notsent_lowat();
-        let skbs = &mut self.snd.skbs;
+        // The skb view is made on the first write (Linux profile only): a connection that
+        // never writes, or runs without it, carries one pointer.
+        let skbs = self.snd.skbs.get_or_insert_with(Default::default);
         let mut taken = 0;
         while taken < len {
             let left = len - taken;

@@ -315,6 +315,11 @@ impl Connection {
             return self.emit_data(now, buf, self.snd.nxt, len, false, Emit::New, room);
         }
         let data_end = buffered_end.min(self.snd.max);
+        if self.snd.fin_alone && self.snd.fin_seq.is_some_and(|f| f == data_end) {
+            // The last segment sent was the FIN on its own: the probe is the FIN again, as
+            // Linux's tcp_send_loss_probe resends the last skb, which is the FIN's.
+            return self.send_data_at(now, buf, data_end, 0);
+        }
         let room = self.payload_room();
         let mut start = (data_end - room.min(data_end - self.snd.una)).max(self.snd.una);
         // The last segment sent never began before the end of the record it follows.
@@ -467,6 +472,13 @@ impl Connection {
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
         let wnd_edge = self.snd.una + self.snd.wnd;
+        if unsent > 0 && wnd_edge > self.snd.nxt {
+            // Data may leave now, as far as the peer is concerned: after an idle period it
+            // leaves under a restarted window. Not while a zero window holds it (the persist
+            // timer's probes are no restart), as Linux, which checks when the data is
+            // queued and when the window opens.
+            self.restart_after_idle(now);
+        }
         let cwnd_edge = if self.sack_recovery() {
             self.snd.nxt + self.recovery_allowance()
         } else if self.sack_ok
@@ -480,6 +492,14 @@ impl Connection {
             // when what is outstanding is not known to be in the network.
             let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
             self.snd.nxt + self.cwnd().saturating_sub(pipe)
+        } else if !self.sack_ok && self.recovery.recover.is_none() {
+            // Limited transmit without SACK (RFC 3042 §2): "a TCP sender SHOULD send a new
+            // data segment in response to each of the first two duplicate acknowledgments",
+            // each of which says a segment has left the network. Linux counts them as
+            // SACKed segments (`tcp_add_reno_sack`), which lowers its packets in flight by
+            // one each, to the same effect; the third starts fast recovery.
+            let dupacks = (self.recovery.dupacks as usize).min(2);
+            self.snd.una + self.cwnd() + dupacks * self.snd.mss
         } else {
             self.snd.una + self.cwnd()
         };
@@ -491,7 +511,7 @@ impl Connection {
         if len < unsent || unsent == 0 {
             // Not all of the queued data fits.
             if len == 0 && unsent > 0 {
-                self.note_cwnd_use(false);
+                self.note_cwnd_use(now, false);
                 if !in_flight {
                     self.maybe_arm_persist(now, unsent);
                 }
@@ -535,17 +555,25 @@ impl Connection {
         // checked against the SACK scoreboard on its own (above), so none is resent that the
         // peer already holds.
         let len = if len == room && seq >= self.snd.max {
-            let whole = self.offload_len(room, in_record.min(usable), buf.len());
-            // The short tail of what is queued rides under the same header when it fits and
-            // Nagle would let it go now anyway (Linux's tcp_mss_split_point): one packet
-            // for a whole write, as a TSO sender sends it.
-            let tail = in_record.min(usable) - whole;
-            // The IP header and a TCP header with the most options it may carry fit too.
-            let fits = whole + tail + 100 <= self.cfg.gso_max_size.min(buf.len());
-            if tail > 0 && tail < room && whole + tail == in_record && nagle_ok && fits {
-                whole + tail
+            let sendable = in_record.min(usable);
+            let cap = self.tso_segments(room).saturating_mul(room);
+            if sendable > cap {
+                // More than one packet's worth: whole segments up to the cap, and the rest
+                // in the next packet (Linux's tcp_mss_split_point returns max_segs * mss).
+                self.offload_len(room, cap, buf.len())
             } else {
-                whole
+                let whole = self.offload_len(room, sendable, buf.len());
+                // The short tail of what is queued rides under the same header when it fits
+                // and Nagle would let it go now anyway (Linux's tcp_mss_split_point): one
+                // packet for a whole write, as a TSO sender sends it.
+                let tail = sendable - whole;
+                // The IP header and a TCP header with the most options it may carry fit too.
+                let fits = whole + tail + 100 <= self.cfg.gso_max_size.min(buf.len());
+                if tail > 0 && tail < room && whole + tail == in_record && nagle_ok && fits {
+                    whole + tail
+                } else {
+                    whole
+                }
             }
         } else {
             len
@@ -554,7 +582,7 @@ impl Connection {
         let with_fin = fin_to_send && seq + len == buffered_end;
         let kind = if wakeup { Emit::Wakeup } else { Emit::New };
         let sent = self.emit_data(now, buf, seq, len, with_fin, kind, room)?;
-        self.note_cwnd_use(true);
+        self.note_cwnd_use(now, true);
         Some(sent)
     }
 
@@ -562,7 +590,14 @@ impl Connection {
     /// limits the flow now, kept per round as Linux's `tcp_cwnd_validate` keeps it. A round
     /// ends when SND.UNA passes the SND.NXT of its start; within one, being limited once
     /// counts, and the most bytes in flight is remembered.
-    fn note_cwnd_use(&mut self, sent: bool) {
+    ///
+    /// Then the application-limited rule (RFC 2861 §3, Linux's `tcp_cwnd_validate` and
+    /// `tcp_cwnd_application_limited`, with
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle)): a window
+    /// that did not limit the flow for a whole RTO shrinks half way to the most that was in
+    /// flight meanwhile. Not during loss recovery, nor while the application is held back by
+    /// a full send buffer (then the window was not what it left unused).
+    fn note_cwnd_use(&mut self, now: Instant, sent: bool) {
         let out = self.snd.in_flight();
         // Linux: packets in flight >= cwnd; in bytes, no room for another full segment.
         let limited = out + self.snd.mss > self.cwnd();
@@ -575,6 +610,104 @@ impl Connection {
             usage.max_out = out;
             usage.until = self.snd.nxt;
         }
+        if self.cwnd_limited() {
+            self.cwnd_use.used = 0;
+            self.cwnd_use.stamp = now;
+            return;
+        }
+        self.cwnd_use.used = self.cwnd_use.used.max(out);
+        let rto = self.current_rto();
+        if !self.cfg.slow_start_after_idle || now - self.cwnd_use.stamp < rto {
+            return;
+        }
+        let open = !self.in_loss_recovery()
+            && self.recovery.dupacks == 0
+            && self.snd.scoreboard.sacked_bytes() == 0;
+        if open && self.send_capacity() > 0 {
+            let (cwnd, ssthresh, mss) = (self.cc.window(), self.cc.ssthresh(), self.snd.mss);
+            let used = self.cwnd_use.used;
+            if let Some((cwnd, ssthresh)) =
+                crate::tcp::congestion::application_limited_window(cwnd, ssthresh, mss, used)
+            {
+                self.cc.on_window_validated(now, cwnd, ssthresh);
+            }
+            self.cwnd_use.used = 0;
+        }
+        self.cwnd_use.stamp = now;
+    }
+
+    /// Slow start after idle (RFC 5681 §4.1, Linux's `tcp_slow_start_after_idle_check`
+    /// and `tcp_cwnd_restart`), before new data goes out: with nothing in flight and no data
+    /// sent for longer than the RTO, cwnd falls towards the restart window (see
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle)). Linux checks
+    /// when a write queues data and when a window update arrives for queued data; checking
+    /// as the data leaves covers both.
+    fn restart_after_idle(&mut self, now: Instant) {
+        if !self.cfg.slow_start_after_idle || self.snd.una != self.snd.max {
+            return;
+        }
+        let Some(last) = self.cwnd_use.last_sent else {
+            return;
+        };
+        let idle = now - last;
+        let rto = self.current_rto();
+        if idle <= rto {
+            return;
+        }
+        let (cwnd, ssthresh) = crate::tcp::congestion::restart_window(
+            self.cc.window(),
+            self.cc.ssthresh(),
+            self.snd.mss,
+            idle,
+            rto,
+        );
+        self.cc.on_window_validated(now, cwnd, ssthresh);
+        self.cwnd_use.stamp = now;
+        self.cwnd_use.used = 0;
+    }
+
+    /// How many segments of `room` bytes one packet of new data may carry, as Linux sizes
+    /// a TSO packet: about a millisecond's worth at the pacing rate (`tcp_tso_autosize`:
+    /// the rate is cwnd/SRTT times 2 in slow start, 1.2 after, and on a path of under a few
+    /// milliseconds a share of the largest packet is added, `tcp_tso_rtt_log`), at least
+    /// [`Config::min_tso_segs`](crate::Config::min_tso_segs); and never more than half the
+    /// congestion window (`tcp_cwnd_test`: "ensure we have at least 2 GSO packets in
+    /// flight", so that the ACKs of the first let the second go rather than the window
+    /// going out as one burst and coming back as one stretch ACK).
+    fn tso_segments(&self, room: usize) -> usize {
+        let mss = self.snd.mss.max(1);
+        let room = room.max(1);
+        let cwnd = if self.sack_recovery() {
+            self.recovery.prr_cwnd
+        } else {
+            self.cc.window()
+        };
+        let cwnd_segs = cwnd / mss;
+        let half = (cwnd_segs / 2).max(1);
+        let Some(srtt) = self.rtt.srtt() else {
+            // Linux paces at no rate before the first RTT sample.
+            return half;
+        };
+        let out_segs = self.snd.in_flight() / mss;
+        // Linux compares cwnd with half of ssthresh here, unlike slow start itself.
+        let ratio = if cwnd < self.cc.ssthresh() / 2 {
+            2.0
+        } else {
+            1.2
+        };
+        let srtt_us = srtt.as_micros().max(1) as f64;
+        let rate = (mss * cwnd_segs.max(out_segs)) as f64 * ratio * 1e6 / srtt_us;
+        // sk_pacing_shift 10: 1/1024 s of data.
+        let mut bytes = (rate / 1024.0) as usize;
+        let gso = self.cfg.gso_max_size;
+        let min_rtt_us = self.rtt.min_rtt().unwrap_or(srtt).as_micros();
+        // tcp_tso_rtt_log 9: the largest packet halved for every 512 us of the path's RTT.
+        let shift = min_rtt_us >> 9;
+        if shift < 32 {
+            bytes = bytes.saturating_add(gso >> shift);
+        }
+        let autosize = (bytes.min(gso) / room).max(self.cfg.min_tso_segs);
+        autosize.min(half)
     }
 
     /// Whether an ACK may grow the congestion window (Linux's `tcp_is_cwnd_limited`): the
@@ -753,6 +886,9 @@ impl Connection {
             self.snd.small_end = seq + len;
         }
         if fin {
+            if self.snd.fin_seq.is_none() {
+                self.snd.fin_alone = len == 0;
+            }
             self.snd.fin_seq = Some(seq + len);
         }
         if end > self.snd.nxt {
@@ -801,7 +937,15 @@ impl Connection {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
-            if (!retransmit || self.in_loss_recovery()) && self.timers.tlp.is_none() {
+            // RFC 8985 §7.2: the probe timer is (re)started after new data is sent, as
+            // Linux's tcp_schedule_loss_probe after every burst: a probe counts from the
+            // last new segment (a FIN sent after its data is probed 2 * SRTT after the FIN),
+            // and one standing in the RTO's place (a lone segment's, `arm_tlp`) moves for
+            // what follows. In loss recovery a probe already armed stays.
+            let restart = !retransmit && !self.in_loss_recovery();
+            let tlp_free =
+                self.timers.tlp.is_none() || self.timers.tlp == self.timers.retransmit || restart;
+            if (!retransmit || self.in_loss_recovery()) && tlp_free {
                 self.arm_tlp(now);
             }
         }
@@ -814,6 +958,8 @@ impl Connection {
         let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
         self.set_ds(&mut buf[..packet_len], new_data);
         if len > 0 {
+            // Linux's lsndtime, which slow start after idle measures from.
+            self.cwnd_use.last_sent = Some(now);
             // Data answering data: request/response (checked before `after_send`, which may
             // end quick-ACK mode, as Linux's tcp_event_data_sent runs first).
             self.rcv.delack.on_data_sent(now);

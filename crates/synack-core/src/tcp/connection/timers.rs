@@ -89,6 +89,15 @@ impl Connection {
         let deadline = now + pto;
         let in_recovery = self.in_loss_recovery();
         match self.timers.retransmit {
+            // Linux's tcp_schedule_loss_probe: "If the RTO formula yields an earlier time,
+            // then use that time": outside recovery, the first probe of an episode takes the
+            // RTO's place and goes at its time, and the RTO is re-armed a whole RTO after
+            // it (`handle_timeout`), unbacked-off. A lone segment (a request, a FIN) on a
+            // path whose RTO is its 200 ms floor is probed once this way before the backoff
+            // starts, as Linux probes it.
+            Some(rto) if rto <= deadline && probes == 0 && !self.in_loss_recovery() => {
+                self.timers.tlp = Some(rto);
+            }
             Some(rto) if rto <= deadline => self.timers.tlp = None,
             Some(rto) if in_recovery && rto < now + pto * 4 => self.timers.tlp = None,
             _ => self.timers.tlp = Some(deadline),
@@ -146,6 +155,13 @@ impl Connection {
             // the peer simply never sent its own.
             self.enter_closed(None);
             return;
+        }
+        if let (Some(tlp), Some(rto)) = (self.timers.tlp, self.timers.retransmit) {
+            if tlp <= now && tlp >= rto {
+                // The probe took the RTO's place (`arm_tlp`): it goes instead, and the RTO
+                // follows a whole RTO later (RFC 8985 §7.3, Linux's tcp_rearm_rto).
+                self.timers.retransmit = Some(now + self.current_rto());
+            }
         }
         if matches!(self.timers.retransmit, Some(t) if t <= now) {
             self.timers.retransmit = None;
