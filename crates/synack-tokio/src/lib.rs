@@ -51,6 +51,7 @@ pub mod intercept;
 pub mod listener;
 #[cfg(feature = "netns")]
 pub mod netns;
+pub mod shard;
 pub mod socket;
 pub mod stack;
 pub mod stream;
@@ -58,6 +59,7 @@ pub mod udp;
 
 pub use device::{Device, DeviceCapabilities};
 pub use listener::TcpListener;
+pub use shard::ShardStats;
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
