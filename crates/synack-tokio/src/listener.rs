@@ -8,7 +8,10 @@
 //!
 //! With several shards (see [`crate::shard`]) the listener is registered on every shard's
 //! endpoint, on one port: each completes the handshakes of the flows it owns, and `accept`
-//! takes from whichever shard has a connection ready.
+//! takes from whichever shard has a connection ready. The backlog is shared out among the
+//! shards (each takes its share, rounded up), so that the listener as a whole holds no more
+//! half-open or unaccepted connections than asked for: a SYN flood still meets SYN cookies
+//! at the same total.
 
 use std::fmt;
 use std::io;
@@ -63,7 +66,9 @@ impl TcpListener {
         // Shard 0 picks the port if asked for an ephemeral one; the others listen on it too.
         // A failure on any shard drops `listener`, which closes those that succeeded.
         let mut addr = addr;
-        for shard in 0..stack.workers() {
+        let n = stack.workers();
+        let backlog = backlog.div_ceil(n);
+        for shard in 0..n {
             let mut inner = stack.lock_shard(shard)?;
             inner.check_open()?;
             let handle = inner.endpoint.listen_with(addr, backlog, options)?;
