@@ -23,10 +23,14 @@
 //! keeps running. Linux's TUN learns, for each flow, the queue the *reader* last wrote that
 //! flow's packets on (`tun_flow_update` on write, `tun_automq_select_queue` on the way out,
 //! both keyed by the kernel's symmetric flow hash), and steers the flow's later packets to
-//! that queue. The owner writes its SYN-ACK, or its SYN, on its own queue, so from the second
-//! packet of a connection on the kernel delivers to the owner directly, and the hand-off
-//! count stays at about one packet per passive open. A flow that stays silent for longer than
-//! the kernel remembers it (about 3 s) may be handed off once more when it wakes.
+//! that queue. The owner writes its SYN-ACK, or its SYN, on its own queue, and from then on
+//! the kernel delivers the flow to the owner directly. Only the handshake may cross: the
+//! client's SYN lands by the kernel's hash, and the kernel records the queue of a packet we
+//! write only after its own TCP has processed it, so its immediate answer (the SYN-ACK to our
+//! SYN, the ACK to our SYN-ACK) may still go by hash. That is at most about one hand-off per
+//! connection in either direction (half of them cross on two queues), and none afterwards
+//! (`kernel_multiqueue.rs` measures it). A flow that stays silent for longer than the kernel
+//! remembers it (about 3 s) may be handed off once more when it wakes.
 //!
 //! **Outbound connects** land on their owner without any hand-off: the runtime chooses the
 //! shard (round robin) and then an ephemeral port whose 4-tuple hashes to it

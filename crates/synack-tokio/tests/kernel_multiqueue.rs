@@ -2,8 +2,8 @@
 //! against the kernel: many kernel clients to a synack listener and many synack connects to
 //! a kernel server, on the offloading and on the plain TUN, IPv4 and IPv6. Every byte is
 //! checked, both shards must carry flows, and packets handed from one shard to the other
-//! stay about one per passive open: after the handshake the kernel steers each flow to the
-//! queue its owner writes on (see `synack_tokio::shard`).
+//! stay at about one per connection, during its handshake: after it the kernel steers each
+//! flow to the queue its owner writes on (see `synack_tokio::shard`).
 //!
 //! Needs root (network namespaces, TUN); skipped otherwise.
 
@@ -223,9 +223,11 @@ async fn both_ways_over_two_shards(prefix: &str, offload: bool) {
         let outbound = s.stats.connections_established - before.stats.connections_established;
         assert!(outbound >= 8, "{shards:#?}");
     }
-    // Hand-offs: about one SYN per inbound connection (half of them arrive on the other
-    // queue), and next to none once the kernel has learnt the flows' queues: far fewer than
-    // the thousands of packets the connections carried.
+    // Hand-offs: during a handshake the kernel may pick the queue by its own hash, for the
+    // client's SYN and for the packet it sends at once in reply to ours (it records the
+    // flow's queue only after it has processed what we wrote): about one per connection,
+    // either way. After that, next to none: far fewer than the thousands of packets the
+    // connections carried.
     let handed: u64 = shards.iter().map(|s| s.handed_off).sum();
     let received: u64 = shards.iter().map(|s| s.handoffs_received).sum();
     let dropped: u64 = shards.iter().map(|s| s.handoff_dropped).sum();
@@ -242,9 +244,10 @@ async fn both_ways_over_two_shards(prefix: &str, offload: bool) {
         .zip(&after_inbound)
         .map(|(s, b)| s.handed_off - b.handed_off)
         .sum();
-    // Our SYNs leave on the owner's queue: the kernel answers there.
+    // Our SYNs leave on the owner's queue: at most the kernel's immediate SYN-ACK, in half
+    // the cases, comes back on the other.
     assert!(
-        outbound_handed <= (OUTBOUND / 4) as u64,
+        outbound_handed <= (OUTBOUND + OUTBOUND / 2) as u64,
         "{outbound_handed} outbound packets handed off"
     );
 }
