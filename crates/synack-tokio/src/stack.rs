@@ -613,13 +613,13 @@ impl Stack {
             .iter()
             .map(|shared| {
                 let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
-                let mut s = ShardStats::default();
-                s.stats = inner.endpoint.stats().clone();
-                s.connections = inner.endpoint.connection_count();
-                s.handed_off = inner.handed_off;
-                s.handoffs_received = inner.handoffs_received;
-                s.handoff_dropped = inner.handoff_dropped;
-                s
+                ShardStats {
+                    stats: inner.endpoint.stats().clone(),
+                    connections: inner.endpoint.connection_count(),
+                    handed_off: inner.handed_off,
+                    handoffs_received: inner.handoffs_received,
+                    handoff_dropped: inner.handoff_dropped,
+                }
             })
             .collect()
     }
