@@ -7,7 +7,7 @@
 //! nothing on the packet path is shared between shards but the bounded hand-off channels
 //! below, so `N` shards on `N` cores run side by side.
 //!
-//! **Who owns a flow.** A TCP connection belongs to the shard that [`Flows::owner`] names:
+//! **Who owns a flow.** A TCP connection belongs to the shard that `Flows::owner` names:
 //! SipHash-1-3 (std's [`RandomState`], a fresh random 128-bit key per stack) over the
 //! connection's 4-tuple taken in its canonical orientation (the lesser address and port
 //! first), so that both directions of a flow hash alike and an outsider who does not know
@@ -15,9 +15,9 @@
 //! all.
 //!
 //! **Packets on the wrong queue.** The kernel picks a TUN queue for each packet itself. A
-//! shard's driver therefore looks at every packet it reads ([`Flows::route`]): one whose flow
+//! shard's driver therefore looks at every packet it reads (`Flows::route`): one whose flow
 //! another shard owns is copied into that shard's bounded hand-off channel
-//! ([`HANDOFF_QUEUE`] packets; counted in [`ShardStats::handed_off`], and dropped and counted
+//! (512 packets, `HANDOFF_QUEUE`; counted in [`ShardStats::handed_off`], and dropped and counted
 //! in [`ShardStats::handoff_dropped`] when the channel is full: TCP recovers as from any
 //! loss). The hand-off is what makes the first packets of a flow work; it is not how a flow
 //! keeps running. Linux's TUN learns, for each flow, the queue the *reader* last wrote that
@@ -34,7 +34,7 @@
 //!
 //! **Outbound connects** land on their owner without any hand-off: the runtime chooses the
 //! shard (round robin) and then an ephemeral port whose 4-tuple hashes to it
-//! ([`Flows::ports_for`], a random start in the ephemeral range as RFC 6056 §3.3.1 asks), and
+//! (`Flows::ports_for`, a random start in the ephemeral range as RFC 6056 §3.3.1 asks), and
 //! opens the connection on that shard's endpoint. A socket bound to a port before it connects
 //! opens on the shard its 4-tuple hashes to.
 //!
