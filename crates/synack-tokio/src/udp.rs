@@ -8,6 +8,11 @@
 //! no second buffer: what the core drops (a full receive queue, the memory cap) is counted in
 //! [`Stack::stats`].
 //!
+//! With several workers, UDP lives on shard 0 (see [`crate::shard`]): every socket is there,
+//! its lock is the one taken, and other shards hand it the datagrams that reach their queues.
+//! A socket bound to a port must see every datagram to it whatever the sender, which no
+//! per-flow split of the 4-tuples would give.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
