@@ -8,8 +8,9 @@
 //! below, so `N` shards on `N` cores run side by side.
 //!
 //! **Who owns a flow.** A TCP connection belongs to the shard that `Flows::owner` names:
-//! SipHash-1-3 (std's [`RandomState`], a fresh random 128-bit key per stack) over the
-//! connection's 4-tuple taken in its canonical orientation (the lesser address and port
+//! SipHash-1-3 with a secret 128-bit key (std's [`RandomState`]: random bits from the OS,
+//! drawn once per thread, with one half stepped for every new `RandomState`, so each stack's
+//! key is its own) over the connection's 4-tuple taken in its canonical orientation (the lesser address and port
 //! first), so that both directions of a flow hash alike and an outsider who does not know
 //! the key cannot aim a flood of flows at one shard. With one shard there is no hashing at
 //! all.
