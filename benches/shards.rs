@@ -15,9 +15,15 @@
 //! other work the second thread competes for them, and the ratio falls: read it on an idle
 //! machine with at least two cores.
 //!
+//! So that a busy machine still shows whether the shards get in each other's way, the bench
+//! also prints the payload moved per second of CPU time each shard thread used (from the
+//! thread's own `utime + stime`, `/proc/thread-self/stat`): with nothing shared the two
+//! figures match, and the scaling on free cores is twice their ratio.
+//!
 //! Run: `cargo bench --bench shards -- --quick`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -88,6 +94,29 @@ impl Shard {
     }
 }
 
+/// CPU clock ticks the shard threads used, and bytes they moved, by shard count (1, 2).
+static CPU_TICKS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static MOVED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The calling thread's CPU time so far, in clock ticks (`utime + stime`, fields 14 and 15
+/// of `/proc/thread-self/stat`); 0 where that file is missing.
+fn thread_cpu_ticks() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3: utime is field 14, stime 15.
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
 /// `shards` shards, each on its own thread, each moving `iters` × `BULK` bytes; the wall
 /// time from when all are ready until the last is done.
 fn run(shards: usize, iters: u64) -> Duration {
@@ -98,9 +127,12 @@ fn run(shards: usize, iters: u64) -> Duration {
                 s.spawn(|| {
                     let mut shard = Shard::new();
                     ready.wait();
+                    let cpu = thread_cpu_ticks();
                     for _ in 0..iters {
                         shard.transfer();
                     }
+                    CPU_TICKS[shards].fetch_add(thread_cpu_ticks() - cpu, Ordering::Relaxed);
+                    MOVED[shards].fetch_add(iters * BULK as u64, Ordering::Relaxed);
                 })
             })
             .collect();
@@ -121,6 +153,20 @@ fn shards(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter_custom(|iters| run(n, iters)));
     }
     g.finish();
+    // Clock ticks are USER_HZ, 100 a second on Linux.
+    let per_cpu_second = |n: usize| {
+        let ticks = CPU_TICKS[n].load(Ordering::Relaxed);
+        (ticks > 0).then(|| {
+            MOVED[n].load(Ordering::Relaxed) as f64 / (1 << 20) as f64 / (ticks as f64 / 100.0)
+        })
+    };
+    if let (Some(one), Some(two)) = (per_cpu_second(1), per_cpu_second(2)) {
+        println!(
+            "shards: MiB moved per CPU-second of a shard thread: 1 shard {one:.0}, 2 shards \
+             {two:.0} each; on two free cores 2 shards would move {:.2}x one",
+            2.0 * two / one
+        );
+    }
 }
 
 criterion_group!(benches, shards);
