@@ -183,9 +183,11 @@ cleanup_ns() {
     fi
 }
 # The scripts ask for cubic (defaults.sh), and a namespace may pick only a congestion
-# control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Against the
-# kernel, cubic is allowed for the run, as the kernel's own test runs have it; the host's
-# list is put back on every exit path. Its default congestion control is left alone.
+# control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Cubic is
+# allowed for the run, as the kernel's own test runs have it, against the kernel and
+# against synack alike (so that a script's init command that selects it succeeds the same
+# way in both); the host's list is put back on every exit path. Its default congestion
+# control is left alone.
 ALLOWED_CC=""
 allow_cubic() {
     local allowed
@@ -209,9 +211,7 @@ restore_cc() {
 }
 trap 'cleanup_ns; restore_cc' EXIT
 trap 'cleanup_ns; restore_cc; exit 130' INT TERM
-if [ $KERNEL = 1 ] || [ $BOTH = 1 ]; then
-    allow_cubic
-fi
+allow_cubic
 
 # Namespaces left by runs of this script that were killed outright (SIGKILL): named after
 # a process that no longer exists.
@@ -247,11 +247,14 @@ run_one() {
         addrs=(--ip_version=ipv6 --local_ip=2001:2::2 --gateway_ip=2001:2::1
                --remote_ip=2001:2:0:1::1/64)
         so_local="local6=2001:2::2"
+        # The error-queue cmsg's level and type, as upstream's run_all.py defines them.
+        addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
     else
         addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
                --remote_ip=198.19.0.1/24)
         grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
         so_local="local=198.18.0.2"
+        addrs+=(-D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR)
     fi
     args=("${addrs[@]}")
     if [ "$mode" = synack ]; then

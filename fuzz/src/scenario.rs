@@ -31,7 +31,7 @@ use arbitrary::Arbitrary;
 use synack_core::endpoint::CATCH_ALL_DATAGRAMS;
 use synack_core::testing::peer;
 use synack_core::wire::{
-    self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
+    self, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
 };
 use synack_core::{
     Config, ConnectionHandle, Event, InterceptConfig, KeepaliveConfig, ListenerHandle, SeqNumber,
@@ -168,6 +168,9 @@ pub enum Op {
         v6: bool,
         /// The remote port.
         port: u16,
+        /// TCP Fast Open: 0 none, 1 `TCP_FASTOPEN_CONNECT`, 2 or more `connect_fast_open`
+        /// with that many bytes (times 16) of data for the SYN.
+        fast_open: u8,
     },
     /// `send` this many bytes.
     Send {
@@ -289,6 +292,9 @@ pub struct SegmentInput {
     /// (distance back from the endpoint's SND.NXT, length) per block; up to 4 are sent.
     sack: Vec<(u16, u16)>,
     ts: TsInput,
+    /// A Fast Open option: 0 a cookie request, n a cookie of n's bytes, 4 to 16 long by n
+    /// (an odd length, which the wire layer refuses, sends no option).
+    fast_open: Option<u8>,
     payload_len: u16,
 }
 
@@ -466,9 +472,36 @@ impl Harness {
                 self.run_timers();
                 timers_ran = true;
             }
-            Op::Connect { v6, port } => {
+            Op::Connect {
+                v6,
+                port,
+                fast_open,
+            } => {
                 let ip = if *v6 { PEER6 } else { PEER };
-                if let Ok(c) = self.script.ep.connect(now, SocketAddr::new(ip, *port)) {
+                let remote = SocketAddr::new(ip, *port);
+                let c = match fast_open {
+                    0 => self.script.ep.connect(now, remote),
+                    1 => {
+                        let opts = synack_core::SocketOptions {
+                            fast_open_connect: Some(true),
+                            ..Default::default()
+                        };
+                        self.script.ep.connect_with(now, remote, None, &opts)
+                    }
+                    n => {
+                        let len = (usize::from(*n) * 16).min(MAX_APP_IO);
+                        let opts = synack_core::SocketOptions::default();
+                        let data = &self.data[..len];
+                        self.script
+                            .ep
+                            .connect_fast_open(now, remote, None, &opts, data)
+                            .map(|(c, sent)| {
+                                assert!(sent <= len, "connect_fast_open took {sent} of {len}");
+                                c
+                            })
+                    }
+                };
+                if let Ok(c) = c {
                     self.remember_handle(c);
                 }
             }
@@ -627,6 +660,10 @@ impl Harness {
             }),
             TsInput::Raw(tsval, tsecr) => Some(TcpTimestamp { tsval, tsecr }),
         };
+        t.fast_open = s.fast_open.and_then(|n| match n {
+            0 => Some(FastOpenCookie::REQUEST),
+            n => FastOpenCookie::new(&[n; 16][..4 + usize::from(n % 13)]),
+        });
         t.payload = payload;
         crate::wire::tcp_packet(peer.remote.ip(), peer.local.ip(), &t)
     }

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use arbitrary::Arbitrary;
 use synack_core::wire::{
-    self, checksum, icmp, ipv4, tcp, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp,
+    self, checksum, icmp, ipv4, tcp, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags,
+    TcpRepr, TcpTimestamp,
 };
 use synack_core::SeqNumber;
 
@@ -21,8 +22,8 @@ pub const V4_PAIR: (IpAddr, IpAddr) = (
 );
 /// The IPv6 pair (documentation prefix, RFC 3849).
 pub const V6_PAIR: (IpAddr, IpAddr) = (
-    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
-    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 1)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 2)),
 );
 
 // ------------------------------------------------------------------------------------------
@@ -202,7 +203,8 @@ fn check_icmp_round_trip(msg: &IcmpRepr<'_>, v6: Option<(std::net::Ipv6Addr, std
 
 /// The SACK blocks `emit` keeps for `seg`: the given blocks, front-filled, cut to what fits
 /// in the 40-byte option area after the other options in the layout `emit` documents (MSS 4,
-/// timestamps 12 or SACK-permitted 4, window scale 4, then 4 + 8n).
+/// timestamps 12 or SACK-permitted 4, window scale 4, Fast Open 2 + cookie padded to a
+/// word, then 4 + 8n).
 pub fn expected_sack_after_emit(seg: &TcpRepr<'_>) -> [Option<(SeqNumber, SeqNumber)>; 4] {
     let mut used = 0;
     if seg.max_seg_size.is_some() {
@@ -215,6 +217,9 @@ pub fn expected_sack_after_emit(seg: &TcpRepr<'_>) -> [Option<(SeqNumber, SeqNum
     }
     if seg.window_scale.is_some() {
         used += 4;
+    }
+    if let Some(cookie) = seg.fast_open {
+        used += (2 + cookie.as_bytes().len()).div_ceil(4) * 4;
     }
     let room = (tcp::MAX_OPTIONS_LEN.saturating_sub(used + 4)) / 8;
     let mut out = [None; 4];
@@ -297,6 +302,9 @@ pub struct ReprInput {
     sack_permitted: bool,
     sack: [Option<(u32, u32)>; 4],
     timestamp: Option<(u32, u32)>,
+    /// A Fast Open option: empty is a cookie request; lengths the wire layer refuses leave
+    /// the option out.
+    fast_open: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
 
@@ -378,6 +386,13 @@ fn tcp_repr(r: &ReprInput) {
     repr.timestamp = r
         .timestamp
         .map(|(tsval, tsecr)| TcpTimestamp { tsval, tsecr });
+    repr.fast_open = r.fast_open.as_deref().and_then(|c| {
+        if c.is_empty() {
+            Some(FastOpenCookie::REQUEST)
+        } else {
+            FastOpenCookie::new(c)
+        }
+    });
     repr.payload = payload;
     check_tcp_round_trip(&repr, src, dst);
 }

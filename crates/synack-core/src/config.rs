@@ -53,6 +53,50 @@ pub struct Config {
     pub(crate) syn_linear_timeouts: u32,
     pub(crate) intercept: Option<InterceptConfig>,
     pub(crate) udp_recv_buffer: usize,
+    pub(crate) notsent_lowat: Option<usize>,
+    pub(crate) skb_accounting: bool,
+    pub(crate) ecn: EcnMode,
+}
+
+/// Explicit Congestion Notification (RFC 3168), as Linux's `tcp_ecn` sysctl sets it.
+///
+/// Once both ends agreed on it in the handshake, data segments carry ECT(0) in the IP
+/// header; a router that would drop one marks it CE instead, the receiver echoes that with
+/// ECE on its ACKs until the sender answers with CWR, and the sender reduces its window once
+/// per round trip, as for a loss but without losing anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcnMode {
+    /// Never (`tcp_ecn = 0`): our SYNs do not ask for it and SYNs that do are answered
+    /// without it.
+    Off,
+    /// Ask for it in our SYNs and accept it in SYNs (`tcp_ecn = 1`).
+    On,
+    /// Accept it when a SYN asks for it, never ask (`tcp_ecn = 2`, Linux's default): a
+    /// peer that asks knows its path, and a middlebox that mangles ECN-setup SYNs cannot
+    /// stall our own connects.
+    AcceptOnly,
+}
+
+impl EcnMode {
+    /// The mode for a value of Linux's `net.ipv4.tcp_ecn`: 0 off, 1 on, anything else (2,
+    /// and 3 and up, which newer kernels give to Accurate ECN) accept-only.
+    pub fn from_sysctl(value: u64) -> EcnMode {
+        match value {
+            0 => EcnMode::Off,
+            1 => EcnMode::On,
+            _ => EcnMode::AcceptOnly,
+        }
+    }
+
+    /// Whether our SYNs ask for ECN.
+    pub(crate) fn requests(self) -> bool {
+        self == EcnMode::On
+    }
+
+    /// Whether a SYN that asks for ECN gets it.
+    pub(crate) fn accepts(self) -> bool {
+        self != EcnMode::Off
+    }
 }
 
 /// When listeners answer SYNs with SYN cookies (Linux's tcp_syncookies sysctl).
@@ -152,6 +196,11 @@ impl Default for Config {
             syn_linear_timeouts: 0,
             intercept: None,
             udp_recv_buffer: 212_992,
+            // Linux's default: ECN for peers that ask. It costs nothing on a path that
+            // never marks, and a peer asking for it is one that wants marks, not drops.
+            ecn: EcnMode::AcceptOnly,
+            notsent_lowat: None,
+            skb_accounting: false,
         }
     }
 }
@@ -223,6 +272,27 @@ impl Config {
         /// 6 MiB). Set it to `recv_buffer` to turn auto-tuning off. The window scale is
         /// chosen from this bound.
         recv_buffer_max: usize
+    );
+    setter!(
+        /// The default `TCP_NOTSENT_LOWAT` (Linux's `tcp_notsent_lowat` sysctl): with
+        /// `Some(n)` a connection takes no more writes while `n` bytes or more wait unsent,
+        /// and says `Writable` only once fewer than `n / 2` do, so that an application keeps
+        /// little queued behind the congestion window and decides late what to send.
+        /// `None` (the default, Linux's `UINT_MAX`) bounds writes by the send buffer only.
+        /// Per connection: `Endpoint::set_notsent_lowat`.
+        notsent_lowat: Option<usize>
+    );
+    setter!(
+        /// Size writes and the send buffer as Linux does (on in [`Config::linux`]): the
+        /// buffer is charged per queued packet (`sk_wmem_queued`: each skb's payload plus
+        /// [`SKB_OVERHEAD`](crate::tcp::send_buffer::SKB_OVERHEAD)), a write goes on while
+        /// less than the buffer is charged and fills each packet it starts to the size goal
+        /// (up to 64 KiB, at most half the peer's largest window), and the buffer grows as
+        /// Linux's `tcp_sndbuf_expand` grows it, to twice the congestion window in per-packet
+        /// memory. Off, the buffer holds exactly its size in bytes and doubles when a write
+        /// finds it full and the windows could carry half of it: more bytes per byte of
+        /// buffer, and writes sized to the byte.
+        skb_accounting: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).
@@ -426,6 +496,11 @@ impl Config {
         udp_recv_buffer: usize
     );
     setter!(
+        /// Explicit Congestion Notification (RFC 3168; Linux's `tcp_ecn`). The default is
+        /// Linux's: accept it when a peer's SYN asks for it, never ask.
+        ecn: EcnMode
+    );
+    setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for
         /// reproducible tests. `None` seeds it from OS entropy.
         seed: Option<[u8; 32]>
@@ -482,6 +557,11 @@ impl Config {
     pub fn get_nodelay(&self) -> bool {
         self.nodelay
     }
+
+    /// The ECN mode (`ecn`).
+    pub fn get_ecn(&self) -> EcnMode {
+        self.ecn
+    }
 }
 
 impl fmt::Debug for Config {
@@ -497,6 +577,7 @@ impl fmt::Debug for Config {
             .field("sack", &self.sack)
             .field("timestamps", &self.timestamps)
             .field("nodelay", &self.nodelay)
+            .field("ecn", &self.ecn)
             .field("congestion", &self.congestion)
             .finish_non_exhaustive()
     }

@@ -25,6 +25,13 @@ pub struct SocketOptions {
     /// `TCP_CORK`: hold back segments shorter than a full one, whatever is in flight, until
     /// the cork is removed (or the persist timer fires).
     pub cork: Option<bool>,
+    /// `TCP_FASTOPEN_CONNECT`: an active open uses TCP Fast Open (RFC 7413): its SYN asks
+    /// for a cookie, or, with one, waits for the first write and carries it.
+    pub fast_open_connect: Option<bool>,
+    /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
+    /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
+    /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).
+    pub tos: Option<u8>,
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

@@ -28,6 +28,14 @@ pub struct Stats {
     /// a SYN) and were dropped without one, because the connection had just sent one
     /// (`Config::invalid_ratelimit`, `challenge_ack_limit`; Linux TCPACKSkippedChallenge).
     pub challenge_acks_limited: u64,
+    /// Data segments that arrived marked CE on ECN connections (RFC 3168: a router on the
+    /// path signalled congestion; Linux TCPDeliveredCE counts the same marks in packets).
+    pub ecn_ce_received: u64,
+    /// ACKs that echoed a congestion mark with ECE on ECN connections.
+    pub ecn_ece_received: u64,
+    /// Segments sent with CWR: each answers a congestion mark, a fast retransmit or a
+    /// timeout with a window reduction (RFC 3168 §6.1.2).
+    pub ecn_cwr_sent: u64,
     /// ICMP echo replies sent.
     pub echo_replies: u64,
     /// SYN-ACKs sent statelessly with a SYN cookie (a listener's SYN queue was full).
@@ -151,6 +159,9 @@ impl Stats {
             drop_listen_overflow,
             drop_memory,
             drop_other,
+            ecn_ce_received,
+            ecn_ece_received,
+            ecn_cwr_sent,
         } = other;
         self.packets_in += packets_in;
         self.checksum_offloaded += checksum_offloaded;
@@ -192,6 +203,9 @@ impl Stats {
         self.drop_listen_overflow += drop_listen_overflow;
         self.drop_memory += drop_memory;
         self.drop_other += drop_other;
+        self.ecn_ce_received += ecn_ce_received;
+        self.ecn_ece_received += ecn_ece_received;
+        self.ecn_cwr_sent += ecn_cwr_sent;
     }
 }
 

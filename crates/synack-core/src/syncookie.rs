@@ -73,6 +73,8 @@ const TS_MASK: u32 = (1 << TS_BITS) - 1;
 /// Four bits of window scale; all ones means the SYN had no window scale option.
 const TS_WSCALE_MASK: u32 = 0xf;
 const TS_SACK: u32 = 1 << 4;
+/// The SYN asked for ECN and we agreed (Linux `TS_OPT_ECN`).
+const TS_ECN: u32 = 1 << 5;
 /// RFC 7323 §2.3: "the Shift.cnt value ... MUST NOT exceed 14".
 const MAX_WSCALE: u8 = 14;
 
@@ -186,19 +188,22 @@ pub fn check_cookie(
 
 /// Our TSval for a SYN-ACK that carries a cookie: `ts_now` with its low six bits replaced by
 /// the SYN's options (four bits of window scale, all ones for none; one bit for SACK
-/// permitted; one bit, always clear here, that Linux uses for ECN).
+/// permitted; one bit for ECN agreed, RFC 3168 §6.1.1, where Linux puts it).
 ///
 /// The result never exceeds `ts_now` in the timestamp's modulo-2^32 order (RFC 7323 §5.2):
 /// it is at most 63 ticks behind, so the peer's PAWS check still sees time move forward.
 /// (Only when `ts_now` is below 64 does that wrap below zero, as it does in Linux.)
 /// A window scale above 14 is encoded as 14 (RFC 7323 §2.3).
-pub fn encode_ts_options(ts_now: u32, wscale: Option<u8>, sack: bool) -> u32 {
+pub fn encode_ts_options(ts_now: u32, wscale: Option<u8>, sack: bool, ecn: bool) -> u32 {
     let mut options = match wscale {
         Some(shift) => u32::from(shift.min(MAX_WSCALE)),
         None => TS_WSCALE_MASK,
     };
     if sack {
         options |= TS_SACK;
+    }
+    if ecn {
+        options |= TS_ECN;
     }
     let ts = (ts_now & !TS_MASK) | options;
     if ts > ts_now {
@@ -209,8 +214,8 @@ pub fn encode_ts_options(ts_now: u32, wscale: Option<u8>, sack: bool) -> u32 {
 }
 
 /// The options [`encode_ts_options`] put in our TSval, from the TSecr the peer echoed:
-/// `(window scale, SACK permitted)`.
-pub fn decode_ts_options(tsecr: u32) -> (Option<u8>, bool) {
+/// `(window scale, SACK permitted, ECN)`.
+pub fn decode_ts_options(tsecr: u32) -> (Option<u8>, bool, bool) {
     let shift = tsecr & TS_WSCALE_MASK;
     let wscale = if shift == TS_WSCALE_MASK {
         None
@@ -218,7 +223,7 @@ pub fn decode_ts_options(tsecr: u32) -> (Option<u8>, bool) {
         // Four bits other than 0xf are 0..=14: a valid shift count.
         Some(shift as u8)
     };
-    (wscale, tsecr & TS_SACK != 0)
+    (wscale, tsecr & TS_SACK != 0, tsecr & TS_ECN != 0)
 }
 
 #[cfg(test)]
@@ -237,7 +242,7 @@ mod tests {
 
     fn v6(last: u16, port: u16) -> SocketAddr {
         SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, last)),
             port,
         )
     }
@@ -505,10 +510,11 @@ mod tests {
     fn ts_options_round_trip_every_wscale_with_and_without_sack() {
         let wscales = (0..=14).map(Some).chain([None]);
         for wscale in wscales {
-            for sack in [false, true] {
+            for (sack, ecn) in [(false, false), (true, false), (false, true), (true, true)] {
                 for ts_now in [0u32, 1, 63, 64, 1000, 0x8000_0000, u32::MAX] {
-                    let ts = encode_ts_options(ts_now, wscale, sack);
-                    assert_eq!(decode_ts_options(ts), (wscale, sack), "{ts_now} {wscale:?}");
+                    let ts = encode_ts_options(ts_now, wscale, sack, ecn);
+                    let want = (wscale, sack, ecn);
+                    assert_eq!(decode_ts_options(ts), want, "{ts_now} {wscale:?}");
                 }
             }
         }
@@ -517,8 +523,8 @@ mod tests {
     #[test]
     fn ts_wscale_above_fourteen_is_clamped() {
         for shift in 15..=u8::MAX {
-            let ts = encode_ts_options(1 << 20, Some(shift), false);
-            assert_eq!(decode_ts_options(ts), (Some(14), false));
+            let ts = encode_ts_options(1 << 20, Some(shift), false, false);
+            assert_eq!(decode_ts_options(ts), (Some(14), false, false));
         }
     }
 
@@ -527,7 +533,7 @@ mod tests {
         for ts_now in (64u32..2000).chain([u32::MAX - 1, u32::MAX]) {
             for wscale in (0..=14).map(Some).chain([None]) {
                 for sack in [false, true] {
-                    let ts = encode_ts_options(ts_now, wscale, sack);
+                    let ts = encode_ts_options(ts_now, wscale, sack, sack);
                     assert!(ts <= ts_now, "{ts} > {ts_now}");
                     assert!(ts_now - ts < 64, "at most 63 ticks behind");
                 }
@@ -538,10 +544,14 @@ mod tests {
     #[test]
     fn encoded_ts_below_64_wraps_backwards() {
         // No TSval below 64 has the low bits 0b011111; the previous value with them wraps.
-        let ts = encode_ts_options(5, None, true);
+        let ts = encode_ts_options(5, None, true, false);
         assert_eq!(ts, 0xffff_ffdf);
         assert!(ts_now_minus(5, ts) < 64);
-        assert_eq!(encode_ts_options(31, None, true), 31, "exact fit kept");
+        assert_eq!(
+            encode_ts_options(31, None, true, false),
+            31,
+            "exact fit kept"
+        );
     }
 
     fn ts_now_minus(ts_now: u32, ts: u32) -> u32 {
@@ -549,10 +559,11 @@ mod tests {
     }
 
     #[test]
-    fn decode_ignores_the_ecn_bit_and_the_clock_bits() {
-        assert_eq!(decode_ts_options(0xffff_ffc0 | 3), (Some(3), false));
-        assert_eq!(decode_ts_options(0x20 | 0x10 | 0xf), (None, true));
-        assert_eq!(decode_ts_options(0), (Some(0), false));
+    fn decode_reads_the_ecn_bit_and_ignores_the_clock_bits() {
+        assert_eq!(decode_ts_options(0xffff_ffc0 | 3), (Some(3), false, false));
+        assert_eq!(decode_ts_options(0x20 | 0x10 | 0xf), (None, true, true));
+        assert_eq!(decode_ts_options(0x20 | 2), (Some(2), false, true));
+        assert_eq!(decode_ts_options(0), (Some(0), false, false));
     }
 
     proptest! {
@@ -590,10 +601,12 @@ mod tests {
         }
 
         #[test]
-        fn ts_options_any_input(ts_now in any::<u32>(), wscale in any::<Option<u8>>(), sack in any::<bool>()) {
-            let ts = encode_ts_options(ts_now, wscale, sack);
+        fn ts_options_any_input(
+            ts_now in any::<u32>(), wscale in any::<Option<u8>>(), sack in any::<bool>(), ecn in any::<bool>(),
+        ) {
+            let ts = encode_ts_options(ts_now, wscale, sack, ecn);
             prop_assert!(ts_now.wrapping_sub(ts) < 64);
-            prop_assert_eq!(decode_ts_options(ts), (wscale.map(|w| w.min(14)), sack));
+            prop_assert_eq!(decode_ts_options(ts), (wscale.map(|w| w.min(14)), sack, ecn));
             let _ = decode_ts_options(ts_now);
         }
     }

@@ -637,6 +637,40 @@ fn a_duplicate_segment_is_reported_with_a_dsack_block() {
 }
 
 #[test]
+fn data_already_held_out_of_order_is_reported_with_a_dsack_block() {
+    // RFC 2883 §4 and the Linux selftest tcp_dsack_mult: in-order data that brings again
+    // bytes held out of order names the first such run in a D-SACK block, ahead of the
+    // blocks still held; data out of order that lands on held bytes does the same.
+    let mut k = Conn::open(config(), true, true);
+    let b = k.peer_nxt;
+    let mut ts = 600;
+    let mut send = |k: &mut Conn, from: usize, to: usize| {
+        ts += 1;
+        let o = Out::new(ACK, 0, 0)
+            .seqn(b + from)
+            .ackn(k.our_nxt)
+            .ts(ts, 0)
+            .data(&vec![3u8; to - from]);
+        k.h.inject(k.peer, k.us, o);
+        k.h.drain().pop().expect("an ACK")
+    };
+    for (from, to) in [(1000, 3000), (4000, 5000), (7000, 8000)] {
+        let a = send(&mut k, from, to);
+        assert_eq!(a.ack, b);
+    }
+    let a = send(&mut k, 0, 6000);
+    assert_eq!(a.ack, b + 6000);
+    assert_eq!(a.sack, vec![(b + 1000, b + 3000), (b + 7000, b + 8000)]);
+    // Out of order, half on the held run: the overlap is the duplicate.
+    let a = send(&mut k, 6500, 7500);
+    assert_eq!(a.ack, b + 6000);
+    assert_eq!(a.sack[0], (b + 7000, b + 7500));
+    let a = send(&mut k, 6000, 8000);
+    assert_eq!(a.ack, b + 8000);
+    assert_eq!(a.sack, vec![(b + 6500, b + 8000)]);
+}
+
+#[test]
 fn without_sack_a_duplicate_draws_a_plain_ack() {
     let mut k = Conn::plain();
     let base = k.peer_nxt;
@@ -1238,6 +1272,32 @@ fn ack_for_unsent_data_is_dropped_with_an_ack() {
     let a = k.h.one();
     assert!(a.is(ACK));
     assert_eq!(k.read_all(), b"", "the segment was dropped");
+}
+
+#[test]
+fn an_ack_for_unsent_data_does_not_set_ts_recent() {
+    // RFC 7323 §4.3 with RFC 5961 §5: a segment in the window but acknowledging data never
+    // sent is dropped; its TSval must not become TS.Recent, or a blind attacker's one
+    // segment with a huge TSval would have PAWS drop every real segment after it (Linux's
+    // ts_recent/invalid_ack.pkt).
+    let mut k = Conn::open(config(), true, false);
+    let o = Out::new(ACK | TcpFlags::FIN, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt + 50_000)
+        .ts(200_000, 0);
+    k.h.inject(k.peer, k.us, o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "dropped, FIN and all");
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .ts(501, 0)
+        .data(b"real");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.read_all(), b"real");
+    let a = k.h.drain().pop().expect("an ACK");
+    assert_eq!(a.ts.map(|t| t.tsecr), Some(501));
+    assert_eq!(k.h.ep.stats().drop_paws, 0);
 }
 
 #[test]

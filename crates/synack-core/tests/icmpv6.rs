@@ -98,7 +98,7 @@ fn packet_too_big_over_ipv6_lowers_the_mss_and_resends() {
     let quoted = h.raw[h.raw.len() - sent.len()][..1232].to_vec();
     // RFC 4443 §3.2, from a router on the path: the next hop carries 1280 bytes, IPv6's
     // minimum (RFC 8200 §5), so segments shrink to 1280 - 40 - 20 = 1220.
-    let router: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    let router: Ipv6Addr = "2001:2:0:1::1".parse().unwrap();
     let p = icmpv6_packet(
         router,
         v6(us.ip()),

@@ -625,3 +625,57 @@ fn abort_after_a_timeout_uses_the_highest_sequence_sent() {
             .expect("an RST");
     assert_eq!(rst.seq, k.our_nxt + 2920);
 }
+
+#[test]
+fn a_fin_riding_on_retransmitted_data_is_taken() {
+    // Linux selftest tcp_close_no_rst: the peer resends data we already have, with its FIN
+    // behind it. The data is a duplicate, the FIN at RCV.NXT is new: it is accepted and
+    // ACKed (RFC 9293 §3.10.7.4: the segment is trimmed to the window, then its FIN taken).
+    let mut k = open();
+    k.peer_sends(ACK, &[7; 1000]);
+    let _ = k.h.drain();
+    assert_eq!(k.read().unwrap().len(), 1000);
+    k.peer_nxt = SeqNumber(k.peer_nxt.0.wrapping_sub(1000));
+    k.peer_sends(FIN | ACK, &[7; 1000]);
+    assert_eq!(k.state(), State::CloseWait);
+    let acks = k.h.drain();
+    assert_eq!(acks.last().expect("an ACK").ack, k.peer_nxt);
+    assert_eq!(k.read().unwrap(), b"", "EOF");
+}
+
+#[test]
+fn a_read_sends_no_window_update_the_window_field_cannot_show() {
+    // Linux selftest tcp_close_no_rst: no window scaling, a 540 kB buffer. Reading 1000
+    // bytes frees room, but the window field already shows its most (65535), so no update
+    // goes out; the next segment is the ACK of the peer's FIN.
+    let mut cfg = synack_core::Config::linux();
+    cfg.seed(Some([7; 32]));
+    cfg.recv_buffer(540_000);
+    let mut h = Harness::new(cfg);
+    let us = SocketAddr::new(US, 8080);
+    let peer = SocketAddr::new(PEER, 5000);
+    let l = h.ep.listen(us, 8).unwrap();
+    h.inject(
+        peer,
+        us,
+        Out::new(SYN, 0, 0).window(32792).mss(1000).sack_ok(),
+    );
+    let sa = h.one();
+    assert_eq!(sa.wscale, None);
+    let ack = |flags| Out::new(flags, 1, 0).ackn(sa.seq + 1).window(32792);
+    h.inject(peer, us, ack(ACK));
+    let c = h.ep.accept(l).unwrap();
+    h.inject(peer, us, ack(ACK).data(&[1; 1000]));
+    let a = h.one();
+    assert_eq!((a.ack, a.window), (SeqNumber(1001), 65535));
+    let mut buf = [0u8; 2000];
+    assert_eq!(h.ep.recv(h.now, c, &mut buf).unwrap(), 1000);
+    h.none();
+    h.inject(peer, us, ack(FIN | ACK).data(&[1; 1000]));
+    let a = h.one();
+    assert_eq!(
+        a.ack,
+        SeqNumber(1002),
+        "the FIN behind the duplicate data is taken"
+    );
+}

@@ -11,10 +11,10 @@ const SRC4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const DST4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 fn src6() -> Ipv6Addr {
-    "2001:db8::1".parse().unwrap()
+    "2001:2::1".parse().unwrap()
 }
 fn dst6() -> Ipv6Addr {
-    "2001:db8::2".parse().unwrap()
+    "2001:2::2".parse().unwrap()
 }
 
 /// A raw TCP segment with the given data offset (in words), option bytes (padded with zeros

@@ -64,8 +64,8 @@ fn seed_packets() -> Vec<Vec<u8>> {
             IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
         ),
         (
-            IpAddr::V6("2001:db8::1".parse().unwrap()),
-            IpAddr::V6("2001:db8::2".parse().unwrap()),
+            IpAddr::V6("2001:2::1".parse().unwrap()),
+            IpAddr::V6("2001:2::2".parse().unwrap()),
         ),
     ] {
         let ip = IpRepr::new(s, d, IpProtocol::Tcp, tcp.buffer_len(), 64).unwrap();

@@ -9,7 +9,7 @@ use libc::{iovec, msghdr, pollfd, sockaddr, socklen_t, ssize_t, timeval, timezon
 use synack_core::SendFlags;
 
 use crate::flags::Flags;
-use crate::stack::{Shared, SysResult};
+use crate::stack::{Received, Shared, SysResult};
 
 type Ud = *mut c_void;
 
@@ -351,6 +351,14 @@ unsafe extern "C" fn pd_recv(
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` writable bytes, as for recv(2).
     let r = unsafe { out_buf(buf, len) }.and_then(|b| {
+        if flags & libc::MSG_ERRQUEUE != 0 {
+            // Without room for control messages the report's are cut off, as on Linux.
+            let e = s.recv_errqueue(fd, 0)?;
+            return Ok(Received {
+                len: e.len,
+                inq: None,
+            });
+        }
         let (dontwait, peek) = recv_flags(flags)?;
         s.recv(fd, b, dontwait, peek)
     });
@@ -399,6 +407,29 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
     }
     // SAFETY: `msg` is a valid msghdr, as for recvmsg(2).
     let m = unsafe { &mut *msg };
+    if flags & libc::MSG_ERRQUEUE != 0 {
+        let room = if m.msg_control.is_null() {
+            0
+        } else {
+            m.msg_controllen
+        };
+        // SAFETY: `ud` is live.
+        let r = unsafe { shared(ud) }.recv_errqueue(fd, room).map(|e| {
+            // SAFETY: msg_control has msg_controllen (= room) writable bytes, as for
+            // recvmsg(2), and put_cmsgs wrote no more than room.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    e.control.as_ptr(),
+                    m.msg_control as *mut u8,
+                    e.control.len().min(room),
+                )
+            };
+            m.msg_controllen = e.control.len().min(room) as _;
+            m.msg_flags = e.flags;
+            e.len as i64
+        });
+        return ret(r) as ssize_t;
+    }
     // SAFETY: its iovecs name writable memory; `ud` is live.
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
         let (dontwait, peek) = recv_flags(flags)?;
@@ -434,18 +465,24 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
     ret(r) as ssize_t
 }
 
-/// send(2)'s flags: MSG_DONTWAIT, and the segment-shaping MSG_MORE and MSG_EOR.
-fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags)> {
-    let known = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE | libc::MSG_EOR;
+/// send(2)'s flags: MSG_DONTWAIT, the segment-shaping MSG_MORE and MSG_EOR, and
+/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`).
+fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
+    let known = libc::MSG_DONTWAIT
+        | libc::MSG_NOSIGNAL
+        | libc::MSG_MORE
+        | libc::MSG_EOR
+        | libc::MSG_ZEROCOPY;
     if flags & !known != 0 {
-        // MSG_ZEROCOPY, MSG_FASTOPEN, MSG_OOB, ...: not in the core.
+        // MSG_OOB, ...: not in the core.
         return Err(libc::EOPNOTSUPP);
     }
     let shape = SendFlags {
         more: flags & libc::MSG_MORE != 0,
         eor: flags & libc::MSG_EOR != 0,
     };
-    Ok((flags & libc::MSG_DONTWAIT != 0, shape))
+    let zerocopy = flags & libc::MSG_ZEROCOPY != 0;
+    Ok((flags & libc::MSG_DONTWAIT != 0, shape, zerocopy))
 }
 
 unsafe extern "C" fn pd_send(
@@ -458,9 +495,9 @@ unsafe extern "C" fn pd_send(
     // SAFETY: `buf` has `len` readable bytes, as for send(2); `ud` is live.
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` readable bytes, as for send(2).
-    let r = unsafe { in_buf(buf, len) }.and_then(|b| {
-        let (dontwait, shape) = send_flags(flags)?;
-        s.send(fd, b, dontwait, shape)
+    let r = unsafe { in_buf(buf, len) }.and_then(|b| match send_flags(flags)? {
+        (dontwait, shape, true) => s.send_zerocopy(fd, b, &[(buf as usize, len)], dontwait, shape),
+        (dontwait, shape, false) => s.send(fd, b, dontwait, shape),
     });
     traced(
         s,
@@ -480,11 +517,33 @@ unsafe extern "C" fn pd_sendto(
     buf: *const c_void,
     len: usize,
     flags: c_int,
-    _addr: *const sockaddr,
-    _addrlen: socklen_t,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
 ) -> ssize_t {
-    // SAFETY: as for sendto(2); a connected TCP socket ignores the address.
-    unsafe { pd_send(ud, fd, buf, len, flags) }
+    if flags & libc::MSG_FASTOPEN == 0 {
+        // SAFETY: as for sendto(2); a connected TCP socket ignores the address.
+        return unsafe { pd_send(ud, fd, buf, len, flags) };
+    }
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    // TCP Fast Open: connect to `addr` with `buf` in the SYN.
+    // SAFETY: `buf` has `len` readable bytes and `addr` `addrlen` (or is null), as for
+    // sendto(2).
+    let r = unsafe { in_buf(buf, len) }.and_then(|data| {
+        let to = if addr.is_null() {
+            None
+        } else {
+            // SAFETY: non-null, with `addrlen` readable bytes, as for sendto(2).
+            Some(unsafe { read_sockaddr(addr, addrlen) }?)
+        };
+        let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_FASTOPEN)?;
+        s.send_fast_open(fd, data, to, dontwait, shape, zerocopy)
+    });
+    traced(
+        s,
+        format_args!("sendto({fd}, {len}, {flags:#x})"),
+        r.map(|n| n as i64),
+    ) as ssize_t
 }
 
 unsafe extern "C" fn pd_writev(ud: Ud, fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -503,16 +562,25 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
     // SAFETY: `msg` is a valid msghdr, as for sendmsg(2).
     let m = unsafe { &*msg };
     // SAFETY: its iovecs name readable memory; `ud` is live.
-    let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }
-        .and_then(|iov| unsafe { gather(iov) })
-        .and_then(|data| {
-            let (dontwait, shape) = send_flags(flags)?;
-            if m.msg_controllen != 0 {
-                return Err(libc::EOPNOTSUPP);
-            }
-            // SAFETY: `ud` is live.
-            unsafe { shared(ud) }.send(fd, &data, dontwait, shape)
-        });
+    let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
+        // SAFETY: the iovecs name readable memory, as for sendmsg(2).
+        let data = unsafe { gather(iov) }?;
+        let (dontwait, shape, zerocopy) = send_flags(flags)?;
+        if m.msg_controllen != 0 {
+            return Err(libc::EOPNOTSUPP);
+        }
+        // SAFETY: `ud` is live.
+        let s = unsafe { shared(ud) };
+        if zerocopy {
+            let frags: Vec<_> = iov
+                .iter()
+                .map(|i| (i.iov_base as usize, i.iov_len))
+                .collect();
+            s.send_zerocopy(fd, &data, &frags, dontwait, shape)
+        } else {
+            s.send(fd, &data, dontwait, shape)
+        }
+    });
     ret(r.map(|n| n as i64)) as ssize_t
 }
 

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use synack_core::tcp::congestion::NewRenoFactory;
-use synack_core::{Config, SynCookies};
+use synack_core::{Config, EcnMode, SynCookies};
 
 /// Which defaults the endpoint starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,11 @@ fn sysctl_string(name: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// `tcp_timestamps` as the namespace has it now.
+pub fn timestamps_sysctl() -> Option<bool> {
+    sysctl("tcp_timestamps").and_then(|v| v.first().map(|&t| t != 0))
+}
+
 /// Values from the sysctls a script may set, kept for the socket options that report them.
 #[derive(Debug, Clone)]
 pub struct Sysctls {
@@ -87,8 +92,8 @@ pub struct Sysctls {
     pub rmem_default: usize,
     /// `tcp_congestion_control`.
     pub congestion: String,
-    /// `tcp_notsent_lowat`.
-    pub notsent_lowat: u32,
+    /// `tcp_fastopen`: bit 0 lets clients use TCP Fast Open (Linux's default, 1).
+    pub fastopen: u32,
 }
 
 /// The endpoint's configuration: the profile, then what the namespace's sysctls say (the
@@ -104,7 +109,7 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         wmem_default: 16384,
         rmem_default: 131072,
         congestion: "cubic".to_string(),
-        notsent_lowat: u32::MAX,
+        fastopen: 1,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
         c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
@@ -134,6 +139,9 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
         c.window_scaling(v != 0);
     }
+    if let Some(v) = sysctl("tcp_ecn").and_then(|v| v.first().copied()) {
+        c.ecn(EcnMode::from_sysctl(v));
+    }
     if let Some(v) = sysctl("tcp_syncookies").and_then(|v| v.first().copied()) {
         c.syncookies(match v {
             0 => SynCookies::Off,
@@ -144,11 +152,21 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_rto_min_us").and_then(|v| v.first().copied()) {
         c.min_rto(Duration::from_micros(v));
     }
+    if let Some(v) = sysctl("tcp_rto_max_ms").and_then(|v| v.first().copied()) {
+        // Linux 6.15+: the ceiling of every retransmission timeout (120 s by default).
+        c.max_rto(Duration::from_millis(v.max(1)));
+    }
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
     }
     if let Some(v) = sysctl("tcp_notsent_lowat").and_then(|v| v.first().copied()) {
-        sys.notsent_lowat = v.min(u64::from(u32::MAX)) as u32;
+        // UINT_MAX, the default, is no bound.
+        if v < u64::from(u32::MAX) {
+            c.notsent_lowat(Some(v as usize));
+        }
+    }
+    if let Some(v) = sysctl("tcp_fastopen").and_then(|v| v.first().copied()) {
+        sys.fastopen = v as u32;
     }
     if let Some(cc) = sysctl_string("tcp_congestion_control") {
         // The core has CUBIC and NewReno; anything else (bbr, ...) runs as CUBIC.

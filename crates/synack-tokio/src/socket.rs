@@ -144,6 +144,21 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.nodelay).unwrap_or(default))
     }
 
+    /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
+    /// every packet of the connection, its SYN or SYN-ACK included. Only the six DSCP bits
+    /// are used; the two ECN bits are the stack's (RFC 3168). More than 255 is
+    /// `InvalidInput`.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.with(|s| s.options.tos = Some(tos & !0b11));
+        Ok(())
+    }
+
+    /// The DSCP bits set with [`set_tos`](Self::set_tos), or 0.
+    pub fn tos(&self) -> io::Result<u32> {
+        Ok(u32::from(self.with(|s| s.options.tos).unwrap_or(0)))
+    }
+
     /// SO_KEEPALIVE with Linux's timing (first probe after 2 hours idle, then every 75 s,
     /// 9 probes).
     pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {

@@ -356,6 +356,32 @@ impl ConnRef {
             .map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .set_tos(self.handle, tos)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn tos(&self) -> io::Result<u32> {
+        let inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .tos(self.handle)
+            .map(u32::from)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let r = inner.endpoint.set_notsent_lowat(self.handle, lowat);
+        // A larger mark may owe a waiting writer its `Writable`: let the driver hand it on.
+        inner.wake_driver();
+        r.map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
         let inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
@@ -465,6 +491,27 @@ impl TcpStream {
     /// Whether Nagle's algorithm is disabled.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.conn.nodelay()
+    }
+
+    /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
+    /// the packets the connection sends from now on. Only the six DSCP bits are used; the
+    /// two ECN bits are the stack's (RFC 3168). More than 255 is `InvalidInput`.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        self.conn.set_tos(tos)
+    }
+
+    /// The DSCP bits set with [`set_tos`](Self::set_tos) (the ECN bits read as zero).
+    pub fn tos(&self) -> io::Result<u32> {
+        self.conn.tos()
+    }
+
+    /// TCP_NOTSENT_LOWAT: writes stop while `lowat` bytes or more wait unsent, and the
+    /// stream becomes writable again once fewer than half as many do, so that little data
+    /// waits queued behind the congestion window (the application decides later what to
+    /// send, and a priority change takes effect sooner). `None` returns to the stack's
+    /// [`Config::notsent_lowat`](synack_core::Config::notsent_lowat) (no bound by default).
+    pub fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
+        self.conn.set_notsent_lowat(lowat)
     }
 
     /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at

@@ -144,6 +144,10 @@ async fn connect_and_accept_agree_on_addresses() {
         assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
         assert_eq!(s.local_addr().unwrap(), server_addr(7000));
         c.set_nodelay(true).unwrap();
+        // IP_TOS: the DSCP bits are kept, the ECN bits are the stack's.
+        c.set_tos(0xb8 | 0b11).unwrap();
+        assert_eq!(c.tos().unwrap(), 0xb8);
+        assert!(c.set_tos(256).is_err());
         assert!(client.stats().connections_established >= 1);
         assert!(server.stats().connections_established >= 1);
     })
@@ -214,6 +218,35 @@ async fn one_way(client: &Stack, server: &Stack, port: u16) {
     };
     let ((), got) = tokio::join!(writer, reader);
     assert!(got == data, "the bytes arrived intact");
+}
+
+/// TCP_NOTSENT_LOWAT: a writer held to a few KiB unsent is woken each time they drain
+/// (`Writable` once fewer than half the mark wait) and gets its 2 MiB through; at no write
+/// does the queue hold more than the mark unsent.
+#[tokio::test]
+async fn a_notsent_lowat_writer_is_woken_until_done() {
+    let (client, server) = stacks();
+    within(60, async {
+        let (mut c, mut s) = connected(&client, &server, 8).await;
+        c.set_notsent_lowat(Some(8192)).unwrap();
+        let data = pattern(2 << 20, 12);
+        let writer = async {
+            for chunk in data.chunks(100_000) {
+                c.write_all(chunk).await.unwrap();
+                let info = c.info().unwrap();
+                assert!(info.notsent_bytes as usize <= 8192, "{info:?}");
+            }
+            c.shutdown().await.unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        };
+        let ((), got) = tokio::join!(writer, reader);
+        assert!(got == data, "the bytes arrived intact");
+    })
+    .await;
 }
 
 /// The memory link carries super-segments whole, as veth does (segmentation offload), unless

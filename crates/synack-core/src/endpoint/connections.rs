@@ -189,6 +189,13 @@ impl Endpoint {
             return;
         };
         let n = slot.conn.take_notify();
+        if let Some(cookie) = slot.conn.take_fast_open_cookie() {
+            let server = slot.conn.remote.ip();
+            self.fast_open_cookies.insert(server, cookie);
+        }
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
         let state = slot.conn.state();
         let owner = slot.owner;
         let error = slot.conn.error();

@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use super::table::Tuple;
 use super::{ConnectionHandle, Endpoint};
 use crate::seq::SeqNumber;
-use crate::tcp::connection::InputVerdict;
+use crate::tcp::connection::{InputVerdict, SegmentMeta};
 use crate::time::Instant;
-use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
+use crate::wire::{self, Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
 /// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
 /// with it: the mirror of [`Transmit`](crate::Transmit).
@@ -125,12 +125,16 @@ impl Endpoint {
         self.stats.segments_in += 1;
         let local = SocketAddr::new(dst, seg.dst_port);
         let remote = SocketAddr::new(src, seg.src_port);
+        let rx = SegmentMeta {
+            segment_size: meta.segment_size,
+            ecn: Ecn::from_ds(wire::ip::ds_field(packet)),
+        };
 
         if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
             if self.reuse_time_wait(h, &seg) {
                 self.remove(h);
             } else {
-                self.deliver(now, h, &seg, meta.segment_size);
+                self.deliver(now, h, &seg, rx);
                 return;
             }
         } else if self.time_wait.contains(&Tuple(local, remote))
@@ -139,7 +143,7 @@ impl Endpoint {
             return;
         }
         if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg, meta.segment_size);
+            self.handle_listen(now, l, local, remote, &seg, rx);
             return;
         }
         if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet) {
@@ -154,7 +158,7 @@ impl Endpoint {
         now: Instant,
         h: ConnectionHandle,
         seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
+        rx: SegmentMeta,
     ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).
@@ -174,7 +178,7 @@ impl Endpoint {
         };
         // The budget as it stands: what this segment's data may take (`Config::max_memory`).
         slot.conn.set_memory_budget(pressure, room);
-        let verdict = slot.conn.handle_segment(now, seg, segment_size);
+        let verdict = slot.conn.handle_segment(now, seg, rx);
         self.count_verdict(verdict);
         self.after(h);
     }
@@ -195,6 +199,12 @@ impl Endpoint {
         }
         if v.challenge_ack_limited {
             self.stats.challenge_acks_limited += 1;
+        }
+        if v.ce {
+            self.stats.ecn_ce_received += 1;
+        }
+        if v.ece {
+            self.stats.ecn_ece_received += 1;
         }
     }
 

@@ -254,7 +254,8 @@ impl Endpoint {
         let id = self.identity(info.local, info.remote, now);
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(options);
-        conn.accept_syn(now, &seg);
+        // The held SYN's ECN flags are not kept: an intercepted connection goes without.
+        conn.accept_syn(now, &seg, crate::wire::Ecn::NotEct);
         self.after(h);
         Ok(h)
     }

@@ -11,9 +11,10 @@ use crate::error::Error;
 use crate::options::SocketOptions;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
+use crate::tcp::connection::SegmentMeta;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::{Ecn, TcpFlags, TcpRepr};
 
 #[derive(Debug)]
 pub(super) struct Listener {
@@ -67,7 +68,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
+        rx: SegmentMeta,
     ) {
         let flags = seg.flags;
         // "First, check for a RST: an incoming RST segment could not be valid since it could
@@ -80,7 +81,7 @@ impl Endpoint {
         // SYN-cookie handshake.
         if flags.contains(TcpFlags::ACK) {
             if !flags.contains(TcpFlags::SYN) && self.cookies_active(l, now) {
-                if self.accept_cookie(now, l, local, remote, seg, segment_size) {
+                if self.accept_cookie(now, l, local, remote, seg, rx) {
                     return;
                 }
                 self.stats.syncookies_failed += 1;
@@ -118,7 +119,7 @@ impl Endpoint {
                         listener.last_overflow = Some(now);
                     }
                 }
-                self.send_cookie(now, local, remote, seg);
+                self.send_cookie(now, local, remote, seg, rx.ecn, options.tos);
                 return;
             }
             (SynCookies::Off, true) => {
@@ -130,7 +131,7 @@ impl Endpoint {
         let id = self.identity(local, remote, now);
         let (h, conn) = self.insert(now, id, Owner::Nobody);
         conn.apply_options(&options);
-        conn.accept_syn(now, seg);
+        conn.accept_syn(now, seg, rx.ecn);
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
         }
@@ -173,6 +174,8 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         syn: &TcpRepr<'_>,
+        ecn: Ecn,
+        tos: Option<u8>,
     ) {
         let ipv6 = local.is_ipv6();
         let (our_mss, shift) = self.our_syn_options(ipv6);
@@ -192,16 +195,26 @@ impl Endpoint {
             let wscale =
                 (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
             let sack = self.config.sack && syn.sack_permitted;
+            // ECN as a connection would agree to it (RFC 3168 §6.1.1), remembered in the
+            // TSval as Linux's cookie_init_timestamp does; without timestamps the cookie has
+            // no room for it, and ECN is not offered.
+            let asks = syn.flags.contains(TcpFlags::ECE) && syn.flags.contains(TcpFlags::CWR);
+            let ecn_ok = asks && ecn == Ecn::NotEct && self.config.ecn.accepts();
             let offset = self.secrets.ts_offset(local, remote);
             let ts_now = (now.total_millis() as u32).wrapping_add(offset);
             synack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: syncookie::encode_ts_options(ts_now, wscale, sack),
+                tsval: syncookie::encode_ts_options(ts_now, wscale, sack, ecn_ok),
                 tsecr: ts.tsval,
             });
             synack.window_scale = wscale;
             synack.sack_permitted = sack;
+            if ecn_ok {
+                synack.flags |= TcpFlags::ECE;
+            }
         }
-        if self.queue_segment(local, remote, &synack) {
+        // The listener's IP_TOS, as on the SYN-ACKs its connections send.
+        let ds = tos.unwrap_or(0) & !Ecn::MASK;
+        if self.queue_segment_ds(local, remote, &synack, ds) {
             self.stats.syncookies_sent += 1;
         }
     }
@@ -215,7 +228,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
+        rx: SegmentMeta,
     ) -> bool {
         let Some(mss) = syncookie::check_cookie(
             &self.secrets,
@@ -241,12 +254,12 @@ impl Endpoint {
             return true;
         }
         // The options we agreed to come back in TSecr; without timestamps, none were offered.
-        let (wscale, sack, tsval) = match (self.config.timestamps, seg.timestamp) {
+        let (wscale, sack, ecn, tsval) = match (self.config.timestamps, seg.timestamp) {
             (true, Some(ts)) => {
-                let (wscale, sack) = syncookie::decode_ts_options(ts.tsecr);
-                (wscale, sack, Some(ts.tsval))
+                let (wscale, sack, ecn) = syncookie::decode_ts_options(ts.tsecr);
+                (wscale, sack, ecn, Some(ts.tsval))
             }
-            _ => (None, false, None),
+            _ => (None, false, false, None),
         };
         let peer = PeerOptions {
             mss: Some(mss),
@@ -268,7 +281,7 @@ impl Endpoint {
             .unwrap_or_default();
         let (h, conn) = self.insert(now, id, Owner::Nobody);
         conn.apply_options(&options);
-        conn.open_from_cookie(now, peer, seg);
+        conn.open_from_cookie(now, peer, seg, ecn);
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
         if let Some(listener) = self.listeners.get_mut(&l) {
@@ -278,7 +291,7 @@ impl Endpoint {
             slot.owner = Owner::AcceptQueue(l);
             // Data riding on the cookie ACK is processed like any other segment.
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let verdict = slot.conn.handle_segment(now, seg, segment_size);
+                let verdict = slot.conn.handle_segment(now, seg, rx);
                 self.count_verdict(verdict);
             }
         }

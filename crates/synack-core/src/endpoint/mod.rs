@@ -49,6 +49,7 @@ use crate::time::Instant;
 
 mod connections;
 mod demux;
+mod fast_open;
 mod handle;
 mod icmp;
 mod intercept;
@@ -87,7 +88,10 @@ pub enum Event {
     Incoming(ListenerHandle),
     /// Data, the peer's FIN, or an error can be read.
     Readable(ConnectionHandle),
-    /// Space opened in the send buffer.
+    /// Space opened in the send buffer for an application that found it full (a write cut
+    /// short or refused, `send_capacity_or_wait` or `poll_writable` saying no): a third of
+    /// it free and fewer than half the `TCP_NOTSENT_LOWAT` bytes unsent, as Linux's
+    /// `sk_stream_write_space` wakes a writer; or the connection opened or closed.
     Writable(ConnectionHandle),
     /// The connection reached CLOSED or TIME-WAIT; `None` for a clean close, else why it
     /// failed.
@@ -143,6 +147,8 @@ pub struct Endpoint {
     intercepts: Intercepts,
     /// UDP sockets and the catch-all queue.
     udp: Udp,
+    /// TCP Fast Open cookies servers gave us.
+    fast_open_cookies: fast_open::FastOpenCookies,
     stats: Stats,
 }
 
@@ -174,6 +180,7 @@ impl Endpoint {
             memory_waiters: Vec::new(),
             intercepts: Intercepts::default(),
             udp: Udp::new(seed),
+            fast_open_cookies: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -305,6 +312,11 @@ impl Endpoint {
     // Commands
     // ---------------------------------------------------------------------------------------
 
+    /// The TCP Fast Open cookie kept for `server`, if one of its SYN-ACKs gave one.
+    pub fn fast_open_cookie(&self, server: IpAddr) -> Option<crate::wire::FastOpenCookie> {
+        self.fast_open_cookies.get(server)
+    }
+
     /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with
     /// the next `poll_transmit`; [`Event::Connected`] or [`Event::Closed`] follows.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
@@ -315,6 +327,11 @@ impl Endpoint {
     /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
     /// options. A local address and port already connected to `remote`, or in TIME-WAIT
     /// with it, is `AddrInUse`.
+    ///
+    /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
+    /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,
+    /// waits for the first write and carries its first segment (see
+    /// [`Endpoint::connect_fast_open`]); the connection reports [`Event::Writable`] at once.
     pub fn connect_with(
         &mut self,
         now: Instant,
@@ -322,6 +339,20 @@ impl Endpoint {
         local: Option<SocketAddr>,
         opts: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
+        self.open(now, remote, local, opts, FastOpen::Off)
+            .map(|(h, _)| h)
+    }
+
+    /// The active open behind `connect_with` and `connect_fast_open`.
+    fn open(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        opts: &SocketOptions,
+        fast_open: FastOpen<'_>,
+    ) -> Result<(ConnectionHandle, usize), Error> {
+        let mut sent = 0;
         if remote.port() == 0 || !is_unicast(remote.ip()) {
             return Err(Error::InvalidInput);
         }
@@ -365,12 +396,44 @@ impl Endpoint {
         };
         let local = SocketAddr::new(local_ip, port);
         let id = self.identity(local, remote, now);
+        let cookie = self.fast_open_cookies.get(remote.ip());
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(opts);
-        conn.open_active();
+        match fast_open {
+            // TCP_FASTOPEN_CONNECT: the SYN waits for the first write if a cookie is known.
+            FastOpen::Off if opts.fast_open_connect == Some(true) => {
+                conn.open_active_fast_open(cookie, true)
+            }
+            FastOpen::Off => conn.open_active(),
+            FastOpen::With(data) => {
+                conn.open_active_fast_open(cookie, false);
+                if cookie.is_some() {
+                    // Queued before the SYN is formed, so that the SYN carries the first
+                    // segment of it (MSG_FASTOPEN); without a cookie nothing is taken and the
+                    // SYN asks for one, as Linux's tcp_sendmsg_fastopen.
+                    sent = conn.send(data, SendFlags::default()).unwrap_or(0);
+                }
+            }
+        }
         tracing::debug!(?h, %local, %remote, "connect");
         self.after(h);
-        Ok(h)
+        Ok((h, sent))
+    }
+
+    /// TCP Fast Open (RFC 7413 §4.2, `sendto(MSG_FASTOPEN)`): connect to `remote` and send
+    /// `data` in the SYN. With a cookie from an earlier connection to the same server, the
+    /// SYN carries it and the first segment of `data`, and the call returns how many bytes
+    /// of `data` were queued; without one, the SYN asks the server for a cookie, nothing is
+    /// queued and the call returns 0 (the data goes once the connection is up, as any other).
+    pub fn connect_fast_open(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        opts: &SocketOptions,
+        data: &[u8],
+    ) -> Result<(ConnectionHandle, usize), Error> {
+        self.open(now, remote, local, opts, FastOpen::With(data))
     }
 
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
@@ -466,6 +529,16 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Offer timestamps (RFC 7323 §3) in the handshakes that start from now on, or not, as a
+    /// write to Linux's `net.ipv4.tcp_timestamps` does; connections already open keep what
+    /// they negotiated.
+    pub fn set_timestamps(&mut self, on: bool) {
+        if self.config.timestamps != on {
+            self.config.timestamps(on);
+            self.conn_config = std::sync::Arc::new(ConnConfig::from_config(&self.config));
+        }
+    }
+
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
@@ -487,6 +560,29 @@ impl Endpoint {
     /// Whether `TCP_CORK` is on for the connection.
     pub fn cork(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         Ok(self.app_conn(conn)?.cork())
+    }
+
+    /// `IP_TOS` (IPv4) / `IPV6_TCLASS` (IPv6): the DS byte of every packet the connection
+    /// sends from now on (RFC 2474's DSCP, for the path's queues). Only the six DSCP bits
+    /// are kept: the two ECN bits are the stack's to set (RFC 3168 §6.1; Linux masks them
+    /// for TCP sockets too). For a connection's SYN or SYN-ACK, set it with
+    /// [`SocketOptions::tos`](crate::SocketOptions::tos) instead.
+    pub fn set_tos(&mut self, conn: ConnectionHandle, tos: u8) -> Result<(), Error> {
+        let slot = self.app_slot(conn)?;
+        slot.conn.set_tos(tos);
+        Ok(())
+    }
+
+    /// The connection's DSCP bits as [`set_tos`](Self::set_tos) set them (the ECN bits read
+    /// as zero).
+    pub fn tos(&self, conn: ConnectionHandle) -> Result<u8, Error> {
+        Ok(self.app_conn(conn)?.tos())
+    }
+
+    /// Whether the connection uses Explicit Congestion Notification (RFC 3168): both SYNs
+    /// agreed to it (see [`Config::ecn`](crate::Config::ecn)).
+    pub fn ecn(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.ecn_ok())
     }
 
     /// Whether Nagle's algorithm is off for the connection (`set_nodelay(true)`).
@@ -537,7 +633,34 @@ impl Endpoint {
         if capacity == 0 && conn_ref.send_capacity_within(usize::MAX) > 0 {
             self.wait_for_memory(conn);
         }
+        if capacity == 0 {
+            // The send buffer owes it `Writable` once writeable again.
+            self.app_slot(conn)?.conn.nospace = true;
+        }
         Ok(capacity)
+    }
+
+    /// Whether an application waiting to write should be told it may (`POLLOUT`), as
+    /// Linux's `tcp_poll` decides: the send buffer at most two thirds charged, and fewer
+    /// than half the `TCP_NOTSENT_LOWAT` bytes unsent. If not, [`Event::Writable`] follows
+    /// once it is. This is stricter than `send_capacity` > 0: a writer woken then finds room
+    /// for a large write, not a segment's worth.
+    pub fn poll_writable(&mut self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_slot(conn)?.conn.poll_writeable())
+    }
+
+    /// Set the connection's `TCP_NOTSENT_LOWAT`: writes stop while this many bytes wait
+    /// unsent, and [`Event::Writable`] comes once fewer than half as many do. `None` returns
+    /// it to the endpoint's [`Config::notsent_lowat`](crate::Config::notsent_lowat).
+    pub fn set_notsent_lowat(
+        &mut self,
+        conn: ConnectionHandle,
+        lowat: Option<usize>,
+    ) -> Result<(), Error> {
+        let lowat = lowat.or(self.config.notsent_lowat);
+        self.app_slot(conn)?.conn.set_notsent_lowat(lowat);
+        self.after(conn);
+        Ok(())
     }
 
     /// Whether `recv` would return something now (bytes, end of stream or an error).
@@ -606,4 +729,12 @@ impl Endpoint {
         self.after(conn);
         Ok(())
     }
+}
+
+/// How an active open uses TCP Fast Open.
+enum FastOpen<'a> {
+    /// Not at all, unless the socket options ask (`TCP_FASTOPEN_CONNECT`).
+    Off,
+    /// `sendto(MSG_FASTOPEN)`: this data in the SYN, with a cookie.
+    With(&'a [u8]),
 }

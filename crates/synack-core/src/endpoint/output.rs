@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use super::connections::Owner;
 use super::{Endpoint, Event};
 use crate::tcp::connection::output::write_segment;
 use crate::time::Instant;
@@ -72,6 +73,9 @@ impl Endpoint {
                     if sent.rst {
                         self.stats.rsts_sent += 1;
                     }
+                    if sent.cwr {
+                        self.stats.ecn_cwr_sent += 1;
+                    }
                     // Sending may arm a timer; it is rescheduled when the connection has
                     // sent all it has (below), or when a deadline is asked for before that.
                     if !slot.stale {
@@ -86,6 +90,13 @@ impl Endpoint {
                 }
                 None => {
                     slot.dirty = false;
+                    // Sending stopped: the write-space check (and what limited the sender).
+                    if slot.conn.after_transmit(now) && slot.owner == Owner::App {
+                        self.push_event(Event::Writable(h));
+                    }
+                    let Some(slot) = self.connections.get_mut(&h) else {
+                        continue;
+                    };
                     // Declining to send can arm a timer too (pacing, the persist timer), so
                     // the deadline is recomputed whether or not it was already current.
                     slot.stale = true;
@@ -123,11 +134,26 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
     ) -> bool {
+        self.queue_segment_ds(local, remote, seg, 0)
+    }
+
+    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte (a
+    /// listener's `IP_TOS`).
+    pub(super) fn queue_segment_ds(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        ds: u8,
+    ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
         match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
+                if ds != 0 {
+                    crate::wire::ip::set_ds_field(&mut buf, ds);
+                }
                 self.push_control(buf)
             }
             None => false,

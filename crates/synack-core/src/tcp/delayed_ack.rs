@@ -85,19 +85,26 @@ impl DelayedAck {
     /// Allow up to `MAX_QUICKACKS` quick ACKs, fewer if the window holds fewer than that
     /// many pairs of segments (`tcp_incr_quickack`).
     fn add_quick(&mut self, rcv_wnd: usize) {
+        self.add_quick_at_most(rcv_wnd, MAX_QUICKACKS);
+    }
+
+    /// `add_quick` with at most `max` quick ACKs (`tcp_incr_quickack`'s `max_quickacks`).
+    fn add_quick_at_most(&mut self, rcv_wnd: usize, max: u32) {
         let pairs = (rcv_wnd / (2 * self.rcv_mss.max(1))) as u32;
-        let quick = if pairs == 0 {
-            2
-        } else {
-            pairs.min(MAX_QUICKACKS)
-        };
+        let quick = if pairs == 0 { 2 } else { pairs.min(max) };
         self.quick = self.quick.max(quick);
     }
 
     /// Acknowledge what comes next at once: out-of-window or duplicate data arrived, which
     /// says our ACKs went missing (`tcp_enter_quickack_mode`).
     pub fn enter_quick_mode(&mut self, rcv_wnd: usize) {
-        self.add_quick(rcv_wnd);
+        self.enter_quick_mode_at_most(rcv_wnd, MAX_QUICKACKS);
+    }
+
+    /// [`enter_quick_mode`](Self::enter_quick_mode) for at most `max` ACKs: Linux asks for
+    /// two when a congestion mark arrives (`tcp_enter_quickack_mode(sk, 2)`).
+    pub fn enter_quick_mode_at_most(&mut self, rcv_wnd: usize, max: u32) {
+        self.add_quick_at_most(rcv_wnd, max);
         self.pingpong = false;
         self.ato = self.min;
     }

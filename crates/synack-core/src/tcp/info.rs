@@ -16,7 +16,7 @@ pub struct TcpInfo {
     /// The RFC 9293 state.
     pub state: Option<State>,
     /// Linux's congestion-avoidance state: 0 open, 1 disorder (SACKs or duplicate ACKs seen),
-    /// 3 fast recovery, 4 loss (after an RTO).
+    /// 2 CWR (reducing after an ECN congestion mark), 3 fast recovery, 4 loss (after an RTO).
     pub ca_state: u8,
     /// Retransmission timeouts in a row (Linux `tcpi_retransmits` and `tcpi_backoff`).
     pub backoff: u8,
@@ -95,6 +95,15 @@ pub struct TcpInfo {
     pub ooo_dropped: u32,
     /// D-SACK blocks sent (Linux TCPDSACKOldSent).
     pub dsacks_sent: u32,
+    /// Time with data queued or in flight (Linux `tcpi_busy_time`), the two limits below
+    /// included.
+    pub busy_time: Duration,
+    /// Of that, time the peer's window held data back that the congestion window would
+    /// have let go (Linux `tcpi_rwnd_limited`).
+    pub rwnd_limited: Duration,
+    /// Of that, time all data was sent within the congestion window while the application
+    /// waited for room in the send buffer (Linux `tcpi_sndbuf_limited`).
+    pub sndbuf_limited: Duration,
 }
 
 /// What a connection counts of its loss recovery, for [`TcpInfo`] (Linux keeps these
@@ -127,6 +136,8 @@ impl Connection {
             4
         } else if self.recovery.recover.is_some() {
             3
+        } else if self.recovery.cwr.is_some() {
+            2
         } else if self.recovery.dupacks > 0 || sacked > 0 {
             1
         } else {
@@ -143,7 +154,8 @@ impl Connection {
         if self.wscale_ok {
             options |= 4;
         }
-        let unsent = self.snd.buffer.len().saturating_sub(flight);
+        let unsent = self.notsent();
+        let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);
         // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
         let synced = self.is_synchronized() || self.state == State::Closed;
         let (bytes_acked, bytes_received) = if synced && self.snd.una != self.snd.iss {
@@ -191,13 +203,13 @@ impl Connection {
             snd_cwnd: (if self.sack_ok && self.recovery.recover.is_some() {
                 self.recovery.prr_cwnd
             } else {
-                self.cc.window()
+                self.cwnd()
             } / mss)
                 .clamp(1, u32::MAX as usize) as u32,
             notsent_bytes: unsent.min(u32::MAX as usize) as u32,
             snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
             rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,
-            send_buffer: self.snd.buffer.capacity().min(u32::MAX as usize) as u32,
+            send_buffer: self.send_buffer_size().min(u32::MAX as usize) as u32,
             recv_buffer: self.rcv.buffer.capacity().min(u32::MAX as usize) as u32,
             send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
             bytes_acked,
@@ -211,6 +223,9 @@ impl Connection {
             ooo_received: self.counters.ooo_received,
             ooo_dropped: self.counters.ooo_dropped,
             dsacks_sent: self.counters.dsacks_sent,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
         }
     }
 
@@ -225,7 +240,11 @@ impl Connection {
     /// Fix the send buffer at `bytes` and stop it from auto-tuning (Linux SO_SNDBUF, which
     /// sets SOCK_SNDBUF_LOCK).
     pub(crate) fn set_send_buffer(&mut self, bytes: usize) {
-        self.snd.buffer.set_capacity(bytes);
+        if self.cfg.skb_accounting {
+            self.snd.sndbuf = bytes;
+        } else {
+            self.snd.buffer.set_capacity(bytes);
+        }
         Arc::make_mut(&mut self.cfg).send_buffer_max = bytes;
     }
 

@@ -1,5 +1,6 @@
 //! TCP: one connection's buffers, timers, estimators and state machine.
 
+pub(crate) mod chrono;
 pub mod congestion;
 pub(crate) mod delayed_ack;
 pub mod info;

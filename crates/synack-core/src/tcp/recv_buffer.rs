@@ -204,6 +204,20 @@ impl RecvBuffer {
         Ok((self.nxt - old_nxt) as usize)
     }
 
+    /// The first part of `[offset, offset + len)` (offsets past RCV.NXT) that is already held
+    /// out of order, as offsets past RCV.NXT: what a write of those bytes would receive a
+    /// second time. RFC 2883 §4 reports it as a D-SACK block (Linux: `tcp_data_queue_ofo`
+    /// for out-of-order data, `tcp_ofo_queue` when in-order data reaches held ranges).
+    pub fn held_overlap(&self, offset: usize, len: usize) -> Option<(usize, usize)> {
+        let start = self.nxt + offset as u64;
+        let end = start + len as u64;
+        let first = self.ranges.partition_point(|r| r.end <= start);
+        let r = self.ranges.get(first).filter(|r| r.start < end)?;
+        let from = r.start.max(start);
+        let to = r.end.min(end);
+        Some(((from - self.nxt) as usize, (to - self.nxt) as usize))
+    }
+
     /// Copies in-order bytes into `dst` without consuming them (MSG_PEEK); returns how many.
     pub fn peek(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len());

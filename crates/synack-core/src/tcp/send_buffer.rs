@@ -222,6 +222,145 @@ impl SendBuffer {
     }
 }
 
+/// What Linux charges a send-queue skb beyond its payload (its `truesize` with no data), on
+/// x86-64: `SKB_TRUESIZE(704)`, the 704 usable bytes of the 1 KiB head allocated for the
+/// headers (`MAX_TCP_HEADER`) plus `struct sk_buff` (256) and `skb_shared_info` (320). Only
+/// [`Config::skb_accounting`](crate::Config::skb_accounting) uses it.
+pub const SKB_OVERHEAD: usize = 1280;
+
+/// Linux's view of the send queue, skb by skb, for sizing writes and charging the send
+/// buffer as Linux does ([`Config::skb_accounting`](crate::Config::skb_accounting)): the
+/// bytes of [`SendBuffer`] cut into the packets Linux would hold them in.
+///
+/// Linux's `tcp_sendmsg` appends to the last unsent skb up to the size goal, and starts a
+/// new one only while the socket is charged less than its send buffer (`sk_wmem_queued <
+/// sk_sndbuf`, `sk_stream_memory_free`); a transmission that ends inside an skb splits it
+/// (`tcp_fragment`), the unsent rest becoming an skb of its own that later writes fill up.
+/// Each skb costs [`SKB_OVERHEAD`] beyond its payload until it is wholly acknowledged.
+#[derive(Debug, Clone, Default)]
+pub struct SkbQueue {
+    /// Payload bytes of each skb, from SND.UNA's byte (offset 0) on.
+    lens: VecDeque<usize>,
+    /// Their sum: the bytes of the [`SendBuffer`].
+    bytes: usize,
+    /// Bytes below this offset are sent (or, within a write, about to be: `tcp_push_one`).
+    sent: usize,
+    /// The last skb ends a `MSG_EOR` record: nothing is appended to it.
+    tail_closed: bool,
+}
+
+impl SkbQueue {
+    /// skbs held.
+    pub fn count(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What Linux's `sk_wmem_queued` would be: payload plus [`SKB_OVERHEAD`] per skb.
+    pub fn charged(&self) -> usize {
+        self.bytes + SKB_OVERHEAD * self.lens.len()
+    }
+
+    /// Bytes held and not sent.
+    pub fn unsent(&self) -> usize {
+        self.bytes - self.sent.min(self.bytes)
+    }
+
+    /// Bytes a write may append to the last skb without starting another (Linux's `copy =
+    /// size_goal - skb->len` for the tail of the write queue): only an unsent skb is
+    /// appended to, and only up to `goal`.
+    pub fn tail_room(&self, goal: usize) -> usize {
+        match self.lens.back() {
+            Some(&len) if !self.tail_closed && self.bytes - len >= self.sent => {
+                goal.saturating_sub(len)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Appends `n` bytes to the last skb (see [`SkbQueue::tail_room`]).
+    pub fn extend_tail(&mut self, n: usize) {
+        if let Some(len) = self.lens.back_mut() {
+            *len += n;
+            self.bytes += n;
+        } else {
+            self.push_skb(n);
+        }
+    }
+
+    /// Queues a new skb of `n` bytes.
+    pub fn push_skb(&mut self, n: usize) {
+        self.lens.push_back(n);
+        self.bytes += n;
+        self.tail_closed = false;
+    }
+
+    /// The last skb ends a record (`MSG_EOR`): later writes start a new one.
+    pub fn close_tail(&mut self) {
+        self.tail_closed = true;
+    }
+
+    /// Where the unsent bytes start.
+    pub fn unsent_start(&self) -> usize {
+        self.sent.min(self.bytes)
+    }
+
+    /// Where the last skb starts.
+    pub fn tail_start(&self) -> usize {
+        self.bytes - self.lens.back().copied().unwrap_or(0)
+    }
+
+    /// Transmission reached `offset` (it stopped there, or a write's push will take it
+    /// there): an skb that holds it splits, as Linux's `tcp_fragment` splits the skb a
+    /// window-limited transmission ends in.
+    pub fn mark_sent(&mut self, offset: usize) {
+        let offset = offset.min(self.bytes);
+        if offset <= self.sent {
+            return;
+        }
+        self.sent = offset;
+        // From the back: sending stops near the end of what is queued.
+        let mut end = self.bytes;
+        for i in (0..self.lens.len()).rev() {
+            let start = end - self.lens[i];
+            if offset >= start {
+                if offset > start && offset < end {
+                    self.lens[i] = offset - start;
+                    self.lens.insert(i + 1, end - offset);
+                }
+                return;
+            }
+            end = start;
+        }
+    }
+
+    /// Drops `n` acknowledged bytes from the front: whole skbs go with their overhead, the
+    /// first one left is trimmed (Linux's `tcp_trim_head`).
+    pub fn consume(&mut self, n: usize) {
+        let mut n = n.min(self.bytes);
+        self.bytes -= n;
+        self.sent = self.sent.saturating_sub(n);
+        while n > 0 {
+            let Some(front) = self.lens.front_mut() else {
+                break;
+            };
+            if n < *front {
+                *front -= n;
+                break;
+            }
+            n -= *front;
+            self.lens.pop_front();
+        }
+        if self.lens.is_empty() {
+            self.tail_closed = false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,5 +566,70 @@ mod tests {
             }
         }
         assert_eq!(held(&buf), model);
+    }
+
+    #[test]
+    fn skb_queue_appends_splits_and_trims_as_linux() {
+        let mut q = SkbQueue::default();
+        q.push_skb(25_000);
+        assert_eq!(q.tail_room(25_000), 0);
+        // A window-limited push sends 10 000: the skb splits, its rest takes more data.
+        q.mark_sent(10_000);
+        assert_eq!(q.count(), 2);
+        assert_eq!(q.tail_room(25_000), 10_000);
+        q.extend_tail(10_000);
+        q.push_skb(25_000);
+        assert_eq!(q.bytes(), 60_000);
+        assert_eq!(q.charged(), 60_000 + 3 * SKB_OVERHEAD);
+        assert_eq!(q.unsent(), 50_000);
+        // Sent skbs are not appended to.
+        q.mark_sent(60_000);
+        assert_eq!(q.tail_room(30_000), 0);
+        // A partial ACK trims, a whole one frees the skb and its overhead.
+        q.consume(5_000);
+        assert_eq!(q.charged(), 55_000 + 3 * SKB_OVERHEAD);
+        q.consume(5_000);
+        assert_eq!(q.charged(), 50_000 + 2 * SKB_OVERHEAD);
+        q.close_tail();
+        assert_eq!(q.tail_room(30_000), 0);
+        q.consume(usize::MAX);
+        assert_eq!((q.count(), q.bytes(), q.charged()), (0, 0, 0));
+    }
+
+    /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,
+    /// none is empty, and splits fall where sending stopped.
+    #[test]
+    fn skb_queue_stays_consistent() {
+        let mut q = SkbQueue::default();
+        let mut x: u32 = 99;
+        let mut next = || {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 8) as usize
+        };
+        for _ in 0..5000 {
+            match next() % 4 {
+                0 => q.push_skb(1 + next() % 3000),
+                1 => {
+                    let room = q.tail_room(4000);
+                    if room > 0 {
+                        q.extend_tail(1 + next() % room);
+                    }
+                }
+                2 => {
+                    let to = q.unsent_start() + next() % (q.unsent() + 1);
+                    q.mark_sent(to);
+                    let mut end = 0;
+                    let cut = q.lens.iter().any(|&l| {
+                        end += l;
+                        end == to
+                    });
+                    assert!(to == 0 || cut, "an skb ends where sending stopped");
+                }
+                _ => q.consume(next() % 5000),
+            }
+            assert_eq!(q.lens.iter().sum::<usize>(), q.bytes());
+            assert!(q.lens.iter().all(|&l| l > 0));
+            assert!(q.unsent_start() <= q.bytes());
+        }
     }
 }

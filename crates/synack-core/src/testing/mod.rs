@@ -80,10 +80,10 @@ pub fn v4(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(198, 18, 0, (i + 1) as u8))
 }
 
-/// Node `i`'s IPv6 address in a [`Net`]: 2001:db8::(i+1), the documentation prefix (RFC
-/// 3849).
+/// Node `i`'s IPv6 address in a [`Net`]: 2001:2::(i+1), in the benchmarking prefix (RFC
+/// 5180) that every test of this project keeps to, with 198.18.0.0/15 for IPv4.
 pub fn v6(i: usize) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i + 1) as u16))
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, (i + 1) as u16))
 }
 
 /// 32 seed bytes for node `node` of a run seeded with `seed`, for [`crate::Config::seed`].

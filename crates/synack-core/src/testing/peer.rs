@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::{deliver, drain};
-use crate::wire::{self, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
+use crate::wire::{self, Ecn, FastOpenCookie, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 use crate::{Config, Endpoint, Event, Instant, SeqNumber, Transmit};
 
 /// The endpoint under test.
@@ -16,9 +16,9 @@ pub const US: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
 /// The scripted peer.
 pub const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 /// The endpoint under test, IPv6.
-pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+pub const US6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 2));
 /// The scripted peer, IPv6.
-pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+pub const PEER6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 1));
 
 /// A TCP segment we sent, copied out of the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +45,12 @@ pub struct Seg {
     pub sack: Vec<(SeqNumber, SeqNumber)>,
     /// Timestamps option.
     pub ts: Option<TcpTimestamp>,
+    /// TCP Fast Open option.
+    pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The IP header's DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
+    pub ds: u8,
 }
 
 impl Seg {
@@ -89,7 +93,9 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         sack_permitted: t.sack_permitted,
         sack: t.sack_ranges.iter().flatten().copied().collect(),
         ts: t.timestamp,
+        fast_open: t.fast_open,
         payload: t.payload.to_vec(),
+        ds: wire::ip::ds_field(packet),
     })
 }
 
@@ -114,8 +120,12 @@ pub struct Out {
     pub sack: Vec<(SeqNumber, SeqNumber)>,
     /// Timestamps option.
     pub ts: Option<TcpTimestamp>,
+    /// TCP Fast Open option.
+    pub fast_open: Option<FastOpenCookie>,
     /// Data.
     pub payload: Vec<u8>,
+    /// The ECN field of the IP header (not-ECT unless set).
+    pub ecn: Ecn,
 }
 
 impl Out {
@@ -131,7 +141,9 @@ impl Out {
             sack_permitted: false,
             sack: Vec::new(),
             ts: None,
+            fast_open: None,
             payload: Vec::new(),
+            ecn: Ecn::NotEct,
         }
     }
     /// With this sequence number.
@@ -177,9 +189,23 @@ impl Out {
             .collect();
         self
     }
+    /// With a TCP Fast Open option (a cookie request if `cookie` is empty).
+    pub fn fast_open(mut self, cookie: &[u8]) -> Self {
+        self.fast_open = if cookie.is_empty() {
+            Some(FastOpenCookie::REQUEST)
+        } else {
+            Some(FastOpenCookie::new(cookie).expect("a cookie of 4 to 16 bytes, even"))
+        };
+        self
+    }
     /// With this data.
     pub fn data(mut self, d: &[u8]) -> Self {
         self.payload = d.to_vec();
+        self
+    }
+    /// With this ECN field in the IP header (RFC 3168 §5).
+    pub fn ecn(mut self, ecn: Ecn) -> Self {
+        self.ecn = ecn;
         self
     }
 
@@ -194,12 +220,16 @@ impl Out {
             t.sack_ranges[i] = Some(*b);
         }
         t.timestamp = self.ts;
+        t.fast_open = self.fast_open;
         t.payload = &self.payload;
         let ip = IpRepr::new(from.ip(), to.ip(), IpProtocol::Tcp, t.buffer_len(), 64).unwrap();
         let mut buf = vec![0u8; ip.buffer_len()];
         let hl = ip.header_len();
         ip.emit(&mut buf[..hl]);
         t.emit(&mut buf[hl..], from.ip(), to.ip());
+        if self.ecn != Ecn::NotEct {
+            wire::ip::set_ds_field(&mut buf, self.ecn.bits());
+        }
         buf
     }
 }

@@ -212,8 +212,8 @@ mod tests {
 
     #[test]
     fn pseudo_header_v6_matches_bytes() {
-        let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let dst: Ipv6Addr = "2001:db8::ffff:2".parse().unwrap();
+        let src: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let dst: Ipv6Addr = "2001:2::ffff:2".parse().unwrap();
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&src.octets());
         bytes.extend_from_slice(&dst.octets());

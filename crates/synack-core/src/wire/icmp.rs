@@ -353,10 +353,10 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn a6() -> Ipv6Addr {
-        "2001:db8::1".parse().unwrap()
+        "2001:2::1".parse().unwrap()
     }
     fn b6() -> Ipv6Addr {
-        "2001:db8::2".parse().unwrap()
+        "2001:2::2".parse().unwrap()
     }
 
     #[test]

@@ -162,6 +162,74 @@ impl IpRepr {
     }
 }
 
+/// The ECN field of an IP header (RFC 3168 §5): the low two bits of the IPv4 TOS byte and
+/// of the IPv6 traffic class, beside the six bits of DSCP (RFC 2474 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ecn {
+    /// `00`: the transport is not ECN-capable.
+    #[default]
+    NotEct,
+    /// `01`: ECN-capable transport, ECT(1).
+    Ect1,
+    /// `10`: ECN-capable transport, ECT(0), the codepoint RFC 3168 senders use.
+    Ect0,
+    /// `11`: congestion experienced, set by a router instead of dropping.
+    Ce,
+}
+
+impl Ecn {
+    /// The ECN bits within a DS byte.
+    pub const MASK: u8 = 0b11;
+
+    /// The codepoint in the low two bits of a TOS or traffic-class byte.
+    pub fn from_ds(ds: u8) -> Ecn {
+        match ds & Self::MASK {
+            0 => Ecn::NotEct,
+            1 => Ecn::Ect1,
+            2 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    /// The two bits of this codepoint.
+    pub fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+}
+
+/// The DS byte (DSCP and ECN: the IPv4 TOS byte, the IPv6 traffic class) of a packet that
+/// [`parse`] accepted; 0 for anything too short to have one.
+pub fn ds_field(packet: &[u8]) -> u8 {
+    match (packet.first().map(|b| b >> 4), packet.get(..2)) {
+        (Some(4), Some(b)) => b[1],
+        // Version, then the traffic class across the next two nibbles.
+        (Some(6), Some(b)) => (b[0] << 4) | (b[1] >> 4),
+        _ => 0,
+    }
+}
+
+/// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
+/// keeping the IPv4 header checksum right. A packet of another version is left alone.
+pub fn set_ds_field(packet: &mut [u8], ds: u8) {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= ipv4::HEADER_LEN => {
+            let mut p = ipv4::Packet::new_unchecked(&mut packet[..]);
+            p.set_tos(ds);
+            p.fill_checksum();
+        }
+        Some(6) if packet.len() >= ipv6::HEADER_LEN => {
+            packet[0] = 0x60 | (ds >> 4);
+            packet[1] = (packet[1] & 0x0f) | (ds << 4);
+        }
+        _ => {}
+    }
+}
+
 /// Parses one IP packet as read from a TUN device.
 ///
 /// Dispatches on the version nibble (neither 4 nor 6 is `Unsupported`), then validates the
@@ -225,8 +293,8 @@ mod tests {
         );
         assert_eq!(r.hop_limit(), 64);
 
-        let a6 = IpAddr::V6("2001:db8::1".parse().unwrap());
-        let b6 = IpAddr::V6("2001:db8::2".parse().unwrap());
+        let a6 = IpAddr::V6("2001:2::1".parse().unwrap());
+        let b6 = IpAddr::V6("2001:2::2".parse().unwrap());
         let r6 = IpRepr::new(a6, b6, IpProtocol::Icmpv6, 8, 255).unwrap();
         assert_eq!((r6.header_len(), r6.buffer_len()), (40, 48));
         assert_eq!(r6.protocol(), IpProtocol::Icmpv6);
@@ -240,8 +308,8 @@ mod tests {
                 IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
             ),
             (
-                IpAddr::V6("2001:db8::1".parse().unwrap()),
-                IpAddr::V6("2001:db8::2".parse().unwrap()),
+                IpAddr::V6("2001:2::1".parse().unwrap()),
+                IpAddr::V6("2001:2::2".parse().unwrap()),
             ),
         ] {
             let r = IpRepr::new(src, dst, IpProtocol::Udp, 5, 17).unwrap();
@@ -251,6 +319,34 @@ mod tests {
             let (parsed, payload) = parse(&buf).unwrap();
             assert_eq!(parsed, r);
             assert_eq!(payload, b"hello", "trailing padding is ignored");
+        }
+    }
+
+    #[test]
+    fn ds_field_round_trips_both_families() {
+        for (src, dst) in [
+            (
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            ),
+            (
+                IpAddr::V6("2001:2::1".parse().unwrap()),
+                IpAddr::V6("2001:2::2".parse().unwrap()),
+            ),
+        ] {
+            let r = IpRepr::new(src, dst, IpProtocol::Tcp, 0, 64).unwrap();
+            let mut buf = vec![0u8; r.buffer_len()];
+            r.emit(&mut buf);
+            assert_eq!(ds_field(&buf), 0);
+            set_ds_field(&mut buf, 0xb8 | Ecn::Ect0.bits());
+            let (parsed, _) = parse(&buf).expect("still valid, checksum included");
+            assert_eq!(parsed, r);
+            assert_eq!(ds_field(&buf), 0xba);
+            assert_eq!(Ecn::from_ds(ds_field(&buf)), Ecn::Ect0);
+        }
+        assert_eq!(ds_field(&[]), 0);
+        for e in [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce] {
+            assert_eq!(Ecn::from_ds(0xfc | e.bits()), e);
         }
     }
 

@@ -342,8 +342,8 @@ mod tests {
         p.set_payload_len(payload.len() as u16);
         p.set_next_header(IpProtocol::from(next_header));
         p.set_hop_limit(64);
-        p.set_src_addr("2001:db8::1".parse().unwrap());
-        p.set_dst_addr("2001:db8::2".parse().unwrap());
+        p.set_src_addr("2001:2::1".parse().unwrap());
+        p.set_dst_addr("2001:2::2".parse().unwrap());
         buf[HEADER_LEN..].copy_from_slice(payload);
         buf
     }
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(p.payload_len(), 20);
         assert_eq!(p.next_header(), IpProtocol::Tcp);
         assert_eq!(p.hop_limit(), 64);
-        assert_eq!(p.src_addr(), "2001:db8::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(p.src_addr(), "2001:2::1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.payload().len(), 20);
     }
 
@@ -481,8 +481,8 @@ mod tests {
     #[test]
     fn emit_writes_a_plain_header() {
         let repr = Ipv6Repr {
-            src_addr: "2001:db8::1".parse().unwrap(),
-            dst_addr: "2001:db8::2".parse().unwrap(),
+            src_addr: "2001:2::1".parse().unwrap(),
+            dst_addr: "2001:2::2".parse().unwrap(),
             next_header: IpProtocol::Tcp,
             payload_len: 40,
             hop_limit: 64,

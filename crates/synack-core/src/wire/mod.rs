@@ -20,10 +20,10 @@ pub mod tcp;
 pub mod udp;
 
 pub use icmp::IcmpRepr;
-pub use ip::{IpProtocol, IpRepr};
+pub use ip::{Ecn, IpProtocol, IpRepr};
 pub use ipv4::Ipv4Repr;
 pub use ipv6::Ipv6Repr;
-pub use tcp::{TcpFlags, TcpRepr, TcpTimestamp};
+pub use tcp::{FastOpenCookie, TcpFlags, TcpRepr, TcpTimestamp};
 pub use udp::{UdpPacket, UdpRepr};
 
 /// Why a packet was refused by the wire layer.

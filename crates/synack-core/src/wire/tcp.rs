@@ -49,6 +49,64 @@ mod opt {
     /// RFC 7323 §3.2: Timestamps, length 10.
     pub const TS: u8 = 8;
     pub const TS_LEN: u8 = 10;
+    /// RFC 7413 §4.1.1: TCP Fast Open Cookie, length 2 + cookie (0, or 4 to 16 bytes).
+    pub const FAST_OPEN: u8 = 34;
+    /// RFC 6994 §3: the shared experimental kind, with Fast Open's ExID (the form used before
+    /// kind 34 was assigned; Linux still accepts it).
+    pub const EXPERIMENTAL: u8 = 254;
+    pub const FAST_OPEN_EXID: u16 = 0xF989;
+}
+
+/// A TCP Fast Open cookie (RFC 7413 §4.1.1): 4 to 16 bytes from the server, or none at all
+/// in a SYN that asks for one (a "cookie request").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FastOpenCookie {
+    len: u8,
+    bytes: [u8; FastOpenCookie::MAX_LEN],
+}
+
+impl FastOpenCookie {
+    /// The shortest cookie (RFC 7413 §4.1.1).
+    pub const MIN_LEN: usize = 4;
+    /// The longest cookie (RFC 7413 §4.1.1).
+    pub const MAX_LEN: usize = 16;
+    /// The empty option of a SYN asking the server for a cookie (RFC 7413 §4.1.2).
+    pub const REQUEST: FastOpenCookie = FastOpenCookie {
+        len: 0,
+        bytes: [0; FastOpenCookie::MAX_LEN],
+    };
+
+    /// A cookie of these bytes, if their number is one RFC 7413 allows: 4 to 16, and even,
+    /// as Linux requires (`tcp_parse_fastopen_option`).
+    pub fn new(cookie: &[u8]) -> Option<FastOpenCookie> {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&cookie.len())
+            || !cookie.len().is_multiple_of(2)
+        {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..cookie.len()].copy_from_slice(cookie);
+        Some(FastOpenCookie {
+            len: cookie.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The cookie's bytes (empty for a request).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Whether this is a cookie request (no cookie).
+    pub fn is_request(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The option's bytes on the wire, padded with NOPs to a multiple of four as Linux pads
+    /// it (`tcp_options_write`).
+    fn wire_len(&self) -> usize {
+        (2 + usize::from(self.len)).div_ceil(4) * 4
+    }
 }
 
 /// The eight TCP control bits of header byte 13 (RFC 9293 §3.1; ECE and CWR from RFC 3168).
@@ -365,6 +423,9 @@ pub struct TcpRepr<'a> {
     pub sack_ranges: [Option<(SeqNumber, SeqNumber)>; 4],
     /// The Timestamps option (RFC 7323 §3), if present.
     pub timestamp: Option<TcpTimestamp>,
+    /// The TCP Fast Open option (RFC 7413 §4.1.1), if present and well formed; only SYNs and
+    /// SYN-ACKs carry it.
+    pub fast_open: Option<FastOpenCookie>,
     /// The segment's data.
     pub payload: &'a [u8],
 }
@@ -391,6 +452,7 @@ impl<'a> TcpRepr<'a> {
             sack_permitted: false,
             sack_ranges: [None; 4],
             timestamp: None,
+            fast_open: None,
             payload: &[],
         }
     }
@@ -406,6 +468,9 @@ impl<'a> TcpRepr<'a> {
     /// - Known kinds must have their RFC length: MSS 4, Window Scale 3 (RFC 7323 §2.2),
     ///   SACK-Permitted 2 (RFC 2018 §2), Timestamps 10 (RFC 7323 §3.2), SACK 2 + 8n
     ///   (RFC 2018 §3; n ≤ 4 follows from the 40-byte option area).
+    /// - Fast Open (RFC 7413 §4.1.1, kind 34, or kind 254 with ExID 0xF989) is taken only
+    ///   with a length Linux takes (a request, or an even cookie of 4 to 16 bytes) and is
+    ///   otherwise ignored, not an error, as Linux ignores it.
     ///
     /// `checksum_verified` says the link has already verified the checksum, or computed it
     /// itself (receive checksum offload, Linux `CHECKSUM_UNNECESSARY`; see
@@ -457,8 +522,9 @@ impl<'a> TcpRepr<'a> {
         }
     }
 
-    /// The option bytes before the SACK blocks: MSS, timestamps/SACK-permitted, window scale.
-    /// At most 20, so SACK always has room for at least two blocks.
+    /// The option bytes beside the SACK blocks: MSS, timestamps/SACK-permitted, window scale,
+    /// Fast Open. At most 20 without Fast Open (so SACK always has room for at least two
+    /// blocks); Fast Open rides only on SYNs, which carry no SACK blocks.
     fn fixed_options_len(&self) -> usize {
         let mut len = 0;
         if self.max_seg_size.is_some() {
@@ -471,6 +537,9 @@ impl<'a> TcpRepr<'a> {
         }
         if self.window_scale.is_some() {
             len += 4;
+        }
+        if let Some(cookie) = self.fast_open {
+            len += cookie.wire_len();
         }
         len
     }
@@ -561,7 +630,8 @@ impl<'a> TcpRepr<'a> {
     /// Writes the options in Linux's `tcp_options_write` order, so that our SYNs look like the
     /// kernel's (and middleboxes that learned the kernel's layout see nothing new):
     /// `<mss>`, then `<sackOK, TS>` sharing a word (or `<nop, nop, TS>`, or `<nop, nop,
-    /// sackOK>`), then `<nop, wscale>`, then `<nop, nop, SACK blocks>`. Returns bytes written.
+    /// sackOK>`), then `<nop, wscale>`, then `<nop, nop, SACK blocks>`, then `<FO cookie>`
+    /// padded with NOPs. Returns bytes written.
     fn emit_options(&self, out: &mut [u8]) -> usize {
         let blocks = self.emitted_sack_blocks(self.fixed_options_len());
         let mut at = 0;
@@ -594,7 +664,24 @@ impl<'a> TcpRepr<'a> {
                 put(&right.0.to_be_bytes());
             }
         }
+        if let Some(cookie) = self.fast_open {
+            let len = 2 + cookie.as_bytes().len();
+            put(&[opt::FAST_OPEN, len as u8]);
+            put(cookie.as_bytes());
+            for _ in len..cookie.wire_len() {
+                put(&[opt::NOP]);
+            }
+        }
         at
+    }
+}
+
+/// A Fast Open option's value: a request (empty) or a cookie Linux would take.
+fn fast_open_cookie(value: &[u8]) -> Option<FastOpenCookie> {
+    if value.is_empty() {
+        Some(FastOpenCookie::REQUEST)
+    } else {
+        FastOpenCookie::new(value)
     }
 }
 
@@ -664,6 +751,13 @@ fn parse_options(mut options: &[u8], repr: &mut TcpRepr<'_>) -> Result<(), WireE
                 }
                 repr.sack_ranges = ranges;
             }
+            opt::FAST_OPEN => repr.fast_open = fast_open_cookie(value).or(repr.fast_open),
+            opt::EXPERIMENTAL
+                if value.len() >= 2
+                    && u16::from_be_bytes([value[0], value[1]]) == opt::FAST_OPEN_EXID =>
+            {
+                repr.fast_open = fast_open_cookie(&value[2..]).or(repr.fast_open);
+            }
             // RFC 9293 §3.2 (MUST-6): "A TCP implementation MUST ignore without error any TCP
             // option it does not implement, assuming that the option has a length field".
             _ => {}
@@ -689,6 +783,60 @@ mod tests {
 
     fn syn() -> TcpRepr<'static> {
         TcpRepr::new(1000, 80, TcpFlags::SYN, SeqNumber(7), SeqNumber(0))
+    }
+
+    #[test]
+    fn fast_open_options_are_laid_out_as_linux_lays_them() {
+        // A cookie request after the other SYN options, padded: Linux's
+        // `<mss 1460,nop,nop,sackOK,nop,wscale 8,FO,nop,nop>`.
+        let mut r = syn();
+        r.max_seg_size = Some(1460);
+        r.sack_permitted = true;
+        r.window_scale = Some(8);
+        r.fast_open = Some(FastOpenCookie::REQUEST);
+        let b = emit(&r);
+        assert_eq!(b[20..], [2, 4, 5, 180, 1, 1, 4, 2, 1, 3, 3, 8, 34, 2, 1, 1]);
+        assert_eq!(TcpRepr::parse(&b, A, B, false).unwrap(), r);
+        // An 8-byte cookie next to timestamps: 10 bytes, two NOPs; 40 bytes in all at most.
+        r.timestamp = Some(TcpTimestamp { tsval: 1, tsecr: 0 });
+        r.fast_open = FastOpenCookie::new(&[0xab, 0xcd, 0x12, 0x34, 5, 6, 7, 8]);
+        let b = emit(&r);
+        assert_eq!(
+            b[40..52],
+            [34, 10, 0xab, 0xcd, 0x12, 0x34, 5, 6, 7, 8, 1, 1]
+        );
+        assert_eq!(TcpRepr::parse(&b, A, B, false).unwrap(), r);
+        r.fast_open = FastOpenCookie::new(&[9; 16]);
+        assert_eq!(r.header_len(), 60);
+        let b = emit(&r);
+        assert_eq!(TcpRepr::parse(&b, A, B, false).unwrap(), r);
+    }
+
+    #[test]
+    fn fast_open_option_of_odd_or_wrong_length_is_ignored_and_the_old_form_is_read() {
+        assert_eq!(FastOpenCookie::new(&[1, 2, 3]), None);
+        assert_eq!(FastOpenCookie::new(&[1; 5]), None);
+        assert_eq!(FastOpenCookie::new(&[1; 18]), None);
+        let parse = |options: &[u8]| {
+            let mut b = emit(&syn());
+            let mut packet = b[..20].to_vec();
+            packet.extend_from_slice(options);
+            while !packet.len().is_multiple_of(4) {
+                packet.push(0);
+            }
+            b = packet;
+            let len = b.len();
+            Packet::new_unchecked(&mut b[..]).set_header_len(len);
+            Packet::new_unchecked(&mut b[..]).fill_checksum(A, B);
+            TcpRepr::parse(&b, A, B, false).map(|r| r.fast_open)
+        };
+        assert_eq!(parse(&[34, 5, 1, 2, 3]), Ok(None));
+        assert_eq!(parse(&[34, 2]), Ok(Some(FastOpenCookie::REQUEST)));
+        assert_eq!(
+            parse(&[254, 8, 0xf9, 0x89, 1, 2, 3, 4]),
+            Ok(FastOpenCookie::new(&[1, 2, 3, 4]))
+        );
+        assert_eq!(parse(&[254, 8, 0xf9, 0x88, 1, 2, 3, 4]), Ok(None));
     }
 
     #[test]

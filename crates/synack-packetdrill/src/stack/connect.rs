@@ -37,6 +37,12 @@ impl Stack {
         if let Some(m) = o.maxseg {
             let _ = ep.clamp_mss(h, m as usize);
         }
+        if let Some(tos) = o.ip.ds_byte() {
+            let _ = ep.set_tos(h, tos);
+        }
+        if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
+            let _ = ep.set_notsent_lowat(h, Some(l as usize));
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {
@@ -76,7 +82,11 @@ impl Shared {
             return Err(libc::EPROTONOSUPPORT);
         }
         let mut g = self.lock();
-        g.ep();
+        // Linux reads tcp_timestamps when a handshake starts: a script may change it between
+        // connections.
+        if let Some(on) = crate::flags::timestamps_sysctl() {
+            g.ep().set_timestamps(on);
+        }
         let fd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
@@ -209,7 +219,32 @@ impl Shared {
         let nonblock = s.nonblock;
         let opts = s.opts.clone();
         let now = g.now;
-        let h = g.ep().connect(now, addr).map_err(errno)?;
+        let fast_open = opts.fastopen_connect && g.sys().fastopen & 1 != 0;
+        let h = if fast_open {
+            // TCP_FASTOPEN_CONNECT: with a cookie the SYN waits for the first write and
+            // connect() returns at once (Linux's tcp_fastopen_defer_connect); without one the
+            // SYN asks for a cookie and connect() goes on as usual.
+            let deferred = g.ep().fast_open_cookie(addr.ip()).is_some();
+            let core = SocketOptions {
+                fast_open_connect: Some(true),
+                ..SocketOptions::default()
+            };
+            let h = g.ep().connect_with(now, addr, None, &core).map_err(errno)?;
+            if deferred {
+                g.apply_opts(h, &opts);
+                g.conn_fd.insert(h, fd);
+                let s = g.socket(fd)?;
+                s.kind = Kind::Conn(h);
+                s.connecting = Connecting::Done;
+                s.fastopen_deferred = true;
+                g.drain();
+                self.kick(&mut g);
+                return Ok(());
+            }
+            h
+        } else {
+            g.ep().connect(now, addr).map_err(errno)?
+        };
         // Before the SYN is polled out, so that TCP_MAXSEG reaches its MSS option.
         g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
@@ -219,6 +254,61 @@ impl Shared {
         g.drain();
         self.kick(&mut g);
         self.finish_connect(g, fd, nonblock, false)
+    }
+
+    /// sendto(2) with MSG_FASTOPEN (Linux's `tcp_sendmsg_fastopen`): connect to `addr` and
+    /// send `data` in the SYN with the server's cookie. Without a cookie the SYN asks for
+    /// one and nothing is taken: EINPROGRESS on a non-blocking socket; a blocking one waits
+    /// for the connection and then sends as usual.
+    pub fn send_fast_open(
+        &self,
+        fd: i32,
+        data: &[u8],
+        addr: Option<SocketAddr>,
+        dontwait: bool,
+        flags: synack_core::SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
+        let mut g = self.lock();
+        if g.sys().fastopen & 1 == 0 {
+            return Err(libc::EOPNOTSUPP);
+        }
+        let s = g.socket(fd)?;
+        match s.kind {
+            Kind::Conn(_) if s.fastopen_deferred => {
+                drop(g);
+                return self.send_parts(fd, data, &[], dontwait, flags, zerocopy);
+            }
+            Kind::Conn(_) | Kind::Listener(_) => return Err(libc::EISCONN),
+            Kind::Fresh => {}
+        }
+        let addr = unmap(addr.ok_or(libc::EDESTADDRREQ)?);
+        let nonblock = s.nonblock || dontwait;
+        let opts = s.opts.clone();
+        let now = g.now;
+        let (h, n) = g
+            .ep()
+            .connect_fast_open(now, addr, None, &SocketOptions::default(), data)
+            .map_err(errno)?;
+        g.apply_opts(h, &opts);
+        g.conn_fd.insert(h, fd);
+        let s = g.socket(fd)?;
+        s.kind = Kind::Conn(h);
+        s.connecting = Connecting::InProgress;
+        if n > 0 {
+            // Before the endpoint sends them: the error queue follows these bytes.
+            g.note_write(fd, n, zerocopy, true);
+        }
+        g.drain();
+        self.kick(&mut g);
+        if n > 0 {
+            return Ok(n);
+        }
+        if nonblock {
+            return Err(libc::EINPROGRESS);
+        }
+        self.finish_connect(g, fd, false, false)?;
+        self.send_parts(fd, data, &[], dontwait, flags, zerocopy)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
@@ -248,10 +338,13 @@ impl Shared {
 }
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
-/// rest: those that shape the SYN-ACK (TCP_MAXSEG).
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS; SO_RCVBUF, which fixes the
+/// window scale offered, as a child socket inherits the listener's locked buffer on Linux).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
+        recv_buffer: o.rcvbuf.map(|b| b as usize),
+        tos: o.ip.ds_byte(),
         ..SocketOptions::default()
     }
 }

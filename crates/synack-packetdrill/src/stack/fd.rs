@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use synack_core::{ConnectionHandle, ListenerHandle};
 
+use super::errqueue::ErrQueue;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Fresh,
@@ -46,6 +48,36 @@ pub struct Opts {
     pub user_timeout: Option<u32>,
     /// TCP_SYNCNT, if set.
     pub syncnt: Option<u32>,
+    /// SO_ZEROCOPY: `MSG_ZEROCOPY` sends are numbered and reported on the error queue.
+    pub zerocopy: bool,
+    /// SO_TIMESTAMPING's `SOF_TIMESTAMPING_*` flags.
+    pub timestamping: u32,
+    /// SO_MARK: kept and reported; nothing here routes or filters by it.
+    pub mark: u32,
+    /// TCP_FASTOPEN_CONNECT.
+    pub fastopen_connect: bool,
+    /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
+    pub ip: IpOpts,
+}
+
+/// The IP-level options (`SOL_IP`, `SOL_IPV6`): see `sockopt.rs`.
+#[derive(Debug, Clone, Default)]
+pub struct IpOpts {
+    /// IP_TOS.
+    pub tos: u8,
+    /// IPV6_TCLASS.
+    pub tclass: u8,
+    /// IP_MTU_DISCOVER, if set.
+    pub mtu_discover: Option<i32>,
+    /// The DS byte the connection sends with: the last of IP_TOS and IPV6_TCLASS set.
+    pub ds: Option<u8>,
+}
+
+impl IpOpts {
+    /// The DS byte for the core, once either option was set.
+    pub fn ds_byte(&self) -> Option<u8> {
+        self.ds
+    }
 }
 
 #[derive(Debug)]
@@ -64,6 +96,11 @@ pub(super) struct Socket {
     pub(super) connecting: Connecting,
     /// Bumped on every core event for the socket, for edge-triggered epoll.
     pub(super) ev_gen: u64,
+    /// The error queue (MSG_ERRQUEUE).
+    pub(super) errq: ErrQueue,
+    /// A TCP Fast Open connect whose SYN waits for the first write (TCP_FASTOPEN_CONNECT
+    /// with a cookie): writes go through in SYN-SENT.
+    pub(super) fastopen_deferred: bool,
 }
 
 impl Socket {
@@ -80,6 +117,8 @@ impl Socket {
             error_reported: false,
             connecting: Connecting::No,
             ev_gen: 1,
+            errq: ErrQueue::default(),
+            fastopen_deferred: false,
         }
     }
 }

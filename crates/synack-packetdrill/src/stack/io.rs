@@ -80,14 +80,45 @@ impl Shared {
     /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room; `flags`
     /// are MSG_MORE and MSG_EOR (an EOR marks the record's end once all of `data` is in).
     pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
+        self.send_parts(fd, data, &[], dontwait, flags, false)
+    }
+
+    /// As [`Shared::send`], with `data` cut into records at `breaks` (ascending offsets into
+    /// it), each part queued as if with MSG_EOR, so that no segment spans two; `zerocopy`
+    /// numbers the write for its completion report on the error queue.
+    pub(super) fn send_parts(
+        &self,
+        fd: i32,
+        data: &[u8],
+        breaks: &[usize],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
+        // A blocked writer sleeps until the socket is woken (`Writable`, or any other event
+        // on it), as Linux's sk_stream_wait_memory does, not until a write would merely fit:
+        // the wake-up waits for a third of the buffer to be free.
+        let mut asleep: Option<u64> = None;
         loop {
+            let end = breaks.iter().copied().find(|&b| b > done);
+            let end = end.unwrap_or(data.len()).min(data.len());
+            let part_flags = if end < data.len() {
+                SendFlags { eor: true, ..flags }
+            } else {
+                flags
+            };
             let (g2, r) = self.block(g, None, |st| {
                 let s = match st.socket(fd) {
                     Ok(s) => s,
                     Err(e) => return Some(Err(e)),
                 };
+                if asleep.is_some_and(|gen| gen == s.ev_gen) {
+                    return None;
+                }
+                asleep = None;
+                let gen = s.ev_gen;
                 let nonblock = s.nonblock || dontwait;
                 let h = match s.kind {
                     Kind::Conn(h) => h,
@@ -100,17 +131,25 @@ impl Shared {
                     return Some(Err(libc::EPIPE));
                 }
                 let state = st.ep().state(h).unwrap_or(State::Closed);
-                if matches!(state, State::SynSent | State::SynReceived) {
+                // A deferred Fast Open connect sends its SYN with the first write.
+                let deferred = st
+                    .socket(fd)
+                    .map(|s| std::mem::take(&mut s.fastopen_deferred))
+                    .unwrap_or(false);
+                if matches!(state, State::SynSent | State::SynReceived) && !deferred {
                     return if nonblock {
                         Some(Err(libc::EAGAIN))
                     } else {
                         None
                     };
                 }
-                match st.ep().send_with(h, &data[done..], flags) {
+                match st.ep().send_with(h, &data[done..end], part_flags) {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
-                    Err(Error::WouldBlock) => None,
+                    Err(Error::WouldBlock) => {
+                        asleep = Some(gen);
+                        None
+                    }
                     Err(e) => {
                         if let Ok(s) = st.socket(fd) {
                             s.error_reported = true;
@@ -129,14 +168,25 @@ impl Shared {
             match r.unwrap_or(Err(libc::EAGAIN)) {
                 Ok(n) => {
                     done += n;
+                    let nonblock = g.socket(fd)?.nonblock || dontwait;
+                    let finished = done >= data.len() || n == 0 || (nonblock && done < end);
+                    // Before the endpoint sends them: the error queue follows these bytes.
+                    g.note_write(fd, n, zerocopy, finished);
                     g.drain();
                     self.kick(&mut g);
-                    let nonblock = g.socket(fd)?.nonblock || dontwait;
-                    if done >= data.len() || nonblock || n == 0 {
+                    if finished {
                         return Ok(done);
                     }
+                    if done < end {
+                        // Cut short: sleep until woken (a part that went in whole goes on
+                        // to the next at once).
+                        asleep = Some(g.socket(fd)?.ev_gen);
+                    }
                 }
-                Err(_) if done > 0 => return Ok(done),
+                Err(_) if done > 0 => {
+                    g.note_write(fd, 0, zerocopy, true);
+                    return Ok(done);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -13,12 +13,15 @@
 //! - `connect`, `io`, `close`, `control`, `poll`, `sockopt`: the socket calls (socket, bind,
 //!   listen, accept, connect; recv and send; shutdown and close; fcntl and ioctl; poll and
 //!   epoll; getsockopt and setsockopt).
+//! - [`errqueue`]: the error queue (`MSG_ERRQUEUE`) with `MSG_ZEROCOPY` completions and
+//!   SO_TIMESTAMPING transmit timestamps.
 
 mod clock;
 mod close;
 mod connect;
 mod control;
 mod errno;
+pub mod errqueue;
 pub mod ev;
 mod fd;
 mod io;

@@ -16,7 +16,9 @@ impl Stack {
         let Ok(s) = self.socket(fd) else {
             return libc::POLLNVAL as u32;
         };
-        match s.kind {
+        // tcp_poll: EPOLLERR while the error queue holds anything.
+        let errq = if s.errq.is_empty() { 0 } else { ev::ERR };
+        errq | match s.kind {
             Kind::Fresh => ev::OUT | ev::WRNORM | ev::HUP,
             Kind::Listener(l) => {
                 if s.accepted.is_empty() {
@@ -34,9 +36,6 @@ impl Stack {
             }
             Kind::Conn(h) => {
                 let (shut_rd, shut_wr, reported) = (s.shut_rd, s.shut_wr, s.error_reported);
-                let lowat = s.opts.notsent_lowat.filter(|&l| l > 0);
-                let lowat = lowat.unwrap_or_else(|| self.sys().notsent_lowat);
-                let now = self.now;
                 let ep = self.ep();
                 let state = ep.state(h).unwrap_or(State::Closed);
                 let error = ep.take_error(h).ok().flatten();
@@ -71,16 +70,9 @@ impl Stack {
                     }
                     if snd_shut {
                         mask |= ev::OUT | ev::WRNORM;
-                    } else {
-                        let free = ep.send_capacity(h).unwrap_or(0);
-                        let queued = ep.send_queue_len(h).unwrap_or(0);
-                        // tcp_stream_memory_free: fewer unsent bytes than the low-water mark.
-                        let notsent = ep.info(now, h).map(|i| i.notsent_bytes).unwrap_or(0);
-                        let lowat_ok = notsent < lowat;
-                        // sk_stream_is_writeable: free space at least half what is queued.
-                        if free > 0 && 2 * free >= queued && lowat_ok {
-                            mask |= ev::OUT | ev::WRNORM;
-                        }
+                    } else if ep.poll_writable(h).unwrap_or(false) {
+                        // tcp_poll's __sk_stream_is_writeable(sk, 1), and SOCK_NOSPACE if not.
+                        mask |= ev::OUT | ev::WRNORM;
                     }
                 }
                 mask
@@ -138,10 +130,12 @@ impl Shared {
                 if e.interest.contains_key(&fd) {
                     return Err(libc::EEXIST);
                 }
-                e.interest.insert(fd, (events, data, 0));
+                // Linux always adds EPOLLERR and EPOLLHUP; a one-shot entry, once reported,
+                // loses them too (ep_send_events), until EPOLL_CTL_MOD.
+                e.interest.insert(fd, (events | ev::ERR | ev::HUP, data, 0));
             }
             libc::EPOLL_CTL_MOD => match e.interest.get_mut(&fd) {
-                Some(entry) => *entry = (events, data, 0),
+                Some(entry) => *entry = (events | ev::ERR | ev::HUP, data, 0),
                 None => return Err(libc::ENOENT),
             },
             libc::EPOLL_CTL_DEL => {
@@ -171,7 +165,7 @@ impl Shared {
                 if out.len() >= max {
                     break;
                 }
-                let r = st.readiness(fd) & (events | ev::ERR | ev::HUP);
+                let r = st.readiness(fd) & events;
                 let r = r & !(ev::ET | ev::ONESHOT);
                 if r == 0 {
                     continue;

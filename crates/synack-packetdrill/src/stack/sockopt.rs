@@ -6,7 +6,8 @@ use synack_core::tcp::info::TcpInfo;
 use synack_core::State;
 
 use super::errno::{errno, SysResult};
-use super::fd::Kind;
+use super::errqueue;
+use super::fd::{IpOpts, Kind};
 use super::state::Shared;
 
 impl Shared {
@@ -32,6 +33,11 @@ impl Shared {
             }
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
+            (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => int(o.zerocopy as i32),
+            (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => {
+                Ok(errqueue::timestamping_bytes(o.timestamping))
+            }
+            (libc::SOL_SOCKET, errqueue::SO_MARK) => int(o.mark as i32),
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
                 let mut v = (o.linger.is_some() as i32).to_ne_bytes().to_vec();
                 v.extend_from_slice(&o.linger.unwrap_or(0).to_ne_bytes());
@@ -65,6 +71,7 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
             (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
                     // Linux reports mss_cache: the MSS less the options every segment
@@ -102,6 +109,7 @@ impl Shared {
             }
             // CUBIC and NewReno have nothing to report (Linux: a length of 0).
             (libc::IPPROTO_TCP, libc::TCP_CC_INFO) => Ok(Vec::new()),
+            (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => ip_getsockopt(&o.ip, level, name),
             _ => Err(libc::ENOPROTOOPT),
         }
     }
@@ -124,6 +132,9 @@ impl Shared {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
                 g.socket(fd)?.opts.reuseaddr = int()? != 0;
             }
+            (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => g.set_zerocopy(fd, int()?)?,
+            (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => g.set_timestamping(fd, value)?,
+            (libc::SOL_SOCKET, errqueue::SO_MARK) => g.socket(fd)?.opts.mark = int()? as u32,
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
                 if value.len() < 8 {
                     return Err(libc::EINVAL);
@@ -156,6 +167,19 @@ impl Shared {
                 if let Some(h) = conn {
                     g.ep().set_nodelay(h, on).map_err(errno)?;
                 }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => {
+                // Linux: 0 or 1, before connect().
+                let on = match int()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(libc::EINVAL),
+                };
+                let s = g.socket(fd)?;
+                if s.kind != Kind::Fresh {
+                    return Err(libc::EINVAL);
+                }
+                s.opts.fastopen_connect = on;
             }
             (libc::IPPROTO_TCP, libc::TCP_CORK) => {
                 let on = int()? != 0;
@@ -201,8 +225,14 @@ impl Shared {
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => {
-                let v = int()?;
-                g.socket(fd)?.opts.notsent_lowat = Some(v as u32);
+                // Send-buffer sizing: the connection's low-water mark; 0 returns to the
+                // sysctl's (tcp_notsent_lowat).
+                let v = int()? as u32;
+                g.socket(fd)?.opts.notsent_lowat = Some(v);
+                if let Some(h) = conn {
+                    let lowat = (v > 0).then_some(v as usize);
+                    g.ep().set_notsent_lowat(h, lowat).map_err(errno)?;
+                }
             }
             (libc::IPPROTO_TCP, libc::TCP_INQ) => {
                 g.socket(fd)?.opts.inq = int()? != 0;
@@ -215,11 +245,92 @@ impl Shared {
                     return Err(libc::ENOPROTOOPT);
                 }
             }
+            (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {
+                let mut ip = g.socket(fd)?.opts.ip.clone();
+                let ds = ip_setsockopt(&mut ip, level, name, value)?;
+                g.socket(fd)?.opts.ip = ip;
+                if let (Some(ds), Some(h)) = (ds, conn) {
+                    g.ep().set_tos(h, ds).map_err(errno)?;
+                }
+                if let (Some(_), Kind::Listener(l)) = (ds, g.socket(fd)?.kind) {
+                    let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                    g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                }
+            }
             _ => return Err(libc::ENOPROTOOPT),
         }
         g.drain();
         self.kick(&mut g);
         Ok(())
+    }
+}
+
+// ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_MTU_DISCOVER ------------------------------
+
+/// The ECN bits of a DS byte: the stack's, never the application's (Linux masks them from
+/// IP_TOS and IPV6_TCLASS on stream sockets).
+const ECN_MASK: u8 = 0b11;
+
+/// An IP-level option's integer as Linux's `do_ip_setsockopt` reads it: an int, or a single
+/// byte when the caller passes fewer than four.
+fn ip_int(value: &[u8]) -> SysResult<i32> {
+    match value.len() {
+        0 => Err(libc::EINVAL),
+        1..=3 => Ok(i32::from(value[0])),
+        _ => Ok(i32::from_ne_bytes(value[..4].try_into().expect("4 bytes"))),
+    }
+}
+
+/// setsockopt at `SOL_IP` / `SOL_IPV6`: records the option and returns the DS byte the
+/// connection is to send with if it changed.
+fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysResult<Option<u8>> {
+    match (level, name) {
+        (libc::IPPROTO_IP, libc::IP_TOS) => {
+            let tos = (ip_int(value)? as u8) & !ECN_MASK;
+            ip.tos = tos;
+            ip.ds = Some(tos);
+            Ok(Some(tos))
+        }
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
+            // Linux: an int, -1 for the default (0), at most 0xff.
+            if value.len() < 4 {
+                return Err(libc::EINVAL);
+            }
+            let v = ip_int(value)?;
+            if !(-1..=0xff).contains(&v) {
+                return Err(libc::EINVAL);
+            }
+            let tclass = (v.max(0) as u8) & !ECN_MASK;
+            ip.tclass = tclass;
+            ip.ds = Some(tclass);
+            Ok(Some(tclass))
+        }
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
+            // Recorded for getsockopt. The core always sets DF and follows path MTU news
+            // (RFC 1191), which is what IP_PMTUDISC_DO asks; scripts set DONT to keep the
+            // kernel from fragmenting, which the core never does either.
+            let v = ip_int(value)?;
+            if !(libc::IP_PMTUDISC_DONT..=libc::IP_PMTUDISC_OMIT).contains(&v) {
+                return Err(libc::EINVAL);
+            }
+            ip.mtu_discover = Some(v);
+            Ok(None)
+        }
+        _ => Err(libc::ENOPROTOOPT),
+    }
+}
+
+/// getsockopt at `SOL_IP` / `SOL_IPV6`.
+fn ip_getsockopt(ip: &IpOpts, level: i32, name: i32) -> SysResult<Vec<u8>> {
+    let int = |v: i32| Ok(v.to_ne_bytes().to_vec());
+    match (level, name) {
+        (libc::IPPROTO_IP, libc::IP_TOS) => int(i32::from(ip.tos)),
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => int(i32::from(ip.tclass)),
+        // Linux's default with ip_no_pmtu_disc = 0.
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
+            int(ip.mtu_discover.unwrap_or(libc::IP_PMTUDISC_WANT))
+        }
+        _ => Err(libc::ENOPROTOOPT),
     }
 }
 
@@ -317,9 +428,10 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(0); // data_segs_in
     w.u32(0); // data_segs_out
     w.u64(0); // delivery_rate
-    w.u64(0); // busy_time
-    w.u64(0); // rwnd_limited
-    w.u64(0); // sndbuf_limited
+    let us64 = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+    w.u64(us64(i.busy_time));
+    w.u64(us64(i.rwnd_limited));
+    w.u64(us64(i.sndbuf_limited));
     w.u32(0); // delivered
     w.u32(0); // delivered_ce
     w.u64(0); // bytes_sent
@@ -349,6 +461,47 @@ mod tests {
 
     fn u32_at(b: &[u8], at: usize) -> u32 {
         u32::from_ne_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn ip_tos_takes_a_byte_or_an_int_and_masks_ecn() {
+        let mut ip = IpOpts::default();
+        let set = |ip: &mut IpOpts, level, name, v: &[u8]| ip_setsockopt(ip, level, name, v);
+        assert_eq!(
+            set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &[4]),
+            Ok(Some(4))
+        );
+        assert_eq!(ip.ds_byte(), Some(4));
+        let v = 0xbbi32.to_ne_bytes();
+        assert_eq!(
+            set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &v),
+            Ok(Some(0xb8))
+        );
+        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_TOS).unwrap();
+        assert_eq!(got, 0xb8i32.to_ne_bytes());
+        assert_eq!(
+            set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &[]),
+            Err(libc::EINVAL)
+        );
+        // IPV6_TCLASS: an int from -1 (the default) to 255.
+        let v = (-1i32).to_ne_bytes();
+        assert_eq!(
+            set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v),
+            Ok(Some(0))
+        );
+        let v = 256i32.to_ne_bytes();
+        let r = set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v);
+        assert_eq!(r, Err(libc::EINVAL));
+        // IP_MTU_DISCOVER is recorded, and reads back as Linux's default before.
+        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        assert_eq!(got, libc::IP_PMTUDISC_WANT.to_ne_bytes());
+        let dont = [libc::IP_PMTUDISC_DONT as u8];
+        assert_eq!(
+            set(&mut ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &dont),
+            Ok(None)
+        );
+        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        assert_eq!(got, libc::IP_PMTUDISC_DONT.to_ne_bytes());
     }
 
     #[test]

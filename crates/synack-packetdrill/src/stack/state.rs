@@ -71,8 +71,8 @@ impl Stack {
         Ok(fd)
     }
 
-    /// Send what the endpoint has to send, stamped with the current time, and route its
-    /// events to the sockets they concern.
+    /// Send what the endpoint has to send, stamped with the current time, route its events
+    /// to the sockets they concern, and queue the error-queue reports that completes.
     pub(super) fn drain(&mut self) {
         let now = self.now;
         if self.buf.len() < 65536 {
@@ -101,6 +101,7 @@ impl Stack {
                 s.ev_gen += 1;
             }
         }
+        self.errq_progress();
     }
 
     /// Bytes waiting to be read (SIOCINQ, TCP_INQ).

@@ -348,6 +348,13 @@ impl Controller for Cubic {
         self.cwnd = inflated_window(self.ssthresh, self.mss);
     }
 
+    fn on_congestion_signal(&mut self, _now: Instant, cwnd: usize) {
+        self.initial = false;
+        // RFC 9438 §4.6 and §4.7 as for a loss (Linux's bictcp_recalc_ssthresh: W_max with
+        // fast convergence, ssthresh = max(cwnd * β, 2), the epoch ends); the window stays.
+        self.on_congestion_event(cwnd);
+    }
+
     fn on_spurious_fast_retransmit(&mut self) {
         // RFC 9438 §4.9: back to the window, ssthresh and W_max from before the event, with
         // a new epoch from there.

@@ -38,6 +38,16 @@ pub trait Controller: Send + Debug {
     /// The third duplicate ACK: enter fast recovery (RFC 5681 §3.2 steps 2 and 3).
     fn on_fast_retransmit(&mut self, now: Instant, bytes_in_flight: usize);
 
+    /// The peer echoed a congestion mark (ECN, RFC 3168 §6.1.2) while the window was
+    /// `cwnd`: set ssthresh as a loss would, but leave the window itself, which the
+    /// connection brings down to ssthresh through Proportional Rate Reduction and then sets
+    /// with [`on_prr_recovery_end`](Self::on_prr_recovery_end) (Linux's `tcp_enter_cwr`,
+    /// which asks the controller for ssthresh only). The default reacts as to a fast
+    /// retransmit, whose window inflation the connection ignores while it reduces.
+    fn on_congestion_signal(&mut self, now: Instant, cwnd: usize) {
+        self.on_fast_retransmit(now, cwnd);
+    }
+
     /// Another duplicate ACK during fast recovery (RFC 5681 §3.2 step 4: inflate by one SMSS).
     fn on_recovery_dup_ack(&mut self);
 

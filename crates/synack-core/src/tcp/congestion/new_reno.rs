@@ -113,6 +113,14 @@ impl Controller for NewReno {
         self.bytes_acked = 0;
     }
 
+    fn on_congestion_signal(&mut self, _now: Instant, cwnd: usize) {
+        self.initial = false;
+        // RFC 3168 §6.1.2: "the congestion window (cwnd) is halved and the slow start
+        // threshold (ssthresh) is reduced", as for a loss; the connection reduces cwnd.
+        self.ssthresh = self.reduced_ssthresh(cwnd);
+        self.bytes_acked = 0;
+    }
+
     fn on_spurious_fast_retransmit(&mut self) {
         let (cwnd, ssthresh) = self.prior;
         self.cwnd = self.cwnd.max(cwnd);

@@ -6,20 +6,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{
-    default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, Notify, PaceBucket, RcvSpace,
-    Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, EcnState, Notify, PaceBucket,
+    RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
 use crate::options::{SocketOptions, MIN_BUFFER};
 use crate::seq::SeqNumber;
+use crate::tcp::chrono::Chrono;
 use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
 use crate::tcp::send_buffer::SendBuffer;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::{Ecn, TcpFlags, TcpRepr};
 
 /// The shift that lets a window of `buffer` bytes fit the 16-bit field (RFC 7323 §2.2), the
 /// smallest that does, as Linux chooses it.
@@ -107,7 +108,14 @@ impl Connection {
                 wl2: iss,
                 mss: send_mss,
                 wscale: 0,
-                buffer: SendBuffer::new(config.send_buffer),
+                // With skb accounting, `sndbuf` bounds writes and the byte buffer does not.
+                buffer: SendBuffer::new(if config.skb_accounting {
+                    usize::MAX
+                } else {
+                    config.send_buffer
+                }),
+                skbs: Default::default(),
+                sndbuf: config.send_buffer,
                 records: VecDeque::new(),
                 push_at_end: true,
                 fin_queued: false,
@@ -192,6 +200,12 @@ impl Connection {
             cork: false,
             more: false,
             push_now: false,
+            fast_open: None,
+            ecn: EcnState::default(),
+            tos: 0,
+            nospace: false,
+            chrono: Chrono::new(now),
+            chrono_max: iss,
         }
     }
 
@@ -220,6 +234,9 @@ impl Connection {
         if let Some(cork) = opts.cork {
             self.cork = cork;
         }
+        if let Some(tos) = opts.tos {
+            self.set_tos(tos);
+        }
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
@@ -227,6 +244,7 @@ impl Connection {
         self.set_state(State::SynSent);
         self.snd.nxt = self.snd.iss;
         self.syn_pending = true;
+        self.ecn_open_active();
     }
 
     /// The state both passive opens share: SYN-RECEIVED with the peer's ISN and options.
@@ -243,9 +261,11 @@ impl Connection {
     }
 
     /// A passive open: a SYN arrived at a listener (RFC 9293 §3.10.7.2, LISTEN state, third
-    /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED.
-    pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>) {
+    /// check). The SYN-ACK is queued and the connection is SYN-RECEIVED. `ecn` is the ECN
+    /// field of the SYN's IP header.
+    pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>, ecn: Ecn) {
         self.open_passive(now, syn.seq_number, PeerOptions::of(syn));
+        self.ecn_on_syn(syn, ecn);
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
         self.snd.wnd = syn.window_len as usize;
@@ -257,10 +277,17 @@ impl Connection {
     }
 
     /// A connection rebuilt from a valid SYN-cookie ACK (RFC 4987 §3.6): ESTABLISHED at once,
-    /// with the MSS the cookie carried and the window scale and SACK our TSval carried.
-    pub fn open_from_cookie(&mut self, now: Instant, peer: PeerOptions, ack: &TcpRepr<'_>) {
+    /// with the MSS the cookie carried and the window scale, SACK and ECN our TSval carried.
+    pub fn open_from_cookie(
+        &mut self,
+        now: Instant,
+        peer: PeerOptions,
+        ack: &TcpRepr<'_>,
+        ecn: bool,
+    ) {
         let iss = self.snd.iss;
         self.open_passive(now, ack.seq_number - 1, peer);
+        self.ecn.ok = ecn && self.cfg.ecn.accepts();
         self.snd.una = iss + 1;
         self.snd.nxt = iss + 1;
         self.snd.max = iss + 1;
@@ -316,8 +343,15 @@ impl Connection {
     pub(super) fn syn_segment(&self, now: Instant) -> TcpRepr<'static> {
         let active = self.state == State::SynSent;
         let mut flags = TcpFlags::SYN;
-        if !active {
+        if active {
+            // RFC 3168 §6.1.1: an ECN-setup SYN, the first one only.
+            flags |= self.ecn_syn_flags(self.snd.max == self.snd.iss);
+        } else {
             flags |= TcpFlags::ACK;
+            // An ECN-setup SYN-ACK: ECE alone, if we agreed.
+            if self.ecn.ok {
+                flags |= TcpFlags::ECE;
+            }
         }
         let mut seg = TcpRepr::new(
             self.local.port(),
@@ -401,7 +435,9 @@ impl Connection {
             self.snd.wnd = seg.window_len as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.wl2 = seg.ack_number;
+            self.ecn_on_synack(seg);
             self.ack_syn(now, seg);
+            self.fast_open_on_syn_ack(seg);
             self.set_state(State::Established);
             self.apply_queued_fin();
             self.notify.connected = true;
@@ -416,7 +452,10 @@ impl Connection {
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
-            // ISS (RFC 9293 §3.5, figure 8).
+            // ISS (RFC 9293 §3.5, figure 8). ECN stays on only if the peer asked too.
+            if self.ecn.ok {
+                self.ecn_on_syn(seg, self.ecn.rx);
+            }
             self.snd.wnd = seg.window_len as usize;
             self.snd.max_wnd = self.snd.wnd;
             self.snd.nxt = self.snd.iss;

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
-use crate::wire::{TcpFlags, TcpRepr};
+use crate::wire::{Ecn, TcpFlags, TcpRepr};
 
 /// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -24,20 +24,34 @@ pub(crate) struct InputVerdict {
     pub challenge_ack_limited: bool,
     /// Its data was dropped: the endpoint is at its memory cap.
     pub memory: bool,
+    /// It carried data in a CE-marked packet on an ECN connection (RFC 3168).
+    pub ce: bool,
+    /// It was an ACK echoing a congestion mark (ECE) on an ECN connection.
+    pub ece: bool,
+}
+
+/// What the endpoint knows about a segment beyond its TCP header: from the device and the IP
+/// header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct SegmentMeta {
+    /// [`RecvMeta::segment_size`](crate::RecvMeta::segment_size): `Some(n)` when the segment
+    /// is GRO-coalesced segments of `n` payload bytes.
+    pub segment_size: Option<usize>,
+    /// The ECN field of its IP header (RFC 3168 §5).
+    pub ecn: Ecn,
 }
 
 impl Connection {
-    /// Feed one segment addressed to this connection. `segment_size` is
-    /// [`RecvMeta::segment_size`](crate::RecvMeta::segment_size): `Some(n)` when `seg` is
-    /// GRO-coalesced segments of `n` payload bytes.
+    /// Feed one segment addressed to this connection, with what its packet said (`meta`).
     pub fn handle_segment(
         &mut self,
         now: Instant,
         seg: &TcpRepr<'_>,
-        segment_size: Option<usize>,
+        meta: SegmentMeta,
     ) -> InputVerdict {
         self.verdict = InputVerdict::default();
-        self.gro_segment_size = segment_size;
+        self.gro_segment_size = meta.segment_size;
+        self.ecn.rx = meta.ecn;
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.handle_syn_sent(now, seg),
@@ -279,8 +293,11 @@ impl Connection {
         self.keepalive_probes = 0;
 
         // RFC 7323 §4.3 (2): record TS.Recent if the segment covers RCV.NXT ("SEG.SEQ =<
-        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that).
-        if self.ts.enabled {
+        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that). Not from a segment
+        // whose ACK is for data never sent, which is dropped below: its TSval would
+        // otherwise stay as TS.Recent, and PAWS would then drop the peer's real segments
+        // (Linux updates TS.Recent only once tcp_ack has accepted the ACK).
+        if self.ts.enabled && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
                 if start <= self.rcv.nxt && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0 {
                     self.ts.recent = ts.tsval;
@@ -311,6 +328,7 @@ impl Connection {
         if self.process_ack(now, seg).is_break() {
             return;
         }
+        self.ecn_accept_cwr(seg);
 
         // Seventh: the segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2.
         // RFC 1122 §4.2.2.13: new data for a connection the application has closed can never
@@ -419,6 +437,7 @@ impl Connection {
         // Every acceptable ACK lets Linux push what waits under the socket's own Nagle
         // setting (tcp_data_snd_check): a `MSG_MORE` hold ends here.
         self.more = false;
+        let ece = self.ecn_echoed(seg);
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
@@ -443,7 +462,7 @@ impl Connection {
         }
 
         if ack > self.snd.una {
-            self.on_new_ack(now, seg, ack, sacked_before);
+            self.on_new_ack(now, seg, ack, sacked_before, ece);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -492,7 +511,14 @@ impl Connection {
                 }
             }
         }
-        if self.sack_ok && self.recovery.recover.is_some() {
+        // RFC 3168 §6.1.2: a congestion mark echoed while the window is open (not in
+        // recovery, not after a timeout, not already reducing) reduces it, once per window
+        // of data (Linux's tcp_try_to_open, which runs after the recovery checks above).
+        let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        if ece && self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !after_rto {
+            self.enter_cwr(now);
+        }
+        if (self.sack_ok && self.recovery.recover.is_some()) || self.recovery.cwr.is_some() {
             // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
             // bytes that the cumulative ACK passed count once, in the first term.
             let sacked = self.snd.scoreboard.sacked_bytes();
@@ -516,9 +542,6 @@ impl Connection {
             if new_wnd > 0 {
                 self.timers.persist = None;
                 self.persist_backoff = 0;
-            }
-            if new_wnd > old_wnd {
-                self.notify.writable |= self.send_capacity() > 0;
             }
         }
 
@@ -545,13 +568,15 @@ impl Connection {
     }
 
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
-    /// scoreboard held before this ACK's SACK blocks.
+    /// scoreboard held before this ACK's SACK blocks; `ece`, whether it echoes a congestion
+    /// mark (the window does not grow on it).
     fn on_new_ack(
         &mut self,
         now: Instant,
         seg: &TcpRepr<'_>,
         ack: SeqNumber,
         sacked_before: usize,
+        ece: bool,
     ) {
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
@@ -587,12 +612,16 @@ impl Connection {
         }
         let in_flight_before = self.snd.in_flight();
         self.snd.buffer.consume(data_acked);
+        if self.cfg.skb_accounting {
+            self.snd.skbs.consume(data_acked);
+        }
         self.snd.una = ack;
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
             self.snd.records.pop_front();
         }
         self.snd.scoreboard.prune(ack);
         self.backoff = 0;
+        self.maybe_end_cwr(ack);
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let delivered = (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
@@ -622,7 +651,14 @@ impl Connection {
             None => {
                 // Only a window that limited the flow grows (Linux's tcp_cong_avoid returns
                 // early unless tcp_is_cwnd_limited); the controller still sees the RTT.
-                let grow = if self.cwnd_limited() { delivered } else { 0 };
+                // In CWR, PRR sets the window instead (Linux's tcp_cong_control), also on the
+                // ACK whose echo starts it.
+                let reducing = self.recovery.cwr.is_some() || ece;
+                let grow = if self.cwnd_limited() && !reducing {
+                    delivered
+                } else {
+                    0
+                };
                 self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
             }
         }
@@ -642,7 +678,9 @@ impl Connection {
         } else {
             self.retransmit_deadline_reset(now);
         }
-        if data_acked > 0 {
+        // The application may write again (Linux's tcp_check_space; once more after this
+        // ACK's transmission, see `after_transmit`).
+        if data_acked > 0 && self.check_space(now, false) {
             self.notify.writable = true;
         }
         self.arm_tlp(now);
@@ -807,28 +845,39 @@ impl Connection {
 
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
     fn enter_recovery(&mut self, now: Instant) {
-        // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
-        // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
-        self.recovery.recover_fs = self.cc.window();
         self.counters.recoveries = self.counters.recoveries.saturating_add(1);
-        self.recovery.undo_marker = Some(self.snd.una);
         self.recovery.undo_retrans = 0;
         self.recovery.undo_dsacked = 0;
-        self.recovery.prr_delivered = 0;
-        self.recovery.prr_out = 0;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
+        self.recovery.retransmit_head = true;
+        self.rtt_seq = None;
+        self.ecn_queue_cwr();
+        // A loss while CWR already reduces the window for this round (RFC 3168 §6.1.2:
+        // at most once per window): with SACK, PRR goes on from where CWR left it, with
+        // the ssthresh the mark set and no undo (Linux's tcp_enter_recovery skips
+        // tcp_init_cwnd_reduction in CWR). NewReno's window arithmetic needs the
+        // controller's inflation, so without SACK the loss reduces it as usual.
+        if self.recovery.cwr.take().is_some() && self.sack_ok {
+            self.recovery.undo_marker = None;
+            return;
+        }
+        // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
+        // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
+        self.recovery.recover_fs = self.cc.window();
+        self.recovery.undo_marker = Some(self.snd.una);
+        self.recovery.prr_delivered = 0;
+        self.recovery.prr_out = 0;
         // FlightSize for the reduction, not counting what the SACKs before recovery let go
         // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
         // calculation; Linux reduces from cwnd).
         let flight = self.snd.in_flight().min(self.cc.window());
         self.cc.on_fast_retransmit(now, flight);
         self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
-        // RFC 6675 §5 step 4.3 / RFC 5681 step 2: retransmit the first lost segment now.
-        self.recovery.retransmit_head = true;
-        self.rtt_seq = None;
+        // RFC 6675 §5 step 4.3 / RFC 5681 step 2: the first lost segment goes at once
+        // (`retransmit_head`, above).
     }
 
     /// Restart the retransmission timer from now (RFC 6298 §5.3).
@@ -841,9 +890,11 @@ impl Connection {
         let mut start = seg.seq_number;
         let mut data = seg.payload;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+        let mut reported_duplicate = false;
         // Trim what we already have.
         if start < self.rcv.nxt {
             self.report_duplicate(start, start + data.len());
+            reported_duplicate = true;
             let dup = (self.rcv.nxt - start).min(data.len());
             data = &data[dup..];
             start = self.rcv.nxt;
@@ -855,6 +906,8 @@ impl Connection {
             self.rcv.delack.enter_quick_mode(rcv_wnd);
             return;
         }
+        // New bytes: a congestion mark on them is echoed (RFC 3168 §6.1.3).
+        self.ecn_check_ce();
         // Trim what lies past the window we advertised.
         let room = (self.rcv.adv - start).min(self.rcv.buffer.window());
         if data.len() > room {
@@ -901,8 +954,19 @@ impl Connection {
             // left yet: it gets its own (`MAX_ACK_POINTS`).
             self.owe_ack_point();
         }
+        // Bytes held out of order that this segment brings again are duplicates too (RFC
+        // 2883 §4, case 1): the first such run becomes the D-SACK block, unless the part
+        // below RCV.NXT already took that place (Linux: `tcp_dsack_set`, then
+        // `tcp_dsack_extend`, which only grows a contiguous block).
+        let overlap = self.rcv.buffer.held_overlap(offset, data.len());
+        let nxt_before = self.rcv.nxt;
         let before = self.rcv.buffer.allocated();
         let result = self.rcv.buffer.write(offset, data);
+        if let (Ok(_), Some((from, to)), false) = (&result, overlap, reported_duplicate) {
+            if self.sack_ok {
+                self.rcv.dsack = Some((nxt_before + from, nxt_before + to));
+            }
+        }
         // What the write added to the allocation, off the room.
         let added = self.rcv.buffer.allocated().saturating_sub(before);
         self.mem.room = self.mem.room.saturating_sub(added);
@@ -984,6 +1048,10 @@ impl Connection {
         self.rcv.fin_received = true;
         self.rcv.fin_seq = None;
         self.rcv.nxt += 1;
+        // Nothing is left to report selectively once the stream has ended: Linux's `tcp_fin`
+        // resets the SACK state (`tcp_sack_reset`), D-SACK included, so the FIN's ACK
+        // carries no blocks even when duplicate data rode in with it.
+        self.rcv.dsack = None;
         self.notify.readable = true;
         match self.state {
             State::Established => {

@@ -3,6 +3,7 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
+//! - `fast_open`: TCP Fast Open's client side (RFC 7413: a cookie, data in the SYN);
 //! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
 //!   a connection in TIME-WAIT);
 //! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
@@ -21,15 +22,18 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::options::SendFlags;
 use crate::seq::SeqNumber;
+use crate::tcp::chrono::{Chrono, Limit};
 use crate::tcp::congestion::Controller;
 use crate::tcp::delayed_ack::DelayedAck;
 use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::rtt::RttEstimator;
-use crate::tcp::send_buffer::SendBuffer;
+use crate::tcp::send_buffer::{SendBuffer, SkbQueue, SKB_OVERHEAD};
 use crate::tcp::State;
 use crate::time::Instant;
 
 mod close;
+mod ecn;
+mod fast_open;
 pub(crate) mod handshake;
 mod icmp;
 mod input;
@@ -37,7 +41,9 @@ pub(crate) mod output;
 mod timers;
 
 pub(crate) use close::TimeWaitEntry;
-pub(crate) use input::InputVerdict;
+pub(crate) use ecn::EcnState;
+pub use fast_open::FastOpenClient;
+pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
@@ -205,6 +211,11 @@ pub(crate) struct Sender {
     pub wscale: u8,
     /// Application bytes: `[una, max)` sent, the rest unsent.
     pub buffer: SendBuffer,
+    /// The same bytes as Linux's skbs would hold them (`ConnConfig::skb_accounting` only).
+    pub skbs: SkbQueue,
+    /// The send buffer's size with skb accounting (Linux `sk_sndbuf`), against
+    /// `skbs.charged()`; without it, `buffer.capacity()` is the size.
+    pub sndbuf: usize,
     /// Ends of `MSG_EOR` writes above SND.UNA, in order: no segment crosses one
     /// (`SendFlags::eor`). At most [`MAX_RECORDS`] are held.
     pub records: VecDeque<SeqNumber>,
@@ -368,7 +379,13 @@ pub(crate) struct Recovery {
     pub recover_fs: usize,
     /// The congestion window during recovery, as Linux's `tcp_cwnd_reduction` sets it on
     /// each ACK: the pipe after the ACK plus what PRR lets this ACK send (`sndcnt`).
+    /// Also the window in force in CWR (`cwr`).
     pub prr_cwnd: usize,
+    /// Linux's CWR state (RFC 3168 §6.1.2): the peer echoed a congestion mark, and the window
+    /// is being brought down to ssthresh by PRR, as in recovery but with nothing to resend,
+    /// until SND.UNA passes this sequence number (SND.MAX when the ECE arrived: one
+    /// reduction per window of data).
+    pub cwr: Option<SeqNumber>,
 }
 
 /// One TCP connection.
@@ -458,6 +475,21 @@ pub(crate) struct Connection {
     /// `set_nodelay(true)` pushes what is queued once, past `cork` and `more` (Linux's
     /// `TCP_NAGLE_PUSH`).
     pub push_now: bool,
+    /// TCP Fast Open for an active open that asked for it (see [`FastOpenClient`]).
+    pub fast_open: Option<Box<FastOpenClient>>,
+    /// Explicit Congestion Notification (RFC 3168): negotiated or not, and the echo state.
+    pub ecn: EcnState,
+    /// `IP_TOS` / `IPV6_TCLASS`: the DSCP bits of every packet the connection sends (the
+    /// two ECN bits are the stack's, see `ecn`).
+    pub tos: u8,
+    /// The application found the send buffer full (a write cut short or refused, or a
+    /// readiness check that said no): it waits for `Writable`, which comes once the buffer
+    /// is writeable again (Linux's `SOCK_NOSPACE` and `sk_stream_write_space`).
+    pub nospace: bool,
+    /// Where the sender's time goes (`TcpInfo::busy_time` and the limits).
+    pub chrono: Chrono,
+    /// SND.MAX when the chronograph last looked: whether anything new went out since.
+    pub chrono_max: SeqNumber,
 }
 
 /// The most record ends (`MSG_EOR`) a connection tracks; a write that would add one more
@@ -486,6 +518,10 @@ pub(crate) struct ConnConfig {
     pub timestamps: bool,
     pub send_buffer_max: usize,
     pub recv_buffer_max: usize,
+    /// Charge and size the send buffer per skb, as Linux (`Config::skb_accounting`).
+    pub skb_accounting: bool,
+    /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
+    pub notsent_lowat: Option<usize>,
     pub pacing: bool,
     pub gso_max_size: usize,
     /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
@@ -493,6 +529,8 @@ pub(crate) struct ConnConfig {
     /// The window scale we offer: the smallest that lets the largest receive buffer fit
     /// (0 without window scaling).
     pub rcv_wscale: u8,
+    /// Whether to ask for ECN in our SYNs and accept it in the peer's (`Config::ecn`).
+    pub ecn: crate::config::EcnMode,
 }
 
 impl ConnConfig {
@@ -516,6 +554,8 @@ impl ConnConfig {
             timestamps: c.timestamps,
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
+            skb_accounting: c.skb_accounting,
+            notsent_lowat: c.notsent_lowat,
             pacing: c.pacing,
             gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
             tx_checksum_offload: c.tx_checksum_offload,
@@ -524,6 +564,7 @@ impl ConnConfig {
             } else {
                 0
             },
+            ecn: c.ecn,
         }
     }
 }
@@ -560,6 +601,10 @@ impl Connection {
         if self.state != state {
             tracing::debug!(local = %self.local, remote = %self.remote, from = ?self.state, to = ?state, "tcp state");
             self.state = state;
+            if state == State::Established && self.cfg.skb_accounting {
+                // Linux's tcp_init_buffer_space: the buffer fits the initial window.
+                self.expand_sndbuf();
+            }
         }
     }
 
@@ -595,10 +640,221 @@ impl Connection {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
                 if !self.snd.fin_queued =>
             {
-                self.snd.buffer.free().min(room)
+                self.write_room().min(room)
             }
             _ => 0,
         }
+    }
+
+    /// Bytes a write may queue now, as far as the send buffer and `TCP_NOTSENT_LOWAT` go.
+    ///
+    /// With skb accounting, what Linux's `tcp_sendmsg` would take: the room left in the last
+    /// unsent skb, then a whole size goal for each skb it may still start (one while less
+    /// than the buffer is charged and fewer than the low-water mark's bytes wait unsent).
+    /// Without, the buffer's free bytes, and no more than the low-water mark less what is
+    /// unsent.
+    fn write_room(&self) -> usize {
+        let lowat = self.notsent_lowat();
+        if !self.cfg.skb_accounting {
+            let notsent = self.notsent();
+            return self.snd.buffer.free().min(lowat.saturating_sub(notsent));
+        }
+        let goal = self.size_goal();
+        let skbs = &self.snd.skbs;
+        let tail = skbs.tail_room(goal);
+        let charged = skbs.charged() + tail;
+        let notsent = skbs.unsent() + tail;
+        if charged >= self.snd.sndbuf || notsent >= lowat {
+            return tail;
+        }
+        let by_buffer = (self.snd.sndbuf - charged).div_ceil(goal + SKB_OVERHEAD);
+        let by_lowat = (lowat - notsent).div_ceil(goal);
+        tail.saturating_add(by_buffer.min(by_lowat).saturating_mul(goal))
+    }
+
+    /// `TCP_NOTSENT_LOWAT` in force (no bound: `usize::MAX`).
+    fn notsent_lowat(&self) -> usize {
+        self.cfg.notsent_lowat.unwrap_or(usize::MAX)
+    }
+
+    /// Bytes queued and not yet sent (Linux's `write_seq - snd_nxt`).
+    pub fn notsent(&self) -> usize {
+        if self.cfg.skb_accounting {
+            return self.snd.skbs.unsent();
+        }
+        let len = self.snd.buffer.len();
+        let start = self.snd.data_start();
+        let sent = if self.snd.max > start {
+            (self.snd.max - start).min(len)
+        } else {
+            0
+        };
+        len - sent
+    }
+
+    /// The send buffer's size in force (Linux's `sk_sndbuf`).
+    pub fn send_buffer_size(&self) -> usize {
+        if self.cfg.skb_accounting {
+            self.snd.sndbuf
+        } else {
+            self.snd.buffer.capacity()
+        }
+    }
+
+    /// What the queued data charges against it (Linux's `sk_wmem_queued`).
+    pub fn send_charged(&self) -> usize {
+        if self.cfg.skb_accounting {
+            self.snd.skbs.charged()
+        } else {
+            self.snd.buffer.len()
+        }
+    }
+
+    /// Whether an application waiting to write should be woken (and a poll say `POLLOUT`):
+    /// Linux's `__sk_stream_is_writeable(sk, 1)`. Free space at least half of what is
+    /// charged, so that a woken writer finds a third of the buffer free and writes in large
+    /// pieces instead of a segment's worth per ACK; and fewer than half the low-water mark's
+    /// bytes unsent (`tcp_stream_memory_free` with `wake`), so that it is woken with room to
+    /// queue, not at the edge.
+    pub fn is_writeable(&self) -> bool {
+        let (charged, size) = (self.send_charged(), self.send_buffer_size());
+        charged < size
+            && size - charged >= charged / 2
+            && self.notsent().saturating_mul(2) < self.notsent_lowat()
+    }
+
+    /// `is_writeable` for an application about to wait: if it is not, the connection owes
+    /// `Writable` once it is (Linux's `tcp_poll` sets `SOCK_NOSPACE`).
+    pub fn poll_writeable(&mut self) -> bool {
+        let writeable = self.is_writeable();
+        if !writeable {
+            self.nospace = true;
+        }
+        writeable
+    }
+
+    /// Set `TCP_NOTSENT_LOWAT` (`None`: the endpoint's default). A larger mark may let a
+    /// waiting writer go at once, as Linux's setsockopt calls `sk_write_space`.
+    pub fn set_notsent_lowat(&mut self, lowat: Option<usize>) {
+        std::sync::Arc::make_mut(&mut self.cfg).notsent_lowat = lowat;
+        if self.nospace && self.is_writeable() {
+            self.nospace = false;
+            self.notify.writable = true;
+        }
+    }
+
+    /// The most a write puts in one skb (Linux's `tcp_xmit_size_goal`): as many whole
+    /// segments as one offloaded packet carries (the offload size less Linux's header
+    /// reserve, `MAX_TCP_HEADER + 1`), but no more than half the largest window the peer
+    /// offered (`tcp_bound_to_half_wnd`), and at least one segment.
+    fn size_goal(&self) -> usize {
+        let mss = self.payload_room().max(1);
+        let gso = self.cfg.gso_max_size.saturating_sub(321);
+        let max_wnd = self.snd.max_wnd;
+        let cutoff = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
+        let goal = if cutoff > 0 && gso > cutoff {
+            cutoff
+        } else {
+            gso
+        };
+        (goal / mss * mss).max(mss)
+    }
+
+    /// Linux's `tcp_sndbuf_expand`: room for twice the congestion window (at least the
+    /// initial ten segments) in the memory each segment takes at worst (its payload and
+    /// headers in a power-of-two allocation, with the skb's own overhead), up to
+    /// `send_buffer_max` (which `SO_SNDBUF` pins). Never shrinks the buffer.
+    fn expand_sndbuf(&mut self) {
+        if self.mem.pressure {
+            return;
+        }
+        let mss = self.snd.mss.max(1);
+        let per_mss = (mss + 320 + 320).next_power_of_two() + 256;
+        let segs = (self.cc.window() / mss).max(10);
+        let want = segs
+            .saturating_mul(2 * per_mss)
+            .min(self.cfg.send_buffer_max);
+        if self.snd.sndbuf < want {
+            self.snd.sndbuf = want;
+        }
+    }
+
+    /// After the connection sent what it could (the endpoint drained its output): the
+    /// chronograph's rwnd and sndbuf limits (Linux's `tcp_write_xmit` and
+    /// `tcp_cwnd_validate`), the split of the skb where sending stopped, and the write-space
+    /// check (Linux's `tcp_check_space`). Returns whether the application is owed
+    /// `Writable`.
+    pub fn after_transmit(&mut self, now: Instant) -> bool {
+        if !self.is_synchronized() {
+            return false;
+        }
+        let len = self.snd.buffer.len();
+        let start = self.snd.data_start();
+        let sent_to = if self.snd.max > start {
+            (self.snd.max - start).min(len)
+        } else {
+            0
+        };
+        if self.cfg.skb_accounting {
+            self.snd.skbs.mark_sent(sent_to);
+        }
+        let sent_new = self.snd.max > self.chrono_max;
+        self.chrono_max = self.snd.max;
+        let unsent = len - sent_to;
+        let queued = len > 0;
+        if queued {
+            // Linux starts the busy clock when data joins an empty queue: here, when the
+            // output path first sees it (at once, after the write).
+            self.chrono.start(now, Limit::Busy);
+        }
+        if unsent > 0 {
+            // tcp_write_xmit: the peer's window stopped the next segment where the
+            // congestion window would have let it go.
+            let next = self.snd.nxt + unsent.min(self.snd.mss);
+            let rwnd = next > self.snd.una + self.snd.wnd;
+            if rwnd && self.snd.in_flight() < self.cc.window() {
+                self.chrono.start(now, Limit::Rwnd);
+            } else {
+                self.chrono.stop(now, Limit::Rwnd, queued);
+            }
+        } else if sent_new {
+            self.chrono.stop(now, Limit::Rwnd, queued);
+            // tcp_cwnd_validate: all queued is sent, the congestion window had room, and the
+            // application waits for buffer space: the send buffer is what limits.
+            if self.nospace
+                && !self.cwnd_limited()
+                && matches!(self.state, State::Established | State::CloseWait)
+            {
+                self.chrono.start(now, Limit::Sndbuf);
+            }
+        }
+        if !queued {
+            self.chrono.stop(now, Limit::Busy, false);
+        }
+        self.check_space(now, true)
+    }
+
+    /// Linux's `tcp_check_space`/`tcp_new_space`: for an application waiting on a full
+    /// buffer, grow the buffer if the congestion window has room (skb accounting, and only
+    /// with `expand`, once sending stopped: Linux looks after its transmission), and wake it
+    /// once the buffer is writeable. Returns whether to wake it.
+    pub(super) fn check_space(&mut self, now: Instant, expand: bool) -> bool {
+        if !self.nospace {
+            return false;
+        }
+        if expand
+            && self.cfg.skb_accounting
+            && self.snd.in_flight() / self.snd.mss.max(1) < self.cc.window() / self.snd.mss.max(1)
+        {
+            self.expand_sndbuf();
+        }
+        if !self.is_writeable() {
+            return false;
+        }
+        self.nospace = false;
+        let queued = !self.snd.buffer.is_empty();
+        self.chrono.stop(now, Limit::Sndbuf, queued);
+        true
     }
 
     /// Whether `recv` would return something now (data, EOF or an error).
@@ -815,25 +1071,43 @@ impl Connection {
             return Ok(0);
         }
         if flags.eor && self.snd.records.len() >= MAX_RECORDS {
+            // Owed a wake-up like any refused write: the next ACK frees records.
+            self.nospace = true;
             return Err(Error::WouldBlock);
         }
         let allowed = len.min(self.mem.room);
         if allowed < len {
             self.mem.starved = true;
         }
-        let mut n = push(&mut self.snd.buffer, 0, allowed);
-        if n < allowed && self.grow_send_buffer() {
-            n += push(&mut self.snd.buffer, n, allowed);
-        }
+        let n = if self.cfg.skb_accounting {
+            let take = self.size_write(allowed);
+            push(&mut self.snd.buffer, 0, take)
+        } else {
+            let lowat_room = self.notsent_lowat().saturating_sub(self.notsent());
+            let allowed = allowed.min(lowat_room);
+            let mut n = push(&mut self.snd.buffer, 0, allowed);
+            if n < allowed && self.grow_send_buffer() {
+                n += push(&mut self.snd.buffer, n, allowed);
+            }
+            n
+        };
         self.mem.room -= n;
+        if n < len {
+            // Linux's wait_for_space: the application is owed a wake-up.
+            self.nospace = true;
+        }
         if n == 0 {
             return Err(Error::WouldBlock);
         }
+        self.fast_open_release();
         let end = self.snd.data_start() + self.snd.buffer.len();
         // Linux marks the record's end only once the whole write is queued; the rest of a
         // partial write continues the record.
         if flags.eor && n == len {
             self.snd.records.push_back(end);
+            if self.cfg.skb_accounting {
+                self.snd.skbs.close_tail();
+            }
         }
         self.snd.push_at_end = !flags.more;
         self.more = flags.more;
@@ -842,6 +1116,52 @@ impl Connection {
             self.push_now = false;
         }
         Ok(n)
+    }
+
+    /// How much of a write of `len` bytes Linux's `tcp_sendmsg` would take, recorded in the
+    /// skb view: appended to the last unsent skb up to the size goal, then in new skbs of the
+    /// size goal while less than the buffer is charged and fewer than the low-water mark's
+    /// bytes wait unsent (`sk_stream_memory_free`). Each skb filled to the goal at the head of
+    /// what is unsent goes out as far as the windows let it while the write goes on
+    /// (`tcp_push_one`): it is counted as sent, and split where the windows end.
+    fn size_write(&mut self, len: usize) -> usize {
+        let goal = self.size_goal();
+        let mss = self.payload_room().max(1);
+        // Where a push would stop: the peer's and the congestion window, in whole segments.
+        let start = self.snd.data_start();
+        let sendable = matches!(self.state, State::Established | State::CloseWait);
+        let edge = self.snd.una + self.snd.wnd.min(self.cc.window());
+        let edge = if sendable && edge > start {
+            edge - start
+        } else {
+            0
+        };
+        let lowat = self.notsent_lowat();
+        let skbs = &mut self.snd.skbs;
+        let mut taken = 0;
+        while taken < len {
+            let left = len - taken;
+            let tail = skbs.tail_room(goal).min(left);
+            if tail > 0 {
+                skbs.extend_tail(tail);
+                taken += tail;
+            } else if skbs.charged() < self.snd.sndbuf && skbs.unsent() < lowat {
+                let n = goal.min(left);
+                skbs.push_skb(n);
+                taken += n;
+            } else {
+                break;
+            }
+            let tail_start = skbs.tail_start();
+            if skbs.bytes() - tail_start == goal && tail_start == skbs.unsent_start() {
+                let room = edge.saturating_sub(tail_start);
+                let push = goal.min(room - room % mss);
+                if push > 0 {
+                    skbs.mark_sent(tail_start + push);
+                }
+            }
+        }
+        taken
     }
 
     /// Send-buffer auto-tuning (after Linux `tcp_sndbuf_expand`): when the application has
@@ -941,7 +1261,12 @@ impl Connection {
             return;
         }
         let advertised = self.rcv.adv - self.rcv.nxt;
-        let potential = self.window_room(advertised);
+        // What the window field can carry caps what a read can open: a buffer larger than
+        // 64 KiB << wscale opens nothing the peer could see, so no update for it (Linux's
+        // `__tcp_cleanup_rbuf` compares against `__tcp_select_window`, which is clamped the
+        // same way; the selftest tcp_close_no_rst sees no ACK after a read).
+        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let potential = self.window_room(advertised).min(max);
         let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
         if potential >= advertised + threshold
             && (advertised < self.rcv.mss || potential >= 2 * advertised)

@@ -80,6 +80,8 @@ pub(crate) struct Sent {
     pub segments: u32,
     /// The TCP checksum is left for the device to complete (`Transmit::checksum_partial`).
     pub checksum_partial: bool,
+    /// It carries CWR (RFC 3168 §6.1.2), for the endpoint's counters.
+    pub cwr: bool,
 }
 
 impl Sent {
@@ -92,6 +94,7 @@ impl Sent {
             segment_size: None,
             segments: 1,
             checksum_partial: false,
+            cwr: false,
         }
     }
 }
@@ -132,9 +135,11 @@ impl Connection {
                     return None;
                 }
                 self.syn_pending = false;
-                let seg = self.syn_segment(now);
+                let mut seg = self.syn_segment(now);
                 let retransmit = self.snd.max > self.snd.iss;
-                self.snd.nxt = self.snd.iss + 1;
+                // TCP Fast Open (RFC 7413 §4.2): the first SYN may carry a cookie and data.
+                let data = self.fast_open_syn(&mut seg);
+                self.snd.nxt = self.snd.iss + 1 + data;
                 self.snd.max = self.snd.max.max(self.snd.nxt);
                 if self.timers.retransmit.is_none() {
                     self.timers.retransmit = Some(now + self.syn_rto());
@@ -146,6 +151,22 @@ impl Connection {
                     });
                 } else {
                     self.rtt_seq = None;
+                }
+                if data > 0 {
+                    // The data is the send buffer's first bytes (SND.UNA + 1 = the data's start).
+                    let buffer = &self.snd.buffer;
+                    let fill = |out: &mut [u8]| {
+                        buffer.copy_out(0, &mut out[..data]);
+                    };
+                    let partial = self.cfg.tx_checksum_offload;
+                    let (src, dst) = (self.local.ip(), self.remote.ip());
+                    let len = write_segment(buf, src, dst, &seg, data, fill, partial)?;
+                    // The IP_TOS bits; never ECT on a SYN, data or not (RFC 3168 §6.1.1).
+                    self.set_ds(&mut buf[..len], false);
+                    self.after_send(&seg);
+                    let mut sent = Sent::single(len, false, false);
+                    sent.checksum_partial = partial;
+                    return Some(sent);
                 }
                 return self.finish(buf, &seg, retransmit, false);
             }
@@ -326,6 +347,10 @@ impl Connection {
     /// The options every synchronized segment carries: timestamps, and SACK blocks while we
     /// hold out-of-order data (RFC 2018 §4: up to 3 blocks next to timestamps, 4 without).
     fn fill_common(&self, now: Instant, seg: &mut TcpRepr<'_>) {
+        // RFC 3168 §6.1.3: every ACK echoes a congestion mark until CWR arrives.
+        if self.ecn.ok && self.ecn.demand_cwr {
+            seg.flags |= TcpFlags::ECE;
+        }
         if self.ts.enabled {
             seg.timestamp = Some(TcpTimestamp {
                 tsval: self.ts_now(now),
@@ -367,6 +392,7 @@ impl Connection {
             let partial = self.cfg.tx_checksum_offload;
             let (src, dst) = (self.local.ip(), self.remote.ip());
             let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
+            self.set_ds(&mut buf[..len], false);
             let mut sent = Sent::single(len, false, false);
             sent.checksum_partial = partial;
             return Some(sent);
@@ -453,9 +479,9 @@ impl Connection {
             // RFC 3042, for the first duplicate ACKs). Not while going back after a timeout,
             // when what is outstanding is not known to be in the network.
             let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
-            self.snd.nxt + self.cc.window().saturating_sub(pipe)
+            self.snd.nxt + self.cwnd().saturating_sub(pipe)
         } else {
-            self.snd.una + self.cc.window()
+            self.snd.una + self.cwnd()
         };
         let edge = wnd_edge.min(cwnd_edge);
         let usable = edge - self.snd.nxt.min(edge);
@@ -539,7 +565,7 @@ impl Connection {
     fn note_cwnd_use(&mut self, sent: bool) {
         let out = self.snd.in_flight();
         // Linux: packets in flight >= cwnd; in bytes, no room for another full segment.
-        let limited = out + self.snd.mss > self.cc.window();
+        let limited = out + self.snd.mss > self.cwnd();
         if !sent && !limited {
             return;
         }
@@ -712,6 +738,13 @@ impl Connection {
         self.fill_common(now, &mut seg);
         let offset = seq - self.snd.data_start();
         let retransmit = kind == Emit::Retransmit || seq < self.snd.max;
+        // RFC 3168 §6.1.2: the first new data segment after a window reduction carries CWR;
+        // new data goes out ECN-capable, retransmissions not (§6.1.5).
+        let new_data = !retransmit && len > 0;
+        let cwr = new_data && self.ecn.ok && std::mem::take(&mut self.ecn.queue_cwr);
+        if cwr {
+            seg.flags |= TcpFlags::CWR;
+        }
         let seg_len = len + usize::from(fin);
         let end = seq + seg_len;
         if !retransmit && !len.is_multiple_of(segment.max(1)) {
@@ -728,7 +761,7 @@ impl Connection {
         if end > self.snd.max {
             self.snd.max = end;
         }
-        if self.recovery.recover.is_some() {
+        if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
             // RFC 6937 §3: "On any data transmission or retransmission: prr_out += (data
             // sent)".
             self.recovery.prr_out = self.recovery.prr_out.saturating_add(seg_len);
@@ -779,6 +812,7 @@ impl Connection {
             buffer.copy_out(offset, &mut out[..len]);
         };
         let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
+        self.set_ds(&mut buf[..packet_len], new_data);
         if len > 0 {
             // Data answering data: request/response (checked before `after_send`, which may
             // end quick-ACK mode, as Linux's tcp_event_data_sent runs first).
@@ -787,6 +821,7 @@ impl Connection {
         self.after_send(&seg);
         let mut sent = Sent::single(packet_len, retransmit, false);
         sent.checksum_partial = partial;
+        sent.cwr = cwr;
         if len > segment {
             sent.segment_size = Some(segment);
             sent.segments = u32::try_from(len.div_ceil(segment)).unwrap_or(u32::MAX);
@@ -805,6 +840,7 @@ impl Connection {
         let partial = self.cfg.tx_checksum_offload;
         let (src, dst) = (self.local.ip(), self.remote.ip());
         let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
+        self.set_ds(&mut buf[..len], false);
         if retransmit {
             self.retransmits += 1;
         }
@@ -814,6 +850,15 @@ impl Connection {
         let mut sent = Sent::single(len, retransmit, rst);
         sent.checksum_partial = partial;
         Some(sent)
+    }
+
+    /// Write the connection's DS byte into a packet `write_segment` wrote: its `IP_TOS`, and
+    /// ECT(0) for `new_data` (see `ds_byte`).
+    fn set_ds(&self, packet: &mut [u8], new_data: bool) {
+        let ds = self.ds_byte(new_data);
+        if ds != 0 {
+            crate::wire::ip::set_ds_field(packet, ds);
+        }
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.

@@ -257,6 +257,10 @@ impl Connection {
                 let flight = self.snd.in_flight();
                 self.cc.on_rto(now, flight);
                 self.recovery.recover = None;
+                // The timeout's reduction supersedes a CWR under way, and is signalled with
+                // CWR like any other (RFC 3168 §6.1.2).
+                self.recovery.cwr = None;
+                self.ecn_queue_cwr();
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);

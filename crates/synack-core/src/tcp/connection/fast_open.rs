@@ -1,0 +1,126 @@
+//! TCP Fast Open, the client's side (RFC 7413 §4.2): data in the SYN, with a cookie the
+//! server gave before.
+//!
+//! A connection that wants Fast Open and has no cookie for the server sends an empty Fast
+//! Open option in its SYN (a cookie request, §4.1.2); the cookie in the SYN-ACK goes to the
+//! endpoint's cache. With a cookie, the first SYN carries it and up to one segment of data;
+//! the server acknowledges that data in its SYN-ACK, or only the SYN, and then the data is
+//! sent again as ordinary data (§4.2.2). A retransmitted SYN carries neither the option nor
+//! the data, as Linux's (`tcp_connect` excludes Fast Open from SYN retries): a server or
+//! middlebox that drops SYNs with data must not cost the connection.
+//!
+//! `TCP_FASTOPEN_CONNECT` (Linux) defers the SYN while a cookie is known: the connection
+//! reports itself writable at once, and the first write sends the SYN with the data.
+
+use crate::tcp::State;
+use crate::wire::{FastOpenCookie, TcpRepr};
+
+use super::Connection;
+
+/// Most bytes of data a SYN carries: one segment of the default MSS less the largest
+/// option area, as Linux sizes `tcp_send_syn_data`'s copy before the peer's MSS is known.
+const MAX_SYN_DATA: usize = 1460 - 40;
+
+/// An active open's Fast Open state, boxed in the connection: few connections use it.
+#[derive(Debug, Clone, Default)]
+pub struct FastOpenClient {
+    /// The cookie the first SYN carries; `None` asks for one.
+    cookie: Option<FastOpenCookie>,
+    /// The SYN waits for the first write (`TCP_FASTOPEN_CONNECT` with a cookie).
+    deferred: bool,
+    /// The first SYN has left (retransmissions carry no Fast Open option).
+    sent: bool,
+    /// Bytes of data the first SYN carried.
+    syn_data: usize,
+    /// A cookie the SYN-ACK brought, for the endpoint's cache.
+    learned: Option<FastOpenCookie>,
+}
+
+impl Connection {
+    /// An active open with Fast Open (after [`Connection::open_active`]): with `cookie`, the
+    /// first SYN carries it and queued data; without, it asks for a cookie. `defer` holds the
+    /// SYN until data is queued (only with a cookie: without one there is nothing to gain).
+    pub fn open_active_fast_open(&mut self, cookie: Option<FastOpenCookie>, defer: bool) {
+        self.open_active();
+        let deferred = defer && cookie.is_some();
+        if deferred {
+            self.syn_pending = false;
+            // Linux's tcp_poll reports a deferred connect writable, so that the application
+            // writes the data the SYN is waiting for.
+            self.notify.writable = true;
+        }
+        self.fast_open = Some(Box::new(FastOpenClient {
+            cookie,
+            deferred,
+            ..FastOpenClient::default()
+        }));
+    }
+
+    /// Data was queued: a deferred SYN goes out now, with it.
+    pub(super) fn fast_open_release(&mut self) {
+        if let Some(f) = self.fast_open.as_mut() {
+            if f.deferred {
+                f.deferred = false;
+                self.syn_pending = true;
+            }
+        }
+    }
+
+    /// The cookie the last SYN-ACK brought, once (the endpoint caches it per server).
+    pub fn take_fast_open_cookie(&mut self) -> Option<FastOpenCookie> {
+        self.fast_open.as_mut().and_then(|f| f.learned.take())
+    }
+
+    /// Dress the first SYN (`seg`, SYN-SENT) with the Fast Open option; returns how many
+    /// bytes of queued data it is to carry (from the start of the send buffer).
+    pub(super) fn fast_open_syn(&mut self, seg: &mut TcpRepr<'_>) -> usize {
+        if self.state != State::SynSent {
+            return 0;
+        }
+        let queued = self.snd.buffer.len();
+        let Some(f) = self.fast_open.as_mut() else {
+            return 0;
+        };
+        if f.sent {
+            return 0;
+        }
+        f.sent = true;
+        seg.fast_open = Some(f.cookie.unwrap_or(FastOpenCookie::REQUEST));
+        if f.cookie.is_none() {
+            return 0;
+        }
+        // RFC 7413 §4.2.1: the data may not exceed what the SYN's MSS allows; without the
+        // peer's MSS yet, one segment of the default size, less the option area.
+        f.syn_data = queued.min(MAX_SYN_DATA).min(self.rcv.mss);
+        f.syn_data
+    }
+
+    /// The SYN-ACK answering our SYN has been taken (SND.UNA is past the SYN): keep the
+    /// cookie it carries, and settle the data our SYN carried (RFC 7413 §4.2.2): what the
+    /// server acknowledged leaves the send buffer, the rest is sent again from SND.UNA.
+    pub(super) fn fast_open_on_syn_ack(&mut self, seg: &TcpRepr<'_>) {
+        let Some(f) = self.fast_open.as_mut() else {
+            return;
+        };
+        if f.sent {
+            if let Some(cookie) = seg.fast_open.filter(|c| !c.is_request()) {
+                f.learned = Some(cookie);
+            }
+        }
+        let syn_data = std::mem::take(&mut f.syn_data);
+        if syn_data == 0 {
+            return;
+        }
+        let first = self.snd.iss + 1;
+        let acked = if seg.ack_number > first {
+            (seg.ack_number - first).min(syn_data)
+        } else {
+            0
+        };
+        self.snd.buffer.consume(acked);
+        self.snd.una = first + acked;
+        // What the server did not take goes again as ordinary data, at once (Linux's
+        // tcp_rcv_fastopen_synack marks it lost and retransmits it).
+        self.snd.nxt = self.snd.una;
+    }
+}

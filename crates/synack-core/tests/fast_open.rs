@@ -1,0 +1,178 @@
+//! TCP Fast Open, the client's side (RFC 7413 §4.2), against a scripted server in virtual
+//! time: asking for a cookie, keeping it, data in the SYN, and what happens when the server
+//! takes only the SYN.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use synack_core::wire::{FastOpenCookie, TcpFlags};
+use synack_core::{ConnectionHandle, Event, SocketOptions, State};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const COOKIE: [u8; 8] = [0xab, 0xcd, 0x12, 0x34, 5, 6, 7, 8];
+
+fn server() -> SocketAddr {
+    SocketAddr::new(PEER, 80)
+}
+
+fn fast_open_connect() -> SocketOptions {
+    SocketOptions {
+        fast_open_connect: Some(true),
+        ..SocketOptions::default()
+    }
+}
+
+/// A first connection that asks for a cookie and gets `COOKIE`; returns the harness.
+fn with_cookie() -> Harness {
+    let mut h = Harness::new(config());
+    let c =
+        h.ep.connect_with(h.now, server(), None, &fast_open_connect())
+            .unwrap();
+    let syn = h.one();
+    assert!(syn.is(SYN));
+    assert_eq!(
+        syn.fast_open,
+        Some(FastOpenCookie::REQUEST),
+        "a cookie request"
+    );
+    assert!(syn.payload.is_empty());
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 5000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .fast_open(&COOKIE),
+    );
+    let ack = h.one();
+    assert_eq!(ack.ack, SeqNumber(5001));
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    assert_eq!(h.ep.fast_open_cookie(PEER), FastOpenCookie::new(&COOKIE));
+    h
+}
+
+use synack_core::SeqNumber;
+
+#[test]
+fn a_cookie_request_keeps_the_servers_cookie() {
+    let _ = with_cookie();
+}
+
+#[test]
+fn with_a_cookie_the_syn_carries_the_data_and_the_server_takes_it() {
+    let mut h = with_cookie();
+    let (c, n) =
+        h.ep.connect_fast_open(
+            h.now,
+            server(),
+            None,
+            &SocketOptions::default(),
+            b"GET / HTTP/1.1\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(n, 18);
+    let syn = h.one();
+    assert!(syn.is(SYN));
+    assert_eq!(syn.fast_open, FastOpenCookie::new(&COOKIE));
+    assert_eq!(syn.payload, b"GET / HTTP/1.1\r\n\r\n");
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 19).mss(1460),
+    );
+    let ack = h.one();
+    assert_eq!(ack.seq, syn.seq + 19);
+    assert!(
+        ack.payload.is_empty(),
+        "the data was taken: nothing to send again"
+    );
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    // Nothing is left to retransmit.
+    let (_, later) = h.next_timeout();
+    assert!(later.iter().all(|s| s.payload.is_empty()), "{later:?}");
+}
+
+#[test]
+fn data_the_server_did_not_take_is_sent_again_at_once() {
+    let mut h = with_cookie();
+    let (_c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[7; 3000])
+            .unwrap();
+    assert_eq!(
+        n, 3000,
+        "all of it is queued; the SYN carries the first segment"
+    );
+    let syn = h.one();
+    assert_eq!(syn.payload.len(), 1420);
+    // The server acknowledges only the SYN (RFC 7413 §4.2.2: no valid cookie, or no TFO).
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1).mss(1460),
+    );
+    let segs = h.drain();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(data, vec![7; 3000]);
+    assert_eq!(
+        segs.iter().find(|s| !s.payload.is_empty()).unwrap().seq,
+        syn.seq + 1
+    );
+}
+
+#[test]
+fn fast_open_connect_with_a_cookie_waits_for_the_first_write() {
+    let mut h = with_cookie();
+    let _ = h.events();
+    let c: ConnectionHandle =
+        h.ep.connect_with(h.now, server(), None, &fast_open_connect())
+            .unwrap();
+    h.none();
+    assert!(
+        h.events().contains(&Event::Writable(c)),
+        "writable at once, as Linux's poll"
+    );
+    assert_eq!(h.ep.send(c, b"hello").unwrap(), 5);
+    let syn = h.one();
+    assert!(syn.is(SYN));
+    assert_eq!(syn.payload, b"hello");
+    assert_eq!(syn.fast_open, FastOpenCookie::new(&COOKIE));
+}
+
+#[test]
+fn a_retransmitted_syn_carries_neither_cookie_nor_data() {
+    let mut h = with_cookie();
+    let (_c, _) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), b"abc")
+            .unwrap();
+    let syn = h.one();
+    assert_eq!(syn.payload, b"abc");
+    let (_, again) = h.next_timeout();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].is(SYN));
+    assert_eq!(again[0].seq, syn.seq);
+    assert!(again[0].payload.is_empty());
+    assert_eq!(again[0].fast_open, None);
+    // The SYN-ACK to the plain SYN: the data goes as ordinary data.
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1).mss(1460),
+    );
+    let data: Vec<u8> = h.drain().iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(data, b"abc");
+}
+
+#[test]
+fn without_a_cookie_sendto_fast_open_queues_nothing_and_asks_for_one() {
+    let mut h = Harness::new(config());
+    let (_c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), b"abc")
+            .unwrap();
+    assert_eq!(n, 0);
+    let syn = h.one();
+    assert_eq!(syn.fast_open, Some(FastOpenCookie::REQUEST));
+    assert!(syn.payload.is_empty());
+}

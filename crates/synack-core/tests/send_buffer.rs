@@ -1,0 +1,220 @@
+//! The send buffer as the application sees it, in virtual time: how much a write takes
+//! (bytes, or Linux's skbs with `Config::skb_accounting`), TCP_NOTSENT_LOWAT, when a waiting
+//! writer is told `Writable`, and the time `Endpoint::info` says the sender spent busy,
+//! limited by the peer's window or by the send buffer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use synack_core::wire::TcpFlags;
+use synack_core::{Config, ConnectionHandle, Error, Event, SeqNumber};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+
+/// A connection opened to a peer that offers `window` (no scaling) and an MSS of 1000.
+struct Conn {
+    h: Harness,
+    c: ConnectionHandle,
+    us: SocketAddr,
+    peer: SocketAddr,
+    /// Our first data byte's sequence number.
+    base: SeqNumber,
+}
+
+impl Conn {
+    fn open(mut config: Config, window: u16) -> Conn {
+        config.seed(Some([7; 32])).gso_max_size(65535);
+        let mut h = Harness::new(config);
+        let peer = SocketAddr::new(PEER, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        let sa = Out::new(SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .wscale(0)
+            .window(window);
+        h.inject(peer, syn.src, sa);
+        assert!(h.one().is(ACK));
+        let _ = h.events();
+        Conn {
+            h,
+            c,
+            us: syn.src,
+            peer,
+            base: syn.seq + 1,
+        }
+    }
+
+    /// The peer acknowledges our first `bytes` data bytes and offers `window`.
+    fn ack(&mut self, bytes: usize, window: u16) {
+        let o = Out::new(ACK, 10_001, 0)
+            .ackn(self.base + bytes)
+            .window(window);
+        self.h.inject(self.peer, self.us, o);
+    }
+
+    /// Payload bytes sent now.
+    fn sent(&mut self) -> usize {
+        self.h.drain().iter().map(|s| s.payload.len()).sum()
+    }
+
+    fn writable(&mut self) -> bool {
+        self.h.events().contains(&Event::Writable(self.c))
+    }
+}
+
+fn linux() -> Config {
+    Config::linux()
+}
+
+/// Linux's `blocking-write.pkt`: with skb accounting a write fills whole skbs of the size
+/// goal (half the peer's window: 25 000 bytes) while less than the buffer is charged, the
+/// first goes out as far as the initial window lets it and its rest takes more data; a
+/// waiting writer is woken only once a third of the buffer is free again.
+#[test]
+fn skb_accounting_sizes_writes_and_wakes_as_linux() {
+    let mut k = Conn::open(linux(), 50_000);
+    k.h.ep.set_send_buffer(k.c, 42_000).unwrap();
+    // skb 1 (25 000) is pushed 10 000 far and split; its rest takes 10 000 more; skb 3
+    // takes 25 000 with 2 skbs' overhead + 35 000 charged < 42 000, and then it is full.
+    assert_eq!(k.h.ep.send(k.c, &[1; 61_000]).unwrap(), 60_000);
+    assert_eq!(k.h.ep.send(k.c, &[1; 1000]), Err(Error::WouldBlock));
+    assert_eq!(k.sent(), 10_000);
+    k.ack(10_000, 50_000);
+    assert_eq!(k.sent(), 20_000);
+    assert!(!k.writable(), "50 000 bytes in three skbs still charged");
+    k.ack(30_000, 50_000);
+    assert_eq!(k.sent(), 30_000);
+    assert!(
+        !k.writable(),
+        "30 000 bytes in two skbs: more than 2/3 of the buffer"
+    );
+    k.ack(36_000, 50_000);
+    assert!(k.writable(), "24 000 bytes in one skb");
+    assert_eq!(k.h.ep.send(k.c, &[1; 1000]).unwrap(), 1000);
+}
+
+/// Without skb accounting the buffer holds its size in bytes, and a waiting writer is
+/// woken once a third of it is free (Linux's `sk_stream_write_space`), not per ACK.
+#[test]
+fn writable_waits_for_a_third_of_the_buffer() {
+    let mut k = Conn::open(common::config(), 65_535);
+    k.h.ep.set_send_buffer(k.c, 30_000).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 40_000]).unwrap(), 30_000);
+    assert_eq!(k.sent(), 10_000);
+    k.ack(5_000, 65_535);
+    let _ = k.sent();
+    assert!(!k.writable(), "a sixth free");
+    k.ack(10_000, 65_535);
+    assert!(k.writable(), "a third free");
+    // Nobody waits any more: no more wake-ups.
+    k.ack(20_000, 65_535);
+    assert!(!k.writable());
+}
+
+/// TCP_NOTSENT_LOWAT: a write stops at the mark's bytes unsent, and the writer is woken
+/// once fewer than half as many are (Linux's `tcp_stream_memory_free` with `wake`).
+#[test]
+fn notsent_lowat_bounds_unsent_bytes() {
+    let mut k = Conn::open(common::config(), 2000);
+    k.h.ep.set_notsent_lowat(k.c, Some(4000)).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 59_000]).unwrap(), 4000);
+    assert_eq!(k.sent(), 2000, "the peer's window");
+    assert!(!k.writable(), "2000 unsent: not under half the mark");
+    k.ack(2000, 1000);
+    assert_eq!(k.sent(), 1000);
+    assert!(k.writable(), "1000 unsent");
+    assert_eq!(k.h.ep.send(k.c, &[1; 59_000]).unwrap(), 3000);
+}
+
+/// With skb accounting the mark is checked per skb, as Linux's `tcp_sendmsg` checks it:
+/// `notsent-lowat-setsockopt.pkt`'s 26 000 of a 59 000-byte write.
+#[test]
+fn notsent_lowat_with_skb_accounting() {
+    let mut k = Conn::open(linux(), 32_792);
+    k.h.ep.set_notsent_lowat(k.c, Some(4000)).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 59_000]).unwrap(), 26_000);
+    assert_eq!(k.sent(), 10_000);
+}
+
+/// `TcpInfo::rwnd_limited` counts while the peer's window, not the congestion window,
+/// holds data back; `busy_time` while anything is queued or in flight.
+#[test]
+fn info_counts_busy_and_rwnd_limited_time() {
+    let mut k = Conn::open(linux(), 0);
+    let start = k.h.now;
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.busy_time, info.rwnd_limited),
+        (Duration::ZERO, Duration::ZERO)
+    );
+    assert_eq!(k.h.ep.send(k.c, &[1; 1000]).unwrap(), 1000);
+    assert_eq!(k.sent(), 0);
+    k.h.advance(Duration::from_millis(100));
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.rwnd_limited, Duration::from_millis(100));
+    k.ack(0, 2000);
+    assert_eq!(k.sent(), 1000);
+    k.h.advance(Duration::from_millis(30));
+    k.ack(1000, 2000);
+    let _ = k.sent();
+    let busy = k.h.now - start;
+    k.h.advance(Duration::from_millis(50));
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.rwnd_limited, Duration::from_millis(100));
+    assert_eq!(info.busy_time, busy, "idle once all is acknowledged");
+    assert_eq!(info.sndbuf_limited, Duration::ZERO);
+}
+
+/// `TcpInfo::sndbuf_limited` counts while all that is queued is sent, the congestion
+/// window has room, and the application waits for buffer space.
+#[test]
+fn info_counts_sndbuf_limited_time() {
+    let mut k = Conn::open(common::config(), 65_535);
+    k.h.ep.set_send_buffer(k.c, 4000).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 10_000]).unwrap(), 4000);
+    assert_eq!(k.sent(), 4000);
+    k.h.advance(Duration::from_millis(20));
+    k.ack(4000, 65_535);
+    assert!(k.writable());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.sndbuf_limited, Duration::from_millis(20));
+    assert_eq!(info.busy_time, Duration::from_millis(20));
+}
+
+/// With skb accounting the buffer starts as Linux's `tcp_init_buffer_space` sets it: room
+/// for twice the initial window of ten segments at 2304 bytes of memory each (a 1000-byte
+/// MSS), above `tcp_wmem[1]`'s 16 KiB; and grows with the congestion window when a waiting
+/// writer finds the window not full (`tcp_new_space`), unless `SO_SNDBUF` pinned it.
+#[test]
+fn skb_accounting_grows_the_buffer_with_the_window() {
+    let mut k = Conn::open(linux(), 10_000);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().send_buffer, 46_080);
+    // skbs of 5000 (half the peer's window) while less than 46 080 is charged: eight.
+    assert_eq!(k.h.ep.send(k.c, &[1; 100_000]).unwrap(), 40_000);
+    assert_eq!(k.sent(), 10_000);
+    // The ACK doubles the congestion window to 20 segments, the peer's keeps ten in
+    // flight: the congestion window is not full, so the buffer grows to twice 20
+    // segments' memory, and the writer is woken.
+    k.ack(10_000, 10_000);
+    assert_eq!(k.sent(), 10_000);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().send_buffer, 92_160);
+    assert!(k.writable());
+
+    let mut k = Conn::open(linux(), 10_000);
+    k.h.ep.set_send_buffer(k.c, 46_080).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 100_000]).unwrap(), 40_000);
+    let _ = k.sent();
+    k.ack(10_000, 10_000);
+    let _ = k.sent();
+    assert_eq!(
+        k.h.ep.info(k.h.now, k.c).unwrap().send_buffer,
+        46_080,
+        "pinned"
+    );
+    assert!(!k.writable());
+}
