@@ -46,9 +46,13 @@ pub struct NetArgs {
     /// kernel has them.
     #[arg(long)]
     pub no_offload: bool,
-    /// Write every packet, both directions, to this pcap file (Wireshark reads it).
+    /// Write every packet, both directions, to this pcap file (Wireshark reads it). A
+    /// recording runs one worker.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
+    /// Workers (shards, one TUN queue each); default: one per core.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -195,9 +199,15 @@ impl NetArgs {
         let addrs = self.addresses();
         let mut config = self.config(device.capabilities().mtu);
         tune(&mut config);
+        let mut builder = Stack::builder()
+            .config(config)
+            .addresses(addrs.iter().copied());
+        if let Some(n) = self.workers {
+            builder = builder.workers(n);
+        }
         Ok(match &self.pcap {
-            Some(path) => Stack::new(config, PcapDevice::new(device, path)?, &addrs)?,
-            None => Stack::new(config, device, &addrs)?,
+            Some(path) => builder.build(PcapDevice::new(device, path)?)?,
+            None => builder.build(device)?,
         })
     }
 }

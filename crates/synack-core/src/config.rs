@@ -387,6 +387,17 @@ impl Config {
         self.tx_checksum_offload
     }
 
+    /// The memory cap (`max_memory`), for a runtime that divides it among several endpoints.
+    pub fn get_max_memory(&self) -> usize {
+        self.max_memory
+    }
+
+    /// The inclusive ephemeral port range (`ephemeral_ports`), for a runtime that picks a
+    /// connection's port itself (see `Endpoint::connect_with`).
+    pub fn get_ephemeral_ports(&self) -> (u16, u16) {
+        self.ephemeral_ports
+    }
+
     setter!(
         /// Send keepalive probes on idle connections (off by default).
         keepalive: Option<KeepaliveConfig>

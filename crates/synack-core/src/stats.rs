@@ -112,6 +112,103 @@ pub struct Stats {
     pub drop_other: u64,
 }
 
+impl Stats {
+    /// Adds `other`'s counters to these: the totals of a runtime that runs several endpoints
+    /// (one per shard of a multi-queue device). Every counter is a sum.
+    pub fn merge(&mut self, other: &Stats) {
+        // Destructured without `..`, so that a counter added to `Stats` and not summed here
+        // does not compile.
+        let Stats {
+            packets_in,
+            checksum_offloaded,
+            packets_out,
+            segments_in,
+            segments_out,
+            retransmits,
+            connections_established,
+            rsts_sent,
+            challenge_acks,
+            challenge_acks_limited,
+            echo_replies,
+            syncookies_sent,
+            syncookies_validated,
+            syncookies_failed,
+            time_wait_recycled,
+            intercepted_syns,
+            intercept_duplicates,
+            intercept_expired,
+            intercept_unreachable_sent,
+            refused_memory,
+            drop_intercept_overflow,
+            udp_datagrams_in,
+            udp_datagrams_out,
+            udp_intercepted,
+            udp_port_unreachable_sent,
+            udp_port_unreachable_limited,
+            udp_port_unreachable_queue_full,
+            drop_udp_no_socket,
+            drop_udp_queue_full,
+            drop_malformed,
+            drop_checksum,
+            drop_bad_option,
+            drop_fragment,
+            drop_not_for_us,
+            drop_unsupported,
+            drop_out_of_window,
+            drop_paws,
+            drop_listen_overflow,
+            drop_memory,
+            drop_other,
+            ecn_ce_received,
+            ecn_ece_received,
+            ecn_cwr_sent,
+        } = other;
+        self.packets_in += packets_in;
+        self.checksum_offloaded += checksum_offloaded;
+        self.packets_out += packets_out;
+        self.segments_in += segments_in;
+        self.segments_out += segments_out;
+        self.retransmits += retransmits;
+        self.connections_established += connections_established;
+        self.rsts_sent += rsts_sent;
+        self.challenge_acks += challenge_acks;
+        self.challenge_acks_limited += challenge_acks_limited;
+        self.echo_replies += echo_replies;
+        self.syncookies_sent += syncookies_sent;
+        self.syncookies_validated += syncookies_validated;
+        self.syncookies_failed += syncookies_failed;
+        self.time_wait_recycled += time_wait_recycled;
+        self.intercepted_syns += intercepted_syns;
+        self.intercept_duplicates += intercept_duplicates;
+        self.intercept_expired += intercept_expired;
+        self.intercept_unreachable_sent += intercept_unreachable_sent;
+        self.refused_memory += refused_memory;
+        self.drop_intercept_overflow += drop_intercept_overflow;
+        self.udp_datagrams_in += udp_datagrams_in;
+        self.udp_datagrams_out += udp_datagrams_out;
+        self.udp_intercepted += udp_intercepted;
+        self.udp_port_unreachable_sent += udp_port_unreachable_sent;
+        self.udp_port_unreachable_limited += udp_port_unreachable_limited;
+        self.udp_port_unreachable_queue_full += udp_port_unreachable_queue_full;
+        self.drop_udp_no_socket += drop_udp_no_socket;
+        self.drop_udp_queue_full += drop_udp_queue_full;
+        self.drop_malformed += drop_malformed;
+        self.drop_checksum += drop_checksum;
+        self.drop_bad_option += drop_bad_option;
+        self.drop_fragment += drop_fragment;
+        self.drop_not_for_us += drop_not_for_us;
+        self.drop_unsupported += drop_unsupported;
+        self.drop_out_of_window += drop_out_of_window;
+        self.drop_paws += drop_paws;
+        self.drop_listen_overflow += drop_listen_overflow;
+        self.drop_memory += drop_memory;
+        self.drop_other += drop_other;
+        self.ecn_ce_received += ecn_ce_received;
+        self.ecn_ece_received += ecn_ece_received;
+        self.ecn_cwr_sent += ecn_cwr_sent;
+    }
+}
+
 /// What the endpoint's memory goes to, for sizing a server (see
 /// [`Endpoint::memory_usage`](crate::Endpoint::memory_usage)).
 ///
@@ -145,4 +242,91 @@ pub struct MemoryUsage {
     pub pressure: bool,
     /// The cap, `Config::max_memory`.
     pub cap: usize,
+}
+
+impl MemoryUsage {
+    /// Adds `other`'s figures to these, for a runtime that runs several endpoints: bytes,
+    /// connections and caps are sums (each endpoint has its share of the cap), and the
+    /// whole is under pressure if any part is.
+    pub fn merge(&mut self, other: &MemoryUsage) {
+        // Destructured without `..`: a field added and not merged here does not compile.
+        let MemoryUsage {
+            buffered,
+            allocated,
+            connections,
+            time_wait,
+            state,
+            pressure,
+            cap,
+        } = other;
+        self.buffered += buffered;
+        self.allocated += allocated;
+        self.connections += connections;
+        self.time_wait += time_wait;
+        self.state += state;
+        self.pressure |= pressure;
+        self.cap += cap;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_merge_sums_every_counter() {
+        let mut a = Stats {
+            packets_in: 3,
+            drop_other: 1,
+            ..Stats::default()
+        };
+        let b = Stats {
+            packets_in: 4,
+            retransmits: 2,
+            drop_other: 5,
+            ..Stats::default()
+        };
+        a.merge(&b);
+        assert_eq!(a.packets_in, 7);
+        assert_eq!(a.retransmits, 2);
+        assert_eq!(a.drop_other, 6);
+        let mut zero = Stats::default();
+        zero.merge(&a);
+        assert_eq!(zero, a);
+    }
+
+    #[test]
+    fn memory_usage_merge_sums_and_ors_pressure() {
+        let mut a = MemoryUsage {
+            buffered: 10,
+            allocated: 20,
+            connections: 1,
+            time_wait: 2,
+            state: 30,
+            pressure: false,
+            cap: 100,
+        };
+        let b = MemoryUsage {
+            buffered: 1,
+            allocated: 2,
+            connections: 3,
+            time_wait: 4,
+            state: 5,
+            pressure: true,
+            cap: 100,
+        };
+        a.merge(&b);
+        assert_eq!(
+            a,
+            MemoryUsage {
+                buffered: 11,
+                allocated: 22,
+                connections: 4,
+                time_wait: 6,
+                state: 35,
+                pressure: true,
+                cap: 200,
+            }
+        );
+    }
 }

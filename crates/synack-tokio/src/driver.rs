@@ -9,8 +9,13 @@
 //!    writes what it holds,
 //! 5. arms a tokio timer on `poll_timeout`.
 //!
-//! Then it sleeps until the device, the timer, or a user command (through the waker stored in
-//! [`Inner`]) wakes it. It is written as a hand-rolled `poll` rather than an `async fn` so that
+//! With several shards (see [`crate::shard`]) there is one driver per shard, each with its own
+//! device queue and its own [`Inner`]. Before reading the device a driver takes what other
+//! shards handed it; each packet it reads for a flow another shard owns is handed on to that
+//! shard instead of being fed to its own endpoint.
+//!
+//! Then it sleeps until the device, the timer, a hand-off, or a user command (through the
+//! waker stored in [`Inner`]) wakes it. It is written as a hand-rolled `poll` rather than an `async fn` so that
 //! a device that is slow to accept packets never stops the stack from *receiving*: a packet
 //! the device refused is kept in `tx_pending` and retried when the device wakes us, while the
 //! receive side keeps running.
@@ -20,12 +25,24 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Event, Transmit};
+use synack_core::{Event, RecvMeta, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, Instrument};
 
 use crate::device::Device;
+use crate::shard::{Flows, Handoff};
 use crate::stack::{Inner, Shared, ORPHAN_LINGER};
+
+/// A shard's link to the others: whose flow a packet is, and the channels to hand it over.
+pub(crate) struct Router {
+    pub(crate) flows: Arc<Flows>,
+    /// This shard's number.
+    pub(crate) me: usize,
+    /// Every shard's hand-off channel, by shard number (our own is never used).
+    pub(crate) peers: Vec<tokio::sync::mpsc::Sender<Handoff>>,
+    /// What other shards hand us.
+    pub(crate) inbox: tokio::sync::mpsc::Receiver<Handoff>,
+}
 
 /// Packets read, or written, per round: bounds the time the lock is held and lets timers and
 /// events interleave with bulk traffic.
@@ -65,11 +82,13 @@ pub(crate) struct Driver<D: Device> {
     linger_until: Option<synack_core::Instant>,
     /// When to ask the device whether it still works ([`Device::check`]).
     next_check: synack_core::Instant,
+    /// With several shards: the flows' owners and the hand-off channels.
+    router: Option<Router>,
 }
 
 impl<D: Device> Driver<D> {
     /// Spawns the driver for `shared` on the current tokio runtime.
-    pub(crate) fn spawn(shared: Arc<Shared>, device: D) {
+    pub(crate) fn spawn(shared: Arc<Shared>, device: D, router: Option<Router>) {
         // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
         // device may hand us anything up to its MTU, or a super-packet of up to the largest IP
         // packet (an IPv6 header and 65535 bytes of payload).
@@ -85,8 +104,12 @@ impl<D: Device> Driver<D> {
             wakers: Vec::new(),
             linger_until: None,
             next_check: synack_core::Instant::ZERO,
+            router,
         };
-        let span = tracing::debug_span!("synack_driver");
+        let span = match &driver.router {
+            Some(r) => tracing::debug_span!("synack_driver", shard = r.me),
+            None => tracing::debug_span!("synack_driver"),
+        };
         tokio::spawn(
             async move {
                 debug!("driver started");
@@ -150,6 +173,24 @@ impl<D: Device> Driver<D> {
             }
         }
 
+        // 0. What other shards handed us: packets of our flows that arrived on their queues.
+        if let Some(router) = &mut self.router {
+            let mut taken = 0;
+            while taken < BATCH {
+                match router.inbox.poll_recv(cx) {
+                    Poll::Ready(Some(h)) => {
+                        inner.handoffs_received += 1;
+                        inner.endpoint.handle_packet(now, &h.packet, h.meta);
+                        taken += 1;
+                    }
+                    // Pending: the channel wakes us when one comes. Closed: every other
+                    // shard has stopped.
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            busy |= taken == BATCH;
+        }
+
         // 1. Receive a batch.
         let mut received = 0;
         while received < BATCH {
@@ -159,8 +200,16 @@ impl<D: Device> Driver<D> {
                     // make the core read past the buffer.
                     meta.len = meta.len.min(self.rx_buf.len());
                     trace!(len = meta.len, gso = ?meta.segment_size, "packet in");
-                    inner.endpoint.handle_packet(now, &self.rx_buf, meta);
                     received += 1;
+                    let packet = &self.rx_buf[..meta.len];
+                    if let Some(router) = &self.router {
+                        if let Some(owner) = router.flows.route(packet).filter(|&o| o != router.me)
+                        {
+                            hand_off(inner, router, owner, packet, meta);
+                            continue;
+                        }
+                    }
+                    inner.endpoint.handle_packet(now, &self.rx_buf, meta);
                 }
                 Poll::Ready(Err(e)) => {
                     // A device that cannot be read is gone for good (TUN torn down); every
@@ -267,6 +316,29 @@ impl<D: Device> Driver<D> {
             }
         }
         flush(&mut self.device, cx);
+    }
+}
+
+/// Hands a packet read here to the shard that owns its flow, counting it; a full (or closed)
+/// channel drops it, counted too, as a full queue on a wire would.
+fn hand_off(inner: &mut Inner, router: &Router, owner: usize, packet: &[u8], meta: RecvMeta) {
+    let handoff = Handoff {
+        packet: packet.into(),
+        meta,
+    };
+    match router.peers[owner].try_send(handoff) {
+        Ok(()) => {
+            trace!(owner, len = meta.len, "handed off");
+            inner.handed_off += 1;
+        }
+        Err(_) => {
+            debug!(
+                owner,
+                len = meta.len,
+                "hand-off channel full; packet dropped"
+            );
+            inner.handoff_dropped += 1;
+        }
     }
 }
 

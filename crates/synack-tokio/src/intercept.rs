@@ -51,6 +51,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use synack_core::{InterceptedSyn, SocketOptions, SynHandle};
@@ -61,9 +62,19 @@ use crate::{Stack, TcpStream};
 
 /// Where a stack in transparent mode hands out the SYNs it holds; from [`Stack::intercept`].
 /// Several may exist: each SYN goes to one of them.
-#[derive(Clone)]
 pub struct Interceptor {
     stack: Stack,
+    /// The shard to ask first, next time.
+    next: AtomicUsize,
+}
+
+impl Clone for Interceptor {
+    fn clone(&self) -> Interceptor {
+        Interceptor {
+            stack: self.stack.clone(),
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
+        }
+    }
 }
 
 impl Stack {
@@ -78,6 +89,7 @@ impl Stack {
         }
         Ok(Interceptor {
             stack: self.clone(),
+            next: AtomicUsize::new(0),
         })
     }
 }
@@ -90,20 +102,29 @@ impl Interceptor {
     }
 
     /// Polls for the next held SYN, as [`next`](Self::next) does.
+    ///
+    /// A held SYN waits on the shard that owns its flow (see [`crate::shard`]); the shards
+    /// are asked in turn, from a rotating start so that none is favoured.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<io::Result<IncomingSyn>> {
-        let mut inner = self.stack.lock()?;
-        while let Some(handle) = inner.intercepted.pop_front() {
-            // Skipped: SYNs that expired or were decided on while queued.
-            if let Ok(info) = inner.endpoint.intercepted(handle) {
-                return Poll::Ready(Ok(IncomingSyn {
-                    stack: self.stack.clone(),
-                    handle,
-                    info,
-                    decided: false,
-                }));
+        let n = self.stack.workers();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let shard = (first + k) % n;
+            let mut inner = self.stack.lock_shard(shard)?;
+            while let Some(handle) = inner.intercepted.pop_front() {
+                // Skipped: SYNs that expired or were decided on while queued.
+                if let Ok(info) = inner.endpoint.intercepted(handle) {
+                    return Poll::Ready(Ok(IncomingSyn {
+                        stack: self.stack.clone(),
+                        shard,
+                        handle,
+                        info,
+                        decided: false,
+                    }));
+                }
             }
+            register_many(&mut inner.intercept_wakers, cx);
         }
-        register_many(&mut inner.intercept_wakers, cx);
         Poll::Pending
     }
 }
@@ -118,6 +139,8 @@ impl fmt::Debug for Interceptor {
 /// retransmits it, and may be intercepted again).
 pub struct IncomingSyn {
     stack: Stack,
+    /// The shard whose endpoint holds the SYN (and will hold the connection).
+    shard: usize,
     handle: SynHandle,
     info: InterceptedSyn,
     decided: bool,
@@ -151,14 +174,14 @@ impl IncomingSyn {
     /// as a listener's would give its connections.
     pub async fn accept_with(mut self, options: &SocketOptions) -> io::Result<TcpStream> {
         let conn = {
-            let mut inner = self.stack.lock()?;
+            let mut inner = self.stack.lock_shard(self.shard)?;
             inner.check_open()?;
             let now = inner.now();
             self.decided = true;
             let h = inner
                 .endpoint
                 .accept_intercepted(now, self.handle, options)?;
-            let conn = ConnRef::register(&self.stack, h, false, &mut inner);
+            let conn = ConnRef::register(&self.stack, self.shard, h, false, &mut inner);
             inner.wake_driver();
             conn
         };
@@ -170,7 +193,7 @@ impl IncomingSyn {
     /// with `ConnectionRefused`.
     pub fn refuse(mut self) -> io::Result<()> {
         self.decided = true;
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         inner.endpoint.refuse_intercepted(self.handle)?;
         inner.wake_driver();
         Ok(())
@@ -181,7 +204,7 @@ impl IncomingSyn {
     /// `EHOSTUNREACH`.
     pub fn unreachable(mut self) -> io::Result<()> {
         self.decided = true;
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         inner.endpoint.unreachable_intercepted(self.handle)?;
         inner.wake_driver();
         Ok(())
@@ -191,7 +214,7 @@ impl IncomingSyn {
 impl Drop for IncomingSyn {
     fn drop(&mut self) {
         if !self.decided {
-            if let Some(mut inner) = self.stack.lock_for_drop() {
+            if let Some(mut inner) = self.stack.lock_for_drop(self.shard) {
                 let _ = inner.endpoint.drop_intercepted(self.handle);
             }
         }

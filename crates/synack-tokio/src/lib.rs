@@ -1,7 +1,9 @@
 //! The tokio runtime for synack.
 //!
-//! A [`Stack`] owns one sans-IO [`synack_core::Endpoint`] and a driver task that moves packets
-//! between it and a [`Device`] (a TUN device, an in-memory pair, or a pcap-writing wrapper).
+//! A [`Stack`] owns a sans-IO [`synack_core::Endpoint`] and a driver task that moves packets
+//! between it and a [`Device`] (a TUN device, an in-memory pair, or a pcap-writing wrapper);
+//! on a multi-queue TUN, one of each per worker, each a shard owning its share of the flows
+//! (see [`shard`]).
 //! [`TcpStream`], [`TcpListener`] and [`UdpSocket`] mirror tokio's own types: streams
 //! implement [`AsyncRead`](tokio::io::AsyncRead) and [`AsyncWrite`](tokio::io::AsyncWrite),
 //! listeners accept with a cancel-safe `accept()`, UDP sockets `send_to` and `recv_from`.
@@ -51,6 +53,7 @@ pub mod intercept;
 pub mod listener;
 #[cfg(feature = "netns")]
 pub mod netns;
+pub mod shard;
 pub mod socket;
 pub mod stack;
 pub mod stream;
@@ -58,6 +61,7 @@ pub mod udp;
 
 pub use device::{Device, DeviceCapabilities};
 pub use listener::TcpListener;
+pub use shard::ShardStats;
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};

@@ -5,10 +5,18 @@
 //! implementation; the core follows Linux's accept queue). `accept` only ever *takes* a connection from that queue inside the same
 //! `poll` that returns it, so dropping an `accept` future (e.g. the losing branch of a
 //! `select!`) can never lose one: it simply stays queued for the next call.
+//!
+//! With several shards (see [`crate::shard`]) the listener is registered on every shard's
+//! endpoint, on one port: each completes the handshakes of the flows it owns, and `accept`
+//! takes from whichever shard has a connection ready. The backlog is shared out among the
+//! shards (each takes its share, rounded up), so that the listener as a whole holds no more
+//! half-open or unaccepted connections than asked for: a SYN flood still meets SYN cookies
+//! at the same total.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use synack_core::{Error, ListenerHandle, SocketOptions};
@@ -25,7 +33,10 @@ const BACKLOG: usize = 1024;
 /// in its accept queue are released by the core.
 pub struct TcpListener {
     stack: Stack,
-    handle: ListenerHandle,
+    /// The listener on each shard, by shard number.
+    handles: Vec<ListenerHandle>,
+    /// The shard `accept` asks first, next time.
+    next: AtomicUsize,
     /// SO_LINGER for every stream it hands out.
     linger: Option<std::time::Duration>,
 }
@@ -46,16 +57,27 @@ impl TcpListener {
         options: &SocketOptions,
         linger: Option<std::time::Duration>,
     ) -> io::Result<TcpListener> {
-        let mut inner = stack.lock()?;
-        inner.check_open()?;
-        let handle = inner.endpoint.listen_with(addr, backlog, options)?;
-        inner.listeners.insert(handle, ListenerState::default());
-        debug!(listener = handle.0, %addr, backlog, "listening");
-        Ok(TcpListener {
+        let mut listener = TcpListener {
             stack: stack.clone(),
-            handle,
+            handles: Vec::with_capacity(stack.workers()),
+            next: AtomicUsize::new(0),
             linger,
-        })
+        };
+        // Shard 0 picks the port if asked for an ephemeral one; the others listen on it too.
+        // A failure on any shard drops `listener`, which closes those that succeeded.
+        let mut addr = addr;
+        let n = stack.workers();
+        let backlog = backlog.div_ceil(n);
+        for shard in 0..n {
+            let mut inner = stack.lock_shard(shard)?;
+            inner.check_open()?;
+            let handle = inner.endpoint.listen_with(addr, backlog, options)?;
+            addr = inner.endpoint.listener_addr(handle)?;
+            inner.listeners.insert(handle, ListenerState::new(addr));
+            debug!(listener = handle.0, shard, %addr, backlog, "listening");
+            listener.handles.push(handle);
+        }
+        Ok(listener)
     }
 
     /// Waits for the next established connection and returns it with the peer's address.
@@ -66,9 +88,31 @@ impl TcpListener {
     }
 
     /// Polls for the next established connection, as [`accept`](Self::accept) does.
+    ///
+    /// Each shard is asked in turn, from a rotating start so that none is favoured; the task
+    /// is registered with every shard that has nothing, under that shard's lock, so that no
+    /// connection's arrival is missed.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let mut inner = self.stack.lock()?;
-        match inner.endpoint.accept(self.handle) {
+        let n = self.handles.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let shard = (first + k) % n;
+            if let Poll::Ready(r) = self.poll_accept_on(cx, shard) {
+                return Poll::Ready(r);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// One shard's part of [`poll_accept`](Self::poll_accept).
+    fn poll_accept_on(
+        &self,
+        cx: &mut Context<'_>,
+        shard: usize,
+    ) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        let handle = self.handles[shard];
+        let mut inner = self.stack.lock_shard(shard)?;
+        match inner.endpoint.accept(handle) {
             Ok(conn) => {
                 let peer = match inner.endpoint.peer_addr(conn) {
                     Ok(peer) => peer,
@@ -80,7 +124,7 @@ impl TcpListener {
                     }
                 };
                 let handle = conn;
-                let conn = ConnRef::register(&self.stack, handle, true, &mut inner);
+                let conn = ConnRef::register(&self.stack, shard, handle, true, &mut inner);
                 if let Some(c) = inner.conns.get_mut(&handle) {
                     c.linger = self.linger;
                 }
@@ -88,7 +132,7 @@ impl TcpListener {
                 Poll::Ready(Ok((TcpStream::from_conn(conn), peer)))
             }
             Err(Error::WouldBlock) => {
-                if let Some(state) = inner.listeners.get_mut(&self.handle) {
+                if let Some(state) = inner.listeners.get_mut(&handle) {
                     register_many(&mut state.accept_wakers, cx);
                 }
                 Poll::Pending
@@ -99,28 +143,32 @@ impl TcpListener {
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock()?;
-        Ok(inner.endpoint.listener_addr(self.handle)?)
+        let inner = self.stack.lock_shard(0)?;
+        Ok(inner.endpoint.listener_addr(self.handles[0])?)
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let Some(mut inner) = self.stack.lock_for_drop() else {
-            return;
-        };
-        inner.listeners.remove(&self.handle);
-        if !inner.driver_gone {
-            let now = inner.now();
-            let _ = inner.endpoint.close_listener(now, self.handle);
-            inner.wake_driver();
+        for (shard, &handle) in self.handles.iter().enumerate() {
+            let Some(mut inner) = self.stack.lock_for_drop(shard) else {
+                continue;
+            };
+            inner.listeners.remove(&handle);
+            if !inner.driver_gone {
+                let now = inner.now();
+                let _ = inner.endpoint.close_listener(now, handle);
+                inner.wake_driver();
+            }
+            debug!(listener = handle.0, shard, "closed");
         }
-        debug!(listener = self.handle.0, "closed");
     }
 }
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TcpListener").field(&self.handle.0).finish()
+        f.debug_tuple("TcpListener")
+            .field(&self.handles.first().map(|h| h.0))
+            .finish()
     }
 }

@@ -205,7 +205,8 @@ impl TcpSocket {
 
     /// Listens on the bound address with at most `backlog` connections waiting to be
     /// accepted (and as many half-open); every accepted connection takes this socket's
-    /// options.
+    /// options. With several workers each shard takes its share of `backlog`, rounded up
+    /// (see [`TcpListener`]).
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
         let Settings {
             local,

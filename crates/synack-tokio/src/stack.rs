@@ -1,29 +1,34 @@
-//! [`Stack`]: the user's handle on one endpoint, and the state it shares with the driver task.
+//! [`Stack`]: the user's handle on the stack's shards, and the state each shares with its
+//! driver task.
 //!
-//! After quinn: the core's [`Endpoint`] lives in an `Arc<Mutex<Inner>>` together with the
-//! wakers of every task waiting on it. User handles lock the mutex, issue one command to the
-//! core, register a waker if the command would block, and wake the driver so that it flushes
-//! whatever the command produced. The driver locks the same mutex to feed packets and timeouts
-//! in and to drain events, waking the tasks the events concern. The mutex is a std one and is
-//! never held across an `.await`, so no lock is ever held while a task sleeps.
+//! After quinn: each shard's core [`Endpoint`] lives in an `Arc<Mutex<Inner>>` together with
+//! the wakers of every task waiting on it. User handles lock the mutex of the shard their
+//! connection lives on, issue one command to the core, register a waker if the command would
+//! block, and wake that shard's driver so that it flushes whatever the command produced. The
+//! driver locks the same mutex to feed packets and timeouts in and to drain events, waking
+//! the tasks the events concern. The mutex is a std one and is never held across an `.await`,
+//! so no lock is ever held while a task sleeps. Shards share no lock: see [`crate::shard`]
+//! for how flows, listeners and UDP are spread over them.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use synack_core::{
-    Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, MemoryUsage, Stats,
-    SynHandle, UdpHandle,
+    Config, ConnectionHandle, Endpoint, Error, InterceptConfig, ListenerHandle, MemoryUsage,
+    SocketOptions, Stats, SynHandle, UdpHandle,
 };
 
 use tracing::warn;
 
 use crate::device::Device;
-use crate::driver::Driver;
+use crate::driver::{Driver, Router};
+use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
 use crate::udp::UdpState;
 
 /// Why a [`Stack`] could not be started.
@@ -79,14 +84,27 @@ pub struct Stack {
     handle: Arc<StackHandle>,
 }
 
-/// The part whose drop means "no user is left": the driver holds `Shared` but not this.
+/// The part whose drop means "no user is left": the drivers hold their `Shared` but not this.
 struct StackHandle {
-    shared: Arc<Shared>,
+    /// One per worker; index = shard number (see [`crate::shard`]).
+    shards: Vec<Arc<Shared>>,
+    /// The keyed flow hash naming each flow's shard.
+    flows: Arc<Flows>,
+    /// The stack's addresses, in the order given: a connect from an unspecified address uses
+    /// the first of the remote's family, as the core does.
+    addresses: Vec<IpAddr>,
+    /// Round robin over the shards for outbound connects.
+    next_connect: AtomicUsize,
+    /// Varies the start of each ephemeral port search.
+    port_counter: AtomicU64,
 }
 
 impl Drop for StackHandle {
     fn drop(&mut self) {
-        if let Ok(mut inner) = self.shared.inner.lock() {
+        for shared in &self.shards {
+            let Ok(mut inner) = shared.inner.lock() else {
+                continue;
+            };
             let unfinished = inner.endpoint.unfinished_count();
             if unfinished > 0 && !inner.shutting_down && !inner.driver_gone {
                 warn!(
@@ -146,6 +164,12 @@ pub(crate) struct Inner {
     pub(crate) udp_send_wakers: Vec<Waker>,
     /// Tasks waiting in `UdpInterceptor::recv` (`UdpIntercepted`).
     pub(crate) udp_intercept_wakers: Vec<Waker>,
+    /// Packets read here and handed to the shard owning their flow.
+    pub(crate) handed_off: u64,
+    /// Packets other shards handed here.
+    pub(crate) handoffs_received: u64,
+    /// Packets that could not be handed off (the owner's channel full or closed).
+    pub(crate) handoff_dropped: u64,
 }
 
 /// The runtime's view of one connection.
@@ -184,10 +208,20 @@ impl ConnState {
 }
 
 /// The runtime's view of one listener.
-#[derive(Default)]
 pub(crate) struct ListenerState {
+    /// Where it listens: outbound connects on the shard avoid its port.
+    pub(crate) addr: SocketAddr,
     /// Tasks parked in `accept`; several tasks may share one `&TcpListener`.
     pub(crate) accept_wakers: Vec<Waker>,
+}
+
+impl ListenerState {
+    pub(crate) fn new(addr: SocketAddr) -> ListenerState {
+        ListenerState {
+            addr,
+            accept_wakers: Vec::new(),
+        }
+    }
 }
 
 /// Stores `cx`'s waker in `slot` unless the same task is already there.
@@ -264,7 +298,7 @@ impl Inner {
     }
 }
 
-/// Builds a [`Stack`]: its configuration and addresses, then the device it runs on.
+/// Builds a [`Stack`]: its configuration, addresses and workers, then the device it runs on.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -284,6 +318,7 @@ impl Inner {
 pub struct StackBuilder {
     config: Config,
     addresses: Vec<IpAddr>,
+    workers: Option<usize>,
 }
 
 impl StackBuilder {
@@ -313,15 +348,31 @@ impl StackBuilder {
         self
     }
 
-    /// Starts the stack on `device`: spawns its driver task on the current tokio runtime, as
+    /// How many shards the stack runs: each its own endpoint, driver task and device queue,
+    /// owning the flows a secret hash gives it (see [`crate::shard`]). The default is the
+    /// machine's parallelism ([`std::thread::available_parallelism`]). Either is clamped to
+    /// what the device supports ([`Device::max_queues`]): one for the in-memory and pcap
+    /// devices and for a TUN opened without multi-queue, and to how many queues the device
+    /// could actually open. 0 counts as 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// Starts the stack on `device`: spawns its driver tasks on the current tokio runtime, as
     /// [`Stack::new`] does, and fails as it does when the configuration asks for more than
     /// the device can do.
     ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
     pub fn build<D: Device>(self, device: D) -> Result<Stack, StackError> {
-        Stack::new(self.config, device, &self.addresses)
+        Stack::start(self.config, device, &self.addresses, self.workers)
     }
+}
+
+/// The workers a stack runs when not told: one per core the machine offers.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Stack {
@@ -330,7 +381,9 @@ impl Stack {
         StackBuilder::default()
     }
 
-    /// Spawns the driver task on the current tokio runtime.
+    /// Spawns the driver tasks on the current tokio runtime, one per worker: as many as the
+    /// machine has cores, clamped to the queues the device offers (see
+    /// [`StackBuilder::workers`] to choose).
     ///
     /// The stack owns `addresses` and answers packets sent to them. The core is configured
     /// from `config` and from the device's [`capabilities`](Device::capabilities):
@@ -342,12 +395,25 @@ impl Stack {
     ///   ([`DeviceCapabilities::tx_checksum_partial`](crate::DeviceCapabilities::tx_checksum_partial));
     /// - receive checksum offload needs no setting: the device reports it per packet.
     ///
+    /// With several workers each shard's endpoint gets an equal share of
+    /// [`Config::max_memory`], so that the stack as a whole stays within it; other limits
+    /// (`max_connections`, backlogs) apply per shard.
+    ///
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
     pub fn new<D: Device>(
-        mut config: Config,
+        config: Config,
         device: D,
         addresses: &[IpAddr],
+    ) -> Result<Stack, StackError> {
+        Stack::start(config, device, addresses, None)
+    }
+
+    fn start<D: Device>(
+        mut config: Config,
+        mut device: D,
+        addresses: &[IpAddr],
+        workers: Option<usize>,
     ) -> Result<Stack, StackError> {
         let caps = device.capabilities();
         match config.gso_max_size_choice() {
@@ -363,30 +429,89 @@ impl Stack {
             Some(_) => {}
         }
         config.tx_checksum_offload(caps.tx_checksum_partial);
-        let endpoint = Endpoint::new(config, addresses);
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                endpoint,
-                start: tokio::time::Instant::now(),
-                conns: HashMap::new(),
-                listeners: HashMap::new(),
-                driver_waker: None,
-                stopping: false,
-                driver_gone: false,
-                device_error: None,
-                shutting_down: false,
-                idle_wakers: Vec::new(),
-                intercepted: VecDeque::new(),
-                intercept_wakers: Vec::new(),
-                udp: HashMap::new(),
-                udp_send_wakers: Vec::new(),
-                udp_intercept_wakers: Vec::new(),
-            }),
-        });
-        Driver::spawn(Arc::clone(&shared), device);
+
+        let wanted = workers.unwrap_or_else(default_workers).max(1);
+        let wanted = wanted.min(device.max_queues().max(1));
+        let mut devices = Vec::with_capacity(wanted);
+        while devices.len() + 1 < wanted {
+            match device.open_queue() {
+                Ok(queue) => devices.push(queue),
+                Err(e) => {
+                    warn!(
+                        error = %e,
+                        workers = devices.len() + 1,
+                        "synack: could not open another device queue; running fewer workers"
+                    );
+                    break;
+                }
+            }
+        }
+        devices.insert(0, device);
+        let n = devices.len();
+        if n > 1 {
+            let share = (config.get_max_memory() / n).max(1);
+            config.max_memory(share);
+        }
+
+        let flows = Arc::new(Flows::new(n));
+        let start = tokio::time::Instant::now();
+        let shards: Vec<Arc<Shared>> = (0..n)
+            .map(|_| {
+                Arc::new(Shared {
+                    inner: Mutex::new(Inner {
+                        endpoint: Endpoint::new(config.clone(), addresses),
+                        start,
+                        conns: HashMap::new(),
+                        listeners: HashMap::new(),
+                        driver_waker: None,
+                        stopping: false,
+                        driver_gone: false,
+                        device_error: None,
+                        shutting_down: false,
+                        idle_wakers: Vec::new(),
+                        intercepted: VecDeque::new(),
+                        intercept_wakers: Vec::new(),
+                        udp: HashMap::new(),
+                        udp_send_wakers: Vec::new(),
+                        udp_intercept_wakers: Vec::new(),
+                        handed_off: 0,
+                        handoffs_received: 0,
+                        handoff_dropped: 0,
+                    }),
+                })
+            })
+            .collect();
+        if n == 1 {
+            let device = devices.pop().expect("one device");
+            Driver::spawn(Arc::clone(&shards[0]), device, None);
+        } else {
+            let (senders, inboxes): (Vec<_>, Vec<_>) = (0..n)
+                .map(|_| tokio::sync::mpsc::channel::<Handoff>(HANDOFF_QUEUE))
+                .unzip();
+            for (me, (device, inbox)) in devices.into_iter().zip(inboxes).enumerate() {
+                let router = Router {
+                    flows: Arc::clone(&flows),
+                    me,
+                    peers: senders.clone(),
+                    inbox,
+                };
+                Driver::spawn(Arc::clone(&shards[me]), device, Some(router));
+            }
+        }
         Ok(Stack {
-            handle: Arc::new(StackHandle { shared }),
+            handle: Arc::new(StackHandle {
+                shards,
+                flows,
+                addresses: addresses.to_vec(),
+                next_connect: AtomicUsize::new(0),
+                port_counter: AtomicU64::new(0),
+            }),
         })
+    }
+
+    /// How many shards (workers) the stack runs.
+    pub fn workers(&self) -> usize {
+        self.handle.shards.len()
     }
 
     /// Closes the stack gracefully and waits, for at most `timeout`, until every byte written
@@ -417,8 +542,8 @@ impl Stack {
     /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> io::Result<()> {
-        {
-            let mut guard = self.lock()?;
+        for shard in 0..self.workers() {
+            let mut guard = self.lock_shard(shard)?;
             let inner = &mut *guard;
             let now = inner.now();
             inner.shutting_down = true;
@@ -439,10 +564,13 @@ impl Stack {
         match tokio::time::timeout(timeout, idle).await {
             Ok(done) => done,
             Err(_) => {
-                let mut inner = self.lock()?;
-                let unfinished = inner.endpoint.unfinished_count();
-                inner.endpoint.abort_unfinished();
-                inner.wake_driver();
+                let mut unfinished = 0;
+                for shard in 0..self.workers() {
+                    let mut inner = self.lock_shard(shard)?;
+                    unfinished += inner.endpoint.unfinished_count();
+                    inner.endpoint.abort_unfinished();
+                    inner.wake_driver();
+                }
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("synack: {unfinished} connections unfinished after {timeout:?}; reset"),
@@ -451,60 +579,106 @@ impl Stack {
         }
     }
 
-    /// Ready once no connection is unfinished (see [`Stack::shutdown`]).
+    /// Ready once no connection is unfinished on any shard (see [`Stack::shutdown`]).
     fn poll_idle(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.lock()?;
-        if inner.endpoint.unfinished_count() == 0 {
-            return Poll::Ready(Ok(()));
+        let mut idle = true;
+        for shard in 0..self.workers() {
+            let mut inner = self.lock_shard(shard)?;
+            if inner.endpoint.unfinished_count() > 0 {
+                register_many(&mut inner.idle_wakers, cx);
+                inner.wake_driver();
+                idle = false;
+            }
         }
-        register_many(&mut inner.idle_wakers, cx);
-        inner.wake_driver();
-        Poll::Pending
+        if idle {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 
-    /// A snapshot of the core's counters.
+    /// A snapshot of the core's counters, summed over the shards.
     pub fn stats(&self) -> Stats {
-        self.with_endpoint(|e| e.stats().clone())
+        let mut total = Stats::default();
+        self.each_endpoint(|e| total.merge(e.stats()));
+        total
+    }
+
+    /// Each shard's counters, its connections and what it handed to other shards: how
+    /// evenly the flows spread and how many packets arrived on a queue that did not own
+    /// them (see [`crate::shard`]).
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        self.handle
+            .shards
+            .iter()
+            .map(|shared| {
+                let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+                ShardStats {
+                    stats: inner.endpoint.stats().clone(),
+                    connections: inner.endpoint.connection_count(),
+                    handed_off: inner.handed_off,
+                    handoffs_received: inner.handoffs_received,
+                    handoff_dropped: inner.handoff_dropped,
+                }
+            })
+            .collect()
     }
 
     /// Connections the stack holds in every state, TIME-WAIT included: a bound on its state,
-    /// for monitoring (and for tests that flood it).
+    /// for monitoring (and for tests that flood it). Summed over the shards.
     pub fn connection_count(&self) -> usize {
-        self.with_endpoint(|e| e.connection_count())
+        let mut total = 0;
+        self.each_endpoint(|e| total += e.connection_count());
+        total
     }
 
     /// Bytes the connections hold in their buffers, and the UDP datagrams queued, as counted
-    /// against `Config::max_memory` (see [`synack_core::Endpoint::memory`]).
+    /// against `Config::max_memory` (see [`synack_core::Endpoint::memory`]). Summed over the
+    /// shards.
     pub fn memory(&self) -> usize {
-        self.with_endpoint(|e| e.memory())
+        let mut total = 0;
+        self.each_endpoint(|e| total += e.memory());
+        total
     }
 
     /// Where the stack's memory goes, for sizing a server: buffered bytes against the cap,
     /// the heap the buffers hold, the connections' own state, and whether the stack is
     /// under memory pressure (see [`synack_core::Endpoint::memory_usage`]). It walks every
-    /// connection: call it for monitoring, not per packet.
+    /// connection: call it for monitoring, not per packet. Summed over the shards (the cap
+    /// is the sum of their shares; pressure, whether any shard is under it).
     pub fn memory_usage(&self) -> MemoryUsage {
-        self.with_endpoint(|e| e.memory_usage())
+        let mut total: Option<MemoryUsage> = None;
+        self.each_endpoint(|e| {
+            let usage = e.memory_usage();
+            match &mut total {
+                Some(t) => t.merge(&usage),
+                None => total = Some(usage),
+            }
+        });
+        total.unwrap_or_default()
     }
 
-    /// Read something from the stack's configuration.
+    /// Read something from the stack's configuration (shard 0's: they differ only in their
+    /// share of `max_memory`).
     pub(crate) fn with_config<T>(&self, f: impl FnOnce(&Config) -> T) -> T {
-        self.with_endpoint(|e| f(e.config()))
+        let inner = self.handle.shards[0]
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(inner.endpoint.config())
     }
 
-    /// Read something from the endpoint, even if a panic poisoned the lock.
-    fn with_endpoint<T>(&self, f: impl FnOnce(&synack_core::Endpoint) -> T) -> T {
-        match self.handle.shared.inner.lock() {
-            Ok(inner) => f(&inner.endpoint),
-            Err(poisoned) => f(&poisoned.into_inner().endpoint),
+    /// Visits every shard's endpoint, even if a panic poisoned a lock.
+    fn each_endpoint(&self, mut f: impl FnMut(&synack_core::Endpoint)) {
+        for shared in &self.handle.shards {
+            let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&inner.endpoint);
         }
     }
 
-    /// Locks the shared state for a user command; fails if the driver is gone or panicked.
-    pub(crate) fn lock(&self) -> io::Result<MutexGuard<'_, Inner>> {
-        let inner = self
-            .handle
-            .shared
+    /// Locks one shard's state for a user command; fails if its driver is gone or panicked.
+    pub(crate) fn lock_shard(&self, shard: usize) -> io::Result<MutexGuard<'_, Inner>> {
+        let inner = self.handle.shards[shard]
             .inner
             .lock()
             .map_err(|_| io::Error::other("synack: the stack's driver panicked"))?;
@@ -514,15 +688,95 @@ impl Stack {
         Ok(inner)
     }
 
-    /// Locks the shared state to release a handle in a `Drop`: `None` if a panic poisoned it
-    /// (the core may be inconsistent, so we leave it alone).
-    pub(crate) fn lock_for_drop(&self) -> Option<MutexGuard<'_, Inner>> {
-        self.handle.shared.inner.lock().ok()
+    /// Locks the shard UDP lives on, shard 0 (see [`crate::shard`]), for a UDP command.
+    pub(crate) fn lock_udp(&self) -> io::Result<MutexGuard<'_, Inner>> {
+        self.lock_shard(0)
+    }
+
+    /// Locks one shard's state to release a handle in a `Drop`: `None` if a panic poisoned
+    /// it (the core may be inconsistent, so we leave it alone).
+    pub(crate) fn lock_for_drop(&self, shard: usize) -> Option<MutexGuard<'_, Inner>> {
+        self.handle.shards[shard].inner.lock().ok()
+    }
+
+    /// Opens a connection to `remote` on the shard that will own it, locked, for the caller
+    /// to register: a bound port opens on the shard its 4-tuple hashes to; otherwise the
+    /// shards take turns, and the ephemeral port is one whose 4-tuple hashes to the chosen
+    /// shard, so that the kernel's replies, and every later packet, belong to it.
+    pub(crate) fn open_connection(
+        &self,
+        remote: SocketAddr,
+        local: Option<SocketAddr>,
+        options: &SocketOptions,
+    ) -> io::Result<(usize, MutexGuard<'_, Inner>, ConnectionHandle)> {
+        let n = self.workers();
+        let local_ip = match local {
+            Some(l) if !l.ip().is_unspecified() => Some(l.ip()),
+            _ => self
+                .handle
+                .addresses
+                .iter()
+                .copied()
+                .find(|a| a.is_ipv4() == remote.is_ipv4()),
+        };
+        let (Some(local_ip), true) = (local_ip, n > 1) else {
+            // One shard, or no address to hash with: the core decides (and reports any error).
+            let shard = 0;
+            let mut inner = self.lock_shard(shard)?;
+            inner.check_open()?;
+            let now = inner.now();
+            let h = inner.endpoint.connect_with(now, remote, local, options)?;
+            return Ok((shard, inner, h));
+        };
+        let port = local.map_or(0, |l| l.port());
+        if port != 0 {
+            let bound = SocketAddr::new(local_ip, port);
+            let shard = self.handle.flows.owner(bound, remote);
+            let mut inner = self.lock_shard(shard)?;
+            inner.check_open()?;
+            let now = inner.now();
+            let h = inner
+                .endpoint
+                .connect_with(now, remote, Some(bound), options)?;
+            return Ok((shard, inner, h));
+        }
+        let shard = self.handle.next_connect.fetch_add(1, Ordering::Relaxed) % n;
+        let mut inner = self.lock_shard(shard)?;
+        inner.check_open()?;
+        let now = inner.now();
+        let range = inner.endpoint.config().get_ephemeral_ports();
+        let counter = self.handle.port_counter.fetch_add(1, Ordering::Relaxed);
+        let start = self.handle.flows.port_start(remote, counter);
+        for port in self
+            .handle
+            .flows
+            .ports_for(local_ip, remote, shard, range, start)
+        {
+            // The core's own search skips ports with a listener; so do we.
+            let listened = inner.listeners.values().any(|l| {
+                l.addr.port() == port && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
+            });
+            if listened {
+                continue;
+            }
+            let from = SocketAddr::new(local_ip, port);
+            match inner
+                .endpoint
+                .connect_with(now, remote, Some(from), options)
+            {
+                Err(Error::AddrInUse) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(h) => return Ok((shard, inner, h)),
+            }
+        }
+        Err(Error::AddrNotAvailable.into())
     }
 }
 
 impl fmt::Debug for Stack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stack").finish_non_exhaustive()
+        f.debug_struct("Stack")
+            .field("workers", &self.workers())
+            .finish_non_exhaustive()
     }
 }

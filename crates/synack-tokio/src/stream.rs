@@ -23,6 +23,8 @@ use crate::stack::{register, ConnState, Stack};
 /// A connection the runtime refers to; dropping it closes the connection gracefully.
 pub(crate) struct ConnRef {
     stack: Stack,
+    /// The shard whose endpoint holds the connection.
+    shard: usize,
     handle: ConnectionHandle,
 }
 
@@ -31,6 +33,7 @@ impl ConnRef {
     /// releases it.
     pub(crate) fn register(
         stack: &Stack,
+        shard: usize,
         handle: ConnectionHandle,
         connected: bool,
         inner: &mut crate::stack::Inner,
@@ -44,13 +47,14 @@ impl ConnRef {
         inner.conns.insert(handle, ConnState::new(connected, span));
         ConnRef {
             stack: stack.clone(),
+            shard,
             handle,
         }
     }
 
     /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).
     pub(crate) fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let state = inner.endpoint.state(self.handle);
         let inner = &mut *inner;
         let Some(c) = inner.conns.get_mut(&self.handle) else {
@@ -86,7 +90,7 @@ impl ConnRef {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         match inner
             .endpoint
@@ -114,7 +118,7 @@ impl ConnRef {
 
     /// Copies received bytes without consuming them; waits while there are none.
     fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.peek(self.handle, buf) {
             Ok(n) => Poll::Ready(Ok(n)),
             Err(Error::WouldBlock) => {
@@ -129,7 +133,7 @@ impl ConnRef {
 
     /// Ready once a read would not block: data, the end of the stream, or an error.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.recv_ready(self.handle) {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => {
@@ -145,7 +149,7 @@ impl ConnRef {
     /// Ready once a write would not block: room in the send buffer, or a write that would
     /// fail at once (after a shutdown, or on a closed connection).
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
         // Lists the connection for a `Writable` once memory drains if the cap is what
         // leaves no room (no refused write may have listed it yet).
@@ -182,7 +186,7 @@ impl ConnRef {
 
     /// A read that never waits: `WouldBlock` when nothing is buffered.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         match inner.endpoint.recv(now, self.handle, buf) {
             Ok(n) => {
@@ -198,7 +202,7 @@ impl ConnRef {
         if buf.is_empty() {
             return Ok(0);
         }
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.send(self.handle, buf) {
             Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
             Ok(n) => {
@@ -210,7 +214,7 @@ impl ConnRef {
     }
 
     fn nodelay(&self) -> io::Result<bool> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .nodelay(self.handle)
@@ -218,7 +222,7 @@ impl ConnRef {
     }
 
     fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.conns.get_mut(&self.handle) {
             Some(c) => {
                 c.linger = linger;
@@ -229,7 +233,7 @@ impl ConnRef {
     }
 
     fn linger(&self) -> io::Result<Option<Duration>> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         inner
             .conns
             .get(&self.handle)
@@ -238,7 +242,7 @@ impl ConnRef {
     }
 
     fn take_error(&self) -> io::Result<Option<io::Error>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let error = inner
             .endpoint
             .take_error(self.handle)
@@ -255,7 +259,7 @@ impl ConnRef {
         if bufs.iter().all(|b| b.is_empty()) {
             return Poll::Ready(Ok(0));
         }
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let mut total = 0;
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
             match inner.endpoint.send(self.handle, buf) {
@@ -289,7 +293,7 @@ impl ConnRef {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.send_bytes(self.handle, data.clone()) {
             Ok(n) => {
                 inner.wake_driver();
@@ -307,7 +311,7 @@ impl ConnRef {
 
     /// Sends our FIN; reads continue until the peer's (RFC 9293 §3.10.4, half-close).
     fn poll_shutdown(&self) -> Poll<io::Result<()>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         if inner
             .conns
             .get(&self.handle)
@@ -329,7 +333,7 @@ impl ConnRef {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .local_addr(self.handle)
@@ -337,7 +341,7 @@ impl ConnRef {
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .peer_addr(self.handle)
@@ -345,7 +349,7 @@ impl ConnRef {
     }
 
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .set_nodelay(self.handle, nodelay)
@@ -354,7 +358,7 @@ impl ConnRef {
 
     fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .set_tos(self.handle, tos)
@@ -362,7 +366,7 @@ impl ConnRef {
     }
 
     fn tos(&self) -> io::Result<u32> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         inner
             .endpoint
             .tos(self.handle)
@@ -371,7 +375,7 @@ impl ConnRef {
     }
 
     fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
         let r = inner.endpoint.set_notsent_lowat(self.handle, lowat);
         // A larger mark may owe a waiting writer its `Writable`: let the driver hand it on.
         inner.wake_driver();
@@ -379,7 +383,7 @@ impl ConnRef {
     }
 
     fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
-        let inner = self.stack.lock()?;
+        let inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         inner
             .endpoint
@@ -392,7 +396,7 @@ impl Drop for ConnRef {
     /// Releases the handle with `close`: the core finishes the FIN exchange on its own (or
     /// resets, if unread data is left, as Linux does), and a pending `connect` is abandoned.
     fn drop(&mut self) {
-        let Some(mut inner) = self.stack.lock_for_drop() else {
+        let Some(mut inner) = self.stack.lock_for_drop(self.shard) else {
             return;
         };
         let reset = match inner.conns.remove(&self.handle) {
@@ -456,11 +460,9 @@ impl TcpStream {
         linger: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let conn = {
-            let mut inner = stack.lock()?;
-            inner.check_open()?;
-            let now = inner.now();
-            let handle = inner.endpoint.connect_with(now, addr, local, options)?;
-            let conn = ConnRef::register(stack, handle, false, &mut inner);
+            // On the shard that will own the flow (see `crate::shard`).
+            let (shard, mut inner, handle) = stack.open_connection(addr, local, options)?;
+            let conn = ConnRef::register(stack, shard, handle, false, &mut inner);
             if let Some(c) = inner.conns.get_mut(&handle) {
                 c.linger = linger;
             }

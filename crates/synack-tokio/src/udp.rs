@@ -8,6 +8,11 @@
 //! no second buffer: what the core drops (a full receive queue, the memory cap) is counted in
 //! [`Stack::stats`].
 //!
+//! With several workers, UDP lives on shard 0 (see [`crate::shard`]): every socket is there,
+//! its lock is the one taken, and other shards hand it the datagrams that reach their queues.
+//! A socket bound to a port must see every datagram to it whatever the sender, which no
+//! per-flow split of the 4-tuples would give.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -75,7 +80,7 @@ impl UdpSocket {
     /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the
     /// stack's is `AddrNotAvailable`.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
-        let mut inner = stack.lock()?;
+        let mut inner = stack.lock_udp()?;
         inner.check_open()?;
         let handle = inner.endpoint.udp_bind(addr)?;
         inner.udp.insert(handle, UdpState::default());
@@ -87,18 +92,26 @@ impl UdpSocket {
 
     /// The local address (after `connect` on an unspecified bind, the address it sends from).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.stack.lock()?.endpoint.udp_local_addr(self.handle)?)
+        Ok(self
+            .stack
+            .lock_udp()?
+            .endpoint
+            .udp_local_addr(self.handle)?)
     }
 
     /// The connected peer; `NotConnected` if the socket is not connected.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.stack.lock()?.endpoint.udp_peer_addr(self.handle)?)
+        Ok(self.stack.lock_udp()?.endpoint.udp_peer_addr(self.handle)?)
     }
 
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
     /// is sent.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        Ok(self.stack.lock()?.endpoint.udp_connect(self.handle, addr)?)
+        Ok(self
+            .stack
+            .lock_udp()?
+            .endpoint
+            .udp_connect(self.handle, addr)?)
     }
 
     /// Sends `buf` as one datagram to `target`; returns its length once it is queued.
@@ -131,7 +144,7 @@ impl UdpSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
-        let mut guard = self.stack.lock()?;
+        let mut guard = self.stack.lock_udp()?;
         let inner = &mut *guard;
         match inner
             .endpoint
@@ -158,13 +171,13 @@ impl UdpSocket {
         buf: &[u8],
         target: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send_to(self.handle, target, buf);
         sent(&mut inner, cx, result)
     }
 
     fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send(self.handle, buf);
         sent(&mut inner, cx, result)
     }
@@ -193,7 +206,7 @@ fn sent(
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        if let Some(mut inner) = self.stack.lock_for_drop() {
+        if let Some(mut inner) = self.stack.lock_for_drop(0) {
             let _ = inner.endpoint.udp_close(self.handle);
             if let Some(state) = inner.udp.remove(&self.handle) {
                 // Tasks still parked on this socket through a shared reference cannot exist
@@ -280,7 +293,7 @@ impl UdpInterceptor {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<InterceptedDatagram>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_udp()?;
         match inner.endpoint.udp_recv_intercepted(buf) {
             Ok(d) => Poll::Ready(Ok(d)),
             Err(Error::WouldBlock) => {
@@ -309,7 +322,7 @@ impl UdpInterceptor {
         from: SocketAddr,
         to: SocketAddr,
     ) -> Poll<io::Result<usize>> {
-        let mut inner = self.stack.lock()?;
+        let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send_from(from, to, buf);
         sent(&mut inner, cx, result)
     }

@@ -1014,3 +1014,31 @@ async fn owned_halves_reunite() {
         io::ErrorKind::WouldBlock
     );
 }
+
+/// The in-memory device has one queue: however many workers are asked for, the stack runs
+/// one shard, and it works as before.
+#[tokio::test(flavor = "current_thread")]
+async fn a_single_queue_device_runs_one_worker() {
+    let (a, b) = MemoryDevice::pair();
+    let client = Stack::builder()
+        .address("198.18.0.2".parse().unwrap())
+        .workers(8)
+        .build(a)
+        .unwrap();
+    let server = Stack::new(Config::default(), b, &["198.18.0.1".parse().unwrap()]).unwrap();
+    assert_eq!(client.workers(), 1);
+    assert_eq!(server.workers(), 1);
+    let listener = TcpListener::bind(&server, "198.18.0.1:9".parse().unwrap())
+        .await
+        .unwrap();
+    let (connected, accepted) = tokio::join!(
+        TcpStream::connect(&client, "198.18.0.1:9".parse().unwrap()),
+        listener.accept()
+    );
+    connected.unwrap();
+    accepted.unwrap();
+    let shards = server.shard_stats();
+    assert_eq!(shards.len(), 1);
+    assert_eq!(shards[0].handed_off, 0);
+    assert_eq!(shards[0].stats, server.stats());
+}

@@ -112,6 +112,26 @@ pub trait Device: Send + 'static {
     fn check(&mut self) -> io::Result<()> {
         Ok(())
     }
+
+    /// How many queues the device can have at most: a stack runs one shard (worker) per
+    /// queue, each reading and writing its own (see [`crate::shard`]). The default: one.
+    fn max_queues(&self) -> usize {
+        1
+    }
+
+    /// Opens one more queue of the same link: a device of its own for another shard's
+    /// driver, with the same capabilities, carrying a share of the link's packets (a
+    /// multi-queue TUN's next file). Called by the stack before it starts, at most
+    /// [`max_queues`](Device::max_queues) − 1 times. The default: `Unsupported`.
+    fn open_queue(&mut self) -> io::Result<Self>
+    where
+        Self: Sized,
+    {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the device has a single queue",
+        ))
+    }
 }
 
 /// Refuses what a device without offloads cannot send: a super-segment, or a packet whose

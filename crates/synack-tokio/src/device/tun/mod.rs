@@ -17,9 +17,18 @@
 //! stack's own buffer (a TSO header in front of the core's super-segment, no copy). tun-rs's
 //! offload path instead cuts and coalesces in user space over batches of its own buffers,
 //! which would duplicate `synack_core::wire::gso` and copy every payload, and tokio-tun has no
-//! offload at all. Multi-queue (`IFF_MULTI_QUEUE`, one more file per queue) is one more flag
-//! here. The cost is a few ioctls, all in `sys.rs`, the only module of the crate allowed
-//! `unsafe`.
+//! offload at all. The cost is a few ioctls, all in `sys.rs`, the only module of the crate
+//! allowed `unsafe`.
+//!
+//! **Multi-queue.** Both devices are opened with `IFF_MULTI_QUEUE` unless
+//! [`TunConfig::multi_queue`] is off: then [`Device::open_queue`] opens `/dev/net/tun` again
+//! with the same name and flags, which attaches one more queue (file) to the interface, and a
+//! stack runs one shard per queue (see [`crate::shard`]). The queue is opened in the network
+//! namespace the interface was created in (the creating thread's, remembered as an open
+//! `/proc/thread-self/ns/net`), from a short-lived thread that joins it when the caller is
+//! elsewhere: in any other namespace the same name would create a new interface. The kernel
+//! chooses the queue of each packet it sends us: a flow it has seen us write on goes to that
+//! queue (its flow table, `tun_flow_update`), any other by its flow hash.
 //!
 //! In raw-IP mode every read is one whole IP packet and every write must be one. The
 //! kernel-side addresses given in [`TunConfig::host_addr`] (IPv4) and
@@ -32,10 +41,13 @@
 //! which drops and counts them (`Stats::drop_not_for_us`).
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use synack_core::{RecvMeta, Transmit};
@@ -196,6 +208,10 @@ pub struct TunConfig {
     /// Whether [`TunDevice::create`] tries the offloading device first (default `true`);
     /// `false` makes it a [`PlainTun`] at once.
     pub offload: bool,
+    /// Whether the interface is opened with `IFF_MULTI_QUEUE` (default `true`), so that a
+    /// stack can run one worker per queue ([`StackBuilder::workers`](crate::StackBuilder::workers)).
+    /// With `false` the device has a single queue and its stack a single worker.
+    pub multi_queue: bool,
 }
 
 impl Default for TunConfig {
@@ -211,8 +227,21 @@ impl Default for TunConfig {
             host_addr6: None,
             mtu: 1500,
             offload: true,
+            multi_queue: true,
         }
     }
+}
+
+/// The most queues a multi-queue TUN takes (Linux's `MAX_TAP_QUEUES`).
+const MAX_QUEUES: usize = 256;
+
+/// The calling thread's network namespace.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// Whether `file` is the namespace `other` describes (the same nsfs inode).
+fn same_file(file: &File, other: &std::fs::Metadata) -> io::Result<bool> {
+    let m = file.metadata()?;
+    Ok(m.dev() == other.dev() && m.ino() == other.ino())
 }
 
 /// RFC 8200 §5: the smallest MTU of a link that carries IPv6.
@@ -223,6 +252,10 @@ struct Tun {
     fd: AsyncFd<OwnedFd>,
     name: String,
     mtu: usize,
+    vnet_hdr: bool,
+    /// Multi-queue: the network namespace the interface lives in, where more queues of it
+    /// are opened. `None`: a single-queue interface.
+    netns: Option<Arc<File>>,
 }
 
 impl Tun {
@@ -262,7 +295,13 @@ impl Tun {
                 format!("an IPv6 TUN needs an MTU of at least {IPV6_MIN_MTU}"),
             ));
         }
-        let fd = sys::open_tun(&config.name, vnet_hdr)?;
+        // The namespace this thread is in, which the interface is about to be created in.
+        let netns = if config.multi_queue {
+            Some(Arc::new(File::open(THREAD_NETNS)?))
+        } else {
+            None
+        };
+        let fd = sys::open_tun(&config.name, vnet_hdr, config.multi_queue)?;
         sys::set_mtu(&config.name, mtu)?;
         if let Some(v4) = config.host_addr {
             sys::add_ipv4(&config.name, v4.addr, v4.netmask())?;
@@ -284,6 +323,49 @@ impl Tun {
             fd: sys::register(fd)?,
             name: config.name.clone(),
             mtu: config.mtu,
+            vnet_hdr,
+            netns,
+        })
+    }
+
+    /// See [`Device::max_queues`].
+    fn max_queues(&self) -> usize {
+        if self.netns.is_some() {
+            MAX_QUEUES
+        } else {
+            1
+        }
+    }
+
+    /// Attaches one more queue to the interface: `/dev/net/tun` opened with the same name and
+    /// flags in the interface's namespace (joined from a thread of its own if this one is
+    /// elsewhere), registered with the current runtime's reactor.
+    fn open_queue(&self) -> io::Result<Tun> {
+        let Some(netns) = &self.netns else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the TUN was opened without multi-queue (TunConfig::multi_queue)",
+            ));
+        };
+        let (name, vnet_hdr) = (self.name.clone(), self.vnet_hdr);
+        let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
+            sys::open_tun(&name, vnet_hdr, true)?
+        } else {
+            let netns = Arc::clone(netns);
+            std::thread::spawn(move || {
+                sys::enter_netns(netns.as_raw_fd())?;
+                sys::open_tun(&name, vnet_hdr, true)
+            })
+            .join()
+            .map_err(|_| io::Error::other("opening a TUN queue: the thread panicked"))??
+        };
+        tracing::debug!(name = %self.name, vnet_hdr, "TUN queue attached");
+        Ok(Tun {
+            fd: sys::register(fd)?,
+            name: self.name.clone(),
+            mtu: self.mtu,
+            vnet_hdr,
+            netns: Some(Arc::clone(netns)),
         })
     }
 
@@ -502,6 +584,21 @@ impl Device for TunDevice {
             Inner::Plain(d) => d.check(),
         }
     }
+
+    fn max_queues(&self) -> usize {
+        match &self.inner {
+            Inner::Offload(d) => d.max_queues(),
+            Inner::Plain(d) => d.max_queues(),
+        }
+    }
+
+    fn open_queue(&mut self) -> io::Result<TunDevice> {
+        let inner = match &mut self.inner {
+            Inner::Offload(d) => Inner::Offload(d.open_queue()?),
+            Inner::Plain(d) => Inner::Plain(d.open_queue()?),
+        };
+        Ok(TunDevice { inner })
+    }
 }
 
 /// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
@@ -556,6 +653,17 @@ impl Device for PlainTun {
 
     fn check(&mut self) -> io::Result<()> {
         self.tun.check()
+    }
+
+    fn max_queues(&self) -> usize {
+        self.tun.max_queues()
+    }
+
+    /// One more queue of the interface (see [`TunConfig::multi_queue`]).
+    fn open_queue(&mut self) -> io::Result<PlainTun> {
+        Ok(PlainTun {
+            tun: self.tun.open_queue()?,
+        })
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
@@ -616,6 +724,8 @@ mod tests {
         assert_eq!(c.host_addr.unwrap().to_string(), "198.18.0.1/24");
         assert_eq!(c.host_addr6, None);
         assert_eq!(c.mtu, 1500);
+        assert!(c.offload);
+        assert!(c.multi_queue);
     }
 
     #[test]

@@ -173,6 +173,11 @@ impl OffloadTun {
     }
 
     fn new(tun: Tun) -> OffloadTun {
+        Self::with_counters(tun, OffloadCounters(Arc::default()))
+    }
+
+    /// A device on `tun` adding to `counters` (every queue of an interface shares one set).
+    fn with_counters(tun: Tun, counters: OffloadCounters) -> OffloadTun {
         OffloadTun {
             tun,
             rx: vec![0; RX_BUF].into_boxed_slice(),
@@ -181,7 +186,7 @@ impl OffloadTun {
             split: None,
             batch: gso::Coalescer::with_max_len(MAX_SUPER),
             batch_partial: false,
-            counters: OffloadCounters(Arc::default()),
+            counters,
         }
     }
 
@@ -424,6 +429,20 @@ impl Device for OffloadTun {
 
     fn check(&mut self) -> io::Result<()> {
         self.tun.check()
+    }
+
+    fn max_queues(&self) -> usize {
+        self.tun.max_queues()
+    }
+
+    /// One more queue of the interface (see
+    /// [`TunConfig::multi_queue`](super::TunConfig::multi_queue)), adding to the same
+    /// counters.
+    fn open_queue(&mut self) -> io::Result<OffloadTun> {
+        Ok(OffloadTun::with_counters(
+            self.tun.open_queue()?,
+            self.counters.clone(),
+        ))
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {

@@ -41,7 +41,12 @@ fn ifreq(name: &str) -> libc::ifreq {
 /// front of every packet (`TUNSETVNETHDRSZ`), with checksum and TCP segmentation offload
 /// turned on (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), so that the kernel
 /// hands us TSO super-packets and takes ours (Documentation/networking/tuntap.rst).
-pub(super) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
+///
+/// With `multi_queue`, also `IFF_MULTI_QUEUE`: the file is one queue of the interface, and
+/// calling this again with the same name and flags (in the interface's network namespace)
+/// attaches one more queue to it instead of creating an interface (tuntap.rst, "Multiqueue
+/// tuntap interface").
+pub(super) fn open_tun(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -53,6 +58,9 @@ pub(super) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
     let mut flags = libc::IFF_TUN | libc::IFF_NO_PI;
     if vnet_hdr {
         flags |= libc::IFF_VNET_HDR;
+    }
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which `req` is and which outlives the
@@ -69,6 +77,14 @@ pub(super) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
         check(unsafe { libc::ioctl(raw, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(offload)) })?;
     }
     Ok(fd)
+}
+
+/// Moves the calling thread into the network namespace `ns` (an open `/proc/.../ns/net`
+/// file), so that a TUN queue opened next attaches to an interface of that namespace.
+pub(super) fn enter_netns(ns: RawFd) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag by value; it touches no memory of ours. It
+    // changes only the calling thread's namespace, which the caller owns for this purpose.
+    check(unsafe { libc::setns(ns, libc::CLONE_NEWNET) }).map(drop)
 }
 
 /// Registers `fd` with the current tokio runtime's reactor.

@@ -1,0 +1,456 @@
+//! Sharding: one sans-IO endpoint per worker, each owning the flows a keyed hash gives it.
+//!
+//! A stack with `N` workers ([`StackBuilder::workers`](crate::StackBuilder::workers)) runs
+//! `N` shards. Each shard is a whole synack-core [`Endpoint`](synack_core::Endpoint) with its
+//! own lock, its own driver task and its own device queue (a multi-queue TUN,
+//! `IFF_MULTI_QUEUE`, opens one file per queue). The core stays single-threaded per shard;
+//! nothing on the packet path is shared between shards but the bounded hand-off channels
+//! below, so `N` shards on `N` cores run side by side.
+//!
+//! **Who owns a flow.** A TCP connection belongs to the shard that `Flows::owner` names:
+//! SipHash-1-3 with a secret 128-bit key (std's [`RandomState`]: random bits from the OS,
+//! drawn once per thread, with one half stepped for every new `RandomState`, so each stack's
+//! key is its own) over the connection's 4-tuple taken in its canonical orientation (the lesser address and port
+//! first), so that both directions of a flow hash alike and an outsider who does not know
+//! the key cannot aim a flood of flows at one shard. With one shard there is no hashing at
+//! all.
+//!
+//! **Packets on the wrong queue.** The kernel picks a TUN queue for each packet itself. A
+//! shard's driver therefore looks at every packet it reads (`Flows::route`): one whose flow
+//! another shard owns is copied into that shard's bounded hand-off channel
+//! (512 packets, `HANDOFF_QUEUE`; counted in [`ShardStats::handed_off`], and dropped and counted
+//! in [`ShardStats::handoff_dropped`] when the channel is full: TCP recovers as from any
+//! loss). The hand-off is what makes the first packets of a flow work; it is not how a flow
+//! keeps running. Linux's TUN learns, for each flow, the queue the *reader* last wrote that
+//! flow's packets on (`tun_flow_update` on write, `tun_automq_select_queue` on the way out,
+//! both keyed by the kernel's symmetric flow hash), and steers the flow's later packets to
+//! that queue. The owner writes its SYN-ACK, or its SYN, on its own queue, and from then on
+//! the kernel delivers the flow to the owner directly. Only the handshake may cross: the
+//! client's SYN lands by the kernel's hash, and the kernel records the queue of a packet we
+//! write only after its own TCP has processed it, so its immediate answer (the SYN-ACK to our
+//! SYN, the ACK to our SYN-ACK) may still go by hash. That is at most about one hand-off per
+//! connection in either direction (half of them cross on two queues), and none afterwards
+//! (`kernel_multiqueue.rs` measures it). A flow that stays silent for longer than the kernel
+//! remembers it (about 3 s) may be handed off once more when it wakes.
+//!
+//! **Outbound connects** land on their owner without any hand-off: the runtime chooses the
+//! shard (round robin) and then an ephemeral port whose 4-tuple hashes to it
+//! (`Flows::ports_for`, a random start in the ephemeral range as RFC 6056 §3.3.1 asks), and
+//! opens the connection on that shard's endpoint. A socket bound to a port before it connects
+//! opens on the shard its 4-tuple hashes to.
+//!
+//! **Listeners** are registered on every shard's endpoint, with one port;
+//! [`TcpListener::accept`](crate::TcpListener::accept) takes from whichever shard has a
+//! connection ready, starting from a rotating shard so that none is favoured.
+//!
+//! **UDP and the rest.** A UDP socket must see every datagram for its port whatever the
+//! 4-tuple, and a socket bound to the unspecified address matches many; so UDP sockets, the
+//! transparent mode's datagram queue and their ICMP errors all live on shard 0, and other
+//! shards hand UDP over to it. TCP in transparent mode is sharded like any TCP: a held SYN
+//! waits on its owner's endpoint. ICMP errors go to the shard that owns the flow they quote;
+//! anything else (echo requests, what the core drops as malformed or not for us) is handled
+//! where it arrived, since every shard answers it alike.
+
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use synack_core::RecvMeta;
+
+/// Packets each shard's hand-off channel holds. A burst larger than this (say, many SYNs of
+/// new flows on the wrong queue at once) loses the excess, which TCP retransmits.
+pub(crate) const HANDOFF_QUEUE: usize = 512;
+
+/// A packet read on one shard's queue for a flow another shard owns.
+pub(crate) struct Handoff {
+    /// The whole IP packet (a GRO super-packet stays whole).
+    pub(crate) packet: Box<[u8]>,
+    /// What the device said about it; `len` is `packet.len()`.
+    pub(crate) meta: RecvMeta,
+}
+
+/// Counters of one shard, from [`Stack::shard_stats`](crate::Stack::shard_stats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardStats {
+    /// The shard's endpoint's counters.
+    pub stats: synack_core::Stats,
+    /// Connections the shard holds in every state (see
+    /// [`Stack::connection_count`](crate::Stack::connection_count)).
+    pub connections: usize,
+    /// Packets this shard read from its queue and handed to the flow's owner.
+    pub handed_off: u64,
+    /// Packets other shards handed to this one.
+    pub handoffs_received: u64,
+    /// Packets this shard could not hand off: the owner's channel was full, or the owner
+    /// had stopped. Lost, as on a wire.
+    pub handoff_dropped: u64,
+}
+
+/// The keyed flow hash of one stack, and the shard count it maps onto.
+#[derive(Debug)]
+pub(crate) struct Flows {
+    key: RandomState,
+    shards: usize,
+}
+
+/// The transport protocols whose flows a shard can own.
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+impl Flows {
+    /// A fresh secret key for `shards` shards (at least one).
+    pub(crate) fn new(shards: usize) -> Flows {
+        Flows {
+            key: RandomState::new(),
+            shards: shards.max(1),
+        }
+    }
+
+    /// The shard owning the TCP flow between `a` and `b`, in either orientation.
+    pub(crate) fn owner(&self, a: SocketAddr, b: SocketAddr) -> usize {
+        if self.shards == 1 {
+            return 0;
+        }
+        let canonical = if a <= b { (a, b) } else { (b, a) };
+        let h = self.key.hash_one(canonical);
+        // Lemire's multiply-shift: an unbiased enough map of 64 bits onto 0..shards, without
+        // a division.
+        ((u128::from(h) * self.shards as u128) >> 64) as usize
+    }
+
+    /// The shard that must handle `packet`, or `None` if any shard may (the one it arrived
+    /// on does): TCP goes to its flow's owner, UDP to shard 0, an ICMP error to the owner of
+    /// the flow it quotes. Reads only the IP header and the ports; what does not parse is
+    /// left to the endpoint where it arrived, which drops and counts it.
+    pub(crate) fn route(&self, packet: &[u8]) -> Option<usize> {
+        if self.shards == 1 {
+            return None;
+        }
+        let ip = parse_ip(packet)?;
+        match ip.proto {
+            TCP => {
+                let (sp, dp) = ports(ip.payload)?;
+                Some(self.owner(SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp)))
+            }
+            UDP => Some(0),
+            // RFC 792: destination unreachable, source quench, redirect, time exceeded,
+            // parameter problem quote the offending datagram's header after 8 bytes.
+            ICMP if ip.src.is_ipv4() && matches!(ip.payload.first(), Some(3 | 4 | 5 | 11 | 12)) => {
+                self.route_quoted(ip.payload.get(8..)?)
+            }
+            // RFC 4443 §3: the error messages (types 1 to 4) quote the invoking packet after 8.
+            ICMPV6 if ip.src.is_ipv6() && matches!(ip.payload.first(), Some(1..=4)) => {
+                self.route_quoted(ip.payload.get(8..)?)
+            }
+            _ => None,
+        }
+    }
+
+    /// The owner of the packet an ICMP error quotes (one we sent: its source is ours).
+    fn route_quoted(&self, quoted: &[u8]) -> Option<usize> {
+        let ip = parse_ip(quoted)?;
+        match ip.proto {
+            TCP => {
+                let (sp, dp) = ports(ip.payload)?;
+                Some(self.owner(SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp)))
+            }
+            UDP => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Ephemeral ports in `range` from which a connection from `local` to `remote` would
+    /// belong to `shard`, in the order to try them: from a random point of the range
+    /// (`start`, from [`Flows::port_start`]) onwards, wrapping (RFC 6056 §3.3.1). About one
+    /// port in `shards` qualifies.
+    pub(crate) fn ports_for(
+        &self,
+        local: IpAddr,
+        remote: SocketAddr,
+        shard: usize,
+        range: (u16, u16),
+        start: u32,
+    ) -> impl Iterator<Item = u16> + '_ {
+        let (min, max) = range;
+        let num = if min == 0 || max < min {
+            0
+        } else {
+            u32::from(max - min) + 1
+        };
+        (0..num)
+            .map(move |i| min + (start.wrapping_add(i) % num) as u16)
+            .filter(move |&port| self.owner(SocketAddr::new(local, port), remote) == shard)
+    }
+
+    /// A start for [`Flows::ports_for`] that an outsider cannot predict: the keyed hash of
+    /// the destination and a per-stack counter.
+    pub(crate) fn port_start(&self, remote: SocketAddr, counter: u64) -> u32 {
+        self.key.hash_one((remote, counter, 0x5eed_u16)) as u32
+    }
+}
+
+/// What routing needs of an IP header.
+struct IpView<'a> {
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    payload: &'a [u8],
+}
+
+/// The addresses, protocol and payload of an IPv4 or IPv6 packet; `None` for anything short,
+/// of another version, or an IPv4 fragment (whose ports may be missing; the core drops
+/// fragments).
+fn parse_ip(p: &[u8]) -> Option<IpView<'_>> {
+    match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            if ihl < 20 || p.len() < ihl {
+                return None;
+            }
+            let frag = u16::from_be_bytes([p[6], p[7]]);
+            // More fragments, or a fragment offset (RFC 791 §3.1).
+            if frag & 0x3fff != 0 {
+                return None;
+            }
+            let src: [u8; 4] = p[12..16].try_into().ok()?;
+            let dst: [u8; 4] = p[16..20].try_into().ok()?;
+            Some(IpView {
+                proto: p[9],
+                src: IpAddr::V4(Ipv4Addr::from(src)),
+                dst: IpAddr::V4(Ipv4Addr::from(dst)),
+                payload: &p[ihl..],
+            })
+        }
+        6 => {
+            if p.len() < 40 {
+                return None;
+            }
+            let src: [u8; 16] = p[8..24].try_into().ok()?;
+            let dst: [u8; 16] = p[24..40].try_into().ok()?;
+            Some(IpView {
+                proto: p[6],
+                src: IpAddr::V6(Ipv6Addr::from(src)),
+                dst: IpAddr::V6(Ipv6Addr::from(dst)),
+                payload: &p[40..],
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The source and destination ports at the start of a TCP or UDP header.
+fn ports(l4: &[u8]) -> Option<(u16, u16)> {
+    let p = l4.get(..4)?;
+    Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// An IPv4 header (20 bytes) for `proto` from `src` to `dst`, then `l4`.
+    fn v4(proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(l4);
+        let len = p.len() as u16;
+        p[2..4].copy_from_slice(&len.to_be_bytes());
+        p
+    }
+
+    fn v6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+        p.extend_from_slice(&[proto, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    fn tcp_ports(sp: u16, dp: u16) -> Vec<u8> {
+        let mut t = vec![0u8; 20];
+        t[0..2].copy_from_slice(&sp.to_be_bytes());
+        t[2..4].copy_from_slice(&dp.to_be_bytes());
+        t[12] = 5 << 4;
+        t
+    }
+
+    #[test]
+    fn owner_is_symmetric_and_in_range() {
+        let flows = Flows::new(4);
+        for port in 30000..31000 {
+            let a = sa(&format!("198.18.0.2:{port}"));
+            let b = sa("198.18.0.1:80");
+            let o = flows.owner(a, b);
+            assert!(o < 4);
+            assert_eq!(o, flows.owner(b, a));
+        }
+    }
+
+    #[test]
+    fn owner_spreads_flows_over_the_shards() {
+        let flows = Flows::new(2);
+        let mut count = [0usize; 2];
+        for port in 40000..42000 {
+            count[flows.owner(sa(&format!("198.18.0.1:{port}")), sa("198.18.0.2:443"))] += 1;
+        }
+        // 2000 flows, a fair coin each: far from either edge.
+        assert!(count[0] > 800 && count[1] > 800, "{count:?}");
+    }
+
+    #[test]
+    fn the_key_is_per_stack() {
+        // Two stacks disagree on some flow: the hash is keyed, not a fixed function of the
+        // 4-tuple an outsider could compute.
+        let a = Flows::new(2);
+        let b = Flows::new(2);
+        let differs = (1..200u16).any(|p| {
+            let (x, y) = (sa(&format!("198.18.0.1:{p}")), sa("198.18.0.2:80"));
+            a.owner(x, y) != b.owner(x, y)
+        });
+        assert!(differs);
+    }
+
+    #[test]
+    fn one_shard_owns_everything_without_parsing() {
+        let flows = Flows::new(1);
+        assert_eq!(flows.owner(sa("198.18.0.1:1"), sa("198.18.0.2:2")), 0);
+        assert_eq!(flows.route(&[0x45]), None);
+    }
+
+    #[test]
+    fn tcp_routes_to_the_owner_both_ways() {
+        let flows = Flows::new(2);
+        for port in 50000..50100 {
+            let inbound = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(port, 80));
+            let outbound = v4(TCP, [198, 18, 0, 2], [198, 18, 0, 1], &tcp_ports(80, port));
+            let owner = flows.owner(sa(&format!("198.18.0.1:{port}")), sa("198.18.0.2:80"));
+            assert_eq!(flows.route(&inbound), Some(owner));
+            assert_eq!(flows.route(&outbound), Some(owner));
+        }
+        let a: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:2::2".parse().unwrap();
+        let p = v6(TCP, a, b, &tcp_ports(1234, 443));
+        assert_eq!(
+            flows.route(&p),
+            Some(flows.owner(sa("[2001:2::1]:1234"), sa("[2001:2::2]:443")))
+        );
+    }
+
+    #[test]
+    fn udp_goes_to_shard_zero() {
+        let flows = Flows::new(3);
+        let p = v4(
+            UDP,
+            [198, 18, 0, 1],
+            [198, 18, 0, 2],
+            &[0, 53, 0, 53, 0, 8, 0, 0],
+        );
+        assert_eq!(flows.route(&p), Some(0));
+    }
+
+    #[test]
+    fn icmp_errors_follow_the_quoted_flow() {
+        let flows = Flows::new(2);
+        for port in 1000..1100 {
+            // What we sent: 198.18.0.2:port -> 198.18.0.1:80, quoted after the ICMP header.
+            let sent = v4(TCP, [198, 18, 0, 2], [198, 18, 0, 1], &tcp_ports(port, 80));
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+            icmp.extend_from_slice(&sent[..28]);
+            let err = v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &icmp);
+            let owner = flows.owner(sa(&format!("198.18.0.2:{port}")), sa("198.18.0.1:80"));
+            assert_eq!(flows.route(&err), Some(owner));
+        }
+        let a: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:2::2".parse().unwrap();
+        let sent = v6(TCP, b, a, &tcp_ports(40000, 22));
+        let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+        icmp.extend_from_slice(&sent[..48]);
+        let err = v6(ICMPV6, a, b, &icmp);
+        assert_eq!(
+            flows.route(&err),
+            Some(flows.owner(sa("[2001:2::2]:40000"), sa("[2001:2::1]:22")))
+        );
+        // An echo request is anyone's; so is a quote too short to carry ports.
+        let echo = v4(
+            ICMP,
+            [198, 18, 0, 1],
+            [198, 18, 0, 2],
+            &[8, 0, 0, 0, 0, 1, 0, 1],
+        );
+        assert_eq!(flows.route(&echo), None);
+        let short = v4(
+            ICMP,
+            [198, 18, 0, 1],
+            [198, 18, 0, 2],
+            &[3, 3, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(flows.route(&short), None);
+    }
+
+    #[test]
+    fn what_does_not_parse_stays_where_it_arrived() {
+        let flows = Flows::new(2);
+        assert_eq!(flows.route(&[]), None);
+        assert_eq!(flows.route(&[0x45, 0, 0]), None);
+        assert_eq!(flows.route(&[0x60; 39]), None);
+        assert_eq!(flows.route(&[0x20; 60]), None);
+        // A TCP header cut before its ports.
+        let cut = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &[0, 80]);
+        assert_eq!(flows.route(&cut), None);
+        // A fragment.
+        let mut frag = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(1, 2));
+        frag[6] = 0x20;
+        assert_eq!(flows.route(&frag), None);
+        // An IHL below 5.
+        let mut ihl = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(1, 2));
+        ihl[0] = 0x44;
+        assert_eq!(flows.route(&ihl), None);
+    }
+
+    #[test]
+    fn ports_for_a_shard_hash_to_it_and_cover_the_range() {
+        let flows = Flows::new(2);
+        let local: IpAddr = "198.18.0.2".parse().unwrap();
+        let remote = sa("198.18.0.1:80");
+        let range = (32768, 60999);
+        for shard in 0..2 {
+            let start = flows.port_start(remote, shard as u64);
+            let ports: Vec<u16> = flows
+                .ports_for(local, remote, shard, range, start)
+                .collect();
+            assert!(ports.len() > 10_000, "{}", ports.len());
+            for &p in &ports {
+                assert!((range.0..=range.1).contains(&p));
+                assert_eq!(flows.owner(SocketAddr::new(local, p), remote), shard);
+            }
+            let mut sorted = ports.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), ports.len(), "each port once");
+        }
+        // The two shards' ports partition the range.
+        let all: usize = (0..2)
+            .map(|s| flows.ports_for(local, remote, s, range, 0).count())
+            .sum();
+        assert_eq!(all, usize::from(range.1 - range.0) + 1);
+        // No range, no ports.
+        assert_eq!(flows.ports_for(local, remote, 0, (0, 10), 0).count(), 0);
+        assert_eq!(flows.ports_for(local, remote, 0, (10, 9), 0).count(), 0);
+        // The start moves with the counter.
+        let starts: std::collections::HashSet<u32> =
+            (0..16).map(|c| flows.port_start(remote, c)).collect();
+        assert!(starts.len() > 1);
+    }
+}

@@ -1,0 +1,198 @@
+//! A sharded stack without a kernel: two workers over an in-memory link whose "queues" all
+//! read from the one link, so that any packet may reach either shard's driver, as a
+//! multi-queue TUN's first packets of a flow do. Every flow must still end on its owner
+//! (through the hand-off), in both directions, for TCP and UDP, with every byte intact.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use synack_core::{RecvMeta, Transmit};
+use synack_tokio::device::{Device, DeviceCapabilities, MemoryDevice};
+use synack_tokio::{Stack, TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One end of a memory link shared by any number of queues: each queue receives whatever
+/// the link holds when it asks, whoever owns it.
+struct SharedLink(Arc<Mutex<MemoryDevice>>);
+
+impl SharedLink {
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryDevice) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Device for SharedLink {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.with(|d| d.capabilities())
+    }
+
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<RecvMeta>> {
+        // The link keeps one waker, the last queue's to ask: that driver is woken and reads
+        // whatever arrives, handing the other shard its flows' packets, so nothing waits
+        // for a driver that was not told.
+        self.with(|d| d.poll_recv(cx, buf))
+    }
+
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<std::io::Result<()>> {
+        self.with(|d| d.poll_send(cx, packet, transmit))
+    }
+
+    fn max_queues(&self) -> usize {
+        2
+    }
+
+    fn open_queue(&mut self) -> std::io::Result<SharedLink> {
+        Ok(SharedLink(Arc::clone(&self.0)))
+    }
+}
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("not done within {secs} s"))
+}
+
+/// The sharded stack at 198.18.0.2 and a one-worker peer at 198.18.0.1.
+fn stacks() -> (Stack, Stack) {
+    let (a, b) = MemoryDevice::pair();
+    let sharded = Stack::builder()
+        .address("198.18.0.2".parse().unwrap())
+        .workers(2)
+        .build(SharedLink(Arc::new(Mutex::new(a))))
+        .unwrap();
+    let peer = Stack::builder()
+        .address("198.18.0.1".parse().unwrap())
+        .workers(1)
+        .build(b)
+        .unwrap();
+    assert_eq!(sharded.workers(), 2);
+    assert_eq!(peer.workers(), 1);
+    (sharded, peer)
+}
+
+/// Echoes `n` connections accepted on `listener`.
+fn echo(listener: TcpListener, n: usize) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            tasks.push(tokio::spawn(async move {
+                let (mut rx, mut tx) = s.split();
+                tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                tx.shutdown().await.expect("FIN");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    })
+}
+
+/// `n` connections from `from` to `to`, each sending `len` bytes and reading the echo.
+async fn clients(from: &Stack, to: SocketAddr, n: usize, len: usize) {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let stack = from.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(&stack, to).await.expect("connect");
+            let sent = data(len, i as u8);
+            let (mut rx, mut tx) = s.split();
+            let write = async {
+                tx.write_all(&sent).await.expect("write");
+                tx.shutdown().await.expect("FIN");
+            };
+            let mut got = Vec::new();
+            let ((), r) = tokio::join!(write, rx.read_to_end(&mut got));
+            r.expect("read");
+            assert!(got == sent, "connection {i}: {} of {len} bytes", got.len());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_serve_and_connect_with_every_byte() {
+    const N: usize = 24;
+    let (sharded, peer) = stacks();
+
+    // Into the sharded stack: its listener is on both shards.
+    let listener = TcpListener::bind(&sharded, sa("198.18.0.2:7"))
+        .await
+        .unwrap();
+    assert_eq!(listener.local_addr().unwrap(), sa("198.18.0.2:7"));
+    let server = echo(listener, N);
+    within(30, clients(&peer, sa("198.18.0.2:7"), N, 50_000)).await;
+    within(10, server).await.unwrap();
+
+    // Out of it: each connect on the shard its port hashes to.
+    let listener = TcpListener::bind(&peer, sa("198.18.0.1:9")).await.unwrap();
+    let server = echo(listener, N);
+    within(30, clients(&sharded, sa("198.18.0.1:9"), N, 50_000)).await;
+    within(10, server).await.unwrap();
+
+    within(10, sharded.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let shards = sharded.shard_stats();
+    let total = sharded.stats();
+    assert_eq!(total.connections_established, 2 * N as u64);
+    for s in &shards {
+        assert!(s.stats.connections_established > 0, "{shards:#?}");
+        assert_eq!(s.handoff_dropped, 0);
+    }
+    let handed: u64 = shards.iter().map(|s| s.handed_off).sum();
+    let received: u64 = shards.iter().map(|s| s.handoffs_received).sum();
+    assert_eq!(handed, received);
+    // Either queue reads any packet here, so many are handed off: the hand-off is what kept
+    // every flow on its owner.
+    assert!(handed > 0);
+    assert_eq!(
+        shards.iter().map(|s| s.stats.packets_in).sum::<u64>(),
+        total.packets_in
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_lives_on_shard_zero_whatever_queue_reads_it() {
+    let (sharded, peer) = stacks();
+    let socket = UdpSocket::bind(&sharded, sa("0.0.0.0:53")).await.unwrap();
+    let client = UdpSocket::bind(&peer, sa("198.18.0.1:0")).await.unwrap();
+    for i in 0..50u8 {
+        client
+            .send_to(&[i; 100], sa("198.18.0.2:53"))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 200];
+        let (n, from) = within(5, socket.recv_from(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], &[i; 100]);
+        socket.send_to(&buf[..n], from).await.unwrap();
+        let (n, _) = within(5, client.recv_from(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], &[i; 100]);
+    }
+    let shards = sharded.shard_stats();
+    assert_eq!(shards[0].stats.udp_datagrams_in, 50);
+    assert_eq!(shards[1].stats.udp_datagrams_in, 0);
+}
