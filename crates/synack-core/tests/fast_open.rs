@@ -176,3 +176,47 @@ fn without_a_cookie_sendto_fast_open_queues_nothing_and_asks_for_one() {
     assert_eq!(syn.fast_open, Some(FastOpenCookie::REQUEST));
     assert!(syn.payload.is_empty());
 }
+
+#[test]
+fn the_syn_with_data_fits_the_mtu_with_all_its_options() {
+    // Found by the endpoint fuzz target: a 721-byte SYN on a 685-byte MTU. The data in the
+    // SYN is what the MTU leaves after the SYN's own options (MSS, SACK-permitted,
+    // timestamps, window scale and a 16-byte cookie: 40 bytes).
+    let mut cfg = config();
+    cfg.mtu(685);
+    let cookie = [9u8; 16];
+    for v6 in [false, true] {
+        let mut h = Harness::new(cfg.clone());
+        let ip = if v6 { PEER6 } else { PEER };
+        let server = SocketAddr::new(ip, 80);
+        let opts = SocketOptions {
+            fast_open_connect: Some(true),
+            ..SocketOptions::default()
+        };
+        h.ep.connect_with(h.now, server, None, &opts).unwrap();
+        let syn = h.one();
+        h.inject(
+            server,
+            syn.src,
+            Out::new(SYN | ACK, 5000, 0)
+                .ackn(syn.seq + 1)
+                .mss(1460)
+                .fast_open(&cookie),
+        );
+        let _ = h.drain();
+        let (_, n) =
+            h.ep.connect_fast_open(h.now, server, None, &SocketOptions::default(), &[5; 3000])
+                .unwrap();
+        assert_eq!(n, 3000);
+        let mut buf = vec![0u8; 2048];
+        let mut largest = 0;
+        synack_core::testing::drain(&mut h.ep, h.now, &mut buf, |_, t| {
+            largest = largest.max(t.len);
+            std::ops::ControlFlow::Continue(())
+        });
+        assert!(
+            largest > 0 && largest <= 685,
+            "a {largest}-byte packet on a 685-byte MTU"
+        );
+    }
+}

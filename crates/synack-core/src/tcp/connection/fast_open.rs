@@ -90,8 +90,12 @@ impl Connection {
             return 0;
         }
         // RFC 7413 §4.2.1: the data may not exceed what the SYN's MSS allows; without the
-        // peer's MSS yet, one segment of the default size, less the option area.
-        f.syn_data = queued.min(MAX_SYN_DATA).min(self.rcv.mss);
+        // peer's MSS yet, one segment of the default size, less the option area. And the
+        // packet must fit our own MTU with this SYN's options (up to 40 bytes of them): our
+        // MSS is the MTU less the bare headers.
+        let options = seg.header_len() - crate::wire::tcp::HEADER_LEN;
+        let room = self.rcv.mss.saturating_sub(options);
+        f.syn_data = queued.min(MAX_SYN_DATA).min(room);
         f.syn_data
     }
 
