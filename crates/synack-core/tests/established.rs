@@ -894,6 +894,42 @@ fn overlapping_segment_is_trimmed() {
 }
 
 #[test]
+fn an_old_duplicate_against_a_closed_window_is_a_duplicate_not_out_of_window() {
+    // Seen from the Linux kernel under load (kernel_examples' clean download): with our
+    // window nearly closed it sent the tail of its last segment again. Wholly below
+    // RCV.NXT, it is not acceptable (RFC 9293 §3.10.7.4) and draws an ACK with a D-SACK
+    // (RFC 2883), but it is a duplicate, as Linux counts it, not data past the window.
+    let mut cfg = config();
+    cfg.recv_buffer(3000).recv_buffer_max(3000);
+    let mut k = Conn::open(cfg, false, true);
+    let base = k.peer_nxt;
+    for i in 0..3 {
+        k.h.inject(
+            k.peer,
+            k.us,
+            Out::new(ACK, 0, 0)
+                .seqn(base + i * 1000)
+                .ackn(k.our_nxt)
+                .data(&[i as u8; 1000]),
+        );
+    }
+    let last = k.h.drain().pop().unwrap();
+    assert_eq!((last.ack, last.window), (base + 3000, 0));
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(base + 2400)
+            .ackn(k.our_nxt)
+            .data(&[2; 600]),
+    );
+    let a = k.h.one();
+    assert_eq!(a.ack, base + 3000);
+    assert_eq!(a.sack, vec![(base + 2400, base + 3000)]);
+    assert_eq!(k.h.ep.stats().drop_out_of_window, 0);
+}
+
+#[test]
 fn receive_window_closes_and_data_past_it_is_dropped() {
     let mut cfg = config();
     cfg.recv_buffer(3000).recv_buffer_max(3000);

@@ -250,7 +250,15 @@ impl Connection {
             // no data at SEG.SEQ = RCV.NXT - 1) is unacceptable by design and asks only for
             // that ACK: it is not counted as a segment dropped out of window.
             let probe = seg_len == 0 && start + 1 == self.rcv.nxt;
-            self.verdict.out_of_window = !probe;
+            // Nor is a segment lying wholly below RCV.NXT (an old duplicate: the peer resent
+            // what we already have, while our window was small) a segment beyond the window:
+            // it draws the same ACK, with a D-SACK for it (RFC 2883 §4), and is counted as
+            // Linux counts it (a duplicate, `TCP_OLD_DATA`), not as out of window.
+            let old = seg_len > 0 && end <= self.rcv.nxt;
+            if old && !rst && !syn {
+                self.report_duplicate(start, end);
+            }
+            self.verdict.out_of_window = !probe && !old;
             if !rst {
                 if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
                     // "The only thing that can arrive in this state is a retransmission of the
