@@ -899,20 +899,7 @@ fn an_old_duplicate_against_a_closed_window_is_a_duplicate_not_out_of_window() {
     // window nearly closed it sent the tail of its last segment again. Wholly below
     // RCV.NXT, it is not acceptable (RFC 9293 §3.10.7.4) and draws an ACK with a D-SACK
     // (RFC 2883), but it is a duplicate, as Linux counts it, not data past the window.
-    let mut cfg = config();
-    cfg.recv_buffer(3000).recv_buffer_max(3000);
-    let mut k = Conn::open(cfg, false, true);
-    let base = k.peer_nxt;
-    for i in 0..3 {
-        k.h.inject(
-            k.peer,
-            k.us,
-            Out::new(ACK, 0, 0)
-                .seqn(base + i * 1000)
-                .ackn(k.our_nxt)
-                .data(&[i as u8; 1000]),
-        );
-    }
+    let (mut k, base) = three_thousand_bytes_unread(true);
     let last = k.h.drain().pop().unwrap();
     assert_eq!((last.ack, last.window), (base + 3000, 0));
     k.h.inject(
@@ -929,11 +916,13 @@ fn an_old_duplicate_against_a_closed_window_is_a_duplicate_not_out_of_window() {
     assert_eq!(k.h.ep.stats().drop_out_of_window, 0);
 }
 
-#[test]
-fn receive_window_closes_and_data_past_it_is_dropped() {
+/// A connection with a 3000-byte receive buffer that the peer has just filled (three
+/// 1000-byte segments, none read): its window is closed. Returns it and the first byte's
+/// sequence number.
+fn three_thousand_bytes_unread(sack: bool) -> (Conn, SeqNumber) {
     let mut cfg = config();
     cfg.recv_buffer(3000).recv_buffer_max(3000);
-    let mut k = Conn::open(cfg, false, false);
+    let mut k = Conn::open(cfg, false, sack);
     let base = k.peer_nxt;
     for i in 0..3 {
         k.h.inject(
@@ -945,6 +934,12 @@ fn receive_window_closes_and_data_past_it_is_dropped() {
                 .data(&[i as u8; 1000]),
         );
     }
+    (k, base)
+}
+
+#[test]
+fn receive_window_closes_and_data_past_it_is_dropped() {
+    let (mut k, base) = three_thousand_bytes_unread(false);
     let acks = k.h.drain();
     let last = acks.last().unwrap();
     assert_eq!(last.ack, base + 3000);
