@@ -12,7 +12,7 @@ mod kernel_support;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use kernel_support::{pattern, Net, ScratchDir, HOST, HOST6, STACK, STACK6};
+use kernel_support::{pattern, Net, ScratchDir, ECHO_CLIENTS, HOST, HOST6, STACK, STACK6};
 use synack_tokio::device::{TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 use synack_tokio::{Stack, TcpListener, TcpStream};
@@ -23,44 +23,6 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
         .await
         .unwrap_or_else(|_| panic!("not done within {secs} s"))
 }
-
-/// Kernel clients: `n` threads each connect, send `size` random bytes, shut down their
-/// sending half and read the echo to the end; prints `ok N`.
-const ECHO_CLIENTS: &str = r#"
-import os, socket, sys, threading
-host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ok = []
-def one(i):
-    try:
-        data = os.urandom(size)
-        s = socket.create_connection((host, port), timeout=30)
-        def send():
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-        t = threading.Thread(target=send)
-        t.start()
-        got = bytearray()
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-        t.join()
-        s.close()
-        if bytes(got) == data:
-            ok.append(i)
-        else:
-            print(f"conn {i}: {len(got)} of {size} bytes, mismatch", file=sys.stderr)
-    except Exception as e:
-        print(f"conn {i}: {e!r}", file=sys.stderr)
-threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(f"ok {len(ok)}")
-sys.exit(0 if len(ok) == n else 1)
-"#;
 
 /// A kernel echo server on both families: accepts `n` connections in all and echoes each
 /// to its end on a thread of its own.

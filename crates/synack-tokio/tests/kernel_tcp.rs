@@ -8,7 +8,9 @@ mod kernel_support;
 use std::io;
 use std::time::{Duration, Instant};
 
-use kernel_support::{host, pattern, require_tool, stack_addr, tshark, Net, HOST, STACK};
+use kernel_support::{
+    host, pattern, require_tool, stack_addr, tshark, Net, ECHO_CLIENTS, HOST, STACK,
+};
 use synack_tokio::netns::require_tun;
 use synack_tokio::{TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -178,44 +180,6 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
 
 // ---- data transfer -------------------------------------------------------------------------
 
-/// The kernel-side echo client: N concurrent connections, each sends SIZE random bytes,
-/// half-closes, reads the echo to EOF and compares.
-const ECHO_CLIENT: &str = r#"
-import os, socket, sys, threading
-host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ok = []
-def one(i):
-    try:
-        data = os.urandom(size)
-        s = socket.create_connection((host, port), timeout=30)
-        def send():
-            s.sendall(data)
-            s.shutdown(socket.SHUT_WR)
-        t = threading.Thread(target=send)
-        t.start()
-        got = bytearray()
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-        t.join()
-        s.close()
-        if bytes(got) == data:
-            ok.append(i)
-        else:
-            print(f"conn {i}: {len(got)} of {size} bytes, mismatch", file=sys.stderr)
-    except Exception as e:
-        print(f"conn {i}: {e!r}", file=sys.stderr)
-threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(f"ok {len(ok)}")
-sys.exit(0 if len(ok) == n else 1)
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_clients_echo_through_many_concurrent_connections() {
     if !require_tun("kernel_clients_echo_through_many_concurrent_connections") {
@@ -243,7 +207,7 @@ async fn kernel_clients_echo_through_many_concurrent_connections() {
         }
     });
     let conns = "40";
-    let client = net.python(ECHO_CLIENT, &[&STACK.to_string(), "7", conns, "200000"]);
+    let client = net.python(ECHO_CLIENTS, &[&STACK.to_string(), "7", conns, "200000"]);
     let out = client.finish(Duration::from_secs(60)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -298,3 +298,42 @@ pub async fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Strin
         .map(|l| l.split('\t').map(str::to_owned).collect())
         .collect()
 }
+
+/// Kernel echo clients (python3, argv: HOST PORT N SIZE): N concurrent connections, each
+/// sends SIZE random bytes, half-closes, reads the echo to EOF and compares; prints `ok N`
+/// and exits 0 only if all N got their bytes back.
+pub const ECHO_CLIENTS: &str = r#"
+import os, socket, sys, threading
+host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ok = []
+def one(i):
+    try:
+        data = os.urandom(size)
+        s = socket.create_connection((host, port), timeout=30)
+        def send():
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        t = threading.Thread(target=send)
+        t.start()
+        got = bytearray()
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        t.join()
+        s.close()
+        if bytes(got) == data:
+            ok.append(i)
+        else:
+            print(f"conn {i}: {len(got)} of {size} bytes, mismatch", file=sys.stderr)
+    except Exception as e:
+        print(f"conn {i}: {e!r}", file=sys.stderr)
+threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(f"ok {len(ok)}")
+sys.exit(0 if len(ok) == n else 1)
+"#;
