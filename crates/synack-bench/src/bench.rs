@@ -12,7 +12,7 @@ use synack_tokio::TcpListener;
 
 use crate::net::{self, Helper, PORT_HANDSHAKE, PORT_SERVE, TUN_HOST, TUN_STACK, VETH_B};
 use crate::proto::{Header, Op, Outcome};
-use crate::report::{Cell, HttpRow, Row};
+use crate::report::{Cell, HttpRow, Row, WorkersRow};
 use crate::{smol_side, synack_side};
 
 /// Sizes and durations of one run.
@@ -49,6 +49,8 @@ pub struct Settings {
     pub http_reps: usize,
     /// `--plain-bulk`: only the bulk rows of synack on the plain TUN and of smoltcp.
     pub plain_bulk_only: bool,
+    /// `--http`: only the HTTP rows.
+    pub http_only: bool,
     /// Concurrent idle flows held through the relay for its memory row (0: none).
     pub relay_flows: usize,
     /// Bytes of each transfer through the relay and of its direct counterpart.
@@ -76,6 +78,7 @@ impl Settings {
             http_time: Duration::from_secs(3),
             http_reps: 3,
             plain_bulk_only: false,
+            http_only: false,
             relay_flows: 10_000,
             relay_bytes: 1 << 30,
             relay_timeout: Duration::from_secs(60),
@@ -100,6 +103,7 @@ impl Settings {
             http_time: Duration::from_secs(1),
             http_reps: 1,
             plain_bulk_only: false,
+            http_only: false,
             relay_flows: 100,
             relay_bytes: 4 << 20,
             relay_timeout: Duration::from_secs(20),
@@ -132,6 +136,9 @@ impl Settings {
         // TUN: 2 bulk x reps; smoltcp: 2 x reps; kernel: as synack.
         if self.plain_bulk_only {
             return 2 * 2 * self.reps;
+        }
+        if self.http_only {
+            return 0;
         }
         let loss = 2 * 2 * self.loss_rates.len() * self.loss_reps;
         if self.loss_only {
@@ -266,7 +273,12 @@ pub(crate) fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64
 
 /// Runs everything; fills `rows` as results come, so that an error still leaves the rows
 /// measured before it.
-pub async fn run(s: &Settings, rows: &mut [Row], http_rows: &mut [HttpRow]) -> io::Result<()> {
+pub async fn run(
+    s: &Settings,
+    rows: &mut [Row],
+    http_rows: &mut [HttpRow],
+    workers_rows: &mut [WorkersRow],
+) -> io::Result<()> {
     let mut p = Progress {
         step: 0,
         total: s.steps(),
@@ -275,13 +287,16 @@ pub async fn run(s: &Settings, rows: &mut [Row], http_rows: &mut [HttpRow]) -> i
         synack_loss_phase(s, rows, &mut p).await?;
         return kernel_loss_phase(s, rows, &mut p).await;
     }
-    synack_phase(s, rows, &mut p).await?;
-    if s.plain_bulk_only {
-        return smoltcp_phase(s, rows, &mut p).await;
+    if !s.http_only {
+        synack_phase(s, rows, &mut p).await?;
+        if s.plain_bulk_only {
+            return smoltcp_phase(s, rows, &mut p).await;
+        }
+        synack_offload_phase(s, rows, &mut p).await?;
+        smoltcp_phase(s, rows, &mut p).await?;
+        kernel_phase(s, rows, &mut p).await?;
+        workers_phase(s, workers_rows).await?;
     }
-    synack_offload_phase(s, rows, &mut p).await?;
-    smoltcp_phase(s, rows, &mut p).await?;
-    kernel_phase(s, rows, &mut p).await?;
     let (reps, time) = (s.http_reps, s.http_time);
     let mut filled = http_rows.to_vec();
     filled = tokio::task::spawn_blocking(move || {
@@ -478,6 +493,136 @@ async fn synack_offload_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) 
     synack_bulk(s, rows, p, &stack, target, bulk).await;
     if let Some(c) = counters {
         eprintln!("offload TUN counters: {:?}", c.snapshot());
+    }
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// Concurrent flows in each run of the workers rows: one per worker at most, so that two
+/// workers each own one (connects go to the shards in turn).
+pub const WORKER_FLOWS: usize = 2;
+
+/// The workers table's rows, empty.
+pub fn workers_rows() -> Vec<WorkersRow> {
+    vec![
+        WorkersRow::new(
+            format!("bulk, {WORKER_FLOWS} flows, stack → kernel, offload TUN"),
+            "Gbit/s",
+        ),
+        WorkersRow::new(
+            format!("bulk, {WORKER_FLOWS} flows, kernel → stack, offload TUN"),
+            "Gbit/s",
+        ),
+    ]
+}
+
+/// The workers rows: synack on the offload TUN with `Stack::builder().workers(1)` and then
+/// `workers(2)`, on a tokio multi-thread runtime of two threads (the default runtime of a
+/// 2-core machine), [`WORKER_FLOWS`] bulk flows at once each way, with the harness
+/// process's CPU time per GiB. Runs on a thread of its own, as the rest of the harness runs
+/// on a current-thread runtime.
+pub async fn workers_phase(s: &Settings, rows: &mut [WorkersRow]) -> io::Result<()> {
+    let s = s.clone();
+    let mut filled = rows.to_vec();
+    let filled = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        for (i, workers) in [1, 2].into_iter().enumerate() {
+            runtime.block_on(workers_run(&s, workers, i, &mut filled))?;
+        }
+        Ok::<_, io::Error>(filled)
+    })
+    .await
+    .map_err(io::Error::other)??;
+    rows.clone_from_slice(&filled);
+    Ok(())
+}
+
+/// One column of the workers rows: a stack with `workers` shards, both directions.
+async fn workers_run(
+    s: &Settings,
+    workers: usize,
+    column: usize,
+    rows: &mut [WorkersRow],
+) -> io::Result<()> {
+    let ns = net::namespace()?;
+    let tun_config = TunConfig {
+        name: "sbwtun0".into(),
+        ..TunConfig::default()
+    };
+    let mut config = synack_core::Config::default();
+    config.mtu(tun_config.mtu);
+    let device = synack_tokio::device::OffloadTun::create_in(&ns, &tun_config)?;
+    let stack = synack_tokio::Stack::builder()
+        .config(config)
+        .address(IpAddr::V4(TUN_STACK))
+        .workers(workers)
+        .build(device)?;
+    let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
+    let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
+    let me = std::process::id();
+    for (row, op) in rows.iter_mut().zip([Op::Upload, Op::Download]) {
+        let mut results = Vec::new();
+        let mut cpus = Vec::new();
+        for rep in 1..=s.reps {
+            let before = crate::http::cpu_time(me);
+            let flows: Vec<_> = (0..WORKER_FLOWS)
+                .map(|_| {
+                    let stack = stack.clone();
+                    let (header, timeout) = (s.bulk(op), s.bulk_timeout());
+                    tokio::spawn(async move {
+                        synack_side::client(&stack, target, header, timeout).await
+                    })
+                })
+                .collect();
+            let mut total = Outcome {
+                count: 0,
+                secs: 0.0,
+                intact: true,
+                timed_out: false,
+            };
+            let mut failed = None;
+            for flow in flows {
+                match flow.await.map_err(io::Error::other).and_then(|r| r) {
+                    Ok(o) => {
+                        total.count += o.count;
+                        total.secs = total.secs.max(o.secs);
+                        total.intact &= o.intact;
+                        total.timed_out |= o.timed_out;
+                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let used = before.zip(crate::http::cpu_time(me)).map(|(b, a)| a - b);
+            let r = match failed {
+                Some(e) => Err(e),
+                None => Ok(total),
+            };
+            let shown = match &r {
+                Ok(o) => format!("{:.3} Gbit/s", o.gbits()),
+                Err(e) => format!("error: {e}"),
+            };
+            let gib = total.count as f64 / f64::from(1 << 30);
+            let per_gib = used
+                .filter(|_| gib > 0.0)
+                .map(|u| u.as_secs_f64() * 1e3 / gib);
+            if let Some(ms) = per_gib {
+                cpus.push(ms);
+            }
+            eprintln!(
+                "[workers] {}, {workers} worker(s) #{rep}: {shown}, {} ms CPU a GiB",
+                row.name,
+                per_gib.map_or("?".into(), |ms| format!("{ms:.0}"))
+            );
+            results.push(r);
+        }
+        row.cells[column] = cell(&results, Unit::Gbits, None);
+        cpus.sort_by(f64::total_cmp);
+        row.cpu_ms_per_gib[column] = cpus.get(cpus.len() / 2).copied();
     }
     drop(server);
     drop(stack);

@@ -177,8 +177,9 @@ pub(crate) fn example(name: &str) -> io::Result<PathBuf> {
 }
 
 /// `wrk` in `ns` against `url`: requests per second, or why not (an error, non-2xx
-/// answers, or socket errors other than the read errors a closing server causes).
-fn wrk(ns: &NetNs, url: &str, load: Load, duration: Duration) -> io::Result<f64> {
+/// answers, or socket errors other than the read errors a closing server causes), with the
+/// number of requests it completed.
+fn wrk(ns: &NetNs, url: &str, load: Load, duration: Duration) -> io::Result<(f64, u64)> {
     let mut cmd = ns.command("wrk");
     cmd.args(["-t", "1", "-c", &load.connections.to_string()])
         // wrk takes whole seconds (its time units are s, m and h).
@@ -213,10 +214,31 @@ fn wrk(ns: &NetNs, url: &str, load: Load, duration: Duration) -> io::Result<f64>
             return Err(io::Error::other(format!("wrk: {}", line.trim())));
         }
     }
-    text.lines()
+    let rate = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| io::Error::other(format!("wrk printed no rate: {text}")))
+        .ok_or_else(|| io::Error::other(format!("wrk printed no rate: {text}")))?;
+    // "  123456 requests in 3.00s, 130.01MB read"
+    let total = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("wrk printed no request count: {text}")))?;
+    Ok((rate, total))
+}
+
+/// The CPU time (user + system, all threads) process `pid` has used so far, from
+/// `/proc/PID/stat` (fields 14 and 15, in clock ticks of 10 ms).
+pub(crate) fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace().skip(11);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    // The ticks are USER_HZ, which Linux fixes at 100 for user space on every architecture.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn to_cell(r: io::Result<f64>) -> Cell {
@@ -229,7 +251,12 @@ fn to_cell(r: io::Result<f64>) -> Cell {
     }
 }
 
-/// Runs every load against `url` from `ns`, each `reps` times; the median into `cell`.
+/// Which cell of a row a server's results go to.
+type CellOf = fn(&mut HttpRow) -> &mut Cell;
+
+/// Runs every load against `url` from `ns`, each `reps` times; the median into `cell`. With
+/// the server's `pid`, also the median of its CPU time a request (µs), per row.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     ns: &NetNs,
     url: &str,
@@ -237,16 +264,31 @@ fn measure(
     duration: Duration,
     who: &str,
     rows: &mut [HttpRow],
-    cell: fn(&mut HttpRow) -> &mut Cell,
-) {
+    cell: CellOf,
+    pid: Option<u32>,
+) -> Vec<Option<f64>> {
+    let mut cpu = Vec::new();
     for (row, load) in rows.iter_mut().zip(LOADS) {
         let mut values = Vec::new();
+        let mut cpus = Vec::new();
         let mut failure = None;
         for rep in 1..=reps {
+            let before = pid.and_then(cpu_time);
             match wrk(ns, url, load, duration) {
-                Ok(v) => {
-                    eprintln!("[http] {who}, {}, #{rep}: {v:.0} requests/s", load.name);
+                Ok((v, total)) => {
+                    let used = before.zip(pid.and_then(cpu_time)).map(|(b, a)| a - b);
+                    let per = used
+                        .filter(|_| total > 0)
+                        .map(|u| u.as_secs_f64() * 1e6 / total as f64);
+                    match per {
+                        Some(us) => eprintln!(
+                            "[http] {who}, {}, #{rep}: {v:.0} requests/s, {us:.1} µs CPU a request",
+                            load.name
+                        ),
+                        None => eprintln!("[http] {who}, {}, #{rep}: {v:.0} requests/s", load.name),
+                    }
                     values.push(v);
+                    cpus.extend(per);
                 }
                 Err(e) => {
                     eprintln!("[http] {who}, {}, #{rep}: {e}", load.name);
@@ -256,11 +298,14 @@ fn measure(
             }
         }
         values.sort_by(f64::total_cmp);
+        cpus.sort_by(f64::total_cmp);
+        cpu.push(cpus.get(cpus.len() / 2).copied());
         *cell(row) = match failure {
             Some(e) => to_cell(Err(e)),
             None => to_cell(Ok(values[values.len() / 2])),
         };
     }
+    cpu
 }
 
 /// nginx, one worker, serving `root` on `addr`, its files in `root` too.
@@ -305,6 +350,7 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
     if !have("wrk") {
         for r in rows.iter_mut() {
             r.synack = Cell::Failed("wrk is not installed (apt install wrk)".into());
+            r.synack_1 = r.synack.clone();
         }
         return Ok(());
     }
@@ -313,20 +359,29 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
     let path = "/1k";
 
     // synack: the example in a namespace of its own, on its default TUN (kernel
-    // 198.18.0.1/24, synack 198.18.0.2), wrk on the kernel's side of it.
-    {
+    // 198.18.0.1/24, synack 198.18.0.2), wrk on the kernel's side of it; with one worker,
+    // then two (the default on a 2-core machine), the server's CPU time counted.
+    let columns: [(usize, CellOf); 2] = [(1, |r| &mut r.synack_1), (2, |r| &mut r.synack)];
+    for (i, (workers, cell)) in columns.into_iter().enumerate() {
         let ns = net::namespace()?;
         let mut cmd = ns.command(example.to_str().unwrap_or("http_server"));
         cmd.arg("--root")
             .arg(&root.0)
-            .args(["--port", &PORT_EXAMPLE.to_string()]);
-        let mut server = Server::spawn(cmd, "http_server on synack")?;
+            .args(["--port", &PORT_EXAMPLE.to_string()])
+            .args(["--workers", &workers.to_string()]);
+        let what = format!("http_server on synack, {workers} worker(s)");
+        let mut server = Server::spawn(cmd, &what)?;
         let url = format!(
             "http://{}{path}",
             SocketAddr::new(TUN_STACK.into(), PORT_EXAMPLE)
         );
         server.wait_ready(&ns, &url)?;
-        measure(&ns, &url, reps, duration, "synack", rows, |r| &mut r.synack);
+        // `ip netns exec` execs the example: the child's pid is the server's.
+        let pid = Some(server.child.id());
+        let cpu = measure(&ns, &url, reps, duration, &what, rows, cell, pid);
+        for (row, c) in rows.iter_mut().zip(cpu) {
+            row.cpu_us[i] = c;
+        }
         drop(server);
     }
 
@@ -354,6 +409,7 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
             "hyper on the kernel",
             rows,
             |r| &mut r.hyper,
+            None,
         );
     }
     if have("nginx") {
@@ -364,9 +420,16 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
             SocketAddr::new(VETH_B.into(), PORT_NGINX)
         );
         server.wait_ready(&veth.a, &url)?;
-        measure(&veth.a, &url, reps, duration, "nginx", rows, |r| {
-            &mut r.nginx
-        });
+        measure(
+            &veth.a,
+            &url,
+            reps,
+            duration,
+            "nginx",
+            rows,
+            |r| &mut r.nginx,
+            None,
+        );
     } else {
         eprintln!(
             "[http] nginx is not installed (apt install nginx-light): its column stays empty"

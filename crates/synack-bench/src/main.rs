@@ -6,6 +6,7 @@
 //! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md),
 //!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
 //!          --relay (only the transparent relay's rows; never writes),
+//!          --http (only the HTTP rows; never writes),
 //!          --multi-thread (synack on tokio's default multi-thread runtime),
 //!          --loss-only [--repeat N] [--loss-rate N] [--kernel-cc NAME] (only the loss rows,
 //!          with both sides' recovery counters per run on stderr; never writes)
@@ -30,7 +31,10 @@
 //! - 1-byte ping-pong round trips per second on one connection, synack and kernel-over-veth;
 //! - goodput of 16 MiB each way under 1 % and 5 % random loss (nft `numgen random`), synack
 //!   and kernel, with a timeout, checked byte for byte;
-//! - HTTP request rates with wrk (`http`);
+//! - HTTP request rates with wrk (`http`), synack's with one worker and with two, and its
+//!   server CPU time a request;
+//! - bulk throughput with one worker and with two (two flows at once on the offload TUN), and
+//!   the CPU time a GiB;
 //! - the `transparent_relay` example: 1 GiB each way through it beside the same transfer over
 //!   veth, and its memory with 10,000 idle relayed flows (`relay`).
 //!
@@ -53,7 +57,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use report::{HttpRow, Row};
+use report::{HttpRow, Row, WorkersRow};
 
 /// The command line of the harness itself.
 struct Options {
@@ -65,6 +69,8 @@ struct Options {
     multi_thread: bool,
     /// Only the relay rows.
     relay_only: bool,
+    /// Only the HTTP rows.
+    http_only: bool,
     /// Only the loss rows, synack and kernel, with recovery counters per run.
     loss_only: bool,
     /// Repetitions of each loss row.
@@ -79,11 +85,13 @@ struct Options {
 }
 
 const USAGE: &str =
-    "usage: synack-bench [--quick] [--plain-bulk | --relay] [--multi-thread] [--no-write | --output FILE]
+    "usage: synack-bench [--quick] [--plain-bulk | --relay | --http] [--multi-thread] [--no-write | --output FILE]
                     [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
   --relay        only the transparent relay's rows (throughput, memory); never writes
+  --http         only the HTTP rows (wrk against http_server, the same code on the kernel, nginx);
+                 never writes
   --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
   --no-write     print the table only; do not touch BENCHMARKS.md
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md
@@ -100,6 +108,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         plain_bulk: false,
         multi_thread: false,
         relay_only: false,
+        http_only: false,
         loss_only: false,
         repeat: None,
         loss_rate: None,
@@ -119,6 +128,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--plain-bulk" => o.plain_bulk = true,
             "--multi-thread" => o.multi_thread = true,
             "--relay" => o.relay_only = true,
+            "--http" => o.http_only = true,
             "--no-write" => o.output = None,
             "--loss-only" => o.loss_only = true,
             "--repeat" => {
@@ -181,6 +191,7 @@ fn harness(options: &Options) -> io::Result<bool> {
     };
     settings.plain_bulk_only = options.plain_bulk;
     settings.loss_only = options.loss_only;
+    settings.http_only = options.http_only;
     if let Some(n) = options.repeat {
         settings.loss_reps = n;
     }
@@ -213,6 +224,11 @@ fn harness(options: &Options) -> io::Result<bool> {
     } else {
         http::rows()
     };
+    let mut workers_rows = if options.loss_only || options.http_only || options.plain_bulk {
+        Vec::new()
+    } else {
+        bench::workers_rows()
+    };
     let mut relay_results = relay::Results::new();
     let outcome = runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -220,9 +236,9 @@ fn harness(options: &Options) -> io::Result<bool> {
         // killed and namespaces deleted before we exit.
         let all = async {
             if !options.relay_only {
-                bench::run(&settings, &mut rows, &mut http_rows).await?;
+                bench::run(&settings, &mut rows, &mut http_rows, &mut workers_rows).await?;
             }
-            if !settings.plain_bulk_only && !settings.loss_only {
+            if !settings.plain_bulk_only && !settings.loss_only && !settings.http_only {
                 let (flows, bytes, timeout) = (
                     settings.relay_flows,
                     settings.relay_bytes,
@@ -246,11 +262,14 @@ fn harness(options: &Options) -> io::Result<bool> {
     let elapsed = started.elapsed();
     let table = if options.relay_only {
         relay_results.table()
+    } else if options.http_only {
+        report::http_table(&http_rows)
     } else {
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             report::table(&rows),
             report::http_table(&http_rows),
+            report::workers_table(&workers_rows),
             relay_results.table()
         )
     };
@@ -260,6 +279,7 @@ fn harness(options: &Options) -> io::Result<bool> {
         .iter()
         .flat_map(Row::failures)
         .chain(http_rows.iter().flat_map(HttpRow::failures))
+        .chain(workers_rows.iter().flat_map(WorkersRow::failures))
         .chain(relay_results.failures())
         .collect();
     for f in &failures {
@@ -275,6 +295,7 @@ fn harness(options: &Options) -> io::Result<bool> {
     }
     let partial = options.plain_bulk
         || options.relay_only
+        || options.http_only
         || options.loss_only
         || options.kernel_cc.is_some();
     if let Some(path) = options.output.as_ref().filter(|_| !partial) {
@@ -367,11 +388,22 @@ How to read it:
 - HTTP rows (the second table): `wrk -t1 -c N -d {:.1}s` ({} time(s), the median) for the
   1,000-byte file `/1k`, from the kernel's side. synack: the `http_server` example as users
   run it (its own process, tokio's default multi-thread runtime, its default device) in a
-  namespace of its own. Against it, the same example with `--kernel` (the same hyper code on
-  tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both over
-  the veth pair. Every server sets TCP_NODELAY (nginx's `tcp_nodelay` default). A run with
-  non-2xx answers or connect/write/timeout socket errors shows `FAILED`.
-- Relay rows (the third table): the `transparent_relay` example as users run it, in a
+  namespace of its own, with `--workers 1` and then `--workers 2` (the default on two
+  cores: one shard per core). Against it, the same example with `--kernel` (the same hyper
+  code on tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both
+  over the veth pair. The ratios take synack's 2-worker column. The last column is the
+  synack server's own CPU time (user + system, every thread, from `/proc`) divided by the
+  requests wrk completed, with one worker and with two: wrk and the kernel share the same two
+  cores, so this, not the request rate, shows what a second worker costs per request. Every
+  server sets TCP_NODELAY (nginx's `tcp_nodelay` default). A run with non-2xx answers or
+  connect/write/timeout socket errors shows `FAILED`.
+- Workers rows (the third table): synack on the offload TUN built with
+  `Stack::builder().workers(1)` and then `workers(2)`, on a tokio multi-thread runtime of
+  two threads, {} bulk flows at once (connects go to the shards in turn, so with two
+  workers each owns one), {:.1} s each way, {} time(s), the median. The last column is the
+  harness process's CPU time (user + system, every thread: synack, its drivers and the
+  system calls) per GiB delivered, with one worker and with two.
+- Relay rows (the fourth table): the `transparent_relay` example as users run it, in a
   namespace with its TUN (the client's side, {} routed into the TUN), relaying to kernel
   sockets in an egress namespace (`--egress-netns`) where the server is: {} bytes each way with
   the same `__peer` client and server, checked byte for byte, beside the same transfer between
@@ -392,6 +424,9 @@ How to read it:
         s.loss_timeout.as_secs_f64(),
         s.http_time.as_secs_f64(),
         s.http_reps,
+        bench::WORKER_FLOWS,
+        s.bulk_time.as_secs_f64(),
+        s.reps,
         "198.19.0.0/16",
         s.relay_bytes,
         s.relay_flows,

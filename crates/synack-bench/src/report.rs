@@ -118,8 +118,12 @@ impl Row {
 pub struct HttpRow {
     /// What is measured.
     pub name: String,
-    /// The `http_server` example on synack, over a TUN.
+    /// The `http_server` example on synack over a TUN, with one worker (`--workers 1`).
+    pub synack_1: Cell,
+    /// The same with two workers (`--workers 2`): the default on a 2-core machine.
     pub synack: Cell,
+    /// The server's CPU time a request (µs, user + system) with one worker, and with two.
+    pub cpu_us: [Option<f64>; 2],
     /// The same example on the kernel's TCP (`--kernel`), over veth.
     pub hyper: Cell,
     /// nginx with one worker, over veth.
@@ -131,7 +135,9 @@ impl HttpRow {
     pub fn new(name: impl Into<String>) -> HttpRow {
         HttpRow {
             name: name.into(),
+            synack_1: Cell::NotMeasured,
             synack: Cell::NotMeasured,
+            cpu_us: [None; 2],
             hyper: Cell::NotMeasured,
             nginx: Cell::NotMeasured,
         }
@@ -140,7 +146,8 @@ impl HttpRow {
     /// Every failure in this row, as `name (who): why`.
     pub fn failures(&self) -> Vec<String> {
         [
-            ("synack", &self.synack),
+            ("synack, 1 worker", &self.synack_1),
+            ("synack, 2 workers", &self.synack),
             ("hyper on the kernel", &self.hyper),
             ("nginx", &self.nginx),
         ]
@@ -151,25 +158,102 @@ impl HttpRow {
         })
         .collect()
     }
+
+    /// The CPU cell: `µs with 1 → µs with 2 (ratio)`.
+    fn cpu(&self) -> String {
+        match self.cpu_us {
+            [Some(one), Some(two)] if one > 0.0 => {
+                format!("{one:.0} → {two:.0} µs ({:.2}×)", two / one)
+            }
+            _ => "—".into(),
+        }
+    }
+}
+
+/// A row of the workers table: synack on the offload TUN with one worker and with two.
+#[derive(Debug, Clone)]
+pub struct WorkersRow {
+    /// What is measured.
+    pub name: String,
+    /// The unit of the two cells.
+    pub unit: &'static str,
+    /// With one worker, and with two.
+    pub cells: [Cell; 2],
+    /// The harness process's CPU time (user + system, every thread) per GiB moved, in
+    /// milliseconds, with one worker and with two.
+    pub cpu_ms_per_gib: [Option<f64>; 2],
+}
+
+impl WorkersRow {
+    /// A row with nothing measured yet.
+    pub fn new(name: impl Into<String>, unit: &'static str) -> WorkersRow {
+        WorkersRow {
+            name: name.into(),
+            unit,
+            cells: [Cell::NotMeasured, Cell::NotMeasured],
+            cpu_ms_per_gib: [None; 2],
+        }
+    }
+
+    /// Every failure in this row, as `name (who): why`.
+    pub fn failures(&self) -> Vec<String> {
+        ["1 worker", "2 workers"]
+            .into_iter()
+            .zip(&self.cells)
+            .filter_map(|(who, c)| match c {
+                Cell::Failed(why) => Some(format!("{} ({who}): {why}", self.name)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The workers table as Markdown.
+pub fn workers_table(rows: &[WorkersRow]) -> String {
+    let mut t = String::new();
+    t.push_str(
+        "| measurement | unit | synack, 1 worker | synack, 2 workers | 2 workers / 1 | CPU a GiB, 1 → 2 workers |\n",
+    );
+    t.push_str("|---|---|---:|---:|---:|---:|\n");
+    for r in rows {
+        let cpu = match r.cpu_ms_per_gib {
+            [Some(one), Some(two)] if one > 0.0 => {
+                format!("{one:.0} → {two:.0} ms ({:.2}×)", two / one)
+            }
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {cpu} |",
+            r.name,
+            r.unit,
+            r.cells[0].show(),
+            r.cells[1].show(),
+            ratio(&r.cells[1], &r.cells[0]),
+        );
+    }
+    t
 }
 
 /// The HTTP table as Markdown.
 pub fn http_table(rows: &[HttpRow]) -> String {
     let mut t = String::new();
     t.push_str(
-        "| measurement | unit | synack (`http_server`, TUN) | same server on kernel TCP (veth) | nginx, 1 worker (veth) | synack/kernel | synack/nginx |\n",
+        "| measurement | unit | synack, 1 worker (TUN) | synack, 2 workers (TUN) | same server on kernel TCP (veth) | nginx, 1 worker (veth) | synack/kernel | synack/nginx | server CPU a request, 1 → 2 workers |\n",
     );
-    t.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    t.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         let _ = writeln!(
             t,
-            "| {} | requests/s | {} | {} | {} | {} | {} |",
+            "| {} | requests/s | {} | {} | {} | {} | {} | {} | {} |",
             r.name,
+            r.synack_1.show(),
             r.synack.show(),
             r.hyper.show(),
             r.nginx.show(),
             ratio(&r.synack, &r.hyper),
             ratio(&r.synack, &r.nginx),
+            r.cpu(),
         );
     }
     t

@@ -57,8 +57,9 @@ fn quick_run_measures_every_row_and_cleans_up() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "harness failed:\n{stdout}\n{stderr}");
 
-    // Three tables, each a header, a rule and its rows, a blank line between them: 10 rows of
-    // transport measurements, 3 HTTP rows, then the relay's 2 transfers and 2 memory rows.
+    // Four tables, each a header, a rule and its rows, a blank line between them: 10 rows of
+    // transport measurements, 3 HTTP rows, 2 rows of one worker against two, then the
+    // relay's 2 transfers and 2 memory rows.
     let tables: Vec<Vec<Vec<&str>>> = stdout
         .split("\n\n")
         .map(|t| {
@@ -70,9 +71,26 @@ fn quick_run_measures_every_row_and_cleans_up() {
         })
         .filter(|t| !t.is_empty())
         .collect();
-    assert_eq!(tables.len(), 3, "{stdout}");
-    assert_eq!(tables[2].len(), 4, "{stdout}");
-    for row in &tables[2][..2] {
+    assert_eq!(tables.len(), 4, "{stdout}");
+    assert_eq!(tables[2].len(), 2, "{stdout}");
+    for row in &tables[2] {
+        // One worker and two: plain numbers above zero (data intact), and the CPU cell.
+        for c in [row[2], row[3]] {
+            let v: f64 = c.parse().unwrap_or_else(|_| {
+                panic!("{}: {c:?} is not a number\n{stdout}\n{stderr}", row[0])
+            });
+            assert!(v > 0.0, "{}: {c}", row[0]);
+        }
+        // The quick run's transfers take less CPU than /proc's 10 ms ticks can show.
+        assert!(
+            row[5].contains("ms") || row[5] == "—",
+            "{}: {:?}\n{stdout}",
+            row[0],
+            row[5]
+        );
+    }
+    assert_eq!(tables[3].len(), 4, "{stdout}");
+    for row in &tables[3][..2] {
         // Through the relay and direct: plain numbers above zero.
         for c in [row[2], row[3]] {
             let v: f64 = c.parse().unwrap_or_else(|_| {
@@ -81,8 +99,8 @@ fn quick_run_measures_every_row_and_cleans_up() {
             assert!(v > 0.0, "{}: {c}", row[0]);
         }
     }
-    assert!(tables[2][2][2].contains('→'), "{stdout}");
-    let per_flow: f64 = tables[2][3][2]
+    assert!(tables[3][2][2].contains('→'), "{stdout}");
+    let per_flow: f64 = tables[3][3][2]
         .parse()
         .unwrap_or_else(|_| panic!("per-flow memory: {stdout}\n{stderr}"));
     assert!(per_flow >= 0.0);
@@ -100,10 +118,13 @@ fn quick_run_measures_every_row_and_cleans_up() {
     );
     assert_eq!(tables[1].len(), 3, "{stdout}");
     for row in &tables[1] {
-        let mut cells = vec![row[2], row[3]];
+        // synack with one worker and with two, the same server on the kernel, nginx.
+        let mut cells = vec![row[2], row[3], row[4]];
         if nginx {
-            cells.push(row[4]);
+            cells.push(row[5]);
         }
+        // The server's CPU time a request, with one worker and with two: "a → b µs (r×)".
+        assert!(row[8].contains("µs"), "{}: {:?}\n{stdout}", row[0], row[8]);
         for c in cells {
             let v: f64 = c.parse().unwrap_or_else(|_| {
                 panic!("{}: {c:?} is not a number\n{stdout}\n{stderr}", row[0])
