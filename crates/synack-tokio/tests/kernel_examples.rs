@@ -234,13 +234,14 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
     let dir = ScratchDir::new(ns.name());
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let files: Vec<(String, Vec<u8>)> = (0..4u32)
-        .map(|i| {
-            (
-                format!("f{i}.bin"),
-                pattern((1 << 20) + i as usize * 4099, i),
-            )
-        })
+    // Large files (streamed) and small ones (read whole, up to 64 KiB), with the boundary on
+    // both sides of it.
+    let sizes = (0..4)
+        .map(|i| (1 << 20) + i * 4099)
+        .chain([1, 1000, 65536, 65537]);
+    let files: Vec<(String, Vec<u8>)> = sizes
+        .zip(0u32..)
+        .map(|(len, i)| (format!("f{i}.bin"), pattern(len, i)))
         .collect();
     for (name, data) in &files {
         std::fs::write(root.join(name), data).unwrap();
