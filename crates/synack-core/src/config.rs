@@ -57,6 +57,7 @@ pub struct Config {
     pub(crate) udp_recv_buffer: usize,
     pub(crate) notsent_lowat: Option<usize>,
     pub(crate) skb_accounting: bool,
+    pub(crate) fast_recovery_from_cwnd: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -205,6 +206,7 @@ impl Default for Config {
             ecn: EcnMode::AcceptOnly,
             notsent_lowat: None,
             skb_accounting: false,
+            fast_recovery_from_cwnd: false,
         }
     }
 }
@@ -297,6 +299,16 @@ impl Config {
         /// finds it full and the windows could carry half of it: more bytes per byte of
         /// buffer, and writes sized to the byte.
         skb_accounting: bool
+    );
+    setter!(
+        /// Take a fast retransmit's new ssthresh from the congestion window, as Linux does
+        /// (on in [`Config::linux`]; `tcp_init_cwnd_reduction` asks the algorithm's
+        /// `ssthresh` hook, which reads `snd_cwnd`: 0.7 of it for CUBIC, half for Reno).
+        /// RFC 9438 §4.6 allows it ("Some implementations of CUBIC currently use cwnd
+        /// instead of flight_size") where, as here, cwnd grows only while it limits the
+        /// flow. Off, the reduction starts from FlightSize, capped at cwnd (RFC 5681 §3.2
+        /// step 2, RFC 9438 §4.6): a flow that was not filling its window lands lower.
+        fast_recovery_from_cwnd: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

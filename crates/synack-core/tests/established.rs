@@ -1472,6 +1472,11 @@ fn sack_conn_100ms() -> Conn {
     // Unpaced, so that whole windows leave at one instant.
     let mut cfg = config();
     cfg.pacing(false);
+    sack_conn_100ms_with(cfg)
+}
+
+/// [`sack_conn_100ms`] with the given configuration.
+fn sack_conn_100ms_with(cfg: Config) -> Conn {
     let mut h = Harness::new(cfg);
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
@@ -1575,6 +1580,45 @@ fn prr_spreads_the_reduction_over_the_acks_when_the_pipe_exceeds_ssthresh() {
     // the pipe is at ssthresh.
     let sent: usize = pattern[2..].iter().sum();
     assert_eq!(sent, 12);
+}
+
+/// Slow start to a 20-segment window, then only ten segments written: cwnd 20, FlightSize
+/// 10. The first is lost, and three SACKs start recovery.
+fn recovery_with_half_the_window_used(cfg: Config) -> Conn {
+    let mut k = sack_conn_100ms_with(cfg);
+    let first = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 1..=10 {
+        let o = k.seg(ACK, first + n * 1000);
+        k.send_peer(o);
+    }
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 20);
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 2..=4 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+    }
+    k
+}
+
+#[test]
+fn a_fast_retransmit_reduces_from_flight_size_by_default() {
+    // RFC 5681 §3.2 step 2 and RFC 9438 §4.6: ssthresh = 0.7 * FlightSize (10 segments).
+    let mut cfg = config();
+    cfg.pacing(false);
+    let k = recovery_with_half_the_window_used(cfg);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 7));
+}
+
+#[test]
+fn the_linux_profile_reduces_a_fast_retransmit_from_cwnd() {
+    // Linux's tcp_init_cwnd_reduction: CUBIC's ssthresh hook takes 0.7 of snd_cwnd (20
+    // segments), whatever was in flight; RecoverFS is that cwnd too.
+    let k = recovery_with_half_the_window_used(Config::linux());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 14));
 }
 
 #[test]

@@ -894,8 +894,12 @@ impl Connection {
         self.recovery.prr_out = 0;
         // FlightSize for the reduction, not counting what the SACKs before recovery let go
         // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
-        // calculation; Linux reduces from cwnd).
-        let flight = self.snd.in_flight().min(self.cc.window());
+        // calculation); or, as Linux, cwnd itself (`Config::fast_recovery_from_cwnd`).
+        let flight = if self.cfg.fast_recovery_from_cwnd {
+            self.cc.window()
+        } else {
+            self.snd.in_flight().min(self.cc.window())
+        };
         self.cc.on_fast_retransmit(now, flight);
         self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: the first lost segment goes at once
