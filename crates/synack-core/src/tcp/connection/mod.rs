@@ -1151,6 +1151,9 @@ impl Connection {
     fn size_write(&mut self, len: usize) -> usize {
         let goal = self.size_goal();
         let mss = self.payload_room().max(1);
+        // The most one packet carries (Linux's push sends one: `tcp_write_xmit` with
+        // `push_one`, its size from `tcp_tso_segs`).
+        let packet = self.tso_segments(mss).saturating_mul(mss);
         // Where a push would stop: the peer's and the congestion window, in whole segments.
         let start = self.snd.data_start();
         let sendable = matches!(self.state, State::Established | State::CloseWait);
@@ -1184,6 +1187,10 @@ impl Connection {
                 let push = goal.min(room - room % mss);
                 if push > 0 {
                     skbs.mark_sent(tail_start + push);
+                    if push <= packet {
+                        // It left as one packet, before the write queued more.
+                        skbs.note_pushed_one(tail_start + push);
+                    }
                 }
             }
         }

@@ -468,6 +468,12 @@ impl Connection {
         let in_record = self
             .record_end(self.snd.nxt)
             .map_or(unsent, |end| unsent.min(end - self.snd.nxt));
+        // Nor, with skb accounting, does a packet that a write pushed on its own take in
+        // what the write queued after it (`SkbQueue::note_pushed_one`).
+        let in_record = match self.pushed_end(data_start) {
+            Some(end) => in_record.min(end.saturating_sub(self.snd.nxt - data_start)),
+            None => in_record,
+        };
         let last = in_record == unsent;
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
@@ -666,6 +672,16 @@ impl Connection {
         self.cwnd_use.used = 0;
     }
 
+    /// With skb accounting, the offset (from `data_start`) where the packet starting at
+    /// SND.NXT must end because a write pushed it on its own (`SkbQueue::pushed_end_after`).
+    fn pushed_end(&mut self, data_start: SeqNumber) -> Option<usize> {
+        if !self.cfg.skb_accounting || self.snd.nxt < data_start {
+            return None;
+        }
+        let from = self.snd.nxt - data_start;
+        self.snd.skbs.as_mut()?.pushed_end_after(from)
+    }
+
     /// How many segments of `room` bytes one packet of new data may carry, as Linux sizes
     /// a TSO packet: about a millisecond's worth at the pacing rate (`tcp_tso_autosize`:
     /// the rate is cwnd/SRTT times 2 in slow start, 1.2 after, and on a path of under a few
@@ -674,7 +690,7 @@ impl Connection {
     /// congestion window (`tcp_cwnd_test`: "ensure we have at least 2 GSO packets in
     /// flight", so that the ACKs of the first let the second go rather than the window
     /// going out as one burst and coming back as one stretch ACK).
-    fn tso_segments(&self, room: usize) -> usize {
+    pub(super) fn tso_segments(&self, room: usize) -> usize {
         let mss = self.snd.mss.max(1);
         let room = room.max(1);
         let cwnd = if self.sack_recovery() {
