@@ -58,6 +58,7 @@ pub struct Config {
     pub(crate) notsent_lowat: Option<usize>,
     pub(crate) skb_accounting: bool,
     pub(crate) fast_recovery_from_cwnd: bool,
+    pub(crate) recovery_in_packets: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -207,6 +208,7 @@ impl Default for Config {
             notsent_lowat: None,
             skb_accounting: false,
             fast_recovery_from_cwnd: false,
+            recovery_in_packets: false,
         }
     }
 }
@@ -309,6 +311,19 @@ impl Config {
         /// flow. Off, the reduction starts from FlightSize, capped at cwnd (RFC 5681 §3.2
         /// step 2, RFC 9438 §4.6): a flow that was not filling its window lands lower.
         fast_recovery_from_cwnd: bool
+    );
+    setter!(
+        /// Count loss recovery in segments as Linux counts it in packets (on in
+        /// [`Config::linux`]; with SACK, whose record of the segments in flight it uses):
+        /// Proportional Rate Reduction's delivered and sent data, the pipe, ssthresh and
+        /// RecoverFS (RFC 6937 §3 in bytes; Linux's `tcp_cwnd_reduction` in packets, with
+        /// `tcp_packets_in_flight`), and RACK's DupThresh SACKed segments (Linux's
+        /// `sacked_out >= reordering` in `tcp_rack_reo_wnd`, where synack counts
+        /// DupThresh segments' worth of bytes). The two agree for full-sized segments;
+        /// with small ones (short `MSG_EOR` records, an interactive flow) a byte count lets
+        /// a delivered segment release only its own bytes, where Linux sends one segment
+        /// for one segment delivered. Off, bytes: the reduction tracks the data.
+        recovery_in_packets: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

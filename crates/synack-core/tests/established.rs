@@ -1621,6 +1621,67 @@ fn the_linux_profile_reduces_a_fast_retransmit_from_cwnd() {
     assert_eq!((info.ca_state, info.snd_ssthresh), (3, 14));
 }
 
+/// Twenty 400-byte `MSG_EOR` records in flight (the peer's window holds exactly 20), the
+/// first eight lost, the other twelve SACKed one at a time: the data segments sent in reply
+/// to each SACK.
+fn small_records_recovery(cfg: Config) -> (Conn, Vec<usize>) {
+    let mut k = sack_conn_100ms_with(cfg);
+    let first = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    let o = k.seg(ACK, first + 10_000).window(8000);
+    k.send_peer(o);
+    assert!(k.h.drain().iter().all(|s| s.payload.is_empty()));
+    for _ in 0..21 {
+        k.h.ep.send_with(k.c, &[6u8; 400], SendFlags::EOR).unwrap();
+    }
+    let out = k.h.drain();
+    assert_eq!(out.len(), 20, "the peer's window holds twenty records");
+    let b = first + 10_000;
+    k.h.now += Duration::from_millis(100);
+    let mut replies = Vec::new();
+    for n in 1..=12u32 {
+        let o = k
+            .seg(ACK, b)
+            .sack(&[((b + 3200).0, (b + 3200 + n as usize * 400).0)])
+            .window(8000);
+        k.send_peer(o);
+        let sent = k.h.drain();
+        assert!(sent.iter().all(|s| s.payload.len() <= 400));
+        replies.push(sent.iter().filter(|s| !s.payload.is_empty()).count());
+    }
+    (k, replies)
+}
+
+#[test]
+fn the_linux_profile_counts_recovery_in_packets() {
+    // packetdrill-checked against Linux 6.18 (the same exchange, 10 ms apart): recovery
+    // starts at the third SACKed record (RACK's reordering window is zero once DupThresh
+    // *packets* are SACKed, tcp_rack_reo_wnd), ssthresh 0.7 * 20 = 14 packets against 9 in
+    // flight, and PRR's slow-start bound then resends one lost record per record delivered
+    // (tcp_cwnd_reduction in packets): all eight by the tenth SACK.
+    let (k, replies) = small_records_recovery(Config::linux());
+    assert_eq!(replies, vec![0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 14));
+    // The same profile counting bytes falls behind as the default does.
+    let mut cfg = Config::linux();
+    cfg.recovery_in_packets(false);
+    let (_, replies) = small_records_recovery(cfg);
+    assert_ne!(replies, vec![0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+}
+
+#[test]
+fn recovery_counts_bytes_by_default() {
+    // In bytes (RFC 6937 §3 as written): the third duplicate ACK starts recovery and the
+    // first record is resent, but then a 400-byte delivery lets only 400 bytes go, less
+    // than a segment's payload, so PRR waits until deliveries add up to a full one. The
+    // eighth lost record goes at the last SACK, two later than Linux sends it.
+    let mut cfg = config();
+    cfg.pacing(false);
+    let (_, replies) = small_records_recovery(cfg);
+    assert_eq!(replies, vec![0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1]);
+}
+
 #[test]
 fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
     let mut k = sack_conn_100ms();

@@ -274,9 +274,26 @@ impl Connection {
     /// rather than SND.NXT - SND.UNA; that window is the one PRR set on the last ACK
     /// (RFC 6937 §3, `Connection::prr_on_ack`), so that what may be sent is its `sndcnt`
     /// less what was sent since.
+    ///
+    /// With [`Config::recovery_in_packets`](crate::Config::recovery_in_packets), the window
+    /// and the pipe are in segments, as Linux's `tcp_cwnd_test` counts its quota in packets:
+    /// each segment the window leaves room for may carry a full payload, and one sent
+    /// shorter (a small `MSG_EOR` record) uses up a segment all the same.
     fn recovery_allowance(&self) -> usize {
+        self.prr_allowance(self.recovery.high_rxt)
+    }
+
+    /// What PRR's window leaves room for beyond the pipe (see `recovery_allowance`), the
+    /// pipe taken with `high_rxt`.
+    fn prr_allowance(&self, high_rxt: SeqNumber) -> usize {
         let cwnd = self.recovery.prr_cwnd;
-        cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
+        if self.prr_packets() {
+            let pipe = self.snd.pipe_segments(high_rxt, self.lost_boundary());
+            return (cwnd / self.snd.mss.max(1))
+                .saturating_sub(pipe)
+                .saturating_mul(self.payload_room());
+        }
+        cwnd.saturating_sub(self.snd.pipe(high_rxt, self.lost_boundary()))
     }
 
     /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
@@ -496,8 +513,13 @@ impl Connection {
             // §5's pipe, as Linux's tcp_packets_in_flight; the effect of limited transmit,
             // RFC 3042, for the first duplicate ACKs). Not while going back after a timeout,
             // when what is outstanding is not known to be in the network.
-            let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
-            self.snd.nxt + self.cwnd().saturating_sub(pipe)
+            if self.recovery.cwr.is_some() && self.prr_packets() {
+                // CWR's window is PRR's, in segments.
+                self.snd.nxt + self.prr_allowance(self.snd.una)
+            } else {
+                let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
+                self.snd.nxt + self.cwnd().saturating_sub(pipe)
+            }
         } else if !self.sack_ok && self.recovery.recover.is_none() {
             // Limited transmit without SACK (RFC 3042 §2): "a TCP sender SHOULD send a new
             // data segment in response to each of the first two duplicate acknowledgments",
@@ -915,8 +937,14 @@ impl Connection {
         }
         if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
             // RFC 6937 §3: "On any data transmission or retransmission: prr_out += (data
-            // sent)".
-            self.recovery.prr_out = self.recovery.prr_out.saturating_add(seg_len);
+            // sent)"; in segments as Linux's packets (`tcp_skb_pcount`), with
+            // `Config::recovery_in_packets`.
+            let out = if self.prr_packets() {
+                len.div_ceil(segment.max(1)).max(1)
+            } else {
+                seg_len
+            };
+            self.recovery.prr_out = self.recovery.prr_out.saturating_add(out);
         }
         if retransmit {
             self.retransmits += 1;
