@@ -322,7 +322,9 @@ impl Config {
         /// DupThresh segments' worth of bytes). The two agree for full-sized segments;
         /// with small ones (short `MSG_EOR` records, an interactive flow) a byte count lets
         /// a delivered segment release only its own bytes, where Linux sends one segment
-        /// for one segment delivered. Off, bytes: the reduction tracks the data.
+        /// for one segment delivered. Off, bytes: the reduction tracks the data. Counting
+        /// costs a pass over the segments in flight for each ACK that comes while SACKed
+        /// data is held or the window is being reduced.
         recovery_in_packets: bool
     );
     setter!(
