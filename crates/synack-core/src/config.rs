@@ -57,6 +57,8 @@ pub struct Config {
     pub(crate) udp_recv_buffer: usize,
     pub(crate) notsent_lowat: Option<usize>,
     pub(crate) skb_accounting: bool,
+    pub(crate) fast_recovery_from_cwnd: bool,
+    pub(crate) recovery_in_packets: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -205,6 +207,8 @@ impl Default for Config {
             ecn: EcnMode::AcceptOnly,
             notsent_lowat: None,
             skb_accounting: false,
+            fast_recovery_from_cwnd: false,
+            recovery_in_packets: false,
         }
     }
 }
@@ -297,6 +301,31 @@ impl Config {
         /// finds it full and the windows could carry half of it: more bytes per byte of
         /// buffer, and writes sized to the byte.
         skb_accounting: bool
+    );
+    setter!(
+        /// Take a fast retransmit's new ssthresh from the congestion window, as Linux does
+        /// (on in [`Config::linux`]; `tcp_init_cwnd_reduction` asks the algorithm's
+        /// `ssthresh` hook, which reads `snd_cwnd`: 0.7 of it for CUBIC, half for Reno).
+        /// RFC 9438 §4.6 allows it ("Some implementations of CUBIC currently use cwnd
+        /// instead of flight_size") where, as here, cwnd grows only while it limits the
+        /// flow. Off, the reduction starts from FlightSize, capped at cwnd (RFC 5681 §3.2
+        /// step 2, RFC 9438 §4.6): a flow that was not filling its window lands lower.
+        fast_recovery_from_cwnd: bool
+    );
+    setter!(
+        /// Count loss recovery in segments as Linux counts it in packets (on in
+        /// [`Config::linux`]; with SACK, whose record of the segments in flight it uses):
+        /// Proportional Rate Reduction's delivered and sent data, the pipe, ssthresh and
+        /// RecoverFS (RFC 6937 §3 in bytes; Linux's `tcp_cwnd_reduction` in packets, with
+        /// `tcp_packets_in_flight`), and RACK's DupThresh SACKed segments (Linux's
+        /// `sacked_out >= reordering` in `tcp_rack_reo_wnd`, where synack counts
+        /// DupThresh segments' worth of bytes). The two agree for full-sized segments;
+        /// with small ones (short `MSG_EOR` records, an interactive flow) a byte count lets
+        /// a delivered segment release only its own bytes, where Linux sends one segment
+        /// for one segment delivered. Off, bytes: the reduction tracks the data. Counting
+        /// costs a pass over the segments in flight for each ACK that comes while SACKed
+        /// data is held or the window is being reduced.
+        recovery_in_packets: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

@@ -13,7 +13,9 @@ impl Config {
     /// 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s), and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)
     /// and `tcp_wmem[1]` (16 KiB) and grow to `tcp_rmem[2]` (6 MiB) and `tcp_wmem[2]`
     /// (4 MiB), no pacing (as Linux's cubic without the fq qdisc), and the send buffer charged per packet
-    /// as Linux charges its skbs ([`Config::skb_accounting`]). Everything else already
+    /// as Linux charges its skbs ([`Config::skb_accounting`]), and a fast retransmit's
+    /// ssthresh taken from cwnd ([`Config::fast_recovery_from_cwnd`]), and loss recovery
+    /// counted in packets ([`Config::recovery_in_packets`]). Everything else already
     /// follows Linux in [`Config::default`].
     pub fn linux() -> Config {
         let mut c = Config::default();
@@ -31,7 +33,11 @@ impl Config {
             // packetdrill's tun0 gets) a window leaves at once.
             .pacing(false)
             // Writes sized, the buffer charged and grown as Linux's skbs are.
-            .skb_accounting(true);
+            .skb_accounting(true)
+            // A fast retransmit's ssthresh from cwnd (tcp_init_cwnd_reduction).
+            .fast_recovery_from_cwnd(true)
+            // PRR and RACK's DupThresh in packets (tcp_cwnd_reduction, tcp_rack_reo_wnd).
+            .recovery_in_packets(true);
         c
     }
 }

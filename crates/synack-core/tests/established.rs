@@ -1472,6 +1472,11 @@ fn sack_conn_100ms() -> Conn {
     // Unpaced, so that whole windows leave at one instant.
     let mut cfg = config();
     cfg.pacing(false);
+    sack_conn_100ms_with(cfg)
+}
+
+/// [`sack_conn_100ms`] with the given configuration.
+fn sack_conn_100ms_with(cfg: Config) -> Conn {
     let mut h = Harness::new(cfg);
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
@@ -1575,6 +1580,106 @@ fn prr_spreads_the_reduction_over_the_acks_when_the_pipe_exceeds_ssthresh() {
     // the pipe is at ssthresh.
     let sent: usize = pattern[2..].iter().sum();
     assert_eq!(sent, 12);
+}
+
+/// Slow start to a 20-segment window, then only ten segments written: cwnd 20, FlightSize
+/// 10. The first is lost, and three SACKs start recovery.
+fn recovery_with_half_the_window_used(cfg: Config) -> Conn {
+    let mut k = sack_conn_100ms_with(cfg);
+    let first = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 1..=10 {
+        let o = k.seg(ACK, first + n * 1000);
+        k.send_peer(o);
+    }
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 20);
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 2..=4 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+    }
+    k
+}
+
+#[test]
+fn a_fast_retransmit_reduces_from_flight_size_by_default() {
+    // RFC 5681 §3.2 step 2 and RFC 9438 §4.6: ssthresh = 0.7 * FlightSize (10 segments).
+    let mut cfg = config();
+    cfg.pacing(false);
+    let k = recovery_with_half_the_window_used(cfg);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 7));
+}
+
+#[test]
+fn the_linux_profile_reduces_a_fast_retransmit_from_cwnd() {
+    // Linux's tcp_init_cwnd_reduction: CUBIC's ssthresh hook takes 0.7 of snd_cwnd (20
+    // segments), whatever was in flight; RecoverFS is that cwnd too.
+    let k = recovery_with_half_the_window_used(Config::linux());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 14));
+}
+
+/// Twenty 400-byte `MSG_EOR` records in flight (the peer's window holds exactly 20), the
+/// first eight lost, the other twelve SACKed one at a time: the data segments sent in reply
+/// to each SACK.
+fn small_records_recovery(cfg: Config) -> (Conn, Vec<usize>) {
+    let mut k = sack_conn_100ms_with(cfg);
+    let first = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    let o = k.seg(ACK, first + 10_000).window(8000);
+    k.send_peer(o);
+    assert!(k.h.drain().iter().all(|s| s.payload.is_empty()));
+    for _ in 0..21 {
+        k.h.ep.send_with(k.c, &[6u8; 400], SendFlags::EOR).unwrap();
+    }
+    let out = k.h.drain();
+    assert_eq!(out.len(), 20, "the peer's window holds twenty records");
+    let b = first + 10_000;
+    k.h.now += Duration::from_millis(100);
+    let mut replies = Vec::new();
+    for n in 1..=12u32 {
+        let o = k
+            .seg(ACK, b)
+            .sack(&[((b + 3200).0, (b + 3200 + n as usize * 400).0)])
+            .window(8000);
+        k.send_peer(o);
+        let sent = k.h.drain();
+        assert!(sent.iter().all(|s| s.payload.len() <= 400));
+        replies.push(sent.iter().filter(|s| !s.payload.is_empty()).count());
+    }
+    (k, replies)
+}
+
+#[test]
+fn the_linux_profile_counts_recovery_in_packets() {
+    // packetdrill-checked against Linux 6.18 (the same exchange, 10 ms apart): recovery
+    // starts at the third SACKed record (RACK's reordering window is zero once DupThresh
+    // *packets* are SACKed, tcp_rack_reo_wnd), ssthresh 0.7 * 20 = 14 packets against 9 in
+    // flight, and PRR's slow-start bound then resends one lost record per record delivered
+    // (tcp_cwnd_reduction in packets): all eight by the tenth SACK.
+    let (k, replies) = small_records_recovery(Config::linux());
+    assert_eq!(replies, vec![0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 14));
+    // The same profile counting bytes falls behind as the default does.
+    let mut cfg = Config::linux();
+    cfg.recovery_in_packets(false);
+    let (_, replies) = small_records_recovery(cfg);
+    assert_ne!(replies, vec![0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+}
+
+#[test]
+fn recovery_counts_bytes_by_default() {
+    // In bytes (RFC 6937 §3 as written): the third duplicate ACK starts recovery and the
+    // first record is resent, but then a 400-byte delivery lets only 400 bytes go, less
+    // than a segment's payload, so PRR waits until deliveries add up to a full one. The
+    // eighth lost record goes at the last SACK, two later than Linux sends it.
+    let mut cfg = config();
+    cfg.pacing(false);
+    let (_, replies) = small_records_recovery(cfg);
+    assert_eq!(replies, vec![0, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1]);
 }
 
 #[test]

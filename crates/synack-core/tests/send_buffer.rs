@@ -62,6 +62,19 @@ impl Conn {
         self.h.drain().iter().map(|s| s.payload.len()).sum()
     }
 
+    /// The payload of each packet sent now, a segmentation-offload packet counted whole.
+    fn packets(&mut self) -> Vec<usize> {
+        let mut buf = vec![0u8; 65_536];
+        let mut lens = Vec::new();
+        self.h.drain_with(&mut buf, |packet, _| {
+            if let Some(seg) = parse_out(packet) {
+                lens.push(seg.payload.len());
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        lens
+    }
+
     fn writable(&mut self) -> bool {
         self.h.events().contains(&Event::Writable(self.c))
     }
@@ -96,6 +109,39 @@ fn skb_accounting_sizes_writes_and_wakes_as_linux() {
     k.ack(36_000, 50_000);
     assert!(k.writable(), "24 000 bytes in one skb");
     assert_eq!(k.h.ep.send(k.c, &[1; 1000]).unwrap(), 1000);
+}
+
+/// Linux's `timestamping/partial.pkt`: under a send buffer of Linux's minimum (4608 bytes
+/// charged) and a peer window of 2000, the size goal is one segment (half the window), and
+/// each skb the write fills at the head of the unsent data is pushed on its own while the
+/// write goes on (`tcp_push_one`): two packets of one segment each, never one packet of
+/// two, though segmentation offload could carry it. The write ends at the third skb.
+#[test]
+fn skb_accounting_sends_each_skb_a_write_pushed_as_its_own_packet() {
+    let mut k = Conn::open(linux(), 2000);
+    k.h.ep.set_send_buffer(k.c, 4608).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 10_000]).unwrap(), 3000);
+    assert_eq!(k.packets(), vec![1000, 1000]);
+    // The third skb waits for the window; once open, it goes.
+    k.ack(2000, 20_000);
+    assert_eq!(k.packets(), vec![1000]);
+}
+
+/// Where no write pushed an skb on its own, queued skbs still leave together: the peer's
+/// window held them all back while they were written, and when it opens the sender fills
+/// the packet from as many skbs as it takes (Linux 6.10's `tcp_grow_skb`).
+#[test]
+fn skb_accounting_joins_skbs_that_no_push_sent() {
+    let mut k = Conn::open(linux(), 2000);
+    k.h.ep.set_send_buffer(k.c, 4608).unwrap();
+    // A zero window: nothing may be pushed while the write goes on.
+    k.ack(0, 0);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.send(k.c, &[1; 10_000]).unwrap(), 3000);
+    assert!(k.h.drain().iter().all(|s| s.payload.is_empty()));
+    k.ack(0, 2000);
+    let lens = k.packets();
+    assert_eq!(lens, vec![2000]);
 }
 
 /// Without skb accounting the buffer holds its size in bytes, and a waiting writer is

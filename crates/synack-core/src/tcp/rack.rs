@@ -272,6 +272,21 @@ impl Rack {
         out
     }
 
+    /// Segments above `una` for which `keep(start, end, delivered)` holds, `delivered`
+    /// meaning SACKed: what Linux counts in packets (`packets_out`, `sacked_out`, its
+    /// packets in flight) where synack counts bytes, for
+    /// [`Config::recovery_in_packets`](crate::Config::recovery_in_packets).
+    pub fn count_segments(
+        &self,
+        una: SeqNumber,
+        mut keep: impl FnMut(SeqNumber, SeqNumber, bool) -> bool,
+    ) -> usize {
+        self.log
+            .iter()
+            .filter(|s| s.end > una && keep(s.start, s.end, s.delivered))
+            .count()
+    }
+
     /// Segments tracked.
     #[cfg(test)]
     pub fn len(&self) -> usize {

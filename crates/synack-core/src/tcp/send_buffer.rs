@@ -247,7 +247,14 @@ pub struct SkbQueue {
     sent: usize,
     /// The last skb ends a `MSG_EOR` record: nothing is appended to it.
     tail_closed: bool,
+    /// Where the packets that writes pushed on their own end (offsets like `lens`, in
+    /// order): see [`SkbQueue::note_pushed_one`].
+    pushed_ends: VecDeque<usize>,
 }
+
+/// The most packet ends [`SkbQueue::note_pushed_one`] keeps; past it the oldest is dropped
+/// (a packet may then merge with the next, as it would have without the rule).
+const MAX_PUSHED_ENDS: usize = 64;
 
 impl SkbQueue {
     /// skbs held.
@@ -342,6 +349,7 @@ impl SkbQueue {
     /// first one left is trimmed (Linux's `tcp_trim_head`).
     pub fn consume(&mut self, n: usize) {
         let mut n = n.min(self.bytes);
+        let n_acked = n;
         self.bytes -= n;
         self.sent = self.sent.saturating_sub(n);
         while n > 0 {
@@ -358,6 +366,38 @@ impl SkbQueue {
         if self.lens.is_empty() {
             self.tail_closed = false;
         }
+        while self.pushed_ends.front().is_some_and(|&end| end <= n_acked) {
+            self.pushed_ends.pop_front();
+        }
+        for end in self.pushed_ends.iter_mut() {
+            *end -= n_acked;
+        }
+    }
+
+    /// A write pushed the unsent head skb, up to `end`, as one packet while it went on
+    /// (Linux's `tcp_push_one`, or `__tcp_push_pending_frames` with only that skb unsent):
+    /// that packet left before the write queued more, so no later data joins it. Linux's
+    /// `tcp_grow_skb` (6.10+) pulls the next skb's bytes into one that is sent later, but
+    /// only into an skb that is not the last one queued, which an skb pushed in the middle
+    /// of a write is. The packet ends where the skb did, or where the windows stopped it.
+    pub fn note_pushed_one(&mut self, end: usize) {
+        if self.pushed_ends.back().is_some_and(|&last| last >= end) {
+            return;
+        }
+        if self.pushed_ends.len() >= MAX_PUSHED_ENDS {
+            self.pushed_ends.pop_front();
+        }
+        self.pushed_ends.push_back(end);
+    }
+
+    /// Where the packet that starts at offset `from` must end at the latest, if a write
+    /// pushed the bytes there on their own ([`SkbQueue::note_pushed_one`]). Ends at or
+    /// below `from` are behind the sender and are forgotten.
+    pub fn pushed_end_after(&mut self, from: usize) -> Option<usize> {
+        while self.pushed_ends.front().is_some_and(|&end| end <= from) {
+            self.pushed_ends.pop_front();
+        }
+        self.pushed_ends.front().copied()
     }
 }
 
@@ -598,6 +638,25 @@ mod tests {
 
     /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,
     /// none is empty, and splits fall where sending stopped.
+    #[test]
+    fn pushed_packet_ends_follow_the_acknowledgments() {
+        let mut q = SkbQueue::default();
+        for _ in 0..3 {
+            q.push_skb(1000);
+        }
+        q.note_pushed_one(1000);
+        q.note_pushed_one(2000);
+        // An end at or below one already noted adds nothing.
+        q.note_pushed_one(1500);
+        assert_eq!(q.pushed_end_after(0), Some(1000));
+        assert_eq!(q.pushed_end_after(1000), Some(2000), "the first is behind");
+        // Acknowledged bytes leave the front: the offsets move with them.
+        q.consume(1500);
+        assert_eq!(q.pushed_end_after(0), Some(500));
+        q.consume(500);
+        assert_eq!(q.pushed_end_after(0), None);
+    }
+
     #[test]
     fn skb_queue_stays_consistent() {
         let mut q = SkbQueue::default();

@@ -143,7 +143,11 @@ impl Connection {
     pub(super) fn enter_cwr(&mut self, now: Instant) {
         let cwnd = self.cc.window();
         self.recovery.cwr = Some(self.snd.max);
-        self.recovery.recover_fs = cwnd;
+        self.recovery.recover_fs = if self.prr_packets() {
+            (cwnd / self.snd.mss.max(1)).max(1)
+        } else {
+            cwnd
+        };
         self.recovery.prr_delivered = 0;
         self.recovery.prr_out = 0;
         self.recovery.prr_cwnd = cwnd;

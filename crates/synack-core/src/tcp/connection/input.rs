@@ -456,6 +456,13 @@ impl Connection {
         }
         let sacked_before = self.snd.scoreboard.sacked_bytes();
         let lost_before = self.lost_boundary();
+        // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
+        // packets_out - sacked_out, counted only where PRR may run on this ACK.
+        let reducing = self.recovery.recover.is_some() || self.recovery.cwr.is_some();
+        let unsacked_segs_before = (self.prr_packets()
+            && self.snd.max > self.snd.una
+            && (reducing || ece || sacked_before > 0 || seg.sack_ranges[0].is_some()))
+        .then(|| self.snd.unsacked_segments());
 
         // RFC 6675 §5: record the SACK blocks first; they decide what is lost.
         let mut new_sack_info = false;
@@ -530,7 +537,11 @@ impl Connection {
             // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
             // bytes that the cumulative ACK passed count once, in the first term.
             let sacked = self.snd.scoreboard.sacked_bytes();
-            let delivered = (self.snd.una - una_before + sacked).saturating_sub(sacked_before);
+            let delivered = match unsacked_segs_before {
+                // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
+                Some(before) => before.saturating_sub(self.snd.unsacked_segments()),
+                None => (self.snd.una - una_before + sacked).saturating_sub(sacked_before),
+            };
             let lost = self.lost_boundary();
             let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
             self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
@@ -734,8 +745,13 @@ impl Connection {
         let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
         let recovering = self.recovery.recover.is_some()
             || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
-        let dupthresh_sacked = self.snd.scoreboard.sacked_bytes()
-            > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss;
+        let dupthresh_sacked = if self.prr_packets() {
+            // Linux's tcp_rack_reo_wnd: sacked_out >= reordering, in packets.
+            self.snd.sacked_segments() >= crate::tcp::scoreboard::DUP_THRESH
+        } else {
+            self.snd.scoreboard.sacked_bytes()
+                > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss
+        };
         let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
         if let Some(seq) = d.lost_retransmission {
             self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
@@ -770,7 +786,7 @@ impl Connection {
             self.enter_recovery(now);
             // No ACK brought this on: as Linux's tcp_rack_reo_timeout, count one segment
             // delivered, which lets the first lost segment go.
-            self.prr_on_ack(self.snd.mss, false, false);
+            self.prr_on_ack(self.prr_unit(), false, false);
         }
     }
 
@@ -825,15 +841,29 @@ impl Connection {
     /// `delivered` is the ACK's DeliveredData, `una_advanced` whether SND.UNA moved, and
     /// `newly_lost` whether the ACK revealed new losses (then Linux withholds SSRB's extra
     /// segment).
+    ///
+    /// With [`Config::recovery_in_packets`](crate::Config::recovery_in_packets) every
+    /// quantity is in segments, as Linux's are in packets: `delivered`, `prr_delivered`,
+    /// `prr_out`, RecoverFS, the pipe, and ssthresh (the controller's, in whole segments);
+    /// `prr_cwnd` is then the window in segments times the MSS.
     pub(super) fn prr_on_ack(&mut self, delivered: usize, una_advanced: bool, newly_lost: bool) {
         // Linux returns early when nothing was delivered, leaving cwnd as it was.
         if delivered == 0 {
             return;
         }
-        let mss = self.snd.mss;
-        let segment = self.payload_room();
-        let ssthresh = self.cc.ssthresh();
-        let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
+        let packets = self.prr_packets();
+        let one = self.prr_unit();
+        let (segment, ssthresh, pipe) = if packets {
+            let ssthresh = self.cc.ssthresh() / self.snd.mss.max(1);
+            let pipe = self
+                .snd
+                .pipe_segments(self.recovery.high_rxt, self.lost_boundary());
+            (1, ssthresh.max(1), pipe)
+        } else {
+            let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
+            (self.payload_room(), self.cc.ssthresh(), pipe)
+        };
+        let bytes_per_unit = if packets { self.snd.mss } else { 1 };
         let r = &mut self.recovery;
         r.prr_delivered = r.prr_delivered.saturating_add(delivered);
         let sndcnt = if pipe > ssthresh {
@@ -851,18 +881,18 @@ impl Connection {
             // which keeps a lost retransmission from being answered with a burst).
             let mut limit = r.prr_delivered.saturating_sub(r.prr_out).max(delivered);
             if una_advanced && !newly_lost {
-                limit = limit.saturating_add(mss);
+                limit = limit.saturating_add(one);
             }
             limit.min(ssthresh - pipe)
         };
         // The first ACK of recovery always lets the fast retransmit go (Linux: "Force a fast
         // retransmit upon entering fast recovery").
         let sndcnt = if r.prr_out == 0 {
-            sndcnt.max(mss)
+            sndcnt.max(one)
         } else {
             sndcnt
         };
-        r.prr_cwnd = pipe.saturating_add(sndcnt);
+        r.prr_cwnd = pipe.saturating_add(sndcnt).saturating_mul(bytes_per_unit);
     }
 
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
@@ -888,16 +918,29 @@ impl Connection {
         }
         // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
         // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
-        self.recovery.recover_fs = self.cc.window();
+        self.recovery.recover_fs = if self.prr_packets() {
+            (self.cc.window() / self.snd.mss.max(1)).max(1)
+        } else {
+            self.cc.window()
+        };
         self.recovery.undo_marker = Some(self.snd.una);
         self.recovery.prr_delivered = 0;
         self.recovery.prr_out = 0;
         // FlightSize for the reduction, not counting what the SACKs before recovery let go
         // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
-        // calculation; Linux reduces from cwnd).
-        let flight = self.snd.in_flight().min(self.cc.window());
+        // calculation); or, as Linux, cwnd itself (`Config::fast_recovery_from_cwnd`).
+        let flight = if self.cfg.fast_recovery_from_cwnd {
+            self.cc.window()
+        } else {
+            self.snd.in_flight().min(self.cc.window())
+        };
         self.cc.on_fast_retransmit(now, flight);
-        self.recovery.prr_cwnd = self.snd.pipe(self.snd.una, self.lost_boundary());
+        self.recovery.prr_cwnd = if self.prr_packets() {
+            let pipe = self.snd.pipe_segments(self.snd.una, self.lost_boundary());
+            pipe.saturating_mul(self.snd.mss)
+        } else {
+            self.snd.pipe(self.snd.una, self.lost_boundary())
+        };
         // RFC 6675 §5 step 4.3 / RFC 5681 step 2: the first lost segment goes at once
         // (`retransmit_head`, above).
     }

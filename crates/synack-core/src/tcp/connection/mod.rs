@@ -268,6 +268,26 @@ impl Sender {
         outstanding.saturating_sub(lost)
     }
 
+    /// [`Sender::pipe`] in segments, as Linux's `tcp_packets_in_flight` counts packets
+    /// (with SACK only: from RACK's record of the segments sent): segments not SACKed,
+    /// less those lost and not resent (starting at or above HighRxt, below the boundary).
+    pub fn pipe_segments(&self, high_rxt: SeqNumber, boundary: Option<SeqNumber>) -> usize {
+        let lost_from = self.una.max(high_rxt);
+        self.rack.count_segments(self.una, |start, _, sacked| {
+            !sacked && !boundary.is_some_and(|b| start >= lost_from && start < b)
+        })
+    }
+
+    /// Segments sent and not SACKed (Linux's `packets_out - sacked_out`).
+    pub fn unsacked_segments(&self) -> usize {
+        self.rack.count_segments(self.una, |_, _, sacked| !sacked)
+    }
+
+    /// Segments SACKed (Linux's `sacked_out`).
+    pub fn sacked_segments(&self) -> usize {
+        self.rack.count_segments(self.una, |_, _, sacked| sacked)
+    }
+
     /// Sequence number of the first application byte in the buffer.
     pub fn data_start(&self) -> SeqNumber {
         if self.syn_unacked {
@@ -374,6 +394,8 @@ pub(crate) struct Recovery {
     pub lost_below: Option<SeqNumber>,
     /// Proportional Rate Reduction (RFC 6937 §3), for recovery with SACK: bytes the peer
     /// took delivery of (cumulatively or by SACK) since recovery began, `prr_delivered`.
+    /// In segments with `Config::recovery_in_packets`, as this and the other PRR
+    /// quantities (`prr_out`, `recover_fs`; `prr_cwnd` is then segments times the MSS).
     pub prr_delivered: usize,
     /// Undo of a spurious fast retransmit (RFC 3708 §3 with D-SACK, as Linux's
     /// `undo_marker`): SND.UNA when the last recovery began, while its reduction may still be
@@ -532,6 +554,10 @@ pub(crate) struct ConnConfig {
     pub recv_buffer_max: usize,
     /// Charge and size the send buffer per skb, as Linux (`Config::skb_accounting`).
     pub skb_accounting: bool,
+    /// A fast retransmit reduces from cwnd, not FlightSize (`Config::fast_recovery_from_cwnd`).
+    pub fast_recovery_from_cwnd: bool,
+    /// PRR and DupThresh count segments (`Config::recovery_in_packets`).
+    pub recovery_in_packets: bool,
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
     pub pacing: bool,
@@ -569,6 +595,8 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             skb_accounting: c.skb_accounting,
+            fast_recovery_from_cwnd: c.fast_recovery_from_cwnd,
+            recovery_in_packets: c.recovery_in_packets,
             notsent_lowat: c.notsent_lowat,
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
@@ -884,6 +912,20 @@ impl Connection {
             || self.state == State::Closed
     }
 
+    /// Whether loss recovery counts segments (`Config::recovery_in_packets`, with SACK).
+    pub fn prr_packets(&self) -> bool {
+        self.cfg.recovery_in_packets && self.sack_ok
+    }
+
+    /// One segment in PRR's unit: 1 when it counts segments, else the MSS in bytes.
+    pub fn prr_unit(&self) -> usize {
+        if self.prr_packets() {
+            1
+        } else {
+            self.snd.mss
+        }
+    }
+
     /// The sequence number below which un-SACKed data counts as lost: RFC 6675's IsLost, or
     /// what a tail loss probe revealed.
     pub fn lost_boundary(&self) -> Option<SeqNumber> {
@@ -1148,6 +1190,9 @@ impl Connection {
     fn size_write(&mut self, len: usize) -> usize {
         let goal = self.size_goal();
         let mss = self.payload_room().max(1);
+        // The most one packet carries (Linux's push sends one: `tcp_write_xmit` with
+        // `push_one`, its size from `tcp_tso_segs`).
+        let packet = self.tso_segments(mss).saturating_mul(mss);
         // Where a push would stop: the peer's and the congestion window, in whole segments.
         let start = self.snd.data_start();
         let sendable = matches!(self.state, State::Established | State::CloseWait);
@@ -1181,6 +1226,10 @@ impl Connection {
                 let push = goal.min(room - room % mss);
                 if push > 0 {
                     skbs.mark_sent(tail_start + push);
+                    if push <= packet {
+                        // It left as one packet, before the write queued more.
+                        skbs.note_pushed_one(tail_start + push);
+                    }
                 }
             }
         }

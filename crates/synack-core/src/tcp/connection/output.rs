@@ -274,9 +274,26 @@ impl Connection {
     /// rather than SND.NXT - SND.UNA; that window is the one PRR set on the last ACK
     /// (RFC 6937 §3, `Connection::prr_on_ack`), so that what may be sent is its `sndcnt`
     /// less what was sent since.
+    ///
+    /// With [`Config::recovery_in_packets`](crate::Config::recovery_in_packets), the window
+    /// and the pipe are in segments, as Linux's `tcp_cwnd_test` counts its quota in packets:
+    /// each segment the window leaves room for may carry a full payload, and one sent
+    /// shorter (a small `MSG_EOR` record) uses up a segment all the same.
     fn recovery_allowance(&self) -> usize {
+        self.prr_allowance(self.recovery.high_rxt)
+    }
+
+    /// What PRR's window leaves room for beyond the pipe (see `recovery_allowance`), the
+    /// pipe taken with `high_rxt`.
+    fn prr_allowance(&self, high_rxt: SeqNumber) -> usize {
         let cwnd = self.recovery.prr_cwnd;
-        cwnd.saturating_sub(self.snd.pipe(self.recovery.high_rxt, self.lost_boundary()))
+        if self.prr_packets() {
+            let pipe = self.snd.pipe_segments(high_rxt, self.lost_boundary());
+            return (cwnd / self.snd.mss.max(1))
+                .saturating_sub(pipe)
+                .saturating_mul(self.payload_room());
+        }
+        cwnd.saturating_sub(self.snd.pipe(high_rxt, self.lost_boundary()))
     }
 
     /// RFC 6675 §4 NextSeg rule 1: the first un-SACKed, lost hole at or above HighRxt.
@@ -468,6 +485,12 @@ impl Connection {
         let in_record = self
             .record_end(self.snd.nxt)
             .map_or(unsent, |end| unsent.min(end - self.snd.nxt));
+        // Nor, with skb accounting, does a packet that a write pushed on its own take in
+        // what the write queued after it (`SkbQueue::note_pushed_one`).
+        let in_record = match self.pushed_end(data_start) {
+            Some(end) => in_record.min(end.saturating_sub(self.snd.nxt - data_start)),
+            None => in_record,
+        };
         let last = in_record == unsent;
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
@@ -490,8 +513,13 @@ impl Connection {
             // §5's pipe, as Linux's tcp_packets_in_flight; the effect of limited transmit,
             // RFC 3042, for the first duplicate ACKs). Not while going back after a timeout,
             // when what is outstanding is not known to be in the network.
-            let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
-            self.snd.nxt + self.cwnd().saturating_sub(pipe)
+            if self.recovery.cwr.is_some() && self.prr_packets() {
+                // CWR's window is PRR's, in segments.
+                self.snd.nxt + self.prr_allowance(self.snd.una)
+            } else {
+                let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
+                self.snd.nxt + self.cwnd().saturating_sub(pipe)
+            }
         } else if !self.sack_ok && self.recovery.recover.is_none() {
             // Limited transmit without SACK (RFC 3042 §2): "a TCP sender SHOULD send a new
             // data segment in response to each of the first two duplicate acknowledgments",
@@ -666,6 +694,16 @@ impl Connection {
         self.cwnd_use.used = 0;
     }
 
+    /// With skb accounting, the offset (from `data_start`) where the packet starting at
+    /// SND.NXT must end because a write pushed it on its own (`SkbQueue::pushed_end_after`).
+    fn pushed_end(&mut self, data_start: SeqNumber) -> Option<usize> {
+        if !self.cfg.skb_accounting || self.snd.nxt < data_start {
+            return None;
+        }
+        let from = self.snd.nxt - data_start;
+        self.snd.skbs.as_mut()?.pushed_end_after(from)
+    }
+
     /// How many segments of `room` bytes one packet of new data may carry, as Linux sizes
     /// a TSO packet: about a millisecond's worth at the pacing rate (`tcp_tso_autosize`:
     /// the rate is cwnd/SRTT times 2 in slow start, 1.2 after, and on a path of under a few
@@ -674,7 +712,7 @@ impl Connection {
     /// congestion window (`tcp_cwnd_test`: "ensure we have at least 2 GSO packets in
     /// flight", so that the ACKs of the first let the second go rather than the window
     /// going out as one burst and coming back as one stretch ACK).
-    fn tso_segments(&self, room: usize) -> usize {
+    pub(super) fn tso_segments(&self, room: usize) -> usize {
         let mss = self.snd.mss.max(1);
         let room = room.max(1);
         let cwnd = if self.sack_recovery() {
@@ -899,8 +937,14 @@ impl Connection {
         }
         if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
             // RFC 6937 §3: "On any data transmission or retransmission: prr_out += (data
-            // sent)".
-            self.recovery.prr_out = self.recovery.prr_out.saturating_add(seg_len);
+            // sent)"; in segments as Linux's packets (`tcp_skb_pcount`), with
+            // `Config::recovery_in_packets`.
+            let out = if self.prr_packets() {
+                len.div_ceil(segment.max(1)).max(1)
+            } else {
+                seg_len
+            };
+            self.recovery.prr_out = self.recovery.prr_out.saturating_add(out);
         }
         if retransmit {
             self.retransmits += 1;
