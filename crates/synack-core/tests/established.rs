@@ -994,6 +994,33 @@ fn retransmission_timeout_resends_and_backs_off() {
     assert!(k.h.ep.stats().retransmits >= 2);
 }
 
+/// packetdrill's cubic-rto-ss-ca-cwnd-bump in the core: a lone segment times out while the
+/// window is ten segments. Linux's `tcp_enter_loss` asks CUBIC for its ssthresh from cwnd
+/// (`cubictcp_recalc_ssthresh`: 0.7 * 10 = 7), where RFC 5681 §3.1 eq. 4 and RFC 9438 §4.8
+/// take FlightSize (one segment, which the floor of two would have made 2); cwnd is the loss
+/// window, one segment, and the slow start that follows runs up to 7.
+#[test]
+fn a_timeout_takes_ssthresh_from_the_window_as_linux() {
+    let mut k = sack_conn_100ms();
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &[1u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    k.h.now += Duration::from_millis(100);
+    sack_ack(&mut k, b + 1000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.snd_cwnd, 10, "one segment in flight grows no window");
+    k.h.ep.send(k.c, &[2u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    // The probe, then the timeout, each resending the segment.
+    for _ in 0..2 {
+        let (_, r) = k.h.next_timeout();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].seq, b + 1000);
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
+}
+
 #[test]
 fn data_retries_exhausted_times_out() {
     let mut cfg = config();
