@@ -1499,6 +1499,11 @@ fn sack_conn_100ms() -> Conn {
     // Unpaced, so that whole windows leave at one instant.
     let mut cfg = config();
     cfg.pacing(false);
+    sack_conn_100ms_with(cfg)
+}
+
+/// `sack_conn_100ms` with `cfg`.
+fn sack_conn_100ms_with(cfg: Config) -> Conn {
     let mut h = Harness::new(cfg);
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
@@ -1523,6 +1528,52 @@ fn sack_conn_100ms() -> Conn {
         ts: false,
         tsval: 100,
     }
+}
+
+/// The packets sent now, with room for super-segments: (offset from `base`, payload bytes,
+/// segment size of a super-segment, PSH).
+fn packets(k: &mut Conn, base: SeqNumber) -> Vec<(usize, usize, Option<usize>, bool)> {
+    let mut buf = vec![0u8; 65_536];
+    let mut out = Vec::new();
+    k.h.drain_with(&mut buf, |p, t| {
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let tcp = &p[ihl..t.len];
+        let seq = SeqNumber(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]));
+        let len = tcp.len() - usize::from(tcp[12] >> 4) * 4;
+        if len > 0 {
+            out.push((seq - base, len, t.segment_size, tcp[13] & 0x08 != 0));
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    out
+}
+
+/// packetdrill's sack-route-refresh-ip-tos in the core: in the Linux profile a lost hole is
+/// resent as Linux resends its retransmission queue, skb by skb (`tcp_xmit_retransmit_queue`):
+/// the rest of each packet first sent, in one packet when the recovery allowance lets its
+/// segments go (a multi-segment packet carries PSH, as every one does), and the part of a
+/// packet the SACKs left lost on its own.
+#[test]
+fn the_linux_profile_resends_a_lost_packet_whole() {
+    let mut cfg = Config::linux();
+    cfg.seed(Some([7; 32])).gso_max_size(65_535);
+    let mut k = sack_conn_100ms_with(cfg);
+    k.h.ep.send(k.c, &[8u8; 10_000]).unwrap();
+    let b = k.our_nxt;
+    let first: Vec<(usize, usize)> = packets(&mut k, b).iter().map(|p| (p.0, p.1)).collect();
+    let pairs: Vec<(usize, usize)> = (0..5).map(|i| (i * 2000, 2000)).collect();
+    assert_eq!(first, pairs, "two segments a packet at this rate");
+    k.h.now += Duration::from_millis(100);
+    sack_ack(&mut k, b, &[(b + 5000, b + 10_000)]);
+    let resent = packets(&mut k, b);
+    assert_eq!(
+        resent,
+        vec![
+            (0, 2000, Some(1000), true),
+            (2000, 2000, Some(1000), true),
+            (4000, 1000, None, false),
+        ]
+    );
 }
 
 #[test]
