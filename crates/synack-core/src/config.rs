@@ -57,6 +57,7 @@ pub struct Config {
     pub(crate) udp_recv_buffer: usize,
     pub(crate) notsent_lowat: Option<usize>,
     pub(crate) skb_accounting: bool,
+    pub(crate) rtt_every_ack: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -205,6 +206,7 @@ impl Default for Config {
             ecn: EcnMode::AcceptOnly,
             notsent_lowat: None,
             skb_accounting: false,
+            rtt_every_ack: false,
         }
     }
 }
@@ -297,6 +299,18 @@ impl Config {
         /// finds it full and the windows could carry half of it: more bytes per byte of
         /// buffer, and writes sized to the byte.
         skb_accounting: bool
+    );
+    setter!(
+        /// Take an RTT sample from every ACK of new data, from the send time of the first
+        /// segment it newly acknowledges, as Linux's `tcp_clean_rtx_queue` does for
+        /// `tcp_ack_update_rtt` (in microseconds, timestamps or not; none when the ACK covers
+        /// a retransmitted segment, Karn's rule). On in [`Config::linux`]; it needs SACK
+        /// (the per-segment send log is RACK's). Off, one segment is timed per round trip
+        /// (RFC 6298 §3), or every ACK's TSecr is used (RFC 7323 §4), in milliseconds: the
+        /// smoothed RTT then lags when ACKs come late for data sent long before (a receiver
+        /// holding them, stretch ACKs), where Linux's rises with them and sizes TSO packets
+        /// (`tcp_tso_autosize`) and timers from the larger figure.
+        rtt_every_ack: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

@@ -1576,6 +1576,28 @@ fn the_linux_profile_resends_a_lost_packet_whole() {
     );
 }
 
+/// `Config::rtt_every_ack` (the Linux profile): every ACK of new data is an RTT sample, from
+/// the send time of the first segment it newly acknowledges (Linux's `tcp_clean_rtx_queue`
+/// and `tcp_ack_update_rtt`); a late ACK for data sent long before raises SRTT at once.
+/// Timing one segment per round trip (RFC 6298 §3, the default) samples only the first ACK.
+#[test]
+fn the_linux_profile_samples_the_rtt_on_every_ack() {
+    for (linux, srtt) in [(true, 125), (false, 100)] {
+        let mut cfg = if linux { Config::linux() } else { config() };
+        cfg.seed(Some([7; 32])).pacing(false);
+        let mut k = sack_conn_100ms_with(cfg);
+        let b = ten_out(&mut k);
+        k.h.now += Duration::from_millis(100);
+        sack_ack(&mut k, b + 5000, &[]);
+        let _ = k.h.drain();
+        k.h.now += Duration::from_millis(200);
+        sack_ack(&mut k, b + 10_000, &[]);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        // RFC 6298 §2.3: SRTT <- 7/8 SRTT + 1/8 R', with R' = 300 ms.
+        assert_eq!(info.rtt, Duration::from_millis(srtt), "linux {linux}");
+    }
+}
+
 #[test]
 fn prr_sends_one_segment_per_segment_delivered_when_the_pipe_is_at_ssthresh() {
     // packetdrill's prr-ss-10pkt-lost-1 in the core: cwnd 10, the first segment lost. The

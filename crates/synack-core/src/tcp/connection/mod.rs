@@ -532,6 +532,8 @@ pub(crate) struct ConnConfig {
     pub recv_buffer_max: usize,
     /// Charge and size the send buffer per skb, as Linux (`Config::skb_accounting`).
     pub skb_accounting: bool,
+    /// An RTT sample from every ACK of new data (`Config::rtt_every_ack`).
+    pub rtt_every_ack: bool,
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
     pub pacing: bool,
@@ -569,6 +571,7 @@ impl ConnConfig {
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
             skb_accounting: c.skb_accounting,
+            rtt_every_ack: c.rtt_every_ack,
             notsent_lowat: c.notsent_lowat,
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
