@@ -179,9 +179,11 @@ impl Connection {
         if self.recovery.retransmit_head {
             self.recovery.retransmit_head = false;
             let una = self.snd.una;
-            // In SACK recovery the head is the first lost hole, resent as the others are.
+            // In SACK recovery in the Linux profile the head is the first lost hole, resent
+            // as the others are (`hole_segments`).
+            let linux = self.cfg.skb_accounting && self.sack_recovery();
             let (max_len, packet) = match self.snd.scoreboard.next_hole(una, self.snd.max) {
-                Some((_, end)) if self.sack_recovery() => (end - una, self.hole_segments(una)),
+                Some((_, end)) if linux => (end - una, self.hole_segments(una)),
                 _ => (usize::MAX, None),
             };
             if let Some(sent) = self.send_data_at_most(now, buf, una, max_len, packet) {
