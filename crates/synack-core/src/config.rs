@@ -59,6 +59,7 @@ pub struct Config {
     pub(crate) skb_accounting: bool,
     pub(crate) fast_recovery_from_cwnd: bool,
     pub(crate) recovery_in_packets: bool,
+    pub(crate) rtt_every_ack: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -209,6 +210,7 @@ impl Default for Config {
             skb_accounting: false,
             fast_recovery_from_cwnd: false,
             recovery_in_packets: false,
+            rtt_every_ack: false,
         }
     }
 }
@@ -326,6 +328,18 @@ impl Config {
         /// costs a pass over the segments in flight for each ACK that comes while SACKed
         /// data is held or the window is being reduced.
         recovery_in_packets: bool
+    );
+    setter!(
+        /// Take an RTT sample from every ACK of new data, from the send time of the first
+        /// segment it newly acknowledges, as Linux's `tcp_clean_rtx_queue` does for
+        /// `tcp_ack_update_rtt` (in microseconds, timestamps or not; none when the ACK covers
+        /// a retransmitted segment, Karn's rule). On in [`Config::linux`]; it needs SACK
+        /// (the per-segment send log is RACK's). Off, one segment is timed per round trip
+        /// (RFC 6298 §3), or every ACK's TSecr is used (RFC 7323 §4), in milliseconds: the
+        /// smoothed RTT then lags when ACKs come late for data sent long before (a receiver
+        /// holding them, stretch ACKs), where Linux's rises with them and sizes TSO packets
+        /// (`tcp_tso_autosize`) and timers from the larger figure.
+        rtt_every_ack: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

@@ -12,10 +12,11 @@ impl Config {
     /// `syn_retries` doublings would take (`tcp_syn_linear_timeouts`, Linux 6.17+: SYNs at 0,
     /// 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s), and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)
     /// and `tcp_wmem[1]` (16 KiB) and grow to `tcp_rmem[2]` (6 MiB) and `tcp_wmem[2]`
-    /// (4 MiB), no pacing (as Linux's cubic without the fq qdisc), and the send buffer charged per packet
-    /// as Linux charges its skbs ([`Config::skb_accounting`]), and a fast retransmit's
-    /// ssthresh taken from cwnd ([`Config::fast_recovery_from_cwnd`]), and loss recovery
-    /// counted in packets ([`Config::recovery_in_packets`]). Everything else already
+    /// (4 MiB), no pacing (as Linux's cubic without the fq qdisc), the send buffer charged per packet
+    /// as Linux charges its skbs ([`Config::skb_accounting`]), a fast retransmit's
+    /// ssthresh taken from cwnd ([`Config::fast_recovery_from_cwnd`]), loss recovery
+    /// counted in packets ([`Config::recovery_in_packets`]), and an RTT sample from every
+    /// ACK ([`Config::rtt_every_ack`]). Everything else already
     /// follows Linux in [`Config::default`].
     pub fn linux() -> Config {
         let mut c = Config::default();
@@ -37,7 +38,9 @@ impl Config {
             // A fast retransmit's ssthresh from cwnd (tcp_init_cwnd_reduction).
             .fast_recovery_from_cwnd(true)
             // PRR and RACK's DupThresh in packets (tcp_cwnd_reduction, tcp_rack_reo_wnd).
-            .recovery_in_packets(true);
+            .recovery_in_packets(true)
+            // The RTT sampled from every ACK, as tcp_clean_rtx_queue samples it.
+            .rtt_every_ack(true);
         c
     }
 }

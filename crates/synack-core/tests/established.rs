@@ -994,6 +994,33 @@ fn retransmission_timeout_resends_and_backs_off() {
     assert!(k.h.ep.stats().retransmits >= 2);
 }
 
+/// packetdrill's cubic-rto-ss-ca-cwnd-bump in the core: a lone segment times out while the
+/// window is ten segments. Linux's `tcp_enter_loss` asks CUBIC for its ssthresh from cwnd
+/// (`cubictcp_recalc_ssthresh`: 0.7 * 10 = 7), where RFC 5681 §3.1 eq. 4 and RFC 9438 §4.8
+/// take FlightSize (one segment, which the floor of two would have made 2); cwnd is the loss
+/// window, one segment, and the slow start that follows runs up to 7.
+#[test]
+fn a_timeout_takes_ssthresh_from_the_window_as_linux() {
+    let mut k = sack_conn_100ms();
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &[1u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    k.h.now += Duration::from_millis(100);
+    sack_ack(&mut k, b + 1000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.snd_cwnd, 10, "one segment in flight grows no window");
+    k.h.ep.send(k.c, &[2u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    // The probe, then the timeout, each resending the segment.
+    for _ in 0..2 {
+        let (_, r) = k.h.next_timeout();
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].seq, b + 1000);
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
+}
+
 #[test]
 fn data_retries_exhausted_times_out() {
     let mut cfg = config();
@@ -1500,6 +1527,74 @@ fn sack_conn_100ms_with(cfg: Config) -> Conn {
         peer_nxt: SeqNumber(10_001),
         ts: false,
         tsval: 100,
+    }
+}
+
+/// The packets sent now, with room for super-segments: (offset from `base`, payload bytes,
+/// segment size of a super-segment, PSH).
+fn packets(k: &mut Conn, base: SeqNumber) -> Vec<(usize, usize, Option<usize>, bool)> {
+    let mut buf = vec![0u8; 65_536];
+    let mut out = Vec::new();
+    k.h.drain_with(&mut buf, |p, t| {
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        let tcp = &p[ihl..t.len];
+        let seq = SeqNumber(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]));
+        let len = tcp.len() - usize::from(tcp[12] >> 4) * 4;
+        if len > 0 {
+            out.push((seq - base, len, t.segment_size, tcp[13] & 0x08 != 0));
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    out
+}
+
+/// packetdrill's sack-route-refresh-ip-tos in the core: in the Linux profile a lost hole is
+/// resent as Linux resends its retransmission queue, skb by skb (`tcp_xmit_retransmit_queue`):
+/// the rest of each packet first sent, in one packet when the recovery allowance lets its
+/// segments go (a multi-segment packet carries PSH, as every one does), and the part of a
+/// packet the SACKs left lost on its own.
+#[test]
+fn the_linux_profile_resends_a_lost_packet_whole() {
+    let mut cfg = Config::linux();
+    cfg.seed(Some([7; 32])).gso_max_size(65_535);
+    let mut k = sack_conn_100ms_with(cfg);
+    k.h.ep.send(k.c, &[8u8; 10_000]).unwrap();
+    let b = k.our_nxt;
+    let first: Vec<(usize, usize)> = packets(&mut k, b).iter().map(|p| (p.0, p.1)).collect();
+    let pairs: Vec<(usize, usize)> = (0..5).map(|i| (i * 2000, 2000)).collect();
+    assert_eq!(first, pairs, "two segments a packet at this rate");
+    k.h.now += Duration::from_millis(100);
+    sack_ack(&mut k, b, &[(b + 5000, b + 10_000)]);
+    let resent = packets(&mut k, b);
+    assert_eq!(
+        resent,
+        vec![
+            (0, 2000, Some(1000), true),
+            (2000, 2000, Some(1000), true),
+            (4000, 1000, None, false),
+        ]
+    );
+}
+
+/// `Config::rtt_every_ack` (the Linux profile): every ACK of new data is an RTT sample, from
+/// the send time of the first segment it newly acknowledges (Linux's `tcp_clean_rtx_queue`
+/// and `tcp_ack_update_rtt`); a late ACK for data sent long before raises SRTT at once.
+/// Timing one segment per round trip (RFC 6298 §3, the default) samples only the first ACK.
+#[test]
+fn the_linux_profile_samples_the_rtt_on_every_ack() {
+    for (linux, srtt) in [(true, 125), (false, 100)] {
+        let mut cfg = if linux { Config::linux() } else { config() };
+        cfg.seed(Some([7; 32])).pacing(false);
+        let mut k = sack_conn_100ms_with(cfg);
+        let b = ten_out(&mut k);
+        k.h.now += Duration::from_millis(100);
+        sack_ack(&mut k, b + 5000, &[]);
+        let _ = k.h.drain();
+        k.h.now += Duration::from_millis(200);
+        sack_ack(&mut k, b + 10_000, &[]);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        // RFC 6298 §2.3: SRTT <- 7/8 SRTT + 1/8 R', with R' = 300 ms.
+        assert_eq!(info.rtt, Duration::from_millis(srtt), "linux {linux}");
     }
 }
 

@@ -264,3 +264,96 @@ fn skb_accounting_grows_the_buffer_with_the_window() {
     );
     assert!(!k.writable());
 }
+
+// === PSH kept per skb (Config::skb_accounting) ==================================================
+
+/// Where the data segments sent now end, as offsets from the first data byte, for those that
+/// carry PSH.
+fn pushed_ends(k: &mut Conn) -> Vec<usize> {
+    let base = k.base;
+    k.h.drain()
+        .iter()
+        .filter(|s| !s.payload.is_empty() && s.flags.contains(TcpFlags::PSH))
+        .map(|s| s.seq + s.payload.len() - base)
+        .collect()
+}
+
+/// packetdrill's cubic-rto-ss-ca-cwnd-bump, in its part about PSH: in a long write Linux marks
+/// an skb filled to the size goal once the writes have run more than half the peer's
+/// largest window past the last mark (`forced_push`, `tcp_mark_push` in
+/// `tcp_sendmsg_locked`), and the last skb of the write at its end (`tcp_push`). A segment
+/// carries the flag when it ends such an skb. Here the goal is 16 000 (half the window), the
+/// first skb is pushed 10 000 far and its rest takes 10 000 more: 26 000 is 16 000 past the
+/// start, and more than half the window.
+#[test]
+fn a_long_write_is_pushed_every_half_window_as_linux() {
+    let mut k = Conn::open(linux(), 32_000);
+    k.h.ep.set_send_buffer(k.c, 400_000).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 40_000]).unwrap(), 40_000);
+    assert_eq!(pushed_ends(&mut k), Vec::<usize>::new(), "the first 10 000");
+    k.ack(10_000, 32_000);
+    assert_eq!(pushed_ends(&mut k), vec![26_000], "10 000 to 30 000");
+    k.ack(30_000, 32_000);
+    assert_eq!(pushed_ends(&mut k), vec![40_000], "the end of the write");
+}
+
+/// Without skb accounting only the end of a write (and of each multi-segment burst) is
+/// pushed.
+#[test]
+fn the_default_profile_pushes_only_the_end_of_a_write() {
+    let mut k = Conn::open(common::config(), 32_000);
+    k.h.ep.set_send_buffer(k.c, 400_000).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 40_000]).unwrap(), 40_000);
+    let _ = k.sent();
+    k.ack(10_000, 32_000);
+    assert_eq!(pushed_ends(&mut k), Vec::<usize>::new());
+    k.ack(30_000, 32_000);
+    assert_eq!(pushed_ends(&mut k), vec![40_000]);
+}
+
+/// A write whose first bytes go into the last skb takes that skb's PSH away
+/// (`tcp_sendmsg_locked`: `if (!copied) tcp_flags &= ~TCPHDR_PSH`): a corked write of 700
+/// is marked at its end, a second of 700 with `MSG_MORE` joins its skb and is not marked
+/// (`tcp_push` marks nothing under `MSG_MORE`), so nothing carries PSH when TCP_NODELAY
+/// pushes the lot.
+#[test]
+fn a_write_appended_to_the_last_skb_takes_its_push() {
+    let mut k = Conn::open(linux(), 32_000);
+    k.h.ep.set_cork(k.c, true).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 700]).unwrap(), 700);
+    let more = synack_core::SendFlags::MORE;
+    assert_eq!(k.h.ep.send_with(k.c, &[2; 700], more).unwrap(), 700);
+    k.h.ep.set_cork(k.c, false).unwrap();
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    let base = k.base;
+    let segs = k.h.drain();
+    let sent: usize = segs.iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 1400, "{segs:?}");
+    let pushed: Vec<usize> = segs
+        .iter()
+        .filter(|s| s.flags.contains(TcpFlags::PSH))
+        .map(|s| s.seq + s.payload.len() - base)
+        .collect();
+    assert_eq!(pushed, Vec::<usize>::new());
+}
+
+/// A retransmission carries the flags of the skb it comes from (`__tcp_retransmit_skb`
+/// sends the skb as it stands): the first of two writes, resent after a timeout, is pushed
+/// although it no longer ends the queue.
+#[test]
+fn a_retransmission_carries_the_push_of_its_skb() {
+    let mut k = Conn::open(linux(), 32_000);
+    assert_eq!(k.h.ep.send(k.c, &[1; 1000]).unwrap(), 1000);
+    assert_eq!(pushed_ends(&mut k), vec![1000]);
+    assert_eq!(k.h.ep.send(k.c, &[2; 1000]).unwrap(), 1000);
+    assert_eq!(pushed_ends(&mut k), vec![2000]);
+    let base = k.base;
+    for _ in 0..4 {
+        let (_, segs) = k.h.next_timeout();
+        if let Some(first) = segs.iter().find(|s| s.seq == base) {
+            assert!(first.flags.contains(TcpFlags::PSH), "{first:?}");
+            return;
+        }
+    }
+    panic!("the first segment was not resent");
+}

@@ -146,6 +146,26 @@ impl Rack {
         (!last.retransmitted).then(|| now - last.xmit)
     }
 
+    /// The round trip a cumulative ACK moving SND.UNA from `from` to `una` at `now` measures,
+    /// as Linux's `tcp_clean_rtx_queue` takes `seq_rtt_us` for `tcp_ack_update_rtt`: from the
+    /// sending of the first segment it newly acknowledges (not SACKed before), and none if it
+    /// acknowledges anything sent more than once (Karn's rule, RFC 6298 §3).
+    pub fn acked_rtt(&self, now: Instant, from: SeqNumber, una: SeqNumber) -> Option<Duration> {
+        let mut first = None;
+        for s in self.log.iter().take_while(|s| s.end <= una) {
+            if s.end <= from {
+                continue;
+            }
+            if s.retransmitted {
+                return None;
+            }
+            if first.is_none() && !s.delivered {
+                first = Some(s.xmit);
+            }
+        }
+        first.map(|xmit| now - xmit)
+    }
+
     /// An ACK arrived at `now`: everything below `una` and every segment wholly inside a
     /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate.
     ///
@@ -304,6 +324,23 @@ mod tests {
 
     fn s(n: u32) -> SeqNumber {
         SeqNumber(n)
+    }
+
+    /// Linux's seq_rtt_us: from the first segment an ACK newly acknowledges, not one the
+    /// peer SACKed before, and nothing when a retransmitted one is among them (Karn).
+    #[test]
+    fn an_ack_measures_from_its_first_newly_acknowledged_segment() {
+        let mut r = Rack::default();
+        r.on_send(s(0), s(100), t(0));
+        r.on_send(s(100), s(200), t(10));
+        r.on_send(s(200), s(300), t(20));
+        let ms = Duration::from_millis;
+        assert_eq!(r.acked_rtt(t(50), s(0), s(200)), Some(ms(50)));
+        assert_eq!(r.acked_rtt(t(50), s(100), s(300)), Some(ms(40)));
+        assert_eq!(r.acked_rtt(t(50), s(0), s(50)), None, "no whole segment");
+        r.on_retransmit(s(100), s(200), t(30));
+        assert_eq!(r.acked_rtt(t(50), s(0), s(300)), None, "Karn's rule");
+        assert_eq!(r.acked_rtt(t(50), s(200), s(300)), Some(ms(30)));
     }
 
     #[test]

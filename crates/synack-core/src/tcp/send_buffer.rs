@@ -22,6 +22,8 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::seq::SeqNumber;
+
 /// The largest chunk `push` fills before starting another.
 pub const CHUNK: usize = 64 * 1024;
 
@@ -250,6 +252,23 @@ pub struct SkbQueue {
     /// Where the packets that writes pushed on their own end (offsets like `lens`, in
     /// order): see [`SkbQueue::note_pushed_one`].
     pushed_ends: VecDeque<usize>,
+    /// The last skb carries PSH (Linux's `tcp_mark_push`). It moves with the skb's end as a
+    /// write appends to it, and a later write that appends clears it (`tcp_sendmsg_locked`
+    /// drops PSH from the skb its first bytes land in).
+    tail_psh: bool,
+    /// Where the earlier skbs that carry PSH end, as offsets like `lens`, in order. Each was
+    /// the last skb when it was marked; a split leaves the mark on the rest of the skb
+    /// (`tso_fragment` and `tcp_fragment` clear PSH on the part before the cut), so the
+    /// mark stays where the skb ends.
+    psh_ends: VecDeque<usize>,
+    /// Linux's `pushed_seq`: the sequence number the last push mark was set at, against
+    /// which `forced_push` measures how far the writes have run since.
+    pushed_seq: Option<SeqNumber>,
+    /// Where each packet of new data sent ended, as offsets like `lens`, in order: the skbs
+    /// of Linux's retransmission queue, which `tso_fragment` cuts at every packet it sends
+    /// and which a retransmission resends one at a time (`tcp_xmit_retransmit_queue`). Kept
+    /// apart from `lens`, whose skbs are charged as Linux charges its write queue.
+    packet_ends: VecDeque<usize>,
 }
 
 /// The most packet ends [`SkbQueue::note_pushed_one`] keeps; past it the oldest is dropped
@@ -301,6 +320,10 @@ impl SkbQueue {
 
     /// Queues a new skb of `n` bytes.
     pub fn push_skb(&mut self, n: usize) {
+        if std::mem::take(&mut self.tail_psh) {
+            // The old tail keeps its mark where it ends.
+            self.psh_ends.push_back(self.bytes);
+        }
         self.lens.push_back(n);
         self.bytes += n;
         self.tail_closed = false;
@@ -309,6 +332,50 @@ impl SkbQueue {
     /// The last skb ends a record (`MSG_EOR`): later writes start a new one.
     pub fn close_tail(&mut self) {
         self.tail_closed = true;
+    }
+
+    /// Linux's `tcp_mark_push`: the last skb carries PSH, and `write_seq` (the sequence
+    /// number the queue ends at) is the new `pushed_seq`.
+    pub fn mark_push(&mut self, write_seq: SeqNumber) {
+        if !self.lens.is_empty() {
+            self.tail_psh = true;
+        }
+        self.pushed_seq = Some(write_seq);
+    }
+
+    /// A new write's first bytes went into the last skb: it loses its PSH, which the end of
+    /// the write sets again where it then ends (`tcp_sendmsg_locked`: `if (!copied)
+    /// TCP_SKB_CB(skb)->tcp_flags &= ~TCPHDR_PSH`).
+    pub fn clear_tail_push(&mut self) {
+        self.tail_psh = false;
+    }
+
+    /// Linux's `forced_push`: the writes ran more than half the largest window the peer
+    /// offered past the last push mark (`write_seq` after `pushed_seq + max_window / 2`).
+    /// The first mark is taken as set where the queue started.
+    pub fn forced_push(&mut self, write_seq: SeqNumber, max_window: usize) -> bool {
+        let pushed = *self.pushed_seq.get_or_insert(write_seq - self.bytes);
+        write_seq > pushed + max_window / 2
+    }
+
+    /// Whether an skb that carries PSH ends in `(from, to]` (offsets like `lens`): a segment
+    /// covering those bytes carries the flag of the skb it ends (Linux sends the flags of
+    /// the skb, or of the part of it that a split left, as they stand).
+    pub fn psh_within(&self, from: usize, to: usize) -> bool {
+        let inside = |end: usize| from < end && end <= to;
+        (self.tail_psh && inside(self.bytes)) || self.psh_ends.iter().any(|&end| inside(end))
+    }
+
+    /// A packet of new data ending at `end` (an offset like `lens`) was sent.
+    pub fn note_packet(&mut self, end: usize) {
+        if self.packet_ends.back().is_none_or(|&last| last < end) {
+            self.packet_ends.push_back(end);
+        }
+    }
+
+    /// Where the packet that carried the byte at `offset` ended, if it is still tracked.
+    pub fn packet_end(&self, offset: usize) -> Option<usize> {
+        self.packet_ends.iter().copied().find(|&end| end > offset)
     }
 
     /// Where the unsent bytes start.
@@ -349,7 +416,7 @@ impl SkbQueue {
     /// first one left is trimmed (Linux's `tcp_trim_head`).
     pub fn consume(&mut self, n: usize) {
         let mut n = n.min(self.bytes);
-        let n_acked = n;
+        let acked = n;
         self.bytes -= n;
         self.sent = self.sent.saturating_sub(n);
         while n > 0 {
@@ -363,14 +430,21 @@ impl SkbQueue {
             n -= *front;
             self.lens.pop_front();
         }
+        for ends in [
+            &mut self.psh_ends,
+            &mut self.packet_ends,
+            &mut self.pushed_ends,
+        ] {
+            while ends.front().is_some_and(|&end| end <= acked) {
+                ends.pop_front();
+            }
+            for end in ends.iter_mut() {
+                *end -= acked;
+            }
+        }
         if self.lens.is_empty() {
             self.tail_closed = false;
-        }
-        while self.pushed_ends.front().is_some_and(|&end| end <= n_acked) {
-            self.pushed_ends.pop_front();
-        }
-        for end in self.pushed_ends.iter_mut() {
-            *end -= n_acked;
+            self.tail_psh = false;
         }
     }
 
@@ -634,6 +708,63 @@ mod tests {
         assert_eq!(q.tail_room(30_000), 0);
         q.consume(usize::MAX);
         assert_eq!((q.count(), q.bytes(), q.charged()), (0, 0, 0));
+    }
+
+    /// PSH per skb, as Linux keeps it: the mark sits where the marked skb ends, stays there
+    /// through splits (`tso_fragment` moves it to the rest), follows the last skb's end as
+    /// the same write appends to it, and goes with the bytes an ACK frees.
+    #[test]
+    fn skb_queue_keeps_push_marks_where_skbs_end() {
+        let start = SeqNumber(1000);
+        let mut q = SkbQueue::default();
+        q.push_skb(16_000);
+        assert!(
+            !q.forced_push(start + 16_000usize, 32_000),
+            "not past half the window"
+        );
+        q.mark_sent(10_000);
+        q.extend_tail(10_000);
+        assert!(q.forced_push(start + 26_000usize, 32_000));
+        q.mark_push(start + 26_000usize);
+        assert!(q.psh_within(25_000, 26_000));
+        assert!(
+            !q.psh_within(10_000, 25_000),
+            "the part before a split has none"
+        );
+        // A new skb: the old tail keeps its mark; the end of the write marks the new one.
+        q.push_skb(4000);
+        assert!(!q.forced_push(start + 30_000usize, 32_000));
+        q.mark_push(start + 30_000usize);
+        assert!(q.psh_within(29_000, 30_000) && q.psh_within(25_000, 26_000));
+        // The next write's first bytes land in the last skb: its mark goes until the write
+        // ends and marks it again.
+        q.clear_tail_push();
+        q.extend_tail(500);
+        assert!(!q.psh_within(26_000, 30_500));
+        assert!(q.psh_within(0, 26_000));
+        // An ACK of 25 500 bytes: offsets move down with it.
+        q.consume(25_500);
+        assert!(q.psh_within(0, 500) && !q.psh_within(500, 5000));
+        q.consume(500);
+        assert!(!q.psh_within(0, 5000), "the mark left with its bytes");
+    }
+
+    /// The packets of new data sent are remembered until acknowledged, for retransmissions
+    /// sized as Linux's retransmission queue skbs.
+    #[test]
+    fn skb_queue_remembers_where_packets_ended() {
+        let mut q = SkbQueue::default();
+        q.push_skb(10_000);
+        for end in [2000, 4000, 6000] {
+            q.note_packet(end);
+        }
+        q.note_packet(5000);
+        assert_eq!(q.packet_end(0), Some(2000));
+        assert_eq!(q.packet_end(2000), Some(4000));
+        assert_eq!(q.packet_end(5999), Some(6000));
+        assert_eq!(q.packet_end(6000), None);
+        q.consume(3000);
+        assert_eq!(q.packet_end(0), Some(1000), "the rest of the second packet");
     }
 
     /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,

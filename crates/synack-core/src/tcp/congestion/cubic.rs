@@ -423,7 +423,7 @@ impl Controller for Cubic {
         }
     }
 
-    fn on_rto(&mut self, _now: Instant, bytes_in_flight: usize) {
+    fn on_rto(&mut self, _now: Instant, window: usize) {
         self.initial = false;
         // Linux resets HyStart when a timeout restarts slow start (bictcp_reset in
         // cubictcp_state): the next slow start may end by delay again.
@@ -436,7 +436,7 @@ impl Controller for Cubic {
         // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1) rather than
         // shrinking it again from a FlightSize that has not drained.
         if !self.after_rto {
-            self.on_congestion_event(bytes_in_flight);
+            self.on_congestion_event(window);
         }
         self.after_rto = true;
         self.epoch_after_rto = true;

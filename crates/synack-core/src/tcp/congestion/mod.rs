@@ -81,8 +81,11 @@ pub trait Controller: Send + Debug {
     /// ignores it.
     fn on_rtt_sample(&mut self, _now: Instant, _rtt: Duration, _una: SeqNumber, _nxt: SeqNumber) {}
 
-    /// The retransmission timer expired (RFC 5681 §3.1 eq. 4 and the loss window of one SMSS).
-    fn on_rto(&mut self, now: Instant, bytes_in_flight: usize);
+    /// The retransmission timer expired: the loss window of one SMSS (RFC 5681 §3.1), and
+    /// ssthresh reduced from `window`, the bytes the connection hands over for it: the
+    /// congestion window as Linux's `tcp_enter_loss` takes it (`ca_ops->ssthresh` from
+    /// `snd_cwnd`), or FlightSize (RFC 5681 §3.1 eq. 4) during fast recovery or CWR.
+    fn on_rto(&mut self, now: Instant, window: usize);
 
     /// The sender's MSS changed (after the handshake, or on PMTU news).
     fn set_mss(&mut self, mss: usize);

@@ -144,7 +144,7 @@ impl Controller for NewReno {
         self.bytes_acked = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, bytes_in_flight: usize) {
+    fn on_rto(&mut self, _now: Instant, window: usize) {
         self.initial = false;
         // RFC 5681 §3.1: "when a TCP sender detects segment loss using the retransmission
         // timer and the given segment has already been retransmitted by way of the
@@ -153,7 +153,7 @@ impl Controller for NewReno {
         // would otherwise halve ssthresh again from a FlightSize that has not drained.
         if !self.after_rto {
             // RFC 5681 §3.1 equation (4).
-            self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
+            self.ssthresh = self.reduced_ssthresh(window);
         }
         self.after_rto = true;
         // RFC 5681 §3.1: "Furthermore, upon a timeout (as specified in [RFC2988]) cwnd MUST be

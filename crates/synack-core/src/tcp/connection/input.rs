@@ -608,7 +608,14 @@ impl Connection {
         let data_from = self.snd.data_start();
         let mut data_acked = ack - data_from;
         data_acked = data_acked.min(self.snd.buffer.len());
-        if let Some(sample) = self.rtt_sample_for(now, seg, ack) {
+        // Linux's seq_rtt_us (`Config::rtt_every_ack`): from RACK's send log, taken before
+        // `on_ack` prunes it; else the timed segment or the TSecr.
+        let per_ack = if self.sack_ok && self.cfg.rtt_every_ack {
+            self.snd.rack.acked_rtt(now, self.snd.una, ack)
+        } else {
+            None
+        };
+        if let Some(sample) = per_ack.or_else(|| self.rtt_sample_for(now, seg, ack)) {
             // RFC 6298 §3 / Karn: only unambiguous samples; with timestamps every ACK of new
             // data gives one (RFC 7323 §4).
             self.rtt.sample(sample);

@@ -558,6 +558,8 @@ pub(crate) struct ConnConfig {
     pub fast_recovery_from_cwnd: bool,
     /// PRR and DupThresh count segments (`Config::recovery_in_packets`).
     pub recovery_in_packets: bool,
+    /// An RTT sample from every ACK of new data (`Config::rtt_every_ack`).
+    pub rtt_every_ack: bool,
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
     pub pacing: bool,
@@ -597,6 +599,7 @@ impl ConnConfig {
             skb_accounting: c.skb_accounting,
             fast_recovery_from_cwnd: c.fast_recovery_from_cwnd,
             recovery_in_packets: c.recovery_in_packets,
+            rtt_every_ack: c.rtt_every_ack,
             notsent_lowat: c.notsent_lowat,
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
@@ -1173,6 +1176,18 @@ impl Connection {
             }
         }
         self.snd.push_at_end = !flags.more;
+        if self.cfg.skb_accounting {
+            // Linux's tcp_push at the end of the write marks its last skb unless MSG_MORE
+            // holds it and no forced push is due; a write cut short for room is marked
+            // whatever its flags (the tcp_push before sk_stream_wait_memory drops MSG_MORE).
+            let write_seq = self.snd.data_start() + self.snd.buffer.len();
+            let max_wnd = self.snd.max_wnd;
+            if let Some(q) = self.snd.skbs.as_mut() {
+                if !flags.more || n < len || q.forced_push(write_seq, max_wnd) {
+                    q.mark_push(write_seq);
+                }
+            }
+        }
         self.more = flags.more;
         if flags.more {
             // MSG_MORE corks this write even after TCP_NODELAY's push (Linux's tcp_push).
@@ -1187,6 +1202,12 @@ impl Connection {
     /// bytes wait unsent (`sk_stream_memory_free`). Each skb filled to the goal at the head of
     /// what is unsent goes out as far as the windows let it while the write goes on
     /// (`tcp_push_one`): it is counted as sent, and split where the windows end.
+    ///
+    /// The push marks go with it (see [`SkbQueue::psh_within`]): the write's first bytes
+    /// appended to the last skb take its PSH away, and an skb filled to the goal while the
+    /// write goes on is marked when the writes have run half the peer's largest window past
+    /// the last mark (Linux's `forced_push` and `tcp_mark_push` in `tcp_sendmsg_locked`).
+    /// The mark at the end of the write is `queue`'s (`tcp_push`).
     fn size_write(&mut self, len: usize) -> usize {
         let goal = self.size_goal();
         let mss = self.payload_room().max(1);
@@ -1203,6 +1224,7 @@ impl Connection {
             0
         };
         let lowat = self.notsent_lowat();
+        let max_wnd = self.snd.max_wnd;
         // The skb view is made on the first write (Linux profile only): a connection that
         // never writes, or runs without it, carries one pointer.
         let skbs = self.snd.skbs.get_or_insert_with(Default::default);
@@ -1211,6 +1233,9 @@ impl Connection {
             let left = len - taken;
             let tail = skbs.tail_room(goal).min(left);
             if tail > 0 {
+                if taken == 0 {
+                    skbs.clear_tail_push();
+                }
                 skbs.extend_tail(tail);
                 taken += tail;
             } else if skbs.charged() < self.snd.sndbuf && skbs.unsent() < lowat {
@@ -1221,6 +1246,13 @@ impl Connection {
                 break;
             }
             let tail_start = skbs.tail_start();
+            let write_seq = start + skbs.bytes();
+            if taken < len
+                && skbs.bytes() - tail_start == goal
+                && skbs.forced_push(write_seq, max_wnd)
+            {
+                skbs.mark_push(write_seq);
+            }
             if skbs.bytes() - tail_start == goal && tail_start == skbs.unsent_start() {
                 let room = edge.saturating_sub(tail_start);
                 let push = goal.min(room - room % mss);

@@ -178,7 +178,15 @@ impl Connection {
         }
         if self.recovery.retransmit_head {
             self.recovery.retransmit_head = false;
-            if let Some(sent) = self.send_data_at(now, buf, self.snd.una, usize::MAX) {
+            let una = self.snd.una;
+            // In SACK recovery in the Linux profile the head is the first lost hole, resent
+            // as the others are (`hole_segments`).
+            let linux = self.cfg.skb_accounting && self.sack_recovery();
+            let (max_len, packet) = match self.snd.scoreboard.next_hole(una, self.snd.max) {
+                Some((_, end)) if linux => (end - una, self.hole_segments(una)),
+                _ => (usize::MAX, None),
+            };
+            if let Some(sent) = self.send_data_at_most(now, buf, una, max_len, packet) {
                 return Some(sent);
             }
         }
@@ -309,7 +317,28 @@ impl Connection {
         // is not resent again: only once RACK finds it lost, which moves HighRxt back to it
         // (`rack_detect_only`), as Linux resends only what RACK marks lost.
         let hole = self.snd.scoreboard.next_hole(from, boundary)?;
-        self.send_data_at(now, buf, hole.0, hole.1 - hole.0)
+        let segments = self.hole_segments(hole.0);
+        self.send_data_at_most(now, buf, hole.0, hole.1 - hole.0, segments)
+    }
+
+    /// How many segments one retransmission of a lost hole starting at `seq` may carry. In
+    /// the Linux profile (`Config::skb_accounting`), as Linux resends its retransmission
+    /// queue skb by skb (`tcp_xmit_retransmit_queue`, `__tcp_retransmit_skb`): the rest of
+    /// the packet that first carried `seq`, in one packet of as many segments as the
+    /// recovery allowance (`cwnd - packets in flight`) and the TSO size (`tcp_tso_segs`)
+    /// let go; such a packet carries PSH as every multi-segment packet does. Otherwise one
+    /// segment.
+    fn hole_segments(&self, seq: SeqNumber) -> Option<(usize, usize)> {
+        if !self.cfg.skb_accounting {
+            return None;
+        }
+        let room = self.payload_room();
+        let offset = seq - self.snd.data_start();
+        let end = self.snd.skbs.as_ref()?.packet_end(offset)?;
+        let segments = (self.recovery_allowance() / room)
+            .min(self.tso_segments(room))
+            .max(1);
+        Some((end - offset, segments))
     }
 
     /// A tail loss probe (RFC 8985 §7.3): one new segment if the peer's window allows, else
@@ -850,6 +879,19 @@ impl Connection {
         seq: SeqNumber,
         max_len: usize,
     ) -> Option<Sent> {
+        self.send_data_at_most(now, buf, seq, max_len, None)
+    }
+
+    /// `send_data_at`, or with `packet = Some((bytes, segments))` one packet of up to
+    /// `segments` whole segments within the first `bytes` from `seq` (see `hole_segments`).
+    fn send_data_at_most(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNumber,
+        max_len: usize,
+        packet: Option<(usize, usize)>,
+    ) -> Option<Sent> {
         let data_start = self.snd.data_start();
         let buffered_end = data_start + self.snd.buffer.len();
         let room = self.payload_room();
@@ -858,11 +900,46 @@ impl Connection {
         let limit = self.record_end(seq).unwrap_or(buffered_end);
         let avail = limit - seq.min(limit);
         let len = avail.min(room).min(max_len);
+        let len = match packet {
+            Some((bytes, segments)) if bytes > room => {
+                let segments = segments.min(self.offload_cap(buf.len()) / room);
+                let most = avail.min(max_len).min(bytes);
+                let cap = segments.saturating_mul(room);
+                // Whole segments, or all of the rest of the packet when it fits (its short
+                // tail included, as the skb holds it).
+                if segments < 2 {
+                    len
+                } else if most <= cap {
+                    most
+                } else {
+                    cap
+                }
+            }
+            _ => len,
+        };
         let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
         if len == 0 && !with_fin {
             return None;
         }
-        self.emit_data(now, buf, seq, len, with_fin, Emit::Retransmit, len)
+        self.emit_data(
+            now,
+            buf,
+            seq,
+            len,
+            with_fin,
+            Emit::Retransmit,
+            len.min(room),
+        )
+    }
+
+    /// The most payload one packet may carry under segmentation offload: the device's
+    /// largest packet (and `buf`) less the IP header and a TCP header with the most options.
+    fn offload_cap(&self, buf_len: usize) -> usize {
+        let ip_header = if self.local.is_ipv6() { 40 } else { 20 };
+        self.cfg
+            .gso_max_size
+            .min(buf_len)
+            .saturating_sub(ip_header + 60)
     }
 
     /// Emit a data (and/or FIN) segment for `[seq, seq+len)` and update the send state. When
@@ -886,10 +963,21 @@ impl Connection {
         // having cut it short of the queue's end (packetdrill's slow-start, PRR and
         // limited-transmit scripts expect it), but not while a cork or MSG_MORE holds the
         // rest; the device keeps it on the last segment.
+        //
+        // With the skb view (`Config::skb_accounting`, the Linux profile) the flag is kept per
+        // skb as Linux keeps it (`SkbQueue::psh_within`): a segment carries it when it ends
+        // an skb that carries it, the end of a write or a forced push half a window after
+        // the last, new data or resent alike (a retransmission carries the flags of the skb
+        // it comes from, `__tcp_retransmit_skb`).
         let end = seq + len;
-        let queue_end = self.snd.data_start() + self.snd.buffer.len();
+        let data_start = self.snd.data_start();
+        let queue_end = data_start + self.snd.buffer.len();
         let held = self.cork || self.more;
-        let push = (end == queue_end && self.snd.push_at_end)
+        let marked = match self.snd.skbs.as_deref() {
+            Some(q) if self.cfg.skb_accounting => q.psh_within(seq - data_start, end - data_start),
+            _ => end == queue_end && self.snd.push_at_end,
+        };
+        let push = marked
             || self.record_end(seq) == Some(end)
             || kind == Emit::Wakeup
             || (len > segment && !held);
@@ -961,6 +1049,12 @@ impl Connection {
             }
         } else if self.rtt_seq.is_none() && !self.ts.enabled && seg_len > 0 {
             self.rtt_seq = Some(TimedSegment { seq, sent: now });
+        }
+        if !retransmit && len > 0 && self.cfg.skb_accounting {
+            let packet_end = seq + len - self.snd.data_start();
+            if let Some(q) = self.snd.skbs.as_mut() {
+                q.note_packet(packet_end);
+            }
         }
         if !retransmit && seg_len > 0 && self.sack_ok {
             // One record per segment on the wire, so that RACK and the SACK scoreboard see

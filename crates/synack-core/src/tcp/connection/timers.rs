@@ -48,6 +48,22 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Connection {
+    /// The window a retransmission timeout takes the new ssthresh from, handed to the
+    /// controller's `on_rto`: the congestion window, as Linux's `tcp_enter_loss` asks the
+    /// algorithm for its `ssthresh` from `snd_cwnd` (CUBIC's `cubictcp_recalc_ssthresh`:
+    /// 0.7 cwnd; Reno's `tcp_reno_ssthresh`: half), where RFC 5681 §3.1 eq. 4 and RFC 9438
+    /// §4.8 take FlightSize. The two differ when the flow is not using its window (a lone
+    /// segment after a burst): Linux then keeps most of the window it had. In fast recovery
+    /// or CWR the window is already the reduced one PRR is walking down, so the FlightSize
+    /// rule stands there, as before.
+    pub(super) fn rto_reduce_from(&self) -> usize {
+        if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
+            self.snd.in_flight()
+        } else {
+            self.cc.window()
+        }
+    }
+
     /// In fast recovery, or going back after a retransmission timeout over data sent before
     /// it.
     pub(super) fn in_loss_recovery(&self) -> bool {
@@ -270,8 +286,8 @@ impl Connection {
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
                 self.backoff += 1;
                 self.counters.rto = self.counters.rto.saturating_add(1);
-                let flight = self.snd.in_flight();
-                self.cc.on_rto(now, flight);
+                let reduce_from = self.rto_reduce_from();
+                self.cc.on_rto(now, reduce_from);
                 self.recovery.recover = None;
                 // The timeout's reduction supersedes a CWR under way, and is signalled with
                 // CWR like any other (RFC 3168 §6.1.2).
