@@ -64,6 +64,7 @@ mod udp;
 use connections::{Owner, Slot};
 use demux::is_unicast;
 pub use demux::RecvMeta;
+pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
@@ -149,6 +150,8 @@ pub struct Endpoint {
     udp: Udp,
     /// TCP Fast Open cookies servers gave us.
     fast_open_cookies: fast_open::FastOpenCookies,
+    /// The key our Fast Open listeners make their cookies with, unless they have their own.
+    fast_open_key: FastOpenKey,
     stats: Stats,
 }
 
@@ -157,6 +160,7 @@ impl Endpoint {
     pub fn new(config: Config, addresses: &[IpAddr]) -> Endpoint {
         let secrets = Secrets::new(config.seed);
         let seed = secrets.table_seed();
+        let fast_open_key = FastOpenKey::new(secrets.fast_open_key());
         Endpoint {
             conn_config: std::sync::Arc::new(ConnConfig::from_config(&config)),
             config,
@@ -181,6 +185,7 @@ impl Endpoint {
             intercepts: Intercepts::default(),
             udp: Udp::new(seed),
             fast_open_cookies: Default::default(),
+            fast_open_key,
             stats: Stats::default(),
         }
     }

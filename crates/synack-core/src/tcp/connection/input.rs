@@ -409,6 +409,9 @@ impl Connection {
             // A passive open goes back to LISTEN: for us, the half-open connection vanishes.
             // An active open that reached SYN-RECEIVED (simultaneous open) is refused
             // (RFC 9293 §3.10.7.4).
+            // A Fast Open child was handed to the application with its SYN: the RST is its
+            // error (Linux's tcp_reset), and its data stays readable.
+            State::SynReceived if self.is_fast_open_child() => Some(Error::ConnectionReset),
             State::SynReceived => {
                 if self.passive {
                     None
