@@ -600,6 +600,13 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.state())
     }
 
+    /// Whether the connection was taken with TCP Fast Open and still waits for its
+    /// handshake's final ACK (SYN-RECEIVED): unlike other connections in that state it can
+    /// be read and written already (RFC 7413 §4.2.2; Linux's `tcp_passive_fastopen`).
+    pub fn is_fast_open_pending(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.is_fast_open_child())
+    }
+
     /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
         Ok(self.app_conn(conn)?.local())
