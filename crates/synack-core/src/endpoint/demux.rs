@@ -9,8 +9,8 @@ use super::table::Tuple;
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::error::Error;
 use crate::seq::SeqNumber;
-use crate::tcp::State;
 use crate::tcp::connection::{InputVerdict, SegmentMeta};
+use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{self, Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 

@@ -69,7 +69,10 @@ impl FastOpenKey {
         };
         match bytes.len() {
             16 => Some(FastOpenKey::new(key(bytes))),
-            32 => Some(FastOpenKey::with_backup(key(&bytes[..16]), key(&bytes[16..]))),
+            32 => Some(FastOpenKey::with_backup(
+                key(&bytes[..16]),
+                key(&bytes[16..]),
+            )),
             _ => None,
         }
     }
@@ -318,7 +321,8 @@ mod tests {
 
     #[test]
     fn a_cookie_checks_under_the_primary_or_the_backup_key_only() {
-        let (a, b): (IpAddr, IpAddr) = ("198.19.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let (a, b): (IpAddr, IpAddr) =
+            ("198.19.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
         let old = FastOpenKey::new([1; 16]);
         let new = FastOpenKey::with_backup([2; 16], [1; 16]);
         let old_cookie = old.cookie(a, b);

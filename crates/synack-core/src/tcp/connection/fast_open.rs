@@ -109,7 +109,9 @@ impl Connection {
     /// A passive open's SYN-ACK is to carry `cookie` (RFC 7413 §4.1.2: the answer to a
     /// cookie request, or to a cookie that did not check).
     pub fn set_synack_cookie(&mut self, cookie: FastOpenCookie) {
-        self.fast_open.get_or_insert_with(Default::default).synack_cookie = Some(cookie);
+        self.fast_open
+            .get_or_insert_with(Default::default)
+            .synack_cookie = Some(cookie);
     }
 
     /// A passive open taken with Fast Open, still waiting for the handshake's final ACK:
