@@ -274,3 +274,62 @@ fn the_experimental_option_is_answered_in_kind() {
     assert!(got.is_experimental());
     assert_eq!(got.as_bytes(), cookie().as_bytes());
 }
+
+#[test]
+fn a_syn_ack_timeout_resends_only_the_syn_ack_and_then_the_child_fails() {
+    let (mut h, l) = listener(16, false);
+    let (c, synack) = fast_open_child(&mut h, l, 40000);
+    assert_eq!(h.ep.send(c, b"world"), Ok(5));
+    assert_eq!(h.one().payload, b"world");
+    // Unanswered: the SYN-ACK goes again on its own schedule, the data does not.
+    let (_, again) = h.next_timeout();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].is(SYN | ACK));
+    assert_eq!(again[0].seq, synack.seq);
+    assert!(again[0].payload.is_empty());
+    // The client's ACK then takes both.
+    h.inject(
+        client(40000),
+        us80(),
+        Out::new(ACK, 1006, 0).ackn(synack.seq + 6),
+    );
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    // Another child that never hears back fails with a timeout, after one more SYN-ACK
+    // than a plain passive open sends (Linux's tcp_fastopen_synack_timer).
+    let (c2, _) = fast_open_child(&mut h, l, 40001);
+    let mut synacks = 0;
+    for _ in 0..20 {
+        if h.ep.state(c2) == Ok(State::Closed) {
+            break;
+        }
+        let (_, segs) = h.next_timeout();
+        synacks += segs.iter().filter(|s| s.is(SYN | ACK)).count();
+    }
+    assert_eq!(h.ep.state(c2), Ok(State::Closed));
+    // The default `synack_retries` is 5: six SYN-ACKs sent again.
+    assert_eq!(synacks, 5 + 1);
+    let mut buf = [0u8; 16];
+    assert_eq!(h.ep.recv(h.now, c2, &mut buf), Ok(5));
+    assert_eq!(h.ep.recv(h.now, c2, &mut buf), Err(Error::TimedOut));
+}
+
+#[test]
+fn data_sent_before_the_final_ack_is_retransmitted_if_that_ack_does_not_cover_it() {
+    let (mut h, l) = listener(16, false);
+    let (c, synack) = fast_open_child(&mut h, l, 40000);
+    assert_eq!(h.ep.send(c, b"world"), Ok(5));
+    assert_eq!(h.one().payload, b"world");
+    // The ACK covers the SYN-ACK only: the data was lost.
+    h.inject(
+        client(40000),
+        us80(),
+        Out::new(ACK, 1006, 0).ackn(synack.seq + 1),
+    );
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    let _ = h.drain();
+    let (_, again) = h.next_timeout();
+    assert!(
+        again.iter().any(|s| s.payload == b"world"),
+        "the RTO resends it: {again:?}"
+    );
+}

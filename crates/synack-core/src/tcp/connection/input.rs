@@ -323,6 +323,11 @@ impl Connection {
                 self.snd.wl1 = seg.seq_number;
                 self.snd.wl2 = seg.ack_number;
                 self.ack_syn(now, seg);
+                // A Fast Open child may have sent data already: its retransmission timer
+                // runs from here (Linux's tcp_rcv_synrecv_state_fastopen rearms the RTO).
+                if self.snd.una < self.snd.max {
+                    self.retransmit_deadline_reset(now);
+                }
                 self.set_state(State::Established);
                 self.apply_queued_fin();
                 self.notify.connected = true;
