@@ -208,6 +208,10 @@ impl Endpoint {
                 if let Some(listener) = self.listeners.get_mut(&l) {
                     listener.fast_open.pending = listener.fast_open.pending.saturating_sub(1);
                 }
+                // Counted below once the application holds it; not yet accepted, here.
+                if n.connected && owner != Owner::App {
+                    self.stats.connections_established += 1;
+                }
             }
             let Some(slot) = self.connections.get_mut(&h) else {
                 return;
