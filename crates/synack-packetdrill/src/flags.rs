@@ -101,6 +101,11 @@ pub fn fastopen_key_sysctl() -> Option<synack_core::FastOpenKey> {
     synack_core::FastOpenKey::from_bytes(&bytes)
 }
 
+/// `tcp_ecn` as the namespace has it now.
+pub fn ecn_sysctl() -> Option<EcnMode> {
+    sysctl("tcp_ecn").and_then(|v| v.first().map(|&m| EcnMode::from_sysctl(m)))
+}
+
 /// `tcp_timestamps` as the namespace has it now.
 pub fn timestamps_sysctl() -> Option<bool> {
     sysctl("tcp_timestamps").and_then(|v| v.first().map(|&t| t != 0))

@@ -544,6 +544,16 @@ impl Endpoint {
         }
     }
 
+    /// Negotiate ECN (RFC 3168) in the handshakes that start from now on as `mode` says,
+    /// as a write to Linux's `net.ipv4.tcp_ecn` does; connections already open keep what
+    /// they agreed.
+    pub fn set_ecn(&mut self, mode: crate::config::EcnMode) {
+        if self.config.ecn != mode {
+            self.config.ecn(mode);
+            self.conn_config = std::sync::Arc::new(ConnConfig::from_config(&self.config));
+        }
+    }
+
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;

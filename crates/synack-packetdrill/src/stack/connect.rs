@@ -87,6 +87,10 @@ impl Shared {
         if let Some(on) = crate::flags::timestamps_sysctl() {
             g.ep().set_timestamps(on);
         }
+        // tcp_ecn likewise (fastopen/server/pure-syn-data.pkt turns it on between listeners).
+        if let Some(mode) = crate::flags::ecn_sysctl() {
+            g.ep().set_ecn(mode);
+        }
         let fd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
