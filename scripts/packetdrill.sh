@@ -255,6 +255,11 @@ run_one() {
         grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
         so_local="local=198.18.0.2"
         addrs+=(-D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR)
+        # What upstream's run_all.py defines for the fastopen/ scripts, for these addresses:
+        # the Fast Open cookie 198.18.0.2 gives 198.19.0.1 under defaults.sh's key
+        # (a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4; the kernel's value, which synack computes
+        # alike), and the ICMP code the icmp-*.pkt scripts send.
+        addrs+=(-D TFO_COOKIE=7019b19dabe78281 -D CODE=host_unreachable)
     fi
     args=("${addrs[@]}")
     if [ "$mode" = synack ]; then

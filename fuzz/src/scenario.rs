@@ -372,6 +372,19 @@ pub fn run(scenario: &Scenario) -> Stats {
 }
 
 impl Harness {
+    /// Listen on the IPv4 or the IPv6 address. The IPv6 listener does TCP Fast Open's
+    /// server side (its queue the backlog), taking SYN data without a cookie when the
+    /// configuration's backlog byte has its top bit set.
+    fn listen(&mut self, v6: bool) -> Result<ListenerHandle, synack_core::Error> {
+        let backlog = 1 + usize::from(self.config.backlog % 8);
+        let opts = SocketOptions {
+            fast_open: v6.then_some(backlog as u32),
+            fast_open_no_cookie: Some(self.config.backlog & 0x80 != 0),
+            ..Default::default()
+        };
+        self.script.ep.listen_with(listen_addr(v6), backlog, &opts)
+    }
+
     /// An endpoint listening on 198.18.0.2:80 and [::]:80, with a connection to the peer's
     /// port 8080 under way.
     pub fn new(config: ConfigInput) -> Harness {
@@ -392,9 +405,8 @@ impl Harness {
             held: VecDeque::new(),
             udp: VecDeque::new(),
         };
-        let backlog = 1 + usize::from(h.config.backlog % 8);
         for v6 in [false, true] {
-            let l = h.script.ep.listen(listen_addr(v6), backlog);
+            let l = h.listen(v6);
             h.listeners[usize::from(v6)] = Some(l.expect("listen on a fresh endpoint"));
         }
         let first = h
@@ -536,9 +548,7 @@ impl Harness {
                 if let Some(l) = self.listeners[usize::from(*v6)].take() {
                     let _ = self.script.ep.close_listener(now, l);
                 }
-                let backlog = 1 + usize::from(self.config.backlog % 8);
-                self.listeners[usize::from(*v6)] =
-                    self.script.ep.listen(listen_addr(*v6), backlog).ok();
+                self.listeners[usize::from(*v6)] = self.listen(*v6).ok();
             }
             Op::Decide { which, how } => {
                 let syn = self

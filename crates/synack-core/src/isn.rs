@@ -116,6 +116,8 @@ pub struct Secrets {
     isn_key: [u8; 16],
     cookie_key: [u8; 16],
     port_key: [u8; 16],
+    /// The TCP Fast Open server key (RFC 7413 §4.1.2), until the user sets one.
+    fast_open_key: [u8; 16],
 }
 
 impl core::fmt::Debug for Secrets {
@@ -194,7 +196,15 @@ impl Secrets {
             isn_key: key(),
             cookie_key: key(),
             port_key: key(),
+            // Drawn last, so that the keys before it are what they always were for a seed.
+            fast_open_key: key(),
         }
+    }
+
+    /// The random key a TCP Fast Open server computes its cookies with (RFC 7413 §4.1.2),
+    /// unless the user sets another (see `Endpoint::set_fast_open_key`).
+    pub fn fast_open_key(&self) -> [u8; 16] {
+        self.fast_open_key
     }
 
     /// The keyed hash of a 4-tuple that a connection's identity comes from: its low 32 bits
@@ -412,7 +422,7 @@ mod tests {
     #[test]
     fn keys_are_independent() {
         let s = Secrets::new(Some(SEED));
-        let keys = [s.isn_key, s.cookie_key, s.port_key];
+        let keys = [s.isn_key, s.cookie_key, s.port_key, s.fast_open_key];
         for i in 0..keys.len() {
             for j in i + 1..keys.len() {
                 assert_ne!(keys[i], keys[j]);

@@ -86,8 +86,8 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies};
 pub use endpoint::{
-    ConnectionHandle, Endpoint, Event, InterceptedDatagram, InterceptedSyn, ListenerHandle,
-    RecvMeta, SynHandle, Transmit, UdpHandle,
+    ConnectionHandle, Endpoint, Event, FastOpenKey, InterceptedDatagram, InterceptedSyn,
+    ListenerHandle, RecvMeta, SynHandle, Transmit, UdpHandle,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

@@ -28,6 +28,17 @@ pub struct SocketOptions {
     /// `TCP_FASTOPEN_CONNECT`: an active open uses TCP Fast Open (RFC 7413): its SYN asks
     /// for a cookie, or, with one, waits for the first write and carries it.
     pub fast_open_connect: Option<bool>,
+    /// `TCP_FASTOPEN` on a listener: TCP Fast Open's server side (RFC 7413 §4.2.2), with at
+    /// most this many connections taken with Fast Open and not past the handshake yet (§5.1:
+    /// a server "MUST" bound them; clamped to `Config::max_backlog`). A SYN with a valid
+    /// cookie then has its data accepted at once: the connection is handed to `accept`
+    /// before the handshake's final ACK, with the data readable, and may send at once; a
+    /// SYN asking for a cookie gets one in the SYN-ACK. `Some(0)` or `None`: off.
+    pub fast_open: Option<u32>,
+    /// `TCP_FASTOPEN_NO_COOKIE` on a Fast Open listener: any SYN with data has it accepted,
+    /// with or without a cookie (RFC 7413 §4.1.1 lets a server skip the cookie where it
+    /// trusts its clients; Linux's `tcp_fastopen` bit 0x200 does so for every listener).
+    pub fast_open_no_cookie: Option<bool>,
     /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
     /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
     /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).

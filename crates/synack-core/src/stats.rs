@@ -44,6 +44,17 @@ pub struct Stats {
     pub syncookies_validated: u64,
     /// ACKs to a listener whose cookie did not check out (answered with an RST).
     pub syncookies_failed: u64,
+    /// SYNs whose data a listener took with TCP Fast Open (RFC 7413; Linux
+    /// TCPFastOpenPassive).
+    pub fast_open_passive: u64,
+    /// SYNs that presented a Fast Open cookie that did not check: their data was dropped
+    /// (Linux TCPFastOpenPassiveFail).
+    pub fast_open_passive_fail: u64,
+    /// SYNs that asked for a Fast Open cookie (Linux TCPFastOpenCookieReqd).
+    pub fast_open_cookie_requests: u64,
+    /// Fast Open SYNs handled as plain SYNs because the listener's queue of pending Fast
+    /// Open connections was full (Linux TCPFastOpenListenOverflow).
+    pub fast_open_listen_overflow: u64,
     /// TIME-WAIT connections recycled early because the connection table was full.
     pub time_wait_recycled: u64,
     /// SYNs held for the application in intercept mode (`Config::intercept`).
@@ -133,6 +144,10 @@ impl Stats {
             syncookies_sent,
             syncookies_validated,
             syncookies_failed,
+            fast_open_passive,
+            fast_open_passive_fail,
+            fast_open_cookie_requests,
+            fast_open_listen_overflow,
             time_wait_recycled,
             intercepted_syns,
             intercept_duplicates,
@@ -177,6 +192,10 @@ impl Stats {
         self.syncookies_sent += syncookies_sent;
         self.syncookies_validated += syncookies_validated;
         self.syncookies_failed += syncookies_failed;
+        self.fast_open_passive += fast_open_passive;
+        self.fast_open_passive_fail += fast_open_passive_fail;
+        self.fast_open_cookie_requests += fast_open_cookie_requests;
+        self.fast_open_listen_overflow += fast_open_listen_overflow;
         self.time_wait_recycled += time_wait_recycled;
         self.intercepted_syns += intercepted_syns;
         self.intercept_duplicates += intercept_duplicates;

@@ -78,6 +78,34 @@ fn sysctl_string(name: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// `tcp_fastopen` as the namespace has it now.
+pub fn fastopen_sysctl() -> Option<u32> {
+    sysctl("tcp_fastopen").and_then(|v| v.first().map(|&f| f as u32))
+}
+
+/// `tcp_fastopen_key` as the namespace has it now: four 32-bit words in hex joined by `-`
+/// (each becomes four bytes little-endian, as Linux's proc handler stores them), then
+/// optionally `,` and the backup key.
+pub fn fastopen_key_sysctl() -> Option<synack_core::FastOpenKey> {
+    let text = sysctl_string("tcp_fastopen_key")?;
+    let mut bytes = Vec::with_capacity(32);
+    for key in text.split(',').take(2) {
+        let words: Vec<&str> = key.trim().split('-').collect();
+        if words.len() != 4 {
+            return None;
+        }
+        for w in words {
+            bytes.extend_from_slice(&u32::from_str_radix(w, 16).ok()?.to_le_bytes());
+        }
+    }
+    synack_core::FastOpenKey::from_bytes(&bytes)
+}
+
+/// `tcp_ecn` as the namespace has it now.
+pub fn ecn_sysctl() -> Option<EcnMode> {
+    sysctl("tcp_ecn").and_then(|v| v.first().map(|&m| EcnMode::from_sysctl(m)))
+}
+
 /// `tcp_timestamps` as the namespace has it now.
 pub fn timestamps_sysctl() -> Option<bool> {
     sysctl("tcp_timestamps").and_then(|v| v.first().map(|&t| t != 0))

@@ -455,11 +455,19 @@ impl Stack {
 
         let flows = Arc::new(Flows::new(n));
         let start = tokio::time::Instant::now();
+        // One TCP Fast Open key for every shard: a client's next connection may hash to
+        // another shard, which must accept the cookie the first one gave (RFC 7413 §4.1.2).
+        let fast_open_key =
+            synack_core::FastOpenKey::new(synack_core::isn::Secrets::new(None).fast_open_key());
         let shards: Vec<Arc<Shared>> = (0..n)
             .map(|_| {
                 Arc::new(Shared {
                     inner: Mutex::new(Inner {
-                        endpoint: Endpoint::new(config.clone(), addresses),
+                        endpoint: {
+                            let mut e = Endpoint::new(config.clone(), addresses);
+                            e.set_fast_open_key(fast_open_key);
+                            e
+                        },
                         start,
                         conns: HashMap::new(),
                         listeners: HashMap::new(),
@@ -669,6 +677,20 @@ impl Stack {
     }
 
     /// Visits every shard's endpoint, even if a panic poisoned a lock.
+    /// Sets the key TCP Fast Open listeners make and check their cookies with, on every
+    /// shard (Linux's `net.ipv4.tcp_fastopen_key`; see
+    /// [`TcpSocket::set_fast_open`](crate::TcpSocket::set_fast_open)). The stack starts
+    /// with a random one; servers behind one address (a load balancer's pool) give each
+    /// other's clients Fast Open by sharing a key, and a
+    /// [backup key](synack_core::FastOpenKey::with_backup) keeps the old cookies working
+    /// through a rotation.
+    pub fn set_fast_open_key(&self, key: synack_core::FastOpenKey) {
+        for shared in &self.handle.shards {
+            let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.endpoint.set_fast_open_key(key);
+        }
+    }
+
     fn each_endpoint(&self, mut f: impl FnMut(&synack_core::Endpoint)) {
         for shared in &self.handle.shards {
             let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);

@@ -31,6 +31,9 @@ pub(super) struct Slot {
     pub(super) owner: Owner,
     /// Counted in this listener's SYN queue while SYN-RECEIVED.
     pub(super) syn_of: Option<ListenerHandle>,
+    /// Taken with TCP Fast Open by this listener, and counted in its Fast Open queue while
+    /// SYN-RECEIVED (RFC 7413 §5.1).
+    pub(super) fast_open_of: Option<ListenerHandle>,
     /// In the `dirty` FIFO.
     pub(super) dirty: bool,
     /// Its deadline may have moved since it was last pushed into the timer heap (it is
@@ -60,6 +63,7 @@ impl Endpoint {
             conn: Connection::fresh(now, config, cfg, id),
             owner,
             syn_of: None,
+            fast_open_of: None,
             dirty: false,
             stale: false,
             timer: None,
@@ -200,6 +204,18 @@ impl Endpoint {
         let owner = slot.owner;
         let error = slot.conn.error();
         if state != State::SynReceived {
+            if let Some(l) = slot.fast_open_of.take() {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.fast_open.pending = listener.fast_open.pending.saturating_sub(1);
+                }
+                // Counted below once the application holds it; not yet accepted, here.
+                if n.connected && owner != Owner::App {
+                    self.stats.connections_established += 1;
+                }
+            }
+            let Some(slot) = self.connections.get_mut(&h) else {
+                return;
+            };
             if let Some(l) = slot.syn_of.take() {
                 self.half_open = self.half_open.saturating_sub(1);
                 if let Some(listener) = self.listeners.get_mut(&l) {
@@ -304,6 +320,11 @@ impl Endpoint {
                 self.half_open = self.half_open.saturating_sub(1);
                 if let Some(listener) = self.listeners.get_mut(&l) {
                     listener.syn_queue = listener.syn_queue.saturating_sub(1);
+                }
+            }
+            if let Some(l) = slot.fast_open_of {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.fast_open.pending = listener.fast_open.pending.saturating_sub(1);
                 }
             }
             if let Owner::AcceptQueue(l) = slot.owner {

@@ -6,9 +6,11 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::table::Tuple;
-use super::{ConnectionHandle, Endpoint};
+use super::{ConnectionHandle, Endpoint, Owner};
+use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::connection::{InputVerdict, SegmentMeta};
+use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{self, Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
@@ -179,6 +181,20 @@ impl Endpoint {
         // The budget as it stands: what this segment's data may take (`Config::max_memory`).
         slot.conn.set_memory_budget(pressure, room);
         let verdict = slot.conn.handle_segment(now, seg, rx);
+        // An accepted Fast Open connection reset before its handshake ended holds its slot
+        // in the listener's Fast Open queue a while longer (see `fast_open::RESET_HOLD`).
+        if let (Some(l), Owner::App, Some(Error::ConnectionReset)) =
+            (slot.fast_open_of, slot.owner, slot.conn.error())
+        {
+            if slot.conn.state() == State::Closed {
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener
+                        .fast_open
+                        .reset
+                        .push_back(now + super::fast_open::RESET_HOLD);
+                }
+            }
+        }
         self.count_verdict(verdict);
         self.after(h);
     }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::demux::is_unicast;
 use super::table::Tuple;
-use super::Endpoint;
+use super::{Endpoint, Owner};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
@@ -114,6 +114,22 @@ impl Endpoint {
         }
         match report {
             IcmpReport::PacketTooBig { mtu } => c.handle_packet_too_big(mtu),
+            // A Fast Open connection still in the accept queue fails there (the application
+            // reads the SYN's data, then the error), as Linux's tcp_v4_err; once accepted it
+            // is treated like any connection.
+            IcmpReport::Unreachable(error)
+                if c.is_fast_open_child() && matches!(slot.owner, Owner::AcceptQueue(_)) =>
+            {
+                c.enter_closed(Some(error));
+            }
+            // A half-open passive connection about whose SYN-ACK the network or host is
+            // unreachable goes away, as Linux's tcp_req_err drops the request: POSIX has
+            // accept() report no network errors.
+            IcmpReport::Unreachable(Error::NetworkUnreachable | Error::HostUnreachable)
+                if slot.syn_of.is_some() && c.awaits_final_ack() && seq == c.iss() =>
+            {
+                c.enter_closed(None);
+            }
             IcmpReport::Unreachable(error) => c.handle_icmp_error(error),
         }
         self.after(h);

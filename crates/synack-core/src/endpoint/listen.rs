@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use super::fast_open::{FastOpenQueue, FastOpenVerdict};
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
 use crate::config::SynCookies;
 use crate::error::Error;
@@ -27,6 +28,8 @@ pub(super) struct Listener {
     pub(super) last_overflow: Option<Instant>,
     /// What every connection it accepts takes.
     pub(super) options: SocketOptions,
+    /// TCP Fast Open's server side (`options.fast_open`).
+    pub(super) fast_open: FastOpenQueue,
 }
 
 impl Endpoint {
@@ -128,10 +131,34 @@ impl Endpoint {
             }
             _ => {}
         }
+        let verdict = self.fast_open_verdict(now, l, local, remote, seg);
         let id = self.identity(local, remote, now);
         let (h, conn) = self.insert(now, id, Owner::Nobody);
         conn.apply_options(&options);
-        conn.accept_syn(now, seg, rx.ecn);
+        match verdict {
+            FastOpenVerdict::Child(reply) => {
+                conn.accept_syn_fast_open(now, seg, rx.ecn, reply);
+                // RFC 7413 §4.2.2: the connection goes to the application at once, before the
+                // handshake's final ACK; it counts in the Fast Open queue, not the SYN queue.
+                self.stats.fast_open_passive += 1;
+                if let Some(slot) = self.connections.get_mut(&h) {
+                    slot.owner = Owner::AcceptQueue(l);
+                    slot.fast_open_of = Some(l);
+                }
+                if let Some(listener) = self.listeners.get_mut(&l) {
+                    listener.accept_queue.push_back(h);
+                    listener.fast_open.pending += 1;
+                }
+                self.push_event(Event::Incoming(l));
+                self.after(h);
+                return;
+            }
+            FastOpenVerdict::Cookie(cookie) => {
+                conn.accept_syn(now, seg, rx.ecn);
+                conn.set_synack_cookie(cookie);
+            }
+            FastOpenVerdict::Plain => conn.accept_syn(now, seg, rx.ecn),
+        }
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.syn_of = Some(l);
         }
@@ -342,6 +369,7 @@ impl Endpoint {
                 accept_queue: VecDeque::new(),
                 last_overflow: None,
                 options: *opts,
+                fast_open: FastOpenQueue::default(),
             },
         );
         self.by_local.insert(local, l);

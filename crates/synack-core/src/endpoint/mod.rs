@@ -64,6 +64,7 @@ mod udp;
 use connections::{Owner, Slot};
 use demux::is_unicast;
 pub use demux::RecvMeta;
+pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
@@ -149,6 +150,8 @@ pub struct Endpoint {
     udp: Udp,
     /// TCP Fast Open cookies servers gave us.
     fast_open_cookies: fast_open::FastOpenCookies,
+    /// The key our Fast Open listeners make their cookies with, unless they have their own.
+    fast_open_key: FastOpenKey,
     stats: Stats,
 }
 
@@ -157,6 +160,7 @@ impl Endpoint {
     pub fn new(config: Config, addresses: &[IpAddr]) -> Endpoint {
         let secrets = Secrets::new(config.seed);
         let seed = secrets.table_seed();
+        let fast_open_key = FastOpenKey::new(secrets.fast_open_key());
         Endpoint {
             conn_config: std::sync::Arc::new(ConnConfig::from_config(&config)),
             config,
@@ -181,6 +185,7 @@ impl Endpoint {
             intercepts: Intercepts::default(),
             udp: Udp::new(seed),
             fast_open_cookies: Default::default(),
+            fast_open_key,
             stats: Stats::default(),
         }
     }
@@ -539,6 +544,16 @@ impl Endpoint {
         }
     }
 
+    /// Negotiate ECN (RFC 3168) in the handshakes that start from now on as `mode` says,
+    /// as a write to Linux's `net.ipv4.tcp_ecn` does; connections already open keep what
+    /// they agreed.
+    pub fn set_ecn(&mut self, mode: crate::config::EcnMode) {
+        if self.config.ecn != mode {
+            self.config.ecn(mode);
+            self.conn_config = std::sync::Arc::new(ConnConfig::from_config(&self.config));
+        }
+    }
+
     /// Turn Nagle's algorithm off (`true`) or on.
     pub fn set_nodelay(&mut self, conn: ConnectionHandle, nodelay: bool) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
@@ -593,6 +608,13 @@ impl Endpoint {
     /// The connection's RFC 9293 state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<State, Error> {
         Ok(self.app_conn(conn)?.state())
+    }
+
+    /// Whether the connection was taken with TCP Fast Open and still waits for its
+    /// handshake's final ACK (SYN-RECEIVED): unlike other connections in that state it can
+    /// be read and written already (RFC 7413 §4.2.2; Linux's `tcp_passive_fastopen`).
+    pub fn is_fast_open_pending(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.is_fast_open_child())
     }
 
     /// The connection's local address.

@@ -22,7 +22,8 @@ pub struct TcpInfo {
     pub backoff: u8,
     /// Zero-window probes in a row.
     pub probes: u8,
-    /// Options in use: 1 timestamps, 2 SACK, 4 window scaling (Linux `TCPI_OPT_*`).
+    /// Options in use: 1 timestamps, 2 SACK, 4 window scaling, 32 the SYN's data was
+    /// acknowledged in the SYN-ACK (TCP Fast Open) (Linux `TCPI_OPT_*`).
     pub options: u8,
     /// The peer's window scale.
     pub snd_wscale: u8,
@@ -153,6 +154,9 @@ impl Connection {
         }
         if self.wscale_ok {
             options |= 4;
+        }
+        if self.syn_data_acked() {
+            options |= 32;
         }
         let unsent = self.notsent();
         let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);

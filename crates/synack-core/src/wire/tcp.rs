@@ -62,6 +62,10 @@ mod opt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct FastOpenCookie {
     len: u8,
+    /// Carried in the experimental option (kind 254 with ExID 0xF989, RFC 6994) rather than
+    /// kind 34: a server answers in the form it was asked in, and a client keeps the form its
+    /// server used (Linux's `tcp_fastopen_cookie.exp`).
+    exp: bool,
     bytes: [u8; FastOpenCookie::MAX_LEN],
 }
 
@@ -73,6 +77,7 @@ impl FastOpenCookie {
     /// The empty option of a SYN asking the server for a cookie (RFC 7413 §4.1.2).
     pub const REQUEST: FastOpenCookie = FastOpenCookie {
         len: 0,
+        exp: false,
         bytes: [0; FastOpenCookie::MAX_LEN],
     };
 
@@ -88,8 +93,20 @@ impl FastOpenCookie {
         bytes[..cookie.len()].copy_from_slice(cookie);
         Some(FastOpenCookie {
             len: cookie.len() as u8,
+            exp: false,
             bytes,
         })
+    }
+
+    /// Whether it travels in the experimental option (kind 254, ExID 0xF989).
+    pub fn is_experimental(&self) -> bool {
+        self.exp
+    }
+
+    /// The same cookie in the experimental option's form (`true`) or kind 34's.
+    pub fn experimental(mut self, exp: bool) -> FastOpenCookie {
+        self.exp = exp;
+        self
     }
 
     /// The cookie's bytes (empty for a request).
@@ -105,7 +122,13 @@ impl FastOpenCookie {
     /// The option's bytes on the wire, padded with NOPs to a multiple of four as Linux pads
     /// it (`tcp_options_write`).
     fn wire_len(&self) -> usize {
-        (2 + usize::from(self.len)).div_ceil(4) * 4
+        self.option_len().div_ceil(4) * 4
+    }
+
+    /// The option's length field: kind, length (and ExID) and the cookie.
+    fn option_len(&self) -> usize {
+        let base = if self.exp { 4 } else { 2 };
+        base + usize::from(self.len)
     }
 }
 
@@ -665,8 +688,13 @@ impl<'a> TcpRepr<'a> {
             }
         }
         if let Some(cookie) = self.fast_open {
-            let len = 2 + cookie.as_bytes().len();
-            put(&[opt::FAST_OPEN, len as u8]);
+            let len = cookie.option_len();
+            if cookie.is_experimental() {
+                let [hi, lo] = opt::FAST_OPEN_EXID.to_be_bytes();
+                put(&[opt::EXPERIMENTAL, len as u8, hi, lo]);
+            } else {
+                put(&[opt::FAST_OPEN, len as u8]);
+            }
             put(cookie.as_bytes());
             for _ in len..cookie.wire_len() {
                 put(&[opt::NOP]);
@@ -756,7 +784,9 @@ fn parse_options(mut options: &[u8], repr: &mut TcpRepr<'_>) -> Result<(), WireE
                 if value.len() >= 2
                     && u16::from_be_bytes([value[0], value[1]]) == opt::FAST_OPEN_EXID =>
             {
-                repr.fast_open = fast_open_cookie(&value[2..]).or(repr.fast_open);
+                repr.fast_open = fast_open_cookie(&value[2..])
+                    .map(|c| c.experimental(true))
+                    .or(repr.fast_open);
             }
             // RFC 9293 §3.2 (MUST-6): "A TCP implementation MUST ignore without error any TCP
             // option it does not implement, assuming that the option has a length field".
@@ -810,6 +840,12 @@ mod tests {
         assert_eq!(r.header_len(), 60);
         let b = emit(&r);
         assert_eq!(TcpRepr::parse(&b, A, B, false).unwrap(), r);
+        // The experimental form, as a server answers a client that used it: kind 254, the
+        // ExID, the cookie; 12 bytes for 8, no padding (`FOEXP 0102030405060708`).
+        r.fast_open = FastOpenCookie::new(&[1, 2, 3, 4, 5, 6, 7, 8]).map(|c| c.experimental(true));
+        let b = emit(&r);
+        assert_eq!(b[40..52], [254, 12, 0xf9, 0x89, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(TcpRepr::parse(&b, A, B, false).unwrap(), r);
     }
 
     #[test]
@@ -834,7 +870,11 @@ mod tests {
         assert_eq!(parse(&[34, 2]), Ok(Some(FastOpenCookie::REQUEST)));
         assert_eq!(
             parse(&[254, 8, 0xf9, 0x89, 1, 2, 3, 4]),
-            Ok(FastOpenCookie::new(&[1, 2, 3, 4]))
+            Ok(FastOpenCookie::new(&[1, 2, 3, 4]).map(|c| c.experimental(true)))
+        );
+        assert_eq!(
+            parse(&[254, 4, 0xf9, 0x89]),
+            Ok(Some(FastOpenCookie::REQUEST.experimental(true)))
         );
         assert_eq!(parse(&[254, 8, 0xf9, 0x88, 1, 2, 3, 4]), Ok(None));
     }

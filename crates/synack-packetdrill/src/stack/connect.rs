@@ -87,6 +87,10 @@ impl Shared {
         if let Some(on) = crate::flags::timestamps_sysctl() {
             g.ep().set_timestamps(on);
         }
+        // tcp_ecn likewise (fastopen/server/pure-syn-data.pkt turns it on between listeners).
+        if let Some(mode) = crate::flags::ecn_sysctl() {
+            g.ep().set_ecn(mode);
+        }
         let fd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
@@ -149,8 +153,19 @@ impl Shared {
         // Linux: the backlog is at least 1 and at most somaxconn; the accept queue holds
         // backlog + 1.
         let backlog = (backlog.max(0) as usize).saturating_add(1);
+        // Linux's fastopen_queue_tune takes listen()'s own backlog, at most somaxconn.
+        s.opts.backlog = (backlog - 1).min(4096) as u32;
         let opts = listener_options(&s.opts);
+        let key = s.opts.fastopen_key;
+        // The namespace's Fast Open key (`net.ipv4.tcp_fastopen_key`), for listeners
+        // without their own; read now, after the script's init set it.
+        if let Some(k) = crate::flags::fastopen_key_sysctl() {
+            g.ep().set_fast_open_key(k);
+        }
         let l = g.ep().listen_with(addr, backlog, &opts).map_err(errno)?;
+        if let Some(key) = key {
+            g.ep().set_listener_fast_open_key(l, key).map_err(errno)?;
+        }
         let bound = g.ep().listener_addr(l).map_err(errno)?;
         g.listener_fd.insert(l, fd);
         let s = g.socket(fd)?;
@@ -341,10 +356,22 @@ impl Shared {
 /// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS; SO_RCVBUF, which fixes the
 /// window scale offered, as a child socket inherits the listener's locked buffer on Linux).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
+    // TCP Fast Open's server side as Linux gates it: `tcp_fastopen` bit 0x2 turns it on,
+    // for listeners that set TCP_FASTOPEN, or for all of them with 0x400 (their backlog
+    // bounds the queue, as fastopen_queue_tune); 0x200 accepts data without a cookie. Read
+    // when the listener is made or set, as scripts change the sysctl between listeners.
+    let sysctl = crate::flags::fastopen_sysctl().unwrap_or(1);
+    let queue = match o.fastopen {
+        Some(q) => q,
+        None if sysctl & 0x400 != 0 => o.backlog,
+        None => 0,
+    };
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
         recv_buffer: o.rcvbuf.map(|b| b as usize),
         tos: o.ip.ds_byte(),
+        fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
+        fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         ..SocketOptions::default()
     }
 }

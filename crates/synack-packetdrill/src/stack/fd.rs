@@ -56,6 +56,13 @@ pub struct Opts {
     pub mark: u32,
     /// TCP_FASTOPEN_CONNECT.
     pub fastopen_connect: bool,
+    /// TCP_FASTOPEN: a listener's queue of pending Fast Open connections, if set.
+    pub fastopen: Option<u32>,
+    /// TCP_FASTOPEN_KEY, if set.
+    pub fastopen_key: Option<synack_core::FastOpenKey>,
+    /// listen()'s backlog, once listening (`tcp_fastopen` 0x400 sizes the Fast Open queue
+    /// of a listener without TCP_FASTOPEN by it).
+    pub backlog: u32,
     /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
     pub ip: IpOpts,
 }

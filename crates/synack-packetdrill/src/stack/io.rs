@@ -136,7 +136,10 @@ impl Shared {
                     .socket(fd)
                     .map(|s| std::mem::take(&mut s.fastopen_deferred))
                     .unwrap_or(false);
-                if matches!(state, State::SynSent | State::SynReceived) && !deferred {
+                // A Fast Open child may write before the handshake ends (tcp_sendmsg skips
+                // the wait for a passive Fast Open socket).
+                let fast_open = st.ep().is_fast_open_pending(h).unwrap_or(false);
+                if matches!(state, State::SynSent | State::SynReceived) && !deferred && !fast_open {
                     return if nonblock {
                         Some(Err(libc::EAGAIN))
                     } else {

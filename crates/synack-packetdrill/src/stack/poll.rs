@@ -64,7 +64,10 @@ impl Stack {
                 if rcv_shut {
                     mask |= ev::IN | ev::RDNORM | ev::RDHUP;
                 }
-                if !matches!(state, State::SynSent | State::SynReceived) {
+                // A Fast Open child polls as a connected socket (tcp_poll lets a passive Fast
+                // Open socket be read and written in SYN-RECV).
+                let fast_open = ep.is_fast_open_pending(h).unwrap_or(false);
+                if !matches!(state, State::SynSent | State::SynReceived) || fast_open {
                     if ep.recv_ready(h).unwrap_or(false) {
                         mask |= ev::IN | ev::RDNORM;
                     }

@@ -72,6 +72,7 @@ impl Shared {
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
             (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => int(o.fastopen.unwrap_or(0) as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
                     // Linux reports mss_cache: the MSS less the options every segment
@@ -180,6 +181,29 @@ impl Shared {
                     return Err(libc::EINVAL);
                 }
                 s.opts.fastopen_connect = on;
+            }
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => {
+                // Linux: a queue length of at least 0, on a socket not yet connected or
+                // listening (fastopen_queue_tune).
+                let v = int()?;
+                let s = g.socket(fd)?;
+                if v < 0 || matches!(s.kind, Kind::Conn(_)) {
+                    return Err(libc::EINVAL);
+                }
+                s.opts.fastopen = Some(v as u32);
+                if let Kind::Listener(l) = s.kind {
+                    let opts = super::connect::listener_options(&s.opts);
+                    g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_KEY) => {
+                // 16 bytes, or 32 for a primary and a backup key.
+                let key = synack_core::FastOpenKey::from_bytes(value).ok_or(libc::EINVAL)?;
+                let s = g.socket(fd)?;
+                s.opts.fastopen_key = Some(key);
+                if let Kind::Listener(l) = s.kind {
+                    g.ep().set_listener_fast_open_key(l, key).map_err(errno)?;
+                }
             }
             (libc::IPPROTO_TCP, libc::TCP_CORK) => {
                 let on = int()? != 0;

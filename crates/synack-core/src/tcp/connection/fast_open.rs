@@ -1,5 +1,7 @@
-//! TCP Fast Open, the client's side (RFC 7413 §4.2): data in the SYN, with a cookie the
-//! server gave before.
+//! TCP Fast Open (RFC 7413): the client's side (§4.2), data in the SYN with a cookie the
+//! server gave before; and what a server's connection keeps of it (§4.2.2): the cookie its
+//! SYN-ACK carries, and whether its SYN's data was taken at once (the endpoint decides that,
+//! `endpoint/fast_open.rs`).
 //!
 //! A connection that wants Fast Open and has no cookie for the server sends an empty Fast
 //! Open option in its SYN (a cookie request, §4.1.2); the cookie in the SYN-ACK goes to the
@@ -13,7 +15,8 @@
 //! reports itself writable at once, and the first write sends the SYN with the data.
 
 use crate::tcp::State;
-use crate::wire::{FastOpenCookie, TcpRepr};
+use crate::time::Instant;
+use crate::wire::{Ecn, FastOpenCookie, TcpRepr};
 
 use super::Connection;
 
@@ -21,9 +24,10 @@ use super::Connection;
 /// option area, as Linux sizes `tcp_send_syn_data`'s copy before the peer's MSS is known.
 const MAX_SYN_DATA: usize = 1460 - 40;
 
-/// An active open's Fast Open state, boxed in the connection: few connections use it.
+/// A connection's Fast Open state, boxed in the connection: few connections use it. An
+/// active open's, or a passive open's that was asked for a cookie or took data from its SYN.
 #[derive(Debug, Clone, Default)]
-pub struct FastOpenClient {
+pub struct FastOpen {
     /// The cookie the first SYN carries; `None` asks for one.
     cookie: Option<FastOpenCookie>,
     /// The SYN waits for the first write (`TCP_FASTOPEN_CONNECT` with a cookie).
@@ -34,6 +38,15 @@ pub struct FastOpenClient {
     syn_data: usize,
     /// A cookie the SYN-ACK brought, for the endpoint's cache.
     learned: Option<FastOpenCookie>,
+    /// A passive open the listener took with Fast Open (RFC 7413 §4.2.2): in the accept
+    /// queue from its SYN on, and sending data before the handshake's final ACK.
+    child: bool,
+    /// The cookie our first SYN-ACK carries (a cookie request's answer, or the valid cookie
+    /// for a client that presented a wrong one); retransmissions carry none, as Linux's.
+    synack_cookie: Option<FastOpenCookie>,
+    /// The data of the SYN was acknowledged: by our SYN-ACK (passive) or the server's
+    /// (active). Linux's `syn_data_acked`, `TCPI_OPT_SYN_DATA` in `TCP_INFO`.
+    syn_data_acked: bool,
 }
 
 impl Connection {
@@ -49,11 +62,76 @@ impl Connection {
             // writes the data the SYN is waiting for.
             self.notify.writable = true;
         }
-        self.fast_open = Some(Box::new(FastOpenClient {
+        self.fast_open = Some(Box::new(FastOpen {
             cookie,
             deferred,
-            ..FastOpenClient::default()
+            ..FastOpen::default()
         }));
+    }
+
+    /// A passive open with Fast Open (RFC 7413 §4.2.2): the SYN carried a valid cookie (or
+    /// the listener needs none). As [`Connection::accept_syn`], and the SYN's data is taken
+    /// at once: our SYN-ACK acknowledges it and the application can read it before the
+    /// handshake ends. `reply` is a cookie for the SYN-ACK (the client's was valid only
+    /// under the backup key).
+    pub fn accept_syn_fast_open(
+        &mut self,
+        now: Instant,
+        syn: &TcpRepr<'_>,
+        ecn: Ecn,
+        reply: Option<FastOpenCookie>,
+    ) {
+        self.accept_syn(now, syn, ecn);
+        // The data goes in as Linux's tcp_fastopen_add_skb queues it, whatever the memory
+        // budget (the listener refused the SYN if the endpoint was full): no more than the
+        // window we offer, which the SYN could not know.
+        let data = &syn.payload[..syn.payload.len().min(self.rcv.buffer.window())];
+        let mut taken = 0;
+        if !data.is_empty() {
+            let before = self.rcv.buffer.allocated();
+            taken = self.rcv.buffer.write(0, data).unwrap_or(0);
+            let added = self.rcv.buffer.allocated().saturating_sub(before);
+            self.mem.room = self.mem.room.saturating_sub(added);
+        }
+        if taken > 0 {
+            self.rcv.nxt += taken;
+            self.rcv.adv = self.rcv.nxt + self.initial_window();
+            self.notify.readable = true;
+        }
+        self.fast_open = Some(Box::new(FastOpen {
+            child: true,
+            synack_cookie: reply,
+            syn_data_acked: taken > 0,
+            ..FastOpen::default()
+        }));
+    }
+
+    /// A passive open's SYN-ACK is to carry `cookie` (RFC 7413 §4.1.2: the answer to a
+    /// cookie request, or to a cookie that did not check).
+    pub fn set_synack_cookie(&mut self, cookie: FastOpenCookie) {
+        self.fast_open
+            .get_or_insert_with(Default::default)
+            .synack_cookie = Some(cookie);
+    }
+
+    /// A passive open taken with Fast Open, still waiting for the handshake's final ACK:
+    /// it may send data, and an RST or a timeout is an error for its application.
+    pub fn is_fast_open_child(&self) -> bool {
+        self.state == State::SynReceived && self.fast_open.as_ref().is_some_and(|f| f.child)
+    }
+
+    /// Whether the data of the SYN was acknowledged in the SYN-ACK (`TCPI_OPT_SYN_DATA`).
+    pub fn syn_data_acked(&self) -> bool {
+        self.fast_open.as_ref().is_some_and(|f| f.syn_data_acked)
+    }
+
+    /// Dress a passive open's first SYN-ACK with its cookie, once.
+    pub(super) fn fast_open_syn_ack(&mut self, seg: &mut TcpRepr<'_>) {
+        if let Some(f) = self.fast_open.as_mut() {
+            if let Some(cookie) = f.synack_cookie.take() {
+                seg.fast_open = Some(cookie);
+            }
+        }
     }
 
     /// Data was queued: a deferred SYN goes out now, with it.
@@ -123,6 +201,9 @@ impl Connection {
         };
         self.snd.buffer.consume(acked);
         self.snd.una = first + acked;
+        if let Some(f) = self.fast_open.as_mut() {
+            f.syn_data_acked = acked > 0;
+        }
         // What the server did not take goes again as ordinary data, at once (Linux's
         // tcp_rcv_fastopen_synack marks it lost and retransmits it).
         self.snd.nxt = self.snd.una;

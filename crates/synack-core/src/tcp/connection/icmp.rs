@@ -15,6 +15,11 @@ impl Connection {
         seq >= self.snd.una && seq < self.snd.max.max(self.snd.una + 1)
     }
 
+    /// Our initial sequence number: what an ICMP error about our SYN or SYN-ACK quotes.
+    pub(crate) fn iss(&self) -> SeqNumber {
+        self.snd.iss
+    }
+
     /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below the
     /// protocol minimum, and resend what was in flight.
     pub(crate) fn handle_packet_too_big(&mut self, mtu: u32) {

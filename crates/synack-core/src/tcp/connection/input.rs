@@ -323,6 +323,11 @@ impl Connection {
                 self.snd.wl1 = seg.seq_number;
                 self.snd.wl2 = seg.ack_number;
                 self.ack_syn(now, seg);
+                // A Fast Open child may have sent data already: its retransmission timer
+                // runs from here (Linux's tcp_rcv_synrecv_state_fastopen rearms the RTO).
+                if self.snd.una < self.snd.max {
+                    self.retransmit_deadline_reset(now);
+                }
                 self.set_state(State::Established);
                 self.apply_queued_fin();
                 self.notify.connected = true;
@@ -409,6 +414,9 @@ impl Connection {
             // A passive open goes back to LISTEN: for us, the half-open connection vanishes.
             // An active open that reached SYN-RECEIVED (simultaneous open) is refused
             // (RFC 9293 §3.10.7.4).
+            // A Fast Open child was handed to the application with its SYN: the RST is its
+            // error (Linux's tcp_reset), and its data stays readable.
+            State::SynReceived if self.is_fast_open_child() => Some(Error::ConnectionReset),
             State::SynReceived => {
                 if self.passive {
                     None

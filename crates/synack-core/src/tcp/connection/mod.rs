@@ -3,7 +3,8 @@
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
-//! - `fast_open`: TCP Fast Open's client side (RFC 7413: a cookie, data in the SYN);
+//! - `fast_open`: TCP Fast Open (RFC 7413: a cookie, data in the SYN), the client's side and
+//!   what a server's connection keeps;
 //! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
 //!   a connection in TIME-WAIT);
 //! - `icmp`: what an ICMP error about the connection does to it (path MTU, unreachable);
@@ -42,7 +43,7 @@ mod timers;
 
 pub(crate) use close::TimeWaitEntry;
 pub(crate) use ecn::EcnState;
-pub use fast_open::FastOpenClient;
+pub use fast_open::FastOpen;
 pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
 
@@ -509,8 +510,9 @@ pub(crate) struct Connection {
     /// `set_nodelay(true)` pushes what is queued once, past `cork` and `more` (Linux's
     /// `TCP_NAGLE_PUSH`).
     pub push_now: bool,
-    /// TCP Fast Open for an active open that asked for it (see [`FastOpenClient`]).
-    pub fast_open: Option<Box<FastOpenClient>>,
+    /// TCP Fast Open, for an active open that asked for it or a passive open that was
+    /// asked (see [`FastOpen`]).
+    pub fast_open: Option<Box<FastOpen>>,
     /// Explicit Congestion Notification (RFC 3168): negotiated or not, and the echo state.
     pub ecn: EcnState,
     /// `IP_TOS` / `IPV6_TCLASS`: the DSCP bits of every packet the connection sends (the
@@ -1216,7 +1218,8 @@ impl Connection {
         let packet = self.tso_segments(mss).saturating_mul(mss);
         // Where a push would stop: the peer's and the congestion window, in whole segments.
         let start = self.snd.data_start();
-        let sendable = matches!(self.state, State::Established | State::CloseWait);
+        let sendable = matches!(self.state, State::Established | State::CloseWait)
+            || self.is_fast_open_child();
         let edge = self.snd.una + self.snd.wnd.min(self.cc.window());
         let edge = if sendable && edge > start {
             edge - start

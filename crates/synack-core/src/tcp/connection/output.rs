@@ -124,6 +124,9 @@ impl Connection {
         }
         match self.state {
             State::Closed | State::Listen => return None,
+            // A Fast Open child (RFC 7413 §4.2.2) sends data once its SYN-ACK is out, before
+            // the handshake's final ACK, as in ESTABLISHED.
+            State::SynReceived if !self.syn_pending && self.is_fast_open_child() => {}
             State::SynSent | State::SynReceived => {
                 if !self.syn_pending {
                     // SYN-RECEIVED owes an ACK to an unacceptable segment (RFC 9293
@@ -139,7 +142,17 @@ impl Connection {
                 let retransmit = self.snd.max > self.snd.iss;
                 // TCP Fast Open (RFC 7413 §4.2): the first SYN may carry a cookie and data.
                 let data = self.fast_open_syn(&mut seg);
-                self.snd.nxt = self.snd.iss + 1 + data;
+                if self.state == State::SynReceived {
+                    self.fast_open_syn_ack(&mut seg);
+                }
+                // A Fast Open child's SYN-ACK sent again leaves the data it sent since where
+                // it is: only the SYN-ACK is resent (Linux's tcp_fastopen_synack_timer).
+                let after_syn = self.snd.iss + 1 + data;
+                self.snd.nxt = if self.is_fast_open_child() {
+                    self.snd.nxt.max(after_syn)
+                } else {
+                    after_syn
+                };
                 self.snd.max = self.snd.max.max(self.snd.nxt);
                 if self.timers.retransmit.is_none() {
                     self.timers.retransmit = Some(now + self.syn_rto());

@@ -250,6 +250,9 @@ impl Connection {
                 } else {
                     let limit = if active {
                         self.cfg.syn_retries
+                    } else if self.is_fast_open_child() {
+                        // One more for a Fast Open child, as Linux's tcp_fastopen_synack_timer.
+                        self.cfg.synack_retries + 1
                     } else {
                         self.cfg.synack_retries
                     };
@@ -257,7 +260,8 @@ impl Connection {
                 };
                 if expired {
                     // A passive half-open connection just goes away; an active open fails.
-                    let error = if self.passive {
+                    // A Fast Open child is the application's already: it fails.
+                    let error = if self.passive && !self.is_fast_open_child() {
                         None
                     } else {
                         Some(self.soft_error.unwrap_or(Error::TimedOut))
