@@ -142,6 +142,7 @@ impl Connection {
                 ack_points: [SeqNumber(0); super::MAX_ACK_POINTS],
                 ack_points_len: 0,
                 dsack: None,
+                urgent: None,
             },
             ts: Timestamps {
                 enabled: config.timestamps,
@@ -210,6 +211,7 @@ impl Connection {
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,
+            oob_inline: false,
         }
     }
 

@@ -351,6 +351,14 @@ impl Connection {
             self.enter_closed(None);
             return;
         }
+        // Sixth: the URG bit, in the states that still take text ("ignore the URG" after
+        // the peer's FIN).
+        if matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            self.check_urgent(seg);
+        }
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
