@@ -77,6 +77,31 @@ impl Shared {
         Ok(Received { len: n, inq })
     }
 
+    /// recv(2) with MSG_OOB (`peek`: with MSG_PEEK too): the urgent byte, once; `None` is
+    /// end of stream. Never blocks (Linux `tcp_recv_urg`: EAGAIN whatever the socket's
+    /// blocking mode while the byte has not come).
+    pub fn recv_oob(&self, fd: i32, peek: bool) -> SysResult<Option<u8>> {
+        let mut g = self.lock();
+        let s = g.socket(fd)?;
+        let shut_rd = s.shut_rd;
+        let h = match s.kind {
+            Kind::Conn(h) => h,
+            Kind::Listener(_) => return Err(libc::ENOTCONN),
+            // No urgent data on a socket that never connected.
+            Kind::Fresh => return Err(libc::EINVAL),
+        };
+        let r = if peek {
+            g.ep().peek_urgent(h)
+        } else {
+            g.ep().recv_urgent(h)
+        };
+        match r {
+            Ok(b) => Ok(b),
+            Err(Error::WouldBlock) if shut_rd => Ok(None),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
     /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room; `flags`
     /// are MSG_MORE and MSG_EOR (an EOR marks the record's end once all of `data` is in).
     pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
