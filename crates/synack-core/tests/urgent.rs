@@ -238,3 +238,50 @@ fn peek_stops_at_the_mark_and_skips_the_byte_as_a_read_does() {
     assert_eq!(&buf[..2], b"cd");
     assert_eq!(k.recv(100).unwrap(), b"cd");
 }
+
+#[test]
+fn a_msg_oob_write_marks_its_last_byte_urgent_until_acknowledged() {
+    let mut k = Conn::open();
+    let c = k.c;
+    let n =
+        k.h.ep
+            .send_urgent(c, b"abcdef", Default::default())
+            .unwrap();
+    assert_eq!(n, 6);
+    let seg = k.h.one();
+    assert!(seg.has(TcpFlags::URG), "{seg:?}");
+    // One past the urgent byte (RFC 6093 §3), as Linux sends it.
+    assert_eq!(seg.urgent, 6);
+    assert_eq!(seg.payload, b"abcdef");
+    // More data before the ACK: Nagle holds nothing back in urgent mode, and a segment
+    // starting at or past SND.UP carries no URG.
+    k.h.ep.send(c, b"gh").unwrap();
+    let seg = k.h.one();
+    assert!(!seg.has(TcpFlags::URG));
+    assert_eq!(seg.payload, b"gh");
+    let ack = Out::new(ACK, 0, 0).seqn(k.isn1).ackn(k.our_nxt + 8);
+    k.h.inject(k.peer, k.us, ack);
+    let _ = k.h.drain();
+    // Acknowledged: urgent mode is over.
+    k.h.ep.send(c, b"ij").unwrap();
+    let seg = k.h.one();
+    assert!(!seg.has(TcpFlags::URG));
+    assert_eq!(seg.urgent, 0);
+}
+
+#[test]
+fn segments_below_snd_up_all_carry_the_pointer() {
+    let mut k = Conn::open();
+    let c = k.c;
+    // 2500 bytes with MSG_OOB over a 1000-byte MSS: three segments, each with URG and the
+    // pointer to the end of the write from its own start, none merged into one TSO packet.
+    let data = vec![7u8; 2500];
+    assert_eq!(k.h.ep.send_urgent(c, &data, Default::default()), Ok(2500));
+    let segs = k.h.drain();
+    let data_segs: Vec<_> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert_eq!(data_segs.len(), 3, "{segs:?}");
+    for s in data_segs {
+        assert!(s.has(TcpFlags::URG));
+        assert_eq!(usize::from(s.urgent), (k.our_nxt + 2500) - s.seq);
+    }
+}

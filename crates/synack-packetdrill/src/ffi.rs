@@ -507,7 +507,8 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
 }
 
 /// send(2)'s flags: MSG_DONTWAIT, the segment-shaping MSG_MORE and MSG_EOR, and
-/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`).
+/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`), MSG_OOB is
+/// taken off by the callers.
 fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
     let known = libc::MSG_DONTWAIT
         | libc::MSG_NOSIGNAL
@@ -515,7 +516,7 @@ fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
         | libc::MSG_EOR
         | libc::MSG_ZEROCOPY;
     if flags & !known != 0 {
-        // MSG_OOB, ...: not in the core.
+        // MSG_CONFIRM, ...: not in the core.
         return Err(libc::EOPNOTSUPP);
     }
     let shape = SendFlags {
@@ -536,9 +537,15 @@ unsafe extern "C" fn pd_send(
     // SAFETY: `buf` has `len` readable bytes, as for send(2); `ud` is live.
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` readable bytes, as for send(2).
-    let r = unsafe { in_buf(buf, len) }.and_then(|b| match send_flags(flags)? {
-        (dontwait, shape, true) => s.send_zerocopy(fd, b, &[(buf as usize, len)], dontwait, shape),
-        (dontwait, shape, false) => s.send(fd, b, dontwait, shape),
+    let r = unsafe { in_buf(buf, len) }.and_then(|b| {
+        let oob = flags & libc::MSG_OOB != 0;
+        match send_flags(flags & !libc::MSG_OOB)? {
+            (dontwait, shape, _) if oob => s.send_oob(fd, b, dontwait, shape),
+            (dontwait, shape, true) => {
+                s.send_zerocopy(fd, b, &[(buf as usize, len)], dontwait, shape)
+            }
+            (dontwait, shape, false) => s.send(fd, b, dontwait, shape),
+        }
     });
     traced(
         s,
@@ -613,13 +620,16 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
         // SAFETY: the iovecs name readable memory, as for sendmsg(2).
         let data = unsafe { gather(iov) }?;
-        let (dontwait, shape, zerocopy) = send_flags(flags)?;
+        let oob = flags & libc::MSG_OOB != 0;
+        let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_OOB)?;
         if m.msg_controllen != 0 {
             return Err(libc::EOPNOTSUPP);
         }
         // SAFETY: `ud` is live.
         let s = unsafe { shared(ud) };
-        if zerocopy {
+        if oob {
+            s.send_oob(fd, &data, dontwait, shape)
+        } else if zerocopy {
             let frags: Vec<_> = iov
                 .iter()
                 .map(|i| (i.iov_base as usize, i.iov_len))

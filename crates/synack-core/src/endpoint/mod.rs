@@ -454,6 +454,20 @@ impl Endpoint {
         self.app_write(conn, |c| c.send(data, flags))
     }
 
+    /// [`Endpoint::send_with`] for `MSG_OOB`: the last byte written is urgent (RFC 9293
+    /// §3.8.5, RFC 6093 §3). Segments carry URG with the urgent pointer one past it until
+    /// the peer acknowledges it, and Nagle's algorithm holds nothing back meanwhile (Linux
+    /// `tcp_mark_urg`, `tcp_nagle_test`). RFC 6093 §5 advises new applications against
+    /// urgent data; this is for those that speak a protocol using it (telnet, FTP's ABOR).
+    pub fn send_urgent(
+        &mut self,
+        conn: ConnectionHandle,
+        data: &[u8],
+        flags: SendFlags,
+    ) -> Result<usize, Error> {
+        self.app_write(conn, |c| c.send_urgent(data, flags))
+    }
+
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
     /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
     /// Otherwise as [`Endpoint::send`].

@@ -108,6 +108,17 @@ impl Shared {
         self.send_parts(fd, data, &[], dontwait, flags, false)
     }
 
+    /// send(2) with MSG_OOB: as [`Shared::send`], and the last byte written is urgent.
+    pub fn send_oob(
+        &self,
+        fd: i32,
+        data: &[u8],
+        dontwait: bool,
+        flags: SendFlags,
+    ) -> SysResult<usize> {
+        self.write(fd, data, &[], dontwait, flags, false, true)
+    }
+
     /// As [`Shared::send`], with `data` cut into records at `breaks` (ascending offsets into
     /// it), each part queued as if with MSG_EOR, so that no segment spans two; `zerocopy`
     /// numbers the write for its completion report on the error queue.
@@ -119,6 +130,21 @@ impl Shared {
         dontwait: bool,
         flags: SendFlags,
         zerocopy: bool,
+    ) -> SysResult<usize> {
+        self.write(fd, data, breaks, dontwait, flags, zerocopy, false)
+    }
+
+    /// The write behind every send: `oob` queues each part with MSG_OOB.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        fd: i32,
+        data: &[u8],
+        breaks: &[usize],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+        oob: bool,
     ) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
@@ -168,7 +194,13 @@ impl Shared {
                         None
                     };
                 }
-                match st.ep().send_with(h, &data[done..end], part_flags) {
+                let part = &data[done..end];
+                let sent = if oob {
+                    st.ep().send_urgent(h, part, part_flags)
+                } else {
+                    st.ep().send_with(h, part, part_flags)
+                };
+                match sent {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                     Err(Error::WouldBlock) => {

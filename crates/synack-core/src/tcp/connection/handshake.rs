@@ -118,6 +118,7 @@ impl Connection {
                 sndbuf: config.send_buffer,
                 records: VecDeque::new(),
                 push_at_end: true,
+                up: None,
                 fin_queued: false,
                 fin_seq: None,
                 fin_alone: false,

@@ -634,6 +634,10 @@ impl Connection {
             }
         }
         self.snd.una = ack;
+        // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
+        if self.snd.up.is_some_and(|up| up <= ack) {
+            self.snd.up = None;
+        }
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
             self.snd.records.pop_front();
         }

@@ -233,6 +233,9 @@ pub(crate) struct Sender {
     /// segment that ends the queue carries PSH (RFC 9293 §3.9.1.2; Linux's `tcp_mark_push`
     /// at the end of every `sendmsg` without `MSG_MORE`).
     pub push_at_end: bool,
+    /// SND.UP (RFC 9293 §3.8.5): one past the last byte written with `MSG_OOB`, while the
+    /// peer has not acknowledged it (Linux's `snd_up` in urgent mode).
+    pub up: Option<SeqNumber>,
     /// The application asked for a FIN (shutdown or close).
     pub fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.

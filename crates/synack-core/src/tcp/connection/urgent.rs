@@ -1,4 +1,5 @@
-//! Urgent data on the receive side (RFC 9293 §3.8.5, RFC 6093), with Linux's semantics.
+//! Urgent data (RFC 9293 §3.8.5, RFC 6093), with Linux's semantics: received, and sent
+//! with `MSG_OOB`.
 //!
 //! The urgent pointer points one past the urgent byte (RFC 6093 §3: what every widely used
 //! stack does, BSD-style, whatever RFC 1122 said), and only the last byte before it is
@@ -17,6 +18,7 @@
 
 use super::Connection;
 use crate::error::Error;
+use crate::options::SendFlags;
 use crate::seq::SeqNumber;
 use crate::wire::{TcpFlags, TcpRepr};
 
@@ -189,5 +191,43 @@ impl Connection {
     /// `SO_OOBINLINE`: the urgent byte stays in the stream.
     pub fn set_oob_inline(&mut self, inline: bool) {
         self.oob_inline = inline;
+    }
+
+    /// A write with `MSG_OOB`: queued as any write, then SND.UP moves to its end, so that
+    /// its last byte is the urgent one (RFC 6093 §3, Linux `tcp_mark_urg`). Every segment
+    /// that starts below SND.UP carries URG until the peer acknowledges it.
+    pub fn send_urgent(&mut self, data: &[u8], flags: SendFlags) -> Result<usize, Error> {
+        let n = self.send(data, flags)?;
+        if n > 0 {
+            self.snd.up = Some(self.snd.data_start() + self.snd.buffer.len());
+        }
+        Ok(n)
+    }
+
+    /// Whether a segment starting at `seq` carries URG (Linux: `tcp_urg_mode` and
+    /// `seq < snd_up`).
+    pub(super) fn urgent_covers(&self, seq: SeqNumber) -> bool {
+        self.snd.up.is_some_and(|up| seq < up)
+    }
+
+    /// URG and the urgent pointer on an outgoing segment that starts below SND.UP (Linux
+    /// `__tcp_transmit_skb`): the offset of SND.UP from the segment's sequence number, or
+    /// the largest offset the field holds when SND.UP is further (RFC 6093 §4 leaves a
+    /// sender that much), as long as SND.NXT lies within it too.
+    pub(super) fn mark_urgent(&self, seg: &mut TcpRepr<'_>) {
+        let Some(up) = self.snd.up else { return };
+        let seq = seg.seq_number;
+        if seq >= up || seg.flags.contains(TcpFlags::SYN) || seg.flags.contains(TcpFlags::RST) {
+            return;
+        }
+        let offset = up - seq;
+        if offset <= usize::from(u16::MAX) {
+            seg.urgent_pointer = offset as u16;
+        } else if self.snd.nxt < seq + usize::from(u16::MAX) {
+            seg.urgent_pointer = u16::MAX;
+        } else {
+            return;
+        }
+        seg.flags |= TcpFlags::URG;
     }
 }
