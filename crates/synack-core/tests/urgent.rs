@@ -285,3 +285,75 @@ fn segments_below_snd_up_all_carry_the_pointer() {
         assert_eq!(usize::from(s.urgent), (k.our_nxt + 2500) - s.seq);
     }
 }
+
+#[test]
+fn random_urgent_pointers_never_stall_reads_or_panic() {
+    // Segments in and out of order, each with a random URG pointer or none, reads of random
+    // sizes in between: every byte ends up read (or taken out of band, at most one per
+    // mark), and the reader never sees WouldBlock with bytes it could read.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for round in 0..40 {
+        let mut k = Conn::open();
+        if round % 4 == 3 {
+            k.h.ep.set_oob_inline(k.c, true).unwrap();
+        }
+        let total = 3000usize;
+        let data: Vec<u8> = (0..total).map(|i| i as u8).collect();
+        let mut sent = 0usize;
+        let mut got = 0usize;
+        let mut oob = 0usize;
+        let mut urgs = 0usize;
+        while sent < total {
+            let len = (1 + rnd(400) as usize).min(total - sent);
+            let urg = match rnd(3) {
+                0 => None,
+                1 => Some(rnd(len as u64 + 2) as u16),
+                _ => Some(rnd(u64::from(u16::MAX) + 1) as u16),
+            };
+            // Now and then a segment ahead of a hole, then the in-order one.
+            if rnd(4) == 0 && sent + len + 10 <= total {
+                k.data(sent + 10, &data[sent + 10..sent + len + 10], urg);
+            }
+            k.data(sent, &data[sent..sent + len], urg);
+            sent += len;
+            urgs += usize::from(urg.is_some());
+            let want = 1 + rnd(500) as usize;
+            if let Ok(b) = k.recv(want) {
+                got += b.len();
+            }
+            if let Ok(Some(_)) = k.h.ep.recv_urgent(k.c) {
+                oob += 1;
+            }
+        }
+        // Drain: a read returns bytes while any are readable.
+        for _ in 0..10_000 {
+            let _ = k.h.ep.recv_urgent(k.c);
+            match k.recv(512) {
+                Ok(b) if !b.is_empty() => got += b.len(),
+                _ => {
+                    if k.h.ep.recv_queue_len(k.c).unwrap() == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        assert_eq!(k.h.ep.recv_queue_len(k.c), Ok(0), "round {round}");
+        // Inline, every byte is read; out of band, only urgent bytes (one per mark, each
+        // from a segment with URG) are missing.
+        if round % 4 == 3 {
+            assert_eq!(got, total, "round {round}");
+            assert_eq!(oob, 0);
+        } else {
+            assert!(
+                got <= total && got + urgs >= total,
+                "round {round}: {got} {urgs}"
+            );
+        }
+    }
+}

@@ -113,10 +113,12 @@ impl Connection {
     /// Returns `(skip, take)`: bytes to drop (0 or 1), then bytes to copy.
     pub(super) fn urgent_read_plan(&self, want: usize) -> (usize, usize) {
         let avail = self.rcv.buffer.len();
-        let Some(urg) = self.rcv.urgent else {
+        let read = self.read_seq();
+        // A mark behind the reader is forgotten after every read; were one left, it must
+        // not stop reads for good.
+        let Some(urg) = self.rcv.urgent.filter(|u| u.seq >= read) else {
             return (0, want.min(avail));
         };
-        let read = self.read_seq();
         if urg.seq == read {
             if self.oob_inline || avail == 0 {
                 // Inline, the urgent byte is read as data, with whatever follows it.
@@ -147,8 +149,9 @@ impl Connection {
     /// Bytes readable before the mark while one is pending, `Some(0)` at it; `None` with no
     /// mark (Linux: `SIOCATMARK` is `urg_data && urg_seq == copied_seq`).
     pub fn urgent_mark(&self) -> Option<usize> {
-        let urg = self.rcv.urgent?;
-        Some(urg.seq - self.read_seq())
+        let read = self.read_seq();
+        let urg = self.rcv.urgent.filter(|u| u.seq >= read)?;
+        Some(urg.seq - read)
     }
 
     /// Whether the urgent byte arrived and no `MSG_OOB` read took it yet (POLLPRI).
