@@ -18,10 +18,6 @@ pub struct Received {
 impl Shared {
     /// recv(2)/read(2) into `buf`; `peek` is MSG_PEEK, `dontwait` MSG_DONTWAIT.
     pub fn recv(&self, fd: i32, buf: &mut [u8], dontwait: bool, peek: bool) -> SysResult<Received> {
-        if peek {
-            // The core has no way to look without taking.
-            return Err(libc::EOPNOTSUPP);
-        }
         let g = self.lock();
         let (mut g, r) = self.block(g, None, |st| {
             let s = match st.socket(fd) {
@@ -37,7 +33,12 @@ impl Shared {
                 _ => return Some(Err(libc::ENOTCONN)),
             };
             let now = st.now;
-            match st.ep().recv(now, h, buf) {
+            let r = if peek {
+                st.ep().peek(h, buf)
+            } else {
+                st.ep().recv(now, h, buf)
+            };
+            match r {
                 Ok(n) => Some(Ok(n)),
                 Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
                 Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
