@@ -491,7 +491,9 @@ impl Endpoint {
     }
 
     /// Read received bytes. `Ok(0)` is end of stream; `Err(WouldBlock)` means nothing yet
-    /// ([`Event::Readable`] follows).
+    /// ([`Event::Readable`] follows). A read stops at the urgent mark, and there skips the
+    /// urgent byte unless [`set_oob_inline`](Self::set_oob_inline) keeps it in the stream
+    /// (see [`recv_urgent`](Self::recv_urgent)).
     pub fn recv(
         &mut self,
         now: Instant,
