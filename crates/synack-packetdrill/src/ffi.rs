@@ -359,6 +359,13 @@ unsafe extern "C" fn pd_recv(
                 inq: None,
             });
         }
+        if flags & libc::MSG_OOB != 0 {
+            let (_, peek) = recv_flags(flags & !libc::MSG_OOB)?;
+            return Ok(Received {
+                len: oob_into(s.recv_oob(fd, peek)?, b),
+                inq: None,
+            });
+        }
         let (dontwait, peek) = recv_flags(flags)?;
         s.recv(fd, b, dontwait, peek)
     });
@@ -369,7 +376,26 @@ unsafe extern "C" fn pd_recv(
     ) as ssize_t
 }
 
+/// The urgent byte a MSG_OOB read got, copied into `buf` if it has room: the call's result
+/// (Linux `tcp_recv_urg` returns 1, or 0 into an empty buffer, or 0 at end of stream).
+fn oob_into(byte: Option<u8>, buf: &mut [u8]) -> usize {
+    match (byte, buf.first_mut()) {
+        (Some(b), Some(first)) => {
+            *first = b;
+            1
+        }
+        _ => 0,
+    }
+}
+
 unsafe extern "C" fn pd_read(ud: Ud, fd: c_int, buf: *mut c_void, len: usize) -> ssize_t {
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    if s.is_pipe(fd) {
+        // SAFETY: `buf` has `len` writable bytes, as for read(2).
+        let r = unsafe { out_buf(buf, len) }.and_then(|b| s.pipe_read(fd, b));
+        return traced(s, format_args!("read({fd}, {len})"), r.map(|n| n as i64)) as ssize_t;
+    }
     // SAFETY: as for read(2), forwarded unchanged.
     unsafe { pd_recv(ud, fd, buf, len, 0) }
 }
@@ -432,6 +458,21 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
     }
     // SAFETY: its iovecs name writable memory; `ud` is live.
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
+        if flags & libc::MSG_OOB != 0 {
+            let (_, peek) = recv_flags(flags & !libc::MSG_OOB)?;
+            // SAFETY: `ud` is live.
+            let byte = unsafe { shared(ud) }.recv_oob(fd, peek)?;
+            let mut tmp = vec![0; total_len(iov).min(1)];
+            let n = oob_into(byte, &mut tmp);
+            // SAFETY: the message's iovecs name writable memory.
+            unsafe { scatter(iov, &tmp[..n]) };
+            m.msg_controllen = 0;
+            m.msg_flags = if byte.is_some() { libc::MSG_OOB } else { 0 };
+            if byte.is_some() && tmp.is_empty() {
+                m.msg_flags |= libc::MSG_TRUNC;
+            }
+            return Ok(n as i64);
+        }
         let (dontwait, peek) = recv_flags(flags)?;
         let mut tmp = vec![0; total_len(iov)];
         // SAFETY: `ud` is live.
@@ -466,7 +507,8 @@ unsafe extern "C" fn pd_recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_in
 }
 
 /// send(2)'s flags: MSG_DONTWAIT, the segment-shaping MSG_MORE and MSG_EOR, and
-/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`).
+/// MSG_ZEROCOPY (the third value). MSG_FASTOPEN is sendto's (see `pd_sendto`), MSG_OOB is
+/// taken off by the callers.
 fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
     let known = libc::MSG_DONTWAIT
         | libc::MSG_NOSIGNAL
@@ -474,7 +516,7 @@ fn send_flags(flags: c_int) -> SysResult<(bool, SendFlags, bool)> {
         | libc::MSG_EOR
         | libc::MSG_ZEROCOPY;
     if flags & !known != 0 {
-        // MSG_OOB, ...: not in the core.
+        // MSG_CONFIRM, ...: not in the core.
         return Err(libc::EOPNOTSUPP);
     }
     let shape = SendFlags {
@@ -495,9 +537,15 @@ unsafe extern "C" fn pd_send(
     // SAFETY: `buf` has `len` readable bytes, as for send(2); `ud` is live.
     let s = unsafe { shared(ud) };
     // SAFETY: `buf` has `len` readable bytes, as for send(2).
-    let r = unsafe { in_buf(buf, len) }.and_then(|b| match send_flags(flags)? {
-        (dontwait, shape, true) => s.send_zerocopy(fd, b, &[(buf as usize, len)], dontwait, shape),
-        (dontwait, shape, false) => s.send(fd, b, dontwait, shape),
+    let r = unsafe { in_buf(buf, len) }.and_then(|b| {
+        let oob = flags & libc::MSG_OOB != 0;
+        match send_flags(flags & !libc::MSG_OOB)? {
+            (dontwait, shape, _) if oob => s.send_oob(fd, b, dontwait, shape),
+            (dontwait, shape, true) => {
+                s.send_zerocopy(fd, b, &[(buf as usize, len)], dontwait, shape)
+            }
+            (dontwait, shape, false) => s.send(fd, b, dontwait, shape),
+        }
     });
     traced(
         s,
@@ -507,6 +555,13 @@ unsafe extern "C" fn pd_send(
 }
 
 unsafe extern "C" fn pd_write(ud: Ud, fd: c_int, buf: *const c_void, len: usize) -> ssize_t {
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    if s.is_pipe(fd) {
+        // SAFETY: `buf` has `len` readable bytes, as for write(2).
+        let r = unsafe { in_buf(buf, len) }.and_then(|b| s.pipe_write(fd, b));
+        return traced(s, format_args!("write({fd}, {len})"), r.map(|n| n as i64)) as ssize_t;
+    }
     // SAFETY: as for write(2), forwarded unchanged.
     unsafe { pd_send(ud, fd, buf, len, 0) }
 }
@@ -565,13 +620,16 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
         // SAFETY: the iovecs name readable memory, as for sendmsg(2).
         let data = unsafe { gather(iov) }?;
-        let (dontwait, shape, zerocopy) = send_flags(flags)?;
+        let oob = flags & libc::MSG_OOB != 0;
+        let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_OOB)?;
         if m.msg_controllen != 0 {
             return Err(libc::EOPNOTSUPP);
         }
         // SAFETY: `ud` is live.
         let s = unsafe { shared(ud) };
-        if zerocopy {
+        if oob {
+            s.send_oob(fd, &data, dontwait, shape)
+        } else if zerocopy {
             let frags: Vec<_> = iov
                 .iter()
                 .map(|i| (i.iov_base as usize, i.iov_len))
@@ -825,22 +883,48 @@ unsafe extern "C" fn pd_epoll_wait(
     ret(r) as c_int
 }
 
-unsafe extern "C" fn pd_pipe(_ud: Ud, _fds: *mut c_int) -> c_int {
-    set_errno(libc::ENOSYS);
-    -1
+unsafe extern "C" fn pd_pipe(ud: Ud, fds: *mut c_int) -> c_int {
+    if fds.is_null() {
+        set_errno(libc::EFAULT);
+        return -1;
+    }
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    let r = s.pipe().map(|[r, w]| {
+        // SAFETY: as for pipe(2), `fds` has room for two ints (checked non-null above).
+        unsafe {
+            *fds = r;
+            *fds.add(1) = w;
+        }
+        0
+    });
+    traced(s, format_args!("pipe()"), r) as c_int
 }
 
+/// `splice(fd_in, off_in, fd_out, off_out, len, flags)`: packetdrill passes pointers to the
+/// script's offsets, 0 for its NULL.
 unsafe extern "C" fn pd_splice(
-    _ud: Ud,
-    _in: c_int,
-    _off_in: *mut i64,
-    _out: c_int,
-    _off_out: *mut i64,
-    _len: usize,
-    _flags: libc::c_uint,
+    ud: Ud,
+    fd_in: c_int,
+    off_in: *mut i64,
+    fd_out: c_int,
+    off_out: *mut i64,
+    len: usize,
+    flags: libc::c_uint,
 ) -> c_int {
-    set_errno(libc::ENOSYS);
-    -1
+    // SAFETY: null, or an offset to read, as for splice(2).
+    let off = |p: *mut i64| if p.is_null() { 0 } else { unsafe { *p } };
+    let (off_in, off_out) = (off(off_in), off(off_out));
+    // SAFETY: `ud` is live.
+    let s = unsafe { shared(ud) };
+    let r = s
+        .splice(fd_in, off_in, fd_out, off_out, len, flags)
+        .map(|n| n as i64);
+    traced(
+        s,
+        format_args!("splice({fd_in}, {off_in}, {fd_out}, {off_out}, {len}, {flags:#x})"),
+        r,
+    ) as c_int
 }
 
 /// The entry point packetdrill looks up: fill in `ifc` for the `--so_flags` given.

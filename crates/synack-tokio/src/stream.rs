@@ -348,6 +348,52 @@ impl ConnRef {
             .map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    /// A MSG_OOB read: the urgent byte, never waiting (`None` at the end of the stream).
+    fn try_read_urgent(&self) -> io::Result<Option<u8>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .recv_urgent(self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    /// A MSG_OOB write that never waits, as [`ConnRef::try_write`].
+    fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner
+            .endpoint
+            .send_urgent(self.handle, buf, Default::default())
+        {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(n) => {
+                inner.wake_driver();
+                Ok(n)
+            }
+            Err(e) => Err(inner.conn_error(self.handle, e)),
+        }
+    }
+
+    /// SIOCATMARK: whether the next byte read is at the urgent mark.
+    fn at_urgent_mark(&self) -> io::Result<bool> {
+        let inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .urgent_mark(self.handle)
+            .map(|m| m == Some(0))
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .set_oob_inline(self.handle, inline)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         inner
@@ -565,6 +611,33 @@ impl TcpStream {
     /// it takes nothing.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.conn.try_write(buf)
+    }
+
+    /// Reads the urgent byte (`recv(MSG_OOB)`, RFC 9293 §3.8.5 with Linux's semantics: the
+    /// byte before the peer's urgent pointer, taken out of the stream), once and without
+    /// waiting. `Ok(None)` at the end of the stream; `InvalidInput` when there is none (or
+    /// it was read, or [`set_oob_inline`](Self::set_oob_inline) keeps it in the stream);
+    /// `WouldBlock` while the pointer came ahead of the byte. Reads stop at the byte's
+    /// place, [`at_urgent_mark`](Self::at_urgent_mark). RFC 6093 §5 advises new protocols
+    /// against urgent data; this is for those that use it (telnet, FTP's ABOR).
+    pub fn try_read_urgent(&self) -> io::Result<Option<u8>> {
+        self.conn.try_read_urgent()
+    }
+
+    /// Queues `buf` with `send(MSG_OOB)`, without waiting: its last byte is urgent, and the
+    /// segments carry URG and the urgent pointer until the peer acknowledges it.
+    pub fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.try_write_urgent(buf)
+    }
+
+    /// `SIOCATMARK`: whether the next read starts at the urgent mark (reads stop there).
+    pub fn at_urgent_mark(&self) -> io::Result<bool> {
+        self.conn.at_urgent_mark()
+    }
+
+    /// `SO_OOBINLINE`: keep the urgent byte in the stream, where reads return it.
+    pub fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
+        self.conn.set_oob_inline(inline)
     }
 
     /// A snapshot of the connection after Linux's `TCP_INFO` (what `ss -ti` shows): state,

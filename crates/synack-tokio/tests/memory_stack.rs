@@ -1042,3 +1042,37 @@ async fn a_single_queue_device_runs_one_worker() {
     assert_eq!(shards[0].handed_off, 0);
     assert_eq!(shards[0].stats, server.stats());
 }
+
+#[tokio::test]
+async fn urgent_data_crosses_out_of_band() {
+    within(10, async {
+        let (client, server) = stacks();
+        let (c, mut s) = connected(&client, &server, 7100).await;
+        c.try_write(b"abc").unwrap();
+        // The last byte of an MSG_OOB write is urgent: out of the stream at the peer.
+        c.try_write_urgent(b"dX").unwrap();
+        c.try_write(b"ef").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        while got.len() < 4 {
+            let n = s.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        // The read stopped at the mark.
+        assert_eq!(got, b"abcd");
+        assert!(s.at_urgent_mark().unwrap());
+        assert_eq!(s.try_read_urgent().unwrap(), Some(b'X'));
+        assert_eq!(
+            s.try_read_urgent().unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let mut rest = Vec::new();
+        while rest.len() < 2 {
+            let n = s.read(&mut buf).await.unwrap();
+            rest.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(rest, b"ef");
+        assert!(!s.at_urgent_mark().unwrap());
+    })
+    .await;
+}

@@ -459,6 +459,20 @@ impl Endpoint {
         self.app_write(conn, |c| c.send(data, flags))
     }
 
+    /// [`Endpoint::send_with`] for `MSG_OOB`: the last byte written is urgent (RFC 9293
+    /// §3.8.5, RFC 6093 §3). Segments carry URG with the urgent pointer one past it until
+    /// the peer acknowledges it, and Nagle's algorithm holds nothing back meanwhile (Linux
+    /// `tcp_mark_urg`, `tcp_nagle_test`). RFC 6093 §5 advises new applications against
+    /// urgent data; this is for those that speak a protocol using it (telnet, FTP's ABOR).
+    pub fn send_urgent(
+        &mut self,
+        conn: ConnectionHandle,
+        data: &[u8],
+        flags: SendFlags,
+    ) -> Result<usize, Error> {
+        self.app_write(conn, |c| c.send_urgent(data, flags))
+    }
+
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
     /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
     /// Otherwise as [`Endpoint::send`].
@@ -482,7 +496,9 @@ impl Endpoint {
     }
 
     /// Read received bytes. `Ok(0)` is end of stream; `Err(WouldBlock)` means nothing yet
-    /// ([`Event::Readable`] follows).
+    /// ([`Event::Readable`] follows). A read stops at the urgent mark, and there skips the
+    /// urgent byte unless [`set_oob_inline`](Self::set_oob_inline) keeps it in the stream
+    /// (see [`recv_urgent`](Self::recv_urgent)).
     pub fn recv(
         &mut self,
         now: Instant,
@@ -504,6 +520,44 @@ impl Endpoint {
     /// returns them again. The same results as `recv` otherwise.
     pub fn peek(&self, conn: ConnectionHandle, buf: &mut [u8]) -> Result<usize, Error> {
         self.app_conn(conn)?.peek(buf)
+    }
+
+    /// Read the urgent byte (`recv(MSG_OOB)`, RFC 9293 §3.8.5 with Linux's semantics: the
+    /// byte before the peer's urgent pointer, RFC 6093 §3), once. `Ok(None)` is end of
+    /// stream. `Err(InvalidInput)` (EINVAL) when there is none to read: no urgent pointer
+    /// came, the byte was read already, or [`set_oob_inline`](Self::set_oob_inline) keeps it
+    /// in the stream; `Err(WouldBlock)` (EAGAIN, never worth blocking for) while the pointer
+    /// came ahead of the byte. Normal reads stop at the byte's place (the mark) and skip it.
+    pub fn recv_urgent(&mut self, conn: ConnectionHandle) -> Result<Option<u8>, Error> {
+        self.app_slot(conn)?.conn.recv_urgent(false)
+    }
+
+    /// As [`recv_urgent`](Self::recv_urgent), but the byte stays to be read again
+    /// (`MSG_OOB | MSG_PEEK`).
+    pub fn peek_urgent(&mut self, conn: ConnectionHandle) -> Result<Option<u8>, Error> {
+        self.app_slot(conn)?.conn.recv_urgent(true)
+    }
+
+    /// While the peer's urgent pointer is pending: how many bytes a read returns before it
+    /// stops at the urgent mark, `Some(0)` at the mark itself (`SIOCATMARK`). `None` with no
+    /// pending mark. The count may exceed what is buffered when the pointer came ahead of
+    /// the data.
+    pub fn urgent_mark(&self, conn: ConnectionHandle) -> Result<Option<usize>, Error> {
+        Ok(self.app_conn(conn)?.urgent_mark())
+    }
+
+    /// Whether an urgent byte waits for [`recv_urgent`](Self::recv_urgent) (`POLLPRI`).
+    pub fn urgent_pending(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.urgent_pending())
+    }
+
+    /// `SO_OOBINLINE`: keep the urgent byte in the stream, where normal reads return it
+    /// (after stopping at the mark), instead of out of band for
+    /// [`recv_urgent`](Self::recv_urgent).
+    pub fn set_oob_inline(&mut self, conn: ConnectionHandle, inline: bool) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_oob_inline(inline);
+        self.after(conn);
+        Ok(())
     }
 
     /// Send FIN after the queued data (half-close); reading continues.

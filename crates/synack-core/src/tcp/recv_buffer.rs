@@ -234,6 +234,16 @@ impl RecvBuffer {
             return 0;
         }
         self.copy(self.read_pos, &mut dst[..n]);
+        self.skip(n)
+    }
+
+    /// Removes up to `n` in-order bytes unread (the urgent byte a read skips, RFC 9293
+    /// §3.8.5) and returns how many.
+    pub fn skip(&mut self, n: usize) -> usize {
+        let n = n.min(self.len());
+        if n == 0 {
+            return 0;
+        }
         self.read_pos += n as u64;
         if self.read_pos == self.nxt && self.ranges.is_empty() {
             // Nothing held: start over at the front, so that a reader that keeps up reuses

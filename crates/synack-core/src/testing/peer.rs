@@ -51,6 +51,8 @@ pub struct Seg {
     pub payload: Vec<u8>,
     /// The IP header's DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
     pub ds: u8,
+    /// The urgent pointer field (meaningful with URG).
+    pub urgent: u16,
 }
 
 impl Seg {
@@ -96,6 +98,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         fast_open: t.fast_open,
         payload: t.payload.to_vec(),
         ds: wire::ip::ds_field(packet),
+        urgent: t.urgent_pointer,
     })
 }
 
@@ -126,6 +129,8 @@ pub struct Out {
     pub payload: Vec<u8>,
     /// The ECN field of the IP header (not-ECT unless set).
     pub ecn: Ecn,
+    /// The urgent pointer field (0 unless set).
+    pub urgent: u16,
 }
 
 impl Out {
@@ -144,6 +149,7 @@ impl Out {
             fast_open: None,
             payload: Vec::new(),
             ecn: Ecn::NotEct,
+            urgent: 0,
         }
     }
     /// With this sequence number.
@@ -203,6 +209,13 @@ impl Out {
         self.payload = d.to_vec();
         self
     }
+    /// With URG and this urgent pointer (RFC 9293 §3.8.5: one past the urgent byte, RFC
+    /// 6093 §3, counted from the segment's sequence number).
+    pub fn urg(mut self, ptr: u16) -> Self {
+        self.flags = TcpFlags(self.flags.0 | TcpFlags::URG.0);
+        self.urgent = ptr;
+        self
+    }
     /// With this ECN field in the IP header (RFC 3168 §5).
     pub fn ecn(mut self, ecn: Ecn) -> Self {
         self.ecn = ecn;
@@ -222,6 +235,7 @@ impl Out {
         t.timestamp = self.ts;
         t.fast_open = self.fast_open;
         t.payload = &self.payload;
+        t.urgent_pointer = self.urgent;
         let ip = IpRepr::new(from.ip(), to.ip(), IpProtocol::Tcp, t.buffer_len(), 64).unwrap();
         let mut buf = vec![0u8; ip.buffer_len()];
         let hl = ip.header_len();

@@ -19,12 +19,16 @@ impl Shared {
         let mut g = self.lock();
         let now = g.now;
         let removed = g.fds.remove(&fd);
-        if removed.is_some() && release {
+        // packetdrill closes the live descriptors of its sockets when a script ends, not
+        // those of its pipes.
+        let pipe = matches!(removed, Some(Fd::Pipe(_)));
+        if removed.is_some() && (release || pipe) {
             crate::sys::release_fd(fd);
         }
         match removed {
             None => return Err(libc::EBADF),
             Some(Fd::Epoll(_)) => {}
+            Some(Fd::Pipe(end)) => g.close_pipe_end(end),
             Some(Fd::Socket(s)) => {
                 for (_, f) in g.fds.iter_mut() {
                     if let Fd::Epoll(e) = f {

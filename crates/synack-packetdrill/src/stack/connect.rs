@@ -21,6 +21,9 @@ impl Stack {
         if o.cork {
             let _ = ep.set_cork(h, true);
         }
+        if o.oobinline {
+            let _ = ep.set_oob_inline(h, true);
+        }
         if let Some(b) = o.sndbuf {
             let _ = ep.set_send_buffer(h, b as usize);
         }

@@ -1,8 +1,12 @@
-//! fcntl and ioctl: the non-blocking flag, and the bytes queued each way.
+//! fcntl and ioctl: the non-blocking flag, the bytes queued each way, and the urgent mark.
 
 use super::errno::SysResult;
 use super::fd::Kind;
 use super::state::Shared;
+
+/// SIOCATMARK on Linux (include/uapi/asm-generic/sockios.h); the libc crate names it for
+/// other systems only.
+const SIOCATMARK: libc::c_ulong = 0x8905;
 
 impl Shared {
     /// fcntl(2): F_GETFL and F_SETFL (O_NONBLOCK).
@@ -19,7 +23,7 @@ impl Shared {
         }
     }
 
-    /// ioctl(2): SIOCINQ (FIONREAD) and SIOCOUTQ.
+    /// ioctl(2): SIOCINQ (FIONREAD), SIOCOUTQ and SIOCATMARK.
     pub fn ioctl(&self, fd: i32, request: libc::c_ulong) -> SysResult<i32> {
         let mut g = self.lock();
         let s = g.socket(fd)?;
@@ -31,6 +35,11 @@ impl Shared {
             r if r == libc::TIOCOUTQ => {
                 let Ok(h) = g.conn(fd) else { return Ok(0) };
                 Ok(g.ep().send_queue_len(h).unwrap_or(0) as i32)
+            }
+            // Linux tcp_ioctl: 1 while the next byte read is the urgent mark's.
+            SIOCATMARK => {
+                let Ok(h) = g.conn(fd) else { return Ok(0) };
+                Ok(i32::from(g.ep().urgent_mark(h).ok().flatten() == Some(0)))
             }
             _ => Err(libc::ENOTTY),
         }

@@ -8,6 +8,8 @@ pub const OUT: u32 = libc::POLLOUT as u32;
 pub const ERR: u32 = libc::POLLERR as u32;
 /// Hang-up.
 pub const HUP: u32 = libc::POLLHUP as u32;
+/// Urgent data readable (the urgent byte waits for `MSG_OOB`).
+pub const PRI: u32 = libc::POLLPRI as u32;
 /// Normal data readable.
 pub const RDNORM: u32 = libc::POLLRDNORM as u32;
 /// Normal data writable.

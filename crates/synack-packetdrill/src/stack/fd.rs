@@ -1,5 +1,5 @@
 //! What a file descriptor holds: a socket (what it is in the core, its options, and the
-//! state the adapter keeps beside the core's) or an epoll set.
+//! state the adapter keeps beside the core's), an epoll set, or one end of a pipe.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub struct Opts {
     /// listen()'s backlog, once listening (`tcp_fastopen` 0x400 sizes the Fast Open queue
     /// of a listener without TCP_FASTOPEN by it).
     pub backlog: u32,
+    /// SO_OOBINLINE: the urgent byte stays in the stream.
+    pub oobinline: bool,
     /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
     pub ip: IpOpts,
 }
@@ -76,6 +78,9 @@ pub struct IpOpts {
     pub tclass: u8,
     /// IP_MTU_DISCOVER, if set.
     pub mtu_discover: Option<i32>,
+    /// IP_FREEBIND: recorded and reported. A bind to an address that is not the stack's
+    /// still fails (EADDRNOTAVAIL): the core answers only for its own addresses.
+    pub freebind: bool,
     /// The DS byte the connection sends with: the last of IP_TOS and IPV6_TCLASS set.
     pub ds: Option<u8>,
 }
@@ -140,4 +145,6 @@ pub(super) struct Epoll {
 pub(super) enum Fd {
     Socket(Box<Socket>),
     Epoll(Epoll),
+    /// One end of a pipe (see `pipe.rs`).
+    Pipe(super::pipe::PipeEnd),
 }

@@ -18,10 +18,6 @@ pub struct Received {
 impl Shared {
     /// recv(2)/read(2) into `buf`; `peek` is MSG_PEEK, `dontwait` MSG_DONTWAIT.
     pub fn recv(&self, fd: i32, buf: &mut [u8], dontwait: bool, peek: bool) -> SysResult<Received> {
-        if peek {
-            // The core has no way to look without taking.
-            return Err(libc::EOPNOTSUPP);
-        }
         let g = self.lock();
         let (mut g, r) = self.block(g, None, |st| {
             let s = match st.socket(fd) {
@@ -37,7 +33,12 @@ impl Shared {
                 _ => return Some(Err(libc::ENOTCONN)),
             };
             let now = st.now;
-            match st.ep().recv(now, h, buf) {
+            let r = if peek {
+                st.ep().peek(h, buf)
+            } else {
+                st.ep().recv(now, h, buf)
+            };
+            match r {
                 Ok(n) => Some(Ok(n)),
                 Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
                 Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
@@ -77,10 +78,46 @@ impl Shared {
         Ok(Received { len: n, inq })
     }
 
+    /// recv(2) with MSG_OOB (`peek`: with MSG_PEEK too): the urgent byte, once; `None` is
+    /// end of stream. Never blocks (Linux `tcp_recv_urg`: EAGAIN whatever the socket's
+    /// blocking mode while the byte has not come).
+    pub fn recv_oob(&self, fd: i32, peek: bool) -> SysResult<Option<u8>> {
+        let mut g = self.lock();
+        let s = g.socket(fd)?;
+        let shut_rd = s.shut_rd;
+        let h = match s.kind {
+            Kind::Conn(h) => h,
+            Kind::Listener(_) => return Err(libc::ENOTCONN),
+            // No urgent data on a socket that never connected.
+            Kind::Fresh => return Err(libc::EINVAL),
+        };
+        let r = if peek {
+            g.ep().peek_urgent(h)
+        } else {
+            g.ep().recv_urgent(h)
+        };
+        match r {
+            Ok(b) => Ok(b),
+            Err(Error::WouldBlock) if shut_rd => Ok(None),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
     /// send(2)/write(2). A blocking socket takes all of `data`, waiting for room; `flags`
     /// are MSG_MORE and MSG_EOR (an EOR marks the record's end once all of `data` is in).
     pub fn send(&self, fd: i32, data: &[u8], dontwait: bool, flags: SendFlags) -> SysResult<usize> {
         self.send_parts(fd, data, &[], dontwait, flags, false)
+    }
+
+    /// send(2) with MSG_OOB: as [`Shared::send`], and the last byte written is urgent.
+    pub fn send_oob(
+        &self,
+        fd: i32,
+        data: &[u8],
+        dontwait: bool,
+        flags: SendFlags,
+    ) -> SysResult<usize> {
+        self.write(fd, data, &[], dontwait, flags, false, true)
     }
 
     /// As [`Shared::send`], with `data` cut into records at `breaks` (ascending offsets into
@@ -94,6 +131,21 @@ impl Shared {
         dontwait: bool,
         flags: SendFlags,
         zerocopy: bool,
+    ) -> SysResult<usize> {
+        self.write(fd, data, breaks, dontwait, flags, zerocopy, false)
+    }
+
+    /// The write behind every send: `oob` queues each part with MSG_OOB.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        fd: i32,
+        data: &[u8],
+        breaks: &[usize],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+        oob: bool,
     ) -> SysResult<usize> {
         let mut g = self.lock();
         let mut done = 0;
@@ -146,7 +198,13 @@ impl Shared {
                         None
                     };
                 }
-                match st.ep().send_with(h, &data[done..end], part_flags) {
+                let part = &data[done..end];
+                let sent = if oob {
+                    st.ep().send_urgent(h, part, part_flags)
+                } else {
+                    st.ep().send_with(h, part, part_flags)
+                };
+                match sent {
                     Ok(n) => Some(Ok(n)),
                     Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
                     Err(Error::WouldBlock) => {

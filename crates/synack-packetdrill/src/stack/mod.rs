@@ -5,7 +5,8 @@
 //!
 //! - `errno`: [`SysResult`] and the errno Linux returns for each core error.
 //! - [`ev`]: the poll/epoll bits.
-//! - `fd`: what a file descriptor holds, a socket (with its [`Opts`]) or an epoll set.
+//! - `fd`: what a file descriptor holds, a socket (with its [`Opts`]), an epoll set or a pipe
+//!   end.
 //! - `state`: [`Stack`] and [`Shared`], the lookups by file descriptor, and the drain that
 //!   sends what the endpoint has to send.
 //! - `clock`: virtual time, and how blocking calls wait on it.
@@ -13,6 +14,7 @@
 //! - `connect`, `io`, `close`, `control`, `poll`, `sockopt`: the socket calls (socket, bind,
 //!   listen, accept, connect; recv and send; shutdown and close; fcntl and ioctl; poll and
 //!   epoll; getsockopt and setsockopt).
+//! - `pipe`: pipe and splice, with pipes as bounded in-memory byte queues.
 //! - [`errqueue`]: the error queue (`MSG_ERRQUEUE`) with `MSG_ZEROCOPY` completions and
 //!   SO_TIMESTAMPING transmit timestamps.
 
@@ -26,6 +28,7 @@ pub mod ev;
 mod fd;
 mod io;
 mod netdev;
+mod pipe;
 mod poll;
 mod sockopt;
 mod state;

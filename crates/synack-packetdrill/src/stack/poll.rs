@@ -13,6 +13,10 @@ use super::state::{Shared, Stack};
 impl Stack {
     /// poll/epoll readiness of `fd`, as Linux's tcp_poll computes it.
     fn readiness(&mut self, fd: i32) -> u32 {
+        if let Some(Fd::Pipe(end)) = self.fds.get(&fd) {
+            let end = *end;
+            return self.pipe_readiness(end);
+        }
         let Ok(s) = self.socket(fd) else {
             return libc::POLLNVAL as u32;
         };
@@ -70,6 +74,10 @@ impl Stack {
                 if !matches!(state, State::SynSent | State::SynReceived) || fast_open {
                     if ep.recv_ready(h).unwrap_or(false) {
                         mask |= ev::IN | ev::RDNORM;
+                    }
+                    // tcp_poll: EPOLLPRI while the urgent byte waits for MSG_OOB.
+                    if ep.urgent_pending(h).unwrap_or(false) {
+                        mask |= ev::PRI;
                     }
                     if snd_shut {
                         mask |= ev::OUT | ev::WRNORM;

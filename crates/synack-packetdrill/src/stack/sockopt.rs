@@ -33,6 +33,7 @@ impl Shared {
             }
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
+            (libc::SOL_SOCKET, libc::SO_OOBINLINE) => int(o.oobinline as i32),
             (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => int(o.zerocopy as i32),
             (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => {
                 Ok(errqueue::timestamping_bytes(o.timestamping))
@@ -132,6 +133,13 @@ impl Shared {
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
                 g.socket(fd)?.opts.reuseaddr = int()? != 0;
+            }
+            (libc::SOL_SOCKET, libc::SO_OOBINLINE) => {
+                let on = int()? != 0;
+                g.socket(fd)?.opts.oobinline = on;
+                if let Some(h) = conn {
+                    g.ep().set_oob_inline(h, on).map_err(errno)?;
+                }
             }
             (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => g.set_zerocopy(fd, int()?)?,
             (libc::SOL_SOCKET, errqueue::SO_TIMESTAMPING) => g.set_timestamping(fd, value)?,
@@ -289,7 +297,7 @@ impl Shared {
     }
 }
 
-// ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_MTU_DISCOVER ------------------------------
+// ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_MTU_DISCOVER, IP_FREEBIND ----------------
 
 /// The ECN bits of a DS byte: the stack's, never the application's (Linux masks them from
 /// IP_TOS and IPV6_TCLASS on stream sockets).
@@ -340,6 +348,10 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
             ip.mtu_discover = Some(v);
             Ok(None)
         }
+        (libc::IPPROTO_IP, libc::IP_FREEBIND) => {
+            ip.freebind = ip_int(value)? != 0;
+            Ok(None)
+        }
         _ => Err(libc::ENOPROTOOPT),
     }
 }
@@ -354,6 +366,7 @@ fn ip_getsockopt(ip: &IpOpts, level: i32, name: i32) -> SysResult<Vec<u8>> {
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
             int(ip.mtu_discover.unwrap_or(libc::IP_PMTUDISC_WANT))
         }
+        (libc::IPPROTO_IP, libc::IP_FREEBIND) => int(i32::from(ip.freebind)),
         _ => Err(libc::ENOPROTOOPT),
     }
 }

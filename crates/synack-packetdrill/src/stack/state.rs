@@ -31,6 +31,9 @@ pub struct Stack {
     pub(super) wait_deadlines: Vec<Instant>,
     pub(super) spin_calls: u32,
     pub(super) main_thread: ThreadId,
+    /// The pipes, by id (see `pipe.rs`), and the last id given.
+    pub(super) pipes: HashMap<u64, super::pipe::Pipe>,
+    pub(super) next_pipe: u64,
 }
 
 /// The stack and the condition variable its blocked callers wait on.
@@ -60,7 +63,7 @@ impl Stack {
     pub(super) fn socket(&mut self, fd: i32) -> SysResult<&mut Socket> {
         match self.fds.get_mut(&fd) {
             Some(Fd::Socket(s)) => Ok(s),
-            Some(Fd::Epoll(_)) => Err(libc::ENOTSOCK),
+            Some(Fd::Epoll(_) | Fd::Pipe(_)) => Err(libc::ENOTSOCK),
             None => Err(libc::EBADF),
         }
     }
@@ -104,12 +107,18 @@ impl Stack {
         self.errq_progress();
     }
 
-    /// Bytes waiting to be read (SIOCINQ, TCP_INQ).
+    /// Bytes waiting to be read (SIOCINQ, TCP_INQ): up to the urgent mark while the urgent
+    /// byte is out of band and already here (Linux `tcp_inq`).
     pub(super) fn inq(&mut self, fd: i32) -> usize {
         let Ok(h) = self.conn(fd) else {
             return 0;
         };
-        self.ep().recv_queue_len(h).unwrap_or(0)
+        let inline = self.socket(fd).map(|s| s.opts.oobinline).unwrap_or(false);
+        let len = self.ep().recv_queue_len(h).unwrap_or(0);
+        match self.ep().urgent_mark(h) {
+            Ok(Some(mark)) if !inline && mark < len => mark,
+            _ => len,
+        }
     }
 
     pub(super) fn conn(&mut self, fd: i32) -> SysResult<ConnectionHandle> {
@@ -164,6 +173,8 @@ impl Shared {
                 wait_deadlines: Vec::new(),
                 spin_calls: 0,
                 main_thread: thread::current().id(),
+                pipes: HashMap::new(),
+                next_pipe: 0,
             }),
             cv: Condvar::new(),
         }

@@ -118,6 +118,7 @@ impl Connection {
                 sndbuf: config.send_buffer,
                 records: VecDeque::new(),
                 push_at_end: true,
+                up: None,
                 fin_queued: false,
                 fin_seq: None,
                 fin_alone: false,
@@ -142,6 +143,7 @@ impl Connection {
                 ack_points: [SeqNumber(0); super::MAX_ACK_POINTS],
                 ack_points_len: 0,
                 dsack: None,
+                urgent: None,
             },
             ts: Timestamps {
                 enabled: config.timestamps,
@@ -210,6 +212,7 @@ impl Connection {
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,
+            oob_inline: false,
         }
     }
 

@@ -356,6 +356,14 @@ impl Connection {
             self.enter_closed(None);
             return;
         }
+        // Sixth: the URG bit, in the states that still take text ("ignore the URG" after
+        // the peer's FIN).
+        if matches!(
+            self.state,
+            State::Established | State::FinWait1 | State::FinWait2
+        ) {
+            self.check_urgent(seg);
+        }
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
@@ -652,6 +660,10 @@ impl Connection {
             }
         }
         self.snd.una = ack;
+        // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
+        if self.snd.up.is_some_and(|up| up <= ack) {
+            self.snd.up = None;
+        }
         while self.snd.records.front().is_some_and(|&end| end <= ack) {
             self.snd.records.pop_front();
         }

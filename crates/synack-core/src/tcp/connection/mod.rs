@@ -40,12 +40,14 @@ mod icmp;
 mod input;
 pub(crate) mod output;
 mod timers;
+mod urgent;
 
 pub(crate) use close::TimeWaitEntry;
 pub(crate) use ecn::EcnState;
 pub use fast_open::FastOpen;
 pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
+pub(crate) use urgent::Urgent;
 
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
 pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
@@ -232,6 +234,9 @@ pub(crate) struct Sender {
     /// segment that ends the queue carries PSH (RFC 9293 §3.9.1.2; Linux's `tcp_mark_push`
     /// at the end of every `sendmsg` without `MSG_MORE`).
     pub push_at_end: bool,
+    /// SND.UP (RFC 9293 §3.8.5): one past the last byte written with `MSG_OOB`, while the
+    /// peer has not acknowledged it (Linux's `snd_up` in urgent mode).
+    pub up: Option<SeqNumber>,
     /// The application asked for a FIN (shutdown or close).
     pub fin_queued: bool,
     /// The sequence number our FIN occupies, once sent.
@@ -348,6 +353,8 @@ pub(crate) struct Receiver {
     /// A duplicate segment's range, reported once as the first SACK block of our next ACK
     /// (D-SACK, RFC 2883), so that the sender can tell a spurious retransmission.
     pub dsack: Option<(SeqNumber, SeqNumber)>,
+    /// The one urgent mark tracked (RFC 9293 §3.8.5; see `urgent.rs`).
+    pub urgent: Option<Urgent>,
 }
 
 /// Timestamps state (RFC 7323 §3, §4.3 and §5).
@@ -526,6 +533,8 @@ pub(crate) struct Connection {
     pub chrono: Chrono,
     /// SND.MAX when the chronograph last looked: whether anything new went out since.
     pub chrono_max: SeqNumber,
+    /// `SO_OOBINLINE`: the urgent byte stays in the stream (see `urgent.rs`).
+    pub oob_inline: bool,
 }
 
 /// The most record ends (`MSG_EOR`) a connection tracks; a write that would add one more
@@ -911,7 +920,7 @@ impl Connection {
 
     /// Whether `recv` would return something now (data, EOF or an error).
     pub fn recv_ready(&self) -> bool {
-        !self.rcv.buffer.is_empty()
+        self.readable_bytes() > 0
             || self.rcv.fin_received
             || self.error.is_some()
             || self.state == State::Closed
@@ -1311,19 +1320,25 @@ impl Connection {
         space.since = now;
     }
 
-    /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream.
+    /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream. A read stops
+    /// at the urgent mark, and skips the urgent byte there (see `urgent.rs`).
     pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
         if !self.rcv.buffer.is_empty() {
             if buf.is_empty() {
                 return Ok(0);
             }
-            let n = self.rcv.buffer.read(buf);
+            let (skip, take) = self.urgent_read_plan(buf.len());
+            self.rcv.buffer.skip(skip);
+            let n = self.rcv.buffer.read(&mut buf[..take]);
+            self.after_urgent_read();
             if self.is_synchronized() {
-                self.tune_receive_buffer(now, n);
+                self.tune_receive_buffer(now, n + skip);
             }
             self.after_read();
             self.arm_reclaim(now);
-            return Ok(n);
+            if n > 0 {
+                return Ok(n);
+            }
         }
         self.recv_empty()
     }
@@ -1355,8 +1370,19 @@ impl Connection {
 
     /// Like [`Connection::recv`], but the bytes stay buffered for the next read (MSG_PEEK).
     pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        if !self.rcv.buffer.is_empty() {
-            return Ok(self.rcv.buffer.peek(buf));
+        if !self.rcv.buffer.is_empty() && !buf.is_empty() {
+            let (skip, take) = self.urgent_read_plan(buf.len());
+            if skip == 0 {
+                return Ok(self.rcv.buffer.peek(&mut buf[..take]));
+            }
+            if take > 0 {
+                let mut tmp = vec![0; skip + take];
+                self.rcv.buffer.peek(&mut tmp);
+                buf[..take].copy_from_slice(&tmp[skip..]);
+                return Ok(take);
+            }
+        } else if !self.rcv.buffer.is_empty() {
+            return Ok(0);
         }
         self.recv_empty()
     }

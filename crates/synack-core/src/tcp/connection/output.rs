@@ -435,6 +435,7 @@ impl Connection {
         }
         let wnd = self.advertisable_window();
         seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+        self.mark_urgent(seg);
     }
 
     /// The oldest in-order ACK owed below RCV.NXT (`MAX_ACK_POINTS`), as a pure ACK that
@@ -597,7 +598,9 @@ impl Connection {
         let small_in_flight =
             self.snd.small_end > self.snd.una && self.snd.small_end <= self.snd.nxt;
         let corked = self.cork || self.more;
+        // Nor for urgent data (Linux tcp_nagle_test, in urgent mode).
         let nagle_ok = self.push_now
+            || self.snd.up.is_some()
             || !last
             || self.snd.fin_queued
             || (!corked && (self.nodelay || !in_flight || !small_in_flight));
@@ -624,7 +627,7 @@ impl Connection {
         // Only new data goes under one header: going back after a timeout, each segment is
         // checked against the SACK scoreboard on its own (above), so none is resent that the
         // peer already holds.
-        let len = if len == room && seq >= self.snd.max {
+        let len = if len == room && seq >= self.snd.max && !self.urgent_covers(seq) {
             let sendable = in_record.min(usable);
             let cap = self.tso_segments(room).saturating_mul(room);
             if sendable > cap {
