@@ -210,6 +210,16 @@ pub enum Op {
     },
     /// A UDP op (sockets, datagrams from the peer, the catch-all queue).
     Udp(UdpOp),
+    /// Urgent data (RFC 6093): `how` % 4 is 0 `recv_urgent`, 1 `peek_urgent`, 2
+    /// `set_oob_inline` (on when `len` is odd), 3 `send_urgent` of `len` bytes (`MSG_OOB`).
+    Urgent {
+        /// Which handle.
+        conn: u8,
+        /// Which call.
+        how: u8,
+        /// Bytes to send, or the inline switch.
+        len: u16,
+    },
 }
 
 /// Where a segment goes.
@@ -295,6 +305,8 @@ pub struct SegmentInput {
     /// A Fast Open option: 0 a cookie request, n a cookie of n's bytes, 4 to 16 long by n
     /// (an odd length, which the wire layer refuses, sends no option).
     fast_open: Option<u8>,
+    /// The urgent pointer field, as sent (meaningful with URG in `flags`, RFC 9293 §3.1).
+    urgent: u16,
     payload_len: u16,
 }
 
@@ -579,6 +591,29 @@ impl Harness {
                 let _ = self.script.ep.recv_ready(c);
                 let _ = self.script.ep.take_error(c);
                 let _ = self.script.ep.send_queue_len(c);
+                let _ = self.script.ep.urgent_mark(c);
+                let _ = self.script.ep.urgent_pending(c);
+            }
+            Op::Urgent { conn, how, len } => {
+                let c = self.handle(*conn);
+                match how % 4 {
+                    0 => {
+                        let _ = self.script.ep.recv_urgent(c);
+                    }
+                    1 => {
+                        let _ = self.script.ep.peek_urgent(c);
+                    }
+                    2 => {
+                        let _ = self.script.ep.set_oob_inline(c, len % 2 == 1);
+                    }
+                    _ => {
+                        let len = usize::from(*len).min(MAX_APP_IO);
+                        let flags = synack_core::SendFlags::default();
+                        if let Ok(n) = self.script.ep.send_urgent(c, &self.data[..len], flags) {
+                            assert!(n <= len, "send_urgent accepted {n} of {len} bytes");
+                        }
+                    }
+                }
             }
         }
         self.check(timers_ran);
@@ -651,6 +686,7 @@ impl Harness {
             SeqNumber(s.ack.apply(peer.snd_nxt)),
         );
         t.window_len = s.window;
+        t.urgent_pointer = s.urgent;
         t.max_seg_size = s.mss;
         t.window_scale = s.window_scale;
         t.sack_permitted = s.sack_permitted;
