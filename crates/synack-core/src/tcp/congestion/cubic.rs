@@ -8,12 +8,17 @@
 //! recovery and the loss window after a timeout stay those of RFC 5681 / RFC 6582, so the
 //! connection's recovery logic drives this controller exactly as it drives [`NewReno`].
 //!
+//! With [`Config::linux_cwnd_growth`] (the Linux profile) congestion avoidance is Linux's
+//! instead: the same curve and Reno estimate in whole segments, with Linux's update rate and
+//! caps (see `LinuxGrowth`), so that cwnd moves on the same ACKs as the kernel's.
+//!
 //! The curve is computed in `f64`: a window in bytes and a time in seconds are both far inside
 //! the range where `f64` is exact enough, and every conversion back to `usize` is clamped and
 //! NaN-checked, so that no input (a huge window, a clock far in the future, or one that runs
 //! backwards) can panic or poison the state.
 //!
 //! [`NewReno`]: super::NewReno
+//! [`Config::linux_cwnd_growth`]: crate::Config::linux_cwnd_growth
 
 use std::time::Duration;
 
