@@ -306,8 +306,9 @@ pub struct Cubic {
     /// Delay-based slow-start exit.
     hystart: HyStart,
     /// Congestion avoidance in whole segments as Linux's, instead of the per-ACK model of
-    /// RFC 9438 (`Config::linux_cwnd_growth`).
-    linux: Option<LinuxGrowth>,
+    /// RFC 9438 (`Config::linux_cwnd_growth`). Boxed: a connection without it (the default
+    /// configuration) pays one pointer for it, not the whole state.
+    linux: Option<Box<LinuxGrowth>>,
 }
 
 impl Cubic {
@@ -675,7 +676,7 @@ impl Controller for Cubic {
             // that the growth after the timeout is capped at 5 % per RTT instead of
             // following RFC 9438 §4.8's W_max = cwnd at the epoch's start; tcp_enter_loss
             // also clears `snd_cwnd_cnt`.
-            self.linux = Some(LinuxGrowth::default());
+            self.linux = Some(Box::default());
             self.w_max = None;
         }
         // RFC 5681 §3.1: after a timeout cwnd is the loss window, one full-sized segment.
@@ -711,7 +712,7 @@ impl Controller for Cubic {
 
     fn set_linux_growth(&mut self, on: bool) {
         if on != self.linux.is_some() {
-            self.linux = on.then(LinuxGrowth::default);
+            self.linux = on.then(Box::default);
             self.end_epoch();
         }
     }
@@ -1184,7 +1185,7 @@ mod tests {
             let want = if i < 14 { 7 } else { 8 };
             assert_eq!(cc.window(), want * MSS, "after CA ACK {}", i + 1);
         }
-        let l = cc.linux.unwrap_or_default();
+        let l = cc.linux.clone().unwrap_or_default();
         assert_eq!((l.cnt, l.cwnd_cnt, l.tcp_cwnd, l.ack_cnt), (7, 1, 8, 2));
         // RFC 9438's per-ACK model moves cwnd up with W_est from the first ACK on, a
         // fraction of a segment at a time, and is within a tenth of a segment of 8 by the
@@ -1213,17 +1214,17 @@ mod tests {
         cc.initial = false;
         let start = Instant::from_secs(2);
         cc.on_ack(start, MSS, 0, None);
-        let first = cc.linux.map(|l| l.last_time);
+        let first = cc.linux.as_ref().map(|l| l.last_time);
         assert_eq!(first, Some(ticks(start)));
         // HZ / 32 = 7 ticks of 4 ms: nothing recomputed for 28 ms ...
         for ms in 1..=28 {
             cc.on_ack(start + Duration::from_millis(ms), MSS, 0, None);
-            assert_eq!(cc.linux.map(|l| l.last_time), first, "at {ms} ms");
+            assert_eq!(cc.linux.as_ref().map(|l| l.last_time), first, "at {ms} ms");
         }
         // ... then at the next tick.
         let later = start + Duration::from_millis(32);
         cc.on_ack(later, MSS, 0, None);
-        assert_eq!(cc.linux.map(|l| l.last_time), Some(ticks(later)));
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_time), Some(ticks(later)));
         // A change of cwnd recomputes at the next tick, not within the same one.
         let mut cc = linux(RTT_100MS);
         cc.cwnd = 4 * MSS;
@@ -1232,9 +1233,9 @@ mod tests {
         cc.on_ack(start, MSS, 0, None);
         cc.cwnd = 5 * MSS;
         cc.on_ack(start, MSS, 0, None);
-        assert_eq!(cc.linux.map(|l| l.last_cwnd), Some(4));
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_cwnd), Some(4));
         cc.on_ack(start + Duration::from_millis(4), MSS, 0, None);
-        assert_eq!(cc.linux.map(|l| l.last_cwnd), Some(5));
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_cwnd), Some(5));
     }
 
     #[test]
@@ -1248,7 +1249,7 @@ mod tests {
         let samples = run_rounds(&mut cc, Instant::from_secs(1), RTT_100MS, 3);
         let grown: Vec<usize> = samples.windows(2).map(|w| w[1].1 - w[0].1).collect();
         assert_eq!(grown, [5 * MSS, 5 * MSS], "100 ACKs / 20");
-        assert_eq!(cc.linux.map(|l| l.cnt), Some(20));
+        assert_eq!(cc.linux.as_ref().map(|l| l.cnt), Some(20));
     }
 
     #[test]
@@ -1275,7 +1276,7 @@ mod tests {
         }
         assert_eq!(checked, 8);
         // K as Linux computes it, in 1/1024 s: cbrt(300 * 2^40 / 410) ≈ 9309 (9.09 s).
-        let k = cc.linux.map_or(0, |l| l.k);
+        let k = cc.linux.as_ref().map_or(0, |l| l.k);
         assert!((9300..9320).contains(&k), "{k}");
     }
 
@@ -1297,7 +1298,7 @@ mod tests {
             per_rtt > 0.48 && per_rtt <= 8.0 / 15.0,
             "{after}: {per_rtt} per RTT"
         );
-        let estimate = cc.linux.map_or(0, |l| l.tcp_cwnd) as f64;
+        let estimate = cc.linux.as_ref().map_or(0, |l| l.tcp_cwnd) as f64;
         assert!(
             after <= estimate && after >= estimate - 1.0,
             "{after} vs {estimate}"
@@ -1314,12 +1315,15 @@ mod tests {
         for i in 0..4 {
             cc.on_ack(Instant::from_millis(i), MSS / 2, 0, None);
         }
-        assert_eq!(cc.linux.map(|l| (l.cwnd_cnt, l.carry)), Some((2, 0)));
+        assert_eq!(
+            cc.linux.as_ref().map(|l| (l.cwnd_cnt, l.carry)),
+            Some((2, 0))
+        );
         cc.on_ack(Instant::from_millis(5), MSS / 2, 0, None);
-        assert_eq!(cc.linux.map(|l| l.carry), Some(MSS / 2));
+        assert_eq!(cc.linux.as_ref().map(|l| l.carry), Some(MSS / 2));
         // A fast retransmit ends the epoch and the count (tcp_init_cwnd_reduction).
         cc.on_fast_retransmit(Instant::from_millis(6), 10 * MSS);
-        let l = cc.linux.unwrap_or_default();
+        let l = cc.linux.clone().unwrap_or_default();
         assert_eq!((l.epoch_start, l.cwnd_cnt, l.carry), (None, 0, 0));
         assert_eq!(cc.w_max(), Some(10 * MSS), "W_max kept for the next curve");
         // Turning it off goes back to RFC 9438's model.
