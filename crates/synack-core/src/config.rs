@@ -60,6 +60,7 @@ pub struct Config {
     pub(crate) fast_recovery_from_cwnd: bool,
     pub(crate) recovery_in_packets: bool,
     pub(crate) rtt_every_ack: bool,
+    pub(crate) linux_cwnd_growth: bool,
     pub(crate) ecn: EcnMode,
 }
 
@@ -211,6 +212,7 @@ impl Default for Config {
             fast_recovery_from_cwnd: false,
             recovery_in_packets: false,
             rtt_every_ack: false,
+            linux_cwnd_growth: false,
         }
     }
 }
@@ -340,6 +342,18 @@ impl Config {
         /// holding them, stretch ACKs), where Linux's rises with them and sizes TSO packets
         /// (`tcp_tso_autosize`) and timers from the larger figure.
         rtt_every_ack: bool
+    );
+    setter!(
+        /// Grow the congestion window in congestion avoidance as Linux's CUBIC does (on in
+        /// [`Config::linux`]; [`Controller::set_linux_growth`](crate::tcp::congestion::Controller::set_linux_growth)):
+        /// in whole segments, one more per `cnt` ACKed (`tcp_cong_avoid_ai`), with `cnt`
+        /// recomputed from the cubic curve and the Reno estimate at most once a jiffy and,
+        /// while cwnd is unchanged, only every `HZ / 32` (`bictcp_update`), and at most 20
+        /// after a timeout, which clears W_max (`bictcp_reset`). Off, RFC 9438 §4.2 to §4.5
+        /// per ACK in fractions of a segment: the same curve, but the Reno-friendly estimate
+        /// (§4.3) lifts the window on the ACK it is reached, and after a timeout the window
+        /// follows §4.8's curve from W_max = cwnd without a 5 % floor.
+        linux_cwnd_growth: bool
     );
     setter!(
         /// Offer window scaling (RFC 7323 §2).

@@ -16,7 +16,8 @@ impl Config {
     /// as Linux charges its skbs ([`Config::skb_accounting`]), a fast retransmit's
     /// ssthresh taken from cwnd ([`Config::fast_recovery_from_cwnd`]), loss recovery
     /// counted in packets ([`Config::recovery_in_packets`]), and an RTT sample from every
-    /// ACK ([`Config::rtt_every_ack`]). Everything else already
+    /// ACK ([`Config::rtt_every_ack`]), and CUBIC's window grown in segments at Linux's pace
+    /// ([`Config::linux_cwnd_growth`]). Everything else already
     /// follows Linux in [`Config::default`].
     pub fn linux() -> Config {
         let mut c = Config::default();
@@ -40,7 +41,9 @@ impl Config {
             // PRR and RACK's DupThresh in packets (tcp_cwnd_reduction, tcp_rack_reo_wnd).
             .recovery_in_packets(true)
             // The RTT sampled from every ACK, as tcp_clean_rtx_queue samples it.
-            .rtt_every_ack(true);
+            .rtt_every_ack(true)
+            // CUBIC's growth in packets (bictcp_update, tcp_cong_avoid_ai).
+            .linux_cwnd_growth(true);
         c
     }
 }
@@ -58,5 +61,6 @@ mod tests {
             Duration::from_secs(2)
         );
         assert_eq!(linux.get_syn_retries(), 6);
+        assert!(linux.linux_cwnd_growth && !Config::default().linux_cwnd_growth);
     }
 }

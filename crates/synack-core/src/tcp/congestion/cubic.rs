@@ -8,12 +8,17 @@
 //! recovery and the loss window after a timeout stay those of RFC 5681 / RFC 6582, so the
 //! connection's recovery logic drives this controller exactly as it drives [`NewReno`].
 //!
+//! With [`Config::linux_cwnd_growth`] (the Linux profile) congestion avoidance is Linux's
+//! instead: the same curve and Reno estimate in whole segments, with Linux's update rate and
+//! caps (see `LinuxGrowth`), so that cwnd moves on the same ACKs as the kernel's.
+//!
 //! The curve is computed in `f64`: a window in bytes and a time in seconds are both far inside
 //! the range where `f64` is exact enough, and every conversion back to `usize` is clamped and
 //! NaN-checked, so that no input (a huge window, a clock far in the future, or one that runs
 //! backwards) can panic or poison the state.
 //!
 //! [`NewReno`]: super::NewReno
+//! [`Config::linux_cwnd_growth`]: crate::Config::linux_cwnd_growth
 
 use std::time::Duration;
 
@@ -49,6 +54,177 @@ const HYSTART_MIN_SAMPLES: u32 = 8;
 /// `MAX_RTT_THRESH`).
 const HYSTART_DELAY_MIN: Duration = Duration::from_millis(4);
 const HYSTART_DELAY_MAX: Duration = Duration::from_millis(16);
+
+/// The tick of Linux's `jiffies` clock that its CUBIC reads (`CONFIG_HZ`; 250 is mainline's
+/// default and the reference kernel's). [`LinuxGrowth`] measures time in these ticks.
+const LINUX_HZ: u64 = 250;
+/// Linux recomputes its growth step at most every `HZ / 32` ticks while cwnd is unchanged
+/// (`bictcp_update`).
+const LINUX_UPDATE_TICKS: u64 = LINUX_HZ / 32;
+/// Linux's CUBIC keeps time in units of 1/1024 s (`BICTCP_HZ` = 10) ...
+const LINUX_TIME_SHIFT: u32 = 10;
+/// ... and C as `bic_scale * 10 / 1024` = 410/1024 ≈ 0.4 segments per second cubed
+/// (`cube_rtt_scale`), RFC 9438 §5's C in fixed point.
+const LINUX_CUBE_SCALE: u128 = 410;
+/// The ACKed segments for which Linux's Reno estimate grows by one segment are
+/// `cwnd * LINUX_RENO_STEP / 8` (`beta_scale` = 8 * (1024 + 717) / 3 / (1024 - 717) = 15,
+/// that is RFC 9438 §4.3's 1 / α_cubic ≈ 1.89 windows per segment with β = 717/1024).
+const LINUX_RENO_STEP: u64 = 15;
+/// Without a W_max (before the first loss, and after a timeout, which clears it) Linux lets
+/// cwnd grow at least one segment per this many ACKed ("increase cwnd 5% per RTT").
+const LINUX_UNKNOWN_BANDWIDTH_CNT: u64 = 20;
+
+/// Congestion avoidance as Linux's CUBIC does it ([`Config::linux_cwnd_growth`]), in whole
+/// segments: `bictcp_update` turns the cubic curve, the Reno estimate and the caps into
+/// `cnt`, the segments to ACK for cwnd to grow by one, and `tcp_cong_avoid_ai` counts ACKed
+/// segments against it in `snd_cwnd_cnt`. RFC 9438 §4.2 to §4.5 describe the same curve
+/// per ACK in fractions of a segment; the differences that show on the wire are that Linux
+/// recomputes `cnt` at most once a jiffy, and only every `HZ / 32` while cwnd is unchanged,
+/// so that the Reno estimate (§4.3) lifts cwnd a few ACKs late, and that without a W_max
+/// it grows at least 5 % per RTT.
+///
+/// [`Config::linux_cwnd_growth`]: crate::Config::linux_cwnd_growth
+#[derive(Debug, Clone, Copy, Default)]
+struct LinuxGrowth {
+    /// `cnt`: segments to ACK per one-segment increase, at least 2.
+    cnt: u64,
+    /// `snd_cwnd_cnt`: segments ACKed towards the next increase.
+    cwnd_cnt: u64,
+    /// `last_cwnd` and `last_time` (ticks): when `cnt` was last computed, and for which cwnd.
+    last_cwnd: u64,
+    last_time: u64,
+    /// `epoch_start` (ticks): the start of the congestion-avoidance epoch (RFC 9438 §4.2's
+    /// t_epoch), `None` after a reduction.
+    epoch_start: Option<u64>,
+    /// `bic_K` in 1/1024 s and `bic_origin_point` in segments.
+    k: u64,
+    origin: u64,
+    /// `ack_cnt` and `tcp_cwnd`: segments ACKed in the epoch not yet credited to the Reno
+    /// estimate, and that estimate in segments (RFC 9438 §4.3's W_est).
+    ack_cnt: u64,
+    tcp_cwnd: u64,
+    /// Bytes ACKed short of a whole segment, carried to the next ACK (Linux counts packets;
+    /// with full-sized segments nothing is carried).
+    carry: usize,
+}
+
+/// Linux's `jiffies` at `now`.
+fn ticks(now: Instant) -> u64 {
+    now.total_micros() / (1_000_000 / LINUX_HZ)
+}
+
+impl LinuxGrowth {
+    /// `bictcp_update`: the growth step `cnt` for a window of `cwnd` segments after `acked`
+    /// more were ACKed, `w_max` segments being Linux's `last_max_cwnd` (0 for none) and
+    /// `delay_min` the smallest RTT seen.
+    fn update(&mut self, now: u64, cwnd: u64, acked: u64, w_max: u64, delay_min: Duration) {
+        self.ack_cnt = self.ack_cnt.saturating_add(acked);
+        let since = now.saturating_sub(self.last_time);
+        if self.last_cwnd == cwnd && since <= LINUX_UPDATE_TICKS {
+            return;
+        }
+        // At most once per tick; the Reno estimate still moves.
+        if !(self.epoch_start.is_some() && since == 0) {
+            self.last_cwnd = cwnd;
+            self.last_time = now;
+            self.cnt = self.cubic_cnt(now, cwnd, acked, w_max, delay_min);
+        }
+        // RFC 9438 §4.3, the Reno-friendly region: one segment more per cwnd * 15/8 ACKed,
+        // and cwnd never slower than that estimate.
+        let per_segment = (cwnd.saturating_mul(LINUX_RENO_STEP) >> 3).max(1);
+        if self.ack_cnt > per_segment {
+            let grown = (self.ack_cnt - 1) / per_segment;
+            self.ack_cnt -= grown * per_segment;
+            self.tcp_cwnd = self.tcp_cwnd.saturating_add(grown);
+        }
+        if self.tcp_cwnd > cwnd {
+            self.cnt = self.cnt.min(cwnd / (self.tcp_cwnd - cwnd));
+        }
+        // RFC 9438 §4.2: never more than 1.5 * cwnd per RTT, one segment per two ACKed.
+        self.cnt = self.cnt.max(2);
+    }
+
+    /// The cubic part of `bictcp_update`: starts the epoch if there is none, and returns
+    /// cwnd / (W_cubic(t + RTT) - cwnd), the ACKs per segment of growth towards the curve.
+    fn cubic_cnt(
+        &mut self,
+        now: u64,
+        cwnd: u64,
+        acked: u64,
+        w_max: u64,
+        delay_min: Duration,
+    ) -> u64 {
+        let start = match self.epoch_start {
+            Some(start) => start,
+            None => {
+                self.epoch_start = Some(now);
+                // RFC 9438 §4.3: W_est starts at cwnd_epoch.
+                self.ack_cnt = acked;
+                self.tcp_cwnd = cwnd;
+                if w_max <= cwnd {
+                    // RFC 9438 §4.8 (and an epoch that starts above W_max): K = 0.
+                    self.k = 0;
+                    self.origin = cwnd;
+                } else {
+                    // RFC 9438 §4.2: K = cbrt((W_max - cwnd_epoch) / C), in 1/1024 s.
+                    let scaled =
+                        ((w_max - cwnd) as f64) * ((1u64 << 40) as f64) / LINUX_CUBE_SCALE as f64;
+                    self.k = to_bytes(scaled.cbrt()) as u64;
+                    self.origin = w_max;
+                }
+                now
+            }
+        };
+        // t + RTT (the smallest), in 1/1024 s; the RTT rounded up to a tick.
+        let rtt_ticks = (delay_min.as_micros() as u64)
+            .saturating_mul(LINUX_HZ)
+            .div_ceil(1_000_000);
+        let t = now.saturating_sub(start).saturating_add(rtt_ticks);
+        let t = u64::try_from(u128::from(t) << LINUX_TIME_SHIFT).unwrap_or(u64::MAX) / LINUX_HZ;
+        let offs = u128::from(t.abs_diff(self.k));
+        // C * (t - K)^3 in segments, saturating far beyond any real window.
+        let cube = offs
+            .saturating_mul(offs)
+            .saturating_mul(offs)
+            .saturating_mul(LINUX_CUBE_SCALE)
+            >> (10 + 3 * LINUX_TIME_SHIFT);
+        let delta = u64::try_from(cube).unwrap_or(u64::MAX);
+        let target = if t < self.k {
+            self.origin.saturating_sub(delta)
+        } else {
+            self.origin.saturating_add(delta)
+        };
+        let mut cnt = if target > cwnd {
+            cwnd / (target - cwnd)
+        } else {
+            // On or above the curve: a very small increment.
+            cwnd.saturating_mul(100)
+        };
+        if w_max == 0 {
+            cnt = cnt.min(LINUX_UNKNOWN_BANDWIDTH_CNT);
+        }
+        cnt
+    }
+
+    /// `tcp_cong_avoid_ai`: counts `acked` segments towards increases of one segment per
+    /// `cnt` ACKed; returns the segments cwnd grows by.
+    fn add(&mut self, acked: u64) -> u64 {
+        let w = self.cnt.max(1);
+        let mut grow = 0;
+        // Credit earned at a larger step is spent at once.
+        if self.cwnd_cnt >= w {
+            self.cwnd_cnt = 0;
+            grow = 1;
+        }
+        self.cwnd_cnt = self.cwnd_cnt.saturating_add(acked);
+        if self.cwnd_cnt >= w {
+            let more = self.cwnd_cnt / w;
+            self.cwnd_cnt -= more * w;
+            grow += more;
+        }
+        grow
+    }
+}
 
 /// Delay-based slow-start exit as Linux's CUBIC does it (`hystart_update` with
 /// `HYSTART_DELAY`): per round trip (until SND.UNA passes the SND.NXT of the round's start),
@@ -129,6 +305,10 @@ pub struct Cubic {
     prior: (usize, usize, Option<f64>, f64),
     /// Delay-based slow-start exit.
     hystart: HyStart,
+    /// Congestion avoidance in whole segments as Linux's, instead of the per-ACK model of
+    /// RFC 9438 (`Config::linux_cwnd_growth`). Boxed: a connection without it (the default
+    /// configuration) pays one pointer for it, not the whole state.
+    linux: Option<Box<LinuxGrowth>>,
 }
 
 impl Cubic {
@@ -150,7 +330,49 @@ impl Cubic {
             epoch_after_rto: false,
             prior: (0, 0, None, 0.0),
             hystart: HyStart::new(),
+            linux: None,
         }
+    }
+
+    /// The epoch's start, whichever model grows the window.
+    fn epoch_start(&self) -> Option<Instant> {
+        match &self.linux {
+            Some(l) => l
+                .epoch_start
+                .map(|t| Instant::from_micros(t.saturating_mul(1_000_000 / LINUX_HZ))),
+            None => self.epoch.map(|e| e.start),
+        }
+    }
+
+    /// Ends the congestion-avoidance epoch (of either model): the next ACK in congestion
+    /// avoidance starts another from the window then.
+    fn end_epoch(&mut self) {
+        self.epoch = None;
+        self.cwnd_frac = 0.0;
+        if let Some(l) = &mut self.linux {
+            l.epoch_start = None;
+        }
+    }
+
+    /// Congestion avoidance as Linux's `cubictcp_cong_avoid` past slow start:
+    /// `bictcp_update`, then `tcp_cong_avoid_ai`, for `acked` bytes counted in segments.
+    fn linux_congestion_avoidance(&mut self, now: Instant, acked: usize) {
+        let mss = self.mss;
+        let cwnd = (self.cwnd / mss) as u64;
+        let w_max = self.w_max.map_or(0, |w| (to_bytes(w) / mss) as u64);
+        let delay_min = self.hystart.delay_min.unwrap_or(Duration::ZERO);
+        let Some(l) = &mut self.linux else {
+            return;
+        };
+        let total = l.carry.saturating_add(acked);
+        l.carry = total % mss;
+        let segments = (total / mss) as u64;
+        if segments == 0 {
+            return;
+        }
+        l.update(ticks(now), cwnd, segments, w_max, delay_min);
+        let grow = usize::try_from(l.add(segments)).unwrap_or(usize::MAX);
+        self.cwnd = self.cwnd.saturating_add(grow.saturating_mul(mss));
     }
 
     /// Whether the window is in slow start (RFC 9438 §4.10 and RFC 5681 §3.1: slow start while
@@ -187,8 +409,13 @@ impl Cubic {
             _ => cwnd,
         });
         self.ssthresh = self.reduced_ssthresh(bytes_in_flight);
-        self.epoch = None;
-        self.cwnd_frac = 0.0;
+        self.end_epoch();
+        // Linux's tcp_init_cwnd_reduction and tcp_enter_loss start the count towards the
+        // next increase afresh.
+        if let Some(l) = &mut self.linux {
+            l.cwnd_cnt = 0;
+            l.carry = 0;
+        }
     }
 
     /// Starts a congestion-avoidance epoch at `now` with the current window (RFC 9438 §4.2).
@@ -335,7 +562,11 @@ impl Controller for Cubic {
             }
             acked = left;
         }
-        self.congestion_avoidance(now, acked);
+        if self.linux.is_some() {
+            self.linux_congestion_avoidance(now, acked);
+        } else {
+            self.congestion_avoidance(now, acked);
+        }
     }
 
     fn on_fast_retransmit(&mut self, _now: Instant, bytes_in_flight: usize) {
@@ -363,8 +594,7 @@ impl Controller for Cubic {
         self.ssthresh = self.ssthresh.max(ssthresh);
         self.w_max = w_max;
         self.cwnd_prior = cwnd_prior;
-        self.epoch = None;
-        self.cwnd_frac = 0.0;
+        self.end_epoch();
     }
 
     fn on_recovery_dup_ack(&mut self) {
@@ -382,14 +612,13 @@ impl Controller for Cubic {
         // starts at the next ACK (RFC 9438 §4.2: t_epoch is "the time at the beginning of the
         // current congestion avoidance stage").
         self.cwnd = full_ack_window(self.ssthresh, bytes_in_flight, self.mss);
-        self.cwnd_frac = 0.0;
-        self.epoch = None;
+        self.end_epoch();
     }
 
     fn on_rtt_sample(&mut self, now: Instant, rtt: Duration, una: SeqNumber, nxt: SeqNumber) {
         // Linux's cubictcp_acked: no delay samples within a second of a congestion-avoidance
         // epoch's start (right after recovery), then the smallest RTT, then HyStart.
-        if matches!(self.epoch, Some(e) if now - e.start < Duration::from_secs(1)) {
+        if matches!(self.epoch_start(), Some(start) if now - start < Duration::from_secs(1)) {
             return;
         }
         let rtt = rtt.max(Duration::from_micros(1));
@@ -440,8 +669,16 @@ impl Controller for Cubic {
         }
         self.after_rto = true;
         self.epoch_after_rto = true;
-        self.epoch = None;
-        self.cwnd_frac = 0.0;
+        self.end_epoch();
+        if self.linux.is_some() {
+            // Linux's cubictcp_state on entering Loss (bictcp_reset) forgets the curve and
+            // W_max (`last_max_cwnd`, set by the ssthresh hook just before, is cleared), so
+            // that the growth after the timeout is capped at 5 % per RTT instead of
+            // following RFC 9438 §4.8's W_max = cwnd at the epoch's start; tcp_enter_loss
+            // also clears `snd_cwnd_cnt`.
+            self.linux = Some(Box::default());
+            self.w_max = None;
+        }
         // RFC 5681 §3.1: after a timeout cwnd is the loss window, one full-sized segment.
         self.cwnd = self.mss;
     }
@@ -455,8 +692,7 @@ impl Controller for Cubic {
         // A new congestion-avoidance epoch from the smaller window: the curve of the old one
         // was drawn from a window the flow no longer has (Linux keeps its epoch, but a
         // reduction ends one everywhere else here).
-        self.epoch = None;
-        self.cwnd_frac = 0.0;
+        self.end_epoch();
     }
 
     fn set_mss(&mut self, mss: usize) {
@@ -469,6 +705,16 @@ impl Controller for Cubic {
         }
         // K is measured in segments of the old MSS: restart the epoch from the current window.
         self.epoch = None;
+        if let Some(l) = &mut self.linux {
+            l.epoch_start = None;
+        }
+    }
+
+    fn set_linux_growth(&mut self, on: bool) {
+        if on != self.linux.is_some() {
+            self.linux = on.then(Box::default);
+            self.end_epoch();
+        }
     }
 }
 
@@ -892,6 +1138,199 @@ mod tests {
         assert!(grown < MSS, "{grown}");
     }
 
+    // ---- Linux's growth in segments (Config::linux_cwnd_growth) ----
+
+    /// A controller growing as Linux's, whose smallest RTT is `rtt`.
+    fn linux(rtt: Duration) -> Cubic {
+        let mut cc = Cubic::new(MSS);
+        cc.set_linux_growth(true);
+        cc.on_rtt_sample(T, rtt, SeqNumber(1), SeqNumber(2));
+        cc
+    }
+
+    /// The ACK spacing of cubic-rto-ss-ca-cwnd-bump.pkt in congestion avoidance, in ms after
+    /// the previous ACK: a flight of seven segments every 100 ms, ACKed 2 ms apart.
+    const BUMP_GAPS: [u64; 15] = [0, 98, 2, 2, 2, 2, 2, 2, 98, 2, 2, 2, 2, 2, 98];
+
+    /// RFC 9438 §4.8 / Linux's tcp_enter_loss at cwnd 10, then slow start to ssthresh = 7
+    /// (one segment per ACK, as in the script); returns the controller and the time of the
+    /// last ACK.
+    fn rto_then_slow_start(mut cc: Cubic) -> (Cubic, Instant) {
+        cc.cwnd = 10 * MSS;
+        cc.initial = false;
+        let mut now = Instant::from_millis(1000);
+        cc.on_rto(now, 10 * MSS);
+        assert_eq!((cc.window(), cc.ssthresh()), (MSS, 7 * MSS));
+        for want in 2..=7 {
+            now += Duration::from_millis(2);
+            cc.on_ack(now, MSS, cc.window(), Some(RTT_100MS));
+            assert_eq!(cc.window(), want * MSS);
+        }
+        assert!(!cc.in_slow_start());
+        (cc, now)
+    }
+
+    #[test]
+    fn linux_growth_after_a_timeout_bumps_cwnd_at_the_fifteenth_ack() {
+        // cubic-rto-ss-ca-cwnd-bump.pkt: after the timeout W_max is forgotten (bictcp_reset)
+        // and the curve from cwnd = 7 gives nothing; cnt is capped at 20, and the Reno
+        // estimate (7 * 15 / 8 = 13 ACKs per segment) passes 7 at the 14th ACK, but cnt is
+        // only recomputed at the next ACK more than HZ/32 after the last computation: the
+        // 15th, 98 ms later, where cnt = 7 / (8 - 7) spends the 14 segments counted.
+        let (mut cc, mut now) = rto_then_slow_start(linux(RTT_100MS));
+        assert_eq!(cc.w_max(), None, "a timeout clears W_max");
+        for (i, gap) in BUMP_GAPS.iter().enumerate() {
+            now += Duration::from_millis(*gap);
+            cc.on_ack(now, MSS, cc.window(), Some(RTT_100MS));
+            let want = if i < 14 { 7 } else { 8 };
+            assert_eq!(cc.window(), want * MSS, "after CA ACK {}", i + 1);
+        }
+        let l = cc.linux.clone().unwrap_or_default();
+        assert_eq!((l.cnt, l.cwnd_cnt, l.tcp_cwnd, l.ack_cnt), (7, 1, 8, 2));
+        // RFC 9438's per-ACK model moves cwnd up with W_est from the first ACK on, a
+        // fraction of a segment at a time, and is within a tenth of a segment of 8 by the
+        // 14th ACK, where the connection's sub-segment window sends one more packet.
+        let (mut cc, mut now) = rto_then_slow_start(Cubic::new(MSS));
+        for (i, gap) in BUMP_GAPS.iter().enumerate() {
+            now += Duration::from_millis(*gap);
+            cc.on_ack(now, MSS, cc.window(), Some(RTT_100MS));
+            if i == 0 {
+                assert!(cc.window() > 7 * MSS);
+            }
+            if i == 13 {
+                assert!(cc.window() > 7 * MSS + 9 * MSS / 10, "{}", cc.window());
+            }
+        }
+    }
+
+    #[test]
+    fn linux_growth_recomputes_at_most_every_hz_32_while_cwnd_is_unchanged() {
+        // On the curve's plateau (K = 0, origin = cwnd), where cnt is 100 * cwnd and cwnd
+        // stays put.
+        let mut cc = linux(RTT_100MS);
+        cc.cwnd = 100 * MSS;
+        cc.ssthresh = 100 * MSS;
+        cc.w_max = Some(100_000.0);
+        cc.initial = false;
+        let start = Instant::from_secs(2);
+        cc.on_ack(start, MSS, 0, None);
+        let first = cc.linux.as_ref().map(|l| l.last_time);
+        assert_eq!(first, Some(ticks(start)));
+        // HZ / 32 = 7 ticks of 4 ms: nothing recomputed for 28 ms ...
+        for ms in 1..=28 {
+            cc.on_ack(start + Duration::from_millis(ms), MSS, 0, None);
+            assert_eq!(cc.linux.as_ref().map(|l| l.last_time), first, "at {ms} ms");
+        }
+        // ... then at the next tick.
+        let later = start + Duration::from_millis(32);
+        cc.on_ack(later, MSS, 0, None);
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_time), Some(ticks(later)));
+        // A change of cwnd recomputes at the next tick, not within the same one.
+        let mut cc = linux(RTT_100MS);
+        cc.cwnd = 4 * MSS;
+        cc.ssthresh = 4 * MSS;
+        cc.initial = false;
+        cc.on_ack(start, MSS, 0, None);
+        cc.cwnd = 5 * MSS;
+        cc.on_ack(start, MSS, 0, None);
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_cwnd), Some(4));
+        cc.on_ack(start + Duration::from_millis(4), MSS, 0, None);
+        assert_eq!(cc.linux.as_ref().map(|l| l.last_cwnd), Some(5));
+    }
+
+    #[test]
+    fn linux_growth_without_w_max_is_at_least_five_percent_per_rtt() {
+        // No loss yet (slow start ended by HyStart): the curve from cwnd gives almost
+        // nothing at first, and Linux grows one segment per 20 ACKed instead.
+        let mut cc = linux(RTT_100MS);
+        cc.cwnd = 100 * MSS;
+        cc.ssthresh = 100 * MSS;
+        cc.initial = false;
+        let samples = run_rounds(&mut cc, Instant::from_secs(1), RTT_100MS, 3);
+        let grown: Vec<usize> = samples.windows(2).map(|w| w[1].1 - w[0].1).collect();
+        assert_eq!(grown, [5 * MSS, 5 * MSS], "100 ACKs / 20");
+        assert_eq!(cc.linux.as_ref().map(|l| l.cnt), Some(20));
+    }
+
+    #[test]
+    fn linux_growth_follows_w_cubic_after_a_loss() {
+        // RFC 9438 §4.2's curve, as Linux's fixed point (C = 410/1024) draws it.
+        let w_max = 1000 * MSS;
+        let mut cc = after_loss(w_max);
+        cc.set_linux_growth(true);
+        cc.on_rtt_sample(T, RTT_100MS, SeqNumber(1), SeqNumber(2));
+        let samples = run_rounds(&mut cc, Instant::from_secs(1), RTT_100MS, 150);
+        let mut checked = 0;
+        for &(t, cwnd) in &samples {
+            if ![1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]
+                .iter()
+                .any(|&a| (t - a).abs() < 0.05)
+            {
+                continue;
+            }
+            checked += 1;
+            let want = expected_w_cubic(w_max as f64, 700_000.0, t);
+            let err = (cwnd as f64 - want).abs() / want;
+            assert!(err < 0.01, "t = {t:.2}: cwnd {cwnd} vs W_cubic {want:.0}");
+            assert_eq!(cwnd % MSS, 0, "whole segments");
+        }
+        assert_eq!(checked, 8);
+        // K as Linux computes it, in 1/1024 s: cbrt(300 * 2^40 / 410) ≈ 9309 (9.09 s).
+        let k = cc.linux.as_ref().map_or(0, |l| l.k);
+        assert!((9300..9320).contains(&k), "{k}");
+    }
+
+    #[test]
+    fn linux_growth_reno_estimate_grows_eight_fifteenths_of_a_segment_per_rtt() {
+        // Small BDP: Reno's estimate dominates the curve (RFC 9438 §4.3); Linux keeps
+        // α = 3 (1 - β) / (1 + β) ≈ 8/15 segment per RTT throughout (no switch to 1).
+        let mut cc = after_loss(20 * MSS);
+        cc.set_linux_growth(true);
+        let rtt = Duration::from_millis(10);
+        cc.on_rtt_sample(T, rtt, SeqNumber(1), SeqNumber(2));
+        let samples = run_rounds(&mut cc, Instant::from_secs(1), rtt, 101);
+        // A little less in practice: a segment of the estimate takes one ACK more than
+        // cwnd * 15/8, and cwnd, which paces the ACKs, trails the estimate by up to a
+        // segment until cnt pays it out.
+        let after = samples[100].1 as f64 / MSS as f64;
+        let per_rtt = (after - 14.0) / 100.0;
+        assert!(
+            per_rtt > 0.48 && per_rtt <= 8.0 / 15.0,
+            "{after}: {per_rtt} per RTT"
+        );
+        let estimate = cc.linux.as_ref().map_or(0, |l| l.tcp_cwnd) as f64;
+        assert!(
+            after <= estimate && after >= estimate - 1.0,
+            "{after} vs {estimate}"
+        );
+    }
+
+    #[test]
+    fn linux_growth_counts_partial_segments_and_resets_on_reductions() {
+        let mut cc = linux(RTT_100MS);
+        cc.cwnd = 10 * MSS;
+        cc.ssthresh = 10 * MSS;
+        cc.initial = false;
+        // Half segments: every second one counts.
+        for i in 0..4 {
+            cc.on_ack(Instant::from_millis(i), MSS / 2, 0, None);
+        }
+        assert_eq!(
+            cc.linux.as_ref().map(|l| (l.cwnd_cnt, l.carry)),
+            Some((2, 0))
+        );
+        cc.on_ack(Instant::from_millis(5), MSS / 2, 0, None);
+        assert_eq!(cc.linux.as_ref().map(|l| l.carry), Some(MSS / 2));
+        // A fast retransmit ends the epoch and the count (tcp_init_cwnd_reduction).
+        cc.on_fast_retransmit(Instant::from_millis(6), 10 * MSS);
+        let l = cc.linux.clone().unwrap_or_default();
+        assert_eq!((l.epoch_start, l.cwnd_cnt, l.carry), (None, 0, 0));
+        assert_eq!(cc.w_max(), Some(10 * MSS), "W_max kept for the next curve");
+        // Turning it off goes back to RFC 9438's model.
+        cc.set_linux_growth(false);
+        assert!(cc.linux.is_none());
+    }
+
     // ---- Robustness ----
 
     #[test]
@@ -940,6 +1379,34 @@ mod tests {
     }
 
     #[test]
+    fn linux_growth_with_huge_times_and_windows_does_not_overflow() {
+        let mut cc = after_loss(1000 * MSS);
+        cc.set_linux_growth(true);
+        cc.on_rtt_sample(T, Duration::MAX, SeqNumber(1), SeqNumber(2));
+        cc.on_ack(T, MSS, 0, None);
+        cc.on_ack(Instant::from_micros(u64::MAX), usize::MAX, usize::MAX, None);
+        assert!(cc.window() >= 700 * MSS);
+        let before = cc.window();
+        cc.on_ack(T, MSS, 0, None);
+        assert!(cc.window() >= before, "a clock that runs backwards");
+        let mut cc = Cubic::new(MSS);
+        cc.set_linux_growth(true);
+        cc.cwnd = usize::MAX - 10;
+        cc.ssthresh = 1;
+        cc.initial = false;
+        cc.w_max = Some(f64::MAX);
+        for i in 0..100 {
+            cc.on_ack(Instant::from_secs(i * 1000), usize::MAX, 0, None);
+        }
+        assert!(cc.window() >= usize::MAX - 10);
+        let mut cc = Cubic::new(usize::MAX);
+        cc.set_linux_growth(true);
+        cc.ssthresh = 1;
+        cc.on_ack(T, usize::MAX, 0, None);
+        assert_eq!(cc.window(), usize::MAX);
+    }
+
+    #[test]
     fn deterministic() {
         let run = || {
             let mut cc = after_loss(300 * MSS);
@@ -956,9 +1423,11 @@ mod tests {
         #[test]
         fn arbitrary_event_sequences_never_panic(
             mss in 0usize..70_000,
+            linux in any::<bool>(),
             events in proptest::collection::vec((0u8..7, any::<u32>(), any::<u64>()), 0..200),
         ) {
             let mut cc = Cubic::new(mss);
+            cc.set_linux_growth(linux);
             for (kind, size, micros) in events {
                 let now = Instant::from_micros(micros);
                 let size = size as usize;

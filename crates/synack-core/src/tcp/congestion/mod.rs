@@ -90,6 +90,14 @@ pub trait Controller: Send + Debug {
     /// The sender's MSS changed (after the handshake, or on PMTU news).
     fn set_mss(&mut self, mss: usize);
 
+    /// Grow the window in congestion avoidance as Linux does, in whole segments and at
+    /// Linux's pace, rather than by the RFC's per-ACK rule
+    /// ([`Config::linux_cwnd_growth`](crate::Config::linux_cwnd_growth), set once when
+    /// the connection starts). CUBIC models Linux's `bictcp_update` and
+    /// `tcp_cong_avoid_ai`; the default ignores it (NewReno's byte counting grows as Linux's
+    /// `tcp_reno_cong_avoid` does for full-sized segments).
+    fn set_linux_growth(&mut self, _on: bool) {}
+
     /// Congestion window validation: the connection did not use its window, and shrinks it
     /// to `cwnd` with ssthresh raised to `ssthresh`, both computed by the connection: RFC 5681 §4.1's restart after an idle period and
     /// RFC 2861's application-limited reduction, which Linux applies to `snd_cwnd` and

@@ -156,7 +156,11 @@ impl Connection {
             wscale_ok: config.window_scaling,
             reset_reply: None,
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
-            cc: config.congestion.build(now, send_mss),
+            cc: {
+                let mut cc = config.congestion.build(now, send_mss);
+                cc.set_linux_growth(config.linux_cwnd_growth);
+                cc
+            },
             cwnd_use: CwndUse {
                 limited: false,
                 max_out: 0,
