@@ -21,6 +21,7 @@ mod common;
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -93,14 +94,24 @@ async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Bo
     // Opened and sized in the task: on a page-cache hit these are microseconds, less than a
     // hop to tokio's blocking pool and back, which costs a thread wake-up each way (three
     // of them a request, with the read); nginx too opens and stats in its event loop.
-    let file = match std::fs::File::open(&path) {
+    // O_NONBLOCK: opening a FIFO (or a device) under the root must not wait for a writer on
+    // a runtime thread; anything but a regular file is refused before it is read.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(text(StatusCode::NOT_FOUND, "not found"));
         }
         Err(e) => return Ok(text(StatusCode::FORBIDDEN, &e.to_string())),
     };
-    let len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(text(StatusCode::FORBIDDEN, "not a regular file"));
+    }
+    let len = meta.len();
     let body: Body = if req.method() == Method::HEAD {
         http_body_util::Empty::new()
             .map_err(|never| match never {})

@@ -332,6 +332,27 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
     let out = output(cmd).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
 
+    // A FIFO under the root (no writer will ever come) is refused at once: opening it must
+    // not block the server's runtime.
+    let fifo = root.join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success(), "mkfifo");
+    for _ in 0..3 {
+        let mut cmd = ns.command("curl");
+        cmd.args([
+            "-s",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("{base}/fifo"));
+        let out = output(cmd).await;
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    }
+
     // And over IPv6, from the address the stack took next to the kernel's.
     let mut cmd = ns.command("curl");
     cmd.args(["-s", "--fail", "--max-time", "30", "-o"])
