@@ -275,6 +275,13 @@ pub struct SkbQueue {
 /// (a packet may then merge with the next, as it would have without the rule).
 const MAX_PUSHED_ENDS: usize = 64;
 
+/// The most packets of new data [`SkbQueue::note_packet`] remembers (32 KiB). A peer that
+/// offers a tiny MSS and holds its ACKs would otherwise have it remember one end for every
+/// few bytes of the send buffer; past the cap the oldest end is forgotten, and a resend of
+/// those bytes is sized as if the packet had run on to the next end still known (the
+/// recovery allowance and the TSO size bound it all the same).
+const MAX_PACKET_ENDS: usize = 4096;
+
 impl SkbQueue {
     /// skbs held.
     pub fn count(&self) -> usize {
@@ -363,19 +370,35 @@ impl SkbQueue {
     /// the skb, or of the part of it that a split left, as they stand).
     pub fn psh_within(&self, from: usize, to: usize) -> bool {
         let inside = |end: usize| from < end && end <= to;
-        (self.tail_psh && inside(self.bytes)) || self.psh_ends.iter().any(|&end| inside(end))
+        // The ends are in order: the first one past `from` decides.
+        let first = self.psh_ends.partition_point(|&end| end <= from);
+        (self.tail_psh && inside(self.bytes))
+            || self.psh_ends.get(first).is_some_and(|&end| inside(end))
     }
 
     /// A packet of new data ending at `end` (an offset like `lens`) was sent.
     pub fn note_packet(&mut self, end: usize) {
         if self.packet_ends.back().is_none_or(|&last| last < end) {
+            if self.packet_ends.len() >= MAX_PACKET_ENDS {
+                self.packet_ends.pop_front();
+            }
             self.packet_ends.push_back(end);
         }
     }
 
     /// Where the packet that carried the byte at `offset` ended, if it is still tracked.
     pub fn packet_end(&self, offset: usize) -> Option<usize> {
-        self.packet_ends.iter().copied().find(|&end| end > offset)
+        let i = self.packet_ends.partition_point(|&end| end <= offset);
+        self.packet_ends.get(i).copied()
+    }
+
+    /// Heap bytes the view holds (its queues' storage), for the connection's memory count.
+    pub fn allocated(&self) -> usize {
+        let slots = self.lens.capacity()
+            + self.psh_ends.capacity()
+            + self.packet_ends.capacity()
+            + self.pushed_ends.capacity();
+        slots * core::mem::size_of::<usize>()
     }
 
     /// Where the unsent bytes start.
@@ -445,6 +468,19 @@ impl SkbQueue {
         if self.lens.is_empty() {
             self.tail_closed = false;
             self.tail_psh = false;
+            // Everything is acknowledged: give back what a long flight grew.
+            for ends in [
+                &mut self.psh_ends,
+                &mut self.packet_ends,
+                &mut self.pushed_ends,
+            ] {
+                if ends.capacity() > MAX_PUSHED_ENDS {
+                    *ends = VecDeque::new();
+                }
+            }
+            if self.lens.capacity() > MAX_PUSHED_ENDS {
+                self.lens = VecDeque::new();
+            }
         }
     }
 
@@ -767,8 +803,32 @@ mod tests {
         assert_eq!(q.packet_end(0), Some(1000), "the rest of the second packet");
     }
 
-    /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,
-    /// none is empty, and splits fall where sending stopped.
+    /// A peer that offers a tiny MSS and holds its ACKs cannot make the view remember an end
+    /// for every few bytes: past the cap the oldest are forgotten (a resend of those bytes
+    /// then runs to the next end known), the memory is counted, and it is given back once
+    /// everything is acknowledged.
+    #[test]
+    fn packet_ends_are_capped_counted_and_released() {
+        let mut q = SkbQueue::default();
+        q.push_skb(24 * 3 * MAX_PACKET_ENDS);
+        for i in 1..=3 * MAX_PACKET_ENDS {
+            q.note_packet(24 * i);
+        }
+        assert_eq!(q.packet_ends.len(), MAX_PACKET_ENDS);
+        // The first 2 * MAX_PACKET_ENDS ends are gone: the earliest bytes resend to the first
+        // end still known.
+        let first_known = 24 * (2 * MAX_PACKET_ENDS + 1);
+        assert_eq!(q.packet_end(0), Some(first_known));
+        assert_eq!(q.packet_end(first_known), Some(first_known + 24));
+        assert!(q.allocated() >= MAX_PACKET_ENDS * core::mem::size_of::<usize>());
+        q.consume(q.bytes());
+        assert_eq!(q.packet_end(0), None);
+        assert_eq!(q.packet_ends.capacity(), 0, "storage given back");
+        assert!(q.allocated() <= 4 * MAX_PUSHED_ENDS * core::mem::size_of::<usize>());
+    }
+
+    /// The packets a write pushed on its own are remembered until acknowledged, their
+    /// offsets moving down with each ACK.
     #[test]
     fn pushed_packet_ends_follow_the_acknowledgments() {
         let mut q = SkbQueue::default();
@@ -788,6 +848,8 @@ mod tests {
         assert_eq!(q.pushed_end_after(0), None);
     }
 
+    /// Random writes, sends and ACKs keep the skb view whole: its lengths sum to its bytes,
+    /// none is empty, and splits fall where sending stopped.
     #[test]
     fn skb_queue_stays_consistent() {
         let mut q = SkbQueue::default();

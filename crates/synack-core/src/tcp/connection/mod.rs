@@ -1013,6 +1013,7 @@ impl Connection {
             + self.rcv.buffer.allocated()
             + self.snd.rack.allocated()
             + self.snd.scoreboard.allocated()
+            + self.snd.skbs.as_ref().map_or(0, |q| q.allocated())
     }
 
     /// Bytes of heap the congestion controller takes (it is boxed).
