@@ -94,8 +94,18 @@ async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Bo
     // Opened and sized in the task: on a page-cache hit these are microseconds, less than a
     // hop to tokio's blocking pool and back, which costs a thread wake-up each way (three
     // of them a request, with the read); nginx too opens and stats in its event loop.
-    // O_NONBLOCK: opening a FIFO (or a device) under the root must not wait for a writer on
-    // a runtime thread; anything but a regular file is refused before it is read.
+    // Anything but a regular file (a FIFO, a device, a socket) is refused before it is
+    // opened: opening one could wait (for a FIFO's writer) or run a driver's open on a
+    // runtime thread. O_NONBLOCK and the second check after the open cover a file swapped
+    // in between.
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => return Ok(text(StatusCode::FORBIDDEN, "not a regular file")),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(text(StatusCode::NOT_FOUND, "not found"));
+        }
+        Err(e) => return Ok(text(StatusCode::FORBIDDEN, &e.to_string())),
+    }
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)

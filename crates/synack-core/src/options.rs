@@ -35,9 +35,11 @@ pub struct SocketOptions {
     /// before the handshake's final ACK, with the data readable, and may send at once; a
     /// SYN asking for a cookie gets one in the SYN-ACK. `Some(0)` or `None`: off.
     pub fast_open: Option<u32>,
-    /// `TCP_FASTOPEN_NO_COOKIE` on a Fast Open listener: any SYN with data has it accepted,
+    /// `TCP_FASTOPEN_NO_COOKIE` on a Fast Open listener: a SYN with data has it accepted
     /// with or without a cookie (RFC 7413 §4.1.1 lets a server skip the cookie where it
-    /// trusts its clients; Linux's `tcp_fastopen` bit 0x200 does so for every listener).
+    /// trusts its clients; Linux's `tcp_fastopen` bit 0x200 does so for every listener). As
+    /// in Linux, a SYN without data that carries a cookie request, or any cookie, is taken
+    /// as a Fast Open child too, and its SYN-ACK carries no cookie.
     pub fast_open_no_cookie: Option<bool>,
     /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
     /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's

@@ -160,8 +160,9 @@ pub(super) enum FastOpenVerdict {
 
 impl Endpoint {
     /// Set the Fast Open server key every listener without its own uses (Linux's
-    /// `net.ipv4.tcp_fastopen_key`). The endpoint starts with a random one; cookies given
-    /// under the old key stop working unless it is kept as the backup.
+    /// `net.ipv4.tcp_fastopen_key`). The endpoint starts with a random one (derived from
+    /// `Config::seed` when one is set, for reproducible runs); cookies given under the old
+    /// key stop working unless it is kept as the backup.
     pub fn set_fast_open_key(&mut self, key: FastOpenKey) {
         self.fast_open_key = key;
     }
