@@ -131,6 +131,15 @@ impl ConfigInput {
             .syn_retries(u32::from(self.syn_retries % 7))
             .data_retries(u32::from(self.data_retries % 16))
             .challenge_ack_limit(u32::from(self.challenge_ack_limit))
+            // Linux's sender in half the runs (from a bit `data_retries` leaves unused): the
+            // send buffer charged per skb, PSH per skb, recovery in packets, an RTT sample
+            // from every ACK, ssthresh from cwnd and CUBIC's growth in segments, as
+            // `Config::linux()` has them.
+            .skb_accounting(self.linux_sender())
+            .recovery_in_packets(self.linux_sender())
+            .rtt_every_ack(self.linux_sender())
+            .fast_recovery_from_cwnd(self.linux_sender())
+            .linux_cwnd_growth(self.linux_sender())
             // Transparent mode in half the runs: SYNs to closed ports and to foreign
             // addresses are held for `Op::Decide`, within small bounds.
             .intercept(self.intercept().then_some(InterceptConfig {
@@ -139,6 +148,12 @@ impl ConfigInput {
                 decision_timeout: Duration::from_secs(2),
             }));
         c
+    }
+
+    /// Whether the endpoint sends as `Config::linux()` does (a bit `data_retries` leaves
+    /// unused).
+    fn linux_sender(&self) -> bool {
+        self.data_retries & 0x10 != 0
     }
 
     /// Whether the endpoint intercepts (from bits `syncookies` leaves unused).
