@@ -4,7 +4,7 @@ use synack_core::{Error, SendFlags, State};
 
 use super::errno::{errno, SysResult};
 use super::fd::Kind;
-use super::state::Shared;
+use super::state::{Shared, Stack};
 
 /// One `recv` result with what `recvmsg` reports beside the bytes.
 #[derive(Debug, Clone, Copy)]
@@ -13,6 +13,33 @@ pub struct Received {
     pub len: usize,
     /// TCP_INQ: bytes still queued after the read, when the socket asked for it.
     pub inq: Option<i32>,
+}
+
+/// What a read from a connection gives the caller (recv, read, splice): the bytes; EOF once
+/// SHUT_RD left nothing; EAGAIN when it may not wait; `None` to block; an error once (Linux
+/// reports a connection's error to one call, and EOF after it).
+pub(super) fn read_outcome(
+    st: &mut Stack,
+    fd: i32,
+    r: Result<usize, Error>,
+    shut_rd: bool,
+    nonblock: bool,
+) -> Option<SysResult<usize>> {
+    match r {
+        Ok(n) => Some(Ok(n)),
+        Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
+        Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
+        Err(Error::WouldBlock) => None,
+        Err(e) => {
+            let s = st.socket(fd).ok()?;
+            if s.error_reported {
+                Some(Ok(0))
+            } else {
+                s.error_reported = true;
+                Some(Err(errno(e)))
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -38,21 +65,7 @@ impl Shared {
             } else {
                 st.ep().recv(now, h, buf)
             };
-            match r {
-                Ok(n) => Some(Ok(n)),
-                Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
-                Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
-                Err(Error::WouldBlock) => None,
-                Err(e) => {
-                    let s = st.socket(fd).ok()?;
-                    if s.error_reported {
-                        Some(Ok(0))
-                    } else {
-                        s.error_reported = true;
-                        Some(Err(errno(e)))
-                    }
-                }
-            }
+            read_outcome(st, fd, r, shut_rd, nonblock)
         });
         let n = r.unwrap_or(Err(libc::EAGAIN))?;
         let inq = if g.socket(fd)?.opts.inq {

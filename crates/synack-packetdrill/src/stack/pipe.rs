@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use synack_core::{Error, SendFlags};
+use synack_core::SendFlags;
 
 use super::errno::{errno, SysResult};
 use super::fd::{Fd, Kind};
@@ -298,21 +298,8 @@ impl Shared {
                 // take ("This might happen with URG data").
                 return Some(if nonblock { Err(libc::EAGAIN) } else { Ok(0) });
             }
-            match st.ep().recv(now, h, &mut []) {
-                Ok(n) => Some(Ok(n)),
-                Err(Error::WouldBlock) if shut_rd => Some(Ok(0)),
-                Err(Error::WouldBlock) if nonblock => Some(Err(libc::EAGAIN)),
-                Err(Error::WouldBlock) => None,
-                Err(e) => {
-                    let s = st.socket(fd).ok()?;
-                    if s.error_reported {
-                        Some(Ok(0))
-                    } else {
-                        s.error_reported = true;
-                        Some(Err(errno(e)))
-                    }
-                }
-            }
+            let r = st.ep().recv(now, h, &mut []);
+            super::io::read_outcome(st, fd, r, shut_rd, nonblock)
         });
         g.drain();
         self.kick(&mut g);
