@@ -30,6 +30,19 @@ impl Pipe {
     pub(super) fn room(&self) -> usize {
         PIPE_CAPACITY.saturating_sub(self.bytes.len())
     }
+
+    /// What a read of an empty pipe returns, or `None` while it holds bytes: EAGAIN while a
+    /// writer could still fill it (nothing can while this call waits), else end of file.
+    fn empty_read(&self) -> Option<SysResult<usize>> {
+        if !self.bytes.is_empty() {
+            return None;
+        }
+        Some(if self.writer_open {
+            Err(libc::EAGAIN)
+        } else {
+            Ok(0)
+        })
+    }
 }
 
 /// A descriptor for one end of a pipe.
@@ -150,12 +163,8 @@ impl Shared {
         if buf.is_empty() {
             return Ok(0);
         }
-        if p.bytes.is_empty() {
-            return if p.writer_open {
-                Err(libc::EAGAIN)
-            } else {
-                Ok(0)
-            };
+        if let Some(r) = p.empty_read() {
+            return r;
         }
         let n = buf.len().min(p.bytes.len());
         for (d, b) in buf.iter_mut().zip(p.bytes.drain(..n)) {
@@ -225,13 +234,8 @@ impl Shared {
                     return Err(libc::EINVAL);
                 }
                 let mut g = self.lock();
-                let p = g.pipe(inp.id);
-                if p.bytes.is_empty() {
-                    return if p.writer_open {
-                        Err(libc::EAGAIN)
-                    } else {
-                        Ok(0)
-                    };
+                if let Some(r) = g.pipe(inp.id).empty_read() {
+                    return r;
                 }
                 let room = g.pipe(out.id).room();
                 let p = g.pipe(inp.id);
@@ -322,13 +326,8 @@ impl Shared {
         let data: Vec<u8> = {
             let mut g = self.lock();
             let p = g.pipe(inp.id);
-            if p.bytes.is_empty() {
-                return if p.writer_open {
-                    // Nothing could fill it while this call waits.
-                    Err(libc::EAGAIN)
-                } else {
-                    Ok(0)
-                };
+            if let Some(r) = p.empty_read() {
+                return r;
             }
             let n = len.min(p.bytes.len());
             p.bytes.iter().take(n).copied().collect()
