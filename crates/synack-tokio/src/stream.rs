@@ -92,9 +92,14 @@ impl ConnRef {
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
+        // Zero only what this read can fill: a caller's uninitialised buffer (hyper's read
+        // buffer, 8 KiB and growing, through `TokioIo`) would otherwise be zeroed whole on
+        // every read, a memset that cost more than the TCP receive path of a small request.
+        let queued = inner.endpoint.recv_queue_len(self.handle).unwrap_or(0);
+        let want = buf.remaining().min(queued.max(1));
         match inner
             .endpoint
-            .recv(now, self.handle, buf.initialize_unfilled())
+            .recv(now, self.handle, buf.initialize_unfilled_to(want))
         {
             Ok(n) => {
                 buf.advance(n);
