@@ -78,9 +78,6 @@ fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
             _ => return None,
         }
     }
-    if path.is_dir() {
-        path.push("index.html");
-    }
     Some(path)
 }
 
@@ -88,7 +85,7 @@ async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Bo
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD"));
     }
-    let Some(path) = resolve(&root, req.uri().path()) else {
+    let Some(mut path) = resolve(&root, req.uri().path()) else {
         return Ok(text(StatusCode::FORBIDDEN, "forbidden"));
     };
     // Opened and sized in the task: on a page-cache hit these are microseconds, less than a
@@ -98,7 +95,14 @@ async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Bo
     // opened: opening one could wait (for a FIFO's writer) or run a driver's open on a
     // runtime thread. O_NONBLOCK and the second check after the open cover a file swapped
     // in between.
-    match std::fs::metadata(&path) {
+    // One stat before the open (a directory's is followed by its index.html's), one after
+    // it: each is a path walk, and a request should not pay for a third.
+    let mut meta = std::fs::metadata(&path);
+    if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+        path.push("index.html");
+        meta = std::fs::metadata(&path);
+    }
+    match meta {
         Ok(m) if !m.is_file() => return Ok(text(StatusCode::FORBIDDEN, "not a regular file")),
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
