@@ -146,12 +146,12 @@ impl UdpSocket {
     ) -> Poll<io::Result<SocketAddr>> {
         let mut guard = self.stack.lock_udp()?;
         let inner = &mut *guard;
-        match inner
-            .endpoint
-            .udp_recv_from(self.handle, buf.initialize_unfilled())
-        {
-            Ok((n, from)) => {
-                buf.advance(n);
+        // Taken whole and copied in with `put_slice`: a caller's uninitialised buffer (64 KiB
+        // for a datagram socket, say) is written, never zeroed first.
+        match inner.endpoint.udp_recv(self.handle) {
+            Ok((data, from, _to)) => {
+                let n = data.len().min(buf.remaining());
+                buf.put_slice(&data[..n]);
                 Poll::Ready(Ok(from))
             }
             Err(Error::WouldBlock) => {

@@ -190,3 +190,39 @@ async fn two_readers_share_one_socket() {
     })
     .await;
 }
+
+/// `poll_recv_from` into an uninitialised buffer: a datagram longer than it is truncated
+/// to it, as `recv_from(2)` truncates, and a shorter one initialises only its own bytes.
+#[tokio::test]
+async fn recv_into_uninitialised_buffers_truncates_and_zeroes_nothing() {
+    within(async {
+        let (client, server) = stacks(false);
+        let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9003))
+            .await
+            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let datagram: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for _ in 0..2 {
+            tx.send_to(&datagram, SocketAddr::new(SERVER, 9003))
+                .await
+                .unwrap();
+        }
+        let mut small = vec![std::mem::MaybeUninit::<u8>::uninit(); 600];
+        let mut buf = tokio::io::ReadBuf::uninit(&mut small);
+        let from = std::future::poll_fn(|cx| rx.poll_recv_from(cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!(from.ip(), CLIENT);
+        assert_eq!(buf.filled(), &datagram[..600]);
+        let mut large = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut buf = tokio::io::ReadBuf::uninit(&mut large);
+        std::future::poll_fn(|cx| rx.poll_recv_from(cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!(buf.filled(), &datagram[..]);
+        assert_eq!(buf.initialized().len(), datagram.len());
+    })
+    .await;
+}
