@@ -401,7 +401,8 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
             SocketAddr::new(VETH_B.into(), PORT_EXAMPLE)
         );
         server.wait_ready(&veth.a, &url)?;
-        measure(
+        let pid = Some(server.child.id());
+        let cpu = measure(
             &veth.a,
             &url,
             reps,
@@ -409,8 +410,11 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
             "hyper on the kernel",
             rows,
             |r| &mut r.hyper,
-            None,
+            pid,
         );
+        for (row, c) in rows.iter_mut().zip(cpu) {
+            row.hyper_cpu_us = c;
+        }
     }
     if have("nginx") {
         std::fs::create_dir_all(root.0.join("tmp"))?;

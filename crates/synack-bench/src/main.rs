@@ -391,10 +391,14 @@ How to read it:
   namespace of its own, with `--workers 1` and then `--workers 2` (the default on two
   cores: one shard per core). Against it, the same example with `--kernel` (the same hyper
   code on tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both
-  over the veth pair. The ratios take synack's 2-worker column. The last column is the
-  synack server's own CPU time (user + system, every thread, from `/proc`) divided by the
-  requests wrk completed, with one worker and with two: wrk and the kernel share the same two
-  cores, so this, not the request rate, shows what a second worker costs per request. Every
+  over the veth pair. The ratios take synack's 2-worker column. The CPU columns are a
+  server's own CPU time (user + system, every thread, from `/proc`) divided by the requests
+  wrk completed: synack's with one worker and with two (wrk and the kernel share the same two
+  cores, so this, not the request rate, shows what a second worker costs per request), then
+  the `--kernel` server's. That last one is not like for like: the kernel runs a packet's
+  receive path in the process that sent it, so wrk's sends pay for the kernel server's TCP
+  receive, while synack's server runs all of its own TCP and the receive path of what it
+  sends to wrk. Every
   server sets TCP_NODELAY (nginx's `tcp_nodelay` default). A run with non-2xx answers or
   connect/write/timeout socket errors shows `FAILED`.
 - Workers rows (the third table): synack on the offload TUN built with
