@@ -252,3 +252,36 @@ async fn kernel_single_queue_tun_runs_one_worker() {
     assert_eq!(stack.workers(), 1);
     drop(stack);
 }
+
+/// The default worker count follows the runtime: one per core, but never more than the
+/// runtime has threads. On a current-thread runtime a second shard could only share the
+/// one thread, so the stack runs one; on a multi-thread runtime of two threads it runs
+/// one per core, up to two.
+#[test]
+fn kernel_default_workers_follow_the_runtime() {
+    if !require_tun("kernel_default_workers_follow_the_runtime") {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (runtime, expected) in [(&current, 1), (&multi, cores.min(2))] {
+        runtime.block_on(async {
+            let ns = NetNs::new("synack-mq-default").expect("create namespace");
+            let tun = TunDevice::create_in(&ns, &TunConfig::default()).expect("create TUN");
+            let stack = Stack::builder()
+                .address(IpAddr::V4(STACK))
+                .build(tun)
+                .expect("start the stack");
+            assert_eq!(stack.workers(), expected);
+            drop(stack);
+        });
+    }
+}
