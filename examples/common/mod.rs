@@ -50,8 +50,7 @@ pub struct NetArgs {
     /// recording runs one worker.
     #[arg(long)]
     pub pcap: Option<PathBuf>,
-    /// Workers (shards, one TUN queue each); default: one per core, at most one per runtime
-    /// thread (transparent_relay runs one thread, so one worker).
+    /// Workers (shards, one TUN queue each); default: one per core.
     #[arg(long)]
     pub workers: Option<usize>,
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
