@@ -346,8 +346,7 @@ fn section(
         "tokio's default multi-thread runtime (one worker per CPU; the client runs in \
          `block_on` on the main thread, as in a `#[tokio::main]` function)"
     } else {
-        "a current-thread tokio runtime, one thread (so one worker, the stack's default on \
-         such a runtime)"
+        "a current-thread tokio runtime, one thread"
     };
     format!(
         "## Harness: synack against smoltcp and the kernel

@@ -350,8 +350,7 @@ impl StackBuilder {
 
     /// How many shards the stack runs: each its own endpoint, driver task and device queue,
     /// owning the flows a secret hash gives it (see [`crate::shard`]). The default is the
-    /// machine's parallelism ([`std::thread::available_parallelism`]), at most the current
-    /// runtime's worker threads (one on a current-thread runtime). Either is clamped to
+    /// machine's parallelism ([`std::thread::available_parallelism`]). Either is clamped to
     /// what the device supports ([`Device::max_queues`]): one for the in-memory and pcap
     /// devices and for a TUN opened without multi-queue, and to how many queues the device
     /// could actually open. 0 counts as 1.
@@ -371,17 +370,9 @@ impl StackBuilder {
     }
 }
 
-/// The workers a stack runs when not told: one per core the machine offers, but no more than
-/// the runtime has threads to run them on. Shards only work side by side on threads of their
-/// own; on a current-thread runtime (or a multi-thread one with fewer workers than cores)
-/// the extra shards would share a thread and bring only their costs: hand-offs between
-/// queues, and each shard's endpoint held to its share of `Config::max_memory`.
+/// The workers a stack runs when not told: one per core the machine offers.
 fn default_workers() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => cores.min(runtime.metrics().num_workers().max(1)),
-        Err(_) => cores,
-    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Stack {
