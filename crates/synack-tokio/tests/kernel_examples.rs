@@ -332,6 +332,23 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
     let out = output(cmd).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
 
+    // A directory serves its index.html: the root itself, and a subdirectory with or
+    // without the trailing slash.
+    let index = pattern(2000, 40);
+    std::fs::write(root.join("index.html"), &index).unwrap();
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub").join("index.html"), &files[5].1).unwrap();
+    for (path, want) in [("/", &index), ("/sub", &files[5].1), ("/sub/", &files[5].1)] {
+        let got = dir.path().join("got-index");
+        let mut cmd = ns.command("curl");
+        cmd.args(["-s", "--fail", "--max-time", "30", "-o"])
+            .arg(&got)
+            .arg(format!("{base}{path}"));
+        let out = output(cmd).await;
+        assert!(out.status.success(), "GET {path}: curl failed");
+        assert!(std::fs::read(&got).unwrap() == *want, "GET {path} differs");
+    }
+
     // A FIFO under the root (no writer will ever come) is refused at once: opening it must
     // not block the server's runtime.
     let fifo = root.join("fifo");
