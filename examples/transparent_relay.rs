@@ -24,7 +24,8 @@
 //! `--max-pending-connects` upstream connects at once (a SYN beyond it cancels the oldest
 //! connect, whose SYN is dropped unanswered, so a SYN flood to random destinations opens no
 //! more sockets than that and cannot starve new clients); at most `--max-udp-sessions` UDP
-//! sessions (a new one evicts the longest idle) and 4 MiB of datagrams queued upstream; a
+//! sessions (a new one evicts the longest idle unanswered one, and while those churn, waits
+//! for its client's retry: see `UdpSessions`) and 4 MiB of datagrams queued upstream; a
 //! copy buffer only while bytes are moving or wait to be written (256 KiB while fewer than
 //! 256 are held across all flows, else 16 KiB: at most 64 MiB of large ones however many
 //! peers stop reading); and the stack's own bounds on held SYNs.
@@ -39,11 +40,12 @@ mod common;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -88,8 +90,9 @@ struct Args {
     /// without a datagram either way.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     udp_timeout: f64,
-    /// UDP sessions at once; a new one beyond it evicts the longest idle (a flood from
-    /// spoofed sources so costs at most this many upstream sockets).
+    /// UDP sessions at once; a new one beyond it evicts the longest idle that never had a
+    /// reply, else the longest idle (a flood from spoofed sources so costs at most this
+    /// many upstream sockets, and evicts its own sessions first).
     #[arg(long, default_value_t = 1024, value_name = "N")]
     max_udp_sessions: usize,
 }
@@ -207,6 +210,26 @@ async fn run(args: Args) -> io::Result<()> {
         r = shutdown_signal() => r,
     };
     relay.stats.print_summary();
+    // Where the stack itself dropped what it read, next to the relay's own counts.
+    let s = stack.stats();
+    println!(
+        "summary: stack: packets in {}; udp datagrams in {} intercepted {} dropped at a full \
+         queue {}; syns held {} dropped at a full hold {}; fragments dropped {}; other drops {}",
+        s.packets_in,
+        s.udp_datagrams_in,
+        s.udp_intercepted,
+        s.drop_udp_queue_full,
+        s.intercepted_syns,
+        s.drop_intercept_overflow,
+        s.drop_fragment,
+        s.drop_malformed
+            + s.drop_checksum
+            + s.drop_bad_option
+            + s.drop_not_for_us
+            + s.drop_unsupported
+            + s.drop_memory
+            + s.drop_other,
+    );
     result
 }
 
@@ -707,10 +730,27 @@ impl Drop for Queued {
 /// The dispatcher's handle on a session task.
 struct Session {
     to_upstream: mpsc::Sender<Queued>,
-    /// Milliseconds since [`Relay::epoch`] of the last datagram either way.
-    last: Arc<AtomicU64>,
+    activity: Arc<Activity>,
     /// Dropped with the session's entry: ends the task even while it opens its upstream.
     _cancel: oneshot::Sender<()>,
+}
+
+/// What the dispatcher and a session task both see of the session.
+struct Activity {
+    /// Milliseconds since [`Relay::epoch`] of the last datagram either way.
+    last: AtomicU64,
+    /// Whether a reply ever came back from the destination.
+    replied: AtomicBool,
+}
+
+impl Activity {
+    fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    fn replied(&self) -> bool {
+        self.replied.load(Ordering::Relaxed)
+    }
 }
 
 impl Relay {
@@ -719,20 +759,138 @@ impl Relay {
     }
 }
 
+/// How long the session that would be evicted must have been quiet, when it never had a
+/// reply, before the first datagram of a new pair may take its place (see [`UdpSessions`]).
+const UDP_SETTLE_MS: u64 = 1000;
+
+/// How many pairs whose first datagram was held back are remembered, as 32-bit tags
+/// (512 KiB): a flood reaching the dispatcher at 50,000 new pairs a second takes over 2 s
+/// to overwrite a given slot, longer than a resolver waits before it retries.
+const UDP_HELD_BACK_SLOTS: usize = 1 << 17;
+
+/// The UDP sessions by (client, destination), and who gets one when all
+/// `--max-udp-sessions` are taken.
+///
+/// Anything can be sent into a TUN, so a flood of datagrams from spoofed sources to random
+/// destinations must neither evict real clients' sessions nor keep new ones out. Two rules:
+/// - As with Linux conntrack's early drop, a session that never had a reply is evicted
+///   before one that has, the longest idle first. A flood's sessions get no replies, so they
+///   evict one another and leave answered sessions alone.
+/// - While the sessions churn (the one to evict never had a reply and was active less than
+///   [`UDP_SETTLE_MS`] ago), the first datagram of a pair seen for the first time is
+///   dropped and the pair remembered by a keyed hash; its retry gets a session. Real
+///   clients retry (a resolver after a second or so, QUIC and DTLS their handshakes) and a
+///   flood of one datagram to each random pair does not, so the flood costs a hash lookup a
+///   datagram instead of a socket, the dispatcher keeps up with it, and a retry is not lost
+///   in the stack's queue behind it.
+struct UdpSessions {
+    map: HashMap<(SocketAddr, SocketAddr), Session>,
+    /// Tags of held-back pairs, by their hash; 0 is an empty slot.
+    held_back: Box<[u32]>,
+    /// Keyed per process: a sender cannot choose pairs that overwrite a given slot.
+    hasher: RandomState,
+    /// Before this time (ms since [`Relay::epoch`]) the sessions are known to churn: the
+    /// oldest unanswered session was active after it minus [`UDP_SETTLE_MS`], and only a
+    /// reply or a datagram changes that, each of which makes the oldest unanswered one
+    /// younger. So a flood's datagrams are held back without a scan of the table.
+    churn_until: u64,
+}
+
+/// What [`UdpSessions::make_room`] decided for a new pair at the limit.
+enum Room {
+    /// A session was evicted (or one is ending on its own): wait for its permit.
+    Wait,
+    /// The datagram is held back; the pair is remembered.
+    HeldBack,
+}
+
+impl UdpSessions {
+    fn new() -> UdpSessions {
+        UdpSessions {
+            map: HashMap::new(),
+            held_back: vec![0; UDP_HELD_BACK_SLOTS].into_boxed_slice(),
+            hasher: RandomState::new(),
+            churn_until: 0,
+        }
+    }
+
+    /// Removes the entries of sessions that ended on their own (idle, failed).
+    fn sweep(&mut self) {
+        self.map.retain(|_, s| !s.to_upstream.is_closed());
+    }
+
+    /// All sessions are taken and `key` has none: evicts one, or holds the datagram back.
+    fn make_room(&mut self, key: (SocketAddr, SocketAddr), now_ms: u64) -> Room {
+        if now_ms < self.churn_until {
+            if !self.is_retry(key) {
+                return Room::HeldBack;
+            }
+            self.evict_one();
+            return Room::Wait;
+        }
+        self.sweep();
+        let victim = self
+            .map
+            .iter()
+            .min_by_key(|(_, s)| (s.activity.replied(), s.activity.last()))
+            .map(|(k, s)| (*k, s.activity.replied(), s.activity.last()));
+        let Some((victim, replied, last)) = victim else {
+            // Every permit is held by a session that is ending: its permit comes back.
+            return Room::Wait;
+        };
+        let settled = last.saturating_add(UDP_SETTLE_MS);
+        if !replied && now_ms < settled {
+            self.churn_until = settled;
+            if !self.is_retry(key) {
+                return Room::HeldBack;
+            }
+        }
+        self.map.remove(&victim);
+        Room::Wait
+    }
+
+    /// Evicts the session [`UdpSessions::make_room`]'s rules pick.
+    fn evict_one(&mut self) {
+        self.sweep();
+        let victim = self
+            .map
+            .iter()
+            .min_by_key(|(_, s)| (s.activity.replied(), s.activity.last()))
+            .map(|(k, _)| *k);
+        if let Some(k) = victim {
+            self.map.remove(&k);
+        }
+    }
+
+    /// Whether `key` was held back before (and is now let through); if not, remembers it.
+    fn is_retry(&mut self, key: (SocketAddr, SocketAddr)) -> bool {
+        let h = self.hasher.hash_one(key);
+        // The low bits pick the slot, the high ones are the tag; never 0.
+        let slot = &mut self.held_back[(h as usize) & (UDP_HELD_BACK_SLOTS - 1)];
+        let tag = (h >> 32) as u32 | 1;
+        if *slot == tag {
+            *slot = 0;
+            true
+        } else {
+            *slot = tag;
+            false
+        }
+    }
+}
+
 /// Hands each intercepted datagram to the session of its (client, destination) pair, making
 /// one if needed: one upstream socket per pair, so replies find their client. At
-/// `--max-udp-sessions` the longest idle session is evicted first. Returns only when the
-/// stack stops.
+/// `--max-udp-sessions`, [`UdpSessions`] says which session goes, or whether the datagram
+/// waits for its client's retry. Returns only when the stack stops.
 async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<()> {
-    let mut sessions: HashMap<(SocketAddr, SocketAddr), Session> = HashMap::new();
+    let mut sessions = UdpSessions::new();
     let mut buf = vec![0u8; 65535];
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
     loop {
         let d = tokio::select! {
             d = interceptor.recv(&mut buf) => d?,
             _ = sweep.tick() => {
-                // Sessions that ended on their own (idle, failed) leave their entry behind.
-                sessions.retain(|_, s| !s.to_upstream.is_closed());
+                sessions.sweep();
                 continue;
             }
         };
@@ -754,10 +912,10 @@ async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<
             stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        if let Some(s) = sessions.get(&key) {
+        if let Some(s) = sessions.map.get(&key) {
             match s.to_upstream.try_send(queued) {
                 Ok(()) => {
-                    s.last.store(relay.now_ms(), Ordering::Relaxed);
+                    s.activity.last.store(relay.now_ms(), Ordering::Relaxed);
                     continue;
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -766,7 +924,7 @@ async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<
                 }
                 // Ended meanwhile (idle, failed): a new session takes over.
                 Err(mpsc::error::TrySendError::Closed(queued)) => {
-                    sessions.remove(&key);
+                    sessions.map.remove(&key);
                     start_session(&relay, &interceptor, &mut sessions, key, queued).await;
                     continue;
                 }
@@ -791,28 +949,28 @@ fn relayable(dst: SocketAddr) -> bool {
     }
 }
 
-/// Starts the session of `key` with its first datagram. At --max-udp-sessions the longest
-/// idle session is evicted, and this waits until its task has closed its socket: the bound
-/// is on sockets, not only on map entries.
+/// Starts the session of `key` with its first datagram. At --max-udp-sessions a session is
+/// evicted first, and this waits until its task has closed its socket: the bound is on
+/// sockets, not only on map entries. Or the datagram is held back (see [`UdpSessions`]).
 async fn start_session(
     relay: &Arc<Relay>,
     interceptor: &UdpInterceptor,
-    sessions: &mut HashMap<(SocketAddr, SocketAddr), Session>,
+    sessions: &mut UdpSessions,
     key: (SocketAddr, SocketAddr),
     first: Queued,
 ) {
     let permit = match Arc::clone(&relay.udp_permits).try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
-            sessions.retain(|_, s| !s.to_upstream.is_closed());
-            // The longest idle goes: dropping its handle ends its task.
-            let oldest = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last.load(Ordering::Relaxed))
-                .map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                sessions.remove(&k);
-                relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+            match sessions.make_room(key, relay.now_ms()) {
+                Room::HeldBack => {
+                    relay.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                    relay.stats.udp_held_back.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Room::Wait => {
+                    relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+                }
             }
             let Ok(p) = Arc::clone(&relay.udp_permits).acquire_owned().await else {
                 return; // never closed
@@ -824,16 +982,19 @@ async fn start_session(
     // Cannot fail: the channel is new and empty.
     let _ = tx.try_send(first);
     let (cancel, cancelled) = oneshot::channel();
-    let last = Arc::new(AtomicU64::new(relay.now_ms()));
-    sessions.insert(
+    let activity = Arc::new(Activity {
+        last: AtomicU64::new(relay.now_ms()),
+        replied: AtomicBool::new(false),
+    });
+    sessions.map.insert(
         key,
         Session {
             to_upstream: tx,
-            last: Arc::clone(&last),
+            activity: Arc::clone(&activity),
             _cancel: cancel,
         },
     );
-    let session = Arc::clone(relay).udp_session(interceptor.clone(), key, rx, cancelled, last);
+    let session = Arc::clone(relay).udp_session(interceptor.clone(), key, rx, cancelled, activity);
     tokio::spawn(async move {
         session.await;
         drop(permit);
@@ -860,7 +1021,7 @@ impl Relay {
         (client, dst): (SocketAddr, SocketAddr),
         mut rx: mpsc::Receiver<Queued>,
         mut cancelled: oneshot::Receiver<()>,
-        last: Arc<AtomicU64>,
+        activity: Arc<Activity>,
     ) {
         let start = Instant::now();
         let (mut up_b, mut up_n, mut down_b, mut down_n) = (0u64, 0u64, 0u64, 0u64);
@@ -880,9 +1041,8 @@ impl Relay {
                 UdpEnd::Failed
             }
             Some(Ok(Ok(mut up))) => loop {
-                let idle_at = self.epoch
-                    + Duration::from_millis(last.load(Ordering::Relaxed))
-                    + self.udp_timeout;
+                let idle_at =
+                    self.epoch + Duration::from_millis(activity.last()) + self.udp_timeout;
                 tokio::select! {
                     _ = &mut cancelled => break UdpEnd::Evicted,
                     q = rx.recv() => match q {
@@ -901,7 +1061,8 @@ impl Relay {
                     },
                     r = up.recv(dst) => match r {
                         Ok(Some(reply)) => {
-                            last.store(self.now_ms(), Ordering::Relaxed);
+                            activity.last.store(self.now_ms(), Ordering::Relaxed);
+                            activity.replied.store(true, Ordering::Relaxed);
                             if interceptor.send_from(&reply, dst, client).await.is_ok() {
                                 down_b += reply.len() as u64;
                                 down_n += 1;
@@ -918,7 +1079,7 @@ impl Relay {
                         }
                     },
                     _ = tokio::time::sleep_until(idle_at.into()) => {
-                        let quiet = self.now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                        let quiet = self.now_ms().saturating_sub(activity.last());
                         if Duration::from_millis(quiet) >= self.udp_timeout {
                             break UdpEnd::Idle;
                         }
@@ -1443,6 +1604,9 @@ struct Stats {
     udp_dropped: AtomicU64,
     /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
     udp_own_link: AtomicU64,
+    /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
+    /// through on their client's retry (see [`UdpSessions`]).
+    udp_held_back: AtomicU64,
     udp_bytes_up: AtomicU64,
     udp_datagrams_up: AtomicU64,
     udp_bytes_down: AtomicU64,
@@ -1501,7 +1665,7 @@ impl Stats {
         // Sessions still open at exit are not counted as ended.
         println!(
             "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
-             room {}); datagrams in {} dropped {} (to the own link {}); up {} B ({} datagrams) down {} B ({} \
+             room {}); datagrams in {} dropped {} (to the own link {}, held back for a retry {}); up {} B ({} datagrams) down {} B ({} \
              datagrams)",
             g(&self.udp_idle),
             g(&self.udp_evicted_end),
@@ -1510,6 +1674,7 @@ impl Stats {
             g(&self.udp_datagrams_in),
             g(&self.udp_dropped),
             g(&self.udp_own_link),
+            g(&self.udp_held_back),
             g(&self.udp_bytes_up),
             g(&self.udp_datagrams_up),
             g(&self.udp_bytes_down),

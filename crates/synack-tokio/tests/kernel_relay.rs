@@ -268,24 +268,31 @@ while True:
 "#;
 
 /// Python: sends a DNS-sized datagram (512 bytes) to ADDR:PORT, up to 5 times a second
-/// apart, and prints `OK` once the same bytes come back from that address.
+/// apart, and prints `OK` once the same bytes come back from that address. With a third
+/// argument PAUSE it first prints `port=N` (its own port), then after the first round trip
+/// waits PAUSE seconds and makes a second one from the same socket, printing a line for each.
 const UDP_CLIENT: &str = r#"
-import socket, sys
+import socket, sys, time
 addr, port = sys.argv[1], int(sys.argv[2])
 family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 s = socket.socket(family, socket.SOCK_DGRAM)
+s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
 s.settimeout(1.0)
 query = bytes(range(256)) * 2
-for _ in range(5):
-    s.sendto(query, (addr, port))
-    try:
-        data, peer = s.recvfrom(65535)
-    except socket.timeout:
-        continue
-    print("OK" if data == query and peer[0] == addr and peer[1] == port else "BAD %r" % (peer,))
-    break
-else:
-    print("ERR timeout")
+def trip():
+    for _ in range(5):
+        s.sendto(query, (addr, port))
+        try:
+            data, peer = s.recvfrom(65535)
+        except socket.timeout:
+            continue
+        return "OK" if data == query and peer[0] == addr and peer[1] == port else "BAD %r" % (peer,)
+    return "ERR timeout"
+if len(sys.argv) > 3:
+    print("port=%d" % s.getsockname()[1], flush=True)
+    print(trip(), flush=True)
+    time.sleep(float(sys.argv[3]))
+print(trip())
 "#;
 
 /// Python: one datagram to ADDR PORT, no answer awaited.
@@ -846,7 +853,7 @@ async fn kernel_relay_through_egress_namespace() {
         "{logs}"
     );
     assert!(logs.contains("accept-timed-out 1 "), "{logs}");
-    assert!(logs.contains("(to the own link 2)"), "{logs}");
+    assert!(logs.contains("(to the own link 2,"), "{logs}");
     for host in ["198.18.0.2:80", "[2001:2::2]:80", "198.18.0.77:80"] {
         assert!(logs.contains(&format!("-> {host} own-link")), "{logs}");
     }
@@ -954,6 +961,13 @@ async fn kernel_relay_survives_a_flood_to_random_destinations() {
     let pid = relay.child.as_ref().unwrap().id();
     let baseline_fds = fds(pid);
 
+    // A client whose session has been answered before the flood starts, and who sends again
+    // while it goes on: its session must not be the one evicted.
+    let mut answered = world.c.command("python3");
+    answered.args(["-c", UDP_CLIENT, "198.19.3.3", &UDP_PORT.to_string(), "3"]);
+    let answered = tokio::task::spawn_blocking(move || answered.output());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     let mut flood = world.c.command("python3");
     flood.args(["-c", FLOOD, "8"]);
     let flood = tokio::task::spawn_blocking(move || flood.output());
@@ -966,6 +980,16 @@ async fn kernel_relay_survives_a_flood_to_random_destinations() {
     world.fetch("198.19.1.1", 8080, &relay).await;
     world.udp_round_trip("198.19.3.3", &relay).await;
     world.fetch("2001:2:0:2::2", 80, &relay).await;
+    let answered = answered.await.unwrap().unwrap();
+    let answered = String::from_utf8_lossy(&answered.stdout).into_owned();
+    let lines: Vec<&str> = answered.lines().collect();
+    assert_eq!(
+        lines.get(1..),
+        Some(&["OK", "OK"][..]),
+        "an answered UDP session through the flood: {answered}\nrelay {}",
+        relay.logs()
+    );
+    let answered_port = lines[0].trim_start_matches("port=");
     let sent = flood.await.unwrap().unwrap();
     let sent = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
     peak_fds = peak_fds.max(fds(pid));
@@ -987,6 +1011,23 @@ async fn kernel_relay_survives_a_flood_to_random_destinations() {
     );
     let logs = relay.logs();
     assert!(logs.contains("summary: udp sessions ended"), "{logs}");
+    // The answered session lived through the flood: the flood's own sessions, never
+    // answered, were evicted before it.
+    let answered_flow = format!(":{answered_port} -> 198.19.3.3:{UDP_PORT} ");
+    assert!(
+        !logs
+            .lines()
+            .any(|l| l.contains(&answered_flow) && l.contains(" evicted ")),
+        "the answered session {answered_flow} was evicted"
+    );
+    // And the flood's first datagrams were held back, each costing no socket.
+    let held_back: u64 = logs
+        .split("held back for a retry ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the relay's summary counts held-back datagrams");
+    assert!(held_back > 1000, "{held_back} datagrams held back");
     for line in logs.lines().filter(|l| l.starts_with("summary")) {
         eprintln!("{line}");
     }
