@@ -61,7 +61,7 @@ pub mod udp;
 
 pub use device::{Device, DeviceCapabilities};
 pub use listener::TcpListener;
-pub use shard::ShardStats;
+pub use shard::{FlowSteering, ShardStats};
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};

@@ -7,31 +7,39 @@
 //! nothing on the packet path is shared between shards but the bounded hand-off channels
 //! below, so `N` shards on `N` cores run side by side.
 //!
-//! **Who owns a flow.** A TCP connection belongs to the shard that `Flows::owner` names:
-//! SipHash-1-3 with a secret 128-bit key (std's [`RandomState`]: random bits from the OS,
-//! drawn once per thread, with one half stepped for every new `RandomState`, so each stack's
-//! key is its own) over the connection's 4-tuple taken in its canonical orientation (the lesser address and port
-//! first), so that both directions of a flow hash alike and an outsider who does not know
-//! the key cannot aim a flood of flows at one shard. With one shard there is no hashing at
-//! all.
+//! **Who owns a flow.** A TCP connection belongs to the shard that `Flows::owner` names: the
+//! flow hash of [`FlowSteering`], SipHash-2-4 under a secret 128-bit key drawn for each stack,
+//! over words that stay the same when the two ends are swapped, so that both directions of a
+//! flow hash alike, and an outsider who does not know the key cannot aim a flood of flows at
+//! one shard. With one shard there is no hashing at all.
 //!
-//! **Packets on the wrong queue.** The kernel picks a TUN queue for each packet itself. A
-//! shard's driver therefore looks at every packet it reads (`Flows::route`): one whose flow
-//! another shard owns is copied into that shard's bounded hand-off channel
-//! (512 packets, `HANDOFF_QUEUE`; counted in [`ShardStats::handed_off`], and dropped and counted
-//! in [`ShardStats::handoff_dropped`] when the channel is full: TCP recovers as from any
-//! loss). The hand-off is what makes the first packets of a flow work; it is not how a flow
-//! keeps running. Linux's TUN learns, for each flow, the queue the *reader* last wrote that
-//! flow's packets on (`tun_flow_update` on write, `tun_automq_select_queue` on the way out,
-//! both keyed by the kernel's symmetric flow hash), and steers the flow's later packets to
-//! that queue. The owner writes its SYN-ACK, or its SYN, on its own queue, and from then on
-//! the kernel delivers the flow to the owner directly. Only the handshake may cross: the
-//! client's SYN lands by the kernel's hash, and the kernel records the queue of a packet we
-//! write only after its own TCP has processed it, so its immediate answer (the SYN-ACK to our
-//! SYN, the ACK to our SYN-ACK) may still go by hash. That is at most about one hand-off per
+//! **Steering: the kernel delivers each flow to its owner.** The kernel picks a TUN queue for
+//! each packet itself. Where it can, the TUN is given a steering program
+//! (`TUNSETSTEERINGEBPF`: an eBPF socket filter whose return value, modulo the queue count,
+//! picks the queue instead of the kernel's own choice) that computes the same keyed hash
+//! from the packet's headers ([`Device::steer_flows`](crate::Device::steer_flows); see
+//! `device::tun::steering`). Then every TCP packet of a flow, the client's first SYN
+//! included, arrives on its owner's queue, and everything else on queue 0, where UDP lives.
+//! [`Stack::flows_steered`](crate::Stack::flows_steered) says whether the device took it.
+//!
+//! **Packets on the wrong queue** are still handled, for devices that cannot steer (the
+//! kernel refused the program: no `bpf(2)` for this process, say) and for what the program
+//! leaves to queue 0 (IPv6 behind extension headers, ICMP errors). A shard's driver looks at
+//! every packet it reads (`Flows::route`): one whose flow another shard owns is copied into
+//! that shard's bounded hand-off channel (512 packets, `HANDOFF_QUEUE`; counted in
+//! [`ShardStats::handed_off`], and dropped and counted in [`ShardStats::handoff_dropped`]
+//! when the channel is full: TCP recovers as from any loss). Without a steering program,
+//! Linux's TUN learns, for each flow, the queue the *reader* last wrote that flow's packets on
+//! (`tun_flow_update` on write, `tun_automq_select_queue` on the way out, both keyed by the
+//! kernel's symmetric flow hash), and steers the flow's later packets to that queue. The
+//! owner writes its SYN-ACK, or its SYN, on its own queue, and from then on the kernel
+//! delivers the flow to the owner directly. Only the handshake may cross: the client's SYN
+//! lands by the kernel's hash, and the kernel records the queue of a packet we write only
+//! after its own TCP has processed it, so its immediate answer (the SYN-ACK to our SYN, the
+//! ACK to our SYN-ACK) may still go by hash. That is at most about one hand-off per
 //! connection in either direction (half of them cross on two queues), and none afterwards
-//! (`kernel_multiqueue.rs` measures it). A flow that stays silent for longer than the kernel
-//! remembers it (about 3 s) may be handed off once more when it wakes.
+//! (`kernel_multiqueue.rs` measures both cases). A flow that stays silent for longer than the
+//! kernel remembers it (about 3 s) may be handed off once more when it wakes.
 //!
 //! **Outbound connects** land on their owner without any hand-off: the runtime chooses the
 //! shard (round robin) and then an ephemeral port whose 4-tuple hashes to it
@@ -51,9 +59,10 @@
 //! anything else (echo requests, what the core drops as malformed or not for us) is handled
 //! where it arrived, since every shard answers it alike.
 
-use std::hash::{BuildHasher, RandomState};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use synack_core::isn::{os_seed, siphash24};
 use synack_core::RecvMeta;
 
 /// Packets each shard's hand-off channel holds. A burst larger than this (say, many SYNs of
@@ -86,11 +95,91 @@ pub struct ShardStats {
     pub handoff_dropped: u64,
 }
 
+/// Which queue of a multi-queue device each TCP flow belongs on: what a device that can
+/// steer flows ([`Device::steer_flows`](crate::Device::steer_flows)) must compute for every
+/// packet it delivers.
+///
+/// The hash is SipHash-2-4 under the stack's secret 128-bit key over a message of 64-bit
+/// words, one for each 32-bit word of the two IP addresses (one for IPv4, four for IPv6, in
+/// header order) and a last one for the two ports. Each word combines the two ends' values
+/// `x` and `y` (as unsigned 32-bit numbers, from the big-endian header fields) as
+/// `(x ^ y) << 32 | (x + y) mod 2^32`, which is the same whichever end is the source, and
+/// the message is hashed as the little-endian bytes of its words. The queue is the hash's
+/// low 16 bits modulo the queue count: what the Linux TUN does with a steering program's
+/// result (`tun_ebpf_select_queue` keeps a `u16`).
+#[derive(Clone)]
+pub struct FlowSteering {
+    key: [u8; 16],
+    queues: usize,
+}
+
+impl fmt::Debug for FlowSteering {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowSteering")
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlowSteering {
+    /// How many queues the flows are spread over.
+    pub fn queues(&self) -> usize {
+        self.queues
+    }
+
+    /// The queue of the TCP flow between `a` and `b`, in either orientation.
+    pub fn queue_of(&self, a: SocketAddr, b: SocketAddr) -> usize {
+        usize::from(flow_hash(&self.key, a, b) as u16) % self.queues
+    }
+
+    /// The secret key, for a device that computes the hash itself.
+    pub(crate) fn key(&self) -> &[u8; 16] {
+        &self.key
+    }
+}
+
+/// One word of the flow hash's message (see [`FlowSteering`]): symmetric in `x` and `y`.
+pub(crate) fn flow_word(x: u32, y: u32) -> u64 {
+    (u64::from(x ^ y) << 32) | u64::from(x.wrapping_add(y))
+}
+
+/// The 64-bit flow hash of [`FlowSteering`].
+fn flow_hash(key: &[u8; 16], a: SocketAddr, b: SocketAddr) -> u64 {
+    let words = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => [u32::from(v4), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [0, 4, 8, 12].map(|i| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]))
+        }
+    };
+    // A flow has one family; a mixed pair (never a real flow) hashes as IPv6.
+    let (n, wa, wb) = match (a.ip(), b.ip()) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => (1, words(x.into()), words(y.into())),
+        (x, y) => (4, words(to_v6(x)), words(to_v6(y))),
+    };
+    let mut message = [0u8; 40];
+    for i in 0..n {
+        message[8 * i..8 * i + 8].copy_from_slice(&flow_word(wa[i], wb[i]).to_le_bytes());
+    }
+    let ports = flow_word(a.port().into(), b.port().into());
+    message[8 * n..8 * n + 8].copy_from_slice(&ports.to_le_bytes());
+    siphash24(key, &message[..8 * (n + 1)])
+}
+
+fn to_v6(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V6(v4.to_ipv6_mapped()),
+        v6 => v6,
+    }
+}
+
 /// The keyed flow hash of one stack, and the shard count it maps onto.
 #[derive(Debug)]
 pub(crate) struct Flows {
-    key: RandomState,
-    shards: usize,
+    steering: FlowSteering,
+    /// A second secret, for [`Flows::port_start`].
+    port_key: [u8; 16],
 }
 
 /// The transport protocols whose flows a shard can own.
@@ -100,24 +189,30 @@ const ICMP: u8 = 1;
 const ICMPV6: u8 = 58;
 
 impl Flows {
-    /// A fresh secret key for `shards` shards (at least one).
+    /// Fresh secret keys for `shards` shards (at least one).
     pub(crate) fn new(shards: usize) -> Flows {
+        let seed = os_seed();
+        let (key, port_key) = seed.split_at(16);
         Flows {
-            key: RandomState::new(),
-            shards: shards.max(1),
+            steering: FlowSteering {
+                key: key.try_into().expect("16 of 32 bytes"),
+                queues: shards.max(1),
+            },
+            port_key: port_key.try_into().expect("16 of 32 bytes"),
         }
+    }
+
+    /// What a device needs to deliver each flow to its owner.
+    pub(crate) fn steering(&self) -> &FlowSteering {
+        &self.steering
     }
 
     /// The shard owning the TCP flow between `a` and `b`, in either orientation.
     pub(crate) fn owner(&self, a: SocketAddr, b: SocketAddr) -> usize {
-        if self.shards == 1 {
+        if self.steering.queues == 1 {
             return 0;
         }
-        let canonical = if a <= b { (a, b) } else { (b, a) };
-        let h = self.key.hash_one(canonical);
-        // Lemire's multiply-shift: an unbiased enough map of 64 bits onto 0..shards, without
-        // a division.
-        ((u128::from(h) * self.shards as u128) >> 64) as usize
+        self.steering.queue_of(a, b)
     }
 
     /// The shard that must handle `packet`, or `None` if any shard may (the one it arrived
@@ -125,7 +220,7 @@ impl Flows {
     /// the flow it quotes. Reads only the IP header and the ports; what does not parse is
     /// left to the endpoint where it arrived, which drops and counts it.
     pub(crate) fn route(&self, packet: &[u8]) -> Option<usize> {
-        if self.shards == 1 {
+        if self.steering.queues == 1 {
             return None;
         }
         let ip = parse_ip(packet)?;
@@ -187,7 +282,14 @@ impl Flows {
     /// A start for [`Flows::ports_for`] that an outsider cannot predict: the keyed hash of
     /// the destination and a per-stack counter.
     pub(crate) fn port_start(&self, remote: SocketAddr, counter: u64) -> u32 {
-        self.key.hash_one((remote, counter, 0x5eed_u16)) as u32
+        let mut input = [0u8; 26];
+        match remote.ip() {
+            IpAddr::V4(v4) => input[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => input[..16].copy_from_slice(&v6.octets()),
+        }
+        input[16..18].copy_from_slice(&remote.port().to_be_bytes());
+        input[18..].copy_from_slice(&counter.to_le_bytes());
+        siphash24(&self.port_key, &input) as u32
     }
 }
 

@@ -24,7 +24,7 @@ use synack_core::{
     SocketOptions, Stats, SynHandle, UdpHandle,
 };
 
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use crate::device::Device;
 use crate::driver::{Driver, Router};
@@ -90,6 +90,8 @@ struct StackHandle {
     shards: Vec<Arc<Shared>>,
     /// The keyed flow hash naming each flow's shard.
     flows: Arc<Flows>,
+    /// Whether the device took the flow hash (see [`Stack::flows_steered`]).
+    flows_steered: bool,
     /// The stack's addresses, in the order given: a connect from an unspecified address uses
     /// the first of the remote's family, as the core does.
     addresses: Vec<IpAddr>,
@@ -319,6 +321,8 @@ pub struct StackBuilder {
     config: Config,
     addresses: Vec<IpAddr>,
     workers: Option<usize>,
+    /// Set by `steer_flows(false)`.
+    no_steering: bool,
 }
 
 impl StackBuilder {
@@ -359,6 +363,16 @@ impl StackBuilder {
         self
     }
 
+    /// Whether to ask the device to deliver each flow on its owner's queue
+    /// ([`Device::steer_flows`]; see [`Stack::flows_steered`]). On by default. Off, a
+    /// multi-queue TUN keeps the kernel's own queue choice (learned per flow from the queue
+    /// we write on), and packets that arrive on another shard's queue are handed over: for a
+    /// TUN whose steering program someone else sets, say.
+    pub fn steer_flows(mut self, on: bool) -> Self {
+        self.no_steering = !on;
+        self
+    }
+
     /// Starts the stack on `device`: spawns its driver tasks on the current tokio runtime, as
     /// [`Stack::new`] does, and fails as it does when the configuration asks for more than
     /// the device can do.
@@ -366,7 +380,13 @@ impl StackBuilder {
     /// # Panics
     /// Outside a tokio runtime, as `tokio::spawn` does.
     pub fn build<D: Device>(self, device: D) -> Result<Stack, StackError> {
-        Stack::start(self.config, device, &self.addresses, self.workers)
+        Stack::start(
+            self.config,
+            device,
+            &self.addresses,
+            self.workers,
+            !self.no_steering,
+        )
     }
 }
 
@@ -406,7 +426,7 @@ impl Stack {
         device: D,
         addresses: &[IpAddr],
     ) -> Result<Stack, StackError> {
-        Stack::start(config, device, addresses, None)
+        Stack::start(config, device, addresses, None, true)
     }
 
     fn start<D: Device>(
@@ -414,6 +434,7 @@ impl Stack {
         mut device: D,
         addresses: &[IpAddr],
         workers: Option<usize>,
+        steer: bool,
     ) -> Result<Stack, StackError> {
         let caps = device.capabilities();
         match config.gso_max_size_choice() {
@@ -454,6 +475,27 @@ impl Stack {
         }
 
         let flows = Arc::new(Flows::new(n));
+        // The kernel delivers each flow to its shard if the device lets us tell it how;
+        // otherwise the shards hand packets to each other (see `crate::shard`).
+        let flows_steered = n > 1
+            && steer
+            && match devices[0].steer_flows(flows.steering()) {
+                Ok(()) => {
+                    debug!(
+                        workers = n,
+                        "synack: the device steers each flow to its shard"
+                    );
+                    true
+                }
+                Err(e) => {
+                    info!(
+                        error = %e,
+                        "synack: the device cannot steer flows to their shards; packets on \
+                         the wrong queue are handed over"
+                    );
+                    false
+                }
+            };
         let start = tokio::time::Instant::now();
         // One TCP Fast Open key for every shard: a client's next connection may hash to
         // another shard, which must accept the cookie the first one gave (RFC 7413 §4.1.2).
@@ -510,6 +552,7 @@ impl Stack {
             handle: Arc::new(StackHandle {
                 shards,
                 flows,
+                flows_steered,
                 addresses: addresses.to_vec(),
                 next_connect: AtomicUsize::new(0),
                 port_counter: AtomicU64::new(0),
@@ -520,6 +563,14 @@ impl Stack {
     /// How many shards (workers) the stack runs.
     pub fn workers(&self) -> usize {
         self.handle.shards.len()
+    }
+
+    /// Whether the device delivers each TCP flow on its owner's queue
+    /// ([`Device::steer_flows`]): a multi-queue TUN does when the kernel accepts its steering
+    /// program. Without it, packets that arrive on another shard's queue are handed over
+    /// ([`ShardStats::handed_off`]). Always `false` with one worker, which needs no steering.
+    pub fn flows_steered(&self) -> bool {
+        self.handle.flows_steered
     }
 
     /// Closes the stack gracefully and waits, for at most `timeout`, until every byte written

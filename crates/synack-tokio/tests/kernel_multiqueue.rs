@@ -1,9 +1,11 @@
 //! A stack with two workers on a multi-queue TUN (`IFF_MULTI_QUEUE`, one queue per shard),
 //! against the kernel: many kernel clients to a synack listener and many synack connects to
 //! a kernel server, on the offloading and on the plain TUN, IPv4 and IPv6. Every byte is
-//! checked, both shards must carry flows, and packets handed from one shard to the other
-//! stay at about one per connection, during its handshake: after it the kernel steers each
-//! flow to the queue its owner writes on (see `synack_tokio::shard`).
+//! checked, and both shards must carry flows. With the TUN's steering program (the default)
+//! the kernel delivers every packet to its flow's owner, and no packet is handed from one
+//! shard to the other; without it, hand-offs stay at about one per connection, during its
+//! handshake: after it the kernel steers each flow to the queue its owner writes on (see
+//! `synack_tokio::shard`).
 //!
 //! Needs root (network namespaces, TUN); skipped otherwise.
 
@@ -58,8 +60,9 @@ while len(done) < n:
 time.sleep(30)
 "#;
 
-/// A namespace with a dual-stack multi-queue TUN and a two-worker stack on it.
-fn two_workers(prefix: &str, offload: bool) -> Net {
+/// A namespace with a dual-stack multi-queue TUN and a two-worker stack on it, the kernel
+/// steering flows to their shards or not.
+fn two_workers(prefix: &str, offload: bool, steer: bool) -> Net {
     let ns = NetNs::new(prefix).expect("create namespace");
     let dir = ScratchDir::new(ns.name());
     let tun_config = TunConfig {
@@ -76,16 +79,19 @@ fn two_workers(prefix: &str, offload: bool) -> Net {
         .config(config)
         .addresses([IpAddr::V4(STACK), IpAddr::V6(STACK6)])
         .workers(2)
+        .steer_flows(steer)
         .build(tun)
         .expect("start the stack");
     assert_eq!(stack.workers(), 2);
+    // Root can load the steering program on any kernel with bpf(2).
+    assert_eq!(stack.flows_steered(), steer, "the TUN's steering program");
     Net { stack, dir, ns }
 }
 
-async fn both_ways_over_two_shards(prefix: &str, offload: bool) {
+async fn both_ways_over_two_shards(prefix: &str, offload: bool, steer: bool) {
     const INBOUND: usize = 48;
     const OUTBOUND: usize = 48;
-    let net = two_workers(prefix, offload);
+    let net = two_workers(prefix, offload, steer);
 
     // Kernel clients to a synack echo listener.
     let listener = TcpListener::bind(&net.stack, "0.0.0.0:7".parse().unwrap())
@@ -185,17 +191,23 @@ async fn both_ways_over_two_shards(prefix: &str, offload: bool) {
         let outbound = s.stats.connections_established - before.stats.connections_established;
         assert!(outbound >= 8, "{shards:#?}");
     }
-    // Hand-offs: during a handshake the kernel may pick the queue by its own hash, for the
-    // client's SYN and for the packet it sends at once in reply to ours (it records the
-    // flow's queue only after it has processed what we wrote): about one per connection,
-    // either way. After that, next to none: far fewer than the thousands of packets the
-    // connections carried.
     let handed: u64 = shards.iter().map(|s| s.handed_off).sum();
     let received: u64 = shards.iter().map(|s| s.handoffs_received).sum();
     let dropped: u64 = shards.iter().map(|s| s.handoff_dropped).sum();
     let packets: u64 = shards.iter().map(|s| s.stats.packets_in).sum();
     assert_eq!(dropped, 0);
     assert_eq!(handed, received);
+    if steer {
+        // The kernel ran our flow hash on every packet: each one, the clients' first SYNs
+        // included, arrived on its owner's queue.
+        assert_eq!(handed, 0, "{handed} packets handed off of {packets}");
+        return;
+    }
+    // Without steering, during a handshake the kernel may pick the queue by its own hash, for
+    // the client's SYN and for the packet it sends at once in reply to ours (it records the
+    // flow's queue only after it has processed what we wrote): about one per connection,
+    // either way. After that, next to none: far fewer than the thousands of packets the
+    // connections carried.
     assert!(
         handed <= 2 * (INBOUND + OUTBOUND) as u64,
         "{handed} packets handed off of {packets}"
@@ -219,7 +231,7 @@ async fn kernel_multiqueue_offload_tun_shards_flows_both_ways() {
     if !require_tun("kernel_multiqueue_offload_tun_shards_flows_both_ways") {
         return;
     }
-    both_ways_over_two_shards("synack-mq-offload", true).await;
+    both_ways_over_two_shards("synack-mq-offload", true, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +239,17 @@ async fn kernel_multiqueue_plain_tun_shards_flows_both_ways() {
     if !require_tun("kernel_multiqueue_plain_tun_shards_flows_both_ways") {
         return;
     }
-    both_ways_over_two_shards("synack-mq-plain", false).await;
+    both_ways_over_two_shards("synack-mq-plain", false, true).await;
+}
+
+/// Without the steering program (`StackBuilder::steer_flows(false)`): the kernel's own queue
+/// choice, and hand-offs during handshakes only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_multiqueue_without_steering_hands_over_only_handshakes() {
+    if !require_tun("kernel_multiqueue_without_steering_hands_over_only_handshakes") {
+        return;
+    }
+    both_ways_over_two_shards("synack-mq-nosteer", true, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@
 use std::io;
 use std::task::{Context, Poll};
 
+use crate::shard::FlowSteering;
 use synack_core::{RecvMeta, Transmit};
 
 pub mod memory;
@@ -130,6 +131,20 @@ pub trait Device: Send + 'static {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "the device has a single queue",
+        ))
+    }
+
+    /// Makes the device deliver every packet of a TCP flow on the queue that `steering`
+    /// names for it ([`FlowSteering::queue_of`]), and what is not TCP on queue 0; called
+    /// once, on the first queue, after [`open_queue`](Device::open_queue), when the stack
+    /// runs more than one shard. A device that delivers packets on other queues still
+    /// works: the stack hands them to the right shard, at the cost of a copy and a
+    /// cross-thread wake-up each. The default: `Unsupported`, and the stack does that.
+    fn steer_flows(&mut self, steering: &FlowSteering) -> io::Result<()> {
+        let _ = steering;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the device cannot steer flows",
         ))
     }
 }

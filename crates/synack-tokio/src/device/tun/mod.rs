@@ -56,8 +56,10 @@ use tokio::io::unix::AsyncFd;
 use super::{Device, DeviceCapabilities};
 #[cfg(feature = "netns")]
 use crate::netns::NetNs;
+use crate::shard::FlowSteering;
 
 mod offload;
+mod steering;
 mod sys;
 mod vnet;
 
@@ -337,6 +339,24 @@ impl Tun {
         }
     }
 
+    /// Gives the interface the steering program for `steering` (see `steering.rs`). The
+    /// program's descriptor is closed at once: the interface keeps the program while it
+    /// lives.
+    fn steer_flows(&self, steering: &FlowSteering) -> io::Result<()> {
+        if self.netns.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the TUN was opened without multi-queue (TunConfig::multi_queue)",
+            ));
+        }
+        let insns: Vec<[u8; 8]> = steering::program(steering)
+            .into_iter()
+            .map(steering::Insn::encode)
+            .collect();
+        let prog = sys::load_socket_filter(&insns, "synack_steer")?;
+        sys::set_steering_program(self.fd.as_raw_fd(), prog.as_raw_fd())
+    }
+
     /// Attaches one more queue to the interface: `/dev/net/tun` opened with the same name and
     /// flags in the interface's namespace (joined from a thread of its own if this one is
     /// elsewhere), registered with the current runtime's reactor.
@@ -599,6 +619,13 @@ impl Device for TunDevice {
         };
         Ok(TunDevice { inner })
     }
+
+    fn steer_flows(&mut self, steering: &FlowSteering) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.steer_flows(steering),
+            Inner::Plain(d) => d.steer_flows(steering),
+        }
+    }
 }
 
 /// A TUN device carrying raw IP packets between the kernel and the stack, one system call per
@@ -664,6 +691,10 @@ impl Device for PlainTun {
         Ok(PlainTun {
             tun: self.tun.open_queue()?,
         })
+    }
+
+    fn steer_flows(&mut self, steering: &FlowSteering) -> io::Result<()> {
+        self.tun.steer_flows(steering)
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {

@@ -47,6 +47,7 @@ use super::{Tun, TunConfig};
 use crate::device::{Device, DeviceCapabilities};
 #[cfg(feature = "netns")]
 use crate::netns::NetNs;
+use crate::shard::FlowSteering;
 
 /// The largest super-packet either way: an IPv4 total length is 16 bits (RFC 791 §3.1).
 const MAX_SUPER: usize = gso::MAX_IPV4_LEN;
@@ -443,6 +444,10 @@ impl Device for OffloadTun {
             self.tun.open_queue()?,
             self.counters.clone(),
         ))
+    }
+
+    fn steer_flows(&mut self, steering: &FlowSteering) -> io::Result<()> {
+        self.tun.steer_flows(steering)
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {

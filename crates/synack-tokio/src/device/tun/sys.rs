@@ -269,3 +269,156 @@ pub(super) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
     let n = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
+
+/// `bpf(2)` commands and the one program type used (linux/bpf.h).
+const BPF_PROG_LOAD: libc::c_long = 5;
+#[cfg(test)]
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+
+/// `TUNSETSTEERINGEBPF`: `_IOR('T', 224, int)`, the program's descriptor (linux/if_tun.h).
+const TUNSETSTEERINGEBPF: libc::c_ulong = 0x8004_54e0;
+
+/// The `BPF_PROG_LOAD` member of `union bpf_attr`, up to the program name; the kernel treats
+/// the fields after it, which this does not pass, as zero.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+}
+
+/// `bpf(cmd, attr)`.
+///
+/// # Safety
+/// `attr` must be the `union bpf_attr` member `cmd` reads, with every pointer in it valid for
+/// what the kernel reads and writes through it during the call.
+unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller vouches for `attr`'s layout and pointers; the kernel reads (and for
+    // some commands writes) at most `size_of::<T>()` bytes of it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Loads `insns` (encoded `struct bpf_insn`s) as a socket-filter program named `name`.
+/// On the verifier's refusal the error carries the end of its log.
+pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<OwnedFd> {
+    let license = c"MIT OR Apache-2.0";
+    let mut prog_name = [0u8; 16];
+    for (dst, &src) in prog_name.iter_mut().take(15).zip(name.as_bytes()) {
+        *dst = src;
+    }
+    let mut log = Vec::new();
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_SOCKET_FILTER,
+        insn_cnt: u32::try_from(insns.len()).map_err(|_| io::Error::other("program too long"))?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+    };
+    // SAFETY: `attr` is the BPF_PROG_LOAD member; `insns` points to `insn_cnt` instructions
+    // and `license` to a NUL-terminated string, both alive for the call; no log buffer.
+    let result = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+    let fd = match result {
+        Ok(fd) => fd,
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            // Again with the verifier's log, to say why.
+            log.resize(1 << 20, 0u8);
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+            // SAFETY: as above, and `log_buf` points to `log_size` writable bytes that live
+            // for the call.
+            let again = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim_end();
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return match again {
+                Ok(fd) => Err(io::Error::other(format!(
+                    "the program loaded only with a log ({fd}); refused first with {e}"
+                ))),
+                Err(_) => Err(io::Error::new(e.kind(), format!("{e}; verifier: {tail}"))),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned no descriptor"))?;
+    // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `prog` the TUN's steering program (`TUNSETSTEERINGEBPF`): for every packet the
+/// kernel sends into the interface, queue = the program's result as a `u16` modulo the
+/// number of queues. The interface holds its own reference to the program.
+pub(super) fn set_steering_program(tun: RawFd, prog: RawFd) -> io::Result<()> {
+    let fd: libc::c_int = prog;
+    // SAFETY: TUNSETSTEERINGEBPF reads one int through the pointer, which points to `fd`
+    // for the call.
+    check(unsafe { libc::ioctl(tun, TUNSETSTEERINGEBPF, &fd as *const libc::c_int) }).map(drop)
+}
+
+/// Runs socket filter `prog` once on `frame` (an Ethernet header, then the IP packet:
+/// `BPF_PROG_TEST_RUN` starts the program at the network header, as the TUN does) and
+/// returns its result.
+#[cfg(test)]
+pub(super) fn test_run(prog: RawFd, frame: &[u8]) -> io::Result<u32> {
+    #[repr(C)]
+    struct TestRunAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+    }
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: prog as u32,
+        retval: 0,
+        data_size_in: frame.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        duration: 0,
+    };
+    // SAFETY: `attr` is the BPF_PROG_TEST_RUN member up to `duration`; `data_in` points to
+    // `data_size_in` readable bytes and `data_out` to `data_size_out` writable ones, both
+    // alive for the call.
+    unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
+    Ok(attr.retval)
+}

@@ -1,0 +1,456 @@
+//! The TUN's flow-steering program: an eBPF socket filter that computes the stack's flow
+//! hash ([`FlowSteering`]) for every packet the kernel sends into the TUN, so that the kernel
+//! puts each TCP flow on the queue of the shard that owns it (`TUNSETSTEERINGEBPF`; the
+//! kernel takes the program's result, as a `u16`, modulo the queue count).
+//!
+//! The program is straight-line code, emitted here instruction by instruction (about 400 of
+//! them: no loops, no maps, no helpers), so that the crate needs neither a BPF compiler at
+//! build time nor a loader library:
+//! 1. Packet loads: the legacy `LD_ABS`/`LD_IND` instructions, which read big-endian fields
+//!    at offsets from the network header (a TUN's packets have no link-layer header), and
+//!    end the program with 0 if the packet is too short. What is not plain TCP (another
+//!    protocol, an IPv4 fragment, IPv6 with extension headers) goes to queue 0, where the
+//!    stack keeps UDP and hands over anything else.
+//! 2. The message words ([`flow_word`](crate::shard::flow_word)) go to the program's stack (the packet loads clobber
+//!    registers R1 to R5).
+//! 3. SipHash-2-4 over them in registers R1 to R4 (v0 to v3), R5 the scratch register of the
+//!    rotations; the result's low 16 bits are returned.
+//!
+//! Instruction encoding: `struct bpf_insn` of `linux/bpf.h` (opcode, destination and source
+//! registers in one byte's low and high nibbles, a 16-bit offset, a 32-bit immediate).
+
+use crate::shard::FlowSteering;
+
+/// One eBPF instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Insn {
+    code: u8,
+    dst: u8,
+    src: u8,
+    off: i16,
+    imm: i32,
+}
+
+impl Insn {
+    /// The 8 bytes the kernel reads (`struct bpf_insn`, little-endian bit fields).
+    pub(super) fn encode(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.code;
+        b[1] = (self.dst & 0x0f) | (self.src << 4);
+        b[2..4].copy_from_slice(&self.off.to_le_bytes());
+        b[4..8].copy_from_slice(&self.imm.to_le_bytes());
+        b
+    }
+}
+
+// Instruction classes, sizes, modes and operations (linux/bpf_common.h, linux/bpf.h).
+const LD: u8 = 0x00;
+const LDX: u8 = 0x01;
+const STX: u8 = 0x03;
+const ALU: u8 = 0x04;
+const JMP: u8 = 0x05;
+const ALU64: u8 = 0x07;
+const W: u8 = 0x00;
+const H: u8 = 0x08;
+const B: u8 = 0x10;
+const DW: u8 = 0x18;
+const IMM: u8 = 0x00;
+const ABS: u8 = 0x20;
+const IND: u8 = 0x40;
+const MEM: u8 = 0x60;
+const ADD: u8 = 0x00;
+const OR: u8 = 0x40;
+const AND: u8 = 0x50;
+const LSH: u8 = 0x60;
+const RSH: u8 = 0x70;
+const XOR: u8 = 0xa0;
+const MOV: u8 = 0xb0;
+const K: u8 = 0x00;
+const X: u8 = 0x08;
+const JEQ: u8 = 0x10;
+const JNE: u8 = 0x50;
+const EXIT: u8 = 0x90;
+
+/// Registers: R0 the return value and the packet loads' result, R1 to R5 scratch (and
+/// clobbered by packet loads), R6 the context (the packet loads need it there), R10 the
+/// read-only frame pointer.
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+const R6: u8 = 6;
+const R7: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+const FP: u8 = 10;
+
+/// Where a jump goes, resolved when the program is finished.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Label {
+    Ipv4,
+    Ipv6,
+    Queue0,
+}
+
+/// A program being emitted, with its forward jumps to patch.
+struct Asm {
+    insns: Vec<Insn>,
+    fixups: Vec<(usize, Label)>,
+    labels: Vec<(Label, usize)>,
+}
+
+impl Asm {
+    fn op(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        self.insns.push(Insn {
+            code,
+            dst,
+            src,
+            off,
+            imm,
+        });
+    }
+
+    /// `dst op= imm`, 64-bit.
+    fn alu_k(&mut self, op: u8, dst: u8, imm: i32) {
+        self.op(ALU64 | op | K, dst, 0, 0, imm);
+    }
+
+    /// `dst op= src`, 64-bit.
+    fn alu_x(&mut self, op: u8, dst: u8, src: u8) {
+        self.op(ALU64 | op | X, dst, src, 0, 0);
+    }
+
+    /// `dst op= src` on the low 32 bits, the upper 32 cleared.
+    fn alu32_x(&mut self, op: u8, dst: u8, src: u8) {
+        self.op(ALU | op | X, dst, src, 0, 0);
+    }
+
+    /// `dst = imm`, a full 64-bit immediate (two instruction slots).
+    fn ld_imm64(&mut self, dst: u8, imm: u64) {
+        self.op(LD | DW | IMM, dst, 0, 0, imm as u32 as i32);
+        self.op(0, 0, 0, 0, (imm >> 32) as u32 as i32);
+    }
+
+    /// `R0 = the big-endian field of `size` at `offset` from the network header`.
+    fn ld_abs(&mut self, size: u8, offset: i32) {
+        self.op(LD | ABS | size, 0, 0, 0, offset);
+    }
+
+    /// `R0 = the big-endian field of `size` at `reg + offset``.
+    fn ld_ind(&mut self, size: u8, reg: u8, offset: i32) {
+        self.op(LD | IND | size, 0, reg, 0, offset);
+    }
+
+    /// Stores `src` in the program's stack slot `slot` (8 bytes each, below the frame).
+    fn store(&mut self, slot: i16, src: u8) {
+        self.op(STX | MEM | DW, FP, src, -8 * (slot + 1), 0);
+    }
+
+    fn load(&mut self, dst: u8, slot: i16) {
+        self.op(LDX | MEM | DW, dst, FP, -8 * (slot + 1), 0);
+    }
+
+    /// `if dst op imm goto label`.
+    fn jump_k(&mut self, op: u8, dst: u8, imm: i32, label: Label) {
+        self.fixups.push((self.insns.len(), label));
+        self.op(JMP | op | K, dst, 0, 0, imm);
+    }
+
+    fn label(&mut self, label: Label) {
+        self.labels.push((label, self.insns.len()));
+    }
+
+    fn exit(&mut self) {
+        self.op(JMP | EXIT, 0, 0, 0, 0);
+    }
+
+    /// `dst = rotl(dst, bits)`, with R5 as scratch.
+    fn rotl(&mut self, dst: u8, bits: i32) {
+        self.alu_x(MOV, R5, dst);
+        self.alu_k(RSH, R5, 64 - bits);
+        self.alu_k(LSH, dst, bits);
+        self.alu_x(OR, dst, R5);
+    }
+
+    /// Computes `flow_word(R7, R9)` (both zero-extended 32-bit values) into stack slot
+    /// `slot`, using R0 and R1.
+    fn flow_word(&mut self, slot: i16) {
+        self.alu_x(MOV, R0, R7);
+        self.alu_x(XOR, R0, R9);
+        self.alu_k(LSH, R0, 32);
+        self.alu32_x(MOV, R1, R7);
+        self.alu32_x(ADD, R1, R9);
+        self.alu_x(OR, R0, R1);
+        self.store(slot, R0);
+    }
+
+    /// One SipRound on v0..v3 = R1..R4.
+    fn sip_round(&mut self) {
+        let (v0, v1, v2, v3) = (R1, R2, R3, R4);
+        self.alu_x(ADD, v0, v1);
+        self.rotl(v1, 13);
+        self.alu_x(XOR, v1, v0);
+        self.rotl(v0, 32);
+        self.alu_x(ADD, v2, v3);
+        self.rotl(v3, 16);
+        self.alu_x(XOR, v3, v2);
+        self.alu_x(ADD, v0, v3);
+        self.rotl(v3, 21);
+        self.alu_x(XOR, v3, v0);
+        self.alu_x(ADD, v2, v1);
+        self.rotl(v1, 17);
+        self.alu_x(XOR, v1, v2);
+        self.rotl(v2, 32);
+    }
+
+    /// SipHash-2-4 under `key` of the `words` message words in stack slots 0.., returned in
+    /// R0 as its low 16 bits; then the program exits.
+    fn siphash_and_exit(&mut self, key: &[u8; 16], words: i16) {
+        let k0 = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+        let k1 = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
+        let (v0, v1, v2, v3) = (R1, R2, R3, R4);
+        // "somepseudorandomlygeneratedbytes", as in `synack_core::isn::siphash24`.
+        self.ld_imm64(v0, k0 ^ 0x736f_6d65_7073_6575);
+        self.ld_imm64(v1, k1 ^ 0x646f_7261_6e64_6f6d);
+        self.ld_imm64(v2, k0 ^ 0x6c79_6765_6e65_7261);
+        self.ld_imm64(v3, k1 ^ 0x7465_6462_7974_6573);
+        for slot in 0..words {
+            self.load(R0, slot);
+            self.compress();
+        }
+        // The last block: no tail bytes, the message length in the top byte.
+        self.ld_imm64(R0, ((8 * words as u64) & 0xff) << 56);
+        self.compress();
+        self.alu_k(XOR, v2, 0xff);
+        for _ in 0..4 {
+            self.sip_round();
+        }
+        self.alu_x(MOV, R0, v0);
+        self.alu_x(XOR, R0, v1);
+        self.alu_x(XOR, R0, v2);
+        self.alu_x(XOR, R0, v3);
+        self.alu_k(AND, R0, 0xffff);
+        self.exit();
+    }
+
+    /// Absorbs the message word in R0 with two SipRounds.
+    fn compress(&mut self) {
+        self.alu_x(XOR, R4, R0);
+        self.sip_round();
+        self.sip_round();
+        self.alu_x(XOR, R1, R0);
+    }
+
+    /// The finished program, every jump resolved.
+    fn finish(mut self) -> Vec<Insn> {
+        for &(at, label) in &self.fixups {
+            let (_, target) = *self
+                .labels
+                .iter()
+                .find(|(l, _)| *l == label)
+                .expect("every label used is placed");
+            let off = target as isize - at as isize - 1;
+            self.insns[at].off = i16::try_from(off).expect("a jump within the program");
+        }
+        self.insns
+    }
+}
+
+/// TCP's protocol number (IPv4's protocol field, IPv6's next header).
+const TCP: i32 = 6;
+
+/// The steering program for `steering`'s key.
+pub(super) fn program(steering: &FlowSteering) -> Vec<Insn> {
+    let mut a = Asm {
+        insns: Vec::new(),
+        fixups: Vec::new(),
+        labels: Vec::new(),
+    };
+    a.alu_x(MOV, R6, R1);
+    a.ld_abs(B, 0);
+    a.alu_x(MOV, R7, R0);
+    a.alu_k(RSH, R7, 4);
+    a.jump_k(JEQ, R7, 4, Label::Ipv4);
+    a.jump_k(JEQ, R7, 6, Label::Ipv6);
+    a.label(Label::Queue0);
+    a.alu_k(MOV, R0, 0);
+    a.exit();
+
+    // IPv4 (RFC 791 §3.1): TCP, not a fragment; the ports after IHL words.
+    a.label(Label::Ipv4);
+    a.alu_x(MOV, R8, R0);
+    a.alu_k(AND, R8, 0x0f);
+    a.alu_k(LSH, R8, 2);
+    a.ld_abs(B, 9);
+    a.jump_k(JNE, R0, TCP, Label::Queue0);
+    a.ld_abs(H, 6);
+    a.alu_k(AND, R0, 0x3fff);
+    a.jump_k(JNE, R0, 0, Label::Queue0);
+    a.ld_abs(W, 12);
+    a.alu_x(MOV, R7, R0);
+    a.ld_abs(W, 16);
+    a.alu_x(MOV, R9, R0);
+    a.flow_word(0);
+    a.ld_ind(H, R8, 0);
+    a.alu_x(MOV, R7, R0);
+    a.ld_ind(H, R8, 2);
+    a.alu_x(MOV, R9, R0);
+    a.flow_word(1);
+    a.siphash_and_exit(steering.key(), 2);
+
+    // IPv6 (RFC 8200 §3): TCP right after the fixed header; the addresses in four words.
+    a.label(Label::Ipv6);
+    a.ld_abs(B, 6);
+    a.jump_k(JNE, R0, TCP, Label::Queue0);
+    for i in 0..4i16 {
+        a.ld_abs(W, 8 + 4 * i32::from(i));
+        a.alu_x(MOV, R7, R0);
+        a.ld_abs(W, 24 + 4 * i32::from(i));
+        a.alu_x(MOV, R9, R0);
+        a.flow_word(i);
+    }
+    a.ld_abs(H, 40);
+    a.alu_x(MOV, R7, R0);
+    a.ld_abs(H, 42);
+    a.alu_x(MOV, R9, R0);
+    a.flow_word(4);
+    a.siphash_and_exit(steering.key(), 5);
+    a.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_as_struct_bpf_insn() {
+        // r1 = r6 (BPF_ALU64 | BPF_MOV | BPF_X): dst 1 in the low nibble, src 6 in the high.
+        let i = Insn {
+            code: ALU64 | MOV | X,
+            dst: R1,
+            src: R6,
+            off: -8,
+            imm: 0x0102_0304,
+        };
+        assert_eq!(i.encode(), [0xbf, 0x61, 0xf8, 0xff, 0x04, 0x03, 0x02, 0x01]);
+    }
+
+    #[test]
+    fn jumps_land_on_their_labels_and_the_program_fits() {
+        let insns = program(&crate::shard::Flows::new(2).steering().clone());
+        // Far under the kernel's 4096-instruction limit for unprivileged programs.
+        assert!(insns.len() < 1000, "{} instructions", insns.len());
+        for (at, i) in insns.iter().enumerate() {
+            if i.code & 0x07 == JMP && i.code != JMP | EXIT {
+                let target = at as isize + 1 + isize::from(i.off);
+                assert!(target >= 0 && (target as usize) < insns.len() && target != at as isize);
+            }
+        }
+        assert_eq!(insns.last().map(|i| i.code), Some(JMP | EXIT));
+    }
+
+    /// The kernel is the judge: its verifier loads the program, and `BPF_PROG_TEST_RUN`
+    /// runs it on packets of every shape; on each, its result must be the queue
+    /// [`FlowSteering::queue_of`] names (with 2^16 queues, the whole 16-bit hash), for both
+    /// directions of a flow, and 0 for what it leaves to queue 0.
+    #[cfg(feature = "netns")]
+    #[test]
+    fn the_kernel_runs_the_program_as_the_stack_hashes() {
+        use std::net::{IpAddr, SocketAddr};
+        use std::os::fd::AsRawFd;
+
+        if !crate::netns::require_tun("the_kernel_runs_the_program_as_the_stack_hashes") {
+            return;
+        }
+        let flows = crate::shard::Flows::new(1 << 16);
+        let steering = flows.steering();
+        let insns: Vec<[u8; 8]> = program(steering).into_iter().map(Insn::encode).collect();
+        let prog = super::super::sys::load_socket_filter(&insns, "synack_test").expect("load");
+        let run = |packet: &[u8]| {
+            // BPF_PROG_TEST_RUN takes an Ethernet frame and starts the program after it.
+            let mut frame = vec![0u8; 12];
+            frame.extend_from_slice(if packet.first().is_some_and(|b| b >> 4 == 6) {
+                &[0x86, 0xdd]
+            } else {
+                &[0x08, 0x00]
+            });
+            frame.extend_from_slice(packet);
+            super::super::sys::test_run(prog.as_raw_fd(), &frame)
+                .unwrap_or_else(|e| panic!("test run of {packet:02x?}: {e}")) as usize
+        };
+        // A fixed-seed generator: the same packets every run.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..400 {
+            let (sport, dport) = (next() as u16, next() as u16);
+            let options = (i % 3) * 4; // IPv4 options: 0, 4 or 8 bytes
+            let (src, dst, packet): (IpAddr, IpAddr, Vec<u8>) = if i % 2 == 0 {
+                let (s, d) = ((next() as u32).to_be_bytes(), (next() as u32).to_be_bytes());
+                let mut p = vec![
+                    0x45 + (options / 4) as u8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0x40,
+                    0,
+                    64,
+                    6,
+                    0,
+                    0,
+                ];
+                p.extend_from_slice(&s);
+                p.extend_from_slice(&d);
+                p.extend(std::iter::repeat_n(1u8, options));
+                p.extend_from_slice(&sport.to_be_bytes());
+                p.extend_from_slice(&dport.to_be_bytes());
+                p.extend_from_slice(&[0u8; 16]);
+                let len = p.len() as u16;
+                p[2..4].copy_from_slice(&len.to_be_bytes());
+                (s.into(), d.into(), p)
+            } else {
+                let s: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
+                let d: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
+                let mut p = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+                p.extend_from_slice(&s);
+                p.extend_from_slice(&d);
+                p.extend_from_slice(&sport.to_be_bytes());
+                p.extend_from_slice(&dport.to_be_bytes());
+                p.extend_from_slice(&[0u8; 16]);
+                (s.into(), d.into(), p)
+            };
+            let (a, b) = (SocketAddr::new(src, sport), SocketAddr::new(dst, dport));
+            let want = steering.queue_of(a, b);
+            assert_eq!(run(&packet), want, "packet {i}: {a} -> {b}");
+            assert_eq!(want, steering.queue_of(b, a), "symmetric: {a} <-> {b}");
+        }
+
+        // Left to queue 0: UDP, an IPv4 fragment, IPv6 behind an extension header, a
+        // packet too short for its ports (the test run itself refuses anything shorter than
+        // an IPv4 header), another IP version.
+        let mut udp = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1];
+        udp.extend_from_slice(&[198, 18, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+        assert_eq!(run(&udp), 0);
+        let mut fragment = udp.clone();
+        fragment[9] = 6;
+        fragment[6] = 0x20; // more fragments
+        assert_eq!(run(&fragment), 0);
+        let mut ext = vec![0x60, 0, 0, 0, 0, 28, 0, 64];
+        ext.extend_from_slice(&[0x20; 32]);
+        ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0, 0x30, 0x39, 0, 80]);
+        assert_eq!(run(&ext), 0);
+        let short = [
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ];
+        assert_eq!(run(&short), 0);
+        assert_eq!(run(&[0x50; 40]), 0);
+    }
+}
