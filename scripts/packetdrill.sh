@@ -181,6 +181,21 @@ cleanup_ns() {
         ip netns delete "$NS" 2>/dev/null || true
         NS=""
     fi
+    remove_restore_scripts
+}
+# Upstream's set_sysctls.py (run by many scripts) writes /tmp/sysctl_restore_<packetdrill's
+# pid>.sh for the script to run at its end, and nothing deletes it. The sysctls it restores
+# lived in the namespace just deleted, so a run's file goes with it: those written since this
+# wrapper started whose packetdrill has exited (a concurrent run's are left alone).
+START_MARK=$(mktemp)
+remove_restore_scripts() {
+    local f pid
+    for f in /tmp/sysctl_restore_*.sh; do
+        [ -f "$f" ] && [ "$f" -nt "$START_MARK" ] || continue
+        pid=${f#/tmp/sysctl_restore_}
+        pid=${pid%.sh}
+        kill -0 "$pid" 2>/dev/null || rm -f "$f"
+    done
 }
 # The scripts ask for cubic (defaults.sh), and a namespace may pick only a congestion
 # control the host allows (net.ipv4.tcp_allowed_congestion_control, host-wide). Cubic is
@@ -209,8 +224,8 @@ restore_cc() {
         ALLOWED_CC=""
     fi
 }
-trap 'cleanup_ns; restore_cc' EXIT
-trap 'cleanup_ns; restore_cc; exit 130' INT TERM
+trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"' EXIT
+trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"; exit 130' INT TERM
 allow_cubic
 
 # Namespaces left by runs of this script that were killed outright (SIGKILL): named after
