@@ -1021,6 +1021,38 @@ fn a_timeout_takes_ssthresh_from_the_window_as_linux() {
     assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
 }
 
+/// A timeout during fast recovery keeps the ssthresh the recovery set, as Linux's
+/// `tcp_enter_loss` does ("Reduce ssthresh if it has not yet been made inside this window"),
+/// instead of reducing it again from the FlightSize the recovery has already cut (RFC 5681
+/// §3.1 would reduce it again from the six segments left in flight: to 5 here).
+#[test]
+fn a_timeout_during_fast_recovery_keeps_its_ssthresh() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    assert!(sack_reply(&mut k, b, b, &[(b + 1000, b + 2000)]).is_empty());
+    assert!(sack_reply(&mut k, b, b, &[(b + 1000, b + 3000)]).is_empty());
+    let r = sack_reply(&mut k, b, b, &[(b + 1000, b + 4000)]);
+    assert_eq!(r, vec![(0, 1000)], "the fast retransmit");
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd, info.snd_ssthresh), (3, 7, 7));
+    // The retransmission arrives: a partial ACK of the first four segments, and six remain
+    // in flight, the fifth of them lost as well.
+    let _ = sack_reply(&mut k, b, b + 4000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (3, 7), "{info:?}");
+    // Nothing more comes back: the timer fires.
+    for _ in 0..4 {
+        let _ = k.h.next_timeout();
+        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
+            break;
+        }
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.ca_state, 4, "a retransmission timeout: {info:?}");
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
+}
+
 #[test]
 fn data_retries_exhausted_times_out() {
     let mut cfg = config();

@@ -652,7 +652,7 @@ impl Controller for Cubic {
         }
     }
 
-    fn on_rto(&mut self, _now: Instant, window: usize) {
+    fn on_rto(&mut self, _now: Instant, window: Option<usize>) {
         self.initial = false;
         // Linux resets HyStart when a timeout restarts slow start (bictcp_reset in
         // cubictcp_state): the next slow start may end by delay again.
@@ -664,7 +664,7 @@ impl Controller for Cubic {
         // ssthresh using β_cubic (same as in Section 4.6)". As in NewReno, a timeout repeated
         // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1) rather than
         // shrinking it again from a FlightSize that has not drained.
-        if !self.after_rto {
+        if let (false, Some(window)) = (self.after_rto, window) {
             self.on_congestion_event(window);
         }
         self.after_rto = true;
@@ -1101,25 +1101,25 @@ mod tests {
         let mut cc = Cubic::new(MSS);
         cc.cwnd = 100 * MSS;
         cc.initial = false;
-        cc.on_rto(T, 100 * MSS);
+        cc.on_rto(T, Some(100 * MSS));
         assert_eq!(cc.window(), MSS);
         assert_eq!(cc.ssthresh(), 70 * MSS);
         // A repeated timeout before any ACK holds ssthresh (RFC 5681 §3.1).
-        cc.on_rto(T, 100 * MSS);
+        cc.on_rto(T, Some(100 * MSS));
         assert_eq!(cc.ssthresh(), 70 * MSS);
         assert_eq!(cc.window(), MSS);
         // Slow start back up to ssthresh: 1, 2, 4, ... segments.
         cc.on_ack(T, MSS, 0, None);
         assert_eq!(cc.window(), 2 * MSS);
         // After new data was acknowledged, another timeout reduces again.
-        cc.on_rto(T, 20 * MSS);
+        cc.on_rto(T, Some(20 * MSS));
         assert_eq!(cc.ssthresh(), 14 * MSS);
     }
 
     #[test]
     fn first_epoch_after_rto_has_k_zero_and_w_max_at_its_start() {
         let mut cc = after_loss(100 * MSS);
-        cc.on_rto(T, 70 * MSS);
+        cc.on_rto(T, Some(70 * MSS));
         assert_eq!(cc.ssthresh(), 49 * MSS);
         // Slow start back to ssthresh.
         let mut now = Instant::from_secs(1);
@@ -1159,7 +1159,7 @@ mod tests {
         cc.cwnd = 10 * MSS;
         cc.initial = false;
         let mut now = Instant::from_millis(1000);
-        cc.on_rto(now, 10 * MSS);
+        cc.on_rto(now, Some(10 * MSS));
         assert_eq!((cc.window(), cc.ssthresh()), (MSS, 7 * MSS));
         for want in 2..=7 {
             now += Duration::from_millis(2);
@@ -1370,11 +1370,11 @@ mod tests {
         let mut cc = Cubic::new(usize::MAX);
         cc.on_ack(T, usize::MAX, 0, None);
         cc.on_fast_retransmit(T, usize::MAX);
-        cc.on_rto(T, 0);
+        cc.on_rto(T, Some(0));
         assert_eq!(cc.window(), usize::MAX);
         let mut cc = Cubic::new(0);
         assert_eq!(cc.window(), 10);
-        cc.on_rto(T, 0);
+        cc.on_rto(T, Some(0));
         assert_eq!((cc.window(), cc.ssthresh()), (1, 2));
     }
 
@@ -1441,7 +1441,7 @@ mod tests {
                     3 => cc.on_recovery_dup_ack(),
                     4 => cc.on_partial_ack(size),
                     5 => cc.on_recovery_end(size),
-                    _ => cc.on_rto(now, size),
+                    _ => cc.on_rto(now, Some(size)),
                 }
                 prop_assert!(cc.window() >= 1);
                 prop_assert!(cc.ssthresh() >= 2 * mss.max(1));

@@ -83,9 +83,12 @@ pub trait Controller: Send + Debug {
 
     /// The retransmission timer expired: the loss window of one SMSS (RFC 5681 §3.1), and
     /// ssthresh reduced from `window`, the bytes the connection hands over for it: the
-    /// congestion window as Linux's `tcp_enter_loss` takes it (`ca_ops->ssthresh` from
-    /// `snd_cwnd`), or FlightSize (RFC 5681 §3.1 eq. 4) during fast recovery or CWR.
-    fn on_rto(&mut self, now: Instant, window: usize);
+    /// congestion window, as Linux's `tcp_enter_loss` takes it (`ca_ops->ssthresh` from
+    /// `snd_cwnd`). `None` when ssthresh was already reduced in this window of data (the
+    /// timeout came during fast recovery or a CWR episode): as in `tcp_enter_loss` ("Reduce
+    /// ssthresh if it has not yet been made inside this window"), it is kept, rather than
+    /// halved again from a FlightSize that the recovery has already cut.
+    fn on_rto(&mut self, now: Instant, window: Option<usize>);
 
     /// The sender's MSS changed (after the handshake, or on PMTU news).
     fn set_mss(&mut self, mss: usize);

@@ -144,14 +144,14 @@ impl Controller for NewReno {
         self.bytes_acked = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, window: usize) {
+    fn on_rto(&mut self, _now: Instant, window: Option<usize>) {
         self.initial = false;
         // RFC 5681 §3.1: "when a TCP sender detects segment loss using the retransmission
         // timer and the given segment has already been retransmitted by way of the
         // retransmission timer at least once, the value of ssthresh is held constant."
         // A repeated timeout with nothing acknowledged in between is exactly that case; it
         // would otherwise halve ssthresh again from a FlightSize that has not drained.
-        if !self.after_rto {
+        if let (false, Some(window)) = (self.after_rto, window) {
             // RFC 5681 §3.1 equation (4).
             self.ssthresh = self.reduced_ssthresh(window);
         }
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn congestion_avoidance_counts_bytes_not_acks() {
         let mut cc = NewReno::new(MSS);
-        cc.on_rto(T, 20 * MSS);
+        cc.on_rto(T, Some(20 * MSS));
         cc.on_ack(T, 9 * MSS, MSS, None); // slow start up to ssthresh = 10 segments
         assert_eq!(
             cc.window(),
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn slow_start_stops_at_ssthresh_and_carries_over() {
         let mut cc = NewReno::new(MSS);
-        cc.on_rto(T, 9 * MSS); // ssthresh = 4.5 segments, cwnd = 1 segment
+        cc.on_rto(T, Some(9 * MSS)); // ssthresh = 4.5 segments, cwnd = 1 segment
         assert_eq!(cc.ssthresh(), 4500);
         assert_eq!(cc.window(), MSS);
         ack_segments(&mut cc, 3);
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(cc.ssthresh(), 2 * MSS);
         assert_eq!(cc.window(), 5 * MSS);
         let mut cc = NewReno::new(MSS);
-        cc.on_rto(T, 0);
+        cc.on_rto(T, Some(0));
         assert_eq!(cc.ssthresh(), 2 * MSS);
         assert_eq!(cc.window(), MSS);
     }
@@ -393,11 +393,11 @@ mod tests {
     fn rto_sets_loss_window_and_repeated_rto_holds_ssthresh() {
         let mut cc = NewReno::new(MSS);
         ack_segments(&mut cc, 30); // cwnd 40 segments
-        cc.on_rto(T, 40 * MSS);
+        cc.on_rto(T, Some(40 * MSS));
         assert_eq!(cc.ssthresh(), 20 * MSS);
         assert_eq!(cc.window(), MSS);
         // The retransmission times out again before anything is acknowledged.
-        cc.on_rto(T, 40 * MSS);
+        cc.on_rto(T, Some(40 * MSS));
         assert_eq!(
             cc.ssthresh(),
             20 * MSS,
@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(cc.window(), 20 * MSS);
         assert!(!cc.in_slow_start());
         // After new data was acknowledged, a later RTO halves again.
-        cc.on_rto(T, 20 * MSS);
+        cc.on_rto(T, Some(20 * MSS));
         assert_eq!(cc.ssthresh(), 10 * MSS);
     }
 
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(cc.window(), 16_060);
         cc.set_mss(1000);
         assert_eq!(cc.window(), 16_060, "a grown window is kept");
-        cc.on_rto(T, 10_000);
+        cc.on_rto(T, Some(10_000));
         assert_eq!(cc.window(), 1000);
     }
 
@@ -438,7 +438,7 @@ mod tests {
         let mut cc = NewReno::new(0);
         assert_eq!(cc.window(), 10);
         cc.set_mss(0);
-        cc.on_rto(T, 0);
+        cc.on_rto(T, Some(0));
         assert_eq!(cc.window(), 1);
         assert_eq!(cc.ssthresh(), 2);
     }
@@ -449,7 +449,7 @@ mod tests {
         cc.on_ack(T, usize::MAX, 0, None);
         cc.on_fast_retransmit(T, usize::MAX);
         assert_eq!(cc.ssthresh(), usize::MAX);
-        cc.on_rto(T, 0);
+        cc.on_rto(T, Some(0));
         assert_eq!(cc.window(), usize::MAX);
     }
 

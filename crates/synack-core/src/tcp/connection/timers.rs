@@ -53,14 +53,19 @@ impl Connection {
     /// algorithm for its `ssthresh` from `snd_cwnd` (CUBIC's `cubictcp_recalc_ssthresh`:
     /// 0.7 cwnd; Reno's `tcp_reno_ssthresh`: half), where RFC 5681 §3.1 eq. 4 and RFC 9438
     /// §4.8 take FlightSize. The two differ when the flow is not using its window (a lone
-    /// segment after a burst): Linux then keeps most of the window it had. In fast recovery
-    /// or CWR the window is already the reduced one PRR is walking down, so the FlightSize
-    /// rule stands there, as before.
-    pub(super) fn rto_reduce_from(&self) -> usize {
+    /// segment after a burst): Linux then keeps most of the window it had.
+    ///
+    /// `None` in fast recovery or CWR: ssthresh was reduced in this window of data already,
+    /// and `tcp_enter_loss` reduces it only "if it has not yet been made inside this window"
+    /// (its state is Recovery or CWR and `high_seq`, our `recover` or `cwr` point, is not yet
+    /// acknowledged). RFC 5681 §3.1 would halve FlightSize again, which after PRR has walked
+    /// the window down leaves about a quarter of what the flow had; under random loss, where
+    /// timeouts during recovery are common, that is most of the difference in goodput.
+    pub(super) fn rto_reduce_from(&self) -> Option<usize> {
         if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
-            self.snd.in_flight()
+            None
         } else {
-            self.cc.window()
+            Some(self.cc.window())
         }
     }
 
