@@ -58,9 +58,9 @@ impl Connection {
     /// `None` in fast recovery or CWR: ssthresh was reduced in this window of data already,
     /// and `tcp_enter_loss` reduces it only "if it has not yet been made inside this window"
     /// (its state is Recovery or CWR and `high_seq`, our `recover` or `cwr` point, is not yet
-    /// acknowledged). RFC 5681 §3.1 would halve FlightSize again, which after PRR has walked
-    /// the window down leaves about a quarter of what the flow had; under random loss, where
-    /// timeouts during recovery are common, that is most of the difference in goodput.
+    /// acknowledged). RFC 5681 §3.1 would reduce again from FlightSize, which after the
+    /// recovery's own reduction leaves about half of the window the flow had with CUBIC (a
+    /// quarter with Reno); and timeouts during recovery are common under random loss.
     pub(super) fn rto_reduce_from(&self) -> Option<usize> {
         if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
             None
