@@ -789,10 +789,12 @@ struct UdpSessions {
     held_back: Box<[u32]>,
     /// Keyed per process: a sender cannot choose pairs that overwrite a given slot.
     hasher: RandomState,
-    /// Before this time (ms since [`Relay::epoch`]) the sessions are known to churn: the
-    /// oldest unanswered session was active after it minus [`UDP_SETTLE_MS`], and only a
-    /// reply or a datagram changes that, each of which makes the oldest unanswered one
-    /// younger. So a flood's datagrams are held back without a scan of the table.
+    /// Before this time (ms since [`Relay::epoch`]) the sessions churn: the oldest
+    /// unanswered session, when last looked at, had been active after it minus
+    /// [`UDP_SETTLE_MS`], and a datagram, a reply or an eviction only makes the oldest
+    /// unanswered one younger. So a flood's datagrams are held back without a scan of the
+    /// table. (Should every unanswered session go, holding back goes on until this time: at
+    /// most [`UDP_SETTLE_MS`].)
     churn_until: u64,
 }
 
@@ -821,14 +823,13 @@ impl UdpSessions {
 
     /// All sessions are taken and `key` has none: evicts one, or holds the datagram back.
     fn make_room(&mut self, key: (SocketAddr, SocketAddr), now_ms: u64) -> Room {
-        if now_ms < self.churn_until {
-            if !self.is_retry(key) {
-                return Room::HeldBack;
-            }
-            self.evict_one();
-            return Room::Wait;
+        // While the sessions are known to churn, a new pair costs a hash lookup, no scan.
+        if now_ms < self.churn_until && !self.is_retry(key) {
+            return Room::HeldBack;
         }
+        let retried = now_ms < self.churn_until;
         self.sweep();
+        // The victim: unanswered before answered, then the longest idle.
         let victim = self
             .map
             .iter()
@@ -841,25 +842,12 @@ impl UdpSessions {
         let settled = last.saturating_add(UDP_SETTLE_MS);
         if !replied && now_ms < settled {
             self.churn_until = settled;
-            if !self.is_retry(key) {
+            if !retried && !self.is_retry(key) {
                 return Room::HeldBack;
             }
         }
         self.map.remove(&victim);
         Room::Wait
-    }
-
-    /// Evicts the session [`UdpSessions::make_room`]'s rules pick.
-    fn evict_one(&mut self) {
-        self.sweep();
-        let victim = self
-            .map
-            .iter()
-            .min_by_key(|(_, s)| (s.activity.replied(), s.activity.last()))
-            .map(|(k, _)| *k);
-        if let Some(k) = victim {
-            self.map.remove(&k);
-        }
     }
 
     /// Whether `key` was held back before (and is now let through); if not, remembers it.
