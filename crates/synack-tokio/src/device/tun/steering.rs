@@ -453,4 +453,25 @@ mod tests {
         assert_eq!(run(&short), 0);
         assert_eq!(run(&[0x50; 40]), 0);
     }
+
+    /// A program the verifier refuses (it exits without setting R0) is an error that says
+    /// why, from the verifier's own log.
+    #[cfg(feature = "netns")]
+    #[test]
+    fn a_refused_program_reports_the_verifiers_reason() {
+        if !crate::netns::require_tun("a_refused_program_reports_the_verifiers_reason") {
+            return;
+        }
+        let exit = Insn {
+            code: JMP | EXIT,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: 0,
+        };
+        let e = super::super::sys::load_socket_filter(&[exit.encode()], "synack_bad")
+            .expect_err("the verifier refuses it");
+        let text = e.to_string();
+        assert!(text.contains("verifier:") && text.contains("R0"), "{text}");
+    }
 }

@@ -355,22 +355,21 @@ pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<Ow
             // SAFETY: as above, and `log_buf` points to `log_size` writable bytes that live
             // for the call.
             let again = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
-            let text = String::from_utf8_lossy(&log);
-            let text = text.trim_end_matches('\0').trim_end();
-            let tail: String = text
-                .chars()
-                .rev()
-                .take(300)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            return match again {
-                Ok(fd) => Err(io::Error::other(format!(
-                    "the program loaded only with a log ({fd}); refused first with {e}"
-                ))),
-                Err(_) => Err(io::Error::new(e.kind(), format!("{e}; verifier: {tail}"))),
-            };
+            match again {
+                // Refused once, loaded now: take it.
+                Ok(fd) => fd,
+                Err(_) => {
+                    let text = String::from_utf8_lossy(&log);
+                    let text = text.trim_end_matches('\0').trim_end();
+                    // The verifier's verdict is at the end of its log.
+                    let tail = text
+                        .char_indices()
+                        .rev()
+                        .nth(299)
+                        .map_or(text, |(i, _)| &text[i..]);
+                    return Err(io::Error::new(e.kind(), format!("{e}; verifier: {tail}")));
+                }
+            }
         }
         Err(e) => return Err(e),
     };
