@@ -3,9 +3,10 @@
 //! puts each TCP flow on the queue of the shard that owns it (`TUNSETSTEERINGEBPF`; the
 //! kernel takes the program's result, as a `u16`, modulo the queue count).
 //!
-//! The program is straight-line code, emitted here instruction by instruction (about 400 of
-//! them: no loops, no maps, no helpers), so that the crate needs neither a BPF compiler at
-//! build time nor a loader library:
+//! The program is straight-line code, emitted here instruction by instruction (986 of them,
+//! of which a packet runs about 380 for IPv4 and 610 for IPv6: no loops, no maps, no
+//! helpers), so that the crate needs neither a BPF compiler at build time nor a loader
+//! library:
 //! 1. Packet loads: the legacy `LD_ABS`/`LD_IND` instructions, which read big-endian fields
 //!    at offsets from the network header (a TUN's packets have no link-layer header), and
 //!    end the program with 0 if the packet is too short. What is not plain TCP (another
@@ -340,8 +341,9 @@ mod tests {
     #[test]
     fn jumps_land_on_their_labels_and_the_program_fits() {
         let insns = program(&crate::shard::Flows::new(2).steering().clone());
-        // Far under the kernel's 4096-instruction limit for unprivileged programs.
-        assert!(insns.len() < 1000, "{} instructions", insns.len());
+        // Within the kernel's limit for a program an unprivileged user could load
+        // (BPF_MAXINSNS, 4096 slots); it is 986 today.
+        assert!(insns.len() <= 4096, "{} instructions", insns.len());
         for (at, i) in insns.iter().enumerate() {
             if i.code & 0x07 == JMP && i.code != JMP | EXIT {
                 let target = at as isize + 1 + isize::from(i.off);
