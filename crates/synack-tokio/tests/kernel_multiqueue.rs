@@ -133,7 +133,8 @@ async fn both_ways_over_two_shards(prefix: &str, offload: bool, steer: bool) {
             &OUTBOUND.to_string(),
         ],
     );
-    net.wait_listening(9000).await;
+    // Its IPv4 and IPv6 listeners start on two threads: wait for both.
+    net.wait_listening_n(9000, 2).await;
     let mut tasks = Vec::new();
     for i in 0..OUTBOUND {
         let stack = net.stack.clone();

@@ -118,16 +118,24 @@ impl Net {
 
     /// Waits (at most 10 s) until a kernel socket in the namespace listens on `port`.
     pub async fn wait_listening(&self, port: u16) {
+        self.wait_listening_n(port, 1).await;
+    }
+
+    /// Waits (at most 10 s) until `n` kernel sockets in the namespace listen on `port`: a
+    /// server with one listener per family is ready only when both are.
+    pub async fn wait_listening_n(&self, port: u16, n: usize) {
+        let mut seen = 0;
         for _ in 0..200 {
             let out = self
                 .run("ss", &["-Hltn", &format!("sport = :{port}")])
                 .await;
-            if !out.stdout.is_empty() {
+            seen = String::from_utf8_lossy(&out.stdout).lines().count();
+            if seen >= n {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("nothing listens on port {port} after 10 s");
+        panic!("{seen} of {n} sockets listen on port {port} after 10 s");
     }
 
     /// Runs a command in the namespace to completion, off the async threads.
