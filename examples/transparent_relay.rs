@@ -833,8 +833,8 @@ impl UdpSessions {
         let victim = self
             .map
             .iter()
-            .min_by_key(|(_, s)| (s.activity.replied(), s.activity.last()))
-            .map(|(k, s)| (*k, s.activity.replied(), s.activity.last()));
+            .map(|(k, s)| (*k, s.activity.replied(), s.activity.last()))
+            .min_by_key(|&(_, replied, last)| (replied, last));
         let Some((victim, replied, last)) = victim else {
             // Every permit is held by a session that is ending: its permit comes back.
             return Room::Wait;

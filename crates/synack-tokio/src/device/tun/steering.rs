@@ -101,7 +101,7 @@ enum Label {
     HashTail,
 }
 
-/// A program being emitted, with its forward jumps to patch.
+/// A program being emitted, with its jumps to patch once their labels are placed.
 struct Asm {
     insns: Vec<Insn>,
     fixups: Vec<(usize, Label)>,
