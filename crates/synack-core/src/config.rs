@@ -12,7 +12,9 @@ use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 /// `Config::default().syn_retries(2).nodelay(true)`.
 #[derive(Clone)]
 pub struct Config {
-    pub(crate) mtu: usize,
+    /// `None` until set: the core then works with [`DEFAULT_MTU`], and a runtime takes its
+    /// device's (see [`Config::mtu_choice`]).
+    pub(crate) mtu: Option<usize>,
     pub(crate) syn_retries: u32,
     pub(crate) synack_retries: u32,
     pub(crate) data_retries: u32,
@@ -163,7 +165,7 @@ impl Default for KeepaliveConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            mtu: 1500,
+            mtu: None,
             syn_retries: 6,
             synack_retries: 5,
             data_retries: 15,
@@ -227,11 +229,28 @@ macro_rules! setter {
     };
 }
 
+/// The link MTU the core assumes until one is set: Ethernet's (RFC 894).
+pub const DEFAULT_MTU: usize = 1500;
+
 impl Config {
-    setter!(
-        /// The IP MTU of the link; the advertised MSS is derived from it (default 1500).
-        mtu: usize
-    );
+    /// The IP MTU of the link; the advertised MSS and the largest UDP datagram are derived
+    /// from it. Never set, the core assumes [`DEFAULT_MTU`] and a runtime takes its device's
+    /// (see [`mtu_choice`](Self::mtu_choice)).
+    pub fn mtu(&mut self, value: usize) -> &mut Self {
+        self.mtu = Some(value);
+        self
+    }
+
+    /// What [`mtu`](Self::mtu) was set to, or `None` if it never was: a runtime fills an
+    /// unset one from its device and must not override a user's choice.
+    pub fn mtu_choice(&self) -> Option<usize> {
+        self.mtu
+    }
+
+    /// The link MTU in force: the one set, or [`DEFAULT_MTU`].
+    pub fn get_mtu(&self) -> usize {
+        self.mtu.unwrap_or(DEFAULT_MTU)
+    }
     setter!(
         /// SYN retransmissions before `connect` fails with `TimedOut` (Linux tcp_syn_retries, 6).
         syn_retries: u32
@@ -613,7 +632,9 @@ impl Config {
     /// The MSS we advertise: the MTU less the IPv4 and TCP headers (RFC 9293 §3.7.1). IPv6
     /// connections subtract 20 more.
     pub fn mss_v4(&self) -> u16 {
-        self.mtu.saturating_sub(40).clamp(88, u16::MAX as usize) as u16
+        self.get_mtu()
+            .saturating_sub(40)
+            .clamp(88, u16::MAX as usize) as u16
     }
 
     /// The initial SYN RTO.
@@ -650,7 +671,7 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("mtu", &self.mtu)
+            .field("mtu", &self.get_mtu())
             .field("syn_retries", &self.syn_retries)
             .field("synack_retries", &self.synack_retries)
             .field("initial_syn_rto", &self.initial_syn_rto)

@@ -84,7 +84,7 @@ pub mod wire;
 
 /// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.
 pub use bytes::Bytes;
-pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies};
+pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU};
 pub use endpoint::{
     ConnectionHandle, Endpoint, Event, FastOpenKey, InterceptedDatagram, InterceptedSyn,
     ListenerHandle, RecvMeta, SynHandle, Transmit, UdpHandle,

@@ -46,6 +46,16 @@ pub enum StackError {
         /// The most the device takes (0: no segmentation offload at all).
         device: usize,
     },
+    /// The configuration's MTU ([`Config::mtu`]) is larger than the device's
+    /// ([`DeviceCapabilities::mtu`](crate::DeviceCapabilities::mtu)): the core would advertise
+    /// an MSS, and build packets, that the link cannot carry. Leave it unset to take the
+    /// device's, or choose at most `device`.
+    Mtu {
+        /// What the configuration asked for.
+        requested: usize,
+        /// The device's MTU.
+        device: usize,
+    },
 }
 
 impl fmt::Display for StackError {
@@ -53,7 +63,12 @@ impl fmt::Display for StackError {
         match self {
             StackError::GsoMaxSize { requested, device } => write!(
                 f,
-                "Config::gso_max_size is {requested} bytes, but the device takes super-segments                  of at most {device} bytes"
+                "Config::gso_max_size is {requested} bytes, but the device takes super-segments \
+                 of at most {device} bytes"
+            ),
+            StackError::Mtu { requested, device } => write!(
+                f,
+                "Config::mtu is {requested} bytes, but the device's MTU is {device} bytes"
             ),
         }
     }
@@ -407,6 +422,8 @@ impl Stack {
     ///
     /// The stack owns `addresses` and answers packets sent to them. The core is configured
     /// from `config` and from the device's [`capabilities`](Device::capabilities):
+    /// - the MTU: one the user never set becomes the device's; one the user chose is kept if
+    ///   the device's is as large, and is otherwise refused with [`StackError::Mtu`];
     /// - segmentation offload: a `gso_max_size` the user never set becomes the device's; one
     ///   the user chose is kept if the device takes packets that large, and is otherwise
     ///   refused with [`StackError::GsoMaxSize`];
@@ -437,6 +454,18 @@ impl Stack {
         steer: bool,
     ) -> Result<Stack, StackError> {
         let caps = device.capabilities();
+        match config.mtu_choice() {
+            None => {
+                config.mtu(caps.mtu);
+            }
+            Some(requested) if requested > caps.mtu => {
+                return Err(StackError::Mtu {
+                    requested,
+                    device: caps.mtu,
+                });
+            }
+            Some(_) => {}
+        }
         match config.gso_max_size_choice() {
             None => {
                 config.gso_max_size(caps.gso_max_size);

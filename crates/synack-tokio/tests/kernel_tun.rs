@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use synack_core::Transmit;
-use synack_tokio::device::{Device, DeviceCapabilities, PcapDevice, TunConfig, TunDevice};
+use synack_tokio::device::{
+    Device, DeviceCapabilities, PcapDevice, TunConfig, TunDevice, OFFLOAD_TUN_MTU, PLAIN_TUN_MTU,
+};
 use synack_tokio::netns::{require_tun, NetNs};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -127,7 +129,7 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     // The default device takes the kernel's offloads (this kernel has them).
     assert!(tun.is_offloaded());
     let caps = tun.capabilities();
-    assert_eq!(caps.mtu, 1500);
+    assert_eq!(caps.mtu, OFFLOAD_TUN_MTU);
     assert!(caps.gso_max_size >= 1500 && caps.rx_checksum && caps.tx_checksum_partial);
     let plain_tun = TunDevice::create_in(
         &ns,
@@ -140,7 +142,19 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     )
     .unwrap();
     assert!(!plain_tun.is_offloaded() && plain_tun.offload_counters().is_none());
-    assert_eq!(plain_tun.capabilities(), DeviceCapabilities::new(1500));
+    assert_eq!(
+        plain_tun.capabilities(),
+        DeviceCapabilities::new(PLAIN_TUN_MTU)
+    );
+    // The kernel sees each device's own default MTU: the plain one moves a packet a system
+    // call, so it takes the largest.
+    let out = ns
+        .command("ip")
+        .args(["-o", "link", "show", "dev", "synack1"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(link.contains("mtu 65535"), "{link}");
     drop(plain_tun);
 
     // The kernel side sees the device with our address, MTU and state.
@@ -195,7 +209,7 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
     let config = TunConfig {
         name: "sk-test1".into(),
         host_addr: Some("198.18.5.1/24".parse().unwrap()),
-        mtu: 1400,
+        mtu: Some(1400),
         ..TunConfig::default()
     };
     let mut tun = TunDevice::create_in(&ns, &config).unwrap();

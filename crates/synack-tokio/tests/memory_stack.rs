@@ -382,6 +382,40 @@ async fn a_gso_max_size_beyond_the_device_is_refused() {
     assert!(Stack::new(cfg, dev.with_gso_max_size(16384), &[CLIENT]).is_ok());
 }
 
+/// A configuration that never sets the MTU takes the device's: both ends of a 9000-byte link
+/// advertise, and send, 8960-byte segments. One larger than the device's is refused.
+#[tokio::test]
+async fn the_mtu_comes_from_the_device_unless_chosen() {
+    within(20, async {
+        let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
+        let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+        let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+        let (c, s) = connected(&client, &server, 7021).await;
+        for stream in [&c, &s] {
+            let info = stream.info().unwrap();
+            assert_eq!((info.snd_mss, info.rcv_mss), (8960, 8960), "{info:?}");
+        }
+        one_way(&client, &server, 7022).await;
+        let stats = client.stats();
+        assert!(stats.segments_out < (2 << 20) / 4000, "{stats:?}");
+    })
+    .await;
+
+    let mut cfg = config(1);
+    cfg.mtu(9000);
+    let (dev, _peer) = MemoryDevice::pair();
+    let err = Stack::new(cfg, dev, &[CLIENT]).expect_err("refused");
+    assert_eq!(
+        err,
+        StackError::Mtu {
+            requested: 9000,
+            device: 1500
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("9000") && text.contains("1500"), "{text}");
+}
+
 /// `write_bytes` hands the stack `Bytes` it sends from without copying; mixed with ordinary
 /// writes, the peer reads one stream, in order, intact.
 #[tokio::test]

@@ -556,7 +556,7 @@ impl Endpoint {
     /// less the IP and UDP headers.
     pub fn udp_max_payload(&self, v6: bool) -> usize {
         let ip = if v6 { 40 } else { 20 };
-        self.config.mtu.saturating_sub(ip + udp::HEADER_LEN)
+        self.config.get_mtu().saturating_sub(ip + udp::HEADER_LEN)
     }
 
     fn udp_emit(

@@ -23,7 +23,10 @@ pub mod tun;
 
 pub use memory::MemoryDevice;
 pub use pcap::PcapDevice;
-pub use tun::{OffloadCounters, OffloadStats, OffloadTun, PlainTun, TunConfig, TunDevice};
+pub use tun::{
+    OffloadCounters, OffloadStats, OffloadTun, PlainTun, TunConfig, TunDevice, OFFLOAD_TUN_MTU,
+    PLAIN_TUN_MTU,
+};
 
 /// What a device can do, asked once when the stack starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -205,8 +205,10 @@ pub struct TunConfig {
     /// dual-stack device. The address is usable at once: duplicate address detection is
     /// off on the device (a point-to-point link has no one to collide with).
     pub host_addr6: Option<Ipv6Cidr>,
-    /// The device MTU: the largest IP packet either side sends through it.
-    pub mtu: usize,
+    /// The device MTU: the largest IP packet either side sends through it. `None` (the
+    /// default) picks one for the kind of device: [`OFFLOAD_TUN_MTU`] for the offloading
+    /// device and [`PLAIN_TUN_MTU`] for the plain one (see there for why they differ).
+    pub mtu: Option<usize>,
     /// Whether [`TunDevice::create`] tries the offloading device first (default `true`);
     /// `false` makes it a [`PlainTun`] at once.
     pub offload: bool,
@@ -218,7 +220,7 @@ pub struct TunConfig {
 
 impl Default for TunConfig {
     /// `synack0`, `198.18.0.1/24` (RFC 2544's benchmarking range, never routed on the
-    /// Internet) and no IPv6, MTU 1500.
+    /// Internet) and no IPv6, the MTU chosen by the kind of device.
     fn default() -> Self {
         TunConfig {
             name: "synack0".into(),
@@ -227,12 +229,27 @@ impl Default for TunConfig {
                 prefix_len: 24,
             }),
             host_addr6: None,
-            mtu: 1500,
+            mtu: None,
             offload: true,
             multi_queue: true,
         }
     }
 }
+
+/// The MTU of an [`OffloadTun`] unless [`TunConfig::mtu`] says otherwise: Ethernet's. The
+/// kernel sees an ordinary link (MSS 1460, as towards any Ethernet peer), and segmentation
+/// offload still moves up to 64 KiB a system call each way.
+pub const OFFLOAD_TUN_MTU: usize = 1500;
+
+/// The MTU of a [`PlainTun`] unless [`TunConfig::mtu`] says otherwise: the largest IPv4
+/// packet. A plain TUN carries one packet a system call and has no segmentation offload, so
+/// the MTU alone decides how many bytes each read and write moves; at 1500 bytes the two
+/// ends' system calls and the kernel's per-packet receive path bound a connection at about
+/// what smoltcp reaches on the same device. The link is inside this host and synack ends
+/// every TCP connection on it, as Linux's loopback (MTU 65536) ends its own, so no path
+/// beyond it is sized by this MTU. Choose 1500 to have the TUN look like an Ethernet link
+/// (for example to emulate an Internet path on it with netem).
+pub const PLAIN_TUN_MTU: usize = 65535;
 
 /// The most queues a multi-queue TUN takes (Linux's `MAX_TAP_QUEUES`).
 const MAX_QUEUES: usize = 256;
@@ -272,7 +289,12 @@ impl Tun {
                 format!("TUN name {:?} must be 1 to 15 bytes", config.name),
             ));
         }
-        let mtu = i32::try_from(config.mtu)
+        let chosen = config.mtu.unwrap_or(if vnet_hdr {
+            OFFLOAD_TUN_MTU
+        } else {
+            PLAIN_TUN_MTU
+        });
+        let mtu = i32::try_from(chosen)
             .ok()
             .filter(|&m| (68..=65535).contains(&m))
             .ok_or_else(|| {
@@ -324,7 +346,7 @@ impl Tun {
         Ok(Tun {
             fd: sys::register(fd)?,
             name: config.name.clone(),
-            mtu: config.mtu,
+            mtu: chosen,
             vnet_hdr,
             netns,
         })
@@ -754,7 +776,7 @@ mod tests {
         assert_eq!(c.name, "synack0");
         assert_eq!(c.host_addr.unwrap().to_string(), "198.18.0.1/24");
         assert_eq!(c.host_addr6, None);
-        assert_eq!(c.mtu, 1500);
+        assert_eq!(c.mtu, None);
         assert!(c.offload);
         assert!(c.multi_queue);
     }
@@ -803,7 +825,7 @@ mod tests {
         assert!(err.to_string().contains("address"), "{err}");
         let small = TunConfig {
             host_addr6: Some("2001:2::1/64".parse().unwrap()),
-            mtu: 1279,
+            mtu: Some(1279),
             ..TunConfig::default()
         };
         let err = Tun::open(&small, false).err().expect("refused");
@@ -831,7 +853,8 @@ mod tests {
         let tun = TunDevice::choose(&config, |_| Err(refused()), |c| PlainTun::create_in(&ns, c))
             .unwrap();
         assert!(!tun.is_offloaded());
-        assert_eq!(tun.capabilities(), DeviceCapabilities::new(1500));
+        // The plain device's own MTU, not the offloading one's.
+        assert_eq!(tun.capabilities(), DeviceCapabilities::new(PLAIN_TUN_MTU));
         drop(tun);
 
         let off = TunConfig {
