@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use synack_tokio::device::TunConfig;
+use synack_tokio::device::{TunConfig, PLAIN_TUN_MTU};
 use synack_tokio::netns::NetNs;
 use synack_tokio::TcpListener;
 
@@ -132,10 +132,12 @@ impl Settings {
 
     /// Every step, for the progress counter.
     fn steps(&self) -> usize {
-        // synack: 2 bulk x reps, ping-pong, handshakes, 2 x 2 loss; synack on the offload
-        // TUN: 2 bulk x reps; smoltcp: 2 x reps; kernel: as synack.
+        // synack on the plain TUN: 2 bulk x reps at its default MTU and at 1500, ping-pong,
+        // handshakes, 2 x 2 loss; synack on the offload TUN: 2 bulk x reps; smoltcp: 2 x reps
+        // at 1500 and at synack's plain MTU; kernel: 2 bulk x reps, ping-pong, handshakes,
+        // loss.
         if self.plain_bulk_only {
-            return 2 * 2 * self.reps;
+            return 4 * 2 * self.reps;
         }
         if self.http_only {
             return 0;
@@ -144,27 +146,59 @@ impl Settings {
         if self.loss_only {
             return loss;
         }
-        4 * 2 * self.reps + 2 * 2 + loss
+        6 * 2 * self.reps + 2 * 2 + loss
     }
 }
 
-/// Row order in the table.
+/// Row order in the table. The plain-TUN bulk rows: each stack as a user gets it, synack's
+/// plain TUN at its default MTU ([`PLAIN_TUN_MTU`]) and smoltcp's on a TUN as Linux creates
+/// it (MTU 1500).
 const BULK_UP: usize = 0;
 const BULK_DOWN: usize = 1;
+/// The plain-TUN bulk rows with both stacks at MTU 1500 (synack's column measured again,
+/// smoltcp's repeating the rows above).
+const PLAIN_1500_UP: usize = 2;
+const PLAIN_1500_DOWN: usize = 3;
+/// The plain-TUN bulk rows with both stacks at synack's plain MTU (synack's column repeating
+/// the rows above, smoltcp's measured again).
+const PLAIN_BIG_UP: usize = 4;
+const PLAIN_BIG_DOWN: usize = 5;
 /// The bulk rows again with synack on the offloading TUN (the kernel column repeats the
 /// veth numbers, for the ratio).
-const OFFLOAD_UP: usize = 2;
-const OFFLOAD_DOWN: usize = 3;
-const HANDSHAKES: usize = 4;
-const PINGPONG: usize = 5;
+const OFFLOAD_UP: usize = 6;
+const OFFLOAD_DOWN: usize = 7;
+const HANDSHAKES: usize = 8;
+const PINGPONG: usize = 9;
 /// Then the loss rows: rate index * 2 + (0 up, 1 down).
-const LOSS: usize = 6;
+const LOSS: usize = 10;
 
 /// The table's rows, empty.
 pub fn rows(s: &Settings) -> Vec<Row> {
     let mut rows = vec![
-        Row::new("bulk, stack → kernel", "Gbit/s"),
-        Row::new("bulk, kernel → stack", "Gbit/s"),
+        Row::new(
+            "bulk, stack → kernel, plain TUN at each stack's default MTU",
+            "Gbit/s",
+        ),
+        Row::new(
+            "bulk, kernel → stack, plain TUN at each stack's default MTU",
+            "Gbit/s",
+        ),
+        Row::new(
+            "bulk, stack → kernel, plain TUN, both at MTU 1500",
+            "Gbit/s",
+        ),
+        Row::new(
+            "bulk, kernel → stack, plain TUN, both at MTU 1500",
+            "Gbit/s",
+        ),
+        Row::new(
+            format!("bulk, stack → kernel, plain TUN, both at MTU {PLAIN_TUN_MTU}"),
+            "Gbit/s",
+        ),
+        Row::new(
+            format!("bulk, kernel → stack, plain TUN, both at MTU {PLAIN_TUN_MTU}"),
+            "Gbit/s",
+        ),
         Row::new("bulk, stack → kernel, synack on the offload TUN", "Gbit/s"),
         Row::new("bulk, kernel → stack, synack on the offload TUN", "Gbit/s"),
         Row::new("handshakes (kernel clients → listener)", "conn/s"),
@@ -334,7 +368,8 @@ async fn synack_bulk(
 const PLAIN_TUN: &str = "sbtun0";
 
 /// synack on a plain TUN in a namespace of its own, with the kernel-side server there: the
-/// set-up of the plain-TUN rows and of `--loss-only`.
+/// set-up of the plain-TUN rows and of `--loss-only`. The loss rows take MTU 1500, as the
+/// veth pair they are compared with has: netem stands for an Internet path there.
 struct PlainTun {
     ns: NetNs,
     stack: synack_tokio::Stack,
@@ -343,10 +378,12 @@ struct PlainTun {
 }
 
 impl PlainTun {
-    fn new() -> io::Result<PlainTun> {
+    /// `mtu`: `None` for the plain TUN's default.
+    fn new(mtu: Option<usize>) -> io::Result<PlainTun> {
         let ns = net::namespace()?;
         let tun_config = TunConfig {
             name: PLAIN_TUN.into(),
+            mtu,
             ..TunConfig::default()
         };
         let (stack, _) = synack_side::stack_on(
@@ -366,20 +403,47 @@ impl PlainTun {
     }
 }
 
-/// synack on a TUN, the kernel-side server in the TUN's namespace.
+/// synack on a plain TUN, the kernel-side server in the TUN's namespace: at the TUN's
+/// default MTU the bulk rows, ping-pong and handshakes; at MTU 1500 the bulk rows again and
+/// the loss rows.
 async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    synack_default_mtu(s, rows, p).await?;
     let PlainTun {
         ns,
         stack,
         server,
         target,
-    } = PlainTun::new()?;
+    } = PlainTun::new(Some(1500))?;
+    let bulk = [
+        (PLAIN_1500_UP, Op::Upload, "synack → kernel, MTU 1500"),
+        (PLAIN_1500_DOWN, Op::Download, "kernel → synack, MTU 1500"),
+    ];
+    synack_bulk(s, rows, p, &stack, target, bulk).await;
+    if !s.plain_bulk_only {
+        synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
+    }
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// The part of [`synack_phase`] at the plain TUN's default MTU.
+async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let PlainTun {
+        ns,
+        stack,
+        server,
+        target,
+    } = PlainTun::new(None)?;
 
     let bulk = [
         (BULK_UP, Op::Upload, "synack → kernel"),
         (BULK_DOWN, Op::Download, "kernel → synack"),
     ];
     synack_bulk(s, rows, p, &stack, target, bulk).await;
+    rows[PLAIN_BIG_UP].synack = rows[BULK_UP].synack.clone();
+    rows[PLAIN_BIG_DOWN].synack = rows[BULK_DOWN].synack.clone();
     if s.plain_bulk_only {
         return Ok(());
     }
@@ -404,8 +468,6 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     acceptor.abort();
     p.report("handshakes kernel → synack", &r, Unit::PerSec);
     rows[HANDSHAKES].synack = cell(&[r], Unit::PerSec, None);
-
-    synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
     drop(server);
     drop(stack);
     drop(ns);
@@ -462,7 +524,7 @@ async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> 
         stack,
         server,
         target,
-    } = PlainTun::new()?;
+    } = PlainTun::new(Some(1500))?;
     synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
     drop(server);
     drop(stack);
@@ -554,11 +616,8 @@ async fn workers_run(
         name: "sbwtun0".into(),
         ..TunConfig::default()
     };
-    let mut config = synack_core::Config::default();
-    config.mtu(tun_config.mtu);
     let device = synack_tokio::device::OffloadTun::create_in(&ns, &tun_config)?;
     let stack = synack_tokio::Stack::builder()
-        .config(config)
         .address(IpAddr::V4(TUN_STACK))
         .workers(workers)
         .build(device)?;
@@ -656,8 +715,31 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// smoltcp on its own TUN in its own namespace, the same kernel-side server.
+/// smoltcp on its own TUN in its own namespace, the same kernel-side server: on a TUN as
+/// Linux makes it (MTU 1500), then at synack's plain-TUN MTU.
 async fn smoltcp_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let (up, down) = smoltcp_bulk(s, p, None).await?;
+    rows[BULK_UP].smoltcp = up.clone();
+    rows[BULK_DOWN].smoltcp = down.clone();
+    rows[PLAIN_1500_UP].smoltcp = up.clone();
+    rows[PLAIN_1500_DOWN].smoltcp = down.clone();
+    // The same smoltcp numbers against synack on the offload TUN, for the ratio: smoltcp
+    // has no offloading device, so this is each stack at its best on a TUN as Linux makes it.
+    rows[OFFLOAD_UP].smoltcp = up;
+    rows[OFFLOAD_DOWN].smoltcp = down;
+    let (up, down) = smoltcp_bulk(s, p, Some(PLAIN_TUN_MTU)).await?;
+    rows[PLAIN_BIG_UP].smoltcp = up;
+    rows[PLAIN_BIG_DOWN].smoltcp = down;
+    Ok(())
+}
+
+/// smoltcp's bulk runs, up then down, on a TUN of `mtu` (`None`: as Linux makes it): the
+/// median cells.
+async fn smoltcp_bulk(
+    s: &Settings,
+    p: &mut Progress,
+    mtu: Option<usize>,
+) -> io::Result<(Cell, Cell)> {
     let ns = net::namespace()?;
     let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
     let mut plan = Vec::new();
@@ -675,12 +757,16 @@ async fn smoltcp_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::
     let results = tokio::task::spawn_blocking(move || {
         let run = ns.run_in(move || {
             let mut step = first_step;
-            smol_side::run_plan(&name, &plan, &flag, |i, r| {
+            smol_side::run_plan(&name, mtu, &plan, &flag, |i, r| {
                 step += 1;
                 let what = if i < reps {
                     "smoltcp → kernel"
                 } else {
                     "kernel → smoltcp"
+                };
+                let what = match mtu {
+                    Some(mtu) => format!("{what}, MTU {mtu}"),
+                    None => what.to_owned(),
                 };
                 let shown = match r {
                     Ok(o) if o.intact => format!("{:.3} Gbit/s", o.gbits()),
@@ -699,13 +785,7 @@ async fn smoltcp_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::
     drop(cancel);
     p.step += results.len();
     let (up, down) = results.split_at(s.reps.min(results.len()));
-    rows[BULK_UP].smoltcp = cell(up, Unit::Gbits, None);
-    rows[BULK_DOWN].smoltcp = cell(down, Unit::Gbits, None);
-    // The same smoltcp numbers against synack on the offload TUN, for the ratio: smoltcp
-    // has no offloading device, so this is each stack at its best on a TUN.
-    rows[OFFLOAD_UP].smoltcp = rows[BULK_UP].smoltcp.clone();
-    rows[OFFLOAD_DOWN].smoltcp = rows[BULK_DOWN].smoltcp.clone();
-    Ok(())
+    Ok((cell(up, Unit::Gbits, None), cell(down, Unit::Gbits, None)))
 }
 
 /// The kernel on both ends: the client in one namespace, the server in the other, a veth

@@ -25,7 +25,8 @@
 //! - bulk throughput both ways: synack over a TUN, smoltcp 0.14 over a TUN (256 KiB socket
 //!   buffers, like synack's defaults), and a kernel client over a 1500-MTU veth pair (the
 //!   practical ceiling: the kernel on both ends, with GSO); each a few seconds, 3 times,
-//!   median;
+//!   median. On the plain TUN each stack at its default MTU, and both at 1500 and both at
+//!   synack's plain-TUN MTU;
 //! - handshakes per second: kernel clients (several threads of connect, wait for FIN, close)
 //!   against a synack listener, and against a kernel listener over veth;
 //! - 1-byte ping-pong round trips per second on one connection, synack and kernel-over-veth;
@@ -348,6 +349,7 @@ fn section(
     } else {
         "a current-thread tokio runtime, one thread"
     };
+    let plain_mtu = synack_tokio::device::PLAIN_TUN_MTU;
     format!(
         "## Harness: synack against smoltcp and the kernel
 
@@ -361,12 +363,19 @@ How to read it:
 
 - Every column talks to the same kernel-side server (`synack-bench __peer serve`, `std::net`)
   in a network namespace made for the run. synack and smoltcp 0.14 each run in the harness
-  process on a 1500-MTU TUN (synack: `synack_tokio::Stack` with its
+  process on a TUN (synack: `synack_tokio::Stack` with its
   default buffers, 256 KiB auto-tuning up to 4 MiB send / 6 MiB receive as Linux's do, on
   {runtime}; smoltcp: a `phy::TunTapInterface` poll loop with 256 KiB
   buffers, on its own thread). The kernel column is a
   kernel client in one namespace and the server in another, over a 1500-MTU veth pair with
   the default offloads (GSO/TSO): the practical ceiling on this machine.
+- Plain-TUN bulk rows: one packet a system call each way. \"each stack's default MTU\":
+  synack's `PlainTun` as it comes ({plain_mtu} bytes, `PLAIN_TUN_MTU`: the link is inside
+  the host and synack ends every connection on it, as the kernel's loopback, MTU 65536,
+  does), smoltcp on a TUN as Linux makes it (1500; smoltcp's examples take the interface
+  as it is). The \"both at MTU\" rows put the two stacks on equal MTUs: there the
+  per-packet cost, mostly the kernel's, is the same for both, and only the MTU moves it.
+  The loss rows run synack's plain TUN at 1500, as the veth pair has.
 - Bulk rows: each transfer runs for {:.1} s (or {} bytes), {} time(s); the median is shown.
   Time runs from connect to the proof of delivery (the server's byte count for stack → kernel,
   the server's FIN for kernel → stack). Every byte is checked against a pattern; a corrupted

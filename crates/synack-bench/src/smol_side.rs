@@ -34,13 +34,22 @@ fn smol_now() -> smoltcp::time::Instant {
 }
 
 /// Runs every `(header, timeout)` of `plan` in turn, one fresh socket each, on a TUN made in
-/// the calling thread's namespace `ns_name`. Stops early (with an error) once `cancel` is set.
+/// the calling thread's namespace `ns_name`, of MTU `mtu` (`None`: Linux's default for a TUN,
+/// 1500). Stops early (with an error) once `cancel` is set.
 pub fn run_plan(
     ns_name: &str,
+    mtu: Option<usize>,
     plan: &[(Header, Duration)],
     cancel: &Arc<AtomicBool>,
     mut progress: impl FnMut(usize, &io::Result<Outcome>),
 ) -> io::Result<Vec<io::Result<Outcome>>> {
+    if let Some(mtu) = mtu {
+        // smoltcp takes its MTU from the interface when it attaches: the interface is made
+        // first (persistent, so that it outlives this command; it goes with the namespace),
+        // then sized.
+        ip(ns_name, &["tuntap", "add", "dev", TUN_NAME, "mode", "tun"])?;
+        ip(ns_name, &["link", "set", TUN_NAME, "mtu", &mtu.to_string()])?;
+    }
     let mut dev = TunTapInterface::new(TUN_NAME, Medium::Ip)?;
     // smoltcp attaches to the device; the kernel's address and the link state are ours to set.
     ip(

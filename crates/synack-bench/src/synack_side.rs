@@ -32,8 +32,8 @@ pub fn stack_on(
     tun: Tun,
     addrs: &[std::net::IpAddr],
 ) -> io::Result<(Stack, Option<OffloadCounters>)> {
-    let mut config = synack_core::Config::default();
-    config.mtu(tun_config.mtu);
+    // The core takes the device's MTU (`Stack::new`).
+    let config = synack_core::Config::default();
     Ok(match tun {
         Tun::Plain => {
             let dev = PlainTun::create_in(ns, tun_config)?;
