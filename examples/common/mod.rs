@@ -85,10 +85,11 @@ impl NetArgs {
         }
     }
 
-    /// The core's configuration these flags describe.
-    pub fn config(&self, mtu: usize) -> synack::core::Config {
+    /// The core's configuration these flags describe (the MTU comes from the device when the
+    /// stack starts).
+    pub fn config(&self) -> synack::core::Config {
         let mut config = synack::core::Config::default();
-        config.syn_retries(self.syn_retries).mtu(mtu);
+        config.syn_retries(self.syn_retries);
         config
     }
 
@@ -197,7 +198,7 @@ impl NetArgs {
         tune: impl FnOnce(&mut synack::core::Config),
     ) -> io::Result<Stack> {
         let addrs = self.addresses();
-        let mut config = self.config(device.capabilities().mtu);
+        let mut config = self.config();
         tune(&mut config);
         let mut builder = Stack::builder()
             .config(config)
