@@ -51,6 +51,8 @@ pub struct Settings {
     pub plain_bulk_only: bool,
     /// `--http`: only the HTTP rows.
     pub http_only: bool,
+    /// `--handshakes`: only the handshake row, synack and kernel.
+    pub handshakes_only: bool,
     /// Concurrent idle flows held through the relay for its memory row (0: none).
     pub relay_flows: usize,
     /// Bytes of each transfer through the relay and of its direct counterpart.
@@ -79,6 +81,7 @@ impl Settings {
             http_reps: 3,
             plain_bulk_only: false,
             http_only: false,
+            handshakes_only: false,
             relay_flows: 10_000,
             relay_bytes: 1 << 30,
             relay_timeout: Duration::from_secs(60),
@@ -104,6 +107,7 @@ impl Settings {
             http_reps: 1,
             plain_bulk_only: false,
             http_only: false,
+            handshakes_only: false,
             relay_flows: 100,
             relay_bytes: 4 << 20,
             relay_timeout: Duration::from_secs(20),
@@ -133,11 +137,14 @@ impl Settings {
     /// Every step, for the progress counter.
     fn steps(&self) -> usize {
         // synack on the plain TUN: 2 bulk x reps at its default MTU and at 1500, ping-pong,
-        // handshakes, 2 x 2 loss; synack on the offload TUN: 2 bulk x reps; smoltcp: 2 x reps
-        // at 1500 and at synack's plain MTU; kernel: 2 bulk x reps, ping-pong, handshakes,
-        // loss.
+        // handshakes x reps, 2 x 2 loss; synack on the offload TUN: 2 bulk x reps; smoltcp:
+        // 2 x reps at 1500 and at synack's plain MTU; kernel: 2 bulk x reps, ping-pong,
+        // handshakes x reps, loss.
         if self.plain_bulk_only {
             return 4 * 2 * self.reps;
+        }
+        if self.handshakes_only {
+            return 2 * self.reps;
         }
         if self.http_only {
             return 0;
@@ -146,7 +153,7 @@ impl Settings {
         if self.loss_only {
             return loss;
         }
-        6 * 2 * self.reps + 2 * 2 + loss
+        6 * 2 * self.reps + 2 * (1 + self.reps) + loss
     }
 }
 
@@ -321,6 +328,17 @@ pub async fn run(
         synack_loss_phase(s, rows, &mut p).await?;
         return kernel_loss_phase(s, rows, &mut p).await;
     }
+    if s.handshakes_only {
+        let PlainTun {
+            ns, stack, server, ..
+        } = PlainTun::new(None)?;
+        synack_handshakes(s, rows, &mut p, &ns, &stack).await?;
+        drop(server);
+        drop(stack);
+        drop(ns);
+        let veth = net::Veth::new()?;
+        return kernel_handshakes(s, rows, &mut p, &veth).await;
+    }
     if !s.http_only {
         synack_phase(s, rows, &mut p).await?;
         if s.plain_bulk_only {
@@ -457,20 +475,68 @@ async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) ->
     p.report("ping-pong synack ↔ kernel", &r, Unit::PerSec);
     rows[PINGPONG].synack = cell(&[r], Unit::PerSec, None);
 
+    synack_handshakes(s, rows, p, &ns, &stack).await?;
+    drop(server);
+    drop(stack);
+    drop(ns);
+    Ok(())
+}
+
+/// The handshake row's synack column: kernel clients in `ns` against a listener on `stack`
+/// that accepts and closes, `s.reps` times, the median.
+async fn synack_handshakes(
+    s: &Settings,
+    rows: &mut [Row],
+    p: &mut Progress,
+    ns: &NetNs,
+    stack: &synack_tokio::Stack,
+) -> io::Result<()> {
     let listener =
-        TcpListener::bind(&stack, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE)).await?;
+        TcpListener::bind(stack, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE)).await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let acceptor = tokio::spawn(synack_side::accept_and_close(
         listener,
         Arc::clone(&accepted),
     ));
-    let r = connect_loop(&ns, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE), s).await;
+    let mut results = Vec::new();
+    for rep in 1..=s.reps {
+        let r = connect_loop(ns, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE), s).await;
+        p.report(
+            &format!("handshakes kernel → synack #{rep}"),
+            &r,
+            Unit::PerSec,
+        );
+        results.push(r);
+    }
     acceptor.abort();
-    p.report("handshakes kernel → synack", &r, Unit::PerSec);
-    rows[HANDSHAKES].synack = cell(&[r], Unit::PerSec, None);
-    drop(server);
-    drop(stack);
-    drop(ns);
+    rows[HANDSHAKES].synack = cell(&results, Unit::PerSec, None);
+    Ok(())
+}
+
+/// The handshake row's kernel column: kernel clients in `veth.a` against a kernel listener in
+/// `veth.b` that accepts and closes, `s.reps` times, the median.
+async fn kernel_handshakes(
+    s: &Settings,
+    rows: &mut [Row],
+    p: &mut Progress,
+    veth: &net::Veth,
+) -> io::Result<()> {
+    let closer = Helper::server(
+        &veth.b,
+        &args(&["serve-close", &PORT_HANDSHAKE.to_string()]),
+    )?;
+    let mut results = Vec::new();
+    for rep in 1..=s.reps {
+        let r = connect_loop(&veth.a, SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE), s).await;
+        p.report(
+            &format!("handshakes kernel → kernel #{rep}"),
+            &r,
+            Unit::PerSec,
+        );
+        results.push(r);
+    }
+    drop(closer);
+    rows[HANDSHAKES].kernel = cell(&results, Unit::PerSec, None);
     Ok(())
 }
 
@@ -793,10 +859,6 @@ async fn smoltcp_bulk(
 async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
     let veth = net::Veth::new()?;
     let server = Helper::server(&veth.b, &args(&["serve", &PORT_SERVE.to_string()]))?;
-    let closer = Helper::server(
-        &veth.b,
-        &args(&["serve-close", &PORT_HANDSHAKE.to_string()]),
-    )?;
     let target = SocketAddr::new(VETH_B.into(), PORT_SERVE);
 
     for (row, op, what) in [
@@ -823,12 +885,9 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     p.report("ping-pong kernel ↔ kernel", &r, Unit::PerSec);
     rows[PINGPONG].kernel = cell(&[r], Unit::PerSec, None);
 
-    let r = connect_loop(&veth.a, SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE), s).await;
-    p.report("handshakes kernel → kernel", &r, Unit::PerSec);
-    rows[HANDSHAKES].kernel = cell(&[r], Unit::PerSec, None);
+    kernel_handshakes(s, rows, p, &veth).await?;
 
     kernel_loss(s, rows, p, &veth, target).await?;
-    drop(closer);
     drop(server);
     drop(veth);
     Ok(())

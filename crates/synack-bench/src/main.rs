@@ -72,6 +72,8 @@ struct Options {
     relay_only: bool,
     /// Only the HTTP rows.
     http_only: bool,
+    /// Only the handshake row.
+    handshakes_only: bool,
     /// Only the loss rows, synack and kernel, with recovery counters per run.
     loss_only: bool,
     /// Repetitions of each loss row.
@@ -86,13 +88,16 @@ struct Options {
 }
 
 const USAGE: &str =
-    "usage: synack-bench [--quick] [--plain-bulk | --relay | --http] [--multi-thread] [--no-write | --output FILE]
+    "usage: synack-bench [--quick] [--plain-bulk | --relay | --http | --handshakes] [--multi-thread]
+                    [--no-write | --output FILE]
                     [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
   --relay        only the transparent relay's rows (throughput, memory); never writes
   --http         only the HTTP rows (wrk against http_server, the same code on the kernel, nginx);
                  never writes
+  --handshakes   only the handshake row (synack on the plain TUN, the kernel over veth); never
+                 writes
   --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
   --no-write     print the table only; do not touch BENCHMARKS.md
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md
@@ -110,6 +115,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         multi_thread: false,
         relay_only: false,
         http_only: false,
+        handshakes_only: false,
         loss_only: false,
         repeat: None,
         loss_rate: None,
@@ -130,6 +136,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--multi-thread" => o.multi_thread = true,
             "--relay" => o.relay_only = true,
             "--http" => o.http_only = true,
+            "--handshakes" => o.handshakes_only = true,
             "--no-write" => o.output = None,
             "--loss-only" => o.loss_only = true,
             "--repeat" => {
@@ -193,6 +200,7 @@ fn harness(options: &Options) -> io::Result<bool> {
     settings.plain_bulk_only = options.plain_bulk;
     settings.loss_only = options.loss_only;
     settings.http_only = options.http_only;
+    settings.handshakes_only = options.handshakes_only;
     if let Some(n) = options.repeat {
         settings.loss_reps = n;
     }
@@ -225,7 +233,11 @@ fn harness(options: &Options) -> io::Result<bool> {
     } else {
         http::rows()
     };
-    let mut workers_rows = if options.loss_only || options.http_only || options.plain_bulk {
+    let mut workers_rows = if options.loss_only
+        || options.http_only
+        || options.plain_bulk
+        || options.handshakes_only
+    {
         Vec::new()
     } else {
         bench::workers_rows()
@@ -239,7 +251,11 @@ fn harness(options: &Options) -> io::Result<bool> {
             if !options.relay_only {
                 bench::run(&settings, &mut rows, &mut http_rows, &mut workers_rows).await?;
             }
-            if !settings.plain_bulk_only && !settings.loss_only && !settings.http_only {
+            if !settings.plain_bulk_only
+                && !settings.loss_only
+                && !settings.http_only
+                && !settings.handshakes_only
+            {
                 let (flows, bytes, timeout) = (
                     settings.relay_flows,
                     settings.relay_bytes,
@@ -295,6 +311,7 @@ fn harness(options: &Options) -> io::Result<bool> {
         )));
     }
     let partial = options.plain_bulk
+        || options.handshakes_only
         || options.relay_only
         || options.http_only
         || options.loss_only
@@ -388,7 +405,8 @@ How to read it:
   the plain-TUN smoltcp and veth bulk numbers of the same run (smoltcp has no offloading
   device: each stack at its best on a TUN).
 - Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
-  {:.1} s; the listener accepts and closes at once. Ping-pong: one byte each way, nodelay,
+  {:.1} s, {} time(s), the median; the listener accepts and closes at once (synack's on the
+  plain TUN). Ping-pong: one byte each way, nodelay,
   for {:.1} s.
 - Loss rows: {} bytes each way with nft `numgen random mod 100 < N drop` on both directions of
   the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
@@ -432,6 +450,7 @@ How to read it:
         s.reps,
         s.handshake_threads,
         s.handshake_time.as_secs_f64(),
+        s.reps,
         s.pingpong_time.as_secs_f64(),
         s.loss_bytes,
         s.loss_timeout.as_secs_f64(),
