@@ -331,7 +331,7 @@ pub async fn run(
     if s.handshakes_only {
         let PlainTun {
             ns, stack, server, ..
-        } = PlainTun::new(None)?;
+        } = PlainTun::new(0)?;
         synack_handshakes(s, rows, &mut p, &ns, &stack).await?;
         drop(server);
         drop(stack);
@@ -396,8 +396,8 @@ struct PlainTun {
 }
 
 impl PlainTun {
-    /// `mtu`: `None` for the plain TUN's default.
-    fn new(mtu: Option<usize>) -> io::Result<PlainTun> {
+    /// `mtu`: 0 for the plain TUN's default.
+    fn new(mtu: usize) -> io::Result<PlainTun> {
         let ns = net::namespace()?;
         let tun_config = TunConfig {
             name: PLAIN_TUN.into(),
@@ -431,7 +431,7 @@ async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
         stack,
         server,
         target,
-    } = PlainTun::new(Some(1500))?;
+    } = PlainTun::new(1500)?;
     let bulk = [
         (PLAIN_1500_UP, Op::Upload, "synack → kernel, MTU 1500"),
         (PLAIN_1500_DOWN, Op::Download, "kernel → synack, MTU 1500"),
@@ -453,7 +453,7 @@ async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) ->
         stack,
         server,
         target,
-    } = PlainTun::new(None)?;
+    } = PlainTun::new(0)?;
 
     let bulk = [
         (BULK_UP, Op::Upload, "synack → kernel"),
@@ -590,7 +590,7 @@ async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> 
         stack,
         server,
         target,
-    } = PlainTun::new(Some(1500))?;
+    } = PlainTun::new(1500)?;
     synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
     drop(server);
     drop(stack);

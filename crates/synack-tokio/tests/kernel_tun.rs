@@ -209,7 +209,7 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
     let config = TunConfig {
         name: "sk-test1".into(),
         host_addr: Some("198.18.5.1/24".parse().unwrap()),
-        mtu: Some(1400),
+        mtu: 1400,
         ..TunConfig::default()
     };
     let mut tun = TunDevice::create_in(&ns, &config).unwrap();

@@ -205,10 +205,11 @@ pub struct TunConfig {
     /// dual-stack device. The address is usable at once: duplicate address detection is
     /// off on the device (a point-to-point link has no one to collide with).
     pub host_addr6: Option<Ipv6Cidr>,
-    /// The device MTU: the largest IP packet either side sends through it. `None` (the
-    /// default) picks one for the kind of device: [`OFFLOAD_TUN_MTU`] for the offloading
-    /// device and [`PLAIN_TUN_MTU`] for the plain one (see there for why they differ).
-    pub mtu: Option<usize>,
+    /// The device MTU: the largest IP packet either side sends through it, 68 to 65535. 0
+    /// (the default) takes the kind of device's own: [`OFFLOAD_TUN_MTU`] for the offloading
+    /// device and [`PLAIN_TUN_MTU`] for the plain one (see there for why they differ), also
+    /// when [`TunDevice::create`] falls back to the plain one.
+    pub mtu: usize,
     /// Whether [`TunDevice::create`] tries the offloading device first (default `true`);
     /// `false` makes it a [`PlainTun`] at once.
     pub offload: bool,
@@ -229,7 +230,7 @@ impl Default for TunConfig {
                 prefix_len: 24,
             }),
             host_addr6: None,
-            mtu: None,
+            mtu: 0,
             offload: true,
             multi_queue: true,
         }
@@ -289,11 +290,11 @@ impl Tun {
                 format!("TUN name {:?} must be 1 to 15 bytes", config.name),
             ));
         }
-        let chosen = config.mtu.unwrap_or(if vnet_hdr {
-            OFFLOAD_TUN_MTU
-        } else {
-            PLAIN_TUN_MTU
-        });
+        let chosen = match config.mtu {
+            0 if vnet_hdr => OFFLOAD_TUN_MTU,
+            0 => PLAIN_TUN_MTU,
+            chosen => chosen,
+        };
         let mtu = i32::try_from(chosen)
             .ok()
             .filter(|&m| (68..=65535).contains(&m))
@@ -302,7 +303,7 @@ impl Tun {
                 // length field allows at most 65535.
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "TUN MTU must be between 68 and 65535",
+                    "TUN MTU must be between 68 and 65535 (or 0 for the device's own)",
                 )
             })?;
         if config.host_addr.is_none() && config.host_addr6.is_none() {
@@ -776,7 +777,7 @@ mod tests {
         assert_eq!(c.name, "synack0");
         assert_eq!(c.host_addr.unwrap().to_string(), "198.18.0.1/24");
         assert_eq!(c.host_addr6, None);
-        assert_eq!(c.mtu, None);
+        assert_eq!(c.mtu, 0);
         assert!(c.offload);
         assert!(c.multi_queue);
     }
@@ -825,7 +826,7 @@ mod tests {
         assert!(err.to_string().contains("address"), "{err}");
         let small = TunConfig {
             host_addr6: Some("2001:2::1/64".parse().unwrap()),
-            mtu: Some(1279),
+            mtu: 1279,
             ..TunConfig::default()
         };
         let err = Tun::open(&small, false).err().expect("refused");
