@@ -51,12 +51,15 @@ impl Net {
     ///
     /// The TUN is the default device (offloads on) unless the test records: a recording is
     /// made on the plain TUN, so that it holds what crosses the wire, finished checksums and
-    /// segments of at most an MSS, for tshark to judge.
+    /// segments of at most an MSS, for tshark to judge. Either way the MTU is Ethernet's
+    /// (the offloading device's default; the plain one's is larger), so that every test sees
+    /// the same MSS, 1460.
     pub fn new(prefix: &str, config: synack_core::Config, pcap: Option<&str>) -> Net {
         let ns = NetNs::new(prefix).expect("create namespace");
         let dir = ScratchDir::new(ns.name());
         let tun_config = TunConfig {
             offload: pcap.is_none(),
+            mtu: 1500,
             ..TunConfig::default()
         };
         let tun = TunDevice::create_in(&ns, &tun_config).expect("create TUN");
