@@ -53,6 +53,9 @@ pub struct Settings {
     pub http_only: bool,
     /// `--handshakes`: only the handshake row, synack and kernel.
     pub handshakes_only: bool,
+    /// `--spawn-client`: synack's bulk client runs in a task of its own (`tokio::spawn`)
+    /// rather than in the harness's own future (`block_on`).
+    pub spawn_client: bool,
     /// Concurrent idle flows held through the relay for its memory row (0: none).
     pub relay_flows: usize,
     /// Bytes of each transfer through the relay and of its direct counterpart.
@@ -82,6 +85,7 @@ impl Settings {
             plain_bulk_only: false,
             http_only: false,
             handshakes_only: false,
+            spawn_client: false,
             relay_flows: 10_000,
             relay_bytes: 1 << 30,
             relay_timeout: Duration::from_secs(60),
@@ -108,6 +112,7 @@ impl Settings {
             plain_bulk_only: false,
             http_only: false,
             handshakes_only: false,
+            spawn_client: false,
             relay_flows: 100,
             relay_bytes: 4 << 20,
             relay_timeout: Duration::from_secs(20),
@@ -374,7 +379,17 @@ async fn synack_bulk(
     for (row, op, what) in bulk {
         let mut results = Vec::new();
         for rep in 1..=s.reps {
-            let r = synack_side::client(stack, target, s.bulk(op), s.bulk_timeout()).await;
+            let r = if s.spawn_client {
+                let (stack, header, timeout) = (stack.clone(), s.bulk(op), s.bulk_timeout());
+                tokio::spawn(
+                    async move { synack_side::client(&stack, target, header, timeout).await },
+                )
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r)
+            } else {
+                synack_side::client(stack, target, s.bulk(op), s.bulk_timeout()).await
+            };
             p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
             results.push(r);
         }

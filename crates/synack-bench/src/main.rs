@@ -74,6 +74,8 @@ struct Options {
     http_only: bool,
     /// Only the handshake row.
     handshakes_only: bool,
+    /// synack's bulk client in a spawned task rather than in `block_on`.
+    spawn_client: bool,
     /// Only the loss rows, synack and kernel, with recovery counters per run.
     loss_only: bool,
     /// Repetitions of each loss row.
@@ -89,7 +91,7 @@ struct Options {
 
 const USAGE: &str =
     "usage: synack-bench [--quick] [--plain-bulk | --relay | --http | --handshakes] [--multi-thread]
-                    [--no-write | --output FILE]
+                    [--spawn-client] [--no-write | --output FILE]
                     [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
@@ -99,6 +101,9 @@ const USAGE: &str =
   --handshakes   only the handshake row (synack on the plain TUN, the kernel over veth); never
                  writes
   --multi-thread synack on tokio's default multi-thread runtime (one worker per CPU)
+  --spawn-client synack's bulk client in a task of its own (tokio::spawn), not in the
+                 harness's block_on: on a multi-thread runtime, a worker's task rather than
+                 the main thread
   --no-write     print the table only; do not touch BENCHMARKS.md
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md
   --loss-only    only the loss rows (synack and kernel), each run's recovery counters of both
@@ -116,6 +121,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         relay_only: false,
         http_only: false,
         handshakes_only: false,
+        spawn_client: false,
         loss_only: false,
         repeat: None,
         loss_rate: None,
@@ -137,6 +143,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--relay" => o.relay_only = true,
             "--http" => o.http_only = true,
             "--handshakes" => o.handshakes_only = true,
+            "--spawn-client" => o.spawn_client = true,
             "--no-write" => o.output = None,
             "--loss-only" => o.loss_only = true,
             "--repeat" => {
@@ -201,6 +208,7 @@ fn harness(options: &Options) -> io::Result<bool> {
     settings.loss_only = options.loss_only;
     settings.http_only = options.http_only;
     settings.handshakes_only = options.handshakes_only;
+    settings.spawn_client = options.spawn_client;
     if let Some(n) = options.repeat {
         settings.loss_reps = n;
     }
@@ -360,11 +368,16 @@ fn section(
     } else {
         "release"
     };
-    let runtime = if options.multi_thread {
-        "tokio's default multi-thread runtime (one worker per CPU; the client runs in \
-         `block_on` on the main thread, as in a `#[tokio::main]` function)"
-    } else {
-        "a current-thread tokio runtime, one thread"
+    let runtime = match (options.multi_thread, options.spawn_client) {
+        (true, false) => {
+            "tokio's default multi-thread runtime (one worker per CPU; the client runs in \
+             `block_on` on the main thread, as in a `#[tokio::main]` function)"
+        }
+        (true, true) => {
+            "tokio's default multi-thread runtime (one worker per CPU; the bulk client runs \
+             in a task of its own, on a worker)"
+        }
+        (false, _) => "a current-thread tokio runtime, one thread",
     };
     let plain_mtu = synack_tokio::device::PLAIN_TUN_MTU;
     format!(
