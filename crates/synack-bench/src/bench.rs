@@ -334,13 +334,9 @@ pub async fn run(
         return kernel_loss_phase(s, rows, &mut p).await;
     }
     if s.handshakes_only {
-        let PlainTun {
-            ns, stack, server, ..
-        } = PlainTun::new(0)?;
-        synack_handshakes(s, rows, &mut p, &ns, &stack).await?;
-        drop(server);
-        drop(stack);
-        drop(ns);
+        let plain = PlainTun::new(0)?;
+        synack_handshakes(s, rows, &mut p, &plain.ns, &plain.stack).await?;
+        drop(plain);
         let veth = net::Veth::new()?;
         return kernel_handshakes(s, rows, &mut p, &veth).await;
     }
@@ -402,11 +398,13 @@ const PLAIN_TUN: &str = "sbtun0";
 
 /// synack on a plain TUN in a namespace of its own, with the kernel-side server there: the
 /// set-up of the plain-TUN rows and of `--loss-only`. The loss rows take MTU 1500, as the
-/// veth pair they are compared with has: netem stands for an Internet path there.
+/// veth pair they are compared with has: netem stands for an Internet path there. Field
+/// order is drop order: the server and the stack go before their namespace.
 struct PlainTun {
-    ns: NetNs,
+    /// Held for its drop, which kills it.
+    _server: Helper,
     stack: synack_tokio::Stack,
-    server: Helper,
+    ns: NetNs,
     target: SocketAddr,
 }
 
@@ -428,9 +426,9 @@ impl PlainTun {
         let server = Helper::server(&ns, &args(&["serve", &PORT_SERVE.to_string()]))?;
         let target = SocketAddr::new(TUN_HOST.into(), PORT_SERVE);
         Ok(PlainTun {
-            ns,
+            _server: server,
             stack,
-            server,
+            ns,
             target,
         })
     }
@@ -441,40 +439,28 @@ impl PlainTun {
 /// the loss rows.
 async fn synack_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
     synack_default_mtu(s, rows, p).await?;
-    let PlainTun {
-        ns,
-        stack,
-        server,
-        target,
-    } = PlainTun::new(1500)?;
+    let plain = PlainTun::new(1500)?;
     let bulk = [
         (PLAIN_1500_UP, Op::Upload, "synack → kernel, MTU 1500"),
         (PLAIN_1500_DOWN, Op::Download, "kernel → synack, MTU 1500"),
     ];
-    synack_bulk(s, rows, p, &stack, target, bulk).await;
+    synack_bulk(s, rows, p, &plain.stack, plain.target, bulk).await;
     if !s.plain_bulk_only {
-        synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
+        synack_loss(s, rows, p, &plain).await?;
     }
-    drop(server);
-    drop(stack);
-    drop(ns);
     Ok(())
 }
 
 /// The part of [`synack_phase`] at the plain TUN's default MTU.
 async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
-    let PlainTun {
-        ns,
-        stack,
-        server,
-        target,
-    } = PlainTun::new(0)?;
+    let plain = PlainTun::new(0)?;
+    let (stack, target) = (&plain.stack, plain.target);
 
     let bulk = [
         (BULK_UP, Op::Upload, "synack → kernel"),
         (BULK_DOWN, Op::Download, "kernel → synack"),
     ];
-    synack_bulk(s, rows, p, &stack, target, bulk).await;
+    synack_bulk(s, rows, p, stack, target, bulk).await;
     rows[PLAIN_BIG_UP].synack = rows[BULK_UP].synack.clone();
     rows[PLAIN_BIG_DOWN].synack = rows[BULK_DOWN].synack.clone();
     if s.plain_bulk_only {
@@ -486,15 +472,11 @@ async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) ->
         limit: 0,
         duration: s.pingpong_time,
     };
-    let r = synack_side::client(&stack, target, header, s.bulk_timeout()).await;
+    let r = synack_side::client(stack, target, header, s.bulk_timeout()).await;
     p.report("ping-pong synack ↔ kernel", &r, Unit::PerSec);
     rows[PINGPONG].synack = cell(&[r], Unit::PerSec, None);
 
-    synack_handshakes(s, rows, p, &ns, &stack).await?;
-    drop(server);
-    drop(stack);
-    drop(ns);
-    Ok(())
+    synack_handshakes(s, rows, p, &plain.ns, stack).await
 }
 
 /// The handshake row's synack column: kernel clients in `ns` against a listener on `stack`
@@ -555,20 +537,18 @@ async fn kernel_handshakes(
     Ok(())
 }
 
-/// The loss rows of synack on the plain TUN in `ns` (whose kernel-side server is up),
+/// The loss rows of synack on `plain` (whose kernel-side server is up),
 /// each `s.loss_reps` times, with the recovery counters of both sides after each run.
 async fn synack_loss(
     s: &Settings,
     rows: &mut [Row],
     p: &mut Progress,
-    ns: &NetNs,
-    iface: &str,
-    stack: &synack_tokio::Stack,
-    target: SocketAddr,
+    plain: &PlainTun,
 ) -> io::Result<()> {
+    let (ns, stack, target) = (&plain.ns, &plain.stack, plain.target);
     net::set_kernel_cc(ns, s.kernel_cc.as_deref())?;
     for (i, &rate) in s.loss_rates.iter().enumerate() {
-        net::set_loss(ns, iface, rate)?;
+        net::set_loss(ns, PLAIN_TUN, rate)?;
         for (j, op) in [Op::Upload, Op::Download].into_iter().enumerate() {
             let mut results = Vec::new();
             for rep in 1..=s.loss_reps {
@@ -595,22 +575,13 @@ async fn synack_loss(
             rows[LOSS + 2 * i + j].synack = cell(&results, Unit::Mbits, Some(s.loss_bytes));
         }
     }
-    net::set_loss(ns, iface, 0)
+    net::set_loss(ns, PLAIN_TUN, 0)
 }
 
 /// `--loss-only`: synack on a plain TUN, only the loss rows.
 async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
-    let PlainTun {
-        ns,
-        stack,
-        server,
-        target,
-    } = PlainTun::new(1500)?;
-    synack_loss(s, rows, p, &ns, PLAIN_TUN, &stack, target).await?;
-    drop(server);
-    drop(stack);
-    drop(ns);
-    Ok(())
+    let plain = PlainTun::new(1500)?;
+    synack_loss(s, rows, p, &plain).await
 }
 
 /// synack on the offloading TUN (`OffloadTun`), bulk only: the rows that per-packet syscalls
