@@ -403,8 +403,8 @@ How to read it:
   synack's `PlainTun` as it comes ({plain_mtu} bytes, `PLAIN_TUN_MTU`: the link is inside
   the host and synack ends every connection on it, as the kernel's loopback, MTU 65536,
   does), smoltcp on a TUN as Linux makes it (1500; smoltcp's examples take the interface
-  as it is). The \"both at MTU\" rows put the two stacks on equal MTUs: there the
-  per-packet cost, mostly the kernel's, is the same for both, and only the MTU moves it.
+  as it is). The \"both at MTU\" rows put the two stacks on equal MTUs, where the
+  per-packet cost, mostly the kernel's, is the same for both.
   The loss rows run synack's plain TUN at 1500, as the veth pair has.
 - Bulk rows: each transfer runs for {:.1} s (or {} bytes), {} time(s); the median is shown.
   Time runs from connect to the proof of delivery (the server's byte count for stack → kernel,
