@@ -495,18 +495,9 @@ async fn synack_handshakes(
         listener,
         Arc::clone(&accepted),
     ));
-    let mut results = Vec::new();
-    for rep in 1..=s.reps {
-        let r = connect_loop(ns, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE), s).await;
-        p.report(
-            &format!("handshakes kernel → synack #{rep}"),
-            &r,
-            Unit::PerSec,
-        );
-        results.push(r);
-    }
+    let target = SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE);
+    rows[HANDSHAKES].synack = handshake_reps(s, p, ns, target, "kernel → synack").await;
     acceptor.abort();
-    rows[HANDSHAKES].synack = cell(&results, Unit::PerSec, None);
     Ok(())
 }
 
@@ -522,19 +513,28 @@ async fn kernel_handshakes(
         &veth.b,
         &args(&["serve-close", &PORT_HANDSHAKE.to_string()]),
     )?;
+    let target = SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE);
+    rows[HANDSHAKES].kernel = handshake_reps(s, p, &veth.a, target, "kernel → kernel").await;
+    drop(closer);
+    Ok(())
+}
+
+/// Kernel clients in `ns` against the listener at `target`, `s.reps` times, each run
+/// reported as `handshakes {what} #N`: the median.
+async fn handshake_reps(
+    s: &Settings,
+    p: &mut Progress,
+    ns: &NetNs,
+    target: SocketAddr,
+    what: &str,
+) -> Cell {
     let mut results = Vec::new();
     for rep in 1..=s.reps {
-        let r = connect_loop(&veth.a, SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE), s).await;
-        p.report(
-            &format!("handshakes kernel → kernel #{rep}"),
-            &r,
-            Unit::PerSec,
-        );
+        let r = connect_loop(ns, target, s).await;
+        p.report(&format!("handshakes {what} #{rep}"), &r, Unit::PerSec);
         results.push(r);
     }
-    drop(closer);
-    rows[HANDSHAKES].kernel = cell(&results, Unit::PerSec, None);
-    Ok(())
+    cell(&results, Unit::PerSec, None)
 }
 
 /// The loss rows of synack on `plain` (whose kernel-side server is up),
