@@ -109,6 +109,16 @@ fn link_counter(ns: &NetNs, dev: &str, counter: &str) -> u64 {
         .unwrap_or_else(|_| panic!("no {counter} for {dev}: {out:?}"))
 }
 
+/// `ip -o OBJECT show dev DEV` in `ns`: the kernel's one-line view of the device.
+fn ip_show(ns: &NetNs, object: &str, dev: &str) -> String {
+    let out = ns
+        .command("ip")
+        .args(["-o", object, "show", "dev", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn tool_present(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")
@@ -148,29 +158,14 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     );
     // The kernel sees each device's own default MTU: the plain one moves a packet a system
     // call, so it takes the largest.
-    let out = ns
-        .command("ip")
-        .args(["-o", "link", "show", "dev", "synack1"])
-        .output()
-        .unwrap();
-    let link = String::from_utf8_lossy(&out.stdout).into_owned();
+    let link = ip_show(&ns, "link", "synack1");
     assert!(link.contains("mtu 65535"), "{link}");
     drop(plain_tun);
 
     // The kernel side sees the device with our address, MTU and state.
-    let out = ns
-        .command("ip")
-        .args(["-o", "addr", "show", "dev", "synack0"])
-        .output()
-        .unwrap();
-    let addr = String::from_utf8_lossy(&out.stdout).into_owned();
+    let addr = ip_show(&ns, "addr", "synack0");
     assert!(addr.contains("inet 198.18.0.1/24"), "{addr}");
-    let out = ns
-        .command("ip")
-        .args(["-o", "link", "show", "dev", "synack0"])
-        .output()
-        .unwrap();
-    let link = String::from_utf8_lossy(&out.stdout).into_owned();
+    let link = ip_show(&ns, "link", "synack0");
     assert!(link.contains("mtu 1500") && link.contains(",UP"), "{link}");
 
     let rx_before = link_counter(&ns, "synack0", "rx_packets");
@@ -229,12 +224,8 @@ async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
         .unwrap();
     assert_eq!(link_counter(&ns, "sk-test1", "rx_packets"), before + 1);
     assert_eq!(link_counter(&ns, "sk-test1", "rx_bytes"), before_bytes + 32);
-    let out = ns
-        .command("ip")
-        .args(["-o", "link", "show", "dev", "sk-test1"])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("mtu 1400"));
+    let link = ip_show(&ns, "link", "sk-test1");
+    assert!(link.contains("mtu 1400"), "{link}");
 
     // A non-persistent TUN disappears with its file descriptor: at once, or within a moment
     // when a child process forked by a parallel test still held the descriptor (O_CLOEXEC
