@@ -964,6 +964,29 @@ fn receive_window_closes_and_data_past_it_is_dropped() {
 }
 
 #[test]
+fn a_fin_at_a_closed_window_is_taken_and_acknowledged_at_once() {
+    // Some stacks send a bare FIN into a closed window, and again each time the ACK restates
+    // the window. Linux takes it (tcp_data_queue) and, its receive memory being spent,
+    // acknowledges it at once (ICSK_ACK_NOW), which ends the loop: the kernel selftest
+    // tcp_rcv_zero_wnd_fin.
+    let (mut k, base) = three_thousand_bytes_unread(false);
+    let acks = k.h.drain();
+    assert_eq!(acks.last().unwrap().window, 0);
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK | TcpFlags::FIN, 0, 0)
+            .seqn(base + 3000)
+            .ackn(k.our_nxt),
+    );
+    let a = k.h.one();
+    assert_eq!(a.ack, base + 3001);
+    assert_eq!(a.window, 0);
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait);
+    assert_eq!(k.read_all().len(), 3000);
+}
+
+#[test]
 fn segment_without_ack_bit_is_dropped() {
     let mut k = Conn::plain();
     k.h.inject(

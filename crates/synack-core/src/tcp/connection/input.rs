@@ -1153,6 +1153,13 @@ impl Connection {
                 self.set_state(State::CloseWait);
                 self.rcv.delack.pingpong = true;
                 self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
+                // Unless the receive buffer is full: a FIN taken at a closed window (some
+                // stacks send bare FINs into one, again at every ACK that restates it) is
+                // acknowledged at once, as Linux's `tcp_data_queue` does when the receive
+                // memory is spent (ICSK_ACK_NOW), which ends such a loop.
+                if self.window_room(0) == 0 {
+                    self.rcv.ack_now = true;
+                }
                 return;
             }
             _ => self.rcv.ack_now = true,
