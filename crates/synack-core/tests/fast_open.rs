@@ -98,12 +98,12 @@ fn with_a_cookie_the_syn_carries_the_data_and_the_server_takes_it() {
 #[test]
 fn data_the_server_did_not_take_is_sent_again_at_once() {
     let mut h = with_cookie();
-    let (_c, n) =
+    let (c, n) =
         h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[7; 3000])
             .unwrap();
     assert_eq!(
-        n, 3000,
-        "all of it is queued; the SYN carries the first segment"
+        n, 1420,
+        "only what the SYN carries is taken, as Linux's sendto(MSG_FASTOPEN) returns"
     );
     let syn = h.one();
     assert_eq!(syn.payload.len(), 1420);
@@ -113,6 +113,8 @@ fn data_the_server_did_not_take_is_sent_again_at_once() {
         syn.src,
         Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1).mss(1460),
     );
+    // The application writes the rest, as after a short sendto.
+    assert_eq!(h.ep.send(c, &[7; 3000 - 1420]), Ok(3000 - 1420));
     let segs = h.drain();
     let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
     assert_eq!(data, vec![7; 3000]);
@@ -120,6 +122,37 @@ fn data_the_server_did_not_take_is_sent_again_at_once() {
         segs.iter().find(|s| !s.payload.is_empty()).unwrap().seq,
         syn.seq + 1
     );
+}
+
+#[test]
+fn the_mss_the_server_offered_last_sizes_the_next_syns_data() {
+    // Linux keeps the MSS of each Fast Open SYN-ACK with the cookie (tcp_fastopen_cache_set)
+    // and sizes the next SYN's data by it, less 40 bytes of option room: 940 gives 900
+    // (packetdrill's fastopen/client/blocking-sendto.pkt).
+    let mut h = with_cookie();
+    let (_, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[1; 1000])
+            .unwrap();
+    assert_eq!(n, 1000);
+    let syn = h.one();
+    assert_eq!(syn.payload.len(), 1000);
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 7000, 0)
+            .ackn(syn.seq + 1001)
+            .mss(940)
+            .fast_open(&[0x12; 8]),
+    );
+    let _ = h.drain();
+    assert_eq!(h.ep.fast_open_cookie(PEER), FastOpenCookie::new(&[0x12; 8]));
+    let (_, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[2; 1900])
+            .unwrap();
+    assert_eq!(n, 900);
+    let syn = h.one();
+    assert_eq!(syn.payload, vec![2; 900]);
+    assert_eq!(syn.fast_open, FastOpenCookie::new(&[0x12; 8]));
 }
 
 #[test]
@@ -207,7 +240,9 @@ fn the_syn_with_data_fits_the_mtu_with_all_its_options() {
         let (_, n) =
             h.ep.connect_fast_open(h.now, server, None, &SocketOptions::default(), &[5; 3000])
                 .unwrap();
-        assert_eq!(n, 3000);
+        // Our MSS on this MTU, less the 40 bytes kept for options.
+        let ip_header = if v6 { 40 } else { 20 };
+        assert_eq!(n, 685 - ip_header - 20 - 40);
         let mut buf = vec![0u8; 2048];
         let mut largest = 0;
         synack_core::testing::drain(&mut h.ep, h.now, &mut buf, |_, t| {

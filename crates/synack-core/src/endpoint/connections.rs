@@ -193,9 +193,9 @@ impl Endpoint {
             return;
         };
         let n = slot.conn.take_notify();
-        if let Some(cookie) = slot.conn.take_fast_open_cookie() {
+        if let Some(learned) = slot.conn.take_fast_open_learned() {
             let server = slot.conn.remote.ip();
-            self.fast_open_cookies.insert(server, cookie);
+            self.fast_open_cookies.insert(server, learned);
         }
         let Some(slot) = self.connections.get_mut(&h) else {
             return;

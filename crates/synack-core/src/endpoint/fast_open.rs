@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::{Endpoint, ListenerHandle};
 use crate::isn::siphash24;
+use crate::tcp::connection::LearnedFastOpen;
 use crate::time::Instant;
 use crate::wire::{FastOpenCookie, TcpRepr};
 
@@ -253,23 +254,39 @@ const MAX_SERVERS: usize = 1024;
 /// The client's cookies by server address.
 #[derive(Debug, Default)]
 pub(super) struct FastOpenCookies {
-    by_server: HashMap<IpAddr, FastOpenCookie>,
+    by_server: HashMap<IpAddr, Cached>,
+}
+
+/// What the cache keeps of a server, as Linux's `tcp_fastopen_cache_set`: its cookie and the
+/// MSS its last Fast Open SYN-ACK offered (which sizes the data of the next SYN to it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Cached {
+    cookie: Option<FastOpenCookie>,
+    mss: Option<u16>,
 }
 
 impl FastOpenCookies {
     /// The cookie `server` gave, if any.
     pub(super) fn get(&self, server: IpAddr) -> Option<FastOpenCookie> {
-        self.by_server.get(&server).copied()
+        self.by_server.get(&server).and_then(|c| c.cookie)
     }
 
-    /// Keep `cookie` for `server`, replacing an older one.
-    pub(super) fn insert(&mut self, server: IpAddr, cookie: FastOpenCookie) {
+    /// The MSS `server` offered in its last Fast Open SYN-ACK, if it offered one.
+    pub(super) fn mss(&self, server: IpAddr) -> Option<u16> {
+        self.by_server.get(&server).and_then(|c| c.mss)
+    }
+
+    /// Keep what a Fast Open SYN-ACK from `server` brought: a cookie replaces an older one,
+    /// an MSS the older MSS; what it lacks stays as it was.
+    pub(super) fn insert(&mut self, server: IpAddr, learned: LearnedFastOpen) {
         if self.by_server.len() >= MAX_SERVERS && !self.by_server.contains_key(&server) {
             if let Some(&old) = self.by_server.keys().next() {
                 self.by_server.remove(&old);
             }
         }
-        self.by_server.insert(server, cookie);
+        let cached = self.by_server.entry(server).or_default();
+        cached.cookie = learned.cookie.or(cached.cookie);
+        cached.mss = learned.mss.or(cached.mss);
     }
 }
 
@@ -281,12 +298,21 @@ mod tests {
     fn the_cache_is_bounded_and_keeps_the_newest_cookie_per_server() {
         let mut c = FastOpenCookies::default();
         let a: IpAddr = "198.18.0.1".parse().unwrap();
-        c.insert(a, FastOpenCookie::new(&[1; 8]).unwrap());
-        c.insert(a, FastOpenCookie::new(&[2; 8]).unwrap());
+        let learned = |cookie: &[u8], mss| LearnedFastOpen {
+            cookie: FastOpenCookie::new(cookie),
+            mss,
+        };
+        c.insert(a, learned(&[1; 8], Some(1460)));
+        c.insert(a, learned(&[2; 8], None));
         assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
+        assert_eq!(c.mss(a), Some(1460));
+        // A SYN-ACK without a cookie keeps the old one and brings its MSS.
+        c.insert(a, learned(&[], Some(940)));
+        assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
+        assert_eq!(c.mss(a), Some(940));
         for i in 0..3000u32 {
             let ip = IpAddr::from([198, 19, (i >> 8) as u8, i as u8]);
-            c.insert(ip, FastOpenCookie::new(&[3; 4]).unwrap());
+            c.insert(ip, learned(&[3; 4], None));
         }
         assert_eq!(c.by_server.len(), MAX_SERVERS);
     }

@@ -402,21 +402,24 @@ impl Endpoint {
         let local = SocketAddr::new(local_ip, port);
         let id = self.identity(local, remote, now);
         let cookie = self.fast_open_cookies.get(remote.ip());
+        let cached_mss = self.fast_open_cookies.mss(remote.ip());
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(opts);
         match fast_open {
             // TCP_FASTOPEN_CONNECT: the SYN waits for the first write if a cookie is known.
             FastOpen::Off if opts.fast_open_connect == Some(true) => {
-                conn.open_active_fast_open(cookie, true)
+                conn.open_active_fast_open(cookie, cached_mss, true)
             }
             FastOpen::Off => conn.open_active(),
             FastOpen::With(data) => {
-                conn.open_active_fast_open(cookie, false);
-                if cookie.is_some() {
-                    // Queued before the SYN is formed, so that the SYN carries the first
-                    // segment of it (MSG_FASTOPEN); without a cookie nothing is taken and the
-                    // SYN asks for one, as Linux's tcp_sendmsg_fastopen.
-                    sent = conn.send(data, SendFlags::default()).unwrap_or(0);
+                conn.open_active_fast_open(cookie, cached_mss, false);
+                // As Linux's tcp_sendmsg_fastopen: what the SYN carries is taken (queued
+                // before the SYN is formed), and only that; without a cookie nothing is, and
+                // the SYN asks for one. The rest is the caller's to write once connected.
+                let room = conn.fast_open_syn_room();
+                if room > 0 {
+                    let first = &data[..data.len().min(room)];
+                    sent = conn.send(first, SendFlags::default()).unwrap_or(0);
                 }
             }
         }
@@ -427,9 +430,11 @@ impl Endpoint {
 
     /// TCP Fast Open (RFC 7413 §4.2, `sendto(MSG_FASTOPEN)`): connect to `remote` and send
     /// `data` in the SYN. With a cookie from an earlier connection to the same server, the
-    /// SYN carries it and the first segment of `data`, and the call returns how many bytes
-    /// of `data` were queued; without one, the SYN asks the server for a cookie, nothing is
-    /// queued and the call returns 0 (the data goes once the connection is up, as any other).
+    /// SYN carries it and as much of `data` as it may (the smaller of our MSS and the MSS the
+    /// server offered last time, less 40 bytes of option room, as Linux sizes it), and the
+    /// call returns how many bytes that was: only those are queued, the rest is the caller's
+    /// to send once connected, as Linux's `sendto` returns. Without a cookie, the SYN asks
+    /// the server for one, nothing is queued and the call returns 0.
     pub fn connect_fast_open(
         &mut self,
         now: Instant,

@@ -20,9 +20,20 @@ use crate::wire::{Ecn, FastOpenCookie, TcpRepr};
 
 use super::Connection;
 
-/// Most bytes of data a SYN carries: one segment of the default MSS less the largest
-/// option area, as Linux sizes `tcp_send_syn_data`'s copy before the peer's MSS is known.
-const MAX_SYN_DATA: usize = 1460 - 40;
+/// The option area a SYN's data leaves room for, whatever options the SYN carries: the most
+/// a TCP header can hold (Linux's `MAX_TCP_OPTION_SPACE`, which `tcp_send_syn_data` keeps
+/// free for middleboxes that add options of their own).
+const SYN_OPTION_ROOM: usize = 40;
+
+/// What a SYN-ACK answering our Fast Open SYN taught about the server, for the endpoint's
+/// cache (Linux's `tcp_fastopen_cache_set`): a cookie, and the MSS it offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnedFastOpen {
+    /// The cookie it carried, if any (none keeps the cached one).
+    pub cookie: Option<FastOpenCookie>,
+    /// The MSS option it carried, if any.
+    pub mss: Option<u16>,
+}
 
 /// A connection's Fast Open state, boxed in the connection: few connections use it. An
 /// active open's, or a passive open's that was asked for a cookie or took data from its SYN.
@@ -36,8 +47,11 @@ pub struct FastOpen {
     sent: bool,
     /// Bytes of data the first SYN carried.
     syn_data: usize,
-    /// A cookie the SYN-ACK brought, for the endpoint's cache.
-    learned: Option<FastOpenCookie>,
+    /// The MSS the server offered in its last Fast Open SYN-ACK, from the endpoint's cache:
+    /// with our own MSS it bounds the data of the first SYN.
+    cached_mss: Option<u16>,
+    /// What the SYN-ACK brought, for the endpoint's cache.
+    learned: Option<LearnedFastOpen>,
     /// A passive open the listener took with Fast Open (RFC 7413 §4.2.2): in the accept
     /// queue from its SYN on, and sending data before the handshake's final ACK.
     child: bool,
@@ -53,7 +67,12 @@ impl Connection {
     /// An active open with Fast Open (after [`Connection::open_active`]): with `cookie`, the
     /// first SYN carries it and queued data; without, it asks for a cookie. `defer` holds the
     /// SYN until data is queued (only with a cookie: without one there is nothing to gain).
-    pub fn open_active_fast_open(&mut self, cookie: Option<FastOpenCookie>, defer: bool) {
+    pub fn open_active_fast_open(
+        &mut self,
+        cookie: Option<FastOpenCookie>,
+        cached_mss: Option<u16>,
+        defer: bool,
+    ) {
         self.open_active();
         let deferred = defer && cookie.is_some();
         if deferred {
@@ -64,6 +83,7 @@ impl Connection {
         }
         self.fast_open = Some(Box::new(FastOpen {
             cookie,
+            cached_mss,
             deferred,
             ..FastOpen::default()
         }));
@@ -144,9 +164,26 @@ impl Connection {
         }
     }
 
-    /// The cookie the last SYN-ACK brought, once (the endpoint caches it per server).
-    pub fn take_fast_open_cookie(&mut self) -> Option<FastOpenCookie> {
+    /// What the SYN-ACK to our Fast Open SYN brought, once (the endpoint caches it per
+    /// server).
+    pub fn take_fast_open_learned(&mut self) -> Option<LearnedFastOpen> {
         self.fast_open.as_mut().and_then(|f| f.learned.take())
+    }
+
+    /// How many bytes of data the first SYN may carry (RFC 7413 §4.2.1: no more than the
+    /// MSS allows), as Linux's `tcp_send_syn_data` sizes it: the smaller of our MSS and the
+    /// one the server offered last time (its cached MSS), less the largest option area. 0
+    /// without a cookie to send it with, or once the SYN has left.
+    pub fn fast_open_syn_room(&self) -> usize {
+        match self.fast_open.as_deref() {
+            Some(f) if f.cookie.is_some() && !f.sent => {
+                let mss = f
+                    .cached_mss
+                    .map_or(self.rcv.mss, |m| self.rcv.mss.min(usize::from(m)));
+                mss.saturating_sub(SYN_OPTION_ROOM)
+            }
+            _ => 0,
+        }
     }
 
     /// Dress the first SYN (`seg`, SYN-SENT) with the Fast Open option; returns how many
@@ -162,18 +199,17 @@ impl Connection {
         if f.sent {
             return 0;
         }
-        f.sent = true;
         seg.fast_open = Some(f.cookie.unwrap_or(FastOpenCookie::REQUEST));
         if f.cookie.is_none() {
+            f.sent = true;
             return 0;
         }
-        // RFC 7413 §4.2.1: the data may not exceed what the SYN's MSS allows; without the
-        // peer's MSS yet, one segment of the default size, less the option area. And the
-        // packet must fit our own MTU with this SYN's options (up to 40 bytes of them): our
-        // MSS is the MTU less the bare headers.
-        let options = seg.header_len() - crate::wire::tcp::HEADER_LEN;
-        let room = self.rcv.mss.saturating_sub(options);
-        f.syn_data = queued.min(MAX_SYN_DATA).min(room);
+        let room = self.fast_open_syn_room();
+        let Some(f) = self.fast_open.as_mut() else {
+            return 0;
+        };
+        f.sent = true;
+        f.syn_data = queued.min(room);
         f.syn_data
     }
 
@@ -185,9 +221,10 @@ impl Connection {
             return;
         };
         if f.sent {
-            if let Some(cookie) = seg.fast_open.filter(|c| !c.is_request()) {
-                f.learned = Some(cookie);
-            }
+            f.learned = Some(LearnedFastOpen {
+                cookie: seg.fast_open.filter(|c| !c.is_request()),
+                mss: seg.max_seg_size,
+            });
         }
         let syn_data = std::mem::take(&mut f.syn_data);
         if syn_data == 0 {
@@ -199,7 +236,7 @@ impl Connection {
         } else {
             0
         };
-        self.snd.buffer.consume(acked);
+        self.consume_acked(acked);
         self.snd.una = first + acked;
         if let Some(f) = self.fast_open.as_mut() {
             f.syn_data_acked = acked > 0;

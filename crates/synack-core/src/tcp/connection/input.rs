@@ -653,12 +653,7 @@ impl Connection {
             self.rtt_seq = None;
         }
         let in_flight_before = self.snd.in_flight();
-        self.snd.buffer.consume(data_acked);
-        if self.cfg.skb_accounting {
-            if let Some(q) = self.snd.skbs.as_mut() {
-                q.consume(data_acked);
-            }
-        }
+        self.consume_acked(data_acked);
         self.snd.una = ack;
         // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
         if self.snd.up.is_some_and(|up| up <= ack) {

@@ -44,7 +44,7 @@ mod urgent;
 
 pub(crate) use close::TimeWaitEntry;
 pub(crate) use ecn::EcnState;
-pub use fast_open::FastOpen;
+pub use fast_open::{FastOpen, LearnedFastOpen};
 pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
 pub(crate) use urgent::Urgent;
@@ -1206,6 +1206,17 @@ impl Connection {
             self.push_now = false;
         }
         Ok(n)
+    }
+
+    /// Drops `n` acknowledged bytes from the front of the send buffer, and from the skb view
+    /// that mirrors it (Linux profile), so that the two stay aligned.
+    pub(super) fn consume_acked(&mut self, n: usize) {
+        self.snd.buffer.consume(n);
+        if self.cfg.skb_accounting {
+            if let Some(q) = self.snd.skbs.as_mut() {
+                q.consume(n);
+            }
+        }
     }
 
     /// How much of a write of `len` bytes Linux's `tcp_sendmsg` would take, recorded in the
