@@ -585,12 +585,8 @@ unsafe extern "C" fn pd_sendto(
     // SAFETY: `buf` has `len` readable bytes and `addr` `addrlen` (or is null), as for
     // sendto(2).
     let r = unsafe { in_buf(buf, len) }.and_then(|data| {
-        let to = if addr.is_null() {
-            None
-        } else {
-            // SAFETY: non-null, with `addrlen` readable bytes, as for sendto(2).
-            Some(unsafe { read_sockaddr(addr, addrlen) }?)
-        };
+        // SAFETY: `addr` is null or has `addrlen` readable bytes, as for sendto(2).
+        let to = unsafe { fast_open_target(addr, addrlen) }?;
         let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_FASTOPEN)?;
         s.send_fast_open(fd, data, to, dontwait, shape, zerocopy)
     });
@@ -599,6 +595,26 @@ unsafe extern "C" fn pd_sendto(
         format_args!("sendto({fd}, {len}, {flags:#x})"),
         r.map(|n| n as i64),
     ) as ssize_t
+}
+
+/// Where a `sendto` or `sendmsg` with MSG_FASTOPEN connects to: `None` without an address
+/// (a socket that `TCP_FASTOPEN_CONNECT` already connected). An `AF_UNSPEC` address is
+/// EOPNOTSUPP, as Linux's `tcp_sendmsg_fastopen` answers it, not a family error.
+///
+/// # Safety
+/// `addr` is null or has `len` readable bytes.
+unsafe fn fast_open_target(addr: *const sockaddr, len: socklen_t) -> SysResult<Option<SocketAddr>> {
+    if addr.is_null() {
+        return Ok(None);
+    }
+    if (len as usize) >= std::mem::size_of::<libc::sa_family_t>()
+        // SAFETY: non-null with at least the family field readable (checked here).
+        && c_int::from(unsafe { (*addr).sa_family }) == libc::AF_UNSPEC
+    {
+        return Err(libc::EOPNOTSUPP);
+    }
+    // SAFETY: non-null, with `len` readable bytes (the caller's promise).
+    unsafe { read_sockaddr(addr, len) }.map(Some)
 }
 
 unsafe extern "C" fn pd_writev(ud: Ud, fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
@@ -621,13 +637,20 @@ unsafe extern "C" fn pd_sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_
         // SAFETY: the iovecs name readable memory, as for sendmsg(2).
         let data = unsafe { gather(iov) }?;
         let oob = flags & libc::MSG_OOB != 0;
-        let (dontwait, shape, zerocopy) = send_flags(flags & !libc::MSG_OOB)?;
+        let fast_open = flags & libc::MSG_FASTOPEN != 0;
+        let (dontwait, shape, zerocopy) =
+            send_flags(flags & !(libc::MSG_OOB | libc::MSG_FASTOPEN))?;
         if m.msg_controllen != 0 {
             return Err(libc::EOPNOTSUPP);
         }
         // SAFETY: `ud` is live.
         let s = unsafe { shared(ud) };
-        if oob {
+        if fast_open {
+            // SAFETY: `msg_name` is null or has `msg_namelen` readable bytes, as for
+            // sendmsg(2).
+            let to = unsafe { fast_open_target(m.msg_name as *const sockaddr, m.msg_namelen) }?;
+            s.send_fast_open(fd, &data, to, dontwait, shape, zerocopy)
+        } else if oob {
             s.send_oob(fd, &data, dontwait, shape)
         } else if zerocopy {
             let frags: Vec<_> = iov

@@ -9,6 +9,7 @@ use synack_core::{ConnectionHandle, Error, SocketOptions, State};
 use super::errno::{errno, SysResult};
 use super::fd::{Connecting, Fd, Kind, Opts, Socket};
 use super::state::{Guard, Shared, Stack};
+use crate::flags;
 
 impl Stack {
     /// Give a new connection the options set on its socket (or its listener) before it
@@ -288,25 +289,45 @@ impl Shared {
         zerocopy: bool,
     ) -> SysResult<usize> {
         let mut g = self.lock();
-        if g.sys().fastopen & 1 == 0 {
+        // The sysctl as it is now: a script may turn the client side off and on between
+        // calls (Linux reads it at each sendmsg).
+        let enabled = flags::fastopen_sysctl().unwrap_or(g.sys().fastopen);
+        if enabled & 1 == 0 {
             return Err(libc::EOPNOTSUPP);
         }
         let s = g.socket(fd)?;
         match s.kind {
-            Kind::Conn(_) if s.fastopen_deferred => {
+            // A connection on its way (SYN-SENT, not deferred): another Fast Open is in
+            // progress. One deferred by TCP_FASTOPEN_CONNECT, or established: an ordinary
+            // write (Linux 6.18 sends it, where `__inet_stream_connect` alone would say
+            // EISCONN).
+            Kind::Conn(h) if !s.fastopen_deferred => {
+                if g.ep().state(h) == Ok(State::SynSent) {
+                    return Err(libc::EALREADY);
+                }
                 drop(g);
                 return self.send_parts(fd, data, &[], dontwait, flags, zerocopy);
             }
-            Kind::Conn(_) | Kind::Listener(_) => return Err(libc::EISCONN),
+            Kind::Conn(_) => {
+                drop(g);
+                return self.send_parts(fd, data, &[], dontwait, flags, zerocopy);
+            }
+            Kind::Listener(_) => return Err(libc::EISCONN),
             Kind::Fresh => {}
         }
         let addr = unmap(addr.ok_or(libc::EDESTADDRREQ)?);
         let nonblock = s.nonblock || dontwait;
         let opts = s.opts.clone();
         let now = g.now;
+        // TCP_MAXSEG bounds the SYN's data, so it goes in before the data is sized; the rest
+        // of the options follow as for connect.
+        let core = SocketOptions {
+            max_segment: opts.maxseg.and_then(|m| u16::try_from(m).ok()),
+            ..SocketOptions::default()
+        };
         let (h, n) = g
             .ep()
-            .connect_fast_open(now, addr, None, &SocketOptions::default(), data)
+            .connect_fast_open(now, addr, None, &core, data)
             .map_err(errno)?;
         g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
@@ -319,14 +340,18 @@ impl Shared {
         }
         g.drain();
         self.kick(&mut g);
-        if n > 0 {
-            return Ok(n);
-        }
+        // As Linux's tcp_sendmsg_fastopen: a non-blocking call returns what rode in the SYN,
+        // or EINPROGRESS if nothing did (a cookie request); a blocking one waits for the
+        // handshake, as connect would, and then sends the rest as any write, returning the
+        // whole.
         if nonblock {
-            return Err(libc::EINPROGRESS);
+            return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
         self.finish_connect(g, fd, false, false)?;
-        self.send_parts(fd, data, &[], dontwait, flags, zerocopy)
+        if n == data.len() {
+            return Ok(n);
+        }
+        Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
