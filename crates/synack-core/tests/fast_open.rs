@@ -156,6 +156,22 @@ fn the_mss_the_server_offered_last_sizes_the_next_syns_data() {
 }
 
 #[test]
+fn an_empty_first_write_sends_the_deferred_syn_without_data() {
+    // Linux's sendto(fd, buf, 0) on a TCP_FASTOPEN_CONNECT socket sends the SYN with the
+    // cookie and no data (packetdrill's fastopen/client/nonblocking-connect-bypass-errno).
+    let mut h = with_cookie();
+    let c: ConnectionHandle =
+        h.ep.connect_with(h.now, server(), None, &fast_open_connect())
+            .unwrap();
+    h.none();
+    assert_eq!(h.ep.send(c, b""), Ok(0));
+    let syn = h.one();
+    assert!(syn.is(SYN));
+    assert!(syn.payload.is_empty());
+    assert_eq!(syn.fast_open, FastOpenCookie::new(&COOKIE));
+}
+
+#[test]
 fn fast_open_connect_with_a_cookie_waits_for_the_first_write() {
     let mut h = with_cookie();
     let _ = h.events();
@@ -167,8 +183,11 @@ fn fast_open_connect_with_a_cookie_waits_for_the_first_write() {
         h.events().contains(&Event::Writable(c)),
         "writable at once, as Linux's poll"
     );
+    // What the first write may put in the SYN: the MSS less 40 bytes of option room.
+    assert_eq!(h.ep.fast_open_syn_room(c), Ok(1420));
     assert_eq!(h.ep.send(c, b"hello").unwrap(), 5);
     let syn = h.one();
+    assert_eq!(h.ep.fast_open_syn_room(c), Ok(0), "the SYN has left");
     assert!(syn.is(SYN));
     assert_eq!(syn.payload, b"hello");
     assert_eq!(syn.fast_open, FastOpenCookie::new(&COOKIE));

@@ -676,6 +676,15 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.is_fast_open_child())
     }
 
+    /// How many bytes of data the connection's first SYN may still carry: with TCP Fast
+    /// Open and a cookie, before the SYN has left (a `TCP_FASTOPEN_CONNECT` connect waiting
+    /// for its first write), the smaller of our MSS and the server's cached MSS, less 40
+    /// bytes of option room (Linux's `tcp_send_syn_data`); otherwise 0. A first write of
+    /// more than this is cut here by Linux's `sendmsg`, which sends the rest once connected.
+    pub fn fast_open_syn_room(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.app_conn(conn)?.fast_open_syn_room())
+    }
+
     /// The connection's local address.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
         Ok(self.app_conn(conn)?.local())

@@ -1144,6 +1144,9 @@ impl Connection {
             return Err(Error::BrokenPipe);
         }
         if len == 0 {
+            // An empty write still sends a SYN that TCP_FASTOPEN_CONNECT deferred, without
+            // data (Linux's tcp_sendmsg_fastopen runs before the length matters).
+            self.fast_open_release();
             return Ok(0);
         }
         if flags.eor && self.snd.records.len() >= MAX_RECORDS {
