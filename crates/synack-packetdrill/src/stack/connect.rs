@@ -354,7 +354,13 @@ impl Shared {
         Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
     }
 
-    fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
+    pub(super) fn finish_connect(
+        &self,
+        g: Guard<'_>,
+        fd: i32,
+        nonblock: bool,
+        again: bool,
+    ) -> SysResult<()> {
         let (mut g, r) = self.block(g, None, |st| {
             let h = st.conn(fd).ok()?;
             let state = st.ep().state(h).unwrap_or(State::Closed);

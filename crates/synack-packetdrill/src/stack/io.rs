@@ -1,10 +1,10 @@
 //! Moving data: recv and send, blocking or not.
 
-use synack_core::{Error, SendFlags, State};
+use synack_core::{ConnectionHandle, Error, SendFlags, State};
 
 use super::errno::{errno, SysResult};
-use super::fd::Kind;
-use super::state::{Shared, Stack};
+use super::fd::{Connecting, Kind};
+use super::state::{Guard, Shared, Stack};
 
 /// One `recv` result with what `recvmsg` reports beside the bytes.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +148,41 @@ impl Shared {
         self.write(fd, data, breaks, dontwait, flags, zerocopy, false)
     }
 
+    /// The first write on a connection whose SYN `TCP_FASTOPEN_CONNECT` deferred, as
+    /// Linux's `tcp_sendmsg_fastopen` takes it: the SYN carries what it may of the write, a
+    /// non-blocking call returns that much, and a blocking one waits for the handshake (its
+    /// error, ECONNREFUSED say, is the write's) and then writes the rest.
+    #[allow(clippy::too_many_arguments)]
+    fn write_fast_open(
+        &self,
+        mut g: Guard<'_>,
+        fd: i32,
+        h: ConnectionHandle,
+        data: &[u8],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
+        let nonblock = g.socket(fd)?.nonblock || dontwait;
+        let room = g.ep().fast_open_syn_room(h).map_err(errno)?;
+        let first = &data[..data.len().min(room)];
+        let n = g.ep().send_with(h, first, flags).map_err(errno)?;
+        g.socket(fd)?.connecting = Connecting::InProgress;
+        if n > 0 {
+            g.note_write(fd, n, zerocopy, true);
+        }
+        g.drain();
+        self.kick(&mut g);
+        if nonblock {
+            return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
+        }
+        self.finish_connect(g, fd, false, false)?;
+        if n == data.len() {
+            return Ok(n);
+        }
+        Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
+    }
+
     /// The write behind every send: `oob` queues each part with MSG_OOB.
     #[allow(clippy::too_many_arguments)]
     fn write(
@@ -161,6 +196,11 @@ impl Shared {
         oob: bool,
     ) -> SysResult<usize> {
         let mut g = self.lock();
+        if !oob && breaks.is_empty() {
+            if let Some(h) = deferred_fast_open(&mut g, fd)? {
+                return self.write_fast_open(g, fd, h, data, dontwait, flags, zerocopy);
+            }
+        }
         let mut done = 0;
         // A blocked writer sleeps until the socket is woken (`Writable`, or any other event
         // on it), as Linux's sk_stream_wait_memory does, not until a write would merely fit:
@@ -196,7 +236,8 @@ impl Shared {
                     return Some(Err(libc::EPIPE));
                 }
                 let state = st.ep().state(h).unwrap_or(State::Closed);
-                // A deferred Fast Open connect sends its SYN with the first write.
+                // A deferred Fast Open connect sends its SYN with the first write (an urgent
+                // or MSG_EOR one; others go through `write_fast_open`).
                 let deferred = st
                     .socket(fd)
                     .map(|s| std::mem::take(&mut s.fastopen_deferred))
@@ -264,5 +305,18 @@ impl Shared {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The connection of `fd` if its SYN waits for this first write (`TCP_FASTOPEN_CONNECT`),
+/// taking the wait away: the write that finds it sends the SYN.
+fn deferred_fast_open(g: &mut Guard<'_>, fd: i32) -> SysResult<Option<ConnectionHandle>> {
+    let s = g.socket(fd)?;
+    match s.kind {
+        Kind::Conn(h) if s.fastopen_deferred => {
+            s.fastopen_deferred = false;
+            Ok(Some(h))
+        }
+        _ => Ok(None),
     }
 }

@@ -40,6 +40,7 @@ impl Stack {
             }
             Kind::Conn(h) => {
                 let (shut_rd, shut_wr, reported) = (s.shut_rd, s.shut_wr, s.error_reported);
+                let deferred = s.fastopen_deferred;
                 let ep = self.ep();
                 let state = ep.state(h).unwrap_or(State::Closed);
                 let error = ep.take_error(h).ok().flatten();
@@ -85,6 +86,10 @@ impl Stack {
                         // tcp_poll's __sk_stream_is_writeable(sk, 1), and SOCK_NOSPACE if not.
                         mask |= ev::OUT | ev::WRNORM;
                     }
+                } else if deferred {
+                    // tcp_poll: a connect that TCP_FASTOPEN_CONNECT deferred is writable, so
+                    // that the application writes what its SYN is to carry.
+                    mask |= ev::OUT | ev::WRNORM;
                 }
                 mask
             }

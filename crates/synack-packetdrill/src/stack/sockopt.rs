@@ -178,12 +178,16 @@ impl Shared {
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => {
-                // Linux: 0 or 1, before connect().
+                // Linux: 0 or 1, before connect(), and only while the tcp_fastopen sysctl
+                // lets clients use Fast Open (EOPNOTSUPP otherwise).
                 let on = match int()? {
                     0 => false,
                     1 => true,
                     _ => return Err(libc::EINVAL),
                 };
+                if crate::flags::fastopen_sysctl().unwrap_or(g.sys().fastopen) & 1 == 0 {
+                    return Err(libc::EOPNOTSUPP);
+                }
                 let s = g.socket(fd)?;
                 if s.kind != Kind::Fresh {
                     return Err(libc::EINVAL);
