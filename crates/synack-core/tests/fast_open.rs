@@ -172,6 +172,41 @@ fn an_empty_first_write_sends_the_deferred_syn_without_data() {
 }
 
 #[test]
+fn a_waiting_writer_holds_the_handshakes_ack_for_its_data() {
+    // Linux's tcp_rcv_synsent_state_process with sk_write_pending (a blocking sendto whose
+    // data the SYN could not all carry): no bare ACK for the SYN-ACK; the rest of the write
+    // carries it, and leaving at once makes the exchange request/response, so the server's
+    // answer waits for a delayed ACK (fastopen/client/blocking-sendto.pkt).
+    let mut h = with_cookie();
+    let (c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[3; 2000])
+            .unwrap();
+    assert_eq!(n, 1420);
+    h.ep.set_write_pending(c, true).unwrap();
+    let syn = h.one();
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 7000, 0)
+            .ackn(syn.seq + 1421)
+            .mss(1460)
+            .fast_open(&COOKIE),
+    );
+    h.none();
+    h.ep.set_write_pending(c, false).unwrap();
+    assert_eq!(h.ep.send(c, &[3; 580]), Ok(580));
+    let data = h.one();
+    assert_eq!(data.payload.len(), 580);
+    assert_eq!(data.ack, SeqNumber(7001), "the data carries the held ACK");
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(ACK, 7001, 0).ackn(syn.seq + 2001).data(b"answer"),
+    );
+    h.none();
+}
+
+#[test]
 fn fast_open_connect_with_a_cookie_waits_for_the_first_write() {
     let mut h = with_cookie();
     let _ = h.events();

@@ -676,6 +676,19 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.is_fast_open_child())
     }
 
+    /// Whether the application has a write waiting for the connection's handshake to end
+    /// (Linux's `sk_write_pending`: a blocking Fast Open `sendto`). If so, the ACK of the
+    /// SYN-ACK is held for that write's data to carry it, as Linux holds it, and a write
+    /// leaving at once makes the connection request/response for the delayed-ACK engine.
+    pub fn set_write_pending(
+        &mut self,
+        conn: ConnectionHandle,
+        pending: bool,
+    ) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.write_pending = pending;
+        Ok(())
+    }
+
     /// How many bytes of data the connection's first SYN may still carry: with TCP Fast
     /// Open and a cookie, before the SYN has left (a `TCP_FASTOPEN_CONNECT` connect waiting
     /// for its first write), the smaller of our MSS and the server's cached MSS, less 40

@@ -109,6 +109,15 @@ impl DelayedAck {
         self.ato = self.min;
     }
 
+    /// The handshake ended with a write waiting to answer it (Linux's
+    /// `tcp_rcv_synsent_state_process` with `sk_write_pending`): quick-ACK mode with the
+    /// delay set, and the SYN-ACK's arrival taken as the last receipt (`tcp_finish_connect`
+    /// sets `lrcvtime`), so that data sent within the delay means request/response.
+    pub fn on_reply_awaited(&mut self, now: Instant, rcv_wnd: usize) {
+        self.enter_quick_mode(rcv_wnd);
+        self.last_data = now;
+    }
+
     /// `len` bytes of new in-order data arrived (`tcp_measure_rcv_mss` and
     /// `tcp_event_data_recv`).
     pub fn on_data(

@@ -189,6 +189,7 @@ impl Connection {
             counters: Default::default(),
             retransmitting_since: None,
             last_recv: now,
+            write_pending: false,
             keepalive_probes: 0,
             cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {
@@ -453,7 +454,18 @@ impl Connection {
             self.apply_queued_fin();
             self.notify.connected = true;
             self.notify.writable = true;
-            self.rcv.ack_now = true;
+            if self.write_pending {
+                // Linux's tcp_rcv_synsent_state_process with a writer waiting: "save one
+                // ACK" for its data to carry. Quick-ACK mode starts with its delay set, so
+                // that the data leaving at once makes the exchange request/response; the
+                // delayed-ACK timer (TCP_DELACK_MAX) sends the ACK if no data comes.
+                let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+                self.rcv.delack.on_reply_awaited(now, rcv_wnd);
+                self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
+                self.timers.delayed_ack = Some(now + crate::tcp::delayed_ack::DELACK_MAX);
+            } else {
+                self.rcv.ack_now = true;
+            }
             // Data or FIN riding on the SYN-ACK is rare but legal: queue it like any other.
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
                 let mut rest = *seg;

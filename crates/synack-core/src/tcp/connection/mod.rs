@@ -458,6 +458,9 @@ pub(crate) struct Connection {
     pub rtt_seq: Option<TimedSegment>,
     /// The SYN (or SYN-ACK) must be sent.
     pub syn_pending: bool,
+    /// The application has a write waiting for the handshake (Linux's `sk_write_pending`,
+    /// a blocking Fast Open write): the SYN-ACK's ACK waits for that write to carry it.
+    pub write_pending: bool,
     /// An RST must be sent, then the connection is closed.
     pub rst_pending: bool,
     /// Disable Nagle's algorithm.
