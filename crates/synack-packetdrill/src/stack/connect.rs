@@ -347,20 +347,34 @@ impl Shared {
         if nonblock {
             return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
-        self.finish_connect(g, fd, false, false)?;
+        self.wait_fast_open(g, fd, h, n < data.len())?;
         if n == data.len() {
             return Ok(n);
         }
         Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
     }
 
-    pub(super) fn finish_connect(
+    /// A blocking Fast Open write waits for the handshake. With data left over that the SYN
+    /// could not carry (`more`), the writer counts as waiting (Linux's `sk_write_pending`:
+    /// `tcp_send_syn_data` clears the request's data when the SYN took it all), which holds
+    /// the SYN-ACK's ACK for that data to carry.
+    pub(super) fn wait_fast_open(
         &self,
-        g: Guard<'_>,
+        mut g: Guard<'_>,
         fd: i32,
-        nonblock: bool,
-        again: bool,
+        h: ConnectionHandle,
+        more: bool,
     ) -> SysResult<()> {
+        if !more {
+            return self.finish_connect(g, fd, false, false);
+        }
+        let _ = g.ep().set_write_pending(h, true);
+        let r = self.finish_connect(g, fd, false, false);
+        let _ = self.lock().ep().set_write_pending(h, false);
+        r
+    }
+
+    fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
         let (mut g, r) = self.block(g, None, |st| {
             let h = st.conn(fd).ok()?;
             let state = st.ep().state(h).unwrap_or(State::Closed);

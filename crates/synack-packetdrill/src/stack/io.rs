@@ -176,7 +176,7 @@ impl Shared {
         if nonblock {
             return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
-        self.finish_connect(g, fd, false, false)?;
+        self.wait_fast_open(g, fd, h, n < data.len())?;
         if n == data.len() {
             return Ok(n);
         }
