@@ -77,6 +77,11 @@ pub struct TcpInfo {
     pub bytes_acked: u64,
     /// Data bytes received in order (RFC 4898 tcpEStatsAppHCThruOctetsReceived).
     pub bytes_received: u64,
+    /// Segments the peer is known to have received, acknowledged or SACKed (Linux
+    /// `tcpi_delivered`): the handshake's SYN (or SYN-ACK) counts as one, with the data a
+    /// Fast Open SYN carried, and each acknowledgment counts what it newly covers in segments
+    /// of the sending MSS.
+    pub delivered: u32,
     /// Retransmission timeouts of data (Linux TcpExtTCPTimeouts, per connection).
     pub rto_count: u32,
     /// Tail loss probes sent (Linux TCPLossProbes).
@@ -188,7 +193,7 @@ impl Connection {
             unacked: segs(flight),
             sacked: segs(sacked),
             lost: segs(lost),
-            total_retrans: self.retransmits.min(u64::from(u32::MAX)) as u32,
+            total_retrans: self.retransmits,
             last_data_recv: now.saturating_duration_since(self.last_recv),
             rtt: self.rtt.srtt().unwrap_or_default(),
             rttvar: self.rttvar_or_zero(),
@@ -218,6 +223,7 @@ impl Connection {
             send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
             bytes_acked,
             bytes_received,
+            delivered: self.delivered,
             rto_count: self.counters.rto,
             tlp_count: self.counters.tlp,
             recoveries: self.counters.recoveries,

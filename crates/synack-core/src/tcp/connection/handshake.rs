@@ -190,6 +190,7 @@ impl Connection {
             retransmitting_since: None,
             last_recv: now,
             write_pending: false,
+            delivered: 0,
             keepalive_probes: 0,
             cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {
@@ -493,6 +494,9 @@ impl Connection {
     /// unless the SYN was retransmitted (Karn), and restore the RTO (RFC 6298 §5.7: after a
     /// SYN timeout the data RTO starts at 3 s; we take a sample instead when we have one).
     pub(super) fn ack_syn(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        // The SYN is one segment delivered, with any data it carried (Linux counts a Fast
+        // Open SYN and its data as one).
+        self.delivered = self.delivered.saturating_add(1);
         self.snd.una = self.snd.iss + 1;
         self.snd.nxt = self.snd.nxt.max(self.snd.una);
         self.snd.syn_unacked = false;

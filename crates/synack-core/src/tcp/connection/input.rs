@@ -669,6 +669,10 @@ impl Connection {
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
             (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+        let segments = delivered.div_ceil(self.snd.mss.max(1));
+        self.delivered = self
+            .delivered
+            .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
         if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
             // Without SACK, the duplicate ACKs before this one each stood for a segment the
             // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers

@@ -458,6 +458,8 @@ pub(crate) struct Connection {
     pub rtt_seq: Option<TimedSegment>,
     /// The SYN (or SYN-ACK) must be sent.
     pub syn_pending: bool,
+    /// Segments the peer is known to have received (`TcpInfo::delivered`).
+    pub delivered: u32,
     /// The application has a write waiting for the handshake (Linux's `sk_write_pending`,
     /// a blocking Fast Open write): the SYN-ACK's ACK waits for that write to carry it.
     pub write_pending: bool,
@@ -477,8 +479,8 @@ pub(crate) struct Connection {
     pub challenge_acks: ChallengeAcks,
     /// When we last answered an invalid segment (see `Config::invalid_ratelimit`).
     pub last_invalid_ack: Option<Instant>,
-    /// Segments sent again since creation.
-    pub retransmits: u64,
+    /// Segments sent again since creation (Linux's `total_retrans`, a u32 as there).
+    pub retransmits: u32,
     /// Loss-recovery events, for `TcpInfo`.
     pub counters: crate::tcp::info::LossCounters,
     /// When the oldest unacknowledged data was first retransmitted after a timeout: the

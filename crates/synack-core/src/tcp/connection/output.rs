@@ -1051,7 +1051,7 @@ impl Connection {
             self.recovery.prr_out = self.recovery.prr_out.saturating_add(out);
         }
         if retransmit {
-            self.retransmits += 1;
+            self.retransmits = self.retransmits.saturating_add(1);
             if self.recovery.undo_marker.is_some() {
                 self.recovery.undo_retrans += len.div_ceil(segment.max(1)).max(1);
             }
@@ -1142,7 +1142,7 @@ impl Connection {
         let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
         self.set_ds(&mut buf[..len], false);
         if retransmit {
-            self.retransmits += 1;
+            self.retransmits = self.retransmits.saturating_add(1);
         }
         if !rst {
             self.after_send(seg);
