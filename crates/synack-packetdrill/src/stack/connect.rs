@@ -347,34 +347,50 @@ impl Shared {
         if nonblock {
             return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
-        self.wait_fast_open(g, fd, h, n < data.len())?;
+        let g = self.wait_fast_open(g, fd, h, n < data.len())?;
         if n == data.len() {
             return Ok(n);
         }
-        Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
+        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
     }
 
     /// A blocking Fast Open write waits for the handshake. With data left over that the SYN
     /// could not carry (`more`), the writer counts as waiting (Linux's `sk_write_pending`:
     /// `tcp_send_syn_data` clears the request's data when the SYN took it all), which holds
     /// the SYN-ACK's ACK for that data to carry.
-    pub(super) fn wait_fast_open(
-        &self,
-        mut g: Guard<'_>,
+    ///
+    /// The lock stays held from the handshake's end to the write of the rest, which the
+    /// caller does with the guard returned: released in between, the main thread could find
+    /// no thread at work and move the clock on (it once moved 60 s before the rest left).
+    pub(super) fn wait_fast_open<'a>(
+        &'a self,
+        mut g: Guard<'a>,
         fd: i32,
         h: ConnectionHandle,
         more: bool,
-    ) -> SysResult<()> {
-        if !more {
-            return self.finish_connect(g, fd, false, false);
+    ) -> SysResult<Guard<'a>> {
+        if more {
+            let _ = g.ep().set_write_pending(h, true);
         }
-        let _ = g.ep().set_write_pending(h, true);
-        let r = self.finish_connect(g, fd, false, false);
-        let _ = self.lock().ep().set_write_pending(h, false);
-        r
+        let (mut g, r) = self.finish_connect_locked(g, fd, false, false);
+        if more {
+            let _ = g.ep().set_write_pending(h, false);
+        }
+        r.map(|()| g)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {
+        self.finish_connect_locked(g, fd, nonblock, again).1
+    }
+
+    /// [`finish_connect`](Self::finish_connect), keeping the lock.
+    fn finish_connect_locked<'a>(
+        &'a self,
+        g: Guard<'a>,
+        fd: i32,
+        nonblock: bool,
+        again: bool,
+    ) -> (Guard<'a>, SysResult<()>) {
         let (mut g, r) = self.block(g, None, |st| {
             let h = st.conn(fd).ok()?;
             let state = st.ep().state(h).unwrap_or(State::Closed);
@@ -389,14 +405,18 @@ impl Shared {
             }
         });
         let r = r.unwrap_or(Err(libc::ETIMEDOUT));
-        if r.is_ok() {
-            if let Some(e) = g.take_conn_error(fd)? {
-                g.socket(fd)?.connecting = Connecting::No;
-                return Err(e);
-            }
-            g.socket(fd)?.connecting = Connecting::Done;
+        if r.is_err() {
+            return (g, r);
         }
-        r
+        let r = match g.take_conn_error(fd) {
+            Err(e) => Err(e),
+            Ok(Some(e)) => g
+                .socket(fd)
+                .map(|s| s.connecting = Connecting::No)
+                .and(Err(e)),
+            Ok(None) => g.socket(fd).map(|s| s.connecting = Connecting::Done),
+        };
+        (g, r)
     }
 }
 

@@ -176,11 +176,11 @@ impl Shared {
         if nonblock {
             return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
-        self.wait_fast_open(g, fd, h, n < data.len())?;
+        let g = self.wait_fast_open(g, fd, h, n < data.len())?;
         if n == data.len() {
             return Ok(n);
         }
-        Ok(n + self.send_parts(fd, &data[n..], &[], dontwait, flags, zerocopy)?)
+        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
     }
 
     /// The write behind every send: `oob` queues each part with MSG_OOB.
@@ -195,7 +195,31 @@ impl Shared {
         zerocopy: bool,
         oob: bool,
     ) -> SysResult<usize> {
-        let mut g = self.lock();
+        self.write_with(
+            self.lock(),
+            fd,
+            data,
+            breaks,
+            dontwait,
+            flags,
+            zerocopy,
+            oob,
+        )
+    }
+
+    /// [`write`](Self::write) under a lock the caller already holds.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_with<'a>(
+        &'a self,
+        mut g: Guard<'a>,
+        fd: i32,
+        data: &[u8],
+        breaks: &[usize],
+        dontwait: bool,
+        flags: SendFlags,
+        zerocopy: bool,
+        oob: bool,
+    ) -> SysResult<usize> {
         if !oob && breaks.is_empty() {
             if let Some(h) = deferred_fast_open(&mut g, fd)? {
                 return self.write_fast_open(g, fd, h, data, dontwait, flags, zerocopy);

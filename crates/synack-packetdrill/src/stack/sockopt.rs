@@ -473,7 +473,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u64(us64(i.busy_time));
     w.u64(us64(i.rwnd_limited));
     w.u64(us64(i.sndbuf_limited));
-    w.u32(0); // delivered
+    w.u32(i.delivered);
     w.u32(0); // delivered_ce
     w.u64(0); // bytes_sent
     w.u64(0); // bytes_retrans
