@@ -1864,6 +1864,27 @@ fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
 }
 
 #[test]
+fn tcp_info_counts_segments_delivered_as_linux_does() {
+    // tcpi_delivered: the SYN as one, then what each ACK newly acknowledges or SACKs, in
+    // segments (sack_conn_100ms sends with an MSS of 1000).
+    let mut k = sack_conn_100ms();
+    let delivered = |k: &Conn| k.h.ep.info(k.h.now, k.c).unwrap().delivered;
+    assert_eq!(delivered(&k), 1, "the handshake's SYN");
+    let b = ten_out(&mut k);
+    sack_ack(&mut k, b + 1000, &[]);
+    assert_eq!(delivered(&k), 2);
+    // Two segments SACKed past a hole, then the cumulative ACK that covers all ten.
+    sack_ack(&mut k, b + 1000, &[(b + 2000, b + 4000)]);
+    assert_eq!(delivered(&k), 4);
+    sack_ack(&mut k, b + 10_000, &[]);
+    assert_eq!(
+        delivered(&k),
+        11,
+        "the hole and the six after the SACKed pair"
+    );
+}
+
+#[test]
 fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
     let mut k = sack_conn_100ms();
     let b = ten_out(&mut k);

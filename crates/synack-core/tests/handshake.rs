@@ -279,6 +279,7 @@ fn syn_ack_completes_active_open() {
     assert!(ev.contains(&Event::Connected(c)));
     assert_eq!(h.ep.peer_addr(c).unwrap(), peer80());
     assert_eq!(h.ep.local_addr(c).unwrap(), syn.src);
+    assert_eq!(h.ep.info(h.now, c).unwrap().delivered, 1, "the SYN");
 }
 
 /// The ACK that completes an active open offers no more than the receive buffer holds,
@@ -468,6 +469,8 @@ fn passive_open_echoes_offered_options() {
     assert_eq!(h.ep.peer_addr(c).unwrap(), client());
     assert_eq!(h.ep.local_addr(c).unwrap(), server());
     assert_eq!(h.ep.stats().connections_established, 1);
+    // TCP_INFO's delivered: the SYN-ACK, acknowledged, is one segment delivered.
+    assert_eq!(h.ep.info(h.now, c).unwrap().delivered, 1);
 }
 
 #[test]

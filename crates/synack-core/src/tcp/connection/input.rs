@@ -506,6 +506,12 @@ impl Connection {
             // RFC 6675 §2: an ACK carrying new SACK information counts as a duplicate.
             self.on_duplicate_ack(now);
         }
+        // TCP_INFO's delivered: what this ACK newly acknowledged or SACKed, in segments
+        // (bytes SACKed before and acknowledged now were counted when SACKed).
+        let newly = (self.snd.una - una_before + self.snd.scoreboard.sacked_bytes())
+            .saturating_sub(sacked_before);
+        let segments = u32::try_from(newly.div_ceil(self.snd.mss.max(1))).unwrap_or(u32::MAX);
+        self.delivered = self.delivered.saturating_add(segments);
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
         if self.sack_ok {
             let scoreboard = &self.snd.scoreboard;
@@ -669,10 +675,6 @@ impl Connection {
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
             (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
-        let segments = delivered.div_ceil(self.snd.mss.max(1));
-        self.delivered = self
-            .delivered
-            .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
         if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
             // Without SACK, the duplicate ACKs before this one each stood for a segment the
             // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
