@@ -1229,6 +1229,15 @@ fn keepalive_probes_then_times_out() {
             .map(|(t, _)| (*t - t0).as_secs())
             .collect();
     assert_eq!(probes, vec![10, 12, 14]);
+    // Giving up, Linux resets the connection (tcp_keepalive_timer's active reset), 2 s
+    // after the last probe.
+    let resets: Vec<u64> =
+        k.h.sent
+            .iter()
+            .filter(|(t, s)| *t > t0 && s.has(TcpFlags::RST))
+            .map(|(t, _)| (*t - t0).as_secs())
+            .collect();
+    assert_eq!(resets, vec![16]);
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
 }
 

@@ -818,6 +818,19 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Keepalive probes for this connection (SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL
+    /// and TCP_KEEPCNT): `Some` turns them on with that timing, `None` off (RFC 9293
+    /// §3.8.4, RFC 1122 §4.2.3.6).
+    pub fn set_keepalive(
+        &mut self,
+        conn: ConnectionHandle,
+        keepalive: Option<crate::KeepaliveConfig>,
+    ) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_keepalive(keepalive);
+        self.after(conn);
+        Ok(())
+    }
+
     /// SYN retransmissions before this connection's active open fails (Linux TCP_SYNCNT).
     pub fn set_syn_retries(&mut self, conn: ConnectionHandle, retries: u32) -> Result<(), Error> {
         self.app_slot(conn)?.conn.set_syn_retries(retries);

@@ -278,6 +278,13 @@ impl Connection {
         Arc::make_mut(&mut self.cfg).user_timeout = timeout;
     }
 
+    /// Keepalive probing on or off, with its timing (SO_KEEPALIVE, TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL, TCP_KEEPCNT). The idle time runs from the last segment received, as
+    /// Linux's `keepalive_time_elapsed` measures it.
+    pub(crate) fn set_keepalive(&mut self, keepalive: Option<crate::KeepaliveConfig>) {
+        Arc::make_mut(&mut self.cfg).keepalive = keepalive;
+    }
+
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
     pub(crate) fn set_syn_retries(&mut self, retries: u32) {
         Arc::make_mut(&mut self.cfg).syn_retries = retries;

@@ -230,6 +230,9 @@ impl Connection {
         if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
             if let Some(cfg) = self.cfg.keepalive {
                 if self.keepalive_probes >= cfg.probes {
+                    // Linux's tcp_keepalive_timer resets the connection it gives up on
+                    // (tcp_send_active_reset), in case the peer is alive after all.
+                    self.rst_pending = true;
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
                     return;
                 }
