@@ -78,6 +78,22 @@ fn sysctl_string(name: &str) -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// The namespace's keepalive timing now (`tcp_keepalive_time`, `_intvl`, `_probes`), for a
+/// socket that sets SO_KEEPALIVE without its own TCP_KEEP* values; Linux's defaults if
+/// unreadable.
+pub fn keepalive_sysctls() -> (u32, u32, u32) {
+    let get = |name: &str, default: u32| {
+        sysctl(name)
+            .and_then(|v| v.first().map(|&x| x.min(u64::from(u32::MAX)) as u32))
+            .unwrap_or(default)
+    };
+    (
+        get("tcp_keepalive_time", 7200),
+        get("tcp_keepalive_intvl", 75),
+        get("tcp_keepalive_probes", 9),
+    )
+}
+
 /// `tcp_fastopen` as the namespace has it now.
 pub fn fastopen_sysctl() -> Option<u32> {
     sysctl("tcp_fastopen").and_then(|v| v.first().map(|&f| f as u32))

@@ -47,6 +47,9 @@ impl Stack {
         if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
             let _ = ep.set_notsent_lowat(h, Some(l as usize));
         }
+        if let Some(k) = o.keepalive_config() {
+            let _ = ep.set_keepalive(h, Some(k));
+        }
     }
 
     fn sockaddr_for(&self, fd_v6: bool, addr: SocketAddr) -> SocketAddr {

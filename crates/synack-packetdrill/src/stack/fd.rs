@@ -65,6 +65,14 @@ pub struct Opts {
     pub backlog: u32,
     /// SO_OOBINLINE: the urgent byte stays in the stream.
     pub oobinline: bool,
+    /// SO_KEEPALIVE.
+    pub keepalive: bool,
+    /// TCP_KEEPIDLE in seconds, if set.
+    pub keepidle: Option<u32>,
+    /// TCP_KEEPINTVL in seconds, if set.
+    pub keepintvl: Option<u32>,
+    /// TCP_KEEPCNT, if set.
+    pub keepcnt: Option<u32>,
     /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
     pub ip: IpOpts,
 }
@@ -147,4 +155,22 @@ pub(super) enum Fd {
     Epoll(Epoll),
     /// One end of a pipe (see `pipe.rs`).
     Pipe(super::pipe::PipeEnd),
+}
+
+impl Opts {
+    /// The keepalive timing the socket asks for: its own TCP_KEEP* values, else the
+    /// namespace's sysctls, as Linux's `keepalive_time_when` and friends read them; `None`
+    /// while SO_KEEPALIVE is off.
+    pub fn keepalive_config(&self) -> Option<synack_core::KeepaliveConfig> {
+        if !self.keepalive {
+            return None;
+        }
+        let (idle, intvl, cnt) = crate::flags::keepalive_sysctls();
+        let secs = |s: u32| std::time::Duration::from_secs(u64::from(s));
+        Some(synack_core::KeepaliveConfig {
+            idle: secs(self.keepidle.unwrap_or(idle)),
+            interval: secs(self.keepintvl.unwrap_or(intvl)),
+            probes: self.keepcnt.unwrap_or(cnt),
+        })
+    }
 }

@@ -70,6 +70,16 @@ impl Shared {
                 ];
                 Ok(words.iter().flat_map(|w| w.to_ne_bytes()).collect())
             }
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => int(o.keepalive as i32),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => {
+                int(o.keepidle.unwrap_or(crate::flags::keepalive_sysctls().0) as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => {
+                int(o.keepintvl.unwrap_or(crate::flags::keepalive_sysctls().1) as i32)
+            }
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => {
+                int(o.keepcnt.unwrap_or(crate::flags::keepalive_sysctls().2) as i32)
+            }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
             (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
@@ -237,6 +247,38 @@ impl Shared {
                 }
                 if let (Some(h), true) = (conn, v != 0) {
                     g.ep().clamp_mss(h, v as usize).map_err(errno)?;
+                }
+            }
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => {
+                let s = g.socket(fd)?;
+                s.opts.keepalive = int()? != 0;
+                let k = s.opts.keepalive_config();
+                if let Some(h) = conn {
+                    g.ep().set_keepalive(h, k).map_err(errno)?;
+                }
+            }
+            // Linux: 1..=32767 seconds (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), 1..=127 probes
+            // (MAX_TCP_KEEPCNT); taking effect at once on a connection with SO_KEEPALIVE on.
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT) => {
+                let v = int()?;
+                let max = if name == libc::TCP_KEEPCNT {
+                    127
+                } else {
+                    32767
+                };
+                if !(1..=max).contains(&v) {
+                    return Err(libc::EINVAL);
+                }
+                let s = g.socket(fd)?;
+                let slot = match name {
+                    libc::TCP_KEEPIDLE => &mut s.opts.keepidle,
+                    libc::TCP_KEEPINTVL => &mut s.opts.keepintvl,
+                    _ => &mut s.opts.keepcnt,
+                };
+                *slot = Some(v as u32);
+                let k = s.opts.keepalive_config();
+                if let (Some(h), Some(k)) = (conn, k) {
+                    g.ep().set_keepalive(h, Some(k)).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
