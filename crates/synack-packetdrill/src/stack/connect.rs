@@ -337,41 +337,44 @@ impl Shared {
         let s = g.socket(fd)?;
         s.kind = Kind::Conn(h);
         s.connecting = Connecting::InProgress;
+        self.finish_fast_open_write(g, fd, h, data, n, nonblock, dontwait, flags, zerocopy)
+    }
+
+    /// A Fast Open write once its SYN took the first `n` bytes of `data` (`sendto` with
+    /// MSG_FASTOPEN, or the first write on a `TCP_FASTOPEN_CONNECT` socket), as Linux's
+    /// `tcp_sendmsg_fastopen` goes on: a non-blocking call returns what rode in the SYN, or
+    /// EINPROGRESS if nothing did (a cookie request); a blocking one waits for the handshake,
+    /// as connect would, and then sends the rest as any write, returning the whole.
+    ///
+    /// While it waits with data left over that the SYN could not carry, the writer counts
+    /// as waiting (Linux's `sk_write_pending`: `tcp_send_syn_data` clears the request's data
+    /// when the SYN took it all), which holds the SYN-ACK's ACK for that data to carry. The
+    /// lock stays held from the handshake's end to the write of the rest: released in
+    /// between, the main thread could find no thread at work and move the clock on (it once
+    /// moved 60 s before the rest left).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn finish_fast_open_write<'a>(
+        &'a self,
+        mut g: Guard<'a>,
+        fd: i32,
+        h: ConnectionHandle,
+        data: &[u8],
+        n: usize,
+        nonblock: bool,
+        dontwait: bool,
+        flags: synack_core::SendFlags,
+        zerocopy: bool,
+    ) -> SysResult<usize> {
         if n > 0 {
             // Before the endpoint sends them: the error queue follows these bytes.
             g.note_write(fd, n, zerocopy, true);
         }
         g.drain();
         self.kick(&mut g);
-        // As Linux's tcp_sendmsg_fastopen: a non-blocking call returns what rode in the SYN,
-        // or EINPROGRESS if nothing did (a cookie request); a blocking one waits for the
-        // handshake, as connect would, and then sends the rest as any write, returning the
-        // whole.
         if nonblock {
             return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
         }
-        let g = self.wait_fast_open(g, fd, h, n < data.len())?;
-        if n == data.len() {
-            return Ok(n);
-        }
-        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
-    }
-
-    /// A blocking Fast Open write waits for the handshake. With data left over that the SYN
-    /// could not carry (`more`), the writer counts as waiting (Linux's `sk_write_pending`:
-    /// `tcp_send_syn_data` clears the request's data when the SYN took it all), which holds
-    /// the SYN-ACK's ACK for that data to carry.
-    ///
-    /// The lock stays held from the handshake's end to the write of the rest, which the
-    /// caller does with the guard returned: released in between, the main thread could find
-    /// no thread at work and move the clock on (it once moved 60 s before the rest left).
-    pub(super) fn wait_fast_open<'a>(
-        &'a self,
-        mut g: Guard<'a>,
-        fd: i32,
-        h: ConnectionHandle,
-        more: bool,
-    ) -> SysResult<Guard<'a>> {
+        let more = n < data.len();
         if more {
             let _ = g.ep().set_write_pending(h, true);
         }
@@ -379,7 +382,11 @@ impl Shared {
         if more {
             let _ = g.ep().set_write_pending(h, false);
         }
-        r.map(|()| g)
+        r?;
+        if !more {
+            return Ok(n);
+        }
+        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {

@@ -168,19 +168,7 @@ impl Shared {
         let first = &data[..data.len().min(room)];
         let n = g.ep().send_with(h, first, flags).map_err(errno)?;
         g.socket(fd)?.connecting = Connecting::InProgress;
-        if n > 0 {
-            g.note_write(fd, n, zerocopy, true);
-        }
-        g.drain();
-        self.kick(&mut g);
-        if nonblock {
-            return if n > 0 { Ok(n) } else { Err(libc::EINPROGRESS) };
-        }
-        let g = self.wait_fast_open(g, fd, h, n < data.len())?;
-        if n == data.len() {
-            return Ok(n);
-        }
-        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
+        self.finish_fast_open_write(g, fd, h, data, n, nonblock, dontwait, flags, zerocopy)
     }
 
     /// The write behind every send: `oob` queues each part with MSG_OOB.
