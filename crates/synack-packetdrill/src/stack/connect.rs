@@ -386,7 +386,7 @@ impl Shared {
         if !more {
             return Ok(n);
         }
-        Ok(n + self.write_with(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
+        Ok(n + self.write(g, fd, &data[n..], &[], dontwait, flags, zerocopy, false)?)
     }
 
     fn finish_connect(&self, g: Guard<'_>, fd: i32, nonblock: bool, again: bool) -> SysResult<()> {

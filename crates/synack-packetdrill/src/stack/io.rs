@@ -130,7 +130,7 @@ impl Shared {
         dontwait: bool,
         flags: SendFlags,
     ) -> SysResult<usize> {
-        self.write(fd, data, &[], dontwait, flags, false, true)
+        self.write(self.lock(), fd, data, &[], dontwait, flags, false, true)
     }
 
     /// As [`Shared::send`], with `data` cut into records at `breaks` (ascending offsets into
@@ -145,7 +145,16 @@ impl Shared {
         flags: SendFlags,
         zerocopy: bool,
     ) -> SysResult<usize> {
-        self.write(fd, data, breaks, dontwait, flags, zerocopy, false)
+        self.write(
+            self.lock(),
+            fd,
+            data,
+            breaks,
+            dontwait,
+            flags,
+            zerocopy,
+            false,
+        )
     }
 
     /// The first write on a connection whose SYN `TCP_FASTOPEN_CONNECT` deferred, as
@@ -171,33 +180,11 @@ impl Shared {
         self.finish_fast_open_write(g, fd, h, data, n, nonblock, dontwait, flags, zerocopy)
     }
 
-    /// The write behind every send: `oob` queues each part with MSG_OOB.
+    /// The write behind every send, under `g`: `oob` queues each part with MSG_OOB. A
+    /// caller that waited under the lock (a Fast Open write's handshake) passes it on, so
+    /// that no other thread acts in between.
     #[allow(clippy::too_many_arguments)]
-    fn write(
-        &self,
-        fd: i32,
-        data: &[u8],
-        breaks: &[usize],
-        dontwait: bool,
-        flags: SendFlags,
-        zerocopy: bool,
-        oob: bool,
-    ) -> SysResult<usize> {
-        self.write_with(
-            self.lock(),
-            fd,
-            data,
-            breaks,
-            dontwait,
-            flags,
-            zerocopy,
-            oob,
-        )
-    }
-
-    /// [`write`](Self::write) under a lock the caller already holds.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn write_with<'a>(
+    pub(super) fn write<'a>(
         &'a self,
         mut g: Guard<'a>,
         fd: i32,
