@@ -57,18 +57,24 @@ fn flows() -> Vec<Vec<Captured>> {
 
 /// Re-emit a captured segment with its sequence and acknowledgment numbers rewritten, so the
 /// kernel's bytes can be replayed against our ISNs.
+/// `c` sent from `src` to `dst` with `seq` and `ack`, and its TSecr moved by `tsecr_shift`:
+/// from the captured Linux peer's clock onto ours, so that it echoes what we sent.
 fn rewrite(
     c: &Captured,
     src: SocketAddr,
     dst: SocketAddr,
     seq: SeqNumber,
     ack: SeqNumber,
+    tsecr_shift: u32,
 ) -> Vec<u8> {
     let mut t = c.tcp();
     t.src_port = src.port();
     t.dst_port = dst.port();
     t.seq_number = seq;
     t.ack_number = ack;
+    if let Some(ts) = t.timestamp.as_mut() {
+        ts.tsecr = ts.tsecr.wrapping_add(tsecr_shift);
+    }
     let ip = IpRepr::new(src.ip(), dst.ip(), IpProtocol::Tcp, t.buffer_len(), 64).unwrap();
     let mut buf = vec![0u8; ip.buffer_len()];
     ip.emit(&mut buf[..ip.header_len()]);
@@ -159,8 +165,12 @@ fn as_the_server_of_each_flow_we_answer_like_linux() {
             assert_eq!(a.tsecr, b.tsecr, "the client's TSval is echoed");
         }
 
-        // The client's handshake ACK and its HTTP request, rewritten onto our ISN.
+        // The client's handshake ACK and its HTTP request, rewritten onto our ISN and clock.
         let client = syn.src();
+        let tsecr_shift = match (ours.ts, theirs.timestamp) {
+            (Some(a), Some(b)) => a.tsval.wrapping_sub(b.tsval),
+            _ => 0,
+        };
         let our_isn = ours.seq;
         let linux_isn = theirs.seq_number;
         let mut request = Vec::new();
@@ -170,7 +180,7 @@ fn as_the_server_of_each_flow_we_answer_like_linux() {
                 break;
             }
             let ack = our_isn + (t.ack_number - linux_isn);
-            let p = rewrite(c, client, server, t.seq_number, ack);
+            let p = rewrite(c, client, server, t.seq_number, ack, tsecr_shift);
             ep.handle_packet(now, &p, RecvMeta::new(p.len()));
             request.extend_from_slice(t.payload);
         }
@@ -199,6 +209,11 @@ fn as_the_client_we_read_linuxs_whole_response() {
         let (segs, _) = drain(&mut ep, now);
         let our_syn = &segs[0];
         let us = our_syn.src;
+        // The server echoes the captured client's TSvals: moved onto our SYN's.
+        let tsecr_shift = match (our_syn.ts, client_syn.timestamp) {
+            (Some(a), Some(b)) => a.tsval.wrapping_sub(b.tsval),
+            _ => 0,
+        };
         let request: Vec<u8> = flow
             .iter()
             .filter(|c| c.src() == linux_client)
@@ -218,7 +233,7 @@ fn as_the_client_we_read_linuxs_whole_response() {
             let t = c.tcp();
             // Map the captured client's sequence space onto ours.
             let ack = our_syn.seq + (t.ack_number - client_syn.seq_number);
-            let p = rewrite(c, server, us, t.seq_number, ack);
+            let p = rewrite(c, server, us, t.seq_number, ack, tsecr_shift);
             ep.handle_packet(now, &p, RecvMeta::new(p.len()));
             expected.extend_from_slice(t.payload);
             let _ = drain(&mut ep, now);

@@ -2607,16 +2607,6 @@ fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
 
 // === ICMP on an established connection ===========================================================
 
-/// An ICMPv4 error from the peer's side quoting `quoted` (an IP packet we sent).
-fn icmp_error_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
-    use synack_core::wire::{IpProtocol, IpRepr};
-    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, icmp.buffer_len(), 64).unwrap();
-    let mut p = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut p[..20]);
-    icmp.emit_v4(&mut p[20..]);
-    p
-}
-
 #[test]
 fn packet_too_big_lowers_the_mss_and_resends() {
     use synack_core::wire::IcmpRepr;
@@ -2625,7 +2615,7 @@ fn packet_too_big_lowers_the_mss_and_resends() {
     let _ = k.h.drain();
     let quoted = k.h.raw.last().unwrap()[..48].to_vec();
     // "Fragmentation needed" with a next-hop MTU of 576: the MSS drops to 536.
-    let p = icmp_error_packet(IcmpRepr::PacketTooBig {
+    let p = icmp_packet(IcmpRepr::PacketTooBig {
         mtu: 576,
         invoking: &quoted,
     });
@@ -2650,7 +2640,7 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     k.h.ep.send(k.c, b"hello").unwrap();
     let _ = k.h.drain();
     let quoted = k.h.raw.last().unwrap()[..28].to_vec();
-    let p = icmp_error_packet(IcmpRepr::DstUnreachable {
+    let p = icmp_packet(IcmpRepr::DstUnreachable {
         code: 1,
         invoking: &quoted,
     });

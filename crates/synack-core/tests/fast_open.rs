@@ -90,6 +90,7 @@ fn with_a_cookie_the_syn_carries_the_data_and_the_server_takes_it() {
         "the data was taken: nothing to send again"
     );
     assert_eq!(h.ep.state(c), Ok(State::Established));
+    assert_eq!(h.ep.info(h.now, c).unwrap().options & 32, 32);
     // Nothing is left to retransmit.
     let (_, later) = h.next_timeout();
     assert!(later.iter().all(|s| s.payload.is_empty()), "{later:?}");
@@ -121,6 +122,155 @@ fn data_the_server_did_not_take_is_sent_again_at_once() {
     assert_eq!(
         segs.iter().find(|s| !s.payload.is_empty()).unwrap().seq,
         syn.seq + 1
+    );
+}
+
+#[test]
+fn the_syns_data_sent_again_counts_as_retransmitted_until_acknowledged() {
+    // Linux's tcp_rcv_fastopen_synack marks the SYN's data lost and retransmits it: it is in
+    // TCP_INFO's tcpi_retrans (retrans_out) until acknowledged or SACKed, and the new data
+    // after it is not (packetdrill's fastopen/client/syn-data-only-syn-acked).
+    let mut h = with_cookie();
+    let (c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[7; 6000])
+            .unwrap();
+    assert_eq!(n, 1420);
+    let syn = h.one();
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .sack_ok(),
+    );
+    assert_eq!(h.ep.send(c, &[7; 6000 - 1420]), Ok(6000 - 1420));
+    let segs = h.drain();
+    let data: Vec<u8> = segs.iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(data, vec![7; 6000]);
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!(info.retrans, 1, "the SYN's data, one segment: {info:?}");
+    assert_eq!(info.unacked, 5);
+    assert_eq!(info.total_retrans, 1);
+    // The server SACKs the new data: the resent SYN data is still out, and counted.
+    let first = (syn.seq + 1).0;
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(ACK, 9001, 0)
+            .ackn(syn.seq + 1)
+            .sack(&[(first + 1420, first + 6000)]),
+    );
+    assert_eq!(h.ep.info(h.now, c).unwrap().retrans, 1);
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(ACK, 9001, 0).ackn(syn.seq + 6001),
+    );
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.retrans, info.unacked), (0, 0));
+}
+
+#[test]
+fn a_partly_acknowledged_syn_data_resent_in_a_super_segment_counts_each_segment() {
+    // packetdrill's fastopen/client/syn-data-partial-or-over-ack: the server takes 100 of the
+    // SYN's 1420 bytes and offers MSS 1000; the other 1320 go again as one super-segment of
+    // two segments, both counted in tcpi_retrans until a SACK and the ACK cover them.
+    let mut h = with_cookie();
+    let (c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[3; 4000])
+            .unwrap();
+    assert_eq!(n, 1420);
+    let syn = h.one();
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9999, 0)
+            .ackn(syn.seq + 101)
+            .mss(1000)
+            .sack_ok(),
+    );
+    let resent: Vec<usize> = h.drain().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(resent, [1000, 320]);
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.unacked, info.retrans), (2, 2), "{info:?}");
+    assert_eq!(
+        info.options & 32,
+        0,
+        "TCPI_OPT_SYN_DATA only when all of the SYN's data was acknowledged"
+    );
+    assert_eq!(h.ep.send(c, &[3; 4000]), Ok(4000));
+    let _ = h.drain();
+    assert_eq!(h.ep.info(h.now, c).unwrap().retrans, 2);
+    let first = (syn.seq + 1).0;
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(ACK, 10000, 0)
+            .ackn(syn.seq + 101)
+            .sack(&[(first + 1100, first + 5420)]),
+    );
+    let _ = h.drain();
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(ACK, 10000, 0).ackn(syn.seq + 5421),
+    );
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.unacked, info.retrans), (0, 0), "{info:?}");
+}
+
+#[test]
+fn a_syn_with_data_too_big_for_the_path_goes_again_at_once_without_it() {
+    // Fragmentation needed for a SYN that carried data: Linux's tcp_simple_retransmit sends a
+    // SYN without data at once, offering the path's MSS (packetdrill's
+    // fastopen/client/syn-data-icmp-unreach-frag-needed); the data follows the handshake.
+    use synack_core::wire::IcmpRepr;
+    let mut h = with_cookie();
+    let (c, n) =
+        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[5; 1000])
+            .unwrap();
+    assert_eq!(n, 1000);
+    let syn = h.one();
+    assert_eq!((syn.payload.len(), syn.mss), (1000, Some(1460)));
+    let quoted = h.raw.last().unwrap()[..48].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 800,
+        invoking: &quoted,
+    }));
+    let again = h.one();
+    assert!(again.is(SYN), "{again:?}");
+    assert!(again.payload.is_empty());
+    assert_eq!(again.fast_open, None);
+    assert_eq!(again.mss, Some(760), "the path's MSS, 800 - 40");
+    assert_eq!(h.ep.state(c), Ok(State::SynSent));
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1).mss(1040),
+    );
+    let data: Vec<u8> = h.drain().iter().flat_map(|s| s.payload.clone()).collect();
+    assert_eq!(data, vec![5; 1000]);
+}
+
+#[test]
+fn a_syn_without_data_waits_for_its_timeout_after_fragmentation_needed() {
+    use synack_core::wire::IcmpRepr;
+    let mut h = Harness::new(config());
+    let _c = h.ep.connect(h.now, server()).unwrap();
+    let syn = h.one();
+    assert!(syn.payload.is_empty());
+    let quoted = h.raw.last().unwrap()[..40].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 800,
+        invoking: &quoted,
+    }));
+    assert!(h.drain().is_empty(), "nothing was too big: no early resend");
+    let (_, again) = h.next_timeout();
+    assert_eq!(
+        again[0].mss,
+        Some(760),
+        "the resent SYN offers the path's MSS"
     );
 }
 

@@ -991,17 +991,14 @@ fn passive_isn_follows_the_4us_clock_for_the_same_tuple() {
 
 #[test]
 fn ping_gets_an_echo_reply() {
-    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    use synack_core::wire::IcmpRepr;
     let mut h = Harness::new(config());
     let req = IcmpRepr::EchoRequest {
         ident: 0x1234,
         seq_no: 7,
         data: b"abcdefgh",
     };
-    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, req.buffer_len(), 64).unwrap();
-    let mut p = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut p[..20]);
-    req.emit_v4(&mut p[20..]);
+    let p = icmp_packet(req);
     h.inject_raw(&p);
     let _ = h.drain();
     assert_eq!(h.raw.len(), 1);
@@ -1022,8 +1019,47 @@ fn ping_gets_an_echo_reply() {
 }
 
 #[test]
+fn a_syn_ack_echoing_a_timestamp_we_never_sent_is_refused_with_a_bare_rst() {
+    // Linux's tcp_rcv_synsent_state_process (PAWSActiveRejected; packetdrill's
+    // fastopen/client/synack-data): the TSecr must lie between our first SYN's TSval and our
+    // clock now. Else an RST without options, and SYN-SENT goes on for a valid SYN-ACK.
+    let mut h = Harness::new(config());
+    let (c, syn) = start(&mut h);
+    let tsval = syn.ts.unwrap().tsval;
+    h.advance(Duration::from_millis(10));
+    for bad in [tsval.wrapping_add(9999), tsval.wrapping_sub(1)] {
+        h.inject(
+            peer80(),
+            syn.src,
+            Out::new(SYN | ACK, 5000, 0)
+                .ackn(syn.seq + 1)
+                .mss(1460)
+                .sack_ok()
+                .ts(777, bad),
+        );
+        let rst = h.one();
+        assert!(rst.is(TcpFlags::RST), "{rst:?}");
+        assert_eq!(rst.seq, syn.seq + 1);
+        assert_eq!(rst.ts, None, "an RST in reply carries no timestamps");
+        assert_eq!(h.ep.state(c), Ok(State::SynSent));
+    }
+    h.inject(
+        peer80(),
+        syn.src,
+        Out::new(SYN | ACK, 5000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .sack_ok()
+            .ts(778, tsval),
+    );
+    let ack = h.one();
+    assert!(ack.is(ACK) && !ack.is(TcpFlags::RST), "{ack:?}");
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+}
+
+#[test]
 fn icmp_port_unreachable_fails_a_connect() {
-    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    use synack_core::wire::IcmpRepr;
     let mut h = Harness::new(config());
     let (c, _) = start(&mut h);
     let quoted = h.raw[0][..28].to_vec(); // our SYN's IP header and first 8 TCP bytes
@@ -1031,10 +1067,7 @@ fn icmp_port_unreachable_fails_a_connect() {
         code: 3,
         invoking: &quoted,
     };
-    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, err.buffer_len(), 64).unwrap();
-    let mut p = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut p[..20]);
-    err.emit_v4(&mut p[20..]);
+    let p = icmp_packet(err);
     h.inject_raw(&p);
     assert_eq!(h.ep.state(c).unwrap(), State::Closed);
     assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionRefused));
@@ -1042,7 +1075,7 @@ fn icmp_port_unreachable_fails_a_connect() {
 
 #[test]
 fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
-    use synack_core::wire::{IcmpRepr, IpProtocol, IpRepr};
+    use synack_core::wire::IcmpRepr;
     let mut h = Harness::new(config());
     let (c, _) = start(&mut h);
     let mut quoted = h.raw[0][..28].to_vec();
@@ -1052,10 +1085,7 @@ fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
         code: 1,
         invoking: &quoted,
     };
-    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, err.buffer_len(), 64).unwrap();
-    let mut p = vec![0u8; ip.buffer_len()];
-    ip.emit(&mut p[..20]);
-    err.emit_v4(&mut p[20..]);
+    let p = icmp_packet(err);
     h.inject_raw(&p);
     assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
 }

@@ -497,10 +497,11 @@ fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, Se
     let peer = SocketAddr::new(PEER, port);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
+    let echo = syn.ts.unwrap().tsval;
     h.inject(
         peer,
         syn.src,
-        Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, 1),
+        Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, echo),
     );
     let _ = h.drain();
     h.ep.close(h.now, c).unwrap();
@@ -508,7 +509,7 @@ fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, Se
     h.inject(
         peer,
         syn.src,
-        Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, 1),
+        Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, echo),
     );
     let _ = h.drain();
     (syn.src, peer, syn.seq + 2)

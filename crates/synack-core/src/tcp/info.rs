@@ -43,6 +43,9 @@ pub struct TcpInfo {
     pub sacked: u32,
     /// Segments taken as lost.
     pub lost: u32,
+    /// Segments retransmitted and not yet acknowledged or SACKed (Linux `tcpi_retrans`,
+    /// its `retrans_out`).
+    pub retrans: u32,
     /// Retransmissions in total.
     pub total_retrans: u32,
     /// Time since data last arrived.
@@ -193,6 +196,11 @@ impl Connection {
             unacked: segs(flight),
             sacked: segs(sacked),
             lost: segs(lost),
+            retrans: self
+                .snd
+                .rack
+                .retransmitted_in_flight(self.snd.una, mss)
+                .min(u32::MAX as usize) as u32,
             total_retrans: self.retransmits,
             last_data_recv: now.saturating_duration_since(self.last_recv),
             rtt: self.rtt.srtt().unwrap_or_default(),

@@ -125,7 +125,32 @@ impl Rack {
     }
 
     /// `[start, end)` was sent again at `now`.
+    ///
+    /// Data sent before the log began (a Fast Open SYN's, sent before the peer agreed to
+    /// SACK) gets its record here, marked as sent again: Linux's `tcp_rcv_fastopen_synack`
+    /// marks that data lost and retransmits it, so it counts in `retrans_out` and gives no
+    /// RTT sample.
     pub fn on_retransmit(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
+        let resent = |start, end| Sent {
+            start,
+            end,
+            xmit: now,
+            delivered: false,
+            retransmitted: true,
+        };
+        if self.log.len() < MAX_TRACKED {
+            match (self.log.front(), self.log.back()) {
+                (Some(front), _) if start < front.start => {
+                    let end = end.min(front.start);
+                    self.log.push_front(resent(start, end));
+                }
+                (_, Some(back)) if end > back.end && start >= back.end => {
+                    self.log.push_back(resent(start, end));
+                }
+                (None, _) => self.log.push_back(resent(start, end)),
+                _ => {}
+            }
+        }
         for s in self.log.iter_mut() {
             if s.start >= end {
                 break;
@@ -305,6 +330,17 @@ impl Rack {
             .iter()
             .filter(|s| s.end > una && keep(s.start, s.end, s.delivered))
             .count()
+    }
+
+    /// Bytes above `una` sent more than once and not yet known delivered, as segments of
+    /// `mss`: Linux's `retrans_out` (TCP_INFO's `tcpi_retrans`), which counts the packets of
+    /// every skb marked retransmitted until it is acknowledged or SACKed.
+    pub fn retransmitted_in_flight(&self, una: SeqNumber, mss: usize) -> usize {
+        self.log
+            .iter()
+            .filter(|s| s.end > una && s.retransmitted && !s.delivered)
+            .map(|s| (s.end - s.start.max(una)).div_ceil(mss.max(1)))
+            .sum()
     }
 
     /// Segments tracked.

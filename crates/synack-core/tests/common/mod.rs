@@ -5,3 +5,14 @@
 pub mod capture;
 
 pub use synack_core::testing::peer::*;
+
+/// An ICMPv4 message from `PEER` to `US`, in its IP packet: an error quoting a packet we
+/// sent, or an echo request.
+pub fn icmp_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
+    use synack_core::wire::{IpProtocol, IpRepr};
+    let ip = IpRepr::new(PEER, US, IpProtocol::Icmp, icmp.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    icmp.emit_v4(&mut p[20..]);
+    p
+}

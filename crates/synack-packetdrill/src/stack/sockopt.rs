@@ -483,7 +483,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(i.unacked);
     w.u32(i.sacked);
     w.u32(i.lost);
-    w.u32(0); // retrans (in flight)
+    w.u32(i.retrans);
     w.u32(0); // fackets
     w.u32(0); // last_data_sent
     w.u32(0); // last_ack_sent

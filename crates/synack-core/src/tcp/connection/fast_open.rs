@@ -186,6 +186,11 @@ impl Connection {
         }
     }
 
+    /// Whether the SYN in flight carried data (SYN-SENT, Fast Open with a cookie).
+    pub(super) fn syn_data_in_flight(&self) -> bool {
+        self.state == State::SynSent && self.fast_open.as_ref().is_some_and(|f| f.syn_data > 0)
+    }
+
     /// Dress the first SYN (`seg`, SYN-SENT) with the Fast Open option; returns how many
     /// bytes of queued data it is to carry (from the start of the send buffer).
     pub(super) fn fast_open_syn(&mut self, seg: &mut TcpRepr<'_>) -> usize {
@@ -239,7 +244,9 @@ impl Connection {
         self.consume_acked(acked);
         self.snd.una = first + acked;
         if let Some(f) = self.fast_open.as_mut() {
-            f.syn_data_acked = acked > 0;
+            // Only all of it counts (Linux's tcp_rcv_fastopen_synack sets syn_data_acked only
+            // when nothing of the SYN's data is left to resend).
+            f.syn_data_acked = acked == syn_data;
         }
         // What the server did not take goes again as ordinary data, at once (Linux's
         // tcp_rcv_fastopen_synack marks it lost and retransmits it).

@@ -394,6 +394,20 @@ impl Connection {
         seg
     }
 
+    /// Whether `seg`'s TSecr, if it has a non-zero one and we offered timestamps, lies between
+    /// the TSval of our first SYN and our clock now (Linux's `between(rcv_tsecr,
+    /// retrans_stamp, tcp_time_stamp)`).
+    fn echoes_our_syn(&self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+        let (Some(ts), Some(first)) = (seg.timestamp, self.ts.min_echo) else {
+            return true;
+        };
+        if !self.cfg.timestamps || ts.tsecr == 0 {
+            return true;
+        }
+        let latest = self.ts_now(now);
+        ts.tsecr.wrapping_sub(first) <= latest.wrapping_sub(first)
+    }
+
     /// RFC 9293 §3.10.7.3: a segment arrives in SYN-SENT.
     pub(super) fn handle_syn_sent(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let ack = seg.flags.contains(TcpFlags::ACK);
@@ -408,6 +422,16 @@ impl Connection {
                 if self.backoff == 0 {
                     self.timers.retransmit = Some(now + SYN_RESEND_AFTER_STALE);
                 }
+            }
+            return;
+        }
+        if ack && !self.echoes_our_syn(now, seg) {
+            // Linux's tcp_rcv_synsent_state_process (PAWSActiveRejected): an ACK whose TSecr
+            // echoes no TSval we sent since our first SYN (older, or from the future) is
+            // refused with an RST, without timestamps as tcp_v4_send_reset sends it (none
+            // to an RST), and the connection waits in SYN-SENT for a valid SYN-ACK.
+            if !seg.flags.contains(TcpFlags::RST) {
+                self.reset_reply = Some(seg.ack_number);
             }
             return;
         }

@@ -371,6 +371,8 @@ pub(crate) struct Timestamps {
     /// Our TSval when the last retransmission timeout fired. An ACK echoing anything older
     /// was triggered by a segment sent before the timeout (typically a duplicate the peer
     /// already had), so its TSecr measures the stall, not the path: no RTT sample from it.
+    /// In SYN-SENT, the TSval of our first SYN: a SYN-ACK echoing anything older, or
+    /// anything newer than our clock, answers no SYN of ours (Linux's `retrans_stamp`).
     pub min_echo: Option<u32>,
 }
 

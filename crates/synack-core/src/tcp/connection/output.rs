@@ -162,6 +162,10 @@ impl Connection {
                         seq: self.snd.iss,
                         sent: now,
                     });
+                    if self.state == State::SynSent {
+                        // The oldest TSval an answer to our SYNs can echo.
+                        self.ts.min_echo = Some(self.ts_now(now));
+                    }
                 } else {
                     self.rtt_seq = None;
                 }
@@ -1058,7 +1062,9 @@ impl Connection {
             if end > self.recovery.high_rxt {
                 self.recovery.high_rxt = end;
             }
-            self.snd.rack.on_retransmit(seq, end, now);
+            if self.sack_ok {
+                self.snd.rack.on_retransmit(seq, end, now);
+            }
             // Karn's rule: a retransmitted segment gives no RTT sample.
             if matches!(self.rtt_seq, Some(timed) if timed.seq >= seq) {
                 self.rtt_seq = None;
