@@ -234,6 +234,12 @@ fn a_syn_with_data_too_big_for_the_path_goes_again_at_once_without_it() {
     let syn = h.one();
     assert_eq!((syn.payload.len(), syn.mss), (1000, Some(1460)));
     let quoted = h.raw.last().unwrap()[..48].to_vec();
+    // A path MTU above the one in use changes nothing.
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 9000,
+        invoking: &quoted,
+    }));
+    assert!(h.drain().is_empty());
     h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
         mtu: 800,
         invoking: &quoted,

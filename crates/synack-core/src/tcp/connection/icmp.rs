@@ -27,11 +27,13 @@ impl Connection {
         let headers = if ipv6 { 60 } else { 40 };
         let floor = if ipv6 { 1220 } else { 536 };
         let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-        if self.state == State::SynSent {
-            // The SYN sent again offers the path's MSS, as Linux's tcp_advertise_mss lowers
-            // the advertised MSS to the route's, which now has this path MTU.
-            self.rcv.mss = self.rcv.mss.min(new_mss);
-            // A SYN that carried data was the packet too big: send a SYN without data at
+        // In SYN-SENT our own MSS stands for the path MTU assumed so far (the peer's is not
+        // known yet). If the path's is lower:
+        if self.state == State::SynSent && new_mss < self.rcv.mss {
+            // the SYN sent again offers the path's MSS, as Linux's tcp_advertise_mss lowers
+            // the advertised MSS to the route's, which now has this path MTU;
+            self.rcv.mss = new_mss;
+            // a SYN that carried data was the packet too big: a SYN without data goes at
             // once rather than at its timeout (Linux's tcp_simple_retransmit marks a Fast
             // Open SYN lost when the path MTU drops in SYN-SENT).
             if self.syn_data_in_flight() {
