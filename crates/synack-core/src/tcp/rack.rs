@@ -124,31 +124,49 @@ impl Rack {
         });
     }
 
-    /// `[start, end)` was sent again at `now`.
+    /// `[start, end)` was sent again at `now`, in segments of `segment` bytes.
     ///
     /// Data sent before the log began (a Fast Open SYN's, sent before the peer agreed to
-    /// SACK) gets its record here, marked as sent again: Linux's `tcp_rcv_fastopen_synack`
-    /// marks that data lost and retransmits it, so it counts in `retrans_out` and gives no
-    /// RTT sample.
-    pub fn on_retransmit(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
-        let resent = |start, end| Sent {
-            start,
-            end,
-            xmit: now,
-            delivered: false,
-            retransmitted: true,
+    /// SACK) gets its records here, one a segment, marked as sent again: Linux's
+    /// `tcp_rcv_fastopen_synack` marks that data lost and retransmits it, so it counts in
+    /// `retrans_out` and gives no RTT sample.
+    pub fn on_retransmit(
+        &mut self,
+        start: SeqNumber,
+        end: SeqNumber,
+        segment: usize,
+        now: Instant,
+    ) {
+        let unlogged = match (self.log.front(), self.log.back()) {
+            (None, _) => Some((start, end, false)),
+            (Some(front), _) if start < front.start => Some((start, end.min(front.start), true)),
+            (_, Some(back)) if end > back.end && start >= back.end => Some((start, end, false)),
+            _ => None,
         };
-        if self.log.len() < MAX_TRACKED {
-            match (self.log.front(), self.log.back()) {
-                (Some(front), _) if start < front.start => {
-                    let end = end.min(front.start);
-                    self.log.push_front(resent(start, end));
+        if let Some((from, to, in_front)) = unlogged {
+            let mut pieces = Vec::new();
+            let mut at = from;
+            while at < to && self.log.len() + pieces.len() < MAX_TRACKED {
+                let piece_end = if to - at > segment.max(1) {
+                    at + segment.max(1)
+                } else {
+                    to
+                };
+                pieces.push(Sent {
+                    start: at,
+                    end: piece_end,
+                    xmit: now,
+                    delivered: false,
+                    retransmitted: true,
+                });
+                at = piece_end;
+            }
+            if in_front {
+                for p in pieces.into_iter().rev() {
+                    self.log.push_front(p);
                 }
-                (_, Some(back)) if end > back.end && start >= back.end => {
-                    self.log.push_back(resent(start, end));
-                }
-                (None, _) => self.log.push_back(resent(start, end)),
-                _ => {}
+            } else {
+                self.log.extend(pieces);
             }
         }
         for s in self.log.iter_mut() {
@@ -374,9 +392,38 @@ mod tests {
         assert_eq!(r.acked_rtt(t(50), s(0), s(200)), Some(ms(50)));
         assert_eq!(r.acked_rtt(t(50), s(100), s(300)), Some(ms(40)));
         assert_eq!(r.acked_rtt(t(50), s(0), s(50)), None, "no whole segment");
-        r.on_retransmit(s(100), s(200), t(30));
+        r.on_retransmit(s(100), s(200), 100, t(30));
         assert_eq!(r.acked_rtt(t(50), s(0), s(300)), None, "Karn's rule");
         assert_eq!(r.acked_rtt(t(50), s(200), s(300)), Some(ms(30)));
+    }
+
+    /// Data sent before the log began (a Fast Open SYN's) is logged when it is sent again,
+    /// a record a segment, in sequence order before or after what the log holds.
+    #[test]
+    fn a_retransmission_of_unlogged_data_is_logged_by_the_segment() {
+        let mut r = Rack::default();
+        r.on_retransmit(s(1), s(2501), 1000, t(10));
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.retransmitted_in_flight(s(1), 1000), 3);
+        r.on_send(s(2501), s(3501), t(11));
+        r.on_retransmit(s(2501), s(3501), 1000, t(12));
+        assert_eq!(r.len(), 4, "logged data is not logged twice");
+        // A SACK of the middle segment only: it leaves the count.
+        r.on_ack(
+            t(20),
+            s(1),
+            Some(&|a, b| a >= s(1001) && b <= s(2001)),
+            None,
+        );
+        assert_eq!(r.retransmitted_in_flight(s(1), 1000), 3);
+        // Unlogged data below the log goes in front, in order.
+        let mut r = Rack::default();
+        r.on_send(s(3000), s(4000), t(0));
+        r.on_retransmit(s(1000), s(3000), 1000, t(5));
+        let starts: Vec<u32> = r.log.iter().map(|x| x.start.0).collect();
+        assert_eq!(starts, [1000, 2000, 3000]);
+        r.on_ack(t(9), s(2000), None, None);
+        assert_eq!(r.retransmitted_in_flight(s(2000), 1000), 1);
     }
 
     #[test]
@@ -407,7 +454,7 @@ mod tests {
         let mut r = Rack::default();
         r.on_send(s(0), s(100), t(0));
         r.on_send(s(100), s(200), t(1));
-        r.on_retransmit(s(0), s(100), t(100));
+        r.on_retransmit(s(0), s(100), 100, t(100));
         r.on_ack(
             t(101),
             s(0),

@@ -1063,7 +1063,7 @@ impl Connection {
                 self.recovery.high_rxt = end;
             }
             if self.sack_ok {
-                self.snd.rack.on_retransmit(seq, end, now);
+                self.snd.rack.on_retransmit(seq, end, segment, now);
             }
             // Karn's rule: a retransmitted segment gives no RTT sample.
             if matches!(self.rtt_seq, Some(timed) if timed.seq >= seq) {
