@@ -116,7 +116,8 @@ async fn send(target: SocketAddr, bytes: u64, net: &common::NetArgs) -> io::Resu
     if echoed > 0 {
         eprintln!("(the receiver sent {echoed} bytes back; ignored)");
     }
-    Ok(())
+    drop(stream);
+    stack.shutdown(Duration::from_secs(5)).await
 }
 
 async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
@@ -137,7 +138,9 @@ async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
     let elapsed = started.elapsed();
     stream.shutdown().await?;
     print_rate(&format!("received from {peer}:"), total, elapsed);
-    Ok(())
+    // Our FIN is on its way: wait for its ACK before the process (and the stack) ends.
+    drop(stream);
+    stack.shutdown(Duration::from_secs(5)).await
 }
 
 #[tokio::main]

@@ -16,7 +16,7 @@ mod common;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -54,6 +54,9 @@ async fn run(args: Args) -> io::Result<()> {
     if args.stats {
         eprintln!("stack statistics: {:#?}", stack.stats());
     }
+    // The connection closes in the background: let its FIN exchange finish before the
+    // process (and with it the stack) ends.
+    stack.shutdown(Duration::from_secs(5)).await?;
     if status.is_success() {
         Ok(())
     } else {

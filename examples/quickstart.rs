@@ -390,6 +390,9 @@ async fn run(args: Args) -> io::Result<()> {
     if let Some(path) = &args.net.pcap {
         println!("\npcap written to {} (wireshark {0})", path.display());
     }
+    // The connection closes in the background: its FIN exchange finishes before the stack
+    // goes (the documented way to end a program that used the stack).
+    stack.shutdown(Duration::from_secs(5)).await?;
     drop(stack);
     drop(_server);
     drop(ns);

@@ -126,11 +126,11 @@ impl Drop for StackHandle {
             if unfinished > 0 && !inner.shutting_down && !inner.driver_gone {
                 warn!(
                     unfinished,
-                    queued_bytes = inner.endpoint.memory(),
+                    unacknowledged_bytes = inner.endpoint.unfinished_send_queued(),
                     "synack: the last handle on the stack is gone while connections still \
-                     deliver data; they finish only while the tokio runtime keeps running \
-                     (and are reset after {} s). Call `Stack::shutdown().await` before \
-                     returning from main.",
+                     deliver data or their FIN; they finish only while the tokio runtime \
+                     keeps running (and are reset after {} s). Call `Stack::shutdown().await` \
+                     before returning from main.",
                     ORPHAN_LINGER.as_secs()
                 );
             }

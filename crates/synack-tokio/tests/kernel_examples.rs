@@ -109,7 +109,71 @@ async fn kernel_http_get_fetches_8_mb_byte_for_byte() {
     let got = std::fs::read(&out_file).unwrap();
     assert_eq!(got.len(), content.len());
     assert!(got == content, "the 8 MB differ");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("200 OK"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("200 OK"));
+    // The example ends as the docs say a program should: through `Stack::shutdown`, so the
+    // stack never warns that its last handle went with a connection unfinished.
+    assert!(
+        !stderr.contains("last handle on the stack is gone"),
+        "{stderr}"
+    );
+}
+
+/// `bulk recv` takes 16 MiB from a kernel sender and ends through `Stack::shutdown`: its
+/// FIN is acknowledged before the process exits, so the stack gives no warning of a
+/// connection left unfinished (it used to return with its FIN unacknowledged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_bulk_recv_counts_every_byte_and_ends_cleanly() {
+    let _turn = HEAVY.lock().await;
+    let test = "kernel_bulk_recv_counts_every_byte_and_ends_cleanly";
+    if !require_tun(test) || !require_tool(test, "python3") {
+        return;
+    }
+    let Some(bulk) = example(test, "bulk") else {
+        return;
+    };
+    let ns = NetNs::new("synack-bulkrecv").unwrap();
+    let mut recv = ns.command(bulk.to_str().unwrap());
+    recv.args(["recv", "--port", "5001"]);
+    let receiver = tokio::spawn(output(recv));
+    // The sender retries (bounded: 100 tries, 100 ms apart) until the example's TUN and
+    // listener are up, sends, half-closes and waits for the example's FIN.
+    let script = format!(
+        "import socket, time\n\
+         for _ in range(100):\n\
+         \x20   try:\n\
+         \x20       s = socket.create_connection(('{STACK}', 5001), timeout=10); break\n\
+         \x20   except OSError:\n\
+         \x20       time.sleep(0.1)\n\
+         else:\n\
+         \x20   raise SystemExit('no listener')\n\
+         chunk = b'x' * (1 << 20)\n\
+         for _ in range(16):\n\
+         \x20   s.sendall(chunk)\n\
+         s.shutdown(socket.SHUT_WR)\n\
+         assert s.recv(1) == b''\n\
+         s.close()\n"
+    );
+    let mut send = ns.command("python3");
+    send.args(["-c", &script]);
+    let sent = output(send).await;
+    assert!(
+        sent.status.success(),
+        "sender: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let out = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("bulk recv did not end")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bulk recv failed: {stderr}");
+    assert!(stdout.contains(" 16777216 bytes in "), "{stdout}");
+    assert!(
+        !stderr.contains("last handle on the stack is gone"),
+        "{stderr}"
+    );
 }
 
 /// On a clean link the receiver causes no loss of its own: a 20 MB download shows no

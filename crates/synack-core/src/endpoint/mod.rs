@@ -222,6 +222,16 @@ impl Endpoint {
             .count()
     }
 
+    /// Bytes the unfinished connections (see [`Endpoint::unfinished_count`]) still hold for
+    /// their peers: written and not yet acknowledged, sent or not.
+    pub fn unfinished_send_queued(&self) -> usize {
+        self.connections
+            .iter()
+            .filter(|(_, s)| s.conn.is_unfinished())
+            .map(|(_, s)| s.conn.send_queue_len())
+            .sum()
+    }
+
     /// Reset every unfinished connection (see [`Endpoint::unfinished_count`]) and release
     /// what the application no longer holds: the last resort of a shutdown that ran out of
     /// time, so that no peer is left waiting on a connection that will never answer again.
