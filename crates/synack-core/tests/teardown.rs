@@ -356,10 +356,15 @@ fn data_after_close_draws_an_rst() {
 #[test]
 fn abort_sends_rst_and_frees() {
     let mut k = open();
+    let offered = k.h.ep.info(k.h.now, k.c).unwrap().rcv_wnd;
     k.h.ep.abort(k.c).unwrap();
     let rst = k.h.one();
     assert!(rst.has(RST));
     assert_eq!(rst.seq, k.our_nxt);
+    // Linux's tcp_send_active_reset goes through tcp_transmit_skb: the RST offers the
+    // connection's window, where an RST in reply to a segment offers none.
+    assert!(offered > 0);
+    assert_eq!(u32::from(rst.window), offered.min(65535), "{rst:?}");
     assert_eq!(k.h.ep.connection_count(), 0);
     assert_eq!(k.h.ep.send(k.c, b"x"), Err(Error::InvalidHandle));
 }

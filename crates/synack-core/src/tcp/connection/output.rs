@@ -112,8 +112,11 @@ impl Connection {
             // peer's RCV.NXT would only draw a challenge ACK (RFC 5961 §3.2).
             let mut seg = self.rst_repr(self.snd.max, Some(self.rcv.nxt));
             // An RST of our own (abort, close with unread data) is sent as Linux's
-            // tcp_send_active_reset sends it: with the connection's timestamp option
-            // (RFC 7323 §3.2: on every segment once negotiated).
+            // tcp_send_active_reset sends it: with the window the connection offers (an RST
+            // in reply to a segment has none) and its timestamp option (RFC 7323 §3.2: on
+            // every segment once negotiated).
+            seg.window_len =
+                (self.advertisable_window() >> self.rcv.wscale).min(u16::MAX as usize) as u16;
             if self.ts.enabled && self.state != State::SynSent {
                 seg.timestamp = Some(TcpTimestamp {
                     tsval: self.ts_now(now),
