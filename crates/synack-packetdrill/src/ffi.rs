@@ -328,7 +328,12 @@ unsafe extern "C" fn pd_connect(ud: Ud, fd: c_int, addr: *const sockaddr, len: s
     // SAFETY: `ud` is live; `addr` has `len` bytes, as for connect(2).
     let s = unsafe { shared(ud) };
     // SAFETY: `addr` has `len` readable bytes, as for connect(2).
-    let r = unsafe { read_sockaddr(addr, len) }.and_then(|a| s.connect(fd, a));
+    let r = if unsafe { is_unspec(addr, len) } {
+        s.disconnect(fd)
+    } else {
+        // SAFETY: as above.
+        unsafe { read_sockaddr(addr, len) }.and_then(|a| s.connect(fd, a))
+    };
     traced(s, format_args!("connect({fd})"), r.map(|()| 0)) as c_int
 }
 
@@ -597,6 +602,17 @@ unsafe extern "C" fn pd_sendto(
     ) as ssize_t
 }
 
+/// Whether `addr` is an `AF_UNSPEC` address (connect(2) with one disconnects).
+///
+/// # Safety
+/// `addr` is null or has `len` readable bytes.
+unsafe fn is_unspec(addr: *const sockaddr, len: socklen_t) -> bool {
+    !addr.is_null()
+        && (len as usize) >= std::mem::size_of::<libc::sa_family_t>()
+        // SAFETY: non-null with at least the family field readable (checked here).
+        && c_int::from(unsafe { (*addr).sa_family }) == libc::AF_UNSPEC
+}
+
 /// Where a `sendto` or `sendmsg` with MSG_FASTOPEN connects to: `None` without an address
 /// (a socket that `TCP_FASTOPEN_CONNECT` already connected). An `AF_UNSPEC` address is
 /// EOPNOTSUPP, as Linux's `tcp_sendmsg_fastopen` answers it, not a family error.
@@ -607,10 +623,8 @@ unsafe fn fast_open_target(addr: *const sockaddr, len: socklen_t) -> SysResult<O
     if addr.is_null() {
         return Ok(None);
     }
-    if (len as usize) >= std::mem::size_of::<libc::sa_family_t>()
-        // SAFETY: non-null with at least the family field readable (checked here).
-        && c_int::from(unsafe { (*addr).sa_family }) == libc::AF_UNSPEC
-    {
+    // SAFETY: non-null with `len` readable bytes (the caller's promise).
+    if unsafe { is_unspec(addr, len) } {
         return Err(libc::EOPNOTSUPP);
     }
     // SAFETY: non-null, with `len` readable bytes (the caller's promise).

@@ -238,6 +238,8 @@ impl Shared {
             }
             (Kind::Fresh, _) => {}
         }
+        // A new connection starts without the last one's error (tcp_connect_init).
+        s.pending_error = None;
         let nonblock = s.nonblock;
         let opts = s.opts.clone();
         let now = g.now;
@@ -276,6 +278,55 @@ impl Shared {
         g.drain();
         self.kick(&mut g);
         self.finish_connect(g, fd, nonblock, false)
+    }
+
+    /// connect(2) to an `AF_UNSPEC` address: Linux's `tcp_disconnect`. A connection the
+    /// peer knows of is reset (as `abort`: an RST from SYN-RECEIVED, ESTABLISHED,
+    /// CLOSE-WAIT and the FIN-WAITs, none from SYN-SENT), a listener closes (resetting what
+    /// its queue held), and the socket is left unconnected (`TCP_CLOSE`), free to connect or
+    /// listen again.
+    pub fn disconnect(&self, fd: i32) -> SysResult<()> {
+        let mut g = self.lock();
+        let now = g.now;
+        let s = g.socket(fd)?;
+        let kind = std::mem::replace(&mut s.kind, Kind::Fresh);
+        let accepted = std::mem::take(&mut s.accepted);
+        s.connecting = Connecting::No;
+        s.shut_rd = false;
+        s.shut_wr = false;
+        s.error_reported = false;
+        s.fastopen_deferred = false;
+        for h in accepted {
+            g.conn_fd.remove(&h);
+            let _ = g.ep().abort(h);
+        }
+        match kind {
+            Kind::Fresh => {}
+            Kind::Listener(l) => {
+                g.listener_fd.remove(&l);
+                g.ep().close_listener(now, l).map_err(errno)?;
+            }
+            Kind::Conn(h) => {
+                g.conn_fd.remove(&h);
+                // The states in which the abort sends an RST (Linux's tcp_need_reset) also
+                // leave ECONNRESET on the socket.
+                let reset = matches!(
+                    g.ep().state(h),
+                    Ok(State::SynReceived
+                        | State::Established
+                        | State::FinWait1
+                        | State::FinWait2
+                        | State::CloseWait)
+                );
+                g.ep().abort(h).map_err(errno)?;
+                if reset {
+                    g.socket(fd)?.pending_error = Some(libc::ECONNRESET);
+                }
+            }
+        }
+        g.drain();
+        self.kick(&mut g);
+        Ok(())
     }
 
     /// sendto(2) with MSG_FASTOPEN (Linux's `tcp_sendmsg_fastopen`): connect to `addr` and

@@ -121,6 +121,10 @@ pub(super) struct Socket {
     /// A TCP Fast Open connect whose SYN waits for the first write (TCP_FASTOPEN_CONNECT
     /// with a cookie): writes go through in SYN-SENT.
     pub(super) fastopen_deferred: bool,
+    /// What a disconnect (connect to `AF_UNSPEC`) that reset the connection left: Linux's
+    /// `sk_err` of ECONNRESET, reported once by the next read, write or SO_ERROR, and
+    /// cleared by the next connect.
+    pub(super) pending_error: Option<i32>,
 }
 
 impl Socket {
@@ -139,6 +143,7 @@ impl Socket {
             ev_gen: 1,
             errq: ErrQueue::default(),
             fastopen_deferred: false,
+            pending_error: None,
         }
     }
 }

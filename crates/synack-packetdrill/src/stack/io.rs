@@ -57,7 +57,7 @@ impl Shared {
             let h = match s.kind {
                 Kind::Conn(h) => h,
                 _ if shut_rd => return Some(Ok(0)),
-                _ => return Some(Err(libc::ENOTCONN)),
+                _ => return Some(Err(s.pending_error.take().unwrap_or(libc::ENOTCONN))),
             };
             let now = st.now;
             let r = if peek {
@@ -226,7 +226,7 @@ impl Shared {
                 let nonblock = s.nonblock || dontwait;
                 let h = match s.kind {
                     Kind::Conn(h) => h,
-                    _ => return Some(Err(libc::EPIPE)),
+                    _ => return Some(Err(s.pending_error.take().unwrap_or(libc::EPIPE))),
                 };
                 if s.shut_wr {
                     return Some(Err(libc::EPIPE));

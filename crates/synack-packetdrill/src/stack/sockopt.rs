@@ -27,7 +27,7 @@ impl Shared {
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
                 let e = match conn {
                     Some(_) => g.take_conn_error(fd)?.unwrap_or(0),
-                    None => 0,
+                    None => g.socket(fd)?.pending_error.take().unwrap_or(0),
                 };
                 int(e)
             }
