@@ -20,6 +20,9 @@ struct Sent {
     end: SeqNumber,
     /// When it was last (re)transmitted.
     xmit: Instant,
+    /// The order of that transmission among the connection's, for segments sent at the
+    /// same instant (see [`Delivered::sent_after`]).
+    order: u32,
     /// SACKed (or otherwise known delivered).
     delivered: bool,
     /// Sent more than once (RFC 8985 §6.1, Segment.retransmitted).
@@ -31,17 +34,29 @@ struct Sent {
 const MAX_TRACKED: usize = 16 * 1024;
 
 /// RACK.xmit_ts and RACK.end_seq (RFC 8985 §6.1): when the most recently sent segment known
-/// delivered was sent, and where it ended. "Most recent" is by send time, then by end.
+/// delivered was sent, and where it ended. "Most recent" is by send time, then by the order
+/// of transmission, then by end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Delivered {
     xmit_ts: Instant,
+    order: u32,
     end_seq: SeqNumber,
 }
 
 impl Delivered {
     /// Whether this segment was sent after `s`, or is `s`.
+    ///
+    /// RFC 8985's RACK_sent_after breaks a tie of send times by sequence number, which
+    /// holds within one burst of new data but not for a retransmission sent in the same
+    /// tick as the burst it repairs (a clock read once per round, or virtual time): the
+    /// resent segment, lower in sequence, would look sent before everything after it and
+    /// be judged lost at once. The transmission order breaks the tie instead; Linux's
+    /// nanosecond send stamps all but never tie.
     fn sent_after(&self, s: &Sent) -> bool {
-        s.xmit < self.xmit_ts || (s.xmit == self.xmit_ts && s.end <= self.end_seq)
+        let later = |a: u32, b: u32| (a.wrapping_sub(b) as i32) > 0;
+        s.xmit < self.xmit_ts
+            || (s.xmit == self.xmit_ts
+                && (later(self.order, s.order) || (self.order == s.order && s.end <= self.end_seq)))
     }
 }
 
@@ -49,6 +64,8 @@ impl Delivered {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rack {
     log: VecDeque<Sent>,
+    /// The next transmission's order (wrapping; compared as a sequence).
+    next_order: u32,
     /// The most recently sent segment known delivered.
     newest_delivered: Option<Delivered>,
     /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4).
@@ -106,22 +123,35 @@ impl Rack {
             // Merge the two oldest records; the merged one keeps the later time, which only
             // makes loss detection more conservative.
             if let (Some(a), Some(b)) = (self.log.pop_front(), self.log.pop_front()) {
+                let a_later = a.xmit > b.xmit
+                    || (a.xmit == b.xmit && (a.order.wrapping_sub(b.order) as i32) > 0);
+                let last = if a_later { a } else { b };
                 self.log.push_front(Sent {
                     start: a.start,
                     end: b.end,
-                    xmit: a.xmit.max(b.xmit),
+                    xmit: last.xmit,
+                    order: last.order,
                     delivered: a.delivered && b.delivered,
                     retransmitted: a.retransmitted || b.retransmitted,
                 });
             }
         }
+        let order = self.take_order();
         self.log.push_back(Sent {
             start,
             end,
             xmit: now,
+            order,
             delivered: false,
             retransmitted: false,
         });
+    }
+
+    /// The order of the transmission being made.
+    fn take_order(&mut self) -> u32 {
+        let order = self.next_order;
+        self.next_order = order.wrapping_add(1);
+        order
     }
 
     /// `[start, end)` was sent again at `now`, in segments of `segment` bytes.
@@ -137,6 +167,7 @@ impl Rack {
         segment: usize,
         now: Instant,
     ) {
+        let order = self.take_order();
         let unlogged = match (self.log.front(), self.log.back()) {
             (None, _) => Some((start, end, false)),
             (Some(front), _) if start < front.start => Some((start, end.min(front.start), true)),
@@ -156,6 +187,7 @@ impl Rack {
                     start: at,
                     end: piece_end,
                     xmit: now,
+                    order,
                     delivered: false,
                     retransmitted: true,
                 });
@@ -175,6 +207,7 @@ impl Rack {
             }
             if s.end > start {
                 s.xmit = now;
+                s.order = order;
                 s.retransmitted = true;
             }
         }
@@ -256,6 +289,7 @@ impl Rack {
             if !newest.is_some_and(|n: Delivered| n.sent_after(s)) {
                 newest = Some(Delivered {
                     xmit_ts: s.xmit,
+                    order: s.order,
                     end_seq: s.end,
                 });
             }
@@ -469,6 +503,28 @@ mod tests {
         r.on_send(s(200), s(300), t(110));
         r.on_ack(t(130), s(0), Some(&|a, _| a == s(100) || a == s(200)), None);
         assert_eq!(r.detect(t(200), srtt, true, false).lost_up_to, Some(s(100)));
+    }
+
+    /// A retransmission in the same tick as the burst it repairs is sent after that burst:
+    /// a SACK of the burst's later segments does not make it lost at once, as RFC 8985's
+    /// sequence-number tie-break would (kernel selftest
+    /// tcp_fastopen_server_client-ack-dropped-then-recovery-ms-timestamps, in virtual time).
+    #[test]
+    fn a_retransmission_in_the_same_tick_is_sent_after_the_burst() {
+        let mut r = Rack::default();
+        for i in 0..5 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(10));
+        }
+        let srtt = Duration::from_millis(10);
+        // [200, 300) SACKed: the two before it are lost, and resent in the same tick.
+        r.on_ack(t(10), s(0), Some(&|a, _| a == s(200)), None);
+        assert_eq!(r.detect(t(10), srtt, true, true).lost_up_to, Some(s(200)));
+        r.on_retransmit(s(0), s(200), 100, t(10));
+        // [300, 400), sent in the burst before the retransmission, is SACKed now.
+        r.on_ack(t(10), s(0), Some(&|a, _| a == s(200) || a == s(300)), None);
+        let d = r.detect(t(10), srtt, true, true);
+        assert_eq!(d.lost_retransmission, None, "{d:?}");
+        assert_eq!(d.lost_up_to, None);
     }
 
     #[test]
