@@ -36,4 +36,20 @@ pub enum State {
     /// Both FINs acknowledged; waiting 2*MSL for stray segments.
     TimeWait,
 }
+
+impl State {
+    /// Whether an abort in this state sends an RST (RFC 9293 §3.10.5 ABORT: the peer knows
+    /// of the connection and may still send or wait on it; Linux's `tcp_need_reset`). The
+    /// application that aborts learns that it reset the connection only in these states.
+    pub fn resets_on_abort(self) -> bool {
+        matches!(
+            self,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        )
+    }
+}
 pub(crate) mod connection;

@@ -3,11 +3,35 @@
 
 use std::time::Duration;
 
-use synack_core::{ConnectionHandle, Error, State};
+use std::collections::VecDeque;
+
+use synack_core::{ConnectionHandle, Error, ListenerHandle, State};
 
 use super::errno::{errno, SysResult};
 use super::fd::{Fd, Kind};
-use super::state::{Guard, Shared};
+use super::state::{Guard, Shared, Stack};
+
+impl Stack {
+    /// What a socket's end (close) and a disconnect share: the connections `poll` took from
+    /// its listener's queue and nobody accepted are reset, and the listener, if it is one,
+    /// closes (resetting what its queue still holds).
+    pub(super) fn end_listening(
+        &mut self,
+        accepted: VecDeque<ConnectionHandle>,
+        listener: Option<ListenerHandle>,
+    ) -> SysResult<()> {
+        for h in accepted {
+            self.conn_fd.remove(&h);
+            let _ = self.ep().abort(h);
+        }
+        if let Some(l) = listener {
+            self.listener_fd.remove(&l);
+            let now = self.now;
+            self.ep().close_listener(now, l).map_err(errno)?;
+        }
+        Ok(())
+    }
+}
 
 impl Shared {
     /// close(2).
@@ -36,16 +60,13 @@ impl Shared {
                     }
                 }
                 let linger = s.opts.linger;
-                for h in s.accepted {
-                    g.conn_fd.remove(&h);
-                    let _ = g.ep().abort(h);
-                }
+                let listener = match s.kind {
+                    Kind::Listener(l) => Some(l),
+                    _ => None,
+                };
+                g.end_listening(s.accepted, listener)?;
                 match s.kind {
-                    Kind::Fresh => {}
-                    Kind::Listener(l) => {
-                        g.listener_fd.remove(&l);
-                        g.ep().close_listener(now, l).map_err(errno)?;
-                    }
+                    Kind::Fresh | Kind::Listener(_) => {}
                     Kind::Conn(h) => {
                         g.conn_fd.remove(&h);
                         match linger {

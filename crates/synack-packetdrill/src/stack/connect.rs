@@ -287,7 +287,6 @@ impl Shared {
     /// listen again.
     pub fn disconnect(&self, fd: i32) -> SysResult<()> {
         let mut g = self.lock();
-        let now = g.now;
         let s = g.socket(fd)?;
         let kind = std::mem::replace(&mut s.kind, Kind::Fresh);
         let accepted = std::mem::take(&mut s.accepted);
@@ -296,28 +295,17 @@ impl Shared {
         s.shut_wr = false;
         s.error_reported = false;
         s.fastopen_deferred = false;
-        for h in accepted {
-            g.conn_fd.remove(&h);
-            let _ = g.ep().abort(h);
-        }
+        let listener = match kind {
+            Kind::Listener(l) => Some(l),
+            _ => None,
+        };
+        g.end_listening(accepted, listener)?;
         match kind {
-            Kind::Fresh => {}
-            Kind::Listener(l) => {
-                g.listener_fd.remove(&l);
-                g.ep().close_listener(now, l).map_err(errno)?;
-            }
+            Kind::Fresh | Kind::Listener(_) => {}
             Kind::Conn(h) => {
                 g.conn_fd.remove(&h);
-                // The states in which the abort sends an RST (Linux's tcp_need_reset) also
-                // leave ECONNRESET on the socket.
-                let reset = matches!(
-                    g.ep().state(h),
-                    Ok(State::SynReceived
-                        | State::Established
-                        | State::FinWait1
-                        | State::FinWait2
-                        | State::CloseWait)
-                );
+                // An abort that sends an RST also leaves ECONNRESET on the socket.
+                let reset = g.ep().state(h).is_ok_and(State::resets_on_abort);
                 g.ep().abort(h).map_err(errno)?;
                 if reset {
                     g.socket(fd)?.pending_error = Some(libc::ECONNRESET);

@@ -136,15 +136,8 @@ impl Connection {
 
     /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us.
     pub fn abort(&mut self) {
-        match self.state {
-            State::SynReceived
-            | State::Established
-            | State::FinWait1
-            | State::FinWait2
-            | State::CloseWait => {
-                self.rst_pending = true;
-            }
-            _ => {}
+        if self.state.resets_on_abort() {
+            self.rst_pending = true;
         }
         self.enter_closed(None);
     }
