@@ -1,9 +1,8 @@
 //! Ending connections: shutdown, and close (with SO_LINGER), also of every descriptor left
 //! when packetdrill is done with the library.
 
-use std::time::Duration;
-
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use synack_core::{ConnectionHandle, Error, ListenerHandle, State};
 
