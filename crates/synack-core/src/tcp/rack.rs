@@ -53,11 +53,16 @@ impl Delivered {
     /// be judged lost at once. The transmission order breaks the tie instead; Linux's
     /// nanosecond send stamps all but never tie.
     fn sent_after(&self, s: &Sent) -> bool {
-        let later = |a: u32, b: u32| (a.wrapping_sub(b) as i32) > 0;
         s.xmit < self.xmit_ts
             || (s.xmit == self.xmit_ts
-                && (later(self.order, s.order) || (self.order == s.order && s.end <= self.end_seq)))
+                && (order_after(self.order, s.order)
+                    || (self.order == s.order && s.end <= self.end_seq)))
     }
+}
+
+/// Whether transmission order `a` came after `b` (orders wrap: compared as sequence numbers).
+fn order_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// The RACK state of one connection.
@@ -123,8 +128,8 @@ impl Rack {
             // Merge the two oldest records; the merged one keeps the later time, which only
             // makes loss detection more conservative.
             if let (Some(a), Some(b)) = (self.log.pop_front(), self.log.pop_front()) {
-                let a_later = a.xmit > b.xmit
-                    || (a.xmit == b.xmit && (a.order.wrapping_sub(b.order) as i32) > 0);
+                let a_later =
+                    a.xmit > b.xmit || (a.xmit == b.xmit && order_after(a.order, b.order));
                 let last = if a_later { a } else { b };
                 self.log.push_front(Sent {
                     start: a.start,
