@@ -56,6 +56,13 @@ fn with_cookie() -> Harness {
 
 use synack_core::SeqNumber;
 
+/// `sendto(MSG_FASTOPEN)` of `data` to the server, with default options: the connection and
+/// how much of `data` the SYN takes.
+fn sendto_fast_open(h: &mut Harness, data: &[u8]) -> (ConnectionHandle, usize) {
+    h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), data)
+        .unwrap()
+}
+
 #[test]
 fn a_cookie_request_keeps_the_servers_cookie() {
     let _ = with_cookie();
@@ -64,15 +71,7 @@ fn a_cookie_request_keeps_the_servers_cookie() {
 #[test]
 fn with_a_cookie_the_syn_carries_the_data_and_the_server_takes_it() {
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(
-            h.now,
-            server(),
-            None,
-            &SocketOptions::default(),
-            b"GET / HTTP/1.1\r\n\r\n",
-        )
-        .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(n, 18);
     let syn = h.one();
     assert!(syn.is(SYN));
@@ -99,9 +98,7 @@ fn with_a_cookie_the_syn_carries_the_data_and_the_server_takes_it() {
 #[test]
 fn data_the_server_did_not_take_is_sent_again_at_once() {
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[7; 3000])
-            .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, &[7; 3000]);
     assert_eq!(
         n, 1420,
         "only what the SYN carries is taken, as Linux's sendto(MSG_FASTOPEN) returns"
@@ -131,9 +128,7 @@ fn the_syns_data_sent_again_counts_as_retransmitted_until_acknowledged() {
     // TCP_INFO's tcpi_retrans (retrans_out) until acknowledged or SACKed, and the new data
     // after it is not (packetdrill's fastopen/client/syn-data-only-syn-acked).
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[7; 6000])
-            .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, &[7; 6000]);
     assert_eq!(n, 1420);
     let syn = h.one();
     h.inject(
@@ -177,9 +172,7 @@ fn a_partly_acknowledged_syn_data_resent_in_a_super_segment_counts_each_segment(
     // SYN's 1420 bytes and offers MSS 1000; the other 1320 go again as one super-segment of
     // two segments, both counted in tcpi_retrans until a SACK and the ACK cover them.
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[3; 4000])
-            .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, &[3; 4000]);
     assert_eq!(n, 1420);
     let syn = h.one();
     h.inject(
@@ -227,9 +220,7 @@ fn a_syn_with_data_too_big_for_the_path_goes_again_at_once_without_it() {
     // fastopen/client/syn-data-icmp-unreach-frag-needed); the data follows the handshake.
     use synack_core::wire::IcmpRepr;
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[5; 1000])
-            .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, &[5; 1000]);
     assert_eq!(n, 1000);
     let syn = h.one();
     assert_eq!((syn.payload.len(), syn.mss), (1000, Some(1460)));
@@ -286,9 +277,7 @@ fn the_mss_the_server_offered_last_sizes_the_next_syns_data() {
     // and sizes the next SYN's data by it, less 40 bytes of option room: 940 gives 900
     // (packetdrill's fastopen/client/blocking-sendto.pkt).
     let mut h = with_cookie();
-    let (_, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[1; 1000])
-            .unwrap();
+    let (_, n) = sendto_fast_open(&mut h, &[1; 1000]);
     assert_eq!(n, 1000);
     let syn = h.one();
     assert_eq!(syn.payload.len(), 1000);
@@ -302,9 +291,7 @@ fn the_mss_the_server_offered_last_sizes_the_next_syns_data() {
     );
     let _ = h.drain();
     assert_eq!(h.ep.fast_open_cookie(PEER), FastOpenCookie::new(&[0x12; 8]));
-    let (_, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[2; 1900])
-            .unwrap();
+    let (_, n) = sendto_fast_open(&mut h, &[2; 1900]);
     assert_eq!(n, 900);
     let syn = h.one();
     assert_eq!(syn.payload, vec![2; 900]);
@@ -334,9 +321,7 @@ fn a_waiting_writer_holds_the_handshakes_ack_for_its_data() {
     // carries it, and leaving at once makes the exchange request/response, so the server's
     // answer waits for a delayed ACK (fastopen/client/blocking-sendto.pkt).
     let mut h = with_cookie();
-    let (c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), &[3; 2000])
-            .unwrap();
+    let (c, n) = sendto_fast_open(&mut h, &[3; 2000]);
     assert_eq!(n, 1420);
     h.ep.set_write_pending(c, true).unwrap();
     let syn = h.one();
@@ -387,9 +372,7 @@ fn fast_open_connect_with_a_cookie_waits_for_the_first_write() {
 #[test]
 fn a_retransmitted_syn_carries_neither_cookie_nor_data() {
     let mut h = with_cookie();
-    let (_c, _) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), b"abc")
-            .unwrap();
+    let (_c, _) = sendto_fast_open(&mut h, b"abc");
     let syn = h.one();
     assert_eq!(syn.payload, b"abc");
     let (_, again) = h.next_timeout();
@@ -411,9 +394,7 @@ fn a_retransmitted_syn_carries_neither_cookie_nor_data() {
 #[test]
 fn without_a_cookie_sendto_fast_open_queues_nothing_and_asks_for_one() {
     let mut h = Harness::new(config());
-    let (_c, n) =
-        h.ep.connect_fast_open(h.now, server(), None, &SocketOptions::default(), b"abc")
-            .unwrap();
+    let (_c, n) = sendto_fast_open(&mut h, b"abc");
     assert_eq!(n, 0);
     let syn = h.one();
     assert_eq!(syn.fast_open, Some(FastOpenCookie::REQUEST));

@@ -1026,32 +1026,23 @@ fn a_syn_ack_echoing_a_timestamp_we_never_sent_is_refused_with_a_bare_rst() {
     let mut h = Harness::new(config());
     let (c, syn) = start(&mut h);
     let tsval = syn.ts.unwrap().tsval;
+    let synack = |echo| {
+        Out::new(SYN | ACK, 5000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .sack_ok()
+            .ts(777, echo)
+    };
     h.advance(Duration::from_millis(10));
     for bad in [tsval.wrapping_add(9999), tsval.wrapping_sub(1)] {
-        h.inject(
-            peer80(),
-            syn.src,
-            Out::new(SYN | ACK, 5000, 0)
-                .ackn(syn.seq + 1)
-                .mss(1460)
-                .sack_ok()
-                .ts(777, bad),
-        );
+        h.inject(peer80(), syn.src, synack(bad));
         let rst = h.one();
         assert!(rst.is(TcpFlags::RST), "{rst:?}");
         assert_eq!(rst.seq, syn.seq + 1);
         assert_eq!(rst.ts, None, "an RST in reply carries no timestamps");
         assert_eq!(h.ep.state(c), Ok(State::SynSent));
     }
-    h.inject(
-        peer80(),
-        syn.src,
-        Out::new(SYN | ACK, 5000, 0)
-            .ackn(syn.seq + 1)
-            .mss(1460)
-            .sack_ok()
-            .ts(778, tsval),
-    );
+    h.inject(peer80(), syn.src, synack(tsval));
     let ack = h.one();
     assert!(ack.is(ACK) && !ack.is(TcpFlags::RST), "{ack:?}");
     assert_eq!(h.ep.state(c), Ok(State::Established));
