@@ -45,6 +45,12 @@ pub struct SocketOptions {
     /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
     /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).
     pub tos: Option<u8>,
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the IPv4 TTL or IPv6 hop limit of every packet the
+    /// connection sends, SYN and SYN-ACK included. `None`: the stack's default, 64 (Linux's
+    /// `ip_default_ttl` and IPv6 `hop_limit`). As on Linux, what TIME-WAIT answers after the
+    /// ACK that began it, and the resets answering segments no connection owns, keep the
+    /// default.
+    pub hop_limit: Option<u8>,
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

@@ -116,6 +116,28 @@ fn round_trip_v6() {
 }
 
 #[test]
+fn hop_limit_marks_a_sockets_datagrams_in_both_families() {
+    let mut p = pair();
+    for (any, dst) in [
+        ("0.0.0.0:0", sa(Pair::SERVER, 9)),
+        ("[::]:0", sa(ip(S6), 9)),
+    ] {
+        let c = p.client.udp_bind(any.parse().unwrap()).unwrap();
+        assert_eq!(p.client.udp_hop_limit(c), Ok(64));
+        p.client.udp_send_to(c, dst, b"default").unwrap();
+        p.client.udp_set_hop_limit(c, 3).unwrap();
+        assert_eq!(p.client.udp_hop_limit(c), Ok(3));
+        p.client.udp_send_to(c, dst, b"three").unwrap();
+        let hops: Vec<u8> = take_client_packets(&mut p)
+            .iter()
+            .map(|pkt| wire::ip::parse(pkt).expect("valid IP").0.hop_limit())
+            .collect();
+        assert_eq!(hops, [64, 3], "{any}");
+        p.client.udp_close(c).unwrap();
+    }
+}
+
+#[test]
 fn oversized_payloads_are_message_too_long() {
     let mut p = pair();
     let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();

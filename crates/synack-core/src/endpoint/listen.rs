@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::options::SocketOptions;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
+use crate::tcp::connection::output::HOP_LIMIT;
 use crate::tcp::connection::SegmentMeta;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -122,7 +123,7 @@ impl Endpoint {
                         listener.last_overflow = Some(now);
                     }
                 }
-                self.send_cookie(now, local, remote, seg, rx.ecn, options.tos);
+                self.send_cookie(now, local, remote, seg, rx.ecn, &options);
                 return;
             }
             (SynCookies::Off, true) => {
@@ -202,7 +203,7 @@ impl Endpoint {
         remote: SocketAddr,
         syn: &TcpRepr<'_>,
         ecn: Ecn,
-        tos: Option<u8>,
+        options: &SocketOptions,
     ) {
         let ipv6 = local.is_ipv6();
         let (our_mss, shift) = self.our_syn_options(ipv6);
@@ -239,9 +240,10 @@ impl Endpoint {
                 synack.flags |= TcpFlags::ECE;
             }
         }
-        // The listener's IP_TOS, as on the SYN-ACKs its connections send.
-        let ds = tos.unwrap_or(0) & !Ecn::MASK;
-        if self.queue_segment_ds(local, remote, &synack, ds) {
+        // The listener's IP_TOS and IP_TTL, as on the SYN-ACKs its connections send.
+        let ds = options.tos.unwrap_or(0) & !Ecn::MASK;
+        let hop_limit = options.hop_limit.unwrap_or(HOP_LIMIT);
+        if self.queue_segment_marked(local, remote, &synack, ds, hop_limit) {
             self.stats.syncookies_sent += 1;
         }
     }
@@ -390,6 +392,14 @@ impl Endpoint {
             .ok_or(Error::InvalidHandle)?;
         l.options = *opts;
         Ok(())
+    }
+
+    /// The options a listener gives the connections it accepts, as
+    /// [`listen_with`](Self::listen_with) or [`set_listener_options`](Self::set_listener_options)
+    /// last set them.
+    pub fn listener_options(&self, listener: ListenerHandle) -> Result<SocketOptions, Error> {
+        let l = self.listeners.get(&listener).ok_or(Error::InvalidHandle)?;
+        Ok(l.options)
     }
 
     /// Take an established connection from a listener's accept queue.

@@ -663,6 +663,23 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.tos())
     }
 
+    /// `IP_TTL` (IPv4) / `IPV6_UNICAST_HOPS` (IPv6): the TTL or hop limit of every packet the
+    /// connection sends from now on (RFC 791 §3.2, RFC 8200 §3). For a connection's SYN or
+    /// SYN-ACK, set it with [`SocketOptions::hop_limit`](crate::SocketOptions::hop_limit)
+    /// instead. Any value goes, 0 included (a hop limit of 0 reaches only the link's
+    /// other end, RFC 8200 §3); Linux takes 1 to 255 for `IP_TTL`.
+    pub fn set_hop_limit(&mut self, conn: ConnectionHandle, hop_limit: u8) -> Result<(), Error> {
+        let slot = self.app_slot(conn)?;
+        slot.conn.set_hop_limit(hop_limit);
+        Ok(())
+    }
+
+    /// The connection's TTL or hop limit: what [`set_hop_limit`](Self::set_hop_limit) or
+    /// [`SocketOptions::hop_limit`](crate::SocketOptions::hop_limit) set, else 64.
+    pub fn hop_limit(&self, conn: ConnectionHandle) -> Result<u8, Error> {
+        Ok(self.app_conn(conn)?.hop_limit())
+    }
+
     /// Whether the connection uses Explicit Congestion Notification (RFC 3168): both SYNs
     /// agreed to it (see [`Config::ecn`](crate::Config::ecn)).
     pub fn ecn(&self, conn: ConnectionHandle) -> Result<bool, Error> {

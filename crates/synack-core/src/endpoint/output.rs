@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::connections::Owner;
 use super::{Endpoint, Event};
-use crate::tcp::connection::output::write_segment;
+use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
 use crate::wire::TcpRepr;
 
@@ -134,25 +134,26 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
     ) -> bool {
-        self.queue_segment_ds(local, remote, seg, 0)
+        self.queue_segment_marked(local, remote, seg, 0, HOP_LIMIT)
     }
 
-    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte (a
-    /// listener's `IP_TOS`).
-    pub(super) fn queue_segment_ds(
+    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte and
+    /// `hop_limit` as its TTL or hop limit (a listener's `IP_TOS` and `IP_TTL`).
+    pub(super) fn queue_segment_marked(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
         ds: u8,
+        hop_limit: u8,
     ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
         match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
-                if ds != 0 {
-                    crate::wire::ip::set_ds_field(&mut buf, ds);
+                if ds != 0 || hop_limit != HOP_LIMIT {
+                    crate::wire::ip::set_ds_and_hop_limit(&mut buf, ds, hop_limit);
                 }
                 self.push_control(buf)
             }

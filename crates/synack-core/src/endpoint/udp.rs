@@ -120,6 +120,8 @@ struct Socket {
     queued: usize,
     /// A hard ICMP error for a connected socket, reported once.
     error: Option<Error>,
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS` of its datagrams.
+    hop_limit: u8,
 }
 
 /// The endpoint's UDP state.
@@ -419,6 +421,7 @@ impl Endpoint {
             queue: VecDeque::new(),
             queued: 0,
             error: None,
+            hop_limit: HOP_LIMIT,
         });
         let h = UdpHandle(ch.0);
         self.udp.by_local.insert(local, h);
@@ -514,7 +517,7 @@ impl Endpoint {
         if let Some(e) = sock.error.take() {
             return Err(e);
         }
-        let local = sock.local;
+        let (local, hop_limit) = (sock.local, sock.hop_limit);
         if local.is_ipv4() != dst.is_ipv4() {
             return Err(Error::InvalidInput);
         }
@@ -523,7 +526,20 @@ impl Endpoint {
         } else {
             local
         };
-        self.udp_emit(src, dst, payload)
+        self.udp_emit(src, dst, payload, hop_limit)
+    }
+
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the socket's datagrams from
+    /// now on (64 until set; any value goes, as for
+    /// [`Endpoint::set_hop_limit`](crate::Endpoint::set_hop_limit)).
+    pub fn udp_set_hop_limit(&mut self, h: UdpHandle, hop_limit: u8) -> Result<(), Error> {
+        self.udp.socket_mut(h)?.hop_limit = hop_limit;
+        Ok(())
+    }
+
+    /// The socket's TTL or hop limit.
+    pub fn udp_hop_limit(&self, h: UdpHandle) -> Result<u8, Error> {
+        Ok(self.udp.socket(h)?.hop_limit)
     }
 
     /// Send to the connected peer; `NotConnected` if there is none. As
@@ -549,7 +565,7 @@ impl Endpoint {
         if !self.udp_may_own(src.ip()) {
             return Err(Error::AddrNotAvailable);
         }
-        self.udp_emit(src, dst, payload)
+        self.udp_emit(src, dst, payload, HOP_LIMIT)
     }
 
     /// The largest payload one datagram to an address of this family can carry: the MTU
@@ -564,6 +580,7 @@ impl Endpoint {
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
+        hop_limit: u8,
     ) -> Result<usize, Error> {
         if dst.port() == 0 || !is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
@@ -585,7 +602,7 @@ impl Endpoint {
             dst.ip(),
             IpProtocol::Udp,
             repr.buffer_len(),
-            HOP_LIMIT,
+            hop_limit,
         )
         .map_err(|_| Error::InvalidInput)?;
         let hl = ip.header_len();

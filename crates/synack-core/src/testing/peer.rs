@@ -51,6 +51,8 @@ pub struct Seg {
     pub payload: Vec<u8>,
     /// The IP header's DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
     pub ds: u8,
+    /// The IPv4 TTL or IPv6 hop limit.
+    pub hop_limit: u8,
     /// The urgent pointer field (meaningful with URG).
     pub urgent: u16,
 }
@@ -98,6 +100,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         fast_open: t.fast_open,
         payload: t.payload.to_vec(),
         ds: wire::ip::ds_field(packet),
+        hop_limit: ip.hop_limit(),
         urgent: t.urgent_pointer,
     })
 }

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::output::HOP_LIMIT;
 use super::{
     default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, EcnState, Notify, PaceBucket,
     RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
@@ -215,6 +216,7 @@ impl Connection {
             fast_open: None,
             ecn: EcnState::default(),
             tos: 0,
+            hop_limit: HOP_LIMIT,
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,
@@ -249,6 +251,9 @@ impl Connection {
         }
         if let Some(tos) = opts.tos {
             self.set_tos(tos);
+        }
+        if let Some(hop_limit) = opts.hop_limit {
+            self.hop_limit = hop_limit;
         }
     }
 

@@ -532,6 +532,8 @@ pub(crate) struct Connection {
     /// `IP_TOS` / `IPV6_TCLASS`: the DSCP bits of every packet the connection sends (the
     /// two ECN bits are the stack's, see `ecn`).
     pub tos: u8,
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets it sends.
+    pub hop_limit: u8,
     /// The application found the send buffer full (a write cut short or refused, or a
     /// readiness check that said no): it waits for `Writable`, which comes once the buffer
     /// is writeable again (Linux's `SOCK_NOSPACE` and `sk_stream_write_space`).

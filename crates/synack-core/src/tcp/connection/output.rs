@@ -1161,17 +1161,34 @@ impl Connection {
         Some(sent)
     }
 
-    /// Write the connection's DS byte into a packet `write_segment` wrote: its `IP_TOS`, and
-    /// ECT(0) for `new_data` (see `ds_byte`).
+    /// Write the connection's DS byte and hop limit into a packet `write_segment` wrote
+    /// (which writes 0 and [`HOP_LIMIT`]): its `IP_TOS`, and ECT(0) for `new_data` (see
+    /// `ds_byte`), and its `IP_TTL`.
     fn set_ds(&self, packet: &mut [u8], new_data: bool) {
         let ds = self.ds_byte(new_data);
-        if ds != 0 {
-            crate::wire::ip::set_ds_field(packet, ds);
+        if ds != 0 || self.hop_limit != HOP_LIMIT {
+            crate::wire::ip::set_ds_and_hop_limit(packet, ds, self.hop_limit);
         }
+    }
+
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets sent from now on.
+    pub fn set_hop_limit(&mut self, hop_limit: u8) {
+        self.hop_limit = hop_limit;
+    }
+
+    /// The TTL or hop limit set with `set_hop_limit` ([`HOP_LIMIT`] by default).
+    pub fn hop_limit(&self) -> u8 {
+        self.hop_limit
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
     fn after_send(&mut self, seg: &TcpRepr<'_>) {
+        if self.state == State::TimeWait {
+            // The ACK of the FIN that ended the connection left from the socket, with its
+            // TTL; Linux answers anything later from TIME-WAIT's control socket, with the
+            // default (`tcp_v4_timewait_ack`, `tcp_v6_timewait_ack`).
+            self.hop_limit = HOP_LIMIT;
+        }
         if seg.flags.contains(TcpFlags::ACK) {
             // Every segment carries our ACK, and counts as one of the duplicates owed.
             self.rcv.dup_acks_owed = self.rcv.dup_acks_owed.saturating_sub(1);
