@@ -141,6 +141,32 @@ impl TcpListener {
         }
     }
 
+    /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpListener::set_ttl`: the TTL
+    /// or hop limit of the SYN-ACKs the listener sends from now on and of the connections
+    /// it accepts after (a stream can change its own with
+    /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255; anything else is
+    /// `InvalidInput`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = crate::socket::hop_limit(ttl)?;
+        for (shard, &handle) in self.handles.iter().enumerate() {
+            let mut inner = self.stack.lock_shard(shard)?;
+            let mut options = inner.endpoint.listener_options(handle)?;
+            options.hop_limit = Some(ttl);
+            inner.endpoint.set_listener_options(handle, &options)?;
+        }
+        Ok(())
+    }
+
+    /// The listener's TTL: what [`set_ttl`](Self::set_ttl) or the
+    /// [`TcpSocket`](crate::TcpSocket) it came from set, else 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        let inner = self.stack.lock_shard(0)?;
+        let options = inner.endpoint.listener_options(self.handles[0])?;
+        Ok(u32::from(
+            options.hop_limit.unwrap_or(crate::socket::DEFAULT_TTL),
+        ))
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         let inner = self.stack.lock_shard(0)?;

@@ -1,6 +1,6 @@
 //! [`TcpSocket`]: a socket configured before it connects or listens, as
-//! `tokio::net::TcpSocket` (bind before connect, buffer sizes, keepalive, linger, nodelay, the
-//! listen backlog, TCP Fast Open on a listener).
+//! `tokio::net::TcpSocket` (bind before connect, buffer sizes, keepalive, linger, nodelay, TOS
+//! and TTL, the listen backlog, TCP Fast Open on a listener).
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,6 +43,18 @@ struct Settings {
     options: SocketOptions,
     linger: Option<Duration>,
     reuseaddr: bool,
+}
+
+/// The TTL and hop limit of a socket that set none (Linux's `ip_default_ttl`).
+pub(crate) const DEFAULT_TTL: u8 = 64;
+
+/// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
+/// takes no 0 either).
+pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
+    u8::try_from(ttl)
+        .ok()
+        .filter(|&t| t > 0)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a TTL is 1 to 255"))
 }
 
 impl TcpSocket {
@@ -157,6 +169,22 @@ impl TcpSocket {
     /// The DSCP bits set with [`set_tos`](Self::set_tos), or 0.
     pub fn tos(&self) -> io::Result<u32> {
         Ok(u32::from(self.with(|s| s.options.tos).unwrap_or(0)))
+    }
+
+    /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6): the TTL or hop limit of every packet of the
+    /// connection, its SYN or SYN-ACK included (64 unless set). 1 to 255; anything else is
+    /// `InvalidInput`, as Linux refuses such an IP_TTL.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = hop_limit(ttl)?;
+        self.with(|s| s.options.hop_limit = Some(ttl));
+        Ok(())
+    }
+
+    /// The TTL set with [`set_ttl`](Self::set_ttl), or the default, 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(u32::from(
+            self.with(|s| s.options.hop_limit).unwrap_or(DEFAULT_TTL),
+        ))
     }
 
     /// TCP_FASTOPEN, for a socket that will [`listen`](Self::listen): TCP Fast Open's server

@@ -425,6 +425,24 @@ impl ConnRef {
             .map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = crate::socket::hop_limit(ttl)?;
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .set_hop_limit(self.handle, ttl)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    fn ttl(&self) -> io::Result<u32> {
+        let inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .endpoint
+            .hop_limit(self.handle)
+            .map(u32::from)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         let r = inner.endpoint.set_notsent_lowat(self.handle, lowat);
@@ -554,6 +572,20 @@ impl TcpStream {
     /// The DSCP bits set with [`set_tos`](Self::set_tos) (the ECN bits read as zero).
     pub fn tos(&self) -> io::Result<u32> {
         self.conn.tos()
+    }
+
+    /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpStream::set_ttl`: the TTL or
+    /// hop limit of the packets the connection sends from now on. 1 to 255; anything else
+    /// is `InvalidInput`. What TIME-WAIT answers after the ACK that began it goes with the
+    /// default, as Linux's does.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.conn.set_ttl(ttl)
+    }
+
+    /// The connection's TTL: what [`set_ttl`](Self::set_ttl), the
+    /// [`TcpSocket`](crate::TcpSocket) or the listener set, else 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.conn.ttl()
     }
 
     /// TCP_NOTSENT_LOWAT: writes stop while `lowat` bytes or more wait unsent, and the

@@ -104,6 +104,24 @@ impl UdpSocket {
         Ok(self.stack.lock_udp()?.endpoint.udp_peer_addr(self.handle)?)
     }
 
+    /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `UdpSocket::set_ttl`: the TTL or
+    /// hop limit of the datagrams sent from now on. 1 to 255; anything else is
+    /// `InvalidInput`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = crate::socket::hop_limit(ttl)?;
+        Ok(self
+            .stack
+            .lock_udp()?
+            .endpoint
+            .udp_set_hop_limit(self.handle, ttl)?)
+    }
+
+    /// The TTL set with [`set_ttl`](Self::set_ttl), else 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        let hop_limit = self.stack.lock_udp()?.endpoint.udp_hop_limit(self.handle)?;
+        Ok(u32::from(hop_limit))
+    }
+
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
     /// is sent.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {

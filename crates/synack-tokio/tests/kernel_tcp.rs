@@ -635,3 +635,124 @@ async fn kernel_tcp_socket_options_show_on_the_wire() {
     assert_eq!(synack.len(), 1, "{synack:?}");
     assert_eq!(synack[0][0], "900");
 }
+
+/// Packets the kernel's nftables counted for the rule commented `name` in the namespace's
+/// `synack_ttl` table.
+async fn nft_count(net: &Net, name: &str) -> u64 {
+    let out = net
+        .run("nft", &["list", "chain", "inet", "synack_ttl", "input"])
+        .await;
+    assert!(out.status.success(), "nft: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("comment \"{name}\"")))
+        .unwrap_or_else(|| panic!("no rule {name} in {text}"));
+    let after = line.split("packets ").nth(1).expect("a counter");
+    after.split(' ').next().unwrap().parse().expect("a count")
+}
+
+/// IP_TTL on the wire, as the kernel reads the headers that reach it (nftables counters by
+/// TTL): a `TcpSocket`'s TTL marks its SYN and all after, through its FIN; a listener's marks
+/// its SYN-ACK and the connection it accepts, through the ACK that takes it to TIME-WAIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_sees_the_ttl_we_set() {
+    let test = "kernel_sees_the_ttl_we_set";
+    if !require_tun(test)
+        || !kernel_support::require_tool(test, "python3")
+        || !kernel_support::require_tool(test, "nft")
+    {
+        return;
+    }
+    let net = Net::new("synack-ttl", config(), None);
+    let rules = format!(
+        "add table inet synack_ttl; \
+         add chain inet synack_ttl input {{ type filter hook input priority 0; }}; \
+         add rule inet synack_ttl input ip saddr {STACK} tcp dport 8500 ip ttl 7 counter comment \"open-7\"; \
+         add rule inet synack_ttl input ip saddr {STACK} tcp dport 8500 ip ttl != 7 counter comment \"open-other\"; \
+         add rule inet synack_ttl input ip saddr {STACK} tcp sport 8501 ip ttl 9 counter comment \"listen-9\"; \
+         add rule inet synack_ttl input ip saddr {STACK} tcp sport 8501 ip ttl != 9 counter comment \"listen-other\""
+    );
+    let nft = net.run("nft", &[&rules]).await;
+    assert!(nft.status.success(), "nft: {nft:?}");
+
+    // An active open with TTL 7; the kernel closes first, so we end in LAST-ACK, not
+    // TIME-WAIT: every packet of ours is the socket's.
+    let server = net
+        .kernel_server(8500, "c.sendall(b'hi'); c.close()\n")
+        .await;
+    let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+    assert_eq!(socket.ttl().unwrap(), 64);
+    assert_eq!(
+        socket.set_ttl(0).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        socket.set_ttl(256).unwrap_err().kind(),
+        io::ErrorKind::InvalidInput
+    );
+    socket.set_ttl(7).unwrap();
+    let mut stream = within(10, socket.connect(host(8500))).await.unwrap();
+    assert_eq!(stream.ttl().unwrap(), 7);
+    let mut got = Vec::new();
+    within(10, stream.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"hi");
+    stream.write_all(b"bye").await.unwrap();
+    drop(stream);
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+
+    // A listener with TTL 9; we close first, so our last ACK takes us to TIME-WAIT.
+    let listener = TcpListener::bind(&net.stack, stack_addr(8501))
+        .await
+        .unwrap();
+    listener.set_ttl(9).unwrap();
+    assert_eq!(listener.ttl().unwrap(), 9);
+    let client = net.python(
+        "import socket, sys\n\
+         c = socket.create_connection((sys.argv[1], 8501), timeout=5)\n\
+         got = b''\n\
+         while True:\n\
+         \x20   d = c.recv(100)\n\
+         \x20   if not d: break\n\
+         \x20   got += d\n\
+         c.close()\n\
+         assert got == b'hello', got\n",
+        &[&STACK.to_string()],
+    );
+    let (mut accepted, _) = within(10, listener.accept()).await.unwrap();
+    assert_eq!(accepted.ttl().unwrap(), 9);
+    accepted.write_all(b"hello").await.unwrap();
+    drop(accepted);
+    assert!(client
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+
+    // The kernel's FIN has reached us and been answered once the counters show it: our
+    // SYN-ACK, data and FIN, and that ACK.
+    let mut counts = [0u64; 4];
+    for _ in 0..50 {
+        counts = [
+            nft_count(&net, "open-7").await,
+            nft_count(&net, "open-other").await,
+            nft_count(&net, "listen-9").await,
+            nft_count(&net, "listen-other").await,
+        ];
+        if counts[2] >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let [open7, open_other, listen9, listen_other] = counts;
+    // SYN, the handshake's ACK, and our data and FIN (one segment or two) at the least.
+    assert!(open7 >= 3, "{counts:?}");
+    assert_eq!(open_other, 0, "{counts:?}");
+    // SYN-ACK, our data and FIN (one segment or two), and the last ACK.
+    assert!(listen9 >= 3, "{counts:?}");
+    assert_eq!(listen_other, 0, "{counts:?}");
+}

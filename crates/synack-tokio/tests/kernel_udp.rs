@@ -287,3 +287,57 @@ print("ok", ok)
     assert_eq!(stats.udp_intercepted, targets.len() as u64, "{stats:?}");
     assert_eq!(stats.udp_port_unreachable_sent, 0);
 }
+
+/// A kernel UDP receiver on ADDR:PORT that asks for each datagram's TTL or hop limit
+/// (IP_RECVTTL, IPV6_RECVHOPLIMIT) and prints `payload=ttl` for N of them.
+const TTL_RECEIVER: &str = r#"
+import socket, sys
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+v6 = ":" in addr
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+if v6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+else:
+    s.setsockopt(socket.IPPROTO_IP, 12, 1)  # IP_RECVTTL
+s.bind((addr, port))
+s.settimeout(10)
+out = []
+for _ in range(n):
+    data, anc, _, _ = s.recvmsg(2048, 256)
+    ttl = [int.from_bytes(d[:4], sys.byteorder) for (_, _, d) in anc]
+    out.append(f"{data.decode()}={ttl}")
+print(" ".join(out), flush=True)
+"#;
+
+/// `UdpSocket::set_ttl` as the kernel reads it: the TTL (IPv4) or hop limit (IPv6) of each
+/// datagram, 64 until set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_reads_the_ttl_we_set_both_families() {
+    let test = "kernel_udp_reads_the_ttl_we_set_both_families";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-ttl", synack_core::Config::default());
+    for host in [IpAddr::V4(HOST), IpAddr::V6(HOST6)] {
+        let receiver = ready(&net, TTL_RECEIVER, &[&host.to_string(), "7200", "2"]).await;
+        let any: SocketAddr = if host.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .unwrap();
+        let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
+        let target = SocketAddr::new(host, 7200);
+        assert_eq!(sock.ttl().unwrap(), 64);
+        sock.send_to(b"default", target).await.unwrap();
+        assert_eq!(
+            sock.set_ttl(0).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        sock.set_ttl(5).unwrap();
+        assert_eq!(sock.ttl().unwrap(), 5);
+        sock.send_to(b"five", target).await.unwrap();
+        assert_eq!(said(receiver, 20).await, "default=[64] five=[5]", "{host}");
+    }
+}

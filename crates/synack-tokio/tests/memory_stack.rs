@@ -131,6 +131,8 @@ async fn connect_and_accept_agree_on_addresses() {
     within(10, async {
         let listener = TcpListener::bind(&server, server_addr(7000)).await.unwrap();
         assert_eq!(listener.local_addr().unwrap(), server_addr(7000));
+        assert_eq!(listener.ttl().unwrap(), 64);
+        listener.set_ttl(9).unwrap();
         let (c, accepted) = tokio::join!(
             TcpStream::connect(&client, server_addr(7000)),
             listener.accept()
@@ -148,6 +150,19 @@ async fn connect_and_accept_agree_on_addresses() {
         c.set_tos(0xb8 | 0b11).unwrap();
         assert_eq!(c.tos().unwrap(), 0xb8);
         assert!(c.set_tos(256).is_err());
+        // IP_TTL: 64 until set, 1 to 255; an accepted stream takes its listener's.
+        assert_eq!(s.ttl().unwrap(), 9);
+        assert_eq!(c.ttl().unwrap(), 64);
+        c.set_ttl(5).unwrap();
+        assert_eq!(c.ttl().unwrap(), 5);
+        assert_eq!(
+            c.set_ttl(0).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            c.set_ttl(256).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
         assert!(client.stats().connections_established >= 1);
         assert!(server.stats().connections_established >= 1);
     })
