@@ -44,6 +44,9 @@ impl Stack {
         if let Some(tos) = o.ip.ds_byte() {
             let _ = ep.set_tos(h, tos);
         }
+        if let Some(hop_limit) = o.ip.hop_limit {
+            let _ = ep.set_hop_limit(h, hop_limit);
+        }
         if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
             let _ = ep.set_notsent_lowat(h, Some(l as usize));
         }
@@ -470,7 +473,7 @@ impl Shared {
 }
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
-/// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS; SO_RCVBUF, which fixes the
+/// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS, IP_TTL; SO_RCVBUF, which fixes the
 /// window scale offered, as a child socket inherits the listener's locked buffer on Linux).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     // TCP Fast Open's server side as Linux gates it: `tcp_fastopen` bit 0x2 turns it on,
@@ -487,6 +490,7 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
         recv_buffer: o.rcvbuf.map(|b| b as usize),
         tos: o.ip.ds_byte(),
+        hop_limit: o.ip.hop_limit,
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         ..SocketOptions::default()

@@ -73,7 +73,8 @@ pub struct Opts {
     pub keepintvl: Option<u32>,
     /// TCP_KEEPCNT, if set.
     pub keepcnt: Option<u32>,
-    /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), and IP_MTU_DISCOVER.
+    /// IP_TOS and IPV6_TCLASS as set (ECN bits masked), IP_TTL and IPV6_UNICAST_HOPS, and
+    /// IP_MTU_DISCOVER.
     pub ip: IpOpts,
 }
 
@@ -91,6 +92,13 @@ pub struct IpOpts {
     pub freebind: bool,
     /// The DS byte the connection sends with: the last of IP_TOS and IPV6_TCLASS set.
     pub ds: Option<u8>,
+    /// IP_TTL, if set (-1 returns to the default).
+    pub ttl: Option<u8>,
+    /// IPV6_UNICAST_HOPS, if set (-1 returns to the default).
+    pub unicast_hops: Option<u8>,
+    /// The TTL or hop limit the connection sends with: the last of IP_TTL and
+    /// IPV6_UNICAST_HOPS set (`None`: the default, 64).
+    pub hop_limit: Option<u8>,
 }
 
 impl IpOpts {

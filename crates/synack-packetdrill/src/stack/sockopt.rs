@@ -325,12 +325,16 @@ impl Shared {
             }
             (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {
                 let mut ip = g.socket(fd)?.opts.ip.clone();
-                let ds = ip_setsockopt(&mut ip, level, name, value)?;
+                let change = ip_setsockopt(&mut ip, level, name, value)?;
                 g.socket(fd)?.opts.ip = ip;
-                if let (Some(ds), Some(h)) = (ds, conn) {
-                    g.ep().set_tos(h, ds).map_err(errno)?;
+                match (change, conn) {
+                    (IpChange::Ds(ds), Some(h)) => g.ep().set_tos(h, ds).map_err(errno)?,
+                    (IpChange::HopLimit(hl), Some(h)) => {
+                        g.ep().set_hop_limit(h, hl).map_err(errno)?;
+                    }
+                    _ => {}
                 }
-                if let (Some(_), Kind::Listener(l)) = (ds, g.socket(fd)?.kind) {
+                if let (true, Kind::Listener(l)) = (change != IpChange::None, g.socket(fd)?.kind) {
                     let opts = super::connect::listener_options(&g.socket(fd)?.opts);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
                 }
@@ -343,7 +347,22 @@ impl Shared {
     }
 }
 
-// ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_MTU_DISCOVER, IP_FREEBIND ----------------
+// ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_TTL, IPV6_UNICAST_HOPS, IP_MTU_DISCOVER,
+// IP_FREEBIND ---------------------------------------------------------------------------------
+
+/// What an IP-level setsockopt changed in the packets the connection sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IpChange {
+    /// Nothing they carry.
+    None,
+    /// The DS byte, now this.
+    Ds(u8),
+    /// The TTL or hop limit, now this.
+    HopLimit(u8),
+}
+
+/// Linux's TTL and hop limit when a socket sets none (`ip_default_ttl`, IPv6 `hop_limit`).
+const DEFAULT_HOP_LIMIT: u8 = 64;
 
 /// The ECN bits of a DS byte: the stack's, never the application's (Linux masks them from
 /// IP_TOS and IPV6_TCLASS on stream sockets).
@@ -359,15 +378,37 @@ fn ip_int(value: &[u8]) -> SysResult<i32> {
     }
 }
 
-/// setsockopt at `SOL_IP` / `SOL_IPV6`: records the option and returns the DS byte the
-/// connection is to send with if it changed.
-fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysResult<Option<u8>> {
+/// setsockopt at `SOL_IP` / `SOL_IPV6`: records the option and returns what it changed in
+/// the packets the connection sends.
+fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysResult<IpChange> {
     match (level, name) {
         (libc::IPPROTO_IP, libc::IP_TOS) => {
             let tos = (ip_int(value)? as u8) & !ECN_MASK;
             ip.tos = tos;
             ip.ds = Some(tos);
-            Ok(Some(tos))
+            Ok(IpChange::Ds(tos))
+        }
+        (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => {
+            // Linux: -1 for the default; IP_TTL takes 1 to 255 (an int, or a byte),
+            // IPV6_UNICAST_HOPS 0 to 255 (an int only).
+            let v6 = level == libc::IPPROTO_IPV6;
+            if v6 && value.len() < 4 {
+                return Err(libc::EINVAL);
+            }
+            let v = ip_int(value)?;
+            let least = if v6 { 0 } else { 1 };
+            let set = match v {
+                -1 => None,
+                v if (least..=255).contains(&v) => Some(v as u8),
+                _ => return Err(libc::EINVAL),
+            };
+            if v6 {
+                ip.unicast_hops = set;
+            } else {
+                ip.ttl = set;
+            }
+            ip.hop_limit = set;
+            Ok(IpChange::HopLimit(set.unwrap_or(DEFAULT_HOP_LIMIT)))
         }
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
             // Linux: an int, -1 for the default (0), at most 0xff.
@@ -381,7 +422,7 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
             let tclass = (v.max(0) as u8) & !ECN_MASK;
             ip.tclass = tclass;
             ip.ds = Some(tclass);
-            Ok(Some(tclass))
+            Ok(IpChange::Ds(tclass))
         }
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
             // Recorded for getsockopt. The core always sets DF and follows path MTU news
@@ -392,11 +433,11 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
                 return Err(libc::EINVAL);
             }
             ip.mtu_discover = Some(v);
-            Ok(None)
+            Ok(IpChange::None)
         }
         (libc::IPPROTO_IP, libc::IP_FREEBIND) => {
             ip.freebind = ip_int(value)? != 0;
-            Ok(None)
+            Ok(IpChange::None)
         }
         _ => Err(libc::ENOPROTOOPT),
     }
@@ -408,6 +449,11 @@ fn ip_getsockopt(ip: &IpOpts, level: i32, name: i32) -> SysResult<Vec<u8>> {
     match (level, name) {
         (libc::IPPROTO_IP, libc::IP_TOS) => int(i32::from(ip.tos)),
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => int(i32::from(ip.tclass)),
+        // What the socket sends with: the default when unset, as Linux reads it back.
+        (libc::IPPROTO_IP, libc::IP_TTL) => int(i32::from(ip.ttl.unwrap_or(DEFAULT_HOP_LIMIT))),
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => {
+            int(i32::from(ip.unicast_hops.unwrap_or(DEFAULT_HOP_LIMIT)))
+        }
         // Linux's default with ip_no_pmtu_disc = 0.
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
             int(ip.mtu_discover.unwrap_or(libc::IP_PMTUDISC_WANT))
@@ -552,13 +598,13 @@ mod tests {
         let set = |ip: &mut IpOpts, level, name, v: &[u8]| ip_setsockopt(ip, level, name, v);
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &[4]),
-            Ok(Some(4))
+            Ok(IpChange::Ds(4))
         );
         assert_eq!(ip.ds_byte(), Some(4));
         let v = 0xbbi32.to_ne_bytes();
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &v),
-            Ok(Some(0xb8))
+            Ok(IpChange::Ds(0xb8))
         );
         let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_TOS).unwrap();
         assert_eq!(got, 0xb8i32.to_ne_bytes());
@@ -570,7 +616,7 @@ mod tests {
         let v = (-1i32).to_ne_bytes();
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v),
-            Ok(Some(0))
+            Ok(IpChange::Ds(0))
         );
         let v = 256i32.to_ne_bytes();
         let r = set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v);
@@ -581,10 +627,40 @@ mod tests {
         let dont = [libc::IP_PMTUDISC_DONT as u8];
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &dont),
-            Ok(None)
+            Ok(IpChange::None)
         );
         let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(got, libc::IP_PMTUDISC_DONT.to_ne_bytes());
+    }
+
+    #[test]
+    fn ip_ttl_and_unicast_hops_take_linuxs_ranges() {
+        let mut ip = IpOpts::default();
+        let set =
+            |ip: &mut IpOpts, level, name, v: i32| ip_setsockopt(ip, level, name, &v.to_ne_bytes());
+        let get = |ip: &IpOpts, level, name| ip_getsockopt(ip, level, name).unwrap();
+        let (ip4, ttl) = (libc::IPPROTO_IP, libc::IP_TTL);
+        let (ip6, hops) = (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS);
+        assert_eq!(get(&ip, ip4, ttl), 64i32.to_ne_bytes());
+        assert_eq!(get(&ip, ip6, hops), 64i32.to_ne_bytes());
+        assert_eq!(set(&mut ip, ip4, ttl, 5), Ok(IpChange::HopLimit(5)));
+        assert_eq!((ip.ttl, ip.hop_limit), (Some(5), Some(5)));
+        assert_eq!(get(&ip, ip4, ttl), 5i32.to_ne_bytes());
+        assert_eq!(set(&mut ip, ip4, ttl, 0), Err(libc::EINVAL));
+        assert_eq!(set(&mut ip, ip4, ttl, 256), Err(libc::EINVAL));
+        assert_eq!(set(&mut ip, ip4, ttl, -2), Err(libc::EINVAL));
+        assert_eq!(
+            ip_setsockopt(&mut ip, ip4, ttl, &[9]),
+            Ok(IpChange::HopLimit(9))
+        );
+        assert_eq!(set(&mut ip, ip4, ttl, -1), Ok(IpChange::HopLimit(64)));
+        assert_eq!((ip.ttl, ip.hop_limit), (None, None));
+        // IPV6_UNICAST_HOPS takes 0, and only an int.
+        assert_eq!(set(&mut ip, ip6, hops, 0), Ok(IpChange::HopLimit(0)));
+        assert_eq!(get(&ip, ip6, hops), 0i32.to_ne_bytes());
+        assert_eq!(ip_setsockopt(&mut ip, ip6, hops, &[3]), Err(libc::EINVAL));
+        assert_eq!(set(&mut ip, ip6, hops, 256), Err(libc::EINVAL));
+        assert_eq!(get(&ip, ip4, ttl), 64i32.to_ne_bytes());
     }
 
     #[test]
