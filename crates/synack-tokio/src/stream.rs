@@ -7,7 +7,7 @@
 //! stream and the driver, so backpressure is exact.
 
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -202,20 +202,34 @@ impl ConnRef {
         }
     }
 
+    /// A read into several buffers in turn that never waits, under one lock: `WouldBlock`
+    /// when nothing is buffered.
+    fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        let mut total = 0;
+        for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
+            match inner.endpoint.recv(now, self.handle, buf) {
+                Ok(n) => {
+                    total += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => return Err(inner.conn_error(self.handle, e)),
+                // Report what was read; the error (or WouldBlock) comes with the next read.
+                Err(_) => break,
+            }
+        }
+        if total > 0 {
+            inner.wake_driver();
+        }
+        Ok(total)
+    }
+
     /// A write that never waits: `WouldBlock` when the send buffer is full.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        match inner.endpoint.send(self.handle, buf) {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
-            Ok(n) => {
-                inner.wake_driver();
-                Ok(n)
-            }
-            Err(e) => Err(inner.conn_error(self.handle, e)),
-        }
+        self.write_vectored(&[IoSlice::new(buf)], None)
     }
 
     fn nodelay(&self) -> io::Result<bool> {
@@ -261,8 +275,27 @@ impl ConnRef {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        match self.write_vectored(bufs, Some(cx)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            r => Poll::Ready(r),
+        }
+    }
+
+    /// A vectored write that never waits: `WouldBlock` when the send buffer takes nothing.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored(bufs, None)
+    }
+
+    /// Queues `bufs` in turn, under one lock, as far as the send buffer takes them. When it
+    /// takes nothing: `WouldBlock`, with `cx`'s task registered for the `Writable` event
+    /// that follows.
+    fn write_vectored(
+        &self,
+        bufs: &[IoSlice<'_>],
+        cx: Option<&mut Context<'_>>,
+    ) -> io::Result<usize> {
         if bufs.iter().all(|b| b.is_empty()) {
-            return Poll::Ready(Ok(0));
+            return Ok(0);
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let mut total = 0;
@@ -275,21 +308,21 @@ impl ConnRef {
                     }
                 }
                 Err(Error::WouldBlock) => break,
-                Err(e) if total == 0 => return Poll::Ready(Err(inner.conn_error(self.handle, e))),
+                Err(e) if total == 0 => return Err(inner.conn_error(self.handle, e)),
                 // Report the bytes already queued; the error comes back on the next write.
                 Err(_) => break,
             }
         }
         if total > 0 {
             inner.wake_driver();
-            return Poll::Ready(Ok(total));
+            return Ok(total);
         }
         // A full send buffer (`WouldBlock`, or a zero-byte `send`): the `Writable` event wakes
-        // us.
-        if let Some(c) = inner.conns.get_mut(&self.handle) {
+        // the task.
+        if let (Some(cx), Some(c)) = (cx, inner.conns.get_mut(&self.handle)) {
             register(&mut c.write_waker, cx);
         }
-        Poll::Pending
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     /// Queues as much of `data` as the send buffer takes, without copying it; returns how
@@ -506,6 +539,92 @@ pub struct TcpStream {
     conn: ConnRef,
 }
 
+/// The readiness and non-blocking reads a stream and its read halves share, as tokio's
+/// `TcpStream` and its halves have them. For an `impl` of a type whose `conn` field derefs
+/// to [`ConnRef`].
+macro_rules! read_methods {
+    () => {
+        /// Receives bytes without removing them: the next read returns them again. Waits
+        /// while nothing has arrived; `Ok(0)` at the end of the stream.
+        pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+            std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf)).await
+        }
+
+        /// Polls for [`peek`](Self::peek): fills `buf` with bytes that stay to be read, and
+        /// returns how many.
+        pub fn poll_peek(
+            &self,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<usize>> {
+            let n = std::task::ready!(self.conn.poll_peek(cx, buf.initialize_unfilled()))?;
+            buf.advance(n);
+            Poll::Ready(Ok(n))
+        }
+
+        /// Waits until a read would not block (data, the end of the stream, or an error),
+        /// for use with [`try_read`](Self::try_read).
+        pub async fn readable(&self) -> io::Result<()> {
+            std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await
+        }
+
+        /// Polls for [`readable`](Self::readable). The waker is kept until the stream is
+        /// readable; a later call's replaces it.
+        pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.conn.poll_read_ready(cx)
+        }
+
+        /// Reads what has arrived without waiting: `WouldBlock` when nothing has, `Ok(0)` at
+        /// the end of the stream.
+        pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+            self.conn.try_read(buf)
+        }
+
+        /// [`try_read`](Self::try_read) into several buffers, filled in turn.
+        pub fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+            self.conn.try_read_vectored(bufs)
+        }
+    };
+}
+
+/// The readiness and non-blocking writes a stream and its write halves share; see
+/// [`read_methods`].
+macro_rules! write_methods {
+    () => {
+        /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
+        pub async fn writable(&self) -> io::Result<()> {
+            std::future::poll_fn(|cx| self.conn.poll_write_ready(cx)).await
+        }
+
+        /// Polls for [`writable`](Self::writable). The waker is kept until the stream is
+        /// writable; a later call's replaces it.
+        pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.conn.poll_write_ready(cx)
+        }
+
+        /// Queues as much of `buf` as the send buffer takes, without waiting: `WouldBlock`
+        /// when it takes nothing.
+        pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            self.conn.try_write(buf)
+        }
+
+        /// [`try_write`](Self::try_write) from several buffers in turn, under one lock.
+        pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.conn.try_write_vectored(bufs)
+        }
+    };
+}
+
+/// `ready`, for a stream and each half.
+macro_rules! ready_method {
+    () => {
+        /// Waits until the stream is ready for any of `interest`, and says which.
+        pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+            std::future::poll_fn(|cx| self.conn.poll_ready(cx, interest)).await
+        }
+    };
+}
+
 impl TcpStream {
     pub(crate) fn from_conn(conn: ConnRef) -> TcpStream {
         TcpStream { conn }
@@ -616,39 +735,9 @@ impl TcpStream {
         self.conn.take_error()
     }
 
-    /// Receives bytes without removing them: the next read returns them again. Waits while
-    /// nothing has arrived; `Ok(0)` at the end of the stream.
-    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf)).await
-    }
-
-    /// Waits until the stream is ready for any of `interest`, and says which.
-    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        std::future::poll_fn(|cx| self.conn.poll_ready(cx, interest)).await
-    }
-
-    /// Waits until a read would not block (data, the end of the stream, or an error), for
-    /// use with [`try_read`](Self::try_read).
-    pub async fn readable(&self) -> io::Result<()> {
-        self.ready(Interest::READABLE).await.map(drop)
-    }
-
-    /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
-    pub async fn writable(&self) -> io::Result<()> {
-        self.ready(Interest::WRITABLE).await.map(drop)
-    }
-
-    /// Reads what has arrived without waiting: `WouldBlock` when nothing has, `Ok(0)` at the
-    /// end of the stream.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.conn.try_read(buf)
-    }
-
-    /// Queues as much of `buf` as the send buffer takes, without waiting: `WouldBlock` when
-    /// it takes nothing.
-    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.conn.try_write(buf)
-    }
+    read_methods!();
+    write_methods!();
+    ready_method!();
 
     /// Reads the urgent byte (`recv(MSG_OOB)`, RFC 9293 §3.8.5 with Linux's semantics: the
     /// byte before the peer's urgent pointer, taken out of the stream), once and without
@@ -733,6 +822,19 @@ pub struct OwnedWriteHalf {
 }
 
 impl ReadHalf<'_> {
+    read_methods!();
+    ready_method!();
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// The local address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
     /// The connection's error, as [`TcpStream::take_error`]: a read returns 0 after the
     /// peer's FIN even once an RST followed it (as Linux's does), and this still shows it.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
@@ -741,6 +843,19 @@ impl ReadHalf<'_> {
 }
 
 impl WriteHalf<'_> {
+    write_methods!();
+    ready_method!();
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.peer_addr()
+    }
+
+    /// The local address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.conn.local_addr()
+    }
+
     /// The connection's error, as [`TcpStream::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.conn.take_error()
@@ -761,6 +876,9 @@ impl fmt::Display for ReuniteError {
 impl std::error::Error for ReuniteError {}
 
 impl OwnedReadHalf {
+    read_methods!();
+    ready_method!();
+
     /// Puts the stream back together from the halves [`TcpStream::into_split`] made, or
     /// gives them back if they come from different streams.
     pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
@@ -793,6 +911,9 @@ impl OwnedReadHalf {
 }
 
 impl OwnedWriteHalf {
+    write_methods!();
+    ready_method!();
+
     /// The peer's address and port.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.conn.peer_addr()

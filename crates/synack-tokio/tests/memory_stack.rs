@@ -1064,6 +1064,89 @@ async fn owned_halves_reunite() {
     );
 }
 
+/// The halves do what tokio's do without waiting: vectored `try_write` and `try_read`,
+/// `poll_peek`, the readiness polls, and `WouldBlock` where a kernel socket gives it.
+#[tokio::test]
+async fn halves_read_and_write_without_waiting() {
+    use std::io::{IoSlice, IoSliceMut};
+    use tokio::io::ReadBuf;
+    let (client, server) = stacks();
+    let (c, s) = connected(&client, &server, 7107).await;
+    let (cr, cw) = c.into_split();
+    let (sr, sw) = s.into_split();
+    assert_eq!(cw.peer_addr().unwrap(), sr.local_addr().unwrap());
+    within(10, cw.writable()).await.unwrap();
+    let n = cw
+        .try_write_vectored(&[
+            IoSlice::new(b"one "),
+            IoSlice::new(b""),
+            IoSlice::new(b"two"),
+        ])
+        .unwrap();
+    assert_eq!(n, 7);
+    assert_eq!(cw.try_write_vectored(&[]).unwrap(), 0);
+
+    within(10, sr.readable()).await.unwrap();
+    // Peeking leaves the bytes for the read (they may arrive in more than one segment).
+    let mut peeked = [0u8; 16];
+    let mut rb = ReadBuf::new(&mut peeked);
+    let n = within(10, std::future::poll_fn(|cx| sr.poll_peek(cx, &mut rb)))
+        .await
+        .unwrap();
+    assert!(
+        n > 0 && rb.filled() == &b"one two"[..n],
+        "{:?}",
+        rb.filled()
+    );
+    let (mut a, mut b) = ([0u8; 4], [0u8; 8]);
+    let mut got = Vec::new();
+    while got.len() < 7 {
+        within(10, sr.readable()).await.unwrap();
+        let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+        let n = match sr.try_read_vectored(&mut bufs) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => panic!("{e}"),
+        };
+        let both: Vec<u8> = a.iter().chain(b.iter()).copied().collect();
+        got.extend_from_slice(&both[..n]);
+    }
+    assert_eq!(got, b"one two");
+    // Nothing more has come: WouldBlock, and not readable yet.
+    let mut bufs = [IoSliceMut::new(&mut a)];
+    assert_eq!(
+        sr.try_read_vectored(&mut bufs).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    assert_eq!(
+        sr.try_read(&mut a).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
+    let pending = std::future::poll_fn(|cx| Poll::Ready(sr.poll_read_ready(cx).is_pending()));
+    assert!(pending.await);
+
+    // The other way, and a ready() on each half.
+    let ready = within(10, sw.ready(tokio::io::Interest::WRITABLE))
+        .await
+        .unwrap();
+    assert!(ready.is_writable());
+    assert_eq!(sw.try_write(b"back").unwrap(), 4);
+    within(10, cr.ready(tokio::io::Interest::READABLE))
+        .await
+        .unwrap();
+    let mut back = [0u8; 4];
+    let mut read = 0;
+    while read < 4 {
+        within(10, cr.readable()).await.unwrap();
+        match cr.try_read(&mut back[read..]) {
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(&back, b"back");
+}
+
 /// The in-memory device has one queue: however many workers are asked for, the stack runs
 /// one shard, and it works as before.
 #[tokio::test(flavor = "current_thread")]
