@@ -61,7 +61,8 @@ pub(crate) struct UdpState {
 }
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
-/// `connect` then `send`/`recv`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
+/// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `readable`/`writable`;
+/// `take_error` and `set_ttl`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
 /// it closes the socket in the core (its queued datagrams are dropped, its port is free).
 ///
 /// Datagrams are never fragmented: one larger than the MTU allows is refused with
@@ -155,6 +156,80 @@ impl UdpSocket {
         self.recv_from(buf).await.map(|(n, _)| n)
     }
 
+    /// Sends `buf` to `target` if it can be queued now: `WouldBlock` when the stack's send
+    /// queue is full (wait with [`writable`](Self::writable)).
+    pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        let mut inner = self.stack.lock_udp()?;
+        let result = inner.endpoint.udp_send_to(self.handle, target, buf);
+        try_sent(&mut inner, result)
+    }
+
+    /// [`try_send_to`](Self::try_send_to) to the connected peer.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        let mut inner = self.stack.lock_udp()?;
+        let result = inner.endpoint.udp_send(self.handle, buf);
+        try_sent(&mut inner, result)
+    }
+
+    /// Takes a datagram if one has come, without waiting: `WouldBlock` when none has (wait
+    /// with [`readable`](Self::readable)). As [`recv_from`](Self::recv_from) otherwise.
+    pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner.endpoint.udp_recv_from(self.handle, buf)?)
+    }
+
+    /// [`try_recv_from`](Self::try_recv_from) without the sender.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// Waits until a datagram (or a pending error) can be taken, for
+    /// [`try_recv_from`](Self::try_recv_from).
+    pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_recv_ready(cx)).await
+    }
+
+    /// Polls for [`readable`](Self::readable).
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut guard = self.stack.lock_udp()?;
+        let inner = &mut *guard;
+        if inner.endpoint.udp_recv_ready(self.handle)? {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(s) = inner.udp.get_mut(&self.handle) {
+            register_many(&mut s.recv_wakers, cx);
+        }
+        Poll::Pending
+    }
+
+    /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
+    pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await
+    }
+
+    /// Polls for [`writable`](Self::writable).
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock_udp()?;
+        if inner.endpoint.udp_send_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        register_many(&mut inner.udp_send_wakers, cx);
+        inner.wake_driver();
+        Poll::Pending
+    }
+
+    /// The pending error of a connected socket (an ICMP error for what it sent), taken, as
+    /// `SO_ERROR`; otherwise the next send or receive reports it, once.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner.endpoint.udp_take_error(self.handle)?.map(Into::into))
+    }
+
+    /// Polls for a datagram from the connected peer, as [`recv`](Self::recv) does.
+    pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_recv_from(cx, buf).map_ok(drop)
+    }
+
     /// Polls for a datagram, as [`recv_from`](Self::recv_from) does: fills `buf` and returns
     /// the sender. Cancel-safe: a datagram is taken only when this is ready.
     pub fn poll_recv_from(
@@ -194,11 +269,21 @@ impl UdpSocket {
         sent(&mut inner, cx, result)
     }
 
-    fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    /// Polls to send `buf` to the connected peer, as [`send`](Self::send) does.
+    pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send(self.handle, buf);
         sent(&mut inner, cx, result)
     }
+}
+
+/// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or
+/// failed.
+fn try_sent(inner: &mut Inner, result: Result<usize, Error>) -> io::Result<usize> {
+    if result.is_ok() {
+        inner.wake_driver();
+    }
+    Ok(result?)
 }
 
 /// What a send command's result means for the task: queued (the driver writes it), parked

@@ -70,6 +70,77 @@ async fn many_datagrams_with_backpressure() {
     .await;
 }
 
+/// The non-waiting calls tokio's UdpSocket has: `try_send_to` until the send queue is full
+/// (`WouldBlock`), `writable` once it drains; `readable` then `try_recv_from` until
+/// `WouldBlock`; a refused datagram's error read with `take_error`, once.
+#[tokio::test]
+async fn try_calls_and_readiness() {
+    within(async {
+        let (client, server) = stacks(false);
+        let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9001))
+            .await
+            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let to = SocketAddr::new(SERVER, 9001);
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            rx.try_recv_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        // Without yielding, the driver writes nothing: the queue fills.
+        let mut queued = 0usize;
+        let full = loop {
+            match tx.try_send_to(&[7u8; 10], to) {
+                Ok(10) => queued += 1,
+                Ok(n) => panic!("a datagram of 10 sent as {n}"),
+                Err(e) => break e,
+            }
+            assert!(queued < 100_000, "the send queue never filled");
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+        assert!(queued > 0);
+        within(tx.writable()).await.unwrap();
+        tx.try_send_to(&[8u8; 10], to).unwrap();
+
+        // The receiver takes what its queue kept, and then would block.
+        let mut got = 0usize;
+        loop {
+            within(rx.readable()).await.unwrap();
+            match rx.try_recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    assert_eq!((n, from.ip()), (10, CLIENT));
+                    got += 1;
+                    if buf[0] == 8 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(got > 0);
+        assert!(rx.take_error().unwrap().is_none());
+
+        // A connected socket's ICMP error: SO_ERROR takes it, and the next recv waits.
+        let s = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
+        s.try_send(b"anyone?").unwrap();
+        within(s.readable()).await.unwrap();
+        let e = s.take_error().unwrap().expect("port unreachable");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(s.take_error().unwrap().is_none());
+        assert_eq!(
+            s.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn connected_socket_is_refused_and_drop_frees_the_port() {
     within(async {

@@ -657,6 +657,23 @@ impl Endpoint {
         Ok(sock.error.is_some() || !sock.queue.is_empty())
     }
 
+    /// Whether a datagram sent now would be queued: the own-packet queue is under its bound
+    /// ([`SEND_QUEUE_PACKETS`]). When it is not, [`Event::UdpWritable`] follows once it
+    /// drains, as after a send refused with `WouldBlock`.
+    pub fn udp_send_ready(&mut self) -> bool {
+        let ready = self.control.len() < SEND_QUEUE_PACKETS;
+        if !ready {
+            self.udp.send_blocked = true;
+        }
+        ready
+    }
+
+    /// The socket's pending error (a connected socket's ICMP error), taken: `SO_ERROR`. The
+    /// next send or receive would have reported it once instead.
+    pub fn udp_take_error(&mut self, h: UdpHandle) -> Result<Option<Error>, Error> {
+        Ok(self.udp.socket_mut(h)?.error.take())
+    }
+
     /// Intercept mode: the next datagram of the catch-all queue, copied into `buf`
     /// (truncated), with its original source and destination. `WouldBlock` when none is
     /// queued ([`Event::UdpIntercepted`] follows).
