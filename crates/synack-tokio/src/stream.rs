@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use synack_core::{Bytes, ConnectionHandle, Error, SocketOptions, State};
+use synack_core::{Bytes, ConnectionHandle, Endpoint, Error, SocketOptions, State};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tracing::debug;
 
@@ -232,12 +232,19 @@ impl ConnRef {
         self.write_vectored(&[IoSlice::new(buf)], None)
     }
 
+    /// Runs one core command on the connection under its shard's lock; a core error comes
+    /// back as the connection's (`conn_error`).
+    fn command<T>(
+        &self,
+        f: impl FnOnce(&mut Endpoint, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let r = f(&mut inner.endpoint, self.handle);
+        r.map_err(|e| inner.conn_error(self.handle, e))
+    }
+
     fn nodelay(&self) -> io::Result<bool> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .nodelay(self.handle)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.nodelay(h))
     }
 
     fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
@@ -371,28 +378,16 @@ impl ConnRef {
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .local_addr(self.handle)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.local_addr(h))
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .peer_addr(self.handle)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.peer_addr(h))
     }
 
     /// A MSG_OOB read: the urgent byte, never waiting (`None` at the end of the stream).
     fn try_read_urgent(&self) -> io::Result<Option<u8>> {
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .recv_urgent(self.handle)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.recv_urgent(h))
     }
 
     /// A MSG_OOB write that never waits, as [`ConnRef::try_write`].
@@ -416,64 +411,33 @@ impl ConnRef {
 
     /// SIOCATMARK: whether the next byte read is at the urgent mark.
     fn at_urgent_mark(&self) -> io::Result<bool> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .urgent_mark(self.handle)
-            .map(|m| m == Some(0))
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.urgent_mark(h).map(|m| m == Some(0)))
     }
 
     fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .set_oob_inline(self.handle, inline)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.set_oob_inline(h, inline))
     }
 
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .set_nodelay(self.handle, nodelay)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.set_nodelay(h, nodelay))
     }
 
     fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .set_tos(self.handle, tos)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.set_tos(h, tos))
     }
 
     fn tos(&self) -> io::Result<u32> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .tos(self.handle)
-            .map(u32::from)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.tos(h).map(u32::from))
     }
 
     fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = crate::socket::hop_limit(ttl)?;
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .set_hop_limit(self.handle, ttl)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.set_hop_limit(h, ttl))
     }
 
     fn ttl(&self) -> io::Result<u32> {
-        let inner = self.stack.lock_shard(self.shard)?;
-        inner
-            .endpoint
-            .hop_limit(self.handle)
-            .map(u32::from)
-            .map_err(|e| inner.conn_error(self.handle, e))
+        self.command(|ep, h| ep.hop_limit(h).map(u32::from))
     }
 
     fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
