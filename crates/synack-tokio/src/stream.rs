@@ -760,6 +760,30 @@ impl TcpStream {
     }
 }
 
+/// What every half has: `ready`, the addresses, and the connection's error.
+macro_rules! half_methods {
+    () => {
+        ready_method!();
+
+        /// The peer's address and port.
+        pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+            self.conn.peer_addr()
+        }
+
+        /// The local address and port.
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.conn.local_addr()
+        }
+
+        /// The connection's error, as [`TcpStream::take_error`]: a read returns 0 after the
+        /// peer's FIN even once an RST followed it (as Linux's does), and this still shows
+        /// it.
+        pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+            self.conn.take_error()
+        }
+    };
+}
+
 /// The read half of [`TcpStream::split`].
 #[derive(Debug)]
 pub struct ReadHalf<'a> {
@@ -787,43 +811,12 @@ pub struct OwnedWriteHalf {
 
 impl ReadHalf<'_> {
     read_methods!();
-    ready_method!();
-
-    /// The peer's address and port.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.peer_addr()
-    }
-
-    /// The local address and port.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.local_addr()
-    }
-
-    /// The connection's error, as [`TcpStream::take_error`]: a read returns 0 after the
-    /// peer's FIN even once an RST followed it (as Linux's does), and this still shows it.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.conn.take_error()
-    }
+    half_methods!();
 }
 
 impl WriteHalf<'_> {
     write_methods!();
-    ready_method!();
-
-    /// The peer's address and port.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.peer_addr()
-    }
-
-    /// The local address and port.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.local_addr()
-    }
-
-    /// The connection's error, as [`TcpStream::take_error`].
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.conn.take_error()
-    }
+    half_methods!();
 }
 
 /// The halves given to [`OwnedReadHalf::reunite`] came from different streams; here they
@@ -841,7 +834,7 @@ impl std::error::Error for ReuniteError {}
 
 impl OwnedReadHalf {
     read_methods!();
-    ready_method!();
+    half_methods!();
 
     /// Puts the stream back together from the halves [`TcpStream::into_split`] made, or
     /// gives them back if they come from different streams.
@@ -857,41 +850,11 @@ impl OwnedReadHalf {
             Err(_) => unreachable!("the two halves held the only references"),
         }
     }
-
-    /// The peer's address and port.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.peer_addr()
-    }
-
-    /// The local address and port.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.local_addr()
-    }
-
-    /// The connection's error, as [`TcpStream::take_error`].
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.conn.take_error()
-    }
 }
 
 impl OwnedWriteHalf {
     write_methods!();
-    ready_method!();
-
-    /// The peer's address and port.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.peer_addr()
-    }
-
-    /// The local address and port.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.local_addr()
-    }
-
-    /// The connection's error, as [`TcpStream::take_error`].
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.conn.take_error()
-    }
+    half_methods!();
 
     /// Drops the half without sending FIN (the connection stays open for writing until the
     /// read half is dropped too).
