@@ -216,30 +216,31 @@ pub fn ds_field(packet: &[u8]) -> u8 {
 /// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
 /// keeping the IPv4 header checksum right. A packet of another version is left alone.
 pub fn set_ds_field(packet: &mut [u8], ds: u8) {
-    let hop_limit = match packet.first().map(|b| b >> 4) {
-        Some(4) => packet.get(8),
-        Some(6) => packet.get(7),
-        _ => None,
-    };
-    if let Some(&hop_limit) = hop_limit {
-        set_ds_and_hop_limit(packet, ds, hop_limit);
-    }
+    set_header_fields(packet, ds, None);
 }
 
 /// Set the DS byte and the TTL (IPv4) or hop limit (IPv6) of an IP packet whose header
 /// [`IpRepr::emit`] wrote, recomputing the IPv4 header checksum once for both. A packet of
 /// another version, or too short for its header, is left alone.
 pub fn set_ds_and_hop_limit(packet: &mut [u8], ds: u8, hop_limit: u8) {
+    set_header_fields(packet, ds, Some(hop_limit));
+}
+
+/// The DS byte, and the hop limit if given, of an emitted IP header.
+fn set_header_fields(packet: &mut [u8], ds: u8, hop_limit: Option<u8>) {
     match packet.first().map(|b| b >> 4) {
         Some(4) if packet.len() >= ipv4::HEADER_LEN => {
             let mut p = ipv4::Packet::new_unchecked(&mut packet[..]);
             p.set_tos(ds);
-            p.set_hop_limit(hop_limit);
+            if let Some(hop_limit) = hop_limit {
+                p.set_hop_limit(hop_limit);
+            }
             p.fill_checksum();
         }
         Some(6) if packet.len() >= ipv6::HEADER_LEN => {
-            let mut p = ipv6::Packet::new_unchecked(&mut packet[..]);
-            p.set_hop_limit(hop_limit);
+            if let Some(hop_limit) = hop_limit {
+                ipv6::Packet::new_unchecked(&mut packet[..]).set_hop_limit(hop_limit);
+            }
             packet[0] = 0x60 | (ds >> 4);
             packet[1] = (packet[1] & 0x0f) | (ds << 4);
         }

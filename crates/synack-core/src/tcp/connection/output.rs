@@ -182,7 +182,7 @@ impl Connection {
                     let (src, dst) = (self.local.ip(), self.remote.ip());
                     let len = write_segment(buf, src, dst, &seg, data, fill, partial)?;
                     // The IP_TOS bits; never ECT on a SYN, data or not (RFC 3168 §6.1.1).
-                    self.set_ds(&mut buf[..len], false);
+                    self.mark_ip_header(&mut buf[..len], false);
                     self.after_send(&seg);
                     let mut sent = Sent::single(len, false, false);
                     sent.checksum_partial = partial;
@@ -464,7 +464,7 @@ impl Connection {
             let partial = self.cfg.tx_checksum_offload;
             let (src, dst) = (self.local.ip(), self.remote.ip());
             let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
-            self.set_ds(&mut buf[..len], false);
+            self.mark_ip_header(&mut buf[..len], false);
             let mut sent = Sent::single(len, false, false);
             sent.checksum_partial = partial;
             return Some(sent);
@@ -1119,7 +1119,7 @@ impl Connection {
             buffer.copy_out(offset, &mut out[..len]);
         };
         let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
-        self.set_ds(&mut buf[..packet_len], new_data);
+        self.mark_ip_header(&mut buf[..packet_len], new_data);
         if len > 0 {
             // Linux's lsndtime, which slow start after idle measures from.
             self.cwnd_use.last_sent = Some(now);
@@ -1149,7 +1149,7 @@ impl Connection {
         let partial = self.cfg.tx_checksum_offload;
         let (src, dst) = (self.local.ip(), self.remote.ip());
         let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
-        self.set_ds(&mut buf[..len], false);
+        self.mark_ip_header(&mut buf[..len], false);
         if retransmit {
             self.retransmits = self.retransmits.saturating_add(1);
         }
@@ -1164,7 +1164,7 @@ impl Connection {
     /// Write the connection's DS byte and hop limit into a packet `write_segment` wrote
     /// (which writes 0 and [`HOP_LIMIT`]): its `IP_TOS`, and ECT(0) for `new_data` (see
     /// `ds_byte`), and its `IP_TTL`.
-    fn set_ds(&self, packet: &mut [u8], new_data: bool) {
+    fn mark_ip_header(&self, packet: &mut [u8], new_data: bool) {
         let ds = self.ds_byte(new_data);
         if ds != 0 || self.hop_limit != HOP_LIMIT {
             crate::wire::ip::set_ds_and_hop_limit(packet, ds, self.hop_limit);
