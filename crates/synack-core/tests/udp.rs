@@ -87,8 +87,13 @@ fn round_trip(server_ip: IpAddr, any: &str) {
         assert_eq!(p.client.udp_send_to(client, dst, &data), Ok(size));
         p.pump();
         assert!(events(&mut p.server).contains(&Event::UdpReadable(server)));
+        // A peek leaves the datagram for the receive after it.
+        let mut peeked = vec![0u8; 2048];
+        let (n, peek_from) = p.server.udp_peek_from(server, &mut peeked).unwrap();
+        assert_eq!(&peeked[..n], &data[..]);
         let (got, from) = recv(&mut p.server, server).unwrap();
         assert_eq!(got, data);
+        assert_eq!(from, peek_from);
         assert_eq!(
             from.ip(),
             p.client.addresses()[usize::from(server_ip.is_ipv6())]

@@ -62,7 +62,7 @@ pub(crate) struct UdpState {
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
 /// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `readable`/`writable`;
-/// `take_error` and `set_ttl`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
+/// `peek_from`, `take_error` and `set_ttl`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
 /// it closes the socket in the core (its queued datagrams are dropped, its port is free).
 ///
 /// Datagrams are never fragmented: one larger than the MTU allows is refused with
@@ -176,6 +176,46 @@ impl UdpSocket {
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut inner = self.stack.lock_udp()?;
         Ok(inner.endpoint.udp_recv_from(self.handle, buf)?)
+    }
+
+    /// Copies the next datagram into `buf` (truncated) and returns its length and sender,
+    /// leaving it for the next receive (`MSG_PEEK`). Waits while none has come.
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut rb = ReadBuf::new(buf);
+        let from = std::future::poll_fn(|cx| self.poll_peek_from(cx, &mut rb)).await?;
+        Ok((rb.filled().len(), from))
+    }
+
+    /// Polls for [`peek_from`](Self::peek_from): fills `buf` and returns the sender.
+    pub fn poll_peek_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        let mut guard = self.stack.lock_udp()?;
+        let inner = &mut *guard;
+        match inner
+            .endpoint
+            .udp_peek_from(self.handle, buf.initialize_unfilled())
+        {
+            Ok((n, from)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(from))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(s) = inner.udp.get_mut(&self.handle) {
+                    register_many(&mut s.recv_wakers, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+
+    /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` when none has come.
+    pub fn try_peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner.endpoint.udp_peek_from(self.handle, buf)?)
     }
 
     /// [`try_recv_from`](Self::try_recv_from) without the sender.

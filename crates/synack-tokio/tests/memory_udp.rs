@@ -104,6 +104,13 @@ async fn try_calls_and_readiness() {
         within(tx.writable()).await.unwrap();
         tx.try_send_to(&[8u8; 10], to).unwrap();
 
+        // A peek shows the first datagram and leaves it.
+        within(rx.readable()).await.unwrap();
+        let (n, from) = rx.try_peek_from(&mut buf).unwrap();
+        assert_eq!((n, from.ip(), buf[0]), (10, CLIENT, 7));
+        let (n, again) = within(rx.peek_from(&mut buf)).await.unwrap();
+        assert_eq!((n, again), (10, from));
+
         // The receiver takes what its queue kept, and then would block.
         let mut got = 0usize;
         loop {
@@ -135,6 +142,10 @@ async fn try_calls_and_readiness() {
         assert!(s.take_error().unwrap().is_none());
         assert_eq!(
             s.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(
+            s.try_peek_from(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
     })

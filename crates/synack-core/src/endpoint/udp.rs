@@ -632,6 +632,25 @@ impl Endpoint {
         Ok((n, d.src))
     }
 
+    /// `MSG_PEEK`: the next datagram copied into `buf` (truncated) with its sender, left
+    /// queued for the next receive. As [`Endpoint::udp_recv_from`] otherwise: `WouldBlock`
+    /// when none is queued, and a pending ICMP error first, taken (Linux's `sock_error`
+    /// clears it on a peek too).
+    pub fn udp_peek_from(
+        &mut self,
+        h: UdpHandle,
+        buf: &mut [u8],
+    ) -> Result<(usize, SocketAddr), Error> {
+        let sock = self.udp.socket_mut(h)?;
+        if let Some(e) = sock.error.take() {
+            return Err(e);
+        }
+        let d = sock.queue.front().ok_or(Error::WouldBlock)?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.src))
+    }
+
     /// Take the next datagram whole, without a copy: `(payload, source, destination)`. As
     /// [`Endpoint::udp_recv_from`] otherwise.
     pub fn udp_recv(&mut self, h: UdpHandle) -> Result<(Bytes, SocketAddr, SocketAddr), Error> {
