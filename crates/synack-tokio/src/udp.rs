@@ -192,24 +192,15 @@ impl UdpSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
-        let mut guard = self.stack.lock_udp()?;
-        let inner = &mut *guard;
-        match inner
+        let mut inner = self.stack.lock_udp()?;
+        let peeked = inner
             .endpoint
             .udp_peek_from(self.handle, buf.initialize_unfilled())
-        {
-            Ok((n, from)) => {
+            .map(|(n, from)| {
                 buf.advance(n);
-                Poll::Ready(Ok(from))
-            }
-            Err(Error::WouldBlock) => {
-                if let Some(s) = inner.udp.get_mut(&self.handle) {
-                    register_many(&mut s.recv_wakers, cx);
-                }
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(e.into())),
-        }
+                from
+            });
+        self.received(&mut inner, cx, peeked)
     }
 
     /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` when none has come.
@@ -231,15 +222,13 @@ impl UdpSocket {
 
     /// Polls for [`readable`](Self::readable).
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut guard = self.stack.lock_udp()?;
-        let inner = &mut *guard;
-        if inner.endpoint.udp_recv_ready(self.handle)? {
-            return Poll::Ready(Ok(()));
-        }
-        if let Some(s) = inner.udp.get_mut(&self.handle) {
-            register_many(&mut s.recv_wakers, cx);
-        }
-        Poll::Pending
+        let mut inner = self.stack.lock_udp()?;
+        let ready = match inner.endpoint.udp_recv_ready(self.handle) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::WouldBlock),
+            Err(e) => Err(e),
+        };
+        self.received(&mut inner, cx, ready)
     }
 
     /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
@@ -277,23 +266,36 @@ impl UdpSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
-        let mut guard = self.stack.lock_udp()?;
-        let inner = &mut *guard;
+        let mut inner = self.stack.lock_udp()?;
         // Taken whole and copied in with `put_slice`: a caller's uninitialised buffer (64 KiB
         // for a datagram socket, say) is written, never zeroed first.
-        match inner.endpoint.udp_recv(self.handle) {
-            Ok((data, from, _to)) => {
+        let taken = inner
+            .endpoint
+            .udp_recv(self.handle)
+            .map(|(data, from, _to)| {
                 let n = data.len().min(buf.remaining());
                 buf.put_slice(&data[..n]);
-                Poll::Ready(Ok(from))
-            }
+                from
+            });
+        self.received(&mut inner, cx, taken)
+    }
+
+    /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
+    /// parked for the socket's `UdpReadable`, under the same lock as the command.
+    fn received<T>(
+        &self,
+        inner: &mut Inner,
+        cx: &Context<'_>,
+        result: Result<T, Error>,
+    ) -> Poll<io::Result<T>> {
+        match result {
             Err(Error::WouldBlock) => {
                 if let Some(s) = inner.udp.get_mut(&self.handle) {
                     register_many(&mut s.recv_wakers, cx);
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(e.into())),
+            r => Poll::Ready(r.map_err(Into::into)),
         }
     }
 
