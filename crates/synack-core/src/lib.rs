@@ -93,5 +93,7 @@ pub use error::Error;
 pub use options::{SendFlags, SocketOptions};
 pub use seq::SeqNumber;
 pub use stats::{MemoryUsage, Stats};
+/// The TTL / hop limit of what a socket sends unless it sets its own (Linux's default, 64).
+pub use tcp::connection::output::HOP_LIMIT as DEFAULT_HOP_LIMIT;
 pub use tcp::State;
 pub use time::Instant;

@@ -163,7 +163,7 @@ impl TcpListener {
         let inner = self.stack.lock_shard(0)?;
         let options = inner.endpoint.listener_options(self.handles[0])?;
         Ok(u32::from(
-            options.hop_limit.unwrap_or(crate::socket::DEFAULT_TTL),
+            options.hop_limit.unwrap_or(synack_core::DEFAULT_HOP_LIMIT),
         ))
     }
 

@@ -45,9 +45,6 @@ struct Settings {
     reuseaddr: bool,
 }
 
-/// The TTL and hop limit of a socket that set none (Linux's `ip_default_ttl`).
-pub(crate) const DEFAULT_TTL: u8 = 64;
-
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
 /// takes no 0 either).
 pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
@@ -183,7 +180,8 @@ impl TcpSocket {
     /// The TTL set with [`set_ttl`](Self::set_ttl), or the default, 64.
     pub fn ttl(&self) -> io::Result<u32> {
         Ok(u32::from(
-            self.with(|s| s.options.hop_limit).unwrap_or(DEFAULT_TTL),
+            self.with(|s| s.options.hop_limit)
+                .unwrap_or(synack_core::DEFAULT_HOP_LIMIT),
         ))
     }
 

@@ -361,9 +361,6 @@ enum IpChange {
     HopLimit(u8),
 }
 
-/// Linux's TTL and hop limit when a socket sets none (`ip_default_ttl`, IPv6 `hop_limit`).
-const DEFAULT_HOP_LIMIT: u8 = 64;
-
 /// The ECN bits of a DS byte: the stack's, never the application's (Linux masks them from
 /// IP_TOS and IPV6_TCLASS on stream sockets).
 const ECN_MASK: u8 = 0b11;
@@ -408,7 +405,9 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
                 ip.ttl = set;
             }
             ip.hop_limit = set;
-            Ok(IpChange::HopLimit(set.unwrap_or(DEFAULT_HOP_LIMIT)))
+            Ok(IpChange::HopLimit(
+                set.unwrap_or(synack_core::DEFAULT_HOP_LIMIT),
+            ))
         }
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
             // Linux: an int, -1 for the default (0), at most 0xff.
@@ -450,10 +449,12 @@ fn ip_getsockopt(ip: &IpOpts, level: i32, name: i32) -> SysResult<Vec<u8>> {
         (libc::IPPROTO_IP, libc::IP_TOS) => int(i32::from(ip.tos)),
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => int(i32::from(ip.tclass)),
         // What the socket sends with: the default when unset, as Linux reads it back.
-        (libc::IPPROTO_IP, libc::IP_TTL) => int(i32::from(ip.ttl.unwrap_or(DEFAULT_HOP_LIMIT))),
-        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => {
-            int(i32::from(ip.unicast_hops.unwrap_or(DEFAULT_HOP_LIMIT)))
+        (libc::IPPROTO_IP, libc::IP_TTL) => {
+            int(i32::from(ip.ttl.unwrap_or(synack_core::DEFAULT_HOP_LIMIT)))
         }
+        (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => int(i32::from(
+            ip.unicast_hops.unwrap_or(synack_core::DEFAULT_HOP_LIMIT),
+        )),
         // Linux's default with ip_no_pmtu_disc = 0.
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
             int(ip.mtu_discover.unwrap_or(libc::IP_PMTUDISC_WANT))

@@ -9,8 +9,9 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 
-/// The hop limit / TTL of everything we send (Linux's default ip_default_ttl).
-pub(crate) const HOP_LIMIT: u8 = 64;
+/// The hop limit / TTL of everything we send unless a socket sets its own (Linux's
+/// `ip_default_ttl`, and IPv6's default `hop_limit`); public as [`crate::DEFAULT_HOP_LIMIT`].
+pub const HOP_LIMIT: u8 = 64;
 
 /// Write an IP packet carrying `seg` into `buf`. The payload is taken from `seg.payload`, or
 /// produced in place by `fill` when `fill_len` is non-zero (the send buffer copies straight into
