@@ -34,6 +34,11 @@ fn dual(prefix: &str, config: synack_core::Config) -> Net {
     )
 }
 
+/// The unspecified address of a family, port 0: a bind to every stack address, any port.
+fn unspecified(v6: bool) -> SocketAddr {
+    if v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap()
+}
+
 fn require(test: &str) -> bool {
     require_tun(test) && kernel_support::require_tool(test, "python3")
 }
@@ -127,7 +132,7 @@ async fn kernel_udp_round_trips_both_ways_both_families() {
             &[&host.to_string(), "7000", &sizes.len().to_string()],
         )
         .await;
-        let any: SocketAddr = if v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+        let any = unspecified(v6);
         let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
         let target = SocketAddr::new(host, 7000);
         for (i, &size) in sizes.iter().enumerate() {
@@ -198,13 +203,7 @@ except socket.timeout:
         let p = net.python(REFUSED, &[&stack.to_string(), "9999"]);
         assert_eq!(said(p, 20).await, "refused", "{host}");
 
-        let any: SocketAddr = if host.is_ipv6() {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        }
-        .parse()
-        .unwrap();
+        let any = unspecified(host.is_ipv6());
         let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
         sock.connect(SocketAddr::new(host, 9998)).await.unwrap();
         assert_eq!(sock.local_addr().unwrap().ip(), stack);
@@ -320,13 +319,7 @@ async fn kernel_udp_reads_the_ttl_we_set_both_families() {
     let net = dual("synack-udp-ttl", synack_core::Config::default());
     for host in [IpAddr::V4(HOST), IpAddr::V6(HOST6)] {
         let receiver = ready(&net, TTL_RECEIVER, &[&host.to_string(), "7200", "2"]).await;
-        let any: SocketAddr = if host.is_ipv6() {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
-        }
-        .parse()
-        .unwrap();
+        let any = unspecified(host.is_ipv6());
         let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
         let target = SocketAddr::new(host, 7200);
         assert_eq!(sock.ttl().unwrap(), 64);
