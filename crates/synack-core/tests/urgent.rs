@@ -7,6 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 
+use bytes::{BufMut, BytesMut};
 use common::*;
 use synack_core::wire::TcpFlags;
 use synack_core::{ConnectionHandle, Error, SeqNumber};
@@ -92,6 +93,45 @@ fn the_urgent_byte_leaves_the_stream_and_reads_stop_at_the_mark() {
     assert_eq!(k.recv(100).unwrap(), b"fgh");
     assert_eq!(k.mark(), None);
     assert_eq!(k.recv(100), Err(Error::WouldBlock));
+}
+
+#[test]
+fn a_read_into_a_bufmut_stops_at_the_mark_and_skips_the_byte() {
+    let mut k = Conn::open();
+    k.data(0, b"abcdeXfgh", Some(6));
+    let mut buf = BytesMut::with_capacity(64);
+    assert_eq!(k.h.ep.recv_buf(k.h.now, k.c, &mut buf), Ok(5));
+    assert_eq!(&buf[..], b"abcde");
+    assert_eq!(k.h.ep.recv_buf(k.h.now, k.c, &mut buf), Ok(3));
+    assert_eq!(
+        &buf[..],
+        b"abcdefgh",
+        "appended after the skipped urgent byte"
+    );
+    assert_eq!(
+        k.h.ep.recv_buf(k.h.now, k.c, &mut buf),
+        Err(Error::WouldBlock)
+    );
+}
+
+#[test]
+fn a_read_into_a_bufmut_takes_at_most_its_next_chunk() {
+    let mut k = Conn::open();
+    k.data(0, &[7; 300], None);
+    // A fixed slice: what it holds. A full `Vec`: the room its `chunk_mut` makes.
+    let mut small = [0u8; 100];
+    assert_eq!(k.h.ep.recv_buf(k.h.now, k.c, &mut &mut small[..]), Ok(100));
+    let mut full = Vec::with_capacity(8);
+    full.extend_from_slice(&[1; 8]);
+    let room = {
+        let mut probe = full.clone();
+        probe.chunk_mut().len()
+    };
+    let n = k.h.ep.recv_buf(k.h.now, k.c, &mut full).unwrap();
+    assert_eq!(n, room.min(200));
+    assert_eq!(full.len(), 8 + n);
+    assert!(full[8..].iter().all(|&b| b == 7));
+    assert_eq!(k.h.ep.recv_queue_len(k.c), Ok(200 - n));
 }
 
 #[test]

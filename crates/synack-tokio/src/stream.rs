@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BufMut;
 use synack_core::{Bytes, ConnectionHandle, Endpoint, Error, SocketOptions, State};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tracing::debug;
@@ -92,17 +93,11 @@ impl ConnRef {
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
-        // Zero only what this read can fill: a caller's uninitialised buffer (hyper's read
-        // buffer, 8 KiB and growing, through `TokioIo`) would otherwise be zeroed whole on
-        // every read, a memset that cost more than the TCP receive path of a small request.
-        let queued = inner.endpoint.recv_queue_len(self.handle).unwrap_or(0);
-        let want = buf.remaining().min(queued.max(1));
-        match inner
-            .endpoint
-            .recv(now, self.handle, buf.initialize_unfilled_to(want))
-        {
-            Ok(n) => {
-                buf.advance(n);
+        // Written in place as a `BufMut`: a caller's uninitialised buffer (hyper's read
+        // buffer, 8 KiB and growing, through `TokioIo`) is never zeroed first, a memset that
+        // cost more than the TCP receive path of a small request.
+        match inner.endpoint.recv_buf(now, self.handle, buf) {
+            Ok(_) => {
                 // Reading opened the receive window: the driver may owe the peer an update.
                 inner.wake_driver();
                 Poll::Ready(Ok(()))
@@ -191,9 +186,23 @@ impl ConnRef {
 
     /// A read that never waits: `WouldBlock` when nothing is buffered.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_read_with(|ep, now, h| ep.recv(now, h, buf))
+    }
+
+    /// [`try_read`](Self::try_read) into a `BufMut`'s room, written in place.
+    fn try_read_buf<B: BufMut + ?Sized>(&self, buf: &mut B) -> io::Result<usize> {
+        self.try_read_with(|ep, now, h| ep.recv_buf(now, h, buf))
+    }
+
+    /// A read command that never waits, under the lock: a read that took bytes may have
+    /// opened the window, so the driver is woken to tell the peer.
+    fn try_read_with(
+        &self,
+        read: impl FnOnce(&mut Endpoint, synack_core::Instant, ConnectionHandle) -> Result<usize, Error>,
+    ) -> io::Result<usize> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
-        match inner.endpoint.recv(now, self.handle, buf) {
+        match read(&mut inner.endpoint, now, self.handle) {
             Ok(n) => {
                 inner.wake_driver();
                 Ok(n)
@@ -547,6 +556,13 @@ macro_rules! read_methods {
         /// [`try_read`](Self::try_read) into several buffers, filled in turn.
         pub fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
             self.conn.try_read_vectored(bufs)
+        }
+
+        /// [`try_read`](Self::try_read) into `buf`'s spare room, advancing it, as tokio's
+        /// `try_read_buf`: at most what `buf.chunk_mut()` offers (a full `BytesMut` or `Vec`
+        /// makes some room), written in place, never zeroed first.
+        pub fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+            self.conn.try_read_buf(buf)
         }
     };
 }

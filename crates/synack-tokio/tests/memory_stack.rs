@@ -1147,6 +1147,43 @@ async fn halves_read_and_write_without_waiting() {
     assert_eq!(&back, b"back");
 }
 
+/// `try_read_buf`, as tokio's: bytes land in a `BytesMut`'s spare room, at most what it
+/// offers each time, in order and intact across many segments; a borrowed read half has it
+/// too; `Ok(0)` at the end of the stream.
+#[tokio::test]
+async fn try_read_buf_fills_a_bytesmut_in_place() {
+    let (client, server) = stacks();
+    let (mut c, mut s) = connected(&client, &server, 7108).await;
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let writer = tokio::spawn({
+        let data = data.clone();
+        async move {
+            c.write_all(&data).await.unwrap();
+            c.shutdown().await.unwrap();
+            c
+        }
+    });
+    let mut got = bytes::BytesMut::with_capacity(1000);
+    let (r, _w) = s.split();
+    let mut reads = 0;
+    loop {
+        within(10, r.readable()).await.unwrap();
+        got.reserve(1000);
+        let room = got.capacity() - got.len();
+        match r.try_read_buf(&mut got) {
+            Ok(0) => break,
+            Ok(n) => assert!(n <= room, "{n} bytes into {room} of room"),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => panic!("{e}"),
+        }
+        reads += 1;
+        assert!(reads < 100_000, "no end of stream");
+    }
+    assert!(got[..] == data[..], "{} of {} bytes", got.len(), data.len());
+    let _c = within(10, writer).await.unwrap();
+    assert_eq!(s.try_read_buf(&mut got).unwrap(), 0, "still the end");
+}
+
 /// The in-memory device has one queue: however many workers are asked for, the stack runs
 /// one shard, and it works as before.
 #[tokio::test(flavor = "current_thread")]

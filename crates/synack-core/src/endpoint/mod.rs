@@ -35,7 +35,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -520,11 +520,40 @@ impl Endpoint {
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
+        let mut at = 0;
+        self.recv_with(now, conn, buf.len(), |part| {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        })
+    }
+
+    /// [`recv`](Self::recv) into a [`BufMut`]'s room, at most what its next chunk holds
+    /// (`BufMut::chunk_mut`: the spare capacity of a `BytesMut` or a `Vec`, which makes room
+    /// if there is none), written in place: the room is never zeroed first, and nothing is
+    /// copied on the way. Returns the bytes added.
+    pub fn recv_buf<B: BufMut + ?Sized>(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        buf: &mut B,
+    ) -> Result<usize, Error> {
+        let max = buf.chunk_mut().len();
+        self.recv_with(now, conn, max, |part| buf.put_slice(part))
+    }
+
+    /// A read of at most `max` bytes, handed to `sink` in order.
+    fn recv_with(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        max: usize,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<usize, Error> {
         // The window a read may open counts the memory the read itself gives back.
-        let freed = self.app_conn(conn)?.recv_queue_len().min(buf.len());
+        let freed = self.app_conn(conn)?.recv_queue_len().min(max);
         self.set_budget(conn, freed);
         let slot = self.app_slot(conn)?;
-        let result = slot.conn.recv(now, buf);
+        let result = slot.conn.recv_with(now, max, sink);
         if matches!(result, Ok(n) if n > 0) {
             self.after(conn);
         }

@@ -229,11 +229,26 @@ impl RecvBuffer {
 
     /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
     pub fn read(&mut self, dst: &mut [u8]) -> usize {
-        let n = dst.len().min(self.len());
+        let mut at = 0;
+        self.read_with(dst.len(), |part| {
+            dst[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        })
+    }
+
+    /// Hands up to `n` in-order bytes to `sink`, in order and in at most two slices (where
+    /// the ring wraps), removes them, and returns how many: a read into a destination that is
+    /// not a plain slice (a `BufMut`'s uninitialised room) without a copy in between.
+    pub fn read_with(&mut self, n: usize, mut sink: impl FnMut(&[u8])) -> usize {
+        let n = n.min(self.len());
         if n == 0 {
             return 0;
         }
-        self.copy(self.read_pos, &mut dst[..n]);
+        let (first, second) = self.slices(self.read_pos, n);
+        sink(first);
+        if !second.is_empty() {
+            sink(second);
+        }
         self.skip(n)
     }
 
@@ -385,12 +400,18 @@ impl RecvBuffer {
 
     /// Copies the bytes at stream positions `[pos, pos + dst.len())`, which are held.
     fn copy(&self, pos: u64, dst: &mut [u8]) {
+        let (first, second) = self.slices(pos, dst.len());
+        dst[..first.len()].copy_from_slice(first);
+        dst[first.len()..].copy_from_slice(second);
+    }
+
+    /// The `n` stored bytes from stream position `pos` on, as the ring holds them: up to its
+    /// end, then from its start.
+    fn slices(&self, pos: u64, n: usize) -> (&[u8], &[u8]) {
         let size = self.storage.len();
         let at = ring_index(self.head, (pos - self.read_pos) as usize, size);
-        let first = dst.len().min(size - at);
-        let n = dst.len();
-        dst[..first].copy_from_slice(&self.storage[at..at + first]);
-        dst[first..].copy_from_slice(&self.storage[..n - first]);
+        let first = n.min(size - at);
+        (&self.storage[at..at + first], &self.storage[..n - first])
     }
 
     /// Moves everything from `read_pos` to the extent (holes included) to the start of a
@@ -448,6 +469,37 @@ mod tests {
         assert_eq!(&part, b"hell");
         assert_eq!(read_all(&mut buf), b"o world");
         assert_eq!(buf.window(), 100);
+    }
+
+    #[test]
+    fn read_with_hands_out_a_wrapped_ring_in_order_in_two_slices() {
+        // MIN_ALLOC bytes of ring, filled, half read, and refilled past its end: the unread
+        // bytes wrap, and `read_with` gives them as the ring's tail, then its head.
+        let mut buf = RecvBuffer::new(MIN_ALLOC, 4);
+        let first: Vec<u8> = (0..MIN_ALLOC).map(|i| i as u8).collect();
+        buf.write(0, &first).unwrap();
+        assert_eq!(buf.storage.len(), MIN_ALLOC);
+        let mut half = vec![0; MIN_ALLOC / 2];
+        assert_eq!(buf.read(&mut half), MIN_ALLOC / 2);
+        let second: Vec<u8> = (0..MIN_ALLOC / 4).map(|i| (i * 7) as u8).collect();
+        buf.write(0, &second).unwrap();
+        assert_eq!(
+            buf.storage.len(),
+            MIN_ALLOC,
+            "no reallocation: the ring wrapped"
+        );
+        let mut parts = Vec::new();
+        let mut got = Vec::new();
+        let n = buf.read_with(usize::MAX, |part| {
+            parts.push(part.len());
+            got.extend_from_slice(part);
+        });
+        assert_eq!(n, MIN_ALLOC / 2 + MIN_ALLOC / 4);
+        assert_eq!(parts, [MIN_ALLOC / 2, MIN_ALLOC / 4]);
+        assert_eq!(got[..MIN_ALLOC / 2], first[MIN_ALLOC / 2..]);
+        assert_eq!(got[MIN_ALLOC / 2..], second[..]);
+        assert!(buf.is_empty());
+        assert_eq!(buf.read_with(10, |_| panic!("nothing to hand out")), 0);
     }
 
     #[test]

@@ -1344,16 +1344,23 @@ impl Connection {
         space.since = now;
     }
 
-    /// Application read (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` is end of stream. A read stops
-    /// at the urgent mark, and skips the urgent byte there (see `urgent.rs`).
-    pub fn recv(&mut self, now: Instant, buf: &mut [u8]) -> Result<usize, Error> {
+    /// Application read (RFC 9293 §3.10.3 RECEIVE) of at most `max` bytes, handed to `sink`
+    /// in order (in at most two slices, where the ring wraps), so that the caller's
+    /// destination needs no buffer of its own in between. `Ok(0)` is end of stream. A read
+    /// stops at the urgent mark, and skips the urgent byte there (see `urgent.rs`).
+    pub fn recv_with(
+        &mut self,
+        now: Instant,
+        max: usize,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<usize, Error> {
         if !self.rcv.buffer.is_empty() {
-            if buf.is_empty() {
+            if max == 0 {
                 return Ok(0);
             }
-            let (skip, take) = self.urgent_read_plan(buf.len());
+            let (skip, take) = self.urgent_read_plan(max);
             self.rcv.buffer.skip(skip);
-            let n = self.rcv.buffer.read(&mut buf[..take]);
+            let n = self.rcv.buffer.read_with(take, sink);
             self.after_urgent_read();
             if self.is_synchronized() {
                 self.tune_receive_buffer(now, n + skip);
@@ -1392,7 +1399,7 @@ impl Connection {
         }
     }
 
-    /// Like [`Connection::recv`], but the bytes stay buffered for the next read (MSG_PEEK).
+    /// Like [`Connection::recv_with`], but the bytes stay buffered for the next read (MSG_PEEK).
     pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
         if !self.rcv.buffer.is_empty() && !buf.is_empty() {
             let (skip, take) = self.urgent_read_plan(buf.len());
