@@ -143,6 +143,35 @@ fn hop_limit_marks_a_sockets_datagrams_in_both_families() {
 }
 
 #[test]
+fn tos_marks_a_sockets_datagrams_ecn_bits_included() {
+    let mut p = pair();
+    for (any, dst) in [
+        ("0.0.0.0:0", sa(Pair::SERVER, 7)),
+        ("[::]:0", sa(ip(S6), 7)),
+    ] {
+        let s = p.server.udp_bind(sa(dst.ip(), 7)).unwrap();
+        let c = p.client.udp_bind(any.parse().unwrap()).unwrap();
+        assert_eq!(p.client.udp_tos(c), Ok(0));
+        p.client.udp_send_to(c, dst, b"plain").unwrap();
+        // DSCP EF (46) with ECT(0): a UDP socket's ECN bits are its own, unlike TCP's.
+        p.client.udp_set_tos(c, 0xb8 | 0b10).unwrap();
+        assert_eq!(p.client.udp_tos(c), Ok(0xba));
+        p.client.udp_send_to(c, dst, b"marked").unwrap();
+        let packets = take_client_packets(&mut p);
+        let ds: Vec<u8> = packets.iter().map(|pkt| wire::ip::ds_field(pkt)).collect();
+        assert_eq!(ds, [0, 0xba], "{any}");
+        // Still valid datagrams (the IPv4 header checksum was redone): both arrive.
+        for pkt in &packets {
+            deliver(&mut p.server, p.now, pkt);
+        }
+        assert_eq!(recv(&mut p.server, s).unwrap().0, b"plain");
+        assert_eq!(recv(&mut p.server, s).unwrap().0, b"marked");
+        p.client.udp_close(c).unwrap();
+        p.server.udp_close(s).unwrap();
+    }
+}
+
+#[test]
 fn oversized_payloads_are_message_too_long() {
     let mut p = pair();
     let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();

@@ -45,8 +45,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
+use bytes::BufMut;
 use synack_core::{Error, UdpHandle};
-use tokio::io::ReadBuf;
+use tokio::io::{Interest, ReadBuf, Ready};
 
 use crate::stack::{register_many, Inner};
 use crate::Stack;
@@ -61,9 +62,12 @@ pub(crate) struct UdpState {
 }
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
-/// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `readable`/`writable`;
-/// `peek_from`, `take_error` and `set_ttl`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping
-/// it closes the socket in the core (its queued datagrams are dropped, its port is free).
+/// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `ready`, `readable` and
+/// `writable`; receives into a `BufMut` (`recv_buf_from`); the peeks (`peek_from`, `peek`,
+/// `peek_sender`); `take_error`, `set_ttl` and `set_tos`. Not `Clone`: share it with an `Arc`,
+/// as tokio's. Dropping it closes the socket in the core (its queued datagrams are dropped, its
+/// port is free). Not here: broadcast and multicast (a datagram to such an address is
+/// `InvalidInput`).
 ///
 /// Datagrams are never fragmented: one larger than the MTU allows is refused with
 /// `InvalidInput` ("message too long", Linux's EMSGSIZE). A connected socket receives only
@@ -123,6 +127,24 @@ impl UdpSocket {
         Ok(u32::from(hop_limit))
     }
 
+    /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `UdpSocket::set_tos`: the DS byte of
+    /// the datagrams sent from now on, all eight bits (a UDP application chooses its own ECN
+    /// codepoint, as QUIC does). More than 255 is `InvalidInput`.
+    pub fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self
+            .stack
+            .lock_udp()?
+            .endpoint
+            .udp_set_tos(self.handle, tos)?)
+    }
+
+    /// The DS byte set with [`set_tos`](Self::set_tos), else 0.
+    pub fn tos(&self) -> io::Result<u32> {
+        let tos = self.stack.lock_udp()?.endpoint.udp_tos(self.handle)?;
+        Ok(u32::from(tos))
+    }
+
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
     /// is sent.
     pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
@@ -154,6 +176,36 @@ impl UdpSocket {
     /// Receives one datagram (from the peer, if connected).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.recv_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// Receives one datagram into `buf`'s room, advancing it, as tokio's `recv_buf_from`;
+    /// returns the bytes added and the sender. A buffer that can grow (`BytesMut`,
+    /// `Vec<u8>`) takes the whole datagram; a fixed one takes what fits and the rest is
+    /// discarded. The datagram is put straight in: the room is never zeroed first.
+    pub async fn recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
+        std::future::poll_fn(|cx| {
+            let mut inner = self.stack.lock_udp()?;
+            let taken = take_into(&mut inner, self.handle, buf);
+            self.received(&mut inner, cx, taken)
+        })
+        .await
+    }
+
+    /// [`recv_buf_from`](Self::recv_buf_from) without the sender.
+    pub async fn recv_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        self.recv_buf_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// [`recv_buf_from`](Self::recv_buf_from) without waiting: `WouldBlock` when no datagram
+    /// has come.
+    pub fn try_recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
+        let mut inner = self.stack.lock_udp()?;
+        Ok(take_into(&mut inner, self.handle, buf)?)
+    }
+
+    /// [`try_recv_buf_from`](Self::try_recv_buf_from) without the sender.
+    pub fn try_recv_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        self.try_recv_buf_from(buf).map(|(n, _)| n)
     }
 
     /// Sends `buf` to `target` if it can be queued now: `WouldBlock` when the stack's send
@@ -209,9 +261,62 @@ impl UdpSocket {
         Ok(inner.endpoint.udp_peek_from(self.handle, buf)?)
     }
 
+    /// [`peek_from`](Self::peek_from) without the sender (a connected socket's datagrams
+    /// all come from its peer).
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.peek_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// Polls for [`peek`](Self::peek).
+    pub fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_peek_from(cx, buf).map_ok(drop)
+    }
+
+    /// [`peek`](Self::peek) without waiting: `WouldBlock` when none has come.
+    pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_peek_from(buf).map(|(n, _)| n)
+    }
+
+    /// The sender of the next datagram, which stays queued, as tokio's `peek_sender`: no
+    /// buffer needed to learn where it came from. Waits while none has come.
+    pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
+        std::future::poll_fn(|cx| self.poll_peek_sender(cx)).await
+    }
+
+    /// Polls for [`peek_sender`](Self::peek_sender).
+    pub fn poll_peek_sender(&self, cx: &mut Context<'_>) -> Poll<io::Result<SocketAddr>> {
+        self.poll_peek_from(cx, &mut ReadBuf::new(&mut []))
+    }
+
+    /// [`peek_sender`](Self::peek_sender) without waiting: `WouldBlock` when none has come.
+    pub fn try_peek_sender(&self) -> io::Result<SocketAddr> {
+        self.try_peek_from(&mut []).map(|(_, from)| from)
+    }
+
     /// [`try_recv_from`](Self::try_recv_from) without the sender.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.try_recv_from(buf).map(|(n, _)| n)
+    }
+
+    /// Waits until the socket is ready for any of `interest` and says which, as tokio's
+    /// `UdpSocket::ready`: readable when a datagram (or a pending error) can be taken,
+    /// writable when one can be queued.
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        std::future::poll_fn(|cx| {
+            let mut ready = Ready::EMPTY;
+            if interest.is_readable() && self.poll_recv_ready(cx)?.is_ready() {
+                ready |= Ready::READABLE;
+            }
+            if interest.is_writable() && self.poll_send_ready(cx)?.is_ready() {
+                ready |= Ready::WRITABLE;
+            }
+            if ready.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(ready))
+            }
+        })
+        .await
     }
 
     /// Waits until a datagram (or a pending error) can be taken, for
@@ -267,16 +372,7 @@ impl UdpSocket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
         let mut inner = self.stack.lock_udp()?;
-        // Taken whole and copied in with `put_slice`: a caller's uninitialised buffer (64 KiB
-        // for a datagram socket, say) is written, never zeroed first.
-        let taken = inner
-            .endpoint
-            .udp_recv(self.handle)
-            .map(|(data, from, _to)| {
-                let n = data.len().min(buf.remaining());
-                buf.put_slice(&data[..n]);
-                from
-            });
+        let taken = take_into(&mut inner, self.handle, buf).map(|(_, from)| from);
         self.received(&mut inner, cx, taken)
     }
 
@@ -317,6 +413,21 @@ impl UdpSocket {
         let result = inner.endpoint.udp_send(self.handle, buf);
         sent(&mut inner, cx, result)
     }
+}
+
+/// Takes the socket's next datagram into `buf`'s room, as much as fits (the rest is
+/// discarded, as `recv_from` does): the bytes added and the sender. Taken whole from the core
+/// and put in with `put_slice`, so that a caller's uninitialised buffer (64 KiB for a
+/// datagram socket, say) is written, never zeroed first.
+fn take_into<B: BufMut + ?Sized>(
+    inner: &mut Inner,
+    h: UdpHandle,
+    buf: &mut B,
+) -> Result<(usize, SocketAddr), Error> {
+    let (data, from, _to) = inner.endpoint.udp_recv(h)?;
+    let n = data.len().min(buf.remaining_mut());
+    buf.put_slice(&data[..n]);
+    Ok((n, from))
 }
 
 /// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or

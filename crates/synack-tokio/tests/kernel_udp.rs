@@ -287,8 +287,9 @@ print("ok", ok)
     assert_eq!(stats.udp_port_unreachable_sent, 0);
 }
 
-/// A kernel UDP receiver on ADDR:PORT that asks for each datagram's TTL or hop limit
-/// (IP_RECVTTL, IPV6_RECVHOPLIMIT) and prints `payload=ttl` for N of them.
+/// A kernel UDP receiver on ADDR:PORT that asks for each datagram's TTL or hop limit and its
+/// DS byte (IP_RECVTTL and IP_RECVTOS; IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS) and prints
+/// `payload=ttl/ds` for N of them.
 const TTL_RECEIVER: &str = r#"
 import socket, sys
 addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -296,29 +297,35 @@ v6 = ":" in addr
 s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
 if v6:
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, 66, 1)  # IPV6_RECVTCLASS
+    TTL, DS = (socket.IPPROTO_IPV6, 52), (socket.IPPROTO_IPV6, 67)  # IPV6_HOPLIMIT, IPV6_TCLASS
 else:
     s.setsockopt(socket.IPPROTO_IP, 12, 1)  # IP_RECVTTL
+    s.setsockopt(socket.IPPROTO_IP, 13, 1)  # IP_RECVTOS
+    TTL, DS = (socket.IPPROTO_IP, 2), (socket.IPPROTO_IP, 1)  # IP_TTL, IP_TOS (one byte)
 s.bind((addr, port))
 s.settimeout(10)
 out = []
 for _ in range(n):
     data, anc, _, _ = s.recvmsg(2048, 256)
-    ttl = [int.from_bytes(d[:4], sys.byteorder) for (_, _, d) in anc]
-    out.append(f"{data.decode()}={ttl}")
+    got = {(level, kind): d for (level, kind, d) in anc}
+    ttl = int.from_bytes(got[TTL][:4], sys.byteorder)
+    ds = got[DS][0]
+    out.append(f"{data.decode()}={ttl}/{ds}")
 print(" ".join(out), flush=True)
 "#;
 
-/// `UdpSocket::set_ttl` as the kernel reads it: the TTL (IPv4) or hop limit (IPv6) of each
-/// datagram, 64 until set.
+/// `UdpSocket::set_ttl` and `set_tos` as the kernel reads them: the TTL (IPv4) or hop limit
+/// (IPv6) of each datagram, 64 until set, and its DS byte, ECN bits included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kernel_udp_reads_the_ttl_we_set_both_families() {
-    let test = "kernel_udp_reads_the_ttl_we_set_both_families";
+async fn kernel_udp_reads_the_ttl_and_tos_we_set_both_families() {
+    let test = "kernel_udp_reads_the_ttl_and_tos_we_set_both_families";
     if !require(test) {
         return;
     }
     let net = dual("synack-udp-ttl", synack_core::Config::default());
     for host in [IpAddr::V4(HOST), IpAddr::V6(HOST6)] {
-        let receiver = ready(&net, TTL_RECEIVER, &[&host.to_string(), "7200", "2"]).await;
+        let receiver = ready(&net, TTL_RECEIVER, &[&host.to_string(), "7200", "3"]).await;
         let any = unspecified(host.is_ipv6());
         let sock = UdpSocket::bind(&net.stack, any).await.unwrap();
         let target = SocketAddr::new(host, 7200);
@@ -331,6 +338,13 @@ async fn kernel_udp_reads_the_ttl_we_set_both_families() {
         sock.set_ttl(5).unwrap();
         assert_eq!(sock.ttl().unwrap(), 5);
         sock.send_to(b"five", target).await.unwrap();
-        assert_eq!(said(receiver, 20).await, "default=[64] five=[5]", "{host}");
+        // DSCP AF41 (34) with ECT(1).
+        sock.set_tos(0x88 | 0b01).unwrap();
+        sock.send_to(b"marked", target).await.unwrap();
+        assert_eq!(
+            said(receiver, 20).await,
+            "default=64/0 five=5/0 marked=5/137",
+            "{host}"
+        );
     }
 }

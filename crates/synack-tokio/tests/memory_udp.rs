@@ -6,6 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::Interest;
+
+use bytes::BytesMut;
 use synack_tokio::device::MemoryDevice;
 use synack_tokio::{Config, InterceptConfig, Stack, UdpSocket};
 
@@ -148,6 +151,81 @@ async fn try_calls_and_readiness() {
             s.try_peek_from(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
+    })
+    .await;
+}
+
+/// tokio's peeks, `ready`, the `BufMut` receives and `set_tos`: the sender learned without
+/// a buffer and the datagram left queued; `ready` for reading and writing; a datagram put
+/// whole into a growing buffer, cut to a fixed one's room; `set_tos`'s range (the kernel
+/// test `kernel_udp_reads_the_ttl_and_tos_we_set_both_families` reads the byte itself).
+#[tokio::test]
+async fn peeks_ready_bufmut_receives_and_tos() {
+    within(async {
+        let (client, server) = stacks(false);
+        let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9002))
+            .await
+            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        tx.connect(SocketAddr::new(SERVER, 9002)).await.unwrap();
+        let from = tx.local_addr().unwrap();
+        assert_eq!(
+            rx.try_peek_sender().unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        let ready = rx.ready(Interest::WRITABLE).await.unwrap();
+        assert!(ready.is_writable() && !ready.is_readable());
+
+        assert_eq!(tx.tos().unwrap(), 0);
+        tx.set_tos(0xb8 | 0b01).unwrap();
+        assert_eq!(tx.tos().unwrap(), 0xb9);
+        assert_eq!(
+            tx.set_tos(256).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let big: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8).collect();
+        tx.send(&big).await.unwrap();
+        tx.send(b"second").await.unwrap();
+
+        let ready = within(rx.ready(Interest::READABLE)).await.unwrap();
+        assert!(ready.is_readable() && !ready.is_writable());
+        let both = rx
+            .ready(Interest::READABLE | Interest::WRITABLE)
+            .await
+            .unwrap();
+        assert!(both.is_readable() && both.is_writable(), "{both:?}");
+        assert_eq!(within(rx.peek_sender()).await.unwrap(), from);
+        assert_eq!(rx.try_peek_sender().unwrap(), from);
+        let polled = within(std::future::poll_fn(|cx| rx.poll_peek_sender(cx)))
+            .await
+            .unwrap();
+        assert_eq!(polled, from);
+        let mut head = [0u8; 4];
+        assert_eq!(within(rx.peek(&mut head)).await.unwrap(), 4);
+        assert_eq!(rx.try_peek(&mut head).unwrap(), 4);
+        assert_eq!(head, big[..4]);
+
+        // Into an empty `BytesMut`: the whole datagram, however little room it had.
+        let mut grown = BytesMut::new();
+        let (n, sender) = within(rx.recv_buf_from(&mut grown)).await.unwrap();
+        assert_eq!((n, sender), (1200, from));
+        assert_eq!(&grown[..], &big[..]);
+        // Into a fixed slice: what fits; the rest of that datagram is gone.
+        let mut fixed = [0u8; 3];
+        assert_eq!(rx.try_recv_buf(&mut &mut fixed[..]).unwrap(), 3);
+        assert_eq!(&fixed, b"sec");
+        assert_eq!(
+            rx.try_recv_buf_from(&mut grown).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+
+        // Into a `Vec`, as into any growing buffer.
+        tx.send(b"third").await.unwrap();
+        let mut vec = Vec::new();
+        assert_eq!(within(rx.recv_buf(&mut vec)).await.unwrap(), 5);
+        assert_eq!(vec, b"third");
     })
     .await;
 }

@@ -122,6 +122,8 @@ struct Socket {
     error: Option<Error>,
     /// `IP_TTL` / `IPV6_UNICAST_HOPS` of its datagrams.
     hop_limit: u8,
+    /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of its datagrams, ECN bits included.
+    tos: u8,
 }
 
 /// The endpoint's UDP state.
@@ -422,6 +424,7 @@ impl Endpoint {
             queued: 0,
             error: None,
             hop_limit: HOP_LIMIT,
+            tos: 0,
         });
         let h = UdpHandle(ch.0);
         self.udp.by_local.insert(local, h);
@@ -517,7 +520,7 @@ impl Endpoint {
         if let Some(e) = sock.error.take() {
             return Err(e);
         }
-        let (local, hop_limit) = (sock.local, sock.hop_limit);
+        let (local, marks) = (sock.local, (sock.hop_limit, sock.tos));
         if local.is_ipv4() != dst.is_ipv4() {
             return Err(Error::InvalidInput);
         }
@@ -526,7 +529,7 @@ impl Endpoint {
         } else {
             local
         };
-        self.udp_emit(src, dst, payload, hop_limit)
+        self.udp_emit(src, dst, payload, marks)
     }
 
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the socket's datagrams from
@@ -540,6 +543,20 @@ impl Endpoint {
     /// The socket's TTL or hop limit.
     pub fn udp_hop_limit(&self, h: UdpHandle) -> Result<u8, Error> {
         Ok(self.udp.socket(h)?.hop_limit)
+    }
+
+    /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of the socket's datagrams from now on (0 until
+    /// set). All eight bits are the application's, ECN's two included: unlike TCP's, a UDP
+    /// socket's ECN codepoint is its own to choose (RFC 3168 §5; RFC 9000 §13.4 has QUIC set
+    /// ECT on its datagrams), and Linux masks the ECN bits for stream sockets only.
+    pub fn udp_set_tos(&mut self, h: UdpHandle, tos: u8) -> Result<(), Error> {
+        self.udp.socket_mut(h)?.tos = tos;
+        Ok(())
+    }
+
+    /// The socket's DS byte, as [`udp_set_tos`](Self::udp_set_tos) set it.
+    pub fn udp_tos(&self, h: UdpHandle) -> Result<u8, Error> {
+        Ok(self.udp.socket(h)?.tos)
     }
 
     /// Send to the connected peer; `NotConnected` if there is none. As
@@ -565,7 +582,7 @@ impl Endpoint {
         if !self.udp_may_own(src.ip()) {
             return Err(Error::AddrNotAvailable);
         }
-        self.udp_emit(src, dst, payload, HOP_LIMIT)
+        self.udp_emit(src, dst, payload, (HOP_LIMIT, 0))
     }
 
     /// The largest payload one datagram to an address of this family can carry: the MTU
@@ -575,12 +592,14 @@ impl Endpoint {
         self.config.get_mtu().saturating_sub(ip + udp::HEADER_LEN)
     }
 
+    /// Queues one datagram from `src` to `dst`, its IP header marked with the sending
+    /// socket's `(hop limit, DS byte)`.
     fn udp_emit(
         &mut self,
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
-        hop_limit: u8,
+        (hop_limit, tos): (u8, u8),
     ) -> Result<usize, Error> {
         if dst.port() == 0 || !is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
@@ -608,6 +627,9 @@ impl Endpoint {
         let hl = ip.header_len();
         let mut buf = vec![0u8; ip.buffer_len()];
         ip.emit(&mut buf[..hl]);
+        if tos != 0 {
+            wire::ip::set_ds_field(&mut buf, tos);
+        }
         // Always a full checksum (see `UdpRepr::emit`).
         repr.emit(&mut buf[hl..], src.ip(), dst.ip());
         if !self.push_control(buf) {
