@@ -412,17 +412,46 @@ fn simultaneous_open() {
     assert_eq!(synack.seq, syn.seq, "same ISS in the SYN-ACK");
     assert_eq!(synack.ack, SeqNumber(9001));
     assert_eq!(h.ep.state(c).unwrap(), State::SynReceived);
-    // Its SYN-ACK (answering our SYN) arrives.
-    h.inject(
-        peer80(),
-        syn.src,
-        Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1),
-    );
-    // A SYN in SYN-RECEIVED other than the retransmission draws a challenge ACK.
-    let _ = h.drain();
+    // Its ACK of our SYN-ACK establishes.
     h.inject(peer80(), syn.src, Out::new(ACK, 9001, 0).ackn(syn.seq + 1));
     assert_eq!(h.ep.state(c).unwrap(), State::Established);
     assert!(h.events().contains(&Event::Connected(c)));
+}
+
+/// The peer's SYN-ACK crosses ours in a simultaneous open: its ACK establishes, and its SYN,
+/// already taken, is answered at once with a D-SACK for it, as Linux's `tcp_data_queue`
+/// answers a retransmission (checked against the kernel by `simultaneous-open-crossing.pkt`).
+/// With data on it, the SYN-ACK is not let through: a challenge ACK, still SYN-RECEIVED.
+#[test]
+fn simultaneous_open_with_crossing_syn_acks() {
+    for data in [false, true] {
+        let mut h = Harness::new(config());
+        let (c, syn) = start(&mut h);
+        h.inject(
+            peer80(),
+            syn.src,
+            Out::new(SYN, 9000, 0).mss(1460).sack_ok(),
+        );
+        assert!(h.one().is(SYN | ACK));
+        let mut synack = Out::new(SYN | ACK, 9000, 0).ackn(syn.seq + 1).sack_ok();
+        if data {
+            synack = synack.data(b"early");
+        }
+        h.inject(peer80(), syn.src, synack);
+        let ack = h.one();
+        assert!(ack.is(ACK) && !ack.flags.contains(SYN), "{ack:?}");
+        assert_eq!((ack.seq, ack.ack), (syn.seq + 1, SeqNumber(9001)));
+        if data {
+            assert_eq!(h.ep.state(c).unwrap(), State::SynReceived);
+            assert!(ack.sack.is_empty(), "a challenge ACK: {ack:?}");
+            assert!(h.ep.stats().challenge_acks > 0);
+        } else {
+            assert_eq!(h.ep.state(c).unwrap(), State::Established);
+            assert!(h.events().contains(&Event::Connected(c)));
+            assert_eq!(ack.sack, [(SeqNumber(9000), SeqNumber(9001))], "D-SACK");
+        }
+        assert!(h.drain().is_empty(), "one ACK");
+    }
 }
 
 // === LISTEN and SYN-RECEIVED ====================================================================

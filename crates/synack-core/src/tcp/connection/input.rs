@@ -197,11 +197,15 @@ impl Connection {
 
         // Simultaneous open: the peer's SYN-ACK crosses ours. Its SYN is the one we already
         // hold (SEG.SEQ = IRS); what is new is its ACK of our SYN. Take it as the ACK that
-        // completes the handshake, as Linux does, rather than as an old duplicate.
+        // completes the handshake, as Linux does (`tcp_validate_incoming` lets exactly this
+        // past RFC 5961's SYN check: no data, no FIN, SEG.SEQ + 1 = RCV.NXT), rather than as
+        // an old duplicate.
         if self.state == State::SynReceived
             && syn
             && !rst
             && flags.contains(TcpFlags::ACK)
+            && !flags.contains(TcpFlags::FIN)
+            && seg.payload.is_empty()
             && seg.seq_number == self.rcv.irs
             && seg.ack_number > self.snd.una
             && seg.ack_number <= self.snd.max
@@ -209,7 +213,17 @@ impl Connection {
             let mut rest = *seg;
             rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
             rest.seq_number = seg.seq_number + 1;
-            return self.handle_synchronized(now, &rest);
+            self.handle_synchronized(now, &rest);
+            // Linux then queues the segment as it came, SYN and all: its sequence number now
+            // lies below RCV.NXT, so `tcp_data_queue` takes it for a retransmission and
+            // answers at once, in quick-ACK mode, with a D-SACK for the SYN (RFC 2883 §4).
+            if self.is_synchronized() {
+                let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+                self.rcv.delack.enter_quick_mode(rcv_wnd);
+                self.report_duplicate(seg.seq_number, seg.seq_number + 1);
+                self.owe_dup_ack();
+            }
+            return;
         }
 
         // RFC 7323 §5.3 R1: PAWS. "If there is a Timestamps option in the arriving segment,
