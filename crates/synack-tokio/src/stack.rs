@@ -24,6 +24,7 @@ use synack_core::{
     SocketOptions, Stats, SynHandle, UdpHandle,
 };
 
+use tokio::io::{Interest, Ready};
 use tracing::{debug, info, warn};
 
 use crate::device::Device;
@@ -253,6 +254,29 @@ pub(crate) fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
 pub(crate) fn register_many(list: &mut Vec<Waker>, cx: &Context<'_>) {
     if !list.iter().any(|w| w.will_wake(cx.waker())) {
         list.push(cx.waker().clone());
+    }
+}
+
+/// A socket's `ready(interest)` from its two readiness polls: the part of `interest` that
+/// holds now, or pending once some is asked for and none holds (each poll asked for parks
+/// the task for its own event). An error from either poll is the answer.
+pub(crate) fn poll_interest(
+    cx: &mut Context<'_>,
+    interest: Interest,
+    poll_read: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<()>>,
+    poll_write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<()>>,
+) -> Poll<io::Result<Ready>> {
+    let mut ready = Ready::EMPTY;
+    if interest.is_readable() && poll_read(cx)?.is_ready() {
+        ready |= Ready::READABLE;
+    }
+    if interest.is_writable() && poll_write(cx)?.is_ready() {
+        ready |= Ready::WRITABLE;
+    }
+    if ready.is_empty() {
+        Poll::Pending
+    } else {
+        Poll::Ready(Ok(ready))
     }
 }
 

@@ -170,18 +170,12 @@ impl ConnRef {
 
     /// The readiness `interest` asks for, once some of it holds.
     fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
-        let mut ready = Ready::EMPTY;
-        if interest.is_readable() && self.poll_read_ready(cx)?.is_ready() {
-            ready |= Ready::READABLE;
-        }
-        if interest.is_writable() && self.poll_write_ready(cx)?.is_ready() {
-            ready |= Ready::WRITABLE;
-        }
-        if ready.is_empty() {
-            Poll::Pending
-        } else {
-            Poll::Ready(Ok(ready))
-        }
+        crate::stack::poll_interest(
+            cx,
+            interest,
+            |cx| self.poll_read_ready(cx),
+            |cx| self.poll_write_ready(cx),
+        )
     }
 
     /// A read that never waits: `WouldBlock` when nothing is buffered.

@@ -303,18 +303,12 @@ impl UdpSocket {
     /// writable when one can be queued.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         std::future::poll_fn(|cx| {
-            let mut ready = Ready::EMPTY;
-            if interest.is_readable() && self.poll_recv_ready(cx)?.is_ready() {
-                ready |= Ready::READABLE;
-            }
-            if interest.is_writable() && self.poll_send_ready(cx)?.is_ready() {
-                ready |= Ready::WRITABLE;
-            }
-            if ready.is_empty() {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(ready))
-            }
+            crate::stack::poll_interest(
+                cx,
+                interest,
+                |cx| self.poll_recv_ready(cx),
+                |cx| self.poll_send_ready(cx),
+            )
         })
         .await
     }
