@@ -132,9 +132,11 @@ impl core::fmt::Debug for Secrets {
 const TAG_ISN: u8 = 1;
 const TAG_COOKIE: u8 = 2;
 const TAG_PORT: u8 = 4;
+const TAG_FLOW: u8 = 5;
 
-/// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each) and a u32.
-const MAX_INPUT: usize = 1 + 2 * 19 + 4;
+/// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
+/// number and a u32.
+const MAX_INPUT: usize = 1 + 2 * 19 + 1 + 4;
 
 /// A fixed-size, allocation-free buffer that hash inputs are serialized into.
 struct Input {
@@ -270,6 +272,33 @@ impl Secrets {
         input.ip(local);
         input.socket(remote);
         input.hash(&self.port_key) as u32
+    }
+
+    /// The IPv6 flow label (RFC 6437) of the packets from `local` to `remote` of IP protocol
+    /// `protocol`, for the `rehash`-th path of the flow: 20 bits, never 0 (0 means
+    /// "unlabelled").
+    ///
+    /// RFC 6437 §3 asks a source to label each flow with a value that is uniformly
+    /// distributed and hard to guess, and suggests a keyed hash of the 5-tuple; Linux labels
+    /// every flow so (`auto_flowlabels`) from the socket's random hash, and draws a new one
+    /// when a retransmission timeout suggests the path failed (`sk_rethink_txhash`), which
+    /// `rehash` stands for here: a flow keeps its label for as long as it keeps its path, and
+    /// every packet of one flow gets the same one whichever part of the stack sends it.
+    pub fn flow_label(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        protocol: u8,
+        rehash: u32,
+    ) -> u32 {
+        let mut input = Input::new(TAG_FLOW);
+        input.socket(local);
+        input.socket(remote);
+        input.put(&[protocol]);
+        input.put(&rehash.to_be_bytes());
+        let h = input.hash(&self.port_key);
+        let label = ((h ^ (h >> 32)) as u32) & 0x000f_ffff;
+        label.max(1)
     }
 
     /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot

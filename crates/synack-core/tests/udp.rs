@@ -172,6 +172,36 @@ fn tos_marks_a_sockets_datagrams_ecn_bits_included() {
 }
 
 #[test]
+fn ipv6_datagrams_carry_their_flows_label() {
+    let mut p = pair();
+    let a = p.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    let b = p.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    let dst = sa(ip(S6), 53);
+    for _ in 0..2 {
+        p.client.udp_send_to(a, dst, b"query").unwrap();
+    }
+    p.client.udp_send_to(b, dst, b"query").unwrap();
+    let v4 = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    p.client
+        .udp_send_to(v4, sa(Pair::SERVER, 53), b"query")
+        .unwrap();
+    let labels: Vec<u32> = take_client_packets(&mut p)
+        .iter()
+        .map(|pkt| wire::ip::flow_label(pkt))
+        .collect();
+    assert_eq!(labels.len(), 4);
+    assert!(
+        labels[0] != 0 && labels[0] == labels[1],
+        "one flow, one label: {labels:?}"
+    );
+    assert!(
+        labels[2] != 0 && labels[2] != labels[0],
+        "another flow: {labels:?}"
+    );
+    assert_eq!(labels[3], 0, "IPv4 has none");
+}
+
+#[test]
 fn oversized_payloads_are_message_too_long() {
     let mut p = pair();
     let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();

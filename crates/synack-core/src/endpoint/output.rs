@@ -9,7 +9,7 @@ use super::connections::Owner;
 use super::{Endpoint, Event};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
-use crate::wire::TcpRepr;
+use crate::wire::{self, IpProtocol, TcpRepr};
 
 /// One packet written by [`Endpoint::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,15 @@ impl Endpoint {
             };
             match slot.conn.poll_transmit(now, buf) {
                 Some(sent) => {
+                    if buf.first().is_some_and(|b| b >> 4 == 6) {
+                        // RFC 6437: the connection's label, the same until a timeout rehashes
+                        // it. One SipHash a packet (a super-packet on an offload device),
+                        // rather than a word more in every connection.
+                        let (local, remote) = (slot.conn.local(), slot.conn.remote());
+                        let (tcp, rehash) = (u8::from(IpProtocol::Tcp), slot.conn.flow_rehash());
+                        let label = self.secrets.flow_label(local, remote, tcp, rehash);
+                        wire::ip::set_flow_label(&mut buf[..sent.len], label);
+                    }
                     self.stats.packets_out += 1;
                     self.stats.segments_out += u64::from(sent.segments);
                     if sent.retransmit {
@@ -153,7 +162,7 @@ impl Endpoint {
             Some(len) => {
                 buf.truncate(len);
                 if ds != 0 || hop_limit != HOP_LIMIT {
-                    crate::wire::ip::set_ds_and_hop_limit(&mut buf, ds, hop_limit);
+                    wire::ip::set_ds_and_hop_limit(&mut buf, ds, hop_limit);
                 }
                 self.push_control(buf)
             }
@@ -166,10 +175,17 @@ impl Endpoint {
         self.control.len() >= MAX_CONTROL_PACKETS
     }
 
-    pub(super) fn push_control(&mut self, packet: Vec<u8>) -> bool {
+    pub(super) fn push_control(&mut self, mut packet: Vec<u8>) -> bool {
         if self.control_full() {
             self.stats.drop_other += 1;
             return false;
+        }
+        // RFC 6437: an IPv6 packet carries its flow's label, the one a connection of that
+        // 4-tuple has on its first path (a SYN cookie's SYN-ACK and the connection its ACK
+        // makes, an RST and the connection it answers, label alike), or a UDP flow's.
+        if let Some((src, dst, protocol)) = wire::ip::ipv6_flow(&packet) {
+            let label = self.secrets.flow_label(src, dst, protocol, 0);
+            wire::ip::set_flow_label(&mut packet, label);
         }
         self.control.push_back(packet);
         true

@@ -85,7 +85,9 @@ pub struct TcpInfo {
     /// Fast Open SYN carried, and each acknowledgment counts what it newly covers in segments
     /// of the sending MSS.
     pub delivered: u32,
-    /// Retransmission timeouts of data (Linux TcpExtTCPTimeouts, per connection).
+    /// Retransmission timeouts survived, the SYN's or SYN-ACK's included (Linux
+    /// TcpExtTCPTimeouts, per connection). Each gave the connection a new IPv6 flow label
+    /// (Linux's `timeout_rehash`).
     pub rto_count: u32,
     /// Tail loss probes sent (Linux TCPLossProbes).
     pub tlp_count: u32,

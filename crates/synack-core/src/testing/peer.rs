@@ -53,6 +53,8 @@ pub struct Seg {
     pub ds: u8,
     /// The IPv4 TTL or IPv6 hop limit.
     pub hop_limit: u8,
+    /// The IPv6 flow label (0 for IPv4).
+    pub flow_label: u32,
     /// The urgent pointer field (meaningful with URG).
     pub urgent: u16,
 }
@@ -101,6 +103,7 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         payload: t.payload.to_vec(),
         ds: wire::ip::ds_field(packet),
         hop_limit: ip.hop_limit(),
+        flow_label: wire::ip::flow_label(packet),
         urgent: t.urgent_pointer,
     })
 }

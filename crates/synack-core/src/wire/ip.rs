@@ -1,7 +1,7 @@
 //! Version-independent IP: the protocol number, a repr over both families, and [`parse`], the
 //! entry point for a packet read from a TUN device.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::ipv4::{self, Ipv4Repr};
 use super::ipv6::{self, Ipv6Repr};
@@ -213,6 +213,14 @@ pub fn ds_field(packet: &[u8]) -> u8 {
     }
 }
 
+/// The flow label (RFC 6437) of an IPv6 packet; 0 (unlabelled) for IPv4 or anything too short.
+pub fn flow_label(packet: &[u8]) -> u32 {
+    match packet.get(..4) {
+        Some(b) if b[0] >> 4 == 6 => u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]]),
+        _ => 0,
+    }
+}
+
 /// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
 /// keeping the IPv4 header checksum right. A packet of another version is left alone.
 pub fn set_ds_field(packet: &mut [u8], ds: u8) {
@@ -224,6 +232,42 @@ pub fn set_ds_field(packet: &mut [u8], ds: u8) {
 /// another version, or too short for its header, is left alone.
 pub fn set_ds_and_hop_limit(packet: &mut [u8], ds: u8, hop_limit: u8) {
     set_header_fields(packet, ds, Some(hop_limit));
+}
+
+/// Set the flow label (RFC 6437) of an IPv6 packet, leaving its traffic class as it is; an
+/// IPv4 packet, or one too short for the header, is left alone. No checksum covers it.
+pub fn set_flow_label(packet: &mut [u8], label: u32) {
+    if packet.len() >= ipv6::HEADER_LEN && packet[0] >> 4 == 6 {
+        let mut p = ipv6::Packet::new_unchecked(&mut packet[..]);
+        let traffic_class = p.traffic_class();
+        p.set_ver_tc_flow(traffic_class, label);
+    }
+}
+
+/// The 4-tuple and protocol of an IPv6 packet the stack built (no extension headers): its
+/// source and destination socket addresses (ports 0 for a protocol without them) and next
+/// header. `None` for anything else.
+pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
+    if packet.len() < ipv6::HEADER_LEN || packet[0] >> 4 != 6 {
+        return None;
+    }
+    let p = ipv6::Packet::new_unchecked(packet);
+    let protocol = packet[6];
+    let ports = match IpProtocol::from(protocol) {
+        IpProtocol::Tcp | IpProtocol::Udp if packet.len() >= ipv6::HEADER_LEN + 4 => {
+            let at = ipv6::HEADER_LEN;
+            (
+                u16::from_be_bytes([packet[at], packet[at + 1]]),
+                u16::from_be_bytes([packet[at + 2], packet[at + 3]]),
+            )
+        }
+        _ => (0, 0),
+    };
+    Some((
+        SocketAddr::new(IpAddr::V6(p.src_addr()), ports.0),
+        SocketAddr::new(IpAddr::V6(p.dst_addr()), ports.1),
+        protocol,
+    ))
 }
 
 /// The DS byte, and the hop limit if given, of an emitted IP header.

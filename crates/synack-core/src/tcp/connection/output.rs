@@ -1182,6 +1182,15 @@ impl Connection {
         self.hop_limit
     }
 
+    /// Which path of the flow the connection is on, for its IPv6 flow label
+    /// ([`Secrets::flow_label`](crate::isn::Secrets::flow_label)): the retransmission
+    /// timeouts it has survived, SYN and SYN-ACK timeouts included. Linux draws a new label
+    /// at each (`sk_rethink_txhash` in `tcp_write_timeout` and `tcp_rtx_synack`), so that a
+    /// flow whose path failed may hash to another one; a tail loss probe keeps it.
+    pub fn flow_rehash(&self) -> u32 {
+        self.counters.rto
+    }
+
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
     fn after_send(&mut self, seg: &TcpRepr<'_>) {
         if self.state == State::TimeWait {

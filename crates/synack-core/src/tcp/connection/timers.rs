@@ -278,6 +278,7 @@ impl Connection {
                     return;
                 }
                 self.backoff += 1;
+                self.counters.rto = self.counters.rto.saturating_add(1);
                 self.syn_pending = true;
                 self.timers.retransmit = Some(now + self.syn_rto());
             }

@@ -1,0 +1,132 @@
+//! IPv6 flow labels (RFC 6437) against a scripted peer in virtual time: every packet of a
+//! connection carries one non-zero label, from the SYN on; a retransmission timeout, the
+//! SYN's included, moves the connection to a new one (Linux's `sk_rethink_txhash`) and a tail
+//! loss probe does not; a SYN cookie's SYN-ACK and the connection its ACK rebuilds share
+//! theirs, and the packets the endpoint sends for no connection are labelled by their flow;
+//! the labels are keyed, and IPv4 has none. `ipv6-flow-label.pkt` checks the same against the
+//! kernel.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use synack_core::wire::TcpFlags;
+use synack_core::{State, SynCookies};
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const RST: TcpFlags = TcpFlags::RST;
+
+#[test]
+fn a_connection_keeps_its_label_until_a_timeout_and_ipv4_has_none() {
+    for peer_ip in [PEER6, PEER] {
+        let mut h = Harness::new(config());
+        let peer = SocketAddr::new(peer_ip, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        h.inject(
+            peer,
+            syn.src,
+            Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
+        );
+        let ack = h.one();
+        assert_eq!(h.ep.state(c).unwrap(), State::Established);
+        h.ep.send(c, &[7u8; 300]).unwrap();
+        let data = h.one();
+        if peer_ip == PEER {
+            assert!([&syn, &ack, &data].iter().all(|s| s.flow_label == 0));
+            continue;
+        }
+        let first = syn.flow_label;
+        assert_ne!(first, 0, "labelled from the SYN on");
+        assert!(first < 1 << 20);
+        assert_eq!((ack.flow_label, data.flow_label), (first, first));
+        // Unanswered: the retransmission timeout (after any probe, which keeps the label)
+        // resends with a new one, which the connection keeps.
+        let mut resent = Vec::new();
+        while resent.is_empty() || h.ep.info(h.now, c).unwrap().rto_count == 0 {
+            let (_, out) = h.next_timeout();
+            resent.extend(out);
+            assert!(resent.len() < 4, "{resent:?}");
+        }
+        let (probes, rto) = resent.split_at(resent.len() - 1);
+        assert!(probes.iter().all(|p| p.flow_label == first), "{probes:?}");
+        let second = rto[0].flow_label;
+        assert_ne!(second, first, "a timeout rethinks the path");
+        assert_ne!(second, 0);
+        h.inject(
+            peer,
+            syn.src,
+            Out::new(ACK, 10_001, 0).ackn(data.seq + data.payload.len()),
+        );
+        h.ep.send(c, b"more").unwrap();
+        assert_eq!(h.one().flow_label, second);
+    }
+}
+
+#[test]
+fn a_syn_timeout_changes_the_label() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER6, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    let (_, again) = h.next_timeout();
+    assert!(again[0].is(SYN), "{again:?}");
+    assert_ne!(again[0].flow_label, syn.flow_label);
+    assert_ne!(again[0].flow_label, 0);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
+}
+
+#[test]
+fn a_cookie_syn_ack_and_its_connection_share_a_label_and_resets_are_labelled() {
+    let mut cfg = config();
+    cfg.syncookies(SynCookies::Always);
+    let mut h = Harness::new(cfg);
+    let us = SocketAddr::new(US6, 80);
+    let l = h.ep.listen(us, 8).unwrap();
+    let peer = SocketAddr::new(PEER6, 40_000);
+    h.inject(peer, us, Out::new(SYN, 5_000, 0).mss(1000));
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK), "{sa:?}");
+    assert_eq!(h.ep.stats().syncookies_sent, 1);
+    assert_ne!(sa.flow_label, 0);
+    h.inject(peer, us, Out::new(ACK, 5_001, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    h.ep.send(c, b"hi").unwrap();
+    assert_eq!(
+        h.one().flow_label,
+        sa.flow_label,
+        "the same flow, the same label"
+    );
+
+    // Segments for a port nobody listens on: answered with their flow's label, the same for
+    // the same flow, another for another.
+    let closed = SocketAddr::new(US6, 9);
+    let mut rst_label = |from: u16| {
+        h.inject(SocketAddr::new(PEER6, from), closed, Out::new(SYN, 1, 0));
+        let rst = h.one();
+        assert!(rst.has(RST), "{rst:?}");
+        rst.flow_label
+    };
+    let (a, again, b) = (rst_label(40_001), rst_label(40_001), rst_label(40_002));
+    assert_ne!(a, 0);
+    assert_eq!(a, again);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn labels_are_keyed_by_the_endpoints_secret() {
+    let label = |seed: u8| {
+        let mut cfg = config();
+        cfg.seed(Some([seed; 32]));
+        let mut h = Harness::new(cfg);
+        h.ep.connect(h.now, SocketAddr::new(PEER6, 80)).unwrap();
+        let syn = h.one();
+        (syn.src, syn.flow_label)
+    };
+    let ((src_a, a), (src_b, b)) = (label(1), label(2));
+    // Ports are drawn with the secret too; the labels differ whatever the ports.
+    assert_ne!(a, b, "{src_a} {src_b}");
+    assert_eq!(label(1).1, a, "a secret gives the same label again");
+}
