@@ -215,10 +215,16 @@ pub fn ds_field(packet: &[u8]) -> u8 {
 
 /// The flow label (RFC 6437) of an IPv6 packet; 0 (unlabelled) for IPv4 or anything too short.
 pub fn flow_label(packet: &[u8]) -> u32 {
-    match packet.get(..4) {
-        Some(b) if b[0] >> 4 == 6 => u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]]),
-        _ => 0,
+    if is_ipv6_header(packet) {
+        ipv6::Packet::new_unchecked(packet).flow_label()
+    } else {
+        0
     }
+}
+
+/// Whether `packet` starts with a whole IPv6 fixed header.
+fn is_ipv6_header(packet: &[u8]) -> bool {
+    packet.len() >= ipv6::HEADER_LEN && packet[0] >> 4 == 6
 }
 
 /// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
@@ -237,7 +243,7 @@ pub fn set_ds_and_hop_limit(packet: &mut [u8], ds: u8, hop_limit: u8) {
 /// Set the flow label (RFC 6437) of an IPv6 packet, leaving its traffic class as it is; an
 /// IPv4 packet, or one too short for the header, is left alone. No checksum covers it.
 pub fn set_flow_label(packet: &mut [u8], label: u32) {
-    if packet.len() >= ipv6::HEADER_LEN && packet[0] >> 4 == 6 {
+    if is_ipv6_header(packet) {
         let mut p = ipv6::Packet::new_unchecked(&mut packet[..]);
         let traffic_class = p.traffic_class();
         p.set_ver_tc_flow(traffic_class, label);
@@ -248,12 +254,12 @@ pub fn set_flow_label(packet: &mut [u8], label: u32) {
 /// source and destination socket addresses (ports 0 for a protocol without them) and next
 /// header. `None` for anything else.
 pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
-    if packet.len() < ipv6::HEADER_LEN || packet[0] >> 4 != 6 {
+    if !is_ipv6_header(packet) {
         return None;
     }
     let p = ipv6::Packet::new_unchecked(packet);
-    let protocol = packet[6];
-    let ports = match IpProtocol::from(protocol) {
+    let protocol = p.next_header();
+    let ports = match protocol {
         IpProtocol::Tcp | IpProtocol::Udp if packet.len() >= ipv6::HEADER_LEN + 4 => {
             let at = ipv6::HEADER_LEN;
             (
@@ -266,7 +272,7 @@ pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
     Some((
         SocketAddr::new(IpAddr::V6(p.src_addr()), ports.0),
         SocketAddr::new(IpAddr::V6(p.dst_addr()), ports.1),
-        protocol,
+        u8::from(protocol),
     ))
 }
 
