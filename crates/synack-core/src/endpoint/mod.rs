@@ -518,13 +518,10 @@ impl Endpoint {
         &mut self,
         now: Instant,
         conn: ConnectionHandle,
-        buf: &mut [u8],
+        mut buf: &mut [u8],
     ) -> Result<usize, Error> {
-        let mut at = 0;
-        self.recv_with(now, conn, buf.len(), |part| {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        })
+        // A slice is a `BufMut` whose one chunk is all of it.
+        self.recv_buf(now, conn, &mut buf)
     }
 
     /// [`recv`](Self::recv) into a [`BufMut`]'s room, at most what its next chunk holds

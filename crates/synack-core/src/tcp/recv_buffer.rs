@@ -12,6 +12,8 @@
 //! could make the range list grow with every one, so the number of ranges is bounded by
 //! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
 
+use bytes::BufMut;
+
 /// The smallest allocation, so that small segments do not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
 
@@ -228,12 +230,9 @@ impl RecvBuffer {
     }
 
     /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
-    pub fn read(&mut self, dst: &mut [u8]) -> usize {
-        let mut at = 0;
-        self.read_with(dst.len(), |part| {
-            dst[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        })
+    pub fn read(&mut self, mut dst: &mut [u8]) -> usize {
+        // `BufMut` for a slice writes at its front and moves the front on.
+        self.read_with(dst.len(), |part| dst.put_slice(part))
     }
 
     /// Hands up to `n` in-order bytes to `sink`, in order and in at most two slices (where
