@@ -216,12 +216,10 @@ impl Connection {
             self.handle_synchronized(now, &rest);
             // Linux then queues the segment as it came, SYN and all: its sequence number now
             // lies below RCV.NXT, so `tcp_data_queue` takes it for a retransmission and
-            // answers at once, in quick-ACK mode, with a D-SACK for the SYN (RFC 2883 §4).
+            // answers at once, in quick-ACK mode, with a D-SACK for the SYN (RFC 2883 §4),
+            // as we answer any old duplicate.
             if self.is_synchronized() {
-                let rcv_wnd = self.rcv.adv - self.rcv.nxt;
-                self.rcv.delack.enter_quick_mode(rcv_wnd);
-                self.report_duplicate(seg.seq_number, seg.seq_number + 1);
-                self.owe_dup_ack();
+                self.ack_invalid(now, seg);
             }
             return;
         }
