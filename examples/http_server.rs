@@ -90,38 +90,33 @@ async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Bo
     };
     // Opened and sized in the task: on a page-cache hit these are microseconds, less than a
     // hop to tokio's blocking pool and back, which costs a thread wake-up each way (three
-    // of them a request, with the read); nginx too opens and stats in its event loop.
-    // Anything but a regular file (a FIFO, a device, a socket) is refused before it is
-    // opened: opening one could wait (for a FIFO's writer) or run a driver's open on a
-    // runtime thread. O_NONBLOCK and the second check after the open cover a file swapped
-    // in between.
-    // One stat before the open (a directory's is followed by its index.html's), one after
-    // it: each is a path walk, and a request should not pay for a third.
-    let mut meta = std::fs::metadata(&path);
-    if meta.as_ref().is_ok_and(|m| m.is_dir()) {
-        path.push("index.html");
-        meta = std::fs::metadata(&path);
-    }
-    match meta {
-        Ok(m) if !m.is_file() => return Ok(text(StatusCode::FORBIDDEN, "not a regular file")),
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(text(StatusCode::NOT_FOUND, "not found"));
-        }
-        Err(e) => return Ok(text(StatusCode::FORBIDDEN, &e.to_string())),
-    }
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(text(StatusCode::NOT_FOUND, "not found"));
-        }
-        Err(e) => return Ok(text(StatusCode::FORBIDDEN, &e.to_string())),
+    // of them a request, with the read). As nginx does, the path is opened first and then
+    // looked at, one path walk a request: O_NONBLOCK keeps the open of a FIFO from waiting
+    // for a writer, and anything but a regular file (a FIFO, a device, a socket) is refused
+    // once its open has shown what it is. A directory is served by its index.html.
+    let open = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
     };
-    let meta = file.metadata()?;
+    let refused = |e: io::Error| match e.kind() {
+        io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found"),
+        _ => text(StatusCode::FORBIDDEN, &e.to_string()),
+    };
+    let mut file = match open(&path) {
+        Ok(f) => f,
+        Err(e) => return Ok(refused(e)),
+    };
+    let mut meta = file.metadata()?;
+    if meta.is_dir() {
+        path.push("index.html");
+        file = match open(&path) {
+            Ok(f) => f,
+            Err(e) => return Ok(refused(e)),
+        };
+        meta = file.metadata()?;
+    }
     if !meta.is_file() {
         return Ok(text(StatusCode::FORBIDDEN, "not a regular file"));
     }
