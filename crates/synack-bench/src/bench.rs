@@ -77,7 +77,7 @@ impl Settings {
             loss_bytes: 16 << 20,
             loss_timeout: Duration::from_secs(15),
             loss_rates: vec![1, 5],
-            loss_reps: 1,
+            loss_reps: 3,
             loss_only: false,
             kernel_cc: None,
             http_time: Duration::from_secs(3),

@@ -108,7 +108,7 @@ const USAGE: &str =
   --output FILE  write the harness section into FILE instead of the workspace's BENCHMARKS.md
   --loss-only    only the loss rows (synack and kernel), each run's recovery counters of both
                  sides on stderr (synack's TcpInfo, the kernel's nstat); never writes
-  --repeat N     run each loss row N times (the median is shown)
+  --repeat N     run each loss row N times (the median is shown; default 3, 1 with --quick)
   --loss-rate N  only N % loss (default: 1 and 5)
   --kernel-cc NAME  the kernel's congestion control in the namespaces (default: the machine's;
                  NAME must be in net.ipv4.tcp_allowed_congestion_control); never writes";
@@ -423,8 +423,9 @@ How to read it:
   for {:.1} s.
 - Loss rows: {} bytes each way with nft `numgen random mod 100 < N drop` on both directions of
   the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
-  timeout {:.0} s (`timeout`: the transfer did not finish in time). A cell counts only if
-  every byte arrived intact.
+  {} time(s), the median: one run at random loss is a lottery (a few unlucky timeouts
+  can cost a 16 MiB transfer at 5 % nine tenths of its rate). Timeout {:.0} s (`timeout`: the
+  transfer did not finish in time). A cell counts only if every byte arrived intact.
 - HTTP rows (the second table): `wrk -t1 -c N -d {:.1}s` ({} time(s), the median) for the
   1,000-byte file `/1k`, from the kernel's side. synack: the `http_server` example as users
   run it (its own process, tokio's default multi-thread runtime, its default device) in a
@@ -466,6 +467,7 @@ How to read it:
         s.reps,
         s.pingpong_time.as_secs_f64(),
         s.loss_bytes,
+        s.loss_reps,
         s.loss_timeout.as_secs_f64(),
         s.http_time.as_secs_f64(),
         s.http_reps,
