@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{State, SynCookies};
+use synack_core::{SocketOptions, SynCookies};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -21,27 +21,19 @@ const RST: TcpFlags = TcpFlags::RST;
 #[test]
 fn a_connection_keeps_its_label_until_a_timeout_and_ipv4_has_none() {
     for peer_ip in [PEER6, PEER] {
-        let mut h = Harness::new(config());
-        let peer = SocketAddr::new(peer_ip, 80);
-        let c = h.ep.connect(h.now, peer).unwrap();
-        let syn = h.one();
-        h.inject(
-            peer,
-            syn.src,
-            Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
-        );
-        let ack = h.one();
-        assert_eq!(h.ep.state(c).unwrap(), State::Established);
+        let (mut h, c, us, peer, syn) = active_open(peer_ip, &SocketOptions::default());
         h.ep.send(c, &[7u8; 300]).unwrap();
         let data = h.one();
+        let sent: Vec<u32> = h.sent.iter().map(|(_, s)| s.flow_label).collect();
+        assert_eq!(sent.len(), 3, "SYN, ACK, data");
         if peer_ip == PEER {
-            assert!([&syn, &ack, &data].iter().all(|s| s.flow_label == 0));
+            assert!(sent.iter().all(|&l| l == 0), "{sent:?}");
             continue;
         }
         let first = syn.flow_label;
         assert_ne!(first, 0, "labelled from the SYN on");
         assert!(first < 1 << 20);
-        assert_eq!((ack.flow_label, data.flow_label), (first, first));
+        assert!(sent.iter().all(|&l| l == first), "{sent:?}");
         // Unanswered: the retransmission timeout (after any probe, which keeps the label)
         // resends with a new one, which the connection keeps.
         let mut resent = Vec::new();
@@ -57,7 +49,7 @@ fn a_connection_keeps_its_label_until_a_timeout_and_ipv4_has_none() {
         assert_ne!(second, 0);
         h.inject(
             peer,
-            syn.src,
+            us,
             Out::new(ACK, 10_001, 0).ackn(data.seq + data.payload.len()),
         );
         h.ep.send(c, b"more").unwrap();

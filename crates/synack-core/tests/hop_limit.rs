@@ -7,12 +7,12 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, SeqNumber, SocketOptions, State, SynCookies};
+use synack_core::{SeqNumber, SocketOptions, SynCookies};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -26,31 +26,10 @@ fn with_hop_limit(hop_limit: u8) -> SocketOptions {
     }
 }
 
-/// An active open to `peer_ip:80` with `opts`, answered by a SYN-ACK (the peer's ISN
-/// 10,000): the harness, the connection, our address, the peer's, and our SYN.
-fn open(
-    peer_ip: IpAddr,
-    opts: &SocketOptions,
-) -> (Harness, ConnectionHandle, SocketAddr, SocketAddr, Seg) {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(peer_ip, 80);
-    let c = h.ep.connect_with(h.now, peer, None, opts).unwrap();
-    let syn = h.one();
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
-    );
-    let ack = h.one();
-    assert!(ack.is(ACK), "{ack:?}");
-    assert_eq!(h.ep.state(c).unwrap(), State::Established);
-    (h, c, syn.src, peer, syn)
-}
-
 #[test]
 fn the_default_is_64_in_both_families() {
     for peer_ip in [PEER, PEER6] {
-        let (mut h, c, _, _, syn) = open(peer_ip, &SocketOptions::default());
+        let (mut h, c, _, _, syn) = active_open(peer_ip, &SocketOptions::default());
         assert_eq!(syn.hop_limit, 64, "{peer_ip}");
         assert_eq!(h.ep.hop_limit(c).unwrap(), 64);
         h.ep.send(c, b"hello").unwrap();
@@ -61,7 +40,7 @@ fn the_default_is_64_in_both_families() {
 #[test]
 fn the_socket_option_marks_the_syn_and_all_that_follows_in_both_families() {
     for (peer_ip, hop_limit) in [(PEER, 5), (PEER6, 1)] {
-        let (mut h, c, _, _, syn) = open(peer_ip, &with_hop_limit(hop_limit));
+        let (mut h, c, _, _, syn) = active_open(peer_ip, &with_hop_limit(hop_limit));
         assert_eq!(syn.hop_limit, hop_limit, "{peer_ip}");
         assert!(h.sent.iter().all(|(_, s)| s.hop_limit == hop_limit));
         assert_eq!(h.ep.hop_limit(c).unwrap(), hop_limit);
@@ -76,7 +55,7 @@ fn the_socket_option_marks_the_syn_and_all_that_follows_in_both_families() {
 
 #[test]
 fn setting_it_on_a_connection_changes_what_follows_and_keeps_the_tos() {
-    let (mut h, c, us, peer, syn) = open(PEER, &SocketOptions::default());
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
     h.ep.set_tos(c, 0xb8).unwrap();
     h.ep.set_hop_limit(c, 7).unwrap();
     assert_eq!(h.ep.hop_limit(c).unwrap(), 7);
@@ -160,7 +139,7 @@ fn a_syn_cookie_answer_and_the_connection_it_rebuilds_take_the_listeners_value()
 
 #[test]
 fn time_wait_answers_and_resets_for_no_connection_keep_the_default() {
-    let (mut h, c, us, peer, syn) = open(PEER, &with_hop_limit(9));
+    let (mut h, c, us, peer, syn) = active_open(PEER, &with_hop_limit(9));
     h.ep.close(h.now, c).unwrap();
     let fin = h.one();
     assert!(fin.has(FIN), "{fin:?}");

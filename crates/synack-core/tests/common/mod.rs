@@ -6,6 +6,37 @@ pub mod capture;
 
 pub use synack_core::testing::peer::*;
 
+/// An active open to `peer_ip:80` with `opts`, answered by a SYN-ACK (the peer's ISN 10,000,
+/// MSS 1000) and established: the harness, the connection, our address, the peer's, and our
+/// SYN.
+pub fn active_open(
+    peer_ip: std::net::IpAddr,
+    opts: &synack_core::SocketOptions,
+) -> (
+    Harness,
+    synack_core::ConnectionHandle,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    Seg,
+) {
+    use synack_core::wire::TcpFlags;
+    let mut h = Harness::new(config());
+    let peer = std::net::SocketAddr::new(peer_ip, 80);
+    let c = h.ep.connect_with(h.now, peer, None, opts).unwrap();
+    let syn = h.one();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(TcpFlags::SYN | TcpFlags::ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000),
+    );
+    let ack = h.one();
+    assert!(ack.is(TcpFlags::ACK), "{ack:?}");
+    assert_eq!(h.ep.state(c).unwrap(), synack_core::State::Established);
+    (h, c, syn.src, peer, syn)
+}
+
 /// An ICMPv4 message from `PEER` to `US`, in its IP packet: an error quoting a packet we
 /// sent, or an echo request.
 pub fn icmp_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
