@@ -1005,6 +1005,11 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             after.time_wait_recycled,
         ),
         (
+            "time_wait_acks_limited",
+            before.time_wait_acks_limited,
+            after.time_wait_acks_limited,
+        ),
+        (
             "drop_malformed",
             before.drop_malformed,
             after.drop_malformed,

@@ -57,6 +57,10 @@ pub struct Stats {
     pub fast_open_listen_overflow: u64,
     /// TIME-WAIT connections recycled early because the connection table was full.
     pub time_wait_recycled: u64,
+    /// Segments a TIME-WAIT entry left unanswered because it had answered one less than
+    /// `Config::invalid_ratelimit` before (a bare ACK or a SYN out of sequence; Linux
+    /// TCPACKSkippedTimeWait). Each is also counted under its `drop_*` reason.
+    pub time_wait_acks_limited: u64,
     /// SYNs held for the application in intercept mode (`Config::intercept`).
     pub intercepted_syns: u64,
     /// Retransmitted SYNs of a SYN already held, absorbed.
@@ -149,6 +153,7 @@ impl Stats {
             fast_open_cookie_requests,
             fast_open_listen_overflow,
             time_wait_recycled,
+            time_wait_acks_limited,
             intercepted_syns,
             intercept_duplicates,
             intercept_expired,
@@ -197,6 +202,7 @@ impl Stats {
         self.fast_open_cookie_requests += fast_open_cookie_requests;
         self.fast_open_listen_overflow += fast_open_listen_overflow;
         self.time_wait_recycled += time_wait_recycled;
+        self.time_wait_acks_limited += time_wait_acks_limited;
         self.intercepted_syns += intercepted_syns;
         self.intercept_duplicates += intercept_duplicates;
         self.intercept_expired += intercept_expired;

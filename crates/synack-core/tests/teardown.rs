@@ -492,6 +492,53 @@ fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
     let sa2 = h.one();
     assert!(sa2.is(SYN | ACK));
     assert_eq!(sa2.ack, SeqNumber(50_001));
+    // Its ISN starts past all the old one sent (our SYN and FIN): Linux's tw_isn, SND.NXT +
+    // 65535 + 2, so that no old segment can fall into the new window.
+    assert_eq!(sa2.seq, sa.seq + 2 + 65_537);
+}
+
+#[test]
+fn a_new_syn_takes_a_held_time_wait_tuple_and_the_old_data_stays_readable() {
+    let mut h = Harness::new(config());
+    let server = SocketAddr::new(US, 8080);
+    let client = SocketAddr::new(PEER, 40000);
+    let l = h.ep.listen(server, 8).unwrap();
+    h.inject(client, server, Out::new(SYN, 100, 0));
+    let sa = h.one();
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    // Half-close, and the peer's FIN comes with data we do not read yet: TIME-WAIT, the
+    // handle still ours.
+    h.ep.shutdown(c).unwrap();
+    let _ = h.drain();
+    h.inject(
+        client,
+        server,
+        Out::new(FIN | ACK, 101, 0)
+            .ackn(sa.seq + 2)
+            .data(b"unread bytes"),
+    );
+    let _ = h.drain();
+    assert_eq!(h.ep.state(c), Ok(State::TimeWait));
+    // A new incarnation takes the tuple (Linux's TIME-WAIT sock had replaced the socket in
+    // its tables), with an ISN past the old one's.
+    h.inject(client, server, Out::new(SYN, 50_000, 0));
+    let sa2 = h.one();
+    assert!(sa2.is(SYN | ACK));
+    assert_eq!(sa2.seq, sa.seq + 2 + 65_537);
+    h.inject(client, server, Out::new(ACK, 50_001, 0).ackn(sa2.seq + 1));
+    let c2 = h.ep.accept(l).unwrap();
+    assert_eq!(h.ep.state(c2), Ok(State::Established));
+    // The old connection is closed, and what it received is still there, then its end.
+    assert_eq!(h.ep.state(c), Ok(State::Closed));
+    let mut buf = [0u8; 64];
+    let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"unread bytes");
+    assert_eq!(h.ep.recv(h.now, c, &mut buf), Ok(0));
+    // Releasing it leaves the new connection alone.
+    h.ep.close(h.now, c).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.state(c2), Ok(State::Established));
 }
 
 // === Compact TIME-WAIT ===========================================================================
@@ -543,6 +590,37 @@ fn released_time_wait_is_held_compactly_and_still_answers() {
     h.advance(Duration::from_secs(2));
     assert_eq!(h.ep.time_wait_count(), 0);
     assert_eq!(h.ep.poll_timeout(), None);
+}
+
+#[test]
+fn compact_time_wait_answers_bare_acks_and_syns_at_most_twice_a_second() {
+    let mut h = Harness::new(config());
+    let (us, peer, our_nxt) = released_time_wait(&mut h, 80);
+    // An old duplicate ACK is answered, the next ones within 500 ms are not
+    // (tcp_invalid_ratelimit; Linux tcp_timewait_check_oow_rate_limit).
+    h.inject(peer, us, Out::new(ACK, 450, 0).ackn(our_nxt).ts(3, 1));
+    assert_eq!(h.one().ack, SeqNumber(502));
+    for _ in 0..100 {
+        h.inject(peer, us, Out::new(ACK, 450, 0).ackn(our_nxt).ts(3, 1));
+    }
+    // Nor a SYN that starts no new incarnation (its timestamp is not beyond TS.Recent).
+    h.inject(peer, us, Out::new(SYN, 600, 0).ts(1, 0));
+    h.none();
+    assert_eq!(h.ep.stats().time_wait_acks_limited, 101);
+    // A retransmitted FIN and data are answered every time.
+    h.inject(peer, us, Out::new(FIN | ACK, 501, 0).ackn(our_nxt).ts(3, 1));
+    assert_eq!(h.one().ack, SeqNumber(502));
+    h.inject(
+        peer,
+        us,
+        Out::new(ACK, 502, 0).ackn(our_nxt).ts(3, 1).data(b"late"),
+    );
+    assert_eq!(h.one().ack, SeqNumber(502));
+    // 500 ms after the last answer to a bare ACK, one is answered again.
+    h.advance(Duration::from_millis(500));
+    h.inject(peer, us, Out::new(ACK, 450, 0).ackn(our_nxt).ts(4, 1));
+    assert_eq!(h.one().ack, SeqNumber(502));
+    assert_eq!(h.ep.time_wait_count(), 1);
 }
 
 #[test]

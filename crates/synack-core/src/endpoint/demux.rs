@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::table::Tuple;
+use super::time_wait::Reuse;
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -132,20 +133,27 @@ impl Endpoint {
             ecn: Ecn::from_ds(wire::ip::ds_field(packet)),
         };
 
-        if let Some(&h) = self.by_tuple.get(&Tuple(local, remote)) {
-            if self.reuse_time_wait(h, &seg) {
-                self.remove(h);
-            } else {
-                self.deliver(now, h, &seg, rx);
-                return;
+        let tuple = Tuple(local, remote);
+        let mut iss = None;
+        if let Some(&h) = self.by_tuple.get(&tuple) {
+            match self.reuse_time_wait(h, &seg) {
+                Reuse::No => {
+                    self.deliver(now, h, &seg, rx);
+                    return;
+                }
+                Reuse::Yes { iss: next } => {
+                    iss = next;
+                    self.release_tuple(h);
+                }
             }
-        } else if self.time_wait.contains(&Tuple(local, remote))
-            && self.handle_time_wait(now, local, remote, &seg)
-        {
-            return;
+        } else if self.time_wait.contains(&tuple) {
+            match self.handle_time_wait(now, local, remote, &seg) {
+                Reuse::No => return,
+                Reuse::Yes { iss: next } => iss = next,
+            }
         }
         if let Some(l) = self.find_listener(local) {
-            self.handle_listen(now, l, local, remote, &seg, rx);
+            self.handle_listen(now, l, local, remote, &seg, rx, iss);
             return;
         }
         if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet) {

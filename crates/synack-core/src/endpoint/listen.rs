@@ -10,6 +10,7 @@ use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
 use crate::config::SynCookies;
 use crate::error::Error;
 use crate::options::SocketOptions;
+use crate::seq::SeqNumber;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
 use crate::tcp::connection::output::HOP_LIMIT;
@@ -64,7 +65,10 @@ impl Endpoint {
             .copied()
     }
 
-    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket.
+    /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket. `iss`: the initial
+    /// sequence number a SYN that replaces a TIME-WAIT connection must take
+    /// ([`Reuse::Yes`](super::time_wait::Reuse)); otherwise RFC 6528's.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn handle_listen(
         &mut self,
         now: Instant,
@@ -73,6 +77,7 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
         rx: SegmentMeta,
+        iss: Option<SeqNumber>,
     ) {
         let flags = seg.flags;
         // "First, check for a RST: an incoming RST segment could not be valid since it could
@@ -133,7 +138,10 @@ impl Endpoint {
             _ => {}
         }
         let verdict = self.fast_open_verdict(now, l, local, remote, seg);
-        let id = self.identity(local, remote, now);
+        let mut id = self.identity(local, remote, now);
+        if let Some(iss) = iss {
+            id.iss = iss;
+        }
         let (h, conn) = self.insert(now, id, Owner::Nobody);
         conn.apply_options(&options);
         match verdict {

@@ -13,9 +13,11 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
+use crate::seq::SeqNumber;
 use crate::tcp::connection::TimeWaitEntry;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -63,6 +65,23 @@ impl TimeWaitTable {
 
     pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
         self.entries.remove(tuple)
+    }
+
+    /// Whether an entry's answer to an out-of-window segment must be skipped because it sent
+    /// one less than `interval` ago; if not, this one counts as the last (Linux
+    /// `__tcp_oow_rate_limited` on `tw_last_oow_ack_time`).
+    pub fn oow_ack_limited(&mut self, tuple: &Tuple, now: Instant, interval: Duration) -> bool {
+        let Some(e) = self.entries.get_mut(tuple) else {
+            return false;
+        };
+        let now_ms = now.total_millis() as u32;
+        if let Some(last) = e.last_oow_ack {
+            if u128::from(now_ms.wrapping_sub(last)) < interval.as_millis() {
+                return true;
+            }
+        }
+        e.last_oow_ack = Some(now_ms);
+        false
     }
 
     /// Restart an entry's 2 MSL (a retransmitted FIN arrived).
@@ -123,39 +142,90 @@ impl TimeWaitTable {
     }
 }
 
+/// Whether a segment may start a new connection on a tuple an old one still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reuse {
+    /// No: the old connection, or its TIME-WAIT entry, takes the segment.
+    No,
+    /// Yes, the segment goes on to a listener. `iss`, when the old connection was in
+    /// TIME-WAIT: the new one's initial sequence number, past everything the old one sent
+    /// (RFC 1122 §4.2.2.13; Linux's `tw_isn`, SND.NXT + 65535 + 2), so that none of the old
+    /// incarnation's segments can fall into the new one's window.
+    Yes { iss: Option<SeqNumber> },
+}
+
+/// The ISS for a new incarnation of a tuple whose old connection reached `snd_nxt` (Linux
+/// `tcp_timewait_state_process`; 0 is taken to mean none there, so it is never used).
+fn next_incarnation_iss(snd_nxt: SeqNumber) -> SeqNumber {
+    match snd_nxt + 65535 + 2 {
+        SeqNumber(0) => SeqNumber(1),
+        iss => iss,
+    }
+}
+
 impl Endpoint {
-    /// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its sequence
-    /// number (or timestamp) is beyond the old connection's, and a listener would take it.
-    pub(super) fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> bool {
+    /// Whether a segment for `h`'s tuple may go to a listener instead: a closed connection
+    /// holds its tuple no longer (Linux unhashes a closed socket), and RFC 9293 §3.6.1 /
+    /// RFC 6191 let a new SYN reuse a tuple in TIME-WAIT if its sequence number (or
+    /// timestamp) is beyond the old connection's and a listener would take it.
+    pub(super) fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> Reuse {
         let Some(slot) = self.connections.get(&h) else {
-            return false;
+            return Reuse::No;
         };
         let c = &slot.conn;
         let is_syn = seg.flags.contains(TcpFlags::SYN)
             && !seg.flags.contains(TcpFlags::ACK)
             && !seg.flags.contains(TcpFlags::RST);
         if c.state() == State::Closed {
-            return slot.owner == Owner::Nobody;
+            return Reuse::Yes { iss: None };
         }
-        if c.state() != State::TimeWait || !is_syn || self.find_listener(c.local()).is_none() {
-            return false;
+        if c.state() != State::TimeWait
+            || !is_syn
+            || self.find_listener(c.local()).is_none()
+            || !c.is_new_incarnation(seg)
+        {
+            return Reuse::No;
         }
-        c.is_new_incarnation(seg)
+        Reuse::Yes {
+            iss: Some(next_incarnation_iss(c.time_wait_snapshot().snd_nxt)),
+        }
+    }
+
+    /// Frees `h`'s tuple for a new connection ([`Reuse::Yes`]). A connection no one holds
+    /// goes; one the application still holds stays, CLOSED and off the tuple, with what it
+    /// received still to be read, as Linux's socket does once a TIME-WAIT sock has taken
+    /// its tuple.
+    pub(super) fn release_tuple(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.connections.get_mut(&h) else {
+            return;
+        };
+        if slot.owner == Owner::Nobody {
+            self.remove(h);
+            return;
+        }
+        let tuple = Tuple(slot.conn.local(), slot.conn.remote());
+        if slot.conn.state() != State::Closed {
+            slot.conn.enter_closed(None);
+        }
+        if self.by_tuple.get(&tuple) == Some(&h) {
+            self.by_tuple.remove(&tuple);
+        }
+        self.after(h);
     }
 
     /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
-    /// `tcp_timewait_state_process`). Returns false when a new SYN may reuse the tuple, so
-    /// the caller hands it to the listener.
+    /// `tcp_timewait_state_process`). [`Reuse::Yes`] when a new SYN may reuse the tuple: the
+    /// entry is gone, and the caller hands the SYN to the listener.
     pub(super) fn handle_time_wait(
         &mut self,
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-    ) -> bool {
+    ) -> Reuse {
         let tuple = Tuple(local, remote);
         let Some(&e) = self.time_wait.get(&tuple) else {
-            return false;
+            return Reuse::Yes { iss: None };
         };
         let flags = seg.flags;
         if flags.contains(TcpFlags::RST) {
@@ -165,33 +235,54 @@ impl Endpoint {
             } else {
                 self.stats.drop_out_of_window += 1;
             }
-            return true;
+            return Reuse::No;
         }
-        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+        let syn = flags.contains(TcpFlags::SYN);
+        if syn && !flags.contains(TcpFlags::ACK) {
             // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
             // sequence number, is beyond the old connection's.
             if e.is_new_incarnation(seg) && self.find_listener(local).is_some() {
                 self.time_wait.remove(&tuple);
-                return false;
+                return Reuse::Yes {
+                    iss: Some(next_incarnation_iss(e.snd_nxt)),
+                };
             }
         }
-        if flags.contains(TcpFlags::FIN) {
-            // "The only thing that can arrive in this state is a retransmission of the remote
-            // FIN. Acknowledge it, and restart the 2 MSL timeout."
-            self.time_wait.restart(&tuple, now + self.config.time_wait);
-        } else if seg.payload.is_empty() && seg.seq_number == e.rcv_nxt {
+        let restart = now + self.config.time_wait;
+        if !syn && seg.seq_len() == 0 && seg.seq_number == e.rcv_nxt {
             // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
             // duplicate) needs no answer; answering it would start an endless ACK exchange
-            // between two TIME-WAITs.
+            // between two TIME-WAITs. Linux restarts the 2 MSL on it.
+            self.time_wait.restart(&tuple, restart);
             self.stats.drop_other += 1;
-            return true;
-        } else {
-            // Old duplicates and data get an ACK restating where we are.
+            return Reuse::No;
+        }
+        if flags.contains(TcpFlags::ACK) {
+            // "The only thing that can arrive in this state is a retransmission of the remote
+            // FIN. Acknowledge it, and restart the 2 MSL timeout." Linux restarts it for any
+            // segment with an ACK, and answers them all.
+            self.time_wait.restart(&tuple, restart);
+        }
+        if !flags.contains(TcpFlags::FIN) {
+            // Old duplicates, data, and SYNs that start no new incarnation.
             self.stats.drop_out_of_window += 1;
+        }
+        // The answer restates where we are. What occupies no sequence space of its own (a
+        // bare ACK, or a SYN) is answered at most once per `invalid_ratelimit`, so that a
+        // flood of them, or a peer that disagrees, draws no stream of ACKs (Linux
+        // `tcp_timewait_check_oow_rate_limit`); data and a FIN, which the peer sends again
+        // until they are acknowledged, always are.
+        let limited = (syn || seg.seq_len() == 0)
+            && self
+                .time_wait
+                .oow_ack_limited(&tuple, now, self.config.invalid_ratelimit);
+        if limited {
+            self.stats.time_wait_acks_limited += 1;
+            return Reuse::No;
         }
         let ack = e.ack(local, remote, now);
         self.queue_segment(local, remote, &ack);
-        true
+        Reuse::No
     }
 
     /// A released connection reached TIME-WAIT: from now on only its compact entry answers
@@ -214,7 +305,6 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seq::SeqNumber;
 
     fn tuple(port: u16) -> Tuple {
         Tuple(
@@ -230,6 +320,7 @@ mod tests {
             ts: None,
             window: 0,
             expires: Instant::from_secs(expires),
+            last_oow_ack: None,
         }
     }
 

@@ -26,6 +26,10 @@ pub(crate) struct TimeWaitEntry {
     pub window: u16,
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
+    /// When it last answered a segment that occupies no sequence space, in milliseconds
+    /// (`Instant::total_millis`, wrapping): the rate limit's memory (Linux
+    /// `tw_last_oow_ack_time`).
+    pub last_oow_ack: Option<u32>,
 }
 
 /// The timestamp state a TIME-WAIT entry keeps (RFC 7323 §3).
@@ -175,6 +179,7 @@ impl Connection {
             }),
             window: window.min(u16::MAX as usize) as u16,
             expires: self.timers.time_wait.unwrap_or(Instant::ZERO),
+            last_oow_ack: None,
         }
     }
 
