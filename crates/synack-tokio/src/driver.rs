@@ -383,6 +383,7 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                     c.span.in_scope(|| debug!("established"));
                     wakers.extend(c.write_waker.take());
                     wakers.extend(c.read_waker.take());
+                    wakers.append(&mut c.ready_wakers);
                 }
             }
             Event::Incoming(l) => {
@@ -394,11 +395,13 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
             Event::Readable(h) => {
                 if let Some(c) = inner.conns.get_mut(&h) {
                     wakers.extend(c.read_waker.take());
+                    wakers.append(&mut c.ready_wakers);
                 }
             }
             Event::Writable(h) => {
                 if let Some(c) = inner.conns.get_mut(&h) {
                     wakers.extend(c.write_waker.take());
+                    wakers.append(&mut c.ready_wakers);
                 }
             }
             Event::Closed(h, reason) => {
@@ -408,6 +411,7 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                     c.span.in_scope(|| debug!(error = ?reason, "closed"));
                     wakers.extend(c.write_waker.take());
                     wakers.extend(c.read_waker.take());
+                    wakers.append(&mut c.ready_wakers);
                 } else {
                     trace!(conn = h.0, error = ?reason, "released connection closed");
                 }
@@ -465,6 +469,7 @@ impl<D: Device> Drop for Driver<D> {
         for c in inner.conns.values_mut() {
             wakers.extend(c.read_waker.take());
             wakers.extend(c.write_waker.take());
+            wakers.append(&mut c.ready_wakers);
         }
         for l in inner.listeners.values_mut() {
             wakers.append(&mut l.accept_wakers);

@@ -196,6 +196,11 @@ pub(crate) struct ConnState {
     pub(crate) read_waker: Option<Waker>,
     /// The task parked in `poll_write`, or in `connect` waiting for the handshake.
     pub(crate) write_waker: Option<Waker>,
+    /// Tasks parked in the `async` readiness calls (`readable`, `writable`, `ready`, `peek`):
+    /// every one of them, as tokio's, woken by any event of the connection (each looks
+    /// again at what it waits for). The `poll_` forms keep tokio's rule instead: only the
+    /// latest caller's waker, in `read_waker` or `write_waker`.
+    pub(crate) ready_wakers: Vec<Waker>,
     /// The handshake completed.
     pub(crate) connected: bool,
     /// The core reported the connection closed.
@@ -215,6 +220,7 @@ impl ConnState {
         ConnState {
             read_waker: None,
             write_waker: None,
+            ready_wakers: Vec::new(),
             connected,
             closed: false,
             error: None,
@@ -239,6 +245,27 @@ impl ListenerState {
             addr,
             accept_wakers: Vec::new(),
         }
+    }
+}
+
+/// Which tasks waiting on a connection an event wakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waiter {
+    /// A `poll_` call (and `AsyncRead`/`AsyncWrite`): the latest caller's task only, as
+    /// tokio's `poll_read_ready` has it.
+    Latest,
+    /// An `async fn`: every task waiting, so that several may await one shared stream, and
+    /// a half's `ready` does not take the other half's place.
+    Every,
+}
+
+/// Parks `cx`'s task on connection `c` for a read (`write` false) or a write, as `waiter`
+/// says.
+pub(crate) fn park(c: &mut ConnState, write: bool, waiter: Waiter, cx: &Context<'_>) {
+    match (waiter, write) {
+        (Waiter::Latest, false) => register(&mut c.read_waker, cx),
+        (Waiter::Latest, true) => register(&mut c.write_waker, cx),
+        (Waiter::Every, _) => register_many(&mut c.ready_wakers, cx),
     }
 }
 

@@ -19,7 +19,7 @@ use synack_core::{Bytes, ConnectionHandle, Endpoint, Error, SocketOptions, State
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use tracing::debug;
 
-use crate::stack::{register, ConnState, Stack};
+use crate::stack::{park, register, ConnState, Stack, Waiter};
 
 /// A connection the runtime refers to; dropping it closes the connection gracefully.
 pub(crate) struct ConnRef {
@@ -117,13 +117,18 @@ impl ConnRef {
     }
 
     /// Copies received bytes without consuming them; waits while there are none.
-    fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        waiter: Waiter,
+    ) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.peek(self.handle, buf) {
             Ok(n) => Poll::Ready(Ok(n)),
             Err(Error::WouldBlock) => {
                 if let Some(c) = inner.conns.get_mut(&self.handle) {
-                    register(&mut c.read_waker, cx);
+                    park(c, false, waiter, cx);
                 }
                 Poll::Pending
             }
@@ -132,13 +137,13 @@ impl ConnRef {
     }
 
     /// Ready once a read would not block: data, the end of the stream, or an error.
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.recv_ready(self.handle) {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => {
                 if let Some(c) = inner.conns.get_mut(&self.handle) {
-                    register(&mut c.read_waker, cx);
+                    park(c, false, waiter, cx);
                 }
                 Poll::Pending
             }
@@ -148,7 +153,7 @@ impl ConnRef {
 
     /// Ready once a write would not block: room in the send buffer, or a write that would
     /// fail at once (after a shutdown, or on a closed connection).
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_ready(&self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
         // Lists the connection for a `Writable` once memory drains if the cap is what
@@ -164,17 +169,18 @@ impl ConnRef {
         if !matches!(room, Ok(0)) || !open || c.write_shutdown || c.error.is_some() {
             return Poll::Ready(Ok(()));
         }
-        register(&mut c.write_waker, cx);
+        park(c, true, waiter, cx);
         Poll::Pending
     }
 
-    /// The readiness `interest` asks for, once some of it holds.
+    /// The readiness `interest` asks for, once some of it holds (for `ready`, an `async fn`:
+    /// every task waiting is woken).
     fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
         crate::stack::poll_interest(
             cx,
             interest,
-            |cx| self.poll_read_ready(cx),
-            |cx| self.poll_write_ready(cx),
+            |cx| self.poll_read_ready(cx, Waiter::Every),
+            |cx| self.poll_write_ready(cx, Waiter::Every),
         )
     }
 
@@ -514,7 +520,7 @@ macro_rules! read_methods {
         /// Receives bytes without removing them: the next read returns them again. Waits
         /// while nothing has arrived; `Ok(0)` at the end of the stream.
         pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-            std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf)).await
+            std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf, Waiter::Every)).await
         }
 
         /// Polls for [`peek`](Self::peek): fills `buf` with bytes that stay to be read, and
@@ -524,21 +530,23 @@ macro_rules! read_methods {
             cx: &mut Context<'_>,
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<usize>> {
-            let n = std::task::ready!(self.conn.poll_peek(cx, buf.initialize_unfilled()))?;
+            let unfilled = buf.initialize_unfilled();
+            let n = std::task::ready!(self.conn.poll_peek(cx, unfilled, Waiter::Latest))?;
             buf.advance(n);
             Poll::Ready(Ok(n))
         }
 
         /// Waits until a read would not block (data, the end of the stream, or an error),
-        /// for use with [`try_read`](Self::try_read).
+        /// for use with [`try_read`](Self::try_read). Several tasks may wait at once (on a
+        /// shared stream): each is woken.
         pub async fn readable(&self) -> io::Result<()> {
-            std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await
+            std::future::poll_fn(|cx| self.conn.poll_read_ready(cx, Waiter::Every)).await
         }
 
         /// Polls for [`readable`](Self::readable). The waker is kept until the stream is
         /// readable; a later call's replaces it.
         pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.conn.poll_read_ready(cx)
+            self.conn.poll_read_ready(cx, Waiter::Latest)
         }
 
         /// Reads what has arrived without waiting: `WouldBlock` when nothing has, `Ok(0)` at
@@ -566,14 +574,15 @@ macro_rules! read_methods {
 macro_rules! write_methods {
     () => {
         /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
+        /// Several tasks may wait at once: each is woken.
         pub async fn writable(&self) -> io::Result<()> {
-            std::future::poll_fn(|cx| self.conn.poll_write_ready(cx)).await
+            std::future::poll_fn(|cx| self.conn.poll_write_ready(cx, Waiter::Every)).await
         }
 
         /// Polls for [`writable`](Self::writable). The waker is kept until the stream is
         /// writable; a later call's replaces it.
         pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.conn.poll_write_ready(cx)
+            self.conn.poll_write_ready(cx, Waiter::Latest)
         }
 
         /// Queues as much of `buf` as the send buffer takes, without waiting: `WouldBlock`
@@ -592,7 +601,9 @@ macro_rules! write_methods {
 /// `ready`, for a stream and each half.
 macro_rules! ready_method {
     () => {
-        /// Waits until the stream is ready for any of `interest`, and says which.
+        /// Waits until the stream is ready for any of `interest`, and says which. Several
+        /// tasks may wait at once, and a half's `ready` leaves the other half's waiting task
+        /// in place.
         pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
             std::future::poll_fn(|cx| self.conn.poll_ready(cx, interest)).await
         }

@@ -1269,3 +1269,60 @@ async fn read_into_uninitialised_buffer_fills_only_the_data() {
     })
     .await;
 }
+
+/// Several tasks may await readiness on one shared stream, as with tokio's: data wakes every
+/// one of them. And a write half's `ready` does not take the read half's place: a reader
+/// parked in `read` is still woken by the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_awaiting_readiness_is_woken() {
+    within(20, async {
+        let (client, server) = stacks();
+        let (mut c, s) = connected(&client, &server, 7411).await;
+        let s = Arc::new(s);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let waiters: Vec<_> = (0..3)
+            .map(|i| {
+                let (s, woken) = (Arc::clone(&s), Arc::clone(&woken));
+                tokio::spawn(async move {
+                    if i == 0 {
+                        s.readable().await.unwrap();
+                    } else {
+                        let r = s.ready(tokio::io::Interest::READABLE).await.unwrap();
+                        assert!(r.is_readable());
+                    }
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        // Let all three park before the data comes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        c.write_all(b"for everyone").await.unwrap();
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 3);
+
+        // Split: one task reads, another asks the write half for either readiness.
+        let s = Arc::into_inner(s).unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = 0;
+        while got < 12 {
+            got += s.try_read(&mut buf).unwrap_or(0);
+        }
+        let (mut rd, wr) = s.into_split();
+        let reader = tokio::spawn(async move {
+            let n = rd.read(&mut buf).await.unwrap();
+            buf[..n].to_vec()
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ready = wr
+            .ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE)
+            .await
+            .unwrap();
+        assert!(ready.is_writable());
+        c.write_all(b"for the reader").await.unwrap();
+        assert_eq!(reader.await.unwrap(), b"for the reader");
+    })
+    .await;
+}
