@@ -309,7 +309,8 @@ impl Config {
         /// `Some(n)` a connection takes no more writes while `n` bytes or more wait unsent,
         /// and says `Writable` only once fewer than `n / 2` do, so that an application keeps
         /// little queued behind the congestion window and decides late what to send.
-        /// `None` (the default, Linux's `UINT_MAX`) bounds writes by the send buffer only.
+        /// `None` (the default, Linux's `UINT_MAX`) bounds writes by the send buffer only, and
+        /// so does `Some(0)`, which taken literally would allow no write at all.
         /// Per connection: `Endpoint::set_notsent_lowat`.
         notsent_lowat: Option<usize>
     );

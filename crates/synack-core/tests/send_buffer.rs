@@ -177,6 +177,19 @@ fn notsent_lowat_bounds_unsent_bytes() {
     assert_eq!(k.h.ep.send(k.c, &[1; 59_000]).unwrap(), 3000);
 }
 
+/// A mark of 0 is no mark, as in Linux (`tcp_notsent_lowat`): taken literally it would allow
+/// no write ever, and a writer would wait for a `Writable` that never comes.
+#[test]
+fn notsent_lowat_zero_is_the_default() {
+    let mut k = Conn::open(common::config(), 2000);
+    k.h.ep.set_notsent_lowat(k.c, Some(0)).unwrap();
+    assert_eq!(k.h.ep.send(k.c, &[1; 5000]).unwrap(), 5000);
+    let mut cfg = common::config();
+    cfg.notsent_lowat(Some(0));
+    let mut k = Conn::open(cfg, 2000);
+    assert_eq!(k.h.ep.send(k.c, &[1; 5000]).unwrap(), 5000);
+}
+
 /// With skb accounting the mark is checked per skb, as Linux's `tcp_sendmsg` checks it:
 /// `notsent-lowat-setsockopt.pkt`'s 26 000 of a 59 000-byte write.
 #[test]

@@ -109,7 +109,7 @@ impl Interceptor {
         let n = self.stack.workers();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
-            let shard = (first + k) % n;
+            let shard = first.wrapping_add(k) % n;
             let mut inner = self.stack.lock_shard(shard)?;
             while let Some(handle) = inner.intercepted.pop_front() {
                 // Skipped: SYNs that expired or were decided on while queued.

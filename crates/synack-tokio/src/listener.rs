@@ -96,7 +96,7 @@ impl TcpListener {
         let n = self.handles.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
-            let shard = (first + k) % n;
+            let shard = first.wrapping_add(k) % n;
             if let Poll::Ready(r) = self.poll_accept_on(cx, shard) {
                 return Poll::Ready(r);
             }

@@ -423,12 +423,27 @@ impl ConnRef {
         self.command(|ep, h| ep.urgent_mark(h).map(|m| m == Some(0)))
     }
 
-    fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
-        self.command(|ep, h| ep.set_oob_inline(h, inline))
+    /// A command whose effect the driver must act on: the driver is woken after it.
+    fn command_and_wake<T>(
+        &self,
+        f: impl FnOnce(&mut Endpoint, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let r = f(&mut inner.endpoint, self.handle);
+        inner.wake_driver();
+        r.map_err(|e| inner.conn_error(self.handle, e))
     }
 
+    /// An urgent byte held out of band becomes readable in line: the driver hands the
+    /// waiting reader its `Readable`.
+    fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
+        self.command_and_wake(|ep, h| ep.set_oob_inline(h, inline))
+    }
+
+    /// Turning Nagle off sends what it held back, now (Linux's `TCP_NODELAY` pushes the
+    /// pending frames), not at the next packet or timer.
     fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.command(|ep, h| ep.set_nodelay(h, nodelay))
+        self.command_and_wake(|ep, h| ep.set_nodelay(h, nodelay))
     }
 
     fn set_tos(&self, tos: u32) -> io::Result<()> {
@@ -449,12 +464,9 @@ impl ConnRef {
         self.command(|ep, h| ep.hop_limit(h).map(u32::from))
     }
 
+    /// A larger mark may owe a waiting writer its `Writable`: the driver hands it on.
     fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
-        let mut inner = self.stack.lock_shard(self.shard)?;
-        let r = inner.endpoint.set_notsent_lowat(self.handle, lowat);
-        // A larger mark may owe a waiting writer its `Writable`: let the driver hand it on.
-        inner.wake_driver();
-        r.map_err(|e| inner.conn_error(self.handle, e))
+        self.command_and_wake(|ep, h| ep.set_notsent_lowat(h, lowat))
     }
 
     fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {

@@ -806,14 +806,16 @@ impl Endpoint {
     }
 
     /// Set the connection's `TCP_NOTSENT_LOWAT`: writes stop while this many bytes wait
-    /// unsent, and [`Event::Writable`] comes once fewer than half as many do. `None` returns
-    /// it to the endpoint's [`Config::notsent_lowat`](crate::Config::notsent_lowat).
+    /// unsent, and [`Event::Writable`] comes once fewer than half as many do. `None`, or
+    /// `Some(0)` as in Linux (`tcp_notsent_lowat`: 0 is "not set"; taken literally, no write
+    /// could ever be made), returns it to the endpoint's
+    /// [`Config::notsent_lowat`](crate::Config::notsent_lowat).
     pub fn set_notsent_lowat(
         &mut self,
         conn: ConnectionHandle,
         lowat: Option<usize>,
     ) -> Result<(), Error> {
-        let lowat = lowat.or(self.config.notsent_lowat);
+        let lowat = lowat.filter(|&n| n > 0).or(self.config.notsent_lowat);
         self.app_slot(conn)?.conn.set_notsent_lowat(lowat);
         self.after(conn);
         Ok(())

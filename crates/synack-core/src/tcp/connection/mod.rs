@@ -620,7 +620,7 @@ impl ConnConfig {
             fast_recovery_from_cwnd: c.fast_recovery_from_cwnd,
             recovery_in_packets: c.recovery_in_packets,
             rtt_every_ack: c.rtt_every_ack,
-            notsent_lowat: c.notsent_lowat,
+            notsent_lowat: c.notsent_lowat.filter(|&n| n > 0),
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
             min_tso_segs: c.min_tso_segs.max(1),
