@@ -63,6 +63,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use synack_core::isn::{os_seed, siphash24};
+use synack_core::wire::ipv6;
 use synack_core::RecvMeta;
 
 /// Packets each shard's hand-off channel holds. A burst larger than this (say, many SYNs of
@@ -331,11 +332,16 @@ fn parse_ip(p: &[u8]) -> Option<IpView<'_>> {
             }
             let src: [u8; 16] = p[8..24].try_into().ok()?;
             let dst: [u8; 16] = p[24..40].try_into().ok()?;
+            // RFC 8200 §4: Hop-by-Hop, Routing and Destination Options headers may come
+            // before the transport header, and the core walks them to the segment: the flow
+            // is the same. A chain the walk refuses (a fragment, a malformed header) the core
+            // drops, on whichever shard.
+            let (proto, offset) = ipv6::skip_ext_headers(p[6], &p[40..]).ok()?;
             Some(IpView {
-                proto: p[6],
+                proto: u8::from(proto),
                 src: IpAddr::V6(Ipv6Addr::from(src)),
                 dst: IpAddr::V6(Ipv6Addr::from(dst)),
-                payload: &p[40..],
+                payload: p.get(40 + offset..)?,
             })
         }
         _ => None,
@@ -448,6 +454,29 @@ mod tests {
             flows.route(&p),
             Some(flows.owner(sa("[2001:2::1]:1234"), sa("[2001:2::2]:443")))
         );
+    }
+
+    /// TCP behind IPv6 extension headers (Destination Options here, as a router may add, or
+    /// a Hop-by-Hop header) is its flow's, like TCP right after the header: the shard it
+    /// arrives on hands it over rather than answering it with an RST.
+    #[test]
+    fn tcp_behind_ipv6_extension_headers_is_routed_by_its_ports() {
+        let flows = Flows::new(4);
+        let a: Ipv6Addr = "2001:2::1".parse().unwrap();
+        let b: Ipv6Addr = "2001:2::2".parse().unwrap();
+        for port in 40000..40100 {
+            let owner = flows.owner(sa(&format!("[2001:2::1]:{port}")), sa("[2001:2::2]:443"));
+            for ext in [60u8, 0] {
+                // Next header TCP, length 0 (8 bytes), a PadN option filling the rest.
+                let mut l4 = vec![TCP, 0, 1, 4, 0, 0, 0, 0];
+                l4.extend_from_slice(&tcp_ports(port, 443));
+                assert_eq!(flows.route(&v6(ext, a, b, &l4)), Some(owner));
+            }
+        }
+        // A fragment is no one's in particular: the core drops it wherever it lands.
+        let mut frag = vec![TCP, 0, 0, 1, 0, 0, 0, 1];
+        frag.extend_from_slice(&tcp_ports(40000, 443));
+        assert_eq!(flows.route(&v6(44, a, b, &frag)), None);
     }
 
     #[test]
