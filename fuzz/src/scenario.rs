@@ -1004,6 +1004,7 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.time_wait_recycled,
             after.time_wait_recycled,
         ),
+        ("events_dropped", before.events_dropped, after.events_dropped),
         (
             "time_wait_acks_limited",
             before.time_wait_acks_limited,

@@ -125,6 +125,9 @@ pub struct Stats {
     pub drop_memory: u64,
     /// Dropped: any other segment the state machine discards (e.g. no ACK bit).
     pub drop_other: u64,
+    /// Events dropped because [`MAX_EVENTS`](crate::endpoint::MAX_EVENTS) were undrained
+    /// (see [`Endpoint::take_event_overflow`](crate::Endpoint::take_event_overflow)).
+    pub events_dropped: u64,
 }
 
 impl Stats {
@@ -179,6 +182,7 @@ impl Stats {
             drop_listen_overflow,
             drop_memory,
             drop_other,
+            events_dropped,
             ecn_ce_received,
             ecn_ece_received,
             ecn_cwr_sent,
@@ -228,6 +232,7 @@ impl Stats {
         self.drop_listen_overflow += drop_listen_overflow;
         self.drop_memory += drop_memory;
         self.drop_other += drop_other;
+        self.events_dropped += events_dropped;
         self.ecn_ce_received += ecn_ce_received;
         self.ecn_ece_received += ecn_ece_received;
         self.ecn_cwr_sent += ecn_cwr_sent;

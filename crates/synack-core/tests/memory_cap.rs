@@ -446,3 +446,36 @@ fn scattered_ranges_inside_the_ring_cannot_grow_past_the_cap() {
         "out-of-order bytes beyond the cap are dropped and counted"
     );
 }
+
+/// The event queue is bounded too: past `MAX_EVENTS` undrained, events are dropped and
+/// counted, and `take_event_overflow` says so, once, so that a runtime that parks tasks until
+/// their event can wake them all to look again (an abort of tens of thousands of
+/// connections at once, as a shutdown that ran out of time does, is such a burst).
+#[test]
+fn undrained_events_are_bounded_and_their_loss_is_reported() {
+    let mut config = Config::default();
+    config.seed(Some([3; 32]));
+    let mut ep = Endpoint::new(config, &[v4(CLIENT)]);
+    let now = Instant::ZERO;
+    let mut conns = Vec::new();
+    // Distinct peers' ports, so that each connect has a tuple of its own.
+    for port in 1..=30_000u16 {
+        conns.push(ep.connect(now, SocketAddr::new(v4(SERVER), port)).unwrap());
+    }
+    assert!(!ep.take_event_overflow());
+    ep.abort_unfinished();
+    assert!(ep.take_event_overflow(), "30 000 aborts overflow the queue");
+    assert!(!ep.take_event_overflow(), "reported once");
+    let dropped = ep.stats().events_dropped;
+    assert!(dropped > 0);
+    let mut kept = 0;
+    while ep.poll_event().is_some() {
+        kept += 1;
+    }
+    assert_eq!(kept, synack_core::endpoint::MAX_EVENTS);
+    // Whatever was lost, each handle still tells its own story.
+    for c in conns {
+        assert_eq!(ep.state(c), Ok(State::Closed));
+        assert_eq!(ep.take_error(c), Ok(Some(Error::ConnectionAborted)));
+    }
+}

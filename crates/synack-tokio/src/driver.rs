@@ -372,9 +372,35 @@ impl std::task::Wake for NoWake {
     fn wake(self: Arc<Self>) {}
 }
 
+/// Moves the waker of every task parked on the shard's connections, listeners and sockets
+/// into `wakers`.
+fn take_every_waker(inner: &mut Inner, wakers: &mut Vec<Waker>) {
+    wakers.append(&mut inner.intercept_wakers);
+    wakers.append(&mut inner.udp_send_wakers);
+    wakers.append(&mut inner.udp_intercept_wakers);
+    for s in inner.udp.values_mut() {
+        wakers.append(&mut s.recv_wakers);
+    }
+    for c in inner.conns.values_mut() {
+        wakers.extend(c.read_waker.take());
+        wakers.extend(c.write_waker.take());
+        wakers.append(&mut c.ready_wakers);
+    }
+    for l in inner.listeners.values_mut() {
+        wakers.append(&mut l.accept_wakers);
+    }
+}
+
 /// Drains the core's events into the runtime's per-connection state, collecting the wakers of
-/// the tasks they concern.
+/// the tasks they concern. If the core had to drop some (more were left undrained than it
+/// keeps), every parked task is woken instead: each looks at its own connection, listener or
+/// socket again (their poll methods read the core's state, not the events), so none sleeps
+/// through an event that was lost.
 fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
+    if inner.endpoint.take_event_overflow() {
+        debug!("the core dropped events; waking every parked task");
+        take_every_waker(inner, wakers);
+    }
     while let Some(event) = inner.endpoint.poll_event() {
         match event {
             Event::Connected(h) => {
@@ -460,20 +486,7 @@ impl<D: Device> Drop for Driver<D> {
         }
         inner.driver_gone = true;
         let mut wakers = std::mem::take(&mut inner.idle_wakers);
-        wakers.append(&mut inner.intercept_wakers);
-        wakers.append(&mut inner.udp_send_wakers);
-        wakers.append(&mut inner.udp_intercept_wakers);
-        for s in inner.udp.values_mut() {
-            wakers.append(&mut s.recv_wakers);
-        }
-        for c in inner.conns.values_mut() {
-            wakers.extend(c.read_waker.take());
-            wakers.extend(c.write_waker.take());
-            wakers.append(&mut c.ready_wakers);
-        }
-        for l in inner.listeners.values_mut() {
-            wakers.append(&mut l.accept_wakers);
-        }
+        take_every_waker(&mut inner, &mut wakers);
         drop(inner);
         for w in wakers {
             w.wake();

@@ -74,7 +74,9 @@ impl ConnRef {
             c.connected = true;
             return Poll::Ready(Ok(()));
         }
-        if c.closed || state.is_err() {
+        // The state, not only the event: an event the core had to drop (see
+        // `Endpoint::take_event_overflow`) must not leave a closed connect waiting.
+        if c.closed || matches!(state, Ok(State::Closed) | Err(_)) {
             let e = inner
                 .endpoint
                 .take_error(self.handle)

@@ -69,7 +69,7 @@ pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
 use listen::Listener;
-pub use output::Transmit;
+pub use output::{Transmit, MAX_EVENTS};
 use slab::Slab;
 use table::{table, Table, Tuple};
 use time_wait::TimeWaitTable;
@@ -125,6 +125,8 @@ pub struct Endpoint {
     by_local: Table<SocketAddr, ListenerHandle>,
     next_handle: usize,
     events: VecDeque<Event>,
+    /// An event was dropped since [`Endpoint::take_event_overflow`] last looked.
+    events_overflowed: bool,
     control: VecDeque<Vec<u8>>,
     dirty: VecDeque<ConnectionHandle>,
     /// Connections whose deadline may have moved (their `stale` flag is set; a handle whose
@@ -172,6 +174,7 @@ impl Endpoint {
             by_local: table(seed),
             next_handle: 1,
             events: VecDeque::new(),
+            events_overflowed: false,
             control: VecDeque::new(),
             dirty: VecDeque::new(),
             stale: Vec::new(),

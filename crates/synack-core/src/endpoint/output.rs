@@ -38,9 +38,9 @@ pub struct Transmit {
 /// flood).
 pub(super) const MAX_CONTROL_PACKETS: usize = 1024;
 
-/// Events beyond this many undrained are dropped: they are hints, and an application that
-/// never drains them must not make the endpoint grow.
-pub(super) const MAX_EVENTS: usize = 1 << 16;
+/// Events beyond this many undrained are dropped (and [`Endpoint::take_event_overflow`] says
+/// so): an application that never drains them must not make the endpoint grow.
+pub const MAX_EVENTS: usize = 1 << 16;
 
 impl Endpoint {
     /// Write the next packet to send into `buf` (which should hold at least the MTU).
@@ -129,9 +129,22 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// Whether events were dropped since the last call: more than [`MAX_EVENTS`] were left
+    /// undrained (a timeout round that expired tens of thousands of connections at once, an
+    /// `abort_unfinished` of as many). A runtime that parks tasks until their event must then
+    /// wake every task it has parked, each to look at its connection, listener or socket
+    /// afresh, since any of their events may have been among the lost. Counted in
+    /// [`Stats::events_dropped`](crate::Stats::events_dropped).
+    pub fn take_event_overflow(&mut self) -> bool {
+        std::mem::take(&mut self.events_overflowed)
+    }
+
     pub(super) fn push_event(&mut self, event: Event) {
         if self.events.len() < MAX_EVENTS {
             self.events.push_back(event);
+        } else {
+            self.events_overflowed = true;
+            self.stats.events_dropped += 1;
         }
     }
 
