@@ -274,3 +274,67 @@ fn many_decided_syns_leave_nothing_behind() {
     assert_eq!(h.ep.stats().intercepted_syns, 20_000);
     h.none();
 }
+
+/// An ICMP message from `from` to `to`, in its IPv4 packet.
+fn icmp_to(from: IpAddr, to: IpAddr, icmp: IcmpRepr<'_>) -> Vec<u8> {
+    use synack_core::wire::{IpProtocol, IpRepr};
+    let ip = IpRepr::new(from, to, IpProtocol::Icmp, icmp.buffer_len(), 64).unwrap();
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p[..20]);
+    icmp.emit_v4(&mut p[20..]);
+    p
+}
+
+/// Path MTU discovery works for an intercepted connection: a router's "fragmentation
+/// needed" about what it sent is addressed to the original destination, which is not one of
+/// ours, and reaches the connection all the same (as TPROXY delivers ICMP errors to Linux's
+/// transparent sockets). An echo request to that address is not ours to answer.
+#[test]
+fn icmp_errors_reach_intercepted_connections() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    let s = held(&mut h);
+    let c =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+            .unwrap();
+    let synack = h.one();
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(ACK, 1001, 0)
+            .ackn(synack.seq + 1)
+            .ts(101, synack.ts.unwrap().tsval),
+    );
+    h.ep.send(c, &[7u8; 3000]).unwrap();
+    let sent = h.drain();
+    assert!(sent.iter().any(|s| s.payload.len() > 536));
+    let quoted = h.raw.last().unwrap()[..48].to_vec();
+    let router = IpAddr::V4(Ipv4Addr::new(198, 18, 9, 1));
+    let frag_needed = icmp_to(
+        router,
+        elsewhere(443).ip(),
+        IcmpRepr::PacketTooBig {
+            mtu: 576,
+            invoking: &quoted,
+        },
+    );
+    h.inject_raw(&frag_needed);
+    let again = h.drain();
+    assert!(!again.is_empty(), "what was in flight is sent again");
+    assert!(again.iter().all(|s| s.payload.len() <= 536 - 12));
+    assert!(again.iter().all(|s| s.src == elsewhere(443)));
+
+    let before = h.ep.stats().drop_not_for_us;
+    let echo = icmp_to(
+        client(40000).ip(),
+        elsewhere(443).ip(),
+        IcmpRepr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"ping",
+        },
+    );
+    h.inject_raw(&echo);
+    h.none();
+    assert_eq!(h.ep.stats().drop_not_for_us, before + 1);
+}

@@ -68,11 +68,17 @@ impl Endpoint {
             Ok(parsed) => parsed,
             Err(e) => return self.count_wire_error(e),
         };
-        // In intercept mode every unicast address routed to us is ours, for TCP and UDP.
-        // Broadcast and multicast destinations are nobody's: synack joins no group.
+        // In intercept mode every unicast address routed to us is ours, for TCP and UDP, and
+        // for the ICMP errors about what we sent from it (a router's "fragmentation needed"
+        // for an intercepted connection, as Linux's TPROXY delivers them to transparent
+        // sockets); an echo request to it is not ours to answer (`handle_icmp`). Broadcast
+        // and multicast destinations are nobody's: synack joins no group.
         let ours = self.addresses.contains(&ip.dst_addr())
             || (self.intercepts()
-                && matches!(ip.protocol(), IpProtocol::Tcp | IpProtocol::Udp)
+                && matches!(
+                    ip.protocol(),
+                    IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
+                )
                 && is_unicast(ip.dst_addr()));
         if !ours {
             self.stats.drop_not_for_us += 1;

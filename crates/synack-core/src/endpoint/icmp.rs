@@ -29,6 +29,12 @@ impl Endpoint {
                 seq_no,
                 data,
             } => {
+                if !self.addresses.contains(&ip.dst_addr()) {
+                    // Intercept mode takes ICMP to any address for its errors; an echo
+                    // request to an address not ours is for the host that has it.
+                    self.stats.drop_not_for_us += 1;
+                    return;
+                }
                 if !is_unicast(ip.src_addr()) {
                     self.stats.drop_other += 1;
                     return;
