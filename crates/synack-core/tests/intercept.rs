@@ -338,3 +338,54 @@ fn icmp_errors_reach_intercepted_connections() {
     h.none();
     assert_eq!(h.ep.stats().drop_not_for_us, before + 1);
 }
+
+/// A new SYN for an intercepted tuple in TIME-WAIT, beyond the old connection's sequence
+/// space, is intercepted again (as TPROXY hands it to the transparent listener), not
+/// answered with the old connection's ACK; once accepted, its ISN starts past the old one's.
+#[test]
+fn a_new_syn_reuses_an_intercepted_tuple_in_time_wait() {
+    const FIN: TcpFlags = TcpFlags::FIN;
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    let s = held(&mut h);
+    let c =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+            .unwrap();
+    let synack = h.one();
+    let tsecr = synack.ts.unwrap().tsval;
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(ACK, 1001, 0).ackn(synack.seq + 1).ts(101, tsecr),
+    );
+    // We close first; the client's FIN puts the tuple in TIME-WAIT, on our side.
+    h.ep.close(h.now, c).unwrap();
+    let _ = h.drain();
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(FIN | ACK, 1001, 0)
+            .ackn(synack.seq + 2)
+            .ts(102, tsecr),
+    );
+    let _ = h.drain();
+    assert_eq!(h.ep.time_wait_count(), 1);
+    let _ = h.events();
+
+    h.advance(Duration::from_secs(1));
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(SYN, 90_000, 0).mss(1400).ts(200, 0),
+    );
+    h.none();
+    let s = held(&mut h);
+    assert_eq!(s.len(), 1, "intercepted again");
+    assert_eq!(h.ep.time_wait_count(), 0);
+    h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+        .unwrap();
+    let synack2 = h.one();
+    assert!(synack2.is(SYN | ACK));
+    assert_eq!(synack2.seq, synack.seq + 2 + 65_537);
+    assert_eq!(synack2.ack.0, 90_001);
+}

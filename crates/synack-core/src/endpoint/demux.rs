@@ -162,7 +162,7 @@ impl Endpoint {
             self.handle_listen(now, l, local, remote, &seg, rx, iss);
             return;
         }
-        if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet) {
+        if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet, iss) {
             return;
         }
         self.reply_rst(local, remote, &seg);

@@ -66,6 +66,8 @@ struct Held {
     deadline: Instant,
     /// The start of the packet, for an ICMP error's quote.
     quote: Vec<u8>,
+    /// The ISN its connection must take if it replaced one in TIME-WAIT ([`Reuse::Yes`](super::time_wait::Reuse)).
+    iss: Option<SeqNumber>,
 }
 
 /// The held SYNs, by handle and by 4-tuple, with their expiry order.
@@ -108,7 +110,8 @@ impl Endpoint {
 
     /// A SYN that no connection, TIME-WAIT entry or listener took, in intercept mode: hold it
     /// for the application. Returns `false` if it is not one to hold (not a lone SYN), for
-    /// the caller's ordinary answer.
+    /// the caller's ordinary answer. `iss`: the ISN its connection must take, if it replaces
+    /// one in TIME-WAIT ([`Reuse::Yes`](super::time_wait::Reuse)).
     pub(super) fn handle_intercept(
         &mut self,
         now: Instant,
@@ -116,6 +119,7 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
         packet: &[u8],
+        iss: Option<SeqNumber>,
     ) -> bool {
         let Some(cfg): Option<InterceptConfig> = self.config.intercept else {
             return false;
@@ -161,6 +165,7 @@ impl Endpoint {
                 tsval: seg.timestamp.map(|t| t.tsval),
                 deadline: now + cfg.decision_timeout,
                 quote: packet[..packet.len().min(QUOTE_MAX)].to_vec(),
+                iss,
             },
         );
         self.intercepts.by_tuple.insert(tuple, h);
@@ -251,7 +256,10 @@ impl Endpoint {
         seg.window_scale = info.window_scale;
         seg.sack_permitted = info.sack_permitted;
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
-        let id = self.identity(info.local, info.remote, now);
+        let mut id = self.identity(info.local, info.remote, now);
+        if let Some(iss) = held.iss {
+            id.iss = iss;
+        }
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(options);
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.

@@ -164,10 +164,10 @@ fn next_incarnation_iss(snd_nxt: SeqNumber) -> SeqNumber {
 }
 
 impl Endpoint {
-    /// Whether a segment for `h`'s tuple may go to a listener instead: a closed connection
-    /// holds its tuple no longer (Linux unhashes a closed socket), and RFC 9293 §3.6.1 /
-    /// RFC 6191 let a new SYN reuse a tuple in TIME-WAIT if its sequence number (or
-    /// timestamp) is beyond the old connection's and a listener would take it.
+    /// Whether a segment for `h`'s tuple may go to a listener (or the interception) instead:
+    /// a closed connection holds its tuple no longer (Linux unhashes a closed socket), and
+    /// RFC 9293 §3.6.1 / RFC 6191 let a new SYN reuse a tuple in TIME-WAIT if its sequence
+    /// number (or timestamp) is beyond the old connection's and something would take it.
     pub(super) fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> Reuse {
         let Some(slot) = self.connections.get(&h) else {
             return Reuse::No;
@@ -181,7 +181,7 @@ impl Endpoint {
         }
         if c.state() != State::TimeWait
             || !is_syn
-            || self.find_listener(c.local()).is_none()
+            || !self.takes_new_syn(c.local())
             || !c.is_new_incarnation(seg)
         {
             return Reuse::No;
@@ -189,6 +189,13 @@ impl Endpoint {
         Reuse::Yes {
             iss: Some(next_incarnation_iss(c.time_wait_snapshot().snd_nxt)),
         }
+    }
+
+    /// Whether a new SYN to `local` would be taken: by a listener, or held for the
+    /// application in intercept mode (as Linux's TPROXY hands a TIME-WAIT tuple's new SYN to
+    /// the transparent listener, `nf_tproxy_handle_time_wait4`).
+    fn takes_new_syn(&self, local: SocketAddr) -> bool {
+        self.find_listener(local).is_some() || self.intercepts()
     }
 
     /// Frees `h`'s tuple for a new connection ([`Reuse::Yes`]). A connection no one holds
@@ -241,7 +248,7 @@ impl Endpoint {
         if syn && !flags.contains(TcpFlags::ACK) {
             // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
             // sequence number, is beyond the old connection's.
-            if e.is_new_incarnation(seg) && self.find_listener(local).is_some() {
+            if e.is_new_incarnation(seg) && self.takes_new_syn(local) {
                 self.time_wait.remove(&tuple);
                 return Reuse::Yes {
                     iss: Some(next_incarnation_iss(e.snd_nxt)),
