@@ -57,6 +57,47 @@ fn a_connection_keeps_its_label_until_a_timeout_and_ipv4_has_none() {
     }
 }
 
+/// A connection that moved to a new label keeps it in TIME-WAIT, compact or not: the ACK
+/// of a retransmitted FIN goes in the flow's last label (Linux's `tw_txhash`).
+#[test]
+fn time_wait_answers_in_the_connections_last_label() {
+    const FIN: TcpFlags = TcpFlags::FIN;
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER6, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    // The SYN times out once: a new label from then on.
+    let (_, again) = h.next_timeout();
+    let label = again[0].flow_label;
+    assert_ne!(label, syn.flow_label);
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
+    );
+    assert_eq!(h.one().flow_label, label);
+    // We close first and let go; the peer's FIN puts the flow in compact TIME-WAIT.
+    h.ep.close(h.now, c).unwrap();
+    let fin = h.one();
+    assert_eq!(fin.flow_label, label);
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(FIN | ACK, 10_001, 0).ackn(fin.seq + 1),
+    );
+    assert_eq!(h.one().flow_label, label);
+    assert_eq!(h.ep.time_wait_count(), 1);
+    // Its answer to a retransmitted FIN: the same label.
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(FIN | ACK, 10_001, 0).ackn(fin.seq + 1),
+    );
+    let ack = h.one();
+    assert!(ack.is(ACK));
+    assert_eq!(ack.flow_label, label);
+}
+
 #[test]
 fn a_syn_timeout_changes_the_label() {
     let mut h = Harness::new(config());

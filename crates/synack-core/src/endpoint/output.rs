@@ -159,6 +159,18 @@ impl Endpoint {
         self.queue_segment_marked(local, remote, seg, 0, HOP_LIMIT)
     }
 
+    /// [`queue_segment`](Self::queue_segment) for a flow whose IPv6 label moved `rehash`
+    /// times (a compact TIME-WAIT's, after its connection's retransmission timeouts).
+    pub(super) fn queue_segment_in_flow(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        rehash: u32,
+    ) -> bool {
+        self.write_control_segment(local, remote, seg, 0, HOP_LIMIT, rehash)
+    }
+
     /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte and
     /// `hop_limit` as its TTL or hop limit (a listener's `IP_TOS` and `IP_TTL`).
     pub(super) fn queue_segment_marked(
@@ -169,6 +181,19 @@ impl Endpoint {
         ds: u8,
         hop_limit: u8,
     ) -> bool {
+        self.write_control_segment(local, remote, seg, ds, hop_limit, 0)
+    }
+
+    /// A segment the endpoint sends on its own, into the own-packet queue.
+    fn write_control_segment(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seg: &TcpRepr<'_>,
+        ds: u8,
+        hop_limit: u8,
+        rehash: u32,
+    ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
         match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
@@ -177,7 +202,7 @@ impl Endpoint {
                 if ds != 0 || hop_limit != HOP_LIMIT {
                     wire::ip::set_ds_and_hop_limit(&mut buf, ds, hop_limit);
                 }
-                self.push_control(buf)
+                self.push_control_in_flow(buf, rehash)
             }
             None => false,
         }
@@ -188,7 +213,12 @@ impl Endpoint {
         self.control.len() >= MAX_CONTROL_PACKETS
     }
 
-    pub(super) fn push_control(&mut self, mut packet: Vec<u8>) -> bool {
+    pub(super) fn push_control(&mut self, packet: Vec<u8>) -> bool {
+        self.push_control_in_flow(packet, 0)
+    }
+
+    /// [`push_control`](Self::push_control) for a flow whose label moved `rehash` times.
+    fn push_control_in_flow(&mut self, mut packet: Vec<u8>, rehash: u32) -> bool {
         if self.control_full() {
             self.stats.drop_other += 1;
             return false;
@@ -197,7 +227,7 @@ impl Endpoint {
         // 4-tuple has on its first path (a SYN cookie's SYN-ACK and the connection its ACK
         // makes, an RST and the connection it answers, label alike), or a UDP flow's.
         if let Some((src, dst, protocol)) = wire::ip::ipv6_flow(&packet) {
-            let label = self.secrets.flow_label(src, dst, protocol, 0);
+            let label = self.secrets.flow_label(src, dst, protocol, rehash);
             wire::ip::set_flow_label(&mut packet, label);
         }
         self.control.push_back(packet);

@@ -288,7 +288,7 @@ impl Endpoint {
             return Reuse::No;
         }
         let ack = e.ack(local, remote, now);
-        self.queue_segment(local, remote, &ack);
+        self.queue_segment_in_flow(local, remote, &ack, u32::from(e.flow_rehash));
         Reuse::No
     }
 
@@ -326,6 +326,7 @@ mod tests {
             rcv_nxt: SeqNumber(2),
             ts: None,
             window: 0,
+            flow_rehash: 0,
             expires: Instant::from_secs(expires),
             last_oow_ack: None,
         }

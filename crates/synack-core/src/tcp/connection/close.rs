@@ -24,6 +24,10 @@ pub(crate) struct TimeWaitEntry {
     pub ts: Option<TimeWaitTimestamps>,
     /// The window field of our last segment, repeated in our ACKs.
     pub window: u16,
+    /// How many times the connection moved to a new IPv6 flow label
+    /// ([`Connection::flow_rehash`], wrapping): its ACKs go on in the flow's last label, as
+    /// Linux's TIME-WAIT sock keeps `tw_txhash`.
+    pub flow_rehash: u16,
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
     /// When it last answered a segment that occupies no sequence space, in milliseconds
@@ -178,6 +182,7 @@ impl Connection {
                 offset: self.ts.offset,
             }),
             window: window.min(u16::MAX as usize) as u16,
+            flow_rehash: self.flow_rehash() as u16,
             expires: self.timers.time_wait.unwrap_or(Instant::ZERO),
             last_oow_ack: None,
         }
