@@ -2631,6 +2631,27 @@ fn packet_too_big_lowers_the_mss_and_resends() {
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
 }
 
+/// A next-hop MTU below Linux's smallest path MTU (552) lowers the MSS to 512, not to RFC
+/// 9293's 536, which a path of 552 to 575 bytes would not carry
+/// (`icmp-frag-needed-min-pmtu.pkt` checks the same against the kernel).
+#[test]
+fn packet_too_big_stops_at_linuxs_smallest_path_mtu() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
+    let _ = k.h.drain();
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    let p = icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 300,
+        invoking: &quoted,
+    });
+    k.h.inject_raw(&p);
+    let r = k.h.drain();
+    let sizes: Vec<usize> = r.iter().map(|s| s.payload.len()).collect();
+    assert!(sizes.iter().all(|&n| n <= 512), "{sizes:?}");
+    assert!(sizes.contains(&512), "{sizes:?}");
+}
+
 #[test]
 fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     use synack_core::wire::IcmpRepr;

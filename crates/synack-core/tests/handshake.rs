@@ -1110,6 +1110,33 @@ fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
     assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
 }
 
+/// Linux's tcp_v4_err ignores unreachable codes past RFC 792's 15, and any ICMP error whose
+/// quote is not of its own family (an ICMPv4 error quoting an IPv6 packet): neither fails a
+/// connect.
+#[test]
+fn icmp_errors_with_unknown_codes_or_a_foreign_quote_are_ignored() {
+    use synack_core::wire::IcmpRepr;
+    let mut h = Harness::new(config());
+    let (c, _) = start(&mut h);
+    let quoted = h.raw[0][..28].to_vec();
+    let p = icmp_packet(IcmpRepr::DstUnreachable {
+        code: 16,
+        invoking: &quoted,
+    });
+    h.inject_raw(&p);
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    let mut as_v6 = quoted.clone();
+    as_v6[0] = 0x60 | (as_v6[0] & 0x0f);
+    let dropped = h.ep.stats().drop_malformed;
+    let p = icmp_packet(IcmpRepr::DstUnreachable {
+        code: 1,
+        invoking: &as_v6,
+    });
+    h.inject_raw(&p);
+    assert_eq!(h.ep.state(c).unwrap(), State::SynSent);
+    assert_eq!(h.ep.stats().drop_malformed, dropped + 1);
+}
+
 // === Resource limits =============================================================================
 
 #[test]

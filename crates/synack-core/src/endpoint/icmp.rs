@@ -23,6 +23,17 @@ pub(super) enum IcmpReport {
 impl Endpoint {
     pub(super) fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
         let v6 = matches!(ip, IpRepr::Ipv6(_));
+        // An ICMPv4 error quotes an IPv4 packet, an ICMPv6 error an IPv6 one (what we sent
+        // over that family): anything else is forged or broken.
+        if let IcmpRepr::DstUnreachable { invoking, .. }
+        | IcmpRepr::PacketTooBig { invoking, .. }
+        | IcmpRepr::TimeExceeded { invoking, .. } = icmp
+        {
+            if invoking.first().map(|b| b >> 4) != Some(if v6 { 6 } else { 4 }) {
+                self.stats.drop_malformed += 1;
+                return;
+            }
+        }
         match icmp {
             IcmpRepr::EchoRequest {
                 ident,
@@ -49,6 +60,12 @@ impl Endpoint {
                 }
             }
             IcmpRepr::DstUnreachable { code, invoking } => {
+                // RFC 792 defines codes 0 to 15 (NR_ICMP_UNREACH); Linux's tcp_v4_err ignores
+                // the rest rather than guess at an error.
+                if !v6 && code > 15 {
+                    self.stats.drop_other += 1;
+                    return;
+                }
                 if wire::icmp::invoking_udp(invoking).is_some() {
                     return self.udp_icmp_unreachable(v6, code, invoking);
                 }

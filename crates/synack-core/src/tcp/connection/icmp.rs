@@ -20,12 +20,14 @@ impl Connection {
         self.snd.iss
     }
 
-    /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below the
-    /// protocol minimum, and resend what was in flight.
+    /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below a floor,
+    /// and resend what was in flight. The floor: IPv6's minimum MTU, 1280 (RFC 8200 §5), less
+    /// 60; for IPv4 Linux's smallest path MTU (`ip_rt_min_pmtu`, 552) less 40, so that a path
+    /// of 552 to 575 bytes is not black-holed by RFC 9293's default 536.
     pub(crate) fn handle_packet_too_big(&mut self, mtu: u32) {
         let ipv6 = self.local.is_ipv6();
         let headers = if ipv6 { 60 } else { 40 };
-        let floor = if ipv6 { 1220 } else { 536 };
+        let floor = if ipv6 { 1220 } else { 552 - 40 };
         let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
         // In SYN-SENT our own MSS stands for the path MTU assumed so far (the peer's is not
         // known yet). If the path's is lower:
