@@ -183,8 +183,8 @@ impl<D: Device> Driver<D> {
                         inner.endpoint.handle_packet(now, &h.packet, h.meta);
                         taken += 1;
                     }
-                    // Pending: the channel wakes us when one comes. Closed: every other
-                    // shard has stopped.
+                    // Pending: the channel wakes us when one comes. (It never closes: our
+                    // own sender, in `peers`, lives as long as we do.)
                     Poll::Ready(None) | Poll::Pending => break,
                 }
             }
