@@ -382,9 +382,8 @@ fn take_every_waker(inner: &mut Inner, wakers: &mut Vec<Waker>) {
         wakers.append(&mut s.recv_wakers);
     }
     for c in inner.conns.values_mut() {
-        wakers.extend(c.read_waker.take());
-        wakers.extend(c.write_waker.take());
-        wakers.append(&mut c.ready_wakers);
+        c.take_readers(wakers);
+        c.take_writers(wakers);
     }
     for l in inner.listeners.values_mut() {
         wakers.append(&mut l.accept_wakers);
@@ -407,9 +406,8 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                 if let Some(c) = inner.conns.get_mut(&h) {
                     c.connected = true;
                     c.span.in_scope(|| debug!("established"));
-                    wakers.extend(c.write_waker.take());
-                    wakers.extend(c.read_waker.take());
-                    wakers.append(&mut c.ready_wakers);
+                    c.take_writers(wakers);
+                    c.take_readers(wakers);
                 }
             }
             Event::Incoming(l) => {
@@ -420,14 +418,12 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
             }
             Event::Readable(h) => {
                 if let Some(c) = inner.conns.get_mut(&h) {
-                    wakers.extend(c.read_waker.take());
-                    wakers.append(&mut c.ready_wakers);
+                    c.take_readers(wakers);
                 }
             }
             Event::Writable(h) => {
                 if let Some(c) = inner.conns.get_mut(&h) {
-                    wakers.extend(c.write_waker.take());
-                    wakers.append(&mut c.ready_wakers);
+                    c.take_writers(wakers);
                 }
             }
             Event::Closed(h, reason) => {
@@ -435,9 +431,8 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
                     c.closed = true;
                     c.error = c.error.or(reason);
                     c.span.in_scope(|| debug!(error = ?reason, "closed"));
-                    wakers.extend(c.write_waker.take());
-                    wakers.extend(c.read_waker.take());
-                    wakers.append(&mut c.ready_wakers);
+                    c.take_writers(wakers);
+                    c.take_readers(wakers);
                 } else {
                     trace!(conn = h.0, error = ?reason, "released connection closed");
                 }

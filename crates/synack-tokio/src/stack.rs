@@ -196,11 +196,12 @@ pub(crate) struct ConnState {
     pub(crate) read_waker: Option<Waker>,
     /// The task parked in `poll_write`, or in `connect` waiting for the handshake.
     pub(crate) write_waker: Option<Waker>,
-    /// Tasks parked in the `async` readiness calls (`readable`, `writable`, `ready`, `peek`):
-    /// every one of them, as tokio's, woken by any event of the connection (each looks
-    /// again at what it waits for). The `poll_` forms keep tokio's rule instead: only the
-    /// latest caller's waker, in `read_waker` or `write_waker`.
-    pub(crate) ready_wakers: Vec<Waker>,
+    /// Tasks parked in the `async` readiness calls for reading (`readable`, `ready`, `peek`):
+    /// every one of them is woken, as tokio's are. The `poll_` forms keep tokio's rule
+    /// instead: only the latest caller's waker, in `read_waker`.
+    pub(crate) read_waiters: Vec<Waker>,
+    /// The same for writing (`writable`, `ready`), beside `write_waker`.
+    pub(crate) write_waiters: Vec<Waker>,
     /// The handshake completed.
     pub(crate) connected: bool,
     /// The core reported the connection closed.
@@ -216,11 +217,24 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
+    /// Moves every task parked to read into `wakers`.
+    pub(crate) fn take_readers(&mut self, wakers: &mut Vec<Waker>) {
+        wakers.extend(self.read_waker.take());
+        wakers.append(&mut self.read_waiters);
+    }
+
+    /// Moves every task parked to write (or to connect) into `wakers`.
+    pub(crate) fn take_writers(&mut self, wakers: &mut Vec<Waker>) {
+        wakers.extend(self.write_waker.take());
+        wakers.append(&mut self.write_waiters);
+    }
+
     pub(crate) fn new(connected: bool, span: tracing::Span) -> Self {
         ConnState {
             read_waker: None,
             write_waker: None,
-            ready_wakers: Vec::new(),
+            read_waiters: Vec::new(),
+            write_waiters: Vec::new(),
             connected,
             closed: false,
             error: None,
@@ -265,7 +279,8 @@ pub(crate) fn park(c: &mut ConnState, write: bool, waiter: Waiter, cx: &Context<
     match (waiter, write) {
         (Waiter::Latest, false) => register(&mut c.read_waker, cx),
         (Waiter::Latest, true) => register(&mut c.write_waker, cx),
-        (Waiter::Every, _) => register_many(&mut c.ready_wakers, cx),
+        (Waiter::Every, false) => register_many(&mut c.read_waiters, cx),
+        (Waiter::Every, true) => register_many(&mut c.write_waiters, cx),
     }
 }
 

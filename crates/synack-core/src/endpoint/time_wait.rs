@@ -147,7 +147,7 @@ impl TimeWaitTable {
 pub(super) enum Reuse {
     /// No: the old connection, or its TIME-WAIT entry, takes the segment.
     No,
-    /// Yes, the segment goes on to a listener. `iss`, when the old connection was in
+    /// Yes, the segment goes on to a listener (or the interception). `iss`, when the old connection was in
     /// TIME-WAIT: the new one's initial sequence number, past everything the old one sent
     /// (RFC 1122 §4.2.2.13; Linux's `tw_isn`, SND.NXT + 65535 + 2), so that none of the old
     /// incarnation's segments can fall into the new one's window.
@@ -222,7 +222,7 @@ impl Endpoint {
 
     /// A segment for a compact TIME-WAIT entry (RFC 9293 §3.10.7.4, TIME-WAIT rows; Linux
     /// `tcp_timewait_state_process`). [`Reuse::Yes`] when a new SYN may reuse the tuple: the
-    /// entry is gone, and the caller hands the SYN to the listener.
+    /// entry is gone, and the caller hands the SYN to the listener or the interception.
     pub(super) fn handle_time_wait(
         &mut self,
         now: Instant,
