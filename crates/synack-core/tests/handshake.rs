@@ -1137,6 +1137,37 @@ fn icmp_errors_with_unknown_codes_or_a_foreign_quote_are_ignored() {
     assert_eq!(h.ep.stats().drop_malformed, dropped + 1);
 }
 
+/// An ICMP error about a listener's SYN-ACK ends the half-open connection only for the codes
+/// Linux's tcp_req_err aborts on (IPv4: net or host unreachable); "administratively
+/// prohibited" leaves it to the handshake, which the peer's ACK still completes.
+#[test]
+fn icmp_errors_end_a_half_open_connection_only_for_net_or_host_unreachable() {
+    use synack_core::wire::IcmpRepr;
+    for (code, ends) in [(13u8, false), (1, true)] {
+        let mut h = Harness::new(config());
+        let server = SocketAddr::new(US, 8080);
+        let client = SocketAddr::new(PEER, 40000);
+        let l = h.ep.listen(server, 8).unwrap();
+        h.inject(client, server, Out::new(SYN, 100, 0));
+        let sa = h.one();
+        assert_eq!(h.ep.connection_count(), 1);
+        let quoted = h.raw.last().unwrap()[..28].to_vec();
+        let p = icmp_packet(IcmpRepr::DstUnreachable {
+            code,
+            invoking: &quoted,
+        });
+        h.inject_raw(&p);
+        let _ = h.drain();
+        h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+        if ends {
+            assert_eq!(h.ep.accept(l), Err(Error::WouldBlock), "code {code}");
+        } else {
+            let c = h.ep.accept(l).unwrap();
+            assert_eq!(h.ep.state(c), Ok(State::Established), "code {code}");
+        }
+    }
+}
+
 // === Resource limits =============================================================================
 
 #[test]

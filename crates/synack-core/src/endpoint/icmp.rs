@@ -15,7 +15,9 @@ use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IcmpReport {
     /// Destination unreachable or time exceeded, as the error a connection may fail with.
-    Unreachable(Error),
+    /// `drops_half_open`: whether it ends a passive connection still waiting for the
+    /// handshake's last ACK (Linux's `tcp_req_err` with its `abort`).
+    Unreachable { error: Error, drops_half_open: bool },
     /// Fragmentation needed / Packet Too Big, with the next hop's MTU.
     PacketTooBig { mtu: u32 },
 }
@@ -75,13 +77,31 @@ impl Endpoint {
                     (false, 0) | (true, 0) => Error::NetworkUnreachable,
                     _ => Error::HostUnreachable,
                 };
-                self.icmp_error(invoking, IcmpReport::Unreachable(error));
+                // Which end a half-open connection, as Linux decides: for IPv4 net and host
+                // unreachable (tcp_v4_err), for IPv6 the codes icmpv6_err_convert calls fatal
+                // (administratively prohibited, port unreachable, policy failure, reject
+                // route), not "no route" or "address unreachable".
+                let drops_half_open = if v6 {
+                    matches!(code, 1 | 4 | 5 | 6)
+                } else {
+                    matches!(code, 0 | 1)
+                };
+                let report = IcmpReport::Unreachable {
+                    error,
+                    drops_half_open,
+                };
+                self.icmp_error(invoking, report);
             }
             IcmpRepr::PacketTooBig { mtu, invoking } => {
                 self.icmp_error(invoking, IcmpReport::PacketTooBig { mtu });
             }
             IcmpRepr::TimeExceeded { invoking, .. } => {
-                self.icmp_error(invoking, IcmpReport::Unreachable(Error::HostUnreachable));
+                // Fatal to a half-open connection for IPv4 (tcp_v4_err), not for IPv6.
+                let report = IcmpReport::Unreachable {
+                    error: Error::HostUnreachable,
+                    drops_half_open: !v6,
+                };
+                self.icmp_error(invoking, report);
             }
             _ => self.stats.drop_other += 1,
         }
@@ -140,20 +160,21 @@ impl Endpoint {
             // A Fast Open connection still in the accept queue fails there (the application
             // reads the SYN's data, then the error), as Linux's tcp_v4_err; once accepted it
             // is treated like any connection.
-            IcmpReport::Unreachable(error)
+            IcmpReport::Unreachable { error, .. }
                 if c.is_fast_open_child() && matches!(slot.owner, Owner::AcceptQueue(_)) =>
             {
                 c.enter_closed(Some(error));
             }
-            // A half-open passive connection about whose SYN-ACK the network or host is
-            // unreachable goes away, as Linux's tcp_req_err drops the request: POSIX has
-            // accept() report no network errors.
-            IcmpReport::Unreachable(Error::NetworkUnreachable | Error::HostUnreachable)
-                if slot.syn_of.is_some() && c.awaits_final_ack() && seq == c.iss() =>
-            {
+            // A half-open passive connection about whose SYN-ACK such an error comes goes
+            // away, as Linux's tcp_req_err drops the request: POSIX has accept() report no
+            // network errors.
+            IcmpReport::Unreachable {
+                drops_half_open: true,
+                ..
+            } if slot.syn_of.is_some() && c.awaits_final_ack() && seq == c.iss() => {
                 c.enter_closed(None);
             }
-            IcmpReport::Unreachable(error) => c.handle_icmp_error(error),
+            IcmpReport::Unreachable { error, .. } => c.handle_icmp_error(error),
         }
         self.after(h);
     }
