@@ -251,7 +251,7 @@ impl Endpoint {
         // The listener's IP_TOS and IP_TTL, as on the SYN-ACKs its connections send.
         let ds = options.tos.unwrap_or(0) & !Ecn::MASK;
         let hop_limit = options.hop_limit.unwrap_or(HOP_LIMIT);
-        if self.queue_segment_marked(local, remote, &synack, ds, hop_limit) {
+        if self.queue_segment_marked(local, remote, &synack, ds, hop_limit, 0) {
             self.stats.syncookies_sent += 1;
         }
     }

@@ -156,36 +156,14 @@ impl Endpoint {
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
     ) -> bool {
-        self.queue_segment_marked(local, remote, seg, 0, HOP_LIMIT)
+        self.queue_segment_marked(local, remote, seg, 0, HOP_LIMIT, 0)
     }
 
-    /// [`queue_segment`](Self::queue_segment) for a flow whose IPv6 label moved `rehash`
-    /// times (a compact TIME-WAIT's, after its connection's retransmission timeouts).
-    pub(super) fn queue_segment_in_flow(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-        rehash: u32,
-    ) -> bool {
-        self.write_control_segment(local, remote, seg, 0, HOP_LIMIT, rehash)
-    }
-
-    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte and
-    /// `hop_limit` as its TTL or hop limit (a listener's `IP_TOS` and `IP_TTL`).
+    /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte,
+    /// `hop_limit` as its TTL or hop limit (a listener's `IP_TOS` and `IP_TTL`), and, for
+    /// IPv6, the label of a flow that moved `rehash` times (a compact TIME-WAIT's, after its
+    /// connection's retransmission timeouts).
     pub(super) fn queue_segment_marked(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        seg: &TcpRepr<'_>,
-        ds: u8,
-        hop_limit: u8,
-    ) -> bool {
-        self.write_control_segment(local, remote, seg, ds, hop_limit, 0)
-    }
-
-    /// A segment the endpoint sends on its own, into the own-packet queue.
-    fn write_control_segment(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,

@@ -18,6 +18,7 @@ use std::time::Duration;
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::seq::SeqNumber;
+use crate::tcp::connection::output::HOP_LIMIT;
 use crate::tcp::connection::TimeWaitEntry;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -288,7 +289,8 @@ impl Endpoint {
             return Reuse::No;
         }
         let ack = e.ack(local, remote, now);
-        self.queue_segment_in_flow(local, remote, &ack, u32::from(e.flow_rehash));
+        let rehash = u32::from(e.flow_rehash);
+        self.queue_segment_marked(local, remote, &ack, 0, HOP_LIMIT, rehash);
         Reuse::No
     }
 
