@@ -1145,11 +1145,7 @@ fn icmp_errors_end_a_half_open_connection_only_for_net_or_host_unreachable() {
     use synack_core::wire::IcmpRepr;
     for (code, ends) in [(13u8, false), (1, true)] {
         let mut h = Harness::new(config());
-        let server = SocketAddr::new(US, 8080);
-        let client = SocketAddr::new(PEER, 40000);
-        let l = h.ep.listen(server, 8).unwrap();
-        h.inject(client, server, Out::new(SYN, 100, 0));
-        let sa = h.one();
+        let (l, server, client, sa) = passive_syn(&mut h);
         assert_eq!(h.ep.connection_count(), 1);
         let quoted = h.raw.last().unwrap()[..28].to_vec();
         let p = icmp_packet(IcmpRepr::DstUnreachable {

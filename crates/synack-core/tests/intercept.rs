@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::{IcmpRepr, TcpFlags};
-use synack_core::{Error, Event, InterceptConfig, SocketOptions, State, SynHandle};
+use synack_core::{
+    ConnectionHandle, Error, Event, InterceptConfig, SocketOptions, State, SynHandle,
+};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -275,6 +277,26 @@ fn many_decided_syns_leave_nothing_behind() {
     h.none();
 }
 
+/// A SYN from `client(40000)` to `elsewhere(443)` (seq 1000) intercepted, accepted and
+/// answered by the client's ACK: the connection, established, and its SYN-ACK.
+fn intercepted_and_established(h: &mut Harness) -> (ConnectionHandle, Seg) {
+    syn(h, client(40000), elsewhere(443), 1000);
+    let s = held(h);
+    let c =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+            .unwrap();
+    let synack = h.one();
+    h.inject(
+        client(40000),
+        elsewhere(443),
+        Out::new(ACK, 1001, 0)
+            .ackn(synack.seq + 1)
+            .ts(101, synack.ts.unwrap().tsval),
+    );
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    (c, synack)
+}
+
 /// An ICMP message from `from` to `to`, in its IPv4 packet.
 fn icmp_to(from: IpAddr, to: IpAddr, icmp: IcmpRepr<'_>) -> Vec<u8> {
     use synack_core::wire::{IpProtocol, IpRepr};
@@ -292,19 +314,7 @@ fn icmp_to(from: IpAddr, to: IpAddr, icmp: IcmpRepr<'_>) -> Vec<u8> {
 #[test]
 fn icmp_errors_reach_intercepted_connections() {
     let mut h = intercepting(InterceptConfig::default());
-    syn(&mut h, client(40000), elsewhere(443), 1000);
-    let s = held(&mut h);
-    let c =
-        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
-            .unwrap();
-    let synack = h.one();
-    h.inject(
-        client(40000),
-        elsewhere(443),
-        Out::new(ACK, 1001, 0)
-            .ackn(synack.seq + 1)
-            .ts(101, synack.ts.unwrap().tsval),
-    );
+    let (c, _) = intercepted_and_established(&mut h);
     h.ep.send(c, &[7u8; 3000]).unwrap();
     let sent = h.drain();
     assert!(sent.iter().any(|s| s.payload.len() > 536));
@@ -346,18 +356,8 @@ fn icmp_errors_reach_intercepted_connections() {
 fn a_new_syn_reuses_an_intercepted_tuple_in_time_wait() {
     const FIN: TcpFlags = TcpFlags::FIN;
     let mut h = intercepting(InterceptConfig::default());
-    syn(&mut h, client(40000), elsewhere(443), 1000);
-    let s = held(&mut h);
-    let c =
-        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
-            .unwrap();
-    let synack = h.one();
+    let (c, synack) = intercepted_and_established(&mut h);
     let tsecr = synack.ts.unwrap().tsval;
-    h.inject(
-        client(40000),
-        elsewhere(443),
-        Out::new(ACK, 1001, 0).ackn(synack.seq + 1).ts(101, tsecr),
-    );
     // We close first; the client's FIN puts the tuple in TIME-WAIT, on our side.
     h.ep.close(h.now, c).unwrap();
     let _ = h.drain();

@@ -474,11 +474,7 @@ fn shutdown_before_established_sends_fin_after_the_handshake() {
 #[test]
 fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
     let mut h = Harness::new(config());
-    let server = SocketAddr::new(US, 8080);
-    let client = SocketAddr::new(PEER, 40000);
-    let l = h.ep.listen(server, 8).unwrap();
-    h.inject(client, server, Out::new(SYN, 100, 0));
-    let sa = h.one();
+    let (l, server, client, sa) = passive_syn(&mut h);
     h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
     let c = h.ep.accept(l).unwrap();
     // We close first: TIME-WAIT is on our side.
@@ -500,11 +496,7 @@ fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
 #[test]
 fn a_new_syn_takes_a_held_time_wait_tuple_and_the_old_data_stays_readable() {
     let mut h = Harness::new(config());
-    let server = SocketAddr::new(US, 8080);
-    let client = SocketAddr::new(PEER, 40000);
-    let l = h.ep.listen(server, 8).unwrap();
-    h.inject(client, server, Out::new(SYN, 100, 0));
-    let sa = h.one();
+    let (l, server, client, sa) = passive_syn(&mut h);
     h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
     let c = h.ep.accept(l).unwrap();
     // Half-close, and the peer's FIN comes with data we do not read yet: TIME-WAIT, the

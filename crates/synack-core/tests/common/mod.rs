@@ -37,6 +37,28 @@ pub fn active_open(
     (h, c, syn.src, peer, syn)
 }
 
+/// A listener on `US:8080` (backlog 8) and a SYN to it from `PEER:40000` (seq 100, no
+/// options): the listener, the server's and the client's addresses, and our SYN-ACK.
+pub fn passive_syn(
+    h: &mut Harness,
+) -> (
+    synack_core::ListenerHandle,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    Seg,
+) {
+    let server = std::net::SocketAddr::new(US, 8080);
+    let client = std::net::SocketAddr::new(PEER, 40000);
+    let l = h.ep.listen(server, 8).unwrap();
+    h.inject(
+        client,
+        server,
+        Out::new(synack_core::wire::TcpFlags::SYN, 100, 0),
+    );
+    let synack = h.one();
+    (l, server, client, synack)
+}
+
 /// An ICMPv4 message from `PEER` to `US`, in its IP packet: an error quoting a packet we
 /// sent, or an echo request.
 pub fn icmp_packet(icmp: synack_core::wire::IcmpRepr<'_>) -> Vec<u8> {
