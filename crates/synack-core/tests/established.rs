@@ -2607,20 +2607,27 @@ fn rack_declares_an_overtaken_segment_lost_after_rtt_plus_reordering_window() {
 
 // === ICMP on an established connection ===========================================================
 
-#[test]
-fn packet_too_big_lowers_the_mss_and_resends() {
+/// 3000 bytes sent on a plain connection, then a "fragmentation needed" with a next-hop MTU
+/// of `mtu` quoting the last segment: the connection, and what it sent again.
+fn resent_after_packet_too_big(mtu: u32) -> (Conn, Vec<Seg>) {
     use synack_core::wire::IcmpRepr;
     let mut k = Conn::plain();
     k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
     let _ = k.h.drain();
     let quoted = k.h.raw.last().unwrap()[..48].to_vec();
-    // "Fragmentation needed" with a next-hop MTU of 576: the MSS drops to 536.
     let p = icmp_packet(IcmpRepr::PacketTooBig {
-        mtu: 576,
+        mtu,
         invoking: &quoted,
     });
     k.h.inject_raw(&p);
     let r = k.h.drain();
+    (k, r)
+}
+
+#[test]
+fn packet_too_big_lowers_the_mss_and_resends() {
+    // "Fragmentation needed" with a next-hop MTU of 576: the MSS drops to 536.
+    let (k, r) = resent_after_packet_too_big(576);
     assert!(!r.is_empty(), "what was in flight is sent again");
     assert!(
         r.iter().all(|s| s.payload.len() <= 536),
@@ -2636,17 +2643,7 @@ fn packet_too_big_lowers_the_mss_and_resends() {
 /// (`icmp-frag-needed-min-pmtu.pkt` checks the same against the kernel).
 #[test]
 fn packet_too_big_stops_at_linuxs_smallest_path_mtu() {
-    use synack_core::wire::IcmpRepr;
-    let mut k = Conn::plain();
-    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
-    let _ = k.h.drain();
-    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
-    let p = icmp_packet(IcmpRepr::PacketTooBig {
-        mtu: 300,
-        invoking: &quoted,
-    });
-    k.h.inject_raw(&p);
-    let r = k.h.drain();
+    let (_, r) = resent_after_packet_too_big(300);
     let sizes: Vec<usize> = r.iter().map(|s| s.payload.len()).collect();
     assert!(sizes.iter().all(|&n| n <= 512), "{sizes:?}");
     assert!(sizes.contains(&512), "{sizes:?}");
