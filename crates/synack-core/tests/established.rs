@@ -1446,6 +1446,38 @@ fn paws_drops_old_timestamps() {
     assert_eq!(k.read_all(), b"new");
 }
 
+/// PAWS as Linux applies it (`tcp_paws_discard`): a TSval one tick behind TS.Recent passes
+/// (`TCP_PAWS_WINDOW`), and a SYN that fails it draws a challenge ACK, rate-limited, rather
+/// than a duplicate ACK for each (`paws-window-and-syn.pkt` checks both against the kernel).
+#[test]
+fn paws_tolerates_one_tick_and_challenges_old_syns_sparingly() {
+    let mut k = Conn::open(config(), true, false);
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .ts(500, 0)
+        .data(b"a");
+    k.send_peer(o);
+    let _ = k.h.drain();
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .ts(499, 0)
+        .data(b"b");
+    k.send_peer(o);
+    let _ = k.h.drain();
+    assert_eq!(k.read_all(), b"ab");
+    assert_eq!(k.h.ep.stats().drop_paws, 0);
+    let mut answers = 0;
+    for i in 0..5 {
+        let o = Out::new(SYN, 0, 0).seqn(k.peer_nxt - 10).ts(50 + i, 0);
+        k.h.inject(k.peer, k.us, o);
+        answers += k.h.drain().len();
+    }
+    assert_eq!(answers, 1, "one challenge ACK per 500 ms");
+    assert_eq!(k.h.ep.state(k.c), Ok(State::Established));
+}
+
 #[test]
 fn out_of_window_data_gets_an_ack() {
     let mut k = Conn::plain();

@@ -15,6 +15,9 @@ use crate::wire::{Ecn, TcpFlags, TcpRepr};
 /// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
+/// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
+const PAWS_WINDOW: i32 = 1;
+
 /// What the synchronized-state processing made of a segment, for the endpoint's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct InputVerdict {
@@ -226,13 +229,22 @@ impl Connection {
 
         // RFC 7323 §5.3 R1: PAWS. "If there is a Timestamps option in the arriving segment,
         // SEG.TSval < TS.Recent, and if TS.Recent is valid, then treat the arriving segment as
-        // not acceptable: send an acknowledgment in reply (unless RST) and drop it."
+        // not acceptable: send an acknowledgment in reply (unless RST) and drop it." As
+        // Linux's tcp_paws_discard: a TSval one tick behind TS.Recent still passes
+        // (TCP_PAWS_WINDOW), and a TS.Recent of 0 is none yet. A SYN that fails it gets the
+        // challenge ACK any SYN in a synchronized state gets (RFC 5961 §4.2; Linux's
+        // syn_challenge), rate-limited like it.
         if self.ts.enabled && !rst {
             if let Some(ts) = seg.timestamp {
-                let older = (ts.tsval.wrapping_sub(self.ts.recent) as i32) < 0;
+                let behind = self.ts.recent.wrapping_sub(ts.tsval) as i32;
+                let older = behind > PAWS_WINDOW && self.ts.recent != 0;
                 if older && now - self.ts.recent_age < PAWS_IDLE {
                     self.verdict.paws = true;
-                    self.ack_invalid(now, seg);
+                    if syn {
+                        self.challenge_ack(now);
+                    } else {
+                        self.ack_invalid(now, seg);
+                    }
                     return;
                 }
             }
