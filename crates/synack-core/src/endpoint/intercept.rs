@@ -256,10 +256,7 @@ impl Endpoint {
         seg.window_scale = info.window_scale;
         seg.sack_permitted = info.sack_permitted;
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
-        let mut id = self.identity(info.local, info.remote, now);
-        if let Some(iss) = held.iss {
-            id.iss = iss;
-        }
+        let id = self.identity(info.local, info.remote, now, held.iss);
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(options);
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.

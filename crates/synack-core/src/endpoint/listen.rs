@@ -35,13 +35,21 @@ pub(super) struct Listener {
 }
 
 impl Endpoint {
-    /// A new connection's identity: RFC 6528's ISN and its own timestamp offset.
-    pub(super) fn identity(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> Identity {
-        let (iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
+    /// A new connection's identity: its ISN, RFC 6528's unless `iss` gives the one a
+    /// successor of a TIME-WAIT connection must take ([`Reuse::Yes`](super::time_wait::Reuse)),
+    /// and its own timestamp offset.
+    pub(super) fn identity(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+        iss: Option<SeqNumber>,
+    ) -> Identity {
+        let (clock_iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
         Identity {
             local,
             remote,
-            iss,
+            iss: iss.unwrap_or(clock_iss),
             ts_offset,
         }
     }
@@ -138,10 +146,7 @@ impl Endpoint {
             _ => {}
         }
         let verdict = self.fast_open_verdict(now, l, local, remote, seg);
-        let mut id = self.identity(local, remote, now);
-        if let Some(iss) = iss {
-            id.iss = iss;
-        }
+        let id = self.identity(local, remote, now, iss);
         let (h, conn) = self.insert(now, id, Owner::Nobody);
         conn.apply_options(&options);
         match verdict {

@@ -413,7 +413,7 @@ impl Endpoint {
             None => self.ephemeral_port(local_ip, remote)?,
         };
         let local = SocketAddr::new(local_ip, port);
-        let id = self.identity(local, remote, now);
+        let id = self.identity(local, remote, now, None);
         let cookie = self.fast_open_cookies.get(remote.ip());
         let cached_mss = self.fast_open_cookies.mss(remote.ip());
         let (h, conn) = self.insert(now, id, Owner::App);
