@@ -987,6 +987,97 @@ fn a_fin_at_a_closed_window_is_taken_and_acknowledged_at_once() {
 }
 
 #[test]
+fn data_into_a_zero_window_enters_quick_ack_mode() {
+    // Data arriving at a closed window says our window updates may not have reached the
+    // sender: Linux (tcp_data_queue, `out_of_window`) acknowledges at once from then on, for a
+    // while (quick-ACK mode), and so does the core.
+    let (mut k, base) = three_thousand_bytes_unread(false);
+    let _ = k.h.drain();
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(base + 3000)
+            .ackn(k.our_nxt)
+            .data(&[7; 10]),
+    );
+    assert_eq!(k.h.one().window, 0);
+    assert_eq!(k.read_all().len(), 3000);
+    let update = k.h.one();
+    assert!(update.window > 0);
+    // Less than a full segment, which outside quick-ACK mode would wait for the delayed ACK.
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(base + 3000)
+            .ackn(k.our_nxt)
+            .data(&[8; 100]),
+    );
+    assert_eq!(k.h.one().ack, base + 3100);
+}
+
+#[test]
+fn a_bare_ack_at_the_right_edge_of_the_window_is_taken() {
+    // A peer that filled our window and lost all of it acknowledges our data from its
+    // SND.NXT, the window's right edge. RFC 9293's test (SEG.SEQ < RCV.NXT + RCV.WND) drops
+    // that ACK unprocessed; Linux's (tcp_sequence: not after the edge) takes it.
+    let mut cfg = config();
+    cfg.recv_buffer(3000).recv_buffer_max(3000);
+    let mut k = Conn::open(cfg, false, false);
+    k.h.ep.send(k.c, b"payload").unwrap();
+    let data = k.h.one();
+    let edge = k.peer_nxt + usize::from(data.window);
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0).seqn(edge).ackn(data.seq + 7),
+    );
+    k.h.none();
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().bytes_acked, 7);
+    // One past the edge is out of window: answered, not processed.
+    k.h.ep.send(k.c, b"more").unwrap();
+    let more = k.h.one();
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0).seqn(edge + 1).ackn(more.seq + 4),
+    );
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().bytes_acked, 7);
+}
+
+#[test]
+fn a_reordered_duplicate_ack_with_an_older_tsval_still_counts() {
+    // RFC 7323 §5 and Linux's tcp_disordered_ack_check: a pure duplicate ACK at RCV.NXT that
+    // changes no window and whose TSval lags TS.Recent by less than the RTO passes PAWS, as
+    // ACKs are reordered in flight; dropping it would lose a duplicate ACK that fast
+    // retransmit counts.
+    let mut k = Conn::open(config(), true, false);
+    for _ in 0..5 {
+        k.h.ep.send(k.c, &[1; 1000]).unwrap();
+    }
+    let sent = k.h.drain();
+    assert!(sent.len() >= 5);
+    let una = sent[0].seq;
+    // The newest TSval first (TS.Recent becomes it), then two that lag it by 50 ticks.
+    for tsval in [300, 250, 250] {
+        k.h.inject(
+            k.peer,
+            k.us,
+            Out::new(ACK, 0, 0)
+                .seqn(k.peer_nxt)
+                .ackn(una)
+                .ts(tsval, 0),
+        );
+    }
+    let resent = k.h.drain();
+    assert_eq!(resent.len(), 1, "fast retransmit after three duplicates: {resent:?}");
+    assert_eq!(resent[0].seq, una);
+    assert_eq!(k.h.ep.stats().drop_paws, 0);
+}
+
+#[test]
 fn segment_without_ack_bit_is_dropped() {
     let mut k = Conn::plain();
     k.h.inject(

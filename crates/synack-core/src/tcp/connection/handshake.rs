@@ -106,7 +106,6 @@ impl Connection {
                 wnd: 0,
                 max_wnd: 0,
                 wl1: SeqNumber(0),
-                wl2: iss,
                 mss: send_mss,
                 wscale: 0,
                 // With skb accounting, `sndbuf` bounds writes and the byte buffer does not.
@@ -124,6 +123,7 @@ impl Connection {
                 fin_seq: None,
                 fin_alone: false,
                 syn_unacked: true,
+                acked_a_window: false,
                 scoreboard: Default::default(),
                 rack: Default::default(),
             },
@@ -271,6 +271,7 @@ impl Connection {
         self.set_state(State::SynReceived);
         self.rcv.irs = irs;
         self.rcv.nxt = irs + 1;
+        self.rcv.delack.acked = self.rcv.nxt;
         self.negotiate(peer);
         if let (true, Some(tsval)) = (self.ts.enabled, peer.tsval) {
             self.ts.recent = tsval;
@@ -289,7 +290,6 @@ impl Connection {
         self.snd.wnd = syn.window_len as usize;
         self.snd.max_wnd = self.snd.wnd;
         self.snd.wl1 = syn.seq_number;
-        self.snd.wl2 = self.snd.iss;
         self.rcv.adv = self.rcv.nxt + self.initial_window();
         self.syn_pending = true;
     }
@@ -313,7 +313,6 @@ impl Connection {
         self.snd.wnd = (ack.window_len as usize) << self.snd.wscale;
         self.snd.max_wnd = self.snd.wnd;
         self.snd.wl1 = ack.seq_number;
-        self.snd.wl2 = ack.ack_number;
         // What the stateless SYN-ACK advertised.
         self.rcv.adv = self.rcv.nxt + self.initial_window();
         self.start_delayed_ack();
@@ -456,6 +455,8 @@ impl Connection {
         }
         self.rcv.irs = seg.seq_number;
         self.rcv.nxt = seg.seq_number + 1;
+        // RCV.WUP: the sequence check's lower bound (Linux's tcp_rcv_synsent_state_process).
+        self.rcv.delack.acked = self.rcv.nxt;
         // RCV.NXT is known only now, and the window our SYN offered (unscaled, RFC 7323
         // §2.2) is what we have promised past it. The right edge must be set from it before
         // anything computes a window: against the unset edge the "promise" came out as any
@@ -476,7 +477,6 @@ impl Connection {
             // scaled.
             self.snd.wnd = seg.window_len as usize;
             self.snd.max_wnd = self.snd.wnd;
-            self.snd.wl2 = seg.ack_number;
             self.ecn_on_synack(seg);
             self.ack_syn(now, seg);
             self.fast_open_on_syn_ack(seg);

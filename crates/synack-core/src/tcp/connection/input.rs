@@ -18,6 +18,10 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 /// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
 const PAWS_WINDOW: i32 = 1;
 
+/// How many of the out-of-order blocks an RST may match the right edge of: those Linux
+/// remembers to SACK (`TCP_NUM_SACKS`).
+const SACK_BLOCKS_KEPT: usize = 4;
+
 /// What the synchronized-state processing made of a segment, for the endpoint's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct InputVerdict {
@@ -31,6 +35,17 @@ pub(crate) struct InputVerdict {
     pub ce: bool,
     /// It was an ACK echoing a congestion mark (ECE) on an ECN connection.
     pub ece: bool,
+}
+
+/// What PAWS makes of a segment whose timestamp is older than TS.Recent
+/// ([`Connection::disordered_ack`]).
+enum DisorderedAck {
+    /// A duplicate ACK reordered in flight: processed.
+    Passes,
+    /// A pure ACK below RCV.NXT: dropped without a reply.
+    OldAck,
+    /// Dropped, with a duplicate ACK in reply (rate-limited).
+    Fails,
 }
 
 /// What the endpoint knows about a segment beyond its TCP header: from the device and the IP
@@ -176,6 +191,96 @@ impl Connection {
         self.verdict.challenge_ack = true;
     }
 
+    /// Whether an RST at `seq` resets the connection (RFC 5961 §3.2: "exactly matches the
+    /// next expected sequence value"), with the two more Linux takes as exact
+    /// (`tcp_validate_incoming`): [`reset_at_fin`](Self::reset_at_fin), and the right edge
+    /// of the highest block we SACK, where a peer whose data we hold out of order sends an
+    /// RST from its SND.NXT.
+    fn resets(&self, seq: SeqNumber) -> bool {
+        if seq == self.rcv.nxt || self.reset_at_fin(seq) {
+            return true;
+        }
+        self.sack_ok
+            && self
+                .rcv
+                .buffer
+                .sack_ranges(SACK_BLOCKS_KEPT)
+                .into_iter()
+                .map(|(_, end)| self.rcv.nxt + end)
+                .max()
+                .is_some_and(|edge| edge == seq)
+    }
+
+    /// An RST one below RCV.NXT after the peer's FIN (CLOSE-WAIT, CLOSING, LAST-ACK): the
+    /// sequence number of that FIN, which stacks that reset a closed connection use (Linux's
+    /// `tcp_reset_check`, taken even where the sequence check fails).
+    fn reset_at_fin(&self, seq: SeqNumber) -> bool {
+        seq + 1 == self.rcv.nxt
+            && matches!(
+                self.state,
+                State::CloseWait | State::Closing | State::LastAck
+            )
+    }
+
+    /// Whether a segment failing PAWS (its TSval `behind` TS.Recent by more than the
+    /// window) is still taken, dropped silently, or answered (Linux 6.18's
+    /// `tcp_disordered_ack_check`). RFC 7323 §5 lets a pure duplicate ACK through: its TSval
+    /// may be old only because ACKs were reordered, and dropping it would lose a duplicate
+    /// ACK that fast retransmit counts.
+    fn disordered_ack(&self, seg: &TcpRepr<'_>, behind: i32) -> DisorderedAck {
+        // 1. Not a pure ACK.
+        if !seg.flags.contains(TcpFlags::ACK) || seg.seq_len() != 0 {
+            return DisorderedAck::Fails;
+        }
+        // 2. Not at the expected sequence number: one below it is an old ACK, common
+        //    enough to drop without an answer.
+        if seg.seq_number != self.rcv.nxt {
+            return if seg.seq_number < self.rcv.nxt {
+                DisorderedAck::OldAck
+            } else {
+                DisorderedAck::Fails
+            };
+        }
+        // 3. Not a duplicate ACK; 4. updating the window.
+        let wnd = (seg.window_len as usize) << self.snd.wscale;
+        if seg.ack_number != self.snd.una || self.may_update_window(self.snd.una, seg, wnd) {
+            return DisorderedAck::Fails;
+        }
+        // 5. Older than the replay window: the RTO in the peer's ticks, taken as
+        //    milliseconds, plus a fifth (`tcp_tsval_replay`).
+        let replay = self.current_rto().as_millis() * 6 / 5;
+        if u128::try_from(behind).unwrap_or(0) > replay {
+            return DisorderedAck::Fails;
+        }
+        DisorderedAck::Passes
+    }
+
+    /// Linux's send-window update rule (`tcp_may_update_window`), with SND.UNA as it was
+    /// before `seg`'s ACK: an ACK of new data, a newer segment, or the same segment
+    /// offering more window (or none). RFC 9293's rule ("SND.WL1 = SEG.SEQ and SND.WL2 =<
+    /// SEG.ACK") also takes a reordered duplicate offering less, which shrinks the window
+    /// we send into.
+    fn may_update_window(&self, una: SeqNumber, seg: &TcpRepr<'_>, wnd: usize) -> bool {
+        seg.ack_number > una
+            || seg.seq_number > self.snd.wl1
+            || (seg.seq_number == self.snd.wl1 && (wnd > self.snd.wnd || wnd == 0))
+    }
+
+    /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
+    /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`.
+    fn oldest_acceptable_ack_distance(&mut self) -> usize {
+        let acked = (self.snd.una - self.snd.iss).saturating_sub(1);
+        // SND.UNA moves at most a window an ACK, so it cannot wrap past ISS unseen.
+        if acked >= self.snd.max_wnd {
+            self.snd.acked_a_window = true;
+        }
+        if self.snd.acked_a_window {
+            self.snd.max_wnd.max(1)
+        } else {
+            acked.min(self.snd.max_wnd)
+        }
+    }
+
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.
     pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
@@ -239,35 +344,44 @@ impl Connection {
                 let behind = self.ts.recent.wrapping_sub(ts.tsval) as i32;
                 let older = behind > PAWS_WINDOW && self.ts.recent != 0;
                 if older && now - self.ts.recent_age < PAWS_IDLE {
-                    self.verdict.paws = true;
-                    if syn {
-                        self.challenge_ack(now);
-                    } else {
-                        self.ack_invalid(now, seg);
+                    match self.disordered_ack(seg, behind) {
+                        DisorderedAck::Passes => {}
+                        // Linux 6.18 (`SKB_DROP_REASON_TCP_RFC7323_PAWS_ACK`): "Old ACK are
+                        // common": dropped without the duplicate ACK.
+                        DisorderedAck::OldAck => {
+                            self.verdict.paws = true;
+                            return;
+                        }
+                        DisorderedAck::Fails => {
+                            self.verdict.paws = true;
+                            if syn {
+                                self.challenge_ack(now);
+                            } else {
+                                self.ack_invalid(now, seg);
+                            }
+                            return;
+                        }
                     }
-                    return;
                 }
             }
         }
 
-        // First: the sequence number check (RFC 9293 §3.10.7.4, the four cases).
+        // First: the sequence number check (RFC 9293 §3.10.7.4), with Linux's bounds
+        // (`tcp_sequence`): the RFC's four cases take a segment when its first or its last
+        // octet lies in the window, Linux when it ends no earlier than the last ACK we sent
+        // (RCV.WUP) and starts no later than the window's right edge. That takes the
+        // segments the RFC's cases take, and three kinds it drops unprocessed: one ending in
+        // [RCV.WUP, RCV.NXT], whose ACK field still counts (a resent FIN that now
+        // acknowledges ours); a bare ACK at exactly the right edge (a peer that filled our
+        // window, its data lost, acknowledging ours); and data at a zero window starting at
+        // RCV.NXT, whose ACK we "MUST" process (RFC 9293 §3.8.6.1). Data past the window is
+        // trimmed (`receive_data`). Linux 6.17 drops a segment ending past the window while
+        // unread data is queued; we take its ACK and the part that fits, as RFC 9293 does.
         let seg_len = seg.seq_len();
-        let rcv_wnd = self.rcv.adv - self.rcv.nxt;
         let start = seg.seq_number;
         let end = start + seg_len;
-        let acceptable = match (seg_len, rcv_wnd) {
-            (0, 0) => start == self.rcv.nxt,
-            (0, _) => start.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd),
-            (_, 0) => false,
-            (_, _) => {
-                start.in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
-                    || (end - 1).in_range(self.rcv.nxt, self.rcv.nxt + rcv_wnd)
-            }
-        };
-        // RFC 9293 §3.8.6.1: with a zero window we still process ACKs (and RST, URG) of
-        // segments that start at RCV.NXT.
-        let zero_window_ok = rcv_wnd == 0 && start == self.rcv.nxt;
-        if !acceptable && !zero_window_ok {
+        let acceptable = end >= self.rcv.delack.acked && start <= self.rcv.adv;
+        if !acceptable {
             // "If an incoming segment is not acceptable, an acknowledgment should be sent in
             // reply (unless the RST bit is set, if so drop the segment and return)".
             // A keepalive or zero-window probe (RFC 9293 §3.8.4, Linux tcp_xmit_probe_skb:
@@ -275,34 +389,40 @@ impl Connection {
             // that ACK: it is not counted as a segment dropped out of window.
             let probe = seg_len == 0 && start + 1 == self.rcv.nxt;
             // Nor is a segment lying wholly below RCV.NXT (an old duplicate: the peer resent
-            // what we already have, while our window was small) a segment beyond the window:
-            // it draws the same ACK, with a D-SACK for it (RFC 2883 §4), and is counted as
-            // Linux counts it (a duplicate, `TCP_OLD_DATA`), not as out of window.
+            // what we already have and acknowledged) a segment beyond the window: it draws
+            // the same ACK, with a D-SACK for it (RFC 2883 §4), and is counted as Linux
+            // counts it (a duplicate, `TCP_OLD_DATA`), not as out of window.
             let old = seg_len > 0 && end <= self.rcv.nxt;
             if old && !rst && !syn {
                 self.report_duplicate(start, end);
             }
             self.verdict.out_of_window = !probe && !old;
-            if !rst {
-                if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
-                    // "The only thing that can arrive in this state is a retransmission of the
-                    // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
-                    self.timers.time_wait = Some(now + self.cfg.time_wait);
+            if rst {
+                // Linux's `tcp_reset_check`: see `resets` below.
+                if self.reset_at_fin(start) {
+                    self.handle_reset();
                 }
-                if syn {
-                    // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK.
-                    self.challenge_ack(now);
-                } else {
-                    self.ack_invalid(now, seg);
-                }
+                return;
+            }
+            if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
+                // "The only thing that can arrive in this state is a retransmission of the
+                // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+                self.timers.time_wait = Some(now + self.cfg.time_wait);
+            }
+            if syn {
+                // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK.
+                self.challenge_ack(now);
+            } else {
+                self.ack_invalid(now, seg);
             }
             return;
         }
 
-        // Second: the RST bit (RFC 9293 §3.10.7.4 with RFC 5961 §3.2): only an RST at exactly
-        // RCV.NXT resets; any other in-window RST draws a challenge ACK.
+        // Second: the RST bit (RFC 9293 §3.10.7.4 with RFC 5961 §3.2): an RST at exactly
+        // RCV.NXT resets; any other in-window RST draws a challenge ACK. Linux takes two more
+        // as exact (`tcp_validate_incoming`): see `resets`.
         if rst {
-            if start != self.rcv.nxt {
+            if !self.resets(start) {
                 self.challenge_ack(now);
                 return;
             }
@@ -345,7 +465,6 @@ impl Connection {
                 self.snd.wnd = (seg.window_len as usize) << self.snd.wscale;
                 self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
                 self.snd.wl1 = seg.seq_number;
-                self.snd.wl2 = seg.ack_number;
                 self.ack_syn(now, seg);
                 // A Fast Open child may have sent data already: its retransmission timer
                 // runs from here (Linux's tcp_rcv_synrecv_state_fastopen rearms the RTO).
@@ -475,8 +594,10 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> ControlFlow<()> {
         let ack = seg.ack_number;
         // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; anything
-        // else is dropped with an ACK in reply.
-        let lowest = self.snd.una - self.snd.max_wnd.max(1);
+        // else is dropped with an ACK in reply. As Linux (`tcp_ack`), the window reaches
+        // back no further than the data acknowledged so far, so that an ACK for bytes
+        // before our ISN is never taken.
+        let lowest = self.snd.una - self.oldest_acceptable_ack_distance();
         if ack > self.snd.max || ack < lowest {
             self.challenge_ack(now);
             return ControlFlow::Break(());
@@ -595,15 +716,12 @@ impl Connection {
         self.try_undo();
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
-        // updated. If (SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK))".
-        if ack >= self.snd.una
-            && (self.snd.wl1 < seg.seq_number
-                || (self.snd.wl1 == seg.seq_number && self.snd.wl2 <= ack))
-        {
+        // updated", when the segment is newer than the last that updated it: Linux's
+        // test of that (`may_update_window`), against SND.UNA as it was before this ACK.
+        if ack >= self.snd.una && self.may_update_window(una_before, seg, new_wnd) {
             self.snd.wnd = new_wnd;
             self.snd.max_wnd = self.snd.max_wnd.max(new_wnd);
             self.snd.wl1 = seg.seq_number;
-            self.snd.wl2 = ack;
             if new_wnd > 0 {
                 self.timers.persist = None;
                 self.persist_backoff = 0;
@@ -621,7 +739,10 @@ impl Connection {
                 }
             }
             State::Closing if fin_acked => {
+                // The segment ends here, as in Linux (`tcp_rcv_state_process`): a resent FIN
+                // that brought this ACK is answered once it comes again, in TIME-WAIT.
                 self.enter_time_wait(now);
+                return ControlFlow::Break(());
             }
             State::LastAck if fin_acked => {
                 self.enter_closed(None);
@@ -1031,7 +1152,10 @@ impl Connection {
             data = &data[..room];
         }
         if data.is_empty() {
+            // Past the window (or into a zero one): our ACKs may not have reached the
+            // sender, so the next go at once (Linux's `out_of_window`, quick-ACK mode).
             self.rcv.ack_now = true;
+            self.rcv.delack.enter_quick_mode(rcv_wnd);
             self.verdict.out_of_window = true;
             self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
             return;

@@ -214,8 +214,9 @@ pub(crate) struct Sender {
     pub max_wnd: usize,
     /// Segment sequence number used for the last window update.
     pub wl1: SeqNumber,
-    /// Segment acknowledgment number used for the last window update.
-    pub wl2: SeqNumber,
+    /// Whether SND.UNA has passed ISS + MAX.SND.WND once: from then on RFC 5961 §5.2's
+    /// window for old ACKs is the peer's largest window; before, the data acknowledged.
+    pub acked_a_window: bool,
     /// The effective send MSS: the peer's MSS option bounded by our MTU.
     pub mss: usize,
     /// The shift applied to windows the peer advertises.
