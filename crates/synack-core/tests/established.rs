@@ -1065,16 +1065,37 @@ fn a_reordered_duplicate_ack_with_an_older_tsval_still_counts() {
         k.h.inject(
             k.peer,
             k.us,
-            Out::new(ACK, 0, 0)
-                .seqn(k.peer_nxt)
-                .ackn(una)
-                .ts(tsval, 0),
+            Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(una).ts(tsval, 0),
         );
     }
     let resent = k.h.drain();
-    assert_eq!(resent.len(), 1, "fast retransmit after three duplicates: {resent:?}");
+    assert_eq!(
+        resent.len(),
+        1,
+        "fast retransmit after three duplicates: {resent:?}"
+    );
     assert_eq!(resent[0].seq, una);
     assert_eq!(k.h.ep.stats().drop_paws, 0);
+}
+
+#[test]
+fn a_delayed_ack_echoes_the_earliest_tsval_it_covers() {
+    // RFC 7323 §4.3 (2): TS.Recent takes SEG.TSval only if "SEG.SEQ =< Last.ACK.sent" (Linux
+    // tcp_replace_ts_recent: not after rcv_wup), so that an ACK covering several segments
+    // echoes the first one's TSval and the sender's RTT sample includes the ACK's delay.
+    let mut k = Conn::open(config(), true, false);
+    k.end_quick_acks();
+    let _ = k.h.drain();
+    let first = k.seg(ACK, k.our_nxt).data(&[1; 500]);
+    let first_tsval = first.ts.unwrap().tsval;
+    k.send_peer(first);
+    k.h.none();
+    let second = k.seg(ACK, k.our_nxt).data(&[2; 500]);
+    k.send_peer(second);
+    let (_, acks) = k.h.next_timeout();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].ack, k.peer_nxt);
+    assert_eq!(acks[0].ts.unwrap().tsecr, first_tsval);
 }
 
 #[test]

@@ -444,14 +444,18 @@ impl Connection {
         self.last_recv = now;
         self.keepalive_probes = 0;
 
-        // RFC 7323 §4.3 (2): record TS.Recent if the segment covers RCV.NXT ("SEG.SEQ =<
-        // Last.ACK.sent"; we ACK everything up to RCV.NXT, so use that). Not from a segment
+        // RFC 7323 §4.3 (2): record TS.Recent if "SEG.SEQ =< Last.ACK.sent" (Linux's
+        // tcp_replace_ts_recent: not after rcv_wup), so that an ACK covering several
+        // segments echoes the earliest TSval among them and the peer's RTT sample includes
+        // the time our ACK waited (§4.3's point, which the newest TSval hides). Not from a segment
         // whose ACK is for data never sent, which is dropped below: its TSval would
         // otherwise stay as TS.Recent, and PAWS would then drop the peer's real segments
         // (Linux updates TS.Recent only once tcp_ack has accepted the ACK).
         if self.ts.enabled && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
-                if start <= self.rcv.nxt && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0 {
+                if start <= self.rcv.delack.acked
+                    && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
+                {
                     self.ts.recent = ts.tsval;
                     self.ts.recent_age = now;
                 }
