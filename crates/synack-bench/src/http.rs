@@ -254,58 +254,79 @@ fn to_cell(r: io::Result<f64>) -> Cell {
 /// Which cell of a row a server's results go to.
 type CellOf = fn(&mut HttpRow) -> &mut Cell;
 
-/// Runs every load against `url` from `ns`, each `reps` times; the median into `cell`. With
-/// the server's `pid`, also the median of its CPU time a request (µs), per row.
-#[allow(clippy::too_many_arguments)]
-fn measure(
-    ns: &NetNs,
-    url: &str,
-    reps: usize,
-    duration: Duration,
-    who: &str,
-    rows: &mut [HttpRow],
+/// Where a server's CPU time a request goes in a row.
+type CpuOf = fn(&mut HttpRow) -> &mut Option<f64>;
+
+/// A server under test, running, and where wrk reaches it from.
+struct Target<'a> {
+    who: String,
+    ns: &'a NetNs,
+    url: String,
     cell: CellOf,
-    pid: Option<u32>,
-) -> Vec<Option<f64>> {
-    let mut cpu = Vec::new();
+    /// The server's pid and the row's slot for its CPU time a request, when that is counted.
+    cpu: Option<(u32, CpuOf)>,
+    /// Killed when the measurement is over.
+    _server: Server,
+}
+
+/// Runs every load against every target, `reps` times each; the medians into the rows.
+/// The targets take turns within each repetition, so that a slow spell of this shared
+/// machine (they last tens of seconds) falls on every column alike instead of on whichever
+/// server was being measured then: the ratios between columns are what the rows are for.
+fn measure(targets: &[Target<'_>], reps: usize, duration: Duration, rows: &mut [HttpRow]) {
     for (row, load) in rows.iter_mut().zip(LOADS) {
-        let mut values = Vec::new();
-        let mut cpus = Vec::new();
-        let mut failure = None;
+        let mut values: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+        let mut failures: Vec<Option<io::Error>> = targets.iter().map(|_| None).collect();
         for rep in 1..=reps {
-            let before = pid.and_then(cpu_time);
-            match wrk(ns, url, load, duration) {
-                Ok((v, total)) => {
-                    let used = before.zip(pid.and_then(cpu_time)).map(|(b, a)| a - b);
-                    let per = used
-                        .filter(|_| total > 0)
-                        .map(|u| u.as_secs_f64() * 1e6 / total as f64);
-                    match per {
-                        Some(us) => eprintln!(
-                            "[http] {who}, {}, #{rep}: {v:.0} requests/s, {us:.1} µs CPU a request",
-                            load.name
-                        ),
-                        None => eprintln!("[http] {who}, {}, #{rep}: {v:.0} requests/s", load.name),
-                    }
-                    values.push(v);
-                    cpus.extend(per);
+            for (i, t) in targets.iter().enumerate() {
+                if failures[i].is_some() {
+                    continue;
                 }
-                Err(e) => {
-                    eprintln!("[http] {who}, {}, #{rep}: {e}", load.name);
-                    failure = Some(e);
-                    break;
+                let pid = t.cpu.map(|(pid, _)| pid);
+                let before = pid.and_then(cpu_time);
+                match wrk(t.ns, &t.url, load, duration) {
+                    Ok((v, total)) => {
+                        let used = before.zip(pid.and_then(cpu_time)).map(|(b, a)| a - b);
+                        let per = used
+                            .filter(|_| total > 0)
+                            .map(|u| u.as_secs_f64() * 1e6 / total as f64);
+                        match per {
+                            Some(us) => eprintln!(
+                                "[http] {}, {}, #{rep}: {v:.0} requests/s, {us:.1} µs CPU a request",
+                                t.who, load.name
+                            ),
+                            None => eprintln!(
+                                "[http] {}, {}, #{rep}: {v:.0} requests/s",
+                                t.who, load.name
+                            ),
+                        }
+                        values[i].push(v);
+                        cpus[i].extend(per);
+                    }
+                    Err(e) => {
+                        eprintln!("[http] {}, {}, #{rep}: {e}", t.who, load.name);
+                        failures[i] = Some(e);
+                    }
                 }
             }
         }
-        values.sort_by(f64::total_cmp);
-        cpus.sort_by(f64::total_cmp);
-        cpu.push(cpus.get(cpus.len() / 2).copied());
-        *cell(row) = match failure {
-            Some(e) => to_cell(Err(e)),
-            None => to_cell(Ok(values[values.len() / 2])),
-        };
+        for (i, t) in targets.iter().enumerate() {
+            *(t.cell)(row) = match failures[i].take() {
+                Some(e) => to_cell(Err(e)),
+                None => to_cell(median(&mut values[i]).ok_or_else(|| io::Error::other("no run"))),
+            };
+            if let Some((_, cpu_of)) = t.cpu {
+                *cpu_of(row) = median(&mut cpus[i]);
+            }
+        }
     }
-    cpu
+}
+
+/// The median of `v` (the upper one of an even count), if any.
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 /// nginx, one worker, serving `root` on `addr`, its files in `root` too.
@@ -357,65 +378,67 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
     let example = example("http_server")?;
     let root = DocRoot::new()?;
     let path = "/1k";
+    // Every server runs from the start, each in its namespace, and they take turns under
+    // wrk (see `measure`); an idle one costs the others nothing measurable.
+    let mut targets = Vec::new();
 
     // synack: the example in a namespace of its own, on its default TUN (kernel
-    // 198.18.0.1/24, synack 198.18.0.2), wrk on the kernel's side of it; with one worker,
-    // then two (the default on a 2-core machine), the server's CPU time counted.
-    let columns: [(usize, CellOf); 2] = [(1, |r| &mut r.synack_1), (2, |r| &mut r.synack)];
-    for (i, (workers, cell)) in columns.into_iter().enumerate() {
-        let ns = net::namespace()?;
+    // 198.18.0.1/24, synack 198.18.0.2), wrk on the kernel's side of it; with one worker
+    // and with two (the default on a 2-core machine), the server's CPU time counted.
+    let synack_ns = [net::namespace()?, net::namespace()?];
+    let columns: [(usize, CellOf, CpuOf); 2] = [
+        (1, |r| &mut r.synack_1, |r| &mut r.cpu_us[0]),
+        (2, |r| &mut r.synack, |r| &mut r.cpu_us[1]),
+    ];
+    for (ns, (workers, cell, cpu_of)) in synack_ns.iter().zip(columns) {
         let mut cmd = ns.command(example.to_str().unwrap_or("http_server"));
         cmd.arg("--root")
             .arg(&root.0)
             .args(["--port", &PORT_EXAMPLE.to_string()])
             .args(["--workers", &workers.to_string()]);
-        let what = format!("http_server on synack, {workers} worker(s)");
-        let mut server = Server::spawn(cmd, &what)?;
+        let who = format!("http_server on synack, {workers} worker(s)");
+        let mut server = Server::spawn(cmd, &who)?;
         let url = format!(
             "http://{}{path}",
             SocketAddr::new(TUN_STACK.into(), PORT_EXAMPLE)
         );
-        server.wait_ready(&ns, &url)?;
+        server.wait_ready(ns, &url)?;
         // `ip netns exec` execs the example: the child's pid is the server's.
-        let pid = Some(server.child.id());
-        let cpu = measure(&ns, &url, reps, duration, &what, rows, cell, pid);
-        for (row, c) in rows.iter_mut().zip(cpu) {
-            row.cpu_us[i] = c;
-        }
-        drop(server);
+        let pid = server.child.id();
+        targets.push(Target {
+            who,
+            ns,
+            url,
+            cell,
+            cpu: Some((pid, cpu_of)),
+            _server: server,
+        });
     }
 
     // The kernel: the same example with --kernel, and nginx, in the veth pair's server
     // namespace; wrk in the client namespace.
     let veth = net::Veth::new()?;
-    {
-        let mut cmd = veth.b.command(example.to_str().unwrap_or("http_server"));
-        cmd.arg("--kernel")
-            .arg("--root")
-            .arg(&root.0)
-            .args(["--addr", &VETH_B.to_string()])
-            .args(["--port", &PORT_EXAMPLE.to_string()]);
-        let mut server = Server::spawn(cmd, "http_server --kernel")?;
-        let url = format!(
-            "http://{}{path}",
-            SocketAddr::new(VETH_B.into(), PORT_EXAMPLE)
-        );
-        server.wait_ready(&veth.a, &url)?;
-        let pid = Some(server.child.id());
-        let cpu = measure(
-            &veth.a,
-            &url,
-            reps,
-            duration,
-            "hyper on the kernel",
-            rows,
-            |r| &mut r.hyper,
-            pid,
-        );
-        for (row, c) in rows.iter_mut().zip(cpu) {
-            row.hyper_cpu_us = c;
-        }
-    }
+    let mut cmd = veth.b.command(example.to_str().unwrap_or("http_server"));
+    cmd.arg("--kernel")
+        .arg("--root")
+        .arg(&root.0)
+        .args(["--addr", &VETH_B.to_string()])
+        .args(["--port", &PORT_EXAMPLE.to_string()]);
+    let mut server = Server::spawn(cmd, "http_server --kernel")?;
+    let url = format!(
+        "http://{}{path}",
+        SocketAddr::new(VETH_B.into(), PORT_EXAMPLE)
+    );
+    server.wait_ready(&veth.a, &url)?;
+    let pid = server.child.id();
+    targets.push(Target {
+        who: "hyper on the kernel".into(),
+        ns: &veth.a,
+        url,
+        cell: |r| &mut r.hyper,
+        cpu: Some((pid, |r| &mut r.hyper_cpu_us)),
+        _server: server,
+    });
     if have("nginx") {
         std::fs::create_dir_all(root.0.join("tmp"))?;
         let mut server = nginx(&veth.b, &root.0, VETH_B)?;
@@ -424,20 +447,21 @@ pub fn run(reps: usize, duration: Duration, rows: &mut [HttpRow]) -> io::Result<
             SocketAddr::new(VETH_B.into(), PORT_NGINX)
         );
         server.wait_ready(&veth.a, &url)?;
-        measure(
-            &veth.a,
-            &url,
-            reps,
-            duration,
-            "nginx",
-            rows,
-            |r| &mut r.nginx,
-            None,
-        );
+        targets.push(Target {
+            who: "nginx".into(),
+            ns: &veth.a,
+            url,
+            cell: |r| &mut r.nginx,
+            cpu: None,
+            _server: server,
+        });
     } else {
         eprintln!(
             "[http] nginx is not installed (apt install nginx-light): its column stays empty"
         );
     }
+    measure(&targets, reps, duration, rows);
+    // The servers go before their namespaces.
+    drop(targets);
     Ok(())
 }

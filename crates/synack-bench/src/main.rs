@@ -429,10 +429,12 @@ How to read it:
 - HTTP rows (the second table): `wrk -t1 -c N -d {:.1}s` ({} time(s), the median) for the
   1,000-byte file `/1k`, from the kernel's side. synack: the `http_server` example as users
   run it (its own process, tokio's default multi-thread runtime, its default device) in a
-  namespace of its own, with `--workers 1` and then `--workers 2` (the default on two
+  namespace of its own, with `--workers 1` and with `--workers 2` (the default on two
   cores: one shard per core). Against it, the same example with `--kernel` (the same hyper
   code on tokio's `TcpListener`) and nginx (Debian's nginx-light, `worker_processes 1`), both
-  over the veth pair. The ratios take synack's 2-worker column. The CPU columns are a
+  over the veth pair. All four servers run throughout and take turns under wrk, one run
+  each per repetition, so that a slow spell of the machine falls on every column alike.
+  The ratios take synack's 2-worker column. The CPU columns are a
   server's own CPU time (user + system, every thread, from `/proc`) divided by the requests
   wrk completed: synack's with one worker and with two (wrk and the kernel share the same two
   cores, so this, not the request rate, shows what a second worker costs per request), then
