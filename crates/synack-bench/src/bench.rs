@@ -334,11 +334,7 @@ pub async fn run(
         return kernel_loss_phase(s, rows, &mut p).await;
     }
     if s.handshakes_only {
-        let plain = PlainTun::new(0)?;
-        synack_handshakes(s, rows, &mut p, &plain.ns, &plain.stack).await?;
-        drop(plain);
-        let veth = net::Veth::new()?;
-        return kernel_handshakes(s, rows, &mut p, &veth).await;
+        return handshake_phase(s, rows, &mut p).await;
     }
     if !s.http_only {
         synack_phase(s, rows, &mut p).await?;
@@ -348,6 +344,7 @@ pub async fn run(
         synack_offload_phase(s, rows, &mut p).await?;
         smoltcp_phase(s, rows, &mut p).await?;
         kernel_phase(s, rows, &mut p).await?;
+        handshake_phase(s, rows, &mut p).await?;
         workers_phase(s, workers_rows).await?;
     }
     let (reps, time) = (s.http_reps, s.http_time);
@@ -475,66 +472,57 @@ async fn synack_default_mtu(s: &Settings, rows: &mut [Row], p: &mut Progress) ->
     let r = synack_side::client(stack, target, header, s.bulk_timeout()).await;
     p.report("ping-pong synack ↔ kernel", &r, Unit::PerSec);
     rows[PINGPONG].synack = cell(&[r], Unit::PerSec, None);
-
-    synack_handshakes(s, rows, p, &plain.ns, stack).await
+    Ok(())
 }
 
-/// The handshake row's synack column: kernel clients in `ns` against a listener on `stack`
-/// that accepts and closes, `s.reps` times, the median.
-async fn synack_handshakes(
-    s: &Settings,
-    rows: &mut [Row],
-    p: &mut Progress,
-    ns: &NetNs,
-    stack: &synack_tokio::Stack,
-) -> io::Result<()> {
-    let listener =
-        TcpListener::bind(stack, SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE)).await?;
+/// The handshake row: kernel clients against a listener that accepts and closes, synack's on
+/// the plain TUN at its default MTU and the kernel's over veth, `s.reps` runs each; the
+/// medians. The two take turns, one run each per repetition, so that a slow spell of the
+/// machine falls on both columns alike.
+async fn handshake_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
+    let plain = PlainTun::new(0)?;
+    let listener = TcpListener::bind(
+        &plain.stack,
+        SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE),
+    )
+    .await?;
     let accepted = Arc::new(AtomicU64::new(0));
     let acceptor = tokio::spawn(synack_side::accept_and_close(
         listener,
         Arc::clone(&accepted),
     ));
-    let target = SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE);
-    rows[HANDSHAKES].synack = handshake_reps(s, p, ns, target, "kernel → synack").await;
-    acceptor.abort();
-    Ok(())
-}
-
-/// The handshake row's kernel column: kernel clients in `veth.a` against a kernel listener in
-/// `veth.b` that accepts and closes, `s.reps` times, the median.
-async fn kernel_handshakes(
-    s: &Settings,
-    rows: &mut [Row],
-    p: &mut Progress,
-    veth: &net::Veth,
-) -> io::Result<()> {
+    let veth = net::Veth::new()?;
     let closer = Helper::server(
         &veth.b,
         &args(&["serve-close", &PORT_HANDSHAKE.to_string()]),
     )?;
-    let target = SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE);
-    rows[HANDSHAKES].kernel = handshake_reps(s, p, &veth.a, target, "kernel → kernel").await;
-    drop(closer);
-    Ok(())
-}
-
-/// Kernel clients in `ns` against the listener at `target`, `s.reps` times, each run
-/// reported as `handshakes {what} #N`: the median.
-async fn handshake_reps(
-    s: &Settings,
-    p: &mut Progress,
-    ns: &NetNs,
-    target: SocketAddr,
-    what: &str,
-) -> Cell {
-    let mut results = Vec::new();
+    let targets = [
+        (
+            &plain.ns,
+            SocketAddr::new(TUN_STACK.into(), PORT_HANDSHAKE),
+            "kernel → synack",
+        ),
+        (
+            &veth.a,
+            SocketAddr::new(VETH_B.into(), PORT_HANDSHAKE),
+            "kernel → kernel",
+        ),
+    ];
+    let mut results = [Vec::new(), Vec::new()];
     for rep in 1..=s.reps {
-        let r = connect_loop(ns, target, s).await;
-        p.report(&format!("handshakes {what} #{rep}"), &r, Unit::PerSec);
-        results.push(r);
+        for (i, &(ns, target, what)) in targets.iter().enumerate() {
+            let r = connect_loop(ns, target, s).await;
+            p.report(&format!("handshakes {what} #{rep}"), &r, Unit::PerSec);
+            results[i].push(r);
+        }
     }
-    cell(&results, Unit::PerSec, None)
+    rows[HANDSHAKES].synack = cell(&results[0], Unit::PerSec, None);
+    rows[HANDSHAKES].kernel = cell(&results[1], Unit::PerSec, None);
+    acceptor.abort();
+    drop(closer);
+    drop(veth);
+    drop(plain);
+    Ok(())
 }
 
 /// The loss rows of synack on `plain` (whose kernel-side server is up),
@@ -870,8 +858,6 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     let r = kernel_client(&veth.a, target, header, s.bulk_timeout()).await;
     p.report("ping-pong kernel ↔ kernel", &r, Unit::PerSec);
     rows[PINGPONG].kernel = cell(&[r], Unit::PerSec, None);
-
-    kernel_handshakes(s, rows, p, &veth).await?;
 
     kernel_loss(s, rows, p, &veth, target).await?;
     drop(server);

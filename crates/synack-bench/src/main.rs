@@ -419,7 +419,8 @@ How to read it:
   device: each stack at its best on a TUN).
 - Handshakes: {} kernel client threads connect, wait for the server's FIN and close, for
   {:.1} s, {} time(s), the median; the listener accepts and closes at once (synack's on the
-  plain TUN). Ping-pong: one byte each way, nodelay,
+  plain TUN). synack's listener and the kernel's take turns, one run each per repetition.
+  Ping-pong: one byte each way, nodelay,
   for {:.1} s.
 - Loss rows: {} bytes each way with nft `numgen random mod 100 < N drop` on both directions of
   the TUN (or of the server's veth), with `gso_max_segs 1` so that a drop is one segment;
