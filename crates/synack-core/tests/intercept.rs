@@ -389,3 +389,36 @@ fn a_new_syn_reuses_an_intercepted_tuple_in_time_wait() {
     assert_eq!(synack2.seq, synack.seq + 2 + 65_537);
     assert_eq!(synack2.ack.0, 90_001);
 }
+
+/// A runtime that lost `Event::Intercepted` to an event overflow (more events undrained than
+/// the core keeps) finds the held SYNs again with `held_syns`: in arrival order, the ones
+/// decided on left out, so that those newer than the last it was told of are the ones it
+/// missed.
+#[test]
+fn held_syns_are_found_again_after_their_announcements_were_dropped() {
+    let mut h = intercepting(InterceptConfig::default());
+    // Fill the event queue: connects that nobody answers, aborted at once.
+    for port in 1..=30_000u16 {
+        h.ep.connect(h.now, SocketAddr::new(PEER, port)).unwrap();
+    }
+    h.ep.abort_unfinished();
+    assert!(h.ep.take_event_overflow());
+    let dropped = h.ep.stats().events_dropped;
+    for port in 0..3 {
+        syn(&mut h, client(40_000 + port), elsewhere(443), 1000);
+    }
+    assert!(
+        h.ep.take_event_overflow(),
+        "the SYNs' announcements were lost"
+    );
+    assert_eq!(h.ep.stats().events_dropped, dropped + 3);
+    assert!(held(&mut h).is_empty());
+    let found: Vec<SynHandle> = h.ep.held_syns().collect();
+    assert_eq!(found.len(), 3);
+    assert!(found.windows(2).all(|w| w[0] < w[1]), "arrival order");
+    for (&syn, port) in found.iter().zip(40_000..) {
+        assert_eq!(h.ep.intercepted(syn).unwrap().remote, client(port));
+    }
+    h.ep.refuse_intercepted(found[1]).unwrap();
+    assert_eq!(h.ep.held_syns().collect::<Vec<_>>(), [found[0], found[2]]);
+}

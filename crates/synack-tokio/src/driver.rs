@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Event, RecvMeta, Transmit};
+use synack_core::{Event, RecvMeta, SynHandle, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, Instrument};
 
@@ -396,7 +396,8 @@ fn take_every_waker(inner: &mut Inner, wakers: &mut Vec<Waker>) {
 /// socket again (their poll methods read the core's state, not the events), so none sleeps
 /// through an event that was lost.
 fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
-    if inner.endpoint.take_event_overflow() {
+    let overflow = inner.endpoint.take_event_overflow();
+    if overflow {
         debug!("the core dropped events; waking every parked task");
         take_every_waker(inner, wakers);
     }
@@ -439,12 +440,7 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
             }
             Event::Intercepted(s) => {
                 trace!(syn = s.0, "intercepted SYN");
-                // Handles of SYNs that expired unseen are skipped by `Interceptor::next`; the
-                // queue is bounded all the same.
-                if inner.intercepted.len() >= MAX_INTERCEPTED {
-                    inner.intercepted.pop_front();
-                }
-                inner.intercepted.push_back(s);
+                queue_intercepted(inner, s);
                 wakers.append(&mut inner.intercept_wakers);
             }
             Event::UdpReadable(h) => {
@@ -456,6 +452,31 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
             Event::UdpIntercepted => wakers.append(&mut inner.udp_intercept_wakers),
         }
     }
+    if overflow {
+        // The events that were kept are drained: the held SYNs newer than every one
+        // announced are those whose announcements were dropped (the rest, the application
+        // already has or has in its queue).
+        let last = inner.last_intercepted;
+        let missed: Vec<SynHandle> = inner
+            .endpoint
+            .held_syns()
+            .filter(|&h| last.is_none_or(|l| h > l))
+            .collect();
+        for h in missed {
+            queue_intercepted(inner, h);
+        }
+    }
+}
+
+/// Queues a held SYN for `Interceptor::next`.
+fn queue_intercepted(inner: &mut Inner, syn: SynHandle) {
+    // Handles of SYNs that expired unseen are skipped by `Interceptor::next`; the queue is
+    // bounded all the same.
+    if inner.intercepted.len() >= MAX_INTERCEPTED {
+        inner.intercepted.pop_front();
+    }
+    inner.intercepted.push_back(syn);
+    inner.last_intercepted = inner.last_intercepted.max(Some(syn));
 }
 
 impl<D: Device> Drop for Driver<D> {

@@ -174,6 +174,9 @@ pub(crate) struct Inner {
     pub(crate) idle_wakers: Vec<Waker>,
     /// Intercept mode: held SYNs announced and not yet handed to an `Interceptor`.
     pub(crate) intercepted: VecDeque<SynHandle>,
+    /// The newest SYN ever queued in `intercepted`: after an event overflow, the core's held
+    /// SYNs past it are the ones whose announcements were lost.
+    pub(crate) last_intercepted: Option<SynHandle>,
     /// Tasks waiting in `Interceptor::next`.
     pub(crate) intercept_wakers: Vec<Waker>,
     /// UDP sockets that a `UdpSocket` refers to.
@@ -615,6 +618,7 @@ impl Stack {
                         shutting_down: false,
                         idle_wakers: Vec::new(),
                         intercepted: VecDeque::new(),
+                        last_intercepted: None,
                         intercept_wakers: Vec::new(),
                         udp: HashMap::new(),
                         udp_send_wakers: Vec::new(),

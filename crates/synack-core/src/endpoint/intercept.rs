@@ -216,6 +216,18 @@ impl Endpoint {
             .ok_or(Error::InvalidHandle)
     }
 
+    /// The SYNs held undecided, in the order they arrived: how a runtime that lost
+    /// [`Event::Intercepted`] events to an overflow ([`Endpoint::take_event_overflow`])
+    /// finds them again. Handles grow with arrival, so those newer than the last one it was
+    /// told of are the ones it missed.
+    pub fn held_syns(&self) -> impl Iterator<Item = SynHandle> + '_ {
+        self.intercepts
+            .expiry
+            .iter()
+            .copied()
+            .filter(|h| self.intercepts.held.contains_key(h))
+    }
+
     /// How many SYNs are held undecided.
     pub fn intercepted_count(&self) -> usize {
         self.intercepts.len()
