@@ -987,10 +987,10 @@ fn a_fin_at_a_closed_window_is_taken_and_acknowledged_at_once() {
 }
 
 #[test]
-fn data_into_a_zero_window_enters_quick_ack_mode() {
-    // Data arriving at a closed window says our window updates may not have reached the
-    // sender: Linux (tcp_data_queue, `out_of_window`) acknowledges at once from then on, for a
-    // while (quick-ACK mode), and so does the core.
+fn data_into_a_zero_window_with_unread_data_is_answered_without_quick_ack_mode() {
+    // The window closed because the application does not read: Linux 6.17+ drops data
+    // there (tcp_sequence, the receive queue not empty) with a plain duplicate ACK, and the
+    // ACKs after it wait as usual; so does the core, which still takes the ACK field.
     let (mut k, base) = three_thousand_bytes_unread(false);
     let _ = k.h.drain();
     k.h.inject(
@@ -1003,9 +1003,8 @@ fn data_into_a_zero_window_enters_quick_ack_mode() {
     );
     assert_eq!(k.h.one().window, 0);
     assert_eq!(k.read_all().len(), 3000);
-    let update = k.h.one();
-    assert!(update.window > 0);
-    // Less than a full segment, which outside quick-ACK mode would wait for the delayed ACK.
+    assert!(k.h.one().window > 0, "the window update");
+    // Less than a full segment: the delayed ACK.
     k.h.inject(
         k.peer,
         k.us,
@@ -1014,7 +1013,32 @@ fn data_into_a_zero_window_enters_quick_ack_mode() {
             .ackn(k.our_nxt)
             .data(&[8; 100]),
     );
-    assert_eq!(k.h.one().ack, base + 3100);
+    k.h.none();
+    let (_, acks) = k.h.next_timeout();
+    assert_eq!(acks[0].ack, base + 3100);
+}
+
+#[test]
+fn data_past_the_window_with_nothing_unread_enters_quick_ack_mode() {
+    // Data at the window's right edge when nothing waits to be read: Linux takes the segment
+    // (tcp_sequence) and, finding it out of window (tcp_data_queue's `out_of_window`),
+    // acknowledges at once and enters quick-ACK mode: the sender seems not to have our
+    // window. RFC 9293's test dropped it with a duplicate ACK, and the next ACKs waited.
+    let mut k = Conn::plain();
+    k.end_quick_acks();
+    let edge = k.peer_nxt + k.h.ep.info(k.h.now, k.c).unwrap().rcv_wnd as usize;
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(edge)
+            .ackn(k.our_nxt)
+            .data(&[7; 10]),
+    );
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    let o = k.seg(ACK, k.our_nxt).data(&[8; 100]);
+    k.send_peer(o);
+    assert_eq!(k.h.one().ack, k.peer_nxt, "acknowledged at once");
 }
 
 #[test]
@@ -2844,4 +2868,171 @@ fn sack_recovery_with_a_zero_rtt_resends_each_hole_once_per_instant() {
         "{} segments in one instant",
         resent.len()
     );
+}
+
+// === The input checks against Linux 6.18, from a review of them =================================
+
+#[test]
+fn a_resent_fin_in_close_wait_draws_a_dsack() {
+    // Linux: CLOSE-WAIT, SEG.SEQ < RCV.NXT falls through to tcp_data_queue, whose
+    // "!after(end_seq, rcv_nxt)" branch sets a D-SACK for [seq, end_seq) and enters quick-ACK
+    // mode; the ACK carries SACK 1:2 (relative to the FIN).
+    let mut k = Conn::open(config(), false, true);
+    let o = k.seg(FIN | ACK, k.our_nxt);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt);
+    assert!(a.sack.is_empty());
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(FIN | ACK, 0, 0)
+            .seqn(k.peer_nxt - 1)
+            .ackn(k.our_nxt),
+    );
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt);
+    assert_eq!(
+        a.sack,
+        vec![(k.peer_nxt - 1, k.peer_nxt)],
+        "D-SACK for the FIN"
+    );
+}
+
+/// An active open whose peer first offered `wnd` (no window scaling).
+fn open_small_window(wnd: u16) -> Conn {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .window(wnd);
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    let _ = h.events();
+    Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(10_001),
+        ts: false,
+        tsval: 100,
+    }
+}
+
+#[test]
+fn an_ack_before_our_isn_is_challenged_after_the_window_grew() {
+    // Linux tcp_ack: max_window = min(tp->max_window, tp->bytes_acked). Here 1000 bytes
+    // (+1 for the SYN on an active open) were acknowledged and the window then grew to
+    // 60000: an ACK 5000 below SND.UNA (before our ISN) is challenged and its data dropped.
+    let mut k = open_small_window(1000);
+    k.h.ep.send(k.c, &[1; 1000]).unwrap();
+    let d = k.h.one();
+    assert_eq!(d.payload.len(), 1000);
+    k.our_nxt += 1000;
+    let o = k.seg(ACK, k.our_nxt).window(1000);
+    k.send_peer(o);
+    let o = k.seg(ACK, k.our_nxt).window(60000);
+    k.send_peer(o);
+    k.h.none();
+    let o = k.seg(ACK, k.our_nxt - 5000).window(60000).data(&[2; 100]);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt - 100, "challenge ACK, data not taken");
+}
+
+#[test]
+fn an_ack_of_the_iss_on_an_active_open_is_an_old_ack() {
+    // Linux: on an active open tp->bytes_acked counts the SYN (tcp_ack from
+    // tcp_rcv_synsent_state_process, tcp_snd_una_update), so min(max_window, bytes_acked)
+    // is 1 and SEG.ACK = ISS is an old ACK: ignored, the data taken.
+    let mut k = Conn::plain();
+    let o = k.seg(ACK, k.our_nxt - 1).data(&[3; 100]);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "data taken");
+}
+
+#[test]
+fn an_old_ack_does_not_move_ts_recent() {
+    // Linux tcp_ack: "if (before(ack, prior_snd_una)) ... goto old_ack", which skips
+    // tcp_replace_ts_recent. A later segment with a TSval between the two passes PAWS.
+    let mut k = Conn::open(config(), true, false);
+    k.h.ep.send(k.c, &[1; 1000]).unwrap();
+    let sent = k.h.drain();
+    k.our_nxt += sent.iter().map(|s| s.payload.len()).sum::<usize>();
+    let o = k.seg(ACK, k.our_nxt);
+    k.send_peer(o);
+    k.h.none();
+    // An old ACK (500 below SND.UNA, within the window) with a much newer TSval.
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt)
+            .ackn(k.our_nxt - 500)
+            .ts(5000, 0),
+    );
+    k.h.none();
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt)
+            .ackn(k.our_nxt)
+            .ts(3000, 0)
+            .data(&[9; 100]),
+    );
+    k.peer_nxt += 100;
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "data passed PAWS");
+    assert_eq!(k.h.ep.stats().drop_paws, 0);
+}
+
+#[test]
+fn two_segments_in_one_batch_each_ack_echoes_its_own_tsval() {
+    // Linux processes them one by one: the quick ACK of the first goes out (rcv_wup moves)
+    // before the second, whose SEG.SEQ = rcv_wup then updates TS.Recent, so the second ACK
+    // echoes the second TSval.
+    let mut k = Conn::open(config(), true, false);
+    let _ = k.h.drain();
+    let s1 = k.seg(ACK, k.our_nxt).data(&[1; 1000]);
+    k.send_peer(s1);
+    let s2 = k.seg(ACK, k.our_nxt).data(&[2; 1000]);
+    let t2 = s2.ts.unwrap().tsval;
+    k.send_peer(s2);
+    let acks = k.h.drain();
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    assert_eq!(acks[1].ack, k.peer_nxt);
+    assert_eq!(acks[1].ts.unwrap().tsecr, t2, "{acks:?}");
+}
+
+#[test]
+fn time_wait_answers_an_old_ack_failing_paws() {
+    // Linux tcp_timewait_state_process: paws_reject -> out-of-window path: 2 MSL restarted
+    // and an ACK sent (tcp_timewait_check_oow_rate_limit). No tcp_disordered_ack_check there.
+    let mut k = Conn::open(config(), true, false);
+    k.h.ep.shutdown(k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    let o = k.seg(FIN | ACK, k.our_nxt);
+    k.send_peer(o);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::TimeWait);
+    k.h.advance(Duration::from_secs(1));
+    k.h.none();
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt - 1)
+            .ackn(k.our_nxt)
+            .ts(k.tsval - 50, 0),
+    );
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt);
 }

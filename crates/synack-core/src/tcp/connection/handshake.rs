@@ -141,7 +141,7 @@ impl Connection {
                 ack_now: false,
                 dup_acks_owed: 0,
                 sack_changed: false,
-                ack_points: [SeqNumber(0); super::MAX_ACK_POINTS],
+                ack_points: [(SeqNumber(0), 0); super::MAX_ACK_POINTS],
                 ack_points_len: 0,
                 dsack: None,
                 urgent: None,

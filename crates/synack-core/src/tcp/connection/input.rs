@@ -164,10 +164,18 @@ impl Connection {
             return;
         }
         if occupies && seg.seq_number < self.rcv.nxt {
-            let rcv_wnd = self.rcv.adv - self.rcv.nxt;
-            self.rcv.delack.enter_quick_mode(rcv_wnd);
-            self.report_duplicate(seg.seq_number, seg.seq_number + seg.seq_len());
+            self.answer_duplicate(seg.seq_number, seg.seq_number + seg.seq_len());
         }
+        self.rcv.ack_now = true;
+    }
+
+    /// `[start, end)` came again, at least partly below RCV.NXT: an ACK at once with a
+    /// D-SACK for it, and quick-ACK mode, since our ACKs seem not to reach the sender (Linux
+    /// `tcp_send_dupack`, and `tcp_data_queue` for a retransmission).
+    fn answer_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
+        let rcv_wnd = self.rcv.adv - self.rcv.nxt;
+        self.rcv.delack.enter_quick_mode(rcv_wnd);
+        self.report_duplicate(start, end);
         self.rcv.ack_now = true;
     }
 
@@ -228,6 +236,11 @@ impl Connection {
     /// may be old only because ACKs were reordered, and dropping it would lose a duplicate
     /// ACK that fast retransmit counts.
     fn disordered_ack(&self, seg: &TcpRepr<'_>, behind: i32) -> DisorderedAck {
+        // TIME-WAIT has no such exemption (`tcp_timewait_state_process` answers every
+        // segment failing PAWS, rate-limited), nor has the compact table.
+        if self.state == State::TimeWait {
+            return DisorderedAck::Fails;
+        }
         // 1. Not a pure ACK.
         if !seg.flags.contains(TcpFlags::ACK) || seg.seq_len() != 0 {
             return DisorderedAck::Fails;
@@ -267,15 +280,20 @@ impl Connection {
     }
 
     /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
-    /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`.
+    /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`. Linux counts our
+    /// SYN in `bytes_acked` when its ACK reached this socket (an active or simultaneous
+    /// open, through `tcp_ack`), not on a listener's child, which starts past it.
     fn oldest_acceptable_ack_distance(&mut self) -> usize {
-        let acked = (self.snd.una - self.snd.iss).saturating_sub(1);
-        // SND.UNA moves at most a window an ACK, so it cannot wrap past ISS unseen.
-        if acked >= self.snd.max_wnd {
+        let syn = usize::from(self.passive);
+        let acked = (self.snd.una - self.snd.iss).saturating_sub(syn);
+        // Past 2^30 bytes the data acknowledged exceeds any window (RFC 7323 §2.3: at most
+        // 65535 << 14): from then on the bound is the window, even once SND.UNA wraps past
+        // ISS, which it cannot do unseen (it moves less than a window an ACK).
+        if acked >= 1 << 30 {
             self.snd.acked_a_window = true;
         }
         if self.snd.acked_a_window {
-            self.snd.max_wnd.max(1)
+            self.snd.max_wnd
         } else {
             acked.min(self.snd.max_wnd)
         }
@@ -451,7 +469,25 @@ impl Connection {
         // whose ACK is for data never sent, which is dropped below: its TSval would
         // otherwise stay as TS.Recent, and PAWS would then drop the peer's real segments
         // (Linux updates TS.Recent only once tcp_ack has accepted the ACK).
-        if self.ts.enabled && seg.ack_number <= self.snd.max {
+        // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is
+        // owed first, echoing the TSval it owes (Linux sends it before it takes this
+        // segment), and this segment then starts at the last ACK sent.
+        let new_data = !seg.payload.is_empty()
+            && start <= self.rcv.nxt
+            && start + seg.payload.len() > self.rcv.nxt;
+        if new_data
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+            && self.rcv.ack_now
+            && self.rcv.unacked_segments > 0
+        {
+            self.owe_ack_point();
+        }
+        // An old ACK (below SND.UNA) leaves TS.Recent alone, as Linux's `tcp_ack` returns
+        // before `tcp_replace_ts_recent` for it.
+        if self.ts.enabled && seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
                 if start <= self.rcv.delack.acked
                     && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
@@ -510,6 +546,18 @@ impl Connection {
             State::Established | State::FinWait1 | State::FinWait2
         ) {
             self.check_urgent(seg);
+        }
+        // CLOSE-WAIT, CLOSING, LAST-ACK: a segment below RCV.NXT (a resent FIN, old data;
+        // now taken for its ACK) is a duplicate, answered at once with a D-SACK, in
+        // quick-ACK mode (Linux's `tcp_rcv_state_process` hands it to `tcp_data_queue`).
+        if start < self.rcv.nxt
+            && seg.seq_len() > 0
+            && matches!(
+                self.state,
+                State::CloseWait | State::Closing | State::LastAck
+            )
+        {
+            self.answer_duplicate(start, end);
         }
         if !seg.payload.is_empty() {
             match self.state {
@@ -1156,10 +1204,15 @@ impl Connection {
             data = &data[..room];
         }
         if data.is_empty() {
-            // Past the window (or into a zero one): our ACKs may not have reached the
-            // sender, so the next go at once (Linux's `out_of_window`, quick-ACK mode).
+            // Past the window (or into a zero one): ACKed at once. With nothing unread,
+            // our window updates may not have reached the sender, and the next ACKs go at
+            // once too (Linux's `out_of_window`, quick-ACK mode); with unread data, which
+            // is why the window closed, Linux 6.17+ drops the segment before that
+            // (`tcp_sequence`) with a plain duplicate ACK.
             self.rcv.ack_now = true;
-            self.rcv.delack.enter_quick_mode(rcv_wnd);
+            if self.rcv.buffer.is_empty() {
+                self.rcv.delack.enter_quick_mode(rcv_wnd);
+            }
             self.verdict.out_of_window = true;
             self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
             return;
@@ -1194,11 +1247,6 @@ impl Connection {
             }
         }
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
-        if offset == 0 && !had_ooo && self.rcv.ack_now && self.rcv.unacked_segments > 0 {
-            // The data before this segment already earned an immediate ACK that has not
-            // left yet: it gets its own (`MAX_ACK_POINTS`).
-            self.owe_ack_point();
-        }
         // Bytes held out of order that this segment brings again are duplicates too (RFC
         // 2883 §4, case 1): the first such run becomes the D-SACK block, unless the part
         // below RCV.NXT already took that place (Linux: `tcp_dsack_set`, then
@@ -1266,11 +1314,12 @@ impl Connection {
     }
 
     /// An ACK for RCV.NXT as it is now is due, before the one for the data that follows in
-    /// the same batch (`MAX_ACK_POINTS`); the every-second-segment count starts again here.
+    /// the same batch (`MAX_ACK_POINTS`), echoing TS.Recent as it is now; the
+    /// every-second-segment count starts again here.
     fn owe_ack_point(&mut self) {
         let n = usize::from(self.rcv.ack_points_len);
         if n < super::MAX_ACK_POINTS && self.rcv.buffer.ooo_ranges() == 0 {
-            self.rcv.ack_points[n] = self.rcv.nxt;
+            self.rcv.ack_points[n] = (self.rcv.nxt, self.ts.recent);
             self.rcv.ack_points_len += 1;
             self.rcv.delack.acked = self.rcv.nxt;
         }

@@ -348,8 +348,8 @@ pub(crate) struct Receiver {
     /// The last segment filled a hole or arrived out of order: SACK info changed.
     pub sack_changed: bool,
     /// ACKs owed for in-order data at points below RCV.NXT, oldest first (`ack_points_len`
-    /// of them): see `MAX_ACK_POINTS`.
-    pub ack_points: [SeqNumber; MAX_ACK_POINTS],
+    /// of them), each with the TSecr it echoes: see `MAX_ACK_POINTS`.
+    pub ack_points: [(SeqNumber, u32); MAX_ACK_POINTS],
     pub ack_points_len: u8,
     /// A duplicate segment's range, reported once as the first SACK block of our next ACK
     /// (D-SACK, RFC 2883), so that the sender can tell a spurious retransmission.

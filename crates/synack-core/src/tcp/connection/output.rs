@@ -452,7 +452,7 @@ impl Connection {
     /// bookkeeping (`after_send`).
     fn send_ack_point(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         while self.rcv.ack_points_len > 0 {
-            let point = self.rcv.ack_points[0];
+            let (point, tsecr) = self.rcv.ack_points[0];
             self.rcv.ack_points.copy_within(1.., 0);
             self.rcv.ack_points_len -= 1;
             if point >= self.rcv.nxt || !self.rcv.ack_now {
@@ -460,6 +460,9 @@ impl Connection {
             }
             let mut seg = self.ack_repr(now, self.snd.max);
             seg.ack_number = point;
+            if let Some(ts) = seg.timestamp.as_mut() {
+                ts.tsecr = tsecr;
+            }
             let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
             seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
             let partial = self.cfg.tx_checksum_offload;
