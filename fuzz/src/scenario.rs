@@ -15,7 +15,10 @@
 //!   MTU;
 //! - the UDP catch-all queue stays within its bound, and so does the endpoint's memory
 //!   (UDP queues count in it);
-//! - at most [`MAX_PACKETS_PER_STEP`] packets per op;
+//! - at most [`MAX_PACKETS_PER_STEP`] packets per op that carry no data, and no more data
+//!   segments than every send buffer could fill twice at the smallest segment size
+//!   ([`Harness::data_packet_limit`]: a peer announcing a tiny MSS and acknowledging quickly
+//!   grows the window to thousands of segments, legitimately, as Linux's does);
 //! - `connection_count() <= max_connections`;
 //! - every `Stats` counter only grows, and `packets_in`/`packets_out` count exactly the
 //!   packets handed in and written out;
@@ -53,8 +56,12 @@ pub const FOREIGN6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 
 
 /// Ops beyond this many are ignored: each input is a bounded run.
 pub const MAX_OPS: usize = 256;
-/// More packets than this from one op is a finding (output must stay bounded per input).
+/// More packets without data than this from one op is a finding (output must stay bounded
+/// per input).
 pub const MAX_PACKETS_PER_STEP: usize = 1000;
+/// The least payload a data segment carries: the core's smallest MSS (64) less a timestamp
+/// option, rounded down.
+const MIN_SEGMENT_PAYLOAD: usize = 40;
 /// Connection handles and 4-tuples remembered (oldest forgotten first).
 const MAX_REMEMBERED: usize = 64;
 /// Payloads the peer sends are cut to this.
@@ -804,18 +811,33 @@ impl Harness {
         Some(packet)
     }
 
+    /// The most data segments one op may bring out: every connection's send buffer sent
+    /// twice over (once, and once more in retransmissions) at the smallest payload.
+    fn data_packet_limit(&self) -> usize {
+        let send_buffer = 1024usize << (self.config.buffer_shift % 8);
+        MAX_PACKETS_PER_STEP + 2 * self.max_connections * send_buffer / MIN_SEGMENT_PAYLOAD
+    }
+
     /// Drains output and events, and checks every invariant.
     fn check(&mut self, timers_ran: bool) {
-        let mut sent = 0usize;
+        let (mut control, mut data) = (0usize, 0usize);
+        let data_limit = self.data_packet_limit();
         let mut buf = std::mem::take(&mut self.buf);
         let (peers, mtu, intercept) = (&mut self.peers, self.mtu, self.config.intercept());
         self.script.drain_with(&mut buf, |packet, _| {
-            sent += 1;
-            assert!(
-                sent <= MAX_PACKETS_PER_STEP,
-                "more than {MAX_PACKETS_PER_STEP} packets from one step"
-            );
-            learn(peers, mtu, intercept, packet);
+            if learn(peers, mtu, intercept, packet) {
+                data += 1;
+                assert!(
+                    data <= data_limit,
+                    "more than {data_limit} data segments from one step"
+                );
+            } else {
+                control += 1;
+                assert!(
+                    control <= MAX_PACKETS_PER_STEP,
+                    "more than {MAX_PACKETS_PER_STEP} packets without data from one step"
+                );
+            }
             ControlFlow::Continue(())
         });
         self.buf = buf;
@@ -860,7 +882,7 @@ impl Harness {
         );
         assert_eq!(
             stats.packets_out - self.stats.packets_out,
-            sent as u64,
+            (control + data) as u64,
             "packets_out counts the packets written"
         );
         self.stats = stats;
@@ -881,7 +903,9 @@ impl Harness {
 }
 
 /// Checks one packet the endpoint wrote and updates the peer's memory of its 4-tuple.
-fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8]) {
+/// Checks a packet the endpoint sent and remembers what the peer learns from it; returns
+/// whether it is a TCP segment carrying data.
+fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8]) -> bool {
     let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     // In intercept mode the endpoint answers for any unicast address a packet went to.
@@ -904,6 +928,7 @@ fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8])
                 mtu
             );
             remember_segment(peers, &seg, src, dst);
+            return !seg.payload.is_empty();
         }
         (IpProtocol::Udp, _, _) => {
             UdpRepr::parse(payload, src, dst, false).expect("the endpoint emits valid UDP");
@@ -922,6 +947,7 @@ fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8])
         }
         (p, _, _) => panic!("the endpoint emitted protocol {p:?}"),
     }
+    false
 }
 
 /// Updates the peer's memory of the 4-tuple `seg` was sent on.
