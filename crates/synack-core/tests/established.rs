@@ -34,18 +34,24 @@ struct Conn {
 
 impl Conn {
     fn open(config: Config, ts: bool, sack: bool) -> Conn {
+        Conn::open_with(config, ts, |sa| {
+            let sa = sa.wscale(0).window(65535);
+            if sack {
+                sa.sack_ok()
+            } else {
+                sa
+            }
+        })
+    }
+
+    /// An active open whose SYN-ACK is `syn_ack` applied to a bare one (the ACK of our SYN,
+    /// MSS 1000), with timestamps if `ts`.
+    fn open_with(config: Config, ts: bool, syn_ack: impl FnOnce(Out) -> Out) -> Conn {
         let mut h = Harness::new(config);
         let peer = SocketAddr::new(PEER, 80);
         let c = h.ep.connect(h.now, peer).unwrap();
         let syn = h.one();
-        let mut sa = Out::new(SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(1000)
-            .wscale(0)
-            .window(65535);
-        if sack {
-            sa = sa.sack_ok();
-        }
+        let mut sa = syn_ack(Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000));
         if ts {
             sa = sa.ts(100, syn.ts.unwrap().tsval);
         }
@@ -2900,27 +2906,7 @@ fn a_resent_fin_in_close_wait_draws_a_dsack() {
 
 /// An active open whose peer first offered `wnd` (no window scaling).
 fn open_small_window(wnd: u16) -> Conn {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    let sa = Out::new(SYN | ACK, 10_000, 0)
-        .ackn(syn.seq + 1)
-        .mss(1000)
-        .window(wnd);
-    h.inject(peer, syn.src, sa);
-    let _ = h.one();
-    let _ = h.events();
-    Conn {
-        h,
-        c,
-        us: syn.src,
-        peer,
-        our_nxt: syn.seq + 1,
-        peer_nxt: SeqNumber(10_001),
-        ts: false,
-        tsval: 100,
-    }
+    Conn::open_with(config(), false, |sa| sa.window(wnd))
 }
 
 #[test]
