@@ -462,13 +462,6 @@ impl Connection {
         self.last_recv = now;
         self.keepalive_probes = 0;
 
-        // RFC 7323 §4.3 (2): record TS.Recent if "SEG.SEQ =< Last.ACK.sent" (Linux's
-        // tcp_replace_ts_recent: not after rcv_wup), so that an ACK covering several
-        // segments echoes the earliest TSval among them and the peer's RTT sample includes
-        // the time our ACK waited (§4.3's point, which the newest TSval hides). Not from a segment
-        // whose ACK is for data never sent, which is dropped below: its TSval would
-        // otherwise stay as TS.Recent, and PAWS would then drop the peer's real segments
-        // (Linux updates TS.Recent only once tcp_ack has accepted the ACK).
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is
         // owed first, echoing the TSval it owes (Linux sends it before it takes this
         // segment), and this segment then starts at the last ACK sent.
@@ -485,8 +478,14 @@ impl Connection {
         {
             self.owe_ack_point();
         }
-        // An old ACK (below SND.UNA) leaves TS.Recent alone, as Linux's `tcp_ack` returns
-        // before `tcp_replace_ts_recent` for it.
+        // RFC 7323 §4.3 (2): record TS.Recent if "SEG.SEQ =< Last.ACK.sent" (Linux's
+        // tcp_replace_ts_recent: not after rcv_wup), so that an ACK covering several
+        // segments echoes the earliest TSval among them and the peer's RTT sample includes
+        // the time our ACK waited (§4.3's point, which the newest TSval hides). Only from a
+        // segment whose ACK tcp_ack takes: not an old ACK (below SND.UNA), for which it
+        // returns before `tcp_replace_ts_recent`, nor one for data never sent, which is
+        // dropped below: its TSval would otherwise stay as TS.Recent, and PAWS would then
+        // drop the peer's real segments.
         if self.ts.enabled && seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
                 if start <= self.rcv.delack.acked
