@@ -123,7 +123,7 @@ impl Connection {
                 fin_seq: None,
                 fin_alone: false,
                 syn_unacked: true,
-                acked_a_window: false,
+                acked_beyond_any_window: false,
                 scoreboard: Default::default(),
                 rack: Default::default(),
             },

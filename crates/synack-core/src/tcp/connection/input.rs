@@ -290,9 +290,9 @@ impl Connection {
         // 65535 << 14): from then on the bound is the window, even once SND.UNA wraps past
         // ISS, which it cannot do unseen (it moves less than a window an ACK).
         if acked >= 1 << 30 {
-            self.snd.acked_a_window = true;
+            self.snd.acked_beyond_any_window = true;
         }
-        if self.snd.acked_a_window {
+        if self.snd.acked_beyond_any_window {
             self.snd.max_wnd
         } else {
             acked.min(self.snd.max_wnd)

@@ -214,9 +214,10 @@ pub(crate) struct Sender {
     pub max_wnd: usize,
     /// Segment sequence number used for the last window update.
     pub wl1: SeqNumber,
-    /// Whether SND.UNA has passed ISS + MAX.SND.WND once: from then on RFC 5961 §5.2's
-    /// window for old ACKs is the peer's largest window; before, the data acknowledged.
-    pub acked_a_window: bool,
+    /// Whether 2^30 bytes or more were acknowledged, more than any window: from then on RFC
+    /// 5961 §5.2's window for old ACKs is the peer's largest window, even once SND.UNA
+    /// wraps past ISS; before, the smaller of it and the data acknowledged.
+    pub acked_beyond_any_window: bool,
     /// The effective send MSS: the peer's MSS option bounded by our MTU.
     pub mss: usize,
     /// The shift applied to windows the peer advertises.
