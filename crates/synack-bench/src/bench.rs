@@ -12,7 +12,7 @@ use synack_tokio::TcpListener;
 
 use crate::net::{self, Helper, PORT_HANDSHAKE, PORT_SERVE, TUN_HOST, TUN_STACK, VETH_B};
 use crate::proto::{Header, Op, Outcome};
-use crate::report::{Cell, HttpRow, Row, WorkersRow};
+use crate::report::{median, Cell, HttpRow, Row, WorkersRow};
 use crate::{smol_side, synack_side};
 
 /// Sizes and durations of one run.
@@ -303,8 +303,7 @@ pub(crate) fn cell(results: &[io::Result<Outcome>], unit: Unit, need: Option<u64
             Err(e) => return Cell::Failed(e.to_string()),
         }
     }
-    values.sort_by(f64::total_cmp);
-    let Some(&median) = values.get(values.len() / 2) else {
+    let Some(median) = median(&mut values) else {
         return Cell::Failed("no result".into());
     };
     if timed_out {
@@ -720,8 +719,7 @@ async fn workers_run(
             results.push(r);
         }
         row.cells[column] = cell(&results, Unit::Gbits, None);
-        cpus.sort_by(f64::total_cmp);
-        row.cpu_ms_per_gib[column] = cpus.get(cpus.len() / 2).copied();
+        row.cpu_ms_per_gib[column] = median(&mut cpus);
     }
     drop(server);
     drop(stack);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use synack_tokio::netns::NetNs;
 
 use crate::net::{self, TUN_STACK, VETH_B};
-use crate::report::{Cell, HttpRow};
+use crate::report::{median, Cell, HttpRow};
 
 /// The file every server serves: 1,000 bytes, as issue-sized responses are.
 const BODY_LEN: usize = 1000;
@@ -321,12 +321,6 @@ fn measure(targets: &[Target<'_>], reps: usize, duration: Duration, rows: &mut [
             }
         }
     }
-}
-
-/// The median of `v` (the upper one of an even count), if any.
-fn median(v: &mut [f64]) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
 }
 
 /// nginx, one worker, serving `root` on `addr`, its files in `root` too.

@@ -62,6 +62,13 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// The median of `v` (the upper one of an even count), if any: how every cell of the
+/// harness sums up its repetitions.
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 pub(crate) fn ratio(a: &Cell, b: &Cell) -> String {
     match (a.value(), b.value()) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
