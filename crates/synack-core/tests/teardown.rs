@@ -595,8 +595,9 @@ fn compact_time_wait_answers_bare_acks_and_syns_at_most_twice_a_second() {
     for _ in 0..100 {
         h.inject(peer, us, Out::new(ACK, 450, 0).ackn(our_nxt).ts(3, 1));
     }
-    // Nor a SYN that starts no new incarnation (its timestamp is not beyond TS.Recent).
-    h.inject(peer, us, Out::new(SYN, 600, 0).ts(1, 0));
+    // Nor a SYN that starts no new incarnation (neither its sequence number nor its
+    // timestamp is beyond the old connection's).
+    h.inject(peer, us, Out::new(SYN, 400, 0).ts(1, 0));
     h.none();
     assert_eq!(h.ep.stats().time_wait_acks_limited, 101);
     // A retransmitted FIN and data are answered every time.
@@ -623,6 +624,105 @@ fn rst_at_rcv_nxt_ends_compact_time_wait() {
     assert_eq!(h.ep.time_wait_count(), 1, "an RST elsewhere is ignored");
     h.inject(peer, us, Out::new(RST, 502, 0));
     assert_eq!(h.ep.time_wait_count(), 0);
+}
+
+#[test]
+fn compact_time_wait_applies_paws() {
+    // Linux's TIME-WAIT sock checks timestamps too (`tcp_paws_reject`): a bare ACK at
+    // RCV.NXT with a TSval well behind TS.Recent is an old duplicate, answered rather than
+    // taken in silence, and an RST with one does not end TIME-WAIT.
+    let mut h = Harness::new(config());
+    let (us, peer, our_nxt) = released_time_wait(&mut h, 80);
+    h.inject(peer, us, Out::new(ACK, 502, 0).ackn(our_nxt).ts(1_000, 1));
+    h.none();
+    h.advance(Duration::from_secs(1));
+    h.inject(peer, us, Out::new(ACK, 502, 0).ackn(our_nxt).ts(10, 1));
+    let a = h.one();
+    assert_eq!((a.seq, a.ack), (our_nxt, SeqNumber(502)));
+    // TS.Recent is the in-sequence ACK's TSval now, and the answer echoes it.
+    assert_eq!(a.ts.unwrap().tsecr, 1_000);
+    assert_eq!(h.ep.stats().drop_paws, 1);
+    h.inject(peer, us, Out::new(RST, 502, 0).ts(10, 0));
+    assert_eq!(h.ep.time_wait_count(), 1, "an RST failing PAWS is ignored");
+    h.inject(peer, us, Out::new(RST, 502, 0).ts(1_001, 0));
+    assert_eq!(h.ep.time_wait_count(), 0);
+}
+
+/// A connection the application still holds, shut down from our side first, in TIME-WAIT
+/// after the FIN exchange, with timestamps (the peer's last TSval 2).
+fn held_time_wait() -> Conn {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    let echo = syn.ts.unwrap().tsval;
+    let o = Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, echo);
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    h.ep.shutdown(c).unwrap();
+    let _ = h.drain();
+    let o = Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, echo);
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    let _ = h.events();
+    let k = Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 2,
+        peer_nxt: SeqNumber(502),
+    };
+    assert_eq!(k.state(), State::TimeWait);
+    assert_eq!(k.h.ep.time_wait_count(), 0, "held, not compact");
+    k
+}
+
+#[test]
+fn held_time_wait_answers_as_the_compact_entry_does() {
+    // Linux moves every socket reaching TIME-WAIT to its TIME-WAIT sock, held or not; a held
+    // connection takes segments by the same rules as a compact entry.
+    let mut k = held_time_wait();
+    // An RST inside what was the window draws no challenge ACK, and changes nothing.
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 100);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    assert_eq!(k.state(), State::TimeWait);
+    assert_eq!(k.h.ep.stats().challenge_acks, 0);
+    // A retransmitted FIN is acknowledged, echoing TS.Recent as it was (the FIN's TSval
+    // does not replace it), and restarts the 2 MSL.
+    k.h.advance(Duration::from_secs(30));
+    let o = Out::new(FIN | ACK, 0, 0)
+        .seqn(k.peer_nxt - 1)
+        .ackn(k.our_nxt)
+        .ts(50, 1);
+    k.h.inject(k.peer, k.us, o.clone());
+    let a = k.h.one();
+    assert_eq!((a.seq, a.ack), (k.our_nxt, k.peer_nxt));
+    assert_eq!(a.ts.unwrap().tsecr, 2);
+    // Again, with the same TSval: the same answer (TS.Recent still 2).
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ts.unwrap().tsecr, 2);
+    // A bare ACK at RCV.NXT is taken in silence, and its TSval becomes TS.Recent.
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .ts(60, 1);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    let o = Out::new(FIN | ACK, 0, 0)
+        .seqn(k.peer_nxt - 1)
+        .ackn(k.our_nxt)
+        .ts(61, 1);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ts.unwrap().tsecr, 60);
+    k.h.advance(Duration::from_secs(59));
+    assert_eq!(k.state(), State::TimeWait, "2 MSL restarted");
+    // An RST at RCV.NXT ends it.
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt).ts(62, 0);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    assert_eq!(k.state(), State::Closed);
 }
 
 #[test]

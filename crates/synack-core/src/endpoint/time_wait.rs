@@ -19,7 +19,7 @@ use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::seq::SeqNumber;
 use crate::tcp::connection::output::HOP_LIMIT;
-use crate::tcp::connection::TimeWaitEntry;
+use crate::tcp::connection::{time_wait_input, TimeWaitEntry, TimeWaitInput};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
@@ -83,6 +83,16 @@ impl TimeWaitTable {
         }
         e.last_oow_ack = Some(now_ms);
         false
+    }
+
+    /// A segment in sequence carried a timestamp: its TSval is TS.Recent from now on
+    /// (RFC 7323 §4.3), as Linux's TIME-WAIT takes it (`tw_ts_recent`).
+    pub fn saw_timestamp(&mut self, tuple: &Tuple, seg: &TcpRepr<'_>) {
+        if let (Some(e), Some(ts)) = (self.entries.get_mut(tuple), seg.timestamp) {
+            if let Some(kept) = e.ts.as_mut() {
+                kept.recent = ts.tsval;
+            }
+        }
     }
 
     /// Restart an entry's 2 MSL (a retransmitted FIN arrived).
@@ -235,52 +245,44 @@ impl Endpoint {
         let Some(&e) = self.time_wait.get(&tuple) else {
             return Reuse::Yes { iss: None };
         };
-        let flags = seg.flags;
-        if flags.contains(TcpFlags::RST) {
-            // An RST at RCV.NXT ends TIME-WAIT early (Linux's default, tcp_rfc1337 = 0).
-            if seg.seq_number == e.rcv_nxt {
+        let expires = now + self.config.time_wait;
+        let recent = e.ts.map(|ts| ts.recent);
+        let (restart, paws) = match time_wait_input(e.rcv_nxt, recent, seg) {
+            TimeWaitInput::Reset => {
                 self.time_wait.remove(&tuple);
-            } else {
-                self.stats.drop_out_of_window += 1;
+                return Reuse::No;
             }
-            return Reuse::No;
-        }
-        let syn = flags.contains(TcpFlags::SYN);
-        if syn && !flags.contains(TcpFlags::ACK) {
-            // RFC 6191: a new incarnation is welcome if its timestamp, or failing that its
-            // sequence number, is beyond the old connection's.
-            if e.is_new_incarnation(seg) && self.takes_new_syn(local) {
+            TimeWaitInput::StrayReset { paws } => {
+                self.count_time_wait_drop(paws);
+                return Reuse::No;
+            }
+            TimeWaitInput::InSequence => {
+                self.time_wait.restart(&tuple, expires);
+                self.time_wait.saw_timestamp(&tuple, seg);
+                self.stats.drop_other += 1;
+                return Reuse::No;
+            }
+            TimeWaitInput::NewIncarnation if self.takes_new_syn(local) => {
                 self.time_wait.remove(&tuple);
                 return Reuse::Yes {
                     iss: Some(next_incarnation_iss(e.snd_nxt)),
                 };
             }
+            TimeWaitInput::NewIncarnation => (false, false),
+            TimeWaitInput::Answer { restart, paws } => (restart, paws),
+        };
+        if restart {
+            self.time_wait.restart(&tuple, expires);
         }
-        let restart = now + self.config.time_wait;
-        if !syn && seg.seq_len() == 0 && seg.seq_number == e.rcv_nxt {
-            // A bare ACK in sequence (say, the other side's own TIME-WAIT answering a
-            // duplicate) needs no answer; answering it would start an endless ACK exchange
-            // between two TIME-WAITs. Linux restarts the 2 MSL on it.
-            self.time_wait.restart(&tuple, restart);
-            self.stats.drop_other += 1;
-            return Reuse::No;
-        }
-        if flags.contains(TcpFlags::ACK) {
-            // "The only thing that can arrive in this state is a retransmission of the remote
-            // FIN. Acknowledge it, and restart the 2 MSL timeout." Linux restarts it for any
-            // segment with an ACK, and answers them all.
-            self.time_wait.restart(&tuple, restart);
-        }
-        if !flags.contains(TcpFlags::FIN) {
-            // Old duplicates, data, and SYNs that start no new incarnation.
-            self.stats.drop_out_of_window += 1;
+        if paws || !seg.flags.contains(TcpFlags::FIN) {
+            self.count_time_wait_drop(paws);
         }
         // The answer restates where we are. What occupies no sequence space of its own (a
         // bare ACK, or a SYN) is answered at most once per `invalid_ratelimit`, so that a
         // flood of them, or a peer that disagrees, draws no stream of ACKs (Linux
         // `tcp_timewait_check_oow_rate_limit`); data and a FIN, which the peer sends again
         // until they are acknowledged, always are.
-        let limited = (syn || seg.seq_len() == 0)
+        let limited = (seg.flags.contains(TcpFlags::SYN) || seg.seq_len() == 0)
             && self
                 .time_wait
                 .oow_ack_limited(&tuple, now, self.config.invalid_ratelimit);
@@ -292,6 +294,16 @@ impl Endpoint {
         let rehash = u32::from(e.flow_rehash);
         self.queue_segment_marked(local, remote, &ack, 0, HOP_LIMIT, rehash);
         Reuse::No
+    }
+
+    /// A segment a TIME-WAIT entry takes no further: an old duplicate (`paws`: by its
+    /// timestamp), data, or a stray RST.
+    fn count_time_wait_drop(&mut self, paws: bool) {
+        if paws {
+            self.stats.drop_paws += 1;
+        } else {
+            self.stats.drop_out_of_window += 1;
+        }
     }
 
     /// A released connection reached TIME-WAIT: from now on only its compact entry answers

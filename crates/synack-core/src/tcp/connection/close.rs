@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::input::PAWS_WINDOW;
 use super::Connection;
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -46,11 +47,6 @@ pub(crate) struct TimeWaitTimestamps {
 }
 
 impl TimeWaitEntry {
-    /// RFC 6191: whether a SYN for this tuple starts a new incarnation.
-    pub fn is_new_incarnation(&self, syn: &TcpRepr<'_>) -> bool {
-        beyond_old_incarnation(self.ts.map(|ts| ts.recent), self.rcv_nxt, syn)
-    }
-
     /// The ACK that restates where the old connection stood (RFC 9293 §3.10.7.4, TIME-WAIT:
     /// the answer to a retransmitted FIN, an old duplicate or data).
     pub fn ack(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> TcpRepr<'static> {
@@ -72,13 +68,79 @@ impl TimeWaitEntry {
     }
 }
 
-/// RFC 9293 §3.6.1 / RFC 6191: a new SYN may reuse a 4-tuple in TIME-WAIT if its timestamp,
-/// or failing that its sequence number, is beyond the old connection's. `ts_recent` is the
-/// old connection's TS.Recent when it used timestamps.
-fn beyond_old_incarnation(ts_recent: Option<u32>, rcv_nxt: SeqNumber, syn: &TcpRepr<'_>) -> bool {
-    match (ts_recent, syn.timestamp) {
-        (Some(recent), Some(ts)) => (ts.tsval.wrapping_sub(recent) as i32) > 0,
-        _ => syn.seq_number > rcv_nxt,
+/// What TIME-WAIT makes of a segment ([`time_wait_input`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeWaitInput {
+    /// An RST at RCV.NXT: TIME-WAIT ends now (Linux's default, `tcp_rfc1337` = 0).
+    Reset,
+    /// Any other RST, or one failing PAWS: dropped without an answer. RFC 5961's challenge
+    /// ACK answers an RST inside a window; TIME-WAIT has none left, and Linux sends nothing.
+    StrayReset { paws: bool },
+    /// A bare ACK at RCV.NXT (the other end's own TIME-WAIT answering a duplicate, say): no
+    /// answer, which would start an endless exchange of ACKs between two TIME-WAITs. The
+    /// 2 MSL restarts, and its TSval becomes TS.Recent.
+    InSequence,
+    /// A SYN that may start a new incarnation of the tuple (RFC 6191): its sequence number
+    /// beyond RCV.NXT or its TSval beyond TS.Recent, and not failing PAWS. Where nothing
+    /// takes it (no listener, no interception), it is answered as [`Answer`](Self::Answer)
+    /// without a restart.
+    NewIncarnation,
+    /// Anything else: a retransmitted FIN, an old duplicate, data, an old SYN, a segment
+    /// failing PAWS. Answered with an ACK restating where we stand ("The only thing that
+    /// can arrive in this state is a retransmission of the remote FIN. Acknowledge it, and
+    /// restart the 2 MSL timeout"); rate-limited unless it occupies sequence space other
+    /// than a SYN (Linux's `tcp_timewait_check_oow_rate_limit`). TS.Recent stays.
+    Answer {
+        /// The 2 MSL restarts: the segment carries an ACK or fails PAWS. An ACK-less SYN
+        /// may be a new connection's whose ISN lies below RCV.NXT, and does not prolong
+        /// the old one.
+        restart: bool,
+        /// It failed PAWS (counted as such).
+        paws: bool,
+    },
+}
+
+/// TIME-WAIT's rules for a segment (RFC 9293 §3.10.7.4's TIME-WAIT rows, RFC 7323 §5's PAWS
+/// and RFC 6191), as Linux's `tcp_timewait_state_process` applies them. One rule for both
+/// forms TIME-WAIT takes here, the compact entry of a released connection and a connection
+/// the application still holds, as Linux hands every socket reaching TIME-WAIT to one kind
+/// of TIME-WAIT sock. `ts_recent` is TS.Recent when the connection used timestamps.
+pub(crate) fn time_wait_input(
+    rcv_nxt: SeqNumber,
+    ts_recent: Option<u32>,
+    seg: &TcpRepr<'_>,
+) -> TimeWaitInput {
+    let flags = seg.flags;
+    let rst = flags.contains(TcpFlags::RST);
+    // How far the TSval is ahead of TS.Recent (negative: behind); a TS.Recent of 0 is none.
+    let ahead = match (ts_recent, seg.timestamp) {
+        (Some(recent), Some(ts)) if recent != 0 => Some(ts.tsval.wrapping_sub(recent) as i32),
+        _ => None,
+    };
+    // PAWS (`tcp_paws_reject`): more than a tick behind. In TIME-WAIT, which lasts less
+    // than Linux's 60 s exemption for resets (`TCP_PAWS_MSL`), an RST fails it too.
+    let paws = ahead.is_some_and(|a| a < -PAWS_WINDOW);
+    if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
+        return if rst {
+            TimeWaitInput::Reset
+        } else {
+            TimeWaitInput::InSequence
+        };
+    }
+    if flags.contains(TcpFlags::SYN)
+        && !rst
+        && !flags.contains(TcpFlags::ACK)
+        && !paws
+        && (seg.seq_number > rcv_nxt || ahead.is_some_and(|a| a > 0))
+    {
+        return TimeWaitInput::NewIncarnation;
+    }
+    if rst {
+        return TimeWaitInput::StrayReset { paws };
+    }
+    TimeWaitInput::Answer {
+        restart: paws || flags.contains(TcpFlags::ACK),
+        paws,
     }
 }
 
@@ -192,6 +254,6 @@ impl Connection {
     /// new incarnation.
     pub(crate) fn is_new_incarnation(&self, syn: &TcpRepr<'_>) -> bool {
         let recent = self.ts.enabled.then_some(self.ts.recent);
-        beyond_old_incarnation(recent, self.rcv.nxt, syn)
+        time_wait_input(self.rcv.nxt, recent, syn) == TimeWaitInput::NewIncarnation
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use std::ops::ControlFlow;
 
+use super::close::{time_wait_input, TimeWaitInput};
 use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED};
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -16,7 +17,7 @@ use crate::wire::{Ecn, TcpFlags, TcpRepr};
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
 /// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
-const PAWS_WINDOW: i32 = 1;
+pub(super) const PAWS_WINDOW: i32 = 1;
 
 /// How many of the out-of-order blocks an RST may match the right edge of: those Linux
 /// remembers to SACK (`TCP_NUM_SACKS`).
@@ -73,6 +74,7 @@ impl Connection {
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.handle_syn_sent(now, seg),
+            State::TimeWait => self.handle_time_wait(now, seg),
             _ => self.handle_synchronized(now, seg),
         }
         self.arm_reclaim(now);
@@ -236,11 +238,6 @@ impl Connection {
     /// may be old only because ACKs were reordered, and dropping it would lose a duplicate
     /// ACK that fast retransmit counts.
     fn disordered_ack(&self, seg: &TcpRepr<'_>, behind: i32) -> DisorderedAck {
-        // TIME-WAIT has no such exemption (`tcp_timewait_state_process` answers every
-        // segment failing PAWS, rate-limited), nor has the compact table.
-        if self.state == State::TimeWait {
-            return DisorderedAck::Fails;
-        }
         // 1. Not a pure ACK.
         if !seg.flags.contains(TcpFlags::ACK) || seg.seq_len() != 0 {
             return DisorderedAck::Fails;
@@ -299,7 +296,46 @@ impl Connection {
         }
     }
 
-    /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through TIME-WAIT.
+    /// A segment in TIME-WAIT while the application still holds the connection (it shut
+    /// down its side before the peer's FIN, say): taken as a compact entry takes it
+    /// ([`time_wait_input`]), since Linux hands every socket that reaches TIME-WAIT to its
+    /// TIME-WAIT sock. A SYN starting a new incarnation comes here only when nothing takes
+    /// it (the endpoint asks first, `Endpoint::reuse_time_wait`).
+    fn handle_time_wait(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        let recent = self.ts.enabled.then_some(self.ts.recent);
+        let (restart, paws) = match time_wait_input(self.rcv.nxt, recent, seg) {
+            TimeWaitInput::Reset => return self.handle_reset(),
+            TimeWaitInput::StrayReset { paws } => {
+                self.verdict.paws = paws;
+                self.verdict.out_of_window = !paws;
+                return;
+            }
+            TimeWaitInput::InSequence => {
+                self.timers.time_wait = Some(now + self.cfg.time_wait);
+                if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
+                    self.ts.recent = ts.tsval;
+                    self.ts.recent_age = now;
+                }
+                return;
+            }
+            TimeWaitInput::NewIncarnation => (false, false),
+            TimeWaitInput::Answer { restart, paws } => (restart, paws),
+        };
+        if restart {
+            self.timers.time_wait = Some(now + self.cfg.time_wait);
+        }
+        let fin = seg.flags.contains(TcpFlags::FIN);
+        self.verdict.paws = paws;
+        self.verdict.out_of_window = !paws && !fin;
+        let syn = seg.flags.contains(TcpFlags::SYN);
+        if (syn || seg.seq_len() == 0) && self.invalid_ack_limited(now) {
+            return;
+        }
+        self.rcv.ack_now = true;
+    }
+
+    /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through LAST-ACK (TIME-WAIT has its
+    /// own rules, [`handle_time_wait`](Self::handle_time_wait)).
     pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
@@ -421,11 +457,6 @@ impl Connection {
                     self.handle_reset();
                 }
                 return;
-            }
-            if self.state == State::TimeWait && flags.contains(TcpFlags::FIN) {
-                // "The only thing that can arrive in this state is a retransmission of the
-                // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
-                self.timers.time_wait = Some(now + self.cfg.time_wait);
             }
             if syn {
                 // RFC 5961 §4.2: any SYN in a synchronized state gets a challenge ACK.
@@ -584,11 +615,6 @@ impl Connection {
                     if fin_seq != self.rcv.nxt {
                         self.rcv.ack_now = true;
                     }
-                }
-                State::TimeWait => {
-                    // A retransmitted FIN: ACK it and restart the 2 MSL timeout.
-                    self.rcv.ack_now = true;
-                    self.timers.time_wait = Some(now + self.cfg.time_wait);
                 }
                 _ => {
                     // CLOSE-WAIT, CLOSING, LAST-ACK: remain; a retransmitted FIN gets an ACK.

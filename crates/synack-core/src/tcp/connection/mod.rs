@@ -42,7 +42,7 @@ pub(crate) mod output;
 mod timers;
 mod urgent;
 
-pub(crate) use close::TimeWaitEntry;
+pub(crate) use close::{time_wait_input, TimeWaitEntry, TimeWaitInput};
 pub(crate) use ecn::EcnState;
 pub use fast_open::{FastOpen, LearnedFastOpen};
 pub(crate) use input::{InputVerdict, SegmentMeta};
