@@ -133,6 +133,7 @@ const TAG_ISN: u8 = 1;
 const TAG_COOKIE: u8 = 2;
 const TAG_PORT: u8 = 4;
 const TAG_FLOW: u8 = 5;
+const TAG_IP_ID: u8 = 6;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -299,6 +300,18 @@ impl Secrets {
         let h = input.hash(&self.port_key);
         let label = ((h ^ (h >> 32)) as u32) & 0x000f_ffff;
         label.max(1)
+    }
+
+    /// The IPv4 identification of a connection's first packet (its SYN, or what follows
+    /// its SYN-ACK), counting up by one a packet from there (Linux's `inet_id`). Linux
+    /// draws it at random for each connection; a keyed hash of the 4-tuple and the ISN is
+    /// as unpredictable to anyone without the key and differs between incarnations.
+    pub fn ip_id(&self, local: SocketAddr, remote: SocketAddr, iss: SeqNumber) -> u16 {
+        let mut input = Input::new(TAG_IP_ID);
+        input.socket(local);
+        input.socket(remote);
+        input.put(&iss.0.to_be_bytes());
+        input.hash(&self.port_key) as u16
     }
 
     /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot

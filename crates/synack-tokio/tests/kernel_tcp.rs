@@ -176,6 +176,26 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
     for row in &ours {
         assert_eq!(row, &["1", "1"], "bad checksum in {ours:?}");
     }
+
+    // As Linux numbers a connection's packets: DF on each, and IPv4 identifications one
+    // apart, from the SYN on (as tshark reads them).
+    let ids = tshark(
+        &pcap,
+        &format!("ip.src == {STACK} && tcp"),
+        &["ip.id", "ip.flags.df"],
+    )
+    .await;
+    let parsed: Vec<u16> = ids
+        .iter()
+        .map(|row| {
+            assert_eq!(row[1], "1", "DF in {ids:?}");
+            u16::from_str_radix(row[0].trim_start_matches("0x"), 16).expect("ip.id")
+        })
+        .collect();
+    assert!(
+        parsed.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{ids:?}"
+    );
 }
 
 // ---- data transfer -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ pub(super) struct Listener {
 impl Endpoint {
     /// A new connection's identity: its ISN, RFC 6528's unless `iss` gives the one a
     /// successor of a TIME-WAIT connection must take ([`Reuse::Yes`](super::time_wait::Reuse)),
-    /// and its own timestamp offset.
+    /// its own timestamp offset and its first IPv4 identification.
     pub(super) fn identity(
         &self,
         local: SocketAddr,
@@ -46,11 +46,13 @@ impl Endpoint {
         iss: Option<SeqNumber>,
     ) -> Identity {
         let (clock_iss, ts_offset) = self.secrets.isn_and_ts_offset(local, remote, now);
+        let iss = iss.unwrap_or(clock_iss);
         Identity {
             local,
             remote,
-            iss: iss.unwrap_or(clock_iss),
+            iss,
             ts_offset,
+            ip_id: self.secrets.ip_id(local, remote, iss),
         }
     }
 
@@ -310,11 +312,13 @@ impl Endpoint {
             tsval,
         };
         // The ISN is the cookie the peer echoed.
+        let iss = seg.ack_number - 1;
         let id = Identity {
             local,
             remote,
-            iss: seg.ack_number - 1,
+            iss,
             ts_offset: self.secrets.ts_offset(local, remote),
+            ip_id: self.secrets.ip_id(local, remote, iss),
         };
         let options = self
             .listeners

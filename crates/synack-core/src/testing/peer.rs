@@ -55,6 +55,10 @@ pub struct Seg {
     pub hop_limit: u8,
     /// The IPv6 flow label (0 for IPv4).
     pub flow_label: u32,
+    /// The IPv4 identification (0 for IPv6).
+    pub ip_id: u16,
+    /// The IPv4 Don't Fragment flag (false for IPv6).
+    pub dont_frag: bool,
     /// The urgent pointer field (meaningful with URG).
     pub urgent: u16,
 }
@@ -87,6 +91,13 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
     }
     let t =
         TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).expect("we emit valid TCP");
+    let (ip_id, dont_frag) = match ip {
+        IpRepr::Ipv4(_) => {
+            let p = wire::ipv4::Packet::new_unchecked(packet);
+            (p.ident(), p.dont_frag())
+        }
+        IpRepr::Ipv6(_) => (0, false),
+    };
     Some(Seg {
         src: SocketAddr::new(ip.src_addr(), t.src_port),
         dst: SocketAddr::new(ip.dst_addr(), t.dst_port),
@@ -104,6 +115,8 @@ pub fn parse_out(packet: &[u8]) -> Option<Seg> {
         ds: wire::ip::ds_field(packet),
         hop_limit: ip.hop_limit(),
         flow_label: wire::ip::flow_label(packet),
+        ip_id,
+        dont_frag,
         urgent: t.urgent_pointer,
     })
 }

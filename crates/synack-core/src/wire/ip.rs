@@ -230,14 +230,27 @@ fn is_ipv6_header(packet: &[u8]) -> bool {
 /// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
 /// keeping the IPv4 header checksum right. A packet of another version is left alone.
 pub fn set_ds_field(packet: &mut [u8], ds: u8) {
-    set_header_fields(packet, ds, None);
+    set_header_fields(packet, ds, None, None);
 }
 
 /// Set the DS byte and the TTL (IPv4) or hop limit (IPv6) of an IP packet whose header
 /// [`IpRepr::emit`] wrote, recomputing the IPv4 header checksum once for both. A packet of
 /// another version, or too short for its header, is left alone.
 pub fn set_ds_and_hop_limit(packet: &mut [u8], ds: u8, hop_limit: u8) {
-    set_header_fields(packet, ds, Some(hop_limit));
+    set_header_fields(packet, ds, Some(hop_limit), None);
+}
+
+/// As [`set_ds_and_hop_limit`], and for IPv4 the identification and the DF flag
+/// (`ipv4_id`, `dont_frag`), the header checksum recomputed once for all. An IPv6 packet
+/// takes the DS byte and the hop limit only.
+pub fn set_ds_hop_limit_and_id(
+    packet: &mut [u8],
+    ds: u8,
+    hop_limit: u8,
+    ipv4_id: u16,
+    dont_frag: bool,
+) {
+    set_header_fields(packet, ds, Some(hop_limit), Some((ipv4_id, dont_frag)));
 }
 
 /// Set the flow label (RFC 6437) of an IPv6 packet, leaving its traffic class as it is; an
@@ -276,14 +289,19 @@ pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
     ))
 }
 
-/// The DS byte, and the hop limit if given, of an emitted IP header.
-fn set_header_fields(packet: &mut [u8], ds: u8, hop_limit: Option<u8>) {
+/// The DS byte, and the hop limit and the IPv4 identification and DF flag if given, of an
+/// emitted IP header.
+fn set_header_fields(packet: &mut [u8], ds: u8, hop_limit: Option<u8>, id: Option<(u16, bool)>) {
     match packet.first().map(|b| b >> 4) {
         Some(4) if packet.len() >= ipv4::HEADER_LEN => {
             let mut p = ipv4::Packet::new_unchecked(&mut packet[..]);
             p.set_tos(ds);
             if let Some(hop_limit) = hop_limit {
                 p.set_hop_limit(hop_limit);
+            }
+            if let Some((ident, dont_frag)) = id {
+                p.set_ident(ident);
+                p.set_flags_and_offset(dont_frag, false, 0);
             }
             p.fill_checksum();
         }

@@ -282,7 +282,9 @@ impl Ipv4Repr {
     }
 
     /// Writes a 20-byte header into `buf[..20]`: TOS 0, ident 0, DF set (RFC 1191 path MTU
-    /// discovery: we never want routers to fragment our segments), checksum filled in.
+    /// discovery: we never want routers to fragment our segments), checksum filled in. A
+    /// connection then writes its own TOS, TTL, ident and DF over these
+    /// ([`set_ds_hop_limit_and_id`](super::ip::set_ds_hop_limit_and_id)).
     ///
     /// # Panics
     /// If `buf` is shorter than 20 bytes.
@@ -354,7 +356,8 @@ mod tests {
         assert_eq!(payload, &SYN[20..]);
         let mut out = [0u8; 20];
         repr.emit(&mut out);
-        // Linux picked ident 0xe397; we emit 0. Everything else, checksum aside, is equal.
+        // Linux picked ident 0xe397; `emit` writes 0 (a connection writes its own count over
+        // it). Everything else, checksum aside, is equal.
         let mut expect = [0u8; 20];
         expect.copy_from_slice(&SYN[..20]);
         expect[4..6].copy_from_slice(&[0, 0]);

@@ -57,14 +57,16 @@ impl PeerOptions {
     }
 }
 
-/// Who a new connection is: its 4-tuple, our initial sequence number and our timestamp
-/// offset (both drawn from the endpoint's secrets, or from a SYN cookie).
+/// Who a new connection is: its 4-tuple, our initial sequence number, our timestamp offset
+/// and the IPv4 identification it starts from (drawn from the endpoint's secrets; the ISN
+/// may come from a SYN cookie).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Identity {
     pub local: SocketAddr,
     pub remote: SocketAddr,
     pub iss: SeqNumber,
     pub ts_offset: u32,
+    pub ip_id: u16,
 }
 
 impl Connection {
@@ -84,6 +86,7 @@ impl Connection {
             remote,
             iss,
             ts_offset,
+            ip_id,
         } = id;
         let ipv6 = local.is_ipv6();
         let our_mss = if ipv6 {
@@ -217,6 +220,9 @@ impl Connection {
             ecn: EcnState::default(),
             tos: 0,
             hop_limit: HOP_LIMIT,
+            ip_id,
+            control_socket: false,
+            pmtu_locked: false,
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,

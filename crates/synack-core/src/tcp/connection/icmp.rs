@@ -29,6 +29,11 @@ impl Connection {
         let headers = if ipv6 { 60 } else { 40 };
         let floor = if ipv6 { 1220 } else { 552 - 40 };
         let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
+        // Below 552 the path MTU stays at 552, and DF goes (see `pmtu_locked`). IPv6 has
+        // no such fallback: its 1280 is every link's minimum (RFC 8200 §5).
+        if !ipv6 && mtu < 552 {
+            self.pmtu_locked = true;
+        }
         // In SYN-SENT our own MSS stands for the path MTU assumed so far (the peer's is not
         // known yet). If the path's is lower:
         if self.state == State::SynSent && new_mss < self.rcv.mss {

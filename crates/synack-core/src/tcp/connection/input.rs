@@ -69,7 +69,7 @@ impl Connection {
         meta: SegmentMeta,
     ) -> InputVerdict {
         self.verdict = InputVerdict::default();
-        self.gro_segment_size = meta.segment_size;
+        self.gro_segment_size = meta.segment_size.and_then(|n| u32::try_from(n).ok());
         self.ecn.rx = meta.ecn;
         match self.state {
             State::Closed | State::Listen => {}
@@ -1304,7 +1304,7 @@ impl Connection {
                     let rto = self.current_rto();
                     // The peer's segment size, for the receive MSS estimate: a GRO packet's
                     // own (Linux tcp_measure_rcv_mss reads gso_size before skb->len).
-                    let len = self.gro_segment_size.unwrap_or(data.len());
+                    let len = self.gro_segment_size.map_or(data.len(), |n| n as usize);
                     let delack = &mut self.rcv.delack;
                     delack.on_data(now, len, self.rcv.mss, rcv_wnd, rto);
                     self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);

@@ -508,8 +508,9 @@ pub(crate) struct Connection {
     pub verdict: input::InputVerdict,
     /// The segment being processed is GRO-coalesced segments of this many payload bytes
     /// ([`RecvMeta::segment_size`](crate::RecvMeta::segment_size)): the peer's segment size,
-    /// read where Linux reads `gso_size`.
-    pub gro_segment_size: Option<usize>,
+    /// read where Linux reads `gso_size`. (A u32, not a usize: a segment size fits, and the
+    /// eight bytes saved are what the IP identification fields took.)
+    pub gro_segment_size: Option<u32>,
     /// Created by a listener (a passive open).
     pub passive: bool,
     /// A zero-window or keepalive probe must be sent.
@@ -536,6 +537,21 @@ pub(crate) struct Connection {
     pub tos: u8,
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets it sends.
     pub hop_limit: u8,
+    /// The IPv4 identification of its next packet, one more for each packet (each segment
+    /// of a super-segment) it sends, as Linux's `inet_id`. A SYN-ACK answering a SYN carries
+    /// 0 (Linux sends it from the request sock, `ip_build_and_send_pkt`), and so do the
+    /// answers of [`control_socket`](Self::control_socket). RFC 6864 §4.1 lets an atomic
+    /// datagram carry any ID; this one is Linux's, and it is what a datagram without DF
+    /// needs ([`pmtu_locked`](Self::pmtu_locked)).
+    pub ip_id: u16,
+    /// What it sends now leaves as from Linux's control socket, with ID 0 and the default
+    /// TTL: TIME-WAIT's answers after the ACK that began it (`tcp_v4_timewait_ack`).
+    pub control_socket: bool,
+    /// An ICMP "fragmentation needed" (IPv4) reported a next-hop MTU below 552, Linux's
+    /// smallest path MTU (`ip_rt_min_pmtu`): the path is taken to be 552 and locked there,
+    /// and the packets go without DF from then on, so that the router with the smaller MTU
+    /// fragments them rather than dropping them (`ip_dont_fragment`). RFC 1191 §5.
+    pub pmtu_locked: bool,
     /// The application found the send buffer full (a write cut short or refused, or a
     /// readiness check that said no): it waits for `Writable`, which comes once the buffer
     /// is writeable again (Linux's `SOCK_NOSPACE` and `sk_stream_write_space`).

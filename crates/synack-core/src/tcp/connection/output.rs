@@ -1,7 +1,7 @@
 //! What to send next: SYNs, retransmissions, new data under the peer's window and the
 //! congestion window, FIN, probes and ACKs (RFC 9293 §3.8.6, §3.7.4; RFC 5681; RFC 6582).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::{Connection, PaceBucket, TimedSegment};
 use crate::seq::SeqNumber;
@@ -105,7 +105,12 @@ impl Connection {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         if let Some(seq) = self.reset_reply.take() {
             let seg = self.rst_repr(seq, None);
-            return self.finish(buf, &seg, false, true);
+            // An RST answering a segment leaves Linux from a control socket
+            // (`tcp_v4_send_reset`), with ID 0: the connection's count does not move.
+            let socket = std::mem::replace(&mut self.control_socket, true);
+            let sent = self.finish(buf, &seg, false, true);
+            self.control_socket = socket;
+            return sent;
         }
         if self.rst_pending {
             self.rst_pending = false;
@@ -183,7 +188,7 @@ impl Connection {
                     let (src, dst) = (self.local.ip(), self.remote.ip());
                     let len = write_segment(buf, src, dst, &seg, data, fill, partial)?;
                     // The IP_TOS bits; never ECT on a SYN, data or not (RFC 3168 §6.1.1).
-                    self.mark_ip_header(&mut buf[..len], false);
+                    self.mark_ip_header(&mut buf[..len], &seg, false, 1);
                     self.after_send(&seg);
                     let mut sent = Sent::single(len, false, false);
                     sent.checksum_partial = partial;
@@ -468,7 +473,7 @@ impl Connection {
             let partial = self.cfg.tx_checksum_offload;
             let (src, dst) = (self.local.ip(), self.remote.ip());
             let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
-            self.mark_ip_header(&mut buf[..len], false);
+            self.mark_ip_header(&mut buf[..len], &seg, false, 1);
             let mut sent = Sent::single(len, false, false);
             sent.checksum_partial = partial;
             return Some(sent);
@@ -1123,7 +1128,12 @@ impl Connection {
             buffer.copy_out(offset, &mut out[..len]);
         };
         let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
-        self.mark_ip_header(&mut buf[..packet_len], new_data);
+        let segments = if len > segment {
+            len.div_ceil(segment)
+        } else {
+            1
+        };
+        self.mark_ip_header(&mut buf[..packet_len], &seg, new_data, segments);
         if len > 0 {
             // Linux's lsndtime, which slow start after idle measures from.
             self.cwnd_use.last_sent = Some(now);
@@ -1137,7 +1147,7 @@ impl Connection {
         sent.cwr = cwr;
         if len > segment {
             sent.segment_size = Some(segment);
-            sent.segments = u32::try_from(len.div_ceil(segment)).unwrap_or(u32::MAX);
+            sent.segments = u32::try_from(segments).unwrap_or(u32::MAX);
         }
         Some(sent)
     }
@@ -1153,7 +1163,7 @@ impl Connection {
         let partial = self.cfg.tx_checksum_offload;
         let (src, dst) = (self.local.ip(), self.remote.ip());
         let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
-        self.mark_ip_header(&mut buf[..len], false);
+        self.mark_ip_header(&mut buf[..len], seg, false, 1);
         if retransmit {
             self.retransmits = self.retransmits.saturating_add(1);
         }
@@ -1165,13 +1175,34 @@ impl Connection {
         Some(sent)
     }
 
-    /// Write the connection's DS byte and hop limit into a packet `write_segment` wrote
-    /// (which writes 0 and [`HOP_LIMIT`]): its `IP_TOS`, and ECT(0) for `new_data` (see
-    /// `ds_byte`), and its `IP_TTL`.
-    fn mark_ip_header(&self, packet: &mut [u8], new_data: bool) {
+    /// Write the connection's own IP header fields into the packet `write_segment` wrote for
+    /// `seg` (which writes DS 0, [`HOP_LIMIT`], and for IPv4 ID 0 with DF): its `IP_TOS`,
+    /// and ECT(0) for `new_data` (see `ds_byte`), its `IP_TTL`, and for IPv4 its next
+    /// identification ([`ip_id`](Connection::ip_id), advanced by the `segments` the packet
+    /// stands for, as a TSO device numbers them) and DF unless the path MTU is locked.
+    fn mark_ip_header(
+        &mut self,
+        packet: &mut [u8],
+        seg: &TcpRepr<'_>,
+        new_data: bool,
+        segments: usize,
+    ) {
         let ds = self.ds_byte(new_data);
-        if ds != 0 || self.hop_limit != HOP_LIMIT {
-            crate::wire::ip::set_ds_and_hop_limit(packet, ds, self.hop_limit);
+        let syn_ack = seg.flags.contains(TcpFlags::SYN | TcpFlags::ACK);
+        // A SYN-ACK answering a SYN leaves Linux from the request sock, with ID 0.
+        let id_zero = self.control_socket || (syn_ack && self.passive);
+        match self.local {
+            SocketAddr::V4(_) if !id_zero => {
+                let id = self.ip_id;
+                // Truncation is intended: the field counts modulo 2^16.
+                self.ip_id = id.wrapping_add(segments as u16);
+                let df = !self.pmtu_locked;
+                crate::wire::ip::set_ds_hop_limit_and_id(packet, ds, self.hop_limit, id, df);
+            }
+            _ if ds != 0 || self.hop_limit != HOP_LIMIT => {
+                crate::wire::ip::set_ds_and_hop_limit(packet, ds, self.hop_limit);
+            }
+            _ => {}
         }
     }
 
@@ -1199,8 +1230,9 @@ impl Connection {
         if self.state == State::TimeWait {
             // The ACK of the FIN that ended the connection left from the socket, with its
             // TTL; Linux answers anything later from TIME-WAIT's control socket, with the
-            // default (`tcp_v4_timewait_ack`, `tcp_v6_timewait_ack`).
+            // default (`tcp_v4_timewait_ack`, `tcp_v6_timewait_ack`), and ID 0.
             self.hop_limit = HOP_LIMIT;
+            self.control_socket = true;
         }
         if seg.flags.contains(TcpFlags::ACK) {
             // Every segment carries our ACK, and counts as one of the duplicates owed.

@@ -1,0 +1,159 @@
+//! The IPv4 identification and DF flag against a scripted peer in virtual time, as Linux
+//! sets them: each connection counts its packets from a start of its own (`inet_id`), a
+//! super-segment counting once for each segment it is cut into; a SYN-ACK answering a SYN,
+//! TIME-WAIT's later answers and resets for segments carry 0; DF is set until an ICMP
+//! "fragmentation needed" reports a next-hop MTU below 552, Linux's smallest path MTU.
+//! Every packet is parsed, so an IPv4 header checksum left stale would fail it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use synack_core::wire::gso::{self, TcpChecksum};
+use synack_core::wire::{IcmpRepr, TcpFlags};
+use synack_core::SocketOptions;
+
+const SYN: TcpFlags = TcpFlags::SYN;
+const ACK: TcpFlags = TcpFlags::ACK;
+const FIN: TcpFlags = TcpFlags::FIN;
+
+#[test]
+fn an_active_open_counts_its_packets_from_its_own_start() {
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    let ack = h.sent.last().unwrap().1.clone();
+    assert!(syn.dont_frag && ack.dont_frag);
+    assert_eq!(ack.ip_id, syn.ip_id.wrapping_add(1), "{syn:?} {ack:?}");
+    h.ep.send(c, &[1u8; 2500]).unwrap();
+    let data = h.drain();
+    assert_eq!(data.len(), 3, "{data:?}");
+    for (i, s) in data.iter().enumerate() {
+        assert_eq!(s.ip_id, syn.ip_id.wrapping_add(2 + i as u16));
+        assert!(s.dont_frag);
+    }
+    // A retransmission is a packet like any other.
+    let (_, resent) = h.next_timeout();
+    assert_eq!(resent[0].ip_id, syn.ip_id.wrapping_add(5));
+    // A second connection to the same peer starts elsewhere (keyed by its 4-tuple and
+    // ISN, as unpredictable as Linux's random start).
+    let c2 = h.ep.connect(h.now, peer).unwrap();
+    let syn2 = h.drain().into_iter().find(|s| s.is(SYN)).unwrap();
+    assert_ne!(syn2.src, us);
+    assert_ne!(syn2.ip_id, syn.ip_id.wrapping_add(6), "{c2:?}");
+}
+
+#[test]
+fn a_syn_ack_carries_0_and_the_connection_counts_from_its_own_start() {
+    let mut h = Harness::new(config());
+    let (l, server, client, synack) = passive_syn(&mut h);
+    assert_eq!(synack.ip_id, 0, "from Linux's request sock");
+    assert!(synack.dont_frag);
+    // So does the SYN-ACK resent at its timeout.
+    let (_, resent) = h.next_timeout();
+    assert!(resent[0].is(SYN | ACK));
+    assert_eq!(resent[0].ip_id, 0);
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(synack.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    h.ep.send(c, b"one").unwrap();
+    let first = h.one();
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(synack.seq + 4));
+    h.ep.send(c, b"two").unwrap();
+    let second = h.one();
+    assert_eq!(second.ip_id, first.ip_id.wrapping_add(1));
+    assert!(first.dont_frag && second.dont_frag);
+}
+
+#[test]
+fn a_super_segment_counts_once_for_each_segment_it_is_cut_into() {
+    let mut cfg = config();
+    cfg.gso_max_size(65535);
+    let mut h = Harness::new(cfg);
+    let peer = std::net::SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    let synack = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .wscale(7)
+        .window(65535);
+    h.inject(peer, syn.src, synack);
+    let _ = h.one();
+    h.ep.send(c, &[7u8; 30_000]).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut packets = Vec::new();
+    h.drain_with(&mut buf, |p, t| {
+        packets.push((p.to_vec(), t.segment_size));
+        std::ops::ControlFlow::Continue(())
+    });
+    // Every segment, cut as a TSO device (or the kernel's software GSO) cuts them.
+    let mut ids = Vec::new();
+    for (packet, size) in &packets {
+        match size {
+            Some(size) => {
+                for piece in gso::split(packet, *size, TcpChecksum::Complete).unwrap() {
+                    ids.push(parse_out(&piece).unwrap().ip_id);
+                }
+            }
+            None => ids.push(parse_out(packet).unwrap().ip_id),
+        }
+    }
+    assert!(
+        ids.len() > packets.len(),
+        "super-segments: {}",
+        packets.len()
+    );
+    let expected: Vec<u16> = (0..ids.len() as u16)
+        .map(|i| syn.ip_id.wrapping_add(2 + i))
+        .collect();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn time_wait_answers_and_resets_carry_0() {
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    h.ep.shutdown(c).unwrap();
+    let fin = h.one();
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 2));
+    let ack = h.one();
+    assert_eq!(ack.ip_id, fin.ip_id.wrapping_add(1), "the socket's own ACK");
+    // The peer resends its FIN: the answer leaves as from Linux's control socket.
+    h.advance(Duration::from_secs(1));
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 2));
+    let again = h.one();
+    assert_eq!(again.ip_id, 0);
+    assert!(again.dont_frag);
+    // An RST for a segment that has no connection.
+    let stranger = std::net::SocketAddr::new(PEER, 81);
+    h.inject(stranger, us, Out::new(ACK, 5, 5));
+    let rst = h.one();
+    assert!(rst.has(TcpFlags::RST));
+    assert_eq!(rst.ip_id, 0);
+}
+
+#[test]
+fn a_next_hop_mtu_below_552_clears_df() {
+    for (mtu, df) in [(576, true), (552, true), (300, false)] {
+        let (mut h, c, _, _, _) = active_open(PEER, &SocketOptions::default());
+        h.ep.send(c, &[9u8; 3000]).unwrap();
+        let _ = h.drain();
+        let quoted = h.raw.last().unwrap()[..48].to_vec();
+        let p = icmp_packet(IcmpRepr::PacketTooBig {
+            mtu,
+            invoking: &quoted,
+        });
+        h.inject_raw(&p);
+        let resent = h.drain();
+        assert!(!resent.is_empty(), "{mtu}");
+        assert!(
+            resent.iter().all(|s| s.dont_frag == df),
+            "{mtu}: {resent:?}"
+        );
+        assert!(resent.iter().all(|s| s.payload.len() <= 536));
+        // The IDs go on counting, without DF or with it.
+        let ids: Vec<u16> = resent.iter().map(|s| s.ip_id).collect();
+        assert!(
+            ids.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "{ids:?}"
+        );
+    }
+}
