@@ -123,7 +123,9 @@ pub struct Stats {
     /// TCPRcvQDrop): a segment whose data needed memory beyond it (its ACK was still
     /// processed), or a new connection's SYN (see `refused_memory`).
     pub drop_memory: u64,
-    /// Dropped: any other segment the state machine discards (e.g. no ACK bit).
+    /// Dropped: any other packet, in or out: a segment the state machine discards (e.g. no
+    /// ACK bit), an answer of our own with no room in the queue of such answers or in the
+    /// buffer `poll_transmit` was given.
     pub drop_other: u64,
     /// Events dropped because [`MAX_EVENTS`](crate::endpoint::MAX_EVENTS) were undrained
     /// (see [`Endpoint::take_event_overflow`](crate::Endpoint::take_event_overflow)).

@@ -950,6 +950,19 @@ fn data_to_closed_port_acks_its_length() {
 }
 
 #[test]
+fn an_answer_too_big_for_the_buffer_given_is_dropped_and_counted() {
+    // `poll_transmit` wants a buffer of at least the MTU; one smaller loses the packet
+    // that does not fit, counted, and the queue goes on.
+    let mut h = Harness::new(config());
+    h.inject(client(), SocketAddr::new(US, 9), Out::new(SYN, 3000, 0));
+    let before = h.ep.stats().drop_other;
+    let mut tiny = [0u8; 20];
+    assert!(h.ep.poll_transmit(h.now, &mut tiny).is_none());
+    assert_eq!(h.ep.stats().drop_other, before + 1);
+    h.none();
+}
+
+#[test]
 fn rst_to_closed_port_is_never_answered() {
     let mut h = Harness::new(config());
     h.inject(client(), SocketAddr::new(US, 9), Out::new(RST, 10, 0));

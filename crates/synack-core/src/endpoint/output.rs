@@ -57,6 +57,9 @@ impl Endpoint {
                     checksum_partial: false,
                 });
             }
+            // A buffer smaller than the MTU, against this method's contract: the packet is
+            // lost, as one the device refused would be, and counted.
+            self.stats.drop_other += 1;
         }
         while let Some(&h) = self.dirty.front() {
             let Some(slot) = self.connections.get_mut(&h) else {
