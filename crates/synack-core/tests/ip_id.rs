@@ -1,8 +1,10 @@
 //! The IPv4 identification and DF flag against a scripted peer in virtual time, as Linux
 //! sets them: each connection counts its packets from a start of its own (`inet_id`), a
-//! super-segment counting once for each segment it is cut into; a SYN-ACK answering a SYN,
-//! TIME-WAIT's later answers and resets for segments carry 0; DF is set until an ICMP
-//! "fragmentation needed" reports a next-hop MTU below 552, Linux's smallest path MTU.
+//! super-segment counting once for each segment it is cut into; what Linux sends from a
+//! request sock or a control socket carries 0 (a SYN-ACK answering a SYN and the request
+//! sock's other answers, TIME-WAIT's answers, resets answering a segment); DF is set until
+//! an ICMP "fragmentation needed" reports a next-hop MTU below 552, Linux's smallest path
+//! MTU. The TTLs of the same packets are in `hop_limit.rs` and the `ip-ttl-*.pkt` scripts.
 //! Every packet is parsed, so an IPv4 header checksum left stale would fail it.
 
 mod common;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use synack_core::wire::gso::{self, TcpChecksum};
 use synack_core::wire::{IcmpRepr, TcpFlags};
-use synack_core::SocketOptions;
+use synack_core::{SeqNumber, SocketOptions};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -128,6 +130,85 @@ fn time_wait_answers_and_resets_carry_0() {
     let rst = h.one();
     assert!(rst.has(TcpFlags::RST));
     assert_eq!(rst.ip_id, 0);
+}
+
+#[test]
+fn a_reset_answering_a_bad_syn_ack_carries_0_and_the_count_goes_on() {
+    let mut h = Harness::new(config());
+    let peer = std::net::SocketAddr::new(PEER, 80);
+    let opts = SocketOptions {
+        hop_limit: Some(9),
+        ..Default::default()
+    };
+    let _c = h.ep.connect_with(h.now, peer, None, &opts).unwrap();
+    let syn = h.one();
+    let bad = Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 5000);
+    h.inject(peer, syn.src, bad);
+    let sent = h.drain();
+    let rst = sent.iter().find(|s| s.has(TcpFlags::RST)).expect("an RST");
+    assert_eq!((rst.ip_id, rst.hop_limit), (0, 64), "from a control socket");
+    // The SYN sent again is the socket's: its count goes on from the first SYN's.
+    let (_, again) = h.next_timeout();
+    let resent = again.iter().find(|s| s.is(SYN)).expect("the SYN again");
+    assert_eq!(resent.ip_id, syn.ip_id.wrapping_add(1));
+    assert_eq!(resent.hop_limit, 9);
+}
+
+#[test]
+fn a_passive_open_answers_from_the_request_sock_until_its_handshake_ends() {
+    let mut h = Harness::new(config());
+    let (l, server, client, synack) = passive_syn(&mut h);
+    // A segment out of the window: the request sock's answer, ID 0.
+    h.inject(
+        client,
+        server,
+        Out::new(ACK, 100_000, 0).ackn(synack.seq + 1),
+    );
+    let answer = h.one();
+    assert!(answer.is(ACK));
+    assert_eq!(answer.ip_id, 0);
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(synack.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    h.ep.send(c, b"data").unwrap();
+    assert_ne!(
+        h.one().ip_id,
+        0,
+        "the socket's own count (keyed; not 0 for this seed)"
+    );
+}
+
+#[test]
+fn closing_and_an_orphaned_fin_wait_2_answer_from_the_control_socket() {
+    // CLOSING ends in TIME-WAIT on the ACK of our FIN, which owes no answer: the next
+    // answer is TIME-WAIT's.
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    h.ep.shutdown(c).unwrap();
+    let _fin = h.one();
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 1));
+    let _ack = h.one();
+    h.inject(peer, us, Out::new(ACK, 10_002, 0).ackn(syn.seq + 2));
+    h.none();
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 2));
+    assert_eq!(h.one().ip_id, 0);
+
+    // close(), then a bare ACK of our FIN: Linux's TIME-WAIT sock in its FIN-WAIT-2
+    // substate acknowledges the peer's FIN.
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    h.ep.close(h.now, c).unwrap();
+    let fin = h.one();
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(syn.seq + 2));
+    h.none();
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 2));
+    let ack = h.one();
+    assert_eq!(ack.ack, SeqNumber(10_002));
+    assert_eq!(ack.ip_id, 0, "after {fin:?}");
+
+    // The same with the FIN riding on the ACK: the socket answers it itself.
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    h.ep.close(h.now, c).unwrap();
+    let fin = h.one();
+    h.inject(peer, us, Out::new(FIN | ACK, 10_001, 0).ackn(syn.seq + 2));
+    assert_eq!(h.one().ip_id, fin.ip_id.wrapping_add(1));
 }
 
 #[test]

@@ -648,6 +648,29 @@ fn compact_time_wait_applies_paws() {
     assert_eq!(h.ep.time_wait_count(), 0);
 }
 
+#[test]
+fn time_wait_paws_allows_no_tick_of_slack_and_reads_ts_in_modular_order() {
+    // Linux's TIME-WAIT checks PAWS with no slack (`tcp_paws_check(rx_opt, 0)`), where an
+    // established connection lets a TSval one tick behind through.
+    let mut h = Harness::new(config());
+    let (us, peer, our_nxt) = released_time_wait(&mut h, 80);
+    // TS.Recent is 2 (the FIN's): a bare ACK at RCV.NXT with TSval 1 is an old duplicate.
+    h.inject(peer, us, Out::new(ACK, 502, 0).ackn(our_nxt).ts(1, 1));
+    assert_eq!(h.one().ack, SeqNumber(502));
+    assert_eq!(h.ep.stats().drop_paws, 1);
+    // A TSval half the number space ahead is newer (RFC 7323's modular order): a SYN with it
+    // starts a new incarnation, though its sequence number lies below RCV.NXT.
+    let _listener = h.ep.listen(us, 8).unwrap();
+    h.inject(
+        peer,
+        us,
+        Out::new(SYN, 300, 0).ts(2u32.wrapping_add(1 << 31), 0),
+    );
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK), "{synack:?}");
+    assert_eq!(h.ep.time_wait_count(), 0);
+}
+
 /// A connection the application still holds, shut down from our side first, in TIME-WAIT
 /// after the FIN exchange, with timestamps (the peer's last TSval 2).
 fn held_time_wait() -> Conn {

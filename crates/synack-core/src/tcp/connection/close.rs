@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use super::input::PAWS_WINDOW;
 use super::Connection;
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -112,14 +111,17 @@ pub(crate) fn time_wait_input(
 ) -> TimeWaitInput {
     let flags = seg.flags;
     let rst = flags.contains(TcpFlags::RST);
-    // How far the TSval is ahead of TS.Recent (negative: behind); a TS.Recent of 0 is none.
-    let ahead = match (ts_recent, seg.timestamp) {
-        (Some(recent), Some(ts)) if recent != 0 => Some(ts.tsval.wrapping_sub(recent) as i32),
+    // How far the TSval lies behind TS.Recent (negative: ahead), in RFC 7323's modular
+    // order.
+    let behind = match (ts_recent, seg.timestamp) {
+        (Some(recent), Some(ts)) => Some(recent.wrapping_sub(ts.tsval) as i32),
         _ => None,
     };
-    // PAWS (`tcp_paws_reject`): more than a tick behind. In TIME-WAIT, which lasts less
-    // than Linux's 60 s exemption for resets (`TCP_PAWS_MSL`), an RST fails it too.
-    let paws = ahead.is_some_and(|a| a < -PAWS_WINDOW);
+    // PAWS as Linux's `tcp_paws_reject`: any TSval behind TS.Recent (TIME-WAIT allows no
+    // tick of slack, `tcp_paws_check(rx_opt, 0)`), unless TS.Recent is 0, which some stacks
+    // put in their SYNs. An RST fails it too: Linux exempts an RST only once TS.Recent is
+    // 60 s old (`TCP_PAWS_MSL`), and we take it never to be (see CONFORMANCE.md).
+    let paws = behind.is_some_and(|b| b > 0) && ts_recent != Some(0);
     if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
         return if rst {
             TimeWaitInput::Reset
@@ -131,7 +133,7 @@ pub(crate) fn time_wait_input(
         && !rst
         && !flags.contains(TcpFlags::ACK)
         && !paws
-        && (seg.seq_number > rcv_nxt || ahead.is_some_and(|a| a > 0))
+        && (seg.seq_number > rcv_nxt || behind.is_some_and(|b| b < 0))
     {
         return TimeWaitInput::NewIncarnation;
     }
@@ -228,6 +230,14 @@ impl Connection {
         let keep = self.timers.time_wait;
         self.timers.clear_all();
         self.timers.time_wait = keep.or(Some(now + self.cfg.time_wait));
+        // Linux's TIME-WAIT sock starts with no memory of answers sent
+        // (`tw_last_oow_ack_time`), as a compact entry does.
+        self.last_invalid_ack = None;
+        // With no ACK owed for the segment that brought us here (the ACK of our FIN in
+        // CLOSING), everything from now on is TIME-WAIT's answer.
+        if !self.rcv.ack_now {
+            self.control_socket = true;
+        }
         self.notify.closed = true;
         self.notify.readable = true;
         self.notify.writable = true;

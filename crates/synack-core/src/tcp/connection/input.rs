@@ -17,7 +17,7 @@ use crate::wire::{Ecn, TcpFlags, TcpRepr};
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
 /// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
-pub(super) const PAWS_WINDOW: i32 = 1;
+const PAWS_WINDOW: i32 = 1;
 
 /// How many of the out-of-order blocks an RST may match the right edge of: those Linux
 /// remembers to SACK (`TCP_NUM_SACKS`).
@@ -813,6 +813,15 @@ impl Connection {
                 if self.app_closed {
                     // Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
                     self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
+                    // Unless this segment brings the peer's FIN too, Linux hands it to a
+                    // TIME-WAIT sock when that timeout is no longer than TIME-WAIT
+                    // (`tcp_rcv_state_process`): the ACK of the peer's FIN then leaves
+                    // from a control socket.
+                    if !seg.flags.contains(TcpFlags::FIN)
+                        && self.cfg.fin_timeout <= self.cfg.time_wait
+                    {
+                        self.control_socket = true;
+                    }
                 }
             }
             State::Closing if fin_acked => {

@@ -538,14 +538,16 @@ pub(crate) struct Connection {
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets it sends.
     pub hop_limit: u8,
     /// The IPv4 identification of its next packet, one more for each packet (each segment
-    /// of a super-segment) it sends, as Linux's `inet_id`. A SYN-ACK answering a SYN carries
-    /// 0 (Linux sends it from the request sock, `ip_build_and_send_pkt`), and so do the
-    /// answers of [`control_socket`](Self::control_socket). RFC 6864 §4.1 lets an atomic
-    /// datagram carry any ID; this one is Linux's, and it is what a datagram without DF
-    /// needs ([`pmtu_locked`](Self::pmtu_locked)).
+    /// of a super-segment) it sends, as Linux's `inet_id`. What Linux sends from a request
+    /// sock or a control socket instead carries 0 (see `mark_ip_header`). RFC 6864 §4.1
+    /// lets an atomic datagram carry any ID; this one is Linux's, and it is what a datagram
+    /// without DF needs ([`pmtu_locked`](Self::pmtu_locked)).
     pub ip_id: u16,
     /// What it sends now leaves as from Linux's control socket, with ID 0 and the default
-    /// TTL: TIME-WAIT's answers after the ACK that began it (`tcp_v4_timewait_ack`).
+    /// TTL: once Linux has handed the connection to a TIME-WAIT sock. That is TIME-WAIT
+    /// after the ACK that began it (or at once, when none was owed: CLOSING), and an
+    /// orphaned FIN-WAIT-2 reached by a bare ACK of our FIN (`tcp_time_wait(sk,
+    /// TCP_FIN_WAIT2, tmo)`, `tcp_v4_timewait_ack`).
     pub control_socket: bool,
     /// An ICMP "fragmentation needed" (IPv4) reported a next-hop MTU below 552, Linux's
     /// smallest path MTU (`ip_rt_min_pmtu`): the path is taken to be 552 and locked there,

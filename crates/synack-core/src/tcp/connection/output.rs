@@ -106,7 +106,8 @@ impl Connection {
         if let Some(seq) = self.reset_reply.take() {
             let seg = self.rst_repr(seq, None);
             // An RST answering a segment leaves Linux from a control socket
-            // (`tcp_v4_send_reset`), with ID 0: the connection's count does not move.
+            // (`tcp_v4_send_reset`): ID 0 and the default TTL, the connection's count
+            // unmoved.
             let socket = std::mem::replace(&mut self.control_socket, true);
             let sent = self.finish(buf, &seg, false, true);
             self.control_socket = socket;
@@ -1180,6 +1181,13 @@ impl Connection {
     /// and ECT(0) for `new_data` (see `ds_byte`), its `IP_TTL`, and for IPv4 its next
     /// identification ([`ip_id`](Connection::ip_id), advanced by the `segments` the packet
     /// stands for, as a TSO device numbers them) and DF unless the path MTU is locked.
+    ///
+    /// Linux sends some of a connection's packets from elsewhere than its socket, and those
+    /// carry ID 0: what a passive open sends before its handshake ends comes from the
+    /// request sock (the SYN-ACK, `ip_build_and_send_pkt`, with the listener's TTL; any
+    /// other answer from a control socket, `tcp_v4_reqsk_send_ack`, with the default TTL),
+    /// and what [`control_socket`](Connection::control_socket) covers from a control socket
+    /// with the default TTL. A Fast Open child is a whole socket from its SYN on.
     fn mark_ip_header(
         &mut self,
         packet: &mut [u8],
@@ -1188,19 +1196,20 @@ impl Connection {
         segments: usize,
     ) {
         let ds = self.ds_byte(new_data);
-        let syn_ack = seg.flags.contains(TcpFlags::SYN | TcpFlags::ACK);
-        // A SYN-ACK answering a SYN leaves Linux from the request sock, with ID 0.
-        let id_zero = self.control_socket || (syn_ack && self.passive);
+        let request_sock =
+            self.passive && self.state == State::SynReceived && !self.is_fast_open_child();
+        let control = self.control_socket || (request_sock && !seg.flags.contains(TcpFlags::SYN));
+        let hop_limit = if control { HOP_LIMIT } else { self.hop_limit };
         match self.local {
-            SocketAddr::V4(_) if !id_zero => {
+            SocketAddr::V4(_) if !control && !request_sock => {
                 let id = self.ip_id;
                 // Truncation is intended: the field counts modulo 2^16.
                 self.ip_id = id.wrapping_add(segments as u16);
                 let df = !self.pmtu_locked;
-                crate::wire::ip::set_ds_hop_limit_and_id(packet, ds, self.hop_limit, id, df);
+                crate::wire::ip::set_ds_hop_limit_and_id(packet, ds, hop_limit, id, df);
             }
-            _ if ds != 0 || self.hop_limit != HOP_LIMIT => {
-                crate::wire::ip::set_ds_and_hop_limit(packet, ds, self.hop_limit);
+            _ if ds != 0 || hop_limit != HOP_LIMIT => {
+                crate::wire::ip::set_ds_and_hop_limit(packet, ds, hop_limit);
             }
             _ => {}
         }
@@ -1229,9 +1238,8 @@ impl Connection {
     fn after_send(&mut self, seg: &TcpRepr<'_>) {
         if self.state == State::TimeWait {
             // The ACK of the FIN that ended the connection left from the socket, with its
-            // TTL; Linux answers anything later from TIME-WAIT's control socket, with the
-            // default (`tcp_v4_timewait_ack`, `tcp_v6_timewait_ack`), and ID 0.
-            self.hop_limit = HOP_LIMIT;
+            // TTL and ID; Linux answers anything later from TIME-WAIT's control socket
+            // (`tcp_v4_timewait_ack`, `tcp_v6_timewait_ack`).
             self.control_socket = true;
         }
         if seg.flags.contains(TcpFlags::ACK) {
