@@ -535,9 +535,15 @@ fn a_new_syn_takes_a_held_time_wait_tuple_and_the_old_data_stays_readable() {
 
 // === Compact TIME-WAIT ===========================================================================
 
-/// Open a connection, close it from our side first and finish the FIN exchange: a released
-/// connection in TIME-WAIT.
-fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, SeqNumber) {
+/// Open a connection with timestamps to `PEER:port`, shut it down from our side first
+/// (with `close`, releasing it, or with `shutdown`, keeping it) and finish the FIN exchange
+/// (the peer's last TSval 2): a connection in TIME-WAIT. Returns its handle, our address,
+/// the peer's and our SND.NXT.
+fn time_wait(
+    h: &mut Harness,
+    port: u16,
+    release: bool,
+) -> (ConnectionHandle, SocketAddr, SocketAddr, SeqNumber) {
     let peer = SocketAddr::new(PEER, port);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
@@ -548,7 +554,11 @@ fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, Se
         Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, echo),
     );
     let _ = h.drain();
-    h.ep.close(h.now, c).unwrap();
+    if release {
+        h.ep.close(h.now, c).unwrap();
+    } else {
+        h.ep.shutdown(c).unwrap();
+    }
     let _ = h.drain();
     h.inject(
         peer,
@@ -556,7 +566,13 @@ fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, Se
         Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, echo),
     );
     let _ = h.drain();
-    (syn.src, peer, syn.seq + 2)
+    (c, syn.src, peer, syn.seq + 2)
+}
+
+/// [`time_wait`], released: a compact TIME-WAIT entry.
+fn released_time_wait(h: &mut Harness, port: u16) -> (SocketAddr, SocketAddr, SeqNumber) {
+    let (_, us, peer, our_nxt) = time_wait(h, port, true);
+    (us, peer, our_nxt)
 }
 
 #[test]
@@ -671,29 +687,17 @@ fn time_wait_paws_allows_no_tick_of_slack_and_reads_ts_in_modular_order() {
     assert_eq!(h.ep.time_wait_count(), 0);
 }
 
-/// A connection the application still holds, shut down from our side first, in TIME-WAIT
-/// after the FIN exchange, with timestamps (the peer's last TSval 2).
+/// [`time_wait`], held by the application.
 fn held_time_wait() -> Conn {
     let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    let echo = syn.ts.unwrap().tsval;
-    let o = Out::new(SYN | ACK, 500, 0).ackn(syn.seq + 1).ts(1, echo);
-    h.inject(peer, syn.src, o);
-    let _ = h.drain();
-    h.ep.shutdown(c).unwrap();
-    let _ = h.drain();
-    let o = Out::new(FIN | ACK, 501, 0).ackn(syn.seq + 2).ts(2, echo);
-    h.inject(peer, syn.src, o);
-    let _ = h.drain();
+    let (c, us, peer, our_nxt) = time_wait(&mut h, 80, false);
     let _ = h.events();
     let k = Conn {
         h,
         c,
-        us: syn.src,
+        us,
         peer,
-        our_nxt: syn.seq + 2,
+        our_nxt,
         peer_nxt: SeqNumber(502),
     };
     assert_eq!(k.state(), State::TimeWait);
