@@ -9,6 +9,7 @@ use super::connections::Owner;
 use super::{Endpoint, Event};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
+use crate::wire::ip::IpMarks;
 use crate::wire::{self, IpProtocol, TcpRepr};
 
 /// One packet written by [`Endpoint::poll_transmit`].
@@ -177,12 +178,17 @@ impl Endpoint {
     ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
-        match write_segment(&mut buf, local.ip(), remote.ip(), seg, 0, |_| {}, false) {
+        // ID 0 with DF, as from Linux's request and control sockets (`Connection::ip_id`).
+        let marks = IpMarks {
+            ds,
+            hop_limit,
+            ident: 0,
+            dont_frag: true,
+        };
+        let ip = (local.ip(), remote.ip(), marks);
+        match write_segment(&mut buf, ip, seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
-                if ds != 0 || hop_limit != HOP_LIMIT {
-                    wire::ip::set_ds_and_hop_limit(&mut buf, ds, hop_limit);
-                }
                 self.push_control_in_flow(buf, rehash)
             }
             None => false,

@@ -626,10 +626,13 @@ impl Endpoint {
         .map_err(|_| Error::InvalidInput)?;
         let hl = ip.header_len();
         let mut buf = vec![0u8; ip.buffer_len()];
-        ip.emit(&mut buf[..hl]);
-        if tos != 0 {
-            wire::ip::set_ds_field(&mut buf, tos);
-        }
+        let marks = wire::ip::IpMarks {
+            ds: tos,
+            hop_limit,
+            ident: 0,
+            dont_frag: true,
+        };
+        ip.emit_marked(&mut buf[..hl], marks);
         // Always a full checksum (see `UdpRepr::emit`).
         repr.emit(&mut buf[hl..], src.ip(), dst.ip());
         if !self.push_control(buf) {

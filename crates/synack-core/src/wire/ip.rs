@@ -160,6 +160,33 @@ impl IpRepr {
             IpRepr::Ipv6(r) => r.emit(buf),
         }
     }
+
+    /// [`emit`](Self::emit) with the fields a sender chooses (`marks`); the hop limit is the
+    /// repr's own. An IPv6 header takes the DS byte only.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than [`header_len`](Self::header_len).
+    pub fn emit_marked(&self, buf: &mut [u8], marks: IpMarks) {
+        match self {
+            IpRepr::Ipv4(r) => r.emit_marked(buf, marks.ds, marks.ident, marks.dont_frag),
+            IpRepr::Ipv6(r) => r.emit_marked(buf, marks.ds),
+        }
+    }
+}
+
+/// The fields of an IP header its sender chooses, beyond the addresses, the protocol and the
+/// lengths: what a connection marks its packets with (its `IP_TOS` and ECN, `IP_TTL`, and
+/// the IPv4 identification and DF as Linux sets them), written with the header at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMarks {
+    /// The DS byte (IPv4 TOS, IPv6 traffic class): DSCP and ECN.
+    pub ds: u8,
+    /// The IPv4 TTL or IPv6 hop limit.
+    pub hop_limit: u8,
+    /// The IPv4 identification (no IPv6 header has one).
+    pub ident: u16,
+    /// The IPv4 Don't Fragment flag (IPv6 routers never fragment).
+    pub dont_frag: bool,
 }
 
 /// The ECN field of an IP header (RFC 3168 §5): the low two bits of the IPv4 TOS byte and
@@ -227,30 +254,22 @@ fn is_ipv6_header(packet: &[u8]) -> bool {
     packet.len() >= ipv6::HEADER_LEN && packet[0] >> 4 == 6
 }
 
-/// Set the DS byte of an IP packet whose header [`IpRepr::emit`] wrote (which writes 0),
-/// keeping the IPv4 header checksum right. A packet of another version is left alone.
+/// Set the DS byte of a finished IP packet, keeping the IPv4 header checksum right (the test
+/// kit marks a peer's packets with it; a sender marks its own as it writes their header,
+/// [`IpRepr::emit_marked`]). A packet of another version is left alone.
 pub fn set_ds_field(packet: &mut [u8], ds: u8) {
-    set_header_fields(packet, ds, None, None);
-}
-
-/// Set the DS byte and the TTL (IPv4) or hop limit (IPv6) of an IP packet whose header
-/// [`IpRepr::emit`] wrote, recomputing the IPv4 header checksum once for both. A packet of
-/// another version, or too short for its header, is left alone.
-pub fn set_ds_and_hop_limit(packet: &mut [u8], ds: u8, hop_limit: u8) {
-    set_header_fields(packet, ds, Some(hop_limit), None);
-}
-
-/// As [`set_ds_and_hop_limit`], and for IPv4 the identification and the DF flag
-/// (`ipv4_id`, `dont_frag`), the header checksum recomputed once for all. An IPv6 packet
-/// takes the DS byte and the hop limit only.
-pub fn set_ds_hop_limit_and_id(
-    packet: &mut [u8],
-    ds: u8,
-    hop_limit: u8,
-    ipv4_id: u16,
-    dont_frag: bool,
-) {
-    set_header_fields(packet, ds, Some(hop_limit), Some((ipv4_id, dont_frag)));
+    match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= ipv4::HEADER_LEN => {
+            let mut p = ipv4::Packet::new_unchecked(&mut packet[..]);
+            p.set_tos(ds);
+            p.fill_checksum();
+        }
+        Some(6) if packet.len() >= ipv6::HEADER_LEN => {
+            packet[0] = 0x60 | (ds >> 4);
+            packet[1] = (packet[1] & 0x0f) | (ds << 4);
+        }
+        _ => {}
+    }
 }
 
 /// Set the flow label (RFC 6437) of an IPv6 packet, leaving its traffic class as it is; an
@@ -287,33 +306,6 @@ pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
         SocketAddr::new(IpAddr::V6(p.dst_addr()), ports.1),
         u8::from(protocol),
     ))
-}
-
-/// The DS byte, and the hop limit and the IPv4 identification and DF flag if given, of an
-/// emitted IP header.
-fn set_header_fields(packet: &mut [u8], ds: u8, hop_limit: Option<u8>, id: Option<(u16, bool)>) {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) if packet.len() >= ipv4::HEADER_LEN => {
-            let mut p = ipv4::Packet::new_unchecked(&mut packet[..]);
-            p.set_tos(ds);
-            if let Some(hop_limit) = hop_limit {
-                p.set_hop_limit(hop_limit);
-            }
-            if let Some((ident, dont_frag)) = id {
-                p.set_ident(ident);
-                p.set_flags_and_offset(dont_frag, false, 0);
-            }
-            p.fill_checksum();
-        }
-        Some(6) if packet.len() >= ipv6::HEADER_LEN => {
-            if let Some(hop_limit) = hop_limit {
-                ipv6::Packet::new_unchecked(&mut packet[..]).set_hop_limit(hop_limit);
-            }
-            packet[0] = 0x60 | (ds >> 4);
-            packet[1] = (packet[1] & 0x0f) | (ds << 4);
-        }
-        _ => {}
-    }
 }
 
 /// Parses one IP packet as read from a TUN device.

@@ -282,23 +282,31 @@ impl Ipv4Repr {
     }
 
     /// Writes a 20-byte header into `buf[..20]`: TOS 0, ident 0, DF set (RFC 1191 path MTU
-    /// discovery: we never want routers to fragment our segments), checksum filled in. A
-    /// connection then writes its own TOS, TTL, ident and DF over these
-    /// ([`set_ds_hop_limit_and_id`](super::ip::set_ds_hop_limit_and_id)).
+    /// discovery: we never want routers to fragment our segments), checksum filled in.
     ///
     /// # Panics
     /// If `buf` is shorter than 20 bytes.
     pub fn emit(&self, buf: &mut [u8]) {
+        self.emit_marked(buf, 0, 0, true);
+    }
+
+    /// [`emit`](Self::emit) with the TOS byte, the identification and DF given: a
+    /// connection's own (see [`IpMarks`](super::ip::IpMarks)), the checksum summed once over
+    /// the finished header.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than 20 bytes.
+    pub fn emit_marked(&self, buf: &mut [u8], tos: u8, ident: u16, dont_frag: bool) {
         let mut packet = Packet::new_unchecked(&mut buf[..HEADER_LEN]);
         packet.set_version_and_header_len(HEADER_LEN);
-        packet.set_tos(0);
+        packet.set_tos(tos);
         // `IpRepr::new` bounds payload_len; saturate rather than wrap if a caller built the
         // struct by hand with a larger one.
         packet.set_total_len(u16::try_from(self.buffer_len()).unwrap_or(u16::MAX));
         // RFC 6864 §4.1: the ID field of an atomic datagram (DF set, MF clear, offset 0) has
-        // no meaning, so a constant 0 is allowed.
-        packet.set_ident(0);
-        packet.set_flags_and_offset(true, false, 0);
+        // no meaning, so a constant 0 is allowed; one without DF needs a unique one.
+        packet.set_ident(ident);
+        packet.set_flags_and_offset(dont_frag, false, 0);
         packet.set_hop_limit(self.hop_limit);
         packet.set_protocol(self.protocol);
         packet.set_src_addr(self.src_addr);

@@ -216,9 +216,17 @@ impl Ipv6Repr {
     /// # Panics
     /// If `buf` is shorter than 40 bytes.
     pub fn emit(&self, buf: &mut [u8]) {
+        self.emit_marked(buf, 0);
+    }
+
+    /// [`emit`](Self::emit) with the traffic class given (DSCP and ECN).
+    ///
+    /// # Panics
+    /// If `buf` is shorter than 40 bytes.
+    pub fn emit_marked(&self, buf: &mut [u8], traffic_class: u8) {
         let mut packet = Packet::new_unchecked(&mut buf[..HEADER_LEN]);
         // RFC 6437 §3: a flow label of zero is always allowed ("unlabelled").
-        packet.set_ver_tc_flow(0, 0);
+        packet.set_ver_tc_flow(traffic_class, 0);
         packet.set_payload_len(u16::try_from(self.payload_len).unwrap_or(u16::MAX));
         packet.set_next_header(self.next_header);
         packet.set_hop_limit(self.hop_limit);

@@ -539,7 +539,7 @@ pub(crate) struct Connection {
     pub hop_limit: u8,
     /// The IPv4 identification of its next packet, one more for each packet (each segment
     /// of a super-segment) it sends, as Linux's `inet_id`. What Linux sends from a request
-    /// sock or a control socket instead carries 0 (see `mark_ip_header`). RFC 6864 §4.1
+    /// sock or a control socket instead carries 0 (see `ip_header` in `output.rs`). RFC 6864 §4.1
     /// lets an atomic datagram carry any ID; this one is Linux's, and it is what a datagram
     /// without DF needs ([`pmtu_locked`](Self::pmtu_locked)).
     pub ip_id: u16,

@@ -1,27 +1,28 @@
 //! What to send next: SYNs, retransmissions, new data under the peer's window and the
 //! congestion window, FIN, probes and ACKs (RFC 9293 §3.8.6, §3.7.4; RFC 5681; RFC 6582).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::{Connection, PaceBucket, TimedSegment};
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
+use crate::wire::ip::IpMarks;
 use crate::wire::{IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 
 /// The hop limit / TTL of everything we send unless a socket sets its own (Linux's
 /// `ip_default_ttl`, and IPv6's default `hop_limit`); public as [`crate::DEFAULT_HOP_LIMIT`].
 pub const HOP_LIMIT: u8 = 64;
 
-/// Write an IP packet carrying `seg` into `buf`. The payload is taken from `seg.payload`, or
-/// produced in place by `fill` when `fill_len` is non-zero (the send buffer copies straight into
-/// the packet). With `checksum_partial` the TCP checksum field holds only the pseudo-header
-/// sum, for the device to complete (`Transmit::checksum_partial`), and the payload is never
-/// summed. Returns the packet's length, or `None` if `buf` is too small.
+/// Write an IP packet from `src` to `dst` carrying `seg` into `buf`, its header marked with
+/// `marks`. The payload is taken from `seg.payload`, or produced in place by `fill` when
+/// `fill_len` is non-zero (the send buffer copies straight into the packet). With
+/// `checksum_partial` the TCP checksum field holds only the pseudo-header sum, for the device
+/// to complete (`Transmit::checksum_partial`), and the payload is never summed. Returns the
+/// packet's length, or `None` if `buf` is too small.
 pub(crate) fn write_segment(
     buf: &mut [u8],
-    src: IpAddr,
-    dst: IpAddr,
+    (src, dst, marks): (IpAddr, IpAddr, IpMarks),
     seg: &TcpRepr<'_>,
     fill_len: usize,
     fill: impl FnOnce(&mut [u8]),
@@ -34,13 +35,13 @@ pub(crate) fn write_segment(
     };
     let header_len = seg.header_len();
     let tcp_len = header_len + payload_len;
-    let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp_len, HOP_LIMIT).ok()?;
+    let ip = IpRepr::new(src, dst, IpProtocol::Tcp, tcp_len, marks.hop_limit).ok()?;
     let ip_len = ip.header_len();
     let total = ip_len + tcp_len;
     if buf.len() < total {
         return None;
     }
-    ip.emit(&mut buf[..ip_len]);
+    ip.emit_marked(&mut buf[..ip_len], marks);
     let tcp = &mut buf[ip_len..total];
     if fill_len > 0 {
         fill(&mut tcp[header_len..]);
@@ -180,16 +181,15 @@ impl Connection {
                     self.rtt_seq = None;
                 }
                 if data > 0 {
+                    // Never ECT on a SYN, data or not (RFC 3168 §6.1.1).
+                    let ip = self.ip_header(&seg, false, 1);
                     // The data is the send buffer's first bytes (SND.UNA + 1 = the data's start).
                     let buffer = &self.snd.buffer;
                     let fill = |out: &mut [u8]| {
                         buffer.copy_out(0, &mut out[..data]);
                     };
                     let partial = self.cfg.tx_checksum_offload;
-                    let (src, dst) = (self.local.ip(), self.remote.ip());
-                    let len = write_segment(buf, src, dst, &seg, data, fill, partial)?;
-                    // The IP_TOS bits; never ECT on a SYN, data or not (RFC 3168 §6.1.1).
-                    self.mark_ip_header(&mut buf[..len], &seg, false, 1);
+                    let len = write_segment(buf, ip, &seg, data, fill, partial)?;
                     self.after_send(&seg);
                     let mut sent = Sent::single(len, false, false);
                     sent.checksum_partial = partial;
@@ -472,9 +472,8 @@ impl Connection {
             let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
             seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
             let partial = self.cfg.tx_checksum_offload;
-            let (src, dst) = (self.local.ip(), self.remote.ip());
-            let len = write_segment(buf, src, dst, &seg, 0, |_| {}, partial)?;
-            self.mark_ip_header(&mut buf[..len], &seg, false, 1);
+            let ip = self.ip_header(&seg, false, 1);
+            let len = write_segment(buf, ip, &seg, 0, |_| {}, partial)?;
             let mut sent = Sent::single(len, false, false);
             sent.checksum_partial = partial;
             return Some(sent);
@@ -1122,19 +1121,18 @@ impl Connection {
                 self.arm_tlp(now);
             }
         }
-        let buffer = &self.snd.buffer;
-        let partial = self.cfg.tx_checksum_offload;
-        let (src, dst) = (self.local.ip(), self.remote.ip());
-        let fill = |out: &mut [u8]| {
-            buffer.copy_out(offset, &mut out[..len]);
-        };
-        let packet_len = write_segment(buf, src, dst, &seg, len, fill, partial)?;
         let segments = if len > segment {
             len.div_ceil(segment)
         } else {
             1
         };
-        self.mark_ip_header(&mut buf[..packet_len], &seg, new_data, segments);
+        let ip = self.ip_header(&seg, new_data, segments);
+        let buffer = &self.snd.buffer;
+        let partial = self.cfg.tx_checksum_offload;
+        let fill = |out: &mut [u8]| {
+            buffer.copy_out(offset, &mut out[..len]);
+        };
+        let packet_len = write_segment(buf, ip, &seg, len, fill, partial)?;
         if len > 0 {
             // Linux's lsndtime, which slow start after idle measures from.
             self.cwnd_use.last_sent = Some(now);
@@ -1162,9 +1160,8 @@ impl Connection {
         rst: bool,
     ) -> Option<Sent> {
         let partial = self.cfg.tx_checksum_offload;
-        let (src, dst) = (self.local.ip(), self.remote.ip());
-        let len = write_segment(buf, src, dst, seg, 0, |_| {}, partial)?;
-        self.mark_ip_header(&mut buf[..len], seg, false, 1);
+        let ip = self.ip_header(seg, false, 1);
+        let len = write_segment(buf, ip, seg, 0, |_| {}, partial)?;
         if retransmit {
             self.retransmits = self.retransmits.saturating_add(1);
         }
@@ -1176,11 +1173,11 @@ impl Connection {
         Some(sent)
     }
 
-    /// Write the connection's own IP header fields into the packet `write_segment` wrote for
-    /// `seg` (which writes DS 0, [`HOP_LIMIT`], and for IPv4 ID 0 with DF): its `IP_TOS`,
-    /// and ECT(0) for `new_data` (see `ds_byte`), its `IP_TTL`, and for IPv4 its next
-    /// identification ([`ip_id`](Connection::ip_id), advanced by the `segments` the packet
-    /// stands for, as a TSO device numbers them) and DF unless the path MTU is locked.
+    /// The addresses and the marks of the IP header for `seg` (see `write_segment`): its
+    /// `IP_TOS`, and ECT(0) for `new_data` (see `ds_byte`), its `IP_TTL`, and for IPv4 its
+    /// next identification ([`ip_id`](Connection::ip_id), advanced by the `segments` the
+    /// packet stands for, as a TSO device numbers them) and DF unless the path MTU is
+    /// locked.
     ///
     /// Linux sends some of a connection's packets from elsewhere than its socket, and those
     /// carry ID 0: what a passive open sends before its handshake ends comes from the
@@ -1188,31 +1185,28 @@ impl Connection {
     /// other answer from a control socket, `tcp_v4_reqsk_send_ack`, with the default TTL),
     /// and what [`control_socket`](Connection::control_socket) covers from a control socket
     /// with the default TTL. A Fast Open child is a whole socket from its SYN on.
-    fn mark_ip_header(
+    fn ip_header(
         &mut self,
-        packet: &mut [u8],
         seg: &TcpRepr<'_>,
         new_data: bool,
         segments: usize,
-    ) {
-        let ds = self.ds_byte(new_data);
+    ) -> (IpAddr, IpAddr, IpMarks) {
         let request_sock =
             self.passive && self.state == State::SynReceived && !self.is_fast_open_child();
         let control = self.control_socket || (request_sock && !seg.flags.contains(TcpFlags::SYN));
-        let hop_limit = if control { HOP_LIMIT } else { self.hop_limit };
-        match self.local {
-            SocketAddr::V4(_) if !control && !request_sock => {
-                let id = self.ip_id;
-                // Truncation is intended: the field counts modulo 2^16.
-                self.ip_id = id.wrapping_add(segments as u16);
-                let df = !self.pmtu_locked;
-                crate::wire::ip::set_ds_hop_limit_and_id(packet, ds, hop_limit, id, df);
-            }
-            _ if ds != 0 || hop_limit != HOP_LIMIT => {
-                crate::wire::ip::set_ds_and_hop_limit(packet, ds, hop_limit);
-            }
-            _ => {}
+        let mut marks = IpMarks {
+            ds: self.ds_byte(new_data),
+            hop_limit: if control { HOP_LIMIT } else { self.hop_limit },
+            ident: 0,
+            dont_frag: true,
+        };
+        if self.local.is_ipv4() && !control && !request_sock {
+            marks.ident = self.ip_id;
+            // Truncation is intended: the field counts modulo 2^16.
+            self.ip_id = self.ip_id.wrapping_add(segments as u16);
+            marks.dont_frag = !self.pmtu_locked;
         }
+        (self.local.ip(), self.remote.ip(), marks)
     }
 
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets sent from now on.
