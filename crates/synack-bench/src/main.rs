@@ -7,6 +7,7 @@
 //!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
 //!          --relay (only the transparent relay's rows; never writes),
 //!          --http (only the HTTP rows; never writes),
+//!          --handshakes [--handshake-threads N] (only the handshake row; never writes),
 //!          --multi-thread (synack on tokio's default multi-thread runtime),
 //!          --loss-only [--repeat N] [--loss-rate N] [--kernel-cc NAME] (only the loss rows,
 //!          with both sides' recovery counters per run on stderr; never writes)
@@ -84,6 +85,8 @@ struct Options {
     loss_rate: Option<u32>,
     /// The kernel's congestion control in the namespaces (else the machine's default).
     kernel_cc: Option<String>,
+    /// Client threads of the handshake row (else the settings' default).
+    handshake_threads: Option<usize>,
     output: Option<PathBuf>,
     /// The arguments as given, for the "exact command" line.
     given: Vec<String>,
@@ -93,6 +96,7 @@ const USAGE: &str =
     "usage: synack-bench [--quick] [--plain-bulk | --relay | --http | --handshakes] [--multi-thread]
                     [--spawn-client] [--no-write | --output FILE]
                     [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
+                    [--handshake-threads N]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
   --relay        only the transparent relay's rows (throughput, memory); never writes
@@ -111,7 +115,9 @@ const USAGE: &str =
   --repeat N     run each loss row N times (the median is shown; default 3, 1 with --quick)
   --loss-rate N  only N % loss (default: 1 and 5)
   --kernel-cc NAME  the kernel's congestion control in the namespaces (default: the machine's;
-                 NAME must be in net.ipv4.tcp_allowed_congestion_control); never writes";
+                 NAME must be in net.ipv4.tcp_allowed_congestion_control); never writes
+  --handshake-threads N  kernel client threads in the handshake row (default 4, 1-256);
+                 never writes";
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
@@ -126,6 +132,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         repeat: None,
         loss_rate: None,
         kernel_cc: None,
+        handshake_threads: None,
         output: Some(
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
@@ -157,6 +164,15 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                         .ok()
                         .filter(|&n| n <= 100)
                         .ok_or("bad --loss-rate")?,
+                );
+            }
+            "--handshake-threads" => {
+                let n = it.next().ok_or("--handshake-threads needs N")?;
+                o.handshake_threads = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|&n| (1..=256).contains(&n))
+                        .ok_or("bad --handshake-threads")?,
                 );
             }
             "--kernel-cc" => {
@@ -216,6 +232,9 @@ fn harness(options: &Options) -> io::Result<bool> {
         settings.loss_rates = vec![rate];
     }
     settings.kernel_cc.clone_from(&options.kernel_cc);
+    if let Some(n) = options.handshake_threads {
+        settings.handshake_threads = n;
+    }
     if cfg!(debug_assertions) && !options.quick {
         eprintln!("warning: a debug build; numbers are only meaningful with --release");
     }
@@ -323,7 +342,8 @@ fn harness(options: &Options) -> io::Result<bool> {
         || options.relay_only
         || options.http_only
         || options.loss_only
-        || options.kernel_cc.is_some();
+        || options.kernel_cc.is_some()
+        || options.handshake_threads.is_some();
     if let Some(path) = options.output.as_ref().filter(|_| !partial) {
         let section = section(options, &settings, &table, &load_before, elapsed);
         report::write_section(path, &section)?;
