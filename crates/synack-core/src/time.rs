@@ -5,45 +5,69 @@
 //! stack started, tests use zero), so that a whole simulated network is reproducible.
 
 use core::fmt;
+use core::num::NonZeroU64;
 use core::ops::{Add, AddAssign, Sub};
 use std::time::Duration;
 
 /// A point in time, in microseconds since an origin chosen by the caller.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Instant(u64);
+///
+/// Held as the count plus one in a `NonZeroU64`, so that an `Option<Instant>` takes 8 bytes
+/// rather than 16: a connection keeps more than a dozen optional deadlines. The last
+/// microsecond of the range, `u64::MAX`, is therefore not representable; arithmetic
+/// saturates one below it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(NonZeroU64);
+
+/// The largest count of microseconds an [`Instant`] holds.
+const MAX_MICROS: u64 = u64::MAX - 1;
 
 impl Instant {
     /// The origin.
-    pub const ZERO: Instant = Instant(0);
+    pub const ZERO: Instant = Instant::from_micros(0);
 
-    /// An instant `micros` microseconds after the origin.
+    /// An instant `micros` microseconds after the origin (saturating at `u64::MAX - 1`).
     pub const fn from_micros(micros: u64) -> Instant {
-        Instant(micros)
+        let micros = if micros > MAX_MICROS {
+            MAX_MICROS
+        } else {
+            micros
+        };
+        match NonZeroU64::new(micros + 1) {
+            Some(n) => Instant(n),
+            None => unreachable!(),
+        }
     }
 
     /// An instant `millis` milliseconds after the origin.
     pub const fn from_millis(millis: u64) -> Instant {
-        Instant(millis.saturating_mul(1000))
+        Instant::from_micros(millis.saturating_mul(1000))
     }
 
     /// An instant `secs` seconds after the origin.
     pub const fn from_secs(secs: u64) -> Instant {
-        Instant(secs.saturating_mul(1_000_000))
+        Instant::from_micros(secs.saturating_mul(1_000_000))
     }
 
     /// Microseconds since the origin.
     pub const fn total_micros(self) -> u64 {
-        self.0
+        self.0.get() - 1
     }
 
     /// Milliseconds since the origin, rounded down.
     pub const fn total_millis(self) -> u64 {
-        self.0 / 1000
+        self.total_micros() / 1000
     }
 
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
-        Duration::from_micros(self.0.saturating_sub(earlier.0))
+        Duration::from_micros(self.0.get().saturating_sub(earlier.0.get()))
+    }
+}
+
+impl Default for Instant {
+    /// The origin.
+    fn default() -> Instant {
+        Instant::ZERO
     }
 }
 
@@ -51,7 +75,7 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, rhs: Duration) -> Instant {
         let micros = u64::try_from(rhs.as_micros()).unwrap_or(u64::MAX);
-        Instant(self.0.saturating_add(micros))
+        Instant::from_micros(self.total_micros().saturating_add(micros))
     }
 }
 
@@ -71,7 +95,8 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.0 / 1_000_000, self.0 % 1_000_000)
+        let micros = self.total_micros();
+        write!(f, "{}.{:06}s", micros / 1_000_000, micros % 1_000_000)
     }
 }
 
@@ -96,5 +121,14 @@ mod tests {
             Instant::from_micros(u64::MAX) + Duration::MAX,
             Instant::from_micros(u64::MAX)
         );
+        assert_eq!(Instant::from_micros(u64::MAX).total_micros(), u64::MAX - 1);
+    }
+
+    #[test]
+    fn an_optional_instant_takes_no_more_room_than_an_instant() {
+        assert_eq!(std::mem::size_of::<Option<Instant>>(), 8);
+        assert_eq!(Instant::default(), Instant::ZERO);
+        assert_eq!(Instant::ZERO.total_micros(), 0);
+        assert!(Instant::ZERO < Instant::from_micros(1));
     }
 }
