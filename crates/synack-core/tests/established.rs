@@ -2822,6 +2822,139 @@ fn packet_too_big_stops_at_linuxs_smallest_path_mtu() {
     assert!(sizes.contains(&512), "{sizes:?}");
 }
 
+/// The peer's MSS, what `Conn` sends full segments of.
+const PEER_MSS: usize = 1000;
+
+/// `n` bytes sent and acknowledged; the sizes of the segments that carried them.
+fn send_acked(k: &mut Conn, n: usize) -> Vec<usize> {
+    k.h.ep.send(k.c, &vec![3u8; n]).unwrap();
+    let sizes = k.h.drain().iter().map(|s| s.payload.len()).collect();
+    k.our_nxt += n;
+    k.ack_all();
+    assert!(k.h.drain().is_empty());
+    sizes
+}
+
+/// A "fragmentation needed" with a next-hop MTU of `mtu`, quoting data in flight, and the
+/// peer's ACK of all of it.
+fn report_too_big(k: &mut Conn, mtu: u32) {
+    use synack_core::wire::IcmpRepr;
+    k.h.ep.send(k.c, &[4u8; 600]).unwrap();
+    let _ = k.h.drain();
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu,
+        invoking: &quoted,
+    }));
+    let _ = k.h.drain();
+    k.our_nxt += 600;
+    k.ack_all();
+    let _ = k.h.drain();
+}
+
+fn largest(sizes: Vec<usize>) -> usize {
+    sizes.into_iter().max().unwrap_or(0)
+}
+
+/// RFC 1191 §6.3 / RFC 8201 §4: a path MTU learnt from a report is not kept for ever; Linux
+/// forgets it 10 minutes after the report (`ip_rt_mtu_expires`), and its next transmission
+/// sizes segments by the device's MTU again, within the peer's MSS.
+#[test]
+fn a_lower_path_mtu_expires_ten_minutes_after_the_report() {
+    let mut k = Conn::plain();
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+    report_too_big(&mut k, 576);
+    assert_eq!(largest(send_acked(&mut k, 3000)), 536);
+    k.h.advance(Duration::from_secs(599));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 536, "not yet");
+    k.h.advance(Duration::from_secs(1));
+    assert_eq!(
+        largest(send_acked(&mut k, 3000)),
+        PEER_MSS,
+        "grown back, to the peer's MSS and no further"
+    );
+}
+
+/// A report restarts the 10 minutes, but the same MTU reported again within their first
+/// half does not (Linux's `__ip_rt_update_pmtu`); a higher one is ignored.
+#[test]
+fn a_second_report_restarts_the_expiry_only_in_its_second_half() {
+    // Reported again after 200 s: ignored, the report still expires at 600 s.
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 576);
+    k.h.advance(Duration::from_secs(200));
+    report_too_big(&mut k, 576);
+    report_too_big(&mut k, 1200);
+    k.h.advance(Duration::from_secs(400));
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+    // Reported again after 400 s: the 10 minutes start again.
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 576);
+    k.h.advance(Duration::from_secs(400));
+    report_too_big(&mut k, 576);
+    k.h.advance(Duration::from_secs(200));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 536);
+    k.h.advance(Duration::from_secs(400));
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+    // A lower MTU after 200 s restarts them too.
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 576);
+    k.h.advance(Duration::from_secs(200));
+    report_too_big(&mut k, 560);
+    k.h.advance(Duration::from_secs(400));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 520);
+    k.h.advance(Duration::from_secs(200));
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+}
+
+/// A report in SYN-SENT lowers the MSS our SYN offers; when it expires the MSS grows back
+/// to what the peer's SYN-ACK allowed, not to what our first SYN offered.
+#[test]
+fn a_path_mtu_reported_in_syn_sent_expires_to_the_peers_mss() {
+    use synack_core::wire::IcmpRepr;
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    assert_eq!(syn.mss, Some(1460));
+    let quoted = h.raw.last().unwrap()[..40].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 1000,
+        invoking: &quoted,
+    }));
+    let (_, again) = h.next_timeout();
+    assert_eq!(again[0].mss, Some(960));
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1200),
+    );
+    assert!(h.one().is(ACK));
+    let mut k = Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(10_001),
+        ts: false,
+        tsval: 0,
+    };
+    assert_eq!(largest(send_acked(&mut k, 3000)), 960);
+    k.h.advance(Duration::from_secs(600));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 1200);
+}
+
+/// `TCP_MAXSEG` set while a report holds also bounds what the MSS grows back to.
+#[test]
+fn maxseg_set_under_a_report_bounds_the_mss_it_grows_back_to() {
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 576);
+    k.h.ep.clamp_mss(k.c, 700).unwrap();
+    k.h.advance(Duration::from_secs(600));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 700);
+}
+
 #[test]
 fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     use synack_core::wire::IcmpRepr;

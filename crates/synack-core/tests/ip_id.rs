@@ -2,9 +2,9 @@
 //! sets them: each connection counts its packets from a start of its own (`inet_id`), a
 //! super-segment counting once for each segment it is cut into; what Linux sends from a
 //! request sock or a control socket carries 0 (a SYN-ACK answering a SYN and the request
-//! sock's other answers, TIME-WAIT's answers, resets answering a segment); DF is set until
-//! an ICMP "fragmentation needed" reports a next-hop MTU below 552, Linux's smallest path
-//! MTU. The TTLs of the same packets are in `hop_limit.rs` and the `ip-ttl-*.pkt` scripts.
+//! sock's other answers, TIME-WAIT's answers, resets answering a segment); DF is set but
+//! while an ICMP "fragmentation needed" that reported a next-hop MTU below 552, Linux's
+//! smallest path MTU, holds (10 minutes). The TTLs of the same packets are in `hop_limit.rs` and the `ip-ttl-*.pkt` scripts.
 //! Every packet is parsed, so an IPv4 header checksum left stale would fail it.
 
 mod common;
@@ -237,4 +237,35 @@ fn a_next_hop_mtu_below_552_clears_df() {
             "{ids:?}"
         );
     }
+}
+
+/// The lock goes with the report, 10 minutes after it (Linux's `ip_rt_mtu_expires`): DF
+/// returns, with full-sized segments.
+#[test]
+fn df_returns_when_the_report_expires() {
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    h.ep.send(c, &[9u8; 3000]).unwrap();
+    let _ = h.drain();
+    let quoted = h.raw.last().unwrap()[..48].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 300,
+        invoking: &quoted,
+    }));
+    let resent = h.drain();
+    assert!(resent
+        .iter()
+        .all(|s| !s.dont_frag && s.payload.len() <= 512));
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(syn.seq + 3001));
+    assert!(h.drain().is_empty());
+    h.advance(Duration::from_secs(599));
+    h.ep.send(c, &[9u8; 1000]).unwrap();
+    let held = h.drain();
+    assert!(held.iter().all(|s| !s.dont_frag && s.payload.len() <= 512));
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(syn.seq + 4001));
+    h.advance(Duration::from_secs(1));
+    h.ep.send(c, &[9u8; 1000]).unwrap();
+    let after = h.drain();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0].dont_frag);
+    assert_eq!(after[0].payload.len(), 1000);
 }

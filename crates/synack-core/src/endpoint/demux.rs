@@ -88,12 +88,12 @@ impl Endpoint {
             (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet),
             (IpProtocol::Udp, _) => self.handle_udp(now, &ip, payload, meta, packet),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
-                Ok(icmp) => self.handle_icmp(&ip, icmp),
+                Ok(icmp) => self.handle_icmp(now, &ip, icmp),
                 Err(e) => self.count_wire_error(e),
             },
             (IpProtocol::Icmpv6, IpRepr::Ipv6(v6)) => {
                 match IcmpRepr::parse_v6(payload, v6.src_addr, v6.dst_addr) {
-                    Ok(icmp) => self.handle_icmp(&ip, icmp),
+                    Ok(icmp) => self.handle_icmp(now, &ip, icmp),
                     Err(e) => self.count_wire_error(e),
                 }
             }

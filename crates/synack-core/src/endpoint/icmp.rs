@@ -9,6 +9,7 @@ use super::table::Tuple;
 use super::{Endpoint, Owner};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
+use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 
 /// What an ICMP error says about the connection whose segment it quotes.
@@ -23,7 +24,7 @@ pub(super) enum IcmpReport {
 }
 
 impl Endpoint {
-    pub(super) fn handle_icmp(&mut self, ip: &IpRepr, icmp: IcmpRepr<'_>) {
+    pub(super) fn handle_icmp(&mut self, now: Instant, ip: &IpRepr, icmp: IcmpRepr<'_>) {
         let v6 = matches!(ip, IpRepr::Ipv6(_));
         // An ICMPv4 error quotes an IPv4 packet, an ICMPv6 error an IPv6 one (what we sent
         // over that family): anything else is forged or broken.
@@ -90,10 +91,10 @@ impl Endpoint {
                     error,
                     drops_half_open,
                 };
-                self.icmp_error(invoking, report);
+                self.icmp_error(now, invoking, report);
             }
             IcmpRepr::PacketTooBig { mtu, invoking } => {
-                self.icmp_error(invoking, IcmpReport::PacketTooBig { mtu });
+                self.icmp_error(now, invoking, IcmpReport::PacketTooBig { mtu });
             }
             IcmpRepr::TimeExceeded { invoking, .. } => {
                 // Fatal to a half-open connection for IPv4 (tcp_v4_err), not for IPv6.
@@ -101,7 +102,7 @@ impl Endpoint {
                     error: Error::HostUnreachable,
                     drops_half_open: !v6,
                 };
-                self.icmp_error(invoking, report);
+                self.icmp_error(now, invoking, report);
             }
             _ => self.stats.drop_other += 1,
         }
@@ -130,7 +131,7 @@ impl Endpoint {
 
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
     /// sequence number is one we have sent and not yet seen acknowledged).
-    pub(super) fn icmp_error(&mut self, invoking: &[u8], report: IcmpReport) {
+    pub(super) fn icmp_error(&mut self, now: Instant, invoking: &[u8], report: IcmpReport) {
         // About a datagram: synack does no path MTU discovery for UDP, and time exceeded is
         // a soft error Linux does not report on a UDP socket either.
         if wire::icmp::invoking_udp(invoking).is_some() {
@@ -156,7 +157,7 @@ impl Endpoint {
             return;
         }
         match report {
-            IcmpReport::PacketTooBig { mtu } => c.handle_packet_too_big(mtu),
+            IcmpReport::PacketTooBig { mtu } => c.handle_packet_too_big(now, mtu),
             // A Fast Open connection still in the accept queue fails there (the application
             // reads the SYN's data, then the error), as Linux's tcp_v4_err; once accepted it
             // is treated like any connection.

@@ -310,5 +310,6 @@ impl Connection {
             self.snd.mss = mss;
             self.cc.set_mss(mss);
         }
+        self.limit_restored_mss(mss);
     }
 }

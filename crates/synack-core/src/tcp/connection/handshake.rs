@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::output::HOP_LIMIT;
 use super::{
     default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, EcnState, Notify, PaceBucket,
-    RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    PathMtu, RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -222,7 +222,7 @@ impl Connection {
             hop_limit: HOP_LIMIT,
             ip_id,
             control_socket: false,
-            pmtu_locked: false,
+            pmtu: PathMtu::default(),
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,
@@ -342,6 +342,7 @@ impl Connection {
             .max(MIN_MSS);
         self.snd.mss = peer_mss.min(self.rcv.mss);
         self.cc.set_mss(self.snd.mss);
+        self.limit_restored_mss(peer_mss);
         // RFC 7323 §2.2: scaling is in effect only if both sides sent the option; "the shift
         // count MUST be limited to 14" (§2.3), logged by Linux as a bogus value.
         match (self.cfg.window_scaling, peer.wscale) {

@@ -2,10 +2,26 @@
 //! 1191), or an unreachable destination (RFC 1122 §4.2.3.9). The endpoint finds the
 //! connection from the quoted segment and checks it with `is_unacknowledged` first.
 
-use super::Connection;
+use std::time::Duration;
+
+use super::{Connection, PathMtu};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
+use crate::time::Instant;
+
+/// How long a path MTU learnt from an ICMP report holds: Linux's `ip_rt_mtu_expires` and
+/// IPv6's `mtu_expires`, 10 minutes, the interval RFC 1191 §6.3 recommends.
+pub(crate) const PMTU_EXPIRES: Duration = Duration::from_secs(600);
+
+/// [`PMTU_EXPIRES`] in the whole seconds `PathMtu` counts in.
+const PMTU_EXPIRES_S: u32 = PMTU_EXPIRES.as_secs() as u32;
+
+/// `now` in whole seconds since the clock's origin, as `PathMtu` keeps it (a `u32` of
+/// seconds lasts 136 years).
+fn secs(now: Instant) -> u32 {
+    u32::try_from(now.total_millis() / 1000).unwrap_or(u32::MAX)
+}
 
 impl Connection {
     /// RFC 5927 §4.1: whether `seq`, the sequence number an ICMP error quotes, is one we have
@@ -24,18 +40,43 @@ impl Connection {
     /// and resend what was in flight. The floor: IPv6's minimum MTU, 1280 (RFC 8200 §5), less
     /// 60; for IPv4 Linux's smallest path MTU (`ip_rt_min_pmtu`, 552) less 40, so that a path
     /// of 552 to 575 bytes is not black-holed by RFC 9293's default 536.
-    pub(crate) fn handle_packet_too_big(&mut self, mtu: u32) {
+    ///
+    /// The lower path MTU holds for [`PMTU_EXPIRES`] after the last report that was not
+    /// above it (see [`expire_path_mtu`](Self::expire_path_mtu)).
+    pub(crate) fn handle_packet_too_big(&mut self, now: Instant, mtu: u32) {
         let ipv6 = self.local.is_ipv6();
         let headers = if ipv6 { 60 } else { 40 };
         let floor = if ipv6 { 1220 } else { 552 - 40 };
         let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-        // Below 552 the path MTU stays at 552, and DF goes (see `pmtu_locked`). IPv6 has
+        // Below 552 the path MTU stays at 552, and DF goes (`PathMtu::locked`). IPv6 has
         // no such fallback: its 1280 is every link's minimum (RFC 8200 §5).
-        if !ipv6 && mtu < 552 {
-            self.pmtu_locked = true;
-        }
+        let lock = !ipv6 && mtu < 552;
         // In SYN-SENT our own MSS stands for the path MTU assumed so far (the peer's is not
-        // known yet). If the path's is lower:
+        // known yet); afterwards the MSS we send with. A report above it changes nothing,
+        // as Linux's `__ip_rt_update_pmtu` ignores one above the route's MTU.
+        let path_mss = if self.state == State::SynSent {
+            self.rcv.mss.max(self.snd.mss)
+        } else {
+            self.snd.mss
+        };
+        if new_mss > path_mss {
+            return;
+        }
+        let now_s = secs(now);
+        let pmtu = &mut self.pmtu;
+        if pmtu.expires_s == 0 {
+            pmtu.restore_mss = u16::try_from(path_mss).unwrap_or(u16::MAX);
+        } else if new_mss == path_mss
+            && !lock
+            && now_s < pmtu.expires_s.saturating_sub(PMTU_EXPIRES_S / 2)
+        {
+            // The same MTU again within the first half of its life: not refreshed, as
+            // Linux's `__ip_rt_update_pmtu`.
+            return;
+        }
+        pmtu.expires_s = now_s.saturating_add(PMTU_EXPIRES_S);
+        pmtu.locked |= lock;
+        // In SYN-SENT, if the path's MTU is lower than our own:
         if self.state == State::SynSent && new_mss < self.rcv.mss {
             // the SYN sent again offers the path's MSS, as Linux's tcp_advertise_mss lowers
             // the advertised MSS to the route's, which now has this path MTU;
@@ -53,6 +94,34 @@ impl Connection {
             if self.is_synchronized() {
                 self.snd.nxt = self.snd.una;
             }
+        }
+    }
+
+    /// RFC 1191 §6.3 and RFC 8201 §4: a path MTU learnt from a report is not kept for
+    /// ever, since the path may have changed; Linux forgets it after `ip_rt_mtu_expires`
+    /// (`mtu_expires` for IPv6), 10 minutes, and its next `tcp_current_mss` finds the
+    /// device's MTU again. Here the MSS grows back to what it was before the report (never
+    /// above the peer's MSS or `TCP_MAXSEG`), and DF returns, at the first transmission
+    /// after [`PMTU_EXPIRES`]. Called before each transmission; cheap when no report is in
+    /// force.
+    pub(crate) fn expire_path_mtu(&mut self, now: Instant) {
+        if self.pmtu.expires_s == 0 || secs(now) < self.pmtu.expires_s {
+            return;
+        }
+        let restore = usize::from(self.pmtu.restore_mss);
+        self.pmtu = PathMtu::default();
+        if restore > self.snd.mss {
+            self.snd.mss = restore;
+            self.cc.set_mss(restore);
+        }
+    }
+
+    /// A limit on the MSS that came after a path MTU report (the peer's MSS option, in
+    /// SYN-SENT; `TCP_MAXSEG`) also limits what the MSS grows back to when it expires.
+    pub(crate) fn limit_restored_mss(&mut self, mss: usize) {
+        if self.pmtu.expires_s != 0 {
+            let mss = u16::try_from(mss).unwrap_or(u16::MAX);
+            self.pmtu.restore_mss = self.pmtu.restore_mss.min(mss);
         }
     }
 

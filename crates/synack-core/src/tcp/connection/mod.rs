@@ -359,6 +359,24 @@ pub(crate) struct Receiver {
     pub urgent: Option<Urgent>,
 }
 
+/// A lower path MTU an ICMP "fragmentation needed" or "packet too big" reported (RFC 1191,
+/// RFC 8201), held for [`PMTU_EXPIRES`](icmp::PMTU_EXPIRES) after the last such report.
+/// Kept in 8 bytes: every connection carries it, and few ever use it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PathMtu {
+    /// When the report expires, in whole seconds of the endpoint's clock; 0 while none is in
+    /// force.
+    pub expires_s: u32,
+    /// The MSS to send with once it has expired: what it was before the first report,
+    /// lowered by what came since (the peer's MSS option in SYN-SENT, `TCP_MAXSEG`).
+    pub restore_mss: u16,
+    /// The report was below 552, Linux's smallest path MTU (`ip_rt_min_pmtu`), for IPv4:
+    /// the path is taken to be 552 and locked there, and the packets go without DF while
+    /// it holds, so that the router with the smaller MTU fragments them rather than
+    /// dropping them (`ip_dont_fragment`). RFC 1191 §5.
+    pub locked: bool,
+}
+
 /// Timestamps state (RFC 7323 §3, §4.3 and §5).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timestamps {
@@ -541,7 +559,7 @@ pub(crate) struct Connection {
     /// of a super-segment) it sends, as Linux's `inet_id`. What Linux sends from a request
     /// sock or a control socket instead carries 0 (see `ip_header` in `output.rs`). RFC 6864 §4.1
     /// lets an atomic datagram carry any ID; this one is Linux's, and it is what a datagram
-    /// without DF needs ([`pmtu_locked`](Self::pmtu_locked)).
+    /// without DF needs ([`PathMtu::locked`]).
     pub ip_id: u16,
     /// What it sends now leaves as from Linux's control socket, with ID 0 and the default
     /// TTL: once Linux has handed the connection to a TIME-WAIT sock. That is TIME-WAIT
@@ -549,11 +567,8 @@ pub(crate) struct Connection {
     /// orphaned FIN-WAIT-2 reached by a bare ACK of our FIN (`tcp_time_wait(sk,
     /// TCP_FIN_WAIT2, tmo)`, `tcp_v4_timewait_ack`).
     pub control_socket: bool,
-    /// An ICMP "fragmentation needed" (IPv4) reported a next-hop MTU below 552, Linux's
-    /// smallest path MTU (`ip_rt_min_pmtu`): the path is taken to be 552 and locked there,
-    /// and the packets go without DF from then on, so that the router with the smaller MTU
-    /// fragments them rather than dropping them (`ip_dont_fragment`). RFC 1191 §5.
-    pub pmtu_locked: bool,
+    /// A path MTU lowered by an ICMP report, until the report expires (see `icmp.rs`).
+    pub pmtu: PathMtu,
     /// The application found the send buffer full (a write cut short or refused, or a
     /// readiness check that said no): it waits for `Writable`, which comes once the buffer
     /// is writeable again (Linux's `SOCK_NOSPACE` and `sk_stream_write_space`).

@@ -133,6 +133,7 @@ impl Connection {
             }
             return self.finish(buf, &seg, false, true);
         }
+        self.expire_path_mtu(now);
         match self.state {
             State::Closed | State::Listen => return None,
             // A Fast Open child (RFC 7413 §4.2.2) sends data once its SYN-ACK is out, before
@@ -1204,7 +1205,7 @@ impl Connection {
             marks.ident = self.ip_id;
             // Truncation is intended: the field counts modulo 2^16.
             self.ip_id = self.ip_id.wrapping_add(segments as u16);
-            marks.dont_frag = !self.pmtu_locked;
+            marks.dont_frag = !self.pmtu.locked;
         }
         (self.local.ip(), self.remote.ip(), marks)
     }
