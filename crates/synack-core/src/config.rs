@@ -41,6 +41,7 @@ pub struct Config {
     pub(crate) keepalive: Option<KeepaliveConfig>,
     pub(crate) time_wait: Duration,
     pub(crate) fin_timeout: Duration,
+    pub(crate) pmtu_expires: Duration,
     pub(crate) user_timeout: Option<Duration>,
     pub(crate) max_backlog: usize,
     pub(crate) max_half_open: usize,
@@ -190,6 +191,7 @@ impl Default for Config {
             keepalive: None,
             time_wait: Duration::from_secs(60),
             fin_timeout: Duration::from_secs(60),
+            pmtu_expires: Duration::from_secs(600),
             user_timeout: None,
             max_backlog: 4096,
             max_half_open: 16384,
@@ -487,6 +489,13 @@ impl Config {
         /// How long FIN-WAIT-2 waits for the peer's FIN once the application closed (Linux
         /// tcp_fin_timeout, 60 s).
         fin_timeout: Duration
+    );
+    setter!(
+        /// How long a path MTU learnt from an ICMP "fragmentation needed" or "packet too
+        /// big" holds after the last such report, before the MSS grows back (RFC 1191 §6.3,
+        /// RFC 8201 §4; Linux `net.ipv4.route.mtu_expires`, 600 s). Counted in whole
+        /// seconds, rounded up.
+        pmtu_expires: Duration
     );
     setter!(
         /// Fail a connection whose sent data stays unacknowledged this long (RFC 9293 §3.8.3,

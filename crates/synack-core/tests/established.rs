@@ -2822,6 +2822,30 @@ fn packet_too_big_stops_at_linuxs_smallest_path_mtu() {
     assert!(sizes.contains(&512), "{sizes:?}");
 }
 
+/// Linux's tcp_simple_retransmit resends only the segments in flight longer than the new
+/// MSS: data in flight that fits in one new segment is not sent again
+/// (`pmtu-expires.pkt` checks the same against the kernel).
+#[test]
+fn packet_too_big_resends_nothing_that_fits_the_new_mss() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[9u8; 500]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    }));
+    assert!(k.h.drain().is_empty());
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_mss, 536);
+    // What is sent next is cut to the new MSS.
+    k.our_nxt += 500;
+    k.ack_all();
+    k.h.ep.send(k.c, &[9u8; 1000]).unwrap();
+    let sizes: Vec<usize> = k.h.drain().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, [536, 464]);
+}
+
 /// The peer's MSS, what `Conn` sends full segments of.
 const PEER_MSS: usize = 1000;
 

@@ -203,6 +203,11 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
     }
+    // net.ipv4.route.mtu_expires, in seconds (the IPv6 one, net.ipv6.route.mtu_expires, has
+    // the same default; scripts set the IPv4 one).
+    if let Some(v) = sysctl("route/mtu_expires").and_then(|v| v.first().copied()) {
+        c.pmtu_expires(Duration::from_secs(v));
+    }
     if let Some(v) = sysctl("tcp_slow_start_after_idle").and_then(|v| v.first().copied()) {
         c.slow_start_after_idle(v != 0);
     }

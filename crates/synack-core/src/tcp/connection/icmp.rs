@@ -2,25 +2,21 @@
 //! 1191), or an unreachable destination (RFC 1122 §4.2.3.9). The endpoint finds the
 //! connection from the quoted segment and checks it with `is_unacknowledged` first.
 
-use std::time::Duration;
-
 use super::{Connection, PathMtu};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
 
-/// How long a path MTU learnt from an ICMP report holds: Linux's `ip_rt_mtu_expires` and
-/// IPv6's `mtu_expires`, 10 minutes, the interval RFC 1191 §6.3 recommends.
-pub(crate) const PMTU_EXPIRES: Duration = Duration::from_secs(600);
-
-/// [`PMTU_EXPIRES`] in the whole seconds `PathMtu` counts in.
-const PMTU_EXPIRES_S: u32 = PMTU_EXPIRES.as_secs() as u32;
-
-/// `now` in whole seconds since the clock's origin, as `PathMtu` keeps it (a `u32` of
-/// seconds lasts 136 years).
+/// `now` in whole seconds since the clock's origin, rounded down, as `PathMtu` keeps it (a
+/// `u32` of seconds lasts 136 years).
 fn secs(now: Instant) -> u32 {
-    u32::try_from(now.total_millis() / 1000).unwrap_or(u32::MAX)
+    u32::try_from(now.total_micros() / 1_000_000).unwrap_or(u32::MAX)
+}
+
+/// The same, rounded up: a deadline kept in whole seconds is never early.
+fn secs_ceil(t: Instant) -> u32 {
+    u32::try_from(t.total_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX)
 }
 
 impl Connection {
@@ -41,8 +37,8 @@ impl Connection {
     /// 60; for IPv4 Linux's smallest path MTU (`ip_rt_min_pmtu`, 552) less 40, so that a path
     /// of 552 to 575 bytes is not black-holed by RFC 9293's default 536.
     ///
-    /// The lower path MTU holds for [`PMTU_EXPIRES`] after the last report that was not
-    /// above it (see [`expire_path_mtu`](Self::expire_path_mtu)).
+    /// The lower path MTU holds for `Config::pmtu_expires` (10 minutes) after the last report
+    /// that was not above it (see [`expire_path_mtu`](Self::expire_path_mtu)).
     pub(crate) fn handle_packet_too_big(&mut self, now: Instant, mtu: u32) {
         let ipv6 = self.local.is_ipv6();
         let headers = if ipv6 { 60 } else { 40 };
@@ -62,19 +58,17 @@ impl Connection {
         if new_mss > path_mss {
             return;
         }
-        let now_s = secs(now);
+        let expires = self.cfg.pmtu_expires;
         let pmtu = &mut self.pmtu;
         if pmtu.expires_s == 0 {
             pmtu.restore_mss = u16::try_from(path_mss).unwrap_or(u16::MAX);
-        } else if new_mss == path_mss
-            && !lock
-            && now_s < pmtu.expires_s.saturating_sub(PMTU_EXPIRES_S / 2)
-        {
+        } else if new_mss == path_mss && !lock && secs_ceil(now + expires / 2) < pmtu.expires_s {
             // The same MTU again within the first half of its life: not refreshed, as
             // Linux's `__ip_rt_update_pmtu`.
             return;
         }
-        pmtu.expires_s = now_s.saturating_add(PMTU_EXPIRES_S);
+        // Never 0, which means "none": a zero expiry still holds until the next second.
+        pmtu.expires_s = secs_ceil(now + expires).max(1);
         pmtu.locked |= lock;
         // In SYN-SENT, if the path's MTU is lower than our own:
         if self.state == State::SynSent && new_mss < self.rcv.mss {
@@ -91,7 +85,11 @@ impl Connection {
         if new_mss < self.snd.mss {
             self.snd.mss = new_mss;
             self.cc.set_mss(new_mss);
-            if self.is_synchronized() {
+            // Linux's tcp_simple_retransmit resends the segments in flight that are longer
+            // than the new MSS, and nothing if none is: data in flight that fits in one new
+            // segment stays where it is.
+            let in_flight = self.snd.max - self.snd.una;
+            if self.is_synchronized() && in_flight > new_mss {
                 self.snd.nxt = self.snd.una;
             }
         }
@@ -102,8 +100,8 @@ impl Connection {
     /// (`mtu_expires` for IPv6), 10 minutes, and its next `tcp_current_mss` finds the
     /// device's MTU again. Here the MSS grows back to what it was before the report (never
     /// above the peer's MSS or `TCP_MAXSEG`), and DF returns, at the first transmission
-    /// after [`PMTU_EXPIRES`]. Called before each transmission; cheap when no report is in
-    /// force.
+    /// after `Config::pmtu_expires`. Called before each transmission; cheap when no report
+    /// is in force.
     pub(crate) fn expire_path_mtu(&mut self, now: Instant) {
         if self.pmtu.expires_s == 0 || secs(now) < self.pmtu.expires_s {
             return;

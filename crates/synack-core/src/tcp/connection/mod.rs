@@ -360,7 +360,7 @@ pub(crate) struct Receiver {
 }
 
 /// A lower path MTU an ICMP "fragmentation needed" or "packet too big" reported (RFC 1191,
-/// RFC 8201), held for [`PMTU_EXPIRES`](icmp::PMTU_EXPIRES) after the last such report.
+/// RFC 8201), held for `Config::pmtu_expires` (10 minutes) after the last such report.
 /// Kept in 8 bytes: every connection carries it, and few ever use it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PathMtu {
@@ -598,6 +598,7 @@ pub(crate) struct ConnConfig {
     pub delayed_ack: Duration,
     pub time_wait: Duration,
     pub fin_timeout: Duration,
+    pub pmtu_expires: Duration,
     pub user_timeout: Option<Duration>,
     pub keepalive: Option<crate::config::KeepaliveConfig>,
     pub challenge_ack_limit: u32,
@@ -642,6 +643,7 @@ impl ConnConfig {
             delayed_ack: c.delayed_ack,
             time_wait: c.time_wait,
             fin_timeout: c.fin_timeout,
+            pmtu_expires: c.pmtu_expires,
             user_timeout: c.user_timeout,
             keepalive: c.keepalive,
             challenge_ack_limit: c.challenge_ack_limit,
