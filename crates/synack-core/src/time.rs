@@ -58,6 +58,11 @@ impl Instant {
         self.total_micros() / 1000
     }
 
+    /// Whole seconds since the origin, rounded down.
+    pub const fn total_secs(self) -> u64 {
+        self.total_micros() / 1_000_000
+    }
+
     /// The time from `earlier` to `self`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.0.get().saturating_sub(earlier.0.get()))

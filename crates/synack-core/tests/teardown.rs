@@ -687,6 +687,39 @@ fn time_wait_paws_allows_no_tick_of_slack_and_reads_ts_in_modular_order() {
     assert_eq!(h.ep.time_wait_count(), 0);
 }
 
+/// Linux's `tcp_paws_reject` exempts an RST from PAWS once TS.Recent is 60 s old
+/// (`TCP_PAWS_MSL`), which a TIME-WAIT restarted by retransmitted FINs reaches (their
+/// TSvals do not replace TS.Recent). For a compact entry and a held connection alike.
+#[test]
+fn time_wait_takes_an_old_tsval_rst_once_ts_recent_is_60_s_old() {
+    for release in [true, false] {
+        let mut h = Harness::new(config());
+        let (c, us, peer, our_nxt) = time_wait(&mut h, 80, release);
+        let ended = |h: &Harness| {
+            if release {
+                h.ep.time_wait_count() == 0
+            } else {
+                h.ep.state(c) != Ok(State::TimeWait)
+            }
+        };
+        // TS.Recent is 2, from the FIN. 50 s on, the FIN comes again and restarts the 2 MSL.
+        h.advance(Duration::from_secs(50));
+        h.inject(peer, us, Out::new(FIN | ACK, 501, 0).ackn(our_nxt).ts(3, 1));
+        assert_eq!(h.one().ack, SeqNumber(502));
+        // 59 s after TS.Recent was set, an RST with an older TSval fails PAWS.
+        h.advance(Duration::from_secs(9));
+        h.inject(peer, us, Out::new(RST, 502, 0).ts(1, 0));
+        assert!(
+            !ended(&h),
+            "release {release}: an RST failing PAWS is ignored"
+        );
+        // At 60 s it does not fail it any more: TIME-WAIT ends.
+        h.advance(Duration::from_secs(1));
+        h.inject(peer, us, Out::new(RST, 502, 0).ts(1, 0));
+        assert!(ended(&h), "release {release}: the RST is taken");
+    }
+}
+
 /// [`time_wait`], held by the application.
 fn held_time_wait() -> Conn {
     let mut h = Harness::new(config());

@@ -142,7 +142,7 @@ impl Endpoint {
         let tuple = Tuple(local, remote);
         let mut iss = None;
         if let Some(&h) = self.by_tuple.get(&tuple) {
-            match self.reuse_time_wait(h, &seg) {
+            match self.reuse_time_wait(now, h, &seg) {
                 Reuse::No => {
                     self.deliver(now, h, &seg, rx);
                     return;

@@ -76,21 +76,21 @@ impl TimeWaitTable {
             return false;
         };
         let now_ms = now.total_millis() as u32;
-        if let Some(last) = e.last_oow_ack {
-            if u128::from(now_ms.wrapping_sub(last)) < interval.as_millis() {
-                return true;
-            }
+        let last = e.last_oow_ack;
+        if last != 0 && u128::from(now_ms.wrapping_sub(last)) < interval.as_millis() {
+            return true;
         }
-        e.last_oow_ack = Some(now_ms);
+        e.last_oow_ack = now_ms.max(1);
         false
     }
 
     /// A segment in sequence carried a timestamp: its TSval is TS.Recent from now on
     /// (RFC 7323 §4.3), as Linux's TIME-WAIT takes it (`tw_ts_recent`).
-    pub fn saw_timestamp(&mut self, tuple: &Tuple, seg: &TcpRepr<'_>) {
+    pub fn saw_timestamp(&mut self, tuple: &Tuple, now: Instant, seg: &TcpRepr<'_>) {
         if let (Some(e), Some(ts)) = (self.entries.get_mut(tuple), seg.timestamp) {
             if let Some(kept) = e.ts.as_mut() {
                 kept.recent = ts.tsval;
+                kept.recent_stamp = now.total_secs() as u32;
             }
         }
     }
@@ -179,7 +179,12 @@ impl Endpoint {
     /// a closed connection holds its tuple no longer (Linux unhashes a closed socket), and
     /// RFC 9293 §3.6.1 / RFC 6191 let a new SYN reuse a tuple in TIME-WAIT if its sequence
     /// number (or timestamp) is beyond the old connection's and something would take it.
-    pub(super) fn reuse_time_wait(&self, h: ConnectionHandle, seg: &TcpRepr<'_>) -> Reuse {
+    pub(super) fn reuse_time_wait(
+        &self,
+        now: Instant,
+        h: ConnectionHandle,
+        seg: &TcpRepr<'_>,
+    ) -> Reuse {
         let Some(slot) = self.connections.get(&h) else {
             return Reuse::No;
         };
@@ -193,7 +198,7 @@ impl Endpoint {
         if c.state() != State::TimeWait
             || !is_syn
             || !self.takes_new_syn(c.local())
-            || !c.is_new_incarnation(seg)
+            || !c.is_new_incarnation(now, seg)
         {
             return Reuse::No;
         }
@@ -246,7 +251,7 @@ impl Endpoint {
             return Reuse::Yes { iss: None };
         };
         let expires = now + self.config.time_wait;
-        let recent = e.ts.map(|ts| ts.recent);
+        let recent = e.ts.map(|ts| ts.recent_at(now));
         let (restart, paws) = match time_wait_input(e.rcv_nxt, recent, seg) {
             TimeWaitInput::Reset => {
                 self.time_wait.remove(&tuple);
@@ -258,7 +263,7 @@ impl Endpoint {
             }
             TimeWaitInput::InSequence => {
                 self.time_wait.restart(&tuple, expires);
-                self.time_wait.saw_timestamp(&tuple, seg);
+                self.time_wait.saw_timestamp(&tuple, now, seg);
                 self.stats.drop_other += 1;
                 return Reuse::No;
             }
@@ -342,7 +347,7 @@ mod tests {
             window: 0,
             flow_rehash: 0,
             expires: Instant::from_secs(expires),
-            last_oow_ack: None,
+            last_oow_ack: 0,
         }
     }
 

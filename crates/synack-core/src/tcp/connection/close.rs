@@ -2,6 +2,7 @@
 //! §3.10.5).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::Connection;
 use crate::error::Error;
@@ -31,9 +32,10 @@ pub(crate) struct TimeWaitEntry {
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
     /// When it last answered a segment that occupies no sequence space, in milliseconds
-    /// (`Instant::total_millis`, wrapping): the rate limit's memory (Linux
-    /// `tw_last_oow_ack_time`).
-    pub last_oow_ack: Option<u32>,
+    /// (`Instant::total_millis`, wrapping; 0 for never, a 0 of the clock kept as 1): the rate
+    /// limit's memory (Linux `tw_last_oow_ack_time`). Not an `Option`, to keep the entry in
+    /// 40 bytes.
+    pub last_oow_ack: u32,
 }
 
 /// The timestamp state a TIME-WAIT entry keeps (RFC 7323 §3).
@@ -43,7 +45,39 @@ pub(crate) struct TimeWaitTimestamps {
     pub recent: u32,
     /// Our timestamp offset, so that our TSvals go on from the connection's.
     pub offset: u32,
+    /// When TS.Recent was set, in whole seconds of the clock (`Instant::total_secs`,
+    /// wrapping), as Linux's `tw_ts_recent_stamp`: PAWS lets an RST pass once it is 60 s
+    /// old, and anything once it is 24 days old (`TsRecent::age`).
+    pub recent_stamp: u32,
 }
+
+impl TimeWaitTimestamps {
+    /// TS.Recent and its age at `now`.
+    pub fn recent_at(&self, now: Instant) -> TsRecent {
+        let age = (now.total_secs() as u32).wrapping_sub(self.recent_stamp);
+        TsRecent {
+            value: self.recent,
+            age: Duration::from_secs(u64::from(age)),
+        }
+    }
+}
+
+/// TS.Recent as PAWS judges a segment by it (RFC 7323 §5.3, §5.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TsRecent {
+    /// The peer's last TSval in sequence.
+    pub value: u32,
+    /// How long ago it was set.
+    pub age: Duration,
+}
+
+/// Linux's `TCP_PAWS_MSL`: an RST is exempt from PAWS once TS.Recent is this old ("RST
+/// segments are not recommended to carry timestamp, and, if they do, it is recommended to
+/// ignore PAWS because it is sure that a packet is not a duplicate").
+const PAWS_MSL: Duration = Duration::from_secs(60);
+
+/// Linux's `TCP_PAWS_WRAP`: TS.Recent this old is no longer valid (RFC 7323 §5.5: 24 days).
+const PAWS_WRAP: Duration = Duration::from_secs(24 * 24 * 3600);
 
 impl TimeWaitEntry {
     /// The ACK that restates where the old connection stood (RFC 9293 §3.10.7.4, TIME-WAIT:
@@ -106,7 +140,7 @@ pub(crate) enum TimeWaitInput {
 /// of TIME-WAIT sock. `ts_recent` is TS.Recent when the connection used timestamps.
 pub(crate) fn time_wait_input(
     rcv_nxt: SeqNumber,
-    ts_recent: Option<u32>,
+    ts_recent: Option<TsRecent>,
     seg: &TcpRepr<'_>,
 ) -> TimeWaitInput {
     let flags = seg.flags;
@@ -114,14 +148,16 @@ pub(crate) fn time_wait_input(
     // How far the TSval lies behind TS.Recent (negative: ahead), in RFC 7323's modular
     // order.
     let behind = match (ts_recent, seg.timestamp) {
-        (Some(recent), Some(ts)) => Some(recent.wrapping_sub(ts.tsval) as i32),
+        (Some(recent), Some(ts)) => Some(recent.value.wrapping_sub(ts.tsval) as i32),
         _ => None,
     };
     // PAWS as Linux's `tcp_paws_reject`: any TSval behind TS.Recent (TIME-WAIT allows no
     // tick of slack, `tcp_paws_check(rx_opt, 0)`), unless TS.Recent is 0, which some stacks
-    // put in their SYNs. An RST fails it too: Linux exempts an RST only once TS.Recent is
-    // 60 s old (`TCP_PAWS_MSL`), and we take it never to be (see CONFORMANCE.md).
-    let paws = behind.is_some_and(|b| b > 0) && ts_recent != Some(0);
+    // put in their SYNs, or 24 days old (RFC 7323 §5.5). An RST fails it too, unless
+    // TS.Recent is 60 s old (`TCP_PAWS_MSL`).
+    let paws = behind.is_some_and(|b| b > 0)
+        && ts_recent
+            .is_some_and(|r| r.value != 0 && r.age < PAWS_WRAP && !(rst && r.age >= PAWS_MSL));
     if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
         return if rst {
             TimeWaitInput::Reset
@@ -252,18 +288,27 @@ impl Connection {
             ts: self.ts.enabled.then_some(TimeWaitTimestamps {
                 recent: self.ts.recent,
                 offset: self.ts.offset,
+                recent_stamp: self.ts.recent_age.total_secs() as u32,
             }),
             window: window.min(u16::MAX as usize) as u16,
             flow_rehash: self.flow_rehash() as u16,
             expires: self.timers.time_wait.unwrap_or(Instant::ZERO),
-            last_oow_ack: None,
+            last_oow_ack: 0,
         }
+    }
+
+    /// TS.Recent and its age at `now`, when the connection uses timestamps.
+    pub(crate) fn ts_recent_at(&self, now: Instant) -> Option<TsRecent> {
+        self.ts.enabled.then(|| TsRecent {
+            value: self.ts.recent,
+            age: now - self.ts.recent_age,
+        })
     }
 
     /// RFC 6191: whether a SYN for this connection's tuple, which is in TIME-WAIT, starts a
     /// new incarnation.
-    pub(crate) fn is_new_incarnation(&self, syn: &TcpRepr<'_>) -> bool {
-        let recent = self.ts.enabled.then_some(self.ts.recent);
+    pub(crate) fn is_new_incarnation(&self, now: Instant, syn: &TcpRepr<'_>) -> bool {
+        let recent = self.ts_recent_at(now);
         time_wait_input(self.rcv.nxt, recent, syn) == TimeWaitInput::NewIncarnation
     }
 }

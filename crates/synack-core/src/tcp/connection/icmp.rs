@@ -11,7 +11,7 @@ use crate::time::Instant;
 /// `now` in whole seconds since the clock's origin, rounded down, as `PathMtu` keeps it (a
 /// `u32` of seconds lasts 136 years).
 fn secs(now: Instant) -> u32 {
-    u32::try_from(now.total_micros() / 1_000_000).unwrap_or(u32::MAX)
+    u32::try_from(now.total_secs()).unwrap_or(u32::MAX)
 }
 
 /// The same, rounded up: a deadline kept in whole seconds is never early.

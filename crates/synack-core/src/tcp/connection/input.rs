@@ -302,7 +302,7 @@ impl Connection {
     /// TIME-WAIT sock. A SYN starting a new incarnation comes here only when nothing takes
     /// it (the endpoint asks first, `Endpoint::reuse_time_wait`).
     fn handle_time_wait(&mut self, now: Instant, seg: &TcpRepr<'_>) {
-        let recent = self.ts.enabled.then_some(self.ts.recent);
+        let recent = self.ts_recent_at(now);
         let (restart, paws) = match time_wait_input(self.rcv.nxt, recent, seg) {
             TimeWaitInput::Reset => return self.handle_reset(),
             TimeWaitInput::StrayReset { paws } => {
