@@ -262,9 +262,10 @@ impl Endpoint {
                 return Reuse::No;
             }
             TimeWaitInput::InSequence => {
+                // Taken, not dropped (Linux consumes it: `TCP_TW_SUCCESS`), as a held
+                // connection takes it.
                 self.time_wait.restart(&tuple, expires);
                 self.time_wait.saw_timestamp(&tuple, now, seg);
-                self.stats.drop_other += 1;
                 return Reuse::No;
             }
             TimeWaitInput::NewIncarnation if self.takes_new_syn(local) => {
