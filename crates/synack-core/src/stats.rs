@@ -1,7 +1,8 @@
 //! Counters of what the endpoint saw, sent and dropped, and why.
 
 /// Counters kept by an [`Endpoint`](crate::Endpoint). Every dropped packet is counted under
-/// exactly one `drop_*` reason.
+/// exactly one `drop_*` reason. A packet is counted as sent when `poll_transmit` hands it
+/// out, not when it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {

@@ -885,6 +885,13 @@ fn a_port_unreachable_that_finds_the_queue_full_is_no_second_drop() {
     for _ in 0..50 {
         deliver(&mut p.server, p.now, &packet);
     }
+    // Counted as they leave.
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 0);
+    let mut sent = 0;
+    while p.server.poll_transmit(p.now, &mut buf).is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 50);
     assert_eq!(p.server.stats().udp_port_unreachable_sent, 50);
 }
 

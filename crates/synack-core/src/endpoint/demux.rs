@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::output::Own;
 use super::table::Tuple;
 use super::time_wait::Reuse;
 use super::{ConnectionHandle, Endpoint, Owner};
@@ -264,9 +265,7 @@ impl Endpoint {
                 seg.seq_number + seg.seq_len(),
             )
         };
-        if self.queue_segment(local, remote, &rst) {
-            self.stats.rsts_sent += 1;
-        }
+        self.queue_segment(local, remote, &rst, Own::Rst);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::demux::is_unicast;
+use super::output::Own;
 use super::table::Tuple;
 use super::{Endpoint, Owner};
 use crate::error::Error;
@@ -58,9 +59,7 @@ impl Endpoint {
                     seq_no,
                     data,
                 };
-                if self.send_icmp(ip.dst_addr(), ip.src_addr(), &reply) {
-                    self.stats.echo_replies += 1;
-                }
+                self.send_icmp(ip.dst_addr(), ip.src_addr(), &reply, Own::EchoReply);
             }
             IcmpRepr::DstUnreachable { code, invoking } => {
                 // RFC 792 defines codes 0 to 15 (NR_ICMP_UNREACH); Linux's tcp_v4_err ignores
@@ -108,9 +107,15 @@ impl Endpoint {
         }
     }
 
-    /// Queue an ICMP (IPv4) or ICMPv6 message from `src` to `dst`. Returns whether it was
-    /// queued.
-    pub(super) fn send_icmp(&mut self, src: IpAddr, dst: IpAddr, icmp: &IcmpRepr<'_>) -> bool {
+    /// Queue an ICMP (IPv4) or ICMPv6 message from `src` to `dst`, `own` saying what it is.
+    /// Returns whether it was queued.
+    pub(super) fn send_icmp(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        icmp: &IcmpRepr<'_>,
+        own: Own,
+    ) -> bool {
         let proto = if src.is_ipv6() {
             IpProtocol::Icmpv6
         } else {
@@ -126,7 +131,7 @@ impl Endpoint {
             (IpAddr::V6(s), IpAddr::V6(d)) => icmp.emit_v6(&mut buf[hl..], s, d),
             _ => icmp.emit_v4(&mut buf[hl..]),
         }
-        self.push_control(buf)
+        self.push_control(buf, own)
     }
 
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+use super::output::Own;
 use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, Owner};
 use crate::config::InterceptConfig;
@@ -289,9 +290,7 @@ impl Endpoint {
             SeqNumber(0),
             held.seq + 1,
         );
-        if self.queue_segment(local, remote, &rst) {
-            self.stats.rsts_sent += 1;
-        }
+        self.queue_segment(local, remote, &rst, Own::Rst);
         Ok(())
     }
 
@@ -305,9 +304,8 @@ impl Endpoint {
             code,
             invoking: &held.quote,
         };
-        if self.send_icmp(held.info.local.ip(), held.info.remote.ip(), &error) {
-            self.stats.intercept_unreachable_sent += 1;
-        }
+        let (src, dst) = (held.info.local.ip(), held.info.remote.ip());
+        self.send_icmp(src, dst, &error, Own::InterceptUnreachable);
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use super::fast_open::{FastOpenQueue, FastOpenVerdict};
+use super::output::Own;
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
 use crate::config::SynCookies;
 use crate::error::Error;
@@ -258,9 +259,7 @@ impl Endpoint {
         // The listener's IP_TOS and IP_TTL, as on the SYN-ACKs its connections send.
         let ds = options.tos.unwrap_or(0) & !Ecn::MASK;
         let hop_limit = options.hop_limit.unwrap_or(HOP_LIMIT);
-        if self.queue_segment_marked(local, remote, &synack, ds, hop_limit, 0) {
-            self.stats.syncookies_sent += 1;
-        }
+        self.queue_segment_marked(local, remote, &synack, (ds, hop_limit, 0), Own::SynCookie);
     }
 
     /// An ACK reached a listener: if it carries a valid cookie, rebuild the connection and

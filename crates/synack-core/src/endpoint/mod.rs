@@ -127,7 +127,8 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     /// An event was dropped since [`Endpoint::take_event_overflow`] last looked.
     events_overflowed: bool,
-    control: VecDeque<Vec<u8>>,
+    /// The endpoint's own packets, each with the counter it moves once it leaves.
+    control: VecDeque<(Vec<u8>, output::Own)>,
     dirty: VecDeque<ConnectionHandle>,
     /// Connections whose deadline may have moved (their `stale` flag is set; a handle whose
     /// flag was cleared, or whose connection is gone, is skipped). Deadlines are recomputed

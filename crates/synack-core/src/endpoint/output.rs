@@ -34,6 +34,27 @@ pub struct Transmit {
     pub checksum_partial: bool,
 }
 
+/// What a packet the endpoint sends on its own is, for the counter it moves when it leaves
+/// ([`Endpoint::poll_transmit`]): counted then, not when queued, so that one lost to a buffer
+/// too small (counted in `drop_other`) is not also counted as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Own {
+    /// An RST answering a segment (`rsts_sent`).
+    Rst,
+    /// A SYN-ACK carrying a SYN cookie (`syncookies_sent`).
+    SynCookie,
+    /// An ICMP echo reply (`echo_replies`).
+    EchoReply,
+    /// A UDP datagram (`udp_datagrams_out`).
+    Datagram,
+    /// ICMP port unreachable for a UDP datagram nothing takes (`udp_port_unreachable_sent`).
+    PortUnreachable,
+    /// ICMP unreachable for an intercepted SYN (`intercept_unreachable_sent`).
+    InterceptUnreachable,
+    /// Anything else (TIME-WAIT's ACKs): `packets_out` alone.
+    Other,
+}
+
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
 /// this long at most; past it, more are dropped rather than held (bounded memory under a
 /// flood).
@@ -47,11 +68,12 @@ impl Endpoint {
     /// Write the next packet to send into `buf` (which should hold at least the MTU).
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        while let Some(packet) = self.control.pop_front() {
+        while let Some((packet, own)) = self.control.pop_front() {
             self.udp_after_output();
             if buf.len() >= packet.len() {
                 buf[..packet.len()].copy_from_slice(&packet);
                 self.stats.packets_out += 1;
+                self.count_own(own);
                 return Some(Transmit {
                     len: packet.len(),
                     segment_size: None,
@@ -152,15 +174,30 @@ impl Endpoint {
         }
     }
 
-    /// Queue a segment the endpoint sends on its own (no connection behind it). Returns
-    /// whether it was queued.
+    /// The counter a packet of ours moves as it leaves.
+    fn count_own(&mut self, own: Own) {
+        let s = &mut self.stats;
+        match own {
+            Own::Rst => s.rsts_sent += 1,
+            Own::SynCookie => s.syncookies_sent += 1,
+            Own::EchoReply => s.echo_replies += 1,
+            Own::Datagram => s.udp_datagrams_out += 1,
+            Own::PortUnreachable => s.udp_port_unreachable_sent += 1,
+            Own::InterceptUnreachable => s.intercept_unreachable_sent += 1,
+            Own::Other => {}
+        }
+    }
+
+    /// Queue a segment the endpoint sends on its own (no connection behind it), `own` saying
+    /// what it is. Returns whether it was queued.
     pub(super) fn queue_segment(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
+        own: Own,
     ) -> bool {
-        self.queue_segment_marked(local, remote, seg, 0, HOP_LIMIT, 0)
+        self.queue_segment_marked(local, remote, seg, (0, HOP_LIMIT, 0), own)
     }
 
     /// [`queue_segment`](Self::queue_segment) with `ds` as the IP header's DS byte,
@@ -172,9 +209,8 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-        ds: u8,
-        hop_limit: u8,
-        rehash: u32,
+        (ds, hop_limit, rehash): (u8, u8, u32),
+        own: Own,
     ) -> bool {
         let mut buf = vec![0u8; 120];
         // Complete checksums: these are few and small (see `Transmit::checksum_partial`).
@@ -189,7 +225,7 @@ impl Endpoint {
         match write_segment(&mut buf, ip, seg, 0, |_| {}, false) {
             Some(len) => {
                 buf.truncate(len);
-                self.push_control_in_flow(buf, rehash)
+                self.push_control_in_flow(buf, rehash, own)
             }
             None => false,
         }
@@ -200,12 +236,12 @@ impl Endpoint {
         self.control.len() >= MAX_CONTROL_PACKETS
     }
 
-    pub(super) fn push_control(&mut self, packet: Vec<u8>) -> bool {
-        self.push_control_in_flow(packet, 0)
+    pub(super) fn push_control(&mut self, packet: Vec<u8>, own: Own) -> bool {
+        self.push_control_in_flow(packet, 0, own)
     }
 
     /// [`push_control`](Self::push_control) for a flow whose label moved `rehash` times.
-    fn push_control_in_flow(&mut self, mut packet: Vec<u8>, rehash: u32) -> bool {
+    fn push_control_in_flow(&mut self, mut packet: Vec<u8>, rehash: u32, own: Own) -> bool {
         if self.control_full() {
             self.stats.drop_other += 1;
             return false;
@@ -217,7 +253,7 @@ impl Endpoint {
             let label = self.secrets.flow_label(src, dst, protocol, rehash);
             wire::ip::set_flow_label(&mut packet, label);
         }
-        self.control.push_back(packet);
+        self.control.push_back((packet, own));
         true
     }
 }

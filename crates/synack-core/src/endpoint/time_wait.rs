@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::output::Own;
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::seq::SeqNumber;
@@ -298,7 +299,7 @@ impl Endpoint {
         }
         let ack = e.ack(local, remote, now);
         let rehash = u32::from(e.flow_rehash);
-        self.queue_segment_marked(local, remote, &ack, 0, HOP_LIMIT, rehash);
+        self.queue_segment_marked(local, remote, &ack, (0, HOP_LIMIT, rehash), Own::Other);
         Reuse::No
     }
 

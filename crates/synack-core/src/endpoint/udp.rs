@@ -41,6 +41,7 @@ use bytes::Bytes;
 
 use super::demux::{is_unicast, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
+use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
 use super::slab::Slab;
 use super::table::{table, Table};
@@ -328,9 +329,7 @@ impl Endpoint {
             code: if v6 { 4 } else { 3 },
             invoking: quote,
         };
-        if self.send_icmp(ip.dst_addr(), ip.src_addr(), &error) {
-            self.stats.udp_port_unreachable_sent += 1;
-        }
+        self.send_icmp(ip.dst_addr(), ip.src_addr(), &error, Own::PortUnreachable);
     }
 
     /// The ICMP error token bucket: `ICMP_MSGS_BURST` messages at once, refilled at
@@ -635,10 +634,9 @@ impl Endpoint {
         ip.emit_marked(&mut buf[..hl], marks);
         // Always a full checksum (see `UdpRepr::emit`).
         repr.emit(&mut buf[hl..], src.ip(), dst.ip());
-        if !self.push_control(buf) {
+        if !self.push_control(buf, Own::Datagram) {
             return Err(Error::WouldBlock);
         }
-        self.stats.udp_datagrams_out += 1;
         Ok(payload.len())
     }
 
