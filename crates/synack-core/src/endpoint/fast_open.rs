@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::{Endpoint, ListenerHandle};
 use crate::isn::siphash24;
-use crate::tcp::connection::LearnedFastOpen;
+use crate::tcp::connection::{FastOpenServer, LearnedFastOpen};
 use crate::time::Instant;
 use crate::wire::{FastOpenCookie, TcpRepr};
 
@@ -257,12 +257,14 @@ pub(super) struct FastOpenCookies {
     by_server: HashMap<IpAddr, Cached>,
 }
 
-/// What the cache keeps of a server, as Linux's `tcp_fastopen_cache_set`: its cookie and the
-/// MSS its last Fast Open SYN-ACK offered (which sizes the data of the next SYN to it).
+/// What the cache keeps of a server, as Linux's `tcp_fastopen_cache_set`: its cookie, the
+/// MSS its last Fast Open SYN-ACK offered (which sizes the data of the next SYN to it), and
+/// the form a cookie request takes ([`LearnedFastOpen::try_exp`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Cached {
     cookie: Option<FastOpenCookie>,
     mss: Option<u16>,
+    try_exp: u8,
 }
 
 impl FastOpenCookies {
@@ -271,9 +273,16 @@ impl FastOpenCookies {
         self.by_server.get(&server).and_then(|c| c.cookie)
     }
 
-    /// The MSS `server` offered in its last Fast Open SYN-ACK, if it offered one.
-    pub(super) fn mss(&self, server: IpAddr) -> Option<u16> {
-        self.by_server.get(&server).and_then(|c| c.mss)
+    /// What an active open to `server` starts from (Linux's `tcp_fastopen_cache_get`).
+    pub(super) fn server(&self, server: IpAddr) -> FastOpenServer {
+        let Some(c) = self.by_server.get(&server) else {
+            return FastOpenServer::default();
+        };
+        FastOpenServer {
+            cookie: c.cookie,
+            mss: c.mss,
+            request_exp: c.cookie.is_none() && c.try_exp == 1,
+        }
     }
 
     /// Keep what a Fast Open SYN-ACK from `server` brought: a cookie replaces an older one,
@@ -285,8 +294,13 @@ impl FastOpenCookies {
             }
         }
         let cached = self.by_server.entry(server).or_default();
-        cached.cookie = learned.cookie.or(cached.cookie);
         cached.mss = learned.mss.or(cached.mss);
+        if learned.cookie.is_some() {
+            cached.cookie = learned.cookie;
+        } else if learned.try_exp > cached.try_exp && cached.cookie.is_none() {
+            // Only ever forward: 1, one request in the experimental form; 2, kind 34 again.
+            cached.try_exp = learned.try_exp;
+        }
     }
 }
 
@@ -301,15 +315,16 @@ mod tests {
         let learned = |cookie: &[u8], mss| LearnedFastOpen {
             cookie: FastOpenCookie::new(cookie),
             mss,
+            try_exp: 0,
         };
         c.insert(a, learned(&[1; 8], Some(1460)));
         c.insert(a, learned(&[2; 8], None));
         assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
-        assert_eq!(c.mss(a), Some(1460));
+        assert_eq!(c.server(a).mss, Some(1460));
         // A SYN-ACK without a cookie keeps the old one and brings its MSS.
         c.insert(a, learned(&[], Some(940)));
         assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
-        assert_eq!(c.mss(a), Some(940));
+        assert_eq!(c.server(a).mss, Some(940));
         for i in 0..3000u32 {
             let ip = IpAddr::from([198, 19, (i >> 8) as u8, i as u8]);
             c.insert(ip, learned(&[3; 4], None));
@@ -319,6 +334,41 @@ mod tests {
 
     /// Linux 6.18 gave these cookies to 198.19.0.1 as 198.18.0.2 (packetdrill over a TUN),
     /// with `net.ipv4.tcp_fastopen_key` set to each key.
+    /// Linux's `try_exp`: a request unanswered in kind 34 is made once in the experimental
+    /// option; unanswered there too, kind 34 for good. A cookie ends it.
+    #[test]
+    fn an_unanswered_request_is_made_once_in_the_experimental_option() {
+        let mut c = FastOpenCookies::default();
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let unanswered = |try_exp| LearnedFastOpen {
+            cookie: None,
+            mss: None,
+            try_exp,
+        };
+        assert!(!c.server(a).request_exp);
+        c.insert(a, unanswered(1));
+        assert!(c.server(a).request_exp);
+        c.insert(a, unanswered(2));
+        assert!(!c.server(a).request_exp);
+        // Never back: a kind-34 request unanswered again changes nothing.
+        c.insert(a, unanswered(1));
+        assert!(!c.server(a).request_exp);
+        // A cookie (in either form) is what the next SYN carries; no request is made.
+        let b: IpAddr = "198.18.0.2".parse().unwrap();
+        c.insert(b, unanswered(1));
+        let cookie = FastOpenCookie::new(&[7; 4]).map(|k| k.experimental(true));
+        c.insert(
+            b,
+            LearnedFastOpen {
+                cookie,
+                mss: None,
+                try_exp: 0,
+            },
+        );
+        assert_eq!(c.server(b).cookie, cookie);
+        assert!(!c.server(b).request_exp);
+    }
+
     #[test]
     fn server_cookies_are_the_ones_linux_computes() {
         let client: IpAddr = "198.19.0.1".parse().unwrap();

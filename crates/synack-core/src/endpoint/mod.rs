@@ -415,18 +415,17 @@ impl Endpoint {
         };
         let local = SocketAddr::new(local_ip, port);
         let id = self.identity(local, remote, now, None);
-        let cookie = self.fast_open_cookies.get(remote.ip());
-        let cached_mss = self.fast_open_cookies.mss(remote.ip());
+        let server = self.fast_open_cookies.server(remote.ip());
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(opts);
         match fast_open {
             // TCP_FASTOPEN_CONNECT: the SYN waits for the first write if a cookie is known.
             FastOpen::Off if opts.fast_open_connect == Some(true) => {
-                conn.open_active_fast_open(cookie, cached_mss, true)
+                conn.open_active_fast_open(server, true)
             }
             FastOpen::Off => conn.open_active(),
             FastOpen::With(data) => {
-                conn.open_active_fast_open(cookie, cached_mss, false);
+                conn.open_active_fast_open(server, false);
                 // As Linux's tcp_sendmsg_fastopen: what the SYN carries is taken (queued
                 // before the SYN is formed), and only that; without a cookie nothing is, and
                 // the SYN asks for one. The rest is the caller's to write once connected.

@@ -33,6 +33,25 @@ pub struct LearnedFastOpen {
     pub cookie: Option<FastOpenCookie>,
     /// The MSS option it carried, if any.
     pub mss: Option<u16>,
+    /// A cookie request that the SYN-ACK answered with no Fast Open option at all (our SYN
+    /// sent once): 1 after a request in kind 34, so that the next one goes in the
+    /// experimental option (kind 254, RFC 6994), which servers from before RFC 7413 read;
+    /// 2 after a request in that form too, to go back to kind 34 for good; 0 otherwise.
+    /// Linux's `try_exp` (`tcp_rcv_fastopen_synack`).
+    pub try_exp: u8,
+}
+
+/// What the endpoint's cache knows of a server, for an active open with Fast Open (Linux's
+/// `tcp_fastopen_cache_get`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastOpenServer {
+    /// The cookie it gave; the first SYN carries it and data. `None` asks for one.
+    pub cookie: Option<FastOpenCookie>,
+    /// The MSS it offered in its last Fast Open SYN-ACK.
+    pub mss: Option<u16>,
+    /// The cookie request goes in the experimental option (see
+    /// [`LearnedFastOpen::try_exp`]).
+    pub request_exp: bool,
 }
 
 /// A connection's Fast Open state, boxed in the connection: few connections use it. An
@@ -41,6 +60,8 @@ pub struct LearnedFastOpen {
 pub struct FastOpen {
     /// The cookie the first SYN carries; `None` asks for one.
     cookie: Option<FastOpenCookie>,
+    /// Without a cookie, the request goes in the experimental option.
+    request_exp: bool,
     /// The SYN waits for the first write (`TCP_FASTOPEN_CONNECT` with a cookie).
     deferred: bool,
     /// The first SYN has left (retransmissions carry no Fast Open option).
@@ -67,13 +88,13 @@ impl Connection {
     /// An active open with Fast Open (after [`Connection::open_active`]): with `cookie`, the
     /// first SYN carries it and queued data; without, it asks for a cookie. `defer` holds the
     /// SYN until data is queued (only with a cookie: without one there is nothing to gain).
-    pub fn open_active_fast_open(
-        &mut self,
-        cookie: Option<FastOpenCookie>,
-        cached_mss: Option<u16>,
-        defer: bool,
-    ) {
+    pub fn open_active_fast_open(&mut self, server: FastOpenServer, defer: bool) {
         self.open_active();
+        let FastOpenServer {
+            cookie,
+            mss: cached_mss,
+            request_exp,
+        } = server;
         let deferred = defer && cookie.is_some();
         if deferred {
             self.syn_pending = false;
@@ -83,6 +104,7 @@ impl Connection {
         }
         self.fast_open = Some(Box::new(FastOpen {
             cookie,
+            request_exp,
             cached_mss,
             deferred,
             ..FastOpen::default()
@@ -204,7 +226,8 @@ impl Connection {
         if f.sent {
             return 0;
         }
-        seg.fast_open = Some(f.cookie.unwrap_or(FastOpenCookie::REQUEST));
+        let request = FastOpenCookie::REQUEST.experimental(f.request_exp);
+        seg.fast_open = Some(f.cookie.unwrap_or(request));
         if f.cookie.is_none() {
             f.sent = true;
             return 0;
@@ -226,9 +249,20 @@ impl Connection {
             return;
         };
         if f.sent {
+            // Linux's tcp_rcv_fastopen_synack: "We requested a cookie but didn't get it. If
+            // we did not use the (old) exp opt format then try so next time (try_exp=1).
+            // Otherwise go back to use the old format (try_exp=2)." Not after a SYN sent
+            // again: the server may have seen only the retransmission, which has no option.
+            let unanswered = seg.fast_open.is_none() && f.syn_data == 0;
+            let try_exp = match (unanswered && self.retransmits == 0, f.request_exp) {
+                (false, _) => 0,
+                (true, false) => 1,
+                (true, true) => 2,
+            };
             f.learned = Some(LearnedFastOpen {
                 cookie: seg.fast_open.filter(|c| !c.is_request()),
                 mss: seg.max_seg_size,
+                try_exp,
             });
         }
         let syn_data = std::mem::take(&mut f.syn_data);

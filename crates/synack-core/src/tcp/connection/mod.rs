@@ -44,7 +44,7 @@ mod urgent;
 
 pub(crate) use close::{time_wait_input, TimeWaitEntry, TimeWaitInput};
 pub(crate) use ecn::EcnState;
-pub use fast_open::{FastOpen, LearnedFastOpen};
+pub use fast_open::{FastOpen, FastOpenServer, LearnedFastOpen};
 pub(crate) use input::{InputVerdict, SegmentMeta};
 pub(crate) use timers::Timers;
 pub(crate) use urgent::Urgent;
