@@ -15,7 +15,8 @@ pub struct Stats {
     pub packets_out: u64,
     /// TCP segments accepted for processing.
     pub segments_in: u64,
-    /// TCP segments sent.
+    /// TCP segments sent: the connections' (each segment of a super-segment counted) and the
+    /// endpoint's own (RSTs, SYN-cookie SYN-ACKs, TIME-WAIT's ACKs).
     pub segments_out: u64,
     /// Segments sent again after a timeout or loss detection.
     pub retransmits: u64,

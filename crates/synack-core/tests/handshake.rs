@@ -935,6 +935,8 @@ fn syn_to_closed_port_gets_rst_ack() {
     assert_eq!(rst.seq, SeqNumber(0));
     assert_eq!(rst.ack, SeqNumber(3001), "<ACK=SEG.SEQ+SEG.LEN>");
     assert_eq!(h.ep.stats().rsts_sent, 1);
+    // A segment sent, as Linux's tcp_v4_send_reset counts OutSegs.
+    assert_eq!(h.ep.stats().segments_out, 1);
 }
 
 #[test]
@@ -960,6 +962,9 @@ fn an_answer_too_big_for_the_buffer_given_is_dropped_and_counted() {
     assert!(h.ep.poll_transmit(h.now, &mut tiny).is_none());
     assert_eq!(h.ep.stats().drop_other, before + 1);
     h.none();
+    // Lost, so not counted as sent.
+    assert_eq!(h.ep.stats().rsts_sent, 0);
+    assert_eq!(h.ep.stats().segments_out, 0);
 }
 
 #[test]

@@ -34,9 +34,11 @@ pub struct Transmit {
     pub checksum_partial: bool,
 }
 
-/// What a packet the endpoint sends on its own is, for the counter it moves when it leaves
+/// What a packet the endpoint sends on its own is, for the counters it moves when it leaves
 /// ([`Endpoint::poll_transmit`]): counted then, not when queued, so that one lost to a buffer
-/// too small (counted in `drop_other`) is not also counted as sent.
+/// too small (counted in `drop_other`) is not also counted as sent. Its TCP segments count
+/// in `segments_out` too, as Linux's `tcp_v4_send_reset`, `tcp_v4_send_ack` and
+/// `tcp_make_synack` count theirs in `OutSegs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Own {
     /// An RST answering a segment (`rsts_sent`).
@@ -51,8 +53,8 @@ pub(super) enum Own {
     PortUnreachable,
     /// ICMP unreachable for an intercepted SYN (`intercept_unreachable_sent`).
     InterceptUnreachable,
-    /// Anything else (TIME-WAIT's ACKs): `packets_out` alone.
-    Other,
+    /// A compact TIME-WAIT's ACK.
+    TimeWaitAck,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -178,13 +180,19 @@ impl Endpoint {
     fn count_own(&mut self, own: Own) {
         let s = &mut self.stats;
         match own {
-            Own::Rst => s.rsts_sent += 1,
-            Own::SynCookie => s.syncookies_sent += 1,
+            Own::Rst => {
+                s.rsts_sent += 1;
+                s.segments_out += 1;
+            }
+            Own::SynCookie => {
+                s.syncookies_sent += 1;
+                s.segments_out += 1;
+            }
+            Own::TimeWaitAck => s.segments_out += 1,
             Own::EchoReply => s.echo_replies += 1,
             Own::Datagram => s.udp_datagrams_out += 1,
             Own::PortUnreachable => s.udp_port_unreachable_sent += 1,
             Own::InterceptUnreachable => s.intercept_unreachable_sent += 1,
-            Own::Other => {}
         }
     }
 

@@ -299,7 +299,13 @@ impl Endpoint {
         }
         let ack = e.ack(local, remote, now);
         let rehash = u32::from(e.flow_rehash);
-        self.queue_segment_marked(local, remote, &ack, (0, HOP_LIMIT, rehash), Own::Other);
+        self.queue_segment_marked(
+            local,
+            remote,
+            &ack,
+            (0, HOP_LIMIT, rehash),
+            Own::TimeWaitAck,
+        );
         Reuse::No
     }
 
