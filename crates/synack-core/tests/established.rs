@@ -1587,6 +1587,30 @@ fn paws_drops_old_timestamps() {
     assert_eq!(k.read_all(), b"new");
 }
 
+/// TS.Recent is valid for PAWS for `TCP_PAWS_WRAP`, 2147 s since Linux 6.7 (RFC 7323 §5.5
+/// allowed 24 days): an old TSval after a longer silence passes (`tcp_paws_check`).
+#[test]
+fn paws_lets_an_old_timestamp_pass_after_2147_s_of_silence() {
+    let mut k = Conn::open(config(), true, false);
+    let old = |k: &Conn, data: &'static [u8]| {
+        Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt)
+            .ackn(k.our_nxt)
+            .ts(50, 0)
+            .data(data)
+    };
+    k.h.advance(Duration::from_secs(2146));
+    let o = old(&k, b"old");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt, "not accepted");
+    assert_eq!(k.h.ep.stats().drop_paws, 1);
+    k.h.advance(Duration::from_secs(1));
+    let o = old(&k, b"late");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.read_all(), b"late");
+    assert_eq!(k.h.ep.stats().drop_paws, 1);
+}
+
 /// PAWS as Linux applies it (`tcp_paws_discard`): a TSval one tick behind TS.Recent passes
 /// (`TCP_PAWS_WINDOW`), and a SYN that fails it draws a challenge ACK, rate-limited, rather
 /// than a duplicate ACK for each (`paws-window-and-syn.pkt` checks both against the kernel).

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::Connection;
+use super::{Connection, PAWS_WRAP};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
@@ -47,7 +47,7 @@ pub(crate) struct TimeWaitTimestamps {
     pub offset: u32,
     /// When TS.Recent was set, in whole seconds of the clock (`Instant::total_secs`,
     /// wrapping), as Linux's `tw_ts_recent_stamp`: PAWS lets an RST pass once it is 60 s
-    /// old, and anything once it is 24 days old (`TsRecent::age`).
+    /// old, and anything once it is [`PAWS_WRAP`] old (`TsRecent::age`).
     pub recent_stamp: u32,
 }
 
@@ -75,9 +75,6 @@ pub(crate) struct TsRecent {
 /// segments are not recommended to carry timestamp, and, if they do, it is recommended to
 /// ignore PAWS because it is sure that a packet is not a duplicate").
 const PAWS_MSL: Duration = Duration::from_secs(60);
-
-/// Linux's `TCP_PAWS_WRAP`: TS.Recent this old is no longer valid (RFC 7323 §5.5: 24 days).
-const PAWS_WRAP: Duration = Duration::from_secs(24 * 24 * 3600);
 
 impl TimeWaitEntry {
     /// The ACK that restates where the old connection stood (RFC 9293 §3.10.7.4, TIME-WAIT:
@@ -153,7 +150,7 @@ pub(crate) fn time_wait_input(
     };
     // PAWS as Linux's `tcp_paws_reject`: any TSval behind TS.Recent (TIME-WAIT allows no
     // tick of slack, `tcp_paws_check(rx_opt, 0)`), unless TS.Recent is 0, which some stacks
-    // put in their SYNs, or 24 days old (RFC 7323 §5.5). An RST fails it too, unless
+    // put in their SYNs, or `PAWS_WRAP` old. An RST fails it too, unless
     // TS.Recent is 60 s old (`TCP_PAWS_MSL`).
     let paws = behind.is_some_and(|b| b > 0)
         && ts_recent

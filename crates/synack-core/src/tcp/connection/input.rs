@@ -6,15 +6,13 @@ use std::time::Duration;
 use std::ops::ControlFlow;
 
 use super::close::{time_wait_input, TimeWaitInput};
+use super::PAWS_WRAP;
 use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
-
-/// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
-const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 
 /// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
 const PAWS_WINDOW: i32 = 1;
@@ -397,7 +395,7 @@ impl Connection {
             if let Some(ts) = seg.timestamp {
                 let behind = self.ts.recent.wrapping_sub(ts.tsval) as i32;
                 let older = behind > PAWS_WINDOW && self.ts.recent != 0;
-                if older && now - self.ts.recent_age < PAWS_IDLE {
+                if older && now - self.ts.recent_age < PAWS_WRAP {
                     match self.disordered_ack(seg, behind) {
                         DisorderedAck::Passes => {}
                         // Linux 6.18 (`SKB_DROP_REASON_TCP_RFC7323_PAWS_ACK`): "Old ACK are

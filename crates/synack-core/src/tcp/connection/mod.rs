@@ -359,9 +359,15 @@ pub(crate) struct Receiver {
     pub urgent: Option<Urgent>,
 }
 
+/// How long TS.Recent stays valid for PAWS: Linux's `TCP_PAWS_WRAP` (since 6.7),
+/// `INT_MAX / USEC_PER_SEC` seconds, about 36 minutes, short enough for a microsecond
+/// timestamp clock; RFC 7323 §5.5 allows 24 days for a millisecond one. Past it a segment
+/// passes PAWS whatever its TSval (`tcp_paws_check`).
+pub(crate) const PAWS_WRAP: Duration = Duration::from_secs(2147);
+
 /// A lower path MTU an ICMP "fragmentation needed" or "packet too big" reported (RFC 1191,
 /// RFC 8201), held for `Config::pmtu_expires` (10 minutes) after the last such report.
-/// Kept in 8 bytes: every connection carries it, and few ever use it.
+/// Kept small: every connection carries it, and few ever use it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PathMtu {
     /// When the report expires, in whole seconds of the endpoint's clock; 0 while none is in
@@ -386,7 +392,7 @@ pub(crate) struct Timestamps {
     pub offset: u32,
     /// TS.Recent: the TSval to echo.
     pub recent: u32,
-    /// When TS.Recent was last updated (RFC 7323 §5.5: invalid after 24 days idle).
+    /// When TS.Recent was last updated (invalid after [`PAWS_WRAP`]).
     pub recent_age: Instant,
     /// Our TSval when the last retransmission timeout fired. An ACK echoing anything older
     /// was triggered by a segment sent before the timeout (typically a duplicate the peer
