@@ -2870,6 +2870,49 @@ fn packet_too_big_resends_nothing_that_fits_the_new_mss() {
     assert_eq!(sizes, [536, 464]);
 }
 
+/// With SACK, RACK's record of segments tells which are longer than the new MSS: two
+/// segments that each fit are not sent again, though together they do not (Linux's
+/// `tcp_simple_retransmit` looks at each); a FIN after data that fits is no reason either.
+#[test]
+fn packet_too_big_resends_no_segment_that_fits_the_new_mss() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::open(config(), false, true);
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    k.h.ep.send(k.c, &[9u8; 500]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    k.h.ep.send(k.c, &[9u8; 500]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    }));
+    assert!(k.h.drain().is_empty(), "both fit in 536 bytes");
+    // Without SACK, data and a FIN in flight that fit one segment.
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[9u8; 536]).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
+    let sent = k.h.drain();
+    assert!(sent.last().unwrap().flags.contains(TcpFlags::FIN));
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    }));
+    assert!(k.h.drain().is_empty(), "536 bytes and a FIN fit");
+}
+
+/// A report that comes after the last one expired, before anything was sent, is weighed
+/// against the path as it is again (the device's MTU), not the expired one.
+#[test]
+fn a_report_after_the_expiry_is_weighed_against_the_grown_back_path() {
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 576);
+    k.h.advance(Duration::from_secs(600));
+    report_too_big(&mut k, 900);
+    assert_eq!(largest(send_acked(&mut k, 3000)), 860);
+}
+
 /// The peer's MSS, what `Conn` sends full segments of.
 const PEER_MSS: usize = 1000;
 

@@ -2,9 +2,9 @@
 //! sets them: each connection counts its packets from a start of its own (`inet_id`), a
 //! super-segment counting once for each segment it is cut into; what Linux sends from a
 //! request sock or a control socket carries 0 (a SYN-ACK answering a SYN and the request
-//! sock's other answers, TIME-WAIT's answers, resets answering a segment); DF is set but
-//! while an ICMP "fragmentation needed" that reported a next-hop MTU below 552, Linux's
-//! smallest path MTU, holds (10 minutes). The TTLs of the same packets are in `hop_limit.rs` and the `ip-ttl-*.pkt` scripts.
+//! sock's other answers, TIME-WAIT's answers, resets answering a segment); DF is set until
+//! an ICMP "fragmentation needed" reports a next-hop MTU below 552, Linux's smallest path
+//! MTU, and locks the path (for the connection's life, as on Linux). The TTLs of the same packets are in `hop_limit.rs` and the `ip-ttl-*.pkt` scripts.
 //! Every packet is parsed, so an IPv4 header checksum left stale would fail it.
 
 mod common;
@@ -239,10 +239,13 @@ fn a_next_hop_mtu_below_552_clears_df() {
     }
 }
 
-/// The lock goes with the report, 10 minutes after it (Linux's `ip_rt_mtu_expires`): DF
-/// returns, with full-sized segments.
+/// A locked path stays locked when its report expires, as on the route a Linux connection
+/// holds (`rt_mtu_locked` outlives the exception): DF stays off, and the MTU of a path
+/// through a router is 576 (`ip_dst_mtu_maybe_forward`), so segments grow from 512 to 536
+/// bytes and no further (`pmtu-locked-expires.pkt` checks the MSS against the kernel).
+/// Later reports are ignored (`ip_mtu_locked`).
 #[test]
-fn df_returns_when_the_report_expires() {
+fn a_locked_path_keeps_df_off_and_grows_to_576_when_the_report_expires() {
     let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
     h.ep.send(c, &[9u8; 3000]).unwrap();
     let _ = h.drain();
@@ -252,6 +255,7 @@ fn df_returns_when_the_report_expires() {
         invoking: &quoted,
     }));
     let resent = h.drain();
+    assert!(!resent.is_empty());
     assert!(resent
         .iter()
         .all(|s| !s.dont_frag && s.payload.len() <= 512));
@@ -260,12 +264,61 @@ fn df_returns_when_the_report_expires() {
     h.advance(Duration::from_secs(599));
     h.ep.send(c, &[9u8; 1000]).unwrap();
     let held = h.drain();
-    assert!(held.iter().all(|s| !s.dont_frag && s.payload.len() <= 512));
+    let sizes: Vec<usize> = held.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, [512, 488]);
+    assert!(held.iter().all(|s| !s.dont_frag));
     h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(syn.seq + 4001));
     h.advance(Duration::from_secs(1));
     h.ep.send(c, &[9u8; 1000]).unwrap();
     let after = h.drain();
-    assert_eq!(after.len(), 1, "{after:?}");
-    assert!(after[0].dont_frag);
-    assert_eq!(after[0].payload.len(), 1000);
+    let sizes: Vec<usize> = after.iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, [536, 464]);
+    assert!(after.iter().all(|s| !s.dont_frag));
+    // A new report below 552 changes nothing now: the path is locked.
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(syn.seq + 5001));
+    h.ep.send(c, &[9u8; 600]).unwrap();
+    let _ = h.drain();
+    let quoted = h.raw.last().unwrap()[..48].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 300,
+        invoking: &quoted,
+    }));
+    assert!(h.drain().is_empty(), "nothing sent again");
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_mss, 536);
+}
+
+/// The lock does not depend on the MSS in use: a peer whose MSS is below 512 still has its
+/// packets sent without DF once a report below 552 comes (`__ip_rt_update_pmtu` weighs the
+/// report against the route's MTU, not the connection's MSS).
+#[test]
+fn a_report_below_552_clears_df_whatever_the_peers_mss() {
+    let mut h = Harness::new(config());
+    let c =
+        h.ep.connect(h.now, std::net::SocketAddr::new(PEER, 80))
+            .unwrap();
+    let syn = h.one();
+    let peer = std::net::SocketAddr::new(PEER, 80);
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(400),
+    );
+    assert!(h.one().is(ACK));
+    h.ep.send(c, &[9u8; 400]).unwrap();
+    let first = h.drain();
+    assert!(first.iter().all(|s| s.dont_frag));
+    let quoted = h.raw.last().unwrap()[..48].to_vec();
+    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 300,
+        invoking: &quoted,
+    }));
+    assert!(
+        h.drain().is_empty(),
+        "400 bytes fit the new MSS: nothing sent again"
+    );
+    h.inject(peer, syn.src, Out::new(ACK, 10_001, 0).ackn(syn.seq + 401));
+    h.ep.send(c, &[9u8; 400]).unwrap();
+    let next = h.drain();
+    assert_eq!(next.len(), 1);
+    assert!(!next[0].dont_frag);
 }

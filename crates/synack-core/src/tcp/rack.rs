@@ -119,6 +119,20 @@ impl Rack {
         }
     }
 
+    /// Whether no segment is on record.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// Where the first segment on record above `una`, not known delivered, that is longer
+    /// than `mss` starts (a path MTU report's resend, `Connection::first_segment_longer_than`).
+    pub fn first_longer_than(&self, una: SeqNumber, mss: usize) -> Option<SeqNumber> {
+        self.log
+            .iter()
+            .find(|s| s.end > una && !s.delivered && s.end - s.start > mss)
+            .map(|s| s.start)
+    }
+
     /// A new segment `[start, end)` left at `now`.
     pub fn on_send(&mut self, start: SeqNumber, end: SeqNumber, now: Instant) {
         if end <= start {

@@ -14,6 +14,10 @@ fn secs(now: Instant) -> u32 {
     u32::try_from(now.total_secs()).unwrap_or(u32::MAX)
 }
 
+/// The MTU Linux takes for a locked path through a router once its report expired
+/// (`ip_dst_mtu_maybe_forward`: 576, the datagram size every IPv4 host accepts, RFC 791).
+const LOCKED_MTU: usize = 576;
+
 /// The same, rounded up: a deadline kept in whole seconds is never early.
 fn secs_ceil(t: Instant) -> u32 {
     u32::try_from(t.total_micros().div_ceil(1_000_000)).unwrap_or(u32::MAX)
@@ -32,44 +36,70 @@ impl Connection {
         self.snd.iss
     }
 
-    /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, never below a floor,
-    /// and resend what was in flight. The floor: IPv6's minimum MTU, 1280 (RFC 8200 §5), less
-    /// 60; for IPv4 Linux's smallest path MTU (`ip_rt_min_pmtu`, 552) less 40, so that a path
-    /// of 552 to 575 bytes is not black-holed by RFC 9293's default 536.
+    /// RFC 8201 / RFC 1191: lower the MSS to fit the reported path MTU, and resend what was
+    /// in flight that no longer fits, as Linux's `tcp_v4_mtu_reduced` and
+    /// `tcp_v6_mtu_reduced` do with the route that `__ip_rt_update_pmtu` and
+    /// `__ip6_rt_update_pmtu` leave.
+    ///
+    /// IPv4: a report is taken unless the path is locked or the report is above the path's
+    /// MTU; below Linux's smallest path MTU (`ip_rt_min_pmtu`, 552) the path is taken to be
+    /// 552 and locked there (`PathMtu::locked`: DF goes), so that the MSS stops at 512 rather
+    /// than RFC 9293's 536, which a path of 552 to 575 bytes would not carry. IPv6: a report
+    /// below 1280, every link's minimum (RFC 8200 §5), is ignored, as one that would not
+    /// lower the MSS in use is (`tcp_v6_err`, `tcp_v6_mtu_reduced`).
     ///
     /// The lower path MTU holds for `Config::pmtu_expires` (10 minutes) after the last report
-    /// that was not above it (see [`expire_path_mtu`](Self::expire_path_mtu)).
+    /// that lowered or restated it (see [`expire_path_mtu`](Self::expire_path_mtu)).
     pub(crate) fn handle_packet_too_big(&mut self, now: Instant, mtu: u32) {
+        // A report that expired is forgotten before the new one is weighed.
+        self.expire_path_mtu(now);
         let ipv6 = self.local.is_ipv6();
-        let headers = if ipv6 { 60 } else { 40 };
-        let floor = if ipv6 { 1220 } else { 552 - 40 };
-        let new_mss = (mtu as usize).saturating_sub(headers).max(floor);
-        // Below 552 the path MTU stays at 552, and DF goes (`PathMtu::locked`). IPv6 has
-        // no such fallback: its 1280 is every link's minimum (RFC 8200 §5).
-        let lock = !ipv6 && mtu < 552;
-        // In SYN-SENT our own MSS stands for the path MTU assumed so far (the peer's is not
-        // known yet); afterwards the MSS we send with. A report above it changes nothing,
-        // as Linux's `__ip_rt_update_pmtu` ignores one above the route's MTU.
-        let path_mss = if self.state == State::SynSent {
+        // The MSS in use: in SYN-SENT our own (the peer's is not known yet).
+        let in_use = if self.state == State::SynSent {
             self.rcv.mss.max(self.snd.mss)
         } else {
             self.snd.mss
         };
-        if new_mss > path_mss {
-            return;
-        }
+        // The MSS the path allows so far: the reported one while a report holds, else the
+        // device's (which our own MSS stands for).
+        let route_mss = if self.pmtu.expires_s != 0 || self.pmtu.locked {
+            usize::from(self.pmtu.path_mss)
+        } else {
+            self.rcv.mss.max(self.snd.mss)
+        };
+        let (new_mss, lock) = if ipv6 {
+            let mtu = mtu as usize;
+            if mtu < 1280 || mtu - 60 >= in_use {
+                return;
+            }
+            (mtu - 60, false)
+        } else {
+            // `ip_mtu_locked`: a locked path takes no more reports.
+            if self.pmtu.locked {
+                return;
+            }
+            let new_mss = (mtu as usize).saturating_sub(40).max(552 - 40);
+            if new_mss > route_mss {
+                return;
+            }
+            (new_mss, mtu < 552)
+        };
         let expires = self.cfg.pmtu_expires;
         let pmtu = &mut self.pmtu;
         if pmtu.expires_s == 0 {
-            pmtu.restore_mss = u16::try_from(path_mss).unwrap_or(u16::MAX);
-        } else if new_mss == path_mss && !lock && secs_ceil(now + expires / 2) < pmtu.expires_s {
+            pmtu.restore_mss = u16::try_from(in_use).unwrap_or(u16::MAX);
+        } else if usize::from(pmtu.path_mss) == new_mss
+            && !lock
+            && secs_ceil(now + expires / 2) < pmtu.expires_s
+        {
             // The same MTU again within the first half of its life: not refreshed, as
             // Linux's `__ip_rt_update_pmtu`.
             return;
         }
         // Never 0, which means "none": a zero expiry still holds until the next second.
         pmtu.expires_s = secs_ceil(now + expires).max(1);
-        pmtu.locked |= lock;
+        pmtu.path_mss = u16::try_from(new_mss).unwrap_or(u16::MAX);
+        pmtu.locked = lock;
         // In SYN-SENT, if the path's MTU is lower than our own:
         if self.state == State::SynSent && new_mss < self.rcv.mss {
             // the SYN sent again offers the path's MSS, as Linux's tcp_advertise_mss lowers
@@ -85,29 +115,61 @@ impl Connection {
         if new_mss < self.snd.mss {
             self.snd.mss = new_mss;
             self.cc.set_mss(new_mss);
-            // Linux's tcp_simple_retransmit resends the segments in flight that are longer
-            // than the new MSS, and nothing if none is: data in flight that fits in one new
-            // segment stays where it is.
-            let in_flight = self.snd.max - self.snd.una;
-            if self.is_synchronized() && in_flight > new_mss {
-                self.snd.nxt = self.snd.una;
+            if self.is_synchronized() {
+                if let Some(from) = self.first_segment_longer_than(new_mss) {
+                    self.snd.nxt = from;
+                }
             }
         }
+    }
+
+    /// Where the first segment in flight longer than `mss` starts, if one is: Linux's
+    /// `tcp_simple_retransmit` marks lost, and resends, only the segments longer than the
+    /// new MSS, so that data in flight that fits it stays where it is. With SACK each
+    /// segment sent is on RACK's record; without it, the data in flight (not the FIN) is
+    /// taken as one segment, and all of it goes again if it does not fit.
+    fn first_segment_longer_than(&self, mss: usize) -> Option<SeqNumber> {
+        if self.sack_ok {
+            if let Some(first) = self.snd.rack.first_longer_than(self.snd.una, mss) {
+                return Some(first.max(self.snd.una));
+            }
+            if !self.snd.rack.is_empty() {
+                return None;
+            }
+        }
+        let fin = self
+            .snd
+            .fin_seq
+            .is_some_and(|f| f >= self.snd.una && f < self.snd.max);
+        let data = (self.snd.max - self.snd.una).saturating_sub(usize::from(fin));
+        (data > mss).then_some(self.snd.una)
     }
 
     /// RFC 1191 §6.3 and RFC 8201 §4: a path MTU learnt from a report is not kept for
     /// ever, since the path may have changed; Linux forgets it after `ip_rt_mtu_expires`
     /// (`mtu_expires` for IPv6), 10 minutes, and its next `tcp_current_mss` finds the
     /// device's MTU again. Here the MSS grows back to what it was before the report (never
-    /// above the peer's MSS or `TCP_MAXSEG`), and DF returns, at the first transmission
-    /// after `Config::pmtu_expires`. Called before each transmission; cheap when no report
-    /// is in force.
+    /// above the peer's MSS or `TCP_MAXSEG`) at the first transmission after
+    /// `Config::pmtu_expires`. Called before each transmission; cheap when no report is in
+    /// force.
+    ///
+    /// A locked path stays locked, as the route a Linux connection holds keeps
+    /// `rt_mtu_locked` after its exception expires: DF stays off, and the MTU of a path
+    /// through a router (a TUN's always is: the host routes what we send) is 576
+    /// (`ip_dst_mtu_maybe_forward`), so that the MSS grows to 536 and no further
+    /// (`pmtu-locked-expires.pkt` shows the kernel doing so).
     pub(crate) fn expire_path_mtu(&mut self, now: Instant) {
         if self.pmtu.expires_s == 0 || secs(now) < self.pmtu.expires_s {
             return;
         }
-        let restore = usize::from(self.pmtu.restore_mss);
-        self.pmtu = PathMtu::default();
+        let mut restore = usize::from(self.pmtu.restore_mss);
+        if self.pmtu.locked {
+            restore = restore.min(LOCKED_MTU - 40);
+            self.pmtu.expires_s = 0;
+            self.pmtu.path_mss = u16::try_from(restore).unwrap_or(u16::MAX);
+        } else {
+            self.pmtu = PathMtu::default();
+        }
         if restore > self.snd.mss {
             self.snd.mss = restore;
             self.cc.set_mss(restore);

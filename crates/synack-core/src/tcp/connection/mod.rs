@@ -376,10 +376,13 @@ pub(crate) struct PathMtu {
     /// The MSS to send with once it has expired: what it was before the first report,
     /// lowered by what came since (the peer's MSS option in SYN-SENT, `TCP_MAXSEG`).
     pub restore_mss: u16,
+    /// The MSS the reported path MTU allows (what a later report is weighed against).
+    pub path_mss: u16,
     /// The report was below 552, Linux's smallest path MTU (`ip_rt_min_pmtu`), for IPv4:
-    /// the path is taken to be 552 and locked there, and the packets go without DF while
-    /// it holds, so that the router with the smaller MTU fragments them rather than
-    /// dropping them (`ip_dont_fragment`). RFC 1191 §5.
+    /// the path is taken to be 552 and locked there, and the packets go without DF from
+    /// then on, so that the router with the smaller MTU fragments them rather than dropping
+    /// them (`ip_dont_fragment`; RFC 1191 §5). It outlives the report's expiry, as on the
+    /// route a Linux connection holds (see `expire_path_mtu`).
     pub locked: bool,
 }
 
