@@ -163,3 +163,40 @@ fn labels_are_keyed_by_the_endpoints_secret() {
     assert_ne!(a, b, "{src_a} {src_b}");
     assert_eq!(label(1).1, a, "a secret gives the same label again");
 }
+
+/// Data that comes again under a label other than the last data's: the sender timed out, so
+/// our ACKs seem lost, and the connection moves to a new label (Linux's
+/// `tcp_rcv_spurious_retrans`); under the same label again, it stays. Not while it recovers
+/// from a timeout of its own, which moved it already. `ipv6-flow-label-dup-data.pkt`
+/// checks the first two against the kernel.
+#[test]
+fn duplicate_data_under_a_new_label_moves_ours_unless_our_own_timeout_did() {
+    let (mut h, c, us, peer, syn) = active_open(PEER6, &SocketOptions::default());
+    let labelled = |label: u32| {
+        let o = Out::new(ACK, 10_001, 0).ackn(syn.seq + 1).data(b"abc");
+        let mut p = o.packet(peer, us);
+        synack_core::wire::ip::set_flow_label(&mut p, label);
+        p
+    };
+    h.inject_raw(&labelled(5));
+    let first = h.one().flow_label;
+    assert_eq!(first, syn.flow_label);
+    h.inject_raw(&labelled(6));
+    let second = h.one().flow_label;
+    assert_ne!(second, first, "data again under a new label");
+    h.inject_raw(&labelled(6));
+    assert_eq!(h.one().flow_label, second, "again under the same label");
+    // Our own data times out: a new label, and the peer's duplicate under yet another label
+    // (its ACK leaves ours unacknowledged) does not move it again.
+    h.ep.send(c, b"x").unwrap();
+    let _ = h.one();
+    while h.ep.info(h.now, c).unwrap().rto_count == 0 {
+        let _ = h.next_timeout();
+    }
+    let third = h.sent.last().unwrap().1.flow_label;
+    assert_ne!(third, second);
+    h.inject_raw(&labelled(7));
+    let answer = h.drain();
+    assert!(!answer.is_empty());
+    assert!(answer.iter().all(|s| s.flow_label == third), "{answer:?}");
+}

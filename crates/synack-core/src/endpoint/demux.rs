@@ -138,6 +138,7 @@ impl Endpoint {
         let rx = SegmentMeta {
             segment_size: meta.segment_size,
             ecn: Ecn::from_ds(wire::ip::ds_field(packet)),
+            flow_label: wire::ip::flow_label(packet),
         };
 
         let tuple = Tuple(local, remote);

@@ -130,6 +130,9 @@ pub(crate) struct LossCounters {
     pub ooo_received: u32,
     pub ooo_dropped: u32,
     pub dsacks_sent: u32,
+    /// New IPv6 flow labels drawn because data came again under a new label (Linux's
+    /// `TCPDuplicateDataRehash`).
+    pub dup_data_rehash: u32,
 }
 
 impl Connection {

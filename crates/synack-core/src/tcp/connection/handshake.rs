@@ -196,6 +196,7 @@ impl Connection {
             write_pending: false,
             delivered: 0,
             keepalive_probes: 0,
+            lrcv_flow_label: 0,
             cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {
                 read: 0,

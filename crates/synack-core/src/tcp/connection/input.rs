@@ -34,6 +34,11 @@ pub(crate) struct InputVerdict {
     pub ce: bool,
     /// It was an ACK echoing a congestion mark (ECE) on an ECN connection.
     pub ece: bool,
+    /// It brought again only what we already had (data or a FIN below RCV.NXT): the peer
+    /// resent it, so our ACKs may not be reaching it (Linux's `tcp_rcv_spurious_retrans`).
+    pub duplicate_data: bool,
+    /// Its data went into the receive buffer, in order or not.
+    pub data_taken: bool,
 }
 
 /// What PAWS makes of a segment whose timestamp is older than TS.Recent
@@ -56,6 +61,8 @@ pub(crate) struct SegmentMeta {
     pub segment_size: Option<usize>,
     /// The ECN field of its IP header (RFC 3168 §5).
     pub ecn: Ecn,
+    /// The flow label of its IPv6 header (RFC 6437); 0 for IPv4.
+    pub flow_label: u32,
 }
 
 impl Connection {
@@ -75,8 +82,29 @@ impl Connection {
             State::TimeWait => self.handle_time_wait(now, seg),
             _ => self.handle_synchronized(now, seg),
         }
+        if self.local.is_ipv6() {
+            self.note_flow_label(meta.flow_label);
+        }
         self.arm_reclaim(now);
         self.verdict
+    }
+
+    /// RFC 6437 §3 lets a flow change its label, and Linux moves to a new one, so that ECMP
+    /// routers may hash it onto another path, when data comes again with a label other than
+    /// the last data's: the sender timed out (and relabelled its own flow), so our ACKs seem
+    /// not to reach it. Not while we are recovering from a timeout of our own, which draws a
+    /// new label already (`tcp_rcv_spurious_retrans`, `TCPDuplicateDataRehash`; the label
+    /// of every segment that brings data is kept, `lrcv_flowlabel`).
+    fn note_flow_label(&mut self, label: u32) {
+        if self.verdict.duplicate_data {
+            let own_timeout = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+            if !own_timeout && label != self.lrcv_flow_label {
+                self.counters.dup_data_rehash = self.counters.dup_data_rehash.wrapping_add(1);
+            }
+            self.lrcv_flow_label = label;
+        } else if self.verdict.data_taken {
+            self.lrcv_flow_label = label;
+        }
     }
 
     /// The window we can advertise now: the buffer's room, but never less than what we
@@ -173,6 +201,7 @@ impl Connection {
     /// D-SACK for it, and quick-ACK mode, since our ACKs seem not to reach the sender (Linux
     /// `tcp_send_dupack`, and `tcp_data_queue` for a retransmission).
     fn answer_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
+        self.verdict.duplicate_data = true;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
         self.rcv.delack.enter_quick_mode(rcv_wnd);
         self.report_duplicate(start, end);
@@ -447,6 +476,7 @@ impl Connection {
             let old = seg_len > 0 && end <= self.rcv.nxt;
             if old && !rst && !syn {
                 self.report_duplicate(start, end);
+                self.verdict.duplicate_data = true;
             }
             self.verdict.out_of_window = !probe && !old;
             if rst {
@@ -1224,6 +1254,7 @@ impl Connection {
         if data.is_empty() {
             // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2). Our ACKs
             // went missing, so the next ones go at once too (Linux tcp_enter_quickack_mode).
+            self.verdict.duplicate_data = true;
             self.owe_dup_ack();
             self.rcv.delack.enter_quick_mode(rcv_wnd);
             return;
@@ -1297,6 +1328,7 @@ impl Connection {
         self.mem.room = self.mem.room.saturating_sub(added);
         match result {
             Ok(advanced) => {
+                self.verdict.data_taken = true;
                 self.rcv.nxt += advanced;
                 if advanced > 0 {
                     self.notify.readable = true;

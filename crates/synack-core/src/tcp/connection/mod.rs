@@ -576,6 +576,9 @@ pub(crate) struct Connection {
     /// orphaned FIN-WAIT-2 reached by a bare ACK of our FIN (`tcp_time_wait(sk,
     /// TCP_FIN_WAIT2, tmo)`, `tcp_v4_timewait_ack`).
     pub control_socket: bool,
+    /// The IPv6 flow label of the last segment that brought data (Linux's
+    /// `lrcv_flowlabel`; see `note_flow_label` in `input.rs`).
+    pub lrcv_flow_label: u32,
     /// A path MTU lowered by an ICMP report, until the report expires (see `icmp.rs`).
     pub pmtu: PathMtu,
     /// The application found the send buffer full (a write cut short or refused, or a

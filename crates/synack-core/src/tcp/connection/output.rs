@@ -1222,11 +1222,15 @@ impl Connection {
 
     /// Which path of the flow the connection is on, for its IPv6 flow label
     /// ([`Secrets::flow_label`](crate::isn::Secrets::flow_label)): the retransmission
-    /// timeouts it has survived, SYN and SYN-ACK timeouts included. Linux draws a new label
-    /// at each (`sk_rethink_txhash` in `tcp_write_timeout` and `tcp_rtx_synack`), so that a
-    /// flow whose path failed may hash to another one; a tail loss probe keeps it.
+    /// timeouts it has survived, SYN and SYN-ACK timeouts included, and the times data came
+    /// again under a new label (`note_flow_label` in `input.rs`). Linux draws a new label at
+    /// each (`sk_rethink_txhash` in `tcp_write_timeout`, `tcp_rtx_synack` and
+    /// `tcp_rcv_spurious_retrans`), so that a flow whose path failed may hash to another
+    /// one; a tail loss probe keeps it.
     pub fn flow_rehash(&self) -> u32 {
-        self.counters.rto
+        self.counters
+            .rto
+            .wrapping_add(self.counters.dup_data_rehash)
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
