@@ -1609,6 +1609,9 @@ fn paws_lets_an_old_timestamp_pass_after_2147_s_of_silence() {
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.read_all(), b"late");
     assert_eq!(k.h.ep.stats().drop_paws, 1);
+    // Its TSval is TS.Recent now (`tcp_replace_ts_recent` with the same check): echoed.
+    let ack = k.h.drain().pop().expect("an ACK");
+    assert_eq!(ack.ts.map(|t| t.tsecr), Some(50));
 }
 
 /// PAWS as Linux applies it (`tcp_paws_discard`): a TSval one tick behind TS.Recent passes
@@ -2900,6 +2903,65 @@ fn packet_too_big_resends_no_segment_that_fits_the_new_mss() {
         invoking: &quoted,
     }));
     assert!(k.h.drain().is_empty(), "536 bytes and a FIN fit");
+}
+
+/// The new MSS less the options a segment carries is what must fit: with timestamps (12
+/// bytes), 530 bytes do not fit in the 536 of an MTU of 576 (Linux's `tcp_current_mss`).
+#[test]
+fn packet_too_big_counts_the_options_against_what_fits() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::open(config(), true, false);
+    k.h.ep.send(k.c, &[9u8; 530]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    let quoted = k.h.raw.last().unwrap()[..60].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    }));
+    let sizes: Vec<usize> = k.h.drain().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, [524, 6], "sent again in segments of 536 - 12");
+}
+
+/// After a timeout SND.NXT is back near SND.UNA, with what lies above it to be sent again; a
+/// report then must not move it forward past that (Linux only marks segments lost).
+#[test]
+fn packet_too_big_after_a_timeout_skips_nothing_the_timeout_resends() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::open(config(), false, true);
+    let una = k.our_nxt;
+    for (byte, len) in [(1u8, 500), (2, 400), (3, 300)] {
+        k.h.ep
+            .send_with(k.c, &vec![byte; len], SendFlags::EOR)
+            .unwrap();
+    }
+    k.h.ep.send(k.c, &[4u8; 1000]).unwrap();
+    let sizes: Vec<usize> = k.h.drain().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(sizes, [500, 400, 300, 1000]);
+    let mut resent = Vec::new();
+    while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+        resent = k.h.next_timeout().1;
+    }
+    // The timeout's window (one MSS, 1000 bytes) takes the first two records again.
+    let again: Vec<(usize, usize)> = resent
+        .iter()
+        .map(|s| (s.seq - una, s.payload.len()))
+        .collect();
+    assert_eq!(again, [(0, 500), (500, 400)]);
+    let quoted = k.h.raw.last().unwrap()[..48].to_vec();
+    k.h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+        mtu: 576,
+        invoking: &quoted,
+    }));
+    let _ = k.h.drain();
+    // Their ACK: the 300-byte record, which fits the new MSS, goes next, not the 1000-byte
+    // one after it.
+    let o = k.seg(ACK, una + 900);
+    k.send_peer(o);
+    let next = k.h.drain();
+    assert_eq!(
+        next.first().map(|s| (s.seq - una, s.payload.len())),
+        Some((900, 300))
+    );
 }
 
 /// A report that comes after the last one expired, before anything was sent, is weighed

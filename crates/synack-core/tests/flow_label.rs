@@ -200,3 +200,39 @@ fn duplicate_data_under_a_new_label_moves_ours_unless_our_own_timeout_did() {
     assert!(!answer.is_empty());
     assert!(answer.iter().all(|s| s.flow_label == third), "{answer:?}");
 }
+
+/// Which duplicates count, as Linux's: one that the sequence check turns away (it ends
+/// before the last ACK we sent) goes through `tcp_send_dupack`, which looks at the label only
+/// with SACK; one ending at RCV.NXT reaches `tcp_data_queue`, which always does; old data
+/// with a new FIN is no duplicate.
+#[test]
+fn which_duplicates_move_the_label() {
+    // No SACK here (the SYN-ACK does not offer it).
+    let (mut h, _c, us, peer, syn) = active_open(PEER6, &SocketOptions::default());
+    let labelled = |seq: u32, data: &[u8], fin: bool, label: u32| {
+        let flags = if fin { ACK | TcpFlags::FIN } else { ACK };
+        let o = Out::new(flags, seq, 0).ackn(syn.seq + 1).data(data);
+        let mut p = o.packet(peer, us);
+        synack_core::wire::ip::set_flow_label(&mut p, label);
+        p
+    };
+    h.inject_raw(&labelled(10_001, b"abc", false, 5));
+    let first = h.one().flow_label;
+    h.inject_raw(&labelled(10_004, b"def", false, 5));
+    assert_eq!(h.one().flow_label, first);
+    // "abc" again, under a new label: it ends before the last ACK sent, no SACK: no change.
+    h.inject_raw(&labelled(10_001, b"abc", false, 6));
+    assert_eq!(h.one().flow_label, first, "a dupack path without SACK");
+    // "def" again, under a new label: it ends at RCV.NXT: a new label.
+    h.inject_raw(&labelled(10_004, b"def", false, 7));
+    let second = h.one().flow_label;
+    assert_ne!(second, first, "tcp_data_queue's duplicate");
+    // "def" once more with the FIN, under another label: the FIN is new, so no change.
+    h.inject_raw(&labelled(10_004, b"def", true, 8));
+    let fin_ack = h.drain();
+    assert!(!fin_ack.is_empty());
+    assert!(
+        fin_ack.iter().all(|s| s.flow_label == second),
+        "{fin_ack:?}"
+    );
+}

@@ -287,38 +287,41 @@ fn a_locked_path_keeps_df_off_and_grows_to_576_when_the_report_expires() {
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_mss, 536);
 }
 
-/// The lock does not depend on the MSS in use: a peer whose MSS is below 512 still has its
-/// packets sent without DF once a report below 552 comes (`__ip_rt_update_pmtu` weighs the
-/// report against the route's MTU, not the connection's MSS).
+/// The lock does not depend on the MSS in use: a peer whose MSS is below 512, or our own
+/// `TCP_MAXSEG` set before the SYN, still has the packets sent without DF once a report
+/// below 552 comes (`__ip_rt_update_pmtu` weighs the report against the route's MTU, not
+/// the MSS).
 #[test]
-fn a_report_below_552_clears_df_whatever_the_peers_mss() {
-    let mut h = Harness::new(config());
-    let c =
-        h.ep.connect(h.now, std::net::SocketAddr::new(PEER, 80))
-            .unwrap();
-    let syn = h.one();
-    let peer = std::net::SocketAddr::new(PEER, 80);
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(400),
-    );
-    assert!(h.one().is(ACK));
-    h.ep.send(c, &[9u8; 400]).unwrap();
-    let first = h.drain();
-    assert!(first.iter().all(|s| s.dont_frag));
-    let quoted = h.raw.last().unwrap()[..48].to_vec();
-    h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
-        mtu: 300,
-        invoking: &quoted,
-    }));
-    assert!(
-        h.drain().is_empty(),
-        "400 bytes fit the new MSS: nothing sent again"
-    );
-    h.inject(peer, syn.src, Out::new(ACK, 10_001, 0).ackn(syn.seq + 401));
-    h.ep.send(c, &[9u8; 400]).unwrap();
-    let next = h.drain();
-    assert_eq!(next.len(), 1);
-    assert!(!next[0].dont_frag);
+fn a_report_below_552_clears_df_whatever_the_mss() {
+    for (peer_mss, maxseg) in [(400, None), (1000, Some(400))] {
+        let mut h = Harness::new(config());
+        let peer = std::net::SocketAddr::new(PEER, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        if let Some(mss) = maxseg {
+            h.ep.clamp_mss(c, mss).unwrap();
+        }
+        let syn = h.one();
+        h.inject(
+            peer,
+            syn.src,
+            Out::new(SYN | ACK, 10_000, 0)
+                .ackn(syn.seq + 1)
+                .mss(peer_mss),
+        );
+        assert!(h.one().is(ACK));
+        h.ep.send(c, &[9u8; 400]).unwrap();
+        let first = h.drain();
+        assert!(first.iter().all(|s| s.dont_frag));
+        let quoted = h.raw.last().unwrap()[..48].to_vec();
+        h.inject_raw(&icmp_packet(IcmpRepr::PacketTooBig {
+            mtu: 300,
+            invoking: &quoted,
+        }));
+        assert!(h.drain().is_empty(), "400 bytes fit: nothing sent again");
+        h.inject(peer, syn.src, Out::new(ACK, 10_001, 0).ackn(syn.seq + 401));
+        h.ep.send(c, &[9u8; 400]).unwrap();
+        let next = h.drain();
+        assert_eq!(next.len(), 1, "{peer_mss} {maxseg:?}");
+        assert!(!next[0].dont_frag, "{peer_mss} {maxseg:?}");
+    }
 }

@@ -583,9 +583,15 @@ fn released_time_wait_is_held_compactly_and_still_answers() {
     assert_eq!(h.ep.connection_count(), 1);
     // A retransmitted FIN is acknowledged from the compact entry.
     h.advance(Duration::from_secs(10));
+    let segments = h.ep.stats().segments_out;
     h.inject(peer, us, Out::new(FIN | ACK, 501, 0).ackn(our_nxt).ts(3, 1));
     let a = h.one();
     assert!(a.is(ACK));
+    assert_eq!(
+        h.ep.stats().segments_out,
+        segments + 1,
+        "counted as Linux's OutSegs"
+    );
     assert_eq!(a.seq, our_nxt);
     assert_eq!(a.ack, SeqNumber(502));
     assert!(a.ts.is_some(), "timestamps still carried");

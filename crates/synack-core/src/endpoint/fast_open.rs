@@ -268,11 +268,6 @@ struct Cached {
 }
 
 impl FastOpenCookies {
-    /// The cookie `server` gave, if any.
-    pub(super) fn get(&self, server: IpAddr) -> Option<FastOpenCookie> {
-        self.by_server.get(&server).and_then(|c| c.cookie)
-    }
-
     /// What an active open to `server` starts from (Linux's `tcp_fastopen_cache_get`).
     pub(super) fn server(&self, server: IpAddr) -> FastOpenServer {
         let Some(c) = self.by_server.get(&server) else {
@@ -319,11 +314,11 @@ mod tests {
         };
         c.insert(a, learned(&[1; 8], Some(1460)));
         c.insert(a, learned(&[2; 8], None));
-        assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
+        assert_eq!(c.server(a).cookie, FastOpenCookie::new(&[2; 8]));
         assert_eq!(c.server(a).mss, Some(1460));
         // A SYN-ACK without a cookie keeps the old one and brings its MSS.
         c.insert(a, learned(&[], Some(940)));
-        assert_eq!(c.get(a), FastOpenCookie::new(&[2; 8]));
+        assert_eq!(c.server(a).cookie, FastOpenCookie::new(&[2; 8]));
         assert_eq!(c.server(a).mss, Some(940));
         for i in 0..3000u32 {
             let ip = IpAddr::from([198, 19, (i >> 8) as u8, i as u8]);

@@ -333,7 +333,7 @@ impl Endpoint {
 
     /// The TCP Fast Open cookie kept for `server`, if one of its SYN-ACKs gave one.
     pub fn fast_open_cookie(&self, server: IpAddr) -> Option<crate::wire::FastOpenCookie> {
-        self.fast_open_cookies.get(server)
+        self.fast_open_cookies.server(server).cookie
     }
 
     /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with

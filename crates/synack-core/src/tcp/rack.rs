@@ -124,12 +124,22 @@ impl Rack {
         self.log.is_empty()
     }
 
-    /// Where the first segment on record above `una`, not known delivered, that is longer
-    /// than `mss` starts (a path MTU report's resend, `Connection::first_segment_longer_than`).
-    pub fn first_longer_than(&self, una: SeqNumber, mss: usize) -> Option<SeqNumber> {
+    /// Where the first segment on record above `una`, not known delivered, that carries
+    /// more than `room` bytes of data starts (`fin`: where our FIN is, which a record may
+    /// end with and which is no data), for a path MTU report's resend
+    /// (`Connection::first_segment_longer_than`).
+    pub fn first_longer_than(
+        &self,
+        una: SeqNumber,
+        room: usize,
+        fin: Option<SeqNumber>,
+    ) -> Option<SeqNumber> {
         self.log
             .iter()
-            .find(|s| s.end > una && !s.delivered && s.end - s.start > mss)
+            .find(|s| {
+                let with_fin = fin.is_some_and(|f| f >= s.start && f < s.end);
+                s.end > una && !s.delivered && s.end - s.start - usize::from(with_fin) > room
+            })
             .map(|s| s.start)
     }
 

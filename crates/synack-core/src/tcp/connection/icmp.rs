@@ -79,10 +79,14 @@ impl Connection {
                 return;
             }
             let new_mss = (mtu as usize).saturating_sub(40).max(552 - 40);
-            if new_mss > route_mss {
+            let lock = mtu < 552;
+            // `__ip_rt_update_pmtu` weighs a report against the route's MTU, which is at
+            // least 552: one below 552 always counts, whatever the MSS (a peer's, or
+            // `TCP_MAXSEG`'s) keeps ours under 512.
+            if new_mss > route_mss && !lock {
                 return;
             }
-            (new_mss, mtu < 552)
+            (new_mss, lock)
         };
         let expires = self.cfg.pmtu_expires;
         let pmtu = &mut self.pmtu;
@@ -116,33 +120,36 @@ impl Connection {
             self.snd.mss = new_mss;
             self.cc.set_mss(new_mss);
             if self.is_synchronized() {
-                if let Some(from) = self.first_segment_longer_than(new_mss) {
-                    self.snd.nxt = from;
+                // Never forward: after a timeout SND.NXT may already be below it, with the
+                // data between to be sent again.
+                if let Some(from) = self.first_segment_longer_than(self.payload_room()) {
+                    self.snd.nxt = self.snd.nxt.min(from);
                 }
             }
         }
     }
 
-    /// Where the first segment in flight longer than `mss` starts, if one is: Linux's
-    /// `tcp_simple_retransmit` marks lost, and resends, only the segments longer than the
-    /// new MSS, so that data in flight that fits it stays where it is. With SACK each
-    /// segment sent is on RACK's record; without it, the data in flight (not the FIN) is
-    /// taken as one segment, and all of it goes again if it does not fit.
-    fn first_segment_longer_than(&self, mss: usize) -> Option<SeqNumber> {
+    /// Where the first segment in flight carrying more than `room` bytes of data starts, if
+    /// one does: Linux's `tcp_simple_retransmit` marks lost, and resends, only the segments
+    /// longer than the new MSS less the options (`tcp_current_mss`), a FIN not counted
+    /// (`tcp_skb_seglen`), so that data in flight that fits stays where it is. With SACK
+    /// each segment sent is on RACK's record; without it, the data in flight is taken as
+    /// one segment, and all of it goes again if it does not fit.
+    fn first_segment_longer_than(&self, room: usize) -> Option<SeqNumber> {
+        let fin = self
+            .snd
+            .fin_seq
+            .filter(|&f| f >= self.snd.una && f < self.snd.max);
         if self.sack_ok {
-            if let Some(first) = self.snd.rack.first_longer_than(self.snd.una, mss) {
+            if let Some(first) = self.snd.rack.first_longer_than(self.snd.una, room, fin) {
                 return Some(first.max(self.snd.una));
             }
             if !self.snd.rack.is_empty() {
                 return None;
             }
         }
-        let fin = self
-            .snd
-            .fin_seq
-            .is_some_and(|f| f >= self.snd.una && f < self.snd.max);
-        let data = (self.snd.max - self.snd.una).saturating_sub(usize::from(fin));
-        (data > mss).then_some(self.snd.una)
+        let data = (self.snd.max - self.snd.una).saturating_sub(usize::from(fin.is_some()));
+        (data > room).then_some(self.snd.una)
     }
 
     /// RFC 1191 §6.3 and RFC 8201 §4: a path MTU learnt from a report is not kept for

@@ -97,7 +97,7 @@ impl Connection {
     /// of every segment that brings data is kept, `lrcv_flowlabel`).
     fn note_flow_label(&mut self, label: u32) {
         if self.verdict.duplicate_data {
-            let own_timeout = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+            let own_timeout = self.after_rto();
             if !own_timeout && label != self.lrcv_flow_label {
                 self.counters.dup_data_rehash = self.counters.dup_data_rehash.wrapping_add(1);
             }
@@ -193,6 +193,8 @@ impl Connection {
         }
         if occupies && seg.seq_number < self.rcv.nxt {
             self.answer_duplicate(seg.seq_number, seg.seq_number + seg.seq_len());
+            // Linux's `tcp_send_dupack` looks at the flow label only where it sends a D-SACK.
+            self.verdict.duplicate_data |= self.sack_ok;
         }
         self.rcv.ack_now = true;
     }
@@ -201,7 +203,6 @@ impl Connection {
     /// D-SACK for it, and quick-ACK mode, since our ACKs seem not to reach the sender (Linux
     /// `tcp_send_dupack`, and `tcp_data_queue` for a retransmission).
     fn answer_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
-        self.verdict.duplicate_data = true;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
         self.rcv.delack.enter_quick_mode(rcv_wnd);
         self.report_duplicate(start, end);
@@ -476,7 +477,6 @@ impl Connection {
             let old = seg_len > 0 && end <= self.rcv.nxt;
             if old && !rst && !syn {
                 self.report_duplicate(start, end);
-                self.verdict.duplicate_data = true;
             }
             self.verdict.out_of_window = !probe && !old;
             if rst {
@@ -545,11 +545,14 @@ impl Connection {
         // returns before `tcp_replace_ts_recent`, nor one for data never sent, which is
         // dropped below: its TSval would otherwise stay as TS.Recent, and PAWS would then
         // drop the peer's real segments.
+        // `tcp_paws_check(rx_opt, 0)` decides: a TSval not behind TS.Recent, or any once
+        // TS.Recent is 0 or `PAWS_WRAP` old.
         if self.ts.enabled && seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max {
             if let Some(ts) = seg.timestamp {
-                if start <= self.rcv.delack.acked
-                    && (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
-                {
+                let newer = (ts.tsval.wrapping_sub(self.ts.recent) as i32) >= 0
+                    || self.ts.recent == 0
+                    || now - self.ts.recent_age >= PAWS_WRAP;
+                if start <= self.rcv.delack.acked && newer {
                     self.ts.recent = ts.tsval;
                     self.ts.recent_age = now;
                 }
@@ -616,6 +619,7 @@ impl Connection {
             )
         {
             self.answer_duplicate(start, end);
+            self.verdict.duplicate_data |= end <= self.rcv.nxt;
         }
         if !seg.payload.is_empty() {
             match self.state {
@@ -792,7 +796,7 @@ impl Connection {
         }
         if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
             if let Some(boundary) = self.lost_boundary() {
-                let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+                let after_rto = self.after_rto();
                 if boundary > self.snd.una && !after_rto {
                     self.enter_recovery(now);
                 }
@@ -801,7 +805,7 @@ impl Connection {
         // RFC 3168 §6.1.2: a congestion mark echoed while the window is open (not in
         // recovery, not after a timeout, not already reducing) reduces it, once per window
         // of data (Linux's tcp_try_to_open, which runs after the recovery checks above).
-        let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        let after_rto = self.after_rto();
         if ece && self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !after_rto {
             self.enter_cwr(now);
         }
@@ -1019,7 +1023,7 @@ impl Connection {
             return;
         }
         if self.recovery.dupacks == 3 {
-            if matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r) {
+            if self.after_rto() {
                 return;
             }
             self.enter_recovery(now);
@@ -1030,8 +1034,7 @@ impl Connection {
     /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
     fn rack_detect_only(&mut self, now: Instant) {
         let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
-        let recovering = self.recovery.recover.is_some()
-            || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        let recovering = self.recovery.recover.is_some() || self.after_rto();
         let dupthresh_sacked = if self.prr_packets() {
             // Linux's tcp_rack_reo_wnd: sacked_out >= reordering, in packets.
             self.snd.sacked_segments() >= crate::tcp::scoreboard::DUP_THRESH
@@ -1065,7 +1068,7 @@ impl Connection {
             return;
         }
         self.rack_detect_only(now);
-        let after_rto = matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r);
+        let after_rto = self.after_rto();
         if self.recovery.recover.is_none()
             && !after_rto
             && self.lost_boundary().is_some_and(|b| b > self.snd.una)
@@ -1254,7 +1257,8 @@ impl Connection {
         if data.is_empty() {
             // A full duplicate: ACK at once so the sender learns (RFC 5681 §4.2). Our ACKs
             // went missing, so the next ones go at once too (Linux tcp_enter_quickack_mode).
-            self.verdict.duplicate_data = true;
+            // Old data with a new FIN is not one (`tcp_data_queue` weighs the FIN too).
+            self.verdict.duplicate_data = seg.seq_number + seg.seq_len() <= self.rcv.nxt;
             self.owe_dup_ack();
             self.rcv.delack.enter_quick_mode(rcv_wnd);
             return;

@@ -72,8 +72,13 @@ impl Connection {
     /// In fast recovery, or going back after a retransmission timeout over data sent before
     /// it.
     pub(super) fn in_loss_recovery(&self) -> bool {
-        self.recovery.recover.is_some()
-            || matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
+        self.recovery.recover.is_some() || self.after_rto()
+    }
+
+    /// Going back after a retransmission timeout over data sent before it: what was in
+    /// flight then is not all acknowledged yet (Linux's `TCP_CA_Loss`, until `high_seq`).
+    pub(super) fn after_rto(&self) -> bool {
+        matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
     }
 
     /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus a
