@@ -2905,6 +2905,30 @@ fn packet_too_big_resends_no_segment_that_fits_the_new_mss() {
     assert!(k.h.drain().is_empty(), "536 bytes and a FIN fit");
 }
 
+/// `TCP_INFO`'s `tcpi_ca_state` after a timeout is `TCP_CA_Loss` until what was in flight
+/// then is acknowledged, as Linux leaves Loss only when SND.UNA reaches `high_seq`; it used
+/// to drop back at the first new ACK.
+#[test]
+fn ca_state_is_loss_until_what_the_timeout_found_is_acknowledged() {
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
+    assert_eq!(k.h.drain().len(), 3);
+    while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+        let _ = k.h.next_timeout();
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+    let o = k.seg(ACK, k.our_nxt + 1000);
+    k.send_peer(o);
+    assert_eq!(
+        k.h.ep.info(k.h.now, k.c).unwrap().ca_state,
+        4,
+        "a partial ACK"
+    );
+    let o = k.seg(ACK, k.our_nxt + 3000);
+    k.send_peer(o);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 0);
+}
+
 /// The new MSS less the options a segment carries is what must fit: with timestamps (12
 /// bytes), 530 bytes do not fit in the 536 of an MTU of 576 (Linux's `tcp_current_mss`).
 #[test]

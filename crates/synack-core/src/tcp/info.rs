@@ -146,7 +146,9 @@ impl Connection {
             Some(b) if b > self.snd.una => self.snd.scoreboard.unsacked_between(self.snd.una, b),
             _ => 0,
         };
-        let ca_state = if self.recovery.rto_recover.is_some() && self.backoff > 0 {
+        // TCP_CA_Loss from the timeout until what was in flight then is acknowledged, as
+        // Linux leaves it only when SND.UNA reaches `high_seq`.
+        let ca_state = if self.after_rto() {
             4
         } else if self.recovery.recover.is_some() {
             3

@@ -77,7 +77,7 @@ impl Connection {
 
     /// Going back after a retransmission timeout over data sent before it: what was in
     /// flight then is not all acknowledged yet (Linux's `TCP_CA_Loss`, until `high_seq`).
-    pub(super) fn after_rto(&self) -> bool {
+    pub(crate) fn after_rto(&self) -> bool {
         matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
     }
 
