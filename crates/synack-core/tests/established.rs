@@ -3056,32 +3056,27 @@ fn a_lower_path_mtu_expires_ten_minutes_after_the_report() {
 /// half does not (Linux's `__ip_rt_update_pmtu`); a higher one is ignored.
 #[test]
 fn a_second_report_restarts_the_expiry_only_in_its_second_half() {
-    // Reported again after 200 s: ignored, the report still expires at 600 s.
-    let mut k = Conn::plain();
-    report_too_big(&mut k, 576);
-    k.h.advance(Duration::from_secs(200));
-    report_too_big(&mut k, 576);
-    report_too_big(&mut k, 1200);
-    k.h.advance(Duration::from_secs(400));
-    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
-    // Reported again after 400 s: the 10 minutes start again.
-    let mut k = Conn::plain();
-    report_too_big(&mut k, 576);
-    k.h.advance(Duration::from_secs(400));
-    report_too_big(&mut k, 576);
-    k.h.advance(Duration::from_secs(200));
-    assert_eq!(largest(send_acked(&mut k, 3000)), 536);
-    k.h.advance(Duration::from_secs(400));
-    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
-    // A lower MTU after 200 s restarts them too.
-    let mut k = Conn::plain();
-    report_too_big(&mut k, 576);
-    k.h.advance(Duration::from_secs(200));
-    report_too_big(&mut k, 560);
-    k.h.advance(Duration::from_secs(400));
-    assert_eq!(largest(send_acked(&mut k, 3000)), 520);
-    k.h.advance(Duration::from_secs(200));
-    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+    // After a first report of 576: the second report's MTU and when it comes (s), the MSS
+    // 600 s after the first, and when the MSS is back at the peer's.
+    for (mtu, at, mss_at_600, back_at) in [
+        (576, 200, PEER_MSS, 600), // the same MTU in the first half: not restarted
+        (576, 400, 536, 1000),     // in the second half: restarted
+        (560, 200, 520, 800),      // a lower MTU: restarted
+    ] {
+        let mut k = Conn::plain();
+        report_too_big(&mut k, 576);
+        k.h.advance(Duration::from_secs(at));
+        report_too_big(&mut k, mtu);
+        report_too_big(&mut k, 1200);
+        k.h.advance(Duration::from_secs(600 - at));
+        assert_eq!(
+            largest(send_acked(&mut k, 3000)),
+            mss_at_600,
+            "{mtu} at {at}"
+        );
+        k.h.advance(Duration::from_secs(back_at - 600));
+        assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS, "{mtu} at {at}");
+    }
 }
 
 /// A report in SYN-SENT lowers the MSS our SYN offers; when it expires the MSS grows back
