@@ -150,8 +150,8 @@ pub(crate) fn time_wait_input(
     };
     // PAWS as Linux's `tcp_paws_reject`: any TSval behind TS.Recent (TIME-WAIT allows no
     // tick of slack, `tcp_paws_check(rx_opt, 0)`), unless TS.Recent is 0, which some stacks
-    // put in their SYNs, or `PAWS_WRAP` old. An RST fails it too, unless
-    // TS.Recent is 60 s old (`TCP_PAWS_MSL`).
+    // put in their SYNs, or `PAWS_WRAP` old. An RST fails it too, unless TS.Recent is 60 s
+    // old (`TCP_PAWS_MSL`).
     let paws = behind.is_some_and(|b| b > 0)
         && ts_recent
             .is_some_and(|r| r.value != 0 && r.age < PAWS_WRAP && !(rst && r.age >= PAWS_MSL));

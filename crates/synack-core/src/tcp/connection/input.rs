@@ -6,8 +6,7 @@ use std::time::Duration;
 use std::ops::ControlFlow;
 
 use super::close::{time_wait_input, TimeWaitInput};
-use super::PAWS_WRAP;
-use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED};
+use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED, PAWS_WRAP};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
