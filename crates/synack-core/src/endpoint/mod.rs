@@ -897,7 +897,8 @@ impl Endpoint {
 
     /// Clamp the connection's MSS (Linux TCP_MAXSEG): the one advertised, if the SYN has not
     /// been sent yet (set it right after `connect`, before `poll_transmit`), and the one sent
-    /// with.
+    /// with. After the handshake it changes nothing, as on Linux, where the sending MSS is
+    /// fixed by the handshake and the path MTU.
     pub fn clamp_mss(&mut self, conn: ConnectionHandle, mss: usize) -> Result<(), Error> {
         self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
         self.after(conn);

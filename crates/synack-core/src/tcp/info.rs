@@ -305,10 +305,17 @@ impl Connection {
         Arc::make_mut(&mut self.cfg).syn_retries = retries;
     }
 
-    /// Clamp the MSS (TCP_MAXSEG): the one we advertise, if our SYN is not out yet, and the
-    /// one we send with.
+    /// Clamp the MSS (TCP_MAXSEG) before the handshake: the one we advertise, if our SYN is
+    /// not out yet, and the one we send with. Once the handshake is done the value changes
+    /// nothing, as Linux's: `setsockopt` only records it in `rx_opt.user_mss`, which is read
+    /// when a SYN is built or a SYN's MSS option is parsed (`tcp_connect_init`,
+    /// `tcp_parse_options`); the sending MSS stays the handshake's `mss_clamp`, lowered only
+    /// by the path MTU.
     pub(crate) fn clamp_mss(&mut self, mss: usize) {
-        if matches!(self.state, State::Closed | State::SynSent) && self.backoff == 0 {
+        if !matches!(self.state, State::Closed | State::SynSent) {
+            return;
+        }
+        if self.backoff == 0 {
             self.rcv.mss = self.rcv.mss.min(mss);
         }
         if self.snd.mss > mss {
