@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 
 use synack_core::{Event, RecvMeta, SynHandle, Transmit};
 use tokio::time::Sleep;
-use tracing::{debug, error, trace, Instrument};
+use tracing::{debug, error, trace, warn, Instrument};
 
 use crate::device::Device;
 use crate::shard::{Flows, Handoff};
@@ -484,19 +484,35 @@ impl<D: Device> Drop for Driver<D> {
     /// parked task is woken and every later command fails instead of waiting forever.
     ///
     /// A driver dropped with connections unfinished is one whose runtime is shutting down
-    /// (the process is ending): they cannot be finished, so they are reset, and the RSTs are
-    /// handed to the device now, so that no peer is left waiting on a connection that will
-    /// never answer again.
+    /// (the process is ending): they cannot be finished, so they are reset. Whatever the
+    /// core has queued (those RSTs, and any queued before: a stream dropped with linger 0 or
+    /// with unread data just before `main` returned) is handed to the device now, so that no
+    /// peer is left waiting on a connection that will never answer again.
     fn drop(&mut self) {
         let shared = Arc::clone(&self.shared);
         let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let unfinished = inner.endpoint.unfinished_count();
-        if unfinished > 0 && inner.device_error.is_none() {
-            debug!(
-                unfinished,
-                "driver dropped with connections unfinished; resetting them"
-            );
-            inner.endpoint.abort_unfinished();
+        if inner.device_error.is_none() {
+            let unfinished = inner.endpoint.unfinished_count();
+            if unfinished > 0 {
+                let queued = inner.endpoint.unfinished_send_queued();
+                if inner.stopping || inner.shutting_down {
+                    // Already said: by the last handle's drop, or by `Stack::shutdown`.
+                    debug!(
+                        unfinished,
+                        queued, "driver dropped while stopping; resetting"
+                    );
+                } else {
+                    // Not through `Stack::shutdown`: data the application wrote is lost.
+                    warn!(
+                        unfinished,
+                        queued,
+                        "the runtime stopped the stack with connections unfinished; they are \
+                         reset and {queued} bytes written to them are lost (call \
+                         `Stack::shutdown` before returning from `main`)"
+                    );
+                }
+                inner.endpoint.abort_unfinished();
+            }
             let waker = Waker::from(Arc::new(NoWake));
             self.final_flush(&mut inner, &mut Context::from_waker(&waker));
         }

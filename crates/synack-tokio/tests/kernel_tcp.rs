@@ -299,10 +299,20 @@ const READ_TO_END: &str = "import socket, sys, time\n\
     except ConnectionResetError:\n\
     \x20   print('RESET', n)\n";
 
-/// A program on synack that serves one client: writes `len` bytes, then either shuts the
-/// stack down the documented way or just returns, and ends its runtime, as returning from
-/// `main` does.
-fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usize, shutdown: bool) {
+/// How a program in `serve_and_exit` ends, once it has written.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// `Stack::shutdown`, the documented way.
+    Shutdown,
+    /// Drops everything and returns.
+    Return,
+    /// Sets linger 0 (an abort on drop: an RST), drops everything and returns.
+    Abort,
+}
+
+/// A program on synack that serves one client: writes `len` bytes, then ends as `ending`
+/// says, and ends its runtime, as returning from `main` does.
+fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usize, ending: Ending) {
     let mut builder = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -319,9 +329,12 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
         let listener = TcpListener::bind(&stack, stack_addr(8100)).await.unwrap();
         let (mut stream, _) = within(30, listener.accept()).await.unwrap();
         within(30, stream.write_all(&vec![7u8; len])).await.unwrap();
+        if ending == Ending::Abort {
+            stream.set_linger(Some(Duration::ZERO)).unwrap();
+        }
         drop(stream);
         drop(listener);
-        if shutdown {
+        if ending == Ending::Shutdown {
             within(60, stack.shutdown(Duration::from_secs(30)))
                 .await
                 .expect("shutdown");
@@ -347,7 +360,7 @@ fn kernel_shutdown_then_exit_delivers_every_byte() {
             .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
             .stdout(std::process::Stdio::piped());
         let client = client.spawn().unwrap();
-        serve_and_exit(&ns, multi_thread, 8 << 20, true);
+        serve_and_exit(&ns, multi_thread, 8 << 20, Ending::Shutdown);
         let out = client.wait_with_output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -375,7 +388,7 @@ fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
             .stdout(std::process::Stdio::piped());
         let client = client.spawn().unwrap();
         let started = Instant::now();
-        serve_and_exit(&ns, multi_thread, 8 << 20, false);
+        serve_and_exit(&ns, multi_thread, 8 << 20, Ending::Return);
         let out = client.wait_with_output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -383,6 +396,36 @@ fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
             "multi_thread {multi_thread}: {report}"
         );
         assert!(started.elapsed() < Duration::from_secs(20));
+    }
+}
+
+/// Linger 0 and then returning from "main": the RST the drop queued still reaches the
+/// client as the runtime ends (the driver hands the device whatever the core has queued,
+/// not only the resets of connections left unfinished), on both runtime flavours. A lost
+/// RST would leave the client waiting out its 20 s timeout.
+#[test]
+fn kernel_linger_zero_then_exit_resets_the_client() {
+    let test = "kernel_linger_zero_then_exit_resets_the_client";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    for multi_thread in [false, true] {
+        let ns = synack_tokio::netns::NetNs::new("synack-exit-abort").unwrap();
+        let mut client = ns.command("python3");
+        client
+            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
+            .stdout(std::process::Stdio::piped());
+        let client = client.spawn().unwrap();
+        let started = Instant::now();
+        serve_and_exit(&ns, multi_thread, 1000, Ending::Abort);
+        let out = client.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.starts_with("RESET"),
+            "multi_thread {multi_thread}: {report:?} after {:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
 
