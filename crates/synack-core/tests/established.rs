@@ -1350,6 +1350,110 @@ fn zero_window_is_probed_with_backoff() {
     assert_eq!(d.payload, b"waiting");
 }
 
+/// A connection behind a zero window probes `k` times, the peer answering each probe with
+/// `answer` (a window-0 ACK) or not at all; returns the probes sent and whether it closed.
+fn probe_zero_window(k: &mut Conn, rounds: usize, answer: bool) -> (usize, bool) {
+    let o = k.seg(ACK, k.our_nxt).window(0);
+    k.send_peer(o);
+    k.h.ep.send(k.c, b"waiting").unwrap();
+    k.h.none();
+    let mut probes = 0;
+    for _ in 0..rounds {
+        if k.h.ep.poll_timeout().is_none() {
+            return (probes, true);
+        }
+        let (_, sent) = k.h.next_timeout();
+        probes += sent.iter().filter(|s| s.seq == k.our_nxt - 1).count();
+        if answer {
+            let o = k.seg(ACK, k.our_nxt).window(0);
+            k.send_peer(o);
+        }
+        if k.h.ep.state(k.c).map_or(true, |s| s == State::Closed) {
+            return (probes, true);
+        }
+    }
+    (probes, false)
+}
+
+/// A peer that goes silent behind a zero window: after `data_retries` unanswered probes
+/// the connection fails with `TimedOut` (Linux's `tcp_probe_timer` after `tcp_retries2`;
+/// no RST, as `tcp_write_err`). It used to probe for ever.
+#[test]
+fn unanswered_zero_window_probes_give_up() {
+    let mut cfg = config();
+    cfg.data_retries(4);
+    let mut k = Conn::open(cfg, false, false);
+    let (probes, closed) = probe_zero_window(&mut k, 20, false);
+    assert!(closed);
+    assert_eq!(probes, 4);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+    assert!(!k.h.sent.iter().any(|(_, s)| s.has(TcpFlags::RST)));
+}
+
+/// RFC 1122 §4.2.2.17: while the receiver answers the probes the connection stays open,
+/// however long the window stays shut (each ACK resets the count, as Linux's
+/// `icsk_probes_out`).
+#[test]
+fn answered_zero_window_probes_keep_an_open_connection() {
+    let mut cfg = config();
+    cfg.data_retries(4);
+    let mut k = Conn::open(cfg, false, false);
+    let (probes, closed) = probe_zero_window(&mut k, 30, true);
+    assert!(!closed);
+    assert_eq!(probes, 30);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().probes, 0);
+}
+
+/// But not past the user timeout, counted from the first probe (Linux's
+/// `icsk_probes_tstamp`).
+#[test]
+fn answered_zero_window_probes_end_at_the_user_timeout() {
+    let mut k = Conn::plain();
+    k.h.ep
+        .set_user_timeout(k.c, Some(Duration::from_secs(20)))
+        .unwrap();
+    let t0 = k.h.now;
+    let (_, closed) = probe_zero_window(&mut k, 100, true);
+    assert!(closed);
+    let took = k.h.now - t0;
+    assert!(
+        took >= Duration::from_secs(20) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
+/// A connection the application has closed, with data the peer's shut window holds back,
+/// does not live for ever even if the peer answers every probe: it gives up once the
+/// backoff reaches the RTO's ceiling (Linux's `tcp_orphan_retries`), and its memory is
+/// given back.
+#[test]
+fn an_orphan_behind_an_answered_zero_window_goes_away() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK, k.our_nxt).window(0);
+    k.send_peer(o);
+    k.h.ep.send(k.c, &[5u8; 20_000]).unwrap();
+    k.h.none();
+    assert!(k.h.ep.memory_usage().buffered >= 20_000);
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let t0 = k.h.now;
+    for _ in 0..100 {
+        if k.h.ep.poll_timeout().is_none() || k.h.ep.connection_count() == 0 {
+            break;
+        }
+        let _ = k.h.next_timeout();
+        let o = k.seg(ACK, k.our_nxt).window(0);
+        k.send_peer(o);
+    }
+    assert_eq!(k.h.ep.connection_count(), 0);
+    assert_eq!(k.h.ep.memory_usage().buffered, 0);
+    assert!(
+        k.h.now - t0 < Duration::from_secs(600),
+        "{:?}",
+        k.h.now - t0
+    );
+}
+
 // === Keepalive ==================================================================================
 
 #[test]

@@ -20,7 +20,7 @@ pub struct TcpInfo {
     pub ca_state: u8,
     /// Retransmission timeouts in a row (Linux `tcpi_retransmits` and `tcpi_backoff`).
     pub backoff: u8,
-    /// Zero-window probes in a row.
+    /// Unanswered probes in a row, keepalive or zero-window (`icsk_probes_out`).
     pub probes: u8,
     /// Options in use: 1 timestamps, 2 SACK, 4 window scaling, 32 the SYN's data was
     /// acknowledged in the SYN-ACK (TCP Fast Open) (Linux `TCPI_OPT_*`).
@@ -192,7 +192,7 @@ impl Connection {
             state: Some(self.state),
             ca_state,
             backoff: self.backoff.min(255) as u8,
-            probes: self.persist_backoff.min(255) as u8,
+            probes: self.probes_out.min(255) as u8,
             options,
             snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
             rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },

@@ -114,6 +114,11 @@ impl RttEstimator {
         self.min
     }
 
+    /// The ceiling on every timeout (§2.5; Linux's `TCP_RTO_MAX`, 120 s).
+    pub fn max_rto(&self) -> Duration {
+        self.max_rto
+    }
+
     /// The timeout after `backoff` consecutive expirations.
     ///
     /// RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the timer")", and §2.5

@@ -195,7 +195,7 @@ impl Connection {
             last_recv: now,
             write_pending: false,
             delivered: 0,
-            keepalive_probes: 0,
+            probes_out: 0,
             lrcv_flow_label: 0,
             cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {

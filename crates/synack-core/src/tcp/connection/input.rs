@@ -518,7 +518,7 @@ impl Connection {
         }
 
         self.last_recv = now;
-        self.keepalive_probes = 0;
+        self.probes_out = 0;
 
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is
         // owed first, echoing the TSval it owes (Linux sends it before it takes this
@@ -833,6 +833,11 @@ impl Connection {
             if new_wnd > 0 {
                 self.timers.persist = None;
                 self.persist_backoff = 0;
+                // The probing episode is over (Linux's tcp_ack_probe clears
+                // `icsk_probes_tstamp`): a user timeout counts afresh.
+                if self.snd.una == self.snd.max {
+                    self.retransmitting_since = None;
+                }
             }
         }
 

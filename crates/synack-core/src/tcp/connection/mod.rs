@@ -514,14 +514,16 @@ pub(crate) struct Connection {
     pub retransmits: u32,
     /// Loss-recovery events, for `TcpInfo`.
     pub counters: crate::tcp::info::LossCounters,
-    /// When the oldest unacknowledged data was first retransmitted after a timeout: the
-    /// user timeout counts from there, as Linux's does from `retrans_stamp`. Cleared when an
-    /// ACK makes progress.
+    /// When the oldest unacknowledged data was first retransmitted after a timeout, or the
+    /// first zero-window probe went out: the user timeout counts from there, as Linux's does
+    /// from `retrans_stamp` (or `icsk_probes_tstamp`). Cleared when an ACK makes progress,
+    /// or opens the window with nothing in flight.
     pub retransmitting_since: Option<Instant>,
     /// Last time any segment arrived (keepalive idle time).
     pub last_recv: Instant,
-    /// Unanswered keepalive probes.
-    pub keepalive_probes: u32,
+    /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): any
+    /// segment with an ACK resets it.
+    pub probes_out: u32,
     /// The relevant part of the config, shared by every connection of the endpoint until a
     /// socket option changes this one's (copy on write: 200 bytes a connection saved).
     pub cfg: std::sync::Arc<ConnConfig>,

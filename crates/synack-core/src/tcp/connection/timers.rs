@@ -8,6 +8,10 @@ use crate::error::Error;
 use crate::tcp::State;
 use crate::time::Instant;
 
+/// Unanswered zero-window probes before a connection the application has closed gives up:
+/// Linux's `tcp_orphan_retries`, 8 when `net.ipv4.tcp_orphan_retries` is 0 (its default).
+const ORPHAN_RETRIES: u32 = 8;
+
 /// Every deadline a connection may have. The endpoint only asks for the earliest.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Timers {
@@ -136,7 +140,13 @@ impl Connection {
         if !matches!(self.state, State::Established | State::CloseWait) {
             return None;
         }
-        if self.keepalive_probes == 0 {
+        // Not while there is data to send: its own timers (retransmission, persist) watch
+        // the peer then, as Linux's tcp_keepalive_timer steps aside when `packets_out` or
+        // the write queue is not empty.
+        if self.snd.buffer.len() > 0 {
+            return None;
+        }
+        if self.probes_out == 0 {
             Some(self.last_recv + cfg.idle)
         } else {
             self.timers.keepalive
@@ -223,7 +233,13 @@ impl Connection {
         if matches!(self.timers.persist, Some(t) if t <= now) {
             self.timers.persist = None;
             if self.snd.wnd == 0 {
+                if self.zero_window_gives_up(now) {
+                    // Linux's tcp_write_err: no RST, the error the application learns.
+                    self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
+                    return;
+                }
                 self.probe_pending = true;
+                self.probes_out = self.probes_out.saturating_add(1);
                 self.persist_backoff = self.persist_backoff.saturating_add(1);
                 let next = self.rtt.backed_off(self.persist_backoff);
                 self.timers.persist = Some(now + next);
@@ -234,18 +250,48 @@ impl Connection {
         }
         if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
             if let Some(cfg) = self.cfg.keepalive {
-                if self.keepalive_probes >= cfg.probes {
+                if self.probes_out >= cfg.probes {
                     // Linux's tcp_keepalive_timer resets the connection it gives up on
                     // (tcp_send_active_reset), in case the peer is alive after all.
                     self.rst_pending = true;
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
                     return;
                 }
-                self.keepalive_probes += 1;
+                self.probes_out += 1;
                 self.probe_pending = true;
                 self.timers.keepalive = Some(now + cfg.interval);
             }
         }
+    }
+
+    /// Whether zero-window probing stops here, as Linux's `tcp_probe_timer` decides. RFC 1122
+    /// §4.2.2.17 keeps a connection open "as long as the receiving TCP continues to send
+    /// acknowledgments in response to the probe segments", and any ACK resets the count of
+    /// unanswered probes (`probes_out`), so a peer that answers keeps an open connection;
+    /// but not past the user timeout, counted from the first probe; not past `data_retries`
+    /// unanswered probes (`tcp_retries2`); and not at all for a connection the application
+    /// has closed, which gives up once the backoff reaches the RTO's ceiling or after
+    /// [`ORPHAN_RETRIES`] unanswered probes (`tcp_orphan_retries`), so that a peer holding
+    /// its window shut cannot pin an orphan's data for ever.
+    fn zero_window_gives_up(&mut self, now: Instant) -> bool {
+        let since = *self.retransmitting_since.get_or_insert(now);
+        if self
+            .cfg
+            .user_timeout
+            .is_some_and(|limit| now - since >= limit)
+        {
+            return true;
+        }
+        let max_probes = if self.app_closed {
+            let alive = self.rtt.backed_off(self.persist_backoff) < self.rtt.max_rto();
+            if !alive {
+                return true;
+            }
+            ORPHAN_RETRIES
+        } else {
+            self.cfg.data_retries
+        };
+        self.probes_out >= max_probes
     }
 
     /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
