@@ -143,7 +143,7 @@ impl Connection {
         // Not while there is data to send: its own timers (retransmission, persist) watch
         // the peer then, as Linux's tcp_keepalive_timer steps aside when `packets_out` or
         // the write queue is not empty.
-        if self.snd.buffer.len() > 0 {
+        if !self.snd.buffer.is_empty() {
             return None;
         }
         if self.probes_out == 0 {
