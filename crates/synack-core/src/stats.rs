@@ -111,7 +111,9 @@ pub struct Stats {
     pub drop_bad_option: u64,
     /// Dropped: an IP fragment (synack does not reassemble).
     pub drop_fragment: u64,
-    /// Dropped: not addressed to one of the stack's addresses.
+    /// Dropped: not addressed to one of the stack's addresses (in intercept mode: to no
+    /// unicast address), or to or from an address no link carries (loopback, 0/8, IPv4-mapped
+    /// IPv6) or from one of the stack's own: Linux's martians.
     pub drop_not_for_us: u64,
     /// Dropped: a protocol or IPv6 extension header synack does not handle.
     pub drop_unsupported: u64,

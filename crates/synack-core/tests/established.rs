@@ -899,6 +899,22 @@ fn overlapping_segment_is_trimmed() {
     assert_eq!(k.read_all(), b"abcdef");
 }
 
+/// RFC 9293 §3.10.7.4, fifth: an in-window segment without the ACK bit is dropped without
+/// a reply; the drop is counted (`drop_other`), so that every segment in has a fate in the
+/// counters.
+#[test]
+fn a_segment_without_ack_is_dropped_and_counted() {
+    let mut k = Conn::plain();
+    for flags in [TcpFlags(0), PSH, FIN, TcpFlags::URG, PSH | FIN] {
+        let before = k.h.ep.stats().drop_other;
+        let o = Out::new(flags, 0, 0).seqn(k.peer_nxt).data(b"x");
+        k.h.inject(k.peer, k.us, o);
+        k.h.none();
+        assert_eq!(k.h.ep.stats().drop_other, before + 1, "{flags:?}");
+        assert_eq!(k.h.ep.recv_queue_len(k.c).unwrap_or(0), 0);
+    }
+}
+
 #[test]
 fn an_old_duplicate_against_a_closed_window_is_a_duplicate_not_out_of_window() {
     // Seen from the Linux kernel under load (kernel_examples' clean download): with our

@@ -62,6 +62,40 @@ fn without_intercept_a_foreign_destination_is_not_ours() {
     assert_eq!(h.ep.stats().drop_not_for_us, 1);
 }
 
+/// Martians are nobody's, even in intercept mode: a SYN to a loopback address (or 0/8, or
+/// an IPv4-mapped IPv6 one) must not become a flow the application relays to its own host,
+/// and one from such an address, or from one of our own, is not answered (Linux drops
+/// them all on any device but loopback). Each is counted as not for us.
+#[test]
+fn martian_addresses_are_not_intercepted() {
+    let v4 = |a: [u8; 4], port| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(a)), port);
+    let v6 = |a: &str, port| SocketAddr::new(a.parse().unwrap(), port);
+    let ours = SocketAddr::new(US, 40000);
+    let cases = [
+        (client(40000), v4([127, 0, 0, 1], 22)),
+        (client(40000), v4([127, 3, 4, 5], 22)),
+        (client(40000), v4([0, 1, 2, 3], 22)),
+        (v4([127, 0, 0, 1], 40000), elsewhere(443)),
+        (v4([0, 0, 0, 7], 40000), elsewhere(443)),
+        (ours, elsewhere(443)),
+        (v6("2001:2::5", 40000), v6("::1", 22)),
+        (v6("2001:2::5", 40000), v6("::ffff:127.0.0.1", 22)),
+        (v6("::1", 40000), v6("2001:2::9", 443)),
+        (v6("::ffff:198.19.0.5", 40000), v6("2001:2::9", 443)),
+    ];
+    for (i, (from, to)) in cases.into_iter().enumerate() {
+        let mut h = intercepting(InterceptConfig::default());
+        syn(&mut h, from, to, 1);
+        h.none();
+        assert!(held(&mut h).is_empty(), "case {i}: {from} -> {to}");
+        assert_eq!(h.ep.stats().drop_not_for_us, 1, "case {i}: {from} -> {to}");
+    }
+    // The same SYN from an ordinary client to an ordinary address is held.
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1);
+    assert_eq!(held(&mut h).len(), 1);
+}
+
 #[test]
 fn a_held_syn_is_answered_only_when_accepted() {
     let mut h = intercepting(InterceptConfig::default());

@@ -52,6 +52,20 @@ pub(super) fn is_unicast(addr: IpAddr) -> bool {
     }
 }
 
+/// Whether `addr` is one no link carries, as source or destination: a loopback address
+/// (127/8, `::1`; RFC 1122 §3.2.1.3, RFC 4291 §2.5.3), IPv4's "this network" 0/8 (RFC 1122
+/// §3.2.1.3), or, in an IPv6 header, an IPv4-mapped address (RFC 4291 §2.5.5.2; Linux's
+/// TCP refuses one as a source, `tcp_v6_conn_request`). Linux drops such packets arriving
+/// on any device but loopback as martians (`ip_route_input_slow`, `ip6_rcv_core`). Above
+/// all, in intercept mode a packet to 127.0.0.1 must not become a flow the application
+/// relays to its own host's loopback.
+pub(super) fn is_martian(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.is_loopback() || a.octets()[0] == 0,
+        IpAddr::V6(a) => a.is_loopback() || a.to_ipv4_mapped().is_some(),
+    }
+}
+
 impl Endpoint {
     /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
     /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
@@ -81,7 +95,15 @@ impl Endpoint {
                     IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
                 )
                 && is_unicast(ip.dst_addr()));
-        if !ours {
+        // Martians (see `is_martian`), and a source that is one of our own addresses (a
+        // LAND attack: Linux's `fib_validate_source` refuses a local source without
+        // `accept_local`). A stack whose own address is a loopback one is a loopback link,
+        // where they are ordinary.
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let loopback_link = dst.is_loopback() && self.addresses.contains(&dst);
+        let martian =
+            !loopback_link && (is_martian(src) || is_martian(dst) || self.addresses.contains(&src));
+        if !ours || martian {
             self.stats.drop_not_for_us += 1;
             return;
         }
@@ -237,6 +259,9 @@ impl Endpoint {
         }
         if v.ece {
             self.stats.ecn_ece_received += 1;
+        }
+        if v.ignored {
+            self.stats.drop_other += 1;
         }
     }
 

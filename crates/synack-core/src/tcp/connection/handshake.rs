@@ -455,10 +455,12 @@ impl Connection {
                 self.enter_closed(Some(Error::ConnectionRefused));
                 return;
             }
+            self.verdict.ignored = true;
             return;
         }
         if !seg.flags.contains(TcpFlags::SYN) {
             // "If neither of the SYN or RST bits is set, then drop the segment and return."
+            self.verdict.ignored = true;
             return;
         }
         self.rcv.irs = seg.seq_number;

@@ -38,6 +38,10 @@ pub(crate) struct InputVerdict {
     pub duplicate_data: bool,
     /// Its data went into the receive buffer, in order or not.
     pub data_taken: bool,
+    /// Dropped for its flags, with no reply and no other verdict (no ACK bit in a
+    /// synchronized state; in SYN-SENT an RST without an ACK, or neither SYN nor RST; a
+    /// resent SYN in SYN-RECEIVED within the rate limit): counted as `drop_other`.
+    pub ignored: bool,
 }
 
 /// What PAWS makes of a segment whose timestamp is older than TS.Recent
@@ -380,6 +384,12 @@ impl Connection {
                 self.ts.recent = ts.tsval;
                 self.ts.recent_age = now;
             }
+            // At most once per `invalid_ratelimit`, as Linux's tcp_check_req answers through
+            // `tcp_oow_rate_limited`: a flood of copies draws no flood of SYN-ACKs.
+            if self.invalid_ack_limited(now) {
+                self.verdict.ignored = true;
+                return;
+            }
             self.syn_pending = true;
             return;
         }
@@ -514,6 +524,7 @@ impl Connection {
 
         // Fifth: "if the ACK bit is off, drop the segment and return".
         if !flags.contains(TcpFlags::ACK) {
+            self.verdict.ignored = true;
             return;
         }
 
