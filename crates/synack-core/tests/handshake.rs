@@ -862,6 +862,29 @@ fn backlog_bounds_the_accept_queue() {
     assert!(h.one().is(SYN | ACK));
 }
 
+/// A listener on the unspecified address and one on an own address clash on one port,
+/// whichever comes first (Linux's `inet_csk_bind_conflict`); the families do not.
+#[test]
+fn wildcard_and_specific_listeners_clash_on_a_port() {
+    let any4: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+    let mut h = Harness::new(config());
+    h.ep.listen(any4, 4).unwrap();
+    assert_eq!(h.ep.listen(server(), 4), Err(Error::AddrInUse));
+    h.ep.listen("[::]:8080".parse().unwrap(), 4).unwrap();
+    h.ep.listen(SocketAddr::new(server().ip(), 81), 4).unwrap();
+
+    let mut h = Harness::new(config());
+    h.ep.listen(server(), 4).unwrap();
+    assert_eq!(h.ep.listen(any4, 4), Err(Error::AddrInUse));
+    // Port 0 on the unspecified address skips a port an own address listens on.
+    let mut cfg = config();
+    cfg.ephemeral_ports((8080, 8081));
+    let mut h = Harness::new(cfg);
+    h.ep.listen(server(), 4).unwrap();
+    let l = h.ep.listen("0.0.0.0:0".parse().unwrap(), 4).unwrap();
+    assert_eq!(h.ep.listener_addr(l).unwrap().port(), 8081);
+}
+
 #[test]
 fn listen_errors_are_typed() {
     let mut h = Harness::new(config());

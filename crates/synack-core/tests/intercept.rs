@@ -96,6 +96,27 @@ fn martian_addresses_are_not_intercepted() {
     assert_eq!(held(&mut h).len(), 1);
 }
 
+/// In intercept mode a listener may take a foreign address (as a Linux socket with
+/// IP_TRANSPARENT), and it wins over the interception for its port; a martian stays
+/// unbindable.
+#[test]
+fn a_listener_on_a_foreign_address_wins_over_interception() {
+    let mut h = intercepting(InterceptConfig::default());
+    let l = h.ep.listen(elsewhere(53), 4).unwrap();
+    syn(&mut h, client(40000), elsewhere(53), 1);
+    assert!(h.one().is(SYN | ACK));
+    assert!(held(&mut h).is_empty());
+    syn(&mut h, client(40001), elsewhere(54), 1);
+    h.none();
+    assert_eq!(held(&mut h).len(), 1);
+    assert_eq!(h.ep.listener_addr(l).unwrap(), elsewhere(53));
+    let lo = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
+    assert_eq!(h.ep.listen(lo, 4), Err(Error::AddrNotAvailable));
+    // Without intercept mode, a foreign address is not ours to listen on.
+    let mut h = Harness::new(config());
+    assert_eq!(h.ep.listen(elsewhere(53), 4), Err(Error::AddrNotAvailable));
+}
+
 #[test]
 fn a_held_syn_is_answered_only_when_accepted() {
     let mut h = intercepting(InterceptConfig::default());
@@ -250,9 +271,8 @@ fn a_bound_listener_wins_and_other_segments_get_rsts() {
     syn(&mut h, client(40005), SocketAddr::new(US, 80), 1);
     assert!(h.one().is(SYN | ACK));
     assert!(held(&mut h).is_empty());
-    // A listener bound to the intercepted address itself is not possible (not ours) ...
-    assert_eq!(h.ep.listen(elsewhere(80), 8), Err(Error::AddrNotAvailable));
-    // ... and a wildcard listener does not catch foreign destinations: those are held.
+    // A wildcard listener does not catch foreign destinations: those are held (a listener
+    // on a foreign address does: `a_listener_on_a_foreign_address_wins_over_interception`).
     let any =
         h.ep.listen(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080), 8)
             .unwrap();

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use super::demux::{is_martian, is_unicast};
 use super::fast_open::{FastOpenQueue, FastOpenVerdict};
 use super::output::Own;
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
@@ -55,6 +56,19 @@ impl Endpoint {
             ts_offset,
             ip_id: self.secrets.ip_id(local, remote, iss),
         }
+    }
+
+    /// Whether a listener on `local` would share a port with one that exists: the same
+    /// address, or either of them the unspecified address of the family (Linux's
+    /// `inet_csk_bind_conflict`: SO_REUSEADDR does not let two sockets listen on one
+    /// port). The families do not clash: a listener on `[::]` takes IPv6 only, as a Linux
+    /// socket with IPV6_V6ONLY.
+    fn listener_clash(&self, local: SocketAddr) -> bool {
+        self.by_local.keys().any(|a| {
+            a.port() == local.port()
+                && a.is_ipv4() == local.is_ipv4()
+                && (a.ip() == local.ip() || a.ip().is_unspecified() || local.ip().is_unspecified())
+        })
     }
 
     pub(super) fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
@@ -360,7 +374,14 @@ impl Endpoint {
         backlog: usize,
         opts: &SocketOptions,
     ) -> Result<ListenerHandle, Error> {
-        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
+        // An own address or all of them; in intercept mode any address routed to us (as a
+        // Linux socket with IP_TRANSPARENT binds a foreign one), which then wins over the
+        // interception for its port.
+        let ip = local.ip();
+        let bindable = ip.is_unspecified()
+            || self.addresses.contains(&ip)
+            || (self.intercepts() && is_unicast(ip) && !is_martian(ip));
+        if !bindable {
             return Err(Error::AddrNotAvailable);
         }
         let mut local = local;
@@ -368,11 +389,11 @@ impl Endpoint {
             let (min, max) = self.config.ephemeral_ports;
             let free = (min..=max).find(|&p| {
                 let a = SocketAddr::new(local.ip(), p);
-                !self.by_local.contains_key(&a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
+                !self.listener_clash(a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
             });
             local.set_port(free.ok_or(Error::AddrNotAvailable)?);
         }
-        if self.by_local.contains_key(&local) {
+        if self.listener_clash(local) {
             return Err(Error::AddrInUse);
         }
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
