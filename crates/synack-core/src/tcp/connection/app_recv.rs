@@ -1,0 +1,140 @@
+//! The application's side of receiving: reads and peeks, what a read returns once the
+//! stream has ended or failed, and the receive buffer's auto-tuning (Linux's
+//! `tcp_rcv_space_adjust`) that reads drive.
+
+use std::time::Duration;
+
+use super::Connection;
+use crate::error::Error;
+use crate::tcp::State;
+use crate::time::Instant;
+
+impl Connection {
+    /// Whether `recv` would return something now (data, EOF or an error).
+    pub fn recv_ready(&self) -> bool {
+        self.readable_bytes() > 0
+            || self.rcv.fin_received
+            || self.error.is_some()
+            || self.state == State::Closed
+    }
+
+    /// Receive-buffer auto-tuning (after Linux `tcp_rcv_space_adjust`, "dynamic right-sizing"):
+    /// once per round trip, if the application read more than ever before in one, let the
+    /// buffer (and so the window) hold twice that, up to the configured ceiling.
+    fn tune_receive_buffer(&mut self, now: Instant, read: usize) {
+        let space = &mut self.rcv_space;
+        space.read += read;
+        let rtt = self
+            .rtt
+            .srtt()
+            .unwrap_or(Duration::from_millis(1))
+            .max(Duration::from_millis(1));
+        if now - space.since < rtt {
+            return;
+        }
+        if space.read > space.best {
+            space.best = space.read;
+            let want = (2 * space.best).min(self.cfg.recv_buffer_max);
+            if want > self.rcv.buffer.capacity() && !self.mem.pressure {
+                self.rcv.buffer.set_capacity(want);
+            }
+        }
+        space.read = 0;
+        space.since = now;
+    }
+
+    /// Application read (RFC 9293 §3.10.3 RECEIVE) of at most `max` bytes, handed to `sink`
+    /// in order (in at most two slices, where the ring wraps), so that the caller's
+    /// destination needs no buffer of its own in between. `Ok(0)` is end of stream. A read
+    /// stops at the urgent mark, and skips the urgent byte there (see `urgent.rs`).
+    pub fn recv_with(
+        &mut self,
+        now: Instant,
+        max: usize,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<usize, Error> {
+        if !self.rcv.buffer.is_empty() {
+            if max == 0 {
+                return Ok(0);
+            }
+            let (skip, take) = self.urgent_read_plan(max);
+            self.rcv.buffer.skip(skip);
+            let n = self.rcv.buffer.read_with(take, sink);
+            self.after_urgent_read();
+            if self.is_synchronized() {
+                self.tune_receive_buffer(now, n + skip);
+            }
+            self.after_read();
+            self.arm_reclaim(now);
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        self.recv_empty()
+    }
+
+    /// What a read returns with nothing buffered: end of stream, the connection's error,
+    /// or `WouldBlock` while data may still come.
+    fn recv_empty(&self) -> Result<usize, Error> {
+        // The peer's FIN came first: the stream ended cleanly, whatever happened after (an
+        // RST in CLOSE-WAIT fails writes, not reads: Linux's tcp_recvmsg sees SOCK_DONE
+        // before the socket error).
+        if self.rcv.fin_received {
+            return Ok(0);
+        }
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.state == State::Closed {
+            return Ok(0);
+        }
+        match self.state {
+            State::SynSent
+            | State::SynReceived
+            | State::Established
+            | State::FinWait1
+            | State::FinWait2 => Err(Error::WouldBlock),
+            _ => Ok(0),
+        }
+    }
+
+    /// Like [`Connection::recv_with`], but the bytes stay buffered for the next read (MSG_PEEK).
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if !self.rcv.buffer.is_empty() && !buf.is_empty() {
+            let (skip, take) = self.urgent_read_plan(buf.len());
+            if skip == 0 {
+                return Ok(self.rcv.buffer.peek(&mut buf[..take]));
+            }
+            if take > 0 {
+                let mut tmp = vec![0; skip + take];
+                self.rcv.buffer.peek(&mut tmp);
+                buf[..take].copy_from_slice(&tmp[skip..]);
+                return Ok(take);
+            }
+        } else if !self.rcv.buffer.is_empty() {
+            return Ok(0);
+        }
+        self.recv_empty()
+    }
+
+    /// After the application read: open the window if it grew enough (receiver SWS
+    /// avoidance, RFC 9293 §3.8.6.2.2), and say so with a window update.
+    fn after_read(&mut self) {
+        if !self.is_synchronized() || self.rcv.fin_received {
+            return;
+        }
+        let advertised = self.rcv.adv - self.rcv.nxt;
+        // What the window field can carry caps what a read can open: a buffer larger than
+        // 64 KiB << wscale opens nothing the peer could see, so no update for it (Linux's
+        // `__tcp_cleanup_rbuf` compares against `__tcp_select_window`, which is clamped the
+        // same way; the selftest tcp_close_no_rst sees no ACK after a read).
+        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let potential = self.window_room(advertised).min(max);
+        let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
+        if potential >= advertised + threshold
+            && (advertised < self.rcv.mss || potential >= 2 * advertised)
+        {
+            self.rcv.ack_now = true;
+        }
+    }
+}

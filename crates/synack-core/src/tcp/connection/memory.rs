@@ -1,0 +1,91 @@
+//! What a connection holds in memory and the endpoint's budget for it: the bytes charged
+//! against `Config::max_memory`, the heap actually allocated, pressure, and giving idle
+//! storage back.
+
+use super::{Connection, RECLAIM_AFTER};
+use crate::time::Instant;
+
+impl Connection {
+    /// Bytes this connection's buffers hold now, as counted against `Config::max_memory`:
+    /// the data queued for sending (unsent and unacknowledged), and the receive buffer's
+    /// allocation, which holds the data not yet read and out-of-order data with the holes
+    /// between them. Linux likewise charges the memory of what is queued (skb truesize)
+    /// against tcp_mem, not buffer limits. Counting the receive side by its allocation
+    /// rather than its bytes keeps the cap a bound on the heap even when a peer scatters
+    /// out-of-order bytes across its window; an emptied receive buffer leaves the count
+    /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure).
+    pub fn memory(&self) -> usize {
+        self.snd.buffer.len() + self.rcv.buffer.allocated()
+    }
+
+    /// Bytes of heap the buffers hold allocated now (at least [`Connection::memory`]; more
+    /// while an emptied buffer keeps its storage for the next burst, see [`RECLAIM_AFTER`]).
+    pub fn allocated(&self) -> usize {
+        self.snd.buffer.allocated()
+            + self.rcv.buffer.allocated()
+            + self.snd.rack.allocated()
+            + self.snd.scoreboard.allocated()
+            + self.snd.skbs.as_ref().map_or(0, |q| q.allocated())
+    }
+
+    /// Bytes of heap the congestion controller takes (it is boxed).
+    pub fn controller_size(&self) -> usize {
+        std::mem::size_of_val(&*self.cc)
+    }
+
+    /// What the endpoint's memory budget allows now (see [`MemBudget`]).
+    pub fn set_memory_budget(&mut self, pressure: bool, room: usize) {
+        self.mem.pressure = pressure;
+        self.mem.room = room;
+        self.rcv.buffer.set_tight(pressure);
+    }
+
+    /// Whether the budget held this connection back since the last call.
+    pub fn take_memory_starved(&mut self) -> bool {
+        std::mem::take(&mut self.mem.starved)
+    }
+
+    /// Memory drained after the budget held this connection back: say so to the peer (a
+    /// window update, if the window can open now; RFC 9293 §3.8.6.2.2 lets a receiver send
+    /// one whenever the window grows) and to the application (`Writable`, if a write fits).
+    pub fn memory_available(&mut self) {
+        if self.is_synchronized() && !self.rcv.fin_received {
+            let promised = self.rcv.adv - self.rcv.nxt;
+            if self.advertisable_window() > promised {
+                self.rcv.ack_now = true;
+            }
+        }
+        if self.send_capacity() > 0 {
+            self.notify.writable = true;
+        }
+    }
+
+    /// Arm the reclaim timer if a buffer emptied but keeps its storage; under memory
+    /// pressure, give the storage back at once.
+    pub(super) fn arm_reclaim(&mut self, now: Instant) {
+        if self.timers.reclaim.is_some() || !self.holds_idle_storage() {
+            return;
+        }
+        if self.mem.pressure {
+            self.reclaim();
+        } else {
+            self.timers.reclaim = Some(now + RECLAIM_AFTER);
+        }
+    }
+
+    /// Whether an empty buffer (or an empty SACK or RACK record) still holds storage.
+    fn holds_idle_storage(&self) -> bool {
+        self.rcv.buffer.idle_storage()
+            || self.snd.buffer.idle_storage()
+            || self.snd.rack.idle_storage()
+            || self.snd.scoreboard.idle_storage()
+    }
+
+    /// Give back the storage of whatever is empty.
+    pub(super) fn reclaim(&mut self) {
+        self.rcv.buffer.release_if_empty();
+        self.snd.buffer.release_if_empty();
+        self.snd.rack.release_if_empty();
+        self.snd.scoreboard.release_if_empty();
+    }
+}
