@@ -1,7 +1,8 @@
 //! One TCP connection's state machine (RFC 9293 §3.10), split by concern:
 //!
 //! - `handshake`: SYN and SYN-ACK, option negotiation, the SYN-SENT state;
-//! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, ACK, data, FIN);
+//! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, data, FIN);
+//! - `ack`: an acceptable ACK, the losses it reveals and the recovery it drives;
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
 //! - `fast_open`: TCP Fast Open (RFC 7413: a cookie, data in the SYN), the client's side and
 //!   what a server's connection keeps;
@@ -31,6 +32,7 @@ use crate::tcp::send_buffer::{SendBuffer, SkbQueue};
 use crate::tcp::State;
 use crate::time::Instant;
 
+mod ack;
 mod app_recv;
 mod app_send;
 mod close;

@@ -1,0 +1,592 @@
+//! An acceptable ACK (RFC 9293 §3.10.7.4, "fifth, check the ACK field"): what it
+//! acknowledges and the RTT it measures, the send window it updates, the losses it reveals
+//! (duplicate ACKs, SACK, RACK-TLP: RFC 5681, RFC 6675, RFC 8985) and the recovery it drives
+//! (PRR, RFC 6937; undo on a spurious retransmission, RFC 2883 and Linux's `tcp_try_undo_*`).
+
+use std::ops::ControlFlow;
+
+use super::Connection;
+use crate::seq::SeqNumber;
+use crate::tcp::State;
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr};
+
+impl Connection {
+    /// Linux's send-window update rule (`tcp_may_update_window`), with SND.UNA as it was
+    /// before `seg`'s ACK: an ACK of new data, a newer segment, or the same segment
+    /// offering more window (or none). RFC 9293's rule ("SND.WL1 = SEG.SEQ and SND.WL2 =<
+    /// SEG.ACK") also takes a reordered duplicate offering less, which shrinks the window
+    /// we send into.
+    pub(super) fn may_update_window(&self, una: SeqNumber, seg: &TcpRepr<'_>, wnd: usize) -> bool {
+        seg.ack_number > una
+            || seg.seq_number > self.snd.wl1
+            || (seg.seq_number == self.snd.wl1 && (wnd > self.snd.wnd || wnd == 0))
+    }
+
+    /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
+    /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`. Linux counts our
+    /// SYN in `bytes_acked` when its ACK reached this socket (an active or simultaneous
+    /// open, through `tcp_ack`), not on a listener's child, which starts past it.
+    fn oldest_acceptable_ack_distance(&mut self) -> usize {
+        let syn = usize::from(self.passive);
+        let acked = (self.snd.una - self.snd.iss).saturating_sub(syn);
+        // Past 2^30 bytes the data acknowledged exceeds any window (RFC 7323 §2.3: at most
+        // 65535 << 14): from then on the bound is the window, even once SND.UNA wraps past
+        // ISS, which it cannot do unseen (it moves less than a window an ACK).
+        if acked >= 1 << 30 {
+            self.snd.acked_beyond_any_window = true;
+        }
+        if self.snd.acked_beyond_any_window {
+            self.snd.max_wnd
+        } else {
+            acked.min(self.snd.max_wnd)
+        }
+    }
+
+    /// "Fifth, check the ACK field" for the synchronized states. Breaks when the segment
+    /// processing ends here.
+    pub(super) fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> ControlFlow<()> {
+        let ack = seg.ack_number;
+        // RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; anything
+        // else is dropped with an ACK in reply. As Linux (`tcp_ack`), the window reaches
+        // back no further than the data acknowledged so far, so that an ACK for bytes
+        // before our ISN is never taken.
+        let lowest = self.snd.una - self.oldest_acceptable_ack_distance();
+        if ack > self.snd.max || ack < lowest {
+            self.challenge_ack(now);
+            return ControlFlow::Break(());
+        }
+
+        // Every acceptable ACK lets Linux push what waits under the socket's own Nagle
+        // setting (tcp_data_snd_check): a `MSG_MORE` hold ends here.
+        self.more = false;
+        let ece = self.ecn_echoed(seg);
+        let old_wnd = self.snd.wnd;
+        let new_wnd = (seg.window_len as usize) << self.snd.wscale;
+
+        // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
+        let una_before = self.snd.una;
+        if self.sack_ok {
+            self.count_dsack(seg, una_before);
+        }
+        let sacked_before = self.snd.scoreboard.sacked_bytes();
+        let lost_before = self.lost_boundary();
+        // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
+        // packets_out - sacked_out, counted only where PRR may run on this ACK.
+        let reducing = self.recovery.recover.is_some() || self.recovery.cwr.is_some();
+        let unsacked_segs_before = (self.prr_packets()
+            && self.snd.max > self.snd.una
+            && (reducing || ece || sacked_before > 0 || seg.sack_ranges[0].is_some()))
+        .then(|| self.snd.unsacked_segments());
+
+        // RFC 6675 §5: record the SACK blocks first; they decide what is lost.
+        let mut new_sack_info = false;
+        if self.sack_ok {
+            let before = sacked_before;
+            for &(left, right) in seg.sack_ranges.iter().flatten() {
+                self.snd
+                    .scoreboard
+                    .add(left, right, ack.max(self.snd.una), self.snd.max);
+            }
+            new_sack_info = self.snd.scoreboard.sacked_bytes() != before;
+        }
+
+        if ack > self.snd.una {
+            self.on_new_ack(now, seg, ack, sacked_before, ece);
+        } else if ack == self.snd.una
+            && seg.payload.is_empty()
+            && !seg.flags.contains(TcpFlags::FIN)
+            && new_wnd == old_wnd
+            && self.snd.max > self.snd.una
+        {
+            // RFC 5681 §2's duplicate ACK: nothing new, no data, same window, data outstanding.
+            self.on_duplicate_ack(now);
+        } else if ack == self.snd.una && new_sack_info && self.snd.max > self.snd.una {
+            // RFC 6675 §2: an ACK carrying new SACK information counts as a duplicate.
+            self.on_duplicate_ack(now);
+        }
+        // TCP_INFO's delivered: what this ACK newly acknowledged or SACKed, in segments
+        // (bytes SACKed before and acknowledged now were counted when SACKed).
+        let newly = (self.snd.una - una_before + self.snd.scoreboard.sacked_bytes())
+            .saturating_sub(sacked_before);
+        let segments = u32::try_from(newly.div_ceil(self.snd.mss.max(1))).unwrap_or(u32::MAX);
+        self.delivered = self.delivered.saturating_add(segments);
+        // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
+        if self.sack_ok {
+            let scoreboard = &self.snd.scoreboard;
+            let srtt = self.rtt.srtt();
+            if scoreboard.sacked_bytes() == 0 {
+                // Nothing held out of order: nothing can have overtaken anything.
+                self.snd.rack.on_ack(now, self.snd.una, None, srtt);
+                self.timers.rack = None;
+            } else {
+                let covered = |a, b| scoreboard.covers(a, b);
+                self.snd
+                    .rack
+                    .on_ack(now, self.snd.una, Some(&covered), srtt);
+                self.rack_detect_only(now);
+            }
+        }
+        // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
+        // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
+        if self.sack_ok
+            && self.recovery.tlp_outstanding
+            && new_sack_info
+            && self.recovery.recover.is_none()
+            && self.snd.max > self.snd.una
+        {
+            // The probe's ACK SACKs data sent after the un-SACKed holes (RFC 8985 §7.4.2):
+            // those holes are lost.
+            self.recovery.lost_below = self.snd.scoreboard.highest_sacked();
+        }
+        if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
+            if let Some(boundary) = self.lost_boundary() {
+                let after_rto = self.after_rto();
+                if boundary > self.snd.una && !after_rto {
+                    self.enter_recovery(now);
+                }
+            }
+        }
+        // RFC 3168 §6.1.2: a congestion mark echoed while the window is open (not in
+        // recovery, not after a timeout, not already reducing) reduces it, once per window
+        // of data (Linux's tcp_try_to_open, which runs after the recovery checks above).
+        let after_rto = self.after_rto();
+        if ece && self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !after_rto {
+            self.enter_cwr(now);
+        }
+        if (self.sack_ok && self.recovery.recover.is_some()) || self.recovery.cwr.is_some() {
+            // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
+            // bytes that the cumulative ACK passed count once, in the first term.
+            let sacked = self.snd.scoreboard.sacked_bytes();
+            let delivered = match unsacked_segs_before {
+                // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
+                Some(before) => before.saturating_sub(self.snd.unsacked_segments()),
+                None => (self.snd.una - una_before + sacked).saturating_sub(sacked_before),
+            };
+            let lost = self.lost_boundary();
+            let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
+            self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
+        }
+        self.try_undo();
+
+        // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
+        // updated", when the segment is newer than the last that updated it: Linux's
+        // test of that (`may_update_window`), against SND.UNA as it was before this ACK.
+        if ack >= self.snd.una && self.may_update_window(una_before, seg, new_wnd) {
+            self.snd.wnd = new_wnd;
+            self.snd.max_wnd = self.snd.max_wnd.max(new_wnd);
+            self.snd.wl1 = seg.seq_number;
+            if new_wnd > 0 {
+                self.timers.persist = None;
+                self.persist_backoff = 0;
+                // The probing episode is over (Linux's tcp_ack_probe clears
+                // `icsk_probes_tstamp`): a user timeout counts afresh.
+                if self.snd.una == self.snd.max {
+                    self.retransmitting_since = None;
+                }
+            }
+        }
+
+        // State transitions driven by the ACK of our FIN.
+        let fin_acked = self.snd.fin_acked();
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.set_state(State::FinWait2);
+                if self.app_closed {
+                    // Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
+                    self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
+                    // Unless this segment brings the peer's FIN too, Linux hands it to a
+                    // TIME-WAIT sock when that timeout is no longer than TIME-WAIT
+                    // (`tcp_rcv_state_process`): the ACK of the peer's FIN then leaves
+                    // from a control socket.
+                    if !seg.flags.contains(TcpFlags::FIN)
+                        && self.cfg.fin_timeout <= self.cfg.time_wait
+                    {
+                        self.control_socket = true;
+                    }
+                }
+            }
+            State::Closing if fin_acked => {
+                // The segment ends here, as in Linux (`tcp_rcv_state_process`): a resent FIN
+                // that brought this ACK is answered once it comes again, in TIME-WAIT.
+                self.enter_time_wait(now);
+                return ControlFlow::Break(());
+            }
+            State::LastAck if fin_acked => {
+                self.enter_closed(None);
+                return ControlFlow::Break(());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
+    /// scoreboard held before this ACK's SACK blocks; `ece`, whether it echoes a congestion
+    /// mark (the window does not grow on it).
+    fn on_new_ack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        ack: SeqNumber,
+        sacked_before: usize,
+        ece: bool,
+    ) {
+        // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
+        // all along.
+        if ack > self.snd.nxt {
+            self.snd.nxt = ack;
+        }
+        let acked = ack - self.snd.una;
+        // Application bytes acknowledged: the range excludes a SYN (never in the buffer) and a
+        // FIN (past the buffer's end).
+        let data_from = self.snd.data_start();
+        let mut data_acked = ack - data_from;
+        data_acked = data_acked.min(self.snd.buffer.len());
+        // Linux's seq_rtt_us (`Config::rtt_every_ack`): from RACK's send log, taken before
+        // `on_ack` prunes it; else the timed segment or the TSecr.
+        let per_ack = if self.sack_ok && self.cfg.rtt_every_ack {
+            self.snd.rack.acked_rtt(now, self.snd.una, ack)
+        } else {
+            None
+        };
+        if let Some(sample) = per_ack.or_else(|| self.rtt_sample_for(now, seg, ack)) {
+            // RFC 6298 §3 / Karn: only unambiguous samples; with timestamps every ACK of new
+            // data gives one (RFC 7323 §4).
+            self.rtt.sample(sample);
+        }
+        // Congestion control's sample of this ACK, taken as Linux's pkts_acked takes it:
+        // from the send time of the last segment it covers (RACK's log, kept with SACK),
+        // else the RTT sample above. CUBIC's HyStart counts them per round.
+        let ca_sample = if self.sack_ok {
+            self.snd.rack.delivery_rtt(now, ack)
+        } else {
+            self.rtt
+                .latest()
+                .filter(|_| self.rtt_seq.is_none_or(|t| ack > t.seq))
+        };
+        if let Some(sample) = ca_sample {
+            self.cc.on_rtt_sample(now, sample, ack, self.snd.nxt);
+        }
+        if matches!(self.rtt_seq, Some(timed) if ack > timed.seq) {
+            self.rtt_seq = None;
+        }
+        let in_flight_before = self.snd.in_flight();
+        self.consume_acked(data_acked);
+        self.snd.una = ack;
+        // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
+        if self.snd.up.is_some_and(|up| up <= ack) {
+            self.snd.up = None;
+        }
+        while self.snd.records.front().is_some_and(|&end| end <= ack) {
+            self.snd.records.pop_front();
+        }
+        self.snd.scoreboard.prune(ack);
+        self.backoff = 0;
+        self.maybe_end_cwr(ack);
+        // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
+        // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
+        let mut delivered =
+            (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+        if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
+            // Without SACK, the duplicate ACKs before this one each stood for a segment the
+            // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
+            // those again, and delivers only the rest, at least one segment (Linux's
+            // `tcp_remove_reno_sacks`). Otherwise a window that limited transmit already
+            // used would grow again for the same segments.
+            let counted = (self.recovery.dupacks as usize).saturating_mul(self.snd.mss);
+            delivered = delivered
+                .saturating_sub(counted)
+                .max(self.snd.mss.min(delivered));
+        }
+
+        // Congestion control and NewReno recovery (RFC 6582 §3.2).
+        match self.recovery.recover {
+            Some(recover) if ack >= recover => {
+                // Full acknowledgment: leave fast recovery.
+                self.recovery.recover = None;
+                self.recovery.lost_below = None;
+                if self.sack_ok {
+                    self.cc.on_prr_recovery_end();
+                } else {
+                    self.cc.on_recovery_end(self.snd.in_flight());
+                }
+            }
+            Some(_) => {
+                // Partial acknowledgment: retransmit the next hole and deflate the window
+                // (NewReno), or let the pipe algorithm pick the hole and PRR size what is
+                // sent (SACK).
+                if !self.sack_ok {
+                    self.recovery.retransmit_head = true;
+                    self.cc.on_partial_ack(acked);
+                }
+                self.retransmit_deadline_reset(now);
+            }
+            None => {
+                // Only a window that limited the flow grows (Linux's tcp_cong_avoid returns
+                // early unless tcp_is_cwnd_limited); the controller still sees the RTT.
+                // In CWR, PRR sets the window instead (Linux's tcp_cong_control), also on the
+                // ACK whose echo starts it.
+                let reducing = self.recovery.cwr.is_some() || ece;
+                let grow = if self.cwnd_limited() && !reducing {
+                    delivered
+                } else {
+                    0
+                };
+                self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
+            }
+        }
+        self.recovery.dupacks = 0;
+        // RFC 8985 §7.4: an ACK of new data ends a probe episode; re-arm for the tail.
+        self.recovery.tlp_outstanding = false;
+        self.recovery.tlp_probes = 0;
+        self.timers.tlp = None;
+        if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
+            self.recovery.rto_recover = None;
+        }
+
+        // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
+        self.retransmitting_since = None;
+        if self.snd.una == self.snd.max {
+            self.timers.retransmit = None;
+        } else {
+            self.retransmit_deadline_reset(now);
+        }
+        // The application may write again (Linux's tcp_check_space; once more after this
+        // ACK's transmission, see `after_transmit`).
+        if data_acked > 0 && self.check_space(now, false) {
+            self.notify.writable = true;
+        }
+        self.arm_tlp(now);
+    }
+
+    /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for
+    /// duplicate ACKs of data sent before the last timeout.
+    fn on_duplicate_ack(&mut self, now: Instant) {
+        self.recovery.dupacks += 1;
+        if self.recovery.recover.is_some() {
+            // Step 4: each further duplicate ACK inflates the window by one segment (NewReno
+            // only: with SACK the pipe estimate accounts for what left the network).
+            if !self.sack_ok {
+                self.cc.on_recovery_dup_ack();
+            }
+            return;
+        }
+        if self.recovery.dupacks == 3 {
+            if self.after_rto() {
+                return;
+            }
+            self.enter_recovery(now);
+        }
+    }
+
+    /// Run RACK's detection: mark what it finds lost (everything un-SACKed below the highest
+    /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
+    fn rack_detect_only(&mut self, now: Instant) {
+        let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
+        let recovering = self.recovery.recover.is_some() || self.after_rto();
+        let dupthresh_sacked = if self.prr_packets() {
+            // Linux's tcp_rack_reo_wnd: sacked_out >= reordering, in packets.
+            self.snd.sacked_segments() >= crate::tcp::scoreboard::DUP_THRESH
+        } else {
+            self.snd.scoreboard.sacked_bytes()
+                > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss
+        };
+        let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
+        if let Some(seq) = d.lost_retransmission {
+            self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
+            // A retransmission was lost: it is no longer in the pipe, and the recovery resends
+            // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
+            // Once resent, it has a new send time and is not found lost again until data sent
+            // after it arrives.
+            if self.recovery.recover.is_some() && seq < self.recovery.high_rxt {
+                self.recovery.high_rxt = seq.max(self.snd.una);
+            }
+        }
+        if let Some(up) = d.lost_up_to {
+            let up = up.min(self.snd.max);
+            if up > self.snd.una {
+                self.recovery.lost_below = Some(self.recovery.lost_below.map_or(up, |b| b.max(up)));
+            }
+        }
+        self.timers.rack = d.recheck_at;
+    }
+
+    /// RACK's timer fired: detect, and start recovery if SND.UNA is now lost.
+    pub(super) fn rack_detect(&mut self, now: Instant) {
+        if !self.sack_ok || self.snd.una == self.snd.max {
+            return;
+        }
+        self.rack_detect_only(now);
+        let after_rto = self.after_rto();
+        if self.recovery.recover.is_none()
+            && !after_rto
+            && self.lost_boundary().is_some_and(|b| b > self.snd.una)
+        {
+            self.enter_recovery(now);
+            // No ACK brought this on: as Linux's tcp_rack_reo_timeout, count one segment
+            // delivered, which lets the first lost segment go.
+            self.prr_on_ack(self.prr_unit(), false, false);
+        }
+    }
+
+    /// RFC 2883 §4: the first SACK block reports a duplicate (D-SACK) when it lies below the
+    /// cumulative ACK or inside the second block. A duplicate of data that was already
+    /// cumulatively acknowledged and lies above `undo_marker` is a retransmission of the last
+    /// recovery that was not needed (Linux's `tcp_check_dsack`).
+    fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) {
+        let Some((left, right)) = seg.sack_ranges[0] else {
+            return;
+        };
+        let inside_second = matches!(seg.sack_ranges[1], Some((l, r)) if left >= l && right <= r);
+        if left >= right || !(left < seg.ack_number || inside_second) {
+            return;
+        }
+        self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
+        if let Some(marker) = self.recovery.undo_marker {
+            if right <= una_before && right > marker {
+                let segments = (right - left).div_ceil(self.snd.mss.max(1));
+                self.recovery.undo_dsacked += segments;
+            }
+        }
+    }
+
+    /// Undo a spurious fast retransmit (RFC 3708 §3, Linux's `tcp_try_undo_dsack`): once
+    /// every segment resent since the last recovery began was reported received twice, the
+    /// losses were not real, and neither was the congestion: cwnd and ssthresh go back to
+    /// what they were, and a recovery still under way ends.
+    fn try_undo(&mut self) {
+        let r = &self.recovery;
+        if r.undo_marker.is_none() || r.undo_retrans == 0 || r.undo_dsacked < r.undo_retrans {
+            return;
+        }
+        tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
+        self.recovery.undo_marker = None;
+        self.counters.undos = self.counters.undos.saturating_add(1);
+        self.cc.on_spurious_fast_retransmit();
+        if self.recovery.recover.is_some() {
+            self.recovery.recover = None;
+            self.recovery.lost_below = None;
+        }
+    }
+
+    /// Proportional Rate Reduction (RFC 6937 §3) with the slow-start reduction bound
+    /// (PRR-SSRB), as Linux's `tcp_cwnd_reduction`: on each ACK during recovery, how much may
+    /// be sent. While the pipe exceeds ssthresh, sending follows deliveries in the proportion
+    /// ssthresh / RecoverFS, so the pipe falls smoothly to ssthresh over one round trip
+    /// instead of stalling for half of it (RFC 6675) or bursting; below ssthresh it grows
+    /// back towards ssthresh at most as fast as slow start would, one segment more than was
+    /// delivered per ACK that advances SND.UNA.
+    ///
+    /// `delivered` is the ACK's DeliveredData, `una_advanced` whether SND.UNA moved, and
+    /// `newly_lost` whether the ACK revealed new losses (then Linux withholds SSRB's extra
+    /// segment).
+    ///
+    /// With [`Config::recovery_in_packets`](crate::Config::recovery_in_packets) every
+    /// quantity is in segments, as Linux's are in packets: `delivered`, `prr_delivered`,
+    /// `prr_out`, RecoverFS, the pipe, and ssthresh (the controller's, in whole segments);
+    /// `prr_cwnd` is then the window in segments times the MSS.
+    pub(super) fn prr_on_ack(&mut self, delivered: usize, una_advanced: bool, newly_lost: bool) {
+        // Linux returns early when nothing was delivered, leaving cwnd as it was.
+        if delivered == 0 {
+            return;
+        }
+        let packets = self.prr_packets();
+        let one = self.prr_unit();
+        let (segment, ssthresh, pipe) = if packets {
+            let ssthresh = self.cc.ssthresh() / self.snd.mss.max(1);
+            let pipe = self
+                .snd
+                .pipe_segments(self.recovery.high_rxt, self.lost_boundary());
+            (1, ssthresh.max(1), pipe)
+        } else {
+            let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
+            (self.payload_room(), self.cc.ssthresh(), pipe)
+        };
+        let bytes_per_unit = if packets { self.snd.mss } else { 1 };
+        let r = &mut self.recovery;
+        r.prr_delivered = r.prr_delivered.saturating_add(delivered);
+        let sndcnt = if pipe > ssthresh {
+            // sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out, the ceiling taken
+            // in whole segments as Linux, which counts packets, takes it: otherwise the share
+            // would grow by fractions of a segment that sender SWS avoidance holds back.
+            let share = (r.prr_delivered as u128 * ssthresh as u128)
+                .div_ceil(r.recover_fs.max(1) as u128 * segment as u128)
+                .saturating_mul(segment as u128)
+                .min(usize::MAX as u128) as usize;
+            share.saturating_sub(r.prr_out)
+        } else {
+            // PRR-SSRB: limit = MAX(prr_delivered - prr_out, DeliveredData) + MSS, the MSS
+            // only for an ACK that advances SND.UNA without new losses (Linux's refinement,
+            // which keeps a lost retransmission from being answered with a burst).
+            let mut limit = r.prr_delivered.saturating_sub(r.prr_out).max(delivered);
+            if una_advanced && !newly_lost {
+                limit = limit.saturating_add(one);
+            }
+            limit.min(ssthresh - pipe)
+        };
+        // The first ACK of recovery always lets the fast retransmit go (Linux: "Force a fast
+        // retransmit upon entering fast recovery").
+        let sndcnt = if r.prr_out == 0 {
+            sndcnt.max(one)
+        } else {
+            sndcnt
+        };
+        r.prr_cwnd = pipe.saturating_add(sndcnt).saturating_mul(bytes_per_unit);
+    }
+
+    /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
+    fn enter_recovery(&mut self, now: Instant) {
+        self.counters.recoveries = self.counters.recoveries.saturating_add(1);
+        self.recovery.undo_retrans = 0;
+        self.recovery.undo_dsacked = 0;
+        self.recovery.recover = Some(self.snd.max);
+        self.recovery.high_rxt = self.snd.una;
+        self.recovery.tlp_pending = false;
+        self.timers.tlp = None;
+        self.recovery.retransmit_head = true;
+        self.rtt_seq = None;
+        self.ecn_queue_cwr();
+        // A loss while CWR already reduces the window for this round (RFC 3168 §6.1.2:
+        // at most once per window): with SACK, PRR goes on from where CWR left it, with
+        // the ssthresh the mark set and no undo (Linux's tcp_enter_recovery skips
+        // tcp_init_cwnd_reduction in CWR). NewReno's window arithmetic needs the
+        // controller's inflation, so without SACK the loss reduces it as usual.
+        if self.recovery.cwr.take().is_some() && self.sack_ok {
+            self.recovery.undo_marker = None;
+            return;
+        }
+        // RFC 6937 §3, on entering recovery (RecoverFS as Linux takes it: the window before
+        // the reduction). Until the entering ACK is counted, nothing beyond the pipe.
+        self.recovery.recover_fs = if self.prr_packets() {
+            (self.cc.window() / self.snd.mss.max(1)).max(1)
+        } else {
+            self.cc.window()
+        };
+        self.recovery.undo_marker = Some(self.snd.una);
+        self.recovery.prr_delivered = 0;
+        self.recovery.prr_out = 0;
+        // FlightSize for the reduction, not counting what the SACKs before recovery let go
+        // beyond cwnd (RFC 5681 §3.2 step 2 leaves data sent by limited transmit out of this
+        // calculation); or, as Linux, cwnd itself (`Config::fast_recovery_from_cwnd`).
+        let flight = if self.cfg.fast_recovery_from_cwnd {
+            self.cc.window()
+        } else {
+            self.snd.in_flight().min(self.cc.window())
+        };
+        self.cc.on_fast_retransmit(now, flight);
+        self.recovery.prr_cwnd = if self.prr_packets() {
+            let pipe = self.snd.pipe_segments(self.snd.una, self.lost_boundary());
+            pipe.saturating_mul(self.snd.mss)
+        } else {
+            self.snd.pipe(self.snd.una, self.lost_boundary())
+        };
+        // RFC 6675 §5 step 4.3 / RFC 5681 step 2: the first lost segment goes at once
+        // (`retransmit_head`, above).
+    }
+
+    /// Restart the retransmission timer from now (RFC 6298 §5.3).
+    pub(super) fn retransmit_deadline_reset(&mut self, now: Instant) {
+        self.timers.retransmit = Some(now + self.current_rto());
+    }
+}
