@@ -4,6 +4,7 @@
 //! - `input`: segment arrival in the synchronized states (sequence, RST, SYN, data, FIN);
 //! - `ack`: an acceptable ACK, the losses it reveals and the recovery it drives;
 //! - `output`: what to send next (data under the windows, Nagle, SWS, retransmissions, ACKs);
+//! - `emit`: the packet for what `output` decided, its headers and the record it leaves;
 //! - `fast_open`: TCP Fast Open (RFC 7413: a cookie, data in the SYN), the client's side and
 //!   what a server's connection keeps;
 //! - `close`: shutdown, close, abort and TIME-WAIT (and the snapshot the endpoint keeps of
@@ -37,6 +38,7 @@ mod app_recv;
 mod app_send;
 mod close;
 mod ecn;
+mod emit;
 mod fast_open;
 pub(crate) mod handshake;
 mod icmp;
