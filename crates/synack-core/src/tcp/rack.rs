@@ -276,12 +276,20 @@ impl Rack {
     ///
     /// `sacked` is `None` when the receiver holds nothing out of order: then only the
     /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
-    /// the loss-free path from scanning the whole log on every ACK.
+    /// the loss-free path from scanning the whole log on every ACK. Otherwise it holds this
+    /// ACK's SACK blocks and whether the scoreboard covers a range: a segment can only have
+    /// become wholly SACKed by this ACK if one of its blocks overlaps it, so only the
+    /// segments under the blocks are looked at (found by binary search; the log is in
+    /// sequence order), not the whole log against every range on each ACK, which a receiver
+    /// holding many small holes open could make a million steps an ACK.
     pub fn on_ack(
         &mut self,
         now: Instant,
         una: SeqNumber,
-        sacked: Option<&dyn Fn(SeqNumber, SeqNumber) -> bool>,
+        sacked: Option<(
+            &[(SeqNumber, SeqNumber)],
+            &dyn Fn(SeqNumber, SeqNumber) -> bool,
+        )>,
         rtt: Option<Duration>,
     ) {
         if let Some(rtt) = rtt {
@@ -323,11 +331,23 @@ impl Rack {
                 });
             }
         };
-        if let Some(sacked) = sacked {
-            for s in self.log.iter_mut() {
-                if s.end > una && !s.delivered && sacked(s.start, s.end) {
-                    note(s);
-                    s.delivered = true;
+        if let Some((blocks, covered)) = sacked {
+            // In sequence order, as before (and as Linux sorts the blocks in
+            // tcp_sacktag_write_queue): RACK.rtt is the last delivery's sample.
+            let mut sorted = [(una, una); 4];
+            let n = blocks.len().min(sorted.len());
+            sorted[..n].copy_from_slice(&blocks[..n]);
+            sorted[..n].sort_by_key(|&(left, _)| left - una);
+            for &(left, right) in &sorted[..n] {
+                let from = self.log.partition_point(|s| s.end <= left);
+                for s in self.log.range_mut(from..) {
+                    if s.start >= right {
+                        break;
+                    }
+                    if s.end > una && !s.delivered && covered(s.start, s.end) {
+                        note(s);
+                        s.delivered = true;
+                    }
                 }
             }
         }
@@ -435,6 +455,10 @@ impl Rack {
 mod tests {
     use super::*;
 
+    /// A SACK block over every sequence number these tests use: the closure given with it
+    /// decides what is covered.
+    const EVERYWHERE: [(SeqNumber, SeqNumber); 1] = [(SeqNumber(0), SeqNumber(1 << 20))];
+
     fn t(ms: u64) -> Instant {
         Instant::from_millis(ms)
     }
@@ -475,7 +499,7 @@ mod tests {
         r.on_ack(
             t(20),
             s(1),
-            Some(&|a, b| a >= s(1001) && b <= s(2001)),
+            Some((&EVERYWHERE[..], &|a, b| a >= s(1001) && b <= s(2001))),
             None,
         );
         assert_eq!(r.retransmitted_in_flight(s(1), 1000), 3);
@@ -499,7 +523,7 @@ mod tests {
         r.on_ack(
             t(42),
             s(0),
-            Some(&|a, b| a >= s(200) && b <= s(300)),
+            Some((&EVERYWHERE[..], &|a, b| a >= s(200) && b <= s(300))),
             Some(Duration::from_millis(40)),
         );
         let srtt = Duration::from_millis(40);
@@ -521,7 +545,7 @@ mod tests {
         r.on_ack(
             t(101),
             s(0),
-            Some(&|a, _| a == s(100)),
+            Some((&EVERYWHERE[..], &|a, _| a == s(100))),
             Some(Duration::from_millis(20)),
         );
         // The SACKed segment was sent at 1 ms, before the retransmission at 100 ms: the
@@ -530,7 +554,12 @@ mod tests {
         assert_eq!(r.detect(t(500), srtt, true, false).lost_up_to, None);
         // Something sent after the retransmission arrives: now it can be.
         r.on_send(s(200), s(300), t(110));
-        r.on_ack(t(130), s(0), Some(&|a, _| a == s(100) || a == s(200)), None);
+        r.on_ack(
+            t(130),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a == s(100) || a == s(200))),
+            None,
+        );
         assert_eq!(r.detect(t(200), srtt, true, false).lost_up_to, Some(s(100)));
     }
 
@@ -546,11 +575,21 @@ mod tests {
         }
         let srtt = Duration::from_millis(10);
         // [200, 300) SACKed: the two before it are lost, and resent in the same tick.
-        r.on_ack(t(10), s(0), Some(&|a, _| a == s(200)), None);
+        r.on_ack(
+            t(10),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a == s(200))),
+            None,
+        );
         assert_eq!(r.detect(t(10), srtt, true, true).lost_up_to, Some(s(200)));
         r.on_retransmit(s(0), s(200), 100, t(10));
         // [300, 400), sent in the burst before the retransmission, is SACKed now.
-        r.on_ack(t(10), s(0), Some(&|a, _| a == s(200) || a == s(300)), None);
+        r.on_ack(
+            t(10),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a == s(200) || a == s(300))),
+            None,
+        );
         let d = r.detect(t(10), srtt, true, true);
         assert_eq!(d.lost_retransmission, None, "{d:?}");
         assert_eq!(d.lost_up_to, None);
@@ -566,12 +605,22 @@ mod tests {
         // it left: RACK.rtt is 110 ms, and the first is lost at 110 + 25 ms (Linux's
         // tcp_rack_detect_loss), not at SRTT + 25 ms.
         let srtt = Duration::from_millis(100);
-        r.on_ack(t(110), s(0), Some(&|a, _| a == s(100)), Some(srtt));
+        r.on_ack(
+            t(110),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a == s(100))),
+            Some(srtt),
+        );
         let d = r.detect(t(126), srtt, false, false);
         assert_eq!((d.lost_up_to, d.recheck_at), (None, Some(t(135))));
         // With DupThresh segments SACKed and no reordering seen, no window at all: the
         // loss is called on the ACK that shows it (RFC 8985 §6.2 step 4).
-        r.on_ack(t(120), s(0), Some(&|a, _| a >= s(100)), Some(srtt));
+        r.on_ack(
+            t(120),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a >= s(100))),
+            Some(srtt),
+        );
         assert_eq!(r.detect(t(120), srtt, false, true).lost_up_to, Some(s(100)));
     }
 
@@ -582,16 +631,51 @@ mod tests {
             r.on_send(s(i * 100), s(i * 100 + 100), t(0));
         }
         let srtt = Duration::from_millis(40);
-        r.on_ack(t(40), s(0), Some(&|a, _| a == s(300)), Some(srtt));
+        r.on_ack(
+            t(40),
+            s(0),
+            Some((&EVERYWHERE[..], &|a, _| a == s(300))),
+            Some(srtt),
+        );
         // The first segment, never resent, arrives after the fourth: reordering, by four
         // segments (from its start to RACK.fack; Linux's tcpi_reordering would say 4).
-        r.on_ack(t(41), s(100), Some(&|a, _| a == s(300)), Some(srtt));
+        r.on_ack(
+            t(41),
+            s(100),
+            Some((&EVERYWHERE[..], &|a, _| a == s(300))),
+            Some(srtt),
+        );
         assert!(r.reord);
         assert_eq!(r.reorder_distance(), 400);
         // Even in recovery the window stays min_RTT / 4 (10 ms), after RACK.rtt, now the
         // first segment's 41 ms.
         assert_eq!(r.detect(t(50), srtt, true, true).lost_up_to, None);
         assert_eq!(r.detect(t(51), srtt, true, true).lost_up_to, Some(s(300)));
+    }
+
+    /// A SACK looks only at the segments under its blocks, however long the log: a
+    /// receiver that SACKs two segments of a full log costs a few checks, not one per
+    /// segment logged (and per range held).
+    #[test]
+    fn a_sack_visits_only_the_segments_under_its_blocks() {
+        let mut r = Rack::default();
+        for i in 0..10_000 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        let calls = std::cell::Cell::new(0);
+        let covered = |a: SeqNumber, b: SeqNumber| {
+            calls.set(calls.get() + 1);
+            a >= s(500_000) && b <= s(500_200)
+        };
+        let blocks = [(s(500_000), s(500_200))];
+        r.on_ack(t(10), s(0), Some((&blocks[..], &covered)), None);
+        assert!(calls.get() <= 3, "{} checks", calls.get());
+        assert_eq!(r.count_segments(s(0), |_, _, sacked| sacked), 2);
+        // Blocks come in any order; the deliveries are taken in sequence order.
+        let blocks = [(s(900_000), s(900_100)), (s(100_000), s(100_100))];
+        r.on_ack(t(20), s(0), Some((&blocks[..], &|_, _| true)), None);
+        assert_eq!(r.count_segments(s(0), |_, _, sacked| sacked), 4);
+        assert_eq!(r.newest_delivered.map(|d| d.end_seq), Some(s(900_100)));
     }
 
     #[test]

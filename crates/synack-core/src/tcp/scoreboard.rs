@@ -90,11 +90,13 @@ impl Scoreboard {
         self.sacked_end_at(start).is_some_and(|e| e >= end)
     }
 
-    /// If `seq` lies in a SACKed range, that range's end.
+    /// If `seq` lies in a SACKed range, that range's end. (The ranges are sorted and
+    /// disjoint: a binary search.)
     pub fn sacked_end_at(&self, seq: SeqNumber) -> Option<SeqNumber> {
+        let i = self.ranges.partition_point(|&(_, r)| r <= seq);
         self.ranges
-            .iter()
-            .find(|&&(l, r)| seq.in_range(l, r))
+            .get(i)
+            .filter(|&&(l, r)| seq.in_range(l, r))
             .map(|&(_, r)| r)
     }
 

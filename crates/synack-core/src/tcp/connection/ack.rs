@@ -121,9 +121,15 @@ impl Connection {
                 self.timers.rack = None;
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
+                let mut blocks = [(self.snd.una, self.snd.una); 4];
+                let mut n = 0;
+                for &block in seg.sack_ranges.iter().flatten() {
+                    blocks[n] = block;
+                    n += 1;
+                }
                 self.snd
                     .rack
-                    .on_ack(now, self.snd.una, Some(&covered), srtt);
+                    .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
                 self.rack_detect_only(now);
             }
         }
