@@ -29,6 +29,13 @@ struct Sent {
     retransmitted: bool,
 }
 
+/// What [`Rack::on_ack`] learns of an ACK's SACK information: its blocks, and whether the
+/// scoreboard (with them) covers a range wholly.
+pub(crate) type SackedBy<'a> = (
+    &'a [(SeqNumber, SeqNumber)],
+    &'a dyn Fn(SeqNumber, SeqNumber) -> bool,
+);
+
 /// At most this many segments are tracked; past it the oldest records are merged away, so
 /// a hostile receiver or a huge window cannot grow the log without bound.
 const MAX_TRACKED: usize = 16 * 1024;
@@ -286,10 +293,7 @@ impl Rack {
         &mut self,
         now: Instant,
         una: SeqNumber,
-        sacked: Option<(
-            &[(SeqNumber, SeqNumber)],
-            &dyn Fn(SeqNumber, SeqNumber) -> bool,
-        )>,
+        sacked: Option<SackedBy<'_>>,
         rtt: Option<Duration>,
     ) {
         if let Some(rtt) = rtt {
