@@ -219,6 +219,18 @@ fn ipv6_fragment_header_is_a_fragment() {
     );
 }
 
+/// RFC 6946 §4: an atomic fragment (offset 0, M clear) is processed in isolation, as the
+/// whole packet it is; Linux's ipv6_frag_rcv passes it on.
+#[test]
+fn ipv6_atomic_fragment_is_the_packet_it_carries() {
+    let mut payload = vec![6, 0, 0, 0, 0, 0, 0, 42];
+    payload.extend_from_slice(&[7; 20]);
+    let packet = ipv6_packet(44, &payload);
+    let (ip, rest) = ip::parse(&packet).unwrap();
+    assert_eq!(ip.protocol(), IpProtocol::Tcp);
+    assert_eq!(rest, &[7; 20][..]);
+}
+
 #[test]
 fn ipv6_fragment_header_after_dest_opts_is_a_fragment() {
     let mut payload = vec![44, 0, 1, 4, 0, 0, 0, 0];

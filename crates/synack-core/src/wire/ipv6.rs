@@ -245,7 +245,8 @@ impl Ipv6Repr {
 /// - Routing with Segments Left 0 is skipped (§4.4: "the node must ignore the Routing header
 ///   and proceed to process the next header"); otherwise we would have to forward:
 ///   `Unsupported`.
-/// - Fragment: `Fragment` (no reassembly).
+/// - Fragment: `Fragment` (no reassembly), but for an atomic fragment (RFC 6946), which is
+///   skipped as the whole packet it is.
 /// - No Next Header, ESP, AH and the other extension-header numbers: `Unsupported`.
 /// - Anything else is an upper-layer protocol and ends the walk.
 ///
@@ -293,7 +294,22 @@ pub(crate) fn walk(
                 next_header = header[0];
                 offset += len;
             }
-            ext::FRAGMENT => return Err(WireError::Fragment),
+            ext::FRAGMENT => {
+                // RFC 8200 §4.5: Next Header, reserved, then the offset (13 bits), two
+                // reserved bits and M. An atomic fragment, offset 0 and M clear, is a whole
+                // packet with a Fragment header (RFC 6946 §4: "MUST process that packet in
+                // isolation", as Linux's ipv6_frag_rcv does); any other is a fragment.
+                let rest = &payload[offset..];
+                if rest.len() < 8 {
+                    return Err(WireError::Truncated);
+                }
+                let offset_and_more = u16::from_be_bytes([rest[2], rest[3]]);
+                if offset_and_more & 0xfff9 != 0 {
+                    return Err(WireError::Fragment);
+                }
+                next_header = rest[0];
+                offset += 8;
+            }
             ext::ESP
             | ext::AUTH
             | ext::NO_NEXT_HEADER
@@ -427,10 +443,21 @@ mod tests {
 
     #[test]
     fn fragment_no_next_and_esp() {
-        let frag = [6, 0, 0, 0, 0, 0, 0, 1];
+        // A first fragment (M set), a later one (offset 1), then the atomic fragment of RFC
+        // 6946 (offset 0, M clear; the reserved bits do not matter), which is the TCP
+        // segment it carries.
+        for frag in [[6, 0, 0, 1, 0, 0, 0, 1], [6, 0, 0, 8, 0, 0, 0, 1]] {
+            assert_eq!(
+                Ipv6Repr::parse(&packet(44, &frag)).unwrap_err(),
+                WireError::Fragment
+            );
+        }
+        let atomic = [6, 0, 0, 6, 0, 0, 0, 1];
+        let (repr, _) = Ipv6Repr::parse(&packet(44, &atomic)).unwrap();
+        assert_eq!(repr.next_header, IpProtocol::Tcp);
         assert_eq!(
-            Ipv6Repr::parse(&packet(44, &frag)).unwrap_err(),
-            WireError::Fragment
+            Ipv6Repr::parse(&packet(44, &atomic[..4])).unwrap_err(),
+            WireError::Truncated
         );
         assert_eq!(
             Ipv6Repr::parse(&packet(59, &[])).unwrap_err(),
