@@ -1,0 +1,134 @@
+//! The relay's counters, and the summary it prints on exit: flows and sessions by how they
+//! ended, bytes each way, and what was dropped and why.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::buffers;
+use crate::tcp::Outcome;
+use crate::udp::UdpEnd;
+
+/// Counted across all flows and sessions, from any task.
+#[derive(Default)]
+pub(crate) struct Stats {
+    tcp_closed: AtomicU64,
+    tcp_reset: AtomicU64,
+    tcp_refused: AtomicU64,
+    tcp_unreachable: AtomicU64,
+    tcp_timed_out: AtomicU64,
+    tcp_failed: AtomicU64,
+    tcp_accept_failed: AtomicU64,
+    tcp_accept_timed_out: AtomicU64,
+    /// SYNs to the TUN's own link, refused without an upstream attempt.
+    tcp_own_link: AtomicU64,
+    /// SYNs to loopback, unspecified, broadcast or multicast destinations, refused without
+    /// an upstream attempt.
+    tcp_martian: AtomicU64,
+    /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
+    /// (--max-pending-connects).
+    pub(crate) tcp_busy: AtomicU64,
+    tcp_bytes_up: AtomicU64,
+    tcp_bytes_down: AtomicU64,
+    udp_idle: AtomicU64,
+    udp_evicted_end: AtomicU64,
+    udp_failed: AtomicU64,
+    /// Sessions evicted to make room (--max-udp-sessions).
+    pub(crate) udp_evicted: AtomicU64,
+    /// Datagrams taken from the stack.
+    pub(crate) udp_datagrams_in: AtomicU64,
+    /// Datagrams dropped either way: queues full, not relayable (the TUN's own link and
+    /// martian destinations among them), a failed send, a reply from elsewhere, fragmented
+    /// or malformed (SOCKS5), or lost to an ICMP error.
+    pub(crate) udp_dropped: AtomicU64,
+    /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
+    pub(crate) udp_own_link: AtomicU64,
+    /// Of those, datagrams to loopback, unspecified, broadcast or multicast destinations
+    /// (never relayed: see [`crate::destination::martian`]).
+    pub(crate) udp_martian: AtomicU64,
+    /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
+    /// through on their client's retry (see [`UdpSessions`](crate::udp::UdpSessions)).
+    pub(crate) udp_held_back: AtomicU64,
+    udp_bytes_up: AtomicU64,
+    udp_datagrams_up: AtomicU64,
+    udp_bytes_down: AtomicU64,
+    udp_datagrams_down: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn record(&self, outcome: Outcome, up: u64, down: u64) {
+        let counter = match outcome {
+            Outcome::Closed => &self.tcp_closed,
+            Outcome::Reset => &self.tcp_reset,
+            Outcome::Refused => &self.tcp_refused,
+            Outcome::Unreachable => &self.tcp_unreachable,
+            Outcome::TimedOut => &self.tcp_timed_out,
+            Outcome::Failed => &self.tcp_failed,
+            Outcome::AcceptFailed => &self.tcp_accept_failed,
+            Outcome::AcceptTimedOut => &self.tcp_accept_timed_out,
+            Outcome::OwnLink => &self.tcp_own_link,
+            Outcome::Martian => &self.tcp_martian,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.tcp_bytes_up.fetch_add(up, Ordering::Relaxed);
+        self.tcp_bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_udp(&self, end: UdpEnd, up_b: u64, up_n: u64, down_b: u64, down_n: u64) {
+        let counter = match end {
+            UdpEnd::Idle => &self.udp_idle,
+            UdpEnd::Evicted => &self.udp_evicted_end,
+            UdpEnd::Failed => &self.udp_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.udp_bytes_up.fetch_add(up_b, Ordering::Relaxed);
+        self.udp_datagrams_up.fetch_add(up_n, Ordering::Relaxed);
+        self.udp_bytes_down.fetch_add(down_b, Ordering::Relaxed);
+        self.udp_datagrams_down.fetch_add(down_n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn print_summary(&self) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        println!(
+            "summary: tcp flows: closed {} reset {} refused {} unreachable {} timed-out {} \
+             failed {} accept-failed {} accept-timed-out {} own-link {} martian {} \
+             dropped-at-limit {}; bytes up {} down {}",
+            g(&self.tcp_closed),
+            g(&self.tcp_reset),
+            g(&self.tcp_refused),
+            g(&self.tcp_unreachable),
+            g(&self.tcp_timed_out),
+            g(&self.tcp_failed),
+            g(&self.tcp_accept_failed),
+            g(&self.tcp_accept_timed_out),
+            g(&self.tcp_own_link),
+            g(&self.tcp_martian),
+            g(&self.tcp_busy),
+            g(&self.tcp_bytes_up),
+            g(&self.tcp_bytes_down),
+        );
+        // Sessions still open at exit are not counted as ended.
+        println!(
+            "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
+             room {}); datagrams in {} dropped {} (to the own link {}, martian {}, held back for \
+             a retry {}); up {} B ({} datagrams) down {} B ({} datagrams)",
+            g(&self.udp_idle),
+            g(&self.udp_evicted_end),
+            g(&self.udp_failed),
+            g(&self.udp_evicted),
+            g(&self.udp_datagrams_in),
+            g(&self.udp_dropped),
+            g(&self.udp_own_link),
+            g(&self.udp_martian),
+            g(&self.udp_held_back),
+            g(&self.udp_bytes_up),
+            g(&self.udp_datagrams_up),
+            g(&self.udp_bytes_down),
+            g(&self.udp_datagrams_down),
+        );
+        // Flows still open at exit may hold one; ended flows, however they ended, hold none.
+        println!(
+            "summary: large copy buffers held {} (at most {})",
+            buffers::large_in_use(),
+            buffers::LARGE_MAX,
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! TCP: the loop that takes each held SYN, the bounds on flows and on upstream connects in
+//! progress, one flow's life (upstream first, then the answer to the client's SYN), and the
+//! splice that carries bytes, half-closes and resets between the two connections.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use synack::tokio::intercept::{IncomingSyn, Interceptor};
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use crate::buffers::pump;
+use crate::destination::{self, NotRelayed};
+use crate::upstream::Fail;
+use crate::Relay;
+
+/// Holds one of [`Relay::flows`] until dropped.
+pub(crate) struct FlowSlot(Arc<AtomicUsize>);
+
+impl FlowSlot {
+    fn take(flows: &Arc<AtomicUsize>, max: usize) -> Option<FlowSlot> {
+        if flows.fetch_add(1, Ordering::Relaxed) >= max {
+            flows.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(FlowSlot(Arc::clone(flows)))
+    }
+}
+
+impl Drop for FlowSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The upstream connects in progress, oldest first, each with the sender whose drop
+/// cancels it.
+#[derive(Default)]
+pub(crate) struct Connects {
+    next_id: u64,
+    queue: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl Relay {
+    fn connects(&self) -> std::sync::MutexGuard<'_, Connects> {
+        // Nothing panics while holding it; a poisoned lock still holds a usable queue.
+        self.connects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new upstream connect. Returns its id and the receiver that fires on
+    /// cancellation.
+    fn start_connect(&self) -> (u64, oneshot::Receiver<()>) {
+        let (cancel, cancelled) = oneshot::channel();
+        let mut connects = self.connects();
+        let id = connects.next_id;
+        connects.next_id += 1;
+        connects.queue.push_back((id, cancel));
+        (id, cancelled)
+    }
+
+    /// Cancels the oldest connect in progress: dropping its sender wakes that flow's task,
+    /// which drops its SYN and its socket.
+    fn cancel_oldest_connect(&self) {
+        if self.connects().queue.pop_front().is_some() {
+            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets connect `id` once it has finished (at most --max-pending-connects entries to
+    /// look through).
+    fn end_connect(&self, id: u64) {
+        let mut connects = self.connects();
+        if let Some(i) = connects.queue.iter().position(|(c, _)| *c == id) {
+            connects.queue.remove(i);
+        }
+    }
+}
+
+/// Takes each held SYN and starts its flow (dropping it at --max-flows; the client
+/// retransmits). At --max-pending-connects the oldest connect makes room, so a flood of
+/// SYNs to random destinations costs no more than that many upstream sockets. Returns only
+/// when the stack stops.
+pub(crate) async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()> {
+    loop {
+        let syn = interceptor.next().await?;
+        // Loopback and other martian destinations (the relay host's own services), and the
+        // TUN's own link (an upstream socket there is routed back into the TUN, which would
+        // hand it to this loop again, forever): refused here (an RST), before any limit is
+        // taken or any socket made.
+        let dst = syn.local_addr();
+        if let Some(why) = destination::not_relayed(&relay.link, dst.ip()) {
+            let client = syn.peer_addr();
+            let _ = syn.refuse();
+            let outcome = match why {
+                NotRelayed::Martian => Outcome::Martian,
+                NotRelayed::OwnLink => Outcome::OwnLink,
+            };
+            relay.stats.record(outcome, 0, 0);
+            if relay.verbose {
+                println!(
+                    "tcp {client} -> {dst} {} up 0 B down 0 B 0.000 s ({})",
+                    outcome.name(),
+                    why.reason()
+                );
+            }
+            continue;
+        }
+        let Some(slot) = FlowSlot::take(&relay.flows, relay.max_flows) else {
+            relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        // At the limit the oldest connect makes room, and this waits until its task has
+        // let go of its socket: the bound is on sockets, not only on tasks.
+        let permit = match Arc::clone(&relay.connect_permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                relay.cancel_oldest_connect();
+                let Ok(p) = Arc::clone(&relay.connect_permits).acquire_owned().await else {
+                    return Ok(()); // never closed
+                };
+                p
+            }
+        };
+        let (id, cancelled) = relay.start_connect();
+        tokio::spawn(Arc::clone(&relay).tcp_flow(syn, permit, id, cancelled, slot));
+    }
+}
+
+/// How a TCP flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Relayed, and closed with FINs both ways.
+    Closed,
+    /// Relayed, and ended by an RST or an error on one side (the other side was reset).
+    Reset,
+    /// Upstream refused: the client got an RST.
+    Refused,
+    /// Upstream unreachable: the client got an ICMP destination unreachable.
+    Unreachable,
+    /// Upstream did not answer in time: the SYN was dropped unanswered.
+    TimedOut,
+    /// Upstream failed otherwise (the proxy, a local error): the SYN was dropped.
+    Failed,
+    /// Upstream connected but the client's handshake failed.
+    AcceptFailed,
+    /// Upstream connected but the client's handshake did not complete within
+    /// --connect-timeout (a spoofed SYN, or a client gone): both sides were dropped.
+    AcceptTimedOut,
+    /// The destination is on the TUN's own link: refused (an RST) without an upstream
+    /// attempt, as relaying it would loop back into the TUN.
+    OwnLink,
+    /// The destination is loopback, unspecified, broadcast or multicast: refused (an RST)
+    /// without an upstream attempt, as it would reach the relay host itself.
+    Martian,
+}
+
+impl Outcome {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Outcome::Closed => "closed",
+            Outcome::Reset => "reset",
+            Outcome::Refused => "refused",
+            Outcome::Unreachable => "unreachable",
+            Outcome::TimedOut => "timed-out",
+            Outcome::Failed => "failed",
+            Outcome::AcceptFailed => "accept-failed",
+            Outcome::AcceptTimedOut => "accept-timed-out",
+            Outcome::OwnLink => "own-link",
+            Outcome::Martian => "martian",
+        }
+    }
+}
+
+impl Relay {
+    /// One flow: upstream first, then the answer to the SYN, then the bytes.
+    async fn tcp_flow(
+        self: Arc<Self>,
+        syn: IncomingSyn,
+        permit: OwnedSemaphorePermit,
+        connect_id: u64,
+        cancelled: oneshot::Receiver<()>,
+        slot: FlowSlot,
+    ) {
+        let _slot = slot;
+        let start = Instant::now();
+        let (client, dst) = (syn.peer_addr(), syn.local_addr());
+        let attempt = tokio::select! {
+            r = tokio::time::timeout(self.connect_timeout, self.upstream.connect_tcp(dst)) => Some(r),
+            _ = cancelled => None,
+        };
+        self.end_connect(connect_id);
+        // The connect's socket is closed by now, or is the relayed flow's (--max-flows).
+        drop(permit);
+        let mut detail = String::new();
+        let Some(attempt) = attempt else {
+            // Made room for a newer SYN: this one is dropped unanswered, as at a timeout
+            // (counted as dropped at a limit).
+            if self.verbose {
+                println!(
+                    "tcp {client} -> {dst} cancelled up 0 B down 0 B {:.3} s (--max-pending-connects)",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+            return;
+        };
+        let (outcome, up, down) = match attempt {
+            // Nothing is sent: dropping the held SYN leaves the client to time out.
+            Err(_elapsed) => (Outcome::TimedOut, 0, 0),
+            Ok(Err(Fail::Refused)) => {
+                let _ = syn.refuse();
+                (Outcome::Refused, 0, 0)
+            }
+            Ok(Err(Fail::Unreachable)) => {
+                let _ = syn.unreachable();
+                (Outcome::Unreachable, 0, 0)
+            }
+            Ok(Err(Fail::Other(e))) => {
+                detail = format!(" ({e})");
+                (Outcome::Failed, 0, 0)
+            }
+            // The handshake is bounded by the connect timeout too: otherwise a spoofed SYN
+            // to a listening destination holds its --max-flows slot (and the upstream
+            // connection) through all of the SYN-ACK's retransmissions, about a minute.
+            Ok(Ok(upstream)) => {
+                match tokio::time::timeout(self.connect_timeout, syn.accept()).await {
+                    Ok(Ok(inbound)) => splice(inbound, upstream).await,
+                    Ok(Err(e)) => {
+                        // The client went away: so does the upstream connection, at once.
+                        let _ = upstream.set_zero_linger();
+                        detail = format!(" ({e})");
+                        (Outcome::AcceptFailed, 0, 0)
+                    }
+                    Err(_elapsed) => {
+                        // The accept's future is dropped with its half-open connection (the
+                        // stack closes it); the upstream connection goes at once, with an RST.
+                        let _ = upstream.set_zero_linger();
+                        detail = " (the client's handshake did not complete in time)".into();
+                        (Outcome::AcceptTimedOut, 0, 0)
+                    }
+                }
+            }
+        };
+        self.stats.record(outcome, up, down);
+        if self.verbose {
+            println!(
+                "tcp {client} -> {dst} {} up {up} B down {down} B {:.3} s{detail}",
+                outcome.name(),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Copies both ways until both directions have ended. A FIN from one side becomes a FIN
+/// (write shutdown) to the other, and the other direction goes on (half-close); an RST or
+/// error on either side resets both. An RST after a side's FIN, while the other side sends
+/// nothing, is looked for every [`HALF_CLOSED_CHECK`] (reads return 0 after a FIN even once
+/// an RST followed, as Linux's do; the socket's error still shows it). Returns the outcome
+/// and the bytes sent upstream and down.
+///
+/// When one direction fails, `try_join!` drops the other where it stands, perhaps in the
+/// middle of a write: [`pump`]'s buffer goes back to its pool on that drop too.
+async fn splice(
+    mut inbound: synack::tokio::TcpStream,
+    mut upstream: tokio::net::TcpStream,
+) -> (Outcome, u64, u64) {
+    // The client did its own coalescing; the relay adds no delay of its own.
+    let _ = inbound.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
+    let result = {
+        let (mut in_r, mut in_w) = inbound.split();
+        let (mut up_r, mut up_w) = upstream.split();
+        // Once a side's reader has ended, it is watched for an RST until the other
+        // direction has ended too.
+        let (client_done, client_done_rx) = oneshot::channel::<()>();
+        let (server_done, server_done_rx) = oneshot::channel::<()>();
+        let client_to_server = async {
+            pump(&mut in_r, &mut up_w, &up).await?;
+            let _ = client_done.send(());
+            tokio::select! {
+                _ = server_done_rx => Ok::<(), io::Error>(()),
+                e = reset_after_eof_synack(&in_r) => Err(e),
+            }
+        };
+        let server_to_client = async {
+            pump(&mut up_r, &mut in_w, &down).await?;
+            let _ = server_done.send(());
+            tokio::select! {
+                _ = client_done_rx => Ok(()),
+                e = reset_after_eof_tokio(&up_r) => Err(e),
+            }
+        };
+        tokio::try_join!(client_to_server, server_to_client)
+    };
+    let outcome = match result {
+        Ok(_) => Outcome::Closed,
+        Err(_) => {
+            // Linger 0: dropping either stream now sends an RST and discards what is queued.
+            let _ = inbound.set_linger(Some(Duration::ZERO));
+            let _ = upstream.set_zero_linger();
+            Outcome::Reset
+        }
+    };
+    (outcome, up.into_inner(), down.into_inner())
+}
+
+/// How often a side that has sent its FIN is checked for a later RST while the other
+/// direction still runs: a FIN then an RST while the other side is idle would otherwise
+/// leave the flow open for good.
+const HALF_CLOSED_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns the error that ends the upstream side after its FIN (its RST). A kernel socket
+/// reads 0 after a FIN even once it has been reset, but SO_ERROR holds the reset (EPIPE in
+/// CLOSE_WAIT), so that is looked at every [`HALF_CLOSED_CHECK`].
+async fn reset_after_eof_tokio(r: &tokio::net::tcp::ReadHalf<'_>) -> io::Error {
+    loop {
+        tokio::time::sleep(HALF_CLOSED_CHECK).await;
+        match r.as_ref().take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return e,
+        }
+    }
+}
+
+/// As [`reset_after_eof_tokio`], for the client's side: synack's reads return 0 after the
+/// client's FIN even once its RST followed, and the connection's error shows the RST.
+async fn reset_after_eof_synack(r: &synack::tokio::ReadHalf<'_>) -> io::Error {
+    loop {
+        tokio::time::sleep(HALF_CLOSED_CHECK).await;
+        match r.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => return e,
+        }
+    }
+}

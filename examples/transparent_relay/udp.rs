@@ -1,0 +1,416 @@
+//! UDP: one session per (client, destination) pair, each with its own upstream socket or
+//! SOCKS5 association so that replies find their client; the dispatcher that hands each
+//! intercepted datagram to its session; and who gets a session when all are taken, so that a
+//! flood from spoofed sources neither evicts answered sessions nor keeps new clients out.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use synack::tokio::UdpInterceptor;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::destination::{self, NotRelayed};
+use crate::Relay;
+
+/// Client datagrams queued for upstream, across all sessions, at most (a flood fills this,
+/// not the memory).
+const UDP_QUEUE_BYTES: usize = 4 << 20;
+/// Client datagrams one session queues while its upstream socket is busy or being opened.
+const UDP_SESSION_QUEUE: usize = 64;
+
+/// One client datagram on its way upstream; its bytes count against [`UDP_QUEUE_BYTES`]
+/// until it is dropped.
+struct Queued {
+    data: Vec<u8>,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    fn take(budget: &Arc<AtomicUsize>, data: &[u8]) -> Option<Queued> {
+        let len = data.len();
+        if budget.fetch_add(len, Ordering::Relaxed) + len > UDP_QUEUE_BYTES {
+            budget.fetch_sub(len, Ordering::Relaxed);
+            return None;
+        }
+        Some(Queued {
+            data: data.to_vec(),
+            budget: Arc::clone(budget),
+        })
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.data.len(), Ordering::Relaxed);
+    }
+}
+
+/// The dispatcher's handle on a session task.
+struct Session {
+    to_upstream: mpsc::Sender<Queued>,
+    activity: Arc<Activity>,
+    /// Dropped with the session's entry: ends the task even while it opens its upstream.
+    _cancel: oneshot::Sender<()>,
+}
+
+/// What the dispatcher and a session task both see of the session.
+struct Activity {
+    /// Milliseconds since [`Relay::epoch`] of the last datagram either way.
+    last: AtomicU64,
+    /// Whether a reply ever came back from the destination.
+    replied: AtomicBool,
+}
+
+impl Activity {
+    fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    fn replied(&self) -> bool {
+        self.replied.load(Ordering::Relaxed)
+    }
+}
+
+/// How long the session that would be evicted must have been quiet, when it never had a
+/// reply, before the first datagram of a new pair may take its place (see [`UdpSessions`]).
+const UDP_SETTLE_MS: u64 = 1000;
+
+/// How many pairs whose first datagram was held back are remembered, as 32-bit tags
+/// (512 KiB): a flood reaching the dispatcher at 50,000 new pairs a second takes over 2 s
+/// to overwrite a given slot, longer than a resolver waits before it retries.
+const UDP_HELD_BACK_SLOTS: usize = 1 << 17;
+
+/// The UDP sessions by (client, destination), and who gets one when all
+/// `--max-udp-sessions` are taken.
+///
+/// Anything can be sent into a TUN, so a flood of datagrams from spoofed sources to random
+/// destinations must neither evict real clients' sessions nor keep new ones out. Two rules:
+/// - As with Linux conntrack's early drop, a session that never had a reply is evicted
+///   before one that has, the longest idle first. A flood's sessions get no replies, so they
+///   evict one another and leave answered sessions alone.
+/// - While the sessions churn (the one to evict never had a reply and was active less than
+///   [`UDP_SETTLE_MS`] ago), the first datagram of a pair seen for the first time is
+///   dropped and the pair remembered by a keyed hash; its retry gets a session. Real
+///   clients retry (a resolver after a second or so, QUIC and DTLS their handshakes) and a
+///   flood of one datagram to each random pair does not, so the flood costs a hash lookup a
+///   datagram instead of a socket, the dispatcher keeps up with it, and a retry is not lost
+///   in the stack's queue behind it.
+pub(crate) struct UdpSessions {
+    map: HashMap<(SocketAddr, SocketAddr), Session>,
+    /// Tags of held-back pairs, by their hash; 0 is an empty slot.
+    held_back: Box<[u32]>,
+    /// Keyed per process: a sender cannot choose pairs that overwrite a given slot.
+    hasher: RandomState,
+    /// Before this time (ms since [`Relay::epoch`]) the sessions churn: the oldest
+    /// unanswered session, when last looked at, had been active after it minus
+    /// [`UDP_SETTLE_MS`], and a datagram, a reply or an eviction only makes the oldest
+    /// unanswered one younger. So a flood's datagrams are held back without a scan of the
+    /// table. (Should every unanswered session go, holding back goes on until this time: at
+    /// most [`UDP_SETTLE_MS`].)
+    churn_until: u64,
+}
+
+/// What [`UdpSessions::make_room`] decided for a new pair at the limit.
+enum Room {
+    /// A session was evicted (or one is ending on its own): wait for its permit.
+    Wait,
+    /// The datagram is held back; the pair is remembered.
+    HeldBack,
+}
+
+impl UdpSessions {
+    fn new() -> UdpSessions {
+        UdpSessions {
+            map: HashMap::new(),
+            held_back: vec![0; UDP_HELD_BACK_SLOTS].into_boxed_slice(),
+            hasher: RandomState::new(),
+            churn_until: 0,
+        }
+    }
+
+    /// Removes the entries of sessions that ended on their own (idle, failed).
+    fn sweep(&mut self) {
+        self.map.retain(|_, s| !s.to_upstream.is_closed());
+    }
+
+    /// All sessions are taken and `key` has none: evicts one, or holds the datagram back.
+    fn make_room(&mut self, key: (SocketAddr, SocketAddr), now_ms: u64) -> Room {
+        // While the sessions are known to churn, a new pair costs a hash lookup, no scan.
+        if now_ms < self.churn_until && !self.is_retry(key) {
+            return Room::HeldBack;
+        }
+        let retried = now_ms < self.churn_until;
+        self.sweep();
+        // The victim: unanswered before answered, then the longest idle.
+        let victim = self
+            .map
+            .iter()
+            .map(|(k, s)| (*k, s.activity.replied(), s.activity.last()))
+            .min_by_key(|&(_, replied, last)| (replied, last));
+        let Some((victim, replied, last)) = victim else {
+            // Every permit is held by a session that is ending: its permit comes back.
+            return Room::Wait;
+        };
+        let settled = last.saturating_add(UDP_SETTLE_MS);
+        if !replied && now_ms < settled {
+            self.churn_until = settled;
+            if !retried && !self.is_retry(key) {
+                return Room::HeldBack;
+            }
+        }
+        self.map.remove(&victim);
+        Room::Wait
+    }
+
+    /// Whether `key` was held back before (and is now let through); if not, remembers it.
+    fn is_retry(&mut self, key: (SocketAddr, SocketAddr)) -> bool {
+        let h = self.hasher.hash_one(key);
+        // The low bits pick the slot, the high ones are the tag; never 0.
+        let slot = &mut self.held_back[(h as usize) & (UDP_HELD_BACK_SLOTS - 1)];
+        let tag = (h >> 32) as u32 | 1;
+        if *slot == tag {
+            *slot = 0;
+            true
+        } else {
+            *slot = tag;
+            false
+        }
+    }
+}
+
+/// Hands each intercepted datagram to the session of its (client, destination) pair, making
+/// one if needed: one upstream socket per pair, so replies find their client. At
+/// `--max-udp-sessions`, [`UdpSessions`] says which session goes, or whether the datagram
+/// waits for its client's retry. Returns only when the stack stops.
+pub(crate) async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> io::Result<()> {
+    let mut sessions = UdpSessions::new();
+    let mut buf = vec![0u8; 65535];
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let d = tokio::select! {
+            d = interceptor.recv(&mut buf) => d?,
+            _ = sweep.tick() => {
+                sessions.sweep();
+                continue;
+            }
+        };
+        let stats = &relay.stats;
+        stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
+        // Port 0 is no port to send to or answer from (the stack drops most such already).
+        if d.dst.port() == 0 || d.src.port() == 0 {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        // Loopback and other martian destinations (the relay host's own services), and the
+        // stack's own addresses and the TUN's prefixes (a socket to them is routed back into
+        // the TUN and its datagrams would come back here, forever): dropped, before any
+        // session or socket is made.
+        match destination::not_relayed(&relay.link, d.dst.ip()) {
+            None => {}
+            Some(NotRelayed::OwnLink) => {
+                stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                stats.udp_own_link.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            Some(why @ NotRelayed::Martian) => {
+                stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                stats.udp_martian.fetch_add(1, Ordering::Relaxed);
+                if relay.verbose {
+                    println!(
+                        "udp {} -> {} martian dropped {} B ({})",
+                        d.src,
+                        d.dst,
+                        d.len,
+                        why.reason()
+                    );
+                }
+                continue;
+            }
+        }
+        let key = (d.src, d.dst);
+        let Some(queued) = Queued::take(&relay.udp_queued, &buf[..d.len]) else {
+            stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        if let Some(s) = sessions.map.get(&key) {
+            match s.to_upstream.try_send(queued) {
+                Ok(()) => {
+                    s.activity.last.store(relay.now_ms(), Ordering::Relaxed);
+                    continue;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                // Ended meanwhile (idle, failed): a new session takes over.
+                Err(mpsc::error::TrySendError::Closed(queued)) => {
+                    sessions.map.remove(&key);
+                    start_session(&relay, &interceptor, &mut sessions, key, queued).await;
+                    continue;
+                }
+            }
+        }
+        start_session(&relay, &interceptor, &mut sessions, key, queued).await;
+    }
+}
+
+/// Starts the session of `key` with its first datagram. At --max-udp-sessions a session is
+/// evicted first, and this waits until its task has closed its socket: the bound is on
+/// sockets, not only on map entries. Or the datagram is held back (see [`UdpSessions`]).
+async fn start_session(
+    relay: &Arc<Relay>,
+    interceptor: &UdpInterceptor,
+    sessions: &mut UdpSessions,
+    key: (SocketAddr, SocketAddr),
+    first: Queued,
+) {
+    let permit = match Arc::clone(&relay.udp_permits).try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            match sessions.make_room(key, relay.now_ms()) {
+                Room::HeldBack => {
+                    relay.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                    relay.stats.udp_held_back.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Room::Wait => {
+                    relay.stats.udp_evicted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let Ok(p) = Arc::clone(&relay.udp_permits).acquire_owned().await else {
+                return; // never closed
+            };
+            p
+        }
+    };
+    let (tx, rx) = mpsc::channel(UDP_SESSION_QUEUE);
+    // Cannot fail: the channel is new and empty.
+    let _ = tx.try_send(first);
+    let (cancel, cancelled) = oneshot::channel();
+    let activity = Arc::new(Activity {
+        last: AtomicU64::new(relay.now_ms()),
+        replied: AtomicBool::new(false),
+    });
+    sessions.map.insert(
+        key,
+        Session {
+            to_upstream: tx,
+            activity: Arc::clone(&activity),
+            _cancel: cancel,
+        },
+    );
+    let session = Arc::clone(relay).udp_session(interceptor.clone(), key, rx, cancelled, activity);
+    tokio::spawn(async move {
+        session.await;
+        drop(permit);
+    });
+}
+
+/// How a UDP session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UdpEnd {
+    /// Nothing either way for --udp-timeout.
+    Idle,
+    /// Evicted to make room, or the relay is ending.
+    Evicted,
+    /// The upstream socket or association could not be opened, or failed.
+    Failed,
+}
+
+impl Relay {
+    /// One session: opens the upstream socket (or SOCKS5 association), then carries
+    /// datagrams both ways until it idles out, is evicted, or fails.
+    async fn udp_session(
+        self: Arc<Self>,
+        interceptor: UdpInterceptor,
+        (client, dst): (SocketAddr, SocketAddr),
+        mut rx: mpsc::Receiver<Queued>,
+        mut cancelled: oneshot::Receiver<()>,
+        activity: Arc<Activity>,
+    ) {
+        let start = Instant::now();
+        let (mut up_b, mut up_n, mut down_b, mut down_n) = (0u64, 0u64, 0u64, 0u64);
+        let mut detail = String::new();
+        let opened = tokio::select! {
+            r = tokio::time::timeout(self.connect_timeout, self.upstream.open_udp(dst)) => Some(r),
+            _ = &mut cancelled => None,
+        };
+        let end = match opened {
+            None => UdpEnd::Evicted,
+            Some(Err(_)) => {
+                detail = " (upstream did not answer)".into();
+                UdpEnd::Failed
+            }
+            Some(Ok(Err(e))) => {
+                detail = format!(" ({e})");
+                UdpEnd::Failed
+            }
+            Some(Ok(Ok(mut up))) => loop {
+                let idle_at =
+                    self.epoch + Duration::from_millis(activity.last()) + self.udp_timeout;
+                tokio::select! {
+                    _ = &mut cancelled => break UdpEnd::Evicted,
+                    q = rx.recv() => match q {
+                        None => break UdpEnd::Evicted,
+                        Some(q) => match up.send(dst, &q.data).await {
+                            Ok(()) => {
+                                up_b += q.data.len() as u64;
+                                up_n += 1;
+                            }
+                            // One datagram lost (e.g. ECONNREFUSED from an earlier ICMP
+                            // port unreachable); the session goes on, as UDP does.
+                            Err(_) => {
+                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    },
+                    r = up.recv(dst) => match r {
+                        Ok(Some(reply)) => {
+                            activity.last.store(self.now_ms(), Ordering::Relaxed);
+                            activity.replied.store(true, Ordering::Relaxed);
+                            if interceptor.send_from(&reply, dst, client).await.is_ok() {
+                                down_b += reply.len() as u64;
+                                down_n += 1;
+                            } else {
+                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(None) => {
+                            self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            detail = format!(" ({e})");
+                            break UdpEnd::Failed;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(idle_at.into()) => {
+                        let quiet = self.now_ms().saturating_sub(activity.last());
+                        if Duration::from_millis(quiet) >= self.udp_timeout {
+                            break UdpEnd::Idle;
+                        }
+                    }
+                }
+            },
+        };
+        // What is still queued is dropped here, its budget returned.
+        drop(rx);
+        self.stats.record_udp(end, up_b, up_n, down_b, down_n);
+        if self.verbose {
+            let name = match end {
+                UdpEnd::Idle => "idle",
+                UdpEnd::Evicted => "evicted",
+                UdpEnd::Failed => "failed",
+            };
+            println!(
+                "udp {client} -> {dst} {name} up {up_b} B ({up_n} datagrams) down {down_b} B \
+                 ({down_n} datagrams) {:.3} s{detail}",
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
