@@ -60,10 +60,10 @@
 //! where it arrived, since every shard answers it alike.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use synack_core::isn::{os_seed, siphash24};
-use synack_core::wire::ipv6;
+use synack_core::wire::{icmp, ipv4, tcp, IcmpRepr, IpProtocol, Ipv6Repr};
 use synack_core::RecvMeta;
 
 /// Packets each shard's hand-off channel holds. A burst larger than this (say, many SYNs of
@@ -183,12 +183,6 @@ pub(crate) struct Flows {
     port_key: [u8; 16],
 }
 
-/// The transport protocols whose flows a shard can own.
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
-
 impl Flows {
     /// Fresh secret keys for `shards` shards (at least one).
     pub(crate) fn new(shards: usize) -> Flows {
@@ -218,43 +212,32 @@ impl Flows {
 
     /// The shard that must handle `packet`, or `None` if any shard may (the one it arrived
     /// on does): TCP goes to its flow's owner, UDP to shard 0, an ICMP error to the owner of
-    /// the flow it quotes. Reads only the IP header and the ports; what does not parse is
-    /// left to the endpoint where it arrived, which drops and counts it.
+    /// the flow it quotes. Reads the IP header and the ports (and an ICMP error's quote)
+    /// with the core's parsers, without a TCP or UDP checksum; what does not parse is left to
+    /// the endpoint where it arrived, which drops and counts it.
     pub(crate) fn route(&self, packet: &[u8]) -> Option<usize> {
         if self.steering.queues == 1 {
             return None;
         }
         let ip = parse_ip(packet)?;
-        match ip.proto {
-            TCP => {
-                let (sp, dp) = ports(ip.payload)?;
-                Some(self.owner(SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp)))
+        match ip {
+            (src, dst, IpProtocol::Tcp, segment) => {
+                let (sp, dp) = ports(segment)?;
+                Some(self.owner(SocketAddr::new(src, sp), SocketAddr::new(dst, dp)))
             }
-            UDP => Some(0),
-            // RFC 792: destination unreachable, source quench, redirect, time exceeded,
-            // parameter problem quote the offending datagram's header after 8 bytes.
-            ICMP if ip.src.is_ipv4() && matches!(ip.payload.first(), Some(3 | 4 | 5 | 11 | 12)) => {
-                self.route_quoted(ip.payload.get(8..)?)
-            }
-            // RFC 4443 §3: the error messages (types 1 to 4) quote the invoking packet after 8.
-            ICMPV6 if ip.src.is_ipv6() && matches!(ip.payload.first(), Some(1..=4)) => {
-                self.route_quoted(ip.payload.get(8..)?)
-            }
-            _ => None,
+            (_, _, IpProtocol::Udp, _) => Some(0),
+            _ => self.route_quoted(icmp_quote(ip)?),
         }
     }
 
-    /// The owner of the packet an ICMP error quotes (one we sent: its source is ours).
+    /// The owner of the packet an ICMP error quotes (one we sent: its source is ours), read
+    /// as the core reads it when the error arrives (`invoking_tcp`, `invoking_udp`: only
+    /// the first 8 bytes of the transport header need be there, RFC 792).
     fn route_quoted(&self, quoted: &[u8]) -> Option<usize> {
-        let ip = parse_ip(quoted)?;
-        match ip.proto {
-            TCP => {
-                let (sp, dp) = ports(ip.payload)?;
-                Some(self.owner(SocketAddr::new(ip.src, sp), SocketAddr::new(ip.dst, dp)))
-            }
-            UDP => Some(0),
-            _ => None,
+        if let Some((src, sp, dst, dp, _)) = icmp::invoking_tcp(quoted) {
+            return Some(self.owner(SocketAddr::new(src, sp), SocketAddr::new(dst, dp)));
         }
+        icmp::invoking_udp(quoted).map(|_| 0)
     }
 
     /// Ephemeral ports in `range` from which a connection from `local` to `remote` would
@@ -294,72 +277,93 @@ impl Flows {
     }
 }
 
-/// What routing needs of an IP header.
-struct IpView<'a> {
-    proto: u8,
-    src: IpAddr,
-    dst: IpAddr,
-    payload: &'a [u8],
-}
-
-/// The addresses, protocol and payload of an IPv4 or IPv6 packet; `None` for anything short,
-/// of another version, or an IPv4 fragment (whose ports may be missing; the core drops
-/// fragments).
-fn parse_ip(p: &[u8]) -> Option<IpView<'_>> {
+/// The addresses, protocol and payload of an IPv4 or IPv6 packet, read with the core's own
+/// parsers so that a shard routes what the core will parse and nothing else; `None` for
+/// anything short, of another version, or a fragment (whose ports may be missing; the core
+/// drops fragments).
+///
+/// IPv4 goes through the header view, not `wire::ip::parse`: that verifies the header
+/// checksum, which the owner's endpoint does anyway, and routing runs on every packet a
+/// shard reads. The view's `check_len` is the same length check `parse` makes (IHL at least
+/// 5, header and total length within the buffer). IPv6 has no header checksum, so it goes
+/// through [`Ipv6Repr::parse`] as in the core, extension-header walk included (RFC 8200 §4:
+/// Hop-by-Hop, Routing and Destination Options headers may come before the transport
+/// header, and the flow is the same; a chain the walk refuses, a fragment or a malformed
+/// header, the core drops on whichever shard).
+fn parse_ip(p: &[u8]) -> Option<(IpAddr, IpAddr, IpProtocol, &[u8])> {
     match p.first()? >> 4 {
         4 => {
-            let ihl = usize::from(p[0] & 0x0f) * 4;
-            if ihl < 20 || p.len() < ihl {
-                return None;
-            }
-            let frag = u16::from_be_bytes([p[6], p[7]]);
+            let ip = ipv4::Packet::new_checked(p).ok()?;
             // More fragments, or a fragment offset (RFC 791 §3.1).
-            if frag & 0x3fff != 0 {
+            if ip.more_frags() || ip.frag_offset() != 0 {
                 return None;
             }
-            let src: [u8; 4] = p[12..16].try_into().ok()?;
-            let dst: [u8; 4] = p[16..20].try_into().ok()?;
-            Some(IpView {
-                proto: p[9],
-                src: IpAddr::V4(Ipv4Addr::from(src)),
-                dst: IpAddr::V4(Ipv4Addr::from(dst)),
-                payload: &p[ihl..],
-            })
+            // The view's `payload` borrows the view; its bounds, which `check_len` vouched
+            // for, borrow the packet.
+            let payload = p.get(ip.header_len()..usize::from(ip.total_len()))?;
+            Some((
+                IpAddr::V4(ip.src_addr()),
+                IpAddr::V4(ip.dst_addr()),
+                ip.protocol(),
+                payload,
+            ))
         }
         6 => {
-            if p.len() < 40 {
-                return None;
-            }
-            let src: [u8; 16] = p[8..24].try_into().ok()?;
-            let dst: [u8; 16] = p[24..40].try_into().ok()?;
-            // RFC 8200 §4: Hop-by-Hop, Routing and Destination Options headers may come
-            // before the transport header, and the core walks them to the segment: the flow
-            // is the same. A chain the walk refuses (a fragment, a malformed header) the core
-            // drops, on whichever shard.
-            let (proto, offset) = ipv6::skip_ext_headers(p[6], &p[40..]).ok()?;
-            Some(IpView {
-                proto: u8::from(proto),
-                src: IpAddr::V6(Ipv6Addr::from(src)),
-                dst: IpAddr::V6(Ipv6Addr::from(dst)),
-                payload: p.get(40 + offset..)?,
-            })
+            let (ip, payload) = Ipv6Repr::parse(p).ok()?;
+            Some((
+                IpAddr::V6(ip.src_addr),
+                IpAddr::V6(ip.dst_addr),
+                ip.next_header,
+                payload,
+            ))
         }
         _ => None,
     }
 }
 
-/// The source and destination ports at the start of a TCP or UDP header.
-fn ports(l4: &[u8]) -> Option<(u16, u16)> {
-    let p = l4.get(..4)?;
-    Some((
-        u16::from_be_bytes([p[0], p[1]]),
-        u16::from_be_bytes([p[2], p[3]]),
-    ))
+/// The source and destination ports of a TCP segment, through the core's header view
+/// (whose `check_len` wants a whole header: what is shorter the core drops as malformed,
+/// wherever it lands). The checksum is left to the owner's endpoint.
+fn ports(segment: &[u8]) -> Option<(u16, u16)> {
+    let tcp = tcp::Packet::new_checked(segment).ok()?;
+    Some((tcp.src_port(), tcp.dst_port()))
+}
+
+/// What an ICMP message quotes, if it is an error the core acts on (destination
+/// unreachable, packet too big, time exceeded: what `IcmpRepr` gives an `invoking` packet
+/// for); other types the core answers or ignores alike on every shard.
+///
+/// This parse verifies the ICMP checksum: the core has no view of an ICMP header that does
+/// not. ICMP is not the flows' path, and a message that fails is one the core drops
+/// wherever it lands.
+fn icmp_quote(ip: (IpAddr, IpAddr, IpProtocol, &[u8])) -> Option<&[u8]> {
+    let icmp = match ip {
+        (IpAddr::V4(_), IpAddr::V4(_), IpProtocol::Icmp, payload) => {
+            IcmpRepr::parse_v4(payload).ok()?
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst), IpProtocol::Icmpv6, payload) => {
+            IcmpRepr::parse_v6(payload, src, dst).ok()?
+        }
+        _ => return None,
+    };
+    match icmp {
+        IcmpRepr::DstUnreachable { invoking, .. }
+        | IcmpRepr::PacketTooBig { invoking, .. }
+        | IcmpRepr::TimeExceeded { invoking, .. } => Some(invoking),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
+
+    /// Protocol numbers, for building packets.
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    const ICMP: u8 = 1;
+    const ICMPV6: u8 = 58;
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -491,43 +495,115 @@ mod tests {
         assert_eq!(flows.route(&p), Some(0));
     }
 
+    /// An ICMPv4 message as the core emits it, checksum included.
+    fn icmp_v4(icmp: IcmpRepr<'_>) -> Vec<u8> {
+        let mut m = vec![0u8; icmp.buffer_len()];
+        icmp.emit_v4(&mut m);
+        m
+    }
+
     #[test]
     fn icmp_errors_follow_the_quoted_flow() {
         let flows = Flows::new(2);
         for port in 1000..1100 {
             // What we sent: 198.18.0.2:port -> 198.18.0.1:80, quoted after the ICMP header.
             let sent = v4(TCP, [198, 18, 0, 2], [198, 18, 0, 1], &tcp_ports(port, 80));
-            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
-            icmp.extend_from_slice(&sent[..28]);
-            let err = v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &icmp);
             let owner = flows.owner(sa(&format!("198.18.0.2:{port}")), sa("198.18.0.1:80"));
-            assert_eq!(flows.route(&err), Some(owner));
+            for error in [
+                IcmpRepr::PacketTooBig {
+                    mtu: 1500,
+                    invoking: &sent[..28],
+                },
+                IcmpRepr::DstUnreachable {
+                    code: 1,
+                    invoking: &sent[..28],
+                },
+                IcmpRepr::TimeExceeded {
+                    code: 0,
+                    invoking: &sent[..28],
+                },
+            ] {
+                let err = v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &icmp_v4(error));
+                assert_eq!(flows.route(&err), Some(owner));
+            }
         }
         let a: Ipv6Addr = "2001:2::1".parse().unwrap();
         let b: Ipv6Addr = "2001:2::2".parse().unwrap();
         let sent = v6(TCP, b, a, &tcp_ports(40000, 22));
-        let mut icmp = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
-        icmp.extend_from_slice(&sent[..48]);
+        let error = IcmpRepr::PacketTooBig {
+            mtu: 1280,
+            invoking: &sent[..48],
+        };
+        let mut icmp = vec![0u8; error.buffer_len()];
+        error.emit_v6(&mut icmp, a, b);
         let err = v6(ICMPV6, a, b, &icmp);
         assert_eq!(
             flows.route(&err),
             Some(flows.owner(sa("[2001:2::2]:40000"), sa("[2001:2::1]:22")))
         );
+        // A quoted datagram is shard 0's, where UDP lives.
+        let sent = v4(
+            UDP,
+            [198, 18, 0, 2],
+            [198, 18, 0, 1],
+            &[0, 53, 0, 53, 0, 8, 0, 0],
+        );
+        let unreachable = IcmpRepr::DstUnreachable {
+            code: 3,
+            invoking: &sent,
+        };
+        let err = v4(
+            ICMP,
+            [198, 18, 0, 1],
+            [198, 18, 0, 2],
+            &icmp_v4(unreachable),
+        );
+        assert_eq!(flows.route(&err), Some(0));
         // An echo request is anyone's; so is a quote too short to carry ports.
-        let echo = v4(
-            ICMP,
-            [198, 18, 0, 1],
-            [198, 18, 0, 2],
-            &[8, 0, 0, 0, 0, 1, 0, 1],
-        );
+        let echo = IcmpRepr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"ping",
+        };
+        let echo = v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &icmp_v4(echo));
         assert_eq!(flows.route(&echo), None);
-        let short = v4(
-            ICMP,
-            [198, 18, 0, 1],
-            [198, 18, 0, 2],
-            &[3, 3, 0, 0, 0, 0, 0, 0],
-        );
+        let short = IcmpRepr::DstUnreachable {
+            code: 3,
+            invoking: &[],
+        };
+        let short = v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &icmp_v4(short));
         assert_eq!(flows.route(&short), None);
+    }
+
+    /// What the core would drop or ignore on any shard stays where it arrived: an ICMP error
+    /// whose checksum fails, and the types the core does not act on (a redirect here).
+    #[test]
+    fn icmp_the_core_does_not_act_on_stays_where_it_arrived() {
+        let flows = Flows::new(2);
+        let sent = v4(TCP, [198, 18, 0, 2], [198, 18, 0, 1], &tcp_ports(1234, 80));
+        let mut bad = icmp_v4(IcmpRepr::DstUnreachable {
+            code: 1,
+            invoking: &sent[..28],
+        });
+        bad[2] ^= 0xff;
+        assert_eq!(
+            flows.route(&v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &bad)),
+            None
+        );
+        // A redirect (RFC 792 type 5) quoting the flow, its checksum made anew.
+        let mut redirect = icmp_v4(IcmpRepr::DstUnreachable {
+            code: 1,
+            invoking: &sent[..28],
+        });
+        redirect[0] = 5;
+        redirect[2..4].fill(0);
+        let sum =
+            synack_core::wire::checksum::finish(synack_core::wire::checksum::partial(&redirect));
+        redirect[2..4].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            flows.route(&v4(ICMP, [198, 18, 0, 1], [198, 18, 0, 2], &redirect)),
+            None
+        );
     }
 
     #[test]
