@@ -59,11 +59,19 @@ pub mod stack;
 pub mod stream;
 pub mod udp;
 
+// Every type a user names to call the API (what `Stack`'s methods and those of what they
+// return take and give back, `Config`'s setters' arguments included) is here at the root,
+// so that no one has to know which module, or which crate, defines it.
 pub use device::{Device, DeviceCapabilities};
+pub use intercept::{IncomingSyn, Interceptor};
 pub use listener::TcpListener;
 pub use shard::{FlowSteering, ShardStats};
 pub use socket::TcpSocket;
 pub use stack::{Stack, StackBuilder, StackError};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStream, WriteHalf};
-pub use synack_core::{Bytes, Config, InterceptConfig, KeepaliveConfig, MemoryUsage, Stats};
+pub use synack_core::tcp::info::TcpInfo;
+pub use synack_core::{
+    Bytes, Config, EcnMode, FastOpenKey, InterceptConfig, InterceptedSyn, KeepaliveConfig,
+    MemoryUsage, SocketOptions, State, Stats, SynCookies,
+};
 pub use udp::{InterceptedDatagram, UdpInterceptor, UdpSocket};

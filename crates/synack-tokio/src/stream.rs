@@ -140,9 +140,22 @@ impl ConnRef {
 
     /// Ready once a read would not block: data, the end of the stream, or an error.
     fn poll_read_ready(&self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
+        self.poll_read_readiness(cx, waiter).map_ok(drop)
+    }
+
+    /// [`poll_read_ready`](Self::poll_read_ready) with what `ready` reports: `READABLE`,
+    /// and `READ_CLOSED` too once the peer's FIN came or the connection closed.
+    fn poll_read_readiness(&self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<Ready>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
+        let inner = &mut *inner;
         match inner.endpoint.recv_ready(self.handle) {
-            Ok(true) => Poll::Ready(Ok(())),
+            Ok(true) => {
+                let closed = closed_bits(
+                    inner.endpoint.state(self.handle),
+                    inner.conns.get(&self.handle),
+                );
+                Poll::Ready(Ok(Ready::READABLE | (closed & Ready::READ_CLOSED)))
+            }
             Ok(false) => {
                 if let Some(c) = inner.conns.get_mut(&self.handle) {
                     park(c, false, waiter, cx);
@@ -156,20 +169,33 @@ impl ConnRef {
     /// Ready once a write would not block: room in the send buffer, or a write that would
     /// fail at once (after a shutdown, or on a closed connection).
     fn poll_write_ready(&self, cx: &mut Context<'_>, waiter: Waiter) -> Poll<io::Result<()>> {
+        self.poll_write_readiness(cx, waiter).map_ok(drop)
+    }
+
+    /// [`poll_write_ready`](Self::poll_write_ready) with what `ready` reports: `WRITABLE`,
+    /// and `WRITE_CLOSED` too once the connection is shut down both ways or closed.
+    fn poll_write_readiness(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<Ready>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
         // Lists the connection for a `Writable` once memory drains if the cap is what
         // leaves no room (no refused write may have listed it yet).
         let room = inner.endpoint.send_capacity_or_wait(self.handle);
+        let state = inner.endpoint.state(self.handle);
         let open = matches!(
-            inner.endpoint.state(self.handle),
+            state,
             Ok(State::SynSent | State::SynReceived | State::Established | State::CloseWait)
         );
+        let closed = closed_bits(state, inner.conns.get(&self.handle));
+        let writable = Ready::WRITABLE | (closed & Ready::WRITE_CLOSED);
         let Some(c) = inner.conns.get_mut(&self.handle) else {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(writable));
         };
         if !matches!(room, Ok(0)) || !open || c.write_shutdown || c.error.is_some() {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(writable));
         }
         park(c, true, waiter, cx);
         Poll::Pending
@@ -178,11 +204,11 @@ impl ConnRef {
     /// The readiness `interest` asks for, once some of it holds (for `ready`, an `async fn`:
     /// every task waiting is woken).
     fn poll_ready(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
-        crate::stack::poll_interest(
+        crate::stack::poll_interest_bits(
             cx,
             interest,
-            |cx| self.poll_read_ready(cx, Waiter::Every),
-            |cx| self.poll_write_ready(cx, Waiter::Every),
+            |cx| self.poll_read_readiness(cx, Waiter::Every),
+            |cx| self.poll_write_readiness(cx, Waiter::Every),
         )
     }
 
@@ -478,6 +504,36 @@ impl ConnRef {
             .endpoint
             .info(now, self.handle)
             .map_err(|e| inner.conn_error(self.handle, e))
+    }
+}
+
+/// The closed bits of tokio's `Ready` that hold for a connection in `state` (`c`: the
+/// runtime's view of it, gone once released), the ones a tokio stream over a kernel socket
+/// gets, so that code written against tokio's sees the same: Linux's `tcp_poll` reports
+/// `EPOLLRDHUP` once the peer's FIN has come, which mio turns into `READ_CLOSED`, and
+/// `EPOLLHUP` once the connection is shut down both ways or closed (a reset, a timeout),
+/// which it turns into both closed bits. Our own shutdown alone sets neither: the kernel
+/// reports only `EPOLLOUT` then (a write fails with `BrokenPipe`).
+fn closed_bits(state: Result<State, Error>, c: Option<&ConnState>) -> Ready {
+    let reported = match c {
+        Some(c) => c.closed || c.error.is_some(),
+        None => true,
+    };
+    let closed = reported || matches!(state, Ok(State::Closed) | Err(_));
+    let peer_fin = matches!(
+        state,
+        Ok(State::CloseWait | State::Closing | State::LastAck | State::TimeWait)
+    );
+    let our_fin = matches!(
+        state,
+        Ok(State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck | State::TimeWait)
+    ) || c.is_some_and(|c| c.write_shutdown);
+    if closed || (peer_fin && our_fin) {
+        Ready::READ_CLOSED | Ready::WRITE_CLOSED
+    } else if peer_fin {
+        Ready::READ_CLOSED
+    } else {
+        Ready::EMPTY
     }
 }
 
@@ -854,8 +910,8 @@ impl WriteHalf<'_> {
     half_methods!();
 }
 
-/// The halves given to [`OwnedReadHalf::reunite`] came from different streams; here they
-/// are back.
+/// The halves given to [`OwnedReadHalf::reunite`] or [`OwnedWriteHalf::reunite`] came from
+/// different streams; here they are back.
 #[derive(Debug)]
 pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
 
@@ -895,6 +951,12 @@ impl OwnedWriteHalf {
     /// read half is dropped too).
     pub fn forget(mut self) {
         self.shutdown_on_drop = false;
+    }
+
+    /// [`OwnedReadHalf::reunite`] from this side, as tokio has both: the stream again, with
+    /// no FIN sent, or both halves back if they come from different streams.
+    pub fn reunite(self, other: OwnedReadHalf) -> Result<TcpStream, ReuniteError> {
+        other.reunite(self)
     }
 }
 

@@ -280,12 +280,17 @@ async fn kernel_peer_keeps_sending_after_our_fin() {
 
 /// The kernel's client for the tests below: connects (retrying while the server starts),
 /// reads to the end and prints how it ended: `EOF n` after a FIN, `RESET n` after an RST.
+/// An RST that comes before `connect` has returned (the server accepted and reset at
+/// once, within the client's system call) is reported by `connect` itself, as
+/// ECONNRESET: that is `RESET 0`, not a reason to try again.
 const READ_TO_END: &str = "import socket, sys, time\n\
     deadline = time.time() + 20\n\
     while True:\n\
     \x20   try:\n\
     \x20       s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n\
     \x20       break\n\
+    \x20   except ConnectionResetError:\n\
+    \x20       print('RESET 0'); sys.exit(0)\n\
     \x20   except OSError:\n\
     \x20       if time.time() > deadline: raise\n\
     \x20       time.sleep(0.05)\n\
@@ -813,4 +818,118 @@ async fn kernel_sees_the_ttl_we_set() {
     // SYN-ACK, our data and FIN (one segment or two), and the last ACK.
     assert!(listen9 >= 3, "{counts:?}");
     assert_eq!(listen_other, 0, "{counts:?}");
+}
+
+// ---- readiness: the closed bits -----------------------------------------------------------
+
+/// `ready`'s closed bits against the kernel, in the three ways a connection closes, and the
+/// kernel's own epoll bits where it stands where we stood: tokio turns `EPOLLRDHUP` into
+/// `READ_CLOSED` and `EPOLLHUP` into both closed bits (mio's mapping), so a kernel socket
+/// that has the peer's FIN and not its own reports what our stream reports in that place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_ready_reports_the_closed_bits_as_the_kernel_does() {
+    use tokio::io::{Interest, Ready};
+    if !require_tun("kernel_ready_reports_the_closed_bits_as_the_kernel_does") {
+        return;
+    }
+    let net = Net::new("synack-ready", config(), None);
+    let both = Interest::READABLE | Interest::WRITABLE;
+    let all = Ready::READABLE | Ready::READ_CLOSED | Ready::WRITABLE | Ready::WRITE_CLOSED;
+
+    // The kernel's FIN first: our read side is closed, our write side open until our FIN.
+    let server = net
+        .kernel_server(
+            8600,
+            "c.shutdown(socket.SHUT_WR)\n\
+             c.settimeout(10)\n\
+             assert c.recv(10) == b''\n",
+        )
+        .await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8600)))
+        .await
+        .unwrap();
+    let r = within(10, stream.ready(Interest::READABLE)).await.unwrap();
+    assert_eq!(r, Ready::READABLE | Ready::READ_CLOSED);
+    assert_eq!(
+        within(10, stream.ready(both)).await.unwrap(),
+        Ready::READABLE | Ready::READ_CLOSED | Ready::WRITABLE
+    );
+    stream.shutdown().await.unwrap();
+    assert_eq!(within(10, stream.ready(both)).await.unwrap(), all);
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
+
+    // Our FIN first: nothing closed here yet (the kernel waits half a second before its
+    // FIN, for us to look); the kernel, with our FIN and not its own, reports RDHUP without
+    // HUP (READ_CLOSED alone), and HUP once it has shut down too.
+    let server = net
+        .kernel_server(
+            8601,
+            "import select\n\
+             def events():\n\
+             \x20   e = select.epoll()\n\
+             \x20   e.register(c.fileno(), select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP)\n\
+             \x20   got = e.poll(1)\n\
+             \x20   e.close()\n\
+             \x20   return got[0][1] if got else 0\n\
+             c.settimeout(10)\n\
+             assert c.recv(10) == b''\n\
+             ev = events()\n\
+             assert ev & select.EPOLLRDHUP and not ev & select.EPOLLHUP, ev\n\
+             time.sleep(0.5)\n\
+             c.shutdown(socket.SHUT_WR)\n\
+             ev = events()\n\
+             assert ev & select.EPOLLRDHUP and ev & select.EPOLLHUP, ev\n",
+        )
+        .await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8601)))
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    assert_eq!(
+        within(10, stream.ready(both)).await.unwrap(),
+        Ready::WRITABLE
+    );
+    let r = within(10, stream.ready(Interest::READABLE)).await.unwrap();
+    assert_eq!(r, Ready::READABLE | Ready::READ_CLOSED);
+    assert_eq!(within(10, stream.ready(both)).await.unwrap(), all);
+    let out = server.finish(Duration::from_secs(10)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The kernel's RST (once our byte shows we are connected): both closed at once, and
+    // the read gives the reset.
+    let server = net
+        .kernel_server(
+            8602,
+            "import struct\n\
+             c.settimeout(10)\n\
+             assert c.recv(1) == b'x'\n\
+             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+             c.close()\n",
+        )
+        .await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8602)))
+        .await
+        .unwrap();
+    stream.write_all(b"x").await.unwrap();
+    let r = within(10, stream.ready(Interest::READABLE)).await.unwrap();
+    assert!(r.is_read_closed(), "{r:?}");
+    assert_eq!(within(10, stream.ready(both)).await.unwrap(), all);
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        stream.try_read(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::ConnectionReset
+    );
+    assert!(server
+        .finish(Duration::from_secs(10))
+        .await
+        .status
+        .success());
 }

@@ -1377,3 +1377,101 @@ async fn tasks_whose_events_the_core_dropped_are_woken_all_the_same() {
     })
     .await;
 }
+
+/// tokio's halves reunite from either side: the write half takes the read half back as
+/// the read half takes the write half, with no FIN sent on the way, and halves of two
+/// streams are handed back in the error, read half first, as tokio's `ReuniteError` has
+/// them.
+#[tokio::test]
+async fn owned_halves_reunite_from_the_write_side() {
+    within(20, async {
+        let (client, server) = stacks();
+        let (c1, mut s1) = connected(&client, &server, 7420).await;
+        let (c2, _s2) = connected(&client, &server, 7421).await;
+        let (r1, w1) = c1.into_split();
+        let (r2, w2) = c2.into_split();
+        let synack_tokio::ReuniteError(r2, w1) = w1.reunite(r2).unwrap_err();
+        assert_eq!(r2.local_addr().unwrap(), w2.local_addr().unwrap());
+        let mut c1 = w1.reunite(r1).expect("same stream");
+        let _c2 = w2.reunite(r2).expect("same stream");
+        c1.write_all(b"still open").await.unwrap();
+        let mut buf = [0u8; 10];
+        s1.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still open");
+        // No FIN arrived: the server's read would block, not return EOF.
+        assert_eq!(
+            s1.try_read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    })
+    .await;
+}
+
+/// Whether `stream` is ready for `interest` at once: what `ready` gives, or `None` if it
+/// would wait.
+async fn ready_now(stream: &TcpStream, interest: tokio::io::Interest) -> Option<tokio::io::Ready> {
+    tokio::time::timeout(Duration::from_millis(50), stream.ready(interest))
+        .await
+        .ok()
+        .map(|r| r.unwrap())
+}
+
+/// `ready` reports the closed bits as a tokio stream over a Linux socket does (Linux's
+/// `tcp_poll`, through mio): `READ_CLOSED` once the peer's FIN has come, `WRITE_CLOSED`
+/// with it once both FINs have gone (`EPOLLHUP`), and our own shutdown alone closes nothing
+/// that epoll reports. Each closed bit comes with its readiness, and only for an interest
+/// that asks for it.
+#[tokio::test]
+async fn ready_reports_the_closed_bits_as_tokio_does() {
+    use tokio::io::{Interest, Ready};
+    within(20, async {
+        let (client, server) = stacks();
+        let (mut c, s) = connected(&client, &server, 7422).await;
+        let both = Interest::READABLE | Interest::WRITABLE;
+        assert_eq!(ready_now(&s, both).await, Some(Ready::WRITABLE));
+        assert_eq!(ready_now(&c, Interest::READABLE).await, None);
+
+        // The client's FIN: the server's read side is closed, its write side is not.
+        c.shutdown().await.unwrap();
+        let r = within(5, s.ready(Interest::READABLE)).await.unwrap();
+        assert!(r.is_readable() && r.is_read_closed(), "{r:?}");
+        assert_eq!(
+            ready_now(&s, both).await,
+            Some(Ready::READABLE | Ready::READ_CLOSED | Ready::WRITABLE)
+        );
+        assert_eq!(
+            ready_now(&s, Interest::WRITABLE).await,
+            Some(Ready::WRITABLE),
+            "READ_CLOSED only for a read interest"
+        );
+        // The client shut down its own side only: writable, and nothing closed.
+        assert_eq!(ready_now(&c, both).await, Some(Ready::WRITABLE));
+
+        // The server's FIN too: both closed, on both ends.
+        let mut s = s;
+        s.shutdown().await.unwrap();
+        let all = Ready::READABLE | Ready::READ_CLOSED | Ready::WRITABLE | Ready::WRITE_CLOSED;
+        assert_eq!(ready_now(&s, both).await, Some(all));
+        let r = within(5, c.ready(Interest::READABLE)).await.unwrap();
+        assert!(r.is_read_closed(), "{r:?}");
+        assert_eq!(ready_now(&c, both).await, Some(all));
+        assert_eq!(
+            ready_now(&c, Interest::WRITABLE).await,
+            Some(Ready::WRITABLE | Ready::WRITE_CLOSED)
+        );
+
+        // A reset closes both sides at once.
+        let (c, s) = connected(&client, &server, 7423).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        let r = within(5, c.ready(Interest::READABLE)).await.unwrap();
+        assert!(r.is_read_closed(), "{r:?}");
+        assert_eq!(ready_now(&c, both).await, Some(all));
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            c.try_read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::ConnectionReset
+        );
+    })
+    .await;
+}
