@@ -213,6 +213,9 @@ pub(crate) struct ConnState {
     pub(crate) error: Option<Error>,
     /// `poll_shutdown` already sent our FIN.
     pub(crate) write_shutdown: bool,
+    /// The connection's failure (`error`, or the core's) was returned to a call once: later
+    /// reads end, later writes fail with `BrokenPipe` (see `Inner::report_failure`).
+    pub(crate) error_reported: bool,
     /// SO_LINGER: `Some(0)` resets the connection when the handle is dropped.
     pub(crate) linger: Option<std::time::Duration>,
     /// Every log line about this connection is emitted inside this span.
@@ -242,6 +245,7 @@ impl ConnState {
             closed: false,
             error: None,
             write_shutdown: false,
+            error_reported: false,
             linger: None,
             span,
         }
@@ -392,6 +396,34 @@ impl Inner {
             ));
         }
         Ok(())
+    }
+
+    /// How a read, a write or `take_error` reports the core's error `e` on `conn`: `None`
+    /// when it is the connection's failure (an RST, a timeout) and that was reported before,
+    /// else the error to return. The failure is reported once, to whichever call comes
+    /// first, as Linux's `sock_error` clears `sk_err` when a call returns it; after that a
+    /// read sees the end of the stream and a write fails with `BrokenPipe` (EPIPE: the
+    /// socket is shut down both ways), which the callers make of `None`.
+    pub(crate) fn report_failure(&mut self, conn: ConnectionHandle, e: Error) -> Option<io::Error> {
+        let known = self.endpoint.take_error(conn).ok().flatten();
+        let state = self.conns.get_mut(&conn);
+        let known = known.or_else(|| state.as_ref().and_then(|c| c.error));
+        let failure = match e {
+            Error::InvalidHandle => known,
+            e if Some(e) == known => known,
+            _ => None,
+        };
+        let Some(failure) = failure else {
+            return Some(self.conn_error(conn, e));
+        };
+        match state {
+            Some(c) if c.error_reported => None,
+            Some(c) => {
+                c.error_reported = true;
+                Some(failure.into())
+            }
+            None => Some(failure.into()),
+        }
     }
 
     /// The io::Error for a failed command on `conn`: the core's error, except that a handle the

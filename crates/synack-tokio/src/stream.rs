@@ -110,7 +110,8 @@ impl ConnRef {
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+            // The failure reported already: the stream has ended.
+            Err(e) => Poll::Ready(inner.report_failure(self.handle, e).map_or(Ok(()), Err)),
         }
     }
 
@@ -134,7 +135,7 @@ impl ConnRef {
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+            Err(e) => Poll::Ready(inner.report_failure(self.handle, e).map_or(Ok(0), Err)),
         }
     }
 
@@ -235,7 +236,7 @@ impl ConnRef {
                 inner.wake_driver();
                 Ok(n)
             }
-            Err(e) => Err(inner.conn_error(self.handle, e)),
+            Err(e) => inner.report_failure(self.handle, e).map_or(Ok(0), Err),
         }
     }
 
@@ -253,7 +254,9 @@ impl ConnRef {
                         break;
                     }
                 }
-                Err(e) if total == 0 => return Err(inner.conn_error(self.handle, e)),
+                Err(e) if total == 0 => {
+                    return inner.report_failure(self.handle, e).map_or(Ok(0), Err)
+                }
                 // Report what was read; the error (or WouldBlock) comes with the next read.
                 Err(_) => break,
             }
@@ -304,13 +307,19 @@ impl ConnRef {
             .ok_or_else(|| Error::InvalidHandle.into())
     }
 
+    /// SO_ERROR: the connection's failure, once (Linux's `sock_error` clears it); `None`
+    /// after it was returned, here or by a read or write.
     fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
-        let error = inner
-            .endpoint
-            .take_error(self.handle)
-            .map_err(|e| inner.conn_error(self.handle, e))?;
-        Ok(error.map(io::Error::from))
+        match inner.endpoint.take_error(self.handle) {
+            Ok(None) => Ok(None),
+            Ok(Some(e)) => Ok(inner.report_failure(self.handle, e)),
+            // A handle the core released: the failure the runtime kept, if there is one.
+            Err(e) => match inner.conns.get(&self.handle).and_then(|c| c.error) {
+                Some(_) => Ok(inner.report_failure(self.handle, e)),
+                None => Err(inner.conn_error(self.handle, e)),
+            },
+        }
     }
 
     /// Queues as many of `bufs`' bytes as the send buffer takes, in order.
@@ -352,7 +361,11 @@ impl ConnRef {
                     }
                 }
                 Err(Error::WouldBlock) => break,
-                Err(e) if total == 0 => return Err(inner.conn_error(self.handle, e)),
+                Err(e) if total == 0 => {
+                    return Err(inner
+                        .report_failure(self.handle, e)
+                        .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))
+                }
                 // Report the bytes already queued; the error comes back on the next write.
                 Err(_) => break,
             }
@@ -387,7 +400,9 @@ impl ConnRef {
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+            Err(e) => Poll::Ready(Err(inner
+                .report_failure(self.handle, e)
+                .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))),
         }
     }
 
@@ -785,7 +800,9 @@ impl TcpStream {
     }
 
     /// The error the connection failed with (the peer's RST, a timeout, an ICMP error), if
-    /// any, as SO_ERROR reports it.
+    /// any, as SO_ERROR reports it: once. As on Linux, a connection's failure goes to the
+    /// first call that reports it (this one, a read or a write); after that reads return 0
+    /// and writes fail with `BrokenPipe`, and this returns `None`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.conn.take_error()
     }
@@ -866,9 +883,9 @@ macro_rules! half_methods {
             self.conn.local_addr()
         }
 
-        /// The connection's error, as [`TcpStream::take_error`]: a read returns 0 after the
-        /// peer's FIN even once an RST followed it (as Linux's does), and this still shows
-        /// it.
+        /// The connection's error, once, as [`TcpStream::take_error`]: a read returns 0 after
+        /// the peer's FIN even once an RST followed it (as Linux's does), and this still
+        /// shows it, unless a write reported it first.
         pub fn take_error(&self) -> io::Result<Option<io::Error>> {
             self.conn.take_error()
         }

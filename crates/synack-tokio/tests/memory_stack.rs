@@ -1475,3 +1475,48 @@ async fn ready_reports_the_closed_bits_as_tokio_does() {
     })
     .await;
 }
+
+/// The connection's failure is reported once, as Linux's `sock_error` clears `sk_err`: the
+/// first read after a reset fails with it, later reads see the end of the stream, writes
+/// fail with `BrokenPipe` (EPIPE), and `take_error` has nothing left; `take_error` first
+/// takes it in the same way.
+#[tokio::test]
+async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
+    let (client, server) = stacks();
+    within(10, async {
+        // Read first.
+        let (mut c, s) = connected(&client, &server, 7431).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        let mut buf = [0u8; 8];
+        let e = c.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(c.try_read(&mut buf).unwrap(), 0);
+        assert!(c.take_error().unwrap().is_none());
+        let e = c.write(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+
+        // SO_ERROR first, then a write first.
+        let (mut c, s) = connected(&client, &server, 7432).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        let r = c.ready(tokio::io::Interest::READABLE).await.unwrap();
+        assert!(r.is_read_closed(), "{r:?}");
+        let e = c.take_error().unwrap().expect("the reset");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert!(c.take_error().unwrap().is_none());
+        assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+
+        let (mut c, s) = connected(&client, &server, 7433).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        c.ready(tokio::io::Interest::READABLE).await.unwrap();
+        let e = c.write(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        let e = c.write(b"x").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+    })
+    .await;
+}
