@@ -77,9 +77,13 @@ impl TcpSocket {
         f(&mut self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Binds the socket to `addr`, one of the stack's addresses or the unspecified one, with
-    /// a port or 0 for an ephemeral one. Checked for use when the socket connects or
-    /// listens.
+    /// Binds the socket to `addr`, one of the stack's addresses or the unspecified one (in
+    /// transparent mode any address routed to the stack), with a port, or 0 for an
+    /// ephemeral one, which is picked now, as Linux picks it at `bind(2)`:
+    /// [`local_addr`](Self::local_addr) then shows it. As from `bind(2)`, the error comes
+    /// at once: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse` for
+    /// a port a listener holds. (The port is not reserved: a listener that takes it before
+    /// this socket listens makes `listen` fail with `AddrInUse`.)
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
         if addr.is_ipv6() != self.v6 {
             return Err(io::Error::new(
@@ -87,14 +91,26 @@ impl TcpSocket {
                 "the address family differs from the socket's",
             ));
         }
-        self.with(|s| s.local = Some(addr));
+        let local = self.stack.check_bind(addr)?;
+        self.with(|s| s.local = Some(local));
         Ok(())
     }
 
-    /// The address [`bind`](Self::bind) set.
+    /// The address [`bind`](Self::bind) gave the socket, its ephemeral port included;
+    /// unbound, the unspecified address and port 0, as `getsockname(2)` says of a socket
+    /// that is not bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.with(|s| s.local)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the socket is not bound"))
+        Ok(self.with(|s| s.local).unwrap_or_else(|| self.unspecified()))
+    }
+
+    /// The unspecified address of the socket's family, port 0.
+    fn unspecified(&self) -> SocketAddr {
+        let ip: std::net::IpAddr = if self.v6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        SocketAddr::new(ip, 0)
     }
 
     /// SO_REUSEADDR. Accepted for compatibility: a synack listener may always bind a port
@@ -253,8 +269,10 @@ impl TcpSocket {
     /// Listens on the bound address with at most `backlog` connections waiting to be
     /// accepted (and as many half-open); every accepted connection takes this socket's
     /// options. With several workers each shard takes its share of `backlog`, rounded up
-    /// (see [`TcpListener`]).
+    /// (see [`TcpListener`]). A socket never bound listens on every address of its family
+    /// with an ephemeral port, as Linux binds one on `listen(2)` (`inet_autobind`).
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
+        let unspecified = self.unspecified();
         let Settings {
             local,
             options,
@@ -264,12 +282,7 @@ impl TcpSocket {
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        let local = local.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "bind the socket before listening",
-            )
-        })?;
+        let local = local.unwrap_or(unspecified);
         TcpListener::listen_with(&self.stack, local, backlog as usize, &options, linger)
     }
 }

@@ -880,7 +880,6 @@ impl Stack {
         f(inner.endpoint.config())
     }
 
-    /// Visits every shard's endpoint, even if a panic poisoned a lock.
     /// Sets the key TCP Fast Open listeners make and check their cookies with, on every
     /// shard (Linux's `net.ipv4.tcp_fastopen_key`; see
     /// [`TcpSocket::set_fast_open`](crate::TcpSocket::set_fast_open)). The stack starts
@@ -895,6 +894,36 @@ impl Stack {
         }
     }
 
+    /// What `bind(addr)` gives a socket, checked on every shard (`Endpoint::check_bind`): the
+    /// address, or for port 0 one with an ephemeral port that no shard's listeners or
+    /// connections use, as Linux picks one at `bind`. Errors come at once, as from
+    /// `bind(2)`: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse`
+    /// for a port a listener holds.
+    pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let first = self.lock_shard(0)?.endpoint.check_bind(addr)?;
+        let free_everywhere = |a: SocketAddr| -> io::Result<bool> {
+            for shard in 1..self.workers() {
+                if !self.lock_shard(shard)?.endpoint.local_port_free(a) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if addr.port() != 0 || free_everywhere(first)? {
+            return Ok(first);
+        }
+        // Shard 0's first free port is another shard's connection's: the next ones.
+        let (_, max) = self.with_config(|c| c.get_ephemeral_ports());
+        for port in first.port().saturating_add(1)..=max {
+            let a = SocketAddr::new(addr.ip(), port);
+            if self.lock_shard(0)?.endpoint.local_port_free(a) && free_everywhere(a)? {
+                return Ok(a);
+            }
+        }
+        Err(Error::AddrNotAvailable.into())
+    }
+
+    /// Visits every shard's endpoint, even if a panic poisoned a lock.
     fn each_endpoint(&self, mut f: impl FnMut(&synack_core::Endpoint)) {
         for shared in &self.handle.shards {
             let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1520,3 +1520,50 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
     })
     .await;
 }
+
+/// `TcpSocket::bind` decides as `bind(2)` does, at once: a foreign address is
+/// `AddrNotAvailable`, a port a listener holds `AddrInUse` (its own address or all of
+/// them), port 0 an ephemeral port that `local_addr` shows and `listen` uses; `listen`
+/// without a bind binds every address with an ephemeral port, as Linux's autobind.
+#[tokio::test]
+async fn tcp_socket_bind_decides_at_once_as_bind_does() {
+    let (client, server) = stacks();
+    within(10, async {
+        let s = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        assert_eq!(
+            s.local_addr().unwrap(),
+            "0.0.0.0:0".parse::<SocketAddr>().unwrap()
+        );
+        let e = s.bind(SocketAddr::new(CLIENT, 80)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+
+        let held = TcpListener::bind(&server, server_addr(7441)).await.unwrap();
+        let e = s.bind(server_addr(7441)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = s.bind("0.0.0.0:7441".parse().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        drop(held);
+
+        s.bind(server_addr(0)).unwrap();
+        let bound = s.local_addr().unwrap();
+        assert_eq!(bound.ip(), SERVER);
+        assert_ne!(bound.port(), 0);
+        let listener = s.listen(16).unwrap();
+        assert_eq!(listener.local_addr().unwrap(), bound);
+        let (c, a) = tokio::join!(TcpStream::connect(&client, bound), listener.accept());
+        c.unwrap();
+        a.unwrap();
+
+        let unbound = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        let listener = unbound.listen(16).unwrap();
+        let any = listener.local_addr().unwrap();
+        assert!(any.ip().is_unspecified() && any.port() != 0, "{any}");
+        let (c, a) = tokio::join!(
+            TcpStream::connect(&client, server_addr(any.port())),
+            listener.accept()
+        );
+        c.unwrap();
+        a.unwrap();
+    })
+    .await;
+}

@@ -58,6 +58,40 @@ impl Endpoint {
         }
     }
 
+    /// What binding a socket to `local` gives, as Linux's `bind(2)` decides it for a socket
+    /// that will listen: `local` itself, or for port 0 an ephemeral port that no listener
+    /// and no connection here uses. `AddrNotAvailable` for an address that is not ours (an
+    /// own address or all of them; in intercept mode any address routed to us, as a Linux
+    /// socket with IP_TRANSPARENT binds a foreign one, which then wins over the
+    /// interception for its port) or when no ephemeral port is free; `AddrInUse` for a
+    /// port a listener holds (see `listener_clash`).
+    pub fn check_bind(&self, local: SocketAddr) -> Result<SocketAddr, Error> {
+        let ip = local.ip();
+        let bindable = ip.is_unspecified()
+            || self.addresses.contains(&ip)
+            || (self.intercepts() && is_unicast(ip) && !is_martian(ip));
+        if !bindable {
+            return Err(Error::AddrNotAvailable);
+        }
+        if local.port() == 0 {
+            let (min, max) = self.config.ephemeral_ports;
+            let free = (min..=max)
+                .map(|p| SocketAddr::new(ip, p))
+                .find(|&a| self.local_port_free(a));
+            return free.ok_or(Error::AddrNotAvailable);
+        }
+        if self.listener_clash(local) {
+            return Err(Error::AddrInUse);
+        }
+        Ok(local)
+    }
+
+    /// Whether `local`'s port is free here for a new socket: no listener clashes with it and
+    /// no connection uses it as its local port.
+    pub fn local_port_free(&self, local: SocketAddr) -> bool {
+        !self.listener_clash(local) && !self.by_tuple.keys().any(|t| t.0.port() == local.port())
+    }
+
     /// Whether a listener on `local` would share a port with one that exists: the same
     /// address, or either of them the unspecified address of the family (Linux's
     /// `inet_csk_bind_conflict`: SO_REUSEADDR does not let two sockets listen on one
@@ -374,28 +408,7 @@ impl Endpoint {
         backlog: usize,
         opts: &SocketOptions,
     ) -> Result<ListenerHandle, Error> {
-        // An own address or all of them; in intercept mode any address routed to us (as a
-        // Linux socket with IP_TRANSPARENT binds a foreign one), which then wins over the
-        // interception for its port.
-        let ip = local.ip();
-        let bindable = ip.is_unspecified()
-            || self.addresses.contains(&ip)
-            || (self.intercepts() && is_unicast(ip) && !is_martian(ip));
-        if !bindable {
-            return Err(Error::AddrNotAvailable);
-        }
-        let mut local = local;
-        if local.port() == 0 {
-            let (min, max) = self.config.ephemeral_ports;
-            let free = (min..=max).find(|&p| {
-                let a = SocketAddr::new(local.ip(), p);
-                !self.listener_clash(a) && !self.by_tuple.keys().any(|t| t.0.port() == p)
-            });
-            local.set_port(free.ok_or(Error::AddrNotAvailable)?);
-        }
-        if self.listener_clash(local) {
-            return Err(Error::AddrInUse);
-        }
+        let local = self.check_bind(local)?;
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;
