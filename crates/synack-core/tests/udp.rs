@@ -680,6 +680,43 @@ fn the_catch_all_queue_is_bounded_in_total_and_per_source() {
     assert!(p.server.memory() > 0);
 }
 
+/// With UDP interception off (a proxy that intercepts TCP only), a datagram no socket
+/// takes is answered with port unreachable from where it was sent, as at a closed port,
+/// and nothing is queued; turning it off drops what was queued and gives its memory back.
+#[test]
+fn without_udp_interception_datagrams_meet_a_closed_port() {
+    let mut p = intercepting();
+    let dst = sa(ip("198.19.0.53"), 53);
+    let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    p.client.udp_connect(c, dst).unwrap();
+    p.client.udp_send(c, b"queued").unwrap();
+    p.pump();
+    assert_eq!(p.server.udp_intercepted_count(), 1);
+    assert!(p.server.memory() > 0);
+    p.server.set_udp_interception(false);
+    assert_eq!(
+        (p.server.udp_intercepted_count(), p.server.memory()),
+        (0, 0)
+    );
+
+    p.client.udp_send(c, b"query").unwrap();
+    p.pump();
+    assert_eq!(p.server.udp_intercepted_count(), 0);
+    let s = p.server.stats();
+    assert_eq!((s.drop_udp_no_socket, s.udp_port_unreachable_sent), (1, 1));
+    // The client's connected socket learns it (ECONNREFUSED), from the destination it
+    // sent to.
+    assert_eq!(
+        p.client.udp_take_error(c),
+        Ok(Some(Error::ConnectionRefused))
+    );
+
+    p.server.set_udp_interception(true);
+    p.client.udp_send(c, b"again").unwrap();
+    p.pump();
+    assert_eq!(p.server.udp_intercepted_count(), 1);
+}
+
 #[test]
 fn send_from_outside_intercept_mode_needs_an_own_address() {
     let mut p = pair();

@@ -660,6 +660,10 @@ impl Stack {
                         endpoint: {
                             let mut e = Endpoint::new(config.clone(), addresses);
                             e.set_fast_open_key(fast_open_key);
+                            // UDP is caught only once the application asks for it
+                            // (`Stack::intercept_udp`); until then a datagram no socket
+                            // takes is answered as at a closed port.
+                            e.set_udp_interception(false);
                             e
                         },
                         start,

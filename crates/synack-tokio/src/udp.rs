@@ -517,12 +517,20 @@ impl Stack {
     /// The datagrams of a stack in transparent mode that no socket takes. `InvalidInput` if
     /// the stack was not built to intercept (see
     /// [`StackBuilder::intercept`](crate::StackBuilder::intercept)).
+    ///
+    /// Until this is first called, such datagrams are answered with ICMP port unreachable,
+    /// as at a closed port (a proxy that intercepts TCP only tells its clients' UDP at once
+    /// that nothing is there, and queues nothing no one reads); from then on they are
+    /// caught, for as long as the stack runs.
     pub fn intercept_udp(&self) -> io::Result<UdpInterceptor> {
         if self.with_config(|c| c.intercept_config().is_none()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "synack: this stack does not intercept (StackBuilder::intercept)",
             ));
+        }
+        for shard in 0..self.workers() {
+            self.lock_shard(shard)?.endpoint.set_udp_interception(true);
         }
         Ok(UdpInterceptor {
             stack: self.clone(),

@@ -145,6 +145,9 @@ pub(super) struct Udp {
     icmp_filled: Option<Instant>,
     /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed.
     send_blocked: bool,
+    /// In intercept mode, datagrams no socket takes are caught for the application
+    /// ([`Endpoint::set_udp_interception`]); else they are answered as at a closed port.
+    catching: bool,
 }
 
 impl Udp {
@@ -160,6 +163,7 @@ impl Udp {
             icmp_credit: 0,
             icmp_filled: None,
             send_blocked: false,
+            catching: true,
         }
     }
 
@@ -224,7 +228,7 @@ impl Endpoint {
         if let Some(h) = self.udp_lookup(local, remote) {
             return self.udp_enqueue(h, local, remote, repr.payload);
         }
-        if self.intercepts() {
+        if self.intercepts() && self.udp.catching {
             return self.udp_catch(local, remote, repr.payload);
         }
         self.stats.drop_udp_no_socket += 1;
@@ -737,6 +741,24 @@ impl Endpoint {
             src: d.src,
             dst: d.dst,
         })
+    }
+
+    /// In intercept mode, whether the datagrams no socket takes are caught for
+    /// [`udp_recv_intercepted`](Self::udp_recv_intercepted) (the default) or answered with ICMP port
+    /// unreachable, as a closed port answers them. A runtime whose application intercepts
+    /// TCP only turns it off, so that UDP to its clients' destinations fails at once and
+    /// nothing is queued that no one will read (which would also hold memory against
+    /// `Config::max_memory`). Turning it off drops what is queued.
+    pub fn set_udp_interception(&mut self, on: bool) {
+        self.udp.catching = on;
+        if !on {
+            while let Some(d) = self.udp.caught.pop_front() {
+                self.memory -= d.cost();
+            }
+            self.udp.caught_bytes = 0;
+            self.udp.caught_per_source.clear();
+            self.memory_changed();
+        }
     }
 
     /// How many datagrams wait in the catch-all queue.
