@@ -137,6 +137,11 @@ impl TcpListener {
                 }
                 Poll::Pending
             }
+            // The core no longer knows the listener: `Stack::shutdown` closed it.
+            Err(Error::InvalidHandle) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "synack: the listener was closed (Stack::shutdown)",
+            ))),
             Err(e) => Poll::Ready(Err(e.into())),
         }
     }

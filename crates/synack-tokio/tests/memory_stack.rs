@@ -1567,3 +1567,47 @@ async fn tcp_socket_bind_decides_at_once_as_bind_does() {
     })
     .await;
 }
+
+/// axum's listener contract is an `accept` that never fails: on a listener that can never
+/// accept again (closed by `Stack::shutdown`) it says so once and waits, where it used to
+/// warn and retry every second for ever.
+#[tokio::test(start_paused = true)]
+async fn axum_accept_on_a_closed_listener_says_so_once() {
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (_client, server) = stacks();
+    let mut listener = TcpListener::bind(&server, server_addr(7450)).await.unwrap();
+    within(60, server.shutdown(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    // The trait's `accept` (the inherent one returns the error).
+    let accept = axum::serve::Listener::accept(&mut listener);
+    let accepted = tokio::time::timeout(Duration::from_secs(10), accept).await;
+    assert!(
+        accepted.is_err(),
+        "a closed listener accepted {:?}",
+        accepted.map(|a| a.1)
+    );
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("closed for good").count(), 1, "{text}");
+    assert_eq!(text.matches("retrying").count(), 0, "{text}");
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use ::axum::extract::connect_info::Connected;
 use ::axum::serve::{IncomingStream, Listener};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::{TcpListener, TcpStream};
 
@@ -40,11 +40,18 @@ impl Listener for TcpListener {
     type Io = TcpStream;
     type Addr = SocketAddr;
 
-    /// axum's contract: accept never fails, it logs and retries.
+    /// axum's contract: accept never fails, it logs and retries. A listener that can never
+    /// accept again (the stack is gone, or `Stack::shutdown` closed it) says so once and
+    /// then waits for ever, rather than warning every second: `serve`'s graceful shutdown
+    /// is the way out, as it is for a server that is idle.
     async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match TcpListener::accept(self).await {
                 Ok(accepted) => return accepted,
+                Err(e) if TcpListener::local_addr(self).is_err() => {
+                    error!(error = %e, "the listener is closed for good; accepting nothing more");
+                    std::future::pending::<()>().await;
+                }
                 Err(e) => {
                     warn!(error = %e, "accept failed; retrying in 1 s");
                     tokio::time::sleep(ACCEPT_RETRY).await;
