@@ -43,6 +43,8 @@ struct Settings {
     options: SocketOptions,
     linger: Option<Duration>,
     reuseaddr: bool,
+    /// `bind` picked the port (it was asked for port 0).
+    auto_port: bool,
 }
 
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
@@ -92,7 +94,10 @@ impl TcpSocket {
             ));
         }
         let local = self.stack.check_bind(addr)?;
-        self.with(|s| s.local = Some(local));
+        self.with(|s| {
+            s.local = Some(local);
+            s.auto_port = addr.port() == 0;
+        });
         Ok(())
     }
 
@@ -253,17 +258,28 @@ impl TcpSocket {
 
     /// Connects to `addr` from the bound address (or one of the stack's, with an ephemeral
     /// port), with this socket's options.
+    ///
+    /// A port [`bind`](Self::bind) picked (port 0) gives way if it is taken towards `addr`
+    /// by then (another socket's connection, or one in TIME-WAIT): the connection takes
+    /// another ephemeral port rather than fail.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
         let Settings {
             local,
             options,
             linger,
+            auto_port,
             ..
         } = self
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        TcpStream::connect_with(&self.stack, addr, local, &options, linger).await
+        match TcpStream::connect_with(&self.stack, addr, local, &options, linger).await {
+            Err(e) if auto_port && e.kind() == io::ErrorKind::AddrInUse => {
+                let any_port = local.map(|l| SocketAddr::new(l.ip(), 0));
+                TcpStream::connect_with(&self.stack, addr, any_port, &options, linger).await
+            }
+            r => r,
+        }
     }
 
     /// Listens on the bound address with at most `backlog` connections waiting to be

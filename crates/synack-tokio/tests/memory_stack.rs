@@ -1611,3 +1611,35 @@ async fn axum_accept_on_a_closed_listener_says_so_once() {
     assert_eq!(text.matches("closed for good").count(), 1, "{text}");
     assert_eq!(text.matches("retrying").count(), 0, "{text}");
 }
+
+/// A port `bind` picks (port 0) is not the same one every time, and one left in TIME-WAIT
+/// towards the same server does not make the next connect fail: the usual way to choose a
+/// source address keeps working connection after connection.
+#[tokio::test]
+async fn binding_port_zero_then_connecting_works_again_and_again() {
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7460)).await.unwrap();
+        let a = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        let b = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        a.bind(SocketAddr::new(CLIENT, 0)).unwrap();
+        b.bind(SocketAddr::new(CLIENT, 0)).unwrap();
+        assert_ne!(a.local_addr().unwrap(), b.local_addr().unwrap());
+        drop((a, b));
+        for round in 0..3 {
+            let s = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+            s.bind(SocketAddr::new(CLIENT, 0)).unwrap();
+            let (c, accepted) = tokio::join!(s.connect(server_addr(7460)), listener.accept());
+            let mut c = c.unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let (mut srv, _) = accepted.unwrap();
+            // The client closes first: its side of the tuple goes to TIME-WAIT.
+            c.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            srv.read_to_end(&mut rest).await.unwrap();
+            drop(srv);
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).await.unwrap();
+        }
+    })
+    .await;
+}

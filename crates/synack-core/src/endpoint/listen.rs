@@ -65,7 +65,7 @@ impl Endpoint {
     /// socket with IP_TRANSPARENT binds a foreign one, which then wins over the
     /// interception for its port) or when no ephemeral port is free; `AddrInUse` for a
     /// port a listener holds (see `listener_clash`).
-    pub fn check_bind(&self, local: SocketAddr) -> Result<SocketAddr, Error> {
+    pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
         let ip = local.ip();
         let bindable = ip.is_unspecified()
             || self.addresses.contains(&ip)
@@ -73,23 +73,47 @@ impl Endpoint {
         if !bindable {
             return Err(Error::AddrNotAvailable);
         }
-        if local.port() == 0 {
-            let (min, max) = self.config.ephemeral_ports;
-            let free = (min..=max)
-                .map(|p| SocketAddr::new(ip, p))
-                .find(|&a| self.local_port_free(a));
-            return free.ok_or(Error::AddrNotAvailable);
+        if local.port() != 0 {
+            return match self.listener_clash(local) {
+                true => Err(Error::AddrInUse),
+                false => Ok(local),
+            };
         }
-        if self.listener_clash(local) {
-            return Err(Error::AddrInUse);
+        // As an active open's port (RFC 6056 §3.3.3): from a keyed offset and the shared
+        // counter, so that two binds in a row get different ports, and past every port a
+        // connection, a TIME-WAIT entry or a clashing listener uses.
+        let (min, max) = self.config.ephemeral_ports;
+        if min == 0 || max < min {
+            return Err(Error::AddrNotAvailable);
         }
-        Ok(local)
+        let used = self.used_local_ports();
+        let num = u32::from(max - min) + 1;
+        let offset = self.secrets.port_offset(ip, SocketAddr::new(ip, 0));
+        for count in 0..num {
+            let port =
+                min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
+            let a = SocketAddr::new(ip, port);
+            if !used.contains(&port) && !self.listener_clash(a) {
+                self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
+                return Ok(a);
+            }
+        }
+        Err(Error::AddrNotAvailable)
     }
 
     /// Whether `local`'s port is free here for a new socket: no listener clashes with it and
-    /// no connection uses it as its local port.
+    /// no connection, nor TIME-WAIT entry, uses it as its local port.
     pub fn local_port_free(&self, local: SocketAddr) -> bool {
-        !self.listener_clash(local) && !self.by_tuple.keys().any(|t| t.0.port() == local.port())
+        !self.listener_clash(local) && !self.used_local_ports().contains(&local.port())
+    }
+
+    /// The local ports of every connection and TIME-WAIT entry.
+    fn used_local_ports(&self) -> std::collections::HashSet<u16> {
+        self.by_tuple
+            .keys()
+            .map(|t| t.0.port())
+            .chain(self.time_wait.local_ports())
+            .collect()
     }
 
     /// Whether a listener on `local` would share a port with one that exists: the same

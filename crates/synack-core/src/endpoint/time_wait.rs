@@ -55,6 +55,11 @@ impl TimeWaitTable {
         self.entries.get(tuple)
     }
 
+    /// The local port of every entry.
+    pub fn local_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.entries.keys().map(|t| t.0.port())
+    }
+
     pub fn contains(&self, tuple: &Tuple) -> bool {
         self.entries.contains_key(tuple)
     }
