@@ -550,6 +550,10 @@ impl Connection {
         self.rtt_seq = None;
         self.backoff = 0;
         self.timers.retransmit = None;
+        // The rate limit of answers to invalid segments starts afresh with the connection,
+        // as a Linux child socket's `last_oow_ack_time` does: a SYN-ACK resent to a resent
+        // SYN must not silence the first duplicate or challenge ACK after the handshake.
+        self.last_invalid_ack = None;
         self.start_delayed_ack();
     }
 

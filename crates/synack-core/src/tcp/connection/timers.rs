@@ -241,7 +241,15 @@ impl Connection {
                 self.probe_pending = true;
                 self.probes_out = self.probes_out.saturating_add(1);
                 self.persist_backoff = self.persist_backoff.saturating_add(1);
-                let next = self.rtt.backed_off(self.persist_backoff);
+                let mut next = self.rtt.backed_off(self.persist_backoff);
+                // Not past the user timeout: the probe timer fires when it runs out (Linux's
+                // tcp_clamp_probe0_to_user_timeout, at least TCP_TIMEOUT_MIN, 2 jiffies).
+                if let (Some(limit), Some(since)) =
+                    (self.cfg.user_timeout, self.retransmitting_since)
+                {
+                    let left = (since + limit).saturating_duration_since(now);
+                    next = next.min(left.max(Duration::from_millis(2)));
+                }
                 self.timers.persist = Some(now + next);
             } else {
                 // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out.
