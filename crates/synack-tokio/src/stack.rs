@@ -185,6 +185,8 @@ pub(crate) struct Inner {
     pub(crate) udp_send_wakers: Vec<Waker>,
     /// Tasks waiting in `UdpInterceptor::recv` (`UdpIntercepted`).
     pub(crate) udp_intercept_wakers: Vec<Waker>,
+    /// The live interceptors' shared token (shard 0's only): UDP is caught while one lives.
+    pub(crate) udp_interceptors: std::sync::Weak<crate::udp::InterceptorToken>,
     /// Packets read here and handed to the shard owning their flow.
     pub(crate) handed_off: u64,
     /// Packets other shards handed here.
@@ -681,6 +683,7 @@ impl Stack {
                         udp: HashMap::new(),
                         udp_send_wakers: Vec::new(),
                         udp_intercept_wakers: Vec::new(),
+                        udp_interceptors: std::sync::Weak::new(),
                         handed_off: 0,
                         handoffs_received: 0,
                         handoff_dropped: 0,

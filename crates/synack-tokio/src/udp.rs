@@ -43,6 +43,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::BufMut;
@@ -511,6 +512,24 @@ impl fmt::Debug for UdpSocket {
 #[derive(Clone)]
 pub struct UdpInterceptor {
     stack: Stack,
+    /// Shared by every interceptor of the stack: when the last is dropped, datagrams are
+    /// answered as at a closed port again.
+    _live: Arc<InterceptorToken>,
+}
+
+/// Held by the live [`UdpInterceptor`]s; dropping the last turns interception off.
+pub(crate) struct InterceptorToken {
+    stack: Stack,
+}
+
+impl Drop for InterceptorToken {
+    fn drop(&mut self) {
+        for shard in 0..self.stack.workers() {
+            if let Some(mut inner) = self.stack.lock_for_drop(shard) {
+                inner.endpoint.set_udp_interception(false);
+            }
+        }
+    }
 }
 
 impl Stack {
@@ -518,10 +537,11 @@ impl Stack {
     /// the stack was not built to intercept (see
     /// [`StackBuilder::intercept`](crate::StackBuilder::intercept)).
     ///
-    /// Until this is first called, such datagrams are answered with ICMP port unreachable,
-    /// as at a closed port (a proxy that intercepts TCP only tells its clients' UDP at once
-    /// that nothing is there, and queues nothing no one reads); from then on they are
-    /// caught, for as long as the stack runs.
+    /// While no interceptor lives (before the first call, and once every one is dropped),
+    /// such datagrams are answered with ICMP port unreachable, as at a closed port: a proxy
+    /// that intercepts TCP only tells its clients' UDP at once that nothing is there, and
+    /// nothing is queued that no one reads (dropping the last interceptor drops what it
+    /// left unread).
     pub fn intercept_udp(&self) -> io::Result<UdpInterceptor> {
         if self.with_config(|c| c.intercept_config().is_none()) {
             return Err(io::Error::new(
@@ -529,11 +549,25 @@ impl Stack {
                 "synack: this stack does not intercept (StackBuilder::intercept)",
             ));
         }
+        let live = {
+            let mut inner = self.lock_shard(0)?;
+            match inner.udp_interceptors.upgrade() {
+                Some(live) => live,
+                None => {
+                    let live = Arc::new(InterceptorToken {
+                        stack: self.clone(),
+                    });
+                    inner.udp_interceptors = Arc::downgrade(&live);
+                    live
+                }
+            }
+        };
         for shard in 0..self.workers() {
             self.lock_shard(shard)?.endpoint.set_udp_interception(true);
         }
         Ok(UdpInterceptor {
             stack: self.clone(),
+            _live: live,
         })
     }
 }

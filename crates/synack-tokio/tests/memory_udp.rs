@@ -305,6 +305,47 @@ async fn interceptor_answers_from_the_original_destination() {
     .await;
 }
 
+/// UDP is caught only while an interceptor lives: before the first and after the last,
+/// a datagram no socket takes meets a closed port (a connected client socket gets
+/// `ConnectionRefused`), and nothing is left queued.
+#[tokio::test]
+async fn datagrams_are_caught_only_while_an_interceptor_lives() {
+    within(async {
+        let (client, proxy) = stacks(true);
+        let dst: SocketAddr = "198.19.0.53:53".parse().unwrap();
+        let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        socket.connect(dst).await.unwrap();
+        let mut buf = [0u8; 16];
+        socket.send(b"early").await.unwrap();
+        let e = socket.recv(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+
+        let first = proxy.intercept_udp().unwrap();
+        let second = first.clone();
+        drop(first);
+        socket.send(b"caught").await.unwrap();
+        let d = second.recv(&mut buf).await.unwrap();
+        assert_eq!((&buf[..d.len], d.dst), (&b"caught"[..], dst));
+
+        // Left unread when the last interceptor goes: dropped, memory given back.
+        socket.send(b"unread").await.unwrap();
+        let queued = async {
+            while proxy.memory_usage().buffered == 0 {
+                tokio::task::yield_now().await;
+            }
+        };
+        queued.await;
+        drop(second);
+        assert_eq!(proxy.memory_usage().buffered, 0);
+        socket.send(b"late").await.unwrap();
+        let e = socket.recv(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    })
+    .await;
+}
+
 /// Sockets and interceptors are shared between tasks, as tokio's are.
 #[test]
 fn handles_are_send_and_sync() {
