@@ -22,7 +22,9 @@ impl NotRelayed {
     /// For -v: why the flow was refused.
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            NotRelayed::Martian => "a loopback, unspecified, broadcast or multicast destination",
+            NotRelayed::Martian => {
+                "a loopback, unspecified, link-local, broadcast or multicast destination"
+            }
             NotRelayed::OwnLink => "the TUN's own link",
         }
     }
@@ -42,7 +44,11 @@ pub(crate) fn not_relayed(link: &NetArgs, ip: IpAddr) -> Option<NotRelayed> {
 /// Whether `ip` is no destination to open an upstream socket to: a loopback address (the
 /// relay host's own services, which a client on the TUN must not reach through it), the
 /// unspecified address or the rest of 0.0.0.0/8 (Linux connects those to the local host
-/// too), the limited broadcast address, or a multicast group. An IPv4-mapped IPv6 address
+/// too), the limited broadcast address, a multicast group, or a link-local address (the relay
+/// host's own link: 169.254/16 holds a cloud's metadata service). The relay host's other
+/// addresses are reachable through a direct relay as from the host itself: only
+/// `--egress-netns` (or a SOCKS5 proxy elsewhere) keeps clients off the host's services
+/// altogether. An IPv4-mapped IPv6 address
 /// is judged as the IPv4 address it carries, since a dual-stack socket sends to
 /// `::ffff:127.0.0.1` as to `127.0.0.1` (`Ipv6Addr::is_loopback` alone says no to it).
 pub(crate) fn martian(ip: IpAddr) -> bool {
@@ -54,9 +60,18 @@ pub(crate) fn martian(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => {
             // RFC 1122 §3.2.1.3: 0.0.0.0/8 is "this host on this network", never a
             // destination on the wire.
-            v4.octets()[0] == 0 || v4.is_loopback() || v4.is_broadcast() || v4.is_multicast()
+            v4.octets()[0] == 0
+                || v4.is_loopback()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_link_local()
         }
-        IpAddr::V6(v6) => v6.is_unspecified() || v6.is_loopback() || v6.is_multicast(),
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unicast_link_local()
+        }
     }
 }
 
@@ -86,6 +101,11 @@ mod tests {
             "::ffff:0.0.0.0",
             "::ffff:255.255.255.255",
             "::ffff:224.0.0.251",
+            // Link-local: the relay host's own link (a cloud's metadata service at
+            // 169.254.169.254), never a client's destination through a tunnel.
+            "169.254.169.254",
+            "::ffff:169.254.1.1",
+            "fe80::1",
         ] {
             assert!(martian(ip(a)), "{a}");
         }
