@@ -1,0 +1,604 @@
+//! [`ConnRef`]: the runtime's handle on one connection, which every stream and half holds,
+//! and the commands it runs on the core under its shard's lock: reads, writes and peeks,
+//! readiness, options, shutdown, and the close or reset when it is dropped.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BufMut;
+use synack_core::{Bytes, ConnectionHandle, Endpoint, Error, State};
+use tokio::io::{Interest, ReadBuf, Ready};
+use tracing::debug;
+
+use crate::stack::{park, register, ConnState, Stack, Waiter};
+
+/// A connection the runtime refers to; dropping it closes the connection gracefully.
+pub(crate) struct ConnRef {
+    pub(super) stack: Stack,
+    /// The shard whose endpoint holds the connection.
+    pub(super) shard: usize,
+    pub(super) handle: ConnectionHandle,
+}
+
+impl ConnRef {
+    /// Registers `handle` with the runtime and wraps it, so that from here on every exit path
+    /// releases it.
+    pub(crate) fn register(
+        stack: &Stack,
+        shard: usize,
+        handle: ConnectionHandle,
+        connected: bool,
+        inner: &mut crate::stack::Inner,
+    ) -> ConnRef {
+        let span = tracing::debug_span!(
+            "conn",
+            id = handle.0,
+            local = ?inner.endpoint.local_addr(handle).ok(),
+            peer = ?inner.endpoint.peer_addr(handle).ok(),
+        );
+        inner.conns.insert(handle, ConnState::new(connected, span));
+        ConnRef {
+            stack: stack.clone(),
+            shard,
+            handle,
+        }
+    }
+
+    /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).
+    pub(crate) fn poll_connected(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let state = inner.endpoint.state(self.handle);
+        let inner = &mut *inner;
+        let Some(c) = inner.conns.get_mut(&self.handle) else {
+            return Poll::Ready(Err(Error::InvalidHandle.into()));
+        };
+        if let Some(e) = c.error {
+            return Poll::Ready(Err(e.into()));
+        }
+        // The event is the normal path; the state check only guards against an event that the
+        // core merged away (e.g. data and FIN arriving with the handshake's last ACK).
+        let synchronized = matches!(
+            state,
+            Ok(s) if !matches!(s, State::SynSent | State::SynReceived | State::Closed)
+        );
+        if c.connected || synchronized {
+            c.connected = true;
+            return Poll::Ready(Ok(()));
+        }
+        // The state, not only the event: an event the core had to drop (see
+        // `Endpoint::take_event_overflow`) must not leave a closed connect waiting.
+        if c.closed || matches!(state, Ok(State::Closed) | Err(_)) {
+            let e = inner
+                .endpoint
+                .take_error(self.handle)
+                .ok()
+                .flatten()
+                .unwrap_or(Error::ConnectionAborted);
+            return Poll::Ready(Err(e.into()));
+        }
+        register(&mut c.write_waker, cx);
+        Poll::Pending
+    }
+
+    pub(super) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        // Written in place as a `BufMut`: a caller's uninitialised buffer (hyper's read
+        // buffer, 8 KiB and growing, through `TokioIo`) is never zeroed first, a memset that
+        // cost more than the TCP receive path of a small request.
+        match inner.endpoint.recv_buf(now, self.handle, buf) {
+            Ok(_) => {
+                // Reading opened the receive window: the driver may owe the peer an update.
+                inner.wake_driver();
+                Poll::Ready(Ok(()))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.read_waker, cx);
+                }
+                Poll::Pending
+            }
+            // The failure reported already: the stream has ended.
+            Err(e) => Poll::Ready(inner.report_failure(self.handle, e).map_or(Ok(()), Err)),
+        }
+    }
+
+    pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    /// Copies received bytes without consuming them; waits while there are none.
+    pub(super) fn poll_peek(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        waiter: Waiter,
+    ) -> Poll<io::Result<usize>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner.endpoint.peek(self.handle, buf) {
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    park(c, false, waiter, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(inner.report_failure(self.handle, e).map_or(Ok(0), Err)),
+        }
+    }
+
+    /// Ready once a read would not block: data, the end of the stream, or an error.
+    pub(super) fn poll_read_ready(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<()>> {
+        self.poll_read_readiness(cx, waiter).map_ok(drop)
+    }
+
+    /// [`poll_read_ready`](Self::poll_read_ready) with what `ready` reports: `READABLE`,
+    /// and `READ_CLOSED` too once the peer's FIN came or the connection closed.
+    pub(super) fn poll_read_readiness(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<Ready>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let inner = &mut *inner;
+        match inner.endpoint.recv_ready(self.handle) {
+            Ok(true) => {
+                let closed = closed_bits(
+                    inner.endpoint.state(self.handle),
+                    inner.conns.get(&self.handle),
+                );
+                Poll::Ready(Ok(Ready::READABLE | (closed & Ready::READ_CLOSED)))
+            }
+            Ok(false) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    park(c, false, waiter, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    /// Ready once a write would not block: room in the send buffer, or a write that would
+    /// fail at once (after a shutdown, or on a closed connection).
+    pub(super) fn poll_write_ready(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<()>> {
+        self.poll_write_readiness(cx, waiter).map_ok(drop)
+    }
+
+    /// [`poll_write_ready`](Self::poll_write_ready) with what `ready` reports: `WRITABLE`,
+    /// and `WRITE_CLOSED` too once the connection is shut down both ways or closed.
+    pub(super) fn poll_write_readiness(
+        &self,
+        cx: &mut Context<'_>,
+        waiter: Waiter,
+    ) -> Poll<io::Result<Ready>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let inner = &mut *inner;
+        // Lists the connection for a `Writable` once memory drains if the cap is what
+        // leaves no room (no refused write may have listed it yet).
+        let room = inner.endpoint.send_capacity_or_wait(self.handle);
+        let state = inner.endpoint.state(self.handle);
+        let open = matches!(
+            state,
+            Ok(State::SynSent | State::SynReceived | State::Established | State::CloseWait)
+        );
+        let closed = closed_bits(state, inner.conns.get(&self.handle));
+        let writable = Ready::WRITABLE | (closed & Ready::WRITE_CLOSED);
+        let Some(c) = inner.conns.get_mut(&self.handle) else {
+            return Poll::Ready(Ok(writable));
+        };
+        if !matches!(room, Ok(0)) || !open || c.write_shutdown || c.error.is_some() {
+            return Poll::Ready(Ok(writable));
+        }
+        park(c, true, waiter, cx);
+        Poll::Pending
+    }
+
+    /// The readiness `interest` asks for, once some of it holds (for `ready`, an `async fn`:
+    /// every task waiting is woken).
+    pub(super) fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+    ) -> Poll<io::Result<Ready>> {
+        crate::stack::poll_interest_bits(
+            cx,
+            interest,
+            |cx| self.poll_read_readiness(cx, Waiter::Every),
+            |cx| self.poll_write_readiness(cx, Waiter::Every),
+        )
+    }
+
+    /// A read that never waits: `WouldBlock` when nothing is buffered.
+    pub(super) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_read_with(|ep, now, h| ep.recv(now, h, buf))
+    }
+
+    /// [`try_read`](Self::try_read) into a `BufMut`'s room, written in place.
+    pub(super) fn try_read_buf<B: BufMut + ?Sized>(&self, buf: &mut B) -> io::Result<usize> {
+        self.try_read_with(|ep, now, h| ep.recv_buf(now, h, buf))
+    }
+
+    /// A read command that never waits, under the lock: a read that took bytes may have
+    /// opened the window, so the driver is woken to tell the peer.
+    pub(super) fn try_read_with(
+        &self,
+        read: impl FnOnce(&mut Endpoint, synack_core::Instant, ConnectionHandle) -> Result<usize, Error>,
+    ) -> io::Result<usize> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        match read(&mut inner.endpoint, now, self.handle) {
+            Ok(n) => {
+                inner.wake_driver();
+                Ok(n)
+            }
+            Err(e) => inner.report_failure(self.handle, e).map_or(Ok(0), Err),
+        }
+    }
+
+    /// A read into several buffers in turn that never waits, under one lock: `WouldBlock`
+    /// when nothing is buffered.
+    pub(super) fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        let mut total = 0;
+        for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
+            match inner.endpoint.recv(now, self.handle, buf) {
+                Ok(n) => {
+                    total += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => {
+                    return inner.report_failure(self.handle, e).map_or(Ok(0), Err)
+                }
+                // Report what was read; the error (or WouldBlock) comes with the next read.
+                Err(_) => break,
+            }
+        }
+        if total > 0 {
+            inner.wake_driver();
+        }
+        Ok(total)
+    }
+
+    /// A write that never waits: `WouldBlock` when the send buffer is full.
+    pub(super) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)], None)
+    }
+
+    /// Runs one core command on the connection under its shard's lock; a core error comes
+    /// back as the connection's (`conn_error`).
+    pub(super) fn command<T>(
+        &self,
+        f: impl FnOnce(&mut Endpoint, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let r = f(&mut inner.endpoint, self.handle);
+        r.map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    pub(super) fn nodelay(&self) -> io::Result<bool> {
+        self.command(|ep, h| ep.nodelay(h))
+    }
+
+    pub(super) fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner.conns.get_mut(&self.handle) {
+            Some(c) => {
+                c.linger = linger;
+                Ok(())
+            }
+            None => Err(Error::InvalidHandle.into()),
+        }
+    }
+
+    pub(super) fn linger(&self) -> io::Result<Option<Duration>> {
+        let inner = self.stack.lock_shard(self.shard)?;
+        inner
+            .conns
+            .get(&self.handle)
+            .map(|c| c.linger)
+            .ok_or_else(|| Error::InvalidHandle.into())
+    }
+
+    /// SO_ERROR: the connection's failure, once (Linux's `sock_error` clears it); `None`
+    /// after it was returned, here or by a read or write.
+    pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner.endpoint.take_error(self.handle) {
+            Ok(None) => Ok(None),
+            Ok(Some(e)) => Ok(inner.report_failure(self.handle, e)),
+            // A handle the core released: the failure the runtime kept, if there is one.
+            Err(e) => match inner.conns.get(&self.handle).and_then(|c| c.error) {
+                Some(_) => Ok(inner.report_failure(self.handle, e)),
+                None => Err(inner.conn_error(self.handle, e)),
+            },
+        }
+    }
+
+    /// Queues as many of `bufs`' bytes as the send buffer takes, in order.
+    pub(super) fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.write_vectored(bufs, Some(cx)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            r => Poll::Ready(r),
+        }
+    }
+
+    /// A vectored write that never waits: `WouldBlock` when the send buffer takes nothing.
+    pub(super) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_vectored(bufs, None)
+    }
+
+    /// Queues `bufs` in turn, under one lock, as far as the send buffer takes them. When it
+    /// takes nothing: `WouldBlock`, with `cx`'s task registered for the `Writable` event
+    /// that follows.
+    pub(super) fn write_vectored(
+        &self,
+        bufs: &[IoSlice<'_>],
+        cx: Option<&mut Context<'_>>,
+    ) -> io::Result<usize> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Ok(0);
+        }
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let mut total = 0;
+        for buf in bufs.iter().filter(|b| !b.is_empty()) {
+            match inner.endpoint.send(self.handle, buf) {
+                Ok(n) => {
+                    total += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) if total == 0 => {
+                    return Err(inner
+                        .report_failure(self.handle, e)
+                        .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))
+                }
+                // Report the bytes already queued; the error comes back on the next write.
+                Err(_) => break,
+            }
+        }
+        if total > 0 {
+            inner.wake_driver();
+            return Ok(total);
+        }
+        // A full send buffer (`WouldBlock`, or a zero-byte `send`): the `Writable` event wakes
+        // the task.
+        if let (Some(cx), Some(c)) = (cx, inner.conns.get_mut(&self.handle)) {
+            register(&mut c.write_waker, cx);
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Queues as much of `data` as the send buffer takes, without copying it; returns how
+    /// much that was.
+    pub(super) fn poll_write_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        data: &Bytes,
+    ) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner.endpoint.send_bytes(self.handle, data.clone()) {
+            Ok(n) => {
+                inner.wake_driver();
+                Poll::Ready(Ok(n))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.write_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(inner
+                .report_failure(self.handle, e)
+                .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))),
+        }
+    }
+
+    /// Sends our FIN; reads continue until the peer's (RFC 9293 §3.10.4, half-close).
+    pub(super) fn poll_shutdown(&self) -> Poll<io::Result<()>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        if inner
+            .conns
+            .get(&self.handle)
+            .is_some_and(|c| c.write_shutdown)
+        {
+            return Poll::Ready(Ok(()));
+        }
+        match inner.endpoint.shutdown(self.handle) {
+            Ok(()) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    c.write_shutdown = true;
+                    c.span.in_scope(|| debug!("shutdown (FIN queued)"));
+                }
+                inner.wake_driver();
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
+        }
+    }
+
+    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.command(|ep, h| ep.local_addr(h))
+    }
+
+    pub(super) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.command(|ep, h| ep.peer_addr(h))
+    }
+
+    /// A MSG_OOB read: the urgent byte, never waiting (`None` at the end of the stream).
+    pub(super) fn try_read_urgent(&self) -> io::Result<Option<u8>> {
+        self.command(|ep, h| ep.recv_urgent(h))
+    }
+
+    /// A MSG_OOB write that never waits, as [`ConnRef::try_write`].
+    pub(super) fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner
+            .endpoint
+            .send_urgent(self.handle, buf, Default::default())
+        {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(n) => {
+                inner.wake_driver();
+                Ok(n)
+            }
+            Err(e) => Err(inner.conn_error(self.handle, e)),
+        }
+    }
+
+    /// SIOCATMARK: whether the next byte read is at the urgent mark.
+    pub(super) fn at_urgent_mark(&self) -> io::Result<bool> {
+        self.command(|ep, h| ep.urgent_mark(h).map(|m| m == Some(0)))
+    }
+
+    /// A command whose effect the driver must act on: the driver is woken after it.
+    pub(super) fn command_and_wake<T>(
+        &self,
+        f: impl FnOnce(&mut Endpoint, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let r = f(&mut inner.endpoint, self.handle);
+        inner.wake_driver();
+        r.map_err(|e| inner.conn_error(self.handle, e))
+    }
+
+    /// An urgent byte held out of band becomes readable in line: the driver hands the
+    /// waiting reader its `Readable`.
+    pub(super) fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
+        self.command_and_wake(|ep, h| ep.set_oob_inline(h, inline))
+    }
+
+    /// Turning Nagle off sends what it held back, now (Linux's `TCP_NODELAY` pushes the
+    /// pending frames), not at the next packet or timer.
+    pub(super) fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.command_and_wake(|ep, h| ep.set_nodelay(h, nodelay))
+    }
+
+    pub(super) fn set_tos(&self, tos: u32) -> io::Result<()> {
+        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        self.command(|ep, h| ep.set_tos(h, tos))
+    }
+
+    pub(super) fn tos(&self) -> io::Result<u32> {
+        self.command(|ep, h| ep.tos(h).map(u32::from))
+    }
+
+    pub(super) fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = crate::socket::hop_limit(ttl)?;
+        self.command(|ep, h| ep.set_hop_limit(h, ttl))
+    }
+
+    pub(super) fn ttl(&self) -> io::Result<u32> {
+        self.command(|ep, h| ep.hop_limit(h).map(u32::from))
+    }
+
+    /// A larger mark may owe a waiting writer its `Writable`: the driver hands it on.
+    pub(super) fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
+        self.command_and_wake(|ep, h| ep.set_notsent_lowat(h, lowat))
+    }
+
+    pub(super) fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
+        let inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        inner
+            .endpoint
+            .info(now, self.handle)
+            .map_err(|e| inner.conn_error(self.handle, e))
+    }
+}
+
+/// The closed bits of tokio's `Ready` that hold for a connection in `state` (`c`: the
+/// runtime's view of it, gone once released), the ones a tokio stream over a kernel socket
+/// gets, so that code written against tokio's sees the same: Linux's `tcp_poll` reports
+/// `EPOLLRDHUP` once the peer's FIN has come, which mio turns into `READ_CLOSED`, and
+/// `EPOLLHUP` once the connection is shut down both ways or closed (a reset, a timeout),
+/// which it turns into both closed bits. Our own shutdown alone sets neither: the kernel
+/// reports only `EPOLLOUT` then (a write fails with `BrokenPipe`).
+fn closed_bits(state: Result<State, Error>, c: Option<&ConnState>) -> Ready {
+    let reported = match c {
+        Some(c) => c.closed || c.error.is_some(),
+        None => true,
+    };
+    let closed = reported || matches!(state, Ok(State::Closed) | Err(_));
+    let peer_fin = matches!(
+        state,
+        Ok(State::CloseWait | State::Closing | State::LastAck | State::TimeWait)
+    );
+    let our_fin = matches!(
+        state,
+        Ok(State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck | State::TimeWait)
+    ) || c.is_some_and(|c| c.write_shutdown);
+    if closed || (peer_fin && our_fin) {
+        Ready::READ_CLOSED | Ready::WRITE_CLOSED
+    } else if peer_fin {
+        Ready::READ_CLOSED
+    } else {
+        Ready::EMPTY
+    }
+}
+
+impl Drop for ConnRef {
+    /// Releases the handle with `close`: the core finishes the FIN exchange on its own (or
+    /// resets, if unread data is left, as Linux does), and a pending `connect` is abandoned.
+    fn drop(&mut self) {
+        let Some(mut inner) = self.stack.lock_for_drop(self.shard) else {
+            return;
+        };
+        let reset = match inner.conns.remove(&self.handle) {
+            Some(c) => {
+                c.span.in_scope(|| debug!(linger = ?c.linger, "released"));
+                c.linger == Some(Duration::ZERO)
+            }
+            None => false,
+        };
+        if !inner.driver_gone {
+            let now = inner.now();
+            // SO_LINGER 0: an RST now, and queued data is thrown away (as Linux's close).
+            let _ = if reset {
+                inner.endpoint.abort(self.handle)
+            } else {
+                inner.endpoint.close(now, self.handle)
+            };
+            inner.wake_driver();
+        }
+    }
+}
+
+impl fmt::Debug for ConnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Conn").field(&self.handle.0).finish()
+    }
+}
