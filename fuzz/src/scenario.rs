@@ -30,18 +30,18 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use arbitrary::Arbitrary;
 use synack_core::endpoint::CATCH_ALL_DATAGRAMS;
 use synack_core::testing::peer;
 use synack_core::wire::{
     self, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
 };
 use synack_core::{
-    Config, ConnectionHandle, Event, InterceptConfig, KeepaliveConfig, ListenerHandle, SeqNumber,
-    SocketOptions, Stats, SynCookies, SynHandle, UdpHandle,
+    ConnectionHandle, Event, ListenerHandle, SeqNumber, SocketOptions, Stats, SynHandle, UdpHandle,
 };
 
+mod input;
 mod udp;
+pub use input::{ConfigInput, IcmpInput, Op, Rel, Scenario, SegmentInput, Target, TsInput};
 pub use udp::{UdpInput, UdpOp};
 
 /// The endpoint's addresses ([`US`], [`US6`]) and the peer's ([`PEER`], [`PEER6`]): the
@@ -68,287 +68,6 @@ const MAX_REMEMBERED: usize = 64;
 const MAX_PAYLOAD: usize = 4096;
 /// The largest `send`/`recv` the application makes in one call.
 const MAX_APP_IO: usize = 65536;
-
-/// One fuzz input: a configuration and the ops to run.
-#[derive(Debug, Arbitrary)]
-pub struct Scenario {
-    /// The endpoint's configuration, within small bounds so that limits are reached.
-    pub config: ConfigInput,
-    /// What happens, in order.
-    pub ops: Vec<Op>,
-}
-
-/// Configuration knobs, mapped into ranges by [`ConfigInput::build`].
-#[derive(Debug, Clone, Arbitrary)]
-pub struct ConfigInput {
-    max_connections: u8,
-    backlog: u8,
-    max_half_open: u8,
-    syncookies: u8,
-    buffer_shift: u8,
-    mtu: u16,
-    timestamps: bool,
-    sack: bool,
-    window_scaling: bool,
-    nodelay: bool,
-    keepalive: bool,
-    user_timeout: Option<u8>,
-    max_ooo_segments: u8,
-    syn_retries: u8,
-    data_retries: u8,
-    challenge_ack_limit: u8,
-    /// Accept every connection as soon as `Incoming` says one is ready.
-    auto_accept: bool,
-}
-
-impl ConfigInput {
-    /// The endpoint configuration. Limits are small (≤ 16 connections, backlog ≤ 8, buffers
-    /// 1 KiB–128 KiB) so that a short input reaches them.
-    pub fn build(&self) -> Config {
-        let mut c = Config::default();
-        c.seed(Some([0x5a; 32]))
-            .max_connections(1 + usize::from(self.max_connections % 16))
-            .max_backlog(1 + usize::from(self.backlog % 8))
-            .max_half_open(1 + usize::from(self.max_half_open % 16))
-            .syncookies(match self.syncookies % 3 {
-                0 => SynCookies::Off,
-                1 => SynCookies::OnOverflow,
-                _ => SynCookies::Always,
-            })
-            .send_buffer(1024 << (self.buffer_shift % 8))
-            .recv_buffer(1024 << ((self.buffer_shift / 8) % 8))
-            // UDP receive queues of 1 to 8 KiB: full after a few datagrams.
-            .udp_recv_buffer(1024 << ((self.buffer_shift / 64) % 8))
-            // 296 is the smallest MTU here: 256 bytes of MSS after 40 of headers.
-            .mtu(296 + usize::from(self.mtu % 8705))
-            .timestamps(self.timestamps)
-            .sack(self.sack)
-            .window_scaling(self.window_scaling)
-            .nodelay(self.nodelay)
-            .keepalive(self.keepalive.then(|| KeepaliveConfig {
-                idle: Duration::from_secs(10),
-                interval: Duration::from_secs(2),
-                probes: 3,
-            }))
-            .user_timeout(
-                self.user_timeout
-                    .map(|s| Duration::from_secs(1 + u64::from(s % 120))),
-            )
-            .max_ooo_segments(1 + usize::from(self.max_ooo_segments % 32))
-            .syn_retries(u32::from(self.syn_retries % 7))
-            .data_retries(u32::from(self.data_retries % 16))
-            .challenge_ack_limit(u32::from(self.challenge_ack_limit))
-            // Linux's sender in half the runs (from a bit `data_retries` leaves unused): the
-            // send buffer charged per skb, PSH per skb, recovery in packets, an RTT sample
-            // from every ACK, ssthresh from cwnd and CUBIC's growth in segments, as
-            // `Config::linux()` has them.
-            .skb_accounting(self.linux_sender())
-            .recovery_in_packets(self.linux_sender())
-            .rtt_every_ack(self.linux_sender())
-            .fast_recovery_from_cwnd(self.linux_sender())
-            .linux_cwnd_growth(self.linux_sender())
-            // Transparent mode in half the runs: SYNs to closed ports and to foreign
-            // addresses are held for `Op::Decide`, within small bounds.
-            .intercept(self.intercept().then_some(InterceptConfig {
-                max_pending: 4,
-                max_per_source: 3,
-                decision_timeout: Duration::from_secs(2),
-            }));
-        c
-    }
-
-    /// Whether the endpoint sends as `Config::linux()` does (a bit `data_retries` leaves
-    /// unused).
-    fn linux_sender(&self) -> bool {
-        self.data_retries & 0x10 != 0
-    }
-
-    /// Whether the endpoint intercepts (from bits `syncookies` leaves unused).
-    fn intercept(&self) -> bool {
-        (self.syncookies / 3) % 2 == 1
-    }
-}
-
-/// One step.
-#[derive(Debug, Arbitrary)]
-pub enum Op {
-    /// Any bytes, as an IP packet (cut to 2048).
-    Raw(Vec<u8>),
-    /// A TCP segment from the peer, built from fields.
-    Segment(SegmentInput),
-    /// An ICMP message from the peer's side.
-    Icmp(IcmpInput),
-    /// Advance the clock by this many milliseconds, then run the timers.
-    Advance(u16),
-    /// Advance the clock by this many seconds, then run the timers.
-    AdvanceSecs(u8),
-    /// Jump to the next deadline, if any, and run the timers.
-    NextTimeout,
-    /// `connect` to the peer on this port.
-    Connect {
-        /// IPv6 rather than IPv4.
-        v6: bool,
-        /// The remote port.
-        port: u16,
-        /// TCP Fast Open: 0 none, 1 `TCP_FASTOPEN_CONNECT`, 2 or more `connect_fast_open`
-        /// with that many bytes (times 16) of data for the SYN.
-        fast_open: u8,
-    },
-    /// `send` this many bytes.
-    Send {
-        /// Which handle (modulo how many there are; one past the end is an invalid handle).
-        conn: u8,
-        /// How many bytes.
-        len: u16,
-    },
-    /// `recv` into a buffer of this size.
-    Recv {
-        /// Which handle.
-        conn: u8,
-        /// Buffer size.
-        len: u16,
-    },
-    /// `shutdown` (FIN after the queued data).
-    Shutdown(u8),
-    /// `close` (release the handle).
-    Close(u8),
-    /// `abort` (RST, release the handle).
-    Abort(u8),
-    /// `set_nodelay`.
-    Nodelay(u8, bool),
-    /// `accept` on the IPv4 (false) or IPv6 (true) listener.
-    Accept(bool),
-    /// `close_listener`, then `listen` again on the same address.
-    RestartListener(bool),
-    /// Read every per-connection getter (state, addresses, capacities, error).
-    Inspect(u8),
-    /// Decide on a held SYN (intercept mode): `which` picks one of those seen (one past the
-    /// end: a stale handle), `how` accepts, refuses, answers unreachable or drops it.
-    Decide {
-        /// Which held SYN.
-        which: u8,
-        /// 0 accept, 1 refuse, 2 unreachable, 3 drop.
-        how: u8,
-    },
-    /// A UDP op (sockets, datagrams from the peer, the catch-all queue).
-    Udp(UdpOp),
-    /// Urgent data (RFC 6093): `how` % 4 is 0 `recv_urgent`, 1 `peek_urgent`, 2
-    /// `set_oob_inline` (on when `len` is odd), 3 `send_urgent` of `len` bytes (`MSG_OOB`).
-    Urgent {
-        /// Which handle.
-        conn: u8,
-        /// Which call.
-        how: u8,
-        /// Bytes to send, or the inline switch.
-        len: u16,
-    },
-}
-
-/// Where a segment goes.
-#[derive(Debug, Arbitrary)]
-pub enum Target {
-    /// A 4-tuple the endpoint has used (modulo how many are remembered).
-    Known(u8),
-    /// A new remote port towards a listener.
-    Listener {
-        /// IPv6 rather than IPv4.
-        v6: bool,
-        /// The peer's port (0 becomes 1).
-        port: u16,
-    },
-    /// An address that is not the endpoint's (intercept mode takes it).
-    Foreign {
-        /// IPv6 rather than IPv4.
-        v6: bool,
-        /// The local port.
-        port: u16,
-    },
-    /// A port nothing listens on.
-    Closed {
-        /// IPv6 rather than IPv4.
-        v6: bool,
-        /// The local port.
-        port: u16,
-    },
-}
-
-/// A 32-bit field relative to what the endpoint last said on the 4-tuple.
-#[derive(Debug, Clone, Copy, Arbitrary)]
-pub enum Rel {
-    /// Exactly the reference value.
-    Exact,
-    /// The reference plus this much.
-    Plus(u16),
-    /// The reference minus this much.
-    Minus(u16),
-    /// This value, whatever the reference.
-    Raw(u32),
-}
-
-impl Rel {
-    fn apply(self, base: u32) -> u32 {
-        match self {
-            Rel::Exact => base,
-            Rel::Plus(d) => base.wrapping_add(u32::from(d)),
-            Rel::Minus(d) => base.wrapping_sub(u32::from(d)),
-            Rel::Raw(v) => v,
-        }
-    }
-}
-
-/// The Timestamps option the peer sends.
-#[derive(Debug, Clone, Copy, Arbitrary)]
-pub enum TsInput {
-    /// No option.
-    None,
-    /// The peer's clock (milliseconds of virtual time, offset) and an echo of the endpoint's
-    /// last TSval on the 4-tuple.
-    Auto,
-    /// These values.
-    Raw(u32, u32),
-}
-
-/// A TCP segment from the peer.
-#[derive(Debug, Arbitrary)]
-pub struct SegmentInput {
-    target: Target,
-    flags: u8,
-    /// Relative to the sequence number the endpoint expects next (its last ACK field).
-    seq: Rel,
-    /// Relative to the endpoint's SND.NXT as last seen (its highest seq + length).
-    ack: Rel,
-    window: u16,
-    mss: Option<u16>,
-    window_scale: Option<u8>,
-    sack_permitted: bool,
-    /// (distance back from the endpoint's SND.NXT, length) per block; up to 4 are sent.
-    sack: Vec<(u16, u16)>,
-    ts: TsInput,
-    /// A Fast Open option: 0 a cookie request, n a cookie of n's bytes, 4 to 16 long by n
-    /// (an odd length, which the wire layer refuses, sends no option).
-    fast_open: Option<u8>,
-    /// The urgent pointer field, as sent (meaningful with URG in `flags`, RFC 9293 §3.1).
-    urgent: u16,
-    payload_len: u16,
-}
-
-/// An ICMP message naming a 4-tuple, or an echo request.
-#[derive(Debug, Arbitrary)]
-pub struct IcmpInput {
-    /// Which remembered 4-tuple the quoted packet names.
-    target: u8,
-    /// 0: destination unreachable, 1: packet too big, 2: time exceeded, 3: echo request,
-    /// else another type.
-    kind: u8,
-    code: u8,
-    mtu: u16,
-    /// The quoted sequence number, relative to the endpoint's SND.NXT.
-    seq: Rel,
-    /// Bytes of quoted TCP header (8 is all RFC 792 promises; fewer is a cut quote).
-    quote_len: u8,
-    /// Echo data length.
-    data_len: u8,
-}
 
 /// What the peer knows about one 4-tuple, learnt from the endpoint's own segments.
 #[derive(Debug, Clone, Copy)]
@@ -1030,7 +749,11 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.time_wait_recycled,
             after.time_wait_recycled,
         ),
-        ("events_dropped", before.events_dropped, after.events_dropped),
+        (
+            "events_dropped",
+            before.events_dropped,
+            after.events_dropped,
+        ),
         (
             "time_wait_acks_limited",
             before.time_wait_acks_limited,
