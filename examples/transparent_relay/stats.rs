@@ -44,6 +44,10 @@ pub(crate) struct Stats {
     /// Of those, datagrams to loopback, unspecified, broadcast or multicast destinations
     /// (never relayed: see [`crate::destination::martian`]).
     pub(crate) udp_martian: AtomicU64,
+    /// Of those, datagrams the upstream refused (ICMP port unreachable, ECONNREFUSED on the
+    /// relay's socket), each answered to the client with port unreachable from its
+    /// destination.
+    pub(crate) udp_refused: AtomicU64,
     /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
     /// through on their client's retry (see [`UdpSessions`](crate::udp::UdpSessions)).
     pub(crate) udp_held_back: AtomicU64,
@@ -108,8 +112,9 @@ impl Stats {
         // Sessions still open at exit are not counted as ended.
         println!(
             "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
-             room {}); datagrams in {} dropped {} (to the own link {}, martian {}, held back for \
-             a retry {}); up {} B ({} datagrams) down {} B ({} datagrams)",
+             room {}); datagrams in {} dropped {} (to the own link {}, martian {}, refused \
+             upstream {}, held back for a retry {}); up {} B ({} datagrams) down {} B ({} \
+             datagrams)",
             g(&self.udp_idle),
             g(&self.udp_evicted_end),
             g(&self.udp_failed),
@@ -118,6 +123,7 @@ impl Stats {
             g(&self.udp_dropped),
             g(&self.udp_own_link),
             g(&self.udp_martian),
+            g(&self.udp_refused),
             g(&self.udp_held_back),
             g(&self.udp_bytes_up),
             g(&self.udp_datagrams_up),

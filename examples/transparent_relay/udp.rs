@@ -323,6 +323,23 @@ pub(crate) enum UdpEnd {
 }
 
 impl Relay {
+    /// The destination refused a datagram of `client`'s: port unreachable to the client from
+    /// that destination (within the stack's ICMP rate limit), counted and shown with -v.
+    fn refused(&self, interceptor: &UdpInterceptor, dst: SocketAddr, client: SocketAddr) {
+        self.stats.udp_refused.fetch_add(1, Ordering::Relaxed);
+        let answered = interceptor.refuse(dst, client).unwrap_or(false);
+        if self.verbose {
+            println!(
+                "udp {client} -> {dst} refused upstream{}",
+                if answered {
+                    ""
+                } else {
+                    " (not answered: ICMP rate limit)"
+                }
+            );
+        }
+    }
+
     /// One session: opens the upstream socket (or SOCKS5 association), then carries
     /// datagrams both ways until it idles out, is evicted, or fails.
     async fn udp_session(
@@ -362,10 +379,14 @@ impl Relay {
                                 up_b += q.data.len() as u64;
                                 up_n += 1;
                             }
-                            // One datagram lost (e.g. ECONNREFUSED from an earlier ICMP
-                            // port unreachable); the session goes on, as UDP does.
-                            Err(_) => {
+                            // One datagram lost (ECONNREFUSED from an earlier ICMP port
+                            // unreachable: the client hears of it as below); the session
+                            // goes on, as UDP does.
+                            Err(e) => {
                                 self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                                if e.kind() == io::ErrorKind::ConnectionRefused {
+                                    self.refused(&interceptor, dst, client);
+                                }
                             }
                         }
                     },
@@ -382,6 +403,13 @@ impl Relay {
                         }
                         Ok(None) => {
                             self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The destination's port unreachable: the client gets one from the
+                        // destination too, so that its connected socket fails at once, as
+                        // it would without the relay.
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                            self.refused(&interceptor, dst, client);
                         }
                         Err(e) => {
                             detail = format!(" ({e})");

@@ -290,7 +290,9 @@ impl UdpUpstream {
     }
 
     /// The next reply from `dst`: `Ok(None)` for one to drop (from elsewhere, fragmented,
-    /// malformed), `Err` when the session must end (the proxy closed the association).
+    /// malformed), `Err` of kind `ConnectionRefused` when `dst` answered a datagram with
+    /// port unreachable (the session goes on), any other `Err` when the session must end
+    /// (the proxy closed the association).
     pub(crate) async fn recv(&mut self, dst: SocketAddr) -> io::Result<Option<Vec<u8>>> {
         let socket = &self.socket;
         let received = async {
@@ -298,7 +300,28 @@ impl UdpUpstream {
                 // Received into the thread's one scratch buffer and copied out at the
                 // datagram's size: an idle session holds no buffer, and a busy one neither
                 // zeroes nor keeps 64 KiB per datagram.
-                socket.readable().await?;
+                // ERROR too: an ICMP error pending on the socket (EPOLLERR alone) is no
+                // readiness to read in tokio's eyes, and the session would not hear of it
+                // until the next reply or send.
+                let ready = socket
+                    .ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR)
+                    .await?;
+                if ready.is_error() {
+                    // SO_ERROR takes the error (the kernel clears it); tokio clears its
+                    // error readiness only when an operation on that interest would block.
+                    let pending = socket.take_error()?;
+                    let _ = socket.try_io(tokio::io::Interest::ERROR, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                    if let Some(e) = pending {
+                        // Port unreachable (the caller answers its client alike); the
+                        // session goes on.
+                        return Err(e);
+                    }
+                }
+                if !ready.is_readable() {
+                    continue;
+                }
                 let got = UDP_SCRATCH.with(|b| {
                     let mut b = b.borrow_mut();
                     socket.try_recv(&mut b).map(|n| b[..n].to_vec())
@@ -306,9 +329,8 @@ impl UdpUpstream {
                 match got {
                     Ok(datagram) => return Ok(Some(datagram)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    // An ICMP error reported on the connected socket: that datagram is
-                    // lost, the session goes on.
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
+                    // An ICMP error reported on the connected socket (the caller answers
+                    // its client alike); the session goes on.
                     Err(e) => return Err(e),
                 }
             }

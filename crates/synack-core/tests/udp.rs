@@ -717,6 +717,44 @@ fn without_udp_interception_datagrams_meet_a_closed_port() {
     assert_eq!(p.server.udp_intercepted_count(), 1);
 }
 
+/// A proxy whose upstream refused a datagram answers its client as the closed port would:
+/// port unreachable from the original destination, which the client's connected socket
+/// takes as ECONNREFUSED.
+#[test]
+fn a_refused_datagram_is_answered_from_the_original_destination() {
+    let mut p = intercepting();
+    let dst = sa(ip("198.19.0.53"), 53);
+    let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    p.client.udp_connect(c, dst).unwrap();
+    p.client.udp_send(c, b"query").unwrap();
+    p.pump();
+    let mut buf = [0u8; 16];
+    let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
+    assert_eq!(p.server.udp_refuse(p.now, d.dst, d.src), Ok(true));
+    p.pump();
+    assert_eq!(
+        p.client.udp_take_error(c),
+        Ok(Some(Error::ConnectionRefused))
+    );
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 1);
+    // Not from a martian or a port 0; not across families.
+    let lo = sa(ip("127.0.0.1"), 53);
+    assert_eq!(
+        p.server.udp_refuse(p.now, lo, d.src),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(
+        p.server.udp_refuse(p.now, sa(ip("198.19.0.53"), 0), d.src),
+        Err(Error::InvalidInput)
+    );
+    // Outside intercept mode only from an own address.
+    let mut plain = dual(Config::default(), Config::default());
+    assert_eq!(
+        plain.server.udp_refuse(plain.now, dst, d.src),
+        Err(Error::AddrNotAvailable)
+    );
+}
+
 #[test]
 fn send_from_outside_intercept_mode_needs_an_own_address() {
     let mut p = pair();

@@ -618,6 +618,20 @@ impl UdpInterceptor {
         let result = inner.endpoint.udp_send_from(from, to, buf);
         sent(&mut inner, cx, result)
     }
+
+    /// Answers `to` as a closed port at `from` would: ICMP port unreachable from `from`,
+    /// normally a datagram's original destination, to its source. For a proxy whose
+    /// upstream refused what it relayed (its own socket got `ConnectionRefused`): the
+    /// client's connected socket learns it at once, as it would without the proxy, where it
+    /// would otherwise wait out its own timeout. Within the stack's ICMP rate limit;
+    /// `Ok(false)` when that (or a full queue) dropped it.
+    pub fn refuse(&self, from: SocketAddr, to: SocketAddr) -> io::Result<bool> {
+        let mut inner = self.stack.lock_udp()?;
+        let now = inner.now();
+        let sent = inner.endpoint.udp_refuse(now, from, to)?;
+        inner.wake_driver();
+        Ok(sent)
+    }
 }
 
 impl fmt::Debug for UdpInterceptor {

@@ -322,6 +322,26 @@ family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 socket.socket(family, socket.SOCK_DGRAM).sendto(b"loop?", (addr, port))
 "#;
 
+/// Python: a connected UDP socket sends to ADDR PORT, where nothing listens, and waits up
+/// to 3 s for the answer: prints `REFUSED` when the port unreachable comes back as
+/// ECONNREFUSED, as it does without a relay, `TIMEOUT` if nothing does.
+const UDP_CLOSED_PORT: &str = r#"
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.connect((addr, port))
+s.settimeout(3)
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("ANSWERED")
+except ConnectionRefusedError:
+    print("REFUSED")
+except socket.timeout:
+    print("TIMEOUT")
+"#;
+
 /// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
 /// random (spoofed) sources to random addresses and ports, and UDP datagrams likewise. Three
 /// in four are IPv4 (from 198.18.0.0/16 to 198.19.128.0/17, silent in E; every 16th a first
@@ -1066,6 +1086,21 @@ async fn kernel_relay_through_egress_namespace() {
     }
     for host in ["198.19.3.3", "2001:2:0:3::3"] {
         world.udp_round_trip(host, &relay).await;
+        // A closed UDP port: the upstream's port unreachable reaches the client as one from
+        // the destination, so its connected socket fails at once, as without the relay.
+        let out = output(cmd(
+            &world.c,
+            "python3",
+            &["-c", UDP_CLOSED_PORT, host, "9"],
+        ))
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "REFUSED",
+            "UDP to closed {host}:9: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
     }
     // Downloads cut off while the relay waits to write them: every copy buffer comes back
     // with its flow (counted at exit), however the flow's two directions were torn down.
@@ -1086,6 +1121,7 @@ async fn kernel_relay_through_egress_namespace() {
         "a flow kept its copy buffer: {logs}"
     );
     assert!(logs.contains("refused 2 "), "{logs}");
+    assert!(logs.contains("refused upstream 2,"), "{logs}");
     assert!(logs.contains(" own-link 3 "), "{logs}");
     assert!(
         logs.contains("tcp 198.18.7.7:40000 -> 198.19.1.1:8080 accept-timed-out"),

@@ -39,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::{is_unicast, RecvMeta};
+use super::demux::{is_martian, is_unicast, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -494,9 +494,10 @@ impl Endpoint {
     }
 
     /// Whether a socket may bind, or a datagram leave from, `ip`: one of ours, or in intercept
-    /// mode any unicast address.
+    /// mode any unicast address but a martian (which no packet routed to us can have had as
+    /// its destination).
     fn udp_may_own(&self, ip: IpAddr) -> bool {
-        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip))
+        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip) && !is_martian(ip))
     }
 
     /// The stack address of `dst`'s family that a datagram to it leaves from.
@@ -586,6 +587,62 @@ impl Endpoint {
             return Err(Error::AddrNotAvailable);
         }
         self.udp_emit(src, dst, payload, (HOP_LIMIT, 0))
+    }
+
+    /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port
+    /// unreachable (v4 type 3 code 3, v6 type 1 code 4), from `from`, quoting such a
+    /// datagram (its IP and UDP headers, which is what the sender's stack matches its
+    /// socket by: Linux's `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose
+    /// upstream refused what it relayed (`ECONNREFUSED` on its own socket), so that the
+    /// client's connected socket learns it at once, as it would without the proxy. `from`
+    /// is an own address, or in intercept mode any unicast address routed to us;
+    /// `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
+    /// for a closed port).
+    pub fn udp_refuse(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<bool, Error> {
+        if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
+            return Err(Error::InvalidInput);
+        }
+        if !self.udp_may_own(from.ip()) || !is_unicast(to.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        // The datagram the client sent: from it, to `from`, with no payload.
+        let repr = UdpRepr {
+            src_port: to.port(),
+            dst_port: from.port(),
+            payload: &[],
+        };
+        let ip = IpRepr::new(
+            to.ip(),
+            from.ip(),
+            IpProtocol::Udp,
+            repr.buffer_len(),
+            HOP_LIMIT,
+        )
+        .map_err(|_| Error::InvalidInput)?;
+        let hl = ip.header_len();
+        let mut invoking = vec![0u8; ip.buffer_len()];
+        ip.emit_marked(
+            &mut invoking[..hl],
+            wire::ip::IpMarks {
+                ds: 0,
+                hop_limit: HOP_LIMIT,
+                ident: 0,
+                dont_frag: true,
+            },
+        );
+        repr.emit(&mut invoking[hl..], to.ip(), from.ip());
+        let before =
+            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full;
+        self.udp_port_unreachable(now, &ip, &invoking);
+        Ok(
+            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full
+                == before,
+        )
     }
 
     /// The largest payload one datagram to an address of this family can carry: the MTU
