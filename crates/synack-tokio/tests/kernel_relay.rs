@@ -619,6 +619,16 @@ struct World {
 }
 
 impl World {
+    /// Python `code` run as a server in the egress namespace with `port` as its argument,
+    /// once it listens; stopped with the world.
+    async fn egress_server(&mut self, code: &str, port: u16, name: &str) {
+        let mut server = self.e.command("python3");
+        server.args(["-c", code, &port.to_string()]);
+        let server = Bg::spawn(server, self.dir.path(), name);
+        wait_listening(&self.e, port).await;
+        self.servers.push(server);
+    }
+
     async fn new(prefix: &str) -> World {
         let c = NetNs::new(&format!("{prefix}-c")).unwrap();
         let e = NetNs::new(&format!("{prefix}-e")).unwrap();
@@ -1177,11 +1187,9 @@ async fn kernel_relay_never_reaches_loopback() {
     };
     let _turn = TURN.lock().await;
     let mut world = World::new("synack-rlyl").await;
-    let mut listener = world.e.command("python3");
-    listener.args(["-c", LOOPBACK_LISTENER, &LOOPBACK_PORT.to_string()]);
-    let listener = Bg::spawn(listener, world.dir.path(), "loopback");
-    wait_listening(&world.e, LOOPBACK_PORT).await;
-    world.servers.push(listener);
+    world
+        .egress_server(LOOPBACK_LISTENER, LOOPBACK_PORT, "loopback")
+        .await;
     let e_name = world.e.name().to_owned();
     let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
 
@@ -1277,11 +1285,7 @@ async fn kernel_relay_carries_ten_thousand_flows_at_once() {
     };
     let _turn = TURN.lock().await;
     let mut world = World::new("synack-rlym").await;
-    let mut server = world.e.command("python3");
-    server.args(["-c", MANY_SERVER, &MANY_PORT.to_string()]);
-    let server = Bg::spawn(server, world.dir.path(), "many");
-    wait_listening(&world.e, MANY_PORT).await;
-    world.servers.push(server);
+    world.egress_server(MANY_SERVER, MANY_PORT, "many").await;
     let e_name = world.e.name().to_owned();
     let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
     let pid = relay.child.as_ref().unwrap().id();

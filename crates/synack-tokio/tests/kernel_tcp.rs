@@ -349,6 +349,27 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
     drop(runtime);
 }
 
+/// In a namespace of its own (`name`), the kernel's `READ_TO_END` client against
+/// `serve_and_exit`: what the client printed, and how long the whole took.
+fn read_while_exiting(
+    name: &str,
+    multi_thread: bool,
+    len: usize,
+    ending: Ending,
+) -> (String, Duration) {
+    let ns = synack_tokio::netns::NetNs::new(name).unwrap();
+    let mut client = ns.command("python3");
+    client
+        .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
+        .stdout(std::process::Stdio::piped());
+    let client = client.spawn().unwrap();
+    let started = Instant::now();
+    serve_and_exit(&ns, multi_thread, len, ending);
+    let out = client.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (report, started.elapsed())
+}
+
 /// The documented way to end a program: a server writes 8 MiB, calls `Stack::shutdown`,
 /// and returns from "main"; the kernel's client gets every byte and a FIN, on both runtime
 /// flavours.
@@ -359,17 +380,10 @@ fn kernel_shutdown_then_exit_delivers_every_byte() {
         return;
     }
     for multi_thread in [false, true] {
-        let ns = synack_tokio::netns::NetNs::new("synack-exit").unwrap();
-        let mut client = ns.command("python3");
-        client
-            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
-            .stdout(std::process::Stdio::piped());
-        let client = client.spawn().unwrap();
-        serve_and_exit(&ns, multi_thread, 8 << 20, Ending::Shutdown);
-        let out = client.wait_with_output().unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
+        let (report, _) =
+            read_while_exiting("synack-exit", multi_thread, 8 << 20, Ending::Shutdown);
         assert_eq!(
-            report.trim(),
+            report,
             format!("EOF {}", 8 << 20),
             "multi_thread {multi_thread}"
         );
@@ -386,21 +400,13 @@ fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
         return;
     }
     for multi_thread in [false, true] {
-        let ns = synack_tokio::netns::NetNs::new("synack-exit-rst").unwrap();
-        let mut client = ns.command("python3");
-        client
-            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
-            .stdout(std::process::Stdio::piped());
-        let client = client.spawn().unwrap();
-        let started = Instant::now();
-        serve_and_exit(&ns, multi_thread, 8 << 20, Ending::Return);
-        let out = client.wait_with_output().unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
+        let (report, took) =
+            read_while_exiting("synack-exit-rst", multi_thread, 8 << 20, Ending::Return);
         assert!(
-            report.starts_with("RESET") || report.trim() == format!("EOF {}", 8 << 20),
+            report.starts_with("RESET") || report == format!("EOF {}", 8 << 20),
             "multi_thread {multi_thread}: {report}"
         );
-        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(took < Duration::from_secs(20));
     }
 }
 
@@ -415,22 +421,13 @@ fn kernel_linger_zero_then_exit_resets_the_client() {
         return;
     }
     for multi_thread in [false, true] {
-        let ns = synack_tokio::netns::NetNs::new("synack-exit-abort").unwrap();
-        let mut client = ns.command("python3");
-        client
-            .args(["-c", READ_TO_END, &STACK.to_string(), "8100"])
-            .stdout(std::process::Stdio::piped());
-        let client = client.spawn().unwrap();
-        let started = Instant::now();
-        serve_and_exit(&ns, multi_thread, 1000, Ending::Abort);
-        let out = client.wait_with_output().unwrap();
-        let report = String::from_utf8_lossy(&out.stdout);
+        let (report, took) =
+            read_while_exiting("synack-exit-abort", multi_thread, 1000, Ending::Abort);
         assert!(
             report.starts_with("RESET"),
-            "multi_thread {multi_thread}: {report:?} after {:?}",
-            started.elapsed()
+            "multi_thread {multi_thread}: {report:?} after {took:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(took < Duration::from_secs(10));
     }
 }
 
