@@ -523,8 +523,18 @@ pub(crate) struct InterceptorToken {
 }
 
 impl Drop for InterceptorToken {
+    /// Turns interception off on every shard, under shard 0's lock, which `intercept_udp`
+    /// holds while it installs a token and turns it on: unless a new interceptor came
+    /// between the last one's end and this, when interception stays on for it.
     fn drop(&mut self) {
-        for shard in 0..self.stack.workers() {
+        let Some(mut first) = self.stack.lock_for_drop(0) else {
+            return;
+        };
+        if first.udp_interceptors.strong_count() > 0 {
+            return;
+        }
+        first.endpoint.set_udp_interception(false);
+        for shard in 1..self.stack.workers() {
             if let Some(mut inner) = self.stack.lock_for_drop(shard) {
                 inner.endpoint.set_udp_interception(false);
             }
@@ -549,22 +559,33 @@ impl Stack {
                 "synack: this stack does not intercept (StackBuilder::intercept)",
             ));
         }
-        let live = {
-            let mut inner = self.lock_shard(0)?;
-            match inner.udp_interceptors.upgrade() {
-                Some(live) => live,
-                None => {
-                    let live = Arc::new(InterceptorToken {
-                        stack: self.clone(),
-                    });
-                    inner.udp_interceptors = Arc::downgrade(&live);
-                    live
-                }
+        // Shard 0's lock is held throughout, as the last token's `drop` holds it to turn
+        // interception off: the two cannot interleave.
+        let mut first = self.lock_shard(0)?;
+        let live = match first.udp_interceptors.upgrade() {
+            Some(live) => live,
+            None => {
+                let live = Arc::new(InterceptorToken {
+                    stack: self.clone(),
+                });
+                first.udp_interceptors = Arc::downgrade(&live);
+                live
             }
         };
-        for shard in 0..self.workers() {
-            self.lock_shard(shard)?.endpoint.set_udp_interception(true);
+        first.endpoint.set_udp_interception(true);
+        let mut on = Ok(());
+        for shard in 1..self.workers() {
+            match self.lock_shard(shard) {
+                Ok(mut inner) => inner.endpoint.set_udp_interception(true),
+                Err(e) => {
+                    on = Err(e);
+                    break;
+                }
+            }
         }
+        // Released before `live` can be dropped on an error: its `drop` takes this lock.
+        drop(first);
+        on?;
         Ok(UdpInterceptor {
             stack: self.clone(),
             _live: live,
