@@ -1288,10 +1288,10 @@ fn socket_options_shape_the_syn() {
     assert_eq!(syn.mss, Some(1200));
     assert_eq!(syn.window, 32 * 1024);
     assert_eq!(syn.wscale, Some(0), "32 KiB needs no scaling");
-    // The same 4-tuple again is taken.
+    // The same 4-tuple again is taken: EADDRNOTAVAIL, as Linux's connect(2).
     assert_eq!(
         h.ep.connect_with(h.now, peer80(), Some(local), &opts),
-        Err(Error::AddrInUse)
+        Err(Error::AddrNotAvailable)
     );
     // The window stays within the buffer after the handshake (no auto-tuning past it).
     h.inject(

@@ -63,10 +63,14 @@ impl TcpListener {
             next: AtomicUsize::new(0),
             linger,
         };
-        // Shard 0 picks the port if asked for an ephemeral one; the others listen on it too.
-        // A failure on any shard drops `listener`, which closes those that succeeded.
-        let mut addr = addr;
+        // An ephemeral port is one that no shard's connections use (shard 0's own `listen`
+        // would look only at its own); every shard listens on it. A failure on any shard
+        // drops `listener`, which closes those that succeeded.
         let n = stack.workers();
+        let mut addr = match addr.port() {
+            0 if n > 1 => stack.check_bind(addr)?,
+            _ => addr,
+        };
         let backlog = backlog.div_ceil(n);
         for shard in 0..n {
             let mut inner = stack.lock_shard(shard)?;

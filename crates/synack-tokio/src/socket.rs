@@ -274,7 +274,9 @@ impl TcpSocket {
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         match TcpStream::connect_with(&self.stack, addr, local, &options, linger).await {
-            Err(e) if auto_port && e.kind() == io::ErrorKind::AddrInUse => {
+            // The port picked at `bind` is taken towards `addr` (EADDRNOTAVAIL, as Linux's
+            // connect): another one.
+            Err(e) if auto_port && e.kind() == io::ErrorKind::AddrNotAvailable => {
                 let any_port = local.map(|l| SocketAddr::new(l.ip(), 0));
                 TcpStream::connect_with(&self.stack, addr, any_port, &options, linger).await
             }

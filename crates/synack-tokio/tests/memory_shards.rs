@@ -196,3 +196,78 @@ async fn udp_lives_on_shard_zero_whatever_queue_reads_it() {
     assert_eq!(shards[0].stats.udp_datagrams_in, 50);
     assert_eq!(shards[1].stats.udp_datagrams_in, 0);
 }
+
+/// A listener's ephemeral port, picked at `bind` (port 0), is one that no shard's
+/// connection uses, as Linux's `bind(2)` never hands out a port a connected socket holds:
+/// every shard listens on it, and shard 0 alone knows only its own connections. In a
+/// range of eight ports, with four connections spread over both shards, listeners take the
+/// other four and then fail with `AddrNotAvailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_listener_port_is_free_on_every_shard() {
+    let (a, b) = MemoryDevice::pair();
+    let mut config = synack_core::Config::default();
+    config.ephemeral_ports((40_000, 40_007));
+    let sharded = Stack::builder()
+        .address("198.18.0.2".parse().unwrap())
+        .workers(2)
+        .config(config)
+        .build(SharedLink(Arc::new(Mutex::new(a))))
+        .unwrap();
+    let peer = Stack::builder()
+        .address("198.18.0.1".parse().unwrap())
+        .workers(1)
+        .build(b)
+        .unwrap();
+    within(20, async {
+        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
+            .await
+            .unwrap();
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            let (c, s) = tokio::join!(
+                TcpStream::connect(&sharded, sa("198.18.0.1:9000")),
+                server.accept()
+            );
+            streams.push((c.unwrap(), s.unwrap()));
+        }
+        let used: Vec<u16> = streams
+            .iter()
+            .map(|(c, _)| c.local_addr().unwrap().port())
+            .collect();
+        let mut listeners = Vec::new();
+        for _ in 0..8 {
+            match TcpListener::bind(&sharded, sa("198.18.0.2:0")).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+                    break;
+                }
+            }
+        }
+        let taken: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(
+            taken.len(),
+            4,
+            "listeners on {taken:?}, connections on {used:?}"
+        );
+        for port in &taken {
+            assert!((40_000..=40_007).contains(port), "{port}");
+            assert!(!used.contains(port), "{port} is a connection's: {used:?}");
+        }
+        // Every one of them takes connections, on either shard.
+        for port in taken {
+            let to = SocketAddr::new("198.18.0.2".parse().unwrap(), port);
+            let l = listeners
+                .iter()
+                .find(|l| l.local_addr().unwrap() == to)
+                .unwrap();
+            let (c, s) = tokio::join!(TcpStream::connect(&peer, to), l.accept());
+            c.unwrap();
+            s.unwrap();
+        }
+    })
+    .await;
+}

@@ -1568,6 +1568,40 @@ async fn tcp_socket_bind_decides_at_once_as_bind_does() {
     .await;
 }
 
+/// In transparent mode a socket bound to a foreign address connects from it, as a Linux
+/// socket with IP_TRANSPARENT does (the replies are routed to the stack like every other
+/// packet for that address). A port already connected to the same destination is
+/// `AddrNotAvailable` at `connect`, as Linux's EADDRNOTAVAIL.
+#[tokio::test]
+async fn a_transparent_stack_connects_from_a_foreign_bound_address() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let mut intercepting = config(1);
+    intercepting.intercept(Some(synack_core::InterceptConfig::default()));
+    let client = Stack::new(intercepting, client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7451)).await.unwrap();
+        let foreign: SocketAddr = "198.19.7.7:4444".parse().unwrap();
+        let s = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        s.bind(foreign).unwrap();
+        let (c, a) = tokio::join!(s.connect(server_addr(7451)), listener.accept());
+        let mut c = c.unwrap();
+        let (mut a, peer) = a.unwrap();
+        assert_eq!(peer, foreign);
+        assert_eq!(c.local_addr().unwrap(), foreign);
+        c.write_all(b"from afar").await.unwrap();
+        let mut buf = [0u8; 9];
+        a.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"from afar");
+
+        let again = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        again.bind(foreign).unwrap();
+        let e = again.connect(server_addr(7451)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+    })
+    .await;
+}
+
 /// axum's listener contract is an `accept` that never fails: on a listener that can never
 /// accept again (closed by `Stack::shutdown`) it says so once and waits, where it used to
 /// warn and retry every second for ever.

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+use super::demux::{is_martian, is_unicast};
 use super::output::Own;
 use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, Owner};
@@ -107,6 +108,14 @@ impl Endpoint {
     /// Whether interception takes packets for `dst`, which is not one of our addresses.
     pub(super) fn intercepts(&self) -> bool {
         self.config.intercept.is_some()
+    }
+
+    /// Whether a socket may bind, or a packet leave from, `ip`: one of ours, or in intercept
+    /// mode any unicast address but a martian (which no packet routed to us can have had as
+    /// its destination), as a Linux socket with IP_TRANSPARENT binds and connects from a
+    /// foreign address.
+    pub fn may_own(&self, ip: IpAddr) -> bool {
+        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip) && !is_martian(ip))
     }
 
     /// A SYN that no connection, TIME-WAIT entry or listener took, in intercept mode: hold it

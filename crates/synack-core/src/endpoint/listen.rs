@@ -2,10 +2,9 @@
 //! cookies (RFC 4987 §3.6) when a SYN queue overflows; the `listen`, `accept` and
 //! `close_listener` commands.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use super::demux::{is_martian, is_unicast};
 use super::fast_open::{FastOpenQueue, FastOpenVerdict};
 use super::output::Own;
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
@@ -66,11 +65,19 @@ impl Endpoint {
     /// interception for its port) or when no ephemeral port is free; `AddrInUse` for a
     /// port a listener holds (see `listener_clash`).
     pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
+        self.check_bind_avoiding(local, &HashSet::new())
+    }
+
+    /// [`check_bind`](Self::check_bind), where an ephemeral port also skips the ports in
+    /// `taken`: those other endpoints' connections use, when several endpoints (a runtime's
+    /// shards) share the stack's ports (see [`used_local_ports`](Self::used_local_ports)).
+    pub fn check_bind_avoiding(
+        &mut self,
+        local: SocketAddr,
+        taken: &HashSet<u16>,
+    ) -> Result<SocketAddr, Error> {
         let ip = local.ip();
-        let bindable = ip.is_unspecified()
-            || self.addresses.contains(&ip)
-            || (self.intercepts() && is_unicast(ip) && !is_martian(ip));
-        if !bindable {
+        if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         if local.port() != 0 {
@@ -93,7 +100,7 @@ impl Endpoint {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let a = SocketAddr::new(ip, port);
-            if !used.contains(&port) && !self.listener_clash(a) {
+            if !used.contains(&port) && !taken.contains(&port) && !self.listener_clash(a) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(a);
             }
@@ -101,14 +108,8 @@ impl Endpoint {
         Err(Error::AddrNotAvailable)
     }
 
-    /// Whether `local`'s port is free here for a new socket: no listener clashes with it and
-    /// no connection, nor TIME-WAIT entry, uses it as its local port.
-    pub fn local_port_free(&self, local: SocketAddr) -> bool {
-        !self.listener_clash(local) && !self.used_local_ports().contains(&local.port())
-    }
-
-    /// The local ports of every connection and TIME-WAIT entry.
-    fn used_local_ports(&self) -> std::collections::HashSet<u16> {
+    /// The local ports of every connection and TIME-WAIT entry here.
+    pub fn used_local_ports(&self) -> HashSet<u16> {
         self.by_tuple
             .keys()
             .map(|t| t.0.port())

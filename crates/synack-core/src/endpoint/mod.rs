@@ -345,7 +345,9 @@ impl Endpoint {
     /// [`Endpoint::connect`] from a chosen local address (bind before connect: an own
     /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
     /// options. A local address and port already connected to `remote`, or in TIME-WAIT
-    /// with it, is `AddrInUse`.
+    /// with it, is `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
+    /// (`__inet_check_established`). In intercept mode the local address may be any that
+    /// is routed to us ([`check_bind`](Self::check_bind)), as with IP_TRANSPARENT.
     ///
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
     /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,
@@ -380,7 +382,7 @@ impl Endpoint {
                 if l.is_ipv4() != remote.is_ipv4() {
                     return Err(Error::InvalidInput);
                 }
-                if !self.addresses.contains(&l.ip()) {
+                if !self.may_own(l.ip()) {
                     return Err(Error::AddrNotAvailable);
                 }
                 l.ip()
@@ -397,7 +399,7 @@ impl Endpoint {
             port => {
                 let tuple = Tuple(SocketAddr::new(local_ip, port), remote);
                 if self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple) {
-                    return Err(Error::AddrInUse);
+                    return Err(Error::AddrNotAvailable);
                 }
                 Some(port)
             }

@@ -39,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::{is_martian, is_unicast, RecvMeta};
+use super::demux::{is_unicast, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -411,7 +411,7 @@ impl Endpoint {
     /// `SO_REUSEADDR`). TCP and UDP ports are apart.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
         let ip = local.ip();
-        if !ip.is_unspecified() && !self.udp_may_own(ip) {
+        if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         let port = match local.port() {
@@ -491,13 +491,6 @@ impl Endpoint {
         sock.peer = Some(peer);
         sock.error = None;
         Ok(())
-    }
-
-    /// Whether a socket may bind, or a datagram leave from, `ip`: one of ours, or in intercept
-    /// mode any unicast address but a martian (which no packet routed to us can have had as
-    /// its destination).
-    fn udp_may_own(&self, ip: IpAddr) -> bool {
-        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip) && !is_martian(ip))
     }
 
     /// The stack address of `dst`'s family that a datagram to it leaves from.
@@ -583,7 +576,7 @@ impl Endpoint {
         if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() {
             return Err(Error::InvalidInput);
         }
-        if !self.udp_may_own(src.ip()) {
+        if !self.may_own(src.ip()) {
             return Err(Error::AddrNotAvailable);
         }
         self.udp_emit(src, dst, payload, (HOP_LIMIT, 0))
@@ -607,7 +600,7 @@ impl Endpoint {
         if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
             return Err(Error::InvalidInput);
         }
-        if !self.udp_may_own(from.ip()) || !is_unicast(to.ip()) {
+        if !self.may_own(from.ip()) || !is_unicast(to.ip()) {
             return Err(Error::AddrNotAvailable);
         }
         // The datagram the client sent: from it, to `from`, with no payload.

@@ -10,7 +10,7 @@
 //! so no lock is ever held while a task sleeps. Shards share no lock: see [`crate::shard`]
 //! for how flows, listeners and UDP are spread over them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -764,27 +764,16 @@ impl Stack {
     /// `bind(2)`: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse`
     /// for a port a listener holds.
     pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let first = self.lock_shard(0)?.endpoint.check_bind(addr)?;
-        let free_everywhere = |a: SocketAddr| -> io::Result<bool> {
+        // Every shard has every listener, but only its own connections: shard 0 picks, past
+        // the ports the others' connections use.
+        let mut taken = HashSet::new();
+        if addr.port() == 0 {
             for shard in 1..self.workers() {
-                if !self.lock_shard(shard)?.endpoint.local_port_free(a) {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        };
-        if addr.port() != 0 || free_everywhere(first)? {
-            return Ok(first);
-        }
-        // Shard 0's first free port is another shard's connection's: the next ones.
-        let (_, max) = self.with_config(|c| c.get_ephemeral_ports());
-        for port in first.port().saturating_add(1)..=max {
-            let a = SocketAddr::new(addr.ip(), port);
-            if self.lock_shard(0)?.endpoint.local_port_free(a) && free_everywhere(a)? {
-                return Ok(a);
+                taken.extend(self.lock_shard(shard)?.endpoint.used_local_ports());
             }
         }
-        Err(Error::AddrNotAvailable.into())
+        let mut inner = self.lock_shard(0)?;
+        Ok(inner.endpoint.check_bind_avoiding(addr, &taken)?)
     }
 
     /// Visits every shard's endpoint, even if a panic poisoned a lock.
@@ -863,6 +852,9 @@ impl Stack {
         let mut inner = self.lock_shard(shard)?;
         inner.check_open()?;
         let now = inner.now();
+        if !inner.endpoint.may_own(local_ip) {
+            return Err(Error::AddrNotAvailable.into());
+        }
         let range = inner.endpoint.config().get_ephemeral_ports();
         let counter = self.handle.port_counter.fetch_add(1, Ordering::Relaxed);
         let start = self.handle.flows.port_start(remote, counter);
@@ -883,7 +875,8 @@ impl Stack {
                 .endpoint
                 .connect_with(now, remote, Some(from), options)
             {
-                Err(Error::AddrInUse) => continue,
+                // That port's 4-tuple is taken (the address is ours: checked above).
+                Err(Error::AddrNotAvailable) => continue,
                 Err(e) => return Err(e.into()),
                 Ok(h) => return Ok((shard, inner, h)),
             }
