@@ -499,7 +499,8 @@ impl Config {
     );
     setter!(
         /// Fail a connection whose sent data stays unacknowledged this long (RFC 9293 §3.8.3,
-        /// Linux TCP_USER_TIMEOUT). `None` leaves it to `data_retries`.
+        /// Linux TCP_USER_TIMEOUT). `None`, or zero as Linux's 0, leaves it to
+        /// `data_retries`.
         user_timeout: Option<Duration>
     );
     setter!(

@@ -1420,6 +1420,39 @@ fn answered_zero_window_probes_keep_an_open_connection() {
     assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().probes, 0);
 }
 
+/// An old ACK (below SND.UNA, still inside the window RFC 5961 lets through) answers no
+/// probe: as Linux's `tcp_ack`, which goes to `old_ack` before it clears
+/// `icsk_probes_out`. Otherwise anyone who saw an old ACK number could keep a connection
+/// to a vanished peer probing for ever.
+#[test]
+fn old_acks_do_not_answer_zero_window_probes() {
+    let mut cfg = config();
+    cfg.data_retries(4);
+    let mut k = Conn::open(cfg, false, false);
+    k.h.ep.send(k.c, &[7u8; 1000]).unwrap();
+    let _ = k.h.drain();
+    k.our_nxt += 1000;
+    let o = k.seg(ACK, k.our_nxt).window(0);
+    k.send_peer(o);
+    k.h.ep.send(k.c, b"waiting").unwrap();
+    k.h.none();
+    let mut probes = 0;
+    for _ in 0..20 {
+        if k.h.ep.poll_timeout().is_none() {
+            break;
+        }
+        let (_, sent) = k.h.next_timeout();
+        probes += sent.iter().filter(|s| s.seq == k.our_nxt - 1).count();
+        let old = k.seg(ACK, k.our_nxt - 500).window(0);
+        k.send_peer(old);
+        if k.h.ep.state(k.c).map_or(true, |s| s == State::Closed) {
+            break;
+        }
+    }
+    assert_eq!(probes, 4);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
 /// But not past the user timeout, counted from the first probe (Linux's
 /// `icsk_probes_tstamp`), and the probe timer fires when it runs out, not at the next
 /// backed-off probe (`tcp_clamp_probe0_to_user_timeout`).
@@ -1438,6 +1471,18 @@ fn answered_zero_window_probes_end_at_the_user_timeout() {
         "{took:?}"
     );
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
+/// A user timeout of zero is none, as Linux's `TCP_USER_TIMEOUT` 0: the probes go on as
+/// without one, answered or not, and do not end the connection at the first firing.
+#[test]
+fn a_zero_user_timeout_is_none() {
+    let mut k = Conn::plain();
+    k.h.ep.set_user_timeout(k.c, Some(Duration::ZERO)).unwrap();
+    let (probes, closed) = probe_zero_window(&mut k, 5, true);
+    assert!(!closed, "after {probes} probes");
+    assert!(probes >= 5, "{probes}");
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
 }
 
 /// A connection the application has closed, with data the peer's shut window holds back,

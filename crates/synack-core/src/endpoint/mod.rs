@@ -866,13 +866,17 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The connection's user timeout (Linux TCP_USER_TIMEOUT); `None` for the endpoint's.
+    /// The connection's user timeout (Linux TCP_USER_TIMEOUT); `None`, or zero as Linux's
+    /// `TCP_USER_TIMEOUT` 0, for the endpoint's.
     pub fn set_user_timeout(
         &mut self,
         conn: ConnectionHandle,
         timeout: Option<std::time::Duration>,
     ) -> Result<(), Error> {
-        let timeout = timeout.or(self.config.user_timeout);
+        let timeout = timeout
+            .filter(|t| !t.is_zero())
+            .or(self.config.user_timeout)
+            .filter(|t| !t.is_zero());
         self.app_slot(conn)?.conn.set_user_timeout(timeout);
         self.after(conn);
         Ok(())

@@ -497,7 +497,12 @@ impl Connection {
         }
 
         self.last_recv = now;
-        self.probes_out = 0;
+        // An answer to our probes is an ACK that `tcp_ack` takes: not an old one (below
+        // SND.UNA), which an off-path sender with an old ACK number could otherwise use to
+        // keep a dead peer's connection probing, nor one for data never sent.
+        if seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max {
+            self.probes_out = 0;
+        }
 
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is
         // owed first, echoing the TSval it owes (Linux sends it before it takes this

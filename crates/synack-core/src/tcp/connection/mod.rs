@@ -527,8 +527,8 @@ pub(crate) struct Connection {
     pub retransmitting_since: Option<Instant>,
     /// Last time any segment arrived (keepalive idle time).
     pub last_recv: Instant,
-    /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): any
-    /// segment with an ACK resets it.
+    /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): a segment
+    /// whose ACK is acceptable (from SND.UNA to SND.MAX) resets it.
     pub probes_out: u32,
     /// The relevant part of the config, shared by every connection of the endpoint until a
     /// socket option changes this one's (copy on write: 200 bytes a connection saved).
@@ -664,7 +664,8 @@ impl ConnConfig {
             time_wait: c.time_wait,
             fin_timeout: c.fin_timeout,
             pmtu_expires: c.pmtu_expires,
-            user_timeout: c.user_timeout,
+            // 0 is no user timeout, as Linux's TCP_USER_TIMEOUT 0.
+            user_timeout: c.user_timeout.filter(|t| !t.is_zero()),
             keepalive: c.keepalive,
             challenge_ack_limit: c.challenge_ack_limit,
             invalid_ratelimit: c.invalid_ratelimit,
