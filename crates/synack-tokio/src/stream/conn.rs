@@ -443,6 +443,10 @@ impl ConnRef {
                 inner.wake_driver();
                 Poll::Ready(Ok(()))
             }
+            // A connection the core has let go of is closed: ENOTCONN, as Linux's
+            // `inet_shutdown` in TCP_CLOSE, whatever ended it (that error is for reads and
+            // writes to report, once).
+            Err(Error::InvalidHandle) => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
             Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
         }
     }
@@ -475,7 +479,10 @@ impl ConnRef {
                 inner.wake_driver();
                 Ok(n)
             }
-            Err(e) => Err(inner.conn_error(self.handle, e)),
+            // As a write: the failure once, then EPIPE (Linux's `tcp_sendmsg`).
+            Err(e) => Err(inner
+                .report_failure(self.handle, e)
+                .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())),
         }
     }
 
