@@ -10,7 +10,7 @@ use crate::common::NetArgs;
 /// Why a destination is not relayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum NotRelayed {
-    /// A loopback, unspecified, 0.0.0.0/8, broadcast or multicast address (see
+    /// A loopback, unspecified, 0.0.0.0/8, broadcast, multicast or link-local address (see
     /// [`martian`]).
     Martian,
     /// On the TUN's own link (see [`NetArgs::on_tun_link`]): an upstream socket there is

@@ -17,9 +17,9 @@
 //! Never relayed (see [`destination`]): a destination on the TUN's own link (the stack's
 //! addresses and the prefixes of --host-addr and --host-addr6), since the upstream socket
 //! would be routed straight back into the TUN; and a loopback, unspecified, 0.0.0.0/8,
-//! broadcast or multicast destination, IPv4-mapped or not, since anything can be written
-//! into a TUN and an upstream socket to 127.0.0.1 would reach the relay host's own
-//! services. A SYN there is refused (an RST), a datagram dropped; both are counted in the
+//! broadcast, multicast or link-local destination (169.254.0.0/16, where clouds keep their
+//! metadata service; fe80::/10), IPv4-mapped or not, since anything can be written into a
+//! TUN and an upstream socket to 127.0.0.1 would reach the relay host's own services. A SYN there is refused (an RST), a datagram dropped; both are counted in the
 //! summary ("own-link", "martian").
 //!
 //! Bounded everywhere, since anything can be sent into a TUN: at most `--max-flows` relayed

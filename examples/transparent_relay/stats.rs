@@ -41,8 +41,8 @@ pub(crate) struct Stats {
     pub(crate) udp_dropped: AtomicU64,
     /// Of those, datagrams to the TUN's own link (never relayed: they would loop).
     pub(crate) udp_own_link: AtomicU64,
-    /// Of those, datagrams to loopback, unspecified, broadcast or multicast destinations
-    /// (never relayed: see [`crate::destination::martian`]).
+    /// Of those, datagrams to loopback, unspecified, 0.0.0.0/8, broadcast, multicast or
+    /// link-local destinations (never relayed: see [`crate::destination::martian`]).
     pub(crate) udp_martian: AtomicU64,
     /// Of those, datagrams the upstream refused (ICMP port unreachable, ECONNREFUSED on the
     /// relay's socket), each answered to the client with port unreachable from its

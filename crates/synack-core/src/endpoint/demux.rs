@@ -58,7 +58,9 @@ pub(super) fn is_unicast(addr: IpAddr) -> bool {
 /// TCP refuses one as a source, `tcp_v6_conn_request`). Linux drops such packets arriving
 /// on any device but loopback as martians (`ip_route_input_slow`, `ip6_rcv_core`). Above
 /// all, in intercept mode a packet to 127.0.0.1 must not become a flow the application
-/// relays to its own host's loopback.
+/// relays to its own host's loopback. Broadcast and multicast sources, which Linux counts
+/// as martians too, are not this function's: see [`is_unicast`], which the TCP, UDP and
+/// ICMP paths apply to the source where they need it.
 pub(super) fn is_martian(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => a.is_loopback() || a.octets()[0] == 0,

@@ -504,7 +504,9 @@ pub(crate) struct Connection {
     pub rst_pending: bool,
     /// Disable Nagle's algorithm.
     pub nodelay: bool,
-    /// The application shut the receive side or released the handle.
+    /// The application released the handle (`close`): the connection is an orphan, which
+    /// gives up sooner (the zero-window probes' orphan rule). Not set by a shutdown of
+    /// either side, whose socket the application still holds.
     pub app_closed: bool,
     /// The error the connection failed with.
     pub error: Option<Error>,
