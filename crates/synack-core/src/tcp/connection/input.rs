@@ -359,6 +359,13 @@ impl Connection {
                 return;
             }
             self.syn_pending = true;
+            // The SYN-ACK timer starts again from here, at the current timeout, as Linux's
+            // tcp_check_req sets the request's timer (`mod_timer_pending` to
+            // `reqsk_timeout`); a Fast Open child's SYN-ACK timer is its socket's own, which
+            // Linux leaves alone.
+            if !self.is_fast_open_child() && self.timers.retransmit.is_some() {
+                self.timers.retransmit = Some(now + self.syn_rto());
+            }
             return;
         }
 
