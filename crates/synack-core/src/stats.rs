@@ -76,6 +76,9 @@ pub struct Stats {
     /// counted as dropped under `drop_memory`, and `connect` calls that returned
     /// `NoBufferSpace`.
     pub refused_memory: u64,
+    /// Times a connection's out-of-order data was discarded to make room at the memory cap
+    /// (Linux's `OfoPruned`); not a drop of a packet: the data was taken, then let go.
+    pub ooo_pruned: u64,
     /// Dropped: SYNs to intercept when too many were held (in total or from their source),
     /// or an accepted one that found the connection table full.
     pub drop_intercept_overflow: u64,
@@ -168,6 +171,7 @@ impl Stats {
             intercept_expired,
             intercept_unreachable_sent,
             refused_memory,
+            ooo_pruned,
             drop_intercept_overflow,
             udp_datagrams_in,
             udp_datagrams_out,
@@ -218,6 +222,7 @@ impl Stats {
         self.intercept_expired += intercept_expired;
         self.intercept_unreachable_sent += intercept_unreachable_sent;
         self.refused_memory += refused_memory;
+        self.ooo_pruned += ooo_pruned;
         self.drop_intercept_overflow += drop_intercept_overflow;
         self.udp_datagrams_in += udp_datagrams_in;
         self.udp_datagrams_out += udp_datagrams_out;

@@ -13,6 +13,9 @@ use crate::tcp::connection::Connection;
 use crate::tcp::State;
 use crate::time::Instant;
 
+/// How often out-of-order data may be pruned across the connections at most.
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Who holds a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Owner {
@@ -84,6 +87,50 @@ impl Endpoint {
     /// `Config::memory_reserve` (see `Config::max_memory`).
     pub(super) fn memory_full(&self) -> bool {
         self.memory_room() <= self.config.memory_reserve()
+    }
+
+    /// At the memory cap: takes back the allocation that out-of-order data holds, from the
+    /// connections whose receive buffers hold the most first, until memory is under
+    /// `Config::memory_low_level` (Linux's `tcp_prune_ofo_queue`, run when `tcp_mem` is
+    /// exhausted; RFC 2018 §8 lets a receiver renege on SACKed data, which the sender keeps
+    /// until it is cumulatively acknowledged). Without it, peers that each sent one byte far
+    /// past RCV.NXT held a ring as large as the gap, charged in full, and a few thousand of
+    /// them kept every other connection's data, and new connections, out at the cap. At most
+    /// once per `PRUNE_INTERVAL`, since each call walks every connection.
+    pub(super) fn prune_out_of_order(&mut self, now: Instant) {
+        if self.last_prune.is_some_and(|t| now - t < PRUNE_INTERVAL) {
+            return;
+        }
+        self.last_prune = Some(now);
+        let mut holders: Vec<(usize, ConnectionHandle)> = self
+            .connections
+            .iter()
+            .filter_map(|(h, s)| s.conn.out_of_order_held().map(|held| (held, h)))
+            .collect();
+        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let low = self.config.memory_low_level();
+        for (_, h) in holders {
+            if self.memory < low {
+                break;
+            }
+            if let Some(slot) = self.connections.get_mut(&h) {
+                if slot.conn.prune_out_of_order() > 0 {
+                    self.stats.ooo_pruned += 1;
+                }
+            }
+            self.after_inner(h);
+        }
+        self.maybe_wake_memory_waiters();
+    }
+
+    /// Whether the endpoint is at its memory cap even after pruning out-of-order data
+    /// (`prune_out_of_order`): what refuses a new connection.
+    pub(super) fn memory_full_after_pruning(&mut self, now: Instant) -> bool {
+        if !self.memory_full() {
+            return false;
+        }
+        self.prune_out_of_order(now);
+        self.memory_full()
     }
 
     /// Hand connection `h` the memory budget as it stands, before a call that may make its

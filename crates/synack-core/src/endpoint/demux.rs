@@ -237,6 +237,11 @@ impl Endpoint {
         }
         self.count_verdict(verdict);
         self.after(h);
+        if verdict.memory {
+            // Its data found no room: what other connections hold out of order gives way
+            // (the sender retransmits once the window update says so).
+            self.prune_out_of_order(now);
+        }
     }
 
     /// Count what a connection made of a segment.

@@ -256,7 +256,7 @@ impl Endpoint {
         options: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
-        if self.memory_full() {
+        if self.memory_full_after_pruning(now) {
             self.stats.drop_memory += 1;
             self.stats.refused_memory += 1;
             return Err(Error::AddrNotAvailable);

@@ -191,18 +191,19 @@ impl Endpoint {
             return;
         };
         let options = listener.options;
+        let syn_queue_full = listener.syn_queue >= listener.backlog;
         // A full accept queue drops the SYN even with cookies, as Linux does: the application
         // is not keeping up, and more connections would only wait.
         if listener.accept_queue.len() >= listener.backlog {
             self.stats.drop_listen_overflow += 1;
             return;
         }
-        if self.memory_full() {
+        if self.memory_full_after_pruning(now) {
             self.stats.drop_memory += 1;
             self.stats.refused_memory += 1;
             return;
         }
-        let overflow = listener.syn_queue >= listener.backlog
+        let overflow = syn_queue_full
             || self.half_open >= self.config.max_half_open
             || !self.make_room();
         match (self.config.syncookies, overflow) {
@@ -360,7 +361,7 @@ impl Endpoint {
             .listeners
             .get(&l)
             .is_none_or(|l| l.accept_queue.len() >= l.backlog);
-        if !full && self.memory_full() {
+        if !full && self.memory_full_after_pruning(now) {
             self.stats.drop_memory += 1;
             self.stats.refused_memory += 1;
             return true;

@@ -145,6 +145,8 @@ pub struct Endpoint {
     /// Under memory pressure (see `Config::max_memory`): set at the pressure level, cleared
     /// below the low level.
     memory_pressure: bool,
+    /// When out-of-order data was last pruned across the connections (`prune_out_of_order`).
+    last_prune: Option<Instant>,
     /// Connections the memory cap held back, to wake once memory drains.
     memory_waiters: Vec<ConnectionHandle>,
     /// SYNs held for the application in intercept mode.
@@ -185,6 +187,7 @@ impl Endpoint {
             time_wait: TimeWaitTable::new(seed),
             memory: 0,
             memory_pressure: false,
+            last_prune: None,
             memory_waiters: Vec::new(),
             intercepts: Intercepts::default(),
             udp: Udp::new(seed),
@@ -404,7 +407,7 @@ impl Endpoint {
                 Some(port)
             }
         };
-        if self.memory_full() {
+        if self.memory_full_after_pruning(now) {
             self.stats.refused_memory += 1;
             return Err(Error::NoBufferSpace);
         }

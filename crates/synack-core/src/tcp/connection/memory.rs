@@ -28,6 +28,22 @@ impl Connection {
             + self.snd.skbs.as_ref().map_or(0, |q| q.allocated())
     }
 
+    /// The receive buffer's allocation, if it holds out-of-order data: what pruning that
+    /// data could give back at most.
+    pub fn out_of_order_held(&self) -> Option<usize> {
+        (self.rcv.buffer.ooo_ranges() > 0).then(|| self.rcv.buffer.allocated())
+    }
+
+    /// Discards the out-of-order data held and shrinks the receive buffer to the in-order
+    /// bytes (see `Endpoint::prune_out_of_order`); returns the allocation given back. The
+    /// next ACK's SACK blocks no longer name it, and the sender sends it again.
+    pub fn prune_out_of_order(&mut self) -> usize {
+        if self.rcv.buffer.ooo_ranges() == 0 {
+            return 0;
+        }
+        self.rcv.buffer.prune_ooo()
+    }
+
     /// Bytes of heap the congestion controller takes (it is boxed).
     pub fn controller_size(&self) -> usize {
         std::mem::size_of_val(&*self.cc)
