@@ -443,10 +443,11 @@ impl ConnRef {
                 inner.wake_driver();
                 Poll::Ready(Ok(()))
             }
-            // A connection the core has let go of is closed: ENOTCONN, as Linux's
-            // `inet_shutdown` in TCP_CLOSE, whatever ended it (that error is for reads and
-            // writes to report, once).
-            Err(Error::InvalidHandle) => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+            // A closed connection (an RST, a time-out, both FINs): Linux's `inet_shutdown`
+            // says ENOTCONN, which tokio's `TcpStream` takes as done (`shutdown_std`), so
+            // that a relay's `shutdown().await?` does not fail because the peer reset
+            // first. Whatever ended it is for reads and writes to report, once.
+            Err(Error::InvalidHandle | Error::NotConnected) => Poll::Ready(Ok(())),
             Err(e) => Poll::Ready(Err(inner.conn_error(self.handle, e))),
         }
     }
