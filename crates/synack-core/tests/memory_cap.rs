@@ -364,7 +364,11 @@ fn scattered_bytes_are_pruned_at_the_cap_not_held_against_others() {
     let va = synack.seq + 1;
     h.inject(victim, local, Out::new(ack, 5001, 0).ackn(va));
     let v = h.ep.accept(l).unwrap();
-    h.inject(victim, local, Out::new(ack, 5001, 0).ackn(va).data(b"first"));
+    h.inject(
+        victim,
+        local,
+        Out::new(ack, 5001, 0).ackn(va).data(b"first"),
+    );
     let mut buf = [0u8; 64];
     assert_eq!(h.ep.recv(h.now, v, &mut buf), Ok(5));
     let _ = h.drain();
@@ -403,7 +407,11 @@ fn scattered_bytes_are_pruned_at_the_cap_not_held_against_others() {
     assert!(stats.ooo_pruned > 0);
 
     // The idle connection's next request arrives in order and is taken.
-    h.inject(victim, local, Out::new(ack, 5006, 0).ackn(va).data(b"second"));
+    h.inject(
+        victim,
+        local,
+        Out::new(ack, 5006, 0).ackn(va).data(b"second"),
+    );
     assert_eq!(h.ep.recv(h.now, v, &mut buf), Ok(6));
     assert_eq!(&buf[..6], b"second");
     assert!(h.ep.memory() <= SMALL_CAP);

@@ -309,9 +309,29 @@ impl UdpSocket {
                 interest,
                 |cx| self.poll_recv_ready(cx),
                 |cx| self.poll_send_ready(cx),
+                |cx, interest| self.poll_error_ready(cx, interest),
             )
         })
         .await
+    }
+
+    /// `ERROR` while an ICMP error waits for the next call to report it (Linux's `EPOLLERR`
+    /// while `sk_err` is set); otherwise the task waits with the receivers, whom an error
+    /// wakes. (`PRIORITY` never holds for UDP.)
+    fn poll_error_ready(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+    ) -> Poll<io::Result<Ready>> {
+        let mut inner = self.stack.lock_udp()?;
+        let pending = match inner.endpoint.udp_error_pending(self.handle) {
+            Ok(pending) => pending,
+            Err(e) => return Poll::Ready(Err(e.into())),
+        };
+        if interest.is_error() && pending {
+            return Poll::Ready(Ok(Ready::ERROR));
+        }
+        self.received(&mut inner, cx, Err(Error::WouldBlock))
     }
 
     /// Waits until a datagram (or a pending error) can be taken, for

@@ -1526,6 +1526,46 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
     .await;
 }
 
+/// `ready` with `Interest::ERROR` alone, as tokio's: it waits (parked, so that the reset
+/// wakes it) and then reports the failure that the next call will return (Linux's `EPOLLERR`
+/// while `sk_err` is set); once reported, it is no longer an error to wait for.
+/// `Interest::PRIORITY` reports an urgent byte waiting. Both used to wait for ever.
+#[tokio::test]
+async fn ready_for_errors_and_urgent_data_alone() {
+    use tokio::io::Interest;
+    let (client, server) = stacks();
+    within(10, async {
+        let (c, mut s) = connected(&client, &server, 7461).await;
+        assert_eq!(c.try_write_urgent(b"!").unwrap(), 1);
+        let r = s.ready(Interest::PRIORITY).await.unwrap();
+        assert!(r.is_priority(), "{r:?}");
+        assert_eq!(s.try_read_urgent().unwrap(), Some(b'!'));
+
+        let waiting = tokio::spawn({
+            let s = Arc::new(s);
+            async move {
+                let r = s.ready(Interest::ERROR).await.unwrap();
+                (r, s)
+            }
+        });
+        tokio::task::yield_now().await;
+        c.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(c);
+        let (r, s) = waiting.await.unwrap();
+        assert!(r.is_error(), "{r:?}");
+        let r = s.ready(Interest::READABLE | Interest::ERROR).await.unwrap();
+        assert!(
+            r.is_error() && r.is_readable() && r.is_read_closed(),
+            "{r:?}"
+        );
+        let e = s.take_error().unwrap().expect("the reset");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        let r = s.ready(Interest::READABLE | Interest::ERROR).await.unwrap();
+        assert!(!r.is_error() && r.is_read_closed(), "{r:?}");
+    })
+    .await;
+}
+
 /// `TcpSocket::bind` decides as `bind(2)` does, at once: a foreign address is
 /// `AddrNotAvailable`, a port a listener holds `AddrInUse` (its own address or all of
 /// them), port 0 an ephemeral port that `local_addr` shows and `listen` uses; `listen`

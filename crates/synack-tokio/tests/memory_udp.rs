@@ -146,6 +146,9 @@ async fn try_calls_and_readiness() {
             .unwrap();
         s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
         s.try_send(b"anyone?").unwrap();
+        // `ready(ERROR)` alone sees it, as tokio's does (EPOLLERR while sk_err is set).
+        let r = within(s.ready(tokio::io::Interest::ERROR)).await.unwrap();
+        assert!(r.is_error(), "{r:?}");
         within(s.readable()).await.unwrap();
         let e = s.take_error().unwrap().expect("port unreachable");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);

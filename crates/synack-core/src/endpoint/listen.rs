@@ -203,9 +203,8 @@ impl Endpoint {
             self.stats.refused_memory += 1;
             return;
         }
-        let overflow = syn_queue_full
-            || self.half_open >= self.config.max_half_open
-            || !self.make_room();
+        let overflow =
+            syn_queue_full || self.half_open >= self.config.max_half_open || !self.make_room();
         match (self.config.syncookies, overflow) {
             (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
                 if overflow {

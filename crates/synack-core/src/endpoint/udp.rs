@@ -764,6 +764,11 @@ impl Endpoint {
         ready
     }
 
+    /// Whether an ICMP error waits for the socket's next call (`udp_take_error` takes it).
+    pub fn udp_error_pending(&self, h: UdpHandle) -> Result<bool, Error> {
+        Ok(self.udp.socket(h)?.error.is_some())
+    }
+
     /// The socket's pending error (a connected socket's ICMP error), taken: `SO_ERROR`. The
     /// next send or receive would have reported it once instead.
     pub fn udp_take_error(&mut self, h: UdpHandle) -> Result<Option<Error>, Error> {

@@ -224,7 +224,42 @@ impl ConnRef {
             interest,
             |cx| self.poll_read_readiness(cx, Waiter::Every),
             |cx| self.poll_write_readiness(cx, Waiter::Every),
+            |cx, interest| self.poll_other_readiness(cx, interest),
         )
+    }
+
+    /// `ERROR` while a failure waits to be reported (Linux's `EPOLLERR` while `sk_err` is
+    /// set: the next read, write or `take_error` takes it), `PRIORITY` while an urgent byte
+    /// waits (`EPOLLPRI`); otherwise the task waits with the readers, whom a reset and
+    /// urgent data wake.
+    fn poll_other_readiness(
+        &self,
+        cx: &mut Context<'_>,
+        interest: Interest,
+    ) -> Poll<io::Result<Ready>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let inner = &mut *inner;
+        let mut ready = Ready::EMPTY;
+        if interest.is_error() {
+            let core = inner.endpoint.take_error(self.handle).ok().flatten();
+            let pending = inner
+                .conns
+                .get(&self.handle)
+                .is_some_and(|c| !c.error_reported && (core.is_some() || c.error.is_some()));
+            if pending {
+                ready |= Ready::ERROR;
+            }
+        }
+        if interest.is_priority() && inner.endpoint.urgent_pending(self.handle) == Ok(true) {
+            ready |= Ready::PRIORITY;
+        }
+        if !ready.is_empty() {
+            return Poll::Ready(Ok(ready));
+        }
+        if let Some(c) = inner.conns.get_mut(&self.handle) {
+            park(c, false, Waiter::Every, cx);
+        }
+        Poll::Pending
     }
 
     /// A read that never waits: `WouldBlock` when nothing is buffered.
