@@ -1535,7 +1535,7 @@ async fn ready_for_errors_and_urgent_data_alone() {
     use tokio::io::Interest;
     let (client, server) = stacks();
     within(10, async {
-        let (c, mut s) = connected(&client, &server, 7461).await;
+        let (c, s) = connected(&client, &server, 7461).await;
         assert_eq!(c.try_write_urgent(b"!").unwrap(), 1);
         let r = s.ready(Interest::PRIORITY).await.unwrap();
         assert!(r.is_priority(), "{r:?}");

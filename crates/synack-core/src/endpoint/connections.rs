@@ -107,7 +107,7 @@ impl Endpoint {
             .iter()
             .filter_map(|(h, s)| s.conn.out_of_order_held().map(|held| (held, h)))
             .collect();
-        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
         let low = self.config.memory_low_level();
         for (_, h) in holders {
             if self.memory < low {
