@@ -1496,6 +1496,10 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
         assert!(c.take_error().unwrap().is_none());
         let e = c.write(b"x").await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        // getpeername(2) on the closed socket: ENOTCONN, as tokio's `peer_addr`.
+        let e = c.peer_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+        assert!(c.local_addr().is_ok());
         // shutdown(2) on the closed socket: Linux's ENOTCONN, which tokio's `TcpStream`
         // takes as done, every time.
         for _ in 0..2 {

@@ -491,8 +491,20 @@ impl ConnRef {
         self.command(|ep, h| ep.local_addr(h))
     }
 
+    /// The peer's address while the connection is up: `NotConnected` once it is closed (a
+    /// reset, a time-out, both FINs), as Linux's `getpeername` in TCP_CLOSE (`inet_getname`),
+    /// which tokio's `peer_addr` returns.
     pub(super) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.command(|ep, h| ep.peer_addr(h))
+        let inner = self.stack.lock_shard(self.shard)?;
+        match inner.endpoint.state(self.handle) {
+            Ok(State::Closed | State::TimeWait | State::SynSent) | Err(_) => {
+                Err(io::ErrorKind::NotConnected.into())
+            }
+            Ok(_) => inner
+                .endpoint
+                .peer_addr(self.handle)
+                .map_err(|e| inner.conn_error(self.handle, e)),
+        }
     }
 
     /// A MSG_OOB read: the urgent byte, never waiting (`None` at the end of the stream).

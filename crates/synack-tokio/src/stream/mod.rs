@@ -175,7 +175,8 @@ impl TcpStream {
         self.conn.local_addr()
     }
 
-    /// The peer's address and port.
+    /// The peer's address and port; `NotConnected` once the connection is closed (reset,
+    /// timed out, or both sides' FINs exchanged), as tokio's.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.conn.peer_addr()
     }
@@ -312,7 +313,7 @@ macro_rules! half_methods {
     () => {
         ready_method!();
 
-        /// The peer's address and port.
+        /// The peer's address and port; `NotConnected` once the connection is closed.
         pub fn peer_addr(&self) -> io::Result<SocketAddr> {
             self.conn.peer_addr()
         }
