@@ -1530,6 +1530,31 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
     .await;
 }
 
+/// The stack has no loopback: connecting to 127.0.0.1, `::1` or one of its own addresses
+/// fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and sends
+/// nothing onto the link.
+#[tokio::test]
+async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
+    let (client, server) = stacks();
+    within(5, async {
+        let _l = TcpListener::bind(&client, SocketAddr::new(CLIENT, 7471))
+            .await
+            .unwrap();
+        let out_before = client.stats().packets_out;
+        for to in ["127.0.0.1:7471", "198.18.0.2:7471", "0.1.2.3:80"] {
+            let e = TcpStream::connect(&client, to.parse().unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable, "{to}");
+        }
+        assert_eq!(client.stats().packets_out, out_before);
+        // A peer's address still connects.
+        let _l2 = TcpListener::bind(&server, server_addr(7472)).await.unwrap();
+        TcpStream::connect(&client, server_addr(7472)).await.unwrap();
+    })
+    .await;
+}
+
 /// `ready` with `Interest::ERROR` alone, as tokio's: it waits (parked, so that the reset
 /// wakes it) and then reports the failure that the next call will return (Linux's `EPOLLERR`
 /// while `sk_err` is set); once reported, it is no longer an error to wait for.

@@ -62,7 +62,7 @@ mod time_wait;
 mod udp;
 
 use connections::{Owner, Slot};
-use demux::is_unicast;
+use demux::{is_martian, is_unicast};
 pub use demux::RecvMeta;
 pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
@@ -349,7 +349,9 @@ impl Endpoint {
     /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
     /// options. A local address and port already connected to `remote`, or in TIME-WAIT
     /// with it, is `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
-    /// (`__inet_check_established`). In intercept mode the local address may be any that
+    /// (`__inet_check_established`). A loopback destination, or one of our own addresses, is
+    /// `NetworkUnreachable` at once: the endpoint has no loopback path. In intercept mode the
+    /// local address may be any that
     /// is routed to us ([`check_bind`](Self::check_bind)), as with IP_TRANSPARENT.
     ///
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
@@ -379,6 +381,13 @@ impl Endpoint {
         let mut sent = 0;
         if remote.port() == 0 || !is_unicast(remote.ip()) {
             return Err(Error::InvalidInput);
+        }
+        // No loopback: a SYN to a loopback address (or 0/8, or an IPv4-mapped one) or to one
+        // of our own would go out on the link, which never answers it (the kernel drops it
+        // as a martian, or as not its own), and the connect would wait out every SYN retry.
+        // Fail at once instead, as Linux does for a destination it has no route to.
+        if is_martian(remote.ip()) || self.addresses.contains(&remote.ip()) {
+            return Err(Error::NetworkUnreachable);
         }
         let local_ip = match local {
             Some(l) if !l.ip().is_unspecified() => {
