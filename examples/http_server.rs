@@ -16,6 +16,9 @@
 //!
 //! `--kernel` serves the same files with the same code on the kernel's TCP instead (tokio's
 //! `TcpListener` on `--addr`, no TUN): the benchmark harness measures the two side by side.
+//!
+//! A request's head must arrive within `--header-timeout` seconds (30), or the connection is
+//! closed, so that clients trickling a header byte by byte cannot hold connections for ever.
 
 mod common;
 
@@ -47,6 +50,9 @@ struct Args {
     /// server code, for comparisons.
     #[arg(long)]
     kernel: bool,
+    /// Seconds a request's head may take to arrive before the connection is closed.
+    #[arg(long, default_value_t = 30)]
+    header_timeout: u64,
     #[command(flatten)]
     net: common::NetArgs,
 }
@@ -159,10 +165,11 @@ async fn run(args: Args) -> io::Result<()> {
     }
     let root = Arc::new(args.root);
     let addr = SocketAddr::new(args.net.addr.into(), args.port);
+    let header_timeout = std::time::Duration::from_secs(args.header_timeout);
     if args.kernel {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         eprintln!("serving {} on http://{addr}/ (kernel TCP)", root.display());
-        return serve_all(root, || async {
+        return serve_all(root, header_timeout, || async {
             let (stream, peer) = listener.accept().await?;
             stream.set_nodelay(true)?;
             Ok((stream, peer))
@@ -181,7 +188,7 @@ async fn run(args: Args) -> io::Result<()> {
         }
         None => None,
     };
-    serve_all(root, || async {
+    serve_all(root, header_timeout, || async {
         let (stream, peer) = match &listener6 {
             Some(l6) => tokio::select! {
                 accepted = listener.accept() => accepted?,
@@ -200,7 +207,17 @@ async fn run(args: Args) -> io::Result<()> {
 /// Streams get TCP_NODELAY, as nginx's `tcp_nodelay` default gives its keep-alive
 /// connections: hyper writes a response's head and a streamed body apart, and Nagle would
 /// hold the body until the client's delayed ACK for the head came (40 ms on Linux).
-async fn serve_all<S, F, Fut>(root: Arc<PathBuf>, mut accept: F) -> io::Result<()>
+///
+/// A request's head must arrive within `header_timeout` (`--header-timeout`, 30 s as
+/// hyper's default), or the connection is closed
+/// (nginx's `client_header_timeout`): hyper enforces its header timeout only with a timer,
+/// and without one a client trickling a byte now and then held a connection and its task
+/// for ever (slowloris).
+async fn serve_all<S, F, Fut>(
+    root: Arc<PathBuf>,
+    header_timeout: std::time::Duration,
+    mut accept: F,
+) -> io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     F: FnMut() -> Fut,
@@ -215,6 +232,8 @@ where
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| serve(root.clone(), req));
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await
             {

@@ -353,10 +353,14 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
     }
     let mut server = ns.command(http_server.to_str().unwrap());
     // Dual stack: the same files on 2001:2::2 too.
-    server
-        .arg("--root")
-        .arg(&root)
-        .args(["--port", "8080", "--host-addr6", "2001:2::1/64"]);
+    server.arg("--root").arg(&root).args([
+        "--port",
+        "8080",
+        "--host-addr6",
+        "2001:2::1/64",
+        "--header-timeout",
+        "2",
+    ]);
     let _server = Proc::spawn(server);
     let base = format!("http://{STACK}:8080");
     wait_http(&ns, &format!("{base}/f0.bin")).await;
@@ -446,6 +450,42 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(std::fs::read(dir.path().join("got6")).unwrap() == files[1].1);
+
+    // A client that trickles its request's head (slowloris) is cut off once
+    // `--header-timeout` (2 s) has passed, however often it sends a byte.
+    let script = format!(
+        r#"
+import socket, time
+s = socket.create_connection(("{STACK}", 8080), timeout=10)
+start = time.monotonic()
+s.sendall(b"GET /f1.bin HTTP/1.1\r\nHost: x\r\n")
+closed = None
+for _ in range(40):
+    try:
+        s.sendall(b"X")
+        s.settimeout(0.25)
+        if s.recv(4096) == b"":
+            closed = time.monotonic() - start
+            break
+    except socket.timeout:
+        pass
+    except OSError:
+        closed = time.monotonic() - start
+        break
+print(closed)
+"#
+    );
+    let mut cmd = ns.command("python3");
+    cmd.args(["-c", &script]);
+    let out = output(cmd).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    let closed: f64 = said.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "the trickling client was never cut off: {said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!((1.5..6.0).contains(&closed), "cut off after {closed} s");
 }
 
 /// Runs wrk in `ns` against `url` for `secs` seconds, one connection per request; returns

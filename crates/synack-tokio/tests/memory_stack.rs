@@ -1550,7 +1550,9 @@ async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
         assert_eq!(client.stats().packets_out, out_before);
         // A peer's address still connects.
         let _l2 = TcpListener::bind(&server, server_addr(7472)).await.unwrap();
-        TcpStream::connect(&client, server_addr(7472)).await.unwrap();
+        TcpStream::connect(&client, server_addr(7472))
+            .await
+            .unwrap();
     })
     .await;
 }

@@ -62,8 +62,8 @@ mod time_wait;
 mod udp;
 
 use connections::{Owner, Slot};
-use demux::{is_martian, is_unicast};
 pub use demux::RecvMeta;
+use demux::{is_martian, is_unicast};
 pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
