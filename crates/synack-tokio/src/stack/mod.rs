@@ -685,10 +685,19 @@ impl Stack {
         }
     }
 
-    /// A snapshot of the core's counters, summed over the shards.
+    /// A snapshot of the core's counters, summed over the shards. A packet a shard read for
+    /// another's flow and could not hand over (its channel full: see
+    /// [`ShardStats::handoff_dropped`]) reached no endpoint: it is counted here in
+    /// `packets_in` and `drop_other`, so that every packet read is counted and every drop
+    /// has its reason.
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
-        self.each_endpoint(|e| total.merge(e.stats()));
+        for shared in &self.handle.shards {
+            let inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            total.merge(inner.endpoint.stats());
+            total.packets_in += inner.handoff_dropped;
+            total.drop_other += inner.handoff_dropped;
+        }
         total
     }
 
