@@ -44,6 +44,11 @@ pub struct TcpListener {
 impl TcpListener {
     /// Listens on `addr`, which must be one of the stack's addresses (or unspecified) with a
     /// free port.
+    ///
+    /// The unspecified address takes its own family only: `[::]` listens for IPv6 clients,
+    /// as a Linux socket with `IPV6_V6ONLY` (not Linux's default, where `[::]` takes IPv4
+    /// clients too, as `::ffff:a.b.c.d`). A dual-stack server listens on `0.0.0.0` and
+    /// `[::]`, which do not clash.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<TcpListener> {
         Self::listen_with(stack, addr, BACKLOG, &SocketOptions::default(), None)
     }
