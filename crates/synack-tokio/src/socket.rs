@@ -284,9 +284,10 @@ impl TcpSocket {
         }
     }
 
-    /// Listens on the bound address with at most `backlog` connections waiting to be
-    /// accepted (and as many half-open); every accepted connection takes this socket's
-    /// options. With several workers each shard takes its share of `backlog`, rounded up
+    /// Listens on the bound address with at most `backlog + 1` connections waiting to be
+    /// accepted, as Linux's `listen(2)` holds one more than it is told
+    /// (`sk_acceptq_is_full`: 0 holds one), and as many half-open; every accepted connection
+    /// takes this socket's options. With several workers each shard takes its share of `backlog`, rounded up
     /// (see [`TcpListener`]). A socket never bound listens on every address of its family
     /// with an ephemeral port, as Linux binds one on `listen(2)` (`inet_autobind`).
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
@@ -301,6 +302,7 @@ impl TcpSocket {
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         let local = local.unwrap_or(unspecified);
-        TcpListener::listen_with(&self.stack, local, backlog as usize, &options, linger)
+        let held = (backlog as usize).saturating_add(1);
+        TcpListener::listen_with(&self.stack, local, held, &options, linger)
     }
 }

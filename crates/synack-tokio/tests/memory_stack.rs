@@ -1530,6 +1530,37 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
     .await;
 }
 
+/// `TcpSocket::listen(n)` holds n + 1 connections waiting to be accepted, as Linux's
+/// `listen(2)` does (`sk_acceptq_is_full`), so that a backlog sized on Linux holds as many:
+/// 0 holds one, 2 holds three; the SYN after them finds the queue full and is dropped.
+#[tokio::test]
+async fn listen_holds_one_more_than_its_backlog_as_linux() {
+    let (client, server) = stacks();
+    within(20, async {
+        for (backlog, port) in [(0u32, 7481u16), (2, 7482)] {
+            let s = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+            s.bind(server_addr(port)).unwrap();
+            let l = s.listen(backlog).unwrap();
+            let mut held = Vec::new();
+            for _ in 0..=backlog {
+                held.push(
+                    TcpStream::connect(&client, server_addr(port))
+                        .await
+                        .unwrap(),
+                );
+            }
+            let extra = tokio::time::timeout(
+                Duration::from_millis(500),
+                TcpStream::connect(&client, server_addr(port)),
+            )
+            .await;
+            assert!(extra.is_err(), "backlog {backlog}: one too many completed");
+            drop(l);
+        }
+    })
+    .await;
+}
+
 /// The stack has no loopback: connecting to 127.0.0.1, `::1` or one of its own addresses
 /// fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and sends
 /// nothing onto the link.
