@@ -98,7 +98,18 @@ impl Interceptor {
     /// Waits for the next held SYN. Cancel-safe: a SYN is taken only when this returns it.
     /// Fails once the stack has stopped.
     pub async fn next(&self) -> io::Result<IncomingSyn> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
+        crate::stack::wait_listed(|cx| self.poll_next(cx), |w| self.forget_waiter(w)).await
+    }
+
+    /// A cancelled `next`'s clean-up ([`crate::stack::wait_listed`]): the task leaves every
+    /// shard's list of waiting interceptors, and is woken.
+    fn forget_waiter(&self, waker: &std::task::Waker) {
+        for shard in 0..self.stack.workers() {
+            if let Some(mut inner) = self.stack.lock_for_drop(shard) {
+                crate::stack::unlist(&mut inner.intercept_wakers, waker);
+            }
+        }
+        waker.wake_by_ref();
     }
 
     /// Polls for the next held SYN, as [`next`](Self::next) does.

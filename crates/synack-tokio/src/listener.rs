@@ -93,7 +93,20 @@ impl TcpListener {
     ///
     /// Cancel-safe: if the future is dropped before it completes, no connection is lost.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+        crate::stack::wait_listed(|cx| self.poll_accept(cx), |w| self.forget_waiter(w)).await
+    }
+
+    /// A cancelled `accept`'s clean-up ([`crate::stack::wait_listed`]): the task leaves every
+    /// shard's list of waiting acceptors, and is woken.
+    fn forget_waiter(&self, waker: &std::task::Waker) {
+        for (shard, handle) in self.handles.iter().enumerate() {
+            if let Some(mut inner) = self.stack.lock_for_drop(shard) {
+                if let Some(state) = inner.listeners.get_mut(handle) {
+                    crate::stack::unlist(&mut state.accept_wakers, waker);
+                }
+            }
+        }
+        waker.wake_by_ref();
     }
 
     /// Polls for the next established connection, as [`accept`](Self::accept) does.

@@ -44,7 +44,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BufMut;
 use synack_core::{Error, UdpHandle};
@@ -158,20 +158,28 @@ impl UdpSocket {
 
     /// Sends `buf` as one datagram to `target`; returns its length once it is queued.
     pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+        crate::stack::wait_listed(
+            |cx| self.poll_send_to(cx, buf, target),
+            |w| self.forget_waiter(w),
+        )
+        .await
     }
 
     /// Receives one datagram into `buf` (the rest of a longer one is discarded); returns the
     /// bytes copied and the sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = std::future::poll_fn(|cx| self.poll_recv_from(cx, &mut rb)).await?;
+        let from = crate::stack::wait_listed(
+            |cx| self.poll_recv_from(cx, &mut rb),
+            |w| self.forget_waiter(w),
+        )
+        .await?;
         Ok((rb.filled().len(), from))
     }
 
     /// Sends to the connected peer; `NotConnected` if there is none.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_send(cx, buf)).await
+        crate::stack::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
     }
 
     /// Receives one datagram (from the peer, if connected).
@@ -184,11 +192,14 @@ impl UdpSocket {
     /// `Vec<u8>`) takes the whole datagram; a fixed one takes what fits and the rest is
     /// discarded. The datagram is put straight in: the room is never zeroed first.
     pub async fn recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
-        std::future::poll_fn(|cx| {
-            let mut inner = self.stack.lock_udp()?;
-            let taken = take_into(&mut inner, self.handle, buf);
-            self.received(&mut inner, cx, taken)
-        })
+        crate::stack::wait_listed(
+            |cx| {
+                let mut inner = self.stack.lock_udp()?;
+                let taken = take_into(&mut inner, self.handle, buf);
+                self.received(&mut inner, cx, taken)
+            },
+            |w| self.forget_waiter(w),
+        )
         .await
     }
 
@@ -235,7 +246,11 @@ impl UdpSocket {
     /// leaving it for the next receive (`MSG_PEEK`). Waits while none has come.
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = std::future::poll_fn(|cx| self.poll_peek_from(cx, &mut rb)).await?;
+        let from = crate::stack::wait_listed(
+            |cx| self.poll_peek_from(cx, &mut rb),
+            |w| self.forget_waiter(w),
+        )
+        .await?;
         Ok((rb.filled().len(), from))
     }
 
@@ -281,7 +296,7 @@ impl UdpSocket {
     /// The sender of the next datagram, which stays queued, as tokio's `peek_sender`: no
     /// buffer needed to learn where it came from. Waits while none has come.
     pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
-        std::future::poll_fn(|cx| self.poll_peek_sender(cx)).await
+        crate::stack::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`peek_sender`](Self::peek_sender).
@@ -303,15 +318,18 @@ impl UdpSocket {
     /// `UdpSocket::ready`: readable when a datagram (or a pending error) can be taken,
     /// writable when one can be queued.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        std::future::poll_fn(|cx| {
-            crate::stack::poll_interest(
-                cx,
-                interest,
-                |cx| self.poll_recv_ready(cx),
-                |cx| self.poll_send_ready(cx),
-                |cx, interest| self.poll_error_ready(cx, interest),
-            )
-        })
+        crate::stack::wait_listed(
+            |cx| {
+                crate::stack::poll_interest(
+                    cx,
+                    interest,
+                    |cx| self.poll_recv_ready(cx),
+                    |cx| self.poll_send_ready(cx),
+                    |cx, interest| self.poll_error_ready(cx, interest),
+                )
+            },
+            |w| self.forget_waiter(w),
+        )
         .await
     }
 
@@ -337,7 +355,7 @@ impl UdpSocket {
     /// Waits until a datagram (or a pending error) can be taken, for
     /// [`try_recv_from`](Self::try_recv_from).
     pub async fn readable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_recv_ready(cx)).await
+        crate::stack::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`readable`](Self::readable).
@@ -353,7 +371,7 @@ impl UdpSocket {
 
     /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
     pub async fn writable(&self) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await
+        crate::stack::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`writable`](Self::writable).
@@ -393,6 +411,18 @@ impl UdpSocket {
 
     /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
     /// parked for the socket's `UdpReadable`, under the same lock as the command.
+    /// A cancelled wait's clean-up ([`crate::stack::wait_listed`]): the task leaves the
+    /// socket's list of receivers and the list of senders waiting for room, and is woken.
+    fn forget_waiter(&self, waker: &Waker) {
+        if let Some(mut inner) = self.stack.lock_for_drop(0) {
+            if let Some(s) = inner.udp.get_mut(&self.handle) {
+                crate::stack::unlist(&mut s.recv_wakers, waker);
+            }
+            crate::stack::unlist(&mut inner.udp_send_wakers, waker);
+        }
+        waker.wake_by_ref();
+    }
+
     fn received<T>(
         &self,
         inner: &mut Inner,
@@ -613,11 +643,25 @@ impl Stack {
     }
 }
 
+/// A cancelled interceptor wait's clean-up ([`crate::stack::wait_listed`]): the task leaves
+/// the lists of tasks waiting for intercepted datagrams and for room to send, and is woken.
+fn forget_intercept_waiter(stack: &Stack, waker: &Waker) {
+    if let Some(mut inner) = stack.lock_for_drop(0) {
+        crate::stack::unlist(&mut inner.udp_intercept_wakers, waker);
+        crate::stack::unlist(&mut inner.udp_send_wakers, waker);
+    }
+    waker.wake_by_ref();
+}
+
 impl UdpInterceptor {
     /// The next datagram, truncated to `buf` (as `recv_from`): `src` is the client, `dst`
     /// where it was sent. Cancel-safe.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<InterceptedDatagram> {
-        std::future::poll_fn(|cx| self.poll_recv(cx, buf)).await
+        crate::stack::wait_listed(
+            |cx| self.poll_recv(cx, buf),
+            |w| forget_intercept_waiter(&self.stack, w),
+        )
+        .await
     }
 
     /// Polls for the next datagram, as [`recv`](Self::recv) does.
@@ -644,7 +688,11 @@ impl UdpInterceptor {
         from: SocketAddr,
         to: SocketAddr,
     ) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_send_from(cx, buf, from, to)).await
+        crate::stack::wait_listed(
+            |cx| self.poll_send_from(cx, buf, from, to),
+            |w| forget_intercept_waiter(&self.stack, w),
+        )
+        .await
     }
 
     /// Polls to send, as [`send_from`](Self::send_from) does.

@@ -1530,6 +1530,55 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
     .await;
 }
 
+/// A wait that is cancelled leaves no waker behind: each of many tasks that polled
+/// `accept`, `readable`, `ready` or a UDP `recv_from` once and then dropped the future (a
+/// `timeout` that ran out) gets its waker back, where the socket's list of waiters used to
+/// keep every one of them, and the task's memory, until the socket's next event.
+#[tokio::test]
+async fn cancelled_waits_leave_no_waker_behind() {
+    use std::task::Wake;
+
+    struct Count;
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {}
+    }
+    /// Polls `fut` once with a waker of its own, drops it, and says how many references to
+    /// that waker are left besides ours.
+    fn left_behind<F: Future>(fut: F) -> usize {
+        let count = Arc::new(Count);
+        let waker = std::task::Waker::from(Arc::clone(&count));
+        let mut fut = Box::pin(fut);
+        assert!(fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop(fut);
+        drop(waker);
+        Arc::strong_count(&count) - 1
+    }
+
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, server_addr(7491)).await.unwrap();
+        let (c, _s) = connected(&client, &server, 7492).await;
+        let udp = synack_tokio::UdpSocket::bind(&server, server_addr(7493))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        for _ in 0..100 {
+            assert_eq!(left_behind(listener.accept()), 0, "accept");
+            assert_eq!(left_behind(c.readable()), 0, "readable");
+            assert_eq!(
+                left_behind(c.ready(tokio::io::Interest::READABLE)),
+                0,
+                "ready"
+            );
+            assert_eq!(left_behind(udp.recv_from(&mut buf)), 0, "recv_from");
+        }
+    })
+    .await;
+}
+
 /// `TcpSocket::listen(n)` holds n + 1 connections waiting to be accepted, as Linux's
 /// `listen(2)` does (`sk_acceptq_is_full`), so that a backlog sized on Linux holds as many:
 /// 0 holds one, 2 holds three; the SYN after them finds the queue full and is dropped.

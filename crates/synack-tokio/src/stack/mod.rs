@@ -260,6 +260,55 @@ pub(crate) fn register_many(list: &mut Vec<Waker>, cx: &Context<'_>) {
     }
 }
 
+/// Runs `poll` as an `async fn`'s `poll_fn` does, for a wait that parks its task in a list
+/// of waiters ([`register_many`]). If the future is dropped first (a `timeout` around
+/// `accept`, a `select!` that went the other way), `forget` is called with the task's waker:
+/// it takes the waker out of the lists (tokio's waiters leave their intrusive lists when
+/// dropped), where it would otherwise keep the task's memory until the socket's next event;
+/// on an idle socket polled by many short-lived tasks, without bound. `forget` wakes the
+/// task too, in case another of its futures waits in the same list under the same waker.
+pub(crate) async fn wait_listed<T>(
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    forget: impl FnOnce(&Waker),
+) -> T {
+    struct Listed<G: FnOnce(&Waker)> {
+        waker: Option<Waker>,
+        forget: Option<G>,
+    }
+    impl<G: FnOnce(&Waker)> Drop for Listed<G> {
+        fn drop(&mut self) {
+            if let (Some(waker), Some(forget)) = (self.waker.take(), self.forget.take()) {
+                forget(&waker);
+            }
+        }
+    }
+    let mut listed = Listed {
+        waker: None,
+        forget: Some(forget),
+    };
+    let out = std::future::poll_fn(|cx| {
+        let r = poll(cx);
+        if r.is_pending()
+            && !listed
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            listed.waker = Some(cx.waker().clone());
+        }
+        r
+    })
+    .await;
+    // Done: whatever parked the task has been taken and woken already.
+    listed.forget = None;
+    out
+}
+
+/// Takes `waker`'s task out of `list` (see [`wait_listed`]).
+pub(crate) fn unlist(list: &mut Vec<Waker>, waker: &Waker) {
+    list.retain(|w| !w.will_wake(waker));
+}
+
 /// A socket's `ready(interest)` from its readiness polls: the part of `interest` that holds
 /// now, or pending once some is asked for and none holds (each poll asked for parks the task
 /// for its own event). An error from any poll is the answer. For a socket without closed

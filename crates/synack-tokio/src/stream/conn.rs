@@ -262,6 +262,18 @@ impl ConnRef {
         Poll::Pending
     }
 
+    /// A cancelled wait's clean-up ([`crate::stack::wait_listed`]): the task leaves the
+    /// connection's lists of waiting readers and writers, and is woken.
+    pub(super) fn forget_waiter(&self, waker: &std::task::Waker) {
+        if let Some(mut inner) = self.stack.lock_for_drop(self.shard) {
+            if let Some(c) = inner.conns.get_mut(&self.handle) {
+                crate::stack::unlist(&mut c.read_waiters, waker);
+                crate::stack::unlist(&mut c.write_waiters, waker);
+            }
+        }
+        waker.wake_by_ref();
+    }
+
     /// A read that never waits: `WouldBlock` when nothing is buffered.
     pub(super) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.try_read_with(|ep, now, h| ep.recv(now, h, buf))

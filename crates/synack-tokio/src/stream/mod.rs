@@ -44,7 +44,11 @@ macro_rules! read_methods {
         /// Receives bytes without removing them: the next read returns them again. Waits
         /// while nothing has arrived; `Ok(0)` at the end of the stream.
         pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-            std::future::poll_fn(|cx| self.conn.poll_peek(cx, buf, Waiter::Every)).await
+            crate::stack::wait_listed(
+                |cx| self.conn.poll_peek(cx, buf, Waiter::Every),
+                |w| self.conn.forget_waiter(w),
+            )
+            .await
         }
 
         /// Polls for [`peek`](Self::peek): fills `buf` with bytes that stay to be read, and
@@ -64,7 +68,11 @@ macro_rules! read_methods {
         /// for use with [`try_read`](Self::try_read). Several tasks may wait at once (on a
         /// shared stream): each is woken.
         pub async fn readable(&self) -> io::Result<()> {
-            std::future::poll_fn(|cx| self.conn.poll_read_ready(cx, Waiter::Every)).await
+            crate::stack::wait_listed(
+                |cx| self.conn.poll_read_ready(cx, Waiter::Every),
+                |w| self.conn.forget_waiter(w),
+            )
+            .await
         }
 
         /// Polls for [`readable`](Self::readable). The waker is kept until the stream is
@@ -100,7 +108,11 @@ macro_rules! write_methods {
         /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
         /// Several tasks may wait at once: each is woken.
         pub async fn writable(&self) -> io::Result<()> {
-            std::future::poll_fn(|cx| self.conn.poll_write_ready(cx, Waiter::Every)).await
+            crate::stack::wait_listed(
+                |cx| self.conn.poll_write_ready(cx, Waiter::Every),
+                |w| self.conn.forget_waiter(w),
+            )
+            .await
         }
 
         /// Polls for [`writable`](Self::writable). The waker is kept until the stream is
@@ -129,7 +141,11 @@ macro_rules! ready_method {
         /// tasks may wait at once, and a half's `ready` leaves the other half's waiting task
         /// in place.
         pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-            std::future::poll_fn(|cx| self.conn.poll_ready(cx, interest)).await
+            crate::stack::wait_listed(
+                |cx| self.conn.poll_ready(cx, interest),
+                |w| self.conn.forget_waiter(w),
+            )
+            .await
         }
     };
 }
