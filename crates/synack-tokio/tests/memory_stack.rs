@@ -1612,7 +1612,7 @@ async fn listen_holds_one_more_than_its_backlog_as_linux() {
 
 /// The stack has no loopback: connecting to 127.0.0.1, `::1` or one of its own addresses
 /// fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and sends
-/// nothing onto the link.
+/// nothing onto the link; so does a destination of a family the stack has no address of.
 #[tokio::test]
 async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
     let (client, server) = stacks();
@@ -1621,7 +1621,13 @@ async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
             .await
             .unwrap();
         let out_before = client.stats().packets_out;
-        for to in ["127.0.0.1:7471", "198.18.0.2:7471", "0.1.2.3:80"] {
+        // (And an IPv6 destination from a stack with no IPv6 address: no route there.)
+        for to in [
+            "127.0.0.1:7471",
+            "198.18.0.2:7471",
+            "0.1.2.3:80",
+            "[2001:2::9]:80",
+        ] {
             let e = TcpStream::connect(&client, to.parse().unwrap())
                 .await
                 .unwrap_err();

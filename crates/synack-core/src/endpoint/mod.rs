@@ -399,12 +399,14 @@ impl Endpoint {
                 }
                 l.ip()
             }
+            // No address of the destination's family: no route there (ENETUNREACH, as
+            // Linux's connect to IPv6 on a host with none).
             _ => self
                 .addresses
                 .iter()
                 .copied()
                 .find(|a| a.is_ipv4() == remote.is_ipv4())
-                .ok_or(Error::AddrNotAvailable)?,
+                .ok_or(Error::NetworkUnreachable)?,
         };
         let port = match local.map_or(0, |l| l.port()) {
             0 => None,
