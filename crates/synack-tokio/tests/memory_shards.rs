@@ -200,13 +200,14 @@ async fn udp_lives_on_shard_zero_whatever_queue_reads_it() {
 /// A listener's ephemeral port, picked at `bind` (port 0), is one that no shard's
 /// connection uses, as Linux's `bind(2)` never hands out a port a connected socket holds:
 /// every shard listens on it, and shard 0 alone knows only its own connections. In a
-/// range of eight ports, with four connections spread over both shards, listeners take the
-/// other four and then fail with `AddrNotAvailable`.
+/// range of 32 ports, with four connections spread over both shards (each shard owns the
+/// ports whose flows hash to it, about half), listeners take the other 28 and then fail
+/// with `AddrNotAvailable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_listener_port_is_free_on_every_shard() {
     let (a, b) = MemoryDevice::pair();
     let mut config = synack_core::Config::default();
-    config.ephemeral_ports((40_000, 40_007));
+    config.ephemeral_ports((40_000, 40_031));
     let sharded = Stack::builder()
         .address("198.18.0.2".parse().unwrap())
         .workers(2)
@@ -224,18 +225,19 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
             .unwrap();
         let mut streams = Vec::new();
         for _ in 0..4 {
-            let (c, s) = tokio::join!(
-                TcpStream::connect(&sharded, sa("198.18.0.1:9000")),
-                server.accept()
-            );
-            streams.push((c.unwrap(), s.unwrap()));
+            // The handshake completes into the accept queue: no need to accept first.
+            let c = TcpStream::connect(&sharded, sa("198.18.0.1:9000"))
+                .await
+                .unwrap();
+            let (s, _) = server.accept().await.unwrap();
+            streams.push((c, s));
         }
         let used: Vec<u16> = streams
             .iter()
             .map(|(c, _)| c.local_addr().unwrap().port())
             .collect();
         let mut listeners = Vec::new();
-        for _ in 0..8 {
+        for _ in 0..40 {
             match TcpListener::bind(&sharded, sa("198.18.0.2:0")).await {
                 Ok(l) => listeners.push(l),
                 Err(e) => {
@@ -250,11 +252,11 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
             .collect();
         assert_eq!(
             taken.len(),
-            4,
+            28,
             "listeners on {taken:?}, connections on {used:?}"
         );
         for port in &taken {
-            assert!((40_000..=40_007).contains(port), "{port}");
+            assert!((40_000..=40_031).contains(port), "{port}");
             assert!(!used.contains(port), "{port} is a connection's: {used:?}");
         }
         // Every one of them takes connections, on either shard.
@@ -264,9 +266,8 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
                 .iter()
                 .find(|l| l.local_addr().unwrap() == to)
                 .unwrap();
-            let (c, s) = tokio::join!(TcpStream::connect(&peer, to), l.accept());
-            c.unwrap();
-            s.unwrap();
+            let _c = TcpStream::connect(&peer, to).await.unwrap();
+            l.accept().await.unwrap();
         }
     })
     .await;
