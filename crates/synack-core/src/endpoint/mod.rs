@@ -351,8 +351,8 @@ impl Endpoint {
     /// with it, is `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
     /// (`__inet_check_established`). A loopback destination, or one of our own addresses, is
     /// `NetworkUnreachable` at once: the endpoint has no loopback path. In intercept mode the
-    /// local address may be any that
-    /// is routed to us ([`check_bind`](Self::check_bind)), as with IP_TRANSPARENT.
+    /// local address may be any that is routed to us ([`check_bind`](Self::check_bind)), as
+    /// with IP_TRANSPARENT.
     ///
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
     /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,

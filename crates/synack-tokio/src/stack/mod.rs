@@ -299,7 +299,9 @@ pub(crate) async fn wait_listed<T>(
         r
     })
     .await;
-    // Done: whatever parked the task has been taken and woken already.
+    // Done: the event that ended the wait took the task out of its list. (A wait in two
+    // lists, `ready` for reading and writing, may stay in the other until that one's next
+    // event: the same task, so the lists do not grow with it.)
     listed.forget = None;
     out
 }
