@@ -75,10 +75,16 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
 
 /// The sharded stack at 198.18.0.2 and a one-worker peer at 198.18.0.1.
 fn stacks() -> (Stack, Stack) {
+    stacks_with(synack_core::Config::default())
+}
+
+/// [`stacks`], the sharded one with `config`.
+fn stacks_with(config: synack_core::Config) -> (Stack, Stack) {
     let (a, b) = MemoryDevice::pair();
     let sharded = Stack::builder()
         .address("198.18.0.2".parse().unwrap())
         .workers(2)
+        .config(config)
         .build(SharedLink(Arc::new(Mutex::new(a))))
         .unwrap();
     let peer = Stack::builder()
@@ -205,20 +211,9 @@ async fn udp_lives_on_shard_zero_whatever_queue_reads_it() {
 /// with `AddrNotAvailable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_listener_port_is_free_on_every_shard() {
-    let (a, b) = MemoryDevice::pair();
     let mut config = synack_core::Config::default();
     config.ephemeral_ports((40_000, 40_031));
-    let sharded = Stack::builder()
-        .address("198.18.0.2".parse().unwrap())
-        .workers(2)
-        .config(config)
-        .build(SharedLink(Arc::new(Mutex::new(a))))
-        .unwrap();
-    let peer = Stack::builder()
-        .address("198.18.0.1".parse().unwrap())
-        .workers(1)
-        .build(b)
-        .unwrap();
+    let (sharded, peer) = stacks_with(config);
     within(20, async {
         let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
             .await
