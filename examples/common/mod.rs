@@ -58,20 +58,24 @@ pub struct NetArgs {
     pub verbose: u8,
 }
 
+/// Starts logging to stderr at `level`, unless RUST_LOG says otherwise.
+pub fn init_tracing_at(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+}
+
 impl NetArgs {
     /// Starts logging to stderr at the level -v asks for, unless RUST_LOG says otherwise.
     pub fn init_tracing(&self) {
-        let level = match self.verbose {
+        init_tracing_at(match self.verbose {
             0 => "warn",
             1 => "debug",
             _ => "trace",
-        };
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(io::stderr)
-            .init();
+        });
     }
 
     /// The TUN device these flags describe.

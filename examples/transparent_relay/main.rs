@@ -93,17 +93,11 @@ fn main() -> ExitCode {
 /// -v prints one line per flow on stdout; the stack's own debug log needs -vv (RUST_LOG
 /// overrides both).
 fn init_tracing(verbose: u8) {
-    let level = match verbose {
+    common::init_tracing_at(match verbose {
         0 | 1 => "warn",
         2 => "debug",
         _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .init();
+    });
 }
 
 async fn run(args: Args) -> io::Result<()> {
