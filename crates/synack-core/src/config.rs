@@ -1,6 +1,7 @@
 //! Every tunable of the stack, with Linux's defaults except the initial SYN RTO.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +66,7 @@ pub struct Config {
     pub(crate) rtt_every_ack: bool,
     pub(crate) linux_cwnd_growth: bool,
     pub(crate) ecn: EcnMode,
+    pub(crate) broadcast_addresses: Vec<Ipv4Addr>,
 }
 
 /// Explicit Congestion Notification (RFC 3168), as Linux's `tcp_ecn` sysctl sets it.
@@ -211,6 +213,7 @@ impl Default for Config {
             // Linux's default: ECN for peers that ask. It costs nothing on a path that
             // never marks, and a peer asking for it is one that wants marks, not drops.
             ecn: EcnMode::AcceptOnly,
+            broadcast_addresses: Vec::new(),
             notsent_lowat: None,
             skb_accounting: false,
             fast_recovery_from_cwnd: false,
@@ -613,6 +616,28 @@ impl Config {
         /// Linux's: accept it when a peer's SYN asks for it, never ask.
         ecn: EcnMode
     );
+    /// The link's directed broadcast addresses (RFC 919, RFC 922): `198.18.0.255` on a
+    /// `198.18.0.0/24` link. No packet from one is answered (Linux's `ip_route_input_slow`
+    /// drops it as a martian source), none to one is taken, even in transparent mode (a
+    /// broadcast route is no flow's destination), and a connection or datagram to one is
+    /// refused as to `255.255.255.255`. The core knows its own addresses, not the link's
+    /// prefix, so a runtime fills an empty list from its device (`Device::
+    /// broadcast_addresses` in synack-tokio). Empty by default.
+    pub fn broadcast_addresses(&mut self, value: impl IntoIterator<Item = Ipv4Addr>) -> &mut Self {
+        self.broadcast_addresses = value.into_iter().collect();
+        self
+    }
+
+    /// The list [`broadcast_addresses`](Self::broadcast_addresses) set.
+    pub fn get_broadcast_addresses(&self) -> &[Ipv4Addr] {
+        &self.broadcast_addresses
+    }
+
+    /// Whether `addr` is one of [`broadcast_addresses`](Self::broadcast_addresses).
+    pub fn is_link_broadcast(&self, addr: IpAddr) -> bool {
+        matches!(addr, IpAddr::V4(a) if self.broadcast_addresses.contains(&a))
+    }
+
     setter!(
         /// Seed the endpoint's ChaCha generator (ISN secret, ports, timestamp offsets) for
         /// reproducible tests. `None` seeds it from OS entropy.

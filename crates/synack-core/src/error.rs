@@ -52,6 +52,9 @@ pub enum Error {
     /// A datagram larger than one packet of the MTU: synack does not fragment (EMSGSIZE).
     #[error("message too long")]
     MessageTooLong,
+    /// A datagram to a broadcast address: synack has no `SO_BROADCAST` (EACCES).
+    #[error("permission denied")]
+    PermissionDenied,
 }
 
 impl Error {
@@ -77,6 +80,7 @@ impl Error {
             // uncategorized OS error. InvalidInput is the nearest stable kind: the argument
             // is too large.
             Error::MessageTooLong => K::InvalidInput,
+            Error::PermissionDenied => K::PermissionDenied,
         }
     }
 }

@@ -903,9 +903,10 @@ fn connect_errors_are_typed() {
         h.ep.connect(h.now, "198.18.0.1:0".parse().unwrap()),
         Err(Error::InvalidInput)
     );
+    // No TCP to a group (Linux's `tcp_v4_connect`: ENETUNREACH).
     assert_eq!(
         h.ep.connect(h.now, "224.0.0.1:80".parse().unwrap()),
-        Err(Error::InvalidInput)
+        Err(Error::NetworkUnreachable)
     );
     let bogus = ConnectionHandle(999_999);
     assert_eq!(h.ep.send(bogus, b"x"), Err(Error::InvalidHandle));

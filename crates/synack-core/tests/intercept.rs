@@ -476,3 +476,71 @@ fn held_syns_are_found_again_after_their_announcements_were_dropped() {
     h.ep.refuse_intercepted(found[1]).unwrap();
     assert_eq!(h.ep.held_syns().collect::<Vec<_>>(), [found[0], found[2]]);
 }
+
+/// The link's broadcast address (`Config::broadcast_addresses`, which a runtime fills from
+/// its device's prefix) is nobody's, in transparent mode too: a SYN or an echo request from
+/// it is a martian and goes unanswered (Linux's `ip_route_input_slow`), a SYN to it is not
+/// intercepted, a connection to it is `NetworkUnreachable` (`tcp_v4_connect`) and a
+/// datagram to it `PermissionDenied` (EACCES without `SO_BROADCAST`), as for the limited
+/// broadcast address.
+#[test]
+fn the_link_broadcast_address_is_nobodys() {
+    let bcast = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 255));
+    let echo = icmp_to(
+        bcast,
+        US,
+        IcmpRepr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"ping",
+        },
+    );
+    // Without the link's prefix the core cannot tell: the SYN and the ping are answered.
+    let mut h = intercepting(InterceptConfig::default());
+    h.ep.listen(SocketAddr::new(US, 80), 8).unwrap();
+    syn(
+        &mut h,
+        SocketAddr::new(bcast, 4000),
+        SocketAddr::new(US, 80),
+        1,
+    );
+    assert!(h.one().is(SYN | ACK));
+    h.inject_raw(&echo);
+    let _ = h.drain();
+    assert_eq!(h.raw.len(), 2, "the SYN-ACK and the echo reply");
+
+    let mut c = config();
+    c.intercept(Some(InterceptConfig::default()))
+        .broadcast_addresses([Ipv4Addr::new(198, 18, 0, 255)]);
+    let mut h = Harness::new(c);
+    h.ep.listen(SocketAddr::new(US, 80), 8).unwrap();
+    syn(
+        &mut h,
+        SocketAddr::new(bcast, 4000),
+        SocketAddr::new(US, 80),
+        1,
+    );
+    h.none();
+    h.inject_raw(&echo);
+    syn(&mut h, client(40000), SocketAddr::new(bcast, 80), 1);
+    h.none();
+    assert!(h.raw.is_empty(), "{:?}", h.raw);
+    assert_eq!(h.ep.stats().drop_not_for_us, 3);
+    assert!(h.events().is_empty());
+    assert_eq!(h.ep.held_syns().count(), 0);
+    // A SYN from an ordinary client to the same listener is answered.
+    syn(&mut h, client(40001), SocketAddr::new(US, 80), 1);
+    assert!(h.one().is(SYN | ACK));
+
+    for to in [bcast, IpAddr::V4(Ipv4Addr::BROADCAST)] {
+        let dst = SocketAddr::new(to, 80);
+        assert_eq!(
+            h.ep.connect(h.now, dst).err(),
+            Some(Error::NetworkUnreachable)
+        );
+        let u = h.ep.udp_bind(SocketAddr::new(US, 0)).unwrap();
+        assert_eq!(h.ep.udp_send_to(u, dst, b"x"), Err(Error::PermissionDenied));
+        assert_eq!(h.ep.udp_connect(u, dst), Err(Error::PermissionDenied));
+    }
+    h.none();
+}

@@ -67,8 +67,8 @@ pub(crate) struct UdpState {
 /// `writable`; receives into a `BufMut` (`recv_buf_from`); the peeks (`peek_from`, `peek`,
 /// `peek_sender`); `take_error`, `set_ttl` and `set_tos`. Not `Clone`: share it with an `Arc`,
 /// as tokio's. Dropping it closes the socket in the core (its queued datagrams are dropped, its
-/// port is free). Not here: broadcast and multicast (a datagram to such an address is
-/// `InvalidInput`).
+/// port is free). Not here: broadcast and multicast (a datagram to a broadcast address is
+/// `PermissionDenied`, as on Linux without `SO_BROADCAST`; to a multicast one `InvalidInput`).
 ///
 /// Datagrams are never fragmented: one larger than the MTU allows is refused with
 /// `InvalidInput` ("message too long", Linux's EMSGSIZE). A connected socket receives only

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use kernel_support::{stack_addr, Net, Proc, HOST, STACK};
 use synack_core::Stats;
+use synack_tokio::device::TunConfig;
 use synack_tokio::netns::require_tun;
 use synack_tokio::{Stack, TcpListener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -433,6 +434,7 @@ const KINDS: &[(&str, &[(&str, u64)])] = &[
     ("port_zero", &[("drop_malformed", ALL)]),
     ("unsupported", &[("drop_unsupported", ALL)]),
     ("udp_closed_port", &[("drop_udp_no_socket", ALL)]),
+    ("martian_sources", &[("drop_not_for_us", ALL)]),
     ("flags_closed", &[("drop_other", 128), ("rsts_sent", 128)]),
     (
         "flags_listen",
@@ -467,9 +469,12 @@ async fn kernel_hostile_packets_are_counted_and_survived() {
     let (server, _) = echo_server(&net.stack, 7).await;
 
     let dir = net.dir.path().to_string_lossy().into_owned();
+    // The link's broadcast address, which the device tells the stack (198.18.0.255).
+    let link = TunConfig::default().host_addr.expect("IPv4 link");
+    let bcast = link.broadcast().expect("a /24 has one").to_string();
     let mut gen = net.ns.command(scapy);
     gen.arg(script("hostile.py"))
-        .args([&dir, &STACK.to_string(), "9", "7", "1"]);
+        .args([&dir, &STACK.to_string(), "9", "7", "1", &bcast]);
     let manifest = finish(Proc::spawn(gen), 60).await;
     let kinds: Vec<(String, u64)> = manifest
         .lines()

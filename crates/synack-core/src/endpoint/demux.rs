@@ -44,8 +44,9 @@ impl RecvMeta {
     }
 }
 
-/// Whether `addr` can be a TCP peer: not unspecified, broadcast or multicast.
-pub(super) fn is_unicast(addr: IpAddr) -> bool {
+/// Whether `addr` is a unicast address by its class: not unspecified, the limited
+/// broadcast address or multicast. [`Endpoint::is_unicast`] adds the link's broadcasts.
+fn is_unicast(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => !a.is_unspecified() && !a.is_broadcast() && !a.is_multicast(),
         IpAddr::V6(a) => !a.is_unspecified() && !a.is_multicast(),
@@ -59,8 +60,8 @@ pub(super) fn is_unicast(addr: IpAddr) -> bool {
 /// on any device but loopback as martians (`ip_route_input_slow`, `ip6_rcv_core`). Above
 /// all, in intercept mode a packet to 127.0.0.1 must not become a flow the application
 /// relays to its own host's loopback. Broadcast and multicast sources, which Linux counts
-/// as martians too, are not this function's: see [`is_unicast`], which the TCP, UDP and
-/// ICMP paths apply to the source where they need it.
+/// as martians too, are not this function's: see [`Endpoint::is_unicast`], which the TCP,
+/// UDP and ICMP paths apply to the source where they need it.
 pub(super) fn is_martian(addr: IpAddr) -> bool {
     match addr {
         IpAddr::V4(a) => a.is_loopback() || a.octets()[0] == 0,
@@ -69,6 +70,19 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
 }
 
 impl Endpoint {
+    /// Whether `addr` can be a peer's or a flow's address: unicast by its class, and not one
+    /// of the link's broadcast addresses ([`Config::broadcast_addresses`](crate::Config::broadcast_addresses)).
+    pub(super) fn is_unicast(&self, addr: IpAddr) -> bool {
+        is_unicast(addr) && !self.config.is_link_broadcast(addr)
+    }
+
+    /// Whether `addr` is a broadcast address: the limited one (255.255.255.255) or one of
+    /// the link's. A socket without `SO_BROADCAST` (synack has none) may not send to one:
+    /// Linux's EACCES.
+    pub(super) fn is_broadcast(&self, addr: IpAddr) -> bool {
+        matches!(addr, IpAddr::V4(a) if a.is_broadcast()) || self.config.is_link_broadcast(addr)
+    }
+
     /// Feed one IP packet received from the link: `&buf[..meta.len]`, with what the device
     /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
     /// past the end of `buf` is dropped as malformed.
@@ -96,15 +110,20 @@ impl Endpoint {
                     ip.protocol(),
                     IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
                 )
-                && is_unicast(ip.dst_addr()));
-        // Martians (see `is_martian`), and a source that is one of our own addresses (a
-        // LAND attack: Linux's `fib_validate_source` refuses a local source without
-        // `accept_local`). A stack whose own address is a loopback one is a loopback link,
-        // where they are ordinary.
+                && self.is_unicast(ip.dst_addr()));
+        // Martians (see `is_martian`), a source that is one of our own addresses (a LAND
+        // attack: Linux's `fib_validate_source` refuses a local source without
+        // `accept_local`), and a source that is the link's broadcast address (its route is
+        // RTN_BROADCAST: `ip_route_input_slow`'s `martian_source`; answering it would
+        // reflect to the whole link). A stack whose own address is a loopback one is a
+        // loopback link, where they are ordinary.
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let loopback_link = dst.is_loopback() && self.addresses.contains(&dst);
-        let martian =
-            !loopback_link && (is_martian(src) || is_martian(dst) || self.addresses.contains(&src));
+        let martian = !loopback_link
+            && (is_martian(src)
+                || is_martian(dst)
+                || self.addresses.contains(&src)
+                || self.config.is_link_broadcast(src));
         if !ours || martian {
             self.stats.drop_not_for_us += 1;
             return;
@@ -152,7 +171,7 @@ impl Endpoint {
         };
         // RFC 9293 §3.10.7.2 / RFC 1122 §4.2.3.10: segments from broadcast or multicast
         // sources are not for a connection.
-        if !is_unicast(src) {
+        if !self.is_unicast(src) {
             self.stats.drop_malformed += 1;
             return;
         }

@@ -4,7 +4,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::demux::is_unicast;
 use super::output::Own;
 use super::table::Tuple;
 use super::{Endpoint, Owner};
@@ -50,7 +49,7 @@ impl Endpoint {
                     self.stats.drop_not_for_us += 1;
                     return;
                 }
-                if !is_unicast(ip.src_addr()) {
+                if !self.is_unicast(ip.src_addr()) {
                     self.stats.drop_other += 1;
                     return;
                 }

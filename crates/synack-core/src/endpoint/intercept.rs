@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use super::demux::{is_martian, is_unicast};
+use super::demux::is_martian;
 use super::output::Own;
 use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, Owner};
@@ -115,7 +115,8 @@ impl Endpoint {
     /// its destination), as a Linux socket with IP_TRANSPARENT binds and connects from a
     /// foreign address.
     pub fn may_own(&self, ip: IpAddr) -> bool {
-        self.addresses.contains(&ip) || (self.intercepts() && is_unicast(ip) && !is_martian(ip))
+        self.addresses.contains(&ip)
+            || (self.intercepts() && self.is_unicast(ip) && !is_martian(ip))
     }
 
     /// A SYN that no connection, TIME-WAIT entry or listener took, in intercept mode: hold it

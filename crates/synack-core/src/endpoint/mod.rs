@@ -62,8 +62,8 @@ mod time_wait;
 mod udp;
 
 use connections::{Owner, Slot};
+use demux::is_martian;
 pub use demux::RecvMeta;
-use demux::{is_martian, is_unicast};
 pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
@@ -379,8 +379,13 @@ impl Endpoint {
         fast_open: FastOpen<'_>,
     ) -> Result<(ConnectionHandle, usize), Error> {
         let mut sent = 0;
-        if remote.port() == 0 || !is_unicast(remote.ip()) {
+        if remote.port() == 0 {
             return Err(Error::InvalidInput);
+        }
+        // A broadcast or multicast destination has no TCP (Linux's `tcp_v4_connect`:
+        // ENETUNREACH for an RTCF_BROADCAST or RTCF_MULTICAST route).
+        if !self.is_unicast(remote.ip()) {
+            return Err(Error::NetworkUnreachable);
         }
         // No loopback: a SYN to a loopback address (or 0/8, or an IPv4-mapped one) or to one
         // of our own would go out on the link, which never answers it (the kernel drops it

@@ -39,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::{is_unicast, RecvMeta};
+use super::demux::RecvMeta;
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -218,7 +218,7 @@ impl Endpoint {
             Err(e) => return self.count_wire_error(e),
         };
         // RFC 1122 §3.2.1.3: a datagram from a broadcast or multicast source is discarded.
-        if !is_unicast(src) {
+        if !self.is_unicast(src) {
             self.stats.drop_malformed += 1;
             return;
         }
@@ -466,9 +466,12 @@ impl Endpoint {
     /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
     /// received. A socket bound to the unspecified address takes the stack's first address
     /// of the peer's family as its own, as Linux picks a source at connect. Clears a pending
-    /// error.
+    /// error. A broadcast peer is `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
-        if peer.port() == 0 || !is_unicast(peer.ip()) {
+        if self.is_broadcast(peer.ip()) {
+            return Err(Error::PermissionDenied);
+        }
+        if peer.port() == 0 || !self.is_unicast(peer.ip()) {
             return Err(Error::InvalidInput);
         }
         let local = self.udp.socket(h)?.local;
@@ -505,7 +508,8 @@ impl Endpoint {
     /// Send `payload` as one datagram to `dst`, from the socket's address. Returns its
     /// length. Errors: a pending ICMP error (once), `MessageTooLong` if it does not fit one
     /// packet of the MTU, `WouldBlock` when the own-packet queue is full
-    /// ([`Event::UdpWritable`] follows), `InvalidInput` for a port 0, a non-unicast
+    /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
+    /// (no `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for a port 0, another non-unicast
     /// destination or another family than the socket's.
     pub fn udp_send_to(
         &mut self,
@@ -600,7 +604,7 @@ impl Endpoint {
         if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
             return Err(Error::InvalidInput);
         }
-        if !self.may_own(from.ip()) || !is_unicast(to.ip()) {
+        if !self.may_own(from.ip()) || !self.is_unicast(to.ip()) {
             return Err(Error::AddrNotAvailable);
         }
         // The datagram the client sent: from it, to `from`, with no payload.
@@ -654,7 +658,10 @@ impl Endpoint {
         payload: &[u8],
         (hop_limit, tos): (u8, u8),
     ) -> Result<usize, Error> {
-        if dst.port() == 0 || !is_unicast(dst.ip()) {
+        if self.is_broadcast(dst.ip()) {
+            return Err(Error::PermissionDenied);
+        }
+        if dst.port() == 0 || !self.is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
         }
         if payload.len() > self.udp_max_payload(dst.is_ipv6()) {

@@ -24,6 +24,7 @@ pub fn errno(e: Error) -> i32 {
         Error::InvalidInput => libc::EINVAL,
         Error::NoBufferSpace => libc::ENOBUFS,
         Error::MessageTooLong => libc::EMSGSIZE,
+        Error::PermissionDenied => libc::EACCES,
     }
 }
 

@@ -12,6 +12,7 @@
 //! take.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::task::{Context, Poll};
 
 use crate::shard::FlowSteering;
@@ -135,6 +136,17 @@ pub trait Device: Send + 'static {
             io::ErrorKind::Unsupported,
             "the device has a single queue",
         ))
+    }
+
+    /// The link's directed broadcast addresses (`198.18.0.255` on a `198.18.0.0/24`
+    /// link): the stack gives them to the core ([`Config::broadcast_addresses`]), which
+    /// answers no packet from one and takes none to one, as Linux treats its broadcast
+    /// routes. Asked once, when the stack starts. The default: none (a link without
+    /// IPv4 prefixes, or whose prefixes the device does not know).
+    ///
+    /// [`Config::broadcast_addresses`]: synack_core::Config::broadcast_addresses
+    fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
+        Vec::new()
     }
 
     /// Makes the device deliver every packet of a TCP flow on the queue that `steering`

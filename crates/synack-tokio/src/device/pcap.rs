@@ -120,6 +120,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.check()
     }
 
+    fn broadcast_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.inner.broadcast_addresses()
+    }
+
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         match self.inner.poll_recv(cx, buf) {
             Poll::Ready(Ok(meta)) => {

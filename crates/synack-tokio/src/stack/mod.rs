@@ -524,6 +524,9 @@ impl Stack {
             Some(_) => {}
         }
         config.tx_checksum_offload(caps.tx_checksum_partial);
+        if config.get_broadcast_addresses().is_empty() {
+            config.broadcast_addresses(device.broadcast_addresses());
+        }
 
         let wanted = workers.unwrap_or_else(default_workers).max(1);
         let wanted = wanted.min(device.max_queues().max(1));

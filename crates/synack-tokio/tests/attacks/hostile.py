@@ -6,7 +6,8 @@ per kind. Every packet goes from a spoofed source in 198.19.0.0/16 to DST, so wh
 stack answers dies in the namespace's kernel and nothing comes back to muddle the counts.
 Packets that must reach a connection-less port use CLOSED; those for a listener use LISTEN.
 
-usage: hostile.py OUTDIR DST CLOSED LISTEN SEED
+usage: hostile.py OUTDIR DST CLOSED LISTEN SEED BCAST
+(BCAST: the TUN link's broadcast address, the source of some of the martians)
 writes: OUTDIR/KIND.bin, each packet as a 2-byte big-endian length and its bytes
 prints: "KIND COUNT" per kind
 """
@@ -15,12 +16,13 @@ import random
 import struct
 import sys
 
-from scapy.all import IP, TCP, UDP, Raw, fragment, raw  # noqa: E402
+from scapy.all import ICMP, IP, TCP, UDP, Raw, fragment, raw  # noqa: E402
 
 import rawip
 
 outdir, dst = sys.argv[1], sys.argv[2]
 closed, listen, seed = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+bcast = sys.argv[6]
 rng = random.Random(seed)
 # How many times each variant is repeated (each time from a fresh source address and port).
 REPEAT = 16
@@ -194,6 +196,20 @@ v = []
 for _ in range(REPEAT * 4):
     v.append(raw(IP(src=src(), dst=dst) / UDP(sport=sport(), dport=53) / Raw(b"q")))
 kinds["udp_closed_port"] = v
+
+# Martian sources (Linux's `ip_route_input_slow` jumps to `martian_source`): the link's
+# broadcast address (its route is RTN_BROADCAST; an answer would go to the whole link), the
+# stack's own address (a LAND attack), loopback and "this network" (RFC 1122 §3.2.1.3). From
+# each, a SYN to the listener, an echo request and a datagram to a closed port: none is
+# answered.
+v = []
+for _ in range(REPEAT):
+    for s in (bcast, dst, "127.0.0.1", "0.1.2.3"):
+        v.append(raw(IP(src=s, dst=dst) / TCP(sport=sport(), dport=listen, flags="S",
+                                              seq=rng.getrandbits(32))))
+        v.append(raw(IP(src=s, dst=dst) / ICMP(id=rng.getrandbits(16), seq=1) / Raw(b"ping")))
+        v.append(raw(IP(src=s, dst=dst) / UDP(sport=sport(), dport=53) / Raw(b"q")))
+kinds["martian_sources"] = v
 
 # Every combination of the 8 TCP flags (RFC 9293 §3.1), to the closed port and to the
 # listener, each from its own source so that none of them meets another's state.

@@ -93,6 +93,14 @@ impl Ipv4Cidr {
         let mask = u32::from(self.netmask());
         u32::from(ip) & mask == u32::from(self.addr) & mask
     }
+
+    /// The subnet's directed broadcast address (RFC 919, RFC 922: all host bits set), which
+    /// Linux routes as broadcast for a prefix shorter than 31 bits (`fib_add_ifaddr`); a
+    /// /31 (RFC 3021) or /32 has none.
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        (self.prefix_len < 31)
+            .then(|| Ipv4Addr::from(u32::from(self.addr) | !u32::from(self.netmask())))
+    }
 }
 
 impl fmt::Display for Ipv4Cidr {
@@ -273,6 +281,8 @@ struct Tun {
     name: String,
     mtu: usize,
     vnet_hdr: bool,
+    /// The directed broadcast address of `host_addr`'s prefix, if it has one.
+    broadcast: Option<Ipv4Addr>,
     /// Multi-queue: the network namespace the interface lives in, where more queues of it
     /// are opened. `None`: a single-queue interface.
     netns: Option<Arc<File>>,
@@ -349,6 +359,7 @@ impl Tun {
             name: config.name.clone(),
             mtu: chosen,
             vnet_hdr,
+            broadcast: config.host_addr.and_then(|v4| v4.broadcast()),
             netns,
         })
     }
@@ -408,6 +419,7 @@ impl Tun {
             name: self.name.clone(),
             mtu: self.mtu,
             vnet_hdr,
+            broadcast: self.broadcast,
             netns: Some(Arc::clone(netns)),
         })
     }
@@ -635,6 +647,13 @@ impl Device for TunDevice {
         }
     }
 
+    fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
+        match &self.inner {
+            Inner::Offload(d) => d.broadcast_addresses(),
+            Inner::Plain(d) => d.broadcast_addresses(),
+        }
+    }
+
     fn open_queue(&mut self) -> io::Result<TunDevice> {
         let inner = match &mut self.inner {
             Inner::Offload(d) => Inner::Offload(d.open_queue()?),
@@ -707,6 +726,11 @@ impl Device for PlainTun {
 
     fn max_queues(&self) -> usize {
         self.tun.max_queues()
+    }
+
+    /// The broadcast address of [`TunConfig::host_addr`]'s prefix.
+    fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
+        self.tun.broadcast.into_iter().collect()
     }
 
     /// One more queue of the interface (see [`TunConfig::multi_queue`]).

@@ -436,6 +436,12 @@ impl Device for OffloadTun {
         self.tun.max_queues()
     }
 
+    /// The broadcast address of [`TunConfig::host_addr`](super::TunConfig::host_addr)'s
+    /// prefix.
+    fn broadcast_addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.tun.broadcast.into_iter().collect()
+    }
+
     /// One more queue of the interface (see
     /// [`TunConfig::multi_queue`](super::TunConfig::multi_queue)), adding to the same
     /// counters.
