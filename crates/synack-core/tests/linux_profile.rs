@@ -103,3 +103,41 @@ fn linux_profile_syn_retries_run_out_by_time() {
     assert_eq!(sent, vec![0, 1000, 2000]);
     assert_eq!(failed, Some(3000));
 }
+
+/// Settings at their extremes saturate the SYN schedule rather than overflow it: an uncapped
+/// RTO with 31, 32 or 127 retries (Linux's `tcp_model_timeout` doubles per retry), a
+/// microsecond's initial SYN RTO under an hour's cap, an initial SYN RTO of `Duration::MAX`.
+/// Each connect sends its SYNs without a panic. TCP_SYNCNT takes 1 to 127, as Linux.
+#[test]
+fn extreme_syn_settings_saturate() {
+    use std::time::Duration;
+    for retries in [31, 32, 127] {
+        let mut c = Config::linux();
+        c.max_rto(Duration::MAX).syn_retries(retries);
+        let (sent, _) = syn_timeline(c);
+        assert!(sent.len() > 10, "{retries}: {sent:?}");
+    }
+    let mut c = Config::default();
+    c.max_rto(Duration::from_secs(3600))
+        .initial_syn_rto(Duration::from_micros(1))
+        .syn_linear_timeouts(1)
+        .syn_retries(31);
+    let (sent, _) = syn_timeline(c);
+    assert!(sent.len() > 10, "{sent:?}");
+    let mut c = Config::linux();
+    c.initial_syn_rto(Duration::MAX);
+    let (sent, _) = syn_timeline(c);
+    assert!(!sent.is_empty());
+
+    let mut ep = endpoint(Config::default());
+    let h = ep
+        .connect(Instant::ZERO, "198.18.0.1:80".parse().unwrap())
+        .unwrap();
+    for bad in [0, synack_core::MAX_SYN_RETRIES + 1, u32::MAX] {
+        assert_eq!(
+            ep.set_syn_retries(h, bad),
+            Err(synack_core::Error::InvalidInput)
+        );
+    }
+    assert_eq!(ep.set_syn_retries(h, synack_core::MAX_SYN_RETRIES), Ok(()));
+}

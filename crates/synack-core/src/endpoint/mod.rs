@@ -79,6 +79,10 @@ pub use udp::{
     DATAGRAM_OVERHEAD, SEND_QUEUE_PACKETS,
 };
 
+/// The most SYN retransmissions a connection may be given ([`Endpoint::set_syn_retries`]):
+/// Linux's `MAX_TCP_SYNCNT`.
+pub const MAX_SYN_RETRIES: u32 = 127;
+
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -914,8 +918,12 @@ impl Endpoint {
         Ok(())
     }
 
-    /// SYN retransmissions before this connection's active open fails (Linux TCP_SYNCNT).
+    /// SYN retransmissions before this connection's active open fails (Linux TCP_SYNCNT):
+    /// 1 to 127 (`MAX_TCP_SYNCNT`), else `InvalidInput`, as Linux's EINVAL.
     pub fn set_syn_retries(&mut self, conn: ConnectionHandle, retries: u32) -> Result<(), Error> {
+        if !(1..=MAX_SYN_RETRIES).contains(&retries) {
+            return Err(Error::InvalidInput);
+        }
         self.app_slot(conn)?.conn.set_syn_retries(retries);
         Ok(())
     }

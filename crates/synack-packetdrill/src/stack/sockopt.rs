@@ -294,7 +294,7 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => {
                 let v = int()?;
-                if !(1..=127).contains(&v) {
+                if !(1..=synack_core::MAX_SYN_RETRIES as i32).contains(&v) {
                     return Err(libc::EINVAL);
                 }
                 g.socket(fd)?.opts.syncnt = Some(v as u32);

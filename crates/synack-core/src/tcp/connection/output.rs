@@ -270,7 +270,9 @@ impl Connection {
     }
 
     /// Linux's `tcp_model_timeout` for SYNs: how long `syn_retries` retries take when each
-    /// doubles the RTO from the initial SYN RTO, the RTO capped at `max_rto`.
+    /// doubles the RTO from the initial SYN RTO, the RTO capped at `max_rto`. Saturating:
+    /// any configuration (an uncapped RTO, a microsecond's initial one, many retries) gives
+    /// at most `Duration::MAX`, never an overflow.
     pub(super) fn syn_model_timeout(&self) -> std::time::Duration {
         let base = self
             .cfg
@@ -279,10 +281,16 @@ impl Connection {
         let max = self.cfg.max_rto.max(base);
         let thresh = ((max.as_micros() / base.as_micros()).max(1) as u64).ilog2();
         let retries = self.cfg.syn_retries;
+        // 2^(n+1) - 1: the sum of the first n + 1 doublings of `base`.
+        let doublings = |n: u32| {
+            1u32.checked_shl(n.saturating_add(1))
+                .map_or(u32::MAX, |f| f - 1)
+        };
         if retries <= thresh {
-            base * ((2u32 << retries) - 1)
+            base.saturating_mul(doublings(retries))
         } else {
-            base * ((2u32 << thresh) - 1) + max * (retries - thresh)
+            base.saturating_mul(doublings(thresh))
+                .saturating_add(max.saturating_mul(retries - thresh))
         }
     }
 

@@ -312,7 +312,9 @@ impl Connection {
                     // count, once the SYN has been out as long as `syn_retries` exponential
                     // retries would take (tcp_model_timeout), checked as each timer fires
                     // after the first.
-                    let elapsed: Duration = (0..=self.backoff).map(|i| self.syn_rto_after(i)).sum();
+                    let elapsed = (0..=self.backoff)
+                        .map(|i| self.syn_rto_after(i))
+                        .fold(Duration::ZERO, Duration::saturating_add);
                     self.backoff > 0 && elapsed >= self.syn_model_timeout()
                 } else {
                     let limit = if active {
