@@ -39,6 +39,9 @@ pub struct TcpListener {
     next: AtomicUsize,
     /// SO_LINGER for every stream it hands out.
     linger: Option<std::time::Duration>,
+    /// The address it is bound to (its port chosen if 0 was asked for): fixed at bind, so
+    /// it answers after the stack shut down too, as a kernel socket's `getsockname`.
+    local: SocketAddr,
 }
 
 impl TcpListener {
@@ -67,6 +70,7 @@ impl TcpListener {
             handles: Vec::with_capacity(stack.workers()),
             next: AtomicUsize::new(0),
             linger,
+            local: addr,
         };
         // An ephemeral port is one that no shard's connections use (shard 0's own `listen`
         // would look only at its own); every shard listens on it. A failure on any shard
@@ -86,6 +90,7 @@ impl TcpListener {
             debug!(listener = handle.0, shard, %addr, backlog, "listening");
             listener.handles.push(handle);
         }
+        listener.local = addr;
         Ok(listener)
     }
 
@@ -194,10 +199,10 @@ impl TcpListener {
         ))
     }
 
-    /// The address the listener is bound to.
+    /// The address the listener is bound to. Always `Ok` (as tokio's, whose `getsockname`
+    /// answers for a listening socket whatever happens): it was fixed at bind.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        let inner = self.stack.lock_shard(0)?;
-        Ok(inner.endpoint.listener_addr(self.handles[0])?)
+        Ok(self.local)
     }
 }
 
@@ -220,8 +225,9 @@ impl Drop for TcpListener {
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TcpListener")
-            .field(&self.handles.first().map(|h| h.0))
+        f.debug_struct("TcpListener")
+            .field("local_addr", &self.local)
+            .field("handle", &self.handles.first().map(|h| h.0))
             .finish()
     }
 }

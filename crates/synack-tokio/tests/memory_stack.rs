@@ -969,6 +969,9 @@ async fn shutdown_half_closes_held_streams_and_refuses_new_ones() {
     let (client, server) = stacks();
     let (mut c, mut s) = connected(&client, &server, 7101).await;
     within(10, s.write_all(b"last words")).await.unwrap();
+    let held = TcpListener::bind(&server, server_addr(0)).await.unwrap();
+    let bound = held.local_addr().unwrap();
+    assert_ne!(bound.port(), 0);
     let server2 = server.clone();
     let shut = tokio::spawn(async move { server2.shutdown(Duration::from_secs(20)).await });
     // The client sees the data, then EOF: the server's FIN.
@@ -982,6 +985,8 @@ async fn shutdown_half_closes_held_streams_and_refuses_new_ones() {
     within(10, s.read_to_end(&mut back)).await.unwrap();
     assert_eq!(back, b"goodbye");
     within(20, shut).await.unwrap().expect("shutdown completes");
+    // A listener still held keeps its address, as a kernel socket's getsockname.
+    assert_eq!(held.local_addr().unwrap(), bound);
     let err = TcpListener::bind(&server, server_addr(7102))
         .await
         .unwrap_err();
