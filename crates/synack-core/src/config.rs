@@ -621,8 +621,8 @@ impl Config {
     /// drops it as a martian source), none to one is taken, even in transparent mode (a
     /// broadcast route is no flow's destination), and a connection or datagram to one is
     /// refused as to `255.255.255.255`. The core knows its own addresses, not the link's
-    /// prefix, so a runtime fills an empty list from its device (`Device::
-    /// broadcast_addresses` in synack-tokio). Empty by default.
+    /// prefix, so a runtime fills an empty list from its device (synack-tokio asks
+    /// `Device::broadcast_addresses`). Empty by default.
     pub fn broadcast_addresses(&mut self, value: impl IntoIterator<Item = Ipv4Addr>) -> &mut Self {
         self.broadcast_addresses = value.into_iter().collect();
         self

@@ -71,7 +71,7 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
 
 impl Endpoint {
     /// Whether `addr` can be a peer's or a flow's address: unicast by its class, and not one
-    /// of the link's broadcast addresses ([`Config::broadcast_addresses`](crate::Config::broadcast_addresses)).
+    /// of the link's broadcast addresses (see [`crate::Config::broadcast_addresses`]).
     pub(super) fn is_unicast(&self, addr: IpAddr) -> bool {
         is_unicast(addr) && !self.config.is_link_broadcast(addr)
     }

@@ -160,7 +160,8 @@ impl TcpStream {
     /// Fails with `ConnectionRefused` if the peer answers with RST, and `TimedOut` once the
     /// configured SYN retries run out. The stack has no loopback: a loopback address
     /// (127.0.0.1, `::1`) or one of the stack's own fails at once with
-    /// `NetworkUnreachable`. Cancelling the future abandons the attempt.
+    /// `NetworkUnreachable`, as does a broadcast or multicast one (TCP has no groups).
+    /// Cancelling the future abandons the attempt.
     pub async fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
         Self::connect_with(stack, addr, None, &SocketOptions::default(), None).await
     }
