@@ -199,6 +199,14 @@ impl TcpListener {
         ))
     }
 
+    /// Whether the listener can never accept again: `Stack::shutdown` closed it, or the
+    /// stack is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.stack.lock_shard(0).map_or(true, |inner| {
+            inner.endpoint.listener_addr(self.handles[0]).is_err()
+        })
+    }
+
     /// The address the listener is bound to. Always `Ok` (as tokio's, whose `getsockname`
     /// answers for a listening socket whatever happens): it was fixed at bind.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -48,7 +48,7 @@ impl Listener for TcpListener {
         loop {
             match TcpListener::accept(self).await {
                 Ok(accepted) => return accepted,
-                Err(e) if TcpListener::local_addr(self).is_err() => {
+                Err(e) if self.is_closed() => {
                     error!(error = %e, "the listener is closed for good; accepting nothing more");
                     std::future::pending::<()>().await;
                 }
