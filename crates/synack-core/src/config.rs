@@ -59,6 +59,8 @@ pub struct Config {
     pub(crate) syn_linear_timeouts: u32,
     pub(crate) intercept: Option<InterceptConfig>,
     pub(crate) udp_recv_buffer: usize,
+    pub(crate) fragment_memory: usize,
+    pub(crate) fragment_timeout: Duration,
     pub(crate) notsent_lowat: Option<usize>,
     pub(crate) skb_accounting: bool,
     pub(crate) fast_recovery_from_cwnd: bool,
@@ -210,6 +212,8 @@ impl Default for Config {
             syn_linear_timeouts: 0,
             intercept: None,
             udp_recv_buffer: 212_992,
+            fragment_memory: 4 * 1024 * 1024,
+            fragment_timeout: Duration::from_secs(30),
             // Linux's default: ECN for peers that ask. It costs nothing on a path that
             // never marks, and a peer asking for it is one that wants marks, not drops.
             ecn: EcnMode::AcceptOnly,
@@ -610,6 +614,19 @@ impl Config {
         /// payload plus `DATAGRAM_OVERHEAD` (Linux net.core.rmem_default: 212,992). Past it,
         /// datagrams are dropped and counted (`drop_udp_queue_full`).
         udp_recv_buffer: usize
+    );
+    setter!(
+        /// Bytes the fragments of datagrams being reassembled may hold at most, each piece
+        /// charged for its data and its bookkeeping (Linux's `ipfrag_high_thresh`, 4 MiB).
+        /// Past it the oldest datagrams are given up to make room. Only UDP and ICMP
+        /// datagrams are reassembled (see `Stats::fragments_reassembled`).
+        fragment_memory: usize
+    );
+    setter!(
+        /// How long a datagram's fragments are held, from the first, before the datagram is
+        /// given up (Linux's `ipfrag_time`, 30 s); its sender gets an ICMP time exceeded if
+        /// its first fragment was in.
+        fragment_timeout: Duration
     );
     setter!(
         /// Explicit Congestion Notification (RFC 3168; Linux's `tcp_ecn`). The default is

@@ -49,7 +49,8 @@ pub enum Error {
     /// A configured resource limit is reached (ENOBUFS).
     #[error("no buffer space available")]
     NoBufferSpace,
-    /// A datagram larger than one packet of the MTU: synack does not fragment (EMSGSIZE).
+    /// A datagram larger than the length fields allow (`endpoint::UDP_MAX_PAYLOAD`), or than
+    /// fragments within the send queue's bound can carry at a tiny MTU (EMSGSIZE).
     #[error("message too long")]
     MessageTooLong,
     /// A datagram to a broadcast address: synack has no `SO_BROADCAST` (EACCES).

@@ -134,6 +134,7 @@ const TAG_COOKIE: u8 = 2;
 const TAG_PORT: u8 = 4;
 const TAG_FLOW: u8 = 5;
 const TAG_IP_ID: u8 = 6;
+const TAG_FRAGMENT_ID: u8 = 7;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -312,6 +313,17 @@ impl Secrets {
         input.socket(remote);
         input.put(&iss.0.to_be_bytes());
         input.hash(&self.port_key) as u16
+    }
+
+    /// What the identification of a fragmented datagram from `src` to `dst` is drawn from
+    /// (see `Endpoint::fragment_ident`): a keyed hash of the pair, as Linux's
+    /// `ip_select_ident` hashes it to pick one of its counters and perturb it (RFC 7739 §5:
+    /// identifications no onlooker can predict or use to count what went elsewhere).
+    pub fn fragment_ident(&self, src: IpAddr, dst: IpAddr) -> u64 {
+        let mut input = Input::new(TAG_FRAGMENT_ID);
+        input.ip(src);
+        input.ip(dst);
+        input.hash(&self.port_key)
     }
 
     /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot

@@ -112,8 +112,25 @@ pub struct Stats {
     pub drop_checksum: u64,
     /// Dropped: a TCP option list that does not parse.
     pub drop_bad_option: u64,
-    /// Dropped: an IP fragment (synack does not reassemble).
+    /// Dropped: an IP fragment not reassembled into a datagram: of TCP or of a protocol
+    /// synack does not reassemble (it reassembles UDP and ICMP), a repeat of a piece held,
+    /// overlapping one (RFC 5722: the whole datagram goes), or held until its datagram
+    /// timed out (`fragments_expired`) or was given up for room (`fragments_evicted`).
     pub drop_fragment: u64,
+    /// Datagrams reassembled from fragments (RFC 791 §3.2, RFC 8200 §4.5) and handed on.
+    pub fragments_reassembled: u64,
+    /// Datagrams given up `Config::fragment_timeout` after their first fragment, whole
+    /// pieces still missing.
+    pub fragments_expired: u64,
+    /// Datagrams given up, oldest first, so that a fragment would fit under
+    /// `Config::fragment_memory`.
+    pub fragments_evicted: u64,
+    /// ICMP time exceeded ("fragment reassembly time exceeded") sent for an expired
+    /// datagram whose first fragment had come.
+    pub fragments_time_exceeded_sent: u64,
+    /// Fragments of our own datagrams sent, each but the last of a datagram (which counts
+    /// in `udp_datagrams_out`): a UDP datagram larger than the MTU goes in fragments.
+    pub fragments_sent: u64,
     /// Dropped: not addressed to one of the stack's addresses (in intercept mode: to no
     /// unicast address), or to or from an address no link carries (loopback, 0/8, IPv4-mapped
     /// IPv6) or from one of the stack's own: Linux's martians.
@@ -185,6 +202,11 @@ impl Stats {
             drop_checksum,
             drop_bad_option,
             drop_fragment,
+            fragments_reassembled,
+            fragments_expired,
+            fragments_evicted,
+            fragments_time_exceeded_sent,
+            fragments_sent,
             drop_not_for_us,
             drop_unsupported,
             drop_out_of_window,
@@ -236,6 +258,11 @@ impl Stats {
         self.drop_checksum += drop_checksum;
         self.drop_bad_option += drop_bad_option;
         self.drop_fragment += drop_fragment;
+        self.fragments_reassembled += fragments_reassembled;
+        self.fragments_expired += fragments_expired;
+        self.fragments_evicted += fragments_evicted;
+        self.fragments_time_exceeded_sent += fragments_time_exceeded_sent;
+        self.fragments_sent += fragments_sent;
         self.drop_not_for_us += drop_not_for_us;
         self.drop_unsupported += drop_unsupported;
         self.drop_out_of_window += drop_out_of_window;
@@ -283,6 +310,9 @@ pub struct MemoryUsage {
     pub pressure: bool,
     /// The cap, `Config::max_memory`.
     pub cap: usize,
+    /// Bytes the fragments of datagrams being reassembled are charged, against their own
+    /// cap, `Config::fragment_memory` (not `cap`).
+    pub reassembly: usize,
 }
 
 impl MemoryUsage {
@@ -299,6 +329,7 @@ impl MemoryUsage {
             state,
             pressure,
             cap,
+            reassembly,
         } = other;
         self.buffered += buffered;
         self.allocated += allocated;
@@ -307,6 +338,7 @@ impl MemoryUsage {
         self.state += state;
         self.pressure |= pressure;
         self.cap += cap;
+        self.reassembly += reassembly;
     }
 }
 
@@ -346,6 +378,7 @@ mod tests {
             state: 30,
             pressure: false,
             cap: 100,
+            reassembly: 7,
         };
         let b = MemoryUsage {
             buffered: 1,
@@ -355,6 +388,7 @@ mod tests {
             state: 5,
             pressure: true,
             cap: 100,
+            reassembly: 1,
         };
         a.merge(&b);
         assert_eq!(
@@ -367,6 +401,7 @@ mod tests {
                 state: 35,
                 pressure: true,
                 cap: 200,
+                reassembly: 8,
             }
         );
     }

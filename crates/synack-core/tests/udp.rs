@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use synack_core::endpoint::UDP_MAX_PAYLOAD;
 use synack_core::testing::{deliver, drain, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
@@ -201,26 +202,53 @@ fn ipv6_datagrams_carry_their_flows_label() {
     assert_eq!(labels[3], 0, "IPv4 has none");
 }
 
+/// Past the MTU a datagram goes in fragments, each within the MTU, and comes out whole at
+/// the other end; past what the length fields allow it is `MessageTooLong` (EMSGSIZE).
 #[test]
-fn oversized_payloads_are_message_too_long() {
+fn datagrams_past_the_mtu_go_in_fragments() {
     let mut p = pair();
     let c = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
     let c6 = p.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    let s = p.server.udp_bind(sa(Pair::SERVER, 9)).unwrap();
+    let s6 = p.server.udp_bind(sa(ip(S6), 9)).unwrap();
     assert_eq!(p.client.udp_max_payload(false), 1472);
     assert_eq!(p.client.udp_max_payload(true), 1452);
-    let big = vec![0u8; 1473];
-    assert_eq!(
-        p.client.udp_send_to(c, sa(Pair::SERVER, 9), &big),
-        Err(Error::MessageTooLong)
-    );
-    assert_eq!(
-        p.client.udp_send_to(c6, sa(ip(S6), 9), &big[..1453]),
-        Err(Error::MessageTooLong)
-    );
-    assert!(p
-        .client
-        .udp_send_to(c6, sa(ip(S6), 9), &big[..1452])
-        .is_ok());
+    let mut sent_fragments = 0;
+    for (sock, server, dst, max) in [
+        (c, s, sa(Pair::SERVER, 9), UDP_MAX_PAYLOAD[0]),
+        (c6, s6, sa(ip(S6), 9), UDP_MAX_PAYLOAD[1]),
+    ] {
+        for size in [1453, 1473, 3000, max] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 13 + size) as u8).collect();
+            assert_eq!(p.client.udp_send_to(sock, dst, &data), Ok(size));
+            let pieces = take_client_packets(&mut p);
+            let mtu = p.client.config().get_mtu();
+            assert!(
+                pieces.iter().all(|q| q.len() <= mtu),
+                "a piece past the MTU"
+            );
+            if size > p.client.udp_max_payload(dst.is_ipv6()) {
+                assert!(pieces.len() > 1, "{size}: {} packet", pieces.len());
+                sent_fragments += pieces.len() - 1;
+            }
+            // Delivered last first: reassembly takes them in any order.
+            for piece in pieces.iter().rev() {
+                deliver(&mut p.server, p.now, piece);
+            }
+            let got = recv(&mut p.server, server).unwrap();
+            assert_eq!(got.0.len(), size);
+            assert!(got.0 == data, "{size} bytes came out changed");
+        }
+        let big = vec![0u8; max + 1];
+        assert_eq!(
+            p.client.udp_send_to(sock, dst, &big),
+            Err(Error::MessageTooLong)
+        );
+    }
+    let (cs, ss) = (p.client.stats(), p.server.stats());
+    assert_eq!(cs.fragments_sent, sent_fragments as u64);
+    assert_eq!(ss.fragments_reassembled, 7);
+    assert_eq!(p.server.memory_usage().reassembly, 0, "nothing held after");
     // Families must match the socket's.
     assert_eq!(
         p.client.udp_send_to(c, sa(ip(S6), 9), b"x"),

@@ -63,6 +63,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use synack_core::isn::{os_seed, siphash24};
+use synack_core::wire::fragment::Fragment;
 use synack_core::wire::{icmp, ipv4, tcp, IcmpRepr, IpProtocol, Ipv6Repr};
 use synack_core::RecvMeta;
 
@@ -212,14 +213,21 @@ impl Flows {
 
     /// The shard that must handle `packet`, or `None` if any shard may (the one it arrived
     /// on does): TCP goes to its flow's owner, UDP to shard 0, an ICMP error to the owner of
-    /// the flow it quotes. Reads the IP header and the ports (and an ICMP error's quote)
-    /// with the core's parsers, without a TCP or UDP checksum; what does not parse is left to
-    /// the endpoint where it arrived, which drops and counts it.
+    /// the flow it quotes, and a fragment of what the core reassembles (UDP, ICMP) to shard
+    /// 0, where its datagram's other pieces go. Reads the IP header and the ports (and an
+    /// ICMP error's quote) with the core's parsers, without a TCP or UDP checksum; what does
+    /// not parse is left to the endpoint where it arrived, which drops and counts it (TCP
+    /// fragments among it: the core does not reassemble them).
     pub(crate) fn route(&self, packet: &[u8]) -> Option<usize> {
         if self.steering.queues == 1 {
             return None;
         }
-        let ip = parse_ip(packet)?;
+        let Some(ip) = parse_ip(packet) else {
+            return Fragment::parse(packet)
+                .ok()
+                .filter(|f| f.protocol != IpProtocol::Tcp)
+                .map(|_| 0);
+        };
         match ip {
             (src, dst, IpProtocol::Tcp, segment) => {
                 let (sp, dp) = ports(segment)?;
@@ -279,8 +287,8 @@ impl Flows {
 
 /// The addresses, protocol and payload of an IPv4 or IPv6 packet, read with the core's own
 /// parsers so that a shard routes what the core will parse and nothing else; `None` for
-/// anything short, of another version, or a fragment (whose ports may be missing; the core
-/// drops fragments).
+/// anything short, of another version, or a fragment (whose ports may be missing: see
+/// [`Flows::route`]).
 ///
 /// IPv4 goes through the header view, not `wire::ip::parse`: that verifies the header
 /// checksum, which the owner's endpoint does anyway, and routing runs on every packet a
@@ -380,6 +388,12 @@ mod tests {
         p
     }
 
+    /// Sums an IPv4 header made by [`v4`] (which leaves it 0: routing does not check it, but
+    /// a fragment is parsed as the core parses it).
+    fn fix_v4_checksum(p: &mut [u8]) {
+        ipv4::Packet::new_unchecked(&mut p[..]).fill_checksum();
+    }
+
     fn v6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> Vec<u8> {
         let mut p = vec![0x60, 0, 0, 0];
         p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
@@ -477,10 +491,13 @@ mod tests {
                 assert_eq!(flows.route(&v6(ext, a, b, &l4)), Some(owner));
             }
         }
-        // A fragment is no one's in particular: the core drops it wherever it lands.
+        // A TCP fragment is no one's in particular: the core drops it wherever it lands. A
+        // UDP one goes where its datagram's other pieces go, to shard 0.
         let mut frag = vec![TCP, 0, 0, 1, 0, 0, 0, 1];
         frag.extend_from_slice(&tcp_ports(40000, 443));
         assert_eq!(flows.route(&v6(44, a, b, &frag)), None);
+        frag[0] = UDP;
+        assert_eq!(flows.route(&v6(44, a, b, &frag)), Some(0));
     }
 
     #[test]
@@ -616,10 +633,15 @@ mod tests {
         // A TCP header cut before its ports.
         let cut = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &[0, 80]);
         assert_eq!(flows.route(&cut), None);
-        // A fragment.
+        // A TCP fragment (a UDP one goes to shard 0 for reassembly).
         let mut frag = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(1, 2));
         frag[6] = 0x20;
+        fix_v4_checksum(&mut frag);
         assert_eq!(flows.route(&frag), None);
+        let mut frag = v4(UDP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(1, 2));
+        frag[6] = 0x20;
+        fix_v4_checksum(&mut frag);
+        assert_eq!(flows.route(&frag), Some(0));
         // An IHL below 5.
         let mut ihl = v4(TCP, [198, 18, 0, 1], [198, 18, 0, 2], &tcp_ports(1, 2));
         ihl[0] = 0x44;

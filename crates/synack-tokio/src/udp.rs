@@ -70,8 +70,11 @@ pub(crate) struct UdpState {
 /// port is free). Not here: broadcast and multicast (a datagram to a broadcast address is
 /// `PermissionDenied`, as on Linux without `SO_BROADCAST`; to a multicast one `InvalidInput`).
 ///
-/// Datagrams are never fragmented: one larger than the MTU allows is refused with
-/// `InvalidInput` ("message too long", Linux's EMSGSIZE). A connected socket receives only
+/// A datagram larger than the MTU goes in IP fragments, as Linux sends one; past what the
+/// length fields allow ([`UDP_MAX_PAYLOAD`](synack_core::endpoint::UDP_MAX_PAYLOAD): 65,507
+/// bytes over IPv4, 65,527 over IPv6) it is refused with `InvalidInput` ("message too long",
+/// Linux's EMSGSIZE). Fragmented datagrams that come in are reassembled. A connected socket
+/// receives only
 /// from its peer, and an ICMP port unreachable for what it sent fails its next `recv` or
 /// `send` with `ConnectionRefused`, as on Linux.
 pub struct UdpSocket {

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kernel_support::{pattern, Net, Proc, HOST, HOST6, STACK, STACK6};
+use synack_core::endpoint::UDP_MAX_PAYLOAD;
 use synack_tokio::device::TunConfig;
 use synack_tokio::netns::require_tun;
 use synack_tokio::{InterceptConfig, UdpSocket};
@@ -86,11 +87,14 @@ for size in sizes:
 print("ok", len(sizes))
 "#;
 
-/// Datagram sizes from empty to the largest one packet of a 1500-byte MTU carries.
+/// Datagram sizes from empty to the largest one packet of a 1500-byte MTU carries, then
+/// past it, in fragments (each side cuts what it sends and puts together what it gets), up
+/// to the largest the length fields allow.
 fn sizes(v6: bool) -> Vec<usize> {
     let max = if v6 { 1452 } else { 1472 };
     let mut v = vec![0, 1, 2, 7, 8, 100, 512, 1000, 1200, 1400];
-    v.extend(max - 3..=max);
+    v.extend(max - 3..=max + 3);
+    v.extend([3000, 9000, 40_000, UDP_MAX_PAYLOAD[usize::from(v6)]]);
     v
 }
 
@@ -109,9 +113,10 @@ async fn ready(net: &Net, script: &str, args: &[&str]) -> Proc {
     panic!("nothing bound UDP port {port} after 10 s");
 }
 
-/// synack sends datagrams of every size up to the MTU's limit to a kernel echo server and
-/// gets the same bytes back from it, over IPv4 and IPv6; then the kernel is the client of a
-/// synack echo server.
+/// synack sends datagrams of every size up to the MTU's limit and past it (in fragments) to a
+/// kernel echo server and gets the same bytes back from it, over IPv4 and IPv6; then the
+/// kernel is the client of a synack echo server. One byte more than the largest is
+/// `InvalidInput` (EMSGSIZE).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_udp_round_trips_both_ways_both_families() {
     let test = "kernel_udp_round_trips_both_ways_both_families";
@@ -138,7 +143,7 @@ async fn kernel_udp_round_trips_both_ways_both_families() {
         for (i, &size) in sizes.iter().enumerate() {
             let data = pattern(size, i as u32 + 1);
             assert_eq!(sock.send_to(&data, target).await.unwrap(), size);
-            let mut buf = vec![0u8; 2048];
+            let mut buf = vec![0u8; 65_536];
             let (n, from) = within(10, sock.recv_from(&mut buf)).await.unwrap();
             assert_eq!(from, target);
             assert_eq!(&buf[..n], &data[..], "size {size}");
@@ -154,7 +159,7 @@ async fn kernel_udp_round_trips_both_ways_both_families() {
             .unwrap();
         let n = sizes.len();
         let serve = tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
+            let mut buf = vec![0u8; 65_536];
             for _ in 0..n {
                 let (len, from) = echo.recv_from(&mut buf).await.unwrap();
                 assert_eq!(from.ip(), host);
@@ -169,6 +174,10 @@ async fn kernel_udp_round_trips_both_ways_both_families() {
     let stats = net.stack.stats();
     assert_eq!(stats.drop_checksum, 0, "{stats:?}");
     assert_eq!(stats.drop_udp_queue_full, 0, "{stats:?}");
+    // Each family: 7 sizes past the MTU each way.
+    assert_eq!(stats.fragments_reassembled, 2 * 2 * 7, "{stats:?}");
+    assert_eq!(stats.drop_fragment, 0, "{stats:?}");
+    assert_eq!(net.stack.memory_usage().reassembly, 0);
 }
 
 /// A kernel socket connected to a synack port with nothing bound gets ECONNREFUSED from the

@@ -266,7 +266,7 @@ async fn connected_socket_is_refused_and_drop_frees_the_port() {
             .unwrap();
         let e = unconnected.peer_addr().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotConnected);
-        let e = unconnected.send_to(&[0u8; 1473], addr).await.unwrap_err();
+        let e = unconnected.send_to(&[0u8; 65_508], addr).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "message too long");
     })
     .await;

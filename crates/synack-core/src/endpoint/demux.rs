@@ -14,6 +14,7 @@ use crate::seq::SeqNumber;
 use crate::tcp::connection::{InputVerdict, SegmentMeta};
 use crate::tcp::State;
 use crate::time::Instant;
+use crate::wire::fragment::Fragment;
 use crate::wire::{self, Ecn, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, WireError};
 
 /// What the device knows about one received packet, handed to [`Endpoint::handle_packet`]
@@ -95,29 +96,43 @@ impl Endpoint {
         if meta.checksum_verified {
             self.stats.checksum_offloaded += 1;
         }
-        let (ip, payload) = match wire::ip::parse(packet) {
-            Ok(parsed) => parsed,
-            Err(e) => return self.count_wire_error(e),
+        self.handle_ip(now, packet, meta);
+    }
+
+    /// An IP packet taken in, or a datagram reassembled from fragments: checked for being
+    /// ours, then handed to its protocol (a fragment to reassembly).
+    pub(super) fn handle_ip(&mut self, now: Instant, packet: &[u8], meta: RecvMeta) {
+        let parsed = wire::ip::parse(packet);
+        let fragment = match parsed {
+            Err(WireError::Fragment) => match Fragment::parse(packet) {
+                Ok(frag) => Some(frag),
+                Err(e) => return self.count_wire_error(e),
+            },
+            _ => None,
+        };
+        let (src, dst, protocol) = match (&parsed, &fragment) {
+            (Ok((ip, _)), _) => (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+            (_, Some(frag)) => (frag.src, frag.dst, frag.protocol),
+            (Err(e), None) => return self.count_wire_error(*e),
         };
         // In intercept mode every unicast address routed to us is ours, for TCP and UDP, and
         // for the ICMP errors about what we sent from it (a router's "fragmentation needed"
         // for an intercepted connection, as Linux's TPROXY delivers them to transparent
         // sockets); an echo request to it is not ours to answer (`handle_icmp`). Broadcast
         // and multicast destinations are nobody's: synack joins no group.
-        let ours = self.addresses.contains(&ip.dst_addr())
+        let ours = self.addresses.contains(&dst)
             || (self.intercepts()
                 && matches!(
-                    ip.protocol(),
+                    protocol,
                     IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
                 )
-                && self.is_unicast(ip.dst_addr()));
+                && self.is_unicast(dst));
         // Martians (see `is_martian`), a source that is one of our own addresses (a LAND
         // attack: Linux's `fib_validate_source` refuses a local source without
         // `accept_local`), and a source that is the link's broadcast address (its route is
         // RTN_BROADCAST: `ip_route_input_slow`'s `martian_source`; answering it would
         // reflect to the whole link). A stack whose own address is a loopback one is a
         // loopback link, where they are ordinary.
-        let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let loopback_link = dst.is_loopback() && self.addresses.contains(&dst);
         let martian = !loopback_link
             && (is_martian(src)
@@ -128,6 +143,12 @@ impl Endpoint {
             self.stats.drop_not_for_us += 1;
             return;
         }
+        if let Some(frag) = fragment {
+            return self.handle_fragment(now, frag);
+        }
+        let Ok((ip, payload)) = parsed else {
+            return;
+        };
         match (ip.protocol(), &ip) {
             (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet),
             (IpProtocol::Udp, _) => self.handle_udp(now, &ip, payload, meta, packet),

@@ -55,6 +55,7 @@ mod icmp;
 mod intercept;
 mod listen;
 mod output;
+mod reassembly;
 mod schedule;
 mod slab;
 mod table;
@@ -76,7 +77,7 @@ use time_wait::TimeWaitTable;
 use udp::Udp;
 pub use udp::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
-    DATAGRAM_OVERHEAD, SEND_QUEUE_PACKETS,
+    DATAGRAM_OVERHEAD, SEND_QUEUE_PACKETS, UDP_MAX_PAYLOAD,
 };
 
 /// The most SYN retransmissions a connection may be given ([`Endpoint::set_syn_retries`]):
@@ -155,6 +156,7 @@ pub struct Endpoint {
     memory_waiters: Vec<ConnectionHandle>,
     /// SYNs held for the application in intercept mode.
     intercepts: Intercepts,
+    reassembly: reassembly::Reassembly,
     /// UDP sockets and the catch-all queue.
     udp: Udp,
     /// TCP Fast Open cookies servers gave us.
@@ -194,6 +196,7 @@ impl Endpoint {
             last_prune: None,
             memory_waiters: Vec::new(),
             intercepts: Intercepts::default(),
+            reassembly: Default::default(),
             udp: Udp::new(seed),
             fast_open_cookies: Default::default(),
             fast_open_key,
@@ -290,6 +293,7 @@ impl Endpoint {
             state,
             pressure: self.memory_pressure,
             cap: self.config.max_memory,
+            reassembly: self.reassembly.memory(),
         }
     }
 

@@ -47,14 +47,19 @@ pub(super) enum Own {
     SynCookie,
     /// An ICMP echo reply (`echo_replies`).
     EchoReply,
-    /// A UDP datagram (`udp_datagrams_out`).
+    /// A UDP datagram, or the last fragment of one (`udp_datagrams_out`).
     Datagram,
+    /// A fragment of a UDP datagram but its last (`fragments_sent`).
+    Fragment,
     /// ICMP port unreachable for a UDP datagram nothing takes (`udp_port_unreachable_sent`).
     PortUnreachable,
     /// ICMP unreachable for an intercepted SYN (`intercept_unreachable_sent`).
     InterceptUnreachable,
     /// A compact TIME-WAIT's ACK.
     TimeWaitAck,
+    /// ICMP time exceeded for a datagram whose reassembly timed out
+    /// (`fragments_time_exceeded_sent`).
+    TimeExceeded,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -191,8 +196,10 @@ impl Endpoint {
             Own::TimeWaitAck => s.segments_out += 1,
             Own::EchoReply => s.echo_replies += 1,
             Own::Datagram => s.udp_datagrams_out += 1,
+            Own::Fragment => s.fragments_sent += 1,
             Own::PortUnreachable => s.udp_port_unreachable_sent += 1,
             Own::InterceptUnreachable => s.intercept_unreachable_sent += 1,
+            Own::TimeExceeded => s.fragments_time_exceeded_sent += 1,
         }
     }
 

@@ -14,6 +14,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.time_wait.expire(now);
         self.expire_intercepts(now);
+        self.expire_fragments(now);
         self.schedule_stale();
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {
@@ -50,10 +51,15 @@ impl Endpoint {
                 }
             }
         }
-        [conn, tw, self.next_intercept_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            conn,
+            tw,
+            self.next_intercept_expiry(),
+            self.next_fragment_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Bring the timer heap up to date for every connection whose deadline may have moved,

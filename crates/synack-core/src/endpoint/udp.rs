@@ -70,6 +70,12 @@ pub const CATCH_ALL_PER_SOURCE: usize = CATCH_ALL_DATAGRAMS / 4;
 /// half the queue, so that RSTs and ICMP replies still find room.
 pub const SEND_QUEUE_PACKETS: usize = MAX_CONTROL_PACKETS / 2;
 
+/// The largest UDP payload to an IPv4 and to an IPv6 address: what the length fields allow
+/// (65,535 bytes of IPv4 datagram less its 20-byte header and the UDP header; 65,535 bytes
+/// of IPv6 payload less the UDP header), as Linux's `udp_sendmsg` allows. Past the MTU it
+/// goes in fragments.
+pub const UDP_MAX_PAYLOAD: [usize; 2] = [65_535 - 20 - 8, 65_535 - 8];
+
 /// ICMP errors the endpoint sends per second at most, on average (Linux icmp_msgs_per_sec).
 const ICMP_MSGS_PER_SEC: u64 = 1000;
 /// ... and in a burst (Linux icmp_msgs_burst).
@@ -148,7 +154,14 @@ pub(super) struct Udp {
     /// In intercept mode, datagrams no socket takes are caught for the application
     /// ([`Endpoint::set_udp_interception`]); else they are answered as at a closed port.
     catching: bool,
+    /// The counters fragmented datagrams' identifications count on, one per bucket of
+    /// address pairs (see [`Endpoint::fragment_ident`]).
+    ident_counters: [u32; IDENT_BUCKETS],
 }
+
+/// How many counters the identifications of fragmented datagrams are spread over: pairs of
+/// addresses in different buckets cannot see each other's datagrams in their numbers.
+const IDENT_BUCKETS: usize = 64;
 
 impl Udp {
     pub(super) fn new(seed: u64) -> Udp {
@@ -164,6 +177,7 @@ impl Udp {
             icmp_filled: None,
             send_blocked: false,
             catching: true,
+            ident_counters: [0; IDENT_BUCKETS],
         }
     }
 
@@ -389,6 +403,17 @@ impl Endpoint {
         }
         sock.error = Some(error);
         self.push_event(Event::UdpReadable(h));
+    }
+
+    /// The identification of a datagram from `src` to `dst` sent in fragments: a keyed hash
+    /// of the pair picks one of [`IDENT_BUCKETS`] counters and offsets it (Linux's
+    /// `ip_select_ident` with its `ip_idents` counters; `ipv6_select_ident` likewise), so
+    /// that one pair's datagrams count up from a point no one else can guess.
+    fn fragment_ident(&mut self, src: IpAddr, dst: IpAddr) -> u32 {
+        let h = self.secrets.fragment_ident(src, dst);
+        let counter = &mut self.udp.ident_counters[(h as usize) % IDENT_BUCKETS];
+        *counter = counter.wrapping_add(1);
+        ((h >> 32) as u32).wrapping_add(*counter)
     }
 
     /// The own-packet queue drained below the send bound after a send found it full.
@@ -642,8 +667,9 @@ impl Endpoint {
         )
     }
 
-    /// The largest payload one datagram to an address of this family can carry: the MTU
-    /// less the IP and UDP headers.
+    /// The largest payload a datagram to an address of this family can carry unfragmented:
+    /// the MTU less the IP and UDP headers. A larger one, up to [`UDP_MAX_PAYLOAD`], goes in
+    /// fragments.
     pub fn udp_max_payload(&self, v6: bool) -> usize {
         let ip = if v6 { 40 } else { 20 };
         self.config.get_mtu().saturating_sub(ip + udp::HEADER_LEN)
@@ -664,10 +690,28 @@ impl Endpoint {
         if dst.port() == 0 || !self.is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
         }
-        if payload.len() > self.udp_max_payload(dst.is_ipv6()) {
+        let v6 = dst.is_ipv6();
+        if payload.len() > UDP_MAX_PAYLOAD[usize::from(v6)] {
             return Err(Error::MessageTooLong);
         }
-        if self.control.len() >= SEND_QUEUE_PACKETS {
+        // A datagram larger than the MTU goes in fragments, as Linux sends one from a socket
+        // with the default IP_PMTUDISC_WANT (`ip_fragment`, `ip6_fragment`); they must all
+        // fit the own-packet queue's send bound at once.
+        let mtu = self.config.get_mtu();
+        let whole = payload.len() <= self.udp_max_payload(v6);
+        let pieces = if whole {
+            1
+        } else {
+            let per = mtu.saturating_sub(if v6 { 48 } else { 20 }) & !7;
+            if per == 0 {
+                return Err(Error::MessageTooLong);
+            }
+            (udp::HEADER_LEN + payload.len()).div_ceil(per)
+        };
+        if pieces > SEND_QUEUE_PACKETS {
+            return Err(Error::MessageTooLong);
+        }
+        if self.control.len() + pieces > SEND_QUEUE_PACKETS {
             self.udp.send_blocked = true;
             return Err(Error::WouldBlock);
         }
@@ -690,13 +734,39 @@ impl Endpoint {
             ds: tos,
             hop_limit,
             ident: 0,
-            dont_frag: true,
+            dont_frag: whole,
         };
         ip.emit_marked(&mut buf[..hl], marks);
         // Always a full checksum (see `UdpRepr::emit`).
         repr.emit(&mut buf[hl..], src.ip(), dst.ip());
-        if !self.push_control(buf, Own::Datagram) {
-            return Err(Error::WouldBlock);
+        if whole {
+            if !self.push_control(buf, Own::Datagram) {
+                return Err(Error::WouldBlock);
+            }
+            return Ok(payload.len());
+        }
+        // The pieces share the whole datagram's flow label (RFC 6437) and an
+        // identification no other datagram between these addresses has had lately (RFC
+        // 791 §3.2; RFC 7739 §5: not a global counter's next value, which would tell an
+        // onlooker how many datagrams went elsewhere).
+        if let Some((s, d, p)) = wire::ip::ipv6_flow(&buf) {
+            let label = self.secrets.flow_label(s, d, p, 0);
+            wire::ip::set_flow_label(&mut buf, label);
+        }
+        let ident = self.fragment_ident(src.ip(), dst.ip());
+        let Some(pieces) = wire::fragment::split(&buf, mtu, ident) else {
+            return Err(Error::MessageTooLong);
+        };
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let own = if i == last {
+                Own::Datagram
+            } else {
+                Own::Fragment
+            };
+            if !self.push_control(piece, own) {
+                return Err(Error::WouldBlock);
+            }
         }
         Ok(payload.len())
     }

@@ -284,13 +284,17 @@ pub fn set_flow_label(packet: &mut [u8], label: u32) {
 
 /// The 4-tuple and protocol of an IPv6 packet the stack built (no extension headers): its
 /// source and destination socket addresses (ports 0 for a protocol without them) and next
-/// header. `None` for anything else.
+/// header. `None` for anything else, a fragment among them (it was labelled as its whole
+/// datagram before it was cut: see [`super::fragment::split`]).
 pub fn ipv6_flow(packet: &[u8]) -> Option<(SocketAddr, SocketAddr, u8)> {
     if !is_ipv6_header(packet) {
         return None;
     }
     let p = ipv6::Packet::new_unchecked(packet);
     let protocol = p.next_header();
+    if u8::from(protocol) == ipv6::ext::FRAGMENT {
+        return None;
+    }
     let ports = match protocol {
         IpProtocol::Tcp | IpProtocol::Udp if packet.len() >= ipv6::HEADER_LEN + 4 => {
             let at = ipv6::HEADER_LEN;

@@ -240,7 +240,7 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Parses an IPv4 packet: lengths as [`Packet::check_len`], version 4, header checksum,
-    /// options skipped, fragments refused. Returns the repr and the payload (up to the total
+    /// options skipped, fragments refused (`Fragment`: see [`super::fragment`]). Returns the repr and the payload (up to the total
     /// length; bytes past it are link padding and are ignored).
     pub fn parse(buf: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
         let packet = Packet::new_checked(buf)?;
@@ -252,9 +252,8 @@ impl Ipv4Repr {
         if !packet.verify_checksum() {
             return Err(WireError::Checksum);
         }
-        // RFC 791 §3.2: a datagram with MF set or a non-zero offset is a fragment. We do not
-        // reassemble (RFC 1122 §3.3.2 requires it of hosts; TCP with PMTUD and DF never needs
-        // it, and reassembly buffers are a memory-exhaustion target).
+        // RFC 791 §3.2: a datagram with MF set or a non-zero offset is a fragment, not a
+        // whole datagram to parse: see `wire::fragment` and the endpoint's reassembly.
         if packet.more_frags() || packet.frag_offset() != 0 {
             return Err(WireError::Fragment);
         }

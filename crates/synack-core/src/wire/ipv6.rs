@@ -20,7 +20,7 @@ mod field {
 }
 
 /// Next-header values for the extension headers (IANA "IPv6 Extension Header Types").
-mod ext {
+pub(crate) mod ext {
     pub const HOP_BY_HOP: u8 = 0;
     pub const ROUTING: u8 = 43;
     pub const FRAGMENT: u8 = 44;
@@ -238,15 +238,15 @@ impl Ipv6Repr {
 /// Walks the extension headers that start `payload` (whose first header type is
 /// `next_header`) and returns the upper-layer protocol and its offset in `payload`.
 ///
-/// RFC 8200 §4 rules, as an end host that does not forward, fragment or reassemble:
+/// RFC 8200 §4 rules, as an end host that does not forward:
 /// - Hop-by-Hop Options only directly after the fixed header (§4.1); elsewhere `Malformed`.
 /// - Hop-by-Hop and Destination Options: options walked by §4.2; an unrecognised option whose
 ///   action bits say "discard" is `Unsupported`.
 /// - Routing with Segments Left 0 is skipped (§4.4: "the node must ignore the Routing header
 ///   and proceed to process the next header"); otherwise we would have to forward:
 ///   `Unsupported`.
-/// - Fragment: `Fragment` (no reassembly), but for an atomic fragment (RFC 6946), which is
-///   skipped as the whole packet it is.
+/// - Fragment: `Fragment` (a piece to reassemble, see [`super::fragment`]), but for an
+///   atomic fragment (RFC 6946), which is skipped as the whole packet it is.
 /// - No Next Header, ESP, AH and the other extension-header numbers: `Unsupported`.
 /// - Anything else is an upper-layer protocol and ends the walk.
 ///
@@ -258,11 +258,34 @@ pub fn skip_ext_headers(next_header: u8, payload: &[u8]) -> Result<(IpProtocol, 
 /// The walk behind [`skip_ext_headers`]. With `lenient` (for the quoted packet in an ICMP
 /// error), option contents are not judged.
 pub(crate) fn walk(
-    mut next_header: u8,
+    next_header: u8,
     payload: &[u8],
     lenient: bool,
 ) -> Result<(IpProtocol, usize), WireError> {
+    match walk_to(next_header, payload, lenient)? {
+        Walked::Upper(protocol, offset) => Ok((protocol, offset)),
+        Walked::Fragment { .. } => Err(WireError::Fragment),
+    }
+}
+
+/// Where an extension-header walk ended.
+pub(crate) enum Walked {
+    /// At the upper-layer header: its protocol, and its offset in the payload.
+    Upper(IpProtocol, usize),
+    /// At a Fragment header that is not an atomic fragment's: its offset in the payload, and
+    /// that of the header naming it (`None`: the fixed header's Next Header field).
+    Fragment { at: usize, named_by: Option<usize> },
+}
+
+/// [`walk`], telling where a (non-atomic) Fragment header is instead of refusing it: what
+/// reassembly needs (see [`super::fragment`]).
+pub(crate) fn walk_to(
+    mut next_header: u8,
+    payload: &[u8],
+    lenient: bool,
+) -> Result<Walked, WireError> {
     let mut offset = 0usize;
+    let mut named_by = None;
     for index in 0..=MAX_EXT_HEADERS {
         match next_header {
             ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
@@ -292,6 +315,7 @@ pub(crate) fn walk(
                     check_options(&header[2..])?;
                 }
                 next_header = header[0];
+                named_by = Some(offset);
                 offset += len;
             }
             ext::FRAGMENT => {
@@ -305,9 +329,13 @@ pub(crate) fn walk(
                 }
                 let offset_and_more = u16::from_be_bytes([rest[2], rest[3]]);
                 if offset_and_more & 0xfff9 != 0 {
-                    return Err(WireError::Fragment);
+                    return Ok(Walked::Fragment {
+                        at: offset,
+                        named_by,
+                    });
                 }
                 next_header = rest[0];
+                named_by = Some(offset);
                 offset += 8;
             }
             ext::ESP
@@ -318,7 +346,7 @@ pub(crate) fn walk(
             | ext::SHIM6
             | ext::EXPERIMENT_1
             | ext::EXPERIMENT_2 => return Err(WireError::Unsupported),
-            upper => return Ok((IpProtocol::from(upper), offset)),
+            upper => return Ok(Walked::Upper(IpProtocol::from(upper), offset)),
         }
     }
     Err(WireError::Unsupported)

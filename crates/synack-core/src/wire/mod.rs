@@ -11,6 +11,7 @@
 //! programming error and panics, as slicing does.
 
 pub mod checksum;
+pub mod fragment;
 pub mod gso;
 pub mod icmp;
 pub mod ip;
@@ -45,7 +46,7 @@ pub enum WireError {
     /// The TCP option list is malformed (bad length, or a known option of the wrong length).
     #[error("bad TCP option")]
     BadOption,
-    /// The packet is an IP fragment; this stack does not reassemble.
+    /// The packet is an IP fragment: not a whole datagram to parse (see [`fragment`]).
     #[error("IP fragment")]
     Fragment,
     /// Well-formed, but something this stack does not handle (unknown IP version, an IPv6

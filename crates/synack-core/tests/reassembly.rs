@@ -1,0 +1,319 @@
+//! IP reassembly against hand-made fragments, in virtual time: pieces in any order come out
+//! as the datagram; overlaps, repeats, stragglers and floods have bounded, counted outcomes
+//! (RFC 791 §3.2, RFC 8200 §4.5, RFC 5722; Linux's `ip_fragment.c` limits).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use synack_core::testing::{deliver, drain, Pair};
+use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
+
+const C6: &str = "2001:2::1";
+const S6: &str = "2001:2::2";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A server at [`Pair::SERVER`] and `S6` with `config`, and a UDP socket on port 9 of each.
+fn server(config: Config) -> (Endpoint, UdpHandle, UdpHandle) {
+    let mut ep = Endpoint::new(config, &[Pair::SERVER, ip(S6)]);
+    let s = ep.udp_bind(SocketAddr::new(Pair::SERVER, 9)).unwrap();
+    let s6 = ep.udp_bind(SocketAddr::new(ip(S6), 9)).unwrap();
+    (ep, s, s6)
+}
+
+/// The IP packet of a UDP datagram of `len` patterned bytes from `src` to `dst`, port 4000
+/// to 9: what gets cut into pieces.
+fn datagram(src: IpAddr, dst: IpAddr, len: usize, seed: u8) -> (Vec<u8>, Vec<u8>) {
+    let payload: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect();
+    let udp = UdpRepr {
+        src_port: 4000,
+        dst_port: 9,
+        payload: &payload,
+    };
+    let ipr = IpRepr::new(src, dst, IpProtocol::Udp, udp.buffer_len(), 64).unwrap();
+    let mut buf = vec![0u8; ipr.buffer_len()];
+    ipr.emit(&mut buf);
+    udp.emit(&mut buf[ipr.header_len()..], src, dst);
+    (buf, payload)
+}
+
+/// `packet` cut into pieces of at most `mtu` bytes, identification `ident`.
+fn pieces(packet: &[u8], mtu: usize, ident: u32) -> Vec<Vec<u8>> {
+    wire::fragment::split(packet, mtu, ident).unwrap()
+}
+
+/// An IPv4 fragment made by hand: `data` at byte `offset` of a UDP datagram's payload.
+fn v4_piece(ident: u16, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let ipr = IpRepr::new(Pair::CLIENT, Pair::SERVER, IpProtocol::Udp, data.len(), 64).unwrap();
+    let mut p = vec![0u8; ipr.buffer_len()];
+    ipr.emit(&mut p);
+    p[20..].copy_from_slice(data);
+    let mut view = wire::ipv4::Packet::new_unchecked(&mut p[..]);
+    view.set_ident(ident);
+    view.set_flags_and_offset(false, more, offset);
+    view.fill_checksum();
+    p
+}
+
+fn recv(ep: &mut Endpoint, h: UdpHandle) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0u8; 70_000];
+    let (n, _) = ep.udp_recv_from(h, &mut buf)?;
+    Ok(buf[..n].to_vec())
+}
+
+fn sent(ep: &mut Endpoint, now: synack_core::Instant) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    drain(ep, now, &mut buf, |pkt, _| {
+        out.push(pkt.to_vec());
+        std::ops::ControlFlow::Continue(())
+    });
+    out
+}
+
+#[test]
+fn pieces_in_any_order_make_the_datagram_in_both_families() {
+    let (mut ep, s, s6) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    for (src, dst, sock) in [(Pair::CLIENT, Pair::SERVER, s), (ip(C6), ip(S6), s6)] {
+        let (packet, payload) = datagram(src, dst, 6000, 1);
+        let mut ps = pieces(&packet, 1280, 7);
+        assert_eq!(ps.len(), 5);
+        // Middle, last, first, then the rest.
+        ps.swap(0, 2);
+        ps.swap(1, 4);
+        for p in &ps {
+            assert_eq!(recv(&mut ep, sock), Err(Error::WouldBlock));
+            deliver(&mut ep, now, p);
+        }
+        assert_eq!(recv(&mut ep, sock).unwrap(), payload);
+    }
+    let st = ep.stats();
+    assert_eq!((st.fragments_reassembled, st.udp_datagrams_in), (2, 2));
+    assert_eq!((st.drop_fragment, st.packets_in), (0, 10));
+    assert_eq!(ep.memory_usage().reassembly, 0);
+    assert_eq!(ep.poll_timeout(), None, "nothing left to expire");
+}
+
+/// RFC 5722: a piece that overlaps another gives up the whole datagram, whatever came
+/// before or comes after; a piece repeated exactly is ignored (Linux's IPFRAG_DUP).
+#[test]
+fn overlaps_give_the_datagram_up_and_repeats_are_ignored() {
+    let (mut ep, s, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let data = [0x5au8; 64];
+    // A UDP header's worth of garbage at the front: only the outcome counts here.
+    deliver(&mut ep, now, &v4_piece(1, 0, true, &data[..32]));
+    deliver(&mut ep, now, &v4_piece(1, 24, true, &data[..16])); // overlaps 24..32
+    deliver(&mut ep, now, &v4_piece(1, 32, false, &data[..8]));
+    assert_eq!(recv(&mut ep, s), Err(Error::WouldBlock));
+    let st = ep.stats();
+    // The first two went with the overlap; the last started a datagram of its own.
+    assert_eq!((st.drop_fragment, st.fragments_reassembled), (2, 0));
+    assert_eq!(ep.memory_usage().reassembly, 8 + 128);
+    // A piece that runs into the one after it: that datagram goes too.
+    deliver(&mut ep, now, &v4_piece(2, 40, true, &data[..8]));
+    deliver(&mut ep, now, &v4_piece(2, 32, true, &data[..16]));
+    assert_eq!(ep.stats().drop_fragment, 4);
+    assert_eq!(
+        ep.memory_usage().reassembly,
+        8 + 128,
+        "ident 1's last piece"
+    );
+
+    // Repeats of whole pieces change nothing: the datagram is still made.
+    let (packet, payload) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 2);
+    let ps = pieces(&packet, 1500, 2);
+    for p in [&ps[0], &ps[0], &ps[1], &ps[1]] {
+        deliver(&mut ep, now, p);
+    }
+    assert_eq!(recv(&mut ep, s), Err(Error::WouldBlock));
+    deliver(&mut ep, now, &ps[2]);
+    assert_eq!(recv(&mut ep, s).unwrap(), payload);
+    assert_eq!(ep.stats().drop_fragment, 4 + 2);
+}
+
+/// A datagram still missing a piece is given up `fragment_timeout` after its first piece
+/// came; its sender hears ICMP time exceeded, code 1, quoting the first piece, if that one
+/// came (Linux's `ip_expire`), and nothing otherwise.
+#[test]
+fn stragglers_expire_with_time_exceeded_for_the_sender() {
+    let (mut ep, s, _) = server(Config::default());
+    let start = synack_core::Instant::from_secs(100);
+    let (packet, _) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 3);
+    let ps = pieces(&packet, 1500, 3);
+    deliver(&mut ep, start, &ps[0]);
+    deliver(&mut ep, start, &ps[1]);
+    // Another datagram, its first piece missing.
+    let (other, _) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 4);
+    let qs = pieces(&other, 1500, 4);
+    deliver(&mut ep, start + Duration::from_secs(1), &qs[2]);
+    assert_eq!(ep.poll_timeout(), Some(start + Duration::from_secs(30)));
+    ep.handle_timeout(start + Duration::from_secs(29));
+    assert!(sent(&mut ep, start).is_empty());
+    ep.handle_timeout(start + Duration::from_secs(30));
+    let out = sent(&mut ep, start + Duration::from_secs(30));
+    assert_eq!(out.len(), 1, "one time exceeded");
+    let (ipr, body) = wire::ip::parse(&out[0]).unwrap();
+    assert_eq!(ipr.dst_addr(), Pair::CLIENT);
+    match IcmpRepr::parse_v4(body).unwrap() {
+        IcmpRepr::TimeExceeded { code, invoking } => {
+            assert_eq!(code, 1);
+            assert_eq!(
+                invoking,
+                &ps[0][..28],
+                "the first piece's header and 8 bytes"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.poll_timeout(), Some(start + Duration::from_secs(31)));
+    ep.handle_timeout(start + Duration::from_secs(31));
+    assert!(
+        sent(&mut ep, start).is_empty(),
+        "no first piece, no message"
+    );
+    // The last piece of the first datagram comes too late: a datagram of its own, never
+    // finished.
+    deliver(&mut ep, start + Duration::from_secs(31), &ps[2]);
+    assert_eq!(recv(&mut ep, s), Err(Error::WouldBlock));
+    let st = ep.stats();
+    assert_eq!(
+        (st.fragments_expired, st.fragments_time_exceeded_sent),
+        (2, 1)
+    );
+    assert_eq!(st.drop_fragment, 3);
+}
+
+/// Fragments that never complete hold at most `fragment_memory`: the oldest datagrams go
+/// to make room, and a datagram that does complete is still made after the flood.
+#[test]
+fn a_flood_of_incomplete_datagrams_stays_under_the_cap() {
+    let mut c = Config::default();
+    c.fragment_memory(64 * 1024);
+    let (mut ep, s, _) = server(c);
+    let now = synack_core::Instant::from_secs(1);
+    let mut peak = 0;
+    for ident in 0..5000u16 {
+        deliver(
+            &mut ep,
+            now,
+            &v4_piece(ident, 0, true, &[ident as u8; 1024]),
+        );
+        peak = peak.max(ep.memory_usage().reassembly);
+    }
+    assert!(peak <= 64 * 1024, "{peak}");
+    let st = ep.stats();
+    assert!(st.fragments_evicted >= 5000 - 64, "{st:?}");
+    assert_eq!(st.drop_fragment, st.fragments_evicted);
+    let (packet, payload) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 5);
+    for p in pieces(&packet, 1500, 60_000) {
+        deliver(&mut ep, now, &p);
+    }
+    assert_eq!(recv(&mut ep, s).unwrap(), payload);
+    // The rest expire in their time, and their bookkeeping with them.
+    ep.handle_timeout(now + Duration::from_secs(30));
+    assert_eq!(ep.memory_usage().reassembly, 0);
+    assert_eq!(ep.poll_timeout(), None);
+}
+
+/// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
+/// synack does not speak; pieces that break the rules are malformed: a piece but the last
+/// whose length is not a multiple of 8, an empty one, one reaching past 65,535 bytes.
+#[test]
+fn tcp_and_malformed_pieces_are_dropped() {
+    let (mut ep, _, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let mut tcp = v4_piece(9, 0, true, &[0; 64]);
+    tcp[9] = 6;
+    let mut view = wire::ipv4::Packet::new_unchecked(&mut tcp[..]);
+    view.fill_checksum();
+    deliver(&mut ep, now, &tcp);
+    assert_eq!(ep.stats().drop_fragment, 1);
+    for bad in [
+        v4_piece(10, 0, true, &[0; 12]),
+        v4_piece(11, 0, true, &[]),
+        v4_piece(12, 65_528, false, &[0; 16]),
+    ] {
+        deliver(&mut ep, now, &bad);
+    }
+    let st = ep.stats();
+    assert_eq!((st.drop_malformed, st.drop_fragment), (3, 1));
+    assert_eq!(ep.memory_usage().reassembly, 0);
+    // A second last piece that disagrees on the length gives the datagram up.
+    deliver(&mut ep, now, &v4_piece(13, 8, false, &[0; 8]));
+    deliver(&mut ep, now, &v4_piece(13, 8, false, &[0; 16]));
+    assert_eq!(ep.stats().drop_fragment, 1 + 2);
+}
+
+/// In transparent mode a fragmented datagram to any address is reassembled and caught
+/// with its original addresses, as a whole one is.
+#[test]
+fn intercepted_datagrams_are_reassembled_too() {
+    let mut c = Config::default();
+    c.intercept(Some(InterceptConfig::default()));
+    let mut ep = Endpoint::new(c, &[Pair::SERVER]);
+    let now = synack_core::Instant::from_secs(1);
+    let elsewhere = ip("198.19.7.9");
+    let (packet, payload) = datagram(Pair::CLIENT, elsewhere, 4000, 6);
+    for p in pieces(&packet, 1500, 77) {
+        deliver(&mut ep, now, &p);
+    }
+    assert!(std::iter::from_fn(|| ep.poll_event()).any(|e| e == Event::UdpIntercepted));
+    let mut buf = vec![0u8; 8192];
+    let d = ep.udp_recv_intercepted(&mut buf).unwrap();
+    assert_eq!(d.dst, SocketAddr::new(elsewhere, 9));
+    assert_eq!(&buf[..d.len], &payload[..]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0xf4a9),
+        ..ProptestConfig::default()
+    })]
+
+    /// Any datagram, cut at any MTU, its pieces shuffled and some repeated, comes out
+    /// whole, and nothing but it comes out (a repeat after the datagram was made starts a
+    /// datagram of its own, as on Linux: if every piece is repeated, that one is made too);
+    /// nothing is held once the timeout has passed.
+    #[test]
+    fn shuffled_and_repeated_pieces_reassemble_once(
+        len in 1usize..20_000,
+        mtu in 1280usize..9000,
+        v6 in any::<bool>(),
+        order in proptest::collection::vec(any::<u32>(), 64),
+        repeats in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let (mut ep, s, s6) = server(Config::default());
+        let now = synack_core::Instant::from_secs(1);
+        let (src, dst, sock) = if v6 {
+            (ip(C6), ip(S6), s6)
+        } else {
+            (Pair::CLIENT, Pair::SERVER, s)
+        };
+        let (packet, payload) = datagram(src, dst, len, len as u8);
+        let mut ps = pieces(&packet, mtu, 5);
+        for &r in &repeats {
+            let again = ps[usize::from(r) % ps.len()].clone();
+            ps.push(again);
+        }
+        let mut keyed: Vec<(u32, Vec<u8>)> = order.iter().copied().cycle().zip(ps).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        for (_, p) in &keyed {
+            deliver(&mut ep, now, p);
+        }
+        prop_assert_eq!(&recv(&mut ep, sock).unwrap(), &payload);
+        while let Ok(again) = recv(&mut ep, sock) {
+            prop_assert_eq!(&again, &payload);
+        }
+        ep.handle_timeout(now + Duration::from_secs(30));
+        prop_assert_eq!(ep.memory_usage().reassembly, 0);
+    }
+}
