@@ -289,6 +289,48 @@ fn close_with_unread_data_sends_rst() {
     assert_eq!(k.h.ep.connection_count(), 0);
 }
 
+/// A server that answers early (a 413 before the upload is read) and closes with the
+/// request unread: the answer it wrote goes out before the RST, as it would have from
+/// inside Linux's `write`, and the RST follows it in sequence; nothing of it is sent again.
+/// Past the peer's window nothing more goes: Linux's `tcp_close` discards the rest.
+#[test]
+fn close_with_unread_data_sends_what_was_written_then_rst() {
+    let mut k = open();
+    k.peer_sends(ACK, b"POST /upload, 50 MB to follow");
+    let _ = k.h.drain();
+    let answer = b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n";
+    assert_eq!(k.h.ep.send(k.c, answer), Ok(answer.len()));
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 2, "{segs:#?}");
+    assert_eq!(
+        (segs[0].seq, &segs[0].payload[..]),
+        (k.our_nxt, &answer[..])
+    );
+    assert!(segs[1].has(RST));
+    assert_eq!(segs[1].seq, k.our_nxt + answer.len());
+    assert_eq!(k.h.ep.connection_count(), 0);
+    k.h.advance(Duration::from_secs(5));
+    k.h.none();
+
+    // A peer whose window is shut gets the RST alone.
+    let mut k = open();
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(k.our_nxt)
+        .window(0)
+        .data(b"unread");
+    k.h.inject(k.peer, k.us, o);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.send(k.c, answer), Ok(answer.len()));
+    let _ = k.h.drain();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 1, "{segs:#?}");
+    assert!(segs[0].has(RST));
+    assert_eq!(segs[0].seq, k.our_nxt);
+}
+
 #[test]
 fn an_abortive_close_carries_the_timestamp_option() {
     // Linux's tcp_send_active_reset sends the RST with the connection's options: RFC 7323

@@ -930,3 +930,66 @@ async fn kernel_ready_reports_the_closed_bits_as_the_kernel_does() {
         .status
         .success());
 }
+
+/// A kernel client uploading a request that the server refuses early (HTTP's 413, before
+/// the body is read): the server writes its answer and drops the connection with the upload
+/// unread. The client reads the answer whole before the reset, ten times in ten, as from a
+/// Linux server, whose `write` sends the answer before `close` resets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_client_gets_an_early_answer_before_the_reset() {
+    let test = "kernel_client_gets_an_early_answer_before_the_reset";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    const UPLOADER: &str = r#"
+import socket, sys, threading
+addr, port, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+got = 0
+for _ in range(rounds):
+    s = socket.create_connection((addr, port), timeout=10)
+    def upload():
+        try:
+            s.sendall(b"POST /upload HTTP/1.1\r\ncontent-length: 4000000\r\n\r\n" + b"x" * 4000000)
+        except OSError:
+            pass
+    t = threading.Thread(target=upload)
+    t.start()
+    answer = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            answer += b
+    except ConnectionResetError:
+        pass
+    t.join()
+    s.close()
+    if answer.startswith(b"HTTP/1.1 413 "):
+        got += 1
+    else:
+        print("round got", answer[:40])
+print("answered", got)
+"#;
+    let net = Net::new("synack-early", config(), None);
+    let listener = TcpListener::bind(&net.stack, stack_addr(8310))
+        .await
+        .unwrap();
+    let rounds = 10;
+    let server = tokio::spawn(async move {
+        for _ in 0..rounds {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 64];
+            s.read_exact(&mut head).await.unwrap();
+            s.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            drop(s);
+        }
+    });
+    let client = net.python(UPLOADER, &[&STACK.to_string(), "8310", &rounds.to_string()]);
+    let out = client.finish(Duration::from_secs(60)).await;
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains(&format!("answered {rounds}")), "{report}");
+    within(10, server).await.unwrap();
+}

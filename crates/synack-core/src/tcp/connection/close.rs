@@ -213,12 +213,25 @@ impl Connection {
     }
 
     /// The application released the connection. If it left data unread, the connection is
-    /// reset (RFC 2525 §2.17, as Linux does); otherwise it closes gracefully in the background.
+    /// reset (RFC 2525 §2.17, as Linux's `tcp_close` does, the send queue discarded);
+    /// otherwise it closes gracefully in the background.
+    ///
+    /// Before that RST, what the application wrote goes out as far as the peer's and the
+    /// congestion windows let it go now, as it would have from inside Linux's `write`,
+    /// which sends at once what the windows allow: here a write only queues, for the
+    /// driver to send, and a server that writes an early answer (a 413, a 405) and drops
+    /// the connection with the request still unread would otherwise reset it with the
+    /// answer unsent.
     pub fn close(&mut self, now: Instant) {
         self.app_closed = true;
         match self.state {
             State::Closed | State::TimeWait | State::Listen => {}
             State::SynSent => self.enter_closed(None),
+            State::Established | State::CloseWait
+                if !self.rcv.buffer.is_empty() && self.has_unsent_data() =>
+            {
+                self.reset_after_flush = true;
+            }
             _ if !self.rcv.buffer.is_empty() => self.abort(),
             _ => {
                 let _ = self.shutdown();
@@ -239,8 +252,14 @@ impl Connection {
         )
     }
 
+    /// Whether written bytes wait in the send buffer, not yet sent.
+    fn has_unsent_data(&self) -> bool {
+        self.snd.data_start() + self.snd.buffer.len() > self.snd.nxt
+    }
+
     /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us.
     pub fn abort(&mut self) {
+        self.reset_after_flush = false;
         if self.state.resets_on_abort() {
             self.rst_pending = true;
         }

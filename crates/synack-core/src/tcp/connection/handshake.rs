@@ -179,6 +179,7 @@ impl Connection {
             rtt_seq: None,
             syn_pending: false,
             rst_pending: false,
+            reset_after_flush: false,
             nodelay: config.nodelay,
             app_closed: false,
             error: None,

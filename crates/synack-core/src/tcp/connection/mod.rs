@@ -502,6 +502,9 @@ pub(crate) struct Connection {
     pub write_pending: bool,
     /// An RST must be sent, then the connection is closed.
     pub rst_pending: bool,
+    /// Closed with data unread: what was written and the windows let go now is sent, then
+    /// the RST (see [`Connection::close`]).
+    pub reset_after_flush: bool,
     /// Disable Nagle's algorithm.
     pub nodelay: bool,
     /// The application released the handle (`close`): the connection is an orphan, which

@@ -245,6 +245,11 @@ impl Connection {
         if let Some(sent) = self.send_new_data(now, buf) {
             return Some(sent);
         }
+        if self.reset_after_flush {
+            // Closed with data unread: what could go has gone; now the RST.
+            self.abort();
+            return self.poll_transmit(now, buf);
+        }
         if self.probe_pending {
             // Zero-window and keepalive probes, Linux-style: an ACK carrying the already
             // acknowledged sequence number SND.UNA - 1, which the peer must answer with an ACK
@@ -566,6 +571,7 @@ impl Connection {
         let corked = self.cork || self.more;
         // Nor for urgent data (Linux tcp_nagle_test, in urgent mode).
         let nagle_ok = self.push_now
+            || self.reset_after_flush
             || self.snd.up.is_some()
             || !last
             || self.snd.fin_queued
@@ -793,7 +799,8 @@ impl Connection {
     /// timer is set for when it may. Unpaced before the first RTT sample, and when the RTT
     /// is too small to matter.
     fn pace(&mut self, now: Instant, len: usize, segment: usize) -> Option<usize> {
-        if !self.cfg.pacing {
+        // Nor when the connection is about to be reset: what goes, goes now (see `close`).
+        if !self.cfg.pacing || self.reset_after_flush {
             return Some(len);
         }
         if self.timers.pacing.is_some_and(|t| t > now) {
