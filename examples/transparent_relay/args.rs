@@ -31,9 +31,10 @@ pub(crate) struct Args {
     /// connected, the client's handshake gets as long again; past it both are dropped.
     #[arg(long, default_value_t = 4.0, value_name = "SECS")]
     pub(crate) connect_timeout: f64,
-    /// Upstream connects in progress at once; a SYN beyond it cancels the oldest connect
-    /// (whose SYN is dropped; its client retransmits), so that a flood of SYNs to silent
-    /// destinations holds no more sockets than this and cannot starve new clients.
+    /// Upstream connects in progress at once; a SYN beyond it cancels one at random, a
+    /// client's retry last (its SYN is dropped; its client retransmits), so that a flood of
+    /// SYNs to silent destinations holds no more sockets than this and cannot starve new
+    /// clients, slow upstreams included.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub(crate) max_pending_connects: usize,
     /// Relayed TCP flows at once (connecting or connected); SYNs beyond it are dropped.

@@ -24,9 +24,10 @@
 //!
 //! Bounded everywhere, since anything can be sent into a TUN: at most `--max-flows` relayed
 //! TCP flows (a SYN beyond it is dropped unanswered; the client retransmits) and
-//! `--max-pending-connects` upstream connects at once (a SYN beyond it cancels the oldest
-//! connect, whose SYN is dropped unanswered, so a SYN flood to random destinations opens no
-//! more sockets than that and cannot starve new clients); at most `--max-udp-sessions` UDP
+//! `--max-pending-connects` upstream connects at once (a SYN beyond it cancels one at
+//! random, a client's retry last, whose SYN is dropped unanswered, so a SYN flood to random
+//! destinations opens no more sockets than that and cannot starve new clients, nor those
+//! whose upstream is slow: see [`tcp::Connects`]); at most `--max-udp-sessions` UDP
 //! sessions (a new one evicts the longest idle unanswered one, and while those churn, waits
 //! for its client's retry: see [`udp::UdpSessions`]) and 4 MiB of datagrams queued
 //! upstream; a copy buffer only while bytes are moving or wait to be written (see
@@ -116,7 +117,7 @@ async fn run(args: Args) -> io::Result<()> {
     let stack = args.net.open_stack_with(|config| {
         let defaults = InterceptConfig::default();
         // At least as many held SYNs as the relay connects for at once, so that the relay's
-        // bound, which makes room by cancelling the oldest connect, is the one that acts.
+        // bound, which makes room by cancelling a connect, is the one that acts.
         let max_pending = defaults.max_pending.max(args.max_pending_connects);
         config.intercept(Some(InterceptConfig {
             max_pending,

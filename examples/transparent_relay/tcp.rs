@@ -2,8 +2,9 @@
 //! progress, one flow's life (upstream first, then the answer to the client's SYN), and the
 //! splice that carries bytes, half-closes and resets between the two connections.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,12 +36,89 @@ impl Drop for FlowSlot {
     }
 }
 
-/// The upstream connects in progress, oldest first, each with the sender whose drop
-/// cancels it.
+/// The upstream connects in progress, each with the sender whose drop cancels it, and the
+/// flows whose connect was cancelled lately.
+///
+/// At --max-pending-connects one connect makes room for a new SYN: a random one, and one
+/// for a first SYN before one for a client's retry. Cancelling the oldest would starve every
+/// upstream that takes longer than the pool over the flood's rate (256 connects at 300 SYNs
+/// a second: 0.85 s) to connect, retry after retry; at random a connect that needs T
+/// seconds survives a flood of R SYNs a second with a chance of exp(-R T / pool), and a
+/// client that retries a cancelled flow (the same source and destination, as a kernel's SYN
+/// retransmission is) is not cancelled again while first SYNs are there to cancel.
 #[derive(Default)]
 pub(crate) struct Connects {
     next_id: u64,
-    queue: VecDeque<(u64, oneshot::Sender<()>)>,
+    queue: Vec<Connect>,
+    /// Flows whose connect was cancelled, oldest first (at most [`CANCELLED_KEPT`]).
+    cancelled: VecDeque<(SocketAddr, SocketAddr)>,
+    cancelled_set: HashSet<(SocketAddr, SocketAddr)>,
+    /// The state of the generator that picks what to cancel (xorshift; seeded on first use).
+    rng: u64,
+}
+
+/// A connect in progress.
+struct Connect {
+    id: u64,
+    flow: (SocketAddr, SocketAddr),
+    /// A retry of a flow whose connect was cancelled: cancelled last.
+    retry: bool,
+    /// Dropped to cancel the connect.
+    _cancel: oneshot::Sender<()>,
+}
+
+/// How many cancelled flows are remembered, to know a client's retry of one: through a
+/// client's first retransmissions at a flood of a few thousand SYNs a second, in about 2 MB.
+const CANCELLED_KEPT: usize = 16_384;
+
+impl Connects {
+    /// A number from 0 to `n` - 1 (xorshift64*, seeded from the standard library's random
+    /// hash keys: what to cancel must not be predictable to whoever floods).
+    fn pick(&mut self, n: usize) -> usize {
+        if self.rng == 0 {
+            use std::hash::BuildHasher;
+            self.rng = std::collections::hash_map::RandomState::new().hash_one(0u64) | 1;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+    }
+
+    /// Takes a connect out to cancel it: a random first attempt, or if there is none, a
+    /// random retry. Returns its flow.
+    fn cancel_one(&mut self) -> Option<(SocketAddr, SocketAddr)> {
+        let firsts = self.queue.iter().filter(|c| !c.retry).count();
+        let i = if firsts > 0 {
+            let k = self.pick(firsts);
+            self.queue
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.retry)
+                .nth(k)
+                .map(|(i, _)| i)?
+        } else if self.queue.is_empty() {
+            return None;
+        } else {
+            let n = self.queue.len();
+            self.pick(n)
+        };
+        let gone = self.queue.swap_remove(i);
+        self.note_cancelled(gone.flow);
+        Some(gone.flow)
+    }
+
+    /// Remembers that `flow`'s connect was cancelled.
+    fn note_cancelled(&mut self, flow: (SocketAddr, SocketAddr)) {
+        if self.cancelled_set.insert(flow) {
+            self.cancelled.push_back(flow);
+            if self.cancelled.len() > CANCELLED_KEPT {
+                if let Some(old) = self.cancelled.pop_front() {
+                    self.cancelled_set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl Relay {
@@ -49,21 +127,28 @@ impl Relay {
         self.connects.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new upstream connect. Returns its id and the receiver that fires on
-    /// cancellation.
-    fn start_connect(&self) -> (u64, oneshot::Receiver<()>) {
+    /// Registers a new upstream connect for the flow from `client` to `dst`. Returns its id
+    /// and the receiver that fires on cancellation.
+    fn start_connect(&self, client: SocketAddr, dst: SocketAddr) -> (u64, oneshot::Receiver<()>) {
         let (cancel, cancelled) = oneshot::channel();
         let mut connects = self.connects();
         let id = connects.next_id;
         connects.next_id += 1;
-        connects.queue.push_back((id, cancel));
+        let flow = (client, dst);
+        let retry = connects.cancelled_set.contains(&flow);
+        connects.queue.push(Connect {
+            id,
+            flow,
+            retry,
+            _cancel: cancel,
+        });
         (id, cancelled)
     }
 
-    /// Cancels the oldest connect in progress: dropping its sender wakes that flow's task,
-    /// which drops its SYN and its socket.
-    fn cancel_oldest_connect(&self) {
-        if self.connects().queue.pop_front().is_some() {
+    /// Cancels a connect in progress to make room (see [`Connects`]): dropping its sender
+    /// wakes that flow's task, which drops its SYN and its socket.
+    fn cancel_a_connect(&self) {
+        if self.connects().cancel_one().is_some() {
             self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -72,16 +157,19 @@ impl Relay {
     /// look through).
     fn end_connect(&self, id: u64) {
         let mut connects = self.connects();
-        if let Some(i) = connects.queue.iter().position(|(c, _)| *c == id) {
-            connects.queue.remove(i);
+        if let Some(i) = connects.queue.iter().position(|c| c.id == id) {
+            let done = connects.queue.swap_remove(i);
+            if done.retry {
+                connects.cancelled_set.remove(&done.flow);
+            }
         }
     }
 }
 
 /// Takes each held SYN and starts its flow (dropping it at --max-flows; the client
-/// retransmits). At --max-pending-connects the oldest connect makes room, so a flood of
-/// SYNs to random destinations costs no more than that many upstream sockets. Returns only
-/// when the stack stops.
+/// retransmits). At --max-pending-connects a connect makes room (see [`Connects`]), so a
+/// flood of SYNs to random destinations costs no more than that many upstream sockets.
+/// Returns only when the stack stops.
 pub(crate) async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io::Result<()> {
     loop {
         let syn = interceptor.next().await?;
@@ -111,19 +199,19 @@ pub(crate) async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io:
             relay.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        // At the limit the oldest connect makes room, and this waits until its task has
-        // let go of its socket: the bound is on sockets, not only on tasks.
+        // At the limit a connect makes room, and this waits until its task has let go of
+        // its socket: the bound is on sockets, not only on tasks.
         let permit = match Arc::clone(&relay.connect_permits).try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                relay.cancel_oldest_connect();
+                relay.cancel_a_connect();
                 let Ok(p) = Arc::clone(&relay.connect_permits).acquire_owned().await else {
                     return Ok(()); // never closed
                 };
                 p
             }
         };
-        let (id, cancelled) = relay.start_connect();
+        let (id, cancelled) = relay.start_connect(syn.peer_addr(), dst);
         tokio::spawn(Arc::clone(&relay).tcp_flow(syn, permit, id, cancelled, slot));
     }
 }
@@ -334,5 +422,74 @@ async fn reset_after_eof_synack(r: &synack::tokio::ReadHalf<'_>) -> io::Error {
             Ok(None) => {}
             Ok(Some(e)) | Err(e) => return e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(i: u16) -> (SocketAddr, SocketAddr) {
+        (
+            SocketAddr::from(([198, 18, 0, 1], 40_000 + i)),
+            SocketAddr::from(([198, 19, (i >> 8) as u8, i as u8], 443)),
+        )
+    }
+
+    fn add(c: &mut Connects, f: (SocketAddr, SocketAddr)) -> oneshot::Receiver<()> {
+        let (cancel, cancelled) = oneshot::channel();
+        let retry = c.cancelled_set.contains(&f);
+        let id = c.next_id;
+        c.next_id += 1;
+        c.queue.push(Connect {
+            id,
+            flow: f,
+            retry,
+            _cancel: cancel,
+        });
+        cancelled
+    }
+
+    /// A full pool under a flood of first SYNs: a retry of a cancelled flow outlives every
+    /// first attempt, and which first attempts go is spread over the pool, not the oldest
+    /// always (of the 200 oldest, about 92 outlive 200 cancellations at random; none would
+    /// oldest first).
+    #[test]
+    fn a_flood_cancels_at_random_and_retries_last() {
+        let mut c = Connects::default();
+        let mut slow = add(&mut c, flow(0));
+        let mut receivers = Vec::new();
+        for i in 1..256 {
+            receivers.push(add(&mut c, flow(i)));
+        }
+        // The slow flow's connect is cancelled once (say, by the luck of the draw).
+        let i = c.queue.iter().position(|x| x.flow == flow(0)).unwrap();
+        c.queue.swap_remove(i);
+        c.note_cancelled(flow(0));
+        assert!(
+            slow.try_recv().is_err(),
+            "its sender was dropped: cancelled"
+        );
+        // Its client retries: that connect is a retry, and stays while first SYNs flood in.
+        slow = add(&mut c, flow(0));
+        for round in 0..200u16 {
+            let gone = c.cancel_one().unwrap();
+            assert_ne!(gone, flow(0), "the retry was cancelled in round {round}");
+            receivers.push(add(&mut c, flow(1000 + round)));
+        }
+        assert!(matches!(
+            slow.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(c.queue.len(), 256);
+        // Not oldest-first: the first 200 cancellations did not take the 200 oldest.
+        let survivors = c.queue.iter().filter(|x| x.id >= 1 && x.id < 201).count();
+        assert!(survivors > 50, "{survivors} of the 200 oldest survived");
+        // With no first attempt left, a retry goes after all.
+        let mut d = Connects::default();
+        d.note_cancelled(flow(7));
+        let _r = add(&mut d, flow(7));
+        assert_eq!(d.cancel_one(), Some(flow(7)));
+        assert_eq!(d.cancel_one(), None);
     }
 }

@@ -342,7 +342,8 @@ except socket.timeout:
     print("TIMEOUT")
 "#;
 
-/// Python: for SECS seconds, sends raw packets into the TUN as fast as it can: SYNs from
+/// Python: for SECS seconds, sends raw packets into the TUN as fast as it can (or RATE a
+/// second, if given): SYNs from
 /// random (spoofed) sources to random addresses and ports, and UDP datagrams likewise. Three
 /// in four are IPv4 (from 198.18.0.0/16 to 198.19.128.0/17, silent in E; every 16th a first
 /// fragment), one in four IPv6 behind a Destination Options extension header (from
@@ -368,9 +369,14 @@ def l4(n, src, dst, pseudo):
     return 17, seg[:6] + struct.pack("!H", c) + seg[8:]
 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-end = time.time() + float(sys.argv[1])
+start = time.time()
+end = start + float(sys.argv[1])
+rate = float(sys.argv[2]) if len(sys.argv) > 2 else 0
 n = 0
 while time.time() < end:
+    if rate and n > (time.time() - start) * rate:
+        time.sleep(0.005)
+        continue
     try:
         if n % 4 == 3:
             src = bytes.fromhex("20010002000000000000") + random.randbytes(6)
@@ -1268,6 +1274,81 @@ async fn kernel_relay_never_reaches_loopback() {
             "a flow to {dst} was not refused: {logs}"
         );
     }
+}
+
+/// A destination whose upstream connect takes a second (E drops the first SYN of each
+/// connect to it, so the kernel's connect retransmits after 1 s) is still reached through a
+/// SYN flood that keeps the relay's pool of pending connects full (64 here, against 500 SYNs
+/// a second): the relay cancels connects at random and a client's retry last, where
+/// cancelling the oldest always took the slow connect before it finished (64 / 500 s is
+/// well under the second it needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_reaches_a_slow_upstream_through_a_syn_flood() {
+    let test = "kernel_relay_reaches_a_slow_upstream_through_a_syn_flood";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rlyw").await;
+    let (slow, _, port) = DESTS[0];
+    let rules = world.dir.path().join("slow.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table inet slow {{\n set seen {{ type ipv4_addr . inet_service; flags dynamic,timeout; \
+             timeout 60s; }}\n chain out {{\n  type filter hook output priority 0;\n  \
+             ip daddr {slow} tcp flags & (syn|ack) == syn ip saddr . tcp sport @seen accept\n  \
+             ip daddr {slow} tcp flags & (syn|ack) == syn add @seen {{ ip saddr . tcp sport }} drop\n \
+             }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    ok(cmd(&world.e, "nft", &["-f", rules.to_str().unwrap()])).await;
+    let e_name = world.e.name().to_owned();
+    let mut relay = world
+        .relay(
+            &relay_bin,
+            &["--egress-netns", &e_name, "--max-pending-connects", "64"],
+        )
+        .await;
+    // Without a flood: a second to connect, then the page.
+    let (code, took) = world.curl_fails(slow, port, 10).await;
+    assert_eq!(code, 0, "before the flood\nrelay {}", relay.logs());
+    assert!(took >= Duration::from_millis(900), "not slow: {took:?}");
+
+    let mut flood = world.c.command("python3");
+    flood.args(["-c", FLOOD, "20", "1000"]);
+    let flood = tokio::task::spawn_blocking(move || flood.output());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut reached = 0;
+    for _ in 0..3 {
+        let (code, took) = world.curl_fails(slow, port, 12).await;
+        eprintln!("through the flood: curl exit {code} after {took:?}");
+        if code == 0 {
+            reached += 1;
+        }
+    }
+    let sent = flood.await.unwrap().unwrap();
+    let sent = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    let cancelled = logs.lines().filter(|l| l.contains(" cancelled ")).count();
+    eprintln!("flood of {sent} packets; {cancelled} connects cancelled");
+    assert!(
+        cancelled > 64,
+        "the flood never filled the pool: {cancelled} cancelled"
+    );
+    assert_eq!(
+        reached, 3,
+        "the slow destination through the flood\nrelay {logs}"
+    );
 }
 
 /// With the default flags, from the usual soft limit of 1024 open files: 10,000 flows from
