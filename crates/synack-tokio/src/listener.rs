@@ -201,6 +201,7 @@ impl TcpListener {
 
     /// Whether the listener can never accept again: `Stack::shutdown` closed it, or the
     /// stack is gone.
+    #[cfg(feature = "axum")]
     pub(crate) fn is_closed(&self) -> bool {
         self.stack.lock_shard(0).map_or(true, |inner| {
             inner.endpoint.listener_addr(self.handles[0]).is_err()

@@ -195,6 +195,50 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     assert!(link_counter(&ns, "synack0", "rx_packets") > rx_before);
 }
 
+/// A TUN whose name is taken, by another stack's device or by one `ip tuntap` made, is not
+/// joined (a multi-queue device would have taken this file as one more of its queues, and a
+/// share of the other stack's packets): creating it fails at once with `AlreadyExists`,
+/// naming the interface, and the device that has the name goes on working.
+#[tokio::test]
+async fn kernel_a_taken_tun_name_is_refused_not_joined() {
+    if !require_tun("kernel_a_taken_tun_name_is_refused_not_joined") {
+        return;
+    }
+    let ns = NetNs::new("synack-tunx").unwrap();
+    let mut first = TunDevice::create_in(&ns, &TunConfig::default()).unwrap();
+    let e = TunDevice::create_in(&ns, &TunConfig::default()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("synack0"), "{e}");
+    let made = ns
+        .command("ip")
+        .args(["tuntap", "add", "dev", "synack7", "mode", "tun"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for offload in [true, false] {
+        let config = TunConfig {
+            name: "synack7".into(),
+            host_addr: Some("198.18.7.1/24".parse().unwrap()),
+            offload,
+            ..TunConfig::default()
+        };
+        let e = TunDevice::create_in(&ns, &config).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        assert!(e.to_string().contains("synack7"), "{e}");
+    }
+    // The first device still has every packet: a ping's request comes to it.
+    let ping = ns
+        .command("ping")
+        .args(["-n", "-c", "1", "-W", "5", &STACK.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ping (iputils-ping) must be installed");
+    let request = read_echo_request(&mut first).await;
+    assert_eq!(echo_request(&request), Some((HOST, STACK)));
+    let _ = tokio::task::spawn_blocking(move || ping.wait_with_output()).await;
+}
+
 #[tokio::test]
 async fn kernel_counts_a_crafted_packet_and_device_goes_with_its_fd() {
     if !require_tun("kernel_counts_a_crafted_packet_and_device_goes_with_its_fd") {

@@ -275,6 +275,12 @@ fn same_file(file: &File, other: &std::fs::Metadata) -> io::Result<bool> {
 /// RFC 8200 §5: the smallest MTU of a link that carries IPv6.
 const IPV6_MIN_MTU: i32 = 1280;
 
+/// `e` with what was being done when it happened, its kind kept: a bare "File exists" says
+/// neither which interface nor which step.
+fn step(e: io::Error, doing: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing}: {e}"))
+}
+
 /// An open TUN file registered with the tokio reactor: what both devices are made of.
 struct Tun {
     fd: AsyncFd<OwnedFd>,
@@ -336,16 +342,32 @@ impl Tun {
         } else {
             None
         };
-        let fd = sys::open_tun(&config.name, vnet_hdr, config.multi_queue)?;
-        sys::set_mtu(&config.name, mtu)?;
+        let name = &config.name;
+        let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "creating TUN {name}: an interface of that name exists already \
+                         (another stack's, or one made with `ip tuntap`); give this one \
+                         another TunConfig::name"
+                    ),
+                )
+            } else {
+                step(e, &format!("creating TUN {name} (/dev/net/tun, TUNSETIFF)"))
+            }
+        })?;
+        sys::set_mtu(name, mtu).map_err(|e| step(e, &format!("setting TUN {name}'s MTU")))?;
         if let Some(v4) = config.host_addr {
-            sys::add_ipv4(&config.name, v4.addr, v4.netmask())?;
+            sys::add_ipv4(name, v4.addr, v4.netmask())
+                .map_err(|e| step(e, &format!("giving TUN {name} the address {v4}")))?;
         }
         if let Some(v6) = config.host_addr6 {
-            sys::enable_ipv6(&config.name)?;
-            sys::add_ipv6(&config.name, v6.addr, v6.prefix_len)?;
+            sys::enable_ipv6(name)
+                .and_then(|()| sys::add_ipv6(name, v6.addr, v6.prefix_len))
+                .map_err(|e| step(e, &format!("giving TUN {name} the address {v6}")))?;
         }
-        sys::link_up(&config.name)?;
+        sys::link_up(name).map_err(|e| step(e, &format!("bringing TUN {name} up")))?;
         tracing::debug!(
             name = %config.name,
             host_addr = ?config.host_addr,
@@ -403,12 +425,12 @@ impl Tun {
         };
         let (name, vnet_hdr) = (self.name.clone(), self.vnet_hdr);
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
-            sys::open_tun(&name, vnet_hdr, true)?
+            sys::open_tun(&name, vnet_hdr, true, false)?
         } else {
             let netns = Arc::clone(netns);
             std::thread::spawn(move || {
                 sys::enter_netns(netns.as_raw_fd())?;
-                sys::open_tun(&name, vnet_hdr, true)
+                sys::open_tun(&name, vnet_hdr, true, false)
             })
             .join()
             .map_err(|_| io::Error::other("opening a TUN queue: the thread panicked"))??
@@ -531,6 +553,10 @@ impl TunDevice {
     /// address and MTU, and brings the link up: with the kernel's offloads if
     /// [`TunConfig::offload`] asks for them and the kernel has them.
     ///
+    /// An interface of that name must not exist already (another stack's, or one made with
+    /// `ip tuntap`): that is `AlreadyExists`, rather than a device that would take a share
+    /// of the other's packets. Errors name the interface and the step that failed.
+    ///
     /// Must be called within a tokio runtime (the file descriptor is registered with its
     /// reactor). To create it inside a test namespace, use `create_in` (the `netns` feature).
     pub fn create(config: &TunConfig) -> io::Result<TunDevice> {
@@ -565,6 +591,16 @@ impl TunDevice {
                     return Ok(TunDevice {
                         inner: Inner::Offload(device),
                     })
+                }
+                // A taken name or a missing privilege fails the plain TUN alike: say so, not
+                // that offloads are missing.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::AlreadyExists | io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    return Err(e)
                 }
                 Err(e) => tracing::warn!(
                     tun = %config.name,

@@ -45,8 +45,15 @@ fn ifreq(name: &str) -> libc::ifreq {
 /// With `multi_queue`, also `IFF_MULTI_QUEUE`: the file is one queue of the interface, and
 /// calling this again with the same name and flags (in the interface's network namespace)
 /// attaches one more queue to it instead of creating an interface (tuntap.rst, "Multiqueue
-/// tuntap interface").
-pub(super) fn open_tun(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<OwnedFd> {
+/// tuntap interface"). With `create`, also `IFF_TUN_EXCL`: an interface of that name that
+/// exists already is EBUSY, rather than one to attach to (another stack's, whose packets
+/// this file would take a share of).
+pub(super) fn open_tun(
+    name: &str,
+    vnet_hdr: bool,
+    multi_queue: bool,
+    create: bool,
+) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -61,6 +68,9 @@ pub(super) fn open_tun(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Res
     }
     if multi_queue {
         flags |= libc::IFF_MULTI_QUEUE;
+    }
+    if create {
+        flags |= libc::IFF_TUN_EXCL;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which `req` is and which outlives the
