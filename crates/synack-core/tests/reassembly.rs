@@ -223,6 +223,24 @@ fn a_flood_of_incomplete_datagrams_stays_under_the_cap() {
     assert_eq!(ep.poll_timeout(), None);
 }
 
+/// A datagram cut into 8-byte pieces (8,000 of them) that come last first: each costs a
+/// tree lookup, not a shift of all those held (a sender choosing the order cannot make
+/// reassembly quadratic), and the datagram is made.
+#[test]
+fn tiny_pieces_in_reverse_make_the_datagram() {
+    let (mut ep, s, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let (packet, payload) = datagram(Pair::CLIENT, Pair::SERVER, 63_992, 9);
+    let body = &packet[20..];
+    let n = body.len() / 8;
+    for i in (0..n).rev() {
+        let piece = &body[i * 8..(i + 1) * 8];
+        deliver(&mut ep, now, &v4_piece(42, (i * 8) as u16, i + 1 < n, piece));
+    }
+    assert_eq!(recv(&mut ep, s).unwrap(), payload);
+    assert_eq!(ep.stats().fragments_reassembled, 1);
+}
+
 /// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
 /// synack does not speak; pieces that break the rules are malformed: a piece but the last
 /// whose length is not a multiple of 8, an empty one, one reaching past 65,535 bytes.

@@ -17,7 +17,7 @@
 //! or an attack's, and a shard of a multi-queue stack could not tell which shard owns a
 //! flow from a fragment without ports. Its fragments are dropped (`drop_fragment`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use super::output::Own;
@@ -49,8 +49,9 @@ struct Datagram {
     /// Header field that named the Fragment header is (IPv6).
     header: Vec<u8>,
     next_header_at: usize,
-    /// Held pieces, by offset, none overlapping another.
-    pieces: Vec<(usize, Vec<u8>)>,
+    /// Held pieces, by offset, none overlapping another: a tree, so that pieces arriving in
+    /// any order cost a logarithm each, however many a sender cuts its datagram into.
+    pieces: BTreeMap<usize, Vec<u8>>,
     /// The payload's length, known once the last piece (MF clear) came.
     len: Option<usize>,
     /// Data bytes held.
@@ -141,33 +142,28 @@ impl Endpoint {
             protocol: u8::from(frag.protocol),
         };
         let cost = frag.data.len() + PIECE_OVERHEAD;
-        if !self.reassembly.datagrams.contains_key(&key) {
-            if !self.make_room_for_fragment(cost) {
-                self.stats.drop_fragment += 1;
-                return;
-            }
-            self.reassembly.datagrams.insert(
-                key,
-                Datagram {
-                    born: now,
-                    header: Vec::new(),
-                    next_header_at: 0,
-                    pieces: Vec::new(),
-                    len: None,
-                    held: 0,
-                    charge: 0,
-                },
-            );
-            self.reassembly.order.push_back((now, key));
-        } else if !self.make_room_for_fragment(cost) {
+        // Room is made by giving up the oldest datagrams, this one's among them if it is.
+        if !self.make_room_for_fragment(cost) {
             self.stats.drop_fragment += 1;
             return;
         }
-        // Room was made by giving up the oldest datagrams, which may have been this one.
-        let Some(d) = self.reassembly.datagrams.get_mut(&key) else {
-            self.stats.drop_fragment += 1;
-            return;
-        };
+        let Reassembly {
+            datagrams,
+            order,
+            memory,
+        } = &mut self.reassembly;
+        let d = datagrams.entry(key).or_insert_with(|| {
+            order.push_back((now, key));
+            Datagram {
+                born: now,
+                header: Vec::new(),
+                next_header_at: 0,
+                pieces: BTreeMap::new(),
+                len: None,
+                held: 0,
+                charge: 0,
+            }
+        });
         match place(d, &frag, end) {
             Placed::Held => {}
             Placed::Duplicate => {
@@ -183,7 +179,7 @@ impl Endpoint {
             }
         }
         d.charge += cost;
-        self.reassembly.memory += cost;
+        *memory += cost;
         if frag.offset == 0 {
             d.header = frag.header.to_vec();
             d.next_header_at = frag.next_header_at;
@@ -197,7 +193,7 @@ impl Endpoint {
         };
         self.reassembly.tidy();
         let mut payload = Vec::with_capacity(d.held);
-        for (_, piece) in &d.pieces {
+        for piece in d.pieces.values() {
             payload.extend_from_slice(piece);
         }
         match fragment::rebuild(&d.header, d.next_header_at, frag.protocol, &payload) {
@@ -255,7 +251,7 @@ impl Endpoint {
             };
             self.stats.drop_fragment += d.pieces.len() as u64;
             self.stats.fragments_expired += 1;
-            if let Some((0, first)) = d.pieces.first() {
+            if let Some((0, first)) = d.pieces.first_key_value() {
                 self.fragment_time_exceeded(now, &key, &d.header, first);
             }
         }
@@ -296,7 +292,9 @@ fn place(d: &mut Datagram, frag: &Fragment<'_>, end: usize) -> Placed {
         // The last piece fixes the length: a second last piece must agree, and nothing
         // held may lie past it.
         if d.len.is_some_and(|len| len != end)
-            || d.pieces.last().is_some_and(|(o, p)| o + p.len() > end)
+            || d.pieces
+                .last_key_value()
+                .is_some_and(|(o, p)| o + p.len() > end)
         {
             return Placed::Fatal;
         }
@@ -304,22 +302,20 @@ fn place(d: &mut Datagram, frag: &Fragment<'_>, end: usize) -> Placed {
         return Placed::Fatal;
     }
     // The first piece held at or after this one's offset; the one before it may reach in.
-    let at = d.pieces.partition_point(|(o, _)| *o < frag.offset);
-    if let Some((o, p)) = d.pieces.get(at) {
-        if *o == frag.offset && p.len() == frag.data.len() {
+    if let Some((&o, p)) = d.pieces.range(frag.offset..).next() {
+        if o == frag.offset && p.len() == frag.data.len() {
             return Placed::Duplicate;
         }
-        if *o < end {
+        if o < end {
             return Placed::Fatal;
         }
     }
-    if at > 0 {
-        let (o, p) = &d.pieces[at - 1];
+    if let Some((&o, p)) = d.pieces.range(..frag.offset).next_back() {
         if o + p.len() > frag.offset {
             return Placed::Fatal;
         }
     }
-    d.pieces.insert(at, (frag.offset, frag.data.to_vec()));
+    d.pieces.insert(frag.offset, frag.data.to_vec());
     d.held += frag.data.len();
     if !frag.more {
         d.len = Some(end);
