@@ -49,6 +49,45 @@ pub fn ip_packet(data: &[u8]) {
     }
     check_ip(&packet);
     check_gso(&packet, 1 + usize::from(control >> 2) * 23);
+    check_fragments(&packet, 68 + usize::from(control >> 2) * 151);
+}
+
+/// Fragments (`wire::fragment`): what `parse` calls a fragment parses as one without a panic,
+/// its slices inside the packet; and a packet cut at `mtu` gives pieces within the MTU whose
+/// data, in order, is the packet's, and which put back together give a packet of the same
+/// length that parses as the original did.
+fn check_fragments(packet: &[u8], mtu: usize) {
+    use synack_core::wire::fragment::{rebuild, split, Fragment};
+    if let Ok(f) = Fragment::parse(packet) {
+        assert!(
+            f.header.len() + f.data.len() <= packet.len(),
+            "a fragment's slices"
+        );
+        let _ = f.max_payload();
+    }
+    let Some(pieces) = split(packet, mtu, 0x0102_0304) else {
+        return;
+    };
+    let mut data = Vec::new();
+    let mut first = None;
+    for piece in &pieces {
+        assert!(piece.len() <= mtu, "a piece past the MTU");
+        let f = Fragment::parse(piece).expect("a piece parses as a fragment");
+        assert_eq!(f.offset, data.len(), "pieces in order, back to back");
+        data.extend_from_slice(f.data);
+        first.get_or_insert((f.header.to_vec(), f.next_header_at, f.protocol));
+    }
+    let (header, at, protocol) = first.expect("at least one piece");
+    let whole = rebuild(&header, at, protocol, &data).expect("what was cut fits again");
+    assert_eq!(whole.len(), header.len() + data.len());
+    if let Ok((ip, payload)) = wire::ip::parse(packet) {
+        let (ip2, payload2) = wire::ip::parse(&whole).expect("the rebuilt packet parses");
+        assert_eq!(
+            (ip2.protocol(), payload2),
+            (ip.protocol(), payload),
+            "rebuilt"
+        );
+    }
 }
 
 /// GSO and GRO on the same bytes (`wire::gso`): cutting at `size` never panics, and when it

@@ -235,7 +235,11 @@ fn tiny_pieces_in_reverse_make_the_datagram() {
     let n = body.len() / 8;
     for i in (0..n).rev() {
         let piece = &body[i * 8..(i + 1) * 8];
-        deliver(&mut ep, now, &v4_piece(42, (i * 8) as u16, i + 1 < n, piece));
+        deliver(
+            &mut ep,
+            now,
+            &v4_piece(42, (i * 8) as u16, i + 1 < n, piece),
+        );
     }
     assert_eq!(recv(&mut ep, s).unwrap(), payload);
     assert_eq!(ep.stats().fragments_reassembled, 1);

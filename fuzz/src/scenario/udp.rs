@@ -78,6 +78,26 @@ pub struct UdpInput {
     length_lie: Option<i8>,
     /// Payload bytes (cut to 4096).
     len: u16,
+    /// Sent in IP fragments, as the input says.
+    fragments: Option<FragmentInput>,
+}
+
+/// How a datagram goes in fragments (`wire::fragment::split`), and how the pieces arrive.
+#[derive(Debug, Arbitrary)]
+pub struct FragmentInput {
+    /// The MTU it is cut at: 68 plus this, modulo 1,500 (a datagram that fits goes whole).
+    mtu: u16,
+    /// The identification.
+    ident: u32,
+    /// The pieces arrive rotated by this many.
+    rotate: u8,
+    /// This piece (modulo their number) arrives twice.
+    repeat: Option<u8>,
+    /// This piece never arrives (the datagram waits for its timeout).
+    lose: Option<u8>,
+    /// This piece arrives with its offset moved by this many 8-byte units (an overlap or a
+    /// hole; the IPv4 header checksum is fixed, IPv6 has none).
+    shift: Option<(u8, i8)>,
 }
 
 impl Harness {
@@ -144,7 +164,14 @@ impl Harness {
             }
             UdpOp::In(u) => {
                 let p = self.udp_datagram(u);
-                self.inject(&p);
+                match &u.fragments {
+                    None => self.inject(&p),
+                    Some(f) => {
+                        for piece in fragments(&p, f) {
+                            self.inject(&piece);
+                        }
+                    }
+                }
             }
             UdpOp::Intercepted { len, reply } => {
                 let mut buf = vec![0u8; usize::from(*len)];
@@ -206,4 +233,48 @@ impl Harness {
         }
         p
     }
+}
+
+/// `packet` cut and mangled as `f` says, in the order it arrives.
+fn fragments(packet: &[u8], f: &FragmentInput) -> Vec<Vec<u8>> {
+    use synack_core::wire::{fragment, ipv4};
+    let mtu = 68 + usize::from(f.mtu) % 1500;
+    let Some(mut pieces) = fragment::split(packet, mtu, f.ident) else {
+        return vec![packet.to_vec()];
+    };
+    let n = pieces.len();
+    if let Some((i, by)) = f.shift {
+        let piece = &mut pieces[usize::from(i) % n];
+        let v4 = piece[0] >> 4 == 4;
+        // The 13-bit offset in 8-byte units: IPv4's bytes 6-7, IPv6's Fragment header's 2-3.
+        let at = if v4 { 6 } else { 42 };
+        let word = u16::from_be_bytes([piece[at], piece[at + 1]]);
+        let (units, rest) = if v4 {
+            (word & 0x1fff, word & !0x1fff)
+        } else {
+            (word >> 3, word & 7)
+        };
+        let units = units.wrapping_add_signed(i16::from(by)) & 0x1fff;
+        let word = if v4 {
+            rest | units
+        } else {
+            (units << 3) | rest
+        };
+        piece[at..at + 2].copy_from_slice(&word.to_be_bytes());
+        if v4 {
+            ipv4::Packet::new_unchecked(&mut piece[..]).fill_checksum();
+        }
+    }
+    if let Some(i) = f.repeat {
+        let again = pieces[usize::from(i) % n].clone();
+        pieces.push(again);
+    }
+    if let Some(i) = f.lose {
+        pieces.remove(usize::from(i) % n);
+    }
+    let len = pieces.len();
+    if len > 0 {
+        pieces.rotate_left(usize::from(f.rotate) % len);
+    }
+    pieces
 }

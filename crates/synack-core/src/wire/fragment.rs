@@ -152,8 +152,9 @@ pub fn rebuild(
 /// multiple of 8 bytes, all carrying `ident` (IPv4: its low 16 bits): RFC 791 §3.2's
 /// fragmentation procedure, RFC 8200 §4.5's Fragment header. The IPv4 pieces go without DF;
 /// the IPv6 ones keep the fixed header as it is (its flow label included), their Next
-/// Header now the Fragment header's. `None` if the MTU leaves no room for 8 bytes of data a
-/// piece, or the packet is not one of ours.
+/// Header now the Fragment header's. `None` if the packet fits the MTU whole (there is
+/// nothing to cut), if the MTU leaves no room for 8 bytes of data a piece, or if the packet
+/// is not one of ours.
 pub fn split(packet: &[u8], mtu: usize, ident: u32) -> Option<Vec<Vec<u8>>> {
     let (hl, extra, data) = match packet.first().map(|b| b >> 4) {
         Some(4) => {
@@ -168,6 +169,9 @@ pub fn split(packet: &[u8], mtu: usize, ident: u32) -> Option<Vec<Vec<u8>>> {
         }
         _ => return None,
     };
+    if hl + data.len() <= mtu {
+        return None;
+    }
     let per = mtu.checked_sub(hl + extra)? & !7;
     if per == 0 {
         return None;
