@@ -625,6 +625,25 @@ impl Harness {
 /// Checks a packet the endpoint sent and remembers what the peer learns from it; returns
 /// whether it is a TCP segment carrying data.
 fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8]) -> bool {
+    // A UDP datagram past the MTU leaves in fragments: each a valid one of UDP, within the
+    // MTU, from one of ours.
+    if let Err(wire::WireError::Fragment) = wire::ip::parse(packet) {
+        let f =
+            wire::fragment::Fragment::parse(packet).expect("the endpoint emits valid fragments");
+        assert_eq!(f.protocol, IpProtocol::Udp, "only UDP goes in fragments");
+        assert!(
+            packet.len() <= mtu,
+            "a {}-byte fragment on a {}-byte MTU",
+            packet.len(),
+            mtu
+        );
+        assert!(
+            f.src == US || f.src == US6 || intercept,
+            "a fragment from {}",
+            f.src
+        );
+        return false;
+    }
     let (ip, payload) = wire::ip::parse(packet).expect("the endpoint emits valid IP");
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     // In intercept mode the endpoint answers for any unicast address a packet went to.

@@ -6,6 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use synack_core::endpoint::{
+    FRAGMENT_DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD, FRAGMENT_PIECE_OVERHEAD as PIECE_OVERHEAD,
+};
 use synack_core::testing::{deliver, drain, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
@@ -43,9 +46,10 @@ fn datagram(src: IpAddr, dst: IpAddr, len: usize, seed: u8) -> (Vec<u8>, Vec<u8>
     (buf, payload)
 }
 
-/// `packet` cut into pieces of at most `mtu` bytes, identification `ident`.
+/// `packet` cut into pieces of at most `mtu` bytes, identification `ident` (whole, if it
+/// fits).
 fn pieces(packet: &[u8], mtu: usize, ident: u32) -> Vec<Vec<u8>> {
-    wire::fragment::split(packet, mtu, ident).unwrap()
+    wire::fragment::split(packet, mtu, ident).unwrap_or_else(|| vec![packet.to_vec()])
 }
 
 /// An IPv4 fragment made by hand: `data` at byte `offset` of a UDP datagram's payload.
@@ -116,16 +120,14 @@ fn overlaps_give_the_datagram_up_and_repeats_are_ignored() {
     let st = ep.stats();
     // The first two went with the overlap; the last started a datagram of its own.
     assert_eq!((st.drop_fragment, st.fragments_reassembled), (2, 0));
-    assert_eq!(ep.memory_usage().reassembly, 8 + 128);
+    // A piece past the first: its data, its share of bookkeeping and its datagram's.
+    let one = 8 + PIECE_OVERHEAD + DATAGRAM_OVERHEAD;
+    assert_eq!(ep.memory_usage().reassembly, one);
     // A piece that runs into the one after it: that datagram goes too.
     deliver(&mut ep, now, &v4_piece(2, 40, true, &data[..8]));
     deliver(&mut ep, now, &v4_piece(2, 32, true, &data[..16]));
     assert_eq!(ep.stats().drop_fragment, 4);
-    assert_eq!(
-        ep.memory_usage().reassembly,
-        8 + 128,
-        "ident 1's last piece"
-    );
+    assert_eq!(ep.memory_usage().reassembly, one, "ident 1's last piece");
 
     // Repeats of whole pieces change nothing: the datagram is still made.
     let (packet, payload) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 2);
@@ -165,11 +167,9 @@ fn stragglers_expire_with_time_exceeded_for_the_sender() {
     match IcmpRepr::parse_v4(body).unwrap() {
         IcmpRepr::TimeExceeded { code, invoking } => {
             assert_eq!(code, 1);
-            assert_eq!(
-                invoking,
-                &ps[0][..28],
-                "the first piece's header and 8 bytes"
-            );
+            // As much of the first piece as an IPv4 error carries (RFC 1812: 576 bytes in
+            // all).
+            assert_eq!(invoking, &ps[0][..576 - 28], "the first piece as it came");
         }
         other => panic!("{other:?}"),
     }
@@ -245,7 +245,109 @@ fn tiny_pieces_in_reverse_make_the_datagram() {
     assert_eq!(ep.stats().fragments_reassembled, 1);
 }
 
-/// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
+/// Pieces from a broadcast or multicast source are not held (RFC 1122 §3.2.1.3): nothing
+/// waits for them, and no time exceeded goes to a group when they would have expired.
+#[test]
+fn pieces_from_groups_are_not_held() {
+    let (mut ep, _, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    for src in ["255.255.255.255", "224.0.0.1"] {
+        let mut p = v4_piece(5, 0, true, &[0; 16]);
+        let src: std::net::Ipv4Addr = src.parse().unwrap();
+        let mut view = wire::ipv4::Packet::new_unchecked(&mut p[..]);
+        view.set_src_addr(src);
+        view.fill_checksum();
+        deliver(&mut ep, now, &p);
+    }
+    let (packet, _) = datagram(ip("ff02::1"), ip(S6), 3000, 1);
+    deliver(&mut ep, now, &pieces(&packet, 1280, 5)[0]);
+    assert_eq!(ep.memory_usage().reassembly, 0);
+    assert_eq!(ep.stats().drop_malformed, 3);
+    ep.handle_timeout(now + Duration::from_secs(60));
+    assert!(sent(&mut ep, now).is_empty());
+}
+
+/// A datagram that never completes is answered with time exceeded only if it was not an
+/// ICMP error itself (RFC 1122 §3.2.2: no error about an error); an echo request is
+/// answered. The ICMPv6 message quotes the first piece as it came, its Fragment header
+/// included (the headers before it name it), up to the minimum MTU (RFC 4443 §2.4).
+#[test]
+fn time_exceeded_quotes_the_first_piece_and_never_answers_an_error() {
+    let (mut ep, _, _) = server(Config::default());
+    let start = synack_core::Instant::from_secs(10);
+    // Pieces at offset 0 of three ICMP datagrams, each 3,000 bytes: an IPv4 unreachable,
+    // an ICMPv6 packet too big (errors), and an ICMPv6 echo request.
+    let icmp4 = |t: u8| {
+        let ipr = IpRepr::new(Pair::CLIENT, Pair::SERVER, IpProtocol::Icmp, 3000, 64).unwrap();
+        let mut p = vec![0u8; ipr.buffer_len()];
+        ipr.emit(&mut p);
+        p[20] = t;
+        p
+    };
+    let icmp6 = |t: u8| {
+        let ipr = IpRepr::new(ip(C6), ip(S6), IpProtocol::Icmpv6, 3000, 64).unwrap();
+        let mut p = vec![0u8; ipr.buffer_len()];
+        ipr.emit(&mut p);
+        p[40] = t;
+        p
+    };
+    let unreachable = pieces(&icmp4(3), 1500, 1);
+    let too_big = pieces(&icmp6(2), 1280, 2);
+    let echo = pieces(&icmp6(128), 1280, 3);
+    for p in [&unreachable[0], &too_big[0], &echo[0]] {
+        deliver(&mut ep, start, p);
+    }
+    ep.handle_timeout(start + Duration::from_secs(30));
+    let out = sent(&mut ep, start);
+    assert_eq!(out.len(), 1, "one time exceeded, for the echo request");
+    let (ipr, body) = wire::ip::parse(&out[0]).unwrap();
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ipr.src_addr(), ipr.dst_addr()) else {
+        panic!("{ipr:?}");
+    };
+    assert_eq!(d, ip(C6));
+    match IcmpRepr::parse_v6(body, s, d).unwrap() {
+        IcmpRepr::TimeExceeded { code, invoking } => {
+            assert_eq!(code, 1);
+            assert_eq!(
+                invoking.len(),
+                1280 - 48,
+                "as much as the minimum MTU carries"
+            );
+            assert_eq!(
+                invoking,
+                &echo[0][..invoking.len()],
+                "the first piece as it came"
+            );
+            assert_eq!(
+                invoking[6], 44,
+                "the fixed header names the Fragment header"
+            );
+            assert_eq!(invoking[40], 58, "which names ICMPv6");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.stats().fragments_expired, 3);
+}
+
+/// A piece that lies wholly within what is held, across pieces, repeats them: dropped, and
+/// the datagram is still made (Linux's IPFRAG_DUP); one that reaches past them overlaps.
+#[test]
+fn a_piece_within_the_held_ones_is_a_repeat() {
+    let (mut ep, s, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let (packet, payload) = datagram(Pair::CLIENT, Pair::SERVER, 3000, 7);
+    let ps = pieces(&packet, 1500, 9);
+    deliver(&mut ep, now, &ps[0]);
+    deliver(&mut ep, now, &ps[1]);
+    // Bytes 1400..1600 of the payload, from within the first two pieces, sent again.
+    let body = &packet[20..];
+    deliver(&mut ep, now, &v4_piece(9, 1400, true, &body[1400..1600]));
+    assert_eq!(ep.stats().drop_fragment, 1);
+    deliver(&mut ep, now, &ps[2]);
+    assert_eq!(recv(&mut ep, s).unwrap(), payload);
+}
+
+/// TCP is not reassembled/// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
 /// synack does not speak; pieces that break the rules are malformed: a piece but the last
 /// whose length is not a multiple of 8, an empty one, one reaching past 65,535 bytes.
 #[test]

@@ -56,6 +56,9 @@ mod intercept;
 mod listen;
 mod output;
 mod reassembly;
+pub use reassembly::{
+    DATAGRAM_OVERHEAD as FRAGMENT_DATAGRAM_OVERHEAD, PIECE_OVERHEAD as FRAGMENT_PIECE_OVERHEAD,
+};
 mod schedule;
 mod slab;
 mod table;

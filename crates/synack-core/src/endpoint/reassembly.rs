@@ -5,12 +5,14 @@
 //! Bounded as Linux bounds it: every datagram is given up `Config::fragment_timeout` after
 //! its first piece came (`ipfrag_time`, 30 s), with an ICMP time exceeded (code 1) to the
 //! sender if the piece at offset 0 was there (`ip_expire`, `ip6_expire_frag_queue`); and the
-//! pieces held take at most `Config::fragment_memory` bytes (`ipfrag_high_thresh`, 4 MiB),
-//! each charged for its data and its bookkeeping. Past that, the oldest datagrams are given
-//! up to make room: a sender that never completes its datagrams cannot keep the next
-//! sender's out for the whole timeout. A piece that overlaps another is fatal to its whole
-//! datagram (RFC 5722, which Linux applies to IPv4 too since 4.19: overlaps are how filters
-//! are evaded and teardrop-style bugs reached); an exact duplicate is ignored.
+//! datagrams held take at most `Config::fragment_memory` bytes (`ipfrag_high_thresh`, 4 MiB),
+//! each charged for its pieces' data, its first piece's headers and the bookkeeping of both,
+//! so that the cap bounds the heap whatever the pieces' sizes (Linux charges each skb's
+//! truesize and each queue). Past that, the oldest datagrams are given up to make room: a
+//! sender that never completes its datagrams cannot keep the next sender's out for the
+//! whole timeout. A piece that overlaps another is fatal to its whole datagram (RFC 5722,
+//! which Linux applies to IPv4 too since 4.19: overlaps are how filters are evaded and
+//! teardrop-style bugs reached); one wholly within what is held is a repeat, and ignored.
 //!
 //! TCP is not reassembled: a TCP sender sizes its segments to the path (MSS and path MTU
 //! discovery with DF set, RFC 9293 §3.7.1), so a fragmented segment is a middlebox's doing
@@ -28,7 +30,12 @@ use crate::wire::{IcmpRepr, IpProtocol};
 
 /// What a held piece costs beyond its data: its entry and allocation (about Linux's skb
 /// overhead for a small fragment), so that tiny pieces cannot hold more than the cap says.
-pub(super) const PIECE_OVERHEAD: usize = 128;
+pub const PIECE_OVERHEAD: usize = 128;
+
+/// What a datagram being reassembled costs beyond its pieces and its first piece's headers
+/// (which are charged as they are): its table entries and the first node of its pieces'
+/// tree, so that a flood of one-piece datagrams holds no more heap than the cap says.
+pub const DATAGRAM_OVERHEAD: usize = 1024;
 
 /// What names a datagram: its addresses, identification and protocol (RFC 791 §3.2; RFC
 /// 8200 §4.5 names it without the protocol, which every piece of it carries alike).
@@ -125,6 +132,12 @@ impl Endpoint {
             self.stats.drop_fragment += 1;
             return;
         }
+        // RFC 1122 §3.2.1.3: nothing from a broadcast or multicast source is taken, a piece
+        // of one neither (it would be held, and its timeout answered to the group).
+        if !self.is_unicast(frag.src) {
+            self.stats.drop_malformed += 1;
+            return;
+        }
         // RFC 8200 §4.5 (and RFC 791's 8-octet offsets): every piece but the last carries a
         // multiple of 8 bytes, none is empty, and none reaches past the largest datagram.
         let end = frag.offset + frag.data.len();
@@ -141,7 +154,17 @@ impl Endpoint {
             ident: frag.ident,
             protocol: u8::from(frag.protocol),
         };
-        let cost = frag.data.len() + PIECE_OVERHEAD;
+        // The piece, its headers if it is the first (kept to rebuild the datagram), and the
+        // datagram's own bookkeeping if it is new.
+        let new = !self.reassembly.datagrams.contains_key(&key);
+        let cost = frag.data.len()
+            + PIECE_OVERHEAD
+            + if frag.offset == 0 {
+                frag.header.len()
+            } else {
+                0
+            }
+            + if new { DATAGRAM_OVERHEAD } else { 0 };
         // Room is made by giving up the oldest datagrams, this one's among them if it is.
         if !self.make_room_for_fragment(cost) {
             self.stats.drop_fragment += 1;
@@ -152,6 +175,12 @@ impl Endpoint {
             order,
             memory,
         } = &mut self.reassembly;
+        if !new && !datagrams.contains_key(&key) {
+            // Room was made by giving up this very datagram: this piece starts it again,
+            // and would be charged too little.
+            self.stats.drop_fragment += 1;
+            return;
+        }
         let d = datagrams.entry(key).or_insert_with(|| {
             order.push_back((now, key));
             Datagram {
@@ -259,14 +288,33 @@ impl Endpoint {
     }
 
     /// ICMP time exceeded, "fragment reassembly time exceeded", to a datagram's sender,
-    /// quoting its first piece's headers and first 8 data bytes (RFC 792), within the ICMP
-    /// rate limit.
+    /// quoting its first piece as it came, as much as an error may carry (RFC 792, RFC 1812
+    /// §4.3.2.3, RFC 4443 §2.4), within the ICMP rate limit. Never about an ICMP error
+    /// (RFC 1122 §3.2.2: no error about an error), nor to a source that is not unicast.
     fn fragment_time_exceeded(&mut self, now: Instant, key: &Key, header: &[u8], first: &[u8]) {
-        if header.is_empty() || self.control_full() || !self.icmp_allowed(now) {
+        let v6 = key.src.is_ipv6();
+        let icmp_error = match (IpProtocol::from(key.protocol), first.first()) {
+            (IpProtocol::Icmp, Some(&t)) => matches!(t, 3 | 4 | 5 | 11 | 12),
+            (IpProtocol::Icmpv6, Some(&t)) => t < 128,
+            _ => false,
+        };
+        if header.is_empty()
+            || icmp_error
+            || !self.is_unicast(key.src)
+            || self.control_full()
+            || !self.icmp_allowed(now)
+        {
             return;
         }
+        // The first piece as it came: its headers, IPv6's Fragment header (offset 0, M set,
+        // the identification; the headers before it name it), its data.
         let mut quote = header.to_vec();
-        quote.extend_from_slice(&first[..first.len().min(8)]);
+        if v6 {
+            quote.extend_from_slice(&[key.protocol, 0, 0, 1]);
+            quote.extend_from_slice(&key.ident.to_be_bytes());
+        }
+        let room = super::udp::quote_max(v6).saturating_sub(quote.len());
+        quote.extend_from_slice(&first[..first.len().min(room)]);
         let error = IcmpRepr::TimeExceeded {
             code: 1,
             invoking: &quote,
@@ -298,20 +346,32 @@ fn place(d: &mut Datagram, frag: &Fragment<'_>, end: usize) -> Placed {
         {
             return Placed::Fatal;
         }
-    } else if d.len.is_some_and(|len| end >= len) {
+    } else if d.len.is_some_and(|len| end > len) {
         return Placed::Fatal;
     }
-    // The first piece held at or after this one's offset; the one before it may reach in.
-    if let Some((&o, p)) = d.pieces.range(frag.offset..).next() {
-        if o == frag.offset && p.len() == frag.data.len() {
-            return Placed::Duplicate;
+    // Linux's `inet_frag_queue_insert`: a piece that lies wholly within what the held pieces
+    // cover without a gap repeats them (IPFRAG_DUP, dropped, the datagram kept); one that
+    // overlaps them otherwise is an overlap (RFC 5722, the datagram given up).
+    let before = d.pieces.range(..=frag.offset).next_back();
+    let covered_from = before.filter(|(o, p)| *o + p.len() > frag.offset);
+    if let Some((&o, p)) = covered_from {
+        // Walk the run of back-to-back pieces from the one this starts in.
+        let mut reach = o + p.len();
+        for (&next, q) in d.pieces.range(o + 1..) {
+            if reach >= end || next != reach {
+                break;
+            }
+            reach += q.len();
         }
-        if o < end {
-            return Placed::Fatal;
-        }
+        return if reach >= end {
+            Placed::Duplicate
+        } else {
+            Placed::Fatal
+        };
     }
-    if let Some((&o, p)) = d.pieces.range(..frag.offset).next_back() {
-        if o + p.len() > frag.offset {
+    // Starting in a gap: it must end before the next piece.
+    if let Some((&o, _)) = d.pieces.range(frag.offset..).next() {
+        if o < end {
             return Placed::Fatal;
         }
     }

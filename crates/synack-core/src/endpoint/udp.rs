@@ -83,7 +83,7 @@ const ICMP_MSGS_BURST: u64 = 50;
 
 /// The most of the offending datagram an ICMP error quotes: RFC 1812 §4.3.2.3 lets an IPv4
 /// error grow to 576 bytes, RFC 4443 §2.4(c) an ICMPv6 one to the IPv6 minimum MTU (1280).
-fn quote_max(v6: bool) -> usize {
+pub(super) fn quote_max(v6: bool) -> usize {
     if v6 {
         1280 - 40 - 8
     } else {
