@@ -347,7 +347,62 @@ fn a_piece_within_the_held_ones_is_a_repeat() {
     assert_eq!(recv(&mut ep, s).unwrap(), payload);
 }
 
-/// TCP is not reassembled/// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
+/// A ping larger than the MTU (`ping -s 3000`) comes in fragments and is answered in
+/// fragments, each within the MTU, which put together are the echo reply.
+#[test]
+fn a_ping_past_the_mtu_is_answered_in_fragments() {
+    let (mut ep, _, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let request = IcmpRepr::EchoRequest {
+        ident: 7,
+        seq_no: 1,
+        data: &data,
+    };
+    let ipr = IpRepr::new(
+        Pair::CLIENT,
+        Pair::SERVER,
+        IpProtocol::Icmp,
+        request.buffer_len(),
+        64,
+    )
+    .unwrap();
+    let mut packet = vec![0u8; ipr.buffer_len()];
+    ipr.emit(&mut packet);
+    request.emit_v4(&mut packet[20..]);
+    for p in pieces(&packet, 1500, 11) {
+        deliver(&mut ep, now, &p);
+    }
+    let out = sent(&mut ep, now);
+    assert_eq!(out.len(), 3, "the reply in three pieces");
+    let mut payload = Vec::new();
+    let mut header = None;
+    for p in &out {
+        assert!(p.len() <= 1500);
+        let f = wire::fragment::Fragment::parse(p).unwrap();
+        assert_eq!(f.offset, payload.len());
+        payload.extend_from_slice(f.data);
+        header.get_or_insert((f.header.to_vec(), f.next_header_at));
+    }
+    let (header, at) = header.unwrap();
+    let whole = wire::fragment::rebuild(&header, at, IpProtocol::Icmp, &payload).unwrap();
+    let (_, body) = wire::ip::parse(&whole).unwrap();
+    match IcmpRepr::parse_v4(body).unwrap() {
+        IcmpRepr::EchoReply {
+            ident,
+            seq_no,
+            data: got,
+        } => {
+            assert_eq!((ident, seq_no), (7, 1));
+            assert!(got == &data[..], "the reply's data");
+        }
+        other => panic!("{other:?}"),
+    }
+    let st = ep.stats();
+    assert_eq!((st.echo_replies, st.fragments_sent), (1, 2));
+}
+
+/// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
 /// synack does not speak; pieces that break the rules are malformed: a piece but the last
 /// whose length is not a multiple of 8, an empty one, one reaching past 65,535 bytes.
 #[test]

@@ -130,6 +130,11 @@ impl Endpoint {
             (IpAddr::V6(s), IpAddr::V6(d)) => icmp.emit_v6(&mut buf[hl..], s, d),
             _ => icmp.emit_v4(&mut buf[hl..]),
         }
+        // An echo reply to a (reassembled) request larger than the MTU goes in fragments,
+        // as Linux's does; an error never needs them (it quotes at most the minimum MTU).
+        if buf.len() > self.config.get_mtu() {
+            return self.push_in_fragments(buf, own);
+        }
         self.push_control(buf, own)
     }
 

@@ -246,6 +246,37 @@ impl Endpoint {
         }
     }
 
+    /// Queues `packet`, one of our own larger than the MTU, in fragments
+    /// (`wire::fragment::split`): every piece with the whole packet's flow label (RFC 6437)
+    /// and an identification no other datagram between these addresses has had lately (RFC
+    /// 791 §3.2; RFC 7739 §5: not a global counter's next value, which would tell an onlooker
+    /// how many datagrams went elsewhere), `own` on the last piece and [`Own::Fragment`] on
+    /// the others. Queues nothing and returns `false` if it cannot be cut or its pieces do
+    /// not all fit the queue (counted under `drop_other`).
+    pub(super) fn push_in_fragments(&mut self, mut packet: Vec<u8>, own: Own) -> bool {
+        if let Some((s, d, p)) = wire::ip::ipv6_flow(&packet) {
+            let label = self.secrets.flow_label(s, d, p, 0);
+            wire::ip::set_flow_label(&mut packet, label);
+        }
+        let Ok((ip, _)) = wire::ip::parse(&packet) else {
+            return false;
+        };
+        let ident = self.fragment_ident(ip.src_addr(), ip.dst_addr());
+        let pieces = match wire::fragment::split(&packet, self.config.get_mtu(), ident) {
+            Some(pieces) if self.control.len() + pieces.len() <= MAX_CONTROL_PACKETS => pieces,
+            _ => {
+                self.stats.drop_other += 1;
+                return false;
+            }
+        };
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let kind = if i == last { own } else { Own::Fragment };
+            self.push_control(piece, kind);
+        }
+        true
+    }
+
     /// Whether the own-packet queue is full: a `push_control` now would fail.
     pub(super) fn control_full(&self) -> bool {
         self.control.len() >= MAX_CONTROL_PACKETS

@@ -409,7 +409,7 @@ impl Endpoint {
     /// of the pair picks one of [`IDENT_BUCKETS`] counters and offsets it (Linux's
     /// `ip_select_ident` with its `ip_idents` counters; `ipv6_select_ident` likewise), so
     /// that one pair's datagrams count up from a point no one else can guess.
-    fn fragment_ident(&mut self, src: IpAddr, dst: IpAddr) -> u32 {
+    pub(super) fn fragment_ident(&mut self, src: IpAddr, dst: IpAddr) -> u32 {
         let h = self.secrets.fragment_ident(src, dst);
         let counter = &mut self.udp.ident_counters[(h as usize) % IDENT_BUCKETS];
         *counter = counter.wrapping_add(1);
@@ -745,28 +745,8 @@ impl Endpoint {
             }
             return Ok(payload.len());
         }
-        // The pieces share the whole datagram's flow label (RFC 6437) and an
-        // identification no other datagram between these addresses has had lately (RFC
-        // 791 §3.2; RFC 7739 §5: not a global counter's next value, which would tell an
-        // onlooker how many datagrams went elsewhere).
-        if let Some((s, d, p)) = wire::ip::ipv6_flow(&buf) {
-            let label = self.secrets.flow_label(s, d, p, 0);
-            wire::ip::set_flow_label(&mut buf, label);
-        }
-        let ident = self.fragment_ident(src.ip(), dst.ip());
-        let Some(pieces) = wire::fragment::split(&buf, mtu, ident) else {
-            return Err(Error::MessageTooLong);
-        };
-        let last = pieces.len() - 1;
-        for (i, piece) in pieces.into_iter().enumerate() {
-            let own = if i == last {
-                Own::Datagram
-            } else {
-                Own::Fragment
-            };
-            if !self.push_control(piece, own) {
-                return Err(Error::WouldBlock);
-            }
+        if !self.push_in_fragments(buf, Own::Datagram) {
+            return Err(Error::WouldBlock);
         }
         Ok(payload.len())
     }
