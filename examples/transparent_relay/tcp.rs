@@ -158,10 +158,9 @@ impl Relay {
     fn end_connect(&self, id: u64) {
         let mut connects = self.connects();
         if let Some(i) = connects.queue.iter().position(|c| c.id == id) {
-            let done = connects.queue.swap_remove(i);
-            if done.retry {
-                connects.cancelled_set.remove(&done.flow);
-            }
+            // A cancelled flow stays remembered until it ages out of `cancelled`, whose
+            // entries the set mirrors one for one.
+            connects.queue.swap_remove(i);
         }
     }
 }
