@@ -625,12 +625,15 @@ impl Harness {
 /// Checks a packet the endpoint sent and remembers what the peer learns from it; returns
 /// whether it is a TCP segment carrying data.
 fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8]) -> bool {
-    // A UDP datagram past the MTU leaves in fragments: each a valid one of UDP, within the
-    // MTU, from one of ours.
+    // A UDP datagram or an echo reply past the MTU leaves in fragments: each a valid one,
+    // within the MTU, from one of ours.
     if let Err(wire::WireError::Fragment) = wire::ip::parse(packet) {
         let f =
             wire::fragment::Fragment::parse(packet).expect("the endpoint emits valid fragments");
-        assert_eq!(f.protocol, IpProtocol::Udp, "only UDP goes in fragments");
+        assert!(
+            matches!(f.protocol, IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6),
+            "only UDP and ICMP go in fragments"
+        );
         assert!(
             packet.len() <= mtu,
             "a {}-byte fragment on a {}-byte MTU",

@@ -329,8 +329,10 @@ fn time_exceeded_quotes_the_first_piece_and_never_answers_an_error() {
     assert_eq!(ep.stats().fragments_expired, 3);
 }
 
-/// A piece that lies wholly within what is held, across pieces, repeats them: dropped, and
-/// the datagram is still made (Linux's IPFRAG_DUP); one that reaches past them overlaps.
+/// A piece that lies wholly within a run of held pieces (pieces that came one after another
+/// at the end, back to back) repeats them: dropped, and the datagram is still made (Linux's
+/// IPFRAG_DUP). The same pieces come out of order make two runs, and a piece across both is
+/// an overlap (RFC 5722): the datagram is given up.
 #[test]
 fn a_piece_within_the_held_ones_is_a_repeat() {
     let (mut ep, s, _) = server(Config::default());
@@ -345,6 +347,14 @@ fn a_piece_within_the_held_ones_is_a_repeat() {
     assert_eq!(ep.stats().drop_fragment, 1);
     deliver(&mut ep, now, &ps[2]);
     assert_eq!(recv(&mut ep, s).unwrap(), payload);
+
+    let (mut ep, s, _) = server(Config::default());
+    deliver(&mut ep, now, &ps[1]);
+    deliver(&mut ep, now, &ps[0]);
+    deliver(&mut ep, now, &v4_piece(9, 1400, true, &body[1400..1600]));
+    assert_eq!(ep.stats().drop_fragment, 3, "the piece and the two held");
+    deliver(&mut ep, now, &ps[2]);
+    assert_eq!(recv(&mut ep, s), Err(Error::WouldBlock));
 }
 
 /// A ping larger than the MTU (`ping -s 3000`) comes in fragments and is answered in
@@ -431,8 +441,26 @@ fn tcp_and_malformed_pieces_are_dropped() {
     assert_eq!(ep.stats().drop_fragment, 1 + 2);
 }
 
+/// RFC 8200 §4.5: the pieces of one IPv6 packet may carry different Next Header values in
+/// their Fragment headers; they are one datagram all the same (Linux's key has no protocol),
+/// and the first piece's value is the datagram's.
+#[test]
+fn ipv6_pieces_are_one_datagram_whatever_their_next_headers() {
+    let (mut ep, _, s6) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let (packet, payload) = datagram(ip(C6), ip(S6), 3000, 8);
+    let mut ps = pieces(&packet, 1280, 21);
+    ps[2][40] = 58; // the last piece says ICMPv6
+    for p in ps.iter().rev() {
+        deliver(&mut ep, now, p);
+    }
+    assert_eq!(recv(&mut ep, s6).unwrap(), payload);
+}
+
 /// In transparent mode a fragmented datagram to any address is reassembled and caught
-/// with its original addresses, as a whole one is.
+/// with its original addresses, as a whole one is; one to elsewhere that never completes is
+/// given up in silence (Linux's `ip_expire` sends no time exceeded for a destination that
+/// is not local).
 #[test]
 fn intercepted_datagrams_are_reassembled_too() {
     let mut c = Config::default();
@@ -449,6 +477,10 @@ fn intercepted_datagrams_are_reassembled_too() {
     let d = ep.udp_recv_intercepted(&mut buf).unwrap();
     assert_eq!(d.dst, SocketAddr::new(elsewhere, 9));
     assert_eq!(&buf[..d.len], &payload[..]);
+    deliver(&mut ep, now, &pieces(&packet, 1500, 78)[0]);
+    ep.handle_timeout(now + std::time::Duration::from_secs(30));
+    assert!(sent(&mut ep, now).is_empty());
+    assert_eq!(ep.stats().fragments_expired, 1);
 }
 
 proptest! {

@@ -313,6 +313,22 @@ fn close_with_unread_data_sends_what_was_written_then_rst() {
     k.h.advance(Duration::from_secs(5));
     k.h.none();
 
+    // As hyper ends a connection: the answer written, then shutdown, then the drop. The
+    // answer and the FIN go, then the RST.
+    let mut k = open();
+    k.peer_sends(ACK, b"POST /upload, 50 MB to follow");
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.send(k.c, answer), Ok(answer.len()));
+    k.h.ep.shutdown(k.c).unwrap();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 2, "{segs:#?}");
+    assert_eq!(&segs[0].payload[..], &answer[..]);
+    assert!(segs[0].has(FIN), "{:?}", segs[0]);
+    assert!(segs[1].has(RST));
+    assert_eq!(segs[1].seq, k.our_nxt + answer.len() + 1);
+    assert_eq!(k.h.ep.connection_count(), 0);
+
     // A peer whose window is shut gets the RST alone.
     let mut k = open();
     let o = Out::new(ACK, 0, 0)

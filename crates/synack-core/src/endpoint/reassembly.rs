@@ -8,9 +8,10 @@
 //! datagrams held take at most `Config::fragment_memory` bytes (`ipfrag_high_thresh`, 4 MiB),
 //! each charged for its pieces' data, its first piece's headers and the bookkeeping of both,
 //! so that the cap bounds the heap whatever the pieces' sizes (Linux charges each skb's
-//! truesize and each queue). Past that, the oldest datagrams are given up to make room: a
-//! sender that never completes its datagrams cannot keep the next sender's out for the
-//! whole timeout. A piece that overlaps another is fatal to its whole datagram (RFC 5722,
+//! truesize and each queue). Past that, the oldest datagrams are given up to make room, so
+//! that a sender that never completes its datagrams cannot keep the next sender's out for
+//! the whole timeout; here synack departs from Linux, which since 4.17 drops every new
+//! fragment while over `ipfrag_high_thresh` (`inet_frag_find`). A piece that overlaps another is fatal to its whole datagram (RFC 5722,
 //! which Linux applies to IPv4 too since 4.19: overlaps are how filters are evaded and
 //! teardrop-style bugs reached); one wholly within what is held is a repeat, and ignored.
 //!
@@ -37,8 +38,9 @@ pub const PIECE_OVERHEAD: usize = 128;
 /// tree, so that a flood of one-piece datagrams holds no more heap than the cap says.
 pub const DATAGRAM_OVERHEAD: usize = 1024;
 
-/// What names a datagram: its addresses, identification and protocol (RFC 791 §3.2; RFC
-/// 8200 §4.5 names it without the protocol, which every piece of it carries alike).
+/// What names a datagram: its addresses, identification and, for IPv4, protocol (RFC 791
+/// §3.2). RFC 8200 §4.5 names an IPv6 one without it (its pieces' Next Header values may
+/// differ; the first piece's is the datagram's), as Linux's `ip6_frag_queue` does: 0 here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     src: IpAddr,
@@ -52,19 +54,31 @@ struct Key {
 struct Datagram {
     /// When its first piece came: it is given up `fragment_timeout` after.
     born: Instant,
-    /// The piece at offset 0's headers (empty until it comes) and where in them the Next
-    /// Header field that named the Fragment header is (IPv6).
+    /// The piece at offset 0's headers (empty until it comes), where in them the Next
+    /// Header field that named the Fragment header is (IPv6), and its protocol: the
+    /// datagram's.
     header: Vec<u8>,
     next_header_at: usize,
+    protocol: IpProtocol,
     /// Held pieces, by offset, none overlapping another: a tree, so that pieces arriving in
     /// any order cost a logarithm each, however many a sender cuts its datagram into.
-    pieces: BTreeMap<usize, Vec<u8>>,
+    pieces: BTreeMap<usize, Piece>,
     /// The payload's length, known once the last piece (MF clear) came.
     len: Option<usize>,
     /// Data bytes held.
     held: usize,
     /// What it is charged against `fragment_memory`.
     charge: usize,
+}
+
+/// One held piece.
+#[derive(Debug)]
+struct Piece {
+    data: Vec<u8>,
+    /// Where its run starts: pieces that came one after another at the end of what was held,
+    /// back to back, make a run (Linux's `fragrun_append_to_last`); any other piece starts
+    /// one of its own. A repeat must lie within one run.
+    run: usize,
 }
 
 /// The datagrams being reassembled.
@@ -152,7 +166,11 @@ impl Endpoint {
             src: frag.src,
             dst: frag.dst,
             ident: frag.ident,
-            protocol: u8::from(frag.protocol),
+            protocol: if frag.src.is_ipv4() {
+                u8::from(frag.protocol)
+            } else {
+                0
+            },
         };
         // The piece, its headers if it is the first (kept to rebuild the datagram), and the
         // datagram's own bookkeeping if it is new.
@@ -187,6 +205,7 @@ impl Endpoint {
                 born: now,
                 header: Vec::new(),
                 next_header_at: 0,
+                protocol: frag.protocol,
                 pieces: BTreeMap::new(),
                 len: None,
                 held: 0,
@@ -212,6 +231,7 @@ impl Endpoint {
         if frag.offset == 0 {
             d.header = frag.header.to_vec();
             d.next_header_at = frag.next_header_at;
+            d.protocol = frag.protocol;
         }
         if d.header.is_empty() || d.len != Some(d.held) {
             return;
@@ -223,9 +243,9 @@ impl Endpoint {
         self.reassembly.tidy();
         let mut payload = Vec::with_capacity(d.held);
         for piece in d.pieces.values() {
-            payload.extend_from_slice(piece);
+            payload.extend_from_slice(&piece.data);
         }
-        match fragment::rebuild(&d.header, d.next_header_at, frag.protocol, &payload) {
+        match fragment::rebuild(&d.header, d.next_header_at, d.protocol, &payload) {
             Some(whole) => {
                 self.stats.fragments_reassembled += 1;
                 self.handle_ip(now, &whole, super::RecvMeta::new(whole.len()));
@@ -281,7 +301,7 @@ impl Endpoint {
             self.stats.drop_fragment += d.pieces.len() as u64;
             self.stats.fragments_expired += 1;
             if let Some((0, first)) = d.pieces.first_key_value() {
-                self.fragment_time_exceeded(now, &key, &d.header, first);
+                self.fragment_time_exceeded(now, &key, &d, &first.data);
             }
         }
         self.reassembly.tidy();
@@ -291,15 +311,20 @@ impl Endpoint {
     /// quoting its first piece as it came, as much as an error may carry (RFC 792, RFC 1812
     /// §4.3.2.3, RFC 4443 §2.4), within the ICMP rate limit. Never about an ICMP error
     /// (RFC 1122 §3.2.2: no error about an error), nor to a source that is not unicast.
-    fn fragment_time_exceeded(&mut self, now: Instant, key: &Key, header: &[u8], first: &[u8]) {
+    fn fragment_time_exceeded(&mut self, now: Instant, key: &Key, d: &Datagram, first: &[u8]) {
+        let (header, protocol) = (&d.header, d.protocol);
         let v6 = key.src.is_ipv6();
-        let icmp_error = match (IpProtocol::from(key.protocol), first.first()) {
+        let icmp_error = match (protocol, first.first()) {
             (IpProtocol::Icmp, Some(&t)) => matches!(t, 3 | 4 | 5 | 11 | 12),
             (IpProtocol::Icmpv6, Some(&t)) => t < 128,
             _ => false,
         };
+        // Only for a datagram to one of our own addresses: in intercept mode one to
+        // elsewhere is given up in silence, as Linux's `ip_expire` skips the message for a
+        // destination that is not local.
         if header.is_empty()
             || icmp_error
+            || !self.addresses.contains(&key.dst)
             || !self.is_unicast(key.src)
             || self.control_full()
             || !self.icmp_allowed(now)
@@ -310,7 +335,7 @@ impl Endpoint {
         // the identification; the headers before it name it), its data.
         let mut quote = header.to_vec();
         if v6 {
-            quote.extend_from_slice(&[key.protocol, 0, 0, 1]);
+            quote.extend_from_slice(&[u8::from(protocol), 0, 0, 1]);
             quote.extend_from_slice(&key.ident.to_be_bytes());
         }
         let room = super::udp::quote_max(v6).saturating_sub(quote.len());
@@ -342,26 +367,27 @@ fn place(d: &mut Datagram, frag: &Fragment<'_>, end: usize) -> Placed {
         if d.len.is_some_and(|len| len != end)
             || d.pieces
                 .last_key_value()
-                .is_some_and(|(o, p)| o + p.len() > end)
+                .is_some_and(|(o, p)| o + p.data.len() > end)
         {
             return Placed::Fatal;
         }
     } else if d.len.is_some_and(|len| end > len) {
         return Placed::Fatal;
     }
-    // Linux's `inet_frag_queue_insert`: a piece that lies wholly within what the held pieces
-    // cover without a gap repeats them (IPFRAG_DUP, dropped, the datagram kept); one that
-    // overlaps them otherwise is an overlap (RFC 5722, the datagram given up).
+    // Linux's `inet_frag_queue_insert`: a piece that lies wholly within one run of held
+    // pieces repeats them (IPFRAG_DUP, dropped, the datagram kept); one that overlaps what is
+    // held otherwise is an overlap (RFC 5722, the datagram given up).
     let before = d.pieces.range(..=frag.offset).next_back();
-    let covered_from = before.filter(|(o, p)| *o + p.len() > frag.offset);
+    let covered_from = before.filter(|(o, p)| *o + p.data.len() > frag.offset);
     if let Some((&o, p)) = covered_from {
-        // Walk the run of back-to-back pieces from the one this starts in.
-        let mut reach = o + p.len();
+        // Walk the run this starts in, piece by piece.
+        let run = p.run;
+        let mut reach = o + p.data.len();
         for (&next, q) in d.pieces.range(o + 1..) {
-            if reach >= end || next != reach {
+            if reach >= end || next != reach || q.run != run {
                 break;
             }
-            reach += q.len();
+            reach += q.data.len();
         }
         return if reach >= end {
             Placed::Duplicate
@@ -375,7 +401,19 @@ fn place(d: &mut Datagram, frag: &Fragment<'_>, end: usize) -> Placed {
             return Placed::Fatal;
         }
     }
-    d.pieces.insert(frag.offset, frag.data.to_vec());
+    // It joins the last piece's run if it comes right after it, at the end of all that is
+    // held.
+    let run = match d.pieces.last_key_value() {
+        Some((&o, last)) if o + last.data.len() == frag.offset => last.run,
+        _ => frag.offset,
+    };
+    d.pieces.insert(
+        frag.offset,
+        Piece {
+            data: frag.data.to_vec(),
+            run,
+        },
+    );
     d.held += frag.data.len();
     if !frag.more {
         d.len = Some(end);

@@ -31,8 +31,10 @@
 //! counted in the endpoint's `memory`, which `Config::max_memory` caps. What does not fit is
 //! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
 //! own-packet queue, which returns `WouldBlock` past [`SEND_QUEUE_PACKETS`] packets
-//! ([`Event::UdpWritable`] follows). synack does not fragment: a payload larger than one
-//! packet of the MTU is `MessageTooLong` (EMSGSIZE).
+//! ([`Event::UdpWritable`] follows). A payload larger than one packet of the MTU goes in IP
+//! fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
+//! `MessageTooLong` (EMSGSIZE); fragments that come in are reassembled
+//! (`endpoint/reassembly.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -531,8 +533,8 @@ impl Endpoint {
     }
 
     /// Send `payload` as one datagram to `dst`, from the socket's address. Returns its
-    /// length. Errors: a pending ICMP error (once), `MessageTooLong` if it does not fit one
-    /// packet of the MTU, `WouldBlock` when the own-packet queue is full
+    /// length; past the MTU it goes in fragments. Errors: a pending ICMP error (once),
+    /// `MessageTooLong` past [`UDP_MAX_PAYLOAD`], `WouldBlock` when the own-packet queue is full
     /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
     /// (no `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for a port 0, another non-unicast
     /// destination or another family than the socket's.

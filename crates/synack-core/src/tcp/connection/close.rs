@@ -217,18 +217,23 @@ impl Connection {
     /// otherwise it closes gracefully in the background.
     ///
     /// Before that RST, what the application wrote goes out as far as the peer's and the
-    /// congestion windows let it go now, as it would have from inside Linux's `write`,
-    /// which sends at once what the windows allow: here a write only queues, for the
-    /// driver to send, and a server that writes an early answer (a 413, a 405) and drops
-    /// the connection with the request still unread would otherwise reset it with the
-    /// answer unsent.
+    /// congestion windows let it go now, and the FIN a `shutdown` queued with it, as they
+    /// would have from inside Linux's `write` and `shutdown` (`tcp_send_fin`), which send at
+    /// once what the windows allow: here both only queue, for the driver to send, and a
+    /// server that writes an early answer (a 413, a 405), shuts down (as hyper does at the
+    /// end of every connection) and drops the connection with the request still unread
+    /// would otherwise reset it with the answer unsent.
     pub fn close(&mut self, now: Instant) {
         self.app_closed = true;
         match self.state {
             State::Closed | State::TimeWait | State::Listen => {}
             State::SynSent => self.enter_closed(None),
-            State::Established | State::CloseWait
-                if !self.rcv.buffer.is_empty() && self.has_unsent_data() =>
+            State::Established
+            | State::CloseWait
+            | State::FinWait1
+            | State::Closing
+            | State::LastAck
+                if !self.rcv.buffer.is_empty() && (self.has_unsent_data() || self.fin_unsent()) =>
             {
                 self.reset_after_flush = true;
             }
@@ -255,6 +260,11 @@ impl Connection {
     /// Whether written bytes wait in the send buffer, not yet sent.
     fn has_unsent_data(&self) -> bool {
         self.snd.data_start() + self.snd.buffer.len() > self.snd.nxt
+    }
+
+    /// Whether a `shutdown` queued a FIN that has not been sent yet.
+    fn fin_unsent(&self) -> bool {
+        self.snd.fin_queued && self.snd.fin_seq.is_none()
     }
 
     /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us.
