@@ -597,6 +597,26 @@ fn sending_is_bounded_by_the_own_packet_queue() {
     let _ = p.client.poll_transmit(p.now, &mut buf);
     assert!(events(&mut p.client).contains(&Event::UdpWritable));
     assert_eq!(p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x"), Ok(1));
+
+    // A datagram in three fragments waits for room for all three: it is told it may try
+    // again only once they fit, not at every packet that leaves.
+    let big = vec![7u8; 4000];
+    assert_eq!(
+        p.client.udp_send_to(c, sa(Pair::SERVER, 9), &big),
+        Err(Error::WouldBlock)
+    );
+    let _ = p.client.poll_transmit(p.now, &mut buf);
+    let _ = p.client.poll_transmit(p.now, &mut buf);
+    assert!(
+        !events(&mut p.client).contains(&Event::UdpWritable),
+        "2 of 3 free"
+    );
+    let _ = p.client.poll_transmit(p.now, &mut buf);
+    assert!(
+        events(&mut p.client).contains(&Event::UdpWritable),
+        "3 free"
+    );
+    assert_eq!(p.client.udp_send_to(c, sa(Pair::SERVER, 9), &big), Ok(4000));
 }
 
 // -----------------------------------------------------------------------------------------

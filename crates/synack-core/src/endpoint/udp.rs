@@ -151,8 +151,10 @@ pub(super) struct Udp {
     /// The ICMP token bucket, in microseconds of credit, and when it was last filled.
     icmp_credit: u64,
     icmp_filled: Option<Instant>,
-    /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed.
-    send_blocked: bool,
+    /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed once this many
+    /// packets fit (the fewest any blocked send needs: a datagram in fragments needs one a
+    /// piece, and waking it sooner would only have it fail again). 0: none owed.
+    send_blocked: usize,
     /// In intercept mode, datagrams no socket takes are caught for the application
     /// ([`Endpoint::set_udp_interception`]); else they are answered as at a closed port.
     catching: bool,
@@ -177,7 +179,7 @@ impl Udp {
             caught_per_source: HashMap::new(),
             icmp_credit: 0,
             icmp_filled: None,
-            send_blocked: false,
+            send_blocked: 0,
             catching: true,
             ident_counters: [0; IDENT_BUCKETS],
         }
@@ -418,12 +420,23 @@ impl Endpoint {
         ((h >> 32) as u32).wrapping_add(*counter)
     }
 
-    /// The own-packet queue drained below the send bound after a send found it full.
+    /// The own-packet queue drained enough for a send that found it full.
     pub(super) fn udp_after_output(&mut self) {
-        if self.udp.send_blocked && self.control.len() < SEND_QUEUE_PACKETS {
-            self.udp.send_blocked = false;
+        let need = self.udp.send_blocked;
+        if need > 0 && self.control.len() + need <= SEND_QUEUE_PACKETS {
+            self.udp.send_blocked = 0;
             self.push_event(Event::UdpWritable);
         }
+    }
+
+    /// A send of `packets` packets found the own-packet queue full.
+    fn udp_block(&mut self, packets: usize) {
+        let need = &mut self.udp.send_blocked;
+        *need = if *need == 0 {
+            packets
+        } else {
+            (*need).min(packets)
+        };
     }
 
     // ---------------------------------------------------------------------------------------
@@ -714,7 +727,7 @@ impl Endpoint {
             return Err(Error::MessageTooLong);
         }
         if self.control.len() + pieces > SEND_QUEUE_PACKETS {
-            self.udp.send_blocked = true;
+            self.udp_block(pieces);
             return Err(Error::WouldBlock);
         }
         let repr = UdpRepr {
@@ -818,7 +831,7 @@ impl Endpoint {
     pub fn udp_send_ready(&mut self) -> bool {
         let ready = self.control.len() < SEND_QUEUE_PACKETS;
         if !ready {
-            self.udp.send_blocked = true;
+            self.udp_block(1);
         }
         ready
     }
