@@ -413,11 +413,13 @@ fn a_ping_past_the_mtu_is_answered_in_fragments() {
 }
 
 /// TCP is not reassembled (a sender sizes its segments to the path), nor is a protocol
-/// synack does not speak; pieces that break the rules are malformed: a piece but the last
-/// whose length is not a multiple of 8, an empty one, one reaching past 65,535 bytes.
+/// synack does not speak; pieces that break the rules are malformed: an empty one, an IPv4
+/// one but the last with less than 8 bytes, an IPv6 one but the last whose length is not a
+/// multiple of 8 (RFC 8200 §4.5), one reaching past 65,535 bytes. An IPv4 piece but the last
+/// with bytes past its last whole 8 loses them, as Linux rounds it down.
 #[test]
 fn tcp_and_malformed_pieces_are_dropped() {
-    let (mut ep, _, _) = server(Config::default());
+    let (mut ep, s, _) = server(Config::default());
     let now = synack_core::Instant::from_secs(1);
     let mut tcp = v4_piece(9, 0, true, &[0; 64]);
     tcp[9] = 6;
@@ -425,16 +427,32 @@ fn tcp_and_malformed_pieces_are_dropped() {
     view.fill_checksum();
     deliver(&mut ep, now, &tcp);
     assert_eq!(ep.stats().drop_fragment, 1);
+    let (v6, _) = datagram(ip(C6), ip(S6), 3000, 3);
+    let mut ragged = pieces(&v6, 1280, 4).remove(0);
+    ragged.truncate(ragged.len() - 4);
+    let len = (ragged.len() - 40) as u16;
+    ragged[4..6].copy_from_slice(&len.to_be_bytes());
     for bad in [
-        v4_piece(10, 0, true, &[0; 12]),
+        v4_piece(10, 0, true, &[0; 4]),
         v4_piece(11, 0, true, &[]),
         v4_piece(12, 65_528, false, &[0; 16]),
+        ragged,
     ] {
         deliver(&mut ep, now, &bad);
     }
     let st = ep.stats();
-    assert_eq!((st.drop_malformed, st.drop_fragment), (3, 1));
+    assert_eq!((st.drop_malformed, st.drop_fragment), (4, 1));
     assert_eq!(ep.memory_usage().reassembly, 0);
+    // 12 bytes in a piece but the last: the first 8 count.
+    let (udp, payload) = datagram(Pair::CLIENT, Pair::SERVER, 8, 5);
+    let body = &udp[20..];
+    deliver(
+        &mut ep,
+        now,
+        &v4_piece(14, 0, true, &[&body[..8], &[0xee; 4]].concat()),
+    );
+    deliver(&mut ep, now, &v4_piece(14, 8, false, &body[8..]));
+    assert_eq!(recv(&mut ep, s).unwrap(), payload);
     // A second last piece that disagrees on the length gives the datagram up.
     deliver(&mut ep, now, &v4_piece(13, 8, false, &[0; 8]));
     deliver(&mut ep, now, &v4_piece(13, 8, false, &[0; 16]));

@@ -141,7 +141,7 @@ fn reassembled(protocol: IpProtocol) -> bool {
 impl Endpoint {
     /// A fragment (see [`Fragment::parse`]), already taken as ours: held
     /// with the other pieces of its datagram, and the datagram handed on when whole.
-    pub(super) fn handle_fragment(&mut self, now: Instant, frag: Fragment<'_>) {
+    pub(super) fn handle_fragment(&mut self, now: Instant, mut frag: Fragment<'_>) {
         if !reassembled(frag.protocol) {
             self.stats.drop_fragment += 1;
             return;
@@ -152,8 +152,13 @@ impl Endpoint {
             self.stats.drop_malformed += 1;
             return;
         }
-        // RFC 8200 §4.5 (and RFC 791's 8-octet offsets): every piece but the last carries a
-        // multiple of 8 bytes, none is empty, and none reaches past the largest datagram.
+        // RFC 791's 8-octet offsets: an IPv4 piece but the last loses the bytes past its last
+        // whole 8 (Linux's `ip_frag_queue` rounds `end` down); RFC 8200 §4.5 has an IPv6 one
+        // that is not a multiple of 8 discarded. None may be empty or reach past the largest
+        // datagram.
+        if frag.more && frag.src.is_ipv4() {
+            frag.data = &frag.data[..frag.data.len() & !7];
+        }
         let end = frag.offset + frag.data.len();
         if frag.data.is_empty()
             || frag.more && !frag.data.len().is_multiple_of(8)
