@@ -2,14 +2,14 @@
 //! as the datagram; overlaps, repeats, stragglers and floods have bounded, counted outcomes
 //! (RFC 791 §3.2, RFC 8200 §4.5, RFC 5722; Linux's `ip_fragment.c` limits).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use proptest::prelude::*;
 use synack_core::endpoint::{
     FRAGMENT_DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD, FRAGMENT_PIECE_OVERHEAD as PIECE_OVERHEAD,
 };
-use synack_core::testing::{deliver, drain, Pair};
+use synack_core::testing::{deliver, drain, ipv4_fragment, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
 
@@ -54,15 +54,8 @@ fn pieces(packet: &[u8], mtu: usize, ident: u32) -> Vec<Vec<u8>> {
 
 /// An IPv4 fragment made by hand: `data` at byte `offset` of a UDP datagram's payload.
 fn v4_piece(ident: u16, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
-    let ipr = IpRepr::new(Pair::CLIENT, Pair::SERVER, IpProtocol::Udp, data.len(), 64).unwrap();
-    let mut p = vec![0u8; ipr.buffer_len()];
-    ipr.emit(&mut p);
-    p[20..].copy_from_slice(data);
-    let mut view = wire::ipv4::Packet::new_unchecked(&mut p[..]);
-    view.set_ident(ident);
-    view.set_flags_and_offset(false, more, offset);
-    view.fill_checksum();
-    p
+    let pair = (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2));
+    ipv4_fragment(pair, IpProtocol::Udp, ident, offset, more, data)
 }
 
 fn recv(ep: &mut Endpoint, h: UdpHandle) -> Result<Vec<u8>, Error> {

@@ -7,24 +7,18 @@
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use synack_core::testing::{deliver, Pair};
-use synack_core::wire::{self, IpProtocol, IpRepr};
+use synack_core::testing::{deliver, ipv4_fragment, Pair};
+use synack_core::wire::IpProtocol;
 use synack_core::{Config, Endpoint, Instant};
 
 const CAP: usize = 1 << 20;
 
 /// An IPv4 piece at offset 0 (MF set) of 8 bytes, identification `ident`, from `src`.
 fn v4_piece(src: Ipv4Addr, ident: u16) -> Vec<u8> {
-    let ipr = IpRepr::new(IpAddr::V4(src), Pair::SERVER, IpProtocol::Udp, 8, 64).unwrap();
-    let mut p = vec![0u8; ipr.buffer_len()];
-    ipr.emit(&mut p);
-    let mut view = wire::ipv4::Packet::new_unchecked(&mut p[..]);
-    view.set_ident(ident);
-    view.set_flags_and_offset(false, true, 0);
-    view.fill_checksum();
-    p
+    let dst = Ipv4Addr::new(198, 18, 0, 2);
+    ipv4_fragment((src, dst), IpProtocol::Udp, ident, 0, true, &[0; 8])
 }
 
 /// An IPv6 piece at offset 0 (M set) of 8 bytes, identification `ident`, behind `headers`

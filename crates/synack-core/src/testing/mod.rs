@@ -74,6 +74,30 @@ pub fn deliver(ep: &mut Endpoint, now: Instant, packet: &[u8]) {
     ep.handle_packet(now, packet, RecvMeta::new(packet.len()));
 }
 
+/// An IPv4 fragment made by hand: `data` at byte `offset` (a multiple of 8) of a datagram of
+/// `protocol` from `src` to `dst`, identification `ident`, More Fragments as `more`, the
+/// header checksum right; what a test of reassembly sends where [`wire::fragment::split`]
+/// would cut too neatly.
+pub fn ipv4_fragment(
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    protocol: IpProtocol,
+    ident: u16,
+    offset: u16,
+    more: bool,
+    data: &[u8],
+) -> Vec<u8> {
+    let ip = wire::IpRepr::new(IpAddr::V4(src), IpAddr::V4(dst), protocol, data.len(), 64)
+        .expect("a fragment's data fits an IPv4 packet");
+    let mut p = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut p);
+    p[ip.header_len()..].copy_from_slice(data);
+    let mut view = wire::ipv4::Packet::new_unchecked(&mut p[..]);
+    view.set_ident(ident);
+    view.set_flags_and_offset(false, more, offset);
+    view.fill_checksum();
+    p
+}
+
 /// Node `i`'s IPv4 address in a [`Net`]: 198.18.0.(i+1), inside the benchmarking block RFC
 /// 2544 reserves.
 pub fn v4(i: usize) -> IpAddr {
