@@ -717,10 +717,10 @@ impl Endpoint {
         let pieces = if whole {
             1
         } else {
-            let per = mtu.saturating_sub(if v6 { 48 } else { 20 }) & !7;
-            if per == 0 {
+            let ip_header = if v6 { 40 } else { 20 };
+            let Some(per) = wire::fragment::piece_data(mtu, ip_header, v6) else {
                 return Err(Error::MessageTooLong);
-            }
+            };
             (udp::HEADER_LEN + payload.len()).div_ceil(per)
         };
         if pieces > SEND_QUEUE_PACKETS {

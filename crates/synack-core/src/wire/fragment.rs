@@ -147,6 +147,14 @@ pub fn rebuild(
     Some(out)
 }
 
+/// How many bytes of a datagram's payload go in each piece but the last at `mtu`, behind an
+/// IP header of `header_len` bytes (and IPv6's 8-byte Fragment header): a multiple of 8
+/// (RFC 791 §3.2, RFC 8200 §4.5). `None` if the MTU leaves no room for 8.
+pub fn piece_data(mtu: usize, header_len: usize, v6: bool) -> Option<usize> {
+    let per = mtu.checked_sub(header_len + if v6 { 8 } else { 0 })? & !7;
+    (per > 0).then_some(per)
+}
+
 /// Cuts a packet this stack built (IPv4 without options, or IPv6 without extension
 /// headers) into fragments of at most `mtu` bytes, every piece's data but the last's a
 /// multiple of 8 bytes, all carrying `ident` (IPv4: its low 16 bits): RFC 791 §3.2's
@@ -172,10 +180,7 @@ pub fn split(packet: &[u8], mtu: usize, ident: u32) -> Option<Vec<Vec<u8>>> {
     if hl + data.len() <= mtu {
         return None;
     }
-    let per = mtu.checked_sub(hl + extra)? & !7;
-    if per == 0 {
-        return None;
-    }
+    let per = piece_data(mtu, hl, extra == 8)?;
     let header = &packet[..hl];
     let mut pieces = Vec::with_capacity(data.len().div_ceil(per));
     for (i, chunk) in data.chunks(per).enumerate() {
