@@ -233,7 +233,7 @@ impl Connection {
             | State::FinWait1
             | State::Closing
             | State::LastAck
-                if !self.rcv.buffer.is_empty() && (self.has_unsent_data() || self.fin_unsent()) =>
+                if !self.rcv.buffer.is_empty() && (self.notsent() > 0 || self.fin_unsent()) =>
             {
                 self.reset_after_flush = true;
             }
@@ -255,11 +255,6 @@ impl Connection {
             self.state,
             State::Closed | State::Listen | State::FinWait2 | State::TimeWait
         )
-    }
-
-    /// Whether written bytes wait in the send buffer, not yet sent.
-    fn has_unsent_data(&self) -> bool {
-        self.snd.data_start() + self.snd.buffer.len() > self.snd.nxt
     }
 
     /// Whether a `shutdown` queued a FIN that has not been sent yet.
