@@ -133,7 +133,7 @@ impl Endpoint {
         // An echo reply to a (reassembled) request larger than the MTU goes in fragments,
         // as Linux's does; an error never needs them (it quotes at most the minimum MTU).
         if buf.len() > self.config.get_mtu() {
-            return self.push_in_fragments(buf, own);
+            return self.push_in_fragments(buf, (src, dst), own);
         }
         self.push_control(buf, own)
     }

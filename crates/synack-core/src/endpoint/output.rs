@@ -3,7 +3,7 @@
 //! then asks the connections in the "dirty" FIFO in turn; `poll_event` hands out the
 //! application's events.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::connections::Owner;
 use super::{Endpoint, Event};
@@ -246,22 +246,24 @@ impl Endpoint {
         }
     }
 
-    /// Queues `packet`, one of our own larger than the MTU, in fragments
+    /// Queues `packet`, one of our own from `src` to `dst` larger than the MTU, in fragments
     /// (`wire::fragment::split`): every piece with the whole packet's flow label (RFC 6437)
     /// and an identification no other datagram between these addresses has had lately (RFC
     /// 791 §3.2; RFC 7739 §5: not a global counter's next value, which would tell an onlooker
     /// how many datagrams went elsewhere), `own` on the last piece and [`Own::Fragment`] on
     /// the others. Queues nothing and returns `false` if it cannot be cut or its pieces do
     /// not all fit the queue (counted under `drop_other`).
-    pub(super) fn push_in_fragments(&mut self, mut packet: Vec<u8>, own: Own) -> bool {
+    pub(super) fn push_in_fragments(
+        &mut self,
+        mut packet: Vec<u8>,
+        (src, dst): (IpAddr, IpAddr),
+        own: Own,
+    ) -> bool {
         if let Some((s, d, p)) = wire::ip::ipv6_flow(&packet) {
             let label = self.secrets.flow_label(s, d, p, 0);
             wire::ip::set_flow_label(&mut packet, label);
         }
-        let Ok((ip, _)) = wire::ip::parse(&packet) else {
-            return false;
-        };
-        let ident = self.fragment_ident(ip.src_addr(), ip.dst_addr());
+        let ident = self.fragment_ident(src, dst);
         let pieces = match wire::fragment::split(&packet, self.config.get_mtu(), ident) {
             Some(pieces) if self.control.len() + pieces.len() <= MAX_CONTROL_PACKETS => pieces,
             _ => {

@@ -760,7 +760,7 @@ impl Endpoint {
             }
             return Ok(payload.len());
         }
-        if !self.push_in_fragments(buf, Own::Datagram) {
+        if !self.push_in_fragments(buf, (src.ip(), dst.ip()), Own::Datagram) {
             return Err(Error::WouldBlock);
         }
         Ok(payload.len())
