@@ -631,7 +631,10 @@ fn learn(peers: &mut VecDeque<Peer>, mtu: usize, intercept: bool, packet: &[u8])
         let f =
             wire::fragment::Fragment::parse(packet).expect("the endpoint emits valid fragments");
         assert!(
-            matches!(f.protocol, IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6),
+            matches!(
+                f.protocol,
+                IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
+            ),
             "only UDP and ICMP go in fragments"
         );
         assert!(

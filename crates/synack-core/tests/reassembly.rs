@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use synack_core::endpoint::{
     FRAGMENT_DATAGRAM_OVERHEAD as DATAGRAM_OVERHEAD, FRAGMENT_PIECE_OVERHEAD as PIECE_OVERHEAD,
 };
-use synack_core::testing::{deliver, drain, ipv4_fragment, Pair};
+use synack_core::testing::{deliver, drain, ipv4_fragment, join_fragments, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
 
@@ -378,17 +378,8 @@ fn a_ping_past_the_mtu_is_answered_in_fragments() {
     }
     let out = sent(&mut ep, now);
     assert_eq!(out.len(), 3, "the reply in three pieces");
-    let mut payload = Vec::new();
-    let mut header = None;
-    for p in &out {
-        assert!(p.len() <= 1500);
-        let f = wire::fragment::Fragment::parse(p).unwrap();
-        assert_eq!(f.offset, payload.len());
-        payload.extend_from_slice(f.data);
-        header.get_or_insert((f.header.to_vec(), f.next_header_at));
-    }
-    let (header, at) = header.unwrap();
-    let whole = wire::fragment::rebuild(&header, at, IpProtocol::Icmp, &payload).unwrap();
+    assert!(out.iter().all(|p| p.len() <= 1500), "a piece past the MTU");
+    let whole = join_fragments(&out);
     let (_, body) = wire::ip::parse(&whole).unwrap();
     match IcmpRepr::parse_v4(body).unwrap() {
         IcmpRepr::EchoReply {

@@ -98,6 +98,26 @@ pub fn ipv4_fragment(
     p
 }
 
+/// The datagram that `pieces`, fragments in order and back to back (each starting where the
+/// one before ended), were cut from: [`wire::fragment::rebuild`] from the first piece's
+/// headers and protocol and every piece's data.
+///
+/// # Panics
+/// If there is no piece, one is not a fragment, or one does not start where the one before
+/// it ended: what a test of fragmenting asserts.
+pub fn join_fragments(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = Vec::new();
+    let mut first = None;
+    for piece in pieces {
+        let f = wire::fragment::Fragment::parse(piece).expect("a piece parses as a fragment");
+        assert_eq!(f.offset, data.len(), "pieces in order, back to back");
+        data.extend_from_slice(f.data);
+        first.get_or_insert((f.header.to_vec(), f.next_header_at, f.protocol));
+    }
+    let (header, at, protocol) = first.expect("at least one piece");
+    wire::fragment::rebuild(&header, at, protocol, &data).expect("what was cut fits again")
+}
+
 /// Node `i`'s IPv4 address in a [`Net`]: 198.18.0.(i+1), inside the benchmarking block RFC
 /// 2544 reserves.
 pub fn v4(i: usize) -> IpAddr {
