@@ -548,6 +548,84 @@ fn a_reply_carries_the_ack_in_request_response_exchanges() {
     assert_eq!(r.ack, k.peer_nxt, "the reply acknowledges the request");
 }
 
+/// TCP_QUICKACK, as Linux's `__tcp_sock_set_quickack`: off enters request/response mode (even
+/// the first data's ACK waits for the timer, and a read sends nothing); on leaves the mode and
+/// sends the waiting ACK at once once the data is read, or at the read; reading it back says
+/// whether the connection is out of the mode. The packetdrill script `quickack.pkt` holds the
+/// same against the kernel.
+#[test]
+fn quickack_sends_the_held_ack_once_read_and_leaves_request_response_mode() {
+    let mut k = Conn::plain();
+    assert!(
+        k.h.ep.quickack(k.c).unwrap(),
+        "a new connection is not in ping-pong mode"
+    );
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    assert!(!k.h.ep.quickack(k.c).unwrap());
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"GET /1");
+    k.send_peer(o);
+    k.h.none();
+    k.h.advance(Duration::from_millis(10));
+    assert_eq!(k.read_all(), b"GET /1");
+    k.h.none();
+    k.h.ep.set_quickack(k.c, true).unwrap();
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "the held ACK leaves at once");
+    assert!(a.payload.is_empty());
+    assert!(k.h.ep.quickack(k.c).unwrap());
+    // Nothing is owed now: setting it again sends nothing.
+    k.h.ep.set_quickack(k.c, true).unwrap();
+    k.h.none();
+
+    // Unread, the ACK waits for the read that empties the queue.
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"GET /2");
+    k.send_peer(o);
+    k.h.advance(Duration::from_millis(10));
+    k.h.ep.set_quickack(k.c, true).unwrap();
+    k.h.none();
+    assert_eq!(k.read_all(), b"GET /2");
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+}
+
+/// A read that empties the receive queue sends an ACK owed for short pushed segments
+/// (Linux's `tcp_cleanup_rbuf`): in request/response mode only after two of them, and a
+/// read that leaves data queued sends nothing. `ack-on-read.pkt` holds the same against the
+/// kernel.
+#[test]
+fn a_read_that_empties_the_queue_sends_the_ack_owed_for_pushed_data() {
+    let mut k = Conn::plain();
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'a'; 100]);
+    k.send_peer(o);
+    k.h.advance(Duration::from_millis(10));
+    assert_eq!(k.read_all().len(), 100);
+    k.h.none();
+    let (_, segs) = k.h.next_timeout();
+    assert_eq!(
+        segs.len(),
+        1,
+        "one pushed segment in ping-pong mode waits for the timer"
+    );
+
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'b'; 100]);
+    k.send_peer(o);
+    k.h.advance(Duration::from_millis(10));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'c'; 100]);
+    k.send_peer(o);
+    k.h.none();
+    let mut part = [0u8; 150];
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut part).unwrap(), 150);
+    k.h.none();
+    assert_eq!(k.read_all().len(), 50);
+    let a = k.h.one();
+    assert_eq!(
+        a.ack, k.peer_nxt,
+        "two pushed segments: the emptying read ACKs"
+    );
+}
+
 #[test]
 fn receives_in_order_data_and_delays_the_ack() {
     let mut k = Conn::plain();
@@ -555,7 +633,6 @@ fn receives_in_order_data_and_delays_the_ack() {
     let o = k.seg(ACK | PSH, k.our_nxt).data(b"hello");
     k.send_peer(o);
     assert!(k.h.events().contains(&Event::Readable(k.c)));
-    assert_eq!(k.read_all(), b"hello");
     k.h.none();
     let t0 = k.h.now;
     let (t, segs) = k.h.next_timeout();
@@ -566,6 +643,16 @@ fn receives_in_order_data_and_delays_the_ack() {
         Duration::from_millis(40),
         "delayed ACK at most 40 ms"
     );
+    assert_eq!(k.read_all(), b"hello");
+    k.h.none();
+    // Read at once, a short pushed segment's ACK leaves with the read that empties the
+    // queue (Linux's tcp_cleanup_rbuf): a sender whose Nagle test waits for it is not held.
+    k.h.advance(Duration::from_millis(100));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(b"again");
+    k.send_peer(o);
+    k.h.none();
+    assert_eq!(k.read_all(), b"again");
+    assert_eq!(k.h.one().ack, k.peer_nxt);
 }
 
 /// The peer's keepalive or zero-window probe (no data at RCV.NXT - 1, as Linux sends it) is

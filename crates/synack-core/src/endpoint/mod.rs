@@ -692,6 +692,23 @@ impl Endpoint {
         Ok(())
     }
 
+    /// `TCP_QUICKACK` (Linux `__tcp_sock_set_quickack`): `true` leaves request/response
+    /// (ping-pong) mode, where ACKs wait to ride on the reply, and sends an ACK that waits
+    /// for the delayed-ACK timer now if everything received has been read (else at the read
+    /// that empties the queue), in ESTABLISHED and CLOSE-WAIT; `false` enters that mode. Neither is for good, as in Linux: the delayed-ACK engine enters and leaves the
+    /// mode again as the exchange goes.
+    pub fn set_quickack(&mut self, conn: ConnectionHandle, on: bool) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.set_quickack(on);
+        self.after(conn);
+        Ok(())
+    }
+
+    /// Whether the connection is out of request/response mode (`TCP_QUICKACK` as Linux's
+    /// `getsockopt` reads it).
+    pub fn quickack(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.app_conn(conn)?.quickack())
+    }
+
     /// `TCP_CORK`: while on, segments shorter than a full one wait, whatever is in flight,
     /// until it is turned off (then Nagle's usual rules decide), `set_nodelay(true)` pushes
     /// them, or the persist timer lets them out.

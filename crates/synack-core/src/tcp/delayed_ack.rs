@@ -16,6 +16,12 @@
 //!   ACK can ride on the reply, so quick ACKs stop (`tcp_event_data_sent`); a delayed-ACK
 //!   timeout that fires anyway ends the mode (`tcp_delack_timer_handler`).
 //!
+//! - **ACK on read.** A short segment the sender pushed (the end of its write, maybe all it
+//!   has until it hears from us) is marked (`ICSK_ACK_PUSHED`). A read that empties the
+//!   receive queue then sends the ACK at once instead of at the timer, outside ping-pong mode,
+//!   or in it after two such segments (`ICSK_ACK_PUSHED2`): `tcp_cleanup_rbuf`. A sender whose
+//!   Nagle test waits for that ACK is not held for the delay.
+//!
 //! "More than one full segment" counts bytes against an estimate of the peer's segment size
 //! (`rcv_mss`, `tcp_measure_rcv_mss`), not segments: two small segments wait for the timer.
 
@@ -34,6 +40,24 @@ pub const DELACK_MAX_BULK: Duration = Duration::from_millis(500);
 const MIN_RCV_MSS: usize = 88;
 /// The first guess at the peer's segment size (Linux `TCP_MSS_DEFAULT`, RFC 9293 §3.7.1).
 const DEFAULT_RCV_MSS: usize = 536;
+/// A TCP header without options.
+const BARE_HEADER: usize = 20;
+
+/// What `tcp_measure_rcv_mss` reads of an in-order data segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArrivedSegment {
+    /// Its payload, or a GRO packet's segment size.
+    pub len: usize,
+    /// Its TCP header, options included.
+    pub header_len: usize,
+    /// The header every segment of the connection carries (20, or 32 with timestamps):
+    /// what lies beyond it (SACK blocks) varies and is not the peer's segment size.
+    pub base_header_len: usize,
+    /// PSH is set.
+    pub psh: bool,
+    /// PSH, URG or FIN is set (Linux's `TCP_REMNANT`): the sender may have sent it short.
+    pub remnant: bool,
+}
 
 /// The delayed-ACK state of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +76,13 @@ pub(crate) struct DelayedAck {
     pub rcv_mss: usize,
     /// RCV.NXT when we last sent an ACK (Linux `rcv_wup`).
     pub acked: SeqNumber,
+    /// The size of the last segment that looked full-sized without reaching `rcv_mss`
+    /// (Linux `last_seg_size`): two alike lower the estimate.
+    last_seg_size: usize,
+    /// A pushed short segment waits for our ACK (`ICSK_ACK_PUSHED`).
+    pushed: bool,
+    /// Two of them did (`ICSK_ACK_PUSHED2`).
+    pushed2: bool,
 }
 
 impl DelayedAck {
@@ -64,6 +95,9 @@ impl DelayedAck {
             last_data: now,
             rcv_mss: DEFAULT_RCV_MSS,
             acked: SeqNumber(0),
+            last_seg_size: 0,
+            pushed: false,
+            pushed2: false,
         }
     }
 
@@ -123,14 +157,12 @@ impl DelayedAck {
     pub fn on_data(
         &mut self,
         now: Instant,
-        len: usize,
+        seg: ArrivedSegment,
         our_mss: usize,
         rcv_wnd: usize,
         rto: Duration,
     ) {
-        if len >= self.rcv_mss {
-            self.rcv_mss = len.min(our_mss).max(MIN_RCV_MSS);
-        }
+        self.measure(seg, our_mss);
         if self.ato.is_zero() {
             // The first data: start acknowledging segment by segment.
             self.add_quick(rcv_wnd);
@@ -148,6 +180,51 @@ impl DelayedAck {
             }
         }
         self.last_data = now;
+    }
+
+    /// The peer's segment size from one in-order segment, and the pushed marks
+    /// (`tcp_measure_rcv_mss`).
+    fn measure(&mut self, seg: ArrivedSegment, our_mss: usize) {
+        let last = std::mem::take(&mut self.last_seg_size);
+        if seg.len >= self.rcv_mss {
+            self.rcv_mss = seg.len.min(our_mss).max(MIN_RCV_MSS);
+            // A full segment with PSH likely ends the sender's write, and the sender may
+            // wait for our ACK of it.
+            self.pushed |= seg.psh;
+            return;
+        }
+        // Shorter than the estimate. Measured with its header, less the part every segment
+        // carries (so that SACK blocks do not jitter it): one of at least 536 bytes, or of
+        // 88 without PSH, URG or FIN, was full-sized for the sender (a link with a small
+        // MTU), and two alike in a row lower the estimate.
+        let with_header = seg.len + seg.header_len;
+        if with_header >= DEFAULT_RCV_MSS + BARE_HEADER
+            || (with_header >= MIN_RCV_MSS + BARE_HEADER && !seg.remnant)
+        {
+            let len = with_header.saturating_sub(seg.base_header_len);
+            self.last_seg_size = len;
+            if len == last {
+                self.rcv_mss = len;
+                return;
+            }
+        }
+        self.pushed2 |= self.pushed;
+        self.pushed = true;
+    }
+
+    /// The application read, leaving the receive queue `emptied` or not, with an ACK owed
+    /// (`tcp_cleanup_rbuf`): whether that ACK goes now. It does if more than a full segment
+    /// waits for it, or if the read emptied the queue after pushed short segments, outside
+    /// request/response mode or after two of them.
+    pub fn ack_on_read(&self, rcv_nxt: SeqNumber, emptied: bool) -> bool {
+        rcv_nxt - self.acked > self.rcv_mss
+            || (emptied && (self.pushed2 || (self.pushed && !self.pingpong)))
+    }
+
+    /// An owed ACK is to go at the next read that empties the queue, or now if that is done:
+    /// `TCP_QUICKACK` marks it so (`__tcp_sock_set_quickack`).
+    pub fn mark_pushed(&mut self) {
+        self.pushed = true;
     }
 
     /// Whether the data received since our last ACK, up to `rcv_nxt`, calls for an ACK at
@@ -169,6 +246,9 @@ impl DelayedAck {
     /// `tcp_dec_quickack_mode`).
     pub fn on_ack_sent(&mut self, rcv_nxt: SeqNumber, owed: bool) {
         self.acked = rcv_nxt;
+        // `inet_csk_clear_xmit_timer(ICSK_TIME_DACK)` clears the pending marks.
+        self.pushed = false;
+        self.pushed2 = false;
         if owed && self.quick > 0 {
             self.quick -= 1;
             if self.quick == 0 {
@@ -178,12 +258,13 @@ impl DelayedAck {
     }
 
     /// How long an owed ACK may wait (`tcp_send_delayed_ack`): `ato`, at most 200 ms in
-    /// request/response exchanges and 500 ms otherwise, and no longer than the smoothed RTT.
+    /// request/response exchanges or for a pushed segment and 500 ms otherwise, and no
+    /// longer than the smoothed RTT.
     pub fn timeout(&self, srtt: Option<Duration>) -> Duration {
         if self.ato <= self.min {
             return self.ato;
         }
-        let mut max = if self.pingpong {
+        let mut max = if self.pingpong || self.pushed {
             DELACK_MAX
         } else {
             DELACK_MAX_BULK
@@ -214,6 +295,17 @@ mod tests {
     const MIN: Duration = Duration::from_millis(40);
     const RTO: Duration = Duration::from_secs(1);
 
+    /// A short segment with PSH, as a write's end arrives, without options.
+    fn pushed(len: usize) -> ArrivedSegment {
+        ArrivedSegment {
+            len,
+            header_len: 20,
+            base_header_len: 20,
+            psh: true,
+            remnant: true,
+        }
+    }
+
     fn established() -> DelayedAck {
         let mut d = DelayedAck::new(MIN, Instant::ZERO);
         d.on_established(SeqNumber(1), 1460, 65535);
@@ -233,7 +325,7 @@ mod tests {
         let mut nxt = SeqNumber(1);
         let mut quick = 0;
         for i in 0..20u64 {
-            d.on_data(Instant::from_millis(i), 100, 1460, 65535, RTO);
+            d.on_data(Instant::from_millis(i), pushed(100), 1460, 65535, RTO);
             nxt += 100;
             if d.ack_now(nxt) {
                 quick += 1;
@@ -250,7 +342,7 @@ mod tests {
         d.on_established(SeqNumber(1), 1000, 8000);
         // The peer's segment size is guessed at 536 bytes, so an 8000-byte window holds
         // seven pairs of segments.
-        d.on_data(Instant::ZERO, 500, 1460, 8000, RTO);
+        d.on_data(Instant::ZERO, pushed(500), 1460, 8000, RTO);
         assert_eq!(d.quick, 7);
     }
 
@@ -267,7 +359,7 @@ mod tests {
     #[test]
     fn a_reply_within_ato_turns_on_pingpong_and_a_missed_delack_turns_it_off() {
         let mut d = established();
-        d.on_data(Instant::from_millis(100), 100, 1460, 65535, RTO);
+        d.on_data(Instant::from_millis(100), pushed(100), 1460, 65535, RTO);
         d.on_data_sent(Instant::from_millis(110));
         assert!(d.pingpong);
         assert!(!d.in_quick_mode());
@@ -281,7 +373,7 @@ mod tests {
     #[test]
     fn the_delay_is_bounded_by_the_rtt_and_grows_when_it_misses() {
         let mut d = established();
-        d.on_data(Instant::ZERO, 100, 1460, 65535, RTO);
+        d.on_data(Instant::ZERO, pushed(100), 1460, 65535, RTO);
         d.quick = 0;
         d.on_timeout(RTO);
         assert_eq!(d.ato, 2 * MIN);
@@ -296,9 +388,9 @@ mod tests {
     #[test]
     fn idle_longer_than_the_rto_restarts_quick_acks() {
         let mut d = established();
-        d.on_data(Instant::ZERO, 100, 1460, 65535, RTO);
+        d.on_data(Instant::ZERO, pushed(100), 1460, 65535, RTO);
         d.quick = 0;
-        d.on_data(Instant::from_secs(5), 100, 1460, 65535, RTO);
+        d.on_data(Instant::from_secs(5), pushed(100), 1460, 65535, RTO);
         assert!(d.in_quick_mode());
     }
 }

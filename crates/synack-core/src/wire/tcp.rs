@@ -164,6 +164,11 @@ impl TcpFlags {
         self.0 & other.0 == other.0
     }
 
+    /// Whether any flag of `other` is set in `self`.
+    pub const fn intersects(self, other: TcpFlags) -> bool {
+        self.0 & other.0 != 0
+    }
+
     /// Whether no flag is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0

@@ -82,6 +82,15 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => int(o.nodelay as i32),
             (libc::IPPROTO_TCP, libc::TCP_CORK) => int(o.cork as i32),
+            (libc::IPPROTO_TCP, libc::TCP_QUICKACK) => {
+                // Linux: !inet_csk_in_pingpong_mode(sk); a socket without a connection has
+                // never entered the mode.
+                let on = match conn {
+                    Some(h) => g.ep().quickack(h).map_err(errno)?,
+                    None => true,
+                };
+                int(on as i32)
+            }
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => int(o.fastopen.unwrap_or(0) as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
@@ -185,6 +194,14 @@ impl Shared {
                 g.socket(fd)?.opts.nodelay = on;
                 if let Some(h) = conn {
                     g.ep().set_nodelay(h, on).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_QUICKACK) => {
+                // Linux's __tcp_sock_set_quickack; on a socket without a connection there
+                // is no delayed-ACK state to change.
+                let on = int()? != 0;
+                if let Some(h) = conn {
+                    g.ep().set_quickack(h, on).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => {

@@ -18,6 +18,44 @@ impl Connection {
             || self.state == State::Closed
     }
 
+    /// `TCP_QUICKACK` (Linux `__tcp_sock_set_quickack`). `true` leaves request/response
+    /// (ping-pong) mode, where ACKs wait to ride on the reply, and sends an ACK that is
+    /// waiting for its delayed-ACK timer now if the application has read everything (else
+    /// at the read that does), in ESTABLISHED and CLOSE-WAIT. `false` enters ping-pong mode. Neither is for good, as in Linux: the delayed-ACK engine enters and
+    /// leaves ping-pong mode again as the exchange goes (see `tcp::delayed_ack`).
+    pub fn set_quickack(&mut self, on: bool) {
+        if !on {
+            self.rcv.delack.pingpong = true;
+            return;
+        }
+        self.rcv.delack.pingpong = false;
+        if matches!(self.state, State::Established | State::CloseWait)
+            && self.timers.delayed_ack.is_some()
+        {
+            self.rcv.delack.mark_pushed();
+            self.ack_on_read();
+        }
+    }
+
+    /// After a read, or `TCP_QUICKACK`: the ACK that waits for the delayed-ACK timer goes
+    /// now if the delayed-ACK engine says so (`tcp_cleanup_rbuf`'s `time_to_ack`). Held
+    /// out-of-order data keeps the queue from counting as emptied, as it keeps Linux's
+    /// `sk_rmem_alloc` above zero.
+    fn ack_on_read(&mut self) {
+        if self.timers.delayed_ack.is_none() || self.rcv.ack_now {
+            return;
+        }
+        let emptied = self.rcv.buffer.is_empty() && self.rcv.buffer.ooo_bytes() == 0;
+        if self.rcv.delack.ack_on_read(self.rcv.nxt, emptied) {
+            self.rcv.ack_now = true;
+        }
+    }
+
+    /// `TCP_QUICKACK` as Linux's `getsockopt` reads it: not in ping-pong mode.
+    pub fn quickack(&self) -> bool {
+        !self.rcv.delack.pingpong
+    }
+
     /// Receive-buffer auto-tuning (after Linux `tcp_rcv_space_adjust`, "dynamic right-sizing"):
     /// once per round trip, if the application read more than ever before in one, let the
     /// buffer (and so the window) hold twice that, up to the configured ceiling.
@@ -63,6 +101,9 @@ impl Connection {
             self.after_urgent_read();
             if self.is_synchronized() {
                 self.tune_receive_buffer(now, n + skip);
+            }
+            if n + skip > 0 {
+                self.ack_on_read();
             }
             self.after_read();
             self.arm_reclaim(now);

@@ -8,6 +8,7 @@ use super::close::{time_wait_input, TimeWaitInput};
 use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED, PAWS_WRAP};
 use crate::error::Error;
 use crate::seq::SeqNumber;
+use crate::tcp::delayed_ack::ArrivedSegment;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
@@ -796,8 +797,17 @@ impl Connection {
                     // The peer's segment size, for the receive MSS estimate: a GRO packet's
                     // own (Linux tcp_measure_rcv_mss reads gso_size before skb->len).
                     let len = self.gro_segment_size.map_or(data.len(), |n| n as usize);
+                    let arrived = ArrivedSegment {
+                        len,
+                        header_len: seg.header_len(),
+                        base_header_len: 20 + if self.ts.enabled { 12 } else { 0 },
+                        psh: seg.flags.contains(TcpFlags::PSH),
+                        remnant: seg
+                            .flags
+                            .intersects(TcpFlags::PSH | TcpFlags::URG | TcpFlags::FIN),
+                    };
                     let delack = &mut self.rcv.delack;
-                    delack.on_data(now, len, self.rcv.mss, rcv_wnd, rto);
+                    delack.on_data(now, arrived, self.rcv.mss, rcv_wnd, rto);
                     self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
                     if had_ooo {
                         // One that fills a hole is ACKed at once (RFC 5681 §4.2).
