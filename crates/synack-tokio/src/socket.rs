@@ -189,6 +189,43 @@ impl TcpSocket {
         Ok(u32::from(self.with(|s| s.options.tos).unwrap_or(0)))
     }
 
+    /// IP_TOS, as tokio's `TcpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
+    /// socket. On an IPv6 one it has no effect (Linux applies IP_TOS there to IPv4-mapped
+    /// traffic only, which synack does not carry), as tokio's documentation warns.
+    pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
+        if self.v6 {
+            u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            return Ok(());
+        }
+        self.set_tos(tos)
+    }
+
+    /// The DSCP bits [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, or 0.
+    pub fn tos_v4(&self) -> io::Result<u32> {
+        if self.v6 {
+            return Ok(0);
+        }
+        self.tos()
+    }
+
+    /// IPV6_TCLASS, as tokio's `TcpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
+    /// IPv6 socket; no effect on an IPv4 one, as tokio's documentation warns.
+    pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
+        if !self.v6 {
+            u8::try_from(tclass).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            return Ok(());
+        }
+        self.set_tos(tclass)
+    }
+
+    /// The DSCP bits [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, or 0.
+    pub fn tclass_v6(&self) -> io::Result<u32> {
+        if !self.v6 {
+            return Ok(0);
+        }
+        self.tos()
+    }
+
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6): the TTL or hop limit of every packet of the
     /// connection, its SYN or SYN-ACK included (64 unless set). 1 to 255; anything else is
     /// `InvalidInput`, as Linux refuses such an IP_TTL.
@@ -254,6 +291,19 @@ impl TcpSocket {
     /// The SO_LINGER value set.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
         Ok(self.with(|s| s.linger))
+    }
+
+    /// SO_LINGER of zero, as tokio's `set_zero_linger`: the connection's stream resets it
+    /// when dropped, discarding what is still queued (see [`TcpStream::set_zero_linger`]).
+    pub fn set_zero_linger(&self) -> io::Result<()> {
+        self.set_linger(Some(Duration::ZERO))
+    }
+
+    /// SO_ERROR, as tokio's `TcpSocket::take_error`: always `None`, since a socket that
+    /// has not connected or listened has nothing to fail with (a failed `connect` returns
+    /// its error).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(None)
     }
 
     /// Connects to `addr` from the bound address (or one of the stack's, with an ephemeral

@@ -1844,3 +1844,64 @@ async fn binding_port_zero_then_connecting_works_again_and_again() {
     })
     .await;
 }
+
+/// The options tokio 1.54 added, on synack's types: `set_zero_linger` (a drop resets),
+/// `quickack`, the family-specific TOS setters and `TcpSocket::take_error`.
+#[tokio::test]
+async fn tokio_1_54_socket_options() {
+    let (client, server) = stacks();
+    within(10, async {
+        let v4 = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        v4.set_tos_v4(0xb8).unwrap();
+        assert_eq!(v4.tos_v4().unwrap(), 0xb8);
+        assert_eq!(v4.tos().unwrap(), 0xb8);
+        v4.set_tclass_v6(0x28).unwrap();
+        assert_eq!(
+            v4.tclass_v6().unwrap(),
+            0,
+            "IPV6_TCLASS does nothing to IPv4"
+        );
+        assert_eq!(v4.tos().unwrap(), 0xb8);
+        assert!(v4.set_tos_v4(256).is_err());
+        assert!(v4.take_error().unwrap().is_none());
+        v4.set_zero_linger().unwrap();
+        assert_eq!(v4.linger().unwrap(), Some(Duration::ZERO));
+        let v6 = synack_tokio::TcpSocket::new_v6(&client).unwrap();
+        v6.set_tclass_v6(0x28).unwrap();
+        assert_eq!(v6.tclass_v6().unwrap(), 0x28);
+        v6.set_tos_v4(0xb8).unwrap();
+        assert_eq!(v6.tos_v4().unwrap(), 0, "IP_TOS does nothing to IPv6");
+        assert_eq!(v6.tos().unwrap(), 0x28);
+
+        let listener = TcpListener::bind(&server, server_addr(7470)).await.unwrap();
+        let (c, accepted) = tokio::join!(v4.connect(server_addr(7470)), listener.accept());
+        let c = c.unwrap();
+        let (mut s, _) = accepted.unwrap();
+        assert_eq!(c.linger().unwrap(), Some(Duration::ZERO));
+        assert_eq!(c.tos().unwrap(), 0xb8);
+        assert!(
+            c.quickack().unwrap(),
+            "a new connection is not in request/response mode"
+        );
+        c.set_quickack(false).unwrap();
+        assert!(!c.quickack().unwrap());
+        c.set_quickack(true).unwrap();
+        assert!(c.quickack().unwrap());
+        drop(c);
+        let mut buf = [0u8; 8];
+        let e = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset,
+            "zero linger resets"
+        );
+
+        let (c, mut s) = connected(&client, &server, 7471).await;
+        c.set_zero_linger().unwrap();
+        assert_eq!(c.linger().unwrap(), Some(Duration::ZERO));
+        drop(c);
+        let e = s.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+    })
+    .await;
+}

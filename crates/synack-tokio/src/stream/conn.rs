@@ -574,6 +574,15 @@ impl ConnRef {
         self.command_and_wake(|ep, h| ep.set_nodelay(h, nodelay))
     }
 
+    /// An ACK waiting for its timer leaves now: the driver sends it.
+    pub(super) fn set_quickack(&self, on: bool) -> io::Result<()> {
+        self.command_and_wake(|ep, h| ep.set_quickack(h, on))
+    }
+
+    pub(super) fn quickack(&self) -> io::Result<bool> {
+        self.command(|ep, h| ep.quickack(h))
+    }
+
     pub(super) fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         self.command(|ep, h| ep.set_tos(h, tos))

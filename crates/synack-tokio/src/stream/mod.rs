@@ -210,6 +210,21 @@ impl TcpStream {
         self.conn.nodelay()
     }
 
+    /// TCP_QUICKACK, as tokio's: `true` leaves request/response mode, where ACKs wait to
+    /// ride on the reply, and sends an acknowledgement that waits for the delayed-ACK timer
+    /// now if everything received has been read (else at the read that empties the
+    /// queue); `false` enters that mode. As in Linux, neither lasts: the stack enters and
+    /// leaves the mode again as the exchange goes, so set it again after reads if needed.
+    pub fn set_quickack(&self, quickack: bool) -> io::Result<()> {
+        self.conn.set_quickack(quickack)
+    }
+
+    /// TCP_QUICKACK as Linux reads it back: whether the connection is out of
+    /// request/response mode, so that ACKs are not held for a reply.
+    pub fn quickack(&self) -> io::Result<bool> {
+        self.conn.quickack()
+    }
+
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
     /// the packets the connection sends from now on. Only the six DSCP bits are used; the
     /// two ECN bits are the stack's (RFC 3168). More than 255 is `InvalidInput`.
@@ -256,6 +271,13 @@ impl TcpStream {
     /// The SO_LINGER value [`set_linger`](Self::set_linger) set.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
         self.conn.linger()
+    }
+
+    /// SO_LINGER of zero, as tokio's `set_zero_linger`: dropping the stream resets the
+    /// connection at once, discarding what is still queued, and leaves no TIME-WAIT.
+    /// The same as `set_linger(Some(Duration::ZERO))`.
+    pub fn set_zero_linger(&self) -> io::Result<()> {
+        self.set_linger(Some(Duration::ZERO))
     }
 
     /// The error the connection failed with (the peer's RST, a timeout, an ICMP error), if
