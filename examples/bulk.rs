@@ -28,12 +28,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use synack::tokio::{TcpListener, TcpStream};
+use synack::tokio::TcpStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A bulk TCP transfer over the synack stack.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     mode: Mode,
@@ -122,9 +122,11 @@ async fn send(target: SocketAddr, bytes: u64, net: &common::NetArgs) -> io::Resu
 
 async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
     let stack = net.open_stack()?;
-    let listener = TcpListener::bind(&stack, SocketAddr::new(net.addr.into(), port)).await?;
-    eprintln!("waiting on {}", listener.local_addr()?);
-    let (mut stream, peer) = listener.accept().await?;
+    let listeners = common::Listeners::bind(&stack, net, port).await?;
+    for addr in listeners.local_addrs()? {
+        eprintln!("waiting on {addr}");
+    }
+    let (mut stream, peer) = listeners.accept().await?;
     // The clock starts at accept: the handshake is done, the data follows.
     let started = Instant::now();
     let mut buf = vec![0; CHUNK];

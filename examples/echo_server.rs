@@ -15,16 +15,14 @@
 mod common;
 
 use std::io;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use synack::tokio::TcpListener;
 use tokio::io::AsyncWriteExt;
 
 /// An echo server on the synack stack.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The TCP port to listen on.
     #[arg(long, default_value_t = 7)]
@@ -35,12 +33,13 @@ struct Args {
 
 async fn run(args: Args) -> io::Result<()> {
     let stack = args.net.open_stack()?;
-    let listener =
-        TcpListener::bind(&stack, SocketAddr::new(args.net.addr.into(), args.port)).await?;
-    eprintln!("echoing on {}", listener.local_addr()?);
+    let listeners = common::Listeners::bind(&stack, &args.net, args.port).await?;
+    for addr in listeners.local_addrs()? {
+        eprintln!("echoing on {addr}");
+    }
     loop {
         let (mut stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+            accepted = listeners.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         tokio::spawn(async move {

@@ -22,7 +22,7 @@ use clap::Parser;
 
 /// An HTTP/1.1 GET through the synack stack.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The URL to fetch: http://IP[:PORT]/PATH (no DNS).
     url: hyper::Uri,

@@ -34,11 +34,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use synack::tokio::TcpListener;
 
 /// A static file server on the synack stack.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// The directory to serve.
     #[arg(long)]
@@ -177,25 +176,13 @@ async fn run(args: Args) -> io::Result<()> {
         .await;
     }
     let stack = args.net.open_stack()?;
-    let listener = TcpListener::bind(&stack, addr).await?;
-    eprintln!("serving {} on http://{addr}/", root.display());
-    // Dual stack: the IPv6 address too (both accepts are cancel-safe).
-    let listener6 = match args.net.stack_addr6() {
-        Some(ip) => {
-            let addr6 = SocketAddr::new(ip.into(), args.port);
-            eprintln!("serving {} on http://{addr6}/", root.display());
-            Some(TcpListener::bind(&stack, addr6).await?)
-        }
-        None => None,
-    };
+    // Dual stack: the IPv6 address too.
+    let listeners = common::Listeners::bind(&stack, &args.net, args.port).await?;
+    for addr in listeners.local_addrs()? {
+        eprintln!("serving {} on http://{addr}/", root.display());
+    }
     serve_all(root, header_timeout, || async {
-        let (stream, peer) = match &listener6 {
-            Some(l6) => tokio::select! {
-                accepted = listener.accept() => accepted?,
-                accepted = l6.accept() => accepted?,
-            },
-            None => listener.accept().await?,
-        };
+        let (stream, peer) = listeners.accept().await?;
         stream.set_nodelay(true)?;
         Ok((stream, peer))
     })

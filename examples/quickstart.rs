@@ -29,7 +29,7 @@ use synack::tokio::netns::NetNs;
 
 /// Fetch a file from the kernel through synack, in a namespace of its own.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Size of the generated file, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
@@ -109,6 +109,27 @@ impl<D: Device> Device for Tap<D> {
 
     fn check(&mut self) -> io::Result<()> {
         self.inner.check()
+    }
+
+    // The rest of the trait passes through too: a wrapper that kept the defaults would run
+    // one worker whatever `--workers` says, and lose the link's broadcast address.
+    fn max_queues(&self) -> usize {
+        self.inner.max_queues()
+    }
+
+    fn open_queue(&mut self) -> io::Result<Self> {
+        Ok(Tap {
+            inner: self.inner.open_queue()?,
+            log: self.log.clone(),
+        })
+    }
+
+    fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
+        self.inner.broadcast_addresses()
+    }
+
+    fn steer_flows(&mut self, steering: &synack::tokio::FlowSteering) -> io::Result<()> {
+        self.inner.steer_flows(steering)
     }
 }
 
@@ -404,5 +425,11 @@ async fn run(args: Args) -> io::Result<()> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.net.init_tracing();
-    common::report("quickstart", run(args).await)
+    // Ctrl-C ends the run like an error: `run`'s future is dropped, and with it the stack,
+    // the kernel-side server and the namespace, which clean up as they go.
+    let result = tokio::select! {
+        r = run(args) => r,
+        _ = tokio::signal::ctrl_c() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
+    };
+    common::report("quickstart", result)
 }

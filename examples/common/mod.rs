@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use hyper::body::{Body, Bytes, Frame};
 use synack::tokio::device::tun::{Ipv4Cidr, Ipv6Cidr};
 use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
-use synack::tokio::Stack;
+use synack::tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The flags of every example that opens a TUN device.
@@ -214,6 +214,45 @@ impl NetArgs {
             Some(path) => builder.build(PcapDevice::new(device, path)?)?,
             None => builder.build(device)?,
         })
+    }
+}
+
+/// A server example's listeners: on the stack's IPv4 address and, with --host-addr6, on its
+/// IPv6 address too (dual stack), on one port.
+pub struct Listeners {
+    v4: TcpListener,
+    v6: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Listens on `port` at each of the stack's addresses.
+    pub async fn bind(stack: &Stack, net: &NetArgs, port: u16) -> io::Result<Listeners> {
+        let v4 = TcpListener::bind(stack, SocketAddr::new(net.addr.into(), port)).await?;
+        let v6 = match net.stack_addr6() {
+            Some(ip) => Some(TcpListener::bind(stack, SocketAddr::new(ip.into(), port)).await?),
+            None => None,
+        };
+        Ok(Listeners { v4, v6 })
+    }
+
+    /// The addresses listened on.
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        let mut addrs = vec![self.v4.local_addr()?];
+        if let Some(v6) = &self.v6 {
+            addrs.push(v6.local_addr()?);
+        }
+        Ok(addrs)
+    }
+
+    /// The next connection on either listener. Cancel-safe, as each listener's `accept`.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        match &self.v6 {
+            Some(v6) => tokio::select! {
+                accepted = self.v4.accept() => accepted,
+                accepted = v6.accept() => accepted,
+            },
+            None => self.v4.accept().await,
+        }
     }
 }
 

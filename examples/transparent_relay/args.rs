@@ -59,6 +59,16 @@ fn invalid(what: String) -> io::Error {
 }
 
 impl Args {
+    /// The command line, with the relay's own meaning of `-v` in its help (the examples'
+    /// shared flags say "-v: debug", which the relay spends on its per-flow lines).
+    pub(crate) fn parse_command_line() -> Args {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Args::command().mut_arg("verbose", |a| {
+            a.help("-v: one line per flow on stdout; -vv: debug log, -vvv: trace; RUST_LOG overrides the log")
+        });
+        Args::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
     /// Refuses timeouts and limits the relay cannot work with.
     pub(crate) fn check(&self) -> io::Result<()> {
         if !(self.connect_timeout > 0.0 && self.connect_timeout <= 600.0) {

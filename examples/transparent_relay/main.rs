@@ -66,7 +66,6 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use common::NetArgs;
 use synack::core::InterceptConfig;
 use tokio::sync::Semaphore;
@@ -77,7 +76,7 @@ use crate::tcp::Connects;
 use crate::upstream::{Egress, Upstream};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse_command_line();
     init_tracing(args.net.verbose);
     // One thread: the driver and the copying tasks wake each other every round, and on a
     // machine with few cores those wake-ups are cheaper on one thread (README, "Benchmarks").

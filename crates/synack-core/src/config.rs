@@ -1,4 +1,13 @@
-//! Every tunable of the stack, with Linux's defaults except the initial SYN RTO.
+//! Every tunable of the stack. The defaults are Linux's but for these, each chosen for a
+//! user-space stack on a TUN ([`Config::linux`] sets Linux's own): the first SYN
+//! retransmission after 2 s (Linux: 1 s, and linear timeouts at first), buffers that start at
+//! 256 KiB each (Linux's `tcp_rmem[1]` and `tcp_wmem[1]`: 128 KiB and 16 KiB), pacing on
+//! (Linux paces CUBIC only under the fq qdisc), and five accounting rules Linux applies left
+//! off: the send buffer charged per skb ([`Config::skb_accounting`]), a fast retransmit's
+//! ssthresh from cwnd ([`Config::fast_recovery_from_cwnd`]), loss recovery counted in packets
+//! ([`Config::recovery_in_packets`]), an RTT sample from every ACK
+//! ([`Config::rtt_every_ack`]) and CUBIC's growth in whole segments
+//! ([`Config::linux_cwnd_growth`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -397,7 +406,10 @@ impl Config {
         timestamps: bool
     );
     setter!(
-        /// The longest an ACK is delayed (Linux: 40 ms at most).
+        /// The shortest delayed-ACK timeout (Linux's `TCP_ATO_MIN`, 40 ms): where the delay
+        /// starts and what it returns to. It adapts from there to the spacing of arriving
+        /// data, up to 200 ms in request/response exchanges and 500 ms otherwise, and no
+        /// longer than the smoothed RTT (see the `delayed_ack` module of `tcp`).
         delayed_ack: Duration
     );
     setter!(
@@ -563,7 +575,7 @@ impl Config {
         /// full segments again (say datagrams were read), connections the cap held back
         /// are woken: window updates go to their peers and `Writable` to the application.
         /// Each buffer is also bounded on its own by `send_buffer_max` and
-        /// `recv_buffer_max`. Connection state itself (about 1.7 KiB per connection, see
+        /// `recv_buffer_max`. Connection state itself (about 1.9 KiB per connection, see
         /// `Endpoint::memory_usage`) is bounded by `max_connections`, not by this.
         max_memory: usize
     );

@@ -17,8 +17,8 @@ impl Config {
     /// ssthresh taken from cwnd ([`Config::fast_recovery_from_cwnd`]), loss recovery
     /// counted in packets ([`Config::recovery_in_packets`]), and an RTT sample from every
     /// ACK ([`Config::rtt_every_ack`]), and CUBIC's window grown in segments at Linux's pace
-    /// ([`Config::linux_cwnd_growth`]). Everything else already
-    /// follows Linux in [`Config::default`].
+    /// ([`Config::linux_cwnd_growth`]). Those are all the differences:
+    /// everything else already follows Linux in [`Config::default`].
     pub fn linux() -> Config {
         let mut c = Config::default();
         c.initial_syn_rto(Duration::from_secs(1))

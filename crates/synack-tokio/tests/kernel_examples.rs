@@ -121,7 +121,9 @@ async fn kernel_http_get_fetches_8_mb_byte_for_byte() {
 
 /// `bulk recv` takes 16 MiB from a kernel sender and ends through `Stack::shutdown`: its
 /// FIN is acknowledged before the process exits, so the stack gives no warning of a
-/// connection left unfinished (it used to return with its FIN unacknowledged).
+/// connection left unfinished (it used to return with its FIN unacknowledged). The sender
+/// comes over IPv6: with `--host-addr6` the example listens on both families (it once took
+/// the flag and listened on IPv4 only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_bulk_recv_counts_every_byte_and_ends_cleanly() {
     let _turn = HEAVY.lock().await;
@@ -134,15 +136,14 @@ async fn kernel_bulk_recv_counts_every_byte_and_ends_cleanly() {
     };
     let ns = NetNs::new("synack-bulkrecv").unwrap();
     let mut recv = ns.command(bulk.to_str().unwrap());
-    recv.args(["recv", "--port", "5001"]);
+    recv.args(["recv", "--port", "5001", "--host-addr6", "2001:2::1/64"]);
     let receiver = tokio::spawn(output(recv));
     // The sender retries (bounded: 100 tries, 100 ms apart) until the example's TUN and
     // listener are up, sends, half-closes and waits for the example's FIN.
-    let script = format!(
-        "import socket, time\n\
+    let script = "import socket, time\n\
          for _ in range(100):\n\
          \x20   try:\n\
-         \x20       s = socket.create_connection(('{STACK}', 5001), timeout=10); break\n\
+         \x20       s = socket.create_connection(('2001:2::2', 5001), timeout=10); break\n\
          \x20   except OSError:\n\
          \x20       time.sleep(0.1)\n\
          else:\n\
@@ -152,10 +153,9 @@ async fn kernel_bulk_recv_counts_every_byte_and_ends_cleanly() {
          \x20   s.sendall(chunk)\n\
          s.shutdown(socket.SHUT_WR)\n\
          assert s.recv(1) == b''\n\
-         s.close()\n"
-    );
+         s.close()\n";
     let mut send = ns.command("python3");
-    send.args(["-c", &script]);
+    send.args(["-c", script]);
     let sent = output(send).await;
     assert!(
         sent.status.success(),

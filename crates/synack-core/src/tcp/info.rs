@@ -31,7 +31,8 @@ pub struct TcpInfo {
     pub rcv_wscale: u8,
     /// The retransmission timeout, backed off.
     pub rto: Duration,
-    /// The delayed-ACK timeout.
+    /// The delayed-ACK timeout as it stands (Linux's `tcpi_ato`): zero before any data
+    /// arrived, then adapting from [`Config::delayed_ack`](crate::Config::delayed_ack).
     pub ato: Duration,
     /// The MSS we send with.
     pub snd_mss: u32,
@@ -197,7 +198,7 @@ impl Connection {
             snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
             rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },
             rto: self.current_rto(),
-            ato: self.cfg.delayed_ack,
+            ato: self.rcv.delack.ato,
             snd_mss: self.snd.mss as u32,
             rcv_mss: self.rcv.mss as u32,
             unacked: segs(flight),

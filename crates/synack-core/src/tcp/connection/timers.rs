@@ -17,7 +17,8 @@ const ORPHAN_RETRIES: u32 = 8;
 pub(crate) struct Timers {
     /// Retransmission of SYN, SYN-ACK, data or FIN (RFC 6298).
     pub retransmit: Option<Instant>,
-    /// A delayed ACK is due (RFC 9293 §3.8.6.3: at most 0.5 s; Linux: 40 ms to 200 ms).
+    /// A delayed ACK is due (RFC 9293 §3.8.6.3: at most 0.5 s; Linux: 40 ms to 200 ms,
+    /// 500 ms outside request/response exchanges).
     pub delayed_ack: Option<Instant>,
     /// Zero-window probe, or the SWS override (RFC 9293 §3.8.6.1, §3.8.6.2.1).
     pub persist: Option<Instant>,
@@ -85,10 +86,10 @@ impl Connection {
         matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
     }
 
-    /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus a
-    /// floor of 2 ms (Linux's `TCP_TIMEOUT_MIN`; with the RTT of a few dozen microseconds
-    /// that a local link has, a 10 ms floor made every tail wait five times as long as
-    /// Linux's), plus the worst-case delayed-ACK time when a single segment is out, never
+    /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus 2 ms
+    /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
+    /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
+    /// five times as long as Linux's), plus the worst-case delayed-ACK time when a single segment is out, never
     /// past the RTO. Only with SACK (the probe's ACK must reveal the loss), one at a time.
     ///
     /// Also in recovery and while going back after a timeout, where RFC 8985 §7.2 and Linux
