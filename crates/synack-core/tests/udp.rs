@@ -506,8 +506,11 @@ fn hostile_datagrams_are_dropped_and_counted() {
     assert_eq!(p.server.stats().drop_malformed, n + 1);
 }
 
+/// Multicast is nobody's (synack joins no group); a broadcast is only for a socket bound to
+/// the unspecified address on its port: with none it is dropped, neither intercepted nor
+/// answered (RFC 1122 §3.2.2: no ICMP error about a datagram to a broadcast address).
 #[test]
-fn multicast_and_broadcast_destinations_are_not_ours() {
+fn multicast_is_not_ours_and_an_unheard_broadcast_is_neither_caught_nor_answered() {
     let mut c = Config::default();
     c.intercept(Some(InterceptConfig::default()));
     let mut p = dual(Config::default(), c);
@@ -518,7 +521,99 @@ fn multicast_and_broadcast_destinations_are_not_ours() {
     let pkt = datagram(sa(ip(C6), 4000), "[ff02::fb]:5353".parse().unwrap(), b"x");
     deliver(&mut p.server, p.now, &pkt);
     let s = p.server.stats();
-    assert_eq!((s.drop_not_for_us, s.udp_intercepted), (3, 0));
+    assert_eq!((s.drop_not_for_us, s.udp_intercepted), (2, 0));
+    assert_eq!((s.drop_udp_no_socket, s.udp_port_unreachable_sent), (1, 0));
+}
+
+/// `SO_BROADCAST`: without it a datagram to the limited or the link's broadcast address is
+/// `PermissionDenied` (Linux's EACCES); with it, it goes. A broadcast that arrives reaches
+/// the socket bound to `0.0.0.0` on its port, with no option (as Linux delivers one), and
+/// not a socket bound to the unicast address.
+#[test]
+fn broadcast_needs_so_broadcast_to_send_and_nothing_to_receive() {
+    let link = ip("198.18.0.255");
+    let mut sc = Config::default();
+    sc.broadcast_addresses([std::net::Ipv4Addr::new(198, 18, 0, 255)]);
+    let mut p = dual(sc.clone(), sc);
+    let tx = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    assert!(!p.client.udp_broadcast(tx).unwrap());
+    for to in [link, ip("255.255.255.255")] {
+        assert_eq!(
+            p.client.udp_send_to(tx, sa(to, 67), b"x"),
+            Err(Error::PermissionDenied)
+        );
+        assert_eq!(
+            p.client.udp_connect(tx, sa(to, 67)),
+            Err(Error::PermissionDenied)
+        );
+    }
+    p.client.udp_set_broadcast(tx, true).unwrap();
+    assert!(p.client.udp_broadcast(tx).unwrap());
+    assert_eq!(
+        p.client.udp_send_to(tx, sa(link, 0), b"x"),
+        Err(Error::InvalidInput)
+    );
+
+    let any = p.server.udp_bind("0.0.0.0:67".parse().unwrap()).unwrap();
+    let unicast = p.server.udp_bind(sa(Pair::SERVER, 68)).unwrap();
+    for to in [link, ip("255.255.255.255")] {
+        assert_eq!(p.client.udp_send_to(tx, sa(to, 67), b"offer"), Ok(5));
+        let pkts = take_client_packets(&mut p);
+        assert_eq!(pkts.len(), 1);
+        let (hdr, _) = wire::ip::parse(&pkts[0]).unwrap();
+        assert_eq!((hdr.src_addr(), hdr.dst_addr()), (Pair::CLIENT, to));
+        deliver(&mut p.server, p.now, &pkts[0]);
+        let (data, from) = recv(&mut p.server, any).unwrap();
+        assert_eq!((data.as_slice(), from.ip()), (&b"offer"[..], Pair::CLIENT));
+        // To the port the unicast-bound socket holds: not for it.
+        assert_eq!(p.client.udp_send_to(tx, sa(to, 68), b"no"), Ok(2));
+        for pkt in take_client_packets(&mut p) {
+            deliver(&mut p.server, p.now, &pkt);
+        }
+        assert_eq!(recv(&mut p.server, unicast), Err(Error::WouldBlock));
+    }
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 0);
+}
+
+/// A datagram to a loopback, 0/8 or IPv4-mapped address, or to one of the stack's own, is
+/// `NetworkUnreachable`, as TCP's connect to one: synack has no loopback, and its IPv6
+/// sockets are IPv6 only (Linux with `IPV6_V6ONLY` refuses a mapped address the same way).
+/// To a family the stack has no address in, too.
+#[test]
+fn datagrams_to_martian_or_own_addresses_are_unreachable() {
+    let mut p = pair();
+    let v4 = p.client.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let v6 = p.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    for (h, to) in [
+        (v4, "127.0.0.1:9"),
+        (v4, "0.1.2.3:9"),
+        (v4, "198.18.0.1:9"),
+        (v6, "[::1]:9"),
+        (v6, "[::ffff:198.18.0.1]:9"),
+        (v6, "[2001:2::1]:9"),
+    ] {
+        let to: SocketAddr = to.parse().unwrap();
+        assert_eq!(
+            p.client.udp_send_to(h, to, b"x"),
+            Err(Error::NetworkUnreachable),
+            "{to}"
+        );
+        assert_eq!(
+            p.client.udp_connect(h, to),
+            Err(Error::NetworkUnreachable),
+            "{to}"
+        );
+    }
+    assert!(
+        take_client_packets(&mut p).is_empty(),
+        "nothing went on the link"
+    );
+    let mut v4_only = Pair::new(Config::default());
+    let h = v4_only.client.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    assert_eq!(
+        v4_only.client.udp_send_to(h, sa(ip(S6), 9), b"x"),
+        Err(Error::NetworkUnreachable)
+    );
 }
 
 // -----------------------------------------------------------------------------------------

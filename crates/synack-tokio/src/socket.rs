@@ -307,12 +307,20 @@ impl TcpSocket {
     }
 
     /// Connects to `addr` from the bound address (or one of the stack's, with an ephemeral
-    /// port), with this socket's options.
+    /// port), with this socket's options. An address of the other family than the socket's
+    /// is `InvalidInput`, as for [`bind`](Self::bind) (Linux refuses it too: EAFNOSUPPORT
+    /// or EINVAL).
     ///
     /// A port [`bind`](Self::bind) picked (port 0) gives way if it is taken towards `addr`
     /// by then (another socket's connection, or one in TIME-WAIT): the connection takes
     /// another ephemeral port rather than fail.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
+        if addr.is_ipv6() != self.v6 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address family differs from the socket's",
+            ));
+        }
         let Settings {
             local,
             options,

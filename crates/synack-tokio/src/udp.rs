@@ -65,10 +65,17 @@ pub(crate) struct UdpState {
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
 /// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `ready`, `readable` and
 /// `writable`; receives into a `BufMut` (`recv_buf_from`); the peeks (`peek_from`, `peek`,
-/// `peek_sender`); `take_error`, `set_ttl` and `set_tos`. Not `Clone`: share it with an `Arc`,
-/// as tokio's. Dropping it closes the socket in the core (its queued datagrams are dropped, its
-/// port is free). Not here: broadcast and multicast (a datagram to a broadcast address is
-/// `PermissionDenied`, as on Linux without `SO_BROADCAST`; to a multicast one `InvalidInput`).
+/// `peek_sender`); `take_error`, `set_ttl`, `set_tos` (and `set_tos_v4`, `set_tclass_v6`) and
+/// `set_broadcast`. Not `Clone`: share it with an `Arc`, as tokio's. Dropping it closes the
+/// socket in the core (its queued datagrams are dropped, its port is free).
+///
+/// Broadcast: a datagram to the limited (255.255.255.255) or the link's broadcast address is
+/// `PermissionDenied` until [`set_broadcast`](Self::set_broadcast), as on Linux; one that
+/// arrives goes to the socket bound to `0.0.0.0` on its port, with no option. Not here:
+/// multicast (to a group is `InvalidInput`), and dual stack: an IPv6 socket is IPv6 only, as
+/// Linux's with `IPV6_V6ONLY` (bind `0.0.0.0` and `[::]` apart for both families; an
+/// IPv4-mapped destination is `NetworkUnreachable`). Nor is there a loopback: a datagram to
+/// 127.0.0.1, `::1` or the stack's own address is `NetworkUnreachable`.
 ///
 /// A datagram larger than the MTU goes in IP fragments, as Linux sends one; past what the
 /// length fields allow ([`UDP_MAX_PAYLOAD`](synack_core::endpoint::UDP_MAX_PAYLOAD): 65,507
@@ -87,7 +94,9 @@ impl UdpSocket {
     /// every stack address of that family. `AddrInUse` if another UDP socket holds the port
     /// there. In transparent mode (intercept) a socket may bind any unicast address, not
     /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the
-    /// stack's is `AddrNotAvailable`.
+    /// stack's is `AddrNotAvailable`. The unspecified address takes its own family only:
+    /// `[::]` receives IPv6 datagrams, as a Linux socket with `IPV6_V6ONLY`; a dual-stack
+    /// service binds `0.0.0.0` beside it on the same port, which does not clash.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
         let mut inner = stack.lock_udp()?;
         inner.check_open()?;
@@ -147,6 +156,62 @@ impl UdpSocket {
     pub fn tos(&self) -> io::Result<u32> {
         let tos = self.stack.lock_udp()?.endpoint.udp_tos(self.handle)?;
         Ok(u32::from(tos))
+    }
+
+    /// IP_TOS, as tokio's `UdpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
+    /// socket; on an IPv6 one it does nothing (Linux applies it to IPv4-mapped traffic
+    /// only, which synack does not carry).
+    pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
+        match self.local_addr()? {
+            SocketAddr::V4(_) => self.set_tos(tos),
+            SocketAddr::V6(_) => u8::try_from(tos)
+                .map(drop)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+
+    /// The DS byte [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, else 0.
+    pub fn tos_v4(&self) -> io::Result<u32> {
+        match self.local_addr()? {
+            SocketAddr::V4(_) => self.tos(),
+            SocketAddr::V6(_) => Ok(0),
+        }
+    }
+
+    /// IPV6_TCLASS, as tokio's `UdpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
+    /// IPv6 socket; on an IPv4 one it does nothing.
+    pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
+        match self.local_addr()? {
+            SocketAddr::V6(_) => self.set_tos(tclass),
+            SocketAddr::V4(_) => u8::try_from(tclass)
+                .map(drop)
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput)),
+        }
+    }
+
+    /// The DS byte [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, else 0.
+    pub fn tclass_v6(&self) -> io::Result<u32> {
+        match self.local_addr()? {
+            SocketAddr::V6(_) => self.tos(),
+            SocketAddr::V4(_) => Ok(0),
+        }
+    }
+
+    /// SO_BROADCAST, as tokio's `UdpSocket::set_broadcast`: whether this socket may send to
+    /// (and connect to) a broadcast address, the limited one or the link's (a TUN's
+    /// `host_addr` prefix gives it: 198.18.0.255 on 198.18.0.0/24). Off by default, when
+    /// such a datagram is `PermissionDenied`. Receiving a broadcast needs no option.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        Ok(self
+            .stack
+            .lock_udp()?
+            .endpoint
+            .udp_set_broadcast(self.handle, on)?)
+    }
+
+    /// Whether [`set_broadcast`](Self::set_broadcast) turned broadcast on.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        Ok(self.stack.lock_udp()?.endpoint.udp_broadcast(self.handle)?)
     }
 
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet

@@ -357,3 +357,66 @@ async fn kernel_udp_reads_the_ttl_and_tos_we_set_both_families() {
         );
     }
 }
+
+/// Broadcast on the TUN's link (198.18.0.255 on the kernel's 198.18.0.0/24): the kernel's
+/// broadcast reaches a synack socket bound to `0.0.0.0` on its port, with no option; a
+/// synack socket sends one only after `set_broadcast(true)` (before: `PermissionDenied`,
+/// Linux's EACCES), and the kernel's socket bound to `0.0.0.0` gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_broadcast_both_ways() {
+    let test = "kernel_udp_broadcast_both_ways";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-bcast", synack_core::Config::default());
+    let bcast: IpAddr = "198.18.0.255".parse().unwrap();
+    within(30, async {
+        // The kernel broadcasts; synack's wildcard socket hears it.
+        let rx = UdpSocket::bind(&net.stack, "0.0.0.0:6700".parse().unwrap())
+            .await
+            .unwrap();
+        let sender = net.python(
+            r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.sendto(b"to all", (sys.argv[1], 6700))
+print("sent", flush=True)
+"#,
+            &[&bcast.to_string()],
+        );
+        assert_eq!(said(sender, 10).await, "sent");
+        let mut buf = [0u8; 64];
+        let (n, from) = rx.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"to all");
+        assert_eq!(from.ip(), IpAddr::V4(HOST));
+
+        // synack broadcasts, once allowed to; the kernel's wildcard socket hears it.
+        let listener = ready(
+            &net,
+            r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+print("ready", flush=True)
+s.settimeout(10)
+data, peer = s.recvfrom(100)
+print(data.decode(), peer[0], flush=True)
+"#,
+            &["-", "6701"],
+        )
+        .await;
+        let tx = UdpSocket::bind(&net.stack, unspecified(false))
+            .await
+            .unwrap();
+        let to = SocketAddr::new(bcast, 6701);
+        let e = tx.send_to(b"hello all", to).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        tx.set_broadcast(true).unwrap();
+        assert!(tx.broadcast().unwrap());
+        assert_eq!(tx.send_to(b"hello all", to).await.unwrap(), 9);
+        let heard = said(listener, 15).await;
+        assert_eq!(heard, format!("ready\nhello all {STACK}"));
+    })
+    .await;
+}

@@ -1873,6 +1873,20 @@ async fn tokio_1_54_socket_options() {
         assert_eq!(v6.tos_v4().unwrap(), 0, "IP_TOS does nothing to IPv6");
         assert_eq!(v6.tos().unwrap(), 0x28);
 
+        // A socket connects within its own family only, as Linux's.
+        let e = synack_tokio::TcpSocket::new_v4(&client)
+            .unwrap()
+            .connect("[2001:2::1]:7470".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = synack_tokio::TcpSocket::new_v6(&client)
+            .unwrap()
+            .connect(server_addr(7470))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+
         let listener = TcpListener::bind(&server, server_addr(7470)).await.unwrap();
         let (c, accepted) = tokio::join!(v4.connect(server_addr(7470)), listener.accept());
         let c = c.unwrap();

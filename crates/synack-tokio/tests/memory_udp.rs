@@ -195,6 +195,14 @@ async fn peeks_ready_bufmut_receives_and_tos() {
             tx.set_tos(256).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+        // tokio 1.54's family-specific names: IP_TOS on this IPv4 socket, IPV6_TCLASS a
+        // no-op on it.
+        tx.set_tos_v4(0x28).unwrap();
+        assert_eq!((tx.tos_v4().unwrap(), tx.tos().unwrap()), (0x28, 0x28));
+        tx.set_tclass_v6(0xb8).unwrap();
+        assert_eq!((tx.tclass_v6().unwrap(), tx.tos().unwrap()), (0, 0x28));
+        tx.set_tos(0xb9).unwrap();
+        assert!(!tx.broadcast().unwrap());
         let big: Vec<u8> = (0..1200u32).map(|i| (i % 251) as u8).collect();
         tx.send(&big).await.unwrap();
         tx.send(b"second").await.unwrap();

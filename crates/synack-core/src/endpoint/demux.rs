@@ -78,8 +78,8 @@ impl Endpoint {
     }
 
     /// Whether `addr` is a broadcast address: the limited one (255.255.255.255) or one of
-    /// the link's. A socket without `SO_BROADCAST` (synack has none) may not send to one:
-    /// Linux's EACCES.
+    /// the link's. A UDP socket without `SO_BROADCAST` may not send to one (Linux's
+    /// EACCES); TCP never goes to one.
     pub(super) fn is_broadcast(&self, addr: IpAddr) -> bool {
         matches!(addr, IpAddr::V4(a) if a.is_broadcast()) || self.config.is_link_broadcast(addr)
     }
@@ -120,7 +120,10 @@ impl Endpoint {
         // for an intercepted connection, as Linux's TPROXY delivers them to transparent
         // sockets); an echo request to it is not ours to answer (`handle_icmp`). Broadcast
         // and multicast destinations are nobody's: synack joins no group.
+        // A whole UDP datagram to a broadcast address is for a socket on its port
+        // (`handle_udp`); synack reassembles none (nor does it answer one).
         let ours = self.addresses.contains(&dst)
+            || (protocol == IpProtocol::Udp && fragment.is_none() && self.is_broadcast(dst))
             || (self.intercepts()
                 && matches!(
                     protocol,

@@ -41,7 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::RecvMeta;
+use super::demux::{is_martian, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -133,6 +133,8 @@ struct Socket {
     hop_limit: u8,
     /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of its datagrams, ECN bits included.
     tos: u8,
+    /// `SO_BROADCAST`: it may send to a broadcast address.
+    broadcast: bool,
 }
 
 /// The endpoint's UDP state.
@@ -243,6 +245,25 @@ impl Endpoint {
         self.stats.udp_datagrams_in += 1;
         let local = SocketAddr::new(dst, repr.dst_port);
         let remote = SocketAddr::new(src, repr.src_port);
+        if self.is_broadcast(dst) {
+            // A broadcast goes to the socket bound to the unspecified address on its port,
+            // as Linux delivers one (`__udp4_lib_mcast_deliver`), with no option needed
+            // to receive it; no one else takes it, and nothing answers it (RFC 1122
+            // §3.2.2: no ICMP error about a datagram to a broadcast address).
+            let any = SocketAddr::new(unspecified(false), repr.dst_port);
+            match self.udp.by_local.get(&any).copied() {
+                Some(h)
+                    if self
+                        .udp
+                        .socket(h)
+                        .is_ok_and(|s| s.peer.is_none_or(|p| p == remote)) =>
+                {
+                    self.udp_enqueue(h, local, remote, repr.payload)
+                }
+                _ => self.stats.drop_udp_no_socket += 1,
+            }
+            return;
+        }
         if let Some(h) = self.udp_lookup(local, remote) {
             return self.udp_enqueue(h, local, remote, repr.payload);
         }
@@ -468,6 +489,7 @@ impl Endpoint {
             error: None,
             hop_limit: HOP_LIMIT,
             tos: 0,
+            broadcast: false,
         });
         let h = UdpHandle(ch.0);
         self.udp.by_local.insert(local, h);
@@ -508,13 +530,9 @@ impl Endpoint {
     /// of the peer's family as its own, as Linux picks a source at connect. Clears a pending
     /// error. A broadcast peer is `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
-        if self.is_broadcast(peer.ip()) {
-            return Err(Error::PermissionDenied);
-        }
-        if peer.port() == 0 || !self.is_unicast(peer.ip()) {
-            return Err(Error::InvalidInput);
-        }
-        let local = self.udp.socket(h)?.local;
+        let sock = self.udp.socket(h)?;
+        let local = sock.local;
+        self.check_udp_destination(peer, sock.broadcast)?;
         if local.is_ipv4() != peer.is_ipv4() {
             return Err(Error::InvalidInput);
         }
@@ -536,21 +554,50 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The stack address of `dst`'s family that a datagram to it leaves from.
+    /// Whether a datagram may go to `dst`: `PermissionDenied` for a broadcast address unless
+    /// `broadcast` (the sending socket's `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0 or a multicast or
+    /// unspecified address, and `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped
+    /// address or one of the stack's own, as TCP's connect refuses them (`is_martian`):
+    /// synack has no loopback, so such a datagram would go
+    /// out on the link, which never delivers it. (An IPv4-mapped address is IPv4 reached
+    /// through a dual-stack socket; synack's IPv6 sockets are IPv6 only, as Linux's with
+    /// `IPV6_V6ONLY`, which refuses it with ENETUNREACH too.)
+    fn check_udp_destination(&self, dst: SocketAddr, broadcast: bool) -> Result<(), Error> {
+        if self.is_broadcast(dst.ip()) {
+            if !broadcast {
+                return Err(Error::PermissionDenied);
+            }
+            if dst.port() == 0 {
+                return Err(Error::InvalidInput);
+            }
+            return Ok(());
+        }
+        if dst.port() == 0 || !self.is_unicast(dst.ip()) {
+            return Err(Error::InvalidInput);
+        }
+        if is_martian(dst.ip()) || self.addresses.contains(&dst.ip()) {
+            return Err(Error::NetworkUnreachable);
+        }
+        Ok(())
+    }
+
+    /// The stack address of `dst`'s family that a datagram to it leaves from:
+    /// `NetworkUnreachable` if the stack has none of that family (Linux has no route then).
     fn source_for(&self, dst: IpAddr) -> Result<IpAddr, Error> {
         self.addresses
             .iter()
             .copied()
             .find(|a| a.is_ipv4() == dst.is_ipv4())
-            .ok_or(Error::AddrNotAvailable)
+            .ok_or(Error::NetworkUnreachable)
     }
 
     /// Send `payload` as one datagram to `dst`, from the socket's address. Returns its
     /// length; past the MTU it goes in fragments. Errors: a pending ICMP error (once),
     /// `MessageTooLong` past [`UDP_MAX_PAYLOAD`], `WouldBlock` when the own-packet queue is full
     /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
-    /// (no `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for a port 0, another non-unicast
-    /// destination or another family than the socket's.
+    /// without [`udp_set_broadcast`](Self::udp_set_broadcast) (Linux's EACCES),
+    /// `InvalidInput` for a port 0, a multicast destination or another family than the
+    /// socket's, `NetworkUnreachable` for a loopback, IPv4-mapped or own destination.
     pub fn udp_send_to(
         &mut self,
         h: UdpHandle,
@@ -561,10 +608,11 @@ impl Endpoint {
         if let Some(e) = sock.error.take() {
             return Err(e);
         }
-        let (local, marks) = (sock.local, (sock.hop_limit, sock.tos));
+        let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
         if local.is_ipv4() != dst.is_ipv4() {
             return Err(Error::InvalidInput);
         }
+        self.check_udp_destination(dst, broadcast)?;
         let src = if local.ip().is_unspecified() {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
         } else {
@@ -600,6 +648,21 @@ impl Endpoint {
         Ok(self.udp.socket(h)?.tos)
     }
 
+    /// `SO_BROADCAST`: whether the socket may send to (and connect to) a broadcast address,
+    /// the limited one (255.255.255.255) or the link's
+    /// ([`Config::broadcast_addresses`](crate::Config::broadcast_addresses)); without it
+    /// that is `PermissionDenied`, as Linux's EACCES. Receiving a broadcast needs no option:
+    /// it goes to the socket bound to the unspecified address on its port.
+    pub fn udp_set_broadcast(&mut self, h: UdpHandle, broadcast: bool) -> Result<(), Error> {
+        self.udp.socket_mut(h)?.broadcast = broadcast;
+        Ok(())
+    }
+
+    /// Whether [`udp_set_broadcast`](Self::udp_set_broadcast) turned broadcast on.
+    pub fn udp_broadcast(&self, h: UdpHandle) -> Result<bool, Error> {
+        Ok(self.udp.socket(h)?.broadcast)
+    }
+
     /// Send to the connected peer; `NotConnected` if there is none. As
     /// [`Endpoint::udp_send_to`] otherwise.
     pub fn udp_send(&mut self, h: UdpHandle, payload: &[u8]) -> Result<usize, Error> {
@@ -623,6 +686,7 @@ impl Endpoint {
         if !self.may_own(src.ip()) {
             return Err(Error::AddrNotAvailable);
         }
+        self.check_udp_destination(dst, false)?;
         self.udp_emit(src, dst, payload, (HOP_LIMIT, 0))
     }
 
@@ -690,8 +754,8 @@ impl Endpoint {
         self.config.get_mtu().saturating_sub(ip + udp::HEADER_LEN)
     }
 
-    /// Queues one datagram from `src` to `dst`, its IP header marked with the sending
-    /// socket's `(hop limit, DS byte)`.
+    /// Queues one datagram from `src` to `dst` (which `check_udp_destination` passed), its
+    /// IP header marked with the sending socket's `(hop limit, DS byte)`.
     fn udp_emit(
         &mut self,
         src: SocketAddr,
@@ -699,12 +763,6 @@ impl Endpoint {
         payload: &[u8],
         (hop_limit, tos): (u8, u8),
     ) -> Result<usize, Error> {
-        if self.is_broadcast(dst.ip()) {
-            return Err(Error::PermissionDenied);
-        }
-        if dst.port() == 0 || !self.is_unicast(dst.ip()) {
-            return Err(Error::InvalidInput);
-        }
         let v6 = dst.is_ipv6();
         if payload.len() > UDP_MAX_PAYLOAD[usize::from(v6)] {
             return Err(Error::MessageTooLong);
