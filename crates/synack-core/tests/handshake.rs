@@ -885,6 +885,39 @@ fn wildcard_and_specific_listeners_clash_on_a_port() {
     assert_eq!(h.ep.listener_addr(l).unwrap().port(), 8081);
 }
 
+/// Dual stack, as Linux's default: a listener on `[::]` answers an IPv4 SYN to one of our
+/// addresses on its port when no IPv4 listener holds the port, and the connection is IPv4;
+/// an IPv4 listener on the port takes it instead. Another port stays closed.
+#[test]
+fn a_listener_on_the_ipv6_unspecified_address_takes_ipv4_where_no_ipv4_listener_does() {
+    let mut h = Harness::new(config());
+    let any6 = h.ep.listen("[::]:8080".parse().unwrap(), 4).unwrap();
+    let other = SocketAddr::new(PEER, 5000);
+    h.inject(other, server(), Out::new(SYN, 5000, 0));
+    assert!(h.one().is(SYN | ACK));
+    let closed = SocketAddr::new(server().ip(), 8081);
+    h.inject(SocketAddr::new(PEER, 5001), closed, Out::new(SYN, 7000, 0));
+    assert!(h.one().is(RST | ACK));
+
+    let any4 = h.ep.listen("0.0.0.0:8080".parse().unwrap(), 4).unwrap();
+    let _ = h.events();
+    h.inject(
+        SocketAddr::new(PEER, 5002),
+        server(),
+        Out::new(SYN, 9000, 0),
+    );
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK));
+    h.inject(
+        SocketAddr::new(PEER, 5002),
+        server(),
+        Out::new(ACK, 9001, 0).ackn(synack.seq + 1),
+    );
+    let c = h.ep.accept(any4).expect("the IPv4 listener took it");
+    assert_eq!(h.ep.local_addr(c).unwrap(), server());
+    assert_eq!(h.ep.accept(any6), Err(Error::WouldBlock));
+}
+
 #[test]
 fn listen_errors_are_typed() {
     let mut h = Harness::new(config());

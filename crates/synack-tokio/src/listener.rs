@@ -48,10 +48,12 @@ impl TcpListener {
     /// Listens on `addr`, which must be one of the stack's addresses (or unspecified) with a
     /// free port.
     ///
-    /// The unspecified address takes its own family only: `[::]` listens for IPv6 clients,
-    /// as a Linux socket with `IPV6_V6ONLY` (not Linux's default, where `[::]` takes IPv4
-    /// clients too, as `::ffff:a.b.c.d`). A dual-stack server listens on `0.0.0.0` and
-    /// `[::]`, which do not clash.
+    /// `[::]` is dual stack, as Linux's default (`net.ipv6.bindv6only` 0): it takes IPv4
+    /// clients too, whose addresses `accept`, `peer_addr` and `local_addr` show
+    /// IPv4-mapped (`::ffff:a.b.c.d`). Unlike Linux, a listener on `0.0.0.0` may be bound
+    /// beside it on the same port (Linux refuses that unless the first is `IPV6_V6ONLY`);
+    /// it then takes the IPv4 clients, so a server written for that pattern works as on
+    /// Linux with `IPV6_V6ONLY`. `0.0.0.0` takes IPv4 only.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<TcpListener> {
         Self::listen_with(stack, addr, BACKLOG, &SocketOptions::default(), None)
     }
@@ -151,7 +153,14 @@ impl TcpListener {
                     }
                 };
                 let handle = conn;
-                let conn = ConnRef::register(&self.stack, shard, handle, true, &mut inner);
+                let mut conn = ConnRef::register(&self.stack, shard, handle, true, &mut inner);
+                let mut peer = peer;
+                // An IPv4 client of a listener on `[::]` (dual stack): its addresses show
+                // IPv4-mapped, as on Linux.
+                if self.local.is_ipv6() && peer.is_ipv4() {
+                    conn = conn.map_to_v6();
+                    peer = crate::stream::mapped_v6(peer);
+                }
                 if let Some(c) = inner.conns.get_mut(&handle) {
                     c.linger = self.linger;
                 }

@@ -506,3 +506,56 @@ async fn kernel_icmpv6_packet_too_big_from_a_router_shrinks_our_segments() {
         drop(stream);
     }
 }
+
+/// Dual stack, as Linux's default: one synack listener on `[::]` serves the kernel's IPv4
+/// and IPv6 clients, and shows the IPv4 one's address IPv4-mapped, as `accept` on a Linux
+/// socket bound to `[::]` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_families() {
+    if !require_tun("kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_families") {
+        return;
+    }
+    let tun_config = TunConfig {
+        host_addr6: Some("2001:2::1/64".parse().unwrap()),
+        ..TunConfig::default()
+    };
+    let addrs = [IpAddr::V4(STACK), IpAddr::V6(STACK6)];
+    let net = Net::with_tun("synack-dual-any", config(), &tun_config, &addrs);
+    let listener = TcpListener::bind(&net.stack, "[::]:9".parse().unwrap())
+        .await
+        .unwrap();
+    let server = tokio::spawn(async move {
+        let mut peers = Vec::new();
+        let mut echoes = Vec::new();
+        for _ in 0..2 {
+            let (mut stream, from) = listener.accept().await.expect("accept");
+            assert_eq!(stream.peer_addr().unwrap(), from);
+            peers.push((from.ip(), stream.local_addr().unwrap().ip()));
+            echoes.push(tokio::spawn(async move {
+                let (mut rx, mut tx) = stream.split();
+                tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                tx.shutdown().await.expect("FIN");
+            }));
+        }
+        for e in echoes {
+            e.await.expect("echo task");
+        }
+        peers.sort();
+        peers
+    });
+    let (a, b) = tokio::join!(
+        kernel_echo(&net, IpAddr::V4(STACK), 9, 1 << 20),
+        kernel_echo(&net, IpAddr::V6(STACK6), 9, 1 << 20),
+    );
+    assert_eq!([a, b], ["ok v4", "ok v6"]);
+    let peers = within(10, server).await.unwrap();
+    let mut want = vec![
+        (
+            IpAddr::V6(HOST.to_ipv6_mapped()),
+            IpAddr::V6(STACK.to_ipv6_mapped()),
+        ),
+        (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
+    ];
+    want.sort();
+    assert_eq!(peers, want);
+}

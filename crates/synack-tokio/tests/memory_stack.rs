@@ -1919,3 +1919,48 @@ async fn tokio_1_54_socket_options() {
     })
     .await;
 }
+
+/// Dual stack, as Linux's default: a listener on `[::]` takes IPv4 clients too, their
+/// addresses shown IPv4-mapped (`::ffff:a.b.c.d`) by `accept`, `peer_addr` and
+/// `local_addr`; the client sees plain IPv4. Where a listener on `0.0.0.0` holds the port,
+/// it takes the IPv4 clients instead (Linux would have refused that second bind).
+#[tokio::test]
+async fn a_listener_on_the_ipv6_unspecified_address_takes_ipv4_clients_mapped() {
+    let (client, server) = stacks();
+    within(10, async {
+        let any6: SocketAddr = "[::]:7480".parse().unwrap();
+        let listener = TcpListener::bind(&server, any6).await.unwrap();
+        let (c, accepted) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7480)),
+            listener.accept()
+        );
+        let mut c = c.unwrap();
+        let (mut s, peer) = accepted.unwrap();
+        let mapped = |a: SocketAddr| match a {
+            SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+            v6 => v6,
+        };
+        assert_eq!(peer, mapped(c.local_addr().unwrap()));
+        assert_eq!(s.peer_addr().unwrap(), peer);
+        assert_eq!(s.local_addr().unwrap(), mapped(server_addr(7480)));
+        assert_eq!(
+            c.peer_addr().unwrap(),
+            server_addr(7480),
+            "IPv4 on the wire"
+        );
+        c.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+
+        // An IPv4 listener on the same port takes the IPv4 clients from then on.
+        let v4 = TcpListener::bind(&server, "0.0.0.0:7480".parse().unwrap())
+            .await
+            .unwrap();
+        let (c2, accepted) =
+            tokio::join!(TcpStream::connect(&client, server_addr(7480)), v4.accept());
+        let (_s2, peer2) = accepted.unwrap();
+        assert_eq!(peer2, c2.unwrap().local_addr().unwrap());
+    })
+    .await;
+}

@@ -120,8 +120,9 @@ impl Endpoint {
     /// Whether a listener on `local` would share a port with one that exists: the same
     /// address, or either of them the unspecified address of the family (Linux's
     /// `inet_csk_bind_conflict`: SO_REUSEADDR does not let two sockets listen on one
-    /// port). The families do not clash: a listener on `[::]` takes IPv6 only, as a Linux
-    /// socket with IPV6_V6ONLY.
+    /// port). The families do not clash: a listener on `0.0.0.0` beside one on `[::]`
+    /// takes the IPv4 clients from it (see [`find_listener`](Self::find_listener)), where
+    /// Linux would refuse the second bind unless the first were `IPV6_V6ONLY`.
     fn listener_clash(&self, local: SocketAddr) -> bool {
         self.by_local.keys().any(|a| {
             a.port() == local.port()
@@ -144,9 +145,18 @@ impl Endpoint {
             IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         };
-        self.by_local
-            .get(&SocketAddr::new(any, local.port()))
-            .copied()
+        if let Some(&l) = self.by_local.get(&SocketAddr::new(any, local.port())) {
+            return Some(l);
+        }
+        // Dual stack, as Linux's default (`net.ipv6.bindv6only` 0): a listener on `[::]`
+        // takes IPv4 clients too, where no IPv4 listener takes the port. The connection is
+        // IPv4 on the wire; the runtime shows its addresses IPv4-mapped (`::ffff:a.b.c.d`),
+        // as Linux's `accept` on such a socket does.
+        if local.is_ipv4() {
+            let any6 = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), local.port());
+            return self.by_local.get(&any6).copied();
+        }
+        None
     }
 
     /// RFC 9293 §3.10.7.2: a segment arrives for a LISTEN socket. `iss`: the initial

@@ -21,6 +21,17 @@ pub(crate) struct ConnRef {
     /// The shard whose endpoint holds the connection.
     pub(super) shard: usize,
     pub(super) handle: ConnectionHandle,
+    /// An IPv4 connection accepted by a listener on `[::]` (dual stack): its addresses are
+    /// shown IPv4-mapped, as Linux's `getsockname`/`getpeername` on such a socket show them.
+    mapped: bool,
+}
+
+/// `addr` as a dual-stack IPv6 socket shows an IPv4 address: `::ffff:a.b.c.d`.
+pub(crate) fn mapped_v6(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
 }
 
 impl ConnRef {
@@ -44,6 +55,21 @@ impl ConnRef {
             stack: stack.clone(),
             shard,
             handle,
+            mapped: false,
+        }
+    }
+
+    /// Shows the connection's addresses IPv4-mapped from now on (see `mapped`).
+    pub(crate) fn map_to_v6(mut self) -> ConnRef {
+        self.mapped = true;
+        self
+    }
+
+    fn shown(&self, addr: SocketAddr) -> SocketAddr {
+        if self.mapped {
+            mapped_v6(addr)
+        } else {
+            addr
         }
     }
 
@@ -501,6 +527,7 @@ impl ConnRef {
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.command(|ep, h| ep.local_addr(h))
+            .map(|a| self.shown(a))
     }
 
     /// The peer's address while the connection is up: `NotConnected` once it is closed (a
@@ -515,6 +542,7 @@ impl ConnRef {
             Ok(_) => inner
                 .endpoint
                 .peer_addr(self.handle)
+                .map(|a| self.shown(a))
                 .map_err(|e| inner.conn_error(self.handle, e)),
         }
     }
