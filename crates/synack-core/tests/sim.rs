@@ -623,10 +623,16 @@ fn established_connection_times_out_when_the_link_dies() {
     net.set_up(0, 1, false);
     net.set_up(1, 0, false);
     let start = net.now;
+    let resent_before = net.nodes[0].stats().retransmits;
     let n = net.nodes[0].send(client, &[7; 5000]).expect("send");
     assert_eq!(n, 5000);
     let (at, why) = wait_closed(&mut net, 0, Duration::from_secs(600));
     assert_eq!(why, Some(Error::TimedOut));
+    // One retransmission per timeout, and the tail loss probes before the first: after a
+    // timeout no probe goes until an ACK shows the path alive (Linux sends none in its
+    // Loss state), or a dead path would get each timeout's retransmission three times.
+    let resent = net.nodes[0].stats().retransmits - resent_before;
+    assert!(resent <= 5 + 2, "{resent} retransmissions for 5 timeouts");
     // RTO is 210 ms after one 10 ms RTT sample (SRTT plus the 200 ms floor of the variance
     // term, as Linux), doubling: the connection gives up when the sixth timeout fires,
     // 0.21 * (1 + 2 + 4 + 8 + 16 + 32) = 13.23 s after the write (if the first RTO were the

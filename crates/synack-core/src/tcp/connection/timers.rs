@@ -89,14 +89,15 @@ impl Connection {
     /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus 2 ms
     /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
     /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
-    /// five times as long as Linux's), plus the worst-case delayed-ACK time when a single segment is out, never
-    /// past the RTO. Only with SACK (the probe's ACK must reveal the loss), one at a time.
+    /// five times as long as Linux's), plus the worst-case delayed-ACK time when a single
+    /// segment is out, never past the RTO. Only with SACK (the probe's ACK must reveal the
+    /// loss), one at a time.
     ///
-    /// Also in recovery and while going back after a timeout, where RFC 8985 §7.2 and Linux
-    /// probe no more: there, a retransmission that is lost with nothing sent after it is
-    /// found by neither RACK (no later segment is delivered to show it lost) nor anything
-    /// else before the RTO, 200 ms or more, backed off if the timeout's own retransmission is
-    /// lost too. Under random loss of a few percent on a short path that was most of a bulk
+    /// Also in recovery and while going back after a timeout once an ACK has moved SND.UNA
+    /// since it (before that the path may be dead: no probe then, as Linux sends none in its
+    /// Loss state), where RFC 8985 §7.2 and Linux probe no more: there, a retransmission
+    /// that is lost with nothing sent after it is found by neither RACK (no later segment is
+    /// delivered to show it lost) nor anything else before the RTO, 200 ms or more. Under random loss of a few percent on a short path that was most of a bulk
     /// transfer's time. The probe there resends the first un-SACKed segment (`send_probe`):
     /// one segment per probe timeout without progress, as TLP's own budget, and the peer,
     /// which holds out-of-order data then, acknowledges it at once (RFC 5681 §4.2), so no
@@ -107,6 +108,13 @@ impl Connection {
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         let probes = self.recovery.tlp_probes;
         if !self.sack_ok || probes >= super::MAX_TLP_PROBES || self.snd.una == self.snd.max {
+            return;
+        }
+        // Not after a retransmission timeout until an ACK has moved SND.UNA again (the RTO's
+        // backoff is then reset): the path may be dead, and probes would only send each
+        // timeout's retransmission three times (Linux sends no probe in its Loss state,
+        // `tcp_schedule_loss_probe`).
+        if self.backoff > 0 {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
