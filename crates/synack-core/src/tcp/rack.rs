@@ -36,6 +36,10 @@ pub(crate) type SackedBy<'a> = (
     &'a dyn Fn(SeqNumber, SeqNumber) -> bool,
 );
 
+/// Recoveries without a D-SACK after which a widened reordering window goes back to one
+/// step (RFC 8985 §6.2 step 4: RACK.reo_wnd_persist; Linux's `TCP_RACK_RECOVERY_THRESH`).
+const REO_WND_PERSIST: u8 = 16;
+
 /// At most this many segments are tracked; past it the oldest records are merged away, so
 /// a hostile receiver or a huge window cannot grow the log without bound.
 const MAX_TRACKED: usize = 16 * 1024;
@@ -80,8 +84,20 @@ pub(crate) struct Rack {
     next_order: u32,
     /// The most recently sent segment known delivered.
     newest_delivered: Option<Delivered>,
-    /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4).
+    /// RACK.min_RTT, for the reordering window (RFC 8985 §6.2 step 4: min_RTT / 4): the
+    /// smallest round trip of a segment sent once, measured from the log to the
+    /// microsecond (as Linux's `tcp_min_rtt`), or until there is one, the smallest SRTT the
+    /// caller gave (which millisecond timestamps can round to zero on a fast path).
     min_rtt: Option<Duration>,
+    /// `min_rtt` comes from the log.
+    min_rtt_measured: bool,
+    /// RACK.reo_wnd_mult (RFC 8985 §6.2 step 4): the reordering window in steps of
+    /// min_RTT / 4 (0 reads as 1), one more for each round trip that brings a D-SACK.
+    reo_wnd_mult: u8,
+    /// RACK.reo_wnd_persist: recoveries left before a widened window goes back to one step.
+    reo_wnd_persist: u8,
+    /// RACK.dsack_round: while SND.UNA is below it, a D-SACK widens the window no further.
+    dsack_round: Option<SeqNumber>,
     /// RACK.rtt (RFC 8985 §6.2 step 2): the round trip of the most recently sent segment
     /// known delivered, measured from its last transmission.
     rtt: Option<Duration>,
@@ -296,26 +312,35 @@ impl Rack {
         sacked: Option<SackedBy<'_>>,
         rtt: Option<Duration>,
     ) {
-        if let Some(rtt) = rtt {
+        if let Some(rtt) = rtt.filter(|_| !self.min_rtt_measured) {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
+        let mut measured: Option<Duration> = None;
         let mut newest = self.newest_delivered;
         let mut rack_rtt = self.rtt;
         let mut fack = self.fack;
         let mut reord = self.reord;
         let mut distance = self.reorder_distance;
         let min_rtt = self.min_rtt;
-        let mut note = |s: &Sent| {
+        // The cumulative part of the ACK is judged against RACK.fack as it stood before this
+        // ACK's SACK blocks (Linux's `prior_fack` in tcp_clean_rtx_queue): segments ACKed
+        // together with SACKs above them were not overtaken, they were only ACKed late.
+        let prior_fack = self.fack;
+        let mut note = |s: &Sent, cumulative: bool| {
             // Step 3: a segment sent once and delivered (for the first time: not SACKed
             // before) below the highest delivered one overtook nothing; it was overtaken.
+            let highest = if cumulative { prior_fack } else { fack };
             if !s.delivered && !s.retransmitted {
-                if let Some(f) = fack.filter(|&f| s.end < f) {
+                if let Some(f) = highest.filter(|&f| s.end < f) {
                     reord = true;
                     distance = distance.max(f - s.start);
                 }
             }
             fack = Some(fack.map_or(s.end, |f| f.max(s.end)));
             let sample = now - s.xmit;
+            if !s.retransmitted && !s.delivered {
+                measured = Some(measured.map_or(sample, |m| m.min(sample)));
+            }
             // Step 2: a retransmitted segment delivered sooner than the path's minimum RTT
             // after its retransmission was most likely delivered by its original: no
             // sample, and it does not count as the most recently sent delivery.
@@ -349,7 +374,7 @@ impl Rack {
                         break;
                     }
                     if s.end > una && !s.delivered && covered(s.start, s.end) {
-                        note(s);
+                        note(s, false);
                         s.delivered = true;
                     }
                 }
@@ -359,7 +384,7 @@ impl Rack {
             if front.end > una {
                 break;
             }
-            note(front);
+            note(front, true);
             self.log.pop_front();
         }
         self.newest_delivered = newest;
@@ -367,6 +392,43 @@ impl Rack {
         self.fack = fack;
         self.reord = reord;
         self.reorder_distance = distance;
+        if let Some(m) = measured {
+            self.min_rtt = Some(match self.min_rtt {
+                Some(old) if self.min_rtt_measured => old.min(m),
+                _ => m,
+            });
+            self.min_rtt_measured = true;
+        }
+    }
+
+    /// Whether the path has been seen to reorder (RACK.reord). Until it has, DupThresh
+    /// SACKed segments call a loss at once; after, only RACK's reordering window does.
+    pub fn reordering_seen(&self) -> bool {
+        self.reord
+    }
+
+    /// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), D-SACK part: an ACK whose D-SACK reports
+    /// a segment received twice (a retransmission the reordering window was too short to
+    /// spare) widens the window by one step, at most once per round trip (until SND.UNA
+    /// passes `snd_nxt`, SND.NXT when it widened), and keeps it wide for 16 recoveries.
+    pub fn on_dsack(&mut self, una: SeqNumber, snd_nxt: SeqNumber) {
+        if self.dsack_round.is_some_and(|r| una >= r) {
+            self.dsack_round = None;
+        }
+        if self.dsack_round.is_none() {
+            self.dsack_round = Some(snd_nxt);
+            self.reo_wnd_mult = self.reo_wnd_mult.max(1).saturating_add(1);
+            self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// RFC 8985 §6.2 step 4, the rest: a fast or RTO recovery ended. After 16 of them with no
+    /// D-SACK the window is back to one step.
+    pub fn on_recovery_end(&mut self) {
+        self.reo_wnd_persist = self.reo_wnd_persist.saturating_sub(1);
+        if self.reo_wnd_persist == 0 {
+            self.reo_wnd_mult = 1;
+        }
     }
 
     /// The largest reordering seen, in bytes (zero if none).
@@ -377,12 +439,15 @@ impl Rack {
     /// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), as Linux's `tcp_rack_reo_wnd`: no
     /// reordering window while the path has shown no reordering and either loss recovery is
     /// under way or DupThresh segments are SACKed (the DupThresh rule would call the loss
-    /// now anyway); else a quarter of the minimum RTT, at most `srtt`.
+    /// now anyway); else a quarter of the minimum RTT times RACK.reo_wnd_mult, at most
+    /// `srtt`.
     fn reo_wnd(&self, srtt: Duration, recovering: bool, dupthresh_sacked: bool) -> Duration {
         if !self.reord && (recovering || dupthresh_sacked) {
             return Duration::ZERO;
         }
-        self.min_rtt.map_or(Duration::ZERO, |m| (m / 4).min(srtt))
+        let steps = u32::from(self.reo_wnd_mult.max(1));
+        self.min_rtt
+            .map_or(Duration::ZERO, |m| (m / 4 * steps).min(srtt))
     }
 
     /// RFC 8985 §6.2 step 5 (RACK_detect_loss): which undelivered segments sent before the
@@ -606,8 +671,9 @@ mod tests {
             r.on_send(s(i * 100), s(i * 100 + 100), t(0));
         }
         // SRTT says 100 ms (the handshake's), but the second segment is SACKed 110 ms after
-        // it left: RACK.rtt is 110 ms, and the first is lost at 110 + 25 ms (Linux's
-        // tcp_rack_detect_loss), not at SRTT + 25 ms.
+        // it left: RACK.rtt is 110 ms, and so is min_RTT, measured from the log as Linux's
+        // tcp_min_rtt is; the first is lost at 110 + 110 / 4 ms (Linux's
+        // tcp_rack_detect_loss), not at SRTT + SRTT / 4.
         let srtt = Duration::from_millis(100);
         r.on_ack(
             t(110),
@@ -616,7 +682,8 @@ mod tests {
             Some(srtt),
         );
         let d = r.detect(t(126), srtt, false, false);
-        assert_eq!((d.lost_up_to, d.recheck_at), (None, Some(t(135))));
+        let deadline = t(110) + Duration::from_micros(27_500);
+        assert_eq!((d.lost_up_to, d.recheck_at), (None, Some(deadline)));
         // With DupThresh segments SACKed and no reordering seen, no window at all: the
         // loss is called on the ACK that shows it (RFC 8985 §6.2 step 4).
         r.on_ack(

@@ -317,6 +317,13 @@ impl Connection {
                 } else {
                     self.cc.on_recovery_end(self.snd.in_flight());
                 }
+                self.snd.rack.on_recovery_end();
+                // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
+                // TSval older than the first retransmission, so the originals arrived and
+                // the reduction was for nothing.
+                if self.packet_delayed(seg) {
+                    self.undo("retransmissions overtaken by their originals (timestamps)");
+                }
             }
             Some(_) => {
                 // Partial acknowledgment: retransmit the next hole and deflate the window
@@ -349,6 +356,7 @@ impl Connection {
         self.timers.tlp = None;
         if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
             self.recovery.rto_recover = None;
+            self.snd.rack.on_recovery_end();
         }
 
         // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
@@ -379,7 +387,10 @@ impl Connection {
             return;
         }
         if self.recovery.dupacks == 3 {
-            if self.after_rto() {
+            // With SACK, once the path has been seen to reorder only RACK calls a loss
+            // (RFC 8985 §6.2 step 4; Linux's tcp_time_to_recover counts no duplicate ACKs
+            // when RACK is on).
+            if self.after_rto() || (self.sack_ok && self.snd.rack.reordering_seen()) {
                 return;
             }
             self.enter_recovery(now);
@@ -449,6 +460,9 @@ impl Connection {
             return;
         }
         self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
+        // A segment received twice: the reordering window may have been too short to
+        // spare a retransmission (RFC 8985 §6.2 step 4).
+        self.snd.rack.on_dsack(una_before, self.snd.max);
         if let Some(marker) = self.recovery.undo_marker {
             if right <= una_before && right > marker {
                 let segments = (right - left).div_ceil(self.snd.mss.max(1));
@@ -466,8 +480,28 @@ impl Connection {
         if r.undo_marker.is_none() || r.undo_retrans == 0 || r.undo_dsacked < r.undo_retrans {
             return;
         }
-        tracing::debug!(local = %self.local, remote = %self.remote, "spurious fast retransmit undone");
+        self.undo("every retransmission reported received twice (D-SACK)");
+    }
+
+    /// Whether this ACK echoes a TSval older than the first retransmission since the last
+    /// recovery began (Linux's `tcp_packet_delayed`, RFC 3522's Eifel detection): what it
+    /// acknowledges arrived in the original transmissions.
+    fn packet_delayed(&self, seg: &TcpRepr<'_>) -> bool {
+        let (Some(first), Some(ts)) = (self.recovery.undo_tsval, seg.timestamp) else {
+            return false;
+        };
+        self.recovery.undo_marker.is_some()
+            && self.ts.enabled
+            && ts.tsecr != 0
+            && (ts.tsecr.wrapping_sub(first) as i32) < 0
+    }
+
+    /// The last recovery's reduction was for nothing: cwnd and ssthresh go back to what they
+    /// were, and a recovery still under way ends.
+    fn undo(&mut self, why: &str) {
+        tracing::debug!(local = %self.local, remote = %self.remote, why, "spurious fast retransmit undone");
         self.recovery.undo_marker = None;
+        self.recovery.undo_tsval = None;
         self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_fast_retransmit();
         if self.recovery.recover.is_some() {
@@ -546,6 +580,7 @@ impl Connection {
         self.counters.recoveries = self.counters.recoveries.saturating_add(1);
         self.recovery.undo_retrans = 0;
         self.recovery.undo_dsacked = 0;
+        self.recovery.undo_tsval = None;
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
         self.recovery.tlp_pending = false;

@@ -450,6 +450,10 @@ pub(crate) struct Recovery {
     pub undo_retrans: usize,
     /// Of those, segments the peer reported received twice by D-SACK (RFC 2883 §4).
     pub undo_dsacked: usize,
+    /// The TSval of the first of them (Linux's `retrans_stamp`): an ACK that echoes an
+    /// older one was sent for the originals, so the retransmissions were not needed
+    /// (the Eifel detection of RFC 3522, Linux's `tcp_packet_delayed`).
+    pub undo_tsval: Option<u32>,
     /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
     pub prr_out: usize,
     /// RFC 6937 `RecoverFS`. Linux takes the congestion window before the reduction
@@ -774,7 +778,15 @@ impl Connection {
     /// The sequence number below which un-SACKed data counts as lost: RFC 6675's IsLost, or
     /// what a tail loss probe revealed.
     pub fn lost_boundary(&self) -> Option<SeqNumber> {
-        let by_sack = self.snd.scoreboard.lost_boundary(self.snd.mss);
+        // RFC 6675's IsLost (DupThresh SACKed segments above a hole) holds only until the
+        // path has been seen to reorder; from then on RACK's reordering window alone calls
+        // losses (RFC 8985 §6.2 step 4, as Linux's `tcp_rack_reo_wnd`), or every
+        // reordering by more than three segments would be a spurious fast retransmit.
+        let by_sack = if self.snd.rack.reordering_seen() {
+            None
+        } else {
+            self.snd.scoreboard.lost_boundary(self.snd.mss)
+        };
         match (by_sack, self.recovery.lost_below) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
