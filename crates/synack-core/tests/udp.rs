@@ -575,6 +575,66 @@ fn broadcast_needs_so_broadcast_to_send_and_nothing_to_receive() {
     assert_eq!(p.server.stats().udp_port_unreachable_sent, 0);
 }
 
+/// Dual stack, as Linux's default: a socket on `[::]` takes the IPv4 datagrams no IPv4 socket
+/// takes, and sees their addresses IPv4-mapped; it answers to a mapped address (or a plain
+/// IPv4 one) in IPv4, and may connect to one. An IPv4 socket on the port wins its datagrams;
+/// a socket bound to a particular IPv6 address has no IPv4.
+#[test]
+fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
+    let mut p = pair();
+    let server = p.server.udp_bind("[::]:53".parse().unwrap()).unwrap();
+    let client = p.client.udp_bind(sa(Pair::CLIENT, 4000)).unwrap();
+    let server_v4 = sa(Pair::SERVER, 53);
+    let mapped = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    };
+    p.client.udp_send_to(client, server_v4, b"query").unwrap();
+    p.pump();
+    let (data, from) = recv(&mut p.server, server).unwrap();
+    assert_eq!(
+        (data.as_slice(), from),
+        (&b"query"[..], mapped(sa(Pair::CLIENT, 4000)))
+    );
+    // The answer, to the mapped address and to the plain one: IPv4 on the wire.
+    p.server.udp_send_to(server, from, b"answer").unwrap();
+    p.server
+        .udp_send_to(server, sa(Pair::CLIENT, 4000), b"again")
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        recv(&mut p.client, client).unwrap(),
+        (b"answer".to_vec(), server_v4)
+    );
+    assert_eq!(
+        recv(&mut p.client, client).unwrap(),
+        (b"again".to_vec(), server_v4)
+    );
+    // Connected to the mapped peer: it reads back mapped, and only that peer is heard.
+    p.server.udp_connect(server, from).unwrap();
+    assert_eq!(p.server.udp_peer_addr(server), Ok(from));
+    p.server.udp_send(server, b"connected").unwrap();
+    p.pump();
+    assert_eq!(recv(&mut p.client, client).unwrap().0, b"connected");
+    let other = p.client.udp_bind(sa(Pair::CLIENT, 4001)).unwrap();
+    p.client.udp_send_to(other, server_v4, b"stranger").unwrap();
+    p.client.udp_send_to(client, server_v4, b"peer").unwrap();
+    p.pump();
+    assert_eq!(recv(&mut p.server, server).unwrap().0, b"peer");
+    assert_eq!(recv(&mut p.server, server), Err(Error::WouldBlock));
+    // An IPv4 socket on the port takes its IPv4 datagrams from then on.
+    let v4 = p.server.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
+    p.client.udp_send_to(client, server_v4, b"to v4").unwrap();
+    p.pump();
+    assert_eq!(recv(&mut p.server, v4).unwrap().0, b"to v4");
+    // A socket bound to a particular IPv6 address has no IPv4.
+    let only6 = p.server.udp_bind(sa(ip(S6), 54)).unwrap();
+    assert_eq!(
+        p.server.udp_send_to(only6, from, b"x"),
+        Err(Error::NetworkUnreachable)
+    );
+}
+
 /// A datagram to a loopback, 0/8 or IPv4-mapped address, or to one of the stack's own, is
 /// `NetworkUnreachable`, as TCP's connect to one: synack has no loopback, and its IPv6
 /// sockets are IPv6 only (Linux with `IPV6_V6ONLY` refuses a mapped address the same way).

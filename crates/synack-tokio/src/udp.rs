@@ -71,10 +71,11 @@ pub(crate) struct UdpState {
 ///
 /// Broadcast: a datagram to the limited (255.255.255.255) or the link's broadcast address is
 /// `PermissionDenied` until [`set_broadcast`](Self::set_broadcast), as on Linux; one that
-/// arrives goes to the socket bound to `0.0.0.0` on its port, with no option. Not here:
-/// multicast (to a group is `InvalidInput`), and dual stack: an IPv6 socket is IPv6 only, as
-/// Linux's with `IPV6_V6ONLY` (bind `0.0.0.0` and `[::]` apart for both families; an
-/// IPv4-mapped destination is `NetworkUnreachable`). Nor is there a loopback: a datagram to
+/// arrives goes to the socket bound to `0.0.0.0` on its port, with no option. A socket on
+/// `[::]` is dual stack, as Linux's default: it receives IPv4 datagrams too, their senders
+/// IPv4-mapped (`::ffff:a.b.c.d`), and sends to such an address (or a plain IPv4 one) in
+/// IPv4; an IPv6 socket bound to a particular address has no IPv4 (`NetworkUnreachable`).
+/// Not here: multicast (to a group is `InvalidInput`), nor a loopback: a datagram to
 /// 127.0.0.1, `::1` or the stack's own address is `NetworkUnreachable`.
 ///
 /// A datagram larger than the MTU goes in IP fragments, as Linux sends one; past what the
@@ -94,9 +95,10 @@ impl UdpSocket {
     /// every stack address of that family. `AddrInUse` if another UDP socket holds the port
     /// there. In transparent mode (intercept) a socket may bind any unicast address, not
     /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the
-    /// stack's is `AddrNotAvailable`. The unspecified address takes its own family only:
-    /// `[::]` receives IPv6 datagrams, as a Linux socket with `IPV6_V6ONLY`; a dual-stack
-    /// service binds `0.0.0.0` beside it on the same port, which does not clash.
+    /// stack's is `AddrNotAvailable`. `[::]` is dual stack, as Linux's default: it takes the
+    /// IPv4 datagrams no IPv4 socket takes. Unlike Linux, `0.0.0.0` may be bound beside it on
+    /// the same port (Linux refuses that unless the first is `IPV6_V6ONLY`) and then takes
+    /// the IPv4 datagrams.
     pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
         let mut inner = stack.lock_udp()?;
         inner.check_open()?;

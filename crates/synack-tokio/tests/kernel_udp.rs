@@ -420,3 +420,47 @@ print(data.decode(), peer[0], flush=True)
     })
     .await;
 }
+
+/// Dual stack, as Linux's default: one synack socket on `[::]` serves the kernel's IPv4 and
+/// IPv6 clients, seeing the IPv4 one's address IPv4-mapped and answering it in IPv4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_families() {
+    let test = "kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_families";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-dual", synack_core::Config::default());
+    let server = UdpSocket::bind(&net.stack, "[::]:5400".parse().unwrap())
+        .await
+        .unwrap();
+    let echo = tokio::spawn(async move {
+        let mut peers = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..6 {
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            server.send_to(&buf[..n], from).await.unwrap();
+            peers.push(from.ip());
+        }
+        peers
+    });
+    within(30, async {
+        for host in [IpAddr::V4(STACK), IpAddr::V6(STACK6)] {
+            let client = net.python(ECHO_CLIENT, &[&host.to_string(), "5400", "1,100,1400"]);
+            assert_eq!(said(client, 15).await, "ok 3");
+        }
+        let peers = echo.await.unwrap();
+        let v4 = IpAddr::V6(HOST.to_ipv6_mapped());
+        assert_eq!(
+            peers,
+            [
+                v4,
+                v4,
+                v4,
+                IpAddr::V6(HOST6),
+                IpAddr::V6(HOST6),
+                IpAddr::V6(HOST6)
+            ]
+        );
+    })
+    .await;
+}

@@ -210,6 +210,14 @@ impl Udp {
     }
 }
 
+/// `addr` as an IPv6 socket sees an IPv4 address: `::ffff:a.b.c.d`.
+fn mapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
 fn unspecified(v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -276,14 +284,21 @@ impl Endpoint {
 
     /// The socket a datagram from `remote` to `local` is for: bound to `local` exactly, or to
     /// the unspecified address when `local` is one of ours; a connected one only if `remote`
-    /// is its peer.
+    /// is its peer. An IPv4 datagram that no IPv4 socket takes goes to a socket on `[::]`
+    /// (dual stack, as Linux's default `net.ipv6.bindv6only` 0), which sees its addresses
+    /// IPv4-mapped.
     fn udp_lookup(&self, local: SocketAddr, remote: SocketAddr) -> Option<UdpHandle> {
         let h = match self.udp.by_local.get(&local) {
             Some(&h) => h,
-            None if self.addresses.contains(&local.ip()) => *self
-                .udp
-                .by_local
-                .get(&SocketAddr::new(unspecified(local.is_ipv6()), local.port()))?,
+            None if self.addresses.contains(&local.ip()) => {
+                let any = SocketAddr::new(unspecified(local.is_ipv6()), local.port());
+                let any6 = SocketAddr::new(unspecified(true), local.port());
+                match self.udp.by_local.get(&any) {
+                    Some(&h) => h,
+                    None if local.is_ipv4() => *self.udp.by_local.get(&any6)?,
+                    None => return None,
+                }
+            }
             None => return None,
         };
         let sock = self.udp.socket(h).ok()?;
@@ -307,6 +322,13 @@ impl Endpoint {
             return;
         }
         let was_empty = sock.queue.is_empty();
+        // An IPv4 datagram on a dual-stack IPv6 socket: its addresses as that socket sees
+        // them, IPv4-mapped.
+        let (dst, src) = if sock.local.is_ipv6() {
+            (mapped(dst), mapped(src))
+        } else {
+            (dst, src)
+        };
         sock.queue.push_back(Datagram {
             src,
             dst,
@@ -532,9 +554,15 @@ impl Endpoint {
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
         let local = sock.local;
+        let peer = self.dual_stack_destination(local, peer)?;
         self.check_udp_destination(peer, sock.broadcast)?;
         if local.is_ipv4() != peer.is_ipv4() {
-            return Err(Error::InvalidInput);
+            // A dual-stack socket connected to an IPv4 peer keeps its `[::]` binding (it
+            // sends from the stack's IPv4 address, and takes the peer's datagrams to any).
+            let sock = self.udp.socket_mut(h)?;
+            sock.peer = Some(peer);
+            sock.error = None;
+            return Ok(());
         }
         let new_local = if local.ip().is_unspecified() {
             let ip = self.source_for(peer.ip())?;
@@ -552,6 +580,29 @@ impl Endpoint {
         sock.peer = Some(peer);
         sock.error = None;
         Ok(())
+    }
+
+    /// Where a datagram from a socket bound to `local` to `dst` really goes: on a socket
+    /// bound to `[::]` (dual stack) an IPv4-mapped or IPv4 destination is IPv4; an IPv4-mapped
+    /// one from any other IPv6 socket is `NetworkUnreachable` (Linux's ENETUNREACH), and an
+    /// IPv6 one from an IPv4 socket `InvalidInput`.
+    fn dual_stack_destination(
+        &self,
+        local: SocketAddr,
+        dst: SocketAddr,
+    ) -> Result<SocketAddr, Error> {
+        let dual = local.ip() == unspecified(true);
+        match dst {
+            SocketAddr::V6(v6) if local.is_ipv6() => match v6.ip().to_ipv4_mapped() {
+                Some(v4) if dual => Ok(SocketAddr::new(v4.into(), v6.port())),
+                Some(_) => Err(Error::NetworkUnreachable),
+                None => Ok(dst),
+            },
+            SocketAddr::V4(_) if local.is_ipv6() && !dual => Err(Error::NetworkUnreachable),
+            SocketAddr::V4(_) if local.is_ipv6() => Ok(dst),
+            _ if local.is_ipv4() != dst.is_ipv4() => Err(Error::InvalidInput),
+            _ => Ok(dst),
+        }
     }
 
     /// Whether a datagram may go to `dst`: `PermissionDenied` for a broadcast address unless
@@ -609,9 +660,7 @@ impl Endpoint {
             return Err(e);
         }
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
-        if local.is_ipv4() != dst.is_ipv4() {
-            return Err(Error::InvalidInput);
-        }
+        let dst = self.dual_stack_destination(local, dst)?;
         self.check_udp_destination(dst, broadcast)?;
         let src = if local.ip().is_unspecified() {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
@@ -976,9 +1025,16 @@ impl Endpoint {
         Ok(self.udp.socket(h)?.local)
     }
 
-    /// The connected peer; `NotConnected` if there is none.
+    /// The connected peer; `NotConnected` if there is none. An IPv4 peer of a dual-stack
+    /// IPv6 socket reads IPv4-mapped.
     pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
-        self.udp.socket(h)?.peer.ok_or(Error::NotConnected)
+        let sock = self.udp.socket(h)?;
+        let peer = sock.peer.ok_or(Error::NotConnected)?;
+        Ok(if sock.local.is_ipv6() {
+            mapped(peer)
+        } else {
+            peer
+        })
     }
 
     /// How many UDP sockets are open.
