@@ -626,6 +626,35 @@ fn a_read_that_empties_the_queue_sends_the_ack_owed_for_pushed_data() {
     );
 }
 
+/// The right edge of the window we offer does not move left while the application reads
+/// (RFC 9293 §3.8.6.2.2, RFC 7323 §2.4), though RCV.NXT advances by amounts that are no
+/// multiple of the window scale: the scaled field is rounded up where rounding down would
+/// pull the edge back, as Linux's `tcp_select_window` aligns it. (It was rounded down, and
+/// the edge moved back by up to a scale unit less a byte, tens of times a transfer.)
+#[test]
+fn the_offered_right_edge_does_not_move_left_under_window_scaling() {
+    let mut k = Conn::plain();
+    let shift = k.h.ep.info(k.h.now, k.c).unwrap().rcv_wscale;
+    assert!(shift > 0, "the test needs window scaling");
+    let mut edge = None;
+    let mut acks = 0;
+    for _ in 0..60 {
+        let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'x'; 333]);
+        k.send_peer(o);
+        let _ = k.read_all();
+        k.h.advance(Duration::from_millis(10));
+        for a in k.h.drain() {
+            let e = a.ack + ((a.window as usize) << shift);
+            if let Some(prev) = edge {
+                assert!(e >= prev, "the edge moved left: {e:?} after {prev:?}");
+            }
+            edge = Some(e);
+            acks += 1;
+        }
+    }
+    assert!(acks > 30, "{acks} ACKs");
+}
+
 #[test]
 fn receives_in_order_data_and_delays_the_ack() {
     let mut k = Conn::plain();

@@ -56,8 +56,29 @@ impl Connection {
             }
         }
         let wnd = self.advertisable_window();
-        seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+        seg.window_len = self.window_field(self.rcv.nxt, wnd);
         self.mark_urgent(seg);
+    }
+
+    /// The window field for an ACK of `ack` offering `wnd` bytes: scaled down (RFC 7323
+    /// §2.3), and rounded up where rounding down would move the right edge left of one
+    /// already offered (RCV.NXT advances by amounts that are no multiple of the scale):
+    /// RFC 9293 §3.8.6.2.2 and RFC 7323 §2.4 ask that the edge never moves left, and
+    /// Linux's `tcp_select_window` aligns the window up to the scale for that. Only as far
+    /// as the receive buffer can take, though: a window offered up to the buffer's end (the
+    /// application not reading) may still lose a few bytes to the rounding, where Linux's
+    /// memory accounting has slack and synack's buffer has none; and under memory pressure
+    /// no window grows, not even by the rounding.
+    pub(super) fn window_field(&self, ack: SeqNumber, wnd: usize) -> u16 {
+        let shift = self.rcv.wscale;
+        let mut field = wnd >> shift;
+        if ack + (field << shift) < self.rcv.adv && !self.mem.pressure {
+            let buffer_end = self.rcv.nxt + self.rcv.buffer.window();
+            if ack + ((field + 1) << shift) <= buffer_end {
+                field += 1;
+            }
+        }
+        field.min(u16::MAX as usize) as u16
     }
 
     /// A pure ACK with the given sequence number.

@@ -438,7 +438,7 @@ impl Connection {
                 ts.tsecr = tsecr;
             }
             let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
-            seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
+            seg.window_len = self.window_field(point, wnd);
             let partial = self.cfg.tx_checksum_offload;
             let ip = self.ip_header(&seg, false, 1);
             let len = write_segment(buf, ip, &seg, 0, |_| {}, partial)?;
