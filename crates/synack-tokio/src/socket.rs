@@ -190,8 +190,10 @@ impl TcpSocket {
     }
 
     /// IP_TOS, as tokio's `TcpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
-    /// socket. On an IPv6 one it has no effect (Linux applies IP_TOS there to IPv4-mapped
-    /// traffic only, which synack does not carry), as tokio's documentation warns.
+    /// socket. On an IPv6 one it has no effect, as tokio's documentation warns: synack keeps
+    /// one DS byte a socket, which [`set_tclass_v6`](Self::set_tclass_v6) sets for both the
+    /// IPv6 and the IPv4 clients of a dual-stack listener on `[::]` (Linux keeps two, and
+    /// marks the IPv4 ones with IP_TOS).
     pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
         if self.v6 {
             u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

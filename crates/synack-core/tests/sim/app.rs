@@ -72,7 +72,7 @@ impl Side {
 
     /// Do everything the connection allows now; returns when it wants to be woken up even if
     /// nothing else happens (a slow reader's next read).
-    fn drive(&mut self, net: &mut Net) -> Option<Instant> {
+    pub fn drive(&mut self, net: &mut Net) -> Option<Instant> {
         let conn = self.conn?;
         if self.closed {
             return None;

@@ -578,9 +578,22 @@ impl Connection {
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
     fn enter_recovery(&mut self, now: Instant) {
         self.counters.recoveries = self.counters.recoveries.saturating_add(1);
-        self.recovery.undo_retrans = 0;
+        // Retransmissions of an earlier recovery still in flight count as this one's, and
+        // keep the earlier stamp, as Linux starts `undo_retrans` from `retrans_out` and keeps
+        // `retrans_stamp` while any is out: otherwise one of them arriving (or its D-SACK)
+        // would pass for proof that this recovery's retransmissions were not needed.
+        let in_flight = if self.sack_ok {
+            self.snd
+                .rack
+                .retransmitted_in_flight(self.snd.una, self.snd.mss)
+        } else {
+            0
+        };
+        self.recovery.undo_retrans = in_flight;
         self.recovery.undo_dsacked = 0;
-        self.recovery.undo_tsval = None;
+        if in_flight == 0 {
+            self.recovery.undo_tsval = None;
+        }
         self.recovery.recover = Some(self.snd.max);
         self.recovery.high_rxt = self.snd.una;
         self.recovery.tlp_pending = false;

@@ -262,9 +262,11 @@ impl Connection {
             self.retransmits = self.retransmits.saturating_add(1);
             if self.recovery.undo_marker.is_some() {
                 self.recovery.undo_retrans += len.div_ceil(segment.max(1)).max(1);
-                if self.ts.enabled && self.recovery.undo_tsval.is_none() {
-                    self.recovery.undo_tsval = Some(self.ts_now(now));
-                }
+            }
+            // The first retransmission still outstanding, whatever resent it (a recovery,
+            // a timeout, a probe), as Linux's `retrans_stamp`.
+            if self.ts.enabled && self.recovery.undo_tsval.is_none() {
+                self.recovery.undo_tsval = Some(self.ts_now(now));
             }
             if end > self.recovery.high_rxt {
                 self.recovery.high_rxt = end;

@@ -450,9 +450,10 @@ pub(crate) struct Recovery {
     pub undo_retrans: usize,
     /// Of those, segments the peer reported received twice by D-SACK (RFC 2883 §4).
     pub undo_dsacked: usize,
-    /// The TSval of the first of them (Linux's `retrans_stamp`): an ACK that echoes an
-    /// older one was sent for the originals, so the retransmissions were not needed
-    /// (the Eifel detection of RFC 3522, Linux's `tcp_packet_delayed`).
+    /// The TSval of the first retransmission still outstanding when the last recovery
+    /// began, or since (Linux's `retrans_stamp`): an ACK that echoes an older one was sent
+    /// for the originals, so the recovery's retransmissions were not needed (the Eifel
+    /// detection of RFC 3522, Linux's `tcp_packet_delayed`).
     pub undo_tsval: Option<u32>,
     /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
     pub prr_out: usize,
