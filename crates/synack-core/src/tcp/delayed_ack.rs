@@ -188,9 +188,10 @@ impl DelayedAck {
         let last = std::mem::take(&mut self.last_seg_size);
         if seg.len >= self.rcv_mss {
             self.rcv_mss = seg.len.min(our_mss).max(MIN_RCV_MSS);
-            // A full segment with PSH likely ends the sender's write, and the sender may
-            // wait for our ACK of it.
-            self.pushed |= seg.psh;
+            // A segment of exactly one MSS with PSH likely ends the sender's write, and the
+            // sender may wait for our ACK of it (a longer one, GRO's, is ACKed on the read
+            // anyway: more than one MSS is unacknowledged).
+            self.pushed |= seg.psh && seg.len == self.rcv_mss;
             return;
         }
         // Shorter than the estimate. Measured with its header, less the part every segment
