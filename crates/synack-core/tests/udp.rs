@@ -622,6 +622,16 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
     p.pump();
     assert_eq!(recv(&mut p.server, server).unwrap().0, b"peer");
     assert_eq!(recv(&mut p.server, server), Err(Error::WouldBlock));
+    // A broadcast too, with no IPv4 socket on the port.
+    p.client.udp_set_broadcast(client, true).unwrap();
+    p.client
+        .udp_send_to(client, "255.255.255.255:53".parse().unwrap(), b"all")
+        .unwrap();
+    p.pump();
+    assert_eq!(
+        recv(&mut p.server, server).unwrap(),
+        (b"all".to_vec(), from)
+    );
     // An IPv4 socket on the port takes its IPv4 datagrams from then on.
     let v4 = p.server.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
     p.client.udp_send_to(client, server_v4, b"to v4").unwrap();

@@ -254,12 +254,15 @@ impl Endpoint {
         let local = SocketAddr::new(dst, repr.dst_port);
         let remote = SocketAddr::new(src, repr.src_port);
         if self.is_broadcast(dst) {
-            // A broadcast goes to the socket bound to the unspecified address on its port,
-            // as Linux delivers one (`__udp4_lib_mcast_deliver`), with no option needed
-            // to receive it; no one else takes it, and nothing answers it (RFC 1122
-            // §3.2.2: no ICMP error about a datagram to a broadcast address).
+            // A broadcast goes to the socket bound to the unspecified address on its port
+            // (`0.0.0.0`, else a dual-stack `[::]`), as Linux delivers one
+            // (`__udp4_lib_mcast_deliver`), with no option needed to receive it; no one
+            // else takes it, and nothing answers it (RFC 1122 §3.2.2: no ICMP error about
+            // a datagram to a broadcast address).
             let any = SocketAddr::new(unspecified(false), repr.dst_port);
-            match self.udp.by_local.get(&any).copied() {
+            let any6 = SocketAddr::new(unspecified(true), repr.dst_port);
+            let socket = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
+            match socket.copied() {
                 Some(h)
                     if self
                         .udp
@@ -605,14 +608,12 @@ impl Endpoint {
         }
     }
 
-    /// Whether a datagram may go to `dst`: `PermissionDenied` for a broadcast address unless
-    /// `broadcast` (the sending socket's `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0 or a multicast or
-    /// unspecified address, and `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped
-    /// address or one of the stack's own, as TCP's connect refuses them (`is_martian`):
-    /// synack has no loopback, so such a datagram would go
-    /// out on the link, which never delivers it. (An IPv4-mapped address is IPv4 reached
-    /// through a dual-stack socket; synack's IPv6 sockets are IPv6 only, as Linux's with
-    /// `IPV6_V6ONLY`, which refuses it with ENETUNREACH too.)
+    /// Whether a datagram may go to `dst` (after `dual_stack_destination`): `PermissionDenied`
+    /// for a broadcast address unless `broadcast` (the sending socket's `SO_BROADCAST`:
+    /// Linux's EACCES), `InvalidInput` for port 0 or a multicast or unspecified address, and
+    /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address or one of the
+    /// stack's own, as TCP's connect refuses them (`is_martian`): synack has no loopback, so
+    /// such a datagram would go out on the link, which never delivers it.
     fn check_udp_destination(&self, dst: SocketAddr, broadcast: bool) -> Result<(), Error> {
         if self.is_broadcast(dst.ip()) {
             if !broadcast {

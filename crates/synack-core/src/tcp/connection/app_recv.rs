@@ -21,8 +21,9 @@ impl Connection {
     /// `TCP_QUICKACK` (Linux `__tcp_sock_set_quickack`). `true` leaves request/response
     /// (ping-pong) mode, where ACKs wait to ride on the reply, and sends an ACK that is
     /// waiting for its delayed-ACK timer now if the application has read everything (else
-    /// at the read that does), in ESTABLISHED and CLOSE-WAIT. `false` enters ping-pong mode. Neither is for good, as in Linux: the delayed-ACK engine enters and
-    /// leaves ping-pong mode again as the exchange goes (see `tcp::delayed_ack`).
+    /// at the read that does), in ESTABLISHED and CLOSE-WAIT. `false` enters ping-pong
+    /// mode. Neither is for good, as in Linux: the delayed-ACK engine enters and leaves
+    /// ping-pong mode again as the exchange goes (see `tcp::delayed_ack`).
     pub fn set_quickack(&mut self, on: bool) {
         if !on {
             self.rcv.delack.pingpong = true;
