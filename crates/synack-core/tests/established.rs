@@ -655,6 +655,43 @@ fn the_offered_right_edge_does_not_move_left_under_window_scaling() {
     assert!(acks > 30, "{acks} ACKs");
 }
 
+/// Segments that arrive in one batch draw an ACK for each (ACK points) before the one for
+/// RCV.NXT; none of them offers a right edge beyond the one the last offers: a kernel
+/// sender answers each ACK as it is written, and data sent into a larger edge would fall
+/// past the smaller one when the buffer fills (a download lost 8 bytes that way, and the
+/// duplicate ACKs that followed failed `kernel_http_get_download_is_clean_on_the_wire`).
+#[test]
+fn ack_points_offer_no_edge_beyond_the_ack_that_follows_them() {
+    let mut k = Conn::plain();
+    let shift = k.h.ep.info(k.h.now, k.c).unwrap().rcv_wscale;
+    let mut checked = 0;
+    for batch in 0..60 {
+        for _ in 0..3 {
+            let o = k.seg(ACK, k.our_nxt).data(&[b'x'; 1000]);
+            k.send_peer(o);
+        }
+        if batch % 5 == 4 {
+            let _ = k.read_all();
+        }
+        let acks = k.h.drain();
+        let edges: Vec<_> = acks
+            .iter()
+            .map(|a| a.ack + ((a.window as usize) << shift))
+            .collect();
+        if let Some(&last) = edges.last() {
+            for &e in &edges {
+                assert!(
+                    e <= last,
+                    "batch {batch}: an ACK point offers {e:?}, the last {last:?}"
+                );
+            }
+            checked += edges.len();
+        }
+        k.h.advance(Duration::from_millis(1));
+    }
+    assert!(checked > 60, "{checked} ACKs");
+}
+
 #[test]
 fn receives_in_order_data_and_delays_the_ack() {
     let mut k = Conn::plain();

@@ -68,7 +68,8 @@ impl Connection {
     /// as the receive buffer can take, though: a window offered up to the buffer's end (the
     /// application not reading) may still lose a few bytes to the rounding, where Linux's
     /// memory accounting has slack and synack's buffer has none; and under memory pressure
-    /// no window grows, not even by the rounding.
+    /// no window grows, not even by the rounding. An ACK point (`send_ack_point`) rounds
+    /// down: its edge may not pass the one the ACK of RCV.NXT after it offers.
     pub(super) fn window_field(&self, ack: SeqNumber, wnd: usize) -> u16 {
         let shift = self.rcv.wscale;
         let mut field = wnd >> shift;

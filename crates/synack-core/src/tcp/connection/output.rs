@@ -437,8 +437,11 @@ impl Connection {
             if let Some(ts) = seg.timestamp.as_mut() {
                 ts.tsecr = tsecr;
             }
+            // Never an edge beyond the one the ACK of RCV.NXT right after it offers: the
+            // kernel answers each ACK as it is written, and data it sent into a larger edge
+            // would fall past the smaller one (rounded down, not with `window_field`).
             let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
-            seg.window_len = self.window_field(point, wnd);
+            seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
             let partial = self.cfg.tx_checksum_offload;
             let ip = self.ip_header(&seg, false, 1);
             let len = write_segment(buf, ip, &seg, 0, |_| {}, partial)?;
