@@ -113,14 +113,16 @@ else:
 c.close()
 "#;
 
-/// A synack echo server on `addr`: accepts `n` connections, checks each comes from
-/// `peer`, and echoes each until its FIN.
-fn echo_server(listener: TcpListener, peer: IpAddr, n: usize) -> tokio::task::JoinHandle<()> {
+/// A synack echo server on `listener`: accepts `n` connections and echoes each until its
+/// FIN; returns each one's peer and local address as accepted, sorted.
+fn echo_server(listener: TcpListener, n: usize) -> tokio::task::JoinHandle<Vec<(IpAddr, IpAddr)>> {
     tokio::spawn(async move {
         let mut echoes = Vec::new();
+        let mut seen = Vec::new();
         for _ in 0..n {
             let (mut stream, from) = listener.accept().await.expect("accept");
-            assert_eq!(from.ip(), peer);
+            assert_eq!(stream.peer_addr().unwrap(), from);
+            seen.push((from.ip(), stream.local_addr().unwrap().ip()));
             echoes.push(tokio::spawn(async move {
                 let (mut rx, mut tx) = stream.split();
                 tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
@@ -130,6 +132,8 @@ fn echo_server(listener: TcpListener, peer: IpAddr, n: usize) -> tokio::task::Jo
         for e in echoes {
             e.await.expect("echo task");
         }
+        seen.sort();
+        seen
     })
 }
 
@@ -156,9 +160,10 @@ async fn tcp_both_ways(net: &Net) {
     let listener = TcpListener::bind(&net.stack, stack6_addr(7))
         .await
         .expect("bind");
-    let server = echo_server(listener, IpAddr::V6(HOST6), 1);
+    let server = echo_server(listener, 1);
     assert_eq!(kernel_echo(net, IpAddr::V6(STACK6), 7, BULK).await, "ok v6");
-    within(10, server).await.unwrap();
+    let seen = within(10, server).await.unwrap();
+    assert_eq!(seen, [(IpAddr::V6(HOST6), IpAddr::V6(STACK6))]);
 
     // synack client <- kernel server: a download.
     let data = pattern(BULK, 6);
@@ -338,8 +343,8 @@ async fn kernel_dual_stack_device_serves_both_families_at_once() {
         let net = Net::with_tun("synack-dual", config(), &tun_config, &addrs);
         let l4 = TcpListener::bind(&net.stack, stack_addr(7)).await.unwrap();
         let l6 = TcpListener::bind(&net.stack, stack6_addr(7)).await.unwrap();
-        let s4 = echo_server(l4, IpAddr::V4(HOST), 2);
-        let s6 = echo_server(l6, IpAddr::V6(HOST6), 2);
+        let s4 = echo_server(l4, 2);
+        let s6 = echo_server(l6, 2);
         let size = 1 << 20;
         let (a, b, c, d) = tokio::join!(
             kernel_echo(&net, IpAddr::V4(STACK), 7, size),
@@ -348,8 +353,10 @@ async fn kernel_dual_stack_device_serves_both_families_at_once() {
             kernel_echo(&net, IpAddr::V6(STACK6), 7, size),
         );
         assert_eq!([a, b, c, d], ["ok v4", "ok v6", "ok v4", "ok v6"]);
-        within(10, s4).await.unwrap();
-        within(10, s6).await.unwrap();
+        let v4 = (IpAddr::V4(HOST), IpAddr::V4(STACK));
+        let v6 = (IpAddr::V6(HOST6), IpAddr::V6(STACK6));
+        assert_eq!(within(10, s4).await.unwrap(), [v4, v4]);
+        assert_eq!(within(10, s6).await.unwrap(), [v6, v6]);
 
         // synack's clients, one per family, at once.
         let data = pattern(1 << 20, 9);
@@ -524,25 +531,7 @@ async fn kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_familie
     let listener = TcpListener::bind(&net.stack, "[::]:9".parse().unwrap())
         .await
         .unwrap();
-    let server = tokio::spawn(async move {
-        let mut peers = Vec::new();
-        let mut echoes = Vec::new();
-        for _ in 0..2 {
-            let (mut stream, from) = listener.accept().await.expect("accept");
-            assert_eq!(stream.peer_addr().unwrap(), from);
-            peers.push((from.ip(), stream.local_addr().unwrap().ip()));
-            echoes.push(tokio::spawn(async move {
-                let (mut rx, mut tx) = stream.split();
-                tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
-                tx.shutdown().await.expect("FIN");
-            }));
-        }
-        for e in echoes {
-            e.await.expect("echo task");
-        }
-        peers.sort();
-        peers
-    });
+    let server = echo_server(listener, 2);
     let (a, b) = tokio::join!(
         kernel_echo(&net, IpAddr::V4(STACK), 9, 1 << 20),
         kernel_echo(&net, IpAddr::V6(STACK6), 9, 1 << 20),
