@@ -159,7 +159,7 @@ impl TcpListener {
                 // IPv4-mapped, as on Linux.
                 if self.local.is_ipv6() && peer.is_ipv4() {
                     conn = conn.map_to_v6();
-                    peer = crate::stream::mapped_v6(peer);
+                    peer = synack_core::endpoint::ipv4_mapped(peer);
                 }
                 if let Some(c) = inner.conns.get_mut(&handle) {
                     c.linger = self.linger;

@@ -195,37 +195,43 @@ impl TcpSocket {
     /// IPv6 and the IPv4 clients of a dual-stack listener on `[::]` (Linux keeps two, and
     /// marks the IPv4 ones with IP_TOS).
     pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
-        if self.v6 {
-            u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            return Ok(());
-        }
-        self.set_tos(tos)
+        self.set_tos_if(false, tos)
     }
 
     /// The DSCP bits [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, or 0.
     pub fn tos_v4(&self) -> io::Result<u32> {
-        if self.v6 {
-            return Ok(0);
-        }
-        self.tos()
+        self.tos_if(false)
     }
 
     /// IPV6_TCLASS, as tokio's `TcpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
     /// IPv6 socket; no effect on an IPv4 one, as tokio's documentation warns.
     pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
-        if !self.v6 {
-            u8::try_from(tclass).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            return Ok(());
-        }
-        self.set_tos(tclass)
+        self.set_tos_if(true, tclass)
     }
 
     /// The DSCP bits [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, or 0.
     pub fn tclass_v6(&self) -> io::Result<u32> {
-        if !self.v6 {
-            return Ok(0);
+        self.tos_if(true)
+    }
+
+    /// [`set_tos`](Self::set_tos) if the socket is IPv6 as `v6` says, else only the range
+    /// check: the family-specific setters.
+    fn set_tos_if(&self, v6: bool, tos: u32) -> io::Result<()> {
+        if self.v6 == v6 {
+            return self.set_tos(tos);
         }
-        self.tos()
+        u8::try_from(tos)
+            .map(drop)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    /// [`tos`](Self::tos) if the socket is IPv6 as `v6` says, else 0.
+    fn tos_if(&self, v6: bool) -> io::Result<u32> {
+        if self.v6 == v6 {
+            self.tos()
+        } else {
+            Ok(0)
+        }
     }
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6): the TTL or hop limit of every packet of the

@@ -161,41 +161,46 @@ impl UdpSocket {
     }
 
     /// IP_TOS, as tokio's `UdpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
-    /// socket; on an IPv6 one it does nothing (Linux applies it to IPv4-mapped traffic
-    /// only, which synack does not carry).
+    /// socket; on an IPv6 one it does nothing, as tokio's documentation warns (synack keeps
+    /// one DS byte a socket, which [`set_tclass_v6`](Self::set_tclass_v6) sets for both
+    /// families of a dual-stack socket on `[::]`; Linux keeps two).
     pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
-        match self.local_addr()? {
-            SocketAddr::V4(_) => self.set_tos(tos),
-            SocketAddr::V6(_) => u8::try_from(tos)
-                .map(drop)
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput)),
-        }
+        self.set_tos_if(false, tos)
     }
 
     /// The DS byte [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, else 0.
     pub fn tos_v4(&self) -> io::Result<u32> {
-        match self.local_addr()? {
-            SocketAddr::V4(_) => self.tos(),
-            SocketAddr::V6(_) => Ok(0),
-        }
+        self.tos_if(false)
     }
 
     /// IPV6_TCLASS, as tokio's `UdpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
     /// IPv6 socket; on an IPv4 one it does nothing.
     pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
-        match self.local_addr()? {
-            SocketAddr::V6(_) => self.set_tos(tclass),
-            SocketAddr::V4(_) => u8::try_from(tclass)
-                .map(drop)
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput)),
-        }
+        self.set_tos_if(true, tclass)
     }
 
     /// The DS byte [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, else 0.
     pub fn tclass_v6(&self) -> io::Result<u32> {
-        match self.local_addr()? {
-            SocketAddr::V6(_) => self.tos(),
-            SocketAddr::V4(_) => Ok(0),
+        self.tos_if(true)
+    }
+
+    /// [`set_tos`](Self::set_tos) if the socket is IPv6 as `v6` says, else only the range
+    /// check: the family-specific setters.
+    fn set_tos_if(&self, v6: bool, tos: u32) -> io::Result<()> {
+        if self.local_addr()?.is_ipv6() == v6 {
+            return self.set_tos(tos);
+        }
+        u8::try_from(tos)
+            .map(drop)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    }
+
+    /// [`tos`](Self::tos) if the socket is IPv6 as `v6` says, else 0.
+    fn tos_if(&self, v6: bool) -> io::Result<u32> {
+        if self.local_addr()?.is_ipv6() == v6 {
+            self.tos()
+        } else {
+            Ok(0)
         }
     }
 

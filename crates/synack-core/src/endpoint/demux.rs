@@ -70,6 +70,15 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
     }
 }
 
+/// `addr` as a dual-stack IPv6 socket sees an IPv4 one: `::ffff:a.b.c.d` (RFC 4291
+/// §2.5.5.2); an IPv6 address as it is. What a socket on `[::]` shows of its IPv4 peers.
+pub fn ipv4_mapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
+}
+
 impl Endpoint {
     /// Whether `addr` can be a peer's or a flow's address: unicast by its class, and not one
     /// of the link's broadcast addresses (see [`crate::Config::broadcast_addresses`]).

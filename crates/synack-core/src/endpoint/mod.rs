@@ -67,7 +67,7 @@ mod udp;
 
 use connections::{Owner, Slot};
 use demux::is_martian;
-pub use demux::RecvMeta;
+pub use demux::{ipv4_mapped, RecvMeta};
 pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;

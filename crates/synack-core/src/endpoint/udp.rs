@@ -41,7 +41,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::{is_martian, RecvMeta};
+use super::demux::{ipv4_mapped, is_martian, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -210,14 +210,6 @@ impl Udp {
     }
 }
 
-/// `addr` as an IPv6 socket sees an IPv4 address: `::ffff:a.b.c.d`.
-fn mapped(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-        v6 => v6,
-    }
-}
-
 fn unspecified(v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -328,7 +320,7 @@ impl Endpoint {
         // An IPv4 datagram on a dual-stack IPv6 socket: its addresses as that socket sees
         // them, IPv4-mapped.
         let (dst, src) = if sock.local.is_ipv6() {
-            (mapped(dst), mapped(src))
+            (ipv4_mapped(dst), ipv4_mapped(src))
         } else {
             (dst, src)
         };
@@ -1032,7 +1024,7 @@ impl Endpoint {
         let sock = self.udp.socket(h)?;
         let peer = sock.peer.ok_or(Error::NotConnected)?;
         Ok(if sock.local.is_ipv6() {
-            mapped(peer)
+            ipv4_mapped(peer)
         } else {
             peer
         })

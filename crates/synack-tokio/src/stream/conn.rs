@@ -26,14 +26,6 @@ pub(crate) struct ConnRef {
     mapped: bool,
 }
 
-/// `addr` as a dual-stack IPv6 socket shows an IPv4 address: `::ffff:a.b.c.d`.
-pub(crate) fn mapped_v6(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
-        v6 => v6,
-    }
-}
-
 impl ConnRef {
     /// Registers `handle` with the runtime and wraps it, so that from here on every exit path
     /// releases it.
@@ -67,7 +59,7 @@ impl ConnRef {
 
     fn shown(&self, addr: SocketAddr) -> SocketAddr {
         if self.mapped {
-            mapped_v6(addr)
+            synack_core::endpoint::ipv4_mapped(addr)
         } else {
             addr
         }

@@ -22,7 +22,7 @@ use crate::stack::{Stack, Waiter};
 
 mod conn;
 
-pub(crate) use conn::{mapped_v6, ConnRef};
+pub(crate) use conn::ConnRef;
 
 /// A TCP connection over a synack [`Stack`], with tokio's `AsyncRead` and `AsyncWrite`.
 ///
