@@ -487,6 +487,34 @@ impl Rack {
         out
     }
 
+    /// The end of the run of segments from `from` that are SACKed or whose retransmission is
+    /// still in flight, not yet lost by RACK's rule (as [`detect`](Self::detect) judges it
+    /// during a recovery); `from` itself when the segment there is neither. A recovery resends
+    /// none of them (RFC 6675 §4 NextSeg takes only lost holes): Linux skips every skb still
+    /// marked `TCPCB_SACKED_RETRANS` in `tcp_xmit_retransmit_queue` until RACK marks it lost.
+    pub fn resent_in_flight_until(
+        &self,
+        now: Instant,
+        from: SeqNumber,
+        srtt: Duration,
+    ) -> SeqNumber {
+        let reo_wnd = self.reo_wnd(srtt, true, false);
+        let rtt = self.rtt.unwrap_or(srtt);
+        let lost = |s: &Sent| {
+            self.newest_delivered
+                .is_some_and(|newest| newest.sent_after(s) && s.xmit + rtt + reo_wnd <= now)
+        };
+        let first = self.log.partition_point(|s| s.end <= from);
+        let mut until = from;
+        for s in self.log.range(first..) {
+            if s.start > until || !(s.delivered || (s.retransmitted && !lost(s))) {
+                break;
+            }
+            until = s.end;
+        }
+        until
+    }
+
     /// Segments above `una` for which `keep(start, end, delivered)` holds, `delivered`
     /// meaning SACKed: what Linux counts in packets (`packets_out`, `sacked_out`, its
     /// packets in flight) where synack counts bytes, for
@@ -580,6 +608,33 @@ mod tests {
         assert_eq!(starts, [1000, 2000, 3000]);
         r.on_ack(t(9), s(2000), None, None);
         assert_eq!(r.retransmitted_in_flight(s(2000), 1000), 1);
+    }
+
+    /// A recovery passes over what is SACKed or resent and still in flight, until RACK finds
+    /// the retransmission lost by its own send time.
+    #[test]
+    fn resent_segments_in_flight_are_passed_over_until_lost() {
+        let mut r = Rack::default();
+        for i in 0..4 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(u64::from(i)));
+        }
+        r.on_retransmit(s(0), s(200), 100, t(10));
+        let sacked = |a: SeqNumber, b: SeqNumber| a >= s(200) && b <= s(300);
+        r.on_ack(t(20), s(0), Some((&EVERYWHERE[..], &sacked)), None);
+        let srtt = Duration::from_millis(40);
+        assert_eq!(r.resent_in_flight_until(t(20), s(0), srtt), s(300));
+        assert_eq!(r.resent_in_flight_until(t(20), s(150), srtt), s(300));
+        assert_eq!(
+            r.resent_in_flight_until(t(20), s(300), srtt),
+            s(300),
+            "sent once"
+        );
+        // Data sent after the retransmissions is SACKed 50 ms on: RACK.rtt is 50 ms, and
+        // the retransmissions sent at 10 ms are lost at 60 ms.
+        r.on_send(s(400), s(500), t(30));
+        let sacked = |a: SeqNumber, b: SeqNumber| a >= s(200) && b <= s(300) || a >= s(400);
+        r.on_ack(t(80), s(0), Some((&EVERYWHERE[..], &sacked)), None);
+        assert_eq!(r.resent_in_flight_until(t(80), s(0), srtt), s(0));
     }
 
     #[test]

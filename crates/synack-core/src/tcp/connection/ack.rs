@@ -595,10 +595,20 @@ impl Connection {
             self.recovery.undo_tsval = None;
         }
         self.recovery.recover = Some(self.snd.max);
-        self.recovery.high_rxt = self.snd.una;
+        // Holes are sought from past what an earlier recovery resent and is still in flight;
+        // when SND.UNA is such a segment, no fast retransmit of it either (RACK moves HighRxt
+        // back to it if its retransmission is lost: `rack_detect_only`).
+        self.recovery.high_rxt = if in_flight > 0 {
+            let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
+            self.snd
+                .rack
+                .resent_in_flight_until(now, self.snd.una, srtt)
+        } else {
+            self.snd.una
+        };
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
-        self.recovery.retransmit_head = true;
+        self.recovery.retransmit_head = self.recovery.high_rxt == self.snd.una;
         self.rtt_seq = None;
         self.ecn_queue_cwr();
         // A loss while CWR already reduces the window for this round (RFC 3168 §6.1.2:

@@ -353,11 +353,21 @@ impl Connection {
             return None;
         }
         let boundary = self.lost_boundary()?;
-        let from = self.snd.una.max(self.recovery.high_rxt);
+        let mut from = self.snd.una.max(self.recovery.high_rxt);
         // None when every lost hole was resent. A retransmission merely not acknowledged yet
         // is not resent again: only once RACK finds it lost, which moves HighRxt back to it
-        // (`rack_detect_only`), as Linux resends only what RACK marks lost.
-        let hole = self.snd.scoreboard.next_hole(from, boundary)?;
+        // (`rack_detect_only`), as Linux resends only what RACK marks lost; the holes above
+        // it whose retransmissions are still in flight are passed over (`from` grows at each
+        // turn, and the scoreboard holds a bounded number of holes).
+        let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
+        let hole = loop {
+            let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
+            let past = self.snd.rack.resent_in_flight_until(now, start, srtt);
+            if past < end {
+                break (past, end);
+            }
+            from = past;
+        };
         let segments = self.hole_segments(hole.0);
         self.send_data_at_most(now, buf, hole.0, hole.1 - hole.0, segments)
     }
