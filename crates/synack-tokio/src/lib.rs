@@ -22,7 +22,7 @@
 //! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
 //! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b)?;
 //!
-//! let listener = TcpListener::bind(&server, "198.18.0.1:7".parse().unwrap()).await?;
+//! let listener = TcpListener::bind(&server, "198.18.0.1:7").await?;
 //! let echo = tokio::spawn(async move {
 //!     let (mut stream, _peer) = listener.accept().await?;
 //!     let (mut rx, mut tx) = stream.split();
@@ -30,7 +30,7 @@
 //!     tx.shutdown().await
 //! });
 //!
-//! let mut stream = TcpStream::connect(&client, "198.18.0.1:7".parse().unwrap()).await?;
+//! let mut stream = TcpStream::connect(&client, "198.18.0.1:7").await?;
 //! stream.write_all(b"hello").await?;
 //! stream.shutdown().await?; // FIN: the echo ends
 //! let mut back = Vec::new();
@@ -46,6 +46,7 @@
 // SAFETY comment on every block.
 #![deny(unsafe_code)]
 
+mod addr;
 pub mod device;
 mod driver;
 pub mod integration;
@@ -62,6 +63,7 @@ pub mod udp;
 // Every type a user names to call the API (what `Stack`'s methods and those of what they
 // return take and give back, `Config`'s setters' arguments included) is here at the root,
 // so that no one has to know which module, or which crate, defines it.
+pub use addr::ToSocketAddrs;
 pub use device::{Device, DeviceCapabilities};
 pub use intercept::{IncomingSyn, Interceptor};
 pub use listener::TcpListener;

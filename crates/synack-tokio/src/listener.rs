@@ -13,6 +13,7 @@
 //! half-open or unaccepted connections than asked for: a SYN flood still meets SYN cookies
 //! at the same total.
 
+use crate::addr::{first_ok, ToSocketAddrs};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -54,8 +55,15 @@ impl TcpListener {
     /// beside it on the same port (Linux refuses that unless the first is `IPV6_V6ONLY`);
     /// it then takes the IPv4 clients, so a server written for that pattern works as on
     /// Linux with `IPV6_V6ONLY`. `0.0.0.0` takes IPv4 only.
-    pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<TcpListener> {
-        Self::listen_with(stack, addr, BACKLOG, &SocketOptions::default(), None)
+    ///
+    /// `addr` is anything tokio::net's `bind` takes but a host name (see
+    /// [`ToSocketAddrs`]); with several addresses, the first that
+    /// binds is taken, else the last error is returned.
+    pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        first_ok(&addr, |a| async move {
+            Self::listen_with(stack, a, BACKLOG, &SocketOptions::default(), None)
+        })
+        .await
     }
 
     /// Listens with a chosen backlog and the options every accepted connection takes (what

@@ -22,7 +22,7 @@
 //! let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
 //! let server = Stack::builder().address("198.18.0.1".parse().unwrap()).build(b)?;
 //!
-//! let echo = UdpSocket::bind(&server, "198.18.0.1:7".parse().unwrap()).await?;
+//! let echo = UdpSocket::bind(&server, "198.18.0.1:7").await?;
 //! tokio::spawn(async move {
 //!     let mut buf = [0u8; 1500];
 //!     while let Ok((n, from)) = echo.recv_from(&mut buf).await {
@@ -31,8 +31,8 @@
 //!     std::io::Result::Ok(())
 //! });
 //!
-//! let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap()).await?;
-//! socket.connect("198.18.0.1:7".parse().unwrap()).await?;
+//! let socket = UdpSocket::bind(&client, "0.0.0.0:0").await?;
+//! socket.connect("198.18.0.1:7").await?;
 //! socket.send(b"hello").await?;
 //! let mut buf = [0u8; 16];
 //! let n = socket.recv(&mut buf).await?;
@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::addr::{first_ok, socket_addrs, ToSocketAddrs};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -99,7 +100,15 @@ impl UdpSocket {
     /// IPv4 datagrams no IPv4 socket takes. Unlike Linux, `0.0.0.0` may be bound beside it on
     /// the same port (Linux refuses that unless the first is `IPV6_V6ONLY`) and then takes
     /// the IPv4 datagrams.
-    pub async fn bind(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
+    ///
+    /// `addr` is anything tokio::net's `bind` takes but a host name (see
+    /// [`ToSocketAddrs`]); with several addresses, the first that
+    /// binds is taken, else the last error is returned.
+    pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        first_ok(&addr, |a| async move { Self::bind_one(stack, a) }).await
+    }
+
+    fn bind_one(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
         let mut inner = stack.lock_udp()?;
         inner.check_open()?;
         let handle = inner.endpoint.udp_bind(addr)?;
@@ -222,17 +231,25 @@ impl UdpSocket {
     }
 
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
-    /// is sent.
-    pub async fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        Ok(self
-            .stack
-            .lock_udp()?
-            .endpoint
-            .udp_connect(self.handle, addr)?)
+    /// is sent. With several addresses (see [`ToSocketAddrs`]), the
+    /// first that the socket can connect to is taken, else the last error is returned.
+    pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        first_ok(&addr, |a| async move {
+            Ok(self
+                .stack
+                .lock_udp()?
+                .endpoint
+                .udp_connect(self.handle, a)?)
+        })
+        .await
     }
 
-    /// Sends `buf` as one datagram to `target`; returns its length once it is queued.
-    pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+    /// Sends `buf` as one datagram to `target` (its first address, as tokio::net's: see
+    /// [`ToSocketAddrs`]); returns its length once it is queued.
+    pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
+        let target = socket_addrs(&target)?.into_iter().next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
         crate::stack::wait_listed(
             |cx| self.poll_send_to(cx, buf, target),
             |w| self.forget_waiter(w),
@@ -622,7 +639,7 @@ impl fmt::Debug for UdpSocket {
 ///
 /// // A destination the proxy does not own.
 /// let dns = "198.19.0.53:53".parse().unwrap();
-/// let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap()).await?;
+/// let socket = UdpSocket::bind(&client, "0.0.0.0:0").await?;
 /// socket.send_to(b"query", dns).await?;
 ///
 /// let mut buf = [0u8; 512];

@@ -489,7 +489,7 @@ async fn kernel_icmpv6_packet_too_big_from_a_router_shrinks_our_segments() {
         }
 
         let data = pattern(1 << 20, 11);
-        let to = "[2001:2:1::2]:8800".parse().unwrap();
+        let to = "[2001:2:1::2]:8800";
         let mut stream = within(10, TcpStream::connect(&net.stack, to))
             .await
             .expect("connect through the router");
@@ -528,9 +528,7 @@ async fn kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_familie
     };
     let addrs = [IpAddr::V4(STACK), IpAddr::V6(STACK6)];
     let net = Net::with_tun("synack-dual-any", config(), &tun_config, &addrs);
-    let listener = TcpListener::bind(&net.stack, "[::]:9".parse().unwrap())
-        .await
-        .unwrap();
+    let listener = TcpListener::bind(&net.stack, "[::]:9").await.unwrap();
     let server = echo_server(listener, 2);
     let (a, b) = tokio::join!(
         kernel_echo(&net, IpAddr::V4(STACK), 9, 1 << 20),

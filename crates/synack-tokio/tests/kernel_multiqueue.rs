@@ -94,7 +94,7 @@ async fn both_ways_over_two_shards(prefix: &str, offload: bool, steer: bool) {
     let net = two_workers(prefix, offload, steer);
 
     // Kernel clients to a synack echo listener.
-    let listener = TcpListener::bind(&net.stack, "0.0.0.0:7".parse().unwrap())
+    let listener = TcpListener::bind(&net.stack, "0.0.0.0:7")
         .await
         .expect("bind");
     let server = tokio::spawn(async move {

@@ -372,9 +372,7 @@ async fn kernel_udp_broadcast_both_ways() {
     let bcast: IpAddr = "198.18.0.255".parse().unwrap();
     within(30, async {
         // The kernel broadcasts; synack's wildcard socket hears it.
-        let rx = UdpSocket::bind(&net.stack, "0.0.0.0:6700".parse().unwrap())
-            .await
-            .unwrap();
+        let rx = UdpSocket::bind(&net.stack, "0.0.0.0:6700").await.unwrap();
         let sender = net.python(
             r#"
 import socket, sys
@@ -430,9 +428,7 @@ async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_famil
         return;
     }
     let net = dual("synack-udp-dual", synack_core::Config::default());
-    let server = UdpSocket::bind(&net.stack, "[::]:5400".parse().unwrap())
-        .await
-        .unwrap();
+    let server = UdpSocket::bind(&net.stack, "[::]:5400").await.unwrap();
     let echo = tokio::spawn(async move {
         let mut peers = Vec::new();
         let mut buf = vec![0u8; 65536];

@@ -182,6 +182,44 @@ async fn binding_a_taken_port_fails() {
     .await;
 }
 
+/// `bind` and `connect` take what tokio::net's do: a string, a `(host, port)` pair, a list
+/// tried in turn (the first to connect wins; a refused one falls through to the next). Host
+/// names are refused at once, never looked up on the host's network.
+#[tokio::test]
+async fn addresses_as_tokio_net_takes_them_but_no_names() {
+    let (client, server) = stacks();
+    within(10, async {
+        let listener = TcpListener::bind(&server, "198.18.0.1:7005").await.unwrap();
+        assert_eq!(listener.local_addr().unwrap(), server_addr(7005));
+        let e = TcpListener::bind(&server, ("198.18.0.1", 7005))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        // Port 7006 has no listener: its RST sends the attempt on to 7005.
+        let tries = [server_addr(7006), server_addr(7005)];
+        let (c, s) = tokio::join!(TcpStream::connect(&client, &tries[..]), listener.accept());
+        let c = c.unwrap();
+        assert_eq!(c.peer_addr().unwrap(), server_addr(7005));
+        assert_eq!(s.unwrap().0.peer_addr().unwrap(), c.local_addr().unwrap());
+        // Every address refused: the last error.
+        let refused = [server_addr(7007), server_addr(7008)];
+        let e = TcpStream::connect(&client, &refused[..]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        for name in ["localhost:7005", "example.com:80"] {
+            let e = TcpStream::connect(&client, name).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name}");
+        }
+        let e = TcpStream::connect(&client, ("example.com", 80))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let none: &[SocketAddr] = &[];
+        let e = TcpStream::connect(&client, none).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Data transfer
 // ---------------------------------------------------------------------------------------------
@@ -1202,11 +1240,9 @@ async fn a_single_queue_device_runs_one_worker() {
     let server = Stack::new(Config::default(), b, &["198.18.0.1".parse().unwrap()]).unwrap();
     assert_eq!(client.workers(), 1);
     assert_eq!(server.workers(), 1);
-    let listener = TcpListener::bind(&server, "198.18.0.1:9".parse().unwrap())
-        .await
-        .unwrap();
+    let listener = TcpListener::bind(&server, "198.18.0.1:9").await.unwrap();
     let (connected, accepted) = tokio::join!(
-        TcpStream::connect(&client, "198.18.0.1:9".parse().unwrap()),
+        TcpStream::connect(&client, "198.18.0.1:9"),
         listener.accept()
     );
     connected.unwrap();
@@ -1633,9 +1669,7 @@ async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
             "0.1.2.3:80",
             "[2001:2::9]:80",
         ] {
-            let e = TcpStream::connect(&client, to.parse().unwrap())
-                .await
-                .unwrap_err();
+            let e = TcpStream::connect(&client, to).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable, "{to}");
         }
         assert_eq!(client.stats().packets_out, out_before);
@@ -1954,9 +1988,7 @@ async fn a_listener_on_the_ipv6_unspecified_address_takes_ipv4_clients_mapped() 
         assert_eq!(&buf, b"ping");
 
         // An IPv4 listener on the same port takes the IPv4 clients from then on.
-        let v4 = TcpListener::bind(&server, "0.0.0.0:7480".parse().unwrap())
-            .await
-            .unwrap();
+        let v4 = TcpListener::bind(&server, "0.0.0.0:7480").await.unwrap();
         let (c2, accepted) =
             tokio::join!(TcpStream::connect(&client, server_addr(7480)), v4.accept());
         let (_s2, peer2) = accepted.unwrap();

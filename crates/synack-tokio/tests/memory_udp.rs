@@ -40,9 +40,7 @@ async fn many_datagrams_with_backpressure() {
         let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9000))
             .await
             .unwrap();
-        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         tx.connect(SocketAddr::new(SERVER, 9000)).await.unwrap();
         // More than the own-packet queue holds: senders park and resume.
         let reader = tokio::spawn(async move {
@@ -90,9 +88,7 @@ async fn try_calls_and_readiness() {
         let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9001))
             .await
             .unwrap();
-        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         let to = SocketAddr::new(SERVER, 9001);
         let mut buf = [0u8; 64];
         assert_eq!(
@@ -141,9 +137,7 @@ async fn try_calls_and_readiness() {
         assert!(rx.take_error().unwrap().is_none());
 
         // A connected socket's ICMP error: SO_ERROR takes it, and the next recv waits.
-        let s = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let s = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
         s.try_send(b"anyone?").unwrap();
         // `ready(ERROR)` alone sees it, as tokio's does (EPOLLERR while sk_err is set).
@@ -176,9 +170,7 @@ async fn peeks_ready_bufmut_receives_and_tos() {
         let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9002))
             .await
             .unwrap();
-        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         tx.connect(SocketAddr::new(SERVER, 9002)).await.unwrap();
         let from = tx.local_addr().unwrap();
         assert_eq!(
@@ -252,9 +244,7 @@ async fn peeks_ready_bufmut_receives_and_tos() {
 async fn connected_socket_is_refused_and_drop_frees_the_port() {
     within(async {
         let (client, server) = stacks(false);
-        let s = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let s = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
         assert_eq!(s.peer_addr().unwrap(), SocketAddr::new(SERVER, 9));
         s.send(b"hello?").await.unwrap();
@@ -269,13 +259,52 @@ async fn connected_socket_is_refused_and_drop_frees_the_port() {
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
         drop(a);
         let _b = UdpSocket::bind(&server, addr).await.unwrap();
-        let unconnected = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let unconnected = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         let e = unconnected.peer_addr().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotConnected);
         let e = unconnected.send_to(&[0u8; 65_508], addr).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "message too long");
+    })
+    .await;
+}
+
+/// `bind`, `connect` and `send_to` take what tokio::net's do: strings and `(host, port)`
+/// pairs; `send_to` uses the first of several addresses, `bind` the first that binds. Host
+/// names are refused, never looked up.
+#[tokio::test]
+async fn addresses_as_tokio_net_takes_them_but_no_names() {
+    within(async {
+        let (client, server) = stacks(false);
+        let echo = UdpSocket::bind(&server, ("198.18.0.1", 5353))
+            .await
+            .unwrap();
+        // The first address is not the client's own: the second binds.
+        let tries: [SocketAddr; 2] = [
+            "198.18.0.9:0".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+        ];
+        let s = UdpSocket::bind(&client, &tries[..]).await.unwrap();
+        let two = ["198.18.0.1:5353".to_string(), "198.18.0.1:9".to_string()];
+        let first: Vec<SocketAddr> = two.iter().map(|a| a.parse().unwrap()).collect();
+        s.send_to(b"one", &first[..]).await.unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = echo.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"one");
+        echo.send_to(b"two", from.to_string()).await.unwrap();
+        let (n, _) = s.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"two");
+        s.connect("198.18.0.1:5353").await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), SocketAddr::new(SERVER, 5353));
+        for e in [
+            s.send_to(b"x", "dns.example:53").await.unwrap_err(),
+            s.connect(("dns.example", 53)).await.unwrap_err(),
+            UdpSocket::bind(&client, "localhost:0").await.unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        }
+        let none: &[SocketAddr] = &[];
+        let e = s.send_to(b"x", none).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     })
     .await;
 }
@@ -297,11 +326,7 @@ async fn interceptor_answers_from_the_original_destination() {
                 }
             }
         });
-        let socket = Arc::new(
-            UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-                .await
-                .unwrap(),
-        );
+        let socket = Arc::new(UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap());
         for dst in ["198.19.0.53:53", "198.19.1.1:443", "198.19.200.7:9"] {
             let dst: SocketAddr = dst.parse().unwrap();
             socket.send_to(b"q:", dst).await.unwrap();
@@ -324,9 +349,7 @@ async fn datagrams_are_caught_only_while_an_interceptor_lives() {
     within(async {
         let (client, proxy) = stacks(true);
         let dst: SocketAddr = "198.19.0.53:53".parse().unwrap();
-        let socket = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let socket = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         socket.connect(dst).await.unwrap();
         let mut buf = [0u8; 16];
         socket.send(b"early").await.unwrap();
@@ -391,9 +414,7 @@ async fn two_readers_share_one_socket() {
                 })
             })
             .collect();
-        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         for i in 0..20u8 {
             tx.send_to(&[i], SocketAddr::new(SERVER, 9100))
                 .await
@@ -419,9 +440,7 @@ async fn recv_into_uninitialised_buffers_truncates_and_zeroes_nothing() {
         let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9003))
             .await
             .unwrap();
-        let tx = UdpSocket::bind(&client, "0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
         let datagram: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         for _ in 0..2 {
             tx.send_to(&datagram, SocketAddr::new(SERVER, 9003))

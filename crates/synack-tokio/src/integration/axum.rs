@@ -10,7 +10,7 @@
 //!     "/",
 //!     get(|ConnectInfo(peer): ConnectInfo<PeerAddr>| async move { format!("hello, {peer}\n") }),
 //! );
-//! let listener = TcpListener::bind(&stack, "198.18.0.2:80".parse().unwrap()).await?;
+//! let listener = TcpListener::bind(&stack, "198.18.0.2:80").await?;
 //! axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>()).await
 //! # }
 //! ```

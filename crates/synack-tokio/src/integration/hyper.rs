@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! synack has no resolver yet (names need UDP), so a URI's host must be an IP address, or
+//! synack resolves no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so a URI's host must be an IP address, or
 //! a name that [`HyperConnector::resolve`] was told about.
 
 use std::collections::HashMap;

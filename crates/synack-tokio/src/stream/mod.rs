@@ -6,6 +6,7 @@
 //! and be lost. The core's bounded buffers are the only buffers: there is no channel between a
 //! stream and the driver, so backpressure is exact.
 
+use crate::addr::{first_ok, ToSocketAddrs};
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
@@ -162,8 +163,15 @@ impl TcpStream {
     /// (127.0.0.1, `::1`) or one of the stack's own fails at once with
     /// `NetworkUnreachable`, as does a broadcast or multicast one (TCP has no groups).
     /// Cancelling the future abandons the attempt.
-    pub async fn connect(stack: &Stack, addr: SocketAddr) -> io::Result<TcpStream> {
-        Self::connect_with(stack, addr, None, &SocketOptions::default(), None).await
+    ///
+    /// `addr` is anything tokio::net's `connect` takes but a host name (see
+    /// [`ToSocketAddrs`]); with several addresses, each is tried in
+    /// turn until one connects, else the last error is returned.
+    pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        first_ok(&addr, |a| async move {
+            Self::connect_with(stack, a, None, &SocketOptions::default(), None).await
+        })
+        .await
     }
 
     /// Connects from `local` (if bound) with a socket's options and linger (what
