@@ -15,8 +15,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! synack resolves no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so a URI's host must be an IP address, or
-//! a name that [`HyperConnector::resolve`] was told about.
+//! synack resolves no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so a URI's host
+//! must be an IP address, or a name that [`HyperConnector::resolve`] was told about.
 
 use std::collections::HashMap;
 use std::future::Future;
