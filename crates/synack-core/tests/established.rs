@@ -2430,6 +2430,43 @@ fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
     assert_eq!((info.snd_cwnd, info.snd_ssthresh), (7, 7));
 }
 
+/// Linux's `tcp_dsack_seen`: a D-SACK block longer than the largest window the peer offered
+/// is dubious and changes nothing. One forged block below the first segment used to undo a
+/// real reduction at one stroke (found by an attacker's audit).
+#[test]
+fn a_dsack_block_longer_than_any_window_undoes_nothing() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 5000)]);
+    for n in 6..=10 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().total_retrans, 2);
+    let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    let _ = sack_reply(&mut k, b, b + 10_000, &[(b - 5_000_000, b + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh, info.undos), (7, 7, 0));
+    assert_eq!((info.dsacks_received, info.dsacks_dubious), (1, 1));
+}
+
+/// Linux's `tcp_dsack_seen`: a D-SACK that reports more segments received twice than were
+/// ever sent twice is dubious (nothing was resent here, so the duplicate is the network's or
+/// a lie): counted, and ignored.
+#[test]
+fn a_dsack_for_data_never_resent_is_dubious() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    let _ = sack_reply(&mut k, b, b + 5000, &[(b, b + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.total_retrans, 0);
+    assert_eq!(
+        (info.dsacks_received, info.dsacks_dubious, info.dsack_dups),
+        (1, 1, 1)
+    );
+}
+
 // === Tail loss probe (RFC 8985 §7) ===============================================================
 
 #[test]

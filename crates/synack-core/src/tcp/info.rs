@@ -100,6 +100,12 @@ pub struct TcpInfo {
     pub undos: u32,
     /// D-SACK blocks received (Linux TCPDSACKRecv).
     pub dsacks_received: u32,
+    /// Of those, ignored as dubious: longer than any window offered, or reporting more
+    /// segments twice than were ever sent twice (Linux TCPDSACKIgnoredDubious).
+    pub dsacks_dubious: u32,
+    /// Segments reported received twice by D-SACK blocks not too long to believe (Linux's
+    /// `tcpi_dsack_dups`).
+    pub dsack_dups: u32,
     /// Segments received out of order and held (Linux TCPOFOQueue).
     pub ooo_received: u32,
     /// Segments dropped for want of room: too many out-of-order ranges or past the window
@@ -128,6 +134,8 @@ pub(crate) struct LossCounters {
     pub lost_retransmits: u32,
     pub undos: u32,
     pub dsacks_received: u32,
+    pub dsacks_dubious: u32,
+    pub dsack_dups: u32,
     pub ooo_received: u32,
     pub ooo_dropped: u32,
     pub dsacks_sent: u32,
@@ -246,6 +254,8 @@ impl Connection {
             lost_retransmits: self.counters.lost_retransmits,
             undos: self.counters.undos,
             dsacks_received: self.counters.dsacks_received,
+            dsacks_dubious: self.counters.dsacks_dubious,
+            dsack_dups: self.counters.dsack_dups,
             ooo_received: self.counters.ooo_received,
             ooo_dropped: self.counters.ooo_dropped,
             dsacks_sent: self.counters.dsacks_sent,

@@ -583,7 +583,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(0); // delivered_ce
     w.u64(0); // bytes_sent
     w.u64(0); // bytes_retrans
-    w.u32(0); // dsack_dups
+    w.u32(i.dsack_dups);
     w.u32(0); // reord_seen
     w.u32(0); // rcv_ooopack
     w.u32(i.snd_wnd);

@@ -451,6 +451,13 @@ impl Connection {
     /// cumulative ACK or inside the second block. A duplicate of data that was already
     /// cumulatively acknowledged and lies above `undo_marker` is a retransmission of the last
     /// recovery that was not needed (Linux's `tcp_check_dsack`).
+    ///
+    /// As Linux's `tcp_dsack_seen`, a D-SACK is dubious, and changes nothing, when its block
+    /// is longer than the largest window the peer offered, or when it brings the segments
+    /// reported twice beyond those ever sent twice: a forged or broken block could otherwise
+    /// undo a real reduction at one stroke, or widen RACK's window for duplicates no
+    /// retransmission made. Only a path seen to reorder widens the window (RFC 8985 §6.2
+    /// step 4; Linux sets `rack.dsack_seen` only with `reord_seen`).
     fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) {
         let Some((left, right)) = seg.sack_ranges[0] else {
             return;
@@ -460,12 +467,25 @@ impl Connection {
             return;
         }
         self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
+        let len = right - left;
+        if len > self.snd.max_wnd {
+            self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
+            return;
+        }
+        let segments = len.div_ceil(self.snd.mss.max(1)).max(1);
+        let dups = u32::try_from(segments).unwrap_or(u32::MAX);
+        self.counters.dsack_dups = self.counters.dsack_dups.saturating_add(dups);
+        if self.counters.dsack_dups > self.retransmits {
+            self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
+            return;
+        }
         // A segment received twice: the reordering window may have been too short to
-        // spare a retransmission (RFC 8985 §6.2 step 4).
-        self.snd.rack.on_dsack(una_before, self.snd.max);
+        // spare a retransmission.
+        if self.snd.rack.reordering_seen() {
+            self.snd.rack.on_dsack(una_before, self.snd.max);
+        }
         if let Some(marker) = self.recovery.undo_marker {
             if right <= una_before && right > marker {
-                let segments = (right - left).div_ceil(self.snd.mss.max(1));
                 self.recovery.undo_dsacked += segments;
             }
         }

@@ -260,9 +260,13 @@ impl Connection {
             self.recovery.prr_out = self.recovery.prr_out.saturating_add(out);
         }
         if retransmit {
-            self.retransmits = self.retransmits.saturating_add(1);
+            // In segments, as Linux's `total_retrans += tcp_skb_pcount(skb)`.
+            let segments = len.div_ceil(segment.max(1)).max(1);
+            self.retransmits = self
+                .retransmits
+                .saturating_add(u32::try_from(segments).unwrap_or(u32::MAX));
             if self.recovery.undo_marker.is_some() {
-                self.recovery.undo_retrans += len.div_ceil(segment.max(1)).max(1);
+                self.recovery.undo_retrans += segments;
             }
             // The first retransmission still outstanding, whatever resent it (a recovery,
             // a timeout, a probe), as Linux's `retrans_stamp`.
