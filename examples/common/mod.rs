@@ -256,19 +256,30 @@ impl Listeners {
     }
 }
 
-/// Fails if this process is in PID 1's network namespace (the host's, on a normal machine).
+/// Fails unless this process is known to be in a network namespace made for it: one that
+/// `ip netns add` named (its `/var/run/netns` entry is this namespace), or one that differs
+/// from PID 1's. It fails closed: where PID 1's namespace cannot be read (a container, a
+/// sandbox, `/proc` mounted with `hidepid`) and no named namespace is this one, the process
+/// may be in the host's, and a TUN made there would route the host's own traffic.
 pub fn refuse_initial_netns() -> io::Result<()> {
-    let ours = std::fs::read_link("/proc/self/ns/net");
-    let init = std::fs::read_link("/proc/1/ns/net");
-    match (ours, init) {
-        (Ok(a), Ok(b)) if a == b => Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "refusing to create a TUN in the host's network namespace; run inside one made \
-             for it: ip netns add synack && ip netns exec synack <command> \
-             (cargo run --example quickstart makes its own)",
-        )),
-        _ => Ok(()),
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let ours = std::fs::metadata("/proc/self/ns/net").map(id)?;
+    let named = std::fs::read_dir("/var/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| std::fs::metadata(e.path()).map(id).ok() == Some(ours));
+    let apart_from_init = std::fs::metadata("/proc/1/ns/net").is_ok_and(|m| id(m) != ours);
+    if named || apart_from_init {
+        return Ok(());
     }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "refusing to create a TUN in what may be the host's network namespace; run inside \
+         one made for it: ip netns add synack && ip netns exec synack <command> \
+         (cargo run --example quickstart makes its own)",
+    ))
 }
 
 /// Prints `name: error` on stderr and returns a failing exit code.
