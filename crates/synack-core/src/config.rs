@@ -470,8 +470,9 @@ impl Config {
 
     setter!(
         /// Transmit checksum offload (Linux's `CHECKSUM_PARTIAL`, off by default): the TCP
-        /// packets of connections leave `poll_transmit` with only the pseudo-header sum in
-        /// their checksum field, flagged by
+        /// segments of connections that carry data leave `poll_transmit` with only the
+        /// pseudo-header sum in their checksum field (control segments are summed whole, so
+        /// that captures on the device show them valid), flagged by
         /// [`Transmit::checksum_partial`](crate::Transmit::checksum_partial), and the device
         /// completes the sum. The core then never reads the payload to sum it, which for a
         /// 64 KiB super-segment the device rewrites anyway is most of the cost of sending it.

@@ -32,6 +32,11 @@ fn complete(packet: &mut [u8], t: &Transmit, seen: &mut Seen) {
         return;
     }
     assert_eq!(ip.protocol(), IpProtocol::Tcp, "only TCP is left partial");
+    let header = usize::from(packet[start + 12] >> 4) * 4;
+    assert!(
+        packet.len() > start + header,
+        "only data is left partial: control segments are summed whole, for captures"
+    );
     if t.segment_size.is_some() {
         seen.partial_super += 1;
     } else {
@@ -175,7 +180,8 @@ fn partial_super_segment_checksums_complete_to_the_full_ones_ipv6() {
 }
 
 /// Without the device completing it, a partial checksum is a bad one: the receiver drops and
-/// counts it, unless the device says it verified it.
+/// counts it, unless the device says it verified it. (The SYN goes out summed whole, as every
+/// control segment does; its field is set here to what a partial one holds.)
 #[test]
 fn bad_checksums_are_dropped_unless_the_device_verified_them() {
     for (client_ip, server_ip) in [("198.18.0.2", "198.18.0.1"), ("2001:2::2", "2001:2::1")] {
@@ -191,7 +197,12 @@ fn bad_checksums_are_dropped_unless_the_device_verified_them() {
         client.connect(now, addr).unwrap();
         let mut buf = vec![0u8; 2048];
         let t = client.poll_transmit(now, &mut buf).expect("a SYN");
-        assert!(t.checksum_partial);
+        assert!(!t.checksum_partial, "a control segment is summed whole");
+        let start = if client_ip.is_ipv4() { 20 } else { 40 };
+        let tcp_len = u32::try_from(t.len - start).unwrap();
+        let pseudo = checksum::pseudo_header(client_ip, server_ip, IpProtocol::Tcp, tcp_len);
+        let field = start + CHECKSUM_OFFSET..start + CHECKSUM_OFFSET + 2;
+        buf[field].copy_from_slice(&checksum::fold(pseudo.unwrap()).to_be_bytes());
         server.handle_packet(now, &buf, RecvMeta::new(t.len));
         assert_eq!(server.stats().drop_checksum, 1);
         assert!(server.poll_transmit(now, &mut [0u8; 2048]).is_none());

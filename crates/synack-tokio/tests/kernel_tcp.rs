@@ -193,6 +193,98 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
     );
 }
 
+/// On the default, offloading TUN, what a user captures shows valid checksums where they
+/// can be: tcpdump on the device sees every control segment we send (SYN, ACKs, FIN) summed
+/// whole (only data is left for the device to finish, as a NIC's offloaded transmissions
+/// show), and our own `PcapDevice` recording shows every packet valid, data included,
+/// completed as the device completes it. tshark judges, with checksum validation on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
+    let test = "kernel_captures_on_the_offloading_device_show_valid_checksums";
+    if !require_tun(test) || !require_tool(test, "tshark") || !require_tool(test, "tcpdump") {
+        return;
+    }
+    let (net, offloads) = Net::recorded_offload("synack-csum", config(), "own.pcap");
+    let wire = net.dir.path().join("wire.pcap");
+    let mut tcpdump = net.ns.command("tcpdump");
+    tcpdump
+        .args(["-i", "synack0", "-U", "-nn", "-w"])
+        .arg(&wire)
+        .arg("tcp");
+    let tcpdump = kernel_support::Proc::spawn(tcpdump);
+    // tcpdump creates the file once it captures.
+    for _ in 0..50 {
+        if wire.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let server = net
+        .kernel_server(
+            8002,
+            "n = 0\n\
+             while n < 200000:\n    d = c.recv(65536)\n    if not d: break\n    n += len(d)\n\
+             c.sendall(b'ok %d' % n); c.close()\n",
+        )
+        .await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8002)))
+        .await
+        .expect("connect");
+    within(20, stream.write_all(&pattern(200_000, 3)))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    within(10, stream.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"ok 200000");
+    drop(stream);
+    let server = server.finish(Duration::from_secs(10)).await;
+    assert!(server.status.success(), "{server:?}");
+
+    // Our FIN in both captures before they are read.
+    let fin = format!("ip.src == {STACK} && tcp.flags.fin == 1");
+    for pcap in [&wire, &net.dir.path().join("own.pcap")] {
+        for _ in 0..30 {
+            if !tshark(pcap, &fin, &["frame.number"]).await.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(tcpdump);
+    let fields = ["tcp.len", "tcp.checksum.status", "ip.checksum.status"];
+    let control = tshark(
+        &wire,
+        &format!("ip.src == {STACK} && tcp && tcp.len == 0"),
+        &fields,
+    )
+    .await;
+    assert!(control.len() >= 3, "SYN, ACKs, FIN: {control:?}");
+    for row in &control {
+        assert_eq!(row[1..], ["1", "1"], "on the wire: {control:?}");
+    }
+    let own = tshark(
+        &net.dir.path().join("own.pcap"),
+        &format!("ip.src == {STACK} && tcp"),
+        &fields,
+    )
+    .await;
+    let data = own.iter().filter(|r| r[0] != "0").count();
+    assert!(data > 0 && own.len() > data, "{own:?}");
+    for row in &own {
+        assert_eq!(row[1..], ["1", "1"], "in the recording: {own:?}");
+    }
+    if offloads {
+        // The data on the wire was left for the device: what makes this test worth having.
+        let partial = tshark(
+            &wire,
+            &format!("ip.src == {STACK} && tcp.len > 0 && tcp.checksum.status == 0"),
+            &["frame.number"],
+        )
+        .await;
+        assert!(!partial.is_empty(), "no partial checksum on the wire");
+    }
+}
+
 // ---- data transfer -------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,7 +30,7 @@ pub struct Transmit {
     /// it over the TCP header and payload (csum_start = the start of the TCP header,
     /// csum_offset = 16). Only with
     /// [`Config::tx_checksum_offload`](crate::Config::tx_checksum_offload), and only for a
-    /// connection's TCP packets; everything else leaves complete.
+    /// connection's TCP segments that carry data; everything else leaves complete.
     pub checksum_partial: bool,
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use synack_tokio::device::{PcapDevice, TunConfig, TunDevice};
+use synack_tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
 use synack_tokio::netns::NetNs;
 use synack_tokio::Stack;
 
@@ -74,6 +74,24 @@ impl Net {
         }
         .expect("start the stack");
         Net { stack, dir, ns }
+    }
+
+    /// As [`new`](Self::new) recording to `pcap`, but on the default, offloading TUN: the
+    /// recording then holds super-segments whole, with the checksums the device completes
+    /// completed (what a user's `--pcap` shows). Also returns whether the kernel took the
+    /// offloads (`false`: the TUN fell back to the plain device).
+    pub fn recorded_offload(prefix: &str, config: synack_core::Config, pcap: &str) -> (Net, bool) {
+        let ns = NetNs::new(prefix).expect("create namespace");
+        let dir = ScratchDir::new(ns.name());
+        let tun_config = TunConfig {
+            mtu: 1500,
+            ..TunConfig::default()
+        };
+        let tun = TunDevice::create_in(&ns, &tun_config).expect("create TUN");
+        let offloads = tun.capabilities().tx_checksum_partial;
+        let device = PcapDevice::new(tun, dir.path().join(pcap)).expect("pcap file");
+        let stack = Stack::new(config, device, &[IpAddr::V4(STACK)]).expect("start the stack");
+        (Net { stack, dir, ns }, offloads)
     }
 
     /// A namespace named after the test with a TUN made from `tun_config` (its kernel-side

@@ -330,7 +330,7 @@ impl Connection {
         };
         let ip = self.ip_header(&seg, new_data, segments);
         let buffer = &self.snd.buffer;
-        let partial = self.cfg.tx_checksum_offload;
+        let partial = self.checksum_partial(len);
         let fill = |out: &mut [u8]| {
             buffer.copy_out(offset, &mut out[..len]);
         };
@@ -361,7 +361,7 @@ impl Connection {
         retransmit: bool,
         rst: bool,
     ) -> Option<Sent> {
-        let partial = self.cfg.tx_checksum_offload;
+        let partial = self.checksum_partial(seg.payload.len());
         let ip = self.ip_header(seg, false, 1);
         let len = write_segment(buf, ip, seg, 0, |_| {}, partial)?;
         if retransmit {
@@ -373,6 +373,17 @@ impl Connection {
         let mut sent = Sent::single(len, retransmit, rst);
         sent.checksum_partial = partial;
         Some(sent)
+    }
+
+    /// Whether a segment carrying `payload` bytes leaves with its checksum for the device to
+    /// finish ([`Config::tx_checksum_offload`](crate::Config::tx_checksum_offload)): only a
+    /// segment with data, where the device saves summing it. A control segment (SYN,
+    /// SYN-ACK, a bare ACK, FIN, RST) is summed here, over a header's few bytes, so that a
+    /// capture on the device (tcpdump, tshark) shows every handshake and ACK with a valid
+    /// checksum, as a capture of a NIC's transmissions shows only its offloaded data as
+    /// "incorrect".
+    pub(super) fn checksum_partial(&self, payload: usize) -> bool {
+        self.cfg.tx_checksum_offload && payload > 0
     }
 
     /// The addresses and the marks of the IP header for `seg` (see `write_segment`): its

@@ -189,7 +189,7 @@ impl Connection {
                     let fill = |out: &mut [u8]| {
                         buffer.copy_out(0, &mut out[..data]);
                     };
-                    let partial = self.cfg.tx_checksum_offload;
+                    let partial = self.checksum_partial(data);
                     let len = write_segment(buf, ip, &seg, data, fill, partial)?;
                     self.after_send(&seg);
                     let mut sent = Sent::single(len, false, false);
@@ -452,7 +452,7 @@ impl Connection {
             // would fall past the smaller one (rounded down, not with `window_field`).
             let wnd = (self.rcv.nxt - point) + ((seg.window_len as usize) << self.rcv.wscale);
             seg.window_len = (wnd >> self.rcv.wscale).min(u16::MAX as usize) as u16;
-            let partial = self.cfg.tx_checksum_offload;
+            let partial = self.checksum_partial(0);
             let ip = self.ip_header(&seg, false, 1);
             let len = write_segment(buf, ip, &seg, 0, |_| {}, partial)?;
             let mut sent = Sent::single(len, false, false);
