@@ -923,37 +923,44 @@ impl Stack {
                 .connect_with(now, remote, Some(bound), options)?;
             return Ok((shard, inner, h));
         }
-        let shard = self.handle.next_connect.fetch_add(1, Ordering::Relaxed) % n;
-        let mut inner = self.lock_shard(shard)?;
-        inner.check_open()?;
-        let now = inner.now();
-        if !inner.endpoint.may_own(local_ip) {
-            return Err(Error::AddrNotAvailable.into());
-        }
-        let range = inner.endpoint.config().get_ephemeral_ports();
+        // Shards in turn, each searching the ports whose flows it owns; when one has none
+        // left the next is searched, so that AddrNotAvailable means the whole range is taken,
+        // as on Linux, not one shard's share of it.
+        let first = self.handle.next_connect.fetch_add(1, Ordering::Relaxed);
         let counter = self.handle.port_counter.fetch_add(1, Ordering::Relaxed);
         let start = self.handle.flows.port_start(remote, counter);
-        for port in self
-            .handle
-            .flows
-            .ports_for(local_ip, remote, shard, range, start)
-        {
-            // The core's own search skips ports with a listener; so do we.
-            let listened = inner.listeners.values().any(|l| {
-                l.addr.port() == port && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
-            });
-            if listened {
-                continue;
+        for k in 0..n {
+            let shard = first.wrapping_add(k) % n;
+            let mut inner = self.lock_shard(shard)?;
+            inner.check_open()?;
+            let now = inner.now();
+            if !inner.endpoint.may_own(local_ip) {
+                return Err(Error::AddrNotAvailable.into());
             }
-            let from = SocketAddr::new(local_ip, port);
-            match inner
-                .endpoint
-                .connect_with(now, remote, Some(from), options)
+            let range = inner.endpoint.config().get_ephemeral_ports();
+            for port in self
+                .handle
+                .flows
+                .ports_for(local_ip, remote, shard, range, start)
             {
-                // That port's 4-tuple is taken (the address is ours: checked above).
-                Err(Error::AddrNotAvailable) => continue,
-                Err(e) => return Err(e.into()),
-                Ok(h) => return Ok((shard, inner, h)),
+                // The core's own search skips ports with a listener; so do we.
+                let listened = inner.listeners.values().any(|l| {
+                    l.addr.port() == port
+                        && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
+                });
+                if listened {
+                    continue;
+                }
+                let from = SocketAddr::new(local_ip, port);
+                match inner
+                    .endpoint
+                    .connect_with(now, remote, Some(from), options)
+                {
+                    // That port's 4-tuple is taken (the address is ours: checked above).
+                    Err(Error::AddrNotAvailable) => continue,
+                    Err(e) => return Err(e.into()),
+                    Ok(h) => return Ok((shard, inner, h)),
+                }
             }
         }
         Err(Error::AddrNotAvailable.into())
