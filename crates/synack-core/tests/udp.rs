@@ -1215,3 +1215,19 @@ fn a_writer_waiting_for_room_without_a_refused_write_is_woken() {
         "the waiting writer is woken"
     );
 }
+
+/// Binding port 0 with every ephemeral port held fails with `AddrInUse`, as Linux's UDP
+/// autobind does (found at scale: it said `AddrNotAvailable`, TCP's connect's error).
+#[test]
+fn ephemeral_ports_exhausted_is_addr_in_use() {
+    let mut config = Config::default();
+    config.ephemeral_ports((40_000, 40_001));
+    let mut ep = Endpoint::new(config, &[Pair::CLIENT]);
+    let any = sa(Pair::CLIENT, 0);
+    let a = ep.udp_bind(any).unwrap();
+    let b = ep.udp_bind(any).unwrap();
+    assert_ne!(ep.udp_local_addr(a), ep.udp_local_addr(b));
+    assert_eq!(ep.udp_bind(any).unwrap_err(), Error::AddrInUse);
+    ep.udp_close(a);
+    ep.udp_bind(any).expect("a port freed is taken again");
+}

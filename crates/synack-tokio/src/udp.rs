@@ -92,7 +92,7 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds a socket to `addr`. Port 0 picks an ephemeral port; an unspecified IP means
+    /// Binds a socket to `addr`. Port 0 picks an ephemeral port (`AddrInUse` when all are held, as Linux); an unspecified IP means
     /// every stack address of that family. `AddrInUse` if another UDP socket holds the port
     /// there. In transparent mode (intercept) a socket may bind any unicast address, not
     /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the

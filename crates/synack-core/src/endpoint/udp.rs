@@ -484,7 +484,7 @@ impl Endpoint {
     /// Bind a UDP socket to `local`. The address is one of the stack's, the unspecified
     /// address of a family (every stack address of it), or in intercept mode any unicast
     /// address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
-    /// `Config::ephemeral_ports` (`AddrNotAvailable` if none is free). A port another UDP
+    /// `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
     /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
     /// `SO_REUSEADDR`). TCP and UDP ports are apart.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
@@ -539,7 +539,9 @@ impl Endpoint {
                 return Ok(port);
             }
         }
-        Err(Error::AddrNotAvailable)
+        // Every port of the range is held: EADDRINUSE, as Linux's `udp_lib_get_port` fails
+        // an autobind (TCP's connect says EADDRNOTAVAIL instead).
+        Err(Error::AddrInUse)
     }
 
     /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
