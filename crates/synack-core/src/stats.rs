@@ -137,6 +137,9 @@ pub struct Stats {
     pub drop_not_for_us: u64,
     /// Dropped: a protocol or IPv6 extension header synack does not handle.
     pub drop_unsupported: u64,
+    /// Of those, answered as Linux answers them: ICMP protocol unreachable (IPv4) or ICMPv6
+    /// parameter problem (IPv6, RFC 8200 §4), within the ICMP rate limit.
+    pub unsupported_answered: u64,
     /// Dropped: a segment outside the receive window.
     pub drop_out_of_window: u64,
     /// Dropped: PAWS rejected an old timestamp (RFC 7323 §5).
@@ -209,6 +212,7 @@ impl Stats {
             fragments_sent,
             drop_not_for_us,
             drop_unsupported,
+            unsupported_answered,
             drop_out_of_window,
             drop_paws,
             drop_listen_overflow,
@@ -265,6 +269,7 @@ impl Stats {
         self.fragments_sent += fragments_sent;
         self.drop_not_for_us += drop_not_for_us;
         self.drop_unsupported += drop_unsupported;
+        self.unsupported_answered += unsupported_answered;
         self.drop_out_of_window += drop_out_of_window;
         self.drop_paws += drop_paws;
         self.drop_listen_overflow += drop_listen_overflow;

@@ -122,7 +122,15 @@ impl Endpoint {
         let (src, dst, protocol) = match (&parsed, &fragment) {
             (Ok((ip, _)), _) => (ip.src_addr(), ip.dst_addr(), ip.protocol()),
             (_, Some(frag)) => (frag.src, frag.dst, frag.protocol),
-            (Err(e), None) => return self.count_wire_error(*e),
+            (Err(e), None) => {
+                // An IPv6 extension header the walk refused, or Hop-by-Hop out of its place
+                // (IPv4 parses any protocol).
+                if matches!(e, WireError::Unsupported | WireError::Malformed) && packet[0] >> 4 == 6
+                {
+                    self.answer_unsupported(now, packet);
+                }
+                return self.count_wire_error(*e);
+            }
         };
         // In intercept mode every unicast address routed to us is ours, for TCP and UDP, and
         // for the ICMP errors about what we sent from it (a router's "fragmentation needed"
@@ -174,7 +182,10 @@ impl Endpoint {
                     Err(e) => self.count_wire_error(e),
                 }
             }
-            _ => self.stats.drop_unsupported += 1,
+            _ => {
+                self.stats.drop_unsupported += 1;
+                self.answer_unsupported(now, packet);
+            }
         }
     }
 

@@ -2,8 +2,9 @@
 //! RFC 5927 §4.1); what an error does to a connection, a lower path MTU (RFC 8201 / RFC
 //! 1191) included, is the connection's business.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::demux::is_martian;
 use super::output::Own;
 use super::table::Tuple;
 use super::{Endpoint, Owner};
@@ -104,6 +105,67 @@ impl Endpoint {
             }
             _ => self.stats.drop_other += 1,
         }
+    }
+
+    /// A packet to one of our addresses that synack cannot process, answered as Linux answers
+    /// it, within the ICMP rate limit: IPv4 with protocol unreachable (RFC 1122 §3.2.2.1,
+    /// `ip_local_deliver_finish`), but IGMP, which Linux takes in silence; IPv6 with the
+    /// parameter problem RFC 8200 asks for, if any (see
+    /// [`wire::ipv6::parameter_problem`]). Never to a source that is not a unicast peer, and
+    /// the packet is quoted as far as an ICMP error may (RFC 792, RFC 4443 §2.4 (c)).
+    pub(super) fn answer_unsupported(&mut self, now: Instant, packet: &[u8]) {
+        const IGMP: u8 = 2;
+        let handled = |p: u8| {
+            matches!(
+                IpProtocol::from(p),
+                IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmpv6
+            )
+        };
+        let (src, dst, error) = match packet.first().map(|b| b >> 4) {
+            Some(4) if packet.len() >= 20 && packet[9] != IGMP => {
+                let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+                let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+                (IpAddr::V4(src), IpAddr::V4(dst), (3, 2, 0))
+            }
+            Some(6) if packet.len() >= 40 => {
+                let Some((code, pointer)) = wire::ipv6::parameter_problem(packet, handled) else {
+                    return;
+                };
+                let addr = |b: &[u8]| {
+                    let mut o = [0u8; 16];
+                    o.copy_from_slice(b);
+                    IpAddr::V6(Ipv6Addr::from(o))
+                };
+                (
+                    addr(&packet[8..24]),
+                    addr(&packet[24..40]),
+                    (4, code, pointer),
+                )
+            }
+            _ => return,
+        };
+        if !self.addresses.contains(&dst)
+            || !self.is_unicast(src)
+            || is_martian(src)
+            || self.addresses.contains(&src)
+            || self.control_full()
+            || !self.icmp_allowed(now)
+        {
+            return;
+        }
+        let v6 = src.is_ipv6();
+        let invoking = &packet[..packet.len().min(super::udp::quote_max(v6))];
+        let (kind, code, pointer) = error;
+        let icmp = if kind == 3 {
+            IcmpRepr::DstUnreachable { code, invoking }
+        } else {
+            IcmpRepr::ParamProblem {
+                code,
+                pointer,
+                invoking,
+            }
+        };
+        self.send_icmp(dst, src, &icmp, Own::Unsupported);
     }
 
     /// Queue an ICMP (IPv4) or ICMPv6 message from `src` to `dst`, `own` saying what it is.

@@ -60,6 +60,9 @@ pub(super) enum Own {
     /// ICMP time exceeded for a datagram whose reassembly timed out
     /// (`fragments_time_exceeded_sent`).
     TimeExceeded,
+    /// ICMP protocol unreachable or ICMPv6 parameter problem for a packet of a protocol or
+    /// with a header synack does not process (`unsupported_answered`).
+    Unsupported,
 }
 
 /// Packets the endpoint itself sends (RSTs for closed ports, echo replies) wait in a queue
@@ -200,6 +203,7 @@ impl Endpoint {
             Own::PortUnreachable => s.udp_port_unreachable_sent += 1,
             Own::InterceptUnreachable => s.intercept_unreachable_sent += 1,
             Own::TimeExceeded => s.fragments_time_exceeded_sent += 1,
+            Own::Unsupported => s.unsupported_answered += 1,
         }
     }
 

@@ -17,6 +17,7 @@ mod v4 {
     pub const DST_UNREACHABLE: u8 = 3;
     pub const ECHO_REQUEST: u8 = 8;
     pub const TIME_EXCEEDED: u8 = 11;
+    pub const PARAM_PROBLEM: u8 = 12;
     /// Destination Unreachable code 4: "fragmentation needed and DF set" (RFC 792); RFC 1191
     /// §4 puts the next-hop MTU in the low 16 bits of the unused word.
     pub const CODE_FRAG_NEEDED: u8 = 4;
@@ -27,6 +28,7 @@ mod v6 {
     pub const DST_UNREACHABLE: u8 = 1;
     pub const PACKET_TOO_BIG: u8 = 2;
     pub const TIME_EXCEEDED: u8 = 3;
+    pub const PARAM_PROBLEM: u8 = 4;
     pub const ECHO_REQUEST: u8 = 128;
     pub const ECHO_REPLY: u8 = 129;
 }
@@ -73,6 +75,17 @@ pub enum IcmpRepr<'a> {
         /// The quoted original packet.
         invoking: &'a [u8],
     },
+    /// Parameter problem: v4 type 12 (RFC 792: the pointer is the word's first byte), v6
+    /// type 4 (RFC 4443 §3.4: code 0 erroneous header field, 1 unrecognized Next Header, 2
+    /// unrecognized IPv6 option; the pointer is the whole word).
+    ParamProblem {
+        /// The code.
+        code: u8,
+        /// The offset in the quoted packet of the octet where the problem was found.
+        pointer: u32,
+        /// The quoted original packet.
+        invoking: &'a [u8],
+    },
     /// Any other type: parsed (checksum verified) but not acted on.
     Other {
         /// The type.
@@ -116,6 +129,11 @@ impl<'a> IcmpRepr<'a> {
                 code,
                 invoking: rest,
             },
+            v4::PARAM_PROBLEM => IcmpRepr::ParamProblem {
+                code,
+                pointer: u32::from(data[4]),
+                invoking: rest,
+            },
             _ => IcmpRepr::Other { icmp_type, code },
         })
     }
@@ -156,6 +174,11 @@ impl<'a> IcmpRepr<'a> {
                 code,
                 invoking: rest,
             },
+            v6::PARAM_PROBLEM => IcmpRepr::ParamProblem {
+                code,
+                pointer: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+                invoking: rest,
+            },
             _ => IcmpRepr::Other { icmp_type, code },
         })
     }
@@ -167,7 +190,8 @@ impl<'a> IcmpRepr<'a> {
                 IcmpRepr::EchoRequest { data, .. } | IcmpRepr::EchoReply { data, .. } => data.len(),
                 IcmpRepr::DstUnreachable { invoking, .. }
                 | IcmpRepr::PacketTooBig { invoking, .. }
-                | IcmpRepr::TimeExceeded { invoking, .. } => invoking.len(),
+                | IcmpRepr::TimeExceeded { invoking, .. }
+                | IcmpRepr::ParamProblem { invoking, .. } => invoking.len(),
                 IcmpRepr::Other { .. } => 0,
             }
     }
@@ -224,6 +248,19 @@ impl<'a> IcmpRepr<'a> {
                     v4::TIME_EXCEEDED
                 };
                 (t, code, [0; 4], invoking)
+            }
+            IcmpRepr::ParamProblem {
+                code,
+                pointer,
+                invoking,
+            } => {
+                if v6 {
+                    (v6::PARAM_PROBLEM, code, pointer.to_be_bytes(), invoking)
+                } else {
+                    // RFC 792: the pointer is one octet, then three unused.
+                    let p = u8::try_from(pointer).unwrap_or(u8::MAX);
+                    (v4::PARAM_PROBLEM, code, [p, 0, 0, 0], invoking)
+                }
             }
             IcmpRepr::Other { icmp_type, code } => (icmp_type, code, [0; 4], &[]),
         };

@@ -352,6 +352,78 @@ pub(crate) fn walk_to(
     Err(WireError::Unsupported)
 }
 
+/// What RFC 8200 has a host answer with an ICMPv6 Parameter Problem (RFC 4443 §3.4) for
+/// `packet` (from its IPv6 header), which [`skip_ext_headers`] refused or which ends at an
+/// upper-layer protocol for which `handled` is false: `(code, pointer)`, the pointer an offset
+/// into `packet`. `None` where the packet is to be dropped in silence (truncated, a fragment,
+/// No Next Header, an option whose action is plain "discard", too many headers).
+///
+/// - An unrecognised option whose type's high bits are 10, or 11 with a unicast destination
+///   (§4.2): code 2, at the option's type.
+/// - A Routing header with Segments Left above 0, which a host does not forward (§4.4):
+///   code 0, at its Routing Type.
+/// - Hop-by-Hop anywhere but first (§4.1), an extension header synack does not process, or
+///   an upper-layer protocol it does not handle (§4: "discard the packet and send an ICMP
+///   Parameter Problem message ... with an ICMP Code value of 1"): code 1, at the Next Header
+///   field that names it, as Linux's `ip6_input_finish` points.
+pub fn parameter_problem(packet: &[u8], handled: impl Fn(u8) -> bool) -> Option<(u8, u32)> {
+    if packet.len() < HEADER_LEN || packet[0] >> 4 != 6 {
+        return None;
+    }
+    let end =
+        (HEADER_LEN + usize::from(u16::from_be_bytes([packet[4], packet[5]]))).min(packet.len());
+    let multicast_dst = packet[24] == 0xff;
+    let mut next_header = packet[6];
+    let mut named_at = 6usize;
+    let mut offset = HEADER_LEN;
+    let at = |p: usize| u32::try_from(p).ok();
+    for index in 0..=MAX_EXT_HEADERS {
+        match next_header {
+            ext::HOP_BY_HOP if index != 0 => return Some((1, at(named_at)?)),
+            ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
+                if index == MAX_EXT_HEADERS || offset + 8 > end {
+                    return None;
+                }
+                let len = (usize::from(packet[offset + 1]) + 1) * 8;
+                if offset + len > end {
+                    return None;
+                }
+                if next_header == ext::ROUTING {
+                    if packet[offset + 3] != 0 {
+                        return Some((0, at(offset + 2)?));
+                    }
+                } else {
+                    let mut o = offset + 2;
+                    while o < offset + len {
+                        let kind = packet[o];
+                        if kind == 0 {
+                            o += 1;
+                            continue;
+                        }
+                        let opt_len = usize::from(*packet.get(o + 1)?);
+                        if kind != 1 && kind != 5 {
+                            match kind >> 6 {
+                                0 => {}
+                                1 => return None,
+                                3 if multicast_dst => return None,
+                                _ => return Some((2, at(o)?)),
+                            }
+                        }
+                        o += 2 + opt_len;
+                    }
+                }
+                next_header = packet[offset];
+                named_at = offset;
+                offset += len;
+            }
+            ext::FRAGMENT | ext::NO_NEXT_HEADER => return None,
+            upper if handled(upper) => return None,
+            _ => return Some((1, at(named_at)?)),
+        }
+    }
+    None
+}
+
 /// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
 /// §4.2).
 fn check_options(mut options: &[u8]) -> Result<(), WireError> {
