@@ -80,10 +80,18 @@ impl Activity {
 /// reply, before the first datagram of a new pair may take its place (see [`UdpSessions`]).
 const UDP_SETTLE_MS: u64 = 1000;
 
-/// How many pairs whose first datagram was held back are remembered, as 32-bit tags
-/// (512 KiB): a flood reaching the dispatcher at 50,000 new pairs a second takes over 2 s
-/// to overwrite a given slot, longer than a resolver waits before it retries.
+/// How many pairs whose first datagram was held back are remembered, as 32-bit tags and
+/// when (1 MiB): a flood reaching the dispatcher at 50,000 new pairs a second takes over
+/// 2 s to overwrite a given slot, longer than a resolver waits before it retries.
 const UDP_HELD_BACK_SLOTS: usize = 1 << 17;
+
+/// A held-back pair seen again sooner than this is not a retry: a client waits for an
+/// answer before it sends again (a resolver a second or more, QUIC and DTLS their first
+/// timeouts), where a flood that sends each datagram twice, back to back, to pass as a retry
+/// does not. Without it such a flood, aimed at a live server so that its own sessions are
+/// answered, left a real client's new session the only unanswered one, evicted by the
+/// flood's next pair milliseconds after it began (found by an attacker's audit).
+const UDP_RETRY_MIN_MS: u64 = 200;
 
 /// The UDP sessions by (client, destination), and who gets one when all
 /// `--max-udp-sessions` are taken.
@@ -93,17 +101,19 @@ const UDP_HELD_BACK_SLOTS: usize = 1 << 17;
 /// - As with Linux conntrack's early drop, a session that never had a reply is evicted
 ///   before one that has, the longest idle first. A flood's sessions get no replies, so they
 ///   evict one another and leave answered sessions alone.
-/// - While the sessions churn (the one to evict never had a reply and was active less than
+/// - While the sessions churn (the one to evict, answered or not, was active less than
 ///   [`UDP_SETTLE_MS`] ago), the first datagram of a pair seen for the first time is
-///   dropped and the pair remembered by a keyed hash; its retry gets a session. Real
+///   dropped and the pair remembered by a keyed hash; its retry, at least
+///   [`UDP_RETRY_MIN_MS`] later, gets a session. Real
 ///   clients retry (a resolver after a second or so, QUIC and DTLS their handshakes) and a
 ///   flood of one datagram to each random pair does not, so the flood costs a hash lookup a
 ///   datagram instead of a socket, the dispatcher keeps up with it, and a retry is not lost
 ///   in the stack's queue behind it.
 pub(crate) struct UdpSessions {
     map: HashMap<(SocketAddr, SocketAddr), Session>,
-    /// Tags of held-back pairs, by their hash; 0 is an empty slot.
-    held_back: Box<[u32]>,
+    /// Held-back pairs by their hash: a tag in the high 32 bits, when (ms, wrapping) in the
+    /// low; 0 is an empty slot.
+    held_back: Box<[u64]>,
     /// Keyed per process: a sender cannot choose pairs that overwrite a given slot.
     hasher: RandomState,
     /// Before this time (ms since [`Relay::epoch`]) the sessions churn: the oldest
@@ -141,7 +151,7 @@ impl UdpSessions {
     /// All sessions are taken and `key` has none: evicts one, or holds the datagram back.
     fn make_room(&mut self, key: (SocketAddr, SocketAddr), now_ms: u64) -> Room {
         // While the sessions are known to churn, a new pair costs a hash lookup, no scan.
-        if now_ms < self.churn_until && !self.is_retry(key) {
+        if now_ms < self.churn_until && !self.is_retry(key, now_ms) {
             return Room::HeldBack;
         }
         let retried = now_ms < self.churn_until;
@@ -152,14 +162,16 @@ impl UdpSessions {
             .iter()
             .map(|(k, s)| (*k, s.activity.replied(), s.activity.last()))
             .min_by_key(|&(_, replied, last)| (replied, last));
-        let Some((victim, replied, last)) = victim else {
+        let Some((victim, _, last)) = victim else {
             // Every permit is held by a session that is ending: its permit comes back.
             return Room::Wait;
         };
+        // Answered or not: a flood aimed at a live server gets its sessions answered, and
+        // an answered session active a moment ago is no idle one to make room.
         let settled = last.saturating_add(UDP_SETTLE_MS);
-        if !replied && now_ms < settled {
+        if now_ms < settled {
             self.churn_until = settled;
-            if !retried && !self.is_retry(key) {
+            if !retried && !self.is_retry(key, now_ms) {
                 return Room::HeldBack;
             }
         }
@@ -167,19 +179,38 @@ impl UdpSessions {
         Room::Wait
     }
 
-    /// Whether `key` was held back before (and is now let through); if not, remembers it.
-    fn is_retry(&mut self, key: (SocketAddr, SocketAddr)) -> bool {
+    /// Whether `key` was held back at least [`UDP_RETRY_MIN_MS`] before (and is now let
+    /// through); if it was not held back, remembers it.
+    fn is_retry(&mut self, key: (SocketAddr, SocketAddr), now_ms: u64) -> bool {
+        let (slot, tag) = self.slot(key);
+        match self.held_back_since(slot, tag) {
+            Some(since) if now_ms.wrapping_sub(since) & u64::from(u32::MAX) >= UDP_RETRY_MIN_MS => {
+                self.held_back[slot] = 0;
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.held_back[slot] = (u64::from(tag) << 32) | (now_ms & u64::from(u32::MAX));
+                false
+            }
+        }
+    }
+
+    /// When the pair with `tag` in `slot` was held back (ms, the low 32 bits), if it is the
+    /// one remembered there.
+    fn held_back_since(&self, slot: usize, tag: u32) -> Option<u64> {
+        let v = self.held_back[slot];
+        ((v >> 32) as u32 == tag).then_some(v & u64::from(u32::MAX))
+    }
+
+    /// Where `key` is remembered, and its tag there.
+    fn slot(&self, key: (SocketAddr, SocketAddr)) -> (usize, u32) {
         let h = self.hasher.hash_one(key);
         // The low bits pick the slot, the high ones are the tag; never 0.
-        let slot = &mut self.held_back[(h as usize) & (UDP_HELD_BACK_SLOTS - 1)];
-        let tag = (h >> 32) as u32 | 1;
-        if *slot == tag {
-            *slot = 0;
-            true
-        } else {
-            *slot = tag;
-            false
-        }
+        (
+            (h as usize) & (UDP_HELD_BACK_SLOTS - 1),
+            (h >> 32) as u32 | 1,
+        )
     }
 }
 
@@ -440,5 +471,93 @@ impl Relay {
                 start.elapsed().as_secs_f64()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session of `key`, last active at `last` (ms), answered or not; its receivers are
+    /// kept in `keep` so that it does not look ended.
+    fn add(
+        sessions: &mut UdpSessions,
+        keep: &mut Vec<(mpsc::Receiver<Queued>, oneshot::Receiver<()>)>,
+        key: (SocketAddr, SocketAddr),
+        last: u64,
+        replied: bool,
+    ) {
+        let (tx, rx) = mpsc::channel(1);
+        let (cancel, cancelled) = oneshot::channel();
+        keep.push((rx, cancelled));
+        let activity = Arc::new(Activity {
+            last: AtomicU64::new(last),
+            replied: AtomicBool::new(replied),
+        });
+        sessions.map.insert(
+            key,
+            Session {
+                to_upstream: tx,
+                activity,
+                _cancel: cancel,
+            },
+        );
+    }
+
+    fn pair(n: u16) -> (SocketAddr, SocketAddr) {
+        (
+            SocketAddr::from(([198, 18, 0, 1], 10_000 + n)),
+            SocketAddr::from(([198, 19, 2, 2], 53)),
+        )
+    }
+
+    /// A flood aimed at a live server, each datagram sent twice at once: its sessions are
+    /// answered and active, and a real client's new session is the one unanswered. The
+    /// flood's pairs are held back, duplicate and all, and the real session stays (it was
+    /// evicted by the duplicate, milliseconds after it began); a retry at least
+    /// `UDP_RETRY_MIN_MS` after the first datagram gets a session.
+    #[test]
+    fn a_duplicate_sent_at_once_is_no_retry() {
+        let mut s = UdpSessions::new();
+        let mut keep = Vec::new();
+        for n in 0..4 {
+            add(&mut s, &mut keep, pair(n), 4_900, true);
+        }
+        let real = pair(100);
+        add(&mut s, &mut keep, real, 4_990, false);
+        let flood = pair(200);
+        assert!(matches!(s.make_room(flood, 5_000), Room::HeldBack));
+        assert!(matches!(s.make_room(flood, 5_000), Room::HeldBack));
+        assert!(matches!(s.make_room(flood, 5_150), Room::HeldBack));
+        assert_eq!(s.map.len(), 5);
+        assert!(
+            s.map.contains_key(&real),
+            "the young real session was evicted"
+        );
+        let retrying = pair(300);
+        assert!(matches!(s.make_room(retrying, 5_100), Room::HeldBack));
+        assert!(
+            matches!(s.make_room(retrying, 6_100), Room::Wait),
+            "a real retry"
+        );
+        assert_eq!(s.map.len(), 4);
+    }
+
+    /// Sessions that never had a reply and went quiet evict first, the longest idle, with
+    /// no datagram held back; an answered one that went quiet is evicted only when no
+    /// unanswered one is left.
+    #[test]
+    fn idle_unanswered_sessions_go_first() {
+        let mut s = UdpSessions::new();
+        let mut keep = Vec::new();
+        add(&mut s, &mut keep, pair(0), 100, true);
+        add(&mut s, &mut keep, pair(1), 300, false);
+        add(&mut s, &mut keep, pair(2), 200, false);
+        assert!(matches!(s.make_room(pair(9), 5_000), Room::Wait));
+        assert!(!s.map.contains_key(&pair(2)));
+        assert!(matches!(s.make_room(pair(8), 5_000), Room::Wait));
+        assert!(!s.map.contains_key(&pair(1)));
+        assert!(matches!(s.make_room(pair(7), 5_000), Room::Wait));
+        assert!(s.map.is_empty());
     }
 }
