@@ -28,8 +28,8 @@
 //! random, a client's retry last, whose SYN is dropped unanswered, so a SYN flood to random
 //! destinations opens no more sockets than that and cannot starve new clients, nor those
 //! whose upstream is slow: see [`tcp::Connects`]); at most `--max-udp-sessions` UDP
-//! sessions (a new one evicts the longest idle unanswered one, and while those churn, waits
-//! for its client's retry: see [`udp::UdpSessions`]) and 4 MiB of datagrams queued
+//! sessions (a new one evicts the longest idle unanswered one, and while sessions churn,
+//! waits for its client's retry: see [`udp::UdpSessions`]) and 4 MiB of datagrams queued
 //! upstream; a copy buffer only while bytes are moving or wait to be written (see
 //! [`buffers`]); and the stack's own bounds on held SYNs. At start the relay raises its
 //! open-file limit as far as it may (each flow and session holds an upstream socket), and
