@@ -257,10 +257,10 @@ impl Listeners {
 }
 
 /// Fails unless this process is known to be in a network namespace made for it: one that
-/// `ip netns add` named (its `/var/run/netns` entry is this namespace), or one that differs
-/// from PID 1's. It fails closed: where PID 1's namespace cannot be read (a container, a
-/// sandbox, `/proc` mounted with `hidepid`) and no named namespace is this one, the process
-/// may be in the host's, and a TUN made there would route the host's own traffic.
+/// differs from PID 1's, or, where PID 1's cannot be read (a container, a sandbox, `/proc`
+/// mounted with `hidepid`), one that `ip netns add` named (its `/var/run/netns` entry is
+/// this namespace). It fails closed: otherwise the process may be in the host's, and a TUN
+/// made there would route the host's own traffic.
 pub fn refuse_initial_netns() -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let id = |m: std::fs::Metadata| (m.dev(), m.ino());
@@ -270,8 +270,13 @@ pub fn refuse_initial_netns() -> io::Result<()> {
         .flatten()
         .flatten()
         .any(|e| std::fs::metadata(e.path()).map(id).ok() == Some(ours));
-    let apart_from_init = std::fs::metadata("/proc/1/ns/net").is_ok_and(|m| id(m) != ours);
-    if named || apart_from_init {
+    // PID 1's namespace, where it can be read, decides (a name can be given to the host's
+    // own namespace too: `ip netns attach NAME 1`); else only a name does.
+    let allowed = match std::fs::metadata("/proc/1/ns/net") {
+        Ok(init) => id(init) != ours,
+        Err(_) => named,
+    };
+    if allowed {
         return Ok(());
     }
     Err(io::Error::new(

@@ -2430,6 +2430,68 @@ fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
     assert_eq!((info.snd_cwnd, info.snd_ssthresh), (7, 7));
 }
 
+/// A retransmission shorter than the segment it resends (here a SACK block for the peer's
+/// out-of-order data takes 12 bytes of each segment's room) leaves the rest of the segment
+/// to resend, at once, not at the RTO: the record of the segment is split, as Linux's
+/// `tcp_fragment` splits the skb (found by review: the 12 bytes waited 300 ms).
+#[test]
+fn the_rest_of_a_segment_resent_short_is_resent_too() {
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .wscale(0)
+        .window(65535)
+        .sack_ok();
+    h.inject(peer, syn.src, sa);
+    assert!(h.one().is(ACK));
+    let _ = h.events();
+    let us = syn.src;
+    h.ep.send(c, &[8u8; 10_000]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 10);
+    let b = segs[0].seq;
+    // The peer's data, 500 bytes past what we expect: held out of order, SACKed by us.
+    let ooo = Out::new(ACK, 0, 0)
+        .seqn(SeqNumber(10_001 + 500))
+        .ackn(b)
+        .data(&[1u8; 100]);
+    h.inject(peer, us, ooo);
+    let _ = h.drain();
+    let mut resent = Vec::new();
+    let ack = |h: &mut Harness, resent: &mut Vec<_>, una: SeqNumber, hi: SeqNumber| {
+        let o = Out::new(ACK, 0, 0)
+            .seqn(SeqNumber(10_001))
+            .ackn(una)
+            .sack(&[((b + 1000).0, hi.0)]);
+        h.inject(peer, us, o);
+        for seg in h.drain().into_iter().filter(|s| !s.payload.is_empty()) {
+            resent.push((seg.seq - b, seg.payload.len()));
+        }
+    };
+    // The first segment is lost; the other nine SACKed one by one.
+    for n in 2..=10 {
+        ack(&mut h, &mut resent, b, b + n * 1000);
+    }
+    assert!(
+        resent.contains(&(0, 988)),
+        "a short retransmission: {resent:?}"
+    );
+    // The peer gets those 988 bytes.
+    ack(&mut h, &mut resent, b + 988, b + 10_000);
+    assert!(
+        resent
+            .iter()
+            .any(|&(at, len)| at <= 988 && at + len >= 1000),
+        "bytes 988..1000 not resent before a timer: {resent:?}"
+    );
+    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 0);
+}
+
 /// Linux's `tcp_dsack_seen`: a D-SACK block longer than the largest window the peer offered
 /// is dubious and changes nothing. One forged block below the first segment used to undo a
 /// real reduction at one stroke (found by an attacker's audit).

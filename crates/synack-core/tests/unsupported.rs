@@ -118,6 +118,57 @@ fn unknown_next_headers_and_routing_are_answered_with_their_pointer() {
     assert_eq!((s.drop_unsupported, s.drop_malformed), (4, 1));
 }
 
+/// An ICMPv6 error (Destination Unreachable) from `PEER6` to `US6`, quoting 48 bytes.
+fn icmpv6_error() -> Vec<u8> {
+    let mut m = vec![1u8, 4, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(&[0x60; 48]);
+    let len = u32::try_from(m.len()).unwrap();
+    let pseudo = checksum::pseudo_header(PEER6, US6, IpProtocol::Icmpv6, len).unwrap();
+    let sum = checksum::finish(pseudo + checksum::partial(&m));
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    m
+}
+
+/// Where Linux drops in silence (found by review): an ICMPv6 error behind a header that
+/// would be answered (RFC 4443 §2.4 (e.1): no error about an error; Linux's `is_ineligible`),
+/// an unknown option whose length runs past its header (`ip6_parse_tlv` checks the length
+/// first), and RPL or Segment Routing headers with segments left (off by default in Linux).
+/// An atomic fragment is a whole packet: the unknown protocol behind it is answered, at the
+/// Fragment header's Next Header.
+#[test]
+fn silent_where_linux_is_and_an_atomic_fragment_answered() {
+    let mut h = Harness::new(config());
+    for first in [
+        vec![58, 0, 0x9e, 2, 0, 0, 0, 0],
+        vec![58, 0, 0, 1, 0, 0, 0, 0],
+    ] {
+        let header = if first[2] == 0x9e { 60 } else { 43 };
+        let mut body = first;
+        body.extend_from_slice(&icmpv6_error());
+        let p = v6_packet(PEER6, US6, header, &body);
+        assert_eq!(
+            answer(&mut h, &p),
+            None,
+            "an ICMPv6 error behind header {header}"
+        );
+    }
+    let mut overrun = vec![6, 0, 0x9e, 16, 0, 0, 0, 0];
+    overrun.extend_from_slice(&[0u8; 20]);
+    assert_eq!(answer(&mut h, &v6_packet(PEER6, US6, 60, &overrun)), None);
+    for routing_type in [3u8, 4] {
+        let p = v6_packet(PEER6, US6, 43, &[6, 0, routing_type, 1, 0, 0, 0, 0]);
+        assert_eq!(answer(&mut h, &p), None, "routing type {routing_type}");
+    }
+    assert_eq!(h.ep.stats().unsupported_answered, 0);
+    let mut atomic = vec![132, 0, 0, 0, 0, 0, 0, 7];
+    atomic.extend_from_slice(&[0u8; 16]);
+    let reply = answer(&mut h, &v6_packet(PEER6, US6, 44, &atomic)).expect("an answer");
+    match icmpv6(&reply) {
+        IcmpRepr::ParamProblem { code, pointer, .. } => assert_eq!((code, pointer), (1, 40)),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn an_unhandled_ipv4_protocol_is_protocol_unreachable_but_igmp() {
     let mut h = Harness::new(config());

@@ -94,9 +94,10 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds a socket to `addr`. Port 0 picks an ephemeral port (`AddrInUse` when all are
     /// held, as Linux); an unspecified IP means every stack address of that family.
-    /// `AddrInUse` if another UDP socket holds the port there. In transparent mode (intercept) a socket may bind any unicast address, not
-    /// only the stack's own (like `IP_TRANSPARENT`); otherwise an address that is not the
-    /// stack's is `AddrNotAvailable`. `[::]` is dual stack, as Linux's default: it takes the
+    /// `AddrInUse` if another UDP socket holds the port there. In transparent mode
+    /// (intercept) a socket may bind any unicast address, not only the stack's own (like
+    /// `IP_TRANSPARENT`); otherwise an address that is not the stack's is
+    /// `AddrNotAvailable`. `[::]` is dual stack, as Linux's default: it takes the
     /// IPv4 datagrams no IPv4 socket takes. Unlike Linux, `0.0.0.0` may be bound beside it on
     /// the same port (Linux refuses that unless the first is `IPV6_V6ONLY`) and then takes
     /// the IPv4 datagrams.

@@ -253,6 +253,13 @@ impl Rack {
                 self.log.extend(pieces);
             }
         }
+        // A retransmission that covers part of a record splits it, as Linux's `tcp_fragment`
+        // splits the skb: the part not sent again keeps its send time, so that a recovery
+        // still resends it (`resent_in_flight_until`) and RACK judges it by its own
+        // transmission. (A resent segment can carry less than the first: SACK blocks in its
+        // options, a lower path MTU, a probe of a single segment.)
+        self.split_at(start);
+        self.split_at(end);
         for s in self.log.iter_mut() {
             if s.start >= end {
                 break;
@@ -261,6 +268,23 @@ impl Rack {
                 s.xmit = now;
                 s.order = order;
                 s.retransmitted = true;
+            }
+        }
+    }
+
+    /// Splits the record that holds `seq` inside it in two at `seq`; none past
+    /// `MAX_TRACKED` (the whole record is then taken as resent).
+    fn split_at(&mut self, seq: SeqNumber) {
+        if self.log.len() >= MAX_TRACKED {
+            return;
+        }
+        let i = self.log.partition_point(|s| s.end <= seq);
+        if let Some(s) = self.log.get_mut(i) {
+            if s.start < seq && seq < s.end {
+                let mut right = *s;
+                right.start = seq;
+                s.end = seq;
+                self.log.insert(i + 1, right);
             }
         }
     }
@@ -608,6 +632,25 @@ mod tests {
         assert_eq!(starts, [1000, 2000, 3000]);
         r.on_ack(t(9), s(2000), None, None);
         assert_eq!(r.retransmitted_in_flight(s(2000), 1000), 1);
+    }
+
+    /// A retransmission shorter than the segment it resends splits its record: the rest
+    /// keeps its send time and is resent in turn (found by review: it waited for the RTO).
+    #[test]
+    fn a_short_retransmission_leaves_the_rest_of_its_segment_to_resend() {
+        let mut r = Rack::default();
+        r.on_send(s(0), s(1000), t(0));
+        r.on_send(s(1000), s(2000), t(1));
+        r.on_retransmit(s(0), s(988), 988, t(10));
+        assert_eq!(r.len(), 3);
+        let srtt = Duration::from_millis(40);
+        assert_eq!(r.resent_in_flight_until(t(10), s(0), srtt), s(988));
+        // And one that starts inside a record: the part before it is not resent.
+        r.on_retransmit(s(1500), s(2000), 500, t(11));
+        assert_eq!(r.len(), 4);
+        assert_eq!(r.resent_in_flight_until(t(11), s(988), srtt), s(988));
+        assert_eq!(r.resent_in_flight_until(t(11), s(1500), srtt), s(2000));
+        assert_eq!(r.retransmitted_in_flight(s(0), 1000), 2);
     }
 
     /// A recovery passes over what is SACKed or resent and still in flight, until RACK finds

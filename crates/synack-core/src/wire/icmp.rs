@@ -35,6 +35,7 @@ mod v6 {
 
 /// An ICMP message of either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IcmpRepr<'a> {
     /// Echo request (v4 type 8, v6 type 128).
     EchoRequest {

@@ -355,13 +355,16 @@ pub(crate) fn walk_to(
 /// What RFC 8200 has a host answer with an ICMPv6 Parameter Problem (RFC 4443 §3.4) for
 /// `packet` (from its IPv6 header), which [`skip_ext_headers`] refused or which ends at an
 /// upper-layer protocol for which `handled` is false: `(code, pointer)`, the pointer an offset
-/// into `packet`. `None` where the packet is to be dropped in silence (truncated, a fragment,
-/// No Next Header, an option whose action is plain "discard", too many headers).
+/// into `packet`. `None` where the packet is to be dropped in silence (truncated, a
+/// non-first fragment, No Next Header, an option whose action is plain "discard" or whose
+/// length runs past its header, too many headers), and where the packet is itself an ICMPv6
+/// error (RFC 4443 §2.4 (e.1), Linux's `is_ineligible`).
 ///
 /// - An unrecognised option whose type's high bits are 10, or 11 with a unicast destination
 ///   (§4.2): code 2, at the option's type.
 /// - A Routing header with Segments Left above 0, which a host does not forward (§4.4):
-///   code 0, at its Routing Type.
+///   code 0, at its Routing Type; but for RPL (3) and Segment Routing (4), which Linux drops
+///   in silence when, as by default, it does not take them.
 /// - Hop-by-Hop anywhere but first (§4.1), an extension header synack does not process, or
 ///   an upper-layer protocol it does not handle (§4: "discard the packet and send an ICMP
 ///   Parameter Problem message ... with an ICMP Code value of 1"): code 1, at the Next Header
@@ -370,8 +373,16 @@ pub fn parameter_problem(packet: &[u8], handled: impl Fn(u8) -> bool) -> Option<
     if packet.len() < HEADER_LEN || packet[0] >> 4 != 6 {
         return None;
     }
-    let end =
-        (HEADER_LEN + usize::from(u16::from_be_bytes([packet[4], packet[5]]))).min(packet.len());
+    let payload_len = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    let end = (HEADER_LEN + payload_len).min(packet.len());
+    let found = problem_in(packet, end, handled)?;
+    (!carries_icmpv6_error(packet, end)).then_some(found)
+}
+
+/// [`parameter_problem`]'s walk, in `packet[..end]`.
+fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option<(u8, u32)> {
+    const RPL: u8 = 3;
+    const SEGMENT_ROUTING: u8 = 4;
     let multicast_dst = packet[24] == 0xff;
     let mut next_header = packet[6];
     let mut named_at = 6usize;
@@ -385,22 +396,32 @@ pub fn parameter_problem(packet: &[u8], handled: impl Fn(u8) -> bool) -> Option<
                     return None;
                 }
                 let len = (usize::from(packet[offset + 1]) + 1) * 8;
-                if offset + len > end {
+                let header_end = offset + len;
+                if header_end > end {
                     return None;
                 }
                 if next_header == ext::ROUTING {
+                    let routing_type = packet[offset + 2];
                     if packet[offset + 3] != 0 {
+                        if matches!(routing_type, RPL | SEGMENT_ROUTING) {
+                            return None;
+                        }
                         return Some((0, at(offset + 2)?));
                     }
                 } else {
                     let mut o = offset + 2;
-                    while o < offset + len {
+                    while o < header_end {
                         let kind = packet[o];
                         if kind == 0 {
                             o += 1;
                             continue;
                         }
-                        let opt_len = usize::from(*packet.get(o + 1)?);
+                        // Linux's ip6_parse_tlv checks the length first: one that runs past
+                        // the header is a malformed header, dropped in silence.
+                        let opt_end = o + 2 + usize::from(*packet.get(o + 1)?);
+                        if opt_end > header_end {
+                            return None;
+                        }
                         if kind != 1 && kind != 5 {
                             match kind >> 6 {
                                 0 => {}
@@ -409,19 +430,67 @@ pub fn parameter_problem(packet: &[u8], handled: impl Fn(u8) -> bool) -> Option<
                                 _ => return Some((2, at(o)?)),
                             }
                         }
-                        o += 2 + opt_len;
+                        o = opt_end;
                     }
                 }
                 next_header = packet[offset];
                 named_at = offset;
-                offset += len;
+                offset = header_end;
             }
-            ext::FRAGMENT | ext::NO_NEXT_HEADER => return None,
+            ext::FRAGMENT => {
+                // An atomic fragment (RFC 6946) is the whole packet: on past it. Any other is
+                // reassembly's.
+                if offset + 8 > end || packet[offset + 2..offset + 4] != [0, 0] {
+                    return None;
+                }
+                next_header = packet[offset];
+                named_at = offset;
+                offset += 8;
+            }
+            ext::NO_NEXT_HEADER => return None,
             upper if handled(upper) => return None,
             _ => return Some((1, at(named_at)?)),
         }
     }
     None
+}
+
+/// Whether `packet[..end]` carries an ICMPv6 error message (or an ICMPv6 message whose type
+/// cannot be read), behind whatever extension headers: one that no ICMPv6 error may answer
+/// (RFC 4443 §2.4 (e.1)), as Linux's `is_ineligible` skips the headers by their lengths
+/// alone to see.
+fn carries_icmpv6_error(packet: &[u8], end: usize) -> bool {
+    const ICMPV6: u8 = 58;
+    let mut next_header = packet[6];
+    let mut offset = HEADER_LEN;
+    let mut fragment_offset = 0u16;
+    for _ in 0..=MAX_EXT_HEADERS {
+        match next_header {
+            ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING | ext::FRAGMENT => {
+                if offset + 8 > end {
+                    return false;
+                }
+                if next_header == ext::FRAGMENT {
+                    fragment_offset =
+                        u16::from_be_bytes([packet[offset + 2], packet[offset + 3]]) & !7;
+                    next_header = packet[offset];
+                    offset += 8;
+                } else {
+                    next_header = packet[offset];
+                    offset += (usize::from(packet[offset + 1]) + 1) * 8;
+                }
+            }
+            ICMPV6 => {
+                return match packet.get(offset).filter(|_| offset < end) {
+                    // Informational messages are 128 and up (RFC 4443 §2.1).
+                    Some(&kind) => kind < 128,
+                    None => fragment_offset == 0,
+                };
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
