@@ -522,21 +522,40 @@ impl Rack {
         from: SeqNumber,
         srtt: Duration,
     ) -> SeqNumber {
-        let reo_wnd = self.reo_wnd(srtt, true, false);
-        let rtt = self.rtt.unwrap_or(srtt);
-        let lost = |s: &Sent| {
-            self.newest_delivered
-                .is_some_and(|newest| newest.sent_after(s) && s.xmit + rtt + reo_wnd <= now)
-        };
         let first = self.log.partition_point(|s| s.end <= from);
         let mut until = from;
         for s in self.log.range(first..) {
-            if s.start > until || !(s.delivered || (s.retransmitted && !lost(s))) {
+            if s.start > until || !self.passed_over(s, now, srtt) {
                 break;
             }
             until = s.end;
         }
         until
+    }
+
+    /// Where the run of segments from `from` that a recovery may resend ends: at the first
+    /// one [`resent_in_flight_until`](Self::resent_in_flight_until) passes over, if any.
+    pub fn resendable_until(
+        &self,
+        now: Instant,
+        from: SeqNumber,
+        srtt: Duration,
+    ) -> Option<SeqNumber> {
+        let first = self.log.partition_point(|s| s.end <= from);
+        self.log
+            .range(first..)
+            .find(|s| s.start >= from && self.passed_over(s, now, srtt))
+            .map(|s| s.start)
+    }
+
+    /// Whether a recovery passes over `s`: SACKed, or resent and not yet lost by RACK's rule.
+    fn passed_over(&self, s: &Sent, now: Instant, srtt: Duration) -> bool {
+        let reo_wnd = self.reo_wnd(srtt, true, false);
+        let rtt = self.rtt.unwrap_or(srtt);
+        let lost = self
+            .newest_delivered
+            .is_some_and(|newest| newest.sent_after(s) && s.xmit + rtt + reo_wnd <= now);
+        s.delivered || (s.retransmitted && !lost)
     }
 
     /// Segments above `una` for which `keep(start, end, delivered)` holds, `delivered`
@@ -651,6 +670,9 @@ mod tests {
         assert_eq!(r.resent_in_flight_until(t(11), s(988), srtt), s(988));
         assert_eq!(r.resent_in_flight_until(t(11), s(1500), srtt), s(2000));
         assert_eq!(r.retransmitted_in_flight(s(0), 1000), 2);
+        // What may be resent from 988 ends where the resent 1500.. begins.
+        assert_eq!(r.resendable_until(t(11), s(988), srtt), Some(s(1500)));
+        assert_eq!(r.resendable_until(t(11), s(2000), srtt), None);
     }
 
     /// A recovery passes over what is SACKed or resent and still in flight, until RACK finds

@@ -364,7 +364,10 @@ impl Connection {
             let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
             let past = self.snd.rack.resent_in_flight_until(now, start, srtt);
             if past < end {
-                break (past, end);
+                // Nor, in a packet of several segments, what lies behind (a retransmission
+                // in flight further into the hole).
+                let stop = self.snd.rack.resendable_until(now, past, srtt);
+                break (past, stop.map_or(end, |s| s.min(end)));
             }
             from = past;
         };
