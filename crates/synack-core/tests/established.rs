@@ -2436,60 +2436,33 @@ fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
 /// `tcp_fragment` splits the skb (found by review: the 12 bytes waited 300 ms).
 #[test]
 fn the_rest_of_a_segment_resent_short_is_resent_too() {
-    let mut h = Harness::new(config());
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    let sa = Out::new(SYN | ACK, 10_000, 0)
-        .ackn(syn.seq + 1)
-        .mss(1000)
-        .wscale(0)
-        .window(65535)
-        .sack_ok();
-    h.inject(peer, syn.src, sa);
-    assert!(h.one().is(ACK));
-    let _ = h.events();
-    let us = syn.src;
-    h.ep.send(c, &[8u8; 10_000]).unwrap();
-    let segs = h.drain();
-    assert_eq!(segs.len(), 10);
-    let b = segs[0].seq;
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
     // The peer's data, 500 bytes past what we expect: held out of order, SACKed by us.
     let ooo = Out::new(ACK, 0, 0)
-        .seqn(SeqNumber(10_001 + 500))
+        .seqn(k.peer_nxt + 500)
         .ackn(b)
         .data(&[1u8; 100]);
-    h.inject(peer, us, ooo);
-    let _ = h.drain();
-    let mut resent = Vec::new();
-    let ack = |h: &mut Harness, resent: &mut Vec<_>, una: SeqNumber, hi: SeqNumber| {
-        let o = Out::new(ACK, 0, 0)
-            .seqn(SeqNumber(10_001))
-            .ackn(una)
-            .sack(&[((b + 1000).0, hi.0)]);
-        h.inject(peer, us, o);
-        for seg in h.drain().into_iter().filter(|s| !s.payload.is_empty()) {
-            resent.push((seg.seq - b, seg.payload.len()));
-        }
-    };
+    k.send_peer(ooo);
+    let _ = k.h.drain();
     // The first segment is lost; the other nine SACKed one by one.
+    let mut resent = Vec::new();
     for n in 2..=10 {
-        ack(&mut h, &mut resent, b, b + n * 1000);
+        resent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]));
     }
     assert!(
         resent.contains(&(0, 988)),
         "a short retransmission: {resent:?}"
     );
     // The peer gets those 988 bytes.
-    ack(&mut h, &mut resent, b + 988, b + 10_000);
+    resent.extend(sack_reply(&mut k, b, b + 988, &[(b + 1000, b + 10_000)]));
     assert!(
         resent
             .iter()
             .any(|&(at, len)| at <= 988 && at + len >= 1000),
         "bytes 988..1000 not resent before a timer: {resent:?}"
     );
-    assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 0);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().rto_count, 0);
 }
 
 /// Linux's `tcp_dsack_seen`: a D-SACK block longer than the largest window the peer offered
