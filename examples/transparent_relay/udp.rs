@@ -104,9 +104,9 @@ const UDP_RETRY_MIN_MS: u64 = 200;
 /// - While the sessions churn (the one to evict, answered or not, was active less than
 ///   [`UDP_SETTLE_MS`] ago), the first datagram of a pair seen for the first time is
 ///   dropped and the pair remembered by a keyed hash; its retry, at least
-///   [`UDP_RETRY_MIN_MS`] later, gets a session. Real
-///   clients retry (a resolver after a second or so, QUIC and DTLS their handshakes) and a
-///   flood of one datagram to each random pair does not, so the flood costs a hash lookup a
+///   [`UDP_RETRY_MIN_MS`] later, gets a session. Real clients retry (a resolver after a
+///   second or so, QUIC and DTLS their handshakes) and a flood of one datagram to each random
+///   pair, or of each sent twice at once, does not, so the flood costs a hash lookup a
 ///   datagram instead of a socket, the dispatcher keeps up with it, and a retry is not lost
 ///   in the stack's queue behind it.
 pub(crate) struct UdpSessions {
@@ -116,12 +116,11 @@ pub(crate) struct UdpSessions {
     held_back: Box<[u64]>,
     /// Keyed per process: a sender cannot choose pairs that overwrite a given slot.
     hasher: RandomState,
-    /// Before this time (ms since [`Relay::epoch`]) the sessions churn: the oldest
-    /// unanswered session, when last looked at, had been active after it minus
-    /// [`UDP_SETTLE_MS`], and a datagram, a reply or an eviction only makes the oldest
-    /// unanswered one younger. So a flood's datagrams are held back without a scan of the
-    /// table. (Should every unanswered session go, holding back goes on until this time: at
-    /// most [`UDP_SETTLE_MS`].)
+    /// Before this time (ms since [`Relay::epoch`]) the sessions churn: the session to evict,
+    /// when last looked at, had been active after it minus [`UDP_SETTLE_MS`], and a
+    /// datagram, a reply or an eviction only makes the next one to evict younger. So a
+    /// flood's datagrams are held back without a scan of the table. (Should the sessions go
+    /// quiet sooner, holding back goes on until this time: at most [`UDP_SETTLE_MS`].)
     churn_until: u64,
 }
 
