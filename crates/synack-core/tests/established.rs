@@ -2412,18 +2412,24 @@ fn tcp_info_counts_segments_delivered_as_linux_does() {
     );
 }
 
-#[test]
-fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
+/// Ten segments out, the first two lost and both resent during recovery (cwnd 10 -> 7),
+/// then all ten acknowledged: the connection, and where the ten began.
+fn two_losses_resent_and_acked() -> (Conn, SeqNumber) {
     let mut k = sack_conn_100ms();
     let b = ten_out(&mut k);
     k.h.now += Duration::from_millis(100);
-    // Two segments lost; both resent during recovery.
     let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 5000)]);
     for n in 6..=10 {
         let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
     }
     assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().total_retrans, 2);
     let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    (k, b)
+}
+
+#[test]
+fn a_dsack_for_only_some_retransmissions_undoes_nothing() {
+    let (mut k, b) = two_losses_resent_and_acked();
     // Only the first was a duplicate: the other loss was real, and the reduction stays.
     let _ = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
@@ -2470,15 +2476,7 @@ fn the_rest_of_a_segment_resent_short_is_resent_too() {
 /// real reduction at one stroke (found by an attacker's audit).
 #[test]
 fn a_dsack_block_longer_than_any_window_undoes_nothing() {
-    let mut k = sack_conn_100ms();
-    let b = ten_out(&mut k);
-    k.h.now += Duration::from_millis(100);
-    let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 5000)]);
-    for n in 6..=10 {
-        let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
-    }
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().total_retrans, 2);
-    let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    let (mut k, b) = two_losses_resent_and_acked();
     let _ = sack_reply(&mut k, b, b + 10_000, &[(b - 5_000_000, b + 1000)]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.snd_cwnd, info.snd_ssthresh, info.undos), (7, 7, 0));
