@@ -284,12 +284,14 @@ impl Config {
         data_retries: u32
     );
     setter!(
-        /// The first SYN and SYN-ACK retransmission timeout, doubled on each retry past the
-        /// linear ones (2 s here; Linux uses 1 s).
+        /// The first SYN retransmission timeout, doubled on each retry past the linear ones
+        /// (2 s here; Linux uses 1 s). A listener's SYN-ACK starts from `initial_rto`
+        /// instead, as Linux's does.
         initial_syn_rto: Duration
     );
     setter!(
-        /// The RTO before any RTT sample (RFC 6298 §2.1: 1 s).
+        /// The RTO before any RTT sample (RFC 6298 §2.1: 1 s), and the first SYN-ACK
+        /// retransmission timeout (Linux `TCP_TIMEOUT_INIT` for both).
         initial_rto: Duration
     );
     setter!(

@@ -6,8 +6,8 @@ use crate::config::Config;
 
 impl Config {
     /// Linux 6.x's defaults, for comparing synack with the kernel (packetdrill scripts assume
-    /// them): the first SYN and SYN-ACK retransmission after 1 s (Linux `TCP_TIMEOUT_INIT`)
-    /// instead of synack's 2 s, the first four SYN retransmissions 1 s apart before the
+    /// them): the first SYN retransmission after 1 s (Linux `TCP_TIMEOUT_INIT`, where a
+    /// listener's SYN-ACK starts in both) instead of synack's 2 s, the first four SYN retransmissions 1 s apart before the
     /// backoff doubles, and the connect failing once the SYN has been out as long as
     /// `syn_retries` doublings would take (`tcp_syn_linear_timeouts`, Linux 6.17+: SYNs at 0,
     /// 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s), and buffers that start at Linux's `tcp_rmem[1]` (128 KiB)

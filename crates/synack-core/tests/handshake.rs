@@ -579,18 +579,23 @@ fn every_option_combination_is_negotiated_exactly() {
     }
 }
 
+/// A listener's SYN-ACK is sent again after 1, 2, 4, 8 and 16 s (Linux's request sockets
+/// start from `TCP_TIMEOUT_INIT`, whatever the SYN's own initial RTO), and the half-open
+/// connection goes 32 s after the last: 63 s in all, as Linux's with tcp_synack_retries 5.
 #[test]
 fn synack_retransmission_and_give_up() {
-    let mut c = config();
-    c.synack_retries(2);
+    let c = config();
+    assert_eq!(c.get_initial_syn_rto(), Duration::from_secs(2));
     let mut h = Harness::new(c);
     let t0 = h.now;
     let _l = h.ep.listen(server(), 16).unwrap();
     h.inject(client(), server(), Out::new(SYN, 1000, 0).mss(1460));
     let first = h.one();
-    h.advance(Duration::from_secs(30));
+    h.advance(Duration::from_millis(62_900));
+    assert_eq!(h.ep.connection_count(), 1, "still half-open at 62.9 s");
+    h.advance(Duration::from_millis(200));
     let times: Vec<u64> = h.sent.iter().map(|(t, _)| (*t - t0).as_secs()).collect();
-    assert_eq!(times, vec![0, 2, 6]);
+    assert_eq!(times, vec![0, 1, 3, 7, 15, 31]);
     assert!(h
         .sent
         .iter()

@@ -623,6 +623,8 @@ pub(crate) struct ConnConfig {
     pub synack_retries: u32,
     pub data_retries: u32,
     pub initial_syn_rto: Duration,
+    /// Where a passive open's SYN-ACK schedule starts (`Config::initial_rto`).
+    pub initial_rto: Duration,
     pub syn_linear_timeouts: u32,
     pub max_rto: Duration,
     pub delayed_ack: Duration,
@@ -668,6 +670,7 @@ impl ConnConfig {
             synack_retries: c.synack_retries,
             data_retries: c.data_retries,
             initial_syn_rto: c.initial_syn_rto,
+            initial_rto: c.initial_rto,
             syn_linear_timeouts: c.syn_linear_timeouts,
             max_rto: c.max_rto,
             delayed_ack: c.delayed_ack,

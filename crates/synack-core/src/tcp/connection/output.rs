@@ -299,13 +299,16 @@ impl Connection {
         }
     }
 
-    /// The SYN retransmission timeout after `backoff` retransmissions.
+    /// The SYN (or SYN-ACK) retransmission timeout after `backoff` retransmissions. A
+    /// passive open's SYN-ACK starts from the initial RTO (1 s, RFC 6298 §2.1), as Linux's
+    /// request sockets start from `TCP_TIMEOUT_INIT`, so that a half-open connection is
+    /// given up after 63 s with the default five retries, as there; only the active open's
+    /// SYN takes `Config::initial_syn_rto`.
     pub(super) fn syn_rto_after(&self, backoff: u32) -> std::time::Duration {
-        let base = self.cfg.initial_syn_rto;
-        let linear = if self.passive {
-            0
+        let (base, linear) = if self.passive {
+            (self.cfg.initial_rto, 0)
         } else {
-            self.cfg.syn_linear_timeouts
+            (self.cfg.initial_syn_rto, self.cfg.syn_linear_timeouts)
         };
         let doublings = backoff.saturating_sub(linear);
         let factor = 1u32.checked_shl(doublings.min(31)).unwrap_or(u32::MAX);
