@@ -231,8 +231,9 @@ pub(crate) async fn udp_loop(interceptor: UdpInterceptor, relay: Arc<Relay>) -> 
         };
         let stats = &relay.stats;
         stats.udp_datagrams_in.fetch_add(1, Ordering::Relaxed);
-        // Port 0 is no port to send to or answer from (the stack drops most such already).
-        if d.dst.port() == 0 || d.src.port() == 0 {
+        // A datagram from port 0 cannot be answered (one to port 0 the stack answers itself
+        // as at a closed port, and never hands over).
+        if d.src.port() == 0 {
             stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }

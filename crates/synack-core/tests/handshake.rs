@@ -650,12 +650,37 @@ fn verified_packets_skip_only_the_checksum_check() {
     assert_eq!(h.ep.stats().checksum_offloaded, 1);
     assert!(h.one().is(SYN | ACK));
     assert_eq!(h.ep.stats().drop_checksum, 1);
-    // The other checks still apply: port 0 is refused either way.
-    let mut zero = Out::new(SYN, 1000, 0).packet(client(), server());
-    zero[22..24].fill(0);
-    h.ep.handle_packet(h.now, &zero, verified(zero.len()));
+    // The other checks still apply: a data offset below 5 is refused either way.
+    let mut short = Out::new(SYN, 1000, 0).packet(client(), server());
+    short[32] = 4 << 4;
+    h.ep.handle_packet(h.now, &short, verified(short.len()));
     h.none();
     assert_eq!(h.ep.stats().drop_malformed, 1);
+}
+
+/// Port 0 is reserved, not malformed (Linux's `tcp_v4_rcv` has no check for it): a SYN to
+/// port 0 finds no listener and draws an RST, and a SYN from port 0 reaches a listener like
+/// any other.
+#[test]
+fn port_zero_is_looked_up_like_any_port() {
+    let mut h = Harness::new(config());
+    let _l = h.ep.listen(server(), 16).unwrap();
+    let zero = SocketAddr::new(US, 0);
+    h.inject(client(), zero, Out::new(SYN, 1000, 0));
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!(
+        (rst.src, rst.dst, rst.ack),
+        (zero, client(), SeqNumber(1001))
+    );
+    assert_eq!(h.ep.stats().drop_malformed, 0);
+    assert_eq!(h.ep.connection_count(), 0);
+    let from_zero = SocketAddr::new(PEER, 0);
+    h.inject(from_zero, server(), Out::new(SYN, 1000, 0));
+    let syn_ack = h.one();
+    assert!(syn_ack.is(SYN | ACK));
+    assert_eq!(syn_ack.dst, from_zero);
+    assert_eq!(h.ep.connection_count(), 1);
 }
 
 #[test]

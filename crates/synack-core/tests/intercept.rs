@@ -62,6 +62,24 @@ fn without_intercept_a_foreign_destination_is_not_ours() {
     assert_eq!(h.ep.stats().drop_not_for_us, 1);
 }
 
+/// Port 0 names no socket even in intercept mode: a SYN to it is reset at once, as
+/// Linux's own stack resets it, not held for the application (whose upstream connect to
+/// port 0 could only be refused).
+#[test]
+fn a_syn_to_port_zero_is_reset_not_intercepted() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(0), 1);
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!((rst.src, rst.dst), (elsewhere(0), client(40000)));
+    assert!(held(&mut h).is_empty());
+    assert_eq!(h.ep.stats().drop_malformed, 0);
+    // Any other port is held as before.
+    syn(&mut h, client(40001), elsewhere(1), 1);
+    h.none();
+    assert_eq!(held(&mut h).len(), 1);
+}
+
 /// Martians are nobody's, even in intercept mode: a SYN to a loopback address (or 0/8, or
 /// an IPv4-mapped IPv6 one) must not become a flow the application relays to its own host,
 /// and one from such an address, or from one of our own, is not answered (Linux drops

@@ -479,8 +479,6 @@ fn hostile_datagrams_are_dropped_and_counted() {
         ipr.emit(&mut pkt);
         cases.push(pkt);
     }
-    // Destination port 0.
-    cases.push(datagram(from, sa(Pair::SERVER, 0), b"x"));
     let n = cases.len() as u64;
     for pkt in &cases {
         deliver(&mut p.server, p.now, pkt);
@@ -792,6 +790,41 @@ fn intercepting() -> Pair {
     let mut sc = Config::default();
     sc.intercept(Some(InterceptConfig::default()));
     dual(Config::default(), sc)
+}
+
+/// Port 0 is reserved, not malformed: a datagram to it names no socket and is answered
+/// with port unreachable, as Linux's `__udp4_lib_rcv` answers it; in intercept mode too,
+/// where the catch-all queue takes every other port (a relay could not send to port 0).
+/// A datagram from port 0 is delivered (RFC 768: "if not used, a value of zero").
+#[test]
+fn port_zero_is_a_closed_port_not_a_malformed_datagram() {
+    for mut p in [pair(), intercepting()] {
+        let from = sa(Pair::CLIENT, 4000);
+        let elsewhere = sa(ip("198.19.0.53"), 0);
+        for to in [sa(Pair::SERVER, 0), elsewhere] {
+            deliver(&mut p.server, p.now, &datagram(from, to, b"x"));
+        }
+        p.pump();
+        let s = p.server.stats();
+        assert_eq!(s.drop_malformed, 0);
+        assert_eq!(s.udp_intercepted, 0);
+        // The foreign address is not ours outside intercept mode.
+        let closed = 1 + u64::from(p.server.config().intercept_config().is_some());
+        assert_eq!(
+            (s.drop_udp_no_socket, s.udp_port_unreachable_sent),
+            (closed, closed)
+        );
+        let sock = p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap();
+        deliver(
+            &mut p.server,
+            p.now,
+            &datagram(sa(Pair::CLIENT, 0), sa(Pair::SERVER, 53), b"y"),
+        );
+        assert_eq!(
+            recv(&mut p.server, sock),
+            Ok((b"y".to_vec(), sa(Pair::CLIENT, 0)))
+        );
+    }
 }
 
 #[test]

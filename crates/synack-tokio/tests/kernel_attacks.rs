@@ -431,7 +431,7 @@ const KINDS: &[(&str, &[(&str, u64)])] = &[
     ("ip_options", &[("rsts_sent", ALL)]),
     ("fragments", &[("drop_fragment", ALL)]),
     ("bad_checksum", &[("drop_checksum", ALL)]),
-    ("port_zero", &[("drop_malformed", ALL)]),
+    ("port_zero", &[("rsts_sent", ALL)]),
     ("unsupported", &[("drop_unsupported", ALL)]),
     ("udp_closed_port", &[("drop_udp_no_socket", ALL)]),
     ("martian_sources", &[("drop_not_for_us", ALL)]),

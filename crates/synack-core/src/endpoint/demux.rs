@@ -251,7 +251,12 @@ impl Endpoint {
             self.handle_listen(now, l, local, remote, &seg, rx, iss);
             return;
         }
-        if self.intercepts() && self.handle_intercept(now, local, remote, &seg, packet, iss) {
+        // Port 0 names no socket, intercepted or not: the SYN is reset at once, as by
+        // Linux's own stack (an upstream connect to port 0 would only be refused).
+        if self.intercepts()
+            && local.port() != 0
+            && self.handle_intercept(now, local, remote, &seg, packet, iss)
+        {
             return;
         }
         self.reply_rst(local, remote, &seg);

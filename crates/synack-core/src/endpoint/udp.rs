@@ -270,7 +270,8 @@ impl Endpoint {
         if let Some(h) = self.udp_lookup(local, remote) {
             return self.udp_enqueue(h, local, remote, repr.payload);
         }
-        if self.intercepts() && self.udp.catching {
+        // Port 0 names no socket, intercepted or not (a relay could not send to it).
+        if self.intercepts() && self.udp.catching && local.port() != 0 {
             return self.udp_catch(local, remote, repr.payload);
         }
         self.stats.drop_udp_no_socket += 1;

@@ -36,7 +36,7 @@ pub enum WireError {
     /// The buffer ends before a header, or before the length a header claims.
     #[error("packet truncated")]
     Truncated,
-    /// A field holds a value the protocol forbids (IHL < 5, TCP data offset < 5, port 0, ...).
+    /// A field holds a value the protocol forbids (IHL < 5, TCP data offset < 5, ...).
     #[error("malformed packet")]
     Malformed,
     /// An IPv4 header, TCP, UDP or ICMP checksum did not verify (or a UDP checksum of zero

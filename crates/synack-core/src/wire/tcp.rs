@@ -522,11 +522,9 @@ impl<'a> TcpRepr<'a> {
         if !checksum_verified && !packet.verify_checksum(src, dst) {
             return Err(WireError::Checksum);
         }
-        // Port 0 is reserved (IANA); no real connection uses it, and it must not reach the
-        // demultiplexer as a wildcard.
-        if packet.src_port() == 0 || packet.dst_port() == 0 {
-            return Err(WireError::Malformed);
-        }
+        // Port 0 is reserved (IANA) but not malformed: Linux's `tcp_v4_rcv` looks a segment
+        // to port 0 up like any other (no socket has it, so a SYN draws an RST) and lets a
+        // SYN from port 0 reach a listener. The demultiplexer never takes 0 as a wildcard.
         let mut repr = TcpRepr::new(
             packet.src_port(),
             packet.dst_port(),

@@ -204,7 +204,7 @@ impl<'a> UdpRepr<'a> {
     /// [`RecvMeta::checksum_verified`](crate::RecvMeta::checksum_verified)); the zero rule of
     /// IPv6 still applies then, since a zero field is not a checksum a device can verify.
     /// Errors: `Truncated` (shorter than 8 bytes, or than the length field), `Malformed`
-    /// (length field below 8, destination port 0, mixed families), `Checksum` (a sum that
+    /// (length field below 8, mixed families), `Checksum` (a sum that
     /// does not verify, or a zero checksum over IPv6).
     pub fn parse(
         datagram: &'a [u8],
@@ -228,11 +228,10 @@ impl<'a> UdpRepr<'a> {
                 }
             }
         }
-        // Port 0 names no socket (IANA reserved); a source port of 0 is allowed (RFC 768:
-        // "if not used, a value of zero is inserted"), though it cannot be answered.
-        if packet.dst_port() == 0 {
-            return Err(WireError::Malformed);
-        }
+        // Port 0 is reserved (IANA) but not malformed: a source port of 0 is allowed (RFC
+        // 768: "if not used, a value of zero is inserted"), and a destination port of 0
+        // names no socket, so the datagram is answered as at a closed port, as Linux's
+        // `__udp4_lib_rcv` answers it.
         let len = usize::from(packet.len());
         Ok(UdpRepr {
             src_port: packet.src_port(),
@@ -391,13 +390,11 @@ mod tests {
                 Err(WireError::Truncated)
             );
         }
-        // Destination port 0.
+        // Port 0 either way parses (the endpoint answers it as a closed port).
         let mut port0 = buf.clone();
-        port0[2..4].fill(0);
-        assert_eq!(
-            UdpRepr::parse(&port0, src, dst, true),
-            Err(WireError::Malformed)
-        );
+        port0[0..4].fill(0);
+        let repr = UdpRepr::parse(&port0, src, dst, true).unwrap();
+        assert_eq!((repr.src_port, repr.dst_port), (0, 0));
         assert_eq!(
             UdpRepr::parse(&buf, src, v6(2), true),
             Err(WireError::Malformed)

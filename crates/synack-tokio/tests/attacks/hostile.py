@@ -171,7 +171,8 @@ for _ in range(REPEAT * 10):
     v.append(bytes(b))
 kinds["bad_checksum"] = v
 
-# Port 0 at either end (reserved; never a connection).
+# Port 0 at either end: reserved, but looked up like any port (as Linux's tcp_v4_rcv does),
+# so each SYN here, to a closed port or to port 0, draws an RST.
 v = []
 for _ in range(REPEAT * 4):
     v.append(raw(IP(src=src(), dst=dst) / TCP(sport=0, dport=closed, flags="S")))
