@@ -15,14 +15,6 @@
 //!   4443 §2.4(f) ask of ICMP errors (the unreachable an application chooses for an
 //!   intercepted SYN is its own decision and is not limited).
 //!
-//! A hard ICMP destination unreachable about a datagram a connected socket sent (port or
-//! protocol unreachable: `ConnectionRefused`; the administratively prohibited and unknown
-//! network or host codes: `NetworkUnreachable` or `HostUnreachable`) fails that socket's
-//! next `recv` or `send` once, as Linux reports a hard ICMP error on a connected UDP socket
-//! (`__udp4_lib_err`: only hard errors, only when connected, without `IP_RECVERR`). Soft
-//! ones (network or host unreachable, fragmentation needed) are not reported; the table is
-//! at `unreachable_error`.
-//!
 //! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
 //! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
 //! truesize against `SO_RCVBUF` likewise); the catch-all queue at most
@@ -35,6 +27,15 @@
 //! fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
 //! `MessageTooLong` (EMSGSIZE); fragments that come in are reassembled
 //! (`endpoint/reassembly.rs`).
+//!
+//! This file holds the socket table, the datagrams in and the sockets' commands. Two modules
+//! add their own `impl Endpoint` blocks:
+//!
+//! - `intercept`: intercept mode's catch-all queue ([`Endpoint::udp_recv_intercepted`]) and
+//!   sending from any address ([`Endpoint::udp_send_from`]);
+//! - `icmp`: ICMP port unreachable, for the datagrams nothing takes and for those an
+//!   application refuses ([`Endpoint::udp_refuse`]), within the ICMP token bucket; and the
+//!   ICMP errors reported to connected sockets.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,22 +52,19 @@ use super::{Endpoint, Event};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::time::Instant;
-use crate::wire::{self, udp, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+use crate::wire::{self, udp, IpProtocol, IpRepr, UdpRepr};
+
+mod icmp;
+mod intercept;
+
+pub(super) use icmp::quote_max;
+pub use intercept::{
+    InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
+};
 
 /// Bytes each queued datagram is charged beyond its payload: its addresses and queue entry,
 /// in the spirit of the skb overhead Linux charges to the receive buffer.
 pub const DATAGRAM_OVERHEAD: usize = 256;
-
-/// Datagrams the intercept catch-all queue holds at most.
-pub const CATCH_ALL_DATAGRAMS: usize = 4096;
-
-/// Bytes (payload plus [`DATAGRAM_OVERHEAD`] each) the catch-all queue holds at most.
-pub const CATCH_ALL_BYTES: usize = 4 << 20;
-
-/// Datagrams from one source address the catch-all queue holds at most: a flood from one
-/// client cannot take the whole queue from the others (as intercepted SYNs are bounded per
-/// source).
-pub const CATCH_ALL_PER_SOURCE: usize = CATCH_ALL_DATAGRAMS / 4;
 
 /// Packets in the endpoint's own-packet queue past which sending a datagram is `WouldBlock`:
 /// half the queue, so that RSTs and ICMP replies still find room.
@@ -77,21 +75,6 @@ pub const SEND_QUEUE_PACKETS: usize = MAX_CONTROL_PACKETS / 2;
 /// of IPv6 payload less the UDP header), as Linux's `udp_sendmsg` allows. Past the MTU it
 /// goes in fragments.
 pub const UDP_MAX_PAYLOAD: [usize; 2] = [65_535 - 20 - 8, 65_535 - 8];
-
-/// ICMP errors the endpoint sends per second at most, on average (Linux icmp_msgs_per_sec).
-const ICMP_MSGS_PER_SEC: u64 = 1000;
-/// ... and in a burst (Linux icmp_msgs_burst).
-const ICMP_MSGS_BURST: u64 = 50;
-
-/// The most of the offending datagram an ICMP error quotes: RFC 1812 §4.3.2.3 lets an IPv4
-/// error grow to 576 bytes, RFC 4443 §2.4(c) an ICMPv6 one to the IPv6 minimum MTU (1280).
-pub(super) fn quote_max(v6: bool) -> usize {
-    if v6 {
-        1280 - 40 - 8
-    } else {
-        576 - 20 - 8
-    }
-}
 
 /// One datagram a socket or the catch-all queue holds.
 #[derive(Debug)]
@@ -105,19 +88,6 @@ impl Datagram {
     fn cost(&self) -> usize {
         self.data.len() + DATAGRAM_OVERHEAD
     }
-}
-
-/// A datagram read from the intercept catch-all queue ([`Endpoint::udp_recv_intercepted`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct InterceptedDatagram {
-    /// Bytes copied into the caller's buffer (the rest of a longer datagram is discarded,
-    /// as `recv_from` does).
-    pub len: usize,
-    /// The client that sent it.
-    pub src: SocketAddr,
-    /// Where it was sent: the original destination.
-    pub dst: SocketAddr,
 }
 
 #[derive(Debug)]
@@ -336,116 +306,6 @@ impl Endpoint {
         if was_empty {
             self.push_event(Event::UdpReadable(h));
         }
-    }
-
-    /// Intercept mode: a datagram no socket took, held for the application.
-    fn udp_catch(&mut self, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
-        let cost = data.len() + DATAGRAM_OVERHEAD;
-        let u = &self.udp;
-        let from_source = u.caught_per_source.get(&src.ip()).copied().unwrap_or(0);
-        if u.caught.len() >= CATCH_ALL_DATAGRAMS
-            || from_source >= CATCH_ALL_PER_SOURCE
-            || u.caught_bytes + cost > CATCH_ALL_BYTES
-            || self.memory + cost > self.config.max_memory
-        {
-            self.stats.drop_udp_queue_full += 1;
-            return;
-        }
-        let was_empty = self.udp.caught.is_empty();
-        self.udp.caught.push_back(Datagram {
-            src,
-            dst,
-            data: Bytes::copy_from_slice(data),
-        });
-        self.udp.caught_bytes += cost;
-        *self.udp.caught_per_source.entry(src.ip()).or_insert(0) += 1;
-        self.memory += cost;
-        self.memory_changed();
-        self.stats.udp_intercepted += 1;
-        if was_empty {
-            self.push_event(Event::UdpIntercepted);
-        }
-    }
-
-    /// RFC 1122 §4.1.3.1: ICMP port unreachable (v4 type 3 code 3, RFC 792; v6 type 1 code 4,
-    /// RFC 4443 §3.1) from the address the datagram was sent to, quoting it, within the
-    /// ICMP rate limit.
-    ///
-    /// The datagram is already counted under `drop_udp_no_socket`: an answer that finds the
-    /// own-packet queue full is counted apart (not as a second drop, `Stats` counts each
-    /// packet under one `drop_*` reason) and checked for first, so that it spends no
-    /// rate-limit token.
-    fn udp_port_unreachable(&mut self, now: Instant, ip: &IpRepr, packet: &[u8]) {
-        if self.control_full() {
-            self.stats.udp_port_unreachable_queue_full += 1;
-            return;
-        }
-        if !self.icmp_allowed(now) {
-            self.stats.udp_port_unreachable_limited += 1;
-            return;
-        }
-        let v6 = matches!(ip, IpRepr::Ipv6(_));
-        let quote = &packet[..packet.len().min(quote_max(v6))];
-        let error = IcmpRepr::DstUnreachable {
-            code: if v6 { 4 } else { 3 },
-            invoking: quote,
-        };
-        self.send_icmp(ip.dst_addr(), ip.src_addr(), &error, Own::PortUnreachable);
-    }
-
-    /// The ICMP error token bucket: `ICMP_MSGS_BURST` messages at once, refilled at
-    /// `ICMP_MSGS_PER_SEC` (Linux's `icmp_global_allow`). Kept in microseconds of credit.
-    pub(super) fn icmp_allowed(&mut self, now: Instant) -> bool {
-        let cost = 1_000_000 / ICMP_MSGS_PER_SEC;
-        let cap = cost * ICMP_MSGS_BURST;
-        let u = &mut self.udp;
-        let elapsed = match u.icmp_filled {
-            Some(t) => now.saturating_duration_since(t).as_micros(),
-            None => u128::from(cap),
-        };
-        u.icmp_credit = (u128::from(u.icmp_credit) + elapsed).min(u128::from(cap)) as u64;
-        u.icmp_filled = Some(now);
-        if u.icmp_credit < cost {
-            return false;
-        }
-        u.icmp_credit -= cost;
-        true
-    }
-
-    /// An ICMP destination unreachable quoting a datagram we sent: reported to the connected
-    /// socket that sent it if Linux would report it there. Linux reports only "hard"
-    /// (fatal) errors on a socket without `IP_RECVERR`, and only once connected
-    /// (`__udp4_lib_err`, `__udp6_lib_err`), and classes them in `icmp_err_convert`
-    /// (net/ipv4/icmp.c) and `icmpv6_err_convert` (net/ipv6/icmp.c); see
-    /// [`unreachable_error`]. Soft errors (RFC 1122 §3.2.2.1: network, host and
-    /// source-route unreachable are transient) and unconnected sockets hear nothing; the
-    /// message is counted under `drop_other`.
-    pub(super) fn udp_icmp_unreachable(&mut self, v6: bool, code: u8, invoking: &[u8]) {
-        let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
-            self.stats.drop_malformed += 1;
-            return;
-        };
-        let Some(error) = unreachable_error(v6, code) else {
-            self.stats.drop_other += 1;
-            return;
-        };
-        let remote = SocketAddr::new(odst, dport);
-        let h = match self.udp_lookup(SocketAddr::new(osrc, sport), remote) {
-            Some(h) => h,
-            None => {
-                self.stats.drop_other += 1;
-                return;
-            }
-        };
-        let Ok(sock) = self.udp.socket_mut(h) else {
-            return;
-        };
-        if sock.peer != Some(remote) {
-            self.stats.drop_other += 1;
-            return;
-        }
-        sock.error = Some(error);
-        self.push_event(Event::UdpReadable(h));
     }
 
     /// The identification of a datagram from `src` to `dst` sent in fragments: a keyed hash
@@ -715,82 +575,6 @@ impl Endpoint {
         self.udp_send_to(h, peer, payload)
     }
 
-    /// Send a datagram from any `src` to `dst`, with no socket: how an application in
-    /// intercept mode answers a datagram from the catch-all queue, from its original
-    /// destination. Outside intercept mode `src` must be one of the stack's addresses
-    /// (`AddrNotAvailable`). As [`Endpoint::udp_send_to`] otherwise.
-    pub fn udp_send_from(
-        &mut self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-    ) -> Result<usize, Error> {
-        if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() {
-            return Err(Error::InvalidInput);
-        }
-        if !self.may_own(src.ip()) {
-            return Err(Error::AddrNotAvailable);
-        }
-        self.check_udp_destination(dst, false)?;
-        self.udp_emit(src, dst, payload, (HOP_LIMIT, 0))
-    }
-
-    /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port
-    /// unreachable (v4 type 3 code 3, v6 type 1 code 4), from `from`, quoting such a
-    /// datagram (its IP and UDP headers, which is what the sender's stack matches its
-    /// socket by: Linux's `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose
-    /// upstream refused what it relayed (`ECONNREFUSED` on its own socket), so that the
-    /// client's connected socket learns it at once, as it would without the proxy. `from`
-    /// is an own address, or in intercept mode any unicast address routed to us;
-    /// `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
-    /// for a closed port).
-    pub fn udp_refuse(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        to: SocketAddr,
-    ) -> Result<bool, Error> {
-        if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
-            return Err(Error::InvalidInput);
-        }
-        if !self.may_own(from.ip()) || !self.is_unicast(to.ip()) {
-            return Err(Error::AddrNotAvailable);
-        }
-        // The datagram the client sent: from it, to `from`, with no payload.
-        let repr = UdpRepr {
-            src_port: to.port(),
-            dst_port: from.port(),
-            payload: &[],
-        };
-        let ip = IpRepr::new(
-            to.ip(),
-            from.ip(),
-            IpProtocol::Udp,
-            repr.buffer_len(),
-            HOP_LIMIT,
-        )
-        .map_err(|_| Error::InvalidInput)?;
-        let hl = ip.header_len();
-        let mut invoking = vec![0u8; ip.buffer_len()];
-        ip.emit_marked(
-            &mut invoking[..hl],
-            wire::ip::IpMarks {
-                ds: 0,
-                hop_limit: HOP_LIMIT,
-                ident: 0,
-                dont_frag: true,
-            },
-        );
-        repr.emit(&mut invoking[hl..], to.ip(), from.ip());
-        let before =
-            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full;
-        self.udp_port_unreachable(now, &ip, &invoking);
-        Ok(
-            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full
-                == before,
-        )
-    }
-
     /// The largest payload a datagram to an address of this family can carry unfragmented:
     /// the MTU less the IP and UDP headers. A larger one, up to [`UDP_MAX_PAYLOAD`], goes in
     /// fragments.
@@ -950,52 +734,6 @@ impl Endpoint {
         Ok(self.udp.socket_mut(h)?.error.take())
     }
 
-    /// Intercept mode: the next datagram of the catch-all queue, copied into `buf`
-    /// (truncated), with its original source and destination. `WouldBlock` when none is
-    /// queued ([`Event::UdpIntercepted`] follows).
-    pub fn udp_recv_intercepted(&mut self, buf: &mut [u8]) -> Result<InterceptedDatagram, Error> {
-        let d = self.udp.caught.pop_front().ok_or(Error::WouldBlock)?;
-        self.udp.caught_bytes -= d.cost();
-        if let Some(n) = self.udp.caught_per_source.get_mut(&d.src.ip()) {
-            *n -= 1;
-            if *n == 0 {
-                self.udp.caught_per_source.remove(&d.src.ip());
-            }
-        }
-        self.memory -= d.cost();
-        self.memory_changed();
-        let len = d.data.len().min(buf.len());
-        buf[..len].copy_from_slice(&d.data[..len]);
-        Ok(InterceptedDatagram {
-            len,
-            src: d.src,
-            dst: d.dst,
-        })
-    }
-
-    /// In intercept mode, whether the datagrams no socket takes are caught for
-    /// [`udp_recv_intercepted`](Self::udp_recv_intercepted) (the default) or answered with ICMP port
-    /// unreachable, as a closed port answers them. A runtime whose application intercepts
-    /// TCP only turns it off, so that UDP to its clients' destinations fails at once and
-    /// nothing is queued that no one will read (which would also hold memory against
-    /// `Config::max_memory`). Turning it off drops what is queued.
-    pub fn set_udp_interception(&mut self, on: bool) {
-        self.udp.catching = on;
-        if !on {
-            while let Some(d) = self.udp.caught.pop_front() {
-                self.memory -= d.cost();
-            }
-            self.udp.caught_bytes = 0;
-            self.udp.caught_per_source.clear();
-            self.memory_changed();
-        }
-    }
-
-    /// How many datagrams wait in the catch-all queue.
-    pub fn udp_intercepted_count(&self) -> usize {
-        self.udp.caught.len()
-    }
-
     /// Close a UDP socket: its queued datagrams are dropped and its port is free again.
     pub fn udp_close(&mut self, h: UdpHandle) -> Result<(), Error> {
         let sock = self
@@ -1036,60 +774,5 @@ impl Endpoint {
     /// How many UDP sockets are open.
     pub fn udp_socket_count(&self) -> usize {
         self.udp.sockets.len()
-    }
-}
-
-/// The error a connected UDP socket reports for an ICMP destination unreachable with `code`,
-/// or `None` for a soft error, which it does not report. The hard codes and their errnos
-/// are Linux's:
-///
-/// ICMPv4 (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1; `icmp_err_convert`):
-///
-/// | code | meaning | Linux errno, hard? | here |
-/// |---|---|---|---|
-/// | 0 | net unreachable | ENETUNREACH, soft | not reported |
-/// | 1 | host unreachable | EHOSTUNREACH, soft | not reported |
-/// | 2 | protocol unreachable | ENOPROTOOPT, hard | `ConnectionRefused` (nearest) |
-/// | 3 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
-/// | 4 | fragmentation needed | EMSGSIZE, soft | not reported (path MTU news) |
-/// | 5 | source route failed | EOPNOTSUPP, soft | not reported |
-/// | 6 | destination net unknown | ENETUNREACH, hard | `NetworkUnreachable` |
-/// | 7 | destination host unknown | EHOSTDOWN, hard | `HostUnreachable` (nearest) |
-/// | 8 | source host isolated | ENONET, hard | `NetworkUnreachable` (nearest) |
-/// | 9 | net administratively prohibited | ENETUNREACH, hard | `NetworkUnreachable` |
-/// | 10 | host administratively prohibited | EHOSTUNREACH, hard | `HostUnreachable` |
-/// | 11, 12 | net, host unreachable for TOS | ENETUNREACH, EHOSTUNREACH, soft | not reported |
-/// | 13 | communication administratively filtered | EHOSTUNREACH, hard | `HostUnreachable` |
-/// | 14, 15 | precedence violation, cutoff | EHOSTUNREACH, hard | `HostUnreachable` |
-/// | > 15 | unassigned | dropped by `icmp_unreach` | not reported |
-///
-/// ICMPv6 (RFC 4443 §3.1; `icmpv6_err_convert`, table `tab_unreach`):
-///
-/// | code | meaning | Linux errno, hard? | here |
-/// |---|---|---|---|
-/// | 0 | no route | ENETUNREACH, soft | not reported |
-/// | 1 | administratively prohibited | EACCES, hard | `HostUnreachable` (nearest) |
-/// | 2 | beyond the scope of the source | EHOSTUNREACH, soft | not reported |
-/// | 3 | address unreachable | EHOSTUNREACH, soft | not reported |
-/// | 4 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
-/// | 5, 6 | source policy failed, reject route | EACCES, hard | `HostUnreachable` (nearest) |
-/// | > 6 | unassigned | EPROTO, hard | `HostUnreachable` (nearest) |
-///
-/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET, EACCES or EPROTO; each
-/// maps to the variant closest in meaning rather than growing the public enum.
-fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
-    if v6 {
-        match code {
-            0 | 2 | 3 => None,
-            4 => Some(Error::ConnectionRefused),
-            _ => Some(Error::HostUnreachable),
-        }
-    } else {
-        match code {
-            2 | 3 => Some(Error::ConnectionRefused),
-            6 | 8 | 9 => Some(Error::NetworkUnreachable),
-            7 | 10 | 13..=15 => Some(Error::HostUnreachable),
-            _ => None,
-        }
     }
 }

@@ -1,0 +1,234 @@
+//! ICMP for UDP: port unreachable for a datagram no socket takes, and for one an application
+//! refuses ([`Endpoint::udp_refuse`]), within the endpoint's ICMP token bucket; and the
+//! destination unreachable errors reported to the connected sockets that drew them.
+//!
+//! A hard ICMP destination unreachable about a datagram a connected socket sent (port or
+//! protocol unreachable: `ConnectionRefused`; the administratively prohibited and unknown
+//! network or host codes: `NetworkUnreachable` or `HostUnreachable`) fails that socket's
+//! next `recv` or `send` once, as Linux reports a hard ICMP error on a connected UDP socket
+//! (`__udp4_lib_err`: only hard errors, only when connected, without `IP_RECVERR`). Soft
+//! ones (network or host unreachable, fragmentation needed) are not reported; the table is
+//! at `unreachable_error`.
+
+use std::net::SocketAddr;
+
+use crate::endpoint::output::Own;
+use crate::endpoint::{Endpoint, Event};
+use crate::error::Error;
+use crate::tcp::connection::output::HOP_LIMIT;
+use crate::time::Instant;
+use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+
+/// ICMP errors the endpoint sends per second at most, on average (Linux icmp_msgs_per_sec).
+const ICMP_MSGS_PER_SEC: u64 = 1000;
+/// ... and in a burst (Linux icmp_msgs_burst).
+const ICMP_MSGS_BURST: u64 = 50;
+
+/// The most of the offending datagram an ICMP error quotes: RFC 1812 §4.3.2.3 lets an IPv4
+/// error grow to 576 bytes, RFC 4443 §2.4(c) an ICMPv6 one to the IPv6 minimum MTU (1280).
+pub(in crate::endpoint) fn quote_max(v6: bool) -> usize {
+    if v6 {
+        1280 - 40 - 8
+    } else {
+        576 - 20 - 8
+    }
+}
+
+impl Endpoint {
+    /// RFC 1122 §4.1.3.1: ICMP port unreachable (v4 type 3 code 3, RFC 792; v6 type 1 code 4,
+    /// RFC 4443 §3.1) from the address the datagram was sent to, quoting it, within the
+    /// ICMP rate limit.
+    ///
+    /// The datagram is already counted under `drop_udp_no_socket`: an answer that finds the
+    /// own-packet queue full is counted apart (not as a second drop, `Stats` counts each
+    /// packet under one `drop_*` reason) and checked for first, so that it spends no
+    /// rate-limit token.
+    pub(super) fn udp_port_unreachable(&mut self, now: Instant, ip: &IpRepr, packet: &[u8]) {
+        if self.control_full() {
+            self.stats.udp_port_unreachable_queue_full += 1;
+            return;
+        }
+        if !self.icmp_allowed(now) {
+            self.stats.udp_port_unreachable_limited += 1;
+            return;
+        }
+        let v6 = matches!(ip, IpRepr::Ipv6(_));
+        let quote = &packet[..packet.len().min(quote_max(v6))];
+        let error = IcmpRepr::DstUnreachable {
+            code: if v6 { 4 } else { 3 },
+            invoking: quote,
+        };
+        self.send_icmp(ip.dst_addr(), ip.src_addr(), &error, Own::PortUnreachable);
+    }
+
+    /// The ICMP error token bucket: `ICMP_MSGS_BURST` messages at once, refilled at
+    /// `ICMP_MSGS_PER_SEC` (Linux's `icmp_global_allow`). Kept in microseconds of credit.
+    pub(in crate::endpoint) fn icmp_allowed(&mut self, now: Instant) -> bool {
+        let cost = 1_000_000 / ICMP_MSGS_PER_SEC;
+        let cap = cost * ICMP_MSGS_BURST;
+        let u = &mut self.udp;
+        let elapsed = match u.icmp_filled {
+            Some(t) => now.saturating_duration_since(t).as_micros(),
+            None => u128::from(cap),
+        };
+        u.icmp_credit = (u128::from(u.icmp_credit) + elapsed).min(u128::from(cap)) as u64;
+        u.icmp_filled = Some(now);
+        if u.icmp_credit < cost {
+            return false;
+        }
+        u.icmp_credit -= cost;
+        true
+    }
+
+    /// An ICMP destination unreachable quoting a datagram we sent: reported to the connected
+    /// socket that sent it if Linux would report it there. Linux reports only "hard"
+    /// (fatal) errors on a socket without `IP_RECVERR`, and only once connected
+    /// (`__udp4_lib_err`, `__udp6_lib_err`), and classes them in `icmp_err_convert`
+    /// (net/ipv4/icmp.c) and `icmpv6_err_convert` (net/ipv6/icmp.c); see
+    /// [`unreachable_error`]. Soft errors (RFC 1122 §3.2.2.1: network, host and
+    /// source-route unreachable are transient) and unconnected sockets hear nothing; the
+    /// message is counted under `drop_other`.
+    pub(in crate::endpoint) fn udp_icmp_unreachable(
+        &mut self,
+        v6: bool,
+        code: u8,
+        invoking: &[u8],
+    ) {
+        let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let Some(error) = unreachable_error(v6, code) else {
+            self.stats.drop_other += 1;
+            return;
+        };
+        let remote = SocketAddr::new(odst, dport);
+        let h = match self.udp_lookup(SocketAddr::new(osrc, sport), remote) {
+            Some(h) => h,
+            None => {
+                self.stats.drop_other += 1;
+                return;
+            }
+        };
+        let Ok(sock) = self.udp.socket_mut(h) else {
+            return;
+        };
+        if sock.peer != Some(remote) {
+            self.stats.drop_other += 1;
+            return;
+        }
+        sock.error = Some(error);
+        self.push_event(Event::UdpReadable(h));
+    }
+
+    /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port
+    /// unreachable (v4 type 3 code 3, v6 type 1 code 4), from `from`, quoting such a
+    /// datagram (its IP and UDP headers, which is what the sender's stack matches its
+    /// socket by: Linux's `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose
+    /// upstream refused what it relayed (`ECONNREFUSED` on its own socket), so that the
+    /// client's connected socket learns it at once, as it would without the proxy. `from`
+    /// is an own address, or in intercept mode any unicast address routed to us;
+    /// `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
+    /// for a closed port).
+    pub fn udp_refuse(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<bool, Error> {
+        if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
+            return Err(Error::InvalidInput);
+        }
+        if !self.may_own(from.ip()) || !self.is_unicast(to.ip()) {
+            return Err(Error::AddrNotAvailable);
+        }
+        // The datagram the client sent: from it, to `from`, with no payload.
+        let repr = UdpRepr {
+            src_port: to.port(),
+            dst_port: from.port(),
+            payload: &[],
+        };
+        let ip = IpRepr::new(
+            to.ip(),
+            from.ip(),
+            IpProtocol::Udp,
+            repr.buffer_len(),
+            HOP_LIMIT,
+        )
+        .map_err(|_| Error::InvalidInput)?;
+        let hl = ip.header_len();
+        let mut invoking = vec![0u8; ip.buffer_len()];
+        ip.emit_marked(
+            &mut invoking[..hl],
+            wire::ip::IpMarks {
+                ds: 0,
+                hop_limit: HOP_LIMIT,
+                ident: 0,
+                dont_frag: true,
+            },
+        );
+        repr.emit(&mut invoking[hl..], to.ip(), from.ip());
+        let before =
+            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full;
+        self.udp_port_unreachable(now, &ip, &invoking);
+        Ok(
+            self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full
+                == before,
+        )
+    }
+}
+
+/// The error a connected UDP socket reports for an ICMP destination unreachable with `code`,
+/// or `None` for a soft error, which it does not report. The hard codes and their errnos
+/// are Linux's:
+///
+/// ICMPv4 (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1; `icmp_err_convert`):
+///
+/// | code | meaning | Linux errno, hard? | here |
+/// |---|---|---|---|
+/// | 0 | net unreachable | ENETUNREACH, soft | not reported |
+/// | 1 | host unreachable | EHOSTUNREACH, soft | not reported |
+/// | 2 | protocol unreachable | ENOPROTOOPT, hard | `ConnectionRefused` (nearest) |
+/// | 3 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
+/// | 4 | fragmentation needed | EMSGSIZE, soft | not reported (path MTU news) |
+/// | 5 | source route failed | EOPNOTSUPP, soft | not reported |
+/// | 6 | destination net unknown | ENETUNREACH, hard | `NetworkUnreachable` |
+/// | 7 | destination host unknown | EHOSTDOWN, hard | `HostUnreachable` (nearest) |
+/// | 8 | source host isolated | ENONET, hard | `NetworkUnreachable` (nearest) |
+/// | 9 | net administratively prohibited | ENETUNREACH, hard | `NetworkUnreachable` |
+/// | 10 | host administratively prohibited | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | 11, 12 | net, host unreachable for TOS | ENETUNREACH, EHOSTUNREACH, soft | not reported |
+/// | 13 | communication administratively filtered | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | 14, 15 | precedence violation, cutoff | EHOSTUNREACH, hard | `HostUnreachable` |
+/// | > 15 | unassigned | dropped by `icmp_unreach` | not reported |
+///
+/// ICMPv6 (RFC 4443 §3.1; `icmpv6_err_convert`, table `tab_unreach`):
+///
+/// | code | meaning | Linux errno, hard? | here |
+/// |---|---|---|---|
+/// | 0 | no route | ENETUNREACH, soft | not reported |
+/// | 1 | administratively prohibited | EACCES, hard | `HostUnreachable` (nearest) |
+/// | 2 | beyond the scope of the source | EHOSTUNREACH, soft | not reported |
+/// | 3 | address unreachable | EHOSTUNREACH, soft | not reported |
+/// | 4 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
+/// | 5, 6 | source policy failed, reject route | EACCES, hard | `HostUnreachable` (nearest) |
+/// | > 6 | unassigned | EPROTO, hard | `HostUnreachable` (nearest) |
+///
+/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET, EACCES or EPROTO; each
+/// maps to the variant closest in meaning rather than growing the public enum.
+fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
+    if v6 {
+        match code {
+            0 | 2 | 3 => None,
+            4 => Some(Error::ConnectionRefused),
+            _ => Some(Error::HostUnreachable),
+        }
+    } else {
+        match code {
+            2 | 3 => Some(Error::ConnectionRefused),
+            6 | 8 | 9 => Some(Error::NetworkUnreachable),
+            7 | 10 | 13..=15 => Some(Error::HostUnreachable),
+            _ => None,
+        }
+    }
+}
