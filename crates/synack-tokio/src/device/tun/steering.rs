@@ -3,15 +3,16 @@
 //! puts each TCP flow on the queue of the shard that owns it (`TUNSETSTEERINGEBPF`; the
 //! kernel takes the program's result, as a `u16`, modulo the queue count).
 //!
-//! The program is straight-line code, emitted here instruction by instruction (653 of them,
-//! of which a packet runs about 380 for IPv4 and 610 for IPv6: no loops, no maps, no
+//! The program is straight-line code, emitted here instruction by instruction (661 of them,
+//! of which a packet runs about 380 for IPv4 and 610 to 620 for IPv6: no loops, no maps, no
 //! helpers), so that the crate needs neither a BPF compiler at build time nor a loader
 //! library:
 //! 1. Packet loads: the legacy `LD_ABS`/`LD_IND` instructions, which read big-endian fields
 //!    at offsets from the network header (a TUN's packets have no link-layer header), and
 //!    end the program with 0 if the packet is too short. What is not plain TCP (another
-//!    protocol, an IPv4 fragment, IPv6 with extension headers) goes to queue 0, where the
-//!    stack keeps UDP and hands over anything else.
+//!    protocol, an IPv4 fragment, IPv6 with extension headers other than one Hop-by-Hop
+//!    Options header) goes to queue 0, where the stack keeps UDP and hands over anything
+//!    else.
 //! 2. The message words ([`flow_word`](crate::shard::flow_word)) go to the program's stack
 //!    (the packet loads clobber registers R1 to R5): IPv6's five in slots 0 to 4, IPv4's
 //!    two in slots 3 and 4, and the last block (the message length) in R9.
@@ -96,6 +97,8 @@ const FP: u8 = 10;
 enum Label {
     Ipv4,
     Ipv6,
+    /// IPv6's TCP header found, its offset in R8.
+    Ipv6Tcp,
     Queue0,
     /// The hash's last two message words (stack slots 3 and 4) and its end.
     HashTail,
@@ -282,6 +285,8 @@ impl Asm {
 
 /// TCP's protocol number (IPv4's protocol field, IPv6's next header).
 const TCP: i32 = 6;
+/// IPv6's Hop-by-Hop Options header (RFC 8200 §4.3), as a next header.
+const HOP_BY_HOP: i32 = 0;
 
 /// The steering program for `steering`'s key.
 pub(super) fn program(steering: &FlowSteering) -> Vec<Insn> {
@@ -325,10 +330,24 @@ pub(super) fn program(steering: &FlowSteering) -> Vec<Insn> {
     a.sip_init(steering.key());
     a.jump(Label::HashTail);
 
-    // IPv6 (RFC 8200 §3): TCP right after the fixed header; the addresses in four words.
+    // IPv6 (RFC 8200 §3): TCP right after the fixed header, or after a Hop-by-Hop Options
+    // header (§4.3: next header 0, its length in 8-octet units past the first 8). The
+    // kernel puts one on every IPv6 skb over 65535 bytes while it picks the queue (BIG
+    // TCP's temporary jumbo option, `ip6_xmit`, removed only when the skb is segmented):
+    // a TUN whose MTU lets two segments exceed that sees it on most bulk data. R8 is the
+    // TCP header's offset; the addresses go in four words.
     a.label(Label::Ipv6);
+    a.alu_k(MOV, R8, 40);
     a.ld_abs(B, 6);
+    a.jump_k(JEQ, R0, TCP, Label::Ipv6Tcp);
+    a.jump_k(JNE, R0, HOP_BY_HOP, Label::Queue0);
+    a.ld_abs(B, 40);
     a.jump_k(JNE, R0, TCP, Label::Queue0);
+    a.ld_abs(B, 41);
+    a.alu_k(LSH, R0, 3);
+    a.alu_k(ADD, R0, 48);
+    a.alu_x(MOV, R8, R0);
+    a.label(Label::Ipv6Tcp);
     for i in 0..4i16 {
         a.ld_abs(W, 8 + 4 * i32::from(i));
         a.alu_x(MOV, R7, R0);
@@ -336,9 +355,9 @@ pub(super) fn program(steering: &FlowSteering) -> Vec<Insn> {
         a.alu_x(MOV, R9, R0);
         a.flow_word(i);
     }
-    a.ld_abs(H, 40);
+    a.ld_ind(H, R8, 0);
     a.alu_x(MOV, R7, R0);
-    a.ld_abs(H, 42);
+    a.ld_ind(H, R8, 2);
     a.alu_x(MOV, R9, R0);
     a.flow_word(4);
     a.sip_last_block(5);
@@ -376,7 +395,7 @@ mod tests {
     fn jumps_land_on_their_labels_and_the_program_fits() {
         let insns = program(&crate::shard::Flows::new(2).steering().clone());
         // Within the kernel's limit for a program an unprivileged user could load
-        // (BPF_MAXINSNS, 4096 slots); it is 653 today.
+        // (BPF_MAXINSNS, 4096 slots); it is 661 today.
         assert!(insns.len() <= 4096, "{} instructions", insns.len());
         for (at, i) in insns.iter().enumerate() {
             if i.code & 0x07 == JMP && i.code != JMP | EXIT {
@@ -455,9 +474,18 @@ mod tests {
             } else {
                 let s: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
                 let d: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
-                let mut p = vec![0x60, 0, 0, 0, 0, 20, 6, 64];
+                // A third of them behind a Hop-by-Hop Options header: the kernel's temporary
+                // jumbo one (8 bytes), or 16 bytes of padding.
+                let hop_by_hop: &[u8] = match i % 6 {
+                    1 => &[],
+                    3 => &[6, 0, 0xc2, 4, 0, 1, 0, 0],
+                    _ => &[6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                };
+                let next = if hop_by_hop.is_empty() { 6 } else { 0 };
+                let mut p = vec![0x60, 0, 0, 0, 0, 20, next, 64];
                 p.extend_from_slice(&s);
                 p.extend_from_slice(&d);
+                p.extend_from_slice(hop_by_hop);
                 p.extend_from_slice(&sport.to_be_bytes());
                 p.extend_from_slice(&dport.to_be_bytes());
                 p.extend_from_slice(&[0u8; 16]);
@@ -469,9 +497,10 @@ mod tests {
             assert_eq!(want, steering.queue_of(b, a), "symmetric: {a} <-> {b}");
         }
 
-        // Left to queue 0: UDP, an IPv4 fragment, IPv6 behind an extension header, a
-        // packet too short for its ports (the test run itself refuses anything shorter than
-        // an IPv4 header), another IP version.
+        // Left to queue 0: UDP, an IPv4 fragment, IPv6 behind an extension header other than
+        // one Hop-by-Hop header, or UDP behind that one, a packet too short for its ports
+        // (the test run itself refuses anything shorter than an IPv4 header), another IP
+        // version.
         let mut udp = vec![0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1];
         udp.extend_from_slice(&[198, 18, 0, 2, 0x30, 0x39, 0, 53, 0, 8, 0, 0]);
         assert_eq!(run(&udp), 0);
@@ -479,10 +508,15 @@ mod tests {
         fragment[9] = 6;
         fragment[6] = 0x20; // more fragments
         assert_eq!(run(&fragment), 0);
-        let mut ext = vec![0x60, 0, 0, 0, 0, 28, 0, 64];
+        let mut ext = vec![0x60, 0, 0, 0, 0, 28, 43, 64];
         ext.extend_from_slice(&[0x20; 32]);
-        ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0, 0x30, 0x39, 0, 80]);
-        assert_eq!(run(&ext), 0);
+        ext.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 0, 0x30, 0x39, 0, 80]);
+        ext.extend_from_slice(&[0u8; 16]);
+        assert_eq!(run(&ext), 0, "a Routing header");
+        let mut hop_udp = ext.clone();
+        hop_udp[6] = 0;
+        hop_udp[40] = 17;
+        assert_eq!(run(&hop_udp), 0, "UDP behind a Hop-by-Hop header");
         let short = [
             0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
         ];
