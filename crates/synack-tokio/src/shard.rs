@@ -24,7 +24,8 @@
 //!
 //! **Packets on the wrong queue** are still handled, for devices that cannot steer (the
 //! kernel refused the program: no `bpf(2)` for this process, say) and for what the program
-//! leaves to queue 0 (IPv6 behind extension headers, ICMP errors). A shard's driver looks at
+//! leaves to queue 0 (IPv6 behind extension headers other than one Hop-by-Hop header, which
+//! the kernel's own IPv6 super-packets carry while it picks their queue; ICMP errors). A shard's driver looks at
 //! every packet it reads (`Flows::route`): one whose flow another shard owns is copied into
 //! that shard's bounded hand-off channel (512 packets, `HANDOFF_QUEUE`; counted in
 //! [`ShardStats::handed_off`], and dropped and counted in [`ShardStats::handoff_dropped`]
