@@ -205,6 +205,48 @@ pub(super) fn enable_ipv6(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Waits, at most `limit`, until the kernel can receive on `addr`: no longer tentative in
+/// `/proc/thread-self/net/if_inet6` and its local route (the /128 of the local table) in
+/// `/proc/thread-self/net/ipv6_route`. Linux installs that route only when the address's
+/// DAD work item runs (`addrconf_dad_completed`), asynchronously even with DAD off, and
+/// drops what comes for the address before then (`Ip6InAddrErrors`): a SYN written at once
+/// was lost, and the connection paid a SYN retransmission timeout. `false` if `limit`
+/// passed first.
+pub(super) fn wait_ipv6_usable(addr: Ipv6Addr, limit: std::time::Duration) -> bool {
+    /// IFA_F_TENTATIVE (linux/if_addr.h).
+    const TENTATIVE: u32 = 0x40;
+    let hex: String = addr.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let usable = || {
+        let addresses = std::fs::read_to_string("/proc/thread-self/net/if_inet6");
+        let settled = addresses.is_ok_and(|t| {
+            t.lines().any(|l| {
+                let mut f = l.split_whitespace();
+                f.next() == Some(&hex)
+                    && f.nth(3)
+                        .and_then(|flags| u32::from_str_radix(flags, 16).ok())
+                        .is_some_and(|flags| flags & TENTATIVE == 0)
+            })
+        });
+        let routes = std::fs::read_to_string("/proc/thread-self/net/ipv6_route");
+        settled
+            && routes.is_ok_and(|t| {
+                t.lines().any(|l| {
+                    let mut f = l.split_whitespace();
+                    f.next() == Some(&hex) && f.next() == Some("80")
+                })
+            })
+    };
+    let start = std::time::Instant::now();
+    // Bounded: one check a millisecond until `limit`.
+    while !usable() {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    true
+}
+
 /// Gives `name` the kernel's IPv6 address with its prefix (and with them the connected
 /// route): SIOCSIFADDR on an `AF_INET6` socket takes a `struct in6_ifreq` naming the
 /// interface by index (net/ipv6/addrconf.c, `addrconf_add_ifaddr`).
