@@ -197,7 +197,8 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
 /// can be: tcpdump on the device sees every control segment we send (SYN, ACKs, FIN) summed
 /// whole (only data is left for the device to finish, as a NIC's offloaded transmissions
 /// show), and our own `PcapDevice` recording shows every packet valid, data included,
-/// completed as the device completes it. tshark judges, with checksum validation on.
+/// completed as the device completes it, and the kernel's super-packets too, which reach
+/// us with their checksums left partial. tshark judges, with checksum validation on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
     let test = "kernel_captures_on_the_offloading_device_show_valid_checksums";
@@ -224,7 +225,7 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
             8002,
             "n = 0\n\
              while n < 200000:\n    d = c.recv(65536)\n    if not d: break\n    n += len(d)\n\
-             c.sendall(b'ok %d' % n); c.close()\n",
+             c.sendall(b'x' * 300000 + b'ok %d' % n); c.close()\n",
         )
         .await;
     let mut stream = within(10, TcpStream::connect(&net.stack, host(8002)))
@@ -235,7 +236,9 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
         .unwrap();
     let mut got = Vec::new();
     within(10, stream.read_to_end(&mut got)).await.unwrap();
-    assert_eq!(got, b"ok 200000");
+    assert_eq!(got.len(), 300_009);
+    assert!(got[..300_000].iter().all(|&b| b == b'x'));
+    assert_eq!(&got[300_000..], b"ok 200000");
     drop(stream);
     let server = server.finish(Duration::from_secs(10)).await;
     assert!(server.status.success(), "{server:?}");
@@ -272,6 +275,29 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
     assert!(data > 0 && own.len() > data, "{own:?}");
     for row in &own {
         assert_eq!(row[1..], ["1", "1"], "in the recording: {own:?}");
+    }
+    // And what the kernel sent us, its data in super-packets when the device offloads,
+    // which it hands over with only the pseudo-header summed: recorded with full sums.
+    let theirs = tshark(
+        &net.dir.path().join("own.pcap"),
+        &format!("ip.src == {HOST} && tcp"),
+        &fields,
+    )
+    .await;
+    let big = theirs
+        .iter()
+        .filter(|r| r[0].parse::<usize>().is_ok_and(|n| n > 1460))
+        .count();
+    assert!(
+        !offloads || big > 0,
+        "no super-packet from the kernel: {theirs:?}"
+    );
+    for row in &theirs {
+        assert_eq!(
+            row[1..],
+            ["1", "1"],
+            "the kernel's, in the recording: {theirs:?}"
+        );
     }
     if offloads {
         // The data on the wire was left for the device: what makes this test worth having.

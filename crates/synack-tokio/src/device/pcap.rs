@@ -124,13 +124,24 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.broadcast_addresses()
     }
 
+    /// Records the packet as the device gave it, a coalesced or super-packet whole, but with
+    /// the transport checksum of one the device vouches for (`checksum_verified`) computed
+    /// afresh: the kernel hands an offloading TUN its own TCP and UDP packets with only the
+    /// pseudo-header summed (`VIRTIO_NET_HDR_F_NEEDS_CSUM`), which a recording would show
+    /// as "incorrect" (a correct sum is rewritten unchanged).
     fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
         match self.inner.poll_recv(cx, buf) {
             Poll::Ready(Ok(meta)) => {
                 // A device never reports more than it was given; `get` keeps a faulty one
                 // from making us panic.
                 if let Some(packet) = buf.get(..meta.len) {
-                    self.record(packet);
+                    if meta.checksum_verified && self.out.is_some() {
+                        let mut whole = packet.to_vec();
+                        recompute_checksum(&mut whole);
+                        self.record(&whole);
+                    } else {
+                        self.record(packet);
+                    }
                 }
                 Poll::Ready(Ok(meta))
             }
@@ -193,6 +204,36 @@ fn complete_checksum(packet: &mut [u8]) {
     }
     let sum = checksum::finish(checksum::partial(tcp));
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Computes the TCP or UDP checksum of `packet` from scratch (IPv4 options and IPv6
+/// extension headers skipped), for a received packet whose checksum field the device may
+/// have left partial. A packet that does not parse, or carries something else, is left as
+/// it is.
+fn recompute_checksum(packet: &mut [u8]) {
+    use synack_core::wire::{ip, tcp, udp, IpProtocol};
+    let Ok((header, payload)) = ip::parse(packet) else {
+        return;
+    };
+    let start = payload.as_ptr() as usize - packet.as_ptr() as usize;
+    let end = start + payload.len();
+    let (src, dst, protocol) = (header.src_addr(), header.dst_addr(), header.protocol());
+    let Some(segment) = packet.get_mut(start..end) else {
+        return;
+    };
+    match protocol {
+        IpProtocol::Tcp => {
+            if let Ok(mut t) = tcp::Packet::new_checked(segment) {
+                t.fill_checksum(src, dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut u) = udp::UdpPacket::new_checked(segment) {
+                u.fill_checksum(src, dst);
+            }
+        }
+        _ => {}
+    }
 }
 
 impl<D> Drop for PcapDevice<D> {
@@ -282,6 +323,55 @@ mod tests {
             TcpRepr::parse(&packet[20..], src, dst, false).is_ok(),
             "completed"
         );
+    }
+
+    /// A received packet's checksum is computed afresh: a partial one (TCP over IPv4, UDP
+    /// over IPv6 behind a Hop-by-Hop header) becomes whole, a whole one stays as it was, and
+    /// what does not parse (a UDP length past the packet) is left alone.
+    #[test]
+    fn received_checksums_are_recomputed_in_the_record() {
+        use std::net::IpAddr;
+        use synack_core::wire::{checksum, IpProtocol, TcpRepr, UdpRepr};
+        let (src, dst): (IpAddr, IpAddr) =
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let mut tcp = vec![0u8; 45];
+        tcp[..20].copy_from_slice(&[
+            0x45, 0, 0, 45, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ]);
+        let ip_sum = checksum::finish(checksum::partial(&tcp[..20]));
+        tcp[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        tcp[20..24].copy_from_slice(&[0, 80, 0x9c, 0x40]);
+        tcp[32] = 5 << 4;
+        tcp[40..].copy_from_slice(b"hello");
+        let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, 25).unwrap();
+        tcp[36..38].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        assert!(TcpRepr::parse(&tcp[20..], src, dst, false).is_err());
+        recompute_checksum(&mut tcp);
+        assert!(TcpRepr::parse(&tcp[20..], src, dst, false).is_ok());
+        let whole = tcp.clone();
+        recompute_checksum(&mut tcp);
+        assert_eq!(tcp, whole);
+
+        let (src6, dst6): (IpAddr, IpAddr) =
+            ("2001:2::1".parse().unwrap(), "2001:2::2".parse().unwrap());
+        let mut udp = vec![0x60, 0, 0, 0, 0, 21, 0, 64];
+        for a in [src6, dst6] {
+            let IpAddr::V6(a) = a else { unreachable!() };
+            udp.extend_from_slice(&a.octets());
+        }
+        udp.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        udp.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 13, 0, 0]);
+        udp.extend_from_slice(b"query");
+        let pseudo = checksum::pseudo_header(src6, dst6, IpProtocol::Udp, 13).unwrap();
+        udp[54..56].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        assert!(UdpRepr::parse(&udp[48..], src6, dst6, false).is_err());
+        recompute_checksum(&mut udp);
+        assert!(UdpRepr::parse(&udp[48..], src6, dst6, false).is_ok());
+        let mut long = udp.clone();
+        long[52..54].copy_from_slice(&200u16.to_be_bytes());
+        let before = long.clone();
+        recompute_checksum(&mut long);
+        assert_eq!(long, before);
     }
 
     #[test]
