@@ -285,6 +285,22 @@ fn step(e: io::Error, doing: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{doing}: {e}"))
 }
 
+/// What creating TUN `name` failed with, said so: a name taken, the device or TUNSETIFF
+/// refused (bare OS errors), or an offload setting refused (`sys::open_tun` names those).
+fn creating_error(name: &str, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "creating TUN {name}: an interface of that name exists already (another \
+                 stack's, or one made with `ip tuntap`); give this one another TunConfig::name"
+            ),
+        ),
+        Some(_) => step(e, &format!("creating TUN {name} (/dev/net/tun, TUNSETIFF)")),
+        None => step(e, &format!("creating TUN {name}")),
+    }
+}
+
 /// An open TUN file registered with the tokio reactor: what both devices are made of.
 struct Tun {
     fd: AsyncFd<OwnedFd>,
@@ -347,20 +363,8 @@ impl Tun {
             None
         };
         let name = &config.name;
-        let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true).map_err(|e| {
-            if e.raw_os_error() == Some(libc::EBUSY) {
-                io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!(
-                        "creating TUN {name}: an interface of that name exists already \
-                         (another stack's, or one made with `ip tuntap`); give this one \
-                         another TunConfig::name"
-                    ),
-                )
-            } else {
-                step(e, &format!("creating TUN {name} (/dev/net/tun, TUNSETIFF)"))
-            }
-        })?;
+        let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true)
+            .map_err(|e| creating_error(name, e))?;
         sys::set_mtu(name, mtu).map_err(|e| step(e, &format!("setting TUN {name}'s MTU")))?;
         if let Some(v4) = config.host_addr {
             sys::add_ipv4(name, v4.addr, v4.netmask())
@@ -951,6 +955,26 @@ mod tests {
             missing.is_empty(),
             "no local route for 2001:2::1 yet: {missing:?}"
         );
+    }
+
+    /// A failed creation says which step failed: the fallback's warning on a kernel without
+    /// TUN offloads names TUNSETOFFLOAD, not the creation of the interface.
+    #[test]
+    fn creation_errors_name_the_call_that_failed() {
+        let busy = creating_error("sk0", io::Error::from_raw_os_error(libc::EBUSY));
+        assert_eq!(busy.kind(), io::ErrorKind::AlreadyExists);
+        let setiff = creating_error("sk0", io::Error::from_raw_os_error(libc::EPERM));
+        assert!(setiff.to_string().contains("TUNSETIFF"), "{setiff}");
+        let offload = sys::refused(
+            io::Error::from_raw_os_error(libc::EINVAL),
+            "TUNSETOFFLOAD (checksum, TSO4, TSO6)",
+        );
+        let offload = creating_error("sk0", offload).to_string();
+        assert!(
+            offload.contains("TUNSETOFFLOAD") && !offload.contains("TUNSETIFF"),
+            "{offload}"
+        );
+        assert!(offload.contains("os error 22"), "{offload}");
     }
 
     /// Where the offloading device cannot be had, the default device falls back to the plain

@@ -80,13 +80,22 @@ pub(super) fn open_tun(
         let size = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across
         // the call.
-        check(unsafe { libc::ioctl(raw, libc::TUNSETVNETHDRSZ as _, &size) })?;
+        check(unsafe { libc::ioctl(raw, libc::TUNSETVNETHDRSZ as _, &size) })
+            .map_err(|e| refused(e, "TUNSETVNETHDRSZ (the virtio-net header)"))?;
         let offload = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
         // SAFETY: TUNSETOFFLOAD takes its flags by value, not through a pointer: no memory is
         // touched.
-        check(unsafe { libc::ioctl(raw, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(offload)) })?;
+        check(unsafe { libc::ioctl(raw, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(offload)) })
+            .map_err(|e| refused(e, "TUNSETOFFLOAD (checksum, TSO4, TSO6)"))?;
     }
     Ok(fd)
+}
+
+/// An offload setting the kernel refused, named: the error of `open_tun` then says which
+/// call failed (a kernel without TUN offloads refuses TUNSETOFFLOAD, not TUNSETIFF). Only
+/// the open and TUNSETIFF keep their bare OS error, whose EBUSY the caller looks for.
+pub(super) fn refused(e: io::Error, call: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{call} refused: {e}"))
 }
 
 /// Moves the calling thread into the network namespace `ns` (an open `/proc/.../ns/net`
