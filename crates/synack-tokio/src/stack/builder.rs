@@ -119,8 +119,9 @@ impl StackBuilder {
     /// owning the flows a secret hash gives it (see [`crate::shard`]). The default is the
     /// machine's parallelism ([`std::thread::available_parallelism`]). Either is clamped to
     /// what the device supports ([`Device::max_queues`]): one for the in-memory and pcap
-    /// devices and for a TUN opened without multi-queue, and to how many queues the device
-    /// could actually open. 0 counts as 1.
+    /// devices and for a TUN opened without multi-queue, 256 for a multi-queue TUN (Linux's
+    /// `MAX_TAP_QUEUES`), and to how many queues the device could actually open; a number
+    /// asked for here and clamped is logged as a warning. 0 counts as 1.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = Some(workers);
         self

@@ -529,7 +529,16 @@ impl Stack {
         }
 
         let wanted = workers.unwrap_or_else(default_workers).max(1);
-        let wanted = wanted.min(device.max_queues().max(1));
+        let most = device.max_queues().max(1);
+        if workers.is_some_and(|asked| asked > most) {
+            // Asked for explicitly: say what runs instead (the default is clamped quietly).
+            warn!(
+                asked = wanted,
+                workers = most,
+                "synack: the device has at most {most} queue(s); running {most} worker(s)"
+            );
+        }
+        let wanted = wanted.min(most);
         let mut devices = Vec::with_capacity(wanted);
         while devices.len() + 1 < wanted {
             match device.open_queue() {
