@@ -86,8 +86,8 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU};
 pub use endpoint::{
-    ConnectionHandle, Endpoint, Event, FastOpenKey, InterceptedDatagram, InterceptedSyn,
-    ListenerHandle, RecvMeta, SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
+    ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenKey, InterceptedDatagram,
+    InterceptedSyn, ListenerHandle, RecvMeta, SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

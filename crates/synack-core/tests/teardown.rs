@@ -979,3 +979,75 @@ fn a_read_sends_no_window_update_the_window_field_cannot_show() {
         "the FIN behind the duplicate data is taken"
     );
 }
+
+// === The process ends (`Endpoint::end_unfinished`) ================================================
+
+/// A connection with everything it sent acknowledged and nothing unread ends with its FIN,
+/// as Linux closes a socket when its process exits: the peer reads the end of the stream,
+/// not a reset; the exchange finishes if the peer answers.
+#[test]
+fn an_idle_connection_ends_with_a_fin() {
+    let mut k = open();
+    k.h.ep.send(k.c, b"all acknowledged").unwrap();
+    let _ = k.h.drain();
+    k.our_nxt += 16;
+    k.peer_sends(ACK, b"");
+    let ended = k.h.ep.end_unfinished(k.h.now);
+    assert_eq!((ended.closed, ended.reset, ended.lost), (1, 0, 0));
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert!(segs[0].is(FIN | ACK));
+    assert_eq!(segs[0].seq, k.our_nxt);
+    // The handle stays the application's (a stream still held elsewhere learns from its
+    // runtime that the stack is gone).
+    assert_eq!(k.state(), State::FinWait1);
+    k.our_nxt += 1;
+    k.peer_sends(FIN | ACK, b"");
+    assert_eq!(k.state(), State::TimeWait);
+    assert!(k.h.drain().iter().all(|s| !s.has(RST)));
+}
+
+/// What would need a retransmission no one will make is reset instead, with the bytes it
+/// held counted: data written and not acknowledged, data never read; and so is a connection
+/// nobody accepted (as Linux resets what a closed listener's queue held). A FIN already on
+/// its way with everything before it acknowledged is left to go.
+#[test]
+fn what_cannot_end_cleanly_is_reset() {
+    // Unacknowledged data.
+    let mut k = open();
+    k.h.ep.send(k.c, b"in flight").unwrap();
+    let _ = k.h.drain();
+    let ended = k.h.ep.end_unfinished(k.h.now);
+    assert_eq!((ended.closed, ended.reset, ended.lost), (0, 1, 9));
+    let segs = k.h.drain();
+    assert!(segs.len() == 1 && segs[0].has(RST), "{segs:?}");
+
+    // Unread data.
+    let mut k = open();
+    k.peer_sends(ACK, b"unread");
+    let _ = k.h.drain();
+    let ended = k.h.ep.end_unfinished(k.h.now);
+    assert_eq!((ended.closed, ended.reset), (0, 1));
+    assert!(k.h.drain().iter().any(|s| s.has(RST)));
+
+    // A FIN sent, unacknowledged, everything before it acknowledged: nothing more.
+    let mut k = open();
+    k.h.ep.shutdown(k.c).unwrap();
+    assert!(k.h.one().has(FIN));
+    let ended = k.h.ep.end_unfinished(k.h.now);
+    assert_eq!((ended.closed, ended.reset), (1, 0));
+    assert!(k.h.drain().is_empty());
+
+    // Established in a listener's queue, never accepted.
+    let mut h = Harness::new(config());
+    let server = SocketAddr::new(US, 8080);
+    let client = SocketAddr::new(PEER, 40000);
+    let _l = h.ep.listen(server, 16).unwrap();
+    h.inject(client, server, Out::new(SYN, 1000, 0));
+    let syn_ack = h.one();
+    h.inject(client, server, Out::new(ACK, 1001, 0).ackn(syn_ack.seq + 1));
+    let _ = h.drain();
+    let ended = h.ep.end_unfinished(h.now);
+    assert_eq!((ended.closed, ended.reset), (0, 1));
+    assert!(h.drain().iter().any(|s| s.has(RST)));
+}

@@ -484,34 +484,42 @@ impl<D: Device> Drop for Driver<D> {
     /// parked task is woken and every later command fails instead of waiting forever.
     ///
     /// A driver dropped with connections unfinished is one whose runtime is shutting down
-    /// (the process is ending): they cannot be finished, so they are reset. Whatever the
-    /// core has queued (those RSTs, and any queued before: a stream dropped with linger 0 or
-    /// with unread data just before `main` returned) is handed to the device now, so that no
-    /// peer is left waiting on a connection that will never answer again.
+    /// (the process is ending): they cannot be finished, so they end as Linux ends a
+    /// process's sockets at exit. One with everything it sent acknowledged and nothing
+    /// unread sends its FIN (the peer reads the end of the stream); the others, which would
+    /// need retransmissions no one will make, are reset. Whatever the core has queued (those
+    /// FINs and RSTs, and any queued before: a stream dropped with linger 0 or with unread
+    /// data just before `main` returned) is handed to the device now, so that no peer is
+    /// left waiting on a connection that will never answer again.
     fn drop(&mut self) {
         let shared = Arc::clone(&self.shared);
         let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.device_error.is_none() {
-            let unfinished = inner.endpoint.unfinished_count();
-            if unfinished > 0 {
-                let queued = inner.endpoint.unfinished_send_queued();
+            // As a process's sockets end at its exit: a FIN where nothing is lost with it,
+            // an RST where something is (see `Endpoint::end_unfinished`).
+            let now = inner.now();
+            let ended = inner.endpoint.end_unfinished(now);
+            if ended.reset > 0 {
+                let (reset, lost) = (ended.reset, ended.lost);
                 if inner.stopping || inner.shutting_down {
                     // Already said: by the last handle's drop, or by `Stack::shutdown`.
-                    debug!(
-                        unfinished,
-                        queued, "driver dropped while stopping; resetting"
-                    );
+                    debug!(reset, lost, "driver dropped while stopping; resetting");
                 } else {
                     // Not through `Stack::shutdown`: data the application wrote is lost.
                     warn!(
-                        unfinished,
-                        queued,
-                        "the runtime stopped the stack with connections unfinished; they are \
-                         reset and {queued} bytes written to them are lost (call \
+                        reset,
+                        lost,
+                        closed = ended.closed,
+                        "the runtime stopped the stack with connections unfinished; {reset} \
+                         are reset and {lost} bytes written to them are lost (call \
                          `Stack::shutdown` before returning from `main`)"
                     );
                 }
-                inner.endpoint.abort_unfinished();
+            } else if ended.closed > 0 {
+                debug!(
+                    closed = ended.closed,
+                    "driver dropped; idle connections closed"
+                );
             }
             let waker = Waker::from(Arc::new(NoWake));
             self.final_flush(&mut inner, &mut Context::from_waker(&waker));

@@ -429,6 +429,9 @@ enum Ending {
     Shutdown,
     /// Drops everything and returns.
     Return,
+    /// Waits until the peer has acknowledged everything written, then returns with the
+    /// stream still held (as a task that owns it does when the runtime ends).
+    ReturnIdle,
     /// Sets linger 0 (an abort on drop: an RST), drops everything and returns.
     Abort,
 }
@@ -442,7 +445,7 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
         tokio::runtime::Builder::new_current_thread()
     };
     let runtime = builder.enable_all().build().unwrap();
-    runtime.block_on(async {
+    let held = runtime.block_on(async {
         let tun = synack_tokio::device::TunDevice::create_in(
             ns,
             &synack_tokio::device::TunConfig::default(),
@@ -455,6 +458,19 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
         if ending == Ending::Abort {
             stream.set_linger(Some(Duration::ZERO)).unwrap();
         }
+        if ending == Ending::ReturnIdle {
+            for _ in 0..500 {
+                let info = stream.info().unwrap();
+                if info.bytes_acked == len as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(stream.info().unwrap().bytes_acked, len as u64);
+            // The runtime ends with the stream and listener still held: the driver goes
+            // first, as when the task that owns a stream outlives it.
+            return Some((stream, listener));
+        }
         drop(stream);
         drop(listener);
         if ending == Ending::Shutdown {
@@ -462,9 +478,11 @@ fn serve_and_exit(ns: &synack_tokio::netns::NetNs, multi_thread: bool, len: usiz
                 .await
                 .expect("shutdown");
         }
+        None
     });
     // The runtime ends here, with the stack's driver task in it.
     drop(runtime);
+    drop(held);
 }
 
 /// In a namespace of its own (`name`), the kernel's `READ_TO_END` client against
@@ -524,6 +542,23 @@ fn kernel_exit_without_shutdown_resets_rather_than_hangs() {
             report.starts_with("RESET") || report == format!("EOF {}", 8 << 20),
             "multi_thread {multi_thread}: {report}"
         );
+        assert!(took < Duration::from_secs(20));
+    }
+}
+
+/// Returning from "main" with an idle connection, everything written acknowledged and
+/// nothing unread: as Linux closes a process's sockets at exit, the client reads every byte
+/// and the end of the stream (a FIN), not a reset, on both runtime flavours.
+#[test]
+fn kernel_exit_with_an_idle_connection_sends_a_fin() {
+    let test = "kernel_exit_with_an_idle_connection_sends_a_fin";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    for multi_thread in [false, true] {
+        let (report, took) =
+            read_while_exiting("synack-exit-fin", multi_thread, 100_000, Ending::ReturnIdle);
+        assert_eq!(report, "EOF 100000", "multi_thread {multi_thread}");
         assert!(took < Duration::from_secs(20));
     }
 }

@@ -249,6 +249,41 @@ impl Endpoint {
             .sum()
     }
 
+    /// End every unfinished connection (see [`Endpoint::unfinished_count`]) as Linux ends a
+    /// process's sockets when it exits, for a runtime that stops driving the endpoint
+    /// without a shutdown: a connection with everything it sent acknowledged and nothing
+    /// unread is closed (its FIN, if not already out, goes with the next `poll_transmit`,
+    /// and the peer reads the end of the stream rather than a reset); the others are reset
+    /// (data unsent or unacknowledged, which no one will retransmit now; data never read; a
+    /// handshake under way; a connection never accepted, as Linux resets what a closed
+    /// listener's queue held). Returns how many were closed and how many reset, and the
+    /// bytes the reset ones still held for their peers.
+    pub fn end_unfinished(&mut self, now: Instant) -> EndedUnfinished {
+        let mut ended = EndedUnfinished::default();
+        let unfinished: Vec<ConnectionHandle> = self
+            .connections
+            .iter()
+            .filter(|(_, s)| s.conn.is_unfinished())
+            .map(|(h, _)| h)
+            .collect();
+        for h in unfinished {
+            let Some(slot) = self.connections.get_mut(&h) else {
+                continue;
+            };
+            let queued = !matches!(slot.owner, Owner::AcceptQueue(_));
+            if queued && slot.conn.can_end_cleanly() {
+                slot.conn.close(now);
+                ended.closed += 1;
+            } else {
+                ended.lost += slot.conn.send_queue_len();
+                slot.conn.abort_with(Error::ConnectionAborted);
+                ended.reset += 1;
+            }
+            self.after(h);
+        }
+        ended
+    }
+
     /// Reset every unfinished connection (see [`Endpoint::unfinished_count`]) and release
     /// what the application no longer holds: the last resort of a shutdown that ran out of
     /// time, so that no peer is left waiting on a connection that will never answer again.
@@ -969,4 +1004,16 @@ enum FastOpen<'a> {
     Off,
     /// `sendto(MSG_FASTOPEN)`: this data in the SYN, with a cookie.
     With(&'a [u8]),
+}
+
+/// What [`Endpoint::end_unfinished`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndedUnfinished {
+    /// Connections closed with a FIN (or whose FIN was already on its way).
+    pub closed: usize,
+    /// Connections reset.
+    pub reset: usize,
+    /// Bytes the reset connections still held for their peers (written, not acknowledged).
+    pub lost: usize,
 }

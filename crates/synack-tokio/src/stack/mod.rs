@@ -46,7 +46,9 @@ pub use builder::{StackBuilder, StackError};
 /// (their data and FINs are delivered, retransmitted as needed) for up to a minute, resets
 /// what is left, and stops. It runs only while the tokio runtime does: a program that wants
 /// what it wrote delivered calls [`Stack::shutdown`] before it returns from `main`, since
-/// connections still unfinished when the runtime ends are reset.
+/// a connection still unfinished when the runtime ends is reset if it needs more than its
+/// FIN (data written and not yet acknowledged, or data never read), as no one is left to
+/// retransmit it; an idle one sends its FIN, as a Linux socket does when its process exits.
 #[derive(Clone)]
 pub struct Stack {
     handle: Arc<StackHandle>,
@@ -680,7 +682,8 @@ impl Stack {
     /// lives in its process, and its connections end with the tokio runtime. A stack whose
     /// last handle is dropped with data still in flight keeps delivering it only while the
     /// runtime runs (for at most a minute, then resets), and when the runtime itself shuts
-    /// down (returning from `main`), whatever is unfinished is reset at once.
+    /// down (returning from `main`), whatever is unfinished is reset at once, but for idle
+    /// connections (everything written acknowledged, nothing unread), which send their FIN.
     ///
     /// ```no_run
     /// # async fn demo(stack: synack_tokio::Stack, mut stream: synack_tokio::TcpStream) -> std::io::Result<()> {

@@ -257,6 +257,22 @@ impl Connection {
         )
     }
 
+    /// Whether the connection can end as Linux ends a process's socket at exit, with nothing
+    /// lost: everything it sent acknowledged, nothing waiting to be sent but a FIN, nothing
+    /// unread (see `Endpoint::end_unfinished`). Then its FIN is all the peer still needs, and
+    /// it needs no retransmission of ours to get the rest.
+    pub fn can_end_cleanly(&self) -> bool {
+        matches!(
+            self.state,
+            State::Established
+                | State::CloseWait
+                | State::FinWait1
+                | State::Closing
+                | State::LastAck
+        ) && self.snd.buffer.is_empty()
+            && self.rcv.buffer.is_empty()
+    }
+
     /// Whether a `shutdown` queued a FIN that has not been sent yet.
     fn fin_unsent(&self) -> bool {
         self.snd.fin_queued && self.snd.fin_seq.is_none()
