@@ -493,6 +493,12 @@ impl Config {
         self.max_memory
     }
 
+    /// The largest backlog a listener may ask for (`max_backlog`), for a runtime that bounds
+    /// one socket's accept queue over several endpoints (`SharedBacklog`).
+    pub fn get_max_backlog(&self) -> usize {
+        self.max_backlog
+    }
+
     /// The inclusive ephemeral port range (`ephemeral_ports`), for a runtime that picks a
     /// connection's port itself (see `Endpoint::connect_with`).
     pub fn get_ephemeral_ports(&self) -> (u16, u16) {

@@ -87,7 +87,8 @@ pub use bytes::Bytes;
 pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU};
 pub use endpoint::{
     ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenKey, InterceptedDatagram,
-    InterceptedSyn, ListenerHandle, RecvMeta, SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
+    InterceptedSyn, ListenerHandle, RecvMeta, SharedBacklog, SynHandle, Transmit, UdpHandle,
+    MAX_SYN_RETRIES,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

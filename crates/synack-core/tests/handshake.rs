@@ -9,7 +9,7 @@ use common::*;
 use synack_core::wire::TcpFlags;
 use synack_core::{
     ConnectionHandle, Error, Event, KeepaliveConfig, ListenerHandle, RecvMeta, SeqNumber,
-    SocketOptions, State, SynCookies,
+    SharedBacklog, SocketOptions, State, SynCookies,
 };
 
 const SYN: TcpFlags = TcpFlags::SYN;
@@ -890,6 +890,76 @@ fn backlog_bounds_the_accept_queue() {
     assert_eq!(h.ep.state(c).unwrap(), State::Established);
     h.inject(other, server(), Out::new(SYN, 5000, 0));
     assert!(h.one().is(SYN | ACK));
+}
+
+/// Two endpoints listening for one socket (a runtime's shards) with a `SharedBacklog` of
+/// three hold three unaccepted connections between them, as one Linux listener with backlog
+/// 2 does, however the connections fall: a SYN to either once three wait is dropped, and
+/// the final ACK of a handshake begun before waits; an `accept` on either makes room on
+/// both, and closing a listener gives back the places its queue held.
+#[test]
+fn a_shared_backlog_bounds_the_accept_queues_together() {
+    let shared = SharedBacklog::new(3);
+    let mut a = Harness::new(config());
+    let mut b = Harness::new(config());
+    let la = a.ep.listen(server(), 2).unwrap();
+    let lb = b.ep.listen(server(), 2).unwrap();
+    a.ep.share_backlog(la, shared.clone()).unwrap();
+    b.ep.share_backlog(lb, shared.clone()).unwrap();
+    let from = |port| SocketAddr::new(PEER, port);
+    let complete = |h: &mut Harness, port: u16| {
+        h.inject(from(port), server(), Out::new(SYN, 1000, 0));
+        let sa = h.one();
+        assert!(sa.is(SYN | ACK), "{port}");
+        h.inject(
+            from(port),
+            server(),
+            Out::new(ACK, 1001, 0).ackn(sa.seq + 1),
+        );
+        sa
+    };
+    // Two on one endpoint, one on the other: three in all.
+    complete(&mut a, 40001);
+    complete(&mut a, 40002);
+    // A handshake begun on `b` before the queue fills, finished after.
+    b.inject(from(40010), server(), Out::new(SYN, 1000, 0));
+    let late = b.one();
+    complete(&mut b, 40003);
+    assert_eq!(shared.queued(), 3);
+    // Full for both: new SYNs dropped, the late handshake's ACK too.
+    a.inject(from(40004), server(), Out::new(SYN, 1000, 0));
+    a.none();
+    b.inject(from(40005), server(), Out::new(SYN, 1000, 0));
+    b.none();
+    b.inject(
+        from(40010),
+        server(),
+        Out::new(ACK, 1001, 0).ackn(late.seq + 1),
+    );
+    assert_eq!(shared.queued(), 3);
+    assert_eq!(a.ep.stats().drop_listen_overflow, 1);
+    assert_eq!(b.ep.stats().drop_listen_overflow, 2);
+    // An accept on `a` makes room on `b`: the late handshake completes on its next ACK.
+    a.ep.accept(la).unwrap();
+    assert_eq!(shared.queued(), 2);
+    b.inject(
+        from(40010),
+        server(),
+        Out::new(ACK, 1001, 0).ackn(late.seq + 1),
+    );
+    assert_eq!(shared.queued(), 3);
+    assert_eq!(
+        b.ep.accept(lb).map(|c| b.ep.peer_addr(c).unwrap().port()),
+        Ok(40003)
+    );
+    assert_eq!(
+        b.ep.accept(lb).map(|c| b.ep.peer_addr(c).unwrap().port()),
+        Ok(40010)
+    );
+    // Closing `a`'s listener resets what it held and gives its place back.
+    assert_eq!(shared.queued(), 1);
+    a.ep.close_listener(a.now, la).unwrap();
+    assert_eq!(shared.queued(), 0);
 }
 
 /// A listener on the unspecified address and one on an own address clash on one port,

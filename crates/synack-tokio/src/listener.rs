@@ -8,10 +8,12 @@
 //!
 //! With several shards (see [`crate::shard`]) the listener is registered on every shard's
 //! endpoint, on one port: each completes the handshakes of the flows it owns, and `accept`
-//! takes from whichever shard has a connection ready. The backlog is shared out among the
-//! shards (each takes its share, rounded up), so that the listener as a whole holds no more
-//! half-open or unaccepted connections than asked for: a SYN flood still meets SYN cookies
-//! at the same total.
+//! takes from whichever shard has a connection ready. The accept queue's bound is the
+//! socket's, over every shard (`synack_core::SharedBacklog`: each shard's listener counts
+//! its queue in one shared count), so that the listener as a whole holds as many unaccepted
+//! connections as a Linux listener with that backlog; the SYN queue's bound is shared out
+//! among the shards (each takes its share, rounded up), so that a SYN flood still meets SYN
+//! cookies at about the same total.
 
 use crate::addr::{first_ok, ToSocketAddrs};
 use std::fmt;
@@ -90,11 +92,23 @@ impl TcpListener {
             0 if n > 1 => stack.check_bind(addr)?,
             _ => addr,
         };
+        // The accept queue is bounded for the socket, over every shard, as Linux bounds one
+        // listener's (`SharedBacklog`); each shard's share bounds its own SYN queue.
+        let shared = (n > 1).then(|| {
+            let most = stack.lock_shard(0).map_or(backlog, |inner| {
+                inner.endpoint.config().get_max_backlog().max(1)
+            });
+            synack_core::SharedBacklog::new(backlog.clamp(1, most))
+        });
         let backlog = backlog.div_ceil(n);
         for shard in 0..n {
             let mut inner = stack.lock_shard(shard)?;
             inner.check_open()?;
             let handle = inner.endpoint.listen_with(addr, backlog, options)?;
+            if let Some(shared) = &shared {
+                // A listener that has queued nothing yet: this cannot fail.
+                inner.endpoint.share_backlog(handle, shared.clone())?;
+            }
             addr = inner.endpoint.listener_addr(handle)?;
             inner.listeners.insert(handle, ListenerState::new(addr));
             debug!(listener = handle.0, shard, %addr, backlog, "listening");

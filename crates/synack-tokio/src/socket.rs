@@ -353,8 +353,10 @@ impl TcpSocket {
     /// Listens on the bound address with at most `backlog + 1` connections waiting to be
     /// accepted, as Linux's `listen(2)` holds one more than it is told
     /// (`sk_acceptq_is_full`: 0 holds one), and as many half-open; every accepted connection
-    /// takes this socket's options. With several workers each shard takes its share,
-    /// rounded up (see [`TcpListener`]). A socket never bound listens on every address of its family
+    /// takes this socket's options. With several workers the accept queue's bound is still
+    /// the socket's, over every shard; the half-open ones are shared out, each shard taking
+    /// its share rounded up (see [`TcpListener`]). A socket never bound listens on every
+    /// address of its family
     /// with an ephemeral port, as Linux binds one on `listen(2)` (`inet_autobind`).
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
         let unspecified = self.unspecified();

@@ -275,6 +275,52 @@ async fn kernel_multiqueue_without_steering_hands_over_only_handshakes() {
     both_ways_over_two_shards("synack-mq-nosteer", true, false).await;
 }
 
+/// Kernel clients connecting one after another, each holding its connection.
+const SEQUENTIAL_CLIENTS: &str = r#"
+import socket, sys
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held, ok = [], 0
+for i in range(n):
+    try:
+        held.append(socket.create_connection((host, port), timeout=1.5))
+        ok += 1
+    except OSError:
+        pass
+print(ok, flush=True)
+"#;
+
+/// `listen(2)` on a stack of two shards holds three connections waiting to be accepted, as
+/// one Linux listener does (`sk_acceptq_is_full`), not three per shard or each shard's
+/// share rounded up (four, found by an audit): the accept queue's bound is the socket's,
+/// over both shards. Once one is accepted, the next client gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_multiqueue_listen_backlog_is_the_sockets() {
+    if !require_tun("kernel_multiqueue_listen_backlog_is_the_sockets") {
+        return;
+    }
+    let net = two_workers("synack-mq-backlog", true, true);
+    let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(STACK), 7600))
+        .unwrap();
+    let listener = socket.listen(2).unwrap();
+    let clients = net.python(SEQUENTIAL_CLIENTS, &[&STACK.to_string(), "7600", "6"]);
+    let out = clients.finish(Duration::from_secs(30)).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3", "{out:?}");
+    let before: u64 = net
+        .stack
+        .shard_stats()
+        .iter()
+        .map(|s| s.stats.connections_established)
+        .sum();
+    assert_eq!(before, 3);
+    // One accepted: room for one more.
+    let _first = within(5, listener.accept()).await.unwrap();
+    let clients = net.python(SEQUENTIAL_CLIENTS, &[&STACK.to_string(), "7600", "2"]);
+    let out = clients.finish(Duration::from_secs(30)).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+}
+
 /// Outbound connects take every port of the ephemeral range before `AddrNotAvailable`, not
 /// one shard's share of it: a connect whose shard has no port left searches the next one
 /// (Linux's `__inet_hash_connect` fails only when the whole range is taken). With two

@@ -268,7 +268,7 @@ impl Endpoint {
                 if let Some(listener) = self.listeners.get_mut(&l) {
                     listener.syn_queue = listener.syn_queue.saturating_sub(1);
                     if n.connected && owner == Owner::Nobody {
-                        listener.accept_queue.push_back(h);
+                        listener.enqueue(h);
                         if let Some(slot) = self.connections.get_mut(&h) {
                             slot.owner = Owner::AcceptQueue(l);
                         }
@@ -376,7 +376,7 @@ impl Endpoint {
             }
             if let Owner::AcceptQueue(l) = slot.owner {
                 if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.accept_queue.retain(|&c| c != h);
+                    listener.forget(h);
                 }
             }
         }

@@ -275,7 +275,7 @@ impl Endpoint {
         if let Some(slot) = self.connections.get(&h) {
             if slot.conn.awaits_final_ack() {
                 if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
-                    if l.accept_queue.len() >= l.backlog && seg.flags.contains(TcpFlags::ACK) {
+                    if l.accept_full() && seg.flags.contains(TcpFlags::ACK) {
                         self.stats.drop_listen_overflow += 1;
                         return;
                     }

@@ -4,6 +4,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::fast_open::{FastOpenQueue, FastOpenVerdict};
 use super::output::Own;
@@ -20,12 +22,46 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
 
+/// The bound of one socket's accept queue, shared by the listeners of several endpoints that
+/// stand for it (a runtime's shards, each with the listener and its own share of the
+/// connections): Linux holds at most backlog + 1 connections waiting for `accept` on a
+/// listening socket (`sk_acceptq_is_full`), and a queue split over shards, each bounded on
+/// its own, held more in all. Each listener counts here what its queue holds, and takes a
+/// connection only while the count is under the bound (checked, not reserved, as Linux's
+/// own lockless check: shards racing for the last place may pass it by one each).
+#[derive(Clone, Debug)]
+pub struct SharedBacklog {
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl SharedBacklog {
+    /// A bound of `limit` connections waiting for `accept`, in all the queues that share it.
+    pub fn new(limit: usize) -> SharedBacklog {
+        SharedBacklog {
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit,
+        }
+    }
+
+    /// How many connections the queues that share it hold now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Listener {
     pub(super) local: SocketAddr,
+    /// Bounds the SYN queue, and the accept queue unless `shared` does.
     pub(super) backlog: usize,
     pub(super) syn_queue: usize,
-    pub(super) accept_queue: VecDeque<ConnectionHandle>,
+    /// Established connections waiting for `accept`: changed only through `enqueue`,
+    /// `dequeue` and `forget`, which keep `shared`'s count.
+    accept_queue: VecDeque<ConnectionHandle>,
+    /// The accept queue's bound shared with other endpoints' listeners for the same socket
+    /// (see [`Endpoint::share_backlog`]).
+    shared: Option<SharedBacklog>,
     /// When the SYN queue last overflowed: cookie ACKs are checked only for a while after
     /// (Linux `tcp_synq_no_recent_overflow`).
     pub(super) last_overflow: Option<Instant>,
@@ -33,6 +69,54 @@ pub(super) struct Listener {
     pub(super) options: SocketOptions,
     /// TCP Fast Open's server side (`options.fast_open`).
     pub(super) fast_open: FastOpenQueue,
+}
+
+impl Listener {
+    /// Whether the accept queue is full: its own backlog, or the bound it shares.
+    pub(super) fn accept_full(&self) -> bool {
+        match &self.shared {
+            Some(s) => s.queued() >= s.limit,
+            None => self.accept_queue.len() >= self.backlog,
+        }
+    }
+
+    /// Queue an established connection for `accept`.
+    pub(super) fn enqueue(&mut self, h: ConnectionHandle) {
+        self.accept_queue.push_back(h);
+        if let Some(s) = &self.shared {
+            s.queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection `accept` takes next.
+    fn dequeue(&mut self) -> Option<ConnectionHandle> {
+        let h = self.accept_queue.pop_front()?;
+        if let Some(s) = &self.shared {
+            s.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(h)
+    }
+
+    /// Take `h` out of the accept queue (it was released before anyone accepted it).
+    pub(super) fn forget(&mut self, h: ConnectionHandle) {
+        let before = self.accept_queue.len();
+        self.accept_queue.retain(|&c| c != h);
+        if let Some(s) = &self.shared {
+            s.queued
+                .fetch_sub(before - self.accept_queue.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// A listener closed with connections in its queue gives their places back to the
+    /// bound it shares (the connections themselves are reset by `close_listener`).
+    fn drop(&mut self) {
+        if let Some(s) = &self.shared {
+            s.queued
+                .fetch_sub(self.accept_queue.len(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Endpoint {
@@ -204,7 +288,7 @@ impl Endpoint {
         let syn_queue_full = listener.syn_queue >= listener.backlog;
         // A full accept queue drops the SYN even with cookies, as Linux does: the application
         // is not keeping up, and more connections would only wait.
-        if listener.accept_queue.len() >= listener.backlog {
+        if listener.accept_full() {
             self.stats.drop_listen_overflow += 1;
             return;
         }
@@ -246,7 +330,7 @@ impl Endpoint {
                     slot.fast_open_of = Some(l);
                 }
                 if let Some(listener) = self.listeners.get_mut(&l) {
-                    listener.accept_queue.push_back(h);
+                    listener.enqueue(h);
                     listener.fast_open.pending += 1;
                 }
                 self.push_event(Event::Incoming(l));
@@ -366,10 +450,7 @@ impl Endpoint {
         ) else {
             return false;
         };
-        let full = self
-            .listeners
-            .get(&l)
-            .is_none_or(|l| l.accept_queue.len() >= l.backlog);
+        let full = self.listeners.get(&l).is_none_or(|l| l.accept_full());
         if !full && self.memory_full_after_pruning(now) {
             self.stats.drop_memory += 1;
             self.stats.refused_memory += 1;
@@ -413,7 +494,7 @@ impl Endpoint {
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
         if let Some(listener) = self.listeners.get_mut(&l) {
-            listener.accept_queue.push_back(h);
+            listener.enqueue(h);
         }
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.owner = Owner::AcceptQueue(l);
@@ -454,6 +535,7 @@ impl Endpoint {
                 backlog,
                 syn_queue: 0,
                 accept_queue: VecDeque::new(),
+                shared: None,
                 last_overflow: None,
                 options: *opts,
                 fast_open: FastOpenQueue::default(),
@@ -461,6 +543,26 @@ impl Endpoint {
         );
         self.by_local.insert(local, l);
         Ok(l)
+    }
+
+    /// Bound `listener`'s accept queue together with other endpoints' listeners for the same
+    /// socket, by `shared` (a runtime whose shards each listen for one socket: see
+    /// [`SharedBacklog`]), instead of by its own backlog, which then bounds its SYN queue
+    /// only. Call it before the listener queues anything.
+    pub fn share_backlog(
+        &mut self,
+        listener: ListenerHandle,
+        shared: SharedBacklog,
+    ) -> Result<(), Error> {
+        let l = self
+            .listeners
+            .get_mut(&listener)
+            .ok_or(Error::InvalidHandle)?;
+        if !l.accept_queue.is_empty() {
+            return Err(Error::InvalidInput);
+        }
+        l.shared = Some(shared);
+        Ok(())
     }
 
     /// Replace the options a listener gives the connections it accepts from now on (a
@@ -493,7 +595,7 @@ impl Endpoint {
             .listeners
             .get_mut(&listener)
             .ok_or(Error::InvalidHandle)?;
-        let h = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
+        let h = l.dequeue().ok_or(Error::WouldBlock)?;
         if let Some(slot) = self.connections.get_mut(&h) {
             slot.owner = Owner::App;
             // What happened while it waited in the queue is news to the application now.

@@ -54,6 +54,7 @@ mod handle;
 mod icmp;
 mod intercept;
 mod listen;
+pub use listen::SharedBacklog;
 mod output;
 mod reassembly;
 pub use reassembly::{
