@@ -1520,3 +1520,38 @@ fn keepalive_from_socket_options_probes_an_idle_connection() {
         "a keepalive probe sits one below SND.NXT"
     );
 }
+
+/// RFC 6298 §5.7: "If the timer expires awaiting the ACK of a SYN segment and the TCP
+/// implementation is using an RTO less than 3 seconds, the RTO MUST be re-initialized to
+/// 3 seconds when data transmission begins (i.e., after the three-way handshake
+/// completes)." Linux: tcp_init_metrics sets icsk_rto = TCP_TIMEOUT_FALLBACK (3 s) when the
+/// handshake gave no RTT sample. A listener's SYN-ACK times out after 1 s, so a path with an
+/// RTT between 1 and 2 s always retransmits it; Karn's rule then leaves no sample, and the
+/// first data RTO must not be the 1 s initial one, which would fire spuriously there.
+#[test]
+fn data_rto_after_a_retransmitted_synack_is_three_seconds() {
+    let mut c = config();
+    c.timestamps(false);
+    let mut h = Harness::new(c);
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0).mss(1460));
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    // A 1.5 s RTT: the SYN-ACK is resent at 1 s, the ACK of the first arrives at 1.5 s.
+    h.advance(Duration::from_millis(1500));
+    assert_eq!(h.sent.len(), 2, "the SYN-ACK was retransmitted once");
+    h.inject(client(), server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    let conn = h.ep.accept(l).expect("established");
+    h.ep.send(conn, &[7u8; 100]).unwrap();
+    let t0 = h.now;
+    let data = h.one();
+    assert_eq!(data.payload.len(), 100);
+    // The first timeout for that data: 3 s by RFC 6298 §5.7 and Linux (no tail loss probe
+    // is due before an RTT sample exists).
+    let (t, _) = h.next_timeout();
+    assert!(
+        t - t0 >= Duration::from_secs(3),
+        "first data timeout after {:?}, RFC 6298 §5.7 wants 3 s",
+        t - t0
+    );
+}

@@ -33,6 +33,10 @@ pub struct RttEstimator {
     max_rto: Duration,
 }
 
+/// The RTO before the first sample once a SYN or SYN-ACK has timed out (RFC 6298 §5.7; Linux
+/// `TCP_TIMEOUT_FALLBACK`).
+pub const FALLBACK_RTO: Duration = Duration::from_secs(3);
+
 impl RttEstimator {
     /// An estimator with no samples yet, whose RTO is `initial_rto` (RFC 6298 §2.1 suggests
     /// 1 s) and is always kept within `[min_rto, max_rto]`. If `max_rto < min_rto`, the upper
@@ -46,6 +50,16 @@ impl RttEstimator {
             initial_rto,
             min_rto,
             max_rto: max_rto.max(min_rto),
+        }
+    }
+
+    /// RFC 6298 §5.7: a handshake whose SYN or SYN-ACK timed out gave no sample (Karn), and
+    /// "the RTO MUST be re-initialized to 3 seconds when data transmission begins": until
+    /// the first sample the RTO is `rto` ([`FALLBACK_RTO`]) if that is more than the initial
+    /// one (Linux's `tcp_init_metrics`, `TCP_TIMEOUT_FALLBACK`).
+    pub fn fall_back(&mut self, rto: Duration) {
+        if self.srtt.is_none() {
+            self.initial_rto = self.initial_rto.max(rto);
         }
     }
 
@@ -169,6 +183,24 @@ mod tests {
         assert_eq!(e.srtt(), None);
         assert_eq!(e.rttvar(), Duration::ZERO);
         assert_eq!(e.latest(), None);
+    }
+
+    /// RFC 6298 §5.7: 3 s until the first sample once the handshake timed out; no effect
+    /// once there is a sample, nor on a larger initial RTO.
+    #[test]
+    fn fall_back_after_a_handshake_timeout() {
+        let mut e = est();
+        e.fall_back(FALLBACK_RTO);
+        assert_eq!(e.rto(), ms(3000));
+        e.sample(ms(100));
+        assert_eq!(e.rto(), ms(300));
+        let mut sampled = est();
+        sampled.sample(ms(100));
+        sampled.fall_back(FALLBACK_RTO);
+        assert_eq!(sampled.rto(), ms(300));
+        let mut slow = RttEstimator::new(ms(5000), ms(200), ms(120_000));
+        slow.fall_back(FALLBACK_RTO);
+        assert_eq!(slow.rto(), ms(5000));
     }
 
     #[test]

@@ -531,8 +531,8 @@ impl Connection {
     }
 
     /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample
-    /// unless the SYN was retransmitted (Karn), and restore the RTO (RFC 6298 §5.7: after a
-    /// SYN timeout the data RTO starts at 3 s; we take a sample instead when we have one).
+    /// unless the SYN was retransmitted (Karn), and restore the RTO; after a SYN or SYN-ACK
+    /// timeout, with no sample, the data RTO starts at 3 s (RFC 6298 §5.7).
     pub(super) fn ack_syn(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         // The SYN is one segment delivered, with any data it carried (Linux counts a Fast
         // Open SYN and its data as one).
@@ -547,6 +547,8 @@ impl Connection {
             if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
                 self.rtt.sample(sample);
             }
+        } else {
+            self.rtt.fall_back(crate::tcp::rtt::FALLBACK_RTO);
         }
         self.rtt_seq = None;
         self.backoff = 0;
