@@ -392,7 +392,7 @@ impl Harness {
                 let (us, them) = if v6 { (US6, PEER6) } else { (US, PEER) };
                 Peer {
                     local: SocketAddr::new(us, LISTEN_PORT),
-                    remote: SocketAddr::new(them, port.max(1)),
+                    remote: SocketAddr::new(them, port),
                     snd_nxt: 0,
                     rcv_nxt: 0,
                     tsval: 0,
@@ -405,7 +405,7 @@ impl Harness {
                     (FOREIGN, PEER)
                 };
                 Peer {
-                    local: SocketAddr::new(there, port.max(1)),
+                    local: SocketAddr::new(there, port),
                     remote: SocketAddr::new(them, 40001),
                     snd_nxt: 0,
                     rcv_nxt: 0,
@@ -414,11 +414,7 @@ impl Harness {
             }
             Target::Closed { v6, port } => {
                 let (us, them) = if v6 { (US6, PEER6) } else { (US, PEER) };
-                let port = if port == LISTEN_PORT {
-                    port + 1
-                } else {
-                    port.max(1)
-                };
+                let port = if port == LISTEN_PORT { port + 1 } else { port };
                 Peer {
                     local: SocketAddr::new(us, port),
                     remote: SocketAddr::new(them, 40000),

@@ -192,7 +192,7 @@ pub enum Target {
     Listener {
         /// IPv6 rather than IPv4.
         v6: bool,
-        /// The peer's port (0 becomes 1).
+        /// The peer's port (0 included: reserved, not malformed).
         port: u16,
     },
     /// An address that is not the endpoint's (intercept mode takes it).

@@ -426,9 +426,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// A parsed TCP segment: header fields, the options this stack understands, and the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpRepr<'a> {
-    /// Source port (never 0 after `parse`).
+    /// Source port (0 parses: reserved, not malformed).
     pub src_port: u16,
-    /// Destination port (never 0 after `parse`).
+    /// Destination port (0 parses: reserved, not malformed).
     pub dst_port: u16,
     /// Control bits, as received: judging combinations is the state machine's business.
     pub flags: TcpFlags,

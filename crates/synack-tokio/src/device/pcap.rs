@@ -208,8 +208,8 @@ fn complete_checksum(packet: &mut [u8]) {
 
 /// Computes the TCP or UDP checksum of `packet` from scratch (IPv4 options and IPv6
 /// extension headers skipped), for a received packet whose checksum field the device may
-/// have left partial. A packet that does not parse, or carries something else, is left as
-/// it is.
+/// have left partial. A packet that does not parse, carries something else, or is UDP
+/// without a checksum (a zero field) is left as it is.
 fn recompute_checksum(packet: &mut [u8]) {
     use synack_core::wire::{ip, tcp, udp, IpProtocol};
     let Ok((header, payload)) = ip::parse(packet) else {
@@ -228,8 +228,13 @@ fn recompute_checksum(packet: &mut [u8]) {
             }
         }
         IpProtocol::Udp => {
+            // A zero field is no partial sum (the kernel's never is): over IPv4 it means no
+            // checksum (RFC 768), over IPv6 a datagram the stack drops (RFC 8200 §8.1); the
+            // recording keeps it as it came.
             if let Ok(mut u) = udp::UdpPacket::new_checked(segment) {
-                u.fill_checksum(src, dst);
+                if u.checksum() != 0 {
+                    u.fill_checksum(src, dst);
+                }
             }
         }
         _ => {}
@@ -372,6 +377,22 @@ mod tests {
         let before = long.clone();
         recompute_checksum(&mut long);
         assert_eq!(long, before);
+        // A zero UDP checksum is none over IPv4 and invalid over IPv6 (the stack drops
+        // that datagram): recorded as it came, not with a sum it never had.
+        let mut v4 = vec![
+            0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ];
+        let ip_sum = checksum::finish(checksum::partial(&v4[..20]));
+        v4[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        v4.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 13, 0, 0]);
+        v4.extend_from_slice(b"query");
+        let mut zero6 = udp.clone();
+        zero6[54..56].fill(0);
+        for zero in [v4, zero6] {
+            let mut recorded = zero.clone();
+            recompute_checksum(&mut recorded);
+            assert_eq!(recorded, zero);
+        }
     }
 
     #[test]

@@ -474,8 +474,8 @@ mod tests {
             } else {
                 let s: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
                 let d: [u8; 16] = (u128::from(next()) << 64 | u128::from(next())).to_be_bytes();
-                // A third of them behind a Hop-by-Hop Options header: the kernel's temporary
-                // jumbo one (8 bytes), or 16 bytes of padding.
+                // Two thirds of them behind a Hop-by-Hop Options header: the kernel's
+                // temporary jumbo one (8 bytes), or 16 bytes of padding.
                 let hop_by_hop: &[u8] = match i % 6 {
                     1 => &[],
                     3 => &[6, 0, 0xc2, 4, 0, 1, 0, 0],

@@ -224,6 +224,8 @@ pub(super) fn enable_ipv6(name: &str) -> io::Result<()> {
 pub(super) fn wait_ipv6_usable(addr: Ipv6Addr, limit: std::time::Duration) -> bool {
     /// IFA_F_TENTATIVE (linux/if_addr.h).
     const TENTATIVE: u32 = 0x40;
+    /// RTF_LOCAL (linux/ipv6_route.h): a route to one of the host's own addresses.
+    const RTF_LOCAL: u32 = 0x8000_0000;
     let hex: String = addr.octets().iter().map(|b| format!("{b:02x}")).collect();
     let usable = || {
         let addresses = std::fs::read_to_string("/proc/thread-self/net/if_inet6");
@@ -236,12 +238,18 @@ pub(super) fn wait_ipv6_usable(addr: Ipv6Addr, limit: std::time::Duration) -> bo
                         .is_some_and(|flags| flags & TENTATIVE == 0)
             })
         });
+        // The /128 local route (RTF_LOCAL), not the plain route to the address that a /128
+        // prefix also gets: fields dest, its length, source, its length, next hop, metric,
+        // refcount, use, flags.
         let routes = std::fs::read_to_string("/proc/thread-self/net/ipv6_route");
         settled
             && routes.is_ok_and(|t| {
                 t.lines().any(|l| {
-                    let mut f = l.split_whitespace();
-                    f.next() == Some(&hex) && f.next() == Some("80")
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() >= 9
+                        && f[0] == hex
+                        && f[1] == "80"
+                        && u32::from_str_radix(f[8], 16).is_ok_and(|flags| flags & RTF_LOCAL != 0)
                 })
             })
     };
