@@ -250,6 +250,15 @@ impl Endpoint {
             .sum()
     }
 
+    /// The unfinished connections (see [`Endpoint::unfinished_count`]).
+    fn unfinished(&self) -> Vec<ConnectionHandle> {
+        self.connections
+            .iter()
+            .filter(|(_, s)| s.conn.is_unfinished())
+            .map(|(h, _)| h)
+            .collect()
+    }
+
     /// End every unfinished connection (see [`Endpoint::unfinished_count`]) as Linux ends a
     /// process's sockets when it exits, for a runtime that stops driving the endpoint
     /// without a shutdown: a connection with everything it sent acknowledged and nothing
@@ -261,13 +270,7 @@ impl Endpoint {
     /// bytes the reset ones still held for their peers.
     pub fn end_unfinished(&mut self, now: Instant) -> EndedUnfinished {
         let mut ended = EndedUnfinished::default();
-        let unfinished: Vec<ConnectionHandle> = self
-            .connections
-            .iter()
-            .filter(|(_, s)| s.conn.is_unfinished())
-            .map(|(h, _)| h)
-            .collect();
-        for h in unfinished {
+        for h in self.unfinished() {
             let Some(slot) = self.connections.get_mut(&h) else {
                 continue;
             };
@@ -290,13 +293,7 @@ impl Endpoint {
     /// time, so that no peer is left waiting on a connection that will never answer again.
     /// The application's own handles stay valid and report `ConnectionAborted`.
     pub fn abort_unfinished(&mut self) {
-        let doomed: Vec<ConnectionHandle> = self
-            .connections
-            .iter()
-            .filter(|(_, s)| s.conn.is_unfinished())
-            .map(|(h, _)| h)
-            .collect();
-        for h in doomed {
+        for h in self.unfinished() {
             if let Some(slot) = self.connections.get_mut(&h) {
                 slot.conn.abort_with(Error::ConnectionAborted);
             }

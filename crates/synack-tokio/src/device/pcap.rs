@@ -298,27 +298,34 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(out[20..24].try_into().unwrap()), 101);
     }
 
-    /// A partial checksum is recorded complete: the TCP checksum of the recorded packet
-    /// verifies against its addresses.
-    #[test]
-    fn partial_checksums_are_completed_in_the_record() {
-        use std::net::IpAddr;
-        use synack_core::wire::{checksum, IpProtocol, TcpRepr};
-        let (src, dst): (IpAddr, IpAddr) =
-            ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
-        // IPv4 header (20 bytes), then a TCP header (20) and 5 bytes of data.
+    /// An IPv4 packet from `src` to `dst` (198.18.0.x, x given) carrying a TCP header and
+    /// 5 bytes of data, its TCP checksum field holding only the pseudo-header's sum: what
+    /// an offloading device leaves for the other side to finish.
+    fn partial_tcp_v4(src: u8, dst: u8) -> (Vec<u8>, std::net::IpAddr, std::net::IpAddr) {
+        use synack_core::wire::{checksum, IpProtocol};
+        let (s, d) = ([198, 18, 0, src], [198, 18, 0, dst]);
         let mut packet = vec![0u8; 45];
-        packet[..20].copy_from_slice(&[
-            0x45, 0, 0, 45, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1,
-        ]);
+        packet[..12].copy_from_slice(&[0x45, 0, 0, 45, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+        packet[12..16].copy_from_slice(&s);
+        packet[16..20].copy_from_slice(&d);
         let ip_sum = checksum::finish(checksum::partial(&packet[..20]));
         packet[10..12].copy_from_slice(&ip_sum.to_be_bytes());
         packet[20..24].copy_from_slice(&[0x9c, 0x40, 0, 80]);
         packet[32] = 5 << 4;
         packet[33] = 0x18;
         packet[40..].copy_from_slice(b"hello");
+        let (src, dst) = (s.into(), d.into());
         let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, 25).unwrap();
         packet[36..38].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        (packet, src, dst)
+    }
+
+    /// A partial checksum is recorded complete: the TCP checksum of the recorded packet
+    /// verifies against its addresses.
+    #[test]
+    fn partial_checksums_are_completed_in_the_record() {
+        use synack_core::wire::TcpRepr;
+        let (mut packet, src, dst) = partial_tcp_v4(2, 1);
         assert!(
             TcpRepr::parse(&packet[20..], src, dst, false).is_err(),
             "partial"
@@ -337,19 +344,7 @@ mod tests {
     fn received_checksums_are_recomputed_in_the_record() {
         use std::net::IpAddr;
         use synack_core::wire::{checksum, IpProtocol, TcpRepr, UdpRepr};
-        let (src, dst): (IpAddr, IpAddr) =
-            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
-        let mut tcp = vec![0u8; 45];
-        tcp[..20].copy_from_slice(&[
-            0x45, 0, 0, 45, 0, 0, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
-        ]);
-        let ip_sum = checksum::finish(checksum::partial(&tcp[..20]));
-        tcp[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-        tcp[20..24].copy_from_slice(&[0, 80, 0x9c, 0x40]);
-        tcp[32] = 5 << 4;
-        tcp[40..].copy_from_slice(b"hello");
-        let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, 25).unwrap();
-        tcp[36..38].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        let (mut tcp, src, dst) = partial_tcp_v4(1, 2);
         assert!(TcpRepr::parse(&tcp[20..], src, dst, false).is_err());
         recompute_checksum(&mut tcp);
         assert!(TcpRepr::parse(&tcp[20..], src, dst, false).is_ok());
