@@ -1,4 +1,4 @@
-//! `ip_parse`: any bytes through `wire::ip::parse`, then TCP or ICMP on the payload; whatever
+//! `ip_parse`: any bytes through `wire::ip::parse`, then TCP, UDP or ICMP on the payload; whatever
 //! parses must round-trip through emit (see `synack_fuzz::wire::ip_packet`).
 #![no_main]
 

@@ -157,6 +157,12 @@ fn repair_upper_checksum(packet: &mut [u8]) {
         (IpProtocol::Tcp, _, _) if upper.len() >= tcp::HEADER_LEN => {
             tcp::Packet::new_unchecked(upper).fill_checksum(src, dst);
         }
+        (IpProtocol::Udp, _, _) => {
+            // Only a datagram whose length field fits: else there is nothing to sum.
+            if let Ok(mut u) = wire::udp::UdpPacket::new_checked(upper) {
+                u.fill_checksum(src, dst);
+            }
+        }
         (IpProtocol::Icmp, IpAddr::V4(_), _) if upper.len() >= icmp::HEADER_LEN => {
             upper[2..4].fill(0);
             let c = checksum::finish(checksum::partial(upper));
@@ -199,6 +205,11 @@ pub fn check_ip(packet: &[u8]) {
                 check_tcp_round_trip(&seg, src, dst);
             }
         }
+        (IpProtocol::Udp, _, _) => {
+            if let Ok(d) = wire::UdpRepr::parse(payload, src, dst, false) {
+                check_udp_round_trip(&d, src, dst);
+            }
+        }
         (IpProtocol::Icmp, IpAddr::V4(_), _) => {
             if let Ok(msg) = IcmpRepr::parse_v4(payload) {
                 check_icmp_round_trip(&msg, None);
@@ -211,6 +222,20 @@ pub fn check_ip(packet: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// UDP (RFC 768): what parses emits into a datagram that parses to the same ports and
+/// payload, with a checksum that verifies (never the zero of "no checksum").
+fn check_udp_round_trip(d: &wire::UdpRepr<'_>, src: IpAddr, dst: IpAddr) {
+    let mut buf = vec![0u8; d.buffer_len()];
+    d.emit(&mut buf, src, dst);
+    let again = wire::UdpRepr::parse(&buf, src, dst, false).expect("an emitted datagram parses");
+    assert_eq!(
+        (again.src_port, again.dst_port, again.payload),
+        (d.src_port, d.dst_port, d.payload),
+        "UDP round trip"
+    );
+    assert_ne!(&buf[6..8], &[0, 0], "an emitted UDP checksum is never zero");
 }
 
 /// ICMP: emit then parse gives the same repr; the quoted packet of an error never panics the
