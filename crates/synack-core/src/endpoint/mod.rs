@@ -423,9 +423,8 @@ impl Endpoint {
         fast_open: FastOpen<'_>,
     ) -> Result<(ConnectionHandle, usize), Error> {
         let mut sent = 0;
-        if remote.port() == 0 {
-            return Err(Error::InvalidInput);
-        }
+        // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN
+        // goes, and the RST that answers it refuses the connection.
         // A broadcast or multicast destination has no TCP (Linux's `tcp_v4_connect`:
         // ENETUNREACH for an RTCF_BROADCAST or RTCF_MULTICAST route).
         if !self.is_unicast(remote.ip()) {
