@@ -587,6 +587,14 @@ impl Connection {
             && !seg.payload.is_empty()
             && start + seg.payload.len() > self.rcv.nxt
         {
+            // Closed with data unread and something still to send first (the answer
+            // written before `close`, or the FIN of a `shutdown` before it): the RST follows
+            // that flush already (`reset_after_flush`), as on Linux, whose `write` and
+            // `shutdown` sent it before `tcp_close` reset. Reset now and it would go
+            // unsent, the peer's RST landing at its first byte; the text is dropped.
+            if self.reset_after_flush {
+                return;
+            }
             self.reset_reply = Some(seg.ack_number);
             self.enter_closed(None);
             return;
