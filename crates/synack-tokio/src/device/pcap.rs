@@ -105,6 +105,18 @@ impl<D: Device> PcapDevice<D> {
         }
     }
 
+    /// Records `packet`, with its transport checksum computed whole first if `partial` (a
+    /// copy, only while a recording is open; the packet itself is left as it is).
+    fn record_summed(&mut self, packet: &[u8], partial: bool) {
+        if partial && self.out.is_some() {
+            let mut whole = packet.to_vec();
+            recompute_checksum(&mut whole);
+            self.record(&whole);
+        } else {
+            self.record(packet);
+        }
+    }
+
     fn fail(&mut self, e: io::Error) {
         tracing::warn!(path = %self.path.display(), error = %e, "pcap recording stopped");
         self.out = None;
@@ -135,13 +147,7 @@ impl<D: Device> Device for PcapDevice<D> {
                 // A device never reports more than it was given; `get` keeps a faulty one
                 // from making us panic.
                 if let Some(packet) = buf.get(..meta.len) {
-                    if meta.checksum_verified && self.out.is_some() {
-                        let mut whole = packet.to_vec();
-                        recompute_checksum(&mut whole);
-                        self.record(&whole);
-                    } else {
-                        self.record(packet);
-                    }
+                    self.record_summed(packet, meta.checksum_verified);
                 }
                 Poll::Ready(Ok(meta))
             }
@@ -171,13 +177,7 @@ impl<D: Device> Device for PcapDevice<D> {
     ) -> Poll<io::Result<()>> {
         let result = self.inner.poll_send(cx, packet, transmit);
         if let Poll::Ready(Ok(())) = result {
-            if transmit.checksum_partial && self.out.is_some() {
-                let mut whole = packet.to_vec();
-                complete_checksum(&mut whole);
-                self.record(&whole);
-            } else {
-                self.record(packet);
-            }
+            self.record_summed(packet, transmit.checksum_partial);
         }
         result
     }
@@ -187,28 +187,10 @@ impl<D: Device> Device for PcapDevice<D> {
     }
 }
 
-/// Finishes a CHECKSUM_PARTIAL TCP packet as a device does (see
-/// [`Transmit::checksum_partial`]): the sum from the TCP header's start to the end, the field
-/// (holding the pseudo-header sum) included, complemented into the field. A packet that does
-/// not parse is left as it is.
-fn complete_checksum(packet: &mut [u8]) {
-    use synack_core::wire::{checksum, ip};
-    let Ok((header, _)) = ip::parse(packet) else {
-        return;
-    };
-    let Some(tcp) = packet.get_mut(header.header_len()..) else {
-        return;
-    };
-    if tcp.len() < 20 {
-        return;
-    }
-    let sum = checksum::finish(checksum::partial(tcp));
-    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
-}
-
 /// Computes the TCP or UDP checksum of `packet` from scratch (IPv4 options and IPv6
-/// extension headers skipped), for a received packet whose checksum field the device may
-/// have left partial. A packet that does not parse, carries something else, or is UDP
+/// extension headers skipped), as a device completes a CHECKSUM_PARTIAL one (see
+/// [`Transmit::checksum_partial`]): for what the core left partial and for a received packet
+/// whose checksum field the device may have left partial. A packet that does not parse, carries something else, or is UDP
 /// without a checksum (a zero field) is left as it is.
 fn recompute_checksum(packet: &mut [u8]) {
     use synack_core::wire::{ip, tcp, udp, IpProtocol};
@@ -330,7 +312,7 @@ mod tests {
             TcpRepr::parse(&packet[20..], src, dst, false).is_err(),
             "partial"
         );
-        complete_checksum(&mut packet);
+        recompute_checksum(&mut packet);
         assert!(
             TcpRepr::parse(&packet[20..], src, dst, false).is_ok(),
             "completed"
