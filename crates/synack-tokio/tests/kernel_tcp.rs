@@ -261,10 +261,14 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
         &fields,
     )
     .await;
+    // tshark's verdicts, TCP's and IP's checksum status: 1, good.
+    let all_valid = |rows: &[Vec<String>], what: &str| {
+        for row in rows {
+            assert_eq!(row[1..], ["1", "1"], "{what}: {rows:?}");
+        }
+    };
     assert!(control.len() >= 3, "SYN, ACKs, FIN: {control:?}");
-    for row in &control {
-        assert_eq!(row[1..], ["1", "1"], "on the wire: {control:?}");
-    }
+    all_valid(&control, "on the wire");
     let own = tshark(
         &net.dir.path().join("own.pcap"),
         &format!("ip.src == {STACK} && tcp"),
@@ -273,9 +277,7 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
     .await;
     let data = own.iter().filter(|r| r[0] != "0").count();
     assert!(data > 0 && own.len() > data, "{own:?}");
-    for row in &own {
-        assert_eq!(row[1..], ["1", "1"], "in the recording: {own:?}");
-    }
+    all_valid(&own, "in the recording");
     // And what the kernel sent us, its data in super-packets when the device offloads,
     // which it hands over with only the pseudo-header summed: recorded with full sums.
     let theirs = tshark(
@@ -292,13 +294,7 @@ async fn kernel_captures_on_the_offloading_device_show_valid_checksums() {
         !offloads || big > 0,
         "no super-packet from the kernel: {theirs:?}"
     );
-    for row in &theirs {
-        assert_eq!(
-            row[1..],
-            ["1", "1"],
-            "the kernel's, in the recording: {theirs:?}"
-        );
-    }
+    all_valid(&theirs, "the kernel's, in the recording");
     if offloads {
         // The data on the wire was left for the device: what makes this test worth having.
         let partial = tshark(
