@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 use synack_core::{Error, ListenerHandle, SocketOptions};
 use tracing::debug;
 
+use crate::socket::PortHold;
 use crate::stack::{register_many, ListenerState, Stack};
 use crate::stream::{ConnRef, TcpStream};
 
@@ -63,16 +64,18 @@ impl TcpListener {
     /// binds is taken, else the last error is returned.
     pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         first_ok(&addr, |a| async move {
-            Self::listen_with(stack, a, BACKLOG, &SocketOptions::default(), None)
+            Self::listen_with(stack, a, None, BACKLOG, &SocketOptions::default(), None)
         })
         .await
     }
 
     /// Listens with a chosen backlog and the options every accepted connection takes (what
-    /// [`TcpSocket::listen`](crate::TcpSocket::listen) calls).
+    /// [`TcpSocket::listen`](crate::TcpSocket::listen) calls), on the port a bound socket
+    /// holds (`bound`, whose address `addr` is), or on `addr`.
     pub(crate) fn listen_with(
         stack: &Stack,
         addr: SocketAddr,
+        mut bound: Option<PortHold>,
         backlog: usize,
         options: &SocketOptions,
         linger: Option<std::time::Duration>,
@@ -104,6 +107,11 @@ impl TcpListener {
         for shard in 0..n {
             let mut inner = stack.lock_shard(shard)?;
             inner.check_open()?;
+            // The socket's own binding gives way to its listener, in the same critical
+            // section, so that no other socket binds the port in between.
+            if let Some(hold) = &mut bound {
+                hold.release_on(shard, &mut inner.endpoint);
+            }
             let handle = inner.endpoint.listen_with(addr, backlog, options)?;
             if let Some(shared) = &shared {
                 // A listener that has queued nothing yet: this cannot fail.

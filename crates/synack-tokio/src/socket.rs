@@ -39,12 +39,99 @@ pub struct TcpSocket {
 
 #[derive(Debug, Default)]
 struct Settings {
-    local: Option<SocketAddr>,
+    /// The bound address and its port, held on every shard.
+    bound: Option<PortHold>,
     options: SocketOptions,
     linger: Option<Duration>,
     reuseaddr: bool,
     /// `bind` picked the port (it was asked for port 0).
     auto_port: bool,
+}
+
+/// A port a bound [`TcpSocket`] holds on every shard (`Endpoint::bind_socket`), as Linux
+/// reserves it at `bind(2)`: another socket's `bind` to it fails with `AddrInUse` (unless
+/// both set SO_REUSEADDR), no ephemeral port is it, and no listener but this socket's takes
+/// it from a socket bound without SO_REUSEADDR. Given back when the socket goes, or, once
+/// it connects or listens, by the connection's or the listener's own use of the port.
+#[derive(Debug)]
+pub(crate) struct PortHold {
+    stack: Stack,
+    local: SocketAddr,
+    reuse: bool,
+    /// The shards that hold it.
+    held: Vec<bool>,
+}
+
+impl PortHold {
+    /// Binds `addr` on every shard: decided on shard 0, beside the addresses the other
+    /// shards' connections use, and held on the others (first, for a given port, so that
+    /// no ephemeral port there takes it while shard 0 decides).
+    fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
+        let n = stack.workers();
+        let elsewhere = stack.used_beyond_shard_0()?;
+        let mut hold = PortHold {
+            stack: stack.clone(),
+            local: addr,
+            reuse,
+            held: vec![false; n],
+        };
+        if addr.port() != 0 {
+            hold.hold_beyond_shard_0()?;
+        }
+        hold.local = stack
+            .lock_shard(0)?
+            .endpoint
+            .bind_socket(addr, reuse, &elsewhere)?;
+        hold.held[0] = true;
+        if addr.port() == 0 {
+            hold.hold_beyond_shard_0()?;
+        }
+        Ok(hold)
+    }
+
+    fn hold_beyond_shard_0(&mut self) -> io::Result<()> {
+        for shard in 1..self.held.len() {
+            let mut inner = self.stack.lock_shard(shard)?;
+            inner.endpoint.hold_binding(self.local, self.reuse);
+            self.held[shard] = true;
+        }
+        Ok(())
+    }
+
+    /// The bound address.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Gives the port back on `shard`, whose endpoint the caller has locked: the socket now
+    /// listens there.
+    pub(crate) fn release_on(&mut self, shard: usize, endpoint: &mut synack_core::Endpoint) {
+        if std::mem::take(&mut self.held[shard]) {
+            // Held since `bind`: it is there.
+            let _ = endpoint.release_binding(self.local, self.reuse);
+        }
+    }
+
+    /// SO_REUSEADDR set after `bind`, as Linux allows: later binds see it.
+    fn set_reuse(&mut self, reuse: bool) {
+        for (shard, &held) in self.held.iter().enumerate() {
+            if let (true, Some(mut inner)) = (held, self.stack.lock_for_drop(shard)) {
+                let _ = inner.endpoint.release_binding(self.local, self.reuse);
+                inner.endpoint.hold_binding(self.local, reuse);
+            }
+        }
+        self.reuse = reuse;
+    }
+}
+
+impl Drop for PortHold {
+    fn drop(&mut self) {
+        for (shard, held) in self.held.iter().enumerate() {
+            if let (true, Some(mut inner)) = (*held, self.stack.lock_for_drop(shard)) {
+                let _ = inner.endpoint.release_binding(self.local, self.reuse);
+            }
+        }
+    }
 }
 
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
@@ -84,8 +171,14 @@ impl TcpSocket {
     /// ephemeral one, which is picked now, as Linux picks it at `bind(2)`:
     /// [`local_addr`](Self::local_addr) then shows it. As from `bind(2)`, the error comes
     /// at once: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse` for
-    /// a port a listener holds. (The port is not reserved: a listener that takes it before
-    /// this socket listens makes `listen` fail with `AddrInUse`.)
+    /// a port that a listener or another bound socket holds (unless both sockets set
+    /// [`set_reuseaddr`](Self::set_reuseaddr)), or, without SO_REUSEADDR, that a connection
+    /// or a TIME-WAIT entry uses; `InvalidInput` for a socket already bound (Linux's
+    /// EINVAL).
+    ///
+    /// The port is the socket's from then on, as Linux reserves it: no ephemeral port is
+    /// it, and no other socket binds it, until this socket is dropped, or its connection
+    /// or listener holds it.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
         if addr.is_ipv6() != self.v6 {
             return Err(io::Error::new(
@@ -93,11 +186,15 @@ impl TcpSocket {
                 "the address family differs from the socket's",
             ));
         }
-        let local = self.stack.check_bind(addr)?;
-        self.with(|s| {
-            s.local = Some(local);
-            s.auto_port = addr.port() == 0;
-        });
+        let mut settings = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
+        if settings.bound.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the socket is already bound",
+            ));
+        }
+        settings.bound = Some(PortHold::bind(&self.stack, addr, settings.reuseaddr)?);
+        settings.auto_port = addr.port() == 0;
         Ok(())
     }
 
@@ -105,7 +202,9 @@ impl TcpSocket {
     /// unbound, the unspecified address and port 0, as `getsockname(2)` says of a socket
     /// that is not bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.with(|s| s.local).unwrap_or_else(|| self.unspecified()))
+        Ok(self
+            .with(|s| s.bound.as_ref().map(PortHold::local))
+            .unwrap_or_else(|| self.unspecified()))
     }
 
     /// The unspecified address of the socket's family, port 0.
@@ -118,10 +217,18 @@ impl TcpSocket {
         SocketAddr::new(ip, 0)
     }
 
-    /// SO_REUSEADDR. Accepted for compatibility: a synack listener may always bind a port
-    /// that connections in TIME-WAIT still use, as Linux allows with this option.
+    /// SO_REUSEADDR, as Linux has it for [`bind`](Self::bind): with it, a socket binds a
+    /// port that connections or TIME-WAIT entries still use, and two sockets that both set
+    /// it may be bound to one port (only one of them can listen on it). A listener always
+    /// binds as with it, as tokio's `TcpListener::bind` sets it. Set after `bind`, it
+    /// counts for the binds that come later.
     pub fn set_reuseaddr(&self, reuseaddr: bool) -> io::Result<()> {
-        self.with(|s| s.reuseaddr = reuseaddr);
+        self.with(|s| {
+            s.reuseaddr = reuseaddr;
+            if let Some(hold) = &mut s.bound {
+                hold.set_reuse(reuseaddr);
+            }
+        });
         Ok(())
     }
 
@@ -330,7 +437,7 @@ impl TcpSocket {
             ));
         }
         let Settings {
-            local,
+            bound,
             options,
             linger,
             auto_port,
@@ -339,6 +446,9 @@ impl TcpSocket {
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        // The port stays held until the connection is open (then the connection holds it),
+        // or has failed.
+        let local = bound.as_ref().map(PortHold::local);
         match TcpStream::connect_with(&self.stack, addr, local, &options, linger).await {
             // The port picked at `bind` is taken towards `addr` (EADDRNOTAVAIL, as Linux's
             // connect): another one.
@@ -361,7 +471,7 @@ impl TcpSocket {
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
         let unspecified = self.unspecified();
         let Settings {
-            local,
+            bound,
             options,
             linger,
             ..
@@ -369,8 +479,8 @@ impl TcpSocket {
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        let local = local.unwrap_or(unspecified);
         let held = (backlog as usize).saturating_add(1);
-        TcpListener::listen_with(&self.stack, local, held, &options, linger)
+        let local = bound.as_ref().map_or(unspecified, PortHold::local);
+        TcpListener::listen_with(&self.stack, local, bound, held, &options, linger)
     }
 }

@@ -267,3 +267,64 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
     })
     .await;
 }
+
+/// A port a socket binds is held on every shard, as Linux reserves it at `bind(2)`: no
+/// shard's connect takes it as an ephemeral port, and a port any shard's connection uses
+/// cannot be bound without SO_REUSEADDR. In a range of 8 ports with two held (one named,
+/// one picked), connects take the other 6 and then fail with `AddrNotAvailable`; once the
+/// sockets are dropped their ports are free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_port_is_held_on_every_shard() {
+    let mut config = synack_core::Config::default();
+    config.ephemeral_ports((40_000, 40_007));
+    let (sharded, peer) = stacks_with(config);
+    within(20, async {
+        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
+            .await
+            .unwrap();
+        let named = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
+        named.bind(sa("198.18.0.2:40003")).unwrap();
+        let picked = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
+        picked.bind(sa("198.18.0.2:0")).unwrap();
+        let held = [named.local_addr().unwrap(), picked.local_addr().unwrap()];
+        assert!((40_000..=40_007).contains(&held[1].port()), "{held:?}");
+        assert_ne!(held[0], held[1]);
+
+        let mut streams = Vec::new();
+        loop {
+            match TcpStream::connect(&sharded, sa("198.18.0.1:9000")).await {
+                Ok(c) => streams.push((c, server.accept().await.unwrap().0)),
+                Err(e) => {
+                    assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+                    break;
+                }
+            }
+            assert!(streams.len() <= 8, "more connections than ports");
+        }
+        let used: Vec<SocketAddr> = streams
+            .iter()
+            .map(|(c, _)| c.local_addr().unwrap())
+            .collect();
+        assert_eq!(used.len(), 6, "connections from {used:?}, held {held:?}");
+        assert!(used.iter().all(|a| !held.contains(a)), "{used:?} {held:?}");
+        // Whichever shard owns a connection, its port is not bound again without
+        // SO_REUSEADDR, and is with it.
+        for a in &used {
+            let s = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
+            let e = s.bind(*a).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{a}");
+            s.set_reuseaddr(true).unwrap();
+            s.bind(*a).unwrap();
+        }
+
+        drop((named, picked));
+        for _ in 0..2 {
+            let c = TcpStream::connect(&sharded, sa("198.18.0.1:9000"))
+                .await
+                .unwrap();
+            assert!(held.contains(&c.local_addr().unwrap()));
+            streams.push((c, server.accept().await.unwrap().0));
+        }
+    })
+    .await;
+}

@@ -1769,6 +1769,76 @@ async fn tcp_socket_bind_decides_at_once_as_bind_does() {
     .await;
 }
 
+/// A bound port is the socket's until it goes, as Linux reserves it at `bind(2)`: another
+/// socket's `bind` to it fails with `AddrInUse` unless both set SO_REUSEADDR, a listener
+/// cannot take it, a second `bind` of the one socket is `InvalidInput`, and a connect's
+/// ephemeral port is never it. Listening, the socket's own listener holds it; dropped, it
+/// is free again.
+#[tokio::test]
+async fn a_bound_port_is_the_sockets_until_it_goes() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let mut narrow = config(1);
+    narrow.ephemeral_ports((40_000, 40_001));
+    let client = Stack::new(narrow, client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+    within(10, async {
+        let bound = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        bound.bind(SocketAddr::new(CLIENT, 40_000)).unwrap();
+        let a = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        a.bind(server_addr(7470)).unwrap();
+        let b = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        for at in [server_addr(7470), "0.0.0.0:7470".parse().unwrap()] {
+            let e = b.bind(at).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{at}");
+        }
+        let e = TcpListener::bind(&server, server_addr(7470))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let e = a.bind(server_addr(7471)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(a.local_addr().unwrap(), server_addr(7470));
+
+        // SO_REUSEADDR on both, even set after the first `bind`: both bound, one listens.
+        b.set_reuseaddr(true).unwrap();
+        let e = b.bind(server_addr(7470)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        a.set_reuseaddr(true).unwrap();
+        b.bind(server_addr(7470)).unwrap();
+        let listener = a.listen(4).unwrap();
+        let e = b.listen(4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let (c, accepted) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7470)),
+            listener.accept()
+        );
+        c.unwrap();
+        accepted.unwrap();
+
+        let dropped = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        dropped.bind(server_addr(7472)).unwrap();
+        drop(dropped);
+        let listener = TcpListener::bind(&server, server_addr(7472)).await.unwrap();
+
+        // The client's two ephemeral ports: one bound, so one connection, then none.
+        let (c, accepted) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7472)),
+            listener.accept()
+        );
+        assert_eq!(c.unwrap().local_addr().unwrap().port(), 40_001);
+        accepted.unwrap();
+        let e = TcpStream::connect(&client, server_addr(7472))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+        // The socket itself connects from its port.
+        let (c, accepted) = tokio::join!(bound.connect(server_addr(7472)), listener.accept());
+        assert_eq!(c.unwrap().local_addr().unwrap().port(), 40_000);
+        accepted.unwrap();
+    })
+    .await;
+}
+
 /// In transparent mode a socket bound to a foreign address connects from it, as a Linux
 /// socket with IP_TRANSPARENT does (the replies are routed to the stack like every other
 /// packet for that address). A port already connected to the same destination is
@@ -1795,7 +1865,12 @@ async fn a_transparent_stack_connects_from_a_foreign_bound_address() {
         a.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"from afar");
 
+        // The port is the first connection's: `bind` refuses it without SO_REUSEADDR
+        // (EADDRINUSE), and with it `connect` does (EADDRNOTAVAIL).
         let again = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        let e = again.bind(foreign).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        again.set_reuseaddr(true).unwrap();
         again.bind(foreign).unwrap();
         let e = again.connect(server_addr(7451)).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);

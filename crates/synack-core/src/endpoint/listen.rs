@@ -142,49 +142,57 @@ impl Endpoint {
     }
 
     /// What binding a socket to `local` gives, as Linux's `bind(2)` decides it for a socket
-    /// that will listen: `local` itself, or for port 0 an ephemeral port that no listener
-    /// and no connection here uses. `AddrNotAvailable` for an address that is not ours (an
-    /// own address or all of them; in intercept mode any address routed to us, as a Linux
-    /// socket with IP_TRANSPARENT binds a foreign one, which then wins over the
-    /// interception for its port) or when no ephemeral port is free; `AddrInUse` for a
-    /// port a listener holds (see `listener_clash`).
+    /// that will listen: `local` itself, or for port 0 an ephemeral port that no listener,
+    /// no bound socket and no connection here uses. `AddrNotAvailable` for an address that
+    /// is not ours (an own address or all of them; in intercept mode any address routed to
+    /// us, as a Linux socket with IP_TRANSPARENT binds a foreign one, which then wins over
+    /// the interception for its port) or when no ephemeral port is free; `AddrInUse` for a
+    /// port a listener holds (see `listener_clash`) or a socket bound without SO_REUSEADDR
+    /// holds (see [`bind_socket`](Self::bind_socket)).
     pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
         self.check_bind_avoiding(local, &HashSet::new())
     }
 
-    /// [`check_bind`](Self::check_bind), where an ephemeral port also skips the ports in
-    /// `taken`: those other endpoints' connections use, when several endpoints (a runtime's
-    /// shards) share the stack's ports (see [`used_local_ports`](Self::used_local_ports)).
+    /// [`check_bind`](Self::check_bind), where an ephemeral port also skips the ports of the
+    /// addresses in `taken`: those other endpoints' connections use, when several endpoints
+    /// (a runtime's shards) share the stack's ports (see
+    /// [`used_local_addrs`](Self::used_local_addrs)).
     pub fn check_bind_avoiding(
         &mut self,
         local: SocketAddr,
-        taken: &HashSet<u16>,
+        taken: &HashSet<SocketAddr>,
     ) -> Result<SocketAddr, Error> {
         let ip = local.ip();
         if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         if local.port() != 0 {
-            return match self.listener_clash(local) {
+            // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind`.
+            return match self.listener_clash(local) || self.bindings.clash(local, true) {
                 true => Err(Error::AddrInUse),
                 false => Ok(local),
             };
         }
         // As an active open's port (RFC 6056 §3.3.3): from a keyed offset and the shared
         // counter, so that two binds in a row get different ports, and past every port a
-        // connection, a TIME-WAIT entry or a clashing listener uses.
+        // connection, a TIME-WAIT entry, a bound socket or a clashing listener uses.
         let (min, max) = self.config.ephemeral_ports;
         if min == 0 || max < min {
             return Err(Error::AddrNotAvailable);
         }
-        let used = self.used_local_ports();
+        let used: HashSet<u16> = self
+            .used_local_addrs()
+            .iter()
+            .chain(taken)
+            .map(SocketAddr::port)
+            .collect();
         let num = u32::from(max - min) + 1;
         let offset = self.secrets.port_offset(ip, SocketAddr::new(ip, 0));
         for count in 0..num {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let a = SocketAddr::new(ip, port);
-            if !used.contains(&port) && !taken.contains(&port) && !self.listener_clash(a) {
+            if !used.contains(&port) && !self.listener_clash(a) && !self.bindings.holds(a) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(a);
             }
@@ -192,27 +200,25 @@ impl Endpoint {
         Err(Error::AddrNotAvailable)
     }
 
-    /// The local ports of every connection and TIME-WAIT entry here.
-    pub fn used_local_ports(&self) -> HashSet<u16> {
+    /// The local addresses this endpoint's connections and TIME-WAIT entries use.
+    pub fn used_local_addrs(&self) -> HashSet<SocketAddr> {
         self.by_tuple
             .keys()
-            .map(|t| t.0.port())
-            .chain(self.time_wait.local_ports())
+            .map(|t| t.0)
+            .chain(self.time_wait.local_addrs())
             .collect()
     }
 
-    /// Whether a listener on `local` would share a port with one that exists: the same
-    /// address, or either of them the unspecified address of the family (Linux's
-    /// `inet_csk_bind_conflict`: SO_REUSEADDR does not let two sockets listen on one
-    /// port). The families do not clash: a listener on `0.0.0.0` beside one on `[::]`
-    /// takes the IPv4 clients from it (see [`find_listener`](Self::find_listener)), where
-    /// Linux would refuse the second bind unless the first were `IPV6_V6ONLY`.
+    /// Whether a listener on `local` would share a port with one that exists (see
+    /// `bind::overlaps`; Linux's `inet_csk_bind_conflict`:
+    /// SO_REUSEADDR does not let two sockets listen on one port). The families do not
+    /// clash: a listener on `0.0.0.0` beside one on `[::]` takes the IPv4 clients from it
+    /// (see [`find_listener`](Self::find_listener)), where Linux would refuse the second
+    /// bind unless the first were `IPV6_V6ONLY`.
     fn listener_clash(&self, local: SocketAddr) -> bool {
-        self.by_local.keys().any(|a| {
-            a.port() == local.port()
-                && a.is_ipv4() == local.is_ipv4()
-                && (a.ip() == local.ip() || a.ip().is_unspecified() || local.ip().is_unspecified())
-        })
+        self.by_local
+            .keys()
+            .any(|&a| super::bind::overlaps(a, local))
     }
 
     pub(super) fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {

@@ -47,6 +47,7 @@ use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
 
+mod bind;
 mod connections;
 mod demux;
 mod fast_open;
@@ -66,6 +67,7 @@ mod table;
 mod time_wait;
 mod udp;
 
+use bind::Bindings;
 use connections::{Owner, Slot};
 use demux::is_martian;
 pub use demux::{ipv4_mapped, RecvMeta};
@@ -132,6 +134,8 @@ pub struct Endpoint {
     by_tuple: Table<Tuple, ConnectionHandle>,
     listeners: Table<ListenerHandle, Listener>,
     by_local: Table<SocketAddr, ListenerHandle>,
+    /// Ports held by sockets bound but not connected or listening.
+    bindings: Bindings,
     next_handle: usize,
     events: VecDeque<Event>,
     /// An event was dropped since [`Endpoint::take_event_overflow`] last looked.
@@ -185,6 +189,7 @@ impl Endpoint {
             by_tuple: table(seed),
             listeners: table(seed),
             by_local: table(seed),
+            bindings: Bindings::default(),
             next_handle: 1,
             events: VecDeque::new(),
             events_overflowed: false,
@@ -366,6 +371,7 @@ impl Endpoint {
             if !self.by_tuple.contains_key(&Tuple(local, remote))
                 && !self.time_wait.contains(&Tuple(local, remote))
                 && self.find_listener(local).is_none()
+                && !self.bindings.holds(local)
             {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(port);

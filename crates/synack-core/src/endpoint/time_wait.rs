@@ -56,8 +56,8 @@ impl TimeWaitTable {
     }
 
     /// The local port of every entry.
-    pub fn local_ports(&self) -> impl Iterator<Item = u16> + '_ {
-        self.entries.keys().map(|t| t.0.port())
+    pub fn local_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.keys().map(|t| t.0)
     }
 
     pub fn contains(&self, tuple: &Tuple) -> bool {

@@ -845,22 +845,29 @@ impl Stack {
         }
     }
 
-    /// What `bind(addr)` gives a socket, checked on every shard (`Endpoint::check_bind`): the
-    /// address, or for port 0 one with an ephemeral port that no shard's listeners or
-    /// connections use, as Linux picks one at `bind`. Errors come at once, as from
-    /// `bind(2)`: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse`
-    /// for a port a listener holds.
+    /// What `bind(addr)` gives a socket that will listen, checked on every shard
+    /// (`Endpoint::check_bind`): the address, or for port 0 one with an ephemeral port that
+    /// no shard's listeners, bound sockets or connections use, as Linux picks one at `bind`.
+    /// Errors come at once, as from `bind(2)`: `AddrNotAvailable` for an address that is
+    /// not the stack's, `AddrInUse` for a port a listener holds.
     pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        // Every shard has every listener, but only its own connections: shard 0 picks, past
-        // the ports the others' connections use.
-        let mut taken = HashSet::new();
-        if addr.port() == 0 {
-            for shard in 1..self.workers() {
-                taken.extend(self.lock_shard(shard)?.endpoint.used_local_ports());
-            }
-        }
+        let taken = match addr.port() {
+            0 => self.used_beyond_shard_0()?,
+            _ => HashSet::new(),
+        };
         let mut inner = self.lock_shard(0)?;
         Ok(inner.endpoint.check_bind_avoiding(addr, &taken)?)
+    }
+
+    /// The local addresses the connections and TIME-WAIT entries of every shard but the
+    /// first use. Shard 0 decides a bind: every shard has every listener and every bound
+    /// socket's port, but only its own connections.
+    pub(crate) fn used_beyond_shard_0(&self) -> io::Result<HashSet<SocketAddr>> {
+        let mut used = HashSet::new();
+        for shard in 1..self.workers() {
+            used.extend(self.lock_shard(shard)?.endpoint.used_local_addrs());
+        }
+        Ok(used)
     }
 
     /// Visits every shard's endpoint, even if a panic poisoned a lock.
@@ -955,15 +962,16 @@ impl Stack {
                 .flows
                 .ports_for(local_ip, remote, shard, range, start)
             {
-                // The core's own search skips ports with a listener; so do we.
+                // The core's own search skips ports with a listener or a bound socket; so do
+                // we.
+                let from = SocketAddr::new(local_ip, port);
                 let listened = inner.listeners.values().any(|l| {
                     l.addr.port() == port
                         && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
                 });
-                if listened {
+                if listened || inner.endpoint.is_bound(from) {
                     continue;
                 }
-                let from = SocketAddr::new(local_ip, port);
                 match inner
                     .endpoint
                     .connect_with(now, remote, Some(from), options)

@@ -1,0 +1,177 @@
+//! Binding a socket before it connects or listens (`bind(2)`): the port is the socket's from
+//! then on, as Linux reserves it (`inet_csk_get_port`, `inet_csk_bind_conflict`).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use synack_core::testing::Pair;
+use synack_core::{Config, Error, SocketOptions};
+
+fn none() -> HashSet<SocketAddr> {
+    HashSet::new()
+}
+
+fn server(port: u16) -> SocketAddr {
+    SocketAddr::new(Pair::SERVER, port)
+}
+
+fn client(port: u16) -> SocketAddr {
+    SocketAddr::new(Pair::CLIENT, port)
+}
+
+/// A second socket cannot bind a bound port, on its address or on all of them, unless both
+/// set SO_REUSEADDR; the other family's port is another port. Given back, it binds again.
+#[test]
+fn a_bound_port_is_refused_to_another_socket_unless_both_reuse() {
+    let mut p = Pair::new(Config::default());
+    let ep = &mut p.server;
+    assert_eq!(
+        ep.bind_socket(server(7000), false, &none()),
+        Ok(server(7000))
+    );
+    assert_eq!(ep.bindings(), 1);
+    for (addr, reuse) in [(server(7000), false), (server(7000), true)] {
+        assert_eq!(ep.bind_socket(addr, reuse, &none()), Err(Error::AddrInUse));
+    }
+    let any4: SocketAddr = "0.0.0.0:7000".parse().unwrap();
+    assert_eq!(ep.bind_socket(any4, true, &none()), Err(Error::AddrInUse));
+    let any6: SocketAddr = "[::]:7000".parse().unwrap();
+    assert_eq!(ep.bind_socket(any6, false, &none()), Ok(any6));
+    assert_eq!(ep.release_binding(server(7000), false), Ok(()));
+    assert_eq!(
+        ep.release_binding(server(7000), false),
+        Err(Error::InvalidHandle)
+    );
+
+    // Both with SO_REUSEADDR: both bound; a third without it is refused.
+    assert_eq!(
+        ep.bind_socket(server(7000), true, &none()),
+        Ok(server(7000))
+    );
+    assert_eq!(ep.bind_socket(any4, true, &none()), Ok(any4));
+    assert_eq!(
+        ep.bind_socket(server(7000), false, &none()),
+        Err(Error::AddrInUse)
+    );
+    ep.release_binding(server(7000), true).unwrap();
+    ep.release_binding(any4, true).unwrap();
+    ep.release_binding(any6, false).unwrap();
+    assert_eq!(ep.bindings(), 0);
+    assert_eq!(
+        ep.bind_socket(server(7000), false, &none()),
+        Ok(server(7000))
+    );
+}
+
+/// A listener binds as with SO_REUSEADDR (tokio's `TcpListener::bind`): not on a port a
+/// socket holds without the option, on one a socket holds with it. A socket cannot bind a
+/// port a listener holds.
+#[test]
+fn a_listener_takes_no_port_bound_without_reuse() {
+    let mut p = Pair::new(Config::default());
+    let ep = &mut p.server;
+    ep.bind_socket(server(7001), false, &none()).unwrap();
+    assert_eq!(ep.listen(server(7001), 4), Err(Error::AddrInUse));
+    assert_eq!(
+        ep.listen("0.0.0.0:7001".parse().unwrap(), 4),
+        Err(Error::AddrInUse)
+    );
+    // The socket's own listen: its binding gives way to its listener.
+    ep.release_binding(server(7001), false).unwrap();
+    ep.listen(server(7001), 4).unwrap();
+    assert_eq!(
+        ep.bind_socket(server(7001), true, &none()),
+        Err(Error::AddrInUse)
+    );
+
+    ep.bind_socket(server(7002), true, &none()).unwrap();
+    ep.listen(server(7002), 4).unwrap();
+}
+
+/// No ephemeral port, a connect's or a bind to port 0's, is one a socket holds.
+#[test]
+fn no_ephemeral_port_is_a_bound_one() {
+    let mut config = Config::default();
+    config.ephemeral_ports((40000, 40001));
+    let mut p = Pair::new(config);
+    let ep = &mut p.client;
+    ep.bind_socket(client(40000), false, &none()).unwrap();
+    let c = ep.connect(p.now, server(80)).unwrap();
+    assert_eq!(ep.local_addr(c), Ok(client(40001)));
+    assert_eq!(ep.connect(p.now, server(80)), Err(Error::AddrNotAvailable));
+    assert_eq!(
+        ep.bind_socket("0.0.0.0:0".parse().unwrap(), false, &none()),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(
+        ep.listen("0.0.0.0:0".parse().unwrap(), 4),
+        Err(Error::AddrNotAvailable)
+    );
+    // The socket connects from its own port, and the connection holds it from then on.
+    let own = ep
+        .connect_with(
+            p.now,
+            server(80),
+            Some(client(40000)),
+            &SocketOptions::default(),
+        )
+        .unwrap();
+    ep.release_binding(client(40000), false).unwrap();
+    assert_eq!(ep.local_addr(own), Ok(client(40000)));
+    assert_eq!(
+        ep.bind_socket(client(40000), false, &none()),
+        Err(Error::AddrInUse)
+    );
+}
+
+/// Without SO_REUSEADDR a socket cannot bind a port that a connection uses, here or on
+/// another endpoint that shares the ports (`elsewhere`), nor one in TIME-WAIT; with it, it
+/// can. Once TIME-WAIT has run out, the port is free.
+#[test]
+fn a_port_a_connection_or_time_wait_uses_needs_reuse() {
+    let mut p = Pair::new(Config::default());
+    let l = p.server.listen(server(80), 4).unwrap();
+    let (c, s) = p.connect(l, 80);
+    let mine = p.client.local_addr(c).unwrap();
+    assert_eq!(
+        p.client.bind_socket(mine, false, &none()),
+        Err(Error::AddrInUse)
+    );
+    let any4 = SocketAddr::new("0.0.0.0".parse().unwrap(), mine.port());
+    assert_eq!(
+        p.client.bind_socket(any4, false, &none()),
+        Err(Error::AddrInUse)
+    );
+    assert_eq!(p.client.bind_socket(mine, true, &none()), Ok(mine));
+    p.client.release_binding(mine, true).unwrap();
+    let elsewhere = HashSet::from([client(7003)]);
+    assert_eq!(
+        p.client.bind_socket(client(7003), false, &elsewhere),
+        Err(Error::AddrInUse)
+    );
+    assert_eq!(
+        p.client.bind_socket(client(7003), true, &elsewhere),
+        Ok(client(7003))
+    );
+
+    // The client closes first, and its end waits in TIME-WAIT.
+    p.client.close(p.now, c).unwrap();
+    p.pump();
+    p.server.close(p.now, s).unwrap();
+    p.pump();
+    assert_eq!(p.client.time_wait_count(), 1);
+    assert_eq!(
+        p.client.bind_socket(mine, false, &none()),
+        Err(Error::AddrInUse)
+    );
+    assert_eq!(p.client.bind_socket(mine, true, &none()), Ok(mine));
+    p.client.release_binding(mine, true).unwrap();
+    for _ in 0..100 {
+        if p.client.time_wait_count() == 0 {
+            break;
+        }
+        assert!(p.advance());
+    }
+    assert_eq!(p.client.time_wait_count(), 0);
+    assert_eq!(p.client.bind_socket(mine, false, &none()), Ok(mine));
+}
