@@ -13,6 +13,9 @@ pub struct Stats {
     pub checksum_offloaded: u64,
     /// IP packets produced by `poll_transmit`.
     pub packets_out: u64,
+    /// Of those, packets to one of our own addresses, taken back in rather than handed to
+    /// the link (each also counted in `packets_in`).
+    pub looped_back: u64,
     /// TCP segments accepted for processing.
     pub segments_in: u64,
     /// TCP segments sent: the connections' (each segment of a super-segment counted) and the
@@ -169,6 +172,7 @@ impl Stats {
             packets_in,
             checksum_offloaded,
             packets_out,
+            looped_back,
             segments_in,
             segments_out,
             retransmits,
@@ -226,6 +230,7 @@ impl Stats {
         self.packets_in += packets_in;
         self.checksum_offloaded += checksum_offloaded;
         self.packets_out += packets_out;
+        self.looped_back += looped_back;
         self.segments_in += segments_in;
         self.segments_out += segments_out;
         self.retransmits += retransmits;

@@ -328,3 +328,31 @@ async fn a_bound_port_is_held_on_every_shard() {
     })
     .await;
 }
+
+/// Connections from the sharded stack to its own listener loop back inside the shard that
+/// opened each (both ends live there; the listener is on every shard): eight echoed
+/// connections, every byte intact, spread over both shards, and nothing on the link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_address_connections_loop_back_on_every_shard() {
+    let (sharded, peer) = stacks();
+    within(20, async {
+        let to = sa("198.18.0.2:9100");
+        let listener = TcpListener::bind(&sharded, to).await.unwrap();
+        let peer_in = peer.stats().packets_in;
+        let server = echo(listener, 8);
+        clients(&sharded, to, 8, 300_000).await;
+        server.await.unwrap();
+        assert_eq!(
+            peer.stats().packets_in,
+            peer_in,
+            "something reached the link"
+        );
+        let per_shard: Vec<u64> = sharded
+            .shard_stats()
+            .iter()
+            .map(|s| s.stats.looped_back)
+            .collect();
+        assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    })
+    .await;
+}

@@ -16,7 +16,7 @@ use std::time::Duration;
 use synack_core::wire::gso;
 use synack_core::{RecvMeta, Transmit};
 use synack_tokio::device::{Device, DeviceCapabilities, MemoryDevice};
-use synack_tokio::{Config, Stack, StackError, TcpListener, TcpStream};
+use synack_tokio::{Config, Stack, StackError, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
@@ -1651,29 +1651,79 @@ async fn listen_holds_one_more_than_its_backlog_as_linux() {
     .await;
 }
 
-/// The stack has no loopback: connecting to 127.0.0.1, `::1` or one of its own addresses
-/// fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and sends
-/// nothing onto the link; so does a destination of a family the stack has no address of.
+/// The stack has no loopback link: connecting to 127.0.0.1, 0/8 or an IPv4-mapped loopback
+/// address fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and
+/// sends nothing onto the link; so does a destination of a family the stack has no address
+/// of. One of its own addresses is looped back inside the stack, as Linux's loopback device
+/// does for a local address: a client and a server on one stack talk with every byte
+/// intact, over TCP and UDP, and nothing reaches the link.
 #[tokio::test]
-async fn connecting_to_loopback_or_an_own_address_fails_at_once() {
+async fn loopback_addresses_fail_at_once_and_own_addresses_loop_back() {
     let (client, server) = stacks();
-    within(5, async {
-        let _l = TcpListener::bind(&client, SocketAddr::new(CLIENT, 7471))
+    within(10, async {
+        let listener = TcpListener::bind(&client, SocketAddr::new(CLIENT, 7471))
             .await
             .unwrap();
-        let out_before = client.stats().packets_out;
-        // (And an IPv6 destination from a stack with no IPv6 address: no route there.)
-        for to in [
-            "127.0.0.1:7471",
-            "198.18.0.2:7471",
-            "0.1.2.3:80",
-            "[2001:2::9]:80",
-        ] {
+        let server_in = server.stats().packets_in;
+        for to in ["127.0.0.1:7471", "0.1.2.3:80", "[2001:2::9]:80"] {
             let e = TcpStream::connect(&client, to).await.unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable, "{to}");
         }
-        assert_eq!(client.stats().packets_out, out_before);
-        // A peer's address still connects.
+
+        let own = SocketAddr::new(CLIENT, 7471);
+        let (c, a) = tokio::join!(TcpStream::connect(&client, own), listener.accept());
+        let (mut c, (mut a, peer)) = (c.unwrap(), a.unwrap());
+        assert_eq!(c.local_addr().unwrap(), peer);
+        assert_eq!(peer.ip(), CLIENT);
+        assert_eq!(a.local_addr().unwrap(), own);
+        let up = pattern(3 << 20, 11);
+        let down = pattern(1 << 20, 12);
+        let (sent, got) = tokio::join!(
+            async {
+                c.write_all(&up).await.unwrap();
+                c.shutdown().await.unwrap();
+                let mut back = Vec::new();
+                c.read_to_end(&mut back).await.unwrap();
+                back
+            },
+            async {
+                let mut got = Vec::new();
+                a.read_to_end(&mut got).await.unwrap();
+                a.write_all(&down).await.unwrap();
+                a.shutdown().await.unwrap();
+                got
+            }
+        );
+        assert!(got == up, "upload corrupted ({} bytes)", got.len());
+        assert!(sent == down, "download corrupted ({} bytes)", sent.len());
+        // Nothing looks for a port on our own address the listener does not hold: refused.
+        let e = TcpStream::connect(&client, SocketAddr::new(CLIENT, 7470))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+
+        let u1 = UdpSocket::bind(&client, SocketAddr::new(CLIENT, 7472))
+            .await
+            .unwrap();
+        let u2 = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        u2.send_to(b"to myself", u1.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 32];
+        let (n, from) = u1.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"to myself");
+        assert_eq!(
+            from,
+            SocketAddr::new(CLIENT, u2.local_addr().unwrap().port())
+        );
+
+        assert!(client.stats().looped_back > 100);
+        assert_eq!(
+            server.stats().packets_in,
+            server_in,
+            "something reached the link"
+        );
+        // A peer's address still connects over the link.
         let _l2 = TcpListener::bind(&server, server_addr(7472)).await.unwrap();
         TcpStream::connect(&client, server_addr(7472))
             .await

@@ -152,8 +152,8 @@ impl Endpoint {
         // `accept_local`), and a source that is the link's broadcast address (its route is
         // RTN_BROADCAST: `ip_route_input_slow`'s `martian_source`; answering it would
         // reflect to the whole link). A stack whose own address is a loopback one is a
-        // loopback link, where they are ordinary.
-        let loopback_link = dst.is_loopback() && self.addresses.contains(&dst);
+        // loopback link, where they are ordinary, and so is a packet of ours looped back.
+        let loopback_link = self.looping || (dst.is_loopback() && self.addresses.contains(&dst));
         let martian = !loopback_link
             && (is_martian(src)
                 || is_martian(dst)

@@ -136,6 +136,11 @@ pub struct Endpoint {
     by_local: Table<SocketAddr, ListenerHandle>,
     /// Ports held by sockets bound but not connected or listening.
     bindings: Bindings,
+    /// The packet being taken in is one of ours to one of our own addresses, looped back by
+    /// `poll_transmit`: its own source is then no LAND attack.
+    looping: bool,
+    /// `poll_transmit` stopped at its loopback burst with more to loop: due at once.
+    loopback_due: Option<Instant>,
     next_handle: usize,
     events: VecDeque<Event>,
     /// An event was dropped since [`Endpoint::take_event_overflow`] last looked.
@@ -190,6 +195,8 @@ impl Endpoint {
             listeners: table(seed),
             by_local: table(seed),
             bindings: Bindings::default(),
+            looping: false,
+            loopback_due: None,
             next_handle: 1,
             events: VecDeque::new(),
             events_overflowed: false,
@@ -436,11 +443,12 @@ impl Endpoint {
         if !self.is_unicast(remote.ip()) {
             return Err(Error::NetworkUnreachable);
         }
-        // No loopback: a SYN to a loopback address (or 0/8, or an IPv4-mapped one) or to one
-        // of our own would go out on the link, which never answers it (the kernel drops it
-        // as a martian, or as not its own), and the connect would wait out every SYN retry.
-        // Fail at once instead, as Linux does for a destination it has no route to.
-        if is_martian(remote.ip()) || self.addresses.contains(&remote.ip()) {
+        // A SYN to a loopback address (or 0/8, or an IPv4-mapped one) would go out on the
+        // link, which never answers it (the kernel drops it as a martian), and the connect
+        // would wait out every SYN retry. Fail at once instead, as Linux does for a
+        // destination it has no route to. (One of our own addresses is looped back: see
+        // `poll_transmit`.)
+        if is_martian(remote.ip()) {
             return Err(Error::NetworkUnreachable);
         }
         let local_ip = match local {
@@ -453,6 +461,8 @@ impl Endpoint {
                 }
                 l.ip()
             }
+            // To one of our own addresses, from it, as Linux's local route has it.
+            _ if self.addresses.contains(&remote.ip()) => remote.ip(),
             // No address of the destination's family: no route there (ENETUNREACH, as
             // Linux's connect to IPv6 on a host with none).
             _ => self

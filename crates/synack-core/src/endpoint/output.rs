@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::connections::Owner;
-use super::{Endpoint, Event};
+use super::{Endpoint, Event, RecvMeta};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
 use crate::wire::ip::IpMarks;
@@ -74,10 +74,58 @@ pub(super) const MAX_CONTROL_PACKETS: usize = 1024;
 /// so): an application that never drains them must not make the endpoint grow.
 pub const MAX_EVENTS: usize = 1 << 16;
 
+/// Packets to our own addresses taken back in by one [`Endpoint::poll_transmit`] call at
+/// most: past it the call returns (`None` if nothing is for the link) and
+/// [`Endpoint::poll_timeout`] says the rest is due at once, so that a bulk flow between two
+/// of our own sockets takes its turn with the link's traffic and the application.
+pub(super) const LOOPBACK_BURST: usize = 64;
+
+/// The destination address of an IP packet we wrote.
+fn destination(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => <[u8; 4]>::try_from(packet.get(16..20)?)
+            .ok()
+            .map(IpAddr::from),
+        6 => <[u8; 16]>::try_from(packet.get(24..40)?)
+            .ok()
+            .map(IpAddr::from),
+        _ => None,
+    }
+}
+
 impl Endpoint {
     /// Write the next packet to send into `buf` (which should hold at least the MTU).
+    ///
+    /// A packet to one of our own addresses never reaches the link: it is taken in at once,
+    /// as Linux's loopback device takes a packet to a local address (RFC 1122 §3.2.1.3:
+    /// "internal host loopback"), whole (a super-segment as one, its checksum trusted), and
+    /// the next packet is written in its place; at most [`LOOPBACK_BURST`] in one call.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.loopback_due = None;
+        for _ in 0..LOOPBACK_BURST {
+            let t = self.poll_transmit_link(now, buf)?;
+            let packet = &buf[..t.len];
+            if !destination(packet).is_some_and(|d| self.addresses.contains(&d)) {
+                return Some(t);
+            }
+            self.stats.looped_back += 1;
+            let meta = RecvMeta {
+                len: t.len,
+                checksum_verified: true,
+                segment_size: t.segment_size,
+            };
+            self.looping = true;
+            self.stats.packets_in += 1;
+            self.handle_ip(now, packet, meta);
+            self.looping = false;
+        }
+        self.loopback_due = Some(now);
+        None
+    }
+
+    /// The next packet for the link or for ourselves (see `poll_transmit`).
+    fn poll_transmit_link(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         while let Some((packet, own)) = self.control.pop_front() {
             self.udp_after_output();
             if buf.len() >= packet.len() {

@@ -56,6 +56,7 @@ impl Endpoint {
             tw,
             self.next_intercept_expiry(),
             self.next_fragment_expiry(),
+            self.loopback_due,
         ]
         .into_iter()
         .flatten()

@@ -914,6 +914,8 @@ impl Stack {
         let n = self.workers();
         let local_ip = match local {
             Some(l) if !l.ip().is_unspecified() => Some(l.ip()),
+            // To one of our own addresses (looped back in the core), from it.
+            _ if self.handle.addresses.contains(&remote.ip()) => Some(remote.ip()),
             _ => self
                 .handle
                 .addresses

@@ -466,9 +466,9 @@ impl Endpoint {
     /// Whether a datagram may go to `dst` (after `dual_stack_destination`): `PermissionDenied`
     /// for a broadcast address unless `broadcast` (the sending socket's `SO_BROADCAST`:
     /// Linux's EACCES), `InvalidInput` for port 0 or a multicast or unspecified address, and
-    /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address or one of the
-    /// stack's own, as TCP's connect refuses them (`is_martian`): synack has no loopback, so
-    /// such a datagram would go out on the link, which never delivers it.
+    /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address, as TCP's connect
+    /// refuses them (`is_martian`): such a datagram would go out on the link, which never
+    /// delivers it. One of the stack's own addresses is looped back (`poll_transmit`).
     fn check_udp_destination(&self, dst: SocketAddr, broadcast: bool) -> Result<(), Error> {
         if self.is_broadcast(dst.ip()) {
             if !broadcast {
@@ -482,15 +482,19 @@ impl Endpoint {
         if dst.port() == 0 || !self.is_unicast(dst.ip()) {
             return Err(Error::InvalidInput);
         }
-        if is_martian(dst.ip()) || self.addresses.contains(&dst.ip()) {
+        if is_martian(dst.ip()) {
             return Err(Error::NetworkUnreachable);
         }
         Ok(())
     }
 
-    /// The stack address of `dst`'s family that a datagram to it leaves from:
-    /// `NetworkUnreachable` if the stack has none of that family (Linux has no route then).
+    /// The stack address of `dst`'s family that a datagram to it leaves from (`dst` itself
+    /// if it is ours, as Linux's local route has it): `NetworkUnreachable` if the stack has
+    /// none of that family (Linux has no route then).
     fn source_for(&self, dst: IpAddr) -> Result<IpAddr, Error> {
+        if self.addresses.contains(&dst) {
+            return Ok(dst);
+        }
         self.addresses
             .iter()
             .copied()

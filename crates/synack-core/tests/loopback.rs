@@ -1,0 +1,239 @@
+//! Packets to one of the endpoint's own addresses are looped back inside it, as Linux's
+//! loopback device takes a packet to a local address (RFC 1122 §3.2.1.3): TCP and UDP
+//! between two of the endpoint's own sockets, with nothing on the link.
+
+use std::net::{IpAddr, SocketAddr};
+
+use synack_core::testing::{describe, pattern};
+use synack_core::{Config, ConnectionHandle, Endpoint, Error, Event, Instant, State};
+
+const V4: &str = "198.18.0.2";
+const V6: &str = "2001:2::2";
+
+fn endpoint() -> Endpoint {
+    let mut config = Config::default();
+    config.seed(Some([7; 32]));
+    let addresses: [IpAddr; 2] = [V4.parse().unwrap(), V6.parse().unwrap()];
+    Endpoint::new(config, &addresses)
+}
+
+fn at(ip: &str, port: u16) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), port)
+}
+
+/// Runs the endpoint's output and timers until it is quiet or `until` holds, at most 10,000
+/// turns; every packet must stay inside (none reaches the link). Returns the events.
+fn run(
+    ep: &mut Endpoint,
+    now: &mut Instant,
+    mut until: impl FnMut(&mut Endpoint, Instant) -> bool,
+) -> Vec<Event> {
+    let mut buf = vec![0u8; 65_536];
+    let mut events = Vec::new();
+    let mut flush = |ep: &mut Endpoint, now: Instant| {
+        if let Some(t) = ep.poll_transmit(now, &mut buf) {
+            panic!("a packet for the link: {}", describe(&buf[..t.len]));
+        }
+    };
+    for _ in 0..10_000 {
+        let looped = ep.stats().looped_back;
+        flush(ep, *now);
+        events.extend(std::iter::from_fn(|| ep.poll_event()));
+        if until(ep, *now) {
+            return events;
+        }
+        // What the application did may have queued more.
+        flush(ep, *now);
+        if ep.stats().looped_back != looped {
+            continue;
+        }
+        match ep.poll_timeout() {
+            Some(t) => {
+                *now = (*now).max(t);
+                ep.handle_timeout(*now);
+            }
+            None => return events,
+        }
+    }
+    panic!("not quiet after 10,000 turns");
+}
+
+/// Connects to an own listener on `ip` and returns (client, accepted).
+fn connect_to_self(
+    ep: &mut Endpoint,
+    now: &mut Instant,
+    ip: &str,
+    port: u16,
+) -> (ConnectionHandle, ConnectionHandle) {
+    let l = ep.listen(at(ip, port), 8).unwrap();
+    let c = ep.connect(*now, at(ip, port)).unwrap();
+    let mut accepted = None;
+    run(ep, now, |ep, _| {
+        accepted = accepted.or_else(|| ep.accept(l).ok());
+        accepted.is_some()
+    });
+    let s = accepted.expect("the listener took the connection");
+    assert_eq!(ep.state(c), Ok(State::Established));
+    assert_eq!(
+        ep.local_addr(c).unwrap().ip(),
+        ip.parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(ep.peer_addr(s), ep.local_addr(c));
+    (c, s)
+}
+
+/// A connection to an own listener, on IPv4 and IPv6: 4 MB each way intact (super-segments
+/// taken whole), both ends closed, and not one packet on the link.
+#[test]
+fn tcp_to_an_own_address_never_reaches_the_link() {
+    for ip in [V4, V6] {
+        let mut ep = endpoint();
+        let mut now = Instant::from_secs(1);
+        let (c, s) = connect_to_self(&mut ep, &mut now, ip, 8080);
+        const LEN: usize = 4 << 20;
+        let (mut up, mut down) = (vec![0u8; LEN], vec![0u8; LEN]);
+        pattern(1, 0, &mut up);
+        pattern(2, 0, &mut down);
+        let (mut sent, mut got) = ([0usize; 2], [Vec::new(), Vec::new()]);
+        let mut chunk = vec![0u8; 65_536];
+        run(&mut ep, &mut now, |ep, now| {
+            for (i, (from, to, data)) in [(c, s, &up), (s, c, &down)].into_iter().enumerate() {
+                if sent[i] < LEN {
+                    sent[i] += ep.send(from, &data[sent[i]..]).unwrap_or(0);
+                }
+                while let Ok(n) = ep.recv(now, to, &mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    got[i].extend_from_slice(&chunk[..n]);
+                }
+            }
+            got[0].len() == LEN && got[1].len() == LEN
+        });
+        let first = got[0].iter().zip(&up).position(|(a, b)| a != b);
+        assert!(
+            got[0] == up,
+            "{ip}: upload corrupted: {} bytes, first difference at {first:?}",
+            got[0].len()
+        );
+        assert!(got[1] == down, "{ip}: download corrupted");
+        ep.close(now, c).unwrap();
+        ep.close(now, s).unwrap();
+        run(&mut ep, &mut now, |ep, _| {
+            ep.connection_count() == 0 && ep.time_wait_count() == 0
+        });
+        let stats = ep.stats();
+        assert!(stats.looped_back > 100, "{ip}: {}", stats.looped_back);
+        assert_eq!(stats.packets_out, stats.looped_back, "{ip}");
+        assert_eq!(stats.retransmits, 0, "{ip}");
+    }
+}
+
+/// A connect to an own port where nothing listens is refused by the looped-back RST, at
+/// once, as Linux's over its loopback device (ECONNREFUSED).
+#[test]
+fn tcp_to_an_own_closed_port_is_refused_at_once() {
+    let mut ep = endpoint();
+    let mut now = Instant::from_secs(1);
+    let start = now;
+    let c = ep.connect(now, at(V4, 9)).unwrap();
+    let events = run(&mut ep, &mut now, |_, _| false);
+    assert!(
+        events.contains(&Event::Closed(c, Some(Error::ConnectionRefused))),
+        "{events:?}"
+    );
+    assert_eq!(now, start, "no timer ran");
+    assert_eq!(ep.stats().rsts_sent, 1);
+}
+
+/// One `poll_transmit` takes back at most a burst of packets; the rest is due at once, so
+/// that a driver that polls again when its deadline has come goes on.
+#[test]
+fn a_loopback_burst_leaves_the_rest_due_at_once() {
+    let mut ep = endpoint();
+    let mut now = Instant::from_secs(1);
+    let (c, _s) = connect_to_self(&mut ep, &mut now, V4, 8081);
+    // A quarter of a megabyte, one segment a packet (no super-segments by default), never
+    // read: many more packets than a burst before the window closes.
+    let data = vec![7u8; 256 << 10];
+    let queued = ep.send(c, &data).unwrap();
+    assert!(queued > 100 * 1460, "{queued}");
+    let mut buf = vec![0u8; 65_536];
+    let before = ep.stats().looped_back;
+    assert!(ep.poll_transmit(now, &mut buf).is_none());
+    assert_eq!(ep.stats().looped_back - before, 64);
+    assert_eq!(ep.poll_timeout(), Some(now), "the rest is due at once");
+    ep.handle_timeout(now);
+    assert!(ep.poll_transmit(now, &mut buf).is_none());
+    assert_eq!(ep.stats().looped_back - before, 128);
+}
+
+/// A datagram to an own address reaches the own socket bound there, from the address it
+/// was sent to; to an own port nothing is bound on, the looped-back port unreachable fails
+/// a connected socket with ConnectionRefused, as on Linux's loopback.
+#[test]
+fn udp_to_an_own_address_is_looped_back() {
+    for ip in [V4, V6] {
+        let mut ep = endpoint();
+        let mut now = Instant::from_secs(1);
+        let server = ep.udp_bind(at(ip, 5353)).unwrap();
+        let any = if ip == V4 { "0.0.0.0:0" } else { "[::]:0" };
+        let client = ep.udp_bind(any.parse().unwrap()).unwrap();
+        ep.udp_send_to(client, at(ip, 5353), b"ping").unwrap();
+        run(&mut ep, &mut now, |_, _| false);
+        let (data, from, to) = ep.udp_recv(server).unwrap();
+        assert_eq!(&data[..], b"ping");
+        assert_eq!(from.ip(), ip.parse::<IpAddr>().unwrap());
+        assert_eq!(to, at(ip, 5353));
+        ep.udp_send_to(server, from, b"pong").unwrap();
+        run(&mut ep, &mut now, |_, _| false);
+        assert_eq!(&ep.udp_recv(client).unwrap().0[..], b"pong");
+
+        ep.udp_connect(client, at(ip, 5354)).unwrap();
+        ep.udp_send(client, b"anyone?").unwrap();
+        run(&mut ep, &mut now, |_, _| false);
+        assert_eq!(
+            ep.udp_take_error(client),
+            Ok(Some(Error::ConnectionRefused)),
+            "{ip}"
+        );
+        assert_eq!(ep.stats().packets_out, ep.stats().looped_back);
+    }
+}
+
+/// A packet from the link with one of our own addresses as its source is still dropped (a
+/// LAND attack): only our own packets loop.
+#[test]
+fn a_packet_from_the_link_with_our_source_is_still_dropped() {
+    let mut ep = endpoint();
+    let mut now = Instant::from_secs(1);
+    let l = ep.listen(at(V4, 8082), 8).unwrap();
+    // Our own SYN to ourselves, taken from a second endpoint with our address that sends
+    // it to the link, handed to us as if the link had brought it.
+    let mut twin = Endpoint::new(Config::default(), &["198.18.0.3".parse().unwrap()]);
+    let c = twin
+        .connect_with(
+            now,
+            at(V4, 8082),
+            None,
+            &synack_core::SocketOptions::default(),
+        )
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let t = twin.poll_transmit(now, &mut buf).unwrap();
+    // Its source rewritten to our address; the checksum vouched for, so that only the
+    // source can be what drops it.
+    let mut ip = synack_core::wire::ipv4::Packet::new_unchecked(&mut buf[..t.len]);
+    ip.set_src_addr("198.18.0.2".parse().unwrap());
+    ip.fill_checksum();
+    let before = ep.stats().drop_not_for_us;
+    let meta = synack_core::RecvMeta {
+        checksum_verified: true,
+        ..synack_core::RecvMeta::new(t.len)
+    };
+    ep.handle_packet(now, &buf, meta);
+    assert_eq!(ep.stats().drop_not_for_us, before + 1);
+    run(&mut ep, &mut now, |_, _| false);
+    assert_eq!(ep.accept(l), Err(Error::WouldBlock));
+    assert_eq!(twin.state(c), Ok(State::SynSent));
+}
