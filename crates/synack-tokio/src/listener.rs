@@ -126,6 +126,13 @@ impl TcpListener {
         Ok(listener)
     }
 
+    /// Shows the listener's address, and its clients', IPv4-mapped: an IPv6 socket bound to
+    /// an IPv4-mapped address listens on the IPv4 one.
+    pub(crate) fn map_to_v6(mut self) -> TcpListener {
+        self.local = synack_core::endpoint::ipv4_mapped(self.local);
+        self
+    }
+
     /// Waits for the next established connection and returns it with the peer's address.
     ///
     /// Cancel-safe: if the future is dropped before it completes, no connection is lost.

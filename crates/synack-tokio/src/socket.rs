@@ -46,6 +46,9 @@ struct Settings {
     reuseaddr: bool,
     /// `bind` picked the port (it was asked for port 0).
     auto_port: bool,
+    /// An IPv6 socket bound to an IPv4-mapped address: it holds the IPv4 one and shows it
+    /// mapped, as Linux's dual-stack socket does.
+    mapped: bool,
 }
 
 /// A port a bound [`TcpSocket`] holds on every shard (`Endpoint::bind_socket`), as Linux
@@ -134,6 +137,14 @@ impl Drop for PortHold {
     }
 }
 
+/// `addr` as a socket shows it: IPv4-mapped if it is an IPv6 socket's IPv4 address.
+fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
+    match mapped {
+        true => synack_core::endpoint::ipv4_mapped(addr),
+        false => addr,
+    }
+}
+
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
 /// takes no 0 either).
 pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
@@ -193,8 +204,11 @@ impl TcpSocket {
                 "the socket is already bound",
             ));
         }
-        settings.bound = Some(PortHold::bind(&self.stack, addr, settings.reuseaddr)?);
+        let v4 = crate::stream::unmapped(addr);
+        let held = v4.unwrap_or(addr);
+        settings.bound = Some(PortHold::bind(&self.stack, held, settings.reuseaddr)?);
         settings.auto_port = addr.port() == 0;
+        settings.mapped = v4.is_some();
         Ok(())
     }
 
@@ -203,7 +217,7 @@ impl TcpSocket {
     /// that is not bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self
-            .with(|s| s.bound.as_ref().map(PortHold::local))
+            .with(|s| s.bound.as_ref().map(|b| shown(b.local(), s.mapped)))
             .unwrap_or_else(|| self.unspecified()))
     }
 
@@ -474,6 +488,7 @@ impl TcpSocket {
             bound,
             options,
             linger,
+            mapped,
             ..
         } = self
             .settings
@@ -481,6 +496,11 @@ impl TcpSocket {
             .unwrap_or_else(PoisonError::into_inner);
         let held = (backlog as usize).saturating_add(1);
         let local = bound.as_ref().map_or(unspecified, PortHold::local);
-        TcpListener::listen_with(&self.stack, local, bound, held, &options, linger)
+        let listener = TcpListener::listen_with(&self.stack, local, bound, held, &options, linger)?;
+        // Bound IPv4-mapped: its clients and its own address show mapped too.
+        Ok(match mapped {
+            true => listener.map_to_v6(),
+            false => listener,
+        })
     }
 }

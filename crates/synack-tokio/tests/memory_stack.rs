@@ -1889,6 +1889,80 @@ async fn a_bound_port_is_the_sockets_until_it_goes() {
     .await;
 }
 
+/// An IPv4-mapped destination connects over IPv4, as a dual-stack Linux socket does, and the
+/// stream shows its addresses mapped: a server connects back to the address its `[::]`
+/// listener showed for a client. An IPv6 socket binds an IPv4-mapped address (and connects
+/// or listens from it, showing it mapped); bound to `[::]` it connects to a mapped address
+/// too.
+#[tokio::test]
+async fn ipv4_mapped_destinations_connect_over_ipv4() {
+    let (client, server) = stacks();
+    within(10, async {
+        let dual = TcpListener::bind(&server, "[::]:7480").await.unwrap();
+        let back = TcpListener::bind(&client, SocketAddr::new(CLIENT, 7481))
+            .await
+            .unwrap();
+        let (c, a) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7480)),
+            dual.accept()
+        );
+        let (_c, (_a, peer)) = (c.unwrap(), a.unwrap());
+        let mapped = |ip: IpAddr, port| match ip {
+            IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), port),
+            v6 => SocketAddr::new(v6, port),
+        };
+        assert_eq!(peer.ip(), mapped(CLIENT, 0).ip());
+
+        // The server connects back to the client's address as its listener showed it.
+        let to = SocketAddr::new(peer.ip(), 7481);
+        let (s, a) = tokio::join!(TcpStream::connect(&server, to), back.accept());
+        let (mut s, (mut a, from)) = (s.unwrap(), a.unwrap());
+        assert_eq!(s.peer_addr().unwrap(), to);
+        assert_eq!(s.local_addr().unwrap().ip(), mapped(SERVER, 0).ip());
+        assert_eq!(from.ip(), SERVER, "an IPv4 connection on the wire");
+        s.write_all(b"mapped").await.unwrap();
+        let mut buf = [0u8; 6];
+        a.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"mapped");
+
+        // An IPv6 socket bound to a mapped address, and one bound to `[::]`.
+        let bound = synack_tokio::TcpSocket::new_v6(&server).unwrap();
+        bound.bind(mapped(SERVER, 0)).unwrap();
+        let shown = bound.local_addr().unwrap();
+        assert!(
+            shown.is_ipv6() && shown.ip() == mapped(SERVER, 0).ip(),
+            "{shown}"
+        );
+        let (s, a) = tokio::join!(bound.connect(to), back.accept());
+        assert_eq!(s.unwrap().local_addr().unwrap(), shown);
+        a.unwrap();
+        let any = synack_tokio::TcpSocket::new_v6(&server).unwrap();
+        any.bind("[::]:0".parse().unwrap()).unwrap();
+        let (s, a) = tokio::join!(any.connect(to), back.accept());
+        assert_eq!(s.unwrap().peer_addr().unwrap(), to);
+        a.unwrap();
+
+        // Listening bound to a mapped address: the listener and its clients show mapped.
+        let v6 = synack_tokio::TcpSocket::new_v6(&server).unwrap();
+        v6.bind(mapped(SERVER, 7482)).unwrap();
+        let listener = v6.listen(4).unwrap();
+        assert_eq!(listener.local_addr().unwrap(), mapped(SERVER, 7482));
+        let (c, a) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7482)),
+            listener.accept()
+        );
+        let (c, (a, peer)) = (c.unwrap(), a.unwrap());
+        assert_eq!(peer, mapped(CLIENT, c.local_addr().unwrap().port()));
+        assert_eq!(a.local_addr().unwrap(), mapped(SERVER, 7482));
+        // A mapped loopback address is still a martian.
+        let e = TcpStream::connect(&server, "[::ffff:127.0.0.1]:80")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable);
+    })
+    .await;
+}
+
 /// In transparent mode a socket bound to a foreign address connects from it, as a Linux
 /// socket with IP_TRANSPARENT does (the replies are routed to the stack like every other
 /// packet for that address). A port already connected to the same destination is

@@ -151,6 +151,33 @@ macro_rules! ready_method {
     };
 }
 
+/// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) stands for.
+pub(crate) fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
+    match addr {
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|v4| SocketAddr::new(v4.into(), v6.port())),
+        SocketAddr::V4(_) => None,
+    }
+}
+
+/// The IPv4 address an IPv4 connection of a dual-stack socket leaves from: its bound one
+/// unmapped, or the IPv4 unspecified address for `[::]`. A real IPv6 one cannot send IPv4
+/// (Linux gives such a socket a placeholder IPv4 address no route takes: ENETUNREACH).
+fn unmapped_local(local: SocketAddr) -> io::Result<SocketAddr> {
+    match local {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => Ok(SocketAddr::new(
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+            v6.port(),
+        )),
+        SocketAddr::V6(_) => {
+            unmapped(local).ok_or_else(|| synack_core::Error::NetworkUnreachable.into())
+        }
+        SocketAddr::V4(_) => Ok(local),
+    }
+}
+
 impl TcpStream {
     pub(crate) fn from_conn(conn: ConnRef) -> TcpStream {
         TcpStream { conn }
@@ -159,10 +186,13 @@ impl TcpStream {
     /// Opens a connection to `addr` from one of the stack's addresses and an ephemeral port.
     ///
     /// Fails with `ConnectionRefused` if the peer answers with RST, and `TimedOut` once the
-    /// configured SYN retries run out. The stack has no loopback: a loopback address
-    /// (127.0.0.1, `::1`) or one of the stack's own fails at once with
-    /// `NetworkUnreachable`, as does a broadcast or multicast one (TCP has no groups).
-    /// Cancelling the future abandons the attempt.
+    /// configured SYN retries run out. One of the stack's own addresses is looped back
+    /// inside the stack (a client and a server on one stack talk to each other); the stack
+    /// has no loopback link, so a loopback address (127.0.0.1, `::1`) fails at once with
+    /// `NetworkUnreachable`, as does a broadcast or multicast one (TCP has no groups). An
+    /// IPv4-mapped address (`::ffff:a.b.c.d`, as a dual-stack listener shows its IPv4
+    /// clients) connects over IPv4, and the stream shows its addresses mapped, as Linux's
+    /// dual-stack sockets do. Cancelling the future abandons the attempt.
     ///
     /// `addr` is anything tokio::net's `connect` takes but a host name (see
     /// [`ToSocketAddrs`]); with several addresses, each is tried in
@@ -183,10 +213,19 @@ impl TcpStream {
         options: &SocketOptions,
         linger: Option<Duration>,
     ) -> io::Result<TcpStream> {
+        // An IPv4-mapped destination is an IPv4 connection shown mapped, as Linux's
+        // `tcp_v6_connect` hands one to `tcp_v4_connect`.
+        let (addr, local, mapped) = match unmapped(addr) {
+            Some(v4) => (v4, local.map(unmapped_local).transpose()?, true),
+            None => (addr, local, false),
+        };
         let conn = {
             // On the shard that will own the flow (see `crate::shard`).
             let (shard, mut inner, handle) = stack.open_connection(addr, local, options)?;
-            let conn = ConnRef::register(stack, shard, handle, false, &mut inner);
+            let mut conn = ConnRef::register(stack, shard, handle, false, &mut inner);
+            if mapped {
+                conn = conn.map_to_v6();
+            }
             if let Some(c) = inner.conns.get_mut(&handle) {
                 c.linger = linger;
             }
