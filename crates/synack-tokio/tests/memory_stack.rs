@@ -1963,6 +1963,35 @@ async fn ipv4_mapped_destinations_connect_over_ipv4() {
     .await;
 }
 
+/// A read with no room waits, as tokio's, until a read would return something (bytes, the
+/// end of the stream), and then returns 0 without taking anything: a loop whose buffer is
+/// full parks rather than spins.
+#[tokio::test]
+async fn a_read_with_no_room_waits_for_readiness() {
+    let (client, server) = stacks();
+    within(10, async {
+        let (mut c, mut s) = connected(&client, &server, 7490).await;
+        let mut empty = [0u8; 0];
+        let waited = tokio::time::timeout(Duration::from_millis(200), s.read(&mut empty)).await;
+        assert!(waited.is_err(), "returned at once: {waited:?}");
+        let (n, ()) = tokio::join!(s.read(&mut empty), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.write_all(b"data").await.unwrap();
+        });
+        assert_eq!(n.unwrap(), 0);
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"data");
+        c.shutdown().await.unwrap();
+        assert_eq!(
+            s.read(&mut empty).await.unwrap(),
+            0,
+            "ready at the end of the stream"
+        );
+    })
+    .await;
+}
+
 /// In transparent mode a socket bound to a foreign address connects from it, as a Linux
 /// socket with IP_TRANSPARENT does (the replies are routed to the stack like every other
 /// packet for that address). A port already connected to the same destination is

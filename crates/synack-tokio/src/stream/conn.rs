@@ -106,10 +106,21 @@ impl ConnRef {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
         let mut inner = self.stack.lock_shard(self.shard)?;
+        if buf.remaining() == 0 {
+            // No room: ready once a read would return something (bytes, the end or an
+            // error), as tokio's `poll_read` waits for readiness first; never a read that
+            // spins, whatever the caller's loop.
+            return match inner.endpoint.recv_ready(self.handle) {
+                Ok(false) => {
+                    if let Some(c) = inner.conns.get_mut(&self.handle) {
+                        register(&mut c.read_waker, cx);
+                    }
+                    Poll::Pending
+                }
+                Ok(true) | Err(_) => Poll::Ready(Ok(())),
+            };
+        }
         let now = inner.now();
         // Written in place as a `BufMut`: a caller's uninitialised buffer (hyper's read
         // buffer, 8 KiB and growing, through `TokioIo`) is never zeroed first, a memset that
