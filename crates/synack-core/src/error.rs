@@ -86,8 +86,51 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The errno Linux's socket calls fail with where this error arises (what the
+    /// packetdrill shim returns, and what an [`io::Error`] made from it carries: see below).
+    pub fn errno(self) -> i32 {
+        match self {
+            Error::ConnectionRefused => libc::ECONNREFUSED,
+            Error::ConnectionReset => libc::ECONNRESET,
+            Error::TimedOut => libc::ETIMEDOUT,
+            Error::ConnectionAborted => libc::ECONNABORTED,
+            Error::BrokenPipe => libc::EPIPE,
+            Error::HostUnreachable => libc::EHOSTUNREACH,
+            Error::NetworkUnreachable => libc::ENETUNREACH,
+            Error::WouldBlock => libc::EAGAIN,
+            Error::AddrInUse => libc::EADDRINUSE,
+            Error::AddrNotAvailable => libc::EADDRNOTAVAIL,
+            Error::InvalidHandle => libc::EBADF,
+            Error::NotConnected => libc::ENOTCONN,
+            Error::InvalidInput => libc::EINVAL,
+            Error::NoBufferSpace => libc::ENOBUFS,
+            Error::MessageTooLong => libc::EMSGSIZE,
+            Error::PermissionDenied => libc::EACCES,
+        }
+    }
+
+    /// Whether std reads [`errno`](Self::errno) as [`kind`](Self::kind): all but EBADF,
+    /// ENOBUFS and EMSGSIZE, which std leaves uncategorized.
+    fn errno_has_kind(self) -> bool {
+        !matches!(
+            self,
+            Error::InvalidHandle | Error::NoBufferSpace | Error::MessageTooLong
+        )
+    }
+}
+
+/// On Linux, an error whose errno std reads as the same [`io::ErrorKind`] becomes that OS
+/// error, as tokio::net's own errors are: the same kind, the same `raw_os_error` and the same
+/// message ("Connection refused (os error 111)"), so that code written against the kernel's
+/// sockets, which matches `raw_os_error() == Some(libc::EADDRINUSE)`, works unchanged. The
+/// three std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
+/// can match, and carry the `Error` itself.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
+        if cfg!(target_os = "linux") && e.errno_has_kind() {
+            return io::Error::from_raw_os_error(e.errno());
+        }
         io::Error::new(e.kind(), e)
     }
 }
@@ -108,8 +151,48 @@ mod tests {
             io::ErrorKind::ConnectionReset
         );
         assert_eq!(Error::BrokenPipe.kind(), io::ErrorKind::BrokenPipe);
-        let io: io::Error = Error::TimedOut.into();
-        assert_eq!(io.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(io.to_string(), "connection timed out");
+    }
+
+    /// Every error becomes an `io::Error` of its own kind; on Linux, all but three carry the
+    /// errno as the kernel's own sockets' errors do.
+    #[test]
+    fn io_errors_keep_the_kind_and_carry_the_errno() {
+        use Error::*;
+        let all = [
+            ConnectionRefused,
+            ConnectionReset,
+            TimedOut,
+            ConnectionAborted,
+            BrokenPipe,
+            HostUnreachable,
+            NetworkUnreachable,
+            WouldBlock,
+            AddrInUse,
+            AddrNotAvailable,
+            InvalidHandle,
+            NotConnected,
+            InvalidInput,
+            NoBufferSpace,
+            MessageTooLong,
+            PermissionDenied,
+        ];
+        for e in all {
+            let io = io::Error::from(e);
+            assert_eq!(io.kind(), e.kind(), "{e:?}");
+            let raw = match cfg!(target_os = "linux") && e.errno_has_kind() {
+                true => Some(e.errno()),
+                false => None,
+            };
+            assert_eq!(io.raw_os_error(), raw, "{e:?}");
+        }
+        if cfg!(target_os = "linux") {
+            let io = io::Error::from(TimedOut);
+            assert_eq!(
+                io.to_string(),
+                io::Error::from_raw_os_error(libc::ETIMEDOUT).to_string()
+            );
+            let io = io::Error::from(MessageTooLong);
+            assert_eq!(io.to_string(), "message too long");
+        }
     }
 }

@@ -1701,6 +1701,7 @@ async fn loopback_addresses_fail_at_once_and_own_addresses_loop_back() {
             .await
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
 
         let u1 = UdpSocket::bind(&client, SocketAddr::new(CLIENT, 7472))
             .await
@@ -1840,6 +1841,8 @@ async fn a_bound_port_is_the_sockets_until_it_goes() {
         for at in [server_addr(7470), "0.0.0.0:7470".parse().unwrap()] {
             let e = b.bind(at).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{at}");
+            // As the kernel's: code that matches the errno works too.
+            assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE), "{at}");
         }
         let e = TcpListener::bind(&server, server_addr(7470))
             .await
