@@ -88,7 +88,8 @@ impl Error {
 
 impl Error {
     /// The errno Linux's socket calls fail with where this error arises (what the
-    /// packetdrill shim returns, and what an [`io::Error`] made from it carries: see below).
+    /// packetdrill shim returns, and what an [`io::Error`] made from it carries on Linux: see
+    /// below), as the target's `libc` numbers it: Linux's own where synack runs.
     pub fn errno(self) -> i32 {
         match self {
             Error::ConnectionRefused => libc::ECONNREFUSED,

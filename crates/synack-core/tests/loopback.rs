@@ -3,6 +3,7 @@
 //! between two of the endpoint's own sockets, with nothing on the link.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use synack_core::testing::{describe, pattern};
 use synack_core::{Config, ConnectionHandle, Endpoint, Error, Event, Instant, State};
@@ -11,7 +12,10 @@ const V4: &str = "198.18.0.2";
 const V6: &str = "2001:2::2";
 
 fn endpoint() -> Endpoint {
-    let mut config = Config::default();
+    endpoint_with(Config::default())
+}
+
+fn endpoint_with(mut config: Config) -> Endpoint {
     config.seed(Some([7; 32]));
     let addresses: [IpAddr; 2] = [V4.parse().unwrap(), V6.parse().unwrap()];
     Endpoint::new(config, &addresses)
@@ -82,12 +86,22 @@ fn connect_to_self(
     (c, s)
 }
 
-/// A connection to an own listener, on IPv4 and IPv6: 4 MB each way intact (super-segments
-/// taken whole), both ends closed, and not one packet on the link.
+/// A connection to an own listener, on IPv4 and IPv6, one segment a packet and in
+/// super-segments with partial checksums (as a runtime sets the core up for an offloading
+/// TUN; taken whole): 4 MB each way intact, both ends closed, and not one packet on the
+/// link.
 #[test]
 fn tcp_to_an_own_address_never_reaches_the_link() {
-    for ip in [V4, V6] {
-        let mut ep = endpoint();
+    let mut offload = Config::default();
+    offload.gso_max_size(65_535).tx_checksum_offload(true);
+    for (ip, config) in [
+        (V4, Config::default()),
+        (V6, Config::default()),
+        (V4, offload.clone()),
+        (V6, offload),
+    ] {
+        let gso = config.gso_max_size_choice().is_some();
+        let mut ep = endpoint_with(config);
         let mut now = Instant::from_secs(1);
         let (c, s) = connect_to_self(&mut ep, &mut now, ip, 8080);
         const LEN: usize = 4 << 20;
@@ -126,7 +140,83 @@ fn tcp_to_an_own_address_never_reaches_the_link() {
         assert!(stats.looped_back > 100, "{ip}: {}", stats.looped_back);
         assert_eq!(stats.packets_out, stats.looped_back, "{ip}");
         assert_eq!(stats.retransmits, 0, "{ip}");
+        assert_eq!(
+            stats.segments_out > 2 * stats.packets_out,
+            gso,
+            "{ip}: {stats:?}"
+        );
     }
+}
+
+/// Under a memory cap that one writer's send buffer can fill, a connection between two own
+/// sockets still moves: the receiving end takes two segments past the cap while it holds
+/// less unread (Linux's `tcp_rmem[0]` floor), its ACK frees the sender's buffer, and so on.
+/// Before, the receiver had no room for a byte, and the sender's buffer drained only on
+/// that receiver's ACK (a reviewer's test).
+#[test]
+fn an_own_connection_moves_under_a_memory_cap_its_writer_fills() {
+    let mut config = Config::default();
+    config.max_memory(256 * 1024);
+    let mut ep = endpoint_with(config);
+    let mut now = Instant::from_secs(1);
+    let start = now;
+    let (c, s) = connect_to_self(&mut ep, &mut now, V4, 8083);
+    const LEN: usize = 1 << 20;
+    let data = vec![0x5au8; LEN];
+    let (mut sent, mut got) = (0usize, 0usize);
+    let mut chunk = vec![0u8; 65_536];
+    run(&mut ep, &mut now, |ep, now| {
+        // The writer writes all it may, as a task woken by `Writable` would.
+        while sent < LEN {
+            match ep.send(c, &data[sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+        while let Ok(n) = ep.recv(now, s, &mut chunk) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got == LEN
+    });
+    assert_eq!(got, LEN, "after {:?}: {sent} written", now - start);
+    assert!(now - start < Duration::from_secs(1), "{:?}", now - start);
+    assert!(ep.memory() <= 256 * 1024 + 2 * 2 * 1460, "{}", ep.memory());
+}
+
+/// A UDP datagram larger than the MTU to an own address goes in fragments, each looped back
+/// and reassembled (a reviewer's test).
+#[test]
+fn an_own_datagram_past_the_mtu_is_reassembled() {
+    let mut ep = endpoint();
+    let mut now = Instant::from_secs(1);
+    let server = ep.udp_bind(at(V4, 5353)).unwrap();
+    let client = ep.udp_bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let big: Vec<u8> = (0..60_000u32).map(|i| i as u8).collect();
+    ep.udp_send_to(client, at(V4, 5353), &big).unwrap();
+    run(&mut ep, &mut now, |_, _| false);
+    let (data, _, _) = ep.udp_recv(server).expect("reassembled");
+    assert!(data[..] == big[..]);
+    assert_eq!(ep.stats().fragments_reassembled, 1);
+}
+
+/// In intercept mode a connect to an own port nothing listens on is refused at once, as
+/// without it: our own looped SYN is no client's to intercept (a reviewer's test).
+#[test]
+fn an_own_syn_is_not_intercepted() {
+    let mut config = Config::default();
+    config.intercept(Some(synack_core::InterceptConfig::default()));
+    let mut ep = endpoint_with(config);
+    let mut now = Instant::from_secs(1);
+    let c = ep.connect(now, at(V4, 9)).unwrap();
+    let events = run(&mut ep, &mut now, |_, _| false);
+    assert!(
+        events.contains(&Event::Closed(c, Some(Error::ConnectionRefused))),
+        "{events:?}"
+    );
+    assert_eq!(ep.held_syns().count(), 0);
 }
 
 /// A connect to an own port where nothing listens is refused by the looped-back RST, at

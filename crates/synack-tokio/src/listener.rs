@@ -64,7 +64,13 @@ impl TcpListener {
     /// binds is taken, else the last error is returned.
     pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         first_ok(&addr, |a| async move {
-            Self::listen_with(stack, a, None, BACKLOG, &SocketOptions::default(), None)
+            let options = SocketOptions::default();
+            // An IPv4-mapped address is its IPv4 one, shown mapped (as tokio's on Linux).
+            match crate::stream::unmapped(a) {
+                Some(v4) => Self::listen_with(stack, v4, None, BACKLOG, &options, None)
+                    .map(TcpListener::map_to_v6),
+                None => Self::listen_with(stack, a, None, BACKLOG, &options, None),
+            }
         })
         .await
     }

@@ -1957,11 +1957,55 @@ async fn ipv4_mapped_destinations_connect_over_ipv4() {
         let (c, (a, peer)) = (c.unwrap(), a.unwrap());
         assert_eq!(peer, mapped(CLIENT, c.local_addr().unwrap().port()));
         assert_eq!(a.local_addr().unwrap(), mapped(SERVER, 7482));
+        // `TcpListener::bind` takes a mapped address too, as tokio's.
+        let listener = TcpListener::bind(&server, mapped(SERVER, 7483))
+            .await
+            .unwrap();
+        assert_eq!(listener.local_addr().unwrap(), mapped(SERVER, 7483));
+        let (c, a) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7483)),
+            listener.accept()
+        );
+        assert_eq!(
+            a.unwrap().1,
+            mapped(CLIENT, c.unwrap().local_addr().unwrap().port())
+        );
         // A mapped loopback address is still a martian.
         let e = TcpStream::connect(&server, "[::ffff:127.0.0.1]:80")
             .await
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable);
+    })
+    .await;
+}
+
+/// A connection between two of the stack's own sockets moves under a memory cap its writer's
+/// send buffer alone could fill: the receiving end always takes two segments past the cap
+/// (Linux's `tcp_rmem[0]` floor). It hung before (a reviewer's test).
+#[tokio::test]
+async fn an_own_connection_moves_under_a_small_memory_cap() {
+    let (dev, _peer) = MemoryDevice::pair();
+    let mut capped = config(1);
+    capped.max_memory(256 * 1024);
+    let stack = Stack::new(capped, dev, &[CLIENT]).unwrap();
+    within(30, async {
+        let own = SocketAddr::new(CLIENT, 7600);
+        let listener = TcpListener::bind(&stack, own).await.unwrap();
+        let (c, a) = tokio::join!(TcpStream::connect(&stack, own), listener.accept());
+        let (mut c, (mut a, _)) = (c.unwrap(), a.unwrap());
+        let data = pattern(4 << 20, 21);
+        let ((), got) = tokio::join!(
+            async {
+                c.write_all(&data).await.unwrap();
+                c.shutdown().await.unwrap();
+            },
+            async {
+                let mut got = Vec::new();
+                a.read_to_end(&mut got).await.unwrap();
+                got
+            }
+        );
+        assert!(got == data, "{} of {} bytes", got.len(), data.len());
     })
     .await;
 }

@@ -252,9 +252,13 @@ impl Endpoint {
             return;
         }
         // Port 0 names no socket, intercepted or not: the SYN is reset at once, as by
-        // Linux's own stack (an upstream connect to port 0 would only be refused).
+        // Linux's own stack (an upstream connect to port 0 would only be refused). Nor is
+        // our own SYN looped back a client's to intercept (Linux's TPROXY rules never see
+        // its loopback device): an interceptor that connects upstream through this stack
+        // to an own closed port would intercept itself, again and again.
         if self.intercepts()
             && local.port() != 0
+            && !self.looping
             && self.handle_intercept(now, local, remote, &seg, packet, iss)
         {
             return;

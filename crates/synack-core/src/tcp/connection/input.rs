@@ -132,7 +132,11 @@ impl Connection {
     /// window stays where it is: its right edge never moves left (RFC 9293 §3.8.6.2.2,
     /// RFC 7323 §2.4).
     pub(super) fn window_room(&self, promised: usize) -> usize {
-        let room = self.rcv.buffer.window().min(self.mem.room);
+        let room = self
+            .rcv
+            .buffer
+            .window()
+            .min(self.mem.room.max(self.receive_floor()));
         if self.mem.pressure {
             room.min(promised.max(2 * self.rcv.mss))
         } else {
@@ -742,7 +746,8 @@ impl Connection {
             return;
         }
         let offset = start - self.rcv.nxt;
-        if self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room {
+        let floor = offset == 0 && self.receive_floor() > 0;
+        if !floor && self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room {
             // The endpoint is at its memory cap (Linux: tcp_try_rmem_schedule fails): the
             // ring may not grow past the room left. Data that fills the next hole may take
             // the allocation this connection's own out-of-order data held

@@ -56,6 +56,17 @@ impl Connection {
         self.rcv.buffer.set_tight(pressure);
     }
 
+    /// In-order bytes the connection may still take past the memory cap: while it holds
+    /// less than two segments unread, the next in-order data is taken whatever the cap, and
+    /// the window offers that much. Linux grants every socket its `tcp_rmem[0]` so
+    /// (`__sk_mem_raise_allocated`: `sk_get_rmem0`), so that one connection's data always
+    /// moves: above all a connection between two of the endpoint's own sockets, whose
+    /// sender may have filled the cap with data only the receiver's ACK frees. The excess
+    /// is bounded, two segments a connection.
+    pub(super) fn receive_floor(&self) -> usize {
+        (2 * self.rcv.mss).saturating_sub(self.rcv.buffer.len())
+    }
+
     /// Whether the budget held this connection back since the last call.
     pub fn take_memory_starved(&mut self) -> bool {
         std::mem::take(&mut self.mem.starved)
