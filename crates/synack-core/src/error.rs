@@ -89,7 +89,9 @@ impl Error {
 impl Error {
     /// The errno Linux's socket calls fail with where this error arises (what the
     /// packetdrill shim returns, and what an [`io::Error`] made from it carries on Linux: see
-    /// below), as the target's `libc` numbers it: Linux's own where synack runs.
+    /// below), as the target's `libc` numbers it: Linux's own where synack runs. (On a
+    /// target without errno numbers there is none.)
+    #[cfg(unix)]
     pub fn errno(self) -> i32 {
         match self {
             Error::ConnectionRefused => libc::ECONNREFUSED,
@@ -113,6 +115,7 @@ impl Error {
 
     /// Whether std reads [`errno`](Self::errno) as [`kind`](Self::kind): all but EBADF,
     /// ENOBUFS and EMSGSIZE, which std leaves uncategorized.
+    #[cfg(target_os = "linux")]
     fn errno_has_kind(self) -> bool {
         !matches!(
             self,
@@ -129,7 +132,8 @@ impl Error {
 /// can match, and carry the `Error` itself.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        if cfg!(target_os = "linux") && e.errno_has_kind() {
+        #[cfg(target_os = "linux")]
+        if e.errno_has_kind() {
             return io::Error::from_raw_os_error(e.errno());
         }
         io::Error::new(e.kind(), e)
@@ -156,6 +160,7 @@ mod tests {
 
     /// Every error becomes an `io::Error` of its own kind; on Linux, all but three carry the
     /// errno as the kernel's own sockets' errors do.
+    #[cfg(target_os = "linux")]
     #[test]
     fn io_errors_keep_the_kind_and_carry_the_errno() {
         use Error::*;
@@ -180,20 +185,15 @@ mod tests {
         for e in all {
             let io = io::Error::from(e);
             assert_eq!(io.kind(), e.kind(), "{e:?}");
-            let raw = match cfg!(target_os = "linux") && e.errno_has_kind() {
-                true => Some(e.errno()),
-                false => None,
-            };
+            let raw = e.errno_has_kind().then(|| e.errno());
             assert_eq!(io.raw_os_error(), raw, "{e:?}");
         }
-        if cfg!(target_os = "linux") {
-            let io = io::Error::from(TimedOut);
-            assert_eq!(
-                io.to_string(),
-                io::Error::from_raw_os_error(libc::ETIMEDOUT).to_string()
-            );
-            let io = io::Error::from(MessageTooLong);
-            assert_eq!(io.to_string(), "message too long");
-        }
+        let io = io::Error::from(TimedOut);
+        assert_eq!(
+            io.to_string(),
+            io::Error::from_raw_os_error(libc::ETIMEDOUT).to_string()
+        );
+        let io = io::Error::from(MessageTooLong);
+        assert_eq!(io.to_string(), "message too long");
     }
 }
