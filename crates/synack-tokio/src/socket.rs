@@ -71,7 +71,6 @@ impl PortHold {
     /// no ephemeral port there takes it while shard 0 decides).
     fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
         let n = stack.workers();
-        let elsewhere = stack.used_beyond_shard_0()?;
         let mut hold = PortHold {
             stack: stack.clone(),
             local: addr,
@@ -81,6 +80,9 @@ impl PortHold {
         if addr.port() != 0 {
             hold.hold_beyond_shard_0()?;
         }
+        // What the other shards' connections use, read once the port is held there, so
+        // that none takes it between the reading and the decision.
+        let elsewhere = stack.used_beyond_shard_0()?;
         hold.local = stack
             .lock_shard(0)?
             .endpoint
@@ -455,14 +457,20 @@ impl TcpSocket {
             options,
             linger,
             auto_port,
+            mapped,
             ..
         } = self
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        // Bound to an IPv4-mapped address, the socket speaks IPv4 only (Linux: ENETUNREACH
+        // for a native IPv6 destination).
+        if mapped && crate::stream::unmapped(addr).is_none() {
+            return Err(synack_core::Error::NetworkUnreachable.into());
+        }
         // The port stays held until the connection is open (then the connection holds it),
-        // or has failed.
-        let local = bound.as_ref().map(PortHold::local);
+        // or has failed. A mapped one is shown mapped, as `connect_with` takes it.
+        let local = bound.as_ref().map(|b| shown(b.local(), mapped));
         match TcpStream::connect_with(&self.stack, addr, local, &options, linger).await {
             // The port picked at `bind` is taken towards `addr` (EADDRNOTAVAIL, as Linux's
             // connect): another one.
