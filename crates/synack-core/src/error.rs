@@ -56,6 +56,14 @@ pub enum Error {
     /// A datagram to a broadcast address: synack has no `SO_BROADCAST` (EACCES).
     #[error("permission denied")]
     PermissionDenied,
+    /// An address of the other family than the socket's: an IPv6 destination for an IPv4
+    /// socket (EAFNOSUPPORT).
+    #[error("address family not supported by protocol")]
+    AddressFamilyNotSupported,
+    /// A datagram sent without a destination on a socket that is not connected
+    /// (EDESTADDRREQ).
+    #[error("destination address required")]
+    DestinationRequired,
 }
 
 impl Error {
@@ -82,6 +90,9 @@ impl Error {
             // is too large.
             Error::MessageTooLong => K::InvalidInput,
             Error::PermissionDenied => K::PermissionDenied,
+            // std has no stable kind for either errno; the nearest ones.
+            Error::AddressFamilyNotSupported => K::InvalidInput,
+            Error::DestinationRequired => K::NotConnected,
         }
     }
 }
@@ -110,16 +121,22 @@ impl Error {
             Error::NoBufferSpace => libc::ENOBUFS,
             Error::MessageTooLong => libc::EMSGSIZE,
             Error::PermissionDenied => libc::EACCES,
+            Error::AddressFamilyNotSupported => libc::EAFNOSUPPORT,
+            Error::DestinationRequired => libc::EDESTADDRREQ,
         }
     }
 
     /// Whether std reads [`errno`](Self::errno) as [`kind`](Self::kind): all but EBADF,
-    /// ENOBUFS and EMSGSIZE, which std leaves uncategorized.
+    /// ENOBUFS, EMSGSIZE, EAFNOSUPPORT and EDESTADDRREQ, which std leaves uncategorized.
     #[cfg(target_os = "linux")]
     fn errno_has_kind(self) -> bool {
         !matches!(
             self,
-            Error::InvalidHandle | Error::NoBufferSpace | Error::MessageTooLong
+            Error::InvalidHandle
+                | Error::NoBufferSpace
+                | Error::MessageTooLong
+                | Error::AddressFamilyNotSupported
+                | Error::DestinationRequired
         )
     }
 }
@@ -128,8 +145,8 @@ impl Error {
 /// error, as tokio::net's own errors are: the same kind, the same `raw_os_error` and the same
 /// message ("Connection refused (os error 111)"), so that code written against the kernel's
 /// sockets, which matches `raw_os_error() == Some(libc::EADDRINUSE)`, works unchanged. The
-/// three std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
-/// can match, and carry the `Error` itself.
+/// five std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
+/// can match, and carry the `Error` itself (no errno, rather than one std reads otherwise).
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         #[cfg(target_os = "linux")]
@@ -158,7 +175,7 @@ mod tests {
         assert_eq!(Error::BrokenPipe.kind(), io::ErrorKind::BrokenPipe);
     }
 
-    /// Every error becomes an `io::Error` of its own kind; on Linux, all but three carry the
+    /// Every error becomes an `io::Error` of its own kind; on Linux, all but five carry the
     /// errno as the kernel's own sockets' errors do.
     #[cfg(target_os = "linux")]
     #[test]
@@ -181,6 +198,8 @@ mod tests {
             NoBufferSpace,
             MessageTooLong,
             PermissionDenied,
+            AddressFamilyNotSupported,
+            DestinationRequired,
         ];
         for e in all {
             let io = io::Error::from(e);

@@ -249,10 +249,10 @@ fn datagrams_past_the_mtu_go_in_fragments() {
     assert_eq!(cs.fragments_sent, sent_fragments as u64);
     assert_eq!(ss.fragments_reassembled, 7);
     assert_eq!(p.server.memory_usage().reassembly, 0, "nothing held after");
-    // Families must match the socket's.
+    // Families must match the socket's (Linux's EAFNOSUPPORT).
     assert_eq!(
         p.client.udp_send_to(c, sa(ip(S6), 9), b"x"),
-        Err(Error::InvalidInput)
+        Err(Error::AddressFamilyNotSupported)
     );
 }
 
@@ -288,7 +288,12 @@ fn bind_rules() {
     assert_ne!(again, a, "a stale handle never names a later socket");
     assert_eq!(ep.udp_local_addr(a), Err(Error::InvalidHandle));
     assert_eq!(ep.udp_peer_addr(again), Err(Error::NotConnected));
-    assert_eq!(ep.udp_send(again, b"x"), Err(Error::NotConnected));
+    // Linux's EDESTADDRREQ, of kind NotConnected.
+    assert_eq!(ep.udp_send(again, b"x"), Err(Error::DestinationRequired));
+    assert_eq!(
+        Error::DestinationRequired.kind(),
+        std::io::ErrorKind::NotConnected
+    );
 }
 
 // -----------------------------------------------------------------------------------------

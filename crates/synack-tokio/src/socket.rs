@@ -153,7 +153,8 @@ pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
     u8::try_from(ttl)
         .ok()
         .filter(|&t| t > 0)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a TTL is 1 to 255"))
+        // EINVAL, as Linux's IP_TTL.
+        .ok_or_else(|| synack_core::Error::InvalidInput.into())
 }
 
 impl TcpSocket {
@@ -194,17 +195,12 @@ impl TcpSocket {
     /// or listener holds it.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
         if addr.is_ipv6() != self.v6 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the address family differs from the socket's",
-            ));
+            return Err(synack_core::Error::AddressFamilyNotSupported.into());
         }
         let mut settings = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
         if settings.bound.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the socket is already bound",
-            ));
+            // Linux's `inet_bind` on a bound socket: EINVAL.
+            return Err(synack_core::Error::InvalidInput.into());
         }
         let v4 = crate::stream::unmapped(addr);
         let held = v4.unwrap_or(addr);
@@ -447,10 +443,7 @@ impl TcpSocket {
     /// another ephemeral port rather than fail.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
         if addr.is_ipv6() != self.v6 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the address family differs from the socket's",
-            ));
+            return Err(synack_core::Error::AddressFamilyNotSupported.into());
         }
         let Settings {
             bound,

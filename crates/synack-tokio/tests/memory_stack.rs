@@ -1517,6 +1517,52 @@ async fn ready_reports_the_closed_bits_as_tokio_does() {
     .await;
 }
 
+/// The errors a program on the kernel's sockets sees, errno and all (`raw_os_error`, as
+/// tokio::net's): the reset (ECONNRESET), then writes (EPIPE), `peer_addr` of a closed
+/// stream (ENOTCONN), a TTL of 0 and a second bind (EINVAL). The two std has no kind for
+/// keep a kind that can be matched and carry no errno rather than another one: an address
+/// of the other family (EAFNOSUPPORT, `InvalidInput`) and a datagram with no destination
+/// (EDESTADDRREQ, `NotConnected`).
+#[tokio::test]
+async fn errors_carry_the_kernels_errno() {
+    let (client, server) = stacks();
+    within(10, async {
+        let errno = |e: io::Error| (e.kind(), e.raw_os_error());
+        let (mut c, s) = connected(&client, &server, 7495).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        let mut buf = [0u8; 1];
+        let e = c.read(&mut buf).await.unwrap_err();
+        assert_eq!(
+            errno(e),
+            (io::ErrorKind::ConnectionReset, Some(libc::ECONNRESET))
+        );
+        let e = c.write_all(b"x").await.unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::BrokenPipe, Some(libc::EPIPE)));
+        let e = c.peer_addr().unwrap_err();
+        assert_eq!(
+            errno(e),
+            (io::ErrorKind::NotConnected, Some(libc::ENOTCONN))
+        );
+
+        let socket = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        let e = socket.set_ttl(0).unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
+        let e = socket.bind("[2001:2::1]:0".parse().unwrap()).unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, None));
+        socket.bind(SocketAddr::new(CLIENT, 0)).unwrap();
+        let e = socket.bind(SocketAddr::new(CLIENT, 0)).unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
+
+        let udp = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        let e = udp.send(b"x").await.unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::NotConnected, None));
+        let e = udp.send_to(b"x", "[2001:2::1]:9").await.unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, None));
+    })
+    .await;
+}
+
 /// The connection's failure is reported once, as Linux's `sock_error` clears `sk_err`: the
 /// first read after a reset fails with it, later reads see the end of the stream, writes
 /// fail with `BrokenPipe` (EPIPE), `shutdown` succeeds (as tokio's, which takes ENOTCONN as

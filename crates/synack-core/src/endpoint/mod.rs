@@ -454,7 +454,7 @@ impl Endpoint {
         let local_ip = match local {
             Some(l) if !l.ip().is_unspecified() => {
                 if l.is_ipv4() != remote.is_ipv4() {
-                    return Err(Error::InvalidInput);
+                    return Err(Error::AddressFamilyNotSupported);
                 }
                 if !self.may_own(l.ip()) {
                     return Err(Error::AddrNotAvailable);

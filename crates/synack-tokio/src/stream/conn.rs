@@ -454,7 +454,7 @@ impl ConnRef {
                 Err(e) if total == 0 => {
                     return Err(inner
                         .report_failure(self.handle, e)
-                        .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))
+                        .unwrap_or_else(|| Error::BrokenPipe.into()))
                 }
                 // Report the bytes already queued; the error comes back on the next write.
                 Err(_) => break,
@@ -496,7 +496,7 @@ impl ConnRef {
             }
             Err(e) => Poll::Ready(Err(inner
                 .report_failure(self.handle, e)
-                .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into()))),
+                .unwrap_or_else(|| Error::BrokenPipe.into()))),
         }
     }
 
@@ -540,7 +540,7 @@ impl ConnRef {
         let inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.state(self.handle) {
             Ok(State::Closed | State::TimeWait | State::SynSent) | Err(_) => {
-                Err(io::ErrorKind::NotConnected.into())
+                Err(Error::NotConnected.into())
             }
             Ok(_) => inner
                 .endpoint
@@ -573,7 +573,7 @@ impl ConnRef {
             // As a write: the failure once, then EPIPE (Linux's `tcp_sendmsg`).
             Err(e) => Err(inner
                 .report_failure(self.handle, e)
-                .unwrap_or_else(|| io::ErrorKind::BrokenPipe.into())),
+                .unwrap_or_else(|| Error::BrokenPipe.into())),
         }
     }
 

@@ -443,7 +443,7 @@ impl Endpoint {
     /// Where a datagram from a socket bound to `local` to `dst` really goes: on a socket
     /// bound to `[::]` (dual stack) an IPv4-mapped or IPv4 destination is IPv4; an IPv4-mapped
     /// one from any other IPv6 socket is `NetworkUnreachable` (Linux's ENETUNREACH), and an
-    /// IPv6 one from an IPv4 socket `InvalidInput`.
+    /// IPv6 one from an IPv4 socket `AddressFamilyNotSupported` (EAFNOSUPPORT).
     fn dual_stack_destination(
         &self,
         local: SocketAddr,
@@ -458,7 +458,7 @@ impl Endpoint {
             },
             SocketAddr::V4(_) if local.is_ipv6() && !dual => Err(Error::NetworkUnreachable),
             SocketAddr::V4(_) if local.is_ipv6() => Ok(dst),
-            _ if local.is_ipv4() != dst.is_ipv4() => Err(Error::InvalidInput),
+            _ if local.is_ipv4() != dst.is_ipv4() => Err(Error::AddressFamilyNotSupported),
             _ => Ok(dst),
         }
     }
@@ -572,10 +572,11 @@ impl Endpoint {
         Ok(self.udp.socket(h)?.broadcast)
     }
 
-    /// Send to the connected peer; `NotConnected` if there is none. As
-    /// [`Endpoint::udp_send_to`] otherwise.
+    /// Send to the connected peer; `DestinationRequired` if there is none (its kind is
+    /// `NotConnected`). As [`Endpoint::udp_send_to`] otherwise.
     pub fn udp_send(&mut self, h: UdpHandle, payload: &[u8]) -> Result<usize, Error> {
-        let peer = self.udp.socket(h)?.peer.ok_or(Error::NotConnected)?;
+        // Linux's `udp_sendmsg` without a destination: EDESTADDRREQ.
+        let peer = self.udp.socket(h)?.peer.ok_or(Error::DestinationRequired)?;
         self.udp_send_to(h, peer, payload)
     }
 
