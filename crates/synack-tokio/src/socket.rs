@@ -233,7 +233,9 @@ impl TcpSocket {
     /// port that connections or TIME-WAIT entries still use, and two sockets that both set
     /// it may be bound to one port (only one of them can listen on it). A listener always
     /// binds as with it, as tokio's `TcpListener::bind` sets it. Set after `bind`, it
-    /// counts for the binds that come later.
+    /// counts for the binds that come later. (Linux also asks it of the socket behind the
+    /// connection or TIME-WAIT entry; synack keeps no such flag on a connection, so the
+    /// binding socket's alone decides.)
     pub fn set_reuseaddr(&self, reuseaddr: bool) -> io::Result<()> {
         self.with(|s| {
             s.reuseaddr = reuseaddr;
