@@ -99,7 +99,7 @@ impl Endpoint {
     /// A packet to one of our own addresses never reaches the link: it is taken in at once,
     /// as Linux's loopback device takes a packet to a local address (RFC 1122 §3.2.1.3:
     /// "internal host loopback"), whole (a super-segment as one, its checksum trusted), and
-    /// the next packet is written in its place; at most [`LOOPBACK_BURST`] in one call.
+    /// the next packet is written in its place; at most 64 (`LOOPBACK_BURST`) in one call.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         self.loopback_due = None;
