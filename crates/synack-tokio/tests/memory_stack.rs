@@ -1956,10 +1956,7 @@ async fn ipv4_mapped_destinations_connect_over_ipv4() {
             dual.accept()
         );
         let (_c, (_a, peer)) = (c.unwrap(), a.unwrap());
-        let mapped = |ip: IpAddr, port| match ip {
-            IpAddr::V4(v4) => SocketAddr::new(v4.to_ipv6_mapped().into(), port),
-            v6 => SocketAddr::new(v6, port),
-        };
+        let mapped = |ip, port| synack_core::endpoint::ipv4_mapped(SocketAddr::new(ip, port));
         assert_eq!(peer.ip(), mapped(CLIENT, 0).ip());
 
         // The server connects back to the client's address as its listener showed it.
