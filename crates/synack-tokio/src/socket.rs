@@ -140,7 +140,7 @@ impl Drop for PortHold {
 }
 
 /// `addr` as a socket shows it: IPv4-mapped if it is an IPv6 socket's IPv4 address.
-fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
+pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
     match mapped {
         true => synack_core::endpoint::ipv4_mapped(addr),
         false => addr,

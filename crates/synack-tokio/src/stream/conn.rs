@@ -58,11 +58,7 @@ impl ConnRef {
     }
 
     fn shown(&self, addr: SocketAddr) -> SocketAddr {
-        if self.mapped {
-            synack_core::endpoint::ipv4_mapped(addr)
-        } else {
-            addr
-        }
+        crate::socket::shown(addr, self.mapped)
     }
 
     /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).
