@@ -1,7 +1,27 @@
-//! The addresses socket calls take ([`ToSocketAddrs`]), as tokio::net's, but no host names.
+//! The addresses socket calls take ([`ToSocketAddrs`]), as tokio::net's, but no host names;
+//! and IPv4-mapped addresses, as a dual-stack socket takes and shows them.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+/// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) stands for.
+pub(crate) fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
+    match addr {
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|v4| SocketAddr::new(v4.into(), v6.port())),
+        SocketAddr::V4(_) => None,
+    }
+}
+
+/// `addr` as a socket shows it: IPv4-mapped if it is an IPv6 socket's IPv4 address.
+pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
+    match mapped {
+        true => synack_core::endpoint::ipv4_mapped(addr),
+        false => addr,
+    }
+}
 
 /// The addresses `bind`, `connect` and `send_to` take, in the order to try them: what
 /// `tokio::net::ToSocketAddrs` takes (`"198.18.0.1:80"`, `"[2001:2::1]:443"`,

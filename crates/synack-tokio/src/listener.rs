@@ -66,7 +66,7 @@ impl TcpListener {
         first_ok(&addr, |a| async move {
             let options = SocketOptions::default();
             // An IPv4-mapped address is its IPv4 one, shown mapped (as tokio's on Linux).
-            match crate::stream::unmapped(a) {
+            match crate::addr::unmapped(a) {
                 Some(v4) => Self::listen_with(stack, v4, None, BACKLOG, &options, None)
                     .map(TcpListener::map_to_v6),
                 None => Self::listen_with(stack, a, None, BACKLOG, &options, None),

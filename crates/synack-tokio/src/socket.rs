@@ -139,14 +139,6 @@ impl Drop for PortHold {
     }
 }
 
-/// `addr` as a socket shows it: IPv4-mapped if it is an IPv6 socket's IPv4 address.
-pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
-    match mapped {
-        true => synack_core::endpoint::ipv4_mapped(addr),
-        false => addr,
-    }
-}
-
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
 /// takes no 0 either).
 pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
@@ -202,7 +194,7 @@ impl TcpSocket {
             // Linux's `inet_bind` on a bound socket: EINVAL.
             return Err(synack_core::Error::InvalidInput.into());
         }
-        let v4 = crate::stream::unmapped(addr);
+        let v4 = crate::addr::unmapped(addr);
         let held = v4.unwrap_or(addr);
         settings.bound = Some(PortHold::bind(&self.stack, held, settings.reuseaddr)?);
         settings.auto_port = addr.port() == 0;
@@ -215,7 +207,11 @@ impl TcpSocket {
     /// that is not bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self
-            .with(|s| s.bound.as_ref().map(|b| shown(b.local(), s.mapped)))
+            .with(|s| {
+                s.bound
+                    .as_ref()
+                    .map(|b| crate::addr::shown(b.local(), s.mapped))
+            })
             .unwrap_or_else(|| self.unspecified()))
     }
 
@@ -460,12 +456,14 @@ impl TcpSocket {
             .unwrap_or_else(PoisonError::into_inner);
         // Bound to an IPv4-mapped address, the socket speaks IPv4 only (Linux: ENETUNREACH
         // for a native IPv6 destination).
-        if mapped && crate::stream::unmapped(addr).is_none() {
+        if mapped && crate::addr::unmapped(addr).is_none() {
             return Err(synack_core::Error::NetworkUnreachable.into());
         }
         // The port stays held until the connection is open (then the connection holds it),
         // or has failed. A mapped one is shown mapped, as `connect_with` takes it.
-        let local = bound.as_ref().map(|b| shown(b.local(), mapped));
+        let local = bound
+            .as_ref()
+            .map(|b| crate::addr::shown(b.local(), mapped));
         match TcpStream::connect_with(&self.stack, addr, local, &options, linger).await {
             // The port picked at `bind` is taken towards `addr` (EADDRNOTAVAIL, as Linux's
             // connect): another one.

@@ -58,7 +58,7 @@ impl ConnRef {
     }
 
     fn shown(&self, addr: SocketAddr) -> SocketAddr {
-        crate::socket::shown(addr, self.mapped)
+        crate::addr::shown(addr, self.mapped)
     }
 
     /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).

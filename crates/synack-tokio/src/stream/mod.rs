@@ -151,17 +151,6 @@ macro_rules! ready_method {
     };
 }
 
-/// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) stands for.
-pub(crate) fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
-    match addr {
-        SocketAddr::V6(v6) => v6
-            .ip()
-            .to_ipv4_mapped()
-            .map(|v4| SocketAddr::new(v4.into(), v6.port())),
-        SocketAddr::V4(_) => None,
-    }
-}
-
 /// The IPv4 address an IPv4 connection of a dual-stack socket leaves from: its bound one
 /// unmapped, or the IPv4 unspecified address for `[::]`. A real IPv6 one cannot send IPv4
 /// (Linux gives such a socket a placeholder IPv4 address no route takes: ENETUNREACH).
@@ -171,9 +160,8 @@ fn unmapped_local(local: SocketAddr) -> io::Result<SocketAddr> {
             std::net::Ipv4Addr::UNSPECIFIED.into(),
             v6.port(),
         )),
-        SocketAddr::V6(_) => {
-            unmapped(local).ok_or_else(|| synack_core::Error::NetworkUnreachable.into())
-        }
+        SocketAddr::V6(_) => crate::addr::unmapped(local)
+            .ok_or_else(|| synack_core::Error::NetworkUnreachable.into()),
         SocketAddr::V4(_) => Ok(local),
     }
 }
@@ -215,7 +203,7 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         // An IPv4-mapped destination is an IPv4 connection shown mapped, as Linux's
         // `tcp_v6_connect` hands one to `tcp_v4_connect`.
-        let (addr, local, mapped) = match unmapped(addr) {
+        let (addr, local, mapped) = match crate::addr::unmapped(addr) {
             Some(v4) => (v4, local.map(unmapped_local).transpose()?, true),
             None => (addr, local, false),
         };
