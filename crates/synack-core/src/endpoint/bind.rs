@@ -107,8 +107,7 @@ impl Endpoint {
         let bound = self.check_bind_avoiding(local, elsewhere)?;
         if local.port() != 0 {
             let connected = || {
-                self.used_local_addrs()
-                    .into_iter()
+                self.local_addrs_in_use()
                     .chain(elsewhere.iter().copied())
                     .any(|a| overlaps(a, local))
             };

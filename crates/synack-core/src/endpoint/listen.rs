@@ -181,10 +181,9 @@ impl Endpoint {
             return Err(Error::AddrNotAvailable);
         }
         let used: HashSet<u16> = self
-            .used_local_addrs()
-            .iter()
-            .chain(taken)
-            .map(SocketAddr::port)
+            .local_addrs_in_use()
+            .chain(taken.iter().copied())
+            .map(|a| a.port())
             .collect();
         let num = u32::from(max - min) + 1;
         let offset = self.secrets.port_offset(ip, SocketAddr::new(ip, 0));
@@ -202,11 +201,16 @@ impl Endpoint {
 
     /// The local addresses this endpoint's connections and TIME-WAIT entries use.
     pub fn used_local_addrs(&self) -> HashSet<SocketAddr> {
+        self.local_addrs_in_use().collect()
+    }
+
+    /// [`used_local_addrs`](Self::used_local_addrs) as they come, each connection's and
+    /// TIME-WAIT entry's (repeats included), for a search that needs no set.
+    pub(super) fn local_addrs_in_use(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.by_tuple
             .keys()
             .map(|t| t.0)
             .chain(self.time_wait.local_addrs())
-            .collect()
     }
 
     /// Whether a listener on `local` would share a port with one that exists (see
