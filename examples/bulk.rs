@@ -117,7 +117,9 @@ async fn send(target: SocketAddr, bytes: u64, net: &common::NetArgs) -> io::Resu
         eprintln!("(the receiver sent {echoed} bytes back; ignored)");
     }
     drop(stream);
-    stack.shutdown(Duration::from_secs(5)).await
+    let done = stack.shutdown(Duration::from_secs(5)).await;
+    net.print_stats(&stack);
+    done
 }
 
 async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
@@ -142,7 +144,9 @@ async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
     print_rate(&format!("received from {peer}:"), total, elapsed);
     // Our FIN is on its way: wait for its ACK before the process (and the stack) ends.
     drop(stream);
-    stack.shutdown(Duration::from_secs(5)).await
+    let done = stack.shutdown(Duration::from_secs(5)).await;
+    net.print_stats(&stack);
+    done
 }
 
 #[tokio::main]

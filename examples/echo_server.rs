@@ -10,7 +10,7 @@
 //! ip netns exec synack python3 -c 'import socket; s=socket.create_connection(("198.18.0.2", 7)); s.sendall(b"hi"); print(s.recv(2))'
 //! ```
 //!
-//! It runs until Ctrl-C.
+//! It runs until Ctrl-C or SIGTERM; `--stats` then prints the stack's counters.
 
 mod common;
 
@@ -37,10 +37,15 @@ async fn run(args: Args) -> io::Result<()> {
     for addr in listeners.local_addrs()? {
         eprintln!("echoing on {addr}");
     }
+    let stop = common::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let (mut stream, peer) = tokio::select! {
             accepted = listeners.accept() => accepted?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            r = &mut stop => {
+                args.net.print_stats(&stack);
+                return r;
+            }
         };
         tokio::spawn(async move {
             let (mut rx, mut tx) = stream.split();

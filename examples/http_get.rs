@@ -29,10 +29,6 @@ struct Args {
     /// Write the body to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<std::path::PathBuf>,
-    /// Print the stack's counters (packets, drops by reason, retransmissions) to stderr at
-    /// the end.
-    #[arg(long)]
-    stats: bool,
     #[command(flatten)]
     net: common::NetArgs,
 }
@@ -51,12 +47,10 @@ async fn run(args: Args) -> io::Result<()> {
         "{status}: {bytes} bytes in {secs:.3} s ({:.1} Mbit/s)",
         bytes as f64 * 8.0 / secs.max(1e-9) / 1e6
     );
-    if args.stats {
-        eprintln!("stack statistics: {:#?}", stack.stats());
-    }
     // The connection closes in the background: let its FIN exchange finish before the
     // process (and with it the stack) ends.
     stack.shutdown(Duration::from_secs(5)).await?;
+    args.net.print_stats(&stack);
     if status.is_success() {
         Ok(())
     } else {

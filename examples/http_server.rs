@@ -12,7 +12,7 @@
 //! ip netns exec synack curl http://198.18.0.2:8080/index.html
 //! ```
 //!
-//! It runs until Ctrl-C.
+//! It runs until Ctrl-C or SIGTERM; `--stats` then prints the stack's counters.
 //!
 //! `--kernel` serves the same files with the same code on the kernel's TCP instead (tokio's
 //! `TcpListener` on `--addr`, no TUN): the benchmark harness measures the two side by side.
@@ -162,7 +162,7 @@ async fn run(args: Args) -> io::Result<()> {
             format!("--root {}: not a directory", args.root.display()),
         ));
     }
-    let root = Arc::new(args.root);
+    let root = Arc::new(args.root.clone());
     let addr = SocketAddr::new(args.net.addr.into(), args.port);
     let header_timeout = std::time::Duration::from_secs(args.header_timeout);
     if args.kernel {
@@ -181,15 +181,17 @@ async fn run(args: Args) -> io::Result<()> {
     for addr in listeners.local_addrs()? {
         eprintln!("serving {} on http://{addr}/", root.display());
     }
-    serve_all(root, header_timeout, || async {
+    let served = serve_all(root, header_timeout, || async {
         let (stream, peer) = listeners.accept().await?;
         stream.set_nodelay(true)?;
         Ok((stream, peer))
     })
-    .await
+    .await;
+    args.net.print_stats(&stack);
+    served
 }
 
-/// Accepts until Ctrl-C and serves each connection in a task of its own.
+/// Accepts until Ctrl-C or SIGTERM and serves each connection in a task of its own.
 ///
 /// Streams get TCP_NODELAY, as nginx's `tcp_nodelay` default gives its keep-alive
 /// connections: hyper writes a response's head and a streamed body apart, and Nagle would
@@ -210,10 +212,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = io::Result<(S, SocketAddr)>>,
 {
+    let stop = common::shutdown_signal();
+    tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = accept() => accepted?,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            r = &mut stop => return r,
         };
         let root = root.clone();
         tokio::spawn(async move {

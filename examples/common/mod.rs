@@ -53,6 +53,11 @@ pub struct NetArgs {
     /// Workers (shards, one TUN queue each); default: one per core.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Print the stack's counters to stderr when the example ends: packets, segments,
+    /// retransmissions and drops by reason, and with more than one worker each shard's
+    /// connections and hand-offs.
+    #[arg(long)]
+    pub stats: bool,
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -163,6 +168,31 @@ impl NetArgs {
                     return self.on_tun_link(IpAddr::V4(v4));
                 }
                 self.host_addr6.is_some_and(|h| h.contains(v6))
+            }
+        }
+    }
+
+    /// With --stats, prints the stack's counters to stderr: the totals, then a line for each
+    /// shard when there is more than one (how evenly the flows spread, and how many packets
+    /// arrived on a queue that did not own them).
+    pub fn print_stats(&self, stack: &Stack) {
+        if !self.stats {
+            return;
+        }
+        eprintln!("stack statistics: {:#?}", stack.stats());
+        let shards = stack.shard_stats();
+        if shards.len() > 1 {
+            for (i, s) in shards.iter().enumerate() {
+                eprintln!(
+                    "shard {i}: connections {}, packets in {} out {}, handed off {}, \
+                     received from other shards {}, hand-offs dropped {}",
+                    s.connections,
+                    s.stats.packets_in,
+                    s.stats.packets_out,
+                    s.handed_off,
+                    s.handoffs_received,
+                    s.handoff_dropped,
+                );
             }
         }
     }
@@ -285,6 +315,17 @@ pub fn refuse_initial_netns() -> io::Result<()> {
          one made for it: ip netns add synack && ip netns exec synack <command> \
          (cargo run --example quickstart makes its own)",
     ))
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: how a server example learns to stop, whether a
+/// user or a service manager stops it.
+pub async fn shutdown_signal() -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
 }
 
 /// Prints `name: error` on stderr and returns a failing exit code.

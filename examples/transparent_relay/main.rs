@@ -166,9 +166,10 @@ async fn run(args: Args) -> io::Result<()> {
     let result = tokio::select! {
         r = tcp => joined("TCP", r),
         r = udp => joined("UDP", r),
-        r = shutdown_signal() => r,
+        r = common::shutdown_signal() => r,
     };
     relay.stats.print_summary();
+    args.net.print_stats(&stack);
     // Where the stack itself dropped what it read, next to the relay's own counts.
     let s = stack.stats();
     println!(
@@ -213,15 +214,6 @@ fn check_fd_limit(args: &Args) {
             args.max_flows,
             args.max_udp_sessions,
         );
-    }
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn shutdown_signal() -> io::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
     }
 }
 

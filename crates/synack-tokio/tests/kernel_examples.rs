@@ -361,8 +361,11 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
         "2001:2::1/64",
         "--header-timeout",
         "2",
+        "--workers",
+        "2",
+        "--stats",
     ]);
-    let _server = Proc::spawn(server);
+    let server = Proc::spawn(server);
     let base = format!("http://{STACK}:8080");
     wait_http(&ns, &format!("{base}/f0.bin")).await;
 
@@ -487,6 +490,23 @@ print(closed)
         )
     });
     assert!((1.5..6.0).contains(&closed), "cut off after {closed} s");
+
+    // SIGTERM ends the server cleanly, and --stats prints its counters: every connection
+    // above was established, and each of the two shards has its line.
+    let out = server.terminate(Duration::from_secs(10)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "http_server after SIGTERM: {stderr}");
+    let established: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("connections_established: "))
+        .and_then(|v| v.trim_end_matches(',').parse().ok())
+        .unwrap_or_else(|| panic!("no connections_established in --stats: {stderr}"));
+    // The 32 transfers, the 404, three index pages, three FIFOs, IPv6 and the trickler.
+    let made = 32 + 1 + 3 + 3 + 1 + 1;
+    assert!(established >= made, "{established} connections: {stderr}");
+    for shard in ["shard 0: connections", "shard 1: connections"] {
+        assert!(stderr.contains(shard), "no {shard:?} line: {stderr}");
+    }
 }
 
 /// Runs wrk in `ns` against `url` for `secs` seconds, one connection per request; returns

@@ -214,6 +214,18 @@ impl Proc {
             Err(_) => panic!("process still running after {limit:?}"),
         }
     }
+
+    /// Sends SIGTERM, as a service manager stops a server, and waits (at most `limit`) for
+    /// the process to exit; returns its output.
+    pub async fn terminate(self, limit: Duration) -> Output {
+        let pid = self.0.as_ref().expect("running").id();
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(kill.success(), "kill -TERM {pid}");
+        self.finish(limit).await
+    }
 }
 
 impl Drop for Proc {
