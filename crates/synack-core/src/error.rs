@@ -64,6 +64,14 @@ pub enum Error {
     /// (EDESTADDRREQ).
     #[error("destination address required")]
     DestinationRequired,
+    /// An option read at the other family's level: IPV6_TCLASS of an IPv4 socket
+    /// (EOPNOTSUPP, as Linux's `do_ip_getsockopt` answers).
+    #[error("operation not supported")]
+    OperationNotSupported,
+    /// An option set at the other family's level: IPV6_TCLASS on an IPv4 socket
+    /// (ENOPROTOOPT, as Linux's `do_ip_setsockopt` answers).
+    #[error("protocol not available")]
+    ProtocolNotAvailable,
 }
 
 impl Error {
@@ -93,6 +101,9 @@ impl Error {
             // std has no stable kind for either errno; the nearest ones.
             Error::AddressFamilyNotSupported => K::InvalidInput,
             Error::DestinationRequired => K::NotConnected,
+            Error::OperationNotSupported => K::Unsupported,
+            // std has no stable kind for ENOPROTOOPT either: the option is unsupported here.
+            Error::ProtocolNotAvailable => K::Unsupported,
         }
     }
 }
@@ -123,11 +134,14 @@ impl Error {
             Error::PermissionDenied => libc::EACCES,
             Error::AddressFamilyNotSupported => libc::EAFNOSUPPORT,
             Error::DestinationRequired => libc::EDESTADDRREQ,
+            Error::OperationNotSupported => libc::EOPNOTSUPP,
+            Error::ProtocolNotAvailable => libc::ENOPROTOOPT,
         }
     }
 
     /// Whether std reads [`errno`](Self::errno) as [`kind`](Self::kind): all but EBADF,
-    /// ENOBUFS, EMSGSIZE, EAFNOSUPPORT and EDESTADDRREQ, which std leaves uncategorized.
+    /// ENOBUFS, EMSGSIZE, EAFNOSUPPORT, EDESTADDRREQ and ENOPROTOOPT, which std leaves
+    /// uncategorized.
     #[cfg(target_os = "linux")]
     fn errno_has_kind(self) -> bool {
         !matches!(
@@ -137,6 +151,7 @@ impl Error {
                 | Error::MessageTooLong
                 | Error::AddressFamilyNotSupported
                 | Error::DestinationRequired
+                | Error::ProtocolNotAvailable
         )
     }
 }
@@ -145,7 +160,7 @@ impl Error {
 /// error, as tokio::net's own errors are: the same kind, the same `raw_os_error` and the same
 /// message ("Connection refused (os error 111)"), so that code written against the kernel's
 /// sockets, which matches `raw_os_error() == Some(libc::EADDRINUSE)`, works unchanged. The
-/// five std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
+/// six std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
 /// can match, and carry the `Error` itself (no errno, rather than one std reads otherwise).
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
@@ -175,7 +190,7 @@ mod tests {
         assert_eq!(Error::BrokenPipe.kind(), io::ErrorKind::BrokenPipe);
     }
 
-    /// Every error becomes an `io::Error` of its own kind; on Linux, all but five carry the
+    /// Every error becomes an `io::Error` of its own kind; on Linux, all but six carry the
     /// errno as the kernel's own sockets' errors do.
     #[cfg(target_os = "linux")]
     #[test]
@@ -200,6 +215,8 @@ mod tests {
             PermissionDenied,
             AddressFamilyNotSupported,
             DestinationRequired,
+            OperationNotSupported,
+            ProtocolNotAvailable,
         ];
         for e in all {
             let io = io::Error::from(e);

@@ -149,6 +149,22 @@ pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
         .ok_or_else(|| synack_core::Error::InvalidInput.into())
 }
 
+/// The DS byte a `set_tos`-like argument gives, as Linux reads the `int` of the option the
+/// socket's family takes (tokio passes the `u32` on as one):
+/// - IP_TOS (`v6` false) keeps the low eight bits, as `do_ip_setsockopt` stores the value in
+///   a byte: 256 is 0, never an error;
+/// - IPV6_TCLASS (`v6` true) takes 0 to 255, or -1 (`u32::MAX`) for the default, 0; anything
+///   else is `InvalidInput` (EINVAL).
+pub(crate) fn ds_byte(value: u32, v6: bool) -> io::Result<u8> {
+    if !v6 {
+        return Ok(value as u8);
+    }
+    match value {
+        u32::MAX => Ok(0),
+        v => u8::try_from(v).map_err(|_| synack_core::Error::InvalidInput.into()),
+    }
+}
+
 impl TcpSocket {
     /// A socket for IPv4 connections on `stack`.
     pub fn new_v4(stack: &Stack) -> io::Result<TcpSocket> {
@@ -293,10 +309,11 @@ impl TcpSocket {
 
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
     /// every packet of the connection, its SYN or SYN-ACK included. Only the six DSCP bits
-    /// are used; the two ECN bits are the stack's (RFC 3168). More than 255 is
-    /// `InvalidInput`.
+    /// are used; the two ECN bits are the stack's (RFC 3168). The value is read as Linux
+    /// reads the option ([`ds_byte`]): IP_TOS keeps its low eight bits, and IPV6_TCLASS
+    /// past 255 is `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let tos = ds_byte(tos, self.v6)?;
         self.with(|s| s.options.tos = Some(tos & !0b11));
         Ok(())
     }
@@ -307,47 +324,42 @@ impl TcpSocket {
     }
 
     /// IP_TOS, as tokio's `TcpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
-    /// socket. On an IPv6 one it has no effect, as tokio's documentation warns: synack keeps
-    /// one DS byte a socket, which [`set_tclass_v6`](Self::set_tclass_v6) sets for both the
-    /// IPv6 and the IPv4 clients of a dual-stack listener on `[::]` (Linux keeps two, and
-    /// marks the IPv4 ones with IP_TOS).
+    /// socket (256 is 0, as Linux keeps the low eight bits). On an IPv6 one it has no
+    /// effect, as tokio's documentation warns: synack keeps one DS byte a socket, which
+    /// [`set_tclass_v6`](Self::set_tclass_v6) sets for both the IPv6 and the IPv4 clients of
+    /// a dual-stack listener on `[::]` (Linux keeps two, and marks the IPv4 ones with IP_TOS).
     pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
-        self.set_tos_if(false, tos)
+        match self.v6 {
+            false => self.set_tos(tos),
+            true => Ok(()),
+        }
     }
 
     /// The DSCP bits [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, or 0.
     pub fn tos_v4(&self) -> io::Result<u32> {
-        self.tos_if(false)
+        match self.v6 {
+            false => self.tos(),
+            true => Ok(0),
+        }
     }
 
     /// IPV6_TCLASS, as tokio's `TcpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
-    /// IPv6 socket; no effect on an IPv4 one, as tokio's documentation warns.
+    /// IPv6 socket. On an IPv4 one it fails with ENOPROTOOPT
+    /// ([`ProtocolNotAvailable`](synack_core::Error::ProtocolNotAvailable), kind
+    /// `Unsupported`), as Linux's does.
     pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
-        self.set_tos_if(true, tclass)
-    }
-
-    /// The DSCP bits [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, or 0.
-    pub fn tclass_v6(&self) -> io::Result<u32> {
-        self.tos_if(true)
-    }
-
-    /// [`set_tos`](Self::set_tos) if the socket is IPv6 as `v6` says, else only the range
-    /// check: the family-specific setters.
-    fn set_tos_if(&self, v6: bool, tos: u32) -> io::Result<()> {
-        if self.v6 == v6 {
-            return self.set_tos(tos);
+        match self.v6 {
+            true => self.set_tos(tclass),
+            false => Err(synack_core::Error::ProtocolNotAvailable.into()),
         }
-        u8::try_from(tos)
-            .map(drop)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// [`tos`](Self::tos) if the socket is IPv6 as `v6` says, else 0.
-    fn tos_if(&self, v6: bool) -> io::Result<u32> {
-        if self.v6 == v6 {
-            self.tos()
-        } else {
-            Ok(0)
+    /// The DSCP bits [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket. On an
+    /// IPv4 one it fails with EOPNOTSUPP (kind `Unsupported`), as Linux's does.
+    pub fn tclass_v6(&self) -> io::Result<u32> {
+        match self.v6 {
+            true => self.tos(),
+            false => Err(synack_core::Error::OperationNotSupported.into()),
         }
     }
 

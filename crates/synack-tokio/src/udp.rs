@@ -154,9 +154,11 @@ impl UdpSocket {
 
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `UdpSocket::set_tos`: the DS byte of
     /// the datagrams sent from now on, all eight bits (a UDP application chooses its own ECN
-    /// codepoint, as QUIC does). More than 255 is `InvalidInput`.
+    /// codepoint, as QUIC does). The value is read as Linux reads the option
+    /// ([`ds_byte`](crate::socket::ds_byte)): IP_TOS keeps its low eight bits, and
+    /// IPV6_TCLASS past 255 is `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         Ok(self
             .stack
             .lock_udp()?
@@ -171,46 +173,42 @@ impl UdpSocket {
     }
 
     /// IP_TOS, as tokio's `UdpSocket::set_tos_v4`: [`set_tos`](Self::set_tos) on an IPv4
-    /// socket; on an IPv6 one it does nothing, as tokio's documentation warns (synack keeps
-    /// one DS byte a socket, which [`set_tclass_v6`](Self::set_tclass_v6) sets for both
-    /// families of a dual-stack socket on `[::]`; Linux keeps two).
+    /// socket (256 is 0, as Linux keeps the low eight bits); on an IPv6 one it does nothing,
+    /// as tokio's documentation warns (synack keeps one DS byte a socket, which
+    /// [`set_tclass_v6`](Self::set_tclass_v6) sets for both families of a dual-stack socket
+    /// on `[::]`; Linux keeps two).
     pub fn set_tos_v4(&self, tos: u32) -> io::Result<()> {
-        self.set_tos_if(false, tos)
+        match self.local_addr()?.is_ipv6() {
+            false => self.set_tos(tos),
+            true => Ok(()),
+        }
     }
 
     /// The DS byte [`set_tos_v4`](Self::set_tos_v4) set on an IPv4 socket, else 0.
     pub fn tos_v4(&self) -> io::Result<u32> {
-        self.tos_if(false)
+        match self.local_addr()?.is_ipv6() {
+            false => self.tos(),
+            true => Ok(0),
+        }
     }
 
     /// IPV6_TCLASS, as tokio's `UdpSocket::set_tclass_v6`: [`set_tos`](Self::set_tos) on an
-    /// IPv6 socket; on an IPv4 one it does nothing.
+    /// IPv6 socket. On an IPv4 one it fails with ENOPROTOOPT
+    /// ([`ProtocolNotAvailable`](synack_core::Error::ProtocolNotAvailable), kind
+    /// `Unsupported`), as Linux's does.
     pub fn set_tclass_v6(&self, tclass: u32) -> io::Result<()> {
-        self.set_tos_if(true, tclass)
-    }
-
-    /// The DS byte [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket, else 0.
-    pub fn tclass_v6(&self) -> io::Result<u32> {
-        self.tos_if(true)
-    }
-
-    /// [`set_tos`](Self::set_tos) if the socket is IPv6 as `v6` says, else only the range
-    /// check: the family-specific setters.
-    fn set_tos_if(&self, v6: bool, tos: u32) -> io::Result<()> {
-        if self.local_addr()?.is_ipv6() == v6 {
-            return self.set_tos(tos);
+        match self.local_addr()?.is_ipv6() {
+            true => self.set_tos(tclass),
+            false => Err(synack_core::Error::ProtocolNotAvailable.into()),
         }
-        u8::try_from(tos)
-            .map(drop)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
     }
 
-    /// [`tos`](Self::tos) if the socket is IPv6 as `v6` says, else 0.
-    fn tos_if(&self, v6: bool) -> io::Result<u32> {
-        if self.local_addr()?.is_ipv6() == v6 {
-            self.tos()
-        } else {
-            Ok(0)
+    /// The DS byte [`set_tclass_v6`](Self::set_tclass_v6) set on an IPv6 socket. On an IPv4
+    /// one it fails with EOPNOTSUPP (kind `Unsupported`), as Linux's does.
+    pub fn tclass_v6(&self) -> io::Result<u32> {
+        match self.local_addr()?.is_ipv6() {
+            true => self.tos(),
+            false => Err(synack_core::Error::OperationNotSupported.into()),
         }
     }
 

@@ -149,7 +149,10 @@ async fn connect_and_accept_agree_on_addresses() {
         // IP_TOS: the DSCP bits are kept, the ECN bits are the stack's.
         c.set_tos(0xb8 | 0b11).unwrap();
         assert_eq!(c.tos().unwrap(), 0xb8);
-        assert!(c.set_tos(256).is_err());
+        // Past a byte, IP_TOS keeps the low eight bits, as Linux stores its int.
+        c.set_tos(0x100 | 0x28).unwrap();
+        assert_eq!(c.tos().unwrap(), 0x28);
+        c.set_tos(0xb8).unwrap();
         // IP_TTL: 64 until set, 1 to 255; an accepted stream takes its listener's.
         assert_eq!(s.ttl().unwrap(), 9);
         assert_eq!(c.ttl().unwrap(), 64);
@@ -2215,20 +2218,33 @@ async fn tokio_1_54_socket_options() {
         v4.set_tos_v4(0xb8).unwrap();
         assert_eq!(v4.tos_v4().unwrap(), 0xb8);
         assert_eq!(v4.tos().unwrap(), 0xb8);
-        v4.set_tclass_v6(0x28).unwrap();
+        // IPV6_TCLASS on an IPv4 socket fails as Linux's does: ENOPROTOOPT to set it,
+        // EOPNOTSUPP to read it.
+        let e = v4.set_tclass_v6(0x28).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let e = v4.tclass_v6().unwrap_err();
         assert_eq!(
-            v4.tclass_v6().unwrap(),
-            0,
-            "IPV6_TCLASS does nothing to IPv4"
+            (e.kind(), e.raw_os_error()),
+            (io::ErrorKind::Unsupported, Some(libc::EOPNOTSUPP))
         );
         assert_eq!(v4.tos().unwrap(), 0xb8);
-        assert!(v4.set_tos_v4(256).is_err());
+        // IP_TOS keeps the low eight bits of its int, as Linux stores it in a byte.
+        v4.set_tos_v4(0x100 | 0x28).unwrap();
+        assert_eq!(v4.tos_v4().unwrap(), 0x28);
+        v4.set_tos_v4(0xb8).unwrap();
         assert!(v4.take_error().unwrap().is_none());
         v4.set_zero_linger().unwrap();
         assert_eq!(v4.linger().unwrap(), Some(Duration::ZERO));
         let v6 = synack_tokio::TcpSocket::new_v6(&client).unwrap();
         v6.set_tclass_v6(0x28).unwrap();
         assert_eq!(v6.tclass_v6().unwrap(), 0x28);
+        // IPV6_TCLASS takes 0 to 255, or -1 for the default.
+        let e = v6.set_tclass_v6(256).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        assert_eq!(v6.tclass_v6().unwrap(), 0x28);
+        v6.set_tclass_v6(u32::MAX).unwrap();
+        assert_eq!(v6.tclass_v6().unwrap(), 0);
+        v6.set_tclass_v6(0x28).unwrap();
         v6.set_tos_v4(0xb8).unwrap();
         assert_eq!(v6.tos_v4().unwrap(), 0, "IP_TOS does nothing to IPv6");
         assert_eq!(v6.tos().unwrap(), 0x28);

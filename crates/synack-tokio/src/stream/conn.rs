@@ -611,7 +611,7 @@ impl ConnRef {
     }
 
     pub(super) fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = u8::try_from(tos).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         self.command(|ep, h| ep.set_tos(h, tos))
     }
 

@@ -262,7 +262,9 @@ impl TcpStream {
 
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
     /// the packets the connection sends from now on. Only the six DSCP bits are used; the
-    /// two ECN bits are the stack's (RFC 3168). More than 255 is `InvalidInput`.
+    /// two ECN bits are the stack's (RFC 3168). The value is read as Linux reads the option
+    /// of the stream's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
+    /// `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         self.conn.set_tos(tos)
     }
