@@ -86,6 +86,9 @@ impl TcpListener {
         options: &SocketOptions,
         linger: Option<std::time::Duration>,
     ) -> io::Result<TcpListener> {
+        // No other bind or listen decides until this one has listened on every shard, or
+        // has failed and closed what it opened (`listener` drops first).
+        let deciding = stack.lock_binding();
         let mut listener = TcpListener {
             stack: stack.clone(),
             handles: Vec::with_capacity(stack.workers()),
@@ -128,6 +131,7 @@ impl TcpListener {
             debug!(listener = handle.0, shard, %addr, backlog, "listening");
             listener.handles.push(handle);
         }
+        drop(deciding);
         listener.local = addr;
         Ok(listener)
     }

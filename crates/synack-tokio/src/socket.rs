@@ -70,6 +70,7 @@ impl PortHold {
     /// shards' connections use, and held on the others (first, for a given port, so that
     /// no ephemeral port there takes it while shard 0 decides).
     fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
+        let _deciding = stack.lock_binding();
         let n = stack.workers();
         let mut hold = PortHold {
             stack: stack.clone(),
@@ -119,6 +120,7 @@ impl PortHold {
 
     /// SO_REUSEADDR set after `bind`, as Linux allows: later binds see it.
     fn set_reuse(&mut self, reuse: bool) {
+        let _deciding = self.stack.lock_binding();
         for (shard, &held) in self.held.iter().enumerate() {
             if let (true, Some(mut inner)) = (held, self.stack.lock_for_drop(shard)) {
                 let _ = inner.endpoint.release_binding(self.local, self.reuse);

@@ -356,3 +356,51 @@ async fn own_address_connections_loop_back_on_every_shard() {
     })
     .await;
 }
+
+/// A socket's `bind` and a listener's `bind` of one port, racing on two threads over two
+/// shards: exactly one wins each time, as on Linux, where the port's bind bucket decides.
+/// (Each holds the port shard by shard; without one decision for the whole stack, each
+/// could find the other's hold on some shard and both fail.)
+#[test]
+fn racing_binds_of_one_port_leave_one_winner() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let (sharded, _peer) = stacks();
+    for round in 0..20_000u16 {
+        let addr = SocketAddr::new("198.18.0.2".parse().unwrap(), 10_000 + round);
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let socket = {
+            let (stack, start) = (sharded.clone(), Arc::clone(&start));
+            std::thread::spawn(move || {
+                let s = synack_tokio::TcpSocket::new_v4(&stack).unwrap();
+                start.wait();
+                s.bind(addr).map(|()| s)
+            })
+        };
+        start.wait();
+        let listener = futures_now(TcpListener::bind(&sharded, addr));
+        let socket = socket.join().unwrap();
+        let won = usize::from(socket.is_ok()) + usize::from(listener.is_ok());
+        assert_eq!(
+            won,
+            1,
+            "round {round}: socket {:?}, listener {:?}",
+            socket.as_ref().err(),
+            listener.as_ref().err()
+        );
+    }
+}
+
+/// Polls a future that completes without waiting (a bind) to its end, once.
+fn futures_now<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("a bind waited"),
+    }
+}

@@ -69,6 +69,9 @@ struct StackHandle {
     next_connect: AtomicUsize,
     /// Varies the start of each ephemeral port search.
     port_counter: AtomicU64,
+    /// Held while a `bind` or a `listen` decides on a port, shard by shard: one decision at
+    /// a time for the whole stack, as Linux decides under the port's bind-bucket lock.
+    binding: Mutex<()>,
 }
 
 impl Drop for StackHandle {
@@ -650,6 +653,7 @@ impl Stack {
                 addresses: addresses.to_vec(),
                 next_connect: AtomicUsize::new(0),
                 port_counter: AtomicU64::new(0),
+                binding: Mutex::new(()),
             }),
         })
     }
@@ -857,6 +861,16 @@ impl Stack {
         };
         let mut inner = self.lock_shard(0)?;
         Ok(inner.endpoint.check_bind_avoiding(addr, &taken)?)
+    }
+
+    /// Taken by a `bind` or `listen` for as long as it holds or checks a port on the shards,
+    /// so that two of them racing for one port never each find the other's hold on some
+    /// shard and both fail (Linux lets one win). Never taken under a shard's lock.
+    pub(crate) fn lock_binding(&self) -> MutexGuard<'_, ()> {
+        self.handle
+            .binding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The local addresses the connections and TIME-WAIT entries of every shard but the
