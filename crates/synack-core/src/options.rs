@@ -51,6 +51,13 @@ pub struct SocketOptions {
     /// ACK that began it, and the resets answering segments no connection owns, keep the
     /// default.
     pub hop_limit: Option<u8>,
+    /// `SO_REUSEADDR`: the port may be shared with another socket that sets it too, as
+    /// Linux's `inet_bind_conflict` allows: a bound socket with one that binds, a
+    /// connection or its TIME-WAIT entry with a socket that binds or listens (not two
+    /// listeners). A connection keeps it, and so does its TIME-WAIT entry. `None`: off for a
+    /// connection, on for a listener and the connections it accepts, as tokio's
+    /// `TcpListener::bind` sets it.
+    pub reuse_address: Option<bool>,
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

@@ -1,14 +1,22 @@
 //! Binding a socket before it connects or listens (`bind(2)`): the port is the socket's from
 //! then on, as Linux reserves it (`inet_csk_get_port`, `inet_csk_bind_conflict`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use synack_core::testing::Pair;
 use synack_core::{Config, Error, SocketOptions};
 
-fn none() -> HashSet<SocketAddr> {
-    HashSet::new()
+fn none() -> HashMap<SocketAddr, bool> {
+    HashMap::new()
+}
+
+/// Options with SO_REUSEADDR as `reuse` says.
+fn reuse(reuse: bool) -> SocketOptions {
+    SocketOptions {
+        reuse_address: Some(reuse),
+        ..SocketOptions::default()
+    }
 }
 
 fn server(port: u16) -> SocketAddr {
@@ -124,48 +132,80 @@ fn no_ephemeral_port_is_a_bound_one() {
     );
 }
 
-/// Without SO_REUSEADDR a socket cannot bind a port that a connection uses, here or on
-/// another endpoint that shares the ports (`elsewhere`), nor one in TIME-WAIT; with it, it
-/// can. Once TIME-WAIT has run out, the port is free.
+/// A port a connection uses, or its TIME-WAIT entry, is shared with a socket that binds it
+/// only if both set SO_REUSEADDR (Linux's `inet_bind_conflict`): a connection keeps its
+/// socket's option, and its TIME-WAIT entry keeps it too (`tw_reuse`). So with the option
+/// on the new socket alone, an outgoing connection's port (which `connect` opened without
+/// it) stays refused; another endpoint's connections (`elsewhere`) count with their own
+/// option. Once TIME-WAIT has run out, the port is free.
 #[test]
-fn a_port_a_connection_or_time_wait_uses_needs_reuse() {
+fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
     let mut p = Pair::new(Config::default());
     let l = p.server.listen(server(80), 4).unwrap();
     let (c, s) = p.connect(l, 80);
     let mine = p.client.local_addr(c).unwrap();
-    assert_eq!(
-        p.client.bind_socket(mine, false, &none()),
-        Err(Error::AddrInUse)
-    );
     let any4 = SocketAddr::new("0.0.0.0".parse().unwrap(), mine.port());
+    for (addr, reuse) in [(mine, false), (mine, true), (any4, false), (any4, true)] {
+        assert_eq!(
+            p.client.bind_socket(addr, reuse, &none()),
+            Err(Error::AddrInUse),
+            "{addr} reuse {reuse}"
+        );
+    }
+    // A connection whose socket set the option shares its port with one that sets it.
+    let shared = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7004)), &reuse(true))
+        .unwrap();
+    p.pump();
+    let s2 = p.server.accept(l).unwrap();
     assert_eq!(
-        p.client.bind_socket(any4, false, &none()),
+        p.client.bind_socket(client(7004), false, &none()),
         Err(Error::AddrInUse)
     );
-    assert_eq!(p.client.bind_socket(mine, true, &none()), Ok(mine));
-    p.client.release_binding(mine, true).unwrap();
-    let elsewhere = HashSet::from([client(7003)]);
     assert_eq!(
-        p.client.bind_socket(client(7003), false, &elsewhere),
-        Err(Error::AddrInUse)
+        p.client.bind_socket(client(7004), true, &none()),
+        Ok(client(7004))
     );
-    assert_eq!(
-        p.client.bind_socket(client(7003), true, &elsewhere),
-        Ok(client(7003))
-    );
+    p.client.release_binding(client(7004), true).unwrap();
+    // Another endpoint's connections, with their option.
+    for (theirs, ours, ok) in [
+        (false, false, false),
+        (false, true, false),
+        (true, false, false),
+        (true, true, true),
+    ] {
+        let elsewhere = HashMap::from([(client(7003), theirs)]);
+        let r = p.client.bind_socket(client(7003), ours, &elsewhere);
+        assert_eq!(r.is_ok(), ok, "theirs {theirs} ours {ours}: {r:?}");
+        if ok {
+            p.client.release_binding(client(7003), ours).unwrap();
+        }
+    }
 
-    // The client closes first, and its end waits in TIME-WAIT.
-    p.client.close(p.now, c).unwrap();
-    p.pump();
-    p.server.close(p.now, s).unwrap();
-    p.pump();
-    assert_eq!(p.client.time_wait_count(), 1);
+    // The client closes both first, and their ends wait in TIME-WAIT with their option.
+    for (c, s) in [(c, s), (shared, s2)] {
+        p.client.close(p.now, c).unwrap();
+        p.pump();
+        p.server.close(p.now, s).unwrap();
+        p.pump();
+    }
+    assert_eq!(p.client.time_wait_count(), 2);
+    for reuse in [false, true] {
+        assert_eq!(
+            p.client.bind_socket(mine, reuse, &none()),
+            Err(Error::AddrInUse)
+        );
+    }
     assert_eq!(
-        p.client.bind_socket(mine, false, &none()),
-        Err(Error::AddrInUse)
+        p.client.used_local_addrs(),
+        HashMap::from([(mine, false), (client(7004), true)])
     );
-    assert_eq!(p.client.bind_socket(mine, true, &none()), Ok(mine));
-    p.client.release_binding(mine, true).unwrap();
+    assert_eq!(
+        p.client.bind_socket(client(7004), true, &none()),
+        Ok(client(7004))
+    );
+    p.client.release_binding(client(7004), true).unwrap();
     for _ in 0..100 {
         if p.client.time_wait_count() == 0 {
             break;
@@ -174,4 +214,51 @@ fn a_port_a_connection_or_time_wait_uses_needs_reuse() {
     }
     assert_eq!(p.client.time_wait_count(), 0);
     assert_eq!(p.client.bind_socket(mine, false, &none()), Ok(mine));
+}
+
+/// A listener (SO_REUSEADDR on unless told otherwise, as tokio's `TcpListener::bind`) gives
+/// the option to the connections it accepts: restarted on its port, it takes the port back
+/// from their TIME-WAIT entries, and so does a socket bound with the option, but not one
+/// without it, nor a listener that turned the option off. A listener does not take the port
+/// of an outgoing connection, which has not set it (Linux: EADDRINUSE).
+#[test]
+fn a_listener_shares_its_port_with_what_it_accepted_not_with_outgoing_connections() {
+    let mut p = Pair::new(Config::default());
+    let l = p.server.listen(server(80), 4).unwrap();
+    assert_eq!(
+        p.server.listener_options(l).unwrap().reuse_address,
+        Some(true)
+    );
+    let (c, s) = p.connect(l, 80);
+    // The server closes first: its end waits in TIME-WAIT.
+    p.server.close(p.now, s).unwrap();
+    p.pump();
+    p.client.close(p.now, c).unwrap();
+    p.pump();
+    p.server.close_listener(p.now, l).unwrap();
+    assert_eq!(p.server.time_wait_count(), 1);
+    assert_eq!(
+        p.server.listen_with(server(80), 4, &reuse(false)),
+        Err(Error::AddrInUse)
+    );
+    assert_eq!(
+        p.server.bind_socket(server(80), false, &none()),
+        Err(Error::AddrInUse)
+    );
+    assert_eq!(
+        p.server.bind_socket(server(80), true, &none()),
+        Ok(server(80))
+    );
+    p.server.release_binding(server(80), true).unwrap();
+    let l = p.server.listen(server(80), 4).unwrap();
+
+    // The client's own port, which its connect opened without the option.
+    let (c, _s) = p.connect(l, 80);
+    let mine = p.client.local_addr(c).unwrap();
+    assert_eq!(p.client.listen(mine, 4), Err(Error::AddrInUse));
+    assert_eq!(
+        p.client
+            .listen(SocketAddr::new("0.0.0.0".parse().unwrap(), mine.port()), 4),
+        Err(Error::AddrInUse)
+    );
 }

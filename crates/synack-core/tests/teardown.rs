@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Error, Event, SeqNumber, State};
+use synack_core::{ConnectionHandle, Error, Event, SeqNumber, SocketOptions, State};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -616,7 +616,13 @@ fn time_wait(
     release: bool,
 ) -> (ConnectionHandle, SocketAddr, SocketAddr, SeqNumber) {
     let peer = SocketAddr::new(PEER, port);
-    let c = h.ep.connect(h.now, peer).unwrap();
+    // With SO_REUSEADDR, so that a test may listen on its port while it is in TIME-WAIT
+    // (a listener shares it only then, as on Linux).
+    let reuse = SocketOptions {
+        reuse_address: Some(true),
+        ..SocketOptions::default()
+    };
+    let c = h.ep.connect_with(h.now, peer, None, &reuse).unwrap();
     let syn = h.one();
     let echo = syn.ts.unwrap().tsval;
     h.inject(

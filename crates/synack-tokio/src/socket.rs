@@ -41,9 +41,10 @@ pub struct TcpSocket {
 struct Settings {
     /// The bound address and its port, held on every shard.
     bound: Option<PortHold>,
+    /// The connection's or the listener's options, SO_REUSEADDR (`reuse_address`) among
+    /// them.
     options: SocketOptions,
     linger: Option<Duration>,
-    reuseaddr: bool,
     /// `bind` picked the port (it was asked for port 0).
     auto_port: bool,
     /// An IPv6 socket bound to an IPv4-mapped address: it holds the IPv4 one and shows it
@@ -195,10 +196,11 @@ impl TcpSocket {
     /// ephemeral one, which is picked now, as Linux picks it at `bind(2)`:
     /// [`local_addr`](Self::local_addr) then shows it. As from `bind(2)`, the error comes
     /// at once: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse` for
-    /// a port that a listener or another bound socket holds (unless both sockets set
-    /// [`set_reuseaddr`](Self::set_reuseaddr)), or, without SO_REUSEADDR, that a connection
-    /// or a TIME-WAIT entry uses; `InvalidInput` for a socket already bound (Linux's
-    /// EINVAL).
+    /// a port that a listener holds, or that another bound socket holds or a connection or
+    /// a TIME-WAIT entry uses, unless both sockets set [`set_reuseaddr`](Self::set_reuseaddr)
+    /// (a connection accepted by a [`TcpListener::bind`](crate::TcpListener::bind) listener
+    /// has it; one a [`TcpStream::connect`](crate::TcpStream::connect) opened has not);
+    /// `InvalidInput` for a socket already bound (Linux's EINVAL).
     ///
     /// The port is the socket's from then on, as Linux reserves it: no ephemeral port is
     /// it, and no other socket binds it, until this socket is dropped, or its connection
@@ -214,7 +216,8 @@ impl TcpSocket {
         }
         let v4 = crate::addr::unmapped(addr);
         let held = v4.unwrap_or(addr);
-        settings.bound = Some(PortHold::bind(&self.stack, held, settings.reuseaddr)?);
+        let reuse = settings.options.reuse_address.unwrap_or(false);
+        settings.bound = Some(PortHold::bind(&self.stack, held, reuse)?);
         settings.auto_port = addr.port() == 0;
         settings.mapped = v4.is_some();
         Ok(())
@@ -243,16 +246,16 @@ impl TcpSocket {
         SocketAddr::new(ip, 0)
     }
 
-    /// SO_REUSEADDR, as Linux has it for [`bind`](Self::bind): with it, a socket binds a
-    /// port that connections or TIME-WAIT entries still use, and two sockets that both set
-    /// it may be bound to one port (only one of them can listen on it). A listener always
-    /// binds as with it, as tokio's `TcpListener::bind` sets it. Set after `bind`, it
-    /// counts for the binds that come later. (Linux also asks it of the socket behind the
-    /// connection or TIME-WAIT entry; synack keeps no such flag on a connection, so the
-    /// binding socket's alone decides.)
+    /// SO_REUSEADDR, as Linux has it (`inet_bind_conflict`): two sockets that both set it
+    /// may be bound to one port (only one of them can listen on it), and a socket may bind
+    /// or listen on a port that connections or TIME-WAIT entries still use if their sockets
+    /// set it too. The socket's connection, and its listener's accepted connections, keep
+    /// it, into TIME-WAIT. Off by default, as on a Linux socket (tokio's
+    /// `TcpListener::bind` turns it on, and so does synack's). Set after `bind`, it counts
+    /// for the binds that come later.
     pub fn set_reuseaddr(&self, reuseaddr: bool) -> io::Result<()> {
         self.with(|s| {
-            s.reuseaddr = reuseaddr;
+            s.options.reuse_address = Some(reuseaddr);
             if let Some(hold) = &mut s.bound {
                 hold.set_reuse(reuseaddr);
             }
@@ -262,7 +265,7 @@ impl TcpSocket {
 
     /// The SO_REUSEADDR value set.
     pub fn reuseaddr(&self) -> io::Result<bool> {
-        Ok(self.with(|s| s.reuseaddr))
+        Ok(self.with(|s| s.options.reuse_address.unwrap_or(false)))
     }
 
     /// SO_RCVBUF: the receive buffer in bytes; it bounds the window and turns receive
@@ -312,8 +315,8 @@ impl TcpSocket {
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
     /// every packet of the connection, its SYN or SYN-ACK included. Only the six DSCP bits
     /// are used; the two ECN bits are the stack's (RFC 3168). The value is read as Linux
-    /// reads the option ([`ds_byte`]): IP_TOS keeps its low eight bits, and IPV6_TCLASS
-    /// past 255 is `InvalidInput`.
+    /// reads the option of the socket's family: IP_TOS keeps its low eight bits, and
+    /// IPV6_TCLASS past 255 is `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = ds_byte(tos, self.v6)?;
         self.with(|s| s.options.tos = Some(tos & !0b11));
@@ -495,13 +498,15 @@ impl TcpSocket {
     /// takes this socket's options. With several workers the accept queue's bound is still
     /// the socket's, over every shard; the half-open ones are shared out, each shard taking
     /// its share rounded up (see [`TcpListener`]). A socket never bound listens on every
-    /// address of its family
-    /// with an ephemeral port, as Linux binds one on `listen(2)` (`inet_autobind`).
+    /// address of its family with an ephemeral port, as Linux binds one on `listen(2)`
+    /// (`inet_autobind`). Without [`set_reuseaddr`](Self::set_reuseaddr) it takes no port
+    /// that a connection or a TIME-WAIT entry still uses, as a Linux socket without
+    /// SO_REUSEADDR (where [`TcpListener::bind`] sets it).
     pub fn listen(self, backlog: u32) -> io::Result<TcpListener> {
         let unspecified = self.unspecified();
         let Settings {
             bound,
-            options,
+            mut options,
             linger,
             mapped,
             ..
@@ -509,6 +514,7 @@ impl TcpSocket {
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        options.reuse_address.get_or_insert(false);
         let held = (backlog as usize).saturating_add(1);
         let local = bound.as_ref().map_or(unspecified, PortHold::local);
         let listener = TcpListener::listen_with(&self.stack, local, bound, held, &options, linger)?;

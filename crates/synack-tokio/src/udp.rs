@@ -154,9 +154,9 @@ impl UdpSocket {
 
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `UdpSocket::set_tos`: the DS byte of
     /// the datagrams sent from now on, all eight bits (a UDP application chooses its own ECN
-    /// codepoint, as QUIC does). The value is read as Linux reads the option
-    /// ([`ds_byte`](crate::socket::ds_byte)): IP_TOS keeps its low eight bits, and
-    /// IPV6_TCLASS past 255 is `InvalidInput`.
+    /// codepoint, as QUIC does). The value is read as Linux reads the option of the
+    /// socket's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
+    /// `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         Ok(self

@@ -270,9 +270,10 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
 
 /// A port a socket binds is held on every shard, as Linux reserves it at `bind(2)`: no
 /// shard's connect takes it as an ephemeral port, and a port any shard's connection uses
-/// cannot be bound without SO_REUSEADDR. In a range of 8 ports with two held (one named,
-/// one picked), connects take the other 6 and then fail with `AddrNotAvailable`; once the
-/// sockets are dropped their ports are free again.
+/// cannot be bound unless both that connection's socket and the binding one set
+/// SO_REUSEADDR. In a range of 8 ports with two held (one named, one picked), connects take
+/// the other 6 and then fail with `AddrNotAvailable`; once the sockets are dropped their
+/// ports are free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_port_is_held_on_every_shard() {
     let mut config = synack_core::Config::default();
@@ -290,9 +291,18 @@ async fn a_bound_port_is_held_on_every_shard() {
         assert!((40_000..=40_007).contains(&held[1].port()), "{held:?}");
         assert_ne!(held[0], held[1]);
 
+        // Every other connection from a socket with SO_REUSEADDR.
         let mut streams = Vec::new();
         loop {
-            match TcpStream::connect(&sharded, sa("198.18.0.1:9000")).await {
+            let connected = match streams.len() % 2 {
+                0 => TcpStream::connect(&sharded, sa("198.18.0.1:9000")).await,
+                _ => {
+                    let s = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
+                    s.set_reuseaddr(true).unwrap();
+                    s.connect(sa("198.18.0.1:9000")).await
+                }
+            };
+            match connected {
                 Ok(c) => streams.push((c, server.accept().await.unwrap().0)),
                 Err(e) => {
                     assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
@@ -308,13 +318,19 @@ async fn a_bound_port_is_held_on_every_shard() {
         assert_eq!(used.len(), 6, "connections from {used:?}, held {held:?}");
         assert!(used.iter().all(|a| !held.contains(a)), "{used:?} {held:?}");
         // Whichever shard owns a connection, its port is not bound again without
-        // SO_REUSEADDR, and is with it.
-        for a in &used {
+        // SO_REUSEADDR, and with it only if the connection's socket set it too.
+        for (k, a) in used.iter().enumerate() {
             let s = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
             let e = s.bind(*a).unwrap_err();
             assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{a}");
             s.set_reuseaddr(true).unwrap();
-            s.bind(*a).unwrap();
+            match k % 2 {
+                0 => assert_eq!(
+                    s.bind(*a).unwrap_err().kind(),
+                    std::io::ErrorKind::AddrInUse
+                ),
+                _ => s.bind(*a).unwrap(),
+            }
         }
 
         drop((named, picked));

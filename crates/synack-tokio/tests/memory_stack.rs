@@ -2108,6 +2108,7 @@ async fn a_transparent_stack_connects_from_a_foreign_bound_address() {
         let listener = TcpListener::bind(&server, server_addr(7451)).await.unwrap();
         let foreign: SocketAddr = "198.19.7.7:4444".parse().unwrap();
         let s = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+        s.set_reuseaddr(true).unwrap();
         s.bind(foreign).unwrap();
         let (c, a) = tokio::join!(s.connect(server_addr(7451)), listener.accept());
         let mut c = c.unwrap();
@@ -2120,7 +2121,8 @@ async fn a_transparent_stack_connects_from_a_foreign_bound_address() {
         assert_eq!(&buf, b"from afar");
 
         // The port is the first connection's: `bind` refuses it without SO_REUSEADDR
-        // (EADDRINUSE), and with it `connect` does (EADDRNOTAVAIL).
+        // (EADDRINUSE), and with it (which the first socket set too) `connect` does
+        // (EADDRNOTAVAIL).
         let again = synack_tokio::TcpSocket::new_v4(&client).unwrap();
         let e = again.bind(foreign).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
@@ -2204,6 +2206,63 @@ async fn binding_port_zero_then_connecting_works_again_and_again() {
             let mut rest = Vec::new();
             c.read_to_end(&mut rest).await.unwrap();
         }
+    })
+    .await;
+}
+
+/// SO_REUSEADDR is asked of both sockets, as Linux's `inet_bind_conflict` asks it: a port
+/// that a connection or its TIME-WAIT entry uses is shared only with a socket that sets it
+/// if the connection's socket set it too. A server restarted on its port takes it back from
+/// the TIME-WAIT entries of the connections it accepted (tokio's `TcpListener::bind` sets
+/// the option, and they have it), but no listener takes the port of an outgoing
+/// `TcpStream::connect` (which has not), and a `TcpSocket` that did not set it takes none.
+#[tokio::test]
+async fn reuseaddr_is_asked_of_both_sockets() {
+    let (client, server) = stacks();
+    within(20, async {
+        let listener = TcpListener::bind(&server, server_addr(7480)).await.unwrap();
+        let (c, accepted) = tokio::join!(
+            TcpStream::connect(&client, server_addr(7480)),
+            listener.accept()
+        );
+        let (mut c, (mut srv, _)) = (c.unwrap(), accepted.unwrap());
+        let mine = c.local_addr().unwrap();
+        // The outgoing connection's port: refused to a listener, and to a socket with or
+        // without the option.
+        let e = TcpListener::bind(&client, mine).await.unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        for reuse in [false, true] {
+            let s = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+            s.set_reuseaddr(reuse).unwrap();
+            assert_eq!(s.bind(mine).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        }
+
+        // The server closes first: its end waits in TIME-WAIT, with the listener's option.
+        srv.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        drop(c);
+        let mut rest = Vec::new();
+        srv.read_to_end(&mut rest).await.unwrap();
+        drop((srv, listener));
+        let port = server_addr(7480);
+        let plain = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        assert_eq!(
+            plain.bind(port).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let unbound = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        unbound.set_reuseaddr(true).unwrap();
+        unbound.bind(port).unwrap();
+        unbound.set_reuseaddr(false).unwrap();
+        let e = unbound.listen(8).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let with = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        with.set_reuseaddr(true).unwrap();
+        with.bind(port).unwrap();
+        let restarted = with.listen(8).unwrap();
+        drop(restarted);
+        TcpListener::bind(&server, port).await.unwrap();
     })
     .await;
 }

@@ -3,16 +3,16 @@
 //! finds between such a socket and everything else that uses a local port.
 //!
 //! Linux reserves a port at `bind(2)`: a second socket bound to it fails with EADDRINUSE
-//! unless both set SO_REUSEADDR, an ephemeral port (a connect's or a `bind` to port 0's)
-//! skips it, and a port that a connection or a TIME-WAIT entry uses is refused to a socket
-//! without SO_REUSEADDR. A listener binds as tokio's `TcpListener::bind` does, with
-//! SO_REUSEADDR: it takes a port that connections still use, but not one held by a socket
-//! bound without the option. Where Linux asks SO_REUSEADDR of both sockets, a connection
-//! or TIME-WAIT entry here counts as having set it (a connection does not keep the flag):
-//! the new socket's option alone decides, which is what a server restarted on its port
-//! with the option set (the usual case) sees on Linux too.
+//! unless both set SO_REUSEADDR, and an ephemeral port (a connect's or a `bind` to port
+//! 0's) skips it. A port that a connection or a TIME-WAIT entry uses is shared the same way:
+//! only if both the connection's socket and the new one set the option
+//! (`inet_bind_conflict`; a connection keeps its socket's option, and its TIME-WAIT entry
+//! keeps it too, as Linux's `tw_reuse`). A listener binds as tokio's `TcpListener::bind`
+//! does, with SO_REUSEADDR unless told otherwise, and the connections it accepts have it:
+//! so a server restarted on its port takes it back from its own TIME-WAIT entries, but not
+//! from an outgoing connection's (which has not set it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::Endpoint;
@@ -89,11 +89,11 @@ impl Endpoint {
     /// port for it until [`release_binding`](Self::release_binding): `local` itself, or for
     /// port 0 an ephemeral port that nothing uses (as [`check_bind`](Self::check_bind)
     /// picks one). `AddrNotAvailable` for an address that is not ours or when no ephemeral
-    /// port is free; `AddrInUse` (Linux's EADDRINUSE) for a port that a listener holds, a
-    /// bound socket holds (unless both set SO_REUSEADDR), or, without SO_REUSEADDR, a
-    /// connection or a TIME-WAIT entry uses, here or in `elsewhere` (the local addresses
-    /// other endpoints that share the stack's ports use: see
-    /// [`used_local_addrs`](Self::used_local_addrs)).
+    /// port is free; `AddrInUse` (Linux's EADDRINUSE) for a port that a listener holds, or
+    /// that a bound socket holds or a connection or a TIME-WAIT entry uses, here or in
+    /// `elsewhere` (the local addresses other endpoints that share the stack's ports use,
+    /// with their SO_REUSEADDR: see [`used_local_addrs`](Self::used_local_addrs)), unless
+    /// both it and this socket set SO_REUSEADDR.
     ///
     /// A connect from the bound address is the socket's own use of it: release the binding
     /// once the connection is open, or once the socket listens (a listener then holds the
@@ -102,19 +102,9 @@ impl Endpoint {
         &mut self,
         local: SocketAddr,
         reuse: bool,
-        elsewhere: &HashSet<SocketAddr>,
+        elsewhere: &HashMap<SocketAddr, bool>,
     ) -> Result<SocketAddr, Error> {
-        let bound = self.check_bind_avoiding(local, elsewhere)?;
-        if local.port() != 0 {
-            let connected = || {
-                self.local_addrs_in_use()
-                    .chain(elsewhere.iter().copied())
-                    .any(|a| overlaps(a, local))
-            };
-            if self.bindings.clash(local, reuse) || (!reuse && connected()) {
-                return Err(Error::AddrInUse);
-            }
-        }
+        let bound = self.check_bind_with(local, reuse, elsewhere)?;
         self.bindings.insert(bound, reuse);
         Ok(bound)
     }

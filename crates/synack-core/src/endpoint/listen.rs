@@ -2,7 +2,7 @@
 //! cookies (RFC 4987 §3.6) when a SYN queue overflows; the `listen`, `accept` and
 //! `close_listener` commands.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -150,7 +150,7 @@ impl Endpoint {
     /// port a listener holds (see `listener_clash`) or a socket bound without SO_REUSEADDR
     /// holds (see [`bind_socket`](Self::bind_socket)).
     pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
-        self.check_bind_avoiding(local, &HashSet::new())
+        self.check_bind_avoiding(local, &HashMap::new())
     }
 
     /// [`check_bind`](Self::check_bind), where an ephemeral port also skips the ports of the
@@ -160,15 +160,35 @@ impl Endpoint {
     pub fn check_bind_avoiding(
         &mut self,
         local: SocketAddr,
-        taken: &HashSet<SocketAddr>,
+        taken: &HashMap<SocketAddr, bool>,
+    ) -> Result<SocketAddr, Error> {
+        // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind`.
+        self.check_bind_with(local, true, taken)
+    }
+
+    /// What binding a socket to `local` with SO_REUSEADDR if `reuse` gives (Linux's
+    /// `inet_csk_get_port`): `local`, unless a listener, a bound socket or a connection or
+    /// TIME-WAIT entry here or in `taken` holds the port on an overlapping address and the
+    /// option does not let them share it (see [`bind_socket`](Self::bind_socket)); for
+    /// port 0, an ephemeral port nothing uses.
+    pub(super) fn check_bind_with(
+        &mut self,
+        local: SocketAddr,
+        reuse: bool,
+        taken: &HashMap<SocketAddr, bool>,
     ) -> Result<SocketAddr, Error> {
         let ip = local.ip();
         if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         if local.port() != 0 {
-            // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind`.
-            return match self.listener_clash(local) || self.bindings.clash(local, true) {
+            // `inet_bind_conflict`: a connection or a TIME-WAIT entry shares its port only
+            // if both its socket and this one set SO_REUSEADDR.
+            let in_use = self
+                .local_addrs_in_use()
+                .chain(taken.iter().map(|(&a, &r)| (a, r)))
+                .any(|(a, theirs)| super::bind::overlaps(a, local) && !(reuse && theirs));
+            return match in_use || self.listener_clash(local) || self.bindings.clash(local, reuse) {
                 true => Err(Error::AddrInUse),
                 false => Ok(local),
             };
@@ -182,7 +202,8 @@ impl Endpoint {
         }
         let used: HashSet<u16> = self
             .local_addrs_in_use()
-            .chain(taken.iter().copied())
+            .map(|(a, _)| a)
+            .chain(taken.keys().copied())
             .map(|a| a.port())
             .collect();
         let num = u32::from(max - min) + 1;
@@ -199,17 +220,23 @@ impl Endpoint {
         Err(Error::AddrNotAvailable)
     }
 
-    /// The local addresses this endpoint's connections and TIME-WAIT entries use.
-    pub fn used_local_addrs(&self) -> HashSet<SocketAddr> {
-        self.local_addrs_in_use().collect()
+    /// The local addresses this endpoint's connections and TIME-WAIT entries use, each with
+    /// whether every one of them that uses it set SO_REUSEADDR.
+    pub fn used_local_addrs(&self) -> HashMap<SocketAddr, bool> {
+        let mut used = HashMap::new();
+        for (a, reuse) in self.local_addrs_in_use() {
+            *used.entry(a).or_insert(true) &= reuse;
+        }
+        used
     }
 
     /// [`used_local_addrs`](Self::used_local_addrs) as they come, each connection's and
-    /// TIME-WAIT entry's (repeats included), for a search that needs no set.
-    pub(super) fn local_addrs_in_use(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    /// TIME-WAIT entry's (repeats included) with its SO_REUSEADDR, for a search that needs
+    /// no map.
+    pub(super) fn local_addrs_in_use(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
         self.by_tuple
-            .keys()
-            .map(|t| t.0)
+            .iter()
+            .filter_map(|(t, h)| Some((t.0, self.connections.get(h)?.conn.reuse_address)))
             .chain(self.time_wait.local_addrs())
     }
 
@@ -534,7 +561,11 @@ impl Endpoint {
         backlog: usize,
         opts: &SocketOptions,
     ) -> Result<ListenerHandle, Error> {
-        let local = self.check_bind(local)?;
+        // SO_REUSEADDR unless the socket said otherwise, as tokio's `TcpListener::bind`
+        // sets it; the connections it accepts take it.
+        let mut opts = *opts;
+        let reuse = *opts.reuse_address.get_or_insert(true);
+        let local = self.check_bind_with(local, reuse, &HashMap::new())?;
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;
@@ -547,7 +578,7 @@ impl Endpoint {
                 accept_queue: VecDeque::new(),
                 shared: None,
                 last_overflow: None,
-                options: *opts,
+                options: opts,
                 fast_open: FastOpenQueue::default(),
             },
         );
@@ -587,7 +618,11 @@ impl Endpoint {
             .listeners
             .get_mut(&listener)
             .ok_or(Error::InvalidHandle)?;
-        l.options = *opts;
+        // The listener's SO_REUSEADDR stays on unless the socket says otherwise.
+        l.options = SocketOptions {
+            reuse_address: Some(opts.reuse_address.unwrap_or(true)),
+            ..*opts
+        };
         Ok(())
     }
 

@@ -55,9 +55,9 @@ impl TimeWaitTable {
         self.entries.get(tuple)
     }
 
-    /// The local port of every entry.
-    pub fn local_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.entries.keys().map(|t| t.0)
+    /// The local address of every entry, and whether its connection set SO_REUSEADDR.
+    pub fn local_addrs(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
+        self.entries.iter().map(|(t, e)| (t.0, e.reuse_address))
     }
 
     pub fn contains(&self, tuple: &Tuple) -> bool {
@@ -359,6 +359,7 @@ mod tests {
             ts: None,
             window: 0,
             flow_rehash: 0,
+            reuse_address: false,
             expires: Instant::from_secs(expires),
             last_oow_ack: 0,
         }

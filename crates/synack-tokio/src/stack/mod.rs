@@ -10,7 +10,7 @@
 //! so no lock is ever held while a task sleeps. Shards share no lock: see [`crate::shard`]
 //! for how flows, listeners and UDP are spread over them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -857,7 +857,7 @@ impl Stack {
     pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let taken = match addr.port() {
             0 => self.used_beyond_shard_0()?,
-            _ => HashSet::new(),
+            _ => HashMap::new(),
         };
         let mut inner = self.lock_shard(0)?;
         Ok(inner.endpoint.check_bind_avoiding(addr, &taken)?)
@@ -876,10 +876,13 @@ impl Stack {
     /// The local addresses the connections and TIME-WAIT entries of every shard but the
     /// first use. Shard 0 decides a bind: every shard has every listener and every bound
     /// socket's port, but only its own connections.
-    pub(crate) fn used_beyond_shard_0(&self) -> io::Result<HashSet<SocketAddr>> {
-        let mut used = HashSet::new();
+    pub(crate) fn used_beyond_shard_0(&self) -> io::Result<HashMap<SocketAddr, bool>> {
+        let mut used: HashMap<SocketAddr, bool> = HashMap::new();
         for shard in 1..self.workers() {
-            used.extend(self.lock_shard(shard)?.endpoint.used_local_addrs());
+            for (a, reuse) in self.lock_shard(shard)?.endpoint.used_local_addrs() {
+                // Shared only if every user set SO_REUSEADDR.
+                *used.entry(a).or_insert(true) &= reuse;
+            }
         }
         Ok(used)
     }

@@ -26,9 +26,13 @@ pub(crate) struct TimeWaitEntry {
     /// The window field of our last segment, repeated in our ACKs.
     pub window: u16,
     /// How many times the connection moved to a new IPv6 flow label
-    /// ([`Connection::flow_rehash`], wrapping): its ACKs go on in the flow's last label, as
-    /// Linux's TIME-WAIT sock keeps `tw_txhash`.
-    pub flow_rehash: u16,
+    /// ([`Connection::flow_rehash`], wrapping at 256: a connection moves it on a timeout, and
+    /// gives up long before that many): its ACKs go on in the flow's last label, as Linux's
+    /// TIME-WAIT sock keeps `tw_txhash`.
+    pub flow_rehash: u8,
+    /// The connection's `SO_REUSEADDR`, as Linux's TIME-WAIT sock keeps `tw_reuse`: whether
+    /// a socket that sets it too may bind the port meanwhile.
+    pub reuse_address: bool,
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
     /// When it last answered a segment that occupies no sequence space, in milliseconds
@@ -328,7 +332,8 @@ impl Connection {
                 recent_stamp: self.ts.recent_age.total_secs() as u32,
             }),
             window: window.min(u16::MAX as usize) as u16,
-            flow_rehash: self.flow_rehash() as u16,
+            flow_rehash: self.flow_rehash() as u8,
+            reuse_address: self.reuse_address,
             expires: self.timers.time_wait.unwrap_or(Instant::ZERO),
             last_oow_ack: 0,
         }

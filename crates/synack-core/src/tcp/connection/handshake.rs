@@ -222,6 +222,7 @@ impl Connection {
             ecn: EcnState::default(),
             tos: 0,
             hop_limit: HOP_LIMIT,
+            reuse_address: false,
             ip_id,
             control_socket: false,
             pmtu: PathMtu::default(),
@@ -262,6 +263,9 @@ impl Connection {
         }
         if let Some(hop_limit) = opts.hop_limit {
             self.hop_limit = hop_limit;
+        }
+        if let Some(reuse) = opts.reuse_address {
+            self.reuse_address = reuse;
         }
     }
 

@@ -582,6 +582,9 @@ pub(crate) struct Connection {
     pub tos: u8,
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets it sends.
     pub hop_limit: u8,
+    /// `SO_REUSEADDR` of its socket ([`SocketOptions::reuse_address`]): whether a socket
+    /// that sets it too may bind its port while it, or its TIME-WAIT entry, lasts.
+    pub reuse_address: bool,
     /// The IPv4 identification of its next packet, one more for each packet (each segment
     /// of a super-segment) it sends, as Linux's `inet_id`. What Linux sends from a request
     /// sock or a control socket instead carries 0 (see `ip_header` in `output.rs`). RFC 6864 §4.1
