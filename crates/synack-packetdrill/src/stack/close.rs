@@ -64,6 +64,9 @@ impl Shared {
                     _ => None,
                 };
                 g.end_listening(s.accepted, listener)?;
+                if let Some((a, reuse)) = s.binding {
+                    let _ = g.ep().release_binding(a, reuse);
+                }
                 match s.kind {
                     Kind::Fresh | Kind::Listener(_) => {}
                     Kind::Conn(h) => {

@@ -1,6 +1,7 @@
 //! Setting up connections: socket, bind, listen, accept and connect, and the options a new
 //! connection takes from its socket.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -112,34 +113,20 @@ impl Shared {
     pub fn bind(&self, fd: i32, addr: SocketAddr) -> SysResult<()> {
         let mut g = self.lock();
         let addr = unmap(addr);
-        let local = [g.flags.local4, g.flags.local6];
-        if !addr.ip().is_unspecified() && !local.contains(&addr.ip()) {
-            return Err(libc::EADDRNOTAVAIL);
-        }
         let s = g.socket(fd)?;
         if s.bound.is_some() || s.kind != Kind::Fresh {
             return Err(libc::EINVAL);
         }
         let reuse = s.opts.reuseaddr;
-        // inet_csk_bind_conflict, for sockets bound explicitly: the same port on an
-        // overlapping address is taken unless both set SO_REUSEADDR and neither listens.
-        if addr.port() != 0 {
-            let taken = g.fds.iter().any(|(&other, f)| {
-                let Fd::Socket(o) = f else { return false };
-                let Some(b) = o.bound else { return false };
-                other != fd
-                    && matches!(o.kind, Kind::Fresh | Kind::Listener(_))
-                    && b.port() == addr.port()
-                    && (b.ip() == addr.ip()
-                        || b.ip().is_unspecified()
-                        || addr.ip().is_unspecified())
-                    && (!reuse || !o.opts.reuseaddr || matches!(o.kind, Kind::Listener(_)))
-            });
-            if taken {
-                return Err(libc::EADDRINUSE);
-            }
-        }
-        g.socket(fd)?.bound = Some(addr);
+        // The endpoint's bind table decides, as Linux's inet_csk_get_port: the port is the
+        // socket's until it connects, listens or closes (a port 0 is picked now).
+        let bound = g
+            .ep()
+            .bind_socket(addr, reuse, &HashMap::new())
+            .map_err(errno)?;
+        let s = g.socket(fd)?;
+        s.bound = Some(bound);
+        s.binding = Some((bound, reuse));
         Ok(())
     }
 
@@ -167,12 +154,27 @@ impl Shared {
         s.opts.backlog = (backlog - 1).min(4096) as u32;
         let opts = listener_options(&s.opts);
         let key = s.opts.fastopen_key;
+        let binding = s.binding.take();
         // The namespace's Fast Open key (`net.ipv4.tcp_fastopen_key`), for listeners
         // without their own; read now, after the script's init set it.
         if let Some(k) = crate::flags::fastopen_key_sysctl() {
             g.ep().set_fast_open_key(k);
         }
-        let l = g.ep().listen_with(addr, backlog, &opts).map_err(errno)?;
+        // The socket's own binding gives way to its listener; a listen that fails leaves
+        // the socket bound, as Linux's.
+        if let Some((a, reuse)) = binding {
+            let _ = g.ep().release_binding(a, reuse);
+        }
+        let l = match g.ep().listen_with(addr, backlog, &opts) {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some((a, reuse)) = binding {
+                    g.ep().hold_binding(a, reuse);
+                    g.socket(fd)?.binding = binding;
+                }
+                return Err(errno(e));
+            }
+        };
         if let Some(key) = key {
             g.ep().set_listener_fast_open_key(l, key).map_err(errno)?;
         }
@@ -245,33 +247,40 @@ impl Shared {
         s.pending_error = None;
         let nonblock = s.nonblock;
         let opts = s.opts.clone();
+        // From the bound address, if any; the connection keeps the socket's SO_REUSEADDR.
+        let binding = s.binding;
+        let local = binding.map(|(a, _)| a);
         let now = g.now;
         let fast_open = opts.fastopen_connect && g.sys().fastopen & 1 != 0;
-        let h = if fast_open {
-            // TCP_FASTOPEN_CONNECT: with a cookie the SYN waits for the first write and
-            // connect() returns at once (Linux's tcp_fastopen_defer_connect); without one the
-            // SYN asks for a cookie and connect() goes on as usual.
-            let deferred = g.ep().fast_open_cookie(addr.ip()).is_some();
-            let core = SocketOptions {
-                fast_open_connect: Some(true),
-                ..SocketOptions::default()
-            };
-            let h = g.ep().connect_with(now, addr, None, &core).map_err(errno)?;
-            if deferred {
-                g.apply_opts(h, &opts);
-                g.conn_fd.insert(h, fd);
-                let s = g.socket(fd)?;
-                s.kind = Kind::Conn(h);
-                s.connecting = Connecting::Done;
-                s.fastopen_deferred = true;
-                g.drain();
-                self.kick(&mut g);
-                return Ok(());
-            }
-            h
-        } else {
-            g.ep().connect(now, addr).map_err(errno)?
+        // TCP_FASTOPEN_CONNECT: with a cookie the SYN waits for the first write and
+        // connect() returns at once (Linux's tcp_fastopen_defer_connect); without one the
+        // SYN asks for a cookie and connect() goes on as usual.
+        let deferred = fast_open && g.ep().fast_open_cookie(addr.ip()).is_some();
+        let core = SocketOptions {
+            fast_open_connect: fast_open.then_some(true),
+            reuse_address: Some(opts.reuseaddr),
+            ..SocketOptions::default()
         };
+        let h = g
+            .ep()
+            .connect_with(now, addr, local, &core)
+            .map_err(errno)?;
+        // The connection holds the port now.
+        if let Some((a, reuse)) = binding {
+            let _ = g.ep().release_binding(a, reuse);
+            g.socket(fd)?.binding = None;
+        }
+        if deferred {
+            g.apply_opts(h, &opts);
+            g.conn_fd.insert(h, fd);
+            let s = g.socket(fd)?;
+            s.kind = Kind::Conn(h);
+            s.connecting = Connecting::Done;
+            s.fastopen_deferred = true;
+            g.drain();
+            self.kick(&mut g);
+            return Ok(());
+        }
         // Before the SYN is polled out, so that TCP_MAXSEG reaches its MSS option.
         g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
@@ -363,17 +372,24 @@ impl Shared {
         let addr = unmap(addr.ok_or(libc::EDESTADDRREQ)?);
         let nonblock = s.nonblock || dontwait;
         let opts = s.opts.clone();
+        let binding = s.binding;
         let now = g.now;
         // TCP_MAXSEG bounds the SYN's data, so it goes in before the data is sized; the rest
         // of the options follow as for connect.
         let core = SocketOptions {
             max_segment: opts.maxseg.and_then(|m| u16::try_from(m).ok()),
+            reuse_address: Some(opts.reuseaddr),
             ..SocketOptions::default()
         };
+        let local = binding.map(|(a, _)| a);
         let (h, n) = g
             .ep()
-            .connect_fast_open(now, addr, None, &core, data)
+            .connect_fast_open(now, addr, local, &core, data)
             .map_err(errno)?;
+        if let Some((a, reuse)) = binding {
+            let _ = g.ep().release_binding(a, reuse);
+            g.socket(fd)?.binding = None;
+        }
         g.apply_opts(h, &opts);
         g.conn_fd.insert(h, fd);
         let s = g.socket(fd)?;
@@ -489,10 +505,68 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
         recv_buffer: o.rcvbuf.map(|b| b as usize),
+        reuse_address: Some(o.reuseaddr),
         tos: o.ip.ds_byte(),
         hop_limit: o.ip.hop_limit,
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         ..SocketOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::Flags;
+
+    fn int(v: i32) -> Vec<u8> {
+        v.to_ne_bytes().to_vec()
+    }
+
+    /// bind(2) goes through the endpoint's bind table, as Linux's `inet_csk_get_port`: a
+    /// bound port is refused to another socket unless both set SO_REUSEADDR (set after the
+    /// bind, it counts), two bound with it cannot both listen, a failed listen leaves the
+    /// socket bound, and close gives the port back. Port 0 is picked at bind.
+    #[test]
+    fn bind_holds_the_port_as_linux_does() {
+        let s = Shared::new(Flags::default());
+        let stream = |s: &Shared| s.socket(libc::AF_INET, libc::SOCK_STREAM, 0).unwrap();
+        let reuse = |s: &Shared, fd| {
+            s.setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &int(1))
+                .unwrap()
+        };
+        let addr: SocketAddr = "198.18.0.2:7000".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:7000".parse().unwrap();
+        let a = stream(&s);
+        s.bind(a, addr).unwrap();
+        assert_eq!(s.bind(a, addr), Err(libc::EINVAL), "bound already");
+        let b = stream(&s);
+        assert_eq!(s.bind(b, any), Err(libc::EADDRINUSE));
+        reuse(&s, b);
+        assert_eq!(s.bind(b, addr), Err(libc::EADDRINUSE), "a has not set it");
+        reuse(&s, a);
+        s.bind(b, addr).unwrap();
+        s.listen(a, 1).unwrap();
+        assert_eq!(s.listen(b, 1), Err(libc::EADDRINUSE));
+        s.close(a).unwrap();
+        // b is still bound: a socket without the option is refused; b listens now.
+        let c = stream(&s);
+        assert_eq!(s.bind(c, addr), Err(libc::EADDRINUSE));
+        s.listen(b, 1).unwrap();
+        s.close(b).unwrap();
+        s.bind(c, addr).unwrap();
+        s.close(c).unwrap();
+        let d = stream(&s);
+        s.bind(d, addr).unwrap();
+
+        let e = stream(&s);
+        s.bind(e, "198.18.0.2:0".parse().unwrap()).unwrap();
+        let picked = s.lock().socket(e).unwrap().bound.unwrap();
+        assert_ne!(picked.port(), 0);
+        let f = stream(&s);
+        assert_eq!(s.bind(f, picked), Err(libc::EADDRINUSE));
+        for fd in [d, e, f] {
+            s.close(fd).unwrap();
+        }
     }
 }

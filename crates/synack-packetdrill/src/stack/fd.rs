@@ -113,6 +113,9 @@ pub(super) struct Socket {
     pub(super) v6: bool,
     pub(super) nonblock: bool,
     pub(super) bound: Option<SocketAddr>,
+    /// The port `bind` holds in the endpoint's bind table (`Endpoint::bind_socket`), with
+    /// the SO_REUSEADDR it was held with, until the socket connects, listens or closes.
+    pub(super) binding: Option<(SocketAddr, bool)>,
     pub(super) kind: Kind,
     /// Connections taken from the listener's accept queue by `poll`, not yet accepted.
     pub(super) accepted: VecDeque<ConnectionHandle>,
@@ -141,6 +144,7 @@ impl Socket {
             v6,
             nonblock: false,
             bound: None,
+            binding: None,
             kind: Kind::Fresh,
             accepted: VecDeque::new(),
             opts: Opts::default(),

@@ -151,7 +151,16 @@ impl Shared {
         };
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
-                g.socket(fd)?.opts.reuseaddr = int()? != 0;
+                let reuse = int()? != 0;
+                let s = g.socket(fd)?;
+                s.opts.reuseaddr = reuse;
+                // A bound socket holds its port with the option as it is now: later binds
+                // see it.
+                if let Some((a, was)) = s.binding {
+                    s.binding = Some((a, reuse));
+                    let _ = g.ep().release_binding(a, was);
+                    g.ep().hold_binding(a, reuse);
+                }
             }
             (libc::SOL_SOCKET, libc::SO_OOBINLINE) => {
                 let on = int()? != 0;
