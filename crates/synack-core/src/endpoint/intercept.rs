@@ -246,7 +246,8 @@ impl Endpoint {
 
     /// Complete the handshake of a held SYN: a connection in SYN-RECEIVED whose local
     /// address is the SYN's original destination answers with a SYN-ACK, with `options` as
-    /// a listener's would give it. The application holds it from here: it reports
+    /// a listener's would give it (SO_REUSEADDR on unless they say otherwise, as for what a
+    /// listener accepts). The application holds it from here: it reports
     /// [`Event::Connected`] when the client's ACK arrives, or [`Event::Closed`] if the
     /// handshake fails. Errors: `InvalidHandle` for a SYN no longer held, `AddrNotAvailable`
     /// if the connection table or memory is full (the SYN is dropped).
@@ -281,7 +282,10 @@ impl Endpoint {
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
         let id = self.identity(info.local, info.remote, now, held.iss);
         let (h, conn) = self.insert(now, id, Owner::App);
-        conn.apply_options(options);
+        conn.apply_options(&SocketOptions {
+            reuse_address: Some(options.reuse_address.unwrap_or(true)),
+            ..*options
+        });
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.
         conn.accept_syn(now, &seg, crate::wire::Ecn::NotEct);
         self.after(h);

@@ -147,8 +147,10 @@ impl Endpoint {
     /// is not ours (an own address or all of them; in intercept mode any address routed to
     /// us, as a Linux socket with IP_TRANSPARENT binds a foreign one, which then wins over
     /// the interception for its port) or when no ephemeral port is free; `AddrInUse` for a
-    /// port a listener holds (see `listener_clash`) or a socket bound without SO_REUSEADDR
-    /// holds (see [`bind_socket`](Self::bind_socket)).
+    /// port a listener holds (see `listener_clash`), or that a socket bound without
+    /// SO_REUSEADDR holds or a connection or TIME-WAIT entry without it uses (see
+    /// [`bind_socket`](Self::bind_socket)). The listener binds with SO_REUSEADDR, as tokio's
+    /// `TcpListener::bind`; [`listen_with`](Self::listen_with) takes the socket's own.
     pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
         self.check_bind_avoiding(local, &HashMap::new())
     }
