@@ -25,7 +25,7 @@
 //! - `poll_timeout()` is never in the past, and after `handle_timeout(now)` it is later than
 //!   `now` (whatever was due has run).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -103,7 +103,14 @@ pub struct Harness {
     held: VecDeque<SynHandle>,
     /// UDP sockets bound (the latest 16), open or closed.
     udp: VecDeque<UdpHandle>,
+    /// Ports `Op::Bind` holds (at most [`MAX_BINDINGS`]), with their SO_REUSEADDR.
+    bindings: VecDeque<(SocketAddr, bool)>,
+    /// Listeners `Op::Bind` made (at most [`MAX_BINDINGS`]; the oldest is closed).
+    bound_listeners: VecDeque<ListenerHandle>,
 }
+
+/// Ports and listeners `Op::Bind` keeps at most.
+const MAX_BINDINGS: usize = 8;
 
 /// Our own address of a family.
 fn own(v6: bool) -> IpAddr {
@@ -166,6 +173,8 @@ impl Harness {
             packets_in: 0,
             held: VecDeque::new(),
             udp: VecDeque::new(),
+            bindings: VecDeque::new(),
+            bound_listeners: VecDeque::new(),
         };
         for v6 in [false, true] {
             let l = h.listen(v6);
@@ -349,6 +358,12 @@ impl Harness {
                 }
             }
             Op::Udp(u) => self.udp_op(u),
+            Op::Bind {
+                v6,
+                port,
+                reuse,
+                then,
+            } => self.bind(now, *v6, *port, *reuse, *then),
             Op::Inspect(i) => {
                 let c = self.handle(*i);
                 let _ = self.script.ep.state(c);
@@ -384,6 +399,66 @@ impl Harness {
             }
         }
         self.check(timers_ran);
+    }
+
+    /// `Op::Bind`: a socket binds, and keeps the port, gives it back, connects from it or
+    /// listens on it. A bind that succeeds holds a port no ephemeral pick takes.
+    fn bind(&mut self, now: synack_core::Instant, v6: bool, port: u8, reuse: bool, then: u8) {
+        let ip = match port % 2 {
+            0 => own(v6),
+            _ if v6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        };
+        let number = match (port / 2) % 6 {
+            0 => 0,
+            1 => LISTEN_PORT,
+            n => 6998 + u16::from(n),
+        };
+        let ep = &mut self.script.ep;
+        let Ok(bound) = ep.bind_socket(SocketAddr::new(ip, number), reuse, &HashMap::new()) else {
+            return;
+        };
+        assert!(bound.port() != 0, "bind left port 0");
+        assert_eq!(bound.ip(), ip, "bind moved the address");
+        let opts = SocketOptions {
+            reuse_address: Some(reuse),
+            ..Default::default()
+        };
+        match then % 4 {
+            0 => {
+                if self.bindings.len() == MAX_BINDINGS {
+                    let (a, r) = self.bindings.pop_front().expect("full");
+                    ep.release_binding(a, r).expect("a held binding");
+                }
+                self.bindings.push_back((bound, reuse));
+            }
+            1 => ep.release_binding(bound, reuse).expect("just bound"),
+            2 => {
+                let remote = SocketAddr::new(if v6 { PEER6 } else { PEER }, 8000 + u16::from(port));
+                let c = ep.connect_with(now, remote, Some(bound), &opts);
+                ep.release_binding(bound, reuse).expect("just bound");
+                if let Ok(c) = c {
+                    let local = ep.local_addr(c).expect("a new connection");
+                    assert_eq!(local.port(), bound.port(), "connected from another port");
+                    self.remember_handle(c);
+                }
+            }
+            _ => {
+                ep.release_binding(bound, reuse).expect("just bound");
+                match ep.listen_with(bound, 4, &opts) {
+                    Ok(l) => {
+                        if self.bound_listeners.len() == MAX_BINDINGS {
+                            let old = self.bound_listeners.pop_front().expect("full");
+                            let _ = ep.close_listener(now, old);
+                        }
+                        self.bound_listeners.push_back(l);
+                    }
+                    // A listener clashes where a binding did not (two reuse bindings, one
+                    // listening already): the socket stays bound, as on Linux, until here.
+                    Err(e) => assert_eq!(e, synack_core::Error::AddrInUse, "listen: {e:?}"),
+                }
+            }
+        }
     }
 
     fn accept(&mut self, v6: bool) {
@@ -609,6 +684,26 @@ impl Harness {
         assert!(caught <= CATCH_ALL_DATAGRAMS, "{caught} datagrams caught");
         let pending = self.script.ep.intercepted_count();
         assert!(pending <= 4, "{pending} SYNs held, max_pending is 4");
+
+        // Every port `Op::Bind` holds is held, and one held without SO_REUSEADDR is used by
+        // no connection or TIME-WAIT entry: the bind refused such a port, and no ephemeral
+        // pick takes a held one.
+        assert_eq!(
+            self.script.ep.bindings(),
+            self.bindings.len(),
+            "bindings held"
+        );
+        let used = self.script.ep.used_local_addrs();
+        for &(held, _) in self.bindings.iter().filter(|(_, reuse)| !reuse) {
+            let clash = used.keys().find(|a| {
+                a.port() == held.port()
+                    && a.is_ipv4() == held.is_ipv4()
+                    && (a.ip() == held.ip()
+                        || a.ip().is_unspecified()
+                        || held.ip().is_unspecified())
+            });
+            assert!(clash.is_none(), "{clash:?} uses the port bound at {held}");
+        }
 
         let count = self.script.ep.connection_count();
         assert!(

@@ -171,6 +171,19 @@ pub enum Op {
     },
     /// A UDP op (sockets, datagrams from the peer, the catch-all queue).
     Udp(UdpOp),
+    /// `bind_socket` (`bind(2)`), then: `then` % 4 is 0 keep the port held (the oldest of
+    /// eight is given back), 1 give it back, 2 connect from it to the peer, 3 listen on it.
+    Bind {
+        /// IPv6 rather than IPv4.
+        v6: bool,
+        /// The port: 0 (an ephemeral one), the listeners' port, or one of 7000 to 7003;
+        /// odd values bind the unspecified address.
+        port: u8,
+        /// SO_REUSEADDR, for the binding and the connection or listener that takes it.
+        reuse: bool,
+        /// What the socket does next.
+        then: u8,
+    },
     /// Urgent data (RFC 6093): `how` % 4 is 0 `recv_urgent`, 1 `peek_urgent`, 2
     /// `set_oob_inline` (on when `len` is odd), 3 `send_urgent` of `len` bytes (`MSG_OOB`).
     Urgent {
