@@ -221,6 +221,41 @@ fn peer_window_limits_what_is_sent() {
     assert_eq!(segs[0].payload.len(), 500);
 }
 
+/// After a timeout, data already sent goes again into whatever window the peer offers, even
+/// one shorter than a segment and than half the largest offered: a retransmission is never
+/// held back for sender SWS avoidance or Nagle, as Linux's `tcp_retransmit_skb` sends the
+/// part that fits (`avail_wnd`). It was held: with the retransmission timer armed no persist
+/// timer ran either, and every timeout fired without sending a byte until the connection
+/// timed out (a loopback connection under a memory cap, whose receiver's window had
+/// shrunk below a segment, found it).
+#[test]
+fn a_timeout_resends_into_a_window_shorter_than_a_segment() {
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &vec![1u8; 4000]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 4);
+    // The peer takes the first segment and offers 600 bytes past it, then goes quiet.
+    let una = k.our_nxt + 1000;
+    let o = k.seg(ACK, una).window(600);
+    k.send_peer(o);
+    k.h.none();
+    let (_, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    assert_eq!((segs[0].seq, segs[0].payload.len()), (una, 600));
+    // The peer takes it and opens the window: the rest follows, as the congestion window
+    // (one segment after the timeout) grows.
+    let mut acked = una + 600;
+    for _ in 0..10 {
+        let o = k.seg(ACK, acked).window(65535);
+        k.send_peer(o);
+        let segs = k.h.drain();
+        let Some(last) = segs.last() else { break };
+        assert_eq!(segs[0].seq, acked, "{segs:?}");
+        acked = last.seq + last.payload.len();
+    }
+    assert_eq!(acked, k.our_nxt + 4000);
+}
+
 #[test]
 fn send_buffer_fills_and_reports_would_block() {
     let mut cfg = config();

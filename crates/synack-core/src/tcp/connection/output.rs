@@ -602,7 +602,14 @@ impl Connection {
             // carries all we have and Nagle allows, or it fills at least half the largest
             // window the peer offered.
             let half_window = len >= self.snd.max_wnd / 2 && self.snd.max_wnd > 0;
-            if !((all_queued && nagle_ok) || half_window || self.sws_override) {
+            // Going back after a timeout, data already sent goes again into what the peer's
+            // window allows, short or not, as Linux's `tcp_retransmit_skb` sends the part of
+            // a segment that fits the window (`avail_wnd`): held, with the retransmission
+            // timer armed and so no persist timer, it would never leave. (Where the
+            // congestion window is what cuts it short, it waits, as Linux's window counts
+            // whole segments.)
+            let resend = self.snd.nxt < self.snd.max && wnd_edge <= cwnd_edge;
+            if !((all_queued && nagle_ok) || half_window || resend || self.sws_override) {
                 if !in_flight {
                     self.maybe_arm_persist(now, unsent);
                 }
