@@ -2210,6 +2210,80 @@ async fn binding_port_zero_then_connecting_works_again_and_again() {
     .await;
 }
 
+/// A 2 MB echo between two sockets of one stack (looped back inside it) under a 512 KiB
+/// memory cap finishes, every byte intact. It stalled for good (the soak test's
+/// `echostall`, reproduced here with the client in a task of its own): the capped
+/// receiver's window fell below a segment, and the sender's timeouts then resent nothing
+/// (see the core's `a_timeout_resends_into_a_window_shorter_than_a_segment`).
+#[tokio::test]
+async fn a_loopback_echo_under_a_memory_cap_finishes() {
+    for seed in 1..=2 {
+        loopback_echo_under_a_cap(seed).await;
+    }
+}
+
+async fn loopback_echo_under_a_cap(seed: u8) {
+    let mut capped = config(seed);
+    capped.max_memory(512 * 1024);
+    let (dev, _link) = MemoryDevice::pair();
+    let stack = Stack::builder()
+        .address(CLIENT)
+        .config(capped)
+        .build(dev)
+        .unwrap();
+    within(20, async {
+        let listener = TcpListener::bind(&stack, SocketAddr::new(CLIENT, 7))
+            .await
+            .unwrap();
+        let echo = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+            s.shutdown().await.unwrap();
+        });
+        // The client writes and reads as readiness allows, in a task of its own.
+        let client = stack.clone();
+        tokio::spawn(async move {
+            let mut c = TcpStream::connect(&client, SocketAddr::new(CLIENT, 7))
+                .await
+                .unwrap();
+            let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+            let (mut got, mut sent, mut buf) = (Vec::new(), 0, vec![0u8; 65536]);
+            while sent < data.len() {
+                let both = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+                let ready = c.ready(both).await.unwrap();
+                if ready.is_readable() {
+                    match c.try_read(&mut buf) {
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+                if ready.is_writable() {
+                    match c.try_write(&data[sent..]) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+            }
+            c.shutdown().await.unwrap();
+            c.read_to_end(&mut got).await.unwrap();
+            assert!(got == data, "seed {seed}: {} bytes came back", got.len());
+        })
+        .await
+        .unwrap();
+        echo.await.unwrap();
+    })
+    .await;
+}
+
 /// SO_REUSEADDR is asked of both sockets, as Linux's `inet_bind_conflict` asks it: a port
 /// that a connection or its TIME-WAIT entry uses is shared only with a socket that sets it
 /// if the connection's socket set it too. A server restarted on its port takes it back from
