@@ -262,3 +262,63 @@ fn a_listener_shares_its_port_with_what_it_accepted_not_with_outgoing_connection
         Err(Error::AddrInUse)
     );
 }
+
+/// A connect from a bound port to the peer it is still in TIME-WAIT with takes the tuple
+/// over if the old connection used timestamps, as Linux's `tcp_twsk_unique` does for a
+/// bound port: the new SYN's ISN lies past everything the old connection sent (its SND.NXT
+/// + 65535 + 2), and the entry is gone. Without timestamps the tuple stays the entry's
+/// (`AddrNotAvailable`, EADDRNOTAVAIL).
+#[test]
+fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
+    for timestamps in [true, false] {
+        let mut config = Config::default();
+        config.timestamps(timestamps);
+        let mut p = Pair::new(config);
+        let l = p.server.listen(server(80), 4).unwrap();
+        let opts = reuse(true);
+        let first = p
+            .client
+            .connect_with(p.now, server(80), Some(client(7010)), &opts)
+            .unwrap();
+        p.pump();
+        let s = p.server.accept(l).unwrap();
+        p.client.send(first, b"hello").unwrap();
+        p.pump();
+        let mut buf = [0u8; 16];
+        assert_eq!(p.server.recv(p.now, s, &mut buf), Ok(5));
+        // The client closes first: its end waits in TIME-WAIT.
+        p.client.close(p.now, first).unwrap();
+        p.pump();
+        p.server.close(p.now, s).unwrap();
+        p.pump();
+        assert_eq!(p.client.time_wait_count(), 1);
+        assert!(p.client.used_local_addrs().contains_key(&client(7010)));
+
+        p.client.bind_socket(client(7010), true, &none()).unwrap();
+        let again = p
+            .client
+            .connect_with(p.now, server(80), Some(client(7010)), &opts);
+        p.client.release_binding(client(7010), true).unwrap();
+        if !timestamps {
+            assert_eq!(again, Err(Error::AddrNotAvailable));
+            assert_eq!(p.client.time_wait_count(), 1);
+            continue;
+        }
+        let again = again.unwrap();
+        assert_eq!(p.client.time_wait_count(), 0);
+        // The new connection completes with the listener, and carries data.
+        for _ in 0..100 {
+            p.pump();
+            if let Ok(s2) = p.server.accept(l) {
+                p.client.send(again, b"again").unwrap();
+                p.pump();
+                let mut buf = [0u8; 16];
+                assert_eq!(p.server.recv(p.now, s2, &mut buf), Ok(5));
+                assert_eq!(&buf[..5], b"again");
+                break;
+            }
+            assert!(p.advance());
+        }
+        assert_eq!(p.client.local_addr(again), Ok(client(7010)));
+    }
+}

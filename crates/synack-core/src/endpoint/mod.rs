@@ -404,12 +404,15 @@ impl Endpoint {
 
     /// [`Endpoint::connect`] from a chosen local address (bind before connect: an own
     /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
-    /// options. A local address and port already connected to `remote`, or in TIME-WAIT
-    /// with it, is `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
-    /// (`__inet_check_established`). A loopback destination, or one of our own addresses, is
-    /// `NetworkUnreachable` at once: the endpoint has no loopback path. In intercept mode the
-    /// local address may be any that is routed to us ([`check_bind`](Self::check_bind)), as
-    /// with IP_TRANSPARENT.
+    /// options. A local address and port already connected to `remote` is
+    /// `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
+    /// (`__inet_check_established`); one in TIME-WAIT with it is taken over if that
+    /// connection used timestamps, and `AddrNotAvailable` otherwise (Linux's
+    /// `tcp_twsk_unique` for a bound port: see `succeed_time_wait`). A loopback destination
+    /// is `NetworkUnreachable` at once; one of our own addresses is looped back inside the
+    /// endpoint (see [`poll_transmit`](Self::poll_transmit)). In intercept mode the local
+    /// address may be any that is routed to us ([`check_bind`](Self::check_bind)), as with
+    /// IP_TRANSPARENT.
     ///
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
     /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,
@@ -472,12 +475,19 @@ impl Endpoint {
                 .find(|a| a.is_ipv4() == remote.is_ipv4())
                 .ok_or(Error::NetworkUnreachable)?,
         };
+        let mut succeeds = None;
         let port = match local.map_or(0, |l| l.port()) {
             0 => None,
             port => {
                 let tuple = Tuple(SocketAddr::new(local_ip, port), remote);
-                if self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple) {
+                if self.by_tuple.contains_key(&tuple) {
                     return Err(Error::AddrNotAvailable);
+                }
+                if self.time_wait.contains(&tuple) {
+                    if !self.may_succeed_time_wait(&tuple) {
+                        return Err(Error::AddrNotAvailable);
+                    }
+                    succeeds = Some(tuple);
                 }
                 Some(port)
             }
@@ -494,7 +504,8 @@ impl Endpoint {
             None => self.ephemeral_port(local_ip, remote)?,
         };
         let local = SocketAddr::new(local_ip, port);
-        let id = self.identity(local, remote, now, None);
+        let iss = succeeds.and_then(|tuple| self.succeed_time_wait(&tuple));
+        let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());
         let (h, conn) = self.insert(now, id, Owner::App);
         conn.apply_options(opts);

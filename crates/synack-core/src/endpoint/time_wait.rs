@@ -181,6 +181,24 @@ fn next_incarnation_iss(snd_nxt: SeqNumber) -> SeqNumber {
 }
 
 impl Endpoint {
+    /// Whether a connect from a port the socket bound may take `tuple` from its TIME-WAIT
+    /// entry: Linux's `tcp_twsk_unique`, which `__inet_hash_connect` calls without `twp` for
+    /// a bound port, gives the tuple to the new connection if the old one used timestamps
+    /// (PAWS then keeps the old incarnation's duplicates out, RFC 7323 §5), whatever the
+    /// entry's age and `tcp_tw_reuse`; without them it stays (EADDRNOTAVAIL).
+    pub(super) fn may_succeed_time_wait(&self, tuple: &Tuple) -> bool {
+        self.time_wait.get(tuple).is_some_and(|e| e.ts.is_some())
+    }
+
+    /// Ends `tuple`'s TIME-WAIT entry for a new connection that
+    /// [`may_succeed_time_wait`](Self::may_succeed_time_wait) it, and returns the new one's
+    /// initial sequence number, past everything the old one sent (`tw_snd_nxt + 65535 + 2`,
+    /// as `tcp_twsk_unique` sets `write_seq`).
+    pub(super) fn succeed_time_wait(&mut self, tuple: &Tuple) -> Option<SeqNumber> {
+        let e = self.time_wait.remove(tuple)?;
+        Some(next_incarnation_iss(e.snd_nxt))
+    }
+
     /// Whether a segment for `h`'s tuple may go to a listener (or the interception) instead:
     /// a closed connection holds its tuple no longer (Linux unhashes a closed socket), and
     /// RFC 9293 §3.6.1 / RFC 6191 let a new SYN reuse a tuple in TIME-WAIT if its sequence
