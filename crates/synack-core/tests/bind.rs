@@ -265,9 +265,9 @@ fn a_listener_shares_its_port_with_what_it_accepted_not_with_outgoing_connection
 
 /// A connect from a bound port to the peer it is still in TIME-WAIT with takes the tuple
 /// over if the old connection used timestamps, as Linux's `tcp_twsk_unique` does for a
-/// bound port: the new SYN's ISN lies past everything the old connection sent (its SND.NXT
-/// + 65535 + 2), and the entry is gone. Without timestamps the tuple stays the entry's
-/// (`AddrNotAvailable`, EADDRNOTAVAIL).
+/// bound port: the new SYN's ISN lies past everything the old connection sent (its
+/// SND.NXT plus 65535 + 2), and the entry is gone. Without timestamps the tuple stays the
+/// entry's (`AddrNotAvailable`, EADDRNOTAVAIL).
 #[test]
 fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
     for timestamps in [true, false] {
