@@ -471,10 +471,11 @@ impl TcpSocket {
             .settings
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        // Bound to an IPv4-mapped address, the socket speaks IPv4 only (Linux: ENETUNREACH
-        // for a native IPv6 destination).
+        // Bound to an IPv4-mapped address, the socket speaks IPv4 only (Linux's
+        // `tcp_v6_connect`: EAFNOSUPPORT for a native IPv6 destination, as measured against
+        // tokio::net).
         if mapped && crate::addr::unmapped(addr).is_none() {
-            return Err(synack_core::Error::NetworkUnreachable.into());
+            return Err(synack_core::Error::AddressFamilyNotSupported.into());
         }
         // The port stays held until the connection is open (then the connection holds it),
         // or has failed. A mapped one is shown mapped, as `connect_with` takes it.

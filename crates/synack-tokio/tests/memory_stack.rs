@@ -1985,14 +1985,20 @@ async fn ipv4_mapped_destinations_connect_over_ipv4() {
         let (s, a) = tokio::join!(bound.connect(to), back.accept());
         assert_eq!(s.unwrap().local_addr().unwrap(), shown);
         a.unwrap();
-        // Bound mapped, a socket speaks IPv4 only (Linux: ENETUNREACH).
+        // Bound mapped, a socket speaks IPv4 only (Linux: EAFNOSUPPORT, which std leaves
+        // uncategorized; synack's kind is InvalidInput).
         let v4_only = synack_tokio::TcpSocket::new_v6(&server).unwrap();
         v4_only.bind(mapped(SERVER, 0)).unwrap();
         let e = v4_only
             .connect("[2001:2::1]:80".parse().unwrap())
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.get_ref()
+                .and_then(|e| e.downcast_ref::<synack_core::Error>()),
+            Some(&synack_core::Error::AddressFamilyNotSupported)
+        );
         let any = synack_tokio::TcpSocket::new_v6(&server).unwrap();
         any.bind("[::]:0".parse().unwrap()).unwrap();
         let (s, a) = tokio::join!(any.connect(to), back.accept());
