@@ -80,29 +80,52 @@ impl PortHold {
             held: vec![false; n],
         };
         if addr.port() != 0 {
-            hold.hold_beyond_shard_0()?;
+            hold.hold_beyond_shard_0(false)?;
         }
-        // What the other shards' connections use, read once the port is held there, so
-        // that none takes it between the reading and the decision.
-        let elsewhere = stack.used_beyond_shard_0()?;
-        hold.local = stack
-            .lock_shard(0)?
-            .endpoint
-            .bind_socket(addr, reuse, &elsewhere)?;
-        hold.held[0] = true;
-        if addr.port() == 0 {
-            hold.hold_beyond_shard_0()?;
+        // A port 0 is picked on shard 0 from what the other shards' connections use now;
+        // another shard's connect may take it before it is held there, and then the next
+        // pick is tried (a connect never takes a port held on its shard).
+        for _ in 0..PICKS {
+            // What the other shards' connections use, read once a named port is held there,
+            // so that none takes it between the reading and the decision.
+            let elsewhere = stack.used_beyond_shard_0()?;
+            hold.local = stack
+                .lock_shard(0)?
+                .endpoint
+                .bind_socket(addr, reuse, &elsewhere)?;
+            hold.held[0] = true;
+            if addr.port() != 0 || hold.hold_beyond_shard_0(true)? {
+                return Ok(hold);
+            }
+            hold.release_all();
         }
-        Ok(hold)
+        Err(synack_core::Error::AddrNotAvailable.into())
     }
 
-    fn hold_beyond_shard_0(&mut self) -> io::Result<()> {
+    /// Holds the port on every shard but the first. With `picked` (an ephemeral port shard 0
+    /// chose), it stops at a shard where a connection already uses it and answers false;
+    /// the caller gives back what is held.
+    fn hold_beyond_shard_0(&mut self, picked: bool) -> io::Result<bool> {
         for shard in 1..self.held.len() {
             let mut inner = self.stack.lock_shard(shard)?;
+            if picked && inner.endpoint.port_in_use(self.local) {
+                drop(inner);
+                return Ok(false);
+            }
             inner.endpoint.hold_binding(self.local, self.reuse);
             self.held[shard] = true;
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Gives the port back on every shard that holds it.
+    fn release_all(&mut self) {
+        for (shard, held) in self.held.iter_mut().enumerate() {
+            if let (true, Some(mut inner)) = (*held, self.stack.lock_for_drop(shard)) {
+                let _ = inner.endpoint.release_binding(self.local, self.reuse);
+            }
+            *held = false;
+        }
     }
 
     /// The bound address.
@@ -134,13 +157,13 @@ impl PortHold {
 
 impl Drop for PortHold {
     fn drop(&mut self) {
-        for (shard, held) in self.held.iter().enumerate() {
-            if let (true, Some(mut inner)) = (*held, self.stack.lock_for_drop(shard)) {
-                let _ = inner.endpoint.release_binding(self.local, self.reuse);
-            }
-        }
+        self.release_all();
     }
 }
+
+/// Ephemeral ports a port-0 bind tries before `AddrNotAvailable`, each lost to another
+/// shard's connect before it was held there.
+const PICKS: usize = 16;
 
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
 /// takes no 0 either).

@@ -420,3 +420,81 @@ fn futures_now<F: std::future::Future>(f: F) -> F::Output {
         std::task::Poll::Pending => panic!("a bind waited"),
     }
 }
+
+/// Port-0 binds on one thread while another opens connections, over two shards: no
+/// connection ever takes a port a bound socket holds, as Linux keeps a bound port out of
+/// every ephemeral pick. (Shard 0 picks the bind's port from what the other shard's
+/// connections use; a connect there could take it before it was held there, and did,
+/// hundreds of times in a soak run.)
+#[test]
+fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let mut config = synack_core::Config::default();
+    config.ephemeral_ports((40_000, 40_999));
+    let (sharded, peer) = stacks_with(config);
+    let held: Arc<Mutex<HashSet<u16>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let binder = {
+        let (stack, held, done) = (sharded.clone(), Arc::clone(&held), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut sockets = std::collections::VecDeque::new();
+            for _ in 0..200_000 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                let s = synack_tokio::TcpSocket::new_v4(&stack).unwrap();
+                if s.bind(sa("198.18.0.2:0")).is_ok() {
+                    held.lock().unwrap().insert(s.local_addr().unwrap().port());
+                    sockets.push_back(s);
+                }
+                if sockets.len() > 100 {
+                    let s = sockets.pop_front().unwrap();
+                    held.lock().unwrap().remove(&s.local_addr().unwrap().port());
+                }
+            }
+        })
+    };
+    let shared = runtime.block_on(async {
+        within(60, async {
+            let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
+                .await
+                .unwrap();
+            let accepting = tokio::spawn(async move {
+                let mut kept = std::collections::VecDeque::new();
+                while let Ok((s, _)) = server.accept().await {
+                    kept.push_back(s);
+                    if kept.len() > 200 {
+                        kept.pop_front();
+                    }
+                }
+            });
+            let (mut shared, mut open) = (0, std::collections::VecDeque::new());
+            for _ in 0..3_000 {
+                let Ok(c) = TcpStream::connect(&sharded, sa("198.18.0.1:9000")).await else {
+                    continue;
+                };
+                let port = c.local_addr().unwrap().port();
+                if held.lock().unwrap().contains(&port) {
+                    shared += 1;
+                }
+                open.push_back(c);
+                if open.len() > 200 {
+                    open.pop_front();
+                }
+            }
+            accepting.abort();
+            shared
+        })
+        .await
+    });
+    done.store(true, Ordering::Relaxed);
+    binder.join().unwrap();
+    assert_eq!(shared, 0, "connections on ports bound sockets held");
+}

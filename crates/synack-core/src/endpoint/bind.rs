@@ -131,6 +131,13 @@ impl Endpoint {
         self.bindings.holds(local)
     }
 
+    /// Whether a connection or a TIME-WAIT entry here uses `local`'s port on an overlapping
+    /// address: for a runtime whose shards share the ports, to see that an ephemeral port one
+    /// shard picked for a bind was not taken by another shard's connect meanwhile.
+    pub fn port_in_use(&self, local: SocketAddr) -> bool {
+        self.local_addrs_in_use().any(|(a, _)| overlaps(a, local))
+    }
+
     /// How many bound sockets hold a port here.
     pub fn bindings(&self) -> usize {
         self.bindings.len()
