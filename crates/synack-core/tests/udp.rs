@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use synack_core::endpoint::UDP_MAX_PAYLOAD;
+use synack_core::endpoint::{ipv4_mapped, UDP_MAX_PAYLOAD};
 use synack_core::testing::{deliver, drain, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
@@ -645,6 +645,82 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
     assert_eq!(
         p.server.udp_send_to(only6, from, b"x"),
         Err(Error::NetworkUnreachable)
+    );
+}
+
+/// An IPv6 socket bound to an IPv4-mapped address binds its IPv4 one, as Linux's does
+/// (checked there: a v4 socket on the port is then EADDRINUSE): it receives the IPv4
+/// datagrams to it with their senders mapped, sends IPv4 to a mapped or plain IPv4
+/// destination, and is EAFNOSUPPORT to a native IPv6 one. `::ffff:0.0.0.0` is every IPv4
+/// address. Before, such a bind was `AddrNotAvailable`.
+#[test]
+fn a_udp_socket_bound_ipv4_mapped_speaks_ipv4() {
+    let mut p = pair();
+    let mapped = ipv4_mapped;
+    let server = p.server.udp_bind(mapped(sa(Pair::SERVER, 53))).unwrap();
+    assert_eq!(
+        p.server.udp_local_addr(server),
+        Ok(mapped(sa(Pair::SERVER, 53)))
+    );
+    assert_eq!(
+        p.server.udp_bind(sa(Pair::SERVER, 53)).unwrap_err(),
+        Error::AddrInUse
+    );
+    assert_eq!(
+        p.server
+            .udp_bind("0.0.0.0:53".parse().unwrap())
+            .unwrap_err(),
+        Error::AddrInUse
+    );
+    let client = p.client.udp_bind(sa(Pair::CLIENT, 4000)).unwrap();
+    p.client
+        .udp_send_to(client, sa(Pair::SERVER, 53), b"query")
+        .unwrap();
+    p.pump();
+    let (data, from) = recv(&mut p.server, server).unwrap();
+    assert_eq!(
+        (data.as_slice(), from),
+        (&b"query"[..], mapped(sa(Pair::CLIENT, 4000)))
+    );
+    for to in [from, sa(Pair::CLIENT, 4000)] {
+        p.server.udp_send_to(server, to, b"answer").unwrap();
+        p.pump();
+        assert_eq!(
+            recv(&mut p.client, client).unwrap(),
+            (b"answer".to_vec(), sa(Pair::SERVER, 53))
+        );
+    }
+    assert_eq!(
+        p.server.udp_send_to(server, sa(ip(C6), 4000), b"x"),
+        Err(Error::AddressFamilyNotSupported)
+    );
+    p.server.udp_connect(server, from).unwrap();
+    assert_eq!(p.server.udp_peer_addr(server), Ok(from));
+
+    // All IPv4 addresses, mapped: connect picks the IPv4 source, shown mapped.
+    let any = p
+        .server
+        .udp_bind("[::ffff:0.0.0.0]:0".parse().unwrap())
+        .unwrap();
+    let port = p.server.udp_local_addr(any).unwrap().port();
+    assert_ne!(port, 0);
+    p.server.udp_connect(any, sa(Pair::CLIENT, 4000)).unwrap();
+    assert_eq!(
+        p.server.udp_local_addr(any),
+        Ok(mapped(sa(Pair::SERVER, port)))
+    );
+    p.server.udp_send(any, b"from any").unwrap();
+    p.pump();
+    assert_eq!(
+        recv(&mut p.client, client).unwrap(),
+        (b"from any".to_vec(), sa(Pair::SERVER, port))
+    );
+    // A mapped address that is not the stack's is not available.
+    assert_eq!(
+        p.server
+            .udp_bind(mapped(sa(ip("198.18.9.9"), 53)))
+            .unwrap_err(),
+        Error::AddrNotAvailable
     );
 }
 

@@ -6,13 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 
 /// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) stands for.
 pub(crate) fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
-    match addr {
-        SocketAddr::V6(v6) => v6
-            .ip()
-            .to_ipv4_mapped()
-            .map(|v4| SocketAddr::new(v4.into(), v6.port())),
-        SocketAddr::V4(_) => None,
-    }
+    synack_core::endpoint::unmapped(addr)
 }
 
 /// `addr` as a socket shows it: IPv4-mapped if it is an IPv6 socket's IPv4 address.

@@ -76,8 +76,11 @@ pub(crate) struct UdpState {
 /// `[::]` is dual stack, as Linux's default: it receives IPv4 datagrams too, their senders
 /// IPv4-mapped (`::ffff:a.b.c.d`), and sends to such an address (or a plain IPv4 one) in
 /// IPv4; an IPv6 socket bound to a particular address has no IPv4 (`NetworkUnreachable`).
-/// Not here: multicast (to a group is `InvalidInput`), nor a loopback: a datagram to
-/// 127.0.0.1, `::1` or the stack's own address is `NetworkUnreachable`.
+/// One bound to an IPv4-mapped address (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0`) binds the
+/// IPv4 one, as Linux's: it speaks IPv4 only (to a native IPv6 destination, EAFNOSUPPORT)
+/// and sees its addresses mapped. A datagram to one of the stack's own addresses loops back
+/// inside it. Not here: multicast (to a group is `InvalidInput`), nor a loopback link: a
+/// datagram to 127.0.0.1 or `::1` is `NetworkUnreachable`.
 ///
 /// A datagram larger than the MTU goes in IP fragments, as Linux sends one; past what the
 /// length fields allow ([`UDP_MAX_PAYLOAD`](synack_core::endpoint::UDP_MAX_PAYLOAD): 65,507

@@ -307,6 +307,29 @@ async fn addresses_as_tokio_net_takes_them_but_no_names() {
         let none: &[SocketAddr] = &[];
         let e = s.send_to(b"x", none).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+
+        // An IPv4-mapped address binds its IPv4 one, as a Linux IPv6 socket does, and the
+        // socket shows its addresses mapped.
+        let mapped = UdpSocket::bind(&server, "[::ffff:198.18.0.1]:5354")
+            .await
+            .unwrap();
+        assert_eq!(
+            mapped.local_addr().unwrap(),
+            "[::ffff:198.18.0.1]:5354".parse().unwrap()
+        );
+        let e = UdpSocket::bind(&server, "198.18.0.1:5354")
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        s.send_to(b"three", "198.18.0.1:5354").await.unwrap();
+        let (n, from) = mapped.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"three");
+        let own = s.local_addr().unwrap();
+        let own_mapped = SocketAddr::new(
+            IpAddr::V6(Ipv4Addr::new(198, 18, 0, 2).to_ipv6_mapped()),
+            own.port(),
+        );
+        assert_eq!(from, own_mapped);
     })
     .await;
 }

@@ -70,6 +70,18 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
     }
 }
 
+/// The IPv4 address an IPv4-mapped one (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) stands for,
+/// with its port; `None` for any other address. The inverse of [`ipv4_mapped`].
+pub fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
+    match addr {
+        SocketAddr::V6(v6) => v6
+            .ip()
+            .to_ipv4_mapped()
+            .map(|v4| SocketAddr::new(v4.into(), v6.port())),
+        SocketAddr::V4(_) => None,
+    }
+}
+
 /// `addr` as a dual-stack IPv6 socket sees an IPv4 one: `::ffff:a.b.c.d` (RFC 4291
 /// §2.5.5.2); an IPv6 address as it is. What a socket on `[::]` shows of its IPv4 peers.
 pub fn ipv4_mapped(addr: SocketAddr) -> SocketAddr {

@@ -70,7 +70,7 @@ mod udp;
 use bind::Bindings;
 use connections::{Owner, Slot};
 use demux::is_martian;
-pub use demux::{ipv4_mapped, RecvMeta};
+pub use demux::{ipv4_mapped, unmapped, RecvMeta};
 pub use fast_open::FastOpenKey;
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;

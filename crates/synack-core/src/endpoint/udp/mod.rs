@@ -105,6 +105,9 @@ struct Socket {
     tos: u8,
     /// `SO_BROADCAST`: it may send to a broadcast address.
     broadcast: bool,
+    /// An IPv6 socket bound to an IPv4-mapped address (`local` is its IPv4 one): it speaks
+    /// IPv4 only and sees its addresses mapped, as Linux's.
+    mapped: bool,
 }
 
 /// The endpoint's UDP state.
@@ -288,9 +291,9 @@ impl Endpoint {
             return;
         }
         let was_empty = sock.queue.is_empty();
-        // An IPv4 datagram on a dual-stack IPv6 socket: its addresses as that socket sees
-        // them, IPv4-mapped.
-        let (dst, src) = if sock.local.is_ipv6() {
+        // An IPv4 datagram on a dual-stack IPv6 socket (or one bound IPv4-mapped): its
+        // addresses as that socket sees them, IPv4-mapped.
+        let (dst, src) = if sock.local.is_ipv6() || sock.mapped {
             (ipv4_mapped(dst), ipv4_mapped(src))
         } else {
             (dst, src)
@@ -347,8 +350,13 @@ impl Endpoint {
     /// address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
     /// `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
     /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
-    /// `SO_REUSEADDR`). TCP and UDP ports are apart.
+    /// `SO_REUSEADDR`). TCP and UDP ports are apart. An IPv4-mapped address
+    /// (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0` for all IPv4 addresses) binds its IPv4 one, as
+    /// a Linux IPv6 socket does: the port is held against IPv4 sockets, the socket sends and
+    /// receives IPv4 only, and it sees every address mapped.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
+        let mapped = super::demux::unmapped(local);
+        let local = mapped.unwrap_or(local);
         let ip = local.ip();
         if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
@@ -368,6 +376,7 @@ impl Endpoint {
             hop_limit: HOP_LIMIT,
             tos: 0,
             broadcast: false,
+            mapped: mapped.is_some(),
         });
         let h = UdpHandle(ch.0);
         self.udp.by_local.insert(local, h);
@@ -412,7 +421,7 @@ impl Endpoint {
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
         let local = sock.local;
-        let peer = self.dual_stack_destination(local, peer)?;
+        let peer = self.dual_stack_destination(local, sock.mapped, peer)?;
         self.check_udp_destination(peer, sock.broadcast)?;
         if local.is_ipv4() != peer.is_ipv4() {
             // A dual-stack socket connected to an IPv4 peer keeps its `[::]` binding (it
@@ -443,12 +452,20 @@ impl Endpoint {
     /// Where a datagram from a socket bound to `local` to `dst` really goes: on a socket
     /// bound to `[::]` (dual stack) an IPv4-mapped or IPv4 destination is IPv4; an IPv4-mapped
     /// one from any other IPv6 socket is `NetworkUnreachable` (Linux's ENETUNREACH), and an
-    /// IPv6 one from an IPv4 socket `AddressFamilyNotSupported` (EAFNOSUPPORT).
+    /// IPv6 one from an IPv4 socket `AddressFamilyNotSupported` (EAFNOSUPPORT), as from one
+    /// bound IPv4-mapped (`mapped`, whose `local` is IPv4 and which takes either form of an
+    /// IPv4 destination: measured on Linux).
     fn dual_stack_destination(
         &self,
         local: SocketAddr,
+        mapped: bool,
         dst: SocketAddr,
     ) -> Result<SocketAddr, Error> {
+        if mapped {
+            return super::demux::unmapped(dst)
+                .or(dst.is_ipv4().then_some(dst))
+                .ok_or(Error::AddressFamilyNotSupported);
+        }
         let dual = local.ip() == unspecified(true);
         match dst {
             SocketAddr::V6(v6) if local.is_ipv6() => match v6.ip().to_ipv4_mapped() {
@@ -507,8 +524,10 @@ impl Endpoint {
     /// `MessageTooLong` past [`UDP_MAX_PAYLOAD`], `WouldBlock` when the own-packet queue is full
     /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
     /// without [`udp_set_broadcast`](Self::udp_set_broadcast) (Linux's EACCES),
-    /// `InvalidInput` for a port 0, a multicast destination or another family than the
-    /// socket's, `NetworkUnreachable` for a loopback, IPv4-mapped or own destination.
+    /// `InvalidInput` for a port 0 or a multicast destination, `AddressFamilyNotSupported`
+    /// for another family than the socket's (see `dual_stack_destination`),
+    /// `NetworkUnreachable` for a loopback or 0/8 destination. One of our own addresses is
+    /// looped back inside the endpoint.
     pub fn udp_send_to(
         &mut self,
         h: UdpHandle,
@@ -520,7 +539,8 @@ impl Endpoint {
             return Err(e);
         }
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
-        let dst = self.dual_stack_destination(local, dst)?;
+        let mapped = sock.mapped;
+        let dst = self.dual_stack_destination(local, mapped, dst)?;
         self.check_udp_destination(dst, broadcast)?;
         let src = if local.ip().is_unspecified() {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
@@ -759,9 +779,14 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The socket's local address (after `udp_connect`, the address it sends from).
+    /// The socket's local address (after `udp_connect`, the address it sends from); bound
+    /// IPv4-mapped, mapped.
     pub fn udp_local_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
-        Ok(self.udp.socket(h)?.local)
+        let sock = self.udp.socket(h)?;
+        Ok(match sock.mapped {
+            true => ipv4_mapped(sock.local),
+            false => sock.local,
+        })
     }
 
     /// The connected peer; `NotConnected` if there is none. An IPv4 peer of a dual-stack
@@ -769,7 +794,7 @@ impl Endpoint {
     pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
         let sock = self.udp.socket(h)?;
         let peer = sock.peer.ok_or(Error::NotConnected)?;
-        Ok(if sock.local.is_ipv6() {
+        Ok(if sock.local.is_ipv6() || sock.mapped {
             ipv4_mapped(peer)
         } else {
             peer
