@@ -25,7 +25,7 @@
 //! - `poll_timeout()` is never in the past, and after `handle_timeout(now)` it is later than
 //!   `now` (whatever was due has run).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -415,7 +415,7 @@ impl Harness {
             n => 6998 + u16::from(n),
         };
         let ep = &mut self.script.ep;
-        let Ok(bound) = ep.bind_socket(SocketAddr::new(ip, number), reuse, &HashMap::new()) else {
+        let Ok(bound) = ep.bind_socket(SocketAddr::new(ip, number), reuse, &[]) else {
             return;
         };
         assert!(bound.port() != 0, "bind left port 0");

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use synack_core::testing::Pair;
-use synack_core::{Config, Error, SocketOptions};
+use synack_core::{Config, Endpoint, Error, SocketOptions};
 
-fn none() -> HashMap<SocketAddr, bool> {
-    HashMap::new()
+/// No other endpoint shares the ports.
+fn none() -> &'static [&'static Endpoint] {
+    &[]
 }
 
 /// Options with SO_REUSEADDR as `reuse` says.
@@ -34,17 +35,17 @@ fn a_bound_port_is_refused_to_another_socket_unless_both_reuse() {
     let mut p = Pair::new(Config::default());
     let ep = &mut p.server;
     assert_eq!(
-        ep.bind_socket(server(7000), false, &none()),
+        ep.bind_socket(server(7000), false, none()),
         Ok(server(7000))
     );
     assert_eq!(ep.bindings(), 1);
     for (addr, reuse) in [(server(7000), false), (server(7000), true)] {
-        assert_eq!(ep.bind_socket(addr, reuse, &none()), Err(Error::AddrInUse));
+        assert_eq!(ep.bind_socket(addr, reuse, none()), Err(Error::AddrInUse));
     }
     let any4: SocketAddr = "0.0.0.0:7000".parse().unwrap();
-    assert_eq!(ep.bind_socket(any4, true, &none()), Err(Error::AddrInUse));
+    assert_eq!(ep.bind_socket(any4, true, none()), Err(Error::AddrInUse));
     let any6: SocketAddr = "[::]:7000".parse().unwrap();
-    assert_eq!(ep.bind_socket(any6, false, &none()), Ok(any6));
+    assert_eq!(ep.bind_socket(any6, false, none()), Ok(any6));
     assert_eq!(ep.release_binding(server(7000), false), Ok(()));
     assert_eq!(
         ep.release_binding(server(7000), false),
@@ -52,13 +53,10 @@ fn a_bound_port_is_refused_to_another_socket_unless_both_reuse() {
     );
 
     // Both with SO_REUSEADDR: both bound; a third without it is refused.
+    assert_eq!(ep.bind_socket(server(7000), true, none()), Ok(server(7000)));
+    assert_eq!(ep.bind_socket(any4, true, none()), Ok(any4));
     assert_eq!(
-        ep.bind_socket(server(7000), true, &none()),
-        Ok(server(7000))
-    );
-    assert_eq!(ep.bind_socket(any4, true, &none()), Ok(any4));
-    assert_eq!(
-        ep.bind_socket(server(7000), false, &none()),
+        ep.bind_socket(server(7000), false, none()),
         Err(Error::AddrInUse)
     );
     ep.release_binding(server(7000), true).unwrap();
@@ -66,7 +64,7 @@ fn a_bound_port_is_refused_to_another_socket_unless_both_reuse() {
     ep.release_binding(any6, false).unwrap();
     assert_eq!(ep.bindings(), 0);
     assert_eq!(
-        ep.bind_socket(server(7000), false, &none()),
+        ep.bind_socket(server(7000), false, none()),
         Ok(server(7000))
     );
 }
@@ -78,7 +76,7 @@ fn a_bound_port_is_refused_to_another_socket_unless_both_reuse() {
 fn a_listener_takes_no_port_bound_without_reuse() {
     let mut p = Pair::new(Config::default());
     let ep = &mut p.server;
-    ep.bind_socket(server(7001), false, &none()).unwrap();
+    ep.bind_socket(server(7001), false, none()).unwrap();
     assert_eq!(ep.listen(server(7001), 4), Err(Error::AddrInUse));
     assert_eq!(
         ep.listen("0.0.0.0:7001".parse().unwrap(), 4),
@@ -88,11 +86,11 @@ fn a_listener_takes_no_port_bound_without_reuse() {
     ep.release_binding(server(7001), false).unwrap();
     ep.listen(server(7001), 4).unwrap();
     assert_eq!(
-        ep.bind_socket(server(7001), true, &none()),
+        ep.bind_socket(server(7001), true, none()),
         Err(Error::AddrInUse)
     );
 
-    ep.bind_socket(server(7002), true, &none()).unwrap();
+    ep.bind_socket(server(7002), true, none()).unwrap();
     ep.listen(server(7002), 4).unwrap();
 }
 
@@ -103,12 +101,12 @@ fn no_ephemeral_port_is_a_bound_one() {
     config.ephemeral_ports((40000, 40001));
     let mut p = Pair::new(config);
     let ep = &mut p.client;
-    ep.bind_socket(client(40000), false, &none()).unwrap();
+    ep.bind_socket(client(40000), false, none()).unwrap();
     let c = ep.connect(p.now, server(80)).unwrap();
     assert_eq!(ep.local_addr(c), Ok(client(40001)));
     assert_eq!(ep.connect(p.now, server(80)), Err(Error::AddrNotAvailable));
     assert_eq!(
-        ep.bind_socket("0.0.0.0:0".parse().unwrap(), false, &none()),
+        ep.bind_socket("0.0.0.0:0".parse().unwrap(), false, none()),
         Err(Error::AddrNotAvailable)
     );
     assert_eq!(
@@ -127,7 +125,7 @@ fn no_ephemeral_port_is_a_bound_one() {
     ep.release_binding(client(40000), false).unwrap();
     assert_eq!(ep.local_addr(own), Ok(client(40000)));
     assert_eq!(
-        ep.bind_socket(client(40000), false, &none()),
+        ep.bind_socket(client(40000), false, none()),
         Err(Error::AddrInUse)
     );
 }
@@ -147,7 +145,7 @@ fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
     let any4 = SocketAddr::new("0.0.0.0".parse().unwrap(), mine.port());
     for (addr, reuse) in [(mine, false), (mine, true), (any4, false), (any4, true)] {
         assert_eq!(
-            p.client.bind_socket(addr, reuse, &none()),
+            p.client.bind_socket(addr, reuse, none()),
             Err(Error::AddrInUse),
             "{addr} reuse {reuse}"
         );
@@ -160,28 +158,45 @@ fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
     p.pump();
     let s2 = p.server.accept(l).unwrap();
     assert_eq!(
-        p.client.bind_socket(client(7004), false, &none()),
+        p.client.bind_socket(client(7004), false, none()),
         Err(Error::AddrInUse)
     );
     assert_eq!(
-        p.client.bind_socket(client(7004), true, &none()),
+        p.client.bind_socket(client(7004), true, none()),
         Ok(client(7004))
     );
     p.client.release_binding(client(7004), true).unwrap();
-    // Another endpoint's connections, with their option.
+    // Another endpoint's connections (a runtime's other shard, on the same address), with
+    // their option; and its ephemeral ports.
     for (theirs, ours, ok) in [
         (false, false, false),
         (false, true, false),
         (true, false, false),
         (true, true, true),
     ] {
-        let elsewhere = HashMap::from([(client(7003), theirs)]);
-        let r = p.client.bind_socket(client(7003), ours, &elsewhere);
+        let mut other = Pair::new(Config::default());
+        other
+            .client
+            .connect_with(other.now, server(80), Some(client(7003)), &reuse(theirs))
+            .unwrap();
+        let r = p.client.bind_socket(client(7003), ours, &[&other.client]);
         assert_eq!(r.is_ok(), ok, "theirs {theirs} ours {ours}: {r:?}");
         if ok {
             p.client.release_binding(client(7003), ours).unwrap();
         }
     }
+    let mut config = Config::default();
+    config.ephemeral_ports((41_000, 41_001));
+    let mut narrow = Pair::new(config.clone());
+    let mut other = Pair::new(config);
+    let taken = other.client.connect(other.now, server(80)).unwrap();
+    let port = other.client.local_addr(taken).unwrap().port();
+    let picked = narrow
+        .client
+        .bind_socket("0.0.0.0:0".parse().unwrap(), false, &[&other.client])
+        .unwrap();
+    let other_port = if port == 41_000 { 41_001 } else { 41_000 };
+    assert_eq!(picked.port(), other_port, "the other port of two");
 
     // The client closes both first, and their ends wait in TIME-WAIT with their option.
     for (c, s) in [(c, s), (shared, s2)] {
@@ -193,7 +208,7 @@ fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
     assert_eq!(p.client.time_wait_count(), 2);
     for reuse in [false, true] {
         assert_eq!(
-            p.client.bind_socket(mine, reuse, &none()),
+            p.client.bind_socket(mine, reuse, none()),
             Err(Error::AddrInUse)
         );
     }
@@ -202,7 +217,7 @@ fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
         HashMap::from([(mine, false), (client(7004), true)])
     );
     assert_eq!(
-        p.client.bind_socket(client(7004), true, &none()),
+        p.client.bind_socket(client(7004), true, none()),
         Ok(client(7004))
     );
     p.client.release_binding(client(7004), true).unwrap();
@@ -213,7 +228,7 @@ fn a_port_a_connection_or_time_wait_uses_is_shared_only_if_both_reuse() {
         assert!(p.advance());
     }
     assert_eq!(p.client.time_wait_count(), 0);
-    assert_eq!(p.client.bind_socket(mine, false, &none()), Ok(mine));
+    assert_eq!(p.client.bind_socket(mine, false, none()), Ok(mine));
 }
 
 /// A listener (SO_REUSEADDR on unless told otherwise, as tokio's `TcpListener::bind`) gives
@@ -242,11 +257,11 @@ fn a_listener_shares_its_port_with_what_it_accepted_not_with_outgoing_connection
         Err(Error::AddrInUse)
     );
     assert_eq!(
-        p.server.bind_socket(server(80), false, &none()),
+        p.server.bind_socket(server(80), false, none()),
         Err(Error::AddrInUse)
     );
     assert_eq!(
-        p.server.bind_socket(server(80), true, &none()),
+        p.server.bind_socket(server(80), true, none()),
         Ok(server(80))
     );
     p.server.release_binding(server(80), true).unwrap();
@@ -294,7 +309,7 @@ fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
         assert_eq!(p.client.time_wait_count(), 1);
         assert!(p.client.used_local_addrs().contains_key(&client(7010)));
 
-        p.client.bind_socket(client(7010), true, &none()).unwrap();
+        p.client.bind_socket(client(7010), true, none()).unwrap();
         let again = p
             .client
             .connect_with(p.now, server(80), Some(client(7010)), &opts);

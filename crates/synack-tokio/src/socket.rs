@@ -67,55 +67,25 @@ pub(crate) struct PortHold {
 }
 
 impl PortHold {
-    /// Binds `addr` on every shard: decided on shard 0, beside the addresses the other
-    /// shards' connections use, and held on the others (first, for a given port, so that
-    /// no ephemeral port there takes it while shard 0 decides).
+    /// Binds `addr` on every shard: decided on shard 0 with every shard locked (each has
+    /// every listener and every bound socket's port, but only its own connections), then
+    /// held on the others before any lock is let go, so that no other shard's connect takes
+    /// the port in between.
     fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
         let _deciding = stack.lock_binding();
-        let n = stack.workers();
-        let mut hold = PortHold {
+        let mut shards = stack.lock_all_shards()?;
+        let (first, rest) = shards.split_first_mut().expect("a stack has a shard");
+        let others: Vec<&synack_core::Endpoint> = rest.iter().map(|s| &s.endpoint).collect();
+        let local = first.endpoint.bind_socket(addr, reuse, &others)?;
+        for shard in rest.iter_mut() {
+            shard.endpoint.hold_binding(local, reuse);
+        }
+        Ok(PortHold {
             stack: stack.clone(),
-            local: addr,
+            local,
             reuse,
-            held: vec![false; n],
-        };
-        if addr.port() != 0 {
-            hold.hold_beyond_shard_0(false)?;
-        }
-        // A port 0 is picked on shard 0 from what the other shards' connections use now;
-        // another shard's connect may take it before it is held there, and then the next
-        // pick is tried (a connect never takes a port held on its shard).
-        for _ in 0..PICKS {
-            // What the other shards' connections use, read once a named port is held there,
-            // so that none takes it between the reading and the decision.
-            let elsewhere = stack.used_beyond_shard_0()?;
-            hold.local = stack
-                .lock_shard(0)?
-                .endpoint
-                .bind_socket(addr, reuse, &elsewhere)?;
-            hold.held[0] = true;
-            if addr.port() != 0 || hold.hold_beyond_shard_0(true)? {
-                return Ok(hold);
-            }
-            hold.release_all();
-        }
-        Err(synack_core::Error::AddrNotAvailable.into())
-    }
-
-    /// Holds the port on every shard but the first. With `picked` (an ephemeral port shard 0
-    /// chose), it stops at a shard where a connection already uses it and answers false;
-    /// the caller gives back what is held.
-    fn hold_beyond_shard_0(&mut self, picked: bool) -> io::Result<bool> {
-        for shard in 1..self.held.len() {
-            let mut inner = self.stack.lock_shard(shard)?;
-            if picked && inner.endpoint.port_in_use(self.local) {
-                drop(inner);
-                return Ok(false);
-            }
-            inner.endpoint.hold_binding(self.local, self.reuse);
-            self.held[shard] = true;
-        }
-        Ok(true)
+            held: vec![true; shards.len()],
+        })
     }
 
     /// Gives the port back on every shard that holds it.
@@ -160,10 +130,6 @@ impl Drop for PortHold {
         self.release_all();
     }
 }
-
-/// Ephemeral ports a port-0 bind tries before `AddrNotAvailable`, each lost to another
-/// shard's connect before it was held there.
-const PICKS: usize = 16;
 
 /// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
 /// takes no 0 either).

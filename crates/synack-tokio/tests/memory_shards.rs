@@ -445,10 +445,10 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
         let (stack, held, done) = (sharded.clone(), Arc::clone(&held), Arc::clone(&done));
         std::thread::spawn(move || {
             let mut sockets = std::collections::VecDeque::new();
-            for _ in 0..200_000 {
-                if done.load(Ordering::Relaxed) {
-                    break;
-                }
+            // Until the connects are done (bounded in time): a binder that ended first would
+            // drop its sockets while `held` still named their ports.
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while !done.load(Ordering::Relaxed) && std::time::Instant::now() < until {
                 let s = synack_tokio::TcpSocket::new_v4(&stack).unwrap();
                 if s.bind(sa("198.18.0.2:0")).is_ok() {
                     held.lock().unwrap().insert(s.local_addr().unwrap().port());
@@ -459,6 +459,7 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
                     held.lock().unwrap().remove(&s.local_addr().unwrap().port());
                 }
             }
+            held.lock().unwrap().clear();
         })
     };
     let shared = runtime.block_on(async {

@@ -90,10 +90,9 @@ impl Endpoint {
     /// port 0 an ephemeral port that nothing uses (as [`check_bind`](Self::check_bind)
     /// picks one). `AddrNotAvailable` for an address that is not ours or when no ephemeral
     /// port is free; `AddrInUse` (Linux's EADDRINUSE) for a port that a listener holds, or
-    /// that a bound socket holds or a connection or a TIME-WAIT entry uses, here or in
-    /// `elsewhere` (the local addresses other endpoints that share the stack's ports use,
-    /// with their SO_REUSEADDR: see [`used_local_addrs`](Self::used_local_addrs)), unless
-    /// both it and this socket set SO_REUSEADDR.
+    /// that a bound socket holds or a connection or a TIME-WAIT entry uses, here or on one
+    /// of `others` (endpoints that share the stack's ports: a runtime's shards, each with
+    /// its own connections), unless both it and this socket set SO_REUSEADDR.
     ///
     /// A connect from the bound address is the socket's own use of it: release the binding
     /// once the connection is open, or once the socket listens (a listener then holds the
@@ -102,9 +101,9 @@ impl Endpoint {
         &mut self,
         local: SocketAddr,
         reuse: bool,
-        elsewhere: &HashMap<SocketAddr, bool>,
+        others: &[&Endpoint],
     ) -> Result<SocketAddr, Error> {
-        let bound = self.check_bind_with(local, reuse, elsewhere)?;
+        let bound = self.check_bind_with(local, reuse, others)?;
         self.bindings.insert(bound, reuse);
         Ok(bound)
     }
@@ -129,13 +128,6 @@ impl Endpoint {
     /// [`Endpoint::connect_with`]).
     pub fn is_bound(&self, local: SocketAddr) -> bool {
         self.bindings.holds(local)
-    }
-
-    /// Whether a connection or a TIME-WAIT entry here uses `local`'s port on an overlapping
-    /// address: for a runtime whose shards share the ports, to see that an ephemeral port one
-    /// shard picked for a bind was not taken by another shard's connect meanwhile.
-    pub fn port_in_use(&self, local: SocketAddr) -> bool {
-        self.local_addrs_in_use().any(|(a, _)| overlaps(a, local))
     }
 
     /// How many bound sockets hold a port here.

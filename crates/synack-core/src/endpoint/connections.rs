@@ -54,11 +54,14 @@ impl Endpoint {
     /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
     /// the caller opens it in place.
     #[inline(always)]
+    /// `reuse`: the connection's SO_REUSEADDR, counted with its local address in
+    /// `conn_ports` for as long as it holds its tuple.
     pub(super) fn insert(
         &mut self,
         now: Instant,
         id: Identity,
         owner: Owner,
+        reuse: bool,
     ) -> (ConnectionHandle, &mut Connection) {
         let (config, cfg) = (&self.config, &self.conn_config);
         let (pressure, room) = (self.memory_pressure, self.memory_room());
@@ -74,7 +77,9 @@ impl Endpoint {
             memory_waiting: false,
         });
         slot.conn.set_memory_budget(pressure, room);
+        slot.conn.reuse_address = reuse;
         self.by_tuple.insert(Tuple(id.local, id.remote), h);
+        self.conn_ports.add(id.local, reuse);
         (h, &mut slot.conn)
     }
 
@@ -361,6 +366,8 @@ impl Endpoint {
             {
                 if *e.get() == h {
                     e.remove();
+                    self.conn_ports
+                        .remove(slot.conn.local(), slot.conn.reuse_address);
                 }
             }
             if let Some(l) = slot.syn_of {

@@ -281,11 +281,10 @@ impl Endpoint {
         seg.sack_permitted = info.sack_permitted;
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
         let id = self.identity(info.local, info.remote, now, held.iss);
-        let (h, conn) = self.insert(now, id, Owner::App);
-        conn.apply_options(&SocketOptions {
-            reuse_address: Some(options.reuse_address.unwrap_or(true)),
-            ..*options
-        });
+        // SO_REUSEADDR as a listener's accepted connection has it.
+        let reuse = options.reuse_address.unwrap_or(true);
+        let (h, conn) = self.insert(now, id, Owner::App, reuse);
+        conn.apply_options(options);
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.
         conn.accept_syn(now, &seg, crate::wire::Ecn::NotEct);
         self.after(h);

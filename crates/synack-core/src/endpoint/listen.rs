@@ -2,7 +2,7 @@
 //! cookies (RFC 4987 §3.6) when a SYN queue overflows; the `listen`, `accept` and
 //! `close_listener` commands.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -152,32 +152,32 @@ impl Endpoint {
     /// [`bind_socket`](Self::bind_socket)). The listener binds with SO_REUSEADDR, as tokio's
     /// `TcpListener::bind`; [`listen_with`](Self::listen_with) takes the socket's own.
     pub fn check_bind(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
-        self.check_bind_avoiding(local, &HashMap::new())
+        self.check_bind_among(local, &[])
     }
 
-    /// [`check_bind`](Self::check_bind), where an ephemeral port also skips the ports of the
-    /// addresses in `taken`: those other endpoints' connections use, when several endpoints
-    /// (a runtime's shards) share the stack's ports (see
-    /// [`used_local_addrs`](Self::used_local_addrs)).
-    pub fn check_bind_avoiding(
+    /// [`check_bind`](Self::check_bind) on an endpoint that shares the stack's ports with
+    /// `others` (a runtime's shards, each with its own connections; listeners and bound
+    /// sockets are on every one): their connections and TIME-WAIT entries count too.
+    pub fn check_bind_among(
         &mut self,
         local: SocketAddr,
-        taken: &HashMap<SocketAddr, bool>,
+        others: &[&Endpoint],
     ) -> Result<SocketAddr, Error> {
         // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind`.
-        self.check_bind_with(local, true, taken)
+        self.check_bind_with(local, true, others)
     }
 
     /// What binding a socket to `local` with SO_REUSEADDR if `reuse` gives (Linux's
     /// `inet_csk_get_port`): `local`, unless a listener, a bound socket or a connection or
-    /// TIME-WAIT entry here or in `taken` holds the port on an overlapping address and the
+    /// TIME-WAIT entry here or in `others` holds the port on an overlapping address and the
     /// option does not let them share it (see [`bind_socket`](Self::bind_socket)); for
-    /// port 0, an ephemeral port nothing uses.
+    /// port 0, an ephemeral port nothing uses. Each look is one lookup of the port
+    /// (`port_use`), not a walk over the connections.
     pub(super) fn check_bind_with(
         &mut self,
         local: SocketAddr,
         reuse: bool,
-        taken: &HashMap<SocketAddr, bool>,
+        others: &[&Endpoint],
     ) -> Result<SocketAddr, Error> {
         let ip = local.ip();
         if !ip.is_unspecified() && !self.may_own(ip) {
@@ -186,10 +186,11 @@ impl Endpoint {
         if local.port() != 0 {
             // `inet_bind_conflict`: a connection or a TIME-WAIT entry shares its port only
             // if both its socket and this one set SO_REUSEADDR.
-            let in_use = self
-                .local_addrs_in_use()
-                .chain(taken.iter().map(|(&a, &r)| (a, r)))
-                .any(|(a, theirs)| super::bind::overlaps(a, local) && !(reuse && theirs));
+            let in_use = std::iter::once(&*self)
+                .chain(others.iter().copied())
+                .any(|e| {
+                    e.conn_ports.clash(local, reuse) || e.time_wait.ports().clash(local, reuse)
+                });
             return match in_use || self.listener_clash(local) || self.bindings.clash(local, reuse) {
                 true => Err(Error::AddrInUse),
                 false => Ok(local),
@@ -202,19 +203,18 @@ impl Endpoint {
         if min == 0 || max < min {
             return Err(Error::AddrNotAvailable);
         }
-        let used: HashSet<u16> = self
-            .local_addrs_in_use()
-            .map(|(a, _)| a)
-            .chain(taken.keys().copied())
-            .map(|a| a.port())
-            .collect();
+        let used = |ep: &Endpoint, port: u16| {
+            std::iter::once(ep)
+                .chain(others.iter().copied())
+                .any(|e| e.conn_ports.port(port) || e.time_wait.ports().port(port))
+        };
         let num = u32::from(max - min) + 1;
         let offset = self.secrets.port_offset(ip, SocketAddr::new(ip, 0));
         for count in 0..num {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let a = SocketAddr::new(ip, port);
-            if !used.contains(&port) && !self.listener_clash(a) && !self.bindings.holds(a) {
+            if !used(self, port) && !self.listener_clash(a) && !self.bindings.holds(a) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(a);
             }
@@ -226,20 +226,14 @@ impl Endpoint {
     /// whether every one of them that uses it set SO_REUSEADDR.
     pub fn used_local_addrs(&self) -> HashMap<SocketAddr, bool> {
         let mut used = HashMap::new();
-        for (a, reuse) in self.local_addrs_in_use() {
+        for (a, reuse) in self
+            .conn_ports
+            .addrs()
+            .chain(self.time_wait.ports().addrs())
+        {
             *used.entry(a).or_insert(true) &= reuse;
         }
         used
-    }
-
-    /// [`used_local_addrs`](Self::used_local_addrs) as they come, each connection's and
-    /// TIME-WAIT entry's (repeats included) with its SO_REUSEADDR, for a search that needs
-    /// no map.
-    pub(super) fn local_addrs_in_use(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
-        self.by_tuple
-            .iter()
-            .filter_map(|(t, h)| Some((t.0, self.connections.get(h)?.conn.reuse_address)))
-            .chain(self.time_wait.local_addrs())
     }
 
     /// Whether a listener on `local` would share a port with one that exists (see
@@ -356,7 +350,8 @@ impl Endpoint {
         }
         let verdict = self.fast_open_verdict(now, l, local, remote, seg);
         let id = self.identity(local, remote, now, iss);
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        let reuse = options.reuse_address.unwrap_or(true);
+        let (h, conn) = self.insert(now, id, Owner::Nobody, reuse);
         conn.apply_options(&options);
         match verdict {
             FastOpenVerdict::Child(reply) => {
@@ -527,7 +522,8 @@ impl Endpoint {
             .get(&l)
             .map(|l| l.options)
             .unwrap_or_default();
-        let (h, conn) = self.insert(now, id, Owner::Nobody);
+        let reuse = options.reuse_address.unwrap_or(true);
+        let (h, conn) = self.insert(now, id, Owner::Nobody, reuse);
         conn.apply_options(&options);
         conn.open_from_cookie(now, peer, seg, ecn);
         self.stats.syncookies_validated += 1;
@@ -567,7 +563,7 @@ impl Endpoint {
         // sets it; the connections it accepts take it.
         let mut opts = *opts;
         let reuse = *opts.reuse_address.get_or_insert(true);
-        let local = self.check_bind_with(local, reuse, &HashMap::new())?;
+        let local = self.check_bind_with(local, reuse, &[])?;
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;

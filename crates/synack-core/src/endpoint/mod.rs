@@ -57,6 +57,7 @@ mod intercept;
 mod listen;
 pub use listen::SharedBacklog;
 mod output;
+mod port_use;
 mod reassembly;
 pub use reassembly::{
     DATAGRAM_OVERHEAD as FRAGMENT_DATAGRAM_OVERHEAD, PIECE_OVERHEAD as FRAGMENT_PIECE_OVERHEAD,
@@ -136,6 +137,8 @@ pub struct Endpoint {
     by_local: Table<SocketAddr, ListenerHandle>,
     /// Ports held by sockets bound but not connected or listening.
     bindings: Bindings,
+    /// The local addresses connections use, by port (TIME-WAIT entries keep their own).
+    conn_ports: port_use::PortUse,
     /// The packet being taken in is one of ours to one of our own addresses, looped back by
     /// `poll_transmit`: its own source is then no LAND attack.
     looping: bool,
@@ -195,6 +198,7 @@ impl Endpoint {
             listeners: table(seed),
             by_local: table(seed),
             bindings: Bindings::default(),
+            conn_ports: port_use::PortUse::default(),
             looping: false,
             loopback_due: None,
             next_handle: 1,
@@ -507,7 +511,8 @@ impl Endpoint {
         let iss = succeeds.and_then(|tuple| self.succeed_time_wait(&tuple));
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());
-        let (h, conn) = self.insert(now, id, Owner::App);
+        let reuse = opts.reuse_address.unwrap_or(false);
+        let (h, conn) = self.insert(now, id, Owner::App, reuse);
         conn.apply_options(opts);
         match fast_open {
             // TCP_FASTOPEN_CONNECT: the SYN waits for the first write if a cookie is known.

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::output::Own;
+use super::port_use::PortUse;
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::seq::SeqNumber;
@@ -32,6 +33,8 @@ use crate::wire::{TcpFlags, TcpRepr};
 pub(crate) struct TimeWaitTable {
     entries: Table<Tuple, TimeWaitEntry>,
     order: VecDeque<(Tuple, Instant)>,
+    /// The entries' local addresses, by port.
+    ports: PortUse,
 }
 
 impl TimeWaitTable {
@@ -44,6 +47,7 @@ impl TimeWaitTable {
         TimeWaitTable {
             entries: table(seed),
             order: VecDeque::new(),
+            ports: PortUse::default(),
         }
     }
 
@@ -55,9 +59,9 @@ impl TimeWaitTable {
         self.entries.get(tuple)
     }
 
-    /// The local address of every entry, and whether its connection set SO_REUSEADDR.
-    pub fn local_addrs(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
-        self.entries.iter().map(|(t, e)| (t.0, e.reuse_address))
+    /// The entries' local addresses, by port, with their SO_REUSEADDR.
+    pub(super) fn ports(&self) -> &PortUse {
+        &self.ports
     }
 
     pub fn contains(&self, tuple: &Tuple) -> bool {
@@ -66,12 +70,17 @@ impl TimeWaitTable {
 
     pub fn insert(&mut self, tuple: Tuple, entry: TimeWaitEntry) {
         self.order.push_back((tuple, entry.expires));
-        self.entries.insert(tuple, entry);
+        self.ports.add(tuple.0, entry.reuse_address);
+        if let Some(old) = self.entries.insert(tuple, entry) {
+            self.ports.remove(tuple.0, old.reuse_address);
+        }
         self.compact();
     }
 
     pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
-        self.entries.remove(tuple)
+        let e = self.entries.remove(tuple)?;
+        self.ports.remove(tuple.0, e.reuse_address);
+        Some(e)
     }
 
     /// Whether an entry's answer to an out-of-window segment must be skipped because it sent
@@ -126,7 +135,7 @@ impl TimeWaitTable {
     pub fn evict_oldest(&mut self) -> bool {
         while let Some((tuple, at)) = self.order.pop_front() {
             if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
-                self.entries.remove(&tuple);
+                self.remove(&tuple);
                 return true;
             }
         }
@@ -141,7 +150,7 @@ impl TimeWaitTable {
             }
             self.order.pop_front();
             if self.entries.get(&tuple).is_some_and(|e| e.expires == at) {
-                self.entries.remove(&tuple);
+                self.remove(&tuple);
             }
         }
     }
@@ -256,6 +265,11 @@ impl Endpoint {
         }
         if self.by_tuple.get(&tuple) == Some(&h) {
             self.by_tuple.remove(&tuple);
+            let reuse = self
+                .connections
+                .get(&h)
+                .is_some_and(|s| s.conn.reuse_address);
+            self.conn_ports.remove(tuple.0, reuse);
         }
         self.after(h);
     }

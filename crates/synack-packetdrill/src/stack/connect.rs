@@ -1,7 +1,6 @@
 //! Setting up connections: socket, bind, listen, accept and connect, and the options a new
 //! connection takes from its socket.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -120,10 +119,7 @@ impl Shared {
         let reuse = s.opts.reuseaddr;
         // The endpoint's bind table decides, as Linux's inet_csk_get_port: the port is the
         // socket's until it connects, listens or closes (a port 0 is picked now).
-        let bound = g
-            .ep()
-            .bind_socket(addr, reuse, &HashMap::new())
-            .map_err(errno)?;
+        let bound = g.ep().bind_socket(addr, reuse, &[]).map_err(errno)?;
         let s = g.socket(fd)?;
         s.bound = Some(bound);
         s.binding = Some((bound, reuse));

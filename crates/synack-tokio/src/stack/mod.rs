@@ -850,17 +850,23 @@ impl Stack {
     }
 
     /// What `bind(addr)` gives a socket that will listen, checked on every shard
-    /// (`Endpoint::check_bind`): the address, or for port 0 one with an ephemeral port that
-    /// no shard's listeners, bound sockets or connections use, as Linux picks one at `bind`.
-    /// Errors come at once, as from `bind(2)`: `AddrNotAvailable` for an address that is
-    /// not the stack's, `AddrInUse` for a port a listener holds.
+    /// (`Endpoint::check_bind_among`): the address, or for port 0 one with an ephemeral port
+    /// that no shard's listeners, bound sockets or connections use, as Linux picks one at
+    /// `bind`. Errors come at once, as from `bind(2)`: `AddrNotAvailable` for an address
+    /// that is not the stack's, `AddrInUse` for a port a listener holds.
     pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let taken = match addr.port() {
-            0 => self.used_beyond_shard_0()?,
-            _ => HashMap::new(),
-        };
-        let mut inner = self.lock_shard(0)?;
-        Ok(inner.endpoint.check_bind_avoiding(addr, &taken)?)
+        let mut shards = self.lock_all_shards()?;
+        let (first, rest) = shards.split_first_mut().expect("a stack has a shard");
+        let others: Vec<&synack_core::Endpoint> = rest.iter().map(|s| &s.endpoint).collect();
+        Ok(first.endpoint.check_bind_among(addr, &others)?)
+    }
+
+    /// Every shard's state, locked in shard order, the one order in which more than one is
+    /// ever held: for a bind's decision, which sees every shard's connections at once (each
+    /// look is a lookup of the port, not a walk), so that no connect on another shard takes
+    /// the port while it is decided.
+    pub(crate) fn lock_all_shards(&self) -> io::Result<Vec<MutexGuard<'_, Inner>>> {
+        (0..self.workers()).map(|s| self.lock_shard(s)).collect()
     }
 
     /// Taken by a `bind` or `listen` for as long as it holds or checks a port on the shards,
@@ -871,20 +877,6 @@ impl Stack {
             .binding
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The local addresses the connections and TIME-WAIT entries of every shard but the
-    /// first use. Shard 0 decides a bind: every shard has every listener and every bound
-    /// socket's port, but only its own connections.
-    pub(crate) fn used_beyond_shard_0(&self) -> io::Result<HashMap<SocketAddr, bool>> {
-        let mut used: HashMap<SocketAddr, bool> = HashMap::new();
-        for shard in 1..self.workers() {
-            for (a, reuse) in self.lock_shard(shard)?.endpoint.used_local_addrs() {
-                // Shared only if every user set SO_REUSEADDR.
-                *used.entry(a).or_insert(true) &= reuse;
-            }
-        }
-        Ok(used)
     }
 
     /// Visits every shard's endpoint, even if a panic poisoned a lock.

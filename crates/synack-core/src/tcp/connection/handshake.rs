@@ -264,9 +264,6 @@ impl Connection {
         if let Some(hop_limit) = opts.hop_limit {
             self.hop_limit = hop_limit;
         }
-        if let Some(reuse) = opts.reuse_address {
-            self.reuse_address = reuse;
-        }
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
