@@ -499,3 +499,41 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
     binder.join().unwrap();
     assert_eq!(shared, 0, "connections on ports bound sockets held");
 }
+
+/// On two shards, as on one, an ephemeral connect takes no port whose tuple towards the
+/// server is in TIME-WAIT: with all four ports of the range in TIME-WAIT after four
+/// connections the client closed first, the next connect is `AddrNotAvailable`, as Linux's
+/// ephemeral search (a TIME-WAIT tuple goes only to a connect from a port its socket
+/// bound). It took the tuples over once connects from a bound port could.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_connect_takes_no_tuple_in_time_wait() {
+    let mut config = synack_core::Config::default();
+    config.ephemeral_ports((40_000, 40_003));
+    let (sharded, peer) = stacks_with(config);
+    within(20, async {
+        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let (c, s) = tokio::join!(
+                TcpStream::connect(&sharded, sa("198.18.0.1:9000")),
+                server.accept()
+            );
+            let (mut c, (mut s, _)) = (c.unwrap(), s.unwrap());
+            // The client closes first: its end of the tuple waits in TIME-WAIT.
+            c.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).await.unwrap();
+            drop(s);
+            c.read_to_end(&mut rest).await.unwrap();
+        }
+        while sharded.connection_count() > 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let e = TcpStream::connect(&sharded, sa("198.18.0.1:9000"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+    })
+    .await;
+}

@@ -354,6 +354,17 @@ impl Endpoint {
         self.time_wait.len()
     }
 
+    /// Whether a connection or a TIME-WAIT entry holds the tuple `local` → `remote`: a
+    /// runtime that picks ephemeral ports itself skips such a port, as the endpoint's own
+    /// search does and Linux's (`__inet_check_established`; a TIME-WAIT tuple goes to an
+    /// ephemeral connect only under `tcp_tw_reuse`, which is off but for loopback), where
+    /// [`connect_with`](Self::connect_with) from a port the socket bound takes a TIME-WAIT
+    /// tuple over.
+    pub fn tuple_in_use(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        let tuple = Tuple(local, remote);
+        self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple)
+    }
+
     // ---------------------------------------------------------------------------------------
     // Input
     // ---------------------------------------------------------------------------------------

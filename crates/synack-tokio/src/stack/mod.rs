@@ -973,14 +973,18 @@ impl Stack {
                 .flows
                 .ports_for(local_ip, remote, shard, range, start)
             {
-                // The core's own search skips ports with a listener or a bound socket; so do
-                // we.
+                // The core's own search skips ports with a listener or a bound socket, and
+                // tuples a connection or a TIME-WAIT entry holds (a connect from a bound port
+                // would take a TIME-WAIT tuple over); so do we.
                 let from = SocketAddr::new(local_ip, port);
                 let listened = inner.listeners.values().any(|l| {
                     l.addr.port() == port
                         && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
                 });
-                if listened || inner.endpoint.is_bound(from) {
+                if listened
+                    || inner.endpoint.is_bound(from)
+                    || inner.endpoint.tuple_in_use(from, remote)
+                {
                     continue;
                 }
                 match inner
