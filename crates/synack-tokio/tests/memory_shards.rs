@@ -97,6 +97,20 @@ fn stacks_with(config: synack_core::Config) -> (Stack, Stack) {
     (sharded, peer)
 }
 
+/// [`stacks`], the sharded one's ephemeral ports `first..=last`.
+fn stacks_with_ports(first: u16, last: u16) -> (Stack, Stack) {
+    let mut config = synack_core::Config::default();
+    config.ephemeral_ports((first, last));
+    stacks_with(config)
+}
+
+/// The peer's listener at 198.18.0.1:9000, where the sharded stack's connects go.
+async fn peer_listener(peer: &Stack) -> TcpListener {
+    TcpListener::bind(peer, sa("198.18.0.1:9000"))
+        .await
+        .unwrap()
+}
+
 /// Echoes `n` connections accepted on `listener`.
 fn echo(listener: TcpListener, n: usize) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -211,13 +225,9 @@ async fn udp_lives_on_shard_zero_whatever_queue_reads_it() {
 /// with `AddrNotAvailable`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_listener_port_is_free_on_every_shard() {
-    let mut config = synack_core::Config::default();
-    config.ephemeral_ports((40_000, 40_031));
-    let (sharded, peer) = stacks_with(config);
+    let (sharded, peer) = stacks_with_ports(40_000, 40_031);
     within(20, async {
-        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
-            .await
-            .unwrap();
+        let server = peer_listener(&peer).await;
         let mut streams = Vec::new();
         for _ in 0..4 {
             // The handshake completes into the accept queue: no need to accept first.
@@ -276,13 +286,9 @@ async fn an_ephemeral_listener_port_is_free_on_every_shard() {
 /// ports are free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_port_is_held_on_every_shard() {
-    let mut config = synack_core::Config::default();
-    config.ephemeral_ports((40_000, 40_007));
-    let (sharded, peer) = stacks_with(config);
+    let (sharded, peer) = stacks_with_ports(40_000, 40_007);
     within(20, async {
-        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
-            .await
-            .unwrap();
+        let server = peer_listener(&peer).await;
         let named = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
         named.bind(sa("198.18.0.2:40003")).unwrap();
         let picked = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
@@ -436,9 +442,7 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
         .build()
         .unwrap();
     let _entered = runtime.enter();
-    let mut config = synack_core::Config::default();
-    config.ephemeral_ports((40_000, 40_999));
-    let (sharded, peer) = stacks_with(config);
+    let (sharded, peer) = stacks_with_ports(40_000, 40_999);
     let held: Arc<Mutex<HashSet<u16>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let binder = {
@@ -464,9 +468,7 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
     };
     let shared = runtime.block_on(async {
         within(60, async {
-            let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
-                .await
-                .unwrap();
+            let server = peer_listener(&peer).await;
             let accepting = tokio::spawn(async move {
                 let mut kept = std::collections::VecDeque::new();
                 while let Ok((s, _)) = server.accept().await {
@@ -507,13 +509,9 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
 /// bound). It took the tuples over once connects from a bound port could.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_connect_takes_no_tuple_in_time_wait() {
-    let mut config = synack_core::Config::default();
-    config.ephemeral_ports((40_000, 40_003));
-    let (sharded, peer) = stacks_with(config);
+    let (sharded, peer) = stacks_with_ports(40_000, 40_003);
     within(20, async {
-        let server = TcpListener::bind(&peer, sa("198.18.0.1:9000"))
-            .await
-            .unwrap();
+        let server = peer_listener(&peer).await;
         for _ in 0..4 {
             let (c, s) = tokio::join!(
                 TcpStream::connect(&sharded, sa("198.18.0.1:9000")),
