@@ -52,10 +52,9 @@ pub(super) struct Slot {
 
 impl Endpoint {
     /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
-    /// the caller opens it in place.
+    /// the caller opens it in place. `reuse`: the connection's SO_REUSEADDR, counted with
+    /// its local address in `conn_ports` for as long as it holds its tuple.
     #[inline(always)]
-    /// `reuse`: the connection's SO_REUSEADDR, counted with its local address in
-    /// `conn_ports` for as long as it holds its tuple.
     pub(super) fn insert(
         &mut self,
         now: Instant,

@@ -390,8 +390,7 @@ impl Endpoint {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let local = SocketAddr::new(local_ip, port);
-            if !self.by_tuple.contains_key(&Tuple(local, remote))
-                && !self.time_wait.contains(&Tuple(local, remote))
+            if !self.tuple_in_use(local, remote)
                 && self.find_listener(local).is_none()
                 && !self.bindings.holds(local)
             {
