@@ -73,18 +73,15 @@ impl PortHold {
     /// the port in between.
     fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
         let _deciding = stack.lock_binding();
-        let mut shards = stack.lock_all_shards()?;
-        let (first, rest) = shards.split_first_mut().expect("a stack has a shard");
-        let others: Vec<&synack_core::Endpoint> = rest.iter().map(|s| &s.endpoint).collect();
-        let local = first.endpoint.bind_socket(addr, reuse, &others)?;
-        for shard in rest.iter_mut() {
-            shard.endpoint.hold_binding(local, reuse);
-        }
+        let local = stack.decide_on_every_shard(
+            |first, others| first.bind_socket(addr, reuse, others),
+            |other, local| other.hold_binding(local, reuse),
+        )?;
         Ok(PortHold {
             stack: stack.clone(),
             local,
             reuse,
-            held: vec![true; shards.len()],
+            held: vec![true; stack.workers()],
         })
     }
 

@@ -385,11 +385,7 @@ async fn own_address_connections_loop_back_on_every_shard() {
 /// could find the other's hold on some shard and both fail.)
 #[test]
 fn racing_binds_of_one_port_leave_one_winner() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = two_thread_runtime();
     let _entered = runtime.enter();
     let (sharded, _peer) = stacks();
     for round in 0..20_000u16 {
@@ -417,6 +413,16 @@ fn racing_binds_of_one_port_leave_one_winner() {
     }
 }
 
+/// A multi-thread runtime with two workers, for the tests whose other racer is a plain
+/// thread.
+fn two_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Polls a future that completes without waiting (a bind) to its end, once.
 fn futures_now<F: std::future::Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
@@ -429,18 +435,14 @@ fn futures_now<F: std::future::Future>(f: F) -> F::Output {
 
 /// Port-0 binds on one thread while another opens connections, over two shards: no
 /// connection ever takes a port a bound socket holds, as Linux keeps a bound port out of
-/// every ephemeral pick. (Shard 0 picks the bind's port from what the other shard's
-/// connections use; a connect there could take it before it was held there, and did,
-/// hundreds of times in a soak run.)
+/// every ephemeral pick. (When shard 0 picked the bind's port from a copy of what the other
+/// shard's connections used, a connect there could take it before it was held there, and
+/// did, hundreds of times in a soak run; the bind now decides with every shard locked.)
 #[test]
 fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = two_thread_runtime();
     let _entered = runtime.enter();
     let (sharded, peer) = stacks_with_ports(40_000, 40_999);
     let held: Arc<Mutex<HashSet<u16>>> = Arc::default();

@@ -855,18 +855,32 @@ impl Stack {
     /// `bind`. Errors come at once, as from `bind(2)`: `AddrNotAvailable` for an address
     /// that is not the stack's, `AddrInUse` for a port a listener holds.
     pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        let mut shards = self.lock_all_shards()?;
-        let (first, rest) = shards.split_first_mut().expect("a stack has a shard");
-        let others: Vec<&synack_core::Endpoint> = rest.iter().map(|s| &s.endpoint).collect();
-        Ok(first.endpoint.check_bind_among(addr, &others)?)
+        self.decide_on_every_shard(
+            |first, others| first.check_bind_among(addr, others),
+            |_, _| {},
+        )
     }
 
-    /// Every shard's state, locked in shard order, the one order in which more than one is
-    /// ever held: for a bind's decision, which sees every shard's connections at once (each
-    /// look is a lookup of the port, not a walk), so that no connect on another shard takes
-    /// the port while it is decided.
-    pub(crate) fn lock_all_shards(&self) -> io::Result<Vec<MutexGuard<'_, Inner>>> {
-        (0..self.workers()).map(|s| self.lock_shard(s)).collect()
+    /// A bind's decision, with every shard locked in shard order (the one order in which
+    /// more than one is ever held), so that it sees every shard's connections at once (each
+    /// look is a lookup of the port, not a walk) and no connect on another shard takes the
+    /// port meanwhile: `decide` runs on shard 0's endpoint with the others' to look at, then
+    /// `after` on each of the others with what it decided, before any lock goes.
+    pub(crate) fn decide_on_every_shard<T: Copy>(
+        &self,
+        decide: impl FnOnce(&mut Endpoint, &[&Endpoint]) -> Result<T, Error>,
+        mut after: impl FnMut(&mut Endpoint, T),
+    ) -> io::Result<T> {
+        let mut shards = (0..self.workers())
+            .map(|s| self.lock_shard(s))
+            .collect::<io::Result<Vec<_>>>()?;
+        let (first, rest) = shards.split_first_mut().expect("a stack has a shard");
+        let others: Vec<&Endpoint> = rest.iter().map(|s| &s.endpoint).collect();
+        let decided = decide(&mut first.endpoint, &others)?;
+        for shard in rest.iter_mut() {
+            after(&mut shard.endpoint, decided);
+        }
+        Ok(decided)
     }
 
     /// Taken by a `bind` or `listen` for as long as it holds or checks a port on the shards,
