@@ -154,6 +154,14 @@ pub(crate) fn ds_byte(value: u32, v6: bool) -> io::Result<u8> {
     }
 }
 
+/// The SO_LINGER time a `set_linger` argument gives, as Linux keeps it: `l_linger` is an
+/// `int` of whole seconds (tokio passes `as_secs()`), so a fraction of a second is dropped
+/// (1.5 s lingers 1 s, and 500 ms is 0: a reset on close, as on tokio over the kernel).
+/// Times past `i32::MAX` seconds are kept at that, Linux's "forever" in effect.
+pub(crate) fn linger_secs(linger: Option<Duration>) -> Option<Duration> {
+    linger.map(|d| Duration::from_secs(d.as_secs().min(i32::MAX as u64)))
+}
+
 impl TcpSocket {
     /// A socket for IPv4 connections on `stack`.
     pub fn new_v4(stack: &Stack) -> io::Result<TcpSocket> {
@@ -409,10 +417,11 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.keepalive.is_some()))
     }
 
-    /// SO_LINGER: `Some(Duration::ZERO)` makes dropping the stream reset the connection
-    /// (see [`TcpStream::set_linger`]).
+    /// SO_LINGER, in whole seconds as Linux keeps it: `Some(Duration::ZERO)` (or less than
+    /// a second) makes dropping the stream reset the connection (see
+    /// [`TcpStream::set_linger`]).
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.with(|s| s.linger = linger);
+        self.with(|s| s.linger = linger_secs(linger));
         Ok(())
     }
 

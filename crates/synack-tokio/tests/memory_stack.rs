@@ -2372,6 +2372,14 @@ async fn tokio_1_54_socket_options() {
         assert_eq!(v4.tos_v4().unwrap(), 0x28);
         v4.set_tos_v4(0xb8).unwrap();
         assert!(v4.take_error().unwrap().is_none());
+        // SO_LINGER is an int of whole seconds on Linux (tokio passes `as_secs()`).
+        v4.set_linger(Some(Duration::from_millis(1500))).unwrap();
+        assert_eq!(v4.linger().unwrap(), Some(Duration::from_secs(1)));
+        v4.set_linger(Some(Duration::MAX)).unwrap();
+        assert_eq!(
+            v4.linger().unwrap(),
+            Some(Duration::from_secs(i32::MAX as u64))
+        );
         v4.set_zero_linger().unwrap();
         assert_eq!(v4.linger().unwrap(), Some(Duration::ZERO));
         let v6 = synack_tokio::TcpSocket::new_v6(&client).unwrap();
@@ -2425,8 +2433,9 @@ async fn tokio_1_54_socket_options() {
             "zero linger resets"
         );
 
+        // Less than a second lingers zero seconds: the drop resets, as on the kernel.
         let (c, mut s) = connected(&client, &server, 7471).await;
-        c.set_zero_linger().unwrap();
+        c.set_linger(Some(Duration::from_millis(500))).unwrap();
         assert_eq!(c.linger().unwrap(), Some(Duration::ZERO));
         drop(c);
         let e = s.read(&mut buf).await.unwrap_err();

@@ -300,9 +300,10 @@ impl TcpStream {
     /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at
     /// once, discarding what is still queued, as `close` does on a kernel socket with
     /// linger 0. Any other value (or `None`, the default) closes gracefully in the
-    /// background; a drop never blocks the task.
+    /// background; a drop never blocks the task. The time is kept in whole seconds, as
+    /// Linux's `l_linger` is (the fraction is dropped: less than a second is zero).
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.conn.set_linger(linger)
+        self.conn.set_linger(crate::socket::linger_secs(linger))
     }
 
     /// The SO_LINGER value [`set_linger`](Self::set_linger) set.
