@@ -97,13 +97,16 @@ impl TcpListener {
             local: addr,
         };
         // An ephemeral port is one that no shard's connections use (shard 0's own `listen`
-        // would look only at its own); every shard listens on it. A failure on any shard
-        // drops `listener`, which closes those that succeeded.
+        // would look only at its own), held on every shard until it listens there; every
+        // shard listens on it. A failure on any shard drops `listener`, which closes those
+        // that succeeded, and the hold, which gives the port back where it is still held.
         let n = stack.workers();
-        let mut addr = match addr.port() {
-            0 if n > 1 => stack.check_bind(addr)?,
-            _ => addr,
-        };
+        let mut addr = addr;
+        if addr.port() == 0 && n > 1 {
+            let hold = PortHold::pick_for_listener(stack, addr)?;
+            addr = hold.local();
+            bound = Some(hold);
+        }
         // The accept queue is bounded for the socket, over every shard, as Linux bounds one
         // listener's (`SharedBacklog`); each shard's share bounds its own SYN queue.
         let shared = (n > 1).then(|| {

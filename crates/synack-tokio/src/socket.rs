@@ -85,6 +85,32 @@ impl PortHold {
         })
     }
 
+    /// The port 0 of a listener on several shards: an ephemeral port that no shard's
+    /// listeners, bound sockets, connections or TIME-WAIT entries use, picked with every
+    /// shard locked and held on each before any lock goes, as [`bind`](Self::bind) holds
+    /// one, so that no connect on a shard takes it before the listener opens there (Linux
+    /// picks and reserves the port in one step; a port-0 listen never fails for a
+    /// connect). The listener gives it back shard by shard as it listens
+    /// ([`release_on`](Self::release_on)). The caller holds `Stack::lock_binding`.
+    pub(crate) fn pick_for_listener(stack: &Stack, addr: SocketAddr) -> io::Result<PortHold> {
+        // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind` does.
+        let reuse = true;
+        let local = stack.decide_on_every_shard(
+            |first, others| {
+                let local = first.check_bind_among(addr, others)?;
+                first.hold_binding(local, reuse);
+                Ok(local)
+            },
+            |other, local| other.hold_binding(local, reuse),
+        )?;
+        Ok(PortHold {
+            stack: stack.clone(),
+            local,
+            reuse,
+            held: vec![true; stack.workers()],
+        })
+    }
+
     /// Gives the port back on every shard that holds it.
     fn release_all(&mut self) {
         for (shard, held) in self.held.iter_mut().enumerate() {

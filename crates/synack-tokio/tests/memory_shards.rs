@@ -504,6 +504,60 @@ fn a_port_zero_bind_never_shares_its_port_with_a_connect_on_another_shard() {
     assert_eq!(shared, 0, "connections on ports bound sockets held");
 }
 
+/// Port-0 listeners on one thread while another opens connections from a narrow range,
+/// over two shards: a port-0 listen never fails, as Linux's, which picks and reserves the
+/// port in one step. (When the listener's port was picked with every shard locked but held
+/// on none, a connect on a shard the listener had not reached yet took it, and that
+/// shard's listen failed with `AddrInUse`, within a second every time.)
+#[test]
+fn a_port_zero_listener_never_loses_its_port_to_a_connect_on_another_shard() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let runtime = two_thread_runtime();
+    let _entered = runtime.enter();
+    let (sharded, peer) = stacks_with_ports(40_000, 40_063);
+    let done = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let listener = {
+        let (stack, done, failed) = (sharded.clone(), Arc::clone(&done), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_secs(30);
+            while !done.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                if let Err(e) = futures_now(TcpListener::bind(&stack, sa("198.18.0.2:0"))) {
+                    eprintln!("port-0 listen: {e}");
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let connected = runtime.block_on(within(60, async {
+        let server = peer_listener(&peer).await;
+        // The peer closes first, so that the ports come back without TIME-WAIT here.
+        let accepting = tokio::spawn(async move {
+            while let Ok((s, _)) = server.accept().await {
+                drop(s);
+            }
+        });
+        let mut connected = 0;
+        for _ in 0..1_500 {
+            if failed.load(Ordering::Relaxed) > 0 {
+                break;
+            }
+            let Ok(mut c) = TcpStream::connect(&sharded, sa("198.18.0.1:9000")).await else {
+                continue;
+            };
+            connected += 1;
+            let mut end = Vec::new();
+            c.read_to_end(&mut end).await.unwrap();
+        }
+        accepting.abort();
+        connected
+    }));
+    done.store(true, Ordering::Relaxed);
+    listener.join().unwrap();
+    assert!(connected > 100, "{connected} connections");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "port-0 listens failed");
+}
+
 /// On two shards, as on one, an ephemeral connect takes no port whose tuple towards the
 /// server is in TIME-WAIT: with all four ports of the range in TIME-WAIT after four
 /// connections the client closed first, the next connect is `AddrNotAvailable`, as Linux's

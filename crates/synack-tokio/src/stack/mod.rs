@@ -849,18 +849,6 @@ impl Stack {
         }
     }
 
-    /// What `bind(addr)` gives a socket that will listen, checked on every shard
-    /// (`Endpoint::check_bind_among`): the address, or for port 0 one with an ephemeral port
-    /// that no shard's listeners, bound sockets or connections use, as Linux picks one at
-    /// `bind`. Errors come at once, as from `bind(2)`: `AddrNotAvailable` for an address
-    /// that is not the stack's, `AddrInUse` for a port a listener holds.
-    pub(crate) fn check_bind(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        self.decide_on_every_shard(
-            |first, others| first.check_bind_among(addr, others),
-            |_, _| {},
-        )
-    }
-
     /// A bind's decision, with every shard locked in shard order (the one order in which
     /// more than one is ever held), so that it sees every shard's connections at once (each
     /// look is a lookup of the port, not a walk) and no connect on another shard takes the
