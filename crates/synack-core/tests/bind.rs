@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use synack_core::testing::Pair;
-use synack_core::{Config, Endpoint, Error, SocketOptions};
+use synack_core::{Config, Endpoint, Error, SocketOptions, State};
 
 /// No other endpoint shares the ports.
 fn none() -> &'static [&'static Endpoint] {
@@ -336,4 +336,138 @@ fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
         }
         assert_eq!(p.client.local_addr(again), Ok(client(7010)));
     }
+}
+
+/// A client connected from bound port 7010 that closed first: its end waits in TIME-WAIT,
+/// in the compact table, or (`held`) in the connection the application still holds after
+/// `shutdown` and reading the server's FIN. Returns the pair, the listener and the client's
+/// first connection.
+fn client_in_time_wait(
+    timestamps: bool,
+    held: bool,
+) -> (
+    Pair,
+    synack_core::ListenerHandle,
+    synack_core::ConnectionHandle,
+) {
+    let mut config = Config::default();
+    config.timestamps(timestamps);
+    let mut p = Pair::new(config);
+    let l = p.server.listen(server(80), 4).unwrap();
+    let first = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    p.pump();
+    let s = p.server.accept(l).unwrap();
+    match held {
+        true => p.client.shutdown(first).unwrap(),
+        false => p.client.close(p.now, first).unwrap(),
+    }
+    p.pump();
+    p.server.close(p.now, s).unwrap();
+    p.pump();
+    if held {
+        let mut buf = [0u8; 4];
+        assert_eq!(p.client.recv(p.now, first, &mut buf), Ok(0), "EOF");
+        assert_eq!(p.client.state(first), Ok(State::TimeWait));
+        assert_eq!(p.client.time_wait_count(), 0);
+    } else {
+        assert_eq!(p.client.time_wait_count(), 1);
+    }
+    (p, l, first)
+}
+
+/// A new connection from the bound port reaches the listener and carries data.
+fn completes(p: &mut Pair, l: synack_core::ListenerHandle, c: synack_core::ConnectionHandle) {
+    for _ in 0..100 {
+        p.pump();
+        if let Ok(s) = p.server.accept(l) {
+            p.client.send(c, b"again").unwrap();
+            p.pump();
+            let mut buf = [0u8; 16];
+            assert_eq!(p.server.recv(p.now, s, &mut buf), Ok(5));
+            assert_eq!(&buf[..5], b"again");
+            return;
+        }
+        assert!(p.advance());
+    }
+    panic!("the new connection never completed");
+}
+
+/// The takeover of a TIME-WAIT tuple does not depend on who keeps it: a connection the
+/// application still holds in TIME-WAIT gives its tuple to a connect from the bound port
+/// as the compact entry does (Linux moved it to a TIME-WAIT sock: `tcp_time_wait`), if
+/// timestamps were used; it is closed in the application's hands then. And a connection
+/// the peer reset, which the application holds closed, holds its tuple no longer (Linux
+/// unhashed it). Both were `AddrNotAvailable`.
+#[test]
+fn a_bound_port_takes_over_a_held_time_wait_connection_or_a_closed_one() {
+    for timestamps in [true, false] {
+        let (mut p, l, first) = client_in_time_wait(timestamps, true);
+        p.client.bind_socket(client(7010), true, none()).unwrap();
+        let again = p
+            .client
+            .connect_with(p.now, server(80), Some(client(7010)), &reuse(true));
+        p.client.release_binding(client(7010), true).unwrap();
+        if !timestamps {
+            assert_eq!(again, Err(Error::AddrNotAvailable));
+            assert_eq!(p.client.state(first), Ok(State::TimeWait));
+            continue;
+        }
+        let again = again.unwrap();
+        assert_eq!(p.client.state(first), Ok(State::Closed));
+        completes(&mut p, l, again);
+        p.client.close(p.now, first).unwrap();
+        assert_eq!(p.client.state(again), Ok(State::Established));
+    }
+
+    let mut p = Pair::new(Config::default());
+    let l = p.server.listen(server(80), 4).unwrap();
+    let first = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7011)), &reuse(true))
+        .unwrap();
+    p.pump();
+    let s = p.server.accept(l).unwrap();
+    p.server.abort(s).unwrap();
+    p.pump();
+    assert_eq!(p.client.state(first), Ok(State::Closed));
+    let again = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7011)), &reuse(true))
+        .unwrap();
+    completes(&mut p, l, again);
+}
+
+/// At the connection limit, a connect that takes a compact TIME-WAIT entry over ends that
+/// entry for its room: no other entry is recycled early for it, and the new connection's
+/// ISN still comes from the one taken over.
+#[test]
+fn a_takeover_at_the_connection_limit_recycles_no_other_time_wait_entry() {
+    let mut config = Config::default();
+    config.max_connections(2);
+    let mut p = Pair::new(config);
+    let l = p.server.listen(server(80), 4).unwrap();
+    // Two entries: 7009's, the older, and 7010's.
+    for port in [7009, 7010] {
+        let c = p
+            .client
+            .connect_with(p.now, server(80), Some(client(port)), &reuse(true))
+            .unwrap();
+        p.pump();
+        let s = p.server.accept(l).unwrap();
+        p.client.close(p.now, c).unwrap();
+        p.pump();
+        p.server.close(p.now, s).unwrap();
+        p.pump();
+    }
+    assert_eq!(p.client.time_wait_count(), 2);
+    let again = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    assert_eq!(p.client.stats().time_wait_recycled, 0);
+    assert_eq!(p.client.time_wait_count(), 1, "7009's entry stays");
+    completes(&mut p, l, again);
 }

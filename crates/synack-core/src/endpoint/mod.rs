@@ -80,7 +80,7 @@ use listen::Listener;
 pub use output::{Transmit, MAX_EVENTS};
 use slab::Slab;
 use table::{table, Table, Tuple};
-use time_wait::TimeWaitTable;
+use time_wait::{Takeover, TimeWaitTable};
 use udp::Udp;
 pub use udp::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
@@ -420,9 +420,11 @@ impl Endpoint {
     /// address or the unspecified one, and a port, 0 for an ephemeral one), with a socket's
     /// options. A local address and port already connected to `remote` is
     /// `AddrNotAvailable`, as Linux's `connect(2)` fails with EADDRNOTAVAIL
-    /// (`__inet_check_established`); one in TIME-WAIT with it is taken over if that
-    /// connection used timestamps, and `AddrNotAvailable` otherwise (Linux's
-    /// `tcp_twsk_unique` for a bound port: see `succeed_time_wait`). A loopback destination
+    /// (`__inet_check_established`); one in TIME-WAIT with it (in the compact table, or a
+    /// connection the application still holds) is taken over if that connection used
+    /// timestamps, and `AddrNotAvailable` otherwise (Linux's `tcp_twsk_unique` for a bound
+    /// port), and a closed one the application holds gives it up (see `may_take_over`).
+    /// A loopback destination
     /// is `NetworkUnreachable` at once; one of our own addresses is looped back inside the
     /// endpoint (see [`poll_transmit`](Self::poll_transmit)). In intercept mode the local
     /// address may be any that is routed to us ([`check_bind`](Self::check_bind)), as with
@@ -489,26 +491,24 @@ impl Endpoint {
                 .find(|a| a.is_ipv4() == remote.is_ipv4())
                 .ok_or(Error::NetworkUnreachable)?,
         };
-        let mut succeeds = None;
+        let mut takeover = None;
         let port = match local.map_or(0, |l| l.port()) {
             0 => None,
             port => {
-                let tuple = Tuple(SocketAddr::new(local_ip, port), remote);
-                if self.by_tuple.contains_key(&tuple) {
-                    return Err(Error::AddrNotAvailable);
-                }
-                if self.time_wait.contains(&tuple) {
-                    if !self.may_succeed_time_wait(&tuple) {
-                        return Err(Error::AddrNotAvailable);
-                    }
-                    succeeds = Some(tuple);
-                }
+                takeover = self.may_take_over(&Tuple(SocketAddr::new(local_ip, port), remote))?;
                 Some(port)
             }
         };
         if self.memory_full_after_pruning(now) {
             self.stats.refused_memory += 1;
             return Err(Error::NoBufferSpace);
+        }
+        // A compact TIME-WAIT entry taken over frees its own slot: it ends before room is
+        // made, so that no other entry is recycled for the new connection (nor this one, whose
+        // SND.NXT the new ISS comes from).
+        let mut iss = None;
+        if let Some(compact @ Takeover::Compact(_)) = takeover {
+            iss = self.take_over(compact);
         }
         if !self.make_room() {
             return Err(Error::NoBufferSpace);
@@ -518,7 +518,9 @@ impl Endpoint {
             None => self.ephemeral_port(local_ip, remote)?,
         };
         let local = SocketAddr::new(local_ip, port);
-        let iss = succeeds.and_then(|tuple| self.succeed_time_wait(&tuple));
+        if let Some(held @ (Takeover::HeldTimeWait(_) | Takeover::Closed(_))) = takeover {
+            iss = self.take_over(held);
+        }
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());
         let reuse = opts.reuse_address.unwrap_or(false);

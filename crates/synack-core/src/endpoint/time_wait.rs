@@ -19,6 +19,7 @@ use super::output::Own;
 use super::port_use::PortUse;
 use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
+use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::tcp::connection::{time_wait_input, TimeWaitEntry, TimeWaitInput};
@@ -189,23 +190,65 @@ fn next_incarnation_iss(snd_nxt: SeqNumber) -> SeqNumber {
     }
 }
 
+/// What holds the tuple a connect from a bound port asks for, and lets it go
+/// ([`Endpoint::may_take_over`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Takeover {
+    /// A compact TIME-WAIT entry that used timestamps.
+    Compact(Tuple),
+    /// A connection the application still holds, in TIME-WAIT with timestamps.
+    HeldTimeWait(ConnectionHandle),
+    /// A connection the application still holds, closed (reset, or timed out).
+    Closed(ConnectionHandle),
+}
+
 impl Endpoint {
-    /// Whether a connect from a port the socket bound may take `tuple` from its TIME-WAIT
-    /// entry: Linux's `tcp_twsk_unique`, which `__inet_hash_connect` calls without `twp` for
-    /// a bound port, gives the tuple to the new connection if the old one used timestamps
-    /// (PAWS then keeps the old incarnation's duplicates out, RFC 7323 §5), whatever the
-    /// entry's age and `tcp_tw_reuse`; without them it stays (EADDRNOTAVAIL).
-    pub(super) fn may_succeed_time_wait(&self, tuple: &Tuple) -> bool {
-        self.time_wait.get(tuple).is_some_and(|e| e.ts.is_some())
+    /// Whether a connect from a port the socket bound may have `tuple`, which something
+    /// holds: `Ok(None)` if nothing does, `Ok(Some(_))` for what gives it up, and
+    /// `AddrNotAvailable` (EADDRNOTAVAIL, Linux's `__inet_check_established`) if it stays.
+    /// - TIME-WAIT, in the compact table or in a connection the application still holds
+    ///   (Linux moved that one's tuple to a TIME-WAIT sock): Linux's `tcp_twsk_unique`, which
+    ///   `__inet_hash_connect` calls without `twp` for a bound port, gives the tuple to the
+    ///   new connection if the old one used timestamps (PAWS then keeps the old
+    ///   incarnation's duplicates out, RFC 7323 §5), whatever the entry's age and
+    ///   `tcp_tw_reuse`; without them it stays.
+    /// - A closed connection holds its tuple no longer: Linux unhashed it.
+    pub(super) fn may_take_over(&self, tuple: &Tuple) -> Result<Option<Takeover>, Error> {
+        if let Some(&h) = self.by_tuple.get(tuple) {
+            let conn = self.connections.get(&h).map(|s| &s.conn);
+            return match conn.map(|c| (c.state(), c.time_wait_snapshot().ts.is_some())) {
+                Some((State::Closed, _)) => Ok(Some(Takeover::Closed(h))),
+                Some((State::TimeWait, true)) => Ok(Some(Takeover::HeldTimeWait(h))),
+                _ => Err(Error::AddrNotAvailable),
+            };
+        }
+        match self.time_wait.get(tuple) {
+            None => Ok(None),
+            Some(e) if e.ts.is_some() => Ok(Some(Takeover::Compact(*tuple))),
+            Some(_) => Err(Error::AddrNotAvailable),
+        }
     }
 
-    /// Ends `tuple`'s TIME-WAIT entry for a new connection that
-    /// [`may_succeed_time_wait`](Self::may_succeed_time_wait) it, and returns the new one's
-    /// initial sequence number, past everything the old one sent (`tw_snd_nxt + 65535 + 2`,
-    /// as `tcp_twsk_unique` sets `write_seq`).
-    pub(super) fn succeed_time_wait(&mut self, tuple: &Tuple) -> Option<SeqNumber> {
-        let e = self.time_wait.remove(tuple)?;
-        Some(next_incarnation_iss(e.snd_nxt))
+    /// Ends what [`may_take_over`](Self::may_take_over) found for a new connection, and
+    /// returns the new one's initial sequence number after a TIME-WAIT: past everything the
+    /// old one sent (`tw_snd_nxt + 65535 + 2`, as `tcp_twsk_unique` sets `write_seq`). The
+    /// application's old connection, if it holds one, stays closed in its hands.
+    pub(super) fn take_over(&mut self, takeover: Takeover) -> Option<SeqNumber> {
+        match takeover {
+            Takeover::Compact(tuple) => {
+                let e = self.time_wait.remove(&tuple)?;
+                Some(next_incarnation_iss(e.snd_nxt))
+            }
+            Takeover::HeldTimeWait(h) => {
+                let snd_nxt = self.connections.get(&h)?.conn.time_wait_snapshot().snd_nxt;
+                self.release_tuple(h);
+                Some(next_incarnation_iss(snd_nxt))
+            }
+            Takeover::Closed(h) => {
+                self.release_tuple(h);
+                None
+            }
+        }
     }
 
     /// Whether a segment for `h`'s tuple may go to a listener (or the interception) instead:
