@@ -291,6 +291,11 @@ impl Harness {
                     }
                 };
                 if let Ok(c) = c {
+                    // An ephemeral port is never one a bind gave to something still using
+                    // it (the new connection adds no such use).
+                    let local = self.script.ep.local_addr(c).expect("a new connection");
+                    let bound = self.script.ep.port_bound_by_bind(local.port());
+                    assert!(!bound, "an ephemeral connect took {local}, a bind's port");
                     self.remember_handle(c);
                 }
             }

@@ -471,3 +471,79 @@ fn a_takeover_at_the_connection_limit_recycles_no_other_time_wait_entry() {
     assert_eq!(p.client.time_wait_count(), 1, "7009's entry stays");
     completes(&mut p, l, again);
 }
+
+/// A port a bind gave stays out of every ephemeral connect's reach for as long as anything
+/// uses it: the bound socket's connection, its TIME-WAIT entry, and the connections a
+/// listener on it accepted after the listener has closed, as Linux's
+/// `__inet_hash_connect` skips a bucket that `bind(2)` made (checked on the kernel with one
+/// ephemeral port: EADDRNOTAVAIL, and the bound socket's owner then binds its port again).
+/// A port an ephemeral connect took is shared by another towards another server. Before,
+/// the ephemeral connect took the bound port, and the owner's bind was then `AddrInUse`.
+#[test]
+fn no_ephemeral_connect_takes_a_port_a_bind_gave_while_it_is_used() {
+    let mut p = Pair::new(config_with_ports(7010));
+    let l80 = p.server.listen(server(80), 4).unwrap();
+    let _l81 = p.server.listen(server(81), 4).unwrap();
+    p.client.bind_socket(client(7010), true, none()).unwrap();
+    let first = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    p.client.release_binding(client(7010), true).unwrap();
+    p.pump();
+    let s = p.server.accept(l80).unwrap();
+    assert_eq!(
+        p.client.connect(p.now, server(81)),
+        Err(Error::AddrNotAvailable)
+    );
+    // In TIME-WAIT (the client closed first) the port is still the bind's.
+    p.client.close(p.now, first).unwrap();
+    p.pump();
+    p.server.close(p.now, s).unwrap();
+    p.pump();
+    assert_eq!(p.client.time_wait_count(), 1);
+    assert!(p.client.port_bound_by_bind(7010));
+    assert_eq!(
+        p.client.connect(p.now, server(81)),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(
+        p.client.bind_socket(client(7010), true, none()),
+        Ok(client(7010))
+    );
+    p.client.release_binding(client(7010), true).unwrap();
+
+    // A listener's port, after it closed, while a connection it accepted lasts.
+    let mut p = Pair::new(config_with_ports(7010));
+    let l = p.server.listen(server(7010), 4).unwrap();
+    let _back = p.client.listen(client(81), 4).unwrap();
+    p.client.connect(p.now, server(7010)).unwrap();
+    p.pump();
+    let accepted = p.server.accept(l).unwrap();
+    p.server.close_listener(p.now, l).unwrap();
+    assert_eq!(
+        p.server.connect(p.now, client(81)),
+        Err(Error::AddrNotAvailable)
+    );
+    p.server.abort(accepted).unwrap();
+    p.pump();
+    let c = p.server.connect(p.now, client(81)).unwrap();
+    assert_eq!(p.server.local_addr(c), Ok(server(7010)));
+
+    // An ephemeral connect's port is shared by another ephemeral connect elsewhere.
+    let mut p = Pair::new(config_with_ports(7010));
+    p.server.listen(server(80), 4).unwrap();
+    p.server.listen(server(81), 4).unwrap();
+    let a = p.client.connect(p.now, server(80)).unwrap();
+    let b = p.client.connect(p.now, server(81)).unwrap();
+    assert_eq!(p.client.local_addr(a), Ok(client(7010)));
+    assert_eq!(p.client.local_addr(b), Ok(client(7010)));
+    assert!(!p.client.port_bound_by_bind(7010));
+}
+
+/// A configuration whose only ephemeral port is `port`.
+fn config_with_ports(port: u16) -> Config {
+    let mut config = Config::default();
+    config.ephemeral_ports((port, port));
+    config
+}

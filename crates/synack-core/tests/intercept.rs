@@ -562,3 +562,30 @@ fn the_link_broadcast_address_is_nobodys() {
     }
     h.none();
 }
+
+/// A held SYN whose tuple the application took meanwhile (its own connect from the SYN's
+/// destination to its source, which intercept mode lets it make) is dropped when accepted:
+/// `AddrNotAvailable`, and the application's connection keeps the tuple. It was accepted
+/// over the connection, which lost its tuple for good.
+#[test]
+fn a_held_syn_whose_tuple_was_taken_meanwhile_is_not_accepted() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    let s = held(&mut h);
+    let own =
+        h.ep.connect_with(
+            h.now,
+            client(40000),
+            Some(elsewhere(443)),
+            &SocketOptions::default(),
+        )
+        .unwrap();
+    assert!(h.one().is(SYN));
+    let accepted =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default());
+    assert_eq!(accepted, Err(Error::AddrNotAvailable));
+    assert_eq!(h.ep.intercepted_count(), 0);
+    h.none();
+    assert_eq!(h.ep.state(own), Ok(State::SynSent));
+    assert_eq!(h.ep.local_addr(own), Ok(elsewhere(443)));
+}

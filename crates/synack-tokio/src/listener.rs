@@ -130,7 +130,7 @@ impl TcpListener {
                 inner.endpoint.share_backlog(handle, shared.clone())?;
             }
             addr = inner.endpoint.listener_addr(handle)?;
-            inner.listeners.insert(handle, ListenerState::new(addr));
+            inner.listeners.insert(handle, ListenerState::new());
             debug!(listener = handle.0, shard, %addr, backlog, "listening");
             listener.handles.push(handle);
         }

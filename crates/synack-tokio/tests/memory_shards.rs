@@ -591,3 +591,37 @@ async fn an_ephemeral_connect_takes_no_tuple_in_time_wait() {
     })
     .await;
 }
+
+/// On two shards, a port a socket bound stays out of every ephemeral connect's reach while
+/// its connection lasts, whichever shard the connection and the connect are on, as Linux's
+/// ephemeral search skips a port `bind(2)` gave (its bind bucket is the host's). With four
+/// ephemeral ports, one a bound socket's connection uses, three ephemeral connects get the
+/// other three and a fourth is `AddrNotAvailable`; one of them took the bound port before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ephemeral_connect_on_any_shard_takes_a_port_a_bind_gave() {
+    let (sharded, peer) = stacks_with_ports(40_000, 40_003);
+    within(20, async {
+        let _server = peer_listener(&peer).await;
+        let _other = TcpListener::bind(&peer, sa("198.18.0.1:9001"))
+            .await
+            .unwrap();
+        let socket = synack_tokio::TcpSocket::new_v4(&sharded).unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(sa("198.18.0.2:40000")).unwrap();
+        let bound = socket.connect(sa("198.18.0.1:9000")).await.unwrap();
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let c = TcpStream::connect(&sharded, sa("198.18.0.1:9001"))
+                .await
+                .unwrap();
+            assert_ne!(c.local_addr().unwrap().port(), 40_000);
+            open.push(c);
+        }
+        let e = TcpStream::connect(&sharded, sa("198.18.0.1:9001"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable);
+        drop(bound);
+    })
+    .await;
+}

@@ -9,7 +9,7 @@ use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle};
 use crate::error::Error;
 use crate::tcp::connection::handshake::Identity;
-use crate::tcp::connection::Connection;
+use crate::tcp::connection::{Connection, PortClaim};
 use crate::tcp::State;
 use crate::time::Instant;
 
@@ -52,15 +52,16 @@ pub(super) struct Slot {
 
 impl Endpoint {
     /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
-    /// the caller opens it in place. `reuse`: the connection's SO_REUSEADDR, counted with
-    /// its local address in `conn_ports` for as long as it holds its tuple.
+    /// the caller opens it in place. `claim`: how it uses its local port (SO_REUSEADDR, and
+    /// whether a bind gave the port), counted with the address in `conn_ports` for as long as
+    /// it holds its tuple.
     #[inline(always)]
     pub(super) fn insert(
         &mut self,
         now: Instant,
         id: Identity,
         owner: Owner,
-        reuse: bool,
+        claim: PortClaim,
     ) -> (ConnectionHandle, &mut Connection) {
         let (config, cfg) = (&self.config, &self.conn_config);
         let (pressure, room) = (self.memory_pressure, self.memory_room());
@@ -76,9 +77,9 @@ impl Endpoint {
             memory_waiting: false,
         });
         slot.conn.set_memory_budget(pressure, room);
-        slot.conn.reuse_address = reuse;
+        slot.conn.port_claim = claim;
         self.by_tuple.insert(Tuple(id.local, id.remote), h);
-        self.conn_ports.add(id.local, reuse);
+        self.conn_ports.add(id.local, claim);
         (h, &mut slot.conn)
     }
 
@@ -366,7 +367,7 @@ impl Endpoint {
                 if *e.get() == h {
                     e.remove();
                     self.conn_ports
-                        .remove(slot.conn.local(), slot.conn.reuse_address);
+                        .remove(slot.conn.local(), slot.conn.port_claim);
                 }
             }
             if let Some(l) = slot.syn_of {

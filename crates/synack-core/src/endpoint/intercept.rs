@@ -27,6 +27,7 @@ use crate::config::InterceptConfig;
 use crate::error::Error;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
+use crate::tcp::connection::PortClaim;
 use crate::time::Instant;
 use crate::wire::{IcmpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 
@@ -250,7 +251,9 @@ impl Endpoint {
     /// listener accepts). The application holds it from here: it reports
     /// [`Event::Connected`] when the client's ACK arrives, or [`Event::Closed`] if the
     /// handshake fails. Errors: `InvalidHandle` for a SYN no longer held, `AddrNotAvailable`
-    /// if the connection table or memory is full (the SYN is dropped).
+    /// if the connection table or memory is full, or if a connection (the application's own
+    /// connect from the SYN's destination to its source) has taken the tuple meanwhile (the
+    /// SYN is dropped).
     pub fn accept_intercepted(
         &mut self,
         now: Instant,
@@ -258,6 +261,10 @@ impl Endpoint {
         options: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        if self.tuple_in_use(held.info.local, held.info.remote) {
+            self.stats.drop_other += 1;
+            return Err(Error::AddrNotAvailable);
+        }
         if self.memory_full_after_pruning(now) {
             self.stats.drop_memory += 1;
             self.stats.refused_memory += 1;
@@ -281,9 +288,10 @@ impl Endpoint {
         seg.sack_permitted = info.sack_permitted;
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
         let id = self.identity(info.local, info.remote, now, held.iss);
-        // SO_REUSEADDR as a listener's accepted connection has it.
-        let reuse = options.reuse_address.unwrap_or(true);
-        let (h, conn) = self.insert(now, id, Owner::App, reuse);
+        // SO_REUSEADDR as a listener's accepted connection has it, and the port is the
+        // transparent listener's, as its bucket holds a TPROXY child.
+        let claim = PortClaim::new(options.reuse_address.unwrap_or(true), true);
+        let (h, conn) = self.insert(now, id, Owner::App, claim);
         conn.apply_options(options);
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.
         conn.accept_syn(now, &seg, crate::wire::Ecn::NotEct);

@@ -17,7 +17,7 @@ use crate::seq::SeqNumber;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
 use crate::tcp::connection::output::HOP_LIMIT;
-use crate::tcp::connection::SegmentMeta;
+use crate::tcp::connection::{PortClaim, SegmentMeta};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
@@ -139,6 +139,14 @@ impl Endpoint {
             ts_offset,
             ip_id: self.secrets.ip_id(local, remote, iss),
         }
+    }
+
+    /// How a connection a listener accepted uses its port: with the listener's
+    /// SO_REUSEADDR (on unless its socket said otherwise, as tokio's `TcpListener::bind`
+    /// sets it), and on a port a bind gave, as Linux's child joins the listener's bucket
+    /// (`__inet_inherit_port`).
+    fn accepted_claim(options: &SocketOptions) -> PortClaim {
+        PortClaim::new(options.reuse_address.unwrap_or(true), true)
     }
 
     /// What binding a socket to `local` gives, as Linux's `bind(2)` decides it for a socket
@@ -350,8 +358,8 @@ impl Endpoint {
         }
         let verdict = self.fast_open_verdict(now, l, local, remote, seg);
         let id = self.identity(local, remote, now, iss);
-        let reuse = options.reuse_address.unwrap_or(true);
-        let (h, conn) = self.insert(now, id, Owner::Nobody, reuse);
+        let claim = Self::accepted_claim(&options);
+        let (h, conn) = self.insert(now, id, Owner::Nobody, claim);
         conn.apply_options(&options);
         match verdict {
             FastOpenVerdict::Child(reply) => {
@@ -522,8 +530,8 @@ impl Endpoint {
             .get(&l)
             .map(|l| l.options)
             .unwrap_or_default();
-        let reuse = options.reuse_address.unwrap_or(true);
-        let (h, conn) = self.insert(now, id, Owner::Nobody, reuse);
+        let claim = Self::accepted_claim(&options);
+        let (h, conn) = self.insert(now, id, Owner::Nobody, claim);
         conn.apply_options(&options);
         conn.open_from_cookie(now, peer, seg, ecn);
         self.stats.syncookies_validated += 1;

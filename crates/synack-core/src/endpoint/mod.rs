@@ -42,7 +42,7 @@ use crate::error::Error;
 use crate::isn::Secrets;
 use crate::options::{SendFlags, SocketOptions};
 use crate::stats::{MemoryUsage, Stats};
-use crate::tcp::connection::{ConnConfig, Connection};
+use crate::tcp::connection::{ConnConfig, Connection, PortClaim};
 use crate::tcp::info::TcpInfo;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -365,6 +365,25 @@ impl Endpoint {
         self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple)
     }
 
+    /// Whether a connection or a TIME-WAIT entry whose port a bind gave (a socket's
+    /// `bind(2)`, or the listener that accepted it) uses `port`, on any address: no
+    /// ephemeral connect takes such a port, as Linux's `__inet_hash_connect` skips a bind
+    /// bucket that `bind(2)` made (`fastreuse >= 0`) for as long as anything is in it. A
+    /// runtime whose shards share the stack's ports asks every shard.
+    pub fn port_bound_by_bind(&self, port: u16) -> bool {
+        self.conn_ports.bound_port(port) || self.time_wait.ports().bound_port(port)
+    }
+
+    /// Whether an ephemeral connect from `local` to `remote` may have `local`'s port: no
+    /// listener or bound socket holds it, no connection or TIME-WAIT entry holds the tuple,
+    /// and nothing from a bind uses the port (`port_bound_by_bind`).
+    fn ephemeral_may_take(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        !self.tuple_in_use(local, remote)
+            && self.find_listener(local).is_none()
+            && !self.bindings.holds(local)
+            && !self.port_bound_by_bind(local.port())
+    }
+
     // ---------------------------------------------------------------------------------------
     // Input
     // ---------------------------------------------------------------------------------------
@@ -389,11 +408,7 @@ impl Endpoint {
         for count in 0..num {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
-            let local = SocketAddr::new(local_ip, port);
-            if !self.tuple_in_use(local, remote)
-                && self.find_listener(local).is_none()
-                && !self.bindings.holds(local)
-            {
+            if self.ephemeral_may_take(SocketAddr::new(local_ip, port), remote) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(port);
             }
@@ -441,7 +456,27 @@ impl Endpoint {
         local: Option<SocketAddr>,
         opts: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
-        self.open(now, remote, local, opts, FastOpen::Off)
+        self.open(now, remote, local, opts, FastOpen::Off, PortOrigin::Bind)
+            .map(|(h, _)| h)
+    }
+
+    /// [`connect_with`](Self::connect_with) from `local`, whose port the caller picked in an
+    /// ephemeral search of its own (a runtime whose shards share the stack's ports, each
+    /// searching the ports whose flows it owns). The port counts as an ephemeral connect's,
+    /// as if this endpoint had picked it: another ephemeral connect may share it, and it
+    /// must be one an ephemeral connect may take here (no listener or bound socket holds
+    /// it, nothing holds the tuple, nothing from a bind uses the port: else
+    /// `AddrNotAvailable`, and no TIME-WAIT tuple is taken over). The caller asks the other
+    /// endpoints ([`port_bound_by_bind`](Self::port_bound_by_bind)).
+    pub fn connect_from_ephemeral(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: SocketAddr,
+        opts: &SocketOptions,
+    ) -> Result<ConnectionHandle, Error> {
+        let origin = PortOrigin::Ephemeral;
+        self.open(now, remote, Some(local), opts, FastOpen::Off, origin)
             .map(|(h, _)| h)
     }
 
@@ -453,6 +488,7 @@ impl Endpoint {
         local: Option<SocketAddr>,
         opts: &SocketOptions,
         fast_open: FastOpen<'_>,
+        origin: PortOrigin,
     ) -> Result<(ConnectionHandle, usize), Error> {
         let mut sent = 0;
         // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN
@@ -492,13 +528,22 @@ impl Endpoint {
                 .ok_or(Error::NetworkUnreachable)?,
         };
         let mut takeover = None;
-        let port = match local.map_or(0, |l| l.port()) {
-            0 => None,
-            port => {
+        let port = match (local.map_or(0, |l| l.port()), origin) {
+            (0, _) => None,
+            (port, PortOrigin::Bind) => {
                 takeover = self.may_take_over(&Tuple(SocketAddr::new(local_ip, port), remote))?;
                 Some(port)
             }
+            (port, PortOrigin::Ephemeral) => {
+                if !self.ephemeral_may_take(SocketAddr::new(local_ip, port), remote) {
+                    return Err(Error::AddrNotAvailable);
+                }
+                Some(port)
+            }
         };
+        // A port given by a bind (a bound socket's) is claimed as one: no ephemeral connect
+        // shares it; an ephemeral one may be shared by others.
+        let bound = port.is_some() && origin == PortOrigin::Bind;
         if self.memory_full_after_pruning(now) {
             self.stats.refused_memory += 1;
             return Err(Error::NoBufferSpace);
@@ -523,8 +568,8 @@ impl Endpoint {
         }
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());
-        let reuse = opts.reuse_address.unwrap_or(false);
-        let (h, conn) = self.insert(now, id, Owner::App, reuse);
+        let claim = PortClaim::new(opts.reuse_address.unwrap_or(false), bound);
+        let (h, conn) = self.insert(now, id, Owner::App, claim);
         conn.apply_options(opts);
         match fast_open {
             // TCP_FASTOPEN_CONNECT: the SYN waits for the first write if a cookie is known.
@@ -564,7 +609,14 @@ impl Endpoint {
         opts: &SocketOptions,
         data: &[u8],
     ) -> Result<(ConnectionHandle, usize), Error> {
-        self.open(now, remote, local, opts, FastOpen::With(data))
+        self.open(
+            now,
+            remote,
+            local,
+            opts,
+            FastOpen::With(data),
+            PortOrigin::Bind,
+        )
     }
 
     /// Queue bytes for sending; returns how many fit. `Err(WouldBlock)` when the buffer is
@@ -1037,6 +1089,16 @@ impl Endpoint {
         self.after(conn);
         Ok(())
     }
+}
+
+/// Where an active open's nonzero local port comes from (see `Endpoint::open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortOrigin {
+    /// A bound socket's port (`connect_with`): its own, which it may take back from
+    /// TIME-WAIT, and which no ephemeral connect shares.
+    Bind,
+    /// An ephemeral port a runtime's own search picked (`connect_from_ephemeral`).
+    Ephemeral,
 }
 
 /// How an active open uses TCP Fast Open.

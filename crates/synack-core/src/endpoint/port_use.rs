@@ -1,6 +1,7 @@
 //! The local addresses that connections and TIME-WAIT entries use, by port, with how many
-//! of them set SO_REUSEADDR: what Linux keeps in its bind buckets, so that `bind(2)` and an
-//! ephemeral port search look a port up instead of walking every connection.
+//! of them set SO_REUSEADDR and how many have a port a bind gave: what Linux keeps in its
+//! bind buckets, so that `bind(2)` and an ephemeral port search look a port up instead of
+//! walking every connection.
 //!
 //! A port has few addresses (the stack's own, or in intercept mode the foreign ones its
 //! flows were addressed to), so each port keeps a short list.
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::bind::overlaps;
+use crate::tcp::connection::PortClaim;
 
 /// Users of one local address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,8 @@ struct Users {
     exclusive: u32,
     /// With it.
     shared: u32,
+    /// Of either, those on a port a bind gave ([`PortClaim::bound`]).
+    bound: u32,
 }
 
 /// Local addresses in use, by port (see the module documentation).
@@ -27,8 +31,8 @@ pub(super) struct PortUse {
 }
 
 impl PortUse {
-    /// One more user of `local`, with SO_REUSEADDR if `reuse`.
-    pub(super) fn add(&mut self, local: SocketAddr, reuse: bool) {
+    /// One more user of `local`, with its claim.
+    pub(super) fn add(&mut self, local: SocketAddr, claim: PortClaim) {
         let users = self.by_port.entry(local.port()).or_default();
         let i = match users.iter().position(|u| u.ip == local.ip()) {
             Some(i) => i,
@@ -37,18 +41,20 @@ impl PortUse {
                     ip: local.ip(),
                     exclusive: 0,
                     shared: 0,
+                    bound: 0,
                 });
                 users.len() - 1
             }
         };
-        match reuse {
+        match claim.reuse() {
             true => users[i].shared += 1,
             false => users[i].exclusive += 1,
         }
+        users[i].bound += u32::from(claim.bound());
     }
 
-    /// One user fewer of `local` (one that [`add`](Self::add) counted with `reuse`).
-    pub(super) fn remove(&mut self, local: SocketAddr, reuse: bool) {
+    /// One user fewer of `local` (one that [`add`](Self::add) counted with `claim`).
+    pub(super) fn remove(&mut self, local: SocketAddr, claim: PortClaim) {
         let Some(users) = self.by_port.get_mut(&local.port()) else {
             debug_assert!(false, "{local} was not in use");
             return;
@@ -57,12 +63,16 @@ impl PortUse {
             debug_assert!(false, "{local} was not in use");
             return;
         };
-        let count = match reuse {
+        let count = match claim.reuse() {
             true => &mut users[i].shared,
             false => &mut users[i].exclusive,
         };
-        debug_assert!(*count > 0, "{local} (reuse {reuse}) was not in use");
+        debug_assert!(*count > 0, "{local} ({claim:?}) was not in use");
         *count = count.saturating_sub(1);
+        if claim.bound() {
+            debug_assert!(users[i].bound > 0, "{local} ({claim:?}) was not in use");
+            users[i].bound = users[i].bound.saturating_sub(1);
+        }
         if users[i].exclusive == 0 && users[i].shared == 0 {
             users.swap_remove(i);
             if users.is_empty() {
@@ -82,6 +92,15 @@ impl PortUse {
     /// Whether anything uses `port`, on any address (an ephemeral port is none of those).
     pub(super) fn port(&self, port: u16) -> bool {
         self.by_port.contains_key(&port)
+    }
+
+    /// Whether something on a port a bind gave uses `port`, on any address: no ephemeral
+    /// connect takes it (Linux's `__inet_hash_connect` skips a bucket with `fastreuse >= 0`,
+    /// a bucket being a port).
+    pub(super) fn bound_port(&self, port: u16) -> bool {
+        self.by_port
+            .get(&port)
+            .is_some_and(|users| users.iter().any(|u| u.bound > 0))
     }
 
     /// Every address in use, with whether all its users set SO_REUSEADDR.
@@ -110,19 +129,22 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const REUSE: PortClaim = PortClaim::new(true, false);
+    const ALONE: PortClaim = PortClaim::new(false, false);
+
     #[test]
     fn counts_users_and_their_option_per_address() {
         let mut p = PortUse::default();
-        p.add(a("198.18.0.2:80"), true);
-        p.add(a("198.18.0.2:80"), false);
-        p.add(a("198.18.0.3:80"), true);
+        p.add(a("198.18.0.2:80"), REUSE);
+        p.add(a("198.18.0.2:80"), ALONE);
+        p.add(a("198.18.0.3:80"), REUSE);
         assert!(p.clash(a("0.0.0.0:80"), false) && p.clash(a("198.18.0.3:80"), false));
         assert!(!p.clash(a("198.18.0.4:80"), false) && !p.clash(a("[::]:80"), false));
         assert!(p.port(80) && !p.port(81));
         assert!(p.clash(a("198.18.0.2:80"), true), "one without the option");
         assert!(!p.clash(a("198.18.0.3:80"), true));
         assert!(p.clash(a("198.18.0.3:80"), false));
-        p.remove(a("198.18.0.2:80"), false);
+        p.remove(a("198.18.0.2:80"), ALONE);
         assert!(!p.clash(a("0.0.0.0:80"), true));
         assert!(p.clash(a("0.0.0.0:80"), false));
         let mut addrs: Vec<_> = p.addrs().collect();
@@ -131,8 +153,25 @@ mod tests {
             addrs,
             [(a("198.18.0.2:80"), true), (a("198.18.0.3:80"), true)]
         );
-        p.remove(a("198.18.0.2:80"), true);
-        p.remove(a("198.18.0.3:80"), true);
+        p.remove(a("198.18.0.2:80"), REUSE);
+        p.remove(a("198.18.0.3:80"), REUSE);
+        assert!(p.by_port.is_empty());
+    }
+
+    #[test]
+    fn a_port_a_bind_gave_is_bound_while_any_of_its_users_lasts() {
+        let mut p = PortUse::default();
+        let bound = PortClaim::new(true, true);
+        p.add(a("198.18.0.2:7000"), ALONE);
+        assert!(p.port(7000) && !p.bound_port(7000));
+        p.add(a("198.18.0.3:7000"), bound);
+        p.add(a("198.18.0.3:7000"), bound);
+        assert!(p.bound_port(7000) && !p.bound_port(7001));
+        p.remove(a("198.18.0.3:7000"), bound);
+        assert!(p.bound_port(7000), "one left");
+        p.remove(a("198.18.0.3:7000"), bound);
+        assert!(!p.bound_port(7000) && p.port(7000));
+        p.remove(a("198.18.0.2:7000"), ALONE);
         assert!(p.by_port.is_empty());
     }
 }

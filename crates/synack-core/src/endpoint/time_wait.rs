@@ -71,16 +71,16 @@ impl TimeWaitTable {
 
     pub fn insert(&mut self, tuple: Tuple, entry: TimeWaitEntry) {
         self.order.push_back((tuple, entry.expires));
-        self.ports.add(tuple.0, entry.reuse_address);
+        self.ports.add(tuple.0, entry.port_claim);
         if let Some(old) = self.entries.insert(tuple, entry) {
-            self.ports.remove(tuple.0, old.reuse_address);
+            self.ports.remove(tuple.0, old.port_claim);
         }
         self.compact();
     }
 
     pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
         let e = self.entries.remove(tuple)?;
-        self.ports.remove(tuple.0, e.reuse_address);
+        self.ports.remove(tuple.0, e.port_claim);
         Some(e)
     }
 
@@ -303,16 +303,13 @@ impl Endpoint {
             return;
         }
         let tuple = Tuple(slot.conn.local(), slot.conn.remote());
+        let claim = slot.conn.port_claim;
         if slot.conn.state() != State::Closed {
             slot.conn.enter_closed(None);
         }
         if self.by_tuple.get(&tuple) == Some(&h) {
             self.by_tuple.remove(&tuple);
-            let reuse = self
-                .connections
-                .get(&h)
-                .is_some_and(|s| s.conn.reuse_address);
-            self.conn_ports.remove(tuple.0, reuse);
+            self.conn_ports.remove(tuple.0, claim);
         }
         self.after(h);
     }
@@ -419,6 +416,7 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::connection::PortClaim;
 
     fn tuple(port: u16) -> Tuple {
         Tuple(
@@ -434,7 +432,7 @@ mod tests {
             ts: None,
             window: 0,
             flow_rehash: 0,
-            reuse_address: false,
+            port_claim: PortClaim::default(),
             expires: Instant::from_secs(expires),
             last_oow_ack: 0,
         }

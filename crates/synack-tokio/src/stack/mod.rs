@@ -213,16 +213,13 @@ impl ConnState {
 
 /// The runtime's view of one listener.
 pub(crate) struct ListenerState {
-    /// Where it listens: outbound connects on the shard avoid its port.
-    pub(crate) addr: SocketAddr,
     /// Tasks parked in `accept`; several tasks may share one `&TcpListener`.
     pub(crate) accept_wakers: Vec<Waker>,
 }
 
 impl ListenerState {
-    pub(crate) fn new(addr: SocketAddr) -> ListenerState {
+    pub(crate) fn new() -> ListenerState {
         ListenerState {
-            addr,
             accept_wakers: Vec::new(),
         }
     }
@@ -957,46 +954,43 @@ impl Stack {
         }
         // Shards in turn, each searching the ports whose flows it owns; when one has none
         // left the next is searched, so that AddrNotAvailable means the whole range is taken,
-        // as on Linux, not one shard's share of it.
+        // as on Linux, not one shard's share of it. Every shard is locked, in shard order,
+        // for the search: a port that a bind gave to a connection on any shard is no
+        // ephemeral port (Linux's bind bucket is the host's), and no bind decides meanwhile.
+        let mut shards = (0..n)
+            .map(|s| self.lock_shard(s))
+            .collect::<io::Result<Vec<_>>>()?;
+        for inner in &shards {
+            inner.check_open()?;
+        }
+        if !shards[0].endpoint.may_own(local_ip) {
+            return Err(Error::AddrNotAvailable.into());
+        }
         let first = self.handle.next_connect.fetch_add(1, Ordering::Relaxed);
         let counter = self.handle.port_counter.fetch_add(1, Ordering::Relaxed);
         let start = self.handle.flows.port_start(remote, counter);
         for k in 0..n {
             let shard = first.wrapping_add(k) % n;
-            let mut inner = self.lock_shard(shard)?;
-            inner.check_open()?;
-            let now = inner.now();
-            if !inner.endpoint.may_own(local_ip) {
-                return Err(Error::AddrNotAvailable.into());
-            }
-            let range = inner.endpoint.config().get_ephemeral_ports();
+            let range = shards[shard].endpoint.config().get_ephemeral_ports();
             for port in self
                 .handle
                 .flows
                 .ports_for(local_ip, remote, shard, range, start)
             {
-                // The core's own search skips ports with a listener or a bound socket, and
-                // tuples a connection or a TIME-WAIT entry holds (a connect from a bound port
-                // would take a TIME-WAIT tuple over); so do we.
-                let from = SocketAddr::new(local_ip, port);
-                let listened = inner.listeners.values().any(|l| {
-                    l.addr.port() == port
-                        && (l.addr.ip().is_unspecified() || l.addr.ip() == local_ip)
-                });
-                if listened
-                    || inner.endpoint.is_bound(from)
-                    || inner.endpoint.tuple_in_use(from, remote)
-                {
+                let bound_elsewhere = (shards.iter().enumerate())
+                    .any(|(s, other)| s != shard && other.endpoint.port_bound_by_bind(port));
+                if bound_elsewhere {
                     continue;
                 }
-                match inner
-                    .endpoint
-                    .connect_with(now, remote, Some(from), options)
-                {
-                    // That port's 4-tuple is taken (the address is ours: checked above).
+                let inner = &mut shards[shard];
+                let now = inner.now();
+                let from = SocketAddr::new(local_ip, port);
+                match (inner.endpoint).connect_from_ephemeral(now, remote, from, options) {
+                    // A port an ephemeral connect may not take here (the address is ours:
+                    // checked above).
                     Err(Error::AddrNotAvailable) => continue,
                     Err(e) => return Err(e.into()),
-                    Ok(h) => return Ok((shard, inner, h)),
+                    Ok(h) => return Ok((shard, shards.swap_remove(shard), h)),
                 }
             }
         }

@@ -11,6 +11,36 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr, TcpTimestamp};
 
+/// How a connection, and then its TIME-WAIT entry, uses its local port, as Linux's bind
+/// bucket records it: with SO_REUSEADDR or not (`sk_reuse`: a socket that sets it too may
+/// bind the port meanwhile), and whether the port came from a bind (`bind(2)`, or the
+/// listener whose bucket an accepted connection joins: `fastreuse >= 0`) or from an
+/// ephemeral connect's search (`fastreuse` -1), whose ports other ephemeral connects may
+/// share and whose bound ones they skip (`__inet_hash_connect`). One byte, so that the
+/// TIME-WAIT entry stays small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PortClaim(u8);
+
+impl PortClaim {
+    const REUSE: u8 = 1;
+    const BOUND: u8 = 2;
+
+    /// A claim with SO_REUSEADDR if `reuse`, on a port a bind gave if `bound`.
+    pub(crate) const fn new(reuse: bool, bound: bool) -> PortClaim {
+        PortClaim((reuse as u8 * Self::REUSE) | (bound as u8 * Self::BOUND))
+    }
+
+    /// With SO_REUSEADDR.
+    pub(crate) const fn reuse(self) -> bool {
+        self.0 & Self::REUSE != 0
+    }
+
+    /// On a port a bind gave, which no ephemeral connect takes.
+    pub(crate) const fn bound(self) -> bool {
+        self.0 & Self::BOUND != 0
+    }
+}
+
 /// What a connection in TIME-WAIT still needs once the application released it, kept by the
 /// endpoint's compact TIME-WAIT table in place of the whole connection (after Linux's
 /// `inet_timewait_sock`): enough to answer a retransmitted FIN, to recognise old duplicates
@@ -26,13 +56,15 @@ pub(crate) struct TimeWaitEntry {
     /// The window field of our last segment, repeated in our ACKs.
     pub window: u16,
     /// How many times the connection moved to a new IPv6 flow label
-    /// ([`Connection::flow_rehash`], wrapping at 256: a connection moves it on a timeout, and
-    /// gives up long before that many): its ACKs go on in the flow's last label, as Linux's
-    /// TIME-WAIT sock keeps `tw_txhash`.
+    /// ([`Connection::flow_rehash`]), so that its ACKs go on in the flow's last label, as
+    /// Linux's TIME-WAIT sock keeps `tw_txhash`. It wraps at 256: a long-lived connection
+    /// that moved more often over its life (on timeouts, and on duplicates the peer sent
+    /// under a new label) leaves ACKs in another label, which at most sends them on another
+    /// path.
     pub flow_rehash: u8,
-    /// The connection's `SO_REUSEADDR`, as Linux's TIME-WAIT sock keeps `tw_reuse`: whether
-    /// a socket that sets it too may bind the port meanwhile.
-    pub reuse_address: bool,
+    /// The connection's claim on its port ([`PortClaim`]), as Linux's TIME-WAIT sock keeps
+    /// `tw_reuse` and stays in its bind bucket.
+    pub port_claim: PortClaim,
     /// When the entry expires (2 MSL after it was entered or last restarted).
     pub expires: Instant,
     /// When it last answered a segment that occupies no sequence space, in milliseconds
@@ -333,7 +365,7 @@ impl Connection {
             }),
             window: window.min(u16::MAX as usize) as u16,
             flow_rehash: self.flow_rehash() as u8,
-            reuse_address: self.reuse_address,
+            port_claim: self.port_claim,
             expires: self.timers.time_wait.unwrap_or(Instant::ZERO),
             last_oow_ack: 0,
         }

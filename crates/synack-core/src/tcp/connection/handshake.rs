@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::output::HOP_LIMIT;
 use super::{
     default_mss, ChallengeAcks, ConnConfig, Connection, CwndUse, EcnState, Notify, PaceBucket,
-    PathMtu, RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE, MIN_MSS,
+    PathMtu, PortClaim, RcvSpace, Receiver, Recovery, Sender, Timers, Timestamps, MAX_WINDOW_SCALE,
+    MIN_MSS,
 };
 use crate::config::Config;
 use crate::error::Error;
@@ -222,7 +223,7 @@ impl Connection {
             ecn: EcnState::default(),
             tos: 0,
             hop_limit: HOP_LIMIT,
-            reuse_address: false,
+            port_claim: PortClaim::default(),
             ip_id,
             control_socket: false,
             pmtu: PathMtu::default(),

@@ -48,7 +48,7 @@ pub(crate) mod output;
 mod timers;
 mod urgent;
 
-pub(crate) use close::{time_wait_input, TimeWaitEntry, TimeWaitInput};
+pub(crate) use close::{time_wait_input, PortClaim, TimeWaitEntry, TimeWaitInput};
 pub(crate) use ecn::EcnState;
 pub use fast_open::{FastOpen, FastOpenServer, LearnedFastOpen};
 pub(crate) use input::{InputVerdict, SegmentMeta};
@@ -582,9 +582,10 @@ pub(crate) struct Connection {
     pub tos: u8,
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the packets it sends.
     pub hop_limit: u8,
-    /// `SO_REUSEADDR` of its socket ([`SocketOptions::reuse_address`]): whether a socket
-    /// that sets it too may bind its port while it, or its TIME-WAIT entry, lasts.
-    pub reuse_address: bool,
+    /// How it uses its local port ([`PortClaim`]): the `SO_REUSEADDR` of its socket
+    /// ([`SocketOptions::reuse_address`]), whether a socket that sets it too may bind its
+    /// port while it, or its TIME-WAIT entry, lasts; and whether a bind gave the port.
+    pub port_claim: PortClaim,
     /// The IPv4 identification of its next packet, one more for each packet (each segment
     /// of a super-segment) it sends, as Linux's `inet_id`. What Linux sends from a request
     /// sock or a control socket instead carries 0 (see `ip_header` in `output.rs`). RFC 6864 §4.1
