@@ -275,15 +275,21 @@ async fn kernel_multiqueue_without_steering_hands_over_only_handshakes() {
     both_ways_over_two_shards("synack-mq-nosteer", true, false).await;
 }
 
-/// Kernel clients connecting one after another, each holding its connection.
+/// Kernel clients connecting one after another, each holding its connection. A client's
+/// `connect` returns on the SYN-ACK, with its ACK still on the way; each waits 50 ms before
+/// the next so that the ACK is in the accept queue before the next SYN is judged by it.
+/// (Without the pause, the ACK and the next SYN could reach the two shards together and the
+/// SYN be answered first, a race Linux has too on a multi-queue NIC, since it checks the
+/// accept queue, as synack does, when a SYN and when an ACK arrives.)
 const SEQUENTIAL_CLIENTS: &str = r#"
-import socket, sys
+import socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 held, ok = [], 0
 for i in range(n):
     try:
         held.append(socket.create_connection((host, port), timeout=1.5))
         ok += 1
+        time.sleep(0.05)
     except OSError:
         pass
 print(ok, flush=True)
