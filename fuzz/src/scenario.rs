@@ -355,7 +355,7 @@ impl Harness {
                         .accept_intercepted(now, syn, &SocketOptions::default())
                         .map(|c| self.handles.push_back(c)),
                     1 => ep.refuse_intercepted(syn),
-                    2 => ep.unreachable_intercepted(syn),
+                    2 => ep.unreachable_intercepted(now, syn).map(drop),
                     _ => ep.drop_intercepted(syn),
                 };
                 if decided.is_ok() {

@@ -74,6 +74,9 @@ pub struct Stats {
     pub intercept_expired: u64,
     /// ICMP destination-unreachable errors sent for refused intercepted SYNs.
     pub intercept_unreachable_sent: u64,
+    /// Such errors not sent: the ICMP rate limit (or a full queue of our own packets)
+    /// dropped them (`Endpoint::unreachable_intercepted` returned `Ok(false)`).
+    pub intercept_unreachable_limited: u64,
     /// New connections refused because the memory cap was reached (`Config::max_memory`):
     /// SYNs and SYN-cookie ACKs to listeners and accepted intercepted SYNs, each also
     /// counted as dropped under `drop_memory`, and `connect` calls that returned
@@ -194,6 +197,7 @@ impl Stats {
             intercept_duplicates,
             intercept_expired,
             intercept_unreachable_sent,
+            intercept_unreachable_limited,
             refused_memory,
             ooo_pruned,
             drop_intercept_overflow,
@@ -252,6 +256,7 @@ impl Stats {
         self.intercept_duplicates += intercept_duplicates;
         self.intercept_expired += intercept_expired;
         self.intercept_unreachable_sent += intercept_unreachable_sent;
+        self.intercept_unreachable_limited += intercept_unreachable_limited;
         self.refused_memory += refused_memory;
         self.ooo_pruned += ooo_pruned;
         self.drop_intercept_overflow += drop_intercept_overflow;

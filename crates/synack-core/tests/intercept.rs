@@ -214,7 +214,7 @@ fn unreachable_sends_icmp_quoting_the_syn() {
     let mut h = intercepting(InterceptConfig::default());
     syn(&mut h, client(40002), elsewhere(22), 7);
     let s = held(&mut h);
-    h.ep.unreachable_intercepted(s[0]).unwrap();
+    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
     assert!(h.drain().is_empty(), "no TCP answer");
     let icmp = h.raw.last().expect("an ICMP packet").clone();
     let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
@@ -230,6 +230,37 @@ fn unreachable_sends_icmp_quoting_the_syn() {
         other => panic!("{other:?}"),
     }
     assert_eq!(h.ep.stats().intercept_unreachable_sent, 1);
+}
+
+/// ICMP unreachable answers to held SYNs keep the ICMP rate limit (a burst of 50, then
+/// 1,000 a second, as Linux's `icmp_msgs_burst` and `icmp_msgs_per_sec`): spoofed SYNs to
+/// dead destinations cannot draw ICMP at their own rate. Past the limit the SYN is dropped
+/// without an answer, and counted. Every one was answered before.
+#[test]
+fn unreachable_answers_keep_the_icmp_rate_limit() {
+    let mut h = intercepting(InterceptConfig::default());
+    let mut sent = 0;
+    for i in 0..200 {
+        syn(&mut h, client(41000 + i), elsewhere(22), 7);
+        for s in held(&mut h) {
+            sent += usize::from(h.ep.unreachable_intercepted(h.now, s).unwrap());
+        }
+        assert!(h.drain().is_empty(), "no TCP answer");
+    }
+    assert_eq!(sent, 50);
+    assert_eq!(h.ep.stats().intercept_unreachable_sent, 50);
+    assert_eq!(h.ep.stats().intercept_unreachable_limited, 150);
+    assert_eq!(h.ep.intercepted_count(), 0, "the SYNs are gone either way");
+    // The bucket refills at a thousand a second.
+    h.advance(Duration::from_millis(10));
+    let mut later = 0;
+    for i in 0..20 {
+        syn(&mut h, client(42000 + i), elsewhere(22), 7);
+        for s in held(&mut h) {
+            later += usize::from(h.ep.unreachable_intercepted(h.now, s).unwrap());
+        }
+    }
+    assert_eq!(later, 10);
 }
 
 #[test]
@@ -319,7 +350,7 @@ fn intercept_works_for_ipv6() {
 
     syn(&mut h, SocketAddr::new(PEER6, 40011), dst, 9);
     let s = held(&mut h);
-    h.ep.unreachable_intercepted(s[0]).unwrap();
+    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
     assert!(h.drain().is_empty(), "no TCP answer");
     let icmp = h.raw.last().unwrap().clone();
     let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();

@@ -212,13 +212,15 @@ impl IncomingSyn {
 
     /// Answers with ICMP destination unreachable (host unreachable for IPv4, address
     /// unreachable for IPv6) from the original destination: Linux clients fail with
-    /// `EHOSTUNREACH`.
-    pub fn unreachable(mut self) -> io::Result<()> {
+    /// `EHOSTUNREACH`. Within the stack's ICMP rate limit, as its other ICMP errors;
+    /// `Ok(false)` when that (or a full queue) dropped the message, and the SYN with it.
+    pub fn unreachable(mut self) -> io::Result<bool> {
         self.decided = true;
         let mut inner = self.stack.lock_shard(self.shard)?;
-        inner.endpoint.unreachable_intercepted(self.handle)?;
+        let now = inner.now();
+        let sent = inner.endpoint.unreachable_intercepted(now, self.handle)?;
         inner.wake_driver();
-        Ok(())
+        Ok(sent)
     }
 }
 

@@ -317,9 +317,19 @@ impl Endpoint {
 
     /// Answer a held SYN with ICMP destination unreachable from its original destination:
     /// host unreachable for IPv4 (RFC 792, code 1), address unreachable for IPv6 (RFC 4443
-    /// §3.1, code 3), which Linux's TCP reports as `EHOSTUNREACH`.
-    pub fn unreachable_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
+    /// §3.1, code 3), which Linux's TCP reports as `EHOSTUNREACH`. Within the ICMP rate
+    /// limit every ICMP error of the endpoint's keeps (Linux's `icmp_global_allow`; a Linux
+    /// router answering for a dead destination is held to it too), so that spoofed SYNs
+    /// cannot turn the endpoint into a source of ICMP at their rate: `Ok(false)` when the
+    /// limit (or a full queue of our own packets) dropped the message, counted in
+    /// `intercept_unreachable_limited`. The SYN is gone either way; its client times out,
+    /// as behind a rate-limited router.
+    pub fn unreachable_intercepted(&mut self, now: Instant, syn: SynHandle) -> Result<bool, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        if self.control_full() || !self.icmp_allowed(now) {
+            self.stats.intercept_unreachable_limited += 1;
+            return Ok(false);
+        }
         let code = if held.info.local.is_ipv6() { 3 } else { 1 };
         let error = IcmpRepr::DstUnreachable {
             code,
@@ -327,7 +337,7 @@ impl Endpoint {
         };
         let (src, dst) = (held.info.local.ip(), held.info.remote.ip());
         self.send_icmp(src, dst, &error, Own::InterceptUnreachable);
-        Ok(())
+        Ok(true)
     }
 
     /// Drop a held SYN without an answer, as a firewall's DROP would.
