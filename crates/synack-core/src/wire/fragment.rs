@@ -60,6 +60,7 @@ impl<'a> Fragment<'a> {
             return Err(WireError::Malformed);
         }
         let (hl, total) = (ip.header_len(), usize::from(ip.total_len()));
+        ipv4::check_options(&packet[ipv4::HEADER_LEN..hl])?;
         Ok(Fragment {
             src: IpAddr::V4(ip.src_addr()),
             dst: IpAddr::V4(ip.dst_addr()),

@@ -223,6 +223,45 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// RFC 791 §3.1: option type 0, End of Option List.
+const OPT_END: u8 = 0;
+/// Option type 1, No Operation.
+const OPT_NOOP: u8 = 1;
+/// Option type 131, Loose Source and Record Route.
+const OPT_LSRR: u8 = 131;
+/// Option type 137, Strict Source and Record Route.
+const OPT_SSRR: u8 = 137;
+
+/// Checks the options of an IPv4 header (the bytes between the fixed header and IHL × 4),
+/// which an end host otherwise skips (none of record route, timestamps or security
+/// matters to its TCP or UDP):
+/// - a length below 2 or past the header is `Malformed`, as Linux's `ip_options_compile`
+///   refuses it (with a parameter problem, which synack does not send);
+/// - a source route (LSRR, SSRR) is `Unsupported`: Linux drops every source-routed
+///   datagram by default (`accept_source_route` 0, in `ip_rcv_options`), finished or not,
+///   as RFC 1122 §3.3.5 lets a host, and one whose route is not finished names us as a
+///   hop on the way, not its end.
+pub fn check_options(options: &[u8]) -> Result<(), WireError> {
+    let mut rest = options;
+    while let Some(&kind) = rest.first() {
+        match kind {
+            OPT_END => break,
+            OPT_NOOP => rest = &rest[1..],
+            _ => {
+                let len = usize::from(*rest.get(1).ok_or(WireError::Malformed)?);
+                if len < 2 || len > rest.len() {
+                    return Err(WireError::Malformed);
+                }
+                if kind == OPT_LSRR || kind == OPT_SSRR {
+                    return Err(WireError::Unsupported);
+                }
+                rest = &rest[len..];
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A validated IPv4 header, as far as this stack cares about one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Repr {
@@ -240,8 +279,9 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Parses an IPv4 packet: lengths as [`Packet::check_len`], version 4, header checksum,
-    /// options skipped, fragments refused (`Fragment`: see [`super::fragment`]). Returns the repr and the payload (up to the total
-    /// length; bytes past it are link padding and are ignored).
+    /// options checked and skipped ([`check_options`]), fragments refused (`Fragment`: see
+    /// [`super::fragment`]). Returns the repr and the payload (up to the total length; bytes
+    /// past it are link padding and are ignored).
     pub fn parse(buf: &[u8]) -> Result<(Ipv4Repr, &[u8]), WireError> {
         let packet = Packet::new_checked(buf)?;
         if packet.version() != 4 {
@@ -258,7 +298,7 @@ impl Ipv4Repr {
             return Err(WireError::Fragment);
         }
         // RFC 791 §3.1 Options: IHL > 5 means options follow; the payload starts after them.
-        // None of them (record route, timestamps, source routes) matter to an end host's TCP.
+        check_options(&buf[HEADER_LEN..packet.header_len()])?;
         let repr = Ipv4Repr {
             src_addr: packet.src_addr(),
             dst_addr: packet.dst_addr(),
@@ -413,6 +453,58 @@ mod tests {
         let (repr, payload) = Ipv4Repr::parse(&buf).unwrap();
         assert_eq!(repr.payload_len, 3);
         assert_eq!(payload, b"abc");
+    }
+
+    /// A datagram with the given 8 bytes of options (IHL 7) and 3 bytes of payload.
+    fn with_options(options: [u8; 8]) -> [u8; 31] {
+        let mut buf = [0u8; 31];
+        {
+            let mut p = Packet::new_unchecked(&mut buf[..]);
+            p.set_version_and_header_len(28);
+            p.set_total_len(31);
+            p.set_hop_limit(64);
+            p.set_protocol(IpProtocol::Tcp);
+        }
+        buf[20..28].copy_from_slice(&options);
+        buf[28..].copy_from_slice(b"abc");
+        Packet::new_unchecked(&mut buf[..]).fill_checksum();
+        buf
+    }
+
+    #[test]
+    fn options_are_checked_and_source_routes_refused() {
+        // Record route (7) with room for one address, then NOP: skipped.
+        let rr = with_options([7, 7, 4, 0, 0, 0, 0, 1]);
+        assert_eq!(Ipv4Repr::parse(&rr).unwrap().1, b"abc");
+        // Timestamp option (68) of 4 bytes, then EOL and anything after it.
+        let ts = with_options([68, 4, 5, 0, 0, 99, 99, 99]);
+        assert!(Ipv4Repr::parse(&ts).is_ok());
+        // Loose and strict source routes, finished or not: Linux drops them by default.
+        for kind in [OPT_LSRR, OPT_SSRR] {
+            for pointer in [4, 8] {
+                let sr = with_options([1, kind, 7, pointer, 198, 18, 0, 9]);
+                assert_eq!(Ipv4Repr::parse(&sr), Err(WireError::Unsupported));
+                let mut fragment = sr;
+                Packet::new_unchecked(&mut fragment[..]).set_flags_and_offset(false, true, 0);
+                Packet::new_unchecked(&mut fragment[..]).fill_checksum();
+                assert_eq!(
+                    super::super::fragment::Fragment::parse(&fragment).unwrap_err(),
+                    WireError::Unsupported
+                );
+            }
+        }
+        // Lengths below 2, past the header, or missing: malformed.
+        for bad in [
+            [7, 0, 0, 0, 0, 0, 0, 0],
+            [7, 1, 0, 0, 0, 0, 0, 0],
+            [1, 7, 9, 4, 0, 0, 0, 0],
+            [1, 1, 1, 1, 1, 1, 1, 7],
+        ] {
+            assert_eq!(
+                Ipv4Repr::parse(&with_options(bad)),
+                Err(WireError::Malformed)
+            );
+        }
     }
 
     #[test]
