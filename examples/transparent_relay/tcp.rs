@@ -140,11 +140,11 @@ impl Relay {
     }
 
     /// Cancels a connect in progress to make room (see [`Connects`]): dropping its sender
-    /// wakes that flow's task, which drops its SYN and its socket.
+    /// wakes that flow's task, which drops its SYN and its socket, and counts the flow as
+    /// dropped at a limit. (A task whose connect had finished meanwhile takes its result
+    /// instead, and counts that: each flow is counted once.)
     fn cancel_a_connect(&self) {
-        if self.connects().cancel_one().is_some() {
-            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
-        }
+        self.connects().cancel_one();
     }
 
     /// Forgets connect `id` once it has finished (at most --max-pending-connects entries to
@@ -278,6 +278,7 @@ impl Relay {
         let Some(attempt) = attempt else {
             // Made room for a newer SYN: this one is dropped unanswered, as at a timeout
             // (counted as dropped at a limit).
+            self.stats.tcp_busy.fetch_add(1, Ordering::Relaxed);
             if self.verbose {
                 println!(
                     "tcp {client} -> {dst} cancelled up 0 B down 0 B {:.3} s (--max-pending-connects)",
