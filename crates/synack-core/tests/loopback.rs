@@ -327,3 +327,34 @@ fn a_packet_from_the_link_with_our_source_is_still_dropped() {
     assert_eq!(ep.accept(l), Err(Error::WouldBlock));
     assert_eq!(twin.state(c), Ok(State::SynSent));
 }
+
+/// A client that connects to its own server again and again does not run out of ports:
+/// an ephemeral connect takes a loopback tuple over from its TIME-WAIT entry once TS.Recent
+/// is from an earlier second, as Linux's `tcp_tw_reuse` default does on loopback (not
+/// sooner, and never for a peer on the link). With one ephemeral port, the second connect
+/// was `AddrNotAvailable` for the whole of TIME-WAIT.
+#[test]
+fn an_ephemeral_connect_reuses_an_own_time_wait_tuple_after_a_second() {
+    let mut config = Config::default();
+    config.ephemeral_ports((40000, 40000));
+    let mut ep = endpoint_with(config);
+    let mut now = Instant::from_secs(1);
+    let (c, s) = connect_to_self(&mut ep, &mut now, V4, 8080);
+    // The client closes first: its end waits in TIME-WAIT.
+    ep.close(now, c).unwrap();
+    run(&mut ep, &mut now, |ep, _| {
+        ep.state(s) == Ok(State::CloseWait)
+    });
+    ep.close(now, s).unwrap();
+    run(&mut ep, &mut now, |ep, _| ep.time_wait_count() == 1);
+    assert_eq!(ep.connect(now, at(V4, 8080)), Err(Error::AddrNotAvailable));
+    now += Duration::from_secs(1);
+    ep.handle_timeout(now);
+    assert_eq!(ep.time_wait_count(), 1, "TIME-WAIT lasts 60 s");
+    let again = ep.connect(now, at(V4, 8080)).unwrap();
+    assert_eq!(ep.local_addr(again), Ok(at(V4, 40000)));
+    assert_eq!(ep.time_wait_count(), 0);
+    run(&mut ep, &mut now, |ep, _| {
+        ep.state(again) == Ok(State::Established)
+    });
+}

@@ -354,12 +354,11 @@ impl Endpoint {
         self.time_wait.len()
     }
 
-    /// Whether a connection or a TIME-WAIT entry holds the tuple `local` → `remote`: a
-    /// runtime that picks ephemeral ports itself skips such a port, as the endpoint's own
-    /// search does and Linux's (`__inet_check_established`; a TIME-WAIT tuple goes to an
-    /// ephemeral connect only under `tcp_tw_reuse`, which is off but for loopback), where
-    /// [`connect_with`](Self::connect_with) from a port the socket bound takes a TIME-WAIT
-    /// tuple over.
+    /// Whether a connection or a TIME-WAIT entry holds the tuple `local` → `remote`
+    /// (`__inet_check_established`). An ephemeral connect skips such a tuple but for a
+    /// loopback one in TIME-WAIT, as Linux's `tcp_tw_reuse` default lets it
+    /// (`loopback_time_wait_reusable`); [`connect_with`](Self::connect_with) from a port the
+    /// socket bound takes a TIME-WAIT tuple over.
     pub fn tuple_in_use(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         let tuple = Tuple(local, remote);
         self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple)
@@ -375,10 +374,12 @@ impl Endpoint {
     }
 
     /// Whether an ephemeral connect from `local` to `remote` may have `local`'s port: no
-    /// listener or bound socket holds it, no connection or TIME-WAIT entry holds the tuple,
+    /// listener or bound socket holds it, no connection or TIME-WAIT entry holds the tuple
+    /// (but a loopback TIME-WAIT entry Linux would reuse: `loopback_time_wait_reusable`),
     /// and nothing from a bind uses the port (`port_bound_by_bind`).
-    fn ephemeral_may_take(&self, local: SocketAddr, remote: SocketAddr) -> bool {
-        !self.tuple_in_use(local, remote)
+    fn ephemeral_may_take(&self, now: Instant, local: SocketAddr, remote: SocketAddr) -> bool {
+        let tuple = Tuple(local, remote);
+        (!self.tuple_in_use(local, remote) || self.loopback_time_wait_reusable(now, &tuple))
             && self.find_listener(local).is_none()
             && !self.bindings.holds(local)
             && !self.port_bound_by_bind(local.port())
@@ -398,7 +399,12 @@ impl Endpoint {
 
     /// RFC 6056 §3.3.3 (Algorithm 3): a per-destination offset from a keyed hash plus a
     /// global counter, so ports are hard to guess yet reuse of one tuple is rare.
-    fn ephemeral_port(&mut self, local_ip: IpAddr, remote: SocketAddr) -> Result<u16, Error> {
+    fn ephemeral_port(
+        &mut self,
+        now: Instant,
+        local_ip: IpAddr,
+        remote: SocketAddr,
+    ) -> Result<u16, Error> {
         let (min, max) = self.config.ephemeral_ports;
         if min == 0 || max < min {
             return Err(Error::AddrNotAvailable);
@@ -408,7 +414,7 @@ impl Endpoint {
         for count in 0..num {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
-            if self.ephemeral_may_take(SocketAddr::new(local_ip, port), remote) {
+            if self.ephemeral_may_take(now, SocketAddr::new(local_ip, port), remote) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(port);
             }
@@ -528,14 +534,15 @@ impl Endpoint {
                 .ok_or(Error::NetworkUnreachable)?,
         };
         let mut takeover = None;
-        let port = match (local.map_or(0, |l| l.port()), origin) {
+        let local_port = local.map_or(0, |l| l.port());
+        let port = match (local_port, origin) {
             (0, _) => None,
             (port, PortOrigin::Bind) => {
                 takeover = self.may_take_over(&Tuple(SocketAddr::new(local_ip, port), remote))?;
                 Some(port)
             }
             (port, PortOrigin::Ephemeral) => {
-                if !self.ephemeral_may_take(SocketAddr::new(local_ip, port), remote) {
+                if !self.ephemeral_may_take(now, SocketAddr::new(local_ip, port), remote) {
                     return Err(Error::AddrNotAvailable);
                 }
                 Some(port)
@@ -560,11 +567,18 @@ impl Endpoint {
         }
         let port = match port {
             Some(port) => port,
-            None => self.ephemeral_port(local_ip, remote)?,
+            None => self.ephemeral_port(now, local_ip, remote)?,
         };
         let local = SocketAddr::new(local_ip, port);
         if let Some(held @ (Takeover::HeldTimeWait(_) | Takeover::Closed(_))) = takeover {
             iss = self.take_over(held);
+        }
+        // An ephemeral port whose loopback tuple is in TIME-WAIT (`ephemeral_may_take`).
+        if origin == PortOrigin::Ephemeral || local_port == 0 {
+            let tuple = Tuple(local, remote);
+            if self.time_wait.contains(&tuple) {
+                iss = self.take_over(Takeover::Compact(tuple));
+            }
         }
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());

@@ -229,6 +229,18 @@ impl Endpoint {
         }
     }
 
+    /// Whether an ephemeral connect may take `tuple` from its compact TIME-WAIT entry:
+    /// Linux's `tcp_tw_reuse` default (2) lets it on loopback only, where both ends are
+    /// the host's, which for us is a connection between two of our own addresses; if the
+    /// old connection used timestamps and TS.Recent is from an earlier second
+    /// (`tcp_twsk_unique`: `time_after32(now, tw_ts_recent_stamp)`). A client that opens
+    /// connection after connection to its own server then does not run out of ports.
+    pub(super) fn loopback_time_wait_reusable(&self, now: Instant, tuple: &Tuple) -> bool {
+        self.addresses.contains(&tuple.1.ip())
+            && (self.time_wait.get(tuple).and_then(|e| e.ts))
+                .is_some_and(|ts| ts.recent_at(now).age >= Duration::from_secs(1))
+    }
+
     /// Ends what [`may_take_over`](Self::may_take_over) found for a new connection, and
     /// returns the new one's initial sequence number after a TIME-WAIT: past everything the
     /// old one sent (`tw_snd_nxt + 65535 + 2`, as `tcp_twsk_unique` sets `write_seq`). The
