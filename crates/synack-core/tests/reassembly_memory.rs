@@ -22,7 +22,8 @@ fn v4_piece(src: Ipv4Addr, ident: u16) -> Vec<u8> {
 }
 
 /// An IPv6 piece at offset 0 (M set) of 8 bytes, identification `ident`, behind `headers`
-/// Destination Options headers of `len` bytes each (all PadN).
+/// Destination Options headers of `len` bytes each, filled with an unknown option to skip
+/// (type 0x1e: "skip over this option"; padding may not run past 7 bytes, as Linux's).
 fn v6_piece(ident: u32, headers: usize, len: usize) -> Vec<u8> {
     let src = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1);
     let dst = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
@@ -32,7 +33,7 @@ fn v6_piece(ident: u32, headers: usize, len: usize) -> Vec<u8> {
     for h in 0..headers {
         let next = if h + 1 == headers { 44 } else { 60 };
         p.extend_from_slice(&[next, (len / 8 - 1) as u8]);
-        // PadN options of at most 257 bytes fill the rest (a Pad1 for a lone byte).
+        // Options of at most 257 bytes fill the rest (a Pad1 for a lone byte).
         let mut left = len - 2;
         while left > 0 {
             let n = if left == 1 {
@@ -45,7 +46,7 @@ fn v6_piece(ident: u32, headers: usize, len: usize) -> Vec<u8> {
             if n == 1 {
                 p.push(0);
             } else {
-                p.extend_from_slice(&[1, (n - 2) as u8]);
+                p.extend_from_slice(&[0x1e, (n - 2) as u8]);
                 p.extend(std::iter::repeat_n(0, n - 2));
             }
             left -= n;

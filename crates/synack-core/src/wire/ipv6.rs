@@ -235,6 +235,11 @@ impl Ipv6Repr {
     }
 }
 
+/// Routing Type 3: RPL's Source Routing Header (RFC 6554).
+const ROUTING_RPL: u8 = 3;
+/// Routing Type 4: the Segment Routing Header (RFC 8754).
+const ROUTING_SEGMENT: u8 = 4;
+
 /// Walks the extension headers that start `payload` (whose first header type is
 /// `next_header`) and returns the upper-layer protocol and its offset in `payload`.
 ///
@@ -244,7 +249,8 @@ impl Ipv6Repr {
 ///   action bits say "discard" is `Unsupported`.
 /// - Routing with Segments Left 0 is skipped (§4.4: "the node must ignore the Routing header
 ///   and proceed to process the next header"); otherwise we would have to forward:
-///   `Unsupported`.
+///   `Unsupported`. RPL's and Segment Routing's are `Unsupported` either way, as Linux drops
+///   them where they are not enabled.
 /// - Fragment: `Fragment` (a piece to reassemble, see [`super::fragment`]), but for an
 ///   atomic fragment (RFC 6946), which is skipped as the whole packet it is.
 /// - No Next Header, ESP, AH and the other extension-header numbers: `Unsupported`.
@@ -307,8 +313,13 @@ pub(crate) fn walk_to(
                 }
                 let header = &rest[..len];
                 if next_header == ext::ROUTING {
-                    // RFC 8200 §4.4: Segments Left is the fourth byte.
-                    if header[3] != 0 {
+                    // RFC 8200 §4.4: Segments Left is the fourth byte. RPL's (RFC 6554) and
+                    // Segment Routing's (RFC 8754) headers go to their own handlers in Linux,
+                    // which drop them, whatever is left, where they are not enabled (the
+                    // default: `seg6_enabled`, `rpl_seg_enabled` 0).
+                    if header[3] != 0
+                        || (!lenient && matches!(header[2], ROUTING_RPL | ROUTING_SEGMENT))
+                    {
                         return Err(WireError::Unsupported);
                     }
                 } else if !lenient {
@@ -381,8 +392,6 @@ pub fn parameter_problem(packet: &[u8], handled: impl Fn(u8) -> bool) -> Option<
 
 /// [`parameter_problem`]'s walk, in `packet[..end]`.
 fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option<(u8, u32)> {
-    const RPL: u8 = 3;
-    const SEGMENT_ROUTING: u8 = 4;
     let multicast_dst = packet[24] == 0xff;
     let mut next_header = packet[6];
     let mut named_at = 6usize;
@@ -403,7 +412,7 @@ fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option
                 if next_header == ext::ROUTING {
                     let routing_type = packet[offset + 2];
                     if packet[offset + 3] != 0 {
-                        if matches!(routing_type, RPL | SEGMENT_ROUTING) {
+                        if matches!(routing_type, ROUTING_RPL | ROUTING_SEGMENT) {
                             return None;
                         }
                         return Some((0, at(offset + 2)?));
@@ -494,11 +503,18 @@ fn carries_icmpv6_error(packet: &[u8], end: usize) -> bool {
 }
 
 /// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
-/// §4.2).
+/// §4.2). Padding is there to align what follows to 8 octets, so, as Linux's
+/// `ip6_parse_tlv` (after RFC 4942 §2.1.9.5), a run of Pad1 and PadN longer than 7 octets,
+/// or PadN carrying anything but zeros (a covert channel), is `Malformed`.
 fn check_options(mut options: &[u8]) -> Result<(), WireError> {
+    let mut padding = 0;
     while let Some(&kind) = options.first() {
         // Pad1 is the one option without a length byte.
         if kind == 0 {
+            padding += 1;
+            if padding > 7 {
+                return Err(WireError::Malformed);
+            }
             options = &options[1..];
             continue;
         }
@@ -506,6 +522,14 @@ fn check_options(mut options: &[u8]) -> Result<(), WireError> {
         let end = 2 + usize::from(len);
         if end > options.len() {
             return Err(WireError::Malformed);
+        }
+        if kind == 1 {
+            padding += end;
+            if padding > 7 || options[2..end].iter().any(|&b| b != 0) {
+                return Err(WireError::Malformed);
+            }
+        } else {
+            padding = 0;
         }
         // PadN (1) and Router Alert (5) are understood. For anything else, RFC 8200 §4.2: the
         // two high-order bits of the type say what to do if it is unrecognised; 00 is "skip
@@ -570,17 +594,50 @@ mod tests {
 
     #[test]
     fn routing_with_segments_left_zero_is_skipped() {
-        let mut payload = vec![6, 0, 4, 0, 0, 0, 0, 0];
-        payload.extend_from_slice(b"t");
-        let buf = packet(43, &payload);
-        let (repr, upper) = Ipv6Repr::parse(&buf).unwrap();
-        assert_eq!(repr.next_header, IpProtocol::Tcp);
-        assert_eq!(upper, b"t");
-        payload[3] = 1;
-        assert_eq!(
-            Ipv6Repr::parse(&packet(43, &payload)).unwrap_err(),
-            WireError::Unsupported
-        );
+        // Type 0 (deprecated source route) and 2 (Mobile IPv6) with nothing left: skipped.
+        for routing_type in [0, 2] {
+            let mut payload = vec![6, 0, routing_type, 0, 0, 0, 0, 0];
+            payload.extend_from_slice(b"t");
+            let buf = packet(43, &payload);
+            let (repr, upper) = Ipv6Repr::parse(&buf).unwrap();
+            assert_eq!(repr.next_header, IpProtocol::Tcp);
+            assert_eq!(upper, b"t");
+            payload[3] = 1;
+            assert_eq!(
+                Ipv6Repr::parse(&packet(43, &payload)).unwrap_err(),
+                WireError::Unsupported
+            );
+        }
+        // RPL's and Segment Routing's are dropped even with nothing left, as Linux drops
+        // them where they are not enabled.
+        for routing_type in [ROUTING_RPL, ROUTING_SEGMENT] {
+            let payload = [6, 0, routing_type, 0, 0, 0, 0, 0, b't'];
+            assert_eq!(
+                Ipv6Repr::parse(&packet(43, &payload)).unwrap_err(),
+                WireError::Unsupported
+            );
+        }
+    }
+
+    #[test]
+    fn padding_is_at_most_seven_octets_of_zeros() {
+        // Six octets of padding, as PadN or as Pad1s, are fine; seven too.
+        for ok in [[6, 0, 1, 4, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0, 0]] {
+            assert!(Ipv6Repr::parse(&packet(60, &ok)).is_ok());
+        }
+        let mut seven = vec![6, 1, 0];
+        seven.extend_from_slice(&[1, 4, 0, 0, 0, 0]);
+        seven.extend_from_slice(&[0x3e, 5, 0, 0, 0, 0, 0]);
+        assert!(Ipv6Repr::parse(&packet(60, &seven)).is_ok());
+        // PadN carrying data, and fourteen octets of padding in a row: dropped.
+        let dirty = [6, 0, 1, 4, 0, 0, 7, 0];
+        let long = [6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        for bad in [&dirty[..], &long[..]] {
+            assert_eq!(
+                Ipv6Repr::parse(&packet(60, bad)).unwrap_err(),
+                WireError::Malformed
+            );
+        }
     }
 
     #[test]
