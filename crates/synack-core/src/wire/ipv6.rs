@@ -235,6 +235,11 @@ impl Ipv6Repr {
     }
 }
 
+/// The most options other than padding one Hop-by-Hop or Destination Options header may
+/// carry: Linux's `max_hbh_opts_cnt` and `max_dst_opts_cnt` defaults, past which
+/// `ip6_parse_tlv` drops the packet (a cheap way to make a host walk a long list).
+const MAX_OPTIONS: usize = 8;
+
 /// Routing Type 3: RPL's Source Routing Header (RFC 6554).
 const ROUTING_RPL: u8 = 3;
 /// Routing Type 4: the Segment Routing Header (RFC 8754).
@@ -505,9 +510,10 @@ fn carries_icmpv6_error(packet: &[u8], end: usize) -> bool {
 /// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
 /// §4.2). Padding is there to align what follows to 8 octets, so, as Linux's
 /// `ip6_parse_tlv` (after RFC 4942 §2.1.9.5), a run of Pad1 and PadN longer than 7 octets,
-/// or PadN carrying anything but zeros (a covert channel), is `Malformed`.
+/// or PadN carrying anything but zeros (a covert channel), is `Malformed`; and so are more
+/// than [`MAX_OPTIONS`] other options in one header.
 fn check_options(mut options: &[u8]) -> Result<(), WireError> {
-    let mut padding = 0;
+    let (mut padding, mut count) = (0, 0);
     while let Some(&kind) = options.first() {
         // Pad1 is the one option without a length byte.
         if kind == 0 {
@@ -530,6 +536,10 @@ fn check_options(mut options: &[u8]) -> Result<(), WireError> {
             }
         } else {
             padding = 0;
+            count += 1;
+            if count > MAX_OPTIONS {
+                return Err(WireError::Malformed);
+            }
         }
         // PadN (1) and Router Alert (5) are understood. For anything else, RFC 8200 §4.2: the
         // two high-order bits of the type say what to do if it is unrecognised; 00 is "skip
@@ -620,7 +630,7 @@ mod tests {
     }
 
     #[test]
-    fn padding_is_at_most_seven_octets_of_zeros() {
+    fn padding_and_option_count_are_bounded_as_linux_bounds_them() {
         // Six octets of padding, as PadN or as Pad1s, are fine; seven too.
         for ok in [[6, 0, 1, 4, 0, 0, 0, 0], [6, 0, 0, 0, 0, 0, 0, 0]] {
             assert!(Ipv6Repr::parse(&packet(60, &ok)).is_ok());
@@ -629,6 +639,16 @@ mod tests {
         seven.extend_from_slice(&[1, 4, 0, 0, 0, 0]);
         seven.extend_from_slice(&[0x3e, 5, 0, 0, 0, 0, 0]);
         assert!(Ipv6Repr::parse(&packet(60, &seven)).is_ok());
+        // Eight options to skip are taken, nine are not.
+        let mut eight = vec![6, 2];
+        eight.extend(std::iter::repeat_n([0x1e, 0], 8).flatten());
+        eight.extend_from_slice(&[0; 6]);
+        assert!(Ipv6Repr::parse(&packet(60, &eight)).is_ok());
+        eight[18..20].copy_from_slice(&[0x1e, 0]);
+        assert_eq!(
+            Ipv6Repr::parse(&packet(60, &eight)).unwrap_err(),
+            WireError::Malformed
+        );
         // PadN carrying data, and fourteen octets of padding in a row: dropped.
         let dirty = [6, 0, 1, 4, 0, 0, 7, 0];
         let long = [6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
