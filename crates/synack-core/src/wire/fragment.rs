@@ -169,6 +169,8 @@ pub fn split(packet: &[u8], mtu: usize, ident: u32) -> Option<Vec<Vec<u8>>> {
         Some(4) => {
             let ip = ipv4::Packet::new_checked(packet).ok()?;
             let hl = ip.header_len();
+            // Options a receiver would refuse are none of ours (each piece carries them).
+            ipv4::check_options(&packet[ipv4::HEADER_LEN..hl]).ok()?;
             (hl, 0, packet.get(hl..usize::from(ip.total_len()))?)
         }
         Some(6) => {
