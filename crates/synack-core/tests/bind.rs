@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use synack_core::testing::Pair;
-use synack_core::{Config, Endpoint, Error, SocketOptions, State};
+use synack_core::wire::{TcpFlags, TcpRepr};
+use synack_core::{Config, Endpoint, Error, Instant, SocketOptions, State};
 
 /// No other endpoint shares the ports.
 fn none() -> &'static [&'static Endpoint] {
@@ -546,4 +548,92 @@ fn config_with_ports(port: u16) -> Config {
     let mut config = Config::default();
     config.ephemeral_ports((port, port));
     config
+}
+
+/// Moves what `from` sends now to `to`, and returns each packet's TCP flags and source port.
+fn hand_over(from: &mut Endpoint, to: &mut Endpoint, now: Instant) -> Vec<(u16, TcpFlags)> {
+    let mut buf = vec![0u8; 65_536];
+    let mut packets = Vec::new();
+    synack_core::testing::drain(from, now, &mut buf, |packet, _| {
+        packets.push(packet.to_vec());
+        ControlFlow::Continue(())
+    });
+    let mut seen = Vec::new();
+    for packet in &packets {
+        let (ip, payload) = synack_core::wire::ip::parse(packet).unwrap();
+        let seg = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).unwrap();
+        seen.push((seg.src_port, seg.flags));
+        synack_core::testing::deliver(to, now, packet);
+    }
+    seen
+}
+
+/// A connect from a bound port made right after an abort on the same tuple, before the
+/// endpoint has sent anything: the aborted connection's RST still leaves, before the new
+/// SYN, and the new connection then opens at once (its ISN past the old one's). The
+/// takeover freed the old connection with its RST unsent, and the server's end of it,
+/// left ESTABLISHED, answered the new SYN with a challenge ACK: the new connection timed
+/// out (a reviewer's test).
+#[test]
+fn a_takeover_of_an_aborted_connection_sends_its_rst_first() {
+    let mut p = Pair::new(Config::default());
+    let l = p.server.listen(server(80), 4).unwrap();
+    let first = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    p.pump();
+    let s = p.server.accept(l).unwrap();
+    p.client.abort(first).unwrap();
+    let again = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    let sent = hand_over(&mut p.client, &mut p.server, p.now);
+    let flags: Vec<TcpFlags> = sent.iter().map(|&(_, f)| f).collect();
+    assert!(flags[0].contains(TcpFlags::RST), "{flags:?}");
+    assert_eq!(flags[1], TcpFlags::SYN, "{flags:?}");
+    assert_eq!(p.server.state(s), Ok(State::Closed), "the RST ended it");
+    p.pump();
+    assert_eq!(p.client.state(again), Ok(State::Established));
+}
+
+/// A connection the application holds in TIME-WAIT gives its tuple to a connect from the
+/// bound port only once its ACK of the peer's FIN has left: before, the connect is
+/// `AddrNotAvailable` (the takeover closed it with the ACK unsent, and the peer was left in
+/// LAST-ACK; a reviewer's test), after, it succeeds.
+#[test]
+fn a_held_time_wait_connection_gives_its_tuple_only_after_its_last_ack() {
+    let (mut p, l, first) = {
+        let mut config = Config::default();
+        config.timestamps(true);
+        let mut p = Pair::new(config);
+        let l = p.server.listen(server(80), 4).unwrap();
+        let first = p
+            .client
+            .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+            .unwrap();
+        p.pump();
+        (p, l, first)
+    };
+    let s = p.server.accept(l).unwrap();
+    p.client.shutdown(first).unwrap();
+    p.pump();
+    p.server.close(p.now, s).unwrap();
+    // The server's FIN reaches the client, which has sent nothing since.
+    hand_over(&mut p.server, &mut p.client, p.now);
+    assert_eq!(p.client.state(first), Ok(State::TimeWait));
+    let early = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true));
+    assert_eq!(early, Err(Error::AddrNotAvailable));
+    assert_eq!(p.server.connection_count(), 1, "the server in LAST-ACK");
+    let sent = hand_over(&mut p.client, &mut p.server, p.now);
+    assert_eq!(sent, [(7010, TcpFlags::ACK)]);
+    assert_eq!(p.server.connection_count(), 0, "the last ACK ended it");
+    let again = p
+        .client
+        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
+        .unwrap();
+    completes(&mut p, l, again);
 }

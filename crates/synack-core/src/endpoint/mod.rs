@@ -444,12 +444,13 @@ impl Endpoint {
     /// (`__inet_check_established`); one in TIME-WAIT with it (in the compact table, or a
     /// connection the application still holds) is taken over if that connection used
     /// timestamps, and `AddrNotAvailable` otherwise (Linux's `tcp_twsk_unique` for a bound
-    /// port), and a closed one the application holds gives it up (see `may_take_over`).
-    /// A loopback destination
-    /// is `NetworkUnreachable` at once; one of our own addresses is looped back inside the
-    /// endpoint (see [`poll_transmit`](Self::poll_transmit)). In intercept mode the local
-    /// address may be any that is routed to us ([`check_bind`](Self::check_bind)), as with
-    /// IP_TRANSPARENT.
+    /// port), and a closed one the application holds gives it up (see `may_take_over`). A
+    /// loopback destination is `NetworkUnreachable` at once; one of our own addresses is
+    /// looped back inside the endpoint (see [`poll_transmit`](Self::poll_transmit)). A port
+    /// given so counts as a bind's: no ephemeral connect shares it while the connection or
+    /// its TIME-WAIT entry lasts (see [`port_bound_by_bind`](Self::port_bound_by_bind)).
+    /// In intercept mode the local address may be any that is routed to us
+    /// ([`check_bind`](Self::check_bind)), as with IP_TRANSPARENT.
     ///
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
     /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,
@@ -471,9 +472,10 @@ impl Endpoint {
     /// searching the ports whose flows it owns). The port counts as an ephemeral connect's,
     /// as if this endpoint had picked it: another ephemeral connect may share it, and it
     /// must be one an ephemeral connect may take here (no listener or bound socket holds
-    /// it, nothing holds the tuple, nothing from a bind uses the port: else
-    /// `AddrNotAvailable`, and no TIME-WAIT tuple is taken over). The caller asks the other
-    /// endpoints ([`port_bound_by_bind`](Self::port_bound_by_bind)).
+    /// it, nothing holds the tuple but a loopback TIME-WAIT entry, which is taken over as
+    /// the endpoint's own search would, and nothing from a bind uses the port: else
+    /// `AddrNotAvailable`). The caller asks the other endpoints
+    /// ([`port_bound_by_bind`](Self::port_bound_by_bind)).
     pub fn connect_from_ephemeral(
         &mut self,
         now: Instant,
@@ -555,6 +557,18 @@ impl Endpoint {
             self.stats.refused_memory += 1;
             return Err(Error::NoBufferSpace);
         }
+        let port = match port {
+            Some(port) => port,
+            None => self.ephemeral_port(now, local_ip, remote)?,
+        };
+        let local = SocketAddr::new(local_ip, port);
+        // An ephemeral port whose loopback tuple is in TIME-WAIT (`ephemeral_may_take`).
+        if origin == PortOrigin::Ephemeral || local_port == 0 {
+            let tuple = Tuple(local, remote);
+            if self.time_wait.contains(&tuple) {
+                takeover = Some(Takeover::Compact(tuple));
+            }
+        }
         // A compact TIME-WAIT entry taken over frees its own slot: it ends before room is
         // made, so that no other entry is recycled for the new connection (nor this one, whose
         // SND.NXT the new ISS comes from).
@@ -565,20 +579,8 @@ impl Endpoint {
         if !self.make_room() {
             return Err(Error::NoBufferSpace);
         }
-        let port = match port {
-            Some(port) => port,
-            None => self.ephemeral_port(now, local_ip, remote)?,
-        };
-        let local = SocketAddr::new(local_ip, port);
         if let Some(held @ (Takeover::HeldTimeWait(_) | Takeover::Closed(_))) = takeover {
             iss = self.take_over(held);
-        }
-        // An ephemeral port whose loopback tuple is in TIME-WAIT (`ephemeral_may_take`).
-        if origin == PortOrigin::Ephemeral || local_port == 0 {
-            let tuple = Tuple(local, remote);
-            if self.time_wait.contains(&tuple) {
-                iss = self.take_over(Takeover::Compact(tuple));
-            }
         }
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());

@@ -212,13 +212,22 @@ impl Endpoint {
     ///   new connection if the old one used timestamps (PAWS then keeps the old
     ///   incarnation's duplicates out, RFC 7323 §5), whatever the entry's age and
     ///   `tcp_tw_reuse`; without them it stays.
-    /// - A closed connection holds its tuple no longer: Linux unhashed it.
+    ///   A held one gives it only once its ACK of the peer's FIN has left (Linux's
+    ///   `tcp_time_wait` runs after that ACK is sent).
+    /// - A closed connection holds its tuple no longer: Linux unhashed it. An RST it still
+    ///   owes (an abort's) leaves first ([`take_over`](Self::take_over)).
     pub(super) fn may_take_over(&self, tuple: &Tuple) -> Result<Option<Takeover>, Error> {
         if let Some(&h) = self.by_tuple.get(tuple) {
             let conn = self.connections.get(&h).map(|s| &s.conn);
-            return match conn.map(|c| (c.state(), c.time_wait_snapshot().ts.is_some())) {
-                Some((State::Closed, _)) => Ok(Some(Takeover::Closed(h))),
-                Some((State::TimeWait, true)) => Ok(Some(Takeover::HeldTimeWait(h))),
+            return match conn {
+                Some(c) if c.state() == State::Closed => Ok(Some(Takeover::Closed(h))),
+                Some(c)
+                    if c.state() == State::TimeWait
+                        && c.time_wait_snapshot().ts.is_some()
+                        && !c.owes_control() =>
+                {
+                    Ok(Some(Takeover::HeldTimeWait(h)))
+                }
                 _ => Err(Error::AddrNotAvailable),
             };
         }
@@ -242,23 +251,21 @@ impl Endpoint {
     }
 
     /// Ends what [`may_take_over`](Self::may_take_over) found for a new connection, and
-    /// returns the new one's initial sequence number after a TIME-WAIT: past everything the
-    /// old one sent (`tw_snd_nxt + 65535 + 2`, as `tcp_twsk_unique` sets `write_seq`). The
-    /// application's old connection, if it holds one, stays closed in its hands.
+    /// returns the new one's initial sequence number: past everything the old one sent
+    /// (`tw_snd_nxt + 65535 + 2`, as `tcp_twsk_unique` sets `write_seq` after a TIME-WAIT),
+    /// so that nothing of the old connection's is taken for the new one's. The
+    /// application's old connection, if it holds one, stays closed in its hands; a closed
+    /// one that owes an RST sends it first (see [`release_tuple`](Self::release_tuple)).
     pub(super) fn take_over(&mut self, takeover: Takeover) -> Option<SeqNumber> {
         match takeover {
             Takeover::Compact(tuple) => {
                 let e = self.time_wait.remove(&tuple)?;
                 Some(next_incarnation_iss(e.snd_nxt))
             }
-            Takeover::HeldTimeWait(h) => {
+            Takeover::HeldTimeWait(h) | Takeover::Closed(h) => {
                 let snd_nxt = self.connections.get(&h)?.conn.time_wait_snapshot().snd_nxt;
                 self.release_tuple(h);
                 Some(next_incarnation_iss(snd_nxt))
-            }
-            Takeover::Closed(h) => {
-                self.release_tuple(h);
-                None
             }
         }
     }
@@ -302,15 +309,17 @@ impl Endpoint {
         self.find_listener(local).is_some() || self.intercepts()
     }
 
-    /// Frees `h`'s tuple for a new connection ([`Reuse::Yes`]). A connection no one holds
-    /// goes; one the application still holds stays, CLOSED and off the tuple, with what it
-    /// received still to be read, as Linux's socket does once a TIME-WAIT sock has taken
+    /// Frees `h`'s tuple for a new connection ([`Reuse::Yes`], or a connect's takeover). A
+    /// connection no one holds goes, unless it still owes an RST (an abort's), which it
+    /// sends, off the tuple, before it goes: the peer's end of the old connection must
+    /// hear it. One the application still holds stays, CLOSED and off the tuple, with what
+    /// it received still to be read, as Linux's socket does once a TIME-WAIT sock has taken
     /// its tuple.
     pub(super) fn release_tuple(&mut self, h: ConnectionHandle) {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
-        if slot.owner == Owner::Nobody {
+        if slot.owner == Owner::Nobody && !slot.conn.has_pending_output() {
             self.remove(h);
             return;
         }

@@ -806,6 +806,13 @@ impl Connection {
         self.rst_pending || self.reset_reply.is_some()
     }
 
+    /// Whether it still owes the peer a segment that carries no data: an RST, or an ACK (in
+    /// TIME-WAIT, the one for the peer's FIN). Its tuple may not go to a new connection
+    /// before that has left.
+    pub(crate) fn owes_control(&self) -> bool {
+        self.has_pending_output() || self.rcv.ack_now || self.rcv.unacked_segments > 0
+    }
+
     /// Take the pending notifications.
     pub fn take_notify(&mut self) -> Notify {
         std::mem::take(&mut self.notify)
