@@ -373,14 +373,15 @@ pub(crate) fn walk_to(
 /// upper-layer protocol for which `handled` is false: `(code, pointer)`, the pointer an offset
 /// into `packet`. `None` where the packet is to be dropped in silence (truncated, a
 /// non-first fragment, No Next Header, an option whose action is plain "discard" or whose
-/// length runs past its header, too many headers), and where the packet is itself an ICMPv6
-/// error (RFC 4443 §2.4 (e.1), Linux's `is_ineligible`).
+/// length runs past its header, padding past its bound or too many options before any
+/// option that would be answered, too many headers), and where the packet is itself an
+/// ICMPv6 error (RFC 4443 §2.4 (e.1), Linux's `is_ineligible`).
 ///
 /// - An unrecognised option whose type's high bits are 10, or 11 with a unicast destination
 ///   (§4.2): code 2, at the option's type.
 /// - A Routing header with Segments Left above 0, which a host does not forward (§4.4):
 ///   code 0, at its Routing Type; but for RPL (3) and Segment Routing (4), which Linux drops
-///   in silence when, as by default, it does not take them.
+///   in silence, whatever is left, when, as by default, it does not take them.
 /// - Hop-by-Hop anywhere but first (§4.1), an extension header synack does not process, or
 ///   an upper-layer protocol it does not handle (§4: "discard the packet and send an ICMP
 ///   Parameter Problem message ... with an ICMP Code value of 1"): code 1, at the Next Header
@@ -416,13 +417,18 @@ fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option
                 }
                 if next_header == ext::ROUTING {
                     let routing_type = packet[offset + 2];
+                    if matches!(routing_type, ROUTING_RPL | ROUTING_SEGMENT) {
+                        return None;
+                    }
                     if packet[offset + 3] != 0 {
-                        if matches!(routing_type, ROUTING_RPL | ROUTING_SEGMENT) {
-                            return None;
-                        }
                         return Some((0, at(offset + 2)?));
                     }
                 } else {
+                    // Padding past its bound, or too many options, before any option that
+                    // would draw an answer: dropped in silence, as `ip6_parse_tlv` drops it.
+                    if check_options(&packet[offset + 2..header_end]) == Err(WireError::Malformed) {
+                        return None;
+                    }
                     let mut o = offset + 2;
                     while o < header_end {
                         let kind = packet[o];
@@ -648,6 +654,19 @@ mod tests {
         assert_eq!(
             Ipv6Repr::parse(&packet(60, &eight)).unwrap_err(),
             WireError::Malformed
+        );
+        // Dropped in silence: no Parameter Problem for an unknown option behind them, as
+        // Linux's `ip6_parse_tlv` stops at the first.
+        let mut unknown_after = eight.clone();
+        unknown_after[20] = 0x80;
+        assert_eq!(
+            parameter_problem(&packet(60, &unknown_after), |_| true),
+            None
+        );
+        let srh_then_unknown = [6, 0, ROUTING_SEGMENT, 0, 0, 0, 0, 0];
+        assert_eq!(
+            parameter_problem(&packet(43, &srh_then_unknown), |_| false),
+            None
         );
         // PadN carrying data, and fourteen octets of padding in a row: dropped.
         let dirty = [6, 0, 1, 4, 0, 0, 7, 0];
