@@ -103,7 +103,7 @@ impl TcpListener {
         let n = stack.workers();
         let mut addr = addr;
         if addr.port() == 0 && n > 1 {
-            let hold = PortHold::pick_for_listener(stack, addr)?;
+            let hold = PortHold::bind_deciding(stack, addr, true)?;
             addr = hold.local();
             bound = Some(hold);
         }

@@ -67,40 +67,29 @@ pub(crate) struct PortHold {
 }
 
 impl PortHold {
+    /// Binds `addr` on every shard (see [`bind_deciding`](Self::bind_deciding)).
+    fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
+        let _deciding = stack.lock_binding();
+        Self::bind_deciding(stack, addr, reuse)
+    }
+
     /// Binds `addr` on every shard: decided on shard 0 with every shard locked (each has
     /// every listener and every bound socket's port, but only its own connections), then
     /// held on the others before any lock is let go, so that no other shard's connect takes
-    /// the port in between.
-    fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
-        let _deciding = stack.lock_binding();
+    /// the port in between. The caller holds `Stack::lock_binding`.
+    ///
+    /// A listener on several shards takes its port 0 so too, with SO_REUSEADDR as tokio's
+    /// `TcpListener::bind` sets it: held on each shard until the listener opens there, it
+    /// gives it back shard by shard as it listens ([`release_on`](Self::release_on)), so
+    /// that no connect takes it in between (Linux picks and reserves a port in one step; a
+    /// port-0 listen never fails for a connect).
+    pub(crate) fn bind_deciding(
+        stack: &Stack,
+        addr: SocketAddr,
+        reuse: bool,
+    ) -> io::Result<PortHold> {
         let local = stack.decide_on_every_shard(
             |first, others| first.bind_socket(addr, reuse, others),
-            |other, local| other.hold_binding(local, reuse),
-        )?;
-        Ok(PortHold {
-            stack: stack.clone(),
-            local,
-            reuse,
-            held: vec![true; stack.workers()],
-        })
-    }
-
-    /// The port 0 of a listener on several shards: an ephemeral port that no shard's
-    /// listeners, bound sockets, connections or TIME-WAIT entries use, picked with every
-    /// shard locked and held on each before any lock goes, as [`bind`](Self::bind) holds
-    /// one, so that no connect on a shard takes it before the listener opens there (Linux
-    /// picks and reserves the port in one step; a port-0 listen never fails for a
-    /// connect). The listener gives it back shard by shard as it listens
-    /// ([`release_on`](Self::release_on)). The caller holds `Stack::lock_binding`.
-    pub(crate) fn pick_for_listener(stack: &Stack, addr: SocketAddr) -> io::Result<PortHold> {
-        // A listener binds with SO_REUSEADDR, as tokio's `TcpListener::bind` does.
-        let reuse = true;
-        let local = stack.decide_on_every_shard(
-            |first, others| {
-                let local = first.check_bind_among(addr, others)?;
-                first.hold_binding(local, reuse);
-                Ok(local)
-            },
             |other, local| other.hold_binding(local, reuse),
         )?;
         Ok(PortHold {
