@@ -7,7 +7,10 @@ use std::ops::ControlFlow;
 
 use synack_core::testing::Pair;
 use synack_core::wire::{TcpFlags, TcpRepr};
-use synack_core::{Config, Endpoint, Error, Instant, SocketOptions, State};
+use synack_core::{
+    Config, ConnectionHandle as Handle, Endpoint, Error, Instant, ListenerHandle, SocketOptions,
+    State,
+};
 
 /// No other endpoint shares the ports.
 fn none() -> &'static [&'static Endpoint] {
@@ -28,6 +31,28 @@ fn server(port: u16) -> SocketAddr {
 
 fn client(port: u16) -> SocketAddr {
     SocketAddr::new(Pair::CLIENT, port)
+}
+
+/// A pair with `config` whose client connected from bound port `port`, with SO_REUSEADDR,
+/// to the server's listener on port 80: the pair, the listener, the client's connection
+/// and the one the server accepted.
+fn connected_from(config: Config, port: u16) -> (Pair, ListenerHandle, Handle, Handle) {
+    let mut p = Pair::new(config);
+    let l = p.server.listen(server(80), 4).unwrap();
+    let c = p
+        .client
+        .connect_with(p.now, server(80), Some(client(port)), &reuse(true))
+        .unwrap();
+    p.pump();
+    let s = p.server.accept(l).unwrap();
+    (p, l, c, s)
+}
+
+/// `Config::default()` with timestamps as `on` says.
+fn timestamps(on: bool) -> Config {
+    let mut config = Config::default();
+    config.timestamps(on);
+    config
 }
 
 /// A second socket cannot bind a bound port, on its address or on all of them, unless both
@@ -288,17 +313,8 @@ fn a_listener_shares_its_port_with_what_it_accepted_not_with_outgoing_connection
 #[test]
 fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
     for timestamps in [true, false] {
-        let mut config = Config::default();
-        config.timestamps(timestamps);
-        let mut p = Pair::new(config);
-        let l = p.server.listen(server(80), 4).unwrap();
+        let (mut p, l, first, s) = connected_from(self::timestamps(timestamps), 7010);
         let opts = reuse(true);
-        let first = p
-            .client
-            .connect_with(p.now, server(80), Some(client(7010)), &opts)
-            .unwrap();
-        p.pump();
-        let s = p.server.accept(l).unwrap();
         p.client.send(first, b"hello").unwrap();
         p.pump();
         let mut buf = [0u8; 16];
@@ -344,24 +360,8 @@ fn a_bound_port_takes_over_its_own_time_wait_tuple_when_timestamps_were_used() {
 /// in the compact table, or (`held`) in the connection the application still holds after
 /// `shutdown` and reading the server's FIN. Returns the pair, the listener and the client's
 /// first connection.
-fn client_in_time_wait(
-    timestamps: bool,
-    held: bool,
-) -> (
-    Pair,
-    synack_core::ListenerHandle,
-    synack_core::ConnectionHandle,
-) {
-    let mut config = Config::default();
-    config.timestamps(timestamps);
-    let mut p = Pair::new(config);
-    let l = p.server.listen(server(80), 4).unwrap();
-    let first = p
-        .client
-        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
-        .unwrap();
-    p.pump();
-    let s = p.server.accept(l).unwrap();
+fn client_in_time_wait(timestamps: bool, held: bool) -> (Pair, ListenerHandle, Handle) {
+    let (mut p, l, first, s) = connected_from(self::timestamps(timestamps), 7010);
     match held {
         true => p.client.shutdown(first).unwrap(),
         false => p.client.close(p.now, first).unwrap(),
@@ -381,7 +381,7 @@ fn client_in_time_wait(
 }
 
 /// A new connection from the bound port reaches the listener and carries data.
-fn completes(p: &mut Pair, l: synack_core::ListenerHandle, c: synack_core::ConnectionHandle) {
+fn completes(p: &mut Pair, l: ListenerHandle, c: Handle) {
     for _ in 0..100 {
         p.pump();
         if let Ok(s) = p.server.accept(l) {
@@ -424,14 +424,7 @@ fn a_bound_port_takes_over_a_held_time_wait_connection_or_a_closed_one() {
         assert_eq!(p.client.state(again), Ok(State::Established));
     }
 
-    let mut p = Pair::new(Config::default());
-    let l = p.server.listen(server(80), 4).unwrap();
-    let first = p
-        .client
-        .connect_with(p.now, server(80), Some(client(7011)), &reuse(true))
-        .unwrap();
-    p.pump();
-    let s = p.server.accept(l).unwrap();
+    let (mut p, l, first, s) = connected_from(Config::default(), 7011);
     p.server.abort(s).unwrap();
     p.pump();
     assert_eq!(p.client.state(first), Ok(State::Closed));
@@ -576,14 +569,7 @@ fn hand_over(from: &mut Endpoint, to: &mut Endpoint, now: Instant) -> Vec<(u16, 
 /// out (a reviewer's test).
 #[test]
 fn a_takeover_of_an_aborted_connection_sends_its_rst_first() {
-    let mut p = Pair::new(Config::default());
-    let l = p.server.listen(server(80), 4).unwrap();
-    let first = p
-        .client
-        .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
-        .unwrap();
-    p.pump();
-    let s = p.server.accept(l).unwrap();
+    let (mut p, _, first, s) = connected_from(Config::default(), 7010);
     p.client.abort(first).unwrap();
     let again = p
         .client
@@ -604,19 +590,7 @@ fn a_takeover_of_an_aborted_connection_sends_its_rst_first() {
 /// LAST-ACK; a reviewer's test), after, it succeeds.
 #[test]
 fn a_held_time_wait_connection_gives_its_tuple_only_after_its_last_ack() {
-    let (mut p, l, first) = {
-        let mut config = Config::default();
-        config.timestamps(true);
-        let mut p = Pair::new(config);
-        let l = p.server.listen(server(80), 4).unwrap();
-        let first = p
-            .client
-            .connect_with(p.now, server(80), Some(client(7010)), &reuse(true))
-            .unwrap();
-        p.pump();
-        (p, l, first)
-    };
-    let s = p.server.accept(l).unwrap();
+    let (mut p, l, first, s) = connected_from(timestamps(true), 7010);
     p.client.shutdown(first).unwrap();
     p.pump();
     p.server.close(p.now, s).unwrap();
