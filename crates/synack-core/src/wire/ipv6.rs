@@ -424,33 +424,21 @@ fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option
                         return Some((0, at(offset + 2)?));
                     }
                 } else {
-                    // Padding past its bound, or too many options, before any option that
-                    // would draw an answer: dropped in silence, as `ip6_parse_tlv` drops it.
-                    if check_options(&packet[offset + 2..header_end]) == Err(WireError::Malformed) {
-                        return None;
-                    }
-                    let mut o = offset + 2;
-                    while o < header_end {
-                        let kind = packet[o];
-                        if kind == 0 {
-                            o += 1;
-                            continue;
-                        }
-                        // Linux's ip6_parse_tlv checks the length first: one that runs past
-                        // the header is a malformed header, dropped in silence.
-                        let opt_end = o + 2 + usize::from(*packet.get(o + 1)?);
-                        if opt_end > header_end {
-                            return None;
-                        }
-                        if kind != 1 && kind != 5 {
-                            match kind >> 6 {
-                                0 => {}
+                    // Options walked as the parser walks them (Linux's `ip6_parse_tlv`): a
+                    // malformed list (a length past the header, padding past its bound, too
+                    // many options) is dropped in silence, and the first unrecognised option
+                    // whose action says so is answered.
+                    match walk_options(&packet[offset + 2..header_end]) {
+                        Ok(()) => {}
+                        Err((WireError::Unsupported, o)) => {
+                            let o = offset + 2 + o;
+                            match packet[o] >> 6 {
                                 1 => return None,
                                 3 if multicast_dst => return None,
                                 _ => return Some((2, at(o)?)),
                             }
                         }
-                        o = opt_end;
+                        Err(_) => return None,
                     }
                 }
                 next_header = packet[offset];
@@ -514,46 +502,54 @@ fn carries_icmpv6_error(packet: &[u8], end: usize) -> bool {
 }
 
 /// Walks the TLV-encoded options of a Hop-by-Hop or Destination Options header (RFC 8200
-/// §4.2). Padding is there to align what follows to 8 octets, so, as Linux's
-/// `ip6_parse_tlv` (after RFC 4942 §2.1.9.5), a run of Pad1 and PadN longer than 7 octets,
-/// or PadN carrying anything but zeros (a covert channel), is `Malformed`; and so are more
-/// than [`MAX_OPTIONS`] other options in one header.
-fn check_options(mut options: &[u8]) -> Result<(), WireError> {
-    let (mut padding, mut count) = (0, 0);
-    while let Some(&kind) = options.first() {
+/// §4.2).
+fn check_options(options: &[u8]) -> Result<(), WireError> {
+    walk_options(options).map_err(|(e, _)| e)
+}
+
+/// [`check_options`], with the offset in `options` of the option it stopped at. In order, as
+/// Linux's `ip6_parse_tlv`: a length past the header is `Malformed`; padding is there to
+/// align what follows to 8 octets, so a run of Pad1 and PadN longer than 7 octets, or PadN
+/// carrying anything but zeros (a covert channel, RFC 4942 §2.1.9.5), is `Malformed`, and so
+/// are more than [`MAX_OPTIONS`] other options; an unrecognised option whose action bits say
+/// "discard" is `Unsupported`.
+fn walk_options(options: &[u8]) -> Result<(), (WireError, usize)> {
+    let (mut at, mut padding, mut count) = (0, 0, 0);
+    while let Some(&kind) = options.get(at) {
+        let malformed = (WireError::Malformed, at);
         // Pad1 is the one option without a length byte.
         if kind == 0 {
             padding += 1;
             if padding > 7 {
-                return Err(WireError::Malformed);
+                return Err(malformed);
             }
-            options = &options[1..];
+            at += 1;
             continue;
         }
-        let len = *options.get(1).ok_or(WireError::Malformed)?;
-        let end = 2 + usize::from(len);
+        let len = *options.get(at + 1).ok_or(malformed)?;
+        let end = at + 2 + usize::from(len);
         if end > options.len() {
-            return Err(WireError::Malformed);
+            return Err(malformed);
         }
         if kind == 1 {
-            padding += end;
-            if padding > 7 || options[2..end].iter().any(|&b| b != 0) {
-                return Err(WireError::Malformed);
+            padding += end - at;
+            if padding > 7 || options[at + 2..end].iter().any(|&b| b != 0) {
+                return Err(malformed);
             }
         } else {
             padding = 0;
             count += 1;
             if count > MAX_OPTIONS {
-                return Err(WireError::Malformed);
+                return Err(malformed);
             }
         }
         // PadN (1) and Router Alert (5) are understood. For anything else, RFC 8200 §4.2: the
         // two high-order bits of the type say what to do if it is unrecognised; 00 is "skip
         // over this option", every other value begins with "discard the packet".
         if kind != 1 && kind != 5 && kind >> 6 != 0 {
-            return Err(WireError::Unsupported);
+            return Err((WireError::Unsupported, at));
         }
-        options = &options[end..];
+        at = end;
     }
     Ok(())
 }
