@@ -27,7 +27,6 @@ use crate::config::InterceptConfig;
 use crate::error::Error;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
-use crate::tcp::connection::PortClaim;
 use crate::time::Instant;
 use crate::wire::{IcmpRepr, TcpFlags, TcpRepr, TcpTimestamp};
 
@@ -288,9 +287,9 @@ impl Endpoint {
         seg.sack_permitted = info.sack_permitted;
         seg.timestamp = held.tsval.map(|tsval| TcpTimestamp { tsval, tsecr: 0 });
         let id = self.identity(info.local, info.remote, now, held.iss);
-        // SO_REUSEADDR as a listener's accepted connection has it, and the port is the
-        // transparent listener's, as its bucket holds a TPROXY child.
-        let claim = PortClaim::new(options.reuse_address.unwrap_or(true), true);
+        // The port as a listener's accepted connection uses it: a TPROXY child is in its
+        // transparent listener's bucket.
+        let claim = Self::accepted_claim(options);
         let (h, conn) = self.insert(now, id, Owner::App, claim);
         conn.apply_options(options);
         // The held SYN's ECN flags are not kept: an intercepted connection goes without.

@@ -145,7 +145,7 @@ impl Endpoint {
     /// SO_REUSEADDR (on unless its socket said otherwise, as tokio's `TcpListener::bind`
     /// sets it), and on a port a bind gave, as Linux's child joins the listener's bucket
     /// (`__inet_inherit_port`).
-    fn accepted_claim(options: &SocketOptions) -> PortClaim {
+    pub(super) fn accepted_claim(options: &SocketOptions) -> PortClaim {
         PortClaim::new(options.reuse_address.unwrap_or(true), true)
     }
 
