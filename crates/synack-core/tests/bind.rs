@@ -39,13 +39,19 @@ fn client(port: u16) -> SocketAddr {
 fn connected_from(config: Config, port: u16) -> (Pair, ListenerHandle, Handle, Handle) {
     let mut p = Pair::new(config);
     let l = p.server.listen(server(80), 4).unwrap();
+    let (c, s) = connect_from(&mut p, l, port);
+    (p, l, c, s)
+}
+
+/// On `p`, the client connects from bound port `port`, with SO_REUSEADDR, to the server's
+/// listener `l` on port 80: the client's connection and the one the server accepted.
+fn connect_from(p: &mut Pair, l: ListenerHandle, port: u16) -> (Handle, Handle) {
     let c = p
         .client
         .connect_with(p.now, server(80), Some(client(port)), &reuse(true))
         .unwrap();
     p.pump();
-    let s = p.server.accept(l).unwrap();
-    (p, l, c, s)
+    (c, p.server.accept(l).unwrap())
 }
 
 /// `Config::default()` with timestamps as `on` says.
@@ -435,12 +441,7 @@ fn a_takeover_at_the_connection_limit_recycles_no_other_time_wait_entry() {
     let l = p.server.listen(server(80), 4).unwrap();
     // Two entries: 7009's, the older, and 7010's.
     for port in [7009, 7010] {
-        let c = p
-            .client
-            .connect_with(p.now, server(80), Some(client(port)), &reuse(true))
-            .unwrap();
-        p.pump();
-        let s = p.server.accept(l).unwrap();
+        let (c, s) = connect_from(&mut p, l, port);
         p.client.close(p.now, c).unwrap();
         p.pump();
         p.server.close(p.now, s).unwrap();
