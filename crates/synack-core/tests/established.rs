@@ -389,6 +389,43 @@ fn cork_holds_short_segments_until_uncorked() {
 }
 
 #[test]
+fn a_held_short_segment_goes_at_the_override_timeout_and_again_after_a_timeout() {
+    // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment that TCP_CORK or
+    // MSG_MORE holds go out. Unacknowledged, it is then resent like any data (Linux's
+    // tcp_retransmit_skb applies neither Nagle nor a cork): held behind the retransmission
+    // timer, it would never leave, and the timer would fire until the connection gave up.
+    for more in [false, true] {
+        let mut k = Conn::plain();
+        if more {
+            k.h.ep.send_with(k.c, &[1u8; 100], SendFlags::MORE).unwrap();
+        } else {
+            k.h.ep.set_cork(k.c, true).unwrap();
+            k.h.ep.send(k.c, &[1u8; 100]).unwrap();
+        }
+        k.h.none();
+        let mut sent_at = Vec::new();
+        for _ in 0..6 {
+            let (t, segs) = k.h.next_timeout();
+            for s in segs {
+                assert_eq!(s.payload.len(), 100, "more {more}: {s:?}");
+                assert!(s.has(PSH), "more {more}: pushed for good by the probe");
+                sent_at.push(t);
+            }
+            if sent_at.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(sent_at.len(), 3, "more {more}: the probe, then two resends");
+        let gaps: Vec<Duration> = sent_at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps[1], gaps[0] * 2, "more {more}: backed off, {gaps:?}");
+        k.our_nxt += 100;
+        k.ack_all();
+        assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+        assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
+    }
+}
+
+#[test]
 fn nodelay_pushes_past_a_cork() {
     let mut k = Conn::plain();
     k.h.ep.set_cork(k.c, true).unwrap();

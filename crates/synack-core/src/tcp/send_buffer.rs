@@ -350,6 +350,14 @@ impl SkbQueue {
         self.pushed_seq = Some(write_seq);
     }
 
+    /// The last skb carries PSH, as Linux's `tcp_write_wakeup` sets it on the skb it sends;
+    /// `pushed_seq` stays (a probe is no push of the queue).
+    pub fn mark_tail_push(&mut self) {
+        if !self.lens.is_empty() {
+            self.tail_psh = true;
+        }
+    }
+
     /// A new write's first bytes went into the last skb: it loses its PSH, which the end of
     /// the write sets again where it then ends (`tcp_sendmsg_locked`: `if (!copied)
     /// TCP_SKB_CB(skb)->tcp_flags &= ~TCPHDR_PSH`).

@@ -209,6 +209,16 @@ impl Connection {
         if len > 0 && push {
             flags |= TcpFlags::PSH;
         }
+        if kind == Emit::Wakeup && len > 0 && end == queue_end && !marked {
+            // The override timeout pushes what it sends for good (Linux's tcp_write_wakeup
+            // sets PSH on the skb): resent, it carries PSH again.
+            self.snd.push_at_end = true;
+            if self.cfg.skb_accounting {
+                if let Some(q) = self.snd.skbs.as_mut() {
+                    q.mark_tail_push();
+                }
+            }
+        }
         if fin {
             flags |= TcpFlags::FIN;
         }

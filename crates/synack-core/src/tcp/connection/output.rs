@@ -566,7 +566,7 @@ impl Connection {
         };
         let edge = wnd_edge.min(cwnd_edge);
         let usable = edge - self.snd.nxt.min(edge);
-        let len = in_record.min(usable).min(room);
+        let mut len = in_record.min(usable).min(room);
         let in_flight = self.snd.nxt > self.snd.una;
 
         if len < unsent || unsent == 0 {
@@ -610,10 +610,23 @@ impl Connection {
             // whole segments.)
             let resend = self.snd.nxt < self.snd.max && wnd_edge <= cwnd_edge;
             if !((all_queued && nagle_ok) || half_window || resend || self.sws_override) {
-                if !in_flight {
-                    self.maybe_arm_persist(now, unsent);
+                // Nor does Nagle, a cork or MSG_MORE hold back what was sent before: the rest
+                // of what went out, short because that was all there was, goes again as it
+                // went (Linux's `tcp_retransmit_skb` applies none of them). Held, with the
+                // retransmission timer armed, it would never leave, and the timer would fire
+                // until the connection gave up.
+                let sent_before = if self.snd.nxt < self.snd.max {
+                    self.snd.max - self.snd.nxt
+                } else {
+                    0
+                };
+                if sent_before == 0 || sent_before > len {
+                    if !in_flight {
+                        self.maybe_arm_persist(now, unsent);
+                    }
+                    return None;
                 }
-                return None;
+                len = sent_before;
             }
         }
         let wakeup = std::mem::take(&mut self.sws_override);
