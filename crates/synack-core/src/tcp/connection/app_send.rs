@@ -137,8 +137,7 @@ impl Connection {
     fn size_goal(&self) -> usize {
         let mss = self.payload_room().max(1);
         let gso = self.cfg.gso_max_size.saturating_sub(321);
-        let max_wnd = self.snd.max_wnd;
-        let cutoff = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
+        let cutoff = self.half_max_window();
         let goal = if cutoff > 0 && gso > cutoff {
             cutoff
         } else {

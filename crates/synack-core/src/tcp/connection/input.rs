@@ -559,7 +559,13 @@ impl Connection {
             // acknowledgment is not acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST>".
             if seg.ack_number > self.snd.una && seg.ack_number <= self.snd.max {
                 self.snd.wnd = (seg.window_len as usize) << self.snd.wscale;
-                self.snd.max_wnd = self.snd.max_wnd.max(self.snd.wnd);
+                self.snd.max_wnd = if self.passive && !self.is_fast_open_child() {
+                    // Linux makes the child from this ACK (`tcp_create_openreq_child`): its
+                    // largest window so far is this one, not the SYN's unscaled field.
+                    self.snd.wnd
+                } else {
+                    self.snd.max_wnd.max(self.snd.wnd)
+                };
                 self.snd.wl1 = seg.seq_number;
                 self.ack_syn(now, seg);
                 // A Fast Open child may have sent data already: its retransmission timer

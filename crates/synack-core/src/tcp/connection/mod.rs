@@ -58,9 +58,10 @@ pub(crate) use urgent::Urgent;
 /// The largest window scale shift (RFC 7323 §2.3: "the shift count MUST be limited to 14").
 pub(crate) const MAX_WINDOW_SCALE: u8 = 14;
 
-/// The smallest MSS we accept from a peer; smaller values are raised to it, as Linux raises
-/// them to 48 + options (RFC 9293 §3.7.1 defaults to 536 for IPv4 when absent).
-pub(crate) const MIN_MSS: usize = 64;
+/// The smallest MSS we send with, whatever a peer's SYN or `TCP_MAXSEG` asks for: Linux's
+/// `tcp_min_snd_mss` (48, before the options come off, as in `__tcp_mtu_to_mss`; RFC 9293
+/// §3.7.1 defaults to 536 for IPv4 when the option is absent).
+pub(crate) const MIN_MSS: usize = 48;
 
 /// The most immediate duplicate ACKs owed at once: one batch of the runtime's driver.
 pub(crate) const MAX_DUP_ACKS_OWED: u16 = 64;

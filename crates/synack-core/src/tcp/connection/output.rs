@@ -490,7 +490,29 @@ impl Connection {
             }
         }
         let options = seg.header_len() - 20;
-        self.snd.mss.saturating_sub(options).max(1)
+        let room = self.snd.mss.saturating_sub(options).max(1);
+        // Linux's tcp_bound_to_half_wnd: no segment larger than half the largest window the
+        // peer has offered (all of it while that is at most 536 bytes), so that a peer with
+        // a small buffer gets two segments in flight rather than one (RFC 9293 §3.8.6.2.1's
+        // sender SWS avoidance counts "half the maximum window" as a useful segment too);
+        // but never below 68 bytes with the headers.
+        let cutoff = self.half_max_window();
+        if cutoff > 0 && room > cutoff {
+            cutoff.max(68usize.saturating_sub(20 + options)).min(room)
+        } else {
+            room
+        }
+    }
+
+    /// Linux's `tcp_bound_to_half_wnd` cutoff: half the largest window the peer has offered,
+    /// or all of it while that is at most 536 bytes (0: no window seen yet, no bound).
+    pub(super) fn half_max_window(&self) -> usize {
+        let max_wnd = self.snd.max_wnd;
+        if max_wnd > 536 {
+            max_wnd / 2
+        } else {
+            max_wnd
+        }
     }
 
     /// Send new data (and/or our FIN) at SND.NXT if the windows, Nagle and SWS avoidance
