@@ -218,7 +218,7 @@ impl DelayedAck {
     /// waits for it, or if the read emptied the queue after pushed short segments, outside
     /// request/response mode or after two of them.
     pub fn ack_on_read(&self, rcv_nxt: SeqNumber, emptied: bool) -> bool {
-        rcv_nxt - self.acked > self.rcv_mss
+        self.full_segments_owed(rcv_nxt)
             || (emptied && (self.pushed2 || (self.pushed && !self.pingpong)))
     }
 
@@ -231,7 +231,12 @@ impl DelayedAck {
     /// Whether the data received since our last ACK, up to `rcv_nxt`, calls for an ACK at
     /// once (`__tcp_ack_snd_check`): more than one full segment of it, or quick-ACK mode.
     pub fn ack_now(&self, rcv_nxt: SeqNumber) -> bool {
-        rcv_nxt - self.acked > self.rcv_mss || self.in_quick_mode()
+        self.full_segments_owed(rcv_nxt) || self.in_quick_mode()
+    }
+
+    /// Whether more than one full segment has arrived since our last ACK.
+    pub fn full_segments_owed(&self, rcv_nxt: SeqNumber) -> bool {
+        rcv_nxt - self.acked > self.rcv_mss
     }
 
     /// We sent data: a reply within `ato` of the data it answers means request/response

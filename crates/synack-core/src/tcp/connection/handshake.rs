@@ -562,8 +562,21 @@ impl Connection {
         self.start_delayed_ack();
     }
 
-    /// The handshake is done: the delayed-ACK engine learns the peer's MSS and our window.
+    /// The handshake is done: our window is the whole of what the buffer offers, and the
+    /// delayed-ACK engine learns the peer's MSS and that window.
+    ///
+    /// The SYN or SYN-ACK could show at most 64 KiB (its window is never scaled, RFC 7323
+    /// §2.2); Linux's `rcv_wnd` is the whole initial window all the same, and the first ACK
+    /// offers it. Taken as offered here too, so that a read before that ACK does not count
+    /// as opening the window and send an update of its own (Linux's `tcp_cleanup_rbuf`
+    /// compares against `rcv_wnd`). The right edge only moves right.
     fn start_delayed_ack(&mut self) {
+        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let promised = self.rcv.adv - self.rcv.nxt;
+        let full = self.window_room(promised).min(max);
+        if full > promised {
+            self.rcv.adv = self.rcv.nxt + full;
+        }
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
         self.rcv
             .delack

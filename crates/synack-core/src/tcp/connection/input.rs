@@ -825,18 +825,30 @@ impl Connection {
                             .flags
                             .intersects(TcpFlags::PSH | TcpFlags::URG | TcpFlags::FIN),
                     };
+                    let fin_next = self.state == State::Established
+                        && seg.flags.contains(TcpFlags::FIN)
+                        && !had_ooo
+                        && seg.seq_number + seg.payload.len() == self.rcv.nxt;
                     let delack = &mut self.rcv.delack;
                     delack.on_data(now, arrived, self.rcv.mss, rcv_wnd, rto);
+                    // More than one full segment unacknowledged ("an ACK SHOULD be generated
+                    // for at least every second full-sized segment"; a segment longer than
+                    // our MSS, taken whole as GRO would, is several), or quick-ACK mode. Not
+                    // the latter for data with the FIN right behind it in ESTABLISHED:
+                    // Linux's `tcp_data_queue` takes the FIN, which enters request/response
+                    // mode, before `tcp_ack_snd_check` decides, so that the ACK may ride on
+                    // the application's own FIN.
+                    let due = if fin_next {
+                        delack.full_segments_owed(self.rcv.nxt)
+                    } else {
+                        delack.ack_now(self.rcv.nxt)
+                    };
                     self.rcv.unacked_segments = self.rcv.unacked_segments.saturating_add(1);
                     if had_ooo {
                         // One that fills a hole is ACKed at once (RFC 5681 §4.2).
                         self.rcv.ack_now = true;
                         self.rcv.sack_changed = true;
-                    } else if self.rcv.delack.ack_now(self.rcv.nxt) {
-                        // More than one full segment unacknowledged ("an ACK SHOULD be
-                        // generated for at least every second full-sized segment"; a segment
-                        // longer than our MSS, taken whole as GRO would, is several), or
-                        // quick-ACK mode.
+                    } else if due {
                         self.rcv.ack_now = true;
                     }
                 }
