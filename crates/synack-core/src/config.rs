@@ -28,6 +28,7 @@ pub struct Config {
     pub(crate) syn_retries: u32,
     pub(crate) synack_retries: u32,
     pub(crate) data_retries: u32,
+    pub(crate) orphan_retries: u32,
     pub(crate) initial_syn_rto: Duration,
     pub(crate) initial_rto: Duration,
     pub(crate) min_rto: Duration,
@@ -183,6 +184,7 @@ impl Default for Config {
             syn_retries: 6,
             synack_retries: 5,
             data_retries: 15,
+            orphan_retries: 0,
             initial_syn_rto: Duration::from_secs(2),
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
@@ -279,9 +281,21 @@ impl Config {
         synack_retries: u32
     );
     setter!(
-        /// Data retransmissions before the connection fails with `TimedOut` (Linux
-        /// tcp_retries2, 15).
+        /// How long unacknowledged data is retransmitted before the connection fails with
+        /// `TimedOut`, given as Linux's `tcp_retries2` (15) gives it: in retransmissions
+        /// from a 200 ms timeout, each doubling up to `max_rto`, turned into a time
+        /// (`tcp_model_timeout`: 924.6 s for 15), counted from when the data was sent. On a
+        /// path whose RTO is above 200 ms the connection gives up after fewer
+        /// retransmissions, as Linux's does (`retransmits_timed_out`); at least one is sent.
         data_retries: u32
+    );
+    setter!(
+        /// The same limit for a connection the application has closed whose data or FIN is
+        /// not acknowledged (Linux's `tcp_orphan_retries`, and its default: 0, which means 8,
+        /// about 100 s, while the RTO is below `max_rto`, and gives up at once after a
+        /// timeout once it has reached it). Zero-window probes of such a connection stop
+        /// after this many unanswered.
+        orphan_retries: u32
     );
     setter!(
         /// The first SYN retransmission timeout, doubled on each retry past the linear ones

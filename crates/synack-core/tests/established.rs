@@ -1473,6 +1473,123 @@ fn data_retries_exhausted_times_out() {
 }
 
 #[test]
+fn data_retries_count_time_not_retransmissions() {
+    // Linux's retransmits_timed_out: tcp_retries2 = 3 is the 3 s that three backoffs from
+    // 200 ms take (tcp_model_timeout), counted from when the data was sent. With an RTO of
+    // about a second that is one retransmission, and the connection fails at the next
+    // timeout, without an RST.
+    let mut cfg = config();
+    cfg.data_retries(3).min_rto(Duration::from_secs(1));
+    let mut k = Conn::open(cfg, false, false);
+    let sent = k.h.now;
+    k.h.ep.send(k.c, b"x").unwrap();
+    let _ = k.h.drain();
+    let mut failed_at = None;
+    for _ in 0..10 {
+        let (t, segs) = k.h.next_timeout();
+        assert!(segs.iter().all(|s| !s.has(RST)), "{segs:?}");
+        if k.h.ep.state(k.c).unwrap() == State::Closed {
+            failed_at = Some(t);
+            break;
+        }
+    }
+    let failed_at = failed_at.expect("gave up");
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+    let copies = k.h.sent.iter().filter(|(_, s)| s.payload == b"x").count();
+    assert_eq!(copies, 2, "the original and one retransmission");
+    assert!(
+        failed_at - sent >= Duration::from_secs(3),
+        "{:?}",
+        failed_at - sent
+    );
+}
+
+#[test]
+fn karn_keeps_the_backed_off_rto_until_an_rtt_sample() {
+    // RFC 6298 §5.7 and §3 (Karn): without timestamps the ACK of a retransmitted segment is
+    // no RTT sample, so the doubled RTO stays for the next data (Linux resets its backoff in
+    // tcp_ack_update_rtt only). The next data's own ACK is a sample and ends it.
+    let mut k = Conn::plain();
+    let first = k.h.now;
+    k.h.ep.send(k.c, &[1u8; 100]).unwrap();
+    let _ = k.h.drain();
+    let (resent, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    let rto = resent - first;
+    k.our_nxt += 100;
+    k.ack_all();
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.retransmits, info.backoff), (0, 1), "{info:?}");
+    let second = k.h.now;
+    k.h.ep.send(k.c, &[2u8; 100]).unwrap();
+    let _ = k.h.drain();
+    let (resent, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(resent - second, rto * 2, "the backed-off RTO");
+    // The resend's ACK is no sample either; new data sent once, acknowledged, is.
+    k.our_nxt += 100;
+    k.ack_all();
+    k.h.ep.send(k.c, &[3u8; 100]).unwrap();
+    let _ = k.h.drain();
+    k.h.advance(Duration::from_millis(10));
+    k.our_nxt += 100;
+    k.ack_all();
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.backoff, 0, "{info:?}");
+}
+
+#[test]
+fn an_orphan_gives_up_after_orphan_retries_not_data_retries() {
+    // Linux's tcp_write_timeout: a connection the application has closed retransmits under
+    // tcp_orphan_retries (0: 8, about 102 s from a 200 ms RTO), not tcp_retries2 (15: about
+    // 925 s), and goes silently.
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[1u8; 100]).unwrap();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let _ = k.h.drain();
+    k.h.advance(Duration::from_secs(90));
+    assert_eq!(k.h.ep.memory_usage().connections, 1, "still there at 90 s");
+    let copies =
+        k.h.sent
+            .iter()
+            .filter(|(_, s)| s.payload.len() == 100)
+            .count();
+    assert_eq!(copies, 9, "sent, then resent at 0.2 s, 0.6 s ... 51 s");
+    k.h.sent.clear();
+    // The next timeout, at 102.2 s, is 102.2 s after the data left: the end.
+    k.h.advance(Duration::from_secs(30));
+    assert!(k.h.sent.is_empty(), "silently: {:?}", k.h.sent);
+    assert_eq!(k.h.ep.memory_usage().connections, 0, "gone by 120 s");
+}
+
+#[test]
+fn data_with_a_fin_waits_for_the_delayed_ack() {
+    // Linux's tcp_data_queue takes the FIN before tcp_ack_snd_check decides: the FIN enters
+    // request/response mode, so the quick ACK of the first data gives way to a delayed one
+    // that may ride on the application's own FIN.
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | FIN, k.our_nxt).data(b"hello");
+    k.send_peer(o);
+    k.h.none();
+    let (_, segs) = k.h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].ack, k.peer_nxt, "data and FIN acknowledged");
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait);
+}
+
+#[test]
+fn a_tiny_peer_mss_is_raised_to_48() {
+    // Linux's tcp_min_snd_mss (48): a SYN-ACK offering MSS 40 gets 48-byte segments.
+    let mut k = Conn::open_with(config(), false, |sa| sa.mss(40));
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    k.h.ep.send(k.c, &[1u8; 200]).unwrap();
+    let segs = k.h.drain();
+    assert!(!segs.is_empty());
+    assert!(segs.iter().all(|s| s.payload.len() <= 48), "{segs:?}");
+    assert_eq!(segs[0].payload.len(), 48);
+}
+
+#[test]
 fn user_timeout_bounds_unacknowledged_data() {
     // As Linux 6.x (measured with packetdrill): the user timeout counts from the first
     // retransmission, the last RTO is cut to what is left of it, the connection fails then

@@ -176,6 +176,9 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         if let Some(v) = sysctl("tcp_retries2").and_then(|v| v.first().copied()) {
             c.data_retries(v.min(u64::from(u32::MAX)) as u32);
         }
+        if let Some(v) = sysctl("tcp_orphan_retries").and_then(|v| v.first().copied()) {
+            c.orphan_retries(v.min(u64::from(u32::MAX)) as u32);
+        }
     }
     if let Some(v) = sysctl("tcp_timestamps").and_then(|v| v.first().copied()) {
         c.timestamps(v != 0);

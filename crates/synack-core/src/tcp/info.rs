@@ -18,7 +18,9 @@ pub struct TcpInfo {
     /// Linux's congestion-avoidance state: 0 open, 1 disorder (SACKs or duplicate ACKs seen),
     /// 2 CWR (reducing after an ECN congestion mark), 3 fast recovery, 4 loss (after an RTO).
     pub ca_state: u8,
-    /// Retransmission timeouts in a row (Linux `tcpi_retransmits` and `tcpi_backoff`).
+    /// Retransmission timeouts since SND.UNA last moved (Linux `tcpi_retransmits`).
+    pub retransmits: u8,
+    /// The RTO's backoff exponent, kept until an RTT sample (Linux `tcpi_backoff`).
     pub backoff: u8,
     /// Unanswered probes in a row, keepalive or zero-window (`icsk_probes_out`).
     pub probes: u8,
@@ -200,6 +202,7 @@ impl Connection {
         TcpInfo {
             state: Some(self.state),
             ca_state,
+            retransmits: self.timeouts.min(255) as u8,
             backoff: self.backoff.min(255) as u8,
             probes: self.probes_out.min(255) as u8,
             options,

@@ -541,7 +541,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(320));
     w.u8(linux_state(i.state));
     w.u8(i.ca_state);
-    w.u8(i.backoff); // tcpi_retransmits
+    w.u8(i.retransmits);
     w.u8(i.probes);
     w.u8(i.backoff);
     w.u8(i.options);

@@ -258,8 +258,12 @@ impl Connection {
         };
         if let Some(sample) = per_ack.or_else(|| self.rtt_sample_for(now, seg, ack)) {
             // RFC 6298 §3 / Karn: only unambiguous samples; with timestamps every ACK of new
-            // data gives one (RFC 7323 §4).
+            // data gives one (RFC 7323 §4). Only such a sample ends the backoff (§5.7: the
+            // doubled RTO is kept "until a new RTT measurement is obtained"; Linux resets
+            // `icsk_backoff` in `tcp_ack_update_rtt`), so that the next segment after a
+            // retransmission that got through does not time out on the RTO that failed.
             self.rtt.sample(sample);
+            self.backoff = 0;
         }
         // Congestion control's sample of this ACK, taken as Linux's pkts_acked takes it:
         // from the send time of the last segment it covers (RACK's log, kept with SACK),
@@ -288,7 +292,9 @@ impl Connection {
             self.snd.records.pop_front();
         }
         self.snd.scoreboard.prune(ack);
-        self.backoff = 0;
+        // Progress: the timeouts in a row start again (Linux's `icsk_retransmits`).
+        self.timeouts = 0;
+        self.retrans_stamp = None;
         self.maybe_end_cwr(ack);
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).

@@ -177,6 +177,8 @@ impl Connection {
             recovery: Recovery::default(),
             timers: Timers::default(),
             backoff: 0,
+            timeouts: 0,
+            retrans_stamp: None,
             rtt_seq: None,
             syn_pending: false,
             rst_pending: false,

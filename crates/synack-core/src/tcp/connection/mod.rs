@@ -494,8 +494,17 @@ pub(crate) struct Connection {
     pub cwnd_use: CwndUse,
     pub recovery: Recovery,
     pub timers: Timers,
-    /// Consecutive retransmission timeouts of the same data (the backoff exponent).
+    /// The RTO's backoff exponent: doubled at each retransmission timeout, and kept, as
+    /// Karn's algorithm asks (RFC 6298 §5.7, §3), until an ACK brings a valid RTT sample
+    /// (Linux's `icsk_backoff`, reset in `tcp_ack_update_rtt`).
     pub backoff: u32,
+    /// Retransmission timeouts since SND.UNA last moved (Linux's `icsk_retransmits`): what
+    /// gives up on the data and what holds back loss probes after a timeout.
+    pub timeouts: u32,
+    /// When the data a run of timeouts resends was sent, as near as the timer knows (its
+    /// start: Linux's `retrans_stamp`): how long the data has been out, which is what
+    /// `data_retries` bounds.
+    pub retrans_stamp: Option<Instant>,
     /// A sequence number being timed for an RTT sample, and when it was sent (Karn's rule:
     /// cleared by any retransmission).
     pub rtt_seq: Option<TimedSegment>,
@@ -514,8 +523,9 @@ pub(crate) struct Connection {
     /// Disable Nagle's algorithm.
     pub nodelay: bool,
     /// The application released the handle (`close`): the connection is an orphan, which
-    /// gives up sooner (the zero-window probes' orphan rule). Not set by a shutdown of
-    /// either side, whose socket the application still holds.
+    /// gives up sooner (`Config::orphan_retries`, for retransmissions and zero-window
+    /// probes). Not set by a shutdown of either side, whose socket the application still
+    /// holds.
     pub app_closed: bool,
     /// The error the connection failed with.
     pub error: Option<Error>,
@@ -627,6 +637,7 @@ pub(crate) struct ConnConfig {
     pub syn_retries: u32,
     pub synack_retries: u32,
     pub data_retries: u32,
+    pub orphan_retries: u32,
     pub initial_syn_rto: Duration,
     /// Where a passive open's SYN-ACK schedule starts (`Config::initial_rto`).
     pub initial_rto: Duration,
@@ -674,6 +685,7 @@ impl ConnConfig {
             syn_retries: c.syn_retries,
             synack_retries: c.synack_retries,
             data_retries: c.data_retries,
+            orphan_retries: c.orphan_retries,
             initial_syn_rto: c.initial_syn_rto,
             initial_rto: c.initial_rto,
             syn_linear_timeouts: c.syn_linear_timeouts,

@@ -8,9 +8,13 @@ use crate::error::Error;
 use crate::tcp::State;
 use crate::time::Instant;
 
-/// Unanswered zero-window probes before a connection the application has closed gives up:
-/// Linux's `tcp_orphan_retries`, 8 when `net.ipv4.tcp_orphan_retries` is 0 (its default).
+/// What `net.ipv4.tcp_orphan_retries` at 0 (its default) means while the RTO is below its
+/// ceiling (Linux's `tcp_orphan_retries`).
 const ORPHAN_RETRIES: u32 = 8;
+
+/// The RTO that `data_retries` counts from, whatever the path's (Linux's `TCP_RTO_MIN` in
+/// `retransmits_timed_out`).
+const MODEL_RTO: Duration = Duration::from_millis(200);
 
 /// Every deadline a connection may have. The endpoint only asks for the earliest.
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,7 +118,7 @@ impl Connection {
         // backoff is then reset): the path may be dead, and probes would only send each
         // timeout's retransmission three times (Linux sends no probe in its Loss state,
         // `tcp_schedule_loss_probe`).
-        if self.backoff > 0 {
+        if self.timeouts > 0 {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else {
@@ -300,15 +304,50 @@ impl Connection {
             return true;
         }
         let max_probes = if self.app_closed {
+            // Linux's tcp_probe_timer: an orphan whose backoff has reached the ceiling
+            // gives up once it has sent its `tcp_orphan_retries`, 0 then by default.
             let alive = self.rtt.backed_off(self.persist_backoff) < self.rtt.max_rto();
-            if !alive {
+            let retries = self.orphan_retries(alive);
+            if !alive && self.persist_backoff >= retries {
                 return true;
             }
-            ORPHAN_RETRIES
+            retries
         } else {
             self.cfg.data_retries
         };
         self.probes_out >= max_probes
+    }
+
+    /// Linux's `tcp_orphan_retries`: the configured number, or 8 for the default 0 while
+    /// the RTO is below its ceiling (`alive`). A soft error (an ICMP report) on a connection
+    /// whose RTO has reached the ceiling gives up at once.
+    fn orphan_retries(&self, alive: bool) -> u32 {
+        let mut retries = self.cfg.orphan_retries;
+        if self.soft_error.is_some() && !alive {
+            retries = 0;
+        }
+        if retries == 0 && alive {
+            retries = ORPHAN_RETRIES;
+        }
+        retries
+    }
+
+    /// How long data may go unacknowledged for `retries` retransmissions (Linux's
+    /// `tcp_model_timeout` from `TCP_RTO_MIN`): doubling from 200 ms up to the RTO's
+    /// ceiling, then at the ceiling.
+    fn model_timeout(&self, retries: u32) -> Duration {
+        let max = self.rtt.max_rto().max(MODEL_RTO);
+        // ilog2(max / 200 ms): the doublings before the ceiling.
+        let linear = (max.as_micros() / MODEL_RTO.as_micros())
+            .max(1)
+            .ilog2()
+            .min(30);
+        if retries <= linear {
+            MODEL_RTO * ((2u32 << retries) - 1)
+        } else {
+            (MODEL_RTO * ((2u32 << linear) - 1))
+                .saturating_add(max.saturating_mul(retries - linear))
+        }
     }
 
     /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
@@ -361,13 +400,28 @@ impl Connection {
                     .cfg
                     .user_timeout
                     .is_some_and(|limit| now - since >= limit);
-                if user_timeout_hit || self.backoff >= self.cfg.data_retries {
+                // RFC 1122 §4.2.3.5's R2, as Linux's tcp_write_timeout measures it: by the
+                // time the data has been out (from when the timer that first fired was
+                // started), against what `data_retries` retransmissions from a 200 ms RTO
+                // would take, or `tcp_orphan_retries` once the application has closed.
+                let rto = self.current_rto();
+                let stamp = *self.retrans_stamp.get_or_insert(Instant::from_micros(
+                    now.total_micros().saturating_sub(rto.as_micros() as u64),
+                ));
+                let retries = if self.app_closed {
+                    self.orphan_retries(rto < self.rtt.max_rto())
+                } else {
+                    self.cfg.data_retries
+                };
+                let gave_up = self.timeouts > 0 && now - stamp >= self.model_timeout(retries);
+                if user_timeout_hit || gave_up {
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
                     return;
                 }
                 // §5.4: retransmit the earliest unacknowledged segment (we go back to SND.UNA
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
-                self.backoff += 1;
+                self.timeouts = self.timeouts.saturating_add(1);
+                self.backoff = self.backoff.saturating_add(1);
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 let reduce_from = self.rto_reduce_from();
                 self.cc.on_rto(now, reduce_from);
@@ -392,7 +446,7 @@ impl Connection {
                 self.recovery.high_rxt = self.snd.una;
                 // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
                 // one timeout (resending only the holes), not for two in a row.
-                if self.backoff >= 2 {
+                if self.timeouts >= 2 {
                     self.snd.scoreboard.clear();
                 }
                 self.rtt_seq = None;
