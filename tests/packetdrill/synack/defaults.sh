@@ -10,4 +10,8 @@ sysctl -q net.ipv4.tcp_syn_retries=6
 sysctl -q net.ipv4.tcp_synack_retries=5
 # Linux 6.17+ only.
 sysctl -q net.ipv4.tcp_syn_linear_timeouts=4 2>/dev/null
+# CUBIC, as upstream's defaults select it (scripts/packetdrill.sh allows it for the run): a new
+# namespace otherwise takes the host's default, whose skb sizing and ssthresh after a timeout
+# may differ (BBR's do), while synack runs CUBIC whatever the sysctl says.
+sysctl -q net.ipv4.tcp_congestion_control=cubic 2>/dev/null
 exit 0
