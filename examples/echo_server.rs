@@ -43,6 +43,7 @@ async fn run(args: Args) -> io::Result<()> {
         let (mut stream, peer) = tokio::select! {
             accepted = listeners.accept() => accepted?,
             r = &mut stop => {
+                common::finish(&stack).await;
                 args.net.print_stats(&stack);
                 return r;
             }

@@ -187,6 +187,9 @@ async fn run(args: Args) -> io::Result<()> {
         Ok((stream, peer))
     })
     .await;
+    // Let the connections still open finish what they queued (their FINs after it) before
+    // the process exits, rather than leaving them to be reset.
+    common::finish(&stack).await;
     args.net.print_stats(&stack);
     served
 }

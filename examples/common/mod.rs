@@ -328,6 +328,18 @@ pub async fn shutdown_signal() -> io::Result<()> {
     }
 }
 
+/// How long a stopping server gives its open connections to finish (`Stack::shutdown`).
+const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A server stops: every connection still open sends what it queued and its FIN, for up to
+/// [`FINISH_TIMEOUT`], as `Stack::shutdown` does, before the process exits. What does not
+/// finish in that time is reset, and said so on stderr; the server still stopped as asked.
+pub async fn finish(stack: &Stack) {
+    if let Err(e) = stack.shutdown(FINISH_TIMEOUT).await {
+        eprintln!("stopping: {e}");
+    }
+}
+
 /// Prints `name: error` on stderr and returns a failing exit code.
 pub fn report(name: &str, result: io::Result<()>) -> ExitCode {
     match result {
