@@ -41,7 +41,9 @@ impl Drop for FlowSlot {
 ///
 /// At --max-pending-connects one connect makes room for a new SYN: one drawn at random, and
 /// if that one is a client's retry of a cancelled flow (the same source and destination, as
-/// a kernel's SYN retransmission is), one drawn again, whatever it is. Cancelling the oldest
+/// a kernel's SYN retransmission is), or a SYN the stack marked a retransmission (its first
+/// went unanswered in the stack's table, behind a flood the relay could not keep up with),
+/// one drawn again, whatever it is. Cancelling the oldest
 /// would starve every upstream that takes longer than the pool over the flood's rate (256
 /// connects at 300 SYNs a second: 0.85 s) to connect, retry after retry; at random a connect
 /// that needs T seconds survives a flood of R SYNs a second with a chance of about
@@ -123,13 +125,20 @@ impl Relay {
 
     /// Registers a new upstream connect for the flow from `client` to `dst`. Returns its id
     /// and the receiver that fires on cancellation.
-    fn start_connect(&self, client: SocketAddr, dst: SocketAddr) -> (u64, oneshot::Receiver<()>) {
+    fn start_connect(
+        &self,
+        client: SocketAddr,
+        dst: SocketAddr,
+        retransmission: bool,
+    ) -> (u64, oneshot::Receiver<()>) {
         let (cancel, cancelled) = oneshot::channel();
         let mut connects = self.connects();
         let id = connects.next_id;
         connects.next_id += 1;
         let flow = (client, dst);
-        let retry = connects.cancelled_set.contains(&flow);
+        // A retry of a flow cancelled here, or a SYN the stack knows for a retransmission (its
+        // first went unanswered there: dropped at a full table, or expired before we took it).
+        let retry = retransmission || connects.cancelled_set.contains(&flow);
         connects.queue.push(Connect {
             id,
             flow,
@@ -204,7 +213,7 @@ pub(crate) async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io:
                 p
             }
         };
-        let (id, cancelled) = relay.start_connect(syn.peer_addr(), dst);
+        let (id, cancelled) = relay.start_connect(syn.peer_addr(), dst, syn.info().retransmission);
         tokio::spawn(Arc::clone(&relay).tcp_flow(syn, permit, id, cancelled, slot));
     }
 }

@@ -312,6 +312,87 @@ fn held_syns_are_bounded_per_source_and_in_total() {
     h.none();
 }
 
+/// What a held SYN says of itself.
+fn info(h: &Harness, s: SynHandle) -> synack_core::InterceptedSyn {
+    h.ep.intercepted(s).unwrap()
+}
+
+#[test]
+fn a_syn_whose_first_went_unanswered_is_a_retransmission() {
+    let cfg = InterceptConfig {
+        decision_timeout: Duration::from_secs(3),
+        ..InterceptConfig::default()
+    };
+    let mut h = intercepting(cfg);
+    syn(&mut h, client(40010), elsewhere(443), 1);
+    syn(&mut h, client(40011), elsewhere(443), 1);
+    let s = held(&mut h);
+    assert!(!info(&h, s[0]).retransmission && !info(&h, s[1]).retransmission);
+    // One expires undecided, the other is dropped by the application.
+    h.ep.drop_intercepted(s[1]).unwrap();
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.ep.intercepted_count(), 0);
+    syn(&mut h, client(40010), elsewhere(443), 1);
+    syn(&mut h, client(40011), elsewhere(443), 1);
+    syn(&mut h, client(40012), elsewhere(443), 1);
+    let again = held(&mut h);
+    let marks: Vec<bool> = again.iter().map(|&s| info(&h, s).retransmission).collect();
+    assert_eq!(marks, [true, true, false]);
+    // One the application answered is no longer unanswered: refused, its retry is new.
+    h.ep.refuse_intercepted(again[2]).unwrap();
+    let _ = h.drain();
+    syn(&mut h, client(40012), elsewhere(443), 2);
+    let last = held(&mut h);
+    assert!(!info(&h, last[0]).retransmission);
+}
+
+#[test]
+fn at_a_full_table_a_retransmission_takes_the_newest_first_syns_place() {
+    let cfg = InterceptConfig {
+        max_pending: 4,
+        max_per_source: 4,
+        ..InterceptConfig::default()
+    };
+    let mut h = intercepting(cfg);
+    let from = |i: u8| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 9, i)), 42000);
+    for i in 1..=4 {
+        syn(&mut h, from(i), elsewhere(443), 1);
+    }
+    let first = held(&mut h);
+    assert_eq!(first.len(), 4);
+    // A client's first SYN finds the table full and is dropped...
+    syn(&mut h, client(40020), elsewhere(443), 1);
+    assert!(held(&mut h).is_empty());
+    assert_eq!(h.ep.stats().drop_intercept_overflow, 1);
+    // ... its retransmission takes the newest first SYN's place.
+    syn(&mut h, client(40020), elsewhere(443), 1);
+    let retry = held(&mut h);
+    assert_eq!(retry.len(), 1);
+    assert!(info(&h, retry[0]).retransmission);
+    assert_eq!(h.ep.intercepted_count(), 4);
+    assert_eq!(h.ep.intercepted(first[3]), Err(Error::InvalidHandle));
+    assert!(h.ep.intercepted(first[0]).is_ok());
+    assert_eq!(h.ep.stats().drop_intercept_overflow, 2);
+    // The SYN it displaced is now unanswered: its own retry takes the next first SYN's place.
+    syn(&mut h, from(4), elsewhere(443), 1);
+    let displaced = held(&mut h);
+    assert_eq!(displaced.len(), 1);
+    assert!(info(&h, displaced[0]).retransmission);
+    assert_eq!(h.ep.intercepted(first[2]), Err(Error::InvalidHandle));
+    // The two displaced in turn take the last first SYNs' places; then a retransmission
+    // finds only retransmissions held, which it never displaces, and is dropped.
+    syn(&mut h, from(3), elsewhere(443), 1);
+    assert_eq!(held(&mut h).len(), 1);
+    syn(&mut h, from(2), elsewhere(443), 1);
+    assert_eq!(held(&mut h).len(), 1);
+    assert_eq!(h.ep.intercepted_count(), 4);
+    syn(&mut h, client(40021), elsewhere(443), 1);
+    syn(&mut h, client(40021), elsewhere(443), 1);
+    assert!(held(&mut h).is_empty(), "all four held are retransmissions");
+    assert_eq!(h.ep.intercepted_count(), 4);
+    h.none();
+}
+
 #[test]
 fn a_bound_listener_wins_and_other_segments_get_rsts() {
     let mut h = intercepting(InterceptConfig::default());

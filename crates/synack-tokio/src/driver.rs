@@ -475,7 +475,18 @@ fn queue_intercepted(inner: &mut Inner, syn: SynHandle) {
     if inner.intercepted.len() >= MAX_INTERCEPTED {
         inner.intercepted.pop_front();
     }
-    inner.intercepted.push_back(syn);
+    // A client's retransmission (`InterceptedSyn::retransmission`) goes before the first SYNs
+    // waiting: behind a flood the application cannot keep up with it would expire unseen,
+    // as its first SYN did.
+    let retransmission = inner
+        .endpoint
+        .intercepted(syn)
+        .is_ok_and(|i| i.retransmission);
+    if retransmission {
+        inner.intercepted.push_front(syn);
+    } else {
+        inner.intercepted.push_back(syn);
+    }
     inner.last_intercepted = inner.last_intercepted.max(Some(syn));
 }
 

@@ -748,16 +748,24 @@ impl World {
         .arg(self.dir.path().join("relay.pcap"))
         .args(args);
         let bg = Bg::spawn(run, self.dir.path(), "relay");
+        // Up, not only there: a route through a device the relay has created but not yet
+        // brought up is refused ("Device for nexthop is not up").
         let mut up = false;
         for _ in 0..200 {
             let out = output(cmd(&self.c, "ip", &["link", "show", "synack0"])).await;
-            if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let flags = text.split('<').nth(1).and_then(|r| r.split('>').next());
+            if out.status.success() && flags.is_some_and(|f| f.split(',').any(|f| f == "UP")) {
                 up = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(up, "the relay's TUN did not appear in 10 s:\n{}", bg.logs());
+        assert!(
+            up,
+            "the relay's TUN did not come up in 10 s:\n{}",
+            bg.logs()
+        );
         ok(cmd(
             &self.c,
             "ip",

@@ -13,10 +13,14 @@
 //! is dropped and counted, never grows memory), and a SYN not decided on within
 //! `InterceptConfig::decision_timeout` is dropped: the client's own SYN retransmissions
 //! then either find a decision-less table again or give up. Retransmitted SYNs of a held
-//! one are absorbed. Accepted connections are ordinary passive connections from then on,
+//! one are absorbed. A SYN whose earlier SYN of the same 4-tuple was held and went
+//! unanswered (dropped at a full table, expired, or dropped by the application) is marked a
+//! retransmission ([`InterceptedSyn::retransmission`]): at a full table it takes the place of
+//! the newest first SYN, so that a client's retry is not lost behind a flood of fresh SYNs
+//! the application cannot keep up with. Accepted connections are ordinary passive connections from then on,
 //! under `max_connections` and `max_memory` like any other.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use super::demux::is_martian;
@@ -51,6 +55,12 @@ pub struct InterceptedSyn {
     pub sack_permitted: bool,
     /// Whether it sent a timestamp.
     pub timestamps: bool,
+    /// Whether an earlier SYN of the same 4-tuple was held and went unanswered (dropped at a
+    /// full table, expired undecided, or dropped by the application): most likely a
+    /// client's retry, which a flood of fresh SYNs is not. It took a first SYN's place if
+    /// the table was full; an application that must shed load may keep it over first SYNs
+    /// too (the runtime hands such SYNs out first).
+    pub retransmission: bool,
 }
 
 /// The ICMP errors an intercepted SYN quotes at most: its IP and TCP headers (RFC 792 asks
@@ -82,7 +92,20 @@ pub(super) struct Intercepts {
     /// handles stay until they reach the front (lazy deletion), at most `max_pending` more.
     expiry: VecDeque<SynHandle>,
     next: u64,
+    /// 4-tuples whose held SYN went unanswered lately, oldest first, at most
+    /// [`UNANSWERED_KEPT`], and the same as a set: a later SYN of one is a retransmission.
+    unanswered: VecDeque<Tuple>,
+    unanswered_set: HashSet<Tuple>,
 }
+
+/// How many unanswered 4-tuples are remembered: a client's SYN retransmissions (1 s, 3 s,
+/// 7 s ... after its first) through a flood of a few hundred fresh SYNs a second, in about
+/// 2 MB at most, allocated only as SYNs go unanswered.
+const UNANSWERED_KEPT: usize = 16_384;
+
+/// How many of the newest held SYNs a retransmission looks through for a first SYN to take
+/// the place of, at a full table: a bounded cost for each SYN of a flood of retransmissions.
+const EVICT_SCAN: usize = 64;
 
 impl Intercepts {
     fn remove(&mut self, h: SynHandle) -> Option<Held> {
@@ -101,6 +124,39 @@ impl Intercepts {
     /// How many SYNs are held undecided.
     pub(super) fn len(&self) -> usize {
         self.held.len()
+    }
+
+    /// Remembers that the SYN of `tuple` went unanswered.
+    fn note_unanswered(&mut self, tuple: Tuple) {
+        if self.unanswered_set.insert(tuple) {
+            self.unanswered.push_back(tuple);
+            if self.unanswered.len() > UNANSWERED_KEPT {
+                if let Some(old) = self.unanswered.pop_front() {
+                    self.unanswered_set.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// At a full table, a retransmission takes the place of the newest held first SYN among
+    /// the last [`EVICT_SCAN`]: one the application is least likely to have begun on. That
+    /// SYN goes unanswered (and is remembered so). Never another retransmission, so that a
+    /// flood gains nothing by repeating its SYNs. Returns whether a place was found.
+    fn make_room_for_retransmission(&mut self) -> bool {
+        let victim = self
+            .expiry
+            .iter()
+            .rev()
+            .take(EVICT_SCAN)
+            .copied()
+            .find(|h| self.held.get(h).is_some_and(|x| !x.info.retransmission));
+        match victim.and_then(|h| self.remove(h)) {
+            Some(x) => {
+                self.note_unanswered(Tuple(x.info.local, x.info.remote));
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -153,9 +209,18 @@ impl Endpoint {
             .get(&remote.ip())
             .copied()
             .unwrap_or(0);
-        if self.intercepts.len() >= cfg.max_pending || from_source >= cfg.max_per_source {
+        let retransmission = self.intercepts.unanswered_set.contains(&tuple);
+        let full = self.intercepts.len() >= cfg.max_pending;
+        if from_source >= cfg.max_per_source
+            || (full && !(retransmission && self.intercepts.make_room_for_retransmission()))
+        {
             self.stats.drop_intercept_overflow += 1;
+            self.intercepts.note_unanswered(tuple);
             return true;
+        }
+        if full {
+            // A retransmission took a first SYN's place: that one is dropped at the limit.
+            self.stats.drop_intercept_overflow += 1;
         }
         let h = SynHandle(self.intercepts.next);
         self.intercepts.next += 1;
@@ -166,6 +231,7 @@ impl Endpoint {
             window_scale: seg.window_scale,
             sack_permitted: seg.sack_permitted,
             timestamps: seg.timestamp.is_some(),
+            retransmission,
         };
         self.intercepts.held.insert(
             h,
@@ -200,7 +266,10 @@ impl Endpoint {
             match self.intercepts.held.get(&h) {
                 Some(held) if held.deadline > now => break,
                 Some(_) => {
-                    self.intercepts.remove(h);
+                    if let Some(x) = self.intercepts.remove(h) {
+                        let tuple = Tuple(x.info.local, x.info.remote);
+                        self.intercepts.note_unanswered(tuple);
+                    }
                     self.stats.intercept_expired += 1;
                 }
                 None => {}
@@ -341,7 +410,9 @@ impl Endpoint {
 
     /// Drop a held SYN without an answer, as a firewall's DROP would.
     pub fn drop_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
-        self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        let x = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
+        self.intercepts
+            .note_unanswered(Tuple(x.info.local, x.info.remote));
         Ok(())
     }
 }
