@@ -17,8 +17,8 @@
 //! unanswered (dropped at a full table, expired, or dropped by the application) is marked a
 //! retransmission ([`InterceptedSyn::retransmission`]): at a full table it takes the place of
 //! the newest first SYN, so that a client's retry is not lost behind a flood of fresh SYNs
-//! the application cannot keep up with. Accepted connections are ordinary passive connections from then on,
-//! under `max_connections` and `max_memory` like any other.
+//! the application cannot keep up with. Accepted connections are ordinary passive
+//! connections from then on, under `max_connections` and `max_memory` like any other.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
