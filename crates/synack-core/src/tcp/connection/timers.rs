@@ -114,8 +114,8 @@ impl Connection {
         if !self.sack_ok || probes >= super::MAX_TLP_PROBES || self.snd.una == self.snd.max {
             return;
         }
-        // Not after a retransmission timeout until an ACK has moved SND.UNA again (the RTO's
-        // backoff is then reset): the path may be dead, and probes would only send each
+        // Not after a retransmission timeout until an ACK has moved SND.UNA again (`timeouts`
+        // is then reset): the path may be dead, and probes would only send each
         // timeout's retransmission three times (Linux sends no probe in its Loss state,
         // `tcp_schedule_loss_probe`).
         if self.timeouts > 0 {
