@@ -126,6 +126,14 @@ impl Intercepts {
         self.held.len()
     }
 
+    /// Removes held SYN `h` that goes unanswered (expired, dropped, or displaced), and
+    /// remembers its 4-tuple so that a retry of it is known for one.
+    fn remove_unanswered(&mut self, h: SynHandle) -> Option<Held> {
+        let held = self.remove(h)?;
+        self.note_unanswered(Tuple(held.info.local, held.info.remote));
+        Some(held)
+    }
+
     /// Remembers that the SYN of `tuple` went unanswered.
     fn note_unanswered(&mut self, tuple: Tuple) {
         if self.unanswered_set.insert(tuple) {
@@ -150,13 +158,7 @@ impl Intercepts {
             .take(EVICT_SCAN)
             .copied()
             .find(|h| self.held.get(h).is_some_and(|x| !x.info.retransmission));
-        match victim.and_then(|h| self.remove(h)) {
-            Some(x) => {
-                self.note_unanswered(Tuple(x.info.local, x.info.remote));
-                true
-            }
-            None => false,
-        }
+        victim.and_then(|h| self.remove_unanswered(h)).is_some()
     }
 }
 
@@ -266,10 +268,7 @@ impl Endpoint {
             match self.intercepts.held.get(&h) {
                 Some(held) if held.deadline > now => break,
                 Some(_) => {
-                    if let Some(x) = self.intercepts.remove(h) {
-                        let tuple = Tuple(x.info.local, x.info.remote);
-                        self.intercepts.note_unanswered(tuple);
-                    }
+                    self.intercepts.remove_unanswered(h);
                     self.stats.intercept_expired += 1;
                 }
                 None => {}
@@ -410,9 +409,9 @@ impl Endpoint {
 
     /// Drop a held SYN without an answer, as a firewall's DROP would.
     pub fn drop_intercepted(&mut self, syn: SynHandle) -> Result<(), Error> {
-        let x = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
         self.intercepts
-            .note_unanswered(Tuple(x.info.local, x.info.remote));
+            .remove_unanswered(syn)
+            .ok_or(Error::InvalidHandle)?;
         Ok(())
     }
 }
