@@ -170,7 +170,7 @@ impl Connection {
         // 64 KiB << wscale opens nothing the peer could see, so no update for it (Linux's
         // `__tcp_cleanup_rbuf` compares against `__tcp_select_window`, which is clamped the
         // same way; the selftest tcp_close_no_rst sees no ACK after a read).
-        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let max = self.max_window_field();
         let potential = self.window_room(advertised).min(max);
         let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
         if potential >= advertised + threshold

@@ -573,7 +573,7 @@ impl Connection {
     /// as opening the window and send an update of its own (Linux's `tcp_cleanup_rbuf`
     /// compares against `rcv_wnd`). The right edge only moves right.
     fn start_delayed_ack(&mut self) {
-        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let max = self.max_window_field();
         let promised = self.rcv.adv - self.rcv.nxt;
         let full = self.window_room(promised).min(max);
         if full > promised {

@@ -110,6 +110,11 @@ impl Connection {
         }
     }
 
+    /// The largest window the window field can carry at our scale (RFC 7323 §2.3).
+    pub(super) fn max_window_field(&self) -> usize {
+        (u16::MAX as usize) << self.rcv.wscale
+    }
+
     /// The window we can advertise now: the buffer's room, but never less than what we
     /// already promised (RFC 9293 §3.8.6.2.2), and only grown in steps of at least
     /// min(buffer/2, MSS) (receiver SWS avoidance).
@@ -117,7 +122,7 @@ impl Connection {
         let promised = self.rcv.adv - self.rcv.nxt;
         let room = self.window_room(promised);
         let threshold = (self.rcv.buffer.capacity() / 2).min(self.rcv.mss);
-        let max = (u16::MAX as usize) << self.rcv.wscale;
+        let max = self.max_window_field();
         let wnd = if room >= promised + threshold || promised == 0 && room >= threshold {
             room
         } else {
