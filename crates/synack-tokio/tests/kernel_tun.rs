@@ -11,6 +11,7 @@ use std::time::Duration;
 use synack_core::Transmit;
 use synack_tokio::device::{
     Device, DeviceCapabilities, PcapDevice, TunConfig, TunDevice, OFFLOAD_TUN_MTU, PLAIN_TUN_MTU,
+    TUN_TX_QUEUE_LEN,
 };
 use synack_tokio::netns::{require_tun, NetNs};
 
@@ -147,6 +148,8 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
             name: "synack1".into(),
             host_addr: Some("198.18.6.1/24".parse().unwrap()),
             offload: false,
+            // The kernel's own queue length.
+            tx_queue_len: 0,
             ..TunConfig::default()
         },
     )
@@ -159,14 +162,30 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     // The kernel sees each device's own default MTU: the plain one moves a packet a system
     // call, so it takes the largest.
     let link = ip_show(&ns, "link", "synack1");
-    assert!(link.contains("mtu 65535"), "{link}");
+    assert!(
+        link.contains("mtu 65535") && link.contains("qlen 500"),
+        "{link}"
+    );
     drop(plain_tun);
+    // A queue length the ioctl cannot carry is refused before any device is made.
+    let e = TunDevice::create_in(
+        &ns,
+        &TunConfig {
+            name: "synack2".into(),
+            tx_queue_len: usize::MAX,
+            ..TunConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
 
     // The kernel side sees the device with our address, MTU and state.
     let addr = ip_show(&ns, "addr", "synack0");
     assert!(addr.contains("inet 198.18.0.1/24"), "{addr}");
     let link = ip_show(&ns, "link", "synack0");
     assert!(link.contains("mtu 1500") && link.contains(",UP"), "{link}");
+    // The kernel holds up to TUN_TX_QUEUE_LEN packets for us, not its own 500.
+    assert!(link.contains(&format!("qlen {TUN_TX_QUEUE_LEN}")), "{link}");
 
     let rx_before = link_counter(&ns, "synack0", "rx_packets");
     let ping = ns

@@ -2486,3 +2486,65 @@ async fn a_listener_on_the_ipv6_unspecified_address_takes_ipv4_clients_mapped() 
     })
     .await;
 }
+
+/// A device whose packets come through a tokio channel, so that every `poll_recv` spends
+/// tokio's cooperative budget, as a TUN's `AsyncFd` does. It sends nothing.
+struct Budgeted {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+}
+
+impl Device for Budgeted {
+    fn capabilities(&self) -> DeviceCapabilities {
+        DeviceCapabilities::new(1500)
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(packet)) => {
+                buf[..packet.len()].copy_from_slice(&packet);
+                Poll::Ready(Ok(RecvMeta::new(packet.len())))
+            }
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
+    fn poll_send(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _packet: &[u8],
+        _transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The driver budgets its own turns (rounds of reads and writes, then it yields), not
+/// tokio's cooperative budget (128 operations a task's turn). Under tokio's, a busy driver
+/// read a round's worth and then waited behind every runnable task; a TUN's queue, 500
+/// packets, overflowed behind hundreds of connections' tasks, and SYNs and requests were
+/// lost with the ACKs (BENCHMARKS.md, thirtieth session). Here the test's own task yields
+/// between looks at the stack's packet count: one driver turn must read more than 128.
+#[tokio::test]
+async fn the_driver_reads_past_tokios_cooperative_budget() {
+    const PACKETS: u64 = 2000;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..PACKETS {
+        // Not IP at all: read, counted and dropped.
+        tx.send(vec![0u8; 20]).unwrap();
+    }
+    let stack = Stack::new(config(1), Budgeted { rx }, &[SERVER]).unwrap();
+    let mut seen = 0;
+    let mut largest_turn = 0;
+    for _ in 0..1000 {
+        tokio::task::yield_now().await;
+        let now = stack.stats().packets_in;
+        largest_turn = largest_turn.max(now - seen);
+        seen = now;
+        if seen == PACKETS {
+            break;
+        }
+    }
+    assert_eq!(seen, PACKETS, "the driver read every packet");
+    assert!(
+        largest_turn > 128,
+        "at most {largest_turn} packets in one of the driver's turns"
+    );
+}

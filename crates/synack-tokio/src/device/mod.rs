@@ -26,7 +26,7 @@ pub use memory::MemoryDevice;
 pub use pcap::PcapDevice;
 pub use tun::{
     OffloadCounters, OffloadStats, OffloadTun, PlainTun, TunConfig, TunDevice, OFFLOAD_TUN_MTU,
-    PLAIN_TUN_MTU,
+    PLAIN_TUN_MTU, TUN_TX_QUEUE_LEN,
 };
 
 /// What a device can do, asked once when the stack starts.

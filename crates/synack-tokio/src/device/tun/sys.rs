@@ -166,6 +166,15 @@ pub(super) fn set_mtu(name: &str, mtu: i32) -> io::Result<()> {
     ifreq_ioctl(libc::SIOCSIFMTU, &mut req)
 }
 
+/// Sets how many packets the kernel queues for `name`'s readers, on each of its queues
+/// (`txqueuelen`: the TUN's ring of packets on their way to us is resized to it).
+pub(super) fn set_tx_queue_len(name: &str, len: i32) -> io::Result<()> {
+    let mut req = ifreq(name);
+    // `ifr_qlen` is the union's `int` member (`ifru_ivalue`), which libc names `ifru_metric`.
+    req.ifr_ifru.ifru_metric = len;
+    ifreq_ioctl(libc::SIOCSIFTXQLEN, &mut req)
+}
+
 /// Gives `name` the kernel's IPv4 address and netmask (with them the connected route).
 pub(super) fn add_ipv4(name: &str, addr: Ipv4Addr, mask: Ipv4Addr) -> io::Result<()> {
     let mut req = ifreq(name);
