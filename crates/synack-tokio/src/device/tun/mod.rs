@@ -258,11 +258,12 @@ impl Default for TunConfig {
 /// Between two turns of the driver, hundreds of connections' ACKs and window updates (a
 /// client's every read of what we sent makes one) arrive together with their SYNs, requests,
 /// FINs and RSTs. With 500 parallel 10 MB downloads from `http_server`, 500 a queue dropped
-/// 13 to 16 thousand packets a run, 1024 one to two thousand, and 2048 none, each run as fast
-/// (BENCHMARKS.md, thirtieth session). A driver that keeps up holds the ring near empty, so
-/// its size adds no delay in the steady state, and TCP senders fill it only as far as the
-/// windows the stack advertised. (Linux's own receive backlog, `netdev_max_backlog`, is 1000 a CPU,
-/// but the kernel runs it in softirq, not behind a user-space scheduler.)
+/// 13 to 16 thousand packets a run, 1024 one to two thousand, and 2048 none or a few hundred
+/// (BENCHMARKS.md, thirtieth session; the runs took 33 to 49 s, as much with the machine's
+/// load as with the queue). A driver that keeps up holds the ring near empty, so its size
+/// adds no delay in the steady state, and TCP senders fill it only as far as the windows the
+/// stack advertised. (Linux's own receive backlog, `netdev_max_backlog`, is 1000 a CPU, but
+/// the kernel runs it in softirq, not behind a user-space scheduler.)
 pub const TUN_TX_QUEUE_LEN: usize = 2048;
 
 /// The MTU of an [`OffloadTun`] unless [`TunConfig::mtu`] says otherwise: Ethernet's. The
