@@ -178,6 +178,7 @@ async fn kernel_ping_reaches_the_tun_and_our_reply_reaches_ping() {
     )
     .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    assert_eq!(ip_show(&ns, "link", "synack2"), "", "no device was made");
 
     // The kernel side sees the device with our address, MTU and state.
     let addr = ip_show(&ns, "addr", "synack0");
