@@ -122,7 +122,7 @@ impl<D: Device> Driver<D> {
                 // it waited behind every runnable task. With hundreds of connections' tasks
                 // queued, the TUN's queue (500 packets) overflowed, and SYNs, requests, FINs
                 // and RSTs were dropped with the ACKs around them (BENCHMARKS.md, thirtieth
-                // session: 500 parallel downloads lost 14 to 18 in 1,000; unbudgeted, none).
+                // session: 500 parallel downloads lost 14 to 33 in 1,000; unbudgeted, none).
                 tokio::task::unconstrained(std::future::poll_fn(|cx| driver.poll_drive(cx))).await;
                 debug!("driver stopped");
             }

@@ -393,7 +393,7 @@ impl Tun {
         let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true)
             .map_err(|e| creating_error(name, e))?;
         sys::set_mtu(name, mtu).map_err(|e| step(e, &format!("setting TUN {name}'s MTU")))?;
-        if config.tx_queue_len > 0 {
+        if tx_queue_len > 0 {
             sys::set_tx_queue_len(name, tx_queue_len)
                 .map_err(|e| step(e, &format!("setting TUN {name}'s txqueuelen")))?;
         }
