@@ -49,6 +49,9 @@ pub struct Settings {
     pub http_reps: usize,
     /// `--plain-bulk`: only the bulk rows of synack on the plain TUN and of smoltcp.
     pub plain_bulk_only: bool,
+    /// `--offload-bulk`: only the bulk rows of synack on the offload TUN and of the kernel
+    /// over veth.
+    pub offload_bulk_only: bool,
     /// `--http`: only the HTTP rows.
     pub http_only: bool,
     /// `--handshakes`: only the handshake row, synack and kernel.
@@ -83,6 +86,7 @@ impl Settings {
             http_time: Duration::from_secs(3),
             http_reps: 3,
             plain_bulk_only: false,
+            offload_bulk_only: false,
             http_only: false,
             handshakes_only: false,
             spawn_client: false,
@@ -110,6 +114,7 @@ impl Settings {
             http_time: Duration::from_secs(1),
             http_reps: 1,
             plain_bulk_only: false,
+            offload_bulk_only: false,
             http_only: false,
             handshakes_only: false,
             spawn_client: false,
@@ -147,6 +152,9 @@ impl Settings {
         // handshakes x reps, loss.
         if self.plain_bulk_only {
             return 4 * 2 * self.reps;
+        }
+        if self.offload_bulk_only {
+            return 2 * 2 * self.reps;
         }
         if self.handshakes_only {
             return 2 * self.reps;
@@ -334,6 +342,17 @@ pub async fn run(
     }
     if s.handshakes_only {
         return handshake_phase(s, rows, &mut p).await;
+    }
+    if s.offload_bulk_only {
+        synack_offload_phase(s, rows, &mut p).await?;
+        let veth = net::Veth::new()?;
+        net::set_kernel_cc(&veth.a, s.kernel_cc.as_deref())?;
+        net::set_kernel_cc(&veth.b, s.kernel_cc.as_deref())?;
+        let server = Helper::server(&veth.b, &args(&["serve", &PORT_SERVE.to_string()]))?;
+        kernel_bulk(s, rows, &mut p, &veth).await;
+        drop(server);
+        drop(veth);
+        return Ok(());
     }
     if !s.http_only {
         synack_phase(s, rows, &mut p).await?;
@@ -575,6 +594,7 @@ async fn synack_loss_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> 
 /// bound.
 async fn synack_offload_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::Result<()> {
     let ns = net::namespace()?;
+    net::set_kernel_cc(&ns, s.kernel_cc.as_deref())?;
     let tun_config = TunConfig {
         name: "sbotun0".into(),
         ..TunConfig::default()
@@ -832,21 +852,7 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     let veth = net::Veth::new()?;
     let server = Helper::server(&veth.b, &args(&["serve", &PORT_SERVE.to_string()]))?;
     let target = SocketAddr::new(VETH_B.into(), PORT_SERVE);
-
-    for (row, op, what) in [
-        (BULK_UP, Op::Upload, "kernel → kernel (client sends)"),
-        (BULK_DOWN, Op::Download, "kernel → kernel (server sends)"),
-    ] {
-        let mut results = Vec::new();
-        for rep in 1..=s.reps {
-            let r = kernel_client(&veth.a, target, s.bulk(op), s.bulk_timeout()).await;
-            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
-            results.push(r);
-        }
-        rows[row].kernel = cell(&results, Unit::Gbits, None);
-    }
-    rows[OFFLOAD_UP].kernel = rows[BULK_UP].kernel.clone();
-    rows[OFFLOAD_DOWN].kernel = rows[BULK_DOWN].kernel.clone();
+    kernel_bulk(s, rows, p, &veth).await;
 
     let header = Header {
         op: Op::PingPong,
@@ -861,6 +867,26 @@ async fn kernel_phase(s: &Settings, rows: &mut [Row], p: &mut Progress) -> io::R
     drop(server);
     drop(veth);
     Ok(())
+}
+
+/// The kernel's bulk rows over `veth`, against the server on its `b` side (also the
+/// kernel column of the offload rows).
+async fn kernel_bulk(s: &Settings, rows: &mut [Row], p: &mut Progress, veth: &net::Veth) {
+    let target = SocketAddr::new(VETH_B.into(), PORT_SERVE);
+    for (row, op, what) in [
+        (BULK_UP, Op::Upload, "kernel → kernel (client sends)"),
+        (BULK_DOWN, Op::Download, "kernel → kernel (server sends)"),
+    ] {
+        let mut results = Vec::new();
+        for rep in 1..=s.reps {
+            let r = kernel_client(&veth.a, target, s.bulk(op), s.bulk_timeout()).await;
+            p.report(&format!("bulk {what} #{rep}"), &r, Unit::Gbits);
+            results.push(r);
+        }
+        rows[row].kernel = cell(&results, Unit::Gbits, None);
+    }
+    rows[OFFLOAD_UP].kernel = rows[BULK_UP].kernel.clone();
+    rows[OFFLOAD_DOWN].kernel = rows[BULK_DOWN].kernel.clone();
 }
 
 /// The loss rows of the kernel over the veth pair, each `s.loss_reps` times, with both

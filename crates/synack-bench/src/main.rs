@@ -5,6 +5,8 @@
 //! sudo cargo run --release -p synack-bench -- --quick      # seconds; correctness only
 //! options: --quick, --no-write, --output FILE (instead of the workspace's BENCHMARKS.md),
 //!          --plain-bulk (only the plain-TUN bulk rows, synack and smoltcp; never writes),
+//!          --offload-bulk (only the offload-TUN bulk rows, synack and the kernel; never
+//!          writes),
 //!          --relay (only the transparent relay's rows; never writes),
 //!          --http (only the HTTP rows; never writes),
 //!          --handshakes [--handshake-threads N] (only the handshake row; never writes),
@@ -67,6 +69,8 @@ struct Options {
     /// Only the bulk rows of synack on the plain TUN and of smoltcp: a quick look at the
     /// per-packet path (about 40 s).
     plain_bulk: bool,
+    /// Only the bulk rows of synack on the offload TUN and of the kernel over veth.
+    offload_bulk: bool,
     /// synack on tokio's default multi-thread runtime instead of a current-thread one.
     multi_thread: bool,
     /// Only the relay rows.
@@ -93,12 +97,14 @@ struct Options {
 }
 
 const USAGE: &str =
-    "usage: synack-bench [--quick] [--plain-bulk | --relay | --http | --handshakes] [--multi-thread]
+    "usage: synack-bench [--quick] [--plain-bulk | --offload-bulk | --relay | --http | --handshakes] [--multi-thread]
                     [--spawn-client] [--no-write | --output FILE]
                     [--loss-only] [--repeat N] [--loss-rate N] [--kernel-cc NAME]
                     [--handshake-threads N]
   --quick        tiny sizes, one repetition: checks correctness, not speed (seconds)
   --plain-bulk   only the bulk rows of synack on the plain TUN and of smoltcp; never writes
+  --offload-bulk only the bulk rows of synack on the offload TUN and of the kernel over veth;
+                 never writes
   --relay        only the transparent relay's rows (throughput, memory); never writes
   --http         only the HTTP rows (wrk against http_server, the same code on the kernel, nginx);
                  never writes
@@ -123,6 +129,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         quick: false,
         plain_bulk: false,
+        offload_bulk: false,
         multi_thread: false,
         relay_only: false,
         http_only: false,
@@ -146,6 +153,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--plain-bulk" => o.plain_bulk = true,
+            "--offload-bulk" => o.offload_bulk = true,
             "--multi-thread" => o.multi_thread = true,
             "--relay" => o.relay_only = true,
             "--http" => o.http_only = true,
@@ -221,6 +229,7 @@ fn harness(options: &Options) -> io::Result<bool> {
         bench::Settings::full()
     };
     settings.plain_bulk_only = options.plain_bulk;
+    settings.offload_bulk_only = options.offload_bulk;
     settings.loss_only = options.loss_only;
     settings.http_only = options.http_only;
     settings.handshakes_only = options.handshakes_only;
@@ -263,6 +272,7 @@ fn harness(options: &Options) -> io::Result<bool> {
     let mut workers_rows = if options.loss_only
         || options.http_only
         || options.plain_bulk
+        || options.offload_bulk
         || options.handshakes_only
     {
         Vec::new()
@@ -279,6 +289,7 @@ fn harness(options: &Options) -> io::Result<bool> {
                 bench::run(&settings, &mut rows, &mut http_rows, &mut workers_rows).await?;
             }
             if !settings.plain_bulk_only
+                && !settings.offload_bulk_only
                 && !settings.loss_only
                 && !settings.http_only
                 && !settings.handshakes_only
@@ -338,6 +349,7 @@ fn harness(options: &Options) -> io::Result<bool> {
         )));
     }
     let partial = options.plain_bulk
+        || options.offload_bulk
         || options.handshakes_only
         || options.relay_only
         || options.http_only
