@@ -1458,6 +1458,150 @@ fn a_timeout_during_fast_recovery_keeps_its_ssthresh() {
     assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
 }
 
+/// [`sack_conn_100ms`] with timestamps: segments carry 988 bytes (the MSS of 1000 less the
+/// option), and the peer's ACKs echo what a test says.
+fn ts_sack_conn_100ms() -> Conn {
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.advance(Duration::from_millis(100));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .wscale(0)
+        .window(65535)
+        .sack_ok()
+        .ts(100, syn.ts.unwrap().tsval);
+    h.inject(peer, syn.src, sa);
+    assert!(h.one().is(ACK));
+    let _ = h.events();
+    Conn {
+        h,
+        c,
+        us: syn.src,
+        peer,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(10_001),
+        ts: true,
+        tsval: 100,
+    }
+}
+
+/// Ten segments out on a [`ts_sack_conn_100ms`], then nothing back until the retransmission
+/// timer has fired (after a tail loss probe). Returns where the ten began, the TSval they
+/// carried, and the TSval of the timeout's retransmission of the first.
+fn ten_out_then_timeout(k: &mut Conn) -> (SeqNumber, u32, u32) {
+    k.h.ep.send(k.c, &[8u8; 9880]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 10);
+    let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
+    for _ in 0..4 {
+        let (_, r) = k.h.next_timeout();
+        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
+            assert_eq!(r.len(), 1, "{r:?}");
+            assert_eq!(r[0].seq, b, "the timeout resends the first segment");
+            let resent = r[0].ts.unwrap().tsval;
+            assert!(resent > original);
+            return (b, original, resent);
+        }
+    }
+    panic!("no retransmission timeout");
+}
+
+/// The peer acknowledges `ack`, echoing `ecr`; what we send in reply.
+fn ack_echoing(k: &mut Conn, ack: SeqNumber, ecr: u32) -> Vec<Seg> {
+    k.tsval += 1;
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(ack)
+        .ts(k.tsval, ecr);
+    k.send_peer(o);
+    k.h.drain()
+}
+
+/// A retransmission timeout that the next ACK shows spurious is undone, as Linux's
+/// `tcp_try_undo_loss` does: the ACK echoes the TSval of the original flight, older than the
+/// first retransmission, so the originals got through (RFC 3522's Eifel detection,
+/// `tcp_packet_delayed`). cwnd and ssthresh come back, the Loss state ends, and the rest of
+/// the flight, which the go-back would have sent again, is left in flight
+/// (`rto-spurious-undo-timestamps.pkt` checks the same against the kernel).
+#[test]
+fn a_timeout_shown_spurious_by_timestamps_is_undone() {
+    let mut k = ts_sack_conn_100ms();
+    let (b, original, _) = ten_out_then_timeout(&mut k);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
+    k.h.now += Duration::from_millis(10);
+    let out = ack_echoing(&mut k, b + 5 * 988, original);
+    assert!(
+        out.iter().all(|s| s.payload.is_empty()),
+        "nothing resent: {out:?}"
+    );
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.ca_state, 0, "{info:?}");
+    assert!(info.snd_cwnd >= 10, "{info:?}");
+    assert_eq!(info.snd_ssthresh, 0x7fff_ffff, "as before the timeout");
+    assert_eq!(info.undos, 1);
+    // New data leaves at once, after the flight.
+    k.h.ep.send(k.c, &[9u8; 988]).unwrap();
+    let out = k.h.drain();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq, b + 9880);
+}
+
+/// The same timeout, but the ACK echoes the retransmission's TSval: the loss was real, and
+/// the timeout stands. The go-back resumes from the new SND.UNA, in slow start from the
+/// loss window.
+#[test]
+fn a_timeout_whose_retransmission_is_echoed_stands() {
+    let mut k = ts_sack_conn_100ms();
+    let (b, _, resent) = ten_out_then_timeout(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let out = ack_echoing(&mut k, b + 5 * 988, resent);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh, info.undos), (4, 7, 0));
+    assert!(!out.is_empty(), "the go-back goes on");
+    assert_eq!(out[0].seq, b + 5 * 988, "{out:?}");
+}
+
+/// An ACK that echoes the original flight undoes nothing when the timeout came during fast
+/// recovery: that recovery's reduction stands, as in Linux's `tcp_enter_loss`, which starts
+/// no undo there.
+#[test]
+fn a_timeout_during_recovery_is_not_undone_by_timestamps() {
+    let mut k = ts_sack_conn_100ms();
+    k.h.ep.send(k.c, &[8u8; 9880]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 10);
+    let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
+    k.h.now += Duration::from_millis(100);
+    for n in 2..=4 {
+        let raw = [((b + 988).0, (b + n * 988).0)];
+        k.tsval += 1;
+        let o = Out::new(ACK, 0, 0)
+            .seqn(k.peer_nxt)
+            .ackn(b)
+            .ts(k.tsval, original)
+            .sack(&raw);
+        k.send_peer(o);
+    }
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+    for _ in 0..4 {
+        let _ = k.h.next_timeout();
+        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
+            break;
+        }
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+    let _ = ack_echoing(&mut k, b + 5 * 988, original);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+}
+
 #[test]
 fn data_retries_exhausted_times_out() {
     let mut cfg = config();

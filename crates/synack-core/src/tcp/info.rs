@@ -98,7 +98,8 @@ pub struct TcpInfo {
     pub recoveries: u32,
     /// Retransmissions found lost themselves, by RACK (Linux TCPLostRetransmit).
     pub lost_retransmits: u32,
-    /// Reductions undone as spurious, by D-SACK or F-RTO (Linux TCPDSACKUndo, TCPSpuriousRTOs).
+    /// Reductions undone as spurious, of a fast retransmit or a retransmission timeout, by
+    /// D-SACK or timestamps (Linux TCPDSACKUndo, TCPFullUndo, TCPLossUndo).
     pub undos: u32,
     /// D-SACK blocks received (Linux TCPDSACKRecv).
     pub dsacks_received: u32,

@@ -300,8 +300,8 @@ pub struct Cubic {
     /// The next epoch is the first congestion-avoidance stage after a timeout (RFC 9438 §4.8:
     /// K = 0 and W_max = the window at its start).
     epoch_after_rto: bool,
-    /// cwnd, ssthresh, W_max and cwnd_prior before the last fast retransmit, for its undo
-    /// (RFC 9438 §4.9).
+    /// cwnd, ssthresh, W_max and cwnd_prior before the last fast retransmit or timeout that
+    /// reduced them, for its undo (RFC 9438 §4.9).
     prior: (usize, usize, Option<f64>, f64),
     /// Delay-based slow-start exit.
     hystart: HyStart,
@@ -597,6 +597,14 @@ impl Controller for Cubic {
         self.end_epoch();
     }
 
+    fn on_spurious_rto(&mut self) {
+        self.on_spurious_fast_retransmit();
+        // The timeout's own state ends with it: the next epoch is an ordinary one, and a
+        // further timeout reduces again.
+        self.after_rto = false;
+        self.epoch_after_rto = false;
+    }
+
     fn on_recovery_dup_ack(&mut self) {
         // RFC 5681 §3.2 step 4: one SMSS per further duplicate ACK.
         self.cwnd = self.cwnd.saturating_add(self.mss);
@@ -665,6 +673,8 @@ impl Controller for Cubic {
         // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1) rather than
         // shrinking it again from a FlightSize that has not drained.
         if let (false, Some(window)) = (self.after_rto, window) {
+            // What the timeout reduces, for its undo should it prove spurious (RFC 9438 §4.9).
+            self.prior = (self.cwnd, self.ssthresh, self.w_max, self.cwnd_prior);
             self.on_congestion_event(window);
         }
         self.after_rto = true;

@@ -75,6 +75,15 @@ pub trait Controller: Send + Debug {
     /// reduction.
     fn on_spurious_fast_retransmit(&mut self) {}
 
+    /// The last retransmission timeout was spurious: the ACK after it shows the originals
+    /// arrived (RFC 3522's Eifel detection by timestamps, or every retransmission reported
+    /// twice by D-SACK; Linux's `tcp_try_undo_loss`). Restore cwnd and ssthresh to at least
+    /// what they were before the timeout reduced them, and leave the state a timeout enters.
+    /// The default restores as after a spurious fast retransmit.
+    fn on_spurious_rto(&mut self) {
+        self.on_spurious_fast_retransmit();
+    }
+
     /// An RTT sample taken from an ACK of new data, before that ACK's `on_ack`, with SND.UNA
     /// as the ACK leaves it and SND.NXT (Linux's `pkts_acked` hook): a delay-based slow-start
     /// exit such as CUBIC's HyStart watches the samples of each round trip. The default

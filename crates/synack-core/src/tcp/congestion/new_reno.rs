@@ -128,6 +128,11 @@ impl Controller for NewReno {
         self.bytes_acked = 0;
     }
 
+    fn on_spurious_rto(&mut self) {
+        self.on_spurious_fast_retransmit();
+        self.after_rto = false;
+    }
+
     fn on_recovery_dup_ack(&mut self) {
         // RFC 5681 §3.2 step 4 (RFC 6582 §3.2 step 4): "For each additional duplicate ACK
         // received (after the third), cwnd MUST be incremented by SMSS", since each one says a
@@ -152,6 +157,8 @@ impl Controller for NewReno {
         // A repeated timeout with nothing acknowledged in between is exactly that case; it
         // would otherwise halve ssthresh again from a FlightSize that has not drained.
         if let (false, Some(window)) = (self.after_rto, window) {
+            // What the timeout reduces, for its undo should it prove spurious.
+            self.prior = (self.cwnd, self.ssthresh);
             // RFC 5681 §3.1 equation (4).
             self.ssthresh = self.reduced_ssthresh(window);
         }

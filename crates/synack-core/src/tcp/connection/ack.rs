@@ -282,6 +282,7 @@ impl Connection {
             self.rtt_seq = None;
         }
         let in_flight_before = self.snd.in_flight();
+        let was_loss = self.after_rto();
         self.consume_acked(data_acked);
         self.snd.una = ack;
         // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
@@ -296,6 +297,9 @@ impl Connection {
         self.timeouts = 0;
         self.retrans_stamp = None;
         self.maybe_end_cwr(ack);
+        if was_loss {
+            self.try_undo_loss(seg);
+        }
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
@@ -502,11 +506,43 @@ impl Connection {
     /// losses were not real, and neither was the congestion: cwnd and ssthresh go back to
     /// what they were, and a recovery still under way ends.
     fn try_undo(&mut self) {
-        let r = &self.recovery;
-        if r.undo_marker.is_none() || r.undo_retrans == 0 || r.undo_dsacked < r.undo_retrans {
+        // After a timeout only an ACK that moves SND.UNA undoes (`try_undo_loss`).
+        if self.after_rto() || !self.all_retransmissions_dsacked() {
             return;
         }
         self.undo("every retransmission reported received twice (D-SACK)");
+    }
+
+    /// Every segment resent since `undo_marker` was set has been reported received twice.
+    fn all_retransmissions_dsacked(&self) -> bool {
+        let r = &self.recovery;
+        r.undo_marker.is_some() && r.undo_retrans > 0 && r.undo_dsacked >= r.undo_retrans
+    }
+
+    /// An ACK moved SND.UNA while going back after a retransmission timeout: undo the timeout
+    /// if it was spurious (Linux's `tcp_try_undo_loss` with `tcp_may_undo`), which this ACK
+    /// shows when it echoes a TSval older than the first retransmission (the originals got
+    /// through: RFC 3522's Eifel detection, `tcp_packet_delayed`) or when every
+    /// retransmission has been reported received twice (D-SACK). The window and ssthresh go
+    /// back to what they were, the connection leaves the timeout's state, and what the
+    /// timeout has not resent yet is taken as still in flight, as Linux clears the loss marks
+    /// (`tcp_undo_cwnd_reduction`): a real loss among it is found by RACK, or by the next
+    /// timeout, as any other. Without this, a delay spike longer than the RTO cost the flow
+    /// its whole window and a second transmission of everything in flight.
+    fn try_undo_loss(&mut self, seg: &TcpRepr<'_>) {
+        if !self.all_retransmissions_dsacked() && !self.packet_delayed(seg) {
+            return;
+        }
+        tracing::debug!(local = %self.local, remote = %self.remote, "spurious retransmission timeout undone");
+        self.recovery.undo_marker = None;
+        self.recovery.undo_tsval = None;
+        self.counters.undos = self.counters.undos.saturating_add(1);
+        self.cc.on_spurious_rto();
+        self.recovery.rto_recover = None;
+        self.snd.rack.on_recovery_end();
+        if self.snd.nxt < self.snd.max {
+            self.snd.nxt = self.snd.max;
+        }
     }
 
     /// Whether this ACK echoes a TSval older than the first retransmission since the last

@@ -350,6 +350,37 @@ impl Connection {
         }
     }
 
+    /// A retransmission timeout fires: whether its reduction may be undone, should the ACK
+    /// after it prove it spurious (`ack.rs`, `try_undo_loss`). As Linux's `tcp_enter_loss`
+    /// calls `tcp_init_undo`: when the timeout reduces ssthresh (`reduces`; not in fast
+    /// recovery or CWR, whose reduction stands) and is the first since the last progress,
+    /// the undo starts at SND.UNA, counting the retransmissions already out as its own and
+    /// keeping the stamp of the first of them. A repeated timeout with nothing acknowledged
+    /// in between keeps the first one's undo (and the controller its window from before it).
+    fn init_rto_undo(&mut self, reduces: bool) {
+        if !reduces {
+            self.recovery.undo_marker = None;
+            return;
+        }
+        // `timeouts` already counts this one.
+        if self.after_rto() && self.timeouts > 1 {
+            return;
+        }
+        let in_flight = if self.sack_ok {
+            self.snd
+                .rack
+                .retransmitted_in_flight(self.snd.una, self.snd.mss)
+        } else {
+            0
+        };
+        self.recovery.undo_marker = Some(self.snd.una);
+        self.recovery.undo_retrans = in_flight;
+        self.recovery.undo_dsacked = 0;
+        if in_flight == 0 {
+            self.recovery.undo_tsval = None;
+        }
+    }
+
     /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
     fn on_retransmit_timeout(&mut self, now: Instant) {
         match self.state {
@@ -424,6 +455,7 @@ impl Connection {
                 self.backoff = self.backoff.saturating_add(1);
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 let reduce_from = self.rto_reduce_from();
+                self.init_rto_undo(reduce_from.is_some());
                 self.cc.on_rto(now, reduce_from);
                 self.recovery.recover = None;
                 // The timeout's reduction supersedes a CWR under way, and is signalled with
@@ -433,8 +465,6 @@ impl Connection {
                 self.recovery.dupacks = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
-                // A timeout is not undone by D-SACK here: the fast retransmit's undo ends.
-                self.recovery.undo_marker = None;
                 self.recovery.tlp_pending = false;
                 // The timeout ends the probe episode: the retransmission it sends may be
                 // probed again (`arm_tlp`).
