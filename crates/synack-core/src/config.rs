@@ -76,6 +76,7 @@ pub struct Config {
     pub(crate) fast_recovery_from_cwnd: bool,
     pub(crate) recovery_in_packets: bool,
     pub(crate) rtt_every_ack: bool,
+    pub(crate) frto: bool,
     pub(crate) linux_cwnd_growth: bool,
     pub(crate) ecn: EcnMode,
     pub(crate) broadcast_addresses: Vec<Ipv4Addr>,
@@ -234,6 +235,9 @@ impl Default for Config {
             fast_recovery_from_cwnd: false,
             recovery_in_packets: false,
             rtt_every_ack: false,
+            // Linux's default (`tcp_frto` 2): a timeout the next ACKs show spurious costs
+            // no second sending of the whole flight, timestamps or not.
+            frto: true,
             linux_cwnd_growth: false,
         }
     }
@@ -396,6 +400,19 @@ impl Config {
         /// holding them, stretch ACKs), where Linux's rises with them and sizes TSO packets
         /// (`tcp_tso_autosize`) and timers from the larger figure.
         rtt_every_ack: bool
+    );
+    setter!(
+        /// F-RTO after a retransmission timeout (RFC 5682 §3 with SACK, Linux's `tcp_frto`,
+        /// on by default as there): once the ACK after the timeout's retransmission has
+        /// moved SND.UNA over resent data only, send new data rather than the next
+        /// retransmission, and if the ACKs that follow acknowledge data sent before the
+        /// timeout and never resent, the timeout was spurious (the originals were only
+        /// late): it is undone, the window back to what it was and nothing more resent.
+        /// Otherwise the loss was real and the go-back goes on. Timestamps detect a
+        /// spurious timeout sooner, from the first ACK (RFC 3522, always on); F-RTO is what
+        /// finds it with a peer that sends none. Off, every timeout goes back over
+        /// everything in flight.
+        frto: bool
     );
     setter!(
         /// Grow the congestion window in congestion avoidance as Linux's CUBIC does (on in

@@ -1458,36 +1458,23 @@ fn a_timeout_during_fast_recovery_keeps_its_ssthresh() {
     assert_eq!((info.snd_cwnd, info.snd_ssthresh), (1, 7), "{info:?}");
 }
 
-/// [`sack_conn_100ms`] with timestamps: segments carry 988 bytes (the MSS of 1000 less the
-/// option), and the peer's ACKs echo what a test says.
+/// [`sack_conn_100ms`] with timestamps; the peer's ACKs echo what a test says.
 fn ts_sack_conn_100ms() -> Conn {
     let mut cfg = config();
     cfg.pacing(false);
-    let mut h = Harness::new(cfg);
-    let peer = SocketAddr::new(PEER, 80);
-    let c = h.ep.connect(h.now, peer).unwrap();
-    let syn = h.one();
-    h.advance(Duration::from_millis(100));
-    let sa = Out::new(SYN | ACK, 10_000, 0)
-        .ackn(syn.seq + 1)
-        .mss(1000)
-        .wscale(0)
-        .window(65535)
-        .sack_ok()
-        .ts(100, syn.ts.unwrap().tsval);
-    h.inject(peer, syn.src, sa);
-    assert!(h.one().is(ACK));
-    let _ = h.events();
-    Conn {
-        h,
-        c,
-        us: syn.src,
-        peer,
-        our_nxt: syn.seq + 1,
-        peer_nxt: SeqNumber(10_001),
-        ts: true,
-        tsval: 100,
+    sack_conn_100ms_ts(cfg, true)
+}
+
+/// Nothing comes back until the retransmission timer fires (after a tail loss probe, with
+/// SACK): what the timeout sent.
+fn until_timeout(k: &mut Conn) -> Vec<Seg> {
+    for _ in 0..4 {
+        let (_, r) = k.h.next_timeout();
+        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
+            return r;
+        }
     }
+    panic!("no retransmission timeout");
 }
 
 /// Ten segments out on a [`ts_sack_conn_100ms`], then nothing back until the retransmission
@@ -1498,17 +1485,12 @@ fn ten_out_then_timeout(k: &mut Conn) -> (SeqNumber, u32, u32) {
     let segs = k.h.drain();
     assert_eq!(segs.len(), 10);
     let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
-    for _ in 0..4 {
-        let (_, r) = k.h.next_timeout();
-        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
-            assert_eq!(r.len(), 1, "{r:?}");
-            assert_eq!(r[0].seq, b, "the timeout resends the first segment");
-            let resent = r[0].ts.unwrap().tsval;
-            assert!(resent > original);
-            return (b, original, resent);
-        }
-    }
-    panic!("no retransmission timeout");
+    let r = until_timeout(k);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].seq, b, "the timeout resends the first segment");
+    let resent = r[0].ts.unwrap().tsval;
+    assert!(resent > original);
+    (b, original, resent)
 }
 
 /// The peer acknowledges `ack`, echoing `ecr`; what we send in reply.
@@ -1552,19 +1534,20 @@ fn a_timeout_shown_spurious_by_timestamps_is_undone() {
     assert_eq!(out[0].seq, b + 9880);
 }
 
-/// The same timeout, but the ACK echoes the retransmission's TSval: the loss was real, and
-/// the timeout stands. The go-back resumes from the new SND.UNA, in slow start from the
-/// loss window.
+/// The same timeout, but the ACK of the retransmission echoes its TSval and covers nothing
+/// more: the first segment was lost, and the timeout stands. With no new data to send,
+/// F-RTO ends there too, and the go-back goes on from the new SND.UNA, in slow start from
+/// the loss window.
 #[test]
 fn a_timeout_whose_retransmission_is_echoed_stands() {
     let mut k = ts_sack_conn_100ms();
     let (b, _, resent) = ten_out_then_timeout(&mut k);
     k.h.now += Duration::from_millis(10);
-    let out = ack_echoing(&mut k, b + 5 * 988, resent);
+    let out = ack_echoing(&mut k, b + 988, resent);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.snd_ssthresh, info.undos), (4, 7, 0));
     assert!(!out.is_empty(), "the go-back goes on");
-    assert_eq!(out[0].seq, b + 5 * 988, "{out:?}");
+    assert_eq!(out[0].seq, b + 988, "{out:?}");
 }
 
 /// An ACK that echoes the original flight undoes nothing when the timeout came during fast
@@ -1590,14 +1573,129 @@ fn a_timeout_during_recovery_is_not_undone_by_timestamps() {
     }
     let _ = k.h.drain();
     assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
-    for _ in 0..4 {
-        let _ = k.h.next_timeout();
-        if k.h.ep.info(k.h.now, k.c).unwrap().ca_state == 4 {
-            break;
-        }
-    }
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+    let _ = until_timeout(&mut k);
     let _ = ack_echoing(&mut k, b + 5 * 988, original);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+}
+
+/// Ten segments out on `k` (no timestamps), then nothing back until the retransmission
+/// timer has fired (after a tail loss probe, with SACK) and resent the first; then five more
+/// segments written, which the loss window holds back. Returns where the ten began.
+fn ten_out_timeout_five_queued(k: &mut Conn) -> SeqNumber {
+    let b = ten_out(k);
+    let r = until_timeout(k);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].seq, b, "the timeout resends the first segment");
+    k.h.ep.send(k.c, &[9u8; 5000]).unwrap();
+    assert!(k.h.drain().is_empty(), "a window of one segment, in flight");
+    b
+}
+
+/// F-RTO (RFC 5682 §3, Linux's `tcp_frto`), without timestamps: the ACK of the timeout's
+/// retransmission moves SND.UNA over resent data only, so new data goes out next rather
+/// than the second segment again (step 2b); the ACK after it covers segments sent before
+/// the timeout and never resent, so the timeout was spurious and is undone (step 3b): the
+/// window is back and the go-back never resends the rest of the flight
+/// (`rto-spurious-undo-frto.pkt` checks the same against the kernel).
+#[test]
+fn frto_sends_new_data_after_a_timeout_and_undoes_it_when_originals_are_acked() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let r = sack_reply(&mut k, b, b + 1000, &[]);
+    assert_eq!(
+        r,
+        vec![(10_000, 1000), (11_000, 1000)],
+        "new data, not 1000.."
+    );
+    let r = sack_reply(&mut k, b, b + 5000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
+    assert!(info.snd_cwnd >= 10, "{info:?}");
+    assert_eq!(info.snd_ssthresh, 0x7fff_ffff, "as before the timeout");
+    assert_eq!(
+        r,
+        vec![(12_000, 1000), (13_000, 1000), (14_000, 1000)],
+        "the rest of the new data, nothing resent"
+    );
+}
+
+/// The same, but the peer SACKs the new data with the hole still open: the segments sent
+/// before the timeout were lost (step 3a). The timeout stands, and the go-back resumes where
+/// F-RTO stopped it.
+#[test]
+fn frto_resumes_the_go_back_when_the_new_data_is_sacked_alone() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let r = sack_reply(&mut k, b, b + 1000, &[]);
+    assert_eq!(r, vec![(10_000, 1000), (11_000, 1000)]);
+    let r = sack_reply(&mut k, b, b + 1000, &[(b + 10_000, b + 11_000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+    assert_eq!(r.first(), Some(&(1000, 1000)), "the go-back resumes: {r:?}");
+}
+
+/// Without SACK F-RTO judges by the cumulative ACK alone: one past what the go-back had
+/// resent (the second segment, never resent) shows the timeout spurious.
+#[test]
+fn frto_without_sack_undoes_on_an_ack_past_the_resent_data() {
+    let mut k = Conn::open(config(), false, false);
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let o = k.seg(ACK, b + 1000);
+    k.send_peer(o);
+    let r: Vec<_> =
+        k.h.drain()
+            .iter()
+            .map(|s| (s.seq - b, s.payload.len()))
+            .collect();
+    assert_eq!(
+        r,
+        vec![(10_000, 1000), (11_000, 1000)],
+        "new data, not 1000.."
+    );
+    let o = k.seg(ACK, b + 5000);
+    k.send_peer(o);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
+    assert!(
+        k.h.drain().iter().all(|s| s.seq >= b + 12_000),
+        "nothing resent"
+    );
+}
+
+/// F-RTO's new data leaves whatever its size: Linux pushes it with Nagle off. Held behind
+/// the unacknowledged flight, it would stop the go-back until another timeout.
+#[test]
+fn frto_sends_a_short_write_past_nagle() {
+    let mut k = sack_conn_100ms();
+    // Ten segments, the last a short one: Nagle holds the next short write behind it.
+    k.h.ep.send(k.c, &[8u8; 9500]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 10);
+    let b = segs[0].seq;
+    let _ = until_timeout(&mut k);
+    k.h.ep.send(k.c, &[9u8; 300]).unwrap();
+    assert!(k.h.drain().is_empty());
+    k.h.now += Duration::from_millis(10);
+    let r = sack_reply(&mut k, b, b + 1000, &[]);
+    assert_eq!(r, vec![(9500, 300)], "the short write, not 1000..");
+}
+
+/// With `Config::frto` off, the ACK of the timeout's retransmission is followed by the next
+/// retransmissions, as before F-RTO.
+#[test]
+fn without_frto_a_timeout_goes_back_over_the_flight() {
+    let mut cfg = config();
+    cfg.pacing(false).frto(false);
+    let mut k = sack_conn_100ms_with(cfg);
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let r = sack_reply(&mut k, b, b + 1000, &[]);
+    assert_eq!(r, vec![(1000, 1000), (2000, 1000)]);
+    let _ = sack_reply(&mut k, b, b + 5000, &[]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
 }
@@ -2420,17 +2518,26 @@ fn sack_conn_100ms() -> Conn {
 
 /// [`sack_conn_100ms`] with the given configuration.
 fn sack_conn_100ms_with(cfg: Config) -> Conn {
+    sack_conn_100ms_ts(cfg, false)
+}
+
+/// [`sack_conn_100ms_with`], with timestamps if `ts` (segments then carry 988 bytes: the MSS
+/// of 1000 less the option).
+fn sack_conn_100ms_ts(cfg: Config, ts: bool) -> Conn {
     let mut h = Harness::new(cfg);
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
     h.advance(Duration::from_millis(100));
-    let sa = Out::new(SYN | ACK, 10_000, 0)
+    let mut sa = Out::new(SYN | ACK, 10_000, 0)
         .ackn(syn.seq + 1)
         .mss(1000)
         .wscale(0)
         .window(65535)
         .sack_ok();
+    if ts {
+        sa = sa.ts(100, syn.ts.unwrap().tsval);
+    }
     h.inject(peer, syn.src, sa);
     assert!(h.one().is(ACK));
     let _ = h.events();
@@ -2441,7 +2548,7 @@ fn sack_conn_100ms_with(cfg: Config) -> Conn {
         peer,
         our_nxt: syn.seq + 1,
         peer_nxt: SeqNumber(10_001),
-        ts: false,
+        ts,
         tsval: 100,
     }
 }

@@ -189,6 +189,11 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
         c.window_scaling(v != 0);
     }
+    if let Some(v) = sysctl("tcp_frto").and_then(|v| v.first().copied()) {
+        // 1 and 2 (upstream's defaults.sh sets 2) are both F-RTO with SACK where the peer
+        // has it, the basic version without.
+        c.frto(v != 0);
+    }
     if let Some(v) = sysctl("tcp_ecn").and_then(|v| v.first().copied()) {
         c.ecn(EcnMode::from_sysctl(v));
     }

@@ -319,7 +319,9 @@ impl Rack {
     }
 
     /// An ACK arrived at `now`: everything below `una` and every segment wholly inside a
-    /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate.
+    /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate. Returns
+    /// the lowest end among the segments this ACK newly delivered that were never sent
+    /// twice (what Linux's `FLAG_ORIG_SACK_ACKED` tests against `high_seq`, for F-RTO).
     ///
     /// `sacked` is `None` when the receiver holds nothing out of order: then only the
     /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
@@ -335,11 +337,12 @@ impl Rack {
         una: SeqNumber,
         sacked: Option<SackedBy<'_>>,
         rtt: Option<Duration>,
-    ) {
+    ) -> Option<SeqNumber> {
         if let Some(rtt) = rtt.filter(|_| !self.min_rtt_measured) {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
         let mut measured: Option<Duration> = None;
+        let mut original: Option<SeqNumber> = None;
         let mut newest = self.newest_delivered;
         let mut rack_rtt = self.rtt;
         let mut fack = self.fack;
@@ -364,6 +367,7 @@ impl Rack {
             let sample = now - s.xmit;
             if !s.retransmitted && !s.delivered {
                 measured = Some(measured.map_or(sample, |m| m.min(sample)));
+                original = Some(original.map_or(s.end, |o| o.min(s.end)));
             }
             // Step 2: a retransmitted segment delivered sooner than the path's minimum RTT
             // after its retransmission was most likely delivered by its original: no
@@ -423,6 +427,7 @@ impl Rack {
             });
             self.min_rtt_measured = true;
         }
+        original
     }
 
     /// Whether the path has been seen to reorder (RACK.reord). Until it has, DupThresh

@@ -5,7 +5,7 @@
 
 use std::ops::ControlFlow;
 
-use super::Connection;
+use super::{Connection, Frto};
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -64,6 +64,9 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
+        // What the timeout's recovery needs to judge this ACK (`process_loss`).
+        let was_loss = self.after_rto();
+        let (high_seq, nxt_before) = (self.recovery.rto_recover, self.snd.nxt);
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
         if self.sack_ok {
@@ -91,6 +94,7 @@ impl Connection {
             new_sack_info = self.snd.scoreboard.sacked_bytes() != before;
         }
 
+        let mut duplicate = false;
         if ack > self.snd.una {
             self.on_new_ack(now, seg, ack, sacked_before, ece);
         } else if ack == self.snd.una
@@ -100,9 +104,11 @@ impl Connection {
             && self.snd.max > self.snd.una
         {
             // RFC 5681 §2's duplicate ACK: nothing new, no data, same window, data outstanding.
+            duplicate = true;
             self.on_duplicate_ack(now);
         } else if ack == self.snd.una && new_sack_info && self.snd.max > self.snd.una {
             // RFC 6675 §2: an ACK carrying new SACK information counts as a duplicate.
+            duplicate = true;
             self.on_duplicate_ack(now);
         }
         // TCP_INFO's delivered: what this ACK newly acknowledged or SACKed, in segments
@@ -112,12 +118,13 @@ impl Connection {
         let segments = u32::try_from(newly.div_ceil(self.snd.mss.max(1))).unwrap_or(u32::MAX);
         self.delivered = self.delivered.saturating_add(segments);
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
+        let mut original_end = None;
         if self.sack_ok {
             let scoreboard = &self.snd.scoreboard;
             let srtt = self.rtt.srtt();
             if scoreboard.sacked_bytes() == 0 {
                 // Nothing held out of order: nothing can have overtaken anything.
-                self.snd.rack.on_ack(now, self.snd.una, None, srtt);
+                original_end = self.snd.rack.on_ack(now, self.snd.una, None, srtt);
                 self.timers.rack = None;
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
@@ -127,11 +134,33 @@ impl Connection {
                     blocks[n] = block;
                     n += 1;
                 }
-                self.snd
-                    .rack
-                    .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
+                original_end =
+                    self.snd
+                        .rack
+                        .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
                 self.rack_detect_only(now);
             }
+        }
+        if let (true, Some(high_seq)) = (was_loss, high_seq) {
+            // Data sent before the timeout, never resent, and delivered by this ACK: with
+            // SACK from RACK's record of each segment; without, an ACK past the point the
+            // go-back had resent up to (where F-RTO sent new data instead, where it stopped).
+            let go_back = match self.recovery.frto {
+                Some(Frto::NewData { resume, new_from }) if nxt_before >= new_from => resume,
+                _ => nxt_before,
+            };
+            let original = if self.sack_ok {
+                original_end.is_some_and(|end| end <= high_seq)
+            } else {
+                ack > go_back && go_back < high_seq
+            };
+            let verdict = LossAck {
+                una_advanced: self.snd.una > una_before,
+                original,
+                duplicate,
+                new_sack_info,
+            };
+            self.process_loss(seg, verdict);
         }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
@@ -282,7 +311,6 @@ impl Connection {
             self.rtt_seq = None;
         }
         let in_flight_before = self.snd.in_flight();
-        let was_loss = self.after_rto();
         self.consume_acked(data_acked);
         self.snd.una = ack;
         // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
@@ -297,9 +325,6 @@ impl Connection {
         self.timeouts = 0;
         self.retrans_stamp = None;
         self.maybe_end_cwr(ack);
-        if was_loss {
-            self.try_undo_loss(seg);
-        }
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
@@ -366,6 +391,7 @@ impl Connection {
         self.timers.tlp = None;
         if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
             self.recovery.rto_recover = None;
+            self.recovery.frto = None;
             self.snd.rack.on_recovery_end();
         }
 
@@ -519,27 +545,92 @@ impl Connection {
         r.undo_marker.is_some() && r.undo_retrans > 0 && r.undo_dsacked >= r.undo_retrans
     }
 
-    /// An ACK moved SND.UNA while going back after a retransmission timeout: undo the timeout
-    /// if it was spurious (Linux's `tcp_try_undo_loss` with `tcp_may_undo`), which this ACK
-    /// shows when it echoes a TSval older than the first retransmission (the originals got
-    /// through: RFC 3522's Eifel detection, `tcp_packet_delayed`) or when every
-    /// retransmission has been reported received twice (D-SACK). The window and ssthresh go
-    /// back to what they were, the connection leaves the timeout's state, and what the
-    /// timeout has not resent yet is taken as still in flight, as Linux clears the loss marks
+    /// An ACK that came while going back after a retransmission timeout (Linux's
+    /// `tcp_process_loss`). First, one that moves SND.UNA undoes the timeout if it shows it
+    /// spurious (`tcp_try_undo_loss` with `tcp_may_undo`): it echoes a TSval older than the
+    /// first retransmission (the originals got through: RFC 3522's Eifel detection,
+    /// `tcp_packet_delayed`), or every retransmission has been reported received twice
+    /// (D-SACK). Then F-RTO (RFC 5682 §3, the SACK-enhanced version Linux runs):
+    /// - an ACK that delivers data sent before the timeout and never resent shows the
+    ///   originals were only late: the timeout is undone (step 3b);
+    /// - the first ACK that moves SND.UNA over resent data only sends new data next, instead
+    ///   of the go-back's next retransmission, when there is new data and the peer's window
+    ///   takes it (step 2b); otherwise F-RTO ends and the go-back goes on;
+    /// - once that new data is out, a duplicate ACK or SACK information with nothing original
+    ///   delivered shows the loss was real (step 3a): F-RTO ends and the go-back resumes
+    ///   where it stopped. So does a late ACK of more resent data, where Linux resends the
+    ///   lost (`REXMIT_LOST`) with F-RTO still watching for an original's delivery.
+    fn process_loss(&mut self, seg: &TcpRepr<'_>, ack: LossAck) {
+        if ack.una_advanced && (self.all_retransmissions_dsacked() || self.packet_delayed(seg)) {
+            self.undo_loss("the originals got through (timestamps or D-SACK)");
+            return;
+        }
+        let Some(frto) = self.recovery.frto else {
+            return;
+        };
+        if ack.original {
+            self.undo_loss("F-RTO: data never resent was delivered");
+            return;
+        }
+        match frto {
+            // Step 3a: the new data is out, and this ACK delivered nothing original.
+            Frto::NewData { resume, new_from }
+                if self.snd.max > new_from
+                    && (ack.new_sack_info || ack.duplicate || ack.una_advanced) =>
+            {
+                self.recovery.frto = None;
+                self.resume_go_back(resume);
+            }
+            // The new data is out and nothing is decided yet (a window update).
+            Frto::NewData { new_from, .. } if self.snd.max > new_from => {}
+            _ if ack.una_advanced && self.after_rto() => {
+                let unsent = self.snd.data_start() + self.snd.buffer.len() > self.snd.max;
+                let window_open = self.snd.una + self.snd.wnd > self.snd.max;
+                let resume = match frto {
+                    Frto::NewData { resume, .. } => resume.max(self.snd.una),
+                    Frto::Waiting => self.snd.nxt.max(self.snd.una),
+                };
+                if unsent && window_open {
+                    self.recovery.frto = Some(Frto::NewData {
+                        resume,
+                        new_from: self.snd.max,
+                    });
+                    self.recovery.rto_recover = Some(self.snd.max);
+                    self.snd.nxt = self.snd.max;
+                } else {
+                    self.recovery.frto = None;
+                    self.resume_go_back(resume);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The go-back after a timeout carries on from `resume` (or SND.UNA, if the peer has
+    /// acknowledged past it), after F-RTO sent new data in its place.
+    fn resume_go_back(&mut self, resume: SeqNumber) {
+        let resume = resume.max(self.snd.una);
+        if self.snd.nxt > resume {
+            self.snd.nxt = resume;
+        }
+    }
+
+    /// The last retransmission timeout was spurious: the window and ssthresh go back to what
+    /// they were, the connection leaves the timeout's state, and what the timeout has not
+    /// resent yet is taken as still in flight, as Linux clears the loss marks
     /// (`tcp_undo_cwnd_reduction`): a real loss among it is found by RACK, or by the next
     /// timeout, as any other. Without this, a delay spike longer than the RTO cost the flow
     /// its whole window and a second transmission of everything in flight.
-    fn try_undo_loss(&mut self, seg: &TcpRepr<'_>) {
-        if !self.all_retransmissions_dsacked() && !self.packet_delayed(seg) {
-            return;
-        }
-        tracing::debug!(local = %self.local, remote = %self.remote, "spurious retransmission timeout undone");
+    fn undo_loss(&mut self, why: &str) {
+        tracing::debug!(local = %self.local, remote = %self.remote, why, "spurious retransmission timeout undone");
         self.recovery.undo_marker = None;
         self.recovery.undo_tsval = None;
+        self.recovery.frto = None;
         self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_rto();
-        self.recovery.rto_recover = None;
-        self.snd.rack.on_recovery_end();
+        if self.recovery.rto_recover.take().is_some() {
+            self.snd.rack.on_recovery_end();
+        }
         if self.snd.nxt < self.snd.max {
             self.snd.nxt = self.snd.max;
         }
@@ -715,4 +806,18 @@ impl Connection {
     pub(super) fn retransmit_deadline_reset(&mut self, now: Instant) {
         self.timers.retransmit = Some(now + self.current_rto());
     }
+}
+
+/// What an ACK that came while going back after a timeout did, for `process_loss`.
+#[derive(Debug, Clone, Copy)]
+struct LossAck {
+    /// It moved SND.UNA.
+    una_advanced: bool,
+    /// It delivered data sent before the timeout and never resent (Linux's
+    /// `FLAG_ORIG_SACK_ACKED`).
+    original: bool,
+    /// It was a duplicate ACK.
+    duplicate: bool,
+    /// It brought new SACK information.
+    new_sack_info: bool,
 }

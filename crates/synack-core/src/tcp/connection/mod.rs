@@ -412,6 +412,21 @@ pub(crate) struct Timestamps {
     pub min_echo: Option<u32>,
 }
 
+/// Where F-RTO stands after a retransmission timeout (RFC 5682 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frto {
+    /// Step 2: the timeout's retransmission is out; the first ACK that moves SND.UNA decides.
+    Waiting,
+    /// Step 2b: an ACK moved SND.UNA over resent data only, so new data goes out from
+    /// `new_from` (SND.MAX then, Linux's `high_seq`) instead of the next retransmission,
+    /// which waits at `resume` until the ACKs of the new data show whether the loss was
+    /// real (step 3).
+    NewData {
+        resume: SeqNumber,
+        new_from: SeqNumber,
+    },
+}
+
 /// Fast retransmit and NewReno fast recovery bookkeeping (RFC 5681 §3.2, RFC 6582).
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Recovery {
@@ -456,6 +471,11 @@ pub(crate) struct Recovery {
     /// for the originals, so the recovery's retransmissions were not needed (the Eifel
     /// detection of RFC 3522, Linux's `tcp_packet_delayed`).
     pub undo_tsval: Option<u32>,
+    /// F-RTO (RFC 5682 §3, the SACK-enhanced version, as Linux's `tcp_process_loss` with
+    /// `tcp_frto` on): after a retransmission timeout that may be undone, the ACKs that
+    /// follow may still show it spurious without timestamps (`ack.rs`, `process_loss`).
+    /// `None` when off, once decided, and outside a timeout's recovery.
+    pub frto: Option<Frto>,
     /// RFC 6937 `prr_out`: bytes sent (new or resent) since recovery began.
     pub prr_out: usize,
     /// RFC 6937 `RecoverFS`. Linux takes the congestion window before the reduction
@@ -664,6 +684,8 @@ pub(crate) struct ConnConfig {
     pub recovery_in_packets: bool,
     /// An RTT sample from every ACK of new data (`Config::rtt_every_ack`).
     pub rtt_every_ack: bool,
+    /// F-RTO after a retransmission timeout (`Config::frto`).
+    pub frto: bool,
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
     pub pacing: bool,
@@ -708,6 +730,7 @@ impl ConnConfig {
             fast_recovery_from_cwnd: c.fast_recovery_from_cwnd,
             recovery_in_packets: c.recovery_in_packets,
             rtt_every_ack: c.rtt_every_ack,
+            frto: c.frto,
             notsent_lowat: c.notsent_lowat.filter(|&n| n > 0),
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{Connection, PaceBucket, TimedSegment};
+use super::{Connection, Frto, PaceBucket, TimedSegment};
 use crate::seq::SeqNumber;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -515,6 +515,22 @@ impl Connection {
         }
     }
 
+    /// While F-RTO sends new data after a timeout (RFC 5682 §3 step 2b), what is in the
+    /// network: the resent data not yet acknowledged and the new data sent since, as
+    /// Linux's packets in flight count in its Loss state, where the timeout marked the rest
+    /// lost. The go-back's `SND.UNA + cwnd` would let no new data out past a whole flight.
+    fn frto_pipe(&self) -> Option<usize> {
+        match self.recovery.frto {
+            Some(Frto::NewData { resume, new_from })
+                if self.snd.nxt == self.snd.max && self.after_rto() =>
+            {
+                let resent = resume.max(self.snd.una) - self.snd.una;
+                Some(resent + (self.snd.nxt - new_from))
+            }
+            _ => None,
+        }
+    }
+
     /// Send new data (and/or our FIN) at SND.NXT if the windows, Nagle and SWS avoidance
     /// allow.
     fn send_new_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
@@ -557,7 +573,9 @@ impl Connection {
             // queued and when the window opens.
             self.restart_after_idle(now);
         }
-        let cwnd_edge = if self.sack_recovery() {
+        let cwnd_edge = if let Some(pipe) = self.frto_pipe() {
+            self.snd.nxt + self.cwnd().saturating_sub(pipe)
+        } else if self.sack_recovery() {
             self.snd.nxt + self.recovery_allowance()
         } else if self.sack_ok
             && self.snd.nxt == self.snd.max
@@ -610,8 +628,11 @@ impl Connection {
         let small_in_flight =
             self.snd.small_end > self.snd.una && self.snd.small_end <= self.snd.nxt;
         let corked = self.cork || self.more;
-        // Nor for urgent data (Linux tcp_nagle_test, in urgent mode).
+        // Nor for urgent data (Linux tcp_nagle_test, in urgent mode), nor for F-RTO's new data
+        // after a timeout, which Linux pushes with TCP_NAGLE_OFF (`tcp_xmit_recovery`): held,
+        // it would leave the go-back stopped until another timeout.
         let nagle_ok = self.push_now
+            || self.frto_pipe().is_some()
             || self.reset_after_flush
             || self.snd.up.is_some()
             || !last

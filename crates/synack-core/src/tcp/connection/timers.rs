@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::Connection;
+use super::{Connection, Frto};
 use crate::error::Error;
 use crate::tcp::State;
 use crate::time::Instant;
@@ -456,6 +456,12 @@ impl Connection {
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 let reduce_from = self.rto_reduce_from();
                 self.init_rto_undo(reduce_from.is_some());
+                // F-RTO (RFC 5682 §3 step 1) watches a timeout whose reduction may be
+                // undone, a repeated one too: not one during fast recovery or CWR, as
+                // Linux's `tcp_enter_loss` (which also watches a timeout repeating one of
+                // those, with no undo to go back to here).
+                self.recovery.frto =
+                    (self.cfg.frto && self.recovery.undo_marker.is_some()).then_some(Frto::Waiting);
                 self.cc.on_rto(now, reduce_from);
                 self.recovery.recover = None;
                 // The timeout's reduction supersedes a CWR under way, and is signalled with
