@@ -437,7 +437,8 @@ pub(crate) struct Recovery {
     /// Resend the segment at SND.UNA on the next transmission opportunity.
     pub retransmit_head: bool,
     /// The highest sequence number sent when the last RTO fired (RFC 6582 §3.2 step 7 guard
-    /// against repeated fast retransmits after a timeout).
+    /// against repeated fast retransmits after a timeout), moved up to SND.MAX when F-RTO
+    /// sends new data instead of resending (Linux's `high_seq`).
     pub rto_recover: Option<SeqNumber>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
