@@ -532,7 +532,7 @@ impl Connection {
     /// losses were not real, and neither was the congestion: cwnd and ssthresh go back to
     /// what they were, and a recovery still under way ends.
     fn try_undo(&mut self) {
-        // After a timeout only an ACK that moves SND.UNA undoes (`try_undo_loss`).
+        // After a timeout only an ACK that moves SND.UNA undoes (`process_loss`).
         if self.after_rto() || !self.all_retransmissions_dsacked() {
             return;
         }

@@ -351,7 +351,7 @@ impl Connection {
     }
 
     /// A retransmission timeout fires: whether its reduction may be undone, should the ACK
-    /// after it prove it spurious (`ack.rs`, `try_undo_loss`). As Linux's `tcp_enter_loss`
+    /// after it prove it spurious (`ack.rs`, `process_loss`). As Linux's `tcp_enter_loss`
     /// calls `tcp_init_undo`: when the timeout reduces ssthresh (`reduces`; not in fast
     /// recovery or CWR, whose reduction stands) and is the first since the last progress,
     /// the undo starts at SND.UNA, counting the retransmissions already out as its own and
