@@ -1660,9 +1660,15 @@ fn frto_without_sack_undoes_on_an_ack_past_the_resent_data() {
     k.send_peer(o);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
-    assert!(
-        k.h.drain().iter().all(|s| s.seq >= b + 12_000),
-        "nothing resent"
+    let sent: Vec<_> =
+        k.h.drain()
+            .iter()
+            .map(|s| (s.seq - b, s.payload.len()))
+            .collect();
+    assert_eq!(
+        sent,
+        vec![(12_000, 1000), (13_000, 1000), (14_000, 1000)],
+        "the rest of the new data, nothing resent"
     );
 }
 
