@@ -1592,6 +1592,13 @@ fn ten_out_timeout_five_queued(k: &mut Conn) -> SeqNumber {
     b
 }
 
+/// [`sack_conn_100ms`] with F-RTO on (`Config::frto`, off by default for now).
+fn frto_conn() -> Conn {
+    let mut cfg = config();
+    cfg.pacing(false).frto(true);
+    sack_conn_100ms_with(cfg)
+}
+
 /// F-RTO (RFC 5682 §3, Linux's `tcp_frto`), without timestamps: the ACK of the timeout's
 /// retransmission moves SND.UNA over resent data only, so new data goes out next rather
 /// than the second segment again (step 2b); the ACK after it covers segments sent before
@@ -1600,7 +1607,7 @@ fn ten_out_timeout_five_queued(k: &mut Conn) -> SeqNumber {
 /// (`rto-spurious-undo-frto.pkt` checks the same against the kernel).
 #[test]
 fn frto_sends_new_data_after_a_timeout_and_undoes_it_when_originals_are_acked() {
-    let mut k = sack_conn_100ms();
+    let mut k = frto_conn();
     let b = ten_out_timeout_five_queued(&mut k);
     k.h.now += Duration::from_millis(10);
     let r = sack_reply(&mut k, b, b + 1000, &[]);
@@ -1626,7 +1633,7 @@ fn frto_sends_new_data_after_a_timeout_and_undoes_it_when_originals_are_acked() 
 /// F-RTO stopped it.
 #[test]
 fn frto_resumes_the_go_back_when_the_new_data_is_sacked_alone() {
-    let mut k = sack_conn_100ms();
+    let mut k = frto_conn();
     let b = ten_out_timeout_five_queued(&mut k);
     k.h.now += Duration::from_millis(10);
     let r = sack_reply(&mut k, b, b + 1000, &[]);
@@ -1641,7 +1648,9 @@ fn frto_resumes_the_go_back_when_the_new_data_is_sacked_alone() {
 /// resent (the second segment, never resent) shows the timeout spurious.
 #[test]
 fn frto_without_sack_undoes_on_an_ack_past_the_resent_data() {
-    let mut k = Conn::open(config(), false, false);
+    let mut cfg = config();
+    cfg.frto(true);
+    let mut k = Conn::open(cfg, false, false);
     let b = ten_out_timeout_five_queued(&mut k);
     k.h.now += Duration::from_millis(10);
     let o = k.seg(ACK, b + 1000);
@@ -1676,7 +1685,7 @@ fn frto_without_sack_undoes_on_an_ack_past_the_resent_data() {
 /// the unacknowledged flight, it would stop the go-back until another timeout.
 #[test]
 fn frto_sends_a_short_write_past_nagle() {
-    let mut k = sack_conn_100ms();
+    let mut k = frto_conn();
     // Ten segments, the last a short one: Nagle holds the next short write behind it.
     k.h.ep.send(k.c, &[8u8; 9500]).unwrap();
     let segs = k.h.drain();
@@ -1690,8 +1699,8 @@ fn frto_sends_a_short_write_past_nagle() {
     assert_eq!(r, vec![(9500, 300)], "the short write, not 1000..");
 }
 
-/// With `Config::frto` off, the ACK of the timeout's retransmission is followed by the next
-/// retransmissions, as before F-RTO.
+/// With `Config::frto` off (the default for now), the ACK of the timeout's retransmission
+/// is followed by the next retransmissions, as before F-RTO.
 #[test]
 fn without_frto_a_timeout_goes_back_over_the_flight() {
     let mut cfg = config();
