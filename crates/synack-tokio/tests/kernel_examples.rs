@@ -369,12 +369,17 @@ async fn kernel_curl_fetches_from_http_server_concurrently() {
     let base = format!("http://{STACK}:8080");
     wait_http(&ns, &format!("{base}/f0.bin")).await;
 
-    // 32 transfers at once: curl's parallel mode, each to its own file.
+    // 32 transfers at once: curl's parallel mode, each to its own file, each on a
+    // connection of its own (`--parallel-immediate`: without it curl first waits to see
+    // whether the first connection can multiplex, and a transfer that starts after another
+    // has finished reuses its connection, so that fewer than the 32 connections counted
+    // below are made).
     let mut cmd = ns.command("curl");
     cmd.args([
         "-s",
         "--fail",
         "--parallel",
+        "--parallel-immediate",
         "--parallel-max",
         "32",
         "--max-time",
