@@ -405,9 +405,9 @@ impl Config {
     setter!(
         /// F-RTO after a retransmission timeout (RFC 5682 §3 with SACK, Linux's `tcp_frto`;
         /// off by default for now, where Linux's is on: with it, a loopback echo between two
-        /// connections of one stack under a memory cap can stall): once the ACK after the timeout's retransmission has
-        /// moved SND.UNA over resent data only, send new data rather than the next
-        /// retransmission, and if the ACKs that follow acknowledge data sent before the
+        /// connections of one stack under a memory cap can stall): once the ACK after the
+        /// timeout's retransmission has moved SND.UNA over resent data only, send new data
+        /// rather than the next retransmission, and if the ACKs that follow acknowledge data sent before the
         /// timeout and never resent, the timeout was spurious (the originals were only
         /// late): it is undone, the window back to what it was and nothing more resent.
         /// Otherwise the loss was real and the go-back goes on. Timestamps detect a

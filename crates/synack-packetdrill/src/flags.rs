@@ -190,11 +190,6 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         c.window_scaling(v != 0);
     }
     if let Some(v) = sysctl("tcp_frto").and_then(|v| v.first().copied()) {
-        // 1 and 2 (upstream's defaults.sh sets 2) are both F-RTO with SACK where the peer
-        // has it, the basic version without.
-        c.frto(v != 0);
-    }
-    if let Some(v) = sysctl("tcp_frto").and_then(|v| v.first().copied()) {
         // 1 and 2 (a namespace's default, and upstream's defaults.sh) are both F-RTO, with
         // SACK where the peer has it.
         c.frto(v != 0);
