@@ -186,6 +186,68 @@ fn an_own_connection_moves_under_a_memory_cap_its_writer_fills() {
     assert!(ep.memory() <= 256 * 1024 + 2 * 2 * 1460, "{}", ep.memory());
 }
 
+/// An echo between two own sockets under a cap that the client's writes fill: the echo
+/// server's application reads a chunk only once its echo of the last one is queued, so its
+/// receive buffer stays full while it waits to write. Its write must go through, as Linux
+/// grants every socket `tcp_wmem[0]` whatever `tcp_mem` says; before, it was refused for
+/// memory that only the client's ACKs of the echo, which never came, could free, and the
+/// connection stalled for good (the tokio crate's memory-capped loopback echo).
+#[test]
+fn an_own_echo_moves_under_a_memory_cap_the_client_fills() {
+    let mut config = Config::default();
+    config.max_memory(256 * 1024);
+    let mut ep = endpoint_with(config);
+    let mut now = Instant::from_secs(1);
+    let start = now;
+    let (c, s) = connect_to_self(&mut ep, &mut now, V4, 8084);
+    let mut data = vec![0u8; 1 << 20];
+    pattern(7, 0, &mut data);
+    let (mut sent, mut back) = (0usize, Vec::new());
+    // The echo's chunk in hand, and how much of it is queued back.
+    let (mut chunk, mut queued) = (Vec::new(), 0usize);
+    let mut buf = vec![0u8; 65_536];
+    run(&mut ep, &mut now, |ep, now| {
+        while sent < data.len() {
+            match ep.send(c, &data[sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+        loop {
+            while queued < chunk.len() {
+                match ep.send(s, &chunk[queued..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => queued += n,
+                }
+            }
+            if queued < chunk.len() {
+                break;
+            }
+            match ep.recv(now, s, &mut buf) {
+                Ok(n) if n > 0 => (chunk, queued) = (buf[..n].to_vec(), 0),
+                _ => break,
+            }
+        }
+        while let Ok(n) = ep.recv(now, c, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+        }
+        back.len() == data.len()
+    });
+    assert_eq!(
+        back.len(),
+        data.len(),
+        "after {:?}: {sent} written",
+        now - start
+    );
+    assert!(back == data);
+    // A drop or two for memory costs a timeout: seconds, not the minutes of backed-off
+    // retransmissions a stall runs to.
+    assert!(now - start < Duration::from_secs(5), "{:?}", now - start);
+}
+
 /// A UDP datagram larger than the MTU to an own address goes in fragments, each looped back
 /// and reassembled (a reviewer's test).
 #[test]

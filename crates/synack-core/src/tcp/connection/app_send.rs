@@ -18,15 +18,16 @@ impl Connection {
         self.send_capacity_within(self.mem.room)
     }
 
-    /// Bytes that `send` would accept with `room` bytes of memory left: the budget handed
-    /// to the connection (`mem.room`) is only refreshed when it is touched, so the endpoint,
-    /// which knows the room as it stands, passes it here.
+    /// Bytes that `send` would accept with `room` bytes of memory left (at least the
+    /// connection's floor, see `send_floor`): the budget handed to the connection
+    /// (`mem.room`) is only refreshed when it is touched, so the endpoint, which knows the
+    /// room as it stands, passes it here.
     pub fn send_capacity_within(&self, room: usize) -> usize {
         match self.state {
             State::SynSent | State::SynReceived | State::Established | State::CloseWait
                 if !self.snd.fin_queued =>
             {
-                self.write_room().min(room)
+                self.write_room().min(room.max(self.send_floor()))
             }
             _ => 0,
         }
@@ -272,8 +273,9 @@ impl Connection {
     /// The one write path behind `send` and `send_bytes`: `push(buffer, from, to)` queues
     /// the application's bytes `[from, to)` and returns how many it took. If they do not
     /// all fit, the buffer may grow once (auto-tuning) and take more. Never more than the
-    /// memory budget's room is taken: at the endpoint's cap a write is cut short, or
-    /// refused with `WouldBlock`, until memory drains (`Writable` follows). `flags` say how
+    /// memory budget's room (or the connection's floor, `send_floor`) is taken: at the
+    /// endpoint's cap a write is cut short, or refused with `WouldBlock`, until memory
+    /// drains (`Writable` follows). `flags` say how
     /// the write is to be segmented (see [`SendFlags`]).
     fn queue(
         &mut self,
@@ -301,7 +303,7 @@ impl Connection {
             self.nospace = true;
             return Err(Error::WouldBlock);
         }
-        let allowed = len.min(self.mem.room);
+        let allowed = len.min(self.mem.room.max(self.send_floor()));
         if allowed < len {
             self.mem.starved = true;
         }
@@ -317,7 +319,7 @@ impl Connection {
             }
             n
         };
-        self.mem.room -= n;
+        self.mem.room = self.mem.room.saturating_sub(n);
         if n < len {
             // Linux's wait_for_space: the application is owed a wake-up.
             self.nospace = true;

@@ -3,6 +3,10 @@
 //! storage back.
 
 use super::{Connection, RECLAIM_AFTER};
+
+/// What a connection may always queue to send, memory cap or not: Linux's `tcp_wmem[0]`
+/// (see [`Connection::send_floor`]).
+pub(super) const SEND_FLOOR: usize = 4096;
 use crate::time::Instant;
 
 impl Connection {
@@ -65,6 +69,17 @@ impl Connection {
     /// is bounded, two segments a connection.
     pub(super) fn receive_floor(&self) -> usize {
         (2 * self.rcv.mss).saturating_sub(self.rcv.buffer.len())
+    }
+
+    /// Bytes a write may still queue past the memory cap: while less than [`SEND_FLOOR`] is
+    /// queued, a write takes up to that much whatever the cap, as Linux grants every socket
+    /// its `tcp_wmem[0]` (`__sk_mem_raise_allocated`: `sk_get_wmem0`). Without it, two of the
+    /// endpoint's own sockets deadlock at the cap: one's send queue fills it with data the
+    /// other cannot receive, because that one's receive buffer is full of data its
+    /// application will read only once its own write, refused for memory, goes through (a
+    /// loopback echo). The excess is bounded, [`SEND_FLOOR`] a connection.
+    pub(super) fn send_floor(&self) -> usize {
+        SEND_FLOOR.saturating_sub(self.snd.buffer.len())
     }
 
     /// Whether the budget held this connection back since the last call.
