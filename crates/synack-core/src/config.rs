@@ -235,10 +235,8 @@ impl Default for Config {
             fast_recovery_from_cwnd: false,
             recovery_in_packets: false,
             rtt_every_ack: false,
-            // Off until F-RTO's new data no longer stalls a memory-capped loopback echo
-            // (`memory_stack.rs`, `a_loopback_echo_under_a_memory_cap_finishes`, which
-            // times out in most runs with it on); Linux's default is on (`tcp_frto` 2).
-            frto: false,
+            // Linux's default (`tcp_frto` 2).
+            frto: true,
             linux_cwnd_growth: false,
         }
     }
@@ -404,10 +402,9 @@ impl Config {
     );
     setter!(
         /// F-RTO after a retransmission timeout (RFC 5682 §3 with SACK, Linux's `tcp_frto`;
-        /// off by default for now, where Linux's is on: with it, a loopback echo between two
-        /// connections of one stack under a memory cap can stall): once the ACK after the
-        /// timeout's retransmission has moved SND.UNA over resent data only, send new data
-        /// rather than the next retransmission, and if the ACKs that follow acknowledge data sent before the
+        /// on by default, as Linux's): once the ACK after the timeout's retransmission has
+        /// moved SND.UNA over resent data only, send new data rather than the next
+        /// retransmission, and if the ACKs that follow acknowledge data sent before the
         /// timeout and never resent, the timeout was spurious (the originals were only
         /// late): it is undone, the window back to what it was and nothing more resent.
         /// Otherwise the loss was real and the go-back goes on. Timestamps detect a

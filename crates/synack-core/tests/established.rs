@@ -1592,7 +1592,7 @@ fn ten_out_timeout_five_queued(k: &mut Conn) -> SeqNumber {
     b
 }
 
-/// [`sack_conn_100ms`] with F-RTO on (`Config::frto`, off by default for now).
+/// [`sack_conn_100ms`] with F-RTO on (`Config::frto`, the default), said outright.
 fn frto_conn() -> Conn {
     let mut cfg = config();
     cfg.pacing(false).frto(true);
@@ -1669,13 +1669,8 @@ fn frto_without_sack_undoes_on_an_ack_past_the_resent_data() {
     k.send_peer(o);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
-    let sent: Vec<_> =
-        k.h.drain()
-            .iter()
-            .map(|s| (s.seq - b, s.payload.len()))
-            .collect();
     assert_eq!(
-        sent,
+        sent_from(&mut k, b),
         vec![(12_000, 1000), (13_000, 1000), (14_000, 1000)],
         "the rest of the new data, nothing resent"
     );
@@ -1699,8 +1694,142 @@ fn frto_sends_a_short_write_past_nagle() {
     assert_eq!(r, vec![(9500, 300)], "the short write, not 1000..");
 }
 
-/// With `Config::frto` off (the default for now), the ACK of the timeout's retransmission
-/// is followed by the next retransmissions, as before F-RTO.
+/// The payload-carrying segments sent now, as (offset from `b`, length).
+fn sent_from(k: &mut Conn, b: SeqNumber) -> Vec<(usize, usize)> {
+    k.h.drain()
+        .iter()
+        .filter(|s| !s.payload.is_empty())
+        .map(|s| (s.seq - b, s.payload.len()))
+        .collect()
+}
+
+/// One ACK of the whole flight after the timeout's retransmission (the ACKs of the originals
+/// were lost on the way back): it delivers segments never resent, so F-RTO undoes the
+/// timeout, though that same ACK ends the timeout's recovery (Linux tests
+/// `FLAG_ORIG_SACK_ACKED` first). Without SACK, with SACK after F-RTO's new data, and with a
+/// D-SACK of the resent segment echoing the retransmission's TSval.
+#[test]
+fn an_ack_of_the_whole_flight_after_a_timeout_undoes_it() {
+    let undone = |k: &Conn| {
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
+        assert!(info.snd_cwnd >= 10, "{info:?}");
+    };
+    let mut k = Conn::open(config(), false, false);
+    let b = ten_out(&mut k);
+    assert_eq!(until_timeout(&mut k)[0].seq, b);
+    k.h.now += Duration::from_millis(10);
+    let o = k.seg(ACK, b + 10_000);
+    k.send_peer(o);
+    undone(&k);
+
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    assert_eq!(
+        sack_reply(&mut k, b, b + 1000, &[]),
+        vec![(10_000, 1000), (11_000, 1000)]
+    );
+    let _ = sack_reply(&mut k, b, b + 10_000, &[]);
+    undone(&k);
+
+    let mut k = ts_sack_conn_100ms();
+    let (b, _, resent) = ten_out_then_timeout(&mut k);
+    k.h.now += Duration::from_millis(10);
+    k.tsval += 1;
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(b + 9880)
+        .ts(k.tsval, resent)
+        .sack(&[(b.0, (b + 988).0)]);
+    k.send_peer(o);
+    undone(&k);
+}
+
+/// A second timeout after progress in the first one's recovery, without SACK: F-RTO does not
+/// watch it (Linux's `tcp_enter_loss`: neither a new recovery nor a repeated timeout), since
+/// the data past SND.NXT may be the first go-back's resends, whose ACK proves nothing. Nor do
+/// timestamps undo it on an ACK echoing those resends. The go-back goes on at once.
+#[test]
+fn a_timeout_after_progress_in_a_timeouts_recovery_is_not_undone() {
+    let mut k = Conn::open(config(), false, false);
+    let b = ten_out(&mut k);
+    assert_eq!(until_timeout(&mut k)[0].seq, b);
+    k.h.now += Duration::from_millis(10);
+    let o = k.seg(ACK, b + 1000);
+    k.send_peer(o);
+    assert_eq!(sent_from(&mut k, b), vec![(1000, 1000), (2000, 1000)]);
+    let (_, r) = k.h.next_timeout();
+    assert_eq!(r[0].seq, b + 1000, "the second timeout");
+    k.h.now += Duration::from_millis(10);
+    // The first go-back's copies of 1000..3000 arrive.
+    let o = k.seg(ACK, b + 3000);
+    k.send_peer(o);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+    assert_eq!(sent_from(&mut k, b).first(), Some(&(3000, 1000)));
+
+    let mut cfg = config();
+    cfg.frto(false);
+    let mut k = Conn::open(cfg, true, false);
+    k.h.ep.send(k.c, &[8u8; 9880]).unwrap();
+    let b = k.h.drain()[0].seq;
+    let r = until_timeout(&mut k);
+    let first = r[0].ts.unwrap().tsval;
+    k.h.now += Duration::from_millis(10);
+    k.tsval += 1;
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(b + 988)
+        .ts(k.tsval, first);
+    k.send_peer(o);
+    let go_back = k.h.drain();
+    let copies = go_back[0].ts.unwrap().tsval;
+    let _ = k.h.next_timeout();
+    k.h.now += Duration::from_millis(10);
+    k.tsval += 1;
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(b + 3 * 988)
+        .ts(k.tsval, copies);
+    k.send_peer(o);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+}
+
+/// An ACK whose only news is a D-SACK (the late original of the resent segment) is no
+/// duplicate ACK to F-RTO (Linux's `FLAG_DSACKING_ACK`): the new data is still out, and the
+/// ACK of originals after it undoes the timeout.
+#[test]
+fn frto_is_not_ended_by_a_dsack() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    assert_eq!(
+        sack_reply(&mut k, b, b + 1000, &[]),
+        vec![(10_000, 1000), (11_000, 1000)]
+    );
+    assert_eq!(sack_reply(&mut k, b, b + 1000, &[(b, b + 1000)]), vec![]);
+    let _ = sack_reply(&mut k, b, b + 5000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
+}
+
+/// When the peer's window leaves less than a segment of new data room, F-RTO sends none and
+/// the go-back goes on at once, as Linux falls back when its push sends nothing: taking the
+/// new-data path would leave nothing sent until the next timeout.
+#[test]
+fn frto_goes_back_at_once_when_no_new_segment_fits() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    let o = k.seg(ACK, b + 1000).window(9500);
+    k.send_peer(o);
+    assert_eq!(sent_from(&mut k, b).first(), Some(&(1000, 1000)));
+}
+
+/// With `Config::frto` off, the ACK of the timeout's retransmission is followed by the next
+/// retransmissions, as before F-RTO.
 #[test]
 fn without_frto_a_timeout_goes_back_over_the_flight() {
     let mut cfg = config();
@@ -2515,11 +2644,7 @@ fn sack_reply(
     blocks: &[(SeqNumber, SeqNumber)],
 ) -> Vec<(usize, usize)> {
     sack_ack(k, una, blocks);
-    k.h.drain()
-        .iter()
-        .filter(|s| !s.payload.is_empty())
-        .map(|s| (s.seq - base, s.payload.len()))
-        .collect()
+    sent_from(k, base)
 }
 
 /// A SACK connection whose handshake measured a 100 ms round trip, so that RACK's

@@ -64,9 +64,12 @@ impl Connection {
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
 
-        // What the timeout's recovery needs to judge this ACK (`process_loss`).
+        // What the timeout's recovery needs to judge this ACK (`process_loss`), taken before
+        // the ACK that ends that recovery clears it.
         let was_loss = self.after_rto();
         let (high_seq, nxt_before) = (self.recovery.rto_recover, self.snd.nxt);
+        let frto = self.recovery.frto;
+        let dsacks_before = self.counters.dsacks_received;
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
         if self.sack_ok {
@@ -145,7 +148,7 @@ impl Connection {
             // Data sent before the timeout, never resent, and delivered by this ACK: with
             // SACK from RACK's record of each segment; without, an ACK past the point the
             // go-back had resent up to (where F-RTO sent new data instead, where it stopped).
-            let go_back = match self.recovery.frto {
+            let go_back = match frto {
                 Some(Frto::NewData { resume, new_from }) if nxt_before >= new_from => resume,
                 _ => nxt_before,
             };
@@ -154,13 +157,24 @@ impl Connection {
             } else {
                 ack > go_back && go_back < high_seq
             };
+            // The window this ACK leaves, which is set further down (Linux updates it first).
+            let window = if ack >= self.snd.una && self.may_update_window(una_before, seg, new_wnd)
+            {
+                new_wnd
+            } else {
+                self.snd.wnd
+            };
             let verdict = LossAck {
+                window,
                 una_advanced: self.snd.una > una_before,
                 original,
-                duplicate,
+                // Not one whose news is a D-SACK (Linux leaves `FLAG_DSACKING_ACK` out of
+                // `num_dupack`): the late original of a resent segment says nothing of the
+                // segments after it.
+                duplicate: duplicate && self.counters.dsacks_received == dsacks_before,
                 new_sack_info,
             };
-            self.process_loss(seg, verdict);
+            self.process_loss(seg, frto, verdict);
         }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
@@ -560,16 +574,24 @@ impl Connection {
     ///   delivered shows the loss was real (step 3a): F-RTO ends and the go-back resumes
     ///   where it stopped. So does a late ACK of more resent data, where Linux resends the
     ///   lost (`REXMIT_LOST`) with F-RTO still watching for an original's delivery.
-    fn process_loss(&mut self, seg: &TcpRepr<'_>, ack: LossAck) {
+    ///
+    /// `frto` is F-RTO's state before this ACK: one that reaches the end of the recovery
+    /// still undoes the timeout when it delivers original data, as Linux tests
+    /// `FLAG_ORIG_SACK_ACKED` before it looks at whether the recovery is over.
+    fn process_loss(&mut self, seg: &TcpRepr<'_>, frto: Option<Frto>, ack: LossAck) {
         if ack.una_advanced && (self.all_retransmissions_dsacked() || self.packet_delayed(seg)) {
             self.undo_loss("the originals got through (timestamps or D-SACK)");
             return;
         }
-        let Some(frto) = self.recovery.frto else {
+        let Some(frto) = frto else {
             return;
         };
         if ack.original {
             self.undo_loss("F-RTO: data never resent was delivered");
+            return;
+        }
+        if !self.after_rto() {
+            // The recovery is over, and F-RTO with it.
             return;
         }
         match frto {
@@ -583,14 +605,22 @@ impl Connection {
             }
             // The new data is out and nothing is decided yet (a window update).
             Frto::NewData { new_from, .. } if self.snd.max > new_from => {}
-            _ if ack.una_advanced && self.after_rto() => {
-                let unsent = self.snd.data_start() + self.snd.buffer.len() > self.snd.max;
-                let window_open = self.snd.una + self.snd.wnd > self.snd.max;
+            _ if ack.una_advanced => {
                 let resume = match frto {
                     Frto::NewData { resume, .. } => resume.max(self.snd.una),
                     Frto::Waiting => self.snd.nxt.max(self.snd.una),
                 };
-                if unsent && window_open {
+                // New data goes only if a segment of it can leave now (a whole one, or all
+                // that is queued), under the peer's window and the congestion window less
+                // what is resent and unacknowledged: otherwise the go-back would stop for
+                // nothing until the next timeout. Linux pushes and, if nothing passed
+                // `high_seq`, goes back to resending (`tcp_xmit_recovery`).
+                // (A distance between sequence numbers is never below zero.)
+                let unsent = (self.snd.data_start() + self.snd.buffer.len()) - self.snd.max;
+                let window = (self.snd.una + ack.window) - self.snd.max;
+                let congestion = self.cwnd().saturating_sub(resume - self.snd.una);
+                let segment = unsent.min(self.payload_room());
+                if segment > 0 && window.min(congestion) >= segment {
                     self.recovery.frto = Some(Frto::NewData {
                         resume,
                         new_from: self.snd.max,
@@ -628,6 +658,10 @@ impl Connection {
         self.recovery.frto = None;
         self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_rto();
+        // What RACK called lost under the timeout's zero reordering window is not: the loss
+        // marks go with the undo (`tcp_undo_cwnd_reduction(sk, true)`), and RACK judges the
+        // flight afresh with its window.
+        self.recovery.lost_below = None;
         if self.recovery.rto_recover.take().is_some() {
             self.snd.rack.on_recovery_end();
         }
@@ -811,6 +845,8 @@ impl Connection {
 /// What an ACK that came while going back after a timeout did, for `process_loss`.
 #[derive(Debug, Clone, Copy)]
 struct LossAck {
+    /// The peer's window as it leaves it.
+    window: usize,
     /// It moved SND.UNA.
     una_advanced: bool,
     /// It delivered data sent before the timeout and never resent (Linux's

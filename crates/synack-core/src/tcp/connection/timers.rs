@@ -376,7 +376,11 @@ impl Connection {
         self.recovery.undo_marker = Some(self.snd.una);
         self.recovery.undo_retrans = in_flight;
         self.recovery.undo_dsacked = 0;
-        if in_flight == 0 {
+        // Without SACK there is no record of what is resent and still out: after progress
+        // in the last timeout's recovery, its go-back's resends may be, and an ACK echoing
+        // one of them would pass for the originals' against a newer stamp. Keep the older.
+        let resent_out = in_flight > 0 || (!self.sack_ok && self.after_rto());
+        if !resent_out {
             self.recovery.undo_tsval = None;
         }
     }
@@ -455,13 +459,16 @@ impl Connection {
                 self.backoff = self.backoff.saturating_add(1);
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 let reduce_from = self.rto_reduce_from();
+                // F-RTO (RFC 5682 §3 step 1), as Linux's `tcp_enter_loss`: a timeout outside
+                // any recovery, or one repeating the last with nothing acknowledged between
+                // (not one after progress in the last one's recovery, whose data beyond
+                // SND.NXT its go-back may already have resent; nor one during fast recovery
+                // or CWR, which keep their reduction and have no undo here, where Linux
+                // watches a repeated one of those too).
+                let frto = self.cfg.frto && (!self.after_rto() || self.timeouts > 1);
                 self.init_rto_undo(reduce_from.is_some());
-                // F-RTO (RFC 5682 §3 step 1) watches a timeout whose reduction may be
-                // undone, a repeated one too: not one during fast recovery or CWR, as
-                // Linux's `tcp_enter_loss` (which also watches a timeout repeating one of
-                // those, with no undo to go back to here).
                 self.recovery.frto =
-                    (self.cfg.frto && self.recovery.undo_marker.is_some()).then_some(Frto::Waiting);
+                    (frto && self.recovery.undo_marker.is_some()).then_some(Frto::Waiting);
                 self.cc.on_rto(now, reduce_from);
                 self.recovery.recover = None;
                 // The timeout's reduction supersedes a CWR under way, and is signalled with
