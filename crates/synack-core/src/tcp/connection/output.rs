@@ -690,13 +690,21 @@ impl Connection {
                 self.offload_len(room, cap, buf.len())
             } else {
                 let whole = self.offload_len(room, sendable, buf.len());
-                // The short tail of what is queued rides under the same header when it fits
-                // and Nagle would let it go now anyway (Linux's tcp_mss_split_point): one
-                // packet for a whole write, as a TSO sender sends it.
+                // The short tail of what is queued, or of what the peer's window takes, rides
+                // under the same header when it fits and Nagle would let it go now anyway
+                // (Linux's tcp_mss_split_point): one packet for a whole write, as a TSO
+                // sender sends it, and a window filled to its edge. (Not a tail that the
+                // congestion window cuts: Linux's counts whole segments.)
                 let tail = sendable - whole;
+                let window_cut = sendable < in_record && wnd_edge <= cwnd_edge;
                 // The IP header and a TCP header with the most options it may carry fit too.
                 let fits = whole + tail + 100 <= self.cfg.gso_max_size.min(buf.len());
-                if tail > 0 && tail < room && whole + tail == in_record && nagle_ok && fits {
+                if tail > 0
+                    && tail < room
+                    && (whole + tail == in_record || window_cut)
+                    && nagle_ok
+                    && fits
+                {
                     whole + tail
                 } else {
                     whole
