@@ -2971,6 +2971,41 @@ fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
     );
 }
 
+/// The same, but the ACK of the late original was lost: the ACK that ends the recovery also
+/// carries the D-SACK of the retransmission. Linux counts it (`tcp_sacktag_one` marks the
+/// resent skb before `tcp_clean_rtx_queue` drops it) and undoes on that ACK; synack counted
+/// only blocks below the SND.UNA before the ACK, and kept the reduction.
+#[test]
+fn a_dsack_on_the_ack_that_ends_the_recovery_undoes_it() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(100);
+    for n in 2..=4 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+    let r = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    assert!(r.is_empty());
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd, info.undos), (0, 10, 1));
+}
+
+/// A D-SACK on the ACK that moves SND.UNA over data never resent (the network duplicated
+/// it) undoes nothing: only a resent segment reported twice counts (`tcp_sacktag_one`).
+#[test]
+fn a_dsack_of_data_never_resent_undoes_nothing() {
+    let (mut k, b) = two_losses_resent_and_acked();
+    let _ = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
+    let snd = k.h.ep.send(k.c, &[1u8; 4000]).unwrap();
+    assert_eq!(snd, 4000);
+    let o = k.h.drain();
+    let c = o[0].seq;
+    // The second loss was real; a D-SACK of new data, duplicated on the way, changes nothing.
+    let _ = sack_reply(&mut k, b, c + 1000, &[(c, c + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_ssthresh, info.undos), (7, 0), "{info:?}");
+}
+
 #[test]
 fn tcp_info_counts_segments_delivered_as_linux_does() {
     // tcpi_delivered: the SYN as one, then what each ACK newly acknowledges or SACKs, in

@@ -589,6 +589,20 @@ impl Rack {
             .sum()
     }
 
+    /// Bytes in `[from, to)` of segments sent more than once, as segments of `mss`: what a
+    /// D-SACK block over recorded data says arrived twice because it was resent (Linux's
+    /// `tcp_sacktag_one` takes a duplicate off `undo_retrans` only for an skb marked
+    /// `TCPCB_RETRANS`).
+    pub fn retransmitted_between(&self, from: SeqNumber, to: SeqNumber, mss: usize) -> usize {
+        let first = self.log.partition_point(|s| s.end <= from);
+        self.log
+            .range(first..)
+            .take_while(|s| s.start < to)
+            .filter(|s| s.retransmitted)
+            .map(|s| (s.end.min(to) - s.start.max(from)).div_ceil(mss.max(1)))
+            .sum()
+    }
+
     /// Segments tracked.
     #[cfg(test)]
     pub fn len(&self) -> usize {

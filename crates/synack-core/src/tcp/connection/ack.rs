@@ -498,9 +498,10 @@ impl Connection {
     }
 
     /// RFC 2883 §4: the first SACK block reports a duplicate (D-SACK) when it lies below the
-    /// cumulative ACK or inside the second block. A duplicate of data that was already
-    /// cumulatively acknowledged and lies above `undo_marker` is a retransmission of the last
-    /// recovery that was not needed (Linux's `tcp_check_dsack`).
+    /// cumulative ACK or inside the second block. A duplicate above `undo_marker` of data
+    /// already acknowledged, or of resent data this ACK acknowledges or that lies SACKed
+    /// above it, is a retransmission of the last recovery that was not needed (Linux's
+    /// `tcp_check_dsack` and `tcp_sacktag_one`).
     ///
     /// As Linux's `tcp_dsack_seen`, a D-SACK is dubious, and changes nothing, when its block
     /// is longer than the largest window the peer offered, or when it brings the segments
@@ -536,7 +537,18 @@ impl Connection {
         }
         if let Some(marker) = self.recovery.undo_marker {
             if right <= una_before && right > marker {
+                // Data acknowledged before, no longer recorded: counted as it comes
+                // (Linux's "dumb counting" in `tcp_check_dsack`).
                 self.recovery.undo_dsacked += segments;
+            } else if right > una_before && right > marker {
+                // Data this ACK acknowledges (its own ACK lost), or SACKed above it: still
+                // recorded, and counted where it was resent, as Linux's `tcp_sacktag_one`
+                // counts it before `tcp_clean_rtx_queue` drops what the ACK covers.
+                let from = left.max(una_before);
+                self.recovery.undo_dsacked +=
+                    self.snd
+                        .rack
+                        .retransmitted_between(from, right, self.snd.mss);
             }
         }
     }
