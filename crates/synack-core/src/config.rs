@@ -605,11 +605,12 @@ impl Config {
         ///   that would need more memory is dropped (`Stats::drop_memory`) after a
         ///   connection's own out-of-order data was discarded to make room for in-order
         ///   data, and writes are cut short or refused (`WouldBlock`; `send_capacity` is 0).
-        ///   Memory exceeds the cap only by what every connection keeps whatever it says,
-        ///   as Linux keeps every socket's `tcp_rmem[0]` and `tcp_wmem[0]`: two segments of
-        ///   in-order data while less is unread, and 4 KiB queued to send while less is
-        ///   queued. So two of the endpoint's own sockets always move, even when one's
-        ///   writes fill the cap (a loopback echo would otherwise deadlock).
+        ///   Memory exceeds the cap only by what a connection keeps whatever it says, after
+        ///   Linux's `tcp_rmem[0]` and `tcp_wmem[0]`: two segments of in-order data while
+        ///   less is unread, and, on a connection between two of the endpoint's own
+        ///   sockets, 4 KiB queued to send while less is queued. So such a pair always
+        ///   moves, even when one's writes fill the cap (a loopback echo would otherwise
+        ///   deadlock: both ends draw on this one budget).
         /// - **new connections** are refused once no more than a sixteenth of the cap, or
         ///   64 KiB if less, is left (`Stats::refused_memory`): `NoBufferSpace` for
         ///   `connect`, a dropped SYN for a listener or an accepted intercepted SYN.

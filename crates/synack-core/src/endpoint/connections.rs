@@ -77,6 +77,8 @@ impl Endpoint {
             memory_waiting: false,
         });
         slot.conn.set_memory_budget(pressure, room);
+        slot.conn
+            .set_own_peer(self.addresses.contains(&id.remote.ip()));
         slot.conn.port_claim = claim;
         self.by_tuple.insert(Tuple(id.local, id.remote), h);
         self.conn_ports.add(id.local, claim);

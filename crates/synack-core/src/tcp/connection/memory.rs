@@ -4,8 +4,8 @@
 
 use super::{Connection, RECLAIM_AFTER};
 
-/// What a connection may always queue to send, memory cap or not: Linux's `tcp_wmem[0]`
-/// (see [`Connection::send_floor`]).
+/// What a connection between two own sockets may always queue to send, memory cap or not:
+/// Linux's `tcp_wmem[0]` (see [`Connection::send_floor`]).
 pub(super) const SEND_FLOOR: usize = 4096;
 use crate::time::Instant;
 
@@ -71,15 +71,29 @@ impl Connection {
         (2 * self.rcv.mss).saturating_sub(self.rcv.buffer.len())
     }
 
-    /// Bytes a write may still queue past the memory cap: while less than [`SEND_FLOOR`] is
-    /// queued, a write takes up to that much whatever the cap, as Linux grants every socket
-    /// its `tcp_wmem[0]` (`__sk_mem_raise_allocated`: `sk_get_wmem0`). Without it, two of the
-    /// endpoint's own sockets deadlock at the cap: one's send queue fills it with data the
-    /// other cannot receive, because that one's receive buffer is full of data its
-    /// application will read only once its own write, refused for memory, goes through (a
-    /// loopback echo). The excess is bounded, [`SEND_FLOOR`] a connection.
+    /// Bytes a write may still queue past the memory cap, on a connection between two of the
+    /// endpoint's own sockets: while less than [`SEND_FLOOR`] is queued, a write takes up to
+    /// that much whatever the cap, as Linux grants every socket its `tcp_wmem[0]`
+    /// (`__sk_mem_raise_allocated`: `sk_get_wmem0`). Without it such a pair deadlocks at the
+    /// cap: one's send queue fills it with data the other cannot receive, because that one's
+    /// receive buffer is full of data its application will read only once its own write,
+    /// refused for memory, goes through (a loopback echo). Only there do both ends draw on
+    /// one budget, so that memory only the other end's progress frees can block it; with a
+    /// remote peer the cap stays a hard bound for writes. The excess is bounded,
+    /// [`SEND_FLOOR`] a connection.
     pub(super) fn send_floor(&self) -> usize {
-        SEND_FLOOR.saturating_sub(self.snd.buffer.len())
+        if self.mem.own_peer {
+            SEND_FLOOR.saturating_sub(self.snd.buffer.len())
+        } else {
+            0
+        }
+    }
+
+    /// The peer is one of the endpoint's own sockets (see [`MemBudget::own_peer`]).
+    ///
+    /// [`MemBudget::own_peer`]: super::MemBudget
+    pub fn set_own_peer(&mut self, own: bool) {
+        self.mem.own_peer = own;
     }
 
     /// Whether the budget held this connection back since the last call.

@@ -173,6 +173,9 @@ pub(crate) struct MemBudget {
     /// window kept from opening): the endpoint wakes it (a window update, `Writable`) once
     /// memory drains, so that no peer waits behind a window that only pressure closed.
     pub starved: bool,
+    /// The peer is one of the endpoint's own sockets (a connection looped back inside it):
+    /// both ends draw on this budget, so the connection keeps a send floor (`send_floor`).
+    pub own_peer: bool,
 }
 
 impl Default for MemBudget {
@@ -181,6 +184,7 @@ impl Default for MemBudget {
             pressure: false,
             room: usize::MAX,
             starved: false,
+            own_peer: false,
         }
     }
 }
