@@ -275,8 +275,8 @@ impl Connection {
     /// all fit, the buffer may grow once (auto-tuning) and take more. Never more than the
     /// memory budget's room (or the connection's floor, `send_floor`) is taken: at the
     /// endpoint's cap a write is cut short, or refused with `WouldBlock`, until memory
-    /// drains (`Writable` follows). `flags` say how
-    /// the write is to be segmented (see [`SendFlags`]).
+    /// drains (`Writable` follows). `flags` say how the write is to be segmented (see
+    /// [`SendFlags`]).
     fn queue(
         &mut self,
         len: usize,

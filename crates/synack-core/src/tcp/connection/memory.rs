@@ -3,11 +3,11 @@
 //! storage back.
 
 use super::{Connection, RECLAIM_AFTER};
+use crate::time::Instant;
 
 /// What a connection between two own sockets may always queue to send, memory cap or not:
 /// Linux's `tcp_wmem[0]` (see [`Connection::send_floor`]).
 pub(super) const SEND_FLOOR: usize = 4096;
-use crate::time::Instant;
 
 impl Connection {
     /// Bytes this connection's buffers hold now, as counted against `Config::max_memory`:
@@ -89,9 +89,8 @@ impl Connection {
         }
     }
 
-    /// The peer is one of the endpoint's own sockets (see [`MemBudget::own_peer`]).
-    ///
-    /// [`MemBudget::own_peer`]: super::MemBudget
+    /// The peer is one of the endpoint's own sockets (`MemBudget::own_peer`), as the
+    /// endpoint finds when it makes the connection.
     pub fn set_own_peer(&mut self, own: bool) {
         self.mem.own_peer = own;
     }
