@@ -2220,7 +2220,10 @@ async fn binding_port_zero_then_connecting_works_again_and_again() {
 /// memory cap finishes, every byte intact. It stalled for good (the soak test's
 /// `echostall`, reproduced here with the client in a task of its own): the capped
 /// receiver's window fell below a segment, and the sender's timeouts then resent nothing
-/// (see the core's `a_timeout_resends_into_a_window_shorter_than_a_segment`).
+/// (see the core's `a_timeout_resends_into_a_window_shorter_than_a_segment`). Later, in most
+/// runs with F-RTO on: the client's send queue filled the cap, the echo's write was refused
+/// for memory, so it read no more and dropped the client's data for good (the send floor of
+/// a connection between own sockets; the core's `loopback.rs` has it deterministically).
 #[tokio::test]
 async fn a_loopback_echo_under_a_memory_cap_finishes() {
     for seed in 1..=2 {
