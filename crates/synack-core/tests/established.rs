@@ -1815,6 +1815,25 @@ fn frto_is_not_ended_by_a_dsack() {
     assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
 }
 
+/// A D-SACK that is dubious (three segments reported twice, two ever resent: the probe and
+/// the timeout) is no news (Linux's `tcp_dsack_seen` returns 0, so `FLAG_DSACKING_ACK` stays
+/// clear): the ACK carrying it is a duplicate, and F-RTO's go-back resumes at once (found in
+/// review: F-RTO waited for the next ACK or timeout).
+#[test]
+fn frto_takes_an_ack_with_a_dubious_dsack_for_a_duplicate() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out_timeout_five_queued(&mut k);
+    k.h.now += Duration::from_millis(10);
+    assert_eq!(
+        sack_reply(&mut k, b, b + 1000, &[]),
+        vec![(10_000, 1000), (11_000, 1000)]
+    );
+    let r = sack_reply(&mut k, b, b + 1000, &[(b - 2000, b + 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.dsacks_dubious, 1, "{info:?}");
+    assert_eq!(r.first(), Some(&(1000, 1000)), "the go-back resumes: {r:?}");
+}
+
 /// When the peer's window leaves less than a segment of new data room, F-RTO sends none and
 /// the go-back goes on at once, as Linux falls back when its push sends nothing: taking the
 /// new-data path would leave nothing sent until the next timeout.

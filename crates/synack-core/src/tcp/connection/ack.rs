@@ -69,7 +69,7 @@ impl Connection {
         let was_loss = self.after_rto();
         let (high_seq, nxt_before) = (self.recovery.rto_recover, self.snd.nxt);
         let frto = self.recovery.frto;
-        let dsacks_before = self.counters.dsacks_received;
+        let dsacks_before = (self.counters.dsacks_received, self.counters.dsacks_dubious);
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
         if self.sack_ok {
@@ -170,8 +170,9 @@ impl Connection {
                 original,
                 // Not one whose news is a D-SACK (Linux leaves `FLAG_DSACKING_ACK` out of
                 // `num_dupack`): the late original of a resent segment says nothing of the
-                // segments after it.
-                duplicate: duplicate && self.counters.dsacks_received == dsacks_before,
+                // segments after it. A dubious D-SACK is no news (`tcp_dsack_seen` returns
+                // 0, and the flag stays clear): such an ACK is a duplicate.
+                duplicate: duplicate && !self.dsack_taken_since(dsacks_before),
                 new_sack_info,
             };
             self.process_loss(seg, frto, verdict);
@@ -551,6 +552,14 @@ impl Connection {
                         .retransmitted_between(from, right, self.snd.mss);
             }
         }
+    }
+
+    /// Whether a D-SACK was taken (counted, and not dubious) since the counters stood at
+    /// `before` (received, dubious).
+    fn dsack_taken_since(&self, before: (u32, u32)) -> bool {
+        let received = self.counters.dsacks_received.wrapping_sub(before.0);
+        let dubious = self.counters.dsacks_dubious.wrapping_sub(before.1);
+        received > dubious
     }
 
     /// Undo a spurious fast retransmit (RFC 3708 §3, Linux's `tcp_try_undo_dsack`): once
