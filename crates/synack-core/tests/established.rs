@@ -1599,6 +1599,20 @@ fn frto_conn() -> Conn {
     sack_conn_100ms_with(cfg)
 }
 
+/// [`ten_out_timeout_five_queued`], then the ACK of the timeout's retransmission 10 ms
+/// later, which (F-RTO step 2b) sends two segments of new data rather than the go-back's
+/// next retransmission: where the ten began.
+fn frto_new_data_out(k: &mut Conn) -> SeqNumber {
+    let b = ten_out_timeout_five_queued(k);
+    k.h.now += Duration::from_millis(10);
+    assert_eq!(
+        sack_reply(k, b, b + 1000, &[]),
+        vec![(10_000, 1000), (11_000, 1000)],
+        "new data, not 1000.."
+    );
+    b
+}
+
 /// F-RTO (RFC 5682 §3, Linux's `tcp_frto`), without timestamps: the ACK of the timeout's
 /// retransmission moves SND.UNA over resent data only, so new data goes out next rather
 /// than the second segment again (step 2b); the ACK after it covers segments sent before
@@ -1608,14 +1622,7 @@ fn frto_conn() -> Conn {
 #[test]
 fn frto_sends_new_data_after_a_timeout_and_undoes_it_when_originals_are_acked() {
     let mut k = frto_conn();
-    let b = ten_out_timeout_five_queued(&mut k);
-    k.h.now += Duration::from_millis(10);
-    let r = sack_reply(&mut k, b, b + 1000, &[]);
-    assert_eq!(
-        r,
-        vec![(10_000, 1000), (11_000, 1000)],
-        "new data, not 1000.."
-    );
+    let b = frto_new_data_out(&mut k);
     let r = sack_reply(&mut k, b, b + 5000, &[]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.undos), (0, 1), "{info:?}");
@@ -1634,10 +1641,7 @@ fn frto_sends_new_data_after_a_timeout_and_undoes_it_when_originals_are_acked() 
 #[test]
 fn frto_resumes_the_go_back_when_the_new_data_is_sacked_alone() {
     let mut k = frto_conn();
-    let b = ten_out_timeout_five_queued(&mut k);
-    k.h.now += Duration::from_millis(10);
-    let r = sack_reply(&mut k, b, b + 1000, &[]);
-    assert_eq!(r, vec![(10_000, 1000), (11_000, 1000)]);
+    let b = frto_new_data_out(&mut k);
     let r = sack_reply(&mut k, b, b + 1000, &[(b + 10_000, b + 11_000)]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
@@ -1724,12 +1728,7 @@ fn an_ack_of_the_whole_flight_after_a_timeout_undoes_it() {
     undone(&k);
 
     let mut k = sack_conn_100ms();
-    let b = ten_out_timeout_five_queued(&mut k);
-    k.h.now += Duration::from_millis(10);
-    assert_eq!(
-        sack_reply(&mut k, b, b + 1000, &[]),
-        vec![(10_000, 1000), (11_000, 1000)]
-    );
+    let b = frto_new_data_out(&mut k);
     let _ = sack_reply(&mut k, b, b + 10_000, &[]);
     undone(&k);
 
@@ -1803,12 +1802,7 @@ fn a_timeout_after_progress_in_a_timeouts_recovery_is_not_undone() {
 #[test]
 fn frto_is_not_ended_by_a_dsack() {
     let mut k = sack_conn_100ms();
-    let b = ten_out_timeout_five_queued(&mut k);
-    k.h.now += Duration::from_millis(10);
-    assert_eq!(
-        sack_reply(&mut k, b, b + 1000, &[]),
-        vec![(10_000, 1000), (11_000, 1000)]
-    );
+    let b = frto_new_data_out(&mut k);
     assert_eq!(sack_reply(&mut k, b, b + 1000, &[(b, b + 1000)]), vec![]);
     let _ = sack_reply(&mut k, b, b + 5000, &[]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
@@ -1822,12 +1816,7 @@ fn frto_is_not_ended_by_a_dsack() {
 #[test]
 fn frto_takes_an_ack_with_a_dubious_dsack_for_a_duplicate() {
     let mut k = sack_conn_100ms();
-    let b = ten_out_timeout_five_queued(&mut k);
-    k.h.now += Duration::from_millis(10);
-    assert_eq!(
-        sack_reply(&mut k, b, b + 1000, &[]),
-        vec![(10_000, 1000), (11_000, 1000)]
-    );
+    let b = frto_new_data_out(&mut k);
     let r = sack_reply(&mut k, b, b + 1000, &[(b - 2000, b + 1000)]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!(info.dsacks_dubious, 1, "{info:?}");
