@@ -390,6 +390,70 @@ fn a_packet_from_the_link_with_our_source_is_still_dropped() {
     assert_eq!(twin.state(c), Ok(State::SynSent));
 }
 
+/// A SYN from a second endpoint at 198.18.0.9 to `198.18.0.2:port`, its addresses then
+/// rewritten to `src` and `dst` (the checksum vouched for in the returned meta, so that only
+/// the addresses can decide its fate).
+fn syn_rewritten(
+    now: Instant,
+    port: u16,
+    src: &str,
+    dst: &str,
+) -> (Vec<u8>, synack_core::RecvMeta) {
+    let mut peer = Endpoint::new(Config::default(), &["198.18.0.9".parse().unwrap()]);
+    peer.connect_with(
+        now,
+        at(V4, port),
+        None,
+        &synack_core::SocketOptions::default(),
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let t = peer.poll_transmit(now, &mut buf).unwrap();
+    buf.truncate(t.len);
+    let mut ip = synack_core::wire::ipv4::Packet::new_unchecked(&mut buf[..]);
+    ip.set_src_addr(src.parse().unwrap());
+    ip.set_dst_addr(dst.parse().unwrap());
+    ip.fill_checksum();
+    let meta = synack_core::RecvMeta {
+        checksum_verified: true,
+        ..synack_core::RecvMeta::new(t.len)
+    };
+    (buf, meta)
+}
+
+/// A loopback address beside a real one does not make the link a loopback link: a packet
+/// from the link to 127.0.0.1 is a martian destination, whatever its source (Linux drops it
+/// on any device but `lo`), so a listener on 127.0.0.1 is out of the link's reach. Only a
+/// stack whose addresses are all loopback ones takes such packets, as `lo` does.
+#[test]
+fn a_loopback_address_beside_a_real_one_is_out_of_the_links_reach() {
+    let now = Instant::from_secs(1);
+    let mut config = Config::default();
+    config.seed(Some([7; 32]));
+    let own: [IpAddr; 2] = [V4.parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    let mut ep = Endpoint::new(config.clone(), &own);
+    let l = ep.listen(at("127.0.0.1", 8083), 8).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    for src in ["198.18.0.9", V4, "127.0.0.1", "127.0.0.5"] {
+        let (syn, meta) = syn_rewritten(now, 8083, src, "127.0.0.1");
+        let before = ep.stats().drop_not_for_us;
+        ep.handle_packet(now, &syn, meta);
+        assert_eq!(ep.stats().drop_not_for_us, before + 1, "from {src}");
+        assert!(ep.poll_transmit(now, &mut buf).is_none(), "answered {src}");
+    }
+    assert_eq!(ep.accept(l), Err(Error::WouldBlock));
+
+    // All loopback: the link is a loopback link, and the SYN is answered.
+    let mut lo = Endpoint::new(config, &["127.0.0.1".parse().unwrap()]);
+    lo.listen(at("127.0.0.1", 8083), 8).unwrap();
+    let (syn, meta) = syn_rewritten(now, 8083, "127.0.0.5", "127.0.0.1");
+    lo.handle_packet(now, &syn, meta);
+    assert_eq!(lo.stats().drop_not_for_us, 0);
+    let t = lo.poll_transmit(now, &mut buf).expect("a SYN-ACK");
+    let ip = synack_core::wire::ipv4::Packet::new_checked(&buf[..t.len]).unwrap();
+    assert_eq!(ip.dst_addr().to_string(), "127.0.0.5");
+}
+
 /// A client that connects to its own server again and again does not run out of ports:
 /// an ephemeral connect takes a loopback tuple over from its TIME-WAIT entry once TS.Recent
 /// is from an earlier second, as Linux's `tcp_tw_reuse` default does on loopback (not

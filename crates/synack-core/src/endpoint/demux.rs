@@ -163,9 +163,11 @@ impl Endpoint {
         // attack: Linux's `fib_validate_source` refuses a local source without
         // `accept_local`), and a source that is the link's broadcast address (its route is
         // RTN_BROADCAST: `ip_route_input_slow`'s `martian_source`; answering it would
-        // reflect to the whole link). A stack whose own address is a loopback one is a
-        // loopback link, where they are ordinary, and so is a packet of ours looped back.
-        let loopback_link = self.looping || (dst.is_loopback() && self.addresses.contains(&dst));
+        // reflect to the whole link). A stack whose own addresses are all loopback ones is
+        // on a loopback link, where they are ordinary, and so is a packet of ours looped
+        // back. A loopback address beside a real one is not: a packet from the link to it is
+        // a martian destination (Linux's, on any device but `lo`), whatever its source.
+        let loopback_link = self.looping || self.loopback_only;
         let martian = !loopback_link
             && (is_martian(src)
                 || is_martian(dst)

@@ -142,6 +142,9 @@ pub struct Endpoint {
     /// The packet being taken in is one of ours to one of our own addresses, looped back by
     /// `poll_transmit`: its own source is then no LAND attack.
     looping: bool,
+    /// Every own address is a loopback one: the link is a loopback link, where loopback
+    /// destinations and own sources are ordinary (see `handle_ip`).
+    loopback_only: bool,
     /// `poll_transmit` stopped at its loopback burst with more to loop: due at once.
     loopback_due: Option<Instant>,
     next_handle: usize,
@@ -200,6 +203,7 @@ impl Endpoint {
             bindings: Bindings::default(),
             conn_ports: port_use::PortUse::default(),
             looping: false,
+            loopback_only: !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback),
             loopback_due: None,
             next_handle: 1,
             events: VecDeque::new(),
