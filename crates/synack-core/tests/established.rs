@@ -2965,14 +2965,17 @@ fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
     // The original arrives: everything is acknowledged, recovery ends at ssthresh.
     let r = sack_reply(&mut k, b, b + 10_000, &[]);
     assert!(r.is_empty());
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 7);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.delivered), (7, 11));
     // Then the retransmission arrives too, and the peer says so with a D-SACK (RFC 2883
     // §4: a block below the cumulative ACK). Every retransmission was a duplicate: the
-    // reduction is undone (RFC 3708 §3, as Linux's tcp_try_undo_dsack).
+    // reduction is undone (RFC 3708 §3, as Linux's tcp_try_undo_dsack). The segment counts
+    // as delivered again (Linux's `tcp_dsack_seen`), but an ACK of no new data grows no
+    // window (`tcp_may_raise_cwnd` wants FLAG_DATA_ACKED).
     let r = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
     assert!(r.is_empty());
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
-    assert_eq!((info.ca_state, info.snd_cwnd), (0, 10));
+    assert_eq!((info.ca_state, info.snd_cwnd, info.delivered), (0, 10, 12));
     assert_eq!(
         info.snd_ssthresh, 0x7fff_ffff,
         "ssthresh as before the first loss"
@@ -2982,7 +2985,11 @@ fn a_fast_retransmit_shown_spurious_by_dsack_is_undone() {
 /// The same, but the ACK of the late original was lost: the ACK that ends the recovery also
 /// carries the D-SACK of the retransmission. Linux counts it (`tcp_sacktag_one` marks the
 /// resent skb before `tcp_clean_rtx_queue` drops it) and undoes on that ACK; synack counted
-/// only blocks below the SND.UNA before the ACK, and kept the reduction.
+/// only blocks below the SND.UNA before the ACK, and kept the reduction. The window goes
+/// back to 10 and, the connection open again, grows in slow start by what the ACK
+/// delivered: the seven segments never SACKed and the one reported twice (Linux's
+/// `tcp_dsack_seen` counts it delivered): 18, and 4 + 8 delivered, as the kernel reports
+/// in `dsack-undo-on-recovery-end.pkt`.
 #[test]
 fn a_dsack_on_the_ack_that_ends_the_recovery_undoes_it() {
     let mut k = sack_conn_100ms();
@@ -2991,11 +2998,15 @@ fn a_dsack_on_the_ack_that_ends_the_recovery_undoes_it() {
     for n in 2..=4 {
         let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + n * 1000)]);
     }
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd, info.delivered), (3, 7, 4));
     let r = sack_reply(&mut k, b, b + 10_000, &[(b, b + 1000)]);
     assert!(r.is_empty());
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
-    assert_eq!((info.ca_state, info.snd_cwnd, info.undos), (0, 10, 1));
+    assert_eq!(
+        (info.ca_state, info.snd_cwnd, info.undos, info.delivered),
+        (0, 18, 1, 12)
+    );
 }
 
 /// A D-SACK on the ACK that moves SND.UNA over data never resent (the network duplicated

@@ -11,6 +11,15 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
 
+/// What an ACK of new data during a recovery would have grown the window by, had the
+/// recovery not held it (see `on_new_ack`).
+struct Growth {
+    /// The bytes the ACK newly delivered.
+    delivered: usize,
+    /// The bytes in flight before it.
+    in_flight_before: usize,
+}
+
 impl Connection {
     /// Linux's send-window update rule (`tcp_may_update_window`), with SND.UNA as it was
     /// before `seg`'s ACK: an ACK of new data, a newer segment, or the same segment
@@ -72,9 +81,14 @@ impl Connection {
         let dsacks_before = (self.counters.dsacks_received, self.counters.dsacks_dubious);
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
-        if self.sack_ok {
-            self.count_dsack(seg, una_before);
-        }
+        // Segments a D-SACK reports received twice: delivered too, to PRR, the window's
+        // growth and TCP_INFO (Linux's `tcp_dsack_seen`: "a spurious retransmission is
+        // delivered").
+        let dsacked = if self.sack_ok {
+            self.count_dsack(seg, una_before)
+        } else {
+            0
+        };
         let sacked_before = self.snd.scoreboard.sacked_bytes();
         let lost_before = self.lost_boundary();
         // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
@@ -98,8 +112,11 @@ impl Connection {
         }
 
         let mut duplicate = false;
+        let undos_before = self.counters.undos;
+        let mut withheld = None;
         if ack > self.snd.una {
-            self.on_new_ack(now, seg, ack, sacked_before, ece);
+            let dsacked_bytes = dsacked * self.snd.mss;
+            withheld = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, ece);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -118,7 +135,8 @@ impl Connection {
         // (bytes SACKed before and acknowledged now were counted when SACKed).
         let newly = (self.snd.una - una_before + self.snd.scoreboard.sacked_bytes())
             .saturating_sub(sacked_before);
-        let segments = u32::try_from(newly.div_ceil(self.snd.mss.max(1))).unwrap_or(u32::MAX);
+        let segments =
+            u32::try_from(newly.div_ceil(self.snd.mss.max(1)) + dsacked).unwrap_or(u32::MAX);
         self.delivered = self.delivered.saturating_add(segments);
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
         let mut original_end = None;
@@ -210,14 +228,35 @@ impl Connection {
             let sacked = self.snd.scoreboard.sacked_bytes();
             let delivered = match unsacked_segs_before {
                 // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
-                Some(before) => before.saturating_sub(self.snd.unsacked_segments()),
-                None => (self.snd.una - una_before + sacked).saturating_sub(sacked_before),
+                Some(before) => before.saturating_sub(self.snd.unsacked_segments()) + dsacked,
+                None => (self.snd.una - una_before + sacked + dsacked * self.snd.mss)
+                    .saturating_sub(sacked_before),
             };
             let lost = self.lost_boundary();
             let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
             self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
         }
         self.try_undo();
+        // Linux undoes (`tcp_fastretrans_alert`) before it sets the window for the ACK
+        // (`tcp_cong_control`): an ACK of new data whose undo ends the recovery finds the
+        // connection open again, and the restored window grows by what that ACK delivered
+        // (`tcp_may_raise_cwnd`, FLAG_DATA_ACKED), as on any ACK in the open state. Only a
+        // window that limited the flow grows, and not on a congestion echo.
+        if let Some(growth) = withheld {
+            if self.counters.undos != undos_before
+                && self.recovery.recover.is_none()
+                && self.recovery.cwr.is_none()
+                && !ece
+                && self.cwnd_limited()
+            {
+                self.cc.on_ack(
+                    now,
+                    growth.delivered,
+                    growth.in_flight_before,
+                    self.rtt.srtt(),
+                );
+            }
+        }
 
         // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
         // updated", when the segment is newer than the last that updated it: Linux's
@@ -272,16 +311,20 @@ impl Connection {
     }
 
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
-    /// scoreboard held before this ACK's SACK blocks; `ece`, whether it echoes a congestion
-    /// mark (the window does not grow on it).
+    /// scoreboard held before this ACK's SACK blocks; `dsacked`, the bytes its D-SACK
+    /// reports received twice (delivered as well); `ece`, whether it echoes a congestion
+    /// mark (the window does not grow on it). Returns the growth a recovery withheld from
+    /// the window, for an undo on the same ACK to give.
     fn on_new_ack(
         &mut self,
         now: Instant,
         seg: &TcpRepr<'_>,
         ack: SeqNumber,
         sacked_before: usize,
+        dsacked: usize,
         ece: bool,
-    ) {
+    ) -> Option<Growth> {
+        let mut withheld = None;
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
         if ack > self.snd.nxt {
@@ -343,7 +386,7 @@ impl Connection {
         // What this ACK newly delivered: bytes SACKed earlier and covered by it now were
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
-            (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before);
+            (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before) + dsacked;
         if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
             // Without SACK, the duplicate ACKs before this one each stood for a segment the
             // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
@@ -368,6 +411,10 @@ impl Connection {
                     self.cc.on_recovery_end(self.snd.in_flight());
                 }
                 self.snd.rack.on_recovery_end();
+                withheld = Some(Growth {
+                    delivered,
+                    in_flight_before,
+                });
                 // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
                 // TSval older than the first retransmission, so the originals arrived and
                 // the reduction was for nothing.
@@ -383,6 +430,10 @@ impl Connection {
                     self.recovery.retransmit_head = true;
                     self.cc.on_partial_ack(acked);
                 }
+                withheld = Some(Growth {
+                    delivered,
+                    in_flight_before,
+                });
                 self.retransmit_deadline_reset(now);
             }
             None => {
@@ -423,6 +474,7 @@ impl Connection {
             self.notify.writable = true;
         }
         self.arm_tlp(now);
+        withheld
     }
 
     /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for
@@ -510,26 +562,28 @@ impl Connection {
     /// undo a real reduction at one stroke, or widen RACK's window for duplicates no
     /// retransmission made. Only a path seen to reorder widens the window (RFC 8985 §6.2
     /// step 4; Linux sets `rack.dsack_seen` only with `reord_seen`).
-    fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) {
+    ///
+    /// Returns the segments reported twice, none for a dubious D-SACK.
+    fn count_dsack(&mut self, seg: &TcpRepr<'_>, una_before: SeqNumber) -> usize {
         let Some((left, right)) = seg.sack_ranges[0] else {
-            return;
+            return 0;
         };
         let inside_second = matches!(seg.sack_ranges[1], Some((l, r)) if left >= l && right <= r);
         if left >= right || !(left < seg.ack_number || inside_second) {
-            return;
+            return 0;
         }
         self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
         let len = right - left;
         if len > self.snd.max_wnd {
             self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
-            return;
+            return 0;
         }
         let segments = len.div_ceil(self.snd.mss.max(1)).max(1);
         let dups = u32::try_from(segments).unwrap_or(u32::MAX);
         self.counters.dsack_dups = self.counters.dsack_dups.saturating_add(dups);
         if self.counters.dsack_dups > self.retransmits {
             self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
-            return;
+            return 0;
         }
         // A segment received twice: the reordering window may have been too short to
         // spare a retransmission.
@@ -552,6 +606,7 @@ impl Connection {
                         .retransmitted_between(from, right, self.snd.mss);
             }
         }
+        segments
     }
 
     /// Whether a D-SACK was taken (counted, and not dubious) since the counters stood at
