@@ -452,6 +452,28 @@ fn a_loopback_address_beside_a_real_one_is_out_of_the_links_reach() {
     let t = lo.poll_transmit(now, &mut buf).expect("a SYN-ACK");
     let ip = synack_core::wire::ipv4::Packet::new_checked(&buf[..t.len]).unwrap();
     assert_eq!(ip.dst_addr().to_string(), "127.0.0.5");
+
+    // Only to its own addresses: intercepting, such a stack still holds no SYN to another
+    // loopback address, nor one from 0/8 or from its own address to a foreign one (found
+    // in review: the whole martian check was off on an all-loopback stack).
+    let mut config = Config::default();
+    config.seed(Some([7; 32]));
+    config.intercept(Some(synack_core::InterceptConfig::default()));
+    let mut lo = Endpoint::new(config, &["127.0.0.1".parse().unwrap()]);
+    for (src, dst) in [
+        ("198.18.0.9", "127.3.4.5"),
+        ("0.0.0.7", "198.19.7.9"),
+        ("127.0.0.1", "198.19.7.9"),
+    ] {
+        let (syn, meta) = syn_rewritten(now, 8083, src, dst);
+        let before = lo.stats().drop_not_for_us;
+        lo.handle_packet(now, &syn, meta);
+        assert_eq!(lo.stats().drop_not_for_us, before + 1, "{src} -> {dst}");
+        let held = std::iter::from_fn(|| lo.poll_event())
+            .filter(|e| matches!(e, Event::Intercepted(_)))
+            .count();
+        assert_eq!(held, 0, "{src} -> {dst} intercepted");
+    }
 }
 
 /// A client that connects to its own server again and again does not run out of ports:

@@ -163,11 +163,13 @@ impl Endpoint {
         // attack: Linux's `fib_validate_source` refuses a local source without
         // `accept_local`), and a source that is the link's broadcast address (its route is
         // RTN_BROADCAST: `ip_route_input_slow`'s `martian_source`; answering it would
-        // reflect to the whole link). A stack whose own addresses are all loopback ones is
-        // on a loopback link, where they are ordinary, and so is a packet of ours looped
-        // back. A loopback address beside a real one is not: a packet from the link to it is
-        // a martian destination (Linux's, on any device but `lo`), whatever its source.
-        let loopback_link = self.looping || self.loopback_only;
+        // reflect to the whole link). A packet of ours looped back is none of these, and
+        // neither is one to an own address of a stack whose own addresses are all loopback
+        // ones (a loopback link, as Linux's `lo`). A loopback address beside a real one is
+        // out of the link's reach: a packet from the link to it is a martian destination
+        // (Linux's, on any device but `lo`), whatever its source. And on a loopback link a
+        // packet to any other address (in intercept mode) is still judged as a martian.
+        let loopback_link = self.looping || (self.loopback_only && self.addresses.contains(&dst));
         let martian = !loopback_link
             && (is_martian(src)
                 || is_martian(dst)

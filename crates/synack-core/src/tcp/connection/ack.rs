@@ -11,13 +11,18 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{TcpFlags, TcpRepr};
 
-/// What an ACK of new data during a recovery would have grown the window by, had the
-/// recovery not held it (see `on_new_ack`).
+/// The growth of the window that an ACK of new data leaves to the end of its processing,
+/// where Linux's `tcp_cong_control` sets the window: after the undo and the recovery states
+/// (`tcp_fastretrans_alert`) have had their say. See `on_new_ack`.
 struct Growth {
     /// The bytes the ACK newly delivered.
     delivered: usize,
     /// The bytes in flight before it.
     in_flight_before: usize,
+    /// Whether the window grows only if an undo on the same ACK ends the recovery: an ACK
+    /// that leaves the recovery under way lets PRR set the window (Linux's
+    /// `tcp_cwnd_reduction`) unless the undo opens the connection again.
+    only_if_undone: bool,
 }
 
 impl Connection {
@@ -84,11 +89,16 @@ impl Connection {
         // Segments a D-SACK reports received twice: delivered too, to PRR, the window's
         // growth and TCP_INFO (Linux's `tcp_dsack_seen`: "a spurious retransmission is
         // delivered").
-        let dsacked = if self.sack_ok {
+        let mut dsacked = if self.sack_ok {
             self.count_dsack(seg, una_before)
         } else {
             0
         };
+        if seg.ack_number < una_before {
+            // An old ACK: Linux's `tcp_ack` takes its SACK blocks (and counts the D-SACK
+            // towards the undo) but counts no delivery and sets no window on it (`old_ack`).
+            dsacked = 0;
+        }
         let sacked_before = self.snd.scoreboard.sacked_bytes();
         let lost_before = self.lost_boundary();
         // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
@@ -113,10 +123,10 @@ impl Connection {
 
         let mut duplicate = false;
         let undos_before = self.counters.undos;
-        let mut withheld = None;
+        let mut growth = None;
         if ack > self.snd.una {
             let dsacked_bytes = dsacked * self.snd.mss;
-            withheld = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, ece);
+            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, ece);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -237,24 +247,23 @@ impl Connection {
             self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
         }
         self.try_undo();
-        // Linux undoes (`tcp_fastretrans_alert`) before it sets the window for the ACK
-        // (`tcp_cong_control`): an ACK of new data whose undo ends the recovery finds the
-        // connection open again, and the restored window grows by what that ACK delivered
-        // (`tcp_may_raise_cwnd`, FLAG_DATA_ACKED), as on any ACK in the open state. Only a
-        // window that limited the flow grows, and not on a congestion echo.
-        if let Some(growth) = withheld {
-            if self.counters.undos != undos_before
+        // Linux sets the window for the ACK (`tcp_cong_control`) after its undo and recovery
+        // states (`tcp_fastretrans_alert`): an ACK of new data that ends a recovery, or whose
+        // undo does, or that undoes a timeout, finds the connection open and the window
+        // (restored, if undone) grows by what the ACK delivered (`tcp_may_raise_cwnd`,
+        // FLAG_DATA_ACKED); so does one during a timeout's recovery (the Loss state reduces
+        // nothing). Only a window that limited the flow grows, not on a congestion echo, and
+        // not when the same ACK starts a recovery again.
+        if let Some(g) = growth {
+            let undone = self.counters.undos != undos_before;
+            if (undone || !g.only_if_undone)
                 && self.recovery.recover.is_none()
                 && self.recovery.cwr.is_none()
                 && !ece
                 && self.cwnd_limited()
             {
-                self.cc.on_ack(
-                    now,
-                    growth.delivered,
-                    growth.in_flight_before,
-                    self.rtt.srtt(),
-                );
+                self.cc
+                    .on_ack(now, g.delivered, g.in_flight_before, self.rtt.srtt());
             }
         }
 
@@ -313,8 +322,9 @@ impl Connection {
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
     /// scoreboard held before this ACK's SACK blocks; `dsacked`, the bytes its D-SACK
     /// reports received twice (delivered as well); `ece`, whether it echoes a congestion
-    /// mark (the window does not grow on it). Returns the growth a recovery withheld from
-    /// the window, for an undo on the same ACK to give.
+    /// mark (the window does not grow on it). Returns the growth left to the end of the
+    /// ACK's processing (see [`Growth`]): during or at the end of a recovery, and after a
+    /// timeout, where an undo on the same ACK changes the window it applies to.
     fn on_new_ack(
         &mut self,
         now: Instant,
@@ -411,10 +421,17 @@ impl Connection {
                     self.cc.on_recovery_end(self.snd.in_flight());
                 }
                 self.snd.rack.on_recovery_end();
-                withheld = Some(Growth {
-                    delivered,
-                    in_flight_before,
-                });
+                // Without SACK, an ACK of exactly the recovery point keeps Linux in recovery
+                // (`tcp_try_undo_recovery` holds the state until data above it is
+                // acknowledged, RFC 6582's guard against a false fast retransmit), where the
+                // window does not grow.
+                if self.sack_ok || ack > recover {
+                    withheld = Some(Growth {
+                        delivered,
+                        in_flight_before,
+                        only_if_undone: false,
+                    });
+                }
                 // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
                 // TSval older than the first retransmission, so the originals arrived and
                 // the reduction was for nothing.
@@ -433,6 +450,7 @@ impl Connection {
                 withheld = Some(Growth {
                     delivered,
                     in_flight_before,
+                    only_if_undone: true,
                 });
                 self.retransmit_deadline_reset(now);
             }
@@ -447,7 +465,20 @@ impl Connection {
                 } else {
                     0
                 };
-                self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
+                if self.recovery.rto_recover.is_some() && grow > 0 {
+                    // A timeout's recovery, this ACK perhaps its last (cleared below): the
+                    // ACK may undo the timeout (`process_loss`), and the window it grows is
+                    // then the restored one. The controller sees the RTT now, the growth at
+                    // the end.
+                    self.cc.on_ack(now, 0, in_flight_before, self.rtt.srtt());
+                    withheld = Some(Growth {
+                        delivered,
+                        in_flight_before,
+                        only_if_undone: false,
+                    });
+                } else {
+                    self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
+                }
             }
         }
         self.recovery.dupacks = 0;
