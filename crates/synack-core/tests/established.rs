@@ -3012,6 +3012,57 @@ fn a_dsack_on_the_ack_that_ends_the_recovery_undoes_it() {
     );
 }
 
+/// One ACK both acknowledges three segments and SACKs three more above a hole: it starts
+/// a recovery. Linux decides that (`tcp_fastretrans_alert`) before it sets the window
+/// (`tcp_cong_control`), so ssthresh comes from the window as it was, and PRR's window
+/// follows, not a grown one (`recovery-entry-before-growth.pkt` checks the kernel: 3, 7,
+/// 7). synack grew the window first and took ssthresh 12 from it (found in review).
+#[test]
+fn an_ack_that_starts_a_recovery_does_not_grow_the_window_first() {
+    let mut cfg = Config::linux();
+    cfg.pacing(false);
+    let mut k = sack_conn_100ms_with(cfg);
+    let b = ten_out(&mut k);
+    k.h.advance(Duration::from_millis(50));
+    let _ = sack_reply(&mut k, b, b + 3000, &[(b + 4000, b + 7000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.snd_ssthresh, info.snd_cwnd),
+        (3, 7, 7),
+        "{info:?}"
+    );
+}
+
+/// Without SACK, the ACK that ends a recovery above its recovery point grows the window
+/// from ssthresh only by what the duplicate ACKs had not already counted (Linux's
+/// `tcp_remove_reno_sacks`: 13 segments acknowledged less 7 duplicates), as the kernel
+/// shows on the same ACKs (0, 7, 7); counting all 13 made it 8 (found in review).
+#[test]
+fn newreno_recovery_end_grows_by_what_the_duplicates_had_not_counted() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let base = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        for _ in 0..7 {
+            let o = k.seg(ACK, base);
+            k.send_peer(o);
+            let _ = k.h.drain();
+        }
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+        let o = k.seg(ACK, base + 13_000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.snd_cwnd, info.snd_ssthresh),
+            (0, 7, 7),
+            "{info:?}"
+        );
+    }
+}
+
 /// A D-SACK on the ACK that moves SND.UNA over data never resent (the network duplicated
 /// it) undoes nothing: only a resent segment reported twice counts (`tcp_sacktag_one`).
 #[test]

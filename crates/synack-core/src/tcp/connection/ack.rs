@@ -19,10 +19,23 @@ struct Growth {
     delivered: usize,
     /// The bytes in flight before it.
     in_flight_before: usize,
-    /// Whether the window grows only if an undo on the same ACK ends the recovery: an ACK
-    /// that leaves the recovery under way lets PRR set the window (Linux's
-    /// `tcp_cwnd_reduction`) unless the undo opens the connection again.
-    only_if_undone: bool,
+    /// When it applies.
+    when: GrowWhen,
+}
+
+/// When a [`Growth`] applies at the end of the ACK. In every case not if the ACK started a
+/// recovery or CWR (a congestion echo in the open state), where PRR sets the window.
+#[derive(Clone, Copy)]
+enum GrowWhen {
+    /// The connection is open (or the ACK ended a fast recovery): always.
+    Open,
+    /// The ACK leaves a fast recovery under way, where PRR sets the window (Linux's
+    /// `tcp_cwnd_reduction`): only if an undo on the same ACK ends it.
+    Undone,
+    /// A timeout's recovery, where the window already grew, to `grown` bytes (F-RTO's
+    /// choice on this ACK needs it): again from the restored window if an undo on the same
+    /// ACK raised it past that.
+    Loss { grown: usize },
 }
 
 impl Connection {
@@ -126,7 +139,7 @@ impl Connection {
         let mut growth = None;
         if ack > self.snd.una {
             let dsacked_bytes = dsacked * self.snd.mss;
-            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, ece);
+            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -248,18 +261,21 @@ impl Connection {
         }
         self.try_undo();
         // Linux sets the window for the ACK (`tcp_cong_control`) after its undo and recovery
-        // states (`tcp_fastretrans_alert`): an ACK of new data that ends a recovery, or whose
-        // undo does, or that undoes a timeout, finds the connection open and the window
-        // (restored, if undone) grows by what the ACK delivered (`tcp_may_raise_cwnd`,
-        // FLAG_DATA_ACKED); so does one during a timeout's recovery (the Loss state reduces
-        // nothing). Only a window that limited the flow grows, not on a congestion echo, and
-        // not when the same ACK starts a recovery again.
+        // states (`tcp_fastretrans_alert`): an ACK of new data in the open state, or that
+        // ends a recovery, or whose undo does, or that undoes a timeout, grows the window
+        // (restored, if undone) by what it delivered (`tcp_may_raise_cwnd`,
+        // FLAG_DATA_ACKED), unless it started a recovery or CWR on the way (then PRR sets
+        // it). Only a window that limited the flow grows.
         if let Some(g) = growth {
             let undone = self.counters.undos != undos_before;
-            if (undone || !g.only_if_undone)
+            let applies = match g.when {
+                GrowWhen::Open => true,
+                GrowWhen::Undone => undone,
+                GrowWhen::Loss { grown } => undone && self.cc.window() > grown,
+            };
+            if applies
                 && self.recovery.recover.is_none()
                 && self.recovery.cwr.is_none()
-                && !ece
                 && self.cwnd_limited()
             {
                 self.cc
@@ -321,10 +337,9 @@ impl Connection {
 
     /// New data acknowledged (SND.UNA < SEG.ACK =< SND.NXT). `sacked_before` is what the
     /// scoreboard held before this ACK's SACK blocks; `dsacked`, the bytes its D-SACK
-    /// reports received twice (delivered as well); `ece`, whether it echoes a congestion
-    /// mark (the window does not grow on it). Returns the growth left to the end of the
-    /// ACK's processing (see [`Growth`]): during or at the end of a recovery, and after a
-    /// timeout, where an undo on the same ACK changes the window it applies to.
+    /// reports received twice (delivered as well). Returns the growth of the window left
+    /// to the end of the ACK's processing (see [`Growth`]), where Linux sets the window:
+    /// after the ACK has shown whether it starts a recovery or CWR, or undoes one.
     fn on_new_ack(
         &mut self,
         now: Instant,
@@ -332,7 +347,6 @@ impl Connection {
         ack: SeqNumber,
         sacked_before: usize,
         dsacked: usize,
-        ece: bool,
     ) -> Option<Growth> {
         let mut withheld = None;
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
@@ -397,7 +411,7 @@ impl Connection {
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
             (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before) + dsacked;
-        if !self.sack_ok && self.recovery.recover.is_none() && self.recovery.dupacks > 0 {
+        if !self.sack_ok && self.recovery.dupacks > 0 {
             // Without SACK, the duplicate ACKs before this one each stood for a segment the
             // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
             // those again, and delivers only the rest, at least one segment (Linux's
@@ -429,7 +443,7 @@ impl Connection {
                     withheld = Some(Growth {
                         delivered,
                         in_flight_before,
-                        only_if_undone: false,
+                        when: GrowWhen::Open,
                     });
                 }
                 // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
@@ -450,35 +464,44 @@ impl Connection {
                 withheld = Some(Growth {
                     delivered,
                     in_flight_before,
-                    only_if_undone: true,
+                    when: GrowWhen::Undone,
                 });
                 self.retransmit_deadline_reset(now);
             }
-            None => {
-                // Only a window that limited the flow grows (Linux's tcp_cong_avoid returns
-                // early unless tcp_is_cwnd_limited); the controller still sees the RTT.
-                // In CWR, PRR sets the window instead (Linux's tcp_cong_control), also on the
-                // ACK whose echo starts it.
-                let reducing = self.recovery.cwr.is_some() || ece;
-                let grow = if self.cwnd_limited() && !reducing {
+            None if self.recovery.rto_recover.is_some() => {
+                // A timeout's recovery, this ACK perhaps its last (cleared below). The
+                // window grows now, so that F-RTO's choice on this ACK (`process_loss`)
+                // sees it, as Linux sends F-RTO's new data after `tcp_cong_control`; a
+                // congestion echo does not stop it (the Loss state enters no CWR). If the
+                // ACK undoes the timeout, the restored window grows again at the end. Only
+                // a window that limited the flow grows (Linux's tcp_cong_avoid returns
+                // early unless tcp_is_cwnd_limited); the controller sees the RTT anyway.
+                let grow = if self.cwnd_limited() && self.recovery.cwr.is_none() {
                     delivered
                 } else {
                     0
                 };
-                if self.recovery.rto_recover.is_some() && grow > 0 {
-                    // A timeout's recovery, this ACK perhaps its last (cleared below): the
-                    // ACK may undo the timeout (`process_loss`), and the window it grows is
-                    // then the restored one. The controller sees the RTT now, the growth at
-                    // the end.
-                    self.cc.on_ack(now, 0, in_flight_before, self.rtt.srtt());
+                self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
+                if grow > 0 {
                     withheld = Some(Growth {
                         delivered,
                         in_flight_before,
-                        only_if_undone: false,
+                        when: GrowWhen::Loss {
+                            grown: self.cc.window(),
+                        },
                     });
-                } else {
-                    self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
                 }
+            }
+            None => {
+                // The open state: the controller sees the RTT now, the growth at the end,
+                // once the ACK has shown whether it starts a recovery or CWR (Linux's
+                // `tcp_fastretrans_alert` before `tcp_cong_control`).
+                self.cc.on_ack(now, 0, in_flight_before, self.rtt.srtt());
+                withheld = Some(Growth {
+                    delivered,
+                    in_flight_before,
+                    when: GrowWhen::Open,
+                });
             }
         }
         self.recovery.dupacks = 0;
