@@ -480,3 +480,32 @@ fn marks_on_the_path_slow_the_sender_without_a_loss() {
         "the marks set ssthresh: {i:?}"
     );
 }
+
+/// The ACK that ends a timeout's recovery echoes a congestion mark. Linux ends the Loss
+/// state first (`tcp_process_loss`), then starts CWR (`tcp_try_to_open`) with ssthresh from
+/// the window of two segments, and PRR sets the window (`tcp_cong_control`): CWR, 2, 2, as
+/// `ecn-echo-ends-loss.pkt` shows on the kernel. synack grew the window first and took
+/// ssthresh from the grown one (found in review).
+#[test]
+fn an_echo_on_the_ack_ending_a_timeouts_recovery_reduces_from_the_window_before_it() {
+    let (mut h, c, us, peer, syn) = ecn_conn();
+    let base = syn.seq + 1;
+    h.ep.send(c, &[7u8; 10_000]).unwrap();
+    assert_eq!(h.drain().len(), 10);
+    for _ in 0..10 {
+        let (_, out) = h.next_timeout();
+        if out.iter().any(|s| s.seq == base) {
+            break;
+        }
+    }
+    assert_eq!(h.ep.info(h.now, c).unwrap().ca_state, 4);
+    h.advance(Duration::from_millis(10));
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(base + 1000));
+    let _ = h.drain();
+    let i = h.ep.info(h.now, c).unwrap();
+    assert_eq!((i.ca_state, i.snd_cwnd, i.snd_ssthresh), (4, 2, 7), "{i:?}");
+    h.advance(Duration::from_millis(10));
+    h.inject(peer, us, Out::new(ACK | ECE, 10_001, 0).ackn(base + 10_000));
+    let i = h.ep.info(h.now, c).unwrap();
+    assert_eq!((i.ca_state, i.snd_cwnd, i.snd_ssthresh), (2, 2, 2), "{i:?}");
+}

@@ -468,10 +468,10 @@ impl Connection {
                 });
                 self.retransmit_deadline_reset(now);
             }
-            None if self.recovery.rto_recover.is_some() => {
-                // A timeout's recovery, this ACK perhaps its last (cleared below). The
-                // window grows now, so that F-RTO's choice on this ACK (`process_loss`)
-                // sees it, as Linux sends F-RTO's new data after `tcp_cong_control`; a
+            None if self.recovery.rto_recover.is_some_and(|r| ack < r) => {
+                // A timeout's recovery that this ACK does not end. The window grows now,
+                // so that F-RTO's choice on this ACK (`process_loss`) sees it, as Linux
+                // sends F-RTO's new data after `tcp_cong_control`; a
                 // congestion echo does not stop it (the Loss state enters no CWR). If the
                 // ACK undoes the timeout, the restored window grows again at the end. Only
                 // a window that limited the flow grows (Linux's tcp_cong_avoid returns
@@ -493,9 +493,12 @@ impl Connection {
                 }
             }
             None => {
-                // The open state: the controller sees the RTT now, the growth at the end,
-                // once the ACK has shown whether it starts a recovery or CWR (Linux's
-                // `tcp_fastretrans_alert` before `tcp_cong_control`).
+                // The open state, or the ACK that ends a timeout's recovery (Linux's
+                // `tcp_process_loss` opens the connection, and a congestion echo or a loss
+                // on the same ACK then starts CWR or a recovery from the window as it was):
+                // the controller sees the RTT now, the growth at the end, once the ACK has
+                // shown whether it starts a recovery or CWR (`tcp_fastretrans_alert` before
+                // `tcp_cong_control`).
                 self.cc.on_ack(now, 0, in_flight_before, self.rtt.srtt());
                 withheld = Some(Growth {
                     delivered,
