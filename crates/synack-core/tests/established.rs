@@ -3012,6 +3012,32 @@ fn a_dsack_on_the_ack_that_ends_the_recovery_undoes_it() {
     );
 }
 
+/// A D-SACK undoes a recovery on a partial ACK while a second hole is still lost (three
+/// SACKed segments above it): the undo keeps what is known lost, and the recovery starts
+/// again at once from the restored window, resending the hole now, as Linux's
+/// `tcp_try_undo_dsack` then `tcp_time_to_recover` do (`dsack-undo-keeps-a-lost-hole.pkt`:
+/// 3, 7 on the kernel). synack left the recovery, grew the window, and resent the hole at
+/// the timeout (found in review).
+#[test]
+fn a_dsack_undo_with_a_hole_still_lost_recovers_again_at_once() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.now += Duration::from_millis(50);
+    for n in 3..=5 {
+        let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + n * 1000)]);
+    }
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+    k.h.now += Duration::from_millis(10);
+    let r = sack_reply(&mut k, b, b + 1000, &[(b, b + 1000), (b + 2000, b + 5000)]);
+    assert_eq!(r.first(), Some(&(1000, 1000)), "the hole at once: {r:?}");
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.snd_ssthresh, info.undos),
+        (3, 7, 1),
+        "{info:?}"
+    );
+}
+
 /// One ACK both acknowledges three segments and SACKs three more above a hole: it starts
 /// a recovery. Linux decides that (`tcp_fastretrans_alert`) before it sets the window
 /// (`tcp_cong_control`), so ssthresh comes from the window as it was, and PRR's window

@@ -230,6 +230,11 @@ impl Connection {
             // those holes are lost.
             self.recovery.lost_below = self.snd.scoreboard.highest_sacked();
         }
+        // An undo comes before the tests for loss (Linux's `tcp_try_undo_dsack`, then
+        // `tcp_time_to_recover`): it keeps what is known lost, so a recovery undone for one
+        // spurious retransmission starts again at once, from the restored window, when a
+        // hole is still lost.
+        self.try_undo();
         if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
             if let Some(boundary) = self.lost_boundary() {
                 let after_rto = self.after_rto();
@@ -259,7 +264,6 @@ impl Connection {
             let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
             self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
         }
-        self.try_undo();
         // Linux sets the window for the ACK (`tcp_cong_control`) after its undo and recovery
         // states (`tcp_fastretrans_alert`): an ACK of new data in the open state, or that
         // ends a recovery, or whose undo does, or that undoes a timeout, grows the window
