@@ -27,7 +27,7 @@ struct Growth {
 /// recovery or CWR (a congestion echo in the open state), where PRR sets the window.
 #[derive(Clone, Copy)]
 enum GrowWhen {
-    /// The connection is open (or the ACK ended a fast recovery): always.
+    /// The connection is open, or the ACK ended a recovery (fast or a timeout's): always.
     Open,
     /// The ACK leaves a fast recovery under way, where PRR sets the window (Linux's
     /// `tcp_cwnd_reduction`): only if an undo on the same ACK ends it.
@@ -352,7 +352,7 @@ impl Connection {
         sacked_before: usize,
         dsacked: usize,
     ) -> Option<Growth> {
-        let mut withheld = None;
+        let mut growth = None;
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
         if ack > self.snd.nxt {
@@ -444,7 +444,7 @@ impl Connection {
                 // acknowledged, RFC 6582's guard against a false fast retransmit), where the
                 // window does not grow.
                 if self.sack_ok || ack > recover {
-                    withheld = Some(Growth {
+                    growth = Some(Growth {
                         delivered,
                         in_flight_before,
                         when: GrowWhen::Open,
@@ -465,7 +465,7 @@ impl Connection {
                     self.recovery.retransmit_head = true;
                     self.cc.on_partial_ack(acked);
                 }
-                withheld = Some(Growth {
+                growth = Some(Growth {
                     delivered,
                     in_flight_before,
                     when: GrowWhen::Undone,
@@ -475,11 +475,11 @@ impl Connection {
             None if self.recovery.rto_recover.is_some_and(|r| ack < r) => {
                 // A timeout's recovery that this ACK does not end. The window grows now,
                 // so that F-RTO's choice on this ACK (`process_loss`) sees it, as Linux
-                // sends F-RTO's new data after `tcp_cong_control`; a
-                // congestion echo does not stop it (the Loss state enters no CWR). If the
-                // ACK undoes the timeout, the restored window grows again at the end. Only
-                // a window that limited the flow grows (Linux's tcp_cong_avoid returns
-                // early unless tcp_is_cwnd_limited); the controller sees the RTT anyway.
+                // sends F-RTO's new data after `tcp_cong_control`; a congestion echo does
+                // not stop it (the Loss state enters no CWR). If the ACK undoes the
+                // timeout, the restored window grows again at the end. Only a window that
+                // limited the flow grows (Linux's tcp_cong_avoid returns early unless
+                // tcp_is_cwnd_limited); the controller sees the RTT anyway.
                 let grow = if self.cwnd_limited() && self.recovery.cwr.is_none() {
                     delivered
                 } else {
@@ -487,7 +487,7 @@ impl Connection {
                 };
                 self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
                 if grow > 0 {
-                    withheld = Some(Growth {
+                    growth = Some(Growth {
                         delivered,
                         in_flight_before,
                         when: GrowWhen::Loss {
@@ -504,7 +504,7 @@ impl Connection {
                 // shown whether it starts a recovery or CWR (`tcp_fastretrans_alert` before
                 // `tcp_cong_control`).
                 self.cc.on_ack(now, 0, in_flight_before, self.rtt.srtt());
-                withheld = Some(Growth {
+                growth = Some(Growth {
                     delivered,
                     in_flight_before,
                     when: GrowWhen::Open,
@@ -535,7 +535,7 @@ impl Connection {
             self.notify.writable = true;
         }
         self.arm_tlp(now);
-        withheld
+        growth
     }
 
     /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for
