@@ -112,6 +112,7 @@ impl Connection {
             // towards the undo) but counts no delivery and sets no window on it (`old_ack`).
             dsacked = 0;
         }
+        let dsacked_bytes = dsacked * self.snd.mss;
         let sacked_before = self.snd.scoreboard.sacked_bytes();
         let lost_before = self.lost_boundary();
         // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
@@ -138,7 +139,6 @@ impl Connection {
         let undos_before = self.counters.undos;
         let mut growth = None;
         if ack > self.snd.una {
-            let dsacked_bytes = dsacked * self.snd.mss;
             growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
@@ -257,7 +257,7 @@ impl Connection {
             let delivered = match unsacked_segs_before {
                 // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
                 Some(before) => before.saturating_sub(self.snd.unsacked_segments()) + dsacked,
-                None => (self.snd.una - una_before + sacked + dsacked * self.snd.mss)
+                None => (self.snd.una - una_before + sacked + dsacked_bytes)
                     .saturating_sub(sacked_before),
             };
             let lost = self.lost_boundary();
