@@ -1616,6 +1616,30 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
         let e = c.write(b"x").await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
         assert_eq!(c.read(&mut buf).await.unwrap(), 0);
+
+        // A write of no bytes reports the connection's state as `send(fd, "", 0)` does on
+        // Linux (`tcp_sendmsg` checks the socket before the length): the reset once, then
+        // EPIPE; on a live connection 0, and EPIPE after our own shutdown.
+        let (mut c, s) = connected(&client, &server, 7434).await;
+        assert_eq!(c.write(b"").await.unwrap(), 0);
+        assert_eq!(c.try_write(b"").unwrap(), 0);
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        c.ready(tokio::io::Interest::READABLE).await.unwrap();
+        let e = c.write(b"").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        let e = c.try_write(b"").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        let e = c
+            .write_vectored(&[io::IoSlice::new(b"")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+
+        let (mut c, _s) = connected(&client, &server, 7435).await;
+        c.shutdown().await.unwrap();
+        let e = c.write(b"").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     })
     .await;
 }

@@ -434,7 +434,7 @@ impl ConnRef {
         cx: Option<&mut Context<'_>>,
     ) -> io::Result<usize> {
         if bufs.iter().all(|b| b.is_empty()) {
-            return Ok(0);
+            return self.write_nothing();
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let mut total = 0;
@@ -468,6 +468,24 @@ impl ConnRef {
         Err(io::ErrorKind::WouldBlock.into())
     }
 
+    /// A write of no bytes. It queues nothing but still reports the connection's state, as
+    /// Linux's `send(fd, "", 0)` does (`tcp_sendmsg` checks the socket before the length):
+    /// EPIPE after our own shutdown or once the connection is closed, and a reset or
+    /// time-out once, as any write would. It also lets go of a SYN that
+    /// `TCP_FASTOPEN_CONNECT` held back for data.
+    fn write_nothing(&self) -> io::Result<usize> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        match inner.endpoint.send(self.handle, &[]) {
+            Ok(_) => {
+                inner.wake_driver();
+                Ok(0)
+            }
+            Err(e) => Err(inner
+                .report_failure(self.handle, e)
+                .unwrap_or_else(|| Error::BrokenPipe.into())),
+        }
+    }
+
     /// Queues as much of `data` as the send buffer takes, without copying it; returns how
     /// much that was.
     pub(super) fn poll_write_bytes(
@@ -476,7 +494,7 @@ impl ConnRef {
         data: &Bytes,
     ) -> Poll<io::Result<usize>> {
         if data.is_empty() {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(self.write_nothing());
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.send_bytes(self.handle, data.clone()) {
@@ -554,7 +572,7 @@ impl ConnRef {
     /// A MSG_OOB write that never waits, as [`ConnRef::try_write`].
     pub(super) fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
         if buf.is_empty() {
-            return Ok(0);
+            return self.write_nothing();
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner
