@@ -528,18 +528,33 @@ fn shutdown_is_idempotent() {
     assert_eq!(segs.iter().filter(|s| s.has(FIN)).count(), 1);
 }
 
+/// A shutdown while connecting ends the attempt, as Linux's `inet_shutdown` disconnects a
+/// socket in SYN_SENT (RFC 9293 §3.10.4: "Delete the TCB"): no RST, the connect fails with
+/// ECONNRESET, and no SYN is resent. A late SYN-ACK finds nothing and is
+/// answered with an RST.
 #[test]
-fn shutdown_before_established_sends_fin_after_the_handshake() {
+fn shutdown_while_connecting_ends_the_attempt() {
     let mut h = Harness::new(config());
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
+    let _ = h.events();
     h.ep.shutdown(c).unwrap();
     h.none();
+    assert_eq!(h.ep.state(c).unwrap(), State::Closed);
+    assert!(h
+        .events()
+        .contains(&Event::Closed(c, Some(Error::ConnectionReset))));
+    assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionReset));
+    // The core keeps the reason; the runtime reports it once, then EPIPE.
+    assert_eq!(h.ep.send(c, b"x"), Err(Error::ConnectionReset));
+    // Nothing is resent: the SYN's retransmission timer went with the attempt.
+    h.advance(Duration::from_secs(10));
+    h.none();
     h.inject(peer, syn.src, Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1));
-    let segs = h.drain();
-    assert!(segs.iter().any(|s| s.has(FIN)), "{segs:?}");
-    assert_eq!(h.ep.state(c).unwrap(), State::FinWait1);
+    let rst = h.one();
+    assert!(rst.has(RST), "{rst:?}");
+    assert_eq!(rst.seq, syn.seq + 1);
 }
 
 #[test]

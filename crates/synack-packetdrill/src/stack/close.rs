@@ -119,6 +119,14 @@ impl Shared {
             Kind::Listener(_) => return Err(libc::ENOTCONN),
             Kind::Fresh => return Err(libc::ENOTCONN),
         };
+        if g.ep().state(h) == Ok(State::SynSent) {
+            // Linux's `inet_shutdown` disconnects a socket still connecting, whatever `how`
+            // (`tcp_disconnect`): the attempt ends with no RST, and ECONNRESET is left on
+            // the socket.
+            drop(g);
+            return self.disconnect(fd);
+        }
+        let s = g.socket(fd)?;
         s.shut_rd |= rd;
         let first_wr = wr && !s.shut_wr;
         s.shut_wr |= wr;

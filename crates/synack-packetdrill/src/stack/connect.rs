@@ -292,7 +292,7 @@ impl Shared {
     /// peer knows of is reset (as `abort`: an RST from SYN-RECEIVED, ESTABLISHED,
     /// CLOSE-WAIT and the FIN-WAITs, none from SYN-SENT), a listener closes (resetting what
     /// its queue held), and the socket is left unconnected (`TCP_CLOSE`), free to connect or
-    /// listen again.
+    /// listen again. `shutdown(2)` of a socket in SYN-SENT comes here too.
     pub fn disconnect(&self, fd: i32) -> SysResult<()> {
         let mut g = self.lock();
         let s = g.socket(fd)?;
@@ -312,8 +312,12 @@ impl Shared {
             Kind::Fresh | Kind::Listener(_) => {}
             Kind::Conn(h) => {
                 g.conn_fd.remove(&h);
-                // An abort that sends an RST also leaves ECONNRESET on the socket.
-                let reset = g.ep().state(h).is_ok_and(State::resets_on_abort);
+                // An abort that sends an RST also leaves ECONNRESET on the socket, and so
+                // does an attempt ended in SYN-SENT, with no RST (`tcp_disconnect`).
+                let reset = g
+                    .ep()
+                    .state(h)
+                    .is_ok_and(|s| s.resets_on_abort() || s == State::SynSent);
                 g.ep().abort(h).map_err(errno)?;
                 if reset {
                     g.socket(fd)?.pending_error = Some(libc::ECONNRESET);

@@ -674,7 +674,9 @@ impl Stack {
     /// Listeners close (connections they had not handed out yet are reset, as closing a
     /// kernel listener resets them); every open stream sends its FIN after what it has
     /// queued, as [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would;
-    /// new connections and listeners are refused. Streams can still be read, so what the
+    /// a connect still waiting for its SYN-ACK ends at once with `ConnectionReset`, as
+    /// Linux's `shutdown(2)` ends a socket's connect; new connections and listeners are
+    /// refused. Streams can still be read, so what the
     /// peers send until they close still arrives. If the time runs out, the connections
     /// still unfinished are reset, so that no peer waits on them, and the result is
     /// `TimedOut`.

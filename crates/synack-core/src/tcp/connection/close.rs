@@ -220,9 +220,18 @@ impl Connection {
     pub fn shutdown(&mut self) -> Result<(), Error> {
         match self.state {
             State::Closed => Err(Error::NotConnected),
-            // "SYN-SENT STATE: Delete the TCB" would lose the connection; like Linux we keep it
-            // and send the FIN once established.
-            State::SynSent | State::SynReceived => {
+            // RFC 9293 §3.10.4, "SYN-SENT STATE: Delete the TCB". Linux's `inet_shutdown`
+            // disconnects a connecting socket (`tcp_disconnect`): no RST, since the peer has
+            // agreed to nothing, and the connect fails with ECONNRESET, the error a later
+            // read, write or SO_ERROR reports once. A late SYN-ACK then finds no connection
+            // and is answered with an RST.
+            State::SynSent => {
+                self.enter_closed(Some(Error::ConnectionReset));
+                Ok(())
+            }
+            // The FIN is queued and goes once the handshake completes (RFC 9293 §3.10.4 lets
+            // SYN-RECEIVED queue it "for processing after entering ESTABLISHED state").
+            State::SynReceived => {
                 self.snd.fin_queued = true;
                 Ok(())
             }
