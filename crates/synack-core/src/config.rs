@@ -14,6 +14,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Error;
+use crate::options::MIN_BUFFER;
 use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 
 /// Configuration for an [`Endpoint`](crate::Endpoint) and every connection it holds.
@@ -168,6 +170,30 @@ pub struct KeepaliveConfig {
     pub probes: u32,
 }
 
+/// Linux's `MAX_TCP_KEEPIDLE` and `MAX_TCP_KEEPINTVL`, in seconds.
+const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// Linux's `MAX_TCP_KEEPCNT`.
+const MAX_KEEPALIVE_PROBES: u32 = 127;
+
+impl KeepaliveConfig {
+    /// Whether the timing is one Linux takes: an idle time and an interval above zero and
+    /// at most 32767 s (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`), 1 to 127 probes
+    /// (`MAX_TCP_KEEPCNT`). Otherwise `InvalidInput`, as Linux's `setsockopt` answers
+    /// EINVAL: no probes at all would fail an idle connection the moment it is idle.
+    pub fn check(&self) -> Result<(), Error> {
+        let max = Duration::from_secs(MAX_KEEPALIVE_SECS);
+        let time_ok = |d: Duration| !d.is_zero() && d <= max;
+        if time_ok(self.idle)
+            && time_ok(self.interval)
+            && (1..=MAX_KEEPALIVE_PROBES).contains(&self.probes)
+        {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput)
+        }
+    }
+}
+
 impl Default for KeepaliveConfig {
     fn default() -> Self {
         KeepaliveConfig {
@@ -252,10 +278,60 @@ macro_rules! setter {
     };
 }
 
+/// A [`Config`] that no connection could work with, found by [`Config::check`]: which
+/// setting, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Config::{setting}: {reason}")]
+pub struct InvalidConfig {
+    /// The setter's name.
+    pub setting: &'static str,
+    /// What is wrong with its value.
+    pub reason: &'static str,
+}
+
 /// The link MTU the core assumes until one is set: Ethernet's (RFC 894).
 pub const DEFAULT_MTU: usize = 1500;
 
 impl Config {
+    /// Refuses settings that no connection could work with, before any is made: buffers
+    /// below 1024 bytes (a segment's worth: a connection would stall with nothing sent or
+    /// nothing offered; a socket's own `SO_SNDBUF`/`SO_RCVBUF` is raised to that floor
+    /// instead, as Linux raises its), a retransmission timeout of zero or a minimum above
+    /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), and an MTU
+    /// below IPv4's 68 bytes (RFC 791). A runtime checks its configuration with this when
+    /// it starts; a sans-IO user should before [`Endpoint::new`](crate::Endpoint::new).
+    pub fn check(&self) -> Result<(), InvalidConfig> {
+        let invalid = |setting, reason| Err(InvalidConfig { setting, reason });
+        if self.send_buffer < MIN_BUFFER {
+            return invalid("send_buffer", "below 1024 bytes nothing can be sent");
+        }
+        if self.recv_buffer < MIN_BUFFER {
+            return invalid("recv_buffer", "below 1024 bytes no window can be offered");
+        }
+        if self.initial_rto.is_zero() {
+            return invalid("initial_rto", "a retransmission timeout of zero");
+        }
+        if self.initial_syn_rto.is_zero() {
+            return invalid("initial_syn_rto", "a retransmission timeout of zero");
+        }
+        if self.min_rto.is_zero() {
+            return invalid("min_rto", "a retransmission timeout of zero");
+        }
+        if self.min_rto > self.max_rto {
+            return invalid("max_rto", "below min_rto");
+        }
+        if self.keepalive.is_some_and(|k| k.check().is_err()) {
+            return invalid(
+                "keepalive",
+                "idle and interval must be above zero and at most 32767 s, probes 1 to 127 (Linux's bounds)",
+            );
+        }
+        if self.mtu.is_some_and(|m| m < 68) {
+            return invalid("mtu", "below IPv4's minimum of 68 bytes (RFC 791)");
+        }
+        Ok(())
+    }
+
     /// The IP MTU of the link; the advertised MSS and the largest UDP datagram are derived
     /// from it. Never set, the core assumes [`DEFAULT_MTU`] and a runtime takes its device's
     /// (see [`mtu_choice`](Self::mtu_choice)).
@@ -793,5 +869,87 @@ impl fmt::Debug for Config {
             .field("ecn", &self.ecn)
             .field("congestion", &self.congestion)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_and_linux_profile_pass_the_check() {
+        assert_eq!(Config::default().check(), Ok(()));
+        assert_eq!(Config::linux().check(), Ok(()));
+        let mut c = Config::default();
+        c.keepalive(Some(KeepaliveConfig::default()));
+        c.send_buffer(MIN_BUFFER).recv_buffer(MIN_BUFFER).mtu(68);
+        assert_eq!(c.check(), Ok(()));
+    }
+
+    #[test]
+    fn settings_no_connection_could_use_are_named() {
+        let refused = |change: &dyn Fn(&mut Config)| {
+            let mut c = Config::default();
+            change(&mut c);
+            c.check().unwrap_err().setting
+        };
+        assert_eq!(
+            refused(&|c| _ = c.send_buffer(MIN_BUFFER - 1)),
+            "send_buffer"
+        );
+        assert_eq!(refused(&|c| _ = c.recv_buffer(0)), "recv_buffer");
+        assert_eq!(
+            refused(&|c| _ = c.initial_rto(Duration::ZERO)),
+            "initial_rto"
+        );
+        assert_eq!(
+            refused(&|c| _ = c.initial_syn_rto(Duration::ZERO)),
+            "initial_syn_rto"
+        );
+        assert_eq!(refused(&|c| _ = c.min_rto(Duration::ZERO)), "min_rto");
+        assert_eq!(
+            refused(&|c| _ = c
+                .min_rto(Duration::from_secs(5))
+                .max_rto(Duration::from_secs(1))),
+            "max_rto"
+        );
+        assert_eq!(refused(&|c| _ = c.mtu(67)), "mtu");
+        let keepalive = |k: KeepaliveConfig| refused(&move |c| _ = c.keepalive(Some(k)));
+        let d = KeepaliveConfig::default();
+        assert_eq!(keepalive(KeepaliveConfig { probes: 0, ..d }), "keepalive");
+        assert_eq!(keepalive(KeepaliveConfig { probes: 128, ..d }), "keepalive");
+        let zero = Duration::ZERO;
+        assert_eq!(keepalive(KeepaliveConfig { idle: zero, ..d }), "keepalive");
+        assert_eq!(
+            keepalive(KeepaliveConfig {
+                interval: zero,
+                ..d
+            }),
+            "keepalive"
+        );
+        let too_long = Duration::from_secs(32_768);
+        assert_eq!(
+            keepalive(KeepaliveConfig {
+                idle: too_long,
+                ..d
+            }),
+            "keepalive"
+        );
+    }
+
+    #[test]
+    fn keepalive_bounds_are_linuxs() {
+        let d = KeepaliveConfig::default();
+        assert_eq!(d.check(), Ok(()));
+        let edge = KeepaliveConfig {
+            idle: Duration::from_secs(32_767),
+            interval: Duration::from_millis(1),
+            probes: 127,
+        };
+        assert_eq!(edge.check(), Ok(()));
+        assert_eq!(
+            KeepaliveConfig { probes: 0, ..d }.check(),
+            Err(Error::InvalidInput)
+        );
     }
 }

@@ -84,7 +84,9 @@ pub mod wire;
 
 /// The shared byte buffer [`Endpoint::send_bytes`] takes, re-exported from `bytes`.
 pub use bytes::Bytes;
-pub use config::{Config, EcnMode, InterceptConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU};
+pub use config::{
+    Config, EcnMode, InterceptConfig, InvalidConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU,
+};
 pub use endpoint::{
     ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenKey, InterceptedDatagram,
     InterceptedSyn, ListenerHandle, RecvMeta, SharedBacklog, SynHandle, Transmit, UdpHandle,

@@ -421,8 +421,12 @@ impl TcpSocket {
         self.set_keepalive_config(keepalive.then(KeepaliveConfig::default))
     }
 
-    /// SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT.
+    /// SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT. Timing Linux refuses
+    /// (see [`KeepaliveConfig::check`]) is `InvalidInput`, as its EINVAL.
     pub fn set_keepalive_config(&self, config: Option<KeepaliveConfig>) -> io::Result<()> {
+        if let Some(k) = &config {
+            k.check()?;
+        }
         self.with(|s| s.options.keepalive = config);
         Ok(())
     }

@@ -438,6 +438,75 @@ async fn a_gso_max_size_beyond_the_device_is_refused() {
     assert!(Stack::new(cfg, dev.with_gso_max_size(16384), &[CLIENT]).is_ok());
 }
 
+/// Settings no connection could work with are refused when the stack starts, naming the
+/// setting, where they used to start a stack whose transfers stalled for ever (buffers of
+/// 0) or failed at once (no keepalive probes, a timeout of zero). A socket's keepalive
+/// timing is checked as Linux's `setsockopt` checks it: EINVAL, `InvalidInput`.
+#[tokio::test]
+async fn a_config_no_connection_could_use_is_refused() {
+    type Change = fn(&mut Config);
+    let cases: [(&str, Change); 5] = [
+        ("send_buffer", |c| {
+            c.send_buffer(0);
+        }),
+        ("recv_buffer", |c| {
+            c.recv_buffer(100);
+        }),
+        ("initial_rto", |c| {
+            c.initial_rto(Duration::ZERO);
+        }),
+        ("keepalive", |c| {
+            c.keepalive(Some(synack_core::KeepaliveConfig {
+                probes: 0,
+                ..Default::default()
+            }));
+        }),
+        ("mtu", |c| {
+            c.mtu(40);
+        }),
+    ];
+    for (setting, change) in cases {
+        let mut cfg = config(1);
+        change(&mut cfg);
+        let (dev, _peer) = MemoryDevice::pair();
+        match Stack::new(cfg, dev, &[CLIENT]) {
+            Err(StackError::Config(e)) => {
+                assert_eq!(e.setting, setting);
+                assert!(e.to_string().contains(setting), "{e}");
+            }
+            other => panic!("{setting}: {:?}", other.map(|_| ())),
+        }
+    }
+
+    let (dev, _peer) = MemoryDevice::pair();
+    let stack = Stack::new(config(1), dev, &[CLIENT]).unwrap();
+    let socket = synack_tokio::TcpSocket::new_v4(&stack).unwrap();
+    for bad in [
+        synack_core::KeepaliveConfig {
+            probes: 0,
+            ..Default::default()
+        },
+        synack_core::KeepaliveConfig {
+            probes: 128,
+            ..Default::default()
+        },
+        synack_core::KeepaliveConfig {
+            idle: Duration::ZERO,
+            ..Default::default()
+        },
+        synack_core::KeepaliveConfig {
+            interval: Duration::from_secs(32_768),
+            ..Default::default()
+        },
+    ] {
+        let e = socket.set_keepalive_config(Some(bad)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+    }
+    assert!(!socket.keepalive().unwrap(), "nothing was set");
+    socket.set_keepalive(true).unwrap();
+    assert!(socket.keepalive().unwrap());
+}
+
 /// A configuration that never sets the MTU takes the device's: both ends of a 9000-byte link
 /// advertise, and send, 8960-byte segments. One larger than the device's is refused.
 #[tokio::test]

@@ -1079,12 +1079,16 @@ impl Endpoint {
 
     /// Keepalive probes for this connection (SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL
     /// and TCP_KEEPCNT): `Some` turns them on with that timing, `None` off (RFC 9293
-    /// §3.8.4, RFC 1122 §4.2.3.6).
+    /// §3.8.4, RFC 1122 §4.2.3.6). Timing Linux refuses is `InvalidInput`
+    /// ([`KeepaliveConfig::check`](crate::KeepaliveConfig::check)).
     pub fn set_keepalive(
         &mut self,
         conn: ConnectionHandle,
         keepalive: Option<crate::KeepaliveConfig>,
     ) -> Result<(), Error> {
+        if let Some(k) = &keepalive {
+            k.check()?;
+        }
         self.app_slot(conn)?.conn.set_keepalive(keepalive);
         self.after(conn);
         Ok(())

@@ -35,6 +35,10 @@ pub enum StackError {
         /// The device's MTU.
         device: usize,
     },
+    /// A setting no connection could work with ([`Config::check`](synack_core::Config::check)):
+    /// a buffer below 1024 bytes, a retransmission timeout of zero, keepalive timing Linux
+    /// refuses.
+    Config(synack_core::InvalidConfig),
 }
 
 impl fmt::Display for StackError {
@@ -49,6 +53,7 @@ impl fmt::Display for StackError {
                 f,
                 "Config::mtu is {requested} bytes, but the device's MTU is {device} bytes"
             ),
+            StackError::Config(e) => e.fmt(f),
         }
     }
 }

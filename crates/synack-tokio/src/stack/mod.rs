@@ -500,6 +500,7 @@ impl Stack {
         workers: Option<usize>,
         steer: bool,
     ) -> Result<Stack, StackError> {
+        config.check().map_err(StackError::Config)?;
         let caps = device.capabilities();
         match config.mtu_choice() {
             None => {
