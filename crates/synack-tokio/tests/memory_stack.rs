@@ -1519,6 +1519,41 @@ async fn tasks_whose_events_the_core_dropped_are_woken_all_the_same() {
     .await;
 }
 
+/// Every half leads back to its stream (`AsRef<TcpStream>`, as tokio's halves): the options
+/// a split stream still needs (nodelay, linger, TCP_INFO) are set and read through either
+/// half, borrowed or owned, and they are the stream's own.
+#[tokio::test]
+async fn halves_reach_their_streams_options() {
+    within(20, async {
+        let (client, server) = stacks();
+        let (mut c, mut s) = connected(&client, &server, 7424).await;
+        {
+            let (r, w) = c.split();
+            w.as_ref().set_nodelay(true).unwrap();
+            assert!(r.as_ref().nodelay().unwrap());
+            assert_eq!(r.as_ref().peer_addr().unwrap(), server_addr(7424));
+        }
+        assert!(c.nodelay().unwrap());
+        let (mut r, mut w) = c.into_split();
+        w.as_ref().set_nodelay(false).unwrap();
+        r.as_ref().set_linger(Some(Duration::from_secs(3))).unwrap();
+        assert!(!w.as_ref().nodelay().unwrap());
+        assert_eq!(w.as_ref().linger().unwrap(), Some(Duration::from_secs(3)));
+        w.write_all(b"through the half").await.unwrap();
+        let mut buf = [0u8; 16];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"through the half");
+        s.write_all(b"back").await.unwrap();
+        let mut back = [0u8; 4];
+        r.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"back");
+        assert_eq!(w.as_ref().info().unwrap().bytes_received, 4);
+        let c = r.reunite(w).unwrap();
+        assert!(!c.nodelay().unwrap());
+    })
+    .await;
+}
+
 /// tokio's halves reunite from either side: the write half takes the read half back as
 /// the read half takes the write half, with no FIN sent on the way, and halves of two
 /// streams are handed back in the error, read half first, as tokio's `ReuniteError` has

@@ -38,16 +38,16 @@ pub struct TcpStream {
 }
 
 /// The readiness and non-blocking reads a stream and its read halves share, as tokio's
-/// `TcpStream` and its halves have them. For an `impl` of a type whose `conn` field derefs
-/// to [`ConnRef`].
+/// `TcpStream` and its halves have them. For an `impl` of a type with a `conn()` that returns
+/// its [`ConnRef`].
 macro_rules! read_methods {
     () => {
         /// Receives bytes without removing them: the next read returns them again. Waits
         /// while nothing has arrived; `Ok(0)` at the end of the stream.
         pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
             crate::stack::wait_listed(
-                |cx| self.conn.poll_peek(cx, buf, Waiter::Every),
-                |w| self.conn.forget_waiter(w),
+                |cx| self.conn().poll_peek(cx, buf, Waiter::Every),
+                |w| self.conn().forget_waiter(w),
             )
             .await
         }
@@ -60,7 +60,7 @@ macro_rules! read_methods {
             buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<usize>> {
             let unfilled = buf.initialize_unfilled();
-            let n = std::task::ready!(self.conn.poll_peek(cx, unfilled, Waiter::Latest))?;
+            let n = std::task::ready!(self.conn().poll_peek(cx, unfilled, Waiter::Latest))?;
             buf.advance(n);
             Poll::Ready(Ok(n))
         }
@@ -70,8 +70,8 @@ macro_rules! read_methods {
         /// shared stream): each is woken.
         pub async fn readable(&self) -> io::Result<()> {
             crate::stack::wait_listed(
-                |cx| self.conn.poll_read_ready(cx, Waiter::Every),
-                |w| self.conn.forget_waiter(w),
+                |cx| self.conn().poll_read_ready(cx, Waiter::Every),
+                |w| self.conn().forget_waiter(w),
             )
             .await
         }
@@ -79,25 +79,25 @@ macro_rules! read_methods {
         /// Polls for [`readable`](Self::readable). The waker is kept until the stream is
         /// readable; a later call's replaces it.
         pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.conn.poll_read_ready(cx, Waiter::Latest)
+            self.conn().poll_read_ready(cx, Waiter::Latest)
         }
 
         /// Reads what has arrived without waiting: `WouldBlock` when nothing has, `Ok(0)` at
         /// the end of the stream.
         pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-            self.conn.try_read(buf)
+            self.conn().try_read(buf)
         }
 
         /// [`try_read`](Self::try_read) into several buffers, filled in turn.
         pub fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-            self.conn.try_read_vectored(bufs)
+            self.conn().try_read_vectored(bufs)
         }
 
         /// [`try_read`](Self::try_read) into `buf`'s spare room, advancing it, as tokio's
         /// `try_read_buf`: at most what `buf.chunk_mut()` offers (a full `BytesMut` or `Vec`
         /// makes some room), written in place, never zeroed first.
         pub fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-            self.conn.try_read_buf(buf)
+            self.conn().try_read_buf(buf)
         }
     };
 }
@@ -110,8 +110,8 @@ macro_rules! write_methods {
         /// Several tasks may wait at once: each is woken.
         pub async fn writable(&self) -> io::Result<()> {
             crate::stack::wait_listed(
-                |cx| self.conn.poll_write_ready(cx, Waiter::Every),
-                |w| self.conn.forget_waiter(w),
+                |cx| self.conn().poll_write_ready(cx, Waiter::Every),
+                |w| self.conn().forget_waiter(w),
             )
             .await
         }
@@ -119,18 +119,18 @@ macro_rules! write_methods {
         /// Polls for [`writable`](Self::writable). The waker is kept until the stream is
         /// writable; a later call's replaces it.
         pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.conn.poll_write_ready(cx, Waiter::Latest)
+            self.conn().poll_write_ready(cx, Waiter::Latest)
         }
 
         /// Queues as much of `buf` as the send buffer takes, without waiting: `WouldBlock`
         /// when it takes nothing.
         pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-            self.conn.try_write(buf)
+            self.conn().try_write(buf)
         }
 
         /// [`try_write`](Self::try_write) from several buffers in turn, under one lock.
         pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-            self.conn.try_write_vectored(bufs)
+            self.conn().try_write_vectored(bufs)
         }
     };
 }
@@ -143,8 +143,8 @@ macro_rules! ready_method {
         /// in place.
         pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
             crate::stack::wait_listed(
-                |cx| self.conn.poll_ready(cx, interest),
-                |w| self.conn.forget_waiter(w),
+                |cx| self.conn().poll_ready(cx, interest),
+                |w| self.conn().forget_waiter(w),
             )
             .await
         }
@@ -169,6 +169,11 @@ fn unmapped_local(local: SocketAddr) -> io::Result<SocketAddr> {
 impl TcpStream {
     pub(crate) fn from_conn(conn: ConnRef) -> TcpStream {
         TcpStream { conn }
+    }
+
+    /// The connection, as the halves reach it too (see `as_ref_stream`).
+    fn conn(&self) -> &ConnRef {
+        &self.conn
     }
 
     /// Opens a connection to `addr` from one of the stack's addresses and an ephemeral port.
@@ -226,23 +231,23 @@ impl TcpStream {
 
     /// The local address and port of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.local_addr()
+        self.conn().local_addr()
     }
 
     /// The peer's address and port; `NotConnected` once the connection is closed (reset,
     /// timed out, or both sides' FINs exchanged), as tokio's.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.conn.peer_addr()
+        self.conn().peer_addr()
     }
 
     /// Disables (true) or enables (false) Nagle's algorithm (RFC 9293 §3.7.4).
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.conn.set_nodelay(nodelay)
+        self.conn().set_nodelay(nodelay)
     }
 
     /// Whether Nagle's algorithm is disabled.
     pub fn nodelay(&self) -> io::Result<bool> {
-        self.conn.nodelay()
+        self.conn().nodelay()
     }
 
     /// TCP_QUICKACK, as tokio's: `true` leaves request/response mode, where ACKs wait to
@@ -251,13 +256,13 @@ impl TcpStream {
     /// queue); `false` enters that mode. As in Linux, neither lasts: the stack enters and
     /// leaves the mode again as the exchange goes, so set it again after reads if needed.
     pub fn set_quickack(&self, quickack: bool) -> io::Result<()> {
-        self.conn.set_quickack(quickack)
+        self.conn().set_quickack(quickack)
     }
 
     /// TCP_QUICKACK as Linux reads it back: whether the connection is out of
     /// request/response mode, so that ACKs are not held for a reply.
     pub fn quickack(&self) -> io::Result<bool> {
-        self.conn.quickack()
+        self.conn().quickack()
     }
 
     /// IP_TOS (IPv4) / IPV6_TCLASS (IPv6), as tokio's `TcpSocket::set_tos`: the DS byte of
@@ -266,12 +271,12 @@ impl TcpStream {
     /// of the stream's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
     /// `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        self.conn.set_tos(tos)
+        self.conn().set_tos(tos)
     }
 
     /// The DSCP bits set with [`set_tos`](Self::set_tos) (the ECN bits read as zero).
     pub fn tos(&self) -> io::Result<u32> {
-        self.conn.tos()
+        self.conn().tos()
     }
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpStream::set_ttl`: the TTL or
@@ -279,13 +284,13 @@ impl TcpStream {
     /// is `InvalidInput`. What TIME-WAIT answers after the ACK that began it goes with the
     /// default, as Linux's does.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.conn.set_ttl(ttl)
+        self.conn().set_ttl(ttl)
     }
 
     /// The connection's TTL: what [`set_ttl`](Self::set_ttl), the
     /// [`TcpSocket`](crate::TcpSocket) or the listener set, else 64.
     pub fn ttl(&self) -> io::Result<u32> {
-        self.conn.ttl()
+        self.conn().ttl()
     }
 
     /// TCP_NOTSENT_LOWAT: writes stop while `lowat` bytes or more wait unsent, and the
@@ -294,7 +299,7 @@ impl TcpStream {
     /// send, and a priority change takes effect sooner). `None` returns to the stack's
     /// [`Config::notsent_lowat`](synack_core::Config::notsent_lowat) (no bound by default).
     pub fn set_notsent_lowat(&self, lowat: Option<usize>) -> io::Result<()> {
-        self.conn.set_notsent_lowat(lowat)
+        self.conn().set_notsent_lowat(lowat)
     }
 
     /// SO_LINGER. `Some(Duration::ZERO)` makes dropping the stream reset the connection at
@@ -303,12 +308,12 @@ impl TcpStream {
     /// background; a drop never blocks the task. The time is kept in whole seconds, as
     /// Linux's `l_linger` is (the fraction is dropped: less than a second is zero).
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.conn.set_linger(crate::socket::linger_secs(linger))
+        self.conn().set_linger(crate::socket::linger_secs(linger))
     }
 
     /// The SO_LINGER value [`set_linger`](Self::set_linger) set.
     pub fn linger(&self) -> io::Result<Option<Duration>> {
-        self.conn.linger()
+        self.conn().linger()
     }
 
     /// SO_LINGER of zero, as tokio's `set_zero_linger`: dropping the stream resets the
@@ -323,7 +328,7 @@ impl TcpStream {
     /// first call that reports it (this one, a read or a write); after that reads return 0
     /// and writes fail with `BrokenPipe`, and this returns `None`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.conn.take_error()
+        self.conn().take_error()
     }
 
     read_methods!();
@@ -338,49 +343,46 @@ impl TcpStream {
     /// place, [`at_urgent_mark`](Self::at_urgent_mark). RFC 6093 §5 advises new protocols
     /// against urgent data; this is for those that use it (telnet, FTP's ABOR).
     pub fn try_read_urgent(&self) -> io::Result<Option<u8>> {
-        self.conn.try_read_urgent()
+        self.conn().try_read_urgent()
     }
 
     /// Queues `buf` with `send(MSG_OOB)`, without waiting: its last byte is urgent, and the
     /// segments carry URG and the urgent pointer until the peer acknowledges it.
     pub fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
-        self.conn.try_write_urgent(buf)
+        self.conn().try_write_urgent(buf)
     }
 
     /// `SIOCATMARK`: whether the next read starts at the urgent mark (reads stop there).
     pub fn at_urgent_mark(&self) -> io::Result<bool> {
-        self.conn.at_urgent_mark()
+        self.conn().at_urgent_mark()
     }
 
     /// `SO_OOBINLINE`: keep the urgent byte in the stream, where reads return it.
     pub fn set_oob_inline(&self, inline: bool) -> io::Result<()> {
-        self.conn.set_oob_inline(inline)
+        self.conn().set_oob_inline(inline)
     }
 
     /// A snapshot of the connection after Linux's `TCP_INFO` (what `ss -ti` shows): state,
     /// RTT, RTO, congestion window, segments in flight, SACKed and lost, retransmissions.
     pub fn info(&self) -> io::Result<synack_core::tcp::info::TcpInfo> {
-        self.conn.info()
+        self.conn().info()
     }
 
     /// Borrowed halves, usable from two tasks at once (e.g. inside one `join!`).
     pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
-        (
-            ReadHalf { conn: &self.conn },
-            WriteHalf { conn: &self.conn },
-        )
+        (ReadHalf { stream: self }, WriteHalf { stream: self })
     }
 
     /// Owned halves that can move to different tasks. Dropping the write half sends FIN, as
     /// tokio's does; the connection is released once both halves are gone.
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let conn = Arc::new(self.conn);
+        let stream = Arc::new(self);
         (
             OwnedReadHalf {
-                conn: Arc::clone(&conn),
+                stream: Arc::clone(&stream),
             },
             OwnedWriteHalf {
-                conn,
+                stream,
                 shutdown_on_drop: true,
             },
         )
@@ -394,19 +396,19 @@ macro_rules! half_methods {
 
         /// The peer's address and port; `NotConnected` once the connection is closed.
         pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-            self.conn.peer_addr()
+            self.conn().peer_addr()
         }
 
         /// The local address and port.
         pub fn local_addr(&self) -> io::Result<SocketAddr> {
-            self.conn.local_addr()
+            self.conn().local_addr()
         }
 
         /// The connection's error, once, as [`TcpStream::take_error`]: a read returns 0 after
         /// the peer's FIN even once an RST followed it (as Linux's does), and this still
         /// shows it, unless a write reported it first.
         pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-            self.conn.take_error()
+            self.conn().take_error()
         }
     };
 }
@@ -414,25 +416,25 @@ macro_rules! half_methods {
 /// The read half of [`TcpStream::split`].
 #[derive(Debug)]
 pub struct ReadHalf<'a> {
-    conn: &'a ConnRef,
+    stream: &'a TcpStream,
 }
 
 /// The write half of [`TcpStream::split`].
 #[derive(Debug)]
 pub struct WriteHalf<'a> {
-    conn: &'a ConnRef,
+    stream: &'a TcpStream,
 }
 
 /// The read half of [`TcpStream::into_split`].
 #[derive(Debug)]
 pub struct OwnedReadHalf {
-    conn: Arc<ConnRef>,
+    stream: Arc<TcpStream>,
 }
 
 /// The write half of [`TcpStream::into_split`]; dropping it sends FIN.
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
-    conn: Arc<ConnRef>,
+    stream: Arc<TcpStream>,
     shutdown_on_drop: bool,
 }
 
@@ -445,6 +447,26 @@ impl WriteHalf<'_> {
     write_methods!();
     half_methods!();
 }
+
+/// The stream behind a half, for what the halves do not offer themselves (`set_nodelay`,
+/// `set_linger`, `info`, ...), as tokio's halves give `AsRef<TcpStream>`.
+macro_rules! as_ref_stream {
+    ($($ty:ty),*) => {$(
+        impl AsRef<TcpStream> for $ty {
+            fn as_ref(&self) -> &TcpStream {
+                &self.stream
+            }
+        }
+
+        impl $ty {
+            fn conn(&self) -> &ConnRef {
+                &self.stream.conn
+            }
+        }
+    )*};
+}
+
+as_ref_stream!(ReadHalf<'_>, WriteHalf<'_>, OwnedReadHalf, OwnedWriteHalf);
 
 /// The halves given to [`OwnedReadHalf::reunite`] or [`OwnedWriteHalf::reunite`] came from
 /// different streams; here they are back.
@@ -466,14 +488,14 @@ impl OwnedReadHalf {
     /// Puts the stream back together from the halves [`TcpStream::into_split`] made, or
     /// gives them back if they come from different streams.
     pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
-        if !Arc::ptr_eq(&self.conn, &other.conn) {
+        if !Arc::ptr_eq(&self.stream, &other.stream) {
             return Err(ReuniteError(self, other));
         }
         // The write half goes without sending FIN; then this half holds the only reference.
         other.forget();
-        let OwnedReadHalf { conn } = self;
-        match Arc::try_unwrap(conn) {
-            Ok(conn) => Ok(TcpStream::from_conn(conn)),
+        let OwnedReadHalf { stream } = self;
+        match Arc::try_unwrap(stream) {
+            Ok(stream) => Ok(stream),
             Err(_) => unreachable!("the two halves held the only references"),
         }
     }
@@ -499,12 +521,12 @@ impl OwnedWriteHalf {
 impl Drop for OwnedWriteHalf {
     fn drop(&mut self) {
         if self.shutdown_on_drop {
-            let _ = self.conn.poll_shutdown();
+            let _ = self.conn().poll_shutdown();
         }
     }
 }
 
-/// `AsyncRead` + `AsyncWrite` for a type with a `conn` field that derefs to [`ConnRef`].
+/// `AsyncRead` + `AsyncWrite` for a type with a `conn()` that returns its [`ConnRef`].
 macro_rules! async_io {
     (read: $($ty:ty),*) => {$(
         impl AsyncRead for $ty {
@@ -513,7 +535,7 @@ macro_rules! async_io {
                 cx: &mut Context<'_>,
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
-                self.conn.poll_read(cx, buf)
+                self.conn().poll_read(cx, buf)
             }
         }
     )*};
@@ -524,7 +546,7 @@ macro_rules! async_io {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.conn.poll_write(cx, buf)
+                self.conn().poll_write(cx, buf)
             }
 
             fn poll_write_vectored(
@@ -532,7 +554,7 @@ macro_rules! async_io {
                 cx: &mut Context<'_>,
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.conn.poll_write_vectored(cx, bufs)
+                self.conn().poll_write_vectored(cx, bufs)
             }
 
             fn is_write_vectored(&self) -> bool {
@@ -545,7 +567,7 @@ macro_rules! async_io {
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                self.conn.poll_shutdown()
+                self.conn().poll_shutdown()
             }
         }
 
@@ -556,7 +578,7 @@ macro_rules! async_io {
             /// early, a prefix of `data` may have been queued, as with `write_all`.
             pub async fn write_bytes(&mut self, mut data: Bytes) -> io::Result<()> {
                 while !data.is_empty() {
-                    let n = std::future::poll_fn(|cx| self.conn.poll_write_bytes(cx, &data)).await?;
+                    let n = std::future::poll_fn(|cx| self.conn().poll_write_bytes(cx, &data)).await?;
                     data = data.slice(n..);
                 }
                 Ok(())
