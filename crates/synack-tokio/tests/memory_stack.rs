@@ -867,6 +867,37 @@ async fn dropping_a_listener_refuses_new_connections() {
     .await;
 }
 
+/// Once the runtime that ran the stack's driver is gone, a stream neither hangs nor
+/// panics: reads, writes and connects fail at once with an error that says the driver
+/// stopped, and `local_addr` still answers, as `getsockname` does on any open socket.
+#[test]
+fn a_stream_outlives_its_runtime_with_errors_not_hangs() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let (mut c, _s, client) = first.block_on(async {
+        let (client, server) = stacks();
+        let (c, s) = connected(&client, &server, 7401).await;
+        (c, s, client)
+    });
+    let local = c.local_addr().unwrap();
+    drop(first);
+    runtime().block_on(within(10, async {
+        assert_eq!(c.local_addr().unwrap(), local);
+        let mut buf = [0u8; 4];
+        let e = c.read(&mut buf).await.unwrap_err();
+        assert!(e.to_string().contains("driver"), "{e}");
+        assert!(c.write(b"x").await.is_err());
+        assert!(TcpStream::connect(&client, server_addr(7401))
+            .await
+            .is_err());
+    }));
+}
+
 #[tokio::test]
 async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
     let (client_dev, server_dev) = MemoryDevice::pair();

@@ -24,6 +24,10 @@ pub(crate) struct ConnRef {
     /// An IPv4 connection accepted by a listener on `[::]` (dual stack): its addresses are
     /// shown IPv4-mapped, as Linux's `getsockname`/`getpeername` on such a socket show them.
     mapped: bool,
+    /// The local address and port, fixed for the connection's life: `local_addr` answers
+    /// from here, as `getsockname` answers on any open socket, even once the driver has
+    /// stopped.
+    local: Option<SocketAddr>,
 }
 
 impl ConnRef {
@@ -36,10 +40,11 @@ impl ConnRef {
         connected: bool,
         inner: &mut crate::stack::Inner,
     ) -> ConnRef {
+        let local = inner.endpoint.local_addr(handle).ok();
         let span = tracing::debug_span!(
             "conn",
             id = handle.0,
-            local = ?inner.endpoint.local_addr(handle).ok(),
+            local = ?local,
             peer = ?inner.endpoint.peer_addr(handle).ok(),
         );
         inner.conns.insert(handle, ConnState::new(connected, span));
@@ -48,6 +53,7 @@ impl ConnRef {
             shard,
             handle,
             mapped: false,
+            local,
         }
     }
 
@@ -543,8 +549,12 @@ impl ConnRef {
     }
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.command(|ep, h| ep.local_addr(h))
-            .map(|a| self.shown(a))
+        match self.local {
+            Some(a) => Ok(self.shown(a)),
+            None => self
+                .command(|ep, h| ep.local_addr(h))
+                .map(|a| self.shown(a)),
+        }
     }
 
     /// The peer's address while the connection is up: `NotConnected` once it is closed (a
