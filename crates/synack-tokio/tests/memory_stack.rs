@@ -1550,6 +1550,55 @@ async fn tasks_whose_events_the_core_dropped_are_woken_all_the_same() {
     .await;
 }
 
+/// TCP Fast Open from the runtime's client side (TCP_FASTOPEN_CONNECT) to a Fast Open
+/// listener: the first connect asks for a cookie and waits for its handshake; the second,
+/// holding the cookie, returns before any packet leaves and its first write rides in the
+/// SYN, which the listener takes with its data (`fast_open_passive`).
+#[tokio::test]
+async fn fast_open_connect_sends_the_first_write_in_the_syn() {
+    within(20, async {
+        let (client, server) = stacks();
+        let socket = synack_tokio::TcpSocket::new_v4(&server).unwrap();
+        socket.set_fast_open(16).unwrap();
+        socket.bind(server_addr(7426)).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let served = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 32];
+                let n = s.read(&mut buf).await.unwrap();
+                s.write_all(&buf[..n]).await.unwrap();
+                s.shutdown().await.unwrap();
+            }
+        });
+        for round in 0..2u8 {
+            let socket = synack_tokio::TcpSocket::new_v4(&client).unwrap();
+            socket.set_fast_open_connect(true).unwrap();
+            assert!(socket.fast_open_connect().unwrap());
+            let mut c = socket.connect(server_addr(7426)).await.unwrap();
+            if round == 1 {
+                // Time enough for a handshake over the in-memory link: none happens, the
+                // SYN waits for the first write.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(c.info().unwrap().state, Some(synack_core::State::SynSent));
+            }
+            let request = [b'a' + round; 10];
+            c.write_all(&request).await.unwrap();
+            let mut reply = Vec::new();
+            c.read_to_end(&mut reply).await.unwrap();
+            assert_eq!(reply, request);
+            // TCPI_OPT_SYN_DATA: the SYN-ACK acknowledged the SYN's data.
+            let syn_data = c.info().unwrap().options & 32 != 0;
+            assert_eq!(syn_data, round == 1);
+        }
+        served.await.unwrap();
+        let stats = server.stats();
+        assert_eq!(stats.fast_open_cookie_requests, 1, "{stats:?}");
+        assert_eq!(stats.fast_open_passive, 1, "{stats:?}");
+    })
+    .await;
+}
+
 /// Every half leads back to its stream (`AsRef<TcpStream>`, as tokio's halves): the options
 /// a split stream still needs (nodelay, linger, TCP_INFO) are set and read through either
 /// half, borrowed or owned, and they are the stream's own.

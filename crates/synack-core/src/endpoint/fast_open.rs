@@ -254,14 +254,16 @@ const MAX_SERVERS: usize = 1024;
 /// The client's cookies by server address.
 #[derive(Debug, Default)]
 pub(super) struct FastOpenCookies {
-    by_server: HashMap<IpAddr, Cached>,
+    by_server: HashMap<IpAddr, FastOpenCached>,
 }
 
-/// What the cache keeps of a server, as Linux's `tcp_fastopen_cache_set`: its cookie, the
-/// MSS its last Fast Open SYN-ACK offered (which sizes the data of the next SYN to it), and
-/// the form a cookie request takes ([`LearnedFastOpen::try_exp`]).
-#[derive(Debug, Clone, Copy, Default)]
-struct Cached {
+/// What the client side keeps of a server for TCP Fast Open, as Linux's
+/// `tcp_fastopen_cache_set`: its cookie, the MSS its last Fast Open SYN-ACK offered (which
+/// sizes the data of the next SYN to it), and the form a cookie request takes. Opaque: see
+/// [`Endpoint::fast_open_cached`](crate::Endpoint::fast_open_cached) for why it is handed
+/// out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FastOpenCached {
     cookie: Option<FastOpenCookie>,
     mss: Option<u16>,
     try_exp: u8,
@@ -280,15 +282,20 @@ impl FastOpenCookies {
         }
     }
 
+    /// The entry kept for `server`, whole.
+    pub(super) fn get(&self, server: IpAddr) -> Option<FastOpenCached> {
+        self.by_server.get(&server).copied()
+    }
+
+    /// Replaces the entry for `server`, within the cache's bound.
+    pub(super) fn put(&mut self, server: IpAddr, cached: FastOpenCached) {
+        *self.entry(server) = cached;
+    }
+
     /// Keep what a Fast Open SYN-ACK from `server` brought: a cookie replaces an older one,
     /// an MSS the older MSS; what it lacks stays as it was.
     pub(super) fn insert(&mut self, server: IpAddr, learned: LearnedFastOpen) {
-        if self.by_server.len() >= MAX_SERVERS && !self.by_server.contains_key(&server) {
-            if let Some(&old) = self.by_server.keys().next() {
-                self.by_server.remove(&old);
-            }
-        }
-        let cached = self.by_server.entry(server).or_default();
+        let cached = self.entry(server);
         cached.mss = learned.mss.or(cached.mss);
         if learned.cookie.is_some() {
             cached.cookie = learned.cookie;
@@ -296,6 +303,16 @@ impl FastOpenCookies {
             // Only ever forward: 1, one request in the experimental form; 2, kind 34 again.
             cached.try_exp = learned.try_exp;
         }
+    }
+
+    /// `server`'s entry, made if need be: past the bound an arbitrary other one goes.
+    fn entry(&mut self, server: IpAddr) -> &mut FastOpenCached {
+        if self.by_server.len() >= MAX_SERVERS && !self.by_server.contains_key(&server) {
+            if let Some(&old) = self.by_server.keys().next() {
+                self.by_server.remove(&old);
+            }
+        }
+        self.by_server.entry(server).or_default()
     }
 }
 

@@ -72,7 +72,7 @@ use bind::Bindings;
 use connections::{Owner, Slot};
 use demux::is_martian;
 pub use demux::{ipv4_mapped, unmapped, RecvMeta};
-pub use fast_open::FastOpenKey;
+pub use fast_open::{FastOpenCached, FastOpenKey};
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
@@ -433,6 +433,22 @@ impl Endpoint {
     /// The TCP Fast Open cookie kept for `server`, if one of its SYN-ACKs gave one.
     pub fn fast_open_cookie(&self, server: IpAddr) -> Option<crate::wire::FastOpenCookie> {
         self.fast_open_cookies.server(server).cookie
+    }
+
+    /// Everything the client side of TCP Fast Open keeps of `server` (its cookie, its MSS,
+    /// the form a cookie request takes), to be copied with
+    /// [`set_fast_open_cached`](Self::set_fast_open_cached) into another endpoint that
+    /// speaks from the same addresses, such as a runtime's other shards (Linux keeps one
+    /// cache for the host, per network namespace). A server makes its cookie for our
+    /// address, so any of them may present it.
+    pub fn fast_open_cached(&self, server: IpAddr) -> Option<FastOpenCached> {
+        self.fast_open_cookies.get(server)
+    }
+
+    /// Takes `cached` (from [`fast_open_cached`](Self::fast_open_cached)) as what is known
+    /// of `server`, replacing what was.
+    pub fn set_fast_open_cached(&mut self, server: IpAddr, cached: FastOpenCached) {
+        self.fast_open_cookies.put(server, cached);
     }
 
     /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with

@@ -923,6 +923,18 @@ impl Stack {
         options: &SocketOptions,
     ) -> io::Result<(usize, MutexGuard<'_, Inner>, ConnectionHandle)> {
         let n = self.workers();
+        // TCP Fast Open's client cache is the host's on Linux; here each shard keeps its
+        // own, so a connect takes what any shard learned of the server: the cookie one
+        // shard's connection was given serves the next connect, on whichever shard it lands.
+        let fast_open = match options.fast_open_connect {
+            Some(true) if n > 1 => self.fast_open_cached(remote.ip())?,
+            _ => None,
+        };
+        let learn = |endpoint: &mut synack_core::Endpoint| {
+            if let Some(cached) = fast_open {
+                endpoint.set_fast_open_cached(remote.ip(), cached);
+            }
+        };
         let local_ip = match local {
             Some(l) if !l.ip().is_unspecified() => Some(l.ip()),
             // To one of our own addresses (looped back in the core), from it.
@@ -950,6 +962,7 @@ impl Stack {
             let mut inner = self.lock_shard(shard)?;
             inner.check_open()?;
             let now = inner.now();
+            learn(&mut inner.endpoint);
             let h = inner
                 .endpoint
                 .connect_with(now, remote, Some(bound), options)?;
@@ -988,6 +1001,7 @@ impl Stack {
                 let inner = &mut shards[shard];
                 let now = inner.now();
                 let from = SocketAddr::new(local_ip, port);
+                learn(&mut inner.endpoint);
                 match (inner.endpoint).connect_from_ephemeral(now, remote, from, options) {
                     // A port an ephemeral connect may not take here (the address is ours:
                     // checked above).
@@ -998,6 +1012,22 @@ impl Stack {
             }
         }
         Err(Error::AddrNotAvailable.into())
+    }
+
+    /// What the shards keep of `server` for TCP Fast Open's client side: an entry with a
+    /// cookie if any shard has one, else any entry (see [`Stack::open_connection`]).
+    fn fast_open_cached(&self, server: IpAddr) -> io::Result<Option<synack_core::FastOpenCached>> {
+        let mut found = None;
+        for shard in 0..self.workers() {
+            let inner = self.lock_shard(shard)?;
+            if let Some(cached) = inner.endpoint.fast_open_cached(server) {
+                if inner.endpoint.fast_open_cookie(server).is_some() {
+                    return Ok(Some(cached));
+                }
+                found.get_or_insert(cached);
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -212,7 +212,7 @@ impl TcpStream {
             Some(v4) => (v4, local.map(unmapped_local).transpose()?, true),
             None => (addr, local, false),
         };
-        let conn = {
+        let (conn, deferred) = {
             // On the shard that will own the flow (see `crate::shard`).
             let (shard, mut inner, handle) = stack.open_connection(addr, local, options)?;
             let mut conn = ConnRef::register(stack, shard, handle, false, &mut inner);
@@ -222,10 +222,15 @@ impl TcpStream {
             if let Some(c) = inner.conns.get_mut(&handle) {
                 c.linger = linger;
             }
+            // TCP_FASTOPEN_CONNECT with a cookie: the SYN waits for the first write, and
+            // connect returns now, as Linux's (`tcp_fastopen_defer_connect`).
+            let deferred = inner.endpoint.fast_open_syn_room(handle).unwrap_or(0) > 0;
             inner.wake_driver();
-            conn
+            (conn, deferred)
         };
-        std::future::poll_fn(|cx| conn.poll_connected(cx)).await?;
+        if !deferred {
+            std::future::poll_fn(|cx| conn.poll_connected(cx)).await?;
+        }
         Ok(TcpStream { conn })
     }
 
