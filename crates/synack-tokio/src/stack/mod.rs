@@ -677,10 +677,9 @@ impl Stack {
     /// queued, as [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would;
     /// a connect still waiting for its SYN-ACK ends at once with `ConnectionReset`, as
     /// Linux's `shutdown(2)` ends a socket's connect; new connections and listeners are
-    /// refused. Streams can still be read, so what the
-    /// peers send until they close still arrives. If the time runs out, the connections
-    /// still unfinished are reset, so that no peer waits on them, and the result is
-    /// `TimedOut`.
+    /// refused. Streams can still be read, so what the peers send until they close still
+    /// arrives. If the time runs out, the connections still unfinished are reset, so that
+    /// no peer waits on them, and the result is `TimedOut`.
     ///
     /// This is the way to end a program that wrote something it wants delivered: a stack
     /// lives in its process, and its connections end with the tokio runtime. A stack whose
