@@ -116,7 +116,14 @@ impl Shared {
         let s = g.socket(fd)?;
         let h = match s.kind {
             Kind::Conn(h) => h,
-            Kind::Listener(_) => return Err(libc::ENOTCONN),
+            // Linux's `inet_shutdown` on a listener: reading shut stops it as a disconnect
+            // does (`tcp_disconnect`: its queue reset, free to listen again); writing shut
+            // alone changes nothing.
+            Kind::Listener(_) if rd => {
+                drop(g);
+                return self.disconnect(fd);
+            }
+            Kind::Listener(_) => return Ok(()),
             Kind::Fresh => return Err(libc::ENOTCONN),
         };
         if g.ep().state(h) == Ok(State::SynSent) {
