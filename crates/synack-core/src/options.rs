@@ -86,5 +86,6 @@ impl SendFlags {
     };
 }
 
-/// The smallest buffer a socket option may set.
-pub(crate) const MIN_BUFFER: usize = 1024;
+/// The smallest buffer a socket option sets: `SO_SNDBUF` and `SO_RCVBUF` below it are
+/// raised to it, as Linux raises them to `SOCK_MIN_SNDBUF`/`SOCK_MIN_RCVBUF`.
+pub const MIN_BUFFER: usize = 1024;

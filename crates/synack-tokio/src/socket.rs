@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use synack_core::options::MIN_BUFFER;
 use synack_core::{KeepaliveConfig, SocketOptions};
 
 use crate::listener::TcpListener;
@@ -277,29 +278,36 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.reuse_address.unwrap_or(false)))
     }
 
-    /// SO_RCVBUF: the receive buffer in bytes; it bounds the window and turns receive
-    /// auto-tuning off for the connection.
+    /// SO_RCVBUF: the receive buffer in bytes of payload (at least
+    /// [`MIN_BUFFER`](synack_core::options::MIN_BUFFER)); it bounds the window and turns
+    /// receive auto-tuning off for the connection.
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.recv_buffer = Some(size as usize));
         Ok(())
     }
 
-    /// The SO_RCVBUF value set, or the stack's default.
+    /// The SO_RCVBUF the connection gets: the value set, raised to the floor, or the
+    /// stack's default. (Linux reports twice what was set, half of it for its own
+    /// overhead; synack's buffer counts payload only.)
     pub fn recv_buffer_size(&self) -> io::Result<u32> {
         let default = self.stack.with_config(|c| c.get_recv_buffer());
-        Ok(self.with(|s| s.options.recv_buffer).unwrap_or(default) as u32)
+        let set = self.with(|s| s.options.recv_buffer);
+        Ok(set.map_or(default, |n| n.max(MIN_BUFFER)) as u32)
     }
 
-    /// SO_SNDBUF: the send buffer in bytes.
+    /// SO_SNDBUF: the send buffer in bytes of payload (at least
+    /// [`MIN_BUFFER`](synack_core::options::MIN_BUFFER)).
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.send_buffer = Some(size as usize));
         Ok(())
     }
 
-    /// The SO_SNDBUF value set, or the stack's default.
+    /// The SO_SNDBUF the connection gets: the value set, raised to the floor, or the
+    /// stack's default.
     pub fn send_buffer_size(&self) -> io::Result<u32> {
         let default = self.stack.with_config(|c| c.get_send_buffer());
-        Ok(self.with(|s| s.options.send_buffer).unwrap_or(default) as u32)
+        let set = self.with(|s| s.options.send_buffer);
+        Ok(set.map_or(default, |n| n.max(MIN_BUFFER)) as u32)
     }
 
     /// TCP_MAXSEG: the largest segment payload advertised and sent (at most what the MTU

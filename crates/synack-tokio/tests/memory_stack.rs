@@ -441,7 +441,8 @@ async fn a_gso_max_size_beyond_the_device_is_refused() {
 /// Settings no connection could work with are refused when the stack starts, naming the
 /// setting, where they used to start a stack whose transfers stalled for ever (buffers of
 /// 0) or failed at once (no keepalive probes, a timeout of zero). A socket's keepalive
-/// timing is checked as Linux's `setsockopt` checks it: EINVAL, `InvalidInput`.
+/// timing is checked as Linux's `setsockopt` checks it: EINVAL, `InvalidInput`; its
+/// buffers are raised to the floor.
 #[tokio::test]
 async fn a_config_no_connection_could_use_is_refused() {
     type Change = fn(&mut Config);
@@ -505,6 +506,13 @@ async fn a_config_no_connection_could_use_is_refused() {
     assert!(!socket.keepalive().unwrap(), "nothing was set");
     socket.set_keepalive(true).unwrap();
     assert!(socket.keepalive().unwrap());
+
+    // A socket's own buffers are not refused but raised to the floor, as Linux raises
+    // SO_RCVBUF/SO_SNDBUF, and read back as the connection will have them.
+    socket.set_recv_buffer_size(100).unwrap();
+    assert_eq!(socket.recv_buffer_size().unwrap(), 1024);
+    socket.set_send_buffer_size(50_000).unwrap();
+    assert_eq!(socket.send_buffer_size().unwrap(), 50_000);
 }
 
 /// A configuration that never sets the MTU takes the device's: both ends of a 9000-byte link
