@@ -279,7 +279,7 @@ impl TcpSocket {
     }
 
     /// SO_RCVBUF: the receive buffer in bytes of payload (at least
-    /// [`MIN_BUFFER`](synack_core::options::MIN_BUFFER)); it bounds the window and turns
+    /// [`MIN_BUFFER`]); it bounds the window and turns
     /// receive auto-tuning off for the connection.
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.recv_buffer = Some(size as usize));
@@ -296,7 +296,7 @@ impl TcpSocket {
     }
 
     /// SO_SNDBUF: the send buffer in bytes of payload (at least
-    /// [`MIN_BUFFER`](synack_core::options::MIN_BUFFER)).
+    /// [`MIN_BUFFER`]).
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.send_buffer = Some(size as usize));
         Ok(())
