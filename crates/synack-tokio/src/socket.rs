@@ -278,9 +278,8 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.reuse_address.unwrap_or(false)))
     }
 
-    /// SO_RCVBUF: the receive buffer in bytes of payload (at least
-    /// [`MIN_BUFFER`]); it bounds the window and turns
-    /// receive auto-tuning off for the connection.
+    /// SO_RCVBUF: the receive buffer in bytes of payload (at least [`MIN_BUFFER`]); it
+    /// bounds the window and turns receive auto-tuning off for the connection.
     pub fn set_recv_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.recv_buffer = Some(size as usize));
         Ok(())
@@ -295,8 +294,7 @@ impl TcpSocket {
         Ok(set.map_or(default, |n| n.max(MIN_BUFFER)) as u32)
     }
 
-    /// SO_SNDBUF: the send buffer in bytes of payload (at least
-    /// [`MIN_BUFFER`]).
+    /// SO_SNDBUF: the send buffer in bytes of payload (at least [`MIN_BUFFER`]).
     pub fn set_send_buffer_size(&self, size: u32) -> io::Result<()> {
         self.with(|s| s.options.send_buffer = Some(size as usize));
         Ok(())

@@ -9,7 +9,7 @@ mod kernel_support;
 
 use std::time::Duration;
 
-use kernel_support::{host, stack_addr, Net, STACK};
+use kernel_support::{host, stack_addr, Net, HOST, STACK};
 use synack_tokio::netns::require_tun;
 use synack_tokio::TcpSocket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -100,7 +100,7 @@ async fn fast_open_connect_sends_its_request_in_the_syn_to_the_kernel() {
         return;
     }
     let net = Net::new("synack-tfoc", synack_core::Config::default(), None);
-    let server = net.python(SERVER, &[&kernel_support::HOST.to_string(), "8081"]);
+    let server = net.python(SERVER, &[&HOST.to_string(), "8081"]);
     net.wait_listening(8081).await;
     let mut syn_data = Vec::new();
     for round in 0..2u8 {
