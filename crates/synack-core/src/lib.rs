@@ -88,9 +88,9 @@ pub use config::{
     Config, EcnMode, InterceptConfig, InvalidConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU,
 };
 pub use endpoint::{
-    ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenCached, FastOpenKey,
-    InterceptedDatagram, InterceptedSyn, ListenerHandle, RecvMeta, SharedBacklog, SynHandle,
-    Transmit, UdpHandle, MAX_SYN_RETRIES,
+    resolve_unspecified, ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenCached,
+    FastOpenKey, InterceptedDatagram, InterceptedSyn, ListenerHandle, RecvMeta, SharedBacklog,
+    SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

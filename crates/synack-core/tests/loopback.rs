@@ -353,6 +353,74 @@ fn udp_to_an_own_address_is_looped_back() {
     }
 }
 
+/// An unspecified destination (`0.0.0.0`, `[::]`) is this host, as on Linux (where a zero
+/// IPv4 destination takes the socket's source address, or 127.0.0.1, and `[::]` is `::1`):
+/// a connect reaches the own listener, from and to the bound address if there is one, else
+/// the stack's address of the family; a datagram reaches the own socket, and a UDP connect
+/// takes the address as its peer. Nothing goes on the link.
+#[test]
+fn an_unspecified_destination_is_this_host() {
+    let mut config = Config::default();
+    config.seed(Some([7; 32]));
+    // A second IPv4 address, so that "the bound one" and "the first one" differ.
+    let addresses: [IpAddr; 3] = [
+        V4.parse().unwrap(),
+        "198.18.0.7".parse().unwrap(),
+        V6.parse().unwrap(),
+    ];
+    let mut ep = Endpoint::new(config, &addresses);
+    let mut now = Instant::from_secs(1);
+    for (any, own, port) in [("0.0.0.0", V4, 8090), ("::", V6, 8091)] {
+        let l = ep.listen(at(any, port), 8).unwrap();
+        let c = ep.connect(now, at(any, port)).unwrap();
+        let mut accepted = None;
+        run(&mut ep, &mut now, |ep, _| {
+            accepted = accepted.or_else(|| ep.accept(l).ok());
+            accepted.is_some()
+        });
+        let s = accepted.expect("the listener took the connection");
+        assert_eq!(ep.state(c), Ok(State::Established), "{any}");
+        assert_eq!(ep.peer_addr(c), Ok(at(own, port)), "{any}");
+        assert_eq!(
+            ep.local_addr(c).unwrap().ip(),
+            own.parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(ep.peer_addr(s), ep.local_addr(c));
+    }
+    // Bound to the second address: the connection goes to it, as Linux's goes to the
+    // bound source address.
+    let l = ep.listen(at("0.0.0.0", 8092), 8).unwrap();
+    let opts = synack_core::SocketOptions::default();
+    let c = ep
+        .connect_with(now, at("0.0.0.0", 8092), Some(at("198.18.0.7", 0)), &opts)
+        .unwrap();
+    run(&mut ep, &mut now, |ep, _| {
+        ep.state(c) == Ok(State::Established)
+    });
+    assert_eq!(ep.peer_addr(c), Ok(at("198.18.0.7", 8092)));
+    assert!(ep.accept(l).is_ok());
+
+    for (any, own) in [("0.0.0.0", V4), ("::", V6)] {
+        let server = ep.udp_bind(at(any, 5355)).unwrap();
+        let client = ep.udp_bind(at(any, 0)).unwrap();
+        ep.udp_send_to(client, at(any, 5355), b"ping").unwrap();
+        run(&mut ep, &mut now, |_, _| false);
+        let (data, from, to) = ep.udp_recv(server).unwrap();
+        assert_eq!((&data[..], to), (&b"ping"[..], at(own, 5355)), "{any}");
+        assert_eq!(from.ip(), own.parse::<IpAddr>().unwrap());
+        ep.udp_connect(client, at(any, 5355)).unwrap();
+        assert_eq!(ep.udp_peer_addr(client), Ok(at(own, 5355)), "{any}");
+        assert_eq!(
+            ep.udp_local_addr(client).unwrap().ip(),
+            own.parse::<IpAddr>().unwrap()
+        );
+        ep.udp_send(client, b"again").unwrap();
+        run(&mut ep, &mut now, |_, _| false);
+        assert_eq!(&ep.udp_recv(server).unwrap().0[..], b"again");
+    }
+    assert_eq!(ep.stats().packets_out, ep.stats().looped_back);
+}
+
 /// A packet from the link with one of our own addresses as its source is still dropped (a
 /// LAND attack): only our own packets loop.
 #[test]

@@ -353,7 +353,8 @@ async fn a_bound_port_is_held_on_every_shard() {
 
 /// Connections from the sharded stack to its own listener loop back inside the shard that
 /// opened each (both ends live there; the listener is on every shard): eight echoed
-/// connections, every byte intact, spread over both shards, and nothing on the link.
+/// connections, every byte intact, spread over both shards, and nothing on the link. Eight
+/// more to `0.0.0.0`, which means this host (Linux connects those to itself too), the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_address_connections_loop_back_on_every_shard() {
     let (sharded, peer) = stacks();
@@ -361,8 +362,12 @@ async fn own_address_connections_loop_back_on_every_shard() {
         let to = sa("198.18.0.2:9100");
         let listener = TcpListener::bind(&sharded, to).await.unwrap();
         let peer_in = peer.stats().packets_in;
-        let server = echo(listener, 8);
+        let server = echo(listener, 17);
         clients(&sharded, to, 8, 300_000).await;
+        clients(&sharded, sa("0.0.0.0:9100"), 8, 300_000).await;
+        let s = TcpStream::connect(&sharded, "0.0.0.0:9100").await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), to);
+        drop(s);
         server.await.unwrap();
         assert_eq!(
             peer.stats().packets_in,

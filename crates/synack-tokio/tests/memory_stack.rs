@@ -1949,7 +1949,8 @@ async fn listen_holds_one_more_than_its_backlog_as_linux() {
 /// sends nothing onto the link; so does a destination of a family the stack has no address
 /// of. One of its own addresses is looped back inside the stack, as Linux's loopback device
 /// does for a local address: a client and a server on one stack talk with every byte
-/// intact, over TCP and UDP, and nothing reaches the link.
+/// intact, over TCP and UDP, and nothing reaches the link. So does the unspecified address,
+/// which means this host.
 #[tokio::test]
 async fn loopback_addresses_fail_at_once_and_own_addresses_loop_back() {
     let (client, server) = stacks();
@@ -2010,6 +2011,16 @@ async fn loopback_addresses_fail_at_once_and_own_addresses_loop_back() {
             from,
             SocketAddr::new(CLIENT, u2.local_addr().unwrap().port())
         );
+        // The unspecified address is this host, as on Linux: TCP and UDP loop back.
+        u2.send_to(b"to 0.0.0.0", "0.0.0.0:7472").await.unwrap();
+        let (n, _) = u1.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"to 0.0.0.0");
+        let (c, a) = tokio::join!(
+            TcpStream::connect(&client, "0.0.0.0:7471"),
+            listener.accept()
+        );
+        assert_eq!(c.unwrap().peer_addr().unwrap(), own);
+        assert_eq!(a.unwrap().0.local_addr().unwrap(), own);
 
         assert!(client.stats().looped_back > 100);
         assert_eq!(

@@ -4,7 +4,8 @@
 //! A connect picks the local address (the one given, or ours of the destination's family, or
 //! the destination itself when it is one of ours), the port (the one given, or one from the
 //! keyed ephemeral search), takes over a TIME-WAIT tuple where Linux would, makes room under
-//! the memory cap and sends the SYN through the connection's own `open_active`.
+//! the memory cap and sends the SYN through the connection's own `open_active`. An
+//! unspecified destination means this host ([`resolve_unspecified`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,6 +18,29 @@ use crate::error::Error;
 use crate::options::{SendFlags, SocketOptions};
 use crate::tcp::connection::PortClaim;
 use crate::time::Instant;
+
+/// Where a connection or datagram to `remote` goes when its address is unspecified
+/// (`0.0.0.0`, `[::]`): to this host, as on Linux, where a zero IPv4 destination takes the
+/// source address, or loopback (`ip_route_output_key_hash_rcu`), and an IPv6 one loopback
+/// (`tcp_v6_connect`, `udpv6_sendmsg`). The stack has no loopback link, so this host is
+/// `local` (a bound source address) if it has `remote`'s family, else the first of
+/// `addresses` that has; the connection is then looped back inside the endpoint, and shows
+/// that address as its peer (Linux's shows 127.0.0.1 or `::1`). Any other `remote`, and an
+/// unspecified one of a family the stack has no address of, comes back as it is.
+pub fn resolve_unspecified(
+    remote: SocketAddr,
+    local: Option<IpAddr>,
+    addresses: &[IpAddr],
+) -> SocketAddr {
+    if !remote.ip().is_unspecified() {
+        return remote;
+    }
+    let same_family = |ip: &IpAddr| ip.is_ipv4() == remote.is_ipv4() && !ip.is_unspecified();
+    local
+        .filter(same_family)
+        .or_else(|| addresses.iter().copied().find(same_family))
+        .map_or(remote, |ip| SocketAddr::new(ip, remote.port()))
+}
 
 impl Endpoint {
     /// Whether a connection or a TIME-WAIT entry holds the tuple `local` → `remote`
@@ -111,7 +135,8 @@ impl Endpoint {
     /// timestamps, and `AddrNotAvailable` otherwise (Linux's `tcp_twsk_unique` for a bound
     /// port), and a closed one the application holds gives it up (see `may_take_over`). A
     /// loopback destination is `NetworkUnreachable` at once; one of our own addresses is
-    /// looped back inside the endpoint (see [`poll_transmit`](Self::poll_transmit)). A port
+    /// looped back inside the endpoint (see [`poll_transmit`](Self::poll_transmit)), and the
+    /// unspecified one means this host ([`resolve_unspecified`]), as on Linux. A port
     /// given so counts as a bind's: no ephemeral connect shares it while the connection or
     /// its TIME-WAIT entry lasts (see [`port_bound_by_bind`](Self::port_bound_by_bind)).
     /// In intercept mode the local address may be any that is routed to us
@@ -164,6 +189,7 @@ impl Endpoint {
         origin: PortOrigin,
     ) -> Result<(ConnectionHandle, usize), Error> {
         let mut sent = 0;
+        let remote = resolve_unspecified(remote, local.map(|l| l.ip()), &self.addresses);
         // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN
         // goes, and the RST that answers it refuses the connection.
         // A broadcast or multicast destination has no TCP (Linux's `tcp_v4_connect`:

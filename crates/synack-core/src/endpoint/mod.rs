@@ -51,6 +51,7 @@ use crate::time::Instant;
 
 mod bind;
 mod connect;
+pub use connect::resolve_unspecified;
 mod connections;
 mod demux;
 mod fast_open;

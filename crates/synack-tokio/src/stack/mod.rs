@@ -922,6 +922,10 @@ impl Stack {
         options: &SocketOptions,
     ) -> io::Result<(usize, MutexGuard<'_, Inner>, ConnectionHandle)> {
         let n = self.workers();
+        // An unspecified destination is this host, as on Linux (the core's rule, applied
+        // first here so that the shard is chosen for the flow as it will be).
+        let bound_ip = local.map(|l| l.ip());
+        let remote = synack_core::resolve_unspecified(remote, bound_ip, &self.handle.addresses);
         // TCP Fast Open's client cache is the host's on Linux; here each shard keeps its
         // own, so a connect takes what any shard learned of the server: the cookie one
         // shard's connection was given serves the next connect, on whichever shard it lands.

@@ -180,9 +180,11 @@ impl TcpStream {
     ///
     /// Fails with `ConnectionRefused` if the peer answers with RST, and `TimedOut` once the
     /// configured SYN retries run out. One of the stack's own addresses is looped back
-    /// inside the stack (a client and a server on one stack talk to each other); the stack
-    /// has no loopback link, so a loopback address (127.0.0.1, `::1`) fails at once with
-    /// `NetworkUnreachable`, as does a broadcast or multicast one (TCP has no groups). An
+    /// inside the stack (a client and a server on one stack talk to each other), and the
+    /// unspecified address (`0.0.0.0`, `[::]`) means this host, as on Linux: the bound
+    /// address, else the stack's first of the family. The stack has no loopback link, so a
+    /// loopback address (127.0.0.1, `::1`) fails at once with `NetworkUnreachable`, as does
+    /// a broadcast or multicast one (TCP has no groups). An
     /// IPv4-mapped address (`::ffff:a.b.c.d`, as a dual-stack listener shows its IPv4
     /// clients) connects over IPv4, and the stream shows its addresses mapped, as Linux's
     /// dual-stack sockets do. Cancelling the future abandons the attempt.

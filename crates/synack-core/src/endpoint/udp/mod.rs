@@ -416,12 +416,14 @@ impl Endpoint {
 
     /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
     /// received. A socket bound to the unspecified address takes the stack's first address
-    /// of the peer's family as its own, as Linux picks a source at connect. Clears a pending
+    /// of the peer's family as its own, as Linux picks a source at connect; an unspecified
+    /// peer is this host (see `this_host`). Clears a pending
     /// error. A broadcast peer is `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
         let local = sock.local;
         let peer = self.dual_stack_destination(local, sock.mapped, peer)?;
+        let peer = self.this_host(local, peer);
         self.check_udp_destination(peer, sock.broadcast)?;
         if local.is_ipv4() != peer.is_ipv4() {
             // A dual-stack socket connected to an IPv4 peer keeps its `[::]` binding (it
@@ -480,9 +482,18 @@ impl Endpoint {
         }
     }
 
-    /// Whether a datagram may go to `dst` (after `dual_stack_destination`): `PermissionDenied`
-    /// for a broadcast address unless `broadcast` (the sending socket's `SO_BROADCAST`:
-    /// Linux's EACCES), `InvalidInput` for port 0 or a multicast or unspecified address, and
+    /// An unspecified `dst` (after `dual_stack_destination`) as this host, from a socket
+    /// bound to `local` (see [`resolve_unspecified`](crate::endpoint::resolve_unspecified)):
+    /// Linux loops such a datagram back, as it connects a socket to it.
+    fn this_host(&self, local: SocketAddr, dst: SocketAddr) -> SocketAddr {
+        let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified());
+        crate::endpoint::resolve_unspecified(dst, bound, &self.addresses)
+    }
+
+    /// Whether a datagram may go to `dst` (after `dual_stack_destination` and `this_host`):
+    /// `PermissionDenied` for a broadcast address unless `broadcast` (the sending socket's
+    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0, a multicast address or an
+    /// unspecified one (left so only when the stack has no address of its family), and
     /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address, as TCP's connect
     /// refuses them (`is_martian`): such a datagram would go out on the link, which never
     /// delivers it. One of the stack's own addresses is looped back (`poll_transmit`).
@@ -527,7 +538,8 @@ impl Endpoint {
     /// `InvalidInput` for a port 0 or a multicast destination, `AddressFamilyNotSupported`
     /// for another family than the socket's (see `dual_stack_destination`),
     /// `NetworkUnreachable` for a loopback or 0/8 destination. One of our own addresses is
-    /// looped back inside the endpoint.
+    /// looped back inside the endpoint, and so is the unspecified one (this host, as on
+    /// Linux).
     pub fn udp_send_to(
         &mut self,
         h: UdpHandle,
@@ -541,6 +553,7 @@ impl Endpoint {
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
         let mapped = sock.mapped;
         let dst = self.dual_stack_destination(local, mapped, dst)?;
+        let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
         let src = if local.ip().is_unspecified() {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
