@@ -121,7 +121,8 @@ impl Endpoint {
     }
 
     /// Open a connection to `remote` (RFC 9293 §3.10.1, active OPEN). The SYN goes out with
-    /// the next `poll_transmit`; [`Event::Connected`] or [`Event::Closed`] follows.
+    /// the next `poll_transmit`; [`Event::Connected`](crate::Event::Connected) or
+    /// [`Event::Closed`](crate::Event::Closed) follows.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
         self.connect_with(now, remote, None, &SocketOptions::default())
     }
@@ -145,7 +146,8 @@ impl Endpoint {
     /// With [`SocketOptions::fast_open_connect`] (`TCP_FASTOPEN_CONNECT`), the SYN asks for
     /// a TCP Fast Open cookie, or, with a cookie from an earlier connection to the server,
     /// waits for the first write and carries its first segment (see
-    /// [`Endpoint::connect_fast_open`]); the connection reports [`Event::Writable`] at once.
+    /// [`Endpoint::connect_fast_open`]); the connection reports
+    /// [`Event::Writable`](crate::Event::Writable) at once.
     pub fn connect_with(
         &mut self,
         now: Instant,
