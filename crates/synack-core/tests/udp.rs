@@ -509,9 +509,10 @@ fn hostile_datagrams_are_dropped_and_counted() {
     assert_eq!(p.server.stats().drop_malformed, n + 1);
 }
 
-/// Multicast is nobody's (synack joins no group); a broadcast is only for a socket bound to
-/// the unspecified address on its port: with none it is dropped, neither intercepted nor
-/// answered (RFC 1122 §3.2.2: no ICMP error about a datagram to a broadcast address).
+/// A group no socket has joined is nobody's (`multicast.rs` has the joined ones); a
+/// broadcast is only for a socket bound to the unspecified address on its port: with none
+/// it is dropped, neither intercepted nor answered (RFC 1122 §3.2.2: no ICMP error about a
+/// datagram to a broadcast address).
 #[test]
 fn multicast_is_not_ours_and_an_unheard_broadcast_is_neither_caught_nor_answered() {
     let mut c = Config::default();

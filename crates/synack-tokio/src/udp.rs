@@ -43,7 +43,7 @@
 use crate::addr::{first_ok, socket_addrs, ToSocketAddrs};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -230,6 +230,110 @@ impl UdpSocket {
     /// Whether [`set_broadcast`](Self::set_broadcast) turned broadcast on.
     pub fn broadcast(&self) -> io::Result<bool> {
         Ok(self.stack.lock_udp()?.endpoint.udp_broadcast(self.handle)?)
+    }
+
+    /// IP_ADD_MEMBERSHIP, as tokio's `UdpSocket::join_multicast_v4`: the socket joins
+    /// `multiaddr` on `interface`, the unspecified address or one of the stack's (the stack
+    /// has one link; another address is ENODEV, as Linux's for an address no interface has).
+    /// From then on the stack takes the group's datagrams in and gives each to every socket on
+    /// its port bound to the group or to the unspecified address, as Linux's default
+    /// (`IP_MULTICAST_ALL`). Joining announces nothing on the link (no IGMP): the kernel at
+    /// the TUN's other end sends a group into it by its routes (`ip route add 239.0.0.0/8 dev
+    /// TUN`) or a sender's `IP_MULTICAST_IF`. Errors as Linux's: not a multicast address
+    /// `InvalidInput`, joined already `AddrInUse`, past 20 groups (`igmp_max_memberships`)
+    /// ENOBUFS, on an IPv6 socket that is not dual stack EAFNOSUPPORT.
+    pub fn join_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        let mut inner = self.stack.lock_udp()?;
+        check_interface_v4(&inner, interface)?;
+        Ok(inner
+            .endpoint
+            .udp_join_multicast(self.handle, multiaddr.into())?)
+    }
+
+    /// IPV6_ADD_MEMBERSHIP, as tokio's `UdpSocket::join_multicast_v6`: as
+    /// [`join_multicast_v4`](Self::join_multicast_v4) for an IPv6 group (no MLD is sent).
+    /// `interface` is an interface index: 0 (any) names the stack's one link; any other is
+    /// ENODEV.
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        check_interface_v6(interface)?;
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner
+            .endpoint
+            .udp_join_multicast(self.handle, (*multiaddr).into())?)
+    }
+
+    /// IP_DROP_MEMBERSHIP, as tokio's `UdpSocket::leave_multicast_v4`: the socket leaves the
+    /// group, and the stack stops taking it in once no socket has it joined.
+    /// `AddrNotAvailable` if this socket had not joined it (Linux's EADDRNOTAVAIL).
+    pub fn leave_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        let mut inner = self.stack.lock_udp()?;
+        check_interface_v4(&inner, interface)?;
+        Ok(inner
+            .endpoint
+            .udp_leave_multicast(self.handle, multiaddr.into())?)
+    }
+
+    /// IPV6_DROP_MEMBERSHIP, as tokio's `UdpSocket::leave_multicast_v6`; as
+    /// [`leave_multicast_v4`](Self::leave_multicast_v4).
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        check_interface_v6(interface)?;
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner
+            .endpoint
+            .udp_leave_multicast(self.handle, (*multiaddr).into())?)
+    }
+
+    /// IP_MULTICAST_LOOP, as tokio's `UdpSocket::set_multicast_loop_v4`: whether this
+    /// socket's datagrams to an IPv4 group that the stack has joined are delivered to its
+    /// own members too (this socket included). On by default, as on Linux.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.set_multicast_loop(false, on)
+    }
+
+    /// Whether [`set_multicast_loop_v4`](Self::set_multicast_loop_v4) left the loop on.
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.multicast_loop(false)
+    }
+
+    /// IPV6_MULTICAST_LOOP, as tokio's `UdpSocket::set_multicast_loop_v6`; as
+    /// [`set_multicast_loop_v4`](Self::set_multicast_loop_v4) for IPv6 groups.
+    pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
+        self.set_multicast_loop(true, on)
+    }
+
+    /// Whether [`set_multicast_loop_v6`](Self::set_multicast_loop_v6) left the loop on.
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.multicast_loop(true)
+    }
+
+    fn set_multicast_loop(&self, v6: bool, on: bool) -> io::Result<()> {
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner.endpoint.udp_set_multicast_loop(self.handle, v6, on)?)
+    }
+
+    fn multicast_loop(&self, v6: bool) -> io::Result<bool> {
+        let inner = self.stack.lock_udp()?;
+        Ok(inner.endpoint.udp_multicast_loop(self.handle, v6)?)
+    }
+
+    /// IP_MULTICAST_TTL, as tokio's `UdpSocket::set_multicast_ttl_v4`: the TTL of this
+    /// socket's datagrams to IPv4 groups (1 until set: they stay on the link). Past 255 it
+    /// is `InvalidInput`, as Linux's EINVAL.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl).map_err(|_| Error::InvalidInput)?;
+        let mut inner = self.stack.lock_udp()?;
+        Ok(inner
+            .endpoint
+            .udp_set_multicast_hops(self.handle, false, ttl)?)
+    }
+
+    /// The TTL [`set_multicast_ttl_v4`](Self::set_multicast_ttl_v4) set.
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        let inner = self.stack.lock_udp()?;
+        Ok(inner
+            .endpoint
+            .udp_multicast_hops(self.handle, false)?
+            .into())
     }
 
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
@@ -571,6 +675,23 @@ fn take_into<B: BufMut + ?Sized>(
 
 /// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or
 /// failed.
+/// An IPv4 multicast interface: the unspecified address or one of the stack's.
+fn check_interface_v4(inner: &Inner, interface: Ipv4Addr) -> io::Result<()> {
+    let own = inner.endpoint.addresses().contains(&IpAddr::V4(interface));
+    match interface.is_unspecified() || own {
+        true => Ok(()),
+        false => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    }
+}
+
+/// An IPv6 multicast interface index: 0, the stack's one link.
+fn check_interface_v6(interface: u32) -> io::Result<()> {
+    match interface {
+        0 => Ok(()),
+        _ => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    }
+}
+
 fn try_sent(inner: &mut Inner, result: Result<usize, Error>) -> io::Result<usize> {
     if result.is_ok() {
         inner.wake_driver();

@@ -460,3 +460,109 @@ async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_famil
     })
     .await;
 }
+
+/// Multicast with the kernel, both ways and both families, on the default (sharded) stack.
+/// The kernel sends to a group out of the TUN (`IP_MULTICAST_IF`, `IPV6_MULTICAST_IF`);
+/// a synack socket that joined it hears it, and a group nobody joined goes unheard. synack
+/// sends to a group the kernel's socket joined on the TUN, which hears it with the TTL the
+/// socket set (1 by default, as Linux's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_multicast_both_ways_both_families() {
+    let test = "kernel_udp_multicast_both_ways_both_families";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-mcast", synack_core::Config::default());
+    within(40, async {
+        // The kernel sends to an unjoined group, then to the joined one; synack hears the
+        // second only.
+        for (any, joined, other) in [
+            ("0.0.0.0:6800", "239.1.2.3", "239.1.2.4"),
+            ("[::]:6801", "ff0e::1:3", "ff0e::1:4"),
+        ] {
+            let rx = UdpSocket::bind(&net.stack, any).await.unwrap();
+            let port = rx.local_addr().unwrap().port().to_string();
+            match joined.parse::<IpAddr>().unwrap() {
+                IpAddr::V4(g) => rx.join_multicast_v4(g, std::net::Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(g) => rx.join_multicast_v6(&g, 0),
+            }
+            .unwrap();
+            let sender = net.python(
+                r#"
+import socket, struct, sys
+port = int(sys.argv[3])
+if ":" in sys.argv[1]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("synack0"))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("198.18.0.1"))
+s.sendto(b"not joined", (sys.argv[2], port))
+s.sendto(b"to the group", (sys.argv[1], port))
+print("sent", flush=True)
+"#,
+                &[joined, other, &port],
+            );
+            assert_eq!(said(sender, 10).await, "sent");
+            let mut buf = [0u8; 64];
+            let (n, from) = rx.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"to the group", "{joined}");
+            let host = if joined.contains(':') { IpAddr::V6(HOST6) } else { IpAddr::V4(HOST) };
+            assert_eq!(from.ip(), host);
+        }
+
+        // synack sends to groups the kernel joined on the TUN.
+        for (group, port, ttl) in [("239.1.2.5", "6802", None), ("239.1.2.6", "6803", Some(3))] {
+            let listener = ready(
+                &net,
+                r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+mreq = struct.pack("4s4s", socket.inet_aton(sys.argv[1]), socket.inet_aton("198.18.0.1"))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+IP_RECVTTL = 12  # Linux's; Python's socket module lacks the name
+s.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+s.bind(("0.0.0.0", int(sys.argv[2])))
+print("ready", flush=True)
+s.settimeout(10)
+data, anc, _, peer = s.recvmsg(100, 64)
+ttl = [struct.unpack("i", d)[0] for (l, t, d) in anc if t == socket.IP_TTL]
+print(data.decode(), peer[0], ttl[0], flush=True)
+"#,
+                &[group, port],
+            )
+            .await;
+            let tx = UdpSocket::bind(&net.stack, unspecified(false)).await.unwrap();
+            assert_eq!(tx.multicast_ttl_v4().unwrap(), 1);
+            if let Some(ttl) = ttl {
+                tx.set_multicast_ttl_v4(ttl).unwrap();
+            }
+            let to = SocketAddr::new(group.parse().unwrap(), port.parse().unwrap());
+            assert_eq!(tx.send_to(b"hello group", to).await.unwrap(), 11);
+            let heard = said(listener, 15).await;
+            let ttl = ttl.unwrap_or(1);
+            assert_eq!(heard, format!("ready\nhello group {STACK} {ttl}"));
+        }
+        let listener = ready(
+            &net,
+            r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+mreq = socket.inet_pton(socket.AF_INET6, sys.argv[1]) + struct.pack("@I", socket.if_nametoindex("synack0"))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+s.bind(("::", int(sys.argv[2])))
+print("ready", flush=True)
+s.settimeout(10)
+data, peer = s.recvfrom(100)
+print(data.decode(), peer[0], flush=True)
+"#,
+            &["ff0e::1:7", "6804"],
+        )
+        .await;
+        let tx = UdpSocket::bind(&net.stack, unspecified(true)).await.unwrap();
+        tx.send_to(b"hello six", "[ff0e::1:7]:6804").await.unwrap();
+        let heard = said(listener, 15).await;
+        assert_eq!(heard, format!("ready\nhello six {STACK6}"));
+    })
+    .await;
+}

@@ -147,12 +147,14 @@ impl Endpoint {
         // In intercept mode every unicast address routed to us is ours, for TCP and UDP, and
         // for the ICMP errors about what we sent from it (a router's "fragmentation needed"
         // for an intercepted connection, as Linux's TPROXY delivers them to transparent
-        // sockets); an echo request to it is not ours to answer (`handle_icmp`). Broadcast
-        // and multicast destinations are nobody's: synack joins no group.
-        // A whole UDP datagram to a broadcast address is for a socket on its port
-        // (`handle_udp`); synack reassembles none (nor does it answer one).
+        // sockets); an echo request to it is not ours to answer (`handle_icmp`). A whole UDP
+        // datagram to a broadcast address, or to a multicast group a socket has joined, is
+        // for the sockets on its port (`handle_udp`); synack reassembles none (nor does it
+        // answer one). Other broadcast and multicast destinations are nobody's.
         let ours = self.addresses.contains(&dst)
-            || (protocol == IpProtocol::Udp && fragment.is_none() && self.is_broadcast(dst))
+            || (protocol == IpProtocol::Udp
+                && fragment.is_none()
+                && (self.is_broadcast(dst) || self.udp_joined(dst)))
             || (self.intercepts()
                 && matches!(
                     protocol,

@@ -75,7 +75,8 @@ impl Endpoint {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Result<usize, Error> {
-        if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() {
+        // A relay answers a flow's source, never a group.
+        if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() || dst.ip().is_multicast() {
             return Err(Error::InvalidInput);
         }
         if !self.may_own(src.ip()) {

@@ -28,9 +28,11 @@
 //! `MessageTooLong` (EMSGSIZE); fragments that come in are reassembled
 //! (`endpoint/reassembly.rs`).
 //!
-//! This file holds the socket table, the datagrams in and the sockets' commands. Two modules
-//! add their own `impl Endpoint` blocks:
+//! This file holds the socket table, the datagrams in and the sockets' commands. Three
+//! modules add their own `impl Endpoint` blocks:
 //!
+//! - `multicast`: joining and leaving groups, the multicast TTL and loop, and a group's
+//!   datagrams handed to every socket on their port;
 //! - `intercept`: intercept mode's catch-all queue ([`Endpoint::udp_recv_intercepted`]) and
 //!   sending from any address ([`Endpoint::udp_send_from`]);
 //! - `icmp`: ICMP port unreachable, for the datagrams nothing takes and for those an
@@ -56,11 +58,14 @@ use crate::wire::{self, udp, IpProtocol, IpRepr, UdpRepr};
 
 mod icmp;
 mod intercept;
+mod multicast;
 
 pub(super) use icmp::quote_max;
 pub use intercept::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
 };
+use multicast::Membership;
+pub use multicast::{MAX_MEMBERSHIPS, MULTICAST_HOPS};
 
 /// Bytes each queued datagram is charged beyond its payload: its addresses and queue entry,
 /// in the spirit of the skb overhead Linux charges to the receive buffer.
@@ -108,6 +113,8 @@ struct Socket {
     /// An IPv6 socket bound to an IPv4-mapped address (`local` is its IPv4 one): it speaks
     /// IPv4 only and sees its addresses mapped, as Linux's.
     mapped: bool,
+    /// Its groups and multicast options (`multicast`).
+    multicast: Membership,
 }
 
 /// The endpoint's UDP state.
@@ -136,6 +143,8 @@ pub(super) struct Udp {
     /// The counters fragmented datagrams' identifications count on, one per bucket of
     /// address pairs (see [`Endpoint::fragment_ident`]).
     ident_counters: [u32; IDENT_BUCKETS],
+    /// The multicast groups the host has joined: how many sockets have each (`multicast`).
+    joined: HashMap<IpAddr, usize>,
 }
 
 /// How many counters the identifications of fragmented datagrams are spread over: pairs of
@@ -157,6 +166,7 @@ impl Udp {
             send_blocked: 0,
             catching: true,
             ident_counters: [0; IDENT_BUCKETS],
+            joined: HashMap::new(),
         }
     }
 
@@ -237,6 +247,13 @@ impl Endpoint {
                     self.udp_enqueue(h, local, remote, repr.payload)
                 }
                 _ => self.stats.drop_udp_no_socket += 1,
+            }
+            return;
+        }
+        if dst.is_multicast() {
+            // A group the host has joined (the demux took it in): see `multicast`.
+            if self.udp_deliver_to_group(local, remote, repr.payload) == 0 {
+                self.stats.drop_udp_no_socket += 1;
             }
             return;
         }
@@ -346,8 +363,9 @@ impl Endpoint {
     // ---------------------------------------------------------------------------------------
 
     /// Bind a UDP socket to `local`. The address is one of the stack's, the unspecified
-    /// address of a family (every stack address of it), or in intercept mode any unicast
-    /// address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
+    /// address of a family (every stack address of it), a multicast group (the socket takes
+    /// only the group's datagrams, while the host has it joined: Linux's `inet_bind` takes a
+    /// multicast address), or in intercept mode any unicast address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
     /// `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
     /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
     /// `SO_REUSEADDR`). TCP and UDP ports are apart. An IPv4-mapped address
@@ -358,7 +376,7 @@ impl Endpoint {
         let mapped = super::demux::unmapped(local);
         let local = mapped.unwrap_or(local);
         let ip = local.ip();
-        if !ip.is_unspecified() && !self.may_own(ip) {
+        if !ip.is_unspecified() && !ip.is_multicast() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         let port = match local.port() {
@@ -377,6 +395,7 @@ impl Endpoint {
             tos: 0,
             broadcast: false,
             mapped: mapped.is_some(),
+            multicast: Membership::default(),
         });
         let h = UdpHandle(ch.0);
         self.udp.by_local.insert(local, h);
@@ -492,8 +511,8 @@ impl Endpoint {
 
     /// Whether a datagram may go to `dst` (after `dual_stack_destination` and `this_host`):
     /// `PermissionDenied` for a broadcast address unless `broadcast` (the sending socket's
-    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0, a multicast address or an
-    /// unspecified one (left so only when the stack has no address of its family), and
+    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0 or an unspecified address
+    /// (left so only when the stack has no address of its family), and
     /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address, as TCP's connect
     /// refuses them (`is_martian`): such a datagram would go out on the link, which never
     /// delivers it. One of the stack's own addresses is looped back (`poll_transmit`).
@@ -507,7 +526,7 @@ impl Endpoint {
             }
             return Ok(());
         }
-        if dst.port() == 0 || !self.is_unicast(dst.ip()) {
+        if dst.port() == 0 || !(self.is_unicast(dst.ip()) || dst.ip().is_multicast()) {
             return Err(Error::InvalidInput);
         }
         if is_martian(dst.ip()) {
@@ -535,7 +554,7 @@ impl Endpoint {
     /// `MessageTooLong` past [`UDP_MAX_PAYLOAD`], `WouldBlock` when the own-packet queue is full
     /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
     /// without [`udp_set_broadcast`](Self::udp_set_broadcast) (Linux's EACCES),
-    /// `InvalidInput` for a port 0 or a multicast destination, `AddressFamilyNotSupported`
+    /// `InvalidInput` for a port 0, `AddressFamilyNotSupported`
     /// for another family than the socket's (see `dual_stack_destination`),
     /// `NetworkUnreachable` for a loopback or 0/8 destination. One of our own addresses is
     /// looped back inside the endpoint, and so is the unspecified one (this host, as on
@@ -551,16 +570,26 @@ impl Endpoint {
             return Err(e);
         }
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
-        let mapped = sock.mapped;
+        let (mapped, loops, hops) = (sock.mapped, sock.multicast.loop_back, sock.multicast.hops);
         let dst = self.dual_stack_destination(local, mapped, dst)?;
         let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
-        let src = if local.ip().is_unspecified() {
+        // A socket bound to a group sends from an address of ours, as Linux's sends from
+        // the route's source (`inet_bind` leaves its source address unset).
+        let src = if local.ip().is_unspecified() || local.ip().is_multicast() {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
         } else {
             local
         };
-        self.udp_emit(src, dst, payload, marks)
+        if !dst.ip().is_multicast() {
+            return self.udp_emit(src, dst, payload, marks);
+        }
+        let family = usize::from(dst.is_ipv6());
+        let sent = self.udp_emit(src, dst, payload, (hops[family], marks.1))?;
+        if loops[family] && self.udp_joined(dst.ip()) {
+            self.udp_deliver_to_group(dst, src, payload);
+        }
+        Ok(sent)
     }
 
     /// `IP_TTL` / `IPV6_UNICAST_HOPS`: the TTL or hop limit of the socket's datagrams from
@@ -782,6 +811,9 @@ impl Endpoint {
         self.memory -= sock.queued;
         self.memory_changed();
         self.udp.by_local.remove(&sock.local);
+        for &group in &sock.multicast.groups {
+            self.udp_host_leaves(group);
+        }
         let key = (sock.local.is_ipv6(), sock.local.port());
         if let Some(n) = self.udp.ports.get_mut(&key) {
             *n -= 1;

@@ -1,0 +1,196 @@
+//! UDP multicast (RFC 1112 host extensions, level 2 without the group-management protocol;
+//! RFC 4291 §2.7 for IPv6 groups): a socket joins a group, the stack then takes in the
+//! group's datagrams from the link, and a socket may send to a group.
+//!
+//! As Linux, membership is the host's: a group's datagrams are taken in while any socket
+//! has it joined (`ip_check_mc_rcu`), and then go to every socket on their port, bound to
+//! the group or to the unspecified address, joined or not (`IP_MULTICAST_ALL` and
+//! `IPV6_MULTICAST_ALL`, both on by default; `__udp4_lib_mcast_deliver`). A datagram sent
+//! to a group leaves with the multicast TTL or hop limit (1 until set, as
+//! `IP_MULTICAST_TTL` and `IPV6_MULTICAST_HOPS`), and, while the host has the group joined
+//! and the socket's multicast loop is on (the default, `IP_MULTICAST_LOOP`), a copy is
+//! delivered to the own sockets too (Linux's `ip_mc_output` loops one back).
+//!
+//! What synack does not do: announce its memberships (IGMP, MLD; RFC 3376, RFC 3810). Its
+//! link is a TUN whose other end is the host's own kernel, which sends a group's datagrams
+//! into the TUN by its routes (or a sender's `IP_MULTICAST_IF`), not by reports. Source
+//! filters (`IP_ADD_SOURCE_MEMBERSHIP`) are not offered, and a group's datagram in
+//! fragments is not reassembled (as a broadcast one).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{unspecified, Endpoint, Socket, UdpHandle};
+use crate::error::Error;
+
+/// Groups one socket may join, per family: Linux's `net.ipv4.igmp_max_memberships`
+/// default; past it a join is `NoBufferSpace` (ENOBUFS). Linux bounds an IPv6 socket's
+/// groups by its option memory instead; synack takes the same number for both.
+pub const MAX_MEMBERSHIPS: usize = 20;
+
+/// The TTL or hop limit of a datagram to a group until the socket sets one: 1, the link
+/// only (RFC 1112 §6.1, RFC 3493 §5.2).
+pub const MULTICAST_HOPS: u8 = 1;
+
+/// A socket's multicast state.
+#[derive(Debug, Clone)]
+pub(super) struct Membership {
+    /// The groups the socket joined.
+    pub(super) groups: Vec<IpAddr>,
+    /// `IP_MULTICAST_LOOP`, `IPV6_MULTICAST_LOOP`: by family, IPv4 first.
+    pub(super) loop_back: [bool; 2],
+    /// `IP_MULTICAST_TTL`, `IPV6_MULTICAST_HOPS`: by family, IPv4 first.
+    pub(super) hops: [u8; 2],
+}
+
+impl Default for Membership {
+    fn default() -> Membership {
+        Membership {
+            groups: Vec::new(),
+            loop_back: [true; 2],
+            hops: [MULTICAST_HOPS; 2],
+        }
+    }
+}
+
+/// Whether a socket bound to `local` may join `group`: an IPv4 group on an IPv4 socket or a
+/// dual-stack one (`[::]`, as Linux takes `IP_ADD_MEMBERSHIP` on an IPv6 socket), an IPv6
+/// group on an IPv6 socket.
+fn family_fits(sock: &Socket, group: IpAddr) -> bool {
+    match group {
+        IpAddr::V4(_) => sock.local.is_ipv4() || sock.local.ip().is_unspecified(),
+        IpAddr::V6(_) => sock.local.is_ipv6() && !sock.mapped,
+    }
+}
+
+impl Endpoint {
+    /// `IP_ADD_MEMBERSHIP` / `IPV6_ADD_MEMBERSHIP`: the socket joins `group`, and the stack
+    /// takes the group's datagrams in from then on (see the module's notes: they go to every
+    /// socket on their port). `InvalidInput` for an address that is not a multicast one,
+    /// `AddressFamilyNotSupported` for a group of a family the socket does not speak,
+    /// `AddrInUse` if the socket has it joined already and `NoBufferSpace` past
+    /// [`MAX_MEMBERSHIPS`] groups, as Linux answers each (EINVAL, EAFNOSUPPORT where Linux
+    /// says ENOPROTOOPT for an IPv6 group on an IPv4 socket, EADDRINUSE, ENOBUFS).
+    pub fn udp_join_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
+        if !group.is_multicast() {
+            return Err(Error::InvalidInput);
+        }
+        let sock = self.udp.socket_mut(h)?;
+        if !family_fits(sock, group) {
+            return Err(Error::AddressFamilyNotSupported);
+        }
+        let groups = &mut sock.multicast.groups;
+        if groups.contains(&group) {
+            return Err(Error::AddrInUse);
+        }
+        if groups
+            .iter()
+            .filter(|g| g.is_ipv4() == group.is_ipv4())
+            .count()
+            >= MAX_MEMBERSHIPS
+        {
+            return Err(Error::NoBufferSpace);
+        }
+        groups.push(group);
+        *self.udp.joined.entry(group).or_insert(0) += 1;
+        tracing::debug!(udp = h.0, %group, "multicast join");
+        Ok(())
+    }
+
+    /// `IP_DROP_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP`: the socket leaves `group`; the stack
+    /// stops taking the group in once no socket has it joined. `AddrNotAvailable` if the
+    /// socket had not joined it (Linux's EADDRNOTAVAIL).
+    pub fn udp_leave_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
+        let sock = self.udp.socket_mut(h)?;
+        let at = (sock.multicast.groups.iter())
+            .position(|&g| g == group)
+            .ok_or(Error::AddrNotAvailable)?;
+        sock.multicast.groups.swap_remove(at);
+        self.udp_host_leaves(group);
+        Ok(())
+    }
+
+    /// One socket's membership of `group` ended (it left, or it closed).
+    pub(super) fn udp_host_leaves(&mut self, group: IpAddr) {
+        if let Some(n) = self.udp.joined.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                self.udp.joined.remove(&group);
+            }
+        }
+    }
+
+    /// Whether the stack has `group` joined: some socket is a member.
+    pub(in crate::endpoint) fn udp_joined(&self, group: IpAddr) -> bool {
+        self.udp.joined.contains_key(&group)
+    }
+
+    /// `IP_MULTICAST_LOOP` (`v6` false) / `IPV6_MULTICAST_LOOP`: whether the socket's
+    /// datagrams to a group the stack has joined are delivered to the own sockets too (on
+    /// until set off).
+    pub fn udp_set_multicast_loop(
+        &mut self,
+        h: UdpHandle,
+        v6: bool,
+        on: bool,
+    ) -> Result<(), Error> {
+        self.udp.socket_mut(h)?.multicast.loop_back[usize::from(v6)] = on;
+        Ok(())
+    }
+
+    /// The socket's multicast loop for a family (see
+    /// [`udp_set_multicast_loop`](Self::udp_set_multicast_loop)).
+    pub fn udp_multicast_loop(&self, h: UdpHandle, v6: bool) -> Result<bool, Error> {
+        Ok(self.udp.socket(h)?.multicast.loop_back[usize::from(v6)])
+    }
+
+    /// `IP_MULTICAST_TTL` (`v6` false) / `IPV6_MULTICAST_HOPS`: the TTL or hop limit of the
+    /// socket's datagrams to a group ([`MULTICAST_HOPS`] until set).
+    pub fn udp_set_multicast_hops(
+        &mut self,
+        h: UdpHandle,
+        v6: bool,
+        hops: u8,
+    ) -> Result<(), Error> {
+        self.udp.socket_mut(h)?.multicast.hops[usize::from(v6)] = hops;
+        Ok(())
+    }
+
+    /// The socket's multicast TTL or hop limit for a family.
+    pub fn udp_multicast_hops(&self, h: UdpHandle, v6: bool) -> Result<u8, Error> {
+        Ok(self.udp.socket(h)?.multicast.hops[usize::from(v6)])
+    }
+
+    /// A datagram from `remote` to the group and port `local`, which the stack has joined
+    /// (from the link, or looped back from an own socket): a copy for each socket on the
+    /// port bound to the group, to the unspecified address of its family, or to `[::]` (dual
+    /// stack) for an IPv4 group, but a connected one whose peer is another
+    /// (`__udp4_lib_mcast_deliver`, `__udp6_lib_mcast_deliver`). Returns how many took it.
+    /// Nothing answers one that none takes (RFC 1122 §3.2.2: no ICMP error about a datagram
+    /// to a multicast address).
+    pub(super) fn udp_deliver_to_group(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) -> usize {
+        let port = local.port();
+        let any = SocketAddr::new(unspecified(local.is_ipv6()), port);
+        let any6 = SocketAddr::new(unspecified(true), port);
+        let mut takers = [Some(local), Some(any), local.is_ipv4().then_some(any6)]
+            .into_iter()
+            .flatten()
+            .filter_map(|at| self.udp.by_local.get(&at).copied())
+            .filter(|&h| (self.udp.socket(h)).is_ok_and(|s| s.peer.is_none_or(|p| p == remote)))
+            .collect::<Vec<_>>();
+        takers.dedup();
+        for &h in &takers {
+            self.udp_enqueue(h, local, remote, payload);
+        }
+        takers.len()
+    }
+
+    /// The groups the socket has joined.
+    pub fn udp_multicast_groups(&self, h: UdpHandle) -> Result<&[IpAddr], Error> {
+        Ok(&self.udp.socket(h)?.multicast.groups)
+    }
+}
