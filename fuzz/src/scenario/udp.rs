@@ -1,6 +1,7 @@
 //! The endpoint scenario's UDP ops: sockets bound, connected, used and closed by the
-//! application, and datagrams from the peer (to bound ports, closed ones and foreign
-//! addresses; with good, zero or wrong checksums and lying length fields).
+//! application, multicast groups joined, left and sent to, and datagrams from the peer (to
+//! bound ports, closed ones, foreign addresses and groups; with good, zero or wrong
+//! checksums and lying length fields).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -14,7 +15,7 @@ use super::{Harness, FOREIGN, FOREIGN6, MAX_APP_IO, MAX_PAYLOAD, PEER, PEER6, US
 #[derive(Debug, Arbitrary)]
 pub enum UdpOp {
     /// `udp_bind`: `at` 0 an own address, 1 the unspecified one, 2 a foreign one (refused
-    /// unless intercepting); port 0 ephemeral.
+    /// unless intercepting), 3 a multicast group (`port` picks it); port 0 ephemeral.
     Bind {
         /// IPv6 rather than IPv4.
         v6: bool,
@@ -30,12 +31,14 @@ pub enum UdpOp {
         /// The peer's port (0 is invalid).
         port: u16,
     },
-    /// `udp_send_to` the peer, or `udp_send` when `port` is 0.
+    /// `udp_send_to` the peer (or a group), or `udp_send` when `port` is 0.
     Send {
         /// Which socket.
         sock: u8,
         /// The peer's port; 0: the connected peer.
         port: u16,
+        /// To this multicast group (see `group`) at `port` rather than to the peer.
+        group: Option<u8>,
         /// Payload bytes (past the MTU: MessageTooLong).
         len: u16,
     },
@@ -48,6 +51,16 @@ pub enum UdpOp {
     },
     /// `udp_close`.
     Close(u8),
+    /// A multicast option on a socket: `op` 0 joins `group`, 1 leaves it, 2 sets the loop
+    /// (on for an even `group`), 3 sets the multicast hops to `group`.
+    Multicast {
+        /// Which socket.
+        sock: u8,
+        /// Which group (see `group`), or the option's value.
+        group: u8,
+        /// What to do.
+        op: u8,
+    },
     /// A datagram from the peer.
     In(UdpInput),
     /// Read one datagram from the catch-all queue and, if `reply`, answer it from its
@@ -66,7 +79,8 @@ pub struct UdpInput {
     /// IPv6 rather than IPv4.
     v6: bool,
     /// 0: to a bound socket's port (`sock` picks it), 1: a port nothing binds, 2: a foreign
-    /// address (the catch-all in intercept mode).
+    /// address (the catch-all in intercept mode), 3: a multicast group (`sock` picks it) at
+    /// a bound socket's port.
     to: u8,
     /// Which socket.
     sock: u8,
@@ -105,13 +119,14 @@ impl Harness {
     pub(super) fn udp_op(&mut self, op: &UdpOp) {
         match op {
             UdpOp::Bind { v6, at, port } => {
-                let ip = match (at % 3, v6) {
+                let ip = match (at % 4, v6) {
                     (0, false) => US,
                     (0, true) => US6,
                     (1, false) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
                     (1, true) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                    (_, false) => FOREIGN,
-                    (_, true) => FOREIGN6,
+                    (2, false) => FOREIGN,
+                    (2, true) => FOREIGN6,
+                    (_, v6) => group(*v6, *port),
                 };
                 let port = if *port == 0 {
                     0
@@ -131,7 +146,12 @@ impl Harness {
                 let ip = if v6 { PEER6 } else { PEER };
                 let _ = self.script.ep.udp_connect(h, SocketAddr::new(ip, *port));
             }
-            UdpOp::Send { sock, port, len } => {
+            UdpOp::Send {
+                sock,
+                port,
+                group: to_group,
+                len,
+            } => {
                 let h = self.udp_handle(*sock);
                 let len = usize::from(*len).min(MAX_APP_IO);
                 let data = &self.data[..len];
@@ -139,7 +159,11 @@ impl Harness {
                     self.script.ep.udp_send(h, data)
                 } else {
                     let v6 = self.script.ep.udp_local_addr(h).is_ok_and(|a| a.is_ipv6());
-                    let ip = if v6 { PEER6 } else { PEER };
+                    let ip = match to_group {
+                        Some(g) => group(v6, *g),
+                        None if v6 => PEER6,
+                        None => PEER,
+                    };
                     self.script
                         .ep
                         .udp_send_to(h, SocketAddr::new(ip, *port), data)
@@ -161,6 +185,20 @@ impl Harness {
             }
             UdpOp::Close(i) => {
                 let _ = self.script.ep.udp_close(self.udp_handle(*i));
+            }
+            UdpOp::Multicast { sock, group: g, op } => {
+                let h = self.udp_handle(*sock);
+                let v6 = self.script.ep.udp_local_addr(h).is_ok_and(|a| a.is_ipv6());
+                let ep = &mut self.script.ep;
+                let _ = match op % 4 {
+                    0 => ep.udp_join_multicast(h, group(v6, *g)),
+                    1 => ep.udp_leave_multicast(h, group(v6, *g)),
+                    2 => ep.udp_set_multicast_loop(h, v6, g % 2 == 0),
+                    _ => ep.udp_set_multicast_hops(h, v6, *g),
+                };
+                if let Ok(groups) = ep.udp_multicast_groups(h) {
+                    assert!(groups.len() <= 2 * synack_core::endpoint::MAX_MEMBERSHIPS);
+                }
             }
             UdpOp::In(u) => {
                 let p = self.udp_datagram(u);
@@ -204,10 +242,13 @@ impl Harness {
             .udp_local_addr(self.udp_handle(u.sock))
             .ok()
             .filter(|a| a.is_ipv6() == u.v6);
-        let dst = match (u.to % 3, bound) {
-            (0, Some(a)) if a.ip().is_unspecified() => SocketAddr::new(us, a.port()),
+        let dst = match (u.to % 4, bound) {
+            (0, Some(a)) if a.ip().is_unspecified() || a.ip().is_multicast() => {
+                SocketAddr::new(us, a.port())
+            }
             (0, Some(a)) => a,
             (2, _) => SocketAddr::new(foreign, 53),
+            (3, Some(a)) => SocketAddr::new(group(u.v6, u.sock), a.port()),
             _ => SocketAddr::new(us, 9),
         };
         let payload = &self.data[..usize::from(u.len).min(MAX_PAYLOAD)];
@@ -232,6 +273,17 @@ impl Harness {
             p[hl + 4..hl + 6].copy_from_slice(&len.to_be_bytes());
         }
         p
+    }
+}
+
+/// Multicast group `i` of a set of three per family, so that joins, sends and datagrams
+/// meet; one index in four names an own unicast address instead (a join refused).
+fn group(v6: bool, i: u8) -> IpAddr {
+    match (i % 4, v6) {
+        (3, false) => US,
+        (3, true) => US6,
+        (i, false) => IpAddr::V4(std::net::Ipv4Addr::new(239, 0, 0, i)),
+        (i, true) => IpAddr::V6(Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 0, u16::from(i))),
     }
 }
 
