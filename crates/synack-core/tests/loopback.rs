@@ -421,6 +421,44 @@ fn an_unspecified_destination_is_this_host() {
     assert_eq!(ep.stats().packets_out, ep.stats().looped_back);
 }
 
+/// A socket bound IPv4-mapped reaches this host at `[::]` over IPv4 (Linux's `udpv6_sendmsg`
+/// and `__ip6_datagram_connect` take it as `::ffff:127.0.0.1`); on a stack without an
+/// address of the family, the unspecified destination has no route, as `::1` has none.
+#[test]
+fn an_unspecified_destination_from_a_mapped_socket_or_without_the_family() {
+    let mut ep = endpoint();
+    let mut now = Instant::from_secs(1);
+    let server = ep.udp_bind(at(V4, 5360)).unwrap();
+    let mapped = ep
+        .udp_bind("[::ffff:198.18.0.2]:0".parse().unwrap())
+        .unwrap();
+    ep.udp_send_to(mapped, "[::]:5360".parse().unwrap(), b"mapped")
+        .unwrap();
+    run(&mut ep, &mut now, |_, _| false);
+    assert_eq!(&ep.udp_recv(server).unwrap().0[..], b"mapped");
+    ep.udp_connect(mapped, "[::]:5360".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        ep.udp_peer_addr(mapped),
+        Ok("[::ffff:198.18.0.2]:5360".parse().unwrap())
+    );
+
+    let mut v4_only = Endpoint::new(Config::default(), &[V4.parse().unwrap()]);
+    let u = v4_only.udp_bind("[::]:0".parse().unwrap()).unwrap();
+    for to in ["[::]:53", "[::1]:53"] {
+        let to = to.parse().unwrap();
+        assert_eq!(
+            v4_only.udp_send_to(u, to, b"x"),
+            Err(Error::NetworkUnreachable)
+        );
+        assert_eq!(v4_only.udp_connect(u, to), Err(Error::NetworkUnreachable));
+        assert_eq!(
+            v4_only.connect(now, to).map(|_| ()),
+            Err(Error::NetworkUnreachable)
+        );
+    }
+}
+
 /// A packet from the link with one of our own addresses as its source is still dropped (a
 /// LAND attack): only our own packets loop.
 #[test]

@@ -62,8 +62,9 @@ fn client_packets(p: &mut Pair) -> Vec<(IpAddr, u8)> {
 
 /// Each refusal as Linux answers `IP_ADD_MEMBERSHIP` and `IP_DROP_MEMBERSHIP`: a unicast
 /// address EINVAL, a group joined twice EADDRINUSE, the 21st group ENOBUFS, a group not
-/// joined EADDRNOTAVAIL; an IPv6 group on an IPv4 socket, or on one bound IPv4-mapped, is
-/// refused too, and an IPv4 group on a dual-stack socket is taken.
+/// joined EADDRNOTAVAIL, an IPv6 group on an IPv4 socket ENOPROTOOPT. Membership is the
+/// host's: any IPv6 socket takes an IPv4 group, and one bound IPv4-mapped an IPv6 group
+/// (checked on Linux).
 #[test]
 fn joining_and_leaving_are_refused_as_linux_refuses_them() {
     let mut p = pair();
@@ -75,7 +76,7 @@ fn joining_and_leaving_are_refused_as_linux_refuses_them() {
     );
     assert_eq!(
         ep.udp_join_multicast(v4, ip("ff02::fb")),
-        Err(Error::AddressFamilyNotSupported)
+        Err(Error::ProtocolNotAvailable)
     );
     ep.udp_join_multicast(v4, ip("224.0.0.251")).unwrap();
     assert_eq!(
@@ -102,15 +103,9 @@ fn joining_and_leaving_are_refused_as_linux_refuses_them() {
     ep.udp_join_multicast(dual, ip("ff02::fb")).unwrap();
     ep.udp_join_multicast(dual, ip("224.0.0.251")).unwrap();
     let mapped = ep.udp_bind(sa("[::ffff:198.18.0.2]:5002")).unwrap();
-    assert_eq!(
-        ep.udp_join_multicast(mapped, ip("ff02::fb")),
-        Err(Error::AddressFamilyNotSupported)
-    );
+    ep.udp_join_multicast(mapped, ip("ff02::fb")).unwrap();
     let v6 = ep.udp_bind(sa("[2001:2::2]:5003")).unwrap();
-    assert_eq!(
-        ep.udp_join_multicast(v6, ip("224.0.0.251")),
-        Err(Error::AddressFamilyNotSupported)
-    );
+    ep.udp_join_multicast(v6, ip("224.0.0.251")).unwrap();
 }
 
 /// The host takes a group in while any socket has it joined, and then every socket on the
@@ -302,4 +297,125 @@ fn the_multicast_loop_delivers_to_own_members() {
     assert_eq!(recv(&mut p.client, member), Err(Error::WouldBlock));
     // Every one of them still went onto the link.
     assert_eq!(client_packets(&mut p).len(), 4);
+}
+
+/// A socket bound to a group has no source address of its own: to `0.0.0.0` it reaches this
+/// host at the stack's own address, not the group (Linux: 127.0.0.1), and a UDP connect there
+/// takes that address as its peer.
+#[test]
+fn a_socket_bound_to_a_group_sends_to_this_host_from_ours() {
+    let mut p = pair();
+    let on_group = p.client.udp_bind(sa("239.1.1.1:5000")).unwrap();
+    let own = p.client.udp_bind(sa("198.18.0.1:6000")).unwrap();
+    p.client
+        .udp_send_to(on_group, sa("0.0.0.0:6000"), b"home")
+        .unwrap();
+    assert!(client_packets(&mut p).is_empty(), "nothing for the link");
+    let got = recv(&mut p.client, own).unwrap();
+    assert_eq!((got.0, got.1.ip()), (b"home".to_vec(), Pair::CLIENT));
+    p.client.udp_connect(on_group, sa("0.0.0.0:6000")).unwrap();
+    assert_eq!(
+        p.client.udp_peer_addr(on_group),
+        Ok(SocketAddr::new(Pair::CLIENT, 6000))
+    );
+}
+
+/// A multicast TTL or hop limit of 0 keeps the datagram on this host: the own members get
+/// it through the loop, the link nothing (Linux's `ip_mc_output` drops it before the
+/// device), in both families.
+#[test]
+fn a_multicast_ttl_of_zero_stays_on_this_host() {
+    let mut p = pair();
+    for (any, group) in [
+        ("0.0.0.0:7100", "239.5.5.5:7100"),
+        ("[::]:7101", "[ff0e::5]:7101"),
+    ] {
+        let member = p.client.udp_bind(sa(any)).unwrap();
+        let group = sa(group);
+        p.client.udp_join_multicast(member, group.ip()).unwrap();
+        p.client
+            .udp_set_multicast_hops(member, group.is_ipv6(), 0)
+            .unwrap();
+        assert_eq!(p.client.udp_send_to(member, group, b"local"), Ok(5));
+        assert!(
+            client_packets(&mut p).is_empty(),
+            "{group}: TTL 0 on the link"
+        );
+        assert_eq!(recv(&mut p.client, member).unwrap().0, b"local");
+    }
+}
+
+/// A dual-stack socket that connected to an IPv4 peer keeps `[::]` here, but no longer takes
+/// a group's datagrams or a broadcast, even from its peer, as Linux's (its connect set the
+/// IPv4 receive address); unicast from the peer still arrives.
+#[test]
+fn a_connected_dual_stack_socket_takes_no_group_or_broadcast() {
+    let mut config = Config::default();
+    config.broadcast_addresses([std::net::Ipv4Addr::new(198, 18, 0, 255)]);
+    let mut p = pair();
+    p.server = Endpoint::new(config, &[Pair::SERVER, ip(S6)]);
+    let s = p.server.udp_bind(sa("[::]:7000")).unwrap();
+    p.server.udp_join_multicast(s, ip("239.2.2.2")).unwrap();
+    let peer = SocketAddr::new(Pair::CLIENT, 4000);
+    p.server.udp_connect(s, peer).unwrap();
+    for to in [
+        "239.2.2.2:7000",
+        "198.18.0.255:7000",
+        "255.255.255.255:7000",
+    ] {
+        deliver(&mut p.server, p.now, &datagram(peer, sa(to), b"many"));
+    }
+    deliver(
+        &mut p.server,
+        p.now,
+        &datagram(peer, sa("198.18.0.2:7000"), b"one"),
+    );
+    assert_eq!(recv(&mut p.server, s).unwrap().0, b"one");
+    assert_eq!(recv(&mut p.server, s), Err(Error::WouldBlock));
+}
+
+/// The loop is the socket family's option: an IPv6 socket (dual stack, or bound
+/// IPv4-mapped) sending to an IPv4 group loops back as IPV6_MULTICAST_LOOP says, whatever
+/// IP_MULTICAST_LOOP says (Linux's `sk_mc_loop`); its TTL is IP_MULTICAST_TTL's.
+#[test]
+fn an_ipv6_sockets_loop_follows_its_own_family() {
+    let mut p = pair();
+    let member = p.client.udp_bind(sa("0.0.0.0:7200")).unwrap();
+    p.client
+        .udp_join_multicast(member, ip("239.3.3.3"))
+        .unwrap();
+    for bind in ["[::]:0", "[::ffff:198.18.0.1]:0"] {
+        let tx = p.client.udp_bind(sa(bind)).unwrap();
+        p.client.udp_set_multicast_loop(tx, true, false).unwrap();
+        p.client.udp_set_multicast_hops(tx, false, 4).unwrap();
+        p.client
+            .udp_send_to(tx, sa("239.3.3.3:7200"), b"off")
+            .unwrap();
+        assert_eq!(
+            recv(&mut p.client, member),
+            Err(Error::WouldBlock),
+            "{bind}"
+        );
+        assert_eq!(client_packets(&mut p), [(ip("239.3.3.3"), 4)], "{bind}");
+        p.client.udp_set_multicast_loop(tx, true, true).unwrap();
+        p.client.udp_set_multicast_loop(tx, false, false).unwrap();
+        p.client
+            .udp_send_to(tx, sa("239.3.3.3:7200"), b"on")
+            .unwrap();
+        assert_eq!(recv(&mut p.client, member).unwrap().0, b"on", "{bind}");
+        client_packets(&mut p);
+    }
+}
+
+/// RFC 4007 §6: an interface- or link-local group needs its link to be bound (Linux's
+/// `inet6_bind`: EINVAL without a scope id); with one, or a wider scope, the bind is taken.
+#[test]
+fn a_link_local_group_is_bound_only_with_a_scope_id() {
+    let mut p = pair();
+    let ep = &mut p.server;
+    assert_eq!(ep.udp_bind(sa("[ff02::fb]:5353")), Err(Error::InvalidInput));
+    assert_eq!(ep.udp_bind(sa("[ff01::1]:5353")), Err(Error::InvalidInput));
+    let scoped = std::net::SocketAddrV6::new("ff02::fb".parse().unwrap(), 5353, 0, 1);
+    ep.udp_bind(scoped.into()).unwrap();
+    ep.udp_bind(sa("[ff05::fb]:5353")).unwrap();
 }

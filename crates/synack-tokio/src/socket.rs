@@ -514,6 +514,15 @@ impl TcpSocket {
         // Bound to an IPv4-mapped address, the socket speaks IPv4 only (Linux's
         // `tcp_v6_connect`: EAFNOSUPPORT for a native IPv6 destination, as measured against
         // tokio::net).
+        // `[::]` is this host, over IPv4 for such a socket (Linux's `tcp_v6_connect` makes it
+        // `::ffff:127.0.0.1`).
+        let addr = match addr {
+            SocketAddr::V6(v6) if mapped && v6.ip().is_unspecified() => SocketAddr::new(
+                std::net::Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().into(),
+                v6.port(),
+            ),
+            addr => addr,
+        };
         if mapped && crate::addr::unmapped(addr).is_none() {
             return Err(synack_core::Error::AddressFamilyNotSupported.into());
         }

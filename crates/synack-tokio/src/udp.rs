@@ -241,7 +241,8 @@ impl UdpSocket {
     /// the TUN's other end sends a group into it by its routes (`ip route add 239.0.0.0/8 dev
     /// TUN`) or a sender's `IP_MULTICAST_IF`. Errors as Linux's: not a multicast address
     /// `InvalidInput`, joined already `AddrInUse`, past 20 groups (`igmp_max_memberships`)
-    /// ENOBUFS, on an IPv6 socket that is not dual stack EAFNOSUPPORT.
+    /// ENOBUFS. Any socket may join an IPv4 group, IPv6 sockets included (membership is the
+    /// host's).
     pub fn join_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
         let mut inner = self.stack.lock_udp()?;
         check_interface_v4(&inner, interface)?;
@@ -251,9 +252,9 @@ impl UdpSocket {
     }
 
     /// IPV6_ADD_MEMBERSHIP, as tokio's `UdpSocket::join_multicast_v6`: as
-    /// [`join_multicast_v4`](Self::join_multicast_v4) for an IPv6 group (no MLD is sent).
-    /// `interface` is an interface index: 0 (any) names the stack's one link; any other is
-    /// ENODEV.
+    /// [`join_multicast_v4`](Self::join_multicast_v4) for an IPv6 group (no MLD is sent), on
+    /// an IPv6 socket (on an IPv4 one ENOPROTOOPT, as Linux's). `interface` is an interface
+    /// index: 0 (any) names the stack's one link; any other is ENODEV.
     pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
         check_interface_v6(interface)?;
         let mut inner = self.stack.lock_udp()?;
@@ -264,19 +265,26 @@ impl UdpSocket {
 
     /// IP_DROP_MEMBERSHIP, as tokio's `UdpSocket::leave_multicast_v4`: the socket leaves the
     /// group, and the stack stops taking it in once no socket has it joined.
-    /// `AddrNotAvailable` if this socket had not joined it (Linux's EADDRNOTAVAIL).
+    /// `AddrNotAvailable` if this socket had not joined it, or `interface` is neither the
+    /// unspecified address nor one of the stack's (Linux's EADDRNOTAVAIL: no membership
+    /// matches).
     pub fn leave_multicast_v4(&self, multiaddr: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
         let mut inner = self.stack.lock_udp()?;
-        check_interface_v4(&inner, interface)?;
+        if check_interface_v4(&inner, interface).is_err() {
+            return Err(Error::AddrNotAvailable.into());
+        }
         Ok(inner
             .endpoint
             .udp_leave_multicast(self.handle, multiaddr.into())?)
     }
 
     /// IPV6_DROP_MEMBERSHIP, as tokio's `UdpSocket::leave_multicast_v6`; as
-    /// [`leave_multicast_v4`](Self::leave_multicast_v4).
+    /// [`leave_multicast_v4`](Self::leave_multicast_v4) (an index but 0 matches no
+    /// membership: `AddrNotAvailable`).
     pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
-        check_interface_v6(interface)?;
+        if check_interface_v6(interface).is_err() {
+            return Err(Error::AddrNotAvailable.into());
+        }
         let mut inner = self.stack.lock_udp()?;
         Ok(inner
             .endpoint
@@ -317,10 +325,15 @@ impl UdpSocket {
     }
 
     /// IP_MULTICAST_TTL, as tokio's `UdpSocket::set_multicast_ttl_v4`: the TTL of this
-    /// socket's datagrams to IPv4 groups (1 until set: they stay on the link). Past 255 it
-    /// is `InvalidInput`, as Linux's EINVAL.
+    /// socket's datagrams to IPv4 groups (1 until set: they stay on the link; 0: they stay on
+    /// this host, for its own members only). `u32::MAX` (the -1 tokio hands the kernel)
+    /// restores the default, as Linux does; other values past 255 are `InvalidInput`, as
+    /// Linux's EINVAL.
     pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
-        let ttl = u8::try_from(ttl).map_err(|_| Error::InvalidInput)?;
+        let ttl = match ttl {
+            u32::MAX => synack_core::endpoint::MULTICAST_HOPS,
+            ttl => u8::try_from(ttl).map_err(|_| Error::InvalidInput)?,
+        };
         let mut inner = self.stack.lock_udp()?;
         Ok(inner
             .endpoint
@@ -673,8 +686,6 @@ fn take_into<B: BufMut + ?Sized>(
     Ok((n, from))
 }
 
-/// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or
-/// failed.
 /// An IPv4 multicast interface: the unspecified address or one of the stack's.
 fn check_interface_v4(inner: &Inner, interface: Ipv4Addr) -> io::Result<()> {
     let own = inner.endpoint.addresses().contains(&IpAddr::V4(interface));
@@ -692,6 +703,8 @@ fn check_interface_v6(interface: u32) -> io::Result<()> {
     }
 }
 
+/// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or
+/// failed.
 fn try_sent(inner: &mut Inner, result: Result<usize, Error>) -> io::Result<usize> {
     if result.is_ok() {
         inner.wake_driver();

@@ -2021,6 +2021,19 @@ async fn loopback_addresses_fail_at_once_and_own_addresses_loop_back() {
         );
         assert_eq!(c.unwrap().peer_addr().unwrap(), own);
         assert_eq!(a.unwrap().0.local_addr().unwrap(), own);
+        // From a socket bound IPv4-mapped, `[::]` is this host over IPv4 (Linux's
+        // `tcp_v6_connect` takes it as `::ffff:127.0.0.1`).
+        let socket = synack_tokio::TcpSocket::new_v6(&client).unwrap();
+        socket
+            .bind("[::ffff:198.18.0.2]:0".parse().unwrap())
+            .unwrap();
+        let (c, a) = tokio::join!(
+            socket.connect("[::]:7471".parse().unwrap()),
+            listener.accept()
+        );
+        let mapped_own: SocketAddr = "[::ffff:198.18.0.2]:7471".parse().unwrap();
+        assert_eq!(c.unwrap().peer_addr().unwrap(), mapped_own);
+        assert_eq!(a.unwrap().0.local_addr().unwrap(), own);
 
         assert!(client.stats().looped_back > 100);
         assert_eq!(

@@ -489,3 +489,62 @@ async fn recv_into_uninitialised_buffers_truncates_and_zeroes_nothing() {
     })
     .await;
 }
+
+/// Multicast between two stacks over the memory link, with tokio's methods: a member hears
+/// the group and a non-member socket elsewhere does not; the options answer as Linux's
+/// (through socket2, as tokio passes them): an interface that is not ours is ENODEV to a join
+/// and EADDRNOTAVAIL to a leave, a TTL of `u32::MAX` (tokio's -1) restores the default, 256
+/// is `InvalidInput`, an IPv6 interface index but 0 is ENODEV.
+#[tokio::test]
+async fn multicast_between_stacks_and_the_options_as_linux() {
+    let (client, server) = stacks(false);
+    within(async {
+        let group = Ipv4Addr::new(239, 7, 7, 7);
+        let member = UdpSocket::bind(&server, "0.0.0.0:7700").await.unwrap();
+        let foreign = Ipv4Addr::new(198, 18, 9, 9);
+        let e = member.join_multicast_v4(group, foreign).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+        member
+            .join_multicast_v4(group, Ipv4Addr::UNSPECIFIED)
+            .unwrap();
+        let e = member.leave_multicast_v4(group, foreign).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+        let e = member
+            .join_multicast_v6(&"ff0e::7".parse().unwrap(), 3)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+
+        let tx = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        assert_eq!(tx.multicast_ttl_v4().unwrap(), 1);
+        assert!(tx.multicast_loop_v4().unwrap());
+        tx.set_multicast_ttl_v4(9).unwrap();
+        assert_eq!(tx.multicast_ttl_v4().unwrap(), 9);
+        tx.set_multicast_ttl_v4(u32::MAX).unwrap();
+        assert_eq!(tx.multicast_ttl_v4().unwrap(), 1);
+        let e = tx.set_multicast_ttl_v4(256).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+
+        let to = SocketAddr::new(group.into(), 7700);
+        tx.send_to(b"to the group", to).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = member.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from.ip()), (&b"to the group"[..], CLIENT));
+
+        // Left: the group is nobody's on the server, and the next datagram is not taken in.
+        member
+            .leave_multicast_v4(group, Ipv4Addr::UNSPECIFIED)
+            .unwrap();
+        let dropped = server.stats().drop_not_for_us;
+        tx.send_to(b"unheard", to).await.unwrap();
+        for _ in 0..100 {
+            if server.stats().drop_not_for_us > dropped {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(server.stats().drop_not_for_us, dropped + 1);
+        let e = member.try_recv_from(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    })
+    .await;
+}

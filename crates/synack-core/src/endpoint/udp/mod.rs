@@ -234,16 +234,13 @@ impl Endpoint {
             // (`__udp4_lib_mcast_deliver`), with no option needed to receive it; no one
             // else takes it, and nothing answers it (RFC 1122 §3.2.2: no ICMP error about
             // a datagram to a broadcast address).
+            // A socket that connected is no longer on the unspecified address (Linux's
+            // connect gives it our address; a dual-stack one here keeps `[::]`).
             let any = SocketAddr::new(unspecified(false), repr.dst_port);
             let any6 = SocketAddr::new(unspecified(true), repr.dst_port);
             let socket = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
             match socket.copied() {
-                Some(h)
-                    if self
-                        .udp
-                        .socket(h)
-                        .is_ok_and(|s| s.peer.is_none_or(|p| p == remote)) =>
-                {
+                Some(h) if self.udp.socket(h).is_ok_and(|s| s.peer.is_none()) => {
                     self.udp_enqueue(h, local, remote, repr.payload)
                 }
                 _ => self.stats.drop_udp_no_socket += 1,
@@ -374,6 +371,14 @@ impl Endpoint {
     /// receives IPv4 only, and it sees every address mapped.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
         let mapped = super::demux::unmapped(local);
+        // RFC 4007 §6: an interface- or link-local group names no group without its link
+        // (Linux's `inet6_bind`: EINVAL without a scope id).
+        if let SocketAddr::V6(v6) = local {
+            let scope = v6.ip().segments()[0] & 0x000f;
+            if v6.ip().is_multicast() && scope <= 2 && v6.scope_id() == 0 {
+                return Err(Error::InvalidInput);
+            }
+        }
         let local = mapped.unwrap_or(local);
         let ip = local.ip();
         if !ip.is_unspecified() && !ip.is_multicast() && !self.may_own(ip) {
@@ -483,7 +488,12 @@ impl Endpoint {
         dst: SocketAddr,
     ) -> Result<SocketAddr, Error> {
         if mapped {
+            // `[::]` is this host, which a mapped socket reaches over IPv4 (Linux's
+            // `udpv6_sendmsg` takes it as `::ffff:127.0.0.1`).
+            let any = (dst.ip().is_unspecified() && dst.is_ipv6())
+                .then(|| SocketAddr::new(unspecified(false), dst.port()));
             return super::demux::unmapped(dst)
+                .or(any)
                 .or(dst.is_ipv4().then_some(dst))
                 .ok_or(Error::AddressFamilyNotSupported);
         }
@@ -504,16 +514,18 @@ impl Endpoint {
     /// An unspecified `dst` (after `dual_stack_destination`) as this host, from a socket
     /// bound to `local` (see [`resolve_unspecified`](crate::endpoint::resolve_unspecified)):
     /// Linux loops such a datagram back, as it connects a socket to it.
+    /// A socket bound to a group has no source address of its own (Linux's `inet_bind`
+    /// leaves it unset), so this host is then the stack's first address of the family.
     fn this_host(&self, local: SocketAddr, dst: SocketAddr) -> SocketAddr {
-        let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified());
+        let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
         crate::endpoint::resolve_unspecified(dst, bound, &self.addresses)
     }
 
     /// Whether a datagram may go to `dst` (after `dual_stack_destination` and `this_host`):
     /// `PermissionDenied` for a broadcast address unless `broadcast` (the sending socket's
-    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0 or an unspecified address
-    /// (left so only when the stack has no address of its family), and
-    /// `NetworkUnreachable` for a loopback, 0/8 or IPv4-mapped address, as TCP's connect
+    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0, and `NetworkUnreachable`
+    /// for an unspecified address (left so only when the stack has no address of its
+    /// family) or a loopback, 0/8 or IPv4-mapped address, as TCP's connect
     /// refuses them (`is_martian`): such a datagram would go out on the link, which never
     /// delivers it. One of the stack's own addresses is looped back (`poll_transmit`).
     fn check_udp_destination(&self, dst: SocketAddr, broadcast: bool) -> Result<(), Error> {
@@ -525,6 +537,10 @@ impl Endpoint {
                 return Err(Error::InvalidInput);
             }
             return Ok(());
+        }
+        // This host, when the stack has no address of the family: no route, as for `::1`.
+        if dst.ip().is_unspecified() {
+            return Err(Error::NetworkUnreachable);
         }
         if dst.port() == 0 || !(self.is_unicast(dst.ip()) || dst.ip().is_multicast()) {
             return Err(Error::InvalidInput);
@@ -571,6 +587,10 @@ impl Endpoint {
         }
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
         let (mapped, loops, hops) = (sock.mapped, sock.multicast.loop_back, sock.multicast.hops);
+        // The loop is the socket's family's option, the TTL the datagram's (Linux's
+        // `sk_mc_loop` reads IPV6_MULTICAST_LOOP on any IPv6 socket; an IPv4 datagram
+        // takes IP_MULTICAST_TTL).
+        let loops = loops[usize::from(local.is_ipv6() || mapped)];
         let dst = self.dual_stack_destination(local, mapped, dst)?;
         let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
@@ -584,9 +604,17 @@ impl Endpoint {
         if !dst.ip().is_multicast() {
             return self.udp_emit(src, dst, payload, marks);
         }
-        let family = usize::from(dst.is_ipv6());
-        let sent = self.udp_emit(src, dst, payload, (hops[family], marks.1))?;
-        if loops[family] && self.udp_joined(dst.ip()) {
+        let hops = hops[usize::from(dst.is_ipv6())];
+        // A TTL of 0 keeps the datagram on this host: only the loop has it (Linux's
+        // `ip_mc_output` and `ip6_finish_output2` drop it before the device).
+        let sent = match hops {
+            0 if payload.len() > UDP_MAX_PAYLOAD[usize::from(dst.is_ipv6())] => {
+                return Err(Error::MessageTooLong)
+            }
+            0 => payload.len(),
+            _ => self.udp_emit(src, dst, payload, (hops, marks.1))?,
+        };
+        if loops && self.udp_joined(dst.ip()) {
             self.udp_deliver_to_group(dst, src, payload);
         }
         Ok(sent)

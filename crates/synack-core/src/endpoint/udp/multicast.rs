@@ -52,31 +52,27 @@ impl Default for Membership {
     }
 }
 
-/// Whether a socket bound to `local` may join `group`: an IPv4 group on an IPv4 socket or a
-/// dual-stack one (`[::]`, as Linux takes `IP_ADD_MEMBERSHIP` on an IPv6 socket), an IPv6
-/// group on an IPv6 socket.
+/// Whether a socket may join `group`: an IPv4 group any socket (Linux takes
+/// `IP_ADD_MEMBERSHIP` on an IPv6 socket too), an IPv6 group an IPv6 one, bound IPv4-mapped
+/// or not (membership is the host's, whatever the socket's own address).
 fn family_fits(sock: &Socket, group: IpAddr) -> bool {
-    match group {
-        IpAddr::V4(_) => sock.local.is_ipv4() || sock.local.ip().is_unspecified(),
-        IpAddr::V6(_) => sock.local.is_ipv6() && !sock.mapped,
-    }
+    group.is_ipv4() || sock.local.is_ipv6() || sock.mapped
 }
 
 impl Endpoint {
     /// `IP_ADD_MEMBERSHIP` / `IPV6_ADD_MEMBERSHIP`: the socket joins `group`, and the stack
     /// takes the group's datagrams in from then on (see the module's notes: they go to every
     /// socket on their port). `InvalidInput` for an address that is not a multicast one,
-    /// `AddressFamilyNotSupported` for a group of a family the socket does not speak,
-    /// `AddrInUse` if the socket has it joined already and `NoBufferSpace` past
-    /// [`MAX_MEMBERSHIPS`] groups, as Linux answers each (EINVAL, EAFNOSUPPORT where Linux
-    /// says ENOPROTOOPT for an IPv6 group on an IPv4 socket, EADDRINUSE, ENOBUFS).
+    /// `ProtocolNotAvailable` for an IPv6 group on an IPv4 socket, `AddrInUse` if the socket
+    /// has it joined already and `NoBufferSpace` past [`MAX_MEMBERSHIPS`] groups of its
+    /// family, as Linux answers each (EINVAL, ENOPROTOOPT, EADDRINUSE, ENOBUFS).
     pub fn udp_join_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
         if !group.is_multicast() {
             return Err(Error::InvalidInput);
         }
         let sock = self.udp.socket_mut(h)?;
         if !family_fits(sock, group) {
-            return Err(Error::AddressFamilyNotSupported);
+            return Err(Error::ProtocolNotAvailable);
         }
         let groups = &mut sock.multicast.groups;
         if groups.contains(&group) {
@@ -162,9 +158,11 @@ impl Endpoint {
 
     /// A datagram from `remote` to the group and port `local`, which the stack has joined
     /// (from the link, or looped back from an own socket): a copy for each socket on the
-    /// port bound to the group, to the unspecified address of its family, or to `[::]` (dual
-    /// stack) for an IPv4 group, but a connected one whose peer is another
-    /// (`__udp4_lib_mcast_deliver`, `__udp6_lib_mcast_deliver`). Returns how many took it.
+    /// port bound to the group (if connected, only from its peer), or unconnected to the
+    /// unspecified address of its family or to `[::]` (dual stack) for an IPv4 group
+    /// (`__udp4_lib_mcast_deliver`, `__udp6_lib_mcast_deliver`: a socket that connects takes
+    /// our address as its own, and a group's datagram no longer matches it; a dual-stack one
+    /// here keeps `[::]`). Returns how many took it.
     /// Nothing answers one that none takes (RFC 1122 §3.2.2: no ICMP error about a datagram
     /// to a multicast address).
     pub(super) fn udp_deliver_to_group(
@@ -180,7 +178,12 @@ impl Endpoint {
             .into_iter()
             .flatten()
             .filter_map(|at| self.udp.by_local.get(&at).copied())
-            .filter(|&h| (self.udp.socket(h)).is_ok_and(|s| s.peer.is_none_or(|p| p == remote)))
+            .filter(|&h| {
+                (self.udp.socket(h)).is_ok_and(|s| match s.peer {
+                    None => true,
+                    Some(peer) => s.local.ip() == local.ip() && peer == remote,
+                })
+            })
             .collect::<Vec<_>>();
         takers.dedup();
         for &h in &takers {
