@@ -233,9 +233,8 @@ impl Endpoint {
             // (`0.0.0.0`, else a dual-stack `[::]`), as Linux delivers one
             // (`__udp4_lib_mcast_deliver`), with no option needed to receive it; no one
             // else takes it, and nothing answers it (RFC 1122 §3.2.2: no ICMP error about
-            // a datagram to a broadcast address).
-            // A socket that connected is no longer on the unspecified address (Linux's
-            // connect gives it our address; a dual-stack one here keeps `[::]`).
+            // a datagram to a broadcast address). Not once it connected: Linux's connect
+            // gives it our address to receive at (a dual-stack one here keeps `[::]`).
             let any = SocketAddr::new(unspecified(false), repr.dst_port);
             let any6 = SocketAddr::new(unspecified(true), repr.dst_port);
             let socket = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
@@ -362,8 +361,9 @@ impl Endpoint {
     /// Bind a UDP socket to `local`. The address is one of the stack's, the unspecified
     /// address of a family (every stack address of it), a multicast group (the socket takes
     /// only the group's datagrams, while the host has it joined: Linux's `inet_bind` takes a
-    /// multicast address), or in intercept mode any unicast address; otherwise `AddrNotAvailable`. Port 0 picks an ephemeral port from
-    /// `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
+    /// multicast address; an interface- or link-local IPv6 one needs a scope id), or in
+    /// intercept mode any unicast address; otherwise `AddrNotAvailable`. Port 0 picks an
+    /// ephemeral port from `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
     /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
     /// `SO_REUSEADDR`). TCP and UDP ports are apart. An IPv4-mapped address
     /// (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0` for all IPv4 addresses) binds its IPv4 one, as
@@ -441,8 +441,8 @@ impl Endpoint {
     /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
     /// received. A socket bound to the unspecified address takes the stack's first address
     /// of the peer's family as its own, as Linux picks a source at connect; an unspecified
-    /// peer is this host (see `this_host`). Clears a pending
-    /// error. A broadcast peer is `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
+    /// peer is this host (see `this_host`). Clears a pending error. A broadcast peer is
+    /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
         let local = sock.local;
@@ -513,9 +513,9 @@ impl Endpoint {
 
     /// An unspecified `dst` (after `dual_stack_destination`) as this host, from a socket
     /// bound to `local` (see [`resolve_unspecified`](crate::endpoint::resolve_unspecified)):
-    /// Linux loops such a datagram back, as it connects a socket to it.
-    /// A socket bound to a group has no source address of its own (Linux's `inet_bind`
-    /// leaves it unset), so this host is then the stack's first address of the family.
+    /// Linux loops such a datagram back, as it connects a socket to it. A socket bound to a
+    /// group has no source address of its own (Linux's `inet_bind` leaves it unset), so
+    /// this host is then the stack's first address of the family.
     fn this_host(&self, local: SocketAddr, dst: SocketAddr) -> SocketAddr {
         let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
         crate::endpoint::resolve_unspecified(dst, bound, &self.addresses)
@@ -570,11 +570,11 @@ impl Endpoint {
     /// `MessageTooLong` past [`UDP_MAX_PAYLOAD`], `WouldBlock` when the own-packet queue is full
     /// ([`Event::UdpWritable`] follows), `PermissionDenied` for a broadcast destination
     /// without [`udp_set_broadcast`](Self::udp_set_broadcast) (Linux's EACCES),
-    /// `InvalidInput` for a port 0, `AddressFamilyNotSupported`
-    /// for another family than the socket's (see `dual_stack_destination`),
-    /// `NetworkUnreachable` for a loopback or 0/8 destination. One of our own addresses is
-    /// looped back inside the endpoint, and so is the unspecified one (this host, as on
-    /// Linux).
+    /// `InvalidInput` for a port 0, `AddressFamilyNotSupported` for another family than the
+    /// socket's (see `dual_stack_destination`), `NetworkUnreachable` for a loopback or 0/8
+    /// destination. One of our own addresses is looped back inside the endpoint, and so is
+    /// the unspecified one (this host, as on Linux). A group's datagram leaves with the
+    /// multicast TTL and loops back to the own members (see `multicast`).
     pub fn udp_send_to(
         &mut self,
         h: UdpHandle,

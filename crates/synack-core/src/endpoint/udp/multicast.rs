@@ -7,9 +7,11 @@
 //! the group or to the unspecified address, joined or not (`IP_MULTICAST_ALL` and
 //! `IPV6_MULTICAST_ALL`, both on by default; `__udp4_lib_mcast_deliver`). A datagram sent
 //! to a group leaves with the multicast TTL or hop limit (1 until set, as
-//! `IP_MULTICAST_TTL` and `IPV6_MULTICAST_HOPS`), and, while the host has the group joined
-//! and the socket's multicast loop is on (the default, `IP_MULTICAST_LOOP`), a copy is
-//! delivered to the own sockets too (Linux's `ip_mc_output` loops one back).
+//! `IP_MULTICAST_TTL` and `IPV6_MULTICAST_HOPS`; at 0 it stays on this host), and, while
+//! the host has the group joined and the socket's multicast loop is on (the default; an
+//! IPv6 socket's is `IPV6_MULTICAST_LOOP` whatever the group's family, as Linux's
+//! `sk_mc_loop`), a copy is delivered to the own sockets too (Linux's `ip_mc_output` loops
+//! one back).
 //!
 //! What synack does not do: announce its memberships (IGMP, MLD; RFC 3376, RFC 3810). Its
 //! link is a TUN whose other end is the host's own kernel, which sends a group's datagrams
@@ -122,7 +124,8 @@ impl Endpoint {
 
     /// `IP_MULTICAST_LOOP` (`v6` false) / `IPV6_MULTICAST_LOOP`: whether the socket's
     /// datagrams to a group the stack has joined are delivered to the own sockets too (on
-    /// until set off).
+    /// until set off). The socket's family picks which one counts: an IPv6 socket's (dual
+    /// stack or bound IPv4-mapped) is `IPV6_MULTICAST_LOOP`, for IPv4 groups too.
     pub fn udp_set_multicast_loop(
         &mut self,
         h: UdpHandle,
