@@ -6,8 +6,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use synack_core::endpoint::{MAX_MEMBERSHIPS, MULTICAST_HOPS};
-use synack_core::testing::{deliver, drain, Pair};
-use synack_core::wire::{self, IpProtocol, IpRepr, UdpRepr};
+use synack_core::testing::{deliver, drain, udp_datagram, Pair};
+use synack_core::wire;
 use synack_core::{Config, Endpoint, Error, UdpHandle};
 
 const C6: &str = "2001:2::1";
@@ -34,18 +34,9 @@ fn recv(ep: &mut Endpoint, h: UdpHandle) -> Result<(Vec<u8>, SocketAddr, SocketA
     Ok((data.to_vec(), from, to))
 }
 
-/// A UDP/IP packet built by hand, with TTL 1 as a group's datagrams have.
+/// A UDP/IP packet built by hand (the test kit's, TTL 1).
 fn datagram(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-        payload,
-    };
-    let ipr = IpRepr::new(src.ip(), dst.ip(), IpProtocol::Udp, udp.buffer_len(), 1).unwrap();
-    let mut buf = vec![0u8; ipr.buffer_len()];
-    ipr.emit(&mut buf);
-    udp.emit(&mut buf[ipr.header_len()..], src.ip(), dst.ip());
-    buf
+    udp_datagram(src, dst, payload, 1)
 }
 
 /// What the client puts on the link, taken off it: (destination, TTL or hop limit).

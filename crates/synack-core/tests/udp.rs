@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use synack_core::endpoint::{ipv4_mapped, UDP_MAX_PAYLOAD};
-use synack_core::testing::{deliver, drain, Pair};
-use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
+use synack_core::testing::{deliver, drain, udp_datagram, Pair};
+use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
 
 const C6: &str = "2001:2::1";
@@ -54,18 +54,9 @@ fn take_client_packets(p: &mut Pair) -> Vec<Vec<u8>> {
     out
 }
 
-/// A UDP/IP packet built by hand.
+/// A UDP/IP packet built by hand (the test kit's, TTL 64).
 fn datagram(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-        payload,
-    };
-    let ipr = IpRepr::new(src.ip(), dst.ip(), IpProtocol::Udp, udp.buffer_len(), 64).unwrap();
-    let mut buf = vec![0u8; ipr.buffer_len()];
-    ipr.emit(&mut buf);
-    udp.emit(&mut buf[ipr.header_len()..], src.ip(), dst.ip());
-    buf
+    udp_datagram(src, dst, payload, 64)
 }
 
 // -----------------------------------------------------------------------------------------

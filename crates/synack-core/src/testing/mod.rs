@@ -29,7 +29,7 @@
 //! ```
 
 use core::ops::ControlFlow;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::wire::{self, IpProtocol, TcpRepr};
 use crate::{Endpoint, Instant, RecvMeta, Transmit};
@@ -72,6 +72,23 @@ pub fn drain(
 /// ([`RecvMeta::new`]: checksums to be verified, no GRO).
 pub fn deliver(ep: &mut Endpoint, now: Instant, packet: &[u8]) {
     ep.handle_packet(now, packet, RecvMeta::new(packet.len()));
+}
+
+/// A UDP datagram from `src` to `dst` made by hand, with a right checksum and the given TTL
+/// or hop limit: what a test delivers as if the link had brought it.
+pub fn udp_datagram(src: SocketAddr, dst: SocketAddr, payload: &[u8], hop_limit: u8) -> Vec<u8> {
+    let udp = wire::UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        payload,
+    };
+    let len = udp.buffer_len();
+    let ip = wire::IpRepr::new(src.ip(), dst.ip(), IpProtocol::Udp, len, hop_limit)
+        .expect("addresses of one family");
+    let mut buf = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut buf);
+    udp.emit(&mut buf[ip.header_len()..], src.ip(), dst.ip());
+    buf
 }
 
 /// An IPv4 fragment made by hand: `data` at byte `offset` (a multiple of 8) of a datagram of
