@@ -627,7 +627,8 @@ impl TunDevice {
     /// The offloading device if asked for and it opens, else the plain one. Any failure of
     /// the former falls back: a kernel without `IFF_VNET_HDR` or TSO for TUN refuses it with
     /// `EINVAL`; anything that is not about offloads (a bad name, no permission) fails the
-    /// plain device too, and its error is the one returned.
+    /// plain device too, and its error is the one returned, with no word of offloads (the
+    /// one-line warning is logged only once the plain device stands).
     fn choose(
         config: &TunConfig,
         offload: impl FnOnce(&TunConfig) -> io::Result<OffloadTun>,
@@ -650,10 +651,19 @@ impl TunDevice {
                 {
                     return Err(e)
                 }
-                Err(e) => tracing::warn!(
-                    tun = %config.name,
-                    "TUN offloads unavailable ({e}): using the plain TUN, one system call per packet"
-                ),
+                // The warning waits for the plain device: an error that fails it too (a
+                // name or address the kernel refuses, an MTU out of range) is the
+                // configuration's, and is returned alone, not blamed on offloads.
+                Err(e) => {
+                    let device = plain(config)?;
+                    tracing::warn!(
+                        tun = %config.name,
+                        "TUN offloads unavailable ({e}): using the plain TUN, one system call per packet"
+                    );
+                    return Ok(TunDevice {
+                        inner: Inner::Plain(device),
+                    });
+                }
             }
         }
         plain(config).map(|device| TunDevice {
@@ -1016,6 +1026,29 @@ mod tests {
         if !crate::netns::require_tun("the_default_device_falls_back_to_the_plain_tun") {
             return;
         }
+        // What the stack logs, to count its warnings.
+        #[derive(Clone, Default)]
+        struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl io::Write for Log {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let warnings = || {
+            let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+            text.matches("offloads unavailable").count()
+        };
         let ns = NetNs::new("synack-fallback").unwrap();
         // Each device gets a name of its own: a dropped TUN can outlive its file for a moment
         // (a child forked by a parallel test holds it until it execs), and a second device
@@ -1028,6 +1061,7 @@ mod tests {
         let tun = TunDevice::choose(&config, |_| Err(refused()), |c| PlainTun::create_in(&ns, c))
             .unwrap();
         assert!(!tun.is_offloaded());
+        assert_eq!(warnings(), 1, "one line says why");
         // The plain device's own MTU, not the offloading one's.
         assert_eq!(tun.capabilities(), DeviceCapabilities::new(PLAIN_TUN_MTU));
         drop(tun);
@@ -1050,13 +1084,17 @@ mod tests {
         assert!(!tried.get() && !tun.is_offloaded());
         drop(tun);
 
-        // Nothing about offloads (here: a name too long for any TUN) fails both, and the
-        // plain device's error is the one reported.
-        let bad = TunConfig {
-            name: "a-name-far-too-long-for-linux".into(),
-            ..TunConfig::default()
-        };
-        let err = TunDevice::create_in(&ns, &bad).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        // Nothing about offloads (here: a name too long for any TUN, or one the kernel
+        // refuses) fails both, and the plain device's error is the one reported, with no
+        // word of offloads.
+        for name in ["a-name-far-too-long-for-linux", "a b"] {
+            let bad = TunConfig {
+                name: name.into(),
+                ..TunConfig::default()
+            };
+            let err = TunDevice::create_in(&ns, &bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}: {err}");
+        }
+        assert_eq!(warnings(), 1, "a configuration's error blamed on offloads");
     }
 }
