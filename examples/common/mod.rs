@@ -114,6 +114,23 @@ impl NetArgs {
                 ),
             ));
         }
+        // The subnet's broadcast address is the kernel's broadcast route (its clients
+        // would get ENETUNREACH), and its network address names no host (RFC 1122
+        // §3.2.1.3); a /31 or /32 has neither.
+        let network = Ipv4Addr::from(u32::from(self.addr) & u32::from(self.host_addr.netmask()));
+        if self
+            .host_addr
+            .broadcast()
+            .is_some_and(|b| b == self.addr || network == self.addr)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--addr {} is the network or broadcast address of --host-addr {}",
+                    self.addr, self.host_addr
+                ),
+            ));
+        }
         match (self.host_addr6, self.addr6) {
             (None, Some(a)) => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
