@@ -336,9 +336,9 @@ fn a_multicast_ttl_of_zero_stays_on_this_host() {
     }
 }
 
-/// A dual-stack socket that connected to an IPv4 peer keeps `[::]` here, but no longer takes
-/// a group's datagrams or a broadcast, even from its peer, as Linux's (its connect set the
-/// IPv4 receive address); unicast from the peer still arrives.
+/// A dual-stack socket that connected to an IPv4 peer no longer takes a group's datagrams
+/// or a broadcast, even from its peer, as Linux's (its connect set the IPv4 receive
+/// address); unicast from the peer still arrives.
 #[test]
 fn a_connected_dual_stack_socket_takes_no_group_or_broadcast() {
     let mut config = Config::default();

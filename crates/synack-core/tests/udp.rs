@@ -614,9 +614,12 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
         recv(&mut p.server, server).unwrap(),
         (b"all".to_vec(), from)
     );
-    // Connected to the mapped peer: it reads back mapped, and only that peer is heard.
+    // Connected to the mapped peer: it reads back mapped, its local address too (the
+    // mapped source, as Linux's getsockname after such a connect), and only that peer is
+    // heard.
     p.server.udp_connect(server, from).unwrap();
     assert_eq!(p.server.udp_peer_addr(server), Ok(from));
+    assert_eq!(p.server.udp_local_addr(server), Ok(mapped(server_v4)));
     p.server.udp_send(server, b"connected").unwrap();
     p.pump();
     assert_eq!(recv(&mut p.client, client).unwrap().0, b"connected");
@@ -631,11 +634,23 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
     p.client.udp_send_to(client, all, b"all again").unwrap();
     p.pump();
     assert_eq!(recv(&mut p.server, server), Err(Error::WouldBlock));
-    // An IPv4 socket on the port takes its IPv4 datagrams from then on.
-    let v4 = p.server.udp_bind("0.0.0.0:53".parse().unwrap()).unwrap();
-    p.client.udp_send_to(client, server_v4, b"to v4").unwrap();
+    // It holds the port on IPv4 now, not on IPv6: `0.0.0.0:53` is taken and an IPv6
+    // address's port 53 is free, as on Linux.
+    assert_eq!(
+        p.server.udp_bind("0.0.0.0:53".parse().unwrap()),
+        Err(Error::AddrInUse)
+    );
+    let six = p.server.udp_bind(sa(ip(S6), 53)).unwrap();
+    p.server.udp_close(six).unwrap();
+    // An IPv4 socket beside an unconnected `[::]` one takes its IPv4 datagrams.
+    let dual55 = p.server.udp_bind("[::]:55".parse().unwrap()).unwrap();
+    let v4 = p.server.udp_bind("0.0.0.0:55".parse().unwrap()).unwrap();
+    p.client
+        .udp_send_to(client, sa(Pair::SERVER, 55), b"to v4")
+        .unwrap();
     p.pump();
     assert_eq!(recv(&mut p.server, v4).unwrap().0, b"to v4");
+    assert_eq!(recv(&mut p.server, dual55), Err(Error::WouldBlock));
     // A socket bound to a particular IPv6 address has no IPv4.
     let only6 = p.server.udp_bind(sa(ip(S6), 54)).unwrap();
     assert_eq!(

@@ -350,7 +350,9 @@ impl UdpSocket {
     }
 
     /// Connects to `addr`: `send` goes there and only its datagrams are received. No packet
-    /// is sent. With several addresses (see [`ToSocketAddrs`]), the
+    /// is sent. A socket bound to an unspecified address takes the source it sends from as
+    /// its local address; on a dual-stack `[::]` socket and an IPv4 peer, that is the
+    /// IPv4-mapped source (`::ffff:a.b.c.d`), as Linux's. With several addresses (see [`ToSocketAddrs`]), the
     /// first that the socket can connect to is taken, else the last error is returned.
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         first_ok(&addr, |a| async move {

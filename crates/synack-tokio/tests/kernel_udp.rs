@@ -420,7 +420,9 @@ print(data.decode(), peer[0], flush=True)
 }
 
 /// Dual stack, as Linux's default: one synack socket on `[::]` serves the kernel's IPv4 and
-/// IPv6 clients, seeing the IPv4 one's address IPv4-mapped and answering it in IPv4.
+/// IPv6 clients, seeing the IPv4 one's address IPv4-mapped and answering it in IPv4. Once
+/// connected to an IPv4 peer, its local address is the IPv4-mapped source, as Linux's
+/// getsockname says after such a connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_families() {
     let test = "kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_families";
@@ -437,15 +439,20 @@ async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_famil
             server.send_to(&buf[..n], from).await.unwrap();
             peers.push(from.ip());
         }
-        peers
+        (server, peers)
     });
     within(30, async {
         for host in [IpAddr::V4(STACK), IpAddr::V6(STACK6)] {
             let client = net.python(ECHO_CLIENT, &[&host.to_string(), "5400", "1,100,1400"]);
             assert_eq!(said(client, 15).await, "ok 3");
         }
-        let peers = echo.await.unwrap();
+        let (server, peers) = echo.await.unwrap();
         let v4 = IpAddr::V6(HOST.to_ipv6_mapped());
+        server.connect((v4, 9)).await.unwrap();
+        assert_eq!(
+            server.local_addr().unwrap(),
+            SocketAddr::new(IpAddr::V6(STACK.to_ipv6_mapped()), 5400)
+        );
         assert_eq!(
             peers,
             [

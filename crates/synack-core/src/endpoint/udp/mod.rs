@@ -182,6 +182,24 @@ impl Udp {
             .ok_or(Error::InvalidHandle)
     }
 
+    /// A socket's binding moved from `from` to `to` (a connect gave it its source): the
+    /// port is counted under `to`'s family from now on.
+    fn move_port(&mut self, from: SocketAddr, to: SocketAddr) {
+        self.release_port(from);
+        *self.ports.entry((to.is_ipv6(), to.port())).or_insert(0) += 1;
+    }
+
+    /// A socket bound to `local` let go of it.
+    fn release_port(&mut self, local: SocketAddr) {
+        let key = (local.is_ipv6(), local.port());
+        if let Some(n) = self.ports.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.remove(&key);
+            }
+        }
+    }
+
     fn port_free(&self, ip: IpAddr, port: u16) -> bool {
         if ip.is_unspecified() {
             return !self.ports.contains_key(&(ip.is_ipv6(), port));
@@ -234,7 +252,7 @@ impl Endpoint {
             // (`__udp4_lib_mcast_deliver`), with no option needed to receive it; no one
             // else takes it, and nothing answers it (RFC 1122 §3.2.2: no ICMP error about
             // a datagram to a broadcast address). Not once it connected: Linux's connect
-            // gives it our address to receive at (a dual-stack one here keeps `[::]`).
+            // gives it our address to receive at (`udp_connect`, here too).
             let any = SocketAddr::new(unspecified(false), repr.dst_port);
             let any6 = SocketAddr::new(unspecified(true), repr.dst_port);
             let socket = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
@@ -443,20 +461,20 @@ impl Endpoint {
     /// of the peer's family as its own, as Linux picks a source at connect; an unspecified
     /// peer is this host (see `this_host`). Clears a pending error. A broadcast peer is
     /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
+    ///
+    /// A dual-stack socket (`[::]`) connected to an IPv4 peer becomes IPv4-mapped: it
+    /// receives at, and reads back as its local address, the mapped IPv4 source
+    /// (`::ffff:a.b.c.d`), and holds the port on IPv4 only, as Linux's
+    /// `__ip6_datagram_connect` sets the socket's receive address to the mapped source
+    /// and rehashes it. `AddrInUse` if an IPv4 socket is bound to that very address and
+    /// port (which only this stack lets be, beside a `[::]` one).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
-        let local = sock.local;
-        let peer = self.dual_stack_destination(local, sock.mapped, peer)?;
+        let (local, mapped) = (sock.local, sock.mapped);
+        let peer = self.dual_stack_destination(local, mapped, peer)?;
         let peer = self.this_host(local, peer);
         self.check_udp_destination(peer, sock.broadcast)?;
-        if local.is_ipv4() != peer.is_ipv4() {
-            // A dual-stack socket connected to an IPv4 peer keeps its `[::]` binding (it
-            // sends from the stack's IPv4 address, and takes the peer's datagrams to any).
-            let sock = self.udp.socket_mut(h)?;
-            sock.peer = Some(peer);
-            sock.error = None;
-            return Ok(());
-        }
+        let becomes_mapped = local.is_ipv4() != peer.is_ipv4();
         let new_local = if local.ip().is_unspecified() {
             let ip = self.source_for(peer.ip())?;
             SocketAddr::new(ip, local.port())
@@ -464,12 +482,18 @@ impl Endpoint {
             local
         };
         if new_local != local {
-            // The unspecified bind held the port on every address, so this one is free.
+            if becomes_mapped && self.udp.by_local.contains_key(&new_local) {
+                return Err(Error::AddrInUse);
+            }
+            // The unspecified bind held the port on every address of its family, so in
+            // that family this one is free.
             self.udp.by_local.remove(&local);
             self.udp.by_local.insert(new_local, h);
+            self.udp.move_port(local, new_local);
         }
         let sock = self.udp.socket_mut(h)?;
         sock.local = new_local;
+        sock.mapped = mapped || becomes_mapped;
         sock.peer = Some(peer);
         sock.error = None;
         Ok(())
@@ -842,13 +866,7 @@ impl Endpoint {
         for &group in &sock.multicast.groups {
             self.udp_host_leaves(group);
         }
-        let key = (sock.local.is_ipv6(), sock.local.port());
-        if let Some(n) = self.udp.ports.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                self.udp.ports.remove(&key);
-            }
-        }
+        self.udp.release_port(sock.local);
         Ok(())
     }
 

@@ -164,8 +164,8 @@ impl Endpoint {
     /// port bound to the group (if connected, only from its peer), or unconnected to the
     /// unspecified address of its family or to `[::]` (dual stack) for an IPv4 group
     /// (`__udp4_lib_mcast_deliver`, `__udp6_lib_mcast_deliver`: a socket that connects takes
-    /// our address as its own, and a group's datagram no longer matches it; a dual-stack one
-    /// here keeps `[::]`). Returns how many took it.
+    /// our address as its own, and a group's datagram no longer matches it). Returns how
+    /// many took it.
     /// Nothing answers one that none takes (RFC 1122 §3.2.2: no ICMP error about a datagram
     /// to a multicast address).
     pub(super) fn udp_deliver_to_group(
