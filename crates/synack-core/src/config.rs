@@ -292,14 +292,28 @@ pub struct InvalidConfig {
 /// The link MTU the core assumes until one is set: Ethernet's (RFC 894).
 pub const DEFAULT_MTU: usize = 1500;
 
+/// The smallest link MTU a TCP connection with a Linux peer works over: 48 bytes of data
+/// and the IPv4 and TCP headers. RFC 791's floor is 68, but Linux never sends a segment
+/// with less than 48 bytes of data (`net.ipv4.tcp_min_snd_mss`, added against
+/// CVE-2019-11479), whatever MSS it is offered; over a smaller MTU its segments leave as
+/// IP fragments, and synack reassembles no TCP fragment (`endpoint/reassembly.rs` says
+/// why), so no data would ever arrive.
+pub const MIN_MTU: usize = 48 + 20 + 20;
+
+/// RFC 8200 §5: every link that carries IPv6 carries 1280-byte packets (Linux takes IPv6
+/// off a device with a smaller MTU).
+pub const IPV6_MIN_MTU: usize = 1280;
+
 impl Config {
     /// Refuses settings that no connection could work with, before any is made: buffers
     /// below 1024 bytes (a segment's worth: a connection would stall with nothing sent or
     /// nothing offered; a socket's own `SO_SNDBUF`/`SO_RCVBUF` is raised to that floor
     /// instead, as Linux raises its), a retransmission timeout of zero or a minimum above
     /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), and an MTU
-    /// below IPv4's 68 bytes (RFC 791). A runtime checks its configuration with this when
-    /// it starts; a sans-IO user should before [`Endpoint::new`](crate::Endpoint::new).
+    /// below [`MIN_MTU`] (88 bytes, where IPv4 allows 68: a Linux peer's TCP would arrive in
+    /// fragments). A runtime checks its configuration with this when it starts, and again
+    /// once it took its device's MTU; a sans-IO user should before
+    /// [`Endpoint::new`](crate::Endpoint::new).
     pub fn check(&self) -> Result<(), InvalidConfig> {
         let invalid = |setting, reason| Err(InvalidConfig { setting, reason });
         if self.send_buffer < MIN_BUFFER {
@@ -326,8 +340,13 @@ impl Config {
                 "idle and interval must be above zero and at most 32767 s, probes 1 to 127 (Linux's bounds)",
             );
         }
-        if self.mtu.is_some_and(|m| m < 68) {
-            return invalid("mtu", "below IPv4's minimum of 68 bytes (RFC 791)");
+        if self.mtu.is_some_and(|m| m < MIN_MTU) {
+            return invalid(
+                "mtu",
+                "below 88 bytes, where a Linux peer's TCP segments (48 bytes of data at the \
+                 least, tcp_min_snd_mss) would arrive in IP fragments, which are not \
+                 reassembled for TCP",
+            );
         }
         Ok(())
     }
@@ -882,7 +901,9 @@ mod tests {
         assert_eq!(Config::linux().check(), Ok(()));
         let mut c = Config::default();
         c.keepalive(Some(KeepaliveConfig::default()));
-        c.send_buffer(MIN_BUFFER).recv_buffer(MIN_BUFFER).mtu(68);
+        c.send_buffer(MIN_BUFFER)
+            .recv_buffer(MIN_BUFFER)
+            .mtu(MIN_MTU);
         assert_eq!(c.check(), Ok(()));
     }
 
@@ -913,7 +934,8 @@ mod tests {
                 .max_rto(Duration::from_secs(1))),
             "max_rto"
         );
-        assert_eq!(refused(&|c| _ = c.mtu(67)), "mtu");
+        assert_eq!(refused(&|c| _ = c.mtu(MIN_MTU - 1)), "mtu");
+        assert_eq!(refused(&|c| _ = c.mtu(68)), "mtu");
         let keepalive = |k: KeepaliveConfig| refused(&move |c| _ = c.keepalive(Some(k)));
         let d = KeepaliveConfig::default();
         assert_eq!(keepalive(KeepaliveConfig { probes: 0, ..d }), "keepalive");

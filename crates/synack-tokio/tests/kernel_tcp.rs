@@ -349,6 +349,53 @@ async fn kernel_clients_echo_through_many_concurrent_connections() {
     assert!(net.stack.stats().connections_established >= 40);
 }
 
+/// At the smallest MTU the stack takes (`synack_core::MIN_MTU`, 88 bytes) TCP with the
+/// kernel carries data both ways: the kernel's segments, 48 bytes of data at the least
+/// (`tcp_min_snd_mss`) whatever MSS synack offers, just fit, and none comes in fragments
+/// (which synack would drop). Below 88 the device and the stack refuse to start (unit
+/// tests); at 68, IPv4's own floor, the kernel's data never arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_tcp_at_the_smallest_mtu_carries_data_both_ways() {
+    if !require_tun("kernel_tcp_at_the_smallest_mtu_carries_data_both_ways") {
+        return;
+    }
+    for offload in [false, true] {
+        let tun_config = synack_tokio::device::TunConfig {
+            offload,
+            mtu: synack_core::MIN_MTU,
+            ..Default::default()
+        };
+        let net = Net::with_tun(
+            "synack-mtu88",
+            config(),
+            &tun_config,
+            &[std::net::IpAddr::V4(STACK)],
+        );
+        let listener = TcpListener::bind(&net.stack, stack_addr(7)).await.unwrap();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (mut stream, _) = listener.accept().await.expect("accept");
+                tokio::spawn(async move {
+                    let (mut rx, mut tx) = stream.split();
+                    tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                    tx.shutdown().await.expect("FIN");
+                });
+            }
+        });
+        let client = net.python(ECHO_CLIENTS, &[&STACK.to_string(), "7", "2", "20000"]);
+        let out = client.finish(Duration::from_secs(60)).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "offload {offload}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), "ok 2", "offload {offload}");
+        within(10, server).await.unwrap();
+        assert_eq!(net.stack.stats().drop_fragment, 0, "offload {offload}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_peer_keeps_sending_after_our_fin() {
     if !require_tun("kernel_peer_keeps_sending_after_our_fin") {

@@ -478,6 +478,19 @@ async fn a_config_no_connection_could_use_is_refused() {
             other => panic!("{setting}: {:?}", other.map(|_| ())),
         }
     }
+    // The device's MTU is held to the same floor when the config leaves it to the device
+    // (87: a Linux peer's TCP would come in fragments), and to IPv6's 1280 with an IPv6
+    // address; at 88 an IPv4 stack starts.
+    let v6: IpAddr = "2001:2::2".parse().unwrap();
+    for (mtu, addresses) in [(87, &[CLIENT][..]), (1279, &[CLIENT, v6][..])] {
+        let (dev, _peer) = MemoryDevice::pair_with(64, mtu);
+        match Stack::new(config(1), dev, addresses) {
+            Err(StackError::Config(e)) => assert_eq!(e.setting, "mtu", "{mtu}: {e}"),
+            other => panic!("device MTU {mtu}: {:?}", other.map(|_| ())),
+        }
+    }
+    let (dev, _peer) = MemoryDevice::pair_with(64, synack_core::MIN_MTU);
+    Stack::new(config(1), dev, &[CLIENT]).unwrap();
 
     let (dev, _peer) = MemoryDevice::pair();
     let stack = Stack::new(config(1), dev, &[CLIENT]).unwrap();

@@ -37,7 +37,9 @@ pub enum StackError {
     },
     /// A setting no connection could work with ([`Config::check`](synack_core::Config::check)):
     /// a buffer below 1024 bytes, a retransmission timeout of zero, keepalive timing Linux
-    /// refuses.
+    /// refuses, an MTU (chosen, or the device's) below
+    /// [`MIN_MTU`](synack_core::MIN_MTU), or below
+    /// [`IPV6_MIN_MTU`](synack_core::IPV6_MIN_MTU) with an IPv6 address.
     Config(synack_core::InvalidConfig),
 }
 

@@ -500,7 +500,6 @@ impl Stack {
         workers: Option<usize>,
         steer: bool,
     ) -> Result<Stack, StackError> {
-        config.check().map_err(StackError::Config)?;
         let caps = device.capabilities();
         match config.mtu_choice() {
             None => {
@@ -513,6 +512,15 @@ impl Stack {
                 });
             }
             Some(_) => {}
+        }
+        // Checked once the device's MTU is in, which is held to the same floor as a chosen
+        // one; and a link that carries IPv6 carries 1280-byte packets (RFC 8200 §5).
+        config.check().map_err(StackError::Config)?;
+        if config.get_mtu() < synack_core::IPV6_MIN_MTU && addresses.iter().any(IpAddr::is_ipv6) {
+            return Err(StackError::Config(synack_core::InvalidConfig {
+                setting: "mtu",
+                reason: "below 1280 bytes, IPv6's minimum (RFC 8200 §5), with an IPv6 address",
+            }));
         }
         match config.gso_max_size_choice() {
             None => {

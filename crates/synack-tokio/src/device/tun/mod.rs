@@ -213,7 +213,9 @@ pub struct TunConfig {
     /// dual-stack device. The address is usable at once: duplicate address detection is
     /// off on the device (a point-to-point link has no one to collide with).
     pub host_addr6: Option<Ipv6Cidr>,
-    /// The device MTU: the largest IP packet either side sends through it, 68 to 65535. 0
+    /// The device MTU: the largest IP packet either side sends through it, 88
+    /// ([`MIN_MTU`](synack_core::MIN_MTU): below it a Linux peer's TCP arrives in fragments)
+    /// to 65535, and at least 1280 with an IPv6 address. 0
     /// (the default) takes the kind of device's own: [`OFFLOAD_TUN_MTU`] for the offloading
     /// device and [`PLAIN_TUN_MTU`] for the plain one (see there for why they differ), also
     /// when [`TunDevice::create`] falls back to the plain one.
@@ -297,8 +299,9 @@ fn same_file(file: &File, other: &std::fs::Metadata) -> io::Result<bool> {
     Ok(m.dev() == other.dev() && m.ino() == other.ino())
 }
 
-/// RFC 8200 §5: the smallest MTU of a link that carries IPv6.
-const IPV6_MIN_MTU: i32 = 1280;
+/// [`synack_core::MIN_MTU`] and [`synack_core::IPV6_MIN_MTU`] as the kernel's MTU type.
+const MIN_MTU: i32 = synack_core::MIN_MTU as i32;
+const IPV6_MIN_MTU: i32 = synack_core::IPV6_MIN_MTU as i32;
 
 /// `e` with what was being done when it happened, its kind kept: a bare "File exists" says
 /// neither which interface nor which step.
@@ -354,13 +357,14 @@ impl Tun {
         };
         let mtu = i32::try_from(chosen)
             .ok()
-            .filter(|&m| (68..=65535).contains(&m))
+            .filter(|&m| (MIN_MTU..=65535).contains(&m))
             .ok_or_else(|| {
-                // RFC 791 §3.2: every IPv4 link carries at least 68-byte packets; the total
-                // length field allows at most 65535.
+                // The IPv4 total length field allows at most 65535; at the floor, see
+                // `synack_core::MIN_MTU` (RFC 791's 68 is too little for a Linux peer's TCP).
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "TUN MTU must be between 68 and 65535 (or 0 for the device's own)",
+                    "TUN MTU must be between 88 and 65535 (or 0 for the device's own): below 88 \
+                     a Linux peer's TCP segments come in IP fragments",
                 )
             })?;
         let tx_queue_len = i32::try_from(config.tx_queue_len).map_err(|_| {
@@ -950,6 +954,15 @@ mod tests {
         let err = Tun::open(&small, false).err().expect("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("1280"), "{err}");
+        for mtu in [68, 87, 65536] {
+            let bad = TunConfig {
+                mtu,
+                ..TunConfig::default()
+            };
+            let err = Tun::open(&bad, false).err().expect("refused");
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("88 and 65535"), "{mtu}: {err}");
+        }
     }
 
     /// A device with an IPv6 address is handed over only once the kernel can receive on
