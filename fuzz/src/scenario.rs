@@ -36,7 +36,8 @@ use synack_core::wire::{
     self, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
 };
 use synack_core::{
-    ConnectionHandle, Event, ListenerHandle, SeqNumber, SocketOptions, Stats, SynHandle, UdpHandle,
+    ConnectionHandle, Event, ListenerHandle, PortSharing, SeqNumber, SocketOptions, Stats,
+    SynHandle, UdpHandle,
 };
 
 mod input;
@@ -104,7 +105,7 @@ pub struct Harness {
     /// UDP sockets bound (the latest 16), open or closed.
     udp: VecDeque<UdpHandle>,
     /// Ports `Op::Bind` holds (at most [`MAX_BINDINGS`]), with their SO_REUSEADDR.
-    bindings: VecDeque<(SocketAddr, bool)>,
+    bindings: VecDeque<(SocketAddr, PortSharing)>,
     /// Listeners `Op::Bind` made (at most [`MAX_BINDINGS`]; the oldest is closed).
     bound_listeners: VecDeque<ListenerHandle>,
 }
@@ -143,12 +144,14 @@ pub fn run(scenario: &Scenario) -> Stats {
 impl Harness {
     /// Listen on the IPv4 or the IPv6 address. The IPv6 listener does TCP Fast Open's
     /// server side (its queue the backlog), taking SYN data without a cookie when the
-    /// configuration's backlog byte has its top bit set.
+    /// configuration's backlog byte has its top bit set; both set SO_REUSEPORT when its
+    /// next bit is, so that `Op::Bind`'s listeners may join their groups.
     fn listen(&mut self, v6: bool) -> Result<ListenerHandle, synack_core::Error> {
         let backlog = 1 + usize::from(self.config.backlog % 8);
         let opts = SocketOptions {
             fast_open: v6.then_some(backlog as u32),
             fast_open_no_cookie: Some(self.config.backlog & 0x80 != 0),
+            reuse_port: self.config.backlog & 0x40 != 0,
             ..Default::default()
         };
         self.script.ep.listen_with(listen_addr(v6), backlog, &opts)
@@ -420,13 +423,18 @@ impl Harness {
             n => 6998 + u16::from(n),
         };
         let ep = &mut self.script.ep;
-        let Ok(bound) = ep.bind_socket(SocketAddr::new(ip, number), reuse, &[]) else {
+        let sharing = PortSharing {
+            reuse_address: reuse,
+            reuse_port: then & 4 != 0,
+        };
+        let Ok(bound) = ep.bind_socket(SocketAddr::new(ip, number), sharing, &[]) else {
             return;
         };
         assert!(bound.port() != 0, "bind left port 0");
         assert_eq!(bound.ip(), ip, "bind moved the address");
         let opts = SocketOptions {
             reuse_address: Some(reuse),
+            reuse_port: sharing.reuse_port,
             ..Default::default()
         };
         match then % 4 {
@@ -435,13 +443,13 @@ impl Harness {
                     let (a, r) = self.bindings.pop_front().expect("full");
                     ep.release_binding(a, r).expect("a held binding");
                 }
-                self.bindings.push_back((bound, reuse));
+                self.bindings.push_back((bound, sharing));
             }
-            1 => ep.release_binding(bound, reuse).expect("just bound"),
+            1 => ep.release_binding(bound, sharing).expect("just bound"),
             2 => {
                 let remote = SocketAddr::new(if v6 { PEER6 } else { PEER }, 8000 + u16::from(port));
                 let c = ep.connect_with(now, remote, Some(bound), &opts);
-                ep.release_binding(bound, reuse).expect("just bound");
+                ep.release_binding(bound, sharing).expect("just bound");
                 if let Ok(c) = c {
                     let local = ep.local_addr(c).expect("a new connection");
                     assert_eq!(local.port(), bound.port(), "connected from another port");
@@ -449,7 +457,7 @@ impl Harness {
                 }
             }
             _ => {
-                ep.release_binding(bound, reuse).expect("just bound");
+                ep.release_binding(bound, sharing).expect("just bound");
                 match ep.listen_with(bound, 4, &opts) {
                     Ok(l) => {
                         if self.bound_listeners.len() == MAX_BINDINGS {
@@ -690,16 +698,17 @@ impl Harness {
         let pending = self.script.ep.intercepted_count();
         assert!(pending <= 4, "{pending} SYNs held, max_pending is 4");
 
-        // Every port `Op::Bind` holds is held, and one held without SO_REUSEADDR is used by
-        // no connection or TIME-WAIT entry: the bind refused such a port, and no ephemeral
-        // pick takes a held one.
+        // Every port `Op::Bind` holds is held, and one held without SO_REUSEADDR or
+        // SO_REUSEPORT is used by no connection or TIME-WAIT entry: the bind refused such a
+        // port, and no ephemeral pick takes a held one.
         assert_eq!(
             self.script.ep.bindings(),
             self.bindings.len(),
             "bindings held"
         );
         let used = self.script.ep.used_local_addrs();
-        for &(held, _) in self.bindings.iter().filter(|(_, reuse)| !reuse) {
+        let alone = PortSharing::default();
+        for &(held, _) in self.bindings.iter().filter(|(_, s)| *s == alone) {
             let clash = used.keys().find(|a| {
                 a.port() == held.port()
                     && a.is_ipv4() == held.is_ipv4()

@@ -135,6 +135,7 @@ const TAG_PORT: u8 = 4;
 const TAG_FLOW: u8 = 5;
 const TAG_IP_ID: u8 = 6;
 const TAG_FRAGMENT_ID: u8 = 7;
+const TAG_REUSEPORT: u8 = 8;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -324,6 +325,18 @@ impl Secrets {
         input.ip(src);
         input.ip(dst);
         input.hash(&self.port_key)
+    }
+
+    /// Which of the listeners sharing a port with SO_REUSEPORT takes the connection from
+    /// `remote` to `local`: a keyed hash of the 4-tuple, as Linux's
+    /// `reuseport_select_sock` scales the tuple's `inet_ehashfn`, so that every segment of
+    /// one handshake (a SYN cookie's ACK too) finds the same listener and no client can aim
+    /// at one.
+    pub fn reuseport_hash(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
+        let mut input = Input::new(TAG_REUSEPORT);
+        input.socket(local);
+        input.socket(remote);
+        input.hash(&self.port_key) as u32
     }
 
     /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot

@@ -90,8 +90,8 @@ pub use config::{
 };
 pub use endpoint::{
     resolve_unspecified, ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenCached,
-    FastOpenKey, InterceptedDatagram, InterceptedSyn, ListenerHandle, RecvMeta, SharedBacklog,
-    SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
+    FastOpenKey, InterceptedDatagram, InterceptedSyn, ListenerHandle, PortSharing, RecvMeta,
+    SharedBacklog, SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

@@ -58,6 +58,12 @@ pub struct SocketOptions {
     /// connection, on for a listener and the connections it accepts, as tokio's
     /// `TcpListener::bind` sets it.
     pub reuse_address: Option<bool>,
+    /// `SO_REUSEPORT`: several sockets that all set it may bind, and listen on, the same
+    /// address and port; a listener among them takes each new connection by a hash of its
+    /// 4-tuple (Linux's `reuseport_select_sock`), so that they share the clients. Off by
+    /// default, as on Linux. The sockets of a Linux group must also have one owner (uid);
+    /// an endpoint's sockets all have the one application.
+    pub reuse_port: bool,
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

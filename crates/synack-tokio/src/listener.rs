@@ -103,7 +103,7 @@ impl TcpListener {
         let n = stack.workers();
         let mut addr = addr;
         if addr.port() == 0 && n > 1 {
-            let hold = PortHold::bind_deciding(stack, addr, true)?;
+            let hold = PortHold::bind_deciding(stack, addr, true.into())?;
             addr = hold.local();
             bound = Some(hold);
         }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use synack_core::options::MIN_BUFFER;
-use synack_core::{KeepaliveConfig, SocketOptions};
+use synack_core::{KeepaliveConfig, PortSharing, SocketOptions};
 
 use crate::listener::TcpListener;
 use crate::stack::Stack;
@@ -55,23 +55,24 @@ struct Settings {
 
 /// A port a bound [`TcpSocket`] holds on every shard (`Endpoint::bind_socket`), as Linux
 /// reserves it at `bind(2)`: another socket's `bind` to it fails with `AddrInUse` (unless
-/// both set SO_REUSEADDR), no ephemeral port is it, and no listener but this socket's takes
-/// it from a socket bound without SO_REUSEADDR. Given back when the socket goes, or, once
-/// it connects or listens, by the connection's or the listener's own use of the port.
+/// both set SO_REUSEADDR, or both SO_REUSEPORT), no ephemeral port is it, and no listener
+/// but this socket's takes it from a socket bound without them. Given back when the socket
+/// goes, or, once it connects or listens, by the connection's or the listener's own use of
+/// the port.
 #[derive(Debug)]
 pub(crate) struct PortHold {
     stack: Stack,
     local: SocketAddr,
-    reuse: bool,
+    sharing: PortSharing,
     /// The shards that hold it.
     held: Vec<bool>,
 }
 
 impl PortHold {
     /// Binds `addr` on every shard (see [`bind_deciding`](Self::bind_deciding)).
-    fn bind(stack: &Stack, addr: SocketAddr, reuse: bool) -> io::Result<PortHold> {
+    fn bind(stack: &Stack, addr: SocketAddr, sharing: PortSharing) -> io::Result<PortHold> {
         let _deciding = stack.lock_binding();
-        Self::bind_deciding(stack, addr, reuse)
+        Self::bind_deciding(stack, addr, sharing)
     }
 
     /// Binds `addr` on every shard: decided on shard 0 with every shard locked (each has
@@ -87,16 +88,16 @@ impl PortHold {
     pub(crate) fn bind_deciding(
         stack: &Stack,
         addr: SocketAddr,
-        reuse: bool,
+        sharing: PortSharing,
     ) -> io::Result<PortHold> {
         let local = stack.decide_on_every_shard(
-            |first, others| first.bind_socket(addr, reuse, others),
-            |other, local| other.hold_binding(local, reuse),
+            |first, others| first.bind_socket(addr, sharing, others),
+            |other, local| other.hold_binding(local, sharing),
         )?;
         Ok(PortHold {
             stack: stack.clone(),
             local,
-            reuse,
+            sharing,
             held: vec![true; stack.workers()],
         })
     }
@@ -105,7 +106,7 @@ impl PortHold {
     fn release_all(&mut self) {
         for (shard, held) in self.held.iter_mut().enumerate() {
             if let (true, Some(mut inner)) = (*held, self.stack.lock_for_drop(shard)) {
-                let _ = inner.endpoint.release_binding(self.local, self.reuse);
+                let _ = inner.endpoint.release_binding(self.local, self.sharing);
             }
             *held = false;
         }
@@ -121,26 +122,34 @@ impl PortHold {
     pub(crate) fn release_on(&mut self, shard: usize, endpoint: &mut synack_core::Endpoint) {
         if std::mem::take(&mut self.held[shard]) {
             // Held since `bind`: it is there.
-            let _ = endpoint.release_binding(self.local, self.reuse);
+            let _ = endpoint.release_binding(self.local, self.sharing);
         }
     }
 
-    /// SO_REUSEADDR set after `bind`, as Linux allows: later binds see it.
-    fn set_reuse(&mut self, reuse: bool) {
+    /// SO_REUSEADDR or SO_REUSEPORT set after `bind`, as Linux allows: later binds see it.
+    fn set_sharing(&mut self, sharing: PortSharing) {
         let _deciding = self.stack.lock_binding();
         for (shard, &held) in self.held.iter().enumerate() {
             if let (true, Some(mut inner)) = (held, self.stack.lock_for_drop(shard)) {
-                let _ = inner.endpoint.release_binding(self.local, self.reuse);
-                inner.endpoint.hold_binding(self.local, reuse);
+                let _ = inner.endpoint.release_binding(self.local, self.sharing);
+                inner.endpoint.hold_binding(self.local, sharing);
             }
         }
-        self.reuse = reuse;
+        self.sharing = sharing;
     }
 }
 
 impl Drop for PortHold {
     fn drop(&mut self) {
         self.release_all();
+    }
+}
+
+/// How a socket with `options` shares its port (SO_REUSEADDR off unless set, as on Linux).
+fn sharing(options: &SocketOptions) -> PortSharing {
+    PortSharing {
+        reuse_address: options.reuse_address.unwrap_or(false),
+        reuse_port: options.reuse_port,
     }
 }
 
@@ -226,8 +235,8 @@ impl TcpSocket {
         }
         let v4 = crate::addr::unmapped(addr);
         let held = v4.unwrap_or(addr);
-        let reuse = settings.options.reuse_address.unwrap_or(false);
-        settings.bound = Some(PortHold::bind(&self.stack, held, reuse)?);
+        let sharing = sharing(&settings.options);
+        settings.bound = Some(PortHold::bind(&self.stack, held, sharing)?);
         settings.auto_port = addr.port() == 0;
         settings.mapped = v4.is_some();
         Ok(())
@@ -267,7 +276,7 @@ impl TcpSocket {
         self.with(|s| {
             s.options.reuse_address = Some(reuseaddr);
             if let Some(hold) = &mut s.bound {
-                hold.set_reuse(reuseaddr);
+                hold.set_sharing(sharing(&s.options));
             }
         });
         Ok(())
@@ -276,6 +285,29 @@ impl TcpSocket {
     /// The SO_REUSEADDR value set.
     pub fn reuseaddr(&self) -> io::Result<bool> {
         Ok(self.with(|s| s.options.reuse_address.unwrap_or(false)))
+    }
+
+    /// SO_REUSEPORT, as Linux has it: sockets that all set it may bind one address and
+    /// port, and listen on it side by side; each new connection goes to one of their
+    /// listeners by a keyed hash of its addresses and ports (Linux's
+    /// `reuseport_select_sock`), so that several accept loops share the clients, each with
+    /// its own [`TcpListener`]. A listener's accepted connections keep it. Off by default,
+    /// as on Linux. Set after `bind`, it counts for the binds and the `listen` that come
+    /// later; a listener keeps what it had when it listened. (Linux also asks that the
+    /// sockets have one owner's uid; every socket of a stack is the one program's.)
+    pub fn set_reuseport(&self, reuseport: bool) -> io::Result<()> {
+        self.with(|s| {
+            s.options.reuse_port = reuseport;
+            if let Some(hold) = &mut s.bound {
+                hold.set_sharing(sharing(&s.options));
+            }
+        });
+        Ok(())
+    }
+
+    /// The SO_REUSEPORT value set.
+    pub fn reuseport(&self) -> io::Result<bool> {
+        Ok(self.with(|s| s.options.reuse_port))
     }
 
     /// SO_RCVBUF: the receive buffer in bytes of payload (at least [`MIN_BUFFER`]); it

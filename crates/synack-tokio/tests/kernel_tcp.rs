@@ -396,6 +396,70 @@ async fn kernel_tcp_at_the_smallest_mtu_carries_data_both_ways() {
     }
 }
 
+/// SO_REUSEPORT: two `TcpSocket`s with `set_reuseport` bind one address and listen side
+/// by side on a two-worker stack; the kernel's 40 clients are shared between their accept
+/// loops (each gets some: all 40 to one has odds of 2^-39) and every echo comes back whole.
+/// A third socket without the option is refused the port, as on Linux.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_clients_are_shared_by_reuseport_listeners() {
+    if !require_tun("kernel_clients_are_shared_by_reuseport_listeners") {
+        return;
+    }
+    let tun_config = synack_tokio::device::TunConfig {
+        mtu: 1500,
+        ..Default::default()
+    };
+    let net = Net::with_tun(
+        "synack-reuseport",
+        config(),
+        &tun_config,
+        &[std::net::IpAddr::V4(STACK)],
+    );
+    assert_eq!(net.stack.workers(), 2);
+    let mut loops = Vec::new();
+    for _ in 0..2 {
+        let socket = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+        socket.set_reuseport(true).unwrap();
+        assert!(socket.reuseport().unwrap());
+        socket.bind(stack_addr(8080)).unwrap();
+        let listener = socket.listen(64).unwrap();
+        loops.push(tokio::spawn(async move {
+            let mut served = 0usize;
+            while let Ok(Ok((mut stream, _))) =
+                tokio::time::timeout(Duration::from_secs(3), listener.accept()).await
+            {
+                served += 1;
+                tokio::spawn(async move {
+                    let (mut rx, mut tx) = stream.split();
+                    tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                    tx.shutdown().await.expect("FIN");
+                });
+            }
+            served
+        }));
+    }
+    let other = synack_tokio::TcpSocket::new_v4(&net.stack).unwrap();
+    assert_eq!(
+        other.bind(stack_addr(8080)).unwrap_err().kind(),
+        io::ErrorKind::AddrInUse
+    );
+    let client = net.python(ECHO_CLIENTS, &[&STACK.to_string(), "8080", "40", "2000"]);
+    let out = client.finish(Duration::from_secs(60)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "ok 40");
+    let mut served = Vec::new();
+    for l in loops {
+        served.push(within(30, l).await.unwrap());
+    }
+    assert_eq!(served.iter().sum::<usize>(), 40, "{served:?}");
+    assert!(served.iter().all(|&n| n > 0), "{served:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_peer_keeps_sending_after_our_fin() {
     if !require_tun("kernel_peer_keeps_sending_after_our_fin") {

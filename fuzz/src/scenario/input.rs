@@ -172,7 +172,8 @@ pub enum Op {
     /// A UDP op (sockets, datagrams from the peer, the catch-all queue).
     Udp(UdpOp),
     /// `bind_socket` (`bind(2)`), then: `then` % 4 is 0 keep the port held (the oldest of
-    /// eight is given back), 1 give it back, 2 connect from it to the peer, 3 listen on it.
+    /// eight is given back), 1 give it back, 2 connect from it to the peer, 3 listen on it;
+    /// `then` & 4 sets SO_REUSEPORT, for the binding and what takes it.
     Bind {
         /// IPv6 rather than IPv4.
         v6: bool,

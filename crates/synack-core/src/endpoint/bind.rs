@@ -11,6 +11,10 @@
 //! does, with SO_REUSEADDR unless told otherwise, and the connections it accepts have it:
 //! so a server restarted on its port takes it back from its own TIME-WAIT entries, but not
 //! from an outgoing connection's (which has not set it).
+//!
+//! SO_REUSEPORT shares a port between sockets that all set it, listeners too (Linux's
+//! `sk_reuseport` in `inet_bind_conflict`; Linux also asks for one owner's uid, and every
+//! socket of an endpoint is the one application's): [`PortSharing`] carries both options.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +31,47 @@ pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
+/// How a socket lets others share its local port: `SO_REUSEADDR` and `SO_REUSEPORT`. A
+/// `bool` converts to it as SO_REUSEADDR alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortSharing {
+    /// `SO_REUSEADDR` (see [`SocketOptions::reuse_address`](crate::SocketOptions::reuse_address)).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT` (see [`SocketOptions::reuse_port`](crate::SocketOptions::reuse_port)).
+    pub reuse_port: bool,
+}
+
+impl From<bool> for PortSharing {
+    fn from(reuse_address: bool) -> PortSharing {
+        PortSharing {
+            reuse_address,
+            reuse_port: false,
+        }
+    }
+}
+
+impl PortSharing {
+    /// Whether two sockets may use overlapping addresses on one port (Linux's
+    /// `inet_bind_conflict` between two that are not both listening): both set
+    /// SO_REUSEADDR, or both set SO_REUSEPORT.
+    pub(super) fn shares_with(self, other: PortSharing) -> bool {
+        (self.reuse_address && other.reuse_address) || (self.reuse_port && other.reuse_port)
+    }
+
+    /// The four kinds, as an index (see `port_use`).
+    pub(super) fn index(self) -> usize {
+        usize::from(self.reuse_address) | usize::from(self.reuse_port) << 1
+    }
+
+    /// The kind at `index`.
+    pub(super) fn from_index(index: usize) -> PortSharing {
+        PortSharing {
+            reuse_address: index & 1 != 0,
+            reuse_port: index & 2 != 0,
+        }
+    }
+}
+
 /// The bound sockets' addresses, by port.
 #[derive(Debug, Default)]
 pub(super) struct Bindings {
@@ -36,25 +81,24 @@ pub(super) struct Bindings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Binding {
     local: SocketAddr,
-    /// SO_REUSEADDR.
-    reuse: bool,
+    sharing: PortSharing,
 }
 
 impl Bindings {
-    fn insert(&mut self, local: SocketAddr, reuse: bool) {
+    fn insert(&mut self, local: SocketAddr, sharing: PortSharing) {
         self.by_port
             .entry(local.port())
             .or_default()
-            .push(Binding { local, reuse });
+            .push(Binding { local, sharing });
     }
 
-    /// Removes one binding of `local` with `reuse` (two sockets with SO_REUSEADDR may hold
-    /// the same address); whether there was one.
-    fn remove(&mut self, local: SocketAddr, reuse: bool) -> bool {
+    /// Removes one binding of `local` with `sharing` (two sockets that share may hold the
+    /// same address); whether there was one.
+    fn remove(&mut self, local: SocketAddr, sharing: PortSharing) -> bool {
         let Some(held) = self.by_port.get_mut(&local.port()) else {
             return false;
         };
-        let Some(i) = held.iter().position(|b| *b == Binding { local, reuse }) else {
+        let Some(i) = held.iter().position(|b| *b == Binding { local, sharing }) else {
             return false;
         };
         held.swap_remove(i);
@@ -64,19 +108,19 @@ impl Bindings {
         true
     }
 
-    /// Whether a socket binding `local` (with SO_REUSEADDR if `reuse`) clashes with a
-    /// bound one: an overlapping address, unless both set the option.
-    pub(super) fn clash(&self, local: SocketAddr, reuse: bool) -> bool {
+    /// Whether a socket binding `local` with `sharing` clashes with a bound one: an
+    /// overlapping address, unless the two share ([`PortSharing::shares_with`]).
+    pub(super) fn clash(&self, local: SocketAddr, sharing: PortSharing) -> bool {
         self.by_port.get(&local.port()).is_some_and(|held| {
             held.iter()
-                .any(|b| overlaps(b.local, local) && !(reuse && b.reuse))
+                .any(|b| overlaps(b.local, local) && !sharing.shares_with(b.sharing))
         })
     }
 
     /// Whether any bound socket holds `local`'s port on an overlapping address: an
     /// ephemeral port is never one of those.
     pub(super) fn holds(&self, local: SocketAddr) -> bool {
-        self.clash(local, false)
+        self.clash(local, PortSharing::default())
     }
 
     pub(super) fn len(&self) -> usize {
@@ -85,14 +129,16 @@ impl Bindings {
 }
 
 impl Endpoint {
-    /// Binds a socket to `local` (`bind(2)`), with SO_REUSEADDR if `reuse`, and holds the
+    /// Binds a socket to `local` (`bind(2)`), sharing its port as `sharing` says
+    /// (SO_REUSEADDR and SO_REUSEPORT; a `bool` is SO_REUSEADDR alone), and holds the
     /// port for it until [`release_binding`](Self::release_binding): `local` itself, or for
     /// port 0 an ephemeral port that nothing uses (as [`check_bind`](Self::check_bind)
     /// picks one). `AddrNotAvailable` for an address that is not ours or when no ephemeral
     /// port is free; `AddrInUse` (Linux's EADDRINUSE) for a port that a listener holds, or
     /// that a bound socket holds or a connection or a TIME-WAIT entry uses, here or on one
     /// of `others` (endpoints that share the stack's ports: a runtime's shards, each with
-    /// its own connections), unless both it and this socket set SO_REUSEADDR.
+    /// its own connections), unless both it and this socket set SO_REUSEADDR (not with a
+    /// listener), or both set SO_REUSEPORT.
     ///
     /// A connect from the bound address is the socket's own use of it: release the binding
     /// once the connection is open, or once the socket listens (a listener then holds the
@@ -100,24 +146,30 @@ impl Endpoint {
     pub fn bind_socket(
         &mut self,
         local: SocketAddr,
-        reuse: bool,
+        sharing: impl Into<PortSharing>,
         others: &[&Endpoint],
     ) -> Result<SocketAddr, Error> {
-        let bound = self.check_bind_with(local, reuse, others)?;
-        self.bindings.insert(bound, reuse);
+        let sharing = sharing.into();
+        let bound = self.check_bind_with(local, sharing, others)?;
+        self.bindings.insert(bound, sharing);
         Ok(bound)
     }
 
     /// Holds `local` for a socket bound on another endpoint that shares the stack's ports
     /// (a runtime's shards), unchecked, so that ephemeral ports here skip it too.
-    pub fn hold_binding(&mut self, local: SocketAddr, reuse: bool) {
-        self.bindings.insert(local, reuse);
+    pub fn hold_binding(&mut self, local: SocketAddr, sharing: impl Into<PortSharing>) {
+        self.bindings.insert(local, sharing.into());
     }
 
     /// Gives back a port [`bind_socket`](Self::bind_socket) or
-    /// [`hold_binding`](Self::hold_binding) held; `InvalidHandle` if none was held so.
-    pub fn release_binding(&mut self, local: SocketAddr, reuse: bool) -> Result<(), Error> {
-        match self.bindings.remove(local, reuse) {
+    /// [`hold_binding`](Self::hold_binding) held with `sharing`; `InvalidHandle` if none
+    /// was held so.
+    pub fn release_binding(
+        &mut self,
+        local: SocketAddr,
+        sharing: impl Into<PortSharing>,
+    ) -> Result<(), Error> {
+        match self.bindings.remove(local, sharing.into()) {
             true => Ok(()),
             false => Err(Error::InvalidHandle),
         }
@@ -156,22 +208,48 @@ mod tests {
 
     #[test]
     fn two_bindings_clash_unless_both_reuse() {
+        let (yes, no) = (PortSharing::from(true), PortSharing::from(false));
         let mut b = Bindings::default();
-        b.insert(a("198.18.0.2:80"), false);
-        assert!(b.clash(a("198.18.0.2:80"), true));
-        assert!(b.clash(a("0.0.0.0:80"), false));
-        assert!(!b.clash(a("198.18.0.3:80"), false));
+        b.insert(a("198.18.0.2:80"), no);
+        assert!(b.clash(a("198.18.0.2:80"), yes));
+        assert!(b.clash(a("0.0.0.0:80"), no));
+        assert!(!b.clash(a("198.18.0.3:80"), no));
         let mut r = Bindings::default();
-        r.insert(a("198.18.0.2:80"), true);
-        assert!(!r.clash(a("198.18.0.2:80"), true));
-        assert!(r.clash(a("198.18.0.2:80"), false));
+        r.insert(a("198.18.0.2:80"), yes);
+        assert!(!r.clash(a("198.18.0.2:80"), yes));
+        assert!(r.clash(a("198.18.0.2:80"), no));
         assert!(r.holds(a("198.18.0.2:80")));
-        r.insert(a("198.18.0.2:80"), true);
+        r.insert(a("198.18.0.2:80"), yes);
         assert_eq!(r.len(), 2);
-        assert!(r.remove(a("198.18.0.2:80"), true));
-        assert!(!r.remove(a("198.18.0.2:80"), false));
-        assert!(r.remove(a("198.18.0.2:80"), true));
-        assert!(!r.remove(a("198.18.0.2:80"), true));
+        assert!(r.remove(a("198.18.0.2:80"), yes));
+        assert!(!r.remove(a("198.18.0.2:80"), no));
+        assert!(r.remove(a("198.18.0.2:80"), yes));
+        assert!(!r.remove(a("198.18.0.2:80"), yes));
         assert!(r.by_port.is_empty());
+    }
+
+    /// SO_REUSEPORT shares with SO_REUSEPORT only, whatever SO_REUSEADDR says; either
+    /// option shared is enough.
+    #[test]
+    fn reuse_port_shares_with_reuse_port() {
+        let port = PortSharing {
+            reuse_address: false,
+            reuse_port: true,
+        };
+        let both = PortSharing {
+            reuse_address: true,
+            reuse_port: true,
+        };
+        let addr = PortSharing::from(true);
+        let mut b = Bindings::default();
+        b.insert(a("0.0.0.0:80"), port);
+        assert!(!b.clash(a("198.18.0.2:80"), port));
+        assert!(!b.clash(a("198.18.0.2:80"), both));
+        assert!(b.clash(a("198.18.0.2:80"), addr));
+        assert!(b.clash(a("198.18.0.2:80"), PortSharing::default()));
+        assert!(both.shares_with(addr) && addr.shares_with(both));
+        for i in 0..4 {
+            assert_eq!(PortSharing::from_index(i).index(), i);
+        }
     }
 }

@@ -277,7 +277,8 @@ impl Endpoint {
         }
         let id = self.identity(local, remote, now, iss);
         let server = self.fast_open_cookies.server(remote.ip());
-        let claim = PortClaim::new(opts.reuse_address.unwrap_or(false), bound);
+        let claim = PortClaim::new(opts.reuse_address.unwrap_or(false), bound)
+            .with_reuse_port(opts.reuse_port);
         let (h, conn) = self.insert(now, id, Owner::App, claim);
         conn.apply_options(opts);
         match fast_open {

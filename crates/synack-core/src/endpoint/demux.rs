@@ -266,6 +266,7 @@ impl Endpoint {
             }
         }
         if let Some(l) = self.find_listener(local) {
+            let l = self.reuseport_pick(l, local, remote);
             self.handle_listen(now, l, local, remote, &seg, rx, iss);
             return;
         }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::bind::PortSharing;
 use super::fast_open::{FastOpenQueue, FastOpenVerdict};
 use super::output::Own;
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle, Owner};
@@ -147,6 +148,7 @@ impl Endpoint {
     /// (`__inet_inherit_port`).
     pub(super) fn accepted_claim(options: &SocketOptions) -> PortClaim {
         PortClaim::new(options.reuse_address.unwrap_or(true), true)
+            .with_reuse_port(options.reuse_port)
     }
 
     /// What binding a socket to `local` gives, as Linux's `bind(2)` decides it for a socket
@@ -175,31 +177,35 @@ impl Endpoint {
         self.check_bind_with(local, true, others)
     }
 
-    /// What binding a socket to `local` with SO_REUSEADDR if `reuse` gives (Linux's
-    /// `inet_csk_get_port`): `local`, unless a listener, a bound socket or a connection or
-    /// TIME-WAIT entry here or in `others` holds the port on an overlapping address and the
-    /// option does not let them share it (see [`bind_socket`](Self::bind_socket)); for
-    /// port 0, an ephemeral port nothing uses. Each look is one lookup of the port
-    /// (`port_use`), not a walk over the connections.
+    /// What binding a socket to `local` that shares its port as `sharing` says gives
+    /// (Linux's `inet_csk_get_port`): `local`, unless a listener, a bound socket or a
+    /// connection or TIME-WAIT entry here or in `others` holds the port on an overlapping
+    /// address and the options do not let them share it (see
+    /// [`bind_socket`](Self::bind_socket)); for port 0, an ephemeral port nothing uses.
+    /// Each look is one lookup of the port (`port_use`), not a walk over the connections.
     pub(super) fn check_bind_with(
         &mut self,
         local: SocketAddr,
-        reuse: bool,
+        sharing: impl Into<PortSharing>,
         others: &[&Endpoint],
     ) -> Result<SocketAddr, Error> {
+        let sharing = sharing.into();
         let ip = local.ip();
         if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         if local.port() != 0 {
             // `inet_bind_conflict`: a connection or a TIME-WAIT entry shares its port only
-            // if both its socket and this one set SO_REUSEADDR.
+            // if both its socket and this one set SO_REUSEADDR, or both SO_REUSEPORT.
             let in_use = std::iter::once(&*self)
                 .chain(others.iter().copied())
                 .any(|e| {
-                    e.conn_ports.clash(local, reuse) || e.time_wait.ports().clash(local, reuse)
+                    e.conn_ports.clash(local, sharing) || e.time_wait.ports().clash(local, sharing)
                 });
-            return match in_use || self.listener_clash(local) || self.bindings.clash(local, reuse) {
+            return match in_use
+                || self.listener_clash(local, sharing.reuse_port)
+                || self.bindings.clash(local, sharing)
+            {
                 true => Err(Error::AddrInUse),
                 false => Ok(local),
             };
@@ -222,7 +228,7 @@ impl Endpoint {
             let port =
                 min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
             let a = SocketAddr::new(ip, port);
-            if !used(self, port) && !self.listener_clash(a) && !self.bindings.holds(a) {
+            if !used(self, port) && !self.listener_clash(a, false) && !self.bindings.holds(a) {
                 self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(a);
             }
@@ -250,10 +256,40 @@ impl Endpoint {
     /// clash: a listener on `0.0.0.0` beside one on `[::]` takes the IPv4 clients from it
     /// (see [`find_listener`](Self::find_listener)), where Linux would refuse the second
     /// bind unless the first were `IPV6_V6ONLY`.
-    fn listener_clash(&self, local: SocketAddr) -> bool {
-        self.by_local
-            .keys()
-            .any(|&a| super::bind::overlaps(a, local))
+    ///
+    /// Listeners that all set SO_REUSEPORT share a port (`reuse_port`: whether the new one
+    /// does), on one address (a group a 4-tuple picks from:
+    /// [`reuseport_pick`](Self::reuseport_pick)) or on overlapping ones (the more specific
+    /// address wins, as for any two).
+    fn listener_clash(&self, local: SocketAddr, reuse_port: bool) -> bool {
+        self.by_local.iter().any(|(&a, l)| {
+            super::bind::overlaps(a, local)
+                && !(reuse_port && self.listeners.get(l).is_some_and(|l| l.options.reuse_port))
+        })
+    }
+
+    /// The listener among those sharing `listener`'s address with SO_REUSEPORT that takes
+    /// the connection from `remote` to `local`: a keyed hash of the 4-tuple scaled to the
+    /// group, as Linux's `reuseport_select_sock` (`reciprocal_scale`), so that every
+    /// segment of one handshake finds the same one. `listener` itself when it has no group.
+    pub(super) fn reuseport_pick(
+        &self,
+        listener: ListenerHandle,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> ListenerHandle {
+        if self.reuseport_groups.is_empty() {
+            return listener;
+        }
+        let Some(group) = self
+            .listeners
+            .get(&listener)
+            .and_then(|l| self.reuseport_groups.get(&l.local))
+        else {
+            return listener;
+        };
+        let hash = u64::from(self.secrets.reuseport_hash(local, remote));
+        group[((hash * group.len() as u64) >> 32) as usize]
     }
 
     pub(super) fn find_listener(&self, local: SocketAddr) -> Option<ListenerHandle> {
@@ -570,8 +606,11 @@ impl Endpoint {
         // SO_REUSEADDR unless the socket said otherwise, as tokio's `TcpListener::bind`
         // sets it; the connections it accepts take it.
         let mut opts = *opts;
-        let reuse = *opts.reuse_address.get_or_insert(true);
-        let local = self.check_bind_with(local, reuse, &[])?;
+        let sharing = PortSharing {
+            reuse_address: *opts.reuse_address.get_or_insert(true),
+            reuse_port: opts.reuse_port,
+        };
+        let local = self.check_bind_with(local, sharing, &[])?;
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;
@@ -588,7 +627,17 @@ impl Endpoint {
                 fast_open: FastOpenQueue::default(),
             },
         );
-        self.by_local.insert(local, l);
+        match self.by_local.get(&local) {
+            // Another listener with SO_REUSEPORT on this very address (the check let it be).
+            Some(&first) => self
+                .reuseport_groups
+                .entry(local)
+                .or_insert_with(|| vec![first])
+                .push(l),
+            None => {
+                self.by_local.insert(local, l);
+            }
+        }
         Ok(l)
     }
 
@@ -624,9 +673,11 @@ impl Endpoint {
             .listeners
             .get_mut(&listener)
             .ok_or(Error::InvalidHandle)?;
-        // The listener's SO_REUSEADDR stays on unless the socket says otherwise.
+        // The listener's SO_REUSEADDR stays on unless the socket says otherwise; its
+        // SO_REUSEPORT stays what it was at `listen`, when it joined its group or not.
         l.options = SocketOptions {
             reuse_address: Some(opts.reuse_address.unwrap_or(true)),
+            reuse_port: l.options.reuse_port,
             ..*opts
         };
         Ok(())
@@ -668,7 +719,20 @@ impl Endpoint {
             .listeners
             .remove(&listener)
             .ok_or(Error::InvalidHandle)?;
-        self.by_local.remove(&l.local);
+        match self.reuseport_groups.get_mut(&l.local) {
+            Some(group) => {
+                group.retain(|&g| g != listener);
+                if self.by_local.get(&l.local) == Some(&listener) {
+                    self.by_local.insert(l.local, group[0]);
+                }
+                if group.len() == 1 {
+                    self.reuseport_groups.remove(&l.local);
+                }
+            }
+            None => {
+                self.by_local.remove(&l.local);
+            }
+        }
         let doomed: Vec<ConnectionHandle> = self
             .connections
             .iter()

@@ -34,7 +34,7 @@
 //! connection's own (`tcp::connection`); the endpoint calls its methods.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes};
@@ -50,6 +50,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 mod bind;
+pub use bind::PortSharing;
 mod connect;
 pub use connect::resolve_unspecified;
 mod connections;
@@ -138,6 +139,9 @@ pub struct Endpoint {
     by_tuple: Table<Tuple, ConnectionHandle>,
     listeners: Table<ListenerHandle, Listener>,
     by_local: Table<SocketAddr, ListenerHandle>,
+    /// The listeners that share an address with SO_REUSEPORT, where there are two or more
+    /// (`by_local` holds the first of each): a new connection's 4-tuple picks one.
+    reuseport_groups: HashMap<SocketAddr, Vec<ListenerHandle>>,
     /// Ports held by sockets bound but not connected or listening.
     bindings: Bindings,
     /// The local addresses connections use, by port (TIME-WAIT entries keep their own).
@@ -203,6 +207,7 @@ impl Endpoint {
             by_tuple: table(seed),
             listeners: table(seed),
             by_local: table(seed),
+            reuseport_groups: HashMap::new(),
             bindings: Bindings::default(),
             conn_ports: port_use::PortUse::default(),
             looping: false,

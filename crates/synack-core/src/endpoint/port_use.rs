@@ -1,5 +1,5 @@
 //! The local addresses that connections and TIME-WAIT entries use, by port, with how many
-//! of them set SO_REUSEADDR and how many have a port a bind gave: what Linux keeps in its
+//! of them set SO_REUSEADDR and SO_REUSEPORT and how many have a port a bind gave: what Linux keeps in its
 //! bind buckets, so that `bind(2)` and an ephemeral port search look a port up instead of
 //! walking every connection.
 //!
@@ -9,19 +9,24 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use super::bind::overlaps;
+use super::bind::{overlaps, PortSharing};
 use crate::tcp::connection::PortClaim;
 
 /// Users of one local address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Users {
     ip: IpAddr,
-    /// Without SO_REUSEADDR.
-    exclusive: u32,
-    /// With it.
-    shared: u32,
-    /// Of either, those on a port a bind gave ([`PortClaim::bound`]).
+    /// How many share the port each way, by [`PortSharing::index`]: the first, with
+    /// neither option, share it with no one.
+    by_sharing: [u32; 4],
+    /// Of all, those on a port a bind gave ([`PortClaim::bound`]).
     bound: u32,
+}
+
+impl Users {
+    fn any(&self) -> bool {
+        self.by_sharing.iter().any(|&n| n > 0)
+    }
 }
 
 /// Local addresses in use, by port (see the module documentation).
@@ -39,17 +44,13 @@ impl PortUse {
             None => {
                 users.push(Users {
                     ip: local.ip(),
-                    exclusive: 0,
-                    shared: 0,
+                    by_sharing: [0; 4],
                     bound: 0,
                 });
                 users.len() - 1
             }
         };
-        match claim.reuse() {
-            true => users[i].shared += 1,
-            false => users[i].exclusive += 1,
-        }
+        users[i].by_sharing[claim.sharing().index()] += 1;
         users[i].bound += u32::from(claim.bound());
     }
 
@@ -63,17 +64,14 @@ impl PortUse {
             debug_assert!(false, "{local} was not in use");
             return;
         };
-        let count = match claim.reuse() {
-            true => &mut users[i].shared,
-            false => &mut users[i].exclusive,
-        };
+        let count = &mut users[i].by_sharing[claim.sharing().index()];
         debug_assert!(*count > 0, "{local} ({claim:?}) was not in use");
         *count = count.saturating_sub(1);
         if claim.bound() {
             debug_assert!(users[i].bound > 0, "{local} ({claim:?}) was not in use");
             users[i].bound = users[i].bound.saturating_sub(1);
         }
-        if users[i].exclusive == 0 && users[i].shared == 0 {
+        if !users[i].any() {
             users.swap_remove(i);
             if users.is_empty() {
                 self.by_port.remove(&local.port());
@@ -81,12 +79,15 @@ impl PortUse {
         }
     }
 
-    /// Whether a socket binding `local`, with SO_REUSEADDR if `reuse`, clashes with a user:
-    /// one on an overlapping address (see `bind::overlaps`), unless both set the option
-    /// (Linux's `inet_bind_conflict`). Without the option, any user clashes.
-    pub(super) fn clash(&self, local: SocketAddr, reuse: bool) -> bool {
-        self.overlapping(local)
-            .any(|u| u.exclusive > 0 || (!reuse && u.shared > 0))
+    /// Whether a socket binding `local` with `sharing` clashes with a user: one on an
+    /// overlapping address (see `bind::overlaps`), unless the two share the port
+    /// ([`PortSharing::shares_with`], Linux's `inet_bind_conflict`). With neither option,
+    /// any user clashes.
+    pub(super) fn clash(&self, local: SocketAddr, sharing: impl Into<PortSharing>) -> bool {
+        let sharing = sharing.into();
+        self.overlapping(local).any(|u| {
+            (0..4).any(|k| u.by_sharing[k] > 0 && !sharing.shares_with(PortSharing::from_index(k)))
+        })
     }
 
     /// Whether anything uses `port`, on any address (an ephemeral port is none of those).
@@ -106,9 +107,11 @@ impl PortUse {
     /// Every address in use, with whether all its users set SO_REUSEADDR.
     pub(super) fn addrs(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
         self.by_port.iter().flat_map(|(&port, users)| {
-            users
-                .iter()
-                .map(move |u| (SocketAddr::new(u.ip, port), u.exclusive == 0))
+            users.iter().map(move |u| {
+                let without = (0..4).filter(|&k| !PortSharing::from_index(k).reuse_address);
+                let all_reuse = without.map(|k| u.by_sharing[k]).sum::<u32>() == 0;
+                (SocketAddr::new(u.ip, port), all_reuse)
+            })
         })
     }
 
@@ -172,6 +175,24 @@ mod tests {
         p.remove(a("198.18.0.3:7000"), bound);
         assert!(!p.bound_port(7000) && p.port(7000));
         p.remove(a("198.18.0.2:7000"), ALONE);
+        assert!(p.by_port.is_empty());
+    }
+
+    /// A connection with SO_REUSEPORT (one a reuseport listener accepted) shares its port
+    /// with a socket that sets SO_REUSEPORT, with or without SO_REUSEADDR.
+    #[test]
+    fn reuse_port_users_share_with_reuse_port_binds() {
+        let mut p = PortUse::default();
+        let port_only = ALONE.with_reuse_port(true);
+        p.add(a("198.18.0.2:80"), port_only);
+        let port = PortSharing {
+            reuse_address: false,
+            reuse_port: true,
+        };
+        assert!(!p.clash(a("0.0.0.0:80"), port));
+        assert!(p.clash(a("0.0.0.0:80"), true));
+        assert_eq!(p.addrs().collect::<Vec<_>>(), [(a("198.18.0.2:80"), false)]);
+        p.remove(a("198.18.0.2:80"), port_only);
         assert!(p.by_port.is_empty());
     }
 }

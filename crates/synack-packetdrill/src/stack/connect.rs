@@ -116,7 +116,7 @@ impl Shared {
         if s.bound.is_some() || s.kind != Kind::Fresh {
             return Err(libc::EINVAL);
         }
-        let reuse = s.opts.reuseaddr;
+        let reuse = s.opts.sharing();
         // The endpoint's bind table decides, as Linux's inet_csk_get_port: the port is the
         // socket's until it connects, listens or closes (a port 0 is picked now).
         let bound = g.ep().bind_socket(addr, reuse, &[]).map_err(errno)?;
@@ -255,6 +255,7 @@ impl Shared {
         let core = SocketOptions {
             fast_open_connect: fast_open.then_some(true),
             reuse_address: Some(opts.reuseaddr),
+            reuse_port: opts.reuseport,
             ..SocketOptions::default()
         };
         let h = g
@@ -379,6 +380,7 @@ impl Shared {
         let core = SocketOptions {
             max_segment: opts.maxseg.and_then(|m| u16::try_from(m).ok()),
             reuse_address: Some(opts.reuseaddr),
+            reuse_port: opts.reuseport,
             ..SocketOptions::default()
         };
         let local = binding.map(|(a, _)| a);
@@ -506,6 +508,7 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         max_segment: o.maxseg.and_then(|m| u16::try_from(m).ok()),
         recv_buffer: o.rcvbuf.map(|b| b as usize),
         reuse_address: Some(o.reuseaddr),
+        reuse_port: o.reuseport,
         tos: o.ip.ds_byte(),
         hop_limit: o.ip.hop_limit,
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),

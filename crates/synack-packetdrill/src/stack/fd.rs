@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 
-use synack_core::{ConnectionHandle, ListenerHandle};
+use synack_core::{ConnectionHandle, ListenerHandle, PortSharing};
 
 use super::errqueue::ErrQueue;
 
@@ -23,11 +23,23 @@ pub(super) enum Connecting {
     Done,
 }
 
+impl Opts {
+    /// How the socket shares its port: SO_REUSEADDR and SO_REUSEPORT.
+    pub(super) fn sharing(&self) -> PortSharing {
+        PortSharing {
+            reuse_address: self.reuseaddr,
+            reuse_port: self.reuseport,
+        }
+    }
+}
+
 /// Socket options that only the adapter keeps.
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
     /// SO_REUSEADDR.
     pub reuseaddr: bool,
+    /// SO_REUSEPORT.
+    pub reuseport: bool,
     /// SO_LINGER: `Some(seconds)` when on.
     pub linger: Option<i32>,
     /// SO_SNDBUF as Linux reports it (doubled).
@@ -115,7 +127,7 @@ pub(super) struct Socket {
     pub(super) bound: Option<SocketAddr>,
     /// The port `bind` holds in the endpoint's bind table (`Endpoint::bind_socket`), with
     /// the SO_REUSEADDR it was held with, until the socket connects, listens or closes.
-    pub(super) binding: Option<(SocketAddr, bool)>,
+    pub(super) binding: Option<(SocketAddr, PortSharing)>,
     pub(super) kind: Kind,
     /// Connections taken from the listener's accept queue by `poll`, not yet accepted.
     pub(super) accepted: VecDeque<ConnectionHandle>,

@@ -32,6 +32,7 @@ impl Shared {
                 int(e)
             }
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => int(o.reuseaddr as i32),
+            (libc::SOL_SOCKET, libc::SO_REUSEPORT) => int(o.reuseport as i32),
             (libc::SOL_SOCKET, libc::SO_TYPE) => int(libc::SOCK_STREAM),
             (libc::SOL_SOCKET, libc::SO_OOBINLINE) => int(o.oobinline as i32),
             (libc::SOL_SOCKET, errqueue::SO_ZEROCOPY) => int(o.zerocopy as i32),
@@ -150,16 +151,20 @@ impl Shared {
             _ => None,
         };
         match (level, name) {
-            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
-                let reuse = int()? != 0;
+            (libc::SOL_SOCKET, name @ (libc::SO_REUSEADDR | libc::SO_REUSEPORT)) => {
+                let on = int()? != 0;
                 let s = g.socket(fd)?;
-                s.opts.reuseaddr = reuse;
-                // A bound socket holds its port with the option as it is now: later binds
-                // see it.
+                match name {
+                    libc::SO_REUSEADDR => s.opts.reuseaddr = on,
+                    _ => s.opts.reuseport = on,
+                }
+                // A bound socket holds its port with the options as they are now: later
+                // binds see them.
+                let sharing = s.opts.sharing();
                 if let Some((a, was)) = s.binding {
-                    s.binding = Some((a, reuse));
+                    s.binding = Some((a, sharing));
                     let _ = g.ep().release_binding(a, was);
-                    g.ep().hold_binding(a, reuse);
+                    g.ep().hold_binding(a, sharing);
                 }
             }
             (libc::SOL_SOCKET, libc::SO_OOBINLINE) => {

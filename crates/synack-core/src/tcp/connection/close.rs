@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Connection, PAWS_WRAP};
+use crate::endpoint::PortSharing;
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::State;
@@ -16,23 +17,38 @@ use crate::wire::{TcpFlags, TcpRepr, TcpTimestamp};
 /// bind the port meanwhile), and whether the port came from a bind (`bind(2)`, or the
 /// listener whose bucket an accepted connection joins: `fastreuse >= 0`) or from an
 /// ephemeral connect's search (`fastreuse` -1), whose ports other ephemeral connects may
-/// share and whose bound ones they skip (`__inet_hash_connect`). One byte, so that the
-/// TIME-WAIT entry stays small.
+/// share and whose bound ones they skip (`__inet_hash_connect`); and with SO_REUSEPORT or
+/// not, which an accepted connection takes from its listener (`sk_reuseport`). One byte, so
+/// that the TIME-WAIT entry stays small.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PortClaim(u8);
 
 impl PortClaim {
     const REUSE: u8 = 1;
     const BOUND: u8 = 2;
+    const REUSE_PORT: u8 = 4;
 
     /// A claim with SO_REUSEADDR if `reuse`, on a port a bind gave if `bound`.
     pub(crate) const fn new(reuse: bool, bound: bool) -> PortClaim {
         PortClaim((reuse as u8 * Self::REUSE) | (bound as u8 * Self::BOUND))
     }
 
+    /// The same claim, with SO_REUSEPORT if `on`.
+    pub(crate) const fn with_reuse_port(self, on: bool) -> PortClaim {
+        PortClaim((self.0 & !Self::REUSE_PORT) | (on as u8 * Self::REUSE_PORT))
+    }
+
     /// With SO_REUSEADDR.
     pub(crate) const fn reuse(self) -> bool {
         self.0 & Self::REUSE != 0
+    }
+
+    /// How it lets other sockets share the port: SO_REUSEADDR, SO_REUSEPORT.
+    pub(crate) const fn sharing(self) -> PortSharing {
+        PortSharing {
+            reuse_address: self.reuse(),
+            reuse_port: self.0 & Self::REUSE_PORT != 0,
+        }
     }
 
     /// On a port a bind gave, which no ephemeral connect takes.
