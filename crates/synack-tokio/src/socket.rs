@@ -48,6 +48,8 @@ struct Settings {
     linger: Option<Duration>,
     /// `bind` picked the port (it was asked for port 0).
     auto_port: bool,
+    /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
+    device: Option<Vec<u8>>,
     /// An IPv6 socket bound to an IPv4-mapped address: it holds the IPv4 one and shows it
     /// mapped, as Linux's dual-stack socket does.
     mapped: bool,
@@ -308,6 +310,23 @@ impl TcpSocket {
     /// The SO_REUSEPORT value set.
     pub fn reuseport(&self) -> io::Result<bool> {
         Ok(self.with(|s| s.options.reuse_port))
+    }
+
+    /// SO_BINDTODEVICE: binds the socket to the interface named `interface`, or with
+    /// `None` (or an empty name) unbinds it, as tokio's on Linux. The stack has one link,
+    /// its device's ([`Stack::interface_name`]), which every socket of it uses anyway: that
+    /// name is taken (and [`device`](Self::device) then gives it back); any other is
+    /// ENODEV, as on Linux for a name no interface has, and so is any name on a device
+    /// without one (a memory pair).
+    pub fn bind_device(&self, interface: Option<&[u8]>) -> io::Result<()> {
+        let device = self.stack.device_binding(interface)?;
+        self.with(|s| s.device = device);
+        Ok(())
+    }
+
+    /// The interface [`bind_device`](Self::bind_device) bound the socket to, if any.
+    pub fn device(&self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.with(|s| s.device.clone()))
     }
 
     /// SO_RCVBUF: the receive buffer in bytes of payload (at least [`MIN_BUFFER`]); it

@@ -61,6 +61,8 @@ pub use synack_core::InterceptedDatagram;
 pub(crate) struct UdpState {
     /// Tasks parked in `recv_from`/`recv`; several may share one socket through an `Arc`.
     pub(crate) recv_wakers: Vec<std::task::Waker>,
+    /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
+    device: Option<Vec<u8>>,
 }
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
@@ -230,6 +232,30 @@ impl UdpSocket {
     /// Whether [`set_broadcast`](Self::set_broadcast) turned broadcast on.
     pub fn broadcast(&self) -> io::Result<bool> {
         Ok(self.stack.lock_udp()?.endpoint.udp_broadcast(self.handle)?)
+    }
+
+    /// SO_BINDTODEVICE, as [`TcpSocket::bind_device`](crate::TcpSocket::bind_device): the
+    /// stack's one interface ([`Stack::interface_name`]) is taken, `None` or an empty name
+    /// unbinds, any other name is ENODEV.
+    pub fn bind_device(&self, interface: Option<&[u8]>) -> io::Result<()> {
+        let device = self.stack.device_binding(interface)?;
+        let mut inner = self.stack.lock_udp()?;
+        let state = inner
+            .udp
+            .get_mut(&self.handle)
+            .ok_or(synack_core::Error::InvalidHandle)?;
+        state.device = device;
+        Ok(())
+    }
+
+    /// The interface [`bind_device`](Self::bind_device) bound the socket to, if any.
+    pub fn device(&self) -> io::Result<Option<Vec<u8>>> {
+        let inner = self.stack.lock_udp()?;
+        let state = inner
+            .udp
+            .get(&self.handle)
+            .ok_or(synack_core::Error::InvalidHandle)?;
+        Ok(state.device.clone())
     }
 
     /// IP_ADD_MEMBERSHIP, as tokio's `UdpSocket::join_multicast_v4`: the socket joins

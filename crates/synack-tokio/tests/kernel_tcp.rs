@@ -860,6 +860,8 @@ async fn kernel_linger_zero_drop_resets() {
 /// connecting, its port is the SYN's source; its receive buffer is the SYN's window and sets
 /// no scale beyond it; its MSS is the SYN's MSS option; its keepalive timing paces probes
 /// that tshark recognises; and a listener built from one takes connections with its backlog.
+/// It binds to the TUN's interface by name (SO_BINDTODEVICE; another name is ENODEV, as on
+/// Linux) and connects through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_tcp_socket_options_show_on_the_wire() {
     let test = "kernel_tcp_socket_options_show_on_the_wire";
@@ -882,6 +884,12 @@ async fn kernel_tcp_socket_options_show_on_the_wire() {
         }))
         .unwrap();
     socket.bind(stack_addr(41_000)).unwrap();
+    assert_eq!(net.stack.interface_name(), Some("synack0"));
+    let enodev = socket.bind_device(Some(b"synack9")).unwrap_err();
+    assert_eq!(enodev.raw_os_error(), Some(libc::ENODEV));
+    assert_eq!(socket.device().unwrap(), None);
+    socket.bind_device(Some(b"synack0")).unwrap();
+    assert_eq!(socket.device().unwrap().as_deref(), Some(&b"synack0"[..]));
     assert!(socket.keepalive().unwrap());
     let stream = within(10, socket.connect(host(8400))).await.unwrap();
     assert_eq!(stream.local_addr().unwrap(), stack_addr(41_000));

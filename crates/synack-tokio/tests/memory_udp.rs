@@ -81,6 +81,24 @@ async fn many_datagrams_with_backpressure() {
 /// The non-waiting calls tokio's UdpSocket has: `try_send_to` until the send queue is full
 /// (`WouldBlock`), `writable` once it drains; `readable` then `try_recv_from` until
 /// `WouldBlock`; a refused datagram's error read with `take_error`, once.
+/// SO_BINDTODEVICE on a device without an interface name (a memory pair): every name is
+/// ENODEV, as Linux's for a name no interface has; `None` and an empty name unbind.
+#[tokio::test]
+async fn bind_device_without_an_interface_is_enodev() {
+    let (a, _b) = stacks(false);
+    assert_eq!(a.interface_name(), None);
+    let socket = UdpSocket::bind(&a, "0.0.0.0:0").await.unwrap();
+    let e = socket.bind_device(Some(b"synack0")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+    socket.bind_device(None).unwrap();
+    socket.bind_device(Some(b"")).unwrap();
+    assert_eq!(socket.device().unwrap(), None);
+    let tcp = synack_tokio::TcpSocket::new_v4(&a).unwrap();
+    let e = tcp.bind_device(Some(b"lo")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+    assert_eq!(tcp.device().unwrap(), None);
+}
+
 #[tokio::test]
 async fn try_calls_and_readiness() {
     within(async {

@@ -149,6 +149,13 @@ pub trait Device: Send + 'static {
         Vec::new()
     }
 
+    /// The name of the link's interface (`synack0`), if it has one: the name a socket's
+    /// `bind_device` (SO_BINDTODEVICE) may give. Asked once, when the stack starts. The
+    /// default: none (a link no interface stands for, such as a memory pair).
+    fn interface_name(&self) -> Option<String> {
+        None
+    }
+
     /// Makes the device deliver every packet of a TCP flow on the queue that `steering`
     /// names for it ([`FlowSteering::queue_of`]), and what is not TCP on queue 0; called
     /// once, on the first queue, after [`open_queue`](Device::open_queue), when the stack

@@ -136,6 +136,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.broadcast_addresses()
     }
 
+    fn interface_name(&self) -> Option<String> {
+        self.inner.interface_name()
+    }
+
     /// Records the packet as the device gave it, a coalesced or super-packet whole, but with
     /// the transport checksum of one the device vouches for (`checksum_verified`) computed
     /// afresh: the kernel hands an offloading TUN its own TCP and UDP packets with only the

@@ -65,6 +65,9 @@ struct StackHandle {
     /// The stack's addresses, in the order given: a connect from an unspecified address uses
     /// the first of the remote's family, as the core does.
     addresses: Vec<IpAddr>,
+    /// The name of the link's interface, if the device has one
+    /// ([`Device::interface_name`]): the one name `bind_device` takes.
+    interface: Option<String>,
     /// Round robin over the shards for outbound connects.
     next_connect: AtomicUsize,
     /// Varies the start of each ephemeral port search.
@@ -535,6 +538,7 @@ impl Stack {
             Some(_) => {}
         }
         config.tx_checksum_offload(caps.tx_checksum_partial);
+        let interface = device.interface_name();
         if config.get_broadcast_addresses().is_empty() {
             config.broadcast_addresses(device.broadcast_addresses());
         }
@@ -657,11 +661,35 @@ impl Stack {
                 flows,
                 flows_steered,
                 addresses: addresses.to_vec(),
+                interface,
                 next_connect: AtomicUsize::new(0),
                 port_counter: AtomicU64::new(0),
                 binding: Mutex::new(()),
             }),
         })
+    }
+
+    /// The name of the interface the stack's device stands for (a TUN's), if it has one.
+    pub fn interface_name(&self) -> Option<&str> {
+        self.handle.interface.as_deref()
+    }
+
+    /// What a socket's `bind_device` (SO_BINDTODEVICE) with `interface` leaves it bound to,
+    /// as Linux's `sock_setbindtodevice` reads the name: at most 15 bytes, up to a NUL;
+    /// `None` or an empty name unbinds (`Ok(None)`). A stack has one link, so the one name
+    /// it takes is its interface's ([`interface_name`](Self::interface_name)); any other is
+    /// ENODEV, as Linux's for a name no interface has.
+    pub(crate) fn device_binding(&self, interface: Option<&[u8]>) -> io::Result<Option<Vec<u8>>> {
+        let name = interface.unwrap_or_default();
+        let name = &name[..name.len().min(libc::IFNAMSIZ - 1)];
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        match self.interface_name() {
+            Some(ours) if ours.as_bytes() == name => Ok(Some(name.to_vec())),
+            _ => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+        }
     }
 
     /// How many shards (workers) the stack runs.

@@ -752,6 +752,10 @@ impl Device for TunDevice {
         }
     }
 
+    fn interface_name(&self) -> Option<String> {
+        Some(self.name().to_owned())
+    }
+
     fn open_queue(&mut self) -> io::Result<TunDevice> {
         let inner = match &mut self.inner {
             Inner::Offload(d) => Inner::Offload(d.open_queue()?),
@@ -829,6 +833,10 @@ impl Device for PlainTun {
     /// The broadcast address of [`TunConfig::host_addr`]'s prefix.
     fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
         self.tun.broadcast.into_iter().collect()
+    }
+
+    fn interface_name(&self) -> Option<String> {
+        Some(self.tun.name.clone())
     }
 
     /// One more queue of the interface (see [`TunConfig::multi_queue`]).

@@ -442,6 +442,10 @@ impl Device for OffloadTun {
         self.tun.broadcast.into_iter().collect()
     }
 
+    fn interface_name(&self) -> Option<String> {
+        Some(self.tun.name.clone())
+    }
+
     /// One more queue of the interface (see
     /// [`TunConfig::multi_queue`](super::TunConfig::multi_queue)), adding to the same
     /// counters.
