@@ -651,6 +651,27 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
     p.pump();
     assert_eq!(recv(&mut p.server, v4).unwrap().0, b"to v4");
     assert_eq!(recv(&mut p.server, dual55), Err(Error::WouldBlock));
+    // Connected to an IPv4 peer, the `[::]` one holds the IPv4 source itself: the IPv4
+    // socket's own connect, which would take that address too, is refused and leaves it
+    // unconnected, and the connected pair still talks.
+    let peer55 = sa(Pair::CLIENT, 4000);
+    p.server.udp_connect(dual55, peer55).unwrap();
+    assert_eq!(
+        p.server.udp_local_addr(dual55),
+        Ok(mapped(sa(Pair::SERVER, 55)))
+    );
+    assert_eq!(p.server.udp_connect(v4, peer55), Err(Error::AddrInUse));
+    assert_eq!(
+        p.server.udp_local_addr(v4),
+        Ok("0.0.0.0:55".parse().unwrap())
+    );
+    assert_eq!(p.server.udp_peer_addr(v4), Err(Error::NotConnected));
+    p.client
+        .udp_send_to(client, sa(Pair::SERVER, 55), b"to dual")
+        .unwrap();
+    p.pump();
+    assert_eq!(recv(&mut p.server, dual55).unwrap().0, b"to dual");
+    assert_eq!(recv(&mut p.server, v4), Err(Error::WouldBlock));
     // A socket bound to a particular IPv6 address has no IPv4.
     let only6 = p.server.udp_bind(sa(ip(S6), 54)).unwrap();
     assert_eq!(

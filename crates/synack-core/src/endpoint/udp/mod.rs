@@ -466,8 +466,9 @@ impl Endpoint {
     /// receives at, and reads back as its local address, the mapped IPv4 source
     /// (`::ffff:a.b.c.d`), and holds the port on IPv4 only, as Linux's
     /// `__ip6_datagram_connect` sets the socket's receive address to the mapped source
-    /// and rehashes it. `AddrInUse` if an IPv4 socket is bound to that very address and
-    /// port (which only this stack lets be, beside a `[::]` one).
+    /// and rehashes it. `AddrInUse` if another socket already holds the address the
+    /// connect would give this one (only this stack lets an IPv4 socket and a `[::]` one
+    /// share a port, so only such a pair meets it).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
         let sock = self.udp.socket(h)?;
         let (local, mapped) = (sock.local, sock.mapped);
@@ -482,11 +483,13 @@ impl Endpoint {
             local
         };
         if new_local != local {
-            if becomes_mapped && self.udp.by_local.contains_key(&new_local) {
+            // The unspecified bind held the port on every address of its family, but a
+            // dual-stack socket beside it may have taken this address by its own connect
+            // (or this socket, going IPv4-mapped, may meet an IPv4 one): never two sockets
+            // on one address.
+            if self.udp.by_local.contains_key(&new_local) {
                 return Err(Error::AddrInUse);
             }
-            // The unspecified bind held the port on every address of its family, so in
-            // that family this one is free.
             self.udp.by_local.remove(&local);
             self.udp.by_local.insert(new_local, h);
             self.udp.move_port(local, new_local);
