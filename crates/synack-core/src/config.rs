@@ -834,11 +834,13 @@ impl Config {
     }
 
     /// The MSS we advertise: the MTU less the IPv4 and TCP headers (RFC 9293 §3.7.1). IPv6
-    /// connections subtract 20 more.
+    /// connections subtract 20 more. It is also the most a segment of ours carries, so it
+    /// is never more than the MTU allows: 48 at the smallest MTU ([`MIN_MTU`]), Linux's
+    /// `tcp_min_snd_mss`.
     pub fn mss_v4(&self) -> u16 {
         self.get_mtu()
             .saturating_sub(40)
-            .clamp(88, u16::MAX as usize) as u16
+            .clamp(MIN_MTU - 40, u16::MAX as usize) as u16
     }
 
     /// The initial SYN RTO.

@@ -4437,3 +4437,69 @@ fn time_wait_answers_an_old_ack_failing_paws() {
     let a = k.h.one();
     assert_eq!(a.ack, k.peer_nxt);
 }
+
+/// On the smallest MTU a config allows (88 bytes) every packet of a transfer both ways
+/// fits it: the MSS we advertise and send with is 48, where it used to stop at 88 and
+/// send 128-byte packets; the bytes arrive intact.
+#[test]
+fn at_the_smallest_mtu_every_packet_fits_it() {
+    use std::ops::ControlFlow;
+    use synack_core::testing::{deliver, drain, pattern, Pair};
+    let mut cfg = config();
+    cfg.mtu(synack_core::MIN_MTU);
+    let mut p = Pair::new(cfg);
+    let l = p
+        .server
+        .listen(SocketAddr::new(Pair::SERVER, 80), 4)
+        .unwrap();
+    let (c, s) = p.connect(l, 80);
+    assert_eq!(p.client.info(p.now, c).unwrap().snd_mss, 48);
+    let mut data = vec![0u8; 3000];
+    pattern(1, 0, &mut data);
+    let (mut sent, mut got) = ([0usize; 2], [Vec::new(), Vec::new()]);
+    let mut largest = 0;
+    let mut buf = vec![0u8; 65536];
+    let mut rx = [0u8; 4096];
+    for _ in 0..10_000 {
+        for (i, (from, h)) in [(&mut p.client, c), (&mut p.server, s)]
+            .into_iter()
+            .enumerate()
+        {
+            if sent[i] < data.len() {
+                sent[i] += from.send(h, &data[sent[i]..]).unwrap_or(0);
+            }
+        }
+        let now = p.now;
+        for (from, to) in [(0, 1), (1, 0)] {
+            let (a, b) = if from == 0 {
+                (&mut p.client, &mut p.server)
+            } else {
+                (&mut p.server, &mut p.client)
+            };
+            drain(a, now, &mut buf, |packet, _| {
+                largest = largest.max(packet.len());
+                deliver(b, now, packet);
+                ControlFlow::Continue(())
+            });
+            let (ep, h) = if to == 1 {
+                (&mut p.server, s)
+            } else {
+                (&mut p.client, c)
+            };
+            while let Ok(n) = ep.recv(now, h, &mut rx) {
+                if n == 0 {
+                    break;
+                }
+                got[to].extend_from_slice(&rx[..n]);
+            }
+        }
+        if got.iter().all(|g| g.len() == data.len()) {
+            break;
+        }
+        if !p.advance() {
+            break;
+        }
+    }
+    assert!(got.iter().all(|g| *g == data), "{:?}", got.map(|g| g.len()));
+    assert!(largest <= 88, "a {largest}-byte packet on an 88-byte MTU");
+}
