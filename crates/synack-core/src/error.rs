@@ -30,10 +30,12 @@ pub enum Error {
     /// The operation cannot complete now; try again after the matching event (EAGAIN).
     #[error("operation would block")]
     WouldBlock,
-    /// The local address and port are taken (EADDRINUSE).
+    /// The local address and port are taken, or a bind to port 0 found no free ephemeral
+    /// port (EADDRINUSE).
     #[error("address in use")]
     AddrInUse,
-    /// The local address is not one of the stack's (EADDRNOTAVAIL), or no ephemeral port is free.
+    /// The local address is not one of the stack's, or a connect found no free ephemeral
+    /// port or 4-tuple (EADDRNOTAVAIL).
     #[error("address not available")]
     AddrNotAvailable,
     /// The handle names no live connection or listener (EBADF).

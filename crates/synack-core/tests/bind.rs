@@ -127,7 +127,9 @@ fn a_listener_takes_no_port_bound_without_reuse() {
     ep.listen(server(7002), 4).unwrap();
 }
 
-/// No ephemeral port, a connect's or a bind to port 0's, is one a socket holds.
+/// No ephemeral port, a connect's or a bind to port 0's, is one a socket holds. With none
+/// left a connect is `AddrNotAvailable` and a bind or listen to port 0 `AddrInUse`, as
+/// Linux's connect and bind say (EADDRNOTAVAIL, EADDRINUSE).
 #[test]
 fn no_ephemeral_port_is_a_bound_one() {
     let mut config = Config::default();
@@ -140,11 +142,11 @@ fn no_ephemeral_port_is_a_bound_one() {
     assert_eq!(ep.connect(p.now, server(80)), Err(Error::AddrNotAvailable));
     assert_eq!(
         ep.bind_socket("0.0.0.0:0".parse().unwrap(), false, none()),
-        Err(Error::AddrNotAvailable)
+        Err(Error::AddrInUse)
     );
     assert_eq!(
         ep.listen("0.0.0.0:0".parse().unwrap(), 4),
-        Err(Error::AddrNotAvailable)
+        Err(Error::AddrInUse)
     );
     // The socket connects from its own port, and the connection holds it from then on.
     let own = ep

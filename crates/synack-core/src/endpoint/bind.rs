@@ -133,8 +133,8 @@ impl Endpoint {
     /// (SO_REUSEADDR and SO_REUSEPORT; a `bool` is SO_REUSEADDR alone), and holds the
     /// port for it until [`release_binding`](Self::release_binding): `local` itself, or for
     /// port 0 an ephemeral port that nothing uses (as [`check_bind`](Self::check_bind)
-    /// picks one). `AddrNotAvailable` for an address that is not ours or when no ephemeral
-    /// port is free; `AddrInUse` (Linux's EADDRINUSE) for a port that a listener holds, or
+    /// picks one). `AddrNotAvailable` for an address that is not ours; `AddrInUse` (Linux's
+    /// EADDRINUSE) when no ephemeral port is free, or for a port that a listener holds, or
     /// that a bound socket holds or a connection or a TIME-WAIT entry uses, here or on one
     /// of `others` (endpoints that share the stack's ports: a runtime's shards, each with
     /// its own connections), unless both it and this socket set SO_REUSEADDR (not with a

@@ -156,7 +156,7 @@ impl Endpoint {
     /// no bound socket and no connection here uses. `AddrNotAvailable` for an address that
     /// is not ours (an own address or all of them; in intercept mode any address routed to
     /// us, as a Linux socket with IP_TRANSPARENT binds a foreign one, which then wins over
-    /// the interception for its port) or when no ephemeral port is free; `AddrInUse` for a
+    /// the interception for its port); `AddrInUse` when no ephemeral port is free, or for a
     /// port a listener holds (see `listener_clash`), or that a socket bound without
     /// SO_REUSEADDR holds or a connection or TIME-WAIT entry without it uses (see
     /// [`bind_socket`](Self::bind_socket)). The listener binds with SO_REUSEADDR, as tokio's
@@ -181,7 +181,8 @@ impl Endpoint {
     /// (Linux's `inet_csk_get_port`): `local`, unless a listener, a bound socket or a
     /// connection or TIME-WAIT entry here or in `others` holds the port on an overlapping
     /// address and the options do not let them share it (see
-    /// [`bind_socket`](Self::bind_socket)); for port 0, an ephemeral port nothing uses.
+    /// [`bind_socket`](Self::bind_socket)); for port 0, an ephemeral port nothing uses
+    /// (`AddrInUse` if there is none).
     /// Each look is one lookup of the port (`port_use`), not a walk over the connections.
     pub(super) fn check_bind_with(
         &mut self,
@@ -233,7 +234,9 @@ impl Endpoint {
                 return Ok(a);
             }
         }
-        Err(Error::AddrNotAvailable)
+        // Every port of the range is in use: EADDRINUSE, as Linux's `inet_csk_get_port`
+        // fails a bind or listen to port 0 (a connect's search says EADDRNOTAVAIL).
+        Err(Error::AddrInUse)
     }
 
     /// The local addresses this endpoint's connections and TIME-WAIT entries use, each with
