@@ -40,8 +40,9 @@ pub struct Results {
     pub bytes: u64,
     /// Flows held for the memory row.
     pub flows: usize,
-    /// The relay's resident set before and with the flows, in bytes.
-    pub rss: Result<(u64, u64), String>,
+    /// The relay's resident set before and with the flows, in bytes; `None` when the
+    /// memory row was not run (only some rows asked for).
+    pub rss: Option<Result<(u64, u64), String>>,
 }
 
 impl Results {
@@ -52,7 +53,7 @@ impl Results {
             direct: [Cell::NotMeasured, Cell::NotMeasured],
             bytes: 0,
             flows: 0,
-            rss: Err("not measured".into()),
+            rss: None,
         }
     }
 
@@ -71,10 +72,8 @@ impl Results {
                 out.push(format!("{what}: corrupted"));
             }
         }
-        if let Err(e) = &self.rss {
-            if e != "not measured" {
-                out.push(format!("relay memory: {e}"));
-            }
+        if let Some(Err(e)) = &self.rss {
+            out.push(format!("relay memory: {e}"));
         }
         out
     }
@@ -100,7 +99,7 @@ impl Results {
             ));
         }
         match &self.rss {
-            Ok((before, after)) => {
+            Some(Ok((before, after))) => {
                 let per = after.saturating_sub(*before) as f64 / self.flows.max(1) as f64;
                 t.push_str(&format!(
                     "| {} idle relayed TCP flows: relay RSS before → with them | MiB | {:.1} → {:.1} | — | — |\n",
@@ -112,9 +111,10 @@ impl Results {
                     "| the same, per flow (a synack connection, the relay's tasks, its upstream socket's registration) | bytes | {per:.0} | — | — |\n"
                 ));
             }
-            Err(e) => t.push_str(&format!(
+            Some(Err(e)) => t.push_str(&format!(
                 "| idle relayed TCP flows, memory | bytes | FAILED ({e}) | — | — |\n"
             )),
+            None => t.push_str("| idle relayed TCP flows, memory | bytes | — | — | — |\n"),
         }
         t
     }
@@ -271,14 +271,15 @@ pub fn run(flows: usize, limit: u64, timeout: Duration) -> io::Result<Results> {
 
     if flows > 0 {
         results.flows = flows;
-        results.rss = hold(&c, &e, pid, flows).map_err(|e| e.to_string());
-        match &results.rss {
+        let rss = hold(&c, &e, pid, flows).map_err(|e| e.to_string());
+        match &rss {
             Ok((b, a)) => eprintln!(
                 "[relay] {flows} idle flows: RSS {b} -> {a} bytes, {:.0} per flow",
                 a.saturating_sub(*b) as f64 / flows as f64
             ),
             Err(e) => eprintln!("[relay] idle flows: {e}"),
         }
+        results.rss = Some(rss);
     }
     if let Ok(Some(status)) = relay.child.try_wait() {
         return Err(io::Error::other(format!("the relay exited: {status}")));
