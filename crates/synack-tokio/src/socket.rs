@@ -217,8 +217,9 @@ impl TcpSocket {
     /// ephemeral one, which is picked now, as Linux picks it at `bind(2)`:
     /// [`local_addr`](Self::local_addr) then shows it. As from `bind(2)`, the error comes
     /// at once: `AddrNotAvailable` for an address that is not the stack's, `AddrInUse` for
-    /// port 0 with no ephemeral port free, for a port that a listener holds, or that another bound socket holds or a connection or
-    /// a TIME-WAIT entry uses, unless both sockets set [`set_reuseaddr`](Self::set_reuseaddr)
+    /// port 0 with no ephemeral port free, or for a port that a listener holds, or that
+    /// another bound socket holds or a connection or a TIME-WAIT entry uses, unless both
+    /// sockets set [`set_reuseaddr`](Self::set_reuseaddr)
     /// (a connection accepted by a [`TcpListener::bind`](crate::TcpListener::bind) listener
     /// has it; one a [`TcpStream::connect`](crate::TcpStream::connect) opened has not);
     /// `InvalidInput` for a socket already bound (Linux's EINVAL).

@@ -352,8 +352,9 @@ async fn kernel_clients_echo_through_many_concurrent_connections() {
 /// At the smallest MTU the stack takes (`synack_core::MIN_MTU`, 88 bytes) TCP with the
 /// kernel carries data both ways: the kernel's segments, 48 bytes of data at the least
 /// (`tcp_min_snd_mss`) whatever MSS synack offers, just fit, and none comes in fragments
-/// (which synack would drop); synack's MSS both ways is 48 too. Below 88 the device and the stack refuse to start (unit
-/// tests); at 68, IPv4's own floor, the kernel's data never arrived.
+/// (which synack would drop); synack's MSS both ways is 48 too. Below 88 the device and
+/// the stack refuse to start (unit tests); at 68, IPv4's own floor, the kernel's data never
+/// arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_tcp_at_the_smallest_mtu_carries_data_both_ways() {
     if !require_tun("kernel_tcp_at_the_smallest_mtu_carries_data_both_ways") {
