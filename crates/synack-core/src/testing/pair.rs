@@ -22,6 +22,8 @@ pub struct Pair {
     pub now: Instant,
     /// Packets moved so far, both directions.
     pub packets: u64,
+    /// The largest packet moved so far, in bytes (a super-segment counts whole).
+    pub largest: usize,
     buf: Vec<u8>,
 }
 
@@ -48,6 +50,7 @@ impl Pair {
             server: Endpoint::new(server, &[Pair::SERVER]),
             now: Instant::from_secs(1),
             packets: 0,
+            largest: 0,
             // The largest IPv4 packet, and more than any `gso_max_size` a config may ask for.
             buf: vec![0u8; 65536],
         }
@@ -58,12 +61,15 @@ impl Pair {
     pub fn pump(&mut self) -> bool {
         let now = self.now;
         let mut moved = false;
+        let largest = &mut self.largest;
         loop {
             let to_server = drain(&mut self.client, now, &mut self.buf, |p, _| {
+                *largest = (*largest).max(p.len());
                 deliver(&mut self.server, now, p);
                 ControlFlow::Continue(())
             });
             let to_client = drain(&mut self.server, now, &mut self.buf, |p, _| {
+                *largest = (*largest).max(p.len());
                 deliver(&mut self.client, now, p);
                 ControlFlow::Continue(())
             });
