@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use common::*;
@@ -150,6 +151,38 @@ fn a_normal_read_skips_an_urgent_byte_never_read_out_of_band() {
     assert_eq!(k.h.ep.recv_urgent(k.c), Err(Error::InvalidInput));
     k.data(4, b"rest", None);
     assert_eq!(k.recv(100).unwrap(), b"rest");
+}
+
+/// A read that only skips the urgent byte, with nothing after it to return, still changes
+/// the connection (its emptied buffer arms the timer that gives the storage back), and the
+/// endpoint schedules it as it does any read. Found by the endpoint fuzz target: the timer
+/// stayed out of the endpoint's schedule, and its deadline came back, long past, once
+/// something else touched the connection.
+#[test]
+fn a_read_that_only_skips_the_urgent_byte_is_scheduled_as_any_read() {
+    let mut k = Conn::open();
+    let mut d = vec![b'a'; 999];
+    d.push(b'X');
+    k.data(0, &d, Some(1000));
+    assert_eq!(k.recv(2000).unwrap(), &d[..999]);
+    // Whatever storage that read left idle is given back, the urgent byte's kept.
+    k.h.advance(Duration::from_secs(2));
+    assert_eq!(k.recv(100), Err(Error::WouldBlock));
+    assert_eq!(k.h.ep.recv_queue_len(k.c), Ok(0));
+    assert!(
+        k.h.ep.poll_timeout().is_some(),
+        "the emptied buffer's reclaim timer is on the endpoint's schedule"
+    );
+    k.h.advance(Duration::from_secs(10));
+    // Anything that has the endpoint look at the connection again.
+    k.data(1000, b"more", None);
+    let now = k.h.now;
+    let next = k.h.ep.poll_timeout();
+    assert!(
+        next.is_none_or(|t| t >= now),
+        "a deadline at {next:?}, before now ({now:?})"
+    );
+    assert_eq!(k.recv(100).unwrap(), b"more");
 }
 
 #[test]

@@ -457,11 +457,14 @@ impl Endpoint {
         sink: impl FnMut(&[u8]),
     ) -> Result<usize, Error> {
         // The window a read may open counts the memory the read itself gives back.
-        let freed = self.app_conn(conn)?.recv_queue_len().min(max);
-        self.set_budget(conn, freed);
+        let queued = self.app_conn(conn)?.recv_queue_len();
+        self.set_budget(conn, queued.min(max));
         let slot = self.app_slot(conn)?;
         let result = slot.conn.recv_with(now, max, sink);
-        if matches!(result, Ok(n) if n > 0) {
+        // Whatever the read took from the buffer changed the connection (a window to
+        // announce, an emptied buffer's reclaim timer), even when it returns nothing: a read
+        // that only skips the urgent byte at the mark is `WouldBlock`.
+        if slot.conn.recv_queue_len() != queued {
             self.after(conn);
         }
         result
