@@ -31,6 +31,10 @@ pub struct RttEstimator {
     initial_rto: Duration,
     min_rto: Duration,
     max_rto: Duration,
+    /// The RTO the fields above give ([`RttEstimator::compute_rto`]), kept as Linux keeps
+    /// `icsk_rto`: it is read on every segment sent and every ACK, and changes only with a
+    /// sample or a fallback.
+    rto: Duration,
 }
 
 /// The RTO before the first sample once a SYN or SYN-ACK has timed out (RFC 6298 §5.7; Linux
@@ -42,7 +46,7 @@ impl RttEstimator {
     /// 1 s) and is always kept within `[min_rto, max_rto]`. If `max_rto < min_rto`, the upper
     /// bound is raised to `min_rto`.
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        RttEstimator {
+        let mut est = RttEstimator {
             srtt: None,
             rttvar: Duration::ZERO,
             latest: None,
@@ -50,7 +54,10 @@ impl RttEstimator {
             initial_rto,
             min_rto,
             max_rto: max_rto.max(min_rto),
-        }
+            rto: Duration::ZERO,
+        };
+        est.rto = est.compute_rto();
+        est
     }
 
     /// RFC 6298 §5.7: a handshake whose SYN or SYN-ACK timed out gave no sample (Karn), and
@@ -60,6 +67,7 @@ impl RttEstimator {
     pub fn fall_back(&mut self, rto: Duration) {
         if self.srtt.is_none() {
             self.initial_rto = self.initial_rto.max(rto);
+            self.rto = self.compute_rto();
         }
     }
 
@@ -84,6 +92,7 @@ impl RttEstimator {
                 self.srtt = Some(from_nanos((7 * s + r) / 8));
             }
         }
+        self.rto = self.compute_rto();
     }
 
     /// The retransmission timeout.
@@ -96,6 +105,11 @@ impl RttEstimator {
     /// path gets 300 ms, not 200 ms. We do as Linux does. §2.5 allows a ceiling of at least
     /// 60 s.
     pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// [`RttEstimator::rto`] from SRTT, RTTVAR and the bounds.
+    fn compute_rto(&self) -> Duration {
         let rto = match self.srtt {
             None => self.initial_rto,
             Some(srtt) => {
