@@ -106,6 +106,13 @@ impl Drop for StackHandle {
 /// retransmitted as needed. Past it, what is left is reset.
 pub(crate) const ORPHAN_LINGER: Duration = Duration::from_secs(60);
 
+/// The maps from the core's handles to the runtime's state for them, looked up a few times a
+/// packet and a read or write (waking a connection's tasks, registering a reader). Keyed by
+/// handles the core hands out, never by anything a peer picks, so foldhash, as the core's
+/// own tables use, rather than std's SipHash, which cost 140 instructions a lookup (three
+/// lookups a request of a keep-alive HTTP connection; BENCHMARKS.md, thirty-ninth session).
+pub(crate) type HandleMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The state shared by user handles and the driver.
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
@@ -117,9 +124,9 @@ pub(crate) struct Inner {
     /// The origin of the core's virtual clock.
     start: tokio::time::Instant,
     /// Connections that a user handle (stream, half, pending connect) refers to.
-    pub(crate) conns: HashMap<ConnectionHandle, ConnState>,
+    pub(crate) conns: HandleMap<ConnectionHandle, ConnState>,
     /// Listeners that a `TcpListener` refers to.
-    pub(crate) listeners: HashMap<ListenerHandle, ListenerState>,
+    pub(crate) listeners: HandleMap<ListenerHandle, ListenerState>,
     driver_waker: Option<Waker>,
     /// The last user handle is gone: the driver finishes the closing connections (for at
     /// most `ORPHAN_LINGER`), then stops.
@@ -140,7 +147,7 @@ pub(crate) struct Inner {
     /// Tasks waiting in `Interceptor::next`.
     pub(crate) intercept_wakers: Vec<Waker>,
     /// UDP sockets that a `UdpSocket` refers to.
-    pub(crate) udp: HashMap<UdpHandle, UdpState>,
+    pub(crate) udp: HandleMap<UdpHandle, UdpState>,
     /// Tasks whose datagram found the core's own-packet queue full (`UdpWritable`).
     pub(crate) udp_send_wakers: Vec<Waker>,
     /// Tasks waiting in `UdpInterceptor::recv` (`UdpIntercepted`).
@@ -616,8 +623,8 @@ impl Stack {
                             e
                         },
                         start,
-                        conns: HashMap::new(),
-                        listeners: HashMap::new(),
+                        conns: HandleMap::default(),
+                        listeners: HandleMap::default(),
                         driver_waker: None,
                         stopping: false,
                         driver_gone: false,
@@ -627,7 +634,7 @@ impl Stack {
                         intercepted: VecDeque::new(),
                         last_intercepted: None,
                         intercept_wakers: Vec::new(),
-                        udp: HashMap::new(),
+                        udp: HandleMap::default(),
                         udp_send_wakers: Vec::new(),
                         udp_intercept_wakers: Vec::new(),
                         udp_interceptors: std::sync::Weak::new(),
