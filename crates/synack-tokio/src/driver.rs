@@ -75,8 +75,11 @@ pub(crate) struct Driver<D: Device> {
     /// A packet in `tx_buf` that the device has not taken yet.
     tx_pending: Option<Transmit>,
     timer: Pin<Box<Sleep>>,
-    /// The core deadline the timer is armed for.
+    /// The core deadline the timer is armed for: never later than the core's own next
+    /// deadline (see step 5 of `round`).
     armed: Option<synack_core::Instant>,
+    /// The timer has been polled since it was last armed, so that its firing wakes us.
+    timer_polled: bool,
     /// Tasks to wake once the lock is released.
     wakers: Vec<Waker>,
     /// Once the last handle is gone: when the driver stops finishing what is left.
@@ -102,6 +105,7 @@ impl<D: Device> Driver<D> {
             tx_pending: None,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
+            timer_polled: false,
             wakers: Vec::new(),
             linger_until: None,
             next_check: synack_core::Instant::ZERO,
@@ -286,10 +290,19 @@ impl<D: Device> Driver<D> {
         }
         match next {
             Some(t) if t <= now => busy = true,
+            // The timer only ever moves earlier (or on once it has fired): a deadline that
+            // moved later is reached by letting the armed one fire, finding nothing due, and
+            // arming again. A busy connection moves its deadline with nearly every packet
+            // (a delayed ACK, a loss probe, the retransmission timer), and each move of a
+            // tokio timer is a removal and an insertion in its wheel and a poll to register
+            // again: about 500 instructions a request of a keep-alive HTTP connection
+            // (callgrind; BENCHMARKS.md, thirty-ninth session). The price is a round at a
+            // deadline that had moved on, at most one for each that passes.
             Some(t) => {
-                if self.armed != Some(t) {
+                if self.armed.is_none_or(|armed| t < armed || armed <= now) {
                     self.timer.as_mut().reset(inner.deadline(t));
                     self.armed = Some(t);
+                    self.timer_polled = false;
                 }
             }
             None => self.armed = None,
@@ -299,8 +312,16 @@ impl<D: Device> Driver<D> {
         for w in self.wakers.drain(..) {
             w.wake();
         }
-        if busy || (self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready()) {
+        if busy {
             return Round::Busy;
+        }
+        // A timer armed since the last poll must be polled once for its firing to wake us;
+        // polled, it keeps our waker (a spawned task's, which does not change).
+        if self.armed.is_some() && !self.timer_polled {
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return Round::Busy;
+            }
+            self.timer_polled = true;
         }
         Round::Idle
     }
