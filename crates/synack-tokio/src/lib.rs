@@ -51,6 +51,7 @@ pub mod device;
 mod driver;
 pub mod integration;
 pub mod intercept;
+mod link;
 pub mod listener;
 #[cfg(feature = "netns")]
 pub mod netns;

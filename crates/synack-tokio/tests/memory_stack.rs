@@ -227,6 +227,75 @@ async fn addresses_as_tokio_net_takes_them_but_no_names() {
 // Data transfer
 // ---------------------------------------------------------------------------------------------
 
+/// A device that counts the packets it took.
+struct Counted {
+    inner: MemoryDevice,
+    sent: Arc<AtomicUsize>,
+}
+
+impl Device for Counted {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        let sent = self.inner.poll_send(cx, packet, transmit);
+        if let Poll::Ready(Ok(())) = sent {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+        }
+        sent
+    }
+}
+
+#[tokio::test]
+async fn a_write_and_a_shutdown_are_on_the_link_when_they_return() {
+    // As Linux's `send` and `shutdown` transmit from the caller's context, the segment a
+    // command makes due leaves from the task that gave it, with no round of the driver in
+    // between. On this current-thread runtime the driver cannot run between the command and
+    // the check: nothing in between yields.
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = Counted {
+        inner: client_dev,
+        sent: Arc::clone(&sent),
+    };
+    let client = Stack::new(config(1), counted, &[CLIENT]).unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+    within(10, async {
+        let (mut c, mut s) = connected(&client, &server, 7).await;
+        // The handshake's last ACK is out by now; the client owes nothing more.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = sent.load(Ordering::SeqCst);
+        assert_eq!(c.try_write(b"ping").unwrap(), 4);
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            before + 1,
+            "the write's segment waited for the driver"
+        );
+        let mut buf = [0; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = sent.load(Ordering::SeqCst);
+        c.shutdown().await.unwrap();
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            before + 1,
+            "the FIN waited for the driver"
+        );
+        assert_eq!(s.read(&mut buf).await.unwrap(), 0, "the server saw no end");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_one_megabyte_intact() {
     let (client, server) = stacks();
