@@ -25,12 +25,11 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Event, RecvMeta, SynHandle};
+use synack_core::{Event, RecvMeta, SynHandle, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, warn, Instrument};
 
 use crate::device::Device;
-use crate::link::{Burst, Link};
 use crate::shard::{Flows, Handoff};
 use crate::stack::{Inner, Shared, ORPHAN_LINGER};
 
@@ -45,9 +44,9 @@ pub(crate) struct Router {
     pub(crate) inbox: tokio::sync::mpsc::Receiver<Handoff>,
 }
 
-/// Packets read, or written, per round (and per [`Inner::push`]): bounds the time the lock is
-/// held and lets timers and events interleave with bulk traffic.
-pub(crate) const BATCH: usize = 64;
+/// Packets read, or written, per round: bounds the time the lock is held and lets timers and
+/// events interleave with bulk traffic.
+const BATCH: usize = 64;
 /// Rounds per `poll` before the driver yields to the tokio scheduler, so that a busy link
 /// cannot starve the application's own tasks on a current-thread runtime. This is the
 /// driver's only bound: it runs outside tokio's cooperative budget (see `Driver::spawn`).
@@ -68,10 +67,17 @@ enum Round {
     Stop,
 }
 
-pub(crate) struct Driver {
+pub(crate) struct Driver<D: Device> {
     shared: Arc<Shared>,
+    device: D,
     rx_buf: Box<[u8]>,
+    tx_buf: Box<[u8]>,
+    /// A packet in `tx_buf` that the device has not taken yet.
+    tx_pending: Option<Transmit>,
     timer: Pin<Box<Sleep>>,
+    /// The core deadline the timer is armed for: never later than the core's own next
+    /// deadline (see step 5 of `round`).
+    armed: Option<synack_core::Instant>,
     /// The timer has been polled since it was last armed, so that its firing wakes us.
     timer_polled: bool,
     /// Tasks to wake once the lock is released.
@@ -84,22 +90,21 @@ pub(crate) struct Driver {
     router: Option<Router>,
 }
 
-impl Driver {
-    /// Spawns the driver for `shared` and its `device` on the current tokio runtime.
-    pub(crate) fn spawn<D: Device>(shared: Arc<Shared>, device: D, router: Option<Router>) {
-        // Room for any IP packet: a device may hand us anything up to its MTU, or a
-        // super-packet of up to the largest IP packet (an IPv6 header and 65535 bytes of
-        // payload).
+impl<D: Device> Driver<D> {
+    /// Spawns the driver for `shared` on the current tokio runtime.
+    pub(crate) fn spawn(shared: Arc<Shared>, device: D, router: Option<Router>) {
+        // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
+        // device may hand us anything up to its MTU, or a super-packet of up to the largest IP
+        // packet (an IPv6 header and 65535 bytes of payload).
         let len = device.capabilities().mtu.max(40 + usize::from(u16::MAX));
-        shared
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .link = Some(Link::new(Box::new(device)));
         let mut driver = Driver {
             shared,
+            device,
             rx_buf: vec![0; len].into_boxed_slice(),
+            tx_buf: vec![0; len].into_boxed_slice(),
+            tx_pending: None,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            armed: None,
             timer_polled: false,
             wakers: Vec::new(),
             linger_until: None,
@@ -157,10 +162,6 @@ impl Driver {
         let inner = &mut *guard;
         inner.set_driver_waker(cx);
         let now = inner.now();
-        if inner.link.is_none() {
-            // Taken by our own `Drop`, which nothing polls after.
-            return Round::Stop;
-        }
 
         if inner.stopping {
             // The connections the application let go of still deliver what they hold, as
@@ -169,7 +170,7 @@ impl Driver {
             let until = *self.linger_until.get_or_insert(now + ORPHAN_LINGER);
             if now >= until || inner.endpoint.unfinished_count() == 0 {
                 inner.endpoint.abort_unfinished();
-                Self::final_flush(inner, cx);
+                self.final_flush(inner, cx);
                 return Round::Stop;
             }
         }
@@ -179,7 +180,7 @@ impl Driver {
         // 0. Is the device still there? (A deleted TUN fails no read: nothing wakes us.)
         if now >= self.next_check {
             self.next_check = now + CHECK_INTERVAL;
-            if let Err(e) = inner.link.as_mut().map_or(Ok(()), Link::check) {
+            if let Err(e) = self.device.check() {
                 error!(error = %e, "the device stopped working; stopping the stack");
                 inner.device_error = Some((e.kind(), e.to_string()));
                 return Round::Stop;
@@ -207,11 +208,7 @@ impl Driver {
         // 1. Receive a batch.
         let mut received = 0;
         while received < BATCH {
-            let polled = match inner.link.as_mut() {
-                Some(link) => link.device().poll_recv(cx, &mut self.rx_buf),
-                None => return Round::Stop,
-            };
-            match polled {
+            match self.device.poll_recv(cx, &mut self.rx_buf) {
                 Poll::Ready(Ok(mut meta)) => {
                     // A device never reports more than it was given; a faulty one must not
                     // make the core read past the buffer.
@@ -248,12 +245,35 @@ impl Driver {
         // 3. Events.
         drain_events(inner, &mut self.wakers);
 
-        // 4. Transmit, then end the burst: what the device holds to batch goes out now, not
-        // whenever the next round happens to come. A device that is full wakes us when it has
-        // room; receiving carries on meanwhile.
-        if let Some(link) = inner.link.as_mut() {
-            busy |= link.transmit(&mut inner.endpoint, now, cx, BATCH) == Burst::Limit;
+        // 4. Transmit.
+        let mut sent = 0;
+        loop {
+            if let Some(t) = self.tx_pending {
+                let len = t.len;
+                match send(&mut self.device, cx, &self.tx_buf, t) {
+                    Poll::Ready(Ok(())) => trace!(len, "packet out"),
+                    // A packet the device rejects is lost on the wire; TCP recovers from it.
+                    Poll::Ready(Err(e)) => debug!(error = %e, len, "device dropped a packet"),
+                    // The device wakes us when it has room; receiving carries on meanwhile.
+                    Poll::Pending => break,
+                }
+                self.tx_pending = None;
+                sent += 1;
+            }
+            if sent >= BATCH {
+                busy = true;
+                break;
+            }
+            match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+                Some(t) => self.tx_pending = Some(t),
+                None => break,
+            }
         }
+        // The burst is over: what the device holds to batch goes out now, not whenever the
+        // next round happens to come. Every round, so that a flush the device could not
+        // finish (pending: it wakes us when it has room) is retried even if nothing more is
+        // sent.
+        flush(&mut self.device, cx);
         drain_events(inner, &mut self.wakers);
         if (inner.stopping || !inner.idle_wakers.is_empty())
             && inner.endpoint.unfinished_count() == 0
@@ -279,15 +299,14 @@ impl Driver {
             // (callgrind; BENCHMARKS.md, thirty-ninth session). The price is a round at a
             // deadline that had moved on, at most one for each that passes.
             Some(t) => {
-                if inner.armed.is_none_or(|armed| t < armed || armed <= now) {
+                if self.armed.is_none_or(|armed| t < armed || armed <= now) {
                     self.timer.as_mut().reset(inner.deadline(t));
-                    inner.armed = Some(t);
+                    self.armed = Some(t);
                     self.timer_polled = false;
                 }
             }
-            None => inner.armed = None,
+            None => self.armed = None,
         }
-        let armed = inner.armed.is_some();
         drop(guard);
 
         for w in self.wakers.drain(..) {
@@ -298,7 +317,7 @@ impl Driver {
         }
         // A timer armed since the last poll must be polled once for its firing to wake us;
         // polled, it keeps our waker (a spawned task's, which does not change).
-        if armed && !self.timer_polled {
+        if self.armed.is_some() && !self.timer_polled {
             if self.timer.as_mut().poll(cx).is_ready() {
                 return Round::Busy;
             }
@@ -311,11 +330,23 @@ impl Driver {
     /// RST if it left data unread), every listener `close_listener`, and what could not be
     /// finished was reset. Push out what the core has queued, without waiting for a device
     /// that is full.
-    fn final_flush(inner: &mut Inner, cx: &mut Context<'_>) {
+    fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         let now = inner.now();
-        if let Some(link) = inner.link.as_mut() {
-            link.transmit(&mut inner.endpoint, now, cx, FINAL_FLUSH);
+        for _ in 0..FINAL_FLUSH {
+            if self.tx_pending.is_none() {
+                match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+                    Some(t) => self.tx_pending = Some(t),
+                    None => break,
+                }
+            }
+            if let Some(t) = self.tx_pending {
+                if send(&mut self.device, cx, &self.tx_buf, t).is_pending() {
+                    break;
+                }
+                self.tx_pending = None;
+            }
         }
+        flush(&mut self.device, cx);
     }
 }
 
@@ -339,6 +370,25 @@ fn hand_off(inner: &mut Inner, router: &Router, owner: usize, packet: &[u8], met
             );
             inner.handoff_dropped += 1;
         }
+    }
+}
+
+/// Hands the packet `t` describes to the device, with the core's description of it.
+fn send<D: Device>(
+    device: &mut D,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+    t: Transmit,
+) -> Poll<std::io::Result<()>> {
+    device.poll_send(cx, &buf[..t.len.min(buf.len())], &t)
+}
+
+/// Ends a burst of sends ([`Device::poll_flush`]). A device that cannot write now wakes the
+/// driver when it can, and its next burst flushes again; an error is a lost packet, as in
+/// `send`.
+fn flush<D: Device>(device: &mut D, cx: &mut Context<'_>) {
+    if let Poll::Ready(Err(e)) = device.poll_flush(cx) {
+        debug!(error = %e, "device dropped what it held");
     }
 }
 
@@ -471,7 +521,7 @@ fn queue_intercepted(inner: &mut Inner, syn: SynHandle) {
     inner.last_intercepted = inner.last_intercepted.max(Some(syn));
 }
 
-impl Drop for Driver {
+impl<D: Device> Drop for Driver<D> {
     /// However the driver ends (stack dropped, device failure, runtime shutdown, panic), every
     /// parked task is woken and every later command fails instead of waiting forever.
     ///
@@ -514,12 +564,9 @@ impl Drop for Driver {
                 );
             }
             let waker = Waker::from(Arc::new(NoWake));
-            Self::final_flush(&mut inner, &mut Context::from_waker(&waker));
+            self.final_flush(&mut inner, &mut Context::from_waker(&waker));
         }
         inner.driver_gone = true;
-        // The device goes with the driver (a TUN's interface is deleted), not with the last
-        // handle on the shard.
-        inner.link = None;
         let mut wakers = std::mem::take(&mut inner.idle_wakers);
         take_every_waker(&mut inner, &mut wakers);
         drop(inner);

@@ -51,7 +51,6 @@ pub mod device;
 mod driver;
 pub mod integration;
 pub mod intercept;
-mod link;
 pub mod listener;
 #[cfg(feature = "netns")]
 pub mod netns;

@@ -731,17 +731,17 @@ fn check_interface_v6(interface: u32) -> io::Result<()> {
     }
 }
 
-/// What a non-waiting send's result means: sent (from this task, as Linux's `udp_sendmsg`
-/// sends, `Inner::push`), `WouldBlock`, or failed.
+/// What a non-waiting send's result means: queued (the driver writes it), `WouldBlock`, or
+/// failed.
 fn try_sent(inner: &mut Inner, result: Result<usize, Error>) -> io::Result<usize> {
     if result.is_ok() {
-        inner.push();
+        inner.wake_driver();
     }
     Ok(result?)
 }
 
-/// What a send command's result means for the task: sent (as `try_sent`), parked until the
-/// own-packet queue drains, or failed.
+/// What a send command's result means for the task: queued (the driver writes it), parked
+/// until the own-packet queue drains, or failed.
 fn sent(
     inner: &mut Inner,
     cx: &Context<'_>,
@@ -749,7 +749,7 @@ fn sent(
 ) -> Poll<io::Result<usize>> {
     match result {
         Ok(n) => {
-            inner.push();
+            inner.wake_driver();
             Poll::Ready(Ok(n))
         }
         Err(Error::WouldBlock) => {

@@ -756,14 +756,6 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.recv_ready())
     }
 
-    /// Whether the connection owes its peer an ACK at once: after a read, one that opened
-    /// the window enough for an update (receiver SWS avoidance) or let the delayed ACK go
-    /// (`tcp_cleanup_rbuf`). A runtime may leave such an ACK to its next round of received
-    /// packets, which often owe one too, rather than send two.
-    pub fn ack_due(&self, conn: ConnectionHandle) -> Result<bool, Error> {
-        Ok(self.app_conn(conn)?.ack_due())
-    }
-
     /// The error the connection failed with, if any.
     pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
         Ok(self.app_conn(conn)?.error())

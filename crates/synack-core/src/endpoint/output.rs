@@ -213,14 +213,6 @@ impl Endpoint {
         self.events.pop_front()
     }
 
-    /// Whether events wait to be taken with [`poll_event`](Self::poll_event), or were dropped
-    /// undrained ([`take_event_overflow`](Self::take_event_overflow)): a runtime that ran a
-    /// command outside its event loop asks it to know whether the loop must run.
-    #[must_use]
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty() || self.events_overflowed
-    }
-
     /// Whether events were dropped since the last call: more than [`MAX_EVENTS`] were left
     /// undrained (a timeout round that expired tens of thousands of connections at once, an
     /// `abort_unfinished` of as many). A runtime that parks tasks until their event must then

@@ -1,11 +1,7 @@
 //! Packet devices: where the stack's IP packets come from and go to.
 //!
-//! Each shard owns exactly one [`Device`], behind the shard's lock: its driver task reads it,
-//! and the driver or a task that has just queued data on one of the shard's connections
-//! writes it, never two at once, so a device needs no internal locking of its own; it only
-//! has to be `Send`. A `poll_send` or `poll_flush` may come from either kind of task, with
-//! its own context: a device that is full wakes whichever task's waker it was given last, and
-//! the stack sees to it that this is the driver's.
+//! The driver task owns exactly one [`Device`] and polls it from a single task, so a device
+//! needs no internal locking of its own; it only has to be `Send` to move into that task.
 //!
 //! The contract is explicit, after smoltcp's `DeviceCapabilities` and quinn-udp's
 //! `RecvMeta`/`Transmit`: a device states once what it can do ([`DeviceCapabilities`]), says

@@ -4,10 +4,9 @@
 //! After quinn: each shard's core [`Endpoint`] lives in an `Arc<Mutex<Inner>>` together with
 //! the wakers of every task waiting on it. User handles lock the mutex of the shard their
 //! connection lives on, issue one command to the core, register a waker if the command would
-//! block, and send what the command made due themselves, through the shard's device in the
-//! same state (`Inner::push`, see `link.rs`), waking that shard's driver only for what is
-//! left to it. The driver locks the same mutex to feed packets and timeouts in and to drain
-//! events, waking the tasks the events concern. The mutex is a std one and is never held across an `.await`,
+//! block, and wake that shard's driver so that it flushes whatever the command produced. The
+//! driver locks the same mutex to feed packets and timeouts in and to drain events, waking
+//! the tasks the events concern. The mutex is a std one and is never held across an `.await`,
 //! so no lock is ever held while a task sleeps. Shards share no lock: see [`crate::shard`]
 //! for how flows, listeners and UDP are spread over them.
 
@@ -30,7 +29,6 @@ use tracing::{debug, info, warn};
 
 use crate::device::Device;
 use crate::driver::{Driver, Router};
-use crate::link::{Burst, Link};
 use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
 use crate::udp::UdpState;
 
@@ -130,13 +128,6 @@ pub(crate) struct Inner {
     /// Listeners that a `TcpListener` refers to.
     pub(crate) listeners: HandleMap<ListenerHandle, ListenerState>,
     driver_waker: Option<Waker>,
-    /// The shard's device, which the driver and [`push`](Self::push) send through; `None`
-    /// until the driver starts and once it has ended (dropping the device, which deletes a
-    /// TUN's interface).
-    pub(crate) link: Option<Link>,
-    /// The core deadline the driver's timer is armed for, if any: a command that moves the
-    /// core's deadline earlier must wake the driver to arm it again ([`push`](Self::push)).
-    pub(crate) armed: Option<synack_core::Instant>,
     /// The last user handle is gone: the driver finishes the closing connections (for at
     /// most `ORPHAN_LINGER`), then stops.
     pub(crate) stopping: bool,
@@ -404,53 +395,6 @@ impl Inner {
         self.start + std::time::Duration::from_micros(at.total_micros())
     }
 
-    /// Sends at once what a command made due (a write's data, a shutdown's FIN, a connect's
-    /// SYN, a datagram), from the caller's task under the lock it holds (see
-    /// [`crate::link`]), and wakes the driver only if something is left for it: packets past
-    /// one burst or a full device, events for other tasks, a deadline earlier than its
-    /// timer's, a stack stopping or waited on to be idle.
-    pub(crate) fn push(&mut self) {
-        let now = self.now();
-        let Some(link) = &mut self.link else {
-            return;
-        };
-        let mut cx = Context::from_waker(Waker::noop());
-        // With the no-op waker a full device wakes no one: the driver, woken below, asks
-        // it again with its own.
-        let burst = link.transmit(&mut self.endpoint, now, &mut cx, crate::driver::BATCH);
-        self.settle(burst);
-    }
-
-    /// After a read: an ACK it made due (a window update, or the delayed ACK it let go) is
-    /// left to the driver's next round, which sends one ACK for it and for what it receives
-    /// meanwhile, where the reading task sending it at once would make a download send two
-    /// (the window update, then the ACK of the next data). A read that made nothing due (a
-    /// request's, most often) wakes the driver only as [`push`](Self::push) would.
-    pub(crate) fn after_read(&mut self, conn: ConnectionHandle) {
-        if self.endpoint.ack_due(conn).unwrap_or(false) {
-            self.wake_driver();
-        } else {
-            self.settle(Burst::Drained);
-        }
-    }
-
-    /// Wakes the driver if a command, and what was sent for it (`burst`), left it something
-    /// to do.
-    fn settle(&mut self, burst: Burst) {
-        let armed = self.armed;
-        if burst != Burst::Drained
-            || self.endpoint.has_events()
-            || self
-                .endpoint
-                .poll_timeout()
-                .is_some_and(|t| armed.is_none_or(|a| t < a))
-            || self.stopping
-            || !self.idle_wakers.is_empty()
-        {
-            self.wake_driver();
-        }
-    }
-
     /// Asks the driver to run: a command may have queued packets or changed the deadline.
     pub(crate) fn wake_driver(&self) {
         if let Some(w) = &self.driver_waker {
@@ -682,8 +626,6 @@ impl Stack {
                         conns: HandleMap::default(),
                         listeners: HandleMap::default(),
                         driver_waker: None,
-                        link: None,
-                        armed: None,
                         stopping: false,
                         driver_gone: false,
                         device_error: None,

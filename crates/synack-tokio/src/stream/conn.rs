@@ -129,8 +129,8 @@ impl ConnRef {
         // cost more than the TCP receive path of a small request.
         match inner.endpoint.recv_buf(now, self.handle, buf) {
             Ok(_) => {
-                // Reading opened the receive window: the peer may be owed an update.
-                inner.after_read(self.handle);
+                // Reading opened the receive window: the driver may owe the peer an update.
+                inner.wake_driver();
                 Poll::Ready(Ok(()))
             }
             Err(Error::WouldBlock) => {
@@ -316,8 +316,7 @@ impl ConnRef {
     }
 
     /// A read command that never waits, under the lock: a read that took bytes may have
-    /// opened the window, and the driver is woken to send the update
-    /// (`Inner::after_read`).
+    /// opened the window, so the driver is woken to tell the peer.
     pub(super) fn try_read_with(
         &self,
         read: impl FnOnce(&mut Endpoint, synack_core::Instant, ConnectionHandle) -> Result<usize, Error>,
@@ -326,7 +325,7 @@ impl ConnRef {
         let now = inner.now();
         match read(&mut inner.endpoint, now, self.handle) {
             Ok(n) => {
-                inner.after_read(self.handle);
+                inner.wake_driver();
                 Ok(n)
             }
             Err(e) => inner.report_failure(self.handle, e).map_or(Ok(0), Err),
@@ -355,7 +354,7 @@ impl ConnRef {
             }
         }
         if total > 0 {
-            inner.after_read(self.handle);
+            inner.wake_driver();
         }
         Ok(total)
     }
@@ -464,7 +463,7 @@ impl ConnRef {
             }
         }
         if total > 0 {
-            inner.push();
+            inner.wake_driver();
             return Ok(total);
         }
         // A full send buffer (`WouldBlock`, or a zero-byte `send`): the `Writable` event wakes
@@ -484,7 +483,7 @@ impl ConnRef {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.send(self.handle, &[]) {
             Ok(_) => {
-                inner.push();
+                inner.wake_driver();
                 Ok(0)
             }
             Err(e) => Err(inner
@@ -506,7 +505,7 @@ impl ConnRef {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.send_bytes(self.handle, data.clone()) {
             Ok(n) => {
-                inner.push();
+                inner.wake_driver();
                 Poll::Ready(Ok(n))
             }
             Err(Error::WouldBlock) => {
@@ -537,7 +536,7 @@ impl ConnRef {
                     c.write_shutdown = true;
                     c.span.in_scope(|| debug!("shutdown (FIN queued)"));
                 }
-                inner.push();
+                inner.wake_driver();
                 Poll::Ready(Ok(()))
             }
             // A closed connection (an RST, a time-out, both FINs): Linux's `inet_shutdown`
@@ -592,7 +591,7 @@ impl ConnRef {
         {
             Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
             Ok(n) => {
-                inner.push();
+                inner.wake_driver();
                 Ok(n)
             }
             // As a write: the failure once, then EPIPE (Linux's `tcp_sendmsg`).
@@ -724,7 +723,7 @@ impl Drop for ConnRef {
             } else {
                 inner.endpoint.close(now, self.handle)
             };
-            inner.push();
+            inner.wake_driver();
         }
     }
 }

@@ -227,7 +227,7 @@ impl TcpStream {
             // TCP_FASTOPEN_CONNECT with a cookie: the SYN waits for the first write, and
             // connect returns now, as Linux's (`tcp_fastopen_defer_connect`).
             let deferred = inner.endpoint.fast_open_syn_room(handle).unwrap_or(0) > 0;
-            inner.push();
+            inner.wake_driver();
             (conn, deferred)
         };
         if !deferred {

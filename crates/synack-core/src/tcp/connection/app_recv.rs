@@ -52,11 +52,6 @@ impl Connection {
         }
     }
 
-    /// Whether an ACK is owed at once (see [`Endpoint::ack_due`](crate::Endpoint::ack_due)).
-    pub fn ack_due(&self) -> bool {
-        self.rcv.ack_now
-    }
-
     /// `TCP_QUICKACK` as Linux's `getsockopt` reads it: not in ping-pong mode.
     pub fn quickack(&self) -> bool {
         !self.rcv.delack.pingpong
