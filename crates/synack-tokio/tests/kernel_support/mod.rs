@@ -189,9 +189,14 @@ impl Proc {
         Proc(Some(child))
     }
 
+    /// The running process's ID.
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
     /// The resident set size of the running process, in KiB (`VmRSS` in /proc).
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.0.as_ref().expect("running").id();
+        let pid = self.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         status
             .lines()
@@ -218,7 +223,7 @@ impl Proc {
     /// Sends SIGTERM, as a service manager stops a server, and waits (at most `limit`) for
     /// the process to exit; returns its output.
     pub async fn terminate(self, limit: Duration) -> Output {
-        let pid = self.0.as_ref().expect("running").id();
+        let pid = self.pid();
         let kill = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()
@@ -378,3 +383,31 @@ for t in threads:
 print(f"ok {len(ok)}")
 sys.exit(0 if len(ok) == n else 1)
 "#;
+
+/// Whether the interface argv[1] has TCP segmentation offload on, as `ethtool -k` shows it
+/// (SIOCETHTOOL with ETHTOOL_GTSO): prints 1 or 0.
+const TSO_STATE: &str = r#"
+import ctypes, fcntl, socket, struct, sys
+value = ctypes.create_string_buffer(struct.pack('II', 0x1e, 0), 8)
+req = struct.pack('16sQ', sys.argv[1].encode(), ctypes.addressof(value)) + bytes(16)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fcntl.ioctl(s.fileno(), 0x8946, req)
+print(struct.unpack('II', value.raw)[1])
+"#;
+
+/// Whether interface `name` in `ns` has TCP segmentation offload on, as the kernel says
+/// (`TSO_STATE`, python3).
+pub async fn tso(ns: &NetNs, name: &str) -> bool {
+    let mut cmd = ns.command("python3");
+    cmd.args(["-c", TSO_STATE, name]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim() == "1"
+}

@@ -30,6 +30,15 @@
 //! chooses the queue of each packet it sends us: a flow it has seen us write on goes to that
 //! queue (its flow table, `tun_flow_update`), any other by its flow hash.
 //!
+//! **Attaching.** [`TunDevice::attach`] takes an interface that exists already instead of
+//! creating one: a persistent TUN an administrator made for the user that runs the stack
+//! (`ip tuntap add dev NAME mode tun user USER [multi_queue]`), with its addresses, routes
+//! and MTU. Every call it makes is allowed to the interface's owner, so the stack runs
+//! without privileges. It refuses what would take another program's packets: a TAP, an
+//! interface that is not persistent (a running program's own), a single-queue one in use.
+//! Since the kernel keeps a persistent interface's offloads from one reader to the next, the
+//! plain device turns them off when it attaches and the offloading one when it is dropped.
+//!
 //! In raw-IP mode every read is one whole IP packet and every write must be one. The
 //! kernel-side addresses given in [`TunConfig::host_addr`] (IPv4) and
 //! [`TunConfig::host_addr6`] (IPv6), either or both, put connected routes on the device:
@@ -309,8 +318,9 @@ fn step(e: io::Error, doing: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{doing}: {e}"))
 }
 
-/// What creating TUN `name` failed with, said so: a name taken, the device or TUNSETIFF
-/// refused (bare OS errors), or an offload setting refused (`sys::open_tun` names those).
+/// What creating TUN `name` failed with, said so: a name taken or TUNSETIFF refused (bare
+/// OS errors), or `/dev/net/tun` or an offload setting refused (`sys::open_tun` names
+/// those).
 fn creating_error(name: &str, e: io::Error) -> io::Error {
     match e.raw_os_error() {
         Some(libc::EBUSY) => io::Error::new(
@@ -320,7 +330,7 @@ fn creating_error(name: &str, e: io::Error) -> io::Error {
                  stack's, or one made with `ip tuntap`); give this one another TunConfig::name"
             ),
         ),
-        Some(_) => step(e, &format!("creating TUN {name} (/dev/net/tun, TUNSETIFF)")),
+        Some(_) => step(e, &format!("creating TUN {name} (TUNSETIFF)")),
         None => step(e, &format!("creating TUN {name}")),
     }
 }
@@ -336,6 +346,8 @@ struct Tun {
     /// Multi-queue: the network namespace the interface lives in, where more queues of it
     /// are opened. `None`: a single-queue interface.
     netns: Option<Arc<File>>,
+    /// The interface was there before us ([`TunDevice::attach`]) and stays after us.
+    attached: bool,
 }
 
 impl Tun {
@@ -344,12 +356,7 @@ impl Tun {
     /// the link up. Must be called within a tokio runtime, whose reactor the file is
     /// registered with.
     fn open(config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
-        if config.name.is_empty() || config.name.len() >= libc::IFNAMSIZ {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("TUN name {:?} must be 1 to 15 bytes", config.name),
-            ));
-        }
+        check_name(&config.name)?;
         let chosen = match config.mtu {
             0 if vnet_hdr => OFFLOAD_TUN_MTU,
             0 => PLAIN_TUN_MTU,
@@ -394,7 +401,7 @@ impl Tun {
             None
         };
         let name = &config.name;
-        let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true)
+        let fd = sys::open_tun(name, vnet_hdr, config.multi_queue, true, |_| Ok(()))
             .map_err(|e| creating_error(name, e))?;
         sys::set_mtu(name, mtu).map_err(|e| step(e, &format!("setting TUN {name}'s MTU")))?;
         if tx_queue_len > 0 {
@@ -435,6 +442,100 @@ impl Tun {
             vnet_hdr,
             broadcast: config.host_addr.and_then(|v4| v4.broadcast()),
             netns,
+            attached: false,
+        })
+    }
+
+    /// Attaches to the interface `config.name`, which must exist in the calling thread's
+    /// network namespace, be a TUN and be persistent (`ip tuntap add`): see
+    /// [`TunDevice::attach`]. Must be called within a tokio runtime.
+    fn attach(config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
+        let name = &config.name;
+        check_name(name)?;
+        // TUNSETIFF on a name that is free would create an interface (given the privilege).
+        if !sys::interface_exists(name).map_err(|e| attaching_error(name, e))? {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "attaching to TUN {name}: no interface of that name in this network \
+                     namespace (make it first: ip tuntap add dev {name} mode tun user <user> \
+                     [multi_queue])"
+                ),
+            ));
+        }
+        // The kernel attaches a file only with the interface's own multi-queue flag
+        // (`tun_set_iff`, EINVAL otherwise); the one asked for first, then the other.
+        let admit = |fd| admit_attached(name, fd, vnet_hdr);
+        let (fd, multi_queue) =
+            match sys::open_tun(name, vnet_hdr, config.multi_queue, false, admit) {
+                Ok(fd) => (fd, config.multi_queue),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    match sys::open_tun(name, vnet_hdr, !config.multi_queue, false, admit) {
+                        Ok(fd) => (fd, !config.multi_queue),
+                        // Refused either way: not a TUN (a TAP, or another kind of link).
+                        Err(again) if again.raw_os_error() == Some(libc::EINVAL) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidInput,
+                                format!(
+                                    "attaching to TUN {name}: it is not a TUN interface (a TAP, \
+                                 or another kind of link); synack needs one made with \
+                                 `ip tuntap add dev {name} mode tun`"
+                                ),
+                            ))
+                        }
+                        Err(again) => return Err(attaching_error(name, again)),
+                    }
+                }
+                Err(e) => return Err(attaching_error(name, e)),
+            };
+        let mtu = sys::mtu(name).map_err(|e| attaching_error(name, e))?;
+        if !(MIN_MTU..=65535).contains(&mtu) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "attaching to TUN {name}: its MTU, {mtu}, is outside 88 to 65535 (below \
+                     88 a Linux peer's TCP segments come in IP fragments): ip link set dev \
+                     {name} mtu 1500"
+                ),
+            ));
+        }
+        // A positive MTU in range: the conversion cannot fail.
+        let mtu = usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU);
+        if config.mtu != 0 && config.mtu != mtu {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "attaching to TUN {name}: its MTU is {mtu}, not {}; an attached TUN \
+                     keeps its own (TunConfig::mtu 0 takes it)",
+                    config.mtu
+                ),
+            ));
+        }
+        let broadcast = sys::ipv4(name)
+            .map_err(|e| attaching_error(name, e))?
+            .and_then(|(addr, mask)| Ipv4Cidr::new(addr, u32::from(mask).leading_ones() as u8))
+            .and_then(|v4| v4.broadcast());
+        if sys::link_flags(name).is_ok_and(|f| f & libc::IFF_UP == 0) {
+            tracing::warn!(
+                tun = %name,
+                "TUN {name} is down: no packet reaches the stack until it is up (ip link set \
+                 dev {name} up)"
+            );
+        }
+        let netns = if multi_queue && config.multi_queue {
+            Some(Arc::new(File::open(THREAD_NETNS)?))
+        } else {
+            None
+        };
+        tracing::debug!(name = %name, mtu, vnet_hdr, multi_queue, "TUN attached");
+        Ok(Tun {
+            fd: sys::register(fd)?,
+            name: name.clone(),
+            mtu,
+            vnet_hdr,
+            broadcast,
+            netns,
+            attached: true,
         })
     }
 
@@ -454,7 +555,7 @@ impl Tun {
         if self.netns.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "the TUN was opened without multi-queue (TunConfig::multi_queue)",
+                "the TUN has a single queue",
             ));
         }
         let insns: Vec<[u8; 8]> = steering::program(steering)
@@ -472,17 +573,17 @@ impl Tun {
         let Some(netns) = &self.netns else {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "the TUN was opened without multi-queue (TunConfig::multi_queue)",
+                "the TUN has a single queue",
             ));
         };
         let (name, vnet_hdr) = (self.name.clone(), self.vnet_hdr);
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
-            sys::open_tun(&name, vnet_hdr, true, false)?
+            sys::open_tun(&name, vnet_hdr, true, false, |_| Ok(()))?
         } else {
             let netns = Arc::clone(netns);
             std::thread::spawn(move || {
                 sys::enter_netns(netns.as_raw_fd())?;
-                sys::open_tun(&name, vnet_hdr, true, false)
+                sys::open_tun(&name, vnet_hdr, true, false, |_| Ok(()))
             })
             .join()
             .map_err(|_| io::Error::other("opening a TUN queue: the thread panicked"))??
@@ -495,19 +596,26 @@ impl Tun {
             vnet_hdr,
             broadcast: self.broadcast,
             netns: Some(Arc::clone(netns)),
+            attached: self.attached,
         })
     }
 
-    /// [`Tun::open`] inside `ns`, on a thread that has joined it; the file comes back here.
-    /// The interface lives in `ns` for good; reading and writing it works from any namespace.
+    /// `make` ([`Tun::open`] or [`Tun::attach`]) inside `ns`, on a thread that has joined
+    /// it; the file comes back here. The interface lives in `ns` for good; reading and
+    /// writing it works from any namespace.
     #[cfg(feature = "netns")]
-    fn open_in(ns: &NetNs, config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
+    fn in_netns(
+        ns: &NetNs,
+        config: &TunConfig,
+        vnet_hdr: bool,
+        make: fn(&TunConfig, bool) -> io::Result<Tun>,
+    ) -> io::Result<Tun> {
         let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|e| io::Error::other(format!("creating a TUN in a namespace: {e}")))?;
+            .map_err(|e| io::Error::other(format!("a TUN in a namespace: {e}")))?;
         let config = config.clone();
         ns.run_in(move || {
             let _guard = runtime.enter();
-            Tun::open(&config, vnet_hdr)
+            make(&config, vnet_hdr)
         })?
     }
 
@@ -581,11 +689,83 @@ impl Tun {
     }
 }
 
+impl Drop for Tun {
+    /// An attached interface outlives us: it is left without the offloads we turned on, as
+    /// its next reader, which may not take the virtio-net header, expects to find it (the
+    /// kernel keeps them across readers; see `sys::set_offloads`).
+    fn drop(&mut self) {
+        if self.attached && self.vnet_hdr {
+            let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
+        }
+    }
+}
+
+/// Whether the file `fd`, just attached to TUN `name`, may stay: before any setting of ours
+/// touches the interface, which must be there for us to take.
+///
+/// Only a persistent interface is: one that is not was made by the program holding its
+/// first file (another stack, whose packets this file would share), or, if the name was
+/// freed since `Tun::attach` looked, just now by this very file, and goes with it. And the
+/// interface must read as we do (the virtio-net header or not, no packet information
+/// prefix): it takes a file's settings only when that file is its first (`tun_set_iff`), so
+/// others mean another program reads it already, with frames we would misread.
+fn admit_attached(name: &str, fd: std::os::fd::RawFd, vnet_hdr: bool) -> io::Result<()> {
+    let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e))?;
+    let refuse = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("attaching to TUN {name}: {why}; attach only to one made with `ip tuntap add` that nothing else reads"),
+        )
+    };
+    if flags & libc::IFF_PERSIST == 0 {
+        return Err(refuse(
+            "it is not persistent, so another program made it and reads it",
+        ));
+    }
+    let framing = libc::IFF_VNET_HDR | libc::IFF_NO_PI;
+    let ours = libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+    if flags & framing != ours {
+        return Err(refuse(
+            "another program reads it already, with other framing (virtio-net header, \
+             packet information)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `name` fits an interface name (IFNAMSIZ with its NUL).
+fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("TUN name {name:?} must be 1 to 15 bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// What attaching to TUN `name` failed with, said so, its kind kept: the interface another
+/// user's (EPERM), a single-queue one in use (EBUSY), or the step that failed.
+fn attaching_error(name: &str, e: io::Error) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => format!(
+            "it belongs to another user or group; make it with `ip tuntap add dev {name} mode tun \
+             user <user>` for the user that runs the stack, or run with CAP_NET_ADMIN ({e})"
+        ),
+        Some(libc::EBUSY) => {
+            format!("another program reads it (a single-queue TUN takes one reader) ({e})")
+        }
+        _ => e.to_string(),
+    };
+    io::Error::new(e.kind(), format!("attaching to TUN {name}: {why}"))
+}
+
 /// The TUN device users get by default: an [`OffloadTun`] whenever the kernel supports it,
 /// else a [`PlainTun`], after a one-line warning saying why.
 ///
-/// The device exists while this value (its file descriptor) lives; dropping it deletes the
-/// interface.
+/// A device made with [`create`](Self::create) exists while this value (its file
+/// descriptor) lives; dropping it deletes the interface. One that [`attach`](Self::attach)ed
+/// to an interface made beforehand leaves it as it found it.
 #[derive(Debug)]
 pub struct TunDevice {
     inner: Inner,
@@ -625,6 +805,61 @@ impl TunDevice {
             config,
             |c| OffloadTun::create_in(ns, c),
             |c| PlainTun::create_in(ns, c),
+        )
+    }
+
+    /// Attaches to a TUN interface that exists already, rather than creating one: the
+    /// offloading device if [`TunConfig::offload`] asks for it and the kernel has it, else
+    /// the plain one, as [`create`](Self::create) chooses.
+    ///
+    /// This is how a stack runs without privileges. An administrator makes the interface
+    /// persistent and gives it to the user that runs the stack, with its addresses, routes
+    /// and link state, once:
+    ///
+    /// ```text
+    /// ip tuntap add dev tun0 mode tun user alice multi_queue
+    /// ip addr add 198.18.0.1/24 dev tun0
+    /// ip link set dev tun0 up
+    /// ```
+    ///
+    /// The stack then needs no capability: attaching, the offloads, more queues and the
+    /// device's own reads and writes are all allowed to the interface's owner (the kernel's
+    /// `tun_not_capable`), given that the user may open `/dev/net/tun` (most distributions
+    /// make it 0666). An interface made with neither `user` nor `group` is anyone's who
+    /// may open that file. Only [`Stack::flows_steered`](crate::Stack::flows_steered) may be
+    /// off, where the kernel lets no unprivileged program load the steering program; the
+    /// shards then hand each other the packets of their flows.
+    ///
+    /// Of `config`, only [`name`](TunConfig::name), [`offload`](TunConfig::offload) and
+    /// [`multi_queue`](TunConfig::multi_queue) apply: the interface keeps the addresses,
+    /// MTU ([`mtu`](TunConfig::mtu) must be 0 or the interface's own) and queue length the
+    /// administrator gave it. A multi-queue interface (`ip tuntap add ... multi_queue`)
+    /// gives a stack one worker per queue, unless `multi_queue` is `false`; a single-queue
+    /// one, a single worker. [`TUN_TX_QUEUE_LEN`] is the queue length we recommend
+    /// (`ip link set dev tun0 txqueuelen 2048`).
+    ///
+    /// Errors, each naming the interface: `NotFound` if there is none of that name in the
+    /// calling thread's network namespace (none is created); `InvalidInput` if it is not a
+    /// TUN (a TAP, a veth) or its MTU is out of range; `PermissionDenied` if it belongs to
+    /// another user or group, or `/dev/net/tun` may not be opened; `AlreadyExists` if it is
+    /// not persistent, that is another program made it and reads it; the kernel's EBUSY if
+    /// it has a single queue and another program reads it. A multi-queue interface that another program also reads would share its packets
+    /// with it: attach only to one this stack has to itself.
+    ///
+    /// The interface outlives the device; dropping the device turns off the offloads it
+    /// turned on, so that the interface's next reader finds it as it was made.
+    pub fn attach(config: &TunConfig) -> io::Result<TunDevice> {
+        Self::choose(config, OffloadTun::attach, PlainTun::attach)
+    }
+
+    /// [`attach`](Self::attach) inside `ns`, on a thread that has joined it; the device
+    /// comes back here.
+    #[cfg(feature = "netns")]
+    pub fn attach_in(ns: &NetNs, config: &TunConfig) -> io::Result<TunDevice> {
+        Self::choose(
+            config,
+            |c| OffloadTun::attach_in(ns, c),
+            |c| PlainTun::attach_in(ns, c),
         )
     }
 
@@ -776,8 +1011,8 @@ impl Device for TunDevice {
 /// packet: what [`TunDevice`] falls back to where the kernel has no TUN offloads, or when
 /// told not to use them; see [`OffloadTun`] for the one that moves 64 KiB at a time.
 ///
-/// The device exists while this value (its file descriptor) lives; dropping it deletes the
-/// interface.
+/// A created device exists while this value (its file descriptor) lives; dropping it deletes
+/// the interface (an attached one stays: [`TunDevice::attach`]).
 pub struct PlainTun {
     tun: Tun,
 }
@@ -807,7 +1042,18 @@ impl PlainTun {
     /// be called within a tokio runtime, whose reactor the device is registered with.
     #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<PlainTun> {
-        Tun::open_in(ns, config, false).map(|tun| PlainTun { tun })
+        Tun::in_netns(ns, config, false, Tun::open).map(|tun| PlainTun { tun })
+    }
+
+    /// Attaches to a TUN interface that exists already; see [`TunDevice::attach`].
+    pub fn attach(config: &TunConfig) -> io::Result<PlainTun> {
+        Tun::attach(config, false).map(|tun| PlainTun { tun })
+    }
+
+    /// [`attach`](Self::attach) inside `ns`, on a thread that has joined it.
+    #[cfg(feature = "netns")]
+    pub fn attach_in(ns: &NetNs, config: &TunConfig) -> io::Result<PlainTun> {
+        Tun::in_netns(ns, config, false, Tun::attach).map(|tun| PlainTun { tun })
     }
 
     /// The interface name.

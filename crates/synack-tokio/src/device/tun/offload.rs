@@ -170,7 +170,19 @@ impl OffloadTun {
     /// as [`PlainTun::create_in`](super::PlainTun::create_in) does.
     #[cfg(feature = "netns")]
     pub fn create_in(ns: &NetNs, config: &TunConfig) -> io::Result<OffloadTun> {
-        Tun::open_in(ns, config, true).map(OffloadTun::new)
+        Tun::in_netns(ns, config, true, Tun::open).map(OffloadTun::new)
+    }
+
+    /// Attaches to a TUN interface that exists already, with the offloads; see
+    /// [`TunDevice::attach`](super::TunDevice::attach).
+    pub fn attach(config: &TunConfig) -> io::Result<OffloadTun> {
+        Tun::attach(config, true).map(OffloadTun::new)
+    }
+
+    /// [`attach`](Self::attach) inside `ns`, on a thread that has joined it.
+    #[cfg(feature = "netns")]
+    pub fn attach_in(ns: &NetNs, config: &TunConfig) -> io::Result<OffloadTun> {
+        Tun::in_netns(ns, config, true, Tun::attach).map(OffloadTun::new)
     }
 
     fn new(tun: Tun) -> OffloadTun {

@@ -47,18 +47,33 @@ fn ifreq(name: &str) -> libc::ifreq {
 /// attaches one more queue to it instead of creating an interface (tuntap.rst, "Multiqueue
 /// tuntap interface"). With `create`, also `IFF_TUN_EXCL`: an interface of that name that
 /// exists already is EBUSY, rather than one to attach to (another stack's, whose packets
-/// this file would take a share of).
+/// this file would take a share of). Without it, and without `vnet_hdr`, the offloads are
+/// turned off: an interface that exists already keeps those of its last reader.
+///
+/// `admit` sees the file once it is attached, before any setting touches the interface; an
+/// error from it closes the file and is returned.
 pub(super) fn open_tun(
     name: &str,
     vnet_hdr: bool,
     multi_queue: bool,
     create: bool,
+    admit: impl FnOnce(RawFd) -> io::Result<()>,
 ) -> io::Result<OwnedFd> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")?;
+        .open("/dev/net/tun")
+        .map_err(|e| {
+            let hint = match e.kind() {
+                io::ErrorKind::PermissionDenied => {
+                    " (the user that runs the stack must be able to read and write it; most \
+                     distributions make it 0666)"
+                }
+                _ => "",
+            };
+            io::Error::new(e.kind(), format!("opening /dev/net/tun: {e}{hint}"))
+        })?;
     let fd = OwnedFd::from(file);
     let raw = fd.as_raw_fd();
     let mut req = ifreq(name);
@@ -76,24 +91,46 @@ pub(super) fn open_tun(
     // SAFETY: TUNSETIFF reads and writes one `ifreq`, which `req` is and which outlives the
     // call; `raw` is the open TUN control file that `fd` owns.
     check(unsafe { libc::ioctl(raw, libc::TUNSETIFF as _, &mut req) })?;
+    admit(raw)?;
     if vnet_hdr {
         let size = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across
         // the call.
         check(unsafe { libc::ioctl(raw, libc::TUNSETVNETHDRSZ as _, &size) })
             .map_err(|e| refused(e, "TUNSETVNETHDRSZ (the virtio-net header)"))?;
-        let offload = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-        // SAFETY: TUNSETOFFLOAD takes its flags by value, not through a pointer: no memory is
-        // touched.
-        check(unsafe { libc::ioctl(raw, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(offload)) })
+        set_offloads(raw, libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6)
             .map_err(|e| refused(e, "TUNSETOFFLOAD (checksum, TSO4, TSO6)"))?;
+    } else if !create {
+        // An interface that exists already may keep the offloads of its last reader.
+        set_offloads(raw, 0).map_err(|e| refused(e, "TUNSETOFFLOAD (none)"))?;
     }
     Ok(fd)
 }
 
+/// Sets the offloads the kernel may use on the interface of TUN file `fd` (`TUNSETOFFLOAD`):
+/// `flags` of `TUN_F_*`, 0 for none. An interface that outlives its files (a persistent
+/// one, `ip tuntap add`) keeps them for its next reader, which without the virtio-net
+/// header would be handed TSO super-packets it cannot tell from packets.
+pub(super) fn set_offloads(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its flags by value, not through a pointer: no memory is
+    // touched; on a file that is not a TUN the kernel refuses it with an error.
+    check(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD as _, libc::c_ulong::from(flags)) })
+        .map(drop)
+}
+
+/// The flags of the interface TUN file `fd` is attached to (`TUNGETIFF`): `IFF_TUN`,
+/// `IFF_MULTI_QUEUE`, `IFF_PERSIST` and the rest, as `ip -d link` shows them.
+pub(super) fn tun_flags(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut req = ifreq("");
+    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call.
+    check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) })?;
+    // SAFETY: TUNGETIFF just filled `ifru_flags`, so that is the union's live field.
+    Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
+}
+
 /// An offload setting the kernel refused, named: the error of `open_tun` then says which
 /// call failed (a kernel without TUN offloads refuses TUNSETOFFLOAD, not TUNSETIFF). Only
-/// the open and TUNSETIFF keep their bare OS error, whose EBUSY the caller looks for.
+/// TUNSETIFF keeps its bare OS error, whose EBUSY and EINVAL the callers look for.
 pub(super) fn refused(e: io::Error, call: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{call} refused: {e}"))
 }
@@ -157,6 +194,59 @@ fn ifreq_ioctl(request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> 
     // SAFETY: each SIOC* request used here reads (and the SIOCG* ones write) one `ifreq`,
     // which `req` is and which outlives the call; `sock` is an open socket.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) }).map(drop)
+}
+
+/// Whether an interface `name` exists in the calling thread's network namespace
+/// (SIOCGIFINDEX, which any user may ask).
+pub(super) fn interface_exists(name: &str) -> io::Result<bool> {
+    let mut req = ifreq(name);
+    match ifreq_ioctl(libc::SIOCGIFINDEX, &mut req) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The MTU of `name`.
+pub(super) fn mtu(name: &str) -> io::Result<i32> {
+    let mut req = ifreq(name);
+    ifreq_ioctl(libc::SIOCGIFMTU, &mut req)?;
+    // SAFETY: SIOCGIFMTU just filled `ifru_mtu`, so that is the union's live field.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu })
+}
+
+/// The interface flags of `name` (`IFF_UP` and the rest).
+pub(super) fn link_flags(name: &str) -> io::Result<libc::c_int> {
+    let mut req = ifreq(name);
+    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut req)?;
+    // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, so that is the union's live field.
+    Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
+}
+
+/// The primary IPv4 address of `name` and its netmask, or `None` if it has none.
+pub(super) fn ipv4(name: &str) -> io::Result<Option<(Ipv4Addr, Ipv4Addr)>> {
+    let get = |request| -> io::Result<Option<Ipv4Addr>> {
+        let mut req = ifreq(name);
+        match ifreq_ioctl(request, &mut req) {
+            // SAFETY: SIOCGIFADDR and SIOCGIFNETMASK fill the union's `sockaddr` (the
+            // address and the netmask share its place); all its bytes are initialised.
+            Ok(()) => Ok(Some(from_sockaddr_v4(unsafe { &req.ifr_ifru.ifru_addr }))),
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    Ok(
+        match (get(libc::SIOCGIFADDR)?, get(libc::SIOCGIFNETMASK)?) {
+            (Some(addr), Some(mask)) => Some((addr, mask)),
+            _ => None,
+        },
+    )
+}
+
+/// The address of an `AF_INET` `sockaddr` (see `sockaddr_v4`).
+fn from_sockaddr_v4(sa: &libc::sockaddr) -> Ipv4Addr {
+    let b = |i: usize| sa.sa_data[i] as u8;
+    Ipv4Addr::new(b(2), b(3), b(4), b(5))
 }
 
 /// Sets the MTU of `name`.

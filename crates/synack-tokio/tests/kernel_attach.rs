@@ -1,0 +1,301 @@
+//! `TunDevice::attach` against the real kernel: a stack on a persistent TUN that `ip tuntap`
+//! made beforehand (as an administrator makes one for an unprivileged user), each test in a
+//! network namespace of its own. The kernel's own tools judge: `ip` makes and shows the
+//! interfaces, python3 runs the clients and reads the interface's offloads back with the
+//! ethtool ioctl.
+//!
+//! Needs root (network namespaces, TUN); skipped otherwise. The unprivileged run itself is
+//! `kernel_examples`' `echo_server_runs_unprivileged_on_an_attached_tun`.
+
+mod kernel_support;
+
+use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use kernel_support::{require_tool, tso, Proc, ECHO_CLIENTS, HOST, STACK};
+use synack_tokio::device::{Device, TunConfig, TunDevice};
+use synack_tokio::netns::{require_tun, NetNs};
+use synack_tokio::{Stack, TcpListener};
+use tokio::io::AsyncWriteExt;
+
+/// Attaches to the multi-queue TUN argv[1] with the virtio-net header, turns TSO on and
+/// closes the file: a reader that leaves its offloads behind, which the kernel keeps.
+const LEAVE_TSO: &str = r#"
+import fcntl, os, struct, sys
+fd = os.open('/dev/net/tun', os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1 | 0x1000 | 0x100 | 0x4000) + bytes(22))
+fcntl.ioctl(fd, 0x400454d0, 0x1 | 0x2 | 0x4)
+os.close(fd)
+"#;
+
+/// Runs `ip ARGS` in `ns`, which must succeed.
+async fn ip(net: &NetNs, args: &[&str]) {
+    let mut cmd = net.command("ip");
+    cmd.args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether an interface `name` exists in `ns`.
+async fn exists(ns: &NetNs, name: &str) -> bool {
+    let mut cmd = ns.command("ip");
+    cmd.args(["link", "show", "dev", name]);
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("ip")
+        .status
+        .success()
+}
+
+/// Makes the persistent TUN `name` in `ns` as an administrator would: `ip tuntap add` with
+/// `extra` (owner, `multi_queue`), the kernel's 198.18.0.1/24 on it, `mtu`, up.
+async fn persistent_tun(ns: &NetNs, name: &str, extra: &[&str], mtu: u32) {
+    let mut args = vec!["tuntap", "add", "dev", name, "mode", "tun"];
+    args.extend_from_slice(extra);
+    ip(ns, &args).await;
+    ip(ns, &["addr", "add", "198.18.0.1/24", "dev", name]).await;
+    ip(
+        ns,
+        &["link", "set", "dev", name, "mtu", &mtu.to_string(), "up"],
+    )
+    .await;
+}
+
+fn attach_config(name: &str, offload: bool) -> TunConfig {
+    TunConfig {
+        name: name.into(),
+        offload,
+        ..TunConfig::default()
+    }
+}
+
+/// A stack with two workers on a multi-queue TUN that `ip tuntap` made, with an MTU of its
+/// own: the device takes the interface's MTU and its queues, 24 kernel clients echo 200 kB
+/// each through it intact, and once the stack is gone the interface is still there, its
+/// addresses kept and its offloads off again (they were on while the stack ran). Then the
+/// plain device attaches to the same interface, after another reader left the offloads on,
+/// turns them off and serves as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
+    let test = "attached_tun_serves_kernel_clients_and_is_left_as_found";
+    if !require_tun(test) || !require_tool(test, "python3") {
+        return;
+    }
+    let ns = NetNs::new("synack-attach").expect("create namespace");
+    persistent_tun(&ns, "sa0", &["multi_queue"], 4000).await;
+    assert!(!tso(&ns, "sa0").await, "a new interface has no offloads");
+
+    for offload in [true, false] {
+        if !offload {
+            // Another reader left the offloads on; the plain device must not be handed
+            // super-packets it cannot tell from packets.
+            let mut cmd = ns.command("python3");
+            cmd.args(["-c", LEAVE_TSO, "sa0"]);
+            let out = Proc::spawn(cmd).finish(Duration::from_secs(10)).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(tso(&ns, "sa0").await, "TSO left on");
+        }
+        let tun = TunDevice::attach_in(&ns, &attach_config("sa0", offload)).expect("attach");
+        assert_eq!(tun.capabilities().mtu, 4000, "the interface's own MTU");
+        assert_eq!(tun.name(), "sa0");
+        let offloaded = tun.is_offloaded();
+        if offload && !offloaded {
+            eprintln!("{test}: this kernel has no TUN offloads; the plain device attached");
+        }
+        assert!(
+            offload || !offloaded,
+            "offload false attaches the plain device"
+        );
+        assert_eq!(tso(&ns, "sa0").await, offloaded, "TSO while attached");
+        let stack = Stack::builder()
+            .addresses([IpAddr::V4(STACK)])
+            .workers(2)
+            .build(tun)
+            .expect("start the stack");
+        assert_eq!(stack.workers(), 2, "one worker per queue of the interface");
+
+        const CLIENTS: usize = 24;
+        let listener = TcpListener::bind(&stack, "198.18.0.2:7000")
+            .await
+            .expect("bind");
+        let server = tokio::spawn(async move {
+            for _ in 0..CLIENTS {
+                let (mut stream, peer) = listener.accept().await.expect("accept");
+                assert_eq!(peer.ip(), IpAddr::V4(HOST));
+                tokio::spawn(async move {
+                    let (mut rx, mut tx) = stream.split();
+                    tokio::io::copy(&mut rx, &mut tx).await.expect("echo");
+                    tx.shutdown().await.expect("FIN");
+                });
+            }
+        });
+        let mut cmd = ns.command("python3");
+        cmd.args(["-c", ECHO_CLIENTS, &STACK.to_string(), "7000"])
+            .args([&CLIENTS.to_string(), "200000"]);
+        let out = Proc::spawn(cmd).finish(Duration::from_secs(60)).await;
+        assert!(
+            out.status.success(),
+            "offload {offload}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("every client accepted")
+            .expect("server");
+        let stats = stack.stats();
+        assert_eq!(stats.drop_malformed, 0, "{stats:?}");
+
+        stack
+            .shutdown(Duration::from_secs(10))
+            .await
+            .expect("shutdown");
+        drop(stack);
+        // Each driver drops its queue as it ends, the last perhaps a moment after.
+        let mut off = false;
+        for _ in 0..100 {
+            if !tso(&ns, "sa0").await {
+                off = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(off, "the offloads were left on after the stack ended");
+        assert!(exists(&ns, "sa0").await, "the interface outlives the stack");
+        let mut cmd = ns.command("ip");
+        cmd.args(["-o", "-4", "addr", "show", "dev", "sa0"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("join")
+            .expect("ip addr");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("198.18.0.1/24"),
+            "the interface keeps its address"
+        );
+    }
+}
+
+/// Attaching takes no interface that is not there for it, and creates none: a missing name
+/// is `NotFound` (and stays missing); a TAP and the loopback are not TUNs; another running
+/// program's own TUN (not persistent) is `AlreadyExists` and keeps its settings, as does,
+/// for the offloading device, a persistent one that a plain reader holds; a single-queue
+/// TUN that a first device reads is the kernel's EBUSY for a second (and free again once
+/// the first is gone); an MTU that is not the interface's is `InvalidInput`. Each error
+/// names the interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_refuses_what_is_not_there_for_it() {
+    let test = "attach_refuses_what_is_not_there_for_it";
+    if !require_tun(test) || !require_tool(test, "python3") {
+        return;
+    }
+    let ns = NetNs::new("synack-attachno").expect("create namespace");
+    let refused = |name: &str, offload: bool| -> io::Error {
+        TunDevice::attach_in(&ns, &attach_config(name, offload))
+            .map(|d| panic!("{name}: attached {d:?}"))
+            .unwrap_err()
+    };
+
+    for offload in [true, false] {
+        let e = refused("nosuch0", offload);
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("nosuch0"), "{e}");
+        assert!(e.to_string().contains("ip tuntap add"), "{e}");
+    }
+    assert!(
+        !exists(&ns, "nosuch0").await,
+        "attaching created an interface"
+    );
+
+    ip(&ns, &["tuntap", "add", "dev", "tap0", "mode", "tap"]).await;
+    for name in ["tap0", "lo"] {
+        let e = refused(name, true);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("not a TUN"), "{e}");
+    }
+
+    // Another stack's TUN, which it created (not persistent) and reads: refused, and left
+    // as it was (no offloads turned on behind its back).
+    let own = TunConfig {
+        name: "own0".into(),
+        host_addr: Some("198.18.1.1/24".parse().unwrap()),
+        offload: false,
+        ..TunConfig::default()
+    };
+    let theirs = TunDevice::create_in(&ns, &own).expect("create");
+    for offload in [true, false] {
+        let e = refused("own0", offload);
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert!(e.to_string().contains("not persistent"), "{e}");
+    }
+    assert!(
+        exists(&ns, "own0").await,
+        "the other program's TUN is still there"
+    );
+    assert!(
+        !tso(&ns, "own0").await,
+        "the other program's TUN was given offloads"
+    );
+    drop(theirs);
+
+    // A persistent multi-queue TUN that another reader holds without the virtio-net
+    // header: the offloading device would misread its frames.
+    ip(
+        &ns,
+        &["tuntap", "add", "dev", "mq0", "mode", "tun", "multi_queue"],
+    )
+    .await;
+    let plain = TunDevice::attach_in(&ns, &attach_config("mq0", false)).expect("plain");
+    let e = TunDevice::attach_in(&ns, &attach_config("mq0", true))
+        .map(|d| panic!("attached {d:?}"))
+        .unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+    assert!(e.to_string().contains("other framing"), "{e}");
+    assert!(
+        !tso(&ns, "mq0").await,
+        "the plain reader was given offloads"
+    );
+    drop(plain);
+
+    // A single-queue persistent TUN takes one reader.
+    ip(&ns, &["tuntap", "add", "dev", "one0", "mode", "tun"]).await;
+    let first = TunDevice::attach_in(&ns, &attach_config("one0", true)).expect("first");
+    assert_eq!(first.max_queues(), 1, "a single-queue interface");
+    let e = refused("one0", true);
+    assert_eq!(e.raw_os_error(), None);
+    assert_eq!(
+        e.kind(),
+        io::Error::from_raw_os_error(libc_ebusy()).kind(),
+        "{e}"
+    );
+    assert!(e.to_string().contains("another program reads it"), "{e}");
+    drop(first);
+    let again = TunDevice::attach_in(&ns, &attach_config("one0", true)).expect("free again");
+    drop(again);
+
+    let wrong_mtu = TunConfig {
+        mtu: 9000,
+        ..attach_config("one0", false)
+    };
+    let e = TunDevice::attach_in(&ns, &wrong_mtu).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("its MTU is 1500"), "{e}");
+}
+
+/// EBUSY (asm-generic/errno-base.h), whose `io::ErrorKind` is not stable on every Rust
+/// this crate builds with.
+fn libc_ebusy() -> i32 {
+    16
+}
