@@ -21,9 +21,16 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// The flags of every example that opens a TUN device.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
-    /// The TUN device to create.
+    /// The TUN device to create (or with --attach, to attach to).
     #[arg(long, default_value = "synack0")]
     pub tun: String,
+    /// Attach to the TUN --tun that exists already instead of creating one: a persistent
+    /// interface an administrator made for the user that runs the example (`ip tuntap add
+    /// dev NAME mode tun user USER [multi_queue]`, its addresses and routes set), so that
+    /// the example needs no privileges. --host-addr and --host-addr6 then say what the
+    /// interface has; nothing is set on it.
+    #[arg(long)]
+    pub attach: bool,
     /// The kernel's address on the device, with the prefix routed to it.
     #[arg(long, default_value = "198.18.0.1/24")]
     pub host_addr: Ipv4Cidr,
@@ -216,13 +223,11 @@ impl NetArgs {
 
     /// Creates the TUN device in the current network namespace and starts the stack on it.
     ///
-    /// Refuses to run in the machine's initial namespace: these examples are meant to run
-    /// inside one made for them (`ip netns exec NAME ...`).
+    /// Refuses to create one in the machine's initial namespace: these examples are meant
+    /// to run inside one made for them (`ip netns exec NAME ...`). With --attach the
+    /// interface and its routes are the administrator's, and any namespace will do.
     pub fn open_stack(&self) -> io::Result<Stack> {
-        self.check()?;
-        refuse_initial_netns()?;
-        let tun = TunDevice::create(&self.tun_config())?;
-        self.start(tun)
+        self.open_stack_with(|_| {})
     }
 
     /// [`open_stack`](Self::open_stack), with the core's configuration adjusted by `tune`
@@ -232,8 +237,12 @@ impl NetArgs {
         tune: impl FnOnce(&mut synack::core::Config),
     ) -> io::Result<Stack> {
         self.check()?;
-        refuse_initial_netns()?;
-        let tun = TunDevice::create(&self.tun_config())?;
+        let tun = if self.attach {
+            TunDevice::attach(&self.tun_config())?
+        } else {
+            refuse_initial_netns()?;
+            TunDevice::create(&self.tun_config())?
+        };
         self.start_with(tun, tune)
     }
 

@@ -6,10 +6,13 @@
 
 mod kernel_support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
 
-use kernel_support::{example, pattern, require_tool, tshark, Proc, ScratchDir, HOST, STACK};
+use kernel_support::{
+    example, pattern, require_tool, tshark, tso, Proc, ScratchDir, ECHO_CLIENTS, HOST, STACK,
+};
 use synack_tokio::netns::{require_tun, NetNs};
 
 /// These tests take turns. On a two-core machine a load generator (wrk) or a second bulk
@@ -621,4 +624,169 @@ async fn kernel_quickstart_exits_zero_and_leaves_nothing_behind() {
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&own));
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("synack0"));
+}
+
+/// An unprivileged user runs a server on a TUN an administrator made for it, as
+/// `TunDevice::attach` promises. In the test's namespace, `ip tuntap add ... user 65534
+/// multi_queue` makes the interface, `ip` gives it the kernel's address and brings it up;
+/// `echo_server --attach` then runs as uid 65534 with no capability (setpriv; the test reads
+/// both back from /proc), and eight kernel clients get every byte of 500 kB echoed. The same
+/// user is refused a TUN that is not its own, with an error saying so. After SIGTERM the
+/// interface is still there, without the offloads the server turned on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_server_runs_unprivileged_on_an_attached_tun() {
+    let test = "echo_server_runs_unprivileged_on_an_attached_tun";
+    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "setpriv") {
+        return;
+    }
+    let Some(built) = example(test, "echo_server") else {
+        return;
+    };
+    let ns = NetNs::new("synack-unpriv").unwrap();
+    // A copy that uid 65534 can reach whatever the build directory's permissions.
+    let dir = ScratchDir::new(ns.name());
+    let echo = dir.path().join("echo_server");
+    std::fs::copy(&built, &echo).unwrap();
+    let run = |cmd: &[&str]| {
+        let out = ns.command(cmd[0]).args(&cmd[1..]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "ip",
+        "tuntap",
+        "add",
+        "dev",
+        "synack0",
+        "mode",
+        "tun",
+        "user",
+        "65534",
+        "multi_queue",
+    ]);
+    run(&["ip", "addr", "add", "198.18.0.1/24", "dev", "synack0"]);
+    run(&["ip", "link", "set", "dev", "synack0", "up"]);
+    // Owned by root: one made without `user` or `group` is anyone's who can open
+    // /dev/net/tun (the kernel's `tun_not_capable`).
+    run(&[
+        "ip",
+        "tuntap",
+        "add",
+        "dev",
+        "rootonly0",
+        "mode",
+        "tun",
+        "user",
+        "0",
+    ]);
+    // The user must be able to open /dev/net/tun, as on most distributions (0666). Where
+    // this machine's is root's alone, the server gets a node of its own, bound over
+    // /dev/net/tun in the private mount namespace `ip netns exec` gives it; the machine's
+    // stays as it is.
+    let shared = std::fs::metadata("/dev/net/tun")
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o006;
+    let node = dir.path().join("tun");
+    if shared != 0o006 {
+        let made = Command::new("mknod")
+            .arg(&node)
+            .args(["c", "10", "200"])
+            .status()
+            .unwrap();
+        assert!(made.success(), "mknod");
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let unprivileged = |args: &[&str]| {
+        let mut cmd = ns.command("sh");
+        cmd.args([
+            "-c",
+            "[ -e \"$0\" ] && mount --bind \"$0\" /dev/net/tun; exec \"$@\"",
+        ])
+        .arg(&node)
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&echo)
+        .args(["--attach", "--port", "7000"])
+        .args(args);
+        cmd
+    };
+
+    let refused = Proc::spawn(unprivileged(&["--tun", "rootonly0"]))
+        .finish(Duration::from_secs(10))
+        .await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "attached to root's TUN: {stderr}"
+    );
+    assert!(stderr.contains("belongs to another user"), "{stderr}");
+
+    let server = Proc::spawn(unprivileged(&["--workers", "2", "--stats"]));
+    // Bounded: 100 tries, 100 ms apart, until the server's listener answers.
+    let probe = "import socket, time\n\
+         for _ in range(100):\n\
+         \x20   try:\n\
+         \x20       socket.create_connection(('198.18.0.2', 7000), timeout=1).close(); break\n\
+         \x20   except OSError:\n\
+         \x20       time.sleep(0.1)\n\
+         else:\n\
+         \x20   raise SystemExit('no listener')\n";
+    let up = output({
+        let mut c = ns.command("python3");
+        c.args(["-c", probe]);
+        c
+    })
+    .await;
+    if !up.status.success() {
+        let out = server.finish(Duration::from_secs(5)).await;
+        panic!("no listener: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let clients = output({
+        let mut c = ns.command("python3");
+        c.args(["-c", ECHO_CLIENTS, "198.18.0.2", "7000", "8", "500000"]);
+        c
+    })
+    .await;
+    assert!(
+        clients.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&clients.stdout),
+        String::from_utf8_lossy(&clients.stderr)
+    );
+
+    // Who served them: uid 65534, no effective capability.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+    assert!(tso(&ns, "synack0").await, "the server's offloads are on");
+
+    let out = server.terminate(Duration::from_secs(10)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The probe's connection and the eight clients'.
+    assert!(stderr.contains("connections_established: 9,"), "{stderr}");
+    let links = ns
+        .command("ip")
+        .args(["-o", "link", "show", "dev", "synack0"])
+        .output()
+        .unwrap();
+    assert!(links.status.success(), "the interface outlives the server");
+    assert!(!tso(&ns, "synack0").await, "offloads left on");
 }
