@@ -81,7 +81,8 @@ fn attach_config(name: &str, offload: bool) -> TunConfig {
 /// A stack with two workers on a multi-queue TUN that `ip tuntap` made, with an MTU of its
 /// own: the device takes the interface's MTU and its queues, 24 kernel clients echo 200 kB
 /// each through it intact, and once the stack is gone the interface is still there, its
-/// addresses kept and its offloads off again (they were on while the stack ran). Then the
+/// addresses kept and its offloads and steering program gone (both were there while the
+/// stack ran). Then the
 /// plain device attaches to the same interface, after another reader left the offloads on,
 /// turns them off and serves as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,12 +121,25 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
             "offload false attaches the plain device"
         );
         assert_eq!(tso(&ns, "sa0").await, offloaded, "TSO while attached");
+        let before = steering_programs().await;
         let stack = Stack::builder()
             .addresses([IpAddr::V4(STACK)])
             .workers(2)
             .build(tun)
             .expect("start the stack");
         assert_eq!(stack.workers(), 2, "one worker per queue of the interface");
+        // Root may load the steering program; the interface holds the only reference.
+        assert!(stack.flows_steered(), "the steering program");
+        let ours: Vec<u32> = steering_programs()
+            .await
+            .into_iter()
+            .filter(|id| !before.contains(id))
+            .collect();
+        assert_eq!(
+            ours.len(),
+            1,
+            "one steering program for the interface: {ours:?}"
+        );
 
         const CLIENTS: usize = 24;
         let listener = TcpListener::bind(&stack, "198.18.0.2:7000")
@@ -171,9 +185,20 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
                 off = true;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(off, "the offloads were left on after the stack ended");
+        // The interface let go of our steering program, which is then freed (after an RCU
+        // grace period: bounded, 10 s at most).
+        let mut freed = false;
+        for _ in 0..100 {
+            if !steering_programs().await.contains(&ours[0]) {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(freed, "the interface kept the steering program {ours:?}");
         assert!(exists(&ns, "sa0").await, "the interface outlives the stack");
         let mut cmd = ns.command("ip");
         cmd.args(["-o", "-4", "addr", "show", "dev", "sa0"]);
@@ -190,11 +215,11 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
 
 /// Attaching takes no interface that is not there for it, and creates none: a missing name
 /// is `NotFound` (and stays missing); a TAP and the loopback are not TUNs; another running
-/// program's own TUN (not persistent) is `AlreadyExists` and keeps its settings, as does,
-/// for the offloading device, a persistent one that a plain reader holds; a single-queue
-/// TUN that a first device reads is the kernel's EBUSY for a second (and free again once
-/// the first is gone); an MTU that is not the interface's is `InvalidInput`. Each error
-/// names the interface.
+/// program's own TUN (not persistent) is `AlreadyExists` and keeps its settings; a
+/// persistent multi-queue TUN that a reader holds (one of ours, or a program using the
+/// packet information prefix) is the kernel's EBUSY, and keeps its settings and its single
+/// reader, as does a single-queue one (free again once the first is gone); an MTU that is
+/// not the interface's is `InvalidInput`. Each error names the interface.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_refuses_what_is_not_there_for_it() {
     let test = "attach_refuses_what_is_not_there_for_it";
@@ -248,26 +273,53 @@ async fn attach_refuses_what_is_not_there_for_it() {
         !tso(&ns, "own0").await,
         "the other program's TUN was given offloads"
     );
+    let mut theirs = theirs;
+    theirs.check().expect("the other program's TUN still works");
     drop(theirs);
 
-    // A persistent multi-queue TUN that another reader holds without the virtio-net
-    // header: the offloading device would misread its frames.
-    ip(
-        &ns,
-        &["tuntap", "add", "dev", "mq0", "mode", "tun", "multi_queue"],
-    )
-    .await;
-    let plain = TunDevice::attach_in(&ns, &attach_config("mq0", false)).expect("plain");
-    let e = TunDevice::attach_in(&ns, &attach_config("mq0", true))
-        .map(|d| panic!("attached {d:?}"))
-        .unwrap_err();
-    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
-    assert!(e.to_string().contains("other framing"), "{e}");
-    assert!(
-        !tso(&ns, "mq0").await,
-        "the plain reader was given offloads"
-    );
-    drop(plain);
+    // A persistent multi-queue TUN that another reader holds, whatever its framing: one of
+    // ours (the plain device), or a program reading with the packet information prefix.
+    // Joining would split the interface's flows between the two, and our settings (the
+    // offloads, the steering program) would be its too.
+    for (tun, reader) in [("mq0", "plain"), ("pi0", "python")] {
+        ip(
+            &ns,
+            &["tuntap", "add", "dev", tun, "mode", "tun", "multi_queue"],
+        )
+        .await;
+        let (_plain, _python) = match reader {
+            "plain" => (
+                Some(TunDevice::attach_in(&ns, &attach_config(tun, false)).expect("plain")),
+                None,
+            ),
+            _ => {
+                let mut cmd = ns.command("python3");
+                cmd.args(["-c", HOLD_WITH_PI, tun]);
+                let python = Proc::spawn(cmd);
+                // Bounded: until the kernel counts its file, at most 10 s.
+                let mut held = false;
+                for _ in 0..100 {
+                    if files(&ns, tun).await == Some(1) {
+                        held = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert!(held, "python never attached to {tun}");
+                (None, Some(python))
+            }
+        };
+        for offload in [true, false] {
+            let e = refused(tun, offload);
+            assert_eq!(e.kind(), ebusy(), "{reader}: {e}");
+            assert!(e.to_string().contains("another program reads it"), "{e}");
+        }
+        assert!(
+            !tso(&ns, tun).await,
+            "{reader}'s interface was given offloads"
+        );
+        assert_eq!(files(&ns, tun).await, Some(1), "{reader} reads it alone");
+    }
 
     // A single-queue persistent TUN takes one reader.
     ip(&ns, &["tuntap", "add", "dev", "one0", "mode", "tun"]).await;
@@ -275,11 +327,7 @@ async fn attach_refuses_what_is_not_there_for_it() {
     assert_eq!(first.max_queues(), 1, "a single-queue interface");
     let e = refused("one0", true);
     assert_eq!(e.raw_os_error(), None);
-    assert_eq!(
-        e.kind(),
-        io::Error::from_raw_os_error(libc_ebusy()).kind(),
-        "{e}"
-    );
+    assert_eq!(e.kind(), ebusy(), "{e}");
     assert!(e.to_string().contains("another program reads it"), "{e}");
     drop(first);
     let again = TunDevice::attach_in(&ns, &attach_config("one0", true)).expect("free again");
@@ -294,8 +342,77 @@ async fn attach_refuses_what_is_not_there_for_it() {
     assert!(e.to_string().contains("its MTU is 1500"), "{e}");
 }
 
-/// EBUSY (asm-generic/errno-base.h), whose `io::ErrorKind` is not stable on every Rust
-/// this crate builds with.
-fn libc_ebusy() -> i32 {
-    16
+/// The kind of EBUSY (asm-generic/errno-base.h: 16), which is not stable on every Rust this
+/// crate builds with.
+fn ebusy() -> io::ErrorKind {
+    io::Error::from_raw_os_error(16).kind()
+}
+
+/// Attaches to the multi-queue TUN argv[1] with the 4-byte packet information prefix (no
+/// `IFF_NO_PI`) and holds it for 60 s: another program reading the interface.
+const HOLD_WITH_PI: &str = r#"
+import fcntl, os, struct, sys, time
+fd = os.open('/dev/net/tun', os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1 | 0x100) + bytes(22))
+time.sleep(60)
+"#;
+
+/// How many files the kernel counts on multi-queue TUN `name` in `ns`, as `ip -d link`
+/// shows them (`numqueues`).
+async fn files(ns: &NetNs, name: &str) -> Option<u32> {
+    let mut cmd = ns.command("ip");
+    cmd.args(["-d", "link", "show", "dev", name]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("ip");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|&w| w == "numqueues")?;
+    words.next()?.parse().ok()
+}
+
+/// Lists the IDs of the BPF programs loaded on the machine that are named `synack_steer`
+/// (`bpf(2)`: `BPF_PROG_GET_NEXT_ID`, `BPF_PROG_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD`; the
+/// name is at offset 64 of `struct bpf_prog_info`), one a line.
+const STEERING_PROGRAMS: &str = r#"
+import ctypes, os, platform, struct
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {'x86_64': 321, 'aarch64': 280}[platform.machine()]
+def bpf(cmd, attr):
+    buf = ctypes.create_string_buffer(attr, 128)
+    return libc.syscall(nr, cmd, buf, 128), buf
+prog = 0
+for _ in range(100000):
+    r, buf = bpf(11, struct.pack('I', prog))
+    if r < 0:
+        break
+    prog = struct.unpack_from('I', buf.raw, 4)[0]
+    fd, _ = bpf(13, struct.pack('I', prog))
+    if fd < 0:
+        continue
+    info = ctypes.create_string_buffer(256)
+    r, _ = bpf(15, struct.pack('IIQ', fd, 256, ctypes.addressof(info)))
+    os.close(fd)
+    if r == 0 and info.raw[64:80].split(b'\0')[0] == b'synack_steer':
+        print(prog)
+"#;
+
+/// The IDs of the loaded BPF programs named `synack_steer` (`STEERING_PROGRAMS`).
+async fn steering_programs() -> Vec<u32> {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args(["-c", STEERING_PROGRAMS]);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }

@@ -35,9 +35,12 @@
 //! (`ip tuntap add dev NAME mode tun user USER [multi_queue]`), with its addresses, routes
 //! and MTU. Every call it makes is allowed to the interface's owner, so the stack runs
 //! without privileges. It refuses what would take another program's packets: a TAP, an
-//! interface that is not persistent (a running program's own), a single-queue one in use.
-//! Since the kernel keeps a persistent interface's offloads from one reader to the next, the
-//! plain device turns them off when it attaches and the offloading one when it is dropped.
+//! interface that is not persistent (a running program's own), one that a file reads
+//! already (the kernel counts them for a multi-queue interface: `rtnl.rs` asks it, before
+//! joining and after; a single-queue one refuses a second file itself). Since the kernel
+//! keeps a persistent interface's offloads and steering program from one reader to the
+//! next, the plain device turns the offloads off when it attaches, and an attached device
+//! takes off both when it is dropped.
 //!
 //! In raw-IP mode every read is one whole IP packet and every write must be one. The
 //! kernel-side addresses given in [`TunConfig::host_addr`] (IPv4) and
@@ -68,6 +71,7 @@ use crate::netns::NetNs;
 use crate::shard::FlowSteering;
 
 mod offload;
+mod rtnl;
 mod steering;
 mod sys;
 mod vnet;
@@ -447,13 +451,16 @@ impl Tun {
     }
 
     /// Attaches to the interface `config.name`, which must exist in the calling thread's
-    /// network namespace, be a TUN and be persistent (`ip tuntap add`): see
+    /// network namespace, be a TUN, be persistent (`ip tuntap add`) and have no reader: see
     /// [`TunDevice::attach`]. Must be called within a tokio runtime.
     fn attach(config: &TunConfig, vnet_hdr: bool) -> io::Result<Tun> {
         let name = &config.name;
         check_name(name)?;
+        // The file is registered with the reactor last: fail before touching the interface.
+        tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("attaching to TUN {name}: {e}")))?;
         // TUNSETIFF on a name that is free would create an interface (given the privilege).
-        if !sys::interface_exists(name).map_err(|e| attaching_error(name, e))? {
+        let Some(ifindex) = sys::ifindex(name).map_err(|e| attaching_error(name, e, None))? else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
@@ -462,34 +469,29 @@ impl Tun {
                      [multi_queue])"
                 ),
             ));
+        };
+        // What the kernel says of it, before a file of ours joins it. Without route netlink
+        // (a sandbox that filters it) the checks after TUNSETIFF remain.
+        let link = rtnl::link(ifindex)
+            .inspect_err(|e| tracing::debug!(error = %e, "RTM_GETLINK for TUN {name}"))
+            .ok();
+        let tun = link.as_ref().and_then(|l| l.tun.clone());
+        if link.as_ref().is_some_and(|l| !l.is_tun) || tun.as_ref().is_some_and(|t| t.tap) {
+            return Err(not_a_tun(name));
         }
-        // The kernel attaches a file only with the interface's own multi-queue flag
-        // (`tun_set_iff`, EINVAL otherwise); the one asked for first, then the other.
-        let admit = |fd| admit_attached(name, fd, vnet_hdr);
-        let (fd, multi_queue) =
-            match sys::open_tun(name, vnet_hdr, config.multi_queue, false, admit) {
-                Ok(fd) => (fd, config.multi_queue),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    match sys::open_tun(name, vnet_hdr, !config.multi_queue, false, admit) {
-                        Ok(fd) => (fd, !config.multi_queue),
-                        // Refused either way: not a TUN (a TAP, or another kind of link).
-                        Err(again) if again.raw_os_error() == Some(libc::EINVAL) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::InvalidInput,
-                                format!(
-                                    "attaching to TUN {name}: it is not a TUN interface (a TAP, \
-                                 or another kind of link); synack needs one made with \
-                                 `ip tuntap add dev {name} mode tun`"
-                                ),
-                            ))
-                        }
-                        Err(again) => return Err(attaching_error(name, again)),
-                    }
-                }
-                Err(e) => return Err(attaching_error(name, e)),
-            };
-        let mtu = sys::mtu(name).map_err(|e| attaching_error(name, e))?;
-        if !(MIN_MTU..=65535).contains(&mtu) {
+        if let Some(t) = &tun {
+            if !t.persist {
+                return Err(not_persistent(name));
+            }
+            if let Some(files) = t.files.filter(|&n| n > 0) {
+                return Err(in_use(name, &format!("{files} file(s) of another program")));
+            }
+        }
+        let mtu = match link.as_ref().and_then(|l| l.mtu) {
+            Some(mtu) => i64::from(mtu),
+            None => i64::from(sys::mtu(name).map_err(|e| attaching_error(name, e, None))?),
+        };
+        if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -499,7 +501,7 @@ impl Tun {
                 ),
             ));
         }
-        // A positive MTU in range: the conversion cannot fail.
+        // In range, so it fits.
         let mtu = usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU);
         if config.mtu != 0 && config.mtu != mtu {
             return Err(io::Error::new(
@@ -511,8 +513,32 @@ impl Tun {
                 ),
             ));
         }
+        let netns = File::open(THREAD_NETNS)?;
+        // Once joined: still persistent, and the only file (the name may have been freed
+        // and taken, or another program may have joined, since the look above).
+        let admit = |fd| admit_attached(name, ifindex, fd);
+        // The kernel attaches a file only with the interface's own multi-queue flag
+        // (`tun_set_iff`, EINVAL otherwise): the one it reports, else the one asked for
+        // first, then the other.
+        let first = tun.as_ref().map_or(config.multi_queue, |t| t.multi_queue);
+        let (fd, multi_queue) = match sys::open_tun(name, vnet_hdr, first, false, admit) {
+            Ok(fd) => (fd, first),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && tun.is_none() => {
+                match sys::open_tun(name, vnet_hdr, !first, false, admit) {
+                    Ok(fd) => (fd, !first),
+                    // Refused either way: not a TUN (a TAP, or another kind of link).
+                    Err(again) if again.raw_os_error() == Some(libc::EINVAL) => {
+                        return Err(not_a_tun(name))
+                    }
+                    Err(again) => return Err(attaching_error(name, again, tun.as_ref())),
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(not_a_tun(name)),
+            Err(e) => return Err(attaching_error(name, e, tun.as_ref())),
+        };
         let broadcast = sys::ipv4(name)
-            .map_err(|e| attaching_error(name, e))?
+            .ok()
+            .flatten()
             .and_then(|(addr, mask)| Ipv4Cidr::new(addr, u32::from(mask).leading_ones() as u8))
             .and_then(|v4| v4.broadcast());
         if sys::link_flags(name).is_ok_and(|f| f & libc::IFF_UP == 0) {
@@ -522,11 +548,15 @@ impl Tun {
                  dev {name} up)"
             );
         }
-        let netns = if multi_queue && config.multi_queue {
-            Some(Arc::new(File::open(THREAD_NETNS)?))
-        } else {
-            None
-        };
+        if let Some(len) = link.and_then(|l| l.tx_queue_len) {
+            if (len as usize) < TUN_TX_QUEUE_LEN {
+                tracing::info!(
+                    tun = %name,
+                    "TUN {name} holds {len} packets for the stack; under load the kernel drops \
+                     what does not fit (ip link set dev {name} txqueuelen {TUN_TX_QUEUE_LEN})"
+                );
+            }
+        }
         tracing::debug!(name = %name, mtu, vnet_hdr, multi_queue, "TUN attached");
         Ok(Tun {
             fd: sys::register(fd)?,
@@ -534,7 +564,7 @@ impl Tun {
             mtu,
             vnet_hdr,
             broadcast,
-            netns,
+            netns: (multi_queue && config.multi_queue).then(|| Arc::new(netns)),
             attached: true,
         })
     }
@@ -690,47 +720,75 @@ impl Tun {
 }
 
 impl Drop for Tun {
-    /// An attached interface outlives us: it is left without the offloads we turned on, as
-    /// its next reader, which may not take the virtio-net header, expects to find it (the
-    /// kernel keeps them across readers; see `sys::set_offloads`).
+    /// An attached interface outlives us, and the kernel keeps what a reader set on it for
+    /// the next: it is left without the offloads we turned on (a next reader without the
+    /// virtio-net header would be handed TSO super-packets; see `sys::set_offloads`) and
+    /// without our steering program (which would spread its flows by our hash).
     fn drop(&mut self) {
-        if self.attached && self.vnet_hdr {
-            let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
+        if self.attached {
+            if self.vnet_hdr {
+                let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
+            }
+            if self.netns.is_some() {
+                let _ = sys::set_steering_program(self.fd.as_raw_fd(), -1);
+            }
         }
     }
 }
 
-/// Whether the file `fd`, just attached to TUN `name`, may stay: before any setting of ours
-/// touches the interface, which must be there for us to take.
-///
-/// Only a persistent interface is: one that is not was made by the program holding its
-/// first file (another stack, whose packets this file would share), or, if the name was
-/// freed since `Tun::attach` looked, just now by this very file, and goes with it. And the
-/// interface must read as we do (the virtio-net header or not, no packet information
-/// prefix): it takes a file's settings only when that file is its first (`tun_set_iff`), so
-/// others mean another program reads it already, with frames we would misread.
-fn admit_attached(name: &str, fd: std::os::fd::RawFd, vnet_hdr: bool) -> io::Result<()> {
-    let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e))?;
-    let refuse = |why: &str| {
-        io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("attaching to TUN {name}: {why}; attach only to one made with `ip tuntap add` that nothing else reads"),
-        )
-    };
+/// Whether the file `fd`, just attached to TUN `name` (index `ifindex`), may stay: before
+/// any setting of ours touches the interface, it must still be persistent and have no file
+/// but this one. `Tun::attach` looked before, but the name may have been freed and taken
+/// since (then this file just made a new interface, which goes with it), or another program
+/// may have joined a multi-queue one. A single-queue one takes no second file at all (EBUSY).
+fn admit_attached(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<()> {
+    let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e, None))?;
     if flags & libc::IFF_PERSIST == 0 {
-        return Err(refuse(
-            "it is not persistent, so another program made it and reads it",
-        ));
+        return Err(not_persistent(name));
     }
-    let framing = libc::IFF_VNET_HDR | libc::IFF_NO_PI;
-    let ours = libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
-    if flags & framing != ours {
-        return Err(refuse(
-            "another program reads it already, with other framing (virtio-net header, \
-             packet information)",
-        ));
+    let files = rtnl::link(ifindex)
+        .ok()
+        .and_then(|l| l.tun)
+        .and_then(|t| t.files);
+    match files {
+        Some(n) if n > 1 => Err(in_use(
+            name,
+            &format!("{} file(s) of another program", n - 1),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+fn not_a_tun(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "attaching to TUN {name}: it is not a TUN interface (a TAP, or another kind of \
+             link); synack needs one made with `ip tuntap add dev {name} mode tun`"
+        ),
+    )
+}
+
+fn not_persistent(name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!(
+            "attaching to TUN {name}: it is not persistent, so another program made it and \
+             reads it; attach only to one made with `ip tuntap add`"
+        ),
+    )
+}
+
+/// The interface has readers already: the kernel's EBUSY, with what we know of them.
+fn in_use(name: &str, who: &str) -> io::Error {
+    let kind = io::Error::from_raw_os_error(libc::EBUSY).kind();
+    io::Error::new(
+        kind,
+        format!(
+            "attaching to TUN {name}: another program reads it ({who}); attach only to one \
+             that nothing else reads"
+        ),
+    )
 }
 
 /// Checks that `name` fits an interface name (IFNAMSIZ with its NUL).
@@ -744,20 +802,29 @@ fn check_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// What attaching to TUN `name` failed with, said so, its kind kept: the interface another
-/// user's (EPERM), a single-queue one in use (EBUSY), or the step that failed.
-fn attaching_error(name: &str, e: io::Error) -> io::Error {
-    let why = match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => format!(
-            "it belongs to another user or group; make it with `ip tuntap add dev {name} mode tun \
-             user <user>` for the user that runs the stack, or run with CAP_NET_ADMIN ({e})"
-        ),
-        Some(libc::EBUSY) => {
-            format!("another program reads it (a single-queue TUN takes one reader) ({e})")
+/// What attaching to TUN `name` failed with, said so, its kind kept: the interface not
+/// this user's (EPERM, with its owner if `tun` says), a single-queue one in use (EBUSY), or
+/// the step that failed.
+fn attaching_error(name: &str, e: io::Error, tun: Option<&rtnl::TunLink>) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => {
+            let whose = match tun.map(|t| (t.owner, t.group)) {
+                Some((Some(uid), _)) => format!("it belongs to uid {uid}"),
+                Some((None, Some(gid))) => format!("it belongs to gid {gid}"),
+                _ => "it belongs to another user or group".to_owned(),
+            };
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "attaching to TUN {name}: {whose}; make it with `ip tuntap add dev {name} \
+                     mode tun user <user>` for the user that runs the stack, or run with \
+                     CAP_NET_ADMIN ({e})"
+                ),
+            )
         }
-        _ => e.to_string(),
-    };
-    io::Error::new(e.kind(), format!("attaching to TUN {name}: {why}"))
+        Some(libc::EBUSY) => in_use(name, "a single-queue TUN takes one file"),
+        _ => io::Error::new(e.kind(), format!("attaching to TUN {name}: {e}")),
+    }
 }
 
 /// The TUN device users get by default: an [`OffloadTun`] whenever the kernel supports it,
@@ -833,21 +900,25 @@ impl TunDevice {
     /// Of `config`, only [`name`](TunConfig::name), [`offload`](TunConfig::offload) and
     /// [`multi_queue`](TunConfig::multi_queue) apply: the interface keeps the addresses,
     /// MTU ([`mtu`](TunConfig::mtu) must be 0 or the interface's own) and queue length the
-    /// administrator gave it. A multi-queue interface (`ip tuntap add ... multi_queue`)
+    /// administrator gave it (its MTU read once, as it is now: change it with the stack
+    /// stopped). A multi-queue interface (`ip tuntap add ... multi_queue`)
     /// gives a stack one worker per queue, unless `multi_queue` is `false`; a single-queue
     /// one, a single worker. [`TUN_TX_QUEUE_LEN`] is the queue length we recommend
     /// (`ip link set dev tun0 txqueuelen 2048`).
     ///
-    /// Errors, each naming the interface: `NotFound` if there is none of that name in the
-    /// calling thread's network namespace (none is created); `InvalidInput` if it is not a
-    /// TUN (a TAP, a veth) or its MTU is out of range; `PermissionDenied` if it belongs to
-    /// another user or group, or `/dev/net/tun` may not be opened; `AlreadyExists` if it is
-    /// not persistent, that is another program made it and reads it; the kernel's EBUSY if
-    /// it has a single queue and another program reads it. A multi-queue interface that another program also reads would share its packets
-    /// with it: attach only to one this stack has to itself.
+    /// It takes only an interface that is there for it, and creates none. Before a file
+    /// joins it, the kernel is asked about it (route netlink, `RTM_GETLINK`, as `ip -d link`
+    /// asks), and once joined asked again, before any setting of ours touches it. Errors,
+    /// each naming the interface: `NotFound` if there is none of that name in the calling
+    /// thread's network namespace; `InvalidInput` if it is not a TUN (a TAP, a veth) or its
+    /// MTU is out of range; `PermissionDenied` if it belongs to another user or group (its
+    /// owner named), or `/dev/net/tun` may not be opened; `AlreadyExists` if it is not
+    /// persistent, that is another program made it and reads it; the kernel's EBUSY if
+    /// another program reads it (its flows would be split between the two, and our
+    /// settings would be its).
     ///
-    /// The interface outlives the device; dropping the device turns off the offloads it
-    /// turned on, so that the interface's next reader finds it as it was made.
+    /// The interface outlives the device, which leaves it without the offloads and the
+    /// steering program it gave it: the kernel keeps both for the interface's next reader.
     pub fn attach(config: &TunConfig) -> io::Result<TunDevice> {
         Self::choose(config, OffloadTun::attach, PlainTun::attach)
     }

@@ -124,7 +124,8 @@ pub(super) fn tun_flags(fd: RawFd) -> io::Result<libc::c_int> {
     let mut req = ifreq("");
     // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call.
     check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) })?;
-    // SAFETY: TUNGETIFF just filled `ifru_flags`, so that is the union's live field.
+    // SAFETY: TUNGETIFF filled `ifru_flags`; every bit pattern is a `short`, and the zeroed
+    // union is initialised throughout.
     Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
 }
 
@@ -196,22 +197,96 @@ fn ifreq_ioctl(request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> 
     check(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) }).map(drop)
 }
 
-/// Whether an interface `name` exists in the calling thread's network namespace
-/// (SIOCGIFINDEX, which any user may ask).
-pub(super) fn interface_exists(name: &str) -> io::Result<bool> {
+/// The index of interface `name` in the calling thread's network namespace, or `None` if
+/// there is none of that name (SIOCGIFINDEX, which any user may ask).
+pub(super) fn ifindex(name: &str) -> io::Result<Option<i32>> {
     let mut req = ifreq(name);
     match ifreq_ioctl(libc::SIOCGIFINDEX, &mut req) {
-        Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        // SAFETY: SIOCGIFINDEX filled `ifru_ifindex`; every bit pattern is an `int`, and the
+        // zeroed union is initialised throughout.
+        Ok(()) => Ok(Some(unsafe { req.ifr_ifru.ifru_ifindex })),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Sends the route-netlink `request` (one message, `rtnl.rs` builds it) from a socket of
+/// its own in the calling thread's network namespace, and receives the kernel's answer into
+/// `reply`: its length. The kernel answers a request for one link within the `send` (the
+/// request runs in the sender's context), so the answer is waited for no longer than a
+/// second; one larger than `reply` is an error, not a cut message.
+pub(super) fn rtnetlink(request: &[u8], reply: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: socket(2) takes integers only; a non-negative result is a descriptor that
+    // nothing else owns, handed straight to `OwnedFd`, which closes it.
+    let sock = unsafe {
+        OwnedFd::from_raw_fd(check(libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        ))?)
+    };
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: SO_RCVTIMEO reads one `timeval`, which `timeout` is, of the size given; it
+    // lives across the call.
+    check(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })?;
+    let mut kernel: libc::sockaddr_nl =
+        // SAFETY: `sockaddr_nl` is plain old data; all-zero is port 0 (the kernel) and no
+        // groups.
+        unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `request` is valid for reads of its length, and `kernel` is a `sockaddr_nl`
+    // of the size given; both outlive the call.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if usize::try_from(sent).map_err(|_| io::Error::last_os_error())? != request.len() {
+        return Err(io::Error::other("route netlink took part of the request"));
+    }
+    // SAFETY: the kernel writes at most `reply.len()` bytes into `reply`, which is valid and
+    // exclusively borrowed for the call. MSG_TRUNC makes it return the message's whole
+    // length, so that a cut one is seen.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            reply.as_mut_ptr().cast(),
+            reply.len(),
+            libc::MSG_TRUNC,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    if n > reply.len() {
+        return Err(io::Error::other(format!(
+            "route netlink's answer has {n} bytes, more than {}",
+            reply.len()
+        )));
+    }
+    Ok(n)
 }
 
 /// The MTU of `name`.
 pub(super) fn mtu(name: &str) -> io::Result<i32> {
     let mut req = ifreq(name);
     ifreq_ioctl(libc::SIOCGIFMTU, &mut req)?;
-    // SAFETY: SIOCGIFMTU just filled `ifru_mtu`, so that is the union's live field.
+    // SAFETY: SIOCGIFMTU filled `ifru_mtu`; every bit pattern is an `int`, and the zeroed
+    // union is initialised throughout.
     Ok(unsafe { req.ifr_ifru.ifru_mtu })
 }
 
@@ -219,7 +294,8 @@ pub(super) fn mtu(name: &str) -> io::Result<i32> {
 pub(super) fn link_flags(name: &str) -> io::Result<libc::c_int> {
     let mut req = ifreq(name);
     ifreq_ioctl(libc::SIOCGIFFLAGS, &mut req)?;
-    // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, so that is the union's live field.
+    // SAFETY: SIOCGIFFLAGS filled `ifru_flags`; every bit pattern is a `short`, and the
+    // zeroed union is initialised throughout.
     Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
 }
 
@@ -548,7 +624,8 @@ pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<Ow
 
 /// Makes `prog` the TUN's steering program (`TUNSETSTEERINGEBPF`): for every packet the
 /// kernel sends into the interface, queue = the program's result as a `u16` modulo the
-/// number of queues. The interface holds its own reference to the program.
+/// number of queues. The interface holds its own reference to the program, until it is
+/// deleted or given another; -1 takes it away.
 pub(super) fn set_steering_program(tun: RawFd, prog: RawFd) -> io::Result<()> {
     let fd: libc::c_int = prog;
     // SAFETY: TUNSETSTEERINGEBPF reads one int through the pointer, which points to `fd`
