@@ -128,18 +128,20 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
             .build(tun)
             .expect("start the stack");
         assert_eq!(stack.workers(), 2, "one worker per queue of the interface");
-        // Root may load the steering program; the interface holds the only reference.
+        // Root may load the steering program (as kernel_multiqueue requires too); the
+        // interface holds the only reference to it.
         assert!(stack.flows_steered(), "the steering program");
-        let ours: Vec<u32> = steering_programs()
-            .await
-            .into_iter()
-            .filter(|id| !before.contains(id))
-            .collect();
-        assert_eq!(
-            ours.len(),
-            1,
-            "one steering program for the interface: {ours:?}"
-        );
+        // The programs loaded since (another process may load one too), where the machine's
+        // programs can be listed.
+        let ours: Option<Vec<u32>> = match (&before, steering_programs().await) {
+            (Some(before), Some(now)) => {
+                Some(now.into_iter().filter(|id| !before.contains(id)).collect())
+            }
+            _ => None,
+        };
+        if let Some(ours) = &ours {
+            assert!(!ours.is_empty(), "no steering program was loaded");
+        }
 
         const CLIENTS: usize = 24;
         let listener = TcpListener::bind(&stack, "198.18.0.2:7000")
@@ -189,16 +191,22 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
         }
         assert!(off, "the offloads were left on after the stack ended");
         // The interface let go of our steering program, which is then freed (after an RCU
-        // grace period: bounded, 10 s at most).
-        let mut freed = false;
-        for _ in 0..100 {
-            if !steering_programs().await.contains(&ours[0]) {
-                freed = true;
-                break;
+        // grace period: bounded, 10 s at most). Only one of those loaded during the run is
+        // the interface's.
+        if let Some(ours) = ours {
+            let mut freed = false;
+            for _ in 0..100 {
+                let now = steering_programs().await.unwrap_or_default();
+                if ours.iter().any(|id| !now.contains(id)) {
+                    freed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(freed, "the interface kept the steering program {ours:?}");
+        } else {
+            eprintln!("{test}: the machine's BPF programs cannot be listed here; not checked");
         }
-        assert!(freed, "the interface kept the steering program {ours:?}");
         assert!(exists(&ns, "sa0").await, "the interface outlives the stack");
         let mut cmd = ns.command("ip");
         cmd.args(["-o", "-4", "addr", "show", "dev", "sa0"]);
@@ -292,6 +300,10 @@ async fn attach_refuses_what_is_not_there_for_it() {
                 Some(TunDevice::attach_in(&ns, &attach_config(tun, false)).expect("plain")),
                 None,
             ),
+            _ if files(&ns, tun).await.is_none() => {
+                eprintln!("{test}: this `ip` shows no TUN queue count; the PI reader not tried");
+                continue;
+            }
             _ => {
                 let mut cmd = ns.command("python3");
                 cmd.args(["-c", HOLD_WITH_PI, tun]);
@@ -374,11 +386,15 @@ async fn files(ns: &NetNs, name: &str) -> Option<u32> {
 
 /// Lists the IDs of the BPF programs loaded on the machine that are named `synack_steer`
 /// (`bpf(2)`: `BPF_PROG_GET_NEXT_ID`, `BPF_PROG_GET_FD_BY_ID`, `BPF_OBJ_GET_INFO_BY_FD`; the
-/// name is at offset 64 of `struct bpf_prog_info`), one a line.
+/// name is at offset 64 of `struct bpf_prog_info`), one a line; `unsupported` where the
+/// system call's number is not known here.
 const STEERING_PROGRAMS: &str = r#"
 import ctypes, os, platform, struct
 libc = ctypes.CDLL(None, use_errno=True)
-nr = {'x86_64': 321, 'aarch64': 280}[platform.machine()]
+nr = {'x86_64': 321, 'aarch64': 280}.get(platform.machine())
+if nr is None:
+    print('unsupported')
+    raise SystemExit(0)
 def bpf(cmd, attr):
     buf = ctypes.create_string_buffer(attr, 128)
     return libc.syscall(nr, cmd, buf, 128), buf
@@ -398,8 +414,9 @@ for _ in range(100000):
         print(prog)
 "#;
 
-/// The IDs of the loaded BPF programs named `synack_steer` (`STEERING_PROGRAMS`).
-async fn steering_programs() -> Vec<u32> {
+/// The IDs of the loaded BPF programs named `synack_steer` (`STEERING_PROGRAMS`), or `None`
+/// where they cannot be listed.
+async fn steering_programs() -> Option<Vec<u32>> {
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", STEERING_PROGRAMS]);
     let out = tokio::task::spawn_blocking(move || cmd.output())
@@ -411,8 +428,9 @@ async fn steering_programs() -> Vec<u32> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim() == "unsupported" {
+        return None;
+    }
+    Some(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
 }

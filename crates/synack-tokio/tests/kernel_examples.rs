@@ -13,6 +13,7 @@ use std::time::Duration;
 use kernel_support::{
     example, pattern, require_tool, tshark, tso, Proc, ScratchDir, ECHO_CLIENTS, HOST, STACK,
 };
+use synack_tokio::device::{TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 
 /// These tests take turns. On a two-core machine a load generator (wrk) or a second bulk
@@ -631,8 +632,9 @@ async fn kernel_quickstart_exits_zero_and_leaves_nothing_behind() {
 /// multi_queue` makes the interface, `ip` gives it the kernel's address and brings it up;
 /// `echo_server --attach` then runs as uid 65534 with no capability (setpriv; the test reads
 /// both back from /proc), and eight kernel clients get every byte of 500 kB echoed. The same
-/// user is refused a TUN that is not its own, with an error saying so. After SIGTERM the
-/// interface is still there, without the offloads the server turned on.
+/// user is refused a TUN that is not its own, with an error saying so. The server runs with
+/// the kernel's offloads where the kernel has them; after SIGTERM the interface is still
+/// there, without them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_server_runs_unprivileged_on_an_attached_tun() {
     let test = "echo_server_runs_unprivileged_on_an_attached_tun";
@@ -767,6 +769,14 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
     };
     assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
     assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+    // With the kernel's TUN offloads, the server took them as its default device does.
+    let probe = TunConfig {
+        name: "probe0".into(),
+        host_addr: Some("198.18.1.1/24".parse().unwrap()),
+        ..TunConfig::default()
+    };
+    let offloads = TunDevice::create_in(&ns, &probe).unwrap().is_offloaded();
+    assert_eq!(tso(&ns, "synack0").await, offloads, "the server's offloads");
 
     let out = server.terminate(Duration::from_secs(10)).await;
     let stderr = String::from_utf8_lossy(&out.stderr);

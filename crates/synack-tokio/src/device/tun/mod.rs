@@ -350,8 +350,9 @@ struct Tun {
     /// Multi-queue: the network namespace the interface lives in, where more queues of it
     /// are opened. `None`: a single-queue interface.
     netns: Option<Arc<File>>,
-    /// The interface was there before us ([`TunDevice::attach`]) and stays after us.
-    attached: bool,
+    /// For an interface that was there before us ([`TunDevice::attach`]) and stays after
+    /// us: its index, by which a queue opened later makes sure it joins the same one.
+    attached: Option<i32>,
 }
 
 impl Tun {
@@ -446,7 +447,7 @@ impl Tun {
             vnet_hdr,
             broadcast: config.host_addr.and_then(|v4| v4.broadcast()),
             netns,
-            attached: false,
+            attached: None,
         })
     }
 
@@ -471,7 +472,9 @@ impl Tun {
             ));
         };
         // What the kernel says of it, before a file of ours joins it. Without route netlink
-        // (a sandbox that filters it) the checks after TUNSETIFF remain.
+        // (a sandbox that filters it) a single-queue interface is still safe to try (the
+        // kernel refuses a second file), and a multi-queue one is refused once joined
+        // (`admit_attached`).
         let link = rtnl::link(ifindex)
             .inspect_err(|e| tracing::debug!(error = %e, "RTM_GETLINK for TUN {name}"))
             .ok();
@@ -536,6 +539,11 @@ impl Tun {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Err(not_a_tun(name)),
             Err(e) => return Err(attaching_error(name, e, tun.as_ref())),
         };
+        // A steering program a reader left behind (one killed before it could take it off)
+        // would spread our flows by its hash; ours, if any, comes with the stack's shards.
+        if multi_queue {
+            let _ = sys::set_steering_program(fd.as_raw_fd(), -1);
+        }
         let broadcast = sys::ipv4(name)
             .ok()
             .flatten()
@@ -565,7 +573,7 @@ impl Tun {
             vnet_hdr,
             broadcast,
             netns: (multi_queue && config.multi_queue).then(|| Arc::new(netns)),
-            attached: true,
+            attached: Some(ifindex),
         })
     }
 
@@ -606,14 +614,22 @@ impl Tun {
                 "the TUN has a single queue",
             ));
         };
-        let (name, vnet_hdr) = (self.name.clone(), self.vnet_hdr);
+        let (name, vnet_hdr, attached) = (self.name.clone(), self.vnet_hdr, self.attached);
+        // An attached interface must still be the one we attached to: one made since under
+        // its name is not ours to join (nor, with the privilege, to create).
+        let open = move || {
+            sys::open_tun(&name, vnet_hdr, true, false, |fd| match attached {
+                Some(ifindex) => same_interface(&name, ifindex, fd),
+                None => Ok(()),
+            })
+        };
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
-            sys::open_tun(&name, vnet_hdr, true, false, |_| Ok(()))?
+            open()?
         } else {
             let netns = Arc::clone(netns);
             std::thread::spawn(move || {
                 sys::enter_netns(netns.as_raw_fd())?;
-                sys::open_tun(&name, vnet_hdr, true, false, |_| Ok(()))
+                open()
             })
             .join()
             .map_err(|_| io::Error::other("opening a TUN queue: the thread panicked"))??
@@ -626,7 +642,7 @@ impl Tun {
             vnet_hdr,
             broadcast: self.broadcast,
             netns: Some(Arc::clone(netns)),
-            attached: self.attached,
+            attached,
         })
     }
 
@@ -725,7 +741,7 @@ impl Drop for Tun {
     /// virtio-net header would be handed TSO super-packets; see `sys::set_offloads`) and
     /// without our steering program (which would spread its flows by our hash).
     fn drop(&mut self) {
-        if self.attached {
+        if self.attached.is_some() {
             if self.vnet_hdr {
                 let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
             }
@@ -737,26 +753,62 @@ impl Drop for Tun {
 }
 
 /// Whether the file `fd`, just attached to TUN `name` (index `ifindex`), may stay: before
-/// any setting of ours touches the interface, it must still be persistent and have no file
-/// but this one. `Tun::attach` looked before, but the name may have been freed and taken
-/// since (then this file just made a new interface, which goes with it), or another program
-/// may have joined a multi-queue one. A single-queue one takes no second file at all (EBUSY).
+/// any setting of ours touches the interface, it must still be the persistent one
+/// `Tun::attach` looked at, and have no file but this one. The name may have been freed and
+/// taken since (or, given the privilege, this very file just made a new interface, which
+/// goes with it), or another program may have joined a multi-queue interface. A
+/// single-queue one takes no second file at all (EBUSY); a multi-queue one says how many it
+/// has only over route netlink (`IFLA_TUN_NUM_QUEUES`, Linux 4.15), and where it cannot be
+/// asked, the file does not stay: whether another program reads it cannot be told.
 fn admit_attached(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<()> {
+    same_interface(name, ifindex, fd)?;
+    let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e, None))?;
+    if flags & libc::IFF_MULTI_QUEUE == 0 {
+        return Ok(());
+    }
+    let cannot_tell = |kind, why: String| {
+        io::Error::new(
+            kind,
+            format!(
+                "attaching to TUN {name}: cannot tell whether another program reads this \
+                 multi-queue interface: {why}"
+            ),
+        )
+    };
+    match rtnl::link(ifindex) {
+        Ok(link) => match link.tun.and_then(|t| t.files) {
+            Some(1) => Ok(()),
+            Some(n) => Err(in_use(
+                name,
+                &format!("{} file(s) of another program", n.saturating_sub(1)),
+            )),
+            None => Err(cannot_tell(
+                io::ErrorKind::Unsupported,
+                "the kernel does not count its files (IFLA_TUN_NUM_QUEUES, Linux 4.15)".into(),
+            )),
+        },
+        Err(e) => Err(cannot_tell(
+            e.kind(),
+            format!("route netlink (AF_NETLINK) refused RTM_GETLINK: {e}"),
+        )),
+    }
+}
+
+/// Whether the file `fd`, just attached by name to TUN `name`, joined the persistent
+/// interface with index `ifindex`: one that is not persistent is another program's own (or
+/// was just made by this file), and one of another index was made under the name since.
+fn same_interface(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<()> {
     let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e, None))?;
     if flags & libc::IFF_PERSIST == 0 {
         return Err(not_persistent(name));
     }
-    let files = rtnl::link(ifindex)
-        .ok()
-        .and_then(|l| l.tun)
-        .and_then(|t| t.files);
-    match files {
-        Some(n) if n > 1 => Err(in_use(
-            name,
-            &format!("{} file(s) of another program", n - 1),
-        )),
-        _ => Ok(()),
+    if sys::ifindex(name).map_err(|e| attaching_error(name, e, None))? != Some(ifindex) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("attaching to TUN {name}: the interface was replaced while attaching"),
+        ));
     }
+    Ok(())
 }
 
 fn not_a_tun(name: &str) -> io::Error {
@@ -822,6 +874,13 @@ fn attaching_error(name: &str, e: io::Error, tun: Option<&rtnl::TunLink>) -> io:
                 ),
             )
         }
+        Some(libc::EACCES) => io::Error::new(
+            e.kind(),
+            format!(
+                "attaching to TUN {name}: this user may not attach to it (a security module \
+                 refused, or it belongs to another user or group) ({e})"
+            ),
+        ),
         Some(libc::EBUSY) => in_use(name, "a single-queue TUN takes one file"),
         _ => io::Error::new(e.kind(), format!("attaching to TUN {name}: {e}")),
     }

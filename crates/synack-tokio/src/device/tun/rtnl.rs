@@ -41,6 +41,8 @@ const IFLA_TUN_NUM_DISABLED_QUEUES: u16 = 9;
 /// The sizes of `struct nlmsghdr` and `struct ifinfomsg`.
 const NLMSGHDR_LEN: usize = 16;
 const IFINFOMSG_LEN: usize = 16;
+/// The request's sequence number, which the answer repeats.
+const SEQ: u32 = 1;
 /// Room for the answer: one `RTM_NEWLINK`, a few KiB with the interface's statistics.
 const REPLY_LEN: usize = 32 * 1024;
 
@@ -79,7 +81,7 @@ pub(super) struct TunLink {
 pub(super) fn link(ifindex: i32) -> io::Result<Link> {
     let mut reply = vec![0; REPLY_LEN];
     let n = sys::rtnetlink(&request(ifindex), &mut reply)?;
-    parse(reply.get(..n).unwrap_or(&reply))
+    parse(reply.get(..n).unwrap_or(&reply), ifindex)
 }
 
 /// An `RTM_GETLINK` request for one interface, by index.
@@ -89,29 +91,39 @@ fn request(ifindex: i32) -> [u8; NLMSGHDR_LEN + IFINFOMSG_LEN] {
     m[4..6].copy_from_slice(&RTM_GETLINK.to_ne_bytes());
     m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
     // The sequence number; the port is the kernel's to fill in.
-    m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    m[8..12].copy_from_slice(&SEQ.to_ne_bytes());
     // struct ifinfomsg: family (AF_UNSPEC), padding, type, then the index.
     m[NLMSGHDR_LEN + 4..NLMSGHDR_LEN + 8].copy_from_slice(&ifindex.to_ne_bytes());
     m
 }
 
-/// Reads the kernel's answer: an `RTM_NEWLINK`, or an `NLMSG_ERROR` with the errno (ENODEV
-/// for an index that is gone). Anything malformed is `InvalidData`.
-fn parse(reply: &[u8]) -> io::Result<Link> {
+/// Reads the kernel's answer to [`request`]`(ifindex)`: an `RTM_NEWLINK` for that index,
+/// or an `NLMSG_ERROR` with the errno (ENODEV for an index that is gone); messages of
+/// another sequence number are not its. Anything malformed is `InvalidData`.
+fn parse(reply: &[u8], ifindex: i32) -> io::Result<Link> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed RTM_GETLINK answer");
     let mut rest = reply;
     while rest.len() >= NLMSGHDR_LEN {
         let len = u32_at(rest, 0).ok_or_else(bad)? as usize;
         let kind = u16_at(rest, 4).ok_or_else(bad)?;
+        let seq = u32_at(rest, 8).ok_or_else(bad)?;
         let msg = rest.get(NLMSGHDR_LEN..len).ok_or_else(bad)?;
         match kind {
+            _ if seq != SEQ => {}
             NLMSG_ERROR => {
                 let errno = u32_at(msg, 0).ok_or_else(bad)? as i32;
                 if errno != 0 {
-                    return Err(io::Error::from_raw_os_error(-errno));
+                    let errno = errno.checked_neg().ok_or_else(bad)?;
+                    return Err(io::Error::from_raw_os_error(errno));
                 }
             }
-            RTM_NEWLINK => return Ok(read_link(msg.get(IFINFOMSG_LEN..).ok_or_else(bad)?)),
+            RTM_NEWLINK => {
+                let index = u32_at(msg, 4).ok_or_else(bad)? as i32;
+                if index != ifindex {
+                    return Err(bad());
+                }
+                return Ok(read_link(msg.get(IFINFOMSG_LEN..).ok_or_else(bad)?));
+            }
             _ => {}
         }
         rest = rest.get(align(len)..).unwrap_or(&[]);
@@ -210,9 +222,18 @@ mod tests {
         let mut m = Vec::new();
         m.extend_from_slice(&((NLMSGHDR_LEN + payload.len()) as u32).to_ne_bytes());
         m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[0; 2]);
+        m.extend_from_slice(&SEQ.to_ne_bytes());
+        m.extend_from_slice(&[0; 4]);
         m.extend_from_slice(payload);
         m
+    }
+
+    /// A `struct ifinfomsg` for interface 7.
+    fn ifinfomsg() -> Vec<u8> {
+        let mut i = vec![0; IFINFOMSG_LEN];
+        i[4..8].copy_from_slice(&7i32.to_ne_bytes());
+        i
     }
 
     /// An `RTM_NEWLINK` for a multi-queue TUN as `tun_fill_info` writes it: the kind and the
@@ -229,7 +250,7 @@ mod tests {
         data.extend(attr(IFLA_TUN_NUM_DISABLED_QUEUES, &disabled.to_ne_bytes()));
         let mut info = attr(IFLA_INFO_KIND, b"tun\0");
         info.extend(attr(IFLA_INFO_DATA | 0x8000, &data));
-        let mut payload = vec![0; IFINFOMSG_LEN];
+        let mut payload = ifinfomsg();
         payload.extend(attr(IFLA_MTU, &1500u32.to_ne_bytes()));
         payload.extend(attr(IFLA_TXQLEN, &500u32.to_ne_bytes()));
         payload.extend(attr(IFLA_LINKINFO | 0x8000, &info));
@@ -238,7 +259,7 @@ mod tests {
 
     #[test]
     fn reads_a_tun_link() {
-        let link = parse(&newlink(2, 1)).unwrap();
+        let link = parse(&newlink(2, 1), 7).unwrap();
         assert!(link.is_tun);
         assert_eq!(link.mtu, Some(1500));
         assert_eq!(link.tx_queue_len, Some(500));
@@ -262,16 +283,16 @@ mod tests {
     fn another_kind_of_link_has_no_tun_data() {
         let mut info = attr(IFLA_INFO_KIND, b"veth\0");
         info.extend(attr(IFLA_INFO_DATA, &attr(1, &[0; 4])));
-        let mut payload = vec![0; IFINFOMSG_LEN];
+        let mut payload = ifinfomsg();
         payload.extend(attr(IFLA_LINKINFO, &info));
-        let link = parse(&message(RTM_NEWLINK, &payload)).unwrap();
+        let link = parse(&message(RTM_NEWLINK, &payload), 7).unwrap();
         assert_eq!(link.tun, None);
         assert_eq!(link.mtu, None);
     }
 
     #[test]
     fn an_error_answer_is_its_errno() {
-        let e = parse(&message(NLMSG_ERROR, &(-libc::ENODEV).to_ne_bytes())).unwrap_err();
+        let e = parse(&message(NLMSG_ERROR, &(-libc::ENODEV).to_ne_bytes()), 7).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
     }
 
@@ -279,20 +300,26 @@ mod tests {
     fn truncated_or_malformed_answers_are_invalid_data_not_panics() {
         let whole = newlink(0, 0);
         for cut in 0..whole.len() {
-            let _ = parse(&whole[..cut]);
+            let _ = parse(&whole[..cut], 7);
         }
+        let invalid = |reply: &[u8], ifindex| parse(reply, ifindex).unwrap_err().kind();
         let mut lying = whole.clone();
         lying[0..4].copy_from_slice(&u32::MAX.to_ne_bytes());
-        assert_eq!(
-            parse(&lying).unwrap_err().kind(),
-            io::ErrorKind::InvalidData
-        );
-        assert_eq!(parse(&[]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(invalid(&lying, 7), io::ErrorKind::InvalidData);
+        assert_eq!(invalid(&[], 7), io::ErrorKind::InvalidData);
+        // The most negative errno has no positive counterpart.
+        let worst = message(NLMSG_ERROR, &i32::MIN.to_ne_bytes());
+        assert_eq!(invalid(&worst, 7), io::ErrorKind::InvalidData);
+        // An answer about another interface, or to another request, is not this one's.
+        assert_eq!(invalid(&whole, 8), io::ErrorKind::InvalidData);
+        let mut other = whole.clone();
+        other[8..12].copy_from_slice(&2u32.to_ne_bytes());
+        assert_eq!(invalid(&other, 7), io::ErrorKind::InvalidData);
         // An attribute claiming more than there is ends the list, it is not read past.
-        let mut payload = vec![0; IFINFOMSG_LEN];
+        let mut payload = ifinfomsg();
         payload.extend_from_slice(&[200, 0, 4, 0, 1, 2, 3, 4]);
         assert_eq!(
-            parse(&message(RTM_NEWLINK, &payload)).unwrap(),
+            parse(&message(RTM_NEWLINK, &payload), 7).unwrap(),
             Link::default()
         );
     }

@@ -355,7 +355,8 @@ pub(super) fn add_ipv4(name: &str, addr: Ipv4Addr, mask: Ipv4Addr) -> io::Result
 pub(super) fn link_up(name: &str) -> io::Result<()> {
     let mut req = ifreq(name);
     ifreq_ioctl(libc::SIOCGIFFLAGS, &mut req)?;
-    // SAFETY: SIOCGIFFLAGS just filled `ifru_flags`, so that is the union's live field.
+    // SAFETY: SIOCGIFFLAGS filled `ifru_flags`; every bit pattern is a `short`, and the
+    // zeroed union is initialised throughout.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     ifreq_ioctl(libc::SIOCSIFFLAGS, &mut req)
@@ -445,7 +446,8 @@ pub(super) fn wait_ipv6_usable(addr: Ipv6Addr, limit: std::time::Duration) -> bo
 pub(super) fn add_ipv6(name: &str, addr: Ipv6Addr, prefix_len: u8) -> io::Result<()> {
     let mut req = ifreq(name);
     ifreq_ioctl(libc::SIOCGIFINDEX, &mut req)?;
-    // SAFETY: SIOCGIFINDEX just filled `ifru_ifindex`, so that is the union's live field.
+    // SAFETY: SIOCGIFINDEX filled `ifru_ifindex`; every bit pattern is an `int`, and the
+    // zeroed union is initialised throughout.
     let ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
     let mut req6 = libc::in6_ifreq {
         ifr6_addr: libc::in6_addr {
