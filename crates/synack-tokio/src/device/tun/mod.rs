@@ -974,7 +974,9 @@ impl TunDevice {
     /// owner named), or `/dev/net/tun` may not be opened; `AlreadyExists` if it is not
     /// persistent, that is another program made it and reads it; the kernel's EBUSY if
     /// another program reads it (its flows would be split between the two, and our
-    /// settings would be its).
+    /// settings would be its). A multi-queue interface says how many files read it only
+    /// over route netlink (Linux 4.15): where the process may not use `AF_NETLINK`, one is
+    /// refused, since whether it is free cannot be told.
     ///
     /// The interface outlives the device, which leaves it without the offloads and the
     /// steering program it gave it: the kernel keeps both for the interface's next reader.
