@@ -13,7 +13,7 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use kernel_support::{require_tool, tso, Proc, ECHO_CLIENTS, HOST, STACK};
+use kernel_support::{output, require_tool, succeed, tso, Proc, ECHO_CLIENTS, HOST, STACK};
 use synack_tokio::device::{Device, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 use synack_tokio::{Stack, TcpListener};
@@ -30,30 +30,17 @@ os.close(fd)
 "#;
 
 /// Runs `ip ARGS` in `ns`, which must succeed.
-async fn ip(net: &NetNs, args: &[&str]) {
-    let mut cmd = net.command("ip");
+async fn ip(ns: &NetNs, args: &[&str]) {
+    let mut cmd = ns.command("ip");
     cmd.args(args);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(cmd).await;
 }
 
 /// Whether an interface `name` exists in `ns`.
 async fn exists(ns: &NetNs, name: &str) -> bool {
     let mut cmd = ns.command("ip");
     cmd.args(["link", "show", "dev", name]);
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("ip")
-        .status
-        .success()
+    output(cmd).await.status.success()
 }
 
 /// Makes the persistent TUN `name` in `ns` as an administrator would: `ip tuntap add` with
@@ -210,10 +197,7 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
         assert!(exists(&ns, "sa0").await, "the interface outlives the stack");
         let mut cmd = ns.command("ip");
         cmd.args(["-o", "-4", "addr", "show", "dev", "sa0"]);
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .expect("join")
-            .expect("ip addr");
+        let out = succeed(cmd).await;
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("198.18.0.1/24"),
             "the interface keeps its address"
@@ -374,11 +358,7 @@ time.sleep(60)
 async fn files(ns: &NetNs, name: &str) -> Option<u32> {
     let mut cmd = ns.command("ip");
     cmd.args(["-d", "link", "show", "dev", name]);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("ip");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = String::from_utf8_lossy(&output(cmd).await.stdout).into_owned();
     let mut words = text.split_whitespace();
     words.find(|&w| w == "numqueues")?;
     words.next()?.parse().ok()
@@ -419,16 +399,7 @@ for _ in range(100000):
 async fn steering_programs() -> Option<Vec<u32>> {
     let mut cmd = std::process::Command::new("python3");
     cmd.args(["-c", STEERING_PROGRAMS]);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&succeed(cmd).await.stdout).into_owned();
     if text.trim() == "unsupported" {
         return None;
     }

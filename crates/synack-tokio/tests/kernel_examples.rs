@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kernel_support::{
-    example, pattern, require_tool, tshark, tso, Proc, ScratchDir, ECHO_CLIENTS, HOST, STACK,
+    example, output, pattern, require_tool, succeed, tshark, tso, Proc, ScratchDir, ECHO_CLIENTS,
+    HOST, STACK,
 };
 use synack_tokio::device::{TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
@@ -75,13 +76,6 @@ async fn wait_listening(ns: &NetNs, port: u16) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("nothing listens on port {port} after 10 s");
-}
-
-async fn output(mut cmd: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("spawn")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,12 +644,9 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
     let echo = dir.path().join("echo_server");
     std::fs::copy(&built, &echo).unwrap();
     let run = |cmd: &[&str]| {
-        let out = ns.command(cmd[0]).args(&cmd[1..]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut c = ns.command(cmd[0]);
+        c.args(&cmd[1..]);
+        succeed(c)
     };
     run(&[
         "ip",
@@ -668,9 +659,10 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
         "user",
         "65534",
         "multi_queue",
-    ]);
-    run(&["ip", "addr", "add", "198.18.0.1/24", "dev", "synack0"]);
-    run(&["ip", "link", "set", "dev", "synack0", "up"]);
+    ])
+    .await;
+    run(&["ip", "addr", "add", "198.18.0.1/24", "dev", "synack0"]).await;
+    run(&["ip", "link", "set", "dev", "synack0", "up"]).await;
     // Owned by root: one made without `user` or `group` is anyone's who can open
     // /dev/net/tun (the kernel's `tun_not_capable`).
     run(&[
@@ -683,7 +675,8 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
         "tun",
         "user",
         "0",
-    ]);
+    ])
+    .await;
     // The user must be able to open /dev/net/tun, as on most distributions (0666). Where
     // this machine's is root's alone, the server gets a node of its own: a tmpfs over
     // /dev/net, in the private mount namespace `ip netns exec` gives it, holding a 0666

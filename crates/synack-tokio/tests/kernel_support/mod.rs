@@ -400,14 +400,26 @@ print(struct.unpack('II', value.raw)[1])
 pub async fn tso(ns: &NetNs, name: &str) -> bool {
     let mut cmd = ns.command("python3");
     cmd.args(["-c", TSO_STATE, name]);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+    String::from_utf8_lossy(&succeed(cmd).await.stdout).trim() == "1"
+}
+
+/// Runs `cmd` to completion off the async threads and returns its output.
+pub async fn output(mut cmd: Command) -> Output {
+    let what = format!("{cmd:?}");
+    tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
-        .expect("python3");
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// [`output`], for a command that must succeed.
+pub async fn succeed(cmd: Command) -> Output {
+    let what = format!("{cmd:?}");
+    let out = output(cmd).await;
     assert!(
         out.status.success(),
-        "{}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim() == "1"
+    out
 }
