@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kernel_support::{example, pattern, require_tool, tshark, ScratchDir};
+use kernel_support::{example, output, pattern, require_tool, succeed, tshark, ScratchDir};
 use synack_tokio::netns::{require_tun, NetNs};
 
 /// One test at a time: each moves megabytes through a debug build on a small machine.
@@ -38,24 +38,6 @@ const RESET_PORT: u16 = 7001;
 const UDP_PORT: u16 = 5353;
 /// The SOCKS5 proxy in E, on the veth link from C.
 const PROXY: &str = "198.18.200.2:1080";
-
-async fn output(mut cmd: Command) -> std::process::Output {
-    cmd.stdin(Stdio::null());
-    tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("spawn")
-}
-
-async fn ok(cmd: Command) {
-    let what = format!("{cmd:?}");
-    let out = output(cmd).await;
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A background process whose output goes to files (a pipe nobody reads would stall a
 /// chatty relay), killed when dropped.
@@ -646,38 +628,38 @@ impl World {
 
         // E: the destinations on its loopback, the silent one routed and dropped.
         for (v4, v6, _) in DESTS {
-            ok(cmd(
+            succeed(cmd(
                 &e,
                 "ip",
                 &["addr", "add", &format!("{v4}/32"), "dev", "lo"],
             ))
             .await;
-            ok(cmd(
+            succeed(cmd(
                 &e,
                 "ip",
                 &["addr", "add", &format!("{v6}/128"), "dev", "lo"],
             ))
             .await;
         }
-        ok(cmd(
+        succeed(cmd(
             &e,
             "ip",
             &["route", "add", "198.19.9.0/24", "dev", "lo"],
         ))
         .await;
-        ok(cmd(
+        succeed(cmd(
             &e,
             "ip",
             &["route", "add", "198.19.128.0/17", "dev", "lo"],
         ))
         .await;
-        ok(cmd(
+        succeed(cmd(
             &e,
             "ip",
             &["-6", "route", "add", "2001:2:0:9::/64", "dev", "lo"],
         ))
         .await;
-        ok(cmd(
+        succeed(cmd(
             &e,
             "ip",
             &["-6", "route", "add", "2001:2:0:8000::/49", "dev", "lo"],
@@ -693,7 +675,7 @@ impl World {
             ),
         )
         .unwrap();
-        ok(cmd(&e, "nft", &["-f", rules.to_str().unwrap()])).await;
+        succeed(cmd(&e, "nft", &["-f", rules.to_str().unwrap()])).await;
 
         let mut servers = Vec::new();
         for (_, _, port) in DESTS {
@@ -766,13 +748,13 @@ impl World {
             "the relay's TUN did not come up in 10 s:\n{}",
             bg.logs()
         );
-        ok(cmd(
+        succeed(cmd(
             &self.c,
             "ip",
             &["route", "add", "198.19.0.0/16", "dev", "synack0"],
         ))
         .await;
-        ok(cmd(
+        succeed(cmd(
             &self.c,
             "ip",
             &["-6", "route", "add", "2001:2::/48", "dev", "synack0"],
@@ -784,7 +766,7 @@ impl World {
     /// A veth link C (198.18.200.1) <-> E (198.18.200.2) and dante on E's end.
     async fn socks_proxy(&mut self) {
         let (vc, ve) = ("rlyc0", "rlye0");
-        ok(cmd(
+        succeed(cmd(
             &self.c,
             "ip",
             &[
@@ -801,20 +783,20 @@ impl World {
             ],
         ))
         .await;
-        ok(cmd(
+        succeed(cmd(
             &self.c,
             "ip",
             &["addr", "add", "198.18.200.1/24", "dev", vc],
         ))
         .await;
-        ok(cmd(&self.c, "ip", &["link", "set", vc, "up"])).await;
-        ok(cmd(
+        succeed(cmd(&self.c, "ip", &["link", "set", vc, "up"])).await;
+        succeed(cmd(
             &self.e,
             "ip",
             &["addr", "add", "198.18.200.2/24", "dev", ve],
         ))
         .await;
-        ok(cmd(&self.e, "ip", &["link", "set", ve, "up"])).await;
+        succeed(cmd(&self.e, "ip", &["link", "set", ve, "up"])).await;
         let conf = self.dir.path().join("danted.conf");
         let (ip, port) = PROXY.split_once(':').unwrap();
         std::fs::write(
@@ -1314,7 +1296,7 @@ async fn kernel_relay_reaches_a_slow_upstream_through_a_syn_flood() {
         ),
     )
     .unwrap();
-    ok(cmd(&world.e, "nft", &["-f", rules.to_str().unwrap()])).await;
+    succeed(cmd(&world.e, "nft", &["-f", rules.to_str().unwrap()])).await;
     let e_name = world.e.name().to_owned();
     let mut relay = world
         .relay(

@@ -403,8 +403,10 @@ pub async fn tso(ns: &NetNs, name: &str) -> bool {
     String::from_utf8_lossy(&succeed(cmd).await.stdout).trim() == "1"
 }
 
-/// Runs `cmd` to completion off the async threads and returns its output.
+/// Runs `cmd` to completion off the async threads, with nothing on its stdin, and returns
+/// its output.
 pub async fn output(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null());
     let what = format!("{cmd:?}");
     tokio::task::spawn_blocking(move || cmd.output())
         .await
