@@ -960,10 +960,10 @@ impl TunDevice {
     /// [`multi_queue`](TunConfig::multi_queue) apply: the interface keeps the addresses,
     /// MTU ([`mtu`](TunConfig::mtu) must be 0 or the interface's own) and queue length the
     /// administrator gave it (its MTU read once, as it is now: change it with the stack
-    /// stopped). A multi-queue interface (`ip tuntap add ... multi_queue`)
-    /// gives a stack one worker per queue, unless `multi_queue` is `false`; a single-queue
-    /// one, a single worker. [`TUN_TX_QUEUE_LEN`] is the queue length we recommend
-    /// (`ip link set dev tun0 txqueuelen 2048`).
+    /// stopped). On a multi-queue interface (`ip tuntap add ... multi_queue`) a stack opens
+    /// a queue for each of its workers, as on a TUN it creates, unless `multi_queue` is
+    /// `false`; a single-queue one runs a single worker. [`TUN_TX_QUEUE_LEN`] is the queue
+    /// length we recommend (`ip link set dev tun0 txqueuelen 2048`).
     ///
     /// It takes only an interface that is there for it, and creates none. Before a file
     /// joins it, the kernel is asked about it (route netlink, `RTM_GETLINK`, as `ip -d link`
