@@ -162,11 +162,8 @@ impl Net {
     /// Runs a command in the namespace to completion, off the async threads.
     pub async fn run(&self, program: &str, args: &[&str]) -> Output {
         let mut cmd = self.ns.command(program);
-        cmd.args(args).stdin(Stdio::null());
-        tokio::task::spawn_blocking(move || cmd.output())
-            .await
-            .expect("join")
-            .unwrap_or_else(|e| panic!("{program}: {e}"))
+        cmd.args(args);
+        output(cmd).await
     }
 }
 
@@ -330,15 +327,7 @@ pub async fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<Strin
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(cmd).await;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.split('\t').map(str::to_owned).collect())

@@ -619,7 +619,7 @@ impl Tun {
         // its name is not ours to join (nor, with the privilege, to create).
         let open = move || {
             sys::open_tun(&name, vnet_hdr, true, false, |fd| match attached {
-                Some(ifindex) => same_interface(&name, ifindex, fd),
+                Some(ifindex) => same_interface(&name, ifindex, fd).map(drop),
                 None => Ok(()),
             })
         };
@@ -761,8 +761,7 @@ impl Drop for Tun {
 /// has only over route netlink (`IFLA_TUN_NUM_QUEUES`, Linux 4.15), and where it cannot be
 /// asked, the file does not stay: whether another program reads it cannot be told.
 fn admit_attached(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<()> {
-    same_interface(name, ifindex, fd)?;
-    let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e, None))?;
+    let flags = same_interface(name, ifindex, fd)?;
     if flags & libc::IFF_MULTI_QUEUE == 0 {
         return Ok(());
     }
@@ -797,7 +796,8 @@ fn admit_attached(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Resul
 /// Whether the file `fd`, just attached by name to TUN `name`, joined the persistent
 /// interface with index `ifindex`: one that is not persistent is another program's own (or
 /// was just made by this file), and one of another index was made under the name since.
-fn same_interface(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<()> {
+/// Returns the interface's flags (`TUNGETIFF`).
+fn same_interface(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Result<libc::c_int> {
     let flags = sys::tun_flags(fd).map_err(|e| attaching_error(name, e, None))?;
     if flags & libc::IFF_PERSIST == 0 {
         return Err(not_persistent(name));
@@ -808,7 +808,7 @@ fn same_interface(name: &str, ifindex: i32, fd: std::os::fd::RawFd) -> io::Resul
             format!("attaching to TUN {name}: the interface was replaced while attaching"),
         ));
     }
-    Ok(())
+    Ok(flags)
 }
 
 fn not_a_tun(name: &str) -> io::Error {
