@@ -32,8 +32,6 @@ const IFLA_INFO_DATA: u16 = 2;
 const IFLA_TUN_OWNER: u16 = 1;
 const IFLA_TUN_GROUP: u16 = 2;
 const IFLA_TUN_TYPE: u16 = 3;
-const IFLA_TUN_PI: u16 = 4;
-const IFLA_TUN_VNET_HDR: u16 = 5;
 const IFLA_TUN_PERSIST: u16 = 6;
 const IFLA_TUN_MULTI_QUEUE: u16 = 7;
 const IFLA_TUN_NUM_QUEUES: u16 = 8;
@@ -63,9 +61,6 @@ pub(super) struct Link {
 pub(super) struct TunLink {
     /// `IFF_TAP` (Ethernet frames) rather than `IFF_TUN` (IP packets).
     pub(super) tap: bool,
-    /// Its readers get a 4-byte packet information prefix (no `IFF_NO_PI`).
-    pub(super) pi: bool,
-    pub(super) vnet_hdr: bool,
     /// `IFF_PERSIST`: it outlives its files (`ip tuntap add`, `TUNSETPERSIST`).
     pub(super) persist: bool,
     pub(super) multi_queue: bool,
@@ -164,8 +159,6 @@ fn read_link(attrs: &[u8]) -> Link {
             match kind {
                 // IFF_TUN (1) or IFF_TAP (2).
                 IFLA_TUN_TYPE => tun.tap = value.first() == Some(&2),
-                IFLA_TUN_PI => tun.pi = flag,
-                IFLA_TUN_VNET_HDR => tun.vnet_hdr = flag,
                 IFLA_TUN_PERSIST => tun.persist = flag,
                 IFLA_TUN_MULTI_QUEUE => tun.multi_queue = flag,
                 IFLA_TUN_NUM_QUEUES => queues = u32_at(value, 0),
@@ -242,8 +235,9 @@ mod tests {
         let mut data = Vec::new();
         data.extend(attr(IFLA_TUN_TYPE, &[1]));
         data.extend(attr(IFLA_TUN_OWNER, &65534u32.to_ne_bytes()));
-        data.extend(attr(IFLA_TUN_PI, &[0]));
-        data.extend(attr(IFLA_TUN_VNET_HDR, &[1]));
+        // IFLA_TUN_PI and IFLA_TUN_VNET_HDR, which are not read.
+        data.extend(attr(4, &[0]));
+        data.extend(attr(5, &[1]));
         data.extend(attr(IFLA_TUN_PERSIST, &[1]));
         data.extend(attr(IFLA_TUN_MULTI_QUEUE, &[1]));
         data.extend(attr(IFLA_TUN_NUM_QUEUES, &files.to_ne_bytes()));
@@ -268,8 +262,6 @@ mod tests {
             tun,
             TunLink {
                 tap: false,
-                pi: false,
-                vnet_hdr: true,
                 persist: true,
                 multi_queue: true,
                 files: Some(3),
