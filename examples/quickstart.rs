@@ -315,6 +315,14 @@ impl Drop for TempDir {
 
 async fn run(args: Args) -> io::Result<()> {
     args.net.check()?;
+    if args.net.attach || args.net.tun_fd.is_some() {
+        // The tour makes its namespace and its TUN itself, so there is nothing to attach to.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "quickstart creates its own namespace and TUN: --attach and --tun-fd are for the \
+             other examples",
+        ));
+    }
     let ns = NetNs::new("synack-quickstart").map_err(|e| {
         io::Error::new(
             e.kind(),

@@ -18,6 +18,8 @@ use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
 use synack::tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, ReadBuf};
 
+mod sys;
+
 /// The flags of every example that opens a TUN device.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetArgs {
@@ -31,6 +33,14 @@ pub struct NetArgs {
     /// interface has; nothing is set on it.
     #[arg(long)]
     pub attach: bool,
+    /// Run on the TUN file this process inherited as descriptor N, instead of creating or
+    /// attaching to one: a privileged helper made the interface (its addresses, routes and
+    /// link state), opened it and started the example with the file, so that the example
+    /// needs no privilege and opens nothing. The file says which interface and whether it
+    /// has the offloads' virtio-net header; --host-addr and --host-addr6 say what the
+    /// interface has. One file is one queue: one worker.
+    #[arg(long, value_name = "N", conflicts_with_all = ["attach", "no_offload"])]
+    pub tun_fd: Option<i32>,
     /// The kernel's address on the device, with the prefix routed to it.
     #[arg(long, default_value = "198.18.0.1/24")]
     pub host_addr: Ipv4Cidr,
@@ -224,8 +234,8 @@ impl NetArgs {
     /// Creates the TUN device in the current network namespace and starts the stack on it.
     ///
     /// Refuses to create one in the machine's initial namespace: these examples are meant
-    /// to run inside one made for them (`ip netns exec NAME ...`). With --attach the
-    /// interface and its routes are the administrator's, and any namespace will do.
+    /// to run inside one made for them (`ip netns exec NAME ...`). With --attach or
+    /// --tun-fd the interface and its routes are someone else's, and any namespace will do.
     pub fn open_stack(&self) -> io::Result<Stack> {
         self.open_stack_with(|_| {})
     }
@@ -237,7 +247,9 @@ impl NetArgs {
         tune: impl FnOnce(&mut synack::core::Config),
     ) -> io::Result<Stack> {
         self.check()?;
-        let tun = if self.attach {
+        let tun = if let Some(fd) = self.tun_fd {
+            TunDevice::from_fd(sys::inherited_tun(fd)?)?
+        } else if self.attach {
             TunDevice::attach(&self.tun_config())?
         } else {
             refuse_initial_netns()?;

@@ -11,10 +11,11 @@ mod kernel_support;
 
 use std::io;
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use kernel_support::{output, require_tool, succeed, tso, Proc, ECHO_CLIENTS, HOST, STACK};
-use synack_tokio::device::{Device, TunConfig, TunDevice};
+use synack_tokio::device::{Device, OffloadTun, PlainTun, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 use synack_tokio::{Stack, TcpListener};
 use tokio::io::AsyncWriteExt;
@@ -336,6 +337,56 @@ async fn attach_refuses_what_is_not_there_for_it() {
     let e = TunDevice::attach_in(&ns, &wrong_mtu).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("its MTU is 1500"), "{e}");
+}
+
+/// `TunDevice::from_fd` (and each device's own) refuses, as `InvalidInput`, a file that is
+/// not a TUN and one of `/dev/net/tun` attached to no interface, and fails outside a tokio
+/// runtime. Taking a file another program attached is `kernel_examples`'
+/// `echo_server_runs_unprivileged_on_a_tun_file_it_is_given`.
+#[test]
+fn from_fd_refuses_what_is_not_an_attached_tun() {
+    let test = "from_fd_refuses_what_is_not_an_attached_tun";
+    if !require_tun(test) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = |path: &str| OwnedFd::from(std::fs::File::open(path).unwrap());
+    let tun = || {
+        OwnedFd::from(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .unwrap(),
+        )
+    };
+    runtime.block_on(async {
+        let check = |e: io::Error, why: &str| {
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            assert!(e.to_string().contains(why), "{e}");
+        };
+        check(
+            TunDevice::from_fd(open("/dev/null")).unwrap_err(),
+            "not a TUN file",
+        );
+        check(
+            TunDevice::from_fd(tun()).unwrap_err(),
+            "attached to no interface",
+        );
+        check(
+            PlainTun::from_fd(tun()).unwrap_err(),
+            "attached to no interface",
+        );
+        check(
+            OffloadTun::from_fd(open("/dev/null")).unwrap_err(),
+            "not a TUN file",
+        );
+    });
+    let e = TunDevice::from_fd(tun()).unwrap_err();
+    assert!(e.to_string().contains("runtime"), "{e}");
 }
 
 /// The kind of EBUSY (asm-generic/errno-base.h: 16), which is not stable on every Rust this

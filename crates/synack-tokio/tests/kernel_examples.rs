@@ -621,6 +621,57 @@ async fn kernel_quickstart_exits_zero_and_leaves_nothing_behind() {
     assert!(!String::from_utf8_lossy(&links.stdout).contains("synack0"));
 }
 
+/// Waits (bounded: 100 tries, 100 ms apart) until `server`, an `echo_server` on
+/// 198.18.0.2:7000 in `ns`, answers, then has eight kernel clients echo 500 kB each through
+/// it, every byte checked. Panics with the server's stderr if it never listens.
+async fn echo_clients(ns: &NetNs, server: Proc) -> Proc {
+    let probe = "import socket, time\n\
+         for _ in range(100):\n\
+         \x20   try:\n\
+         \x20       socket.create_connection(('198.18.0.2', 7000), timeout=1).close(); break\n\
+         \x20   except OSError:\n\
+         \x20       time.sleep(0.1)\n\
+         else:\n\
+         \x20   raise SystemExit('no listener')\n";
+    let up = output({
+        let mut c = ns.command("python3");
+        c.args(["-c", probe]);
+        c
+    })
+    .await;
+    if !up.status.success() {
+        let out = server.finish(Duration::from_secs(5)).await;
+        panic!("no listener: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let clients = output({
+        let mut c = ns.command("python3");
+        c.args(["-c", ECHO_CLIENTS, "198.18.0.2", "7000", "8", "500000"]);
+        c
+    })
+    .await;
+    assert!(
+        clients.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&clients.stdout),
+        String::from_utf8_lossy(&clients.stderr)
+    );
+    server
+}
+
+/// Asserts that `server` runs as uid 65534 with no effective capability (from /proc).
+fn assert_unprivileged(server: &Proc) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+}
+
 /// An unprivileged user runs a server on a TUN an administrator made for it, as
 /// `TunDevice::attach` promises. In the test's namespace, `ip tuntap add ... user 65534
 /// multi_queue` makes the interface, `ip` gives it the kernel's address and brings it up;
@@ -719,49 +770,8 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
     assert!(stderr.contains("belongs to uid 0"), "{stderr}");
 
     let server = Proc::spawn(unprivileged(&["--workers", "2", "--stats"]));
-    // Bounded: 100 tries, 100 ms apart, until the server's listener answers.
-    let probe = "import socket, time\n\
-         for _ in range(100):\n\
-         \x20   try:\n\
-         \x20       socket.create_connection(('198.18.0.2', 7000), timeout=1).close(); break\n\
-         \x20   except OSError:\n\
-         \x20       time.sleep(0.1)\n\
-         else:\n\
-         \x20   raise SystemExit('no listener')\n";
-    let up = output({
-        let mut c = ns.command("python3");
-        c.args(["-c", probe]);
-        c
-    })
-    .await;
-    if !up.status.success() {
-        let out = server.finish(Duration::from_secs(5)).await;
-        panic!("no listener: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let clients = output({
-        let mut c = ns.command("python3");
-        c.args(["-c", ECHO_CLIENTS, "198.18.0.2", "7000", "8", "500000"]);
-        c
-    })
-    .await;
-    assert!(
-        clients.status.success(),
-        "{} {}",
-        String::from_utf8_lossy(&clients.stdout),
-        String::from_utf8_lossy(&clients.stderr)
-    );
-
-    // Who served them: uid 65534, no effective capability.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>())
-            .unwrap_or_default()
-    };
-    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
-    assert_eq!(field("CapEff:"), ["0000000000000000"], "{status}");
+    let server = echo_clients(&ns, server).await;
+    assert_unprivileged(&server);
     // With the kernel's TUN offloads, the server took them as its default device does.
     let probe = TunConfig {
         name: "probe0".into(),
@@ -783,4 +793,106 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
         .unwrap();
     assert!(links.status.success(), "the interface outlives the server");
     assert!(!tso(&ns, "synack0").await, "offloads left on");
+}
+
+/// A privileged helper, as a VPN service or a setuid launcher is: opens `/dev/net/tun`,
+/// attaches the file to a new TUN argv[1] with the flags argv[2] names, gives the interface
+/// the kernel's 198.18.0.1/24 and brings it up, then execs argv[3:] with the file inherited
+/// and every `FD` argument replaced by its number. `none` hands over /dev/null instead.
+const TUN_HELPER: &str = r#"
+import fcntl, os, struct, subprocess, sys
+name, mode, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+IFF_TUN, IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x1, 0x2, 0x1000, 0x4000
+flags = {'vnet': IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, 'plain': IFF_TUN | IFF_NO_PI,
+         'pi': IFF_TUN, 'tap': IFF_TAP | IFF_NO_PI, 'none': None}[mode]
+if flags is None:
+    fd = os.open('/dev/null', os.O_RDWR)
+else:
+    fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), flags) + bytes(22))
+    subprocess.run(['ip', 'addr', 'add', '198.18.0.1/24', 'dev', name], check=True)
+    subprocess.run(['ip', 'link', 'set', 'dev', name, 'up'], check=True)
+os.set_inheritable(fd, True)
+os.execvp(cmd[0], [str(fd) if a == 'FD' else a for a in cmd])
+"#;
+
+/// A server that opens nothing: a privileged helper makes a TUN and starts `echo_server
+/// --tun-fd` with the file, dropping to uid 65534 with no capability on the way (setpriv),
+/// as `TunDevice::from_fd` promises. Unlike the attached server above, it gets no
+/// `/dev/net/tun` node of its own (where the machine's is root's alone, it could open none),
+/// and eight kernel clients get every byte of 500 kB echoed: with the virtio-net header (the offloading
+/// device, TSO on the interface while it runs) and without (the plain one, TSO off). It asks
+/// for two workers and runs one, saying why (one file is one queue). The interface was the
+/// helper's own, not persistent: once the server exits, no file holds it and it is gone.
+/// The same server refuses, with an error saying what is wrong, a TAP, a TUN with the packet
+/// information prefix, and a descriptor that is not a TUN file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
+    let test = "echo_server_runs_unprivileged_on_a_tun_file_it_is_given";
+    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "setpriv") {
+        return;
+    }
+    let Some(built) = example(test, "echo_server") else {
+        return;
+    };
+    let ns = NetNs::new("synack-tunfd").unwrap();
+    let dir = ScratchDir::new(ns.name());
+    let echo = dir.path().join("echo_server");
+    std::fs::copy(&built, &echo).unwrap();
+    let helped = |mode: &str, name: &str, args: &[&str]| {
+        let mut cmd = ns.command("python3");
+        cmd.args(["-c", TUN_HELPER, name, mode])
+            .args([
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(&echo)
+            .args(["--tun-fd", "FD", "--port", "7000"])
+            .args(args);
+        cmd
+    };
+    let exists = |name: &str| {
+        ns.command("ip")
+            .args(["link", "show", "dev", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+
+    for (mode, why) in [
+        ("tap", "it is a TAP"),
+        ("pi", "packet information prefix"),
+        ("none", "not a /dev/net/tun file"),
+    ] {
+        let out = Proc::spawn(helped(mode, "refused0", &[]))
+            .finish(Duration::from_secs(10))
+            .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode}: served: {stderr}");
+        assert!(stderr.contains(why), "{mode}: {stderr}");
+        assert!(
+            !exists("refused0"),
+            "{mode}: the interface outlived its file"
+        );
+    }
+
+    for (mode, offloaded) in [("vnet", true), ("plain", false)] {
+        let server = Proc::spawn(helped(mode, "given0", &["--workers", "2", "--stats"]));
+        let server = echo_clients(&ns, server).await;
+        assert_unprivileged(&server);
+        assert_eq!(tso(&ns, "given0").await, offloaded, "{mode}: TSO");
+        let out = server.terminate(Duration::from_secs(10)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        assert!(stderr.contains("at most 1 queue(s)"), "{mode}: {stderr}");
+        assert!(
+            stderr.contains("connections_established: 9,"),
+            "{mode}: {stderr}"
+        );
+        assert!(!exists("given0"), "{mode}: the interface outlived its file");
+    }
 }

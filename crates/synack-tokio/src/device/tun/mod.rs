@@ -42,6 +42,10 @@
 //! next, the plain device turns the offloads off when it attaches, and an attached device
 //! takes off both when it is dropped.
 //!
+//! **A file from elsewhere.** [`TunDevice::from_fd`] takes a TUN file another program opened
+//! and attached (a privileged helper, Android's `VpnService`): the process running the stack
+//! then opens nothing, and the file's own flags (`TUNGETIFF`) say its interface and framing.
+//!
 //! In raw-IP mode every read is one whole IP packet and every write must be one. The
 //! kernel-side addresses given in [`TunConfig::host_addr`] (IPv4) and
 //! [`TunConfig::host_addr6`] (IPv6), either or both, put connected routes on the device:
@@ -350,9 +354,21 @@ struct Tun {
     /// Multi-queue: the network namespace the interface lives in, where more queues of it
     /// are opened. `None`: a single-queue interface.
     netns: Option<Arc<File>>,
-    /// For an interface that was there before us ([`TunDevice::attach`]) and stays after
-    /// us: its index, by which a queue opened later makes sure it joins the same one.
-    attached: Option<i32>,
+    /// Where the file came from, which says what dropping it leaves behind.
+    origin: Origin,
+}
+
+/// How a [`Tun`] came to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// We created the interface, and it goes with the last of our files.
+    Created,
+    /// An interface that was there before us ([`TunDevice::attach`]) and stays after us:
+    /// its index, by which a queue opened later makes sure it joins the same one.
+    Attached(i32),
+    /// A file another program opened and handed us ([`TunDevice::from_fd`]): the interface
+    /// may outlive it (persistent, or read through copies of the file).
+    Adopted,
 }
 
 impl Tun {
@@ -447,7 +463,7 @@ impl Tun {
             vnet_hdr,
             broadcast: config.host_addr.and_then(|v4| v4.broadcast()),
             netns,
-            attached: None,
+            origin: Origin::Created,
         })
     }
 
@@ -544,18 +560,8 @@ impl Tun {
         if multi_queue {
             let _ = sys::set_steering_program(fd.as_raw_fd(), -1);
         }
-        let broadcast = sys::ipv4(name)
-            .ok()
-            .flatten()
-            .and_then(|(addr, mask)| Ipv4Cidr::new(addr, u32::from(mask).leading_ones() as u8))
-            .and_then(|v4| v4.broadcast());
-        if sys::link_flags(name).is_ok_and(|f| f & libc::IFF_UP == 0) {
-            tracing::warn!(
-                tun = %name,
-                "TUN {name} is down: no packet reaches the stack until it is up (ip link set \
-                 dev {name} up)"
-            );
-        }
+        let broadcast = broadcast_of(name);
+        warn_if_down(name);
         if let Some(len) = link.and_then(|l| l.tx_queue_len) {
             if (len as usize) < TUN_TX_QUEUE_LEN {
                 tracing::info!(
@@ -573,7 +579,126 @@ impl Tun {
             vnet_hdr,
             broadcast,
             netns: (multi_queue && config.multi_queue).then(|| Arc::new(netns)),
-            attached: Some(ifindex),
+            origin: Origin::Attached(ifindex),
+        })
+    }
+
+    /// Takes TUN file `fd`, which another program opened and attached to its interface:
+    /// see [`TunDevice::from_fd`]. `vnet_hdr` is the framing the caller needs, `None` for
+    /// whichever the file has. Must be called within a tokio runtime.
+    fn adopt(fd: OwnedFd, vnet_hdr: Option<bool>) -> io::Result<Tun> {
+        let raw = fd.as_raw_fd();
+        tokio::runtime::Handle::try_current()
+            .map_err(|e| io::Error::other(format!("a TUN from a file descriptor: {e}")))?;
+        let (name, flags) = sys::tun_interface(raw).map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::EBADFD) => "a TUN file attached to no interface",
+                Some(libc::ENOTTY | libc::EINVAL | libc::EBADF) => "not a TUN file",
+                _ => "TUNGETIFF refused",
+            };
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a TUN from file descriptor {raw}: {why} ({e})"),
+            )
+        })?;
+        let refuse = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a TUN from file descriptor {raw} (interface {name}): {why}"),
+            )
+        };
+        if flags & libc::IFF_TUN == 0 {
+            return Err(refuse(
+                "it is a TAP (Ethernet frames); synack needs a TUN (IFF_TUN: IP packets)".into(),
+            ));
+        }
+        let has_vnet = flags & libc::IFF_VNET_HDR != 0;
+        match vnet_hdr {
+            Some(true) if !has_vnet => {
+                return Err(refuse(
+                    "it was opened without IFF_VNET_HDR, which the offloading device needs \
+                     (PlainTun takes it)"
+                        .into(),
+                ))
+            }
+            Some(false) if has_vnet => {
+                return Err(refuse(
+                    "it was opened with IFF_VNET_HDR, which the plain device cannot read \
+                     (OffloadTun takes it)"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        // The interface is read by name from here on, in the calling thread's namespace.
+        let elsewhere = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "a TUN from file descriptor {raw}: its interface, {name}, is not in this \
+                     network namespace; run the stack in the namespace of the interface"
+                ),
+            )
+        };
+        let Some(ifindex) =
+            sys::ifindex(&name).map_err(|e| step(e, &format!("looking up TUN {name}")))?
+        else {
+            return Err(elsewhere());
+        };
+        // What the kernel says of it (route netlink, as for `attach`). TUNGETIFF cannot say
+        // whether the file carries the packet information prefix (it reports its own
+        // IFF_NOFILTER in the IFF_NO_PI bit); without route netlink (a sandbox that filters
+        // it), the file is taken to be in raw-IP mode, as every VPN service makes it.
+        let link = rtnl::link(ifindex)
+            .inspect_err(|e| tracing::debug!(error = %e, "RTM_GETLINK for TUN {name}"))
+            .ok();
+        if link.as_ref().is_some_and(|l| !l.is_tun) {
+            return Err(elsewhere());
+        }
+        if link
+            .as_ref()
+            .and_then(|l| l.tun.as_ref())
+            .is_some_and(|t| t.pi)
+        {
+            return Err(refuse(
+                "its packets carry the 4-byte packet information prefix; open it with \
+                 IFF_NO_PI"
+                    .into(),
+            ));
+        }
+        let mtu = match link.as_ref().and_then(|l| l.mtu) {
+            Some(mtu) => i64::from(mtu),
+            None => i64::from(
+                sys::mtu(&name).map_err(|e| step(e, &format!("reading TUN {name}'s MTU")))?,
+            ),
+        };
+        if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
+            return Err(refuse(format!(
+                "its MTU, {mtu}, is outside 88 to 65535 (below 88 a Linux peer's TCP \
+                 segments come in IP fragments)"
+            )));
+        }
+        if has_vnet {
+            sys::offload(raw).map_err(|e| step(e, &format!("TUN {name}'s offloads")))?;
+        } else if let Err(e) = sys::set_offloads(raw, 0) {
+            // Offloads another reader of the interface left on would hand this one TSO
+            // super-packets; a fresh interface has none, and a sandbox may refuse the call.
+            tracing::debug!(tun = %name, error = %e, "TUNSETOFFLOAD (none) refused");
+        }
+        sys::set_nonblocking_cloexec(raw)?;
+        warn_if_down(&name);
+        tracing::debug!(name = %name, mtu, vnet_hdr = has_vnet, "TUN adopted");
+        Ok(Tun {
+            fd: sys::register(fd)?,
+            broadcast: broadcast_of(&name),
+            name,
+            // In range, so it fits.
+            mtu: usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU),
+            vnet_hdr: has_vnet,
+            // One file, one queue: the others of a multi-queue interface, if any, are the
+            // giver's to read.
+            netns: None,
+            origin: Origin::Adopted,
         })
     }
 
@@ -614,13 +739,13 @@ impl Tun {
                 "the TUN has a single queue",
             ));
         };
-        let (name, vnet_hdr, attached) = (self.name.clone(), self.vnet_hdr, self.attached);
+        let (name, vnet_hdr, origin) = (self.name.clone(), self.vnet_hdr, self.origin);
         // An attached interface must still be the one we attached to: one made since under
         // its name is not ours to join (nor, with the privilege, to create).
         let open = move || {
-            sys::open_tun(&name, vnet_hdr, true, false, |fd| match attached {
-                Some(ifindex) => same_interface(&name, ifindex, fd).map(drop),
-                None => Ok(()),
+            sys::open_tun(&name, vnet_hdr, true, false, |fd| match origin {
+                Origin::Attached(ifindex) => same_interface(&name, ifindex, fd).map(drop),
+                Origin::Created | Origin::Adopted => Ok(()),
             })
         };
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
@@ -642,7 +767,7 @@ impl Tun {
             vnet_hdr,
             broadcast: self.broadcast,
             netns: Some(Arc::clone(netns)),
-            attached,
+            origin,
         })
     }
 
@@ -736,12 +861,13 @@ impl Tun {
 }
 
 impl Drop for Tun {
-    /// An attached interface outlives us, and the kernel keeps what a reader set on it for
-    /// the next: it is left without the offloads we turned on (a next reader without the
-    /// virtio-net header would be handed TSO super-packets; see `sys::set_offloads`) and
-    /// without our steering program (which would spread its flows by our hash).
+    /// An interface we did not create may outlive us, and the kernel keeps what a reader
+    /// set on it for the next: it is left without the offloads we turned on (a next reader
+    /// without the virtio-net header would be handed TSO super-packets; see
+    /// `sys::set_offloads`) and without our steering program (which would spread its flows
+    /// by our hash).
     fn drop(&mut self) {
-        if self.attached.is_some() {
+        if self.origin != Origin::Created {
             if self.vnet_hdr {
                 let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
             }
@@ -749,6 +875,26 @@ impl Drop for Tun {
                 let _ = sys::set_steering_program(self.fd.as_raw_fd(), -1);
             }
         }
+    }
+}
+
+/// The directed broadcast address of the IPv4 prefix on interface `name`, if it has one.
+fn broadcast_of(name: &str) -> Option<Ipv4Addr> {
+    sys::ipv4(name)
+        .ok()
+        .flatten()
+        .and_then(|(addr, mask)| Ipv4Cidr::new(addr, u32::from(mask).leading_ones() as u8))
+        .and_then(|v4| v4.broadcast())
+}
+
+/// Says so if interface `name`, which we did not create, is down.
+fn warn_if_down(name: &str) {
+    if sys::link_flags(name).is_ok_and(|f| f & libc::IFF_UP == 0) {
+        tracing::warn!(
+            tun = %name,
+            "TUN {name} is down: no packet reaches the stack until it is up (ip link set dev \
+             {name} up)"
+        );
     }
 }
 
@@ -995,6 +1141,44 @@ impl TunDevice {
         )
     }
 
+    /// Takes a TUN file that another program opened and attached to its interface: a
+    /// privileged helper that made the interface and handed the file over (inherited, or
+    /// sent over a Unix socket), a service manager, or a platform's VPN service (Android's
+    /// `VpnService.Builder.establish()` gives a descriptor of this kind). The process that
+    /// runs the stack then needs no privilege at all, not even access to `/dev/net/tun`.
+    ///
+    /// The file decides the device: opened with `IFF_VNET_HDR`, it is the offloading
+    /// device (its virtio-net header set to ours and the offloads turned on, which the file
+    /// itself may do); without, the plain one. It must be a TUN (`IFF_TUN`) in raw-IP mode
+    /// (`IFF_NO_PI`), attached to an interface of the calling thread's network namespace,
+    /// where its name, MTU (88 to 65535) and IPv4 broadcast address are read, once. Nothing
+    /// else is set on the interface: its addresses, routes and link state are the giver's.
+    /// The file becomes non-blocking and close-on-exec.
+    ///
+    /// One file is one queue, and its stack runs one worker; the other queues of a
+    /// multi-queue interface, if any, are the giver's to read (the kernel spreads the
+    /// interface's flows over all of them). Dropping the device closes the file, after
+    /// turning off the offloads it turned on: the interface outlives it if it is persistent
+    /// or another copy of the file is open.
+    ///
+    /// Errors: `InvalidInput` if the file is not a TUN, is attached to no interface, is a
+    /// TAP, carries the packet information prefix, or its interface's MTU is out of range
+    /// (the file is then closed); `NotFound` if the interface is not in the calling
+    /// thread's network namespace. Whether a file carries the prefix only route netlink
+    /// can say (`RTM_GETLINK`, as `ip -d link` asks; the file's own `TUNGETIFF` cannot):
+    /// where the process may not use it, the file is taken to be in raw-IP mode, as VPN
+    /// services make theirs. Must be called within a tokio runtime.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<TunDevice> {
+        let tun = Tun::adopt(fd, None)?;
+        Ok(TunDevice {
+            inner: if tun.vnet_hdr {
+                Inner::Offload(OffloadTun::new(tun))
+            } else {
+                Inner::Plain(PlainTun { tun })
+            },
+        })
+    }
+
     /// The offloading device if asked for and it opens, else the plain one. Any failure of
     /// the former falls back: a kernel without `IFF_VNET_HDR` or TSO for TUN refuses it with
     /// `EINVAL`; anything that is not about offloads (a bad name, no permission) fails the
@@ -1186,6 +1370,12 @@ impl PlainTun {
     #[cfg(feature = "netns")]
     pub fn attach_in(ns: &NetNs, config: &TunConfig) -> io::Result<PlainTun> {
         Tun::in_netns(ns, config, false, Tun::attach).map(|tun| PlainTun { tun })
+    }
+
+    /// Takes a TUN file another program opened without `IFF_VNET_HDR` (`InvalidInput` if
+    /// it has it); see [`TunDevice::from_fd`].
+    pub fn from_fd(fd: OwnedFd) -> io::Result<PlainTun> {
+        Tun::adopt(fd, Some(false)).map(|tun| PlainTun { tun })
     }
 
     /// The interface name.

@@ -185,7 +185,14 @@ impl OffloadTun {
         Tun::in_netns(ns, config, true, Tun::attach).map(OffloadTun::new)
     }
 
-    fn new(tun: Tun) -> OffloadTun {
+    /// Takes a TUN file another program opened with `IFF_VNET_HDR` (`InvalidInput`
+    /// without it), and turns the offloads on; see
+    /// [`TunDevice::from_fd`](super::TunDevice::from_fd).
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> io::Result<OffloadTun> {
+        Tun::adopt(fd, Some(true)).map(OffloadTun::new)
+    }
+
+    pub(super) fn new(tun: Tun) -> OffloadTun {
         Self::with_counters(tun, OffloadCounters(Arc::default()))
     }
 

@@ -32,6 +32,7 @@ const IFLA_INFO_DATA: u16 = 2;
 const IFLA_TUN_OWNER: u16 = 1;
 const IFLA_TUN_GROUP: u16 = 2;
 const IFLA_TUN_TYPE: u16 = 3;
+const IFLA_TUN_PI: u16 = 4;
 const IFLA_TUN_PERSIST: u16 = 6;
 const IFLA_TUN_MULTI_QUEUE: u16 = 7;
 const IFLA_TUN_NUM_QUEUES: u16 = 8;
@@ -61,6 +62,9 @@ pub(super) struct Link {
 pub(super) struct TunLink {
     /// `IFF_TAP` (Ethernet frames) rather than `IFF_TUN` (IP packets).
     pub(super) tap: bool,
+    /// Its readers get a 4-byte packet information prefix (no `IFF_NO_PI`), which a file's
+    /// `TUNGETIFF` cannot tell: it reports its own `IFF_NOFILTER` in that bit.
+    pub(super) pi: bool,
     /// `IFF_PERSIST`: it outlives its files (`ip tuntap add`, `TUNSETPERSIST`).
     pub(super) persist: bool,
     pub(super) multi_queue: bool,
@@ -159,6 +163,7 @@ fn read_link(attrs: &[u8]) -> Link {
             match kind {
                 // IFF_TUN (1) or IFF_TAP (2).
                 IFLA_TUN_TYPE => tun.tap = value.first() == Some(&2),
+                IFLA_TUN_PI => tun.pi = flag,
                 IFLA_TUN_PERSIST => tun.persist = flag,
                 IFLA_TUN_MULTI_QUEUE => tun.multi_queue = flag,
                 IFLA_TUN_NUM_QUEUES => queues = u32_at(value, 0),
@@ -235,8 +240,8 @@ mod tests {
         let mut data = Vec::new();
         data.extend(attr(IFLA_TUN_TYPE, &[1]));
         data.extend(attr(IFLA_TUN_OWNER, &65534u32.to_ne_bytes()));
-        // IFLA_TUN_PI and IFLA_TUN_VNET_HDR, which are not read.
-        data.extend(attr(4, &[0]));
+        data.extend(attr(IFLA_TUN_PI, &[0]));
+        // IFLA_TUN_VNET_HDR, which is not read.
         data.extend(attr(5, &[1]));
         data.extend(attr(IFLA_TUN_PERSIST, &[1]));
         data.extend(attr(IFLA_TUN_MULTI_QUEUE, &[1]));
@@ -262,6 +267,7 @@ mod tests {
             tun,
             TunLink {
                 tap: false,
+                pi: false,
                 persist: true,
                 multi_queue: true,
                 files: Some(3),

@@ -93,18 +93,25 @@ pub(super) fn open_tun(
     check(unsafe { libc::ioctl(raw, libc::TUNSETIFF as _, &mut req) })?;
     admit(raw)?;
     if vnet_hdr {
-        let size = VNET_HDR_LEN as libc::c_int;
-        // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across
-        // the call.
-        check(unsafe { libc::ioctl(raw, libc::TUNSETVNETHDRSZ as _, &size) })
-            .map_err(|e| refused(e, "TUNSETVNETHDRSZ (the virtio-net header)"))?;
-        set_offloads(raw, libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6)
-            .map_err(|e| refused(e, "TUNSETOFFLOAD (checksum, TSO4, TSO6)"))?;
+        offload(raw)?;
     } else if !create {
         // An interface that exists already may keep the offloads of its last reader.
         set_offloads(raw, 0).map_err(|e| refused(e, "TUNSETOFFLOAD (none)"))?;
     }
     Ok(fd)
+}
+
+/// Makes TUN file `fd`, opened with `IFF_VNET_HDR`, frame every packet behind our 10-byte
+/// virtio-net header (`TUNSETVNETHDRSZ`: a file may have been given 12, the mergeable
+/// buffers' header) and turns on checksum and TCP segmentation offload (`TUNSETOFFLOAD`).
+pub(super) fn offload(fd: RawFd) -> io::Result<()> {
+    let size = VNET_HDR_LEN as libc::c_int;
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across the
+    // call.
+    check(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &size) })
+        .map_err(|e| refused(e, "TUNSETVNETHDRSZ (the virtio-net header)"))?;
+    set_offloads(fd, libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6)
+        .map_err(|e| refused(e, "TUNSETOFFLOAD (checksum, TSO4, TSO6)"))
 }
 
 /// Sets the offloads the kernel may use on the interface of TUN file `fd` (`TUNSETOFFLOAD`):
@@ -121,12 +128,47 @@ pub(super) fn set_offloads(fd: RawFd, flags: libc::c_uint) -> io::Result<()> {
 /// The flags of the interface TUN file `fd` is attached to (`TUNGETIFF`): `IFF_TUN`,
 /// `IFF_MULTI_QUEUE`, `IFF_PERSIST` and the rest, as `ip -d link` shows them.
 pub(super) fn tun_flags(fd: RawFd) -> io::Result<libc::c_int> {
+    tun_interface(fd).map(|(_, flags)| flags)
+}
+
+/// The name and flags ([`tun_flags`]) of the interface TUN file `fd` is attached to
+/// (`TUNGETIFF`). A file that is not a TUN is refused with ENOTTY or EINVAL, one that is
+/// attached to no interface (never, or no more) with EBADFD.
+pub(super) fn tun_interface(fd: RawFd) -> io::Result<(String, libc::c_int)> {
     let mut req = ifreq("");
-    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call.
+    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call; on a
+    // file that is not a TUN the kernel refuses it with an error, touching nothing.
     check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) })?;
+    // The kernel wrote a NUL-terminated name (at most IFNAMSIZ bytes with its NUL).
+    let name: Vec<u8> = req
+        .ifr_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
     // SAFETY: TUNGETIFF filled `ifru_flags`; every bit pattern is a `short`, and the zeroed
     // union is initialised throughout.
-    Ok(libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff)
+    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags }) & 0xffff;
+    Ok((String::from_utf8_lossy(&name).into_owned(), flags))
+}
+
+/// Makes the file `fd` non-blocking (the driver reads and writes it through the reactor)
+/// and close-on-exec (a child process holding a copy would keep the interface alive and
+/// read its packets), as the files we open ourselves are.
+pub(super) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL and F_SETFL take and return plain integers; no memory is touched.
+    let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    // SAFETY: F_GETFD and F_SETFD take and return plain integers; no memory is touched.
+    let fd_flags = check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    if fd_flags & libc::FD_CLOEXEC == 0 {
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFD, fd_flags | libc::FD_CLOEXEC) })?;
+    }
+    Ok(())
 }
 
 /// An offload setting the kernel refused, named: the error of `open_tun` then says which
@@ -156,10 +198,7 @@ pub(super) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 /// system call on it fails with EBADFD. TUNGETIFF asks without a side effect (a zero-length
 /// write would count a drop on the interface).
 pub(super) fn tun_attached(fd: RawFd) -> io::Result<()> {
-    let mut req = ifreq("");
-    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call; on a
-    // file that is not a TUN the kernel refuses it with an error, touching nothing.
-    check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) }).map(drop)
+    tun_interface(fd).map(drop)
 }
 
 /// A `sockaddr` holding an `AF_INET` address with port 0, as SIOCSIFADDR wants it.
