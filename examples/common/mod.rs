@@ -39,7 +39,7 @@ pub struct NetArgs {
     /// needs no privilege and opens nothing. The file says which interface and whether it
     /// has the offloads' virtio-net header; --host-addr and --host-addr6 say what the
     /// interface has. One file is one queue: one worker.
-    #[arg(long, value_name = "N", conflicts_with_all = ["attach", "no_offload"])]
+    #[arg(long, value_name = "N", conflicts_with_all = ["tun", "attach", "no_offload"])]
     pub tun_fd: Option<i32>,
     /// The kernel's address on the device, with the prefix routed to it.
     #[arg(long, default_value = "198.18.0.1/24")]

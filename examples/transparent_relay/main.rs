@@ -150,7 +150,7 @@ async fn run(args: Args) -> io::Result<()> {
     });
     eprintln!(
         "transparent_relay: relaying what is routed into {} ({}), upstream {}",
-        args.net.tun,
+        stack.interface_name().unwrap_or(&args.net.tun),
         args.net.host_addr,
         relay.upstream.describe(args.egress_netns.as_deref()),
     );

@@ -796,36 +796,64 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
 }
 
 /// A privileged helper, as a VPN service or a setuid launcher is: opens `/dev/net/tun`,
-/// attaches the file to a new TUN argv[1] with the flags argv[2] names, gives the interface
-/// the kernel's 198.18.0.1/24 and brings it up, then execs argv[3:] with the file inherited
-/// and every `FD` argument replaced by its number. `none` hands over /dev/null instead.
+/// attaches the file to a new TUN argv[1] as argv[2] says, gives the interface the kernel's
+/// 198.18.0.1/24 and brings it up, then execs argv[3:] with the file inherited and every
+/// `FD` argument replaced by its number. The modes: `vnet` and `plain` (with and without the
+/// virtio-net header), `vnet12p` (with it, 12 bytes long, the interface persistent), `pi`
+/// (the packet information prefix), `tap`, `detached` (a multi-queue TUN's queue, detached
+/// with TUNSETQUEUE), `shared` (a multi-queue TUN whose second queue goes along, unowned),
+/// and `none` (/dev/null).
 const TUN_HELPER: &str = r#"
 import fcntl, os, struct, subprocess, sys
 name, mode, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-IFF_TUN, IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x1, 0x2, 0x1000, 0x4000
-flags = {'vnet': IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, 'plain': IFF_TUN | IFF_NO_PI,
-         'pi': IFF_TUN, 'tap': IFF_TAP | IFF_NO_PI, 'none': None}[mode]
+IFF_TUN, IFF_TAP, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_VNET_HDR = 0x1, 0x2, 0x100, 0x1000, 0x4000
+TUNSETIFF, TUNSETPERSIST, TUNSETVNETHDRSZ, TUNSETQUEUE = 0x400454ca, 0x400454cb, 0x400454d8, 0x400454d9
+flags = {'vnet': IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, 'vnet12p': IFF_TUN | IFF_NO_PI | IFF_VNET_HDR,
+         'plain': IFF_TUN | IFF_NO_PI, 'pi': IFF_TUN, 'tap': IFF_TAP | IFF_NO_PI,
+         'detached': IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE,
+         'shared': IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE, 'none': None}[mode]
+def tun():
+    fd = os.open('/dev/net/tun', os.O_RDWR)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack('16sH', name.encode(), flags) + bytes(22))
+    return fd
 if flags is None:
     fd = os.open('/dev/null', os.O_RDWR)
 else:
-    fd = os.open('/dev/net/tun', os.O_RDWR)
-    fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', name.encode(), flags) + bytes(22))
+    fd = tun()
     subprocess.run(['ip', 'addr', 'add', '198.18.0.1/24', 'dev', name], check=True)
     subprocess.run(['ip', 'link', 'set', 'dev', name, 'up'], check=True)
+if mode == 'vnet12p':
+    fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack('i', 12))
+    fcntl.ioctl(fd, TUNSETPERSIST, 1)
+if mode == 'detached':
+    fcntl.ioctl(fd, TUNSETQUEUE, struct.pack('16sH', b'', 0x400) + bytes(22))
+if mode == 'shared':
+    os.set_inheritable(tun(), True)
 os.set_inheritable(fd, True)
 os.execvp(cmd[0], [str(fd) if a == 'FD' else a for a in cmd])
 "#;
 
+/// Attaches to the persistent TUN argv[1] with the virtio-net header and prints the
+/// header's length (TUNGETVNETHDRSZ).
+const VNET_HDR_LEN: &str = r#"
+import fcntl, os, struct, sys
+fd = os.open('/dev/net/tun', os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1 | 0x1000 | 0x4000) + bytes(22))
+print(struct.unpack('i', fcntl.ioctl(fd, 0x800454d7, struct.pack('i', 0)))[0])
+"#;
+
 /// A server that opens nothing: a privileged helper makes a TUN and starts `echo_server
-/// --tun-fd` with the file, dropping to uid 65534 with no capability on the way (setpriv),
-/// as `TunDevice::from_fd` promises. Unlike the attached server above, it gets no
-/// `/dev/net/tun` node of its own (where the machine's is root's alone, it could open none),
-/// and eight kernel clients get every byte of 500 kB echoed: with the virtio-net header (the offloading
-/// device, TSO on the interface while it runs) and without (the plain one, TSO off). It asks
-/// for two workers and runs one, saying why (one file is one queue). The interface was the
-/// helper's own, not persistent: once the server exits, no file holds it and it is gone.
-/// The same server refuses, with an error saying what is wrong, a TAP, a TUN with the packet
-/// information prefix, and a descriptor that is not a TUN file.
+/// --tun-fd` with the file, as `TunDevice::from_fd` promises. On the way the server loses
+/// `/dev/net/tun` altogether (an empty tmpfs over `/dev/net`, in the private mount namespace
+/// `ip netns exec` gives it) and every privilege (setpriv: uid 65534, no capability), and
+/// eight kernel clients get every byte of 500 kB echoed: with the virtio-net header (the
+/// offloading device, TSO on the interface while it runs) and without (the plain one, TSO
+/// off). It asks for two workers and runs one, saying why (one file is one queue). The
+/// interface was the helper's own, not persistent: once the server exits, no file holds it
+/// and it is gone. A persistent one whose header the helper made 12 bytes long is left with
+/// that length and without offloads. The same server refuses, with an error saying what is
+/// wrong, a TAP, a TUN with the packet information prefix, a detached queue, a queue of an
+/// interface with another enabled queue, and a descriptor that is not a TUN file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
     let test = "echo_server_runs_unprivileged_on_a_tun_file_it_is_given";
@@ -843,6 +871,10 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
         let mut cmd = ns.command("python3");
         cmd.args(["-c", TUN_HELPER, name, mode])
             .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs -o mode=0755 tmpfs /dev/net && exec \"$@\"",
+                "sh",
                 "setpriv",
                 "--reuid=65534",
                 "--regid=65534",
@@ -866,6 +898,8 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
     for (mode, why) in [
         ("tap", "it is a TAP"),
         ("pi", "packet information prefix"),
+        ("detached", "detached from its interface"),
+        ("shared", "1 other enabled queue(s)"),
         ("none", "not a /dev/net/tun file"),
     ] {
         let out = Proc::spawn(helped(mode, "refused0", &[]))
@@ -880,11 +914,19 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
         );
     }
 
-    for (mode, offloaded) in [("vnet", true), ("plain", false)] {
-        let server = Proc::spawn(helped(mode, "given0", &["--workers", "2", "--stats"]));
+    for (mode, name, offloaded) in [
+        ("vnet", "given0", true),
+        ("plain", "given1", false),
+        ("vnet12p", "given2", true),
+    ] {
+        let server = Proc::spawn(helped(mode, name, &["--workers", "2", "--stats"]));
         let server = echo_clients(&ns, server).await;
         assert_unprivileged(&server);
-        assert_eq!(tso(&ns, "given0").await, offloaded, "{mode}: TSO");
+        let dev_net = std::fs::read_dir(format!("/proc/{}/root/dev/net", server.pid()))
+            .unwrap()
+            .count();
+        assert_eq!(dev_net, 0, "{mode}: the server could open /dev/net/tun");
+        assert_eq!(tso(&ns, name).await, offloaded, "{mode}: TSO");
         let out = server.terminate(Duration::from_secs(10)).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{mode}: {stderr}");
@@ -893,6 +935,17 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
             stderr.contains("connections_established: 9,"),
             "{mode}: {stderr}"
         );
-        assert!(!exists("given0"), "{mode}: the interface outlived its file");
+        if mode == "vnet12p" {
+            assert!(exists(name), "the persistent interface went with the file");
+            assert!(!tso(&ns, name).await, "offloads left on");
+            let mut cmd = ns.command("python3");
+            cmd.args(["-c", VNET_HDR_LEN, name]);
+            let len = String::from_utf8_lossy(&succeed(cmd).await.stdout)
+                .trim()
+                .to_owned();
+            assert_eq!(len, "12", "the header's length was not put back");
+        } else {
+            assert!(!exists(name), "{mode}: the interface outlived its file");
+        }
     }
 }

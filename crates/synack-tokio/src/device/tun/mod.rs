@@ -367,8 +367,9 @@ enum Origin {
     /// its index, by which a queue opened later makes sure it joins the same one.
     Attached(i32),
     /// A file another program opened and handed us ([`TunDevice::from_fd`]): the interface
-    /// may outlive it (persistent, or read through copies of the file).
-    Adopted,
+    /// may outlive it (persistent, or read through copies of the file). With the length of
+    /// the virtio-net header the interface had, if we changed it.
+    Adopted { vnet_hdr_len: Option<libc::c_int> },
 }
 
 impl Tun {
@@ -591,17 +592,23 @@ impl Tun {
         tokio::runtime::Handle::try_current()
             .map_err(|e| io::Error::other(format!("a TUN from a file descriptor: {e}")))?;
         let (name, flags) = sys::tun_interface(raw).map_err(|e| {
-            let why = match e.raw_os_error() {
-                Some(libc::EBADFD) => "a TUN file attached to no interface",
-                Some(libc::ENOTTY | libc::EINVAL | libc::EBADF) => "not a TUN file",
-                _ => "TUNGETIFF refused",
+            let (kind, why) = match e.raw_os_error() {
+                Some(libc::EBADFD) => (
+                    io::ErrorKind::InvalidInput,
+                    "a TUN file attached to no interface",
+                ),
+                Some(libc::ENOTTY | libc::EINVAL | libc::EBADF) => {
+                    (io::ErrorKind::InvalidInput, "not a TUN file")
+                }
+                // A security module's EACCES, say: the kind says so.
+                _ => (e.kind(), "TUNGETIFF refused"),
             };
             io::Error::new(
-                io::ErrorKind::InvalidInput,
+                kind,
                 format!("a TUN from file descriptor {raw}: {why} ({e})"),
             )
         })?;
-        let refuse = |why: String| {
+        let refuse = |why: &str| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a TUN from file descriptor {raw} (interface {name}): {why}"),
@@ -609,62 +616,86 @@ impl Tun {
         };
         if flags & libc::IFF_TUN == 0 {
             return Err(refuse(
-                "it is a TAP (Ethernet frames); synack needs a TUN (IFF_TUN: IP packets)".into(),
+                "it is a TAP (Ethernet frames); synack needs a TUN (IFF_TUN: IP packets)",
             ));
         }
+        if flags & libc::IFF_DETACH_QUEUE != 0 {
+            return Err(refuse(
+                "it is a queue detached from its interface (TUNSETQUEUE IFF_DETACH_QUEUE), \
+                 which the kernel sends nothing; attach it again (IFF_ATTACH_QUEUE) first",
+            ));
+        }
+        let pi = || {
+            refuse("its packets carry the 4-byte packet information prefix; open it with IFF_NO_PI")
+        };
+        // TUNGETIFF sets the file's own IFF_NOFILTER in IFF_NO_PI's bit, never clears it: a
+        // clear bit is the prefix for sure, a set one says nothing (route netlink, below).
+        if flags & libc::IFF_NO_PI == 0 {
+            return Err(pi());
+        }
         let has_vnet = flags & libc::IFF_VNET_HDR != 0;
+        let multi_queue = flags & libc::IFF_MULTI_QUEUE != 0;
         match vnet_hdr {
             Some(true) if !has_vnet => {
                 return Err(refuse(
                     "it was opened without IFF_VNET_HDR, which the offloading device needs \
-                     (PlainTun takes it)"
-                        .into(),
+                     (PlainTun takes it)",
                 ))
             }
             Some(false) if has_vnet => {
                 return Err(refuse(
                     "it was opened with IFF_VNET_HDR, which the plain device cannot read \
-                     (OffloadTun takes it)"
-                        .into(),
+                     (OffloadTun takes it)",
                 ))
             }
             _ => {}
         }
-        // The interface is read by name from here on, in the calling thread's namespace.
-        let elsewhere = || {
+        // The interface is read by name from here on, in the calling thread's namespace,
+        // where that name must be the file's interface and not another.
+        let elsewhere = |why: &str| {
             io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
                     "a TUN from file descriptor {raw}: its interface, {name}, is not in this \
-                     network namespace; run the stack in the namespace of the interface"
+                     network namespace ({why}); run the stack in the namespace of the \
+                     interface"
                 ),
             )
         };
         let Some(ifindex) =
             sys::ifindex(&name).map_err(|e| step(e, &format!("looking up TUN {name}")))?
         else {
-            return Err(elsewhere());
+            return Err(elsewhere("no interface of that name"));
         };
-        // What the kernel says of it (route netlink, as for `attach`). TUNGETIFF cannot say
-        // whether the file carries the packet information prefix (it reports its own
-        // IFF_NOFILTER in the IFF_NO_PI bit); without route netlink (a sandbox that filters
-        // it), the file is taken to be in raw-IP mode, as every VPN service makes it.
+        // What the kernel says of it (route netlink, as for `attach`): what TUNGETIFF
+        // cannot say (the prefix; the other files of a multi-queue interface), and the
+        // interface-wide flags, which must be the file's. Without route netlink (a sandbox
+        // that filters it, a kernel before 4.15) the file is taken to be in raw-IP mode, as
+        // VPN services make theirs.
         let link = rtnl::link(ifindex)
             .inspect_err(|e| tracing::debug!(error = %e, "RTM_GETLINK for TUN {name}"))
             .ok();
         if link.as_ref().is_some_and(|l| !l.is_tun) {
-            return Err(elsewhere());
+            return Err(elsewhere("one of that name is not a TUN"));
         }
-        if link
-            .as_ref()
-            .and_then(|l| l.tun.as_ref())
-            .is_some_and(|t| t.pi)
-        {
-            return Err(refuse(
-                "its packets carry the 4-byte packet information prefix; open it with \
-                 IFF_NO_PI"
-                    .into(),
-            ));
+        if let Some(t) = link.as_ref().and_then(|l| l.tun.as_ref()) {
+            let persist = flags & libc::IFF_PERSIST != 0;
+            if t.tap
+                || t.multi_queue != multi_queue
+                || t.persist != persist
+                || t.vnet_hdr != has_vnet
+                || (multi_queue && t.queues == Some(0))
+            {
+                return Err(elsewhere("one of that name is another TUN"));
+            }
+            if t.pi {
+                return Err(pi());
+            }
+            // The kernel spreads the flows over every enabled queue, and the header length
+            // and offloads set below are the whole interface's.
+            if let Some(others) = t.queues.filter(|&n| n > 1).map(|n| n - 1) {
+                return Err(in_use(&name, &format!("{others} other enabled queue(s)")));
+            }
         }
         let mtu = match link.as_ref().and_then(|l| l.mtu) {
             Some(mtu) => i64::from(mtu),
@@ -673,33 +704,42 @@ impl Tun {
             ),
         };
         if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
-            return Err(refuse(format!(
+            return Err(refuse(&format!(
                 "its MTU, {mtu}, is outside 88 to 65535 (below 88 a Linux peer's TCP \
                  segments come in IP fragments)"
             )));
         }
-        if has_vnet {
-            sys::offload(raw).map_err(|e| step(e, &format!("TUN {name}'s offloads")))?;
-        } else if let Err(e) = sys::set_offloads(raw, 0) {
-            // Offloads another reader of the interface left on would hand this one TSO
-            // super-packets; a fresh interface has none, and a sandbox may refuse the call.
-            tracing::debug!(tun = %name, error = %e, "TUNSETOFFLOAD (none) refused");
-        }
-        sys::set_nonblocking_cloexec(raw)?;
-        warn_if_down(&name);
-        tracing::debug!(name = %name, mtu, vnet_hdr = has_vnet, "TUN adopted");
-        Ok(Tun {
-            fd: sys::register(fd)?,
+        let about = |what: &str| format!("TUN {name} from file descriptor {raw}: {what}");
+        sys::set_nonblocking_cloexec(raw).map_err(|e| step(e, &about("O_NONBLOCK")))?;
+        // The header length we change is put back when the device drops (`Drop`), as are
+        // the offloads: from here on, a failure drops the `Tun`.
+        let vnet_hdr_len = if has_vnet {
+            let len = sys::vnet_hdr_len(raw).map_err(|e| step(e, &about("TUNGETVNETHDRSZ")))?;
+            (len != vnet::VNET_HDR_LEN as libc::c_int).then_some(len)
+        } else {
+            None
+        };
+        let tun = Tun {
+            fd: sys::register(fd).map_err(|e| step(e, &about("registering with tokio")))?,
             broadcast: broadcast_of(&name),
-            name,
             // In range, so it fits.
             mtu: usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU),
             vnet_hdr: has_vnet,
-            // One file, one queue: the others of a multi-queue interface, if any, are the
-            // giver's to read.
+            // One file, one queue.
             netns: None,
-            origin: Origin::Adopted,
-        })
+            origin: Origin::Adopted { vnet_hdr_len },
+            name: name.clone(),
+        };
+        if has_vnet {
+            sys::offload(raw).map_err(|e| step(e, &about("offloads")))?;
+        } else if let Err(e) = sys::set_offloads(raw, 0) {
+            // Offloads a reader of the interface left on would hand this one TSO
+            // super-packets; a fresh interface has none, and a sandbox may refuse the call.
+            tracing::debug!(tun = %tun.name, error = %e, "TUNSETOFFLOAD (none) refused");
+        }
+        warn_if_down(&tun.name);
+        tracing::debug!(name = %tun.name, mtu, vnet_hdr = has_vnet, "TUN adopted");
+        Ok(tun)
     }
 
     /// See [`Device::max_queues`].
@@ -745,7 +785,7 @@ impl Tun {
         let open = move || {
             sys::open_tun(&name, vnet_hdr, true, false, |fd| match origin {
                 Origin::Attached(ifindex) => same_interface(&name, ifindex, fd).map(drop),
-                Origin::Created | Origin::Adopted => Ok(()),
+                Origin::Created | Origin::Adopted { .. } => Ok(()),
             })
         };
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
@@ -870,6 +910,12 @@ impl Drop for Tun {
         if self.origin != Origin::Created {
             if self.vnet_hdr {
                 let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
+            }
+            if let Origin::Adopted {
+                vnet_hdr_len: Some(len),
+            } = self.origin
+            {
+                let _ = sys::set_vnet_hdr_len(self.fd.as_raw_fd(), len);
             }
             if self.netns.is_some() {
                 let _ = sys::set_steering_program(self.fd.as_raw_fd(), -1);
@@ -1037,7 +1083,9 @@ fn attaching_error(name: &str, e: io::Error, tun: Option<&rtnl::TunLink>) -> io:
 ///
 /// A device made with [`create`](Self::create) exists while this value (its file
 /// descriptor) lives; dropping it deletes the interface. One that [`attach`](Self::attach)ed
-/// to an interface made beforehand leaves it as it found it.
+/// to an interface made beforehand leaves it as it found it, as does one made
+/// [`from_fd`](Self::from_fd) a file another program opened (whose interface goes when its
+/// last file closes, unless it is persistent).
 #[derive(Debug)]
 pub struct TunDevice {
     inner: Inner,
@@ -1148,26 +1196,32 @@ impl TunDevice {
     /// runs the stack then needs no privilege at all, not even access to `/dev/net/tun`.
     ///
     /// The file decides the device: opened with `IFF_VNET_HDR`, it is the offloading
-    /// device (its virtio-net header set to ours and the offloads turned on, which the file
-    /// itself may do); without, the plain one. It must be a TUN (`IFF_TUN`) in raw-IP mode
-    /// (`IFF_NO_PI`), attached to an interface of the calling thread's network namespace,
-    /// where its name, MTU (88 to 65535) and IPv4 broadcast address are read, once. Nothing
-    /// else is set on the interface: its addresses, routes and link state are the giver's.
-    /// The file becomes non-blocking and close-on-exec.
+    /// device, which sets the interface's virtio-net header to its 10 bytes and turns on
+    /// the checksum and TSO offloads (calls the file itself may make); without, the plain
+    /// one, which turns the offloads off where the kernel lets it (another reader may have
+    /// left them on). It must be a TUN (`IFF_TUN`) in raw-IP mode (`IFF_NO_PI`), attached
+    /// to an interface of the calling thread's network namespace, where its name, MTU (88
+    /// to 65535) and IPv4 broadcast address are read, once. Nothing else is set on the
+    /// interface: its addresses, routes and link state are the giver's. The file becomes
+    /// non-blocking and close-on-exec (flags its copies in the giver share).
     ///
-    /// One file is one queue, and its stack runs one worker; the other queues of a
-    /// multi-queue interface, if any, are the giver's to read (the kernel spreads the
-    /// interface's flows over all of them). Dropping the device closes the file, after
-    /// turning off the offloads it turned on: the interface outlives it if it is persistent
-    /// or another copy of the file is open.
+    /// One file is one queue, and its stack runs one worker. The kernel spreads a
+    /// multi-queue interface's flows over its enabled queues, so a file is refused while
+    /// the interface has another, and one detached from it (`TUNSETQUEUE`), which gets
+    /// nothing. Dropping the device closes the file, after turning the offloads off and
+    /// putting back the header length it changed: the interface outlives it if it is
+    /// persistent or another copy of the file is open.
     ///
     /// Errors: `InvalidInput` if the file is not a TUN, is attached to no interface, is a
-    /// TAP, carries the packet information prefix, or its interface's MTU is out of range
-    /// (the file is then closed); `NotFound` if the interface is not in the calling
-    /// thread's network namespace. Whether a file carries the prefix only route netlink
-    /// can say (`RTM_GETLINK`, as `ip -d link` asks; the file's own `TUNGETIFF` cannot):
-    /// where the process may not use it, the file is taken to be in raw-IP mode, as VPN
-    /// services make theirs. Must be called within a tokio runtime.
+    /// TAP, a detached queue, carries the packet information prefix, or its interface's
+    /// MTU is out of range; the kernel's EBUSY if the interface has another enabled queue;
+    /// `NotFound` if the interface is not in the calling thread's network namespace (none
+    /// of its name, or one whose flags are not the file's). The file is closed on every
+    /// error. Part of this only route netlink can tell (`RTM_GETLINK`, as `ip -d link`
+    /// asks, Linux 4.15): where the process may not use it, a file whose `TUNGETIFF` leaves
+    /// the prefix in doubt (it reports its own `IFF_NOFILTER` in the `IFF_NO_PI` bit) is
+    /// taken to be in raw-IP mode, as VPN services make theirs, and the other queues go
+    /// uncounted. Must be called within a tokio runtime.
     pub fn from_fd(fd: OwnedFd) -> io::Result<TunDevice> {
         let tun = Tun::adopt(fd, None)?;
         Ok(TunDevice {
@@ -1328,7 +1382,8 @@ impl Device for TunDevice {
 /// told not to use them; see [`OffloadTun`] for the one that moves 64 KiB at a time.
 ///
 /// A created device exists while this value (its file descriptor) lives; dropping it deletes
-/// the interface (an attached one stays: [`TunDevice::attach`]).
+/// the interface (an attached one stays: [`TunDevice::attach`]; for one from a file, see
+/// [`TunDevice::from_fd`]).
 pub struct PlainTun {
     tun: Tun,
 }

@@ -33,6 +33,7 @@ const IFLA_TUN_OWNER: u16 = 1;
 const IFLA_TUN_GROUP: u16 = 2;
 const IFLA_TUN_TYPE: u16 = 3;
 const IFLA_TUN_PI: u16 = 4;
+const IFLA_TUN_VNET_HDR: u16 = 5;
 const IFLA_TUN_PERSIST: u16 = 6;
 const IFLA_TUN_MULTI_QUEUE: u16 = 7;
 const IFLA_TUN_NUM_QUEUES: u16 = 8;
@@ -65,12 +66,17 @@ pub(super) struct TunLink {
     /// Its readers get a 4-byte packet information prefix (no `IFF_NO_PI`), which a file's
     /// `TUNGETIFF` cannot tell: it reports its own `IFF_NOFILTER` in that bit.
     pub(super) pi: bool,
+    /// `IFF_VNET_HDR`: its readers' frames carry the virtio-net header.
+    pub(super) vnet_hdr: bool,
     /// `IFF_PERSIST`: it outlives its files (`ip tuntap add`, `TUNSETPERSIST`).
     pub(super) persist: bool,
     pub(super) multi_queue: bool,
     /// Files attached to it, enabled or not; the kernel counts them only for a multi-queue
     /// interface (a single-queue one refuses a second file with EBUSY instead).
     pub(super) files: Option<u32>,
+    /// Of those, the enabled ones, among which the kernel spreads the interface's flows
+    /// (a file detached with `TUNSETQUEUE` gets none).
+    pub(super) queues: Option<u32>,
     pub(super) owner: Option<u32>,
     pub(super) group: Option<u32>,
 }
@@ -157,23 +163,24 @@ fn read_link(attrs: &[u8]) -> Link {
     link.is_tun = kind_tun;
     if let (true, Some(data)) = (kind_tun, data) {
         let mut tun = TunLink::default();
-        let (mut queues, mut disabled) = (None, None);
+        let mut disabled = None;
         for (kind, value) in attributes(data) {
             let flag = value.first().is_some_and(|&b| b != 0);
             match kind {
                 // IFF_TUN (1) or IFF_TAP (2).
                 IFLA_TUN_TYPE => tun.tap = value.first() == Some(&2),
                 IFLA_TUN_PI => tun.pi = flag,
+                IFLA_TUN_VNET_HDR => tun.vnet_hdr = flag,
                 IFLA_TUN_PERSIST => tun.persist = flag,
                 IFLA_TUN_MULTI_QUEUE => tun.multi_queue = flag,
-                IFLA_TUN_NUM_QUEUES => queues = u32_at(value, 0),
+                IFLA_TUN_NUM_QUEUES => tun.queues = u32_at(value, 0),
                 IFLA_TUN_NUM_DISABLED_QUEUES => disabled = u32_at(value, 0),
                 IFLA_TUN_OWNER => tun.owner = u32_at(value, 0),
                 IFLA_TUN_GROUP => tun.group = u32_at(value, 0),
                 _ => {}
             }
         }
-        tun.files = queues.map(|q| q.saturating_add(disabled.unwrap_or(0)));
+        tun.files = tun.queues.map(|q| q.saturating_add(disabled.unwrap_or(0)));
         link.tun = Some(tun);
     }
     link
@@ -241,8 +248,7 @@ mod tests {
         data.extend(attr(IFLA_TUN_TYPE, &[1]));
         data.extend(attr(IFLA_TUN_OWNER, &65534u32.to_ne_bytes()));
         data.extend(attr(IFLA_TUN_PI, &[0]));
-        // IFLA_TUN_VNET_HDR, which is not read.
-        data.extend(attr(5, &[1]));
+        data.extend(attr(IFLA_TUN_VNET_HDR, &[1]));
         data.extend(attr(IFLA_TUN_PERSIST, &[1]));
         data.extend(attr(IFLA_TUN_MULTI_QUEUE, &[1]));
         data.extend(attr(IFLA_TUN_NUM_QUEUES, &files.to_ne_bytes()));
@@ -268,9 +274,11 @@ mod tests {
             TunLink {
                 tap: false,
                 pi: false,
+                vnet_hdr: true,
                 persist: true,
                 multi_queue: true,
                 files: Some(3),
+                queues: Some(2),
                 owner: Some(65534),
                 group: None,
             }

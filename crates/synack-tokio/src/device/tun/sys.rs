@@ -105,13 +105,27 @@ pub(super) fn open_tun(
 /// virtio-net header (`TUNSETVNETHDRSZ`: a file may have been given 12, the mergeable
 /// buffers' header) and turns on checksum and TCP segmentation offload (`TUNSETOFFLOAD`).
 pub(super) fn offload(fd: RawFd) -> io::Result<()> {
-    let size = VNET_HDR_LEN as libc::c_int;
-    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across the
-    // call.
-    check(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &size) })
+    set_vnet_hdr_len(fd, VNET_HDR_LEN as libc::c_int)
         .map_err(|e| refused(e, "TUNSETVNETHDRSZ (the virtio-net header)"))?;
     set_offloads(fd, libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6)
         .map_err(|e| refused(e, "TUNSETOFFLOAD (checksum, TSO4, TSO6)"))
+}
+
+/// The length of the virtio-net header in front of every frame on the interface of TUN
+/// file `fd` (`TUNGETVNETHDRSZ`; the interface's, shared by all its files).
+pub(super) fn vnet_hdr_len(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: TUNGETVNETHDRSZ writes one `int` through the pointer, which points at `size`
+    // for the whole call.
+    check(unsafe { libc::ioctl(fd, libc::TUNGETVNETHDRSZ as _, &mut size) })?;
+    Ok(size)
+}
+
+/// Sets that length (`TUNSETVNETHDRSZ`; the kernel takes 10 or more).
+pub(super) fn set_vnet_hdr_len(fd: RawFd, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer; `size` lives across the
+    // call.
+    check(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ as _, &size) }).map(drop)
 }
 
 /// Sets the offloads the kernel may use on the interface of TUN file `fd` (`TUNSETOFFLOAD`):
@@ -132,12 +146,15 @@ pub(super) fn tun_flags(fd: RawFd) -> io::Result<libc::c_int> {
 }
 
 /// The name and flags ([`tun_flags`]) of the interface TUN file `fd` is attached to
-/// (`TUNGETIFF`). A file that is not a TUN is refused with ENOTTY or EINVAL, one that is
-/// attached to no interface (never, or no more) with EBADFD.
+/// (`TUNGETIFF`). A file that is not a TUN or TAP is refused with ENOTTY, one that is
+/// attached to no interface (never, or no more) with EBADFD. Of the flags, two are the
+/// file's own: `IFF_DETACH_QUEUE` for a queue detached from its multi-queue interface, and
+/// `IFF_NOFILTER` (the bit of `IFF_NO_PI`, set in its place) when the file has no filter.
 pub(super) fn tun_interface(fd: RawFd) -> io::Result<(String, libc::c_int)> {
     let mut req = ifreq("");
-    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call; on a
-    // file that is not a TUN the kernel refuses it with an error, touching nothing.
+    // SAFETY: TUNGETIFF writes one `ifreq`, which `req` is and which outlives the call (the
+    // TUN driver and the macvtap/ipvtap ones that also answer it write no more than an
+    // `ifreq`); any other file refuses it with an error, touching nothing.
     check(unsafe { libc::ioctl(fd, libc::TUNGETIFF as _, &mut req) })?;
     // The kernel wrote a NUL-terminated name (at most IFNAMSIZ bytes with its NUL).
     let name: Vec<u8> = req
@@ -198,7 +215,15 @@ pub(super) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
 /// system call on it fails with EBADFD. TUNGETIFF asks without a side effect (a zero-length
 /// write would count a drop on the interface).
 pub(super) fn tun_attached(fd: RawFd) -> io::Result<()> {
-    tun_interface(fd).map(drop)
+    let (name, flags) = tun_interface(fd)?;
+    if flags & libc::IFF_DETACH_QUEUE != 0 {
+        // Detached through another copy of the file: the kernel sends it nothing.
+        return Err(io::Error::new(
+            io::Error::from_raw_os_error(libc::EBADFD).kind(),
+            format!("the queue of TUN {name} was detached from it (TUNSETQUEUE)"),
+        ));
+    }
+    Ok(())
 }
 
 /// A `sockaddr` holding an `AF_INET` address with port 0, as SIOCSIFADDR wants it.
