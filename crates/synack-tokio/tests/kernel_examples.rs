@@ -658,6 +658,35 @@ async fn echo_clients(ns: &NetNs, server: Proc) -> Proc {
     server
 }
 
+/// The command prefix that runs what follows as uid and gid 65534, with no capability and
+/// no supplementary group.
+const AS_NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--",
+];
+
+/// What a test that runs `echo_server` unprivileged needs, or `None` (the reason printed)
+/// where it cannot run: a namespace named after `ns_name`, and a copy of the example that
+/// uid 65534 can reach whatever the build directory's permissions, in a scratch directory
+/// (kept while the test runs).
+fn unprivileged_echo_server(
+    test: &str,
+    ns_name: &str,
+) -> Option<(NetNs, ScratchDir, std::path::PathBuf)> {
+    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "setpriv") {
+        return None;
+    }
+    let built = example(test, "echo_server")?;
+    let ns = NetNs::new(ns_name).unwrap();
+    let dir = ScratchDir::new(ns.name());
+    let echo = dir.path().join("echo_server");
+    std::fs::copy(&built, &echo).unwrap();
+    Some((ns, dir, echo))
+}
+
 /// Asserts that `server` runs as uid 65534 with no effective capability (from /proc).
 fn assert_unprivileged(server: &Proc) {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
@@ -683,17 +712,9 @@ fn assert_unprivileged(server: &Proc) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_server_runs_unprivileged_on_an_attached_tun() {
     let test = "echo_server_runs_unprivileged_on_an_attached_tun";
-    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "setpriv") {
-        return;
-    }
-    let Some(built) = example(test, "echo_server") else {
+    let Some((ns, _dir, echo)) = unprivileged_echo_server(test, "synack-unpriv") else {
         return;
     };
-    let ns = NetNs::new("synack-unpriv").unwrap();
-    // A copy that uid 65534 can reach whatever the build directory's permissions.
-    let dir = ScratchDir::new(ns.name());
-    let echo = dir.path().join("echo_server");
-    std::fs::copy(&built, &echo).unwrap();
     let run = |cmd: &[&str]| {
         let mut c = ns.command(cmd[0]);
         c.args(&cmd[1..]);
@@ -746,13 +767,7 @@ async fn echo_server_runs_unprivileged_on_an_attached_tun() {
         let mut cmd = ns.command("sh");
         cmd.args(["-c", "eval \"$0\" && exec \"$@\""])
             .arg(own_node)
-            .args([
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
-            ])
+            .args(AS_NOBODY)
             .arg(&echo)
             .args(["--attach", "--port", "7000"])
             .args(args);
@@ -857,16 +872,9 @@ print(struct.unpack('i', fcntl.ioctl(fd, 0x800454d7, struct.pack('i', 0)))[0])
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
     let test = "echo_server_runs_unprivileged_on_a_tun_file_it_is_given";
-    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "setpriv") {
-        return;
-    }
-    let Some(built) = example(test, "echo_server") else {
+    let Some((ns, _dir, echo)) = unprivileged_echo_server(test, "synack-tunfd") else {
         return;
     };
-    let ns = NetNs::new("synack-tunfd").unwrap();
-    let dir = ScratchDir::new(ns.name());
-    let echo = dir.path().join("echo_server");
-    std::fs::copy(&built, &echo).unwrap();
     let helped = |mode: &str, name: &str, args: &[&str]| {
         let mut cmd = ns.command("python3");
         cmd.args(["-c", TUN_HELPER, name, mode])
@@ -875,12 +883,8 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
                 "-c",
                 "mount -t tmpfs -o mode=0755 tmpfs /dev/net && exec \"$@\"",
                 "sh",
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--",
             ])
+            .args(AS_NOBODY)
             .arg(&echo)
             .args(["--tun-fd", "FD", "--port", "7000"])
             .args(args);
