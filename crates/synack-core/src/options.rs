@@ -15,7 +15,10 @@ pub struct SocketOptions {
     /// does not grow with the congestion window.
     pub send_buffer: Option<usize>,
     /// `TCP_MAXSEG`: the largest segment payload advertised in the SYN and sent, at most what
-    /// the MTU allows and at least 64 bytes (the least taken from a peer's SYN).
+    /// the MTU allows. Linux's setter takes [`USER_MSS_MIN`](crate::USER_MSS_MIN) to
+    /// [`USER_MSS_MAX`](crate::USER_MSS_MAX), as [`Endpoint::clamp_mss`](crate::Endpoint::clamp_mss)
+    /// does; a smaller value set here is raised to 48, the least MSS sent with whatever
+    /// a peer's SYN asks (Linux's `tcp_min_snd_mss`).
     pub max_segment: Option<u16>,
     /// `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`: probe an idle
     /// connection.

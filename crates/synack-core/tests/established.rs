@@ -4236,6 +4236,22 @@ fn maxseg_set_after_the_handshake_changes_nothing() {
     assert_eq!(largest(send_acked(&mut k, 3000)), full);
 }
 
+/// `TCP_MAXSEG` outside Linux's bounds (`TCP_MIN_MSS` 88, `MAX_TCP_WINDOW` 32767) is
+/// `InvalidInput` (EINVAL), and changes nothing.
+#[test]
+fn maxseg_out_of_range_is_invalid_input() {
+    let mut k = Conn::plain();
+    for bad in [0, 87, 32_768] {
+        assert_eq!(
+            k.h.ep.clamp_mss(k.c, bad),
+            Err(Error::InvalidInput),
+            "{bad}"
+        );
+    }
+    k.h.ep.clamp_mss(k.c, 88).unwrap();
+    k.h.ep.clamp_mss(k.c, 32_767).unwrap();
+}
+
 #[test]
 fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     use synack_core::wire::IcmpRepr;

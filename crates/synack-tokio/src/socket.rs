@@ -361,9 +361,17 @@ impl TcpSocket {
     }
 
     /// TCP_MAXSEG: the largest segment payload advertised and sent (at most what the MTU
-    /// allows).
+    /// allows). 0 takes the default back; anything else below 88 or above 32767 is
+    /// `InvalidInput`, as Linux's EINVAL.
     pub fn set_mss(&self, mss: u16) -> io::Result<()> {
-        self.with(|s| s.options.max_segment = Some(mss));
+        let usable = synack_core::USER_MSS_MIN..=synack_core::USER_MSS_MAX;
+        if mss != 0 && !usable.contains(&usize::from(mss)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TCP_MAXSEG {mss}: the MSS must be 88 to 32767 (or 0 for the default)"),
+            ));
+        }
+        self.with(|s| s.options.max_segment = (mss != 0).then_some(mss));
         Ok(())
     }
 

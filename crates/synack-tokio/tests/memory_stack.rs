@@ -441,8 +441,8 @@ async fn a_gso_max_size_beyond_the_device_is_refused() {
 /// Settings no connection could work with are refused when the stack starts, naming the
 /// setting, where they used to start a stack whose transfers stalled for ever (buffers of
 /// 0) or failed at once (no keepalive probes, a timeout of zero). A socket's keepalive
-/// timing is checked as Linux's `setsockopt` checks it: EINVAL, `InvalidInput`; its
-/// buffers are raised to the floor.
+/// timing and its MSS are checked as Linux's `setsockopt` checks them: EINVAL,
+/// `InvalidInput`; its buffers are raised to the floor.
 #[tokio::test]
 async fn a_config_no_connection_could_use_is_refused() {
     type Change = fn(&mut Config);
@@ -519,6 +519,16 @@ async fn a_config_no_connection_could_use_is_refused() {
     assert!(!socket.keepalive().unwrap(), "nothing was set");
     socket.set_keepalive(true).unwrap();
     assert!(socket.keepalive().unwrap());
+
+    // TCP_MAXSEG: Linux's EINVAL below TCP_MIN_MSS (88) and above MAX_TCP_WINDOW (32767);
+    // 0 takes the default back.
+    for bad in [1, 87, 32_768, u16::MAX] {
+        let e = socket.set_mss(bad).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
+    }
+    for good in [88, 1000, 32_767, 0] {
+        socket.set_mss(good).unwrap();
+    }
 
     // A socket's own buffers are not refused but raised to the floor, as Linux raises
     // SO_RCVBUF/SO_SNDBUF, and read back as the connection will have them.

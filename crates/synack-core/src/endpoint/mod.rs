@@ -95,6 +95,13 @@ pub use udp::{
 /// Linux's `MAX_TCP_SYNCNT`.
 pub const MAX_SYN_RETRIES: u32 = 127;
 
+/// The least MSS a connection may be clamped to ([`Endpoint::clamp_mss`], `TCP_MAXSEG`):
+/// Linux's `TCP_MIN_MSS`.
+pub const USER_MSS_MIN: usize = 88;
+
+/// The most: Linux's `MAX_TCP_WINDOW`, the largest unscaled window.
+pub const USER_MSS_MAX: usize = 32767;
+
 /// Something the application may want to act on. Events are hints: the state they announce
 /// can be read back at any time (`recv`, `send_capacity`, `state`, `take_error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -837,9 +844,13 @@ impl Endpoint {
     /// Clamp the connection's MSS (Linux TCP_MAXSEG): the one advertised, if the SYN has not
     /// been sent yet (set it right after `connect`, before `poll_transmit`), and the one sent
     /// with. After the handshake it changes nothing, as on Linux, where the sending MSS is
-    /// fixed by the handshake and the path MTU.
+    /// fixed by the handshake and the path MTU. `InvalidInput` for an MSS below 88 or above
+    /// 32767, as Linux's EINVAL (`TCP_MIN_MSS`, `MAX_TCP_WINDOW`).
     pub fn clamp_mss(&mut self, conn: ConnectionHandle, mss: usize) -> Result<(), Error> {
-        self.app_slot(conn)?.conn.clamp_mss(mss.max(88));
+        if !(USER_MSS_MIN..=USER_MSS_MAX).contains(&mss) {
+            return Err(Error::InvalidInput);
+        }
+        self.app_slot(conn)?.conn.clamp_mss(mss);
         self.after(conn);
         Ok(())
     }

@@ -268,7 +268,8 @@ impl Shared {
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let v = int()?;
                 // Linux: 0 resets; otherwise between TCP_MIN_MSS (88) and the window limit.
-                if v != 0 && !(88..=32767).contains(&v) {
+                let usable = synack_core::USER_MSS_MIN..=synack_core::USER_MSS_MAX;
+                if v != 0 && !usize::try_from(v).is_ok_and(|v| usable.contains(&v)) {
                     return Err(libc::EINVAL);
                 }
                 g.socket(fd)?.opts.maxseg = (v != 0).then_some(v as u32);
