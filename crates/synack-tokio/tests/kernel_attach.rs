@@ -14,7 +14,9 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use kernel_support::{output, require_tool, succeed, tso, Proc, ECHO_CLIENTS, HOST, STACK};
+use kernel_support::{
+    output, require_tool, succeed, tso, vnet_hdr_len, Proc, ECHO_CLIENTS, HOST, STACK,
+};
 use synack_tokio::device::{Device, OffloadTun, PlainTun, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
 use synack_tokio::{Stack, TcpListener};
@@ -69,10 +71,10 @@ fn attach_config(name: &str, offload: bool) -> TunConfig {
 /// A stack with two workers on a multi-queue TUN that `ip tuntap` made, with an MTU of its
 /// own: the device takes the interface's MTU and its queues, 24 kernel clients echo 200 kB
 /// each through it intact, and once the stack is gone the interface is still there, its
-/// addresses kept and its offloads and steering program gone (both were there while the
-/// stack ran). Then the
-/// plain device attaches to the same interface, after another reader left the offloads on,
-/// turns them off and serves as well.
+/// addresses kept, its offloads and steering program gone (both were there while the stack
+/// ran), and the virtio-net header length another reader left it (12 bytes, where ours is
+/// 10) put back. Then the plain device attaches to the same interface, after another reader
+/// left the offloads on, turns them off and serves as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
     let test = "attached_tun_serves_kernel_clients_and_is_left_as_found";
@@ -84,6 +86,11 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
     assert!(!tso(&ns, "sa0").await, "a new interface has no offloads");
 
     for offload in [true, false] {
+        if offload {
+            // Another reader left the virtio-net header 12 bytes long (a mergeable buffers'
+            // header); ours is 10, and it is put back when we go.
+            assert_eq!(vnet_hdr_len(&ns, "sa0", Some(12)).await, 12);
+        }
         if !offload {
             // Another reader left the offloads on; the plain device must not be handed
             // super-packets it cannot tell from packets.
@@ -168,16 +175,19 @@ async fn attached_tun_serves_kernel_clients_and_is_left_as_found() {
             .await
             .expect("shutdown");
         drop(stack);
-        // Each driver drops its queue as it ends, the last perhaps a moment after.
-        let mut off = false;
+        // Each driver drops its queue as it ends, the last perhaps a moment after: the
+        // offloads go with the first, the header's length (which the plain device never
+        // sets) with the last.
+        let mut left = (true, 0);
         for _ in 0..100 {
-            if !tso(&ns, "sa0").await {
-                off = true;
+            left = (tso(&ns, "sa0").await, vnet_hdr_len(&ns, "sa0", None).await);
+            if left == (false, 12) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(off, "the offloads were left on after the stack ended");
+        assert!(!left.0, "the offloads were left on after the stack ended");
+        assert_eq!(left.1, 12, "the header's length was not put back");
         // The interface let go of our steering program, which is then freed (after an RCU
         // grace period: bounded, 10 s at most). Only one of those loaded during the run is
         // the interface's.

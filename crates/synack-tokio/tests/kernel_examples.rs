@@ -11,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use kernel_support::{
-    example, output, pattern, require_tool, succeed, tshark, tso, Proc, ScratchDir, ECHO_CLIENTS,
-    HOST, STACK,
+    example, output, pattern, require_tool, succeed, tshark, tso, vnet_hdr_len, Proc, ScratchDir,
+    ECHO_CLIENTS, HOST, STACK,
 };
 use synack_tokio::device::{TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
@@ -848,15 +848,6 @@ os.set_inheritable(fd, True)
 os.execvp(cmd[0], [str(fd) if a == 'FD' else a for a in cmd])
 "#;
 
-/// Attaches to the persistent TUN argv[1] with the virtio-net header and prints the
-/// header's length (TUNGETVNETHDRSZ).
-const VNET_HDR_LEN: &str = r#"
-import fcntl, os, struct, sys
-fd = os.open('/dev/net/tun', os.O_RDWR)
-fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1 | 0x1000 | 0x4000) + bytes(22))
-print(struct.unpack('i', fcntl.ioctl(fd, 0x800454d7, struct.pack('i', 0)))[0])
-"#;
-
 /// A server that opens nothing: a privileged helper makes a TUN and starts `echo_server
 /// --tun-fd` with the file, as `TunDevice::from_fd` promises. On the way the server loses
 /// `/dev/net/tun` altogether (an empty tmpfs over `/dev/net`, in the private mount namespace
@@ -942,12 +933,11 @@ async fn echo_server_runs_unprivileged_on_a_tun_file_it_is_given() {
         if mode == "vnet12p" {
             assert!(exists(name), "the persistent interface went with the file");
             assert!(!tso(&ns, name).await, "offloads left on");
-            let mut cmd = ns.command("python3");
-            cmd.args(["-c", VNET_HDR_LEN, name]);
-            let len = String::from_utf8_lossy(&succeed(cmd).await.stdout)
-                .trim()
-                .to_owned();
-            assert_eq!(len, "12", "the header's length was not put back");
+            assert_eq!(
+                vnet_hdr_len(&ns, name, None).await,
+                12,
+                "the header's length was not put back"
+            );
         } else {
             assert!(!exists(name), "{mode}: the interface outlived its file");
         }

@@ -392,6 +392,36 @@ pub async fn tso(ns: &NetNs, name: &str) -> bool {
     String::from_utf8_lossy(&succeed(cmd).await.stdout).trim() == "1"
 }
 
+/// Attaches to the persistent TUN argv[1] (single- or multi-queue: the kernel takes only the
+/// interface's own flag) with the virtio-net header, sets the header's length to argv[2] if
+/// given (TUNSETVNETHDRSZ: the interface's, kept after the file closes), and prints it
+/// (TUNGETVNETHDRSZ).
+const VNET_HDR_LEN: &str = r#"
+import fcntl, os, struct, sys
+fd = os.open('/dev/net/tun', os.O_RDWR)
+for mq in (0, 0x100):
+    try:
+        fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x1 | 0x1000 | 0x4000 | mq) + bytes(22))
+        break
+    except OSError:
+        if mq:
+            raise
+if len(sys.argv) > 2:
+    fcntl.ioctl(fd, 0x400454d8, struct.pack('i', int(sys.argv[2])))
+print(struct.unpack('i', fcntl.ioctl(fd, 0x800454d7, struct.pack('i', 0)))[0])
+"#;
+
+/// The virtio-net header length of persistent TUN `name` in `ns`, after setting it to
+/// `set` if given (python3, as a reader that takes the header would).
+pub async fn vnet_hdr_len(ns: &NetNs, name: &str, set: Option<u32>) -> u32 {
+    let mut cmd = ns.command("python3");
+    cmd.args(["-c", VNET_HDR_LEN, name]);
+    cmd.args(set.map(|n| n.to_string()));
+    let out = succeed(cmd).await;
+    let len = String::from_utf8_lossy(&out.stdout);
+    len.trim().parse().unwrap_or_else(|_| panic!("{len:?}"))
+}
+
 /// Runs `cmd` to completion off the async threads, with nothing on its stdin, and returns
 /// its output.
 pub async fn output(mut cmd: Command) -> Output {

@@ -356,6 +356,11 @@ struct Tun {
     netns: Option<Arc<File>>,
     /// Where the file came from, which says what dropping it leaves behind.
     origin: Origin,
+    /// The virtio-net header length the interface had before we set ours, where the
+    /// interface is not ours and it was another: the last of a stack's queues to drop puts
+    /// it back (the length is the interface's, and its other queues still read with ours
+    /// until they drop).
+    restore_vnet_hdr_len: Option<Arc<libc::c_int>>,
 }
 
 /// How a [`Tun`] came to us.
@@ -367,9 +372,8 @@ enum Origin {
     /// its index, by which a queue opened later makes sure it joins the same one.
     Attached(i32),
     /// A file another program opened and handed us ([`TunDevice::from_fd`]): the interface
-    /// may outlive it (persistent, or read through copies of the file). With the length of
-    /// the virtio-net header the interface had, if we changed it.
-    Adopted { vnet_hdr_len: Option<libc::c_int> },
+    /// may outlive it (persistent, or read through copies of the file).
+    Adopted,
 }
 
 impl Tun {
@@ -465,6 +469,7 @@ impl Tun {
             broadcast: config.host_addr.and_then(|v4| v4.broadcast()),
             netns,
             origin: Origin::Created,
+            restore_vnet_hdr_len: None,
         })
     }
 
@@ -536,7 +541,15 @@ impl Tun {
         let netns = File::open(THREAD_NETNS)?;
         // Once joined: still persistent, and the only file (the name may have been freed
         // and taken, or another program may have joined, since the look above).
-        let admit = |fd| admit_attached(name, ifindex, fd);
+        // And the header length it had, which we put back when we go.
+        let vnet_hdr_len = std::cell::Cell::new(None);
+        let admit = |fd| {
+            admit_attached(name, ifindex, fd)?;
+            if vnet_hdr {
+                vnet_hdr_len.set(sys::vnet_hdr_len(fd).ok());
+            }
+            Ok(())
+        };
         // The kernel attaches a file only with the interface's own multi-queue flag
         // (`tun_set_iff`, EINVAL otherwise): the one it reports, else the one asked for
         // first, then the other.
@@ -581,6 +594,7 @@ impl Tun {
             broadcast,
             netns: (multi_queue && config.multi_queue).then(|| Arc::new(netns)),
             origin: Origin::Attached(ifindex),
+            restore_vnet_hdr_len: changed_vnet_hdr_len(vnet_hdr_len.get()),
         })
     }
 
@@ -714,8 +728,7 @@ impl Tun {
         // The header length we change is put back when the device drops (`Drop`), as are
         // the offloads: from here on, a failure drops the `Tun`.
         let vnet_hdr_len = if has_vnet {
-            let len = sys::vnet_hdr_len(raw).map_err(|e| step(e, &about("TUNGETVNETHDRSZ")))?;
-            (len != vnet::VNET_HDR_LEN as libc::c_int).then_some(len)
+            Some(sys::vnet_hdr_len(raw).map_err(|e| step(e, &about("TUNGETVNETHDRSZ")))?)
         } else {
             None
         };
@@ -727,7 +740,8 @@ impl Tun {
             vnet_hdr: has_vnet,
             // One file, one queue.
             netns: None,
-            origin: Origin::Adopted { vnet_hdr_len },
+            origin: Origin::Adopted,
+            restore_vnet_hdr_len: changed_vnet_hdr_len(vnet_hdr_len),
             name: name.clone(),
         };
         if has_vnet {
@@ -785,7 +799,7 @@ impl Tun {
         let open = move || {
             sys::open_tun(&name, vnet_hdr, true, false, |fd| match origin {
                 Origin::Attached(ifindex) => same_interface(&name, ifindex, fd).map(drop),
-                Origin::Created | Origin::Adopted { .. } => Ok(()),
+                Origin::Created | Origin::Adopted => Ok(()),
             })
         };
         let fd = if same_file(netns, &std::fs::metadata(THREAD_NETNS)?)? {
@@ -808,6 +822,7 @@ impl Tun {
             broadcast: self.broadcast,
             netns: Some(Arc::clone(netns)),
             origin,
+            restore_vnet_hdr_len: self.restore_vnet_hdr_len.clone(),
         })
     }
 
@@ -904,17 +919,16 @@ impl Drop for Tun {
     /// An interface we did not create may outlive us, and the kernel keeps what a reader
     /// set on it for the next: it is left without the offloads we turned on (a next reader
     /// without the virtio-net header would be handed TSO super-packets; see
-    /// `sys::set_offloads`) and without our steering program (which would spread its flows
-    /// by our hash).
+    /// `sys::set_offloads`), without our steering program (which would spread its flows
+    /// by our hash), and with the header length it had (a reader that set 12, the
+    /// mergeable buffers' header, expects 12).
     fn drop(&mut self) {
         if self.origin != Origin::Created {
             if self.vnet_hdr {
                 let _ = sys::set_offloads(self.fd.as_raw_fd(), 0);
             }
-            if let Origin::Adopted {
-                vnet_hdr_len: Some(len),
-            } = self.origin
-            {
+            // Only the last queue holding it gets it (`Arc::into_inner`).
+            if let Some(len) = self.restore_vnet_hdr_len.take().and_then(Arc::into_inner) {
                 let _ = sys::set_vnet_hdr_len(self.fd.as_raw_fd(), len);
             }
             if self.netns.is_some() {
@@ -922,6 +936,13 @@ impl Drop for Tun {
             }
         }
     }
+}
+
+/// What [`Tun::restore_vnet_hdr_len`] holds for an interface whose header length was `len`
+/// before we set ours: nothing if it was ours already (or could not be read).
+fn changed_vnet_hdr_len(len: Option<libc::c_int>) -> Option<Arc<libc::c_int>> {
+    len.filter(|&len| len != vnet::VNET_HDR_LEN as libc::c_int)
+        .map(Arc::new)
 }
 
 /// The directed broadcast address of the IPv4 prefix on interface `name`, if it has one.
@@ -1173,7 +1194,8 @@ impl TunDevice {
     /// refused, since whether it is free cannot be told.
     ///
     /// The interface outlives the device, which leaves it without the offloads and the
-    /// steering program it gave it: the kernel keeps both for the interface's next reader.
+    /// steering program it gave it, and with the virtio-net header length it had: the
+    /// kernel keeps all three for the interface's next reader.
     pub fn attach(config: &TunConfig) -> io::Result<TunDevice> {
         Self::choose(config, OffloadTun::attach, PlainTun::attach)
     }
