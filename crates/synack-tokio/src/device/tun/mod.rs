@@ -512,22 +512,12 @@ impl Tun {
                 return Err(in_use(name, &format!("{files} file(s) of another program")));
             }
         }
-        let mtu = match link.as_ref().and_then(|l| l.mtu) {
-            Some(mtu) => i64::from(mtu),
-            None => i64::from(sys::mtu(name).map_err(|e| attaching_error(name, e, None))?),
-        };
-        if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "attaching to TUN {name}: its MTU, {mtu}, is outside 88 to 65535 (below \
-                     88 a Linux peer's TCP segments come in IP fragments): ip link set dev \
-                     {name} mtu 1500"
-                ),
-            ));
-        }
-        // In range, so it fits.
-        let mtu = usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU);
+        let mtu = existing_mtu(
+            name,
+            link.as_ref(),
+            &format!("attaching to TUN {name}"),
+            |e| attaching_error(name, e, None),
+        )?;
         if config.mtu != 0 && config.mtu != mtu {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -711,18 +701,12 @@ impl Tun {
                 return Err(in_use(&name, &format!("{others} other enabled queue(s)")));
             }
         }
-        let mtu = match link.as_ref().and_then(|l| l.mtu) {
-            Some(mtu) => i64::from(mtu),
-            None => i64::from(
-                sys::mtu(&name).map_err(|e| step(e, &format!("reading TUN {name}'s MTU")))?,
-            ),
-        };
-        if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
-            return Err(refuse(&format!(
-                "its MTU, {mtu}, is outside 88 to 65535 (below 88 a Linux peer's TCP \
-                 segments come in IP fragments)"
-            )));
-        }
+        let mtu = existing_mtu(
+            &name,
+            link.as_ref(),
+            &format!("a TUN from file descriptor {raw} (interface {name})"),
+            |e| step(e, &format!("reading TUN {name}'s MTU")),
+        )?;
         let about = |what: &str| format!("TUN {name} from file descriptor {raw}: {what}");
         sys::set_nonblocking_cloexec(raw).map_err(|e| step(e, &about("O_NONBLOCK")))?;
         // The header length we change is put back when the device drops (`Drop`), as are
@@ -735,8 +719,7 @@ impl Tun {
         let tun = Tun {
             fd: sys::register(fd).map_err(|e| step(e, &about("registering with tokio")))?,
             broadcast: broadcast_of(&name),
-            // In range, so it fits.
-            mtu: usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU),
+            mtu,
             vnet_hdr: has_vnet,
             // One file, one queue.
             netns: None,
@@ -943,6 +926,32 @@ impl Drop for Tun {
 fn changed_vnet_hdr_len(len: Option<libc::c_int>) -> Option<Arc<libc::c_int>> {
     len.filter(|&len| len != vnet::VNET_HDR_LEN as libc::c_int)
         .map(Arc::new)
+}
+
+/// The MTU of interface `name`, which we did not create: route netlink's answer in `link`,
+/// else SIOCGIFMTU's (whose error `read_error` says). One outside what the stack takes, 88
+/// to 65535, is `InvalidInput`, its message begun with `whose`.
+fn existing_mtu(
+    name: &str,
+    link: Option<&rtnl::Link>,
+    whose: &str,
+    read_error: impl FnOnce(io::Error) -> io::Error,
+) -> io::Result<usize> {
+    let mtu = match link.and_then(|l| l.mtu) {
+        Some(mtu) => i64::from(mtu),
+        None => i64::from(sys::mtu(name).map_err(read_error)?),
+    };
+    if !(i64::from(MIN_MTU)..=65535).contains(&mtu) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{whose}: its MTU, {mtu}, is outside 88 to 65535 (below 88 a Linux peer's TCP \
+                 segments come in IP fragments): ip link set dev {name} mtu 1500"
+            ),
+        ));
+    }
+    // In range, so it fits.
+    Ok(usize::try_from(mtu).unwrap_or(OFFLOAD_TUN_MTU))
 }
 
 /// The directed broadcast address of the IPv4 prefix on interface `name`, if it has one.
