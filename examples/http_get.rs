@@ -1,4 +1,5 @@
-//! `http_get URL [-o FILE] [--stats]`: one HTTP/1.1 GET through synack, with hyper over `TcpStream`.
+//! `http_get URL [-o FILE] [--dns IP] [--stats]`: one HTTP/1.1 GET through synack, with hyper
+//! over `TcpStream`.
 //!
 //! Run it inside a network namespace that has nothing else in it, for example:
 //!
@@ -11,6 +12,10 @@
 //! so the kernel's own servers in that namespace are reachable at 198.18.0.1. The body goes
 //! to FILE or stdout; the status and transfer rate go to stderr. A status other than 2xx
 //! exits non-zero, as `curl -f` does.
+//!
+//! A URL's host may be a name when `--dns` gives a name server: the name is looked up with
+//! hickory-resolver through the stack itself (UDP, and TCP for a truncated answer), never
+//! with the host's resolver, whose network is not the stack's.
 
 mod common;
 
@@ -24,8 +29,12 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// The URL to fetch: http://IP[:PORT]/PATH (no DNS).
+    /// The URL to fetch: http://HOST[:PORT]/PATH, HOST an IP address, or a name with --dns.
     url: hyper::Uri,
+    /// A name server (port 53) to look up the URL's host with, through the stack; repeat
+    /// for more, tried in turn.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
     /// Write the body to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<std::path::PathBuf>,
@@ -39,8 +48,17 @@ async fn run(args: Args) -> io::Result<()> {
         Some(path) => Box::new(io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(io::BufWriter::new(io::stdout().lock())),
     };
+    let resolver = match args.dns.is_empty() {
+        true => None,
+        false => Some(synack::tokio::integration::hickory::resolver(
+            &stack, &args.dns,
+        )?),
+    };
     let start = Instant::now();
-    let (status, bytes) = common::http_get(&stack, &args.url, |chunk| out.write_all(chunk)).await?;
+    let (status, bytes) = common::http_get(&stack, &args.url, resolver.as_ref(), |chunk| {
+        out.write_all(chunk)
+    })
+    .await?;
     out.flush()?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use hyper::body::{Body, Bytes, Frame};
 use synack::tokio::device::tun::{Ipv4Cidr, Ipv6Cidr};
 use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
+use synack::tokio::integration::hickory::StackResolver;
 use synack::tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -450,34 +451,67 @@ impl Body for FileBody {
     }
 }
 
-/// The socket address of an `http://IP[:PORT]/...` URL. There is no DNS: the host must be an
-/// IP address.
-pub fn http_target(url: &hyper::Uri) -> io::Result<std::net::SocketAddr> {
+/// Where an `http://HOST[:PORT]/...` URL goes: its host, an IP address or a name, and its
+/// port.
+pub fn http_target(url: &hyper::Uri) -> io::Result<(String, u16)> {
     let invalid =
         |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {what}"));
     if url.scheme_str() != Some("http") {
         return Err(invalid("only http:// URLs are supported"));
     }
     let host = url.host().ok_or_else(|| invalid("no host"))?;
-    let ip: IpAddr = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .map_err(|_| invalid("the host must be an IP address (synack has no DNS)"))?;
-    Ok(std::net::SocketAddr::new(ip, url.port_u16().unwrap_or(80)))
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), url.port_u16().unwrap_or(80)))
 }
 
-/// An HTTP/1.1 GET of `url` through the stack, with hyper over a synack `TcpStream`. Hands
-/// each chunk of the body to `sink` as it arrives; returns the status and the body's length.
+/// A connection to an `http://HOST[:PORT]/...` URL's server through the stack. A host that
+/// is not an IP address is looked up with `resolver`, whose queries go through the stack too
+/// (`--dns`), and its addresses are tried in turn; without one it is `InvalidInput`.
+pub async fn http_connect(
+    stack: &Stack,
+    url: &hyper::Uri,
+    resolver: Option<&StackResolver>,
+) -> io::Result<TcpStream> {
+    let (host, port) = http_target(url)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return TcpStream::connect(stack, (ip, port)).await;
+    }
+    let Some(resolver) = resolver else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{url}: {host} is a name: give a name server to look it up with, --dns IP"),
+        ));
+    };
+    let found = resolver.lookup_ip(host.as_str()).await.map_err(|e| {
+        let kind = match e.is_no_records_found() {
+            true => io::ErrorKind::NotFound,
+            false => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, format!("looking up {host}: {e}"))
+    })?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
+    for ip in found {
+        tracing::debug!(%host, %ip, "connecting");
+        match TcpStream::connect(stack, (ip, port)).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// An HTTP/1.1 GET of `url` through the stack, with hyper over a synack `TcpStream` (its host
+/// looked up with `resolver` if it is a name). Hands each chunk of the body to `sink` as it
+/// arrives; returns the status and the body's length.
 pub async fn http_get(
     stack: &Stack,
     url: &hyper::Uri,
+    resolver: Option<&StackResolver>,
     mut sink: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<(hyper::StatusCode, u64)> {
     use http_body_util::BodyExt;
 
-    let target = http_target(url)?;
-    let stream = synack::tokio::TcpStream::connect(stack, target).await?;
+    let stream = http_connect(stack, url, resolver).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -490,7 +524,10 @@ pub async fn http_get(
     });
     let path = url.path_and_query().map_or("/", |p| p.as_str());
     let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, target.to_string())
+        .header(
+            hyper::header::HOST,
+            url.authority().map_or("", |a| a.as_str()),
+        )
         .header(hyper::header::USER_AGENT, "synack-http_get")
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(io::Error::other)?;

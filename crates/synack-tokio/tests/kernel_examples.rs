@@ -324,6 +324,103 @@ async fn kernel_http_get_reports_refused_on_stderr() {
     assert!(err.contains("Connection refused (os error 111)"), "{err}");
 }
 
+/// `http_get --dns` looks a URL's host up through the stack, at Debian's dnsmasq on the
+/// kernel's side (its log shows the query came from the stack's address), and fetches the
+/// file whole; a name dnsmasq says does not exist fails with the lookup's error, and a name
+/// without `--dns` is refused, saying what to give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_http_get_looks_the_host_up_through_the_stack() {
+    let _turn = HEAVY.lock().await;
+    let test = "kernel_http_get_looks_the_host_up_through_the_stack";
+    if !require_tun(test) || !require_tool(test, "python3") || !require_tool(test, "dnsmasq") {
+        return;
+    }
+    let Some(http_get) = example(test, "http_get") else {
+        return;
+    };
+    let ns = NetNs::new("synack-httpget-dns").unwrap();
+    let dir = ScratchDir::new(ns.name());
+    let content = pattern(1 << 20, 7);
+    let _server = serve_file(&ns, &dir, &content).await;
+    // On the wildcard address, answering what comes in on synack0: the example creates
+    // that interface when it starts, after dnsmasq. Only synack.test, from its own records.
+    let mut dnsmasq = ns.command("dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--user=root",
+        "--no-resolv",
+        "--no-hosts",
+        "--interface=synack0",
+        "--local=/synack.test/",
+        "--log-queries",
+        "--log-facility=-",
+        "--host-record=files.synack.test,198.18.0.1",
+    ]);
+    let dnsmasq = Proc::spawn(dnsmasq);
+    for _ in 0..200 {
+        let mut cmd = ns.command("ss");
+        cmd.args(["-Hlun", "sport = :53"]);
+        if !output(cmd).await.stdout.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out_file = dir.path().join("out.bin");
+    let mut cmd = ns.command(http_get.to_str().unwrap());
+    cmd.args([
+        "--dns",
+        "198.18.0.1",
+        "http://files.synack.test:8000/big.bin",
+        "-o",
+    ])
+    .arg(&out_file);
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "http_get failed: {stderr}");
+    assert!(
+        std::fs::read(&out_file).unwrap() == content,
+        "the file differs"
+    );
+
+    let mut cmd = ns.command(http_get.to_str().unwrap());
+    cmd.args([
+        "--dns",
+        "198.18.0.1",
+        "http://nowhere.synack.test:8000/big.bin",
+    ]);
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("looking up nowhere.synack.test") && stderr.contains("no records"),
+        "{stderr}"
+    );
+
+    let mut cmd = ns.command(http_get.to_str().unwrap());
+    cmd.arg("http://files.synack.test:8000/big.bin");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--dns IP"), "{stderr}");
+
+    let out = dnsmasq.terminate(Duration::from_secs(10)).await;
+    let log = String::from_utf8_lossy(&out.stderr);
+    let queries: Vec<&str> = log.lines().filter(|l| l.contains(" query[")).collect();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("query[A] files.synack.test from 198.18.0.2")),
+        "{log}"
+    );
+    assert!(
+        queries.iter().all(|q| q.ends_with(" from 198.18.0.2")),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_curl_fetches_from_http_server_concurrently() {
     let _turn = HEAVY.lock().await;

@@ -15,8 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! synack resolves no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so a URI's host
-//! must be an IP address, or a name that [`HyperConnector::resolve`] was told about.
+//! synack's socket calls resolve no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so
+//! a URI's host must be an IP address, a name that [`HyperConnector::resolve`] was told
+//! about, or, with the `hickory` feature, a name a resolver on the stack looks up
+//! ([`HyperConnector::resolver`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +45,16 @@ pub struct HyperConnector {
     stack: Stack,
     names: Arc<HashMap<String, IpAddr>>,
     nodelay: bool,
+    /// Looks up the names `names` does not hold.
+    #[cfg(feature = "hickory")]
+    resolver: Option<Arc<crate::integration::hickory::StackResolver>>,
+}
+
+/// Where a connection goes: an address, or a name to look up first.
+enum Target {
+    Addr(SocketAddr),
+    #[cfg_attr(not(feature = "hickory"), allow(dead_code))]
+    Name(String, u16),
 }
 
 impl HyperConnector {
@@ -52,6 +64,8 @@ impl HyperConnector {
             stack: stack.clone(),
             names: Arc::default(),
             nodelay: true,
+            #[cfg(feature = "hickory")]
+            resolver: None,
         }
     }
 
@@ -61,33 +75,89 @@ impl HyperConnector {
         self
     }
 
+    /// Looks up the hosts that are neither IP addresses nor [`resolve`](Self::resolve)d
+    /// names with `resolver`, whose queries go through the stack (see
+    /// [`integration::hickory`](crate::integration::hickory)), and connects to the
+    /// addresses it gives in turn, until one answers. A name it finds nothing for is
+    /// `NotFound`.
+    #[cfg(feature = "hickory")]
+    pub fn resolver(
+        mut self,
+        resolver: crate::integration::hickory::StackResolver,
+    ) -> HyperConnector {
+        self.resolver = Some(Arc::new(resolver));
+        self
+    }
+
     /// Whether streams get TCP_NODELAY (default `true`).
     pub fn set_nodelay(mut self, nodelay: bool) -> HyperConnector {
         self.nodelay = nodelay;
         self
     }
 
-    /// The address `uri` names: its host (an IP literal, brackets for IPv6, or a name given
-    /// to [`resolve`](Self::resolve)) and its port, or the scheme's (80, 443).
-    fn address(&self, uri: &Uri) -> io::Result<SocketAddr> {
+    /// Where `uri` goes: its host (an IP literal, brackets for IPv6, a name given to
+    /// [`resolve`](Self::resolve), or one for the [`resolver`](Self::resolver)) and its
+    /// port, or the scheme's (80, 443).
+    fn target(&self, uri: &Uri) -> io::Result<Target> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         let host = uri
             .host()
             .ok_or_else(|| invalid(format!("no host in {uri}")))?;
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let ip = match bare.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => *self.names.get(&bare.to_ascii_lowercase()).ok_or_else(|| {
-                invalid(format!("{host}: synack has no resolver; use an IP address"))
-            })?,
-        };
         let port = match (uri.port_u16(), uri.scheme_str()) {
             (Some(port), _) => port,
             (None, Some("https")) => 443,
             (None, Some("http") | None) => 80,
             (None, Some(other)) => return Err(invalid(format!("no default port for {other}"))),
         };
-        Ok(SocketAddr::new(ip, port))
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(Target::Addr(SocketAddr::new(ip, port)));
+        }
+        let name = bare.to_ascii_lowercase();
+        if let Some(&ip) = self.names.get(&name) {
+            return Ok(Target::Addr(SocketAddr::new(ip, port)));
+        }
+        #[cfg(feature = "hickory")]
+        if self.resolver.is_some() {
+            return Ok(Target::Name(name, port));
+        }
+        Err(invalid(format!(
+            "{host}: no resolver was given (HyperConnector::resolver, the `hickory` \
+             feature); use an IP address"
+        )))
+    }
+
+    /// A stream to `target`: to the address, or to each address its name has in turn
+    /// until one connects (the last error if none does).
+    async fn connect(&self, target: Target) -> io::Result<TcpStream> {
+        match target {
+            Target::Addr(addr) => TcpStream::connect(&self.stack, addr).await,
+            #[cfg(feature = "hickory")]
+            Target::Name(name, port) => {
+                let Some(resolver) = &self.resolver else {
+                    unreachable!("a name is a target only with a resolver")
+                };
+                let found = resolver.lookup_ip(name.as_str()).await.map_err(|e| {
+                    let kind = match e.is_no_records_found() {
+                        true => io::ErrorKind::NotFound,
+                        false => io::ErrorKind::Other,
+                    };
+                    io::Error::new(kind, format!("looking up {name}: {e}"))
+                })?;
+                let mut last = None;
+                for ip in found {
+                    match TcpStream::connect(&self.stack, SocketAddr::new(ip, port)).await {
+                        Ok(stream) => return Ok(stream),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("{name} has no address"))
+                }))
+            }
+            #[cfg(not(feature = "hickory"))]
+            Target::Name(..) => unreachable!("a name is a target only with a resolver"),
+        }
     }
 }
 
@@ -101,12 +171,11 @@ impl tower_service::Service<Uri> for HyperConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let stack = self.stack.clone();
-        let nodelay = self.nodelay;
-        let addr = self.address(&uri);
+        let this = self.clone();
+        let target = self.target(&uri);
         Box::pin(async move {
-            let stream = TcpStream::connect(&stack, addr?).await?;
-            stream.set_nodelay(nodelay)?;
+            let stream = this.connect(target?).await?;
+            stream.set_nodelay(this.nodelay)?;
             Ok(HyperStream(TokioIo::new(stream)))
         })
     }

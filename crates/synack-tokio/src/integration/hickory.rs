@@ -1,0 +1,236 @@
+//! Names resolved through the stack: hickory-resolver with a synack [`Stack`] as its network.
+//!
+//! synack's socket calls take no host names ([`ToSocketAddrs`](crate::ToSocketAddrs)), and
+//! for a reason: tokio's `lookup_host`, and hickory's own tokio runtime, ask the host's
+//! resolver over the host's sockets, so the query goes where the stack's connections do not
+//! (a VPN's DNS leak), to a server the stack's network may not even have. [`StackRuntime`]
+//! is a hickory `RuntimeProvider` whose UDP sockets are the stack's
+//! [`UdpSocket`]s and whose TCP connections are its [`TcpStream`]s: every query and answer
+//! crosses the stack's device, from the stack's address, as the application's traffic does.
+//! hickory does the DNS (RFC 1035; EDNS, RFC 6891; TCP when an answer comes truncated, RFC
+//! 7766 §5), retries, timeouts and caching; [`resolver`] builds one for given servers.
+//!
+//! ```no_run
+//! # async fn run(stack: synack_tokio::Stack) -> Result<(), Box<dyn std::error::Error>> {
+//! use synack_tokio::integration::hickory::resolver;
+//!
+//! let resolver = resolver(&stack, &["198.18.0.1".parse()?])?;
+//! for ip in resolver.lookup_ip("example.test.").await? {
+//!     println!("{ip}");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! With the `hyper` feature too, `HyperConnector::resolver` (in `integration::hyper`) gives
+//! hyper-util's client URLs with host names.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::net::runtime::{
+    DnsTcpStream, DnsUdpSocket, RuntimeProvider, TokioHandle, TokioTime,
+};
+use hickory_resolver::Resolver;
+use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
+
+use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
+
+/// The hickory-resolver this module is built against, for naming its types (its
+/// `ResolverConfig`, `ResolverOpts`, `LookupIp`, errors).
+pub use hickory_resolver;
+
+/// A hickory resolver whose queries go through a synack stack.
+pub type StackResolver = Resolver<StackRuntime>;
+
+/// How long a TCP connection to a name server may take when hickory sets no limit: its own
+/// tokio runtime's (`CONNECT_TIMEOUT`), five seconds.
+const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// hickory's runtime on a synack [`Stack`]: the stack's sockets, tokio's tasks and timers.
+///
+/// Build a resolver with it as hickory's examples build one with their tokio runtime,
+/// `Resolver::builder_with_config(config, StackRuntime::new(&stack))`, or with [`resolver`].
+/// Cloning it is cheap; every clone uses the same stack.
+#[derive(Clone)]
+pub struct StackRuntime {
+    stack: Stack,
+    tasks: TokioHandle,
+}
+
+impl StackRuntime {
+    /// The runtime for resolvers on `stack`.
+    pub fn new(stack: &Stack) -> StackRuntime {
+        StackRuntime {
+            stack: stack.clone(),
+            tasks: TokioHandle::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StackRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackRuntime").finish_non_exhaustive()
+    }
+}
+
+impl RuntimeProvider for StackRuntime {
+    type Handle = TokioHandle;
+    type Timer = TokioTime;
+    type Udp = UdpSocket;
+    type Tcp = DnsTcp;
+
+    fn create_handle(&self) -> TokioHandle {
+        self.tasks.clone()
+    }
+
+    /// A [`TcpStream`] to `server_addr`, from `bind_addr` if one is given, with TCP_NODELAY
+    /// (a query is one small write that waits for its answer), within `timeout`.
+    fn connect_tcp(
+        &self,
+        server_addr: SocketAddr,
+        bind_addr: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Send + Future<Output = io::Result<DnsTcp>>>> {
+        let stack = self.stack.clone();
+        Box::pin(async move {
+            let socket = match server_addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4(&stack)?,
+                SocketAddr::V6(_) => TcpSocket::new_v6(&stack)?,
+            };
+            if let Some(local) = bind_addr {
+                socket.bind(local)?;
+            }
+            socket.set_nodelay(true)?;
+            let limit = timeout.unwrap_or(TCP_CONNECT_TIMEOUT);
+            match tokio::time::timeout(limit, socket.connect(server_addr)).await {
+                Ok(stream) => stream.map(DnsTcp),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "TCP connection to name server {server_addr} timed out after {limit:?}"
+                    ),
+                )),
+            }
+        })
+    }
+
+    /// A [`UdpSocket`] bound to `local_addr` (hickory picks a random port for each query,
+    /// as RFC 5452 §9.2 asks), not connected.
+    fn bind_udp(
+        &self,
+        local_addr: SocketAddr,
+        _server_addr: SocketAddr,
+    ) -> Pin<Box<dyn Send + Future<Output = io::Result<UdpSocket>>>> {
+        let stack = self.stack.clone();
+        Box::pin(async move { UdpSocket::bind(&stack, local_addr).await })
+    }
+}
+
+/// The stack's UDP socket is hickory's as it is.
+impl DnsUdpSocket for UdpSocket {
+    type Time = TokioTime;
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut buf = ReadBuf::new(buf);
+        let from = std::task::ready!(UdpSocket::poll_recv_from(self, cx, &mut buf))?;
+        Poll::Ready(Ok((buf.filled().len(), from)))
+    }
+
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        UdpSocket::poll_send_to(self, cx, buf, target)
+    }
+}
+
+/// A [`TcpStream`] to a name server in the I/O traits hickory reads and writes (the
+/// `futures` ones, not tokio's).
+#[derive(Debug)]
+pub struct DnsTcp(TcpStream);
+
+impl DnsTcp {
+    /// The stream underneath.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl DnsTcpStream for DnsTcp {
+    type Time = TokioTime;
+}
+
+impl AsyncRead for DnsTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+impl AsyncWrite for DnsTcp {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A resolver on `stack` that asks `name_servers` (port 53, over UDP, and over TCP when an
+/// answer comes truncated), in hickory's default order and with its default options (5 s a
+/// query, two more attempts, EDNS, a cache), but for one: it does not read the host's
+/// `/etc/hosts`, whose names are the host's network's, not the stack's.
+///
+/// For other ports, protocols or options, build one from [`StackRuntime`] and a
+/// `ResolverConfig` of your own. `InvalidInput` if `name_servers` is empty.
+pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResolver> {
+    if name_servers.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a resolver needs at least one name server",
+        ));
+    }
+    let config = ResolverConfig::from_name_servers(
+        name_servers
+            .iter()
+            .map(|&ip| NameServerConfig::udp_and_tcp(ip))
+            .collect(),
+    );
+    let mut builder = Resolver::builder_with_config(config, StackRuntime::new(stack));
+    builder.options_mut().use_hosts_file = ResolveHosts::Never;
+    builder.build().map_err(io::Error::other)
+}

@@ -1,0 +1,252 @@
+//! Names resolved through the stack (`integration::hickory`) against a real name server:
+//! Debian's dnsmasq, on the kernel's side of a dual-stack TUN in a namespace of the test's
+//! own, answering for `synack.test` only (`--local`: anything else there is NXDOMAIN) and
+//! logging every query with the address it came from.
+
+mod kernel_support;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use kernel_support::{require_tool, Net, Proc, HOST, HOST6, STACK, STACK6};
+use synack_tokio::device::TunConfig;
+use synack_tokio::integration::hickory::hickory_resolver::config::{
+    NameServerConfig, ResolveHosts, ResolverConfig,
+};
+use synack_tokio::integration::hickory::hickory_resolver::Resolver;
+use synack_tokio::integration::hickory::{resolver, StackRuntime};
+use synack_tokio::integration::hyper::HyperConnector;
+use synack_tokio::netns::require_tun;
+
+async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("not done within {secs} s"))
+}
+
+fn require(test: &str) -> bool {
+    require_tun(test) && require_tool(test, "dnsmasq") && require_tool(test, "python3")
+}
+
+/// How many addresses `many.synack.test` has: enough that the answer (16 bytes each) is
+/// past the 512 bytes a DNS message over UDP may have without EDNS (RFC 1035 §4.2.1).
+const MANY: u8 = 60;
+
+/// The `many.synack.test` addresses: 198.18.2.1 and up.
+fn many() -> BTreeSet<IpAddr> {
+    (1..=MANY)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 2, i)))
+        .collect()
+}
+
+/// A namespace with a dual-stack TUN (kernel 198.18.0.1 and 2001:2::1, the stack .2 and ::2)
+/// and dnsmasq on the kernel's addresses, port 53; returns once it answers.
+async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
+    let tun_config = TunConfig {
+        host_addr6: Some("2001:2::1/64".parse().unwrap()),
+        ..TunConfig::default()
+    };
+    let net = Net::with_tun(
+        prefix,
+        synack_core::Config::default(),
+        &tun_config,
+        &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
+    );
+    let mut cmd = net.ns.command("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--user=root",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=198.18.0.1",
+        "--listen-address=2001:2::1",
+        "--port=53",
+        "--local=/synack.test/",
+        "--log-queries=extra",
+        "--log-facility=-",
+        "--host-record=www.synack.test,198.18.0.1,2001:2::1",
+    ]);
+    for ip in many() {
+        cmd.arg(format!("--host-record=many.synack.test,{ip}"));
+    }
+    let dnsmasq = Proc::spawn(cmd);
+    for _ in 0..200 {
+        let out = net.run("ss", &["-Hlun", "sport = :53"]).await;
+        if String::from_utf8_lossy(&out.stdout).lines().count() >= 2 {
+            return (net, dnsmasq);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("dnsmasq did not bind port 53 on both addresses within 10 s");
+}
+
+/// dnsmasq's log: every query with the address it came from.
+async fn log(dnsmasq: Proc) -> String {
+    let out = dnsmasq.terminate(Duration::from_secs(10)).await;
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A resolver on the stack asks dnsmasq over IPv4 and over IPv6 and gets its A and AAAA
+/// records; a name the server says does not exist is NXDOMAIN; an answer too long for UDP
+/// without EDNS comes truncated and is asked again over TCP, whole; a TCP-only server
+/// answers too. dnsmasq's log shows every query came from the stack's own addresses, and
+/// which came over TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_through_the_stack() {
+    let test = "names_resolve_through_the_stack";
+    if !require(test) {
+        return;
+    }
+    let (net, dnsmasq) = with_dnsmasq("synack-dns").await;
+    let www: BTreeSet<IpAddr> = [IpAddr::V4(HOST), IpAddr::V6(HOST6)].into();
+
+    for server in [IpAddr::V4(HOST), IpAddr::V6(HOST6)] {
+        let r = resolver(&net.stack, &[server]).unwrap();
+        let found: BTreeSet<IpAddr> = within(20, r.lookup_ip("www.synack.test."))
+            .await
+            .unwrap_or_else(|e| panic!("www.synack.test via {server}: {e}"))
+            .iter()
+            .collect();
+        assert_eq!(found, www, "www.synack.test via {server}");
+
+        let missing = within(20, r.lookup_ip("nowhere.synack.test."))
+            .await
+            .expect_err("a name the server does not have");
+        assert!(missing.is_nx_domain(), "nowhere.synack.test: {missing}");
+    }
+
+    // Without EDNS, 60 addresses do not fit a UDP answer: dnsmasq sets TC, and only the
+    // query again over TCP (RFC 7766 §5) brings them all.
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(IpAddr::V4(HOST))]),
+        StackRuntime::new(&net.stack),
+    );
+    builder.options_mut().edns0 = false;
+    builder.options_mut().use_hosts_file = ResolveHosts::Never;
+    let r = builder.build().unwrap();
+    let found: BTreeSet<IpAddr> = within(20, r.lookup_ip("many.synack.test."))
+        .await
+        .unwrap_or_else(|e| panic!("many.synack.test: {e}"))
+        .iter()
+        .collect();
+    assert_eq!(found, many(), "many.synack.test over TCP");
+
+    // Over TCP alone, too.
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![NameServerConfig::tcp(IpAddr::V6(HOST6))]),
+        StackRuntime::new(&net.stack),
+    );
+    builder.options_mut().use_hosts_file = ResolveHosts::Never;
+    let r = builder.build().unwrap();
+    let found: BTreeSet<IpAddr> = within(20, r.lookup_ip("www.synack.test."))
+        .await
+        .unwrap_or_else(|e| panic!("www.synack.test over TCP: {e}"))
+        .iter()
+        .collect();
+    assert_eq!(found, www, "www.synack.test over TCP");
+
+    let log = log(dnsmasq).await;
+    // dnsmasq answers UDP itself and each TCP connection in a child of its own: the pid in
+    // a line's `dnsmasq[PID]:` says which.
+    let pid = |line: &str| {
+        line.split(['[', ']'])
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+    };
+    let main = log
+        .lines()
+        .find(|l| l.contains(": started,"))
+        .and_then(pid)
+        .unwrap_or_else(|| panic!("dnsmasq did not say it started:\n{log}"));
+    let queries: Vec<&str> = log.lines().filter(|l| l.contains(" query[")).collect();
+    for q in &queries {
+        let from = q.split(" from ").nth(1).unwrap_or("");
+        assert!(
+            from == STACK.to_string() || from == STACK6.to_string(),
+            "a query not from the stack: {q}"
+        );
+    }
+    let over = |name: &str, tcp: bool| {
+        queries
+            .iter()
+            .filter(|q| q.contains(&format!("query[A] {name} ")))
+            .filter(|q| (pid(q) != Some(main)) == tcp)
+            .count()
+    };
+    // www: A and AAAA from each family's server over UDP, and from the TCP-only one.
+    assert_eq!(over("www.synack.test", false), 2, "{queries:#?}");
+    assert_eq!(over("www.synack.test", true), 1, "{queries:#?}");
+    // many: asked over UDP, and again over TCP once the answer came truncated.
+    assert_eq!(over("many.synack.test", false), 1, "{queries:#?}");
+    assert_eq!(over("many.synack.test", true), 1, "{queries:#?}");
+}
+
+/// A kernel HTTP server on both of the kernel's addresses.
+const HTTP_SERVER: &str = r#"
+import http.server, socket, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (self.path + " " + self.headers["Host"] + "\n").encode() * 1000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+S(("::", 8091), H).serve_forever()
+"#;
+
+/// hyper-util's client, given a resolver on the stack, fetches a URL by name; a name that
+/// does not exist is `NotFound`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyper_client_fetches_a_url_by_name() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let test = "hyper_client_fetches_a_url_by_name";
+    if !require(test) {
+        return;
+    }
+    let (net, _dnsmasq) = with_dnsmasq("synack-dns-http").await;
+    let _server = net.python(HTTP_SERVER, &[]);
+    net.wait_listening(8091).await;
+
+    let connector = HyperConnector::new(&net.stack)
+        .resolver(resolver(&net.stack, &[IpAddr::V4(HOST)]).unwrap());
+    let client =
+        Client::builder(TokioExecutor::new()).build::<_, Empty<hyper::body::Bytes>>(connector);
+    let response = within(
+        20,
+        client.get("http://www.synack.test:8091/a".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = within(20, response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "/a www.synack.test:8091\n".repeat(1000).as_bytes());
+
+    let missing = within(
+        20,
+        client.get("http://nowhere.synack.test:8091/".parse().unwrap()),
+    )
+    .await
+    .expect_err("a name the server does not have");
+    let cause = std::error::Error::source(&missing)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .unwrap_or_else(|| panic!("no I/O error under {missing:?}"));
+    assert_eq!(cause.kind(), std::io::ErrorKind::NotFound, "{cause}");
+}
