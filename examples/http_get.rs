@@ -43,22 +43,24 @@ struct Args {
 }
 
 async fn run(args: Args) -> io::Result<()> {
+    let (host, _) = common::http_target(&args.url)?;
+    if args.dns.is_empty() && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{host} is a name: give a name server to look it up with, --dns IP"),
+        ));
+    }
     let stack = args.net.open_stack()?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(io::BufWriter::new(io::stdout().lock())),
     };
-    let resolver = match args.dns.is_empty() {
-        true => None,
-        false => Some(synack::tokio::integration::hickory::resolver(
-            &stack, &args.dns,
-        )?),
-    };
+    if !args.dns.is_empty() {
+        let resolver = synack::tokio::integration::hickory::resolver(&stack, &args.dns)?;
+        stack.set_resolver(Some(resolver));
+    }
     let start = Instant::now();
-    let (status, bytes) = common::http_get(&stack, &args.url, resolver.as_ref(), |chunk| {
-        out.write_all(chunk)
-    })
-    .await?;
+    let (status, bytes) = common::http_get(&stack, &args.url, |chunk| out.write_all(chunk)).await?;
     out.flush()?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(

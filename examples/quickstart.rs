@@ -376,7 +376,7 @@ async fn run(args: Args) -> io::Result<()> {
     let (status, elapsed) = loop {
         body.clear();
         let started = Instant::now();
-        match common::http_get(&stack, &url, None, |chunk| {
+        match common::http_get(&stack, &url, |chunk| {
             body.extend_from_slice(chunk);
             Ok(())
         })

@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 use hyper::body::{Body, Bytes, Frame};
 use synack::tokio::device::tun::{Ipv4Cidr, Ipv6Cidr};
 use synack::tokio::device::{Device, PcapDevice, TunConfig, TunDevice};
-use synack::tokio::integration::hickory::StackResolver;
 use synack::tokio::{Stack, TcpListener, TcpStream};
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -465,53 +464,24 @@ pub fn http_target(url: &hyper::Uri) -> io::Result<(String, u16)> {
 }
 
 /// A connection to an `http://HOST[:PORT]/...` URL's server through the stack. A host that
-/// is not an IP address is looked up with `resolver`, whose queries go through the stack too
-/// (`--dns`), and its addresses are tried in turn; without one it is `InvalidInput`.
-pub async fn http_connect(
-    stack: &Stack,
-    url: &hyper::Uri,
-    resolver: Option<&StackResolver>,
-) -> io::Result<TcpStream> {
+/// is not an IP address is looked up by the stack's resolver (`--dns`), through the stack
+/// too, and its addresses tried in turn.
+pub async fn http_connect(stack: &Stack, url: &hyper::Uri) -> io::Result<TcpStream> {
     let (host, port) = http_target(url)?;
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return TcpStream::connect(stack, (ip, port)).await;
-    }
-    let Some(resolver) = resolver else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{url}: {host} is a name: give a name server to look it up with, --dns IP"),
-        ));
-    };
-    let found = resolver.lookup_ip(host.as_str()).await.map_err(|e| {
-        let kind = match e.is_no_records_found() {
-            true => io::ErrorKind::NotFound,
-            false => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, format!("looking up {host}: {e}"))
-    })?;
-    let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"));
-    for ip in found {
-        tracing::debug!(%host, %ip, "connecting");
-        match TcpStream::connect(stack, (ip, port)).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
+    TcpStream::connect(stack, (host.as_str(), port)).await
 }
 
-/// An HTTP/1.1 GET of `url` through the stack, with hyper over a synack `TcpStream` (its host
-/// looked up with `resolver` if it is a name). Hands each chunk of the body to `sink` as it
-/// arrives; returns the status and the body's length.
+/// An HTTP/1.1 GET of `url` through the stack, with hyper over a synack `TcpStream` (see
+/// [`http_connect`]). Hands each chunk of the body to `sink` as it arrives; returns the
+/// status and the body's length.
 pub async fn http_get(
     stack: &Stack,
     url: &hyper::Uri,
-    resolver: Option<&StackResolver>,
     mut sink: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<(hyper::StatusCode, u64)> {
     use http_body_util::BodyExt;
 
-    let stream = http_connect(stack, url, resolver).await?;
+    let stream = http_connect(stack, url).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

@@ -1,8 +1,11 @@
-//! The addresses socket calls take ([`ToSocketAddrs`]), as tokio::net's, but no host names;
-//! and IPv4-mapped addresses, as a dual-stack socket takes and shows them.
+//! The addresses socket calls take ([`ToSocketAddrs`]), as tokio::net's, host names looked
+//! up through the stack ([`lookup_host`]); and IPv4-mapped addresses, as a dual-stack socket
+//! takes and shows them.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use crate::Stack;
 
 /// The IPv4 address an IPv4-mapped IPv6 one (`::ffff:a.b.c.d`) stands for.
 pub(crate) fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {
@@ -17,16 +20,18 @@ pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
     }
 }
 
-/// The addresses `bind`, `connect` and `send_to` take, in the order to try them: what
-/// `tokio::net::ToSocketAddrs` takes (`"198.18.0.1:80"`, `"[2001:2::1]:443"`,
+/// The addresses `bind`, `connect`, `send_to` and [`lookup_host`] take, in the order to try
+/// them: what `tokio::net::ToSocketAddrs` takes (`"198.18.0.1:80"`, `"[2001:2::1]:443"`,
 /// `("198.18.0.1", 80)`, `(ip, port)`, a `SocketAddr`, a slice of them), so that code ported
-/// from tokio::net compiles unchanged, but **without name resolution**.
+/// from tokio::net compiles unchanged; and host names (`"files.synack.test:80"`,
+/// `("files.synack.test", 80)`), looked up **through the stack**.
 ///
-/// tokio resolves a host name with the host's resolver, over the host's network. For a stack
+/// tokio looks a host name up with the host's resolver, over the host's network. For a stack
 /// whose traffic goes through its own device that would send the query where the connection
-/// does not go (a VPN's DNS leak), so a name is refused with `InvalidInput`: resolve it first,
-/// for example with a DNS client over the stack's [`UdpSocket`](crate::UdpSocket), and pass
-/// the addresses.
+/// does not go (a VPN's DNS leak), to a server its network may not have. So a name is looked
+/// up only by the resolver the stack was given (`Stack::set_resolver`, the `hickory` feature:
+/// hickory-resolver on the stack's own UDP and TCP), its addresses tried in turn; without
+/// one it is `InvalidInput`.
 ///
 /// Sealed: it cannot be implemented outside this crate.
 pub trait ToSocketAddrs: sealed::Sealed {}
@@ -35,23 +40,38 @@ mod sealed {
     use std::io;
     use std::net::SocketAddr;
 
+    /// What a [`ToSocketAddrs`](super::ToSocketAddrs) value gives.
+    pub enum Addrs {
+        /// Addresses, in the order to try them.
+        Addrs(Vec<SocketAddr>),
+        /// A host name and a port, for the stack's resolver.
+        Name(String, u16),
+    }
+
     pub trait Sealed {
-        /// The addresses, in the order to try them.
-        fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>>;
+        /// The addresses, or the name to look up.
+        fn addrs(&self) -> io::Result<Addrs>;
     }
 }
 
-use sealed::Sealed;
+use sealed::{Addrs, Sealed};
 
-/// The addresses of `addr`, in order (what every caller of the trait needs).
-pub(crate) fn socket_addrs(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<Vec<SocketAddr>> {
-    addr.socket_addrs()
+/// The addresses of `addr`, in order, a name among them looked up through `stack`.
+pub(crate) async fn socket_addrs(
+    stack: &Stack,
+    addr: &(impl ToSocketAddrs + ?Sized),
+) -> io::Result<Vec<SocketAddr>> {
+    match addr.addrs()? {
+        Addrs::Addrs(addrs) => Ok(addrs),
+        Addrs::Name(name, port) => stack.lookup(&name, port).await,
+    }
 }
 
-/// Tries `op` on each address of `addr` in turn: the first success, else the last error, or
-/// `InvalidInput` when there is no address at all (tokio::net's "could not resolve to any
-/// address").
+/// Tries `op` on each address of `addr` (a name looked up through `stack`) in turn: the
+/// first success, else the last error, or `InvalidInput` when there is no address at all
+/// (tokio::net's "could not resolve to any address").
 pub(crate) async fn first_ok<T, F, Fut>(
+    stack: &Stack,
     addr: &(impl ToSocketAddrs + ?Sized),
     mut op: F,
 ) -> io::Result<T>
@@ -60,7 +80,7 @@ where
     Fut: std::future::Future<Output = io::Result<T>>,
 {
     let mut last = None;
-    for a in socket_addrs(addr)? {
+    for a in socket_addrs(stack, addr).await? {
         match op(a).await {
             Ok(v) => return Ok(v),
             Err(e) => last = Some(e),
@@ -74,22 +94,46 @@ where
     }))
 }
 
-fn no_names(s: &str) -> io::Error {
+/// The addresses of `host`, as tokio::net's `lookup_host` gives them, but looked up through
+/// `stack`: an address (or several) as it is, a host name by the stack's resolver
+/// (`Stack::set_resolver`, the `hickory` feature), never the
+/// host's. A name without a port (`"files.synack.test"`) is `InvalidInput`, as for tokio;
+/// one the resolver finds nothing for is `NotFound`; without a resolver, `InvalidInput`.
+pub async fn lookup_host(
+    stack: &Stack,
+    host: impl ToSocketAddrs,
+) -> io::Result<impl Iterator<Item = SocketAddr>> {
+    socket_addrs(stack, &host).await.map(Vec::into_iter)
+}
+
+fn invalid(s: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!(
-            "{s:?} is not an IP address and port: synack resolves no host names (resolve it \
-             first, e.g. over the stack's own UdpSocket)"
-        ),
+        format!("{s:?} is neither an IP address and port nor a host name and port"),
     )
+}
+
+/// A host name and port, `name:port` (no brackets: a bracketed host is an IPv6 address,
+/// which did not parse).
+fn name_and_port(s: &str) -> io::Result<(String, u16)> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid(s))?;
+    let port = port.parse().map_err(|_| invalid(s))?;
+    Ok((name(host).ok_or_else(|| invalid(s))?, port))
+}
+
+/// `host` as a name to look up: not empty, and no character a DNS name never has in text
+/// (`:`, brackets, whitespace): what is none of those is the resolver's to judge.
+fn name(host: &str) -> Option<String> {
+    let bad = |c: char| c == ':' || c == '[' || c == ']' || c.is_whitespace();
+    (!host.is_empty() && !host.contains(bad)).then(|| host.to_owned())
 }
 
 macro_rules! one {
     ($($t:ty),*) => {$(
         impl ToSocketAddrs for $t {}
         impl Sealed for $t {
-            fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-                Ok(vec![SocketAddr::from(*self)])
+            fn addrs(&self) -> io::Result<Addrs> {
+                Ok(Addrs::Addrs(vec![SocketAddr::from(*self)]))
             }
         }
     )*};
@@ -106,59 +150,85 @@ one!(
 
 impl ToSocketAddrs for str {}
 impl Sealed for str {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.parse::<SocketAddr>()
-            .map(|a| vec![a])
-            .map_err(|_| no_names(self))
+    fn addrs(&self) -> io::Result<Addrs> {
+        match self.parse::<SocketAddr>() {
+            Ok(a) => Ok(Addrs::Addrs(vec![a])),
+            Err(_) => name_and_port(self).map(|(name, port)| Addrs::Name(name, port)),
+        }
     }
 }
 
 impl ToSocketAddrs for String {}
 impl Sealed for String {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        self.as_str().socket_addrs()
+    fn addrs(&self) -> io::Result<Addrs> {
+        self.as_str().addrs()
     }
 }
 
 impl ToSocketAddrs for (&str, u16) {}
 impl Sealed for (&str, u16) {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        let ip: IpAddr = self.0.parse().map_err(|_| no_names(self.0))?;
-        Ok(vec![SocketAddr::new(ip, self.1)])
+    fn addrs(&self) -> io::Result<Addrs> {
+        match self.0.parse::<IpAddr>() {
+            Ok(ip) => Ok(Addrs::Addrs(vec![SocketAddr::new(ip, self.1)])),
+            Err(_) => name(self.0)
+                .map(|name| Addrs::Name(name, self.1))
+                .ok_or_else(|| invalid(self.0)),
+        }
     }
 }
 
 impl ToSocketAddrs for (String, u16) {}
 impl Sealed for (String, u16) {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        (self.0.as_str(), self.1).socket_addrs()
+    fn addrs(&self) -> io::Result<Addrs> {
+        (self.0.as_str(), self.1).addrs()
     }
 }
 
 impl ToSocketAddrs for [SocketAddr] {}
 impl Sealed for [SocketAddr] {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        Ok(self.to_vec())
+    fn addrs(&self) -> io::Result<Addrs> {
+        Ok(Addrs::Addrs(self.to_vec()))
     }
 }
 
 impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {}
 impl<T: Sealed + ?Sized> Sealed for &T {
-    fn socket_addrs(&self) -> io::Result<Vec<SocketAddr>> {
-        (**self).socket_addrs()
+    fn addrs(&self) -> io::Result<Addrs> {
+        (**self).addrs()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::MemoryDevice;
 
     fn addrs(a: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
-        socket_addrs(&a)
+        match a.addrs()? {
+            Addrs::Addrs(v) => Ok(v),
+            Addrs::Name(name, port) => panic!("{name}:{port} is a name"),
+        }
+    }
+
+    fn named(a: impl ToSocketAddrs) -> (String, u16) {
+        match a.addrs().unwrap() {
+            Addrs::Name(name, port) => (name, port),
+            Addrs::Addrs(v) => panic!("{v:?} are addresses"),
+        }
+    }
+
+    /// A stack on a memory link, with no resolver, and the link's other end.
+    fn stack() -> (Stack, MemoryDevice) {
+        let (a, b) = MemoryDevice::pair();
+        let stack = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(a)
+            .unwrap();
+        (stack, b)
     }
 
     #[test]
-    fn what_tokio_takes_without_names() {
+    fn what_tokio_takes() {
         let v4: SocketAddr = "198.18.0.1:80".parse().unwrap();
         let v6: SocketAddr = "[2001:2::1]:443".parse().unwrap();
         assert_eq!(addrs("198.18.0.1:80").unwrap(), [v4]);
@@ -170,19 +240,69 @@ mod tests {
         assert_eq!(addrs(&[v4, v6][..]).unwrap(), [v4, v6]);
         let by_ref: &SocketAddr = &v6;
         assert_eq!(addrs(by_ref).unwrap(), [v6], "through a reference");
-        for name in ["localhost:80", "example.com:443", "198.18.0.1", ""] {
-            let e = addrs(name).unwrap_err();
-            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name}");
+        assert_eq!(named("localhost:80"), ("localhost".into(), 80));
+        assert_eq!(
+            named("files.synack.test:8000"),
+            ("files.synack.test".into(), 8000)
+        );
+        assert_eq!(named(("example.com", 443)), ("example.com".into(), 443));
+        assert_eq!(
+            named(("example.com".to_string(), 0)),
+            ("example.com".into(), 0)
+        );
+        // What is neither: no port, a port out of range, an empty host, an IPv6 address
+        // without brackets or with a bad one, spaces.
+        for bad in [
+            "198.18.0.1",
+            "example.com",
+            "",
+            ":80",
+            "example.com:65536",
+            "example.com:http",
+            "2001:2::1:80",
+            "[2001:2::g]:80",
+            "exa mple.com:80",
+        ] {
+            let e = bad.addrs().err().unwrap_or_else(|| panic!("{bad:?} taken"));
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
-        let e = addrs(("example.com", 80)).unwrap_err();
+        for bad in ["", "exa mple.com", "[2001:2::1]"] {
+            let e = (bad, 80)
+                .addrs()
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} taken"));
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    /// Without a resolver a name is `InvalidInput`, saying how to give one; addresses need
+    /// none.
+    #[tokio::test]
+    async fn a_name_needs_the_stacks_resolver() {
+        let (stack, _link) = stack();
+        let e = lookup_host(&stack, "files.synack.test:80")
+            .await
+            .err()
+            .expect("a name without a resolver");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("Stack::set_resolver"), "{e}");
+        let got: Vec<SocketAddr> = lookup_host(&stack, ("198.18.0.1", 80))
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(got, ["198.18.0.1:80".parse::<SocketAddr>().unwrap()]);
+        let e = crate::TcpStream::connect(&stack, ("files.synack.test", 80))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[tokio::test]
     async fn first_success_else_last_error_else_no_address() {
+        let (stack, _link) = stack();
         let a: SocketAddr = "198.18.0.1:1".parse().unwrap();
         let b: SocketAddr = "198.18.0.2:2".parse().unwrap();
-        let got = first_ok(&[a, b][..], |x| async move {
+        let got = first_ok(&stack, &[a, b][..], |x| async move {
             if x == a {
                 Err(io::Error::from(io::ErrorKind::ConnectionRefused))
             } else {
@@ -191,7 +311,7 @@ mod tests {
         })
         .await;
         assert_eq!(got.unwrap(), b);
-        let got: io::Result<()> = first_ok(&[a, b][..], |x| async move {
+        let got: io::Result<()> = first_ok(&stack, &[a, b][..], |x| async move {
             Err(io::Error::other(x.to_string()))
         })
         .await;
@@ -201,7 +321,7 @@ mod tests {
             "the last error"
         );
         let none: &[SocketAddr] = &[];
-        let got: io::Result<()> = first_ok(&none, |_| async { Ok(()) }).await;
+        let got: io::Result<()> = first_ok(&stack, &none, |_| async { Ok(()) }).await;
         assert_eq!(got.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -63,7 +63,7 @@ pub mod udp;
 // Every type a user names to call the API (what `Stack`'s methods and those of what they
 // return take and give back, `Config`'s setters' arguments included) is here at the root,
 // so that no one has to know which module, or which crate, defines it.
-pub use addr::ToSocketAddrs;
+pub use addr::{lookup_host, ToSocketAddrs};
 pub use device::{Device, DeviceCapabilities};
 pub use intercept::{IncomingSyn, Interceptor};
 pub use listener::TcpListener;

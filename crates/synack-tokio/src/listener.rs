@@ -59,11 +59,11 @@ impl TcpListener {
     /// it then takes the IPv4 clients, so a server written for that pattern works as on
     /// Linux with `IPV6_V6ONLY`. `0.0.0.0` takes IPv4 only.
     ///
-    /// `addr` is anything tokio::net's `bind` takes but a host name (see
-    /// [`ToSocketAddrs`]); with several addresses, the first that
+    /// `addr` is anything tokio::net's `bind` takes, a host name looked up through the
+    /// stack's resolver (see [`ToSocketAddrs`]); with several addresses, the first that
     /// binds is taken, else the last error is returned.
     pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        first_ok(&addr, |a| async move {
+        first_ok(stack, &addr, |a| async move {
             let options = SocketOptions::default();
             // An IPv4-mapped address is its IPv4 one, shown mapped (as tokio's on Linux).
             match crate::addr::unmapped(a) {

@@ -107,11 +107,11 @@ impl UdpSocket {
     /// the same port (Linux refuses that unless the first is `IPV6_V6ONLY`) and then takes
     /// the IPv4 datagrams.
     ///
-    /// `addr` is anything tokio::net's `bind` takes but a host name (see
-    /// [`ToSocketAddrs`]); with several addresses, the first that
+    /// `addr` is anything tokio::net's `bind` takes, a host name looked up through the
+    /// stack's resolver (see [`ToSocketAddrs`]); with several addresses, the first that
     /// binds is taken, else the last error is returned.
     pub async fn bind(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        first_ok(&addr, |a| async move { Self::bind_one(stack, a) }).await
+        first_ok(stack, &addr, |a| async move { Self::bind_one(stack, a) }).await
     }
 
     fn bind_one(stack: &Stack, addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -381,7 +381,7 @@ impl UdpSocket {
     /// IPv4-mapped source (`::ffff:a.b.c.d`), as Linux's. With several addresses (see [`ToSocketAddrs`]), the
     /// first that the socket can connect to is taken, else the last error is returned.
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        first_ok(&addr, |a| async move {
+        first_ok(&self.stack, &addr, |a| async move {
             Ok(self
                 .stack
                 .lock_udp()?
@@ -394,9 +394,13 @@ impl UdpSocket {
     /// Sends `buf` as one datagram to `target` (its first address, as tokio::net's: see
     /// [`ToSocketAddrs`]); returns its length once it is queued.
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let target = socket_addrs(&target)?.into_iter().next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
-        })?;
+        let target = socket_addrs(&self.stack, &target)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+            })?;
         crate::stack::wait_listed(
             |cx| self.poll_send_to(cx, buf, target),
             |w| self.forget_waiter(w),

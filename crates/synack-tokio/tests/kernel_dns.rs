@@ -1,4 +1,4 @@
-//! Names resolved through the stack (`integration::hickory`) against a real name server:
+//! Names looked up through the stack (`integration::hickory`) against a real name server:
 //! Debian's dnsmasq, on the kernel's side of a dual-stack TUN in a namespace of the test's
 //! own, answering for `synack.test` only (`--local`: anything else there is NXDOMAIN) and
 //! logging every query with the address it came from.
@@ -6,7 +6,7 @@
 mod kernel_support;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use kernel_support::{require_tool, Net, Proc, HOST, HOST6, STACK, STACK6};
@@ -18,6 +18,7 @@ use synack_tokio::integration::hickory::hickory_resolver::Resolver;
 use synack_tokio::integration::hickory::{resolver, StackRuntime};
 use synack_tokio::integration::hyper::HyperConnector;
 use synack_tokio::netns::require_tun;
+use synack_tokio::{lookup_host, TcpStream};
 
 async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
@@ -206,26 +207,56 @@ class S(http.server.ThreadingHTTPServer):
 S(("::", 8091), H).serve_forever()
 "#;
 
-/// hyper-util's client, given a resolver on the stack, fetches a URL by name; a name that
-/// does not exist is `NotFound`.
+/// With a resolver on the stack, socket calls take host names as tokio::net's do, looked up
+/// through the stack: `lookup_host` gives both of www's addresses, `TcpStream::connect` by
+/// name reaches the kernel's server, and hyper-util's client fetches a URL by name; a name
+/// that does not exist is `NotFound`. Taken away again, a name is `InvalidInput`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hyper_client_fetches_a_url_by_name() {
+async fn socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack() {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let test = "hyper_client_fetches_a_url_by_name";
+    let test = "socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack";
     if !require(test) {
         return;
     }
     let (net, _dnsmasq) = with_dnsmasq("synack-dns-http").await;
     let _server = net.python(HTTP_SERVER, &[]);
     net.wait_listening(8091).await;
+    net.stack
+        .set_resolver(Some(resolver(&net.stack, &[IpAddr::V4(HOST)]).unwrap()));
 
-    let connector = HyperConnector::new(&net.stack)
-        .resolver(resolver(&net.stack, &[IpAddr::V4(HOST)]).unwrap());
-    let client =
-        Client::builder(TokioExecutor::new()).build::<_, Empty<hyper::body::Bytes>>(connector);
+    let found: BTreeSet<SocketAddr> = within(20, lookup_host(&net.stack, "www.synack.test:8091"))
+        .await
+        .unwrap()
+        .collect();
+    let www: BTreeSet<SocketAddr> = [
+        SocketAddr::new(IpAddr::V4(HOST), 8091),
+        SocketAddr::new(IpAddr::V6(HOST6), 8091),
+    ]
+    .into();
+    assert_eq!(found, www);
+
+    let mut stream = within(20, TcpStream::connect(&net.stack, "www.synack.test:8091"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /s HTTP/1.1\r\nHost: www.synack.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    within(20, stream.read_to_end(&mut response)).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.ends_with(&"/s www.synack.test\n".repeat(1000)),
+        "{response}"
+    );
+
+    let client = Client::builder(TokioExecutor::new())
+        .build::<_, Empty<hyper::body::Bytes>>(HyperConnector::new(&net.stack));
     let response = within(
         20,
         client.get("http://www.synack.test:8091/a".parse().unwrap()),
@@ -249,4 +280,17 @@ async fn hyper_client_fetches_a_url_by_name() {
         .and_then(|e| e.downcast_ref::<std::io::Error>())
         .unwrap_or_else(|| panic!("no I/O error under {missing:?}"));
     assert_eq!(cause.kind(), std::io::ErrorKind::NotFound, "{cause}");
+    let e = within(
+        20,
+        TcpStream::connect(&net.stack, ("nowhere.synack.test", 80)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+
+    net.stack.set_resolver(None);
+    let e = within(20, TcpStream::connect(&net.stack, "www.synack.test:8091"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
 }

@@ -1,28 +1,31 @@
-//! Names resolved through the stack: hickory-resolver with a synack [`Stack`] as its network.
+//! Names looked up through the stack: hickory-resolver with a synack [`Stack`] as its network.
 //!
-//! synack's socket calls take no host names ([`ToSocketAddrs`](crate::ToSocketAddrs)), and
-//! for a reason: tokio's `lookup_host`, and hickory's own tokio runtime, ask the host's
-//! resolver over the host's sockets, so the query goes where the stack's connections do not
-//! (a VPN's DNS leak), to a server the stack's network may not even have. [`StackRuntime`]
-//! is a hickory `RuntimeProvider` whose UDP sockets are the stack's
-//! [`UdpSocket`]s and whose TCP connections are its [`TcpStream`]s: every query and answer
-//! crosses the stack's device, from the stack's address, as the application's traffic does.
-//! hickory does the DNS (RFC 1035; EDNS, RFC 6891; TCP when an answer comes truncated, RFC
-//! 7766 §5), retries, timeouts and caching; [`resolver`] builds one for given servers.
+//! tokio's `lookup_host`, and hickory's own tokio runtime, ask the host's resolver over the
+//! host's sockets, so for a stack's application the query would go where its connections do
+//! not (a VPN's DNS leak), to a server the stack's network may not even have. [`StackRuntime`]
+//! is a hickory `RuntimeProvider` whose UDP sockets are the stack's [`UdpSocket`]s and whose
+//! TCP connections are its [`TcpStream`]s: every query and answer crosses the stack's device,
+//! from the stack's address, as the application's traffic does. hickory does the DNS (RFC
+//! 1035; EDNS, RFC 6891; TCP when an answer comes truncated, RFC 7766 §5), the retries,
+//! timeouts and the cache.
+//!
+//! Given to the stack ([`Stack::set_resolver`]), a resolver looks up every host name the
+//! stack's socket calls are given, as tokio::net's calls look names up, and
+//! [`lookup_host`](crate::lookup_host) gives its answers; [`resolver`] builds one for given
+//! name servers.
 //!
 //! ```no_run
 //! # async fn run(stack: synack_tokio::Stack) -> Result<(), Box<dyn std::error::Error>> {
 //! use synack_tokio::integration::hickory::resolver;
+//! use synack_tokio::TcpStream;
 //!
-//! let resolver = resolver(&stack, &["198.18.0.1".parse()?])?;
-//! for ip in resolver.lookup_ip("example.test.").await? {
-//!     println!("{ip}");
+//! stack.set_resolver(Some(resolver(&stack, &["198.18.0.1".parse()?])?));
+//! let stream = TcpStream::connect(&stack, "files.synack.test:80").await?;
+//! for addr in synack_tokio::lookup_host(&stack, "files.synack.test:80").await? {
+//!     println!("{addr}");
 //! }
 //! # Ok(()) }
 //! ```
-//!
-//! With the `hyper` feature too, `HyperConnector::resolver` (in `integration::hyper`) gives
-//! hyper-util's client URLs with host names.
 
 use std::future::Future;
 use std::io;
@@ -39,6 +42,7 @@ use hickory_resolver::net::runtime::{
 use hickory_resolver::Resolver;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
+use crate::stack::WeakStack;
 use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
 
 /// The hickory-resolver this module is built against, for naming its types (its
@@ -57,9 +61,13 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Build a resolver with it as hickory's examples build one with their tokio runtime,
 /// `Resolver::builder_with_config(config, StackRuntime::new(&stack))`, or with [`resolver`].
 /// Cloning it is cheap; every clone uses the same stack.
+///
+/// It does not keep the stack alive (so that the stack may hold a resolver built on it,
+/// [`Stack::set_resolver`]): once every other handle on the stack is dropped, a query fails
+/// with `NotConnected`.
 #[derive(Clone)]
 pub struct StackRuntime {
-    stack: Stack,
+    stack: WeakStack,
     tasks: TokioHandle,
 }
 
@@ -67,7 +75,7 @@ impl StackRuntime {
     /// The runtime for resolvers on `stack`.
     pub fn new(stack: &Stack) -> StackRuntime {
         StackRuntime {
-            stack: stack.clone(),
+            stack: stack.downgrade(),
             tasks: TokioHandle::default(),
         }
     }
@@ -99,6 +107,7 @@ impl RuntimeProvider for StackRuntime {
     ) -> Pin<Box<dyn Send + Future<Output = io::Result<DnsTcp>>>> {
         let stack = self.stack.clone();
         Box::pin(async move {
+            let stack = stack.upgrade()?;
             let socket = match server_addr {
                 SocketAddr::V4(_) => TcpSocket::new_v4(&stack)?,
                 SocketAddr::V6(_) => TcpSocket::new_v6(&stack)?,
@@ -128,7 +137,7 @@ impl RuntimeProvider for StackRuntime {
         _server_addr: SocketAddr,
     ) -> Pin<Box<dyn Send + Future<Output = io::Result<UdpSocket>>>> {
         let stack = self.stack.clone();
-        Box::pin(async move { UdpSocket::bind(&stack, local_addr).await })
+        Box::pin(async move { UdpSocket::bind(&stack.upgrade()?, local_addr).await })
     }
 }
 
@@ -233,4 +242,77 @@ pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResol
     let mut builder = Resolver::builder_with_config(config, StackRuntime::new(stack));
     builder.options_mut().use_hosts_file = ResolveHosts::Never;
     builder.build().map_err(io::Error::other)
+}
+
+/// The addresses `resolver` finds for host `name`, with `port`: `NotFound` when there are
+/// none (no such name, or none of its records are addresses), the I/O error a query met,
+/// `TimedOut` when no server answered in time.
+pub(crate) async fn lookup(
+    resolver: &StackResolver,
+    name: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
+    use hickory_resolver::net::NetError;
+
+    let found = resolver.lookup_ip(name).await.map_err(|e| {
+        let kind = match &e {
+            e if e.is_no_records_found() => io::ErrorKind::NotFound,
+            NetError::Io(io) => io.kind(),
+            NetError::Timeout => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, format!("looking up {name}: {e}"))
+    })?;
+    let addrs: Vec<SocketAddr> = found.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("looking up {name}: no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemoryDevice;
+
+    /// A stack holding a resolver built on it is still freed with its last user handle;
+    /// a resolver kept apart then fails at once, rather than waiting out its timeouts.
+    #[tokio::test]
+    async fn a_resolver_does_not_keep_its_stack_alive() {
+        let (a, _b) = MemoryDevice::pair();
+        let stack = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(a)
+            .unwrap();
+        let server: IpAddr = "198.18.0.1".parse().unwrap();
+        stack.set_resolver(Some(resolver(&stack, &[server]).unwrap()));
+        let apart = resolver(&stack, &[server]).unwrap();
+        let runtime = StackRuntime::new(&stack);
+        assert!(runtime.stack.upgrade().is_ok());
+        drop(stack);
+        let Err(e) = runtime.stack.upgrade() else {
+            panic!("the stack outlived its last handle")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::NotConnected);
+        let failed = tokio::time::timeout(Duration::from_secs(2), lookup(&apart, "a.test", 80))
+            .await
+            .expect("a query on a stack that is gone fails at once");
+        assert!(failed.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_resolver_needs_a_name_server() {
+        let (a, _b) = MemoryDevice::pair();
+        let stack = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(a)
+            .unwrap();
+        let Err(e) = resolver(&stack, &[]) else {
+            panic!("a resolver without a name server")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
 }

@@ -15,10 +15,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! synack's socket calls resolve no names (see [`ToSocketAddrs`](crate::ToSocketAddrs)), so
-//! a URI's host must be an IP address, a name that [`HyperConnector::resolve`] was told
-//! about, or, with the `hickory` feature, a name a resolver on the stack looks up
-//! ([`HyperConnector::resolver`]).
+//! A URI's host is an IP address, a name [`HyperConnector::resolve`] was told about, or a
+//! name the stack's resolver looks up, through the stack (`Stack::set_resolver`, the
+//! `hickory` feature; see [`ToSocketAddrs`](crate::ToSocketAddrs)).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,15 +44,11 @@ pub struct HyperConnector {
     stack: Stack,
     names: Arc<HashMap<String, IpAddr>>,
     nodelay: bool,
-    /// Looks up the names `names` does not hold.
-    #[cfg(feature = "hickory")]
-    resolver: Option<Arc<crate::integration::hickory::StackResolver>>,
 }
 
-/// Where a connection goes: an address, or a name to look up first.
+/// Where a connection goes: an address, or a name for the stack's resolver.
 enum Target {
     Addr(SocketAddr),
-    #[cfg_attr(not(feature = "hickory"), allow(dead_code))]
     Name(String, u16),
 }
 
@@ -64,28 +59,12 @@ impl HyperConnector {
             stack: stack.clone(),
             names: Arc::default(),
             nodelay: true,
-            #[cfg(feature = "hickory")]
-            resolver: None,
         }
     }
 
     /// Maps a host name to an address, as an `/etc/hosts` line would.
     pub fn resolve(mut self, name: impl Into<String>, ip: IpAddr) -> HyperConnector {
         Arc::make_mut(&mut self.names).insert(name.into().to_ascii_lowercase(), ip);
-        self
-    }
-
-    /// Looks up the hosts that are neither IP addresses nor [`resolve`](Self::resolve)d
-    /// names with `resolver`, whose queries go through the stack (see
-    /// [`integration::hickory`](crate::integration::hickory)), and connects to the
-    /// addresses it gives in turn, until one answers. A name it finds nothing for is
-    /// `NotFound`.
-    #[cfg(feature = "hickory")]
-    pub fn resolver(
-        mut self,
-        resolver: crate::integration::hickory::StackResolver,
-    ) -> HyperConnector {
-        self.resolver = Some(Arc::new(resolver));
         self
     }
 
@@ -96,8 +75,8 @@ impl HyperConnector {
     }
 
     /// Where `uri` goes: its host (an IP literal, brackets for IPv6, a name given to
-    /// [`resolve`](Self::resolve), or one for the [`resolver`](Self::resolver)) and its
-    /// port, or the scheme's (80, 443).
+    /// [`resolve`](Self::resolve), or one for the stack's resolver) and its port, or the
+    /// scheme's (80, 443).
     fn target(&self, uri: &Uri) -> io::Result<Target> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         let host = uri
@@ -114,50 +93,10 @@ impl HyperConnector {
             return Ok(Target::Addr(SocketAddr::new(ip, port)));
         }
         let name = bare.to_ascii_lowercase();
-        if let Some(&ip) = self.names.get(&name) {
-            return Ok(Target::Addr(SocketAddr::new(ip, port)));
-        }
-        #[cfg(feature = "hickory")]
-        if self.resolver.is_some() {
-            return Ok(Target::Name(name, port));
-        }
-        Err(invalid(format!(
-            "{host}: no resolver was given (HyperConnector::resolver, the `hickory` \
-             feature); use an IP address"
-        )))
-    }
-
-    /// A stream to `target`: to the address, or to each address its name has in turn
-    /// until one connects (the last error if none does).
-    async fn connect(&self, target: Target) -> io::Result<TcpStream> {
-        match target {
-            Target::Addr(addr) => TcpStream::connect(&self.stack, addr).await,
-            #[cfg(feature = "hickory")]
-            Target::Name(name, port) => {
-                let Some(resolver) = &self.resolver else {
-                    unreachable!("a name is a target only with a resolver")
-                };
-                let found = resolver.lookup_ip(name.as_str()).await.map_err(|e| {
-                    let kind = match e.is_no_records_found() {
-                        true => io::ErrorKind::NotFound,
-                        false => io::ErrorKind::Other,
-                    };
-                    io::Error::new(kind, format!("looking up {name}: {e}"))
-                })?;
-                let mut last = None;
-                for ip in found {
-                    match TcpStream::connect(&self.stack, SocketAddr::new(ip, port)).await {
-                        Ok(stream) => return Ok(stream),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, format!("{name} has no address"))
-                }))
-            }
-            #[cfg(not(feature = "hickory"))]
-            Target::Name(..) => unreachable!("a name is a target only with a resolver"),
-        }
+        Ok(match self.names.get(&name) {
+            Some(&ip) => Target::Addr(SocketAddr::new(ip, port)),
+            None => Target::Name(name, port),
+        })
     }
 }
 
@@ -171,11 +110,15 @@ impl tower_service::Service<Uri> for HyperConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let this = self.clone();
+        let stack = self.stack.clone();
+        let nodelay = self.nodelay;
         let target = self.target(&uri);
         Box::pin(async move {
-            let stream = this.connect(target?).await?;
-            stream.set_nodelay(this.nodelay)?;
+            let stream = match target? {
+                Target::Addr(addr) => TcpStream::connect(&stack, addr).await?,
+                Target::Name(name, port) => TcpStream::connect(&stack, (name, port)).await?,
+            };
+            stream.set_nodelay(nodelay)?;
             Ok(HyperStream(TokioIo::new(stream)))
         })
     }

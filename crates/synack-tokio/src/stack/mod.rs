@@ -75,6 +75,31 @@ struct StackHandle {
     /// Held while a `bind` or a `listen` decides on a port, shard by shard: one decision at
     /// a time for the whole stack, as Linux decides under the port's bind-bucket lock.
     binding: Mutex<()>,
+    /// What looks up the host names socket calls are given ([`Stack::set_resolver`]).
+    #[cfg(feature = "hickory")]
+    resolver: Mutex<Option<Arc<crate::integration::hickory::StackResolver>>>,
+}
+
+/// A [`Stack`] that does not keep it alive: what a resolver on the stack holds, so that a
+/// stack holding its resolver is still dropped with its last user handle.
+#[cfg(feature = "hickory")]
+#[derive(Clone)]
+pub(crate) struct WeakStack(std::sync::Weak<StackHandle>);
+
+#[cfg(feature = "hickory")]
+impl WeakStack {
+    /// The stack, if a user handle still holds it; else `NotConnected`.
+    pub(crate) fn upgrade(&self) -> io::Result<Stack> {
+        self.0
+            .upgrade()
+            .map(|handle| Stack { handle })
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "synack: the stack is gone (every handle on it was dropped)",
+                )
+            })
+    }
 }
 
 impl Drop for StackHandle {
@@ -672,8 +697,62 @@ impl Stack {
                 next_connect: AtomicUsize::new(0),
                 port_counter: AtomicU64::new(0),
                 binding: Mutex::new(()),
+                #[cfg(feature = "hickory")]
+                resolver: Mutex::new(None),
             }),
         })
+    }
+
+    /// A handle that does not keep the stack alive.
+    #[cfg(feature = "hickory")]
+    pub(crate) fn downgrade(&self) -> WeakStack {
+        WeakStack(Arc::downgrade(&self.handle))
+    }
+
+    /// Has `resolver` look up the host names that `connect`, `bind`, `send_to` and
+    /// [`lookup_host`](crate::lookup_host) are given (`"files.synack.test:80"`,
+    /// `("files.synack.test", 80)`), as tokio::net's calls look them up, but through this
+    /// stack: build it with [`integration::hickory::resolver`](crate::integration::hickory::resolver)
+    /// or on [`StackRuntime`](crate::integration::hickory::StackRuntime), so that its queries
+    /// leave through the stack's device, never through the host's resolver and network.
+    /// `None` takes it away again: names are then `InvalidInput`, as they are by default.
+    ///
+    /// A resolver built on this stack does not keep it alive: the stack stops when its
+    /// last other handle is dropped, resolver or not.
+    #[cfg(feature = "hickory")]
+    pub fn set_resolver(&self, resolver: Option<crate::integration::hickory::StackResolver>) {
+        *self
+            .handle
+            .resolver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = resolver.map(Arc::new);
+    }
+
+    /// The addresses of host `name` (not an IP address) for `port`, as the resolver
+    /// ([`set_resolver`](Self::set_resolver)) finds them: `NotFound` if it finds none,
+    /// `InvalidInput` without one.
+    pub(crate) async fn lookup(&self, name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        #[cfg(feature = "hickory")]
+        {
+            let resolver = self
+                .handle
+                .resolver
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(resolver) = resolver {
+                return crate::integration::hickory::lookup(&resolver, name, port).await;
+            }
+        }
+        let _ = port;
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{name:?} is a host name, and the stack has no resolver: synack looks names up \
+                 only through the stack (Stack::set_resolver, the `hickory` feature), never \
+                 with the host's resolver; or give an IP address"
+            ),
+        ))
     }
 
     /// The name of the interface the stack's device stands for (a TUN's), if it has one.

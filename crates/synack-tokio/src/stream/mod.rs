@@ -189,11 +189,11 @@ impl TcpStream {
     /// clients) connects over IPv4, and the stream shows its addresses mapped, as Linux's
     /// dual-stack sockets do. Cancelling the future abandons the attempt.
     ///
-    /// `addr` is anything tokio::net's `connect` takes but a host name (see
-    /// [`ToSocketAddrs`]); with several addresses, each is tried in
+    /// `addr` is anything tokio::net's `connect` takes, a host name looked up through the
+    /// stack's resolver (see [`ToSocketAddrs`]); with several addresses, each is tried in
     /// turn until one connects, else the last error is returned.
     pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        first_ok(&addr, |a| async move {
+        first_ok(stack, &addr, |a| async move {
             Self::connect_with(stack, a, None, &SocketOptions::default(), None).await
         })
         .await
