@@ -32,7 +32,7 @@ struct Args {
     /// The URL to fetch: http://HOST[:PORT]/PATH, HOST an IP address, or a name with --dns.
     url: hyper::Uri,
     /// A name server (port 53) to look up the URL's host with, through the stack; repeat
-    /// for more, tried in turn.
+    /// for more (asked two at a time, the fastest first).
     #[arg(long, value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
     /// Write the body to FILE instead of stdout.

@@ -463,6 +463,16 @@ pub fn http_target(url: &hyper::Uri) -> io::Result<(String, u16)> {
     Ok((host.to_owned(), url.port_u16().unwrap_or(80)))
 }
 
+/// The `Host` header for `url`: its host, and its port if it names one (RFC 9110 §7.2),
+/// never the user information an authority may carry.
+fn host_header(url: &hyper::Uri) -> String {
+    let host = url.host().unwrap_or_default();
+    match url.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
 /// A connection to an `http://HOST[:PORT]/...` URL's server through the stack. A host that
 /// is not an IP address is looked up by the stack's resolver (`--dns`), through the stack
 /// too, and its addresses tried in turn.
@@ -494,10 +504,7 @@ pub async fn http_get(
     });
     let path = url.path_and_query().map_or("/", |p| p.as_str());
     let request = hyper::Request::get(path)
-        .header(
-            hyper::header::HOST,
-            url.authority().map_or("", |a| a.as_str()),
-        )
+        .header(hyper::header::HOST, host_header(url))
         .header(hyper::header::USER_AGENT, "synack-http_get")
         .body(http_body_util::Empty::<Bytes>::new())
         .map_err(io::Error::other)?;

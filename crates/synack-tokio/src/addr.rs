@@ -67,6 +67,14 @@ pub(crate) async fn socket_addrs(
     }
 }
 
+/// The host name and port `addr` gives, if it gives a name rather than addresses.
+pub(crate) fn name_of(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<Option<(String, u16)>> {
+    Ok(match addr.addrs()? {
+        Addrs::Addrs(_) => None,
+        Addrs::Name(name, port) => Some((name, port)),
+    })
+}
+
 /// Tries `op` on each address of `addr` (a name looked up through `stack`) in turn: the
 /// first success, else the last error, or `InvalidInput` when there is no address at all
 /// (tokio::net's "could not resolve to any address").

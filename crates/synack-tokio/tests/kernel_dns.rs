@@ -70,6 +70,8 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
         "--log-queries=extra",
         "--log-facility=-",
         "--host-record=www.synack.test,198.18.0.1,2001:2::1",
+        // Its IPv6 address is nobody's: the kernel drops what the stack sends there.
+        "--host-record=dual.synack.test,198.18.0.1,2001:2::99",
     ]);
     for ip in many() {
         cmd.arg(format!("--host-record=many.synack.test,{ip}"));
@@ -178,12 +180,13 @@ async fn names_resolve_through_the_stack() {
             .filter(|q| (pid(q) != Some(main)) == tcp)
             .count()
     };
-    // www: A and AAAA from each family's server over UDP, and from the TCP-only one.
-    assert_eq!(over("www.synack.test", false), 2, "{queries:#?}");
-    assert_eq!(over("www.synack.test", true), 1, "{queries:#?}");
+    // www: asked over UDP (of each family's server; hickory asks again when an answer is
+    // slow, so at least), and over TCP of the TCP-only one.
+    assert!(over("www.synack.test", false) >= 2, "{queries:#?}");
+    assert!(over("www.synack.test", true) >= 1, "{queries:#?}");
     // many: asked over UDP, and again over TCP once the answer came truncated.
-    assert_eq!(over("many.synack.test", false), 1, "{queries:#?}");
-    assert_eq!(over("many.synack.test", true), 1, "{queries:#?}");
+    assert!(over("many.synack.test", false) >= 1, "{queries:#?}");
+    assert!(over("many.synack.test", true) >= 1, "{queries:#?}");
 }
 
 /// A kernel HTTP server on both of the kernel's addresses.
@@ -210,7 +213,8 @@ S(("::", 8091), H).serve_forever()
 /// With a resolver on the stack, socket calls take host names as tokio::net's do, looked up
 /// through the stack: `lookup_host` gives both of www's addresses, `TcpStream::connect` by
 /// name reaches the kernel's server, and hyper-util's client fetches a URL by name; a name
-/// that does not exist is `NotFound`. Taken away again, a name is `InvalidInput`.
+/// that does not exist is `NotFound`; a name whose IPv6 address is a black hole connects
+/// over IPv4 at once (Happy Eyeballs). Taken away again, a name is `InvalidInput`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack() {
     use http_body_util::{BodyExt, Empty};
@@ -287,6 +291,22 @@ async fn socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack() {
     .await
     .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+
+    // A name whose IPv6 address leads nowhere: its IPv4 attempt starts 250 ms after the
+    // IPv6 one (RFC 8305), rather than after the IPv6 SYN's 246 s of retries.
+    let started = tokio::time::Instant::now();
+    let stream = within(20, TcpStream::connect(&net.stack, "dual.synack.test:8091"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.peer_addr().unwrap(),
+        SocketAddr::new(IpAddr::V4(HOST), 8091)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?} to fall back to IPv4",
+        started.elapsed()
+    );
 
     net.stack.set_resolver(None);
     let e = within(20, TcpStream::connect(&net.stack, "www.synack.test:8091"))

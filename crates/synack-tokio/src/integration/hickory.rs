@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::{
     DnsTcpStream, DnsUdpSocket, RuntimeProvider, TokioHandle, TokioTime,
 };
@@ -220,9 +220,11 @@ impl AsyncWrite for DnsTcp {
 }
 
 /// A resolver on `stack` that asks `name_servers` (port 53, over UDP, and over TCP when an
-/// answer comes truncated), in hickory's default order and with its default options (5 s a
-/// query, two more attempts, EDNS, a cache), but for one: it does not read the host's
-/// `/etc/hosts`, whose names are the host's network's, not the stack's.
+/// answer comes truncated) with hickory's default options (5 s a query, two more attempts,
+/// EDNS, a cache; the servers asked two at a time, the fastest first), but for two: it does
+/// not read the host's `/etc/hosts`, whose names are the host's network's, not the stack's;
+/// and it asks only for the address families the stack has (A alone for a stack with no
+/// IPv6 address, AAAA alone for one with no IPv4; else both, IPv6 first).
 ///
 /// For other ports, protocols or options, build one from [`StackRuntime`] and a
 /// `ResolverConfig` of your own. `InvalidInput` if `name_servers` is empty.
@@ -240,7 +242,15 @@ pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResol
             .collect(),
     );
     let mut builder = Resolver::builder_with_config(config, StackRuntime::new(stack));
-    builder.options_mut().use_hosts_file = ResolveHosts::Never;
+    let options = builder.options_mut();
+    options.use_hosts_file = ResolveHosts::Never;
+    let v4 = stack.addresses().iter().any(IpAddr::is_ipv4);
+    let v6 = stack.addresses().iter().any(IpAddr::is_ipv6);
+    options.ip_strategy = match (v4, v6) {
+        (true, false) => LookupIpStrategy::Ipv4Only,
+        (false, true) => LookupIpStrategy::Ipv6Only,
+        _ => LookupIpStrategy::Ipv6AndIpv4,
+    };
     builder.build().map_err(io::Error::other)
 }
 
@@ -301,6 +311,83 @@ mod tests {
             .await
             .expect("a query on a stack that is gone fails at once");
         assert!(failed.is_err());
+    }
+
+    /// A stack on a memory link to a second stack at 198.18.0.1, and the second.
+    fn linked() -> (Stack, Stack) {
+        let (a, b) = MemoryDevice::pair();
+        let ours = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(a)
+            .unwrap();
+        let theirs = Stack::builder()
+            .address("198.18.0.1".parse().unwrap())
+            .build(b)
+            .unwrap();
+        (ours, theirs)
+    }
+
+    /// `connect_tcp` binds where hickory asks, and gives up at hickory's limit with
+    /// `TimedOut`.
+    #[tokio::test]
+    async fn tcp_to_a_name_server_binds_and_times_out_as_asked() {
+        let (ours, theirs) = linked();
+        let _server = crate::TcpListener::bind(&theirs, "198.18.0.1:53")
+            .await
+            .unwrap();
+        let runtime = StackRuntime::new(&ours);
+        let from: SocketAddr = "198.18.0.2:40053".parse().unwrap();
+        let stream = runtime
+            .connect_tcp("198.18.0.1:53".parse().unwrap(), Some(from), None)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().local_addr().unwrap(), from);
+        assert!(stream.get_ref().nodelay().unwrap());
+
+        // Nobody at the other end of this link: the SYN goes unanswered.
+        let (lone, _silent) = MemoryDevice::pair();
+        let lone = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(lone)
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let Err(e) = StackRuntime::new(&lone)
+            .connect_tcp(
+                "198.18.0.1:53".parse().unwrap(),
+                None,
+                Some(Duration::from_millis(300)),
+            )
+            .await
+        else {
+            panic!("a connection to nobody")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A name server that never answers is `TimedOut`, within the resolver's own limit.
+    #[tokio::test]
+    async fn an_unanswered_query_is_timed_out() {
+        let (lone, _silent) = MemoryDevice::pair();
+        let lone = Stack::builder()
+            .address("198.18.0.2".parse().unwrap())
+            .build(lone)
+            .unwrap();
+        let mut builder = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![NameServerConfig::udp(
+                "198.18.0.1".parse().unwrap(),
+            )]),
+            StackRuntime::new(&lone),
+        );
+        builder.options_mut().timeout = Duration::from_millis(200);
+        builder.options_mut().attempts = 1;
+        builder.options_mut().use_hosts_file = ResolveHosts::Never;
+        let r = builder.build().unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), lookup(&r, "a.test", 80))
+            .await
+            .expect("bounded by the resolver's own timeout")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
     }
 
     #[tokio::test]

@@ -703,6 +703,12 @@ impl Stack {
         })
     }
 
+    /// The stack's addresses, in the order given.
+    #[cfg(feature = "hickory")]
+    pub(crate) fn addresses(&self) -> &[IpAddr] {
+        &self.handle.addresses
+    }
+
     /// A handle that does not keep the stack alive.
     #[cfg(feature = "hickory")]
     pub(crate) fn downgrade(&self) -> WeakStack {

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 use crate::stack::{Stack, Waiter};
 
 mod conn;
+mod race;
 
 pub(crate) use conn::ConnRef;
 
@@ -189,14 +190,24 @@ impl TcpStream {
     /// clients) connects over IPv4, and the stream shows its addresses mapped, as Linux's
     /// dual-stack sockets do. Cancelling the future abandons the attempt.
     ///
-    /// `addr` is anything tokio::net's `connect` takes, a host name looked up through the
-    /// stack's resolver (see [`ToSocketAddrs`]); with several addresses, each is tried in
-    /// turn until one connects, else the last error is returned.
+    /// `addr` is anything tokio::net's `connect` takes; with several addresses, each is
+    /// tried in turn until one connects, else the last error is returned. A host name is
+    /// looked up through the stack's resolver (see [`ToSocketAddrs`]), and its addresses are
+    /// tried as RFC 8305 (Happy Eyeballs) tries them: the families alternate, and an address
+    /// that has not answered within 250 ms gets the next one started beside it, the first
+    /// to connect winning; so a family whose path is broken costs a quarter of a second.
     pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        first_ok(stack, &addr, |a| async move {
-            Self::connect_with(stack, a, None, &SocketOptions::default(), None).await
-        })
-        .await
+        match crate::addr::name_of(&addr)? {
+            Some((name, port)) => {
+                race::first_to_connect(stack, stack.lookup(&name, port).await?).await
+            }
+            None => {
+                first_ok(stack, &addr, |a| async move {
+                    Self::connect_with(stack, a, None, &SocketOptions::default(), None).await
+                })
+                .await
+            }
+        }
     }
 
     /// Connects from `local` (if bound) with a socket's options and linger (what
