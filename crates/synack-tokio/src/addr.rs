@@ -30,8 +30,9 @@ pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
 /// whose traffic goes through its own device that would send the query where the connection
 /// does not go (a VPN's DNS leak), to a server its network may not have. So a name is looked
 /// up only by the resolver the stack was given (`Stack::set_resolver`, the `hickory` feature:
-/// hickory-resolver on the stack's own UDP and TCP), its addresses tried in turn; without
-/// one it is `InvalidInput`.
+/// hickory-resolver on the stack's own UDP and TCP), and its addresses are tried as a call
+/// tries several (`TcpStream::connect` as Happy Eyeballs does); without one it is
+/// `InvalidInput`.
 ///
 /// Sealed: it cannot be implemented outside this crate.
 pub trait ToSocketAddrs: sealed::Sealed {}
