@@ -122,19 +122,32 @@ fn invalid(s: &str) -> io::Error {
     )
 }
 
-/// A host name and port, `name:port` (no brackets: a bracketed host is an IPv6 address,
-/// which did not parse).
-fn name_and_port(s: &str) -> io::Result<(String, u16)> {
+/// `host:port` that is not a socket address: an IPv6 address without brackets and a port
+/// (`2001:2::1:80`, which tokio takes too, splitting at the last colon as std does), or a
+/// host name and port.
+fn host_and_port(s: &str) -> io::Result<Addrs> {
     let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid(s))?;
     let port = port.parse().map_err(|_| invalid(s))?;
-    Ok((name(host).ok_or_else(|| invalid(s))?, port))
+    if let Ok(ip) = host.parse::<Ipv6Addr>() {
+        return Ok(Addrs::Addrs(vec![SocketAddr::new(ip.into(), port)]));
+    }
+    Ok(Addrs::Name(name(host).ok_or_else(|| invalid(s))?, port))
 }
 
-/// `host` as a name to look up: not empty, and no character a DNS name never has in text
-/// (`:`, brackets, whitespace): what is none of those is the resolver's to judge.
+/// `host` as a name to look up: not empty, no character a DNS name never has in text (`:`,
+/// brackets, whitespace), and a last label that is not all digits: no top-level domain is
+/// (RFC 3696 §2), so `1.2.3` or `127.1` is an address in a shorthand that glibc's
+/// `inet_aton` would read and synack does not, not a name to send to a server. What passes
+/// is the resolver's to judge.
 fn name(host: &str) -> Option<String> {
     let bad = |c: char| c == ':' || c == '[' || c == ']' || c.is_whitespace();
-    (!host.is_empty() && !host.contains(bad)).then(|| host.to_owned())
+    let last = host
+        .trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default();
+    let numeric = !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit());
+    (!host.is_empty() && !host.contains(bad) && !numeric).then(|| host.to_owned())
 }
 
 macro_rules! one {
@@ -162,7 +175,7 @@ impl Sealed for str {
     fn addrs(&self) -> io::Result<Addrs> {
         match self.parse::<SocketAddr>() {
             Ok(a) => Ok(Addrs::Addrs(vec![a])),
-            Err(_) => name_and_port(self).map(|(name, port)| Addrs::Name(name, port)),
+            Err(_) => host_and_port(self),
         }
     }
 }
@@ -261,6 +274,13 @@ mod tests {
         );
         // What is neither: no port, a port out of range, an empty host, an IPv6 address
         // without brackets or with a bad one, spaces.
+        // An IPv6 address, a port after its last colon, as tokio (std) splits it.
+        assert_eq!(
+            addrs("2001:2::1:80").unwrap(),
+            ["[2001:2::1]:80".parse().unwrap()]
+        );
+        // What is neither: no port, a port out of range, an empty host, a bad IPv6 address,
+        // spaces, inet_aton's shorthands (no top-level domain is all digits).
         for bad in [
             "198.18.0.1",
             "example.com",
@@ -268,14 +288,17 @@ mod tests {
             ":80",
             "example.com:65536",
             "example.com:http",
-            "2001:2::1:80",
             "[2001:2::g]:80",
             "exa mple.com:80",
+            "1.2.3:80",
+            "127.1:80",
+            "0x7f.1:80",
+            "198.18.0.1.:80",
         ] {
             let e = bad.addrs().err().unwrap_or_else(|| panic!("{bad:?} taken"));
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
-        for bad in ["", "exa mple.com", "[2001:2::1]"] {
+        for bad in ["", "exa mple.com", "[2001:2::1]", "1.2.3"] {
             let e = (bad, 80)
                 .addrs()
                 .err()

@@ -64,7 +64,8 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// It does not keep the stack alive (so that the stack may hold a resolver built on it,
 /// [`Stack::set_resolver`]): once every other handle on the stack is dropped, a query fails
-/// with `NotConnected`.
+/// with `NotConnected`. A TCP connection to a name server, a stream on the stack, does keep
+/// it, while it is open: it closes itself after [`TCP_IDLE_CLOSE`] without a query.
 #[derive(Clone)]
 pub struct StackRuntime {
     stack: WeakStack,
@@ -118,7 +119,7 @@ impl RuntimeProvider for StackRuntime {
             socket.set_nodelay(true)?;
             let limit = timeout.unwrap_or(TCP_CONNECT_TIMEOUT);
             match tokio::time::timeout(limit, socket.connect(server_addr)).await {
-                Ok(stream) => stream.map(DnsTcp),
+                Ok(stream) => stream.map(DnsTcp::new),
                 Err(_) => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -167,13 +168,39 @@ impl DnsUdpSocket for UdpSocket {
 
 /// A [`TcpStream`] to a name server in the I/O traits hickory reads and writes (the
 /// `futures` ones, not tokio's).
+///
+/// It ends itself (reads end, as at the server's FIN) after [`TCP_IDLE_CLOSE`] without a
+/// byte either way, as RFC 7766 §6.2.3 asks of clients ("DNS clients SHOULD close idle
+/// sessions they are unlikely to use"). hickory keeps a connection for the next query with
+/// no limit of its own, and the stream holds its stack: without the limit a stack holding a
+/// resolver that once used TCP would never be freed.
 #[derive(Debug)]
-pub struct DnsTcp(TcpStream);
+pub struct DnsTcp {
+    stream: TcpStream,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// How long a TCP connection to a name server stays open without a byte either way: twice
+/// hickory's default query timeout, so that no query still waiting for its answer loses it.
+pub const TCP_IDLE_CLOSE: Duration = Duration::from_secs(10);
 
 impl DnsTcp {
+    fn new(stream: TcpStream) -> DnsTcp {
+        DnsTcp {
+            stream,
+            idle: Box::pin(tokio::time::sleep(TCP_IDLE_CLOSE)),
+        }
+    }
+
     /// The stream underneath.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.0
+        &self.stream
+    }
+
+    /// Puts off the idle close: a byte went one way or the other.
+    fn busy(&mut self) {
+        let deadline = tokio::time::Instant::now() + TCP_IDLE_CLOSE;
+        self.idle.as_mut().reset(deadline);
     }
 }
 
@@ -188,8 +215,22 @@ impl AsyncRead for DnsTcp {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let mut buf = ReadBuf::new(buf);
-        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
+        match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                if n > 0 {
+                    self.busy();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            // Nothing to read: idle long enough, the read ends, and hickory drops the
+            // connection (which closes it with a FIN).
+            Poll::Pending => match self.idle.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Ok(0)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 }
 
@@ -199,7 +240,9 @@ impl AsyncWrite for DnsTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let written = std::task::ready!(Pin::new(&mut self.stream).poll_write(cx, buf));
+        self.busy();
+        Poll::Ready(written)
     }
 
     fn poll_write_vectored(
@@ -207,15 +250,17 @@ impl AsyncWrite for DnsTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        let written = std::task::ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, bufs));
+        self.busy();
+        Poll::Ready(written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -263,8 +308,17 @@ pub(crate) async fn lookup(
     port: u16,
 ) -> io::Result<Vec<SocketAddr>> {
     use hickory_resolver::net::NetError;
+    use hickory_resolver::proto::rr::Name;
 
-    let found = resolver.lookup_ip(name).await.map_err(|e| {
+    // A name hickory cannot even parse (an empty label, a label over 63 bytes, a NUL) is
+    // the caller's mistake, not a failed lookup.
+    let parsed = Name::from_utf8(name).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a host name: {e}"),
+        )
+    })?;
+    let found = resolver.lookup_ip(parsed).await.map_err(|e| {
         let kind = match &e {
             e if e.is_no_records_found() => io::ErrorKind::NotFound,
             NetError::Io(io) => io.kind(),
@@ -401,5 +455,12 @@ mod tests {
             panic!("a resolver without a name server")
         };
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // A name that is no name is refused before any query.
+        let r = resolver(&stack, &["198.18.0.1".parse().unwrap()]).unwrap();
+        let long = "a".repeat(64);
+        for bad in ["foo..bar", "a\0b", long.as_str()] {
+            let e = lookup(&r, bad, 80).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {e}");
+        }
     }
 }

@@ -724,7 +724,10 @@ impl Stack {
     /// `None` takes it away again: names are then `InvalidInput`, as they are by default.
     ///
     /// A resolver built on this stack does not keep it alive: the stack stops when its
-    /// last other handle is dropped, resolver or not.
+    /// last other handle is dropped, resolver or not, but for the TCP connection to a name
+    /// server it may have open, a stream on the stack, which closes itself after
+    /// [`TCP_IDLE_CLOSE`](crate::integration::hickory::TCP_IDLE_CLOSE) (10 s) without a
+    /// query.
     #[cfg(feature = "hickory")]
     pub fn set_resolver(&self, resolver: Option<crate::integration::hickory::StackResolver>) {
         *self
