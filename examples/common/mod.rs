@@ -475,7 +475,7 @@ fn host_header(url: &hyper::Uri) -> String {
 
 /// A connection to an `http://HOST[:PORT]/...` URL's server through the stack. A host that
 /// is not an IP address is looked up by the stack's resolver (`--dns`), through the stack
-/// too, and its addresses tried in turn.
+/// too, and its addresses tried as Happy Eyeballs tries them (`TcpStream::connect`).
 pub async fn http_connect(stack: &Stack, url: &hyper::Uri) -> io::Result<TcpStream> {
     let (host, port) = http_target(url)?;
     TcpStream::connect(stack, (host.as_str(), port)).await
