@@ -54,29 +54,22 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
         &tun_config,
         &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
     );
-    let mut cmd = net.ns.command("dnsmasq");
-    cmd.args([
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--user=root",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=198.18.0.1",
-        "--listen-address=2001:2::1",
-        "--port=53",
-        "--local=/synack.test/",
-        "--log-queries=extra",
-        "--log-facility=-",
-        "--host-record=www.synack.test,198.18.0.1,2001:2::1",
+    let mut args = vec![
+        "--bind-interfaces".to_owned(),
+        "--listen-address=198.18.0.1".to_owned(),
+        "--listen-address=2001:2::1".to_owned(),
+        "--port=53".to_owned(),
+        "--host-record=www.synack.test,198.18.0.1,2001:2::1".to_owned(),
         // Its IPv6 address is nobody's: the kernel drops what the stack sends there.
-        "--host-record=dual.synack.test,198.18.0.1,2001:2::99",
-    ]);
-    for ip in many() {
-        cmd.arg(format!("--host-record=many.synack.test,{ip}"));
-    }
-    let dnsmasq = Proc::spawn(cmd);
+        "--host-record=dual.synack.test,198.18.0.1,2001:2::99".to_owned(),
+    ];
+    args.extend(
+        many()
+            .into_iter()
+            .map(|ip| format!("--host-record=many.synack.test,{ip}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dnsmasq = kernel_support::dnsmasq(&net.ns, &args);
     for _ in 0..200 {
         let out = net.run("ss", &["-Hlun", "sport = :53"]).await;
         if String::from_utf8_lossy(&out.stdout).lines().count() >= 2 {

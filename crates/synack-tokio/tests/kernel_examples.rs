@@ -344,21 +344,13 @@ async fn kernel_http_get_looks_the_host_up_through_the_stack() {
     let _server = serve_file(&ns, &dir, &content).await;
     // On the wildcard address, answering what comes in on synack0: the example creates
     // that interface when it starts, after dnsmasq. Only synack.test, from its own records.
-    let mut dnsmasq = ns.command("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--conf-file=/dev/null",
-        "--pid-file=",
-        "--user=root",
-        "--no-resolv",
-        "--no-hosts",
-        "--interface=synack0",
-        "--local=/synack.test/",
-        "--log-queries",
-        "--log-facility=-",
-        "--host-record=files.synack.test,198.18.0.1",
-    ]);
-    let dnsmasq = Proc::spawn(dnsmasq);
+    let dnsmasq = kernel_support::dnsmasq(
+        &ns,
+        &[
+            "--interface=synack0",
+            "--host-record=files.synack.test,198.18.0.1",
+        ],
+    );
     for _ in 0..200 {
         let mut cmd = ns.command("ss");
         cmd.args(["-Hlun", "sport = :53"]);

@@ -444,3 +444,24 @@ pub async fn succeed(cmd: Command) -> Output {
     );
     out
 }
+
+/// Debian's dnsmasq in `ns`, in the foreground, as the kernel tests run it: no
+/// configuration, resolv.conf or hosts file of the machine's, authoritative for
+/// `synack.test` alone (anything else there is NXDOMAIN), every query logged on stderr with
+/// the address it came from. `args` adds where it listens and its records.
+pub fn dnsmasq(ns: &NetNs, args: &[&str]) -> Proc {
+    let mut cmd = ns.command("dnsmasq");
+    cmd.args([
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--pid-file=",
+        "--user=root",
+        "--no-resolv",
+        "--no-hosts",
+        "--local=/synack.test/",
+        "--log-queries=extra",
+        "--log-facility=-",
+    ])
+    .args(args);
+    Proc::spawn(cmd)
+}
