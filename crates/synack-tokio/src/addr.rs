@@ -241,12 +241,7 @@ mod tests {
 
     /// A stack on a memory link, with no resolver, and the link's other end.
     fn stack() -> (Stack, MemoryDevice) {
-        let (a, b) = MemoryDevice::pair();
-        let stack = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(a)
-            .unwrap();
-        (stack, b)
+        Stack::on_memory_link("198.18.0.2")
     }
 
     #[test]

@@ -15,10 +15,10 @@ use synack_tokio::integration::hickory::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig,
 };
 use synack_tokio::integration::hickory::hickory_resolver::Resolver;
-use synack_tokio::integration::hickory::{resolver, StackRuntime, TCP_IDLE_CLOSE};
+use synack_tokio::integration::hickory::{resolver, StackResolver, StackRuntime, TCP_IDLE_CLOSE};
 use synack_tokio::integration::hyper::HyperConnector;
 use synack_tokio::netns::require_tun;
-use synack_tokio::{lookup_host, TcpStream};
+use synack_tokio::{lookup_host, Stack, TcpStream};
 
 async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
@@ -80,6 +80,18 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
     panic!("dnsmasq did not bind port 53 on both addresses within 10 s");
 }
 
+/// A resolver on `stack` asking only `server` (a protocol of the test's choosing), with
+/// EDNS or without, and not the host's hosts file.
+fn resolver_with(stack: &Stack, server: NameServerConfig, edns0: bool) -> StackResolver {
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![server]),
+        StackRuntime::new(stack),
+    );
+    builder.options_mut().edns0 = edns0;
+    builder.options_mut().use_hosts_file = ResolveHosts::Never;
+    builder.build().unwrap()
+}
+
 /// dnsmasq's log: every query with the address it came from.
 async fn log(dnsmasq: Proc) -> String {
     let out = dnsmasq.terminate(Duration::from_secs(10)).await;
@@ -117,13 +129,11 @@ async fn names_resolve_through_the_stack() {
 
     // Without EDNS, 60 addresses do not fit a UDP answer: dnsmasq sets TC, and only the
     // query again over TCP (RFC 7766 §5) brings them all.
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(IpAddr::V4(HOST))]),
-        StackRuntime::new(&net.stack),
+    let r = resolver_with(
+        &net.stack,
+        NameServerConfig::udp_and_tcp(IpAddr::V4(HOST)),
+        false,
     );
-    builder.options_mut().edns0 = false;
-    builder.options_mut().use_hosts_file = ResolveHosts::Never;
-    let r = builder.build().unwrap();
     let found: BTreeSet<IpAddr> = within(20, r.lookup_ip("many.synack.test."))
         .await
         .unwrap_or_else(|e| panic!("many.synack.test: {e}"))
@@ -132,12 +142,7 @@ async fn names_resolve_through_the_stack() {
     assert_eq!(found, many(), "many.synack.test over TCP");
 
     // Over TCP alone, too.
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![NameServerConfig::tcp(IpAddr::V6(HOST6))]),
-        StackRuntime::new(&net.stack),
-    );
-    builder.options_mut().use_hosts_file = ResolveHosts::Never;
-    let r = builder.build().unwrap();
+    let r = resolver_with(&net.stack, NameServerConfig::tcp(IpAddr::V6(HOST6)), true);
     let found: BTreeSet<IpAddr> = within(20, r.lookup_ip("www.synack.test."))
         .await
         .unwrap_or_else(|e| panic!("www.synack.test over TCP: {e}"))
@@ -328,12 +333,8 @@ async fn a_stack_whose_resolver_used_tcp_is_freed_with_its_last_handle() {
         return;
     }
     let (net, _dnsmasq) = with_dnsmasq("synack-dns-free").await;
-    let mut builder = Resolver::builder_with_config(
-        ResolverConfig::from_name_servers(vec![NameServerConfig::tcp(IpAddr::V4(HOST))]),
-        StackRuntime::new(&net.stack),
-    );
-    builder.options_mut().use_hosts_file = ResolveHosts::Never;
-    net.stack.set_resolver(Some(builder.build().unwrap()));
+    let r = resolver_with(&net.stack, NameServerConfig::tcp(IpAddr::V4(HOST)), true);
+    net.stack.set_resolver(Some(r));
     let found: Vec<SocketAddr> = within(20, lookup_host(&net.stack, "www.synack.test:80"))
         .await
         .unwrap()

@@ -340,17 +340,12 @@ pub(crate) async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::MemoryDevice;
 
     /// A stack holding a resolver built on it is still freed with its last user handle;
     /// a resolver kept apart then fails at once, rather than waiting out its timeouts.
     #[tokio::test]
     async fn a_resolver_does_not_keep_its_stack_alive() {
-        let (a, _b) = MemoryDevice::pair();
-        let stack = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(a)
-            .unwrap();
+        let (stack, _link) = Stack::on_memory_link("198.18.0.2");
         let server: IpAddr = "198.18.0.1".parse().unwrap();
         stack.set_resolver(Some(resolver(&stack, &[server]).unwrap()));
         let apart = resolver(&stack, &[server]).unwrap();
@@ -369,11 +364,7 @@ mod tests {
 
     /// A stack on a memory link to a second stack at 198.18.0.1, and the second.
     fn linked() -> (Stack, Stack) {
-        let (a, b) = MemoryDevice::pair();
-        let ours = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(a)
-            .unwrap();
+        let (ours, b) = Stack::on_memory_link("198.18.0.2");
         let theirs = Stack::builder()
             .address("198.18.0.1".parse().unwrap())
             .build(b)
@@ -399,11 +390,7 @@ mod tests {
         assert!(stream.get_ref().nodelay().unwrap());
 
         // Nobody at the other end of this link: the SYN goes unanswered.
-        let (lone, _silent) = MemoryDevice::pair();
-        let lone = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(lone)
-            .unwrap();
+        let (lone, _silent) = Stack::on_memory_link("198.18.0.2");
         let started = tokio::time::Instant::now();
         let Err(e) = StackRuntime::new(&lone)
             .connect_tcp(
@@ -422,11 +409,7 @@ mod tests {
     /// A name server that never answers is `TimedOut`, within the resolver's own limit.
     #[tokio::test]
     async fn an_unanswered_query_is_timed_out() {
-        let (lone, _silent) = MemoryDevice::pair();
-        let lone = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(lone)
-            .unwrap();
+        let (lone, _silent) = Stack::on_memory_link("198.18.0.2");
         let mut builder = Resolver::builder_with_config(
             ResolverConfig::from_name_servers(vec![NameServerConfig::udp(
                 "198.18.0.1".parse().unwrap(),
@@ -446,11 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resolver_needs_a_name_server() {
-        let (a, _b) = MemoryDevice::pair();
-        let stack = Stack::builder()
-            .address("198.18.0.2".parse().unwrap())
-            .build(a)
-            .unwrap();
+        let (stack, _link) = Stack::on_memory_link("198.18.0.2");
         let Err(e) = resolver(&stack, &[]) else {
             panic!("a resolver without a name server")
         };

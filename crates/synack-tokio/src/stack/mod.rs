@@ -709,6 +709,18 @@ impl Stack {
         &self.handle.addresses
     }
 
+    /// A stack at `address` (one worker, default configuration) on one end of a memory
+    /// link, and the link's other end: what unit tests that need a running stack start from.
+    #[cfg(test)]
+    pub(crate) fn on_memory_link(address: &str) -> (Stack, crate::device::MemoryDevice) {
+        let (ours, other) = crate::device::MemoryDevice::pair();
+        let stack = Stack::builder()
+            .address(address.parse().expect("an IP address"))
+            .build(ours)
+            .expect("a stack on a memory link");
+        (stack, other)
+    }
+
     /// A handle that does not keep the stack alive.
     #[cfg(feature = "hickory")]
     pub(crate) fn downgrade(&self) -> WeakStack {
