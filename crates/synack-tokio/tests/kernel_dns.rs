@@ -62,6 +62,8 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
         "--host-record=www.synack.test,198.18.0.1,2001:2::1".to_owned(),
         // Its IPv6 address is nobody's: the kernel drops what the stack sends there.
         "--host-record=dual.synack.test,198.18.0.1,2001:2::99".to_owned(),
+        // Its AAAA queries are dropped on their way in (`a_name_whose_aaaa_query_...`).
+        "--host-record=quiet6.synack.test,198.18.0.1,2001:2::1".to_owned(),
     ];
     args.extend(
         many()
@@ -320,6 +322,77 @@ async fn socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+}
+
+/// The rule that drops AAAA queries for `quiet6.synack.test` on their way in: a query's
+/// question starts 20 bytes into the UDP header (8 of it, 12 of DNS header), with the
+/// name's first label, `\x06quiet6`; the name takes 20 bytes (RFC 1035 §4.1.2), so its type
+/// is at byte 40, 28 for AAAA (RFC 3596 §2.1).
+const DROP_QUIET6_AAAA: &str = "table inet quiet6 {
+    chain input {
+        type filter hook input priority 0;
+        udp dport 53 @th,160,56 0x06717569657436 @th,320,16 28 counter drop
+    }
+}
+";
+
+/// A name whose AAAA query the name server never answers (a middlebox that drops them, as
+/// some broken home routers and VPN gateways do) connects over IPv4 within a moment of the A
+/// answer (RFC 8305 §3: the A and AAAA queries go apart, and the A answer waits 50 ms for
+/// the AAAA one), not after the resolver's 5 s timeout for the AAAA query; the nft rule's
+/// counter shows the AAAA queries were dropped, and dnsmasq's log that the A query came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_whose_aaaa_query_goes_unanswered_connects_over_ipv4_at_once() {
+    let test = "a_name_whose_aaaa_query_goes_unanswered_connects_over_ipv4_at_once";
+    if !require(test) || !require_tool(test, "nft") {
+        return;
+    }
+    let (net, dnsmasq) = with_dnsmasq("synack-dns-quiet6").await;
+    let path = net.dir.path().join("quiet6.nft");
+    std::fs::write(&path, DROP_QUIET6_AAAA).unwrap();
+    let out = net.run("nft", &["-f", path.to_str().unwrap()]).await;
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _server = net.python(HTTP_SERVER, &[]);
+    net.wait_listening(8091).await;
+    net.stack
+        .set_resolver(Some(resolver(&net.stack, &[IpAddr::V4(HOST)]).unwrap()));
+
+    let started = tokio::time::Instant::now();
+    let stream = within(
+        30,
+        TcpStream::connect(&net.stack, "quiet6.synack.test:8091"),
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        stream.peer_addr().unwrap(),
+        SocketAddr::new(IpAddr::V4(HOST), 8091)
+    );
+    // The A answer comes in a millisecond or two on this link; 50 ms on top. A second
+    // leaves room for a loaded machine and none for hickory's 5 s query timeout.
+    assert!(took < Duration::from_secs(1), "{took:?} to connect");
+
+    let rules = net.run("nft", &["list", "table", "inet", "quiet6"]).await;
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    let dropped: u64 = rules
+        .split("counter packets ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {rules}"));
+    assert!(dropped >= 1, "no AAAA query dropped: {rules}");
+    drop(stream);
+    let log = log(dnsmasq).await;
+    assert!(
+        log.contains("query[A] quiet6.synack.test from 198.18.0.2"),
+        "{log}"
+    );
+    assert!(!log.contains("query[AAAA] quiet6.synack.test"), "{log}");
 }
 
 /// A stack holding a resolver that has used TCP is still freed once its last handle is

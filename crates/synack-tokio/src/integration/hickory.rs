@@ -31,18 +31,23 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::lookup_ip::LookupIp;
 use hickory_resolver::net::runtime::{
     DnsTcpStream, DnsUdpSocket, RuntimeProvider, TokioHandle, TokioTime,
 };
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::Resolver;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
 use crate::stack::WeakStack;
+use crate::stream::AddrLookup;
 use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
 
 /// The hickory-resolver this module is built against, for naming its types (its
@@ -299,34 +304,32 @@ pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResol
     builder.build().map_err(io::Error::other)
 }
 
-/// The addresses `resolver` finds for host `name`, with `port`: `NotFound` when there are
-/// none (no such name, or none of its records are addresses), the I/O error a query met,
-/// `TimedOut` when no server answered in time.
-pub(crate) async fn lookup(
-    resolver: &StackResolver,
-    name: &str,
-    port: u16,
-) -> io::Result<Vec<SocketAddr>> {
-    use hickory_resolver::net::NetError;
-    use hickory_resolver::proto::rr::Name;
-
-    // A name hickory cannot even parse (an empty label, a label over 63 bytes, a NUL) is
-    // the caller's mistake, not a failed lookup.
-    let parsed = Name::from_utf8(name).map_err(|e| {
+/// `name` as hickory takes it: a name hickory cannot even parse (an empty label, a label
+/// over 63 bytes, a NUL) is the caller's mistake, not a failed lookup.
+fn parse(name: &str) -> io::Result<Name> {
+    Name::from_utf8(name).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{name:?} is not a host name: {e}"),
         )
-    })?;
-    let found = resolver.lookup_ip(parsed).await.map_err(|e| {
-        let kind = match &e {
-            e if e.is_no_records_found() => io::ErrorKind::NotFound,
-            NetError::Io(io) => io.kind(),
-            NetError::Timeout => io::ErrorKind::TimedOut,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, format!("looking up {name}: {e}"))
-    })?;
+    })
+}
+
+/// A failed lookup of `name` as an I/O error: `NotFound` when the name has no record of
+/// the kind asked, the I/O error a query met, `TimedOut` when no server answered in time.
+fn lookup_error(name: &str, e: NetError) -> io::Error {
+    let kind = match &e {
+        e if e.is_no_records_found() => io::ErrorKind::NotFound,
+        NetError::Io(io) => io.kind(),
+        NetError::Timeout => io::ErrorKind::TimedOut,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("looking up {name}: {e}"))
+}
+
+/// `found` with `port`, or `NotFound` when there is no address in it (a name whose records
+/// are none of them addresses).
+fn with_port(name: &str, found: LookupIp, port: u16) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = found.iter().map(|ip| SocketAddr::new(ip, port)).collect();
     if addrs.is_empty() {
         return Err(io::Error::new(
@@ -335,6 +338,56 @@ pub(crate) async fn lookup(
         ));
     }
     Ok(addrs)
+}
+
+/// The addresses `resolver` finds for host `name`, with `port`, all of them at once (as
+/// tokio's `lookup_host` gives them): `NotFound` when there are none (no such name, or
+/// none of its records are addresses), the I/O error a query met, `TimedOut` when no
+/// server answered in time.
+pub(crate) async fn lookup(
+    resolver: &StackResolver,
+    name: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
+    let parsed = parse(name)?;
+    let found = resolver
+        .lookup_ip(parsed)
+        .await
+        .map_err(|e| lookup_error(name, e))?;
+    with_port(name, found, port)
+}
+
+/// The lookups of `name`'s addresses with `port` that a connection to it races (RFC 8305
+/// §3), the preferred first: with both families asked for (hickory's `Ipv6AndIpv4`, the
+/// default, or `Ipv4AndIpv6`), the AAAA and the A query each on its own, so that the
+/// connection need not wait for the slower (hickory's `lookup_ip` waits for both: a server
+/// that never answers one would cost the resolver's whole timeout); with one family, its
+/// query; with the `then` strategies, whose second query depends on the first's answer,
+/// hickory's own lookup.
+pub(crate) fn lookups(
+    resolver: &Arc<StackResolver>,
+    name: &str,
+    port: u16,
+) -> io::Result<Vec<AddrLookup>> {
+    let parsed = parse(name)?;
+    let query = |kind: Option<RecordType>| -> AddrLookup {
+        let (resolver, parsed, name) = (resolver.clone(), parsed.clone(), name.to_owned());
+        Box::pin(async move {
+            let found = match kind {
+                Some(kind) => resolver.lookup(parsed, kind).await.map(LookupIp::from),
+                None => resolver.lookup_ip(parsed).await,
+            };
+            with_port(&name, found.map_err(|e| lookup_error(&name, e))?, port)
+        })
+    };
+    let (aaaa, a) = (Some(RecordType::AAAA), Some(RecordType::A));
+    Ok(match resolver.options().ip_strategy {
+        LookupIpStrategy::Ipv6AndIpv4 => vec![query(aaaa), query(a)],
+        LookupIpStrategy::Ipv4AndIpv6 => vec![query(a), query(aaaa)],
+        LookupIpStrategy::Ipv6Only => vec![query(aaaa)],
+        LookupIpStrategy::Ipv4Only => vec![query(a)],
+        _ => vec![query(None)],
+    })
 }
 
 #[cfg(test)]

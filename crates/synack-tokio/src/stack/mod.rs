@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::device::Device;
 use crate::driver::{Driver, Router};
 use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
+use crate::stream::AddrLookup;
 use crate::udp::UdpState;
 
 mod builder;
@@ -754,26 +755,44 @@ impl Stack {
     /// `InvalidInput` without one.
     pub(crate) async fn lookup(&self, name: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         #[cfg(feature = "hickory")]
-        {
-            let resolver = self
-                .handle
-                .resolver
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            if let Some(resolver) = resolver {
-                return crate::integration::hickory::lookup(&resolver, name, port).await;
-            }
+        if let Some(resolver) = self.resolver() {
+            return crate::integration::hickory::lookup(&resolver, name, port).await;
         }
         let _ = port;
-        Err(io::Error::new(
+        Err(Self::no_resolver(name))
+    }
+
+    #[cfg(feature = "hickory")]
+    fn resolver(&self) -> Option<Arc<crate::integration::hickory::StackResolver>> {
+        self.handle
+            .resolver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// What a host name is without a resolver.
+    fn no_resolver(name: &str) -> io::Error {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "{name:?} is a host name, and the stack has no resolver: synack looks names up \
                  only through the stack (Stack::set_resolver, the `hickory` feature), never \
                  with the host's resolver; or give an IP address"
             ),
-        ))
+        )
+    }
+
+    /// The lookups of host `name`'s addresses for `port` that a connection to it races
+    /// (RFC 8305 §3): the AAAA and the A query apart, the preferred first (see
+    /// `integration::hickory`); `InvalidInput` without a resolver.
+    pub(crate) fn lookups(&self, name: &str, port: u16) -> io::Result<Vec<AddrLookup>> {
+        #[cfg(feature = "hickory")]
+        if let Some(resolver) = self.resolver() {
+            return crate::integration::hickory::lookups(&resolver, name, port);
+        }
+        let _ = port;
+        Err(Self::no_resolver(name))
     }
 
     /// The name of the interface the stack's device stands for (a TUN's), if it has one.

@@ -24,6 +24,8 @@ use crate::stack::{Stack, Waiter};
 mod conn;
 mod race;
 
+pub(crate) use race::AddrLookup;
+
 pub(crate) use conn::ConnRef;
 
 /// A TCP connection over a synack [`Stack`], with tokio's `AsyncRead` and `AsyncWrite`.
@@ -193,14 +195,15 @@ impl TcpStream {
     /// `addr` is anything tokio::net's `connect` takes; with several addresses, each is
     /// tried in turn until one connects, else the last error is returned. A host name is
     /// looked up through the stack's resolver (see [`ToSocketAddrs`]), and its addresses are
-    /// tried as RFC 8305 (Happy Eyeballs) tries them: the families alternate, and an address
-    /// that has not answered within 250 ms gets the next one started beside it, the first
-    /// to connect winning; so a family whose path is broken costs a quarter of a second.
+    /// tried as RFC 8305 (Happy Eyeballs) tries them: the A and AAAA queries go out apart and
+    /// the first attempt starts with the AAAA answer, or 50 ms after the A answer if that
+    /// comes first; the families alternate, and an address that has not answered within
+    /// 250 ms gets the next one started beside it, the first to connect winning. So a family
+    /// whose path is broken costs a quarter of a second, and one whose name server never
+    /// answers costs 50 ms.
     pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         match crate::addr::name_of(&addr)? {
-            Some((name, port)) => {
-                race::first_to_connect(stack, stack.lookup(&name, port).await?).await
-            }
+            Some((name, port)) => race::first_to_connect(stack, stack.lookups(&name, port)?).await,
             None => {
                 first_ok(stack, &addr, |a| async move {
                     Self::connect_with(stack, a, None, &SocketOptions::default(), None).await

@@ -1,32 +1,41 @@
-//! Connecting to a host name's addresses: Happy Eyeballs (RFC 8305), so that a family whose
-//! path is broken (an IPv6 route into a black hole, the usual case on VPNs) costs a name a
-//! quarter of a second, not the 246 s of SYN retries before one attempt gives up.
+//! Connecting to a host name: Happy Eyeballs (RFC 8305), so that a family whose path is
+//! broken (an IPv6 route into a black hole, the usual case on VPNs) costs a name a quarter
+//! of a second, not the 246 s of SYN retries before one attempt gives up; and a family whose
+//! name server never answers (a middlebox that drops AAAA queries) costs it 50 ms, not the
+//! resolver's whole timeout.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use synack_core::SocketOptions;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::TcpStream;
 use crate::Stack;
+
+/// One lookup of a name's addresses for a port (one family's, or all of them), under way.
+pub(crate) type AddrLookup = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+
+/// RFC 8305 §3: "the recommended value for the Resolution Delay is 50 milliseconds": how
+/// long the other family's answer, come first, waits for the preferred one's.
+pub(crate) const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
 
 /// RFC 8305 §5: "the recommended value for the Connection Attempt Delay is 250
 /// milliseconds": how long an attempt has before the next one starts beside it.
 pub(crate) const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
-/// `addrs` in the order RFC 8305 §4 tries them: the families alternate, starting with the
-/// first address's (the resolver's preference), each family's addresses in their order.
-pub(crate) fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    let Some(first) = addrs.first() else {
-        return addrs;
-    };
-    let first_v6 = first.is_ipv6();
-    let (mut first_family, mut other): (Vec<_>, Vec<_>) =
-        addrs.into_iter().partition(|a| a.is_ipv6() == first_v6);
-    let mut out = Vec::with_capacity(first_family.len() + other.len());
-    let (mut a, mut b) = (first_family.drain(..), other.drain(..));
+/// `addrs` in the order RFC 8305 §4 tries them: the families alternate, starting with IPv6
+/// if `lead_v6` (and it has any), each family's addresses in their order.
+pub(crate) fn interleave(addrs: Vec<SocketAddr>, lead_v6: bool) -> Vec<SocketAddr> {
+    let (mut lead, mut other): (Vec<_>, Vec<_>) =
+        addrs.into_iter().partition(|a| a.is_ipv6() == lead_v6);
+    let mut out = Vec::with_capacity(lead.len() + other.len());
+    let (mut a, mut b) = (lead.drain(..), other.drain(..));
     loop {
         match (a.next(), b.next()) {
             (None, None) => return out,
@@ -35,67 +44,186 @@ pub(crate) fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// Connects to the first of `addrs` that answers, RFC 8305 §5's way: one attempt at a
-/// time, the next started when the last fails or has had [`CONNECTION_ATTEMPT_DELAY`]
-/// without an answer, the earlier ones still running beside it. The first connection made
-/// wins, and the attempts still running are abandoned (their tasks aborted, as a cancelled
-/// `connect` is); if every attempt fails, the last error is returned.
+/// The addresses not tried yet, in the order they will be.
+#[derive(Debug, Default)]
+struct Plan {
+    pending: Vec<SocketAddr>,
+    /// The family to begin with: the preferred lookup's first address's, once it answers.
+    lead_v6: Option<bool>,
+    /// The family of the last attempt started.
+    last_v6: Option<bool>,
+}
+
+impl Plan {
+    /// Takes in a lookup's answer. RFC 8305 §4: "If new addresses are received while
+    /// connection attempts are in progress, they SHOULD be incorporated into the list of
+    /// remaining addresses to try": the families still alternate, from the one the last
+    /// attempt was not of.
+    fn add(&mut self, addrs: Vec<SocketAddr>) {
+        self.pending.extend(addrs);
+        let Some(&first) = self.pending.first() else {
+            return;
+        };
+        let lead_v6 = match (self.last_v6, self.lead_v6) {
+            (Some(last), _) => !last,
+            (None, Some(lead)) => lead,
+            (None, None) => first.is_ipv6(),
+        };
+        self.pending = interleave(std::mem::take(&mut self.pending), lead_v6);
+    }
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let addr = self.pending.remove(0);
+        self.last_v6 = Some(addr.is_ipv6());
+        Some(addr)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// Of two failed lookups' errors, the one that says more: a name with no address of one
+/// family (`NotFound`) says less than a server that did not answer for the other.
+fn telling(kept: Option<io::Error>, new: io::Error) -> io::Error {
+    match kept {
+        Some(kept) if kept.kind() != io::ErrorKind::NotFound => kept,
+        Some(kept) if new.kind() == io::ErrorKind::NotFound => kept,
+        _ => new,
+    }
+}
+
+/// The next answer of those `lookups` still under way, with its index.
+async fn next_answer(lookups: &mut [Option<AddrLookup>]) -> (usize, io::Result<Vec<SocketAddr>>) {
+    std::future::poll_fn(|cx| {
+        for (i, slot) in lookups.iter_mut().enumerate() {
+            if let Some(lookup) = slot {
+                if let Poll::Ready(answer) = lookup.as_mut().poll(cx) {
+                    *slot = None;
+                    return Poll::Ready((i, answer));
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Connects to a host name whose addresses `lookups` find (the preferred one first: the
+/// AAAA query before the A one, RFC 8305 §3's default), RFC 8305's way:
+///
+/// - §3: the attempts start as soon as the preferred lookup has answered; another's answer,
+///   come first, waits [`RESOLUTION_DELAY`] for it, and then goes ahead alone. Answers that
+///   come later join the addresses still to try (§4).
+/// - §5: one attempt at a time, the next started when the last fails or has had
+///   [`CONNECTION_ATTEMPT_DELAY`] without an answer, the earlier ones still running beside
+///   it. The first connection made wins, and the attempts still running are abandoned
+///   (their tasks aborted, as a cancelled `connect` is).
+///
+/// If every attempt fails, the last attempt's error is returned; if there were none, the
+/// lookups' (`NotFound` when the name has no address).
 pub(crate) async fn first_to_connect(
     stack: &Stack,
-    addrs: Vec<SocketAddr>,
+    lookups: Vec<AddrLookup>,
 ) -> io::Result<TcpStream> {
-    let mut pending = interleave(addrs).into_iter().peekable();
-    let mut attempts = JoinSet::new();
-    let mut last = None;
-    let start = |attempts: &mut JoinSet<io::Result<TcpStream>>, addr: SocketAddr| {
+    let stack = stack.clone();
+    race(lookups, move |addr| {
         let stack = stack.clone();
-        attempts.spawn(async move {
+        async move {
             TcpStream::connect_with(&stack, addr, None, &SocketOptions::default(), None).await
-        });
-    };
-    match pending.next() {
-        Some(addr) => start(&mut attempts, addr),
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "could not resolve to any address",
-            ))
         }
-    }
+    })
+    .await
+}
+
+/// [`first_to_connect`] with the connection attempt given: `connect(addr)` runs as a task
+/// of its own.
+async fn race<T, F, Fut>(lookups: Vec<AddrLookup>, connect: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: Fn(SocketAddr) -> Fut,
+    Fut: Future<Output = io::Result<T>> + Send + 'static,
+{
+    let mut lookups: Vec<Option<AddrLookup>> = lookups.into_iter().map(Some).collect();
+    let mut plan = Plan::default();
+    let mut attempts = JoinSet::new();
+    let mut started = false;
+    // When the first attempt starts without the preferred lookup's answer (§3).
+    let mut resolution_ends: Option<Instant> = None;
+    // When the next attempt starts beside those running (§5).
+    let mut next_attempt = Instant::now();
+    let (mut lookup_error, mut last_error) = (None, None);
+    let later =
+        |at: Option<Instant>| at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
     loop {
-        let more = pending.peek().is_some();
+        let preferred_answered = lookups.first().is_none_or(Option::is_none);
+        let delay_over = resolution_ends.is_some_and(|at| at <= Instant::now());
+        let begin = !started && (preferred_answered || delay_over);
+        // The first attempt, or the next at once when none is running (they all failed
+        // while a lookup was still out).
+        if (begin || (started && attempts.is_empty())) && !plan.is_empty() {
+            if let Some(addr) = plan.next() {
+                started = true;
+                attempts.spawn(connect(addr));
+                next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
+            }
+        }
+        let answering = lookups.iter().any(Option::is_some);
+        if attempts.is_empty() && plan.is_empty() && !answering {
+            return Err(last_error.or(lookup_error).unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "could not resolve to any address")
+            }));
+        }
         tokio::select! {
-            joined = attempts.join_next() => match joined {
+            (i, answer) = next_answer(&mut lookups), if answering => match answer {
+                Ok(addrs) => {
+                    if i == 0 {
+                        plan.lead_v6 = addrs.first().map(SocketAddr::is_ipv6);
+                    } else if !started && resolution_ends.is_none() {
+                        resolution_ends = Some(Instant::now() + RESOLUTION_DELAY);
+                    }
+                    plan.add(addrs);
+                }
+                Err(e) => lookup_error = Some(telling(lookup_error, e)),
+            },
+            joined = attempts.join_next(), if !attempts.is_empty() => match joined {
                 Some(Ok(Ok(stream))) => return Ok(stream),
                 Some(Ok(Err(e))) => {
-                    last = Some(e);
+                    last_error = Some(e);
                     // A failed attempt starts the next at once (RFC 8305 §5).
-                    if let Some(addr) = pending.next() {
-                        start(&mut attempts, addr);
+                    if let Some(addr) = plan.next() {
+                        attempts.spawn(connect(addr));
+                        next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
                     }
                 }
                 Some(Err(joined)) if joined.is_panic() => {
                     std::panic::resume_unwind(joined.into_panic())
                 }
                 // Cancelled: only the runtime shutting down does that.
-                Some(Err(joined)) => last = Some(io::Error::other(joined)),
-                None => {
-                    return Err(last.unwrap_or_else(|| {
-                        io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-                    }))
-                }
+                Some(Err(joined)) => last_error = Some(io::Error::other(joined)),
+                None => {}
             },
-            () = tokio::time::sleep(CONNECTION_ATTEMPT_DELAY), if more => {
-                if let Some(addr) = pending.next() {
-                    start(&mut attempts, addr);
+            () = tokio::time::sleep_until(next_attempt),
+                if started && !attempts.is_empty() && !plan.is_empty() =>
+            {
+                if let Some(addr) = plan.next() {
+                    attempts.spawn(connect(addr));
+                    next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
                 }
             }
+            () = tokio::time::sleep_until(later(resolution_ends)),
+                if !started && resolution_ends.is_some() => {}
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use super::*;
 
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
@@ -103,16 +231,16 @@ mod tests {
     }
 
     #[test]
-    fn families_alternate_from_the_first() {
-        let got = interleave(addrs(&[
+    fn families_alternate_from_the_lead() {
+        let mixed = addrs(&[
             "[2001:2::1]:80",
             "[2001:2::2]:80",
             "[2001:2::3]:80",
             "198.18.0.1:80",
             "198.18.0.2:80",
-        ]));
+        ]);
         assert_eq!(
-            got,
+            interleave(mixed.clone(), true),
             addrs(&[
                 "[2001:2::1]:80",
                 "198.18.0.1:80",
@@ -121,11 +249,178 @@ mod tests {
                 "[2001:2::3]:80",
             ])
         );
-        let v4_first = interleave(addrs(&["198.18.0.1:80", "[2001:2::1]:80", "198.18.0.2:80"]));
         assert_eq!(
-            v4_first,
-            addrs(&["198.18.0.1:80", "[2001:2::1]:80", "198.18.0.2:80"])
+            interleave(mixed, false),
+            addrs(&[
+                "198.18.0.1:80",
+                "[2001:2::1]:80",
+                "198.18.0.2:80",
+                "[2001:2::2]:80",
+                "[2001:2::3]:80",
+            ])
         );
-        assert!(interleave(Vec::new()).is_empty());
+        let v4 = addrs(&["198.18.0.1:80", "198.18.0.2:80"]);
+        assert_eq!(interleave(v4.clone(), true), v4);
+        assert!(interleave(Vec::new(), true).is_empty());
+    }
+
+    /// A lookup answering `list` (or failing with `kind`) after `ms` of virtual time.
+    fn answer(ms: u64, list: &[&str]) -> AddrLookup {
+        let list = addrs(list);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(list)
+        })
+    }
+
+    fn fail(ms: u64, kind: io::ErrorKind) -> AddrLookup {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Err(io::Error::new(kind, "lookup"))
+        })
+    }
+
+    fn never() -> AddrLookup {
+        Box::pin(std::future::pending())
+    }
+
+    /// Runs a race in which `outcome(addr)` says how each attempt ends and after how long
+    /// (`Ok` connects); returns what the race gave, when, and each attempt's start.
+    async fn run(
+        lookups: Vec<AddrLookup>,
+        outcome: impl Fn(SocketAddr) -> (u64, io::Result<()>),
+    ) -> (io::Result<SocketAddr>, u64, Vec<(u64, SocketAddr)>) {
+        let t0 = Instant::now();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let log = starts.clone();
+        let got = race(lookups, move |addr| {
+            log.lock()
+                .unwrap()
+                .push(((Instant::now() - t0).as_millis() as u64, addr));
+            let (ms, result) = outcome(addr);
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                result.map(|()| addr)
+            }
+        })
+        .await;
+        let took = (Instant::now() - t0).as_millis() as u64;
+        let starts = starts.lock().unwrap().clone();
+        (got, took, starts)
+    }
+
+    const V6: &str = "[2001:2::1]:80";
+    const V4: &str = "198.18.0.1:80";
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// The AAAA answer first: its address is tried at once; the A answer joins later.
+    #[tokio::test(start_paused = true)]
+    async fn the_preferred_answer_starts_at_once() {
+        let (got, took, starts) = run(vec![answer(10, &[V6]), answer(30, &[V4])], |addr| {
+            if addr.is_ipv6() {
+                (1_000, Err(io::ErrorKind::TimedOut.into()))
+            } else {
+                (5, Ok(()))
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), a(V4));
+        assert_eq!(starts, vec![(10, a(V6)), (260, a(V4))]);
+        assert_eq!(took, 265);
+    }
+
+    /// The A answer first waits 50 ms for the AAAA one; come within them, IPv6 goes first.
+    #[tokio::test(start_paused = true)]
+    async fn the_other_answer_waits_the_resolution_delay() {
+        let (got, _, starts) =
+            run(vec![answer(40, &[V6]), answer(10, &[V4])], |_| (5, Ok(()))).await;
+        assert_eq!(got.unwrap(), a(V6));
+        assert_eq!(starts, vec![(40, a(V6))]);
+    }
+
+    /// An AAAA query never answered (a middlebox dropping them) costs the name the
+    /// resolution delay, not the resolver's timeout; a late AAAA answer joins the race.
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_aaaa_query_costs_fifty_milliseconds() {
+        let (got, took, starts) = run(vec![never(), answer(10, &[V4])], |_| (5, Ok(()))).await;
+        assert_eq!(got.unwrap(), a(V4));
+        assert_eq!(starts, vec![(60, a(V4))]);
+        assert_eq!(took, 65);
+
+        let (got, _, starts) = run(
+            vec![answer(100, &[V6]), answer(10, &[V4, "198.18.0.2:80"])],
+            |addr| {
+                if addr.is_ipv4() {
+                    (10_000, Err(io::ErrorKind::TimedOut.into()))
+                } else {
+                    (5, Ok(()))
+                }
+            },
+        )
+        .await;
+        assert_eq!(got.unwrap(), a(V6));
+        // IPv4 at the end of the delay; the AAAA answer at 100 ms is next in turn, at 310.
+        assert_eq!(starts, vec![(60, a(V4)), (310, a(V6))]);
+    }
+
+    /// A failure starts the next attempt at once; all failed, the last error is returned;
+    /// attempts that failed while a lookup was out start again when it answers.
+    #[tokio::test(start_paused = true)]
+    async fn failures_move_on_and_the_last_is_returned() {
+        let refused = |_| (3, Err(io::ErrorKind::ConnectionRefused.into()));
+        let (got, took, starts) = run(
+            vec![answer(0, &[V6, "[2001:2::2]:80"]), answer(0, &[V4])],
+            refused,
+        )
+        .await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(starts.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 3, 6]);
+        assert_eq!(took, 9);
+
+        let (got, took, starts) = run(vec![answer(0, &[V6]), answer(500, &[V4])], |addr| {
+            if addr.is_ipv6() {
+                (3, Err(io::ErrorKind::ConnectionRefused.into()))
+            } else {
+                (3, Ok(()))
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), a(V4));
+        assert_eq!(starts, vec![(0, a(V6)), (500, a(V4))]);
+        assert_eq!(took, 503);
+    }
+
+    /// No address at all: the lookups' error, the telling one of the two.
+    #[tokio::test(start_paused = true)]
+    async fn without_addresses_the_lookup_error_is_returned() {
+        let (got, _, starts) = run(
+            vec![
+                fail(5, io::ErrorKind::NotFound),
+                fail(10, io::ErrorKind::TimedOut),
+            ],
+            |_| (1, Ok(())),
+        )
+        .await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(starts.is_empty());
+        let (got, _, _) = run(
+            vec![
+                fail(5, io::ErrorKind::NotFound),
+                fail(1, io::ErrorKind::NotFound),
+            ],
+            |_| (1, Ok(())),
+        )
+        .await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::NotFound);
+        // One family failing does not stop the other.
+        let (got, _, _) = run(
+            vec![fail(5, io::ErrorKind::TimedOut), answer(1, &[V4])],
+            |_| (1, Ok(())),
+        )
+        .await;
+        assert_eq!(got.unwrap(), a(V4));
     }
 }
