@@ -331,7 +331,7 @@ async fn socket_calls_and_hyper_take_names_with_a_resolver_on_the_stack() {
 const DROP_QUIET6_AAAA: &str = "table inet quiet6 {
     chain input {
         type filter hook input priority 0;
-        udp dport 53 @th,160,56 0x06717569657436 @th,320,16 28 counter drop
+        udp dport 53 @th,160,56 0x06717569657436 @th,320,16 28 counter drop comment \"aaaa\"
     }
 }
 ";
@@ -348,14 +348,7 @@ async fn a_name_whose_aaaa_query_goes_unanswered_connects_over_ipv4_at_once() {
         return;
     }
     let (net, dnsmasq) = with_dnsmasq("synack-dns-quiet6").await;
-    let path = net.dir.path().join("quiet6.nft");
-    std::fs::write(&path, DROP_QUIET6_AAAA).unwrap();
-    let out = net.run("nft", &["-f", path.to_str().unwrap()]).await;
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    net.nft(DROP_QUIET6_AAAA).await;
     let _server = net.python(HTTP_SERVER, &[]);
     net.wait_listening(8091).await;
     net.stack
@@ -377,15 +370,8 @@ async fn a_name_whose_aaaa_query_goes_unanswered_connects_over_ipv4_at_once() {
     // leaves room for a loaded machine and none for hickory's 5 s query timeout.
     assert!(took < Duration::from_secs(1), "{took:?} to connect");
 
-    let rules = net.run("nft", &["list", "table", "inet", "quiet6"]).await;
-    let rules = String::from_utf8_lossy(&rules.stdout);
-    let dropped: u64 = rules
-        .split("counter packets ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in {rules}"));
-    assert!(dropped >= 1, "no AAAA query dropped: {rules}");
+    let dropped = net.nft_count("quiet6", "input", "aaaa").await;
+    assert!(dropped >= 1, "no AAAA query dropped");
     drop(stream);
     let log = log(dnsmasq).await;
     assert!(

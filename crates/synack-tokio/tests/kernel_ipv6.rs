@@ -407,20 +407,13 @@ async fn kernel_icmpv6_port_unreachable_refuses_a_connect() {
     }
     for offload in [true, false] {
         let (net, _) = v6_net("synack-v6-unreach", offload);
-        let nft = net
-            .run(
-                "nft",
-                &["add table ip6 synack_test; \
-                   add chain ip6 synack_test input { type filter hook input priority 0; }; \
-                   add rule ip6 synack_test input tcp dport 9999 \
-                   reject with icmpv6 type port-unreachable"],
-            )
-            .await;
-        assert!(
-            nft.status.success(),
-            "nft: {}",
-            String::from_utf8_lossy(&nft.stderr)
-        );
+        net.nft(
+            "add table ip6 synack_test; \
+             add chain ip6 synack_test input { type filter hook input priority 0; }; \
+             add rule ip6 synack_test input tcp dport 9999 \
+             reject with icmpv6 type port-unreachable",
+        )
+        .await;
         let start = Instant::now();
         let Err(err) = within(10, TcpStream::connect(&net.stack, host6(9999))).await else {
             panic!("connect through a reject rule succeeded");

@@ -39,14 +39,7 @@ async fn lossy(net: &Net, percent: u32) {
         "ip: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let path = net.dir.path().join("loss.nft");
-    std::fs::write(&path, rules).unwrap();
-    let out = net.run("nft", &["-f", path.to_str().unwrap()]).await;
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    net.nft(&rules).await;
 }
 
 /// A kernel-side python3 peer: `sink PORT N` reads N bytes and prints their SHA-256;

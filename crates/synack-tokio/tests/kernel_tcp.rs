@@ -55,19 +55,12 @@ async fn kernel_silent_port_times_out_after_syn_retries() {
     cfg.syn_retries(2);
     let net = Net::new("synack-silent", cfg, Some("silent.pcap"));
     // The kernel drops SYNs to port 9999 without a word, like a host behind a firewall.
-    let nft = net
-        .run(
-            "nft",
-            &["add table inet synack_test; \
-                 add chain inet synack_test input { type filter hook input priority 0; }; \
-                 add rule inet synack_test input tcp dport 9999 drop"],
-        )
-        .await;
-    assert!(
-        nft.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&nft.stderr)
-    );
+    net.nft(
+        "add table inet synack_test; \
+         add chain inet synack_test input { type filter hook input priority 0; }; \
+         add rule inet synack_test input tcp dport 9999 drop",
+    )
+    .await;
 
     let start = Instant::now();
     let Err(err) = within(30, TcpStream::connect(&net.stack, host(9999))).await else {
@@ -969,22 +962,6 @@ async fn kernel_tcp_socket_options_show_on_the_wire() {
     assert_eq!(synack[0][0], "900");
 }
 
-/// Packets the kernel's nftables counted for the rule commented `name` in the namespace's
-/// `synack_ttl` table.
-async fn nft_count(net: &Net, name: &str) -> u64 {
-    let out = net
-        .run("nft", &["list", "chain", "inet", "synack_ttl", "input"])
-        .await;
-    assert!(out.status.success(), "nft: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.contains(&format!("comment \"{name}\"")))
-        .unwrap_or_else(|| panic!("no rule {name} in {text}"));
-    let after = line.split("packets ").nth(1).expect("a counter");
-    after.split(' ').next().unwrap().parse().expect("a count")
-}
-
 /// IP_TTL on the wire, as the kernel reads the headers that reach it (nftables counters by
 /// TTL): a `TcpSocket`'s TTL marks its SYN and all after, through its FIN; a listener's marks
 /// its SYN-ACK and the connection it accepts, through the ACK that takes it to TIME-WAIT.
@@ -1006,8 +983,7 @@ async fn kernel_sees_the_ttl_we_set() {
          add rule inet synack_ttl input ip saddr {STACK} tcp sport 8501 ip ttl 9 counter comment \"listen-9\"; \
          add rule inet synack_ttl input ip saddr {STACK} tcp sport 8501 ip ttl != 9 counter comment \"listen-other\""
     );
-    let nft = net.run("nft", &[&rules]).await;
-    assert!(nft.status.success(), "nft: {nft:?}");
+    net.nft(&rules).await;
 
     // An active open with TTL 7; the kernel closes first, so we end in LAST-ACK, not
     // TIME-WAIT: every packet of ours is the socket's.
@@ -1071,10 +1047,10 @@ async fn kernel_sees_the_ttl_we_set() {
     let mut counts = [0u64; 4];
     for _ in 0..50 {
         counts = [
-            nft_count(&net, "open-7").await,
-            nft_count(&net, "open-other").await,
-            nft_count(&net, "listen-9").await,
-            nft_count(&net, "listen-other").await,
+            net.nft_count("synack_ttl", "input", "open-7").await,
+            net.nft_count("synack_ttl", "input", "open-other").await,
+            net.nft_count("synack_ttl", "input", "listen-9").await,
+            net.nft_count("synack_ttl", "input", "listen-other").await,
         ];
         if counts[2] >= 3 {
             break;

@@ -159,6 +159,34 @@ impl Net {
         panic!("{seen} of {n} sockets listen on port {port} after 10 s");
     }
 
+    /// Loads nftables `rules` (nft's own syntax, any number of lines) into the namespace's
+    /// kernel; panics with nft's complaint if it refuses them.
+    pub async fn nft(&self, rules: &str) {
+        let path = self.dir.path().join("rules.nft");
+        std::fs::write(&path, rules).unwrap();
+        let out = self.run("nft", &["-f", path.to_str().unwrap()]).await;
+        assert!(
+            out.status.success(),
+            "nft: {}\n{rules}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The packets counted by the rule commented `name` in `chain` of the inet `table`.
+    pub async fn nft_count(&self, table: &str, chain: &str, name: &str) -> u64 {
+        let out = self
+            .run("nft", &["list", "chain", "inet", table, chain])
+            .await;
+        assert!(out.status.success(), "nft: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("comment \"{name}\"")))
+            .unwrap_or_else(|| panic!("no rule {name} in {text}"));
+        let after = line.split("packets ").nth(1).expect("a counter");
+        after.split(' ').next().unwrap().parse().expect("a count")
+    }
+
     /// Runs a command in the namespace to completion, off the async threads.
     pub async fn run(&self, program: &str, args: &[&str]) -> Output {
         let mut cmd = self.ns.command(program);
