@@ -12,10 +12,9 @@ use std::time::Duration;
 use kernel_support::{require_tool, Net, Proc, HOST, HOST6, STACK, STACK6};
 use synack_tokio::device::TunConfig;
 use synack_tokio::integration::hickory::hickory_resolver::config::{
-    NameServerConfig, ResolveHosts, ResolverConfig,
+    NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use synack_tokio::integration::hickory::hickory_resolver::Resolver;
-use synack_tokio::integration::hickory::{resolver, StackResolver, StackRuntime, TCP_IDLE_CLOSE};
+use synack_tokio::integration::hickory::{resolver, StackResolver, TCP_IDLE_CLOSE};
 use synack_tokio::integration::hyper::HyperConnector;
 use synack_tokio::netns::require_tun;
 use synack_tokio::{lookup_host, Stack, TcpStream};
@@ -64,6 +63,9 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
         "--host-record=dual.synack.test,198.18.0.1,2001:2::99".to_owned(),
         // Its AAAA queries are dropped on their way in (`a_name_whose_aaaa_query_...`).
         "--host-record=quiet6.synack.test,198.18.0.1,2001:2::1".to_owned(),
+        // An IPv4 name, and the same name under a search domain with an IPv6 address only.
+        "--host-record=svc.synack.test,198.18.0.1".to_owned(),
+        "--host-record=svc.synack.test.alt.synack.test,2001:2::1".to_owned(),
     ];
     args.extend(
         many()
@@ -85,13 +87,15 @@ async fn with_dnsmasq(prefix: &str) -> (Net, Proc) {
 /// A resolver on `stack` asking only `server` (a protocol of the test's choosing), with
 /// EDNS or without, and not the host's hosts file.
 fn resolver_with(stack: &Stack, server: NameServerConfig, edns0: bool) -> StackResolver {
-    let mut builder = Resolver::builder_with_config(
+    let mut options = ResolverOpts::default();
+    options.edns0 = edns0;
+    options.use_hosts_file = ResolveHosts::Never;
+    StackResolver::with_config(
+        stack,
         ResolverConfig::from_name_servers(vec![server]),
-        StackRuntime::new(stack),
-    );
-    builder.options_mut().edns0 = edns0;
-    builder.options_mut().use_hosts_file = ResolveHosts::Never;
-    builder.build().unwrap()
+        options,
+    )
+    .unwrap()
 }
 
 /// dnsmasq's log: every query with the address it came from.
@@ -379,6 +383,45 @@ async fn a_name_whose_aaaa_query_goes_unanswered_connects_over_ipv4_at_once() {
         "{log}"
     );
     assert!(!log.contains("query[AAAA] quiet6.synack.test"), "{log}");
+}
+
+/// With a search list, a name's A and AAAA queries each walk it, and need not stop at the
+/// same name: `svc.synack.test` has an A record only, and the name after it in the list,
+/// `svc.synack.test.alt.synack.test`, an AAAA record only. The name is the first that has an
+/// address of either family (glibc's `getaddrinfo` and hickory's `lookup_ip` alike), so
+/// `lookup_host` gives its IPv4 address alone, and `connect` reaches that one: not the other
+/// name's IPv6 address, where a server listens too. Ending in `.`, the name is asked as it
+/// is, and the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_list_gives_connect_the_addresses_lookup_host_gives() {
+    let test = "a_search_list_gives_connect_the_addresses_lookup_host_gives";
+    if !require(test) {
+        return;
+    }
+    let (net, _dnsmasq) = with_dnsmasq("synack-dns-search").await;
+    let _server = net.python(HTTP_SERVER, &[]);
+    net.wait_listening(8091).await;
+    let mut config =
+        ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(IpAddr::V4(HOST))]);
+    config.add_search("alt.synack.test".parse().unwrap());
+    let mut options = ResolverOpts::default();
+    options.use_hosts_file = ResolveHosts::Never;
+    net.stack.set_resolver(Some(
+        StackResolver::with_config(&net.stack, config, options).unwrap(),
+    ));
+
+    let v4 = SocketAddr::new(IpAddr::V4(HOST), 8091);
+    for name in ["svc.synack.test:8091", "svc.synack.test.:8091"] {
+        let found: Vec<SocketAddr> = within(20, lookup_host(&net.stack, name))
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(found, [v4], "{name}");
+        let stream = within(20, TcpStream::connect(&net.stack, name))
+            .await
+            .unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), v4, "{name}");
+    }
 }
 
 /// A stack holding a resolver that has used TCP is still freed once its last handle is

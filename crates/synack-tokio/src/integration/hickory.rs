@@ -36,7 +36,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::lookup_ip::LookupIp;
 use hickory_resolver::net::runtime::{
     DnsTcpStream, DnsUdpSocket, RuntimeProvider, TokioHandle, TokioTime,
@@ -54,8 +56,69 @@ use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
 /// `ResolverConfig`, `ResolverOpts`, `LookupIp`, errors).
 pub use hickory_resolver;
 
-/// A hickory resolver whose queries go through a synack stack.
-pub type StackResolver = Resolver<StackRuntime>;
+/// A hickory resolver whose queries go through a synack stack: what
+/// [`Stack::set_resolver`] takes. It derefs to hickory's `Resolver`, for hickory's own
+/// lookups (`lookup_ip`, `mx_lookup`, `reverse_lookup`, ...).
+///
+/// Build one with [`resolver`], or with hickory's `ResolverConfig` and `ResolverOpts`
+/// ([`StackResolver::with_config`]); a `Resolver<StackRuntime>` built with hickory's own
+/// builder converts too ([`From`]), but then synack does not know its search list, and a
+/// connection to a name not ending in `.` waits for both its A and its AAAA answer.
+#[derive(Clone)]
+pub struct StackResolver {
+    resolver: Resolver<StackRuntime>,
+    /// Whether hickory asks for a name as it is and for nothing else (no search list, no
+    /// default domain), so that a connection's A and AAAA queries may go apart (RFC 8305
+    /// §3) and still be answered for the same name. With a search list each would walk it
+    /// on its own and stop at the first name that has its type, which need not be the
+    /// same name for both (hickory's `lookup_ip`, as glibc's `getaddrinfo`, stops at the
+    /// first name that has either).
+    one_name: bool,
+}
+
+impl StackResolver {
+    /// A resolver on `stack` with hickory's `config` (name servers, search list) and
+    /// `options` (timeouts, attempts, address families, the hosts file, the cache).
+    pub fn with_config(
+        stack: &Stack,
+        config: ResolverConfig,
+        options: ResolverOpts,
+    ) -> io::Result<StackResolver> {
+        let one_name = config.domain().is_none() && config.search().is_empty();
+        let resolver = Resolver::builder_with_config(config, StackRuntime::new(stack))
+            .with_options(options)
+            .build()
+            .map_err(io::Error::other)?;
+        Ok(StackResolver { resolver, one_name })
+    }
+}
+
+impl From<Resolver<StackRuntime>> for StackResolver {
+    /// A resolver built with hickory's builder on a [`StackRuntime`]. Its search list is not
+    /// known here, so only names ending in `.` get their A and AAAA queries apart.
+    fn from(resolver: Resolver<StackRuntime>) -> StackResolver {
+        StackResolver {
+            resolver,
+            one_name: false,
+        }
+    }
+}
+
+impl std::ops::Deref for StackResolver {
+    type Target = Resolver<StackRuntime>;
+
+    fn deref(&self) -> &Resolver<StackRuntime> {
+        &self.resolver
+    }
+}
+
+impl std::fmt::Debug for StackResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackResolver")
+            .field("one_name", &self.one_name)
+            .finish_non_exhaustive()
+    }
+}
 
 /// How long a TCP connection to a name server may take when hickory sets no limit: its own
 /// tokio runtime's (`CONNECT_TIMEOUT`), five seconds.
@@ -63,8 +126,9 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// hickory's runtime on a synack [`Stack`]: the stack's sockets, tokio's tasks and timers.
 ///
-/// Build a resolver with it as hickory's examples build one with their tokio runtime,
-/// `Resolver::builder_with_config(config, StackRuntime::new(&stack))`, or with [`resolver`].
+/// [`resolver`] and [`StackResolver::with_config`] build resolvers with it; hickory's own
+/// builder can too, `Resolver::builder_with_config(config, StackRuntime::new(&stack))`, as
+/// hickory's examples build one with their tokio runtime.
 /// Cloning it is cheap; every clone uses the same stack.
 ///
 /// It does not keep the stack alive (so that the stack may hold a resolver built on it,
@@ -276,8 +340,8 @@ impl AsyncWrite for DnsTcp {
 /// and it asks only for the address families the stack has (A alone for a stack with no
 /// IPv6 address, AAAA alone for one with no IPv4; else both, IPv6 first).
 ///
-/// For other ports, protocols or options, build one from [`StackRuntime`] and a
-/// `ResolverConfig` of your own. `InvalidInput` if `name_servers` is empty.
+/// For other ports, protocols, options or a search list, build one with
+/// [`StackResolver::with_config`]. `InvalidInput` if `name_servers` is empty.
 pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResolver> {
     if name_servers.is_empty() {
         return Err(io::Error::new(
@@ -291,8 +355,7 @@ pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResol
             .map(|&ip| NameServerConfig::udp_and_tcp(ip))
             .collect(),
     );
-    let mut builder = Resolver::builder_with_config(config, StackRuntime::new(stack));
-    let options = builder.options_mut();
+    let mut options = ResolverOpts::default();
     options.use_hosts_file = ResolveHosts::Never;
     let v4 = stack.addresses().iter().any(IpAddr::is_ipv4);
     let v6 = stack.addresses().iter().any(IpAddr::is_ipv6);
@@ -301,7 +364,7 @@ pub fn resolver(stack: &Stack, name_servers: &[IpAddr]) -> io::Result<StackResol
         (false, true) => LookupIpStrategy::Ipv6Only,
         _ => LookupIpStrategy::Ipv6AndIpv4,
     };
-    builder.build().map_err(io::Error::other)
+    StackResolver::with_config(stack, config, options)
 }
 
 /// `name` as hickory takes it: a name hickory cannot even parse (an empty label, a label
@@ -362,8 +425,9 @@ pub(crate) async fn lookup(
 /// default, or `Ipv4AndIpv6`), the AAAA and the A query each on its own, so that the
 /// connection need not wait for the slower (hickory's `lookup_ip` waits for both: a server
 /// that never answers one would cost the resolver's whole timeout); with one family, its
-/// query; with the `then` strategies, whose second query depends on the first's answer,
-/// hickory's own lookup.
+/// query. hickory's own lookup, as one, where the two could be answered for different
+/// names (a search list, unless the name ends in `.`: see [`StackResolver`]), and with the
+/// `then` strategies, whose second query depends on the first's answer.
 pub(crate) fn lookups(
     resolver: &Arc<StackResolver>,
     name: &str,
@@ -380,6 +444,9 @@ pub(crate) fn lookups(
             with_port(&name, found.map_err(|e| lookup_error(&name, e))?, port)
         })
     };
+    if !resolver.one_name && !parsed.is_fqdn() {
+        return Ok(vec![query(None)]);
+    }
     let (aaaa, a) = (Some(RecordType::AAAA), Some(RecordType::A));
     Ok(match resolver.options().ip_strategy {
         LookupIpStrategy::Ipv6AndIpv4 => vec![query(aaaa), query(a)],
@@ -463,21 +530,61 @@ mod tests {
     #[tokio::test]
     async fn an_unanswered_query_is_timed_out() {
         let (lone, _silent) = Stack::on_memory_link("198.18.0.2");
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![NameServerConfig::udp(
-                "198.18.0.1".parse().unwrap(),
-            )]),
-            StackRuntime::new(&lone),
-        );
-        builder.options_mut().timeout = Duration::from_millis(200);
-        builder.options_mut().attempts = 1;
-        builder.options_mut().use_hosts_file = ResolveHosts::Never;
-        let r = builder.build().unwrap();
+        let mut options = ResolverOpts::default();
+        options.timeout = Duration::from_millis(200);
+        options.attempts = 1;
+        options.use_hosts_file = ResolveHosts::Never;
+        let r = StackResolver::with_config(&lone, one_server(), options).unwrap();
         let e = tokio::time::timeout(Duration::from_secs(10), lookup(&r, "a.test", 80))
             .await
             .expect("bounded by the resolver's own timeout")
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
+
+    fn one_server() -> ResolverConfig {
+        ResolverConfig::from_name_servers(vec![NameServerConfig::udp(
+            "198.18.0.1".parse().unwrap(),
+        )])
+    }
+
+    /// A connection's A and AAAA queries go apart only where hickory asks for the name as
+    /// it is: no search list, or a name ending in `.`; else hickory's `lookup_ip`, one
+    /// lookup, so that both families come from the same name. The families asked for
+    /// follow the resolver's strategy.
+    #[tokio::test]
+    async fn the_queries_go_apart_only_for_one_name() {
+        let (stack, _link) = Stack::on_memory_link("198.18.0.2");
+        let count = |r: StackResolver, name: &str| lookups(&Arc::new(r), name, 80).unwrap().len();
+        let options = ResolverOpts::default();
+        let plain = StackResolver::with_config(&stack, one_server(), options.clone()).unwrap();
+        assert_eq!(count(plain.clone(), "www.synack.test"), 2);
+        let mut searching = one_server();
+        searching.add_search("corp.synack.test".parse().unwrap());
+        let searching = StackResolver::with_config(&stack, searching, options.clone()).unwrap();
+        assert_eq!(count(searching.clone(), "wiki"), 1);
+        assert_eq!(count(searching, "wiki.corp.synack.test."), 2);
+        let built = StackResolver::from(
+            Resolver::builder_with_config(one_server(), StackRuntime::new(&stack))
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(count(built.clone(), "www.synack.test"), 1);
+        assert_eq!(count(built, "www.synack.test."), 2);
+        let mut v4 = options;
+        v4.ip_strategy = LookupIpStrategy::Ipv4Only;
+        let v4 = StackResolver::with_config(&stack, one_server(), v4).unwrap();
+        assert_eq!(count(v4, "www.synack.test"), 1);
+        // The stack's own resolver: both families on a dual-stack stack, one on this one.
+        assert_eq!(
+            count(
+                resolver(&stack, &["198.18.0.1".parse().unwrap()]).unwrap(),
+                "a.test"
+            ),
+            1
+        );
+        // hickory's own API, through Deref.
+        assert_eq!(plain.options().ip_strategy, LookupIpStrategy::Ipv6AndIpv4);
     }
 
     #[tokio::test]

@@ -732,7 +732,8 @@ impl Stack {
     /// [`lookup_host`](crate::lookup_host) are given (`"files.synack.test:80"`,
     /// `("files.synack.test", 80)`), as tokio::net's calls look them up, but through this
     /// stack: build it with [`integration::hickory::resolver`](crate::integration::hickory::resolver)
-    /// or on [`StackRuntime`](crate::integration::hickory::StackRuntime), so that its queries
+    /// or [`StackResolver::with_config`](crate::integration::hickory::StackResolver::with_config)
+    /// (on [`StackRuntime`](crate::integration::hickory::StackRuntime)), so that its queries
     /// leave through the stack's device, never through the host's resolver and network.
     /// `None` takes it away again: names are then `InvalidInput`, as they are by default.
     ///

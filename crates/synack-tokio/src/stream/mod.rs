@@ -195,12 +195,14 @@ impl TcpStream {
     /// `addr` is anything tokio::net's `connect` takes; with several addresses, each is
     /// tried in turn until one connects, else the last error is returned. A host name is
     /// looked up through the stack's resolver (see [`ToSocketAddrs`]), and its addresses are
-    /// tried as RFC 8305 (Happy Eyeballs) tries them: the A and AAAA queries go out apart and
-    /// the first attempt starts with the AAAA answer, or 50 ms after the A answer if that
-    /// comes first; the families alternate, and an address that has not answered within
-    /// 250 ms gets the next one started beside it, the first to connect winning. So a family
-    /// whose path is broken costs a quarter of a second, and one whose name server never
-    /// answers costs 50 ms.
+    /// tried as RFC 8305 (Happy Eyeballs) tries them: the A and AAAA queries go out apart
+    /// (unless a search list could answer them for different names: see
+    /// `integration::hickory::StackResolver`) and the first attempt
+    /// starts with the AAAA answer, or 50 ms after the A answer if that comes first; the
+    /// families alternate, and an address that has not answered within 250 ms gets the next
+    /// one started beside it, the first to connect winning. So a family whose path is broken
+    /// costs a quarter of a second, and one whose name server never answers costs 50 ms (but
+    /// for an error, which waits for every answer: one still to come may connect).
     pub async fn connect(stack: &Stack, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
         match crate::addr::name_of(&addr)? {
             Some((name, port)) => race::first_to_connect(stack, stack.lookups(&name, port)?).await,

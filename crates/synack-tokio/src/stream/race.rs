@@ -4,6 +4,7 @@
 //! name server never answers (a middlebox that drops AAAA queries) costs it 50 ms, not the
 //! resolver's whole timeout.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -24,6 +25,11 @@ pub(crate) type AddrLookup = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAd
 /// RFC 8305 §3: "the recommended value for the Resolution Delay is 50 milliseconds": how
 /// long the other family's answer, come first, waits for the preferred one's.
 pub(crate) const RESOLUTION_DELAY: Duration = Duration::from_millis(50);
+
+/// RFC 8305 §5: once a connection is made, "the DNS client resolver SHOULD still process
+/// DNS replies from the network for a short period of time (recommended to be 1 second), as
+/// they will populate the DNS cache": how long the lookups still out then run on.
+pub(crate) const LATE_ANSWERS: Duration = Duration::from_secs(1);
 
 /// RFC 8305 §5: "the recommended value for the Connection Attempt Delay is 250
 /// milliseconds": how long an attempt has before the next one starts beside it.
@@ -48,6 +54,9 @@ pub(crate) fn interleave(addrs: Vec<SocketAddr>, lead_v6: bool) -> Vec<SocketAdd
 #[derive(Debug, Default)]
 struct Plan {
     pending: Vec<SocketAddr>,
+    /// Every address taken in, so that one given twice (by two lookups, or twice in one
+    /// answer) is tried once.
+    seen: HashSet<SocketAddr>,
     /// The family to begin with: the preferred lookup's first address's, once it answers.
     lead_v6: Option<bool>,
     /// The family of the last attempt started.
@@ -60,7 +69,11 @@ impl Plan {
     /// remaining addresses to try": the families still alternate, from the one the last
     /// attempt was not of.
     fn add(&mut self, addrs: Vec<SocketAddr>) {
-        self.pending.extend(addrs);
+        for addr in addrs {
+            if self.seen.insert(addr) {
+                self.pending.push(addr);
+            }
+        }
         let Some(&first) = self.pending.first() else {
             return;
         };
@@ -123,8 +136,9 @@ async fn next_answer(lookups: &mut [Option<AddrLookup>]) -> (usize, io::Result<V
 ///   it. The first connection made wins, and the attempts still running are abandoned
 ///   (their tasks aborted, as a cancelled `connect` is).
 ///
-/// If every attempt fails, the last attempt's error is returned; if there were none, the
-/// lookups' (`NotFound` when the name has no address).
+/// If every attempt fails, the last attempt's error is returned, once every lookup has
+/// answered or given up (an answer still to come may have the address that works); if
+/// there were no attempts, the lookups' error (`NotFound` when the name has no address).
 pub(crate) async fn first_to_connect(
     stack: &Stack,
     lookups: Vec<AddrLookup>,
@@ -179,6 +193,10 @@ where
         }
         tokio::select! {
             (i, answer) = next_answer(&mut lookups), if answering => match answer {
+                Ok(addrs) if addrs.is_empty() => {
+                    let none = io::Error::new(io::ErrorKind::NotFound, "no address");
+                    lookup_error = Some(telling(lookup_error, none));
+                }
                 Ok(addrs) => {
                     if i == 0 {
                         plan.lead_v6 = addrs.first().map(SocketAddr::is_ipv6);
@@ -190,7 +208,14 @@ where
                 Err(e) => lookup_error = Some(telling(lookup_error, e)),
             },
             joined = attempts.join_next(), if !attempts.is_empty() => match joined {
-                Some(Ok(Ok(stream))) => return Ok(stream),
+                Some(Ok(Ok(stream))) => {
+                    // The other attempts are aborted as `attempts` drops; the lookups still
+                    // out run on a little, for the cache.
+                    for lookup in lookups.into_iter().flatten() {
+                        tokio::spawn(tokio::time::timeout(LATE_ANSWERS, lookup));
+                    }
+                    return Ok(stream);
+                }
                 Some(Ok(Err(e))) => {
                     last_error = Some(e);
                     // A failed attempt starts the next at once (RFC 8305 §5).
@@ -391,6 +416,124 @@ mod tests {
         assert_eq!(got.unwrap(), a(V4));
         assert_eq!(starts, vec![(0, a(V6)), (500, a(V4))]);
         assert_eq!(took, 503);
+    }
+
+    /// A failure starts the next attempt at once even beside one still running, and the
+    /// next after that gets its own full delay.
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_beside_a_running_attempt_starts_the_next() {
+        let (got, _, starts) = run(
+            vec![
+                answer(0, &[V6, "[2001:2::2]:80"]),
+                answer(0, &[V4, "198.18.0.2:80"]),
+            ],
+            |addr| match addr.to_string().as_str() {
+                V6 => (260, Err(io::ErrorKind::ConnectionRefused.into())),
+                "[2001:2::2]:80" => (5, Ok(())),
+                _ => (100_000, Err(io::ErrorKind::TimedOut.into())),
+            },
+        )
+        .await;
+        assert_eq!(got.unwrap(), a("[2001:2::2]:80"));
+        // V6 at 0, V4 at 250; V6 fails at 260 and ::2 starts then; 198.18.0.2 would have
+        // been next at 510, but ::2 connects at 265.
+        assert_eq!(
+            starts,
+            vec![(0, a(V6)), (250, a(V4)), (260, a("[2001:2::2]:80"))]
+        );
+    }
+
+    /// An address given twice is tried once; an answer with no address neither starts
+    /// anything nor spins.
+    #[tokio::test(start_paused = true)]
+    async fn duplicates_and_empty_answers() {
+        let refused = |_| (3, Err(io::ErrorKind::ConnectionRefused.into()));
+        let (got, _, starts) = run(vec![answer(0, &[V6, V6]), answer(0, &[V4, V4])], refused).await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(starts, vec![(0, a(V6)), (3, a(V4))]);
+
+        let (got, took, starts) =
+            run(vec![answer(100, &[V6]), answer(0, &[])], |_| (5, Ok(()))).await;
+        assert_eq!(got.unwrap(), a(V6));
+        assert_eq!((took, starts), (105, vec![(100, a(V6))]));
+        let (got, _, _) = run(vec![answer(0, &[]), answer(0, &[])], |_| (5, Ok(()))).await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+
+    /// Sets its flag when dropped.
+    struct Dropped(Arc<Mutex<bool>>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = true;
+        }
+    }
+
+    /// The race given up (its future dropped) aborts its attempts and drops its lookups;
+    /// won, it lets the lookups still out answer for another second (the cache), no longer.
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_or_won_the_rest_is_let_go() {
+        let flags: Vec<Arc<Mutex<bool>>> = (0..3).map(|_| Arc::default()).collect();
+        let slow_lookup = |flag: Arc<Mutex<bool>>, ms: u64| -> AddrLookup {
+            Box::pin(async move {
+                let _guard = Dropped(flag);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(addrs(&["[2001:2::9]:80"]))
+            })
+        };
+        let attempt_flags = flags[..2].to_vec();
+        let n = Arc::new(Mutex::new(0));
+        // Given up at 400 ms: the A answer's attempt started at 50, the second at 300.
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(400),
+            race(
+                vec![
+                    slow_lookup(flags[2].clone(), 10_000),
+                    answer(0, &[V4, "198.18.0.2:80"]),
+                ],
+                move |_| {
+                    let mut n = n.lock().unwrap();
+                    let guard = Dropped(attempt_flags[*n].clone());
+                    *n += 1;
+                    async move {
+                        let _guard = guard;
+                        std::future::pending::<io::Result<()>>().await
+                    }
+                },
+            ),
+        )
+        .await;
+        assert!(given_up.is_err());
+        tokio::task::yield_now().await;
+        for (i, flag) in flags.iter().enumerate() {
+            assert!(*flag.lock().unwrap(), "part {i} of the race outlived it");
+        }
+
+        // Won at 55 ms (the A answer, the 50 ms delay, 5 ms to connect): the AAAA lookup,
+        // due at 500 ms, finishes on its own; one due at 5 s is dropped at 1,055 ms.
+        let answered = Arc::new(Mutex::new(false));
+        let done = answered.clone();
+        let late: AddrLookup = Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            *done.lock().unwrap() = true;
+            Ok(addrs(&[V6]))
+        });
+        let (got, took, _) = run(vec![late, answer(0, &[V4])], |_| (5, Ok(()))).await;
+        assert_eq!((got.unwrap(), took), (a(V4), 55));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(*answered.lock().unwrap(), "the late answer was cut off");
+
+        let dropped = Arc::new(Mutex::new(false));
+        let (got, _, _) = run(
+            vec![slow_lookup(dropped.clone(), 5_000), answer(0, &[V4])],
+            |_| (5, Ok(())),
+        )
+        .await;
+        assert!(got.is_ok());
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!*dropped.lock().unwrap(), "dropped before its second");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(*dropped.lock().unwrap(), "kept past its second");
     }
 
     /// No address at all: the lookups' error, the telling one of the two.
