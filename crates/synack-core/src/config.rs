@@ -172,6 +172,10 @@ pub struct KeepaliveConfig {
 
 /// Linux's `MAX_TCP_KEEPIDLE` and `MAX_TCP_KEEPINTVL`, in seconds.
 const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// Linux's `MAX_TCP_SYNCNT`: the most SYN retransmissions `tcp_syn_retries` and
+/// `TCP_SYNCNT` take.
+const MAX_SYN_RETRIES: u32 = 127;
+
 /// Linux's `MAX_TCP_KEEPCNT`.
 const MAX_KEEPALIVE_PROBES: u32 = 127;
 
@@ -304,14 +308,20 @@ pub const MIN_MTU: usize = 48 + 20 + 20;
 /// off a device with a smaller MTU).
 pub const IPV6_MIN_MTU: usize = 1280;
 
+/// The largest MTU: an IPv4 packet's total length is 16 bits (RFC 791 §3.1). A larger one
+/// is refused when chosen; a device that reports one (Linux's `lo` says 65536) is taken
+/// as this, as Linux caps an IPv4 route's MTU at `IP_MAX_MTU`, 65535.
+pub const MAX_MTU: usize = u16::MAX as usize;
+
 impl Config {
     /// Refuses settings that no connection could work with, before any is made: buffers
     /// below 1024 bytes (a segment's worth: a connection would stall with nothing sent or
     /// nothing offered; a socket's own `SO_SNDBUF`/`SO_RCVBUF` is raised to that floor
     /// instead, as Linux raises its), a retransmission timeout of zero or a minimum above
-    /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), and an MTU
+    /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), more than
+    /// 127 SYN retransmissions (or linear ones: Linux's `MAX_TCP_SYNCNT`), and an MTU
     /// below [`MIN_MTU`] (88 bytes, where IPv4 allows 68: a Linux peer's TCP would arrive in
-    /// fragments). A runtime checks its configuration with this when it starts, and again
+    /// fragments) or above [`MAX_MTU`]. A runtime checks its configuration with this when it starts, and again
     /// once it took its device's MTU; a sans-IO user should before
     /// [`Endpoint::new`](crate::Endpoint::new).
     pub fn check(&self) -> Result<(), InvalidConfig> {
@@ -338,6 +348,20 @@ impl Config {
             return invalid(
                 "keepalive",
                 "idle and interval must be above zero and at most 32767 s, probes 1 to 127 (Linux's bounds)",
+            );
+        }
+        // Linux's bound on both (`MAX_TCP_SYNCNT`): past it a connect to a dead peer would
+        // not give up for centuries.
+        if self.syn_retries > MAX_SYN_RETRIES {
+            return invalid("syn_retries", "above 127 (Linux's MAX_TCP_SYNCNT)");
+        }
+        if self.syn_linear_timeouts > MAX_SYN_RETRIES {
+            return invalid("syn_linear_timeouts", "above 127 (Linux's MAX_TCP_SYNCNT)");
+        }
+        if self.mtu.is_some_and(|m| m > MAX_MTU) {
+            return invalid(
+                "mtu",
+                "above 65535 bytes, the largest IPv4 packet (its total length is 16 bits)",
             );
         }
         if self.mtu.is_some_and(|m| m < MIN_MTU) {
@@ -838,9 +862,7 @@ impl Config {
     /// is never more than the MTU allows: 48 at the smallest MTU ([`MIN_MTU`]), Linux's
     /// `tcp_min_snd_mss`.
     pub fn mss_v4(&self) -> u16 {
-        self.get_mtu()
-            .saturating_sub(40)
-            .clamp(MIN_MTU - 40, u16::MAX as usize) as u16
+        self.get_mtu().clamp(MIN_MTU, MAX_MTU) as u16 - 40
     }
 
     /// The initial SYN RTO.
@@ -907,6 +929,8 @@ mod tests {
             .recv_buffer(MIN_BUFFER)
             .mtu(MIN_MTU);
         assert_eq!(c.check(), Ok(()));
+        c.mtu(MAX_MTU).syn_retries(127).syn_linear_timeouts(127);
+        assert_eq!(c.check(), Ok(()));
     }
 
     #[test]
@@ -921,6 +945,8 @@ mod tests {
             "send_buffer"
         );
         assert_eq!(refused(&|c| _ = c.recv_buffer(0)), "recv_buffer");
+        assert_eq!(refused(&|c| _ = c.syn_retries(128)), "syn_retries");
+        assert_eq!(refused(&|c| _ = c.mtu(MAX_MTU + 1)), "mtu");
         assert_eq!(
             refused(&|c| _ = c.initial_rto(Duration::ZERO)),
             "initial_rto"

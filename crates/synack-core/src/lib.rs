@@ -86,7 +86,7 @@ pub mod wire;
 pub use bytes::Bytes;
 pub use config::{
     Config, EcnMode, InterceptConfig, InvalidConfig, KeepaliveConfig, SynCookies, DEFAULT_MTU,
-    IPV6_MIN_MTU, MIN_MTU,
+    IPV6_MIN_MTU, MAX_MTU, MIN_MTU,
 };
 pub use endpoint::{
     resolve_unspecified, ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenCached,

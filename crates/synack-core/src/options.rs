@@ -2,6 +2,7 @@
 //! before it connects or listens (the runtime's `TcpSocket` builds them).
 
 use crate::config::KeepaliveConfig;
+use crate::error::Error;
 
 /// Settings for one connection, or for every connection a listener accepts, that override
 /// the endpoint's [`Config`](crate::Config). `None` keeps the endpoint's value.
@@ -67,6 +68,20 @@ pub struct SocketOptions {
     /// default, as on Linux. The sockets of a Linux group must also have one owner (uid);
     /// an endpoint's sockets all have the one application.
     pub reuse_port: bool,
+}
+
+impl SocketOptions {
+    /// Whether a socket's options are ones Linux's `setsockopt` would have taken; the
+    /// endpoint's calls that take options refuse others with `InvalidInput` (EINVAL) before
+    /// anything is made. Only the keepalive timing can be out of range
+    /// ([`KeepaliveConfig::check`]): the sizes are raised to their floors, as Linux raises
+    /// them.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.keepalive {
+            Some(keepalive) => keepalive.check(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How one write is to be sent: the `send(2)` flags that shape segments.

@@ -1532,6 +1532,46 @@ fn keepalive_from_socket_options_probes_an_idle_connection() {
     );
 }
 
+/// Keepalive timing Linux's `setsockopt` refuses (EINVAL) is refused wherever a socket's
+/// options reach the endpoint, before anything is made: no SYN leaves, no listener opens.
+#[test]
+fn keepalive_timing_out_of_range_is_refused_in_socket_options() {
+    let mut h = Harness::new(config());
+    let bad = [
+        (0, 2, 3),
+        (10, 0, 3),
+        (10, 2, 0),
+        (32_768, 2, 3),
+        (10, 2, 128),
+    ];
+    for (idle, interval, probes) in bad {
+        let opts = SocketOptions {
+            keepalive: Some(KeepaliveConfig {
+                idle: Duration::from_secs(idle),
+                interval: Duration::from_secs(interval),
+                probes,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(opts.check(), Err(Error::InvalidInput));
+        assert_eq!(
+            h.ep.connect_with(h.now, peer80(), None, &opts),
+            Err(Error::InvalidInput)
+        );
+        assert_eq!(
+            h.ep.listen_with(server(), 16, &opts),
+            Err(Error::InvalidInput)
+        );
+        let l = h.ep.listen(server(), 16).unwrap();
+        assert_eq!(
+            h.ep.set_listener_options(l, &opts),
+            Err(Error::InvalidInput)
+        );
+        h.ep.close_listener(h.now, l).unwrap();
+    }
+    h.none();
+}
+
 /// RFC 6298 §5.7: "If the timer expires awaiting the ACK of a SYN segment and the TCP
 /// implementation is using an RTO less than 3 seconds, the RTO MUST be re-initialized to
 /// 3 seconds when data transmission begins (i.e., after the three-way handshake

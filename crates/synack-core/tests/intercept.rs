@@ -701,3 +701,30 @@ fn a_held_syn_whose_tuple_was_taken_meanwhile_is_not_accepted() {
     assert_eq!(h.ep.state(own), Ok(State::SynSent));
     assert_eq!(h.ep.local_addr(own), Ok(elsewhere(443)));
 }
+
+/// Options Linux's `setsockopt` would refuse (keepalive with no probes) are refused when
+/// the held SYN is accepted, and the SYN stays held: accepted again with good options, it
+/// becomes its connection.
+#[test]
+fn accepting_with_bad_options_is_refused_and_the_syn_still_held() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    let s = held(&mut h);
+    let bad = SocketOptions {
+        keepalive: Some(synack_core::KeepaliveConfig {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 0,
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        h.ep.accept_intercepted(h.now, s[0], &bad),
+        Err(Error::InvalidInput)
+    );
+    h.none();
+    assert!(h.ep.intercepted(s[0]).is_ok());
+    h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+        .unwrap();
+    assert!(h.one().is(SYN | ACK));
+}

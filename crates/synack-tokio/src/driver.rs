@@ -93,10 +93,11 @@ pub(crate) struct Driver<D: Device> {
 impl<D: Device> Driver<D> {
     /// Spawns the driver for `shared` on the current tokio runtime.
     pub(crate) fn spawn(shared: Arc<Shared>, device: D, router: Option<Router>) {
-        // Room for any IP packet: the core needs at least the MTU for `poll_transmit`, and a
-        // device may hand us anything up to its MTU, or a super-packet of up to the largest IP
-        // packet (an IPv6 header and 65535 bytes of payload).
-        let len = device.capabilities().mtu.max(40 + usize::from(u16::MAX));
+        // Room for any IP packet: the core needs at least the MTU (at most `MAX_MTU`) for
+        // `poll_transmit`, and a device may hand us anything up to its MTU, or a super-packet
+        // of up to the largest IP packet (an IPv6 header and 65535 bytes of payload); a device
+        // that says its MTU is larger has no larger IP packet to hand.
+        let len = 40 + usize::from(u16::MAX);
         let mut driver = Driver {
             shared,
             device,

@@ -446,7 +446,13 @@ async fn a_gso_max_size_beyond_the_device_is_refused() {
 #[tokio::test]
 async fn a_config_no_connection_could_use_is_refused() {
     type Change = fn(&mut Config);
-    let cases: [(&str, Change); 5] = [
+    let cases: [(&str, Change); 7] = [
+        ("syn_retries", |c| {
+            c.syn_retries(128);
+        }),
+        ("syn_linear_timeouts", |c| {
+            c.syn_linear_timeouts(u32::MAX);
+        }),
         ("send_buffer", |c| {
             c.send_buffer(0);
         }),
@@ -570,6 +576,34 @@ async fn the_mtu_comes_from_the_device_unless_chosen() {
     );
     let text = err.to_string();
     assert!(text.contains("9000") && text.contains("1500"), "{text}");
+}
+
+/// A device that says its MTU is beyond the largest IP packet (Linux's `lo` says 65536) is
+/// taken at 65535, whose segments (65495 bytes) an IPv4 header can still carry; one so
+/// large no buffer could hold it starts all the same. An MTU chosen beyond 65535 is refused.
+#[tokio::test]
+async fn an_mtu_beyond_the_largest_ip_packet_is_taken_at_65535() {
+    within(60, async {
+        for mtu in [65_536, usize::MAX] {
+            let (client_dev, server_dev) = MemoryDevice::pair_with(256, mtu);
+            let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+            let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+            let (c, _s) = connected(&client, &server, 7031).await;
+            let info = c.info().unwrap();
+            assert_eq!((info.snd_mss, info.rcv_mss), (65495, 65495), "{info:?}");
+            one_way(&client, &server, 7032).await;
+        }
+    })
+    .await;
+
+    let mut cfg = config(1);
+    cfg.mtu(65_536);
+    let (dev, _peer) = MemoryDevice::pair_with(64, 70_000);
+    let err = Stack::new(cfg, dev, &[CLIENT]).expect_err("refused");
+    assert!(
+        matches!(err, StackError::Config(ref c) if c.setting == "mtu"),
+        "{err:?}"
+    );
 }
 
 /// `write_bytes` hands the stack `Bytes` it sends from without copying; mixed with ordinary

@@ -190,6 +190,7 @@ impl Endpoint {
         fast_open: FastOpen<'_>,
         origin: PortOrigin,
     ) -> Result<(ConnectionHandle, usize), Error> {
+        opts.check()?;
         let mut sent = 0;
         let remote = resolve_unspecified(remote, local.map(|l| l.ip()), &self.addresses);
         // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN

@@ -327,6 +327,7 @@ impl Endpoint {
         syn: SynHandle,
         options: &SocketOptions,
     ) -> Result<ConnectionHandle, Error> {
+        options.check()?;
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
         if self.tuple_in_use(held.info.local, held.info.remote) {
             self.stats.drop_other += 1;

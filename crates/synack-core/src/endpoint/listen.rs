@@ -606,6 +606,7 @@ impl Endpoint {
         backlog: usize,
         opts: &SocketOptions,
     ) -> Result<ListenerHandle, Error> {
+        opts.check()?;
         // SO_REUSEADDR unless the socket said otherwise, as tokio's `TcpListener::bind`
         // sets it; the connections it accepts take it.
         let mut opts = *opts;
@@ -672,6 +673,7 @@ impl Endpoint {
         listener: ListenerHandle,
         opts: &SocketOptions,
     ) -> Result<(), Error> {
+        opts.check()?;
         let l = self
             .listeners
             .get_mut(&listener)

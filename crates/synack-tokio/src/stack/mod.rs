@@ -539,7 +539,7 @@ impl Stack {
         let caps = device.capabilities();
         match config.mtu_choice() {
             None => {
-                config.mtu(caps.mtu);
+                config.mtu(caps.mtu.min(synack_core::MAX_MTU));
             }
             Some(requested) if requested > caps.mtu => {
                 return Err(StackError::Mtu {
@@ -587,7 +587,7 @@ impl Stack {
             );
         }
         let wanted = wanted.min(most);
-        let mut devices = Vec::with_capacity(wanted);
+        let mut devices = Vec::new();
         while devices.len() + 1 < wanted {
             match device.open_queue() {
                 Ok(queue) => devices.push(queue),
