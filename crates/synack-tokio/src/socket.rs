@@ -343,7 +343,10 @@ impl TcpSocket {
     pub fn recv_buffer_size(&self) -> io::Result<u32> {
         let default = self.stack.with_config(|c| c.get_recv_buffer());
         let set = self.with(|s| s.options.recv_buffer);
-        Ok(set.map_or(default, |n| n.max(MIN_BUFFER)) as u32)
+        // A default of 4 GiB or more (a `usize` in the stack's config) reads as the most a
+        // `u32` says, not truncated.
+        let size = set.map_or(default, |n| n.max(MIN_BUFFER));
+        Ok(u32::try_from(size).unwrap_or(u32::MAX))
     }
 
     /// SO_SNDBUF: the send buffer in bytes of payload (at least [`MIN_BUFFER`]).
@@ -357,7 +360,8 @@ impl TcpSocket {
     pub fn send_buffer_size(&self) -> io::Result<u32> {
         let default = self.stack.with_config(|c| c.get_send_buffer());
         let set = self.with(|s| s.options.send_buffer);
-        Ok(set.map_or(default, |n| n.max(MIN_BUFFER)) as u32)
+        let size = set.map_or(default, |n| n.max(MIN_BUFFER));
+        Ok(u32::try_from(size).unwrap_or(u32::MAX))
     }
 
     /// TCP_MAXSEG: the largest segment payload advertised and sent (at most what the MTU

@@ -97,10 +97,11 @@ impl Ipv4Cidr {
         (prefix_len <= 32).then_some(Ipv4Cidr { addr, prefix_len })
     }
 
-    /// The netmask, e.g. `255.255.255.0` for `/24`.
+    /// The netmask, e.g. `255.255.255.0` for `/24` (a prefix over 32, built by hand, counts
+    /// as 32).
     pub fn netmask(&self) -> Ipv4Addr {
         let bits = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
+            .checked_shl(32u32.saturating_sub(u32::from(self.prefix_len)))
             .unwrap_or(0);
         Ipv4Addr::from(bits)
     }
@@ -141,10 +142,11 @@ impl Ipv6Cidr {
         (prefix_len <= 128).then_some(Ipv6Cidr { addr, prefix_len })
     }
 
-    /// The subnet mask as a number, e.g. the top 64 bits set for `/64`.
+    /// The subnet mask as a number, e.g. the top 64 bits set for `/64` (a prefix over 128,
+    /// built by hand, counts as 128).
     fn mask(&self) -> u128 {
         u128::MAX
-            .checked_shl(128 - u32::from(self.prefix_len))
+            .checked_shl(128u32.saturating_sub(u32::from(self.prefix_len)))
             .unwrap_or(0)
     }
 
@@ -410,6 +412,15 @@ impl Tun {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a TUN needs an IPv4 or an IPv6 address (host_addr, host_addr6)",
+            ));
+        }
+        // The fields are public, so a prefix may not have come through `new`.
+        let bad_v4 = config.host_addr.filter(|c| c.prefix_len > 32);
+        let bad_v6 = config.host_addr6.filter(|c| c.prefix_len > 128);
+        if bad_v4.is_some() || bad_v6.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a TUN address's prefix is at most 32 bits (IPv4) or 128 (IPv6)",
             ));
         }
         if config.host_addr6.is_some() && mtu < IPV6_MIN_MTU {
@@ -1552,6 +1563,38 @@ mod tests {
             "",
         ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    /// A prefix too long, built by hand past `new` (the fields are public), is a host
+    /// route's, not a wrapped shift's (a /0 in release: every address routed in); a TUN
+    /// refuses it before it is made.
+    #[tokio::test]
+    async fn a_hand_built_prefix_too_long_is_refused() {
+        let v4 = Ipv4Cidr {
+            addr: Ipv4Addr::new(198, 18, 0, 1),
+            prefix_len: 33,
+        };
+        assert_eq!(v4.netmask(), Ipv4Addr::BROADCAST);
+        assert!(!v4.contains(Ipv4Addr::new(8, 8, 8, 8)));
+        let v6 = Ipv6Cidr {
+            addr: "2001:2::1".parse().unwrap(),
+            prefix_len: 200,
+        };
+        assert!(v6.contains("2001:2::1".parse().unwrap()));
+        assert!(!v6.contains("2001:2::2".parse().unwrap()));
+        for config in [
+            TunConfig {
+                host_addr: Some(v4),
+                ..TunConfig::default()
+            },
+            TunConfig {
+                host_addr6: Some(v6),
+                ..TunConfig::default()
+            },
+        ] {
+            let e = Tun::open(&config, false).err().expect("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         }
     }
 
