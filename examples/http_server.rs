@@ -49,8 +49,9 @@ struct Args {
     /// server code, for comparisons.
     #[arg(long)]
     kernel: bool,
-    /// Seconds a request's head may take to arrive before the connection is closed.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds a request's head may take to arrive before the connection is closed (1 to
+    /// 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     header_timeout: u64,
     #[command(flatten)]
     net: common::NetArgs,

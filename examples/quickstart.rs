@@ -31,9 +31,9 @@ use synack::tokio::netns::NetNs;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Size of the generated file, in bytes.
-    #[arg(long, default_value_t = 4 * 1024 * 1024)]
-    size: usize,
+    /// Size of the generated file, in bytes (at most 1 GiB: it is made in memory).
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(..=1 << 30))]
+    size: u64,
     #[command(flatten)]
     net: common::NetArgs,
 }
@@ -341,7 +341,7 @@ async fn run(args: Args) -> io::Result<()> {
 
     let dir = TempDir(std::env::temp_dir().join(ns.name()));
     std::fs::create_dir_all(&dir.0)?;
-    let content = generate(args.size);
+    let content = generate(args.size as usize);
     std::fs::write(dir.0.join("file.bin"), &content)?;
     let host = args.net.host_addr.addr;
     let _server = Server(

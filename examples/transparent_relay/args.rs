@@ -11,6 +11,10 @@ use crate::common::NetArgs;
 /// the egress thread's requests in flight.
 const FDS_BESIDES_FLOWS: usize = 64;
 
+/// The most any of the limits may be: far more sockets than a process gets (and a tokio
+/// semaphore takes at most 2^61 - 1 permits, which a larger number would panic).
+const MAX_LIMIT: usize = 1 << 24;
+
 /// Relays every TCP flow and UDP datagram routed into the TUN to its original destination.
 #[derive(clap::Parser, Debug)]
 #[command(name = "transparent_relay")]
@@ -83,11 +87,16 @@ impl Args {
                 self.udp_timeout
             )));
         }
-        if self.max_pending_connects == 0 || self.max_flows == 0 || self.max_udp_sessions == 0 {
-            return Err(invalid(
-                "--max-pending-connects, --max-flows and --max-udp-sessions must be at least 1"
-                    .into(),
-            ));
+        let limits = [
+            self.max_pending_connects,
+            self.max_flows,
+            self.max_udp_sessions,
+        ];
+        if limits.iter().any(|n| !(1..=MAX_LIMIT).contains(n)) {
+            return Err(invalid(format!(
+                "--max-pending-connects, --max-flows and --max-udp-sessions must be between 1 \
+                 and {MAX_LIMIT}"
+            )));
         }
         Ok(())
     }
