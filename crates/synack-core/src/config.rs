@@ -321,8 +321,8 @@ impl Config {
     /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), more than
     /// 127 SYN retransmissions (or linear ones: Linux's `MAX_TCP_SYNCNT`), and an MTU
     /// below [`MIN_MTU`] (88 bytes, where IPv4 allows 68: a Linux peer's TCP would arrive in
-    /// fragments) or above [`MAX_MTU`]. A runtime checks its configuration with this when it starts, and again
-    /// once it took its device's MTU; a sans-IO user should before
+    /// fragments) or above [`MAX_MTU`]. A runtime checks its configuration with this when
+    /// it starts, and again once it took its device's MTU; a sans-IO user should before
     /// [`Endpoint::new`](crate::Endpoint::new).
     pub fn check(&self) -> Result<(), InvalidConfig> {
         let invalid = |setting, reason| Err(InvalidConfig { setting, reason });

@@ -437,10 +437,10 @@ pub(crate) fn lookups(
     let query = |kind: Option<RecordType>| -> AddrLookup {
         let (resolver, parsed, name) = (resolver.clone(), parsed.clone(), name.to_owned());
         Box::pin(async move {
-            let found = match kind {
-                Some(kind) => resolver.lookup(parsed, kind).await.map(LookupIp::from),
-                None => resolver.lookup_ip(parsed).await,
+            let Some(kind) = kind else {
+                return lookup(&resolver, &name, port).await;
             };
+            let found = resolver.lookup(parsed, kind).await.map(LookupIp::from);
             with_port(&name, found.map_err(|e| lookup_error(&name, e))?, port)
         })
     };

@@ -172,17 +172,21 @@ where
     let (mut lookup_error, mut last_error) = (None, None);
     let later =
         |at: Option<Instant>| at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+    // Starts an attempt; returns when the next may start beside it.
+    let start = |attempts: &mut JoinSet<io::Result<T>>, addr| {
+        attempts.spawn(connect(addr));
+        Instant::now() + CONNECTION_ATTEMPT_DELAY
+    };
     loop {
         let preferred_answered = lookups.first().is_none_or(Option::is_none);
         let delay_over = resolution_ends.is_some_and(|at| at <= Instant::now());
         let begin = !started && (preferred_answered || delay_over);
         // The first attempt, or the next at once when none is running (they all failed
         // while a lookup was still out).
-        if (begin || (started && attempts.is_empty())) && !plan.is_empty() {
+        if begin || (started && attempts.is_empty()) {
             if let Some(addr) = plan.next() {
                 started = true;
-                attempts.spawn(connect(addr));
-                next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
+                next_attempt = start(&mut attempts, addr);
             }
         }
         let answering = lookups.iter().any(Option::is_some);
@@ -220,8 +224,7 @@ where
                     last_error = Some(e);
                     // A failed attempt starts the next at once (RFC 8305 §5).
                     if let Some(addr) = plan.next() {
-                        attempts.spawn(connect(addr));
-                        next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
+                        next_attempt = start(&mut attempts, addr);
                     }
                 }
                 Some(Err(joined)) if joined.is_panic() => {
@@ -235,8 +238,7 @@ where
                 if started && !attempts.is_empty() && !plan.is_empty() =>
             {
                 if let Some(addr) = plan.next() {
-                    attempts.spawn(connect(addr));
-                    next_attempt = Instant::now() + CONNECTION_ATTEMPT_DELAY;
+                    next_attempt = start(&mut attempts, addr);
                 }
             }
             () = tokio::time::sleep_until(later(resolution_ends)),

@@ -415,8 +415,12 @@ impl Tun {
             ));
         }
         // The fields are public, so a prefix may not have come through `new`.
-        let bad_v4 = config.host_addr.filter(|c| c.prefix_len > 32);
-        let bad_v6 = config.host_addr6.filter(|c| c.prefix_len > 128);
+        let bad_v4 = config
+            .host_addr
+            .filter(|c| Ipv4Cidr::new(c.addr, c.prefix_len).is_none());
+        let bad_v6 = config
+            .host_addr6
+            .filter(|c| Ipv6Cidr::new(c.addr, c.prefix_len).is_none());
         if bad_v4.is_some() || bad_v6.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
