@@ -431,17 +431,22 @@ mod tests {
             ],
             |addr| match addr.to_string().as_str() {
                 V6 => (260, Err(io::ErrorKind::ConnectionRefused.into())),
-                "[2001:2::2]:80" => (5, Ok(())),
+                "198.18.0.2:80" => (5, Ok(())),
                 _ => (100_000, Err(io::ErrorKind::TimedOut.into())),
             },
         )
         .await;
-        assert_eq!(got.unwrap(), a("[2001:2::2]:80"));
-        // V6 at 0, V4 at 250; V6 fails at 260 and ::2 starts then; 198.18.0.2 would have
-        // been next at 510, but ::2 connects at 265.
+        assert_eq!(got.unwrap(), a("198.18.0.2:80"));
+        // V6 at 0, V4 at 250; V6 fails at 260 and ::2 starts then; 198.18.0.2 gets ::2's
+        // full delay, 510 (not 500, V4's deadline), and connects at 515.
         assert_eq!(
             starts,
-            vec![(0, a(V6)), (250, a(V4)), (260, a("[2001:2::2]:80"))]
+            vec![
+                (0, a(V6)),
+                (250, a(V4)),
+                (260, a("[2001:2::2]:80")),
+                (510, a("198.18.0.2:80"))
+            ]
         );
     }
 
