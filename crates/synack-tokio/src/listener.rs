@@ -235,8 +235,8 @@ impl TcpListener {
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpListener::set_ttl`: the TTL
     /// or hop limit of the SYN-ACKs the listener sends from now on and of the connections
     /// it accepts after (a stream can change its own with
-    /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255; anything else is
-    /// `InvalidInput`.
+    /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255, or `u32::MAX` (-1) for
+    /// the default, 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = crate::socket::hop_limit(ttl)?;
         for (shard, &handle) in self.handles.iter().enumerate() {

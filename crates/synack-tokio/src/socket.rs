@@ -155,13 +155,17 @@ fn sharing(options: &SocketOptions) -> PortSharing {
     }
 }
 
-/// A `set_ttl` argument as the core takes it: 1 to 255, else `InvalidInput` (Linux's IP_TTL
-/// takes no 0 either).
+/// A `set_ttl` argument as the core takes it, as Linux's IP_TTL reads the `int` tokio passes
+/// the `u32` on as: 1 to 255; -1 (`u32::MAX`) puts back the default,
+/// [`DEFAULT_HOP_LIMIT`](synack_core::DEFAULT_HOP_LIMIT) (`ip_default_ttl`); anything else,
+/// 0 included, is `InvalidInput` (EINVAL).
 pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
+    if ttl == u32::MAX {
+        return Ok(synack_core::DEFAULT_HOP_LIMIT);
+    }
     u8::try_from(ttl)
         .ok()
         .filter(|&t| t > 0)
-        // EINVAL, as Linux's IP_TTL.
         .ok_or_else(|| synack_core::Error::InvalidInput.into())
 }
 
@@ -448,8 +452,8 @@ impl TcpSocket {
     }
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6): the TTL or hop limit of every packet of the
-    /// connection, its SYN or SYN-ACK included (64 unless set). 1 to 255; anything else is
-    /// `InvalidInput`, as Linux refuses such an IP_TTL.
+    /// connection, its SYN or SYN-ACK included (64 unless set). 1 to 255, or `u32::MAX` (-1) for
+    /// the default; anything else is `InvalidInput`, as Linux refuses such an IP_TTL.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = hop_limit(ttl)?;
         self.with(|s| s.options.hop_limit = Some(ttl));

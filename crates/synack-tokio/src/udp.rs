@@ -140,8 +140,8 @@ impl UdpSocket {
     }
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `UdpSocket::set_ttl`: the TTL or
-    /// hop limit of the datagrams sent from now on. 1 to 255; anything else is
-    /// `InvalidInput`.
+    /// hop limit of the datagrams sent from now on. 1 to 255, or `u32::MAX` (-1) for the default,
+    /// 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = crate::socket::hop_limit(ttl)?;
         Ok(self

@@ -166,6 +166,14 @@ async fn connect_and_accept_agree_on_addresses() {
             c.set_ttl(256).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+        assert_eq!(
+            c.set_ttl(u32::MAX - 1).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(c.ttl().unwrap(), 5);
+        // -1, as tokio passes `u32::MAX` on to IP_TTL, puts back the default.
+        c.set_ttl(u32::MAX).unwrap();
+        assert_eq!(c.ttl().unwrap(), 64);
         assert!(client.stats().connections_established >= 1);
         assert!(server.stats().connections_established >= 1);
     })

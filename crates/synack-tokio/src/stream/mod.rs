@@ -303,8 +303,8 @@ impl TcpStream {
     }
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpStream::set_ttl`: the TTL or
-    /// hop limit of the packets the connection sends from now on. 1 to 255; anything else
-    /// is `InvalidInput`. What TIME-WAIT answers after the ACK that began it goes with the
+    /// hop limit of the packets the connection sends from now on. 1 to 255, or `u32::MAX` (-1,
+    /// as tokio passes it on) for the default, 64; anything else is `InvalidInput`. What TIME-WAIT answers after the ACK that began it goes with the
     /// default, as Linux's does.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.conn().set_ttl(ttl)
