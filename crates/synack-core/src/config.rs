@@ -140,12 +140,13 @@ pub enum SynCookies {
 /// Bounds and timing of interception (see [`Config::intercept`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterceptConfig {
-    /// The most SYNs held undecided at once (default 1024); more are dropped.
+    /// The most SYNs held undecided at once (default 1024); more are dropped. At least 1
+    /// (`Config::check`).
     pub max_pending: usize,
-    /// The most of those from one source address (default 64).
+    /// The most of those from one source address (default 64). At least 1.
     pub max_per_source: usize,
     /// How long a SYN waits for a decision before it is dropped (default 5 s, past the
-    /// client's second SYN retransmission at Linux's 1 s initial RTO).
+    /// client's second SYN retransmission at Linux's 1 s initial RTO). Above zero.
     pub decision_timeout: Duration,
 }
 
@@ -357,6 +358,20 @@ impl Config {
         }
         if self.syn_linear_timeouts > MAX_SYN_RETRIES {
             return invalid("syn_linear_timeouts", "above 127 (Linux's MAX_TCP_SYNCNT)");
+        }
+        if let Some(intercept) = self.intercept {
+            if intercept.max_pending == 0 || intercept.max_per_source == 0 {
+                return invalid(
+                    "intercept",
+                    "max_pending and max_per_source of 0 would drop every SYN no listener takes",
+                );
+            }
+            if intercept.decision_timeout.is_zero() {
+                return invalid(
+                    "intercept",
+                    "a decision_timeout of 0 would drop every SYN before it could be decided",
+                );
+            }
         }
         if self.mtu.is_some_and(|m| m > MAX_MTU) {
             return invalid(
@@ -985,6 +1000,36 @@ mod tests {
             }),
             "keepalive"
         );
+        let intercept = |i: InterceptConfig| refused(&move |c| _ = c.intercept(Some(i)));
+        let d = InterceptConfig::default();
+        assert_eq!(
+            intercept(InterceptConfig {
+                max_pending: 0,
+                ..d
+            }),
+            "intercept"
+        );
+        assert_eq!(
+            intercept(InterceptConfig {
+                max_per_source: 0,
+                ..d
+            }),
+            "intercept"
+        );
+        assert_eq!(
+            intercept(InterceptConfig {
+                decision_timeout: zero,
+                ..d
+            }),
+            "intercept"
+        );
+        let mut c = Config::default();
+        c.intercept(Some(InterceptConfig {
+            max_pending: 1,
+            max_per_source: 1,
+            decision_timeout: Duration::from_millis(1),
+        }));
+        assert_eq!(c.check(), Ok(()));
     }
 
     #[test]
