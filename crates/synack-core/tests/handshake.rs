@@ -383,20 +383,44 @@ fn peer_window_scale_is_applied_and_clamped_to_14() {
     assert!(sent <= 16_384 && sent > 0, "sent {sent}");
 }
 
+/// An MSS option of 0 says nothing: the default MSS applies (RFC 9293 §3.7.1: 536 for
+/// IPv4), as Linux's `tcp_parse_options` ignores it, not 48-byte segments. A tiny non-zero
+/// MSS is raised to 48 (Linux's `tcp_min_snd_mss`).
 #[test]
-fn mss_zero_from_peer_is_raised_to_a_sane_minimum() {
-    let mut h = Harness::new(config());
-    let (c, syn) = start(&mut h);
-    h.inject(
-        peer80(),
-        syn.src,
-        Out::new(SYN | ACK, 100, 0).ackn(syn.seq + 1).mss(0),
-    );
-    let _ = h.one();
-    h.ep.send(c, &[5u8; 300]).unwrap();
-    let segs = h.drain();
-    assert!(!segs.is_empty());
-    assert!(segs.iter().all(|s| !s.payload.is_empty()));
+fn mss_zero_from_peer_means_the_default_and_a_tiny_one_is_raised() {
+    for (option, sent) in [(0, 536), (1, 48), (47, 48), (48, 48)] {
+        let mut h = Harness::new(config());
+        let (c, syn) = start(&mut h);
+        h.inject(
+            peer80(),
+            syn.src,
+            Out::new(SYN | ACK, 100, 0).ackn(syn.seq + 1).mss(option),
+        );
+        let _ = h.one();
+        h.ep.send(c, &[5u8; 3000]).unwrap();
+        let segs = h.drain();
+        assert_eq!(segs[0].payload.len(), sent, "MSS option {option}");
+        assert!(segs.iter().all(|s| s.payload.len() <= sent));
+    }
+}
+
+/// The same on a passive open, with and without SYN cookies: the SYN's MSS option of 0
+/// leaves the connection at 536.
+#[test]
+fn mss_zero_in_a_syn_means_the_default_on_both_listen_paths() {
+    for cookies in [SynCookies::OnOverflow, SynCookies::Always] {
+        let mut c = config();
+        c.syncookies(cookies);
+        let mut h = Harness::new(c);
+        let l = h.ep.listen(server(), 16).unwrap();
+        h.inject(client(), server(), Out::new(SYN, 10, 0).mss(0));
+        let sa = h.one();
+        h.inject(client(), server(), Out::new(ACK, 11, 0).ackn(sa.seq + 1));
+        let conn = h.ep.accept(l).unwrap();
+        h.ep.send(conn, &[1u8; 3000]).unwrap();
+        let segs = h.drain();
+        assert_eq!(segs[0].payload.len(), 536, "{cookies:?}");
+    }
 }
 
 // === Simultaneous open ==========================================================================

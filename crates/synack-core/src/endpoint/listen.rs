@@ -18,7 +18,7 @@ use crate::seq::SeqNumber;
 use crate::syncookie;
 use crate::tcp::connection::handshake::{Identity, PeerOptions};
 use crate::tcp::connection::output::HOP_LIMIT;
-use crate::tcp::connection::{PortClaim, SegmentMeta};
+use crate::tcp::connection::{default_mss, PortClaim, SegmentMeta};
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
@@ -471,7 +471,7 @@ impl Endpoint {
     ) {
         let ipv6 = local.is_ipv6();
         let (our_mss, shift) = self.our_syn_options(ipv6);
-        let peer_mss = syn.max_seg_size.unwrap_or(if ipv6 { 1220 } else { 536 });
+        let peer_mss = PeerOptions::mss_of(syn).unwrap_or(default_mss(ipv6) as u16);
         let mss = peer_mss.min(our_mss);
         let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
         let mut synack = TcpRepr::new(

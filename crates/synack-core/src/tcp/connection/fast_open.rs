@@ -18,6 +18,7 @@ use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, FastOpenCookie, TcpRepr};
 
+use super::handshake::PeerOptions;
 use super::Connection;
 
 /// The option area a SYN's data leaves room for, whatever options the SYN carries: the most
@@ -261,7 +262,7 @@ impl Connection {
             };
             f.learned = Some(LearnedFastOpen {
                 cookie: seg.fast_open.filter(|c| !c.is_request()),
-                mss: seg.max_seg_size,
+                mss: PeerOptions::mss_of(seg),
                 try_exp,
             });
         }

@@ -50,11 +50,19 @@ pub(crate) struct PeerOptions {
 impl PeerOptions {
     pub fn of(seg: &TcpRepr<'_>) -> PeerOptions {
         PeerOptions {
-            mss: seg.max_seg_size,
+            mss: Self::mss_of(seg),
             wscale: seg.window_scale,
             sack_permitted: seg.sack_permitted,
             tsval: seg.timestamp.map(|t| t.tsval),
         }
+    }
+
+    /// The segment's MSS option, if it says anything: an MSS of 0 is taken as no option, so
+    /// the default of RFC 9293 §3.7.1 applies (536 for IPv4, 1220 for IPv6), as Linux's
+    /// `tcp_parse_options` takes the option only `if (in_mss)`. A value of 1 to 47 is an
+    /// option, raised to `MIN_MSS` by whoever sizes segments by it (`tcp_min_snd_mss`).
+    pub fn mss_of(seg: &TcpRepr<'_>) -> Option<u16> {
+        seg.max_seg_size.filter(|&mss| mss != 0)
     }
 }
 
