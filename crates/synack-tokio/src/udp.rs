@@ -431,9 +431,11 @@ impl UdpSocket {
     }
 
     /// Receives one datagram into `buf`'s room, advancing it, as tokio's `recv_buf_from`;
-    /// returns the bytes added and the sender. A buffer that can grow (`BytesMut`,
-    /// `Vec<u8>`) takes the whole datagram; a fixed one takes what fits and the rest is
-    /// discarded. The datagram is put straight in: the room is never zeroed first.
+    /// returns the bytes added and the sender. As tokio's, it goes into `buf.chunk_mut()`
+    /// only: what does not fit is discarded, and a buffer is never grown to hold it (a
+    /// `Vec::new()` gets the 64 bytes `BufMut` reserves; give it the capacity of the
+    /// largest datagram wanted). The datagram is put straight in: the room is never zeroed
+    /// first.
     pub async fn recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
         crate::stack::wait_listed(
             |cx| {
@@ -452,9 +454,10 @@ impl UdpSocket {
     }
 
     /// [`recv_buf_from`](Self::recv_buf_from) without waiting: `WouldBlock` when no datagram
-    /// has come.
+    /// has come (see [`try_recv_from`](Self::try_recv_from)).
     pub fn try_recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
         let mut inner = self.stack.lock_udp()?;
+        if_readable(&inner, self.handle)?;
         Ok(take_into(&mut inner, self.handle, buf)?)
     }
 
@@ -479,9 +482,14 @@ impl UdpSocket {
     }
 
     /// Takes a datagram if one has come, without waiting: `WouldBlock` when none has (wait
-    /// with [`readable`](Self::readable)). As [`recv_from`](Self::recv_from) otherwise.
+    /// with [`readable`](Self::readable)). As [`recv_from`](Self::recv_from) otherwise: a
+    /// pending ICMP error comes first, once, when a datagram is there to take. As tokio's,
+    /// which makes the system call only once the socket is readable, an error with no
+    /// datagram behind it is `WouldBlock` here (take it with [`take_error`](Self::take_error),
+    /// or wait for it with [`recv`](Self::recv) or `ready(Interest::ERROR)`).
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut inner = self.stack.lock_udp()?;
+        if_readable(&inner, self.handle)?;
         Ok(inner.endpoint.udp_recv_from(self.handle, buf)?)
     }
 
@@ -514,9 +522,11 @@ impl UdpSocket {
         self.received(&mut inner, cx, peeked)
     }
 
-    /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` when none has come.
+    /// [`peek_from`](Self::peek_from) without waiting: `WouldBlock` when none has come (see
+    /// [`try_recv_from`](Self::try_recv_from)).
     pub fn try_peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut inner = self.stack.lock_udp()?;
+        if_readable(&inner, self.handle)?;
         Ok(inner.endpoint.udp_peek_from(self.handle, buf)?)
     }
 
@@ -558,8 +568,8 @@ impl UdpSocket {
     }
 
     /// Waits until the socket is ready for any of `interest` and says which, as tokio's
-    /// `UdpSocket::ready`: readable when a datagram (or a pending error) can be taken,
-    /// writable when one can be queued.
+    /// `UdpSocket::ready`: readable when a datagram has come (a pending ICMP error alone is
+    /// `ERROR`, as Linux's `EPOLLERR`, not readable), writable when one can be queued.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         crate::stack::wait_listed(
             |cx| {
@@ -595,8 +605,10 @@ impl UdpSocket {
         self.received(&mut inner, cx, Err(Error::WouldBlock))
     }
 
-    /// Waits until a datagram (or a pending error) can be taken, for
-    /// [`try_recv_from`](Self::try_recv_from).
+    /// Waits until a datagram has come, for [`try_recv_from`](Self::try_recv_from). A
+    /// pending ICMP error alone does not end the wait, as on Linux, where it sets
+    /// `EPOLLERR` and not `EPOLLIN`: [`recv`](Self::recv) and `ready(Interest::ERROR)`
+    /// report it.
     pub async fn readable(&self) -> io::Result<()> {
         crate::stack::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
     }
@@ -703,19 +715,31 @@ impl UdpSocket {
     }
 }
 
-/// Takes the socket's next datagram into `buf`'s room, as much as fits (the rest is
-/// discarded, as `recv_from` does): the bytes added and the sender. Taken whole from the core
-/// and put in with `put_slice`, so that a caller's uninitialised buffer (64 KiB for a
-/// datagram socket, say) is written, never zeroed first.
+/// Takes the socket's next datagram into `buf`'s next chunk, as much as fits (the rest is
+/// discarded, as `recv_from` does, and as tokio's `recv_buf` receives into `chunk_mut()`
+/// only): the bytes added and the sender. Taken whole from the core and put in with
+/// `put_slice`, so that a caller's uninitialised buffer (64 KiB for a datagram socket, say)
+/// is written, never zeroed first, and never grown past that chunk.
 fn take_into<B: BufMut + ?Sized>(
     inner: &mut Inner,
     h: UdpHandle,
     buf: &mut B,
 ) -> Result<(usize, SocketAddr), Error> {
+    let room = buf.chunk_mut().len();
     let (data, from, _to) = inner.endpoint.udp_recv(h)?;
-    let n = data.len().min(buf.remaining_mut());
+    let n = data.len().min(room);
     buf.put_slice(&data[..n]);
     Ok((n, from))
+}
+
+/// `WouldBlock` unless a datagram has come: the readiness tokio's `try_` receives check
+/// before their system call, so that a pending ICMP error alone (Linux's `EPOLLERR`) is
+/// not taken by them.
+fn if_readable(inner: &Inner, h: UdpHandle) -> Result<(), Error> {
+    match inner.endpoint.udp_recv_ready(h)? {
+        true => Ok(()),
+        false => Err(Error::WouldBlock),
+    }
 }
 
 /// An IPv4 multicast interface: the unspecified address or one of the stack's.

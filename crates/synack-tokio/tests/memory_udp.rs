@@ -159,9 +159,24 @@ async fn try_calls_and_readiness() {
         s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
         s.try_send(b"anyone?").unwrap();
         // `ready(ERROR)` alone sees it, as tokio's does (EPOLLERR while sk_err is set).
-        let r = within(s.ready(tokio::io::Interest::ERROR)).await.unwrap();
+        let r = within(s.ready(Interest::ERROR)).await.unwrap();
         assert!(r.is_error(), "{r:?}");
-        within(s.readable()).await.unwrap();
+        // It is not readable: Linux's udp_poll says EPOLLERR, not EPOLLIN, so tokio's
+        // readiness and its `try_` receives (which ask the readiness first) do not see it.
+        let r = within(s.ready(Interest::READABLE | Interest::WRITABLE))
+            .await
+            .unwrap();
+        assert!(r.is_writable() && !r.is_readable(), "{r:?}");
+        let waited = tokio::time::timeout(Duration::from_millis(100), s.readable()).await;
+        assert!(waited.is_err(), "readable on an error alone");
+        assert_eq!(
+            s.try_recv(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(
+            s.try_peek_from(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         let e = s.take_error().unwrap().expect("port unreachable");
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
         assert!(s.take_error().unwrap().is_none());
@@ -237,25 +252,35 @@ async fn peeks_ready_bufmut_receives_and_tos() {
         assert_eq!(rx.try_peek(&mut head).unwrap(), 4);
         assert_eq!(head, big[..4]);
 
-        // Into an empty `BytesMut`: the whole datagram, however little room it had.
-        let mut grown = BytesMut::new();
-        let (n, sender) = within(rx.recv_buf_from(&mut grown)).await.unwrap();
+        // Into a `BytesMut` with room for it: the whole datagram.
+        let mut room = BytesMut::with_capacity(2048);
+        let (n, sender) = within(rx.recv_buf_from(&mut room)).await.unwrap();
         assert_eq!((n, sender), (1200, from));
-        assert_eq!(&grown[..], &big[..]);
+        assert_eq!(&room[..], &big[..]);
         // Into a fixed slice: what fits; the rest of that datagram is gone.
         let mut fixed = [0u8; 3];
         assert_eq!(rx.try_recv_buf(&mut &mut fixed[..]).unwrap(), 3);
         assert_eq!(&fixed, b"sec");
         assert_eq!(
-            rx.try_recv_buf_from(&mut grown).unwrap_err().kind(),
+            rx.try_recv_buf_from(&mut room).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
 
-        // Into a `Vec`, as into any growing buffer.
-        tx.send(b"third").await.unwrap();
+        // As tokio's, into the buffer's next chunk only, never grown to fit (measured with
+        // tokio on Linux: 16 bytes of 100 into `Vec::with_capacity(16)`, 64 into
+        // `Vec::new()`, the room `BufMut` reserves, 10 into `BytesMut::with_capacity(10)`).
+        tx.send(&big[..100]).await.unwrap();
+        tx.send(&big[..100]).await.unwrap();
+        tx.send(&big[..100]).await.unwrap();
+        let mut vec = Vec::with_capacity(16);
+        assert_eq!(within(rx.recv_buf(&mut vec)).await.unwrap(), 16);
+        assert_eq!(vec, big[..16]);
         let mut vec = Vec::new();
-        assert_eq!(within(rx.recv_buf(&mut vec)).await.unwrap(), 5);
-        assert_eq!(vec, b"third");
+        assert_eq!(within(rx.recv_buf(&mut vec)).await.unwrap(), 64);
+        assert_eq!(vec, big[..64]);
+        let mut small = BytesMut::with_capacity(10);
+        let (n, _) = within(rx.recv_buf_from(&mut small)).await.unwrap();
+        assert_eq!((n, &small[..]), (10, &big[..10]));
     })
     .await;
 }
@@ -284,6 +309,46 @@ async fn connected_socket_is_refused_and_drop_frees_the_port() {
         assert_eq!(e.kind(), io::ErrorKind::NotConnected);
         let e = unconnected.send_to(&[0u8; 65_508], addr).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "message too long");
+    })
+    .await;
+}
+
+/// A pending ICMP error as Linux keeps it (measured with tokio on Linux): a receive with a
+/// datagram behind it reports the error first, once, then the datagram (`__skb_recv_udp`
+/// asks `sock_error` before the queue); connecting elsewhere leaves it pending
+/// (`ip4_datagram_connect` does not touch `sk_err`).
+#[tokio::test]
+async fn a_pending_error_comes_before_a_datagram_and_outlives_a_connect() {
+    within(async {
+        let (client, server) = stacks(false);
+        let closed = SocketAddr::new(SERVER, 9401);
+        let s = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        s.connect(closed).await.unwrap();
+        s.send(b"anyone?").await.unwrap();
+        assert!(within(s.ready(Interest::ERROR)).await.unwrap().is_error());
+        // The port opens and answers: the datagram is readable, the error still first.
+        let peer = UdpSocket::bind(&server, closed).await.unwrap();
+        peer.send_to(b"here", s.local_addr().unwrap())
+            .await
+            .unwrap();
+        within(s.readable()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let e = s.try_recv(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(s.try_recv(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"here");
+        assert!(s.take_error().unwrap().is_none());
+
+        // Refused again, then connected to the port that answers: still pending.
+        drop(peer);
+        s.send(b"again?").await.unwrap();
+        assert!(within(s.ready(Interest::ERROR)).await.unwrap().is_error());
+        let open = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9402))
+            .await
+            .unwrap();
+        s.connect(open.local_addr().unwrap()).await.unwrap();
+        let e = s.take_error().unwrap().expect("kept across the connect");
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
     })
     .await;
 }

@@ -459,7 +459,8 @@ impl Endpoint {
     /// Connect a UDP socket to `peer`: `udp_send` goes there, and only datagrams from it are
     /// received. A socket bound to the unspecified address takes the stack's first address
     /// of the peer's family as its own, as Linux picks a source at connect; an unspecified
-    /// peer is this host (see `this_host`). Clears a pending error. A broadcast peer is
+    /// peer is this host (see `this_host`). A pending error stays for the next call, as
+    /// Linux's `ip4_datagram_connect` leaves `sk_err` alone. A broadcast peer is
     /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     ///
     /// A dual-stack socket (`[::]`) connected to an IPv4 peer becomes IPv4-mapped: it
@@ -498,7 +499,6 @@ impl Endpoint {
         sock.local = new_local;
         sock.mapped = mapped || becomes_mapped;
         sock.peer = Some(peer);
-        sock.error = None;
         Ok(())
     }
 
@@ -828,10 +828,13 @@ impl Endpoint {
         Ok(d)
     }
 
-    /// Whether `udp_recv_from` would return something now (a datagram or an error).
+    /// Whether a datagram is queued: readable, as Linux's `udp_poll` says `EPOLLIN`. A
+    /// pending ICMP error alone is not (it is `EPOLLERR`: [`udp_error_pending`]), though
+    /// `udp_recv_from` reports it first either way.
+    ///
+    /// [`udp_error_pending`]: Endpoint::udp_error_pending
     pub fn udp_recv_ready(&self, h: UdpHandle) -> Result<bool, Error> {
-        let sock = self.udp.socket(h)?;
-        Ok(sock.error.is_some() || !sock.queue.is_empty())
+        Ok(!self.udp.socket(h)?.queue.is_empty())
     }
 
     /// Whether a datagram sent now would be queued: the own-packet queue is under its bound
