@@ -4500,3 +4500,67 @@ fn at_the_smallest_mtu_every_packet_fits_it() {
         p.largest
     );
 }
+
+// === A hostile peer's stream: bytes past its FIN, overlaps with other bytes ==================
+
+impl Conn {
+    /// A segment from the peer at `off` bytes past its first data byte, acknowledging all.
+    fn at(&mut self, flags: TcpFlags, off: usize, data: &[u8]) {
+        let o = Out::new(flags, 0, 0)
+            .seqn(SeqNumber(10_001) + off)
+            .ackn(self.our_nxt)
+            .data(data);
+        self.h.inject(self.peer, self.us, o);
+    }
+}
+
+/// Bytes after the peer's FIN are no part of the stream, in whatever order they come: the
+/// application reads up to the FIN, then the end, and the FIN is acknowledged, not bytes
+/// past it (Linux's `tcp_ofo_queue` stops at the FIN and `tcp_fin` purges the rest). The
+/// stream used to go on past the FIN, which was then never taken.
+#[test]
+fn bytes_past_the_peers_fin_are_never_read_in_any_order() {
+    type Step = (TcpFlags, usize, &'static [u8]);
+    let fin: Step = (ACK | FIN, 5, b"world");
+    let after: Step = (ACK, 10, b"XXXXXXXXXX");
+    let hole: Step = (ACK, 0, b"hello");
+    let in_order_fin: Step = (ACK | FIN, 0, b"helloworld");
+    let a_later_fin: Step = (ACK | FIN, 15, b"");
+    for steps in [
+        vec![fin, after, hole],
+        vec![after, fin, hole],
+        vec![after, in_order_fin],
+        vec![fin, a_later_fin, after, hole],
+        vec![a_later_fin, fin, hole],
+    ] {
+        let mut k = Conn::open(config(), false, true);
+        for &(flags, off, data) in &steps {
+            k.at(flags, off, data);
+        }
+        let acks = k.h.drain();
+        assert_eq!(k.read_all(), b"helloworld", "{steps:?}");
+        assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait, "{steps:?}");
+        assert_eq!(acks.last().unwrap().ack, SeqNumber(10_012), "{steps:?}");
+        assert!(matches!(k.h.ep.recv(k.h.now, k.c, &mut [0u8; 8]), Ok(0)));
+    }
+}
+
+/// Out-of-order segments that overlap with other bytes: the application reads what Linux's
+/// would (`tcp_data_queue_ofo`: a segment whose bits are all held is dropped; where two
+/// overlap, the lower start's bytes), not the newest copy.
+#[test]
+fn overlapping_out_of_order_retransmissions_keep_linuxs_bytes() {
+    let cases: [(&[(usize, &[u8])], &[u8]); 3] = [
+        (&[(5, b"BBBBB"), (6, b"xxx")], b"aaaaaBBBBB"),
+        (&[(5, b"BBBBB"), (8, b"yyyyy")], b"aaaaaBBBBByyy"),
+        (&[(8, b"yyyyy"), (5, b"BBBBB")], b"aaaaaBBBBByyy"),
+    ];
+    for (steps, stream) in cases {
+        let mut k = Conn::open(config(), false, true);
+        for &(off, data) in steps {
+            k.at(ACK, off, data);
+        }
+        k.at(ACK, 0, b"aaaaa");
+        assert_eq!(k.read_all(), stream, "{steps:?}");
+    }
+}

@@ -170,11 +170,19 @@ impl RecvBuffer {
     /// Stores `data` at `offset` bytes past RCV.NXT and returns how far RCV.NXT advanced.
     ///
     /// Bytes past [`window()`](Self::window) are discarded (RFC 9293 §3.10.7.4: segments are
-    /// trimmed to the receive window). Overlaps with bytes already held are allowed: TCP
-    /// retransmits the same bytes, so overwriting them changes nothing. A segment at offset
-    /// 0 advances RCV.NXT past itself and past every held range it reaches. A segment past
-    /// a hole is held as out-of-order data, unless that would need more than `max_ranges`
-    /// ranges, in which case nothing is stored and `Err(TooManyRanges)` is returned.
+    /// trimmed to the receive window). A segment at offset 0 advances RCV.NXT past itself
+    /// and past every held range it reaches. A segment past a hole is held as out-of-order
+    /// data, unless that would need more than `max_ranges` ranges, in which case nothing is
+    /// stored and `Err(TooManyRanges)` is returned.
+    ///
+    /// Overlaps with bytes already held are allowed. An honest peer resends the same bytes,
+    /// but a hostile one may not, and the bytes the application reads are then Linux's
+    /// (`tcp_data_queue_ofo`, `tcp_ofo_queue`), so that a monitor modelling Linux sees the
+    /// stream the application does: where out-of-order segments overlap, the one that
+    /// starts lower wins, and of two that start together, the later if it reaches as far
+    /// (Linux replaces the first), else the first ("all the bits are present"). Held ranges
+    /// stand in for Linux's segments here, and in-order data overwrites what it reaches,
+    /// as Linux's reads past RCV.NXT skip the held segment's covered part.
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<usize, TooManyRanges> {
         let window = self.window();
         if offset >= window || data.is_empty() {
@@ -186,8 +194,23 @@ impl RecvBuffer {
         self.clock += 1;
 
         if offset > 0 {
+            // The held bytes this segment must not overwrite, found before `hold` merges.
+            let kept: Vec<(u64, u64)> = self
+                .ranges
+                .iter()
+                .filter(|r| r.start < end && r.end > start)
+                .filter(|r| !(start < r.start || (start == r.start && end >= r.end)))
+                .map(|r| (r.start.max(start), r.end.min(end)))
+                .collect();
             self.hold(start, end)?;
-            self.store(start, data);
+            let mut pos = start;
+            for (from, to) in kept.into_iter().chain([(end, end)]) {
+                if from > pos {
+                    let at = (pos - start) as usize;
+                    self.store(pos, &data[at..at + (from - pos) as usize]);
+                }
+                pos = pos.max(to);
+            }
             return Ok(0);
         }
 
@@ -333,6 +356,22 @@ impl RecvBuffer {
         before - self.allocated()
     }
 
+    /// Forgets every out-of-order byte at or past `offset` bytes beyond RCV.NXT: the peer's
+    /// FIN is there, and nothing after it is part of the stream (Linux's `tcp_fin` purges
+    /// the out-of-order queue; its `tcp_ofo_queue` stops at the FIN). Returns whether any
+    /// was held.
+    pub fn discard_from(&mut self, offset: usize) -> bool {
+        let pos = self.nxt + offset as u64;
+        let before = self.ranges.len();
+        self.ranges.retain(|r| r.start < pos);
+        let mut trimmed = self.ranges.len() != before;
+        if let Some(last) = self.ranges.last_mut().filter(|r| r.end > pos) {
+            last.end = pos;
+            trimmed = true;
+        }
+        trimmed
+    }
+
     /// Changes the capacity; never below what is held (the readable bytes plus everything up
     /// to the end of the last out-of-order range), so that no held byte falls outside it.
     pub fn set_capacity(&mut self, capacity: usize) {
@@ -454,6 +493,54 @@ mod tests {
         assert_eq!(buf.read(&mut out), out.len());
         assert!(buf.is_empty());
         out
+    }
+
+    /// Where a hostile peer's out-of-order segments overlap with other bytes, the stream
+    /// read is Linux's (`tcp_data_queue_ofo`): the lower start wins; of two starting
+    /// together, the later if it reaches as far, else the first.
+    #[test]
+    fn overlapping_out_of_order_bytes_are_kept_as_linux_keeps_them() {
+        let cases: [(&[(usize, &[u8])], &[u8]); 5] = [
+            // Inside a held segment: all its bits are present, dropped.
+            (&[(5, b"BBBBB"), (6, b"xxx")], b"aaaaaBBBBB"),
+            // Starting inside and running past it: the held part stays.
+            (&[(5, b"BBBBB"), (8, b"yyyyy")], b"aaaaaBBBBByyy"),
+            // Starting lower and running into it: the lower one's bytes.
+            (&[(8, b"yyyyy"), (5, b"BBBBB")], b"aaaaaBBBBByyy"),
+            // Same start, reaching further: it replaces the held one.
+            (&[(5, b"BBB"), (5, b"zzzzz")], b"aaaaazzzzz"),
+            // Same start, shorter: dropped.
+            (&[(5, b"BBBBB"), (5, b"zz")], b"aaaaaBBBBB"),
+        ];
+        for (segments, stream) in cases {
+            let mut buf = RecvBuffer::new(100, 4);
+            for &(offset, data) in segments {
+                assert_eq!(buf.write(offset, data), Ok(0));
+            }
+            assert!(buf.write(0, b"aaaaa").unwrap() > 5);
+            assert_eq!(read_all(&mut buf), stream, "{segments:?}");
+        }
+        // In-order data overwrites what it reaches, as Linux reads past RCV.NXT.
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(3, b"xxx").unwrap();
+        assert_eq!(buf.write(0, b"aaaaa"), Ok(6));
+        assert_eq!(read_all(&mut buf), b"aaaaax");
+    }
+
+    #[test]
+    fn discard_from_forgets_held_bytes_past_a_fin() {
+        let mut buf = RecvBuffer::new(100, 4);
+        buf.write(2, b"cc").unwrap();
+        buf.write(6, b"gggg").unwrap();
+        buf.write(12, b"mm").unwrap();
+        // The FIN at 8: [12, 14) goes, [6, 10) is cut to [6, 8).
+        assert!(buf.discard_from(8));
+        assert_eq!(buf.ooo_bytes(), 4);
+        assert!(!buf.discard_from(8));
+        assert_eq!(buf.write(0, b"aa"), Ok(4));
+        assert_eq!(buf.write(0, b"ee"), Ok(4));
+        assert_eq!(read_all(&mut buf), b"aacceegg");
+        assert_eq!(buf.ooo_ranges(), 0);
     }
 
     #[test]

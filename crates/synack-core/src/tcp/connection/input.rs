@@ -635,6 +635,30 @@ impl Connection {
             self.answer_duplicate(start, end);
             self.verdict.duplicate_data |= end <= self.rcv.nxt;
         }
+        // The FIN bit (RFC 9293 §3.10.7.4 "eighth") is noted before the text is stored: it
+        // ends the stream, and nothing after it may be, whatever the peer sends there. A
+        // FIN within the window is remembered until the bytes before it have all come;
+        // the held bytes past it are forgotten (Linux's `tcp_fin` purges the out-of-order
+        // queue, and `tcp_ofo_queue` stops at the FIN); of two FINs, the lower stands, as
+        // Linux's queue reaches it first.
+        if flags.contains(TcpFlags::FIN)
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+        {
+            let fin_seq = start + seg.payload.len();
+            if fin_seq >= self.rcv.nxt && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt {
+                let fin_seq = match self.rcv.fin_seq {
+                    Some(earlier) if earlier < fin_seq => earlier,
+                    _ => fin_seq,
+                };
+                self.rcv.fin_seq = Some(fin_seq);
+                if self.rcv.buffer.discard_from(fin_seq - self.rcv.nxt) {
+                    self.rcv.sack_changed = true;
+                }
+            }
+        }
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
@@ -651,13 +675,9 @@ impl Connection {
             let fin_seq = start + seg.payload.len();
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
-                    if fin_seq >= self.rcv.nxt
-                        && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt
-                    {
-                        self.rcv.fin_seq = Some(fin_seq);
-                    }
-                    // A FIN ahead of missing data is acknowledged at once, like any segment
-                    // out of order; one in order is taken below, which decides.
+                    // Noted above, before the text. A FIN ahead of missing data is
+                    // acknowledged at once, like any segment out of order; one in order is
+                    // taken below, which decides.
                     if fin_seq != self.rcv.nxt {
                         self.rcv.ack_now = true;
                     }
@@ -737,13 +757,18 @@ impl Connection {
         }
         // New bytes: a congestion mark on them is echoed (RFC 3168 §6.1.3).
         self.ecn_check_ce();
-        // Trim what lies past the window we advertised.
-        let room = (self.rcv.adv - start).min(self.rcv.buffer.window());
+        // Trim what lies past the window we advertised, and past the peer's FIN: no byte
+        // after it is part of the stream (a negative distance is 0: all of it goes).
+        let mut room = (self.rcv.adv - start).min(self.rcv.buffer.window());
+        if let Some(fin) = self.rcv.fin_seq {
+            room = room.min(fin - start);
+        }
         if data.len() > room {
             data = &data[..room];
         }
         if data.is_empty() {
-            // Past the window (or into a zero one): our window updates seem not to have
+            // Past the window (or into a zero one; or all past the peer's FIN, which
+            // counts the same, acknowledged and dropped): our window updates seem not to have
             // reached the sender, so this ACK and the next go at once (Linux's
             // `out_of_window`, quick-ACK mode). Linux 6.17+ gets there only with nothing
             // unread, and otherwise drops the segment earlier (`tcp_sequence`) with a plain
