@@ -4564,3 +4564,46 @@ fn overlapping_out_of_order_retransmissions_keep_linuxs_bytes() {
         assert_eq!(k.read_all(), stream, "{steps:?}");
     }
 }
+
+/// New data after the peer's FIN, starting below RCV.NXT and reaching past it: RFC 1122
+/// §4.2.2.13's reset. Linux (`tcp_rcv_state_process`, step 7) aborts the connection (EPIPE
+/// in CLOSE-WAIT) and answers with an RST at SEG.ACK; synack acknowledged it and went on.
+/// A second FIN further on draws nothing, where synack answered every one.
+#[test]
+fn data_after_the_peers_fin_aborts_close_wait() {
+    let mut k = Conn::open(config(), false, false);
+    k.at(ACK | FIN, 0, b"hello");
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait);
+    for _ in 0..3 {
+        k.at(ACK | FIN, 9, b"");
+    }
+    k.h.none();
+    k.at(ACK, 3, b"0123456789");
+    let rst = k.h.one();
+    assert!(rst.is(RST) && rst.seq == k.our_nxt, "{rst:?}");
+    // As on Linux, what was read before stays, then the end (SOCK_DONE), and a write
+    // meets the error.
+    assert_eq!(k.read_all(), b"hello");
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut [0u8; 8]), Ok(0));
+    assert_eq!(k.h.ep.send(k.c, b"late"), Err(Error::BrokenPipe));
+}
+
+/// After `close`, a FIN out of order (bytes missing before it) is new data the application
+/// can never read: reset, as for data (Linux's step 7 counts any segment that takes
+/// sequence space past RCV.NXT); synack acknowledged and held it.
+#[test]
+fn an_out_of_order_fin_after_close_resets() {
+    let mut k = Conn::open(config(), false, false);
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let fin = k.h.one();
+    assert!(fin.is(FIN | ACK));
+    k.our_nxt += 1;
+    k.at(ACK, 0, b"");
+    k.h.none();
+    assert_eq!(k.h.ep.connection_count(), 1);
+    k.at(ACK | FIN, 10, b"");
+    let rst = k.h.one();
+    assert!(rst.has(RST), "{rst:?}");
+    assert_eq!(k.h.ep.connection_count(), 0);
+}

@@ -597,9 +597,12 @@ impl Connection {
         // RFC 1122 §4.2.2.13: new data for a connection the application has closed can never
         // be read; the sender learns so from an RST, and the connection ends (Linux
         // tcp_rcv_state_process, FIN-WAIT-1 and -2 after close()).
+        // Linux's test (`tcp_rcv_state_process`, step 7, once `RCV_SHUTDOWN` is set): a
+        // segment that occupies sequence space and reaches past RCV.NXT before its FIN, so
+        // a bare FIN out of order too.
         if self.app_closed
             && matches!(self.state, State::FinWait1 | State::FinWait2)
-            && !seg.payload.is_empty()
+            && seg.seq_len() > 0
             && start + seg.payload.len() > self.rcv.nxt
         {
             // Closed with data unread and something still to send first (the answer
@@ -621,6 +624,21 @@ impl Connection {
             State::Established | State::FinWait1 | State::FinWait2
         ) {
             self.check_urgent(seg);
+        }
+        // CLOSE-WAIT, CLOSING, LAST-ACK: the peer's FIN has come, so a segment that starts
+        // below RCV.NXT and brings bytes past it is new data after the FIN, which RFC 1122
+        // §4.2.2.13 answers with a reset: the connection is aborted (Linux's step 7 once
+        // `RCV_SHUTDOWN` is set, `tcp_reset`: EPIPE in CLOSE-WAIT) and an RST goes back.
+        if start < self.rcv.nxt
+            && start + seg.payload.len() > self.rcv.nxt
+            && matches!(
+                self.state,
+                State::CloseWait | State::Closing | State::LastAck
+            )
+        {
+            self.reset_reply = Some(seg.ack_number);
+            self.handle_reset();
+            return;
         }
         // CLOSE-WAIT, CLOSING, LAST-ACK: a segment below RCV.NXT (a resent FIN, old data;
         // now taken for its ACK) is a duplicate, answered at once with a D-SACK, in
@@ -684,7 +702,12 @@ impl Connection {
                 }
                 _ => {
                     // CLOSE-WAIT, CLOSING, LAST-ACK: remain; a retransmitted FIN gets an ACK.
-                    self.rcv.ack_now = true;
+                    // One at or past RCV.NXT (a second FIN, further on) is dropped unanswered,
+                    // as Linux's step 7 leaves it, so that a peer cannot draw an ACK a
+                    // segment from us.
+                    if fin_seq < self.rcv.nxt {
+                        self.rcv.ack_now = true;
+                    }
                 }
             }
         }
