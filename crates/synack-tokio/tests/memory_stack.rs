@@ -2884,3 +2884,51 @@ async fn the_driver_reads_past_tokios_cooperative_budget() {
         "at most {largest_turn} packets in one of the driver's turns"
     );
 }
+
+/// An IPv6 address's flow label and scope id say nothing about the flow, as on Linux (it
+/// ignores `sin6_flowinfo` without `IPV6_FLOWINFO_SEND`, and the scope id names the one
+/// link): a connect, a listener and a UDP socket given them work, and show the address
+/// plain. Kept, they made the SYN-ACK miss its connection (reset, then `TimedOut` after
+/// 246 s), the listener refuse every client, and replies miss the connected UDP socket.
+#[tokio::test(start_paused = true)]
+async fn ipv6_flow_labels_and_scope_ids_are_ignored_as_linux_ignores_them() {
+    within(60, async {
+        let (c6, s6): (IpAddr, IpAddr) =
+            ("2001:2::2".parse().unwrap(), "2001:2::1".parse().unwrap());
+        let (client_dev, server_dev) = MemoryDevice::pair();
+        let client = Stack::new(config(1), client_dev, &[c6]).unwrap();
+        let server = Stack::new(config(2), server_dev, &[s6]).unwrap();
+        let dressed = |port: u16, flow: u32, scope: u32| {
+            let IpAddr::V6(ip) = s6 else { unreachable!() };
+            SocketAddr::V6(std::net::SocketAddrV6::new(ip, port, flow, scope))
+        };
+        let plain = |port: u16| SocketAddr::new(s6, port);
+
+        let listener = TcpListener::bind(&server, dressed(7040, 3, 1))
+            .await
+            .unwrap();
+        assert_eq!(listener.local_addr().unwrap(), plain(7040));
+        for (flow, scope) in [(0, 0), (5, 0), (0, 1), (7, 2)] {
+            let (c, s) = tokio::join!(
+                TcpStream::connect(&client, dressed(7040, flow, scope)),
+                listener.accept()
+            );
+            let (c, (s, _)) = (c.unwrap(), s.unwrap());
+            assert_eq!(c.peer_addr().unwrap(), plain(7040), "{flow} {scope}");
+            assert_eq!(s.local_addr().unwrap(), plain(7040));
+        }
+
+        let echo = UdpSocket::bind(&server, plain(5301)).await.unwrap();
+        let udp = UdpSocket::bind(&client, "[::]:0").await.unwrap();
+        udp.connect(dressed(5301, 7, 1)).await.unwrap();
+        assert_eq!(udp.peer_addr().unwrap(), plain(5301));
+        udp.send(b"x").await.unwrap();
+        let mut buf = [0u8; 8];
+        let (_, from) = echo.recv_from(&mut buf).await.unwrap();
+        echo.send_to(b"y", from).await.unwrap();
+        assert_eq!(udp.recv(&mut buf).await.unwrap(), 1);
+        udp.send_to(b"z", dressed(5301, 9, 3)).await.unwrap();
+        assert_eq!(echo.recv_from(&mut buf).await.unwrap(), (1, from));
+    })
+    .await;
+}

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::connections::Owner;
-use super::demux::is_martian;
+use super::demux::{is_martian, plain};
 use super::table::Tuple;
 use super::time_wait::Takeover;
 use super::{ConnectionHandle, Endpoint, FastOpenCached};
@@ -192,6 +192,7 @@ impl Endpoint {
     ) -> Result<(ConnectionHandle, usize), Error> {
         opts.check()?;
         let mut sent = 0;
+        let (remote, local) = (plain(remote), local.map(plain));
         let remote = resolve_unspecified(remote, local.map(|l| l.ip()), &self.addresses);
         // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN
         // goes, and the RST that answers it refuses the connection.

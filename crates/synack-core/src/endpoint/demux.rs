@@ -70,6 +70,15 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
     }
 }
 
+/// `addr` without an IPv6 flow label or scope id, as every address a socket is given
+/// (bound, connected or sent to) is taken: Linux ignores `sin6_flowinfo` unless
+/// `IPV6_FLOWINFO_SEND` is on, and the scope id names an interface, of which a stack has
+/// one; `getsockname` and `getpeername` then show both as 0. Kept, they would make a flow's
+/// addresses differ from the ones its packets carry, and no segment would find it.
+pub fn plain(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port())
+}
+
 /// The IPv4 address an IPv4-mapped one (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) stands for,
 /// with its port; `None` for any other address. The inverse of [`ipv4_mapped`].
 pub fn unmapped(addr: SocketAddr) -> Option<SocketAddr> {

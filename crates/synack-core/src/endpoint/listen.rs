@@ -614,7 +614,7 @@ impl Endpoint {
             reuse_address: *opts.reuse_address.get_or_insert(true),
             reuse_port: opts.reuse_port,
         };
-        let local = self.check_bind_with(local, sharing, &[])?;
+        let local = self.check_bind_with(super::demux::plain(local), sharing, &[])?;
         let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;

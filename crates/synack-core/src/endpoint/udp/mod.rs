@@ -471,6 +471,7 @@ impl Endpoint {
     /// connect would give this one (only this stack lets an IPv4 socket and a `[::]` one
     /// share a port, so only such a pair meets it).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
+        let peer = super::demux::plain(peer);
         let sock = self.udp.socket(h)?;
         let (local, mapped) = (sock.local, sock.mapped);
         let peer = self.dual_stack_destination(local, mapped, peer)?;
@@ -618,7 +619,7 @@ impl Endpoint {
         // `sk_mc_loop` reads IPV6_MULTICAST_LOOP on any IPv6 socket; an IPv4 datagram
         // takes IP_MULTICAST_TTL).
         let loops = loops[usize::from(local.is_ipv6() || mapped)];
-        let dst = self.dual_stack_destination(local, mapped, dst)?;
+        let dst = self.dual_stack_destination(local, mapped, super::demux::plain(dst))?;
         let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
         // A socket bound to a group sends from an address of ours, as Linux's sends from
