@@ -4550,7 +4550,8 @@ fn bytes_past_the_peers_fin_are_never_read_in_any_order() {
 /// overlap, the lower start's bytes), not the newest copy.
 #[test]
 fn overlapping_out_of_order_retransmissions_keep_linuxs_bytes() {
-    let cases: [(&[(usize, &[u8])], &[u8]); 3] = [
+    type Case = (&'static [(usize, &'static [u8])], &'static [u8]);
+    let cases: [Case; 3] = [
         (&[(5, b"BBBBB"), (6, b"xxx")], b"aaaaaBBBBB"),
         (&[(5, b"BBBBB"), (8, b"yyyyy")], b"aaaaaBBBBByyy"),
         (&[(8, b"yyyyy"), (5, b"BBBBB")], b"aaaaaBBBBByyy"),

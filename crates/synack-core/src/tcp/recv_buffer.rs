@@ -500,7 +500,9 @@ mod tests {
     /// together, the later if it reaches as far, else the first.
     #[test]
     fn overlapping_out_of_order_bytes_are_kept_as_linux_keeps_them() {
-        let cases: [(&[(usize, &[u8])], &[u8]); 5] = [
+        // The segments at their offsets, and the stream read.
+        type Case = (&'static [(usize, &'static [u8])], &'static [u8]);
+        let cases: [Case; 5] = [
             // Inside a held segment: all its bits are present, dropped.
             (&[(5, b"BBBBB"), (6, b"xxx")], b"aaaaaBBBBB"),
             // Starting inside and running past it: the held part stays.
