@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::*;
 use synack_core::wire::TcpFlags;
 use synack_core::{
-    Bytes, Config, ConnectionHandle, Error, Event, Instant, SendFlags, SeqNumber, State,
+    Bytes, Config, ConnectionHandle, Error, Event, Instant, SendFlags, SeqNumber, SocketOptions,
+    State,
 };
 
 const SYN: TcpFlags = TcpFlags::SYN;
@@ -4607,4 +4608,77 @@ fn an_out_of_order_fin_after_close_resets() {
     let rst = k.h.one();
     assert!(rst.has(RST), "{rst:?}");
     assert_eq!(k.h.ep.connection_count(), 0);
+}
+
+/// The peer shrinks its window to nothing under data in flight (RFC 9293 §3.8.6.2.1 lets a
+/// receiver do so, and a sender "MUST probe it in the standard way"): each timeout's go-back
+/// sends the segment at SND.UNA whole, as Linux's `__tcp_retransmit_skb` makes it the
+/// zero-window probe. synack sent nothing, so a lost window update stalled the connection.
+#[test]
+fn a_window_shrunk_to_nothing_under_data_in_flight_is_probed() {
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    let s = syn.seq + 1;
+    h.ep.send(c, &[1u8; 10_000]).unwrap();
+    assert_eq!(h.drain().len(), 10);
+    h.advance(Duration::from_millis(50));
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(s).window(0));
+    let _ = h.drain();
+    h.sent.clear();
+    h.advance(Duration::from_secs(5));
+    let probes: Vec<_> = h
+        .sent
+        .iter()
+        .map(|(_, x)| (x.seq - s, x.payload.len()))
+        .collect();
+    assert!(!probes.is_empty(), "nothing went out in 5 s");
+    assert!(
+        probes.iter().all(|&(off, len)| off == 0 && len == 1000),
+        "{probes:?}"
+    );
+    // The window opens: the rest follows.
+    h.inject(
+        peer,
+        us,
+        Out::new(ACK, 10_001, 0).ackn(s + 1000).window(65535),
+    );
+    assert!(!h.drain().is_empty());
+}
+
+/// While the peer answers them, those probes do not time the connection out (RFC 9293
+/// §3.8.6.2.1: the sender "SHOULD NOT time out the connection"); Linux's
+/// `tcp_rtx_probe0_timed_out` gives up only after twice the largest RTO without a word from
+/// the peer. synack timed it out after 967 s of answered probes; a silent peer still does.
+#[test]
+fn an_answered_probe_at_a_shrunk_window_keeps_the_connection() {
+    for answers in [true, false] {
+        let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+        let s = syn.seq + 1;
+        h.ep.send(c, &[1u8; 2000]).unwrap();
+        let _ = h.drain();
+        h.advance(Duration::from_millis(50));
+        h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(s + 1000).window(0));
+        let _ = h.drain();
+        let start = h.now;
+        while h.now - start < Duration::from_secs(3600) {
+            let Some(t) = h.ep.poll_timeout() else { break };
+            h.now = h.now.max(t);
+            h.ep.handle_timeout(h.now);
+            if !h.drain().is_empty() && answers {
+                h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(s + 1000).window(0));
+                let _ = h.drain();
+            }
+            if h.ep.state(c) != Ok(State::Established) {
+                break;
+            }
+        }
+        let waited = h.now - start;
+        if answers {
+            assert_eq!(h.ep.state(c), Ok(State::Established), "after {waited:?}");
+        } else {
+            // Twice the largest RTO (240 s) without a word, then the next timeout.
+            assert_eq!(h.ep.take_error(c), Ok(Some(Error::TimedOut)), "{waited:?}");
+            let secs = waited.as_secs();
+            assert!((240..=400).contains(&secs), "{waited:?}");
+        }
+    }
 }

@@ -565,7 +565,16 @@ impl Connection {
         let last = in_record == unsent;
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
-        let wnd_edge = self.snd.una + self.snd.wnd;
+        let mut wnd_edge = self.snd.una + self.snd.wnd;
+        if self.snd.wnd == 0 && self.snd.nxt == self.snd.una && self.snd.una < self.snd.max {
+            // A window shrunk to nothing under data in flight, and a timeout has gone back:
+            // the segment at SND.UNA goes whole all the same, as the zero-window probe RFC
+            // 9293 §3.8.6.2.1 requires (MUST-35) and as Linux's `__tcp_retransmit_skb` sends
+            // it ("our retransmit of one segment serves as a zero window probe"). Held, with
+            // the retransmission timer armed and so no persist timer, nothing would ask the
+            // peer for its window again.
+            wnd_edge = self.snd.una + room;
+        }
         if unsent > 0 && wnd_edge > self.snd.nxt {
             // Data may leave now, as far as the peer is concerned: after an idle period it
             // leaves under a restarted window. Not while a zero window holds it (the persist

@@ -448,7 +448,21 @@ impl Connection {
                 } else {
                     self.cfg.data_retries
                 };
-                let gave_up = self.timeouts > 0 && now - stamp >= self.model_timeout(retries);
+                let gave_up = if self.snd.wnd == 0 && !self.app_closed {
+                    // The peer shrank its window to nothing under data in flight: our
+                    // retransmissions are its zero-window probes (below), and RFC 9293
+                    // §3.8.6.2.1 says not to time out a connection whose peer answers them.
+                    // As Linux's `tcp_rtx_probe0_timed_out`: only once nothing has come from
+                    // it, nor been acknowledged, for twice the largest RTO (or the user
+                    // timeout, if less). A closed socket's are timed out as before.
+                    let mut limit = self.rtt.max_rto().saturating_mul(2);
+                    if let Some(user) = self.cfg.user_timeout {
+                        limit = limit.min(user);
+                    }
+                    now - self.last_recv > limit && now - since > limit
+                } else {
+                    self.timeouts > 0 && now - stamp >= self.model_timeout(retries)
+                };
                 if user_timeout_hit || gave_up {
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
                     return;
