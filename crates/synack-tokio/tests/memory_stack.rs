@@ -2932,3 +2932,22 @@ async fn ipv6_flow_labels_and_scope_ids_are_ignored_as_linux_ignores_them() {
     })
     .await;
 }
+
+/// A read into no room still reports the peer's reset, once, as tokio's `read(&mut [])`
+/// does on Linux (its `recvmsg` returns the pending error whatever the length); the next
+/// read is the end. synack's said `Ok(0)` and left the error for the next read.
+#[tokio::test]
+async fn a_read_of_nothing_reports_a_reset_once() {
+    within(10, async {
+        let (client, server) = stacks();
+        let (mut c, s) = connected(&client, &server, 9301).await;
+        s.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+        within(5, c.readable()).await.unwrap();
+        let e = c.read(&mut []).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(c.read(&mut [0u8; 8]).await.unwrap(), 0);
+        assert_eq!(c.read(&mut []).await.unwrap(), 0);
+    })
+    .await;
+}

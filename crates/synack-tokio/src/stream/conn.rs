@@ -112,7 +112,9 @@ impl ConnRef {
         if buf.remaining() == 0 {
             // No room: ready once a read would return something (bytes, the end or an
             // error), as tokio's `poll_read` waits for readiness first; never a read that
-            // spins, whatever the caller's loop.
+            // spins, whatever the caller's loop. Then a read of nothing, as tokio's makes
+            // one: Linux's `recvmsg` reports (and takes) a pending error even so, as
+            // `try_read(&mut [])` does here.
             return match inner.endpoint.recv_ready(self.handle) {
                 Ok(false) => {
                     if let Some(c) = inner.conns.get_mut(&self.handle) {
@@ -120,7 +122,13 @@ impl ConnRef {
                     }
                     Poll::Pending
                 }
-                Ok(true) | Err(_) => Poll::Ready(Ok(())),
+                Ok(true) | Err(_) => {
+                    drop(inner);
+                    Poll::Ready(match self.try_read(&mut []) {
+                        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                        _ => Ok(()),
+                    })
+                }
             };
         }
         let now = inner.now();
