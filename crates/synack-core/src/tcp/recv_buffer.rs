@@ -194,22 +194,19 @@ impl RecvBuffer {
         self.clock += 1;
 
         if offset > 0 {
-            // The held bytes this segment must not overwrite, found before `hold` merges.
-            let kept: Vec<(u64, u64)> = self
+            // The held bytes this segment must not overwrite, found before `hold` merges:
+            // those of the held range it starts in (ranges are disjoint: one at most),
+            // unless it starts with that range and reaches as far. Ranges it starts below
+            // take its bytes.
+            let first = self.ranges.partition_point(|r| r.end <= start);
+            let kept_to = self
                 .ranges
-                .iter()
-                .filter(|r| r.start < end && r.end > start)
-                .filter(|r| !(start < r.start || (start == r.start && end >= r.end)))
-                .map(|r| (r.start.max(start), r.end.min(end)))
-                .collect();
+                .get(first)
+                .filter(|r| r.start <= start && !(r.start == start && end >= r.end))
+                .map_or(start, |r| r.end.min(end));
             self.hold(start, end)?;
-            let mut pos = start;
-            for (from, to) in kept.into_iter().chain([(end, end)]) {
-                if from > pos {
-                    let at = (pos - start) as usize;
-                    self.store(pos, &data[at..at + (from - pos) as usize]);
-                }
-                pos = pos.max(to);
+            if kept_to < end {
+                self.store(kept_to, &data[(kept_to - start) as usize..]);
             }
             return Ok(0);
         }
