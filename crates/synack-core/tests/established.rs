@@ -4644,6 +4644,55 @@ fn a_window_shrunk_to_nothing_under_data_in_flight_is_probed() {
     assert!(!h.drain().is_empty());
 }
 
+/// A tail loss probe never goes past a window the peer shrank: the last segment sent lies
+/// beyond the new right edge, so the probe is not sent (Linux's `tcp_send_loss_probe` fails
+/// in `__tcp_retransmit_skb`, which refuses a segment past the edge unless it starts at
+/// SND.UNA) and the timeout that follows resends from SND.UNA within the window. synack
+/// resent the last segment, 6000 bytes past the edge.
+#[test]
+fn a_tail_loss_probe_stays_inside_a_shrunk_window() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    // Two segments acknowledged; the window shrinks to one segment past them.
+    let o = k.seg(ACK, b + 2000).window(1000);
+    k.send_peer(o);
+    let _ = k.h.drain();
+    let before = k.h.sent.len();
+    k.h.advance(Duration::from_secs(3));
+    let out: Vec<(usize, usize)> = k.h.sent[before..]
+        .iter()
+        .filter(|(_, s)| !s.payload.is_empty())
+        .map(|(_, s)| (s.seq - b, s.payload.len()))
+        .collect();
+    assert!(!out.is_empty(), "the timeout resends");
+    assert!(
+        out.iter().all(|&(off, len)| off == 2000 && len == 1000),
+        "past the edge at 3000: {out:?}"
+    );
+}
+
+/// Nor do the retransmissions of lost holes: those past the shrunk window's edge wait (Linux's
+/// `__tcp_retransmit_skb`), those inside it go, and the one at SND.UNA goes in any case.
+#[test]
+fn lost_holes_past_a_shrunk_window_are_not_resent() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    // The first five segments are lost; the window now ends at 4000.
+    let o = k
+        .seg(ACK, b)
+        .window(4000)
+        .sack(&[((b + 5000).0, (b + 10_000).0)]);
+    k.send_peer(o);
+    let out = sent_from(&mut k, b);
+    assert!(out.first() == Some(&(0, 1000)), "{out:?}");
+    assert!(
+        out.iter().all(|&(off, len)| off + len <= 4000),
+        "past the edge at 4000: {out:?}"
+    );
+}
+
 /// While the peer answers them, those probes do not time the connection out (RFC 9293
 /// §3.8.6.2.1: the sender "SHOULD NOT time out the connection"); Linux's
 /// `tcp_rtx_probe0_timed_out` gives up only after twice the largest RTO without a word from

@@ -37,13 +37,15 @@ impl Scoreboard {
         }
     }
 
-    /// Record a SACK block. Blocks outside `(una, max]`, empty or inverted, are ignored
-    /// (RFC 2018 §5 leaves validation to the sender; RFC 6675 §5 uses only valid blocks).
+    /// Record a SACK block. Blocks not wholly inside `(una, max]`, empty or inverted, are
+    /// ignored (RFC 2018 §5 leaves validation to the sender; RFC 6675 §5 uses only valid
+    /// blocks). One that starts at or below `una` (the ACK's, if it is new) is no report of
+    /// data held above a hole, and is not trimmed into one: Linux's
+    /// `tcp_is_sackblock_valid` ignores it unless it is a D-SACK, wholly below.
     pub fn add(&mut self, left: SeqNumber, right: SeqNumber, una: SeqNumber, max: SeqNumber) {
-        if left >= right || right > max || right <= una {
+        if left >= right || right > max || left <= una {
             return;
         }
-        let left = left.max(una);
         // Insert keeping order, then merge neighbours that touch or overlap.
         let at = self
             .ranges
@@ -175,6 +177,8 @@ mod tests {
         sb.add(s(500), s(400), s(100), s(1000)); // inverted
         sb.add(s(900), s(2000), s(100), s(1000)); // past SND.MAX
         sb.add(s(10), s(100), s(100), s(1000)); // below SND.UNA
+        sb.add(s(50), s(300), s(100), s(1000)); // across SND.UNA
+        sb.add(s(100), s(300), s(100), s(1000)); // from SND.UNA
         sb.add(s(5), s(5), s(0), s(1000)); // empty
         assert!(sb.ranges.is_empty());
         // Across the wrap.

@@ -124,6 +124,31 @@ impl Connection {
         // tcp_skb_can_collapse).
         let limit = self.record_end(seq).unwrap_or(buffered_end);
         let avail = limit - seq.min(limit);
+        // A window the peer shrank bounds retransmissions too, as Linux's
+        // `__tcp_retransmit_skb` bounds them: nothing at or past its right edge goes, but the
+        // segment at SND.UNA, which goes whole, as the zero-window probe RFC 9293 §3.8.6.2.1
+        // requires (MUST-35) when the window is closed; one that runs past the edge is cut
+        // to whole segments within it, or to what is left of the window if that is less than
+        // one. (Linux cuts the segment at SND.UNA to a window of less than one segment too;
+        // a receiver that avoids silly windows never offers one, but synack's own, at its
+        // memory cap, offers the segments it will take anyway rounded down to the window
+        // scale, and a sliver each time would slow that connection down.)
+        let wnd_edge = self.snd.una + self.snd.wnd;
+        let in_window = if seq == self.snd.una {
+            (wnd_edge - seq).max(room)
+        } else if seq < wnd_edge {
+            wnd_edge - seq
+        } else {
+            return None;
+        };
+        let avail = if avail > in_window {
+            match in_window - in_window % room {
+                0 => in_window,
+                whole => whole,
+            }
+        } else {
+            avail
+        };
         let len = avail.min(room).min(max_len);
         let len = match packet {
             Some((bytes, segments)) if bytes > room => {

@@ -233,6 +233,10 @@ impl Connection {
                 self.timers.retransmit = Some(now + self.current_rto());
             }
             if let Some(sent) = sent {
+                // Only a probe that went is one whose answer may reveal a loss (Linux sets
+                // `tlp_high_seq` once `tcp_send_loss_probe` has sent; a window the peer
+                // shrank may have let nothing go, see `send_data_at_most`).
+                self.recovery.tlp_outstanding = true;
                 self.counters.tlp = self.counters.tlp.saturating_add(1);
                 // The next probe of the episode, if one is left (`MAX_TLP_PROBES`), when it
                 // comes before the re-armed RTO.

@@ -233,7 +233,6 @@ impl Connection {
             // it); in recovery too, where it resends the first un-SACKed segment.
             if self.snd.una < self.snd.max {
                 self.recovery.tlp_pending = true;
-                self.recovery.tlp_outstanding = true;
                 self.recovery.tlp_probes = self.recovery.tlp_probes.saturating_add(1);
             }
         }
