@@ -4644,6 +4644,23 @@ fn a_window_shrunk_to_nothing_under_data_in_flight_is_probed() {
     assert!(!h.drain().is_empty());
 }
 
+/// A reset frees what was queued to send at once, while the application still holds the
+/// connection, as Linux's `tcp_reset` purges the write queue; before, it stayed charged
+/// against `Config::max_memory` until the handle was released, so a peer could make us
+/// queue a large response, reset, and keep the memory pinned.
+#[test]
+fn a_reset_frees_the_send_queue_at_once() {
+    let (mut h, c, us, peer, _) = active_open(PEER, &SocketOptions::default());
+    let n = h.ep.send(c, &[1u8; 200_000]).unwrap();
+    assert!(n > 100_000, "{n}");
+    let _ = h.drain();
+    assert!(h.ep.memory() >= n, "{}", h.ep.memory());
+    h.inject(peer, us, Out::new(RST, 10_001, 0));
+    assert_eq!(h.ep.take_error(c), Ok(Some(Error::ConnectionReset)));
+    assert_eq!(h.ep.send_queue_len(c), Ok(0));
+    assert!(h.ep.memory() < 4096, "{}", h.ep.memory());
+}
+
 /// A tail loss probe never goes past a window the peer shrank: the last segment sent lies
 /// beyond the new right edge, so the probe is not sent (Linux's `tcp_send_loss_probe` fails
 /// in `__tcp_retransmit_skb`, which refuses a segment past the edge unless it starts at

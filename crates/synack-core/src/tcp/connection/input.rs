@@ -750,8 +750,9 @@ impl Connection {
             // TIME-WAIT: the connection simply ends (Linux, tcp_rfc1337 = 0).
             _ => None,
         };
-        // What was queued to send is gone. What arrived and was not read yet stays readable
-        // before the error, as Linux's tcp_reset purges only the write queue.
+        // What was queued to send is gone (`enter_closed` frees it). What arrived and was not
+        // read yet stays readable before the error, as Linux's tcp_reset purges only the
+        // write queue.
         self.enter_closed(error);
     }
 

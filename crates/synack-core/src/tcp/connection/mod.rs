@@ -800,6 +800,14 @@ impl Connection {
         self.timers.clear_all();
         self.syn_pending = false;
         self.recovery = Recovery::default();
+        // What was queued to send can no longer go: it leaves the memory budget now, not
+        // when the application lets go of the connection, as Linux's `tcp_reset` purges the
+        // write queue (`tcp_write_queue_purge`). A peer could otherwise make us queue a
+        // large response, reset, and keep that memory charged for as long as the
+        // application holds the socket without touching it.
+        self.consume_acked(self.snd.buffer.len());
+        self.snd.scoreboard.clear();
+        self.reclaim();
         self.notify.closed = true;
         self.notify.readable = true;
         self.notify.writable = true;
