@@ -140,8 +140,10 @@ pub enum SynCookies {
 /// Bounds and timing of interception (see [`Config::intercept`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterceptConfig {
-    /// The most SYNs held undecided at once (default 1024); more are dropped. At least 1
-    /// (`Config::check`).
+    /// The most SYNs held undecided at once (default 1024). At least 1 (`Config::check`).
+    /// Beyond it a first SYN is dropped; the retransmission of one that went unanswered
+    /// takes the place of the newest first SYN held or, with none, of the oldest SYN held,
+    /// so that a flood, repeating its SYNs or not, cannot keep a client's retry out.
     pub max_pending: usize,
     /// The most of those from one source address (default 64). At least 1.
     pub max_per_source: usize,

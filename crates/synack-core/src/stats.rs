@@ -318,8 +318,9 @@ pub struct MemoryUsage {
     /// Released connections in the compact TIME-WAIT table.
     pub time_wait: usize,
     /// Bytes of connection state: each live connection's own structure, its congestion
-    /// controller and its index entries, and each TIME-WAIT entry (from the types' sizes,
-    /// not counting the tables' spare capacity).
+    /// controller and its index entries, each TIME-WAIT entry, and each SYN held by
+    /// interception with the packet it quotes (from the types' sizes, not counting the
+    /// tables' spare capacity).
     pub state: usize,
     /// Whether the endpoint is under memory pressure (see `Config::max_memory`).
     pub pressure: bool,

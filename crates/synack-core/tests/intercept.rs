@@ -380,17 +380,66 @@ fn at_a_full_table_a_retransmission_takes_the_newest_first_syns_place() {
     assert!(info(&h, displaced[0]).retransmission);
     assert_eq!(h.ep.intercepted(first[2]), Err(Error::InvalidHandle));
     // The two displaced in turn take the last first SYNs' places; then a retransmission
-    // finds only retransmissions held, which it never displaces, and is dropped.
+    // finds only retransmissions held, and takes the oldest one's place: the first retry.
     syn(&mut h, from(3), elsewhere(443), 1);
     assert_eq!(held(&mut h).len(), 1);
     syn(&mut h, from(2), elsewhere(443), 1);
     assert_eq!(held(&mut h).len(), 1);
     assert_eq!(h.ep.intercepted_count(), 4);
     syn(&mut h, client(40021), elsewhere(443), 1);
+    assert!(held(&mut h).is_empty(), "a first SYN at a full table");
     syn(&mut h, client(40021), elsewhere(443), 1);
-    assert!(held(&mut h).is_empty(), "all four held are retransmissions");
+    let last = held(&mut h);
+    assert_eq!(last.len(), 1);
+    assert_eq!(info(&h, last[0]).remote, client(40021));
+    assert_eq!(h.ep.intercepted(retry[0]), Err(Error::InvalidHandle));
+    assert!(h.ep.intercepted(displaced[0]).is_ok());
     assert_eq!(h.ep.intercepted_count(), 4);
     h.none();
+}
+
+/// A flood that sends each SYN twice makes them all retransmissions; a client's retry still
+/// gets in, in the place of the oldest held. It was dropped: a retransmission took only the
+/// place of a first SYN among the newest 64 places, and never another retransmission (a
+/// review's test).
+#[test]
+fn a_flood_that_repeats_its_syns_does_not_shut_out_a_clients_retry() {
+    let cfg = InterceptConfig {
+        max_pending: 64,
+        max_per_source: 64,
+        decision_timeout: Duration::from_secs(30),
+    };
+    let mut h = intercepting(cfg);
+    let from = |i: u32| {
+        let ip = Ipv4Addr::new(198, 18, 100 + (i / 250) as u8, (i % 250) as u8 + 1);
+        SocketAddr::new(IpAddr::V4(ip), 10_000)
+    };
+    for _ in 0..2 {
+        for i in 0..200 {
+            syn(&mut h, from(i), elsewhere(443), i);
+        }
+    }
+    let flood = held(&mut h);
+    let oldest = flood
+        .iter()
+        .copied()
+        .find(|&s| h.ep.intercepted(s).is_ok())
+        .unwrap();
+    assert!(info(&h, oldest).retransmission);
+    syn(&mut h, client(40_030), elsewhere(443), 7);
+    assert!(held(&mut h).is_empty(), "the table is full");
+    syn(&mut h, client(40_030), elsewhere(443), 7);
+    let retry = held(&mut h);
+    assert_eq!(retry.len(), 1, "the client's retry was shut out");
+    assert_eq!(info(&h, retry[0]).remote, client(40_030));
+    assert_eq!(h.ep.intercepted(oldest), Err(Error::InvalidHandle));
+    assert_eq!(h.ep.intercepted_count(), 64);
+    // What they hold is in the memory figures (64 SYNs of 44 bytes quoted, at least).
+    assert!(
+        h.ep.memory_usage().state >= 64 * 44,
+        "{:?}",
+        h.ep.memory_usage()
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@
 //! the application cannot keep up with. Accepted connections are ordinary passive
 //! connections from then on, under `max_connections` and `max_memory` like any other.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use super::demux::is_martian;
@@ -91,6 +91,9 @@ pub(super) struct Intercepts {
     /// Handles in arrival order: with one timeout for all, also deadline order. Decided
     /// handles stay until they reach the front (lazy deletion), at most `max_pending` more.
     expiry: VecDeque<SynHandle>,
+    /// The held SYNs that are first SYNs, not retransmissions: those a retransmission may
+    /// take the place of at a full table, newest first (handles grow with arrival).
+    firsts: BTreeSet<SynHandle>,
     next: u64,
     /// 4-tuples whose held SYN went unanswered lately, oldest first, at most
     /// [`UNANSWERED_KEPT`], and the same as a set: a later SYN of one is a retransmission.
@@ -103,13 +106,10 @@ pub(super) struct Intercepts {
 /// 2 MB at most, allocated only as SYNs go unanswered.
 const UNANSWERED_KEPT: usize = 16_384;
 
-/// How many of the newest held SYNs a retransmission looks through for a first SYN to take
-/// the place of, at a full table: a bounded cost for each SYN of a flood of retransmissions.
-const EVICT_SCAN: usize = 64;
-
 impl Intercepts {
     fn remove(&mut self, h: SynHandle) -> Option<Held> {
         let held = self.held.remove(&h)?;
+        self.firsts.remove(&h);
         self.by_tuple
             .remove(&Tuple(held.info.local, held.info.remote));
         if let Some(n) = self.per_source.get_mut(&held.info.remote.ip()) {
@@ -124,6 +124,15 @@ impl Intercepts {
     /// How many SYNs are held undecided.
     pub(super) fn len(&self) -> usize {
         self.held.len()
+    }
+
+    /// Bytes the held SYNs take: each one's record, the packet it quotes and its index
+    /// entries (from the types' sizes, not counting the tables' spare capacity).
+    pub(super) fn memory(&self) -> usize {
+        let entry = std::mem::size_of::<(SynHandle, Held)>()
+            + std::mem::size_of::<(Tuple, SynHandle)>()
+            + 2 * std::mem::size_of::<SynHandle>();
+        self.held.values().map(|h| entry + h.quote.capacity()).sum()
     }
 
     /// Removes held SYN `h` that goes unanswered (expired, dropped, or displaced), and
@@ -146,18 +155,23 @@ impl Intercepts {
         }
     }
 
-    /// At a full table, a retransmission takes the place of the newest held first SYN among
-    /// the last [`EVICT_SCAN`]: one the application is least likely to have begun on. That
-    /// SYN goes unanswered (and is remembered so). Never another retransmission, so that a
-    /// flood gains nothing by repeating its SYNs. Returns whether a place was found.
+    /// At a full table, a retransmission takes the place of the newest held first SYN, one
+    /// the application is least likely to have begun on; with none held, of the oldest
+    /// retransmission, the one the application has had longest to decide on. That SYN goes
+    /// unanswered (and is remembered so). A flood can make its SYNs retransmissions by
+    /// sending each twice, so retransmissions cannot be kept for good: a flood of them
+    /// pushes the held SYNs through in arrival order, and a client's retry still gets in
+    /// and is announced at once ([`Event::Intercepted`]), held until as many SYNs again as
+    /// the table holds have come after it. Returns whether a place was found.
     fn make_room_for_retransmission(&mut self) -> bool {
-        let victim = self
-            .expiry
-            .iter()
-            .rev()
-            .take(EVICT_SCAN)
-            .copied()
-            .find(|h| self.held.get(h).is_some_and(|x| !x.info.retransmission));
+        let victim = self.firsts.last().copied().or_else(|| {
+            // Decided handles wait in `expiry` (lazy deletion, bounded by its compaction):
+            // the first live one is the oldest held.
+            self.expiry
+                .iter()
+                .copied()
+                .find(|h| self.held.contains_key(h))
+        });
         victim.and_then(|h| self.remove_unanswered(h)).is_some()
     }
 }
@@ -248,6 +262,9 @@ impl Endpoint {
             },
         );
         self.intercepts.by_tuple.insert(tuple, h);
+        if !retransmission {
+            self.intercepts.firsts.insert(h);
+        }
         *self.intercepts.per_source.entry(remote.ip()).or_insert(0) += 1;
         self.intercepts.expiry.push_back(h);
         // Decided handles wait in the expiry queue until they reach its front; SYNs decided

@@ -356,6 +356,7 @@ impl Endpoint {
             state += std::mem::size_of::<Slot>() + slot.conn.controller_size() + index;
         }
         state += self.time_wait.len() * self.time_wait.entry_size();
+        state += self.intercepts.memory();
         MemoryUsage {
             buffered: self.memory,
             allocated,
