@@ -136,6 +136,7 @@ const TAG_FLOW: u8 = 5;
 const TAG_IP_ID: u8 = 6;
 const TAG_FRAGMENT_ID: u8 = 7;
 const TAG_REUSEPORT: u8 = 8;
+const TAG_ICMP_CREDIT: u8 = 9;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -337,6 +338,16 @@ impl Secrets {
         input.socket(local);
         input.socket(remote);
         input.hash(&self.port_key) as u32
+    }
+
+    /// The global ICMP credit the `n`th ICMP error spends: 0, 1 or 2, unpredictable (a keyed
+    /// hash of the count), 1 on average, as Linux's `icmp_global_consume` draws it
+    /// (`get_random_u32_below(3)`) so that an onlooker cannot count what the bucket spent
+    /// on others (the side channel of CVE-2020-25705).
+    pub fn icmp_credit(&self, n: u64) -> u64 {
+        let mut input = Input::new(TAG_ICMP_CREDIT);
+        input.put(&n.to_be_bytes());
+        input.hash(&self.port_key) % 3
     }
 
     /// A seed for the endpoint's hash tables, so that an attacker who picks 4-tuples cannot

@@ -232,9 +232,10 @@ fn unreachable_sends_icmp_quoting_the_syn() {
     assert_eq!(h.ep.stats().intercept_unreachable_sent, 1);
 }
 
-/// ICMP unreachable answers to held SYNs keep the ICMP rate limit (a burst of 50, then
-/// 1,000 a second, as Linux's `icmp_msgs_burst` and `icmp_msgs_per_sec`): spoofed SYNs to
-/// dead destinations cannot draw ICMP at their own rate. Past the limit the SYN is dropped
+/// ICMP unreachable answers to held SYNs keep the ICMP rate limits (to one peer a burst of
+/// 6, then one a second, as Linux's `icmp_ratelimit`, within the endpoint's burst of 50 and
+/// 1,000 a second, `icmp_msgs_burst` and `icmp_msgs_per_sec`): spoofed SYNs to dead
+/// destinations cannot draw ICMP at their own rate. Past the limit the SYN is dropped
 /// without an answer, and counted. Every one was answered before.
 #[test]
 fn unreachable_answers_keep_the_icmp_rate_limit() {
@@ -247,12 +248,12 @@ fn unreachable_answers_keep_the_icmp_rate_limit() {
         }
         assert!(h.drain().is_empty(), "no TCP answer");
     }
-    assert_eq!(sent, 50);
-    assert_eq!(h.ep.stats().intercept_unreachable_sent, 50);
-    assert_eq!(h.ep.stats().intercept_unreachable_limited, 150);
+    assert_eq!(sent, 6);
+    assert_eq!(h.ep.stats().intercept_unreachable_sent, 6);
+    assert_eq!(h.ep.stats().intercept_unreachable_limited, 194);
     assert_eq!(h.ep.intercepted_count(), 0, "the SYNs are gone either way");
-    // The bucket refills at a thousand a second.
-    h.advance(Duration::from_millis(10));
+    // The peer's bucket refills at one a second.
+    h.advance(Duration::from_secs(2));
     let mut later = 0;
     for i in 0..20 {
         syn(&mut h, client(42000 + i), elsewhere(22), 7);
@@ -260,7 +261,7 @@ fn unreachable_answers_keep_the_icmp_rate_limit() {
             later += usize::from(h.ep.unreachable_intercepted(h.now, s).unwrap());
         }
     }
-    assert_eq!(later, 10);
+    assert_eq!(later, 2, "one a second");
 }
 
 #[test]

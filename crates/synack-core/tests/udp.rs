@@ -388,6 +388,10 @@ fn port_unreachable_quotes_the_datagram() {
     }
 }
 
+/// Port unreachables keep Linux's ICMP limits: a burst of 6 to one destination, then one a
+/// second (`icmpv4_xrlim_allow`), before the endpoint's global bucket. One peer drew 50
+/// at once and then 1000 a second before, and a scan of closed ports was answered at that
+/// rate.
 #[test]
 fn port_unreachable_is_rate_limited() {
     let mut p = pair();
@@ -398,17 +402,56 @@ fn port_unreachable_is_rate_limited() {
     p.pump();
     let s = p.server.stats().clone();
     assert_eq!(s.drop_udp_no_socket, 100);
-    assert_eq!(s.udp_port_unreachable_sent, 50, "a burst of 50");
-    assert_eq!(s.udp_port_unreachable_limited, 50);
-    // 1000 a second: 10 ms earns 10 more.
+    assert_eq!(s.udp_port_unreachable_sent, 6, "a burst of 6 to one peer");
+    assert_eq!(s.udp_port_unreachable_limited, 94);
+    // One a second: 10 ms earns nothing, a second one more.
     p.now += Duration::from_millis(10);
+    p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x").unwrap();
+    p.pump();
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 6);
+    p.now += Duration::from_secs(1);
     for _ in 0..20 {
         p.client.udp_send_to(c, sa(Pair::SERVER, 9), b"x").unwrap();
     }
     p.pump();
     let s = p.server.stats();
-    assert_eq!(s.udp_port_unreachable_sent, 60);
-    assert_eq!(s.udp_port_unreachable_limited, 60);
+    assert_eq!(s.udp_port_unreachable_sent, 7);
+    assert_eq!(s.udp_port_unreachable_limited, 114);
+}
+
+/// The global bucket cannot be read off the answers (CVE-2020-25705, SAD DNS): datagrams
+/// spoofed from a DNS server to a range of closed ports spend only that server's bucket,
+/// so an onlooker's own datagram to a closed port is answered whether or not the range held
+/// a socket's port. Before, the spoofed datagrams spent the whole global burst of 50, and
+/// the onlooker's answer told whether one of them had hit an open port.
+#[test]
+fn the_icmp_limit_tells_no_onlooker_which_ports_are_open() {
+    use synack_core::wire::IpProtocol;
+    let server = "198.18.0.53".parse().unwrap();
+    let onlooker: std::net::IpAddr = "198.18.0.66".parse().unwrap();
+    for open_in_range in [true, false] {
+        let mut p = pair();
+        let resolver = p.server.udp_bind(sa(Pair::SERVER, 0)).unwrap();
+        p.server.udp_connect(resolver, sa(server, 53)).unwrap();
+        let open = p.server.udp_local_addr(resolver).unwrap().port();
+        let first = if open_in_range { open - 10 } else { open - 200 };
+        for port in first..first + 50 {
+            let d = datagram(sa(server, 53), sa(Pair::SERVER, port), b"q");
+            deliver(&mut p.server, p.now, &d);
+        }
+        let probe = datagram(sa(onlooker, 4444), sa(Pair::SERVER, 1), b"v");
+        deliver(&mut p.server, p.now, &probe);
+        let mut buf = vec![0u8; 2048];
+        let mut to_onlooker = 0;
+        while let Some(t) = p.server.poll_transmit(p.now, &mut buf) {
+            let packet = &buf[..t.len];
+            let ip = synack_core::wire::ip::parse(packet).unwrap().0;
+            if ip.dst_addr() == onlooker && ip.protocol() == IpProtocol::Icmp {
+                to_onlooker += 1;
+            }
+        }
+        assert_eq!(to_onlooker, 1, "open port in the range: {open_in_range}");
+    }
 }
 
 // -----------------------------------------------------------------------------------------
@@ -1311,7 +1354,7 @@ fn a_port_unreachable_that_finds_the_queue_full_is_no_second_drop() {
         after.udp_port_unreachable_queue_full,
         before.udp_port_unreachable_queue_full + 1
     );
-    // Drain the queue: the whole burst of 50 is still there.
+    // Drain the queue: the client's whole burst of 6 is still there.
     let mut buf = vec![0u8; 2048];
     while p.server.poll_transmit(p.now, &mut buf).is_some() {}
     for _ in 0..50 {
@@ -1323,8 +1366,8 @@ fn a_port_unreachable_that_finds_the_queue_full_is_no_second_drop() {
     while p.server.poll_transmit(p.now, &mut buf).is_some() {
         sent += 1;
     }
-    assert_eq!(sent, 50);
-    assert_eq!(p.server.stats().udp_port_unreachable_sent, 50);
+    assert_eq!(sent, 6);
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 6);
 }
 
 #[test]

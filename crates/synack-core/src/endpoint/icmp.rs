@@ -149,7 +149,7 @@ impl Endpoint {
             || is_martian(src)
             || self.addresses.contains(&src)
             || self.control_full()
-            || !self.icmp_allowed(now)
+            || !self.icmp_allowed(now, src)
         {
             return;
         }

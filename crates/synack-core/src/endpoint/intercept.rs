@@ -411,7 +411,7 @@ impl Endpoint {
     /// as behind a rate-limited router.
     pub fn unreachable_intercepted(&mut self, now: Instant, syn: SynHandle) -> Result<bool, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
-        if self.control_full() || !self.icmp_allowed(now) {
+        if self.control_full() || !self.icmp_allowed(now, held.info.remote.ip()) {
             self.stats.intercept_unreachable_limited += 1;
             return Ok(false);
         }

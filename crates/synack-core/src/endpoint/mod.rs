@@ -58,6 +58,7 @@ mod demux;
 mod fast_open;
 mod handle;
 mod icmp;
+mod icmp_limit;
 mod intercept;
 mod listen;
 pub use listen::SharedBacklog;
@@ -192,6 +193,8 @@ pub struct Endpoint {
     reassembly: reassembly::Reassembly,
     /// UDP sockets and the catch-all queue.
     udp: Udp,
+    /// The limits on the ICMP errors it sends.
+    icmp_limit: icmp_limit::IcmpLimiter,
     /// TCP Fast Open cookies servers gave us.
     fast_open_cookies: fast_open::FastOpenCookies,
     /// The key our Fast Open listeners make their cookies with, unless they have their own.
@@ -237,6 +240,7 @@ impl Endpoint {
             intercepts: Intercepts::default(),
             reassembly: Default::default(),
             udp: Udp::new(seed),
+            icmp_limit: icmp_limit::IcmpLimiter::default(),
             fast_open_cookies: Default::default(),
             fast_open_key,
             stats: Stats::default(),

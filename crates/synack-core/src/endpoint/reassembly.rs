@@ -332,7 +332,7 @@ impl Endpoint {
             || !self.addresses.contains(&key.dst)
             || !self.is_unicast(key.src)
             || self.control_full()
-            || !self.icmp_allowed(now)
+            || !self.icmp_allowed(now, key.src)
         {
             return;
         }

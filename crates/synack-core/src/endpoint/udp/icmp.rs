@@ -10,7 +10,7 @@
 //! ones (network or host unreachable, fragmentation needed) are not reported; the table is
 //! at `unreachable_error`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::endpoint::output::Own;
 use crate::endpoint::{Endpoint, Event};
@@ -18,11 +18,6 @@ use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr, UdpRepr};
-
-/// ICMP errors the endpoint sends per second at most, on average (Linux icmp_msgs_per_sec).
-const ICMP_MSGS_PER_SEC: u64 = 1000;
-/// ... and in a burst (Linux icmp_msgs_burst).
-const ICMP_MSGS_BURST: u64 = 50;
 
 /// The most of the offending datagram an ICMP error quotes: RFC 1812 §4.3.2.3 lets an IPv4
 /// error grow to 576 bytes, RFC 4443 §2.4(c) an ICMPv6 one to the IPv6 minimum MTU (1280).
@@ -48,7 +43,7 @@ impl Endpoint {
             self.stats.udp_port_unreachable_queue_full += 1;
             return;
         }
-        if !self.icmp_allowed(now) {
+        if !self.icmp_allowed(now, ip.src_addr()) {
             self.stats.udp_port_unreachable_limited += 1;
             return;
         }
@@ -61,23 +56,11 @@ impl Endpoint {
         self.send_icmp(ip.dst_addr(), ip.src_addr(), &error, Own::PortUnreachable);
     }
 
-    /// The ICMP error token bucket: `ICMP_MSGS_BURST` messages at once, refilled at
-    /// `ICMP_MSGS_PER_SEC` (Linux's `icmp_global_allow`). Kept in microseconds of credit.
-    pub(in crate::endpoint) fn icmp_allowed(&mut self, now: Instant) -> bool {
-        let cost = 1_000_000 / ICMP_MSGS_PER_SEC;
-        let cap = cost * ICMP_MSGS_BURST;
-        let u = &mut self.udp;
-        let elapsed = match u.icmp_filled {
-            Some(t) => now.saturating_duration_since(t).as_micros(),
-            None => u128::from(cap),
-        };
-        u.icmp_credit = (u128::from(u.icmp_credit) + elapsed).min(u128::from(cap)) as u64;
-        u.icmp_filled = Some(now);
-        if u.icmp_credit < cost {
-            return false;
-        }
-        u.icmp_credit -= cost;
-        true
+    /// Whether an ICMP error to `peer` may go now, within the endpoint's limits (see
+    /// `icmp_limit`: six to a destination, then one a second; fifty at once in all, then a
+    /// thousand a second); if so it is charged to them.
+    pub(in crate::endpoint) fn icmp_allowed(&mut self, now: Instant, peer: IpAddr) -> bool {
+        self.icmp_limit.allow(now, peer, &self.secrets)
     }
 
     /// An ICMP destination unreachable quoting a datagram we sent: reported to the connected

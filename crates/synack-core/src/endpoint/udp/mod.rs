@@ -130,9 +130,6 @@ pub(super) struct Udp {
     caught_bytes: usize,
     /// Datagrams in `caught` per source address.
     caught_per_source: HashMap<IpAddr, usize>,
-    /// The ICMP token bucket, in microseconds of credit, and when it was last filled.
-    icmp_credit: u64,
-    icmp_filled: Option<Instant>,
     /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed once this many
     /// packets fit (the fewest any blocked send needs: a datagram in fragments needs one a
     /// piece, and waking it sooner would only have it fail again). 0: none owed.
@@ -161,8 +158,6 @@ impl Udp {
             caught: VecDeque::new(),
             caught_bytes: 0,
             caught_per_source: HashMap::new(),
-            icmp_credit: 0,
-            icmp_filled: None,
             send_blocked: 0,
             catching: true,
             ident_counters: [0; IDENT_BUCKETS],
