@@ -43,7 +43,8 @@ struct Args {
 enum Mode {
     /// Connect to HOST:PORT and send --bytes bytes, then half-close.
     Send {
-        /// The receiver, e.g. 198.18.0.1:5001 (an IP address: synack has no DNS).
+        /// The receiver, e.g. 198.18.0.1:5001 (an IP address and port; names are for
+        /// http_get, whose --dns looks them up through the stack).
         target: SocketAddr,
         /// How much to send: a number with an optional K, M or G suffix (powers of 1024).
         #[arg(long, value_parser = parse_size)]

@@ -167,7 +167,12 @@ async fn run(args: Args) -> io::Result<()> {
     let addr = SocketAddr::new(args.net.addr.into(), args.port);
     let header_timeout = std::time::Duration::from_secs(args.header_timeout);
     if args.kernel {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("--kernel: binding {addr} (--addr, an address this namespace holds): {e}"),
+            )
+        })?;
         eprintln!("serving {} on http://{addr}/ (kernel TCP)", root.display());
         return serve_all(root, header_timeout, || async {
             let (stream, peer) = listener.accept().await?;

@@ -118,8 +118,14 @@ impl Drop for CopyBuffer {
 /// holds a buffer only while bytes move: it goes back to the pool whenever `r` has nothing
 /// to read, so an idle flow holds none. A write that waits on a peer that does not read
 /// keeps it, which is why large ones are budgeted ([`LARGE_MAX`]); if this future is
-/// dropped there, the buffer goes back with it.
-pub(crate) async fn pump<R, W>(r: &mut R, w: &mut W, count: &AtomicU64) -> io::Result<()>
+/// dropped there, the buffer goes back with it. What it copies is added to `count` (the
+/// flow's) and to `total` (the relay's, so that a summary counts flows still open too).
+pub(crate) async fn pump<R, W>(
+    r: &mut R,
+    w: &mut W,
+    count: &AtomicU64,
+    total: &AtomicU64,
+) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -147,6 +153,7 @@ where
             w.write_all(&b[..n]).await?;
         }
         count.fetch_add(n as u64, Ordering::Relaxed);
+        total.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -194,7 +201,8 @@ mod tests {
         // drops one direction when the other fails) gives its buffer back too.
         let data = vec![7u8; 1 << 20];
         let (mut r, mut w, count) = (&data[..], Stalled, AtomicU64::new(0));
-        let mut copy = Box::pin(pump(&mut r, &mut w, &count));
+        let total = AtomicU64::new(0);
+        let mut copy = Box::pin(pump(&mut r, &mut w, &count, &total));
         let waited = tokio::time::timeout(Duration::from_millis(20), copy.as_mut()).await;
         assert!(waited.is_err(), "the copy finished: {waited:?}");
         assert_eq!(large_in_use(), before + 1, "no buffer held mid-write");

@@ -26,8 +26,11 @@ pub(crate) struct Stats {
     /// SYNs dropped at a limit (--max-flows), or whose connect made room for a newer one
     /// (--max-pending-connects).
     pub(crate) tcp_busy: AtomicU64,
-    tcp_bytes_up: AtomicU64,
-    tcp_bytes_down: AtomicU64,
+    /// Flows relaying now (their handshakes done both ways).
+    pub(crate) tcp_open: AtomicU64,
+    /// Bytes relayed, counted as they move (flows still open included).
+    pub(crate) tcp_bytes_up: AtomicU64,
+    pub(crate) tcp_bytes_down: AtomicU64,
     udp_idle: AtomicU64,
     udp_evicted_end: AtomicU64,
     udp_failed: AtomicU64,
@@ -51,6 +54,9 @@ pub(crate) struct Stats {
     /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
     /// through on their client's retry (see [`UdpSessions`](crate::udp::UdpSessions)).
     pub(crate) udp_held_back: AtomicU64,
+    /// Sessions relaying now (their upstream socket or association open).
+    pub(crate) udp_open: AtomicU64,
+    /// Relayed, counted as they move (sessions still open included).
     udp_bytes_up: AtomicU64,
     udp_datagrams_up: AtomicU64,
     udp_bytes_down: AtomicU64,
@@ -58,7 +64,8 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn record(&self, outcome: Outcome, up: u64, down: u64) {
+    /// A flow ended (its bytes were counted as they moved, by `buffers::pump`).
+    pub(crate) fn record(&self, outcome: Outcome) {
         let counter = match outcome {
             Outcome::Closed => &self.tcp_closed,
             Outcome::Reset => &self.tcp_reset,
@@ -72,29 +79,36 @@ impl Stats {
             Outcome::Martian => &self.tcp_martian,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.tcp_bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.tcp_bytes_down.fetch_add(down, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_udp(&self, end: UdpEnd, up_b: u64, up_n: u64, down_b: u64, down_n: u64) {
+    /// A datagram of `len` bytes relayed upstream (`up`) or back to its client.
+    pub(crate) fn udp_relayed(&self, up: bool, len: usize) {
+        let (bytes, datagrams) = if up {
+            (&self.udp_bytes_up, &self.udp_datagrams_up)
+        } else {
+            (&self.udp_bytes_down, &self.udp_datagrams_down)
+        };
+        bytes.fetch_add(len as u64, Ordering::Relaxed);
+        datagrams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A session ended (its datagrams were counted as they moved, `udp_relayed`).
+    pub(crate) fn record_udp(&self, end: UdpEnd) {
         let counter = match end {
             UdpEnd::Idle => &self.udp_idle,
             UdpEnd::Evicted => &self.udp_evicted_end,
             UdpEnd::Failed => &self.udp_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.udp_bytes_up.fetch_add(up_b, Ordering::Relaxed);
-        self.udp_datagrams_up.fetch_add(up_n, Ordering::Relaxed);
-        self.udp_bytes_down.fetch_add(down_b, Ordering::Relaxed);
-        self.udp_datagrams_down.fetch_add(down_n, Ordering::Relaxed);
     }
 
     pub(crate) fn print_summary(&self) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         println!(
-            "summary: tcp flows: closed {} reset {} refused {} unreachable {} timed-out {} \
-             failed {} accept-failed {} accept-timed-out {} own-link {} martian {} \
-             dropped-at-limit {}; bytes up {} down {}",
+            "summary: tcp flows: open at exit {}; ended: closed {} reset {} refused {} \
+             unreachable {} timed-out {} failed {} accept-failed {} accept-timed-out {} \
+             own-link {} martian {} dropped-at-limit {}; bytes up {} down {}",
+            g(&self.tcp_open),
             g(&self.tcp_closed),
             g(&self.tcp_reset),
             g(&self.tcp_refused),
@@ -109,12 +123,14 @@ impl Stats {
             g(&self.tcp_bytes_up),
             g(&self.tcp_bytes_down),
         );
-        // Sessions still open at exit are not counted as ended.
+        // Sessions still open at exit are not counted as ended; what they relayed is in the
+        // bytes and datagrams.
         println!(
-            "summary: udp sessions ended: idle {} evicted {} failed {} (evictions to make \
-             room {}); datagrams in {} dropped {} (to the own link {}, martian {}, refused \
-             upstream {}, held back for a retry {}); up {} B ({} datagrams) down {} B ({} \
-             datagrams)",
+            "summary: udp sessions: open at exit {}; ended: idle {} evicted {} failed {} \
+             (evictions to make room {}); datagrams in {} dropped {} (to the own link {}, \
+             martian {}, refused upstream {}, held back for a retry {}); up {} B ({} \
+             datagrams) down {} B ({} datagrams)",
+            g(&self.udp_open),
             g(&self.udp_idle),
             g(&self.udp_evicted_end),
             g(&self.udp_failed),

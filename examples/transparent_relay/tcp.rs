@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::buffers::pump;
 use crate::destination::{self, NotRelayed};
+use crate::stats::Stats;
 use crate::upstream::Fail;
 use crate::Relay;
 
@@ -187,7 +188,7 @@ pub(crate) async fn tcp_loop(interceptor: Interceptor, relay: Arc<Relay>) -> io:
                 NotRelayed::Martian => Outcome::Martian,
                 NotRelayed::OwnLink => Outcome::OwnLink,
             };
-            relay.stats.record(outcome, 0, 0);
+            relay.stats.record(outcome);
             if relay.verbose {
                 println!(
                     "tcp {client} -> {dst} {} up 0 B down 0 B 0.000 s ({})",
@@ -316,7 +317,15 @@ impl Relay {
             // connection) through all of the SYN-ACK's retransmissions, about a minute.
             Ok(Ok(upstream)) => {
                 match tokio::time::timeout(self.connect_timeout, syn.accept()).await {
-                    Ok(Ok(inbound)) => splice(inbound, upstream).await,
+                    Ok(Ok(inbound)) => {
+                        if self.verbose {
+                            println!("tcp {client} -> {dst} relaying");
+                        }
+                        self.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
+                        let r = splice(inbound, upstream, &self.stats).await;
+                        self.stats.tcp_open.fetch_sub(1, Ordering::Relaxed);
+                        r
+                    }
                     Ok(Err(e)) => {
                         // The client went away: so does the upstream connection, at once.
                         let _ = upstream.set_zero_linger();
@@ -333,7 +342,7 @@ impl Relay {
                 }
             }
         };
-        self.stats.record(outcome, up, down);
+        self.stats.record(outcome);
         if self.verbose {
             println!(
                 "tcp {client} -> {dst} {} up {up} B down {down} B {:.3} s{detail}",
@@ -356,6 +365,7 @@ impl Relay {
 async fn splice(
     mut inbound: synack::tokio::TcpStream,
     mut upstream: tokio::net::TcpStream,
+    stats: &Stats,
 ) -> (Outcome, u64, u64) {
     // The client did its own coalescing; the relay adds no delay of its own.
     let _ = inbound.set_nodelay(true);
@@ -369,7 +379,7 @@ async fn splice(
         let (client_done, client_done_rx) = oneshot::channel::<()>();
         let (server_done, server_done_rx) = oneshot::channel::<()>();
         let client_to_server = async {
-            pump(&mut in_r, &mut up_w, &up).await?;
+            pump(&mut in_r, &mut up_w, &up, &stats.tcp_bytes_up).await?;
             let _ = client_done.send(());
             tokio::select! {
                 _ = server_done_rx => Ok::<(), io::Error>(()),
@@ -377,7 +387,7 @@ async fn splice(
             }
         };
         let server_to_client = async {
-            pump(&mut up_r, &mut in_w, &down).await?;
+            pump(&mut up_r, &mut in_w, &down, &stats.tcp_bytes_down).await?;
             let _ = server_done.send(());
             tokio::select! {
                 _ = client_done_rx => Ok(()),

@@ -398,67 +398,77 @@ impl Relay {
                 detail = format!(" ({e})");
                 UdpEnd::Failed
             }
-            Some(Ok(Ok(mut up))) => loop {
-                let idle_at =
-                    self.epoch + Duration::from_millis(activity.last()) + self.udp_timeout;
-                tokio::select! {
-                    _ = &mut cancelled => break UdpEnd::Evicted,
-                    q = rx.recv() => match q {
-                        None => break UdpEnd::Evicted,
-                        Some(q) => match up.send(dst, &q.data).await {
-                            Ok(()) => {
-                                up_b += q.data.len() as u64;
-                                up_n += 1;
-                            }
-                            // One datagram lost (ECONNREFUSED from an earlier ICMP port
-                            // unreachable: the client hears of it as below); the session
-                            // goes on, as UDP does.
-                            Err(e) => {
-                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                if e.kind() == io::ErrorKind::ConnectionRefused {
-                                    self.refused(&interceptor, dst, client);
+            Some(Ok(Ok(mut up))) => {
+                if self.verbose {
+                    println!("udp {client} -> {dst} session opened");
+                }
+                self.stats.udp_open.fetch_add(1, Ordering::Relaxed);
+                let end = loop {
+                    let idle_at =
+                        self.epoch + Duration::from_millis(activity.last()) + self.udp_timeout;
+                    tokio::select! {
+                        _ = &mut cancelled => break UdpEnd::Evicted,
+                        q = rx.recv() => match q {
+                            None => break UdpEnd::Evicted,
+                            Some(q) => match up.send(dst, &q.data).await {
+                                Ok(()) => {
+                                    up_b += q.data.len() as u64;
+                                    up_n += 1;
+                                    self.stats.udp_relayed(true, q.data.len());
+                                }
+                                // One datagram lost (ECONNREFUSED from an earlier ICMP port
+                                // unreachable: the client hears of it as below); the session
+                                // goes on, as UDP does.
+                                Err(e) => {
+                                    self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                                    if e.kind() == io::ErrorKind::ConnectionRefused {
+                                        self.refused(&interceptor, dst, client);
+                                    }
                                 }
                             }
-                        }
-                    },
-                    r = up.recv(dst) => match r {
-                        Ok(Some(reply)) => {
-                            activity.last.store(self.now_ms(), Ordering::Relaxed);
-                            activity.replied.store(true, Ordering::Relaxed);
-                            if interceptor.send_from(&reply, dst, client).await.is_ok() {
-                                down_b += reply.len() as u64;
-                                down_n += 1;
-                            } else {
+                        },
+                        r = up.recv(dst) => match r {
+                            Ok(Some(reply)) => {
+                                activity.last.store(self.now_ms(), Ordering::Relaxed);
+                                activity.replied.store(true, Ordering::Relaxed);
+                                if interceptor.send_from(&reply, dst, client).await.is_ok() {
+                                    down_b += reply.len() as u64;
+                                    down_n += 1;
+                                    self.stats.udp_relayed(false, reply.len());
+                                } else {
+                                    self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            Ok(None) => {
                                 self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
                             }
-                        }
-                        Ok(None) => {
-                            self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The destination's port unreachable: the client gets one from the
-                        // destination too, so that its connected socket fails at once, as
-                        // it would without the relay.
-                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                            self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                            self.refused(&interceptor, dst, client);
-                        }
-                        Err(e) => {
-                            detail = format!(" ({e})");
-                            break UdpEnd::Failed;
-                        }
-                    },
-                    _ = tokio::time::sleep_until(idle_at.into()) => {
-                        let quiet = self.now_ms().saturating_sub(activity.last());
-                        if Duration::from_millis(quiet) >= self.udp_timeout {
-                            break UdpEnd::Idle;
+                            // The destination's port unreachable: the client gets one from the
+                            // destination too, so that its connected socket fails at once, as
+                            // it would without the relay.
+                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                                self.refused(&interceptor, dst, client);
+                            }
+                            Err(e) => {
+                                detail = format!(" ({e})");
+                                break UdpEnd::Failed;
+                            }
+                        },
+                        _ = tokio::time::sleep_until(idle_at.into()) => {
+                            let quiet = self.now_ms().saturating_sub(activity.last());
+                            if Duration::from_millis(quiet) >= self.udp_timeout {
+                                break UdpEnd::Idle;
+                            }
                         }
                     }
-                }
-            },
+                };
+                self.stats.udp_open.fetch_sub(1, Ordering::Relaxed);
+                end
+            }
         };
         // What is still queued is dropped here, its budget returned.
         drop(rx);
-        self.stats.record_udp(end, up_b, up_n, down_b, down_n);
+        self.stats.record_udp(end);
         if self.verbose {
             let name = match end {
                 UdpEnd::Idle => "idle",

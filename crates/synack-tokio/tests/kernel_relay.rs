@@ -1121,11 +1121,29 @@ async fn kernel_relay_through_egress_namespace() {
         relay.logs()
     );
     let logs = relay.logs();
-    assert!(logs.contains("summary: tcp flows: closed"), "{logs}");
+    assert!(
+        logs.contains("summary: tcp flows: open at exit 0; ended: closed"),
+        "{logs}"
+    );
     assert!(
         logs.contains("summary: large copy buffers held 0 "),
         "a flow kept its copy buffer: {logs}"
     );
+    // The UDP sessions, still open at exit (they idle out after a minute), were announced
+    // with -v, and what they carried is in the summary: it counted ended sessions only.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("udp ") && l.ends_with("-> 198.19.3.3:5353 session opened")),
+        "{logs}"
+    );
+    let udp_up: u64 = logs
+        .split("summary: udp sessions: open at exit ")
+        .nth(1)
+        .and_then(|rest| rest.split(" up ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the relay's summary counts the bytes UDP sessions relayed");
+    assert!(udp_up > 0, "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
     assert!(logs.contains("refused upstream 2,"), "{logs}");
     assert!(logs.contains(" own-link 3 "), "{logs}");
@@ -1532,7 +1550,10 @@ async fn kernel_relay_survives_a_flood_to_random_destinations() {
         relay.logs()
     );
     let logs = relay.logs();
-    assert!(logs.contains("summary: udp sessions ended"), "{logs}");
+    assert!(
+        logs.contains("summary: udp sessions: open at exit"),
+        "{logs}"
+    );
     // The answered session lived through the flood: the flood's own sessions, never
     // answered, were evicted before it.
     let answered_flow = format!(":{answered_port} -> 198.19.3.3:{UDP_PORT} ");
