@@ -145,7 +145,8 @@ pub struct InterceptConfig {
     /// takes the place of the newest first SYN held or, with none, of the oldest SYN held,
     /// so that a flood, repeating its SYNs or not, cannot keep a client's retry out.
     pub max_pending: usize,
-    /// The most of those from one source address (default 64). At least 1.
+    /// The most of those from one source (default 64): an IPv4 address, or an IPv6 /64, the
+    /// prefix a host may take any address from. At least 1.
     pub max_per_source: usize,
     /// How long a SYN waits for a decision before it is dropped (default 5 s, past the
     /// client's second SYN retransmission at Linux's 1 s initial RTO). Above zero.

@@ -494,6 +494,29 @@ fn intercept_works_for_ipv6() {
     }
 }
 
+/// The per-source bound counts an IPv6 source by its /64: one host may send from any
+/// address of its prefix, and each /128 counted apart let it hold the whole table. Another
+/// /64 has a bound of its own.
+#[test]
+fn the_per_source_bound_counts_an_ipv6_prefix() {
+    let cfg = InterceptConfig {
+        max_pending: 64,
+        max_per_source: 4,
+        ..InterceptConfig::default()
+    };
+    let mut h = intercepting(cfg);
+    let dst: SocketAddr = "[2001:2::77]:443".parse().unwrap();
+    for i in 0..20u16 {
+        let src: std::net::Ipv6Addr = format!("2001:2:0:9::{:x}", i + 1).parse().unwrap();
+        syn(&mut h, SocketAddr::new(IpAddr::V6(src), 40_000), dst, 1);
+    }
+    assert_eq!(h.ep.intercepted_count(), 4, "one /64");
+    assert_eq!(h.ep.stats().drop_intercept_overflow, 16);
+    let other: std::net::Ipv6Addr = "2001:2:0:a::1".parse().unwrap();
+    syn(&mut h, SocketAddr::new(IpAddr::V6(other), 40_000), dst, 1);
+    assert_eq!(h.ep.intercepted_count(), 5, "another /64");
+}
+
 /// SYNs decided as fast as they come leave nothing behind: the held table and its expiry
 /// queue stay bounded by what is still undecided.
 #[test]

@@ -54,6 +54,17 @@ fn is_unicast(addr: IpAddr) -> bool {
     }
 }
 
+/// The source a per-source limit counts a packet under: an IPv4 address, or an IPv6
+/// address's /64. A host is given a /64 and may send from any interface identifier in it
+/// (RFC 4291 §2.5.1, RFC 8981's temporary addresses), so counting /128s would let one host
+/// past any per-source limit with as many addresses as it likes.
+pub(super) fn source_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !u128::from(u64::MAX)).into()),
+    }
+}
+
 /// Whether `addr` is one no link carries, as source or destination: a loopback address
 /// (127/8, `::1`; RFC 1122 §3.2.1.3, RFC 4291 §2.5.3), IPv4's "this network" 0/8 (RFC 1122
 /// §3.2.1.3), or, in an IPv6 header, an IPv4-mapped address (RFC 4291 §2.5.5.2; Linux's

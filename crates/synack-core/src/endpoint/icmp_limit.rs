@@ -129,8 +129,13 @@ mod tests {
         assert!((30..=80).contains(&sent), "{sent}");
         // A second later it has earned a thousand more credits.
         let later = now + Duration::from_secs(1);
-        let more = (1000..3000).filter(|&i| l.allow(later, ip(i), &secrets)).count();
-        assert!((30..=80).contains(&more), "{more}: refilled only up to the burst");
+        let more = (1000..3000)
+            .filter(|&i| l.allow(later, ip(i), &secrets))
+            .count();
+        assert!(
+            (30..=80).contains(&more),
+            "{more}: refilled only up to the burst"
+        );
     }
 
     #[test]

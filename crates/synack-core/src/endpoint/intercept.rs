@@ -23,7 +23,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-use super::demux::is_martian;
+use super::demux::{is_martian, source_key};
 use super::output::Own;
 use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, Owner};
@@ -87,6 +87,7 @@ struct Held {
 pub(super) struct Intercepts {
     held: HashMap<SynHandle, Held>,
     by_tuple: HashMap<Tuple, SynHandle>,
+    /// Held SYNs per source (`demux::source_key`: an IPv6 source's /64).
     per_source: HashMap<IpAddr, usize>,
     /// Handles in arrival order: with one timeout for all, also deadline order. Decided
     /// handles stay until they reach the front (lazy deletion), at most `max_pending` more.
@@ -112,10 +113,11 @@ impl Intercepts {
         self.firsts.remove(&h);
         self.by_tuple
             .remove(&Tuple(held.info.local, held.info.remote));
-        if let Some(n) = self.per_source.get_mut(&held.info.remote.ip()) {
+        let source = source_key(held.info.remote.ip());
+        if let Some(n) = self.per_source.get_mut(&source) {
             *n -= 1;
             if *n == 0 {
-                self.per_source.remove(&held.info.remote.ip());
+                self.per_source.remove(&source);
             }
         }
         Some(held)
@@ -222,7 +224,7 @@ impl Endpoint {
         let from_source = self
             .intercepts
             .per_source
-            .get(&remote.ip())
+            .get(&source_key(remote.ip()))
             .copied()
             .unwrap_or(0);
         let retransmission = self.intercepts.unanswered_set.contains(&tuple);
@@ -265,7 +267,11 @@ impl Endpoint {
         if !retransmission {
             self.intercepts.firsts.insert(h);
         }
-        *self.intercepts.per_source.entry(remote.ip()).or_insert(0) += 1;
+        *self
+            .intercepts
+            .per_source
+            .entry(source_key(remote.ip()))
+            .or_insert(0) += 1;
         self.intercepts.expiry.push_back(h);
         // Decided handles wait in the expiry queue until they reach its front; SYNs decided
         // as fast as they come would make it grow with the rate. Past twice the live ones,

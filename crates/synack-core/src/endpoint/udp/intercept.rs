@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::{Datagram, DATAGRAM_OVERHEAD};
+use crate::endpoint::demux::source_key;
 use crate::endpoint::{Endpoint, Event};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
@@ -40,7 +41,11 @@ impl Endpoint {
     pub(super) fn udp_catch(&mut self, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
         let cost = data.len() + DATAGRAM_OVERHEAD;
         let u = &self.udp;
-        let from_source = u.caught_per_source.get(&src.ip()).copied().unwrap_or(0);
+        let from_source = u
+            .caught_per_source
+            .get(&source_key(src.ip()))
+            .copied()
+            .unwrap_or(0);
         if u.caught.len() >= CATCH_ALL_DATAGRAMS
             || from_source >= CATCH_ALL_PER_SOURCE
             || u.caught_bytes + cost > CATCH_ALL_BYTES
@@ -56,7 +61,11 @@ impl Endpoint {
             data: Bytes::copy_from_slice(data),
         });
         self.udp.caught_bytes += cost;
-        *self.udp.caught_per_source.entry(src.ip()).or_insert(0) += 1;
+        *self
+            .udp
+            .caught_per_source
+            .entry(source_key(src.ip()))
+            .or_insert(0) += 1;
         self.memory += cost;
         self.memory_changed();
         self.stats.udp_intercepted += 1;
@@ -92,10 +101,11 @@ impl Endpoint {
     pub fn udp_recv_intercepted(&mut self, buf: &mut [u8]) -> Result<InterceptedDatagram, Error> {
         let d = self.udp.caught.pop_front().ok_or(Error::WouldBlock)?;
         self.udp.caught_bytes -= d.cost();
-        if let Some(n) = self.udp.caught_per_source.get_mut(&d.src.ip()) {
+        let source = source_key(d.src.ip());
+        if let Some(n) = self.udp.caught_per_source.get_mut(&source) {
             *n -= 1;
             if *n == 0 {
-                self.udp.caught_per_source.remove(&d.src.ip());
+                self.udp.caught_per_source.remove(&source);
             }
         }
         self.memory -= d.cost();

@@ -128,7 +128,7 @@ pub(super) struct Udp {
     next_ephemeral: u32,
     caught: VecDeque<Datagram>,
     caught_bytes: usize,
-    /// Datagrams in `caught` per source address.
+    /// Datagrams in `caught` per source (`demux::source_key`: an IPv6 source's /64).
     caught_per_source: HashMap<IpAddr, usize>,
     /// A send found the own-packet queue full: [`Event::UdpWritable`] is owed once this many
     /// packets fit (the fewest any blocked send needs: a datagram in fragments needs one a
