@@ -419,6 +419,104 @@ fn port_unreachable_is_rate_limited() {
     assert_eq!(s.udp_port_unreachable_limited, 114);
 }
 
+/// A Packet Too Big (IPv4: fragmentation needed) from `router` to `to`, quoting `packet`.
+fn too_big(router: IpAddr, to: IpAddr, mtu: u32, packet: &[u8]) -> Vec<u8> {
+    let quote = &packet[..packet.len().min(if to.is_ipv6() { 1232 } else { 548 })];
+    let icmp = IcmpRepr::PacketTooBig {
+        mtu,
+        invoking: quote,
+    };
+    let proto = if to.is_ipv6() {
+        IpProtocol::Icmpv6
+    } else {
+        IpProtocol::Icmp
+    };
+    let ip = IpRepr::new(router, to, proto, icmp.buffer_len(), 64).unwrap();
+    let mut out = vec![0u8; ip.buffer_len()];
+    let hl = ip.header_len();
+    ip.emit(&mut out[..hl]);
+    match (router, to) {
+        (IpAddr::V6(r), IpAddr::V6(t)) => icmp.emit_v6(&mut out[hl..], r, t),
+        _ => icmp.emit_v4(&mut out[hl..]),
+    }
+    out
+}
+
+/// UDP path MTU discovery, as Linux's `IP_PMTUDISC_WANT` default: a datagram that fits the
+/// link goes whole (IPv4 with DF); a router's Packet Too Big quoting it lowers the path MTU
+/// to that destination, and later datagrams to it larger than that go in fragments that
+/// fit, for ten minutes; other destinations keep the link's MTU, and a report for a port
+/// no socket of ours sent from is ignored. Before, such datagrams were lost at that hop
+/// every time (IPv6 routers never fragment, and IPv4's DF forbade it).
+#[test]
+fn a_datagram_too_big_for_the_path_goes_in_fragments_after_the_report() {
+    for (client, server, router, mtu) in [
+        (Pair::CLIENT, Pair::SERVER, ip("198.18.0.254"), 1000usize),
+        (ip(C6), ip(S6), ip("2001:2::fe"), 1280),
+    ] {
+        let mut p = pair();
+        let c = p.client.udp_bind(sa(client, 5000)).unwrap();
+        let payload = vec![7u8; 1400];
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let first = take_client_packets(&mut p);
+        assert_eq!(first.len(), 1, "whole, within the link's MTU");
+        if client.is_ipv4() {
+            assert_ne!(first[0][6] & 0x40, 0, "DF");
+        }
+        // A report for a port no socket sent from changes nothing.
+        let mut other = first[0].clone();
+        let hl = if client.is_ipv6() { 40 } else { 20 };
+        other[hl..hl + 2].copy_from_slice(&5001u16.to_be_bytes());
+        deliver(
+            &mut p.client,
+            p.now,
+            &too_big(router, client, mtu as u32, &other),
+        );
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        assert_eq!(take_client_packets(&mut p).len(), 1, "{client}: not ours");
+        // The router's report about our datagram.
+        deliver(
+            &mut p.client,
+            p.now,
+            &too_big(router, client, mtu as u32, &first[0]),
+        );
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let pieces = take_client_packets(&mut p);
+        assert_eq!(pieces.len(), 2, "{client}: in fragments");
+        assert!(pieces.iter().all(|f| f.len() <= mtu), "{client}");
+        // They arrive as the datagram.
+        let s = p.server.udp_bind(sa(server, 9000)).unwrap();
+        for f in &pieces {
+            deliver(&mut p.server, p.now, f);
+        }
+        assert_eq!(recv(&mut p.server, s).unwrap().0, payload);
+        // A small one still goes whole, and another destination keeps the link's MTU.
+        p.client
+            .udp_send_to(c, sa(server, 9000), &[1u8; 500])
+            .unwrap();
+        assert_eq!(take_client_packets(&mut p).len(), 1);
+        let elsewhere = if client.is_ipv6() {
+            ip("2001:2::3")
+        } else {
+            ip("198.18.0.3")
+        };
+        p.client
+            .udp_send_to(c, sa(elsewhere, 9000), &payload)
+            .unwrap();
+        assert_eq!(take_client_packets(&mut p).len(), 1, "{client}: elsewhere");
+        // Ten minutes on, the path is tried at the link's MTU again.
+        p.now += Duration::from_secs(601);
+        deliver(
+            &mut p.client,
+            p.now,
+            &datagram(sa(server, 9), sa(client, 4), b"x"),
+        );
+        let _ = take_client_packets(&mut p);
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        assert_eq!(take_client_packets(&mut p).len(), 1, "{client}: expired");
+    }
+}
+
 /// The global bucket cannot be read off the answers (CVE-2020-25705, SAD DNS): datagrams
 /// spoofed from a DNS server to a range of closed ports spend only that server's bucket,
 /// so an onlooker's own datagram to a closed port is answered whether or not the range held

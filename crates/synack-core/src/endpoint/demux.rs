@@ -130,6 +130,8 @@ impl Endpoint {
     /// past the end of `buf` is dropped as malformed.
     pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
         self.stats.packets_in += 1;
+        // UDP's lowered path MTUs have no timer of their own (a comparison when none is due).
+        self.expire_path_mtus(now);
         let Some(packet) = buf.get(..meta.len) else {
             self.stats.drop_malformed += 1;
             return;

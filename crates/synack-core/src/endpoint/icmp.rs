@@ -93,6 +93,9 @@ impl Endpoint {
                 self.icmp_error(now, invoking, report);
             }
             IcmpRepr::PacketTooBig { mtu, invoking } => {
+                if wire::icmp::invoking_udp(invoking).is_some() {
+                    return self.udp_packet_too_big(now, mtu, invoking);
+                }
                 self.icmp_error(now, invoking, IcmpReport::PacketTooBig { mtu });
             }
             IcmpRepr::TimeExceeded { invoking, .. } => {
@@ -195,7 +198,8 @@ impl Endpoint {
         // An echo reply to a (reassembled) request larger than the MTU goes in fragments,
         // as Linux's does; an error never needs them (it quotes at most the minimum MTU).
         if buf.len() > self.config.get_mtu() {
-            return self.push_in_fragments(buf, (src, dst), own);
+            let mtu = self.config.get_mtu();
+            return self.push_in_fragments(buf, (src, dst), mtu, own);
         }
         self.push_control(buf, own)
     }
@@ -203,8 +207,8 @@ impl Endpoint {
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
     /// sequence number is one we have sent and not yet seen acknowledged).
     pub(super) fn icmp_error(&mut self, now: Instant, invoking: &[u8], report: IcmpReport) {
-        // About a datagram: synack does no path MTU discovery for UDP, and time exceeded is
-        // a soft error Linux does not report on a UDP socket either.
+        // Time exceeded about a datagram: a soft error Linux does not report on a UDP socket
+        // either (a datagram's Packet Too Big goes to `udp_packet_too_big`).
         if wire::icmp::invoking_udp(invoking).is_some() {
             self.stats.drop_other += 1;
             return;

@@ -309,6 +309,7 @@ impl Endpoint {
         &mut self,
         mut packet: Vec<u8>,
         (src, dst): (IpAddr, IpAddr),
+        mtu: usize,
         own: Own,
     ) -> bool {
         if let Some((s, d, p)) = wire::ip::ipv6_flow(&packet) {
@@ -316,7 +317,7 @@ impl Endpoint {
             wire::ip::set_flow_label(&mut packet, label);
         }
         let ident = self.fragment_ident(src, dst);
-        let pieces = match wire::fragment::split(&packet, self.config.get_mtu(), ident) {
+        let pieces = match wire::fragment::split(&packet, mtu, ident) {
             Some(pieces) if self.control.len() + pieces.len() <= MAX_CONTROL_PACKETS => pieces,
             _ => {
                 self.stats.drop_other += 1;

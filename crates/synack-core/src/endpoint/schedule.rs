@@ -15,6 +15,7 @@ impl Endpoint {
         self.time_wait.expire(now);
         self.expire_intercepts(now);
         self.expire_fragments(now);
+        self.expire_path_mtus(now);
         self.schedule_stale();
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             if t > now {

@@ -104,6 +104,41 @@ impl Endpoint {
         self.push_event(Event::UdpReadable(h));
     }
 
+    /// A Packet Too Big (IPv4: fragmentation needed) quoting a datagram one of our sockets
+    /// sent: the path MTU to its destination goes down for `Config::pmtu_expires`, and
+    /// later datagrams to it larger than that go in fragments (see `path_mtu`), as Linux's
+    /// `__udp4_lib_err` and `__udp6_lib_err` update the route (`ipv4_sk_update_pmtu`,
+    /// `ip6_sk_update_pmtu`) for the socket the quote names. A quote no socket of ours
+    /// sent (its source not ours, or no socket on that port for that peer) is ignored
+    /// (`drop_other`), as is a report that lowers nothing.
+    pub(in crate::endpoint) fn udp_packet_too_big(
+        &mut self,
+        now: Instant,
+        mtu: u32,
+        invoking: &[u8],
+    ) {
+        let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let local = SocketAddr::new(osrc, sport);
+        let remote = SocketAddr::new(odst, dport);
+        if !self.may_own(osrc) || self.udp_lookup(local, remote).is_none() {
+            self.stats.drop_other += 1;
+            return;
+        }
+        let link = self.config.get_mtu();
+        let expires = now + self.config.pmtu_expires;
+        if !self.udp.path_mtus.lower(odst, mtu, link, expires) {
+            self.stats.drop_other += 1;
+        }
+    }
+
+    /// Forget the path MTUs whose time is up (see `path_mtu`).
+    pub(in crate::endpoint) fn expire_path_mtus(&mut self, now: Instant) {
+        self.udp.path_mtus.expire(now);
+    }
+
     /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port
     /// unreachable (v4 type 3 code 3, v6 type 1 code 4), from `from`, quoting such a
     /// datagram (its IP and UDP headers, which is what the sender's stack matches its

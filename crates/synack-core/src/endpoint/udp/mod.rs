@@ -23,21 +23,22 @@
 //! counted in the endpoint's `memory`, which `Config::max_memory` caps. What does not fit is
 //! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
 //! own-packet queue, which returns `WouldBlock` past [`SEND_QUEUE_PACKETS`] packets
-//! ([`Event::UdpWritable`] follows). A payload larger than one packet of the MTU goes in IP
-//! fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
+//! ([`Event::UdpWritable`] follows). A payload larger than one packet of the MTU (the path's,
+//! once an ICMP error lowered it: `path_mtu`) goes in IP fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
 //! `MessageTooLong` (EMSGSIZE); fragments that come in are reassembled
 //! (`endpoint/reassembly.rs`).
 //!
 //! This file holds the socket table, the datagrams in and the sockets' commands. Three
-//! modules add their own `impl Endpoint` blocks:
+//! modules add their own `impl Endpoint` blocks, and a fourth holds a table:
 //!
 //! - `multicast`: joining and leaving groups, the multicast TTL and loop, and a group's
 //!   datagrams handed to every socket on their port;
 //! - `intercept`: intercept mode's catch-all queue ([`Endpoint::udp_recv_intercepted`]) and
 //!   sending from any address ([`Endpoint::udp_send_from`]);
 //! - `icmp`: ICMP port unreachable, for the datagrams nothing takes and for those an
-//!   application refuses ([`Endpoint::udp_refuse`]), within the ICMP token bucket; and the
-//!   ICMP errors reported to connected sockets.
+//!   application refuses ([`Endpoint::udp_refuse`]), within the ICMP limits; the ICMP
+//!   errors reported to connected sockets; and Packet Too Big, which lowers a path's MTU;
+//! - `path_mtu`: the destinations whose path MTU an ICMP error lowered.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -59,6 +60,7 @@ use crate::wire::{self, udp, IpProtocol, IpRepr, UdpRepr};
 mod icmp;
 mod intercept;
 mod multicast;
+mod path_mtu;
 
 pub(super) use icmp::quote_max;
 pub use intercept::{
@@ -142,6 +144,8 @@ pub(super) struct Udp {
     ident_counters: [u32; IDENT_BUCKETS],
     /// The multicast groups the host has joined: how many sockets have each (`multicast`).
     joined: HashMap<IpAddr, usize>,
+    /// Destinations whose path MTU an ICMP error lowered (`path_mtu`).
+    path_mtus: path_mtu::PathMtus,
 }
 
 /// How many counters the identifications of fragmented datagrams are spread over: pairs of
@@ -162,6 +166,7 @@ impl Udp {
             catching: true,
             ident_counters: [0; IDENT_BUCKETS],
             joined: HashMap::new(),
+            path_mtus: path_mtu::PathMtus::default(),
         }
     }
 
@@ -716,13 +721,17 @@ impl Endpoint {
         }
         // A datagram larger than the MTU goes in fragments, as Linux sends one from a socket
         // with the default IP_PMTUDISC_WANT (`ip_fragment`, `ip6_fragment`); they must all
-        // fit the own-packet queue's send bound at once.
-        let mtu = self.config.get_mtu();
-        let whole = payload.len() <= self.udp_max_payload(v6);
+        // fit the own-packet queue's send bound at once. The MTU is the path's, where an
+        // ICMP error lowered it (`path_mtu`), else the link's.
+        let (mtu, locked) = match self.udp.path_mtus.get(dst.ip()) {
+            Some((mtu, locked)) => (usize::from(mtu), locked),
+            None => (self.config.get_mtu(), false),
+        };
+        let ip_header = if v6 { 40 } else { 20 };
+        let whole = payload.len() <= mtu.saturating_sub(ip_header + udp::HEADER_LEN);
         let pieces = if whole {
             1
         } else {
-            let ip_header = if v6 { 40 } else { 20 };
             let Some(per) = wire::fragment::piece_data(mtu, ip_header, v6) else {
                 return Err(Error::MessageTooLong);
             };
@@ -754,7 +763,8 @@ impl Endpoint {
             ds: tos,
             hop_limit,
             ident: 0,
-            dont_frag: whole,
+            // A locked IPv4 path (a report below 552) takes its datagrams without DF.
+            dont_frag: whole && !locked,
         };
         ip.emit_marked(&mut buf[..hl], marks);
         // Always a full checksum (see `UdpRepr::emit`).
@@ -765,7 +775,7 @@ impl Endpoint {
             }
             return Ok(payload.len());
         }
-        if !self.push_in_fragments(buf, (src.ip(), dst.ip()), Own::Datagram) {
+        if !self.push_in_fragments(buf, (src.ip(), dst.ip()), mtu, Own::Datagram) {
             return Err(Error::WouldBlock);
         }
         Ok(payload.len())
