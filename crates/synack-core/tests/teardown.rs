@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Error, Event, SeqNumber, SocketOptions, State};
+use synack_core::{ConnectionHandle, Error, Event, Instant, SeqNumber, SocketOptions, State};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -728,6 +728,45 @@ fn compact_time_wait_answers_bare_acks_and_syns_at_most_twice_a_second() {
     h.inject(peer, us, Out::new(ACK, 450, 0).ackn(our_nxt).ts(4, 1));
     assert_eq!(h.one().ack, SeqNumber(502));
     assert_eq!(h.ep.time_wait_count(), 1);
+}
+
+/// A SYN that would start a new incarnation (its sequence number beyond RCV.NXT), with no
+/// listener to take it, gets the old connection's ACK every time, held or compact: Linux's
+/// `tcp_v4_rcv` falls through from TCP_TW_SYN to `tcp_v4_timewait_ack`, which no rate
+/// limit holds. It answered once per 500 ms.
+#[test]
+fn time_wait_acks_every_new_syn_when_nothing_listens() {
+    for release in [true, false] {
+        let mut h = Harness::new(config());
+        let (_, us, peer, our_nxt) = time_wait(&mut h, 80, release);
+        for i in 0..3u32 {
+            h.advance(Duration::from_millis(100));
+            let _ = h.drain();
+            h.inject(peer, us, Out::new(SYN, 10_000 + i * 1000, 0).ts(10 + i, 0));
+            let a = h.drain();
+            assert_eq!(a.len(), 1, "released {release}, SYN {i}: {a:?}");
+            assert_eq!((a[0].seq, a[0].ack), (our_nxt, SeqNumber(502)));
+        }
+    }
+}
+
+/// A caller's clock that steps back leaves a compact entry's PAWS on: TS.Recent's age was a
+/// wrapping count of seconds, 136 years after a step of one second back, and an RST at
+/// RCV.NXT with an old TSval then ended TIME-WAIT. A held connection's was right.
+#[test]
+fn compact_time_wait_paws_survives_a_clock_step_back() {
+    for release in [true, false] {
+        let mut h = Harness::new(config());
+        let (c, us, peer, _) = time_wait(&mut h, 80, release);
+        h.now = Instant::from_micros(h.now.total_micros() - 1_000_000);
+        h.inject(peer, us, Out::new(RST, 502, 0).ts(1, 0));
+        let in_time_wait = if release {
+            h.ep.time_wait_count() == 1
+        } else {
+            h.ep.state(c) == Ok(State::TimeWait)
+        };
+        assert!(in_time_wait, "released {release}");
+    }
 }
 
 #[test]

@@ -351,7 +351,8 @@ impl Endpoint {
         };
         let expires = now + self.config.time_wait;
         let recent = e.ts.map(|ts| ts.recent_at(now));
-        let (restart, paws) = match time_wait_input(e.rcv_nxt, recent, seg) {
+        let input = time_wait_input(e.rcv_nxt, recent, seg);
+        let (restart, paws) = match input {
             TimeWaitInput::Reset => {
                 self.time_wait.remove(&tuple);
                 return Reuse::No;
@@ -386,8 +387,11 @@ impl Endpoint {
         // bare ACK, or a SYN) is answered at most once per `invalid_ratelimit`, so that a
         // flood of them, or a peer that disagrees, draws no stream of ACKs (Linux
         // `tcp_timewait_check_oow_rate_limit`); data and a FIN, which the peer sends again
-        // until they are acknowledged, always are.
-        let limited = (seg.flags.contains(TcpFlags::SYN) || seg.seq_len() == 0)
+        // until they are acknowledged, always are; and so is a SYN that would start a new
+        // incarnation with nothing to take it (Linux's `tcp_v4_rcv`: TCP_TW_SYN without a
+        // listener falls through to `tcp_v4_timewait_ack`, no rate limit).
+        let limited = input != TimeWaitInput::NewIncarnation
+            && (seg.flags.contains(TcpFlags::SYN) || seg.seq_len() == 0)
             && self
                 .time_wait
                 .oow_ack_limited(&tuple, now, self.config.invalid_ratelimit);

@@ -104,9 +104,13 @@ pub(crate) struct TimeWaitTimestamps {
 }
 
 impl TimeWaitTimestamps {
-    /// TS.Recent and its age at `now`.
+    /// TS.Recent and its age at `now`. A `now` before the stamp (a caller's clock that
+    /// stepped back) gives an age of nothing, not of 136 years: PAWS stays on, as for a
+    /// connection still held (`Instant`'s subtraction saturates too).
     pub fn recent_at(&self, now: Instant) -> TsRecent {
-        let age = (now.total_secs() as u32).wrapping_sub(self.recent_stamp);
+        let age = u32::try_from(now.total_secs())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(self.recent_stamp);
         TsRecent {
             value: self.recent,
             age: Duration::from_secs(u64::from(age)),

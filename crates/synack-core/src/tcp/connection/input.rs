@@ -312,7 +312,8 @@ impl Connection {
     /// it (the endpoint asks first, `Endpoint::reuse_time_wait`).
     fn handle_time_wait(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let recent = self.ts_recent_at(now);
-        let (restart, paws) = match time_wait_input(self.rcv.nxt, recent, seg) {
+        let input = time_wait_input(self.rcv.nxt, recent, seg);
+        let (restart, paws) = match input {
             TimeWaitInput::Reset => return self.handle_reset(),
             TimeWaitInput::StrayReset { paws } => {
                 self.verdict.paws = paws;
@@ -337,7 +338,13 @@ impl Connection {
         self.verdict.paws = paws;
         self.verdict.out_of_window = !paws && !fin;
         let syn = seg.flags.contains(TcpFlags::SYN);
-        if (syn || seg.seq_len() == 0) && self.invalid_ack_limited(now) {
+        // A SYN that would start a new incarnation, with nothing to take it, gets the old
+        // connection's ACK every time (Linux's `tcp_v4_rcv`: TCP_TW_SYN without a listener
+        // falls through to `tcp_v4_timewait_ack`, no rate limit).
+        if input != TimeWaitInput::NewIncarnation
+            && (syn || seg.seq_len() == 0)
+            && self.invalid_ack_limited(now)
+        {
             return;
         }
         self.rcv.ack_now = true;
