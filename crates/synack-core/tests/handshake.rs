@@ -1630,3 +1630,98 @@ fn data_rto_after_a_retransmitted_synack_is_three_seconds() {
         t - t0
     );
 }
+
+/// A listener on US:8080 and a SYN with timestamps (TSval 1000) from PEER:40000 (ISN 100):
+/// the listener, the server's and the client's addresses, and our SYN-ACK.
+fn passive_syn_ts(h: &mut Harness) -> (synack_core::ListenerHandle, SocketAddr, SocketAddr, Seg) {
+    let server = SocketAddr::new(US, 8080);
+    let client = SocketAddr::new(PEER, 40000);
+    let l = h.ep.listen(server, 8).unwrap();
+    h.inject(
+        client,
+        server,
+        Out::new(SYN, 100, 0)
+            .mss(1000)
+            .sack_ok()
+            .wscale(7)
+            .ts(1000, 0),
+    );
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK));
+    (l, server, client, synack)
+}
+
+/// A passive open's half-open connection judges PAWS as Linux's request socket does
+/// (`tcp_check_req`, `tcp_paws_reject`), not as an established connection: no tick of
+/// slack (the handshake's ACK one tick stale is answered with an ACK and dropped, where
+/// synack completed the handshake), an RST not exempt (one with a stale TSval is dropped,
+/// where it ended the half-open connection), and a retransmitted SYN failing it is no
+/// retransmission (a bare ACK echoing TS.Recent, where synack resent the SYN-ACK echoing
+/// the stale TSval). A review's tests; each passes on the kernel as a packetdrill script.
+#[test]
+fn a_half_open_connection_judges_paws_as_linuxs_request_socket() {
+    // One tick stale.
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn_ts(&mut h);
+    let ecr = sa.ts.unwrap().tsval;
+    h.advance(Duration::from_millis(100));
+    let _ = h.drain();
+    h.inject(
+        client,
+        server,
+        Out::new(ACK, 101, 0).ackn(sa.seq + 1).ts(999, ecr),
+    );
+    assert_eq!(
+        h.ep.accept(l),
+        Err(Error::WouldBlock),
+        "the stale ACK completed it"
+    );
+    let a = h.one();
+    assert!(a.is(ACK) && !a.is(SYN) && a.ack == SeqNumber(101), "{a:?}");
+    assert_eq!(a.ts.unwrap().tsecr, 1000);
+    h.inject(
+        client,
+        server,
+        Out::new(ACK, 101, 0).ackn(sa.seq + 1).ts(1001, ecr),
+    );
+    assert!(h.ep.accept(l).is_ok());
+
+    // An RST at RCV.NXT with a stale TSval.
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn_ts(&mut h);
+    let ecr = sa.ts.unwrap().tsval;
+    h.advance(Duration::from_millis(100));
+    let _ = h.drain();
+    h.inject(client, server, Out::new(RST, 101, 0).ts(500, ecr));
+    h.none();
+    h.inject(
+        client,
+        server,
+        Out::new(ACK, 101, 0).ackn(sa.seq + 1).ts(1001, ecr),
+    );
+    assert!(
+        h.ep.accept(l).is_ok(),
+        "the stale RST ended the half-open connection"
+    );
+
+    // A retransmitted SYN with a stale TSval.
+    let mut h = Harness::new(config());
+    let (_l, server, client, _) = passive_syn_ts(&mut h);
+    h.advance(Duration::from_millis(100));
+    let _ = h.drain();
+    h.inject(
+        client,
+        server,
+        Out::new(SYN, 100, 0)
+            .mss(1000)
+            .sack_ok()
+            .wscale(7)
+            .ts(900, 0),
+    );
+    let a = h.one();
+    assert!(
+        a.is(ACK) && !a.is(SYN),
+        "Linux answers with a bare ACK: {a:?}"
+    );
+    assert_eq!(a.ts.unwrap().tsecr, 1000, "TS.Recent went back");
+}

@@ -186,6 +186,16 @@ pub(crate) enum TimeWaitInput {
     },
 }
 
+/// PAWS (RFC 7323 §5) as Linux's `tcp_paws_reject` judges it for TIME-WAIT and for a passive
+/// open's half-open connection (its request socket, `tcp_check_req`): a TSval behind
+/// TS.Recent by any tick (no slack, `tcp_paws_check(rx_opt, 0)`, where an established
+/// connection allows one), unless TS.Recent is 0, which some stacks put in their SYNs, or
+/// [`PAWS_WRAP`] old. An RST fails it too, unless TS.Recent is 60 s old (`TCP_PAWS_MSL`).
+pub(super) fn paws_reject(recent: TsRecent, tsval: u32, rst: bool) -> bool {
+    let behind = recent.value.wrapping_sub(tsval) as i32;
+    behind > 0 && recent.value != 0 && recent.age < PAWS_WRAP && !(rst && recent.age >= PAWS_MSL)
+}
+
 /// TIME-WAIT's rules for a segment (RFC 9293 §3.10.7.4's TIME-WAIT rows, RFC 7323 §5's PAWS
 /// and RFC 6191), as Linux's `tcp_timewait_state_process` applies them. One rule for both
 /// forms TIME-WAIT takes here, the compact entry of a released connection and a connection
@@ -204,13 +214,10 @@ pub(crate) fn time_wait_input(
         (Some(recent), Some(ts)) => Some(recent.value.wrapping_sub(ts.tsval) as i32),
         _ => None,
     };
-    // PAWS as Linux's `tcp_paws_reject`: any TSval behind TS.Recent (TIME-WAIT allows no
-    // tick of slack, `tcp_paws_check(rx_opt, 0)`), unless TS.Recent is 0, which some stacks
-    // put in their SYNs, or `PAWS_WRAP` old. An RST fails it too, unless TS.Recent is 60 s
-    // old (`TCP_PAWS_MSL`).
-    let paws = behind.is_some_and(|b| b > 0)
-        && ts_recent
-            .is_some_and(|r| r.value != 0 && r.age < PAWS_WRAP && !(rst && r.age >= PAWS_MSL));
+    let paws = match (ts_recent, seg.timestamp) {
+        (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
+        _ => false,
+    };
     if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
         return if rst {
             TimeWaitInput::Reset

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::close::{time_wait_input, TimeWaitInput};
+use super::close::{paws_reject, time_wait_input, TimeWaitInput};
 use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED, PAWS_WRAP};
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -356,6 +356,32 @@ impl Connection {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
         let syn = flags.contains(TcpFlags::SYN);
+
+        // A passive open's half-open connection is Linux's request socket, whose
+        // `tcp_check_req` judges PAWS before anything else, and by TIME-WAIT's rule
+        // (`tcp_paws_reject`: no tick of slack, an RST not exempt until TS.Recent is 60 s
+        // old): what fails it is answered with an ACK (never an RST; rate-limited, as
+        // `tcp_oow_rate_limited`) and dropped, the connection untouched. A retransmitted SYN
+        // failing it is no retransmission, and draws that ACK, not a SYN-ACK. A Fast Open
+        // child is a full socket, held to the rules below (`tcp_validate_incoming`). Not an
+        // ACK of something other than our SYN: that one is reset first, as Linux's listener
+        // resets it before the PAWS check.
+        if self.state == State::SynReceived && self.passive && !self.is_fast_open_child() {
+            let bad_ack = flags.contains(TcpFlags::ACK) && seg.ack_number != self.snd.iss + 1;
+            let reject = match (self.ts_recent_at(now), seg.timestamp) {
+                (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
+                _ => false,
+            };
+            if reject && !bad_ack {
+                self.verdict.paws = true;
+                // `tcp_oow_rate_limited` spares data, not a SYN or a bare segment.
+                let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
+                if !rst && !limited {
+                    self.rcv.ack_now = true;
+                }
+                return;
+            }
+        }
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again (Linux
         // tcp_check_req does the same), echoing the newest TSval.
