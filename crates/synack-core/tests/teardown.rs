@@ -409,6 +409,78 @@ fn orphaned_fin_wait_2_times_out() {
     );
 }
 
+/// An orphaned FIN-WAIT-2 (closed, our FIN acknowledged by a bare ACK) is Linux's TIME-WAIT
+/// sock in its FIN_WAIT2 substate (`tcp_timewait_state_process`): an RST inside the window
+/// ends it in silence, a SYN at or past RCV.NXT draws an RST (at SEG.ACK, or RST|ACK for
+/// one without ACK) and ends it, a duplicate ACK is taken in silence, and a segment outside
+/// the window (old data too) still draws an ACK. synack kept RFC 5961's challenge ACKs there (a
+/// review's tests; `fw2-orphan-rst.pkt` and `fw2-orphan-syn.pkt` pass on the kernel). A
+/// FIN-WAIT-2 the application still holds keeps them.
+#[test]
+fn an_orphaned_fin_wait_2_takes_segments_as_linuxs_time_wait_sock() {
+    let orphan = || {
+        let mut k = open();
+        k.h.ep.close(k.h.now, k.c).unwrap();
+        let _ = k.h.one();
+        k.our_nxt += 1;
+        k.peer_sends(ACK, b"");
+        k.h.none();
+        assert_eq!(k.h.ep.connection_count(), 1);
+        k
+    };
+    // An RST inside the window, not at RCV.NXT.
+    let mut k = orphan();
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 99);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    assert_eq!(k.h.ep.connection_count(), 0);
+    // A SYN inside it, with ACK and without.
+    for with_ack in [true, false] {
+        let mut k = orphan();
+        let mut o = Out::new(SYN, 0, 0).seqn(k.peer_nxt + 99);
+        if with_ack {
+            o = Out::new(SYN | ACK, 0, 0)
+                .seqn(k.peer_nxt + 99)
+                .ackn(k.our_nxt);
+        }
+        k.h.inject(k.peer, k.us, o);
+        let r = k.h.one();
+        if with_ack {
+            assert!(r.is(RST) && r.seq == k.our_nxt, "{r:?}");
+        } else {
+            assert!(r.is(RST | ACK) && r.ack == k.peer_nxt + 100, "{r:?}");
+        }
+        assert_eq!(k.h.ep.connection_count(), 0);
+    }
+    // A bare duplicate ACK: taken in silence. Old data and what lies beyond the window:
+    // outside it (`tcp_in_window`), an ACK.
+    let mut k = orphan();
+    k.peer_sends(ACK, b"");
+    k.h.none();
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt - 5)
+        .ackn(k.our_nxt)
+        .data(b"again");
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt + 1_000_000)
+        .ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    assert_eq!(k.h.ep.connection_count(), 1);
+    // Held (shut down, not closed): RFC 5961's challenge ACK, and it goes on.
+    let mut k = open();
+    k.h.ep.shutdown(k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    k.peer_sends(ACK, b"");
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 99);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt, "a challenge ACK");
+    assert_eq!(k.state(), State::FinWait2);
+}
+
 #[test]
 fn data_after_close_draws_an_rst() {
     // RFC 1122 §4.2.2.13, as Linux: nobody will read it, so the sender is told.

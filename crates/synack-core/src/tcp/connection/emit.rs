@@ -14,6 +14,16 @@ use crate::wire::ip::IpMarks;
 use crate::wire::{TcpFlags, TcpRepr, TcpTimestamp};
 
 impl Connection {
+    /// The RST that answers `seg` (RFC 9293 §3.10.7.1, as Linux's `tcp_v4_send_reset`): at
+    /// SEG.ACK if it has one, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
+    pub(super) fn reset_reply_to(&self, seg: &TcpRepr<'_>) -> (SeqNumber, Option<SeqNumber>) {
+        if seg.flags.contains(TcpFlags::ACK) {
+            (seg.ack_number, None)
+        } else {
+            (SeqNumber(0), Some(seg.seq_number + seg.seq_len()))
+        }
+    }
+
     /// An RST segment. RFC 9293 §3.10.7: `<SEQ=seq><CTL=RST>`, or with an ACK
     /// `<SEQ=seq><ACK=ack><CTL=RST,ACK>`.
     pub(super) fn rst_repr(&self, seq: SeqNumber, ack: Option<SeqNumber>) -> TcpRepr<'static> {

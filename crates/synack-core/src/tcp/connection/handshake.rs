@@ -440,7 +440,7 @@ impl Connection {
         // the RST bit is set, if so drop the segment and return)".
         if ack && (seg.ack_number <= self.snd.iss || seg.ack_number > self.snd.max) {
             if !seg.flags.contains(TcpFlags::RST) {
-                self.reset_reply = Some(seg.ack_number);
+                self.reset_reply = Some((seg.ack_number, None));
                 // The peer holds a stale connection (our RST clears it): send the SYN again
                 // almost at once rather than a whole SYN RTO later, if it has not been resent
                 // yet (Linux tcp_rcv_synsent_state_process, TCP_TIMEOUT_MIN).
@@ -456,7 +456,7 @@ impl Connection {
             // refused with an RST, without timestamps as tcp_v4_send_reset sends it (none
             // to an RST), and the connection waits in SYN-SENT for a valid SYN-ACK.
             if !seg.flags.contains(TcpFlags::RST) {
-                self.reset_reply = Some(seg.ack_number);
+                self.reset_reply = Some((seg.ack_number, None));
             }
             return;
         }

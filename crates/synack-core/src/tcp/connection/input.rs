@@ -350,6 +350,50 @@ impl Connection {
         self.rcv.ack_now = true;
     }
 
+    /// An orphaned FIN-WAIT-2 reached by a bare ACK of our FIN is, in Linux, a TIME-WAIT sock
+    /// in its FIN_WAIT2 substate (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`), and
+    /// `tcp_timewait_state_process` takes segments by its rules rather than RFC 5961's: one
+    /// failing PAWS (TIME-WAIT's rule) or outside the window is answered with an ACK
+    /// (rate-limited, data spared) and dropped; an RST inside it ends the connection
+    /// silently (no challenge ACK); a SYN at or past RCV.NXT is answered with an RST and
+    /// ends it; a duplicate ACK is taken in silence. New data and the FIN go on
+    /// to the usual steps (data after `close` resets; the FIN leads to TIME-WAIT). Returns
+    /// whether the segment was dealt with here. The application gave the connection up and
+    /// its data was all acknowledged: ending it early loses nothing, which is why Linux
+    /// spends no challenge ACKs on it.
+    fn handle_orphan_fin_wait_2(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+        let flags = seg.flags;
+        let (rst, syn) = (flags.contains(TcpFlags::RST), flags.contains(TcpFlags::SYN));
+        let paws = match (self.ts_recent_at(now), seg.timestamp) {
+            (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
+            _ => false,
+        };
+        let (start, end) = (seg.seq_number, seg.seq_number + seg.seq_len());
+        let (left, right) = (self.rcv.nxt, self.rcv.adv);
+        // Linux's `tcp_in_window`.
+        let in_window =
+            start == left || (end > left && start < right) || (start == right && start == end);
+        if paws || !in_window {
+            self.verdict.paws = paws;
+            self.verdict.out_of_window = !paws;
+            let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
+            if !rst && !limited {
+                self.rcv.ack_now = true;
+            }
+            return true;
+        }
+        if rst {
+            self.enter_closed(None);
+            return true;
+        }
+        if syn && start >= left {
+            self.reset_reply = Some(self.reset_reply_to(seg));
+            self.enter_closed(None);
+            return true;
+        }
+        !flags.contains(TcpFlags::ACK) || end <= left || seg.seq_len() == 0
+    }
+
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through LAST-ACK (TIME-WAIT has its
     /// own rules, [`handle_time_wait`](Self::handle_time_wait)).
     pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
@@ -381,6 +425,14 @@ impl Connection {
                 }
                 return;
             }
+        }
+
+        if self.state == State::FinWait2
+            && self.app_closed
+            && self.control_socket
+            && self.handle_orphan_fin_wait_2(now, seg)
+        {
+            return;
         }
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again (Linux
@@ -616,7 +668,7 @@ impl Connection {
                 self.notify.connected = true;
                 self.notify.writable = true;
             } else {
-                self.reset_reply = Some(seg.ack_number);
+                self.reset_reply = Some((seg.ack_number, None));
                 return;
             }
         }
@@ -646,7 +698,7 @@ impl Connection {
             if self.reset_after_flush {
                 return;
             }
-            self.reset_reply = Some(seg.ack_number);
+            self.reset_reply = Some((seg.ack_number, None));
             self.enter_closed(None);
             return;
         }
@@ -669,7 +721,7 @@ impl Connection {
                 State::CloseWait | State::Closing | State::LastAck
             )
         {
-            self.reset_reply = Some(seg.ack_number);
+            self.reset_reply = Some((seg.ack_number, None));
             self.handle_reset();
             return;
         }

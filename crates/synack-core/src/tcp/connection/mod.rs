@@ -511,8 +511,10 @@ pub(crate) struct Connection {
     /// Both sides offered window scaling (possibly with a shift of zero).
     pub wscale_ok: bool,
     /// An RST to send in reply to an unacceptable segment, `<SEQ=SEG.ACK><CTL=RST>`: its
-    /// sequence number (RFC 9293 §3.10.7.3 and the SYN-RECEIVED case of §3.10.7.4).
-    pub reset_reply: Option<SeqNumber>,
+    /// sequence number (RFC 9293 §3.10.7.3 and the SYN-RECEIVED case of §3.10.7.4), and
+    /// for a segment without ACK, the ACK of `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`
+    /// (see [`Connection::reset_reply_to`]).
+    pub reset_reply: Option<(SeqNumber, Option<SeqNumber>)>,
     pub rtt: RttEstimator,
     pub cc: Box<dyn Controller>,
     /// Whether the flow has been using its congestion window (see [`CwndUse`]).

@@ -104,8 +104,8 @@ impl Sent {
 impl Connection {
     /// The next packet this connection wants to send, written into `buf`.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
-        if let Some(seq) = self.reset_reply.take() {
-            let seg = self.rst_repr(seq, None);
+        if let Some((seq, ack)) = self.reset_reply.take() {
+            let seg = self.rst_repr(seq, ack);
             // An RST answering a segment leaves Linux from a control socket
             // (`tcp_v4_send_reset`): ID 0 and the default TTL, the connection's count
             // unmoved.
