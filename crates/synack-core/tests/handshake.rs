@@ -1725,3 +1725,39 @@ fn a_half_open_connection_judges_paws_as_linuxs_request_socket() {
     );
     assert_eq!(a.ts.unwrap().tsecr, 1000, "TS.Recent went back");
 }
+
+/// A SYN in the window of a passive open's half-open connection, other than the client's
+/// own, is answered with an RST (at SEG.ACK, or RST|ACK for one without ACK) and the
+/// half-open connection is gone, as Linux's request socket does (`tcp_check_req`,
+/// `syn-received-in-window-rst-syn.pkt` on the kernel); synack sent a challenge ACK. An RST
+/// in the window still draws the challenge ACK, as on the kernel.
+#[test]
+fn a_syn_in_a_half_open_connections_window_resets_it() {
+    for with_ack in [false, true] {
+        let mut h = Harness::new(config());
+        let (l, server, client, sa) = passive_syn(&mut h);
+        let mut syn = Out::new(SYN, 150, 0);
+        if with_ack {
+            syn = Out::new(SYN | ACK, 150, 0).ackn(sa.seq + 1);
+        }
+        h.inject(client, server, syn);
+        let r = h.one();
+        if with_ack {
+            assert!(r.is(RST) && r.seq == sa.seq + 1, "{r:?}");
+        } else {
+            assert!(r.is(RST | ACK) && r.ack == SeqNumber(151), "{r:?}");
+        }
+        // Gone: the handshake's ACK is refused.
+        h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+        assert!(h.one().is(RST));
+        assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+    }
+    // An RST in the window: a challenge ACK, and the handshake still completes.
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn(&mut h);
+    h.inject(client, server, Out::new(RST, 150, 0));
+    let a = h.one();
+    assert!(a.is(ACK) && !a.is(RST), "{a:?}");
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+    assert!(h.ep.accept(l).is_ok());
+}

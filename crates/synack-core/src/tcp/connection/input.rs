@@ -350,6 +350,15 @@ impl Connection {
         self.rcv.ack_now = true;
     }
 
+    /// Whether `seg` lies in the window as Linux's request and TIME-WAIT socks judge it
+    /// (`tcp_in_window`): it starts at RCV.NXT, or ends past it and starts before the
+    /// window's right edge, or is empty at that edge.
+    fn in_request_window(&self, seg: &TcpRepr<'_>) -> bool {
+        let (start, end) = (seg.seq_number, seg.seq_number + seg.seq_len());
+        let (left, right) = (self.rcv.nxt, self.rcv.adv);
+        start == left || (end > left && start < right) || (start == right && start == end)
+    }
+
     /// An orphaned FIN-WAIT-2 reached by a bare ACK of our FIN is, in Linux, a TIME-WAIT sock
     /// in its FIN_WAIT2 substate (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`), and
     /// `tcp_timewait_state_process` takes segments by its rules rather than RFC 5961's: one
@@ -369,11 +378,8 @@ impl Connection {
             _ => false,
         };
         let (start, end) = (seg.seq_number, seg.seq_number + seg.seq_len());
-        let (left, right) = (self.rcv.nxt, self.rcv.adv);
-        // Linux's `tcp_in_window`.
-        let in_window =
-            start == left || (end > left && start < right) || (start == right && start == end);
-        if paws || !in_window {
+        let left = self.rcv.nxt;
+        if paws || !self.in_request_window(seg) {
             self.verdict.paws = paws;
             self.verdict.out_of_window = !paws;
             let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
@@ -490,6 +496,25 @@ impl Connection {
             if self.is_synchronized() {
                 self.ack_invalid(now, seg);
             }
+            return;
+        }
+
+        // A SYN in the window of a passive open's half-open connection, other than the
+        // client's own (a retransmission, taken above): Linux's request socket answers it
+        // with an RST and is gone (`tcp_check_req`'s "embryonic_reset"), where a full socket
+        // sends RFC 5961's challenge ACK. One acknowledging something other than our SYN is
+        // reset below, one outside the window answered with an ACK, as there.
+        if self.state == State::SynReceived
+            && self.passive
+            && !self.is_fast_open_child()
+            && syn
+            && !rst
+            && seg.seq_number != self.rcv.irs
+            && !(flags.contains(TcpFlags::ACK) && seg.ack_number != self.snd.iss + 1)
+            && self.in_request_window(seg)
+        {
+            self.reset_reply = Some(self.reset_reply_to(seg));
+            self.enter_closed(None);
             return;
         }
 
