@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::options::MIN_BUFFER;
 use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 
 /// Configuration for an [`Endpoint`](crate::Endpoint) and every connection it holds.
@@ -313,6 +312,10 @@ pub const IPV6_MIN_MTU: usize = 1280;
 /// is refused when chosen; a device that reports one (Linux's `lo` says 65536) is taken
 /// as this, as Linux caps an IPv4 route's MTU at `IP_MAX_MTU`, 65535.
 pub const MAX_MTU: usize = u16::MAX as usize;
+
+/// The smallest buffer a socket option sets: `SO_SNDBUF` and `SO_RCVBUF` below it are
+/// raised to it, as Linux raises them to `SOCK_MIN_SNDBUF`/`SOCK_MIN_RCVBUF`.
+pub const MIN_BUFFER: usize = 1024;
 
 impl Config {
     /// Refuses settings that no connection could work with, before any is made: buffers
