@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::ip::IpProtocol;
+use super::protocol::IpProtocol;
 use super::ipv4;
 use super::ipv6::{self, Walked};
 use super::WireError;
