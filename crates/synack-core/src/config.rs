@@ -491,7 +491,7 @@ impl Config {
     setter!(
         /// Size writes and the send buffer as Linux does (on in [`Config::linux`]): the
         /// buffer is charged per queued packet (`sk_wmem_queued`: each skb's payload plus
-        /// [`SKB_OVERHEAD`](crate::tcp::send_buffer::SKB_OVERHEAD)), a write goes on while
+        /// 1280 bytes, `tcp/send_buffer.rs`'s `SKB_OVERHEAD`), a write goes on while
         /// less than the buffer is charged and fills each packet it starts to the size goal
         /// (up to 64 KiB, at most half the peer's largest window), and the buffer grows as
         /// Linux's `tcp_sndbuf_expand` grows it, to twice the congestion window in per-packet
