@@ -57,6 +57,7 @@ pub mod netns;
 pub mod shard;
 pub mod socket;
 pub mod stack;
+mod state;
 pub mod stream;
 pub mod udp;
 

@@ -51,19 +51,10 @@ use bytes::BufMut;
 use synack_core::{Error, UdpHandle};
 use tokio::io::{Interest, ReadBuf, Ready};
 
-use crate::stack::{register_many, Inner};
+use crate::state::{register_many, Inner, UdpState};
 use crate::Stack;
 
 pub use synack_core::InterceptedDatagram;
-
-/// The runtime's view of one UDP socket.
-#[derive(Default)]
-pub(crate) struct UdpState {
-    /// Tasks parked in `recv_from`/`recv`; several may share one socket through an `Arc`.
-    pub(crate) recv_wakers: Vec<std::task::Waker>,
-    /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
-    device: Option<Vec<u8>>,
-}
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
 /// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `ready`, `readable` and
@@ -401,7 +392,7 @@ impl UdpSocket {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| self.poll_send_to(cx, buf, target),
             |w| self.forget_waiter(w),
         )
@@ -412,7 +403,7 @@ impl UdpSocket {
     /// bytes copied and the sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = crate::stack::wait_listed(
+        let from = crate::state::wait_listed(
             |cx| self.poll_recv_from(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
@@ -422,7 +413,7 @@ impl UdpSocket {
 
     /// Sends to the connected peer; `NotConnected` if there is none.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::stack::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
     }
 
     /// Receives one datagram (from the peer, if connected).
@@ -437,7 +428,7 @@ impl UdpSocket {
     /// largest datagram wanted). The datagram is put straight in: the room is never zeroed
     /// first.
     pub async fn recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| {
                 let mut inner = self.stack.lock_udp()?;
                 let taken = take_into(&mut inner, self.handle, buf);
@@ -497,7 +488,7 @@ impl UdpSocket {
     /// leaving it for the next receive (`MSG_PEEK`). Waits while none has come.
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = crate::stack::wait_listed(
+        let from = crate::state::wait_listed(
             |cx| self.poll_peek_from(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
@@ -549,7 +540,7 @@ impl UdpSocket {
     /// The sender of the next datagram, which stays queued, as tokio's `peek_sender`: no
     /// buffer needed to learn where it came from. Waits while none has come.
     pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
-        crate::stack::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`peek_sender`](Self::peek_sender).
@@ -571,9 +562,9 @@ impl UdpSocket {
     /// `UdpSocket::ready`: readable when a datagram has come (a pending ICMP error alone is
     /// `ERROR`, as Linux's `EPOLLERR`, not readable), writable when one can be queued.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| {
-                crate::stack::poll_interest(
+                crate::state::poll_interest(
                     cx,
                     interest,
                     |cx| self.poll_recv_ready(cx),
@@ -610,7 +601,7 @@ impl UdpSocket {
     /// `EPOLLERR` and not `EPOLLIN`: [`recv`](Self::recv) and `ready(Interest::ERROR)`
     /// report it.
     pub async fn readable(&self) -> io::Result<()> {
-        crate::stack::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`readable`](Self::readable).
@@ -626,7 +617,7 @@ impl UdpSocket {
 
     /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
     pub async fn writable(&self) -> io::Result<()> {
-        crate::stack::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`writable`](Self::writable).
@@ -666,14 +657,14 @@ impl UdpSocket {
 
     /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
     /// parked for the socket's `UdpReadable`, under the same lock as the command.
-    /// A cancelled wait's clean-up ([`crate::stack::wait_listed`]): the task leaves the
+    /// A cancelled wait's clean-up ([`crate::state::wait_listed`]): the task leaves the
     /// socket's list of receivers and the list of senders waiting for room, and is woken.
     fn forget_waiter(&self, waker: &Waker) {
         if let Some(mut inner) = self.stack.lock_for_drop(0) {
             if let Some(s) = inner.udp.get_mut(&self.handle) {
-                crate::stack::unlist(&mut s.recv_wakers, waker);
+                crate::state::unlist(&mut s.recv_wakers, waker);
             }
-            crate::stack::unlist(&mut inner.udp_send_wakers, waker);
+            crate::state::unlist(&mut inner.udp_send_wakers, waker);
         }
         waker.wake_by_ref();
     }
@@ -896,13 +887,17 @@ impl Stack {
         // Shard 0's lock is held throughout, as the last token's `drop` holds it to turn
         // interception off: the two cannot interleave.
         let mut first = self.lock_shard(0)?;
-        let live = match first.udp_interceptors.upgrade() {
+        let live = match first
+            .udp_interceptors
+            .upgrade()
+            .and_then(|live| live.downcast::<InterceptorToken>().ok())
+        {
             Some(live) => live,
             None => {
                 let live = Arc::new(InterceptorToken {
                     stack: self.clone(),
                 });
-                first.udp_interceptors = Arc::downgrade(&live);
+                first.udp_interceptors = Arc::downgrade(&live) as std::sync::Weak<InterceptorToken>;
                 live
             }
         };
@@ -927,12 +922,12 @@ impl Stack {
     }
 }
 
-/// A cancelled interceptor wait's clean-up ([`crate::stack::wait_listed`]): the task leaves
+/// A cancelled interceptor wait's clean-up ([`crate::state::wait_listed`]): the task leaves
 /// the lists of tasks waiting for intercepted datagrams and for room to send, and is woken.
 fn forget_intercept_waiter(stack: &Stack, waker: &Waker) {
     if let Some(mut inner) = stack.lock_for_drop(0) {
-        crate::stack::unlist(&mut inner.udp_intercept_wakers, waker);
-        crate::stack::unlist(&mut inner.udp_send_wakers, waker);
+        crate::state::unlist(&mut inner.udp_intercept_wakers, waker);
+        crate::state::unlist(&mut inner.udp_send_wakers, waker);
     }
     waker.wake_by_ref();
 }
@@ -941,7 +936,7 @@ impl UdpInterceptor {
     /// The next datagram, truncated to `buf` (as `recv_from`): `src` is the client, `dst`
     /// where it was sent. Cancel-safe.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<InterceptedDatagram> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| self.poll_recv(cx, buf),
             |w| forget_intercept_waiter(&self.stack, w),
         )
@@ -972,7 +967,7 @@ impl UdpInterceptor {
         from: SocketAddr,
         to: SocketAddr,
     ) -> io::Result<usize> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| self.poll_send_from(cx, buf, from, to),
             |w| forget_intercept_waiter(&self.stack, w),
         )
