@@ -56,6 +56,7 @@ pub mod listener;
 pub mod netns;
 pub mod shard;
 pub mod socket;
+mod sockopt;
 pub mod stack;
 mod state;
 pub mod stream;

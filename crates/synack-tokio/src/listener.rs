@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use synack_core::{Error, ListenerHandle, SocketOptions};
 use tracing::debug;
 
-use crate::socket::PortHold;
+use crate::stack::PortHold;
 use crate::stack::Stack;
 use crate::state::{register_many, ListenerState};
 use crate::stream::{ConnRef, TcpStream};
@@ -239,7 +239,7 @@ impl TcpListener {
     /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255, or `u32::MAX` (-1) for
     /// the default, 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         for (shard, &handle) in self.handles.iter().enumerate() {
             let mut inner = self.stack.lock_shard(shard)?;
             let mut options = inner.endpoint.listener_options(handle)?;

@@ -134,7 +134,7 @@ impl UdpSocket {
     /// hop limit of the datagrams sent from now on. 1 to 255, or `u32::MAX` (-1) for the default,
     /// 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         Ok(self
             .stack
             .lock_udp()?
@@ -154,7 +154,7 @@ impl UdpSocket {
     /// socket's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
     /// `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
+        let tos = crate::sockopt::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         Ok(self
             .stack
             .lock_udp()?

@@ -29,8 +29,10 @@ use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
 use crate::state::{register_many, HandleMap, Inner, Shared, ORPHAN_LINGER};
 use crate::stream::AddrLookup;
 
+mod bind;
 mod builder;
 
+pub(crate) use bind::PortHold;
 use builder::default_workers;
 pub use builder::{StackBuilder, StackError};
 

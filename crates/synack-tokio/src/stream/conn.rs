@@ -648,7 +648,7 @@ impl ConnRef {
     }
 
     pub(super) fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
+        let tos = crate::sockopt::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         self.command(|ep, h| ep.set_tos(h, tos))
     }
 
@@ -657,7 +657,7 @@ impl ConnRef {
     }
 
     pub(super) fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         self.command(|ep, h| ep.set_hop_limit(h, ttl))
     }
 

@@ -332,7 +332,7 @@ impl TcpStream {
     /// background; a drop never blocks the task. The time is kept in whole seconds, as
     /// Linux's `l_linger` is (the fraction is dropped: less than a second is zero).
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.conn().set_linger(crate::socket::linger_secs(linger))
+        self.conn().set_linger(crate::sockopt::linger_secs(linger))
     }
 
     /// The SO_LINGER value [`set_linger`](Self::set_linger) set.
