@@ -52,6 +52,7 @@ mod driver;
 pub mod integration;
 pub mod intercept;
 pub mod listener;
+mod lookup;
 #[cfg(feature = "netns")]
 pub mod netns;
 pub mod shard;

@@ -25,9 +25,9 @@ use tracing::{debug, info, warn};
 
 use crate::device::Device;
 use crate::driver::{Driver, Router};
+use crate::lookup::AddrLookup;
 use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
 use crate::state::{register_many, HandleMap, Inner, Shared, ORPHAN_LINGER};
-use crate::stream::AddrLookup;
 
 mod bind;
 mod builder;

@@ -25,8 +25,6 @@ use crate::state::Waiter;
 mod conn;
 mod race;
 
-pub(crate) use race::AddrLookup;
-
 pub(crate) use conn::ConnRef;
 
 /// A TCP connection over a synack [`Stack`], with tokio's `AsyncRead` and `AsyncWrite`.
