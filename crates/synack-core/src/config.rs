@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::options::MIN_BUFFER;
 use crate::tcp::congestion::{ControllerFactory, CubicFactory};
 
 /// Configuration for an [`Endpoint`](crate::Endpoint) and every connection it holds.
@@ -317,6 +316,10 @@ pub const IPV6_MIN_MTU: usize = 1280;
 /// as this, as Linux caps an IPv4 route's MTU at `IP_MAX_MTU`, 65535.
 pub const MAX_MTU: usize = u16::MAX as usize;
 
+/// The smallest buffer a socket option sets: `SO_SNDBUF` and `SO_RCVBUF` below it are
+/// raised to it, as Linux raises them to `SOCK_MIN_SNDBUF`/`SOCK_MIN_RCVBUF`.
+pub const MIN_BUFFER: usize = 1024;
+
 impl Config {
     /// Refuses settings that no connection could work with, before any is made: buffers
     /// below 1024 bytes (a segment's worth: a connection would stall with nothing sent or
@@ -491,7 +494,7 @@ impl Config {
     setter!(
         /// Size writes and the send buffer as Linux does (on in [`Config::linux`]): the
         /// buffer is charged per queued packet (`sk_wmem_queued`: each skb's payload plus
-        /// [`SKB_OVERHEAD`](crate::tcp::send_buffer::SKB_OVERHEAD)), a write goes on while
+        /// 1280 bytes, `tcp/send_buffer.rs`'s `SKB_OVERHEAD`), a write goes on while
         /// less than the buffer is charged and fills each packet it starts to the size goal
         /// (up to 64 KiB, at most half the peer's largest window), and the buffer grows as
         /// Linux's `tcp_sndbuf_expand` grows it, to twice the congestion window in per-packet

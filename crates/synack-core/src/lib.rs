@@ -75,7 +75,7 @@ pub mod options;
 mod profile;
 pub mod seq;
 pub mod stats;
-pub mod syncookie;
+pub(crate) mod syncookie;
 pub mod tcp;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -110,6 +110,7 @@ impl SendFlags {
     };
 }
 
-/// The smallest buffer a socket option sets: `SO_SNDBUF` and `SO_RCVBUF` below it are
-/// raised to it, as Linux raises them to `SOCK_MIN_SNDBUF`/`SOCK_MIN_RCVBUF`.
-pub const MIN_BUFFER: usize = 1024;
+// Defined in `config`, which checks `Config`'s buffers against it, so that `config` need
+// not import from `options` (which takes `KeepaliveConfig` from it).
+#[doc(inline)]
+pub use crate::config::MIN_BUFFER;

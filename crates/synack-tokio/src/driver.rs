@@ -31,7 +31,7 @@ use tracing::{debug, error, trace, warn, Instrument};
 
 use crate::device::Device;
 use crate::shard::{Flows, Handoff};
-use crate::stack::{Inner, Shared, ORPHAN_LINGER};
+use crate::state::{Inner, Shared, ORPHAN_LINGER};
 
 /// A shard's link to the others: whose flow a packet is, and the channels to hand it over.
 pub(crate) struct Router {

@@ -56,7 +56,7 @@ use std::task::{Context, Poll};
 
 use synack_core::{InterceptedSyn, SocketOptions, SynHandle};
 
-use crate::stack::register_many;
+use crate::state::register_many;
 use crate::stream::ConnRef;
 use crate::{Stack, TcpStream};
 
@@ -98,15 +98,15 @@ impl Interceptor {
     /// Waits for the next held SYN. Cancel-safe: a SYN is taken only when this returns it.
     /// Fails once the stack has stopped.
     pub async fn next(&self) -> io::Result<IncomingSyn> {
-        crate::stack::wait_listed(|cx| self.poll_next(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_next(cx), |w| self.forget_waiter(w)).await
     }
 
-    /// A cancelled `next`'s clean-up ([`crate::stack::wait_listed`]): the task leaves every
+    /// A cancelled `next`'s clean-up ([`crate::state::wait_listed`]): the task leaves every
     /// shard's list of waiting interceptors, and is woken.
     fn forget_waiter(&self, waker: &std::task::Waker) {
         for shard in 0..self.stack.workers() {
             if let Some(mut inner) = self.stack.lock_for_drop(shard) {
-                crate::stack::unlist(&mut inner.intercept_wakers, waker);
+                crate::state::unlist(&mut inner.intercept_wakers, waker);
             }
         }
         waker.wake_by_ref();

@@ -52,11 +52,14 @@ mod driver;
 pub mod integration;
 pub mod intercept;
 pub mod listener;
+mod lookup;
 #[cfg(feature = "netns")]
 pub mod netns;
 pub mod shard;
 pub mod socket;
+mod sockopt;
 pub mod stack;
+mod state;
 pub mod stream;
 pub mod udp;
 

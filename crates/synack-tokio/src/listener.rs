@@ -25,8 +25,9 @@ use std::task::{Context, Poll};
 use synack_core::{Error, ListenerHandle, SocketOptions};
 use tracing::debug;
 
-use crate::socket::PortHold;
-use crate::stack::{register_many, ListenerState, Stack};
+use crate::stack::PortHold;
+use crate::stack::Stack;
+use crate::state::{register_many, ListenerState};
 use crate::stream::{ConnRef, TcpStream};
 
 /// The accept-queue length we ask for; the core caps it at its `max_backlog` (tokio uses the
@@ -150,16 +151,16 @@ impl TcpListener {
     ///
     /// Cancel-safe: if the future is dropped before it completes, no connection is lost.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        crate::stack::wait_listed(|cx| self.poll_accept(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_accept(cx), |w| self.forget_waiter(w)).await
     }
 
-    /// A cancelled `accept`'s clean-up ([`crate::stack::wait_listed`]): the task leaves every
+    /// A cancelled `accept`'s clean-up ([`crate::state::wait_listed`]): the task leaves every
     /// shard's list of waiting acceptors, and is woken.
     fn forget_waiter(&self, waker: &std::task::Waker) {
         for (shard, handle) in self.handles.iter().enumerate() {
             if let Some(mut inner) = self.stack.lock_for_drop(shard) {
                 if let Some(state) = inner.listeners.get_mut(handle) {
-                    crate::stack::unlist(&mut state.accept_wakers, waker);
+                    crate::state::unlist(&mut state.accept_wakers, waker);
                 }
             }
         }
@@ -238,7 +239,7 @@ impl TcpListener {
     /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255, or `u32::MAX` (-1) for
     /// the default, 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         for (shard, &handle) in self.handles.iter().enumerate() {
             let mut inner = self.stack.lock_shard(shard)?;
             let mut options = inner.endpoint.listener_options(handle)?;

@@ -11,6 +11,8 @@ use synack_core::options::MIN_BUFFER;
 use synack_core::{KeepaliveConfig, PortSharing, SocketOptions};
 
 use crate::listener::TcpListener;
+use crate::sockopt::{ds_byte, hop_limit, linger_secs};
+use crate::stack::PortHold;
 use crate::stack::Stack;
 use crate::stream::TcpStream;
 
@@ -55,142 +57,12 @@ struct Settings {
     mapped: bool,
 }
 
-/// A port a bound [`TcpSocket`] holds on every shard (`Endpoint::bind_socket`), as Linux
-/// reserves it at `bind(2)`: another socket's `bind` to it fails with `AddrInUse` (unless
-/// both set SO_REUSEADDR, or both SO_REUSEPORT), no ephemeral port is it, and no listener
-/// but this socket's takes it from a socket bound without them. Given back when the socket
-/// goes, or, once it connects or listens, by the connection's or the listener's own use of
-/// the port.
-#[derive(Debug)]
-pub(crate) struct PortHold {
-    stack: Stack,
-    local: SocketAddr,
-    sharing: PortSharing,
-    /// The shards that hold it.
-    held: Vec<bool>,
-}
-
-impl PortHold {
-    /// Binds `addr` on every shard (see [`bind_deciding`](Self::bind_deciding)).
-    fn bind(stack: &Stack, addr: SocketAddr, sharing: PortSharing) -> io::Result<PortHold> {
-        let _deciding = stack.lock_binding();
-        Self::bind_deciding(stack, addr, sharing)
-    }
-
-    /// Binds `addr` on every shard: decided on shard 0 with every shard locked (each has
-    /// every listener and every bound socket's port, but only its own connections), then
-    /// held on the others before any lock is let go, so that no other shard's connect takes
-    /// the port in between. The caller holds `Stack::lock_binding`.
-    ///
-    /// A listener on several shards takes its port 0 so too, with SO_REUSEADDR as tokio's
-    /// `TcpListener::bind` sets it: held on each shard until the listener opens there, it
-    /// gives it back shard by shard as it listens ([`release_on`](Self::release_on)), so
-    /// that no connect takes it in between (Linux picks and reserves a port in one step; a
-    /// port-0 listen never fails for a connect).
-    pub(crate) fn bind_deciding(
-        stack: &Stack,
-        addr: SocketAddr,
-        sharing: PortSharing,
-    ) -> io::Result<PortHold> {
-        let local = stack.decide_on_every_shard(
-            |first, others| first.bind_socket(addr, sharing, others),
-            |other, local| other.hold_binding(local, sharing),
-        )?;
-        Ok(PortHold {
-            stack: stack.clone(),
-            local,
-            sharing,
-            held: vec![true; stack.workers()],
-        })
-    }
-
-    /// Gives the port back on every shard that holds it.
-    fn release_all(&mut self) {
-        for (shard, held) in self.held.iter_mut().enumerate() {
-            if let (true, Some(mut inner)) = (*held, self.stack.lock_for_drop(shard)) {
-                let _ = inner.endpoint.release_binding(self.local, self.sharing);
-            }
-            *held = false;
-        }
-    }
-
-    /// The bound address.
-    pub(crate) fn local(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Gives the port back on `shard`, whose endpoint the caller has locked: the socket now
-    /// listens there.
-    pub(crate) fn release_on(&mut self, shard: usize, endpoint: &mut synack_core::Endpoint) {
-        if std::mem::take(&mut self.held[shard]) {
-            // Held since `bind`: it is there.
-            let _ = endpoint.release_binding(self.local, self.sharing);
-        }
-    }
-
-    /// SO_REUSEADDR or SO_REUSEPORT set after `bind`, as Linux allows: later binds see it.
-    fn set_sharing(&mut self, sharing: PortSharing) {
-        let _deciding = self.stack.lock_binding();
-        for (shard, &held) in self.held.iter().enumerate() {
-            if let (true, Some(mut inner)) = (held, self.stack.lock_for_drop(shard)) {
-                let _ = inner.endpoint.release_binding(self.local, self.sharing);
-                inner.endpoint.hold_binding(self.local, sharing);
-            }
-        }
-        self.sharing = sharing;
-    }
-}
-
-impl Drop for PortHold {
-    fn drop(&mut self) {
-        self.release_all();
-    }
-}
-
 /// How a socket with `options` shares its port (SO_REUSEADDR off unless set, as on Linux).
 fn sharing(options: &SocketOptions) -> PortSharing {
     PortSharing {
         reuse_address: options.reuse_address.unwrap_or(false),
         reuse_port: options.reuse_port,
     }
-}
-
-/// A `set_ttl` argument as the core takes it, as Linux's IP_TTL reads the `int` tokio passes
-/// the `u32` on as: 1 to 255; -1 (`u32::MAX`) puts back the default,
-/// [`DEFAULT_HOP_LIMIT`](synack_core::DEFAULT_HOP_LIMIT) (`ip_default_ttl`); anything else,
-/// 0 included, is `InvalidInput` (EINVAL).
-pub(crate) fn hop_limit(ttl: u32) -> io::Result<u8> {
-    if ttl == u32::MAX {
-        return Ok(synack_core::DEFAULT_HOP_LIMIT);
-    }
-    u8::try_from(ttl)
-        .ok()
-        .filter(|&t| t > 0)
-        .ok_or_else(|| synack_core::Error::InvalidInput.into())
-}
-
-/// The DS byte a `set_tos`-like argument gives, as Linux reads the `int` of the option the
-/// socket's family takes (tokio passes the `u32` on as one):
-/// - IP_TOS (`v6` false) keeps the low eight bits, as `do_ip_setsockopt` stores the value in
-///   a byte: 256 is 0, never an error;
-/// - IPV6_TCLASS (`v6` true) takes 0 to 255, or -1 (`u32::MAX`) for the default, 0; anything
-///   else is `InvalidInput` (EINVAL).
-pub(crate) fn ds_byte(value: u32, v6: bool) -> io::Result<u8> {
-    if !v6 {
-        return Ok(value as u8);
-    }
-    match value {
-        u32::MAX => Ok(0),
-        v => u8::try_from(v).map_err(|_| synack_core::Error::InvalidInput.into()),
-    }
-}
-
-/// The SO_LINGER time a `set_linger` argument gives, as Linux keeps it: `l_linger` is an
-/// `int` of whole seconds (tokio passes `as_secs()`), so a fraction of a second is dropped
-/// (1.5 s lingers 1 s, and 500 ms is 0: a reset on close, as on tokio over the kernel).
-/// Times past `i32::MAX` seconds are kept at that, Linux's "forever" in effect.
-pub(crate) fn linger_secs(linger: Option<Duration>) -> Option<Duration> {
-    linger.map(|d| Duration::from_secs(d.as_secs().min(i32::MAX as u64)))
 }
 
 impl TcpSocket {

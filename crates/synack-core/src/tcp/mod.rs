@@ -5,10 +5,10 @@ pub mod congestion;
 pub(crate) mod delayed_ack;
 pub mod info;
 pub(crate) mod rack;
-pub mod recv_buffer;
-pub mod rtt;
+pub(crate) mod recv_buffer;
+pub(crate) mod rtt;
 pub(crate) mod scoreboard;
-pub mod send_buffer;
+pub(crate) mod send_buffer;
 
 /// The states of RFC 9293 §3.3.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,6 +12,7 @@
 //! could make the range list grow with every one, so the number of ranges is bounded by
 //! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
 
+#[cfg(test)]
 use bytes::BufMut;
 
 /// The smallest allocation, so that small segments do not reallocate per byte.
@@ -250,6 +251,8 @@ impl RecvBuffer {
     }
 
     /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
+    /// (The connection reads with `read_with`; this is the tests'.)
+    #[cfg(test)]
     pub fn read(&mut self, mut dst: &mut [u8]) -> usize {
         // `BufMut` for a slice writes at its front and moves the front on.
         self.read_with(dst.len(), |part| dst.put_slice(part))

@@ -283,7 +283,8 @@ const MAX_PUSHED_ENDS: usize = 64;
 const MAX_PACKET_ENDS: usize = 4096;
 
 impl SkbQueue {
-    /// skbs held.
+    /// skbs held (for the tests).
+    #[cfg(test)]
     pub fn count(&self) -> usize {
         self.lens.len()
     }

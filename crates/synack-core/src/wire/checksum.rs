@@ -15,7 +15,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::ip::IpProtocol;
+use super::protocol::IpProtocol;
 
 /// The unfolded one's complement sum of `data`, read as big-endian 16-bit words.
 ///

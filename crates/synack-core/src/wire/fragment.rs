@@ -6,9 +6,9 @@
 
 use std::net::IpAddr;
 
-use super::ip::IpProtocol;
 use super::ipv4;
 use super::ipv6::{self, Walked};
+use super::protocol::IpProtocol;
 use super::WireError;
 
 /// One fragment of an IPv4 or IPv6 datagram.

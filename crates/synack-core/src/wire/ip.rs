@@ -7,44 +7,9 @@ use super::ipv4::{self, Ipv4Repr};
 use super::ipv6::{self, Ipv6Repr};
 use super::WireError;
 
-/// An IP protocol / IPv6 next-header number (IANA "Assigned Internet Protocol Numbers").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpProtocol {
-    /// ICMP for IPv4 (1).
-    Icmp,
-    /// TCP (6).
-    Tcp,
-    /// UDP (17).
-    Udp,
-    /// ICMP for IPv6 (58).
-    Icmpv6,
-    /// Any other number.
-    Unknown(u8),
-}
-
-impl From<u8> for IpProtocol {
-    fn from(value: u8) -> Self {
-        match value {
-            1 => IpProtocol::Icmp,
-            6 => IpProtocol::Tcp,
-            17 => IpProtocol::Udp,
-            58 => IpProtocol::Icmpv6,
-            other => IpProtocol::Unknown(other),
-        }
-    }
-}
-
-impl From<IpProtocol> for u8 {
-    fn from(value: IpProtocol) -> u8 {
-        match value {
-            IpProtocol::Icmp => 1,
-            IpProtocol::Tcp => 6,
-            IpProtocol::Udp => 17,
-            IpProtocol::Icmpv6 => 58,
-            IpProtocol::Unknown(other) => other,
-        }
-    }
-}
+// The protocol number lives in a leaf module that `ipv4`, `ipv6`, `checksum` and
+// `fragment` import without importing this one, which imports them.
+pub use super::protocol::IpProtocol;
 
 /// The IP header of either family, as this stack emits it: no IPv4 options, no IPv6
 /// extension headers.

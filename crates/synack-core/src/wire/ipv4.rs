@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use super::checksum;
-use super::ip::IpProtocol;
+use super::protocol::IpProtocol;
 use super::WireError;
 
 /// The length of an IPv4 header without options.

@@ -2,7 +2,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::ip::IpProtocol;
+use super::protocol::IpProtocol;
 use super::WireError;
 
 /// The length of the fixed IPv6 header.

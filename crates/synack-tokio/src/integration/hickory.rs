@@ -48,8 +48,8 @@ use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::Resolver;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
+use crate::lookup::AddrLookup;
 use crate::stack::WeakStack;
-use crate::stream::AddrLookup;
 use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
 
 /// The hickory-resolver this module is built against, for naming its types (its

@@ -13,7 +13,8 @@ use synack_core::{Bytes, ConnectionHandle, Endpoint, Error, State};
 use tokio::io::{Interest, ReadBuf, Ready};
 use tracing::debug;
 
-use crate::stack::{park, register, ConnState, Stack, Waiter};
+use crate::stack::Stack;
+use crate::state::{park, register, ConnState, Waiter};
 
 /// A connection the runtime refers to; dropping it closes the connection gracefully.
 pub(crate) struct ConnRef {
@@ -38,7 +39,7 @@ impl ConnRef {
         shard: usize,
         handle: ConnectionHandle,
         connected: bool,
-        inner: &mut crate::stack::Inner,
+        inner: &mut crate::state::Inner,
     ) -> ConnRef {
         let local = inner.endpoint.local_addr(handle).ok();
         let span = tracing::debug_span!(
@@ -258,7 +259,7 @@ impl ConnRef {
         cx: &mut Context<'_>,
         interest: Interest,
     ) -> Poll<io::Result<Ready>> {
-        crate::stack::poll_interest_bits(
+        crate::state::poll_interest_bits(
             cx,
             interest,
             |cx| self.poll_read_readiness(cx, Waiter::Every),
@@ -301,13 +302,13 @@ impl ConnRef {
         Poll::Pending
     }
 
-    /// A cancelled wait's clean-up ([`crate::stack::wait_listed`]): the task leaves the
+    /// A cancelled wait's clean-up ([`crate::state::wait_listed`]): the task leaves the
     /// connection's lists of waiting readers and writers, and is woken.
     pub(super) fn forget_waiter(&self, waker: &std::task::Waker) {
         if let Some(mut inner) = self.stack.lock_for_drop(self.shard) {
             if let Some(c) = inner.conns.get_mut(&self.handle) {
-                crate::stack::unlist(&mut c.read_waiters, waker);
-                crate::stack::unlist(&mut c.write_waiters, waker);
+                crate::state::unlist(&mut c.read_waiters, waker);
+                crate::state::unlist(&mut c.write_waiters, waker);
             }
         }
         waker.wake_by_ref();
@@ -647,7 +648,7 @@ impl ConnRef {
     }
 
     pub(super) fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
+        let tos = crate::sockopt::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         self.command(|ep, h| ep.set_tos(h, tos))
     }
 
@@ -656,7 +657,7 @@ impl ConnRef {
     }
 
     pub(super) fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         self.command(|ep, h| ep.set_hop_limit(h, ttl))
     }
 

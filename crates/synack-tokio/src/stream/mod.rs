@@ -19,12 +19,11 @@ use bytes::BufMut;
 use synack_core::{Bytes, SocketOptions};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
 
-use crate::stack::{Stack, Waiter};
+use crate::stack::Stack;
+use crate::state::Waiter;
 
 mod conn;
 mod race;
-
-pub(crate) use race::AddrLookup;
 
 pub(crate) use conn::ConnRef;
 
@@ -48,7 +47,7 @@ macro_rules! read_methods {
         /// Receives bytes without removing them: the next read returns them again. Waits
         /// while nothing has arrived; `Ok(0)` at the end of the stream.
         pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-            crate::stack::wait_listed(
+            crate::state::wait_listed(
                 |cx| self.conn().poll_peek(cx, buf, Waiter::Every),
                 |w| self.conn().forget_waiter(w),
             )
@@ -72,7 +71,7 @@ macro_rules! read_methods {
         /// for use with [`try_read`](Self::try_read). Several tasks may wait at once (on a
         /// shared stream): each is woken.
         pub async fn readable(&self) -> io::Result<()> {
-            crate::stack::wait_listed(
+            crate::state::wait_listed(
                 |cx| self.conn().poll_read_ready(cx, Waiter::Every),
                 |w| self.conn().forget_waiter(w),
             )
@@ -112,7 +111,7 @@ macro_rules! write_methods {
         /// Waits until a write would not block, for use with [`try_write`](Self::try_write).
         /// Several tasks may wait at once: each is woken.
         pub async fn writable(&self) -> io::Result<()> {
-            crate::stack::wait_listed(
+            crate::state::wait_listed(
                 |cx| self.conn().poll_write_ready(cx, Waiter::Every),
                 |w| self.conn().forget_waiter(w),
             )
@@ -145,7 +144,7 @@ macro_rules! ready_method {
         /// tasks may wait at once, and a half's `ready` leaves the other half's waiting task
         /// in place.
         pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-            crate::stack::wait_listed(
+            crate::state::wait_listed(
                 |cx| self.conn().poll_ready(cx, interest),
                 |w| self.conn().forget_waiter(w),
             )
@@ -331,7 +330,7 @@ impl TcpStream {
     /// background; a drop never blocks the task. The time is kept in whole seconds, as
     /// Linux's `l_linger` is (the fraction is dropped: less than a second is zero).
     pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.conn().set_linger(crate::socket::linger_secs(linger))
+        self.conn().set_linger(crate::sockopt::linger_secs(linger))
     }
 
     /// The SO_LINGER value [`set_linger`](Self::set_linger) set.

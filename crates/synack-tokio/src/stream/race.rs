@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -17,10 +16,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::TcpStream;
+use crate::lookup::AddrLookup;
 use crate::Stack;
-
-/// One lookup of a name's addresses for a port (one family's, or all of them), under way.
-pub(crate) type AddrLookup = Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
 
 /// RFC 8305 §3: "the recommended value for the Resolution Delay is 50 milliseconds": how
 /// long the other family's answer, come first, waits for the preferred one's.

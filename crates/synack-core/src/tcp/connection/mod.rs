@@ -42,6 +42,7 @@ mod emit;
 mod fast_open;
 pub(crate) mod handshake;
 mod icmp;
+mod info;
 mod input;
 mod memory;
 pub(crate) mod output;

@@ -44,26 +44,19 @@ use crate::addr::{first_ok, socket_addrs, ToSocketAddrs};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BufMut;
 use synack_core::{Error, UdpHandle};
 use tokio::io::{Interest, ReadBuf, Ready};
 
-use crate::stack::{register_many, Inner};
+use crate::state::{register_many, Inner, UdpState};
 use crate::Stack;
 
-pub use synack_core::InterceptedDatagram;
+mod intercept;
 
-/// The runtime's view of one UDP socket.
-#[derive(Default)]
-pub(crate) struct UdpState {
-    /// Tasks parked in `recv_from`/`recv`; several may share one socket through an `Arc`.
-    pub(crate) recv_wakers: Vec<std::task::Waker>,
-    /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
-    device: Option<Vec<u8>>,
-}
+pub use intercept::UdpInterceptor;
+pub use synack_core::InterceptedDatagram;
 
 /// A UDP socket on a [`Stack`], after tokio's `UdpSocket`: `send_to`/`recv_from`, or
 /// `connect` then `send`/`recv`; their `poll_` and `try_` forms with `ready`, `readable` and
@@ -143,7 +136,7 @@ impl UdpSocket {
     /// hop limit of the datagrams sent from now on. 1 to 255, or `u32::MAX` (-1) for the default,
     /// 64; anything else is `InvalidInput`.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        let ttl = crate::socket::hop_limit(ttl)?;
+        let ttl = crate::sockopt::hop_limit(ttl)?;
         Ok(self
             .stack
             .lock_udp()?
@@ -163,7 +156,7 @@ impl UdpSocket {
     /// socket's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
     /// `InvalidInput`.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
-        let tos = crate::socket::ds_byte(tos, self.local_addr()?.is_ipv6())?;
+        let tos = crate::sockopt::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         Ok(self
             .stack
             .lock_udp()?
@@ -401,7 +394,7 @@ impl UdpSocket {
             .ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| self.poll_send_to(cx, buf, target),
             |w| self.forget_waiter(w),
         )
@@ -412,7 +405,7 @@ impl UdpSocket {
     /// bytes copied and the sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = crate::stack::wait_listed(
+        let from = crate::state::wait_listed(
             |cx| self.poll_recv_from(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
@@ -422,7 +415,7 @@ impl UdpSocket {
 
     /// Sends to the connected peer; `NotConnected` if there is none.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::stack::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
     }
 
     /// Receives one datagram (from the peer, if connected).
@@ -437,7 +430,7 @@ impl UdpSocket {
     /// largest datagram wanted). The datagram is put straight in: the room is never zeroed
     /// first.
     pub async fn recv_buf_from<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, SocketAddr)> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| {
                 let mut inner = self.stack.lock_udp()?;
                 let taken = take_into(&mut inner, self.handle, buf);
@@ -497,7 +490,7 @@ impl UdpSocket {
     /// leaving it for the next receive (`MSG_PEEK`). Waits while none has come.
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
-        let from = crate::stack::wait_listed(
+        let from = crate::state::wait_listed(
             |cx| self.poll_peek_from(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
@@ -549,7 +542,7 @@ impl UdpSocket {
     /// The sender of the next datagram, which stays queued, as tokio's `peek_sender`: no
     /// buffer needed to learn where it came from. Waits while none has come.
     pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
-        crate::stack::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`peek_sender`](Self::peek_sender).
@@ -571,9 +564,9 @@ impl UdpSocket {
     /// `UdpSocket::ready`: readable when a datagram has come (a pending ICMP error alone is
     /// `ERROR`, as Linux's `EPOLLERR`, not readable), writable when one can be queued.
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        crate::stack::wait_listed(
+        crate::state::wait_listed(
             |cx| {
-                crate::stack::poll_interest(
+                crate::state::poll_interest(
                     cx,
                     interest,
                     |cx| self.poll_recv_ready(cx),
@@ -610,7 +603,7 @@ impl UdpSocket {
     /// `EPOLLERR` and not `EPOLLIN`: [`recv`](Self::recv) and `ready(Interest::ERROR)`
     /// report it.
     pub async fn readable(&self) -> io::Result<()> {
-        crate::stack::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`readable`](Self::readable).
@@ -626,7 +619,7 @@ impl UdpSocket {
 
     /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
     pub async fn writable(&self) -> io::Result<()> {
-        crate::stack::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`writable`](Self::writable).
@@ -666,14 +659,14 @@ impl UdpSocket {
 
     /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
     /// parked for the socket's `UdpReadable`, under the same lock as the command.
-    /// A cancelled wait's clean-up ([`crate::stack::wait_listed`]): the task leaves the
+    /// A cancelled wait's clean-up ([`crate::state::wait_listed`]): the task leaves the
     /// socket's list of receivers and the list of senders waiting for room, and is woken.
     fn forget_waiter(&self, waker: &Waker) {
         if let Some(mut inner) = self.stack.lock_for_drop(0) {
             if let Some(s) = inner.udp.get_mut(&self.handle) {
-                crate::stack::unlist(&mut s.recv_wakers, waker);
+                crate::state::unlist(&mut s.recv_wakers, waker);
             }
-            crate::stack::unlist(&mut inner.udp_send_wakers, waker);
+            crate::state::unlist(&mut inner.udp_send_wakers, waker);
         }
         waker.wake_by_ref();
     }
@@ -770,7 +763,7 @@ fn try_sent(inner: &mut Inner, result: Result<usize, Error>) -> io::Result<usize
 
 /// What a send command's result means for the task: queued (the driver writes it), parked
 /// until the own-packet queue drains, or failed.
-fn sent(
+pub(super) fn sent(
     inner: &mut Inner,
     cx: &Context<'_>,
     result: Result<usize, Error>,
@@ -809,206 +802,5 @@ impl fmt::Debug for UdpSocket {
         f.debug_struct("UdpSocket")
             .field("handle", &self.handle.0)
             .finish_non_exhaustive()
-    }
-}
-
-/// Transparent mode's datagrams: those to any destination that no bound [`UdpSocket`] takes,
-/// with their original source and destination, and replies from any address; from
-/// [`Stack::intercept_udp`]. Clones share one queue: each datagram goes to one reader.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
-/// use synack_tokio::{device::MemoryDevice, InterceptConfig, Stack, UdpSocket};
-///
-/// let (a, b) = MemoryDevice::pair();
-/// let client = Stack::builder().address("198.18.0.2".parse().unwrap()).build(a)?;
-/// let proxy = Stack::builder()
-///     .address("198.18.0.1".parse().unwrap())
-///     .intercept(InterceptConfig::default())
-///     .build(b)?;
-/// let interceptor = proxy.intercept_udp()?;
-///
-/// // A destination the proxy does not own.
-/// let dns = "198.19.0.53:53".parse().unwrap();
-/// let socket = UdpSocket::bind(&client, "0.0.0.0:0").await?;
-/// socket.send_to(b"query", dns).await?;
-///
-/// let mut buf = [0u8; 512];
-/// let d = interceptor.recv(&mut buf).await?;
-/// assert_eq!((&buf[..d.len], d.dst), (&b"query"[..], dns));
-/// interceptor.send_from(b"answer", d.dst, d.src).await?; // from the original destination
-///
-/// let (n, from) = socket.recv_from(&mut buf).await?;
-/// assert_eq!((&buf[..n], from), (&b"answer"[..], dns));
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct UdpInterceptor {
-    stack: Stack,
-    /// Shared by every interceptor of the stack: when the last is dropped, datagrams are
-    /// answered as at a closed port again.
-    _live: Arc<InterceptorToken>,
-}
-
-/// Held by the live [`UdpInterceptor`]s; dropping the last turns interception off.
-pub(crate) struct InterceptorToken {
-    stack: Stack,
-}
-
-impl Drop for InterceptorToken {
-    /// Turns interception off on every shard, under shard 0's lock, which `intercept_udp`
-    /// holds while it installs a token and turns it on: unless a new interceptor came
-    /// between the last one's end and this, when interception stays on for it.
-    fn drop(&mut self) {
-        let Some(mut first) = self.stack.lock_for_drop(0) else {
-            return;
-        };
-        if first.udp_interceptors.strong_count() > 0 {
-            return;
-        }
-        first.endpoint.set_udp_interception(false);
-        for shard in 1..self.stack.workers() {
-            if let Some(mut inner) = self.stack.lock_for_drop(shard) {
-                inner.endpoint.set_udp_interception(false);
-            }
-        }
-    }
-}
-
-impl Stack {
-    /// The datagrams of a stack in transparent mode that no socket takes. `InvalidInput` if
-    /// the stack was not built to intercept (see
-    /// [`StackBuilder::intercept`](crate::StackBuilder::intercept)).
-    ///
-    /// While no interceptor lives (before the first call, and once every one is dropped),
-    /// such datagrams are answered with ICMP port unreachable, as at a closed port: a proxy
-    /// that intercepts TCP only tells its clients' UDP at once that nothing is there, and
-    /// nothing is queued that no one reads (dropping the last interceptor drops what it
-    /// left unread).
-    pub fn intercept_udp(&self) -> io::Result<UdpInterceptor> {
-        if self.with_config(|c| c.intercept_config().is_none()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "synack: this stack does not intercept (StackBuilder::intercept)",
-            ));
-        }
-        // Shard 0's lock is held throughout, as the last token's `drop` holds it to turn
-        // interception off: the two cannot interleave.
-        let mut first = self.lock_shard(0)?;
-        let live = match first.udp_interceptors.upgrade() {
-            Some(live) => live,
-            None => {
-                let live = Arc::new(InterceptorToken {
-                    stack: self.clone(),
-                });
-                first.udp_interceptors = Arc::downgrade(&live);
-                live
-            }
-        };
-        first.endpoint.set_udp_interception(true);
-        let mut on = Ok(());
-        for shard in 1..self.workers() {
-            match self.lock_shard(shard) {
-                Ok(mut inner) => inner.endpoint.set_udp_interception(true),
-                Err(e) => {
-                    on = Err(e);
-                    break;
-                }
-            }
-        }
-        // Released before `live` can be dropped on an error: its `drop` takes this lock.
-        drop(first);
-        on?;
-        Ok(UdpInterceptor {
-            stack: self.clone(),
-            _live: live,
-        })
-    }
-}
-
-/// A cancelled interceptor wait's clean-up ([`crate::stack::wait_listed`]): the task leaves
-/// the lists of tasks waiting for intercepted datagrams and for room to send, and is woken.
-fn forget_intercept_waiter(stack: &Stack, waker: &Waker) {
-    if let Some(mut inner) = stack.lock_for_drop(0) {
-        crate::stack::unlist(&mut inner.udp_intercept_wakers, waker);
-        crate::stack::unlist(&mut inner.udp_send_wakers, waker);
-    }
-    waker.wake_by_ref();
-}
-
-impl UdpInterceptor {
-    /// The next datagram, truncated to `buf` (as `recv_from`): `src` is the client, `dst`
-    /// where it was sent. Cancel-safe.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<InterceptedDatagram> {
-        crate::stack::wait_listed(
-            |cx| self.poll_recv(cx, buf),
-            |w| forget_intercept_waiter(&self.stack, w),
-        )
-        .await
-    }
-
-    /// Polls for the next datagram, as [`recv`](Self::recv) does.
-    pub fn poll_recv(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<InterceptedDatagram>> {
-        let mut inner = self.stack.lock_udp()?;
-        match inner.endpoint.udp_recv_intercepted(buf) {
-            Ok(d) => Poll::Ready(Ok(d)),
-            Err(Error::WouldBlock) => {
-                register_many(&mut inner.udp_intercept_wakers, cx);
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(e.into())),
-        }
-    }
-
-    /// A reply from any address (normally the original destination) to the client.
-    pub async fn send_from(
-        &self,
-        buf: &[u8],
-        from: SocketAddr,
-        to: SocketAddr,
-    ) -> io::Result<usize> {
-        crate::stack::wait_listed(
-            |cx| self.poll_send_from(cx, buf, from, to),
-            |w| forget_intercept_waiter(&self.stack, w),
-        )
-        .await
-    }
-
-    /// Polls to send, as [`send_from`](Self::send_from) does.
-    pub fn poll_send_from(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        from: SocketAddr,
-        to: SocketAddr,
-    ) -> Poll<io::Result<usize>> {
-        let mut inner = self.stack.lock_udp()?;
-        let result = inner.endpoint.udp_send_from(from, to, buf);
-        sent(&mut inner, cx, result)
-    }
-
-    /// Answers `to` as a closed port at `from` would: ICMP port unreachable from `from`,
-    /// normally a datagram's original destination, to its source. For a proxy whose
-    /// upstream refused what it relayed (its own socket got `ConnectionRefused`): the
-    /// client's connected socket learns it at once, as it would without the proxy, where it
-    /// would otherwise wait out its own timeout. Within the stack's ICMP rate limit;
-    /// `Ok(false)` when that (or a full queue) dropped it.
-    pub fn refuse(&self, from: SocketAddr, to: SocketAddr) -> io::Result<bool> {
-        let mut inner = self.stack.lock_udp()?;
-        let now = inner.now();
-        let sent = inner.endpoint.udp_refuse(now, from, to)?;
-        inner.wake_driver();
-        Ok(sent)
-    }
-}
-
-impl fmt::Debug for UdpInterceptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UdpInterceptor").finish_non_exhaustive()
     }
 }

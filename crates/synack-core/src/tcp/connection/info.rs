@@ -1,0 +1,205 @@
+//! The connection's side of [`TcpInfo`]: the snapshot taken from its state, and the
+//! per-connection settings that sockets change after the connection exists. (Here rather
+//! than in `tcp/info.rs`, which defines the types and so imports nothing from the connection.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Connection;
+use crate::tcp::info::TcpInfo;
+use crate::tcp::State;
+use crate::time::Instant;
+
+impl Connection {
+    /// The snapshot at `now`.
+    pub(crate) fn info(&self, now: Instant) -> TcpInfo {
+        let mss = self.snd.mss.max(1);
+        let segs = |bytes: usize| bytes.div_ceil(mss).min(u32::MAX as usize) as u32;
+        let flight = self.snd.max - self.snd.una;
+        let sacked = self.snd.scoreboard.sacked_bytes();
+        let lost = match self.lost_boundary() {
+            Some(b) if b > self.snd.una => self.snd.scoreboard.unsacked_between(self.snd.una, b),
+            _ => 0,
+        };
+        // TCP_CA_Loss from the timeout until what was in flight then is acknowledged, as
+        // Linux leaves it only when SND.UNA reaches `high_seq`.
+        let ca_state = if self.after_rto() {
+            4
+        } else if self.recovery.recover.is_some() {
+            3
+        } else if self.recovery.cwr.is_some() {
+            2
+        } else if self.recovery.dupacks > 0 || sacked > 0 {
+            1
+        } else {
+            0
+        };
+        let ssthresh = self.cc.ssthresh();
+        let mut options = 0;
+        if self.ts.enabled {
+            options |= 1;
+        }
+        if self.sack_ok {
+            options |= 2;
+        }
+        if self.wscale_ok {
+            options |= 4;
+        }
+        if self.syn_data_acked() {
+            options |= 32;
+        }
+        let unsent = self.notsent();
+        let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);
+        // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
+        let synced = self.is_synchronized() || self.state == State::Closed;
+        let (bytes_acked, bytes_received) = if synced && self.snd.una != self.snd.iss {
+            let acked = (self.snd.una - self.snd.iss)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.snd.fin_acked()));
+            let received = (self.rcv.nxt - self.rcv.irs)
+                .saturating_sub(1)
+                .saturating_sub(usize::from(self.rcv.fin_received));
+            (acked as u64, received as u64)
+        } else {
+            (0, 0)
+        };
+        TcpInfo {
+            state: Some(self.state),
+            ca_state,
+            retransmits: self.timeouts.min(255) as u8,
+            backoff: self.backoff.min(255) as u8,
+            probes: self.probes_out.min(255) as u8,
+            options,
+            snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
+            rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },
+            rto: self.current_rto(),
+            ato: self.rcv.delack.ato,
+            snd_mss: self.snd.mss as u32,
+            rcv_mss: self.rcv.mss as u32,
+            unacked: segs(flight),
+            sacked: segs(sacked),
+            lost: segs(lost),
+            retrans: self
+                .snd
+                .rack
+                .retransmitted_in_flight(self.snd.una, mss)
+                .min(u32::MAX as usize) as u32,
+            total_retrans: self.retransmits,
+            last_data_recv: now.saturating_duration_since(self.last_recv),
+            rtt: self.rtt.srtt().unwrap_or_default(),
+            rttvar: self.rttvar_or_zero(),
+            min_rtt: self.rtt.min_rtt().unwrap_or_default(),
+            // Linux: tcp_reordering (3) at first, at most tcp_max_reordering (300).
+            reordering: segs(self.snd.rack.reorder_distance()).clamp(3, 300),
+            snd_ssthresh: if ssthresh >= (u32::MAX as usize) / 2 {
+                0x7fff_ffff
+            } else {
+                segs(ssthresh)
+            },
+            // During recovery with SACK the window in force is the one PRR sets (RFC 6937).
+            // Whole segments, rounded down (at least one): Linux counts cwnd in packets and
+            // adds one only once enough has been acknowledged for it, where synack's window
+            // in bytes grows by the byte.
+            snd_cwnd: (if self.sack_ok && self.recovery.recover.is_some() {
+                self.recovery.prr_cwnd
+            } else {
+                self.cwnd()
+            } / mss)
+                .clamp(1, u32::MAX as usize) as u32,
+            notsent_bytes: unsent.min(u32::MAX as usize) as u32,
+            snd_wnd: self.snd.wnd.min(u32::MAX as usize) as u32,
+            rcv_wnd: (self.rcv.adv - self.rcv.nxt).min(u32::MAX as usize) as u32,
+            send_buffer: self.send_buffer_size().min(u32::MAX as usize) as u32,
+            recv_buffer: self.rcv.buffer.capacity().min(u32::MAX as usize) as u32,
+            send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
+            bytes_acked,
+            bytes_received,
+            delivered: self.delivered,
+            rto_count: self.counters.rto,
+            tlp_count: self.counters.tlp,
+            recoveries: self.counters.recoveries,
+            lost_retransmits: self.counters.lost_retransmits,
+            undos: self.counters.undos,
+            dsacks_received: self.counters.dsacks_received,
+            dsacks_dubious: self.counters.dsacks_dubious,
+            dsack_dups: self.counters.dsack_dups,
+            ooo_received: self.counters.ooo_received,
+            ooo_dropped: self.counters.ooo_dropped,
+            dsacks_sent: self.counters.dsacks_sent,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
+        }
+    }
+
+    fn rttvar_or_zero(&self) -> Duration {
+        if self.rtt.srtt().is_some() {
+            self.rtt.rttvar()
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Fix the send buffer at `bytes` and stop it from auto-tuning (Linux SO_SNDBUF, which
+    /// sets SOCK_SNDBUF_LOCK).
+    pub(crate) fn set_send_buffer(&mut self, bytes: usize) {
+        if self.cfg.skb_accounting {
+            self.snd.sndbuf = bytes;
+        } else {
+            self.snd.buffer.set_capacity(bytes);
+        }
+        Arc::make_mut(&mut self.cfg).send_buffer_max = bytes;
+    }
+
+    /// Fix the receive buffer at `bytes` and stop it from auto-tuning (Linux SO_RCVBUF, which
+    /// sets SOCK_RCVBUF_LOCK). Never below what it holds plus the window already offered: a
+    /// window, once offered, is not taken back (RFC 9293 §3.8.6).
+    pub(crate) fn set_recv_buffer(&mut self, bytes: usize) {
+        let offered = if self.is_synchronized() {
+            (self.rcv.adv - self.rcv.nxt) + self.rcv.buffer.len()
+        } else {
+            0
+        };
+        let bytes = bytes.max(offered);
+        self.rcv.buffer.set_capacity(bytes);
+        Arc::make_mut(&mut self.cfg).recv_buffer_max = self.rcv.buffer.capacity();
+    }
+
+    /// Fail the connection once sent data stays unacknowledged this long (TCP_USER_TIMEOUT);
+    /// `None` leaves it to the retry count.
+    pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        Arc::make_mut(&mut self.cfg).user_timeout = timeout;
+    }
+
+    /// Keepalive probing on or off, with its timing (SO_KEEPALIVE, TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL, TCP_KEEPCNT). The idle time runs from the last segment received, as
+    /// Linux's `keepalive_time_elapsed` measures it.
+    pub(crate) fn set_keepalive(&mut self, keepalive: Option<crate::KeepaliveConfig>) {
+        Arc::make_mut(&mut self.cfg).keepalive = keepalive;
+    }
+
+    /// SYN retransmissions before an active open fails (TCP_SYNCNT).
+    pub(crate) fn set_syn_retries(&mut self, retries: u32) {
+        Arc::make_mut(&mut self.cfg).syn_retries = retries;
+    }
+
+    /// Clamp the MSS (TCP_MAXSEG) before the handshake: the one we advertise, if our SYN is
+    /// not out yet, and the one we send with. Once the handshake is done the value changes
+    /// nothing, as Linux's: `setsockopt` only records it in `rx_opt.user_mss`, which is read
+    /// when a SYN is built or a SYN's MSS option is parsed (`tcp_connect_init`,
+    /// `tcp_parse_options`); the sending MSS stays the handshake's `mss_clamp`, lowered only
+    /// by the path MTU.
+    pub(crate) fn clamp_mss(&mut self, mss: usize) {
+        if !matches!(self.state, State::Closed | State::SynSent) {
+            return;
+        }
+        if self.backoff == 0 {
+            self.rcv.mss = self.rcv.mss.min(mss);
+        }
+        if self.snd.mss > mss {
+            self.snd.mss = mss;
+            self.cc.set_mss(mss);
+        }
+        self.limit_restored_mss(mss);
+    }
+}
