@@ -1752,6 +1752,15 @@ fn a_syn_in_a_half_open_connections_window_resets_it() {
         assert!(h.one().is(RST));
         assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
     }
+    // A SYN-ACK at the client's ISN acknowledging our SYN: no crossing SYN-ACK in a passive
+    // open (a full socket's rule), but a segment outside the request's window, answered
+    // with an ACK; the connection is not accepted (`syn-received-syn-ack-at-isn.pkt`).
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn(&mut h);
+    h.inject(client, server, Out::new(SYN | ACK, 100, 0).ackn(sa.seq + 1));
+    let a = h.one();
+    assert!(a.is(ACK) && !a.is(SYN) && !a.is(RST), "{a:?}");
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
     // An RST in the window: a challenge ACK, and the handshake still completes.
     let mut h = Harness::new(config());
     let (l, server, client, sa) = passive_syn(&mut h);

@@ -469,16 +469,27 @@ fn an_orphaned_fin_wait_2_takes_segments_as_linuxs_time_wait_sock() {
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.one().ack, k.peer_nxt);
     assert_eq!(k.h.ep.connection_count(), 1);
-    // Held (shut down, not closed): RFC 5961's challenge ACK, and it goes on.
+    // An RST outside the window: an ACK too (`tcp_timewait_check_oow_rate_limit`).
+    let mut k = orphan();
+    let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 1_000_000);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    assert_eq!(k.h.ep.connection_count(), 1);
+    // Held (shut down, not closed): RFC 5961's challenge ACK, and it goes on; once closed
+    // there, it is Linux's TIME-WAIT sock at once (`tcp_close`), which the RST ends.
     let mut k = open();
     k.h.ep.shutdown(k.c).unwrap();
     let _ = k.h.one();
     k.our_nxt += 1;
     k.peer_sends(ACK, b"");
     let o = Out::new(RST, 0, 0).seqn(k.peer_nxt + 99);
-    k.h.inject(k.peer, k.us, o);
+    k.h.inject(k.peer, k.us, o.clone());
     assert_eq!(k.h.one().ack, k.peer_nxt, "a challenge ACK");
     assert_eq!(k.state(), State::FinWait2);
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    assert_eq!(k.h.ep.connection_count(), 0);
 }
 
 #[test]

@@ -321,6 +321,10 @@ impl Connection {
                         && self.cfg.fin_timeout <= self.cfg.time_wait
                     {
                         self.control_socket = true;
+                        // That sock judges what comes from here on by its own rules
+                        // (`handle_orphan_fin_wait_2`), with no memory of answers sent
+                        // (`tw_last_oow_ack_time`).
+                        self.last_invalid_ack = None;
                     }
                 }
             }

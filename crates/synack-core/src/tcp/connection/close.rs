@@ -314,6 +314,14 @@ impl Connection {
                 let _ = self.shutdown();
                 if self.state == State::FinWait2 {
                     self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
+                    // Closed in FIN-WAIT-2 (a shutdown's FIN already acknowledged): Linux's
+                    // `tcp_close` hands it at once to a TIME-WAIT sock in its FIN_WAIT2
+                    // substate when `tcp_fin_time` is no longer than TIME-WAIT, as
+                    // `process_ack` does for one reaching FIN-WAIT-2 after the close.
+                    if self.cfg.fin_timeout <= self.cfg.time_wait {
+                        self.control_socket = true;
+                        self.last_invalid_ack = None;
+                    }
                 }
             }
         }

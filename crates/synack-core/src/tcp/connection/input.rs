@@ -362,8 +362,8 @@ impl Connection {
     /// An orphaned FIN-WAIT-2 reached by a bare ACK of our FIN is, in Linux, a TIME-WAIT sock
     /// in its FIN_WAIT2 substate (`tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)`), and
     /// `tcp_timewait_state_process` takes segments by its rules rather than RFC 5961's: one
-    /// failing PAWS (TIME-WAIT's rule) or outside the window is answered with an ACK
-    /// (rate-limited, data spared) and dropped; an RST inside it ends the connection
+    /// failing PAWS (TIME-WAIT's rule) or outside the window, an RST too, is answered with an
+    /// ACK (rate-limited, data spared) and dropped; an RST inside it ends the connection
     /// silently (no challenge ACK); a SYN at or past RCV.NXT is answered with an RST and
     /// ends it; a duplicate ACK is taken in silence. New data and the FIN go on
     /// to the usual steps (data after `close` resets; the FIN leads to TIME-WAIT). Returns
@@ -380,10 +380,11 @@ impl Connection {
         let (start, end) = (seg.seq_number, seg.seq_number + seg.seq_len());
         let left = self.rcv.nxt;
         if paws || !self.in_request_window(seg) {
+            // An RST too (`tcp_timewait_check_oow_rate_limit` asks nothing of its flags).
             self.verdict.paws = paws;
             self.verdict.out_of_window = !paws;
             let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
-            if !rst && !limited {
+            if !limited {
                 self.rcv.ack_now = true;
             }
             return true;
@@ -474,8 +475,11 @@ impl Connection {
         // hold (SEG.SEQ = IRS); what is new is its ACK of our SYN. Take it as the ACK that
         // completes the handshake, as Linux does (`tcp_validate_incoming` lets exactly this
         // past RFC 5961's SYN check: no data, no FIN, SEG.SEQ + 1 = RCV.NXT), rather than as
-        // an old duplicate.
+        // an old duplicate. Not in a passive open (Linux's request socket, not a full one):
+        // `tcp_check_req` finds a SYN at the peer's ISN outside its window and answers it
+        // with an ACK, as the SYN check below does.
         if self.state == State::SynReceived
+            && !(self.passive && !self.is_fast_open_child())
             && syn
             && !rst
             && flags.contains(TcpFlags::ACK)
