@@ -350,6 +350,13 @@ impl Connection {
         self.rcv.ack_now = true;
     }
 
+    /// Whether Linux would hold this connection as a request socket (`tcp_check_req`'s): a
+    /// passive open in SYN-RECEIVED, not a Fast Open child, which is a full socket from its
+    /// SYN on.
+    fn is_request_socket(&self) -> bool {
+        self.state == State::SynReceived && self.passive && !self.is_fast_open_child()
+    }
+
     /// Whether `seg` lies in the window as Linux's request and TIME-WAIT socks judge it
     /// (`tcp_in_window`): it starts at RCV.NXT, or ends past it and starts before the
     /// window's right edge, or is empty at that edge.
@@ -417,7 +424,7 @@ impl Connection {
         // child is a full socket, held to the rules below (`tcp_validate_incoming`). Not an
         // ACK of something other than our SYN: that one is reset first, as Linux's listener
         // resets it before the PAWS check.
-        if self.state == State::SynReceived && self.passive && !self.is_fast_open_child() {
+        if self.is_request_socket() {
             let bad_ack = flags.contains(TcpFlags::ACK) && seg.ack_number != self.snd.iss + 1;
             let reject = match (self.ts_recent_at(now), seg.timestamp) {
                 (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
@@ -479,7 +486,7 @@ impl Connection {
         // `tcp_check_req` finds a SYN at the peer's ISN outside its window and answers it
         // with an ACK, as the SYN check below does.
         if self.state == State::SynReceived
-            && !(self.passive && !self.is_fast_open_child())
+            && !self.is_request_socket()
             && syn
             && !rst
             && flags.contains(TcpFlags::ACK)
@@ -508,9 +515,7 @@ impl Connection {
         // with an RST and is gone (`tcp_check_req`'s "embryonic_reset"), where a full socket
         // sends RFC 5961's challenge ACK. One acknowledging something other than our SYN is
         // reset below, one outside the window answered with an ACK, as there.
-        if self.state == State::SynReceived
-            && self.passive
-            && !self.is_fast_open_child()
+        if self.is_request_socket()
             && syn
             && !rst
             && seg.seq_number != self.rcv.irs
