@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::config::IPV6_MIN_MTU;
 use crate::time::Instant;
 
 /// Destinations whose lowered path MTU is kept at most.
@@ -20,9 +21,7 @@ const KEPT: usize = 1024;
 
 /// Linux's smallest IPv4 path MTU (`ip_rt_min_pmtu`): a lower report sets this, and the
 /// path is then "locked", its datagrams sent without DF (`__ip_rt_update_pmtu`).
-pub(super) const MIN_V4: u16 = 552;
-/// IPv6's minimum link MTU (RFC 8200 §5): RFC 8201 §4 forbids going below it.
-pub(super) const MIN_V6: u16 = 1280;
+const MIN_V4: u16 = 552;
 
 /// One destination's lowered path MTU.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +53,8 @@ impl PathMtus {
         expires: Instant,
     ) -> bool {
         let (mtu, locked) = if dst.is_ipv6() {
-            (reported.max(u32::from(MIN_V6)), false)
+            // IPv6's minimum link MTU (RFC 8200 §5): RFC 8201 §4 forbids going below it.
+            (reported.max(IPV6_MIN_MTU as u32), false)
         } else if reported < u32::from(MIN_V4) {
             (u32::from(MIN_V4), true)
         } else {

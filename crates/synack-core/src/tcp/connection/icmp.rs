@@ -69,7 +69,7 @@ impl Connection {
         };
         let (new_mss, lock) = if ipv6 {
             let mtu = mtu as usize;
-            if mtu < 1280 || mtu - 60 >= in_use {
+            if mtu < crate::config::IPV6_MIN_MTU || mtu - 60 >= in_use {
                 return;
             }
             (mtu - 60, false)
