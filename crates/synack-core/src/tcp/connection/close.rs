@@ -191,8 +191,14 @@ pub(crate) enum TimeWaitInput {
 /// TS.Recent by any tick (no slack, `tcp_paws_check(rx_opt, 0)`, where an established
 /// connection allows one), unless TS.Recent is 0, which some stacks put in their SYNs, or
 /// [`PAWS_WRAP`] old. An RST fails it too, unless TS.Recent is 60 s old (`TCP_PAWS_MSL`).
-pub(super) fn paws_reject(recent: TsRecent, tsval: u32, rst: bool) -> bool {
-    let behind = recent.value.wrapping_sub(tsval) as i32;
+/// `ts_recent` is TS.Recent when the connection uses timestamps; a segment without a
+/// Timestamps option, or a connection without them, never fails it.
+pub(super) fn paws_reject(ts_recent: Option<TsRecent>, seg: &TcpRepr<'_>) -> bool {
+    let (Some(recent), Some(ts)) = (ts_recent, seg.timestamp) else {
+        return false;
+    };
+    let rst = seg.flags.contains(TcpFlags::RST);
+    let behind = recent.value.wrapping_sub(ts.tsval) as i32;
     behind > 0 && recent.value != 0 && recent.age < PAWS_WRAP && !(rst && recent.age >= PAWS_MSL)
 }
 
@@ -214,10 +220,7 @@ pub(crate) fn time_wait_input(
         (Some(recent), Some(ts)) => Some(recent.value.wrapping_sub(ts.tsval) as i32),
         _ => None,
     };
-    let paws = match (ts_recent, seg.timestamp) {
-        (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
-        _ => false,
-    };
+    let paws = paws_reject(ts_recent, seg);
     if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
         return if rst {
             TimeWaitInput::Reset

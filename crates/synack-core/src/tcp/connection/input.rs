@@ -192,6 +192,17 @@ impl Connection {
         false
     }
 
+    /// Linux's `tcp_oow_rate_limited`: whether the ACK answering `seg` (out of window, or
+    /// failing PAWS) must be skipped. Data and a FIN are spared, since the peer sends them
+    /// again until they are acknowledged; a SYN or a segment taking no sequence space is
+    /// answered at most once per `invalid_ratelimit` ([`invalid_ack_limited`]).
+    ///
+    /// [`invalid_ack_limited`]: Self::invalid_ack_limited
+    fn oow_ack_limited(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+        let spared = seg.seq_len() > 0 && !seg.flags.contains(TcpFlags::SYN);
+        !spared && self.invalid_ack_limited(now)
+    }
+
     /// A duplicate ACK in reply to a segment that is out of window or fails PAWS (RFC 9293
     /// §3.10.7.4: "an acknowledgment should be sent in reply"). One occupying sequence space
     /// (data or FIN) is typically retransmitted because our ACK was lost: answered every
@@ -337,14 +348,10 @@ impl Connection {
         let fin = seg.flags.contains(TcpFlags::FIN);
         self.verdict.paws = paws;
         self.verdict.out_of_window = !paws && !fin;
-        let syn = seg.flags.contains(TcpFlags::SYN);
         // A SYN that would start a new incarnation, with nothing to take it, gets the old
         // connection's ACK every time (Linux's `tcp_v4_rcv`: TCP_TW_SYN without a listener
         // falls through to `tcp_v4_timewait_ack`, no rate limit).
-        if input != TimeWaitInput::NewIncarnation
-            && (syn || seg.seq_len() == 0)
-            && self.invalid_ack_limited(now)
-        {
+        if input != TimeWaitInput::NewIncarnation && self.oow_ack_limited(now, seg) {
             return;
         }
         self.rcv.ack_now = true;
@@ -380,18 +387,14 @@ impl Connection {
     fn handle_orphan_fin_wait_2(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
         let flags = seg.flags;
         let (rst, syn) = (flags.contains(TcpFlags::RST), flags.contains(TcpFlags::SYN));
-        let paws = match (self.ts_recent_at(now), seg.timestamp) {
-            (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
-            _ => false,
-        };
+        let paws = paws_reject(self.ts_recent_at(now), seg);
         let (start, end) = (seg.seq_number, seg.seq_number + seg.seq_len());
         let left = self.rcv.nxt;
         if paws || !self.in_request_window(seg) {
             // An RST too (`tcp_timewait_check_oow_rate_limit` asks nothing of its flags).
             self.verdict.paws = paws;
             self.verdict.out_of_window = !paws;
-            let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
-            if !limited {
+            if !self.oow_ack_limited(now, seg) {
                 self.rcv.ack_now = true;
             }
             return true;
@@ -426,15 +429,10 @@ impl Connection {
         // resets it before the PAWS check.
         if self.is_request_socket() {
             let bad_ack = flags.contains(TcpFlags::ACK) && seg.ack_number != self.snd.iss + 1;
-            let reject = match (self.ts_recent_at(now), seg.timestamp) {
-                (Some(recent), Some(ts)) => paws_reject(recent, ts.tsval, rst),
-                _ => false,
-            };
+            let reject = paws_reject(self.ts_recent_at(now), seg);
             if reject && !bad_ack {
                 self.verdict.paws = true;
-                // `tcp_oow_rate_limited` spares data, not a SYN or a bare segment.
-                let limited = (seg.seq_len() == 0 || syn) && self.invalid_ack_limited(now);
-                if !rst && !limited {
+                if !rst && !self.oow_ack_limited(now, seg) {
                     self.rcv.ack_now = true;
                 }
                 return;
