@@ -3977,6 +3977,38 @@ fn packet_too_big_resends_nothing_that_fits_the_new_mss() {
     assert_eq!(sizes, [536, 464]);
 }
 
+/// An ICMP error quoting SND.NXT itself, the sequence number of our next bare ACK, is
+/// taken, as Linux's `tcp_v4_err` takes `between(seq, snd_una, snd_nxt)`; one quoting
+/// past SND.NXT is not (`icmp-quotes-snd-nxt.pkt` checks both against the kernel).
+#[test]
+fn packet_too_big_quoting_snd_nxt_is_taken_and_past_it_ignored() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::plain();
+    k.h.ep.send(k.c, &[9u8; 500]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    let quoting = |seq: u32, from: &[u8]| {
+        let mut quoted = from[..48].to_vec();
+        quoted[24..28].copy_from_slice(&seq.to_be_bytes());
+        icmp_packet(IcmpRepr::PacketTooBig {
+            mtu: 576,
+            invoking: &quoted,
+        })
+    };
+    let sent = k.h.raw.last().unwrap().clone();
+    let nxt = u32::from_be_bytes(sent[24..28].try_into().unwrap()) + 500;
+    let mss = k.h.ep.info(k.h.now, k.c).unwrap().snd_mss;
+    assert!(mss > 536);
+    k.h.inject_raw(&quoting(nxt + 1, &sent));
+    assert!(k.h.drain().is_empty());
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_mss, mss);
+    k.h.inject_raw(&quoting(nxt, &sent));
+    assert!(
+        k.h.drain().is_empty(),
+        "the 500 bytes in flight fit the new MSS"
+    );
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_mss, 536);
+}
+
 /// With SACK, RACK's record of segments tells which are longer than the new MSS: two
 /// segments that each fit are not sent again, though together they do not (Linux's
 /// `tcp_simple_retransmit` looks at each); a FIN after data that fits is no reason either.

@@ -27,8 +27,12 @@ impl Connection {
     /// RFC 5927 §4.1: whether `seq`, the sequence number an ICMP error quotes, is one we have
     /// sent and not yet seen acknowledged (a SYN in flight counts); errors quoting anything
     /// else are ignored, so that blind attackers must guess a window.
+    ///
+    /// Both ends are in, as Linux's `tcp_v4_err` and `tcp_v6_err` check
+    /// `between(seq, snd_una, snd_nxt)`: RFC 5927 stops short of SND.NXT, but a segment quoted
+    /// there is one of our bare ACKs (or the next data), which a router may as well report.
     pub(crate) fn is_unacknowledged(&self, seq: SeqNumber) -> bool {
-        seq >= self.snd.una && seq < self.snd.max.max(self.snd.una + 1)
+        seq >= self.snd.una && seq <= self.snd.max
     }
 
     /// Our initial sequence number: what an ICMP error about our SYN or SYN-ACK quotes.
