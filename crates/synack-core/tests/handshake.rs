@@ -653,6 +653,35 @@ fn retransmitted_syn_gets_the_synack_again() {
     assert_eq!(h.ep.connection_count(), 1);
 }
 
+/// A retransmitted SYN draws the SYN-ACK again but leaves TS.Recent alone: Linux's
+/// `tcp_check_req` answers the "pure retransmitted SYN" and returns before it would update
+/// the request's `ts_recent`, so the SYN-ACK still echoes the first SYN's TSval, and the
+/// handshake's ACK is judged by PAWS against that.
+#[test]
+fn retransmitted_syn_leaves_ts_recent_alone() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0).ts(100, 0));
+    let a = h.one();
+    assert_eq!(a.ts.unwrap().tsecr, 100);
+    h.advance(Duration::from_millis(600));
+    let _ = h.drain();
+    h.inject(client(), server(), Out::new(SYN, 1000, 0).ts(700, 0));
+    let b = h.one();
+    assert!(b.is(SYN | ACK));
+    assert_eq!(b.ts.unwrap().tsecr, 100, "echoes the first SYN's TSval");
+    // An ACK whose TSval lies between the two SYNs' passes PAWS and completes the handshake.
+    h.inject(
+        client(),
+        server(),
+        Out::new(ACK, 1001, 0)
+            .ackn(a.seq + 1)
+            .ts(400, a.ts.unwrap().tsval),
+    );
+    h.none();
+    assert!(h.ep.accept(l).is_ok(), "the handshake completed");
+}
+
 /// A segment with a bad checksum is dropped and counted by `handle_packet`; a device that
 /// vouches for the checksum (`RecvMeta::checksum_verified`) skips that one check and no other.
 #[test]

@@ -448,17 +448,15 @@ impl Connection {
         }
 
         // A retransmitted SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again (Linux
-        // tcp_check_req does the same), echoing the newest TSval.
+        // tcp_check_req does the same). TS.Recent stays the first SYN's TSval: Linux answers
+        // the "pure retransmitted SYN" before it would update the request's `ts_recent`, so
+        // its SYN-ACK echoes that one, and PAWS judges the handshake's ACK against it.
         if self.state == State::SynReceived
             && syn
             && !rst
             && !flags.contains(TcpFlags::ACK)
             && seg.seq_number == self.rcv.irs
         {
-            if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
-                self.ts.recent = ts.tsval;
-                self.ts.recent_age = now;
-            }
             // At most once per `invalid_ratelimit`, as Linux's tcp_check_req answers through
             // `tcp_oow_rate_limited`: a flood of copies draws no flood of SYN-ACKs.
             if self.invalid_ack_limited(now) {
