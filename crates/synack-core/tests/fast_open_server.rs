@@ -333,3 +333,39 @@ fn data_sent_before_the_final_ack_is_retransmitted_if_that_ack_does_not_cover_it
         "the RTO resends it: {again:?}"
     );
 }
+
+/// Until the handshake's ACK a Fast Open child is judged by PAWS as a request socket is, with
+/// no tick of slack: Linux passes its segments through `tcp_check_req` (`fastopen = true`)
+/// before the full socket's checks. A segment one tick behind TS.Recent is dropped and
+/// answered with an ACK; at TS.Recent it is taken (`fastopen-child-paws.pkt` checks both
+/// against the kernel).
+#[test]
+fn a_fast_open_child_applies_paws_without_slack_until_the_final_ack() {
+    let (mut h, l) = listener(16, false);
+    let (from, out) = syn(40000, Some(cookie().as_bytes()), b"hello");
+    h.inject(from, us80(), out.ts(100, 0));
+    let synack = h.one();
+    let c = h.ep.accept(l).unwrap();
+    let ours = synack.ts.unwrap().tsval;
+    let data = |tsval| {
+        Out::new(ACK, 1006, 0)
+            .ackn(synack.seq + 1)
+            .ts(tsval, ours)
+            .data(b"world")
+    };
+    h.inject(from, us80(), data(99));
+    let ack = h.one();
+    assert!(ack.is(ACK) && ack.payload.is_empty());
+    assert_eq!(
+        ack.ack,
+        SeqNumber(1006),
+        "the data one tick behind is dropped"
+    );
+    assert_eq!(h.ep.state(c).unwrap(), State::SynReceived);
+    h.inject(from, us80(), data(100));
+    let _ = h.drain();
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    let mut buf = [0u8; 16];
+    let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"helloworld");
+}

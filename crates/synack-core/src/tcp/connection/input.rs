@@ -424,11 +424,16 @@ impl Connection {
         // old): what fails it is answered with an ACK (never an RST; rate-limited, as
         // `tcp_oow_rate_limited`) and dropped, the connection untouched. A retransmitted SYN
         // failing it is no retransmission, and draws that ACK, not a SYN-ACK. A Fast Open
-        // child is a full socket, held to the rules below (`tcp_validate_incoming`). Not an
-        // ACK of something other than our SYN: that one is reset first, as Linux's listener
-        // resets it before the PAWS check.
-        if self.is_request_socket() {
-            let bad_ack = flags.contains(TcpFlags::ACK) && seg.ack_number != self.snd.iss + 1;
+        // child is a full socket, but until the handshake's ACK Linux passes its segments
+        // through `tcp_check_req` too (`fastopen = true`), so the same PAWS rule applies
+        // before the full socket's (`tcp_validate_incoming`, below). Not an ACK of something
+        // other than our SYN: that one is reset first, as Linux's listener resets it before
+        // the PAWS check (a request socket's rule only: a Fast Open child has no listener in
+        // front of it).
+        if self.state == State::SynReceived && self.passive {
+            let bad_ack = self.is_request_socket()
+                && flags.contains(TcpFlags::ACK)
+                && seg.ack_number != self.snd.iss + 1;
             let reject = paws_reject(self.ts_recent_at(now), seg);
             if reject && !bad_ack {
                 self.verdict.paws = true;
