@@ -109,6 +109,9 @@ pub(crate) struct Rack {
     /// The largest such reordering seen, in bytes from the late segment's start to RACK.fack
     /// (Linux's `tcp_check_sack_reordering` metric, reported as TCP_INFO's reordering).
     reorder_distance: usize,
+    /// Records the searches that must stay short looked at (for the tests' bounds).
+    #[cfg(test)]
+    visits: core::cell::Cell<usize>,
 }
 
 /// What a detection pass found.
@@ -260,15 +263,20 @@ impl Rack {
         // options, a lower path MTU, a probe of a single segment.)
         self.split_at(start);
         self.split_at(end);
-        for s in self.log.iter_mut() {
+        // From the first record that reaches past `start`, found by binary search (the log
+        // is in sequence order): a recovery resending a hole of thousands of records one
+        // segment at a time walked the log from its front for each, quadratic in the flight
+        // (Linux finds the skb in its rb-tree retransmission queue).
+        let first = self.log.partition_point(|s| s.end <= start);
+        for s in self.log.range_mut(first..) {
+            #[cfg(test)]
+            self.visits.set(self.visits.get() + 1);
             if s.start >= end {
                 break;
             }
-            if s.end > start {
-                s.xmit = now;
-                s.order = order;
-                s.retransmitted = true;
-            }
+            s.xmit = now;
+            s.order = order;
+            s.retransmitted = true;
         }
     }
 
@@ -539,22 +547,31 @@ impl Rack {
     }
 
     /// Where the run of segments from `from` that a recovery may resend ends: at the first
-    /// one [`resent_in_flight_until`](Self::resent_in_flight_until) passes over, if any.
+    /// one [`resent_in_flight_until`](Self::resent_in_flight_until) passes over, if any,
+    /// looking no further than `limit`.
+    ///
+    /// The caller bounds `limit` by what one packet can carry: a lost hole of thousands of
+    /// records (a tiny MSS, half a flight lost) is resent a packet at a time, and a search
+    /// to the hole's end for each packet made the recovery quadratic in the flight.
     pub fn resendable_until(
         &self,
         now: Instant,
         from: SeqNumber,
+        limit: SeqNumber,
         srtt: Duration,
     ) -> Option<SeqNumber> {
         let first = self.log.partition_point(|s| s.end <= from);
         self.log
             .range(first..)
+            .take_while(|s| s.start < limit)
             .find(|s| s.start >= from && self.passed_over(s, now, srtt))
             .map(|s| s.start)
     }
 
     /// Whether a recovery passes over `s`: SACKed, or resent and not yet lost by RACK's rule.
     fn passed_over(&self, s: &Sent, now: Instant, srtt: Duration) -> bool {
+        #[cfg(test)]
+        self.visits.set(self.visits.get() + 1);
         let reo_wnd = self.reo_wnd(srtt, true, false);
         let rtt = self.rtt.unwrap_or(srtt);
         let lost = self
@@ -690,8 +707,12 @@ mod tests {
         assert_eq!(r.resent_in_flight_until(t(11), s(1500), srtt), s(2000));
         assert_eq!(r.retransmitted_in_flight(s(0), 1000), 2);
         // What may be resent from 988 ends where the resent 1500.. begins.
-        assert_eq!(r.resendable_until(t(11), s(988), srtt), Some(s(1500)));
-        assert_eq!(r.resendable_until(t(11), s(2000), srtt), None);
+        assert_eq!(
+            r.resendable_until(t(11), s(988), s(2000), srtt),
+            Some(s(1500))
+        );
+        assert_eq!(r.resendable_until(t(11), s(988), s(1500), srtt), None);
+        assert_eq!(r.resendable_until(t(11), s(2000), s(3000), srtt), None);
     }
 
     /// A recovery passes over what is SACKed or resent and still in flight, until RACK finds
@@ -893,6 +914,40 @@ mod tests {
         assert_eq!(r.count_segments(s(0), |_, _, sacked| sacked), 2);
         assert_eq!(r.newest_delivered.map(|d| d.end_seq), Some(s(900_100)));
         assert!(!r.reord);
+    }
+
+    /// A recovery resending a lost hole of 10,000 records one segment at a time (a peer
+    /// with a 48-byte MSS SACKing only the top of a flight) looks at a few records for each:
+    /// the resend finds its record by binary search, and the search for a retransmission
+    /// in flight to stop at goes no further than the packet reaches. Both walked the log to
+    /// the hole's end or from its front: 10,000 resends cost about 10^8 steps.
+    #[test]
+    fn resending_a_long_hole_is_linear() {
+        let mut r = Rack::default();
+        let n = 10_000u32;
+        for i in 0..n {
+            r.on_send(s(i * 48), s(i * 48 + 48), t(0));
+        }
+        // The top half SACKed.
+        let top = [(s(n / 2 * 48), s(n * 48))];
+        r.on_ack(
+            t(10),
+            s(0),
+            Some((&top[..], &|a, _| a >= s(n / 2 * 48))),
+            None,
+        );
+        let srtt = Duration::from_millis(10);
+        r.visits.set(0);
+        for i in 0..n / 2 {
+            let (a, b) = (s(i * 48), s(i * 48 + 48));
+            assert_eq!(r.resendable_until(t(20), a, b, srtt), None);
+            r.on_retransmit(a, b, 48, t(20));
+        }
+        let visits = r.visits.get();
+        assert!(visits <= 4 * n as usize, "{visits} records looked at");
+        assert_eq!(r.retransmitted_in_flight(s(0), 48), n as usize / 2);
+        // The search still stops at a retransmission in flight within its reach.
+        assert_eq!(r.resendable_until(t(20), s(0), s(96), srtt), Some(s(0)));
     }
 
     #[test]

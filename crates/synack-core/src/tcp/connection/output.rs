@@ -367,19 +367,32 @@ impl Connection {
         // it whose retransmissions are still in flight are passed over (`from` grows at each
         // turn, and the scoreboard holds a bounded number of holes).
         let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
-        let hole = loop {
+        let (start, end) = loop {
             let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
             let past = self.snd.rack.resent_in_flight_until(now, start, srtt);
             if past < end {
-                // Nor, in a packet of several segments, what lies behind (a retransmission
-                // in flight further into the hole).
-                let stop = self.snd.rack.resendable_until(now, past, srtt);
-                break (past, stop.map_or(end, |s| s.min(end)));
+                break (past, end);
             }
             from = past;
         };
-        let segments = self.hole_segments(hole.0);
-        self.send_data_at_most(now, buf, hole.0, hole.1 - hole.0, segments)
+        let segments = self.hole_segments(start);
+        // Nor, in a packet of several segments, what lies behind (a retransmission in flight
+        // further into the hole), looked for only as far as this packet can reach (one
+        // segment, or the rest of the packet that first carried `start` in at most the
+        // segments the allowance gives it: see `send_data_at_most`). A hole may be
+        // thousands of records long.
+        let room = self.payload_room();
+        let reach = segments
+            .map_or(0, |(bytes, n)| bytes.min(n.saturating_mul(room)))
+            .max(room);
+        let limit = if end - start > reach {
+            start + reach
+        } else {
+            end
+        };
+        let stop = self.snd.rack.resendable_until(now, start, limit, srtt);
+        let end = stop.map_or(end, |s| s.min(end));
+        self.send_data_at_most(now, buf, start, end - start, segments)
     }
 
     /// How many segments one retransmission of a lost hole starting at `seq` may carry. In
