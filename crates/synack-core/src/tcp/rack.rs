@@ -109,6 +109,9 @@ pub(crate) struct Rack {
     /// The largest such reordering seen, in bytes from the late segment's start to RACK.fack
     /// (Linux's `tcp_check_sack_reordering` metric, reported as TCP_INFO's reordering).
     reorder_distance: usize,
+    /// An ACK delivered something since the last detection pass (Linux's `rack.advanced`,
+    /// set by `tcp_rack_advance`): see [`take_advanced`](Self::take_advanced).
+    advanced: bool,
     /// Records the searches that must stay short looked at (for the tests' bounds).
     #[cfg(test)]
     visits: core::cell::Cell<usize>,
@@ -352,6 +355,7 @@ impl Rack {
         let mut measured: Option<Duration> = None;
         let mut original: Option<SeqNumber> = None;
         let mut newest = self.newest_delivered;
+        let mut advanced = false;
         let mut rack_rtt = self.rtt;
         let mut fack = self.fack;
         let mut reord = self.reord;
@@ -388,6 +392,7 @@ impl Rack {
             // the RFC keeps the most recently sent one's: Linux's timing is what packetdrill
             // checks.
             rack_rtt = Some(sample);
+            advanced = true;
             if !newest.is_some_and(|n: Delivered| n.sent_after(s)) {
                 newest = Some(Delivered {
                     xmit_ts: s.xmit,
@@ -424,6 +429,7 @@ impl Rack {
             self.log.pop_front();
         }
         self.newest_delivered = newest;
+        self.advanced |= advanced;
         self.rtt = rack_rtt;
         self.fack = fack;
         self.reord = reord;
@@ -436,6 +442,16 @@ impl Rack {
             self.min_rtt_measured = true;
         }
         original
+    }
+
+    /// Whether an ACK delivered something (and RACK.rtt was taken from it) since the last
+    /// call: only then can an ACK's detection pass find more lost than the last one did,
+    /// but for time passing, which the RACK timer covers. Linux's `tcp_rack_mark_lost`
+    /// returns at once without `rack.advanced` ("to avoid unnecessary queue scanning"):
+    /// the pass walks every record, and a receiver repeating the same SACK blocks on
+    /// duplicate ACKs made each of them a walk of up to 16 Ki records.
+    pub fn take_advanced(&mut self) -> bool {
+        std::mem::take(&mut self.advanced)
     }
 
     /// Whether the path has been seen to reorder (RACK.reord). Until it has, DupThresh

@@ -182,7 +182,12 @@ impl Connection {
                     self.snd
                         .rack
                         .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
-                self.rack_detect_only(now);
+                // Only when something was delivered (Linux's `tcp_rack_mark_lost`): a
+                // duplicate ACK repeating known SACK blocks changes nothing the pass reads
+                // but the time, whose passing the RACK timer already watches.
+                if self.snd.rack.take_advanced() {
+                    self.rack_detect_only(now);
+                }
             }
         }
         if let (true, Some(high_seq)) = (was_loss, high_seq) {
