@@ -282,13 +282,16 @@ impl Connection {
                 GrowWhen::Undone => undone,
                 GrowWhen::Loss { grown } => undone && self.cc.window() > grown,
             };
-            if applies
-                && self.recovery.recover.is_none()
-                && self.recovery.cwr.is_none()
-                && self.cwnd_limited()
-            {
-                self.cc
-                    .on_ack(now, g.delivered, g.in_flight_before, self.rtt.srtt());
+            if applies && self.recovery.recover.is_none() && self.recovery.cwr.is_none() {
+                // Linux's tcp_cong_avoid stamps `snd_cwnd_stamp` whether or not the window
+                // grows: the application-limited rule (`note_cwnd_use`) measures its RTO
+                // from the last such ACK, not only from the last send that filled the
+                // window.
+                self.cwnd_use.stamp = now;
+                if self.cwnd_limited() {
+                    self.cc
+                        .on_ack(now, g.delivered, g.in_flight_before, self.rtt.srtt());
+                }
             }
         }
 
@@ -495,6 +498,8 @@ impl Connection {
                     0
                 };
                 self.cc.on_ack(now, grow, in_flight_before, self.rtt.srtt());
+                // The Loss state lets tcp_cong_avoid run, which stamps the window's use.
+                self.cwnd_use.stamp = now;
                 if grow > 0 {
                     growth = Some(Growth {
                         delivered,
