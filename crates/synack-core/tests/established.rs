@@ -3455,6 +3455,80 @@ fn an_unanswered_probe_is_followed_by_one_more_before_the_rto() {
     assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
 }
 
+/// Ten segments whose last is lost; the ACK of the other nine, then the tail loss probe,
+/// which resends the last (one packet out: its PTO falls past the RTO, and it goes in the
+/// RTO's place). Returns where the ten began.
+fn tail_lost_and_probed(k: &mut Conn) -> SeqNumber {
+    let b = ten_out(k);
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(k, b + 9000, &[]);
+    assert!(k.h.drain().is_empty());
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd, 19);
+    let (_, probe) = k.h.next_timeout();
+    assert_eq!(probe.len(), 1);
+    assert_eq!((probe[0].seq, probe[0].payload.len()), (b + 9000, 1000));
+    b
+}
+
+/// RFC 8985 §7.4.2, as Linux's `tcp_process_tlp_ack`: a probe that resent the last segment
+/// and whose episode ends with an ACK past the probe's SND.NXT, without a D-SACK for it,
+/// repaired a loss, which reduces the window at once as CWR would (ssthresh 0.7 * 20,
+/// cwnd = ssthresh), the connection staying open. The ACK of exactly that point decides
+/// nothing yet. synack never reduced (`tlp-recovery-reduces-cwnd.pkt` checks the kernel).
+#[test]
+fn a_probe_that_repaired_a_loss_reduces_the_window() {
+    let mut k = sack_conn_100ms();
+    let b = tail_lost_and_probed(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 10_000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh), (20, 0x7fff_ffff));
+    k.h.ep.send(k.c, &[1u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 11_000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (info.ca_state, info.snd_cwnd, info.snd_ssthresh),
+        (0, 14, 14)
+    );
+    assert_eq!(info.tlp_recoveries, 1);
+}
+
+/// The same episode, but the probe's ACK D-SACKs it (the original had arrived, its ACK was
+/// lost: Linux's `FLAG_DSACK_TLP`), or the probe carried new data: no loss, no reduction.
+#[test]
+fn a_probe_reported_twice_or_of_new_data_reduces_nothing() {
+    let mut k = sack_conn_100ms();
+    let b = tail_lost_and_probed(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 10_000, &[(b + 9000, b + 10_000)]);
+    k.h.ep.send(k.c, &[1u8; 1000]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 11_000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert!(info.snd_cwnd >= 20, "{}", info.snd_cwnd);
+    assert_eq!(info.snd_ssthresh, 0x7fff_ffff);
+    assert_eq!(info.tlp_recoveries, 0);
+
+    // Twenty segments fill the window, five more wait: the probe sends new data.
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.ep.send(k.c, &[2u8; 5000]).unwrap();
+    assert!(k.h.drain().is_empty(), "the window is full");
+    let (_, probe) = k.h.next_timeout();
+    assert_eq!((probe.len(), probe[0].seq), (1, b + 10_000), "new data");
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 11_000, &[]);
+    let _ = k.h.drain();
+    k.h.advance(Duration::from_millis(100));
+    sack_ack(&mut k, b + 15_000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(info.snd_ssthresh, 0x7fff_ffff);
+    assert_eq!(info.tlp_recoveries, 0);
+}
+
 // === Buffer auto-tuning ==========================================================================
 
 #[test]

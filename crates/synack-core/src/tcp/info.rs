@@ -92,6 +92,9 @@ pub struct TcpInfo {
     pub rto_count: u32,
     /// Tail loss probes sent (Linux TCPLossProbes).
     pub tlp_count: u32,
+    /// Tail loss probes whose episode ended in a loss they repaired, which reduced the
+    /// window (Linux TCPLossProbeRecovery).
+    pub tlp_recoveries: u32,
     /// Fast recoveries entered (Linux TCPSackRecovery / TCPRenoRecovery).
     pub recoveries: u32,
     /// Retransmissions found lost themselves, by RACK (Linux TCPLostRetransmit).
@@ -131,6 +134,7 @@ pub struct TcpInfo {
 pub(crate) struct LossCounters {
     pub rto: u32,
     pub tlp: u32,
+    pub tlp_recoveries: u32,
     pub recoveries: u32,
     pub lost_retransmits: u32,
     pub undos: u32,

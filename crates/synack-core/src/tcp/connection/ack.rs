@@ -235,6 +235,15 @@ impl Connection {
             // those holes are lost.
             self.recovery.lost_below = self.snd.scoreboard.highest_sacked();
         }
+        // Whether the tail loss probe repaired a loss, before the recovery's tests as in
+        // Linux's `tcp_ack` (`tcp_process_tlp_ack`, then `tcp_fastretrans_alert`).
+        if self.recovery.tlp_high_seq.is_some() {
+            let pure_dup = self.snd.una == una_before
+                && seg.payload.is_empty()
+                && !new_sack_info
+                && !self.may_update_window(una_before, seg, new_wnd);
+            self.process_tlp_ack(now, seg, pure_dup);
+        }
         // An undo comes before the tests for loss (Linux's `tcp_try_undo_dsack`, then
         // `tcp_time_to_recover`): it keeps what is known lost, so a recovery undone for one
         // spurious retransmission starts again at once, from the restored window, when a
@@ -684,6 +693,57 @@ impl Connection {
         segments
     }
 
+    /// An ACK during a TLP episode (RFC 8985 §7.4.2, as Linux's `tcp_process_tlp_ack`).
+    /// The episode ends once the ACK reaches `tlp_high_seq`: with nothing to judge if the
+    /// probe was new data; with no loss if a D-SACK reports the probe's retransmission
+    /// received twice, or the ACK is a pure duplicate (the original and the probe both
+    /// arrived); and with a loss the probe repaired once an ACK goes past that point
+    /// without such a D-SACK. That loss reduces the window as Linux does at one stroke:
+    /// ssthresh from the controller, as for any congestion event, and cwnd set to it at
+    /// once (`tcp_init_cwnd_reduction`, a CWR state that `tcp_end_cwnd_reduction` ends
+    /// on the spot, then `tcp_try_keep_open`). `pure_dup`: the ACK moved nothing, carried no
+    /// data, new SACK information nor window update.
+    fn process_tlp_ack(&mut self, now: Instant, seg: &TcpRepr<'_>, pure_dup: bool) {
+        let Some(high) = self.recovery.tlp_high_seq else {
+            return;
+        };
+        let ack = seg.ack_number;
+        if ack < high {
+            return;
+        }
+        if !self.recovery.tlp_retrans || self.dsack_ends_at(seg, high) {
+            self.recovery.tlp_high_seq = None;
+        } else if ack > high {
+            self.recovery.tlp_high_seq = None;
+            self.counters.tlp_recoveries = self.counters.tlp_recoveries.saturating_add(1);
+            // Not again on top of a reduction under way (the recovery or CWR that started
+            // since clears the episode; this guards a timeout's recovery).
+            if self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !self.after_rto() {
+                let cwnd = self.cc.window();
+                self.cc.on_congestion_signal(now, cwnd);
+                self.cc.on_prr_recovery_end();
+                self.ecn_queue_cwr();
+                // `tcp_end_cwnd_reduction` stamps the window's use.
+                self.cwnd_use.stamp = now;
+            }
+        } else if pure_dup {
+            self.recovery.tlp_high_seq = None;
+        }
+    }
+
+    /// Whether `seg` carries a D-SACK block of at most one segment ending at `end`: Linux's
+    /// `FLAG_DSACK_TLP` (`tcp_dsack_seen`), the probe's retransmission reported twice.
+    fn dsack_ends_at(&self, seg: &TcpRepr<'_>, end: SeqNumber) -> bool {
+        let Some((left, right)) = seg.sack_ranges[0] else {
+            return false;
+        };
+        let inside_second = matches!(seg.sack_ranges[1], Some((l, r)) if left >= l && right <= r);
+        left < right
+            && (left < seg.ack_number || inside_second)
+            && right == end
+            && right - left <= self.snd.mss
+    }
+
     /// Whether a D-SACK was taken (counted, and not dubious) since the counters stood at
     /// `before` (received, dubious).
     fn dsack_taken_since(&self, before: (u32, u32)) -> bool {
@@ -946,6 +1006,9 @@ impl Connection {
         };
         self.recovery.tlp_pending = false;
         self.timers.tlp = None;
+        // The recovery's reduction covers whatever the probe repaired
+        // (`tcp_init_cwnd_reduction` clears `tlp_high_seq`).
+        self.recovery.tlp_high_seq = None;
         self.recovery.retransmit_head = self.recovery.high_rxt == self.snd.una;
         self.rtt_seq = None;
         self.ecn_queue_cwr();

@@ -117,6 +117,7 @@ impl Connection {
             delivered: self.delivered,
             rto_count: self.counters.rto,
             tlp_count: self.counters.tlp,
+            tlp_recoveries: self.counters.tlp_recoveries,
             recoveries: self.counters.recoveries,
             lost_retransmits: self.counters.lost_retransmits,
             undos: self.counters.undos,

@@ -455,6 +455,13 @@ pub(crate) struct Recovery {
     /// probe left unanswered is followed by at most `MAX_TLP_PROBES - 1` more, each after
     /// twice the previous probe timeout, before the RTO.
     pub tlp_probes: u8,
+    /// RFC 8985 §7.4's TLP episode, as Linux's `tlp_high_seq`: SND.NXT once the probe of an
+    /// open connection went, until an ACK decides whether that probe repaired a loss
+    /// (`process_tlp_ack`). Cleared by a timeout and by a recovery or CWR that starts
+    /// (`tcp_enter_loss`, `tcp_init_cwnd_reduction`), which reduce the window themselves.
+    pub tlp_high_seq: Option<SeqNumber>,
+    /// That probe resent data (Linux's `tlp_retrans`); a probe of new data repairs nothing.
+    pub tlp_retrans: bool,
     /// Everything un-SACKed below this is lost, whatever IsLost says: set when the ACK of a
     /// tail loss probe SACKs the probe, since all before it was sent at least a probe timeout
     /// earlier (RFC 8985 §7.4.2 with RACK's time-based reasoning, §6.2).

@@ -225,6 +225,8 @@ impl Connection {
         }
         if self.recovery.tlp_pending {
             self.recovery.tlp_pending = false;
+            let open = !self.in_loss_recovery();
+            let max_before = self.snd.max;
             let sent = self.send_probe(now, buf);
             // RFC 8985 §7.3: "After attempting to send a loss probe, regardless of whether a
             // loss probe was sent, the sender MUST re-arm the RTO timer, not the PTO timer,
@@ -238,6 +240,15 @@ impl Connection {
                 // shrank may have let nothing go, see `send_data_at_most`).
                 self.recovery.tlp_outstanding = true;
                 self.counters.tlp = self.counters.tlp.saturating_add(1);
+                // The episode whose end tells whether the probe repaired a loss (RFC 8985
+                // §7.4, Linux's `tlp_high_seq` and `tlp_retrans`, set by
+                // `tcp_send_loss_probe` for a probe of the open state only: Linux sends
+                // none in recovery or after a timeout, where synack's probes leave the
+                // window to the recovery's own reduction).
+                if open && self.recovery.tlp_high_seq.is_none() {
+                    self.recovery.tlp_high_seq = Some(self.snd.nxt);
+                    self.recovery.tlp_retrans = self.snd.max == max_before;
+                }
                 // The next probe of the episode, if one is left (`MAX_TLP_PROBES`), when it
                 // comes before the re-armed RTO.
                 if self.timers.tlp.is_none() {

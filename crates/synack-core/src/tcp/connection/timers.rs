@@ -496,6 +496,7 @@ impl Connection {
                 // probed again (`arm_tlp`).
                 self.recovery.tlp_outstanding = false;
                 self.recovery.tlp_probes = 0;
+                self.recovery.tlp_high_seq = None;
                 self.recovery.lost_below = None;
                 self.timers.tlp = None;
                 self.ts.min_echo = Some(self.ts_now(now));
