@@ -2699,6 +2699,40 @@ fn timeout_with_sack_skips_sacked_data() {
     }
 }
 
+/// A fast retransmit whose hole is then filled by its late original, as a partial ACK
+/// shows by echoing the original flight's TSval (older than the retransmission's): with no
+/// retransmission still out, Linux's `tcp_try_undo_partial` undoes the reduction on that
+/// ACK, and the connection is open again with its window back, where synack waited for the
+/// ACK that ends the recovery (`undo-partial-timestamps.pkt` checks the kernel).
+#[test]
+fn a_partial_ack_for_the_originals_undoes_the_fast_retransmit() {
+    let mut k = ts_sack_conn_100ms();
+    k.h.ep.send(k.c, &[8u8; 2 * 9880]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 10);
+    let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
+    k.h.advance(Duration::from_millis(100));
+    k.tsval += 1;
+    let o = Out::new(ACK, 0, 0)
+        .seqn(k.peer_nxt)
+        .ackn(b)
+        .ts(k.tsval, original)
+        .sack(&[((b + 988).0, (b + 4 * 988).0)]);
+    k.send_peer(o);
+    let r = k.h.drain();
+    assert_eq!(r[0].seq, b, "the fast retransmit");
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3);
+    k.h.advance(Duration::from_millis(10));
+    let r = ack_echoing(&mut k, b + 4 * 988, original);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_ssthresh), (0, 0x7fff_ffff));
+    assert!(info.snd_cwnd >= 10, "{}", info.snd_cwnd);
+    assert_eq!(info.undos, 1);
+    // The window, back, lets new data go behind the six segments still out.
+    assert_eq!(r.first().map(|s| s.seq), Some(b + 10 * 988), "{r:?}");
+    assert!(r.len() >= 4, "{r:?}");
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in

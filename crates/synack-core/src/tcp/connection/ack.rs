@@ -137,6 +137,7 @@ impl Connection {
 
         let mut duplicate = false;
         let undos_before = self.counters.undos;
+        let recovering_before = self.recovery.recover.is_some();
         let mut growth = None;
         if ack > self.snd.una {
             growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes);
@@ -248,6 +249,16 @@ impl Connection {
         // `tcp_time_to_recover`): it keeps what is known lost, so a recovery undone for one
         // spurious retransmission starts again at once, from the restored window, when a
         // hole is still lost.
+        // A partial ACK that timestamps show was sent for the originals (Linux's
+        // `tcp_try_undo_partial`, before `tcp_try_undo_dsack`).
+        if recovering_before
+            && self.recovery.recover.is_some()
+            && self.snd.una > una_before
+            && self.packet_delayed(seg)
+            && !self.retransmission_in_flight()
+        {
+            self.undo("a hole filled by its late original (timestamps, partial ACK)");
+        }
         self.try_undo();
         if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
             if let Some(boundary) = self.lost_boundary() {
@@ -892,6 +903,19 @@ impl Connection {
             && self.ts.enabled
             && ts.tsecr != 0
             && (ts.tsecr.wrapping_sub(first) as i32) < 0
+    }
+
+    /// Whether a retransmission is still out, neither acknowledged nor SACKed (Linux's
+    /// `retrans_out`): with SACK from RACK's record, without it anything resent above SND.UNA.
+    fn retransmission_in_flight(&self) -> bool {
+        if self.sack_ok {
+            self.snd
+                .rack
+                .retransmitted_in_flight(self.snd.una, self.snd.mss)
+                > 0
+        } else {
+            self.recovery.high_rxt > self.snd.una
+        }
     }
 
     /// The last recovery's reduction was for nothing: cwnd and ssthresh go back to what they
