@@ -2733,6 +2733,37 @@ fn a_partial_ack_for_the_originals_undoes_the_fast_retransmit() {
     assert!(r.len() >= 4, "{r:?}");
 }
 
+/// SACK reneging (RFC 2018 §8): the ACK of a fast retransmission leaves SND.UNA at the start
+/// of data the peer had SACKed. As Linux's `tcp_check_sack_reneging`, the retransmission
+/// timer is set to max(SRTT / 2, 10 ms), and its timeout forgets the SACKs and goes back to
+/// SND.UNA (`tcp_timeout_mark_lost`). synack kept trusting them until a second timeout,
+/// 0.9 s later (`sack-reneging.pkt` checks the kernel).
+#[test]
+fn sack_reneging_times_out_after_half_an_rtt_and_forgets_the_sacks() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    assert_eq!(
+        sack_reply(&mut k, b, b, &[(b + 1000, b + 10_000)]),
+        vec![(0, 1000)],
+        "the fast retransmit"
+    );
+    k.h.advance(Duration::from_millis(100));
+    assert!(sack_reply(&mut k, b, b + 1000, &[]).is_empty());
+    let t0 = k.h.now;
+    let (t, r) = k.h.next_timeout();
+    let srtt = k.h.ep.info(k.h.now, k.c).unwrap().rtt;
+    assert_eq!(t - t0, (srtt / 2).max(Duration::from_millis(10)));
+    assert_eq!((r.len(), r[0].seq), (1, b + 1000), "{r:?}");
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+    // The go-back resends what had been SACKed, in slow start.
+    k.h.advance(Duration::from_millis(100));
+    assert_eq!(
+        sack_reply(&mut k, b, b + 2000, &[]),
+        vec![(2000, 1000), (3000, 1000)]
+    );
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in

@@ -4,6 +4,7 @@
 //! (PRR, RFC 6937; undo on a spurious retransmission, RFC 2883 and Linux's `tcp_try_undo_*`).
 
 use std::ops::ControlFlow;
+use std::time::Duration;
 
 use super::{Connection, Frto};
 use crate::seq::SeqNumber;
@@ -249,9 +250,27 @@ impl Connection {
         // `tcp_time_to_recover`): it keeps what is known lost, so a recovery undone for one
         // spurious retransmission starts again at once, from the restored window, when a
         // hole is still lost.
+        // SACK reneging (RFC 2018 §8): the ACK leaves SND.UNA at the start of data the peer
+        // had SACKed, so it dropped that data. As Linux's `tcp_check_sack_reneging`, the
+        // SACKs are not trusted but not forgotten at once either (the ACKs after may set
+        // them right): the retransmission timer is set to max(SRTT / 2, 10 ms), in place of
+        // any probe or RACK timer, and the rest of the loss checks wait
+        // (`tcp_fastretrans_alert` returns there). The timeout, if it comes, forgets every
+        // SACK and goes back to SND.UNA (`on_retransmit_timeout`).
+        let reneged = self.sack_ok
+            && self.snd.una > una_before
+            && self.snd.una < self.snd.max
+            && self.snd.scoreboard.covers(self.snd.una, self.snd.una + 1);
+        if reneged {
+            let half = self.rtt.srtt().map_or(Duration::ZERO, |srtt| srtt / 2);
+            self.timers.retransmit = Some(now + half.max(Duration::from_millis(10)));
+            self.timers.tlp = None;
+            self.timers.rack = None;
+        }
         // A partial ACK that timestamps show was sent for the originals (Linux's
         // `tcp_try_undo_partial`, before `tcp_try_undo_dsack`).
-        if recovering_before
+        if !reneged
+            && recovering_before
             && self.recovery.recover.is_some()
             && self.snd.una > una_before
             && self.packet_delayed(seg)
@@ -259,8 +278,14 @@ impl Connection {
         {
             self.undo("a hole filled by its late original (timestamps, partial ACK)");
         }
-        self.try_undo();
-        if self.sack_ok && self.recovery.recover.is_none() && self.snd.max > self.snd.una {
+        if !reneged {
+            self.try_undo();
+        }
+        if !reneged
+            && self.sack_ok
+            && self.recovery.recover.is_none()
+            && self.snd.max > self.snd.una
+        {
             if let Some(boundary) = self.lost_boundary() {
                 let after_rto = self.after_rto();
                 if boundary > self.snd.una && !after_rto {

@@ -502,8 +502,11 @@ impl Connection {
                 self.ts.min_echo = Some(self.ts_now(now));
                 self.recovery.high_rxt = self.snd.una;
                 // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
-                // one timeout (resending only the holes), not for two in a row.
-                if self.timeouts >= 2 {
+                // one timeout (resending only the holes), not for two in a row; nor at all
+                // when SND.UNA itself is SACKed, which only reneging explains (Linux's
+                // `tcp_timeout_mark_lost` clears every SACK mark then).
+                let reneged = self.snd.scoreboard.covers(self.snd.una, self.snd.una + 1);
+                if self.timeouts >= 2 || reneged {
                     self.snd.scoreboard.clear();
                 }
                 self.rtt_seq = None;
