@@ -3520,6 +3520,45 @@ fn an_unanswered_probe_is_followed_by_one_more_before_the_rto() {
     assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
 }
 
+/// Linux's `tcp_schedule_loss_probe` counts packets: two short segments in flight (together
+/// less than one MSS) are probed 2 * SRTT + 2 ms after, only a single packet adds
+/// `tcp_rto_min`; and `tcp_send_loss_probe` resends the last packet as it went, not the
+/// last MSS of bytes (`tlp-two-short-segments.pkt` checks the kernel). synack added the
+/// 200 ms for anything up to an MSS, so the probe took the RTO's place, and resent both.
+#[test]
+fn two_short_segments_are_probed_without_the_delayed_ack_allowance() {
+    let mut cfg = Config::linux();
+    cfg.seed(Some([7; 32]));
+    let mut k = sack_conn_100ms_with(cfg);
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &[1u8; 100]).unwrap();
+    assert_eq!(sent_from(&mut k, b), vec![(0, 100)]);
+    k.h.ep.send(k.c, &[2u8; 100]).unwrap();
+    assert_eq!(sent_from(&mut k, b), vec![(100, 100)]);
+    let t0 = k.h.now;
+    let (t, probe) = k.h.next_timeout();
+    assert_eq!(t - t0, Duration::from_millis(202), "2 * SRTT + 2 ms");
+    let probe: Vec<_> = probe.iter().map(|s| (s.seq - b, s.payload.len())).collect();
+    assert_eq!(probe, vec![(100, 100)], "the last packet alone");
+}
+
+/// `tcp_send_loss_probe` cuts the last packet to its last MSS-sized piece counted from the
+/// packet's start: a 2500-byte write is probed with its last 500 bytes, as they went on
+/// the wire (`tlp-probe-last-segment.pkt`), where synack resent the last 1000.
+#[test]
+fn the_probe_is_the_last_piece_of_the_last_packet() {
+    let mut cfg = Config::linux();
+    cfg.seed(Some([7; 32])).gso_max_size(65_535);
+    let mut k = sack_conn_100ms_with(cfg);
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &[1u8; 2500]).unwrap();
+    assert!(!k.h.drain().is_empty());
+    let (_, probe) = k.h.next_timeout();
+    let probe: Vec<_> = probe.iter().map(|s| (s.seq - b, s.payload.len())).collect();
+    assert_eq!(probe, vec![(2000, 500)]);
+}
+
 /// Ten segments whose last is lost; the ACK of the other nine, then the tail loss probe,
 /// which resends the last (one packet out: its PTO falls past the RTO, and it goes in the
 /// RTO's place). Returns where the ten began.

@@ -142,6 +142,11 @@ impl RttEstimator {
         self.min
     }
 
+    /// The floor under the RTO's variance term (Linux's `tcp_rto_min`, 200 ms).
+    pub fn min_rto(&self) -> Duration {
+        self.min_rto
+    }
+
     /// The ceiling on every timeout (§2.5; Linux's `TCP_RTO_MAX`, 120 s).
     pub fn max_rto(&self) -> Duration {
         self.max_rto

@@ -401,6 +401,16 @@ impl SkbQueue {
         self.packet_ends.get(i).copied()
     }
 
+    /// Where the packet that ends at `end` (an offset like `lens`) started, if the packets
+    /// up to it are still tracked: the end of the one before it, or 0 for the first.
+    pub fn packet_start(&self, end: usize) -> Option<usize> {
+        let i = self.packet_ends.partition_point(|&e| e < end);
+        if self.packet_ends.get(i) != Some(&end) {
+            return None;
+        }
+        Some(if i == 0 { 0 } else { self.packet_ends[i - 1] })
+    }
+
     /// Heap bytes the view holds (its queues' storage), for the connection's memory count.
     pub fn allocated(&self) -> usize {
         let slots = self.lens.capacity()

@@ -457,6 +457,19 @@ impl Connection {
         if let Some(&end) = self.snd.records.iter().rev().find(|&&end| end < data_end) {
             start = start.max(end);
         }
+        // In the Linux profile, the last segment as it went on the wire: Linux's
+        // tcp_send_loss_probe resends the last skb of its retransmission queue (the last
+        // packet sent), cut to its last MSS-sized piece counted from the packet's start
+        // (`(pcount - 1) * mss`), so a packet of 2500 bytes is probed with its last 500,
+        // and of two short packets the last goes alone.
+        if let Some(q) = self.snd.skbs.as_ref() {
+            let base = self.snd.data_start();
+            if let Some(first) = q.packet_start(data_end - base) {
+                let packet = base + first;
+                let pieces = (data_end - packet).saturating_sub(1) / room.max(1);
+                start = (packet + pieces * room).max(self.snd.una);
+            }
+        }
         if start >= data_end {
             // Only a FIN is out: resend it.
             return self.send_data_at(now, buf, self.snd.una, usize::MAX);

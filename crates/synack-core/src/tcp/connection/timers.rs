@@ -93,8 +93,8 @@ impl Connection {
     /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus 2 ms
     /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
     /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
-    /// five times as long as Linux's), plus the worst-case delayed-ACK time when a single
-    /// segment is out, never past the RTO. Only with SACK (the probe's ACK must reveal the
+    /// five times as long as Linux's), or `tcp_rto_min` in its place, for the worst-case
+    /// delayed ACK, when a single packet is out, never past the RTO. Only with SACK (the probe's ACK must reveal the
     /// loss), one at a time.
     ///
     /// Also in recovery and while going back after a timeout once an ACK has moved SND.UNA
@@ -124,10 +124,14 @@ impl Connection {
         let Some(srtt) = self.rtt.srtt() else {
             return;
         };
-        let mut pto = (srtt * 2 + std::time::Duration::from_millis(2)) * (1u32 << probes);
+        let mut pto = (srtt * 2 + Duration::from_millis(2)) * (1u32 << probes);
         let holes_known = self.in_loss_recovery() && self.snd.scoreboard.sacked_bytes() > 0;
-        if self.snd.max - self.snd.una <= self.snd.mss && !holes_known {
-            pto += std::time::Duration::from_millis(200);
+        // A single packet out (Linux's `packets_out == 1`, counted in segments on the wire,
+        // SACKed or not; not in bytes, so two short segments are two): the peer may hold
+        // its ACK for the delayed-ACK time, and `tcp_schedule_loss_probe` adds
+        // `tcp_rto_min` in place of the 2 ms.
+        if self.snd.rack.count_segments(self.snd.una, |_, _, _| true) <= 1 && !holes_known {
+            pto += self.rtt.min_rto().saturating_sub(Duration::from_millis(2));
         }
         let deadline = now + pto;
         let in_recovery = self.in_loss_recovery();
