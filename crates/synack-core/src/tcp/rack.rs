@@ -611,6 +611,13 @@ impl Rack {
             .count()
     }
 
+    /// Whether at most one segment above `una` is tracked (Linux's `packets_out <= 1`), by
+    /// a binary search: the probe timeout asks on every ACK, and the log may hold thousands.
+    pub fn at_most_one_above(&self, una: SeqNumber) -> bool {
+        let first = self.log.partition_point(|s| s.end <= una);
+        self.log.len() - first <= 1
+    }
+
     /// Bytes above `una` sent more than once and not yet known delivered, as segments of
     /// `mss`: Linux's `retrans_out` (TCP_INFO's `tcpi_retrans`), which counts the packets of
     /// every skb marked retransmitted until it is acknowledged or SACKed.

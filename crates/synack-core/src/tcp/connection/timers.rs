@@ -94,8 +94,8 @@ impl Connection {
     /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
     /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
     /// five times as long as Linux's), or `tcp_rto_min` in its place, for the worst-case
-    /// delayed ACK, when a single packet is out, never past the RTO. Only with SACK (the probe's ACK must reveal the
-    /// loss), one at a time.
+    /// delayed ACK, when a single packet is out, never past the RTO. Only with SACK (the
+    /// probe's ACK must reveal the loss), one at a time.
     ///
     /// Also in recovery and while going back after a timeout once an ACK has moved SND.UNA
     /// since it (before that the path may be dead: no probe then, as Linux sends none in its
@@ -130,7 +130,7 @@ impl Connection {
         // SACKed or not; not in bytes, so two short segments are two): the peer may hold
         // its ACK for the delayed-ACK time, and `tcp_schedule_loss_probe` adds
         // `tcp_rto_min` in place of the 2 ms.
-        if self.snd.rack.count_segments(self.snd.una, |_, _, _| true) <= 1 && !holes_known {
+        if self.snd.rack.at_most_one_above(self.snd.una) && !holes_known {
             pto += self.rtt.min_rto().saturating_sub(Duration::from_millis(2));
         }
         let deadline = now + pto;
