@@ -500,8 +500,13 @@ fn drain_events(inner: &mut Inner, wakers: &mut Vec<Waker>) {
     }
 }
 
-/// Queues a held SYN for `Interceptor::next`.
+/// Queues a held SYN for `Interceptor::next`; once `Stack::shutdown` began, refuses it
+/// instead, as a closed port would.
 fn queue_intercepted(inner: &mut Inner, syn: SynHandle) {
+    if inner.shutting_down {
+        let _ = inner.endpoint.refuse_intercepted(syn);
+        return;
+    }
     // Handles of SYNs that expired unseen are skipped by `Interceptor::next`; the queue is
     // bounded all the same.
     if inner.intercepted.len() >= MAX_INTERCEPTED {

@@ -96,7 +96,7 @@ impl Stack {
 
 impl Interceptor {
     /// Waits for the next held SYN. Cancel-safe: a SYN is taken only when this returns it.
-    /// Fails once the stack has stopped.
+    /// Fails once the stack has stopped, or [`Stack::shutdown`] began (`NotConnected`).
     pub async fn next(&self) -> io::Result<IncomingSyn> {
         crate::state::wait_listed(|cx| self.poll_next(cx), |w| self.forget_waiter(w)).await
     }
@@ -122,6 +122,7 @@ impl Interceptor {
         for k in 0..n {
             let shard = first.wrapping_add(k) % n;
             let mut inner = self.stack.lock_shard(shard)?;
+            inner.check_open()?;
             while let Some(handle) = inner.intercepted.pop_front() {
                 // Skipped: SYNs that expired or were decided on while queued.
                 if let Ok(info) = inner.endpoint.intercepted(handle) {

@@ -157,3 +157,44 @@ async fn kernel_client_sees_refused_unreachable_and_dropped() {
     assert!(stats.intercepted_syns >= 3, "{stats:?}");
     assert_eq!(stats.intercept_unreachable_sent, 1);
 }
+
+/// `Stack::shutdown` refuses what transparent mode holds, as a closing listener resets what
+/// it had not handed out: a SYN handed to the application and not decided on, one still
+/// queued, and one that arrives later all get an RST (the kernel's connect fails with
+/// ECONNREFUSED, not a timeout), and `Interceptor::next` fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_held_and_later_syns() {
+    let test = "shutdown_refuses_held_and_later_syns";
+    if !require_tun(test) || !kernel_support::require_tool(test, "python3") {
+        return;
+    }
+    let net = net("synack-icpt-shut");
+    let interceptor = net.stack.intercept().unwrap();
+
+    let taken = client(&net, "198.19.0.7", 80, 10);
+    let syn = within(10, interceptor.next()).await.unwrap();
+    assert_eq!(syn.local_addr(), "198.19.0.7:80".parse().unwrap());
+    let queued = client(&net, "198.19.0.8", 80, 10);
+    // Bounded: until the second SYN is held too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while net.stack.stats().intercepted_syns < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "second SYN not held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    within(10, net.stack.shutdown(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(said(taken).await, "ERR ECONNREFUSED");
+    assert_eq!(said(queued).await, "ERR ECONNREFUSED");
+    let e = within(10, interceptor.next()).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+    let e = within(10, syn.accept()).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotConnected, "{e}");
+
+    let later = client(&net, "198.19.0.9", 80, 10);
+    assert_eq!(said(later).await, "ERR ECONNREFUSED");
+}

@@ -468,7 +468,8 @@ impl Stack {
     /// has been acknowledged and every connection has sent its FIN and seen it acknowledged.
     ///
     /// Listeners close (connections they had not handed out yet are reset, as closing a
-    /// kernel listener resets them); every open stream sends its FIN after what it has
+    /// kernel listener resets them), and a stack in transparent mode refuses with an RST
+    /// the SYNs it holds and every SYN after (`Interceptor::next` fails); every open stream sends its FIN after what it has
     /// queued, as [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would;
     /// a connect still waiting for its SYN-ACK ends at once with `ConnectionReset`, as
     /// Linux's `shutdown(2)` ends a socket's connect; new connections and listeners are
@@ -509,6 +510,17 @@ impl Stack {
                 if inner.endpoint.shutdown(h).is_ok() {
                     c.write_shutdown = true;
                 }
+            }
+            // Transparent mode: the SYNs held for a decision are refused, as a closing
+            // listener resets what it had not handed out (and those that come later are
+            // refused as they arrive, `queue_intercepted`); `Interceptor::next` fails.
+            let held: Vec<_> = inner.endpoint.held_syns().collect();
+            for syn in held {
+                let _ = inner.endpoint.refuse_intercepted(syn);
+            }
+            inner.intercepted.clear();
+            for w in inner.intercept_wakers.drain(..) {
+                w.wake();
             }
             inner.wake_driver();
         }
