@@ -3872,6 +3872,54 @@ fn packets_are_sized_for_a_millisecond_and_at_most_half_the_window() {
     }
 }
 
+/// Fast recovery without SACK runs Proportional Rate Reduction as Linux's does for Reno
+/// (`tcp_cwnd_reduction`, each duplicate ACK one segment delivered by `tcp_add_reno_sack`),
+/// not RFC 5681's window inflation, which sent nothing new until the duplicates had made up
+/// the three segments' inflation and half the window. Ten segments out, the first lost,
+/// ssthresh 7 of 10: two segments by limited transmit, the fast retransmit on the third
+/// duplicate, then new data as the pipe (out, less a segment per duplicate) falls to
+/// ssthresh at 7/10 of what is delivered, then slow-start-bounded towards it.
+/// `prr-no-sack-dupacks.pkt` shows the kernel doing the same with twenty.
+#[test]
+fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        let mut sent = Vec::new();
+        for _ in 0..8 {
+            let o = k.seg(ACK, b);
+            k.send_peer(o);
+            sent.push(k.h.drain().iter().map(|s| s.seq - b).collect::<Vec<_>>());
+        }
+        let expect: Vec<Vec<usize>> = vec![
+            vec![10_000],
+            vec![11_000],
+            vec![0],
+            vec![12_000],
+            vec![13_000],
+            vec![],
+            vec![],
+            vec![14_000],
+        ];
+        assert_eq!(sent, expect);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.snd_ssthresh), (3, 7), "{info:?}");
+        // The retransmission fills the hole: recovery ends at cwnd = ssthresh (PRR's exit,
+        // not RFC 6582's FlightSize + SMSS, which with nothing left in flight was one
+        // segment), and the same ACK may grow it by what the duplicates had not counted
+        // (seven segments: at most one more in congestion avoidance).
+        let o = k.seg(ACK, b + 15_000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(info.ca_state, 0, "{info:?}");
+        assert!((7..=8).contains(&info.snd_cwnd), "{info:?}");
+    }
+}
+
 #[test]
 fn limited_transmit_without_sack_sends_a_segment_per_duplicate_ack() {
     let mut cfg = config();

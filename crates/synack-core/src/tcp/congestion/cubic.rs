@@ -23,8 +23,7 @@
 use std::time::Duration;
 
 use super::{
-    full_ack_window, inflated_window, initial_window, partial_ack_window, slow_start, Controller,
-    ControllerFactory,
+    full_ack_window, inflated_window, initial_window, slow_start, Controller, ControllerFactory,
 };
 use crate::seq::SeqNumber;
 use crate::time::Instant;
@@ -605,16 +604,6 @@ impl Controller for Cubic {
         self.epoch_after_rto = false;
     }
 
-    fn on_recovery_dup_ack(&mut self) {
-        // RFC 5681 §3.2 step 4: one SMSS per further duplicate ACK.
-        self.cwnd = self.cwnd.saturating_add(self.mss);
-    }
-
-    fn on_partial_ack(&mut self, bytes_acked: usize) {
-        // RFC 6582 §3.2 step 5, as NewReno.
-        self.cwnd = partial_ack_window(self.cwnd, bytes_acked, self.mss);
-    }
-
     fn on_recovery_end(&mut self, bytes_in_flight: usize) {
         // RFC 6582 §3.2 step 3, option (1), as NewReno. The new congestion-avoidance epoch
         // starts at the next ACK (RFC 9438 §4.2: t_epoch is "the time at the beginning of the
@@ -883,13 +872,6 @@ mod tests {
         assert_eq!(cc.ssthresh(), 70 * MSS, "β_cubic = 0.7");
         assert_eq!(cc.window(), 73 * MSS, "ssthresh + 3*SMSS");
         assert_eq!(cc.w_max(), Some(100 * MSS));
-        cc.on_recovery_dup_ack();
-        cc.on_recovery_dup_ack();
-        assert_eq!(cc.window(), 75 * MSS);
-        cc.on_partial_ack(3 * MSS);
-        assert_eq!(cc.window(), 73 * MSS);
-        cc.on_partial_ack(500);
-        assert_eq!(cc.window(), 73 * MSS - 500);
         cc.on_recovery_end(80 * MSS);
         assert_eq!(cc.window(), 70 * MSS);
         assert!(!cc.in_slow_start());
@@ -908,9 +890,6 @@ mod tests {
         assert_eq!(cc.ssthresh(), 2 * MSS);
         assert_eq!(cc.reduced_ssthresh(usize::MAX), usize::MAX / 10 * 7 + 3);
         assert_eq!(cc.reduced_ssthresh(1_000_009), 700_006);
-        let mut cc = Cubic::new(MSS);
-        cc.on_partial_ack(usize::MAX);
-        assert_eq!(cc.window(), MSS, "never below one segment");
     }
 
     // ---- The cubic curve (RFC 9438 §4.2, §4.4, §4.5) ----
@@ -1373,7 +1352,6 @@ mod tests {
         }
         assert_eq!(cc.window(), usize::MAX);
         cc.on_fast_retransmit(T, usize::MAX);
-        cc.on_recovery_dup_ack();
         cc.on_recovery_end(usize::MAX);
         assert!(cc.window() <= cc.ssthresh());
         // A huge MSS and a zero MSS.
@@ -1447,9 +1425,8 @@ mod tests {
                         cc.on_ack(now, size, size, Some(Duration::from_micros(micros % 10_000_000)));
                         prop_assert!(cc.window() >= before, "an ACK never shrinks cwnd");
                     }
-                    2 => cc.on_fast_retransmit(now, size),
-                    3 => cc.on_recovery_dup_ack(),
-                    4 => cc.on_partial_ack(size),
+                    2 | 3 => cc.on_fast_retransmit(now, size),
+                    4 => cc.on_prr_recovery_end(),
                     5 => cc.on_recovery_end(size),
                     _ => cc.on_rto(now, Some(size)),
                 }

@@ -35,7 +35,13 @@ pub trait Controller: Send + Debug {
         rtt: Option<Duration>,
     );
 
-    /// The third duplicate ACK: enter fast recovery (RFC 5681 §3.2 steps 2 and 3).
+    /// The third duplicate ACK, or a loss RACK found: enter fast recovery (RFC 5681 §3.2
+    /// step 2), setting ssthresh from `bytes_in_flight`. Through the recovery the connection
+    /// sizes what it sends with Proportional Rate Reduction (RFC 6937), with SACK or without
+    /// as Linux does, and sets the window when it ends
+    /// ([`on_prr_recovery_end`](Self::on_prr_recovery_end)); the window set here is what
+    /// the connection reports in between only outside recovery, so a controller may inflate
+    /// it as RFC 5681 §3.2 step 3 says or leave it.
     fn on_fast_retransmit(&mut self, now: Instant, bytes_in_flight: usize);
 
     /// The peer echoed a congestion mark (ECN, RFC 3168 §6.1.2) while the window was
@@ -47,13 +53,6 @@ pub trait Controller: Send + Debug {
     fn on_congestion_signal(&mut self, now: Instant, cwnd: usize) {
         self.on_fast_retransmit(now, cwnd);
     }
-
-    /// Another duplicate ACK during fast recovery (RFC 5681 §3.2 step 4: inflate by one SMSS).
-    fn on_recovery_dup_ack(&mut self);
-
-    /// A partial ACK during fast recovery (RFC 6582 §3.2 step 5: deflate by the amount acked,
-    /// add back one SMSS if at least one SMSS was acked).
-    fn on_partial_ack(&mut self, bytes_acked: usize);
 
     /// A full ACK ends fast recovery (RFC 6582 §3.2 step 3: cwnd = min(ssthresh,
     /// FlightSize + SMSS)).
@@ -142,19 +141,6 @@ pub(crate) fn initial_window(mss: usize) -> usize {
 /// the receiver has buffered."
 pub(crate) fn inflated_window(ssthresh: usize, mss: usize) -> usize {
     ssthresh.saturating_add(mss.saturating_mul(3))
-}
-
-/// RFC 6582 §3.2 step 5, a partial ACK: "deflate the congestion window by the amount of new
-/// data acknowledged by the Cumulative Acknowledgment field. If the partial ACK acknowledges
-/// at least one SMSS of new data, then add back SMSS bytes to the congestion window", so that
-/// about ssthresh bytes stay outstanding when recovery ends. Not in the RFC: never below one
-/// segment, which would stop the sender outright.
-pub(crate) fn partial_ack_window(cwnd: usize, bytes_acked: usize, mss: usize) -> usize {
-    let mut cwnd = cwnd.saturating_sub(bytes_acked);
-    if bytes_acked >= mss {
-        cwnd = cwnd.saturating_add(mss);
-    }
-    cwnd.max(mss)
 }
 
 /// RFC 6582 §3.2 step 3, a full ACK, option (1): "Set cwnd to min (ssthresh, max (FlightSize,

@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use super::{
-    full_ack_window, inflated_window, initial_window, partial_ack_window, slow_start, Controller,
-    ControllerFactory,
+    full_ack_window, inflated_window, initial_window, slow_start, Controller, ControllerFactory,
 };
 use crate::time::Instant;
 
@@ -131,17 +130,6 @@ impl Controller for NewReno {
     fn on_spurious_rto(&mut self) {
         self.on_spurious_fast_retransmit();
         self.after_rto = false;
-    }
-
-    fn on_recovery_dup_ack(&mut self) {
-        // RFC 5681 §3.2 step 4 (RFC 6582 §3.2 step 4): "For each additional duplicate ACK
-        // received (after the third), cwnd MUST be incremented by SMSS", since each one says a
-        // segment has left the network.
-        self.cwnd = self.cwnd.saturating_add(self.mss);
-    }
-
-    fn on_partial_ack(&mut self, bytes_acked: usize) {
-        self.cwnd = partial_ack_window(self.cwnd, bytes_acked, self.mss);
     }
 
     fn on_recovery_end(&mut self, bytes_in_flight: usize) {
@@ -320,29 +308,21 @@ mod tests {
     }
 
     #[test]
-    fn fast_recovery_partial_and_full_acks() {
+    fn fast_recovery_and_its_full_ack() {
         let mut cc = NewReno::new(MSS);
         ack_segments(&mut cc, 10); // cwnd 20 segments
                                    // Three duplicate ACKs with 20 segments in flight.
         cc.on_fast_retransmit(T, 20 * MSS);
         assert_eq!(cc.ssthresh(), 10 * MSS);
         assert_eq!(cc.window(), 13 * MSS);
-        // Further duplicate ACKs inflate by one SMSS each (RFC 5681 §3.2 step 4).
-        for _ in 0..4 {
-            cc.on_recovery_dup_ack();
-        }
-        assert_eq!(cc.window(), 17 * MSS);
-        // A partial ACK of 3 segments: deflate by 3 SMSS, add back one (RFC 6582 §3.2 step 5).
-        cc.on_partial_ack(3 * MSS);
-        assert_eq!(cc.window(), 15 * MSS);
-        // A partial ACK of less than one SMSS deflates without adding back.
-        cc.on_partial_ack(400);
-        assert_eq!(cc.window(), 15 * MSS - 400);
-        assert_eq!(cc.ssthresh(), 10 * MSS, "partial ACKs leave ssthresh alone");
         // The full ACK: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS).
         cc.on_recovery_end(12 * MSS);
         assert_eq!(cc.window(), 10 * MSS);
         assert!(!cc.in_slow_start());
+        // PRR's exit: cwnd = ssthresh.
+        cc.on_fast_retransmit(T, 10 * MSS);
+        cc.on_prr_recovery_end();
+        assert_eq!(cc.window(), 5 * MSS);
     }
 
     #[test]
@@ -383,16 +363,6 @@ mod tests {
         let mut cc = NewReno::new(MSS);
         cc.on_rto(T, Some(0));
         assert_eq!(cc.ssthresh(), 2 * MSS);
-        assert_eq!(cc.window(), MSS);
-    }
-
-    #[test]
-    fn partial_ack_never_empties_the_window() {
-        let mut cc = NewReno::new(MSS);
-        cc.on_fast_retransmit(T, 4 * MSS);
-        cc.on_partial_ack(usize::MAX);
-        assert_eq!(cc.window(), MSS);
-        cc.on_partial_ack(10);
         assert_eq!(cc.window(), MSS);
     }
 
@@ -465,9 +435,6 @@ mod tests {
         let mut cc = NewReno::new(usize::MAX / 4);
         cc.on_ack(T, usize::MAX, usize::MAX, None);
         cc.on_fast_retransmit(T, usize::MAX);
-        for _ in 0..10 {
-            cc.on_recovery_dup_ack();
-        }
         assert_eq!(cc.window(), usize::MAX);
         cc.on_recovery_end(usize::MAX);
         assert!(cc.window() <= cc.ssthresh());

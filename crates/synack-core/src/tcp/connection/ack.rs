@@ -119,6 +119,9 @@ impl Connection {
         // In segments (Config::recovery_in_packets): what was sent and not SACKed, Linux's
         // packets_out - sacked_out, counted only where PRR may run on this ACK.
         let reducing = self.recovery.recover.is_some() || self.recovery.cwr.is_some();
+        // Without SACK: what is out and not counted gone by duplicate ACKs, in bytes, for
+        // PRR's DeliveredData below (Linux's `packets_out - sacked_out` for Reno).
+        let reno_unsacked_before = (!self.sack_ok).then(|| self.reno_unsacked());
         let unsacked_segs_before = (self.prr_packets()
             && self.snd.max > self.snd.una
             && (reducing || ece || sacked_before > 0 || seg.sack_ranges[0].is_some()))
@@ -300,19 +303,33 @@ impl Connection {
         if ece && self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !after_rto {
             self.enter_cwr(now);
         }
-        if (self.sack_ok && self.recovery.recover.is_some()) || self.recovery.cwr.is_some() {
+        if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
             // RFC 6937 §3: DeliveredData = change_in(snd.una) + change_in(SACKd). SACKed
             // bytes that the cumulative ACK passed count once, in the first term.
             let sacked = self.snd.scoreboard.sacked_bytes();
-            let delivered = match unsacked_segs_before {
-                // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
-                Some(before) => before.saturating_sub(self.snd.unsacked_segments()) + dsacked,
-                None => (self.snd.una - una_before + sacked + dsacked_bytes)
-                    .saturating_sub(sacked_before),
+            let una_advanced = self.snd.una > una_before;
+            let (delivered, newly_lost) = if let Some(before) = reno_unsacked_before {
+                // Without SACK, as Linux for Reno: a duplicate ACK delivered one segment
+                // (`tcp_add_reno_sack`), a partial ACK what it acknowledged beyond the
+                // segments its duplicate ACKs counted already, at least one
+                // (`tcp_remove_reno_sacks`); a partial ACK marks the new head lost
+                // (`tcp_newreno_mark_lost`).
+                let delivered = before.saturating_sub(self.reno_unsacked());
+                (delivered, una_advanced && self.recovery.recover.is_some())
+            } else {
+                let delivered = match unsacked_segs_before {
+                    // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
+                    Some(before) => before.saturating_sub(self.snd.unsacked_segments()) + dsacked,
+                    None => (self.snd.una - una_before + sacked + dsacked_bytes)
+                        .saturating_sub(sacked_before),
+                };
+                let lost = self.lost_boundary();
+                (
+                    delivered,
+                    lost.is_some_and(|l| lost_before.is_none_or(|b| l > b)),
+                )
             };
-            let lost = self.lost_boundary();
-            let newly_lost = lost.is_some_and(|l| lost_before.is_none_or(|b| l > b));
-            self.prr_on_ack(delivered, self.snd.una > una_before, newly_lost);
+            self.prr_on_ack(delivered, una_advanced, newly_lost);
         }
         // Linux sets the window for the ACK (`tcp_cong_control`) after its undo and recovery
         // states (`tcp_fastretrans_alert`): an ACK of new data in the open state, or that
@@ -472,16 +489,21 @@ impl Connection {
         // counted when they were SACKed (as Linux's acked_sacked, which is what grows cwnd).
         let mut delivered =
             (acked + self.snd.scoreboard.sacked_bytes()).saturating_sub(sacked_before) + dsacked;
-        if !self.sack_ok && self.recovery.dupacks > 0 {
+        if !self.sack_ok {
             // Without SACK, the duplicate ACKs before this one each stood for a segment the
-            // peer got (limited transmit sent new data for them, RFC 3042): this ACK covers
-            // those again, and delivers only the rest, at least one segment (Linux's
-            // `tcp_remove_reno_sacks`). Otherwise a window that limited transmit already
-            // used would grow again for the same segments.
-            let counted = (self.recovery.dupacks as usize).saturating_mul(self.snd.mss);
-            delivered = delivered
-                .saturating_sub(counted)
-                .max(self.snd.mss.min(delivered));
+            // peer got (limited transmit and PRR sent for them): this ACK covers those
+            // again, and delivers only the rest, at least one segment; of what it covers,
+            // one segment filled the hole and the rest leave the count (Linux's
+            // `tcp_remove_reno_sacks`). Otherwise the window would grow again for the same
+            // segments.
+            let counted = self.recovery.reno_sacked;
+            let segments = acked.div_ceil(self.snd.mss.max(1));
+            self.recovery.reno_sacked = counted.saturating_sub(segments.saturating_sub(1));
+            if counted > 0 {
+                delivered = delivered
+                    .saturating_sub(counted.saturating_mul(self.snd.mss))
+                    .max(self.snd.mss.min(delivered));
+            }
         }
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
@@ -490,11 +512,10 @@ impl Connection {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
                 self.recovery.lost_below = None;
-                if self.sack_ok {
-                    self.cc.on_prr_recovery_end();
-                } else {
-                    self.cc.on_recovery_end(self.snd.in_flight());
-                }
+                // PRR's exit, with SACK or without (Linux's `tcp_end_cwnd_reduction`, after
+                // `tcp_reset_reno_sack`): cwnd = ssthresh.
+                self.recovery.reno_sacked = 0;
+                self.cc.on_prr_recovery_end();
                 self.snd.rack.on_recovery_end();
                 // Without SACK, an ACK of exactly the recovery point keeps Linux in recovery
                 // (`tcp_try_undo_recovery` holds the state until data above it is
@@ -515,12 +536,11 @@ impl Connection {
                 }
             }
             Some(_) => {
-                // Partial acknowledgment: retransmit the next hole and deflate the window
-                // (NewReno), or let the pipe algorithm pick the hole and PRR size what is
-                // sent (SACK).
+                // Partial acknowledgment: without SACK the new head is lost and goes next
+                // (RFC 6582 §3.2 step 5; Linux's `tcp_newreno_mark_lost`); with SACK the
+                // pipe algorithm picks the hole. PRR sizes what is sent either way.
                 if !self.sack_ok {
                     self.recovery.retransmit_head = true;
-                    self.cc.on_partial_ack(acked);
                 }
                 growth = Some(Growth {
                     delivered,
@@ -601,12 +621,14 @@ impl Connection {
     /// duplicate ACKs of data sent before the last timeout.
     fn on_duplicate_ack(&mut self, now: Instant) {
         self.recovery.dupacks += 1;
+        if !self.sack_ok {
+            // One more segment has left the network (Linux's `tcp_add_reno_sack`), never
+            // all that is out (`tcp_limit_reno_sacked`): RFC 5681 §3.2 step 4's inflation by
+            // one segment, taken out of the pipe that PRR sizes instead of added to cwnd.
+            let limit = self.reno_packets_out().saturating_sub(1);
+            self.recovery.reno_sacked = (self.recovery.reno_sacked + 1).min(limit);
+        }
         if self.recovery.recover.is_some() {
-            // Step 4: each further duplicate ACK inflates the window by one segment (NewReno
-            // only: with SACK the pipe estimate accounts for what left the network).
-            if !self.sack_ok {
-                self.cc.on_recovery_dup_ack();
-            }
             return;
         }
         if self.recovery.dupacks == 3 {
@@ -957,6 +979,31 @@ impl Connection {
         }
     }
 
+    /// Without SACK: the segments out (Linux's `packets_out`), full-sized but for the last.
+    fn reno_packets_out(&self) -> usize {
+        (self.snd.max - self.snd.una).div_ceil(self.snd.mss.max(1))
+    }
+
+    /// Without SACK: the bytes out less a segment for each one the duplicate ACKs counted
+    /// gone (Linux's `packets_out - sacked_out` for Reno, in bytes).
+    fn reno_unsacked(&self) -> usize {
+        (self.snd.max - self.snd.una)
+            .saturating_sub(self.recovery.reno_sacked.saturating_mul(self.snd.mss))
+    }
+
+    /// The pipe of fast recovery without SACK (RFC 6675's pipe with Linux's Reno
+    /// accounting, `tcp_packets_in_flight`): what is out, less a segment for each duplicate
+    /// ACK (`sacked_out`), less the head while it is lost and not yet resent (`lost_out`,
+    /// which its retransmission, `retrans_out`, puts back).
+    pub(super) fn reno_pipe(&self) -> usize {
+        let lost_head = if self.recovery.retransmit_head {
+            self.snd.mss
+        } else {
+            0
+        };
+        self.reno_unsacked().saturating_sub(lost_head)
+    }
+
     /// Proportional Rate Reduction (RFC 6937 §3) with the slow-start reduction bound
     /// (PRR-SSRB), as Linux's `tcp_cwnd_reduction`: on each ACK during recovery, how much may
     /// be sent. While the pipe exceeds ssthresh, sending follows deliveries in the proportion
@@ -986,6 +1033,8 @@ impl Connection {
                 .snd
                 .pipe_segments(self.recovery.high_rxt, self.lost_boundary());
             (1, ssthresh.max(1), pipe)
+        } else if !self.sack_ok {
+            (self.payload_room(), self.cc.ssthresh(), self.reno_pipe())
         } else {
             let pipe = self.snd.pipe(self.recovery.high_rxt, self.lost_boundary());
             (self.payload_room(), self.cc.ssthresh(), pipe)
@@ -1062,11 +1111,10 @@ impl Connection {
         self.rtt_seq = None;
         self.ecn_queue_cwr();
         // A loss while CWR already reduces the window for this round (RFC 3168 §6.1.2:
-        // at most once per window): with SACK, PRR goes on from where CWR left it, with
-        // the ssthresh the mark set and no undo (Linux's tcp_enter_recovery skips
-        // tcp_init_cwnd_reduction in CWR). NewReno's window arithmetic needs the
-        // controller's inflation, so without SACK the loss reduces it as usual.
-        if self.recovery.cwr.take().is_some() && self.sack_ok {
+        // at most once per window): PRR goes on from where CWR left it, with the ssthresh
+        // the mark set and no undo (Linux's tcp_enter_recovery skips
+        // tcp_init_cwnd_reduction in CWR).
+        if self.recovery.cwr.take().is_some() {
             self.recovery.undo_marker = None;
             return;
         }
@@ -1089,7 +1137,9 @@ impl Connection {
             self.snd.in_flight().min(self.cc.window())
         };
         self.cc.on_fast_retransmit(now, flight);
-        self.recovery.prr_cwnd = if self.prr_packets() {
+        self.recovery.prr_cwnd = if !self.sack_ok {
+            self.reno_pipe()
+        } else if self.prr_packets() {
             let pipe = self.snd.pipe_segments(self.snd.una, self.lost_boundary());
             pipe.saturating_mul(self.snd.mss)
         } else {

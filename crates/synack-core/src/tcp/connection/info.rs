@@ -96,11 +96,11 @@ impl Connection {
             } else {
                 segs(ssthresh)
             },
-            // During recovery with SACK the window in force is the one PRR sets (RFC 6937).
+            // During recovery the window in force is the one PRR sets (RFC 6937).
             // Whole segments, rounded down (at least one): Linux counts cwnd in packets and
             // adds one only once enough has been acknowledged for it, where synack's window
             // in bytes grows by the byte.
-            snd_cwnd: (if self.sack_ok && self.recovery.recover.is_some() {
+            snd_cwnd: (if self.recovery.recover.is_some() {
                 self.recovery.prr_cwnd
             } else {
                 self.cwnd()

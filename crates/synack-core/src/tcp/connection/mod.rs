@@ -437,6 +437,13 @@ pub(crate) enum Frto {
 pub(crate) struct Recovery {
     /// Consecutive duplicate ACKs.
     pub dupacks: u32,
+    /// Without SACK, the segments the duplicate ACKs say have left the network, as Linux
+    /// counts them for Reno (`sacked_out`: one more per duplicate ACK, `tcp_add_reno_sack`,
+    /// at most one below the segments out, `tcp_limit_reno_sacked`; an ACK of n segments
+    /// takes off n - 1, `tcp_remove_reno_sacks`; none once recovery ends or a timeout
+    /// fires). Fast recovery without SACK counts them out of its pipe, which PRR then
+    /// sizes (`Connection::reno_pipe`).
+    pub reno_sacked: usize,
     /// In fast recovery until this sequence number ("recover", RFC 6582 §3.2) is acknowledged.
     pub recover: Option<SeqNumber>,
     /// Resend the segment at SND.UNA on the next transmission opportunity.

@@ -643,6 +643,11 @@ impl Connection {
                 let pipe = self.snd.pipe(self.snd.una, self.lost_boundary());
                 self.snd.nxt + self.cwnd().saturating_sub(pipe)
             }
+        } else if !self.sack_ok && self.recovery.recover.is_some() {
+            // Fast recovery without SACK: PRR's window bounds the pipe that the duplicate
+            // ACKs leave (`reno_pipe`), as Linux's tcp_cwnd_test counts packets in flight
+            // with Reno's `sacked_out`.
+            self.snd.nxt + self.recovery.prr_cwnd.saturating_sub(self.reno_pipe())
         } else if !self.sack_ok && self.recovery.recover.is_none() {
             // Limited transmit without SACK (RFC 3042 §2): "a TCP sender SHOULD send a new
             // data segment in response to each of the first two duplicate acknowledgments",
@@ -872,7 +877,8 @@ impl Connection {
     pub(super) fn tso_segments(&self, room: usize) -> usize {
         let mss = self.snd.mss.max(1);
         let room = room.max(1);
-        let cwnd = if self.sack_recovery() {
+        // In fast recovery, PRR's window (with SACK or without), as Linux's cwnd is then.
+        let cwnd = if self.recovery.recover.is_some() {
             self.recovery.prr_cwnd
         } else {
             self.cc.window()

@@ -493,6 +493,7 @@ impl Connection {
                 self.recovery.cwr = None;
                 self.ecn_queue_cwr();
                 self.recovery.dupacks = 0;
+                self.recovery.reno_sacked = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
                 self.recovery.tlp_pending = false;
