@@ -315,6 +315,12 @@ impl Connection {
                 // (`tcp_remove_reno_sacks`); a partial ACK marks the new head lost
                 // (`tcp_newreno_mark_lost`).
                 let delivered = before.saturating_sub(self.reno_unsacked());
+                // An ACK that moves SND.UNA delivers at least a segment.
+                let delivered = if una_advanced {
+                    delivered.max(self.snd.mss)
+                } else {
+                    delivered
+                };
                 (delivered, una_advanced && self.recovery.recover.is_some())
             } else {
                 let delivered = match unsacked_segs_before {
@@ -508,6 +514,15 @@ impl Connection {
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {
+            Some(recover) if !self.sack_ok && ack == recover && !self.packet_delayed(seg) => {
+                // Without SACK, an ACK of exactly the recovery point keeps Linux in recovery
+                // until data above it is acknowledged (`tcp_try_undo_recovery`, RFC 6582's
+                // guard against a false fast retransmit): the duplicate ACKs' count goes
+                // (`tcp_reset_reno_sack`), nothing is resent, the window does not grow, and
+                // PRR sizes what this ACK lets go; later duplicates count for nothing
+                // (`on_duplicate_ack`).
+                self.recovery.reno_sacked = 0;
+            }
             Some(recover) if ack >= recover => {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
@@ -517,10 +532,8 @@ impl Connection {
                 self.recovery.reno_sacked = 0;
                 self.cc.on_prr_recovery_end();
                 self.snd.rack.on_recovery_end();
-                // Without SACK, an ACK of exactly the recovery point keeps Linux in recovery
-                // (`tcp_try_undo_recovery` holds the state until data above it is
-                // acknowledged, RFC 6582's guard against a false fast retransmit), where the
-                // window does not grow.
+                // Without SACK, an ACK of exactly the recovery point gets here only when its
+                // timestamps undo the recovery (below): the window does not grow on it.
                 if self.sack_ok || ack > recover {
                     growth = Some(Growth {
                         delivered,
@@ -621,6 +634,11 @@ impl Connection {
     /// duplicate ACKs of data sent before the last timeout.
     fn on_duplicate_ack(&mut self, now: Instant) {
         self.recovery.dupacks += 1;
+        if !self.sack_ok && self.recovery.recover == Some(self.snd.una) {
+            // A recovery held at its recovery point (`on_new_ack`): Linux's
+            // `tcp_fastretrans_alert` returns before it counts the duplicate.
+            return;
+        }
         if !self.sack_ok {
             // One more segment has left the network (Linux's `tcp_add_reno_sack`), never
             // all that is out (`tcp_limit_reno_sacked`): RFC 5681 §3.2 step 4's inflation by

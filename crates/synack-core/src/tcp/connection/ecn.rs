@@ -166,9 +166,11 @@ impl Connection {
         }
     }
 
-    /// The congestion window in force: PRR's during CWR, else the controller's.
+    /// The congestion window in force: PRR's during CWR and fast recovery (Linux's
+    /// `snd_cwnd`, which `tcp_cwnd_reduction` sets on every ACK then), else the
+    /// controller's.
     pub(crate) fn cwnd(&self) -> usize {
-        if self.recovery.cwr.is_some() {
+        if self.recovery.cwr.is_some() || self.recovery.recover.is_some() {
             self.recovery.prr_cwnd
         } else {
             self.cc.window()
