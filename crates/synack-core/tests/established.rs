@@ -3920,6 +3920,51 @@ fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
     }
 }
 
+/// Without SACK, an ACK of exactly the recovery point holds the recovery (Linux's
+/// `tcp_try_undo_recovery`, RFC 6582's guard against a false fast retransmit): ca_state
+/// stays 3 and further duplicate ACKs count for nothing, while PRR has set the window
+/// (nothing in flight: ssthresh) that the next write goes under; an ACK above the point
+/// ends it. `prr-no-sack-recovery-point.pkt` shows the kernel doing the same.
+#[test]
+fn newreno_recovery_holds_at_exactly_the_recovery_point() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        for _ in 0..9 {
+            let o = k.seg(ACK, b);
+            k.send_peer(o);
+            let _ = k.h.drain();
+        }
+        let o = k.seg(ACK, b + 10_000);
+        k.send_peer(o);
+        assert!(k.h.drain().is_empty());
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.snd_cwnd, info.snd_ssthresh),
+            (3, 7, 7),
+            "{info:?}"
+        );
+        for _ in 0..3 {
+            let o = k.seg(ACK, b + 10_000);
+            k.send_peer(o);
+            assert!(
+                k.h.drain().is_empty(),
+                "a held recovery takes no duplicates"
+            );
+        }
+        k.h.ep.send(k.c, &[6u8; 20_000]).unwrap();
+        let out: usize = k.h.drain().iter().map(|s| s.payload.len()).sum();
+        assert_eq!(out, 7000, "the next write goes under PRR's window");
+        let o = k.seg(ACK, b + 11_000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 0);
+    }
+}
+
 #[test]
 fn limited_transmit_without_sack_sends_a_segment_per_duplicate_ack() {
     let mut cfg = config();
