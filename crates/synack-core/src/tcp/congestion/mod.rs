@@ -39,9 +39,9 @@ pub trait Controller: Send + Debug {
     /// step 2), setting ssthresh from `bytes_in_flight`. Through the recovery the connection
     /// sizes what it sends with Proportional Rate Reduction (RFC 6937), with SACK or without
     /// as Linux does, and sets the window when it ends
-    /// ([`on_prr_recovery_end`](Self::on_prr_recovery_end)); the window set here is what
-    /// the connection reports in between only outside recovery, so a controller may inflate
-    /// it as RFC 5681 §3.2 step 3 says or leave it.
+    /// ([`on_prr_recovery_end`](Self::on_prr_recovery_end)). The window set here is not
+    /// in force until then (PRR's is), so a controller may inflate it as RFC 5681 §3.2
+    /// step 3 says, or leave it.
     fn on_fast_retransmit(&mut self, now: Instant, bytes_in_flight: usize);
 
     /// The peer echoed a congestion mark (ECN, RFC 3168 §6.1.2) while the window was
