@@ -317,7 +317,7 @@ impl Connection {
                 let delivered = before.saturating_sub(self.reno_unsacked());
                 // An ACK that moves SND.UNA delivers at least a segment.
                 let delivered = if una_advanced {
-                    delivered.max(self.snd.mss)
+                    delivered.max(self.reno_segment())
                 } else {
                     delivered
                 };
@@ -503,12 +503,13 @@ impl Connection {
             // `tcp_remove_reno_sacks`). Otherwise the window would grow again for the same
             // segments.
             let counted = self.recovery.reno_sacked;
-            let segments = acked.div_ceil(self.snd.mss.max(1));
+            let segment = self.reno_segment();
+            let segments = acked.div_ceil(segment);
             self.recovery.reno_sacked = counted.saturating_sub(segments.saturating_sub(1));
             if counted > 0 {
                 delivered = delivered
-                    .saturating_sub(counted.saturating_mul(self.snd.mss))
-                    .max(self.snd.mss.min(delivered));
+                    .saturating_sub(counted.saturating_mul(segment))
+                    .max(segment.min(delivered));
             }
         }
 
@@ -997,16 +998,26 @@ impl Connection {
         }
     }
 
+    /// Without SACK, the payload of a full-sized segment: what one duplicate ACK counts
+    /// as delivered. The MSS less the options every segment carries (timestamps), as
+    /// Linux's `mss_cache`, so that the bytes counted match the bytes sent.
+    fn reno_segment(&self) -> usize {
+        self.payload_room().max(1)
+    }
+
     /// Without SACK: the segments out (Linux's `packets_out`), full-sized but for the last.
     fn reno_packets_out(&self) -> usize {
-        (self.snd.max - self.snd.una).div_ceil(self.snd.mss.max(1))
+        (self.snd.max - self.snd.una).div_ceil(self.reno_segment())
     }
 
     /// Without SACK: the bytes out less a segment for each one the duplicate ACKs counted
     /// gone (Linux's `packets_out - sacked_out` for Reno, in bytes).
     fn reno_unsacked(&self) -> usize {
-        (self.snd.max - self.snd.una)
-            .saturating_sub(self.recovery.reno_sacked.saturating_mul(self.snd.mss))
+        (self.snd.max - self.snd.una).saturating_sub(
+            self.recovery
+                .reno_sacked
+                .saturating_mul(self.reno_segment()),
+        )
     }
 
     /// The pipe of fast recovery without SACK (RFC 6675's pipe with Linux's Reno
@@ -1015,7 +1026,7 @@ impl Connection {
     /// which its retransmission, `retrans_out`, puts back).
     pub(super) fn reno_pipe(&self) -> usize {
         let lost_head = if self.recovery.retransmit_head {
-            self.snd.mss
+            self.reno_segment()
         } else {
             0
         };
@@ -1044,7 +1055,12 @@ impl Connection {
             return;
         }
         let packets = self.prr_packets();
-        let one = self.prr_unit();
+        // Without SACK, a segment as the duplicate ACKs count it (`reno_segment`).
+        let one = if self.sack_ok {
+            self.prr_unit()
+        } else {
+            self.reno_segment()
+        };
         let (segment, ssthresh, pipe) = if packets {
             let ssthresh = self.cc.ssthresh() / self.snd.mss.max(1);
             let pipe = self
