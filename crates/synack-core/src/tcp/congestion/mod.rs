@@ -67,6 +67,18 @@ pub trait Controller: Send + Debug {
         self.on_recovery_end(usize::MAX);
     }
 
+    /// A fast recovery ended whose reduction had been undone while the recovery went on
+    /// (without SACK, an ACK of exactly the recovery point holds the recovery, and its
+    /// timestamps may undo it there): the window is `cwnd`, the one Proportional Rate
+    /// Reduction set last, with ssthresh as the undo restored it, as Linux's
+    /// `tcp_end_cwnd_reduction` resets cwnd to ssthresh only while the reduction may still
+    /// be undone. The default sets it as congestion window validation does, ssthresh
+    /// unchanged.
+    fn on_undone_recovery_end(&mut self, now: Instant, cwnd: usize) {
+        let ssthresh = self.ssthresh();
+        self.on_window_validated(now, cwnd, ssthresh);
+    }
+
     /// The last fast retransmit's reduction was for nothing: every segment it resent reached
     /// the peer twice (the duplicates reported by D-SACK, RFC 2883 §4; undone as RFC 3708
     /// §3 allows and Linux's `tcp_undo_cwnd_reduction` does). Restore cwnd and ssthresh to
@@ -114,7 +126,8 @@ pub trait Controller: Send + Debug {
     /// RFC 2861's application-limited reduction, which Linux applies to `snd_cwnd` and
     /// `snd_ssthresh` behind the algorithm's back (`tcp_cwnd_restart`,
     /// `tcp_cwnd_application_limited`). Only called with
-    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle) on.
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle) on, and by
+    /// the default [`on_undone_recovery_end`](Self::on_undone_recovery_end).
     fn on_window_validated(&mut self, now: Instant, cwnd: usize, ssthresh: usize);
 }
 

@@ -321,7 +321,11 @@ impl Connection {
                 } else {
                     delivered
                 };
-                (delivered, una_advanced && self.recovery.recover.is_some())
+                // An ACK that holds the recovery at its recovery point marks nothing lost
+                // (`tcp_fastretrans_alert` returns before `tcp_newreno_mark_lost`), so
+                // PRR-SSRB's extra segment goes with it.
+                let partial = self.recovery.recover.is_some_and(|r| r > self.snd.una);
+                (delivered, una_advanced && partial)
             } else {
                 let delivered = match unsacked_segs_before {
                     // Linux's newly_acked_sacked: packets acknowledged or SACKed by this ACK.
@@ -515,7 +519,7 @@ impl Connection {
 
         // Congestion control and NewReno recovery (RFC 6582 §3.2).
         match self.recovery.recover {
-            Some(recover) if !self.sack_ok && ack == recover && !self.packet_delayed(seg) => {
+            Some(recover) if !self.sack_ok && ack == recover => {
                 // Without SACK, an ACK of exactly the recovery point keeps Linux in recovery
                 // until data above it is acknowledged (`tcp_try_undo_recovery`, RFC 6582's
                 // guard against a false fast retransmit): the duplicate ACKs' count goes
@@ -523,25 +527,38 @@ impl Connection {
                 // PRR sizes what this ACK lets go; later duplicates count for nothing
                 // (`on_duplicate_ack`).
                 self.recovery.reno_sacked = 0;
+                // When its timestamps show the originals arrived, the reduction is undone
+                // first and the recovery is held all the same: PRR then sizes this ACK's
+                // window from the restored ssthresh, and that window stays when the
+                // recovery ends (`undone_while_held`).
+                if self.packet_delayed(seg) {
+                    self.undo_reduction(
+                        "retransmissions overtaken by their originals (timestamps)",
+                    );
+                    self.recovery.undone_while_held = true;
+                }
             }
             Some(recover) if ack >= recover => {
                 // Full acknowledgment: leave fast recovery.
                 self.recovery.recover = None;
                 self.recovery.lost_below = None;
-                // PRR's exit, with SACK or without (Linux's `tcp_end_cwnd_reduction`, after
-                // `tcp_reset_reno_sack`): cwnd = ssthresh.
                 self.recovery.reno_sacked = 0;
-                self.cc.on_prr_recovery_end();
-                self.snd.rack.on_recovery_end();
-                // Without SACK, an ACK of exactly the recovery point gets here only when its
-                // timestamps undo the recovery (below): the window does not grow on it.
-                if self.sack_ok || ack > recover {
-                    growth = Some(Growth {
-                        delivered,
-                        in_flight_before,
-                        when: GrowWhen::Open,
-                    });
+                if std::mem::take(&mut self.recovery.undone_while_held) {
+                    // Undone while held at the recovery point: the window PRR set stays,
+                    // under the restored ssthresh (Linux's `tcp_end_cwnd_reduction` leaves
+                    // cwnd alone once `undo_marker` is clear).
+                    self.cc.on_undone_recovery_end(now, self.recovery.prr_cwnd);
+                } else {
+                    // PRR's exit, with SACK or without (Linux's `tcp_end_cwnd_reduction`,
+                    // after `tcp_reset_reno_sack`): cwnd = ssthresh.
+                    self.cc.on_prr_recovery_end();
                 }
+                self.snd.rack.on_recovery_end();
+                growth = Some(Growth {
+                    delivered,
+                    in_flight_before,
+                    when: GrowWhen::Open,
+                });
                 // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
                 // TSval older than the first retransmission, so the originals arrived and
                 // the reduction was for nothing.
@@ -987,15 +1004,21 @@ impl Connection {
     /// The last recovery's reduction was for nothing: cwnd and ssthresh go back to what they
     /// were, and a recovery still under way ends.
     fn undo(&mut self, why: &str) {
+        self.undo_reduction(why);
+        if self.recovery.recover.is_some() {
+            self.recovery.recover = None;
+            self.recovery.lost_below = None;
+        }
+    }
+
+    /// The reduction of the last recovery is undone (Linux's `tcp_undo_cwnd_reduction`):
+    /// cwnd and ssthresh go back to what they were, and no later ACK can undo it again.
+    fn undo_reduction(&mut self, why: &str) {
         tracing::debug!(local = %self.local, remote = %self.remote, why, "spurious fast retransmit undone");
         self.recovery.undo_marker = None;
         self.recovery.undo_tsval = None;
         self.counters.undos = self.counters.undos.saturating_add(1);
         self.cc.on_spurious_fast_retransmit();
-        if self.recovery.recover.is_some() {
-            self.recovery.recover = None;
-            self.recovery.lost_below = None;
-        }
     }
 
     /// Without SACK, the payload of a full-sized segment: what one duplicate ACK counts
@@ -1125,6 +1148,7 @@ impl Connection {
             self.recovery.undo_tsval = None;
         }
         self.recovery.recover = Some(self.snd.max);
+        self.recovery.undone_while_held = false;
         // Holes are sought from past what an earlier recovery resent and is still in flight;
         // when SND.UNA is such a segment, no fast retransmit of it either (RACK moves HighRxt
         // back to it if its retransmission is lost: `rack_detect_only`).

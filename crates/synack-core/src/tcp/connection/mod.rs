@@ -446,6 +446,11 @@ pub(crate) struct Recovery {
     pub reno_sacked: usize,
     /// In fast recovery until this sequence number ("recover", RFC 6582 §3.2) is acknowledged.
     pub recover: Option<SeqNumber>,
+    /// Without SACK, the recovery held at its recovery point was undone there (its ACK
+    /// echoed the originals' timestamps): the window stays PRR's when it ends, where an
+    /// ordinary recovery ends at ssthresh, as Linux's `tcp_end_cwnd_reduction` sets cwnd to
+    /// ssthresh only while `undo_marker` is set.
+    pub undone_while_held: bool,
     /// Resend the segment at SND.UNA on the next transmission opportunity.
     pub retransmit_head: bool,
     /// The highest sequence number sent when the last RTO fired (RFC 6582 §3.2 step 7 guard
