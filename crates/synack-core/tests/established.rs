@@ -3965,6 +3965,63 @@ fn newreno_recovery_holds_at_exactly_the_recovery_point() {
     }
 }
 
+/// Without SACK, timestamps that show the fast retransmit spurious on the ACK of exactly
+/// the recovery point undo the reduction there, and the recovery is held all the same
+/// (Linux's `tcp_try_undo_recovery` undoes, then holds for Reno): PRR sizes the ACK's
+/// window from the restored ssthresh (eight segments: the eight delivered, less the
+/// retransmission, plus one), the next write goes under it, and the ACK past the point
+/// ends the recovery with that window, which slow start grows (not ssthresh, as the end of
+/// a recovery still undoable sets it). `prr-no-sack-undo-at-recovery-point.pkt` shows the
+/// kernel doing the same; synack used to end the recovery there with the window back at
+/// ten segments.
+#[test]
+fn newreno_recovery_undone_at_exactly_the_recovery_point_is_held() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, true, false);
+        k.h.ep.send(k.c, &[5u8; 9880]).unwrap();
+        let segs = k.h.drain();
+        assert_eq!(segs.len(), 10);
+        let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
+        k.h.advance(Duration::from_millis(100));
+        let mut resent = Vec::new();
+        for _ in 0..9 {
+            resent.extend(ack_echoing(&mut k, b, original));
+        }
+        assert_eq!(resent.len(), 1, "only the fast retransmit: {resent:?}");
+        assert_eq!(resent[0].seq, b);
+        k.h.advance(Duration::from_millis(10));
+        assert!(ack_echoing(&mut k, b + 9880, original).is_empty());
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.snd_ssthresh, info.undos),
+            (3, 0x7fff_ffff, 1),
+            "undone and held: {info:?}"
+        );
+        k.h.ep.send(k.c, &[6u8; 2 * 9880]).unwrap();
+        let out = k.h.drain();
+        let bytes: usize = out.iter().map(|s| s.payload.len()).sum();
+        assert_eq!(
+            bytes,
+            8 * 988,
+            "PRR's window, not the restored ten: {out:?}"
+        );
+        let echo = out[0].ts.unwrap().tsval;
+        k.h.advance(Duration::from_millis(10));
+        let out = ack_echoing(&mut k, b + 9880 + 4 * 988, echo);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.snd_ssthresh),
+            (0, 0x7fff_ffff),
+            "{info:?}"
+        );
+        // 8 + 4 segments in slow start, four of them still out: eight more go.
+        let bytes: usize = out.iter().map(|s| s.payload.len()).sum();
+        assert_eq!(bytes, 8 * 988, "{out:?}");
+        assert_eq!(out[0].seq, b + 9880 + 8 * 988);
+    }
+}
+
 #[test]
 fn limited_transmit_without_sack_sends_a_segment_per_duplicate_ack() {
     let mut cfg = config();
