@@ -467,15 +467,16 @@ impl Stack {
     /// Closes the stack gracefully and waits, for at most `timeout`, until every byte written
     /// has been acknowledged and every connection has sent its FIN and seen it acknowledged.
     ///
-    /// Listeners close (connections they had not handed out yet are reset, as closing a
-    /// kernel listener resets them), and a stack in transparent mode refuses with an RST
-    /// the SYNs it holds and every SYN after (`Interceptor::next` fails); every open stream sends its FIN after what it has
-    /// queued, as [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would;
-    /// a connect still waiting for its SYN-ACK ends at once with `ConnectionReset`, as
-    /// Linux's `shutdown(2)` ends a socket's connect; new connections and listeners are
-    /// refused. Streams can still be read, so what the peers send until they close still
-    /// arrives. If the time runs out, the connections still unfinished are reset, so that
-    /// no peer waits on them, and the result is `TimedOut`.
+    /// Listeners close (connections they had not handed out yet are reset, as closing a kernel
+    /// listener resets them), and a stack in transparent mode refuses with an RST the SYNs it
+    /// holds and every SYN after (`Interceptor::next` fails); every open stream sends its FIN
+    /// after what it has queued, as
+    /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would; a connect still
+    /// waiting for its SYN-ACK ends at once with `ConnectionReset`, as Linux's `shutdown(2)`
+    /// ends a socket's connect; new connections and listeners are refused. Streams can still
+    /// be read, so what the peers send until they close still arrives. If the time runs out,
+    /// the connections still unfinished are reset, so that no peer waits on them, and the
+    /// result is `TimedOut`.
     ///
     /// This is the way to end a program that wrote something it wants delivered: a stack
     /// lives in its process, and its connections end with the tokio runtime. A stack whose
