@@ -510,6 +510,10 @@ impl Connection {
             let segment = self.reno_segment();
             let segments = acked.div_ceil(segment);
             self.recovery.reno_sacked = counted.saturating_sub(segments.saturating_sub(1));
+            // Duplicate ACKs still counted beyond what is out were reordering
+            // (`tcp_remove_reno_sacks` calls `tcp_check_reno_reordering` with the ACK's
+            // segments).
+            self.reno_limit_sacked(segments);
             if counted > 0 {
                 delivered = delivered
                     .saturating_sub(counted.saturating_mul(segment))
@@ -622,6 +626,12 @@ impl Connection {
             }
         }
         self.recovery.dupacks = 0;
+        if self.recovery.recover.is_none() {
+            // Outside a fast recovery, an ACK of new data starts the count of duplicate ACKs
+            // again (Linux's `tcp_reset_reno_sack` in `tcp_fastretrans_alert`, after
+            // `tcp_remove_reno_sacks` above had its look at reordering).
+            self.recovery.reno_sacked = 0;
+        }
         // RFC 8985 §7.4: an ACK of new data ends a probe episode; re-arm for the tail.
         self.recovery.tlp_outstanding = false;
         self.recovery.tlp_probes = 0;
@@ -661,13 +671,20 @@ impl Connection {
             // One more segment has left the network (Linux's `tcp_add_reno_sack`), never
             // all that is out (`tcp_limit_reno_sacked`): RFC 5681 §3.2 step 4's inflation by
             // one segment, taken out of the pipe that PRR sizes instead of added to cwnd.
-            let limit = self.reno_packets_out().saturating_sub(1);
-            self.recovery.reno_sacked = (self.recovery.reno_sacked + 1).min(limit);
+            self.recovery.reno_sacked += 1;
+            self.reno_limit_sacked(0);
         }
         if self.recovery.recover.is_some() {
             return;
         }
-        if self.recovery.dupacks == 3 {
+        // Without SACK the duplicate ACKs counted start it, three unless more were seen
+        // than segments out (`reno_dupthresh`); with SACK, the third.
+        let time_to_recover = if self.sack_ok {
+            self.recovery.dupacks == 3
+        } else {
+            self.recovery.reno_sacked >= self.reno_dupthresh()
+        };
+        if time_to_recover {
             // With SACK, once the path has been seen to reorder only RACK calls a loss
             // (RFC 8985 §6.2 step 4; Linux's tcp_time_to_recover counts no duplicate ACKs
             // when RACK is on).
@@ -1031,6 +1048,39 @@ impl Connection {
     /// Without SACK: the segments out (Linux's `packets_out`), full-sized but for the last.
     fn reno_packets_out(&self) -> usize {
         (self.snd.max - self.snd.una).div_ceil(self.reno_segment())
+    }
+
+    /// Without SACK: the duplicate ACKs counted (`reno_sacked`) that start a fast recovery
+    /// (Linux's `tcp_newreno_mark_lost`: `sacked_out >= reordering` outside a recovery).
+    pub(super) fn reno_dupthresh(&self) -> usize {
+        self.recovery
+            .reno_reordering
+            .map_or(crate::tcp::scoreboard::DUP_THRESH, |r| usize::from(r.get()))
+    }
+
+    /// Without SACK: the duplicate ACKs counted more segments gone than are out less one,
+    /// the hole they point at (`tcp_limit_reno_sacked`), so some were for segments that
+    /// arrived out of order, or were duplicated, rather than lost. As Linux's
+    /// `tcp_check_reno_reordering`, the count is cut back and the duplicate ACKs that start
+    /// a recovery become the segments out plus `addend` (those the ACK just took off), at
+    /// most 300 (`tcp_max_reordering`). Linux may lower it so below three; the default
+    /// profile keeps RFC 5681's DupThresh as its floor.
+    fn reno_limit_sacked(&mut self, addend: usize) {
+        let out = self.reno_packets_out();
+        let holes = out.min(1);
+        if self.recovery.reno_sacked + holes <= out {
+            return;
+        }
+        self.recovery.reno_sacked = out - holes;
+        let floor = if self.cfg.recovery_in_packets {
+            1
+        } else {
+            crate::tcp::scoreboard::DUP_THRESH
+        };
+        let reordering = out.saturating_add(addend).clamp(floor, 300);
+        self.recovery.reno_reordering = u16::try_from(reordering)
+            .ok()
+            .and_then(std::num::NonZeroU16::new);
     }
 
     /// Without SACK: the bytes out less a segment for each one the duplicate ACKs counted

@@ -444,6 +444,14 @@ pub(crate) struct Recovery {
     /// fires). Fast recovery without SACK counts them out of its pipe, which PRR then
     /// sizes (`Connection::reno_pipe`).
     pub reno_sacked: usize,
+    /// Without SACK, the duplicate ACKs that start a fast recovery once Linux has seen more
+    /// of them than segments out (`tcp_check_reno_reordering`: the segments out then, plus
+    /// those an ACK just took off, at most `tcp_max_reordering`); `None` until then, which
+    /// is RFC 5681's DupThresh of three (Linux's `tcp_reordering`). It lasts the
+    /// connection, as Linux's `tp->reordering`, but a timeout that finds at least three
+    /// duplicate ACKs counted outside a recovery brings it back to three at most
+    /// (`tcp_enter_loss`: the reordering was overestimated).
+    pub reno_reordering: Option<std::num::NonZeroU16>,
     /// In fast recovery until this sequence number ("recover", RFC 6582 §3.2) is acknowledged.
     pub recover: Option<SeqNumber>,
     /// Without SACK, the recovery held at its recovery point was undone there (its ACK

@@ -653,9 +653,14 @@ impl Connection {
             // data segment in response to each of the first two duplicate acknowledgments",
             // each of which says a segment has left the network. Linux counts them as
             // SACKed segments (`tcp_add_reno_sack`), which lowers its packets in flight by
-            // one each, to the same effect; the third starts fast recovery.
-            let dupacks = (self.recovery.dupacks as usize).min(2);
-            self.snd.una + self.cwnd() + dupacks * self.snd.mss
+            // one each, to the same effect, never all that is out (`reno_sacked`); the third
+            // starts fast recovery, or more once the path was seen to reorder
+            // (`reno_dupthresh`), and each before it lets a segment go.
+            let sacked = self
+                .recovery
+                .reno_sacked
+                .min(self.reno_dupthresh().saturating_sub(1));
+            self.snd.una + self.cwnd() + sacked * self.snd.mss
         } else {
             self.snd.una + self.cwnd()
         };

@@ -482,6 +482,21 @@ impl Connection {
                 // SND.NXT its go-back may already have resent; nor one during fast recovery
                 // or CWR, which keep their reduction and have no undo here, where Linux
                 // watches a repeated one of those too).
+                // A timeout in the open state (no recovery, timeout's or fast, and no CWR)
+                // after three or more duplicate ACKs shows that the reordering which held
+                // the fast retransmit back was overestimated (Linux's `tcp_enter_loss`,
+                // `ca_state <= TCP_CA_Disorder`).
+                if self.recovery.recover.is_none()
+                    && self.recovery.cwr.is_none()
+                    && !self.after_rto()
+                    && self.recovery.reno_sacked >= crate::tcp::scoreboard::DUP_THRESH
+                {
+                    // At most three, which `None` stands for.
+                    self.recovery.reno_reordering = self
+                        .recovery
+                        .reno_reordering
+                        .filter(|r| usize::from(r.get()) < crate::tcp::scoreboard::DUP_THRESH);
+                }
                 let frto = self.cfg.frto && (!self.after_rto() || self.timeouts > 1);
                 self.init_rto_undo(reduce_from.is_some());
                 self.recovery.frto =
