@@ -3920,6 +3920,56 @@ fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
     }
 }
 
+/// Without SACK, a tenth duplicate ACK for ten segments out (the first lost) is more than
+/// can have arrived behind the hole, so the path reordered or duplicated: as Linux's
+/// `tcp_check_reno_reordering`, the duplicate ACKs that start a fast recovery become the
+/// ten segments out (TCP_INFO's reordering); once that recovery has ended, seven segments
+/// out with the first lost bring six duplicate ACKs, which resend nothing: the hole waits
+/// for the timeout.
+/// `reno-reordering-dupthresh.pkt` shows the kernel doing the same.
+#[test]
+fn newreno_more_duplicate_acks_than_segments_out_raise_the_threshold() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            let o = k.seg(ACK, b);
+            k.send_peer(o);
+            sent.extend(k.h.drain().iter().map(|s| s.seq - b));
+        }
+        assert_eq!(sent, [0], "the fast retransmit on the third, nothing else");
+        let o = k.seg(ACK, b + 10_000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.reordering), (3, 10), "{info:?}");
+
+        // That ACK held the recovery at its recovery point; one above it ends it, and the
+        // segment after is lost.
+        let b2 = b + 11_000;
+        k.h.ep.send(k.c, &[6u8; 8_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 7);
+        let o = k.seg(ACK, b2);
+        k.send_peer(o);
+        assert_eq!(k.h.drain().len(), 1);
+        for _ in 0..6 {
+            let o = k.seg(ACK, b2);
+            k.send_peer(o);
+            assert!(k.h.drain().is_empty(), "no fast retransmit below ten");
+        }
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(info.ca_state, 1, "disorder, not recovery: {info:?}");
+        // The retransmission timeout resends the hole.
+        k.h.advance(Duration::from_millis(300));
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.rto_count), (4, 1), "{info:?}");
+    }
+}
+
 /// Without SACK, an ACK of exactly the recovery point holds the recovery (Linux's
 /// `tcp_try_undo_recovery`, RFC 6582's guard against a false fast retransmit): ca_state
 /// stays 3 and further duplicate ACKs count for nothing, while PRR has set the window
