@@ -412,7 +412,9 @@ impl Endpoint {
 
     /// Queue bytes the application holds as [`Bytes`] (an HTTP body, a cached file) without
     /// copying them; returns how many were taken, and the caller keeps `data.slice(n..)`.
-    /// Otherwise as [`Endpoint::send`].
+    /// Pieces under 1 KiB are copied (a chunk of their own would cost more than they
+    /// hold). Otherwise as
+    /// [`Endpoint::send`].
     pub fn send_bytes(&mut self, conn: ConnectionHandle, data: Bytes) -> Result<usize, Error> {
         self.app_write(conn, |c| c.send_bytes(data, SendFlags::default()))
     }

@@ -9,7 +9,8 @@
 //!
 //! Storage is a queue of [`Bytes`] chunks, as Linux keeps a queue of skbs:
 //! - [`SendBuffer::push_bytes`] queues the application's own `Bytes` without copying them
-//!   (an HTTP body, a cached file), the zero-copy path;
+//!   (an HTTP body, a cached file), the zero-copy path; pieces under [`COPY_BELOW`] bytes
+//!   are copied instead, as a chunk of their own would cost more than their bytes;
 //! - [`SendBuffer::push`] copies a byte slice into a tail chunk that grows on demand, up to
 //!   [`CHUNK`] bytes, and is then frozen into the queue, so an idle connection with a large
 //!   configured buffer costs nothing and a small write costs a small allocation;
@@ -29,6 +30,10 @@ pub const CHUNK: usize = 64 * 1024;
 
 /// The smallest tail allocation, so that a stream of tiny writes does not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
+
+/// [`SendBuffer::push_bytes`] copies what is shorter than this rather than queue it by
+/// reference.
+pub const COPY_BELOW: usize = 1024;
 
 /// Bytes written by the application and not yet acknowledged, in stream order.
 #[derive(Debug, Clone)]
@@ -105,10 +110,20 @@ impl SendBuffer {
 
     /// Queues as much of `data` as fits, without copying it, and returns how much that was
     /// (the caller keeps `data.slice(n..)` for later).
+    ///
+    /// A piece shorter than [`COPY_BELOW`] is copied into the tail as [`SendBuffer::push`]
+    /// copies, since as a chunk of its own it would cost more than its bytes: a slot of the
+    /// queue and a shared header for a handful of bytes, which a stream of one-byte writes
+    /// would turn into fifty times the bytes the memory budget counts. Linux copies every
+    /// `sendmsg` into its skbs and goes by reference only for whole pages (`MSG_ZEROCOPY`,
+    /// `sendfile`).
     pub fn push_bytes(&mut self, data: Bytes) -> usize {
         let n = data.len().min(self.free());
         if n == 0 {
             return 0;
+        }
+        if n < COPY_BELOW {
+            return self.push(&data[..n]);
         }
         // What `push` copied earlier comes first in the stream.
         if !self.tail.is_empty() {
@@ -561,41 +576,62 @@ mod tests {
         assert_eq!(held(&buf), b"helloworld");
     }
 
+    /// The byte at stream offset `i` in the tests that write a pattern.
+    fn pat(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    /// Pattern bytes `[from, to)` as `Bytes`.
+    fn pat_bytes(from: usize, to: usize) -> Bytes {
+        (from..to).map(pat).collect::<Vec<u8>>().into()
+    }
+
     #[test]
     fn reads_across_chunks_and_the_tail() {
+        let c = COPY_BELOW;
         let mut buf = SendBuffer::new(1 << 20);
-        assert_eq!(buf.push(b"ab"), 2);
-        assert_eq!(buf.push_bytes(Bytes::from_static(b"cdef")), 4);
-        assert_eq!(buf.push(b"gh"), 2);
-        assert_eq!(buf.push_bytes(Bytes::from_static(b"ijk")), 3);
-        assert_eq!(buf.push(b"lmn"), 3);
-        // "ab" | "cdef" | "gh" | "ijk" as chunks, "lmn" in the tail.
-        assert_eq!(buf.chunks.len(), 4);
-        assert_eq!(held(&buf), b"abcdefghijklmn");
-        let mut mid = [0; 6];
-        assert_eq!(buf.copy_out(3, &mut mid), 6);
-        assert_eq!(&mid, b"defghi");
-        // In order, then back to the front (a retransmission), then on again.
-        let mut two = [0; 2];
-        for (at, want) in [(0, b"ab"), (6, b"gh"), (12, b"mn"), (1, b"bc"), (9, b"jk")] {
-            assert_eq!(buf.copy_out(at, &mut two), 2);
-            assert_eq!(&two, want, "at {at}");
+        // Two copied, `c` by reference, two copied, `c + 1` by reference, three copied.
+        let mut at = 0;
+        for (len, by_ref) in [(2, false), (c, true), (2, false), (c + 1, true), (3, false)] {
+            let piece = pat_bytes(at, at + len);
+            let n = if by_ref {
+                buf.push_bytes(piece)
+            } else {
+                buf.push(&piece)
+            };
+            assert_eq!(n, len);
+            at += len;
         }
-        buf.consume(5);
-        assert_eq!(held(&buf), b"fghijklmn");
+        let total = at;
+        // Four chunks, the last three bytes in the tail.
+        assert_eq!(buf.chunks.len(), 4);
+        assert_eq!(held(&buf), &pat_bytes(0, total)[..]);
+        // Reads that span chunk boundaries: in order, then back to the front (a
+        // retransmission), then on again.
+        let mut six = [0; 6];
+        for from in [0, 1, c - 1, c + 1, 2 * c + 2, total - 6, 3, c + 3, 0, 2 * c] {
+            assert_eq!(buf.copy_out(from, &mut six), 6);
+            assert_eq!(&six[..], &pat_bytes(from, from + 6)[..], "at {from}");
+        }
+        buf.consume(c + 1);
+        assert_eq!(held(&buf), &pat_bytes(c + 1, total)[..]);
         assert_eq!(buf.chunks.len(), 3, "acknowledged chunks are dropped");
-        assert_eq!(buf.copy_out(4, &mut two), 2);
-        assert_eq!(&two, b"jk");
-        buf.consume(8);
-        assert_eq!(held(&buf), b"n");
+        assert_eq!(buf.copy_out(c + 3 - (c + 1), &mut six), 6);
+        assert_eq!(&six[..], &pat_bytes(c + 3, c + 9)[..]);
+        buf.consume(total - c - 2);
+        assert_eq!(held(&buf), &pat_bytes(total - 1, total)[..]);
         assert!(buf.chunks.is_empty());
     }
 
     #[test]
     fn bytes_are_queued_without_copying() {
-        let mut buf = SendBuffer::new(10);
-        let data = Bytes::from(vec![7u8; 16]);
-        assert_eq!(buf.push_bytes(data.clone()), 10, "only what fits");
+        let mut buf = SendBuffer::new(COPY_BELOW + 10);
+        let data = Bytes::from(vec![7u8; COPY_BELOW + 16]);
+        assert_eq!(
+            buf.push_bytes(data.clone()),
+            COPY_BELOW + 10,
+            "only what fits"
+        );
         assert_eq!(
             buf.chunks[0].as_ptr(),
             data.as_ptr(),
@@ -603,6 +639,32 @@ mod tests {
         );
         assert_eq!(buf.push_bytes(data.slice(10..)), 0);
         assert_eq!(buf.push(b"x"), 0);
+    }
+
+    #[test]
+    fn small_bytes_are_copied_into_the_tail() {
+        let mut buf = SendBuffer::new(1 << 20);
+        for i in 0..100 {
+            assert_eq!(buf.push(&[pat(2 * i)]), 1);
+            assert_eq!(buf.push_bytes(pat_bytes(2 * i + 1, 2 * i + 2)), 1);
+        }
+        assert!(buf.chunks.is_empty(), "one tail, not a chunk a write");
+        assert_eq!(held(&buf), &pat_bytes(0, 200)[..]);
+        // One short of the threshold is copied; the threshold itself goes by reference.
+        assert_eq!(
+            buf.push_bytes(pat_bytes(200, 200 + COPY_BELOW - 1)),
+            COPY_BELOW - 1
+        );
+        assert!(buf.chunks.is_empty());
+        let big = pat_bytes(199 + COPY_BELOW, 199 + 2 * COPY_BELOW);
+        assert_eq!(buf.push_bytes(big.clone()), COPY_BELOW);
+        assert_eq!(
+            buf.chunks.len(),
+            2,
+            "the tail frozen, then the caller's bytes"
+        );
+        assert_eq!(buf.chunks[1].as_ptr(), big.as_ptr());
+        assert_eq!(held(&buf), &pat_bytes(0, 199 + 2 * COPY_BELOW)[..]);
     }
 
     #[test]

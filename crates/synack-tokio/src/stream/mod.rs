@@ -596,7 +596,9 @@ macro_rules! async_io {
         impl $ty {
             /// Writes all of `data`, which the stack keeps and sends from without copying it
             /// into its send buffer (`write_all` copies): for bytes the application already
-            /// holds as [`Bytes`], an HTTP body or a cached file. If the future is dropped
+            /// holds as [`Bytes`], an HTTP body or a cached file. Pieces under 1 KiB
+            /// are copied after all, as a queued reference would cost more than their
+            /// bytes. If the future is dropped
             /// early, a prefix of `data` may have been queued, as with `write_all`.
             pub async fn write_bytes(&mut self, mut data: Bytes) -> io::Result<()> {
                 while !data.is_empty() {
