@@ -3920,6 +3920,72 @@ fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
     }
 }
 
+/// Without SACK, the head that a partial ACK marks lost goes only when PRR's window has room
+/// for it, as Linux's `tcp_xmit_retransmit_queue` stops once the packets in flight reach
+/// cwnd. Ten segments out, the first two lost, ssthresh 7 of 10: limited transmit, the fast
+/// retransmit and two segments of new data have used all that three delivered segments
+/// allow, so the partial ACK for the retransmission (the fourth delivered, with the pipe at
+/// ssthresh) lets nothing go, and the duplicate ACK after it resends the new head.
+/// `prr-no-sack-partial-ack-held.pkt` shows the kernel doing the same with twenty.
+#[test]
+fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        let mut sent = Vec::new();
+        for ack in [0, 0, 0, 0, 0, 1_000, 1_000] {
+            let o = k.seg(ACK, b + ack);
+            k.send_peer(o);
+            sent.push(k.h.drain().iter().map(|s| s.seq - b).collect::<Vec<_>>());
+        }
+        let expect: Vec<Vec<usize>> = vec![
+            vec![10_000],
+            vec![11_000],
+            vec![0],
+            vec![12_000],
+            vec![13_000],
+            vec![],
+            vec![1_000],
+        ];
+        assert_eq!(sent, expect);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.snd_ssthresh), (3, 7), "{info:?}");
+        // The ACK of all that was out when recovery began ends it, and nothing is resent
+        // as the head.
+        let o = k.seg(ACK, b + 14_000);
+        k.send_peer(o);
+        let sent: Vec<usize> = k.h.drain().iter().map(|s| s.seq - b).collect();
+        assert!(sent.iter().all(|&at| at >= 14_000), "{sent:?}");
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(info.ca_state, 0, "{info:?}");
+    }
+
+    // A head held back, then an ACK past the recovery point (12,000) that leaves 13,000 in
+    // flight: the recovery ends, and the held head, acknowledged, is not resent as the new
+    // SND.UNA.
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut k = Conn::open(cfg, false, false);
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
+    assert_eq!(k.h.drain().len(), 10);
+    for ack in [0, 0, 0, 0, 0, 1_000] {
+        let o = k.seg(ACK, b + ack);
+        k.send_peer(o);
+        let _ = k.h.drain();
+    }
+    let o = k.seg(ACK, b + 13_000);
+    k.send_peer(o);
+    let sent: Vec<usize> = k.h.drain().iter().map(|s| s.seq - b).collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|&at| at >= 14_000),
+        "{sent:?}"
+    );
+}
+
 /// Without SACK, a tenth duplicate ACK for ten segments out (the first lost) is more than
 /// can have arrived behind the hole, so the path reordered or duplicated: as Linux's
 /// `tcp_check_reno_reordering`, the duplicate ACKs that start a fast recovery become the

@@ -529,8 +529,10 @@ impl Connection {
                 // guard against a false fast retransmit): the duplicate ACKs' count goes
                 // (`tcp_reset_reno_sack`), nothing is resent, the window does not grow, and
                 // PRR sizes what this ACK lets go; later duplicates count for nothing
-                // (`on_duplicate_ack`).
+                // (`on_duplicate_ack`). A head an earlier partial ACK marked lost, which
+                // PRR held back, has now been acknowledged.
                 self.recovery.reno_sacked = 0;
+                self.recovery.retransmit_head = false;
                 // When its timestamps show the originals arrived, the reduction is undone
                 // first and the recovery is held all the same: PRR then sizes this ACK's
                 // window from the restored ssthresh, and that window stays when the
@@ -543,8 +545,10 @@ impl Connection {
                 }
             }
             Some(recover) if ack >= recover => {
-                // Full acknowledgment: leave fast recovery.
+                // Full acknowledgment: leave fast recovery. A head a partial ACK marked lost
+                // and PRR held back has been acknowledged.
                 self.recovery.recover = None;
+                self.recovery.retransmit_head = false;
                 self.recovery.lost_below = None;
                 self.recovery.reno_sacked = 0;
                 if std::mem::take(&mut self.recovery.undone_while_held) {

@@ -204,7 +204,14 @@ impl Connection {
         if let Some(sent) = self.send_ack_point(now, buf) {
             return Some(sent);
         }
-        if self.recovery.retransmit_head {
+        // Without SACK, the head a partial ACK marked lost waits while PRR's window is full,
+        // as Linux's `tcp_xmit_retransmit_queue` stops once the packets in flight reach
+        // cwnd; the next ACK that delivers more lets it go. (The fast retransmit always
+        // finds room: PRR forces it, `prr_on_ack`.)
+        let head_held = !self.sack_ok
+            && self.recovery.recover.is_some()
+            && self.reno_pipe() >= self.recovery.prr_cwnd;
+        if self.recovery.retransmit_head && !head_held {
             self.recovery.retransmit_head = false;
             let una = self.snd.una;
             // In SACK recovery in the Linux profile the head is the first lost hole, resent
