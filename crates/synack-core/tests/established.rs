@@ -4573,26 +4573,100 @@ fn packet_too_big_resends_no_segment_that_fits_the_new_mss() {
 
 /// `TCP_INFO`'s `tcpi_ca_state` after a timeout is `TCP_CA_Loss` until what was in flight
 /// then is acknowledged, as Linux leaves Loss only when SND.UNA reaches `high_seq`; it used
-/// to drop back at the first new ACK.
+/// to drop back at the first new ACK. Without SACK, the ACK of exactly `high_seq` holds it
+/// until one goes above (Linux's `tcp_try_undo_recovery` for Reno; `reno-loss-dupacks.pkt`).
 #[test]
 fn ca_state_is_loss_until_what_the_timeout_found_is_acknowledged() {
-    let mut k = Conn::plain();
-    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
-    assert_eq!(k.h.drain().len(), 3);
-    while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
-        let _ = k.h.next_timeout();
+    for sack in [false, true] {
+        let mut k = Conn::open(config(), false, sack);
+        k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
+        assert_eq!(k.h.drain().len(), 3);
+        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+            let _ = k.h.next_timeout();
+        }
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+        let o = k.seg(ACK, k.our_nxt + 1000);
+        k.send_peer(o);
+        assert_eq!(
+            k.h.ep.info(k.h.now, k.c).unwrap().ca_state,
+            4,
+            "a partial ACK"
+        );
+        let o = k.seg(ACK, k.our_nxt + 3000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        let held = k.h.ep.info(k.h.now, k.c).unwrap().ca_state;
+        if sack {
+            assert_eq!(held, 0, "with SACK, high_seq ends it");
+            continue;
+        }
+        assert_eq!(held, 4, "without SACK, high_seq holds it");
+        k.h.ep.send(k.c, &[9u8; 1000]).unwrap();
+        assert_eq!(k.h.drain().len(), 1);
+        let o = k.seg(ACK, k.our_nxt + 4000);
+        k.send_peer(o);
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 0, "above it");
     }
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
-    let o = k.seg(ACK, k.our_nxt + 1000);
-    k.send_peer(o);
-    assert_eq!(
-        k.h.ep.info(k.h.now, k.c).unwrap().ca_state,
-        4,
-        "a partial ACK"
-    );
-    let o = k.seg(ACK, k.our_nxt + 3000);
-    k.send_peer(o);
-    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 0);
+}
+
+/// Without SACK, duplicate ACKs after a timeout answer what the go-back resent to a peer
+/// that held it: until new data has gone past the point the timeout had reached they count
+/// for nothing, and while the timeout's recovery is held at that point none starts a fast
+/// retransmit (Linux's `tcp_process_loss` and `tcp_try_undo_recovery` for Reno, RFC 6582
+/// §4.1). Ten segments out, the first two lost, the duplicates of the other eight late; then
+/// the next flight's first segment lost and three duplicates: its loss waits for the
+/// timeout. `reno-loss-dupacks.pkt` shows the kernel doing the same.
+#[test]
+fn newreno_duplicate_acks_after_a_timeout_start_nothing() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        let mut resent = Vec::new();
+        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
+        }
+        assert_eq!(resent, [0]);
+        for _ in 0..8 {
+            let o = k.seg(ACK, b);
+            k.send_peer(o);
+            assert!(k.h.drain().is_empty(), "nothing for a late duplicate");
+        }
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.total_retrans), (4, 1), "{info:?}");
+        // The go-back to the end, then all of it acknowledged: held in Loss.
+        let mut acked = 1_000;
+        while acked < 10_000 {
+            let o = k.seg(ACK, b + acked);
+            k.send_peer(o);
+            let _ = k.h.drain();
+            acked += 1_000;
+        }
+        let o = k.seg(ACK, b + 10_000);
+        k.send_peer(o);
+        let _ = k.h.drain();
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4);
+        let retrans = k.h.ep.info(k.h.now, k.c).unwrap().total_retrans;
+        k.h.ep.send(k.c, &[6u8; 5_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 5);
+        for _ in 0..4 {
+            let o = k.seg(ACK, b + 10_000);
+            k.send_peer(o);
+            let sent: Vec<usize> = k.h.drain().iter().map(|s| s.seq - b).collect();
+            assert!(
+                sent.iter().all(|&at| at >= 15_000),
+                "no fast retransmit: {sent:?}"
+            );
+        }
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.total_retrans),
+            (4, retrans),
+            "{info:?}"
+        );
+    }
 }
 
 /// The new MSS less the options a segment carries is what must fit: with timestamps (12

@@ -640,10 +640,16 @@ impl Connection {
         self.recovery.tlp_outstanding = false;
         self.recovery.tlp_probes = 0;
         self.timers.tlp = None;
-        if matches!(self.recovery.rto_recover, Some(r) if ack >= r) {
-            self.recovery.rto_recover = None;
-            self.recovery.frto = None;
-            self.snd.rack.on_recovery_end();
+        match self.recovery.rto_recover {
+            // Without SACK, an ACK of exactly the point the timeout had reached holds its
+            // recovery (`loss_held`) until one goes above it; F-RTO has nothing left to judge.
+            Some(r) if ack == r && !self.sack_ok => self.recovery.frto = None,
+            Some(r) if ack >= r => {
+                self.recovery.rto_recover = None;
+                self.recovery.frto = None;
+                self.snd.rack.on_recovery_end();
+            }
+            _ => {}
         }
 
         // RFC 6298 §5.2/§5.3: stop the timer when all is acknowledged, else restart it.
@@ -671,6 +677,14 @@ impl Connection {
             // `tcp_fastretrans_alert` returns before it counts the duplicate.
             return;
         }
+        if !self.sack_ok && self.recovery.rto_recover.is_some_and(|r| self.snd.nxt <= r) {
+            // In a timeout's recovery, until new data has gone past the point the timeout
+            // had reached (F-RTO's step 2b), a duplicate ACK only answers a segment the
+            // go-back resent that the peer already held: it delivers nothing new and starts
+            // nothing (Linux's `tcp_process_loss` adds a Reno "SACK" only once `snd_nxt` is
+            // after `high_seq`; RFC 6582 §4.1, no fast retransmit below `recover`).
+            return;
+        }
         if !self.sack_ok {
             // One more segment has left the network (Linux's `tcp_add_reno_sack`), never
             // all that is out (`tcp_limit_reno_sacked`): RFC 5681 §3.2 step 4's inflation by
@@ -692,7 +706,10 @@ impl Connection {
             // With SACK, once the path has been seen to reorder only RACK calls a loss
             // (RFC 8985 §6.2 step 4; Linux's tcp_time_to_recover counts no duplicate ACKs
             // when RACK is on).
-            if self.after_rto() || (self.sack_ok && self.snd.rack.reordering_seen()) {
+            if self.after_rto()
+                || self.loss_held()
+                || (self.sack_ok && self.snd.rack.reordering_seen())
+            {
                 return;
             }
             self.enter_recovery(now);

@@ -22,8 +22,9 @@ impl Connection {
             _ => 0,
         };
         // TCP_CA_Loss from the timeout until what was in flight then is acknowledged, as
-        // Linux leaves it only when SND.UNA reaches `high_seq`.
-        let ca_state = if self.after_rto() {
+        // Linux leaves it only when SND.UNA reaches `high_seq`, or without SACK goes past
+        // it (`loss_held`).
+        let ca_state = if self.after_rto() || self.loss_held() {
             4
         } else if self.recovery.recover.is_some() {
             3

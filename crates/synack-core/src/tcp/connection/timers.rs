@@ -90,6 +90,14 @@ impl Connection {
         matches!(self.recovery.rto_recover, Some(r) if self.snd.una < r)
     }
 
+    /// Without SACK, a timeout's recovery held at exactly the point it had reached: Linux
+    /// stays in `TCP_CA_Loss` until an ACK goes above `high_seq` (`tcp_try_undo_recovery`:
+    /// "for Reno it is MUST to prevent false fast retransmits"), so that duplicate ACKs
+    /// for what the go-back resent twice start no fast retransmit.
+    pub(crate) fn loss_held(&self) -> bool {
+        !self.sack_ok && self.recovery.rto_recover == Some(self.snd.una)
+    }
+
     /// Arm the probe timeout after sending new data (RFC 8985 §7.2): 2 * SRTT plus 2 ms
     /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
     /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
@@ -489,6 +497,7 @@ impl Connection {
                 if self.recovery.recover.is_none()
                     && self.recovery.cwr.is_none()
                     && !self.after_rto()
+                    && !self.loss_held()
                     && self.recovery.reno_sacked >= crate::tcp::scoreboard::DUP_THRESH
                 {
                     // At most three, which `None` stands for.
@@ -497,7 +506,10 @@ impl Connection {
                         .reno_reordering
                         .filter(|r| usize::from(r.get()) < crate::tcp::scoreboard::DUP_THRESH);
                 }
-                let frto = self.cfg.frto && (!self.after_rto() || self.timeouts > 1);
+                // Nor one in a timeout's recovery held at its end without SACK, which Linux
+                // still counts as `TCP_CA_Loss` (`new_recovery` is false).
+                let frto = self.cfg.frto
+                    && ((!self.after_rto() && !self.loss_held()) || self.timeouts > 1);
                 self.init_rto_undo(reduce_from.is_some());
                 self.recovery.frto =
                     (frto && self.recovery.undo_marker.is_some()).then_some(Frto::Waiting);
