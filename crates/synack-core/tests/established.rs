@@ -3986,6 +3986,53 @@ fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
     );
 }
 
+/// F-RTO without SACK when the loss is real: after the timeout's resend and the new data
+/// F-RTO sends in its place, duplicate ACKs resume the go-back one segment each under cwnd,
+/// with the new data counted in flight (Linux's `tcp_packets_in_flight` in `TCP_CA_Loss`),
+/// they count for at most the two new segments (more raise the reordering to the eleven
+/// out), the go-back passes over the new data instead of resending it, and a window filled
+/// by resent and new segments together grows in slow start.
+/// `reno-frto-loss-real.pkt` shows the kernel doing the same.
+#[test]
+fn newreno_frto_finding_the_loss_real_goes_back_under_cwnd() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 10);
+        let mut resent = Vec::new();
+        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
+        }
+        assert_eq!(resent, [0]);
+        k.h.ep.send(k.c, &[6u8; 10_000]).unwrap();
+        let mut sent = Vec::new();
+        for ack in [1_000, 1_000, 1_000, 1_000, 1_000, 2_000, 3_000, 9_000] {
+            let o = k.seg(ACK, b + ack);
+            k.send_peer(o);
+            sent.push(k.h.drain().iter().map(|s| s.seq - b).collect::<Vec<_>>());
+        }
+        let expect: Vec<Vec<usize>> = vec![
+            vec![10_000, 11_000],
+            vec![1_000],
+            vec![2_000],
+            vec![],
+            vec![],
+            vec![],
+            vec![3_000, 4_000],
+            vec![9_000, 12_000, 13_000, 14_000, 15_000],
+        ];
+        assert_eq!(sent, expect);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.snd_cwnd, info.reordering, info.total_retrans),
+            (4, 7, 11, 6),
+            "{info:?}"
+        );
+    }
+}
+
 /// Without SACK, a tenth duplicate ACK for ten segments out (the first lost) is more than
 /// can have arrived behind the hole, so the path reordered or duplicated: as Linux's
 /// `tcp_check_reno_reordering`, the duplicate ACKs that start a fast recovery become the

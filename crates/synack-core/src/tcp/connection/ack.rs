@@ -677,12 +677,13 @@ impl Connection {
             // `tcp_fastretrans_alert` returns before it counts the duplicate.
             return;
         }
-        if !self.sack_ok && self.recovery.rto_recover.is_some_and(|r| self.snd.nxt <= r) {
+        if !self.sack_ok && self.recovery.rto_recover.is_some_and(|r| self.snd.max <= r) {
             // In a timeout's recovery, until new data has gone past the point the timeout
             // had reached (F-RTO's step 2b), a duplicate ACK only answers a segment the
             // go-back resent that the peer already held: it delivers nothing new and starts
-            // nothing (Linux's `tcp_process_loss` adds a Reno "SACK" only once `snd_nxt` is
-            // after `high_seq`; RFC 6582 §4.1, no fast retransmit below `recover`).
+            // nothing (Linux's `tcp_process_loss` adds a Reno "SACK" only once `snd_nxt`,
+            // our SND.MAX, is after `high_seq`; RFC 6582 §4.1, no fast retransmit below
+            // `recover`).
             return;
         }
         if !self.sack_ok {
@@ -1062,7 +1063,7 @@ impl Connection {
     /// Without SACK, the payload of a full-sized segment: what one duplicate ACK counts
     /// as delivered. The MSS less the options every segment carries (timestamps), as
     /// Linux's `mss_cache`, so that the bytes counted match the bytes sent.
-    fn reno_segment(&self) -> usize {
+    pub(super) fn reno_segment(&self) -> usize {
         self.payload_room().max(1)
     }
 
@@ -1088,7 +1089,14 @@ impl Connection {
     /// profile keeps RFC 5681's DupThresh as its floor.
     fn reno_limit_sacked(&mut self, addend: usize) {
         let out = self.reno_packets_out();
-        let holes = out.min(1);
+        // Linux's `max(lost_out, 1)`: in a timeout's recovery, all that was out at the
+        // timeout and is not yet acknowledged (`tcp_timeout_mark_lost`), so that duplicate
+        // ACKs count at most the segments sent since; otherwise the one hole.
+        let lost = match self.recovery.rto_recover {
+            Some(r) if self.snd.una < r => (r - self.snd.una).div_ceil(self.reno_segment()),
+            _ => 0,
+        };
+        let holes = lost.max(1).min(out);
         if self.recovery.reno_sacked + holes <= out {
             return;
         }
