@@ -1815,8 +1815,11 @@ fn frto_is_not_ended_by_a_dsack() {
 
 /// A D-SACK that is dubious (three segments reported twice, two ever resent: the probe and
 /// the timeout) is no news (Linux's `tcp_dsack_seen` returns 0, so `FLAG_DSACKING_ACK` stays
-/// clear): the ACK carrying it is a duplicate, and F-RTO's go-back resumes at once (found in
-/// review: F-RTO waited for the next ACK or timeout).
+/// clear): the ACK carrying it is a duplicate, and F-RTO ends there, the loss found real
+/// (found in review: F-RTO waited for the next ACK or timeout). Its two new segments fill
+/// cwnd (Linux counts them in flight in `TCP_CA_Loss`), so nothing goes yet
+/// (`frto-loss-real-sack.pkt` shows the kernel doing the same after a plain duplicate ACK);
+/// a later ACK of data never resent undoes nothing, and the go-back goes on from it.
 #[test]
 fn frto_takes_an_ack_with_a_dubious_dsack_for_a_duplicate() {
     let mut k = sack_conn_100ms();
@@ -1824,7 +1827,11 @@ fn frto_takes_an_ack_with_a_dubious_dsack_for_a_duplicate() {
     let r = sack_reply(&mut k, b, b + 1000, &[(b - 2000, b + 1000)]);
     let info = k.h.ep.info(k.h.now, k.c).unwrap();
     assert_eq!(info.dsacks_dubious, 1, "{info:?}");
-    assert_eq!(r.first(), Some(&(1000, 1000)), "the go-back resumes: {r:?}");
+    assert_eq!(r, vec![], "cwnd is full");
+    let r = sack_reply(&mut k, b, b + 3000, &[]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+    assert_eq!(r.first(), Some(&(3000, 1000)), "the go-back goes on: {r:?}");
 }
 
 /// When the peer's window leaves less than a segment of new data room, F-RTO sends none and
@@ -4026,7 +4033,12 @@ fn newreno_frto_finding_the_loss_real_goes_back_under_cwnd() {
         assert_eq!(sent, expect);
         let info = k.h.ep.info(k.h.now, k.c).unwrap();
         assert_eq!(
-            (info.ca_state, info.snd_cwnd, info.reordering, info.total_retrans),
+            (
+                info.ca_state,
+                info.snd_cwnd,
+                info.reordering,
+                info.total_retrans
+            ),
             (4, 7, 11, 6),
             "{info:?}"
         );

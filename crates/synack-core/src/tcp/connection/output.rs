@@ -593,11 +593,11 @@ impl Connection {
             }
             self.snd.nxt = nxt;
         }
-        // Going back after a timeout without SACK: what was sent since the timeout (F-RTO's
-        // new data, above `rto_recover`) is in flight, not lost, and is not sent again, as
-        // Linux resends only what `tcp_timeout_mark_lost` marked.
+        // Going back after a timeout: what was sent since the timeout (F-RTO's new data,
+        // above `rto_recover`) is in flight, not lost, and is not sent again, as Linux
+        // resends only what `tcp_timeout_mark_lost` marked.
         if let Some(r) = self.recovery.rto_recover {
-            if !self.sack_ok && self.after_rto() && self.snd.nxt >= r {
+            if self.after_rto() && self.snd.nxt >= r {
                 self.snd.nxt = self.snd.max;
             }
         }
@@ -663,10 +663,10 @@ impl Connection {
             // ACKs leave (`reno_pipe`), as Linux's tcp_cwnd_test counts packets in flight
             // with Reno's `sacked_out`.
             self.snd.nxt + self.recovery.prr_cwnd.saturating_sub(self.reno_pipe())
-        } else if let Some(out) = self.reno_loss_in_flight() {
-            // Going back after a timeout without SACK: what is in flight less a segment for
-            // each duplicate ACK counted, so that the go-back that resumes once F-RTO finds
-            // the loss real stays under cwnd with F-RTO's new data counted.
+        } else if let Some(out) = self.loss_in_flight() {
+            // Going back after a timeout: what is in flight (less, without SACK, a segment
+            // for each duplicate ACK counted), so that the go-back that resumes once F-RTO
+            // finds the loss real stays under cwnd with F-RTO's new data counted.
             let sacked = self.recovery.reno_sacked;
             let pipe = out.saturating_sub(sacked.saturating_mul(self.reno_segment()));
             self.snd.nxt + self.cwnd().saturating_sub(pipe)
@@ -816,7 +816,7 @@ impl Connection {
     /// a full send buffer (then the window was not what it left unused).
     fn note_cwnd_use(&mut self, now: Instant, sent: bool) {
         let out = self
-            .reno_loss_in_flight()
+            .loss_in_flight()
             .unwrap_or_else(|| self.snd.in_flight());
         // Linux: packets in flight >= cwnd; in bytes, no room for another full segment.
         let limited = out + self.snd.mss > self.cwnd();
@@ -943,18 +943,23 @@ impl Connection {
     /// Whether an ACK may grow the congestion window (Linux's `tcp_is_cwnd_limited`): the
     /// window limited the flow this round, or, in slow start, it is less than twice the most
     /// that was in flight, so that slow start still doubles what was used.
-    /// Without SACK, going back after a timeout: what is in flight, as Linux's
-    /// `tcp_packets_in_flight` counts it in `TCP_CA_Loss`: what the go-back has resent, and
-    /// new data sent since the timeout (F-RTO's, above `rto_recover`), all else that was out
-    /// at the timeout being lost (`tcp_timeout_mark_lost`) until resent. SND.NXT - SND.UNA
-    /// would leave F-RTO's new data out, so that the resumed go-back overran cwnd and a
-    /// window it filled did not count as used.
-    fn reno_loss_in_flight(&self) -> Option<usize> {
-        let r = self
-            .recovery
-            .rto_recover
-            .filter(|_| !self.sack_ok && self.after_rto())?;
-        Some((self.snd.nxt.min(r) - self.snd.una) + (self.snd.max - r))
+    /// Going back after a timeout: what is in flight, as Linux's `tcp_packets_in_flight`
+    /// counts it in `TCP_CA_Loss`: what the go-back has resent, and new data sent since the
+    /// timeout (F-RTO's, above `rto_recover`), SACKed bytes not counted, all else that was
+    /// out at the timeout being lost (`tcp_timeout_mark_lost`) until resent. SND.NXT -
+    /// SND.UNA would leave F-RTO's new data out, so that the go-back resumed when F-RTO
+    /// finds the loss real overran cwnd and a window it filled did not count as used, and
+    /// would count SACKed bytes the go-back skipped.
+    fn loss_in_flight(&self) -> Option<usize> {
+        let r = self.recovery.rto_recover.filter(|_| self.after_rto())?;
+        let resent_to = self.snd.nxt.min(r);
+        Some(if self.sack_ok {
+            let board = &self.snd.scoreboard;
+            board.unsacked_between(self.snd.una, resent_to)
+                + board.unsacked_between(r, self.snd.max)
+        } else {
+            (resent_to - self.snd.una) + (self.snd.max - r)
+        })
     }
 
     pub(super) fn cwnd_limited(&self) -> bool {
