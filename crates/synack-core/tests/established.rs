@@ -1538,6 +1538,42 @@ fn a_timeout_shown_spurious_by_timestamps_is_undone() {
     assert_eq!(out[0].seq, b + 9880);
 }
 
+/// Without SACK, the same undo leaves the Loss state in place until SND.UNA reaches what
+/// was out at the timeout, and at exactly that point until an ACK goes above it, as Linux's
+/// `tcp_try_undo_loss` opens the state only for F-RTO or SACK: the window comes back, but
+/// three duplicate ACKs in between start no fast retransmit.
+/// `reno-rto-undo-keeps-loss.pkt` shows the kernel doing the same.
+#[test]
+fn without_sack_a_timeout_undone_by_timestamps_keeps_the_loss_state() {
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut k = conn_100ms(cfg, true, false);
+    // No tail loss probe without SACK: the first timeout is the retransmission timeout.
+    k.h.ep.send(k.c, &[8u8; 9880]).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 10);
+    let (b, original) = (segs[0].seq, segs[0].ts.unwrap().tsval);
+    let (_, r) = k.h.next_timeout();
+    assert_eq!(r.len(), 1, "{r:?}");
+    k.h.now += Duration::from_millis(10);
+    let _ = ack_echoing(&mut k, b + 5 * 988, original);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 1), "{info:?}");
+    assert_eq!(info.snd_ssthresh, 0x7fff_ffff, "as before the timeout");
+    for _ in 0..3 {
+        let out = ack_echoing(&mut k, b + 5 * 988, original);
+        assert!(out.is_empty(), "no fast retransmit: {out:?}");
+    }
+    let _ = ack_echoing(&mut k, b + 9880, original);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 4, "held");
+    k.h.ep.send(k.c, &[9u8; 988]).unwrap();
+    assert_eq!(k.h.drain().len(), 1);
+    let resent = k.h.ep.info(k.h.now, k.c).unwrap().total_retrans;
+    let _ = ack_echoing(&mut k, b + 9880 + 988, original);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.total_retrans), (0, resent), "{info:?}");
+}
+
 /// The same timeout, but the ACK of the retransmission echoes its TSval and covers nothing
 /// more: the first segment was lost, and the timeout stands. With no new data to send,
 /// F-RTO ends there too, and the go-back goes on from the new SND.UNA, in slow start from
@@ -1712,10 +1748,13 @@ fn sent_from(k: &mut Conn, b: SeqNumber) -> Vec<(usize, usize)> {
 }
 
 /// One ACK of the whole flight after the timeout's retransmission (the ACKs of the originals
-/// were lost on the way back): it delivers segments never resent, so F-RTO undoes the
-/// timeout, though that same ACK ends the timeout's recovery (Linux tests
-/// `FLAG_ORIG_SACK_ACKED` first). Without SACK, with SACK after F-RTO's new data, and with a
-/// D-SACK of the resent segment echoing the retransmission's TSval.
+/// were lost on the way back): with SACK it delivers segments never resent, so F-RTO undoes
+/// the timeout, though that same ACK ends the timeout's recovery (Linux tests
+/// `FLAG_ORIG_SACK_ACKED` first); so after F-RTO's new data, and with a D-SACK of the resent
+/// segment echoing the retransmission's TSval. Without SACK the same ACK covers the resent
+/// segment, so it cannot tell which copy arrived, and the timeout stands (Linux clears
+/// `FLAG_ORIG_SACK_ACKED` for Reno then; `reno-frto-resent-acked-no-undo.pkt`), held in
+/// Loss at `high_seq`.
 #[test]
 fn an_ack_of_the_whole_flight_after_a_timeout_undoes_it() {
     let undone = |k: &Conn| {
@@ -1729,7 +1768,9 @@ fn an_ack_of_the_whole_flight_after_a_timeout_undoes_it() {
     k.h.now += Duration::from_millis(10);
     let o = k.seg(ACK, b + 10_000);
     k.send_peer(o);
-    undone(&k);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (4, 0), "{info:?}");
+    assert_eq!(info.snd_ssthresh, 7, "{info:?}");
 
     let mut k = sack_conn_100ms();
     let b = frto_new_data_out(&mut k);
@@ -2802,6 +2843,12 @@ fn sack_conn_100ms_with(cfg: Config) -> Conn {
 /// [`sack_conn_100ms_with`], with timestamps if `ts` (segments then carry 988 bytes: the MSS
 /// of 1000 less the option).
 fn sack_conn_100ms_ts(cfg: Config, ts: bool) -> Conn {
+    conn_100ms(cfg, ts, true)
+}
+
+/// A connection whose handshake measured a 100 ms round trip, with timestamps if `ts` and
+/// SACK if `sack`.
+fn conn_100ms(cfg: Config, ts: bool, sack: bool) -> Conn {
     let mut h = Harness::new(cfg);
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
@@ -2811,8 +2858,10 @@ fn sack_conn_100ms_ts(cfg: Config, ts: bool) -> Conn {
         .ackn(syn.seq + 1)
         .mss(1000)
         .wscale(0)
-        .window(65535)
-        .sack_ok();
+        .window(65535);
+    if sack {
+        sa = sa.sack_ok();
+    }
     if ts {
         sa = sa.ts(100, syn.ts.unwrap().tsval);
     }
@@ -4042,6 +4091,43 @@ fn newreno_frto_finding_the_loss_real_goes_back_under_cwnd() {
             (4, 7, 11, 6),
             "{info:?}"
         );
+    }
+}
+
+/// Without SACK, a cumulative ACK after a timeout that covers the resent segment and
+/// originals never resent cannot tell which copy of the first arrived: the timeout stands
+/// (Linux clears `FLAG_ORIG_SACK_ACKED` for Reno when resent data is acknowledged), the
+/// go-back goes on in slow start, and the window grows with each ACK, the flight before the
+/// timeout having been its measure of use (only new data updates it, Linux's
+/// `tcp_cwnd_validate` from `tcp_write_xmit`). `reno-frto-resent-acked-no-undo.pkt` shows
+/// the kernel doing the same.
+#[test]
+fn newreno_an_ack_of_resent_and_original_data_after_a_timeout_undoes_nothing() {
+    for mut cfg in [config(), Config::linux()] {
+        cfg.pacing(false);
+        let mut k = Conn::open(cfg, false, false);
+        let b = k.our_nxt;
+        k.h.ep.send(k.c, &[5u8; 5_000]).unwrap();
+        assert_eq!(k.h.drain().len(), 5);
+        let mut resent = Vec::new();
+        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
+        }
+        assert_eq!(resent, [0]);
+        let o = k.seg(ACK, b + 3_000);
+        k.send_peer(o);
+        let sent: Vec<usize> = k.h.drain().iter().map(|s| s.seq - b).collect();
+        assert_eq!(sent, [3_000, 4_000], "the go-back goes on");
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.undos, info.snd_ssthresh, info.snd_cwnd),
+            (4, 0, 7, 4),
+            "{info:?}"
+        );
+        let o = k.seg(ACK, b + 5_000);
+        k.send_peer(o);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!((info.ca_state, info.snd_cwnd), (4, 6), "{info:?}");
     }
 }
 

@@ -198,7 +198,10 @@ impl Connection {
         if let (true, Some(high_seq)) = (was_loss, high_seq) {
             // Data sent before the timeout, never resent, and delivered by this ACK: with
             // SACK from RACK's record of each segment; without, an ACK past the point the
-            // go-back had resent up to (where F-RTO sent new data instead, where it stopped).
+            // go-back had resent up to (where F-RTO sent new data instead, where it stopped)
+            // that covers nothing resent, since a cumulative ACK of resent data cannot tell
+            // which copy arrived (Linux's `tcp_clean_rtx_queue` clears
+            // `FLAG_ORIG_SACK_ACKED` for Reno when `FLAG_RETRANS_DATA_ACKED` is set).
             let go_back = match frto {
                 Some(Frto::NewData { resume, new_from }) if nxt_before >= new_from => resume,
                 _ => nxt_before,
@@ -206,7 +209,7 @@ impl Connection {
             let original = if self.sack_ok {
                 original_end.is_some_and(|end| end <= high_seq)
             } else {
-                ack > go_back && go_back < high_seq
+                ack > go_back && go_back < high_seq && una_before >= go_back
             };
             // The window this ACK leaves, which is set further down (Linux updates it first).
             let window = if ack >= self.snd.una && self.may_update_window(una_before, seg, new_wnd)
@@ -924,14 +927,14 @@ impl Connection {
     /// `FLAG_ORIG_SACK_ACKED` before it looks at whether the recovery is over.
     fn process_loss(&mut self, seg: &TcpRepr<'_>, frto: Option<Frto>, ack: LossAck) {
         if ack.una_advanced && (self.all_retransmissions_dsacked() || self.packet_delayed(seg)) {
-            self.undo_loss("the originals got through (timestamps or D-SACK)");
+            self.undo_loss("the originals got through (timestamps or D-SACK)", false);
             return;
         }
         let Some(frto) = frto else {
             return;
         };
         if ack.original {
-            self.undo_loss("F-RTO: data never resent was delivered");
+            self.undo_loss("F-RTO: data never resent was delivered", true);
             return;
         }
         if !self.after_rto() {
@@ -995,7 +998,14 @@ impl Connection {
     /// (`tcp_undo_cwnd_reduction`): a real loss among it is found by RACK, or by the next
     /// timeout, as any other. Without this, a delay spike longer than the RTO cost the flow
     /// its whole window and a second transmission of everything in flight.
-    fn undo_loss(&mut self, why: &str) {
+    ///
+    /// Without SACK, the timeout's state itself stays after an undo that F-RTO did not
+    /// make, until SND.UNA reaches the point the timeout had reached, and after any undo
+    /// at exactly that point, until an ACK goes above it (Linux's `tcp_try_undo_loss` sets
+    /// `TCP_CA_Open` only for F-RTO or SACK, and `tcp_is_non_sack_preventing_reopen` holds
+    /// it at `high_seq`): the reduction is undone, but duplicate ACKs still start no fast
+    /// retransmit.
+    fn undo_loss(&mut self, why: &str, frto_undo: bool) {
         tracing::debug!(local = %self.local, remote = %self.remote, why, "spurious retransmission timeout undone");
         self.recovery.undo_marker = None;
         self.recovery.undo_tsval = None;
@@ -1006,7 +1016,8 @@ impl Connection {
         // marks go with the undo (`tcp_undo_cwnd_reduction(sk, true)`), and RACK judges the
         // flight afresh with its window.
         self.recovery.lost_below = None;
-        if self.recovery.rto_recover.take().is_some() {
+        let keep = !self.sack_ok && (!frto_undo || self.recovery.rto_recover == Some(self.snd.una));
+        if !keep && self.recovery.rto_recover.take().is_some() {
             self.snd.rack.on_recovery_end();
         }
         if self.snd.nxt < self.snd.max {

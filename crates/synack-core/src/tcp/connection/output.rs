@@ -798,8 +798,14 @@ impl Connection {
         let len = self.pace(now, len, room)?;
         let with_fin = fin_to_send && seq + len == buffered_end;
         let kind = if wakeup { Emit::Wakeup } else { Emit::New };
+        // Only new data measures the window's use, as only Linux's `tcp_write_xmit` calls
+        // `tcp_cwnd_validate`: the go-back's resends after a timeout leave the round and
+        // its most outstanding as the flight before the timeout set them.
+        let new_data = seq >= self.snd.max;
         let sent = self.emit_data(now, buf, seq, len, with_fin, kind, room)?;
-        self.note_cwnd_use(now, true);
+        if new_data {
+            self.note_cwnd_use(now, true);
+        }
         Some(sent)
     }
 
@@ -823,11 +829,15 @@ impl Connection {
         if !sent && !limited {
             return;
         }
+        // The most outstanding is all that is unacknowledged, lost or not (Linux's
+        // `max_packets_out` from `packets_out`).
+        let outstanding = self.snd.max - self.snd.una;
         let usage = &mut self.cwnd_use;
-        if self.snd.una >= usage.until || limited || (!usage.limited && out > usage.max_out) {
+        if self.snd.una >= usage.until || limited || (!usage.limited && outstanding > usage.max_out)
+        {
             usage.limited = limited;
-            usage.max_out = out;
-            usage.until = self.snd.nxt;
+            usage.max_out = outstanding;
+            usage.until = self.snd.max;
         }
         if self.cwnd_limited() {
             self.cwnd_use.used = 0;
