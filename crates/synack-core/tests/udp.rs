@@ -326,6 +326,60 @@ fn a_connected_socket_receives_only_from_its_peer() {
     );
 }
 
+/// A connect to port 0 is taken, as Linux's: the peer reads `NotConnected`, the socket
+/// receives from the peer's address at any port and from no other address, and a send goes
+/// to port 0, whose port unreachable fails the next call, once. Sending to port 0 by
+/// address is still `InvalidInput` (EINVAL). Linux 6.18 in `unshare -n` (python3): connect
+/// succeeds, getpeername ENOTCONN, send succeeds, the next recv ECONNREFUSED, sendto to
+/// port 0 EINVAL, and a reconnect to a port gives getpeername back.
+#[test]
+fn a_connect_to_port_zero_is_taken_as_linux_takes_it() {
+    for (server_ip, any, other) in [
+        (Pair::SERVER, "0.0.0.0:0", "198.18.0.77"),
+        (ip(S6), "[::]:0", "2001:2::77"),
+    ] {
+        let mut p = pair();
+        let c = p.client.udp_bind(any.parse().unwrap()).unwrap();
+        assert_eq!(p.client.udp_connect(c, sa(server_ip, 0)), Ok(()));
+        assert_eq!(p.client.udp_peer_addr(c), Err(Error::NotConnected));
+        let local = p.client.udp_local_addr(c).unwrap();
+        assert_eq!(
+            local.ip(),
+            p.client.addresses()[usize::from(server_ip.is_ipv6())]
+        );
+        assert_eq!(
+            p.client.udp_send_to(c, sa(server_ip, 0), b"x"),
+            Err(Error::InvalidInput)
+        );
+        // From the peer's address at any port, yes; from another address, no.
+        for (from, taken) in [(sa(server_ip, 5353), true), (sa(ip(other), 5353), false)] {
+            deliver(&mut p.client, p.now, &datagram(from, local, b"hi"));
+            let got = recv(&mut p.client, c);
+            match taken {
+                true => assert_eq!(got, Ok((b"hi".to_vec(), from)), "{from}"),
+                false => assert_eq!(got, Err(Error::WouldBlock), "{from}"),
+            }
+        }
+        // (The other address's datagram found no socket: the port unreachable it drew.)
+        assert_eq!(take_client_packets(&mut p).len(), 1);
+        // The send goes to port 0, where nothing is: port unreachable, reported once.
+        assert_eq!(p.client.udp_send(c, b"to zero"), Ok(7));
+        let sent = take_client_packets(&mut p);
+        assert_eq!(sent.len(), 1);
+        let (ip_repr, udp) = wire::ip::parse(&sent[0]).unwrap();
+        let udp = wire::UdpPacket::new_checked(udp).unwrap();
+        assert_eq!((ip_repr.dst_addr(), udp.dst_port()), (server_ip, 0));
+        deliver(&mut p.server, p.now, &sent[0]);
+        p.pump();
+        assert_eq!(p.server.stats().udp_port_unreachable_sent, 1);
+        assert_eq!(recv(&mut p.client, c), Err(Error::ConnectionRefused));
+        assert_eq!(recv(&mut p.client, c), Err(Error::WouldBlock));
+        // A connect to a port gives the peer back.
+        p.client.udp_connect(c, sa(server_ip, 53)).unwrap();
+        assert_eq!(p.client.udp_peer_addr(c), Ok(sa(server_ip, 53)));
+    }
+}
+
 fn refused(server_ip: IpAddr, any: &str) {
     let mut p = pair();
     let c = p.client.udp_bind(any.parse().unwrap()).unwrap();

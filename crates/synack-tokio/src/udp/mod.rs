@@ -127,7 +127,8 @@ impl UdpSocket {
             .udp_local_addr(self.handle)?)
     }
 
-    /// The connected peer; `NotConnected` if the socket is not connected.
+    /// The connected peer; `NotConnected` if the socket is not connected, or is connected to
+    /// port 0 (as Linux's `getpeername`).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.stack.lock_udp()?.endpoint.udp_peer_addr(self.handle)?)
     }
@@ -373,6 +374,11 @@ impl UdpSocket {
     /// its local address; on a dual-stack `[::]` socket and an IPv4 peer, that is the
     /// IPv4-mapped source (`::ffff:a.b.c.d`), as Linux's. With several addresses (see [`ToSocketAddrs`]), the
     /// first that the socket can connect to is taken, else the last error is returned.
+    ///
+    /// Port 0 is taken, as Linux takes it: only the peer's address is then matched (its
+    /// datagrams from any port are received), [`peer_addr`](Self::peer_addr) is
+    /// `NotConnected`, and `send` sends to port 0 (the port unreachable that answers fails
+    /// the next call with `ConnectionRefused`). `send_to` port 0 is `InvalidInput` (EINVAL).
     pub async fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         first_ok(&self.stack, &addr, |a| async move {
             Ok(self

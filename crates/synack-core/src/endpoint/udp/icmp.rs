@@ -96,7 +96,10 @@ impl Endpoint {
         let Ok(sock) = self.udp.socket_mut(h) else {
             return;
         };
-        if sock.peer != Some(remote) {
+        if !sock
+            .peer
+            .is_some_and(|peer| super::peer_matches(peer, remote))
+        {
             self.stats.drop_other += 1;
             return;
         }

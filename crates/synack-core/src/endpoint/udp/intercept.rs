@@ -85,7 +85,10 @@ impl Endpoint {
         payload: &[u8],
     ) -> Result<usize, Error> {
         // A relay answers a flow's source, never a group.
-        if src.port() == 0 || src.is_ipv4() != dst.is_ipv4() || dst.ip().is_multicast() {
+        if src.port() == 0 || dst.port() == 0 {
+            return Err(Error::InvalidInput);
+        }
+        if src.is_ipv4() != dst.is_ipv4() || dst.ip().is_multicast() {
             return Err(Error::InvalidInput);
         }
         if !self.may_own(src.ip()) {

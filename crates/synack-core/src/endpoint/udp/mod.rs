@@ -211,6 +211,13 @@ impl Udp {
     }
 }
 
+/// Whether a datagram from `remote` is for a socket connected to `peer`: from the peer's
+/// address, and from its port unless that is 0. A connect to port 0 restricts the address
+/// alone, as Linux's `compute_score` matches the remote port only when `inet_dport` is set.
+fn peer_matches(peer: SocketAddr, remote: SocketAddr) -> bool {
+    peer.ip() == remote.ip() && (peer.port() == 0 || peer.port() == remote.port())
+}
+
 fn unspecified(v6: bool) -> IpAddr {
     if v6 {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -303,7 +310,7 @@ impl Endpoint {
         };
         let sock = self.udp.socket(h).ok()?;
         match sock.peer {
-            Some(peer) if peer != remote => None,
+            Some(peer) if !peer_matches(peer, remote) => None,
             _ => Some(h),
         }
     }
@@ -463,6 +470,12 @@ impl Endpoint {
     /// Linux's `ip4_datagram_connect` leaves `sk_err` alone. A broadcast peer is
     /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     ///
+    /// Port 0 is taken, as Linux's connect takes it: the socket then receives only from the
+    /// peer's address (from any port), `udp_peer_addr` is `NotConnected` (Linux's
+    /// `inet_getname` says ENOTCONN while the remote port is 0), and `udp_send` sends to
+    /// port 0, which the peer answers with port unreachable, reported as
+    /// `ConnectionRefused` by the next call (all measured on Linux 6.18).
+    ///
     /// A dual-stack socket (`[::]`) connected to an IPv4 peer becomes IPv4-mapped: it
     /// receives at, and reads back as its local address, the mapped IPv4 source
     /// (`::ffff:a.b.c.d`), and holds the port on IPv4 only, as Linux's
@@ -551,7 +564,8 @@ impl Endpoint {
 
     /// Whether a datagram may go to `dst` (after `dual_stack_destination` and `this_host`):
     /// `PermissionDenied` for a broadcast address unless `broadcast` (the sending socket's
-    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for port 0, and `NetworkUnreachable`
+    /// `SO_BROADCAST`: Linux's EACCES), `InvalidInput` for an address no datagram goes to,
+    /// and `NetworkUnreachable`
     /// for an unspecified address (left so only when the stack has no address of its
     /// family) or a loopback, 0/8 or IPv4-mapped address, as TCP's connect
     /// refuses them (`is_martian`): such a datagram would go out on the link, which never
@@ -561,16 +575,13 @@ impl Endpoint {
             if !broadcast {
                 return Err(Error::PermissionDenied);
             }
-            if dst.port() == 0 {
-                return Err(Error::InvalidInput);
-            }
             return Ok(());
         }
         // This host, when the stack has no address of the family: no route, as for `::1`.
         if dst.ip().is_unspecified() {
             return Err(Error::NetworkUnreachable);
         }
-        if dst.port() == 0 || !(self.is_unicast(dst.ip()) || dst.ip().is_multicast()) {
+        if !(self.is_unicast(dst.ip()) || dst.ip().is_multicast()) {
             return Err(Error::InvalidInput);
         }
         if is_martian(dst.ip()) {
@@ -609,10 +620,22 @@ impl Endpoint {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Result<usize, Error> {
-        let sock = self.udp.socket_mut(h)?;
-        if let Some(e) = sock.error.take() {
-            return Err(e);
-        }
+        self.udp_send_dst(h, dst, payload, true)
+    }
+
+    /// [`udp_send_to`](Self::udp_send_to), to a destination the call gave (`given`), or to
+    /// the connected peer. Only a given one may not be port 0 (Linux's `udp_sendmsg`: EINVAL,
+    /// after the family's check); a peer connected at port 0 is sent to there, as Linux's.
+    /// The pending error comes after the arguments' and the route's checks, as Linux's
+    /// `sock_error` is read only once the datagram is being built (`sock_alloc_send_skb`).
+    fn udp_send_dst(
+        &mut self,
+        h: UdpHandle,
+        dst: SocketAddr,
+        payload: &[u8],
+        given: bool,
+    ) -> Result<usize, Error> {
+        let sock = self.udp.socket(h)?;
         let (local, marks, broadcast) = (sock.local, (sock.hop_limit, sock.tos), sock.broadcast);
         let (mapped, loops, hops) = (sock.mapped, sock.multicast.loop_back, sock.multicast.hops);
         // The loop is the socket's family's option, the TTL the datagram's (Linux's
@@ -620,6 +643,9 @@ impl Endpoint {
         // takes IP_MULTICAST_TTL).
         let loops = loops[usize::from(local.is_ipv6() || mapped)];
         let dst = self.dual_stack_destination(local, mapped, super::demux::plain(dst))?;
+        if given && dst.port() == 0 {
+            return Err(Error::InvalidInput);
+        }
         let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
         // A socket bound to a group sends from an address of ours, as Linux's sends from
@@ -629,6 +655,9 @@ impl Endpoint {
         } else {
             local
         };
+        if let Some(e) = self.udp.socket_mut(h)?.error.take() {
+            return Err(e);
+        }
         if !dst.ip().is_multicast() {
             return self.udp_emit(src, dst, payload, marks);
         }
@@ -695,7 +724,7 @@ impl Endpoint {
     pub fn udp_send(&mut self, h: UdpHandle, payload: &[u8]) -> Result<usize, Error> {
         // Linux's `udp_sendmsg` without a destination: EDESTADDRREQ.
         let peer = self.udp.socket(h)?.peer.ok_or(Error::DestinationRequired)?;
-        self.udp_send_to(h, peer, payload)
+        self.udp_send_dst(h, peer, payload, false)
     }
 
     /// The largest payload a datagram to an address of this family can carry unfragmented:
@@ -892,11 +921,13 @@ impl Endpoint {
         })
     }
 
-    /// The connected peer; `NotConnected` if there is none. An IPv4 peer of a dual-stack
-    /// IPv6 socket reads IPv4-mapped.
+    /// The connected peer; `NotConnected` if there is none, or if it was connected to port
+    /// 0 (Linux's `inet_getname` and `inet6_getname`: ENOTCONN without a remote port). An
+    /// IPv4 peer of a dual-stack IPv6 socket reads IPv4-mapped.
     pub fn udp_peer_addr(&self, h: UdpHandle) -> Result<SocketAddr, Error> {
         let sock = self.udp.socket(h)?;
-        let peer = sock.peer.ok_or(Error::NotConnected)?;
+        let peer = sock.peer.filter(|p| p.port() != 0);
+        let peer = peer.ok_or(Error::NotConnected)?;
         Ok(if sock.local.is_ipv6() || sock.mapped {
             ipv4_mapped(peer)
         } else {

@@ -184,7 +184,7 @@ impl Endpoint {
             .filter(|&h| {
                 (self.udp.socket(h)).is_ok_and(|s| match s.peer {
                     None => true,
-                    Some(peer) => s.local.ip() == local.ip() && peer == remote,
+                    Some(peer) => s.local.ip() == local.ip() && super::peer_matches(peer, remote),
                 })
             })
             .collect::<Vec<_>>();
