@@ -372,6 +372,12 @@ fn a_connect_to_port_zero_is_taken_as_linux_takes_it() {
         deliver(&mut p.server, p.now, &sent[0]);
         p.pump();
         assert_eq!(p.server.stats().udp_port_unreachable_sent, 1);
+        // A send_to refused for its argument leaves the pending error for the next call,
+        // as Linux's EINVAL comes before `sock_error`.
+        assert_eq!(
+            p.client.udp_send_to(c, sa(server_ip, 0), b"x"),
+            Err(Error::InvalidInput)
+        );
         assert_eq!(recv(&mut p.client, c), Err(Error::ConnectionRefused));
         assert_eq!(recv(&mut p.client, c), Err(Error::WouldBlock));
         // A connect to a port gives the peer back.
