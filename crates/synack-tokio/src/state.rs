@@ -241,27 +241,10 @@ pub(crate) fn unlist(list: &mut Vec<Waker>, waker: &Waker) {
 
 /// A socket's `ready(interest)` from its readiness polls: the part of `interest` that holds
 /// now, or pending once some is asked for and none holds (each poll asked for parks the task
-/// for its own event). An error from any poll is the answer. For a socket without closed
-/// states to report (UDP): see [`poll_interest_bits`].
-pub(crate) fn poll_interest(
-    cx: &mut Context<'_>,
-    interest: Interest,
-    poll_read: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<()>>,
-    poll_write: impl FnOnce(&mut Context<'_>) -> Poll<io::Result<()>>,
-    poll_other: impl FnOnce(&mut Context<'_>, Interest) -> Poll<io::Result<Ready>>,
-) -> Poll<io::Result<Ready>> {
-    poll_interest_bits(
-        cx,
-        interest,
-        |cx| poll_read(cx).map_ok(|()| Ready::READABLE),
-        |cx| poll_write(cx).map_ok(|()| Ready::WRITABLE),
-        poll_other,
-    )
-}
-
-/// [`poll_interest`] with polls that say which bits hold once ready: a TCP stream's add
-/// `READ_CLOSED` and `WRITE_CLOSED` to `READABLE` and `WRITABLE`, each worked out under the
-/// same lock as the readiness it comes with, so that the two agree. `poll_other` answers
+/// for its own event). An error from any poll is the answer. The polls say which bits hold
+/// once ready: a TCP stream's add `READ_CLOSED` and `WRITE_CLOSED` to `READABLE` and
+/// `WRITABLE`, a UDP socket's `WRITE_CLOSED` while an ICMP error is pending, each worked
+/// out under the same lock as the readiness it comes with, so that the two agree. `poll_other` answers
 /// for `ERROR` (a failure not yet reported, Linux's `EPOLLERR` while `sk_err` is set) and
 /// `PRIORITY` (an urgent byte waiting, `EPOLLPRI`), with what `interest` asks of them, and
 /// parks the task for the event that would bring them: asked for alone, they too must

@@ -167,6 +167,8 @@ async fn try_calls_and_readiness() {
             .await
             .unwrap();
         assert!(r.is_writable() && !r.is_readable(), "{r:?}");
+        // EPOLLERR | EPOLLOUT, which mio reads as write-closed.
+        assert!(r.is_write_closed() && !r.is_read_closed(), "{r:?}");
         let waited = tokio::time::timeout(Duration::from_millis(100), s.readable()).await;
         assert!(waited.is_err(), "readable on an error alone");
         let nothing_to_take = |buf: &mut [u8]| {
@@ -184,6 +186,35 @@ async fn try_calls_and_readiness() {
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
         assert!(s.take_error().unwrap().is_none());
         nothing_to_take(&mut buf);
+        // Taken, nothing is closed any more.
+        let r = within(s.ready(Interest::WRITABLE)).await.unwrap();
+        assert_eq!(r, tokio::io::Ready::WRITABLE);
+    })
+    .await;
+}
+
+/// While a connected socket's ICMP error is pending, `WRITABLE` interest is answered
+/// `WRITABLE | WRITE_CLOSED`, as tokio's socket on the kernel answers it (Linux's
+/// `udp_poll`: `EPOLLERR | EPOLLOUT`; `kernel_udp_a_pending_error_as_tokio_sees_it_on_the_kernel`
+/// compares the two), and the next send, not a write that waits, reports the error once.
+#[tokio::test]
+async fn a_pending_error_reads_write_closed_until_a_send_takes_it() {
+    within(async {
+        let (client, _server) = stacks(false);
+        let s = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        s.connect(SocketAddr::new(SERVER, 9)).await.unwrap();
+        let r = within(s.ready(Interest::WRITABLE)).await.unwrap();
+        assert_eq!(r, tokio::io::Ready::WRITABLE);
+        s.send(b"anyone?").await.unwrap();
+        assert!(within(s.ready(Interest::ERROR)).await.unwrap().is_error());
+        let r = within(s.ready(Interest::WRITABLE)).await.unwrap();
+        assert!(r.is_writable() && r.is_write_closed(), "{r:?}");
+        within(s.writable()).await.unwrap();
+        let e = s.try_send(b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(s.take_error().unwrap().is_none());
+        let r = within(s.ready(Interest::WRITABLE)).await.unwrap();
+        assert_eq!(r, tokio::io::Ready::WRITABLE);
     })
     .await;
 }

@@ -569,20 +569,59 @@ impl UdpSocket {
     /// Waits until the socket is ready for any of `interest` and says which, as tokio's
     /// `UdpSocket::ready`: readable when a datagram has come (a pending ICMP error alone is
     /// `ERROR`, as Linux's `EPOLLERR`, not readable), writable when one can be queued.
+    ///
+    /// While an ICMP error waits for the next call (Linux's `sk_err`), `WRITABLE` interest
+    /// is answered `WRITE_CLOSED` too, even with no room to queue (then alone), as tokio's
+    /// socket on the kernel sees it: Linux's `udp_poll` says `EPOLLERR | EPOLLOUT` (or
+    /// `EPOLLERR` alone), which mio reads as write-closed. Here that lasts while the error
+    /// does: once a send, a receive or [`take_error`](Self::take_error) has taken it, the
+    /// socket is writable as before (tokio's readiness keeps `WRITE_CLOSED` for good once
+    /// the kernel said it, since tokio never clears a closed bit; nothing is closed on a
+    /// UDP socket after its error is reported).
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
         crate::state::wait_listed(
             |cx| {
-                crate::state::poll_interest(
+                crate::state::poll_interest_bits(
                     cx,
                     interest,
-                    |cx| self.poll_recv_ready(cx),
-                    |cx| self.poll_send_ready(cx),
+                    |cx| self.poll_recv_ready(cx).map_ok(|()| Ready::READABLE),
+                    |cx| self.poll_write_bits(cx),
                     |cx, interest| self.poll_error_ready(cx, interest),
                 )
             },
             |w| self.forget_waiter(w),
         )
         .await
+    }
+
+    /// What `WRITABLE` interest sees: `WRITABLE` when a datagram can be queued, with
+    /// `WRITE_CLOSED` while an error is pending (alone if there is no room); else the task
+    /// waits for room and, with the receivers, for an error.
+    fn poll_write_bits(&self, cx: &mut Context<'_>) -> Poll<io::Result<Ready>> {
+        let mut inner = self.stack.lock_udp()?;
+        let pending = inner.endpoint.udp_error_pending(self.handle)?;
+        let room = inner.endpoint.udp_send_ready();
+        let ready = match (room, pending) {
+            (true, true) => Ready::WRITABLE | Ready::WRITE_CLOSED,
+            (true, false) => Ready::WRITABLE,
+            (false, true) => Ready::WRITE_CLOSED,
+            (false, false) => {
+                self.park_sender(&mut inner, cx);
+                return Poll::Pending;
+            }
+        };
+        Poll::Ready(Ok(ready))
+    }
+
+    /// Parks a task that waits to send: for room in the own-packet queue (`UdpWritable`),
+    /// and for an ICMP error, which the socket's receivers hear (`UdpReadable`), since the
+    /// send would report it (Linux's `sock_alloc_send_pskb` wakes with `sk_err`).
+    fn park_sender(&self, inner: &mut Inner, cx: &Context<'_>) {
+        register_many(&mut inner.udp_send_wakers, cx);
+        if let Some(s) = inner.udp.get_mut(&self.handle) {
+            register_many(&mut s.recv_wakers, cx);
+        }
+        inner.wake_driver();
     }
 
     /// `ERROR` while an ICMP error waits for the next call to report it (Linux's `EPOLLERR`
@@ -623,24 +662,22 @@ impl UdpSocket {
         self.received(&mut inner, cx, ready)
     }
 
-    /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to).
+    /// Waits until a datagram can be queued, for [`try_send_to`](Self::try_send_to), or an
+    /// ICMP error is pending, which the next send reports (tokio's on the kernel returns
+    /// then too: see [`ready`](Self::ready)).
     pub async fn writable(&self) -> io::Result<()> {
         crate::state::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`writable`](Self::writable).
     pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut inner = self.stack.lock_udp()?;
-        if inner.endpoint.udp_send_ready() {
-            return Poll::Ready(Ok(()));
-        }
-        register_many(&mut inner.udp_send_wakers, cx);
-        inner.wake_driver();
-        Poll::Pending
+        self.poll_write_bits(cx).map_ok(drop)
     }
 
     /// The pending error of a connected socket (an ICMP error for what it sent), taken, as
-    /// `SO_ERROR`; otherwise the next send or receive reports it, once.
+    /// `SO_ERROR`; otherwise the next send or receive reports it, once. While it is
+    /// pending, `ready(Interest::WRITABLE)` says `WRITE_CLOSED` and `ready(Interest::ERROR)`
+    /// says `ERROR`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut inner = self.stack.lock_udp()?;
         Ok(inner.endpoint.udp_take_error(self.handle)?.map(Into::into))
@@ -703,14 +740,29 @@ impl UdpSocket {
     ) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send_to(self.handle, target, buf);
-        sent(&mut inner, cx, result)
+        self.sent(&mut inner, cx, result)
     }
 
     /// Polls to send `buf` to the connected peer, as [`send`](Self::send) does.
     pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send(self.handle, buf);
-        sent(&mut inner, cx, result)
+        self.sent(&mut inner, cx, result)
+    }
+
+    /// [`sent`] for this socket: a send parked for room is woken by an ICMP error too.
+    fn sent(
+        &self,
+        inner: &mut Inner,
+        cx: &Context<'_>,
+        result: Result<usize, Error>,
+    ) -> Poll<io::Result<usize>> {
+        if result == Err(Error::WouldBlock) {
+            if let Some(s) = inner.udp.get_mut(&self.handle) {
+                register_many(&mut s.recv_wakers, cx);
+            }
+        }
+        sent(inner, cx, result)
     }
 }
 
