@@ -1110,6 +1110,30 @@ fn connect_errors_are_typed() {
     assert_eq!(h.ep.state(bogus), Err(Error::InvalidHandle));
 }
 
+/// A connect to a link-local address (fe80::/10) or an interface- or link-local group
+/// without a scope id is `InvalidInput`, as Linux's `tcp_v6_connect` fails with EINVAL
+/// (Linux 6.18 in `unshare -n`: fe80::1, fe90::1 and febf::1 with scope 0 EINVAL, with
+/// the veth's index the SYN goes); with one it goes, the stack's one link being any scope's.
+#[test]
+fn a_link_local_connect_needs_a_scope_id() {
+    let addrs = ["198.18.0.2".parse().unwrap(), "2001:2::2".parse().unwrap()];
+    let mut ep = synack_core::Endpoint::new(config(), &addrs);
+    let now = synack_core::Instant::ZERO;
+    for unscoped in ["[fe80::1]:80", "[fe90::1]:80", "[febf::ffff]:80"] {
+        let to: SocketAddr = unscoped.parse().unwrap();
+        assert_eq!(ep.connect(now, to), Err(Error::InvalidInput), "{to}");
+    }
+    // Groups have no TCP whatever their scope (ENETUNREACH comes first, as Linux's).
+    assert_eq!(
+        ep.connect(now, "[ff02::1]:80".parse().unwrap()),
+        Err(Error::NetworkUnreachable)
+    );
+    // A site-local or global one needs none.
+    ep.connect(now, "[fec0::1]:80".parse().unwrap()).unwrap();
+    let scoped = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 80, 0, 3);
+    ep.connect(now, scoped.into()).unwrap();
+}
+
 #[test]
 fn wildcard_listener_accepts_on_any_own_address() {
     let mut h = Harness::new(config());

@@ -20,6 +20,26 @@ pub(crate) fn shown(addr: SocketAddr, mapped: bool) -> SocketAddr {
     }
 }
 
+/// `addr` with `scope_id` if it is link-local ([`synack_core::endpoint::needs_scope_id`]),
+/// as Linux shows a socket's link-local addresses with its interface; others as they are.
+pub(crate) fn scoped(addr: SocketAddr, scope_id: u32) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(mut v6) if synack_core::endpoint::needs_scope_id(addr) => {
+            v6.set_scope_id(scope_id);
+            SocketAddr::V6(v6)
+        }
+        _ => addr,
+    }
+}
+
+/// The scope id of `addr` if it is link-local, else 0: what a connection to it shows back.
+pub(crate) fn link_scope(addr: SocketAddr) -> u32 {
+    match addr {
+        SocketAddr::V6(v6) if synack_core::endpoint::needs_scope_id(addr) => v6.scope_id(),
+        _ => 0,
+    }
+}
+
 /// The addresses `bind`, `connect`, `send_to` and [`lookup_host`] take, in the order to try
 /// them: what `tokio::net::ToSocketAddrs` takes (`"198.18.0.1:80"`, `"[2001:2::1]:443"`,
 /// `("198.18.0.1", 80)`, `(ip, port)`, a `SocketAddr`, a slice of them), so that code ported

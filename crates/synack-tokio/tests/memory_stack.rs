@@ -2951,3 +2951,47 @@ async fn a_read_of_nothing_reports_a_reset_once() {
     })
     .await;
 }
+
+/// A connect to a link-local IPv6 address needs a scope id, as on Linux: without one it is
+/// `InvalidInput` (EINVAL, carried as the kernel's), for TCP and UDP alike; with one the
+/// connection is made (the stack's one link is any scope's) and shows the scope id back
+/// on its link-local peer, as Linux's `getpeername` does (`kernel_ipv6`'s
+/// `kernel_link_local_connects_as_tokio_on_the_kernel` measures the kernel's side).
+#[tokio::test]
+async fn a_link_local_connect_needs_a_scope_id_and_shows_it_back() {
+    within(20, async {
+        let (client_dev, server_dev) = MemoryDevice::pair();
+        let link: IpAddr = "fe80::1".parse().unwrap();
+        let client = Stack::new(config(1), client_dev, &["2001:2::2".parse().unwrap()]).unwrap();
+        let server = Stack::new(config(2), server_dev, &[link]).unwrap();
+        let unscoped: SocketAddr = "[fe80::1]:80".parse().unwrap();
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "fe80::1".parse().unwrap(),
+            80,
+            0,
+            7,
+        ));
+        let e = TcpStream::connect(&client, unscoped).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let listener = TcpListener::bind(&server, "[::]:80").await.unwrap();
+        let (c, s) = tokio::join!(TcpStream::connect(&client, scoped), listener.accept());
+        let (c, (_s, from)) = (c.unwrap(), s.unwrap());
+        assert_eq!(c.peer_addr().unwrap(), scoped);
+        assert_eq!(from.ip(), "2001:2::2".parse::<IpAddr>().unwrap());
+
+        let u = UdpSocket::bind(&client, "[::]:0").await.unwrap();
+        let e = u.connect(unscoped).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let echo = UdpSocket::bind(&server, "[::]:80").await.unwrap();
+        u.connect(scoped).await.unwrap();
+        assert_eq!(u.peer_addr().unwrap(), scoped);
+        u.send(b"hello").await.unwrap();
+        let mut buf = [0u8; 8];
+        let (n, from) = echo.recv_from(&mut buf).await.unwrap();
+        echo.send_to(&buf[..n], from).await.unwrap();
+        assert_eq!(u.recv(&mut buf).await.unwrap(), 5);
+    })
+    .await;
+}

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::connections::Owner;
-use super::demux::{is_martian, plain};
+use super::demux::{is_martian, needs_scope_id, plain, scope_id};
 use super::table::Tuple;
 use super::time_wait::Takeover;
 use super::{ConnectionHandle, Endpoint, FastOpenCached};
@@ -137,7 +137,9 @@ impl Endpoint {
     /// port), and a closed one the application holds gives it up (see `may_take_over`). A
     /// loopback destination is `NetworkUnreachable` at once; one of our own addresses is
     /// looped back inside the endpoint (see [`poll_transmit`](Self::poll_transmit)), and the
-    /// unspecified one means this host ([`resolve_unspecified`]), as on Linux. A port
+    /// unspecified one means this host ([`resolve_unspecified`]), as on Linux. A link-local
+    /// destination without a scope id ([`needs_scope_id`](crate::endpoint::needs_scope_id))
+    /// is `InvalidInput`, as Linux's EINVAL; any scope id names the stack's one link. A port
     /// given so counts as a bind's: no ephemeral connect shares it while the connection or
     /// its TIME-WAIT entry lasts (see [`port_bound_by_bind`](Self::port_bound_by_bind)).
     /// In intercept mode the local address may be any that is routed to us
@@ -192,6 +194,7 @@ impl Endpoint {
     ) -> Result<(ConnectionHandle, usize), Error> {
         opts.check()?;
         let mut sent = 0;
+        let unscoped = needs_scope_id(remote) && scope_id(remote) == 0;
         let (remote, local) = (plain(remote), local.map(plain));
         let remote = resolve_unspecified(remote, local.map(|l| l.ip()), &self.addresses);
         // Port 0 is a destination like any other, as for Linux's `tcp_v4_connect`: the SYN
@@ -200,6 +203,12 @@ impl Endpoint {
         // ENETUNREACH for an RTCF_BROADCAST or RTCF_MULTICAST route).
         if !self.is_unicast(remote.ip()) {
             return Err(Error::NetworkUnreachable);
+        }
+        // RFC 4007 §6: a link-local address names no peer without its link. Linux's
+        // `tcp_v6_connect` fails with EINVAL without a scope id (or a bound device); the
+        // stack has one link, which any scope id names.
+        if unscoped {
+            return Err(Error::InvalidInput);
         }
         // A SYN to a loopback address (or 0/8, or an IPv4-mapped one) would go out on the
         // link, which never answers it (the kernel drops it as a martian), and the connect

@@ -81,6 +81,41 @@ pub(super) fn is_martian(addr: IpAddr) -> bool {
     }
 }
 
+/// Whether `addr` names no peer without a link to say which (RFC 4007 §6): an IPv6
+/// link-local unicast address (fe80::/10) or an interface- or link-local multicast group
+/// (ff01::/16, ff02::/16), as Linux's `__ipv6_addr_needs_scope_id`. A connect to one needs
+/// a scope id: Linux's `tcp_v6_connect` and `__ip6_datagram_connect` fail with EINVAL
+/// without one (unless the socket is bound to a device), and show it back on `getpeername`.
+pub fn needs_scope_id(addr: SocketAddr) -> bool {
+    let SocketAddr::V6(v6) = addr else {
+        return false;
+    };
+    let first = v6.ip().segments()[0];
+    let link_local = first & 0xffc0 == 0xfe80;
+    link_local || (v6.ip().is_multicast() && matches!(first & 0x000f, 1 | 2))
+}
+
+/// The scope id of an IPv6 socket address (0 for IPv4).
+pub(super) fn scope_id(addr: SocketAddr) -> u32 {
+    match addr {
+        SocketAddr::V6(v6) => v6.scope_id(),
+        SocketAddr::V4(_) => 0,
+    }
+}
+
+/// `addr` with `scope` as its scope id if it [needs one](needs_scope_id): how a socket
+/// connected with a scope id shows its addresses, as Linux's `getpeername` and
+/// `getsockname` show `sk_bound_dev_if` for a link-local address and 0 for any other.
+pub(super) fn scoped(addr: SocketAddr, scope: u32) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(mut v6) if needs_scope_id(addr) => {
+            v6.set_scope_id(scope);
+            SocketAddr::V6(v6)
+        }
+        _ => addr,
+    }
+}
+
 /// `addr` without an IPv6 flow label or scope id, as every address a socket is given
 /// (bound, connected or sent to) is taken: Linux ignores `sin6_flowinfo` unless
 /// `IPV6_FLOWINFO_SEND` is on, and the scope id names an interface, of which a stack has

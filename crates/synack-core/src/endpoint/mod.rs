@@ -76,7 +76,7 @@ mod udp;
 
 use bind::Bindings;
 use connections::{Owner, Slot};
-pub use demux::{ipv4_mapped, unmapped, RecvMeta};
+pub use demux::{ipv4_mapped, needs_scope_id, unmapped, RecvMeta};
 pub use fast_open::{FastOpenCached, FastOpenKey};
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
 use intercept::Intercepts;

@@ -25,6 +25,10 @@ pub(crate) struct ConnRef {
     /// An IPv4 connection accepted by a listener on `[::]` (dual stack): its addresses are
     /// shown IPv4-mapped, as Linux's `getsockname`/`getpeername` on such a socket show them.
     mapped: bool,
+    /// The scope id an outgoing connection to a link-local peer was given (the stack's one
+    /// link, which any scope id names): shown back with its link-local addresses, as Linux's
+    /// `getpeername` and `getsockname` show `sk_bound_dev_if` for them (0 otherwise).
+    scope_id: u32,
     /// The local address and port, fixed for the connection's life: `local_addr` answers
     /// from here, as `getsockname` answers on any open socket, even once the driver has
     /// stopped.
@@ -54,8 +58,15 @@ impl ConnRef {
             shard,
             handle,
             mapped: false,
+            scope_id: 0,
             local,
         }
+    }
+
+    /// Shows the connection's link-local addresses with `scope_id` (see `scope_id`).
+    pub(crate) fn with_scope(mut self, scope_id: u32) -> ConnRef {
+        self.scope_id = scope_id;
+        self
     }
 
     /// Shows the connection's addresses IPv4-mapped from now on (see `mapped`).
@@ -65,7 +76,7 @@ impl ConnRef {
     }
 
     fn shown(&self, addr: SocketAddr) -> SocketAddr {
-        crate::addr::shown(addr, self.mapped)
+        crate::addr::scoped(crate::addr::shown(addr, self.mapped), self.scope_id)
     }
 
     /// Waits for the handshake to finish (an active open, or an intercepted SYN accepted).

@@ -189,7 +189,10 @@ impl TcpStream {
     /// a broadcast or multicast one (TCP has no groups). An
     /// IPv4-mapped address (`::ffff:a.b.c.d`, as a dual-stack listener shows its IPv4
     /// clients) connects over IPv4, and the stream shows its addresses mapped, as Linux's
-    /// dual-stack sockets do. Cancelling the future abandons the attempt.
+    /// dual-stack sockets do. A link-local IPv6 address (fe80::/10) needs a scope id
+    /// (`fe80::1%3`): without one it is `InvalidInput`, as Linux's EINVAL; the stack has one
+    /// link, which any scope id names, and the stream shows it back on its link-local
+    /// addresses. Cancelling the future abandons the attempt.
     ///
     /// `addr` is anything tokio::net's `connect` takes; with several addresses, each is
     /// tried in turn until one connects, else the last error is returned. A host name is
@@ -232,7 +235,8 @@ impl TcpStream {
         let (conn, deferred) = {
             // On the shard that will own the flow (see `crate::shard`).
             let (shard, mut inner, handle) = stack.open_connection(addr, local, options)?;
-            let mut conn = ConnRef::register(stack, shard, handle, false, &mut inner);
+            let mut conn = ConnRef::register(stack, shard, handle, false, &mut inner)
+                .with_scope(crate::addr::link_scope(addr));
             if mapped {
                 conn = conn.map_to_v6();
             }

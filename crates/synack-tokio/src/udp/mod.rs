@@ -375,6 +375,11 @@ impl UdpSocket {
     /// IPv4-mapped source (`::ffff:a.b.c.d`), as Linux's. With several addresses (see [`ToSocketAddrs`]), the
     /// first that the socket can connect to is taken, else the last error is returned.
     ///
+    /// A link-local IPv6 peer (fe80::/10, or an ff01:: or ff02:: group) needs a scope id
+    /// (`fe80::1%3`): without one it is `InvalidInput`, as Linux's EINVAL (Linux takes one
+    /// on a socket bound to a device, synack does not); the stack has one link, which any
+    /// scope id names, and [`peer_addr`](Self::peer_addr) shows it back.
+    ///
     /// Port 0 is taken, as Linux takes it: only the peer's address is then matched (its
     /// datagrams from any port are received), [`peer_addr`](Self::peer_addr) is
     /// `NotConnected`, and `send` sends to port 0 (the port unreachable that answers fails

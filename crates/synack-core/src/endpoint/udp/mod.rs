@@ -45,7 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
-use super::demux::{ipv4_mapped, is_martian, RecvMeta};
+use super::demux::{ipv4_mapped, is_martian, needs_scope_id, scope_id, scoped, RecvMeta};
 use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
@@ -112,6 +112,9 @@ struct Socket {
     tos: u8,
     /// `SO_BROADCAST`: it may send to a broadcast address.
     broadcast: bool,
+    /// The scope id a connect to a link-local peer gave (the stack's one link, which any
+    /// scope id names), shown back with the peer and a link-local local address.
+    scope_id: u32,
     /// An IPv6 socket bound to an IPv4-mapped address (`local` is its IPv4 one): it speaks
     /// IPv4 only and sees its addresses mapped, as Linux's.
     mapped: bool,
@@ -424,6 +427,7 @@ impl Endpoint {
             hop_limit: HOP_LIMIT,
             tos: 0,
             broadcast: false,
+            scope_id: 0,
             mapped: mapped.is_some(),
             multicast: Membership::default(),
         });
@@ -470,6 +474,11 @@ impl Endpoint {
     /// Linux's `ip4_datagram_connect` leaves `sk_err` alone. A broadcast peer is
     /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     ///
+    /// A link-local peer (see [`needs_scope_id`](crate::endpoint::needs_scope_id)) without a
+    /// scope id is `InvalidInput` (Linux's EINVAL); the stack has one link, which any scope
+    /// id names, and `udp_peer_addr` (and `udp_local_addr`, for a link-local source) show it
+    /// back.
+    ///
     /// Port 0 is taken, as Linux's connect takes it: the socket then receives only from the
     /// peer's address (from any port), `udp_peer_addr` is `NotConnected` (Linux's
     /// `inet_getname` says ENOTCONN while the remote port is 0), and `udp_send` sends to
@@ -484,6 +493,13 @@ impl Endpoint {
     /// connect would give this one (only this stack lets an IPv4 socket and a `[::]` one
     /// share a port, so only such a pair meets it).
     pub fn udp_connect(&mut self, h: UdpHandle, peer: SocketAddr) -> Result<(), Error> {
+        // RFC 4007 §6: a link-local peer needs its link named. Linux's
+        // `__ip6_datagram_connect` fails with EINVAL without a scope id (or a bound device);
+        // the stack has one link, which any scope id names, shown back with the peer.
+        let scope = scope_id(peer);
+        if needs_scope_id(peer) && scope == 0 {
+            return Err(Error::InvalidInput);
+        }
         let peer = super::demux::plain(peer);
         let sock = self.udp.socket(h)?;
         let (local, mapped) = (sock.local, sock.mapped);
@@ -513,6 +529,7 @@ impl Endpoint {
         sock.local = new_local;
         sock.mapped = mapped || becomes_mapped;
         sock.peer = Some(peer);
+        sock.scope_id = if needs_scope_id(peer) { scope } else { 0 };
         Ok(())
     }
 
@@ -917,7 +934,7 @@ impl Endpoint {
         let sock = self.udp.socket(h)?;
         Ok(match sock.mapped {
             true => ipv4_mapped(sock.local),
-            false => sock.local,
+            false => scoped(sock.local, sock.scope_id),
         })
     }
 
@@ -929,7 +946,7 @@ impl Endpoint {
         let peer = sock.peer.filter(|p| p.port() != 0);
         let peer = peer.ok_or(Error::NotConnected)?;
         Ok(if sock.local.is_ipv6() || sock.mapped {
-            ipv4_mapped(peer)
+            scoped(ipv4_mapped(peer), sock.scope_id)
         } else {
             peer
         })
