@@ -119,8 +119,10 @@ pub(super) fn scoped(addr: SocketAddr, scope: u32) -> SocketAddr {
 /// `addr` without an IPv6 flow label or scope id, as every address a socket is given
 /// (bound, connected or sent to) is taken: Linux ignores `sin6_flowinfo` unless
 /// `IPV6_FLOWINFO_SEND` is on, and the scope id names an interface, of which a stack has
-/// one; `getsockname` and `getpeername` then show both as 0. Kept, they would make a flow's
-/// addresses differ from the ones its packets carry, and no segment would find it.
+/// one; `getsockname` and `getpeername` then show both as 0, but for a link-local address
+/// connected to with a scope id, which a UDP socket (and the runtime's stream) shows back
+/// (see [`needs_scope_id`]). Kept, they would make a flow's addresses differ from the ones
+/// its packets carry, and no segment would find it.
 pub fn plain(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port())
 }
