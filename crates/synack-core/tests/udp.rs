@@ -911,11 +911,25 @@ fn a_socket_on_the_ipv6_unspecified_address_is_dual_stack() {
     p.pump();
     assert_eq!(recv(&mut p.server, dual55).unwrap().0, b"to dual");
     assert_eq!(recv(&mut p.server, v4), Err(Error::WouldBlock));
-    // A socket bound to a particular IPv6 address has no IPv4.
+    // A socket bound to a particular IPv6 address has no IPv4: a datagram to an IPv4
+    // address (plain or mapped) is ENETUNREACH, and so is a connect to a mapped one, but a
+    // connect to a plain one EAFNOSUPPORT (Linux 6.18, as the kernel test
+    // `kernel_udp_family_mismatches_fail_as_on_the_kernel` compares).
     let only6 = p.server.udp_bind(sa(ip(S6), 54)).unwrap();
+    let plain = sa(Pair::CLIENT, 4000);
+    for to in [from, plain] {
+        assert_eq!(
+            p.server.udp_send_to(only6, to, b"x"),
+            Err(Error::NetworkUnreachable)
+        );
+    }
     assert_eq!(
-        p.server.udp_send_to(only6, from, b"x"),
+        p.server.udp_connect(only6, from),
         Err(Error::NetworkUnreachable)
+    );
+    assert_eq!(
+        p.server.udp_connect(only6, plain),
+        Err(Error::AddressFamilyNotSupported)
     );
 }
 

@@ -70,7 +70,8 @@ pub use synack_core::InterceptedDatagram;
 /// arrives goes to the socket bound to `0.0.0.0` on its port, with no option. A socket on
 /// `[::]` is dual stack, as Linux's default: it receives IPv4 datagrams too, their senders
 /// IPv4-mapped (`::ffff:a.b.c.d`), and sends to such an address (or a plain IPv4 one) in
-/// IPv4; an IPv6 socket bound to a particular address has no IPv4 (`NetworkUnreachable`).
+/// IPv4; an IPv6 socket bound to a particular address has no IPv4 (`NetworkUnreachable`,
+/// but a connect to a plain IPv4 address EAFNOSUPPORT, kind `InvalidInput`, as Linux's).
 /// One bound to an IPv4-mapped address (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0`) binds the
 /// IPv4 one, as Linux's: it speaks IPv4 only (to a native IPv6 destination, EAFNOSUPPORT)
 /// and sees its addresses mapped. A datagram to one of the stack's own addresses loops back

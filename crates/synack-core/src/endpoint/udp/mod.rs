@@ -474,6 +474,10 @@ impl Endpoint {
     /// Linux's `ip4_datagram_connect` leaves `sk_err` alone. A broadcast peer is
     /// `PermissionDenied` (Linux's EACCES without `SO_BROADCAST`).
     ///
+    /// An IPv4 peer for an IPv6 socket bound to an IPv6 address is
+    /// `AddressFamilyNotSupported`, as Linux's connect (its IPv4-mapped form, like a datagram
+    /// to either, `NetworkUnreachable`: see `dual_stack_destination`).
+    ///
     /// A link-local peer (see [`needs_scope_id`](crate::endpoint::needs_scope_id)) without a
     /// scope id is `InvalidInput` (Linux's EINVAL); the stack has one link, which any scope
     /// id names, and `udp_peer_addr` (and `udp_local_addr`, for a link-local source) show it
@@ -503,6 +507,14 @@ impl Endpoint {
         let peer = super::demux::plain(peer);
         let sock = self.udp.socket(h)?;
         let (local, mapped) = (sock.local, sock.mapped);
+        // An IPv4 peer for an IPv6 socket bound to an IPv6 address: Linux's
+        // `__ip6_datagram_connect` hands an AF_INET address to `__ip4_datagram_connect`,
+        // which finds no IPv4 source for it, EAFNOSUPPORT (measured on Linux 6.18; a
+        // datagram sent to it is ENETUNREACH, and so is a connect to its IPv4-mapped form).
+        let dual = local.ip() == unspecified(true);
+        if peer.is_ipv4() && local.is_ipv6() && !dual && !mapped {
+            return Err(Error::AddressFamilyNotSupported);
+        }
         let peer = self.dual_stack_destination(local, mapped, peer)?;
         let peer = self.this_host(local, peer);
         self.check_udp_destination(peer, sock.broadcast)?;
