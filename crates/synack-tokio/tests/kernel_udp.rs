@@ -573,3 +573,321 @@ print(data.decode(), peer[0], flush=True)
     })
     .await;
 }
+
+/// A UDP socket of either kind: tokio's on a kernel socket in the test's namespace, or
+/// synack's on its stack; the calls the comparisons below make, in both.
+enum Sock {
+    Kernel(tokio::net::UdpSocket),
+    Synack(UdpSocket),
+}
+
+impl Sock {
+    /// Binds `addr`: a kernel socket inside `net`'s namespace, or a synack one on its stack.
+    async fn bind(net: &Net, kernel: bool, addr: SocketAddr) -> io::Result<Sock> {
+        if !kernel {
+            return UdpSocket::bind(&net.stack, addr).await.map(Sock::Synack);
+        }
+        let std = net
+            .ns
+            .run_in(move || {
+                let s = std::net::UdpSocket::bind(addr)?;
+                s.set_nonblocking(true)?;
+                Ok::<_, io::Error>(s)
+            })
+            .unwrap()?;
+        tokio::net::UdpSocket::from_std(std).map(Sock::Kernel)
+    }
+
+    async fn connect(&self, to: SocketAddr) -> io::Result<()> {
+        match self {
+            Sock::Kernel(s) => s.connect(to).await,
+            Sock::Synack(s) => s.connect(to).await,
+        }
+    }
+
+    async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Kernel(s) => s.send(buf).await,
+            Sock::Synack(s) => s.send(buf).await,
+        }
+    }
+
+    async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        match self {
+            Sock::Kernel(s) => s.send_to(buf, to).await,
+            Sock::Synack(s) => s.send_to(buf, to).await,
+        }
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Sock::Kernel(s) => s.peer_addr(),
+            Sock::Synack(s) => s.peer_addr(),
+        }
+    }
+
+    async fn ready(&self, interest: tokio::io::Interest) -> io::Result<tokio::io::Ready> {
+        match self {
+            Sock::Kernel(s) => s.ready(interest).await,
+            Sock::Synack(s) => s.ready(interest).await,
+        }
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Sock::Kernel(s) => s.take_error(),
+            Sock::Synack(s) => s.take_error(),
+        }
+    }
+}
+
+/// The errno behind an error: the kernel's, or the one synack's carries, as its own
+/// `raw_os_error` or, for the few errnos std gives no kind of its own (EDESTADDRREQ,
+/// EAFNOSUPPORT...), inside the `synack_core::Error` it holds.
+fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> Result<T, i32> {
+    r.map_err(|e| {
+        e.raw_os_error()
+            .or_else(|| {
+                let inner = e.get_ref()?.downcast_ref::<synack_core::Error>()?;
+                Some(inner.errno())
+            })
+            .unwrap_or_else(|| panic!("an error with no errno: {e:?}"))
+    })
+}
+
+/// What one side's UDP calls gave, in order, for comparing with the other side's.
+type Outcomes = Vec<(&'static str, String)>;
+
+/// The calls of items that earlier reviews found differing from Linux, on one side: `own`
+/// is this side's address of the family, `peer` the other side's (where no UDP port 9 is
+/// open). Returns each call's outcome, errnos by number.
+async fn udp_calls(net: &Net, kernel: bool, own: IpAddr, peer: IpAddr) -> Outcomes {
+    use tokio::io::Interest;
+    let mut out: Outcomes = Vec::new();
+    let mut note = |what: &'static str, v: String| out.push((what, v));
+    let v6 = own.is_ipv6();
+    let s = Sock::bind(net, kernel, unspecified(v6)).await.unwrap();
+    let zero = SocketAddr::new(peer, 0);
+    note(
+        "send unconnected",
+        format!("{:?}", errno(s.send(b"x").await)),
+    );
+    note(
+        "peer_addr unconnected",
+        format!("{:?}", errno(s.peer_addr())),
+    );
+    note(
+        "send_to port 0",
+        format!("{:?}", errno(s.send_to(b"x", zero).await)),
+    );
+    note(
+        "connect port 0",
+        format!("{:?}", errno(s.connect(zero).await)),
+    );
+    note("peer_addr at port 0", format!("{:?}", errno(s.peer_addr())));
+    note(
+        "send to port 0",
+        format!("{:?}", errno(s.send(b"zero").await)),
+    );
+    // The peer's port unreachable comes back: EPOLLERR | EPOLLOUT.
+    let r = within(5, s.ready(Interest::ERROR)).await.unwrap();
+    note("ready(ERROR)", format!("{}", r.is_error()));
+    let r = within(5, s.ready(Interest::WRITABLE)).await.unwrap();
+    let bits = (r.is_writable(), r.is_write_closed(), r.is_error());
+    note("ready(WRITABLE) with an error", format!("{bits:?}"));
+    let r = within(5, s.ready(Interest::READABLE | Interest::WRITABLE))
+        .await
+        .unwrap();
+    note("readable with an error", format!("{}", r.is_readable()));
+    note(
+        "send_to port 0 with an error",
+        format!("{:?}", errno(s.send_to(b"x", zero).await)),
+    );
+    note(
+        "send with an error",
+        format!("{:?}", errno(s.send(b"x").await)),
+    );
+    note(
+        "send after it",
+        format!("{:?}", errno(s.send(b"again").await)),
+    );
+    // That one was refused too: SO_ERROR takes it, once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let taken = errno(s.take_error().map(|e| e.map(|e| errno::<()>(Err(e)))));
+    note("take_error", format!("{taken:?}"));
+    note(
+        "take_error again",
+        format!("{:?}", errno(s.take_error().map(|e| e.is_some()))),
+    );
+    let nine = SocketAddr::new(peer, 9);
+    note(
+        "connect port 9",
+        format!("{:?}", errno(s.connect(nine).await)),
+    );
+    note("peer_addr at port 9", format!("{:?}", errno(s.peer_addr())));
+    out
+}
+
+/// The same UDP calls on tokio's socket over the kernel (in the test's namespace, to
+/// synack's address) and on synack's (to the kernel's), both families, give the same
+/// outcomes: an unconnected send EDESTADDRREQ (synack's of kind `NotConnected`, its errno
+/// inside), a connect to port 0 taken with `peer_addr` ENOTCONN and the send going to port
+/// 0, send_to port 0 EINVAL, and an ICMP port unreachable pending as Linux keeps it:
+/// `ERROR` and `WRITABLE | WRITE_CLOSED` (EPOLLERR | EPOLLOUT), not readable, the next
+/// send ECONNREFUSED once (not a send_to refused for its argument), SO_ERROR once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_errors_as_tokio_gets_them_on_the_kernel() {
+    let test = "kernel_udp_errors_as_tokio_gets_them_on_the_kernel";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-err", synack_core::Config::default());
+    within(60, async {
+        for (host, stack) in [
+            (IpAddr::V4(HOST), IpAddr::V4(STACK)),
+            (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
+        ] {
+            let kernel = udp_calls(&net, true, host, stack).await;
+            let synack = udp_calls(&net, false, stack, host).await;
+            let nine = |ip: IpAddr| SocketAddr::new(ip, 9);
+            for ((what, k), (_, s)) in kernel.iter().zip(&synack) {
+                // The peer port 9 is the other side's address.
+                let k = k.replace(&format!("{:?}", nine(stack)), "PEER:9");
+                let s = s.replace(&format!("{:?}", nine(host)), "PEER:9");
+                assert_eq!(k, s, "{host}: {what}: kernel {k}, synack {s}");
+            }
+            eprintln!("{host}: {kernel:?}");
+        }
+    })
+    .await;
+}
+
+/// Family mismatches on one side: an IPv4 socket given IPv6 addresses, an IPv6 one bound to
+/// an IPv6 address given IPv4 ones (plain and IPv4-mapped), and one bound IPv4-mapped given
+/// an IPv6 one; `own` and `peer` are this side's and the other side's addresses, IPv4 then
+/// IPv6. Returns each call's outcome, errnos by number.
+async fn family_calls(net: &Net, kernel: bool, own: [IpAddr; 2], peer: [IpAddr; 2]) -> Outcomes {
+    let mut out: Outcomes = Vec::new();
+    let at = |ip: IpAddr| SocketAddr::new(ip, 9);
+    let mapped = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), 9),
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let v4 = Sock::bind(net, kernel, unspecified(false)).await.unwrap();
+    let r = errno(v4.send_to(b"x", at(peer[1])).await);
+    out.push(("v4 socket: send_to IPv6", format!("{r:?}")));
+    let r = errno(v4.connect(at(peer[1])).await);
+    out.push(("v4 socket: connect IPv6", format!("{r:?}")));
+    let r = errno(v4.connect(mapped(peer[0])).await);
+    out.push(("v4 socket: connect IPv4-mapped", format!("{r:?}")));
+    for (what, to) in [("IPv4", at(peer[0])), ("IPv4-mapped", mapped(peer[0]))] {
+        let v6 = Sock::bind(net, kernel, SocketAddr::new(own[1], 0))
+            .await
+            .unwrap();
+        let r = errno(v6.send_to(b"x", to).await);
+        out.push((what, format!("v6 socket: send_to {r:?}")));
+        let r = errno(v6.connect(to).await);
+        out.push((what, format!("v6 socket: connect {r:?}")));
+    }
+    let on_mapped = Sock::bind(net, kernel, mapped(own[0]).with_port0())
+        .await
+        .unwrap();
+    let r = errno(on_mapped.send_to(b"x", at(peer[1])).await);
+    out.push(("bound IPv4-mapped: send_to IPv6", format!("{r:?}")));
+    let r = errno(on_mapped.connect(at(peer[1])).await);
+    out.push(("bound IPv4-mapped: connect IPv6", format!("{r:?}")));
+    out
+}
+
+/// Port 0 of an address.
+trait WithPort0 {
+    fn with_port0(self) -> SocketAddr;
+}
+
+impl WithPort0 for SocketAddr {
+    fn with_port0(mut self) -> SocketAddr {
+        self.set_port(0);
+        self
+    }
+}
+
+/// Family mismatches fail as tokio's sockets on the kernel fail them, errno for errno
+/// (EAFNOSUPPORT inside synack's `InvalidInput`, ENETUNREACH, EINVAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_family_mismatches_fail_as_on_the_kernel() {
+    let test = "kernel_udp_family_mismatches_fail_as_on_the_kernel";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-fam", synack_core::Config::default());
+    let host = [IpAddr::V4(HOST), IpAddr::V6(HOST6)];
+    let stack = [IpAddr::V4(STACK), IpAddr::V6(STACK6)];
+    within(30, async {
+        let kernel = family_calls(&net, true, host, stack).await;
+        let synack = family_calls(&net, false, stack, host).await;
+        eprintln!("kernel: {kernel:?}\nsynack: {synack:?}");
+        assert_eq!(kernel, synack);
+    })
+    .await;
+}
+
+/// A connect to a link-local address without a scope id is EINVAL on both, UDP (fe80::1,
+/// and the link-local group ff02::1) and TCP; with the TUN's index as the scope id a UDP
+/// socket connects and shows it back on its peer, on both. Sending to one needs no scope
+/// id, on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_udp_link_local_connects_as_on_the_kernel() {
+    let test = "kernel_udp_link_local_connects_as_on_the_kernel";
+    if !require(test) {
+        return;
+    }
+    let net = dual("synack-udp-ll", synack_core::Config::default());
+    let index = net.run("cat", &["/sys/class/net/synack0/ifindex"]).await;
+    let index: u32 = String::from_utf8_lossy(&index.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let link = |ip: &str, scope| {
+        SocketAddr::V6(std::net::SocketAddrV6::new(
+            ip.parse().unwrap(),
+            7,
+            0,
+            scope,
+        ))
+    };
+    within(30, async {
+        let mut outcomes = Vec::new();
+        for kernel in [true, false] {
+            let mut out: Outcomes = Vec::new();
+            for to in [
+                link("fe80::1", 0),
+                link("ff02::1", 0),
+                link("fe80::1", index),
+            ] {
+                let s = Sock::bind(&net, kernel, unspecified(true)).await.unwrap();
+                let r = errno(s.connect(to).await);
+                out.push(("UDP connect", format!("{to}: {r:?}")));
+                let r = errno(s.peer_addr());
+                out.push(("peer_addr", format!("{r:?}")));
+            }
+            let s = Sock::bind(&net, kernel, unspecified(true)).await.unwrap();
+            let r = errno(s.send_to(b"x", link("fe80::1", 0)).await);
+            out.push(("UDP send_to", format!("{r:?}")));
+            let to = link("fe80::1", 0);
+            let r = match kernel {
+                true => net
+                    .ns
+                    .run_in(move || std::net::TcpStream::connect(to).map(drop))
+                    .unwrap(),
+                false => synack_tokio::TcpStream::connect(&net.stack, to)
+                    .await
+                    .map(drop),
+            };
+            out.push(("TCP connect", format!("{:?}", errno(r))));
+            outcomes.push(out);
+        }
+        eprintln!("kernel: {:?}\nsynack: {:?}", outcomes[0], outcomes[1]);
+        assert_eq!(outcomes[0], outcomes[1]);
+    })
+    .await;
+}

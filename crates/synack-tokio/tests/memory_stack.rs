@@ -2955,8 +2955,8 @@ async fn a_read_of_nothing_reports_a_reset_once() {
 /// A connect to a link-local IPv6 address needs a scope id, as on Linux: without one it is
 /// `InvalidInput` (EINVAL, carried as the kernel's), for TCP and UDP alike; with one the
 /// connection is made (the stack's one link is any scope's) and shows the scope id back
-/// on its link-local peer, as Linux's `getpeername` does (`kernel_ipv6`'s
-/// `kernel_link_local_connects_as_tokio_on_the_kernel` measures the kernel's side).
+/// on its link-local peer, as Linux's `getpeername` does (`kernel_udp`'s
+/// `kernel_udp_link_local_connects_as_on_the_kernel` compares with the kernel's).
 #[tokio::test]
 async fn a_link_local_connect_needs_a_scope_id_and_shows_it_back() {
     within(20, async {

@@ -195,7 +195,7 @@ async fn try_calls_and_readiness() {
 
 /// While a connected socket's ICMP error is pending, `WRITABLE` interest is answered
 /// `WRITABLE | WRITE_CLOSED`, as tokio's socket on the kernel answers it (Linux's
-/// `udp_poll`: `EPOLLERR | EPOLLOUT`; `kernel_udp_a_pending_error_as_tokio_sees_it_on_the_kernel`
+/// `udp_poll`: `EPOLLERR | EPOLLOUT`; `kernel_udp_errors_as_tokio_gets_them_on_the_kernel`
 /// compares the two), and the next send, not a write that waits, reports the error once.
 #[tokio::test]
 async fn a_pending_error_reads_write_closed_until_a_send_takes_it() {
