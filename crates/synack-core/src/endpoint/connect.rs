@@ -138,7 +138,7 @@ impl Endpoint {
     /// loopback destination is `NetworkUnreachable` at once; one of our own addresses is
     /// looped back inside the endpoint (see [`poll_transmit`](Self::poll_transmit)), and the
     /// unspecified one means this host ([`resolve_unspecified`]), as on Linux. A link-local
-    /// destination without a scope id ([`needs_scope_id`](crate::endpoint::needs_scope_id))
+    /// destination without a scope id ([`needs_scope_id`])
     /// is `InvalidInput`, as Linux's EINVAL; any scope id names the stack's one link. A port
     /// given so counts as a bind's: no ephemeral connect shares it while the connection or
     /// its TIME-WAIT entry lasts (see [`port_bound_by_bind`](Self::port_bound_by_bind)).

@@ -478,7 +478,7 @@ impl Endpoint {
     /// `AddressFamilyNotSupported`, as Linux's connect (its IPv4-mapped form, like a datagram
     /// to either, `NetworkUnreachable`: see `dual_stack_destination`).
     ///
-    /// A link-local peer (see [`needs_scope_id`](crate::endpoint::needs_scope_id)) without a
+    /// A link-local peer (see [`needs_scope_id`]) without a
     /// scope id is `InvalidInput` (Linux's EINVAL); the stack has one link, which any scope
     /// id names, and `udp_peer_addr` (and `udp_local_addr`, for a link-local source) show it
     /// back.
