@@ -84,6 +84,20 @@ impl TcpSocket {
         }
     }
 
+    /// An address of the other family than the socket's, for `bind` or `connect`, fails as
+    /// tokio's `TcpSocket` on Linux fails it: an IPv6 one on an IPv4 socket EAFNOSUPPORT
+    /// (`inet_bind`, `tcp_v4_connect`: kind `InvalidInput`, the errno inside), an IPv4 one
+    /// on an IPv6 socket EINVAL (`inet6_bind` and `tcp_v6_connect` find a `sockaddr_in`
+    /// too short for an IPv6 address before they look at its family). Measured on Linux
+    /// 6.18 (`kernel_tcp_family_mismatches_fail_as_on_the_kernel`).
+    fn check_family(&self, addr: SocketAddr) -> io::Result<()> {
+        match (self.v6, addr) {
+            (true, SocketAddr::V4(_)) => Err(synack_core::Error::InvalidInput.into()),
+            (false, SocketAddr::V6(_)) => Err(synack_core::Error::AddressFamilyNotSupported.into()),
+            _ => Ok(()),
+        }
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Settings) -> T) -> T {
         f(&mut self.settings.lock().unwrap_or_else(PoisonError::into_inner))
     }
@@ -98,15 +112,15 @@ impl TcpSocket {
     /// sockets set [`set_reuseaddr`](Self::set_reuseaddr)
     /// (a connection accepted by a [`TcpListener::bind`](crate::TcpListener::bind) listener
     /// has it; one a [`TcpStream::connect`](crate::TcpStream::connect) opened has not);
-    /// `InvalidInput` for a socket already bound (Linux's EINVAL).
+    /// `InvalidInput` for a socket already bound (Linux's EINVAL), and for an address of
+    /// the other family (EAFNOSUPPORT for an IPv6 one on an IPv4 socket, EINVAL for an IPv4
+    /// one on an IPv6 socket, as Linux's).
     ///
     /// The port is the socket's from then on, as Linux reserves it: no ephemeral port is
     /// it, and no other socket binds it, until this socket is dropped, or its connection
     /// or listener holds it.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
-        if addr.is_ipv6() != self.v6 {
-            return Err(synack_core::Error::AddressFamilyNotSupported.into());
-        }
+        self.check_family(addr)?;
         let mut settings = self.settings.lock().unwrap_or_else(PoisonError::into_inner);
         if settings.bound.is_some() {
             // Linux's `inet_bind` on a bound socket: EINVAL.
@@ -430,16 +444,14 @@ impl TcpSocket {
 
     /// Connects to `addr` from the bound address (or one of the stack's, with an ephemeral
     /// port), with this socket's options. An address of the other family than the socket's
-    /// is `InvalidInput`, as for [`bind`](Self::bind) (Linux refuses it too: EAFNOSUPPORT
-    /// or EINVAL).
+    /// is `InvalidInput`, as for [`bind`](Self::bind) (Linux's errnos: see
+    /// `check_family`).
     ///
     /// A port [`bind`](Self::bind) picked (port 0) gives way if it is taken towards `addr`
     /// by then (another socket's connection, or one in TIME-WAIT): the connection takes
     /// another ephemeral port rather than fail.
     pub async fn connect(self, addr: SocketAddr) -> io::Result<TcpStream> {
-        if addr.is_ipv6() != self.v6 {
-            return Err(synack_core::Error::AddressFamilyNotSupported.into());
-        }
+        self.check_family(addr)?;
         let Settings {
             bound,
             options,

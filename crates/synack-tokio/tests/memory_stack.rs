@@ -1838,6 +1838,12 @@ async fn errors_carry_the_kernels_errno() {
         assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
         let e = socket.bind("[2001:2::1]:0".parse().unwrap()).unwrap_err();
         assert_eq!(errno(e), (io::ErrorKind::InvalidInput, None));
+        // An IPv4 address for an IPv6 socket is EINVAL on Linux (too short a sockaddr).
+        let v6 = synack_tokio::TcpSocket::new_v6(&client).unwrap();
+        let e = v6.bind(SocketAddr::new(CLIENT, 0)).unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
+        let e = v6.connect(server_addr(9)).await.unwrap_err();
+        assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
         socket.bind(SocketAddr::new(CLIENT, 0)).unwrap();
         let e = socket.bind(SocketAddr::new(CLIENT, 0)).unwrap_err();
         assert_eq!(errno(e), (io::ErrorKind::InvalidInput, Some(libc::EINVAL)));
