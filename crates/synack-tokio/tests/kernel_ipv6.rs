@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kernel_support::{
-    host6, pattern, require_tool, stack6_addr, stack_addr, Net, Proc, ScratchDir, HOST, HOST6,
-    STACK, STACK6,
+    errno, host6, pattern, require_tool, stack6_addr, stack_addr, Net, Proc, ScratchDir, HOST,
+    HOST6, STACK, STACK6,
 };
 use synack_tokio::device::{OffloadCounters, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
@@ -538,4 +538,102 @@ async fn kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_familie
     ];
     want.sort();
     assert_eq!(peers, want);
+}
+
+/// A TCP socket of either kind, for the family checks: tokio's over a kernel socket made in
+/// the test's namespace, or synack's.
+enum Tcp {
+    Kernel(tokio::net::TcpSocket),
+    Synack(synack_tokio::TcpSocket),
+}
+
+impl Tcp {
+    fn new(net: &Net, kernel: bool, v6: bool) -> Tcp {
+        match (kernel, v6) {
+            (true, v6) => Tcp::Kernel(
+                net.ns
+                    .run_in(move || match v6 {
+                        true => tokio::net::TcpSocket::new_v6(),
+                        false => tokio::net::TcpSocket::new_v4(),
+                    })
+                    .unwrap()
+                    .unwrap(),
+            ),
+            (false, true) => Tcp::Synack(synack_tokio::TcpSocket::new_v6(&net.stack).unwrap()),
+            (false, false) => Tcp::Synack(synack_tokio::TcpSocket::new_v4(&net.stack).unwrap()),
+        }
+    }
+
+    fn bind(&self, addr: std::net::SocketAddr) -> io::Result<()> {
+        match self {
+            Tcp::Kernel(s) => s.bind(addr),
+            Tcp::Synack(s) => s.bind(addr),
+        }
+    }
+
+    async fn connect(self, addr: std::net::SocketAddr) -> io::Result<()> {
+        match self {
+            Tcp::Kernel(s) => s.connect(addr).await.map(drop),
+            Tcp::Synack(s) => s.connect(addr).await.map(drop),
+        }
+    }
+}
+
+/// TCP sockets given an address of the other family fail as the kernel's do, errno for
+/// errno, through tokio's `TcpSocket` on both: an IPv4 socket EAFNOSUPPORT for an IPv6 or
+/// IPv4-mapped address (bind and connect); an IPv6 one EINVAL for a plain IPv4 address
+/// (Linux checks the length of an IPv6 address first: `inet6_bind`, `tcp_v6_connect`) and,
+/// bound to an IPv6 address, ENETUNREACH for an IPv4-mapped peer; an IPv6 one bound
+/// IPv4-mapped EAFNOSUPPORT for an IPv6 peer. Every peer is the other side's, port 9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_tcp_family_mismatches_fail_as_on_the_kernel() {
+    if !require_tun("kernel_tcp_family_mismatches_fail_as_on_the_kernel") {
+        return;
+    }
+    let tun_config = TunConfig {
+        host_addr6: Some("2001:2::1/64".parse().unwrap()),
+        ..TunConfig::default()
+    };
+    let addrs = [IpAddr::V4(STACK), IpAddr::V6(STACK6)];
+    let net = Net::with_tun("synack-tcp-fam", config(), &tun_config, &addrs);
+    let at = |ip: IpAddr, port| std::net::SocketAddr::new(ip, port);
+    let mapped = |ip: std::net::Ipv4Addr, port| at(IpAddr::V6(ip.to_ipv6_mapped()), port);
+    let mut outcomes = Vec::new();
+    for kernel in [true, false] {
+        let (own4, own6, peer4, peer6) = match kernel {
+            true => (HOST, HOST6, STACK, STACK6),
+            false => (STACK, STACK6, HOST, HOST6),
+        };
+        let mut out: Vec<(&str, String)> = Vec::new();
+        let s = Tcp::new(&net, kernel, false);
+        out.push((
+            "v4 bind IPv6",
+            format!("{:?}", errno(s.bind(at(IpAddr::V6(own6), 0)))),
+        ));
+        let r = s.bind(mapped(own4, 0));
+        out.push(("v4 bind IPv4-mapped", format!("{:?}", errno(r))));
+        let r = within(10, s.connect(at(IpAddr::V6(peer6), 9))).await;
+        out.push(("v4 connect IPv6", format!("{:?}", errno(r))));
+        let s = Tcp::new(&net, kernel, false);
+        let r = within(10, s.connect(mapped(peer4, 9))).await;
+        out.push(("v4 connect IPv4-mapped", format!("{:?}", errno(r))));
+        let s = Tcp::new(&net, kernel, true);
+        out.push((
+            "v6 bind IPv4",
+            format!("{:?}", errno(s.bind(at(IpAddr::V4(own4), 0)))),
+        ));
+        let r = within(10, s.connect(at(IpAddr::V4(peer4), 9))).await;
+        out.push(("v6 connect IPv4", format!("{:?}", errno(r))));
+        let s = Tcp::new(&net, kernel, true);
+        s.bind(at(IpAddr::V6(own6), 0)).unwrap();
+        let r = within(10, s.connect(mapped(peer4, 9))).await;
+        out.push(("v6 bound connect IPv4-mapped", format!("{:?}", errno(r))));
+        let s = Tcp::new(&net, kernel, true);
+        s.bind(mapped(own4, 0)).unwrap();
+        let r = within(10, s.connect(at(IpAddr::V6(peer6), 9))).await;
+        out.push(("bound IPv4-mapped connect IPv6", format!("{:?}", errno(r))));
+        outcomes.push(out);
+    }
+    eprintln!("kernel: {:?}\nsynack: {:?}", outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0], outcomes[1]);
 }

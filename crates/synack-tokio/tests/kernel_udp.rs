@@ -10,7 +10,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use kernel_support::{pattern, Net, Proc, HOST, HOST6, STACK, STACK6};
+use kernel_support::{errno, pattern, Net, Proc, HOST, HOST6, STACK, STACK6};
 use synack_core::endpoint::UDP_MAX_PAYLOAD;
 use synack_tokio::device::TunConfig;
 use synack_tokio::netns::require_tun;
@@ -639,20 +639,6 @@ impl Sock {
             Sock::Synack(s) => s.take_error(),
         }
     }
-}
-
-/// The errno behind an error: the kernel's, or the one synack's carries, as its own
-/// `raw_os_error` or, for the few errnos std gives no kind of its own (EDESTADDRREQ,
-/// EAFNOSUPPORT...), inside the `synack_core::Error` it holds.
-fn errno<T: std::fmt::Debug>(r: io::Result<T>) -> Result<T, i32> {
-    r.map_err(|e| {
-        e.raw_os_error()
-            .or_else(|| {
-                let inner = e.get_ref()?.downcast_ref::<synack_core::Error>()?;
-                Some(inner.errno())
-            })
-            .unwrap_or_else(|| panic!("an error with no errno: {e:?}"))
-    })
 }
 
 /// What one side's UDP calls gave, in order, for comparing with the other side's.

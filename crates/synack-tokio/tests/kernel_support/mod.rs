@@ -301,6 +301,20 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// The errno behind an error, for comparing synack's with the kernel's: the kernel's, or
+/// the one synack's carries, as its `raw_os_error` or, for the few errnos std gives no kind
+/// of their own (EDESTADDRREQ, EAFNOSUPPORT...), in the `synack_core::Error` it holds.
+pub fn errno<T: std::fmt::Debug>(r: std::io::Result<T>) -> Result<T, i32> {
+    r.map_err(|e| {
+        e.raw_os_error()
+            .or_else(|| {
+                let inner = e.get_ref()?.downcast_ref::<synack_core::Error>()?;
+                Some(inner.errno())
+            })
+            .unwrap_or_else(|| panic!("an error with no errno: {e:?}"))
+    })
+}
+
 /// Whether a kernel-side tool is installed; under CI=true its absence is a failure.
 pub fn require_tool(test: &str, tool: &str) -> bool {
     let present = Command::new("sh")
