@@ -544,7 +544,7 @@ async fn kernel_one_listener_on_the_ipv6_unspecified_address_serves_both_familie
 /// the test's namespace, or synack's.
 enum Tcp {
     Kernel(tokio::net::TcpSocket),
-    Synack(synack_tokio::TcpSocket),
+    Synack(Box<synack_tokio::TcpSocket>),
 }
 
 impl Tcp {
@@ -559,8 +559,12 @@ impl Tcp {
                     .unwrap()
                     .unwrap(),
             ),
-            (false, true) => Tcp::Synack(synack_tokio::TcpSocket::new_v6(&net.stack).unwrap()),
-            (false, false) => Tcp::Synack(synack_tokio::TcpSocket::new_v4(&net.stack).unwrap()),
+            (false, true) => Tcp::Synack(Box::new(
+                synack_tokio::TcpSocket::new_v6(&net.stack).unwrap(),
+            )),
+            (false, false) => Tcp::Synack(Box::new(
+                synack_tokio::TcpSocket::new_v4(&net.stack).unwrap(),
+            )),
         }
     }
 
@@ -574,7 +578,7 @@ impl Tcp {
     async fn connect(self, addr: std::net::SocketAddr) -> io::Result<()> {
         match self {
             Tcp::Kernel(s) => s.connect(addr).await.map(drop),
-            Tcp::Synack(s) => s.connect(addr).await.map(drop),
+            Tcp::Synack(s) => (*s).connect(addr).await.map(drop),
         }
     }
 }
