@@ -2812,6 +2812,27 @@ fn sack_reneging_times_out_after_half_an_rtt_and_forgets_the_sacks() {
     );
 }
 
+/// SACK marks outlive a second timeout in a row, as Linux's `tcp_timeout_mark_lost` keeps
+/// them unless SND.UNA itself is SACKed: the ACK that follows repeats an old SACK block, which
+/// delivers nothing new, so slow start grows cwnd by the one segment acknowledged (synack
+/// forgot the SACKs at the second timeout and counted the eight SACKed segments again,
+/// cwnd 7). `sack-kept-across-timeouts.pkt` shows the kernel doing the same.
+#[test]
+fn sack_marks_outlive_a_second_timeout() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    k.h.advance(Duration::from_millis(100));
+    let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 10_000)]);
+    while k.h.ep.info(k.h.now, k.c).unwrap().backoff < 2 {
+        let _ = k.h.next_timeout();
+    }
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd), (4, 1), "{info:?}");
+    let _ = sack_reply(&mut k, b, b + 1000, &[(b + 2000, b + 10_000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.snd_cwnd), (4, 2), "{info:?}");
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in

@@ -533,12 +533,15 @@ impl Connection {
                 self.timers.tlp = None;
                 self.ts.min_echo = Some(self.ts_now(now));
                 self.recovery.high_rxt = self.snd.una;
-                // RFC 2018 §8: a receiver may renege on SACKed data. Trust the scoreboard for
-                // one timeout (resending only the holes), not for two in a row; nor at all
-                // when SND.UNA itself is SACKed, which only reneging explains (Linux's
-                // `tcp_timeout_mark_lost` clears every SACK mark then).
+                // RFC 2018 §8: a receiver may renege on SACKed data, and the RFC would have
+                // the SACKs forgotten at a timeout. Linux's `tcp_timeout_mark_lost` keeps
+                // them, timeout after timeout (the go-back resends only the holes, and a
+                // SACK repeated after the timeout is no new delivery), unless SND.UNA itself
+                // is SACKed, which only reneging explains: then it clears every mark. A
+                // receiver that reneges on later data shows it the same way once the holes
+                // before are filled (`tcp_check_sack_reneging`).
                 let reneged = self.snd.scoreboard.covers(self.snd.una, self.snd.una + 1);
-                if self.timeouts >= 2 || reneged {
+                if reneged {
                     self.snd.scoreboard.clear();
                 }
                 self.rtt_seq = None;
