@@ -2833,6 +2833,51 @@ fn sack_marks_outlive_a_second_timeout() {
     assert_eq!((info.ca_state, info.snd_cwnd), (4, 2), "{info:?}");
 }
 
+/// A fast recovery that resends SND.UNA restarts the retransmission timer, as Linux's
+/// `tcp_xmit_retransmit_queue` does when it resends the head: the fast retransmit is lost,
+/// RACK finds it so once segments sent after it are SACKed, and SND.UNA goes again. The
+/// timer, armed by the original flight, fired 0.2 s after that resend and dropped the
+/// recovery into slow start from one segment; now it runs a whole RTO from the resend.
+/// `sack-lost-retransmit-rearms-rto.pkt` shows the kernel doing the same.
+#[test]
+fn a_fast_recovery_resending_snd_una_restarts_the_retransmission_timer() {
+    let mut k = sack_conn_100ms();
+    k.h.ep.send(k.c, &vec![8u8; 20_000]).unwrap();
+    let b = k.h.drain()[0].seq;
+    k.h.advance(Duration::from_millis(100));
+    let mut sent = Vec::new();
+    for (ms, end) in [(0, 2000), (2, 3000), (2, 4000), (10, 6000), (10, 10_000)] {
+        k.h.advance(Duration::from_millis(ms));
+        sent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + end)]));
+    }
+    assert_eq!(
+        sent.iter().filter(|&&(at, _)| at == 0).count(),
+        1,
+        "{sent:?}"
+    );
+    k.h.advance(Duration::from_millis(50));
+    let r = sack_reply(
+        &mut k,
+        b,
+        b,
+        &[(b + 1000, b + 10_000), (b + 12_000, b + 14_000)],
+    );
+    assert_eq!(
+        r.first(),
+        Some(&(0, 1000)),
+        "the lost retransmission again: {r:?}"
+    );
+    let resent_at = k.h.now;
+    let rto = k.h.ep.info(k.h.now, k.c).unwrap().rto;
+    let (t, r) = k.h.next_timeout();
+    assert!(
+        t >= resent_at + rto,
+        "the timer runs from the resend: {:?}",
+        t - resent_at
+    );
+    assert!(r.iter().any(|s| s.seq == b), "{r:?}");
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in
@@ -3555,9 +3600,12 @@ fn the_probe_counts_from_the_last_new_segment_and_resends_a_lone_fin_alone() {
 fn on_a_long_path_recovery_waits_for_the_rto_as_linux() {
     // SRTT 100 ms, RTO 300 ms: within four probe timeouts of the RTO, no probe in recovery
     // (RFC 8985 §7.2, Linux's tcp_schedule_loss_probe), as fr-4pkt-fack-last-byte.pkt wants.
+    // The RTO counts from the fast retransmission, which resent SND.UNA (Linux's
+    // tcp_xmit_retransmit_queue restarts the timer for the head:
+    // sack-fast-retransmit-rearms-rto.pkt).
     let (mut h, c, first, t_ack) = fast_retransmission_lost(Duration::from_millis(100));
     let (t, again) = h.next_timeout();
-    assert_eq!(t - t_ack, Duration::from_millis(250), "the RTO");
+    assert_eq!(t - t_ack, Duration::from_millis(300), "the RTO");
     assert_eq!(again[0].seq, first);
     assert_eq!(h.ep.info(h.now, c).unwrap().rto_count, 1);
 }

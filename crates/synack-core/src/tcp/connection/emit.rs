@@ -355,6 +355,18 @@ impl Connection {
         if seg_len > 0 {
             if self.timers.retransmit.is_none() {
                 self.timers.retransmit = Some(now + self.current_rto());
+            } else if retransmit && seq == self.snd.una && self.recovery.recover.is_some() {
+                // A fast recovery that resends SND.UNA (its fast retransmit, or again once
+                // RACK found that lost) waits a whole RTO from then, as Linux's
+                // `tcp_xmit_retransmit_queue` restarts the timer when it resends the head:
+                // armed from the original flight, it fired while the resend was on its way.
+                let mut deadline = now + self.current_rto();
+                if let (Some(limit), Some(since)) =
+                    (self.cfg.user_timeout, self.retransmitting_since)
+                {
+                    deadline = deadline.min(since + limit);
+                }
+                self.timers.retransmit = Some(deadline);
             }
             // RFC 8985 §7.2: the probe timer is (re)started after new data is sent, as
             // Linux's tcp_schedule_loss_probe after every burst: a probe counts from the
