@@ -950,9 +950,6 @@ impl Connection {
         autosize.min(half)
     }
 
-    /// Whether an ACK may grow the congestion window (Linux's `tcp_is_cwnd_limited`): the
-    /// window limited the flow this round, or, in slow start, it is less than twice the most
-    /// that was in flight, so that slow start still doubles what was used.
     /// Going back after a timeout: what is in flight, as Linux's `tcp_packets_in_flight`
     /// counts it in `TCP_CA_Loss`: what the go-back has resent, and new data sent since the
     /// timeout (F-RTO's, above `rto_recover`), SACKed bytes not counted, all else that was
@@ -972,6 +969,9 @@ impl Connection {
         })
     }
 
+    /// Whether an ACK may grow the congestion window (Linux's `tcp_is_cwnd_limited`): the
+    /// window limited the flow this round, or, in slow start, it is less than twice the most
+    /// that was outstanding, so that slow start still doubles what was used.
     pub(super) fn cwnd_limited(&self) -> bool {
         let cwnd = self.cc.window();
         self.cwnd_use.limited || (cwnd < self.cc.ssthresh() && cwnd < 2 * self.cwnd_use.max_out)
