@@ -4111,6 +4111,22 @@ fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
     );
 }
 
+/// Without SACK and unpaced, `len` bytes out in segments of 1000, nothing answered until the
+/// retransmission timeout resends the first: the connection and where the data began.
+fn reno_flight_then_timeout(mut cfg: Config, len: usize) -> (Conn, SeqNumber) {
+    cfg.pacing(false);
+    let mut k = Conn::open(cfg, false, false);
+    let b = k.our_nxt;
+    k.h.ep.send(k.c, &vec![5u8; len]).unwrap();
+    assert_eq!(k.h.drain().len(), len / 1000);
+    let mut resent = Vec::new();
+    while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+        resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
+    }
+    assert_eq!(resent, [0], "the timeout resends the first segment");
+    (k, b)
+}
+
 /// F-RTO without SACK when the loss is real: after the timeout's resend and the new data
 /// F-RTO sends in its place, duplicate ACKs resume the go-back one segment each under cwnd,
 /// with the new data counted in flight (Linux's `tcp_packets_in_flight` in `TCP_CA_Loss`),
@@ -4120,17 +4136,8 @@ fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
 /// `reno-frto-loss-real.pkt` shows the kernel doing the same.
 #[test]
 fn newreno_frto_finding_the_loss_real_goes_back_under_cwnd() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
-        let mut resent = Vec::new();
-        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
-            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
-        }
-        assert_eq!(resent, [0]);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight_then_timeout(cfg, 10_000);
         k.h.ep.send(k.c, &[6u8; 10_000]).unwrap();
         let mut sent = Vec::new();
         for ack in [1_000, 1_000, 1_000, 1_000, 1_000, 2_000, 3_000, 9_000] {
@@ -4172,17 +4179,8 @@ fn newreno_frto_finding_the_loss_real_goes_back_under_cwnd() {
 /// the kernel doing the same.
 #[test]
 fn newreno_an_ack_of_resent_and_original_data_after_a_timeout_undoes_nothing() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 5_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 5);
-        let mut resent = Vec::new();
-        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
-            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
-        }
-        assert_eq!(resent, [0]);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight_then_timeout(cfg, 5_000);
         let o = k.seg(ACK, b + 3_000);
         k.send_peer(o);
         let sent: Vec<usize> = k.h.drain().iter().map(|s| s.seq - b).collect();
@@ -4832,17 +4830,8 @@ fn ca_state_is_loss_until_what_the_timeout_found_is_acknowledged() {
 /// timeout. `reno-loss-dupacks.pkt` shows the kernel doing the same.
 #[test]
 fn newreno_duplicate_acks_after_a_timeout_start_nothing() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
-        let mut resent = Vec::new();
-        while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
-            resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
-        }
-        assert_eq!(resent, [0]);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight_then_timeout(cfg, 10_000);
         for _ in 0..8 {
             let o = k.seg(ACK, b);
             k.send_peer(o);
