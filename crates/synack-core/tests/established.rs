@@ -4007,12 +4007,8 @@ fn packets_are_sized_for_a_millisecond_and_at_most_half_the_window() {
 /// `prr-no-sack-dupacks.pkt` shows the kernel doing the same with twenty.
 #[test]
 fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight(cfg, 30_000);
         let mut sent = Vec::new();
         for _ in 0..8 {
             let o = k.seg(ACK, b);
@@ -4054,12 +4050,8 @@ fn newreno_recovery_sends_in_proportion_to_the_duplicate_acks() {
 /// `prr-no-sack-partial-ack-held.pkt` shows the kernel doing the same with twenty.
 #[test]
 fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 30_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight(cfg, 30_000);
         let mut sent = Vec::new();
         for ack in [0, 0, 0, 0, 0, 1_000, 1_000] {
             let o = k.seg(ACK, b + ack);
@@ -4111,14 +4103,21 @@ fn newreno_partial_ack_head_waits_for_room_in_the_prr_window() {
     );
 }
 
-/// Without SACK and unpaced, `len` bytes out in segments of 1000, nothing answered until the
-/// retransmission timeout resends the first: the connection and where the data began.
-fn reno_flight_then_timeout(mut cfg: Config, len: usize) -> (Conn, SeqNumber) {
+/// Without SACK and unpaced, `len` bytes queued and the initial window of them (ten
+/// segments of 1000) out at once: the connection and where the data began.
+fn reno_flight(mut cfg: Config, len: usize) -> (Conn, SeqNumber) {
     cfg.pacing(false);
     let mut k = Conn::open(cfg, false, false);
     let b = k.our_nxt;
     k.h.ep.send(k.c, &vec![5u8; len]).unwrap();
-    assert_eq!(k.h.drain().len(), len / 1000);
+    assert_eq!(k.h.drain().len(), len.min(10_000) / 1000);
+    (k, b)
+}
+
+/// Without SACK and unpaced, `len` bytes out in segments of 1000, nothing answered until the
+/// retransmission timeout resends the first: the connection and where the data began.
+fn reno_flight_then_timeout(cfg: Config, len: usize) -> (Conn, SeqNumber) {
+    let (mut k, b) = reno_flight(cfg, len);
     let mut resent = Vec::new();
     while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
         resent.extend(k.h.next_timeout().1.iter().map(|s| s.seq - b));
@@ -4207,12 +4206,8 @@ fn newreno_an_ack_of_resent_and_original_data_after_a_timeout_undoes_nothing() {
 /// `reno-reordering-dupthresh.pkt` shows the kernel doing the same.
 #[test]
 fn newreno_more_duplicate_acks_than_segments_out_raise_the_threshold() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight(cfg, 10_000);
         let mut sent = Vec::new();
         for _ in 0..10 {
             let o = k.seg(ACK, b);
@@ -4255,12 +4250,8 @@ fn newreno_more_duplicate_acks_than_segments_out_raise_the_threshold() {
 /// ends it. `prr-no-sack-recovery-point.pkt` shows the kernel doing the same.
 #[test]
 fn newreno_recovery_holds_at_exactly_the_recovery_point() {
-    for mut cfg in [config(), Config::linux()] {
-        cfg.pacing(false);
-        let mut k = Conn::open(cfg, false, false);
-        let b = k.our_nxt;
-        k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
-        assert_eq!(k.h.drain().len(), 10);
+    for cfg in [config(), Config::linux()] {
+        let (mut k, b) = reno_flight(cfg, 10_000);
         for _ in 0..9 {
             let o = k.seg(ACK, b);
             k.send_peer(o);
