@@ -425,7 +425,14 @@ impl Rack {
             if front.end > una {
                 break;
             }
-            note(front, true);
+            // A segment SACKed before was delivered then, and counted then: the ACK that
+            // covers it now takes no sample from it (Linux's `tcp_clean_rtx_queue` calls
+            // `tcp_rack_advance` only for skbs not `TCPCB_SACKED_ACKED`). Its send time
+            // would otherwise stand as RACK.rtt, as long as the time since the flight left,
+            // and hold back the loss of the holes behind later SACKs.
+            if !front.delivered {
+                note(front, true);
+            }
             self.log.pop_front();
         }
         self.newest_delivered = newest;
@@ -813,6 +820,41 @@ mod tests {
             None,
         );
         assert_eq!(r.detect(t(200), srtt, true, false).lost_up_to, Some(s(100)));
+    }
+
+    /// A cumulative ACK of segments SACKed before takes no sample from them (Linux's
+    /// `tcp_clean_rtx_queue` advances RACK only for skbs not `TCPCB_SACKED_ACKED`): their
+    /// send time, a flight back, would stand as RACK.rtt and hold back the loss of a hole
+    /// behind a later SACK (sack-partial-ack-rack-rtt.pkt).
+    #[test]
+    fn a_cumulative_ack_of_sacked_segments_takes_no_sample() {
+        let ms = Duration::from_millis;
+        let mut r = Rack::default();
+        for i in 0..4 {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        // The second to fourth SACKed at 100 ms: RACK.rtt and the minimum RTT are 100 ms.
+        let b_to_d = |a: SeqNumber, _| a >= s(100) && a < s(400);
+        r.on_ack(
+            t(100),
+            s(0),
+            Some((&EVERYWHERE[..], &b_to_d)),
+            Some(ms(100)),
+        );
+        r.on_retransmit(s(0), s(100), 100, t(100));
+        r.on_send(s(400), s(500), t(110));
+        r.on_send(s(500), s(600), t(110));
+        // At 170 ms the resent first segment is acknowledged (70 ms, under the minimum RTT:
+        // no sample), the SACKed three with it, and the last segment is SACKed (60 ms).
+        r.on_ack(
+            t(170),
+            s(400),
+            Some((&EVERYWHERE[..], &|a, _| a == s(500))),
+            None,
+        );
+        // The fifth, sent with the sixth, has waited RACK.rtt (the sixth's 60 ms): lost.
+        let d = r.detect(t(170), ms(100), true, false);
+        assert_eq!(d.lost_up_to, Some(s(500)));
     }
 
     /// A retransmission in the same tick as the burst it repairs is sent after that burst:
