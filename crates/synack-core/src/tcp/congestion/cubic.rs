@@ -69,6 +69,9 @@ const LINUX_CUBE_SCALE: u128 = 410;
 /// `cwnd * LINUX_RENO_STEP / 8` (`beta_scale` = 8 * (1024 + 717) / 3 / (1024 - 717) = 15,
 /// that is RFC 9438 §4.3's 1 / α_cubic ≈ 1.89 windows per segment with β = 717/1024).
 const LINUX_RENO_STEP: u64 = 15;
+/// Linux's β: `beta` / `BICTCP_BETA_SCALE`, 717/1024 (RFC 9438 §4.6's 0.7 in fixed point).
+const LINUX_BETA: usize = 717;
+const LINUX_BETA_SCALE: usize = 1024;
 /// Without a W_max (before the first loss, and after a timeout, which clears it) Linux lets
 /// cwnd grow at least one segment per this many ACKed ("increase cwnd 5% per RTT").
 const LINUX_UNKNOWN_BANDWIDTH_CNT: u64 = 20;
@@ -389,7 +392,20 @@ impl Cubic {
     /// RFC 9438 §4.6: `ssthresh = flight_size * β_cubic`, and "ssthresh = max(ssthresh, 2)"
     /// segments. Computed as `flight / 10 * 7 + flight % 10 * 7 / 10` so that it cannot
     /// overflow for any `usize`.
+    ///
+    /// With Linux's growth ([`Config::linux_cwnd_growth`]) in whole segments, as
+    /// `cubictcp_recalc_ssthresh` counts them: `max(cwnd * 717 / 1024, 2)`, rounded down. Seven
+    /// segments then leave four where 0.7 of the bytes would leave 4.9, and a slow start from
+    /// one segment stops at four, not five.
+    ///
+    /// [`Config::linux_cwnd_growth`]: crate::Config::linux_cwnd_growth
     fn reduced_ssthresh(&self, flight: usize) -> usize {
+        if self.linux.is_some() {
+            let segments = flight / self.mss;
+            let reduced = segments / LINUX_BETA_SCALE * LINUX_BETA
+                + segments % LINUX_BETA_SCALE * LINUX_BETA / LINUX_BETA_SCALE;
+            return reduced.max(2).saturating_mul(self.mss);
+        }
         let reduced = (flight / BETA_DEN) * BETA_NUM + (flight % BETA_DEN) * BETA_NUM / BETA_DEN;
         reduced.max(self.mss.saturating_mul(2))
     }
@@ -1157,6 +1173,23 @@ mod tests {
         }
         assert!(!cc.in_slow_start());
         (cc, now)
+    }
+
+    #[test]
+    fn linux_growth_reduces_ssthresh_in_whole_segments() {
+        // cubictcp_recalc_ssthresh: max(cwnd * 717 / 1024, 2) packets, rounded down. Seven
+        // segments leave four (0.7 of the bytes would be 4.9), whatever part of a segment
+        // the flight holds beyond them.
+        let mut cc = linux(RTT_100MS);
+        for (segments, want) in [(7, 4), (10, 7), (3, 2), (1, 2), (100, 70), (2048, 1434)] {
+            assert_eq!(cc.reduced_ssthresh(segments * MSS + MSS / 2), want * MSS);
+        }
+        cc.cwnd = 7 * MSS;
+        cc.initial = false;
+        cc.on_rto(T, Some(7 * MSS));
+        assert_eq!(cc.ssthresh(), 4 * MSS);
+        // No overflow for any flight.
+        assert!(cc.reduced_ssthresh(usize::MAX) > usize::MAX / MSS / 2 * MSS);
     }
 
     #[test]
