@@ -34,10 +34,17 @@ pub struct TcpInfo {
     /// The delayed-ACK timeout as it stands (Linux's `tcpi_ato`): zero before any data
     /// arrived, then adapting from [`Config::delayed_ack`](crate::Config::delayed_ack).
     pub ato: Duration,
-    /// The MSS we send with.
+    /// The payload of a full-sized segment we send (Linux's `mss_cache`, `tcpi_snd_mss`):
+    /// the send MSS less the timestamp option when timestamps are on, 1448 for an MSS of
+    /// 1460. `TCP_MAXSEG` reads the same.
     pub snd_mss: u32,
-    /// The MSS we advertised.
+    /// The size of the peer's segments as estimated from those that arrive (Linux's
+    /// `icsk_ack.rcv_mss`): at most 536 until a larger one arrives. The delayed ACK waits
+    /// for more than this much data before it acknowledges at once.
     pub rcv_mss: u32,
+    /// The MSS we advertised, less the timestamp option when timestamps are on (Linux's
+    /// `tcpi_advmss`).
+    pub advmss: u32,
     /// Segments sent and not yet acknowledged.
     pub unacked: u32,
     /// Segments SACKed.

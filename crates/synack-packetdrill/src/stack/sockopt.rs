@@ -96,9 +96,9 @@ impl Shared {
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => int(o.fastopen.unwrap_or(0) as i32),
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
-                    // Linux reports mss_cache: the MSS less the options every segment
-                    // carries (12 bytes of timestamps).
-                    Some(i) if i.snd_mss > 0 => i.snd_mss - if i.options & 1 != 0 { 12 } else { 0 },
+                    // Linux reports mss_cache, as TCP_INFO's snd_mss: the MSS less the
+                    // options every segment carries (12 bytes of timestamps).
+                    Some(i) if i.snd_mss > 0 => i.snd_mss,
                     _ => o.maxseg.unwrap_or(536),
                 };
                 int(mss as i32)
@@ -556,9 +556,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(us(i.rto));
     w.u32(us(i.ato));
     w.u32(i.snd_mss);
-    // Linux's tcpi_rcv_mss estimates the peer's segment size; the nearest the core knows is
-    // the MSS the peer sends with (at most ours and its own).
-    w.u32(i.snd_mss.min(i.rcv_mss));
+    w.u32(i.rcv_mss);
     w.u32(i.unacked);
     w.u32(i.sacked);
     w.u32(i.lost);
@@ -574,7 +572,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(us(i.rttvar));
     w.u32(i.snd_ssthresh);
     w.u32(i.snd_cwnd);
-    w.u32(i.rcv_mss); // advmss
+    w.u32(i.advmss);
     w.u32(i.reordering); // reordering
     w.u32(0); // rcv_rtt
     w.u32(0); // rcv_space

@@ -36,6 +36,9 @@ impl Connection {
             0
         };
         let ssthresh = self.cc.ssthresh();
+        // The timestamp option every segment carries (RFC 7323 §3.2, 10 bytes padded to 12),
+        // which Linux takes out of `mss_cache` and `advmss`.
+        let ts_len = if self.ts.enabled { 12 } else { 0 };
         let mut options = 0;
         if self.ts.enabled {
             options |= 1;
@@ -75,8 +78,9 @@ impl Connection {
             rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },
             rto: self.current_rto(),
             ato: self.rcv.delack.ato,
-            snd_mss: self.snd.mss as u32,
-            rcv_mss: self.rcv.mss as u32,
+            snd_mss: self.snd.mss.saturating_sub(ts_len) as u32,
+            rcv_mss: self.rcv.delack.rcv_mss as u32,
+            advmss: self.rcv.mss.saturating_sub(ts_len) as u32,
             unacked: segs(flight),
             sacked: segs(sacked),
             lost: segs(lost),
