@@ -4126,6 +4126,40 @@ fn reno_flight_then_timeout(cfg: Config, len: usize) -> (Conn, SeqNumber) {
     (k, b)
 }
 
+/// TCP_INFO in the Loss state, as Linux's: a timeout marks all that was out lost
+/// (`tcp_timeout_mark_lost`), and `retrans` counts what is resent from then on. Without
+/// SACK, ten segments out: 10 lost and 1 resent at the timeout, 9 and 2 once the first is
+/// acknowledged and the go-back resends two. With SACK, the tail loss probe before the
+/// timeout is no retransmission to the count (`tcp_send_loss_probe`), and the timeout
+/// clears its mark. `tcp-info-loss-state.pkt` shows the kernel's figures.
+#[test]
+fn tcp_info_in_the_loss_state_counts_as_linux() {
+    let (mut k, b) = reno_flight_then_timeout(config(), 10_000);
+    let lost_retrans = |k: &Conn| {
+        let i = k.h.ep.info(k.h.now, k.c).unwrap();
+        (i.ca_state, i.lost, i.retrans)
+    };
+    assert_eq!(lost_retrans(&k), (4, 10, 1));
+    let o = k.seg(ACK, b + 1_000);
+    k.send_peer(o);
+    assert_eq!(k.h.drain().len(), 2);
+    assert_eq!(lost_retrans(&k), (4, 9, 2));
+
+    let mut cfg = config();
+    cfg.pacing(false);
+    let mut k = Conn::open(cfg, false, true);
+    k.h.ep.send(k.c, &[5u8; 10_000]).unwrap();
+    assert_eq!(k.h.drain().len(), 10);
+    let (_, probe) = k.h.next_timeout();
+    assert_eq!(probe.len(), 1, "the tail loss probe");
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().rto_count, 0);
+    assert_eq!(lost_retrans(&k), (0, 0, 0));
+    while k.h.ep.info(k.h.now, k.c).unwrap().rto_count == 0 {
+        k.h.next_timeout();
+    }
+    assert_eq!(lost_retrans(&k), (4, 10, 1));
+}
+
 /// F-RTO without SACK when the loss is real: after the timeout's resend and the new data
 /// F-RTO sends in its place, duplicate ACKs resume the go-back one segment each under cwnd,
 /// with the new data counted in flight (Linux's `tcp_packets_in_flight` in `TCP_CA_Loss`),

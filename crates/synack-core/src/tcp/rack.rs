@@ -636,6 +636,16 @@ impl Rack {
             .sum()
     }
 
+    /// [`retransmitted_in_flight`](Self::retransmitted_in_flight), counting only segments
+    /// last resent at or after `since`.
+    pub fn retransmitted_since(&self, una: SeqNumber, since: Instant, mss: usize) -> usize {
+        self.log
+            .iter()
+            .filter(|s| s.end > una && s.retransmitted && !s.delivered && s.xmit >= since)
+            .map(|s| (s.end - s.start.max(una)).div_ceil(mss.max(1)))
+            .sum()
+    }
+
     /// Bytes in `[from, to)` of segments sent more than once, as segments of `mss`: what a
     /// D-SACK block over recorded data says arrived twice because it was resent (Linux's
     /// `tcp_sacktag_one` takes a duplicate off `undo_retrans` only for an skb marked

@@ -17,10 +17,34 @@ impl Connection {
         let segs = |bytes: usize| bytes.div_ceil(mss).min(u32::MAX as usize) as u32;
         let flight = self.snd.max - self.snd.una;
         let sacked = self.snd.scoreboard.sacked_bytes();
-        let lost = match self.lost_boundary() {
+        let mut lost = match self.lost_boundary() {
             Some(b) if b > self.snd.una => self.snd.scoreboard.unsacked_between(self.snd.una, b),
             _ => 0,
         };
+        let mut retrans = self.snd.rack.retransmitted_in_flight(self.snd.una, mss);
+        // A tail loss probe that resent the last segment is no retransmission to Linux's
+        // count (`tcp_send_loss_probe` resends through `__tcp_retransmit_skb`, which leaves
+        // `retrans_out` alone) while its episode lasts and the segment is not SACKed.
+        if let (Some(high), true) = (self.recovery.tlp_high_seq, self.recovery.tlp_retrans) {
+            if high > self.snd.una && !self.snd.scoreboard.covers(high - 1, high) {
+                retrans = retrans.saturating_sub(1);
+            }
+        }
+        if let (true, Some(high)) = (self.after_rto(), self.recovery.rto_recover) {
+            // A timeout marks everything then out and not SACKed lost, the segments resent
+            // before among it (Linux's `tcp_timeout_mark_lost`, which clears their
+            // retransmitted marks too), and they stay lost as the go-back resends them:
+            // what is resent from then on is what `retrans` counts.
+            let una = self.snd.una;
+            lost = lost.max(self.snd.scoreboard.unsacked_between(una, high));
+            retrans = if self.sack_ok {
+                let since = self.recovery.rto_at.unwrap_or(now);
+                self.snd.rack.retransmitted_since(una, since, mss)
+            } else {
+                // Without SACK the go-back has resent [SND.UNA, SND.NXT) below `high_seq`.
+                segs(self.snd.nxt.min(high).max(una) - una) as usize
+            };
+        }
         // TCP_CA_Loss from the timeout until what was in flight then is acknowledged, as
         // Linux leaves it only when SND.UNA reaches `high_seq`, or without SACK goes past
         // it (`loss_held`).
@@ -84,11 +108,7 @@ impl Connection {
             unacked: segs(flight),
             sacked: segs(sacked),
             lost: segs(lost),
-            retrans: self
-                .snd
-                .rack
-                .retransmitted_in_flight(self.snd.una, mss)
-                .min(u32::MAX as usize) as u32,
+            retrans: retrans.min(u32::MAX as usize) as u32,
             total_retrans: self.retransmits,
             last_data_recv: now.saturating_duration_since(self.last_recv),
             rtt: self.rtt.srtt().unwrap_or_default(),

@@ -465,6 +465,9 @@ pub(crate) struct Recovery {
     /// against repeated fast retransmits after a timeout), moved up to SND.MAX when F-RTO
     /// sends new data instead of resending (Linux's `high_seq`).
     pub rto_recover: Option<SeqNumber>,
+    /// When the last retransmission timeout fired: Linux's `tcp_timeout_mark_lost` clears
+    /// every retransmitted mark then, so TCP_INFO's `retrans` counts from it.
+    pub rto_at: Option<Instant>,
     /// RFC 6675 HighRxt: the highest sequence number retransmitted during this recovery.
     pub high_rxt: SeqNumber,
     /// A tail loss probe is due (RFC 8985 §7.3).

@@ -523,6 +523,7 @@ impl Connection {
                 self.recovery.reno_sacked = 0;
                 self.recovery.retransmit_head = false;
                 self.recovery.rto_recover = Some(self.snd.max);
+                self.recovery.rto_at = Some(now);
                 self.recovery.tlp_pending = false;
                 // The timeout ends the probe episode: the retransmission it sends may be
                 // probed again (`arm_tlp`).
