@@ -2878,6 +2878,33 @@ fn a_fast_recovery_resending_snd_una_restarts_the_retransmission_timer() {
     assert!(r.iter().any(|s| s.seq == b), "{r:?}");
 }
 
+/// In a recovery, an ACK without SACK blocks that acknowledges a resent segment shows the
+/// segments sent before that resend, and still out, lost once RACK.rtt has passed (Linux's
+/// `tcp_identify_packet_loss` runs RACK on every ACK in recovery): the two that limited
+/// transmit sent before the fast retransmit go again at once, though nothing SACKed lies
+/// above them. synack ran RACK only on ACKs that left something SACKed, and the two waited
+/// for the timeout. `rack-lost-after-resent-acked.pkt` shows the kernel doing the same.
+#[test]
+fn rack_finds_losses_on_an_ack_without_sack_blocks_in_recovery() {
+    let mut k = sack_conn_100ms();
+    k.h.ep.send(k.c, &vec![8u8; 20_000]).unwrap();
+    let b = k.h.drain()[0].seq;
+    k.h.advance(Duration::from_millis(100));
+    let mut sent = Vec::new();
+    for (ms, end) in [(0, 2000), (2, 3000), (2, 4000), (10, 10_000)] {
+        k.h.advance(Duration::from_millis(ms));
+        sent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + end)]));
+    }
+    assert_eq!(&sent[..3], [(10_000, 1000), (11_000, 1000), (0, 1000)]);
+    // The fast retransmit arrives; nothing above 10 000 does.
+    k.h.advance(Duration::from_millis(100));
+    let r = sack_reply(&mut k, b, b + 10_000, &[]);
+    assert_eq!(r.first(), Some(&(10_000, 1000)), "{r:?}");
+    assert_eq!(r.get(1), Some(&(11_000, 1000)), "{r:?}");
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.lost, info.total_retrans), (3, 2, 3));
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in

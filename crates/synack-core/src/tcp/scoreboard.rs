@@ -132,6 +132,28 @@ impl Scoreboard {
         None
     }
 
+    /// The first un-SACKed range `[a, b)` at or after `from` and below `limit`, whether or
+    /// not anything above it is SACKed: RACK (RFC 8985 §6.2) finds losses by time, so a
+    /// lost segment need not lie below a SACK block (it may follow the last one, or no
+    /// block may be left at all).
+    pub fn next_unsacked(
+        &self,
+        from: SeqNumber,
+        limit: SeqNumber,
+    ) -> Option<(SeqNumber, SeqNumber)> {
+        self.next_hole(from, limit).or_else(|| {
+            let start =
+                self.ranges
+                    .iter()
+                    .filter(|&&(_, r)| r > from)
+                    .fold(
+                        from,
+                        |start, &(l, r)| if l <= start { start.max(r) } else { start },
+                    );
+            (start < limit).then_some((start, limit))
+        })
+    }
+
     /// Un-SACKed bytes in `[from, to)`.
     pub fn unsacked_between(&self, from: SeqNumber, to: SeqNumber) -> usize {
         if from >= to {
@@ -230,6 +252,14 @@ mod tests {
             "nothing SACKed above: not a hole"
         );
         assert_eq!(sb.next_hole(s(300), s(400)), Some((s(300), s(400))));
+        // RACK's losses need nothing SACKed above them.
+        assert_eq!(sb.next_unsacked(s(550), s(1000)), Some((s(600), s(1000))));
+        assert_eq!(sb.next_unsacked(s(0), s(1000)), Some((s(0), s(200))));
+        assert_eq!(sb.next_unsacked(s(600), s(600)), None);
+        assert_eq!(
+            Scoreboard::default().next_unsacked(s(7), s(9)),
+            Some((s(7), s(9)))
+        );
         assert_eq!(sb.unsacked_between(s(0), s(1000)), 800);
         assert_eq!(sb.unsacked_between(s(250), s(550)), 200);
         assert_eq!(sb.sacked_end_at(s(250)), Some(s(300)));

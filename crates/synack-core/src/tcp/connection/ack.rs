@@ -172,9 +172,19 @@ impl Connection {
             let scoreboard = &self.snd.scoreboard;
             let srtt = self.rtt.srtt();
             if scoreboard.sacked_bytes() == 0 {
-                // Nothing held out of order: nothing can have overtaken anything.
                 original_end = self.snd.rack.on_ack(now, self.snd.una, None, srtt);
                 self.timers.rack = None;
+                // Nothing held out of order, but in a recovery a resent segment may be among
+                // what this ACK delivered: anything still out that was sent before it, and
+                // has waited RACK.rtt since, is lost (Linux's `tcp_identify_packet_loss`
+                // runs RACK on every ACK of the Recovery and Loss states, SACK blocks or
+                // not). Outside a recovery nothing was sent out of order, so nothing can
+                // have been overtaken, and the pass over the log is spared.
+                if self.snd.rack.take_advanced()
+                    && (self.recovery.recover.is_some() || self.after_rto())
+                {
+                    self.rack_detect_only(now);
+                }
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
                 let mut blocks = [(self.snd.una, self.snd.una); 4];

@@ -386,7 +386,7 @@ impl Connection {
         // turn, and the scoreboard holds a bounded number of holes).
         let srtt = self.rtt.srtt().unwrap_or(self.current_rto());
         let (start, end) = loop {
-            let (start, end) = self.snd.scoreboard.next_hole(from, boundary)?;
+            let (start, end) = self.snd.scoreboard.next_unsacked(from, boundary)?;
             let past = self.snd.rack.resent_in_flight_until(now, start, srtt);
             if past < end {
                 break (past, end);
