@@ -122,7 +122,11 @@ pub(crate) struct Rack {
 pub(crate) struct Detection {
     /// The end of the highest segment now deemed lost.
     pub lost_up_to: Option<SeqNumber>,
-    /// When to look again for segments not yet past their reordering window.
+    /// When to look again for segments not yet past their reordering window: once the last
+    /// of them is (RFC 8985 §6.2 step 5 keeps the largest time remaining, as Linux's
+    /// `tcp_rack_detect_loss` does for its `reo_timeout`), so that one timer marks them
+    /// all. The earliest instead let the timer take them one by one, each as soon as it
+    /// could be lost: an ACK that came in between found resent what it was acknowledging.
     pub recheck_at: Option<Instant>,
     /// Where the lowest retransmission among the lost starts (RFC 8985 §6.2: RACK judges a
     /// retransmission by its own send time, so this is a lost retransmission, not the
@@ -541,7 +545,7 @@ impl Rack {
                     out.lost_retransmission = Some(s.start);
                 }
             } else {
-                out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.min(deadline)));
+                out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.max(deadline)));
             }
         }
         out
@@ -797,10 +801,10 @@ mod tests {
         );
         let srtt = Duration::from_millis(40);
         // Too early: within RACK.rtt (40 ms, the third segment's) + min_RTT/4 (10 ms) of
-        // their transmission.
+        // their transmission. The timer is for the later of the two, which marks both.
         let d = r.detect(t(45), srtt, false, false);
         assert_eq!(d.lost_up_to, None);
-        assert_eq!(d.recheck_at, Some(t(50)));
+        assert_eq!(d.recheck_at, Some(t(51)));
         let d = r.detect(t(51), srtt, false, false);
         assert_eq!(d.lost_up_to, Some(s(200)));
     }
