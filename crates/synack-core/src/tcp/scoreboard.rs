@@ -116,20 +116,10 @@ impl Scoreboard {
         None
     }
 
-    /// The first un-SACKed hole `[a, b)` at or after `from` and below `limit`.
+    /// The first un-SACKed hole `[a, b)` at or after `from` and below `limit`: below a SACK
+    /// block (RFC 6675's holes).
     pub fn next_hole(&self, from: SeqNumber, limit: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
-        let mut start = from;
-        for &(l, r) in &self.ranges {
-            if r <= start {
-                continue;
-            }
-            if l > start {
-                let end = l.min(limit);
-                return (start < end).then_some((start, end));
-            }
-            start = r;
-        }
-        None
+        self.first_unsacked(from, limit, false)
     }
 
     /// The first un-SACKed range `[a, b)` at or after `from` and below `limit`, whether or
@@ -141,17 +131,29 @@ impl Scoreboard {
         from: SeqNumber,
         limit: SeqNumber,
     ) -> Option<(SeqNumber, SeqNumber)> {
-        self.next_hole(from, limit).or_else(|| {
-            let start =
-                self.ranges
-                    .iter()
-                    .filter(|&&(_, r)| r > from)
-                    .fold(
-                        from,
-                        |start, &(l, r)| if l <= start { start.max(r) } else { start },
-                    );
-            (start < limit).then_some((start, limit))
-        })
+        self.first_unsacked(from, limit, true)
+    }
+
+    /// The first un-SACKed range at or after `from` below `limit`; past the last SACK
+    /// block only if `open_ended`.
+    fn first_unsacked(
+        &self,
+        from: SeqNumber,
+        limit: SeqNumber,
+        open_ended: bool,
+    ) -> Option<(SeqNumber, SeqNumber)> {
+        let mut start = from;
+        for &(l, r) in &self.ranges {
+            if r <= start {
+                continue;
+            }
+            if l > start {
+                let end = l.min(limit);
+                return (start < end).then_some((start, end));
+            }
+            start = r;
+        }
+        (open_ended && start < limit).then_some((start, limit))
     }
 
     /// Un-SACKed bytes in `[from, to)`.

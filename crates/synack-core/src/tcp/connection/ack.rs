@@ -180,8 +180,8 @@ impl Connection {
                 // runs RACK on every ACK of the Recovery and Loss states, SACK blocks or
                 // not). Outside a recovery nothing was sent out of order, so nothing can
                 // have been overtaken, and the pass over the log is spared.
-                if self.snd.rack.take_advanced()
-                    && (self.recovery.recover.is_some() || self.after_rto())
+                if (self.recovery.recover.is_some() || self.after_rto())
+                    && self.snd.rack.take_advanced()
                 {
                     self.rack_detect_only(now);
                 }
