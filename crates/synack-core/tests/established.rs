@@ -2905,6 +2905,32 @@ fn rack_finds_losses_on_an_ack_without_sack_blocks_in_recovery() {
     assert_eq!((info.ca_state, info.lost, info.total_retrans), (3, 2, 3));
 }
 
+/// An undo has RACK judge the flight afresh (Linux's `tcp_undo_cwnd_reduction` sets
+/// `rack.advanced`): after F-RTO finds a timeout spurious, because the probe's new data
+/// arrived, the nine segments sent 0.2 s before it and still missing are lost, and a fast
+/// recovery starts at once from the restored window, resending two. synack undid the
+/// timeout and stayed open, sending new data over the holes.
+/// `frto-undo-then-rack-recovery.pkt` shows the kernel doing the same.
+#[test]
+fn an_undo_that_leaves_losses_starts_a_recovery_at_once() {
+    let mut k = sack_conn_100ms();
+    k.h.ep.send(k.c, &vec![8u8; 30_000]).unwrap();
+    let b = k.h.drain()[0].seq;
+    let (_, probe) = k.h.next_timeout();
+    assert_eq!(
+        probe.iter().map(|s| s.seq - b).collect::<Vec<_>>(),
+        [10_000]
+    );
+    let (_, rto) = k.h.next_timeout();
+    assert_eq!(rto.iter().map(|s| s.seq - b).collect::<Vec<_>>(), [0]);
+    k.h.advance(Duration::from_millis(100));
+    let r = sack_reply(&mut k, b, b + 1000, &[(b + 10_000, b + 11_000)]);
+    assert_eq!(r, [(1000, 1000), (2000, 1000)]);
+    let info = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!((info.ca_state, info.undos), (3, 1));
+    assert_eq!((info.snd_cwnd, info.snd_ssthresh, info.lost), (2, 7, 9));
+}
+
 // === Proportional Rate Reduction (RFC 6937) ======================================================
 
 /// The peer SACKs `[from, to)` above the hole at `una`; returns the data segments sent in

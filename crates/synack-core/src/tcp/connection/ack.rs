@@ -297,6 +297,19 @@ impl Connection {
         if !reneged {
             self.try_undo();
         }
+        // An undo on this ACK (of a timeout, by F-RTO or timestamps, or of a fast recovery)
+        // has RACK judge the flight afresh, with the window of the state it leaves the
+        // connection in (Linux's `tcp_undo_cwnd_reduction` sets `rack.advanced`, and
+        // `tcp_identify_packet_loss` runs next): a hole still lost then starts a recovery
+        // from the restored window at once (`tcp_fastretrans_alert`'s "if loss is evident,
+        // starts a new recovery"), where synack waited for the next ACK or the timeout.
+        if !reneged
+            && self.sack_ok
+            && self.counters.undos != undos_before
+            && self.snd.max > self.snd.una
+        {
+            self.rack_detect_only(now);
+        }
         if !reneged
             && self.sack_ok
             && self.recovery.recover.is_none()
