@@ -178,9 +178,10 @@ impl Connection {
                 // what this ACK delivered: anything still out that was sent before it, and
                 // has waited RACK.rtt since, is lost (Linux's `tcp_identify_packet_loss`
                 // runs RACK on every ACK of the Recovery and Loss states, SACK blocks or
-                // not). Outside a recovery nothing was sent out of order, so nothing can
-                // have been overtaken, and the pass over the log is spared.
-                if (self.recovery.recover.is_some() || self.after_rto())
+                // not, the one that ends the state included: a loss found then starts the
+                // next recovery). Outside a recovery nothing was sent out of order, so
+                // nothing can have been overtaken, and the pass over the log is spared.
+                if (recovering_before || was_loss || self.in_loss_recovery())
                     && self.snd.rack.take_advanced()
                 {
                     self.rack_detect_only(now);
