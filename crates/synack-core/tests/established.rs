@@ -2833,6 +2833,23 @@ fn sack_marks_outlive_a_second_timeout() {
     assert_eq!((info.ca_state, info.snd_cwnd), (4, 2), "{info:?}");
 }
 
+/// A SACK connection with 20 000 bytes to send, whose first segment of ten is lost: 0.1 s
+/// after they left, the peer SACKs from the second segment up to each `end`, `ms` after the
+/// step before. Returns the connection, where the data began, and what was sent in reply
+/// (offset, length).
+fn first_segment_lost(steps: &[(u64, usize)]) -> (Conn, SeqNumber, Vec<(usize, usize)>) {
+    let mut k = sack_conn_100ms();
+    k.h.ep.send(k.c, &vec![8u8; 20_000]).unwrap();
+    let b = k.h.drain()[0].seq;
+    k.h.advance(Duration::from_millis(100));
+    let mut sent = Vec::new();
+    for &(ms, end) in steps {
+        k.h.advance(Duration::from_millis(ms));
+        sent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + end)]));
+    }
+    (k, b, sent)
+}
+
 /// A fast recovery that resends SND.UNA restarts the retransmission timer, as Linux's
 /// `tcp_xmit_retransmit_queue` does when it resends the head: the fast retransmit is lost,
 /// RACK finds it so once segments sent after it are SACKed, and SND.UNA goes again. The
@@ -2841,15 +2858,8 @@ fn sack_marks_outlive_a_second_timeout() {
 /// `sack-lost-retransmit-rearms-rto.pkt` shows the kernel doing the same.
 #[test]
 fn a_fast_recovery_resending_snd_una_restarts_the_retransmission_timer() {
-    let mut k = sack_conn_100ms();
-    k.h.ep.send(k.c, &vec![8u8; 20_000]).unwrap();
-    let b = k.h.drain()[0].seq;
-    k.h.advance(Duration::from_millis(100));
-    let mut sent = Vec::new();
-    for (ms, end) in [(0, 2000), (2, 3000), (2, 4000), (10, 6000), (10, 10_000)] {
-        k.h.advance(Duration::from_millis(ms));
-        sent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + end)]));
-    }
+    let (mut k, b, sent) =
+        first_segment_lost(&[(0, 2000), (2, 3000), (2, 4000), (10, 6000), (10, 10_000)]);
     assert_eq!(
         sent.iter().filter(|&&(at, _)| at == 0).count(),
         1,
@@ -2886,15 +2896,7 @@ fn a_fast_recovery_resending_snd_una_restarts_the_retransmission_timer() {
 /// for the timeout. `rack-lost-after-resent-acked.pkt` shows the kernel doing the same.
 #[test]
 fn rack_finds_losses_on_an_ack_without_sack_blocks_in_recovery() {
-    let mut k = sack_conn_100ms();
-    k.h.ep.send(k.c, &vec![8u8; 20_000]).unwrap();
-    let b = k.h.drain()[0].seq;
-    k.h.advance(Duration::from_millis(100));
-    let mut sent = Vec::new();
-    for (ms, end) in [(0, 2000), (2, 3000), (2, 4000), (10, 10_000)] {
-        k.h.advance(Duration::from_millis(ms));
-        sent.extend(sack_reply(&mut k, b, b, &[(b + 1000, b + end)]));
-    }
+    let (mut k, b, sent) = first_segment_lost(&[(0, 2000), (2, 3000), (2, 4000), (10, 10_000)]);
     assert_eq!(&sent[..3], [(10_000, 1000), (11_000, 1000), (0, 1000)]);
     // The fast retransmit arrives; nothing above 10 000 does.
     k.h.advance(Duration::from_millis(100));
