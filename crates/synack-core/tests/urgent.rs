@@ -430,3 +430,51 @@ fn random_urgent_pointers_never_stall_reads_or_panic() {
         }
     }
 }
+
+/// A SYN-ACK that carries text (taken, as RFC 9293 §3.10.7.3 allows) and URG: the pointer is
+/// an offset from the SYN's sequence number, which the text follows, so the urgent byte is
+/// the one before SEG.SEQ + pointer (Linux's `tcp_check_urg` and `tcp_urg`, which subtract
+/// the SYN). It was taken one byte late. A pointer that names only the SYN marks nothing.
+#[test]
+fn urgent_data_on_a_syn_ack_counts_from_the_syn() {
+    for (ptr, mark, byte) in [
+        (3u16, Some(1), Some(b'X')),
+        (1, None, None),
+        (0, None, None),
+    ] {
+        let mut h = Harness::new(config());
+        let peer = SocketAddr::new(PEER, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        // "aXbc" from 10_001: with the pointer 3 from the SYN at 10_000, X (10_002) is urgent.
+        let sa = Out::new(SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .window(65535)
+            .data(b"aXbc")
+            .urg(ptr);
+        h.inject(peer, syn.src, sa);
+        let _ = h.drain();
+        assert_eq!(h.ep.urgent_mark(c).unwrap(), mark, "pointer {ptr}");
+        assert_eq!(
+            h.ep.urgent_pending(c).unwrap(),
+            byte.is_some(),
+            "pointer {ptr}"
+        );
+        let mut buf = [0u8; 16];
+        match byte {
+            Some(b) => {
+                assert_eq!(h.ep.recv_urgent(c), Ok(Some(b)));
+                let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+                assert_eq!(&buf[..n], b"a");
+                let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+                assert_eq!(&buf[..n], b"bc");
+            }
+            None => {
+                assert_eq!(h.ep.recv_urgent(c), Err(Error::InvalidInput));
+                let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+                assert_eq!(&buf[..n], b"aXbc");
+            }
+        }
+    }
+}

@@ -521,10 +521,7 @@ impl Connection {
             }
             // Data or FIN riding on the SYN-ACK is rare but legal: queue it like any other.
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                let mut rest = *seg;
-                rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
-                rest.seq_number = seg.seq_number + 1;
-                self.handle_synchronized(now, &rest);
+                self.handle_synchronized(now, &super::input::after_syn(seg));
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same

@@ -497,10 +497,7 @@ impl Connection {
             && seg.ack_number > self.snd.una
             && seg.ack_number <= self.snd.max
         {
-            let mut rest = *seg;
-            rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
-            rest.seq_number = seg.seq_number + 1;
-            self.handle_synchronized(now, &rest);
+            self.handle_synchronized(now, &after_syn(seg));
             // Linux then queues the segment as it came, SYN and all: its sequence number now
             // lies below RCV.NXT, so `tcp_data_queue` takes it for a retransmission and
             // answers at once, in quick-ACK mode, with a D-SACK for the SYN (RFC 2883 §4),
@@ -1109,4 +1106,25 @@ impl Connection {
             _ => {}
         }
     }
+}
+
+/// What a segment carries past its SYN, as a segment of its own: the same text, FIN and ACK,
+/// starting one sequence number later. Its urgent pointer is counted from the SYN's sequence
+/// number (RFC 9293 §3.8.5: an offset from SEG.SEQ), so it is one less from the new start;
+/// a pointer of 0 or 1 names the SYN itself or nothing before it, and Linux's `tcp_check_urg`
+/// drops such a mark (it lies below `copied_seq`), so URG goes too.
+pub(super) fn after_syn<'a>(seg: &TcpRepr<'a>) -> TcpRepr<'a> {
+    let mut rest = *seg;
+    rest.flags = TcpFlags(seg.flags.0 & !TcpFlags::SYN.0);
+    rest.seq_number = seg.seq_number + 1;
+    if rest.flags.contains(TcpFlags::URG) {
+        match seg.urgent_pointer.checked_sub(1) {
+            Some(ptr) if ptr > 0 => rest.urgent_pointer = ptr,
+            _ => {
+                rest.flags = TcpFlags(rest.flags.0 & !TcpFlags::URG.0);
+                rest.urgent_pointer = 0;
+            }
+        }
+    }
+    rest
 }
