@@ -2812,6 +2812,82 @@ fn sack_reneging_times_out_after_half_an_rtt_and_forgets_the_sacks() {
     );
 }
 
+/// SACK reneging on the ACK that reaches the recovery point: Linux's `tcp_fastretrans_alert`
+/// checks for reneging before the state's exit and returns, so the recovery holds, RACK
+/// marks nothing, and the short timer fires in the Recovery state: `tcp_enter_loss` then
+/// reduces again from PRR's window (the point is acknowledged) with F-RTO off, and the ACK
+/// of everything undoes nothing. synack ended the recovery first, took a timeout from the
+/// open state with F-RTO on, and undid it: cwnd 7 where the kernel has 3
+/// (`sack-reneging-holds-recovery.pkt`). The next ACK that does not renege ends the
+/// recovery, new data or not (`sack-reneging-then-dupack-ends-recovery.pkt`).
+#[test]
+fn sack_reneging_at_the_recovery_point_holds_the_recovery() {
+    for dup_ack_after in [false, true] {
+        let mut k = sack_conn_100ms();
+        let b = ten_out(&mut k);
+        k.h.advance(Duration::from_millis(100));
+        assert_eq!(
+            sack_reply(&mut k, b, b, &[(b + 1000, b + 10_000)]),
+            vec![(0, 1000)],
+            "the fast retransmit"
+        );
+        // New data above the recovery point, the first of it SACKed.
+        k.h.ep.send(k.c, &[9u8; 2000]).unwrap();
+        assert_eq!(sent_from(&mut k, b), vec![(10_000, 1000), (11_000, 1000)]);
+        k.h.advance(Duration::from_millis(10));
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + 11_000)]);
+        // The point is acknowledged, and SND.UNA left at SACKed data.
+        k.h.advance(Duration::from_millis(90));
+        assert!(sack_reply(&mut k, b, b + 10_000, &[]).is_empty());
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.unacked, info.sacked, info.lost),
+            (3, 2, 1, 0),
+            "{info:?}"
+        );
+        if dup_ack_after {
+            k.h.advance(Duration::from_millis(10));
+            let _ = sack_reply(&mut k, b, b + 10_000, &[(b + 11_000, b + 12_000)]);
+            let info = k.h.ep.info(k.h.now, k.c).unwrap();
+            assert_eq!(
+                (info.ca_state, info.snd_cwnd, info.snd_ssthresh, info.sacked),
+                (1, 7, 7, 2),
+                "a duplicate ACK ends the recovery: {info:?}"
+            );
+        }
+        let (_, r) = k.h.next_timeout();
+        assert_eq!(r.first().map(|s| s.seq), Some(b + 10_000), "{r:?}");
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        // ssthresh reduced again from 7: 0.7 × 7000 bytes in this (RFC) profile, 4900,
+        // reported as 5 segments (the Linux profile's whole segments give the kernel's 4).
+        assert_eq!(
+            (
+                info.ca_state,
+                info.snd_cwnd,
+                info.snd_ssthresh,
+                info.sacked,
+                info.lost
+            ),
+            (4, 1, 5, 0, 2),
+            "{info:?}"
+        );
+        assert_eq!(
+            info.retrans, 1,
+            "the SACKs forgotten, the resent head is out"
+        );
+        k.h.advance(Duration::from_millis(20));
+        let _ = sack_reply(&mut k, b, b + 12_000, &[]);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        // Held, no F-RTO: no undo. Ended first, F-RTO undoes the timeout.
+        let expected = if dup_ack_after { (0, 7, 7) } else { (0, 3, 5) };
+        assert_eq!(
+            (info.ca_state, info.snd_cwnd, info.snd_ssthresh),
+            expected,
+            "{info:?}"
+        );
+    }
+}
+
 /// SACK marks outlive a second timeout in a row, as Linux's `tcp_timeout_mark_lost` keeps
 /// them unless SND.UNA itself is SACKed: the ACK that follows repeats an old SACK block, which
 /// delivers nothing new, so slow start grows cwnd by the one segment acknowledged (synack

@@ -622,6 +622,17 @@ impl Rack {
             .count()
     }
 
+    /// The receiver reneged and a timeout gives up on its SACKs: no segment counts as
+    /// delivered any more, so that the pipe, RACK's passes and TCP_INFO see them all out
+    /// again (Linux's `tcp_timeout_mark_lost` clears `TCPCB_SACKED_ACKED` on every skb). What
+    /// RACK learnt of the path from them (RACK.rtt, RACK.fack, reordering) stays, as
+    /// Linux's `rack` state does.
+    pub fn forget_deliveries(&mut self) {
+        for s in &mut self.log {
+            s.delivered = false;
+        }
+    }
+
     /// Whether at most one segment above `una` is tracked (Linux's `packets_out <= 1`), by
     /// a binary search: the probe timeout asks on every ACK, and the log may hold thousands.
     pub fn at_most_one_above(&self, una: SeqNumber) -> bool {

@@ -139,12 +139,37 @@ impl Connection {
             new_sack_info = self.snd.scoreboard.sacked_bytes() != before;
         }
 
+        // SACK reneging (RFC 2018 §8): the ACK leaves SND.UNA at the start of data the peer
+        // had SACKed (this ACK's blocks counted), so it dropped that data (Linux's
+        // FLAG_SACK_RENEGING, set in `tcp_clean_rtx_queue`). As `tcp_check_sack_reneging`,
+        // the SACKs are not trusted but not forgotten at once either (the ACKs after may
+        // set them right): the retransmission timer is set to max(SRTT / 2, 10 ms), in
+        // place of any probe or RACK timer, and the rest of the loss checks wait
+        // (`tcp_fastretrans_alert` returns there, before it looks for losses and before a
+        // recovery this ACK has completed ends: that waits for the next ACK, or the
+        // timeout). The timeout, if it comes, forgets every SACK and goes back to SND.UNA
+        // (`on_retransmit_timeout`).
+        let reneged = self.sack_ok
+            && ack > self.snd.una
+            && ack < self.snd.max
+            && self.snd.scoreboard.covers(ack, ack + 1);
+
         let mut duplicate = false;
         let undos_before = self.counters.undos;
         let recovering_before = self.recovery.recover.is_some();
         let mut growth = None;
+        if !reneged
+            && ack <= self.snd.una
+            && self.recovery.recover.is_some_and(|r| self.snd.una >= r)
+        {
+            // A recovery an earlier ACK completed but held, as it reneged (`on_new_ack`),
+            // ends on the next ACK that does not renege, new data or not (Linux's state
+            // exit comes before its duplicate-ACK processing); one that acknowledges
+            // nothing new grows no window (FLAG_DATA_ACKED is clear).
+            let _ = self.end_fast_recovery(now, seg, 0, self.snd.in_flight());
+        }
         if ack > self.snd.una {
-            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes);
+            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, reneged);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -181,7 +206,8 @@ impl Connection {
                 // not, the one that ends the state included: a loss found then starts the
                 // next recovery). Outside a recovery nothing was sent out of order, so
                 // nothing can have been overtaken, and the pass over the log is spared.
-                if (recovering_before || was_loss || self.in_loss_recovery())
+                if !reneged
+                    && (recovering_before || was_loss || self.in_loss_recovery())
                     && self.snd.rack.take_advanced()
                 {
                     self.rack_detect_only(now);
@@ -200,8 +226,9 @@ impl Connection {
                         .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
                 // Only when something was delivered (Linux's `tcp_rack_mark_lost`): a
                 // duplicate ACK repeating known SACK blocks changes nothing the pass reads
-                // but the time, whose passing the RACK timer already watches.
-                if self.snd.rack.take_advanced() {
+                // but the time, whose passing the RACK timer already watches. Not on an
+                // ACK that reneges, whose delivery the next ACK's pass weighs.
+                if !reneged && self.snd.rack.take_advanced() {
                     self.rack_detect_only(now);
                 }
             }
@@ -267,17 +294,7 @@ impl Connection {
         // `tcp_time_to_recover`): it keeps what is known lost, so a recovery undone for one
         // spurious retransmission starts again at once, from the restored window, when a
         // hole is still lost.
-        // SACK reneging (RFC 2018 §8): the ACK leaves SND.UNA at the start of data the peer
-        // had SACKed, so it dropped that data. As Linux's `tcp_check_sack_reneging`, the
-        // SACKs are not trusted but not forgotten at once either (the ACKs after may set
-        // them right): the retransmission timer is set to max(SRTT / 2, 10 ms), in place of
-        // any probe or RACK timer, and the rest of the loss checks wait
-        // (`tcp_fastretrans_alert` returns there). The timeout, if it comes, forgets every
-        // SACK and goes back to SND.UNA (`on_retransmit_timeout`).
-        let reneged = self.sack_ok
-            && self.snd.una > una_before
-            && self.snd.una < self.snd.max
-            && self.snd.scoreboard.covers(self.snd.una, self.snd.una + 1);
+        // SACK reneging (see `reneged` above): the short timer.
         if reneged {
             let half = self.rtt.srtt().map_or(Duration::ZERO, |srtt| srtt / 2);
             self.timers.retransmit = Some(now + half.max(Duration::from_millis(10)));
@@ -462,6 +479,7 @@ impl Connection {
         ack: SeqNumber,
         sacked_before: usize,
         dsacked: usize,
+        reneged: bool,
     ) -> Option<Growth> {
         let mut growth = None;
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
@@ -571,35 +589,16 @@ impl Connection {
                     self.recovery.undone_while_held = true;
                 }
             }
+            Some(recover) if ack >= recover && reneged => {
+                // The recovery's point is acknowledged, but by an ACK that reneges: Linux's
+                // `tcp_fastretrans_alert` returns at its reneging check, before the state's
+                // exit, so the recovery holds (TCP_CA_Recovery, PRR sizing what this ACK
+                // lets go) until an ACK that does not renege, or the timeout, which then
+                // reduces again (`rto_reduce_from`) without F-RTO.
+            }
             Some(recover) if ack >= recover => {
-                // Full acknowledgment: leave fast recovery. A head a partial ACK marked lost
-                // and PRR held back has been acknowledged.
-                self.recovery.recover = None;
-                self.recovery.retransmit_head = false;
-                self.recovery.lost_below = None;
-                self.recovery.reno_sacked = 0;
-                if std::mem::take(&mut self.recovery.undone_while_held) {
-                    // Undone while held at the recovery point: the window PRR set stays,
-                    // under the restored ssthresh (Linux's `tcp_end_cwnd_reduction` leaves
-                    // cwnd alone once `undo_marker` is clear).
-                    self.cc.on_undone_recovery_end(now, self.recovery.prr_cwnd);
-                } else {
-                    // PRR's exit, with SACK or without (Linux's `tcp_end_cwnd_reduction`,
-                    // after `tcp_reset_reno_sack`): cwnd = ssthresh.
-                    self.cc.on_prr_recovery_end();
-                }
-                self.snd.rack.on_recovery_end();
-                growth = Some(Growth {
-                    delivered,
-                    in_flight_before,
-                    when: GrowWhen::Open,
-                });
-                // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a
-                // TSval older than the first retransmission, so the originals arrived and
-                // the reduction was for nothing.
-                if self.packet_delayed(seg) {
-                    self.undo("retransmissions overtaken by their originals (timestamps)");
-                }
+                // Full acknowledgment: leave fast recovery.
+                growth = Some(self.end_fast_recovery(now, seg, delivered, in_flight_before));
             }
             Some(_) => {
                 // Partial acknowledgment: without SACK the new head is lost and goes next
@@ -693,6 +692,45 @@ impl Connection {
         }
         self.arm_tlp(now);
         growth
+    }
+
+    /// Leave fast recovery: its point is acknowledged (Linux's state exit in
+    /// `tcp_fastretrans_alert`, `tcp_try_undo_recovery` and `tcp_end_cwnd_reduction`). A
+    /// head a partial ACK marked lost and PRR held back has been acknowledged. Returns the
+    /// growth the ACK may bring, for the end of its processing.
+    fn end_fast_recovery(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        delivered: usize,
+        in_flight_before: usize,
+    ) -> Growth {
+        self.recovery.recover = None;
+        self.recovery.retransmit_head = false;
+        self.recovery.lost_below = None;
+        self.recovery.reno_sacked = 0;
+        if std::mem::take(&mut self.recovery.undone_while_held) {
+            // Undone while held at the recovery point: the window PRR set stays, under the
+            // restored ssthresh (Linux's `tcp_end_cwnd_reduction` leaves cwnd alone once
+            // `undo_marker` is clear).
+            self.cc.on_undone_recovery_end(now, self.recovery.prr_cwnd);
+        } else {
+            // PRR's exit, with SACK or without (Linux's `tcp_end_cwnd_reduction`, after
+            // `tcp_reset_reno_sack`): cwnd = ssthresh.
+            self.cc.on_prr_recovery_end();
+        }
+        self.snd.rack.on_recovery_end();
+        // Linux's tcp_try_undo_recovery: the ACK that ends the recovery echoes a TSval older
+        // than the first retransmission, so the originals arrived and the reduction was for
+        // nothing.
+        if self.packet_delayed(seg) {
+            self.undo("retransmissions overtaken by their originals (timestamps)");
+        }
+        Growth {
+            delivered,
+            in_flight_before,
+            when: GrowWhen::Open,
+        }
     }
 
     /// RFC 5681 §3.2 fast retransmit, with RFC 6582's guard against a retransmit for

@@ -70,11 +70,16 @@ impl Connection {
     /// acknowledged). RFC 5681 §3.1 would reduce again from FlightSize, which after the
     /// recovery's own reduction leaves about half of the window the flow had with CUBIC (a
     /// quarter with Reno); and timeouts during recovery are common under random loss.
+    ///
+    /// A fast recovery whose point SND.UNA has reached, held open by SACK reneging (see
+    /// `process_ack`), is not "inside this window" any more: `tcp_enter_loss` reduces again
+    /// (`!after(high_seq, snd_una)`), from the window PRR left.
     pub(super) fn rto_reduce_from(&self) -> Option<usize> {
-        if self.recovery.recover.is_some() || self.recovery.cwr.is_some() {
-            None
-        } else {
-            Some(self.cc.window())
+        match self.recovery.recover {
+            Some(recover) if self.snd.una >= recover => Some(self.cwnd()),
+            Some(_) => None,
+            None if self.recovery.cwr.is_some() => None,
+            None => Some(self.cc.window()),
         }
     }
 
@@ -507,9 +512,15 @@ impl Connection {
                         .filter(|r| usize::from(r.get()) < crate::tcp::scoreboard::DUP_THRESH);
                 }
                 // Nor one in a timeout's recovery held at its end without SACK, which Linux
-                // still counts as `TCP_CA_Loss` (`new_recovery` is false).
+                // still counts as `TCP_CA_Loss` (`new_recovery` is false), nor the first one
+                // in a fast recovery (`TCP_CA_Recovery`), which reduces again when SACK
+                // reneging held it past its point (`rto_reduce_from`) and sets an undo
+                // point, but with F-RTO off.
                 let frto = self.cfg.frto
-                    && ((!self.after_rto() && !self.loss_held()) || self.timeouts > 1);
+                    && ((self.recovery.recover.is_none()
+                        && !self.after_rto()
+                        && !self.loss_held())
+                        || self.timeouts > 1);
                 self.init_rto_undo(reduce_from.is_some());
                 self.recovery.frto =
                     (frto && self.recovery.undo_marker.is_some()).then_some(Frto::Waiting);
@@ -544,6 +555,7 @@ impl Connection {
                 let reneged = self.snd.scoreboard.covers(self.snd.una, self.snd.una + 1);
                 if reneged {
                     self.snd.scoreboard.clear();
+                    self.snd.rack.forget_deliveries();
                 }
                 self.rtt_seq = None;
                 self.snd.nxt = self.snd.una;
