@@ -5272,6 +5272,62 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     );
 }
 
+/// RFC 6069 (TCP-LD), as Linux's `tcp_ld_RTO_revert` for IPv4: a net or host unreachable
+/// quoting SND.UNA while timeouts back the RTO off undoes the last doubling, and the timer
+/// runs from the last retransmission with the RTO that leaves (at once if that has passed).
+/// Other codes, and errors quoting anything but SND.UNA, revert nothing
+/// (`icmp-unreachable-reverts-rto-backoff.pkt` shows the kernel doing the same).
+#[test]
+fn net_or_host_unreachable_reverts_the_rto_backoff() {
+    use synack_core::wire::IcmpRepr;
+    let mut k = Conn::open(config(), false, false);
+    k.h.ep.send(k.c, b"hello").unwrap();
+    let _ = k.h.drain();
+    let rto = k.h.ep.info(k.h.now, k.c).unwrap().rto;
+    let unreachable = |k: &mut Conn, code: u8, quoted: &[u8]| {
+        let p = icmp_packet(IcmpRepr::DstUnreachable {
+            code,
+            invoking: quoted,
+        });
+        k.h.inject_raw(&p);
+        let _ = k.h.drain();
+    };
+    let backoff = |k: &Conn| k.h.ep.info(k.h.now, k.c).unwrap().backoff;
+    // The first timeout: the retransmission, and the RTO doubled.
+    let (t1, r) = k.h.next_timeout();
+    assert_eq!(r.len(), 1, "{r:?}");
+    let head = k.h.raw.last().unwrap()[..28].to_vec();
+    assert_eq!(backoff(&k), 1);
+    // Host unreachable a little later: the next retransmission one RTO after the last.
+    k.h.advance(rto / 4);
+    unreachable(&mut k, 1, &head);
+    assert_eq!(backoff(&k), 0);
+    let (t2, r) = k.h.next_timeout();
+    assert_eq!((t2 - t1, r.len()), (rto, 1), "{r:?}");
+    let head = k.h.raw.last().unwrap()[..28].to_vec();
+    // Port unreachable is only a soft error: still backed off.
+    k.h.advance(rto / 4);
+    unreachable(&mut k, 3, &head);
+    assert_eq!(backoff(&k), 1);
+    // Net unreachable once a whole RTO has passed since the last retransmission: at once.
+    k.h.advance(rto);
+    let sent_before = k.h.raw.len();
+    unreachable(&mut k, 0, &head);
+    let (t3, r) = k.h.next_timeout();
+    assert_eq!((t3, r.len()), (k.h.now, 1), "{r:?}");
+    assert!(k.h.raw.len() > sent_before);
+    assert_eq!(backoff(&k), 1);
+    // An error quoting a sequence number past SND.UNA (our SND.NXT) reverts nothing.
+    let mut past = k.h.raw.last().unwrap()[..28].to_vec();
+    let seq = u32::from_be_bytes(past[24..28].try_into().unwrap()) + 5;
+    past[24..28].copy_from_slice(&seq.to_be_bytes());
+    k.h.advance(rto / 4);
+    unreachable(&mut k, 1, &past);
+    assert_eq!(backoff(&k), 1);
+    // The connection goes on, and the soft error is not reported.
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+}
+
 /// An RTT measured as zero (the peer answered within the clock's tick) must not make SACK
 /// recovery start pass after pass over the holes within one instant: the endpoint fuzz
 /// target found an endless stream of retransmissions from one segment

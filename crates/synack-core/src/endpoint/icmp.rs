@@ -18,8 +18,14 @@ use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 pub(super) enum IcmpReport {
     /// Destination unreachable or time exceeded, as the error a connection may fail with.
     /// `drops_half_open`: whether it ends a passive connection still waiting for the
-    /// handshake's last ACK (Linux's `tcp_req_err` with its `abort`).
-    Unreachable { error: Error, drops_half_open: bool },
+    /// handshake's last ACK (Linux's `tcp_req_err` with its `abort`). `reverts_backoff`:
+    /// whether it undoes a step of the RTO's backoff (RFC 6069: an IPv4 net or host
+    /// unreachable, as Linux's `tcp_v4_err` calls `tcp_ld_RTO_revert` for those two).
+    Unreachable {
+        error: Error,
+        drops_half_open: bool,
+        reverts_backoff: bool,
+    },
     /// Fragmentation needed / Packet Too Big, with the next hop's MTU.
     PacketTooBig { mtu: u32 },
 }
@@ -89,6 +95,7 @@ impl Endpoint {
                 let report = IcmpReport::Unreachable {
                     error,
                     drops_half_open,
+                    reverts_backoff: !v6 && matches!(code, 0 | 1),
                 };
                 self.icmp_error(now, invoking, report);
             }
@@ -103,6 +110,7 @@ impl Endpoint {
                 let report = IcmpReport::Unreachable {
                     error: Error::HostUnreachable,
                     drops_half_open: !v6,
+                    reverts_backoff: false,
                 };
                 self.icmp_error(now, invoking, report);
             }
@@ -250,7 +258,16 @@ impl Endpoint {
             } if slot.syn_of.is_some() && c.awaits_final_ack() && seq == c.iss() => {
                 c.enter_closed(None);
             }
-            IcmpReport::Unreachable { error, .. } => c.handle_icmp_error(error),
+            IcmpReport::Unreachable {
+                error,
+                reverts_backoff,
+                ..
+            } => {
+                if reverts_backoff {
+                    c.revert_rto_backoff(now, seq);
+                }
+                c.handle_icmp_error(error);
+            }
         }
         self.after(h);
     }

@@ -196,6 +196,34 @@ impl Connection {
         }
     }
 
+    /// RFC 6069 (TCP-LD), as Linux's `tcp_ld_RTO_revert`: an ICMP net or host unreachable
+    /// about SND.UNA while timeouts are backing the RTO off says the path is down, not
+    /// congested, so the last doubling is undone and the timer re-armed from the head's last
+    /// transmission (the last timeout: nothing was acknowledged since) with the RTO that
+    /// leaves, firing at once if that has passed. Over an outage that a router reports, the
+    /// retransmissions keep the un-backed-off pace, and the connection resumes within one
+    /// RTO of the path's return rather than after a backoff grown to minutes. Linux does
+    /// this for IPv4 only (`tcp_v4_err`); the caller decides which errors qualify.
+    pub(crate) fn revert_rto_backoff(&mut self, now: Instant, seq: SeqNumber) {
+        let synchronized = !matches!(
+            self.state,
+            State::Closed | State::Listen | State::SynSent | State::SynReceived | State::TimeWait
+        );
+        if !synchronized || seq != self.snd.una || self.timeouts == 0 || self.backoff == 0 {
+            return;
+        }
+        let Some(sent) = self.recovery.rto_at else {
+            return;
+        };
+        self.backoff -= 1;
+        let mut deadline = (sent + self.current_rto()).max(now);
+        // The user timeout bounds the wait, as in the timeout itself.
+        if let (Some(limit), Some(since)) = (self.cfg.user_timeout, self.retransmitting_since) {
+            deadline = deadline.min(since + limit);
+        }
+        self.timers.retransmit = Some(deadline);
+    }
+
     /// A destination-unreachable or time-exceeded error. As Linux: during an active open it
     /// ends the connect; afterwards it is a soft error, reported only if the connection later
     /// times out.
