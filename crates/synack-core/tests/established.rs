@@ -3145,6 +3145,37 @@ fn the_linux_profile_samples_the_rtt_on_every_ack() {
     }
 }
 
+/// The Linux profile samples the RTT from SACK blocks too (Linux's `sack_rtt_us` in
+/// `tcp_ack_update_rtt`): an ACK whose cumulative part gives no sample takes one from the
+/// first segment it newly SACKs that was sent once, a duplicate ACK included, and the
+/// sample ends the RTO's backoff (`sack-rtt-sample-ends-backoff.pkt` checks the kernel).
+/// The default profile keeps RFC 6298's one timed segment, and its backoff.
+#[test]
+fn the_linux_profile_samples_the_rtt_from_sack_blocks() {
+    for linux in [true, false] {
+        let mut cfg = if linux { Config::linux() } else { config() };
+        cfg.seed(Some([7; 32])).pacing(false);
+        let mut k = sack_conn_100ms_with(cfg);
+        let b = ten_out(&mut k);
+        // The first segment is lost; the rest SACKed 300 ms after they left: a 300 ms
+        // sample, SRTT 7/8 100 + 1/8 300 = 125 ms.
+        k.h.now += Duration::from_millis(300);
+        let r = sack_reply(&mut k, b, b, &[(b + 1000, b + 4000)]);
+        assert_eq!(r.first(), Some(&(0, 1000)), "{r:?}");
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        let want = if linux { 125 } else { 100 };
+        assert_eq!(info.rtt, Duration::from_millis(want), "linux {linux}");
+        // The retransmission is lost too: the timeout, backed off.
+        while k.h.ep.info(k.h.now, k.c).unwrap().backoff == 0 {
+            let _ = k.h.next_timeout();
+        }
+        // A duplicate ACK SACKing more of the originals: a sample, and the backoff ends.
+        let _ = sack_reply(&mut k, b, b, &[(b + 1000, b + 6000)]);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(info.backoff == 0, linux, "linux {linux}: {info:?}");
+    }
+}
+
 #[test]
 fn prr_sends_one_segment_per_segment_delivered_when_the_pipe_is_at_ssthresh() {
     // packetdrill's prr-ss-10pkt-lost-1 in the core: cwnd 10, the first segment lost. The

@@ -336,7 +336,10 @@ impl Rack {
     /// An ACK arrived at `now`: everything below `una` and every segment wholly inside a
     /// SACKed range is delivered. `rtt` is the connection's latest RTT estimate. Returns
     /// the lowest end among the segments this ACK newly delivered that were never sent
-    /// twice (what Linux's `FLAG_ORIG_SACK_ACKED` tests against `high_seq`, for F-RTO).
+    /// twice (what Linux's `FLAG_ORIG_SACK_ACKED` tests against `high_seq`, for F-RTO), and
+    /// the RTT sample its SACK blocks give: the time since the first segment in sequence
+    /// order that they newly SACKed among those sent once (Linux's `sack_rtt_us`, from
+    /// `first_sackt`, unambiguous by Karn's rule).
     ///
     /// `sacked` is `None` when the receiver holds nothing out of order: then only the
     /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
@@ -352,11 +355,12 @@ impl Rack {
         una: SeqNumber,
         sacked: Option<SackedBy<'_>>,
         rtt: Option<Duration>,
-    ) -> Option<SeqNumber> {
+    ) -> (Option<SeqNumber>, Option<Duration>) {
         if let Some(rtt) = rtt.filter(|_| !self.min_rtt_measured) {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
         let mut measured: Option<Duration> = None;
+        let mut first_sacked: Option<Duration> = None;
         let mut original: Option<SeqNumber> = None;
         let mut newest = self.newest_delivered;
         let mut advanced = false;
@@ -384,6 +388,9 @@ impl Rack {
             if !s.retransmitted && !s.delivered {
                 measured = Some(measured.map_or(sample, |m| m.min(sample)));
                 original = Some(original.map_or(s.end, |o| o.min(s.end)));
+                if !cumulative && first_sacked.is_none() {
+                    first_sacked = Some(sample);
+                }
             }
             // Step 2: a retransmitted segment delivered sooner than the path's minimum RTT
             // after its retransmission was most likely delivered by its original: no
@@ -452,7 +459,7 @@ impl Rack {
             });
             self.min_rtt_measured = true;
         }
-        original
+        (original, first_sacked)
     }
 
     /// Whether an ACK delivered something (and RACK.rtt was taken from it) since the last

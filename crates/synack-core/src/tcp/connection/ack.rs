@@ -158,6 +158,7 @@ impl Connection {
         let undos_before = self.counters.undos;
         let recovering_before = self.recovery.recover.is_some();
         let mut growth = None;
+        let mut rtt_sampled = false;
         if !reneged
             && ack <= self.snd.una
             && self.recovery.recover.is_some_and(|r| self.snd.una >= r)
@@ -169,7 +170,8 @@ impl Connection {
             let _ = self.end_fast_recovery(now, seg, 0, self.snd.in_flight());
         }
         if ack > self.snd.una {
-            growth = self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, reneged);
+            (growth, rtt_sampled) =
+                self.on_new_ack(now, seg, ack, sacked_before, dsacked_bytes, reneged);
         } else if ack == self.snd.una
             && seg.payload.is_empty()
             && !seg.flags.contains(TcpFlags::FIN)
@@ -193,11 +195,12 @@ impl Connection {
         self.delivered = self.delivered.saturating_add(segments);
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
         let mut original_end = None;
+        let mut sack_rtt = None;
         if self.sack_ok {
             let scoreboard = &self.snd.scoreboard;
             let srtt = self.rtt.srtt();
             if scoreboard.sacked_bytes() == 0 {
-                original_end = self.snd.rack.on_ack(now, self.snd.una, None, srtt);
+                (original_end, sack_rtt) = self.snd.rack.on_ack(now, self.snd.una, None, srtt);
                 self.timers.rack = None;
                 // Nothing held out of order, but in a recovery a resent segment may be among
                 // what this ACK delivered: anything still out that was sent before it, and
@@ -220,7 +223,7 @@ impl Connection {
                     blocks[n] = block;
                     n += 1;
                 }
-                original_end =
+                (original_end, sack_rtt) =
                     self.snd
                         .rack
                         .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
@@ -232,6 +235,16 @@ impl Connection {
                     self.rack_detect_only(now);
                 }
             }
+        }
+        // Linux's `tcp_ack_update_rtt` (`Config::rtt_every_ack`): an ACK whose cumulative
+        // part gave no RTT sample (none acknowledged, or only resent data: Karn) takes one
+        // from the first segment its SACK blocks newly cover that was sent only once
+        // (`sack_rtt_us`), and like any valid sample it ends the RTO's backoff. Without
+        // it, the SACKs that come back after a timeout left the RTO doubled until a
+        // cumulative ACK of original data.
+        if let (true, false, Some(sample)) = (self.cfg.rtt_every_ack, rtt_sampled, sack_rtt) {
+            self.rtt.sample(sample);
+            self.backoff = 0;
         }
         if let (true, Some(high_seq)) = (was_loss, high_seq) {
             // Data sent before the timeout, never resent, and delivered by this ACK: with
@@ -480,7 +493,7 @@ impl Connection {
         sacked_before: usize,
         dsacked: usize,
         reneged: bool,
-    ) -> Option<Growth> {
+    ) -> (Option<Growth>, bool) {
         let mut growth = None;
         // After a go-back-N retransmission SND.NXT may lie below an ACK for data the peer had
         // all along.
@@ -500,7 +513,8 @@ impl Connection {
         } else {
             None
         };
-        if let Some(sample) = per_ack.or_else(|| self.rtt_sample_for(now, seg, ack)) {
+        let sampled = per_ack.or_else(|| self.rtt_sample_for(now, seg, ack));
+        if let Some(sample) = sampled {
             // RFC 6298 §3 / Karn: only unambiguous samples; with timestamps every ACK of new
             // data gives one (RFC 7323 §4). Only such a sample ends the backoff (§5.7: the
             // doubled RTO is kept "until a new RTT measurement is obtained"; Linux resets
@@ -691,7 +705,7 @@ impl Connection {
             self.notify.writable = true;
         }
         self.arm_tlp(now);
-        growth
+        (growth, sampled.is_some())
     }
 
     /// Leave fast recovery: its point is acknowledged (Linux's state exit in

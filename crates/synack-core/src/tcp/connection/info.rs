@@ -54,7 +54,10 @@ impl Connection {
             3
         } else if self.recovery.cwr.is_some() {
             2
-        } else if self.recovery.dupacks > 0 || sacked > 0 {
+        } else if sacked > 0 || lost > 0 || (!self.sack_ok && self.recovery.dupacks > 0) {
+            // Disorder: something SACKed or lost, or without SACK a duplicate ACK counted as
+            // one segment gone (Linux's `tcp_try_keep_open`: `tcp_left_out`); with SACK, a
+            // duplicate ACK that SACKs nothing leaves the state open.
             1
         } else {
             0
