@@ -3176,6 +3176,42 @@ fn the_linux_profile_samples_the_rtt_from_sack_blocks() {
     }
 }
 
+/// Once the path has reordered beyond the default degree of three segments, an ACK that
+/// only SACKs grows the window by what it SACKs, as Linux's `tcp_may_raise_cwnd` lets any
+/// forward progress raise cwnd then; before, only in-order delivery does
+/// (`reordering-sacks-grow-cwnd.pkt` checks the kernel's figures).
+#[test]
+fn sacks_grow_the_window_once_the_path_has_reordered() {
+    for reordered in [true, false] {
+        let mut k = sack_conn_100ms();
+        let b = ten_out(&mut k);
+        k.h.advance(Duration::from_millis(100));
+        if reordered {
+            // The first two segments arrive after the next two: reordering by four.
+            let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 3000)]);
+            let _ = sack_reply(&mut k, b, b, &[(b + 2000, b + 4000)]);
+            let _ = sack_reply(&mut k, b, b + 4000, &[]);
+            assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().reordering, 4);
+        } else {
+            let _ = sack_reply(&mut k, b, b + 4000, &[]);
+            assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().reordering, 3);
+        }
+        k.h.ep.send(k.c, &vec![9u8; 10_000]).unwrap();
+        let _ = k.h.drain();
+        k.h.advance(Duration::from_millis(5));
+        let before = k.h.ep.info(k.h.now, k.c).unwrap().snd_cwnd;
+        // Two more segments SACKed (short of DupThresh), the one at SND.UNA still out.
+        let _ = sack_reply(&mut k, b, b + 4000, &[(b + 5000, b + 7000)]);
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        let grown = if reordered { before + 2 } else { before };
+        assert_eq!(
+            (info.ca_state, info.snd_cwnd),
+            (1, grown),
+            "reordered {reordered}: {info:?}"
+        );
+    }
+}
+
 #[test]
 fn prr_sends_one_segment_per_segment_delivered_when_the_pipe_is_at_ssthresh() {
     // packetdrill's prr-ss-10pkt-lost-1 in the core: cwnd 10, the first segment lost. The

@@ -404,6 +404,28 @@ impl Connection {
         // (restored, if undone) by what it delivered (`tcp_may_raise_cwnd`,
         // FLAG_DATA_ACKED), unless it started a recovery or CWR on the way (then PRR sets
         // it). Only a window that limited the flow grows.
+        // An ACK that only SACKs grows the window too once the path has been seen to
+        // reorder beyond the default degree (Linux's `tcp_may_raise_cwnd`: with
+        // `reordering` above `tcp_reordering`, any forward progress raises cwnd, not only
+        // in-order delivery), by what it newly SACKed: on such a path in-order delivery is
+        // the exception, and holding the window until the holes fill starves the flow.
+        if growth.is_none()
+            && self.snd.una == una_before
+            && new_sack_info
+            && self.reordering_degree() > crate::tcp::scoreboard::DUP_THRESH
+            && !self.after_rto()
+        {
+            let newly = self
+                .snd
+                .scoreboard
+                .sacked_bytes()
+                .saturating_sub(sacked_before);
+            growth = Some(Growth {
+                delivered: newly,
+                in_flight_before: nxt_before - una_before,
+                when: GrowWhen::Open,
+            });
+        }
         if let Some(g) = growth {
             let undone = self.counters.undos != undos_before;
             let applies = match g.when {
@@ -1157,6 +1179,21 @@ impl Connection {
     /// Without SACK: the segments out (Linux's `packets_out`), full-sized but for the last.
     fn reno_packets_out(&self) -> usize {
         (self.snd.max - self.snd.una).div_ceil(self.reno_segment())
+    }
+
+    /// The degree of reordering seen, in segments (Linux's `tp->reordering`, at least its
+    /// default `tcp_reordering`, 3): with SACK the largest distance a late segment came
+    /// from behind RACK.fack; without, the duplicate ACKs that start a recovery.
+    pub(super) fn reordering_degree(&self) -> usize {
+        if self.sack_ok {
+            self.snd
+                .rack
+                .reorder_distance()
+                .div_ceil(self.snd.mss.max(1))
+                .max(crate::tcp::scoreboard::DUP_THRESH)
+        } else {
+            self.reno_dupthresh()
+        }
     }
 
     /// Without SACK: the duplicate ACKs counted (`reno_sacked`) that start a fast recovery

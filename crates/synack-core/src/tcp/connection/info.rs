@@ -119,11 +119,7 @@ impl Connection {
             min_rtt: self.rtt.min_rtt().unwrap_or_default(),
             // Linux: tcp_reordering (3) at first, at most tcp_max_reordering (300).
             // Without SACK, the duplicate ACKs that start a recovery (`reno_dupthresh`).
-            reordering: if self.sack_ok {
-                segs(self.snd.rack.reorder_distance()).clamp(3, 300)
-            } else {
-                self.reno_dupthresh().min(300) as u32
-            },
+            reordering: self.reordering_degree().min(300) as u32,
             snd_ssthresh: if ssthresh >= (u32::MAX as usize) / 2 {
                 0x7fff_ffff
             } else {
