@@ -5868,3 +5868,31 @@ fn an_answered_probe_at_a_shrunk_window_keeps_the_connection() {
         }
     }
 }
+
+// === What SIOCOUTQ and SIOCOUTQNSD report ===================================================
+
+/// `Endpoint::outq` is Linux's `tcp_ioctl` for SIOCOUTQ and SIOCOUTQNSD: `write_seq - snd_una`
+/// and `write_seq - snd_nxt`, where a queued FIN is a byte of `write_seq` (`tcp_send_fin`)
+/// until it is acknowledged, or sent. It used to count data alone, so that a shut-down
+/// connection with everything but its FIN acknowledged reported nothing left
+/// (`ioctl-outq-fin.pkt`).
+#[test]
+fn outq_counts_a_queued_fin_until_it_is_acknowledged() {
+    let mut k = Conn::plain();
+    assert_eq!(k.h.ep.outq(k.c), Ok((0, 0)));
+    k.h.ep.send(k.c, &[7u8; 1500]).unwrap();
+    assert_eq!(k.h.drain().len(), 2);
+    assert_eq!(k.h.ep.outq(k.c), Ok((1500, 0)));
+    k.h.ep.shutdown(k.c).unwrap();
+    assert_eq!(k.h.ep.outq(k.c), Ok((1501, 1)));
+    let fin = k.h.drain();
+    assert!(fin.last().unwrap().flags.contains(FIN), "{fin:?}");
+    assert_eq!(k.h.ep.outq(k.c), Ok((1501, 0)));
+    let o = k.seg(ACK, k.our_nxt + 1500);
+    k.send_peer(o);
+    assert_eq!(k.h.ep.outq(k.c), Ok((1, 0)));
+    let o = k.seg(ACK, k.our_nxt + 1501);
+    k.send_peer(o);
+    assert_eq!(k.h.ep.state(k.c), Ok(State::FinWait2));
+    assert_eq!(k.h.ep.outq(k.c), Ok((0, 0)));
+}

@@ -780,6 +780,13 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.send_queue_len())
     }
 
+    /// What Linux's `SIOCOUTQ` and `SIOCOUTQNSD` report: sequence space written and not yet
+    /// acknowledged, and written and not yet sent, a queued FIN counting as one byte; both 0
+    /// before the handshake ends (see `Connection::outq`).
+    pub fn outq(&self, conn: ConnectionHandle) -> Result<(usize, usize), Error> {
+        Ok(self.app_conn(conn)?.outq())
+    }
+
     /// Bytes received in order and not yet read (what Linux's SIOCINQ reports).
     pub fn recv_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.app_conn(conn)?.recv_queue_len())

@@ -8,6 +8,9 @@ use super::state::Shared;
 /// other systems only.
 const SIOCATMARK: libc::c_ulong = 0x8905;
 
+/// SIOCOUTQNSD on Linux (include/uapi/linux/sockios.h): bytes written and not yet sent.
+const SIOCOUTQNSD: libc::c_ulong = 0x894b;
+
 impl Shared {
     /// fcntl(2): F_GETFL and F_SETFL (O_NONBLOCK).
     pub fn fcntl(&self, fd: i32, cmd: i32, arg: i32) -> SysResult<i32> {
@@ -23,7 +26,7 @@ impl Shared {
         }
     }
 
-    /// ioctl(2): SIOCINQ (FIONREAD), SIOCOUTQ and SIOCATMARK.
+    /// ioctl(2): SIOCINQ (FIONREAD), SIOCOUTQ, SIOCOUTQNSD and SIOCATMARK.
     pub fn ioctl(&self, fd: i32, request: libc::c_ulong) -> SysResult<i32> {
         let mut g = self.lock();
         let s = g.socket(fd)?;
@@ -32,9 +35,14 @@ impl Shared {
         }
         match request {
             r if r == libc::FIONREAD => Ok(g.inq(fd) as i32),
+            // Linux tcp_ioctl: write_seq - snd_una and write_seq - snd_nxt.
             r if r == libc::TIOCOUTQ => {
                 let Ok(h) = g.conn(fd) else { return Ok(0) };
-                Ok(g.ep().send_queue_len(h).unwrap_or(0) as i32)
+                Ok(g.ep().outq(h).map_or(0, |(unacked, _)| unacked) as i32)
+            }
+            SIOCOUTQNSD => {
+                let Ok(h) = g.conn(fd) else { return Ok(0) };
+                Ok(g.ep().outq(h).map_or(0, |(_, unsent)| unsent) as i32)
             }
             // Linux tcp_ioctl: 1 while the next byte read is the urgent mark's.
             SIOCATMARK => {

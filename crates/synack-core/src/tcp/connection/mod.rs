@@ -939,6 +939,25 @@ impl Connection {
         self.snd.buffer.len()
     }
 
+    /// What Linux's `SIOCOUTQ` and `SIOCOUTQNSD` report (`tcp_ioctl`): sequence space
+    /// written and not yet acknowledged (`write_seq - snd_una`), and written and never sent
+    /// (`write_seq - snd_nxt`, with SND.NXT the highest sent, which a retransmission timeout
+    /// does not move back in Linux). A queued FIN counts as the byte of sequence space it
+    /// takes, as `tcp_send_fin` adds it to `write_seq`, until it is acknowledged (or, for the
+    /// second, sent). Both are 0 while the handshake is under way, whatever a Fast Open
+    /// connect queued.
+    pub fn outq(&self) -> (usize, usize) {
+        if matches!(self.state, State::SynSent | State::SynReceived) {
+            return (0, 0);
+        }
+        let fin_unacked = self.snd.fin_queued && !self.snd.fin_acked();
+        let fin_unsent = self.snd.fin_queued && self.snd.fin_seq.is_none();
+        (
+            self.snd.buffer.len() + usize::from(fin_unacked),
+            self.notsent() + usize::from(fin_unsent),
+        )
+    }
+
     /// Bytes received in order and not yet read.
     pub fn recv_queue_len(&self) -> usize {
         self.rcv.buffer.len()
