@@ -5896,3 +5896,49 @@ fn outq_counts_a_queued_fin_until_it_is_acknowledged() {
     assert_eq!(k.h.ep.state(k.c), Ok(State::FinWait2));
     assert_eq!(k.h.ep.outq(k.c), Ok((0, 0)));
 }
+
+// === SO_RCVLOWAT ==============================================================================
+
+/// `SO_RCVLOWAT` is Linux's `tcp_epollin_ready` target: the connection is ready for a reader
+/// once the mark's bytes are queued, or the stream ended; `recv` still takes what there is,
+/// and lowering the mark over queued data makes it ready at once (with `Event::Readable`,
+/// as `tcp_set_rcvlowat` calls `tcp_data_ready`). The mark is at most half the largest
+/// receive buffer and at least 1. synack had no mark: any byte made it ready
+/// (`so-rcvlowat.pkt`).
+#[test]
+fn rcvlowat_holds_readiness_until_the_mark_is_queued() {
+    let mut cfg = config();
+    cfg.recv_buffer(16 << 10).recv_buffer_max(1 << 20);
+    let mut k = Conn::open(cfg, false, false);
+    assert_eq!(k.h.ep.rcvlowat(k.c), Ok(1));
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 0), Ok(1));
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, usize::MAX), Ok(512 << 10));
+    // The buffer grows to hold the mark (tcp_set_rcvlowat raises sk_rcvbuf).
+    let now = k.h.now;
+    assert!(k.h.ep.info(now, k.c).unwrap().recv_buffer as usize >= 512 << 10);
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 1500), Ok(1500));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[1u8; 1000]);
+    k.send_peer(o);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(false));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[2u8; 1000]);
+    k.send_peer(o);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(true));
+    let mut buf = [0u8; 1500];
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(1500));
+    // 500 left: short of the mark, and still there for a read.
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(false));
+    let _ = k.h.events();
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 400), Ok(400));
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(true));
+    assert!(k.h.events().contains(&Event::Readable(k.c)));
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 5000), Ok(5000));
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(false));
+    // The end of the stream makes what is queued ready, whatever the mark.
+    let o = k.seg(ACK | FIN, k.our_nxt);
+    k.send_peer(o);
+    assert_eq!(k.h.ep.recv_ready(k.c), Ok(true));
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(500));
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(0));
+}

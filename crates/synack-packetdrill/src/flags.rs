@@ -134,6 +134,8 @@ pub struct Sysctls {
     pub wmem_default: usize,
     /// `tcp_rmem[1]`: the default receive buffer.
     pub rmem_default: usize,
+    /// `tcp_rmem[2]`: the largest receive buffer auto-tuning reaches.
+    pub rmem_max: usize,
     /// `tcp_congestion_control`.
     pub congestion: String,
     /// `tcp_fastopen`: bit 0 lets clients use TCP Fast Open (Linux's default, 1).
@@ -152,12 +154,14 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     let mut sys = Sysctls {
         wmem_default: 16384,
         rmem_default: 131072,
+        rmem_max: 6 << 20,
         congestion: "cubic".to_string(),
         fastopen: 1,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
         c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
         sys.rmem_default = v[1] as usize;
+        sys.rmem_max = v[2] as usize;
     }
     if let Some(v) = sysctl("tcp_wmem").filter(|v| v.len() == 3) {
         c.send_buffer(v[1] as usize).send_buffer_max(v[2] as usize);

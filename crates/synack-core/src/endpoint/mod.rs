@@ -765,7 +765,25 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Whether `recv` would return something now (bytes, end of stream or an error).
+    /// Set the connection's `SO_RCVLOWAT`: [`Endpoint::recv_ready`] waits for this many
+    /// bytes, or the end of the stream, an error, or a receive buffer or window too full to
+    /// bring more (Linux's `tcp_epollin_ready`); [`Event::Readable`] still comes with any
+    /// data, for the caller to ask. `recv` returns whatever is queued: a caller that blocks
+    /// waits for the mark. At most half the largest receive buffer, at least 1; the buffer
+    /// grows to hold the mark. Returns the mark in force.
+    pub fn set_rcvlowat(&mut self, conn: ConnectionHandle, lowat: usize) -> Result<usize, Error> {
+        let set = self.app_slot(conn)?.conn.set_rcvlowat(lowat);
+        self.after(conn);
+        Ok(set)
+    }
+
+    /// The connection's `SO_RCVLOWAT` (1 unless set).
+    pub fn rcvlowat(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.app_conn(conn)?.rcvlowat())
+    }
+
+    /// Whether a reader should be woken: bytes up to the `SO_RCVLOWAT` mark (see
+    /// [`Endpoint::set_rcvlowat`]), the end of the stream or an error.
     pub fn recv_ready(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         Ok(self.app_conn(conn)?.recv_ready())
     }

@@ -14,12 +14,17 @@ use super::pointers::{
 use super::{ret, set_errno, shared, traced, Ud};
 use crate::stack::{Received, SysResult};
 
-fn recv_flags(flags: c_int) -> SysResult<(bool, bool)> {
-    let known = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_NOSIGNAL;
+/// recv(2)'s flags: MSG_DONTWAIT, MSG_PEEK and MSG_WAITALL.
+fn recv_flags(flags: c_int) -> SysResult<(bool, bool, bool)> {
+    let known = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
     if flags & !known != 0 {
         return Err(libc::EOPNOTSUPP);
     }
-    Ok((flags & libc::MSG_DONTWAIT != 0, flags & libc::MSG_PEEK != 0))
+    Ok((
+        flags & libc::MSG_DONTWAIT != 0,
+        flags & libc::MSG_PEEK != 0,
+        flags & libc::MSG_WAITALL != 0,
+    ))
 }
 
 pub(super) unsafe extern "C" fn pd_recv(
@@ -42,14 +47,14 @@ pub(super) unsafe extern "C" fn pd_recv(
             });
         }
         if flags & libc::MSG_OOB != 0 {
-            let (_, peek) = recv_flags(flags & !libc::MSG_OOB)?;
+            let (_, peek, _) = recv_flags(flags & !libc::MSG_OOB)?;
             return Ok(Received {
                 len: oob_into(s.recv_oob(fd, peek)?, b),
                 inq: None,
             });
         }
-        let (dontwait, peek) = recv_flags(flags)?;
-        s.recv(fd, b, dontwait, peek)
+        let (dontwait, peek, waitall) = recv_flags(flags)?;
+        s.recv(fd, b, dontwait, peek, waitall)
     });
     traced(
         s,
@@ -110,7 +115,7 @@ pub(super) unsafe extern "C" fn pd_readv(
     let r = unsafe { iovecs(iov, cnt) }.and_then(|iov| {
         let mut tmp = vec![0; total_len(iov)];
         // SAFETY: `ud` is live.
-        let got = unsafe { shared(ud) }.recv(fd, &mut tmp, false, false)?;
+        let got = unsafe { shared(ud) }.recv(fd, &mut tmp, false, false, false)?;
         // SAFETY: the iovecs name writable memory, as for readv(2).
         unsafe { scatter(iov, &tmp[..got.len]) };
         Ok(got.len as i64)
@@ -156,7 +161,7 @@ pub(super) unsafe extern "C" fn pd_recvmsg(
     // SAFETY: its iovecs name writable memory; `ud` is live.
     let r = unsafe { iovecs(m.msg_iov, m.msg_iovlen as c_int) }.and_then(|iov| {
         if flags & libc::MSG_OOB != 0 {
-            let (_, peek) = recv_flags(flags & !libc::MSG_OOB)?;
+            let (_, peek, _) = recv_flags(flags & !libc::MSG_OOB)?;
             // SAFETY: `ud` is live.
             let byte = unsafe { shared(ud) }.recv_oob(fd, peek)?;
             let mut tmp = vec![0; total_len(iov).min(1)];
@@ -170,10 +175,10 @@ pub(super) unsafe extern "C" fn pd_recvmsg(
             }
             return Ok(n as i64);
         }
-        let (dontwait, peek) = recv_flags(flags)?;
+        let (dontwait, peek, waitall) = recv_flags(flags)?;
         let mut tmp = vec![0; total_len(iov)];
         // SAFETY: `ud` is live.
-        let got = unsafe { shared(ud) }.recv(fd, &mut tmp, dontwait, peek)?;
+        let got = unsafe { shared(ud) }.recv(fd, &mut tmp, dontwait, peek, waitall)?;
         // SAFETY: the message's iovecs name writable memory.
         unsafe { scatter(iov, &tmp[..got.len]) };
         m.msg_flags = 0;

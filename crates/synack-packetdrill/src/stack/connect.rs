@@ -50,6 +50,10 @@ impl Stack {
         if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
             let _ = ep.set_notsent_lowat(h, Some(l as usize));
         }
+        // After SO_RCVBUF, which bounds it: a child takes its listener's (sk_clone).
+        if let Some(l) = o.rcvlowat {
+            let _ = ep.set_rcvlowat(h, l as usize);
+        }
         if let Some(k) = o.keepalive_config() {
             let _ = ep.set_keepalive(h, Some(k));
         }

@@ -52,6 +52,8 @@ pub struct Opts {
     pub cork: bool,
     /// TCP_NOTSENT_LOWAT, if set on the socket.
     pub notsent_lowat: Option<u32>,
+    /// SO_RCVLOWAT, if set on the socket (as capped when it was set).
+    pub rcvlowat: Option<u32>,
     /// TCP_INQ.
     pub inq: bool,
     /// TCP_MAXSEG, if set.

@@ -43,9 +43,27 @@ pub(super) fn read_outcome(
 }
 
 impl Shared {
-    /// recv(2)/read(2) into `buf`; `peek` is MSG_PEEK, `dontwait` MSG_DONTWAIT.
-    pub fn recv(&self, fd: i32, buf: &mut [u8], dontwait: bool, peek: bool) -> SysResult<Received> {
+    /// recv(2)/read(2) into `buf`; `peek` is MSG_PEEK, `dontwait` MSG_DONTWAIT, `waitall`
+    /// MSG_WAITALL.
+    ///
+    /// A blocking read waits as Linux's `tcp_recvmsg` does, for a target of `SO_RCVLOWAT`
+    /// bytes, or all of `buf` with MSG_WAITALL (`sock_rcvlowat`): it takes what is queued,
+    /// and while that is short of the target sleeps until the connection is readable again
+    /// (`tcp_data_ready` wakes it once `SO_RCVLOWAT` bytes are queued anew, not when the
+    /// read's total would reach the target), then takes more; the end of the stream, an
+    /// error or the urgent mark ends it early with what it has. A non-blocking read takes
+    /// what there is.
+    pub fn recv(
+        &self,
+        fd: i32,
+        buf: &mut [u8],
+        dontwait: bool,
+        peek: bool,
+        waitall: bool,
+    ) -> SysResult<Received> {
         let g = self.lock();
+        let mut copied = 0;
+        let mut first = true;
         let (mut g, r) = self.block(g, None, |st| {
             let s = match st.socket(fd) {
                 Ok(s) => s,
@@ -60,12 +78,55 @@ impl Shared {
                 _ => return Some(Err(s.pending_error.take().unwrap_or(libc::ENOTCONN))),
             };
             let now = st.now;
-            let r = if peek {
-                st.ep().peek(h, buf)
+            let lowat = st.ep().rcvlowat(h).unwrap_or(1);
+            let target = if waitall {
+                buf.len()
             } else {
-                st.ep().recv(now, h, buf)
-            };
-            read_outcome(st, fd, r, shut_rd, nonblock)
+                lowat.min(buf.len())
+            }
+            .max(1);
+            if peek {
+                // MSG_PEEK waits for the target queued (or the end of the stream, an error,
+                // the urgent mark), then copies without taking.
+                let queued = st.ep().recv_queue_len(h).unwrap_or(0);
+                let ended = shut_rd
+                    || !matches!(
+                        st.ep().state(h).unwrap_or(State::Closed),
+                        State::Established | State::FinWait1 | State::FinWait2
+                    )
+                    || st.ep().take_error(h).ok().flatten().is_some()
+                    || st.ep().urgent_mark(h).ok().flatten().is_some();
+                if !nonblock && queued < target && !ended {
+                    return None;
+                }
+                let r = st.ep().peek(h, buf);
+                return read_outcome(st, fd, r, shut_rd, nonblock);
+            }
+            if !std::mem::take(&mut first) && !shut_rd && !st.ep().recv_ready(h).unwrap_or(true) {
+                // Asleep in sk_wait_data until tcp_data_ready (or an error, or the end of
+                // the stream) wakes the reader: what is queued, read or not, is short of
+                // SO_RCVLOWAT.
+                return None;
+            }
+            loop {
+                let r = st.ep().recv(now, h, &mut buf[copied..]);
+                match r {
+                    Ok(n) if n > 0 => {
+                        copied += n;
+                        let at_mark = st.ep().urgent_mark(h).ok().flatten() == Some(0);
+                        if copied >= target || nonblock || copied == buf.len() || at_mark {
+                            return Some(Ok(copied));
+                        }
+                    }
+                    Err(Error::WouldBlock) if copied > 0 && !nonblock && !shut_rd => {
+                        return None;
+                    }
+                    // The end of the stream, an error or SHUT_RD after some bytes: those
+                    // bytes now (an error is the next call's).
+                    _ if copied > 0 => return Some(Ok(copied)),
+                    r => return read_outcome(st, fd, r, shut_rd, nonblock),
+                }
+            }
         });
         let n = r.unwrap_or(Err(libc::EAGAIN))?;
         let inq = if g.socket(fd)?.opts.inq {

@@ -53,6 +53,13 @@ impl Shared {
                 let d = g.sys().rmem_default as i32;
                 int(o.rcvbuf.unwrap_or(d))
             }
+            (libc::SOL_SOCKET, libc::SO_RCVLOWAT) => {
+                let v = match conn {
+                    Some(h) => g.ep().rcvlowat(h).map_err(errno)?,
+                    None => o.rcvlowat.unwrap_or(1) as usize,
+                };
+                int(v.min(i32::MAX as usize) as i32)
+            }
             (libc::SOL_SOCKET, libc::SO_MEMINFO) => {
                 // rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem,
                 // backlog, drops
@@ -202,6 +209,23 @@ impl Shared {
                 if let Some(h) = conn {
                     g.ep().set_recv_buffer(h, bytes as usize).map_err(errno)?;
                 }
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVLOWAT) => {
+                // sock_setsockopt: a negative value is INT_MAX; tcp_set_rcvlowat caps it at
+                // half of SO_RCVBUF if that is set, else of tcp_rmem[2], and takes 0 as 1.
+                let v = int()?;
+                let v = if v < 0 { i32::MAX as usize } else { v as usize };
+                let set = match conn {
+                    Some(h) => g.ep().set_rcvlowat(h, v).map_err(errno)?,
+                    None => {
+                        let cap = match g.socket(fd)?.opts.rcvbuf {
+                            Some(b) => b.max(0) as usize / 2,
+                            None => g.sys().rmem_max / 2,
+                        };
+                        v.min(cap).max(1)
+                    }
+                };
+                g.socket(fd)?.opts.rcvlowat = Some(set.min(u32::MAX as usize) as u32);
             }
             (libc::IPPROTO_TCP, libc::TCP_NODELAY) => {
                 let on = int()? != 0;

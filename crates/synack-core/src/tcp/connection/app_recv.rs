@@ -10,12 +10,57 @@ use crate::tcp::State;
 use crate::time::Instant;
 
 impl Connection {
-    /// Whether `recv` would return something now (data, EOF or an error).
+    /// Whether a reader waiting for data should be woken, and a poll say `POLLIN`: enough
+    /// data queued (see [`Connection::rcvlowat_reached`]), the end of the stream, or an error.
+    /// `recv` itself returns whatever is queued.
     pub fn recv_ready(&self) -> bool {
-        self.readable_bytes() > 0
+        self.rcvlowat_reached()
             || self.rcv.fin_received
             || self.error.is_some()
             || self.state == State::Closed
+    }
+
+    /// Linux's `tcp_epollin_ready` with `SO_RCVLOWAT` as the target (what `tcp_poll` and
+    /// `tcp_data_ready` ask): data queued, and at least the low-water mark of it, or less
+    /// when waiting for more could stall the connection: the receive buffer nearly full
+    /// (`tcp_rmem_pressure`: more than seven eighths of it used, or memory pressure), or the
+    /// window left to the peer no more than a segment (`tcp_receive_window` at most
+    /// `icsk_ack.rcv_mss`), so that the sender could not bring the rest.
+    fn rcvlowat_reached(&self) -> bool {
+        let avail = self.readable_bytes();
+        if avail == 0 {
+            return false;
+        }
+        let cap = self.rcv.buffer.capacity();
+        avail >= self.cfg.rcvlowat
+            || self.mem.pressure
+            || self.rcv.buffer.len() > cap - cap / 8
+            || (self.is_synchronized() && self.rcv.adv - self.rcv.nxt <= self.rcv.delack.rcv_mss)
+    }
+
+    /// `SO_RCVLOWAT` (Linux's `tcp_set_rcvlowat`): a reader is woken, and a poll says
+    /// `POLLIN`, once this many bytes are queued (a blocking read then waits for as many,
+    /// which the caller of `recv` implements; `recv` returns what there is). At most half the
+    /// largest receive buffer the connection may have, at least 1 (0 means 1, as in Linux);
+    /// a buffer smaller than the mark grows to hold it, as Linux raises `sk_rcvbuf` unless
+    /// `SO_RCVBUF` fixed it, so that the window can open wide enough for the mark to be
+    /// reached. Returns the mark in force, as `getsockopt` reads it back. A connection the
+    /// mark now makes readable says so (`tcp_set_rcvlowat` calls `tcp_data_ready`).
+    pub fn set_rcvlowat(&mut self, lowat: usize) -> usize {
+        let lowat = lowat.min(self.cfg.recv_buffer_max / 2).max(1);
+        std::sync::Arc::make_mut(&mut self.cfg).rcvlowat = lowat;
+        if lowat > self.rcv.buffer.capacity() && !self.mem.pressure {
+            self.rcv.buffer.set_capacity(lowat);
+        }
+        if self.recv_ready() {
+            self.notify.readable = true;
+        }
+        lowat
+    }
+
+    /// The `SO_RCVLOWAT` in force (1 unless set).
+    pub fn rcvlowat(&self) -> usize {
+        self.cfg.rcvlowat
     }
 
     /// `TCP_QUICKACK` (Linux `__tcp_sock_set_quickack`). `true` leaves request/response

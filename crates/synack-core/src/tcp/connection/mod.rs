@@ -726,6 +726,9 @@ pub(crate) struct ConnConfig {
     pub frto: bool,
     /// `TCP_NOTSENT_LOWAT` (`Config::notsent_lowat`, `Endpoint::set_notsent_lowat`).
     pub notsent_lowat: Option<usize>,
+    /// `SO_RCVLOWAT` (`Endpoint::set_rcvlowat`): the bytes queued that make the connection
+    /// readable; at least 1, Linux's default.
+    pub rcvlowat: usize,
     pub pacing: bool,
     pub slow_start_after_idle: bool,
     pub min_tso_segs: usize,
@@ -770,6 +773,7 @@ impl ConnConfig {
             rtt_every_ack: c.rtt_every_ack,
             frto: c.frto,
             notsent_lowat: c.notsent_lowat.filter(|&n| n > 0),
+            rcvlowat: 1,
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
             min_tso_segs: c.min_tso_segs.max(1),
