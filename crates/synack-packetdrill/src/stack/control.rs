@@ -30,7 +30,10 @@ impl Shared {
     pub fn ioctl(&self, fd: i32, request: libc::c_ulong) -> SysResult<i32> {
         let mut g = self.lock();
         let s = g.socket(fd)?;
-        if matches!(s.kind, Kind::Listener(_)) {
+        // Linux tcp_ioctl: the queue sizes are EINVAL on a listener; SIOCATMARK is not
+        // (a listener is never at a mark: 0), nor a request it does not know (ENOTTY).
+        let queue = [libc::FIONREAD, libc::TIOCOUTQ, SIOCOUTQNSD].contains(&request);
+        if queue && matches!(s.kind, Kind::Listener(_)) {
             return Err(libc::EINVAL);
         }
         match request {
