@@ -7,7 +7,7 @@ use std::time::Duration;
 use synack_core::{ConnectionHandle, Error, ListenerHandle, State};
 
 use super::errno::{errno, SysResult};
-use super::fd::{Fd, Kind};
+use super::fd::{Fd, Kind, Wake};
 use super::state::{Guard, Shared, Stack};
 
 impl Stack {
@@ -137,7 +137,7 @@ impl Shared {
         s.shut_rd |= rd;
         let first_wr = wr && !s.shut_wr;
         s.shut_wr |= wr;
-        s.ev_gen += 1;
+        s.wake(Wake::All);
         if first_wr {
             match g.ep().shutdown(h) {
                 Ok(()) | Err(Error::BrokenPipe) => {}

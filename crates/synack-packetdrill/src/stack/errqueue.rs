@@ -16,7 +16,7 @@ use synack_core::tcp::info::TcpInfo;
 use synack_core::{SendFlags, State};
 
 use super::errno::SysResult;
-use super::fd::Fd;
+use super::fd::{Fd, Wake};
 use super::state::{Shared, Stack};
 
 /// `SO_ZEROCOPY` (asm-generic/socket.h).
@@ -553,7 +553,7 @@ impl Stack {
             if let Ok(s) = self.socket(fd) {
                 let tsflags = s.opts.timestamping;
                 if s.errq.on_progress(p, now_us, tsflags) {
-                    s.ev_gen += 1;
+                    s.wake(Wake::All);
                 }
             }
         }
@@ -643,7 +643,7 @@ impl Shared {
         let (cmsgs, payload) = report_cmsgs(&r, s.opts.timestamping, s.v6);
         if !s.errq.is_empty() {
             // sock_dequeue_err_skb reports the socket's error again while more are queued.
-            s.ev_gen += 1;
+            s.wake(Wake::All);
         }
         let (control, ctrunc) = put_cmsgs(&cmsgs, room);
         let mut flags = libc::MSG_ERRQUEUE;

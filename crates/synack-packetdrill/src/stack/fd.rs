@@ -139,8 +139,13 @@ pub(super) struct Socket {
     /// The connection's error was reported once (SO_ERROR or a call); later reads see EOF.
     pub(super) error_reported: bool,
     pub(super) connecting: Connecting,
-    /// Bumped on every core event for the socket, for edge-triggered epoll.
+    /// Bumped on every core event for the socket (a blocked writer sleeps until it moves).
     pub(super) ev_gen: u64,
+    /// The wake-ups so far by their keys, for edge-triggered epoll.
+    pub(super) wakes: Wakes,
+    /// The peer's FIN has woken the socket (its first wake-up after the FIN is a state
+    /// change, whatever event brought it).
+    pub(super) fin_woken: bool,
     /// The error queue (MSG_ERRQUEUE).
     pub(super) errq: ErrQueue,
     /// A TCP Fast Open connect whose SYN waits for the first write (TCP_FASTOPEN_CONNECT
@@ -167,6 +172,11 @@ impl Socket {
             error_reported: false,
             connecting: Connecting::No,
             ev_gen: 1,
+            wakes: Wakes {
+                all: 1,
+                ..Wakes::default()
+            },
+            fin_woken: false,
             errq: ErrQueue::default(),
             fastopen_deferred: false,
             pending_error: None,
@@ -174,10 +184,57 @@ impl Socket {
     }
 }
 
+/// How a socket's wait queue was woken, counted by the wake-up's key as Linux's
+/// `ep_poll_callback` filters them: an edge-triggered entry sees an edge only from a wake-up
+/// whose key meets its events (`sock_def_readable`'s EPOLLIN, `sk_stream_write_space`'s
+/// EPOLLOUT), or one with no key or EPOLLERR's, which every entry takes (a state change,
+/// an error, the error queue).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Wakes {
+    /// Wake-ups every entry sees.
+    pub(super) all: u64,
+    /// Data to read (EPOLLIN | EPOLLPRI | EPOLLRDNORM | EPOLLRDBAND).
+    pub(super) rd: u64,
+    /// Room to write (EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND).
+    pub(super) wr: u64,
+}
+
+/// Which wake-up a socket had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wake {
+    All,
+    Read,
+    Write,
+}
+
+impl Wakes {
+    /// Whether an entry for `events` that last reported at `last` has an edge since.
+    pub(super) fn edge_since(&self, last: &Wakes, events: u32) -> bool {
+        const RD: u32 =
+            (libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLRDNORM | libc::EPOLLRDBAND) as u32;
+        const WR: u32 = (libc::EPOLLOUT | libc::EPOLLWRNORM | libc::EPOLLWRBAND) as u32;
+        self.all > last.all
+            || (events & RD != 0 && self.rd > last.rd)
+            || (events & WR != 0 && self.wr > last.wr)
+    }
+}
+
+impl Socket {
+    /// The socket's wait queue is woken with `key`.
+    pub(super) fn wake(&mut self, key: Wake) {
+        self.ev_gen += 1;
+        match key {
+            Wake::All => self.wakes.all += 1,
+            Wake::Read => self.wakes.rd += 1,
+            Wake::Write => self.wakes.wr += 1,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Epoll {
-    /// fd -> (events, data, the socket's `ev_gen` last reported)
-    pub(super) interest: BTreeMap<i32, (u32, u64, u64)>,
+    /// fd -> (events, data, the socket's wake-ups when it last reported)
+    pub(super) interest: BTreeMap<i32, (u32, u64, Wakes)>,
 }
 
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use synack_core::State;
 
 use super::errno::SysResult;
 use super::ev;
-use super::fd::{Epoll, Fd, Kind};
+use super::fd::{Epoll, Fd, Kind, Wakes};
 use super::state::{Shared, Stack};
 
 impl Stack {
@@ -148,10 +148,11 @@ impl Shared {
                 }
                 // Linux always adds EPOLLERR and EPOLLHUP; a one-shot entry, once reported,
                 // loses them too (ep_send_events), until EPOLL_CTL_MOD.
-                e.interest.insert(fd, (events | ev::ERR | ev::HUP, data, 0));
+                e.interest
+                    .insert(fd, (events | ev::ERR | ev::HUP, data, Wakes::default()));
             }
             libc::EPOLL_CTL_MOD => match e.interest.get_mut(&fd) {
-                Some(entry) => *entry = (events | ev::ERR | ev::HUP, data, 0),
+                Some(entry) => *entry = (events | ev::ERR | ev::HUP, data, Wakes::default()),
                 None => return Err(libc::ENOENT),
             },
             libc::EPOLL_CTL_DEL => {
@@ -186,14 +187,14 @@ impl Shared {
                 if r == 0 {
                     continue;
                 }
-                let gen = st.socket(fd).map(|s| s.ev_gen).unwrap_or(0);
-                if events & ev::ET != 0 && gen <= last {
+                let wakes = st.socket(fd).map(|s| s.wakes).unwrap_or_default();
+                if events & ev::ET != 0 && !wakes.edge_since(&last, events) {
                     continue;
                 }
                 out.push((r, data));
                 if let Some(Fd::Epoll(e)) = st.fds.get_mut(&epfd) {
                     if let Some(entry) = e.interest.get_mut(&fd) {
-                        entry.2 = gen;
+                        entry.2 = wakes;
                         if events & ev::ONESHOT != 0 {
                             entry.0 = 0;
                         }

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 
-use synack_core::{ConnectionHandle, Endpoint, Event, Instant, ListenerHandle};
+use synack_core::{ConnectionHandle, Endpoint, Event, Instant, ListenerHandle, State};
 
 use super::errno::{errno, SysResult};
-use super::fd::{Fd, Kind, Socket};
+use super::fd::{Fd, Kind, Socket, Wake};
 use crate::flags::{self, Flags, Sysctls};
 
 /// The mutable state: the endpoint, the clock, the file descriptors and the packets sent.
@@ -89,19 +89,40 @@ impl Stack {
         }
         self.buf = buf;
         while let Some(event) = self.ep().poll_event() {
-            let fd = match event {
-                Event::Connected(h)
-                | Event::Readable(h)
-                | Event::Writable(h)
-                | Event::Closed(h, _) => self.conn_fd.get(&h).copied(),
-                Event::Incoming(l) => self.listener_fd.get(&l).copied(),
+            // The wake-up's key, as Linux's callbacks give it: data (sock_def_readable),
+            // room (sk_stream_write_space), or a state change (sock_def_wakeup, no key).
+            let (fd, key) = match event {
+                Event::Readable(h) => {
+                    // The peer's FIN: tcp_fin calls sk_state_change.
+                    let fin = matches!(
+                        self.ep().state(h),
+                        Ok(State::CloseWait
+                            | State::LastAck
+                            | State::Closing
+                            | State::TimeWait
+                            | State::Closed)
+                    );
+                    let fd = self.conn_fd.get(&h).copied();
+                    let first_fin = match fd.and_then(|fd| self.fds.get_mut(&fd)) {
+                        Some(Fd::Socket(s)) if fin => !std::mem::replace(&mut s.fin_woken, true),
+                        _ => false,
+                    };
+                    (fd, if first_fin { Wake::All } else { Wake::Read })
+                }
+                Event::Writable(h) => (self.conn_fd.get(&h).copied(), Wake::Write),
+                Event::Connected(h) | Event::Closed(h, _) => {
+                    (self.conn_fd.get(&h).copied(), Wake::All)
+                }
+                Event::Incoming(l) => (self.listener_fd.get(&l).copied(), Wake::Read),
                 // Scripts never turn interception on.
-                Event::Intercepted(_) => None,
+                Event::Intercepted(_) => (None, Wake::All),
                 // Scripts drive TCP only.
-                Event::UdpReadable(_) | Event::UdpWritable | Event::UdpIntercepted => None,
+                Event::UdpReadable(_) | Event::UdpWritable | Event::UdpIntercepted => {
+                    (None, Wake::All)
+                }
             };
             if let Some(Fd::Socket(s)) = fd.and_then(|fd| self.fds.get_mut(&fd)) {
-                s.ev_gen += 1;
+                s.wake(key);
             }
         }
         self.errq_progress();
