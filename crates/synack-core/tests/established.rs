@@ -5942,3 +5942,21 @@ fn rcvlowat_holds_readiness_until_the_mark_is_queued() {
     assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(500));
     assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(0));
 }
+
+/// Once the application fixed the receive buffer (`SO_RCVBUF`, `SOCK_RCVBUF_LOCK`), the mark
+/// is at most half of what it asked for, even where the buffer stays larger to keep the
+/// window already offered, and the buffer no longer grows for it (`tcp_set_rcvlowat`). The
+/// mark was capped by the buffer kept, so a buffer fixed after the handshake allowed a mark
+/// far above Linux's.
+#[test]
+fn rcvlowat_is_capped_by_a_fixed_receive_buffer() {
+    let mut k = Conn::plain();
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 100_000), Ok(100_000));
+    k.h.ep.set_recv_buffer(k.c, 20_000).unwrap();
+    // The mark set before stays; a new one is capped.
+    assert_eq!(k.h.ep.rcvlowat(k.c), Ok(100_000));
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 100_000), Ok(10_000));
+    let before = k.h.ep.info(k.h.now, k.c).unwrap().recv_buffer;
+    assert_eq!(k.h.ep.set_rcvlowat(k.c, 9_000), Ok(9_000));
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().recv_buffer, before);
+}

@@ -41,15 +41,17 @@ impl Connection {
     /// `SO_RCVLOWAT` (Linux's `tcp_set_rcvlowat`): a reader is woken, and a poll says
     /// `POLLIN`, once this many bytes are queued (a blocking read then waits for as many,
     /// which the caller of `recv` implements; `recv` returns what there is). At most half the
-    /// largest receive buffer the connection may have, at least 1 (0 means 1, as in Linux);
-    /// a buffer smaller than the mark grows to hold it, as Linux raises `sk_rcvbuf` unless
-    /// `SO_RCVBUF` fixed it, so that the window can open wide enough for the mark to be
-    /// reached. Returns the mark in force, as `getsockopt` reads it back. A connection the
+    /// buffer `set_recv_buffer` fixed (`SO_RCVBUF`), or else of the largest auto-tuning may
+    /// reach, at least 1 (0 means 1, as in Linux); a buffer not fixed that is smaller than the
+    /// mark grows to hold it, as Linux raises `sk_rcvbuf`, so that the window can open wide
+    /// enough for the mark to be reached. Returns the mark in force, as `getsockopt` reads it back. A connection the
     /// mark now makes readable says so (`tcp_set_rcvlowat` calls `tcp_data_ready`).
     pub fn set_rcvlowat(&mut self, lowat: usize) -> usize {
-        let lowat = lowat.min(self.cfg.recv_buffer_max / 2).max(1);
+        let locked = self.cfg.recv_buffer_locked;
+        let cap = locked.unwrap_or(self.cfg.recv_buffer_max) / 2;
+        let lowat = lowat.min(cap).max(1);
         std::sync::Arc::make_mut(&mut self.cfg).rcvlowat = lowat;
-        if lowat > self.rcv.buffer.capacity() && !self.mem.pressure {
+        if locked.is_none() && lowat > self.rcv.buffer.capacity() && !self.mem.pressure {
             self.rcv.buffer.set_capacity(lowat);
         }
         if self.recv_ready() {

@@ -190,6 +190,7 @@ impl Connection {
         } else {
             0
         };
+        Arc::make_mut(&mut self.cfg).recv_buffer_locked = Some(bytes);
         let bytes = bytes.max(offered);
         self.rcv.buffer.set_capacity(bytes);
         Arc::make_mut(&mut self.cfg).recv_buffer_max = self.rcv.buffer.capacity();

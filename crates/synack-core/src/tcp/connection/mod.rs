@@ -714,6 +714,9 @@ pub(crate) struct ConnConfig {
     pub timestamps: bool,
     pub send_buffer_max: usize,
     pub recv_buffer_max: usize,
+    /// The receive buffer the application fixed (`Endpoint::set_recv_buffer`, Linux's
+    /// `SO_RCVBUF` with `SOCK_RCVBUF_LOCK`), if it did.
+    pub recv_buffer_locked: Option<usize>,
     /// Charge and size the send buffer per skb, as Linux (`Config::skb_accounting`).
     pub skb_accounting: bool,
     /// A fast retransmit reduces from cwnd, not FlightSize (`Config::fast_recovery_from_cwnd`).
@@ -767,6 +770,7 @@ impl ConnConfig {
             timestamps: c.timestamps,
             send_buffer_max: c.send_buffer_max.max(c.send_buffer),
             recv_buffer_max: c.recv_ceiling(),
+            recv_buffer_locked: None,
             skb_accounting: c.skb_accounting,
             fast_recovery_from_cwnd: c.fast_recovery_from_cwnd,
             recovery_in_packets: c.recovery_in_packets,
