@@ -661,6 +661,52 @@ fn quickack_sends_the_held_ack_once_read_and_leaves_request_response_mode() {
     assert_eq!(k.h.one().ack, k.peer_nxt);
 }
 
+/// More data while an ACK waits for the delayed-ACK timer (Linux's `tcp_send_delayed_ack`):
+/// a timer due within a quarter of the new delay is not waited for, the ACK goes with the
+/// segment; one further off keeps its deadline. synack kept the first deadline whatever came
+/// after (`delack-timer-about-to-fire.pkt` holds the same against the kernel).
+#[test]
+fn more_data_sends_an_ack_whose_timer_is_about_to_fire() {
+    let mut k = Conn::plain();
+    // The first data, acknowledged at once (quick-ACK mode), sets the delay to 40 ms.
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'a'; 100]);
+    k.send_peer(o);
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    k.read_all();
+
+    // 10 ms apart: the timer 30 ms off stays, and fires.
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    k.h.advance(Duration::from_millis(100));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'b'; 100]);
+    k.send_peer(o);
+    k.h.advance(Duration::from_millis(10));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'c'; 100]);
+    k.send_peer(o);
+    k.h.none();
+    let sent = k.h.now;
+    let (at, segs) = k.h.next_timeout();
+    assert_eq!(
+        at - sent,
+        Duration::from_millis(30),
+        "the first deadline holds"
+    );
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].ack, k.peer_nxt);
+
+    // 32 ms apart: the timer due 8 ms later is within a quarter of the new delay (52 ms).
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    k.h.advance(Duration::from_millis(100));
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'd'; 100]);
+    k.send_peer(o);
+    k.h.advance(Duration::from_millis(32));
+    k.h.none();
+    let o = k.seg(ACK | PSH, k.our_nxt).data(&[b'e'; 100]);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "the ACK goes with the second segment");
+    assert!(a.payload.is_empty());
+}
+
 /// A read that empties the receive queue sends an ACK owed for short pushed segments
 /// (Linux's `tcp_cleanup_rbuf`): in request/response mode only after two of them, and a
 /// read that leaves data queued sends nothing. `ack-on-read.pkt` holds the same against the

@@ -830,12 +830,22 @@ impl Connection {
         }
         self.maybe_take_fin(now);
         // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long.
-        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.timers.delayed_ack.is_none() {
+        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now {
             let wait = self.rcv.delack.timeout(self.rtt.srtt());
-            if wait.is_zero() {
-                self.rcv.ack_now = true;
-            } else {
-                self.timers.delayed_ack = Some(now + wait);
+            match self.timers.delayed_ack {
+                _ if wait.is_zero() => self.rcv.ack_now = true,
+                None => self.timers.delayed_ack = Some(now + wait),
+                // More data while the ACK waits (Linux's tcp_send_delayed_ack, called for
+                // each segment of data): a timer about to fire, within a quarter of the new
+                // delay, is not waited for; otherwise the earlier of the two deadlines holds.
+                Some(due) if !seg.payload.is_empty() => {
+                    if due <= now + wait / 4 {
+                        self.rcv.ack_now = true;
+                    } else if now + wait < due {
+                        self.timers.delayed_ack = Some(now + wait);
+                    }
+                }
+                Some(_) => {}
             }
         }
     }
