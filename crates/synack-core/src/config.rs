@@ -580,8 +580,8 @@ impl Config {
     setter!(
         /// The shortest delayed-ACK timeout (Linux's `TCP_ATO_MIN`, 40 ms): where the delay
         /// starts and what it returns to. It adapts from there to the spacing of arriving
-        /// data, up to 200 ms in request/response exchanges and 500 ms otherwise, and no
-        /// longer than the smoothed RTT (see the `delayed_ack` module of `tcp`).
+        /// data, up to 200 ms (Linux's `TCP_DELACK_MAX`), and no longer than the smoothed
+        /// RTT (see the `delayed_ack` module of `tcp`).
         delayed_ack: Duration
     );
     setter!(

@@ -9,8 +9,8 @@
 //!   than the RTO, are acknowledged segment by segment, up to 16 times (`tcp_incr_quickack`),
 //!   so that a sender in slow start is not held back by delayed ACKs.
 //! - **An adaptive delay (`ato`).** The delayed-ACK timeout follows the spacing of arriving
-//!   segments (`tcp_event_data_recv`), between 40 ms and 200 ms (500 ms outside
-//!   request/response exchanges) and no longer than the smoothed RTT (`tcp_send_delayed_ack`).
+//!   segments (`tcp_event_data_recv`), between 40 ms and 200 ms and no longer than the
+//!   smoothed RTT (`tcp_send_delayed_ack`).
 //!   Before any data arrived it is zero: an ACK owed then (for a FIN, say) leaves at once.
 //! - **Ping-pong (interactive) mode.** When we send data within `ato` of receiving some, the
 //!   ACK can ride on the reply, so quick ACKs stop (`tcp_event_data_sent`); a delayed-ACK
@@ -32,10 +32,8 @@ use crate::time::Instant;
 
 /// The most segments quick-ACK mode acknowledges one by one (Linux `TCP_MAX_QUICKACKS`).
 pub const MAX_QUICKACKS: u32 = 16;
-/// The longest delay in request/response exchanges (Linux `TCP_DELACK_MAX`).
+/// The longest delay (Linux `TCP_DELACK_MAX`, the default `icsk_delack_max`).
 pub const DELACK_MAX: Duration = Duration::from_millis(200);
-/// The longest delay otherwise (Linux `HZ / 2`; RFC 9293 §3.8.6.3: "less than 0.5 seconds").
-pub const DELACK_MAX_BULK: Duration = Duration::from_millis(500);
 /// The smallest segment size assumed for the peer (Linux `TCP_MIN_MSS`).
 const MIN_RCV_MSS: usize = 88;
 /// The first guess at the peer's segment size (Linux `TCP_MSS_DEFAULT`, RFC 9293 §3.7.1).
@@ -263,22 +261,25 @@ impl DelayedAck {
         }
     }
 
-    /// How long an owed ACK may wait (`tcp_send_delayed_ack`): `ato`, at most 200 ms in
-    /// request/response exchanges or for a pushed segment and 500 ms otherwise, and no
-    /// longer than the smoothed RTT.
+    /// How long an owed ACK may wait (`tcp_send_delayed_ack`): `ato`, no longer than the
+    /// smoothed RTT, and at most 200 ms. Linux bounds it by `HZ / 2` (500 ms) outside
+    /// request/response exchanges and pushed segments, but then, since 5.11, by
+    /// `icsk_delack_max` too, `TCP_DELACK_MAX` unless a BPF program changed it: 200 ms in
+    /// every case.
     pub fn timeout(&self, srtt: Option<Duration>) -> Duration {
         if self.ato <= self.min {
             return self.ato;
         }
-        let mut max = if self.pingpong || self.pushed {
-            DELACK_MAX
-        } else {
-            DELACK_MAX_BULK
-        };
+        let mut max = DELACK_MAX;
         if let Some(srtt) = srtt {
             max = max.min(srtt.max(self.min));
         }
         self.ato.min(max)
+    }
+
+    /// `ato` as Linux's `TCP_INFO` reports it (`tcp_get_info`: at most `tcp_delack_max`).
+    pub fn reported_ato(&self) -> Duration {
+        self.ato.min(DELACK_MAX)
     }
 
     /// The delayed-ACK timer fired with an ACK owed (`tcp_delack_timer_handler`): the delay
@@ -389,6 +390,25 @@ mod tests {
         );
         assert_eq!(d.timeout(Some(Duration::from_millis(10))), MIN);
         assert_eq!(d.timeout(None), 2 * MIN);
+    }
+
+    /// Outside request/response exchanges, with no pushed segment and a long RTT, a delay
+    /// that doubled past 200 ms is still capped there (Linux's `icsk_delack_max`), as
+    /// `TCP_INFO` reports it; it used to reach 500 ms (`delack-max-200ms.pkt`).
+    #[test]
+    fn the_delay_never_exceeds_200_ms() {
+        let mut d = established();
+        d.on_data(Instant::ZERO, pushed(100), 1460, 65535, RTO);
+        d.quick = 0;
+        d.pushed = false;
+        for _ in 0..3 {
+            d.on_timeout(RTO);
+        }
+        assert_eq!(d.ato, 8 * MIN);
+        assert!(!d.pingpong);
+        assert_eq!(d.timeout(Some(Duration::from_millis(400))), DELACK_MAX);
+        assert_eq!(d.timeout(None), DELACK_MAX);
+        assert_eq!(d.reported_ato(), DELACK_MAX);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Connection {
             snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
             rcv_wscale: if self.wscale_ok { self.rcv.wscale } else { 0 },
             rto: self.current_rto(),
-            ato: self.rcv.delack.ato,
+            ato: self.rcv.delack.reported_ato(),
             snd_mss: self.snd.mss.saturating_sub(ts_len) as u32,
             rcv_mss: self.rcv.delack.rcv_mss as u32,
             advmss: self.rcv.mss.saturating_sub(ts_len) as u32,
