@@ -205,23 +205,17 @@ impl Connection {
     /// RTO of the path's return rather than after a backoff grown to minutes. Linux does
     /// this for IPv4 only (`tcp_v4_err`); the caller decides which errors qualify.
     pub(crate) fn revert_rto_backoff(&mut self, now: Instant, seq: SeqNumber) {
-        let synchronized = !matches!(
-            self.state,
-            State::Closed | State::Listen | State::SynSent | State::SynReceived | State::TimeWait
-        );
-        if !synchronized || seq != self.snd.una || self.timeouts == 0 || self.backoff == 0 {
+        // Timeouts in a row (none in TIME-WAIT, nothing being out) and a backoff to undo.
+        if !self.is_synchronized() || seq != self.snd.una || self.timeouts == 0 || self.backoff == 0
+        {
             return;
         }
         let Some(sent) = self.recovery.rto_at else {
             return;
         };
         self.backoff -= 1;
-        let mut deadline = (sent + self.current_rto()).max(now);
-        // The user timeout bounds the wait, as in the timeout itself.
-        if let (Some(limit), Some(since)) = (self.cfg.user_timeout, self.retransmitting_since) {
-            deadline = deadline.min(since + limit);
-        }
-        self.timers.retransmit = Some(deadline);
+        let deadline = (sent + self.current_rto()).max(now);
+        self.timers.retransmit = Some(self.clamp_to_user_timeout(deadline));
     }
 
     /// A destination-unreachable or time-exceeded error. As Linux: during an active open it

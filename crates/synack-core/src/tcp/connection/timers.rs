@@ -401,6 +401,16 @@ impl Connection {
         }
     }
 
+    /// A retransmission deadline, no later than the user timeout's end (Linux's
+    /// `tcp_clamp_rto_to_user_timeout`): the connection fails when that runs out, not at the
+    /// next RTO after it. The user timeout counts from `retransmitting_since`.
+    pub(super) fn clamp_to_user_timeout(&self, deadline: Instant) -> Instant {
+        match (self.cfg.user_timeout, self.retransmitting_since) {
+            (Some(limit), Some(since)) => deadline.min(since + limit),
+            _ => deadline,
+        }
+    }
+
     /// RFC 6298 §5.4–5.7 for data; the SYN and SYN-ACK schedules for the handshake.
     fn on_retransmit_timeout(&mut self, now: Instant) {
         match self.state {
@@ -559,13 +569,7 @@ impl Connection {
                 }
                 self.rtt_seq = None;
                 self.snd.nxt = self.snd.una;
-                // The user timeout bounds the wait too (Linux tcp_clamp_rto_to_user_timeout):
-                // the connection fails when it runs out, not at the next RTO after that.
-                let mut deadline = now + self.current_rto();
-                if let Some(limit) = self.cfg.user_timeout {
-                    deadline = deadline.min(since + limit);
-                }
-                self.timers.retransmit = Some(deadline);
+                self.timers.retransmit = Some(self.clamp_to_user_timeout(now + self.current_rto()));
             }
         }
     }
