@@ -17,6 +17,10 @@ struct Seen {
     partial_single: usize,
     partial_super: usize,
     complete: usize,
+    /// Packets whose payload came by reference (`poll_transmit_gather`).
+    gathered: usize,
+    /// Every packet, as the wire carried it.
+    packets: Vec<Vec<u8>>,
 }
 
 /// Completes a CHECKSUM_PARTIAL packet as a device does, by a sum of its own from the start
@@ -64,21 +68,66 @@ fn complete(packet: &mut [u8], t: &Transmit, seen: &mut Seen) {
 }
 
 /// Carries everything `from` has to send to `to`, completing partial checksums on the way;
-/// a super-segment goes whole, as GRO would hand it over.
-fn carry(from: &mut Endpoint, to: &mut Endpoint, now: Instant, buf: &mut [u8], seen: &mut Seen) {
-    while let Some(t) = from.poll_transmit(now, buf) {
-        complete(&mut buf[..t.len], &t, seen);
+/// a super-segment goes whole, as GRO would hand it over. With `gather`, packets are taken
+/// with `poll_transmit_gather` and put together from their head and payload handles, as a
+/// device's `writev` does.
+fn carry(
+    from: &mut Endpoint,
+    to: &mut Endpoint,
+    now: Instant,
+    buf: &mut [u8],
+    seen: &mut Seen,
+    gather: bool,
+) {
+    let mut payload = Vec::new();
+    loop {
+        let t = if gather {
+            from.poll_transmit_gather(now, buf, &mut payload)
+        } else {
+            from.poll_transmit(now, buf)
+        };
+        let Some(t) = t else { break };
+        let mut packet = buf[..t.head_len].to_vec();
+        if t.is_gathered() {
+            // Only a super-segment left partial, its head exactly the IP and TCP headers.
+            assert!(t.segment_size.is_some() && t.checksum_partial);
+            let (ip, _) = wire::ip::parse(&buf[..t.len]).expect("valid headers");
+            let tcp_header = usize::from(buf[ip.header_len() + 12] >> 4) * 4;
+            assert_eq!(t.head_len, ip.header_len() + tcp_header);
+            assert!(payload.iter().all(|b: &synack_core::Bytes| !b.is_empty()));
+            packet.extend(payload.iter().flat_map(|b| b.iter().copied()));
+            seen.gathered += 1;
+        } else {
+            assert!(
+                payload.is_empty(),
+                "nothing by reference for a packet written whole"
+            );
+        }
+        assert_eq!(packet.len(), t.len);
+        complete(&mut packet, &t, seen);
         let meta = RecvMeta {
             segment_size: t.segment_size,
             ..RecvMeta::new(t.len)
         };
-        to.handle_packet(now, buf, meta);
+        to.handle_packet(now, &packet, meta);
+        seen.packets.push(packet);
     }
 }
 
 /// A client with transmit checksum offload (and `gso` for segmentation offload) sends
 /// `len` bytes to a server that checks every checksum; returns what went by.
 fn transfer(client_ip: IpAddr, server_ip: IpAddr, gso: usize, len: usize) -> Seen {
+    transfer_gathering(client_ip, server_ip, gso, len, false)
+}
+
+/// [`transfer`], the client's packets taken with `poll_transmit_gather` if `gather`.
+fn transfer_gathering(
+    client_ip: IpAddr,
+    server_ip: IpAddr,
+    gso: usize,
+    len: usize,
+    gather: bool,
+) -> Seen {
     let mut cc = Config::default();
     cc.seed(Some([1; 32]))
         .tx_checksum_offload(true)
@@ -104,8 +153,8 @@ fn transfer(client_ip: IpAddr, server_ip: IpAddr, gso: usize, len: usize) -> See
         if client.state(conn) == Ok(synack_core::State::Established) && sent < len {
             sent += client.send(conn, &data[sent..]).unwrap_or(0);
         }
-        carry(&mut client, &mut server, now, &mut buf, &mut seen);
-        carry(&mut server, &mut client, now, &mut buf, &mut seen);
+        carry(&mut client, &mut server, now, &mut buf, &mut seen, gather);
+        carry(&mut server, &mut client, now, &mut buf, &mut seen, false);
         while let Some(e) = server.poll_event() {
             if let Event::Incoming(l) = e {
                 accepted = server.accept(l).ok();
@@ -177,6 +226,30 @@ fn partial_super_segment_checksums_complete_to_the_full_ones_ipv6() {
         1_000_000,
     );
     assert!(seen.partial_super > 0);
+}
+
+/// `poll_transmit_gather` leaves the payload of a partial super-segment in the send buffer
+/// and hands out handles on it; put together, every packet is the one `poll_transmit` writes
+/// whole, byte for byte, in the same order (both runs are seeded alike), IPv4 and IPv6.
+#[test]
+fn gathered_packets_are_the_packets_written_whole() {
+    for (client_ip, server_ip) in [("198.18.0.2", "198.18.0.1"), ("2001:2::2", "2001:2::1")] {
+        let (client_ip, server_ip): (IpAddr, IpAddr) =
+            (client_ip.parse().unwrap(), server_ip.parse().unwrap());
+        let whole = transfer_gathering(client_ip, server_ip, 65_535, 1_000_000, false);
+        let gathered = transfer_gathering(client_ip, server_ip, 65_535, 1_000_000, true);
+        assert_eq!(whole.gathered, 0);
+        assert!(gathered.gathered > 0);
+        assert_eq!(gathered.gathered, gathered.partial_super);
+        assert_eq!(whole.packets.len(), gathered.packets.len());
+        for (i, (a, b)) in whole.packets.iter().zip(&gathered.packets).enumerate() {
+            assert!(a == b, "packet {i} differs");
+        }
+        // Without segmentation offload nothing is a super-segment: all is written whole.
+        let single = transfer_gathering(client_ip, server_ip, 0, 100_000, true);
+        assert_eq!(single.gathered, 0);
+        assert!(single.partial_single > 10);
+    }
 }
 
 /// Without the device completing it, a partial checksum is a bad one: the receiver drops and

@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
+
 use super::connections::Owner;
 use super::{Endpoint, Event, RecvMeta};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
@@ -32,6 +34,27 @@ pub struct Transmit {
     /// [`Config::tx_checksum_offload`](crate::Config::tx_checksum_offload), and only for a
     /// connection's TCP segments that carry data; everything else leaves complete.
     pub checksum_partial: bool,
+    /// The bytes of the packet at the start of the buffer: all `len` of them, unless
+    /// [`Endpoint::poll_transmit_gather`] left a super-segment's payload where the send
+    /// buffer holds it, as `Bytes` in its `payload` list, after a head of IP and TCP headers.
+    pub head_len: usize,
+}
+
+impl Transmit {
+    /// A packet of `len` bytes, whole in its buffer: one segment, its checksum complete.
+    pub fn new(len: usize) -> Transmit {
+        Transmit {
+            len,
+            segment_size: None,
+            checksum_partial: false,
+            head_len: len,
+        }
+    }
+
+    /// Whether the payload is not in the buffer but in `poll_transmit_gather`'s list.
+    pub fn is_gathered(&self) -> bool {
+        self.head_len < self.len
+    }
 }
 
 /// What a packet the endpoint sends on its own is, for the counters it moves when it leaves
@@ -102,13 +125,55 @@ impl Endpoint {
     /// the next packet is written in its place; at most 64 (`LOOPBACK_BURST`) in one call.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.poll_transmit_into(now, buf, None)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) for a device that writes a packet from several
+    /// pieces (`writev`): a super-segment whose checksum is left partial
+    /// ([`Transmit::segment_size`] and [`Transmit::checksum_partial`]) comes as its IP and
+    /// TCP headers in `buf` (the first [`Transmit::head_len`] bytes) and its payload in
+    /// `payload`, handles on the send buffer's own bytes, in order. That saves copying up to
+    /// 64 KiB a packet out of the send buffer; the device's write is then the payload's one
+    /// copy, as Linux's TCP copies a `sendmsg` once. Every other packet is written whole into
+    /// `buf`, as `poll_transmit` writes it, and `payload` is left empty. `buf` must still hold
+    /// the whole packet (the MTU, or the largest super-segment): a packet to one of our own
+    /// addresses is put together there and taken in.
+    ///
+    /// The handles keep the bytes alive after the peer acknowledges them; drop them (clear
+    /// `payload`) once the device has written the packet.
+    #[must_use]
+    pub fn poll_transmit_gather(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        payload: &mut Vec<Bytes>,
+    ) -> Option<Transmit> {
+        payload.clear();
+        self.poll_transmit_into(now, buf, Some(payload))
+    }
+
+    fn poll_transmit_into(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        mut payload: Option<&mut Vec<Bytes>>,
+    ) -> Option<Transmit> {
         self.loopback_due = None;
         for _ in 0..LOOPBACK_BURST {
-            let t = self.poll_transmit_link(now, buf)?;
-            let packet = &buf[..t.len];
-            if !destination(packet).is_some_and(|d| self.addresses.contains(&d)) {
+            let t = self.poll_transmit_link(now, buf, payload.as_deref_mut())?;
+            if !destination(&buf[..t.head_len]).is_some_and(|d| self.addresses.contains(&d)) {
                 return Some(t);
             }
+            if t.is_gathered() {
+                // Put the packet together to take it in.
+                let mut at = t.head_len;
+                for piece in payload.as_deref_mut().into_iter().flat_map(|p| p.drain(..)) {
+                    buf[at..at + piece.len()].copy_from_slice(&piece);
+                    at += piece.len();
+                }
+                debug_assert_eq!(at, t.len, "the payload fills the packet");
+            }
+            let packet = &buf[..t.len];
             self.stats.looped_back += 1;
             let meta = RecvMeta {
                 len: t.len,
@@ -125,18 +190,19 @@ impl Endpoint {
     }
 
     /// The next packet for the link or for ourselves (see `poll_transmit`).
-    fn poll_transmit_link(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    fn poll_transmit_link(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        mut payload: Option<&mut Vec<Bytes>>,
+    ) -> Option<Transmit> {
         while let Some((packet, own)) = self.control.pop_front() {
             self.udp_after_output();
             if buf.len() >= packet.len() {
                 buf[..packet.len()].copy_from_slice(&packet);
                 self.stats.packets_out += 1;
                 self.count_own(own);
-                return Some(Transmit {
-                    len: packet.len(),
-                    segment_size: None,
-                    checksum_partial: false,
-                });
+                return Some(Transmit::new(packet.len()));
             }
             // A buffer smaller than the MTU, against this method's contract: the packet is
             // lost, as one the device refused would be, and counted.
@@ -148,7 +214,9 @@ impl Endpoint {
                 continue;
             };
             match slot.conn.poll_transmit(now, buf) {
-                Some(sent) => {
+                Some(mut sent) => {
+                    slot.conn
+                        .place_payload(&mut sent, buf, payload.as_deref_mut());
                     if buf.first().is_some_and(|b| b >> 4 == 6) {
                         // RFC 6437: the connection's label, the same until a timeout rehashes
                         // it. One SipHash a packet (a super-packet on an offload device),
@@ -156,7 +224,7 @@ impl Endpoint {
                         let (local, remote) = (slot.conn.local(), slot.conn.remote());
                         let (tcp, rehash) = (u8::from(IpProtocol::Tcp), slot.conn.flow_rehash());
                         let label = self.secrets.flow_label(local, remote, tcp, rehash);
-                        wire::ip::set_flow_label(&mut buf[..sent.len], label);
+                        wire::ip::set_flow_label(&mut buf[..sent.head_len], label);
                     }
                     self.stats.packets_out += 1;
                     self.stats.segments_out += u64::from(sent.segments);
@@ -179,6 +247,7 @@ impl Endpoint {
                         len: sent.len,
                         segment_size: sent.segment_size,
                         checksum_partial: sent.checksum_partial,
+                        head_len: sent.head_len,
                     });
                 }
                 None => {

@@ -170,25 +170,7 @@ impl SendBuffer {
             return 0;
         }
         let n = dst.len().min(self.len - offset);
-        let (mut index, mut start) = self.cursor.get();
-        if offset < start || index > self.chunks.len() {
-            (index, start) = (0, 0);
-        }
-        // Find the chunk that holds `offset` (the tail counts as chunk `chunks.len()`).
-        while index < self.chunks.len() && offset >= start + self.chunks[index].len() {
-            start += self.chunks[index].len();
-            index += 1;
-        }
-        debug_assert_eq!(
-            start,
-            self.chunks
-                .iter()
-                .take(index)
-                .map(Bytes::len)
-                .sum::<usize>(),
-            "the cursor names where its chunk starts"
-        );
-        self.cursor.set((index, start));
+        let (mut index, start) = self.find(offset);
         let mut copied = 0;
         let mut skip = offset - start;
         while copied < n {
@@ -203,6 +185,41 @@ impl SendBuffer {
             index += 1;
         }
         n
+    }
+
+    /// Appends to `out` the bytes at `[offset, offset + len)` as [`Bytes`] handles on the
+    /// buffer's own chunks, clamped to what is held, and returns how many bytes that was: the
+    /// same bytes [`SendBuffer::copy_out`] would copy, uncopied, for a device that writes a
+    /// packet's payload from where it lies (`Endpoint::poll_transmit_gather`). A range that
+    /// reaches into the bytes `push` is still filling freezes them into a chunk first; the
+    /// tail keeps the rest of its allocation for the next writes.
+    pub fn slices(&mut self, offset: usize, len: usize, out: &mut Vec<Bytes>) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = len.min(self.len - offset);
+        let frozen = self.len - self.tail.len();
+        if offset + n > frozen {
+            self.freeze_tail();
+        }
+        let (mut index, start) = self.find(offset);
+        let mut taken = 0;
+        let mut skip = offset - start;
+        while taken < n {
+            let Some(chunk) = self.chunks.get(index) else {
+                break;
+            };
+            let take = (chunk.len() - skip).min(n - taken);
+            out.push(chunk.slice(skip..skip + take));
+            taken += take;
+            skip = 0;
+            index += 1;
+        }
+        debug_assert_eq!(
+            taken, n,
+            "every byte held is in a chunk once the tail is frozen"
+        );
+        taken
     }
 
     /// Bytes of heap the buffer holds: the queued chunks (the application's own `Bytes`
@@ -230,6 +247,31 @@ impl SendBuffer {
     /// given back as chunks are acknowledged, whatever the capacity.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity.max(self.len);
+    }
+
+    /// The chunk that holds `offset` (the tail counts as chunk `chunks.len()`) and the offset
+    /// its first byte has, found from the last lookup's place onward (segments go out in
+    /// order), which is remembered for the next.
+    fn find(&self, offset: usize) -> (usize, usize) {
+        let (mut index, mut start) = self.cursor.get();
+        if offset < start || index > self.chunks.len() {
+            (index, start) = (0, 0);
+        }
+        while index < self.chunks.len() && offset >= start + self.chunks[index].len() {
+            start += self.chunks[index].len();
+            index += 1;
+        }
+        debug_assert_eq!(
+            start,
+            self.chunks
+                .iter()
+                .take(index)
+                .map(Bytes::len)
+                .sum::<usize>(),
+            "the cursor names where its chunk starts"
+        );
+        self.cursor.set((index, start));
+        (index, start)
     }
 
     /// Moves the tail's bytes into the queue as a frozen chunk.
@@ -621,6 +663,62 @@ mod tests {
         buf.consume(total - c - 2);
         assert_eq!(held(&buf), &pat_bytes(total - 1, total)[..]);
         assert!(buf.chunks.is_empty());
+    }
+
+    /// The bytes `slices` hands out, joined.
+    fn sliced(buf: &mut SendBuffer, offset: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = buf.slices(offset, len, &mut out);
+        let joined: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(joined.len(), n);
+        assert!(out.iter().all(|b| !b.is_empty()), "no empty handles");
+        joined
+    }
+
+    /// `slices` gives the bytes `copy_out` copies, across chunks, the application's own
+    /// `Bytes` and the tail; reaching into the tail freezes it without losing what later
+    /// writes put there, and acknowledging drops the chunks as before.
+    #[test]
+    fn slices_hand_out_what_copy_out_copies() {
+        let c = COPY_BELOW;
+        let mut buf = SendBuffer::new(1 << 20);
+        let mut at = 0;
+        for (len, by_ref) in [(2, false), (c, true), (2, false), (c + 1, true), (3, false)] {
+            let piece = pat_bytes(at, at + len);
+            let n = if by_ref {
+                buf.push_bytes(piece)
+            } else {
+                buf.push(&piece)
+            };
+            assert_eq!(n, len);
+            at += len;
+        }
+        for (from, len) in [(0, 6), (1, c), (c - 1, c + 4), (2 * c + 2, 20), (0, at)] {
+            let want = pat_bytes(from, (from + len).min(at));
+            assert_eq!(sliced(&mut buf, from, len), &want[..], "at {from}");
+        }
+        assert!(buf.tail.is_empty(), "the tail was frozen into a chunk");
+        assert_eq!(sliced(&mut buf, at, 10), b"");
+        // Writes after the freeze go on in the tail, in order.
+        assert_eq!(buf.push(&pat_bytes(at, at + 5)), 5);
+        let total = at + 5;
+        assert_eq!(held(&buf), &pat_bytes(0, total)[..]);
+        assert_eq!(
+            sliced(&mut buf, total - 7, 7),
+            &pat_bytes(total - 7, total)[..]
+        );
+        let mut six = [0; 6];
+        assert_eq!(buf.copy_out(total - 6, &mut six), 6);
+        assert_eq!(&six[..], &pat_bytes(total - 6, total)[..]);
+        // Handles outlive an acknowledgment of their bytes.
+        let mut kept = Vec::new();
+        buf.slices(0, total, &mut kept);
+        buf.consume(total);
+        assert!(buf.is_empty());
+        let joined: Vec<u8> = kept.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(joined, pat_bytes(0, total));
+        assert_eq!(buf.push(&[1, 2, 3]), 3);
+        assert_eq!(sliced(&mut buf, 0, 3), [1, 2, 3]);
     }
 
     #[test]

@@ -83,10 +83,41 @@ impl TcpLayout {
     /// do), the version, and refuses IPv4 fragments and IPv6 extension headers. Checksums are
     /// not verified: a super-segment's may be partial.
     pub fn parse(packet: &[u8]) -> Result<TcpLayout, GsoError> {
-        let first = *packet.first().ok_or(WireError::Truncated)?;
+        Self::locate(packet, None)
+    }
+
+    /// [`TcpLayout::parse`] for a packet of `len` bytes of which only the first, `head`, are
+    /// at hand, its IP and TCP headers among them: a super-segment whose payload lies
+    /// elsewhere ([`Transmit::head_len`](crate::Transmit::head_len)). Its IP length must be
+    /// `len`.
+    pub fn parse_head(head: &[u8], len: usize) -> Result<TcpLayout, GsoError> {
+        Self::locate(head, Some(len))
+    }
+
+    /// The headers in `bytes`: the whole packet (`whole_len` `None`), or its first bytes of
+    /// `whole_len` in all.
+    fn locate(bytes: &[u8], whole_len: Option<usize>) -> Result<TcpLayout, GsoError> {
+        let first = *bytes.first().ok_or(WireError::Truncated)?;
         let (ipv6, ip_header_len, len) = match first >> 4 {
             4 => {
-                let ip = ipv4::Packet::new_checked(packet)?;
+                let ip = match whole_len {
+                    None => ipv4::Packet::new_checked(bytes)?,
+                    // `check_len` but for the total length, which counts bytes not here.
+                    Some(_) => {
+                        if bytes.len() < ipv4::HEADER_LEN {
+                            return Err(WireError::Truncated.into());
+                        }
+                        let ip = ipv4::Packet::new_unchecked(bytes);
+                        let header = ip.header_len();
+                        if header < ipv4::HEADER_LEN || usize::from(ip.total_len()) < header {
+                            return Err(WireError::Malformed.into());
+                        }
+                        if header > bytes.len() {
+                            return Err(WireError::Truncated.into());
+                        }
+                        ip
+                    }
+                };
                 // RFC 791 §3.2: MF or a non-zero offset is a fragment, never a TSO packet.
                 if ip.more_frags() || ip.frag_offset() != 0 {
                     return Err(WireError::Fragment.into());
@@ -97,7 +128,13 @@ impl TcpLayout {
                 (false, ip.header_len(), usize::from(ip.total_len()))
             }
             6 => {
-                let ip = ipv6::Packet::new_checked(packet)?;
+                let ip = match whole_len {
+                    None => ipv6::Packet::new_checked(bytes)?,
+                    Some(_) if bytes.len() < ipv6::HEADER_LEN => {
+                        return Err(WireError::Truncated.into())
+                    }
+                    Some(_) => ipv6::Packet::new_unchecked(bytes),
+                };
                 if ip.next_header() != IpProtocol::Tcp {
                     return Err(GsoError::NotTcp);
                 }
@@ -106,7 +143,10 @@ impl TcpLayout {
             }
             _ => return Err(WireError::Unsupported.into()),
         };
-        let segment = tcp::Packet::new_checked(&packet[ip_header_len..len])?;
+        if whole_len.is_some_and(|whole| whole != len) {
+            return Err(WireError::Malformed.into());
+        }
+        let segment = tcp::Packet::new_checked(&bytes[ip_header_len..len.min(bytes.len())])?;
         Ok(TcpLayout {
             ipv6,
             ip_header_len,
@@ -752,6 +792,36 @@ mod tests {
         );
     }
 
+    /// The headers alone, with the packet's length, give the layout the whole packet gives;
+    /// a length other than the IP header's, or a head short of the headers, is refused.
+    #[test]
+    fn a_head_is_located_as_its_whole_packet() {
+        for v6 in [false, true] {
+            let p = packet(v6, TcpFlags::ACK, 1, Some((1, 2)), &data(3000));
+            let whole = TcpLayout::parse(&p).unwrap();
+            let head = &p[..whole.header_len];
+            assert_eq!(TcpLayout::parse_head(head, p.len()), Ok(whole));
+            assert_eq!(TcpLayout::parse_head(&p, p.len()), Ok(whole));
+            assert_eq!(
+                TcpLayout::parse_head(head, p.len() - 1).unwrap_err(),
+                WireError::Malformed.into()
+            );
+            assert_eq!(
+                TcpLayout::parse_head(&head[..whole.header_len - 1], p.len()).unwrap_err(),
+                WireError::Truncated.into()
+            );
+            for cut in 0..whole.header_len {
+                assert!(TcpLayout::parse_head(&head[..cut], p.len()).is_err());
+            }
+        }
+        let mut udp = packet(false, TcpFlags::ACK, 1, None, &data(10));
+        udp[9] = 17;
+        assert_eq!(
+            TcpLayout::parse_head(&udp[..40], udp.len()).unwrap_err(),
+            GsoError::NotTcp
+        );
+    }
+
     #[test]
     fn coalescer_stops_where_linux_gro_stops() {
         let d = data(100);
@@ -833,6 +903,7 @@ mod tests {
             for p in [&bytes, &shaped] {
                 let _ = split(p, size, TcpChecksum::Complete);
                 let _ = split(p, size, TcpChecksum::Partial);
+                let _ = TcpLayout::parse_head(p, size * 1000);
                 let mut q = p.clone();
                 let _ = complete_checksum(&mut q);
                 let mut c = Coalescer::new();

@@ -386,10 +386,18 @@ impl Connection {
             1
         };
         let ip = self.ip_header(&seg, new_data, segments);
-        let buffer = &self.snd.buffer;
         let partial = self.checksum_partial(len);
+        // The payload of a super-segment whose checksum the device finishes is left for the
+        // endpoint to place (`Connection::place_payload`): by reference for a caller that
+        // gathers (`Endpoint::poll_transmit_gather`), saving the copy, or copied into `buf`.
+        // Anything else, whose payload is summed here or is a segment's few bytes, is copied
+        // now.
+        let deferred = partial && len > segment;
+        let buffer = &self.snd.buffer;
         let fill = |out: &mut [u8]| {
-            buffer.copy_out(offset, &mut out[..len]);
+            if !deferred {
+                buffer.copy_out(offset, &mut out[..len]);
+            }
         };
         let packet_len = write_segment(buf, ip, &seg, len, fill, partial)?;
         if len > 0 {
@@ -403,6 +411,10 @@ impl Connection {
         let mut sent = Sent::single(packet_len, retransmit, false);
         sent.checksum_partial = partial;
         sent.cwr = cwr;
+        if deferred {
+            sent.head_len = packet_len - len;
+            sent.payload_at = offset;
+        }
         if len > segment {
             sent.segment_size = Some(segment);
             sent.segments = u32::try_from(segments).unwrap_or(u32::MAX);

@@ -84,6 +84,12 @@ pub(crate) struct Sent {
     pub checksum_partial: bool,
     /// It carries CWR (RFC 3168 §6.1.2), for the endpoint's counters.
     pub cwr: bool,
+    /// The bytes of the packet written into the buffer: all `len` of them, or only the
+    /// headers of a super-segment whose payload is still to be placed
+    /// ([`Connection::place_payload`]).
+    pub head_len: usize,
+    /// Where that payload starts in the send buffer.
+    pub payload_at: usize,
 }
 
 impl Sent {
@@ -97,12 +103,42 @@ impl Sent {
             segments: 1,
             checksum_partial: false,
             cwr: false,
+            head_len: len,
+            payload_at: 0,
         }
     }
 }
 
 impl Connection {
-    /// The next packet this connection wants to send, written into `buf`.
+    /// Places the payload a [`Sent`] left out of `buf` (`head_len < len`, the payload of a
+    /// super-segment whose checksum the device finishes): as handles on the send buffer's
+    /// bytes appended to `gather`, or, without it, copied into `buf` after the headers.
+    /// Called by the endpoint at once, before anything can acknowledge those bytes.
+    pub(crate) fn place_payload(
+        &mut self,
+        sent: &mut Sent,
+        buf: &mut [u8],
+        gather: Option<&mut Vec<bytes::Bytes>>,
+    ) {
+        let (at, len) = (sent.payload_at, sent.len - sent.head_len);
+        if len == 0 {
+            return;
+        }
+        match gather {
+            Some(list) => {
+                self.snd.buffer.slices(at, len, list);
+            }
+            None => {
+                self.snd
+                    .buffer
+                    .copy_out(at, &mut buf[sent.head_len..sent.len]);
+                sent.head_len = sent.len;
+            }
+        }
+    }
+
+    /// The next packet this connection wants to send, written into `buf` (but for a payload
+    /// left to [`Connection::place_payload`]).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Sent> {
         if let Some((seq, ack)) = self.reset_reply.take() {
             let seg = self.rst_repr(seq, ack);
