@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Event, RecvMeta, SynHandle, Transmit};
+use synack_core::{Bytes, Event, RecvMeta, SynHandle, Transmit};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, warn, Instrument};
 
@@ -74,6 +74,12 @@ pub(crate) struct Driver<D: Device> {
     tx_buf: Box<[u8]>,
     /// A packet in `tx_buf` that the device has not taken yet.
     tx_pending: Option<Transmit>,
+    /// The payload of a gathered packet in `tx_buf` (`Endpoint::poll_transmit_gather`).
+    tx_payload: Vec<Bytes>,
+    /// The device writes packets from pieces ([`DeviceCapabilities::tx_gather`]).
+    ///
+    /// [`DeviceCapabilities::tx_gather`]: crate::device::DeviceCapabilities::tx_gather
+    gather: bool,
     timer: Pin<Box<Sleep>>,
     /// The core deadline the timer is armed for: never later than the core's own next
     /// deadline (see step 5 of `round`).
@@ -98,12 +104,15 @@ impl<D: Device> Driver<D> {
         // of up to the largest IP packet (an IPv6 header and 65535 bytes of payload); a device
         // that says its MTU is larger has no larger IP packet to hand.
         let len = 40 + usize::from(u16::MAX);
+        let gather = device.capabilities().tx_gather;
         let mut driver = Driver {
             shared,
             device,
             rx_buf: vec![0; len].into_boxed_slice(),
             tx_buf: vec![0; len].into_boxed_slice(),
             tx_pending: None,
+            tx_payload: Vec::new(),
+            gather,
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
@@ -251,7 +260,7 @@ impl<D: Device> Driver<D> {
         loop {
             if let Some(t) = self.tx_pending {
                 let len = t.len;
-                match send(&mut self.device, cx, &self.tx_buf, t) {
+                match send(&mut self.device, cx, &self.tx_buf, &self.tx_payload, t) {
                     Poll::Ready(Ok(())) => trace!(len, "packet out"),
                     // A packet the device rejects is lost on the wire; TCP recovers from it.
                     Poll::Ready(Err(e)) => debug!(error = %e, len, "device dropped a packet"),
@@ -259,13 +268,15 @@ impl<D: Device> Driver<D> {
                     Poll::Pending => break,
                 }
                 self.tx_pending = None;
+                // Written: the payload's bytes are the send buffer's to free.
+                self.tx_payload.clear();
                 sent += 1;
             }
             if sent >= BATCH {
                 busy = true;
                 break;
             }
-            match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+            match self.poll_transmit(&mut inner.endpoint, now) {
                 Some(t) => self.tx_pending = Some(t),
                 None => break,
             }
@@ -327,6 +338,19 @@ impl<D: Device> Driver<D> {
         Round::Idle
     }
 
+    /// The core's next packet, into `tx_buf` (and `tx_payload` for a device that gathers).
+    fn poll_transmit(
+        &mut self,
+        endpoint: &mut synack_core::Endpoint,
+        now: synack_core::Instant,
+    ) -> Option<Transmit> {
+        if self.gather {
+            endpoint.poll_transmit_gather(now, &mut self.tx_buf, &mut self.tx_payload)
+        } else {
+            endpoint.poll_transmit(now, &mut self.tx_buf)
+        }
+    }
+
     /// The driver is ending: every stream has already called `close` (queuing its FIN, or an
     /// RST if it left data unread), every listener `close_listener`, and what could not be
     /// finished was reset. Push out what the core has queued, without waiting for a device
@@ -335,16 +359,17 @@ impl<D: Device> Driver<D> {
         let now = inner.now();
         for _ in 0..FINAL_FLUSH {
             if self.tx_pending.is_none() {
-                match inner.endpoint.poll_transmit(now, &mut self.tx_buf) {
+                match self.poll_transmit(&mut inner.endpoint, now) {
                     Some(t) => self.tx_pending = Some(t),
                     None => break,
                 }
             }
             if let Some(t) = self.tx_pending {
-                if send(&mut self.device, cx, &self.tx_buf, t).is_pending() {
+                if send(&mut self.device, cx, &self.tx_buf, &self.tx_payload, t).is_pending() {
                     break;
                 }
                 self.tx_pending = None;
+                self.tx_payload.clear();
             }
         }
         flush(&mut self.device, cx);
@@ -374,14 +399,20 @@ fn hand_off(inner: &mut Inner, router: &Router, owner: usize, packet: &[u8], met
     }
 }
 
-/// Hands the packet `t` describes to the device, with the core's description of it.
+/// Hands the packet `t` describes to the device, with the core's description of it: whole
+/// from `buf`, or its head from `buf` and its payload from `payload`.
 fn send<D: Device>(
     device: &mut D,
     cx: &mut Context<'_>,
     buf: &[u8],
+    payload: &[Bytes],
     t: Transmit,
 ) -> Poll<std::io::Result<()>> {
-    device.poll_send(cx, &buf[..t.len.min(buf.len())], &t)
+    if t.is_gathered() {
+        device.poll_send_gather(cx, &buf[..t.head_len.min(buf.len())], payload, &t)
+    } else {
+        device.poll_send(cx, &buf[..t.len.min(buf.len())], &t)
+    }
 }
 
 /// Ends a burst of sends ([`Device::poll_flush`]). A device that cannot write now wakes the

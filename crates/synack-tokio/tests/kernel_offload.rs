@@ -295,11 +295,7 @@ async fn a_held_segment_is_written_at_the_flush() {
     p[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
 
     let mut cx = Context::from_waker(Waker::noop());
-    let plain = Transmit {
-        len: p.len(),
-        segment_size: None,
-        checksum_partial: false,
-    };
+    let plain = Transmit::new(p.len());
     assert!(matches!(
         tun.poll_send(&mut cx, &p, &plain),
         Poll::Ready(Ok(()))

@@ -20,11 +20,7 @@ const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// The core's description of a plain packet of `len` bytes.
 fn plain(len: usize) -> Transmit {
-    Transmit {
-        len,
-        segment_size: None,
-        checksum_partial: false,
-    }
+    Transmit::new(len)
 }
 
 /// The Internet checksum (RFC 1071): one's complement of the one's complement sum.

@@ -26,11 +26,7 @@ fn counter() -> (Arc<Counter>, Waker) {
 
 /// The core's description of a plain packet of `len` bytes.
 fn plain(len: usize) -> Transmit {
-    Transmit {
-        len,
-        segment_size: None,
-        checksum_partial: false,
-    }
+    Transmit::new(len)
 }
 
 fn send(dev: &mut MemoryDevice, waker: &Waker, packet: &[u8]) -> Poll<std::io::Result<()>> {

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::task::{Context, Poll};
 
 use crate::shard::FlowSteering;
-use synack_core::{RecvMeta, Transmit};
+use synack_core::{Bytes, RecvMeta, Transmit};
 
 pub mod memory;
 pub mod pcap;
@@ -46,6 +46,12 @@ pub struct DeviceCapabilities {
     /// Transmit checksum offload: the device completes a TCP checksum that
     /// [`Transmit::checksum_partial`] leaves partial (Linux's `CHECKSUM_PARTIAL`).
     pub tx_checksum_partial: bool,
+    /// Gathered transmit: the device writes a packet from its head and the payload's pieces
+    /// where the stack's send buffer holds them ([`Device::poll_send_gather`], a `writev`),
+    /// so the driver takes super-segments with
+    /// [`Endpoint::poll_transmit_gather`](synack_core::Endpoint::poll_transmit_gather) and
+    /// saves copying their payload out of the send buffer.
+    pub tx_gather: bool,
 }
 
 impl DeviceCapabilities {
@@ -56,6 +62,7 @@ impl DeviceCapabilities {
             gso_max_size: 0,
             rx_checksum: false,
             tx_checksum_partial: false,
+            tx_gather: false,
         }
     }
 
@@ -74,6 +81,12 @@ impl DeviceCapabilities {
     /// With (or without) transmit checksum offload.
     pub fn with_tx_checksum_partial(mut self, on: bool) -> DeviceCapabilities {
         self.tx_checksum_partial = on;
+        self
+    }
+
+    /// With (or without) gathered transmit ([`DeviceCapabilities::tx_gather`]).
+    pub fn with_tx_gather(mut self, on: bool) -> DeviceCapabilities {
+        self.tx_gather = on;
         self
     }
 }
@@ -102,6 +115,24 @@ pub trait Device: Send + 'static {
         packet: &[u8],
         transmit: &Transmit,
     ) -> Poll<io::Result<()>>;
+
+    /// [`poll_send`](Device::poll_send) for a packet given in pieces: `head`, then the
+    /// `payload` handles in order, [`Transmit::len`] bytes in all. Called, if
+    /// [`DeviceCapabilities::tx_gather`] is set, for a super-segment whose checksum is left
+    /// partial ([`Transmit::is_gathered`]): `head` is its IP and TCP headers
+    /// ([`Transmit::head_len`] bytes), the payload still in the stack's send buffer. The
+    /// default puts the packet together and hands it to `poll_send`, which a device that
+    /// writes with `writev` does better by writing the pieces where they lie.
+    fn poll_send_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        payload: &[Bytes],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        let (packet, whole) = assemble(head, payload, transmit);
+        self.poll_send(cx, &packet, &whole)
+    }
 
     /// Push out whatever the device holds back to batch it. The driver calls it after every
     /// burst of sends, so that nothing waits for the next round. The default: nothing held.
@@ -169,6 +200,22 @@ pub trait Device: Send + 'static {
             "the device cannot steer flows",
         ))
     }
+}
+
+/// A packet given in pieces ([`Device::poll_send_gather`]) put together, with its
+/// description as a whole packet's.
+pub(crate) fn assemble(head: &[u8], payload: &[Bytes], transmit: &Transmit) -> (Vec<u8>, Transmit) {
+    let mut packet = Vec::with_capacity(transmit.len);
+    packet.extend_from_slice(head);
+    for piece in payload {
+        packet.extend_from_slice(piece);
+    }
+    let whole = Transmit {
+        len: packet.len(),
+        head_len: packet.len(),
+        ..*transmit
+    };
+    (packet, whole)
 }
 
 /// Refuses what a device without offloads cannot send: a super-segment, or a packet whose

@@ -124,8 +124,10 @@ impl<D: Device> PcapDevice<D> {
 }
 
 impl<D: Device> Device for PcapDevice<D> {
+    /// The inner device's, but for gathered transmit: the recording needs every packet
+    /// whole, which the core then writes into the driver's buffer at no extra cost.
     fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.capabilities()
+        self.inner.capabilities().with_tx_gather(false)
     }
 
     fn check(&mut self) -> io::Result<()> {

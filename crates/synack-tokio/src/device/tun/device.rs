@@ -268,6 +268,19 @@ impl Device for TunDevice {
         }
     }
 
+    fn poll_send_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        payload: &[synack_core::Bytes],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.poll_send_gather(cx, head, payload, transmit),
+            Inner::Plain(d) => d.poll_send_gather(cx, head, payload, transmit),
+        }
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.inner {
             Inner::Offload(d) => d.poll_flush(cx),

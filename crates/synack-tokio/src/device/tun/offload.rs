@@ -21,8 +21,10 @@
 //!
 //! **Send.** A super-segment the stack built ([`Transmit::segment_size`]) is written behind a
 //! TSO header whose `NEEDS_CSUM` points at the partial checksum the core left
-//! ([`Transmit::checksum_partial`]); the payload goes from the stack's buffer with `writev`,
-//! uncopied, and the kernel either delivers it whole to its own TCP or cuts it. An ordinary
+//! ([`Transmit::checksum_partial`]); the payload goes with `writev` straight from the stack's
+//! send buffer (the device gathers: [`Device::poll_send_gather`]), so the kernel's copy is
+//! its only one after the application's write, and the kernel either delivers it whole to
+//! its own TCP or cuts it. An ordinary
 //! packet with a partial checksum goes behind a `NEEDS_CSUM` header without GSO. Single data
 //! segments sent back to back on one flow (when the stack's GSO is off, say) are glued by the
 //! core's [`gso::Coalescer`] into one super-packet; anything else is written alone.
@@ -40,7 +42,7 @@ use std::task::{ready, Context, Poll};
 
 use synack_core::wire::gso::{self, TcpChecksum, TcpLayout};
 use synack_core::wire::{tcp, TcpFlags};
-use synack_core::{RecvMeta, Transmit};
+use synack_core::{Bytes, RecvMeta, Transmit};
 
 use super::vnet::{VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN};
 use super::{Tun, TunConfig};
@@ -259,7 +261,7 @@ impl OffloadTun {
         let c = &self.counters.0;
         let layout = TcpLayout::parse(packet)
             .ok()
-            .filter(|l| tso_describes(l, packet, segment_size));
+            .filter(|l| tso_describes(l, packet, packet.len(), segment_size));
         let (Some(layout), Ok(gso_size @ 1..)) = (layout, u16::try_from(segment_size)) else {
             // The stack builds only what a TSO header describes; anything else is lost.
             bump(&c.tx_dropped, 1);
@@ -284,16 +286,59 @@ impl OffloadTun {
             head[at..at + 2].copy_from_slice(&sum.to_be_bytes());
             [&hdr, head, &packet[layout.header_len..]]
         };
-        match ready!(self.tun.poll_write(cx, &parts)) {
+        let result = ready!(self.tun.poll_write(cx, &parts));
+        Poll::Ready(self.count_built(result, segments))
+    }
+
+    /// Writes a super-segment given in pieces ([`Device::poll_send_gather`]): behind its TSO
+    /// header, `head` (its IP and TCP headers, checksum partial) and the payload from the
+    /// stack's send buffer, in one `writev`, so that the kernel's copy is the payload's only
+    /// one after the application's write.
+    fn poll_send_pieces(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        payload: &[Bytes],
+        transmit: &Transmit,
+        segment_size: usize,
+    ) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_batch(cx))?;
+        let payload_len: usize = payload.iter().map(Bytes::len).sum();
+        let layout = TcpLayout::parse_head(head, transmit.len).ok().filter(|l| {
+            l.header_len == head.len()
+                && head.len() + payload_len == transmit.len
+                && tso_describes(l, head, transmit.len, segment_size)
+        });
+        let (Some(layout), Ok(gso_size @ 1..)) = (layout, u16::try_from(segment_size)) else {
+            bump(&self.counters.0.tx_dropped, 1);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a super-segment that TSO cannot describe",
+            )));
+        };
+        let hdr = VnetHdr::partial(&layout, Some(gso_size)).to_bytes();
+        let segments = layout.payload_len().div_ceil(segment_size) as u64;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + payload.len());
+        parts.push(&hdr);
+        parts.push(head);
+        parts.extend(payload.iter().map(|piece| &piece[..]));
+        let result = ready!(self.tun.poll_write(cx, &parts));
+        Poll::Ready(self.count_built(result, segments))
+    }
+
+    /// Counts the write of a super-segment the stack built, of `segments` segments.
+    fn count_built(&self, result: io::Result<()>, segments: u64) -> io::Result<()> {
+        let c = &self.counters.0;
+        match result {
             Ok(()) => {
                 bump(&c.super_packets_out, 1);
                 bump(&c.super_packets_built, 1);
                 bump(&c.segments_coalesced, segments);
-                Poll::Ready(Ok(()))
+                Ok(())
             }
             Err(e) => {
                 bump(&c.tx_dropped, segments);
-                Poll::Ready(Err(e))
+                Err(e)
             }
         }
     }
@@ -397,13 +442,14 @@ impl OffloadTun {
 /// `segment_size`: TCP data under ACK (PSH and FIN allowed: `tcp_gso_segment` keeps them for
 /// the last segment; no SYN, RST, URG or ECN bits), no IPv4 options, no bytes past the IP
 /// length, more than one segment, at most 64 KiB.
-fn tso_describes(layout: &TcpLayout, packet: &[u8], segment_size: usize) -> bool {
-    let flags = tcp::Packet::new_unchecked(&packet[layout.ip_header_len..]).flags();
+/// `head` holds the packet's headers at least, `len` is its length.
+fn tso_describes(layout: &TcpLayout, head: &[u8], len: usize, segment_size: usize) -> bool {
+    let flags = tcp::Packet::new_unchecked(&head[layout.ip_header_len..]).flags();
     let others = TcpFlags(flags.0 & !(TcpFlags::PSH.0 | TcpFlags::FIN.0));
     others == TcpFlags::ACK
         && (layout.ipv6 || layout.ip_header_len == 20)
-        && layout.len == packet.len()
-        && packet.len() <= MAX_SUPER
+        && layout.len == len
+        && len <= MAX_SUPER
         && layout.header_len <= MAX_HEAD
         && layout.payload_len() > segment_size
 }
@@ -445,6 +491,7 @@ impl Device for OffloadTun {
             .with_gso_max_size(MAX_SUPER)
             .with_rx_checksum(true)
             .with_tx_checksum_partial(true)
+            .with_tx_gather(true)
     }
 
     fn check(&mut self) -> io::Result<()> {
@@ -557,6 +604,26 @@ impl Device for OffloadTun {
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    fn poll_send_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        payload: &[Bytes],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        match transmit.segment_size {
+            Some(size) if transmit.checksum_partial && 2 + payload.len() <= super::sys::MAX_IOV => {
+                self.poll_send_pieces(cx, head, payload, transmit, size)
+            }
+            // The stack gathers nothing else, and its payload is in a few chunks; anything
+            // else goes whole.
+            _ => {
+                let (packet, whole) = crate::device::assemble(head, payload, transmit);
+                self.poll_send(cx, &packet, &whole)
+            }
+        }
     }
 
     /// Writes the held batch, if any.

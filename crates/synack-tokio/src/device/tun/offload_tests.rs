@@ -248,7 +248,7 @@ fn only_data_super_segments_get_a_tso_header() {
         let ok = |flags: TcpFlags, data: &[u8], size: usize| {
             let p = packet(v6, flags, 1, data);
             let l = TcpLayout::parse(&p).unwrap();
-            tso_describes(&l, &p, size)
+            tso_describes(&l, &p, p.len(), size)
         };
         assert!(ok(TcpFlags::ACK, &data, 1448));
         assert!(ok(
@@ -266,6 +266,6 @@ fn only_data_super_segments_get_a_tso_header() {
         let mut p = packet(v6, TcpFlags::ACK, 1, &data);
         let l = TcpLayout::parse(&p).unwrap();
         p.extend_from_slice(&[0; 3]);
-        assert!(!tso_describes(&l, &p, 1448));
+        assert!(!tso_describes(&l, &p, p.len(), 1448));
     }
 }

@@ -559,15 +559,27 @@ pub(super) fn readv(fd: RawFd, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> 
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// writev(2) of up to three parts (say a virtio-net header, headers, payload) as one frame,
-/// so none of them is copied into a frame buffer first.
+/// The most pieces [`writev`] writes as one frame: a virtio-net header, the packet's headers
+/// and its payload where the stack's send buffer holds it, in a few chunks (Linux takes up to
+/// `UIO_MAXIOV`, 1024).
+pub(super) const MAX_IOV: usize = 64;
+
+/// writev(2) of up to [`MAX_IOV`] parts (a virtio-net header, headers, the payload's pieces)
+/// as one frame, so none of them is copied into a frame buffer first; more is refused
+/// (`InvalidInput`), never cut short.
 pub(super) fn writev(fd: RawFd, parts: &[&[u8]]) -> io::Result<usize> {
+    if parts.len() > MAX_IOV {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} pieces for one write, past {MAX_IOV}", parts.len()),
+        ));
+    }
     let empty = libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     };
-    let mut iov = [empty, empty, empty];
-    let n = parts.len().min(iov.len());
+    let mut iov = [empty; MAX_IOV];
+    let n = parts.len();
     for (v, p) in iov.iter_mut().zip(&parts[..n]) {
         *v = libc::iovec {
             iov_base: p.as_ptr() as *mut libc::c_void,
