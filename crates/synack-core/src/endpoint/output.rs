@@ -133,8 +133,8 @@ impl Endpoint {
     /// ([`Transmit::segment_size`] and [`Transmit::checksum_partial`]) comes as its IP and
     /// TCP headers in `buf` (the first [`Transmit::head_len`] bytes) and its payload in
     /// `payload`, handles on the send buffer's own bytes, in order. That saves copying up to
-    /// 64 KiB a packet out of the send buffer; the device's write is then the payload's one
-    /// copy, as Linux's TCP copies a `sendmsg` once. Every other packet is written whole into
+    /// 64 KiB a packet out of the send buffer: after the application's write into it, the
+    /// device's write is the payload's one copy. Every other packet is written whole into
     /// `buf`, as `poll_transmit` writes it, and `payload` is left empty. `buf` must still hold
     /// the whole packet (the MTU, or the largest super-segment): a packet to one of our own
     /// addresses is put together there and taken in.

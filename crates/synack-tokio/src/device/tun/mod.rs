@@ -86,6 +86,25 @@ mod tests {
     #[cfg(feature = "netns")]
     use crate::netns::NetNs;
 
+    /// `writev` writes every piece of a frame, up to `MAX_IOV` of them, and refuses more
+    /// rather than cutting the frame short (it once took only the first three).
+    #[test]
+    fn writev_writes_every_piece_or_refuses() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let data: Vec<u8> = (0..sys::MAX_IOV * 3).map(|i| i as u8).collect();
+        let parts: Vec<&[u8]> = data.chunks(3).collect();
+        assert_eq!(parts.len(), sys::MAX_IOV);
+        assert_eq!(sys::writev(a.as_raw_fd(), &parts).unwrap(), data.len());
+        let mut got = vec![0; data.len()];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(got, data);
+        let more: Vec<&[u8]> = data.chunks(2).collect();
+        let e = sys::writev(a.as_raw_fd(), &more).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
     #[test]
     fn cidr_parses_and_prints() {
         let c: Ipv4Cidr = "198.18.0.1/24".parse().unwrap();
