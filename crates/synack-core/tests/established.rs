@@ -5943,6 +5943,25 @@ fn outq_counts_a_queued_fin_until_it_is_acknowledged() {
     assert_eq!(k.h.ep.outq(k.c), Ok((0, 0)));
 }
 
+/// `TCP_INFO`'s `notsent_bytes` is Linux's `write_seq - snd_nxt` too (`tcp_get_info`): an
+/// unsent FIN counts as its byte, as in SIOCOUTQNSD. It used to count data alone
+/// (`tcp-info-notsent-fin.pkt`).
+#[test]
+fn tcp_info_notsent_bytes_counts_an_unsent_fin() {
+    let mut k = Conn::plain();
+    let notsent = |k: &Conn| k.h.ep.info(k.h.now, k.c).unwrap().notsent_bytes;
+    k.h.ep.send(k.c, &[7u8; 1500]).unwrap();
+    assert_eq!(notsent(&k), 1500);
+    assert_eq!(k.h.drain().len(), 2);
+    assert_eq!(notsent(&k), 0);
+    k.h.ep.shutdown(k.c).unwrap();
+    assert_eq!(notsent(&k), 1);
+    assert_eq!(k.h.ep.outq(k.c), Ok((1501, 1)));
+    let fin = k.h.drain();
+    assert!(fin.last().unwrap().flags.contains(FIN), "{fin:?}");
+    assert_eq!(notsent(&k), 0);
+}
+
 // === SO_RCVLOWAT ==============================================================================
 
 /// `SO_RCVLOWAT` is Linux's `tcp_epollin_ready` target: the connection is ready for a reader

@@ -158,10 +158,17 @@ impl Progress {
     /// The progress a `TCP_INFO` snapshot shows.
     pub fn from_info(i: &TcpInfo) -> Progress {
         let acked = i.bytes_acked;
-        // Before the handshake completes, what is in flight is the SYN, not data.
+        // Before the handshake completes, what is in flight is the SYN, not data. After a
+        // shutdown, `notsent_bytes` counts an unsent FIN as a byte, which (coming last) is
+        // unsent whenever anything is.
+        let fin_queued = matches!(
+            i.state,
+            Some(State::FinWait1 | State::Closing | State::LastAck)
+        );
+        let unsent_data = i.notsent_bytes - u32::from(fin_queued && i.notsent_bytes > 0);
         let in_flight = match i.state {
             Some(State::SynSent | State::SynReceived) | None => 0,
-            _ => i.send_queued.saturating_sub(i.notsent_bytes),
+            _ => i.send_queued.saturating_sub(unsent_data),
         };
         Progress {
             sent: acked + u64::from(in_flight),

@@ -79,7 +79,10 @@ impl Connection {
         if self.syn_data_acked() {
             options |= 32;
         }
-        let unsent = self.notsent();
+        // Linux's `write_seq - snd_nxt`: a FIN queued and not sent counts as its byte of
+        // sequence space (`tcp_send_fin` adds it to `write_seq`), as `SIOCOUTQNSD` counts it.
+        let fin_unsent = self.snd.fin_queued && self.snd.fin_seq.is_none();
+        let unsent = self.notsent() + usize::from(fin_unsent);
         let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);
         // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
         let synced = self.is_synchronized() || self.state == State::Closed;
