@@ -27,6 +27,10 @@ pub enum Error {
     /// An ICMP error named the connection: network unreachable (ENETUNREACH).
     #[error("network is unreachable")]
     NetworkUnreachable,
+    /// An ICMP parameter problem named the connection: the path could not take our header
+    /// (EPROTO, as Linux's `icmp_err_convert` and `icmpv6_err_convert` map it).
+    #[error("protocol error")]
+    ProtocolError,
     /// The operation cannot complete now; try again after the matching event (EAGAIN).
     #[error("operation would block")]
     WouldBlock,
@@ -88,6 +92,8 @@ impl Error {
             Error::BrokenPipe => K::BrokenPipe,
             Error::HostUnreachable => K::HostUnreachable,
             Error::NetworkUnreachable => K::NetworkUnreachable,
+            // std has no stable kind for EPROTO.
+            Error::ProtocolError => K::Other,
             Error::WouldBlock => K::WouldBlock,
             Error::AddrInUse => K::AddrInUse,
             Error::AddrNotAvailable => K::AddrNotAvailable,
@@ -125,6 +131,7 @@ impl Error {
             Error::BrokenPipe => libc::EPIPE,
             Error::HostUnreachable => libc::EHOSTUNREACH,
             Error::NetworkUnreachable => libc::ENETUNREACH,
+            Error::ProtocolError => libc::EPROTO,
             Error::WouldBlock => libc::EAGAIN,
             Error::AddrInUse => libc::EADDRINUSE,
             Error::AddrNotAvailable => libc::EADDRNOTAVAIL,
@@ -142,13 +149,14 @@ impl Error {
     }
 
     /// Whether std reads [`errno`](Self::errno) as [`kind`](Self::kind): all but EBADF,
-    /// ENOBUFS, EMSGSIZE, EAFNOSUPPORT, EDESTADDRREQ and ENOPROTOOPT, which std leaves
-    /// uncategorized.
+    /// ENOBUFS, EMSGSIZE, EAFNOSUPPORT, EDESTADDRREQ, ENOPROTOOPT and EPROTO, which std
+    /// leaves uncategorized.
     #[cfg(target_os = "linux")]
     fn errno_has_kind(self) -> bool {
         !matches!(
             self,
-            Error::InvalidHandle
+            Error::ProtocolError
+                | Error::InvalidHandle
                 | Error::NoBufferSpace
                 | Error::MessageTooLong
                 | Error::AddressFamilyNotSupported
@@ -162,7 +170,7 @@ impl Error {
 /// error, as tokio::net's own errors are: the same kind, the same `raw_os_error` and the same
 /// message ("Connection refused (os error 111)"), so that code written against the kernel's
 /// sockets, which matches `raw_os_error() == Some(libc::EADDRINUSE)`, works unchanged. The
-/// six std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
+/// seven std leaves uncategorized keep the kind [`Error::kind`] gives them, which a caller
 /// can match, and carry the `Error` itself (no errno, rather than one std reads otherwise).
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
@@ -192,7 +200,7 @@ mod tests {
         assert_eq!(Error::BrokenPipe.kind(), io::ErrorKind::BrokenPipe);
     }
 
-    /// Every error becomes an `io::Error` of its own kind; on Linux, all but six carry the
+    /// Every error becomes an `io::Error` of its own kind; on Linux, all but seven carry the
     /// errno as the kernel's own sockets' errors do.
     #[cfg(target_os = "linux")]
     #[test]
@@ -206,6 +214,7 @@ mod tests {
             BrokenPipe,
             HostUnreachable,
             NetworkUnreachable,
+            ProtocolError,
             WouldBlock,
             AddrInUse,
             AddrNotAvailable,

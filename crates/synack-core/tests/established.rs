@@ -5385,6 +5385,40 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     );
 }
 
+/// A parameter problem is EPROTO (Linux's `icmp_err_convert`), soft on an open connection
+/// as an unreachable is: `take_soft_error` reads it once, as `SO_ERROR` reads `sk_err_soft`
+/// and clears it, and a soft error left unread is what the connection fails with when its
+/// retransmissions run out (`icmp-parameter-problem.pkt`). synack ignored the type.
+#[test]
+fn parameter_problem_is_a_soft_protocol_error_read_once() {
+    use synack_core::wire::IcmpRepr;
+    let mut cfg = config();
+    cfg.data_retries(2);
+    let mut k = Conn::open(cfg, false, false);
+    let problem = |k: &mut Conn| {
+        k.h.ep.send(k.c, b"hello").unwrap();
+        let _ = k.h.drain();
+        let quoted = k.h.raw.last().unwrap()[..28].to_vec();
+        let p = icmp_packet(IcmpRepr::ParamProblem {
+            code: 0,
+            pointer: 0,
+            invoking: &quoted,
+        });
+        k.h.inject_raw(&p);
+    };
+    problem(&mut k);
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
+    assert_eq!(
+        k.h.ep.take_soft_error(k.c).unwrap(),
+        Some(Error::ProtocolError)
+    );
+    assert_eq!(k.h.ep.take_soft_error(k.c).unwrap(), None, "read once");
+    problem(&mut k);
+    k.h.advance(Duration::from_secs(120));
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::ProtocolError));
+}
+
 /// RFC 6069 (TCP-LD), as Linux's `tcp_ld_RTO_revert` for IPv4: a net or host unreachable
 /// quoting SND.UNA while timeouts back the RTO off undoes the last doubling, and the timer
 /// runs from the last retransmission with the RTO that leaves (at once if that has passed).

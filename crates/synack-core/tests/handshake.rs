@@ -1427,6 +1427,37 @@ fn icmp_errors_end_a_half_open_connection_only_for_net_or_host_unreachable() {
     }
 }
 
+/// A parameter problem about a SYN ends the connect with `ProtocolError` (EPROTO, Linux's
+/// `tcp_v4_err` and `tcp_done_with_error`), and one about a listener's SYN-ACK ends the
+/// half-open connection (`tcp_req_err`, fatal); synack ignored the type
+/// (`icmp-parameter-problem.pkt`).
+#[test]
+fn a_parameter_problem_ends_an_opening_connection() {
+    use synack_core::wire::IcmpRepr;
+    let problem = |h: &mut Harness| {
+        let quoted = h.raw.last().unwrap()[..28].to_vec();
+        let p = icmp_packet(IcmpRepr::ParamProblem {
+            code: 0,
+            pointer: 0,
+            invoking: &quoted,
+        });
+        h.inject_raw(&p);
+        let _ = h.drain();
+    };
+    let mut h = Harness::new(config());
+    let conn = h.ep.connect(h.now, SocketAddr::new(PEER, 80)).unwrap();
+    let _ = h.one();
+    problem(&mut h);
+    assert_eq!(h.ep.state(conn), Ok(State::Closed));
+    assert_eq!(h.ep.take_error(conn), Ok(Some(Error::ProtocolError)));
+
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn(&mut h);
+    problem(&mut h);
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+    assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+}
+
 // === Resource limits =============================================================================
 
 #[test]

@@ -37,7 +37,8 @@ impl Endpoint {
         // over that family): anything else is forged or broken.
         if let IcmpRepr::DstUnreachable { invoking, .. }
         | IcmpRepr::PacketTooBig { invoking, .. }
-        | IcmpRepr::TimeExceeded { invoking, .. } = icmp
+        | IcmpRepr::TimeExceeded { invoking, .. }
+        | IcmpRepr::ParamProblem { invoking, .. } = icmp
         {
             if invoking.first().map(|b| b >> 4) != Some(if v6 { 6 } else { 4 }) {
                 self.stats.drop_malformed += 1;
@@ -110,6 +111,23 @@ impl Endpoint {
                 let report = IcmpReport::Unreachable {
                     error: Error::HostUnreachable,
                     drops_half_open: !v6,
+                    reverts_backoff: false,
+                };
+                self.icmp_error(now, invoking, report);
+            }
+            IcmpRepr::ParamProblem { invoking, .. } => {
+                // EPROTO, and fatal to a half-open connection, for IPv4 (`tcp_v4_err`, which
+                // passes it to `tcp_req_err` as fatal) and IPv6 (`icmpv6_err_convert` calls
+                // it fatal): a connection still opening fails with it, an open one keeps it
+                // as a soft error, reported if it later times out. A datagram's is not
+                // taken (synack's UDP sockets take unreachables only).
+                if wire::icmp::invoking_udp(invoking).is_some() {
+                    self.stats.drop_other += 1;
+                    return;
+                }
+                let report = IcmpReport::Unreachable {
+                    error: Error::ProtocolError,
+                    drops_half_open: true,
                     reverts_backoff: false,
                 };
                 self.icmp_error(now, invoking, report);

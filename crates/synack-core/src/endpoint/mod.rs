@@ -793,6 +793,15 @@ impl Endpoint {
         Ok(self.app_conn(conn)?.error())
     }
 
+    /// The soft error an ICMP report left on a connection that carries on (unreachable,
+    /// time exceeded, parameter problem), taken: Linux's `SO_ERROR` returns `sk_err_soft`
+    /// and clears it when there is no hard error (`sock_getsockopt`), after which a timeout
+    /// fails with `TimedOut` rather than with it. `None` if there is none.
+    pub fn take_soft_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
+        let slot = self.app_slot(conn)?;
+        Ok(slot.conn.soft_error.take())
+    }
+
     /// Bytes queued for sending and not yet acknowledged.
     pub fn send_queue_len(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.app_conn(conn)?.send_queue_len())

@@ -25,8 +25,12 @@ impl Shared {
         let o = g.socket(fd)?.opts.clone();
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
+                // Linux's sock_error, then sk_err_soft, each cleared once read.
                 let e = match conn {
-                    Some(_) => g.take_conn_error(fd)?.unwrap_or(0),
+                    Some(h) => match g.take_conn_error(fd)? {
+                        Some(e) => e,
+                        None => g.ep().take_soft_error(h).ok().flatten().map_or(0, errno),
+                    },
                     None => g.socket(fd)?.pending_error.take().unwrap_or(0),
                 };
                 int(e)

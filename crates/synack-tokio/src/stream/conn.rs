@@ -420,11 +420,17 @@ impl ConnRef {
     }
 
     /// SO_ERROR: the connection's failure, once (Linux's `sock_error` clears it); `None`
-    /// after it was returned, here or by a read or write.
+    /// after it was returned, here or by a read or write. Without one, the soft error an
+    /// ICMP report left, taken (`sk_err_soft`).
     pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.endpoint.take_error(self.handle) {
-            Ok(None) => Ok(None),
+            Ok(None) => Ok(inner
+                .endpoint
+                .take_soft_error(self.handle)
+                .ok()
+                .flatten()
+                .map(io::Error::from)),
             Ok(Some(e)) => Ok(inner.report_failure(self.handle, e)),
             // A handle the core released: the failure the runtime kept, if there is one.
             Err(e) => match inner.conns.get(&self.handle).and_then(|c| c.error) {

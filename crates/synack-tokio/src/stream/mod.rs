@@ -352,7 +352,9 @@ impl TcpStream {
     /// The error the connection failed with (the peer's RST, a timeout, an ICMP error), if
     /// any, as SO_ERROR reports it: once. As on Linux, a connection's failure goes to the
     /// first call that reports it (this one, a read or a write); after that reads return 0
-    /// and writes fail with `BrokenPipe`, and this returns `None`.
+    /// and writes fail with `BrokenPipe`, and this returns `None`. A connection that has not
+    /// failed reports, once, an ICMP error it carried on after (a soft error, Linux's
+    /// `sk_err_soft`), which it then no longer fails with if it times out.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.conn().take_error()
     }

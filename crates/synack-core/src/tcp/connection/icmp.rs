@@ -218,9 +218,10 @@ impl Connection {
         self.timers.retransmit = Some(self.clamp_to_user_timeout(deadline));
     }
 
-    /// A destination-unreachable or time-exceeded error. As Linux: during an active open it
-    /// ends the connect; afterwards it is a soft error, reported only if the connection later
-    /// times out.
+    /// A destination-unreachable, time-exceeded or parameter-problem error. As Linux: during
+    /// an active open it ends the connect; afterwards it is a soft error, which `SO_ERROR`
+    /// reads once (`Endpoint::take_soft_error`), or else the connection fails with if it
+    /// later times out.
     pub(crate) fn handle_icmp_error(&mut self, error: Error) {
         let active_open =
             self.state == State::SynSent || (self.state == State::SynReceived && !self.passive);
