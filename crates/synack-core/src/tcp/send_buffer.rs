@@ -628,11 +628,11 @@ mod tests {
         (from..to).map(pat).collect::<Vec<u8>>().into()
     }
 
-    #[test]
-    fn reads_across_chunks_and_the_tail() {
+    /// A buffer of pattern bytes written two copied, `COPY_BELOW` by reference, two copied,
+    /// `COPY_BELOW + 1` by reference, three copied; and how many bytes that is.
+    fn mixed() -> (SendBuffer, usize) {
         let c = COPY_BELOW;
         let mut buf = SendBuffer::new(1 << 20);
-        // Two copied, `c` by reference, two copied, `c + 1` by reference, three copied.
         let mut at = 0;
         for (len, by_ref) in [(2, false), (c, true), (2, false), (c + 1, true), (3, false)] {
             let piece = pat_bytes(at, at + len);
@@ -644,7 +644,13 @@ mod tests {
             assert_eq!(n, len);
             at += len;
         }
-        let total = at;
+        (buf, at)
+    }
+
+    #[test]
+    fn reads_across_chunks_and_the_tail() {
+        let c = COPY_BELOW;
+        let (mut buf, total) = mixed();
         // Four chunks, the last three bytes in the tail.
         assert_eq!(buf.chunks.len(), 4);
         assert_eq!(held(&buf), &pat_bytes(0, total)[..]);
@@ -681,18 +687,7 @@ mod tests {
     #[test]
     fn slices_hand_out_what_copy_out_copies() {
         let c = COPY_BELOW;
-        let mut buf = SendBuffer::new(1 << 20);
-        let mut at = 0;
-        for (len, by_ref) in [(2, false), (c, true), (2, false), (c + 1, true), (3, false)] {
-            let piece = pat_bytes(at, at + len);
-            let n = if by_ref {
-                buf.push_bytes(piece)
-            } else {
-                buf.push(&piece)
-            };
-            assert_eq!(n, len);
-            at += len;
-        }
+        let (mut buf, at) = mixed();
         for (from, len) in [(0, 6), (1, c), (c - 1, c + 4), (2 * c + 2, 20), (0, at)] {
             let want = pat_bytes(from, (from + len).min(at));
             assert_eq!(sliced(&mut buf, from, len), &want[..], "at {from}");
