@@ -24,10 +24,10 @@
 //! ([`Transmit::checksum_partial`]); the payload goes with `writev` straight from the stack's
 //! send buffer (the device gathers: [`Device::poll_send_gather`]), so the kernel's copy is
 //! its only one after the application's write, and the kernel either delivers it whole to
-//! its own TCP or cuts it. An ordinary
-//! packet with a partial checksum goes behind a `NEEDS_CSUM` header without GSO. Single data
-//! segments sent back to back on one flow (when the stack's GSO is off, say) are glued by the
-//! core's [`gso::Coalescer`] into one super-packet; anything else is written alone.
+//! its own TCP or cuts it. An ordinary packet with a partial checksum goes behind a
+//! `NEEDS_CSUM` header without GSO. Single data segments sent back to back on one flow (when
+//! the stack's GSO is off, say) are glued by the core's [`gso::Coalescer`] into one
+//! super-packet; anything else is written alone.
 //!
 //! **When a batch is written.** A glued batch is written when the next packet does not fit,
 //! when a short or PSH segment or ~64 KiB closes it, and at [`Device::poll_flush`], which the
