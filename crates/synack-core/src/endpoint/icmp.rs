@@ -119,9 +119,11 @@ impl Endpoint {
                 // EPROTO, and fatal to a half-open connection, for IPv4 (`tcp_v4_err`, which
                 // passes it to `tcp_req_err` as fatal) and IPv6 (`icmpv6_err_convert` calls
                 // it fatal): a connection still opening fails with it, an open one keeps it
-                // as a soft error, reported if it later times out. A datagram's is not
-                // taken (synack's UDP sockets take unreachables only).
-                if wire::icmp::invoking_udp(invoking).is_some() {
+                // as a soft error, reported if it later times out. It may quote a packet of
+                // any protocol (a peer's answer to a header it does not take, as ours in
+                // `answer_unsupported`): only one about TCP concerns a connection, and a
+                // datagram's is not taken (synack's UDP sockets take unreachables only).
+                if wire::icmp::invoking_tcp(invoking).is_none() {
                     self.stats.drop_other += 1;
                     return;
                 }
