@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
+
 use super::output::Own;
 use super::table::Tuple;
 use super::time_wait::Reuse;
@@ -12,6 +14,7 @@ use super::{ConnectionHandle, Endpoint, Owner};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::connection::{InputVerdict, SegmentMeta};
+use crate::tcp::recv_buffer::Frame;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::fragment::Fragment;
@@ -166,6 +169,30 @@ impl Endpoint {
     /// says about it (see [`RecvMeta`]; `RecvMeta::new(len)` for a plain packet). A `len`
     /// past the end of `buf` is dropped as malformed.
     pub fn handle_packet(&mut self, now: Instant, buf: &[u8], meta: RecvMeta) {
+        self.handle_link_packet(now, buf, meta, None);
+    }
+
+    /// Like [`handle_packet`](Self::handle_packet), for a packet in shared memory: the
+    /// packet is `&buf[..meta.len]`, and `buf` is the whole buffer it was read into.
+    ///
+    /// The in-order payload of a large TCP segment may then be kept in the receive buffer by
+    /// reference instead of being copied, until the application reads it. It holds all of
+    /// `buf` alive meanwhile, and is charged `buf.len()` against the memory cap, as Linux
+    /// charges an skb's truesize; it is kept only when it fills at least half of `buf`.
+    /// So a driver reads each packet into a buffer of its own, and gets the buffer back to
+    /// reuse once it is the only handle left (`Bytes::try_into_mut`).
+    pub fn handle_packet_shared(&mut self, now: Instant, buf: &Bytes, meta: RecvMeta) {
+        self.handle_link_packet(now, buf, meta, Some(buf));
+    }
+
+    /// A packet from the link, and its memory if shared.
+    fn handle_link_packet(
+        &mut self,
+        now: Instant,
+        buf: &[u8],
+        meta: RecvMeta,
+        shared: Option<&Bytes>,
+    ) {
         self.stats.packets_in += 1;
         // UDP's lowered path MTUs have no timer of their own (a comparison when none is due).
         self.expire_path_mtus(now);
@@ -176,12 +203,19 @@ impl Endpoint {
         if meta.checksum_verified {
             self.stats.checksum_offloaded += 1;
         }
-        self.handle_ip(now, packet, meta);
+        self.handle_ip(now, packet, meta, shared);
     }
 
     /// An IP packet taken in, or a datagram reassembled from fragments: checked for being
-    /// ours, then handed to its protocol (a fragment to reassembly).
-    pub(super) fn handle_ip(&mut self, now: Instant, packet: &[u8], meta: RecvMeta) {
+    /// ours, then handed to its protocol (a fragment to reassembly). `shared` is the memory
+    /// a packet from the link came in, if shared (see `handle_packet_shared`).
+    pub(super) fn handle_ip(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        meta: RecvMeta,
+        shared: Option<&Bytes>,
+    ) {
         let parsed = wire::ip::parse(packet);
         let fragment = match parsed {
             Err(WireError::Fragment) => match Fragment::parse(packet) {
@@ -247,7 +281,7 @@ impl Endpoint {
             return;
         };
         match (ip.protocol(), &ip) {
-            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet),
+            (IpProtocol::Tcp, _) => self.handle_tcp(now, &ip, payload, meta, packet, shared),
             (IpProtocol::Udp, _) => self.handle_udp(now, &ip, payload, meta, packet),
             (IpProtocol::Icmp, IpRepr::Ipv4(_)) => match IcmpRepr::parse_v4(payload) {
                 Ok(icmp) => self.handle_icmp(now, &ip, icmp),
@@ -284,6 +318,7 @@ impl Endpoint {
         payload: &[u8],
         meta: RecvMeta,
         packet: &[u8],
+        shared: Option<&Bytes>,
     ) {
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let seg = match TcpRepr::parse(payload, src, dst, meta.checksum_verified) {
@@ -303,6 +338,7 @@ impl Endpoint {
             segment_size: meta.segment_size,
             ecn: Ecn::from_ds(wire::ip::ds_field(packet)),
             flow_label: wire::ip::flow_label(packet),
+            frame: shared.map(|bytes| Frame { bytes }),
         };
 
         let tuple = Tuple(local, remote);
@@ -350,7 +386,7 @@ impl Endpoint {
         now: Instant,
         h: ConnectionHandle,
         seg: &TcpRepr<'_>,
-        rx: SegmentMeta,
+        rx: SegmentMeta<'_>,
     ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry).

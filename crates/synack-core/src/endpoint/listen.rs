@@ -334,7 +334,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-        rx: SegmentMeta,
+        rx: SegmentMeta<'_>,
         iss: Option<SeqNumber>,
     ) {
         let flags = seg.flags;
@@ -519,7 +519,7 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
         seg: &TcpRepr<'_>,
-        rx: SegmentMeta,
+        rx: SegmentMeta<'_>,
     ) -> bool {
         let Some(mss) = syncookie::check_cookie(
             &self.secrets,

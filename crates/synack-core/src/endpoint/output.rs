@@ -182,7 +182,7 @@ impl Endpoint {
             };
             self.looping = true;
             self.stats.packets_in += 1;
-            self.handle_ip(now, packet, meta);
+            self.handle_ip(now, packet, meta, None);
             self.looping = false;
         }
         self.loopback_due = Some(now);

@@ -253,7 +253,7 @@ impl Endpoint {
         match fragment::rebuild(&d.header, d.next_header_at, d.protocol, &payload) {
             Some(whole) => {
                 self.stats.fragments_reassembled += 1;
-                self.handle_ip(now, &whole, super::RecvMeta::new(whole.len()));
+                self.handle_ip(now, &whole, super::RecvMeta::new(whole.len()), None);
             }
             None => self.stats.drop_malformed += 1,
         }

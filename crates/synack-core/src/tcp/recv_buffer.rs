@@ -11,9 +11,20 @@
 //! memory within the advertised window only, and a peer that sprays tiny disjoint segments
 //! could make the range list grow with every one, so the number of ranges is bounded by
 //! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
+//!
+//! In-order bytes live in one of two places. Most are copied into a ring. But the payload of
+//! a large segment whose packet arrived in shared memory ([`Frame`]) can be kept where it
+//! arrived, by reference, when nothing waits in the ring before it: a bulk receiver then
+//! copies each byte once, into the application's buffer, instead of twice. Such payloads
+//! are charged the whole allocation they hold alive, as Linux charges an skb's truesize,
+//! and only a payload that fills at least half of it is kept, as Linux copies small skbs
+//! into others (`tcp_try_coalesce`, `tcp_collapse`) to bound that waste.
+
+use std::collections::VecDeque;
 
 #[cfg(test)]
 use bytes::BufMut;
+use bytes::{Buf, Bytes};
 
 /// The smallest allocation, so that small segments do not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
@@ -31,6 +42,76 @@ impl core::fmt::Display for TooManyRanges {
 
 impl std::error::Error for TooManyRanges {}
 
+/// A received packet in shared memory, whose in-order payload the receive buffer may keep
+/// by reference ([`RecvBuffer::write_kept`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame<'a> {
+    /// The whole buffer the packet was read into: a kept payload holds all of it alive.
+    pub bytes: &'a Bytes,
+}
+
+impl Frame<'_> {
+    /// What a payload kept from this frame is charged: the allocation it holds alive.
+    pub fn truesize(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// `part` as a handle on the frame's memory, if it lies in it. A segment reassembled
+    /// from IP fragments, or built by the endpoint, does not.
+    pub fn payload(&self, part: &[u8]) -> Option<Bytes> {
+        let base = self.bytes.as_ptr() as usize;
+        let at = (part.as_ptr() as usize).checked_sub(base)?;
+        let end = at.checked_add(part.len())?;
+        (end <= self.bytes.len()).then(|| self.bytes.slice(at..end))
+    }
+}
+
+/// In-order payloads kept by reference, read before the ring's bytes.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    /// Each payload, with what it is charged (its frame's truesize).
+    queue: VecDeque<(Bytes, usize)>,
+    /// Unread bytes in `queue`.
+    len: usize,
+    /// What `queue` is charged, in all.
+    charge: usize,
+}
+
+impl Kept {
+    /// The capacity a full queue grows to, chosen here so that
+    /// [`RecvBuffer::growth_for_kept`] can charge it before it happens.
+    fn grown(&self) -> usize {
+        (self.queue.capacity() * 2).max(4)
+    }
+
+    /// Heap bytes: the box, the queue and the frames it holds alive.
+    fn allocated(&self) -> usize {
+        core::mem::size_of::<Kept>()
+            + self.queue.capacity() * core::mem::size_of::<(Bytes, usize)>()
+            + self.charge
+    }
+
+    /// Removes up to `n` bytes from the front; returns how many.
+    fn consume(&mut self, n: usize) -> usize {
+        let taken = n.min(self.len);
+        let mut left = taken;
+        while left > 0 {
+            let Some((front, charge)) = self.queue.front_mut() else {
+                break;
+            };
+            if front.len() > left {
+                front.advance(left);
+                break;
+            }
+            left -= front.len();
+            self.charge -= *charge;
+            self.queue.pop_front();
+        }
+        self.len -= taken;
+        taken
+    }
+}
+
 /// One run of out-of-order bytes, `[start, end)` in absolute stream positions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Range {
@@ -43,16 +124,21 @@ struct Range {
 /// Received bytes: in order up to RCV.NXT, then held out-of-order ranges.
 #[derive(Debug, Clone)]
 pub struct RecvBuffer {
-    /// Ring storage, grown on demand up to `capacity`. Index `head` holds position `read_pos`.
+    /// Ring storage, grown on demand up to `capacity`. Index `head` holds the stream position
+    /// `ring_pos()`, the first in-order byte not kept by reference.
     storage: Vec<u8>,
     head: usize,
+    /// In-order payloads kept by reference, ahead of the ring's bytes; boxed, because most
+    /// connections never keep one and an idle connection's size counts.
+    kept: Option<Box<Kept>>,
     /// Stream position of the next byte the application reads.
     read_pos: u64,
     /// Stream position of RCV.NXT: bytes in `[read_pos, nxt)` are readable.
     nxt: u64,
     /// Disjoint, non-adjacent out-of-order ranges past `nxt`, sorted by `start`.
     ranges: Vec<Range>,
-    max_ranges: usize,
+    /// At most this many ranges (a `u32`, so that it packs with `tight`).
+    max_ranges: u32,
     capacity: usize,
     /// Source of `Range::stamp`.
     clock: u64,
@@ -67,10 +153,11 @@ impl RecvBuffer {
         RecvBuffer {
             storage: Vec::new(),
             head: 0,
+            kept: None,
             read_pos: 0,
             nxt: 0,
             ranges: Vec::new(),
-            max_ranges,
+            max_ranges: u32::try_from(max_ranges).unwrap_or(u32::MAX),
             capacity,
             clock: 0,
             tight: false,
@@ -104,7 +191,7 @@ impl RecvBuffer {
     /// ([`allocated`](Self::allocated) counts it). Without the second part a peer could
     /// spray one-byte segments inside an already-grown ring and grow the list unchecked.
     pub fn growth_for(&self, offset: usize, len: usize) -> usize {
-        let needed = self.len() + offset + len;
+        let needed = self.ring_len() + offset + len;
         let ring = if needed <= self.storage.len() {
             0
         } else {
@@ -126,7 +213,7 @@ impl RecvBuffer {
         let first = self.ranges.partition_point(|r| r.end < start);
         let merges = self.ranges.get(first).is_some_and(|r| r.start <= end);
         let len = self.ranges.len();
-        if merges || len < self.ranges.capacity() || len >= self.max_ranges {
+        if merges || len < self.ranges.capacity() || len >= self.max_ranges as usize {
             return 0;
         }
         (self.grown_list() - self.ranges.capacity()) * core::mem::size_of::<Range>()
@@ -138,13 +225,78 @@ impl RecvBuffer {
     fn grown_list(&self) -> usize {
         (self.ranges.capacity() * 2)
             .max(4)
-            .min(self.max_ranges)
+            .min(self.max_ranges as usize)
             .max(self.ranges.len() + 1)
     }
 
     /// In-order bytes the ring can take without growing.
     pub fn room_without_growth(&self) -> usize {
-        self.storage.len().saturating_sub(self.len())
+        self.storage.len().saturating_sub(self.ring_len())
+    }
+
+    /// Whether `len` in-order bytes, in a packet whose frame is charged `truesize`, would be
+    /// kept by reference ([`write_kept`](Self::write_kept)) rather than copied: they fill at
+    /// least half of their frame, fit the window, and nothing waits in the ring (in order or
+    /// out of order), since kept bytes are read before the ring's.
+    pub fn keeps(&self, len: usize, truesize: usize) -> bool {
+        len > 0
+            && truesize <= len.saturating_mul(2)
+            && len <= self.window()
+            && self.ring_len() == 0
+            && self.ranges.is_empty()
+    }
+
+    /// Bytes of allocation that keeping a payload charged `truesize` adds: the charge, and
+    /// the queue's growth (see [`growth_for`](Self::growth_for)).
+    pub fn growth_for_kept(&self, truesize: usize) -> usize {
+        let entry = core::mem::size_of::<(Bytes, usize)>();
+        let queue = match &self.kept {
+            None => core::mem::size_of::<Kept>() + Kept::default().grown() * entry,
+            Some(k) if k.queue.len() == k.queue.capacity() => {
+                (k.grown() - k.queue.capacity()) * entry
+            }
+            Some(_) => 0,
+        };
+        truesize + queue
+    }
+
+    /// Appends `payload`, which starts at RCV.NXT, by reference, charged `truesize`, and
+    /// returns how far RCV.NXT advanced (the payload is cut to the window). For a payload
+    /// that [`keeps`](Self::keeps) accepts; anything else is copied as by
+    /// [`write`](Self::write).
+    pub fn write_kept(&mut self, payload: Bytes, truesize: usize) -> usize {
+        if !self.keeps(payload.len(), truesize) {
+            return self.write(0, &payload).unwrap_or(0);
+        }
+        let len = payload.len();
+        let kept = self.kept.get_or_insert_with(Box::default);
+        if kept.queue.len() == kept.queue.capacity() {
+            // Grow by the amount `growth_for_kept` charged.
+            let more = kept.grown() - kept.queue.len();
+            kept.queue.reserve_exact(more);
+        }
+        kept.queue.push_back((payload, truesize));
+        kept.len += len;
+        kept.charge += truesize;
+        self.nxt += len as u64;
+        // The ring holds nothing (`keeps`): it starts over at its front.
+        self.head = 0;
+        len
+    }
+
+    /// In-order bytes kept by reference.
+    fn kept_len(&self) -> usize {
+        self.kept.as_ref().map_or(0, |k| k.len)
+    }
+
+    /// The stream position of the ring's first byte: kept bytes come before it.
+    fn ring_pos(&self) -> u64 {
+        self.read_pos + self.kept_len() as u64
+    }
+
+    /// In-order bytes in the ring.
+    fn ring_len(&self) -> usize {
+        (self.nxt - self.ring_pos()) as usize
     }
 
     /// The most bytes the buffer holds.
@@ -244,10 +396,33 @@ impl RecvBuffer {
     /// Copies in-order bytes into `dst` without consuming them (MSG_PEEK); returns how many.
     pub fn peek(&self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len());
-        if n > 0 {
-            self.copy(self.read_pos, &mut dst[..n]);
-        }
+        let mut at = 0;
+        self.visit(n, |part| {
+            dst[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        });
         n
+    }
+
+    /// Hands the first `n` in-order bytes (at most [`len`](Self::len)) to `sink` as they
+    /// are held: the kept payloads, then the ring up to its end and from its start.
+    fn visit(&self, n: usize, mut sink: impl FnMut(&[u8])) {
+        let mut left = n.min(self.len());
+        for (payload, _) in self.kept.iter().flat_map(|k| k.queue.iter()) {
+            if left == 0 {
+                return;
+            }
+            let take = payload.len().min(left);
+            sink(&payload[..take]);
+            left -= take;
+        }
+        if left > 0 {
+            let (first, second) = self.slices(self.ring_pos(), left);
+            sink(first);
+            if !second.is_empty() {
+                sink(second);
+            }
+        }
     }
 
     /// Copies up to `dst.len()` in-order bytes to `dst`, removes them, and returns how many.
@@ -258,19 +433,16 @@ impl RecvBuffer {
         self.read_with(dst.len(), |part| dst.put_slice(part))
     }
 
-    /// Hands up to `n` in-order bytes to `sink`, in order and in at most two slices (where
-    /// the ring wraps), removes them, and returns how many: a read into a destination that is
-    /// not a plain slice (a `BufMut`'s uninitialised room) without a copy in between.
-    pub fn read_with(&mut self, n: usize, mut sink: impl FnMut(&[u8])) -> usize {
+    /// Hands up to `n` in-order bytes to `sink`, in order, in slices as they are held (each
+    /// kept payload, then the ring's one or two), removes them, and returns how many: a read
+    /// into a destination that is not a plain slice (a `BufMut`'s uninitialised room)
+    /// without a copy in between.
+    pub fn read_with(&mut self, n: usize, sink: impl FnMut(&[u8])) -> usize {
         let n = n.min(self.len());
         if n == 0 {
             return 0;
         }
-        let (first, second) = self.slices(self.read_pos, n);
-        sink(first);
-        if !second.is_empty() {
-            sink(second);
-        }
+        self.visit(n, sink);
         self.skip(n)
     }
 
@@ -281,13 +453,14 @@ impl RecvBuffer {
         if n == 0 {
             return 0;
         }
+        let from_ring = n - self.kept.as_mut().map_or(0, |k| k.consume(n));
         self.read_pos += n as u64;
         if self.read_pos == self.nxt && self.ranges.is_empty() {
             // Nothing held: start over at the front, so that a reader that keeps up reuses
             // the same few (cache-warm) kilobytes instead of walking the whole ring.
             self.head = 0;
-        } else {
-            self.head = ring_index(self.head, n, self.storage.len());
+        } else if from_ring > 0 {
+            self.head = ring_index(self.head, from_ring, self.storage.len());
         }
         n
     }
@@ -319,9 +492,12 @@ impl RecvBuffer {
         self.ranges.len()
     }
 
-    /// Bytes of heap the buffer holds allocated: its ring and its list of ranges.
+    /// Bytes of heap the buffer holds allocated: its ring, its list of ranges, and the kept
+    /// payloads by what they are charged (with their queue).
     pub fn allocated(&self) -> usize {
-        self.storage.capacity() + self.ranges.capacity() * core::mem::size_of::<Range>()
+        self.storage.capacity()
+            + self.ranges.capacity() * core::mem::size_of::<Range>()
+            + self.kept.as_ref().map_or(0, |k| k.allocated())
     }
 
     /// Whether the buffer is empty (nothing to read, nothing held out of order) and still
@@ -336,6 +512,7 @@ impl RecvBuffer {
         if self.is_empty() && self.ranges.is_empty() {
             self.storage = Vec::new();
             self.ranges = Vec::new();
+            self.kept = None;
             self.head = 0;
         }
     }
@@ -347,11 +524,12 @@ impl RecvBuffer {
     pub fn prune_ooo(&mut self) -> usize {
         let before = self.allocated();
         self.ranges = Vec::new();
-        if self.is_empty() {
+        let ring_len = self.ring_len();
+        if ring_len == 0 {
             self.storage = Vec::new();
             self.head = 0;
-        } else if self.storage.len() > self.len() {
-            self.relocate(self.len());
+        } else if self.storage.len() > ring_len {
+            self.relocate(ring_len);
         }
         before - self.allocated()
     }
@@ -393,7 +571,7 @@ impl RecvBuffer {
                 .iter()
                 .take_while(|r| r.start <= end)
                 .count();
-        if first == last && self.ranges.len() >= self.max_ranges {
+        if first == last && self.ranges.len() >= self.max_ranges as usize {
             return Err(TooManyRanges);
         }
         let merged = if last > first {
@@ -425,44 +603,40 @@ impl RecvBuffer {
 
     /// Writes `data` at stream position `pos` (inside the window, checked by the caller).
     fn store(&mut self, pos: u64, data: &[u8]) {
-        let needed = (pos - self.read_pos) as usize + data.len();
+        let offset = (pos - self.ring_pos()) as usize;
+        let needed = offset + data.len();
         if needed > self.storage.len() {
             self.relocate(self.grown(needed));
         }
         let size = self.storage.len();
-        let at = ring_index(self.head, (pos - self.read_pos) as usize, size);
+        let at = ring_index(self.head, offset, size);
         let first = data.len().min(size - at);
         self.storage[at..at + first].copy_from_slice(&data[..first]);
         self.storage[..data.len() - first].copy_from_slice(&data[first..]);
     }
 
-    /// Copies the bytes at stream positions `[pos, pos + dst.len())`, which are held.
-    fn copy(&self, pos: u64, dst: &mut [u8]) {
-        let (first, second) = self.slices(pos, dst.len());
-        dst[..first.len()].copy_from_slice(first);
-        dst[first.len()..].copy_from_slice(second);
-    }
-
-    /// The `n` stored bytes from stream position `pos` on, as the ring holds them: up to its
-    /// end, then from its start.
+    /// The `n` bytes the ring stores from stream position `pos` on (at least `ring_pos()`),
+    /// as it holds them: up to its end, then from its start.
     fn slices(&self, pos: u64, n: usize) -> (&[u8], &[u8]) {
         let size = self.storage.len();
-        let at = ring_index(self.head, (pos - self.read_pos) as usize, size);
+        let at = ring_index(self.head, (pos - self.ring_pos()) as usize, size);
         let first = n.min(size - at);
         (&self.storage[at..at + first], &self.storage[..n - first])
     }
 
-    /// Moves everything from `read_pos` to the extent (holes included) to the start of a
-    /// fresh allocation of `size` bytes.
+    /// Moves everything the ring holds, from `ring_pos()` to the extent (holes included), to
+    /// the start of a fresh allocation of `size` bytes.
     fn relocate(&mut self, size: usize) {
         let mut storage = vec![0u8; size];
         // Every held byte lies within the old ring. The extent may already reach past it when
         // `hold` has just recorded a range whose bytes are about to be stored.
-        let held = ((self.extent() - self.read_pos) as usize)
+        let held = ((self.extent() - self.ring_pos()) as usize)
             .min(self.storage.len())
             .min(size);
         if held > 0 {
-            self.copy(self.read_pos, &mut storage[..held]);
+            let (first, second) = self.slices(self.ring_pos(), held);
+            storage[..first.len()].copy_from_slice(first);
+            storage[first.len()..held].copy_from_slice(second);
         }
         self.storage = storage;
         self.head = 0;
@@ -814,16 +988,99 @@ mod tests {
         })
     }
 
-    /// Feeds `seg` (absolute stream positions) as a connection would: trimmed to RCV.NXT.
-    fn deliver(buf: &mut RecvBuffer, stream: &[u8], rcv_nxt: &mut usize, seg: (usize, usize)) {
+    /// Feeds `seg` (absolute stream positions) as a connection would: trimmed to RCV.NXT,
+    /// and, with `keep`, every other in-order segment that the buffer keeps by reference
+    /// handed in as a frame of its own.
+    fn deliver(
+        buf: &mut RecvBuffer,
+        stream: &[u8],
+        rcv_nxt: &mut usize,
+        seg: (usize, usize),
+        keep: bool,
+    ) {
         let (s, e) = seg;
         if e <= *rcv_nxt {
             return;
         }
         let s = s.max(*rcv_nxt);
-        if let Ok(advanced) = buf.write(s - *rcv_nxt, &stream[s..e]) {
+        let data = &stream[s..e];
+        if keep && s == *rcv_nxt && (s + e) % 2 == 0 && buf.keeps(data.len(), data.len()) {
+            *rcv_nxt += buf.write_kept(Bytes::copy_from_slice(data), data.len());
+        } else if let Ok(advanced) = buf.write(s - *rcv_nxt, data) {
             *rcv_nxt += advanced;
         }
+    }
+
+    /// A segment's payload in a frame of `truesize` bytes, at `at`.
+    fn framed(payload: &[u8], at: usize, truesize: usize) -> (Bytes, Bytes) {
+        let mut frame = vec![0xee; truesize];
+        frame[at..at + payload.len()].copy_from_slice(payload);
+        let frame = Bytes::from(frame);
+        let kept = Frame { bytes: &frame }.payload(&frame[at..at + payload.len()]);
+        (frame.clone(), kept.unwrap())
+    }
+
+    #[test]
+    fn kept_payloads_are_read_first_and_charged_their_frame() {
+        let mut buf = RecvBuffer::new(10_000, 4);
+        let first: Vec<u8> = (0..600).map(|i| i as u8).collect();
+        let (frame, payload) = framed(&first, 40, 1000);
+        // Half the frame or more is kept; less is copied.
+        assert!(buf.keeps(600, 1000));
+        assert!(!buf.keeps(499, 1000));
+        let predicted = buf.growth_for_kept(1000);
+        assert_eq!(buf.write_kept(payload, 1000), 600);
+        assert_eq!(buf.allocated(), predicted);
+        assert!(buf.allocated() >= 1000, "charged the whole frame");
+        assert!(!frame.is_unique(), "held by reference, not copied");
+        // A second frame right after it is kept too; then copied bytes go to the ring.
+        let (second_frame, second) = framed(b"0123456789", 0, 12);
+        assert_eq!(buf.write_kept(second, 12), 10);
+        assert_eq!(buf.write(0, b"ring"), Ok(4));
+        // Bytes wait in the ring now: a kept payload would be read before them.
+        assert!(!buf.keeps(600, 1000));
+        assert_eq!(buf.write(2, b"ooo"), Ok(0));
+        assert_eq!(buf.len(), 614);
+
+        // A read part-way into the first payload, a peek across all three, then the rest.
+        let mut part = [0; 250];
+        assert_eq!(buf.read(&mut part), 250);
+        assert_eq!(part[..], first[..250]);
+        assert!(!frame.is_unique(), "the payload is not all read");
+        let mut peeked = vec![0; 1000];
+        assert_eq!(buf.peek(&mut peeked), 364);
+        let mut pieces = Vec::new();
+        let mut rest = Vec::new();
+        assert_eq!(
+            buf.read_with(usize::MAX, |p| {
+                pieces.push(p.len());
+                rest.extend_from_slice(p);
+            }),
+            364
+        );
+        assert_eq!(pieces, [350, 10, 4], "each kept payload, then the ring");
+        assert_eq!(peeked[..364], rest[..]);
+        let mut expect = first[250..].to_vec();
+        expect.extend_from_slice(b"0123456789ring");
+        assert_eq!(rest, expect);
+        assert!(
+            frame.is_unique() && second_frame.is_unique(),
+            "read: let go"
+        );
+        // The held bytes are still where they belong, and fill in as before.
+        assert_eq!(buf.write(0, b"ab"), Ok(5));
+        assert_eq!(read_all(&mut buf), b"abooo");
+        buf.release_if_empty();
+        assert_eq!(buf.allocated(), 0);
+    }
+
+    #[test]
+    fn a_payload_outside_the_frame_is_not_kept() {
+        let frame = Bytes::from(vec![1u8; 100]);
+        let elsewhere = [1u8; 10];
+        assert!(Frame { bytes: &frame }.payload(&elsewhere).is_none());
+        assert!(Frame { bytes: &frame }.payload(&frame[90..]).is_some());
+        assert!(Frame { bytes: &frame }.payload(&frame[..0]).is_some());
     }
 
     proptest! {
@@ -833,6 +1090,7 @@ mod tests {
             stream in prop::collection::vec(any::<u8>(), 1..3000),
             segs in segments(3000),
             order in prop::collection::vec(any::<prop::sample::Index>(), 0..200),
+            keep in any::<bool>(),
         ) {
             let n = stream.len();
             let segs: Vec<(usize, usize)> = segs
@@ -845,10 +1103,10 @@ mod tests {
             // Random picks first (with repetition: duplicates), then all of them in reverse
             // order, which guarantees every byte arrives at least once.
             for idx in &order {
-                deliver(&mut buf, &stream, &mut rcv_nxt, segs[idx.index(segs.len())]);
+                deliver(&mut buf, &stream, &mut rcv_nxt, segs[idx.index(segs.len())], keep);
             }
             for &seg in segs.iter().rev() {
-                deliver(&mut buf, &stream, &mut rcv_nxt, seg);
+                deliver(&mut buf, &stream, &mut rcv_nxt, seg, keep);
             }
             prop_assert_eq!(rcv_nxt, n);
             prop_assert_eq!(buf.ooo_ranges(), 0);
@@ -864,6 +1122,7 @@ mod tests {
             capacity in 16..600usize,
             max_ranges in 0..5usize,
             reads in prop::collection::vec(0..400usize, 1..50),
+            keep in any::<bool>(),
         ) {
             let n = stream.len();
             let segs: Vec<(usize, usize)> = segs
@@ -880,7 +1139,7 @@ mod tests {
             // round in the worst case, so this many rounds always suffice.
             for _round in 0..(n / capacity.min(250) + 2) * 2 {
                 for &seg in &segs {
-                    deliver(&mut buf, &stream, &mut rcv_nxt, seg);
+                    deliver(&mut buf, &stream, &mut rcv_nxt, seg, keep);
                     let want = *reads.next().unwrap_or(&1);
                     let got = buf.read(&mut dst[..want]);
                     out.extend_from_slice(&dst[..got]);

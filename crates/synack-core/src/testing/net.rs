@@ -14,6 +14,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -536,16 +537,15 @@ impl Net {
                 }
             }
             self.hand_over(batch.take());
-            match p.segment_size {
-                Some(size) if self.gro => {
-                    let meta = RecvMeta {
-                        segment_size: Some(size),
-                        ..RecvMeta::new(p.bytes.len())
-                    };
-                    self.nodes[p.to].handle_packet(self.now, &p.bytes, meta);
-                }
-                _ => super::deliver(&mut self.nodes[p.to], self.now, &p.bytes),
-            }
+            // Each packet in memory of its own, as a driver reads it: the receiver may keep
+            // its payload there (`handle_packet_shared`), so every simulation runs through
+            // that path as well as the copying one.
+            let frame = Bytes::from(p.bytes);
+            let meta = RecvMeta {
+                segment_size: p.segment_size.filter(|_| self.gro),
+                ..RecvMeta::new(frame.len())
+            };
+            self.nodes[p.to].handle_packet_shared(self.now, &frame, meta);
             // Packets arrive one by one, as from a device without batching, so a receiver
             // answers each (duplicate ACKs included) before the next arrives.
             self.flush_node(p.to);

@@ -521,7 +521,7 @@ impl Connection {
             }
             // Data or FIN riding on the SYN-ACK is rare but legal: queue it like any other.
             if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                self.handle_synchronized(now, &super::input::after_syn(seg));
+                self.handle_synchronized(now, &super::input::after_syn(seg), None);
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same

@@ -9,6 +9,7 @@ use super::{ChallengeAcks, Connection, MAX_DUP_ACKS_OWED, PAWS_WRAP};
 use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::delayed_ack::ArrivedSegment;
+use crate::tcp::recv_buffer::Frame;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
@@ -57,8 +58,8 @@ enum DisorderedAck {
 
 /// What the endpoint knows about a segment beyond its TCP header: from the device and the IP
 /// header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SegmentMeta {
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SegmentMeta<'a> {
     /// [`RecvMeta::segment_size`](crate::RecvMeta::segment_size): `Some(n)` when the segment
     /// is GRO-coalesced segments of `n` payload bytes.
     pub segment_size: Option<usize>,
@@ -66,6 +67,9 @@ pub(crate) struct SegmentMeta {
     pub ecn: Ecn,
     /// The flow label of its IPv6 header (RFC 6437); 0 for IPv4.
     pub flow_label: u32,
+    /// The packet's memory, if it arrived shared: its in-order payload may be kept rather
+    /// than copied (`Endpoint::handle_packet_shared`).
+    pub frame: Option<Frame<'a>>,
 }
 
 impl Connection {
@@ -74,7 +78,7 @@ impl Connection {
         &mut self,
         now: Instant,
         seg: &TcpRepr<'_>,
-        meta: SegmentMeta,
+        meta: SegmentMeta<'_>,
     ) -> InputVerdict {
         self.verdict = InputVerdict::default();
         self.gro_segment_size = meta.segment_size.and_then(|n| u32::try_from(n).ok());
@@ -83,7 +87,7 @@ impl Connection {
             State::Closed | State::Listen => {}
             State::SynSent => self.handle_syn_sent(now, seg),
             State::TimeWait => self.handle_time_wait(now, seg),
-            _ => self.handle_synchronized(now, seg),
+            _ => self.handle_synchronized(now, seg, meta.frame),
         }
         if self.local.is_ipv6() {
             self.note_flow_label(meta.flow_label);
@@ -413,7 +417,12 @@ impl Connection {
 
     /// RFC 9293 §3.10.7.4, "Otherwise": SYN-RECEIVED through LAST-ACK (TIME-WAIT has its
     /// own rules, [`handle_time_wait`](Self::handle_time_wait)).
-    pub(super) fn handle_synchronized(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    pub(super) fn handle_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        frame: Option<Frame<'_>>,
+    ) {
         let flags = seg.flags;
         let rst = flags.contains(TcpFlags::RST);
         let syn = flags.contains(TcpFlags::SYN);
@@ -497,7 +506,7 @@ impl Connection {
             && seg.ack_number > self.snd.una
             && seg.ack_number <= self.snd.max
         {
-            self.handle_synchronized(now, &after_syn(seg));
+            self.handle_synchronized(now, &after_syn(seg), None);
             // Linux then queues the segment as it came, SYN and all: its sequence number now
             // lies below RCV.NXT, so `tcp_data_queue` takes it for a retransmission and
             // answers at once, in quick-ACK mode, with a D-SACK for the SYN (RFC 2883 §4),
@@ -797,7 +806,7 @@ impl Connection {
         if !seg.payload.is_empty() {
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
-                    self.receive_data(now, seg);
+                    self.receive_data(now, seg, frame);
                 }
                 // CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur since a FIN
                 // has been received from the remote side. Ignore the segment text."
@@ -884,7 +893,7 @@ impl Connection {
     }
 
     /// Store the segment's payload (RFC 9293 §3.10.7.4 "seventh") and decide on the ACK.
-    fn receive_data(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+    fn receive_data(&mut self, now: Instant, seg: &TcpRepr<'_>, frame: Option<Frame<'_>>) {
         let mut start = seg.seq_number;
         let mut data = seg.payload;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;
@@ -934,7 +943,16 @@ impl Connection {
         }
         let offset = start - self.rcv.nxt;
         let floor = offset == 0 && self.receive_floor() > 0;
-        if !floor && self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room {
+        // A large in-order payload that arrived in shared memory stays where it is, unless
+        // its frame would not fit the memory cap: it is copied then, as below.
+        let kept = frame
+            .filter(|f| offset == 0 && self.rcv.buffer.keeps(data.len(), f.truesize()))
+            .filter(|f| self.rcv.buffer.growth_for_kept(f.truesize()) <= self.mem.room)
+            .and_then(|f| Some((f.payload(data)?, f.truesize())));
+        if kept.is_none()
+            && !floor
+            && self.rcv.buffer.growth_for(offset, data.len()) > self.mem.room
+        {
             // The endpoint is at its memory cap (Linux: tcp_try_rmem_schedule fails): the
             // ring may not grow past the room left. Data that fills the next hole may take
             // the allocation this connection's own out-of-order data held
@@ -970,7 +988,10 @@ impl Connection {
         let overlap = self.rcv.buffer.held_overlap(offset, data.len());
         let nxt_before = self.rcv.nxt;
         let before = self.rcv.buffer.allocated();
-        let result = self.rcv.buffer.write(offset, data);
+        let result = match kept {
+            Some((payload, truesize)) => Ok(self.rcv.buffer.write_kept(payload, truesize)),
+            None => self.rcv.buffer.write(offset, data),
+        };
         if let (Ok(_), Some((from, to)), false) = (&result, overlap, reported_duplicate) {
             if self.sack_ok {
                 self.rcv.dsack = Some((nxt_before + from, nxt_before + to));
