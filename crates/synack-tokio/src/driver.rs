@@ -1,7 +1,7 @@
 //! The driver task: the only code that talks to the device.
 //!
 //! Each round it
-//! 1. reads up to [`BATCH`] packets from the device and feeds them to `handle_packet`,
+//! 1. reads up to [`BATCH`] packets from the device and feeds them to `handle_packet_shared`,
 //! 2. calls `handle_timeout` if the core's deadline has passed,
 //! 3. drains `poll_event`, waking the tasks each event concerns,
 //! 4. flushes `poll_transmit` to the device (at most [`BATCH`] packets a round), then tells
@@ -30,6 +30,7 @@ use tokio::time::Sleep;
 use tracing::{debug, error, trace, warn, Instrument};
 
 use crate::device::Device;
+use crate::rx_buffers::RxBuffers;
 use crate::shard::{Flows, Handoff};
 use crate::state::{Inner, Shared, ORPHAN_LINGER};
 
@@ -70,7 +71,7 @@ enum Round {
 pub(crate) struct Driver<D: Device> {
     shared: Arc<Shared>,
     device: D,
-    rx_buf: Box<[u8]>,
+    rx: RxBuffers,
     tx_buf: Box<[u8]>,
     /// A packet in `tx_buf` that the device has not taken yet.
     tx_pending: Option<Transmit>,
@@ -108,7 +109,7 @@ impl<D: Device> Driver<D> {
         let mut driver = Driver {
             shared,
             device,
-            rx_buf: vec![0; len].into_boxed_slice(),
+            rx: RxBuffers::new(len),
             tx_buf: vec![0; len].into_boxed_slice(),
             tx_pending: None,
             tx_payload: Vec::new(),
@@ -218,14 +219,15 @@ impl<D: Device> Driver<D> {
         // 1. Receive a batch.
         let mut received = 0;
         while received < BATCH {
-            match self.device.poll_recv(cx, &mut self.rx_buf) {
+            match self.device.poll_recv(cx, self.rx.current()) {
                 Poll::Ready(Ok(mut meta)) => {
+                    let rx_buf = self.rx.current();
                     // A device never reports more than it was given; a faulty one must not
                     // make the core read past the buffer.
-                    meta.len = meta.len.min(self.rx_buf.len());
+                    meta.len = meta.len.min(rx_buf.len());
                     trace!(len = meta.len, gso = ?meta.segment_size, "packet in");
                     received += 1;
-                    let packet = &self.rx_buf[..meta.len];
+                    let packet = &rx_buf[..meta.len];
                     if let Some(router) = &self.router {
                         if let Some(owner) = router.flows.route(packet).filter(|&o| o != router.me)
                         {
@@ -233,7 +235,10 @@ impl<D: Device> Driver<D> {
                             continue;
                         }
                     }
-                    inner.endpoint.handle_packet(now, &self.rx_buf, meta);
+                    // Shared: the core may keep a bulk payload where it is (`rx_buffers`).
+                    let buf = self.rx.take();
+                    inner.endpoint.handle_packet_shared(now, &buf, meta);
+                    self.rx.give_back(buf);
                 }
                 Poll::Ready(Err(e)) => {
                     // A device that cannot be read is gone for good (TUN torn down); every

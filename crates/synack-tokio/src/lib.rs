@@ -55,6 +55,7 @@ pub mod listener;
 mod lookup;
 #[cfg(feature = "netns")]
 pub mod netns;
+mod rx_buffers;
 pub mod shard;
 pub mod socket;
 mod sockopt;
