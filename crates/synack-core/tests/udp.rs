@@ -1452,6 +1452,15 @@ fn draining_datagrams_wakes_a_tcp_writer_held_back_at_the_cap() {
 /// What a connected socket's next `recv` returns after an ICMP destination unreachable with
 /// `code` (from a router, quoting the socket's datagram), and whether it was told.
 fn after_unreachable(v6: bool, code: u8) -> (Result<(Vec<u8>, SocketAddr), Error>, bool) {
+    after_icmp(v6, |invoking| IcmpRepr::DstUnreachable { code, invoking })
+}
+
+/// What a connected socket's next `recv` returns after the ICMP error `icmp` makes of the
+/// datagram it quotes (from a router), and whether the socket was told.
+fn after_icmp(
+    v6: bool,
+    icmp: impl for<'a> Fn(&'a [u8]) -> IcmpRepr<'a>,
+) -> (Result<(Vec<u8>, SocketAddr), Error>, bool) {
     let mut p = pair();
     let (server, any, router) = if v6 {
         (ip(S6), "[::]:0", ip("2001:2::99"))
@@ -1463,10 +1472,7 @@ fn after_unreachable(v6: bool, code: u8) -> (Result<(Vec<u8>, SocketAddr), Error
     p.client.udp_send(c, b"anyone?").unwrap();
     let sent = take_client_packets(&mut p).remove(0);
     let client = wire::ip::parse(&sent).unwrap().0.src_addr();
-    let icmp = IcmpRepr::DstUnreachable {
-        code,
-        invoking: &sent,
-    };
+    let icmp = icmp(&sent);
     let proto = if v6 {
         IpProtocol::Icmpv6
     } else {
@@ -1525,6 +1531,9 @@ fn icmpv6_unreachable_codes_map_as_linux_maps_them() {
         (4, ConnectionRefused),
         (5, HostUnreachable),
         (6, HostUnreachable),
+        // Codes RFC 4443 does not define: EPROTO.
+        (7, ProtocolError),
+        (200, ProtocolError),
     ] {
         assert_eq!(
             after_unreachable(true, code),
@@ -1538,6 +1547,20 @@ fn icmpv6_unreachable_codes_map_as_linux_maps_them() {
             (Err(WouldBlock), false),
             "soft code {code}"
         );
+    }
+}
+
+#[test]
+fn a_parameter_problem_is_a_hard_protocol_error() {
+    // Linux's __udp4_lib_err: ICMP_PARAMETERPROB is EPROTO, hard; icmpv6_err_convert calls
+    // ICMPV6_PARAMPROB fatal, EPROTO. The connected socket hears it.
+    for v6 in [false, true] {
+        let (first, told) = after_icmp(v6, |invoking| IcmpRepr::ParamProblem {
+            code: 0,
+            pointer: 8,
+            invoking,
+        });
+        assert_eq!((first, told), (Err(Error::ProtocolError), true), "v6 {v6}");
     }
 }
 

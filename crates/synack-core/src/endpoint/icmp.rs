@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::demux::is_martian;
 use super::output::Own;
 use super::table::Tuple;
+use super::udp::unreachable_error;
 use super::{Endpoint, Owner};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
@@ -76,20 +77,23 @@ impl Endpoint {
                     return;
                 }
                 if wire::icmp::invoking_udp(invoking).is_some() {
-                    return self.udp_icmp_unreachable(v6, code, invoking);
+                    return self.udp_icmp_error(unreachable_error(v6, code), invoking);
                 }
                 let error = match (v6, code) {
                     // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
                     (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
                     (false, 0) | (true, 0) => Error::NetworkUnreachable,
+                    // A code RFC 4443 does not define: EPROTO (`icmpv6_err_convert`).
+                    (true, 7..) => Error::ProtocolError,
                     _ => Error::HostUnreachable,
                 };
                 // Which end a half-open connection, as Linux decides: for IPv4 net and host
                 // unreachable (tcp_v4_err), for IPv6 the codes icmpv6_err_convert calls fatal
                 // (administratively prohibited, port unreachable, policy failure, reject
-                // route), not "no route" or "address unreachable".
+                // route, and any code it does not know), not "no route", "beyond scope" or
+                // "address unreachable".
                 let drops_half_open = if v6 {
-                    matches!(code, 1 | 4 | 5 | 6)
+                    !matches!(code, 0 | 2 | 3)
                 } else {
                     matches!(code, 0 | 1)
                 };
@@ -116,13 +120,17 @@ impl Endpoint {
                 self.icmp_error(now, invoking, report);
             }
             IcmpRepr::ParamProblem { invoking, .. } => {
+                // EPROTO, and a hard error, for a datagram of a connected UDP socket
+                // (`__udp4_lib_err`; `icmpv6_err_convert` calls it fatal).
+                if wire::icmp::invoking_udp(invoking).is_some() {
+                    return self.udp_icmp_error(Some(Error::ProtocolError), invoking);
+                }
                 // EPROTO, and fatal to a half-open connection, for IPv4 (`tcp_v4_err`, which
                 // passes it to `tcp_req_err` as fatal) and IPv6 (`icmpv6_err_convert` calls
                 // it fatal): a connection still opening fails with it, an open one keeps it
                 // as a soft error, reported if it later times out. It may quote a packet of
                 // any protocol (a peer's answer to a header it does not take, as ours in
-                // `answer_unsupported`): only one about TCP concerns a connection, and a
-                // datagram's is not taken (synack's UDP sockets take unreachables only).
+                // `answer_unsupported`): only one about TCP or UDP concerns a socket.
                 if wire::icmp::invoking_tcp(invoking).is_none() {
                     self.stats.drop_other += 1;
                     return;

@@ -63,25 +63,20 @@ impl Endpoint {
         self.icmp_limit.allow(now, peer, &self.secrets)
     }
 
-    /// An ICMP destination unreachable quoting a datagram we sent: reported to the connected
-    /// socket that sent it if Linux would report it there. Linux reports only "hard"
-    /// (fatal) errors on a socket without `IP_RECVERR`, and only once connected
+    /// An ICMP error quoting a datagram we sent, `error` if hard (a destination unreachable's
+    /// from [`unreachable_error`], a parameter problem's EPROTO), `None` if soft: reported to
+    /// the connected socket that sent it if Linux would report it there. Linux reports only
+    /// "hard" (fatal) errors on a socket without `IP_RECVERR`, and only once connected
     /// (`__udp4_lib_err`, `__udp6_lib_err`), and classes them in `icmp_err_convert`
-    /// (net/ipv4/icmp.c) and `icmpv6_err_convert` (net/ipv6/icmp.c); see
-    /// [`unreachable_error`]. Soft errors (RFC 1122 §3.2.2.1: network, host and
-    /// source-route unreachable are transient) and unconnected sockets hear nothing; the
-    /// message is counted under `drop_other`.
-    pub(in crate::endpoint) fn udp_icmp_unreachable(
-        &mut self,
-        v6: bool,
-        code: u8,
-        invoking: &[u8],
-    ) {
+    /// (net/ipv4/icmp.c) and `icmpv6_err_convert` (net/ipv6/icmp.c). Soft errors (RFC 1122
+    /// §3.2.2.1: network, host and source-route unreachable are transient) and unconnected
+    /// sockets hear nothing; the message is counted under `drop_other`.
+    pub(in crate::endpoint) fn udp_icmp_error(&mut self, error: Option<Error>, invoking: &[u8]) {
         let Some((osrc, sport, odst, dport)) = wire::icmp::invoking_udp(invoking) else {
             self.stats.drop_malformed += 1;
             return;
         };
-        let Some(error) = unreachable_error(v6, code) else {
+        let Some(error) = error else {
             self.stats.drop_other += 1;
             return;
         };
@@ -233,16 +228,17 @@ impl Endpoint {
 /// | 3 | address unreachable | EHOSTUNREACH, soft | not reported |
 /// | 4 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
 /// | 5, 6 | source policy failed, reject route | EACCES, hard | `HostUnreachable` (nearest) |
-/// | > 6 | unassigned | EPROTO, hard | `HostUnreachable` (nearest) |
+/// | > 6 | unassigned | EPROTO, hard | `ProtocolError` |
 ///
-/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET, EACCES or EPROTO; each
-/// maps to the variant closest in meaning rather than growing the public enum.
-fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
+/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET or EACCES; each maps to the
+/// variant closest in meaning rather than growing the public enum.
+pub(in crate::endpoint) fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
     if v6 {
         match code {
             0 | 2 | 3 => None,
             4 => Some(Error::ConnectionRefused),
-            _ => Some(Error::HostUnreachable),
+            1 | 5 | 6 => Some(Error::HostUnreachable),
+            _ => Some(Error::ProtocolError),
         }
     } else {
         match code {

@@ -62,7 +62,7 @@ mod intercept;
 mod multicast;
 mod path_mtu;
 
-pub(super) use icmp::quote_max;
+pub(super) use icmp::{quote_max, unreachable_error};
 pub use intercept::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
 };
