@@ -2,7 +2,9 @@
 //!
 //! The core parses and emits IPv4, IPv6, TCP, UDP and ICMP, runs every TCP connection's
 //! state machine, and queues UDP datagrams for their sockets. It never touches a socket, a thread or a clock: packets and `now` go in through
-//! [`Endpoint::handle_packet`] (with a [`RecvMeta`] saying what the device knows of it) and [`Endpoint::handle_timeout`]; packets, deadlines and events
+//! [`Endpoint::handle_packet`] (with a [`RecvMeta`] saying what the device knows of it; or
+//! [`Endpoint::handle_packet_shared`], which may keep a bulk payload where it was read rather
+//! than copy it) and [`Endpoint::handle_timeout`]; packets, deadlines and events
 //! come out through [`Endpoint::poll_transmit`], [`Endpoint::poll_timeout`] and
 //! [`Endpoint::poll_event`]. The application drives connections with commands on the
 //! [`Endpoint`]: `connect`, `listen`, `accept`, `send`, `recv`, `shutdown`, `close`, `abort`.

@@ -2,14 +2,15 @@
 //! a large segment stays in the frame it arrived in until the application reads it, charged
 //! the whole frame; a payload that fills less than half its frame, one that arrives out of
 //! order, and one whose frame the memory cap has no room for are copied as before. Every
-//! byte arrives intact either way.
+//! byte arrives intact either way. `Endpoint::recv_bytes` hands a kept payload over as it
+//! is, without a copy.
 //!
 //! Virtual time, one `Pair`: every run is the same.
 
 use std::net::SocketAddr;
 
 use synack_core::testing::Pair;
-use synack_core::{Bytes, Config, ConnectionHandle, RecvMeta};
+use synack_core::{Bytes, Config, ConnectionHandle, Error, RecvMeta};
 
 /// Bytes the client sends: nine full segments and a short one at the 1500-byte MTU, all in
 /// its initial window.
@@ -148,4 +149,52 @@ fn a_frame_the_memory_cap_has_no_room_for_is_not_kept() {
     assert!(read.len() >= kept * 1448, "{} bytes read", read.len());
     assert!(read[..] == stream()[..read.len()], "a prefix, intact");
     assert!(frames.iter().all(let_go));
+}
+
+#[test]
+fn recv_bytes_hands_a_kept_payload_over_without_a_copy() {
+    let (mut pair, s, frames) = written(Config::default(), 0);
+    for f in &frames {
+        hand(&mut pair, f);
+    }
+    let held = pair.server.memory_usage().allocated;
+    let mut read = Vec::new();
+    let mut handed = Vec::new();
+    for (frame, len) in &frames {
+        // One payload a call, wherever `max` would stop: the segment's own bytes, in its
+        // frame's memory, at the end of the packet.
+        let got = pair.server.recv_bytes(pair.now, s, 1 << 20).unwrap();
+        let at = got.as_ptr() as usize - frame.as_ptr() as usize;
+        assert_eq!(at + got.len(), *len, "the payload, where it arrived");
+        read.extend_from_slice(&got);
+        handed.push(got);
+    }
+    assert!(
+        read == stream(),
+        "{} bytes read, not the stream",
+        read.len()
+    );
+    // Handed over: no longer the endpoint's to count, though the application holds them.
+    assert!(pair.server.memory_usage().allocated < held);
+    assert!(!frames.iter().any(let_go));
+    drop(handed);
+    assert!(frames.iter().all(let_go));
+    assert_eq!(
+        pair.server.recv_bytes(pair.now, s, 100),
+        Err(Error::WouldBlock)
+    );
+}
+
+#[test]
+fn recv_bytes_copies_what_was_copied_in() {
+    let (mut pair, s, frames) = written(Config::default(), 1500);
+    for f in &frames {
+        hand(&mut pair, f);
+    }
+    // Copied bytes come in one handle up to `max`, across segments.
+    let first = pair.server.recv_bytes(pair.now, s, 5000).unwrap();
+    assert_eq!(first.len(), 5000);
+    let rest = pair.server.recv_bytes(pair.now, s, 1 << 20).unwrap();
+    assert_eq!(first.len() + rest.len(), LEN);
+    assert!(first[..] == stream()[..5000] && rest[..] == stream()[5000..]);
 }

@@ -462,6 +462,21 @@ impl Endpoint {
         self.recv_with(now, conn, max, |part| buf.put_slice(part))
     }
 
+    /// [`recv`](Self::recv) as one [`Bytes`] of at most `max` bytes, empty at the end of the
+    /// stream. A large payload the connection kept where it arrived (see
+    /// [`handle_packet_shared`](Self::handle_packet_shared)) is handed over without a copy,
+    /// one such payload a call at most; bytes it copied are copied once more into the
+    /// returned handle. The handle holds the packet's buffer alive, outside the memory cap,
+    /// as long as the application keeps it.
+    pub fn recv_bytes(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        max: usize,
+    ) -> Result<Bytes, Error> {
+        self.read_from(conn, max, |c| c.recv_bytes(now, max))
+    }
+
     /// A read of at most `max` bytes, handed to `sink` in order.
     fn recv_with(
         &mut self,
@@ -470,11 +485,22 @@ impl Endpoint {
         max: usize,
         sink: impl FnMut(&[u8]),
     ) -> Result<usize, Error> {
+        self.read_from(conn, max, |c| c.recv_with(now, max, sink))
+    }
+
+    /// A read of at most `max` bytes by `read` on the connection, with the memory budget
+    /// and the bookkeeping around it.
+    fn read_from<T>(
+        &mut self,
+        conn: ConnectionHandle,
+        max: usize,
+        read: impl FnOnce(&mut Connection) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         // The window a read may open counts the memory the read itself gives back.
         let queued = self.app_conn(conn)?.recv_queue_len();
         self.set_budget(conn, queued.min(max));
         let slot = self.app_slot(conn)?;
-        let result = slot.conn.recv_with(now, max, sink);
+        let result = read(&mut slot.conn);
         // Whatever the read took from the buffer changed the connection (a window to
         // announce, an emptied buffer's reclaim timer), even when it returns nothing: a read
         // that only skips the urgent byte at the mark is `WouldBlock`.

@@ -446,6 +446,24 @@ impl RecvBuffer {
         self.skip(n)
     }
 
+    /// Removes up to `n` in-order bytes and returns them as one handle: the front of a kept
+    /// payload without a copy (at most that payload), else a copy of the ring's bytes. Empty
+    /// when there is nothing to read.
+    pub fn read_bytes(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.len());
+        if n == 0 {
+            return Bytes::new();
+        }
+        if let Some(front) = self.kept.as_ref().and_then(|k| k.queue.front()) {
+            let out = front.0.slice(..n.min(front.0.len()));
+            self.skip(out.len());
+            return out;
+        }
+        let mut out = bytes::BytesMut::with_capacity(n);
+        self.read_with(n, |part| out.extend_from_slice(part));
+        out.freeze()
+    }
+
     /// Removes up to `n` in-order bytes unread (the urgent byte a read skips, RFC 9293
     /// §3.8.5) and returns how many.
     pub fn skip(&mut self, n: usize) -> usize {

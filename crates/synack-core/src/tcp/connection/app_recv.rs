@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::Connection;
 use crate::error::Error;
+use crate::tcp::recv_buffer::RecvBuffer;
 use crate::tcp::State;
 use crate::time::Instant;
 
@@ -130,7 +133,7 @@ impl Connection {
     }
 
     /// Application read (RFC 9293 §3.10.3 RECEIVE) of at most `max` bytes, handed to `sink`
-    /// in order (in at most two slices, where the ring wraps), so that the caller's
+    /// in order (in slices as the receive buffer holds them), so that the caller's
     /// destination needs no buffer of its own in between. `Ok(0)` is end of stream. A read
     /// stops at the urgent mark, and skips the urgent byte there (see `urgent.rs`).
     pub fn recv_with(
@@ -139,13 +142,40 @@ impl Connection {
         max: usize,
         sink: impl FnMut(&[u8]),
     ) -> Result<usize, Error> {
+        let read = self.read(now, max, |buffer, take| {
+            let n = buffer.read_with(take, sink);
+            (n, n)
+        });
+        read.map(Option::unwrap_or_default)
+    }
+
+    /// A read of at most `max` bytes as one handle: a payload kept where it arrived is handed
+    /// over without a copy (see `recv_buffer`), at most one such payload a read. Empty at the
+    /// end of the stream; otherwise as [`recv_with`](Self::recv_with).
+    pub fn recv_bytes(&mut self, now: Instant, max: usize) -> Result<Bytes, Error> {
+        let read = self.read(now, max, |buffer, take| {
+            let bytes = buffer.read_bytes(take);
+            (bytes.len(), bytes)
+        });
+        read.map(Option::unwrap_or_default)
+    }
+
+    /// A read of at most `max` bytes by `take`, which removes up to as many as it is given
+    /// and says how many: `Ok(Some(_))` if it took any, `Ok(None)` at the end of the stream
+    /// (or for `max` 0), else the error a read gets with nothing buffered.
+    fn read<T>(
+        &mut self,
+        now: Instant,
+        max: usize,
+        take: impl FnOnce(&mut RecvBuffer, usize) -> (usize, T),
+    ) -> Result<Option<T>, Error> {
         if !self.rcv.buffer.is_empty() {
             if max == 0 {
-                return Ok(0);
+                return Ok(None);
             }
-            let (skip, take) = self.urgent_read_plan(max);
+            let (skip, want) = self.urgent_read_plan(max);
             self.rcv.buffer.skip(skip);
-            let n = self.rcv.buffer.read_with(take, sink);
+            let (n, out) = take(&mut self.rcv.buffer, want);
             self.after_urgent_read();
             if self.is_synchronized() {
                 self.tune_receive_buffer(now, n + skip);
@@ -156,10 +186,10 @@ impl Connection {
             self.after_read();
             self.arm_reclaim(now);
             if n > 0 {
-                return Ok(n);
+                return Ok(Some(out));
             }
         }
-        self.recv_empty()
+        self.recv_empty().map(|_| None)
     }
 
     /// What a read returns with nothing buffered: end of stream, the connection's error,
