@@ -36,8 +36,8 @@ use synack_core::wire::{
     self, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
 };
 use synack_core::{
-    ConnectionHandle, Event, ListenerHandle, PortSharing, SeqNumber, SocketOptions, Stats,
-    SynHandle, UdpHandle,
+    Bytes, ConnectionHandle, Event, ListenerHandle, PortSharing, RecvMeta, SeqNumber,
+    SocketOptions, Stats, SynHandle, UdpHandle,
 };
 
 mod input;
@@ -208,7 +208,16 @@ impl Harness {
 
     fn inject(&mut self, packet: &[u8]) {
         self.packets_in += 1;
-        self.script.inject_raw(packet);
+        if self.packets_in % 2 == 0 {
+            // Every other packet in memory of its own, as a driver hands packets over: the
+            // endpoint may keep its payload there (`handle_packet_shared`).
+            let frame = Bytes::copy_from_slice(packet);
+            let now = self.script.now;
+            let meta = RecvMeta::new(frame.len());
+            self.script.ep.handle_packet_shared(now, &frame, meta);
+        } else {
+            self.script.inject_raw(packet);
+        }
     }
 
     fn run_timers(&mut self) {

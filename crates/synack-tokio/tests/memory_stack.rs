@@ -284,6 +284,46 @@ async fn one_way(client: &Stack, server: &Stack, port: u16) {
     assert!(got == data, "the bytes arrived intact");
 }
 
+/// `read_bytes` and `try_read_bytes`: 2 MiB of super-segments, which the receiving stack
+/// keeps where it read them and hands over as they are, arrive intact; then the end of the
+/// stream is an empty read, every time. Before anything arrives, `try_read_bytes` would
+/// block.
+#[tokio::test]
+async fn read_bytes_hands_over_the_stream_then_empty_at_its_end() {
+    let (client, server) = stacks();
+    within(30, async {
+        let (mut c, mut s) = connected(&client, &server, 7701).await;
+        let e = s.try_read_bytes(100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let data = pattern(2 << 20, 13);
+        let writer = async {
+            c.write_all(&data).await.unwrap();
+            c.shutdown().await.unwrap();
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            let mut reads = 0;
+            loop {
+                let chunk = s.read_bytes(1 << 20).await.unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                reads += 1;
+                got.extend_from_slice(&chunk);
+            }
+            (got, reads)
+        };
+        let ((), (got, reads)) = tokio::join!(writer, reader);
+        assert!(got == data, "the bytes arrived intact");
+        // One super-segment's payload a read (32 here), where `read` would take up to
+        // `max` at once: the payloads came as they were kept.
+        assert!(reads >= 16, "{reads} reads");
+        assert!(s.read_bytes(100).await.unwrap().is_empty());
+        assert!(s.try_read_bytes(100).unwrap().is_empty());
+    })
+    .await;
+}
+
 /// TCP_NOTSENT_LOWAT: a writer held to a few KiB unsent is woken each time they drain
 /// (`Writable` once fewer than half the mark wait) and gets its 2 MiB through; at no write
 /// does the queue hold more than the mark unsent.

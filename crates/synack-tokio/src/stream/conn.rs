@@ -164,6 +164,34 @@ impl ConnRef {
         }
     }
 
+    /// A read as one `Bytes` of at most `max` bytes (empty at the end of the stream); waits
+    /// while nothing has arrived, as [`poll_read`](Self::poll_read).
+    pub(super) fn poll_read_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+    ) -> Poll<io::Result<Bytes>> {
+        let mut inner = self.stack.lock_shard(self.shard)?;
+        let now = inner.now();
+        match inner.endpoint.recv_bytes(now, self.handle, max) {
+            Ok(bytes) => {
+                inner.wake_driver();
+                Poll::Ready(Ok(bytes))
+            }
+            Err(Error::WouldBlock) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    register(&mut c.read_waker, cx);
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(
+                inner
+                    .report_failure(self.handle, e)
+                    .map_or(Ok(Bytes::new()), Err),
+            ),
+        }
+    }
+
     pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
@@ -335,12 +363,19 @@ impl ConnRef {
         self.try_read_with(|ep, now, h| ep.recv_buf(now, h, buf))
     }
 
+    /// [`try_read`](Self::try_read) as one `Bytes` of at most `max` bytes (empty at the
+    /// end of the stream), a payload kept where it arrived handed over without a copy.
+    pub(super) fn try_read_bytes(&self, max: usize) -> io::Result<Bytes> {
+        self.try_read_with(|ep, now, h| ep.recv_bytes(now, h, max))
+    }
+
     /// A read command that never waits, under the lock: a read that took bytes may have
-    /// opened the window, so the driver is woken to tell the peer.
-    pub(super) fn try_read_with(
+    /// opened the window, so the driver is woken to tell the peer. A failure reported
+    /// already reads as the end of the stream (`T::default()`: 0 bytes, an empty `Bytes`).
+    pub(super) fn try_read_with<T: Default>(
         &self,
-        read: impl FnOnce(&mut Endpoint, synack_core::Instant, ConnectionHandle) -> Result<usize, Error>,
-    ) -> io::Result<usize> {
+        read: impl FnOnce(&mut Endpoint, synack_core::Instant, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         match read(&mut inner.endpoint, now, self.handle) {
@@ -348,7 +383,9 @@ impl ConnRef {
                 inner.wake_driver();
                 Ok(n)
             }
-            Err(e) => inner.report_failure(self.handle, e).map_or(Ok(0), Err),
+            Err(e) => inner
+                .report_failure(self.handle, e)
+                .map_or(Ok(T::default()), Err),
         }
     }
 

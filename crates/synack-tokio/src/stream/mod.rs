@@ -101,6 +101,12 @@ macro_rules! read_methods {
         pub fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
             self.conn().try_read_buf(buf)
         }
+
+        /// [`try_read`](Self::try_read) as one [`Bytes`] of at most `max` bytes, empty at the
+        /// end of the stream (see `read_bytes`).
+        pub fn try_read_bytes(&self, max: usize) -> io::Result<Bytes> {
+            self.conn().try_read_bytes(max)
+        }
     };
 }
 
@@ -564,6 +570,18 @@ macro_rules! async_io {
                 buf: &mut ReadBuf<'_>,
             ) -> Poll<io::Result<()>> {
                 self.conn().poll_read(cx, buf)
+            }
+        }
+
+        impl $ty {
+            /// Reads what has arrived as one [`Bytes`] of at most `max` bytes, waiting while
+            /// nothing has; empty at the end of the stream. The payload of a large segment the
+            /// stack kept where it was read (bulk data on the offload TUN) is handed over
+            /// without a copy, where `read` copies it: one such payload a call at most, so a
+            /// call may return less than has arrived. The handle holds that packet's buffer
+            /// for as long as it is kept.
+            pub async fn read_bytes(&mut self, max: usize) -> io::Result<Bytes> {
+                std::future::poll_fn(|cx| self.conn().poll_read_bytes(cx, max)).await
             }
         }
     )*};
