@@ -67,6 +67,16 @@ fn read_all(pair: &mut Pair, s: ConnectionHandle) -> Vec<u8> {
     out
 }
 
+/// Reads everything the server holds on `s`, and checks it is the stream, whole.
+fn reads_the_stream(pair: &mut Pair, s: ConnectionHandle) {
+    let read = read_all(pair, s);
+    assert!(
+        read == stream(),
+        "{} bytes read, not the stream",
+        read.len()
+    );
+}
+
 #[test]
 fn a_payload_in_order_stays_in_its_frame_until_read() {
     let (mut pair, s, frames) = written(Config::default(), 0);
@@ -82,12 +92,7 @@ fn a_payload_in_order_stays_in_its_frame_until_read() {
         "{} allocated for {framed} bytes of frames",
         usage.allocated
     );
-    let read = read_all(&mut pair, s);
-    assert!(
-        read == stream(),
-        "{} bytes read, not the stream",
-        read.len()
-    );
+    reads_the_stream(&mut pair, s);
     assert!(frames.iter().all(let_go), "read: every frame let go");
 }
 
@@ -99,12 +104,7 @@ fn a_payload_that_fills_less_than_half_its_frame_is_copied() {
         hand(&mut pair, f);
     }
     assert!(frames.iter().all(let_go), "copied out at once");
-    let read = read_all(&mut pair, s);
-    assert!(
-        read == stream(),
-        "{} bytes read, not the stream",
-        read.len()
-    );
+    reads_the_stream(&mut pair, s);
 }
 
 #[test]
@@ -118,12 +118,7 @@ fn payloads_behind_a_hole_are_copied_and_reassemble() {
     // The first fills the hole: with bytes held behind it, it is copied too.
     hand(&mut pair, &frames[0]);
     assert!(let_go(&frames[0]));
-    let read = read_all(&mut pair, s);
-    assert!(
-        read == stream(),
-        "{} bytes read, not the stream",
-        read.len()
-    );
+    reads_the_stream(&mut pair, s);
 }
 
 #[test]
