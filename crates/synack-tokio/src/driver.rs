@@ -1,13 +1,21 @@
 //! The driver task: the only code that talks to the device.
 //!
 //! Each round it
-//! 1. reads up to [`BATCH`] packets from the device and feeds them to `handle_packet_shared`,
+//! 1. reads up to [`BATCH`] packets from the device, in bursts of [`RX_BURST`] read without
+//!    the shard's lock, and feeds each burst to `handle_packet_shared` under it,
 //! 2. calls `handle_timeout` if the core's deadline has passed,
-//! 3. drains `poll_event`, waking the tasks each event concerns,
-//! 4. flushes `poll_transmit` to the device (at most [`BATCH`] packets a round), then tells
-//!    the device the burst is over ([`Device::poll_flush`]), so that a device that batches
-//!    writes what it holds,
-//! 5. arms a tokio timer on `poll_timeout`.
+//! 3. drains `poll_event`, collecting the wakers of the tasks each event concerns,
+//! 4. takes up to [`BATCH`] packets from `poll_transmit` into its transmit queue
+//!    ([`TxQueue`]),
+//! 5. arms a tokio timer on `poll_timeout`,
+//!
+//! and then, without the lock, wakes those tasks and writes the queue to the device, telling
+//! it when the burst is over ([`Device::poll_flush`]), so that a device that batches writes
+//! what it holds. A device's read and write are where the kernel copies packets to and from
+//! us (and, for a TUN write, runs its own receive of the packet): done under the lock, they
+//! kept the application's tasks out of the shard, so that on a multi-thread runtime a task
+//! writing or reading on another thread waited for the driver rather than working beside
+//! it.
 //!
 //! With several shards (see [`crate::shard`]) there is one driver per shard, each with its own
 //! device queue and its own [`Inner`]. Before reading the device a driver takes what other
@@ -17,7 +25,7 @@
 //! Then it sleeps until the device, the timer, a hand-off, or a user command (through the
 //! waker stored in [`Inner`]) wakes it. It is written as a hand-rolled `poll` rather than an `async fn` so that
 //! a device that is slow to accept packets never stops the stack from *receiving*: a packet
-//! the device refused is kept in `tx_pending` and retried when the device wakes us, while the
+//! the device refused waits in the transmit queue and is retried when the device wakes us, while the
 //! receive side keeps running.
 
 use std::future::Future;
@@ -25,7 +33,7 @@ use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Bytes, Event, RecvMeta, SynHandle, Transmit};
+use synack_core::{Bytes, Event, RecvMeta, SynHandle};
 use tokio::time::Sleep;
 use tracing::{debug, error, trace, warn, Instrument};
 
@@ -33,6 +41,7 @@ use crate::device::Device;
 use crate::rx_buffers::RxBuffers;
 use crate::shard::{Flows, Handoff};
 use crate::state::{Inner, Shared, ORPHAN_LINGER};
+use crate::tx_queue::TxQueue;
 
 /// A shard's link to the others: whose flow a packet is, and the channels to hand it over.
 pub(crate) struct Router {
@@ -45,9 +54,10 @@ pub(crate) struct Router {
     pub(crate) inbox: tokio::sync::mpsc::Receiver<Handoff>,
 }
 
-/// Packets read, or written, per round: bounds the time the lock is held and lets timers and
-/// events interleave with bulk traffic.
+/// Packets read, or written, per round: lets timers and events interleave with bulk traffic.
 const BATCH: usize = 64;
+/// Packets read without the lock before it is taken to feed them to the core.
+const RX_BURST: usize = 8;
 /// Rounds per `poll` before the driver yields to the tokio scheduler, so that a busy link
 /// cannot starve the application's own tasks on a current-thread runtime. This is the
 /// driver's only bound: it runs outside tokio's cooperative budget (see `Driver::spawn`).
@@ -72,15 +82,10 @@ pub(crate) struct Driver<D: Device> {
     shared: Arc<Shared>,
     device: D,
     rx: RxBuffers,
-    tx_buf: Box<[u8]>,
-    /// A packet in `tx_buf` that the device has not taken yet.
-    tx_pending: Option<Transmit>,
-    /// The payload of a gathered packet in `tx_buf` (`Endpoint::poll_transmit_gather`).
-    tx_payload: Vec<Bytes>,
-    /// The device writes packets from pieces ([`DeviceCapabilities::tx_gather`]).
-    ///
-    /// [`DeviceCapabilities::tx_gather`]: crate::device::DeviceCapabilities::tx_gather
-    gather: bool,
+    /// Packets read without the lock, waiting to be fed to the core under it.
+    rx_burst: Vec<(Bytes, RecvMeta)>,
+    /// Packets the core made under the lock, written to the device without it.
+    tx: TxQueue,
     timer: Pin<Box<Sleep>>,
     /// The core deadline the timer is armed for: never later than the core's own next
     /// deadline (see step 5 of `round`).
@@ -89,6 +94,8 @@ pub(crate) struct Driver<D: Device> {
     timer_polled: bool,
     /// Tasks to wake once the lock is released.
     wakers: Vec<Waker>,
+    /// `Stack::shutdown`'s tasks, woken once what the core made has been written too.
+    idle_wakers: Vec<Waker>,
     /// Once the last handle is gone: when the driver stops finishing what is left.
     linger_until: Option<synack_core::Instant>,
     /// When to ask the device whether it still works ([`Device::check`]).
@@ -109,15 +116,14 @@ impl<D: Device> Driver<D> {
         let mut driver = Driver {
             shared,
             device,
-            rx: RxBuffers::new(len),
-            tx_buf: vec![0; len].into_boxed_slice(),
-            tx_pending: None,
-            tx_payload: Vec::new(),
-            gather,
+            rx: RxBuffers::new(len, RX_BURST),
+            rx_burst: Vec::with_capacity(RX_BURST),
+            tx: TxQueue::new(len, gather),
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
             armed: None,
             timer_polled: false,
             wakers: Vec::new(),
+            idle_wakers: Vec::new(),
             linger_until: None,
             next_check: synack_core::Instant::ZERO,
             router,
@@ -166,22 +172,25 @@ impl<D: Device> Driver<D> {
 
     fn round(&mut self, cx: &mut Context<'_>) -> Round {
         let shared = Arc::clone(&self.shared);
+        // What the device could not take last round goes first, ahead of anything new.
+        let tx_blocked = self.tx.poll_write(&mut self.device, cx).is_pending();
+        // The first burst is read before the lock is taken, as every later one is.
+        let mut read = self.read_burst(cx, RX_BURST);
         let Ok(mut guard) = shared.inner.lock() else {
             // A user command panicked inside the core: nothing sane is left to drive.
             return Round::Stop;
         };
-        let inner = &mut *guard;
-        inner.set_driver_waker(cx);
-        let now = inner.now();
+        guard.set_driver_waker(cx);
+        let now = guard.now();
 
-        if inner.stopping {
+        if guard.stopping {
             // The connections the application let go of still deliver what they hold, as
             // the kernel finishes an orphaned socket; the stack stops once they are done or
             // the linger time is over, and resets what is left.
             let until = *self.linger_until.get_or_insert(now + ORPHAN_LINGER);
-            if now >= until || inner.endpoint.unfinished_count() == 0 {
-                inner.endpoint.abort_unfinished();
-                self.final_flush(inner, cx);
+            if now >= until || guard.endpoint.unfinished_count() == 0 {
+                guard.endpoint.abort_unfinished();
+                self.final_flush(&mut guard, cx);
                 return Round::Stop;
             }
         }
@@ -193,7 +202,7 @@ impl<D: Device> Driver<D> {
             self.next_check = now + CHECK_INTERVAL;
             if let Err(e) = self.device.check() {
                 error!(error = %e, "the device stopped working; stopping the stack");
-                inner.device_error = Some((e.kind(), e.to_string()));
+                guard.device_error = Some((e.kind(), e.to_string()));
                 return Round::Stop;
             }
         }
@@ -204,8 +213,8 @@ impl<D: Device> Driver<D> {
             while taken < BATCH {
                 match router.inbox.poll_recv(cx) {
                     Poll::Ready(Some(h)) => {
-                        inner.handoffs_received += 1;
-                        inner.endpoint.handle_packet(now, &h.packet, h.meta);
+                        guard.handoffs_received += 1;
+                        guard.endpoint.handle_packet(now, &h.packet, h.meta);
                         taken += 1;
                     }
                     // Pending: the channel wakes us when one comes. (It never closes: our
@@ -216,41 +225,37 @@ impl<D: Device> Driver<D> {
             busy |= taken == BATCH;
         }
 
-        // 1. Receive a batch.
+        // 1. Receive a batch, a burst at a time: each read without the lock, so that the
+        //    application's tasks on other threads are not kept out while the kernel copies
+        //    packets to us, then fed to the core under it.
         let mut received = 0;
-        while received < BATCH {
-            match self.device.poll_recv(cx, self.rx.current()) {
-                Poll::Ready(Ok(mut meta)) => {
-                    let rx_buf = self.rx.current();
-                    // A device never reports more than it was given; a faulty one must not
-                    // make the core read past the buffer.
-                    meta.len = meta.len.min(rx_buf.len());
-                    trace!(len = meta.len, gso = ?meta.segment_size, "packet in");
-                    received += 1;
-                    let packet = &rx_buf[..meta.len];
-                    if let Some(router) = &self.router {
-                        if let Some(owner) = router.flows.route(packet).filter(|&o| o != router.me)
-                        {
-                            hand_off(inner, router, owner, packet, meta);
-                            continue;
-                        }
-                    }
-                    // Shared: the core may keep a bulk payload where it is (`rx_buffers`).
-                    let buf = self.rx.take();
-                    inner.endpoint.handle_packet_shared(now, &buf, meta);
-                    self.rx.give_back(buf);
-                }
-                Poll::Ready(Err(e)) => {
+        loop {
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
                     // A device that cannot be read is gone for good (TUN torn down); every
                     // waiting task learns it, with this cause, when we drop.
                     error!(error = %e, "device receive failed; stopping the stack");
-                    inner.device_error = Some((e.kind(), e.to_string()));
+                    guard.device_error = Some((e.kind(), e.to_string()));
+                    self.rx_burst.clear();
                     return Round::Stop;
                 }
-                Poll::Pending => break,
+            };
+            self.feed_burst(&mut guard, now);
+            received += n;
+            if n < RX_BURST || received >= BATCH {
+                break;
             }
+            drop(guard);
+            read = self.read_burst(cx, RX_BURST.min(BATCH - received));
+            guard = match shared.inner.lock() {
+                Ok(g) => g,
+                Err(_) => return Round::Stop,
+            };
         }
-        busy |= received == BATCH;
+        busy |= received >= BATCH;
+        let now = guard.now();
+        let inner = &mut *guard;
 
         // 2. Timers.
         if inner.endpoint.poll_timeout().is_some_and(|t| t <= now) {
@@ -260,42 +265,18 @@ impl<D: Device> Driver<D> {
         // 3. Events.
         drain_events(inner, &mut self.wakers);
 
-        // 4. Transmit.
-        let mut sent = 0;
-        loop {
-            if let Some(t) = self.tx_pending {
-                let len = t.len;
-                match send(&mut self.device, cx, &self.tx_buf, &self.tx_payload, t) {
-                    Poll::Ready(Ok(())) => trace!(len, "packet out"),
-                    // A packet the device rejects is lost on the wire; TCP recovers from it.
-                    Poll::Ready(Err(e)) => debug!(error = %e, len, "device dropped a packet"),
-                    // The device wakes us when it has room; receiving carries on meanwhile.
-                    Poll::Pending => break,
-                }
-                self.tx_pending = None;
-                // Written: the payload's bytes are the send buffer's to free.
-                self.tx_payload.clear();
-                sent += 1;
-            }
-            if sent >= BATCH {
-                busy = true;
-                break;
-            }
-            match self.poll_transmit(&mut inner.endpoint, now) {
-                Some(t) => self.tx_pending = Some(t),
-                None => break,
-            }
+        // 4. Transmit: the core's packets into the queue, written below without the lock.
+        //    Not while the device is full: it wakes us when it has room.
+        if !tx_blocked {
+            let made = self.tx.fill(&mut inner.endpoint, now, BATCH);
+            // The batch, or as much as the queue holds: the core may have more.
+            busy |= made == BATCH || (made > 0 && self.tx.is_full());
         }
-        // The burst is over: what the device holds to batch goes out now, not whenever the
-        // next round happens to come. Every round, so that a flush the device could not
-        // finish (pending: it wakes us when it has room) is retried even if nothing more is
-        // sent.
-        flush(&mut self.device, cx);
         drain_events(inner, &mut self.wakers);
         if (inner.stopping || !inner.idle_wakers.is_empty())
             && inner.endpoint.unfinished_count() == 0
         {
-            self.wakers.append(&mut inner.idle_wakers);
+            self.idle_wakers.append(&mut inner.idle_wakers);
             // Stopping: the next round's check ends the driver now, not at the next packet.
             busy |= inner.stopping;
         }
@@ -329,6 +310,18 @@ impl<D: Device> Driver<D> {
         for w in self.wakers.drain(..) {
             w.wake();
         }
+        // The packets, then the end of the burst: what the device holds to batch goes out
+        // now, not whenever the next round happens to come. Every round, so that a flush the
+        // device could not finish (pending: it wakes us when it has room) is retried even if
+        // nothing more is sent.
+        let written = self.tx.poll_write(&mut self.device, cx).is_ready();
+        flush(&mut self.device, cx);
+        if written {
+            // What `Stack::shutdown` waits for is done, and on the wire.
+            for w in self.idle_wakers.drain(..) {
+                w.wake();
+            }
+        }
         if busy {
             return Round::Busy;
         }
@@ -343,16 +336,42 @@ impl<D: Device> Driver<D> {
         Round::Idle
     }
 
-    /// The core's next packet, into `tx_buf` (and `tx_payload` for a device that gathers).
-    fn poll_transmit(
-        &mut self,
-        endpoint: &mut synack_core::Endpoint,
-        now: synack_core::Instant,
-    ) -> Option<Transmit> {
-        if self.gather {
-            endpoint.poll_transmit_gather(now, &mut self.tx_buf, &mut self.tx_payload)
-        } else {
-            endpoint.poll_transmit(now, &mut self.tx_buf)
+    /// Reads up to `max` packets from the device into `rx_burst`, without the lock; returns
+    /// how many.
+    fn read_burst(&mut self, cx: &mut Context<'_>, max: usize) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < max {
+            match self.device.poll_recv(cx, self.rx.current()) {
+                Poll::Ready(Ok(mut meta)) => {
+                    // A device never reports more than it was given; a faulty one must not
+                    // make the core read past the buffer.
+                    meta.len = meta.len.min(self.rx.current().len());
+                    trace!(len = meta.len, gso = ?meta.segment_size, "packet in");
+                    self.rx_burst.push((self.rx.take(), meta));
+                    n += 1;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        Ok(n)
+    }
+
+    /// Feeds the packets `read_burst` read to the core (or to the shard that owns their
+    /// flow), under the lock, and takes their buffers back.
+    fn feed_burst(&mut self, inner: &mut Inner, now: synack_core::Instant) {
+        for (buf, meta) in self.rx_burst.drain(..) {
+            let packet = &buf[..meta.len];
+            let owner = self
+                .router
+                .as_ref()
+                .and_then(|r| r.flows.route(packet).filter(|&o| o != r.me));
+            match (owner, &self.router) {
+                (Some(owner), Some(router)) => hand_off(inner, router, owner, packet, meta),
+                // Shared: the core may keep a bulk payload where it is (`rx_buffers`).
+                _ => inner.endpoint.handle_packet_shared(now, &buf, meta),
+            }
+            self.rx.give_back(buf);
         }
     }
 
@@ -362,19 +381,18 @@ impl<D: Device> Driver<D> {
     /// that is full.
     fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         let now = inner.now();
-        for _ in 0..FINAL_FLUSH {
-            if self.tx_pending.is_none() {
-                match self.poll_transmit(&mut inner.endpoint, now) {
-                    Some(t) => self.tx_pending = Some(t),
-                    None => break,
-                }
-            }
-            if let Some(t) = self.tx_pending {
-                if send(&mut self.device, cx, &self.tx_buf, &self.tx_payload, t).is_pending() {
-                    break;
-                }
-                self.tx_pending = None;
-                self.tx_payload.clear();
+        let mut written = 0;
+        while written < FINAL_FLUSH {
+            let Poll::Ready(n) = self.tx.poll_write(&mut self.device, cx) else {
+                break;
+            };
+            written += n;
+            if self
+                .tx
+                .fill(&mut inner.endpoint, now, FINAL_FLUSH - written)
+                == 0
+            {
+                break;
             }
         }
         flush(&mut self.device, cx);
@@ -401,22 +419,6 @@ fn hand_off(inner: &mut Inner, router: &Router, owner: usize, packet: &[u8], met
             );
             inner.handoff_dropped += 1;
         }
-    }
-}
-
-/// Hands the packet `t` describes to the device, with the core's description of it: whole
-/// from `buf`, or its head from `buf` and its payload from `payload`.
-fn send<D: Device>(
-    device: &mut D,
-    cx: &mut Context<'_>,
-    buf: &[u8],
-    payload: &[Bytes],
-    t: Transmit,
-) -> Poll<std::io::Result<()>> {
-    if t.is_gathered() {
-        device.poll_send_gather(cx, &buf[..t.head_len.min(buf.len())], payload, &t)
-    } else {
-        device.poll_send(cx, &buf[..t.len.min(buf.len())], &t)
     }
 }
 
@@ -610,6 +612,7 @@ impl<D: Device> Drop for Driver<D> {
         }
         inner.driver_gone = true;
         let mut wakers = std::mem::take(&mut inner.idle_wakers);
+        wakers.append(&mut self.idle_wakers);
         take_every_waker(&mut inner, &mut wakers);
         drop(inner);
         for w in wakers {

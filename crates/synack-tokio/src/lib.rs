@@ -62,6 +62,7 @@ mod sockopt;
 pub mod stack;
 mod state;
 pub mod stream;
+mod tx_queue;
 pub mod udp;
 
 // Every type a user names to call the API (what `Stack`'s methods and those of what they

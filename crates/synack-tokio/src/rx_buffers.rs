@@ -10,6 +10,10 @@
 //! Lent buffers are remembered, and the first one the core has let go of is reused, so
 //! that a steady download cycles through a few buffers instead of allocating (and zeroing)
 //! one for every packet.
+//!
+//! The driver reads a burst of packets before it takes the shard's lock to feed them to the
+//! core (`driver.rs`), so several buffers are out at once; those that come back with nothing
+//! kept wait as spares, the last one back (the warmest) read into first.
 
 use std::collections::VecDeque;
 
@@ -19,50 +23,63 @@ use bytes::{Bytes, BytesMut};
 /// drops the last handle on it.
 const LENT_MAX: usize = 64;
 
-/// The buffer the next packet is read into, and the buffers lent to the core.
+/// Buffers read into next, and the buffers lent to the core.
 pub(crate) struct RxBuffers {
-    /// Initialised, `len` bytes long.
-    current: BytesMut,
+    /// Buffers ready for a read, each initialised and `len` bytes long; the last is next.
+    spare: Vec<BytesMut>,
     /// Buffers whose payload the core kept, oldest first.
     lent: VecDeque<Bytes>,
     len: usize,
+    /// Spares kept at most: the driver's read burst.
+    spare_max: usize,
 }
 
 impl RxBuffers {
-    /// Buffers of `len` bytes: room for any packet the device may hand over.
-    pub(crate) fn new(len: usize) -> RxBuffers {
+    /// Buffers of `len` bytes, room for any packet the device may hand over; up to
+    /// `spare_max` of them are kept ready.
+    pub(crate) fn new(len: usize, spare_max: usize) -> RxBuffers {
         RxBuffers {
-            current: BytesMut::zeroed(len),
+            spare: vec![BytesMut::zeroed(len)],
             lent: VecDeque::new(),
             len,
+            spare_max: spare_max.max(1),
         }
     }
 
     /// The buffer the next packet is read into.
     pub(crate) fn current(&mut self) -> &mut [u8] {
-        &mut self.current
+        if self.spare.is_empty() {
+            let buf = self.reclaim().unwrap_or_else(|| BytesMut::zeroed(self.len));
+            self.spare.push(buf);
+        }
+        let last = self.spare.len() - 1;
+        &mut self.spare[last]
     }
 
-    /// The buffer, with the packet just read into it, for the core
-    /// (`Endpoint::handle_packet_shared`). Hand it back with [`RxBuffers::give_back`].
+    /// The buffer [`RxBuffers::current`] gave, with the packet just read into it, for the
+    /// core (`Endpoint::handle_packet_shared`). Hand it back with [`RxBuffers::give_back`].
     pub(crate) fn take(&mut self) -> Bytes {
-        std::mem::take(&mut self.current).freeze()
+        self.current();
+        self.spare.pop().unwrap_or_default().freeze()
     }
 
-    /// Takes back the buffer [`RxBuffers::take`] gave out, once the core has seen its
-    /// packet: reused at once if the core kept nothing of it; else remembered, and the next
-    /// packet goes into a buffer the core has let go of since, or a new one.
+    /// Takes back a buffer [`RxBuffers::take`] gave out, once the core has seen its packet:
+    /// a spare again if the core kept nothing of it; else remembered, and reused once the
+    /// core lets go of it.
     pub(crate) fn give_back(&mut self, buf: Bytes) {
-        self.current = match buf.try_into_mut() {
-            Ok(buf) => buf,
+        match buf.try_into_mut() {
+            Ok(buf) => {
+                if self.spare.len() < self.spare_max {
+                    self.spare.push(buf);
+                }
+            }
             Err(kept) => {
                 if self.lent.len() == LENT_MAX {
                     self.lent.pop_front();
                 }
                 self.lent.push_back(kept);
-                self.reclaim().unwrap_or_else(|| BytesMut::zeroed(self.len))
             }
-        };
+        }
     }
 
     /// A lent buffer that nothing else holds any more, taken back.
@@ -80,7 +97,7 @@ mod tests {
 
     #[test]
     fn a_buffer_nothing_kept_comes_straight_back() {
-        let mut rx = RxBuffers::new(2048);
+        let mut rx = RxBuffers::new(2048, 4);
         let at = rx.current().as_ptr();
         let buf = rx.take();
         assert_eq!(buf.len(), 2048);
@@ -91,8 +108,22 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_takes_several_and_the_last_back_is_read_into_first() {
+        let mut rx = RxBuffers::new(512, 2);
+        let bufs: Vec<Bytes> = (0..3).map(|_| rx.take()).collect();
+        let ptrs: Vec<*const u8> = bufs.iter().map(|b| b.as_ptr()).collect();
+        assert!(ptrs[0] != ptrs[1] && ptrs[1] != ptrs[2] && ptrs[0] != ptrs[2]);
+        for b in bufs {
+            rx.give_back(b);
+        }
+        assert_eq!(rx.spare.len(), 2, "spares kept at most");
+        assert_eq!(rx.current().as_ptr(), ptrs[1], "the last kept back, first");
+        assert_eq!(rx.current().len(), 512);
+    }
+
+    #[test]
     fn a_kept_buffer_is_reused_once_let_go() {
-        let mut rx = RxBuffers::new(2048);
+        let mut rx = RxBuffers::new(2048, 4);
         let first = rx.current().as_ptr();
         let buf = rx.take();
         let kept = buf.slice(100..1500);
@@ -124,7 +155,7 @@ mod tests {
 
     #[test]
     fn lent_buffers_are_remembered_up_to_a_bound() {
-        let mut rx = RxBuffers::new(64);
+        let mut rx = RxBuffers::new(64, 4);
         let mut held = Vec::new();
         for _ in 0..LENT_MAX + 10 {
             let buf = rx.take();
