@@ -14,9 +14,16 @@
 //! - [`SendBuffer::push`] copies a byte slice into a tail chunk that grows on demand, up to
 //!   [`CHUNK`] bytes, and is then frozen into the queue, so an idle connection with a large
 //!   configured buffer costs nothing and a small write costs a small allocation;
-//! - acknowledged chunks are dropped whole, so memory goes back as the peer acknowledges, and
-//!   recently freed chunks are what the allocator hands out next (warm in cache), where a
-//!   ring would walk its whole allocation.
+//! - acknowledged chunks are dropped whole, so memory goes back as the peer acknowledges;
+//! - but a full chunk of `push`'s own that nothing else holds any more (the device has
+//!   written it) is kept as a spare for the next writes, up to the buffer's capacity, so that
+//!   a bulk sender cycles through the same few allocations, the last one freed (warm in
+//!   cache) filled first. Given back to the allocator instead, 64 KiB at a time and on
+//!   whichever thread processed the ACK, the memory was returned to the system by glibc's
+//!   heap trimming, and each next write page-faulted it back in (20 % of a writing thread
+//!   on a multi-thread runtime: BENCHMARKS.md, fifty-fourth session). Spares are charged as
+//!   queued bytes are, dropped under memory pressure, and given back with the rest of an
+//!   idle buffer's storage.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -46,11 +53,21 @@ pub struct SendBuffer {
     len: usize,
     /// The most bytes the buffer accepts.
     capacity: usize,
+    /// Acknowledged chunks kept for reuse, each with room for [`CHUNK`] bytes; the last
+    /// one freed is reused first. Boxed: most connections never have one, and an idle
+    /// connection's footprint is counted in bytes (`tests/idle_footprint.rs`): one pointer
+    /// in every connection, where the `Vec` itself would be three.
+    #[allow(clippy::box_collection)]
+    spare: Option<Box<Vec<BytesMut>>>,
     /// Where the last `copy_out` found its first chunk: `(index in chunks, offset of that
     /// chunk)`. Segments go out in order, so the next lookup starts there instead of at the
-    /// front of a queue that can hold a hundred chunks.
-    cursor: Cell<(usize, usize)>,
+    /// front of a queue that can hold a hundred chunks. Kept in `u32`s (the capacity is at
+    /// most [`MAX_CAPACITY`]), for the same footprint.
+    cursor: Cell<(u32, u32)>,
 }
+
+/// The most bytes a send buffer takes: Linux's `sk_sndbuf` is an `int`.
+pub const MAX_CAPACITY: usize = u32::MAX as usize;
 
 impl SendBuffer {
     /// An empty buffer that will accept up to `capacity` bytes. Nothing is allocated yet.
@@ -58,8 +75,9 @@ impl SendBuffer {
         SendBuffer {
             chunks: VecDeque::new(),
             tail: BytesMut::new(),
+            spare: None,
             len: 0,
-            capacity,
+            capacity: capacity.min(MAX_CAPACITY),
             cursor: Cell::new((0, 0)),
         }
     }
@@ -94,6 +112,11 @@ impl SendBuffer {
             }
             let room = CHUNK - self.tail.len();
             let take = rest.len().min(room);
+            if self.tail.capacity() - self.tail.len() < take && self.tail.is_empty() {
+                if let Some(spare) = self.spare.as_mut().and_then(|s| s.pop()) {
+                    self.tail = spare;
+                }
+            }
             if self.tail.capacity() - self.tail.len() < take {
                 // Grow geometrically from a small start, never past one chunk.
                 let want = (self.tail.len() + take)
@@ -138,7 +161,7 @@ impl SendBuffer {
     pub fn consume(&mut self, n: usize) {
         let mut n = n.min(self.len);
         self.len -= n;
-        let (mut index, mut start) = self.cursor.get();
+        let (mut index, mut start) = self.cursor();
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -152,7 +175,9 @@ impl SendBuffer {
             n -= front.len();
             start = start.saturating_sub(front.len());
             index = index.saturating_sub(1);
-            self.chunks.pop_front();
+            if let Some(chunk) = self.chunks.pop_front() {
+                self.keep_spare(chunk);
+            }
         }
         if self.len == 0 {
             // Start the next write at the front of the tail's allocation.
@@ -160,7 +185,7 @@ impl SendBuffer {
             index = 0;
             start = 0;
         }
-        self.cursor.set((index, start));
+        self.set_cursor(index, start);
     }
 
     /// Copies the bytes at `[offset, offset + dst.len())` into `dst`, clamped to what is held,
@@ -223,15 +248,34 @@ impl SendBuffer {
     }
 
     /// Bytes of heap the buffer holds: the queued chunks (the application's own `Bytes`
-    /// included, which it may share), the tail's allocation and the queue's slots.
+    /// included, which it may share), the tail's allocation, the spares and the queue's
+    /// slots.
     pub fn allocated(&self) -> usize {
         let chunks: usize = self.chunks.iter().map(Bytes::len).sum();
-        chunks + self.tail.capacity() + self.chunks.capacity() * core::mem::size_of::<Bytes>()
+        chunks
+            + self.tail.capacity()
+            + self.spare_bytes()
+            + self.chunks.capacity() * core::mem::size_of::<Bytes>()
+    }
+
+    /// Bytes held in spare chunks, kept for the next writes.
+    pub fn spare_bytes(&self) -> usize {
+        self.spare
+            .iter()
+            .flat_map(|s| s.iter())
+            .map(BytesMut::capacity)
+            .sum()
+    }
+
+    /// Gives the spare chunks back to the allocator.
+    pub fn drop_spares(&mut self) {
+        self.spare = None;
     }
 
     /// Whether nothing is queued but storage is still held.
     pub fn idle_storage(&self) -> bool {
-        self.len == 0 && (self.tail.capacity() > 0 || self.chunks.capacity() > 0)
+        self.len == 0
+            && (self.tail.capacity() > 0 || self.chunks.capacity() > 0 || self.spare.is_some())
     }
 
     /// Gives the storage back if nothing is queued.
@@ -239,21 +283,63 @@ impl SendBuffer {
         if self.len == 0 {
             self.tail = BytesMut::new();
             self.chunks = VecDeque::new();
-            self.cursor.set((0, 0));
+            self.spare = None;
+            self.set_cursor(0, 0);
+        }
+    }
+
+    /// Keeps an acknowledged chunk as a spare if nothing else holds it (not a device still
+    /// writing it, nor an application that still has its own `Bytes`), its allocation has
+    /// room for a whole [`CHUNK`] (`push`'s full chunks do; a small writer's tail does
+    /// not), and the spares and what is queued stay within the capacity.
+    fn keep_spare(&mut self, mut chunk: Bytes) {
+        let spares = self.spare.as_ref().map_or(0, |s| s.len());
+        if self.len + (spares + 1) * CHUNK > self.capacity {
+            return;
+        }
+        if chunk.is_empty() || !chunk.is_unique() {
+            return;
+        }
+        // Cut to one byte first, so that taking it back copies at most that (`clear` would
+        // let go of the memory).
+        chunk.truncate(1);
+        if let Ok(mut buf) = chunk.try_into_mut() {
+            buf.clear();
+            // Back to the start of its allocation, if that holds a chunk; never allocates.
+            if buf.try_reclaim(CHUNK) {
+                self.spare.get_or_insert_default().push(buf);
+            }
         }
     }
 
     /// Changes how many bytes the buffer accepts; never below what it holds now. Memory is
     /// given back as chunks are acknowledged, whatever the capacity.
     pub fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity.max(self.len);
+        self.capacity = capacity.min(MAX_CAPACITY).max(self.len);
+    }
+
+    /// Where the last lookup found its chunk: `(index in chunks, offset of that chunk)`.
+    fn cursor(&self) -> (usize, usize) {
+        let (index, start) = self.cursor.get();
+        (index as usize, start as usize)
+    }
+
+    fn set_cursor(&self, index: usize, start: usize) {
+        // Both fit: `start` is below `len`, at most `MAX_CAPACITY`, and there are fewer
+        // chunks than bytes. Were one not to, an index past the queue makes the next lookup
+        // start over from the front.
+        let cursor = match (u32::try_from(index), u32::try_from(start)) {
+            (Ok(index), Ok(start)) => (index, start),
+            _ => (u32::MAX, 0),
+        };
+        self.cursor.set(cursor);
     }
 
     /// The chunk that holds `offset` (the tail counts as chunk `chunks.len()`) and the offset
     /// its first byte has, found from the last lookup's place onward (segments go out in
     /// order), which is remembered for the next.
     fn find(&self, offset: usize) -> (usize, usize) {
-        let (mut index, mut start) = self.cursor.get();
+        let (mut index, mut start) = self.cursor();
         if offset < start || index > self.chunks.len() {
             (index, start) = (0, 0);
         }
@@ -270,7 +356,7 @@ impl SendBuffer {
                 .sum::<usize>(),
             "the cursor names where its chunk starts"
         );
-        self.cursor.set((index, start));
+        self.set_cursor(index, start);
         (index, start)
     }
 
@@ -758,6 +844,62 @@ mod tests {
         );
         assert_eq!(buf.chunks[1].as_ptr(), big.as_ptr());
         assert_eq!(held(&buf), &pat_bytes(0, 199 + 2 * COPY_BELOW)[..]);
+    }
+
+    fn spares(buf: &SendBuffer) -> usize {
+        buf.spare.as_ref().map_or(0, |s| s.len())
+    }
+
+    #[test]
+    fn acknowledged_chunks_are_reused_for_the_next_writes() {
+        let mut buf = SendBuffer::new(8 * CHUNK);
+        let data = vec![7u8; CHUNK];
+        for _ in 0..4 {
+            assert_eq!(buf.push(&data), CHUNK);
+        }
+        let first = buf.chunks[0].as_ptr();
+        // A device still writing the second chunk holds a handle on it.
+        let mut writing = Vec::new();
+        buf.slices(CHUNK, 10, &mut writing);
+        // Acknowledged as ACKs come, part of a chunk at a time.
+        buf.consume(CHUNK / 3);
+        buf.consume(2 * CHUNK - CHUNK / 3);
+        assert_eq!(spares(&buf), 1, "the held chunk is not kept");
+        assert!(buf.spare_bytes() >= CHUNK);
+        assert!(buf.allocated() >= 2 * CHUNK + buf.spare_bytes());
+        // The next chunk's worth of writes fills the spare: the same memory.
+        assert_eq!(buf.push(&[9u8; CHUNK]), CHUNK);
+        assert_eq!(buf.push(b"x"), 1);
+        assert_eq!(buf.chunks.back().map(|c| c.as_ptr()), Some(first));
+        assert_eq!(spares(&buf), 0);
+        drop(writing);
+        let bytes = held(&buf);
+        assert_eq!(bytes.len(), 3 * CHUNK + 1);
+        assert!(bytes[..2 * CHUNK].iter().all(|&b| b == 7));
+        assert!(bytes[2 * CHUNK..3 * CHUNK].iter().all(|&b| b == 9));
+        assert_eq!(bytes[3 * CHUNK], b'x');
+        // Released with the rest of an emptied buffer's storage, or on demand.
+        buf.consume(buf.len());
+        assert!(buf.spare_bytes() >= 2 * CHUNK);
+        assert!(buf.idle_storage());
+        buf.release_if_empty();
+        assert_eq!(buf.spare_bytes(), 0);
+        assert_eq!(buf.allocated(), 0);
+    }
+
+    #[test]
+    fn spares_stay_within_the_capacity() {
+        let mut buf = SendBuffer::new(4 * CHUNK);
+        let data = vec![1u8; CHUNK];
+        for _ in 0..4 {
+            assert_eq!(buf.push(&data), CHUNK);
+        }
+        buf.consume(3 * CHUNK);
+        // One chunk still queued: three spares would reach the capacity, at most.
+        assert!(spares(&buf) <= 3);
+        assert!(buf.len() + spares(&buf) * CHUNK <= buf.capacity());
+        buf.drop_spares();
+        assert_eq!(buf.spare_bytes(), 0);
     }
 
     #[test]

@@ -17,9 +17,11 @@ impl Connection {
     /// against tcp_mem, not buffer limits. Counting the receive side by its allocation
     /// rather than its bytes keeps the cap a bound on the heap even when a peer scatters
     /// out-of-order bytes across its window; an emptied receive buffer leaves the count
-    /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure).
+    /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure). The send
+    /// buffer's spare chunks count too, as Linux counts a socket's forward-allocated memory:
+    /// they are dropped under pressure.
     pub fn memory(&self) -> usize {
-        self.snd.buffer.len() + self.rcv.buffer.allocated()
+        self.snd.buffer.len() + self.snd.buffer.spare_bytes() + self.rcv.buffer.allocated()
     }
 
     /// Bytes of heap the buffers hold allocated now (at least [`Connection::memory`]; more
@@ -57,6 +59,9 @@ impl Connection {
     pub fn set_memory_budget(&mut self, pressure: bool, room: usize) {
         self.mem.pressure = pressure;
         self.mem.room = room;
+        if pressure {
+            self.snd.buffer.drop_spares();
+        }
         self.rcv.buffer.set_tight(pressure);
     }
 
