@@ -6,8 +6,7 @@
 //! 64 KiB super-segment. Held through those writes, the shard's lock kept every task of the
 //! shard out for the whole burst, so that on a multi-thread runtime an application writing
 //! or reading on another thread waited for the driver instead of working beside it. The
-//! driver now fills this queue under the lock and writes it without, as Linux queues an skb
-//! on a socket under the socket's lock and leaves the device's transmit to run after it.
+//! driver now fills this queue under the lock and writes it without.
 //!
 //! The queue is bounded in packets (the driver's batch) and in bytes: whole packets and the
 //! heads of gathered ones are written back to back into one buffer, and filling stops once
