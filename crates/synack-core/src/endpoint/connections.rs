@@ -320,10 +320,12 @@ impl Endpoint {
                 return;
             };
             slot.conn.set_memory_budget(pressure, room);
-            // Under pressure the send buffer's spare chunks went back to the allocator.
-            let now_memory = slot.conn.memory();
-            self.memory = self.memory - slot.memory + now_memory;
-            slot.memory = now_memory;
+            if pressure {
+                // The send buffer's spare chunks went back to the allocator.
+                let now_memory = slot.conn.memory();
+                self.memory = self.memory - slot.memory + now_memory;
+                slot.memory = now_memory;
+            }
             if slot.conn.is_closed_and_quiet() && slot.owner == Owner::Nobody {
                 self.remove(h);
                 return;

@@ -15,8 +15,9 @@
 //!   [`CHUNK`] bytes, and is then frozen into the queue, so an idle connection with a large
 //!   configured buffer costs nothing and a small write costs a small allocation;
 //! - acknowledged chunks are dropped whole, so memory goes back as the peer acknowledges;
-//! - but a full chunk of `push`'s own that nothing else holds any more (the device has
-//!   written it) is kept as a spare for the next writes, up to the buffer's capacity, so that
+//! - but a chunk that nothing else holds any more (the device has written it) and whose
+//!   allocation holds a whole [`CHUNK`] (as `push`'s full chunks do) is kept as a spare for
+//!   the next writes, up to the buffer's capacity, so that
 //!   a bulk sender cycles through the same few allocations, the last one freed (warm in
 //!   cache) filled first. Given back to the allocator instead, 64 KiB at a time and on
 //!   whichever thread processed the ACK, the memory was returned to the system by glibc's
