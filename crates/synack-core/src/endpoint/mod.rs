@@ -219,7 +219,7 @@ impl Endpoint {
             by_local: table(seed),
             reuseport_groups: HashMap::new(),
             bindings: Bindings::default(),
-            conn_ports: port_use::PortUse::default(),
+            conn_ports: port_use::PortUse::new(seed),
             looping: false,
             loopback_only: !addresses.is_empty() && addresses.iter().all(IpAddr::is_loopback),
             loopback_due: None,

@@ -4,12 +4,13 @@
 //! walking every connection.
 //!
 //! A port has few addresses (the stack's own, or in intercept mode the foreign ones its
-//! flows were addressed to), so each port keeps a short list.
+//! flows were addressed to), so each port keeps a short list, its first entry inline: an
+//! outgoing connection's ephemeral port is a new port, and it then costs no allocation.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::bind::{overlaps, PortSharing};
+use super::table::{table, Table};
 use crate::tcp::connection::PortClaim;
 
 /// Users of one local address.
@@ -24,34 +25,83 @@ struct Users {
 }
 
 impl Users {
+    fn new(ip: IpAddr) -> Users {
+        Users {
+            ip,
+            by_sharing: [0; 4],
+            bound: 0,
+        }
+    }
+
     fn any(&self) -> bool {
         self.by_sharing.iter().any(|&n| n > 0)
     }
 }
 
+/// The addresses in use on one port: never empty (a port with none leaves the table).
+#[derive(Debug)]
+struct PortUsers {
+    first: Users,
+    rest: Vec<Users>,
+}
+
+impl PortUsers {
+    fn iter(&self) -> impl Iterator<Item = &Users> + '_ {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Users> {
+        if self.first.ip == ip {
+            return Some(&mut self.first);
+        }
+        self.rest.iter_mut().find(|u| u.ip == ip)
+    }
+
+    /// Drops `ip`'s entry; `false` once none is left.
+    fn remove(&mut self, ip: IpAddr) -> bool {
+        if self.first.ip == ip {
+            match self.rest.pop() {
+                Some(last) => self.first = last,
+                None => return false,
+            }
+        } else if let Some(i) = self.rest.iter().position(|u| u.ip == ip) {
+            self.rest.swap_remove(i);
+        }
+        true
+    }
+}
+
 /// Local addresses in use, by port (see the module documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct PortUse {
-    by_port: HashMap<u16, Vec<Users>>,
+    /// Keyed by a port a peer may choose (an intercepted flow's destination): the
+    /// endpoint's seeded hash, as its other tables.
+    by_port: Table<u16, PortUsers>,
 }
 
 impl PortUse {
+    pub(super) fn new(seed: u64) -> PortUse {
+        PortUse {
+            by_port: table(seed),
+        }
+    }
+
     /// One more user of `local`, with its claim.
     pub(super) fn add(&mut self, local: SocketAddr, claim: PortClaim) {
-        let users = self.by_port.entry(local.port()).or_default();
-        let i = match users.iter().position(|u| u.ip == local.ip()) {
-            Some(i) => i,
+        let ip = local.ip();
+        let users = self.by_port.entry(local.port()).or_insert(PortUsers {
+            first: Users::new(ip),
+            rest: Vec::new(),
+        });
+        let user = match users.get_mut(ip) {
+            Some(u) => u,
             None => {
-                users.push(Users {
-                    ip: local.ip(),
-                    by_sharing: [0; 4],
-                    bound: 0,
-                });
-                users.len() - 1
+                users.rest.push(Users::new(ip));
+                users.rest.last_mut().expect("just pushed")
             }
         };
-        users[i].by_sharing[claim.sharing().index()] += 1;
-        users[i].bound += u32::from(claim.bound());
+        user.by_sharing[claim.sharing().index()] += 1;
+        user.bound += u32::from(claim.bound());
     }
 
     /// One user fewer of `local` (one that [`add`](Self::add) counted with `claim`).
@@ -60,22 +110,19 @@ impl PortUse {
             debug_assert!(false, "{local} was not in use");
             return;
         };
-        let Some(i) = users.iter().position(|u| u.ip == local.ip()) else {
+        let Some(user) = users.get_mut(local.ip()) else {
             debug_assert!(false, "{local} was not in use");
             return;
         };
-        let count = &mut users[i].by_sharing[claim.sharing().index()];
+        let count = &mut user.by_sharing[claim.sharing().index()];
         debug_assert!(*count > 0, "{local} ({claim:?}) was not in use");
         *count = count.saturating_sub(1);
         if claim.bound() {
-            debug_assert!(users[i].bound > 0, "{local} ({claim:?}) was not in use");
-            users[i].bound = users[i].bound.saturating_sub(1);
+            debug_assert!(user.bound > 0, "{local} ({claim:?}) was not in use");
+            user.bound = user.bound.saturating_sub(1);
         }
-        if !users[i].any() {
-            users.swap_remove(i);
-            if users.is_empty() {
-                self.by_port.remove(&local.port());
-            }
+        if !user.any() && !users.remove(local.ip()) {
+            self.by_port.remove(&local.port());
         }
     }
 
@@ -119,7 +166,7 @@ impl PortUse {
         self.by_port
             .get(&local.port())
             .into_iter()
-            .flatten()
+            .flat_map(PortUsers::iter)
             .filter(move |u| overlaps(SocketAddr::new(u.ip, local.port()), local))
     }
 }
@@ -137,7 +184,7 @@ mod tests {
 
     #[test]
     fn counts_users_and_their_option_per_address() {
-        let mut p = PortUse::default();
+        let mut p = PortUse::new(7);
         p.add(a("198.18.0.2:80"), REUSE);
         p.add(a("198.18.0.2:80"), ALONE);
         p.add(a("198.18.0.3:80"), REUSE);
@@ -157,13 +204,16 @@ mod tests {
             [(a("198.18.0.2:80"), true), (a("198.18.0.3:80"), true)]
         );
         p.remove(a("198.18.0.2:80"), REUSE);
+        // The port's first address (kept inline) went; the second takes its place.
+        assert!(p.clash(a("198.18.0.3:80"), false) && !p.clash(a("198.18.0.2:80"), false));
+        assert_eq!(p.addrs().collect::<Vec<_>>(), [(a("198.18.0.3:80"), true)]);
         p.remove(a("198.18.0.3:80"), REUSE);
         assert!(p.by_port.is_empty());
     }
 
     #[test]
     fn a_port_a_bind_gave_is_bound_while_any_of_its_users_lasts() {
-        let mut p = PortUse::default();
+        let mut p = PortUse::new(7);
         let bound = PortClaim::new(true, true);
         p.add(a("198.18.0.2:7000"), ALONE);
         assert!(p.port(7000) && !p.bound_port(7000));
@@ -182,7 +232,7 @@ mod tests {
     /// with a socket that sets SO_REUSEPORT, with or without SO_REUSEADDR.
     #[test]
     fn reuse_port_users_share_with_reuse_port_binds() {
-        let mut p = PortUse::default();
+        let mut p = PortUse::new(7);
         let port_only = ALONE.with_reuse_port(true);
         p.add(a("198.18.0.2:80"), port_only);
         let port = PortSharing {

@@ -48,7 +48,7 @@ impl TimeWaitTable {
         TimeWaitTable {
             entries: table(seed),
             order: VecDeque::new(),
-            ports: PortUse::default(),
+            ports: PortUse::new(seed),
         }
     }
 
