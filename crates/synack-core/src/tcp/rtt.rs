@@ -175,6 +175,11 @@ fn nanos(d: Duration) -> u128 {
 
 /// A duration of `n` nanoseconds, saturating at [`Duration::MAX`].
 fn from_nanos(n: u128) -> Duration {
+    // Every real RTT fits in 64 bits of nanoseconds (584 years), where the division by 10^9
+    // is a multiplication; a `u128` one is a call to `__udivti3` on every RTT sample.
+    if let Ok(n) = u64::try_from(n) {
+        return Duration::from_nanos(n);
+    }
     const NANOS_PER_SEC: u128 = 1_000_000_000;
     match u64::try_from(n / NANOS_PER_SEC) {
         // The remainder is below 10^9, so it fits a u32.
