@@ -643,7 +643,12 @@ impl Rack {
     /// Whether at most one segment above `una` is tracked (Linux's `packets_out <= 1`), by
     /// a binary search: the probe timeout asks on every ACK, and the log may hold thousands.
     pub fn at_most_one_above(&self, una: SeqNumber) -> bool {
-        let first = self.log.partition_point(|s| s.end <= una);
+        // Every ACK prunes the log to SND.UNA (`on_ack`), so its front is nearly always above
+        // it; the search is for the rest (this runs each time the loss probe is armed).
+        let first = match self.log.front() {
+            Some(s) if s.end > una => 0,
+            _ => self.log.partition_point(|s| s.end <= una),
+        };
         self.log.len() - first <= 1
     }
 
