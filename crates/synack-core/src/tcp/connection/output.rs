@@ -971,7 +971,7 @@ impl Connection {
         } else {
             1.2
         };
-        let srtt_us = srtt.as_micros().max(1) as f64;
+        let srtt_us = micros_f64(srtt).max(1.0);
         let rate = (mss * cwnd_segs.max(out_segs)) as f64 * ratio * 1e6 / srtt_us;
         // sk_pacing_shift 10: 1/1024 s of data.
         let mut bytes = (rate / 1024.0) as usize;
@@ -1054,13 +1054,13 @@ impl Connection {
         let cwnd = self.cc.window();
         // Linux: 200 % of cwnd/SRTT in slow start, 120 % in congestion avoidance.
         let ratio = if cwnd < self.cc.ssthresh() { 2.0 } else { 1.2 };
-        let bytes_per_us = (cwnd as f64 * ratio / srtt.as_micros() as f64).max(1e-3);
+        let bytes_per_us = (cwnd as f64 * ratio / micros_f64(srtt)).max(1e-3);
         let PaceBucket {
             tokens,
             refilled: last,
         } = self.pace;
         let burst = ((bytes_per_us * 1000.0) as usize).max(10 * self.snd.mss);
-        let earned = ((now - last).as_micros() as f64 * bytes_per_us) as usize;
+        let earned = (micros_f64(now - last) * bytes_per_us) as usize;
         let tokens = tokens.saturating_add(earned).min(burst);
         if tokens >= len {
             self.pace = PaceBucket {
@@ -1109,4 +1109,11 @@ impl Connection {
             self.timers.persist = Some(now + self.rtt.backed_off(self.persist_backoff));
         }
     }
+}
+
+/// A duration in microseconds as an `f64`, through 64 bits: `as_micros` is a `u128`, and
+/// converting that to a float is a call to `__floattidf` on every segment paced or sized.
+/// Equal to the `u128` conversion for any duration under 2^53 microseconds (285 years).
+fn micros_f64(d: std::time::Duration) -> f64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX) as f64
 }
