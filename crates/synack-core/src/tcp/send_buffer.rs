@@ -108,10 +108,11 @@ impl SendBuffer {
         let n = data.len().min(self.free());
         let mut rest = &data[..n];
         while !rest.is_empty() {
-            if self.tail.len() >= CHUNK {
+            let mut room = self.tail_room();
+            if room == 0 {
                 self.freeze_tail();
+                room = self.tail_room();
             }
-            let room = CHUNK - self.tail.len();
             let take = rest.len().min(room);
             if self.tail.capacity() - self.tail.len() < take && self.tail.is_empty() {
                 if let Some(spare) = self.spare.as_mut().and_then(|s| s.pop()) {
@@ -362,6 +363,20 @@ impl SendBuffer {
     }
 
     /// Moves the tail's bytes into the queue as a frozen chunk.
+    /// What the tail may still take: up to [`CHUNK`] bytes, its allocation growing as
+    /// needed; but once that allocation holds more than half a chunk, only what it has left.
+    /// The ACKs may have consumed the tail's front (`consume` advances it), leaving it
+    /// shorter than a chunk with its allocation used up, and growing it then would copy it
+    /// whole: once for every chunk of a bulk transfer, whose writes follow its ACKs.
+    fn tail_room(&self) -> usize {
+        let (len, capacity) = (self.tail.len(), self.tail.capacity());
+        if capacity > CHUNK / 2 {
+            capacity.min(CHUNK).saturating_sub(len)
+        } else {
+            CHUNK - len
+        }
+    }
+
     fn freeze_tail(&mut self) {
         let full = self.tail.split();
         self.chunks.push_back(full.freeze());
@@ -886,6 +901,31 @@ mod tests {
         buf.release_if_empty();
         assert_eq!(buf.spare_bytes(), 0);
         assert_eq!(buf.allocated(), 0);
+    }
+
+    #[test]
+    fn a_tail_acknowledged_from_its_front_is_not_copied_to_grow() {
+        // A bulk writer: the buffer is full, each write takes what the last ACK freed.
+        let mut buf = SendBuffer::new(CHUNK);
+        assert_eq!(buf.push(&pat_bytes(0, CHUNK)), CHUNK);
+        assert!(buf.chunks.is_empty());
+        buf.consume(1000);
+        let tail = buf.tail.as_ptr();
+        assert_eq!(buf.push(&pat_bytes(CHUNK, CHUNK + 2000)), 1000);
+        // The tail's allocation was used up: the bytes already queued stayed where they
+        // were, and the write went to a new chunk.
+        assert_eq!(buf.chunks.len(), 1);
+        assert_eq!(buf.chunks[0].as_ptr(), tail);
+        assert_eq!(buf.chunks[0].len(), CHUNK - 1000);
+        assert_eq!(buf.tail.len(), 1000);
+        assert_eq!(held(&buf), &pat_bytes(1000, CHUNK + 1000)[..]);
+        // A small writer's tail still grows in place of starting a chunk per write.
+        let mut small = SendBuffer::new(CHUNK);
+        for i in 0..10 {
+            assert_eq!(small.push(&pat_bytes(i * 1000, (i + 1) * 1000)), 1000);
+        }
+        assert!(small.chunks.is_empty());
+        assert_eq!(held(&small), &pat_bytes(0, 10_000)[..]);
     }
 
     #[test]
