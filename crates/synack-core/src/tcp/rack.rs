@@ -359,6 +359,11 @@ impl Rack {
         if let Some(rtt) = rtt.filter(|_| !self.min_rtt_measured) {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
+        // Nothing newly delivered (no SACK blocks, and nothing logged at or below SND.UNA):
+        // the receiver's side of a transfer takes this path on every data segment.
+        if sacked.is_none() && self.log.front().is_none_or(|s| s.end > una) {
+            return (None, None);
+        }
         let mut measured: Option<Duration> = None;
         let mut first_sacked: Option<Duration> = None;
         let mut original: Option<SeqNumber> = None;
