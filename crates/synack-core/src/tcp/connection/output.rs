@@ -798,8 +798,13 @@ impl Connection {
         }
         // Only new data goes under one header: going back after a timeout, each segment is
         // checked against the SACK scoreboard on its own (above), so none is resent that the
-        // peer already holds.
-        let len = if len == room && seq >= self.snd.max && !self.urgent_covers(seq) {
+        // peer already holds. And only where a packet may carry more than the one segment:
+        // without segmentation offload the sizing below is spared on every segment.
+        let len = if len == room
+            && self.may_offload(room, buf.len())
+            && seq >= self.snd.max
+            && !self.urgent_covers(seq)
+        {
             let sendable = in_record.min(usable);
             let cap = self.tso_segments(room).saturating_mul(room);
             if sendable > cap {
@@ -1023,14 +1028,26 @@ impl Connection {
     /// windows. Whole segments only, so that every segment the device cuts is full-sized
     /// and the sender-side SWS and Nagle rules above still decide about a short tail.
     fn offload_len(&self, room: usize, sendable: usize, buf_len: usize) -> usize {
-        // The IP header, and a TCP header with the most options it may carry.
-        let ip_header = if self.local.is_ipv6() { 40 } else { 20 };
-        let headers = ip_header + 60;
+        let headers = self.offload_headers();
         let packet = self.cfg.gso_max_size.min(buf_len);
         if packet < headers + 2 * room {
             return room;
         }
         (sendable.min(packet - headers) / room).max(1) * room
+    }
+
+    /// The IP header, and a TCP header with the most options it may carry.
+    fn offload_headers(&self) -> usize {
+        let ip_header = if self.local.is_ipv6() { 40 } else { 20 };
+        ip_header + 60
+    }
+
+    /// Whether a packet may carry more new data than one full segment of `room` bytes:
+    /// whole segments (`offload_len`), or a segment and a short tail (`send_new_data`).
+    /// Never without segmentation offload (`gso_max_size` 0).
+    fn may_offload(&self, room: usize, buf_len: usize) -> bool {
+        let packet = self.cfg.gso_max_size.min(buf_len);
+        packet >= self.offload_headers() + 2 * room || packet > room + 100
     }
 
     /// A token bucket at the pacing rate: how many of `len` bytes may leave now. A packet of
