@@ -51,6 +51,27 @@ impl Connection {
             || (seg.seq_number == self.snd.wl1 && (wnd > self.snd.wnd || wnd == 0))
     }
 
+    /// RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
+    /// updated", when the segment is newer than the last that updated it: Linux's test of
+    /// that (`may_update_window`), against SND.UNA as it was before this ACK (`una`).
+    fn update_window(&mut self, una: SeqNumber, seg: &TcpRepr<'_>, wnd: usize) {
+        if !self.may_update_window(una, seg, wnd) {
+            return;
+        }
+        self.snd.wnd = wnd;
+        self.snd.max_wnd = self.snd.max_wnd.max(wnd);
+        self.snd.wl1 = seg.seq_number;
+        if wnd > 0 {
+            self.timers.persist = None;
+            self.persist_backoff = 0;
+            // The probing episode is over (Linux's tcp_ack_probe clears
+            // `icsk_probes_tstamp`): a user timeout counts afresh.
+            if self.snd.una == self.snd.max {
+                self.retransmitting_since = None;
+            }
+        }
+    }
+
     /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
     /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`. Linux counts our
     /// SYN in `bytes_acked` when its ACK reached this socket (an active or simultaneous
@@ -91,6 +112,31 @@ impl Connection {
         let ece = self.ecn_echoed(seg);
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
+
+        // Header prediction's ACK half (Linux's `tcp_rcv_established` fast path): an ACK of
+        // nothing new with nothing outstanding, no SACK blocks, no echoed mark and no
+        // recovery of any kind, on an established connection, which the receiving end of a
+        // transfer gets with every data segment. Of all below, only RACK's first RTT, an
+        // undo left pending and the window can change on it; they are taken as below.
+        if ack == self.snd.una
+            && ack == self.snd.max
+            && self.state == State::Established
+            && seg.sack_ranges[0].is_none()
+            && !ece
+            && self.recovery.recover.is_none()
+            && self.recovery.cwr.is_none()
+            && self.recovery.tlp_high_seq.is_none()
+            && !self.after_rto()
+            && self.snd.scoreboard.sacked_bytes() == 0
+        {
+            if self.sack_ok {
+                let _ = self.snd.rack.on_ack(now, ack, None, self.rtt.srtt());
+                self.timers.rack = None;
+            }
+            self.try_undo();
+            self.update_window(ack, seg, new_wnd);
+            return ControlFlow::Continue(());
+        }
 
         // What the timeout's recovery needs to judge this ACK (`process_loss`), taken before
         // the ACK that ends that recovery clears it.
@@ -446,22 +492,8 @@ impl Connection {
             }
         }
 
-        // RFC 9293 §3.10.7.4: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be
-        // updated", when the segment is newer than the last that updated it: Linux's
-        // test of that (`may_update_window`), against SND.UNA as it was before this ACK.
-        if ack >= self.snd.una && self.may_update_window(una_before, seg, new_wnd) {
-            self.snd.wnd = new_wnd;
-            self.snd.max_wnd = self.snd.max_wnd.max(new_wnd);
-            self.snd.wl1 = seg.seq_number;
-            if new_wnd > 0 {
-                self.timers.persist = None;
-                self.persist_backoff = 0;
-                // The probing episode is over (Linux's tcp_ack_probe clears
-                // `icsk_probes_tstamp`): a user timeout counts afresh.
-                if self.snd.una == self.snd.max {
-                    self.retransmitting_since = None;
-                }
-            }
+        if ack >= self.snd.una {
+            self.update_window(una_before, seg, new_wnd);
         }
 
         // State transitions driven by the ACK of our FIN.
