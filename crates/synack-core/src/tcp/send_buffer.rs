@@ -12,8 +12,9 @@
 //!   (an HTTP body, a cached file), the zero-copy path; pieces under [`COPY_BELOW`] bytes
 //!   are copied instead, as a chunk of their own would cost more than their bytes;
 //! - [`SendBuffer::push`] copies a byte slice into a tail chunk that grows on demand, up to
-//!   [`CHUNK`] bytes, and is then frozen into the queue, so an idle connection with a large
-//!   configured buffer costs nothing and a small write costs a small allocation;
+//!   [`CHUNK`] bytes (or, once its allocation holds more than half of that, until the
+//!   allocation is full), and is then frozen into the queue, so an idle connection with a
+//!   large configured buffer costs nothing and a small write costs a small allocation;
 //! - acknowledged chunks are dropped whole, so memory goes back as the peer acknowledges;
 //! - but a chunk that nothing else holds any more (the device has written it) and whose
 //!   allocation holds a whole [`CHUNK`] (as `push`'s full chunks do) is kept as a spare for
