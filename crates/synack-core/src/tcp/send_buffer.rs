@@ -363,7 +363,6 @@ impl SendBuffer {
         (index, start)
     }
 
-    /// Moves the tail's bytes into the queue as a frozen chunk.
     /// What the tail may still take: up to [`CHUNK`] bytes, its allocation growing as
     /// needed; but once that allocation holds more than half a chunk, only what it has left.
     /// The ACKs may have consumed the tail's front (`consume` advances it), leaving it
@@ -378,6 +377,7 @@ impl SendBuffer {
         }
     }
 
+    /// Moves the tail's bytes into the queue as a frozen chunk.
     fn freeze_tail(&mut self) {
         let full = self.tail.split();
         self.chunks.push_back(full.freeze());
