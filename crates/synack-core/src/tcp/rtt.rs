@@ -158,6 +158,12 @@ impl RttEstimator {
     /// lets a maximum be applied. Computed as `rto() * 2^backoff`, saturating at `max_rto`
     /// for any `backoff`, however large.
     pub fn backed_off(&self, backoff: u32) -> Duration {
+        // Not backed off, the RTO as it is: no 128-bit arithmetic for what the segment paths
+        // ask for several times a segment (the delayed-ACK timer, the application-limited
+        // rule, arming the retransmission timer).
+        if backoff == 0 {
+            return self.rto().min(self.max_rto);
+        }
         let rto = nanos(self.rto());
         let scaled = 1u128
             .checked_shl(backoff)
