@@ -187,8 +187,8 @@ pub fn check_cookie(
 }
 
 /// Our TSval for a SYN-ACK that carries a cookie: `ts_now` with its low six bits replaced by
-/// the SYN's options (four bits of window scale, all ones for none; one bit for SACK
-/// permitted; one bit for ECN agreed, RFC 3168 §6.1.1, where Linux puts it).
+/// the SYN's options (four bits of the peer's window scale, all ones for none; one bit for
+/// SACK permitted; one bit for ECN agreed, RFC 3168 §6.1.1, where Linux puts them).
 ///
 /// The result never exceeds `ts_now` in the timestamp's modulo-2^32 order (RFC 7323 §5.2):
 /// it is at most 63 ticks behind, so the peer's PAWS check still sees time move forward.
@@ -214,7 +214,7 @@ pub fn encode_ts_options(ts_now: u32, wscale: Option<u8>, sack: bool, ecn: bool)
 }
 
 /// The options [`encode_ts_options`] put in our TSval, from the TSecr the peer echoed:
-/// `(window scale, SACK permitted, ECN)`.
+/// `(the peer's window scale, SACK permitted, ECN)`.
 pub fn decode_ts_options(tsecr: u32) -> (Option<u8>, bool, bool) {
     let shift = tsecr & TS_WSCALE_MASK;
     let wscale = if shift == TS_WSCALE_MASK {

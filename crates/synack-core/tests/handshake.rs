@@ -854,6 +854,10 @@ fn cookie_ack_rebuilds_the_connection_with_its_options() {
     assert_eq!(h.ep.stats().syncookies_validated, 1);
     let c = h.ep.accept(l).expect("rebuilt from the cookie");
     assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    // The peer's shift came back from the cookie, and ours is the one the SYN-ACK offered
+    // (the cookie used to keep ours and give it to the peer's windows).
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (6, 7));
     let mut buf = [0u8; 64];
     let n = h.ep.recv(h.now, c, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"first bytes");

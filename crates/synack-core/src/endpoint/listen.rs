@@ -458,8 +458,9 @@ impl Endpoint {
         (mss, self.conn_config.rcv_wscale)
     }
 
-    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the window scale and
-    /// SACK offered ride in our TSval's low bits; without timestamps they are not offered.
+    /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the peer's window
+    /// scale and whether SACK was agreed ride in our TSval's low bits; without timestamps
+    /// neither is offered.
     pub(super) fn send_cookie(
         &mut self,
         now: Instant,
@@ -484,8 +485,10 @@ impl Endpoint {
         synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
         synack.max_seg_size = Some(our_mss);
         if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
-            let wscale =
-                (self.config.window_scaling && syn.window_scale.is_some()).then_some(shift);
+            // The peer's shift is what its windows need, so it is what the cookie keeps, as
+            // Linux's cookie_init_timestamp keeps `snd_wscale`; ours is the endpoint's, and
+            // the connection the ACK rebuilds takes it again.
+            let peer_wscale = syn.window_scale.filter(|_| self.config.window_scaling);
             let sack = self.config.sack && syn.sack_permitted;
             // ECN as a connection would agree to it (RFC 3168 §6.1.1), remembered in the
             // TSval as Linux's cookie_init_timestamp does; without timestamps the cookie has
@@ -495,10 +498,10 @@ impl Endpoint {
             let offset = self.secrets.ts_offset(local, remote);
             let ts_now = (now.total_millis() as u32).wrapping_add(offset);
             synack.timestamp = Some(crate::wire::TcpTimestamp {
-                tsval: syncookie::encode_ts_options(ts_now, wscale, sack, ecn_ok),
+                tsval: syncookie::encode_ts_options(ts_now, peer_wscale, sack, ecn_ok),
                 tsecr: ts.tsval,
             });
-            synack.window_scale = wscale;
+            synack.window_scale = peer_wscale.map(|_| shift);
             synack.sack_permitted = sack;
             if ecn_ok {
                 synack.flags |= TcpFlags::ECE;
