@@ -1858,3 +1858,81 @@ fn a_syn_in_a_half_open_connections_window_resets_it() {
     h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
     assert!(h.ep.accept(l).is_ok());
 }
+
+// === The link's MTU changed =====================================================================
+
+/// `ip link set DEV mtu 9000` between handshakes: the next SYN, SYN-ACK and cookie SYN-ACK
+/// advertise the MSS the new MTU allows, as Linux's read the route each time; a connection
+/// already open keeps its own. Out-of-range MTUs are refused.
+#[test]
+fn a_new_link_mtu_shapes_the_handshakes_that_follow() {
+    let mut h = Harness::new(config());
+    let (first, syn) = start(&mut h);
+    assert_eq!(syn.mss, Some(1460));
+
+    h.ep.set_mtu(9000).unwrap();
+    let second = h.ep.connect(h.now, SocketAddr::new(PEER, 81)).unwrap();
+    assert_eq!(h.one().mss, Some(9000 - 40));
+    // The first one's SYN, resent after its timeout, still offers what it did.
+    let (_, again) = h.next_timeout();
+    let again: Vec<_> = again.iter().map(|s| (s.dst, s.mss)).collect();
+    assert!(again.contains(&(peer80(), Some(1460))), "{again:?}");
+    h.ep.abort(first).unwrap();
+    h.ep.abort(second).unwrap();
+    let _ = h.drain();
+
+    let _l = h.ep.listen(server(), 16).unwrap();
+    h.inject(client(), server(), Out::new(SYN, 7000, 0).mss(8960));
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    assert_eq!(sa.mss, Some(8960));
+
+    assert_eq!(
+        h.ep.set_mtu(synack_core::MIN_MTU - 1),
+        Err(Error::InvalidInput)
+    );
+    assert_eq!(
+        h.ep.set_mtu(synack_core::MAX_MTU + 1),
+        Err(Error::InvalidInput)
+    );
+    h.ep.set_mtu(1280).unwrap();
+    h.inject(
+        SocketAddr::new(PEER, 2),
+        server(),
+        Out::new(SYN, 9000, 0).mss(1460),
+    );
+    assert_eq!(h.one().mss, Some(1240), "down as well as up");
+}
+
+/// A cookie's SYN-ACK takes the MSS from the new MTU too: over IPv6 at 9000, the largest
+/// entry of Linux's IPv6 cookie table, 9000 - 60 (the kernel selftest
+/// `tcp_syncookies_ip6_9k`).
+#[test]
+fn a_cookie_syn_ack_offers_the_new_link_mss() {
+    let mut cfg = config();
+    cfg.syncookies(SynCookies::Always);
+    let mut h = Harness::new(cfg);
+    h.ep.set_mtu(9000).unwrap();
+    let server6 = SocketAddr::new(US6, 8080);
+    let l = h.ep.listen(server6, 16).unwrap();
+    let syn = Out::new(SYN, 7000, 0)
+        .mss(8940)
+        .sack_ok()
+        .ts(100, 0)
+        .wscale(10);
+    h.inject(SocketAddr::new(PEER6, 40000), server6, syn);
+    let sa = h.one();
+    assert!(sa.is(SYN | ACK));
+    assert_eq!(sa.mss, Some(8940));
+    assert_eq!(h.ep.stats().syncookies_sent, 1);
+    let ack = Out::new(ACK, 7001, 0)
+        .ackn(sa.seq + 1)
+        .ts(110, sa.ts.unwrap().tsval)
+        .window(1024);
+    h.inject(SocketAddr::new(PEER6, 40000), server6, ack);
+    let c = h.ep.accept(l).expect("rebuilt from the cookie");
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!(info.snd_mss, 8940 - 12);
+    assert_eq!((info.snd_wscale, info.rcv_wscale), (10, sa.wscale.unwrap()));
+    assert_eq!(info.options & 7, 7, "timestamps, SACK and window scaling");
+}

@@ -122,6 +122,15 @@ pub fn ecn_sysctl() -> Option<EcnMode> {
     sysctl("tcp_ecn").and_then(|v| v.first().map(|&m| EcnMode::from_sysctl(m)))
 }
 
+/// The MTU of the namespace's `tun0` now, `None` without one. The runner gives the .so a
+/// `tun0` that nothing reads, and a script may set its MTU (`ip link set dev tun0 mtu
+/// 9000` in `tcp_syncookies_ip6_9k`): Linux derives the MSS of every SYN and SYN-ACK from
+/// the device's MTU as it is then.
+pub fn link_mtu() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/class/net/tun0/mtu").ok()?;
+    text.trim().parse().ok()
+}
+
 /// `tcp_timestamps` as the namespace has it now.
 pub fn timestamps_sysctl() -> Option<bool> {
     sysctl("tcp_timestamps").and_then(|v| v.first().map(|&t| t != 0))

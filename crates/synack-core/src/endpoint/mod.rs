@@ -592,6 +592,21 @@ impl Endpoint {
         }
     }
 
+    /// The link's MTU changed (`ip link set DEV mtu N`): the handshakes that start from now
+    /// on advertise the MSS it allows (RFC 9293 §3.7.1), SYN cookies included, and UDP and
+    /// ICMP size what they send by it, as Linux reads the device's MTU through the route each
+    /// time it builds a SYN or SYN-ACK (`dst_metric_advmss`). Connections already open keep
+    /// their MSS; Linux lowers theirs only through path MTU discovery. The buffers the
+    /// caller hands [`poll_transmit`](Self::poll_transmit) must hold a packet of the new MTU.
+    /// `InvalidInput` outside [`MIN_MTU`](crate::MIN_MTU)..=[`MAX_MTU`](crate::MAX_MTU).
+    pub fn set_mtu(&mut self, mtu: usize) -> Result<(), Error> {
+        if !(crate::MIN_MTU..=crate::MAX_MTU).contains(&mtu) {
+            return Err(Error::InvalidInput);
+        }
+        self.config.mtu(mtu);
+        Ok(())
+    }
+
     /// Negotiate ECN (RFC 3168) in the handshakes that start from now on as `mode` says,
     /// as a write to Linux's `net.ipv4.tcp_ecn` does; connections already open keep what
     /// they agreed.

@@ -105,6 +105,10 @@ impl Shared {
         if let Some(mode) = crate::flags::ecn_sysctl() {
             g.ep().set_ecn(mode);
         }
+        // And the link's MTU, which the advertised MSS follows.
+        if let Some(mtu) = crate::flags::link_mtu() {
+            let _ = g.ep().set_mtu(mtu);
+        }
         let fd = g.alloc_fd()?;
         let mut s = Socket::new(v6);
         s.nonblock = ty & libc::SOCK_NONBLOCK != 0;
