@@ -5264,6 +5264,82 @@ fn a_lower_path_mtu_expires_ten_minutes_after_the_report() {
     );
 }
 
+/// Linux keeps a report as an exception on the route to its destination, so a new
+/// connection to that peer, either way round, sends with the reported path's MSS from its
+/// first segment (the kernel selftest `tcp_advmss_pmtu_ipv4`), advertises the device's,
+/// and grows back when the report expires; a connection to another peer is not affected.
+#[test]
+fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
+    let mut k = Conn::plain();
+    report_too_big(&mut k, 1200);
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS.min(1160));
+
+    // An active open to the same peer, with a peer MSS above the path's.
+    let to = SocketAddr::new(PEER, 81);
+    let c = k.h.ep.connect(k.h.now, to).unwrap();
+    let syn = k.h.one();
+    assert_eq!(syn.mss, Some(1460), "what we advertise stays the device's");
+    let sa = Out::new(SYN | ACK, 50_000, 0).ackn(syn.seq + 1).mss(1460);
+    k.h.inject(to, syn.src, sa);
+    assert!(k.h.one().is(ACK));
+    let mut active = Conn {
+        h: k.h,
+        c,
+        us: syn.src,
+        peer: to,
+        our_nxt: syn.seq + 1,
+        peer_nxt: SeqNumber(50_001),
+        ts: false,
+        tsval: 0,
+    };
+    assert_eq!(largest(send_acked(&mut active, 3000)), 1160);
+
+    // A passive open from the same peer: the SYN-ACK offers 1460, the data goes at 1160.
+    let server = SocketAddr::new(US, 8080);
+    let from = SocketAddr::new(PEER, 40_001);
+    let l = active.h.ep.listen(server, 4).unwrap();
+    active
+        .h
+        .inject(from, server, Out::new(SYN, 70_000, 0).mss(1460));
+    let sa = active.h.one();
+    assert_eq!(sa.mss, Some(1460));
+    let ack = Out::new(ACK, 70_001, 0).ackn(sa.seq + 1).window(65535);
+    active.h.inject(from, server, ack);
+    let c = active.h.ep.accept(l).expect("accepted");
+    let mut passive = Conn {
+        h: active.h,
+        c,
+        us: server,
+        peer: from,
+        our_nxt: sa.seq + 1,
+        peer_nxt: SeqNumber(70_001),
+        ts: false,
+        tsval: 0,
+    };
+    assert_eq!(largest(send_acked(&mut passive, 3000)), 1160);
+
+    // Another peer is not affected.
+    let other = SocketAddr::new(PEER6, 80);
+    let c = passive.h.ep.connect(passive.h.now, other).unwrap();
+    let syn = passive.h.one();
+    let sa = Out::new(SYN | ACK, 90_000, 0).ackn(syn.seq + 1).mss(1460);
+    passive.h.inject(other, syn.src, sa);
+    assert!(passive.h.one().is(ACK));
+    let info = passive.h.ep.info(passive.h.now, c).unwrap();
+    assert_eq!(info.snd_mss, 1440);
+
+    // Ten minutes after the report, a new connection to the first peer starts at its MSS.
+    passive.h.advance(Duration::from_secs(600));
+    let to = SocketAddr::new(PEER, 82);
+    let c = passive.h.ep.connect(passive.h.now, to).unwrap();
+    let syn = passive.h.one();
+    let sa = Out::new(SYN | ACK, 110_000, 0).ackn(syn.seq + 1).mss(1460);
+    passive.h.inject(to, syn.src, sa);
+    assert!(passive.h.one().is(ACK));
+    let info = passive.h.ep.info(passive.h.now, c).unwrap();
+    assert_eq!(info.snd_mss, 1460);
+}
+
 /// A report restarts the 10 minutes, but the same MTU reported again within their first
 /// half does not (Linux's `__ip_rt_update_pmtu`); a higher one is ignored.
 #[test]

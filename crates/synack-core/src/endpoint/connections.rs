@@ -63,6 +63,10 @@ impl Endpoint {
         owner: Owner,
         claim: PortClaim,
     ) -> (ConnectionHandle, &mut Connection) {
+        // A path MTU report in force for the peer (`path_mtu.rs`): forgotten if expired.
+        self.expire_path_mtus(now);
+        let peer = id.remote.ip();
+        let report = self.path_mtus.get(peer).zip(self.path_mtus.expires(peer));
         let (config, cfg) = (&self.config, &self.conn_config);
         let (pressure, room) = (self.memory_pressure, self.memory_room());
         let (h, slot) = self.connections.insert_with(|| Slot {
@@ -77,6 +81,9 @@ impl Endpoint {
             memory_waiting: false,
         });
         slot.conn.set_memory_budget(pressure, room);
+        if let Some(((mtu, locked), expires)) = report {
+            slot.conn.inherit_path_mtu(mtu, locked, expires);
+        }
         slot.conn
             .set_own_peer(self.addresses.contains(&id.remote.ip()));
         slot.conn.port_claim = claim;

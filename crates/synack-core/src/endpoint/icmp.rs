@@ -240,6 +240,11 @@ impl Endpoint {
         self.push_control(buf, own)
     }
 
+    /// Forget the path MTUs whose time is up (see `path_mtu.rs`).
+    pub(super) fn expire_path_mtus(&mut self, now: Instant) {
+        self.path_mtus.expire(now);
+    }
+
     /// Apply an ICMP error to the connection it names (RFC 5927 §4.1: only if the quoted
     /// sequence number is one we have sent and not yet seen acknowledged).
     pub(super) fn icmp_error(&mut self, now: Instant, invoking: &[u8], report: IcmpReport) {
@@ -268,7 +273,18 @@ impl Endpoint {
             return;
         }
         match report {
-            IcmpReport::PacketTooBig { mtu } => c.handle_packet_too_big(now, mtu),
+            IcmpReport::PacketTooBig { mtu } => {
+                c.handle_packet_too_big(now, mtu);
+                // And on the route, as Linux's `__ip_rt_update_pmtu`: later connections
+                // to this peer, and datagrams, start from it (`path_mtu.rs`). Not an IPv6
+                // report below the minimum link MTU, which `tcp_v6_err` drops before it
+                // reaches the route.
+                if !(remote.is_ipv6() && mtu < crate::config::IPV6_MIN_MTU as u32) {
+                    let link = self.config.get_mtu();
+                    let expires = now + self.config.pmtu_expires;
+                    self.path_mtus.lower(remote.ip(), mtu, link, expires);
+                }
+            }
             // A Fast Open connection still in the accept queue fails there (the application
             // reads the SYN's data, then the error), as Linux's tcp_v4_err; once accepted it
             // is treated like any connection.

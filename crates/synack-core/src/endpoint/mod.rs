@@ -63,6 +63,7 @@ mod intercept;
 mod listen;
 pub use listen::SharedBacklog;
 mod output;
+mod path_mtu;
 mod port_use;
 mod reassembly;
 pub use reassembly::{
@@ -199,6 +200,8 @@ pub struct Endpoint {
     fast_open_cookies: fast_open::FastOpenCookies,
     /// The key our Fast Open listeners make their cookies with, unless they have their own.
     fast_open_key: FastOpenKey,
+    /// The path MTUs ICMP errors lowered, by destination, for TCP and UDP (`path_mtu.rs`).
+    path_mtus: path_mtu::PathMtus,
     stats: Stats,
 }
 
@@ -243,6 +246,7 @@ impl Endpoint {
             icmp_limit: icmp_limit::IcmpLimiter::default(),
             fast_open_cookies: Default::default(),
             fast_open_key,
+            path_mtus: Default::default(),
             stats: Stats::default(),
         }
     }

@@ -127,14 +127,9 @@ impl Endpoint {
         }
         let link = self.config.get_mtu();
         let expires = now + self.config.pmtu_expires;
-        if !self.udp.path_mtus.lower(odst, mtu, link, expires) {
+        if !self.path_mtus.lower(odst, mtu, link, expires) {
             self.stats.drop_other += 1;
         }
-    }
-
-    /// Forget the path MTUs whose time is up (see `path_mtu`).
-    pub(in crate::endpoint) fn expire_path_mtus(&mut self, now: Instant) {
-        self.udp.path_mtus.expire(now);
     }
 
     /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port

@@ -24,12 +24,12 @@
 //! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
 //! own-packet queue, which returns `WouldBlock` past [`SEND_QUEUE_PACKETS`] packets
 //! ([`Event::UdpWritable`] follows). A payload larger than one packet of the MTU (the path's,
-//! once an ICMP error lowered it: `path_mtu`) goes in IP fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
+//! once an ICMP error lowered it: `endpoint/path_mtu.rs`) goes in IP fragments (`Endpoint::push_in_fragments`), up to [`UDP_MAX_PAYLOAD`], past which it is
 //! `MessageTooLong` (EMSGSIZE); fragments that come in are reassembled
 //! (`endpoint/reassembly.rs`).
 //!
 //! This file holds the socket table, the datagrams in and the sockets' commands. Three
-//! modules add their own `impl Endpoint` blocks, and a fourth holds a table:
+//! modules add their own `impl Endpoint` blocks:
 //!
 //! - `multicast`: joining and leaving groups, the multicast TTL and loop, and a group's
 //!   datagrams handed to every socket on their port;
@@ -37,8 +37,8 @@
 //!   sending from any address ([`Endpoint::udp_send_from`]);
 //! - `icmp`: ICMP port unreachable, for the datagrams nothing takes and for those an
 //!   application refuses ([`Endpoint::udp_refuse`]), within the ICMP limits; the ICMP
-//!   errors reported to connected sockets; and Packet Too Big, which lowers a path's MTU;
-//! - `path_mtu`: the destinations whose path MTU an ICMP error lowered.
+//!   errors reported to connected sockets; and Packet Too Big, which lowers a path's MTU
+//!   in the table TCP shares (`endpoint/path_mtu.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -60,7 +60,6 @@ use crate::wire::{self, udp, IpProtocol, IpRepr, UdpRepr};
 mod icmp;
 mod intercept;
 mod multicast;
-mod path_mtu;
 
 pub(super) use icmp::{quote_max, unreachable_error};
 pub use intercept::{
@@ -147,8 +146,6 @@ pub(super) struct Udp {
     ident_counters: [u32; IDENT_BUCKETS],
     /// The multicast groups the host has joined: how many sockets have each (`multicast`).
     joined: HashMap<IpAddr, usize>,
-    /// Destinations whose path MTU an ICMP error lowered (`path_mtu`).
-    path_mtus: path_mtu::PathMtus,
 }
 
 /// How many counters the identifications of fragmented datagrams are spread over: pairs of
@@ -169,7 +166,6 @@ impl Udp {
             catching: true,
             ident_counters: [0; IDENT_BUCKETS],
             joined: HashMap::new(),
-            path_mtus: path_mtu::PathMtus::default(),
         }
     }
 
@@ -780,8 +776,8 @@ impl Endpoint {
         // A datagram larger than the MTU goes in fragments, as Linux sends one from a socket
         // with the default IP_PMTUDISC_WANT (`ip_fragment`, `ip6_fragment`); they must all
         // fit the own-packet queue's send bound at once. The MTU is the path's, where an
-        // ICMP error lowered it (`path_mtu`), else the link's.
-        let (mtu, locked) = match self.udp.path_mtus.get(dst.ip()) {
+        // ICMP error lowered it (`endpoint/path_mtu.rs`), else the link's.
+        let (mtu, locked) = match self.path_mtus.get(dst.ip()) {
             Some((mtu, locked)) => (usize::from(mtu), locked),
             None => (self.config.get_mtu(), false),
         };

@@ -355,6 +355,11 @@ impl Connection {
             .unwrap_or_else(|| default_mss(ipv6))
             .max(MIN_MSS);
         self.snd.mss = peer_mss.min(self.rcv.mss);
+        // A path MTU report in force bounds it too: one that came in SYN-SENT, or one this
+        // peer's earlier connections took (`inherit_path_mtu`).
+        if self.pmtu.expires_s != 0 {
+            self.snd.mss = self.snd.mss.min(usize::from(self.pmtu.path_mss));
+        }
         self.cc.set_mss(self.snd.mss);
         self.limit_restored_mss(peer_mss);
         // RFC 7323 §2.2: scaling is in effect only if both sides sent the option; "the shift

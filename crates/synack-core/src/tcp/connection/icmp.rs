@@ -187,6 +187,23 @@ impl Connection {
         }
     }
 
+    /// A new connection to a peer whose path MTU a report lowered to `mtu` (`locked`:
+    /// IPv4, below Linux's smallest, DF off), until `expires`, starts from it, as a Linux
+    /// socket from its route's exception (`endpoint/path_mtu.rs`): the handshake bounds the
+    /// MSS it sends with by the path's (`negotiate`), what it advertises stays the
+    /// device's (the kernel selftest `tcp_advmss_pmtu_ipv4`: a SYN-ACK offers 1460 after a
+    /// report of 1200), and the MSS grows back when the report expires, to its own at most,
+    /// as after a report in SYN-SENT.
+    pub(crate) fn inherit_path_mtu(&mut self, mtu: u16, locked: bool, expires: Instant) {
+        let headers = if self.local.is_ipv6() { 60 } else { 40 };
+        self.pmtu = PathMtu {
+            expires_s: secs_ceil(expires).max(1),
+            restore_mss: u16::try_from(self.rcv.mss).unwrap_or(u16::MAX),
+            path_mss: mtu.saturating_sub(headers),
+            locked,
+        };
+    }
+
     /// A limit on the MSS that came after a path MTU report (the peer's MSS option, in
     /// SYN-SENT; `TCP_MAXSEG`) also limits what the MSS grows back to when it expires.
     pub(crate) fn limit_restored_mss(&mut self, mss: usize) {

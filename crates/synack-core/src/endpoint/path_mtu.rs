@@ -1,11 +1,20 @@
-//! Path MTU discovery for UDP (RFC 1191, RFC 8201), as Linux does it for a socket with the
-//! default `IP_PMTUDISC_WANT` / `IPV6_PMTUDISC_WANT`: a datagram that fits the link goes
-//! whole (IPv4 with DF set); a Packet Too Big (or IPv4's fragmentation needed) quoting one
-//! that a socket of ours sent lowers the path MTU to its destination for
-//! `Config::pmtu_expires` (10 minutes, Linux's `ip_rt_mtu_expires`), and later datagrams
-//! to it larger than that go in fragments of it (`ip_fragment`, `ip6_fragment`). Without
-//! it, a datagram between the path's MTU and the link's is lost at that hop every time:
-//! IPv4's because of its DF bit, IPv6's because routers never fragment.
+//! Path MTUs that ICMP errors lowered, per destination (RFC 1191, RFC 8201): what Linux
+//! keeps as exceptions on the route to each destination (`fib_nh_exception` for IPv4,
+//! `rt6_exception` for IPv6), which every socket sending there sees, TCP and UDP alike. A
+//! Packet Too Big (or IPv4's fragmentation needed) quoting a segment or datagram of ours
+//! lowers the path MTU to its destination for `Config::pmtu_expires` (10 minutes, Linux's
+//! `ip_rt_mtu_expires`).
+//!
+//! - UDP, as Linux for a socket with the default `IP_PMTUDISC_WANT` /
+//!   `IPV6_PMTUDISC_WANT`: a datagram that fits the link goes whole (IPv4 with DF set), and
+//!   later datagrams larger than the path's MTU go in fragments of it (`ip_fragment`,
+//!   `ip6_fragment`). Without it, a datagram between the path's MTU and the link's is lost
+//!   at that hop every time: IPv4's because of its DF bit, IPv6's because routers never
+//!   fragment.
+//! - TCP: each connection keeps the report it took itself (`PathMtu`, with its own expiry
+//!   and Linux's rules for weighing reports); a connection that starts while one is in force
+//!   for its peer starts from it (`Connection::inherit_path_mtu`), as a Linux socket from its
+//!   route's exception, rather than losing its first full-sized segments to learn it again.
 //!
 //! The table is bounded: an error about a destination not in it, once it is full, takes the
 //! place of the entry that expires first.
@@ -92,6 +101,11 @@ impl PathMtus {
     /// The path MTU to `dst` if an error lowered it, and whether it is locked (IPv4: no DF).
     pub(super) fn get(&self, dst: IpAddr) -> Option<(u16, bool)> {
         self.entries.get(&dst).map(|e| (e.mtu, e.locked))
+    }
+
+    /// When what [`get`](Self::get) returns for `dst` expires.
+    pub(super) fn expires(&self, dst: IpAddr) -> Option<Instant> {
+        self.entries.get(&dst).map(|e| e.expires)
     }
 
     /// Forget what expired by `now`: the path is probed again at the link's MTU.
