@@ -76,6 +76,27 @@ impl Conn {
         Conn::open(config(), false, false)
     }
 
+    /// Connection `c` of `h`, established without timestamps: `our_nxt` and `peer_nxt` as
+    /// its handshake left them.
+    fn established(
+        h: Harness,
+        c: ConnectionHandle,
+        (us, peer): (SocketAddr, SocketAddr),
+        our_nxt: SeqNumber,
+        peer_nxt: u32,
+    ) -> Conn {
+        Conn {
+            h,
+            c,
+            us,
+            peer,
+            our_nxt,
+            peer_nxt: SeqNumber(peer_nxt),
+            ts: false,
+            tsval: 0,
+        }
+    }
+
     /// A segment from the peer at its current sequence number acknowledging `ack`.
     fn seg(&mut self, flags: TcpFlags, ack: SeqNumber) -> Out {
         let mut o = Out::new(flags, 0, 0).seqn(self.peer_nxt).ackn(ack);
@@ -5282,16 +5303,7 @@ fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
     let sa = Out::new(SYN | ACK, 50_000, 0).ackn(syn.seq + 1).mss(1460);
     k.h.inject(to, syn.src, sa);
     assert!(k.h.one().is(ACK));
-    let mut active = Conn {
-        h: k.h,
-        c,
-        us: syn.src,
-        peer: to,
-        our_nxt: syn.seq + 1,
-        peer_nxt: SeqNumber(50_001),
-        ts: false,
-        tsval: 0,
-    };
+    let mut active = Conn::established(k.h, c, (syn.src, to), syn.seq + 1, 50_001);
     assert_eq!(largest(send_acked(&mut active, 3000)), 1160);
 
     // A passive open from the same peer: the SYN-ACK offers 1460, the data goes at 1160.
@@ -5306,16 +5318,7 @@ fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
     let ack = Out::new(ACK, 70_001, 0).ackn(sa.seq + 1).window(65535);
     active.h.inject(from, server, ack);
     let c = active.h.ep.accept(l).expect("accepted");
-    let mut passive = Conn {
-        h: active.h,
-        c,
-        us: server,
-        peer: from,
-        our_nxt: sa.seq + 1,
-        peer_nxt: SeqNumber(70_001),
-        ts: false,
-        tsval: 0,
-    };
+    let mut passive = Conn::established(active.h, c, (server, from), sa.seq + 1, 70_001);
     assert_eq!(largest(send_acked(&mut passive, 3000)), 1160);
 
     // Another peer is not affected.
@@ -5390,16 +5393,7 @@ fn a_path_mtu_reported_in_syn_sent_expires_to_the_peers_mss() {
         Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1200),
     );
     assert!(h.one().is(ACK));
-    let mut k = Conn {
-        h,
-        c,
-        us: syn.src,
-        peer,
-        our_nxt: syn.seq + 1,
-        peer_nxt: SeqNumber(10_001),
-        ts: false,
-        tsval: 0,
-    };
+    let mut k = Conn::established(h, c, (syn.src, peer), syn.seq + 1, 10_001);
     assert_eq!(largest(send_acked(&mut k, 3000)), 960);
     k.h.advance(Duration::from_secs(600));
     assert_eq!(largest(send_acked(&mut k, 3000)), 1200);
