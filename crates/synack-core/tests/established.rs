@@ -5291,18 +5291,25 @@ fn a_lower_path_mtu_expires_ten_minutes_after_the_report() {
 /// and grows back when the report expires; a connection to another peer is not affected.
 #[test]
 fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
+    // An active open to `to` whose SYN-ACK (ISN `isn`) offers MSS 1460: the connection and
+    // our SYN.
+    fn open(h: &mut Harness, to: SocketAddr, isn: u32) -> (ConnectionHandle, Seg) {
+        let c = h.ep.connect(h.now, to).unwrap();
+        let syn = h.one();
+        let sa = Out::new(SYN | ACK, isn, 0).ackn(syn.seq + 1).mss(1460);
+        h.inject(to, syn.src, sa);
+        assert!(h.one().is(ACK));
+        (c, syn)
+    }
+
     let mut k = Conn::plain();
     report_too_big(&mut k, 1200);
     assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS.min(1160));
 
     // An active open to the same peer, with a peer MSS above the path's.
     let to = SocketAddr::new(PEER, 81);
-    let c = k.h.ep.connect(k.h.now, to).unwrap();
-    let syn = k.h.one();
+    let (c, syn) = open(&mut k.h, to, 50_000);
     assert_eq!(syn.mss, Some(1460), "what we advertise stays the device's");
-    let sa = Out::new(SYN | ACK, 50_000, 0).ackn(syn.seq + 1).mss(1460);
-    k.h.inject(to, syn.src, sa);
-    assert!(k.h.one().is(ACK));
     let mut active = Conn::established(k.h, c, (syn.src, to), syn.seq + 1, 50_001);
     assert_eq!(largest(send_acked(&mut active, 3000)), 1160);
 
@@ -5320,27 +5327,16 @@ fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
     let c = active.h.ep.accept(l).expect("accepted");
     let mut passive = Conn::established(active.h, c, (server, from), sa.seq + 1, 70_001);
     assert_eq!(largest(send_acked(&mut passive, 3000)), 1160);
+    let mut h = passive.h;
 
     // Another peer is not affected.
-    let other = SocketAddr::new(PEER6, 80);
-    let c = passive.h.ep.connect(passive.h.now, other).unwrap();
-    let syn = passive.h.one();
-    let sa = Out::new(SYN | ACK, 90_000, 0).ackn(syn.seq + 1).mss(1460);
-    passive.h.inject(other, syn.src, sa);
-    assert!(passive.h.one().is(ACK));
-    let info = passive.h.ep.info(passive.h.now, c).unwrap();
-    assert_eq!(info.snd_mss, 1440);
+    let (c, _) = open(&mut h, SocketAddr::new(PEER6, 80), 90_000);
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_mss, 1440);
 
     // Ten minutes after the report, a new connection to the first peer starts at its MSS.
-    passive.h.advance(Duration::from_secs(600));
-    let to = SocketAddr::new(PEER, 82);
-    let c = passive.h.ep.connect(passive.h.now, to).unwrap();
-    let syn = passive.h.one();
-    let sa = Out::new(SYN | ACK, 110_000, 0).ackn(syn.seq + 1).mss(1460);
-    passive.h.inject(to, syn.src, sa);
-    assert!(passive.h.one().is(ACK));
-    let info = passive.h.ep.info(passive.h.now, c).unwrap();
-    assert_eq!(info.snd_mss, 1460);
+    h.advance(Duration::from_secs(600));
+    let (c, _) = open(&mut h, SocketAddr::new(PEER, 82), 110_000);
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_mss, 1460);
 }
 
 /// A report restarts the 10 minutes, but the same MTU reported again within their first
