@@ -65,8 +65,7 @@ impl Endpoint {
     ) -> (ConnectionHandle, &mut Connection) {
         // A path MTU report in force for the peer (`path_mtu.rs`): forgotten if expired.
         self.expire_path_mtus(now);
-        let peer = id.remote.ip();
-        let report = self.path_mtus.get(peer).zip(self.path_mtus.expires(peer));
+        let report = self.path_mtus.get_until(id.remote.ip());
         let (config, cfg) = (&self.config, &self.conn_config);
         let (pressure, room) = (self.memory_pressure, self.memory_room());
         let (h, slot) = self.connections.insert_with(|| Slot {
@@ -81,7 +80,7 @@ impl Endpoint {
             memory_waiting: false,
         });
         slot.conn.set_memory_budget(pressure, room);
-        if let Some(((mtu, locked), expires)) = report {
+        if let Some((mtu, locked, expires)) = report {
             slot.conn.inherit_path_mtu(mtu, locked, expires);
         }
         slot.conn

@@ -103,9 +103,9 @@ impl PathMtus {
         self.entries.get(&dst).map(|e| (e.mtu, e.locked))
     }
 
-    /// When what [`get`](Self::get) returns for `dst` expires.
-    pub(super) fn expires(&self, dst: IpAddr) -> Option<Instant> {
-        self.entries.get(&dst).map(|e| e.expires)
+    /// What [`get`](Self::get) returns for `dst`, with when it expires.
+    pub(super) fn get_until(&self, dst: IpAddr) -> Option<(u16, bool, Instant)> {
+        self.entries.get(&dst).map(|e| (e.mtu, e.locked, e.expires))
     }
 
     /// Forget what expired by `now`: the path is probed again at the link's MTU.
