@@ -886,6 +886,12 @@ impl Config {
         self.get_mtu().clamp(MIN_MTU, MAX_MTU) as u16 - 40
     }
 
+    /// The MSS the link allows a connection of the family `ipv6` says: [`mss_v4`](Self::mss_v4),
+    /// less IPv6's 20 more header bytes.
+    pub(crate) fn link_mss(&self, ipv6: bool) -> usize {
+        usize::from(self.mss_v4()).saturating_sub(if ipv6 { 20 } else { 0 })
+    }
+
     /// The initial SYN RTO.
     pub fn get_initial_syn_rto(&self) -> Duration {
         self.initial_syn_rto

@@ -5339,6 +5339,46 @@ fn a_path_mtu_report_holds_for_the_next_connections_to_that_peer() {
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_mss, 1460);
 }
 
+/// The link's MTU changes under an open connection (`ip link set dev tun0 mtu N`): it sends
+/// with the MSS the new MTU allows from its next segment, down and back up, never above the
+/// peer's, as Linux's `tcp_current_mss` follows the device (`tcp-link-mtu.pkt` shows the
+/// kernel doing so). A path MTU report below the link still holds it lower; one the link
+/// goes below is dropped, so that the MSS follows the link back up.
+#[test]
+fn an_open_connection_follows_the_link_mtu() {
+    let mut k = Conn::plain();
+    let mss = |k: &Conn| k.h.ep.info(k.h.now, k.c).unwrap().snd_mss;
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+
+    k.h.ep.set_mtu(900).unwrap();
+    assert_eq!(largest(send_acked(&mut k, 3000)), 860);
+    k.h.ep.set_mtu(9000).unwrap();
+    assert_eq!(
+        largest(send_acked(&mut k, 3000)),
+        PEER_MSS,
+        "the peer's at most"
+    );
+
+    // A report below the link holds the MSS, whatever the link does above it.
+    report_too_big(&mut k, 800);
+    assert_eq!(largest(send_acked(&mut k, 3000)), 760);
+    k.h.ep.set_mtu(1500).unwrap();
+    assert_eq!(largest(send_acked(&mut k, 3000)), 760);
+    // The link below the report: the link's, and then the report is gone.
+    k.h.ep.set_mtu(700).unwrap();
+    assert_eq!(mss(&k), 660);
+    assert_eq!(largest(send_acked(&mut k, 3000)), 660);
+    k.h.ep.set_mtu(1500).unwrap();
+    assert_eq!(largest(send_acked(&mut k, 3000)), PEER_MSS);
+
+    // A new report expires back to the link's MTU of the moment.
+    report_too_big(&mut k, 800);
+    k.h.ep.set_mtu(950).unwrap();
+    assert_eq!(largest(send_acked(&mut k, 3000)), 760);
+    k.h.advance(Duration::from_secs(600));
+    assert_eq!(largest(send_acked(&mut k, 3000)), 910);
+}
+
 /// A report restarts the 10 minutes, but the same MTU reported again within their first
 /// half does not (Linux's `__ip_rt_update_pmtu`); a higher one is ignored.
 #[test]

@@ -1877,9 +1877,17 @@ fn a_new_link_mtu_shapes_the_handshakes_that_follow() {
     let (_, again) = h.next_timeout();
     let again: Vec<_> = again.iter().map(|s| (s.dst, s.mss)).collect();
     assert!(again.contains(&(peer80(), Some(1460))), "{again:?}");
+    // A lower MTU lowers what both SYNs offer when they go again (Linux's
+    // `tcp_advertise_mss` reads the route at each SYN and only ever lowers it).
+    h.ep.set_mtu(1200).unwrap();
+    let (_, again) = h.next_timeout();
+    let mut again: Vec<_> = again.iter().map(|s| s.mss).collect();
+    again.dedup();
+    assert_eq!(again, [Some(1160)]);
     h.ep.abort(first).unwrap();
     h.ep.abort(second).unwrap();
     let _ = h.drain();
+    h.ep.set_mtu(9000).unwrap();
 
     let _l = h.ep.listen(server(), 16).unwrap();
     h.inject(client(), server(), Out::new(SYN, 7000, 0).mss(8960));

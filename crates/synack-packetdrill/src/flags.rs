@@ -124,8 +124,9 @@ pub fn ecn_sysctl() -> Option<EcnMode> {
 
 /// The MTU of the namespace's `tun0` now, `None` without one. The runner gives the .so a
 /// `tun0` that nothing reads, and a script may set its MTU (`ip link set dev tun0 mtu
-/// 9000` in `tcp_syncookies_ip6_9k`): Linux derives the MSS of every SYN and SYN-ACK from
-/// the device's MTU as it is then.
+/// 9000` in `tcp_syncookies_ip6_9k`): Linux derives the MSS of every SYN and SYN-ACK, and
+/// of every segment an open connection sends, from the device's MTU as it is then. Read at
+/// every call into the stack.
 pub fn link_mtu() -> Option<usize> {
     let text = std::fs::read_to_string("/sys/class/net/tun0/mtu").ok()?;
     text.trim().parse().ok()

@@ -450,11 +450,8 @@ impl Endpoint {
 
     /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
     pub(super) fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
-        let mss = if ipv6 {
-            self.config.mss_v4().saturating_sub(20)
-        } else {
-            self.config.mss_v4()
-        };
+        // At most 65495: it fits.
+        let mss = u16::try_from(self.config.link_mss(ipv6)).unwrap_or(u16::MAX);
         (mss, self.conn_config.rcv_wscale)
     }
 

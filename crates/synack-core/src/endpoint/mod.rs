@@ -596,18 +596,32 @@ impl Endpoint {
         }
     }
 
-    /// The link's MTU changed (`ip link set DEV mtu N`): the handshakes that start from now
-    /// on advertise the MSS it allows (RFC 9293 §3.7.1), SYN cookies included, and UDP and
-    /// ICMP size what they send by it, as Linux reads the device's MTU through the route each
-    /// time it builds a SYN or SYN-ACK (`dst_metric_advmss`). Connections already open keep
-    /// their MSS; Linux lowers theirs only through path MTU discovery. The buffers the
-    /// caller hands [`poll_transmit`](Self::poll_transmit) must hold a packet of the new MTU.
-    /// `InvalidInput` outside [`MIN_MTU`](crate::MIN_MTU)..=[`MAX_MTU`](crate::MAX_MTU).
+    /// The link's MTU changed (`ip link set DEV mtu N`), as Linux reads the device's MTU
+    /// through the route each time it builds a packet:
+    /// - the handshakes that start from now on advertise the MSS it allows (RFC 9293
+    ///   §3.7.1), SYN cookies included (`dst_metric_advmss`);
+    /// - connections already open send with it from their next segment, down or back up
+    ///   to the peer's MSS, unless a path MTU report holds theirs lower (`tcp_current_mss`);
+    ///   a SYN not yet answered is sent again with the lower MSS, if lower;
+    /// - UDP and ICMP size what they send by it, and the path MTU reports it makes
+    ///   meaningless are forgotten.
+    ///
+    /// The buffers the caller hands [`poll_transmit`](Self::poll_transmit) must hold a
+    /// packet of the new MTU. `InvalidInput` outside
+    /// [`MIN_MTU`](crate::MIN_MTU)..=[`MAX_MTU`](crate::MAX_MTU).
     pub fn set_mtu(&mut self, mtu: usize) -> Result<(), Error> {
         if !(crate::MIN_MTU..=crate::MAX_MTU).contains(&mtu) {
             return Err(Error::InvalidInput);
         }
+        if mtu == self.config.get_mtu() {
+            return Ok(());
+        }
         self.config.mtu(mtu);
+        self.path_mtus.forget_at_or_above(mtu);
+        for slot in self.connections.values_mut() {
+            let ipv6 = slot.conn.local().is_ipv6();
+            slot.conn.set_link_mss(self.config.link_mss(ipv6));
+        }
         Ok(())
     }
 

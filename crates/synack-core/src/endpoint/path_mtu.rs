@@ -117,6 +117,17 @@ impl PathMtus {
         self.next_expiry = self.entries.values().map(|e| e.expires).min();
     }
 
+    /// The link's MTU is now `link`: a path MTU at or above it says nothing the link does not,
+    /// and is forgotten, as Linux lowers its route exceptions to a device's new MTU and
+    /// unlocks them (`fib_nhc_update_mtu`, `rt6_mtu_change_route`).
+    pub(super) fn forget_at_or_above(&mut self, link: usize) {
+        if self.entries.is_empty() {
+            return;
+        }
+        self.entries.retain(|_, e| usize::from(e.mtu) < link);
+        self.next_expiry = self.entries.values().map(|e| e.expires).min();
+    }
+
     /// How many destinations are held.
     #[cfg(test)]
     fn len(&self) -> usize {

@@ -118,6 +118,13 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.pages
+            .iter_mut()
+            .flat_map(|p| p.iter_mut())
+            .filter_map(|e| e.value.as_mut())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (ConnectionHandle, &T)> {
         self.pages
             .iter()

@@ -105,7 +105,8 @@ impl Shared {
         if let Some(mode) = crate::flags::ecn_sysctl() {
             g.ep().set_ecn(mode);
         }
-        // And the link's MTU, which the advertised MSS follows.
+        // And the link's MTU, which the advertised MSS follows (the first socket makes the
+        // endpoint, which `lock` found missing).
         if let Some(mtu) = crate::flags::link_mtu() {
             let _ = g.ep().set_mtu(mtu);
         }

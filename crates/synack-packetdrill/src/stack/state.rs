@@ -212,6 +212,13 @@ impl Shared {
     pub(super) fn lock(&self) -> Guard<'_> {
         let mut g = lock(&self.state);
         g.spin_calls = 0;
+        // The link's MTU as it is now (a script's `ip link set dev tun0 mtu N`): open
+        // connections follow it from their next segment, as Linux's follow their device's,
+        // and new handshakes advertise it. The runtime's driver asks its device the same
+        // about once a second.
+        if let (Some(ep), Some(mtu)) = (g.ep.as_mut(), crate::flags::link_mtu()) {
+            let _ = ep.set_mtu(mtu);
+        }
         g
     }
 }

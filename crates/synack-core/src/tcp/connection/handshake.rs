@@ -98,11 +98,7 @@ impl Connection {
             ip_id,
         } = id;
         let ipv6 = local.is_ipv6();
-        let our_mss = if ipv6 {
-            (config.mss_v4() as usize).saturating_sub(20)
-        } else {
-            config.mss_v4() as usize
-        };
+        let our_mss = config.link_mss(ipv6);
         let rcv_wscale = cfg.rcv_wscale;
         let send_mss = default_mss(ipv6);
         Connection {
@@ -119,6 +115,7 @@ impl Connection {
                 max_wnd: 0,
                 wl1: SeqNumber(0),
                 mss: send_mss,
+                mss_clamp: u16::MAX,
                 wscale: 0,
                 // With skb accounting, `sndbuf` bounds writes and the byte buffer does not.
                 buffer: SendBuffer::new(if config.skb_accounting {
@@ -236,7 +233,10 @@ impl Connection {
             port_claim: PortClaim::default(),
             ip_id,
             control_socket: false,
-            pmtu: PathMtu::default(),
+            pmtu: PathMtu {
+                link_mss: u16::try_from(our_mss).unwrap_or(u16::MAX),
+                ..PathMtu::default()
+            },
             nospace: false,
             chrono: Chrono::new(now),
             chrono_max: iss,
@@ -354,14 +354,14 @@ impl Connection {
             .map(usize::from)
             .unwrap_or_else(|| default_mss(ipv6))
             .max(MIN_MSS);
-        self.snd.mss = peer_mss.min(self.rcv.mss);
-        // A path MTU report in force bounds it too: one that came in SYN-SENT, or one this
-        // peer's earlier connections took (`inherit_path_mtu`).
-        if self.pmtu.expires_s != 0 {
-            self.snd.mss = self.snd.mss.min(usize::from(self.pmtu.path_mss));
-        }
+        self.snd.mss_clamp = self
+            .snd
+            .mss_clamp
+            .min(u16::try_from(peer_mss).unwrap_or(u16::MAX));
+        // Bounded by the link's MTU, and by a path MTU report in force: one that came in
+        // SYN-SENT, or one this peer's earlier connections took (`inherit_path_mtu`).
+        self.sync_mss();
         self.cc.set_mss(self.snd.mss);
-        self.limit_restored_mss(peer_mss);
         // RFC 7323 §2.2: scaling is in effect only if both sides sent the option; "the shift
         // count MUST be limited to 14" (§2.3), logged by Linux as a bogus value.
         match (self.cfg.window_scaling, peer.wscale) {

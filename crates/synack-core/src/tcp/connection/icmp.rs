@@ -65,12 +65,11 @@ impl Connection {
             self.snd.mss
         };
         // The MSS the path allows so far: the reported one while a report holds, else the
-        // device's (which our own MSS stands for).
-        let route_mss = if self.pmtu.expires_s != 0 || self.pmtu.locked {
-            usize::from(self.pmtu.path_mss)
-        } else {
-            self.rcv.mss.max(self.snd.mss)
-        };
+        // link's.
+        let mut route_mss = usize::from(self.pmtu.link_mss);
+        if self.pmtu.expires_s != 0 || self.pmtu.locked {
+            route_mss = route_mss.min(usize::from(self.pmtu.path_mss));
+        }
         let (new_mss, lock) = if ipv6 {
             let mtu = mtu as usize;
             if mtu < crate::config::IPV6_MIN_MTU || mtu - 60 >= in_use {
@@ -94,9 +93,8 @@ impl Connection {
         };
         let expires = self.cfg.pmtu_expires;
         let pmtu = &mut self.pmtu;
-        if pmtu.expires_s == 0 {
-            pmtu.restore_mss = u16::try_from(in_use).unwrap_or(u16::MAX);
-        } else if usize::from(pmtu.path_mss) == new_mss
+        if pmtu.expires_s != 0
+            && usize::from(pmtu.path_mss) == new_mss
             && !lock
             && secs_ceil(now + expires / 2) < pmtu.expires_s
         {
@@ -159,10 +157,9 @@ impl Connection {
     /// RFC 1191 §6.3 and RFC 8201 §4: a path MTU learnt from a report is not kept for
     /// ever, since the path may have changed; Linux forgets it after `ip_rt_mtu_expires`
     /// (`mtu_expires` for IPv6), 10 minutes, and its next `tcp_current_mss` finds the
-    /// device's MTU again. Here the MSS grows back to what it was before the report (never
-    /// above the peer's MSS or `TCP_MAXSEG`) at the first transmission after
-    /// `Config::pmtu_expires`. Called before each transmission; cheap when no report is in
-    /// force.
+    /// device's MTU again. Here the MSS grows back to what the link allows (never above the
+    /// peer's MSS or `TCP_MAXSEG`) at the first transmission after `Config::pmtu_expires`.
+    /// Called before each transmission; cheap when no report is in force.
     ///
     /// A locked path stays locked, as the route a Linux connection holds keeps
     /// `rt_mtu_locked` after its exception expires: DF stays off, and the MTU of a path
@@ -173,17 +170,61 @@ impl Connection {
         if self.pmtu.expires_s == 0 || secs(now) < self.pmtu.expires_s {
             return;
         }
-        let mut restore = usize::from(self.pmtu.restore_mss);
+        self.pmtu.expires_s = 0;
         if self.pmtu.locked {
-            restore = restore.min(LOCKED_MTU - 40);
-            self.pmtu.expires_s = 0;
-            self.pmtu.path_mss = u16::try_from(restore).unwrap_or(u16::MAX);
-        } else {
-            self.pmtu = PathMtu::default();
+            self.pmtu.path_mss = (LOCKED_MTU - 40) as u16;
         }
-        if restore > self.snd.mss {
-            self.snd.mss = restore;
-            self.cc.set_mss(restore);
+        // In SYN-SENT the peer's MSS is not known yet: the handshake sizes it.
+        if self.mss_negotiated() {
+            self.sync_mss();
+        }
+    }
+
+    /// Whether the peer's MSS is known (`negotiate` ran): from SYN-RECEIVED on, as long as
+    /// the connection lives.
+    fn mss_negotiated(&self) -> bool {
+        !matches!(self.state, State::Closed | State::SynSent)
+    }
+
+    /// The MSS to send with, from what bounds it: the peer's (`Sender::mss_clamp`), the
+    /// link's MTU, and a path MTU report in force (or the lock one left), as Linux's
+    /// `tcp_sync_mss` computes it from `dst_mtu` whenever `tcp_current_mss` finds the
+    /// route's MTU changed.
+    pub(crate) fn sync_mss(&mut self) {
+        let mut mss = usize::from(self.snd.mss_clamp.min(self.pmtu.link_mss));
+        if self.pmtu.expires_s != 0 || self.pmtu.locked {
+            mss = mss.min(usize::from(self.pmtu.path_mss));
+        }
+        if mss != self.snd.mss {
+            self.snd.mss = mss;
+            self.cc.set_mss(mss);
+        }
+    }
+
+    /// The link's MTU changed to allow an MSS of `mss` (`Endpoint::set_mtu`). Linux's
+    /// connections follow their device's MTU: `tcp_current_mss` compares the route's MTU
+    /// with the one it last sized the MSS for (`icsk_pmtu_cookie`) before each
+    /// transmission, and `tcp_sync_mss` takes the new one, down or back up to the peer's MSS
+    /// (`tcp-link-mtu.pkt` shows the kernel doing both). A report in force still bounds it.
+    /// Segments already sent are not sent again: they went out when the link took them.
+    /// In SYN-SENT the SYN sent again offers the lower MSS, as `tcp_advertise_mss` lowers
+    /// the advertised MSS to the route's (and never raises it).
+    ///
+    /// A report at or above the new link's MTU says nothing more and is dropped, lock and
+    /// all, so that the MSS follows the link back up: Linux lowers the route exception to
+    /// the device's new MTU, unlocking it, and raises it with the device from there
+    /// (`fib_nhc_update_mtu`).
+    pub(crate) fn set_link_mss(&mut self, mss: usize) {
+        let link_mss = u16::try_from(mss).unwrap_or(u16::MAX);
+        if (self.pmtu.expires_s != 0 || self.pmtu.locked) && self.pmtu.path_mss >= link_mss {
+            self.pmtu.expires_s = 0;
+            self.pmtu.locked = false;
+        }
+        self.pmtu.link_mss = link_mss;
+        if self.mss_negotiated() {
+            self.sync_mss();
+        } else {
+            self.rcv.mss = self.rcv.mss.min(mss);
         }
     }
 
@@ -198,19 +239,10 @@ impl Connection {
         let headers = if self.local.is_ipv6() { 60 } else { 40 };
         self.pmtu = PathMtu {
             expires_s: secs_ceil(expires).max(1),
-            restore_mss: u16::try_from(self.rcv.mss).unwrap_or(u16::MAX),
             path_mss: mtu.saturating_sub(headers),
             locked,
+            ..self.pmtu
         };
-    }
-
-    /// A limit on the MSS that came after a path MTU report (the peer's MSS option, in
-    /// SYN-SENT; `TCP_MAXSEG`) also limits what the MSS grows back to when it expires.
-    pub(crate) fn limit_restored_mss(&mut self, mss: usize) {
-        if self.pmtu.expires_s != 0 {
-            let mss = u16::try_from(mss).unwrap_or(u16::MAX);
-            self.pmtu.restore_mss = self.pmtu.restore_mss.min(mss);
-        }
     }
 
     /// RFC 6069 (TCP-LD), as Linux's `tcp_ld_RTO_revert`: an ICMP net or host unreachable

@@ -230,10 +230,14 @@ pub(crate) struct Sender {
     /// 5961 §5.2's window for old ACKs is the peer's largest window, even once SND.UNA
     /// wraps past ISS; before, the smaller of it and the data acknowledged.
     pub acked_beyond_any_window: bool,
-    /// The effective send MSS: the peer's MSS option bounded by our MTU.
+    /// The effective send MSS: `mss_clamp` bounded by the path's MTU (`sync_mss`).
     pub mss: usize,
     /// The shift applied to windows the peer advertises.
     pub wscale: u8,
+    /// The largest MSS the peer takes, as its SYN's option said (RFC 9293 §3.7.1: the default
+    /// without one), lowered by `TCP_MAXSEG` before the handshake: Linux's
+    /// `rx_opt.mss_clamp`. Unbounded (`u16::MAX`) until the handshake sets it.
+    pub mss_clamp: u16,
     /// Application bytes: `[una, max)` sent, the rest unsent.
     pub buffer: SendBuffer,
     /// The same bytes as Linux's skbs would hold them (`ConnConfig::skb_accounting` only).
@@ -377,17 +381,21 @@ pub(crate) struct Receiver {
 /// passes PAWS whatever its TSval (`tcp_paws_check`).
 pub(crate) const PAWS_WRAP: Duration = Duration::from_secs(2147);
 
-/// A lower path MTU an ICMP "fragmentation needed" or "packet too big" reported (RFC 1191,
-/// RFC 8201), held for `Config::pmtu_expires` (10 minutes) after the last such report.
-/// Kept small: every connection carries it, and few ever use it.
+/// The MTU of the path as a connection sees it: the link's, and a lower one an ICMP
+/// "fragmentation needed" or "packet too big" reported (RFC 1191, RFC 8201), held for
+/// `Config::pmtu_expires` (10 minutes) after the last such report. Linux reads both through
+/// the socket's route before each transmission (`tcp_current_mss`: `dst_mtu`, the route
+/// exception's MTU while it holds, else the device's). Kept small: every connection carries
+/// it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PathMtu {
     /// When the report expires, in whole seconds of the endpoint's clock; 0 while none is in
     /// force.
     pub expires_s: u32,
-    /// The MSS to send with once it has expired: what it was before the first report,
-    /// lowered by what came since (the peer's MSS option in SYN-SENT, `TCP_MAXSEG`).
-    pub restore_mss: u16,
+    /// The MSS the link's MTU allows (its MTU less the IP and TCP headers), which the link
+    /// may change (`Connection::set_link_mss`); what the MSS returns to, within the peer's
+    /// (`Sender::mss_clamp`), when a report expires.
+    pub link_mss: u16,
     /// The MSS the reported path MTU allows (what a later report is weighed against).
     pub path_mss: u16,
     /// The report was below 552, Linux's smallest path MTU (`ip_rt_min_pmtu`), for IPv4:
