@@ -111,6 +111,10 @@ impl<D: Device> Device for Tap<D> {
         self.inner.check()
     }
 
+    fn link_mtu(&mut self) -> Option<usize> {
+        self.inner.link_mtu()
+    }
+
     // The rest of the trait passes through too: a wrapper that kept the defaults would run
     // one worker whatever `--workers` says, and lose the link's broadcast address.
     fn max_queues(&self) -> usize {

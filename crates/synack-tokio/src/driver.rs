@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker};
 
 use synack_core::{Bytes, Event, RecvMeta, SynHandle};
 use tokio::time::Sleep;
-use tracing::{debug, error, trace, warn, Instrument};
+use tracing::{debug, error, info, trace, warn, Instrument};
 
 use crate::device::Device;
 use crate::rx_buffers::RxBuffers;
@@ -102,11 +102,58 @@ pub(crate) struct Driver<D: Device> {
     next_check: synack_core::Instant,
     /// With several shards: the flows' owners and the hand-off channels.
     router: Option<Router>,
+    /// How the stack follows the link's MTU ([`Device::link_mtu`]).
+    mtu: MtuPolicy,
+}
+
+/// How a stack follows its link's MTU ([`Device::link_mtu`]), asked with every
+/// [`Device::check`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MtuPolicy {
+    /// The MTU the configuration chose ([`Config::mtu`]), a ceiling the link's does not
+    /// lift; `None`: the link's, whatever it becomes.
+    ///
+    /// [`Config::mtu`]: synack_core::Config::mtu
+    pub(crate) chosen: Option<usize>,
+    /// The stack has an IPv6 address, which a link below 1280 bytes cannot carry.
+    pub(crate) ipv6: bool,
+    /// The link's MTU when last asked: only a change is acted on (and logged).
+    pub(crate) seen: Option<usize>,
+}
+
+impl MtuPolicy {
+    /// The link's MTU is `link`: the endpoint takes it (within `chosen`) if it changed.
+    fn follow(&mut self, endpoint: &mut synack_core::Endpoint, link: usize) {
+        if self.seen.replace(link) == Some(link) {
+            return;
+        }
+        let mtu = self.chosen.map_or(link, |chosen| chosen.min(link));
+        if mtu == endpoint.config().get_mtu() {
+            return;
+        }
+        match endpoint.set_mtu(mtu) {
+            Ok(()) => info!(mtu, "synack: the link's MTU is now {link}; following it"),
+            Err(_) => warn!(
+                link,
+                "synack: the link's MTU is outside {} to {}; keeping {}",
+                synack_core::MIN_MTU,
+                synack_core::MAX_MTU,
+                endpoint.config().get_mtu()
+            ),
+        }
+        if self.ipv6 && link < synack_core::IPV6_MIN_MTU {
+            warn!(
+                link,
+                "synack: the link's MTU is below IPv6's minimum, 1280 bytes (RFC 8200 §5); \
+                 Linux turns IPv6 off on such a link"
+            );
+        }
+    }
 }
 
 impl<D: Device> Driver<D> {
     /// Spawns the driver for `shared` on the current tokio runtime.
-    pub(crate) fn spawn(shared: Arc<Shared>, device: D, router: Option<Router>) {
+    pub(crate) fn spawn(shared: Arc<Shared>, device: D, router: Option<Router>, mtu: MtuPolicy) {
         // Room for any IP packet: the core needs at least the MTU (at most `MAX_MTU`) for
         // `poll_transmit`, and a device may hand us anything up to its MTU, or a super-packet
         // of up to the largest IP packet (an IPv6 header and 65535 bytes of payload); a device
@@ -127,6 +174,7 @@ impl<D: Device> Driver<D> {
             linger_until: None,
             next_check: synack_core::Instant::ZERO,
             router,
+            mtu,
         };
         let span = match &driver.router {
             Some(r) => tracing::debug_span!("synack_driver", shard = r.me),
@@ -204,6 +252,10 @@ impl<D: Device> Driver<D> {
                 error!(error = %e, "the device stopped working; stopping the stack");
                 guard.device_error = Some((e.kind(), e.to_string()));
                 return Round::Stop;
+            }
+            // And has its MTU changed?
+            if let Some(link) = self.device.link_mtu() {
+                self.mtu.follow(&mut guard.endpoint, link);
             }
         }
 

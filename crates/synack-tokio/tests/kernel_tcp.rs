@@ -186,6 +186,113 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
     );
 }
 
+/// Waits, for three seconds at most, for `stream`'s sending MSS (less the timestamps, as
+/// TCP_INFO counts it) to be `mss`: the driver reads the TUN's MTU every half second.
+async fn snd_mss_becomes(stream: &TcpStream, mss: u32) {
+    for _ in 0..300 {
+        if stream.info().unwrap().snd_mss == mss {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "snd_mss {} after 3 s, not {mss}",
+        stream.info().unwrap().snd_mss
+    );
+}
+
+/// The stack follows its TUN's MTU, as the kernel's sockets follow their device's: after
+/// `ip link set dev synack0 mtu 1280` an open connection's next segments fit 1280 bytes,
+/// and a new connection's SYN offers MSS 1240; after `mtu 1500` the open connection's
+/// segments are full-sized again. tshark reads the sizes; the kernel's server echoes the
+/// bytes back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_link_mtu_changes_are_followed() {
+    let test = "kernel_link_mtu_changes_are_followed";
+    if !require_tun(test) || !require_tool(test, "tshark") {
+        return;
+    }
+    const PHASE: usize = 30_000;
+    let net = Net::new("synack-mtu", config(), Some("mtu.pcap"));
+    // Two connections, each read to its end and echoed back whole, on a thread of its own.
+    let server = net.python(
+        "import socket, sys, threading\n\
+         def serve(c):\n\
+         \x20   data = bytearray()\n\
+         \x20   while True:\n\
+         \x20       b = c.recv(65536)\n\
+         \x20       if not b: break\n\
+         \x20       data += b\n\
+         \x20   c.sendall(data); c.close()\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind((sys.argv[1], 8010)); s.listen(2)\n\
+         ts = []\n\
+         for _ in range(2):\n\
+         \x20   t = threading.Thread(target=serve, args=(s.accept()[0],)); t.start(); ts.append(t)\n\
+         for t in ts: t.join()\n",
+        &[&HOST.to_string()],
+    );
+    net.wait_listening(8010).await;
+
+    let body = pattern(3 * PHASE, 77);
+    let mut a = within(10, TcpStream::connect(&net.stack, host(8010)))
+        .await
+        .expect("connect");
+    let a_port = a.local_addr().unwrap().port();
+    assert_eq!(a.info().unwrap().snd_mss, 1448);
+    within(10, a.write_all(&body[..PHASE])).await.unwrap();
+
+    let ip = ["link", "set", "dev", "synack0", "mtu"];
+    let out = net.run("ip", &[&ip[..], &["1280"]].concat()).await;
+    assert!(out.status.success(), "{out:?}");
+    snd_mss_becomes(&a, 1228).await;
+    within(10, a.write_all(&body[PHASE..2 * PHASE]))
+        .await
+        .unwrap();
+    // A handshake meanwhile offers the MSS the link allows now.
+    let mut b = within(10, TcpStream::connect(&net.stack, host(8010)))
+        .await
+        .expect("connect");
+    let b_port = b.local_addr().unwrap().port();
+    within(10, b.write_all(b"small")).await.unwrap();
+    b.shutdown().await.unwrap();
+    let mut echo = Vec::new();
+    within(10, b.read_to_end(&mut echo)).await.unwrap();
+    assert_eq!(echo, b"small");
+
+    let out = net.run("ip", &[&ip[..], &["1500"]].concat()).await;
+    assert!(out.status.success(), "{out:?}");
+    snd_mss_becomes(&a, 1448).await;
+    within(10, a.write_all(&body[2 * PHASE..])).await.unwrap();
+    a.shutdown().await.unwrap();
+    let mut echo = Vec::new();
+    within(20, a.read_to_end(&mut echo)).await.unwrap();
+    assert!(echo == body, "the echo differs ({} bytes)", echo.len());
+    let server = server.finish(Duration::from_secs(10)).await;
+    assert!(server.status.success(), "{server:?}");
+    drop((a, b));
+
+    // tshark's view: each phase's data segments, by relative sequence number.
+    let pcap = net.dir.path().join("mtu.pcap");
+    let data = format!("ip.src == {STACK} && tcp.srcport == {a_port} && tcp.len > 0");
+    let rows = tshark(&pcap, &data, &["tcp.seq", "ip.len"]).await;
+    let mut largest = [0usize; 3];
+    for row in &rows {
+        let seq: usize = row[0].parse().expect("tcp.seq");
+        let len: usize = row[1].parse().expect("ip.len");
+        let phase = (seq - 1) / PHASE;
+        largest[phase.min(2)] = largest[phase.min(2)].max(len);
+    }
+    assert_eq!(
+        largest,
+        [1500, 1280, 1500],
+        "largest packet of each phase: {rows:?}"
+    );
+    let syn = format!("ip.src == {STACK} && tcp.srcport == {b_port} && tcp.flags.syn == 1");
+    let mss = tshark(&pcap, &syn, &["tcp.options.mss_val"]).await;
+    assert_eq!(mss, [["1240"]], "the second SYN's MSS");
+}
+
 /// On the default, offloading TUN, what a user captures shows valid checksums where they
 /// can be: tcpdump on the device sees every control segment we send (SYN, ACKs, FIN) summed
 /// whole (only data is left for the device to finish, as a NIC's offloaded transmissions

@@ -627,6 +627,106 @@ async fn the_mtu_comes_from_the_device_unless_chosen() {
     assert!(text.contains("9000") && text.contains("1500"), "{text}");
 }
 
+/// A memory link whose MTU, as the device reports it ([`Device::link_mtu`]), is what `mtu`
+/// holds: an administrator's `ip link set dev tun0 mtu N`, as a test sets it.
+struct Resizable {
+    inner: MemoryDevice,
+    mtu: Arc<AtomicUsize>,
+}
+
+impl Device for Resizable {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        self.inner.poll_send(cx, packet, transmit)
+    }
+    fn link_mtu(&mut self) -> Option<usize> {
+        Some(self.mtu.load(Ordering::SeqCst))
+    }
+}
+
+/// Waits, for three seconds at most, for `stream`'s sending MSS (as TCP_INFO counts it,
+/// less the timestamps) to be `mss`: the driver asks the device every half second.
+async fn snd_mss_becomes(stream: &TcpStream, mss: u32) {
+    for _ in 0..300 {
+        if stream.info().unwrap().snd_mss == mss {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "snd_mss {} after 3 s, not {mss}",
+        stream.info().unwrap().snd_mss
+    );
+}
+
+/// The stack follows its link's MTU ([`Device::link_mtu`]), as Linux's sockets follow their
+/// device's: an open connection sends with the MSS the new MTU allows, down and then back
+/// up to the peer's, the data intact; a handshake started meanwhile advertises it. A
+/// `Config::mtu` chosen below the link stays the ceiling.
+#[tokio::test]
+async fn the_stack_follows_the_link_mtu() {
+    within(30, async {
+        let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
+        let link = Arc::new(AtomicUsize::new(9000));
+        let server_dev = Resizable {
+            inner: server_dev,
+            mtu: Arc::clone(&link),
+        };
+        let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+        let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+        let (mut c, mut s) = connected(&client, &server, 7041).await;
+        assert_eq!(s.info().unwrap().snd_mss, 8948);
+
+        link.store(1280, Ordering::SeqCst);
+        snd_mss_becomes(&s, 1228).await;
+        let body = pattern(200_000, 41);
+        s.write_all(&body).await.unwrap();
+        let mut got = vec![0; body.len()];
+        c.read_exact(&mut got).await.unwrap();
+        assert!(got == body, "the data changed on the way");
+        // The server's SYN-ACK offers 1240: the client sends with it.
+        let (c2, _s2) = connected(&client, &server, 7042).await;
+        assert_eq!(c2.info().unwrap().snd_mss, 1228);
+
+        link.store(9000, Ordering::SeqCst);
+        snd_mss_becomes(&s, 8948).await;
+    })
+    .await;
+
+    within(30, async {
+        let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
+        let link = Arc::new(AtomicUsize::new(9000));
+        let server_dev = Resizable {
+            inner: server_dev,
+            mtu: Arc::clone(&link),
+        };
+        let mut chosen = config(2);
+        chosen.mtu(1400);
+        let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+        let server = Stack::new(chosen, server_dev, &[SERVER]).unwrap();
+        let (_c, s) = connected(&client, &server, 7043).await;
+        assert_eq!(s.info().unwrap().snd_mss, 1348);
+        link.store(1000, Ordering::SeqCst);
+        snd_mss_becomes(&s, 948).await;
+        link.store(9000, Ordering::SeqCst);
+        snd_mss_becomes(&s, 1348).await;
+        // And stays there: the chosen MTU is the ceiling.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(s.info().unwrap().snd_mss, 1348);
+    })
+    .await;
+}
+
 /// A device that says its MTU is beyond the largest IP packet (Linux's `lo` says 65536) is
 /// taken at 65535, whose segments (65495 bytes, 65483 of data beside the timestamps) an
 /// IPv4 header can still carry; one so

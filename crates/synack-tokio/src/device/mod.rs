@@ -149,6 +149,21 @@ pub trait Device: Send + 'static {
         Ok(())
     }
 
+    /// The link's MTU as it is now, if it may change while the stack runs (an
+    /// administrator's `ip link set dev tun0 mtu 1280`, a VPN client fitting its tunnel).
+    /// The driver asks with every [`check`](Device::check), and the stack follows it, as
+    /// Linux's sockets follow their device's: handshakes from then on advertise the MSS it
+    /// allows, open connections send with it from their next segment (never above the
+    /// peer's MSS), and UDP sizes its datagrams and fragments by it. A [`Config::mtu`]
+    /// chosen below it stays the ceiling. It may exceed
+    /// [`DeviceCapabilities::mtu`], the MTU when the stack started: the driver's buffers
+    /// hold any IP packet. The default: `None`, a link whose MTU does not change.
+    ///
+    /// [`Config::mtu`]: synack_core::Config::mtu
+    fn link_mtu(&mut self) -> Option<usize> {
+        None
+    }
+
     /// How many queues the device can have at most: a stack runs one shard (worker) per
     /// queue, each reading and writing its own (see [`crate::shard`]). The default: one.
     fn max_queues(&self) -> usize {

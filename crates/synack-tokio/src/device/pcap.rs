@@ -134,6 +134,10 @@ impl<D: Device> Device for PcapDevice<D> {
         self.inner.check()
     }
 
+    fn link_mtu(&mut self) -> Option<usize> {
+        self.inner.link_mtu()
+    }
+
     fn broadcast_addresses(&self) -> Vec<std::net::Ipv4Addr> {
         self.inner.broadcast_addresses()
     }

@@ -24,7 +24,7 @@ use synack_core::{Config, ConnectionHandle, Endpoint, Error, MemoryUsage, Socket
 use tracing::{debug, info, warn};
 
 use crate::device::Device;
-use crate::driver::{Driver, Router};
+use crate::driver::{Driver, MtuPolicy, Router};
 use crate::lookup::AddrLookup;
 use crate::shard::{Flows, Handoff, ShardStats, HANDOFF_QUEUE};
 use crate::state::{register_many, HandleMap, Inner, Shared, ORPHAN_LINGER};
@@ -169,6 +169,11 @@ impl Stack {
         steer: bool,
     ) -> Result<Stack, StackError> {
         let caps = device.capabilities();
+        let mtu = MtuPolicy {
+            chosen: config.mtu_choice(),
+            ipv6: addresses.iter().any(IpAddr::is_ipv6),
+            seen: None,
+        };
         match config.mtu_choice() {
             None => {
                 config.mtu(caps.mtu.min(synack_core::MAX_MTU));
@@ -305,7 +310,7 @@ impl Stack {
             .collect();
         if n == 1 {
             let device = devices.pop().expect("one device");
-            Driver::spawn(Arc::clone(&shards[0]), device, None);
+            Driver::spawn(Arc::clone(&shards[0]), device, None, mtu);
         } else {
             let (senders, inboxes): (Vec<_>, Vec<_>) = (0..n)
                 .map(|_| tokio::sync::mpsc::channel::<Handoff>(HANDOFF_QUEUE))
@@ -317,7 +322,7 @@ impl Stack {
                     peers: senders.clone(),
                     inbox,
                 };
-                Driver::spawn(Arc::clone(&shards[me]), device, Some(router));
+                Driver::spawn(Arc::clone(&shards[me]), device, Some(router), mtu);
             }
         }
         Ok(Stack {

@@ -124,6 +124,7 @@ impl Tun {
             netns: (multi_queue && config.multi_queue).then(|| Arc::new(netns)),
             origin: Origin::Attached(ifindex),
             restore_vnet_hdr_len: changed_vnet_hdr_len(vnet_hdr_len.get()),
+            ctl: control_socket(),
         })
     }
 
@@ -264,6 +265,7 @@ impl Tun {
             netns: None,
             origin: Origin::Adopted,
             restore_vnet_hdr_len: changed_vnet_hdr_len(vnet_hdr_len),
+            ctl: control_socket(),
             name: name.clone(),
         };
         if has_vnet {

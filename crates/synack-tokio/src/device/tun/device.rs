@@ -295,6 +295,13 @@ impl Device for TunDevice {
         }
     }
 
+    fn link_mtu(&mut self) -> Option<usize> {
+        match &mut self.inner {
+            Inner::Offload(d) => d.link_mtu(),
+            Inner::Plain(d) => d.link_mtu(),
+        }
+    }
+
     fn max_queues(&self) -> usize {
         match &self.inner {
             Inner::Offload(d) => d.max_queues(),

@@ -80,6 +80,11 @@ pub(super) struct Tun {
     /// it back (the length is the interface's, and its other queues still read with ours
     /// until they drop).
     pub(super) restore_vnet_hdr_len: Option<Arc<libc::c_int>>,
+    /// A datagram socket made where the interface is, for reading its MTU while the stack
+    /// runs (`link_mtu`): a socket stays in the namespace it was made in, and the driver's
+    /// thread may be in another. `None` if none could be made; the MTU is then not
+    /// followed.
+    pub(super) ctl: Option<Arc<OwnedFd>>,
 }
 
 /// How a [`Tun`] came to us.
@@ -202,6 +207,7 @@ impl Tun {
             netns,
             origin: Origin::Created,
             restore_vnet_hdr_len: None,
+            ctl: control_socket(),
         })
     }
 
@@ -272,6 +278,7 @@ impl Tun {
             netns: Some(Arc::clone(netns)),
             origin,
             restore_vnet_hdr_len: self.restore_vnet_hdr_len.clone(),
+            ctl: self.ctl.clone(),
         })
     }
 
@@ -297,6 +304,17 @@ impl Tun {
     /// See [`Device::check`].
     pub(super) fn check(&self) -> io::Result<()> {
         sys::tun_attached(self.fd.as_raw_fd())
+    }
+
+    /// See [`Device::link_mtu`]: the interface's name as it is now (TUNGETIFF: it may have
+    /// been renamed), then its MTU (SIOCGIFMTU) where it lives.
+    pub(super) fn link_mtu(&self) -> Option<usize> {
+        let ctl = self.ctl.as_deref()?;
+        let (name, _) = sys::tun_interface(self.fd.as_raw_fd()).ok()?;
+        let mtu = sys::mtu_on(ctl, &name)
+            .inspect_err(|e| tracing::debug!(error = %e, "reading TUN {name}'s MTU"))
+            .ok()?;
+        usize::try_from(mtu).ok()
     }
 
     /// Reads one frame when the file is readable.
@@ -389,6 +407,16 @@ impl Drop for Tun {
             }
         }
     }
+}
+
+/// [`Tun::ctl`] for an interface in the calling thread's namespace.
+pub(super) fn control_socket() -> Option<Arc<OwnedFd>> {
+    sys::ioctl_socket(libc::AF_INET)
+        .inspect_err(|e| {
+            tracing::debug!(error = %e, "no socket to read the TUN's MTU with; not following it")
+        })
+        .ok()
+        .map(Arc::new)
 }
 
 /// What [`Tun::restore_vnet_hdr_len`] holds for an interface whose header length was `len`

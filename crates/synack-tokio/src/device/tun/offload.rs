@@ -498,6 +498,11 @@ impl Device for OffloadTun {
         self.tun.check()
     }
 
+    /// The interface's MTU now (`ip link set dev NAME mtu N`).
+    fn link_mtu(&mut self) -> Option<usize> {
+        self.tun.link_mtu()
+    }
+
     fn max_queues(&self) -> usize {
         self.tun.max_queues()
     }

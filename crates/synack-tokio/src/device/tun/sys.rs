@@ -239,9 +239,9 @@ fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
     }
 }
 
-/// A throw-away datagram socket of `family` (in the calling thread's namespace), for the
-/// classic interface ioctls.
-fn ioctl_socket(family: libc::c_int) -> io::Result<OwnedFd> {
+/// A datagram socket of `family` (in the calling thread's namespace, where it stays), for
+/// the classic interface ioctls.
+pub(super) fn ioctl_socket(family: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) takes integers only; a non-negative result is a descriptor that
     // nothing else owns, handed straight to `OwnedFd`, which closes it.
     Ok(unsafe {
@@ -255,7 +255,11 @@ fn ioctl_socket(family: libc::c_int) -> io::Result<OwnedFd> {
 
 /// One SIOC* interface ioctl on an `AF_INET` socket.
 fn ifreq_ioctl(request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
-    let sock = ioctl_socket(libc::AF_INET)?;
+    ifreq_ioctl_on(&ioctl_socket(libc::AF_INET)?, request, req)
+}
+
+/// One SIOC* interface ioctl on `sock`, which says the namespace the name is looked up in.
+fn ifreq_ioctl_on(sock: &OwnedFd, request: libc::c_ulong, req: &mut libc::ifreq) -> io::Result<()> {
     // SAFETY: each SIOC* request used here reads (and the SIOCG* ones write) one `ifreq`,
     // which `req` is and which outlives the call; `sock` is an open socket.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), request as _, req as *mut libc::ifreq) }).map(drop)
@@ -347,8 +351,13 @@ pub(super) fn rtnetlink(request: &[u8], reply: &mut [u8]) -> io::Result<usize> {
 
 /// The MTU of `name`.
 pub(super) fn mtu(name: &str) -> io::Result<i32> {
+    mtu_on(&ioctl_socket(libc::AF_INET)?, name)
+}
+
+/// The MTU of `name` in the namespace of `sock` (an [`ioctl_socket`]).
+pub(super) fn mtu_on(sock: &OwnedFd, name: &str) -> io::Result<i32> {
     let mut req = ifreq(name);
-    ifreq_ioctl(libc::SIOCGIFMTU, &mut req)?;
+    ifreq_ioctl_on(sock, libc::SIOCGIFMTU, &mut req)?;
     // SAFETY: SIOCGIFMTU filled `ifru_mtu`; every bit pattern is an `int`, and the zeroed
     // union is initialised throughout.
     Ok(unsafe { req.ifr_ifru.ifru_mtu })
