@@ -12,7 +12,8 @@
 //! - nothing panics (libFuzzer catches it, including overflow checks and debug assertions);
 //! - every packet `poll_transmit` writes parses back (IP, then TCP, UDP or ICMP, checksums
 //!   verified), comes from one of the endpoint's addresses, and a TCP or UDP one fits the
-//!   MTU;
+//!   MTU, which an op may change (`Op::SetMtu`, the link's MTU changing under open
+//!   connections);
 //! - the UDP catch-all queue stays within its bound, and so does the endpoint's memory
 //!   (UDP queues count in it);
 //! - at most [`MAX_PACKETS_PER_STEP`] packets per op that carry no data, and no more data
@@ -413,6 +414,13 @@ impl Harness {
                         }
                     }
                 }
+            }
+            Op::SetMtu(m) => {
+                // Every packet from here on fits the new MTU (`learn` checks), retransmissions
+                // of what went out at a larger one included.
+                self.mtu = 296 + usize::from(m % 8705);
+                let set = self.script.ep.set_mtu(self.mtu);
+                assert!(set.is_ok(), "set_mtu({}) refused: {set:?}", self.mtu);
             }
         }
         self.check(timers_ran);

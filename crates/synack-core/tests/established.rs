@@ -5377,6 +5377,21 @@ fn an_open_connection_follows_the_link_mtu() {
     assert_eq!(largest(send_acked(&mut k, 3000)), 760);
     k.h.advance(Duration::from_secs(600));
     assert_eq!(largest(send_acked(&mut k, 3000)), 910);
+
+    // What was sent before the link went down goes again in segments that fit it, as
+    // Linux's `tcp_retransmit_skb` cuts an skb longer than the MSS of the moment.
+    k.h.ep.send(k.c, &[5u8; 3000]).unwrap();
+    assert_eq!(
+        largest(k.h.drain().iter().map(|s| s.payload.len()).collect()),
+        910
+    );
+    k.h.ep.set_mtu(600).unwrap();
+    let (_, again) = k.h.next_timeout();
+    let sizes: Vec<_> = again.iter().map(|s| s.payload.len()).collect();
+    assert!(
+        !sizes.is_empty() && largest(sizes.clone()) <= 560,
+        "{sizes:?}"
+    );
 }
 
 /// A report restarts the 10 minutes, but the same MTU reported again within their first

@@ -195,6 +195,9 @@ pub enum Op {
         /// Bytes to send, or the inline switch.
         len: u16,
     },
+    /// The link's MTU changes (`Endpoint::set_mtu`, `ip link set dev tun0 mtu N`): to 296
+    /// plus this modulo 8705, the range the configuration's MTU is drawn from.
+    SetMtu(u16),
 }
 
 /// Where a segment goes.
