@@ -293,6 +293,68 @@ async fn kernel_link_mtu_changes_are_followed() {
     assert_eq!(mss, [["1240"]], "the second SYN's MSS");
 }
 
+/// An ICMP error about an open connection is a soft error, as on Linux (`tcp_v4_err` sets
+/// `sk_err_soft`): the connection carries on, and `take_error` (SO_ERROR) reads the error
+/// once. The kernel rejects our data with "host unreachable" (nft's `reject`) until the
+/// rule goes; the data then gets through on its retransmission, intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_icmp_error_on_an_open_connection_is_taken_once() {
+    let test = "kernel_icmp_error_on_an_open_connection_is_taken_once";
+    if !require_tun(test) || !require_tool(test, "nft") {
+        return;
+    }
+    let net = Net::new("synack-softerr", config(), None);
+    let server = net
+        .kernel_server(
+            8012,
+            "n = 0\n\
+             while True:\n\
+             \x20   b = c.recv(65536)\n\
+             \x20   if not b: break\n\
+             \x20   n += len(b)\n\
+             c.sendall(str(n).encode()); c.close()\n",
+        )
+        .await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host(8012)))
+        .await
+        .unwrap();
+    within(10, stream.write_all(b"before")).await.unwrap();
+    assert!(stream.take_error().unwrap().is_none());
+
+    net.nft(&format!(
+        "add table inet synack_softerr; \
+         add chain inet synack_softerr input {{ type filter hook input priority 0; }}; \
+         add rule inet synack_softerr input ip saddr {STACK} tcp dport 8012 \
+         reject with icmp type host-unreachable"
+    ))
+    .await;
+    within(10, stream.write_all(b"during")).await.unwrap();
+    let mut taken = None;
+    for _ in 0..300 {
+        taken = stream.take_error().unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let err = taken.expect("no soft error within 3 s");
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err}");
+    assert_eq!(err.kind(), io::ErrorKind::HostUnreachable, "{err}");
+    assert!(stream.take_error().unwrap().is_none(), "taken twice");
+
+    let out = net
+        .run("nft", &["delete", "table", "inet", "synack_softerr"])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+    within(10, stream.write_all(b"after")).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut count = String::new();
+    within(20, stream.read_to_string(&mut count)).await.unwrap();
+    assert_eq!(count, "17", "bytes the kernel received");
+    let server = server.finish(Duration::from_secs(10)).await;
+    assert!(server.status.success(), "{server:?}");
+}
+
 /// On the default, offloading TUN, what a user captures shows valid checksums where they
 /// can be: tcpdump on the device sees every control segment we send (SYN, ACKs, FIN) summed
 /// whole (only data is left for the device to finish, as a NIC's offloaded transmissions

@@ -161,6 +161,8 @@ pub struct TunConfig {
     /// (the default) takes the kind of device's own: [`OFFLOAD_TUN_MTU`] for the offloading
     /// device and [`PLAIN_TUN_MTU`] for the plain one (see there for why they differ), also
     /// when [`TunDevice::create`](super::TunDevice::create) falls back to the plain one.
+    /// The stack follows a later change of the interface's MTU (`ip link set dev NAME mtu
+    /// N`; see [`Device::link_mtu`](crate::device::Device::link_mtu)).
     pub mtu: usize,
     /// Whether [`TunDevice::create`](super::TunDevice::create) tries the offloading device first (default `true`);
     /// `false` makes it a [`PlainTun`](super::PlainTun) at once.
