@@ -92,6 +92,30 @@ fn bulk_over_ipv6() {
     );
 }
 
+/// A long fat path: 100 ms round trip, no bandwidth limit, and writers that offer whole
+/// chunks as tokio's `write_all` does. Buffer auto-tuning must open both ends from their
+/// initial 256 KiB, doubling a round trip as slow start does: the sender's buffer towards
+/// its 4 MiB ceiling (Linux's `tcp_sndbuf_expand`), the receiver's window towards its 6 MiB
+/// one (`tcp_rcv_space_adjust`). Held at 256 KiB, 32 MiB would take 128 round trips, 12.8 s;
+/// here it takes about 20.
+#[test]
+fn bulk_over_a_long_fat_path_each_way() {
+    let path = LinkConfig::latency(Duration::from_millis(50));
+    for (seed, up, down) in [(6, 32 * MB, 0), (7, 0, 32 * MB)] {
+        let mut net = Net::pair(seed, &Config::default(), path);
+        let (l, addr) = listen(&mut net, 1, false);
+        let start = net.now;
+        let mut flows = vec![Flow::new(0, 1, up, down, 7)];
+        flows[0].a.whole_writes = true;
+        flows[0].b.whole_writes = true;
+        flows[0].connect(&mut net, addr);
+        let t = run(&mut net, &mut flows, &[(1, l)], Duration::from_secs(120)) - start;
+        flows[0].assert_complete();
+        finish(&mut net);
+        assert!(t < Duration::from_millis(2500), "32 MiB took {t:?}");
+    }
+}
+
 #[test]
 fn bandwidth_limited_link_with_a_small_queue() {
     // 10 MB/s behind a 32-packet queue: the window outgrows the queue, so tail drops happen

@@ -39,6 +39,10 @@ pub struct Side {
     pub send_after_eof: bool,
     /// Read at most this many bytes per interval: a slow reader, to close the window.
     pub read_limit: Option<(usize, Duration)>,
+    /// Offer `send` whole chunks, whatever fits, as tokio's `write_all` does, rather than
+    /// what `send_capacity` says fits: a write that does not fit is what grows the send
+    /// buffer (Linux's `SOCK_NOSPACE` before `tcp_sndbuf_expand`).
+    pub whole_writes: bool,
     next_read: Instant,
     /// The first error an operation returned.
     pub error: Option<Error>,
@@ -63,6 +67,7 @@ impl Side {
             closed: false,
             send_after_eof: false,
             read_limit: None,
+            whole_writes: false,
             next_read: Instant::ZERO,
             error: None,
             eof_at: None,
@@ -132,7 +137,10 @@ impl Side {
         // Write.
         let may_send = !self.send_after_eof || self.eof;
         while may_send && self.sent < self.to_send && self.error.is_none() {
-            let cap = ep.send_capacity(conn).unwrap_or(0);
+            let cap = match self.whole_writes {
+                true => CHUNK,
+                false => ep.send_capacity(conn).unwrap_or(0),
+            };
             let n = cap.min(CHUNK).min((self.to_send - self.sent) as usize);
             if n == 0 {
                 break;
