@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kernel_support::{
-    errno, host6, pattern, require_tool, stack6_addr, stack_addr, Net, Proc, ScratchDir, HOST,
-    HOST6, STACK, STACK6,
+    errno, host6, pattern, require_tool, snd_mss_becomes, stack6_addr, stack_addr, Net, Proc,
+    ScratchDir, HOST, HOST6, STACK, STACK6,
 };
 use synack_tokio::device::{OffloadCounters, TunConfig, TunDevice};
 use synack_tokio::netns::{require_tun, NetNs};
@@ -112,6 +112,53 @@ else:
             f.write(b)
 c.close()
 "#;
+
+/// Over IPv6 on the default (offloading) TUN, an open connection follows the link's MTU
+/// down and back up (1500, 1400, 1500: MSS 1440, 1340, 1440 less the timestamps), as the
+/// kernel's own sockets follow their device's, and an upload across both changes arrives
+/// intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_ipv6_link_mtu_changes_are_followed() {
+    if !require_tun("kernel_ipv6_link_mtu_changes_are_followed") {
+        return;
+    }
+    let (net, _) = v6_net("synack-mtu6", true);
+    let data = pattern(3 * BULK / 4, 9);
+    let third = data.len() / 3;
+    let file = net.dir.path().join("up.bin");
+    let path = file.to_str().unwrap();
+    let server = net.python(FILE_SERVER, &["recv", path, &HOST6.to_string(), "8602"]);
+    net.wait_listening(8602).await;
+    let mut stream = within(10, TcpStream::connect(&net.stack, host6(8602)))
+        .await
+        .expect("connect");
+    assert_eq!(stream.info().unwrap().snd_mss, 1428);
+    within(60, stream.write_all(&data[..third])).await.unwrap();
+    for (mtu, mss, part) in [("1400", 1328, 1), ("1500", 1428, 2)] {
+        let ip = ["link", "set", "dev", "synack0", "mtu", mtu];
+        let out = net.run("ip", &ip).await;
+        assert!(out.status.success(), "{out:?}");
+        snd_mss_becomes(&stream, mss).await;
+        let end = if part == 2 { data.len() } else { 2 * third };
+        within(60, stream.write_all(&data[part * third..end]))
+            .await
+            .unwrap();
+    }
+    within(10, stream.shutdown()).await.unwrap();
+    let out = server.finish(Duration::from_secs(60)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(&file).unwrap();
+    assert!(
+        got == data,
+        "{} of {} bytes, or corrupt",
+        got.len(),
+        data.len()
+    );
+}
 
 /// A synack echo server on `listener`: accepts `n` connections and echoes each until its
 /// FIN; returns each one's peer and local address as accepted, sorted.

@@ -9,7 +9,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use kernel_support::{
-    host, pattern, require_tool, stack_addr, tshark, Net, ECHO_CLIENTS, HOST, STACK,
+    host, pattern, require_tool, snd_mss_becomes, stack_addr, tshark, Net, ECHO_CLIENTS, HOST,
+    STACK,
 };
 use synack_tokio::netns::require_tun;
 use synack_tokio::{TcpListener, TcpStream};
@@ -183,21 +184,6 @@ async fn kernel_sees_our_handshake_options_and_valid_checksums() {
     assert!(
         parsed.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
         "{ids:?}"
-    );
-}
-
-/// Waits, for three seconds at most, for `stream`'s sending MSS (less the timestamps, as
-/// TCP_INFO counts it) to be `mss`: the driver reads the TUN's MTU every half second.
-async fn snd_mss_becomes(stream: &TcpStream, mss: u32) {
-    for _ in 0..300 {
-        if stream.info().unwrap().snd_mss == mss {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "snd_mss {} after 3 s, not {mss}",
-        stream.info().unwrap().snd_mss
     );
 }
 

@@ -353,6 +353,21 @@ pub fn example(test: &str, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// Waits, for three seconds at most, for `stream`'s sending MSS (less the timestamps, as
+/// TCP_INFO counts it) to be `mss`: the driver reads the TUN's MTU every half second.
+pub async fn snd_mss_becomes(stream: &synack_tokio::TcpStream, mss: u32) {
+    for _ in 0..300 {
+        if stream.info().unwrap().snd_mss == mss {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "snd_mss {} after 3 s, not {mss}",
+        stream.info().unwrap().snd_mss
+    );
+}
+
 /// tshark's fields, one line per packet, for the packets of `pcap` matching `filter`, with
 /// IP and TCP checksum validation on.
 pub async fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
