@@ -127,7 +127,9 @@ impl MtuPolicy {
         if self.seen.replace(link) == Some(link) {
             return;
         }
-        let mtu = self.chosen.map_or(link, |chosen| chosen.min(link));
+        // Beyond the largest IP packet, as when the stack started: what a packet can be.
+        let most = link.min(synack_core::MAX_MTU);
+        let mtu = self.chosen.map_or(most, |chosen| chosen.min(most));
         if mtu == endpoint.config().get_mtu() {
             return;
         }
@@ -135,15 +137,14 @@ impl MtuPolicy {
             Ok(()) => info!(mtu, "synack: the link's MTU is now {link}; following it"),
             Err(_) => warn!(
                 link,
-                "synack: the link's MTU is outside {} to {}; keeping {}",
+                "synack: the link's MTU is below {}; keeping {}",
                 synack_core::MIN_MTU,
-                synack_core::MAX_MTU,
                 endpoint.config().get_mtu()
             ),
         }
-        if self.ipv6 && link < synack_core::IPV6_MIN_MTU {
+        if self.ipv6 && mtu < synack_core::IPV6_MIN_MTU {
             warn!(
-                link,
+                mtu,
                 "synack: the link's MTU is below IPv6's minimum, 1280 bytes (RFC 8200 §5); \
                  Linux turns IPv6 off on such a link"
             );
