@@ -113,6 +113,31 @@ else:
 c.close()
 "#;
 
+/// Shuts `stream` down, waits for the `recv` `FILE_SERVER` to exit 0 within `secs`, and
+/// checks that the file it wrote, `file`, holds `data`.
+async fn upload_arrived(
+    stream: &mut TcpStream,
+    server: Proc,
+    file: &std::path::Path,
+    data: &[u8],
+    secs: u64,
+) {
+    within(secs, stream.shutdown()).await.unwrap();
+    let out = server.finish(Duration::from_secs(secs)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = std::fs::read(file).unwrap();
+    assert!(
+        got == data,
+        "{} of {} bytes, or corrupt",
+        got.len(),
+        data.len()
+    );
+}
+
 /// Over IPv6 on the default (offloading) TUN, an open connection follows the link's MTU
 /// down and back up (1500, 1400, 1500: MSS 1440, 1340, 1440 less the timestamps), as the
 /// kernel's own sockets follow their device's, and an upload across both changes arrives
@@ -144,20 +169,7 @@ async fn kernel_ipv6_link_mtu_changes_are_followed() {
             .await
             .unwrap();
     }
-    within(10, stream.shutdown()).await.unwrap();
-    let out = server.finish(Duration::from_secs(60)).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = std::fs::read(&file).unwrap();
-    assert!(
-        got == data,
-        "{} of {} bytes, or corrupt",
-        got.len(),
-        data.len()
-    );
+    upload_arrived(&mut stream, server, &file, &data, 60).await;
 }
 
 /// A synack echo server on `listener`: accepts `n` connections and echoes each until its
@@ -247,19 +259,7 @@ async fn tcp_both_ways(net: &Net) {
         .await
         .expect("connect");
     within(60, stream.write_all(&data)).await.unwrap();
-    within(10, stream.shutdown()).await.unwrap();
-    let out = server.finish(Duration::from_secs(60)).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = std::fs::read(&file).unwrap();
-    assert!(
-        got == data,
-        "upload: {} of {BULK} bytes, or corrupt",
-        got.len()
-    );
+    upload_arrived(&mut stream, server, &file, &data, 60).await;
 }
 
 /// `ping -6` from the kernel to `addr` gets `count` replies.
@@ -534,20 +534,7 @@ async fn kernel_icmpv6_packet_too_big_from_a_router_shrinks_our_segments() {
             .await
             .expect("connect through the router");
         within(30, stream.write_all(&data)).await.unwrap();
-        within(30, stream.shutdown()).await.unwrap();
-        let out = server.finish(Duration::from_secs(30)).await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = std::fs::read(&file).unwrap();
-        assert!(
-            got == data,
-            "{} of {} bytes, or corrupt",
-            got.len(),
-            data.len()
-        );
+        upload_arrived(&mut stream, server, &file, &data, 30).await;
         let s = net.stack.stats();
         assert!(s.retransmits > 0, "what was too big was sent again: {s:?}");
         drop(stream);
