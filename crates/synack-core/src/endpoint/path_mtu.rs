@@ -160,6 +160,27 @@ mod tests {
         assert_eq!(p.len(), 0);
     }
 
+    /// A link MTU at or below a path's makes the report say nothing more: it goes, lock and
+    /// all, and the earliest expiry is the one left.
+    #[test]
+    fn a_lower_link_forgets_the_reports_it_makes_meaningless() {
+        let mut p = PathMtus::default();
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.18.0.9".parse().unwrap(),
+            "198.18.0.10".parse().unwrap(),
+        );
+        let t = Instant::from_secs(100);
+        assert!(p.lower(a, 1200, 1500, t + Duration::from_secs(10)));
+        assert!(p.lower(b, 300, 1500, t + Duration::from_secs(20)));
+        p.forget_at_or_above(1200);
+        assert_eq!((p.get(a), p.get(b)), (None, Some((552, true))));
+        assert_eq!(p.next_expiry, Some(t + Duration::from_secs(20)));
+        p.forget_at_or_above(552);
+        assert_eq!((p.len(), p.next_expiry), (0, None));
+        // And a report is weighed against the new link from then on.
+        assert!(!p.lower(a, 1200, 1000, t + Duration::from_secs(30)));
+    }
+
     #[test]
     fn the_table_is_bounded() {
         let mut p = PathMtus::default();
