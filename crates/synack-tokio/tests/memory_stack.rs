@@ -654,6 +654,21 @@ impl Device for Resizable {
     }
 }
 
+/// A client and a server joined by a 9000-byte memory link whose MTU, as the server's
+/// device reports it, is what the returned cell holds (9000 to begin with); the server runs
+/// `server_config`.
+fn resizable_stacks(server_config: Config) -> (Stack, Stack, Arc<AtomicUsize>) {
+    let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
+    let link = Arc::new(AtomicUsize::new(9000));
+    let server_dev = Resizable {
+        inner: server_dev,
+        mtu: Arc::clone(&link),
+    };
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let server = Stack::new(server_config, server_dev, &[SERVER]).unwrap();
+    (client, server, link)
+}
+
 /// Waits, for three seconds at most, for `stream`'s sending MSS (as TCP_INFO counts it,
 /// less the timestamps) to be `mss`: the driver asks the device every half second.
 async fn snd_mss_becomes(stream: &TcpStream, mss: u32) {
@@ -676,14 +691,7 @@ async fn snd_mss_becomes(stream: &TcpStream, mss: u32) {
 #[tokio::test]
 async fn the_stack_follows_the_link_mtu() {
     within(30, async {
-        let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
-        let link = Arc::new(AtomicUsize::new(9000));
-        let server_dev = Resizable {
-            inner: server_dev,
-            mtu: Arc::clone(&link),
-        };
-        let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
-        let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+        let (client, server, link) = resizable_stacks(config(2));
         let (mut c, mut s) = connected(&client, &server, 7041).await;
         assert_eq!(s.info().unwrap().snd_mss, 8948);
 
@@ -704,16 +712,9 @@ async fn the_stack_follows_the_link_mtu() {
     .await;
 
     within(30, async {
-        let (client_dev, server_dev) = MemoryDevice::pair_with(64, 9000);
-        let link = Arc::new(AtomicUsize::new(9000));
-        let server_dev = Resizable {
-            inner: server_dev,
-            mtu: Arc::clone(&link),
-        };
         let mut chosen = config(2);
         chosen.mtu(1400);
-        let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
-        let server = Stack::new(chosen, server_dev, &[SERVER]).unwrap();
+        let (client, server, link) = resizable_stacks(chosen);
         let (_c, s) = connected(&client, &server, 7043).await;
         assert_eq!(s.info().unwrap().snd_mss, 1348);
         link.store(1000, Ordering::SeqCst);
