@@ -354,10 +354,7 @@ impl Connection {
             .map(usize::from)
             .unwrap_or_else(|| default_mss(ipv6))
             .max(MIN_MSS);
-        self.snd.mss_clamp = self
-            .snd
-            .mss_clamp
-            .min(u16::try_from(peer_mss).unwrap_or(u16::MAX));
+        self.lower_mss_clamp(peer_mss);
         // Bounded by the link's MTU, and by a path MTU report in force: one that came in
         // SYN-SENT, or one this peer's earlier connections took (`inherit_path_mtu`).
         self.sync_mss();

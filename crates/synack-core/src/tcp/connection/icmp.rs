@@ -66,10 +66,7 @@ impl Connection {
         };
         // The MSS the path allows so far: the reported one while a report holds, else the
         // link's.
-        let mut route_mss = usize::from(self.pmtu.link_mss);
-        if self.pmtu.expires_s != 0 || self.pmtu.locked {
-            route_mss = route_mss.min(usize::from(self.pmtu.path_mss));
-        }
+        let route_mss = usize::from(self.pmtu.route_mss());
         let (new_mss, lock) = if ipv6 {
             let mtu = mtu as usize;
             if mtu < crate::config::IPV6_MIN_MTU || mtu - 60 >= in_use {
@@ -180,6 +177,12 @@ impl Connection {
         }
     }
 
+    /// Lowers `Sender::mss_clamp` to `mss`: the peer's MSS option, or `TCP_MAXSEG`.
+    pub(crate) fn lower_mss_clamp(&mut self, mss: usize) {
+        let mss = u16::try_from(mss).unwrap_or(u16::MAX);
+        self.snd.mss_clamp = self.snd.mss_clamp.min(mss);
+    }
+
     /// Whether the peer's MSS is known (`negotiate` ran): from SYN-RECEIVED on, as long as
     /// the connection lives.
     fn mss_negotiated(&self) -> bool {
@@ -191,10 +194,7 @@ impl Connection {
     /// `tcp_sync_mss` computes it from `dst_mtu` whenever `tcp_current_mss` finds the
     /// route's MTU changed.
     pub(crate) fn sync_mss(&mut self) {
-        let mut mss = usize::from(self.snd.mss_clamp.min(self.pmtu.link_mss));
-        if self.pmtu.expires_s != 0 || self.pmtu.locked {
-            mss = mss.min(usize::from(self.pmtu.path_mss));
-        }
+        let mss = usize::from(self.snd.mss_clamp.min(self.pmtu.route_mss()));
         if mss != self.snd.mss {
             self.snd.mss = mss;
             self.cc.set_mss(mss);
@@ -216,7 +216,7 @@ impl Connection {
     /// (`fib_nhc_update_mtu`).
     pub(crate) fn set_link_mss(&mut self, mss: usize) {
         let link_mss = u16::try_from(mss).unwrap_or(u16::MAX);
-        if (self.pmtu.expires_s != 0 || self.pmtu.locked) && self.pmtu.path_mss >= link_mss {
+        if self.pmtu.path_holds() && self.pmtu.path_mss >= link_mss {
             self.pmtu.expires_s = 0;
             self.pmtu.locked = false;
         }

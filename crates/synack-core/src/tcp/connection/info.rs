@@ -234,9 +234,6 @@ impl Connection {
             self.snd.mss = mss;
             self.cc.set_mss(mss);
         }
-        self.snd.mss_clamp = self
-            .snd
-            .mss_clamp
-            .min(u16::try_from(mss).unwrap_or(u16::MAX));
+        self.lower_mss_clamp(mss);
     }
 }

@@ -406,6 +406,22 @@ pub(crate) struct PathMtu {
     pub locked: bool,
 }
 
+impl PathMtu {
+    /// Whether `path_mss` bounds the MSS: a report in force, or the lock one left.
+    pub fn path_holds(&self) -> bool {
+        self.expires_s != 0 || self.locked
+    }
+
+    /// The MSS the route allows: the link's, or the path's while that holds lower.
+    pub fn route_mss(&self) -> u16 {
+        if self.path_holds() {
+            self.link_mss.min(self.path_mss)
+        } else {
+            self.link_mss
+        }
+    }
+}
+
 /// Timestamps state (RFC 7323 §3, §4.3 and §5).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timestamps {
