@@ -615,6 +615,81 @@ fn a_datagram_too_big_for_the_path_goes_in_fragments_after_the_report() {
     }
 }
 
+/// A datagram larger than the link leaves in pieces; a router with a smaller MTU quotes the
+/// first piece in its Packet Too Big, the UDP header behind a Fragment header (IPv6). That
+/// report is taken as one about the whole datagram (Linux's `icmpv6_notify` steps over a
+/// Fragment header at offset 0): the next datagram goes in pieces that fit the path. Before,
+/// the quote was not read, the report was counted malformed, and every datagram that size
+/// was lost at that hop for good. An error from a group or broadcast address is no router's
+/// and changes nothing.
+#[test]
+fn a_report_quoting_the_first_piece_lowers_the_path_mtu() {
+    for (client, server, router, mtu) in [
+        (Pair::CLIENT, Pair::SERVER, ip("198.18.0.254"), 1000usize),
+        (ip(C6), ip(S6), ip("2001:2::fe"), 1280),
+    ] {
+        let mut p = pair();
+        let c = p.client.udp_bind(sa(client, 5000)).unwrap();
+        let payload = vec![9u8; 3000];
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let first = take_client_packets(&mut p);
+        assert_eq!(first.len(), 3, "{client}: in pieces of the link's MTU");
+        assert!(first.iter().any(|f| f.len() > mtu), "{client}");
+        let before = p.client.stats().drop_malformed;
+        // From a group (or, for IPv4, the limited broadcast address): ignored.
+        let group = if client.is_ipv6() {
+            ip("ff02::1")
+        } else {
+            ip("255.255.255.255")
+        };
+        deliver(
+            &mut p.client,
+            p.now,
+            &too_big(group, client, mtu as u32, &first[0]),
+        );
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let again = take_client_packets(&mut p);
+        assert!(
+            again.iter().any(|f| f.len() > mtu),
+            "{client}: from {group}"
+        );
+        // From the router: taken.
+        deliver(
+            &mut p.client,
+            p.now,
+            &too_big(router, client, mtu as u32, &first[0]),
+        );
+        assert_eq!(p.client.stats().drop_malformed, before, "{client}");
+        p.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let pieces = take_client_packets(&mut p);
+        assert!(
+            pieces.iter().all(|f| f.len() <= mtu),
+            "{client}: smaller pieces"
+        );
+        let s = p.server.udp_bind(sa(server, 9000)).unwrap();
+        for f in &pieces {
+            deliver(&mut p.server, p.now, f);
+        }
+        assert_eq!(recv(&mut p.server, s).unwrap().0, payload, "{client}");
+        // A report quoting a later piece names no socket: nothing changes.
+        let mut q = pair();
+        let c = q.client.udp_bind(sa(client, 5000)).unwrap();
+        q.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        let first = take_client_packets(&mut q);
+        deliver(
+            &mut q.client,
+            q.now,
+            &too_big(router, client, mtu as u32, &first[1]),
+        );
+        q.client.udp_send_to(c, sa(server, 9000), &payload).unwrap();
+        assert_eq!(
+            take_client_packets(&mut q).len(),
+            3,
+            "{client}: later piece"
+        );
+    }
+}
+
 /// The global bucket cannot be read off the answers (CVE-2020-25705, SAD DNS): datagrams
 /// spoofed from a DNS server to a range of closed ports spend only that server's bucket,
 /// so an onlooker's own datagram to a closed port is answered whether or not the range held

@@ -45,6 +45,14 @@ impl Endpoint {
                 self.stats.drop_malformed += 1;
                 return;
             }
+            // No router or host answers from a broadcast or multicast address: Linux drops
+            // such a packet before ICMP reads it (a martian source in `ip_route_input_slow`,
+            // a multicast one in `ip6_rcv_core`), so that one datagram to a group cannot
+            // have an error about it taken from every member.
+            if !self.is_unicast(ip.src_addr()) {
+                self.stats.drop_other += 1;
+                return;
+            }
         }
         match icmp {
             IcmpRepr::EchoRequest {

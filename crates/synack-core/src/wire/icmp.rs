@@ -308,7 +308,8 @@ impl<'a> IcmpRepr<'a> {
 /// "the internet header + 64 bits of the original data datagram", which is exactly ports and
 /// sequence number. Lengths and checksums in the quote are not checked, since the quote is
 /// cut short by design. Returns `(orig_src, orig_src_port, orig_dst, orig_dst_port, orig_seq)`,
-/// or `None` if the quote is not TCP, is a non-first fragment, or is too short.
+/// or `None` if the quote is not TCP, is a non-first fragment, or is too short. A first
+/// fragment is read past its Fragment header (IPv6) as past its header (IPv4).
 pub fn invoking_tcp(invoking: &[u8]) -> Option<(IpAddr, u16, IpAddr, u16, SeqNumber)> {
     let (src, dst, tcp) = invoking_transport(invoking, IpProtocol::Tcp)?;
     if tcp.len() < 8 {
@@ -359,7 +360,24 @@ fn invoking_transport(invoking: &[u8], protocol: IpProtocol) -> Option<(IpAddr, 
             }
             let p = ipv6::Packet::new_unchecked(invoking);
             let rest = &invoking[ipv6::HEADER_LEN..];
-            let (found, offset) = ipv6::walk(u8::from(p.next_header()), rest, true).ok()?;
+            let (found, offset) = match ipv6::walk_to(u8::from(p.next_header()), rest, true) {
+                Ok(ipv6::Walked::Upper(found, offset)) => (found, offset),
+                // The first piece of a datagram we cut up (a UDP one larger than the link)
+                // carries its transport header behind the Fragment header: a Packet Too Big
+                // about it is what path MTU discovery lives on (RFC 8201 §4), and Linux's
+                // `icmpv6_notify` steps over a Fragment header at offset 0
+                // (`ipv6_skip_exthdr`). A later piece carries none.
+                Ok(ipv6::Walked::Fragment { at, .. }) => {
+                    let fragment = rest.get(at..at + 8)?;
+                    if u16::from_be_bytes([fragment[2], fragment[3]]) & 0xfff8 != 0 {
+                        return None;
+                    }
+                    let behind = at + 8;
+                    let (found, offset) = ipv6::walk(fragment[0], &rest[behind..], true).ok()?;
+                    (found, behind + offset)
+                }
+                Err(_) => return None,
+            };
             if found != protocol {
                 return None;
             }
@@ -577,6 +595,38 @@ mod tests {
         v6[6] = 58;
         assert_eq!(invoking_tcp(&v6), None);
         assert_eq!(invoking_tcp(&[0x75; 60]), None);
+    }
+
+    /// A UDP datagram larger than the link leaves in pieces; a Packet Too Big quotes the
+    /// piece that met the narrower hop. The first carries the UDP header behind its
+    /// Fragment header, and names the socket; a later one carries none, and names nothing.
+    #[test]
+    fn invoking_udp_reads_a_quoted_first_fragment() {
+        let (src, dst) = (IpAddr::V6(a6()), IpAddr::V6(b6()));
+        let data = vec![7u8; 3000];
+        let udp = crate::wire::UdpRepr {
+            src_port: 5000,
+            dst_port: 9000,
+            payload: &data,
+        };
+        let ip = IpRepr::new(src, dst, IpProtocol::Udp, udp.buffer_len(), 64).unwrap();
+        let mut packet = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut packet);
+        udp.emit(&mut packet[ip.header_len()..], src, dst);
+        let pieces = super::super::fragment::split(&packet, 1500, 1).unwrap();
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[0][6], 44, "a Fragment header follows the fixed one");
+        let want = Some((src, 5000, dst, 9000));
+        assert_eq!(invoking_udp(&packet), want);
+        assert_eq!(invoking_udp(&pieces[0]), want);
+        // As much as an ICMPv6 error quotes (RFC 4443 §2.4: up to the minimum MTU), and
+        // down to the four bytes that hold the ports.
+        assert_eq!(invoking_udp(&pieces[0][..1232]), want);
+        assert_eq!(invoking_udp(&pieces[0][..52]), want);
+        assert_eq!(invoking_udp(&pieces[0][..51]), None);
+        assert_eq!(invoking_udp(&pieces[1]), None);
+        assert_eq!(invoking_udp(&pieces[2]), None);
+        assert_eq!(invoking_tcp(&pieces[0]), None);
     }
 
     #[test]
