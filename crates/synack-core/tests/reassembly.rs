@@ -445,18 +445,49 @@ fn tcp_and_malformed_pieces_are_dropped() {
 
 /// RFC 8200 §4.5: the pieces of one IPv6 packet may carry different Next Header values in
 /// their Fragment headers; they are one datagram all the same (Linux's key has no protocol),
-/// and the first piece's value is the datagram's.
+/// and the first piece's value is the datagram's ("Only the value from the Offset zero
+/// fragment packet is used"), whatever the later ones say: ICMPv6, TCP (which is not
+/// reassembled), Destination Options, No Next Header.
 #[test]
 fn ipv6_pieces_are_one_datagram_whatever_their_next_headers() {
+    for later in [58, 6, 60, 59] {
+        let (mut ep, _, s6) = server(Config::default());
+        let now = synack_core::Instant::from_secs(1);
+        let (packet, payload) = datagram(ip(C6), ip(S6), 3000, 8);
+        let mut ps = pieces(&packet, 1280, 21);
+        ps[1][40] = later;
+        ps[2][40] = later;
+        for p in ps.iter().rev() {
+            deliver(&mut ep, now, p);
+        }
+        assert_eq!(
+            recv(&mut ep, s6).unwrap(),
+            payload,
+            "later pieces say {later}"
+        );
+        assert_eq!(ep.stats().drop_fragment, 0, "later pieces say {later}");
+    }
+}
+
+/// A first IPv6 piece that names a protocol not reassembled (TCP: see the reassembly
+/// module) ends its datagram there: the pieces already held for it are given up at once,
+/// not kept until the timeout, and nothing is answered then.
+#[test]
+fn a_first_ipv6_piece_of_tcp_gives_up_the_pieces_held() {
     let (mut ep, _, s6) = server(Config::default());
     let now = synack_core::Instant::from_secs(1);
-    let (packet, payload) = datagram(ip(C6), ip(S6), 3000, 8);
+    let (packet, _) = datagram(ip(C6), ip(S6), 3000, 8);
     let mut ps = pieces(&packet, 1280, 21);
-    ps[2][40] = 58; // the last piece says ICMPv6
-    for p in ps.iter().rev() {
-        deliver(&mut ep, now, p);
-    }
-    assert_eq!(recv(&mut ep, s6).unwrap(), payload);
+    ps[0][40] = 6;
+    deliver(&mut ep, now, &ps[2]);
+    deliver(&mut ep, now, &ps[1]);
+    assert_eq!(ep.stats().drop_fragment, 0);
+    deliver(&mut ep, now, &ps[0]);
+    assert_eq!(ep.stats().drop_fragment, 3);
+    assert_eq!(recv(&mut ep, s6), Err(Error::WouldBlock));
+    ep.handle_timeout(now + Duration::from_secs(60));
+    assert_eq!(ep.stats().fragments_expired, 0);
+    assert!(sent(&mut ep, now).is_empty());
 }
 
 /// In transparent mode a fragmented datagram to any address is reassembled and caught

@@ -142,8 +142,25 @@ impl Endpoint {
     /// A fragment (see [`Fragment::parse`]), already taken as ours: held
     /// with the other pieces of its datagram, and the datagram handed on when whole.
     pub(super) fn handle_fragment(&mut self, now: Instant, mut frag: Fragment<'_>) {
-        if !reassembled(frag.protocol) {
-            self.stats.drop_fragment += 1;
+        let key = Key {
+            src: frag.src,
+            dst: frag.dst,
+            ident: frag.ident,
+            protocol: if frag.src.is_ipv4() {
+                u8::from(frag.protocol)
+            } else {
+                0
+            },
+        };
+        // The datagram's protocol is in every IPv4 piece's header (RFC 791), but only in the
+        // first IPv6 piece's Fragment header: "Only the value from the Offset zero fragment
+        // packet is used for reassembly" (RFC 8200 §4.5); a later piece's may say anything,
+        // and Linux's `ipv6_frag_rcv` never reads it. A first piece of a protocol not
+        // reassembled gives up the pieces held for its datagram: it will never be whole.
+        if (frag.src.is_ipv4() || frag.offset == 0) && !reassembled(frag.protocol) {
+            let given_up = self.reassembly.remove(&key).map_or(0, |d| d.pieces.len());
+            self.stats.drop_fragment += 1 + given_up as u64;
+            self.reassembly.tidy();
             return;
         }
         // RFC 1122 §3.2.1.3: nothing from a broadcast or multicast source is taken, a piece
@@ -167,16 +184,6 @@ impl Endpoint {
             self.stats.drop_malformed += 1;
             return;
         }
-        let key = Key {
-            src: frag.src,
-            dst: frag.dst,
-            ident: frag.ident,
-            protocol: if frag.src.is_ipv4() {
-                u8::from(frag.protocol)
-            } else {
-                0
-            },
-        };
         // The piece, its headers if it is the first (kept to rebuild the datagram), and the
         // datagram's own bookkeeping if it is new.
         let new = !self.reassembly.datagrams.contains_key(&key);
