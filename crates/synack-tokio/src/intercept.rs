@@ -101,15 +101,16 @@ impl Interceptor {
         crate::state::wait_listed(|cx| self.poll_next(cx), |w| self.forget_waiter(w)).await
     }
 
-    /// A cancelled `next`'s clean-up ([`crate::state::wait_listed`]): the task leaves every
-    /// shard's list of waiting interceptors, and is woken.
-    fn forget_waiter(&self, waker: &std::task::Waker) {
+    /// A finished or cancelled `next`'s clean-up ([`crate::state::wait_listed`]): the task
+    /// leaves every shard's list of waiting interceptors; whether it was in one.
+    fn forget_waiter(&self, waker: &std::task::Waker) -> bool {
+        let mut found = false;
         for shard in 0..self.stack.workers() {
             if let Some(mut inner) = self.stack.lock_for_drop(shard) {
-                crate::state::unlist(&mut inner.intercept_wakers, waker);
+                found |= crate::state::unlist(&mut inner.intercept_wakers, waker);
             }
         }
-        waker.wake_by_ref();
+        found
     }
 
     /// Polls for the next held SYN, as [`next`](Self::next) does.

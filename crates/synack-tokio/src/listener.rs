@@ -154,17 +154,18 @@ impl TcpListener {
         crate::state::wait_listed(|cx| self.poll_accept(cx), |w| self.forget_waiter(w)).await
     }
 
-    /// A cancelled `accept`'s clean-up ([`crate::state::wait_listed`]): the task leaves every
-    /// shard's list of waiting acceptors, and is woken.
-    fn forget_waiter(&self, waker: &std::task::Waker) {
+    /// A finished or cancelled `accept`'s clean-up ([`crate::state::wait_listed`]): the task
+    /// leaves every shard's list of waiting acceptors; whether it was in one.
+    fn forget_waiter(&self, waker: &std::task::Waker) -> bool {
+        let mut found = false;
         for (shard, handle) in self.handles.iter().enumerate() {
             if let Some(mut inner) = self.stack.lock_for_drop(shard) {
                 if let Some(state) = inner.listeners.get_mut(handle) {
-                    crate::state::unlist(&mut state.accept_wakers, waker);
+                    found |= crate::state::unlist(&mut state.accept_wakers, waker);
                 }
             }
         }
-        waker.wake_by_ref();
+        found
     }
 
     /// Polls for the next established connection, as [`accept`](Self::accept) does.

@@ -188,35 +188,80 @@ pub(crate) fn register_many(list: &mut Vec<Waker>, cx: &Context<'_>) {
     }
 }
 
-/// Runs `poll` as an `async fn`'s `poll_fn` does, for a wait that parks its task in a list
-/// of waiters ([`register_many`]). If the future is dropped first (a `timeout` around
-/// `accept`, a `select!` that went the other way), `forget` is called with the task's waker:
-/// it takes the waker out of the lists (tokio's waiters leave their intrusive lists when
-/// dropped), where it would otherwise keep the task's memory until the socket's next event;
-/// on an idle socket polled by many short-lived tasks, without bound. `forget` wakes the
-/// task too, in case another of its futures waits in the same list under the same waker.
+/// Runs `poll` as an `async fn`'s `poll_fn` does, for a wait that parks its task in lists
+/// of waiters ([`register_many`]), and takes the task out of them when the wait ends:
+/// `forget` removes the task's waker from every list it may be in, and says whether it found
+/// it anywhere (tokio's waiters leave their intrusive lists when they complete or are
+/// dropped).
+///
+/// - Dropped before it finished (a `timeout` around `accept`, a `select!` that went the
+///   other way): the waker would otherwise keep the task's memory until the socket's next
+///   event; on an idle socket polled by many short-lived tasks, without bound.
+/// - Finished after it parked: the event that ended it emptied one list, but the task may
+///   be in another too (a UDP send waits for room and, with the receivers, for an error; a
+///   `ready` for reading and writing ends on one of them). A send-only socket shared by
+///   many tasks would otherwise collect one waker per task that ever waited, for good.
+///
+/// If the waker was found, the task is woken: another of its futures may have waited in the
+/// same list under the same waker (`register_many` keeps one entry a task). A wait that
+/// finishes without ever parking costs nothing more.
 pub(crate) async fn wait_listed<T>(
-    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
-    forget: impl FnOnce(&Waker),
+    poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    forget: impl FnOnce(&Waker) -> bool,
 ) -> T {
-    struct Listed<G: FnOnce(&Waker)> {
+    wait_in_lists(false, poll, forget).await
+}
+
+/// [`wait_listed`] for a `ready(interest)` whose polls may park the task in one list while
+/// another answers ready at once (`several` kinds of readiness asked for): tidied whenever
+/// it finishes, not only after it parked.
+pub(crate) async fn wait_ready<T>(
+    interest: Interest,
+    poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    forget: impl FnOnce(&Waker) -> bool,
+) -> T {
+    let kinds = [
+        interest.is_readable(),
+        interest.is_writable(),
+        interest.is_error() || interest.is_priority(),
+    ];
+    let several = kinds.iter().filter(|&&k| k).count() > 1;
+    wait_in_lists(several, poll, forget).await
+}
+
+/// [`wait_listed`], tidying on completion after a park, or always with `always`.
+async fn wait_in_lists<T>(
+    always: bool,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+    forget: impl FnOnce(&Waker) -> bool,
+) -> T {
+    struct Listed<G: FnOnce(&Waker) -> bool> {
         waker: Option<Waker>,
         forget: Option<G>,
     }
-    impl<G: FnOnce(&Waker)> Drop for Listed<G> {
-        fn drop(&mut self) {
+    impl<G: FnOnce(&Waker) -> bool> Listed<G> {
+        fn tidy(&mut self) {
             if let (Some(waker), Some(forget)) = (self.waker.take(), self.forget.take()) {
-                forget(&waker);
+                if forget(&waker) {
+                    waker.wake();
+                }
             }
+        }
+    }
+    impl<G: FnOnce(&Waker) -> bool> Drop for Listed<G> {
+        fn drop(&mut self) {
+            self.tidy();
         }
     }
     let mut listed = Listed {
         waker: None,
         forget: Some(forget),
     };
-    let out = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         let r = poll(cx);
-        if r.is_pending()
+        // The waker the task is listed under, if this poll or an earlier one may have listed
+        // it: the latest, which `register_many` would not have added again.
+        if (r.is_pending() || always || listed.waker.is_some())
             && !listed
                 .waker
                 .as_ref()
@@ -224,19 +269,19 @@ pub(crate) async fn wait_listed<T>(
         {
             listed.waker = Some(cx.waker().clone());
         }
+        if r.is_ready() {
+            listed.tidy();
+        }
         r
     })
-    .await;
-    // Done: the event that ended the wait took the task out of its list. (A wait in two
-    // lists, `ready` for reading and writing, may stay in the other until that one's next
-    // event: the same task, so the lists do not grow with it.)
-    listed.forget = None;
-    out
+    .await
 }
 
-/// Takes `waker`'s task out of `list` (see [`wait_listed`]).
-pub(crate) fn unlist(list: &mut Vec<Waker>, waker: &Waker) {
+/// Takes `waker`'s task out of `list` (see [`wait_listed`]); whether it was there.
+pub(crate) fn unlist(list: &mut Vec<Waker>, waker: &Waker) -> bool {
+    let before = list.len();
     list.retain(|w| !w.will_wake(waker));
+    list.len() != before
 }
 
 /// A socket's `ready(interest)` from its readiness polls: the part of `interest` that holds

@@ -341,16 +341,16 @@ impl ConnRef {
         Poll::Pending
     }
 
-    /// A cancelled wait's clean-up ([`crate::state::wait_listed`]): the task leaves the
-    /// connection's lists of waiting readers and writers, and is woken.
-    pub(super) fn forget_waiter(&self, waker: &std::task::Waker) {
-        if let Some(mut inner) = self.stack.lock_for_drop(self.shard) {
-            if let Some(c) = inner.conns.get_mut(&self.handle) {
-                crate::state::unlist(&mut c.read_waiters, waker);
-                crate::state::unlist(&mut c.write_waiters, waker);
-            }
-        }
-        waker.wake_by_ref();
+    /// A finished or cancelled wait's clean-up ([`crate::state::wait_listed`]): the task
+    /// leaves the connection's lists of waiting readers and writers; whether it was in one.
+    pub(super) fn forget_waiter(&self, waker: &std::task::Waker) -> bool {
+        let Some(mut inner) = self.stack.lock_for_drop(self.shard) else {
+            return false;
+        };
+        inner.conns.get_mut(&self.handle).is_some_and(|c| {
+            crate::state::unlist(&mut c.read_waiters, waker)
+                | crate::state::unlist(&mut c.write_waiters, waker)
+        })
     }
 
     /// A read that never waits: `WouldBlock` when nothing is buffered.

@@ -150,7 +150,8 @@ macro_rules! ready_method {
         /// tasks may wait at once, and a half's `ready` leaves the other half's waiting task
         /// in place.
         pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-            crate::state::wait_listed(
+            crate::state::wait_ready(
+                interest,
                 |cx| self.conn().poll_ready(cx, interest),
                 |w| self.conn().forget_waiter(w),
             )

@@ -132,14 +132,15 @@ impl Stack {
     }
 }
 
-/// A cancelled interceptor wait's clean-up ([`crate::state::wait_listed`]): the task leaves
-/// the lists of tasks waiting for intercepted datagrams and for room to send, and is woken.
-fn forget_intercept_waiter(stack: &Stack, waker: &Waker) {
-    if let Some(mut inner) = stack.lock_for_drop(0) {
-        crate::state::unlist(&mut inner.udp_intercept_wakers, waker);
-        crate::state::unlist(&mut inner.udp_send_wakers, waker);
-    }
-    waker.wake_by_ref();
+/// A finished or cancelled interceptor wait's clean-up ([`crate::state::wait_listed`]): the
+/// task leaves the lists of tasks waiting for intercepted datagrams and for room to send;
+/// whether it was in one.
+fn forget_intercept_waiter(stack: &Stack, waker: &Waker) -> bool {
+    let Some(mut inner) = stack.lock_for_drop(0) else {
+        return false;
+    };
+    let received = crate::state::unlist(&mut inner.udp_intercept_wakers, waker);
+    crate::state::unlist(&mut inner.udp_send_wakers, waker) | received
 }
 
 impl UdpInterceptor {

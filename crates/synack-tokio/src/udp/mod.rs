@@ -585,7 +585,8 @@ impl UdpSocket {
     /// the kernel said it, since tokio never clears a closed bit; nothing is closed on a
     /// UDP socket after its error is reported).
     pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        crate::state::wait_listed(
+        crate::state::wait_ready(
+            interest,
             |cx| {
                 crate::state::poll_interest_bits(
                     cx,
@@ -708,16 +709,18 @@ impl UdpSocket {
 
     /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
     /// parked for the socket's `UdpReadable`, under the same lock as the command.
-    /// A cancelled wait's clean-up ([`crate::state::wait_listed`]): the task leaves the
-    /// socket's list of receivers and the list of senders waiting for room, and is woken.
-    fn forget_waiter(&self, waker: &Waker) {
-        if let Some(mut inner) = self.stack.lock_for_drop(0) {
-            if let Some(s) = inner.udp.get_mut(&self.handle) {
-                crate::state::unlist(&mut s.recv_wakers, waker);
-            }
-            crate::state::unlist(&mut inner.udp_send_wakers, waker);
-        }
-        waker.wake_by_ref();
+    /// A finished or cancelled wait's clean-up ([`crate::state::wait_listed`]): the task
+    /// leaves the socket's list of receivers and the list of senders waiting for room;
+    /// whether it was in one.
+    fn forget_waiter(&self, waker: &Waker) -> bool {
+        let Some(mut inner) = self.stack.lock_for_drop(0) else {
+            return false;
+        };
+        let received = inner
+            .udp
+            .get_mut(&self.handle)
+            .is_some_and(|s| crate::state::unlist(&mut s.recv_wakers, waker));
+        crate::state::unlist(&mut inner.udp_send_wakers, waker) | received
     }
 
     fn received<T>(
