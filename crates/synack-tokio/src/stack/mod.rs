@@ -506,15 +506,19 @@ impl Stack {
             let inner = &mut *guard;
             let now = inner.now();
             inner.shutting_down = true;
+            let mut wakers = Vec::new();
             for (&l, state) in inner.listeners.iter_mut() {
                 let _ = inner.endpoint.close_listener(now, l);
-                for w in state.accept_wakers.drain(..) {
-                    w.wake();
-                }
+                wakers.append(&mut state.accept_wakers);
             }
+            // A task blocked writing (the peer stopped reading) learns of the shutdown now,
+            // with `BrokenPipe`, not when the time runs out: Linux's `inet_shutdown` wakes
+            // the socket's waiters (`sk_state_change`), and a kernel socket's writer gets
+            // EPIPE and its `writable()` returns.
             for (&h, c) in inner.conns.iter_mut() {
                 if inner.endpoint.shutdown(h).is_ok() {
                     c.write_shutdown = true;
+                    c.take_writers(&mut wakers);
                 }
             }
             // Transparent mode: the SYNs held for a decision are refused, as a closing
@@ -525,10 +529,12 @@ impl Stack {
                 let _ = inner.endpoint.refuse_intercepted(syn);
             }
             inner.intercepted.clear();
-            for w in inner.intercept_wakers.drain(..) {
+            wakers.append(&mut inner.intercept_wakers);
+            inner.wake_driver();
+            drop(guard);
+            for w in wakers {
                 w.wake();
             }
-            inner.wake_driver();
         }
         let idle = std::future::poll_fn(|cx| self.poll_idle(cx));
         match tokio::time::timeout(timeout, idle).await {
