@@ -268,7 +268,9 @@ impl Flows {
             u32::from(max - min) + 1
         };
         (0..num)
-            .map(move |i| min + (start.wrapping_add(i) % num) as u16)
+            // From `start`'s place in the range, round it once: every port once, however
+            // close `start` is to the top of its type.
+            .map(move |i| min + ((start % num + i) % num) as u16)
             .filter(move |&port| self.owner(SocketAddr::new(local, port), remote) == shard)
     }
 
@@ -675,6 +677,15 @@ mod tests {
             .map(|s| flows.ports_for(local, remote, s, range, 0).count())
             .sum();
         assert_eq!(all, usize::from(range.1 - range.0) + 1);
+        // So they do from a start near the top of its type, where adding to it wraps.
+        for start in [u32::MAX, u32::MAX - 3, u32::MAX - 28_231] {
+            let mut all: Vec<u16> = (0..2)
+                .flat_map(|s| flows.ports_for(local, remote, s, range, start))
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), usize::from(range.1 - range.0) + 1, "{start}");
+        }
         // No range, no ports.
         assert_eq!(flows.ports_for(local, remote, 0, (0, 10), 0).count(), 0);
         assert_eq!(flows.ports_for(local, remote, 0, (10, 9), 0).count(), 0);
