@@ -1385,7 +1385,9 @@ async fn shutdown_half_closes_held_streams_and_refuses_new_ones() {
 
 /// A peer that never reads: the server's data and FIN cannot all be delivered, so
 /// shutdown gives up after its timeout, says so, and resets the connection rather than
-/// leaving the peer waiting on a half-done one.
+/// leaving the peer waiting on a half-done one. The task blocked writing learns of the
+/// shutdown at once, with `BrokenPipe`, as a kernel socket's writer gets EPIPE from
+/// `shutdown(2)` (`inet_shutdown` wakes it); it used to stay parked until the reset.
 #[tokio::test(start_paused = true)]
 async fn shutdown_times_out_and_resets_what_is_unfinished() {
     let (client, server) = stacks();
@@ -1394,14 +1396,16 @@ async fn shutdown_times_out_and_resets_what_is_unfinished() {
     // More than the client's receive window and the server's send buffer hold.
     let writer = tokio::spawn(async move { w.write_all(&vec![1u8; 16 << 20]).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let err = within(60, server.shutdown(Duration::from_secs(5)))
-        .await
-        .unwrap_err();
+    assert!(!writer.is_finished(), "the writer is blocked");
+    let shutdown = tokio::spawn({
+        let server = server.clone();
+        async move { server.shutdown(Duration::from_secs(5)).await }
+    });
+    let err = within(1, writer).await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+    assert!(!shutdown.is_finished());
+    let err = within(60, shutdown).await.unwrap().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
-    assert!(
-        within(10, writer).await.unwrap().is_err(),
-        "the write fails"
-    );
     assert!(eventually(|| server.stats().rsts_sent == 1).await);
     // The client learns of it: what it has, then the reset.
     let mut sink = Vec::new();
@@ -2123,6 +2127,75 @@ async fn cancelled_waits_leave_no_waker_behind() {
             );
             assert_eq!(left_behind(udp.recv_from(&mut buf)), 0, "recv_from");
         }
+    })
+    .await;
+}
+
+/// A wait that finishes leaves no waker behind either, in a list other than the one whose
+/// event ended it: a `ready` for reading and writing that a writable stream answers at once
+/// (it parked for reading on the way), and a UDP `send_to` that waited for room (it waits,
+/// with the receivers, for an error too). Each used to stay until that other list's next
+/// event: on a send-only socket shared by many tasks, never, one waker and the memory of a
+/// finished task for each task that ever waited.
+#[tokio::test]
+async fn finished_waits_leave_no_waker_behind() {
+    use std::task::Wake;
+
+    struct Count;
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {}
+    }
+    /// Polls `fut` with a waker of its own until it finishes (the runtime's own tasks run
+    /// in between), drops it, and says how many references to that waker are left besides
+    /// ours, and whether it ever waited.
+    async fn left_behind<F: Future>(fut: F) -> (usize, bool) {
+        let count = Arc::new(Count);
+        let waker = std::task::Waker::from(Arc::clone(&count));
+        let mut fut = Box::pin(fut);
+        let mut waited = false;
+        for _ in 0..1000 {
+            if fut
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
+                drop(fut);
+                drop(waker);
+                return (Arc::strong_count(&count) - 1, waited);
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("the wait did not finish");
+    }
+
+    let (client, server) = stacks();
+    within(10, async {
+        let (c, _s) = connected(&client, &server, 7494).await;
+        let both = tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE;
+        for _ in 0..100 {
+            assert_eq!(left_behind(c.ready(both)).await, (0, false), "ready");
+        }
+        let sink = synack_tokio::UdpSocket::bind(&client, SocketAddr::new(CLIENT, 7495))
+            .await
+            .unwrap();
+        let udp = synack_tokio::UdpSocket::bind(&server, server_addr(7496))
+            .await
+            .unwrap();
+        let to = sink.local_addr().unwrap();
+        let mut waited = 0;
+        for _ in 0..20 {
+            // Fill the stack's queue of datagrams to send, without letting the driver run.
+            for _ in 0..100_000 {
+                if udp.try_send_to(&[5u8; 1200], to).is_err() {
+                    break;
+                }
+            }
+            let (left, did_wait) = left_behind(udp.send_to(&[6u8; 1200], to)).await;
+            assert_eq!(left, 0, "send_to");
+            waited += usize::from(did_wait);
+        }
+        assert!(waited > 0, "no send_to waited for room");
     })
     .await;
 }
