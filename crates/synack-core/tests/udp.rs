@@ -690,6 +690,51 @@ fn a_report_quoting_the_first_piece_lowers_the_path_mtu() {
     }
 }
 
+/// In intercept mode a relay answers from the flow's original destination with no socket
+/// (`udp_send_from`); a Packet Too Big about such an answer lowers the path MTU to the
+/// client all the same, as it would a TPROXY relay's transparent socket's route: the next
+/// large answer goes in pieces that fit. Outside intercept mode a socketless datagram's
+/// report names nothing of ours and is ignored.
+#[test]
+fn a_relays_answer_too_big_for_the_path_goes_in_fragments_after_the_report() {
+    for (origin, client, router, mtu) in [
+        ("198.19.7.9", Pair::SERVER, "198.18.0.254", 1000usize),
+        ("2001:2::99", ip(S6), "2001:2::fe", 1280),
+    ] {
+        for intercept in [true, false] {
+            let mut c = Config::default();
+            if intercept {
+                c.intercept(Some(InterceptConfig::default()));
+            }
+            let mut p = dual(c, Config::default());
+            let from = if intercept {
+                sa(ip(origin), 53)
+            } else if client.is_ipv6() {
+                sa(ip(C6), 53)
+            } else {
+                sa(Pair::CLIENT, 53)
+            };
+            let to = sa(client, 4000);
+            let answer = vec![3u8; 3000];
+            p.client.udp_send_from(from, to, &answer).unwrap();
+            let first = take_client_packets(&mut p);
+            assert!(first.iter().any(|f| f.len() > mtu), "{origin}");
+            deliver(
+                &mut p.client,
+                p.now,
+                &too_big(ip(router), from.ip(), mtu as u32, &first[0]),
+            );
+            p.client.udp_send_from(from, to, &answer).unwrap();
+            let again = take_client_packets(&mut p);
+            assert_eq!(
+                again.iter().all(|f| f.len() <= mtu),
+                intercept,
+                "{origin}, intercept {intercept}"
+            );
+        }
+    }
+}
+
 /// The global bucket cannot be read off the answers (CVE-2020-25705, SAD DNS): datagrams
 /// spoofed from a DNS server to a range of closed ports spend only that server's bucket,
 /// so an onlooker's own datagram to a closed port is answered whether or not the range held

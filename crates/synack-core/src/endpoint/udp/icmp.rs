@@ -108,7 +108,12 @@ impl Endpoint {
     /// `__udp4_lib_err` and `__udp6_lib_err` update the route (`ipv4_sk_update_pmtu`,
     /// `ip6_sk_update_pmtu`) for the socket the quote names. A quote no socket of ours
     /// sent (its source not ours, or no socket on that port for that peer) is ignored
-    /// (`drop_other`), as is a report that lowers nothing.
+    /// (`drop_other`), as is a report that lowers nothing. In intercept mode a relay
+    /// answers from the flows' original destinations with no socket
+    /// ([`Endpoint::udp_send_from`]), as a TPROXY relay answers from a transparent socket
+    /// whose route a report lowers all the same: a quote from any address the stack
+    /// answers for is taken, so that a large reply through a narrower hop is not lost at
+    /// it every time.
     pub(in crate::endpoint) fn udp_packet_too_big(
         &mut self,
         now: Instant,
@@ -121,7 +126,7 @@ impl Endpoint {
         };
         let local = SocketAddr::new(osrc, sport);
         let remote = SocketAddr::new(odst, dport);
-        if !self.may_own(osrc) || self.udp_lookup(local, remote).is_none() {
+        if !self.may_own(osrc) || (!self.intercepts() && self.udp_lookup(local, remote).is_none()) {
             self.stats.drop_other += 1;
             return;
         }
