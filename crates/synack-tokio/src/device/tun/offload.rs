@@ -270,7 +270,7 @@ impl OffloadTun {
                 "a super-segment that TSO cannot describe",
             )));
         };
-        let hdr = VnetHdr::partial(&layout, Some(gso_size)).to_bytes();
+        let hdr = tso_header(&layout, packet, gso_size).to_bytes();
         let segments = layout.payload_len().div_ceil(segment_size) as u64;
         let mut head = [0u8; MAX_HEAD];
         let parts: [&[u8]; 3] = if transmit.checksum_partial {
@@ -316,7 +316,7 @@ impl OffloadTun {
                 "a super-segment that TSO cannot describe",
             )));
         };
-        let hdr = VnetHdr::partial(&layout, Some(gso_size)).to_bytes();
+        let hdr = tso_header(&layout, head, gso_size).to_bytes();
         let segments = layout.payload_len().div_ceil(segment_size) as u64;
         let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + payload.len());
         parts.push(&hdr);
@@ -440,18 +440,35 @@ impl OffloadTun {
 
 /// Whether a TSO header can hand `packet` (with headers `layout`) to the kernel cut at
 /// `segment_size`: TCP data under ACK (PSH and FIN allowed: `tcp_gso_segment` keeps them for
-/// the last segment; no SYN, RST, URG or ECN bits), no IPv4 options, no bytes past the IP
-/// length, more than one segment, at most 64 KiB.
+/// the last segment; ECE and CWR too, see [`tso_header`]; no SYN, RST or URG), no IPv4
+/// options, no bytes past the IP length, more than one segment, at most 64 KiB.
 /// `head` holds the packet's headers at least, `len` is its length.
 fn tso_describes(layout: &TcpLayout, head: &[u8], len: usize, segment_size: usize) -> bool {
     let flags = tcp::Packet::new_unchecked(&head[layout.ip_header_len..]).flags();
-    let others = TcpFlags(flags.0 & !(TcpFlags::PSH.0 | TcpFlags::FIN.0));
+    let riders = TcpFlags::PSH.0 | TcpFlags::FIN.0 | TcpFlags::ECE.0 | TcpFlags::CWR.0;
+    let others = TcpFlags(flags.0 & !riders);
     others == TcpFlags::ACK
         && (layout.ipv6 || layout.ip_header_len == 20)
         && layout.len == len
         && len <= MAX_SUPER
         && layout.header_len <= MAX_HEAD
         && layout.payload_len() > segment_size
+}
+
+/// The TSO header for a super-segment that [`tso_describes`], cut at `gso_size`. An ECN
+/// connection's super-segments carry ECE while it echoes a congestion mark, which every
+/// segment the kernel cuts keeps (`tcp_gso_segment` copies the header), as RFC 3168 §6.1.3
+/// has every ACK carry it; and CWR on the first new data after a window reduction, which
+/// must stay on the first segment only (§6.1.2): `GSO_ECN` says so, as Linux's own TCP
+/// marks such an skb `SKB_GSO_TCP_ECN` (`tcp_ecn_send`). Without these the device refused
+/// the packet, and an ECN connection lost 64 KiB at each reduction, its CWR among them.
+fn tso_header(layout: &TcpLayout, head: &[u8], gso_size: u16) -> VnetHdr {
+    let mut hdr = VnetHdr::partial(layout, Some(gso_size));
+    let flags = tcp::Packet::new_unchecked(&head[layout.ip_header_len..]).flags();
+    if flags.contains(TcpFlags::CWR) {
+        hdr.gso_type |= super::vnet::GSO_ECN;
+    }
+    hdr
 }
 
 /// A held batch as a frame to write: its virtio-net header, the packet, and how many segments

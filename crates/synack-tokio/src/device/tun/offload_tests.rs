@@ -259,7 +259,14 @@ fn only_data_super_segments_get_a_tso_header() {
         // Control segments travel alone, as does anything that is one segment or less.
         assert!(!ok(TcpFlags::SYN | TcpFlags::ACK, &data, 1448));
         assert!(!ok(TcpFlags::RST | TcpFlags::ACK, &data, 1448));
-        assert!(!ok(TcpFlags::ACK | TcpFlags::CWR, &data, 1448));
+        // An ECN connection's: ECE while it echoes a mark, CWR after a reduction.
+        assert!(ok(TcpFlags::ACK | TcpFlags::ECE, &data, 1448));
+        assert!(ok(
+            TcpFlags::ACK | TcpFlags::CWR | TcpFlags::PSH,
+            &data,
+            1448
+        ));
+        assert!(!ok(TcpFlags::ACK | TcpFlags::URG, &data, 1448));
         assert!(!ok(TcpFlags::ACK, &data, 4000));
         assert!(!ok(TcpFlags::ACK, &[], 1448));
         // Trailing bytes past the IP length: the header would describe the wrong packet.
@@ -267,5 +274,32 @@ fn only_data_super_segments_get_a_tso_header() {
         let l = TcpLayout::parse(&p).unwrap();
         p.extend_from_slice(&[0; 3]);
         assert!(!tso_describes(&l, &p, p.len(), 1448));
+    }
+}
+
+/// An ECN connection's super-segments go to the kernel as TSO frames too: ECE on every
+/// segment cut from one (RFC 3168 §6.1.3), CWR on the first only (§6.1.2), which `GSO_ECN`
+/// asks of `tcp_gso_segment`, as Linux's own TCP marks such an skb.
+#[test]
+fn ecn_super_segments_keep_ece_on_every_segment_and_cwr_on_the_first() {
+    for v6 in [false, true] {
+        let data = pattern(0, 4000);
+        for flags in [TcpFlags::ACK | TcpFlags::ECE, TcpFlags::ACK | TcpFlags::CWR] {
+            let p = partial(packet(v6, flags | TcpFlags::PSH, 7, &data));
+            let l = TcpLayout::parse(&p).unwrap();
+            assert!(tso_describes(&l, &p, p.len(), 1448));
+            let hdr = tso_header(&l, &p, 1448);
+            let kind = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+            let cwr = flags.contains(TcpFlags::CWR);
+            let ecn = if cwr { GSO_ECN } else { 0 };
+            assert_eq!(hdr.gso_type, kind | ecn, "{flags:?}");
+            let out = kernel_receives(&hdr, &p);
+            assert_eq!(out.len(), 3);
+            for (i, seg) in out.iter().enumerate() {
+                let got = parse(seg).flags;
+                assert_eq!(got.contains(TcpFlags::ECE), !cwr, "{flags:?} segment {i}");
+                assert_eq!(got.contains(TcpFlags::CWR), cwr && i == 0, "{flags:?} {i}");
+            }
+        }
     }
 }

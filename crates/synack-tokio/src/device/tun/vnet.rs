@@ -22,7 +22,9 @@ pub(crate) const GSO_NONE: u8 = 0;
 pub(crate) const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`: an IPv6 TCP super-packet to be cut at `gso_size`.
 pub(crate) const GSO_TCPV6: u8 = 4;
-/// `VIRTIO_NET_HDR_GSO_ECN`: the super-packet carries CWR (only with `TUN_F_TSO_ECN`).
+/// `VIRTIO_NET_HDR_GSO_ECN`: the super-packet carries CWR, to be kept on its first segment
+/// only. The kernel takes it on a frame we write whatever offloads we asked for
+/// (`virtio_net_hdr_to_skb`); it sets it on a frame we read only with `TUN_F_TSO_ECN`.
 pub(crate) const GSO_ECN: u8 = 0x80;
 /// Where the checksum lies in a TCP header (RFC 9293 §3.1): the `csum_offset` of TCP.
 pub(crate) const TCP_CSUM_OFFSET: u16 = 16;
