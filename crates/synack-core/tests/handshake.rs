@@ -930,6 +930,73 @@ fn always_cookies_keep_no_half_open_state() {
     assert_eq!(h.ep.stats().syncookies_validated, 1);
 }
 
+/// A listener given a receive buffer and an MSS (SO_RCVBUF and TCP_MAXSEG before `listen`)
+/// offers them in its SYN-ACK, a cookie's as a stateful one's, and the connection a cookie
+/// rebuilds keeps to the shift its SYN-ACK offered: the windows it sends, scaled by it, are
+/// its buffer. A cookie's SYN-ACK used to offer the endpoint's shift (7, for the default
+/// 6 MiB ceiling), window and MSS while its connection took the listener's (5 for 1 MiB):
+/// the peer read every window 4 times too large, and sent past it.
+#[test]
+fn a_cookie_offers_the_listeners_window_shift_and_mss() {
+    let opts = SocketOptions {
+        recv_buffer: Some(1 << 20),
+        max_segment: Some(1000),
+        ..Default::default()
+    };
+    let mut offers = Vec::new();
+    for cookies in [SynCookies::Off, SynCookies::Always] {
+        let mut c = config();
+        c.syncookies(cookies);
+        let mut h = Harness::new(c);
+        let l = h.ep.listen_with(server(), 16, &opts).unwrap();
+        h.inject(
+            client(),
+            server(),
+            Out::new(SYN, 7000, 0)
+                .mss(1460)
+                .wscale(7)
+                .sack_ok()
+                .ts(100, 0),
+        );
+        let sa = h.one();
+        offers.push((sa.window, sa.wscale, sa.mss));
+        h.inject(
+            client(),
+            server(),
+            Out::new(ACK, 7001, 0)
+                .ackn(sa.seq + 1)
+                .ts(110, sa.ts.unwrap().tsval),
+        );
+        let conn = h.ep.accept(l).unwrap();
+        let info = h.ep.info(h.now, conn).unwrap();
+        assert_eq!(Some(info.rcv_wscale), sa.wscale, "{cookies:?}");
+        // A segment draws an ACK whose window, scaled as the SYN-ACK said, is what the
+        // buffer has left.
+        h.inject(
+            client(),
+            server(),
+            Out::new(ACK, 7001, 0)
+                .ackn(sa.seq + 1)
+                .ts(120, sa.ts.unwrap().tsval)
+                .data(&[1; 1000]),
+        );
+        h.advance(Duration::from_millis(200));
+        let ack = h.one();
+        let window = usize::from(ack.window) << sa.wscale.unwrap();
+        assert!(
+            window <= (1 << 20) && window + 1000 + 32 >= (1 << 20),
+            "{cookies:?}: {window}"
+        );
+    }
+    assert_eq!(
+        offers[0], offers[1],
+        "a cookie offers what a stateful SYN-ACK offers"
+    );
+    assert_eq!(offers[0].1, Some(5));
+    assert_eq!(offers[0].2, Some(1000));
+    assert_eq!(offers[0].0, u16::MAX);
+}
+
 #[test]
 fn backlog_bounds_the_accept_queue() {
     let mut h = Harness::new(config());

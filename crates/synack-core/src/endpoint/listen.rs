@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::options::SocketOptions;
 use crate::seq::SeqNumber;
 use crate::syncookie;
-use crate::tcp::connection::handshake::{Identity, PeerOptions};
+use crate::tcp::connection::handshake::{Identity, PeerOptions, SynOffer};
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::tcp::connection::{default_mss, PortClaim, SegmentMeta};
 use crate::tcp::State;
@@ -448,11 +448,10 @@ impl Endpoint {
         }
     }
 
-    /// Our MSS and window shift, as every SYN-ACK of this endpoint advertises them.
-    pub(super) fn our_syn_options(&self, ipv6: bool) -> (u16, u8) {
-        // At most 65495: it fits.
-        let mss = u16::try_from(self.config.link_mss(ipv6)).unwrap_or(u16::MAX);
-        (mss, self.conn_config.rcv_wscale)
+    /// What a SYN-ACK for a listener with `options` offers: its connections' window, shift
+    /// and MSS (see [`SynOffer`]).
+    fn syn_offer(&self, options: &SocketOptions, ipv6: bool) -> SynOffer {
+        SynOffer::for_socket(&self.config, &self.conn_config, options, ipv6)
     }
 
     /// Answer a SYN statelessly (RFC 4987 §3.6): the ISN is a cookie, and the peer's window
@@ -468,9 +467,13 @@ impl Endpoint {
         options: &SocketOptions,
     ) {
         let ipv6 = local.is_ipv6();
-        let (our_mss, shift) = self.our_syn_options(ipv6);
+        // The listener's offer, as its stateful SYN-ACKs make it: a receive buffer or an MSS
+        // it was given changes the shift, the window and the MSS.
+        let offer = self.syn_offer(options, ipv6);
         let peer_mss = PeerOptions::mss_of(syn).unwrap_or(default_mss(ipv6) as u16);
-        let mss = peer_mss.min(our_mss);
+        // The peer's MSS as the connection will clamp it (Linux keeps `mss_clamp`, the
+        // lower of the peer's and TCP_MAXSEG).
+        let mss = peer_mss.min(offer.mss);
         let iss = syncookie::cookie_isn(&self.secrets, local, remote, syn.seq_number, now, mss);
         let mut synack = TcpRepr::new(
             local.port(),
@@ -479,8 +482,8 @@ impl Endpoint {
             iss,
             syn.seq_number + 1,
         );
-        synack.window_len = self.config.recv_buffer.min(u16::MAX as usize) as u16;
-        synack.max_seg_size = Some(our_mss);
+        synack.window_len = offer.window;
+        synack.max_seg_size = Some(offer.mss);
         if let (true, Some(ts)) = (self.config.timestamps, syn.timestamp) {
             // The peer's shift is what its windows need, so it is what the cookie keeps, as
             // Linux's cookie_init_timestamp keeps `snd_wscale`; ours is the endpoint's, and
@@ -498,7 +501,7 @@ impl Endpoint {
                 tsval: syncookie::encode_ts_options(ts_now, peer_wscale, sack, ecn_ok),
                 tsecr: ts.tsval,
             });
-            synack.window_scale = peer_wscale.map(|_| shift);
+            synack.window_scale = peer_wscale.map(|_| offer.shift);
             synack.sack_permitted = sack;
             if ecn_ok {
                 synack.flags |= TcpFlags::ECE;
@@ -569,10 +572,11 @@ impl Endpoint {
             .get(&l)
             .map(|l| l.options)
             .unwrap_or_default();
+        let offer = self.syn_offer(&options, local.is_ipv6());
         let claim = Self::accepted_claim(&options);
         let (h, conn) = self.insert(now, id, Owner::Nobody, claim);
         conn.apply_options(&options);
-        conn.open_from_cookie(now, peer, seg, ecn);
+        conn.open_from_cookie(now, peer, seg, ecn, offer);
         self.stats.syncookies_validated += 1;
         self.stats.connections_established += 1;
         if let Some(listener) = self.listeners.get_mut(&l) {

@@ -38,6 +38,46 @@ pub(crate) fn window_shift_for(buffer: usize) -> u8 {
     shift
 }
 
+/// What a socket offers in its SYN or SYN-ACK: the window field (never scaled, RFC 7323
+/// §2.2), the window shift, and the MSS, as [`Connection::apply_options`] shapes a fresh
+/// connection from its socket's options. A SYN cookie's SYN-ACK, which has no connection,
+/// offers the same, and the connection its ACK rebuilds keeps to what was offered (Linux's
+/// `cookie_v4_check` recomputes them from the listener as its SYN-ACK did): the peer scales
+/// every window we send by the shift it was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SynOffer {
+    pub window: u16,
+    pub shift: u8,
+    pub mss: u16,
+}
+
+impl SynOffer {
+    /// The offer of a socket with `opts`, on an endpoint configured with `config` and `cfg`.
+    pub(crate) fn for_socket(
+        config: &Config,
+        cfg: &ConnConfig,
+        opts: &SocketOptions,
+        ipv6: bool,
+    ) -> SynOffer {
+        let buffer = opts
+            .recv_buffer
+            .map_or(config.recv_buffer, |size| size.max(MIN_BUFFER));
+        let shift = match opts.recv_buffer {
+            Some(_) if cfg.window_scaling => window_shift_for(buffer),
+            _ => cfg.rcv_wscale,
+        };
+        let link = config.link_mss(ipv6);
+        let mss = opts
+            .max_segment
+            .map_or(link, |m| link.min(usize::from(m).max(MIN_MSS)));
+        SynOffer {
+            window: buffer.min(usize::from(u16::MAX)) as u16,
+            shift,
+            mss: u16::try_from(mss).unwrap_or(u16::MAX),
+        }
+    }
+}
+
 /// What the peer's SYN (or SYN-ACK) offered.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerOptions {
@@ -322,8 +362,23 @@ impl Connection {
         peer: PeerOptions,
         ack: &TcpRepr<'_>,
         ecn: bool,
+        offered: SynOffer,
     ) {
         let iss = self.snd.iss;
+        // What the stateless SYN-ACK offered is what the peer holds us to: the shift it
+        // scales our windows by above all. The socket's options shaped this connection the
+        // same way (`SynOffer::for_socket`); the offer is taken all the same.
+        debug_assert_eq!(
+            (self.rcv.wscale, self.rcv.mss, self.initial_window()),
+            (
+                offered.shift,
+                usize::from(offered.mss),
+                usize::from(offered.window)
+            ),
+            "the connection a cookie rebuilds is shaped as its SYN-ACK offered",
+        );
+        self.rcv.wscale = offered.shift;
+        self.rcv.mss = usize::from(offered.mss);
         self.open_passive(now, ack.seq_number - 1, peer);
         self.ecn.ok = ecn && self.cfg.ecn.accepts();
         self.snd.una = iss + 1;
@@ -334,7 +389,7 @@ impl Connection {
         self.snd.max_wnd = self.snd.wnd;
         self.snd.wl1 = ack.seq_number;
         // What the stateless SYN-ACK advertised.
-        self.rcv.adv = self.rcv.nxt + self.initial_window();
+        self.rcv.adv = self.rcv.nxt + self.initial_window().min(usize::from(offered.window));
         self.start_delayed_ack();
         self.set_state(State::Established);
         self.notify.connected = true;
