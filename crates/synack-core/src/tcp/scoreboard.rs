@@ -13,7 +13,9 @@ pub(crate) struct Scoreboard {
     ranges: Vec<(SeqNumber, SeqNumber)>,
 }
 
-const MAX_RANGES: usize = 64;
+/// The most ranges held: more holes than a window of thousands of segments shows at a few
+/// percent of loss (Linux keeps SACK state per skb, without a cap), in 8 KiB.
+const MAX_RANGES: usize = 1024;
 
 impl Scoreboard {
     pub fn clear(&mut self) {
@@ -42,29 +44,42 @@ impl Scoreboard {
     /// blocks). One that starts at or below `una` (the ACK's, if it is new) is no report of
     /// data held above a hole, and is not trimmed into one: Linux's
     /// `tcp_is_sackblock_valid` ignores it unless it is a D-SACK, wholly below.
+    ///
+    /// A block that grows or joins ranges held is always taken. A new range on a full board
+    /// is taken only above every range held, in place of the lowest: the receiver reports
+    /// first the block that holds its newest segment, and that block growing is what RACK
+    /// and the pipe live on (RFC 6675 §5: record every valid block). The board used to
+    /// refuse such a block, and then every later report of its range, for good.
     pub fn add(&mut self, left: SeqNumber, right: SeqNumber, una: SeqNumber, max: SeqNumber) {
         if left >= right || right > max || left <= una {
             return;
         }
-        // Insert keeping order, then merge neighbours that touch or overlap.
-        let at = self
-            .ranges
-            .iter()
-            .position(|&(l, _)| l > left)
-            .unwrap_or(self.ranges.len());
-        if self.ranges.len() >= MAX_RANGES && at == self.ranges.len() {
+        // The ranges this block touches or overlaps: from the last one starting at or below
+        // `left` if it reaches `left`, through every one starting at or below `right`.
+        let at = self.ranges.partition_point(|&(l, _)| l <= left);
+        let first = match at.checked_sub(1) {
+            Some(prev) if self.ranges[prev].1 >= left => prev,
+            _ => at,
+        };
+        let last = at + self.ranges[at..].partition_point(|&(l, _)| l <= right);
+        if first == last {
+            // A range of its own.
+            if self.ranges.len() >= MAX_RANGES {
+                if at < self.ranges.len() {
+                    return;
+                }
+                self.ranges.remove(0);
+                self.ranges.push((left, right));
+                return;
+            }
+            self.ranges.insert(at, (left, right));
             return;
         }
-        self.ranges.insert(at, (left, right));
-        let mut merged: Vec<(SeqNumber, SeqNumber)> = Vec::with_capacity(self.ranges.len());
-        for &(l, r) in &self.ranges {
-            match merged.last_mut() {
-                Some(last) if l <= last.1 => last.1 = last.1.max(r),
-                _ => merged.push((l, r)),
-            }
-        }
-        merged.truncate(MAX_RANGES);
-        self.ranges = merged;
+        let merged = (
+            left.min(self.ranges[first].0),
+            right.max(self.ranges[last - 1].1),
+        );
+        self.ranges.splice(first..last, [merged]);
     }
 
     /// Forget what SND.UNA has passed.
@@ -213,10 +228,71 @@ mod tests {
     #[test]
     fn bounded_ranges() {
         let mut sb = Scoreboard::default();
-        for i in 0..1000u32 {
+        for i in 0..5000u32 {
             sb.add(s(i * 10), s(i * 10 + 5), s(0), s(100_000));
         }
-        assert!(sb.ranges.len() <= MAX_RANGES);
+        assert_eq!(sb.ranges.len(), MAX_RANGES);
+    }
+
+    /// On a full board the highest range still grows, and a new range above it takes the
+    /// lowest one's place; a new range below the highest is refused. The board used to
+    /// refuse the top range's growth, and to drop the top range for a new low one.
+    #[test]
+    fn a_full_board_keeps_the_newest_reports() {
+        let mut sb = Scoreboard::default();
+        let n = MAX_RANGES as u32;
+        for i in 1..=n {
+            sb.add(s(i * 100), s(i * 100 + 50), s(0), s(1_000_000));
+        }
+        assert_eq!(sb.ranges.len(), MAX_RANGES);
+        let before = sb.sacked_bytes();
+        // The top range grows.
+        sb.add(s(n * 100), s(n * 100 + 500), s(0), s(1_000_000));
+        assert_eq!(sb.sacked_bytes(), before + 450);
+        assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 500)));
+        // A new low range is refused; the top stays.
+        sb.add(s(20), s(30), s(0), s(1_000_000));
+        assert_eq!(sb.ranges[0], (s(100), s(150)));
+        assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 500)));
+        // A new top range takes the lowest one's place.
+        sb.add(s(n * 100 + 1000), s(n * 100 + 1100), s(0), s(1_000_000));
+        assert_eq!(sb.ranges.len(), MAX_RANGES);
+        assert_eq!(sb.ranges[0], (s(200), s(250)));
+        assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 1100)));
+        // Joining two ranges makes room.
+        sb.add(s(250), s(300), s(0), s(1_000_000));
+        assert_eq!(sb.ranges.len(), MAX_RANGES - 1);
+        assert_eq!(sb.ranges[0], (s(200), s(350)));
+    }
+
+    /// Whatever order blocks come in, the board is what merging them all gives.
+    #[test]
+    fn blocks_in_any_order_merge_alike() {
+        let blocks = [
+            (500u32, 600u32),
+            (100, 200),
+            (150, 250),
+            (600, 700),
+            (900, 950),
+            (50, 1000),
+            (300, 310),
+        ];
+        let mut sb = Scoreboard::default();
+        let mut expect: Vec<(u32, u32)> = Vec::new();
+        for &(l, r) in &blocks {
+            sb.add(s(l), s(r), s(10), s(2000));
+            expect.push((l, r));
+            expect.sort_unstable();
+            let mut merged: Vec<(u32, u32)> = Vec::new();
+            for &(l, r) in &expect {
+                match merged.last_mut() {
+                    Some(last) if l <= last.1 => last.1 = last.1.max(r),
+                    _ => merged.push((l, r)),
+                }
+            }
+            let got: Vec<(u32, u32)> = sb.ranges.iter().map(|&(l, r)| (l.0, r.0)).collect();
+            assert_eq!(got, merged, "after ({l}, {r})");
+        }
     }
 
     #[test]
