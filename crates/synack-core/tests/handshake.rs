@@ -997,6 +997,48 @@ fn a_cookie_offers_the_listeners_window_shift_and_mss() {
     assert_eq!(offers[0].0, u16::MAX);
 }
 
+/// While the accept queue is full only a half-open connection's final ACK waits (dropped,
+/// for the client to send again): a wrong ACK from its client still draws an RST, and its
+/// RST still ends it, as Linux's `tcp_check_req` answers both before it looks at the queue.
+/// Both used to be dropped as listen overflow, the connection keeping its place in the SYN
+/// queue and sending SYN-ACKs to a client that had given up.
+#[test]
+fn a_full_accept_queue_still_hears_a_half_open_connections_rst() {
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 2).unwrap();
+    // B's handshake stays half open.
+    let b = SocketAddr::new(PEER, 40002);
+    h.inject(b, server(), Out::new(SYN, 5000, 0));
+    let sb = h.one();
+    // Two others complete and fill the accept queue.
+    for (port, isn) in [(40003u16, 1000u32), (40004, 3000)] {
+        let a = SocketAddr::new(PEER, port);
+        h.inject(a, server(), Out::new(SYN, isn, 0));
+        let sa = h.one();
+        h.inject(a, server(), Out::new(ACK, isn + 1, 0).ackn(sa.seq + 1));
+    }
+    let count = h.ep.connection_count();
+    let overflow = h.ep.stats().drop_listen_overflow;
+    // B's final ACK waits: dropped, B still half open.
+    h.inject(b, server(), Out::new(ACK, 5001, 0).ackn(sb.seq + 1));
+    h.none();
+    assert_eq!(h.ep.stats().drop_listen_overflow, overflow + 1);
+    assert_eq!(h.ep.connection_count(), count);
+    // A wrong ACK is answered with an RST (RFC 9293 §3.10.7.3).
+    h.inject(b, server(), Out::new(ACK, 5001, 0).ackn(sb.seq + 100));
+    let rst = h.one();
+    assert!(rst.is(RST), "{rst:?}");
+    assert_eq!(rst.seq, sb.seq + 100);
+    // B's RST ends it.
+    h.inject(b, server(), Out::new(RST | ACK, 5001, 0).ackn(sb.seq + 1));
+    h.none();
+    assert_eq!(h.ep.connection_count(), count - 1);
+    assert_eq!(h.ep.stats().drop_listen_overflow, overflow + 1);
+    // The two queued are still there to accept.
+    assert!(h.ep.accept(l).is_ok());
+    assert!(h.ep.accept(l).is_ok());
+}
+
 #[test]
 fn backlog_bounds_the_accept_queue() {
     let mut h = Harness::new(config());

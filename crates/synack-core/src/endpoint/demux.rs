@@ -389,11 +389,12 @@ impl Endpoint {
         rx: SegmentMeta<'_>,
     ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
-        // drops it and lets the SYN-ACK retransmission retry).
+        // drops it and lets the SYN-ACK retransmission retry); an RST or a wrong ACK meanwhile
+        // is answered as ever (`Connection::is_final_ack`).
         if let Some(slot) = self.connections.get(&h) {
-            if slot.conn.awaits_final_ack() {
+            if slot.conn.is_final_ack(seg) {
                 if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
-                    if l.accept_full() && seg.flags.contains(TcpFlags::ACK) {
+                    if l.accept_full() {
                         self.stats.drop_listen_overflow += 1;
                         return;
                     }

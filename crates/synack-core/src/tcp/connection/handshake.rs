@@ -317,6 +317,18 @@ impl Connection {
         }
     }
 
+    /// Whether `seg` is the final ACK of this passive open's handshake, the one that would
+    /// move it to the accept queue: an ACK of our SYN, without RST or SYN. Anything else
+    /// (an RST, a wrong acknowledgement) is the connection's to answer even while the
+    /// accept queue is full, as Linux's `tcp_check_req` answers it before it looks at the
+    /// queue (`syn_recv_sock`).
+    pub fn is_final_ack(&self, seg: &TcpRepr<'_>) -> bool {
+        self.awaits_final_ack()
+            && seg.flags.contains(TcpFlags::ACK)
+            && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN)
+            && seg.ack_number == self.snd.iss + 1
+    }
+
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.
     pub fn open_active(&mut self) {
         self.set_state(State::SynSent);
