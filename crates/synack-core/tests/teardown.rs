@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use synack_core::wire::TcpFlags;
-use synack_core::{ConnectionHandle, Error, Event, Instant, SeqNumber, SocketOptions, State};
+use synack_core::{
+    ConnectionHandle, Error, Event, Instant, SeqNumber, SocketOptions, State, SynCookies,
+};
 
 const SYN: TcpFlags = TcpFlags::SYN;
 const ACK: TcpFlags = TcpFlags::ACK;
@@ -640,26 +642,39 @@ fn shutdown_while_connecting_ends_the_attempt() {
     assert_eq!(rst.seq, syn.seq + 1);
 }
 
+/// A new SYN from a tuple in TIME-WAIT opens a new connection whose ISN follows the old
+/// one's. With SYN cookies always on too: such a SYN becomes a request "without
+/// limitations" (Linux's `tcp_conn_request`, `&& !isn`), never a cookie, whose ISN would not
+/// follow the old one; it used to get one.
 #[test]
 fn new_syn_reuses_a_time_wait_tuple_on_a_listener() {
-    let mut h = Harness::new(config());
-    let (l, server, client, sa) = passive_syn(&mut h);
-    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
-    let c = h.ep.accept(l).unwrap();
-    // We close first: TIME-WAIT is on our side.
-    h.ep.close(h.now, c).unwrap();
-    let _ = h.drain();
-    h.inject(client, server, Out::new(FIN | ACK, 101, 0).ackn(sa.seq + 2));
-    let _ = h.drain();
-    assert_eq!(h.ep.connection_count(), 1);
-    // A new SYN from the same tuple with a higher sequence number opens a new connection.
-    h.inject(client, server, Out::new(SYN, 50_000, 0));
-    let sa2 = h.one();
-    assert!(sa2.is(SYN | ACK));
-    assert_eq!(sa2.ack, SeqNumber(50_001));
-    // Its ISN starts past all the old one sent (our SYN and FIN): Linux's tw_isn, SND.NXT +
-    // 65535 + 2, so that no old segment can fall into the new window.
-    assert_eq!(sa2.seq, sa.seq + 2 + 65_537);
+    for cookies in [SynCookies::OnOverflow, SynCookies::Always] {
+        let mut c = config();
+        c.syncookies(cookies);
+        let mut h = Harness::new(c);
+        let (l, server, client, sa) = passive_syn(&mut h);
+        h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+        let c = h.ep.accept(l).unwrap();
+        // We close first: TIME-WAIT is on our side.
+        h.ep.close(h.now, c).unwrap();
+        let _ = h.drain();
+        h.inject(client, server, Out::new(FIN | ACK, 101, 0).ackn(sa.seq + 2));
+        let _ = h.drain();
+        assert_eq!(h.ep.connection_count(), 1);
+        let cookies_sent = h.ep.stats().syncookies_sent;
+        // A new SYN from the same tuple with a higher sequence number opens a new connection.
+        h.inject(client, server, Out::new(SYN, 50_000, 0));
+        let sa2 = h.one();
+        assert!(sa2.is(SYN | ACK));
+        assert_eq!(sa2.ack, SeqNumber(50_001));
+        // Its ISN starts past all the old one sent (our SYN and FIN): Linux's tw_isn,
+        // SND.NXT + 65535 + 2, so that no old segment can fall into the new window.
+        assert_eq!(sa2.seq, sa.seq + 2 + 65_537, "{cookies:?}");
+        assert_eq!(h.ep.stats().syncookies_sent, cookies_sent, "{cookies:?}");
+        h.inject(client, server, Out::new(ACK, 50_001, 0).ackn(sa2.seq + 1));
+        let c2 = h.ep.accept(l).unwrap();
+        assert_eq!(h.ep.state(c2), Ok(State::Established));
+    }
 }
 
 #[test]

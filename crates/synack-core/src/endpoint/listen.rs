@@ -377,23 +377,35 @@ impl Endpoint {
             self.stats.refused_memory += 1;
             return;
         }
-        let overflow =
-            syn_queue_full || self.half_open >= self.config.max_half_open || !self.make_room();
-        match (self.config.syncookies, overflow) {
-            (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
-                if overflow {
-                    if let Some(listener) = self.listeners.get_mut(&l) {
-                        listener.last_overflow = Some(now);
-                    }
-                }
-                self.send_cookie(now, local, remote, seg, rx.ecn, &options);
-                return;
-            }
-            (SynCookies::Off, true) => {
+        let room = self.make_room();
+        let overflow = syn_queue_full || self.half_open >= self.config.max_half_open || !room;
+        // A SYN that takes over a TIME-WAIT entry (`iss`: the ISN it must take, past the old
+        // connection's sequence space, RFC 1122 §4.2.2.13) becomes a request "without
+        // limitations", as Linux's `tcp_conn_request` has it (`&& !isn`): a cookie's ISN
+        // would not follow the old one, and a full SYN queue would lose a connection whose
+        // TIME-WAIT entry is already gone. Only a table with no room at all refuses it.
+        if iss.is_some() {
+            if !room {
                 self.stats.drop_listen_overflow += 1;
                 return;
             }
-            _ => {}
+        } else {
+            match (self.config.syncookies, overflow) {
+                (SynCookies::Always, _) | (SynCookies::OnOverflow, true) => {
+                    if overflow {
+                        if let Some(listener) = self.listeners.get_mut(&l) {
+                            listener.last_overflow = Some(now);
+                        }
+                    }
+                    self.send_cookie(now, local, remote, seg, rx.ecn, &options);
+                    return;
+                }
+                (SynCookies::Off, true) => {
+                    self.stats.drop_listen_overflow += 1;
+                    return;
+                }
+                _ => {}
+            }
         }
         let verdict = self.fast_open_verdict(now, l, local, remote, seg);
         let id = self.identity(local, remote, now, iss);
