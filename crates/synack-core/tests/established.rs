@@ -1301,6 +1301,42 @@ fn a_fin_at_a_closed_window_is_taken_and_acknowledged_at_once() {
     assert_eq!(k.read_all().len(), 3000);
 }
 
+/// A FIN taken at the very right edge of our window puts RCV.NXT one past it until our
+/// next segment moves the edge; the peer's next segment, at RCV.NXT, is acceptable all the
+/// same (RFC 9293 §3.10.7.4: with a window of 0, a segment of no length at RCV.NXT is;
+/// Linux's `tcp_receive_window` never puts the edge below `rcv_nxt`). Its acknowledgement
+/// of our data used to be refused as out of window, and the data sent again for nothing.
+#[test]
+fn a_segment_at_rcv_nxt_after_a_fin_at_the_window_edge_is_taken() {
+    let (mut k, base) = three_thousand_bytes_unread(false);
+    let _ = k.h.drain();
+    // We answer, and read a little: too little for a window update.
+    k.h.ep.send(k.c, b"resp").unwrap();
+    let _ = k.h.drain();
+    let mut buf = [0u8; 100];
+    assert_eq!(k.h.ep.recv(k.h.now, k.c, &mut buf), Ok(100));
+    let _ = k.h.drain();
+    // The peer's FIN, at the right edge we last advertised.
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK | TcpFlags::FIN, 0, 0)
+            .seqn(base + 3000)
+            .ackn(k.our_nxt),
+    );
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::CloseWait);
+    let dropped = k.h.ep.stats().drop_out_of_window;
+    // Its acknowledgement of our answer, at RCV.NXT.
+    k.h.inject(
+        k.peer,
+        k.us,
+        Out::new(ACK, 0, 0).seqn(base + 3001).ackn(k.our_nxt + 4),
+    );
+    assert_eq!(k.h.ep.stats().drop_out_of_window, dropped);
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().unacked, 0);
+}
+
 #[test]
 fn data_into_a_zero_window_enters_quick_ack_mode() {
     // Data arriving at a closed window says our window updates may not have reached the

@@ -582,7 +582,11 @@ impl Connection {
         let seg_len = seg.seq_len();
         let start = seg.seq_number;
         let end = start + seg_len;
-        let acceptable = end >= self.rcv.delack.acked && start <= self.rcv.adv;
+        // The right edge is never below RCV.NXT: a FIN taken at the very edge puts RCV.NXT
+        // one past it until our next segment moves the edge, and a segment at RCV.NXT is
+        // acceptable with a window of 0 (Linux's `tcp_receive_window` is clamped at 0).
+        let edge = self.rcv.adv.max(self.rcv.nxt);
+        let acceptable = end >= self.rcv.delack.acked && start <= edge;
         if !acceptable {
             // "If an incoming segment is not acceptable, an acknowledgment should be sent in
             // reply (unless the RST bit is set, if so drop the segment and return)".
