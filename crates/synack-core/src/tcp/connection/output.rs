@@ -793,8 +793,19 @@ impl Connection {
         let wakeup = std::mem::take(&mut self.sws_override);
         self.push_now = false;
         let seq = self.snd.nxt;
-        if len == 0 && !(fin_to_send && seq == buffered_end) {
-            return None;
+        if len == 0 {
+            let fin_alone = fin_to_send && seq == buffered_end;
+            // A FIN alone takes a sequence number of the peer's window too: into a closed
+            // window it waits, probed for the window as data would be, as Linux's
+            // `tcp_snd_wnd_test` counts it in `end_seq`. Sent, an RFC 9293 receiver would
+            // refuse it (§3.10.7.4), and only a retransmission timeout would send it again
+            // once the window opened.
+            if !fin_alone || wnd_edge <= seq {
+                if fin_alone && !in_flight {
+                    self.maybe_arm_persist(now, 1);
+                }
+                return None;
+            }
         }
         // Only new data goes under one header: going back after a timeout, each segment is
         // checked against the SACK scoreboard on its own (above), so none is resent that the
