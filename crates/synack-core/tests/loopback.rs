@@ -168,6 +168,58 @@ fn tcp_to_an_own_address_never_reaches_the_link() {
     }
 }
 
+/// More of our own packets than one `poll_transmit` takes leave a reminder, a deadline of
+/// now, so that a caller with nothing else due comes back for the rest. `handle_timeout`
+/// answers it, so that a runtime whose device is full (which calls no `poll_transmit` until
+/// the device has room) is not kept running rounds by it; it used to stay due, and the
+/// tokio driver spun at full CPU for as long as its device stayed full. The next
+/// `poll_transmit` carries on where the last one stopped.
+#[test]
+fn the_reminder_to_take_more_own_packets_is_answered_by_a_timeout() {
+    let mut config = Config::default();
+    config.gso_max_size(0);
+    let mut ep = endpoint_with(config);
+    let mut now = Instant::from_secs(1);
+    let (c, s) = connect_to_self(&mut ep, &mut now, V4, 8081);
+    let data = vec![5u8; 1 << 20];
+    let mut sent = 0;
+    let mut got = 0;
+    let mut buf = vec![0u8; 65_536];
+    let mut reminders = 0;
+    for _ in 0..1000 {
+        sent += ep.send(c, &data[sent..]).unwrap_or(0);
+        while let Ok(n) = ep.recv(now, s, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        if got == data.len() {
+            break;
+        }
+        assert!(
+            ep.poll_transmit(now, &mut buf).is_none(),
+            "nothing for the link"
+        );
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            // A burst was cut short: the reminder is due now, and a timeout answers it.
+            reminders += 1;
+            ep.handle_timeout(now);
+            assert!(
+                ep.poll_timeout().is_none_or(|t| t > now),
+                "still due after handle_timeout"
+            );
+            continue;
+        }
+        if let Some(t) = ep.poll_timeout() {
+            now = t;
+            ep.handle_timeout(now);
+        }
+    }
+    assert_eq!(got, data.len());
+    assert!(reminders > 0, "no burst was cut short");
+}
+
 /// Under a memory cap that one writer's send buffer can fill, a connection between two own
 /// sockets still moves: the receiving end takes two segments past the cap while it holds
 /// less unread (Linux's `tcp_rmem[0]` floor), its ACK frees the sender's buffer, and so on.

@@ -12,6 +12,14 @@ use crate::time::Instant;
 impl Endpoint {
     /// Run every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The reminder to take more of our own packets (`poll_transmit` stopped after a burst
+        // of them) is for a caller with nothing else due to come back; the next
+        // `poll_transmit` carries on whether or not it is there. A caller whose device is
+        // full does not call `poll_transmit` until the device has room, and a reminder that
+        // stayed due would keep it running rounds for nothing until then.
+        if self.loopback_due.is_some_and(|t| t <= now) {
+            self.loopback_due = None;
+        }
         self.time_wait.expire(now);
         self.expire_intercepts(now);
         self.expire_fragments(now);
