@@ -402,9 +402,12 @@ impl OffloadTun {
         if hdr.gso_type == GSO_NONE {
             // NEEDS_CSUM on an ordinary packet: finish the sum here (a capture then shows
             // it whole). The kernel leaves TCP and UDP partial; anything else the stack checks.
+            // Behind IPv6 extension headers (a socket's IPV6_DSTOPTS, say), which the layouts
+            // do not walk, where the header says the sum lies; such packets were dropped.
             let completed = hdr.flags & F_NEEDS_CSUM != 0
                 && (gso::complete_checksum(packet).is_ok()
-                    || synack_core::wire::udp::complete_checksum(packet).is_ok());
+                    || synack_core::wire::udp::complete_checksum(packet).is_ok()
+                    || hdr.complete_checksum(packet));
             let Some(out) = buf.get_mut(..packet.len()) else {
                 bump(&c.rx_dropped, 1);
                 return None;

@@ -303,3 +303,49 @@ fn ecn_super_segments_keep_ece_on_every_segment_and_cwr_on_the_first() {
         }
     }
 }
+
+/// The kernel's TCP over IPv6 behind a Destination Options header (a socket's
+/// `IPV6_DSTOPTS`) hands its packets over with the checksum partial, like any other; the
+/// header says where the sum lies, and it is finished there, which the TCP layout, walking no
+/// extension header, could not do: such packets were dropped, their SYNs too.
+#[test]
+fn a_partial_checksum_behind_extension_headers_is_finished_where_the_header_says() {
+    let plain = partial(packet(
+        true,
+        TcpFlags::ACK | TcpFlags::PSH,
+        9,
+        &pattern(0, 300),
+    ));
+    // The same packet with a Destination Options header (PadN) before TCP.
+    let mut p = plain[..40].to_vec();
+    p[6] = 60;
+    let payload_len = u16::from_be_bytes([p[4], p[5]]) + 8;
+    p[4..6].copy_from_slice(&payload_len.to_be_bytes());
+    p.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    p.extend_from_slice(&plain[40..]);
+    assert!(
+        gso::complete_checksum(&mut p.clone()).is_err(),
+        "the layout walks none"
+    );
+    let hdr = VnetHdr {
+        flags: F_NEEDS_CSUM,
+        csum_start: 48,
+        csum_offset: TCP_CSUM_OFFSET,
+        ..VnetHdr::default()
+    };
+    assert!(hdr.complete_checksum(&mut p));
+    let tcp = parse(&p);
+    assert_eq!(tcp.payload, &pattern(0, 300)[..]);
+    // A header pointing outside the packet finishes nothing, and changes nothing.
+    let before = p.clone();
+    for (start, offset) in [(u16::MAX, 16), (48, u16::MAX), (p.len() as u16 - 1, 0)] {
+        let bad = VnetHdr {
+            csum_start: start,
+            csum_offset: offset,
+            ..hdr
+        };
+        assert!(!bad.complete_checksum(&mut p), "{start} {offset}");
+        assert_eq!(p, before);
+    }
+    assert!(!VnetHdr { flags: 0, ..hdr }.complete_checksum(&mut p));
+}

@@ -6,6 +6,7 @@
 //! reads and writes the header; the packet under it is read, cut and glued with the core's
 //! `wire::gso`.
 
+use synack_core::wire::checksum;
 use synack_core::wire::gso::TcpLayout;
 
 /// Bytes of `struct virtio_net_hdr` (without `num_buffers`), set with `TUNSETVNETHDRSZ`.
@@ -106,6 +107,27 @@ impl VnetHdr {
             csum_start: u16::try_from(layout.ip_header_len).unwrap_or(u16::MAX),
             csum_offset: TCP_CSUM_OFFSET,
         }
+    }
+
+    /// Finishes the checksum that a `NEEDS_CSUM` packet read with this header leaves partial,
+    /// where the header says it lies: the sum of the bytes from `csum_start` to the end goes
+    /// in the field at `csum_start + csum_offset`, which holds the pseudo-header's (virtio
+    /// 1.1 §5.1.6.2, as the kernel's `skb_checksum_help` finishes it), whatever comes before
+    /// the transport header: IPv6 extension headers too, which the TCP and UDP layouts do
+    /// not walk. `false` if the header points outside the packet or asks for nothing.
+    pub(crate) fn complete_checksum(&self, packet: &mut [u8]) -> bool {
+        let start = usize::from(self.csum_start);
+        let at = start + usize::from(self.csum_offset);
+        if self.flags & F_NEEDS_CSUM == 0 || at + 2 > packet.len() {
+            return false;
+        }
+        let sum = match checksum::finish(checksum::partial(&packet[start..])) {
+            // 0 is "no checksum" to UDP (RFC 768); its complement verifies the same.
+            0 => 0xffff,
+            sum => sum,
+        };
+        packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+        true
     }
 
     /// Whether a super-packet read with this header, whose headers are `layout` and which is
