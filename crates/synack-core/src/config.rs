@@ -917,6 +917,11 @@ impl Config {
         self.nodelay
     }
 
+    /// The keepalive every connection starts with (`keepalive`), if any.
+    pub fn get_keepalive(&self) -> Option<KeepaliveConfig> {
+        self.keepalive
+    }
+
     /// The ECN mode (`ecn`).
     pub fn get_ecn(&self) -> EcnMode {
         self.ecn

@@ -22,8 +22,12 @@ pub struct SocketOptions {
     /// a peer's SYN asks (Linux's `tcp_min_snd_mss`).
     pub max_segment: Option<u16>,
     /// `SO_KEEPALIVE` with `TCP_KEEPIDLE`, `TCP_KEEPINTVL` and `TCP_KEEPCNT`: probe an idle
-    /// connection.
+    /// connection. `None`: as the endpoint's `Config::keepalive` says.
     pub keepalive: Option<KeepaliveConfig>,
+    /// `SO_KEEPALIVE` turned off: no probes, even where `Config::keepalive` has every
+    /// connection probe (Linux's `setsockopt(SO_KEEPALIVE, 0)` turns off what the sysctls
+    /// would not). Wins over `keepalive`.
+    pub keepalive_off: bool,
     /// `TCP_NODELAY`: Nagle's algorithm off.
     pub nodelay: Option<bool>,
     /// `TCP_CORK`: hold back segments shorter than a full one, whatever is in flight, until

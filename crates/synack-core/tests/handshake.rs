@@ -1753,6 +1753,59 @@ fn keepalive_from_socket_options_probes_an_idle_connection() {
     );
 }
 
+/// `SO_KEEPALIVE` off on a socket turns probing off where the endpoint's `Config::keepalive`
+/// has every connection probe: an active open's and a listener's accepted connections stay
+/// silent however long they idle. There was no way to say it: a socket's options could
+/// only turn keepalive on.
+#[test]
+fn keepalive_off_in_socket_options_beats_the_endpoints_keepalive() {
+    let mut cfg = config();
+    cfg.keepalive(Some(KeepaliveConfig {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    }));
+    let off = SocketOptions {
+        keepalive_off: true,
+        ..Default::default()
+    };
+    for listener in [false, true] {
+        for opts in [SocketOptions::default(), off] {
+            let mut h = Harness::new(cfg.clone());
+            if listener {
+                let l = h.ep.listen_with(server(), 16, &opts).unwrap();
+                h.inject(client(), server(), Out::new(SYN, 10, 0).mss(1460));
+                let sa = h.one();
+                h.inject(client(), server(), Out::new(ACK, 11, 0).ackn(sa.seq + 1));
+                h.ep.accept(l).unwrap();
+            } else {
+                h.ep.connect_with(h.now, peer80(), None, &opts).unwrap();
+                let syn = h.one();
+                h.inject(
+                    peer80(),
+                    syn.src,
+                    Out::new(SYN | ACK, 1, 0).ackn(syn.seq + 1).mss(1460),
+                );
+                let _ = h.one();
+            }
+            let t0 = h.now;
+            let probes = match h.ep.poll_timeout() {
+                Some(_) => h.next_timeout().1.len(),
+                None => 0,
+            };
+            let probing = !opts.keepalive_off;
+            assert_eq!(
+                probes,
+                usize::from(probing),
+                "listener {listener}, {opts:?}"
+            );
+            if probing {
+                assert_eq!(h.now - t0, Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 /// Keepalive timing Linux's `setsockopt` refuses (EINVAL) is refused wherever a socket's
 /// options reach the endpoint, before anything is made: no SYN leaves, no listener opens.
 #[test]

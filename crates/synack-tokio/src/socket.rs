@@ -395,25 +395,34 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.fast_open_connect).unwrap_or(false))
     }
 
-    /// SO_KEEPALIVE with Linux's timing (first probe after 2 hours idle, then every 75 s,
-    /// 9 probes).
+    /// SO_KEEPALIVE: on, with the stack's timing (`Config::keepalive`, as Linux's sockets
+    /// take the sysctls' `tcp_keepalive_*`), or without one Linux's defaults (first probe
+    /// after 2 hours idle, then every 75 s, 9 probes); or off, even where the stack's
+    /// `Config::keepalive` has every connection probe.
     pub fn set_keepalive(&self, keepalive: bool) -> io::Result<()> {
-        self.set_keepalive_config(keepalive.then(KeepaliveConfig::default))
+        let timing = self.stack.with_config(|c| c.get_keepalive());
+        self.set_keepalive_config(keepalive.then(|| timing.unwrap_or_default()))
     }
 
-    /// SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT. Timing Linux refuses
-    /// (see [`KeepaliveConfig::check`]) is `InvalidInput`, as its EINVAL.
+    /// SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT; `None` turns it off.
+    /// Timing Linux refuses (see [`KeepaliveConfig::check`]) is `InvalidInput`, as its
+    /// EINVAL.
     pub fn set_keepalive_config(&self, config: Option<KeepaliveConfig>) -> io::Result<()> {
         if let Some(k) = &config {
             k.check()?;
         }
-        self.with(|s| s.options.keepalive = config);
+        self.with(|s| {
+            s.options.keepalive = config;
+            s.options.keepalive_off = config.is_none();
+        });
         Ok(())
     }
 
-    /// Whether keepalive was turned on for this socket.
+    /// Whether the socket's connections will probe: as set, or as the stack's
+    /// `Config::keepalive` says (SO_KEEPALIVE as `getsockopt` reads it).
     pub fn keepalive(&self) -> io::Result<bool> {
-        Ok(self.with(|s| s.options.keepalive.is_some()))
+        let default = self.stack.with_config(|c| c.get_keepalive().is_some());
+        Ok(self.with(|s| !s.options.keepalive_off && (s.options.keepalive.is_some() || default)))
     }
 
     /// SO_LINGER, in whole seconds as Linux keeps it: `Some(Duration::ZERO)` (or less than

@@ -573,6 +573,21 @@ async fn a_config_no_connection_could_use_is_refused() {
     assert!(!socket.keepalive().unwrap(), "nothing was set");
     socket.set_keepalive(true).unwrap();
     assert!(socket.keepalive().unwrap());
+    // A stack whose every connection probes: a socket reads on until it is turned off, and
+    // then reads off (its connections are silent: the core's
+    // `keepalive_off_in_socket_options_beats_the_endpoints_keepalive`).
+    let mut probing = config(1);
+    probing.keepalive(Some(synack_core::KeepaliveConfig::default()));
+    let (dev, _peer) = MemoryDevice::pair();
+    let stack = Stack::new(probing, dev, &[CLIENT]).unwrap();
+    let socket = synack_tokio::TcpSocket::new_v4(&stack).unwrap();
+    assert!(socket.keepalive().unwrap(), "the stack's keepalive");
+    socket.set_keepalive(false).unwrap();
+    assert!(!socket.keepalive().unwrap());
+    socket.set_keepalive(true).unwrap();
+    assert!(socket.keepalive().unwrap());
+    socket.set_keepalive_config(None).unwrap();
+    assert!(!socket.keepalive().unwrap());
 
     // TCP_MAXSEG: Linux's EINVAL below TCP_MIN_MSS (88) and above MAX_TCP_WINDOW (32767);
     // 0 takes the default back.

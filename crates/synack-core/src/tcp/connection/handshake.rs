@@ -300,7 +300,9 @@ impl Connection {
         if let Some(mss) = opts.max_segment {
             self.clamp_mss(usize::from(mss).max(MIN_MSS));
         }
-        if let Some(keepalive) = opts.keepalive {
+        if opts.keepalive_off {
+            Arc::make_mut(&mut self.cfg).keepalive = None;
+        } else if let Some(keepalive) = opts.keepalive {
             Arc::make_mut(&mut self.cfg).keepalive = Some(keepalive);
         }
         if let Some(nodelay) = opts.nodelay {
