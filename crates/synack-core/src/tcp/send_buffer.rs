@@ -294,10 +294,14 @@ impl SendBuffer {
     /// Keeps an acknowledged chunk as a spare if nothing else holds it (not a device still
     /// writing it, nor an application that still has its own `Bytes`), its allocation has
     /// room for a whole [`CHUNK`] (`push`'s full chunks do; a small writer's tail does
-    /// not), and the spares and what is queued stay within the capacity.
+    /// not) and not much more, and the spares and what is queued stay within the capacity.
+    ///
+    /// An application's own allocation, handed over by `send_bytes` and let go, is never
+    /// kept: it may be megabytes (a whole file read into a `Vec`), which the capacity's
+    /// count of chunks did not see, charged to the endpoint's memory as a cache nobody
+    /// uses, as Linux gives zero-copy pages back when they are done with.
     fn keep_spare(&mut self, mut chunk: Bytes) {
-        let spares = self.spare.as_ref().map_or(0, |s| s.len());
-        if self.len + (spares + 1) * CHUNK > self.capacity {
+        if self.len + self.spare_bytes() + CHUNK > self.capacity {
             return;
         }
         if chunk.is_empty() || !chunk.is_unique() {
@@ -309,7 +313,10 @@ impl SendBuffer {
         if let Ok(mut buf) = chunk.try_into_mut() {
             buf.clear();
             // Back to the start of its allocation, if that holds a chunk; never allocates.
-            if buf.try_reclaim(CHUNK) {
+            if buf.try_reclaim(CHUNK)
+                && buf.capacity() <= 2 * CHUNK
+                && self.len + self.spare_bytes() + buf.capacity() <= self.capacity
+            {
                 self.spare.get_or_insert_default().push(buf);
             }
         }
@@ -927,6 +934,24 @@ mod tests {
         }
         assert!(small.chunks.is_empty());
         assert_eq!(held(&small), &pat_bytes(0, 10_000)[..]);
+    }
+
+    /// An application's large allocation, queued without a copy and let go, is not kept
+    /// as a spare when acknowledged: the spare would have been the whole 4 MiB `Vec`,
+    /// charged to the endpoint for nothing, in a buffer of 256 KiB.
+    #[test]
+    fn an_applications_allocation_is_not_kept_as_a_spare() {
+        let mut buf = SendBuffer::new(4 * CHUNK);
+        let big = Bytes::from(vec![0u8; 64 * CHUNK]);
+        assert_eq!(buf.push_bytes(big.slice(..2 * CHUNK)), 2 * CHUNK);
+        drop(big);
+        buf.consume(2 * CHUNK);
+        assert_eq!(buf.spare_bytes(), 0);
+        // Chunks the buffer made itself are still kept.
+        assert_eq!(buf.push(&vec![1u8; 2 * CHUNK]), 2 * CHUNK);
+        buf.consume(2 * CHUNK);
+        assert!(buf.spare_bytes() > 0);
+        assert!(buf.spare_bytes() <= buf.capacity());
     }
 
     #[test]
