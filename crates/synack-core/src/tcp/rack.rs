@@ -145,6 +145,12 @@ impl Rack {
         self.log.is_empty() && self.log.capacity() > 0
     }
 
+    /// Forgets every segment on record and gives the storage back: the connection is closed,
+    /// and nothing it sent will be sent again (Linux's `tcp_rtx_queue_purge`).
+    pub fn forget_sent(&mut self) {
+        self.log = VecDeque::new();
+    }
+
     /// Gives the storage back if nothing is in flight.
     pub fn release_if_empty(&mut self) {
         if self.log.is_empty() {

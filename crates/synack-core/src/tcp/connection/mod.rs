@@ -872,6 +872,10 @@ impl Connection {
         // application holds the socket without touching it.
         self.consume_acked(self.snd.buffer.len());
         self.snd.scoreboard.clear();
+        // The record of what was sent goes with it (Linux's `tcp_rtx_queue_purge`): a
+        // peer of MSS 48 that resets after a large response leaves thousands of entries,
+        // which nothing would otherwise give back while the application holds the socket.
+        self.snd.rack.forget_sent();
         self.reclaim();
         self.notify.closed = true;
         self.notify.readable = true;
