@@ -1058,6 +1058,33 @@ fn backlog_bounds_the_accept_queue() {
     assert!(h.one().is(SYN | ACK));
 }
 
+/// A listener asking for more than `max_backlog` (somaxconn) holds one more than it, as
+/// Linux clamps `listen(2)`'s backlog to somaxconn and then holds one more: with
+/// `max_backlog` 2, three connections wait and the fourth SYN is dropped. It used to hold
+/// two.
+#[test]
+fn a_backlog_past_the_ceiling_holds_one_more_than_the_ceiling() {
+    let mut cfg = config();
+    cfg.max_backlog(2);
+    let mut h = Harness::new(cfg);
+    h.ep.listen(server(), 10_000).unwrap();
+    for port in 40_010..40_013u16 {
+        let from = SocketAddr::new(PEER, port);
+        h.inject(from, server(), Out::new(SYN, 1000, 0));
+        let sa = h.one();
+        assert!(sa.is(SYN | ACK), "{port}");
+        h.inject(from, server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    }
+    let overflow = h.ep.stats().drop_listen_overflow;
+    h.inject(
+        SocketAddr::new(PEER, 40_013),
+        server(),
+        Out::new(SYN, 1000, 0),
+    );
+    h.none();
+    assert_eq!(h.ep.stats().drop_listen_overflow, overflow + 1);
+}
+
 /// Two endpoints listening for one socket (a runtime's shards) with a `SharedBacklog` of
 /// three hold three unaccepted connections between them, as one Linux listener with backlog
 /// 2 does, however the connections fall: a SYN to either once three wait is dropped, and

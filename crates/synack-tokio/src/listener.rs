@@ -30,8 +30,9 @@ use crate::stack::Stack;
 use crate::state::{register_many, ListenerState};
 use crate::stream::{ConnRef, TcpStream};
 
-/// The accept-queue length we ask for; the core caps it at its `max_backlog` (tokio uses the
-/// same 1024).
+/// The backlog tokio's `TcpListener::bind` gives `listen(2)`: 1024, which holds 1025
+/// connections on Linux (one more than it is told), at most one more than the core's
+/// `max_backlog` (somaxconn).
 const BACKLOG: usize = 1024;
 
 /// A listening socket on a synack [`Stack`]. Dropping it stops listening; connections still
@@ -68,9 +69,9 @@ impl TcpListener {
             let options = SocketOptions::default();
             // An IPv4-mapped address is its IPv4 one, shown mapped (as tokio's on Linux).
             match crate::addr::unmapped(a) {
-                Some(v4) => Self::listen_with(stack, v4, None, BACKLOG, &options, None)
+                Some(v4) => Self::listen_with(stack, v4, None, BACKLOG + 1, &options, None)
                     .map(TcpListener::map_to_v6),
-                None => Self::listen_with(stack, a, None, BACKLOG, &options, None),
+                None => Self::listen_with(stack, a, None, BACKLOG + 1, &options, None),
             }
         })
         .await
@@ -112,7 +113,7 @@ impl TcpListener {
         // listener's (`SharedBacklog`); each shard's share bounds its own SYN queue.
         let shared = (n > 1).then(|| {
             let most = stack.lock_shard(0).map_or(backlog, |inner| {
-                inner.endpoint.config().get_max_backlog().max(1)
+                inner.endpoint.config().get_max_backlog().saturating_add(1)
             });
             synack_core::SharedBacklog::new(backlog.clamp(1, most))
         });

@@ -2246,6 +2246,38 @@ async fn listen_holds_one_more_than_its_backlog_as_linux() {
     .await;
 }
 
+/// `TcpListener::bind` holds as many as tokio's does on Linux, whose `listen(1024)` holds
+/// 1025, one more than the backlog: here with the stack's `max_backlog` (somaxconn) at 2,
+/// which clamps it as somaxconn clamps 1024, three connections wait unaccepted and the
+/// fourth does not complete. It held one fewer.
+#[tokio::test]
+async fn bind_holds_one_more_than_the_clamped_backlog_as_linux() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let mut small = config(2);
+    small.max_backlog(2);
+    let server = Stack::new(small, server_dev, &[SERVER]).unwrap();
+    within(20, async {
+        let l = TcpListener::bind(&server, server_addr(7483)).await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(
+                TcpStream::connect(&client, server_addr(7483))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let extra = tokio::time::timeout(
+            Duration::from_millis(500),
+            TcpStream::connect(&client, server_addr(7483)),
+        )
+        .await;
+        assert!(extra.is_err(), "one too many completed");
+        drop(l);
+    })
+    .await;
+}
+
 /// The stack has no loopback link: connecting to 127.0.0.1, 0/8 or an IPv4-mapped loopback
 /// address fails at once with `NetworkUnreachable`, not after every SYN retry (246 s), and
 /// sends nothing onto the link; so does a destination of a family the stack has no address

@@ -608,8 +608,11 @@ impl Endpoint {
     }
 
     /// Listen on `local` (an own address, or the unspecified address for all of them). Port 0
-    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue
-    /// (clamped to `Config::max_backlog`, as Linux clamps to somaxconn).
+    /// picks an ephemeral port. The backlog bounds both the SYN queue and the accept queue:
+    /// it is how many connections wait (Linux's `listen(2)` backlog plus one, as
+    /// `sk_acceptq_is_full` holds one more than it is told), at most one more than
+    /// `Config::max_backlog`, as Linux clamps the backlog to somaxconn and then holds one
+    /// more.
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
         self.listen_with(local, backlog, &SocketOptions::default())
     }
@@ -631,7 +634,7 @@ impl Endpoint {
             reuse_port: opts.reuse_port,
         };
         let local = self.check_bind_with(super::demux::plain(local), sharing, &[])?;
-        let backlog = backlog.clamp(1, self.config.max_backlog.max(1));
+        let backlog = backlog.clamp(1, self.config.max_backlog.saturating_add(1));
         let l = ListenerHandle(self.next_handle);
         self.next_handle += 1;
         self.listeners.insert(
