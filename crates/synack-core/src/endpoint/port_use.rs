@@ -3,9 +3,12 @@
 //! bind buckets, so that `bind(2)` and an ephemeral port search look a port up instead of
 //! walking every connection.
 //!
-//! A port has few addresses (the stack's own, or in intercept mode the foreign ones its
-//! flows were addressed to), so each port keeps a short list, its first entry inline: an
-//! outgoing connection's ephemeral port is a new port, and it then costs no allocation.
+//! A port usually has one address (the stack's own), kept inline: an outgoing connection's
+//! ephemeral port is a new port, and it then costs no allocation. In intercept mode one port
+//! (443, say) may have as many as there are flows, each addressed to another foreign host:
+//! the others are kept hashed, so that a flow that comes or goes costs the same however many
+//! share its port. They were a list searched from the start, which made the table's upkeep
+//! quadratic in the flows to one port.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -42,30 +45,43 @@ impl Users {
 #[derive(Debug)]
 struct PortUsers {
     first: Users,
-    rest: Vec<Users>,
+    /// The others, by address (a table allocates nothing while empty).
+    rest: Table<IpAddr, Users>,
 }
 
 impl PortUsers {
     fn iter(&self) -> impl Iterator<Item = &Users> + '_ {
-        std::iter::once(&self.first).chain(&self.rest)
+        std::iter::once(&self.first).chain(self.rest.values())
     }
 
     fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Users> {
         if self.first.ip == ip {
             return Some(&mut self.first);
         }
-        self.rest.iter_mut().find(|u| u.ip == ip)
+        self.rest.get_mut(&ip)
+    }
+
+    /// `ip`'s entry, made if there is none.
+    fn entry(&mut self, ip: IpAddr) -> &mut Users {
+        if self.first.ip == ip {
+            return &mut self.first;
+        }
+        self.rest.entry(ip).or_insert_with(|| Users::new(ip))
     }
 
     /// Drops `ip`'s entry; `false` once none is left.
     fn remove(&mut self, ip: IpAddr) -> bool {
         if self.first.ip == ip {
-            match self.rest.pop() {
-                Some(last) => self.first = last,
-                None => return false,
-            }
-        } else if let Some(i) = self.rest.iter().position(|u| u.ip == ip) {
-            self.rest.swap_remove(i);
+            let Some(next) = self.rest.keys().next().copied() else {
+                return false;
+            };
+            self.first = self.rest.remove(&next).expect("a key just seen");
+        } else {
+            self.rest.remove(&ip);
+        }
+        // A table emptied by a flood gives its memory back, and stays quick to walk.
+        if self.rest.capacity() > 64 && self.rest.len() * 4 < self.rest.capacity() {
+            self.rest.shrink_to(self.rest.len() * 2);
         }
         true
     }
@@ -77,29 +93,30 @@ pub(super) struct PortUse {
     /// Keyed by a port a peer may choose (an intercepted flow's destination): the
     /// endpoint's seeded hash, as its other tables.
     by_port: Table<u16, PortUsers>,
+    /// The seed of each port's table of addresses.
+    seed: u64,
 }
 
 impl PortUse {
     pub(super) fn new(seed: u64) -> PortUse {
         PortUse {
             by_port: table(seed),
+            seed,
         }
     }
 
     /// One more user of `local`, with its claim.
     pub(super) fn add(&mut self, local: SocketAddr, claim: PortClaim) {
         let ip = local.ip();
-        let users = self.by_port.entry(local.port()).or_insert(PortUsers {
-            first: Users::new(ip),
-            rest: Vec::new(),
-        });
-        let user = match users.get_mut(ip) {
-            Some(u) => u,
-            None => {
-                users.rest.push(Users::new(ip));
-                users.rest.last_mut().expect("just pushed")
-            }
-        };
+        let seed = self.seed;
+        let users = self
+            .by_port
+            .entry(local.port())
+            .or_insert_with(|| PortUsers {
+                first: Users::new(ip),
+                rest: table(seed),
+            });
+        let user = users.entry(ip);
         user.by_sharing[claim.sharing().index()] += 1;
         user.bound += u32::from(claim.bound());
     }
@@ -244,5 +261,31 @@ mod tests {
         assert_eq!(p.addrs().collect::<Vec<_>>(), [(a("198.18.0.2:80"), false)]);
         p.remove(a("198.18.0.2:80"), port_only);
         assert!(p.by_port.is_empty());
+    }
+
+    /// Intercept mode's case: thousands of foreign addresses on one port, each looked up by
+    /// its address, however many there are; taken away in another order than they came,
+    /// the first (inline) entry among them, they leave nothing behind.
+    #[test]
+    fn many_addresses_on_one_port_come_and_go_in_any_order() {
+        let mut p = PortUse::new(9);
+        let addr = |i: u32| SocketAddr::new(IpAddr::from((0xc612_0000u32 + i).to_be_bytes()), 443);
+        for i in 0..5000 {
+            p.add(addr(i), REUSE);
+            p.add(addr(i), ALONE);
+        }
+        assert!(p.clash(addr(4321), true) && !p.clash(a("198.19.0.1:443"), true));
+        assert_eq!(p.addrs().count(), 5000);
+        for i in (0..5000).rev() {
+            let claim = if i % 2 == 0 { REUSE } else { ALONE };
+            p.remove(addr(i), claim);
+        }
+        for i in 0..5000 {
+            let claim = if i % 2 == 0 { ALONE } else { REUSE };
+            assert!(p.port(443), "{i}");
+            p.remove(addr(i), claim);
+        }
+        assert!(!p.port(443));
+        assert_eq!(p.addrs().count(), 0);
     }
 }
