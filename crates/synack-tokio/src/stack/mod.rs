@@ -476,7 +476,9 @@ impl Stack {
     /// listener resets them), and a stack in transparent mode refuses with an RST the SYNs it
     /// holds and every SYN after (`Interceptor::next` fails); every open stream sends its FIN
     /// after what it has queued, as
-    /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would; a connect still
+    /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) would, and a task
+    /// blocked writing to one gets `BrokenPipe` at once (as a kernel socket's writer gets
+    /// EPIPE from `shutdown(2)`); a connect still
     /// waiting for its SYN-ACK ends at once with `ConnectionReset`, as Linux's `shutdown(2)`
     /// ends a socket's connect; new connections and listeners are refused. Streams can still
     /// be read, so what the peers send until they close still arrives. If the time runs out,
