@@ -205,10 +205,23 @@ fn echo_server(listener: TcpListener, n: usize) -> tokio::task::JoinHandle<Vec<(
 
 /// Runs the kernel's echo client against `addr:port` of the stack and checks the echo.
 async fn kernel_echo(net: &Net, addr: IpAddr, port: u16, size: usize) -> String {
-    let client = net.python(
-        ECHO_CLIENT,
-        &[&addr.to_string(), &port.to_string(), &size.to_string()],
-    );
+    kernel_echo_with(net, addr, port, size, &[]).await
+}
+
+/// [`kernel_echo`] with more arguments for the client (`dstopts`).
+async fn kernel_echo_with(
+    net: &Net,
+    addr: IpAddr,
+    port: u16,
+    size: usize,
+    more: &[&str],
+) -> String {
+    let (addr, port, size) = (addr.to_string(), port.to_string(), size.to_string());
+    let args: Vec<&str> = [addr.as_str(), &port, &size]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect();
+    let client = net.python(ECHO_CLIENT, &args);
     let out = client.finish(Duration::from_secs(60)).await;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(
@@ -342,15 +355,8 @@ async fn kernel_ipv6_tcp_behind_destination_options_on_the_offload_tun() {
         .await
         .expect("bind");
     let server = echo_server(listener, 1);
-    let client = net.python(ECHO_CLIENT, &[&STACK6.to_string(), "7", "1000", "dstopts"]);
-    let out = client.finish(Duration::from_secs(60)).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success(),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout, "ok v6");
+    let echo = kernel_echo_with(&net, IpAddr::V6(STACK6), 7, 1000, &["dstopts"]).await;
+    assert_eq!(echo, "ok v6");
     within(10, server).await.unwrap();
     let c = counters.expect("offload counters").snapshot();
     assert_eq!(c.rx_dropped, 0, "{c:?}");

@@ -33,6 +33,18 @@ fn block() -> Vec<u8> {
     (0..P).map(|i| ((i * 7 + i / 251) & 0xff) as u8).collect()
 }
 
+/// The first `n` bytes of the pattern.
+fn pattern_of(n: usize) -> Vec<u8> {
+    let block = block();
+    let mut data = Vec::with_capacity(n);
+    while data.len() < n {
+        let o = data.len() % P;
+        let k = (P - o).min(n - data.len());
+        data.extend_from_slice(&block[o..o + k]);
+    }
+    data
+}
+
 /// The namespace, the stack on an offload TUN, and the device's counters.
 struct World {
     stack: Stack,
@@ -209,14 +221,7 @@ async fn synack_super_packets_reach_the_kernel_intact() {
         let mut stream = TcpStream::connect(&w.stack, SocketAddr::new(IpAddr::V4(HOST), 5002))
             .await
             .unwrap();
-        let block = block();
-        let mut data = Vec::with_capacity(BYTES);
-        while data.len() < BYTES {
-            let o = data.len() % P;
-            let k = (P - o).min(BYTES - data.len());
-            data.extend_from_slice(&block[o..o + k]);
-        }
-        stream.write_all(&data).await.unwrap();
+        stream.write_all(&pattern_of(BYTES)).await.unwrap();
         stream.shutdown().await.unwrap();
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).await.unwrap();
@@ -290,14 +295,7 @@ async fn ecn_super_segments_reach_the_kernel_after_a_reduction() {
     );
     let transfer = async {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let block = block();
-        let mut data = Vec::with_capacity(N);
-        while data.len() < N {
-            let o = data.len() % P;
-            let k = (P - o).min(N - data.len());
-            data.extend_from_slice(&block[o..o + k]);
-        }
-        stream.write_all(&data).await.unwrap();
+        stream.write_all(&pattern_of(N)).await.unwrap();
         stream.shutdown().await.unwrap();
         let mut rest = Vec::new();
         stream.read_to_end(&mut rest).await.unwrap();
