@@ -19,9 +19,11 @@
 //!   timestamp values.
 //!
 //! Both read and write packets only through the [`ipv4`], [`ipv6`] and [`tcp`] views and sum
-//! with [`checksum`]. Neither walks IPv4 options into the TCP header's place nor IPv6 extension
-//! headers: a packet with extension headers is refused ([`GsoError::NotTcp`]), as a TSO device
-//! refuses it. Any byte string is safe input: a bad packet is a [`GsoError`], never a panic.
+//! with [`checksum`]. IPv4 options and IPv6 extension headers (walked by
+//! [`ipv6::skip_ext_headers`], as the stack walks them) are copied into every cut segment,
+//! as Linux's `ipv6_gso_segment` copies them: the kernel's TCP hands a TUN such super-packets
+//! from a socket with `IPV6_DSTOPTS`, say. The gluing leaves them out. Any byte string is safe
+//! input: a bad packet is a [`GsoError`], never a panic.
 
 use super::{checksum, ipv4, ipv6, tcp, IpProtocol, TcpFlags, TcpRepr, WireError};
 use crate::seq::SeqNumber;
@@ -39,8 +41,7 @@ pub enum GsoError {
     /// The IP or TCP header is truncated, malformed, a fragment, or of an unknown IP version.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// The protocol after the fixed IP header is not TCP (IPv6 extension headers included:
-    /// segmentation offload never carries them for TCP).
+    /// The upper-layer protocol, after any IPv6 extension headers, is not TCP.
     #[error("not a TCP packet")]
     NotTcp,
     /// A segment size of zero.
@@ -68,7 +69,8 @@ pub enum TcpChecksum {
 pub struct TcpLayout {
     /// IPv6 rather than IPv4.
     pub ipv6: bool,
-    /// The IP header length: where the TCP header starts (`csum_start`).
+    /// The IP header length, IPv4 options or IPv6 extension headers included: where the TCP
+    /// header starts (`csum_start`).
     pub ip_header_len: usize,
     /// IP plus TCP header length: where the payload starts.
     pub header_len: usize,
@@ -80,8 +82,9 @@ pub struct TcpLayout {
 impl TcpLayout {
     /// Locates the headers of an IPv4 or IPv6 TCP packet. Checks lengths (as
     /// [`ipv4::Packet::check_len`], [`ipv6::Packet::check_len`] and [`tcp::Packet::check_len`]
-    /// do), the version, and refuses IPv4 fragments and IPv6 extension headers. Checksums are
-    /// not verified: a super-segment's may be partial.
+    /// do), the version, and refuses IPv4 fragments and IPv6 packets whose extension headers
+    /// the stack would refuse (see [`ipv6::skip_ext_headers`]). Checksums are not verified: a
+    /// super-segment's may be partial.
     pub fn parse(packet: &[u8]) -> Result<TcpLayout, GsoError> {
         Self::locate(packet, None)
     }
@@ -135,11 +138,21 @@ impl TcpLayout {
                     }
                     Some(_) => ipv6::Packet::new_unchecked(bytes),
                 };
-                if ip.next_header() != IpProtocol::Tcp {
-                    return Err(GsoError::NotTcp);
-                }
                 let len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
-                (true, ipv6::HEADER_LEN, len)
+                // RFC 8200 §4: TCP may follow extension headers, which lie in `bytes` (a
+                // head holds all the headers).
+                let ip_header_len = match ip.next_header() {
+                    IpProtocol::Tcp => ipv6::HEADER_LEN,
+                    IpProtocol::Unknown(first) => {
+                        let exts = &bytes[ipv6::HEADER_LEN..len.min(bytes.len())];
+                        match ipv6::skip_ext_headers(first, exts)? {
+                            (IpProtocol::Tcp, at) => ipv6::HEADER_LEN + at,
+                            _ => return Err(GsoError::NotTcp),
+                        }
+                    }
+                    _ => return Err(GsoError::NotTcp),
+                };
+                (true, ip_header_len, len)
             }
             _ => return Err(WireError::Unsupported.into()),
         };
@@ -375,9 +388,10 @@ struct Candidate<'a> {
     tcp: TcpRepr<'a>,
 }
 
-/// Whether `packet` may join a super-segment at all: TCP with data, no IPv4 options, no bytes
-/// past the IP length, valid options, and flags ACK or ACK|PSH (as Linux GRO: SYN, FIN, RST,
-/// URG, ECE and CWR segments always travel alone).
+/// Whether `packet` may join a super-segment at all: TCP with data, no IPv4 options or IPv6
+/// extension headers (which [`same_ip_header`] does not compare), no bytes past the IP
+/// length, valid options, and flags ACK or ACK|PSH (as Linux GRO: SYN, FIN, RST, URG, ECE and
+/// CWR segments always travel alone).
 fn candidate(packet: &[u8]) -> Option<Candidate<'_>> {
     let layout = TcpLayout::parse(packet).ok()?;
     let (src, dst) = layout.addrs(packet);
@@ -385,7 +399,12 @@ fn candidate(packet: &[u8]) -> Option<Candidate<'_>> {
     // is checked here, options included.
     let tcp = TcpRepr::parse(&packet[layout.ip_header_len..layout.len], src, dst, true).ok()?;
     let flags = tcp.flags;
-    let ok = (layout.ipv6 || layout.ip_header_len == ipv4::HEADER_LEN)
+    let fixed_header = if layout.ipv6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::HEADER_LEN
+    };
+    let ok = layout.ip_header_len == fixed_header
         && (flags == TcpFlags::ACK || flags == TcpFlags::ACK | TcpFlags::PSH)
         && layout.payload_len() > 0
         && layout.len == packet.len();
@@ -820,6 +839,84 @@ mod tests {
             TcpLayout::parse_head(&udp[..40], udp.len()).unwrap_err(),
             GsoError::NotTcp
         );
+    }
+
+    /// `packet` (an IPv6 one) with extension header `ext` (its first byte, Next Header, is
+    /// filled in) between the fixed header and TCP, whose number is `kind`.
+    fn with_ext_header(packet: &[u8], kind: u8, ext: &[u8]) -> Vec<u8> {
+        let mut p = packet[..ipv6::HEADER_LEN].to_vec();
+        let plen = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p[6] = kind;
+        p.push(packet[6]);
+        p.extend_from_slice(&ext[1..]);
+        p.extend_from_slice(&packet[ipv6::HEADER_LEN..]);
+        p
+    }
+
+    /// The kernel's TCP hands a TUN super-packets behind the extension headers a socket asks
+    /// for (`IPV6_DSTOPTS`): each segment is cut with them, as `ipv6_gso_segment` cuts it, its
+    /// payload length counting them. They used to be refused, and the offload TUN dropped a
+    /// bulk upload from such a socket. Gluing still leaves them out; headers the stack refuses
+    /// are refused here too.
+    #[test]
+    fn super_segments_behind_extension_headers_are_cut_with_them() {
+        const DEST_OPTS: u8 = 60;
+        const ROUTING: u8 = 43;
+        let d = data(2500);
+        let plain = packet(true, TcpFlags::ACK | TcpFlags::PSH, 7, Some((1, 2)), &d);
+        let pad_n = [0, 0, 1, 4, 0, 0, 0, 0];
+        let p = with_ext_header(&plain, DEST_OPTS, &pad_n);
+        let layout = TcpLayout::parse(&p).unwrap();
+        assert_eq!(layout.ip_header_len, ipv6::HEADER_LEN + 8);
+        assert_eq!(
+            layout.header_len,
+            TcpLayout::parse(&plain).unwrap().header_len + 8
+        );
+        assert_eq!(
+            TcpLayout::parse_head(&p[..layout.header_len], p.len()),
+            Ok(layout)
+        );
+        let segs = split(&p, 1000, TcpChecksum::Complete).unwrap();
+        assert_eq!(segs.len(), 3);
+        for (i, s) in segs.iter().enumerate() {
+            assert_eq!(s[6], DEST_OPTS);
+            assert_eq!(
+                s[ipv6::HEADER_LEN..ipv6::HEADER_LEN + 8],
+                [6, 0, 1, 4, 0, 0, 0, 0]
+            );
+            let plen = usize::from(u16::from_be_bytes([s[4], s[5]]));
+            assert_eq!(plen + ipv6::HEADER_LEN, s.len());
+            let t = parse(s);
+            assert_eq!(t.seq_number, SeqNumber(7) + i * 1000);
+            assert_eq!(t.payload, &d[i * 1000..(i * 1000 + 1000).min(2500)]);
+        }
+        for (full, mut q) in segs
+            .into_iter()
+            .zip(split(&p, 1000, TcpChecksum::Partial).unwrap())
+        {
+            complete_checksum(&mut q).unwrap();
+            assert_eq!(full, q);
+        }
+        // A Routing header with nothing left to visit is passed over (RFC 8200 §4.4); one
+        // with segments left, a fragment's header or a walk ending at UDP is not cut.
+        let routing = |left| [0, 0, 0, left, 0, 0, 0, 0];
+        assert!(TcpLayout::parse(&with_ext_header(&plain, ROUTING, &routing(0))).is_ok());
+        assert_eq!(
+            TcpLayout::parse(&with_ext_header(&plain, ROUTING, &routing(1))).unwrap_err(),
+            WireError::Unsupported.into()
+        );
+        let fragment = [0, 0, 0, 8, 0, 0, 0, 1];
+        assert_eq!(
+            TcpLayout::parse(&with_ext_header(&plain, 44, &fragment)).unwrap_err(),
+            WireError::Fragment.into()
+        );
+        let mut udp = p.clone();
+        udp[ipv6::HEADER_LEN] = 17;
+        assert_eq!(TcpLayout::parse(&udp).unwrap_err(), GsoError::NotTcp);
+        let mut c = Coalescer::new();
+        assert!(!c.push(&p));
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -162,30 +162,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     }
 }
 
-/// Finishes the UDP checksum of a whole IP packet whose checksum field holds only the
-/// partial (pseudo-header) sum, as a device does for `CHECKSUM_PARTIAL` (virtio's
-/// `NEEDS_CSUM`; Linux sends UDP so to a device that offers checksum offload): the sum over
-/// the datagram, that field included, is stored complemented, a zero as all ones (RFC 768).
-/// `Unsupported` if the packet is not UDP; the IP layer's errors otherwise.
-pub fn complete_checksum(packet: &mut [u8]) -> Result<(), WireError> {
-    let (start, len) = {
-        let (ip, datagram) = super::ip::parse(packet)?;
-        if ip.protocol() != IpProtocol::Udp {
-            return Err(WireError::Unsupported);
-        }
-        UdpPacket::new_checked(datagram)?;
-        // The datagram is a subslice of `packet`: its offset is the headers' length.
-        (
-            datagram.as_ptr() as usize - packet.as_ptr() as usize,
-            datagram.len(),
-        )
-    };
-    let datagram = &mut packet[start..start + len];
-    let sum = checksum::finish(checksum::partial(datagram));
-    UdpPacket::new_unchecked(datagram).set_checksum(if sum == 0 { 0xffff } else { sum });
-    Ok(())
-}
-
 /// A validated UDP datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpRepr<'a> {
@@ -303,29 +279,6 @@ mod tests {
                     Err(WireError::Checksum)
                 );
             }
-        }
-    }
-
-    #[test]
-    fn a_partial_checksum_is_completed() {
-        for (src, dst) in [(v4(1), v4(2)), (v6(1), v6(2))] {
-            let repr = UdpRepr {
-                src_port: 1,
-                dst_port: 2,
-                payload: b"partial",
-            };
-            let ip = super::super::IpRepr::new(src, dst, IpProtocol::Udp, repr.buffer_len(), 64)
-                .unwrap();
-            let mut pkt = vec![0u8; ip.buffer_len()];
-            ip.emit(&mut pkt);
-            let hl = ip.header_len();
-            repr.emit(&mut pkt[hl..], src, dst);
-            let complete = pkt.clone();
-            // What a kernel hands a device: the folded pseudo-header sum, not complemented.
-            let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Udp, 15).unwrap();
-            pkt[hl + 6..hl + 8].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
-            complete_checksum(&mut pkt).unwrap();
-            assert_eq!(pkt, complete);
         }
     }
 

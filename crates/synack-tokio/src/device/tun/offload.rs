@@ -44,7 +44,7 @@ use synack_core::wire::gso::{self, TcpChecksum, TcpLayout};
 use synack_core::wire::{tcp, TcpFlags};
 use synack_core::{Bytes, RecvMeta, Transmit};
 
-use super::vnet::{VnetHdr, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, VNET_HDR_LEN};
+use super::vnet::{VnetHdr, F_DATA_VALID, GSO_NONE, VNET_HDR_LEN};
 use super::{Tun, TunConfig};
 use crate::device::{Device, DeviceCapabilities};
 #[cfg(feature = "netns")]
@@ -400,14 +400,10 @@ impl OffloadTun {
         self.rx_len = n;
         let packet = &mut self.rx[VNET_HDR_LEN..n];
         if hdr.gso_type == GSO_NONE {
-            // NEEDS_CSUM on an ordinary packet: finish the sum here (a capture then shows
-            // it whole). The kernel leaves TCP and UDP partial; anything else the stack checks.
-            // Behind IPv6 extension headers (a socket's IPV6_DSTOPTS, say), which the layouts
-            // do not walk, where the header says the sum lies; such packets were dropped.
-            let completed = hdr.flags & F_NEEDS_CSUM != 0
-                && (gso::complete_checksum(packet).is_ok()
-                    || synack_core::wire::udp::complete_checksum(packet).is_ok()
-                    || hdr.complete_checksum(packet));
+            // NEEDS_CSUM on an ordinary packet (the kernel leaves TCP and UDP so): finish the
+            // sum here, where the header says it lies, whatever the headers before it (a
+            // capture then shows it whole). Anything else the stack checks.
+            let completed = hdr.complete_checksum(packet);
             let Some(out) = buf.get_mut(..packet.len()) else {
                 bump(&c.rx_dropped, 1);
                 return None;

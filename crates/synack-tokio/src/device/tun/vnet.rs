@@ -112,9 +112,9 @@ impl VnetHdr {
     /// Finishes the checksum that a `NEEDS_CSUM` packet read with this header leaves partial,
     /// where the header says it lies: the sum of the bytes from `csum_start` to the end goes
     /// in the field at `csum_start + csum_offset`, which holds the pseudo-header's (virtio
-    /// 1.1 §5.1.6.2, as the kernel's `skb_checksum_help` finishes it), whatever comes before
-    /// the transport header: IPv6 extension headers too, which the TCP and UDP layouts do
-    /// not walk. `false` if the header points outside the packet or asks for nothing.
+    /// 1.1 §5.1.6.2, as the kernel's `skb_checksum_help` finishes it), TCP or UDP, whatever
+    /// comes before the transport header. `false` if the header points outside the packet or
+    /// asks for nothing.
     pub(crate) fn complete_checksum(&self, packet: &mut [u8]) -> bool {
         let start = usize::from(self.csum_start);
         let at = start + usize::from(self.csum_offset);
