@@ -3264,3 +3264,54 @@ async fn a_link_local_connect_needs_a_scope_id_and_shows_it_back() {
     })
     .await;
 }
+
+/// `HyperConnector` refuses an `https` URI (or one without a scheme) before it connects, as
+/// hyper-util's `HttpConnector` does by default: its stream is plain TCP, and hyper would
+/// write the request, headers and credentials included, to port 443 in the clear. A TLS
+/// layer turns the check off, and then gets its connection.
+#[tokio::test]
+async fn the_hyper_connector_sends_nothing_for_https_unless_told() {
+    use synack_tokio::integration::hyper::HyperConnector;
+    use tower_service::Service;
+
+    let (client, server) = stacks();
+    let listener = TcpListener::bind(&server, server_addr(443)).await.unwrap();
+    let mut plain = HyperConnector::new(&client);
+    for uri in [
+        "https://198.18.0.1/",
+        "//198.18.0.1:443/",
+        "ftp://198.18.0.1:443/",
+    ] {
+        let e = within(5, plain.call(uri.parse().unwrap()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{uri} connected"));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{uri}: {e}");
+    }
+    let nothing = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(nothing.is_err(), "a connection reached port 443");
+    assert_eq!(client.stats().segments_out, 0, "{:?}", client.stats());
+
+    let mut tls = HyperConnector::new(&client).enforce_http(false);
+    let (stream, accepted) = within(10, async {
+        tokio::join!(
+            tls.call("https://198.18.0.1/".parse().unwrap()),
+            listener.accept()
+        )
+    })
+    .await;
+    assert_eq!(
+        stream.unwrap().get_ref().peer_addr().unwrap(),
+        server_addr(443)
+    );
+    accepted.unwrap();
+    let http = within(10, async {
+        tokio::join!(
+            plain.call("http://198.18.0.1:443/".parse().unwrap()),
+            listener.accept()
+        )
+    })
+    .await;
+    http.0.unwrap();
+    http.1.unwrap();
+}

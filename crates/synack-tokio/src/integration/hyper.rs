@@ -36,14 +36,20 @@ use crate::{Stack, TcpStream};
 
 /// Opens a [`TcpStream`] on a synack [`Stack`] for each connection hyper's pool asks for.
 ///
-/// Each stream gets TCP_NODELAY, as hyper-util's own `HttpConnector` sets by default: a
-/// request is written head and body apart, and Nagle would hold the body for the server's
+/// Each stream gets TCP_NODELAY (hyper-util's own `HttpConnector` leaves it off unless asked):
+/// a request is written head and body apart, and Nagle would hold the body for the server's
 /// delayed ACK.
+///
+/// Like hyper-util's `HttpConnector`, it refuses any URI whose scheme is not `http` before
+/// connecting: the stream is plain TCP, and an `https` request sent on it would go out in
+/// the clear, its headers and credentials included. A TLS layer on top turns that off with
+/// [`enforce_http(false)`](Self::enforce_http).
 #[derive(Clone)]
 pub struct HyperConnector {
     stack: Stack,
     names: Arc<HashMap<String, IpAddr>>,
     nodelay: bool,
+    enforce_http: bool,
 }
 
 /// Where a connection goes: an address, or a name for the stack's resolver.
@@ -59,6 +65,7 @@ impl HyperConnector {
             stack: stack.clone(),
             names: Arc::default(),
             nodelay: true,
+            enforce_http: true,
         }
     }
 
@@ -74,11 +81,27 @@ impl HyperConnector {
         self
     }
 
+    /// Whether only `http` URIs are taken (default `true`, as hyper-util's
+    /// `HttpConnector::enforce_http`). Turn it off only under a connector that wraps the
+    /// stream in TLS for `https` (tokio-rustls, say); then a URI without a scheme is taken
+    /// too, and goes to port 80.
+    pub fn enforce_http(mut self, is_enforced: bool) -> HyperConnector {
+        self.enforce_http = is_enforced;
+        self
+    }
+
     /// Where `uri` goes: its host (an IP literal, brackets for IPv6, a name given to
     /// [`resolve`](Self::resolve), or one for the stack's resolver) and its port, or the
     /// scheme's (80, 443).
     fn target(&self, uri: &Uri) -> io::Result<Target> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        if self.enforce_http {
+            match uri.scheme_str() {
+                Some("http") => {}
+                Some(_) => return Err(invalid(format!("not an http URI: {uri}"))),
+                None => return Err(invalid(format!("no scheme in {uri}"))),
+            }
+        }
         let host = uri
             .host()
             .ok_or_else(|| invalid(format!("no host in {uri}")))?;
