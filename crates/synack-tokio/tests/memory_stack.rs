@@ -3315,3 +3315,57 @@ async fn the_hyper_connector_sends_nothing_for_https_unless_told() {
     http.0.unwrap();
     http.1.unwrap();
 }
+
+/// An intercepted SYN whose accept is given up before the client's ACK (the future dropped:
+/// a relay's accept timeout) is reset at once, as ABORT in SYN-RECEIVED says (RFC 9293
+/// §3.10.5). It used to be closed instead: the SYN-ACK went on being resent for a minute,
+/// holding a connection no half-open limit counts, so spoofed SYNs a relay gave up on could
+/// fill the table.
+#[tokio::test(start_paused = true)]
+async fn a_given_up_intercepted_accept_resets_the_half_open_connection() {
+    use synack_core::wire::{ip, IpProtocol, IpRepr, TcpFlags, TcpRepr};
+    use synack_core::SeqNumber;
+
+    let (mut raw, dev) = MemoryDevice::pair();
+    let mut intercepting = config(1);
+    intercepting.intercept(Some(synack_core::InterceptConfig::default()));
+    let stack = Stack::new(intercepting, dev, &[SERVER]).unwrap();
+    let interceptor = stack.intercept().unwrap();
+    // A SYN from the client at 198.18.0.2 to an address that is nobody's.
+    let (src, dst) = (CLIENT, "198.19.9.9".parse::<IpAddr>().unwrap());
+    let mut syn = TcpRepr::new(40000, 80, TcpFlags::SYN, SeqNumber(1000), SeqNumber(0));
+    syn.window_len = 65535;
+    syn.max_seg_size = Some(1460);
+    let ip = IpRepr::new(src, dst, IpProtocol::Tcp, syn.buffer_len(), 64).unwrap();
+    let mut packet = vec![0u8; ip.buffer_len()];
+    ip.emit(&mut packet);
+    syn.emit(&mut packet[ip.header_len()..], src, dst);
+    std::future::poll_fn(|cx| raw.poll_send(cx, &packet, &Transmit::new(packet.len())))
+        .await
+        .unwrap();
+
+    let held = within(5, interceptor.next()).await.unwrap();
+    let given_up = tokio::time::timeout(Duration::from_millis(300), held.accept()).await;
+    assert!(given_up.is_err(), "no ACK came, yet the accept finished");
+    // What the client sees over the next ten seconds: the SYN-ACK, then one RST (with ACK,
+    // as Linux's `tcp_send_active_reset`) and nothing more.
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let meta = std::future::poll_fn(|cx| raw.poll_recv(cx, &mut buf))
+                .await
+                .unwrap();
+            let (ip, payload) = ip::parse(&buf[..meta.len]).unwrap();
+            let tcp = TcpRepr::parse(payload, ip.src_addr(), ip.dst_addr(), false).unwrap();
+            seen.push(tcp.flags);
+        }
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [TcpFlags::SYN | TcpFlags::ACK, TcpFlags::RST | TcpFlags::ACK],
+        "{:?}",
+        stack.stats()
+    );
+}
