@@ -2439,6 +2439,74 @@ fn keepalive_probes_then_times_out() {
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
 }
 
+/// When keepalive probes went out on `k` and when it was reset, in seconds after `t0`.
+fn keepalive_times(k: &Conn, t0: Instant) -> (Vec<u64>, Vec<u64>) {
+    let after = |want: &dyn Fn(&Seg) -> bool| -> Vec<u64> {
+        k.h.sent
+            .iter()
+            .filter(|(t, s)| *t > t0 && want(s))
+            .map(|(t, _)| (*t - t0).as_secs())
+            .collect()
+    };
+    (
+        after(&|s| s.seq == k.our_nxt - 1 && !s.has(TcpFlags::RST)),
+        after(&|s| s.has(TcpFlags::RST)),
+    )
+}
+
+/// A half-closed connection the application still reads from (FIN-WAIT-2 after
+/// `shutdown`) has nothing in flight and no FIN-WAIT-2 timer: keepalive is the only thing
+/// that can notice the peer gone, and Linux's `tcp_keepalive_timer` probes it, then resets
+/// it. It used to get no probe at all, and waited for ever.
+#[test]
+fn keepalive_watches_a_half_closed_connection() {
+    let mut cfg = config();
+    cfg.keepalive(Some(synack_core::KeepaliveConfig {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    }));
+    let mut k = Conn::open(cfg, false, false);
+    k.h.ep.shutdown(k.c).unwrap();
+    assert!(k.h.one().flags.contains(FIN));
+    k.our_nxt += 1;
+    let t0 = k.h.now;
+    k.ack_all();
+    assert_eq!(k.h.ep.state(k.c), Ok(State::FinWait2));
+    k.h.advance(Duration::from_secs(30));
+    assert_eq!(keepalive_times(&k, t0), (vec![10, 12, 14], vec![16]));
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
+/// With TCP_USER_TIMEOUT set, it decides when keepalive gives up, not the count of probes
+/// (tcp(7): "TCP_USER_TIMEOUT will override keepalive"; Linux's `tcp_keepalive_timer`):
+/// the connection is reset at the first timer once that long has passed since the last
+/// segment received, with at least one probe unanswered. Probes go on past the count until
+/// then, and a short user timeout ends it after the first probe.
+#[test]
+fn the_user_timeout_decides_when_keepalive_gives_up() {
+    for (user_timeout, probes, reset) in
+        [(30, (10..=28).step_by(2).collect(), 30), (5, vec![10], 12)]
+    {
+        let mut cfg = config();
+        cfg.keepalive(Some(synack_core::KeepaliveConfig {
+            idle: Duration::from_secs(10),
+            interval: Duration::from_secs(2),
+            probes: 3,
+        }));
+        cfg.user_timeout(Some(Duration::from_secs(user_timeout)));
+        let mut k = Conn::open(cfg, false, false);
+        let t0 = k.h.now;
+        k.h.advance(Duration::from_secs(60));
+        assert_eq!(
+            keepalive_times(&k, t0),
+            (probes, vec![reset]),
+            "{user_timeout}"
+        );
+        assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+    }
+}
+
 #[test]
 fn keepalive_answered_keeps_the_connection() {
     let mut cfg = config();

@@ -165,9 +165,21 @@ impl Connection {
     }
 
     /// When the keepalive timer fires next, if keepalives are on and the state uses them.
+    ///
+    /// Linux's `tcp_keepalive_timer` probes every state but CLOSE and SYN-SENT, and an
+    /// orphaned FIN-WAIT-2 (which `tcp_fin_timeout` ends). SYN-RECEIVED, FIN-WAIT-1, CLOSING
+    /// and LAST-ACK always have something in flight, whose retransmissions watch the peer;
+    /// so the states that matter are ESTABLISHED, CLOSE-WAIT and a FIN-WAIT-2 the application
+    /// still reads from (after `shutdown`), where nothing else would ever notice the peer
+    /// gone.
     fn keepalive_deadline(&self) -> Option<Instant> {
         let cfg = self.cfg.keepalive?;
-        if !matches!(self.state, State::Established | State::CloseWait) {
+        let probed = match self.state {
+            State::Established | State::CloseWait => true,
+            State::FinWait2 => !self.app_closed,
+            _ => false,
+        };
+        if !probed {
             return None;
         }
         // Not while there is data to send: its own timers (retransmission, persist) watch
@@ -287,7 +299,15 @@ impl Connection {
         }
         if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
             if let Some(cfg) = self.cfg.keepalive {
-                if self.probes_out >= cfg.probes {
+                // With a user timeout, it, not the count of probes, says when to give up:
+                // once that long has passed since the last segment received and at least
+                // one probe went unanswered (Linux's tcp_keepalive_timer; tcp(7):
+                // "TCP_USER_TIMEOUT will override keepalive").
+                let gives_up = match self.cfg.user_timeout {
+                    Some(limit) => self.probes_out > 0 && now - self.last_recv >= limit,
+                    None => self.probes_out >= cfg.probes,
+                };
+                if gives_up {
                     // Linux's tcp_keepalive_timer resets the connection it gives up on
                     // (tcp_send_active_reset), in case the peer is alive after all.
                     self.rst_pending = true;
