@@ -291,6 +291,53 @@ fn close_with_unread_data_sends_rst() {
     assert_eq!(k.h.ep.connection_count(), 0);
 }
 
+/// Closed with data unread after its FIN went (LAST-ACK: the peer's request and FIN came,
+/// the answer and our FIN went, nothing was read), the connection still resets: Linux's
+/// `__tcp_close` sends the RST in every state but CLOSE (RFC 2525 §2.17), where ABORT's
+/// rule (RFC 9293 §3.10.5) spares LAST-ACK. It used to vanish silently, and a lost FIN
+/// was never sent again.
+#[test]
+fn close_with_unread_data_after_our_fin_still_resets() {
+    let mut k = open();
+    k.peer_sends(ACK, b"request");
+    k.peer_sends(FIN | ACK, b"");
+    let _ = k.h.drain();
+    assert_eq!(k.state(), State::CloseWait);
+    assert_eq!(k.h.ep.send(k.c, b"answer"), Ok(6));
+    k.h.ep.shutdown(k.c).unwrap();
+    let segs = k.h.drain();
+    assert!(segs.last().unwrap().has(FIN), "{segs:#?}");
+    assert_eq!(k.state(), State::LastAck);
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let segs = k.h.drain();
+    assert_eq!(segs.len(), 1, "{segs:#?}");
+    assert!(segs[0].has(RST));
+    assert_eq!(segs[0].seq, k.our_nxt + 7);
+    assert_eq!(k.h.ep.connection_count(), 0);
+}
+
+/// SO_LINGER 0 (`Endpoint::abort`) in LAST-ACK with the FIN still unsent resets, as
+/// Linux's `tcp_disconnect` does in CLOSING and LAST-ACK while `snd_nxt != write_seq`; with
+/// everything sent, it goes silently, as there.
+#[test]
+fn abort_in_last_ack_resets_while_the_fin_is_unsent() {
+    for fin_sent in [false, true] {
+        let mut k = open();
+        k.peer_sends(FIN | ACK, b"");
+        let _ = k.h.drain();
+        assert_eq!(k.read(), Ok(vec![]));
+        k.h.ep.shutdown(k.c).unwrap();
+        assert_eq!(k.state(), State::LastAck);
+        if fin_sent {
+            assert!(k.h.one().has(FIN));
+        }
+        k.h.ep.abort(k.c).unwrap();
+        let segs = k.h.drain();
+        assert_eq!(segs.iter().any(|s| s.has(RST)), !fin_sent, "{segs:#?}");
+        assert_eq!(k.h.ep.connection_count(), 0);
+    }
+}
+
 /// A server that answers early (a 413 before the upload is read) and closes with the
 /// request unread: the answer it wrote goes out before the RST, as it would have from
 /// inside Linux's `write`, and the RST follows it in sequence; nothing of it is sent again.

@@ -312,7 +312,7 @@ impl Connection {
             {
                 self.reset_after_flush = true;
             }
-            _ if !self.rcv.buffer.is_empty() => self.abort(),
+            _ if !self.rcv.buffer.is_empty() => self.reset_unread(),
             _ => {
                 let _ = self.shutdown();
                 if self.state == State::FinWait2 {
@@ -361,10 +361,31 @@ impl Connection {
         self.snd.fin_queued && self.snd.fin_seq.is_none()
     }
 
-    /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us.
+    /// Reset the connection (RFC 9293 §3.10.5 ABORT): an RST goes out if the peer knows of us,
+    /// as Linux's `tcp_disconnect` (SO_LINGER 0) decides: in the states of
+    /// [`State::resets_on_abort`], and in CLOSING and LAST-ACK too while data or the FIN is
+    /// still unsent, which the peer would otherwise wait on for ever.
     pub fn abort(&mut self) {
         self.reset_after_flush = false;
-        if self.state.resets_on_abort() {
+        let unsent = self.notsent() > 0 || self.fin_unsent();
+        if self.state.resets_on_abort()
+            || unsent && matches!(self.state, State::Closing | State::LastAck)
+        {
+            self.rst_pending = true;
+        }
+        self.enter_closed(None);
+    }
+
+    /// Reset the connection the application closed with data unread (RFC 2525 §2.17): unlike
+    /// [`abort`](Self::abort), in every state the peer knows of, CLOSING and LAST-ACK
+    /// included, as Linux's `__tcp_close` sends its RST whatever the state but CLOSE. A peer
+    /// whose request was never read learns so, even after our FIN.
+    pub(super) fn reset_unread(&mut self) {
+        self.reset_after_flush = false;
+        if !matches!(
+            self.state,
+            State::Closed | State::Listen | State::SynSent | State::TimeWait
+        ) {
             self.rst_pending = true;
         }
         self.enter_closed(None);

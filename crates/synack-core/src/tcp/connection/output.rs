@@ -305,7 +305,7 @@ impl Connection {
         }
         if self.reset_after_flush {
             // Closed with data unread: what could go has gone; now the RST.
-            self.abort();
+            self.reset_unread();
             return self.poll_transmit(now, buf);
         }
         if self.probe_pending {
