@@ -48,7 +48,7 @@ use hickory_resolver::proto::rr::{Name, RecordType};
 use hickory_resolver::Resolver;
 use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
 
-use crate::lookup::AddrLookup;
+use crate::lookup::{next_answer, telling, AddrLookup};
 use crate::stack::WeakStack;
 use crate::{Stack, TcpSocket, TcpStream, UdpSocket};
 
@@ -393,7 +393,53 @@ fn lookup_error(name: &str, e: NetError) -> io::Error {
 /// `found` with `port`, or `NotFound` when there is no address in it (a name whose records
 /// are none of them addresses).
 fn with_port(name: &str, found: LookupIp, port: u16) -> io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = found.iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    some_address(
+        name,
+        found.iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+    )
+}
+
+/// The addresses `resolver` finds for host `name`, with `port`, all of them at once (as
+/// tokio's `lookup_host` gives them): `NotFound` when there are none (no such name, or
+/// none of its records are addresses), the I/O error a query met, `TimedOut` when no
+/// server answered in time.
+///
+/// The queries are those a connection to the name races ([`lookups`]), all awaited, the
+/// preferred family's addresses first. When every one fails, the error is the one that
+/// says most ([`telling`]): a family without addresses (`NotFound`) gives way to a server
+/// that did not answer for the other, so that this agrees with `TcpStream::connect`.
+/// (hickory's `lookup_ip` reports the AAAA query's error: `NotFound`, for an A query that
+/// timed out.)
+pub(crate) async fn lookup(
+    resolver: &Arc<StackResolver>,
+    name: &str,
+    port: u16,
+) -> io::Result<Vec<SocketAddr>> {
+    let mut pending: Vec<Option<AddrLookup>> = lookups(resolver, name, port)?
+        .into_iter()
+        .map(Some)
+        .collect();
+    let mut answers: Vec<Option<io::Result<Vec<SocketAddr>>>> =
+        pending.iter().map(|_| None).collect();
+    for _ in 0..pending.len() {
+        let (i, answer) = next_answer(&mut pending).await;
+        answers[i] = Some(answer);
+    }
+    let (mut found, mut error) = (Vec::new(), None);
+    for answer in answers.into_iter().flatten() {
+        match answer {
+            Ok(addrs) => found.extend(addrs),
+            Err(e) => error = Some(telling(error, e)),
+        }
+    }
+    match error {
+        Some(e) if found.is_empty() => Err(e),
+        _ => some_address(name, found),
+    }
+}
+
+/// Everything a lookup's queries found: `NotFound` if that is nothing.
+fn some_address(name: &str, addrs: Vec<SocketAddr>) -> io::Result<Vec<SocketAddr>> {
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -403,11 +449,9 @@ fn with_port(name: &str, found: LookupIp, port: u16) -> io::Result<Vec<SocketAdd
     Ok(addrs)
 }
 
-/// The addresses `resolver` finds for host `name`, with `port`, all of them at once (as
-/// tokio's `lookup_host` gives them): `NotFound` when there are none (no such name, or
-/// none of its records are addresses), the I/O error a query met, `TimedOut` when no
-/// server answered in time.
-pub(crate) async fn lookup(
+/// All the addresses hickory's own `lookup_ip` finds for `name` (both families in one
+/// lookup, by the resolver's strategy), with `port`.
+async fn lookup_together(
     resolver: &StackResolver,
     name: &str,
     port: u16,
@@ -438,7 +482,7 @@ pub(crate) fn lookups(
         let (resolver, parsed, name) = (resolver.clone(), parsed.clone(), name.to_owned());
         Box::pin(async move {
             let Some(kind) = kind else {
-                return lookup(&resolver, &name, port).await;
+                return lookup_together(&resolver, &name, port).await;
             };
             let found = resolver.lookup(parsed, kind).await.map(LookupIp::from);
             with_port(&name, found.map_err(|e| lookup_error(&name, e))?, port)
@@ -476,9 +520,12 @@ mod tests {
             panic!("the stack outlived its last handle")
         };
         assert_eq!(e.kind(), io::ErrorKind::NotConnected);
-        let failed = tokio::time::timeout(Duration::from_secs(2), lookup(&apart, "a.test", 80))
-            .await
-            .expect("a query on a stack that is gone fails at once");
+        let failed = tokio::time::timeout(
+            Duration::from_secs(2),
+            lookup(&Arc::new(apart), "a.test", 80),
+        )
+        .await
+        .expect("a query on a stack that is gone fails at once");
         assert!(failed.is_err());
     }
 
@@ -535,7 +582,47 @@ mod tests {
         options.attempts = 1;
         options.use_hosts_file = ResolveHosts::Never;
         let r = StackResolver::with_config(&lone, one_server(), options).unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(10), lookup(&r, "a.test", 80))
+        let e = tokio::time::timeout(Duration::from_secs(10), lookup(&Arc::new(r), "a.test", 80))
+            .await
+            .expect("bounded by the resolver's own timeout")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
+
+    /// A lookup whose AAAA query finds no address (NODATA) and whose A query is never
+    /// answered fails `TimedOut`, as a connection to the name does: the server that did not
+    /// answer says more than the family without addresses. It used to be `NotFound`,
+    /// hickory's `lookup_ip` reporting the AAAA query's error.
+    #[tokio::test]
+    async fn a_lookup_reports_the_query_that_timed_out_over_an_empty_family() {
+        let (ours, theirs) = linked();
+        let server = crate::UdpSocket::bind(&theirs, "198.18.0.1:53")
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = server.recv_from(&mut buf).await {
+                // The question's type follows its name, after the 12-byte header.
+                let Some(end) = buf[12..n].iter().position(|&b| b == 0) else {
+                    continue;
+                };
+                let qtype = u16::from_be_bytes([buf[13 + end], buf[14 + end]]);
+                if qtype == 28 {
+                    // AAAA: NOERROR, no answer. A: nothing.
+                    let mut reply = buf[..n].to_vec();
+                    reply[2] = 0x81;
+                    reply[3] = 0x80;
+                    let _ = server.send_to(&reply, from).await;
+                }
+            }
+        });
+        let mut options = ResolverOpts::default();
+        options.timeout = Duration::from_millis(300);
+        options.attempts = 1;
+        options.use_hosts_file = ResolveHosts::Never;
+        options.ip_strategy = LookupIpStrategy::Ipv6AndIpv4;
+        let r = Arc::new(StackResolver::with_config(&ours, one_server(), options).unwrap());
+        let e = tokio::time::timeout(Duration::from_secs(10), lookup(&r, "a.test.", 80))
             .await
             .expect("bounded by the resolver's own timeout")
             .unwrap_err();
@@ -595,7 +682,7 @@ mod tests {
         };
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         // A name that is no name is refused before any query.
-        let r = resolver(&stack, &["198.18.0.1".parse().unwrap()]).unwrap();
+        let r = Arc::new(resolver(&stack, &["198.18.0.1".parse().unwrap()]).unwrap());
         let long = "a".repeat(64);
         for bad in ["foo..bar", "a\0b", long.as_str()] {
             let e = lookup(&r, bad, 80).await.unwrap_err();

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::TcpStream;
-use crate::lookup::AddrLookup;
+use crate::lookup::{next_answer, telling, AddrLookup};
 use crate::Stack;
 
 /// RFC 8305 §3: "the recommended value for the Resolution Delay is 50 milliseconds": how
@@ -31,6 +31,13 @@ pub(crate) const LATE_ANSWERS: Duration = Duration::from_secs(1);
 /// RFC 8305 §5: "the recommended value for the Connection Attempt Delay is 250
 /// milliseconds": how long an attempt has before the next one starts beside it.
 pub(crate) const CONNECTION_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The most attempts running at once. RFC 8305 §5 sets no bound, but a name can have
+/// thousands of addresses (a 64 KiB answer over TCP), each a connection in SYN-SENT for
+/// minutes if nobody answers: without one, a single `connect` to a hostile name held about
+/// a thousand connections. Past this many, the next attempt waits for one to fail (hyper-util
+/// runs two at most, tokio one).
+pub(crate) const MAX_ATTEMPTS_IN_FLIGHT: usize = 8;
 
 /// `addrs` in the order RFC 8305 §4 tries them: the families alternate, starting with IPv6
 /// if `lead_v6` (and it has any), each family's addresses in their order.
@@ -96,32 +103,6 @@ impl Plan {
     }
 }
 
-/// Of two failed lookups' errors, the one that says more: a name with no address of one
-/// family (`NotFound`) says less than a server that did not answer for the other.
-fn telling(kept: Option<io::Error>, new: io::Error) -> io::Error {
-    match kept {
-        Some(kept) if kept.kind() != io::ErrorKind::NotFound => kept,
-        Some(kept) if new.kind() == io::ErrorKind::NotFound => kept,
-        _ => new,
-    }
-}
-
-/// The next answer of those `lookups` still under way, with its index.
-async fn next_answer(lookups: &mut [Option<AddrLookup>]) -> (usize, io::Result<Vec<SocketAddr>>) {
-    std::future::poll_fn(|cx| {
-        for (i, slot) in lookups.iter_mut().enumerate() {
-            if let Some(lookup) = slot {
-                if let Poll::Ready(answer) = lookup.as_mut().poll(cx) {
-                    *slot = None;
-                    return Poll::Ready((i, answer));
-                }
-            }
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 /// Connects to a host name whose addresses `lookups` find (the preferred one first: the
 /// AAAA query before the A one, RFC 8305 §3's default), RFC 8305's way:
 ///
@@ -130,8 +111,9 @@ async fn next_answer(lookups: &mut [Option<AddrLookup>]) -> (usize, io::Result<V
 ///   come later join the addresses still to try (§4).
 /// - §5: one attempt at a time, the next started when the last fails or has had
 ///   [`CONNECTION_ATTEMPT_DELAY`] without an answer, the earlier ones still running beside
-///   it. The first connection made wins, and the attempts still running are abandoned
-///   (their tasks aborted, as a cancelled `connect` is).
+///   it, up to [`MAX_ATTEMPTS_IN_FLIGHT`] of them. The first connection made wins, and the
+///   attempts still running are abandoned (their tasks aborted, as a cancelled `connect`
+///   is).
 ///
 /// If every attempt fails, the last attempt's error is returned, once every lookup has
 /// answered or given up (an answer still to come may have the address that works); if
@@ -232,7 +214,10 @@ where
                 None => {}
             },
             () = tokio::time::sleep_until(next_attempt),
-                if started && !attempts.is_empty() && !plan.is_empty() =>
+                if started
+                    && !attempts.is_empty()
+                    && attempts.len() < MAX_ATTEMPTS_IN_FLIGHT
+                    && !plan.is_empty() =>
             {
                 if let Some(addr) = plan.next() {
                     next_attempt = start(&mut attempts, addr);
@@ -338,6 +323,39 @@ mod tests {
 
     fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    /// A name with a thousand addresses nobody answers at: the attempts start 250 ms apart
+    /// up to `MAX_ATTEMPTS_IN_FLIGHT` running, then one more only as one fails. There
+    /// was no bound: a single connect held a connection for every 250 ms of a SYN's
+    /// timeout, about a thousand.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_in_flight_are_bounded() {
+        let many: Vec<String> = (0..1000)
+            .map(|i| format!("198.18.{}.{}:80", i / 250, i % 250 + 1))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (got, took, starts) = run(vec![answer(0, &many)], |_| {
+            (60_000, Err(io::ErrorKind::TimedOut.into()))
+        })
+        .await;
+        assert_eq!(got.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(starts.len(), 1000);
+        // The most running at once, from each attempt's 60 s span.
+        let peak = starts
+            .iter()
+            .map(|&(t, _)| {
+                starts
+                    .iter()
+                    .filter(|&&(u, _)| u <= t && t < u + 60_000)
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert_eq!(peak, MAX_ATTEMPTS_IN_FLIGHT);
+        let first: Vec<u64> = starts.iter().take(9).map(|&(t, _)| t).collect();
+        assert_eq!(first, [0, 250, 500, 750, 1000, 1250, 1500, 1750, 60_000]);
+        assert_eq!(took, 1000 / MAX_ATTEMPTS_IN_FLIGHT as u64 * 60_000 + 1750);
     }
 
     /// The AAAA answer first: its address is tried at once; the A answer joins later.
