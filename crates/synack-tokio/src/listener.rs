@@ -177,13 +177,23 @@ impl TcpListener {
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         let n = self.handles.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
+        // A shard whose driver stopped (its queue failed) fails only when every shard has:
+        // the others' connections are still there to accept.
+        let mut stopped = None;
         for k in 0..n {
             let shard = first.wrapping_add(k) % n;
-            if let Poll::Ready(r) = self.poll_accept_on(cx, shard) {
-                return Poll::Ready(r);
+            match self.poll_accept_on(cx, shard) {
+                Poll::Ready(Err(e)) if self.stack.lock_shard(shard).is_err() => stopped = Some(e),
+                Poll::Ready(r) => return Poll::Ready(r),
+                Poll::Pending => {}
             }
         }
-        Poll::Pending
+        match stopped {
+            Some(e) if (0..n).all(|shard| self.stack.lock_shard(shard).is_err()) => {
+                Poll::Ready(Err(e))
+            }
+            _ => Poll::Pending,
+        }
     }
 
     /// One shard's part of [`poll_accept`](Self::poll_accept).

@@ -4,6 +4,7 @@
 //! (through the hand-off), in both directions, for TCP and UDP, with every byte intact.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -14,8 +15,9 @@ use synack_tokio::{Stack, TcpListener, TcpStream, UdpSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One end of a memory link shared by any number of queues: each queue receives whatever
-/// the link holds when it asks, whoever owns it.
-struct SharedLink(Arc<Mutex<MemoryDevice>>);
+/// the link holds when it asks, whoever owns it. A queue given a flag fails its `check`
+/// once the flag is set, as a TUN queue whose file went bad would.
+struct SharedLink(Arc<Mutex<MemoryDevice>>, Option<Arc<AtomicBool>>);
 
 impl SharedLink {
     fn with<T>(&self, f: impl FnOnce(&mut MemoryDevice) -> T) -> T {
@@ -53,7 +55,16 @@ impl Device for SharedLink {
     }
 
     fn open_queue(&mut self) -> std::io::Result<SharedLink> {
-        Ok(SharedLink(Arc::clone(&self.0)))
+        Ok(SharedLink(Arc::clone(&self.0), None))
+    }
+
+    fn check(&mut self) -> std::io::Result<()> {
+        match &self.1 {
+            Some(failed) if failed.load(Ordering::Relaxed) => {
+                Err(std::io::Error::other("this queue failed"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -80,12 +91,17 @@ fn stacks() -> (Stack, Stack) {
 
 /// [`stacks`], the sharded one with `config`.
 fn stacks_with(config: synack_core::Config) -> (Stack, Stack) {
+    stacks_failing(config, None)
+}
+
+/// [`stacks_with`], the first queue failing once `failing` is set.
+fn stacks_failing(config: synack_core::Config, failing: Option<Arc<AtomicBool>>) -> (Stack, Stack) {
     let (a, b) = MemoryDevice::pair();
     let sharded = Stack::builder()
         .address("198.18.0.2".parse().unwrap())
         .workers(2)
         .config(config)
-        .build(SharedLink(Arc::new(Mutex::new(a))))
+        .build(SharedLink(Arc::new(Mutex::new(a)), failing))
         .unwrap();
     let peer = Stack::builder()
         .address("198.18.0.1".parse().unwrap())
@@ -629,4 +645,56 @@ async fn no_ephemeral_connect_on_any_shard_takes_a_port_a_bind_gave() {
         drop(bound);
     })
     .await;
+}
+
+/// One shard's driver stopping (its queue failed) leaves the other running, and
+/// `Stack::shutdown` still shuts that one down: its stream sends its FIN, and only then is
+/// the stopped shard's error the result. `shutdown` used to return that error at once, the
+/// other shard never told; and `accept` failed whenever its turn came to the stopped shard.
+#[tokio::test]
+async fn a_stopped_shard_does_not_stop_the_shutdown_of_the_others() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let (sharded, peer) = stacks_failing(synack_core::Config::default(), Some(failing.clone()));
+    let listener = peer_listener(&peer).await;
+    let (a, b) = within(10, async {
+        tokio::join!(
+            TcpStream::connect(&sharded, sa("198.18.0.1:9000")),
+            TcpStream::connect(&sharded, sa("198.18.0.1:9000"))
+        )
+    })
+    .await;
+    let _held = (a.unwrap(), b.unwrap());
+    let mut ends = Vec::new();
+    for _ in 0..2 {
+        let (mut s, _) = within(10, listener.accept()).await.unwrap();
+        ends.push(tokio::spawn(async move {
+            let mut buf = [0u8; 16];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+                Ok(Ok(0))
+            )
+        }));
+    }
+    // A listener on the sharded stack, to accept from after the stop.
+    let ours = TcpListener::bind(&sharded, sa("198.18.0.2:7000"))
+        .await
+        .unwrap();
+    failing.store(true, Ordering::Relaxed);
+    // The driver checks its device every half second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let accepted = tokio::time::timeout(Duration::from_millis(500), ours.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "accept gave up while a shard runs: {accepted:?}"
+    );
+
+    let e = within(10, sharded.shutdown(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("this queue failed"), "{e}");
+    let mut fins = 0;
+    for end in ends {
+        fins += usize::from(end.await.unwrap());
+    }
+    assert_eq!(fins, 1, "the running shard's stream sends its FIN");
 }

@@ -503,8 +503,18 @@ impl Stack {
     /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self, timeout: Duration) -> io::Result<()> {
+        // A shard whose driver already stopped (its queue failed, or it panicked) has nothing
+        // left to shut down; the others are shut down all the same, and its error is the
+        // result once they are done.
+        let mut stopped = None;
         for shard in 0..self.workers() {
-            let mut guard = self.lock_shard(shard)?;
+            let mut guard = match self.lock_shard(shard) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    stopped.get_or_insert(e);
+                    continue;
+                }
+            };
             let inner = &mut *guard;
             let now = inner.now();
             inner.shutting_down = true;
@@ -540,11 +550,13 @@ impl Stack {
         }
         let idle = std::future::poll_fn(|cx| self.poll_idle(cx));
         match tokio::time::timeout(timeout, idle).await {
-            Ok(done) => done,
+            Ok(done) => done.and(stopped.map_or(Ok(()), Err)),
             Err(_) => {
                 let mut unfinished = 0;
                 for shard in 0..self.workers() {
-                    let mut inner = self.lock_shard(shard)?;
+                    let Ok(mut inner) = self.lock_shard(shard) else {
+                        continue;
+                    };
                     unfinished += inner.endpoint.unfinished_count();
                     inner.endpoint.abort_unfinished();
                     inner.wake_driver();
@@ -557,11 +569,14 @@ impl Stack {
         }
     }
 
-    /// Ready once no connection is unfinished on any shard (see [`Stack::shutdown`]).
+    /// Ready once no connection is unfinished on any shard still running (see
+    /// [`Stack::shutdown`]).
     fn poll_idle(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
         let mut idle = true;
         for shard in 0..self.workers() {
-            let mut inner = self.lock_shard(shard)?;
+            let Ok(mut inner) = self.lock_shard(shard) else {
+                continue;
+            };
             if inner.endpoint.unfinished_count() > 0 {
                 register_many(&mut inner.idle_wakers, cx);
                 inner.wake_driver();
