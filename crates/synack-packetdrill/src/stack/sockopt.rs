@@ -565,7 +565,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
             self.0.extend_from_slice(&v.to_ne_bytes());
         }
         fn u64(&mut self, v: u64) {
-            while self.0.len() % 8 != 0 {
+            while !self.0.len().is_multiple_of(8) {
                 self.0.push(0);
             }
             self.0.extend_from_slice(&v.to_ne_bytes());
@@ -637,7 +637,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
         w.u32(0); // received_ce, accurate ECN byte counters
     }
     w.u32(0); // ecn_mode, accecn_opt_seen, accecn_fail_mode, options2
-    while w.0.len() % 8 != 0 {
+    while !w.0.len().is_multiple_of(8) {
         w.0.push(0);
     }
     w.0
