@@ -10,10 +10,15 @@
 //!
 //! ```text
 //! ip netns add synack
+//! ip netns exec synack sysctl -qw net.ipv4.ip_nonlocal_bind=1
 //! ip netns exec synack nc -l 198.18.0.1 5001 >/dev/null &
 //! ip netns exec synack cargo run --release --example bulk -- send 198.18.0.1:5001 --bytes 1G
 //! ip netns delete synack
 //! ```
+//!
+//! 198.18.0.1, the kernel's side of the TUN, exists only once `bulk` has created the device,
+//! so `nc` may bind to it beforehand only with `ip_nonlocal_bind` (a setting of the
+//! namespace's own, gone with it); `nc -l 5001` on every address needs no sysctl.
 //!
 //! The sender stops its clock at the peer's FIN rather than at its own last write: a write
 //! only means the bytes are in synack's send buffer, while the peer's FIN (sent after it read
