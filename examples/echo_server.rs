@@ -7,6 +7,8 @@
 //! ```text
 //! ip netns add synack
 //! ip netns exec synack cargo run --example echo_server &
+//! # until it has built, made synack0 and brought it up (its route to 198.18.0.2 is there):
+//! until ip -n synack route get 198.18.0.2 >/dev/null 2>&1; do sleep 0.1; done
 //! ip netns exec synack python3 -c 'import socket; s=socket.create_connection(("198.18.0.2", 7)); s.sendall(b"hi"); print(s.recv(2))'
 //! ```
 //!

@@ -9,6 +9,8 @@
 //! ```text
 //! ip netns add synack
 //! ip netns exec synack cargo run --example http_server -- --root ./site &
+//! # until it has built, made synack0 and brought it up (its route to 198.18.0.2 is there):
+//! until ip -n synack route get 198.18.0.2 >/dev/null 2>&1; do sleep 0.1; done
 //! ip netns exec synack curl http://198.18.0.2:8080/index.html
 //! ```
 //!
