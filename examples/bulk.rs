@@ -158,15 +158,17 @@ async fn recv(port: u16, net: &common::NetArgs) -> io::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let result = match &args.mode {
-        Mode::Send { target, bytes, net } => {
-            net.init_tracing();
-            send(*target, *bytes, net).await
-        }
-        Mode::Recv { port, net } => {
-            net.init_tracing();
-            recv(*port, net).await
+    let run = async {
+        match &args.mode {
+            Mode::Send { target, bytes, net } => {
+                net.init_tracing();
+                send(*target, *bytes, net).await
+            }
+            Mode::Recv { port, net } => {
+                net.init_tracing();
+                recv(*port, net).await
+            }
         }
     };
-    common::report("bulk", result)
+    common::report("bulk", common::until_signal(run).await)
 }

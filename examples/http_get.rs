@@ -82,5 +82,5 @@ async fn run(args: Args) -> io::Result<()> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.net.init_tracing();
-    common::report("http_get", run(args).await)
+    common::report("http_get", common::until_signal(run(args)).await)
 }

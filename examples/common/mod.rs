@@ -368,6 +368,23 @@ pub async fn shutdown_signal() -> io::Result<()> {
     }
 }
 
+/// Runs `work` until it ends or Ctrl-C (SIGINT) or SIGTERM comes, which ends the run like an
+/// error: `work`'s future is dropped, and with it the stack, whose TUN device the runtime
+/// then drops as it ends: an `--attach`ed interface is left without the offloads the device
+/// gave it (`TunDevice::attach`), which a signal's default action would have left on. The
+/// client examples (`http_get`, `bulk`) stop this way; the servers finish their connections
+/// first.
+pub async fn until_signal(
+    work: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    tokio::select! {
+        r = work => r,
+        r = shutdown_signal() => Err(r.err().unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::Interrupted, "interrupted")
+        })),
+    }
+}
+
 /// How long a stopping server gives its open connections to finish (`Stack::shutdown`).
 const FINISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
