@@ -91,8 +91,9 @@ impl TunDevice {
     /// Of `config`, only [`name`](TunConfig::name), [`offload`](TunConfig::offload) and
     /// [`multi_queue`](TunConfig::multi_queue) apply: the interface keeps the addresses,
     /// MTU ([`mtu`](TunConfig::mtu) must be 0 or the interface's own) and queue length the
-    /// administrator gave it (its MTU read once, as it is now: change it with the stack
-    /// stopped). On a multi-queue interface (`ip tuntap add ... multi_queue`) a stack opens
+    /// administrator gave it. The stack starts with the interface's MTU and follows a later
+    /// change (`ip link set dev tun0 mtu 1280`) within half a second, as on a TUN it creates
+    /// ([`Device::link_mtu`], asked with every [`Device::check`]). On a multi-queue interface (`ip tuntap add ... multi_queue`) a stack opens
     /// a queue for each of its workers, as on a TUN it creates, unless `multi_queue` is
     /// `false`; a single-queue one runs a single worker. [`TUN_TX_QUEUE_LEN`](super::TUN_TX_QUEUE_LEN) is the queue
     /// length we recommend (`ip link set dev tun0 txqueuelen 2048`).
