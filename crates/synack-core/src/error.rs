@@ -234,7 +234,21 @@ mod tests {
             assert_eq!(io.kind(), e.kind(), "{e:?}");
             let raw = e.errno_has_kind().then(|| e.errno());
             assert_eq!(io.raw_os_error(), raw, "{e:?}");
+            // The seven without the errno are exactly those whose errno std reads as
+            // another kind (`Uncategorized`): README.md lists them.
+            assert_eq!(
+                io::Error::from_raw_os_error(e.errno()).kind() == e.kind(),
+                e.errno_has_kind(),
+                "{e:?}"
+            );
         }
+        assert_eq!(all.iter().filter(|e| !e.errno_has_kind()).count(), 7);
+        // EPROTO, from an ICMP error, keeps a kind that can be matched; its errno is in the
+        // payload.
+        let io = io::Error::from(ProtocolError);
+        assert_eq!((io.kind(), io.raw_os_error()), (io::ErrorKind::Other, None));
+        let inner = io.get_ref().and_then(|e| e.downcast_ref::<Error>());
+        assert_eq!(inner.map(|e| e.errno()), Some(libc::EPROTO));
         let io = io::Error::from(TimedOut);
         assert_eq!(
             io.to_string(),
