@@ -55,8 +55,9 @@ pub struct NetArgs {
     /// the kernel's).
     #[arg(long)]
     pub addr6: Option<Ipv6Addr>,
-    /// SYN retransmissions before connect() fails with 'connection timed out'.
-    #[arg(long, default_value_t = 6)]
+    /// SYN retransmissions before connect() fails with 'connection timed out': 1 to 127, as
+    /// Linux's tcp_syn_retries.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=127))]
     pub syn_retries: u32,
     /// Use the plain TUN (one system call per packet) instead of the kernel's TUN offloads
     /// (virtio-net header, TSO/GSO, checksum offload), which are the default where the

@@ -325,8 +325,9 @@ impl Config {
     /// below 1024 bytes (a segment's worth: a connection would stall with nothing sent or
     /// nothing offered; a socket's own `SO_SNDBUF`/`SO_RCVBUF` is raised to that floor
     /// instead, as Linux raises its), a retransmission timeout of zero or a minimum above
-    /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), more than
-    /// 127 SYN retransmissions (or linear ones: Linux's `MAX_TCP_SYNCNT`), and an MTU
+    /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), no SYN
+    /// retransmission or more than 127 (Linux's bounds on `tcp_syn_retries`; more than 127
+    /// linear ones too: `MAX_TCP_SYNCNT`), and an MTU
     /// below [`MIN_MTU`] (88 bytes, where IPv4 allows 68: a Linux peer's TCP would arrive in
     /// fragments) or above [`MAX_MTU`]. A runtime checks its configuration with this when
     /// it starts, and again once it took its device's MTU; a sans-IO user should before
@@ -357,8 +358,15 @@ impl Config {
                 "idle and interval must be above zero and at most 32767 s, probes 1 to 127 (Linux's bounds)",
             );
         }
-        // Linux's bound on both (`MAX_TCP_SYNCNT`): past it a connect to a dead peer would
-        // not give up for centuries.
+        // Linux's bounds (`MAX_TCP_SYNCNT` on both): past 127 a connect to a dead peer would
+        // not give up for centuries; and as `tcp_syn_retries` and `TCP_SYNCNT` (and
+        // `Endpoint::set_syn_retries`) refuse 0, so does this.
+        if self.syn_retries == 0 {
+            return invalid(
+                "syn_retries",
+                "0: at least one SYN retransmission (Linux's tcp_syn_retries is 1 to 127)",
+            );
+        }
         if self.syn_retries > MAX_SYN_RETRIES {
             return invalid("syn_retries", "above 127 (Linux's MAX_TCP_SYNCNT)");
         }
@@ -415,7 +423,9 @@ impl Config {
         self.mtu.unwrap_or(DEFAULT_MTU)
     }
     setter!(
-        /// SYN retransmissions before `connect` fails with `TimedOut` (Linux tcp_syn_retries, 6).
+        /// SYN retransmissions before `connect` fails with `TimedOut` (Linux tcp_syn_retries, 6):
+        /// 1 to 127, as [`Endpoint::set_syn_retries`](crate::Endpoint::set_syn_retries) takes
+        /// for one connection; [`check`](Self::check) refuses others.
         syn_retries: u32
     );
     setter!(
@@ -978,6 +988,8 @@ mod tests {
         );
         assert_eq!(refused(&|c| _ = c.recv_buffer(0)), "recv_buffer");
         assert_eq!(refused(&|c| _ = c.syn_retries(128)), "syn_retries");
+        // As Endpoint::set_syn_retries refuses 0 for one connection.
+        assert_eq!(refused(&|c| _ = c.syn_retries(0)), "syn_retries");
         assert_eq!(refused(&|c| _ = c.mtu(MAX_MTU + 1)), "mtu");
         assert_eq!(
             refused(&|c| _ = c.initial_rto(Duration::ZERO)),
