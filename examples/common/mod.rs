@@ -156,10 +156,28 @@ impl NetArgs {
                 io::ErrorKind::InvalidInput,
                 format!("--addr6 {a} needs --host-addr6"),
             )),
-            (Some(h), _) if !h.contains(self.stack_addr6().unwrap_or(h.addr)) => {
+            // A /128 holds the kernel's address alone: the stack's has no room in it.
+            (Some(h), _) if h.prefix_len == 128 => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "--host-addr6 {h} is a /128, which holds the kernel's address alone: the \
+                     stack's must be another in the prefix; give a shorter one (e.g. /64)"
+                ),
+            )),
+            (Some(h), Some(a)) if !h.contains(a) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--addr6 {a} must be in --host-addr6 {h}"),
+            )),
+            // The default, the address after the kernel's, is past the prefix's end: the
+            // kernel has its last address.
+            (Some(h), None) if !h.contains(self.stack_addr6().unwrap_or(h.addr)) => {
                 Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("--addr6 must be in --host-addr6 {h}"),
+                    format!(
+                        "--host-addr6 {h} leaves no room for the stack's default IPv6 address \
+                         (the one after the kernel's): give the stack one in the prefix with \
+                         --addr6"
+                    ),
                 ))
             }
             (Some(h), _) if self.stack_addr6() == Some(h.addr) => Err(io::Error::new(
