@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use synack::core::{RecvMeta, Transmit};
+use synack::core::{Bytes, RecvMeta, Transmit};
 use synack::tokio::device::{Device, DeviceCapabilities, TunDevice};
 use synack::tokio::netns::NetNs;
 
@@ -66,10 +66,19 @@ struct Tap<D> {
 
 impl<D> Tap<D> {
     fn keep(&self, dir: Dir, packet: &[u8]) {
+        self.keep_pieces(dir, [packet]);
+    }
+
+    /// [`keep`](Self::keep) for a packet given in pieces: its first bytes, across them.
+    fn keep_pieces<'a>(&self, dir: Dir, pieces: impl IntoIterator<Item = &'a [u8]>) {
         if let Ok(mut log) = self.log.lock() {
             if log.len() < TAP_PACKETS {
-                let n = packet.len().min(TAP_BYTES);
-                log.push((Instant::now(), dir, packet[..n].to_vec()));
+                let mut kept = Vec::with_capacity(TAP_BYTES);
+                for piece in pieces {
+                    let n = piece.len().min(TAP_BYTES - kept.len());
+                    kept.extend_from_slice(&piece[..n]);
+                }
+                log.push((Instant::now(), dir, kept));
             }
         }
     }
@@ -103,6 +112,25 @@ impl<D: Device> Device for Tap<D> {
         result
     }
 
+    // Every other method of the trait passes through too, defaults included: a wrapper
+    // that kept them would copy each gathered super-segment whole, run one worker whatever
+    // `--workers` says, lose the link's broadcast address and interface name (so that
+    // `bind_device` finds no interface), and leave flows unsteered.
+    fn poll_send_gather(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        payload: &[Bytes],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        let result = self.inner.poll_send_gather(cx, head, payload, transmit);
+        if let Poll::Ready(Ok(())) = result {
+            let pieces = std::iter::once(head).chain(payload.iter().map(|b| &b[..]));
+            self.keep_pieces(Dir::Out, pieces);
+        }
+        result
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.inner.poll_flush(cx)
     }
@@ -115,8 +143,6 @@ impl<D: Device> Device for Tap<D> {
         self.inner.link_mtu()
     }
 
-    // The rest of the trait passes through too: a wrapper that kept the defaults would run
-    // one worker whatever `--workers` says, and lose the link's broadcast address.
     fn max_queues(&self) -> usize {
         self.inner.max_queues()
     }
@@ -130,6 +156,10 @@ impl<D: Device> Device for Tap<D> {
 
     fn broadcast_addresses(&self) -> Vec<Ipv4Addr> {
         self.inner.broadcast_addresses()
+    }
+
+    fn interface_name(&self) -> Option<String> {
+        self.inner.interface_name()
     }
 
     fn steer_flows(&mut self, steering: &synack::tokio::FlowSteering) -> io::Result<()> {
