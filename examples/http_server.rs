@@ -75,18 +75,46 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
     response
 }
 
-/// The file under `root` that `uri_path` names, or `None` if it tries to leave `root`.
+/// The file under `root` that `uri_path` names, or `None` if it tries to leave `root` or is
+/// not a path: each segment is percent-decoded (`my%20file.html`), and a segment that
+/// decodes to `..`, or holds a `/` (`%2F`) or a NUL, or a malformed escape, is refused.
 fn resolve(root: &Path, uri_path: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
     let mut path = root.to_path_buf();
-    for part in Path::new(uri_path.trim_start_matches('/')).components() {
-        match part {
-            Component::Normal(p) => path.push(p),
-            Component::CurDir => {}
-            // `..`, or an absolute path: never outside the root.
-            _ => return None,
+    for segment in uri_path.split('/') {
+        let name = percent_decode(segment)?;
+        if name.contains(&b'/') || name.contains(&0) {
+            return None;
+        }
+        let name = Path::new(std::ffi::OsStr::from_bytes(&name));
+        // One segment without a `/`: an empty one, `.`, `..` or a name.
+        for part in name.components() {
+            match part {
+                Component::Normal(p) => path.push(p),
+                Component::CurDir => {}
+                // `..`: never outside the root.
+                _ => return None,
+            }
         }
     }
     Some(path)
+}
+
+/// `segment` with each `%XX` replaced by its byte; `None` for a `%` not followed by two
+/// hex digits.
+fn percent_decode(segment: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(segment.len());
+    let mut bytes = segment.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
 }
 
 async fn serve(root: Arc<PathBuf>, req: Request<Incoming>) -> Result<Response<Body>, io::Error> {
@@ -250,4 +278,32 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     args.net.init_tracing();
     common::report("http_server", run(args).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_decodes_and_stays_under_the_root() {
+        let root = Path::new("/srv/site");
+        let ok = |uri: &str| resolve(root, uri).map(|p| p.to_string_lossy().into_owned());
+        assert_eq!(ok("/"), Some("/srv/site".into()));
+        assert_eq!(ok("/a/b.html"), Some("/srv/site/a/b.html".into()));
+        assert_eq!(ok("/my%20file.html"), Some("/srv/site/my file.html".into()));
+        assert_eq!(ok("/caf%C3%A9/./x"), Some("/srv/site/café/x".into()));
+        assert_eq!(ok("//a//b/"), Some("/srv/site/a/b".into()));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/etc/passwd",
+            "/a%2F..%2F..%2Fx",
+            "/a%2fb",
+            "/a%00b",
+            "/bad%2",
+            "/bad%zz",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+    }
 }
