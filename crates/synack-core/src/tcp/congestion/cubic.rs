@@ -698,6 +698,25 @@ impl Controller for Cubic {
         self.cwnd = self.mss;
     }
 
+    /// The time the flow sent nothing is no time on the curve: the epoch's start moves past
+    /// it, never beyond now (Linux's `cubictcp_cwnd_event`, since "tcp_cubic: do not
+    /// produce dangerous cwnd inflation (1.5 x RTT) after few seconds of idle time"; RFC 9438
+    /// §5.8 on application-limited flows). Without this, W_cubic(t) after a pause of seconds
+    /// lies far above cwnd, and the window grows by half every RTT, past W_max, until it
+    /// meets losses.
+    fn on_transmit_start(&mut self, now: Instant, last_sent: Instant) {
+        if let Some(l) = &mut self.linux {
+            if let Some(start) = l.epoch_start {
+                // In ticks, as Linux's jiffies.
+                let idle = ticks(now).saturating_sub(ticks(last_sent));
+                l.epoch_start = Some(start.saturating_add(idle).min(ticks(now)));
+            }
+        }
+        if let Some(epoch) = &mut self.epoch {
+            epoch.start = (epoch.start + (now - last_sent)).min(now);
+        }
+    }
+
     fn on_window_validated(&mut self, _now: Instant, cwnd: usize, ssthresh: usize) {
         if cwnd != self.cwnd {
             self.initial = false;
@@ -1300,6 +1319,36 @@ mod tests {
         // K as Linux computes it, in 1/1024 s: cbrt(300 * 2^40 / 410) ≈ 9309 (9.09 s).
         let k = cc.linux.as_ref().map_or(0, |l| l.k);
         assert!((9300..9320).contains(&k), "{k}");
+    }
+
+    /// Seconds without sending are no time on the curve (Linux's `cubictcp_cwnd_event` on
+    /// `CA_EVENT_TX_START`), in both growth models: after 30 s idle in congestion avoidance,
+    /// the rounds that follow grow the window as the rounds before the pause would have, not
+    /// by half per RTT towards a W_cubic(t) far above it, as they used to.
+    #[test]
+    fn idle_time_does_not_count_on_the_curve() {
+        for linux in [false, true] {
+            let w_max = 100 * MSS;
+            let mut cc = after_loss(w_max);
+            cc.set_linux_growth(linux);
+            cc.on_rtt_sample(T, RTT_100MS, SeqNumber(1), SeqNumber(2));
+            let start = Instant::from_secs(1);
+            run_rounds(&mut cc, start, RTT_100MS, 5);
+            let mut paused = cc.clone();
+            let resume = start + RTT_100MS * 5;
+            // Unpaused: five more rounds straight on.
+            run_rounds(&mut cc, resume, RTT_100MS, 5);
+            // Paused: 30 s without sending, the last data having left at `resume`.
+            let later = resume + Duration::from_secs(30);
+            paused.on_transmit_start(later, resume);
+            run_rounds(&mut paused, later, RTT_100MS, 5);
+            let (went_on, after_idle) = (cc.window(), paused.window());
+            assert!(
+                after_idle.abs_diff(went_on) <= 2 * MSS,
+                "linux {linux}: {after_idle} after the pause, {went_on} without"
+            );
+            assert!(after_idle < w_max, "linux {linux}: {after_idle}");
+        }
     }
 
     #[test]

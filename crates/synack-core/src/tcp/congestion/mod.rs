@@ -101,6 +101,12 @@ pub trait Controller: Send + Debug {
     /// ignores it.
     fn on_rtt_sample(&mut self, _now: Instant, _rtt: Duration, _una: SeqNumber, _nxt: SeqNumber) {}
 
+    /// New data leaves with nothing in flight, the last data having left at `last_sent`
+    /// (Linux's `CA_EVENT_TX_START`, from `tcp_event_data_sent`): the flow was idle, or held
+    /// back by the application, in between. A controller whose growth follows the time since
+    /// its epoch began moves that start past the pause. The default ignores it.
+    fn on_transmit_start(&mut self, _now: Instant, _last_sent: Instant) {}
+
     /// The retransmission timer expired: the loss window of one SMSS (RFC 5681 §3.1), and
     /// ssthresh reduced from `window`, the bytes the connection hands over for it: the
     /// congestion window, as Linux's `tcp_enter_loss` takes it (`ca_ops->ssthresh` from

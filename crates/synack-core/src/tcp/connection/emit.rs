@@ -401,6 +401,13 @@ impl Connection {
         };
         let packet_len = write_segment(buf, ip, &seg, len, fill, partial)?;
         if len > 0 {
+            // New data with nothing in flight: the controller learns how long the flow sent
+            // nothing (Linux's `tcp_event_data_sent`, CA_EVENT_TX_START, before lsndtime moves).
+            if let (Some(last), false) = (self.cwnd_use.last_sent, retransmit) {
+                if self.snd.una == self.snd.max {
+                    self.cc.on_transmit_start(now, last);
+                }
+            }
             // Linux's lsndtime, which slow start after idle measures from.
             self.cwnd_use.last_sent = Some(now);
             // Data answering data: request/response (checked before `after_send`, which may
