@@ -3194,6 +3194,39 @@ fn sack_reply(
     sent_from(k, base)
 }
 
+/// A retransmission lost again while going back after a timeout is resent on the ACK whose
+/// SACK shows it lost, the connection leaving the timeout's recovery for a fast recovery
+/// (Linux's `tcp_fastretrans_alert` on FLAG_LOST_RETRANS in TCP_CA_Loss; packetdrill
+/// `rto-lost-retransmit-resent.pkt`, checked against the kernel). It used to wait for the
+/// next, backed-off, timeout while the go-back went on past it. The resends of the tail
+/// loss probe, made before the timeout, are not lost retransmissions then.
+#[test]
+fn a_retransmission_lost_after_a_timeout_is_resent_at_once() {
+    let mut k = sack_conn_100ms();
+    let b = ten_out(&mut k);
+    let r = until_timeout(&mut k);
+    assert_eq!((r.len(), r[0].seq), (1, b), "{r:?}");
+    k.h.advance(Duration::from_millis(100));
+    // No new data: the go-back resends the next two.
+    assert_eq!(
+        sack_reply(&mut k, b, b + 1000, &[]),
+        [(1000, 1000), (2000, 1000)]
+    );
+    // The first of them is lost: the SACK of the second, sent with it, shows so.
+    k.h.advance(Duration::from_millis(110));
+    assert_eq!(
+        sack_reply(&mut k, b, b + 1000, &[(b + 2000, b + 3000)]),
+        [(1000, 1000)]
+    );
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 3, "Recovery");
+    // Recovery goes on from there, as Linux's.
+    k.h.advance(Duration::from_millis(110));
+    assert_eq!(
+        sack_reply(&mut k, b, b + 3000, &[]),
+        [(3000, 1000), (4000, 1000)]
+    );
+}
+
 /// A SACK connection whose handshake measured a 100 ms round trip, so that RACK's
 /// reordering window (RFC 8985) keeps out of the way of ACKs that arrive at once.
 fn sack_conn_100ms() -> Conn {

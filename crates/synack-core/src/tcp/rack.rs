@@ -535,13 +535,17 @@ impl Rack {
     /// RFC 8985 §6.2 step 5 (RACK_detect_loss): which undelivered segments sent before the
     /// newest delivered one have waited RACK.rtt plus the reordering window. `srtt` stands
     /// in for RACK.rtt until there is one. `recovering` and `dupthresh_sacked` (at least
-    /// DupThresh segments' worth SACKed) decide the reordering window.
+    /// DupThresh segments' worth SACKed) decide the reordering window. A lost segment counts
+    /// as a lost retransmission only if it was resent at or after `resent_since` (the last
+    /// timeout, while going back after it: Linux's `tcp_timeout_mark_lost` clears every
+    /// retransmitted mark then, so only the go-back's own resends can be lost again).
     pub fn detect(
         &self,
         now: Instant,
         srtt: Duration,
         recovering: bool,
         dupthresh_sacked: bool,
+        resent_since: Option<Instant>,
     ) -> Detection {
         let mut out = Detection::default();
         let Some(newest) = self.newest_delivered else {
@@ -559,7 +563,10 @@ impl Rack {
             let deadline = s.xmit + rtt + reo_wnd;
             if deadline <= now {
                 out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
-                if s.retransmitted && out.lost_retransmission.is_none_or(|l| s.start < l) {
+                if s.retransmitted
+                    && resent_since.is_none_or(|since| s.xmit >= since)
+                    && out.lost_retransmission.is_none_or(|l| s.start < l)
+                {
                     out.lost_retransmission = Some(s.start);
                 }
             } else {
@@ -836,10 +843,10 @@ mod tests {
         let srtt = Duration::from_millis(40);
         // Too early: within RACK.rtt (40 ms, the third segment's) + min_RTT/4 (10 ms) of
         // their transmission. The timer is for the later of the two, which marks both.
-        let d = r.detect(t(45), srtt, false, false);
+        let d = r.detect(t(45), srtt, false, false, None);
         assert_eq!(d.lost_up_to, None);
         assert_eq!(d.recheck_at, Some(t(51)));
-        let d = r.detect(t(51), srtt, false, false);
+        let d = r.detect(t(51), srtt, false, false, None);
         assert_eq!(d.lost_up_to, Some(s(200)));
     }
 
@@ -858,7 +865,7 @@ mod tests {
         // The SACKed segment was sent at 1 ms, before the retransmission at 100 ms: the
         // retransmission is not judged lost by it.
         let srtt = Duration::from_millis(20);
-        assert_eq!(r.detect(t(500), srtt, true, false).lost_up_to, None);
+        assert_eq!(r.detect(t(500), srtt, true, false, None).lost_up_to, None);
         // Something sent after the retransmission arrives: now it can be.
         r.on_send(s(200), s(300), t(110));
         r.on_ack(
@@ -867,7 +874,10 @@ mod tests {
             Some((&EVERYWHERE[..], &|a, _| a == s(100) || a == s(200))),
             None,
         );
-        assert_eq!(r.detect(t(200), srtt, true, false).lost_up_to, Some(s(100)));
+        assert_eq!(
+            r.detect(t(200), srtt, true, false, None).lost_up_to,
+            Some(s(100))
+        );
     }
 
     /// A cumulative ACK of segments SACKed before takes no sample from them (Linux's
@@ -901,7 +911,7 @@ mod tests {
             None,
         );
         // The fifth, sent with the sixth, has waited RACK.rtt (the sixth's 60 ms): lost.
-        let d = r.detect(t(170), ms(100), true, false);
+        let d = r.detect(t(170), ms(100), true, false, None);
         assert_eq!(d.lost_up_to, Some(s(500)));
     }
 
@@ -923,7 +933,10 @@ mod tests {
             Some((&EVERYWHERE[..], &|a, _| a == s(200))),
             None,
         );
-        assert_eq!(r.detect(t(10), srtt, true, true).lost_up_to, Some(s(200)));
+        assert_eq!(
+            r.detect(t(10), srtt, true, true, None).lost_up_to,
+            Some(s(200))
+        );
         r.on_retransmit(s(0), s(200), 100, t(10));
         // [300, 400), sent in the burst before the retransmission, is SACKed now.
         r.on_ack(
@@ -932,7 +945,7 @@ mod tests {
             Some((&EVERYWHERE[..], &|a, _| a == s(200) || a == s(300))),
             None,
         );
-        let d = r.detect(t(10), srtt, true, true);
+        let d = r.detect(t(10), srtt, true, true, None);
         assert_eq!(d.lost_retransmission, None, "{d:?}");
         assert_eq!(d.lost_up_to, None);
     }
@@ -954,7 +967,7 @@ mod tests {
             Some((&EVERYWHERE[..], &|a, _| a == s(100))),
             Some(srtt),
         );
-        let d = r.detect(t(126), srtt, false, false);
+        let d = r.detect(t(126), srtt, false, false, None);
         let deadline = t(110) + Duration::from_micros(27_500);
         assert_eq!((d.lost_up_to, d.recheck_at), (None, Some(deadline)));
         // With DupThresh segments SACKed and no reordering seen, no window at all: the
@@ -965,7 +978,10 @@ mod tests {
             Some((&EVERYWHERE[..], &|a, _| a >= s(100))),
             Some(srtt),
         );
-        assert_eq!(r.detect(t(120), srtt, false, true).lost_up_to, Some(s(100)));
+        assert_eq!(
+            r.detect(t(120), srtt, false, true, None).lost_up_to,
+            Some(s(100))
+        );
     }
 
     #[test]
@@ -993,8 +1009,11 @@ mod tests {
         assert_eq!(r.reorder_distance(), 400);
         // Even in recovery the window stays min_RTT / 4 (10 ms), after RACK.rtt, now the
         // first segment's 41 ms.
-        assert_eq!(r.detect(t(50), srtt, true, true).lost_up_to, None);
-        assert_eq!(r.detect(t(51), srtt, true, true).lost_up_to, Some(s(300)));
+        assert_eq!(r.detect(t(50), srtt, true, true, None).lost_up_to, None);
+        assert_eq!(
+            r.detect(t(51), srtt, true, true, None).lost_up_to,
+            Some(s(300))
+        );
     }
 
     /// A SACK looks only at the segments under its blocks, however long the log: a

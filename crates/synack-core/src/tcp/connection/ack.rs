@@ -240,6 +240,9 @@ impl Connection {
             u32::try_from(newly.div_ceil(self.snd.mss.max(1)) + dsacked).unwrap_or(u32::MAX);
         self.delivered = self.delivered.saturating_add(segments);
         // RFC 8985 §6.2: what was delivered now tells RACK which older segments are lost.
+        // A retransmission it finds lost (Linux's FLAG_LOST_RETRANS) is noted for the tests
+        // for recovery below.
+        let mut lost_retransmission = None;
         let mut original_end = None;
         let mut sack_rtt = None;
         if self.sack_ok {
@@ -259,7 +262,7 @@ impl Connection {
                     && (recovering_before || was_loss || self.in_loss_recovery())
                     && self.snd.rack.take_advanced()
                 {
-                    self.rack_detect_only(now);
+                    lost_retransmission = self.rack_detect_only(now);
                 }
             } else {
                 let covered = |a, b| scoreboard.covers(a, b);
@@ -278,7 +281,7 @@ impl Connection {
                 // but the time, whose passing the RACK timer already watches. Not on an
                 // ACK that reneges, whose delivery the next ACK's pass weighs.
                 if !reneged && self.snd.rack.take_advanced() {
-                    self.rack_detect_only(now);
+                    lost_retransmission = self.rack_detect_only(now);
                 }
             }
         }
@@ -385,7 +388,7 @@ impl Connection {
             && self.counters.undos != undos_before
             && self.snd.max > self.snd.una
         {
-            self.rack_detect_only(now);
+            lost_retransmission = lost_retransmission.or(self.rack_detect_only(now));
         }
         if !reneged
             && self.sack_ok
@@ -396,6 +399,10 @@ impl Connection {
                 let after_rto = self.after_rto();
                 if boundary > self.snd.una && !after_rto {
                     self.enter_recovery(now);
+                } else if boundary > self.snd.una {
+                    if let Some(seq) = lost_retransmission {
+                        self.recover_lost_retransmission(now, seq);
+                    }
                 }
             }
         }
@@ -850,9 +857,26 @@ impl Connection {
         }
     }
 
+    /// Going back after a timeout, a retransmission was lost again (RACK found it, at `seq`):
+    /// the connection leaves the timeout's recovery for a fast recovery, whose first
+    /// retransmission is that one, on this ACK. So Linux's `tcp_fastretrans_alert` does in
+    /// TCP_CA_Loss on FLAG_LOST_RETRANS (falling through to `tcp_enter_recovery`, RFC 8985
+    /// §6.2, RFC 6675 §5.1); the go-back alone would have sent it again only at the next,
+    /// backed-off, timeout, which would have cut the window to one segment once more.
+    fn recover_lost_retransmission(&mut self, now: Instant, seq: SeqNumber) {
+        self.recovery.rto_recover = None;
+        self.recovery.frto = None;
+        self.enter_recovery(now);
+        if seq < self.recovery.high_rxt {
+            self.recovery.high_rxt = seq.max(self.snd.una);
+        }
+        self.recovery.retransmit_head = self.recovery.high_rxt == self.snd.una;
+    }
+
     /// Run RACK's detection: mark what it finds lost (everything un-SACKed below the highest
     /// lost segment is then resent by the recovery logic) and arm its timer for the rest.
-    fn rack_detect_only(&mut self, now: Instant) {
+    /// Returns where a retransmission it found lost starts, if it found one.
+    fn rack_detect_only(&mut self, now: Instant) -> Option<SeqNumber> {
         let rtt = self.rtt.srtt().unwrap_or(self.current_rto());
         let recovering = self.recovery.recover.is_some() || self.after_rto();
         let dupthresh_sacked = if self.prr_packets() {
@@ -862,7 +886,15 @@ impl Connection {
             self.snd.scoreboard.sacked_bytes()
                 > (crate::tcp::scoreboard::DUP_THRESH - 1) * self.snd.mss
         };
-        let d = self.snd.rack.detect(now, rtt, recovering, dupthresh_sacked);
+        let resent_since = if self.after_rto() {
+            self.recovery.rto_at
+        } else {
+            None
+        };
+        let d = self
+            .snd
+            .rack
+            .detect(now, rtt, recovering, dupthresh_sacked, resent_since);
         if let Some(seq) = d.lost_retransmission {
             self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
             // A retransmission was lost: it is no longer in the pipe, and the recovery resends
@@ -880,6 +912,7 @@ impl Connection {
             }
         }
         self.timers.rack = d.recheck_at;
+        d.lost_retransmission
     }
 
     /// RACK's timer fired: detect, and start recovery if SND.UNA is now lost.
@@ -887,12 +920,20 @@ impl Connection {
         if !self.sack_ok || self.snd.una == self.snd.max {
             return;
         }
-        self.rack_detect_only(now);
+        let lost_retransmission = self.rack_detect_only(now);
         let after_rto = self.after_rto();
-        if self.recovery.recover.is_none()
-            && !after_rto
-            && self.lost_boundary().is_some_and(|b| b > self.snd.una)
-        {
+        let lost = self.lost_boundary().is_some_and(|b| b > self.snd.una);
+        if let (true, true, true, Some(seq)) = (
+            self.recovery.recover.is_none(),
+            after_rto,
+            lost,
+            lost_retransmission,
+        ) {
+            // As on an ACK (Linux's `tcp_rack_reo_timeout` calls `tcp_enter_recovery` from
+            // TCP_CA_Loss too).
+            self.recover_lost_retransmission(now, seq);
+            self.prr_on_ack(self.prr_unit(), false, false);
+        } else if self.recovery.recover.is_none() && !after_rto && lost {
             self.enter_recovery(now);
             // No ACK brought this on: as Linux's tcp_rack_reo_timeout, count one segment
             // delivered, which lets the first lost segment go.
