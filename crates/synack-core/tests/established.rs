@@ -1608,6 +1608,34 @@ fn ack_echoing(k: &mut Conn, ack: SeqNumber, ecr: u32) -> Vec<Seg> {
     k.h.drain()
 }
 
+/// A timeout after the last one's recovery ended reduces ssthresh again, and keeps its own
+/// undo point, even when the flow never filled its window in between (small requests): as
+/// Linux's `tcp_enter_loss`, only a timeout repeating the last with nothing new
+/// acknowledged holds it. The controller used to hold it whenever no ACK had grown the
+/// window since the last timeout: ssthresh stayed 7 segments, and an undo of the second
+/// timeout brought back the window from before the first, a real loss's reduction reverted.
+#[test]
+fn a_new_timeout_after_small_requests_reduces_again() {
+    let mut k = ts_sack_conn_100ms();
+    for (round, want) in [(0, 7), (1, 2)] {
+        k.h.ep.send(k.c, &[5u8; 300]).unwrap();
+        let sent = k.h.drain();
+        assert_eq!(sent.len(), 1, "{round}: {sent:?}");
+        let r = until_timeout(&mut k);
+        assert_eq!(r.len(), 1, "{round}: {r:?}");
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.snd_cwnd, info.snd_ssthresh),
+            (1, want),
+            "{round}: {info:?}"
+        );
+        let resent = r[0].ts.unwrap().tsval;
+        k.h.advance(Duration::from_millis(100));
+        ack_echoing(&mut k, r[0].seq + 300, resent);
+        assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().ca_state, 0, "{round}");
+    }
+}
+
 /// A retransmission timeout that the next ACK shows spurious is undone, as Linux's
 /// `tcp_try_undo_loss` does: the ACK echoes the TSval of the original flight, older than the
 /// first retransmission, so the originals got through (RFC 3522's Eifel detection,

@@ -297,8 +297,6 @@ pub struct Cubic {
     rtt: Duration,
     /// Nothing acknowledged yet: the window is the initial window and follows MSS changes.
     initial: bool,
-    /// The retransmission timer fired and no new data has been acknowledged since.
-    after_rto: bool,
     /// The next epoch is the first congestion-avoidance stage after a timeout (RFC 9438 §4.8:
     /// K = 0 and W_max = the window at its start).
     epoch_after_rto: bool,
@@ -328,7 +326,6 @@ impl Cubic {
             epoch: None,
             rtt: Duration::ZERO,
             initial: true,
-            after_rto: false,
             epoch_after_rto: false,
             prior: (0, 0, None, 0.0),
             hystart: HyStart::new(),
@@ -566,7 +563,6 @@ impl Controller for Cubic {
             return;
         }
         self.initial = false;
-        self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
             // RFC 5681 §3.1 with byte counting, as Linux (RFC 9438 §4.10 for CUBIC).
@@ -616,7 +612,6 @@ impl Controller for Cubic {
         self.on_spurious_fast_retransmit();
         // The timeout's own state ends with it: the next epoch is an ordinary one, and a
         // further timeout reduces again.
-        self.after_rto = false;
         self.epoch_after_rto = false;
     }
 
@@ -675,14 +670,13 @@ impl Controller for Cubic {
         };
         // RFC 9438 §4.8: "CUBIC follows standard TCP to reduce cwnd [RFC5681] but sets
         // ssthresh using β_cubic (same as in Section 4.6)". As in NewReno, a timeout repeated
-        // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1) rather than
-        // shrinking it again from a FlightSize that has not drained.
-        if let (false, Some(window)) = (self.after_rto, window) {
+        // before anything new was acknowledged holds ssthresh (RFC 5681 §3.1, `window` None)
+        // rather than shrinking it again from a FlightSize that has not drained.
+        if let Some(window) = window {
             // What the timeout reduces, for its undo should it prove spurious (RFC 9438 §4.9).
             self.prior = (self.cwnd, self.ssthresh, self.w_max, self.cwnd_prior);
             self.on_congestion_event(window);
         }
-        self.after_rto = true;
         self.epoch_after_rto = true;
         self.end_epoch();
         if self.linux.is_some() {

@@ -111,9 +111,11 @@ pub trait Controller: Send + Debug {
     /// ssthresh reduced from `window`, the bytes the connection hands over for it: the
     /// congestion window, as Linux's `tcp_enter_loss` takes it (`ca_ops->ssthresh` from
     /// `snd_cwnd`). `None` when ssthresh was already reduced in this window of data (the
-    /// timeout came during fast recovery or a CWR episode): as in `tcp_enter_loss` ("Reduce
-    /// ssthresh if it has not yet been made inside this window"), it is kept, rather than
-    /// halved again from a FlightSize that the recovery has already cut.
+    /// timeout came during fast recovery or a CWR episode, or repeats the last with nothing
+    /// new acknowledged between): as in `tcp_enter_loss` ("Reduce ssthresh if it has not yet
+    /// been made inside this window"), it is kept, rather than halved again from a
+    /// FlightSize that the recovery has already cut. Only the connection sees every ACK, so
+    /// it, not the controller, tells a repeated timeout from a new one.
     fn on_rto(&mut self, now: Instant, window: Option<usize>);
 
     /// The sender's MSS changed (after the handshake, or on PMTU news).

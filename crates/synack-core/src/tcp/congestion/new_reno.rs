@@ -24,8 +24,6 @@ pub struct NewReno {
     /// Nothing acknowledged yet: the window is still the initial window, which follows MSS
     /// changes (the MSS is only known once the handshake is done).
     initial: bool,
-    /// The retransmission timer fired and no new data has been acknowledged since.
-    after_rto: bool,
     /// cwnd and ssthresh before the last fast retransmit, for its undo.
     prior: (usize, usize),
 }
@@ -41,7 +39,6 @@ impl NewReno {
             ssthresh: usize::MAX,
             bytes_acked: 0,
             initial: true,
-            after_rto: false,
             prior: (0, 0),
         }
     }
@@ -79,7 +76,6 @@ impl Controller for NewReno {
             return;
         }
         self.initial = false;
-        self.after_rto = false;
         let mut acked = bytes_acked;
         if self.in_slow_start() {
             // RFC 5681 §3.1 with byte counting, as Linux (RFC 9438 §4.10 for CUBIC).
@@ -129,7 +125,6 @@ impl Controller for NewReno {
 
     fn on_spurious_rto(&mut self) {
         self.on_spurious_fast_retransmit();
-        self.after_rto = false;
     }
 
     fn on_recovery_end(&mut self, bytes_in_flight: usize) {
@@ -143,14 +138,14 @@ impl Controller for NewReno {
         // timer and the given segment has already been retransmitted by way of the
         // retransmission timer at least once, the value of ssthresh is held constant."
         // A repeated timeout with nothing acknowledged in between is exactly that case; it
-        // would otherwise halve ssthresh again from a FlightSize that has not drained.
-        if let (false, Some(window)) = (self.after_rto, window) {
+        // would otherwise halve ssthresh again from a FlightSize that has not drained. The
+        // connection, which sees every ACK, says so with `None`.
+        if let Some(window) = window {
             // What the timeout reduces, for its undo should it prove spurious.
             self.prior = (self.cwnd, self.ssthresh);
             // RFC 5681 §3.1 equation (4).
             self.ssthresh = self.reduced_ssthresh(window);
         }
-        self.after_rto = true;
         // RFC 5681 §3.1: "Furthermore, upon a timeout (as specified in [RFC2988]) cwnd MUST be
         // set to no more than the loss window, LW, which equals 1 full-sized segment".
         self.cwnd = self.mss;

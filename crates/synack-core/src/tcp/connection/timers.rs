@@ -75,6 +75,16 @@ impl Connection {
     /// `process_ack`), is not "inside this window" any more: `tcp_enter_loss` reduces again
     /// (`!after(high_seq, snd_una)`), from the window PRR left.
     pub(super) fn rto_reduce_from(&self) -> Option<usize> {
+        // A timeout repeating the last one's, with nothing new acknowledged between (this
+        // one counted already), holds ssthresh (RFC 5681 §3.1): Linux's `tcp_enter_loss`
+        // reduces again in TCP_CA_Loss only once SND.UNA reached `high_seq` or an ACK of new
+        // data reset `icsk_retransmits`. The controllers used to judge this themselves, from
+        // ACKs they see only when the window limits the flow: after small requests the flag
+        // stayed, and the next loss's timeout kept the ssthresh (and the undo point) of the
+        // one before.
+        if self.after_rto() && self.timeouts > 1 {
+            return None;
+        }
         match self.recovery.recover {
             Some(recover) if self.snd.una >= recover => Some(self.cwnd()),
             Some(_) => None,
