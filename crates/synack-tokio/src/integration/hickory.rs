@@ -188,7 +188,7 @@ impl RuntimeProvider for StackRuntime {
             socket.set_nodelay(true)?;
             let limit = timeout.unwrap_or(TCP_CONNECT_TIMEOUT);
             match tokio::time::timeout(limit, socket.connect(server_addr)).await {
-                Ok(stream) => stream.map(DnsTcp::new),
+                Ok(stream) => stream.map(|s| DnsTcp::new(s, idle_close(timeout))),
                 Err(_) => Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
@@ -238,26 +238,39 @@ impl DnsUdpSocket for UdpSocket {
 /// A [`TcpStream`] to a name server in the I/O traits hickory reads and writes (the
 /// `futures` ones, not tokio's).
 ///
-/// It ends itself (reads end, as at the server's FIN) after [`TCP_IDLE_CLOSE`] without a
-/// byte either way, as RFC 7766 §6.2.3 asks of clients ("DNS clients SHOULD close idle
-/// sessions they are unlikely to use"). hickory keeps a connection for the next query with
-/// no limit of its own, and the stream holds its stack: without the limit a stack holding a
-/// resolver that once used TCP would never be freed.
+/// It ends itself (reads end, as at the server's FIN) once no query has been written for
+/// [`TCP_IDLE_CLOSE`] (or twice the resolver's query timeout, if longer), as RFC 7766
+/// §6.2.3 asks of clients ("DNS clients SHOULD close idle sessions they are unlikely to
+/// use"). hickory keeps a connection for the next query with no limit of its own, and the
+/// stream holds its stack: without the limit a stack holding a resolver that once used TCP
+/// would never be freed. Only our writes put it off: what the server sends does not, or a
+/// server (or anyone on the path) sending a byte now and then would keep the connection,
+/// and the stack, for ever.
 #[derive(Debug)]
 pub struct DnsTcp {
     stream: TcpStream,
     idle: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
 }
 
-/// How long a TCP connection to a name server stays open without a byte either way: twice
-/// hickory's default query timeout, so that no query still waiting for its answer loses it.
+/// How long a TCP connection to a name server stays open after the last query written, at
+/// least: twice hickory's default query timeout, so that no query still waiting for its
+/// answer loses it.
 pub const TCP_IDLE_CLOSE: Duration = Duration::from_secs(10);
 
+/// The idle close for a resolver whose queries time out after `timeout` (hickory hands its
+/// query timeout to `connect_tcp`): [`TCP_IDLE_CLOSE`], or twice `timeout` if longer, so
+/// that an answer the resolver still waits for always comes before the close.
+fn idle_close(timeout: Option<Duration>) -> Duration {
+    timeout.map_or(TCP_IDLE_CLOSE, |t| TCP_IDLE_CLOSE.max(t.saturating_mul(2)))
+}
+
 impl DnsTcp {
-    fn new(stream: TcpStream) -> DnsTcp {
+    fn new(stream: TcpStream, limit: Duration) -> DnsTcp {
         DnsTcp {
             stream,
-            idle: Box::pin(tokio::time::sleep(TCP_IDLE_CLOSE)),
+            idle: Box::pin(tokio::time::sleep(limit)),
+            limit,
         }
     }
 
@@ -266,9 +279,9 @@ impl DnsTcp {
         &self.stream
     }
 
-    /// Puts off the idle close: a byte went one way or the other.
+    /// Puts off the idle close: a query went out.
     fn busy(&mut self) {
-        let deadline = tokio::time::Instant::now() + TCP_IDLE_CLOSE;
+        let deadline = tokio::time::Instant::now() + self.limit;
         self.idle.as_mut().reset(deadline);
     }
 }
@@ -285,13 +298,7 @@ impl AsyncRead for DnsTcp {
     ) -> Poll<io::Result<usize>> {
         let mut buf = ReadBuf::new(buf);
         match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len();
-                if n > 0 {
-                    self.busy();
-                }
-                Poll::Ready(Ok(n))
-            }
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             // Nothing to read: idle long enough, the read ends, and hickory drops the
             // connection (which closes it with a FIN).
@@ -627,6 +634,62 @@ mod tests {
             .expect("bounded by the resolver's own timeout")
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    }
+
+    /// What the name server sends does not keep a TCP connection open: it ends
+    /// `TCP_IDLE_CLOSE` after the last query written, though a byte came every 4 s. It
+    /// used to be put off by every byte read, so a server (or anyone on the path) could
+    /// hold the connection, and the stack it holds, for ever. A resolver with a longer
+    /// query timeout gets twice that.
+    #[tokio::test(start_paused = true)]
+    async fn only_queries_keep_a_name_server_connection_open() {
+        assert_eq!(idle_close(None), TCP_IDLE_CLOSE);
+        assert_eq!(idle_close(Some(Duration::from_secs(2))), TCP_IDLE_CLOSE);
+        assert_eq!(
+            idle_close(Some(Duration::from_secs(30))),
+            Duration::from_secs(60)
+        );
+        let (ours, theirs) = linked();
+        let listener = crate::TcpListener::bind(&theirs, "198.18.0.1:53")
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut s, _) = listener.accept().await.unwrap();
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                if s.write_all(&[0]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let runtime = StackRuntime::new(&ours);
+        let mut tcp = runtime
+            .connect_tcp("198.18.0.1:53".parse().unwrap(), None, None)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        std::future::poll_fn(|cx| Pin::new(&mut tcp).poll_write(cx, &[0, 1, 0]))
+            .await
+            .unwrap();
+        let (mut buf, mut got) = ([0u8; 16], 0);
+        loop {
+            let read = std::future::poll_fn(|cx| Pin::new(&mut tcp).poll_read(cx, &mut buf));
+            let n = tokio::time::timeout(Duration::from_secs(60), read)
+                .await
+                .expect("the idle close")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert!(got >= 2, "the server's bytes came: {got}");
+        let took = started.elapsed();
+        assert!(
+            took >= TCP_IDLE_CLOSE && took < TCP_IDLE_CLOSE + Duration::from_secs(1),
+            "{took:?}"
+        );
     }
 
     fn one_server() -> ResolverConfig {
