@@ -413,15 +413,32 @@ async fn splice(
 /// leave the flow open for good.
 const HALF_CLOSED_CHECK: Duration = Duration::from_secs(1);
 
+/// Whether an error a half-closed side's socket reports ends the flow: a reset (ECONNRESET,
+/// or EPIPE in CLOSE_WAIT), an abort, or a connection that timed out. Not the soft errors
+/// that both Linux's SO_ERROR and synack's `take_error` report too, once, when no hard
+/// error is set: an ICMP destination unreachable, time exceeded or parameter problem about
+/// the connection, on which RFC 1122 §4.2.3.9 says TCP "MUST NOT abort the connection"
+/// (a route flap on either leg used to cut a streamed response short).
+fn ends_the_flow(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::TimedOut
+    )
+}
+
 /// Returns the error that ends the upstream side after its FIN (its RST). A kernel socket
 /// reads 0 after a FIN even once it has been reset, but SO_ERROR holds the reset (EPIPE in
-/// CLOSE_WAIT), so that is looked at every [`HALF_CLOSED_CHECK`].
+/// CLOSE_WAIT), so that is looked at every [`HALF_CLOSED_CHECK`]; a soft error there is
+/// passed over (see [`ends_the_flow`]).
 async fn reset_after_eof_tokio(r: &tokio::net::tcp::ReadHalf<'_>) -> io::Error {
     loop {
         tokio::time::sleep(HALF_CLOSED_CHECK).await;
         match r.as_ref().take_error() {
-            Ok(None) => {}
-            Ok(Some(e)) | Err(e) => return e,
+            Ok(Some(e)) | Err(e) if ends_the_flow(&e) => return e,
+            _ => {}
         }
     }
 }
@@ -432,8 +449,8 @@ async fn reset_after_eof_synack(r: &synack::tokio::ReadHalf<'_>) -> io::Error {
     loop {
         tokio::time::sleep(HALF_CLOSED_CHECK).await;
         match r.take_error() {
-            Ok(None) => {}
-            Ok(Some(e)) | Err(e) => return e,
+            Ok(Some(e)) | Err(e) if ends_the_flow(&e) => return e,
+            _ => {}
         }
     }
 }
@@ -441,6 +458,27 @@ async fn reset_after_eof_synack(r: &synack::tokio::ReadHalf<'_>) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Resets and timeouts end a half-closed flow; ICMP's soft errors, as the kernel's
+    /// SO_ERROR and synack report them, do not.
+    #[test]
+    fn only_hard_errors_end_a_half_closed_flow() {
+        use io::ErrorKind::*;
+        for kind in [ConnectionReset, BrokenPipe, ConnectionAborted, TimedOut] {
+            assert!(ends_the_flow(&kind.into()), "{kind:?}");
+        }
+        for errno in [libc::EHOSTUNREACH, libc::ENETUNREACH, libc::EPROTO] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(!ends_the_flow(&e), "{e}");
+        }
+        for kind in [HostUnreachable, NetworkUnreachable, Other] {
+            assert!(!ends_the_flow(&kind.into()), "{kind:?}");
+        }
+        assert!(ends_the_flow(&io::Error::from_raw_os_error(
+            libc::ECONNRESET
+        )));
+        assert!(ends_the_flow(&io::Error::from_raw_os_error(libc::EPIPE)));
+    }
 
     fn flow(i: u16) -> (SocketAddr, SocketAddr) {
         (
