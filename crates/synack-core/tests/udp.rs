@@ -466,7 +466,11 @@ fn port_unreachable_quotes_the_datagram() {
         .udp_send_to(c, sa(Pair::SERVER, 9), b"quote me")
         .unwrap();
     let sent = take_client_packets(&mut p).remove(0);
-    deliver(&mut p.server, p.now, &sent);
+    // Padded to an Ethernet minimum frame on the way: the quote is the datagram, not the
+    // padding (Linux trims to the IP length first, `pskb_trim_rcsum`; it used to be quoted).
+    let mut padded = sent.clone();
+    padded.resize(sent.len().max(46) + 4, 0);
+    deliver(&mut p.server, p.now, &padded);
     let mut buf = vec![0u8; 2048];
     let t = p
         .server

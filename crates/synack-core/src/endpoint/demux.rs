@@ -216,6 +216,7 @@ impl Endpoint {
         meta: RecvMeta,
         shared: Option<&Bytes>,
     ) {
+        let packet = wire::ip::trim_padding(packet);
         let parsed = wire::ip::parse(packet);
         let fragment = match parsed {
             Err(WireError::Fragment) => match Fragment::parse(packet) {

@@ -292,10 +292,54 @@ pub fn parse(packet: &[u8]) -> Result<(IpRepr, &[u8]), WireError> {
     }
 }
 
+/// `packet` without the bytes past its IP header's length (link padding: an Ethernet
+/// minimum frame's, say), as Linux's `ip_rcv_core` and `ipv6_rcv` trim it
+/// (`pskb_trim_rcsum`) before anything reads it: an ICMP error then quotes the datagram,
+/// not the padding. A packet too short for its length field, or for a header at all, is
+/// left whole, for the parser to refuse.
+pub fn trim_padding(packet: &[u8]) -> &[u8] {
+    let declared = match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= 4 => usize::from(u16::from_be_bytes([packet[2], packet[3]])),
+        Some(6) if packet.len() >= super::ipv6::HEADER_LEN => {
+            super::ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([packet[4], packet[5]]))
+        }
+        _ => return packet,
+    };
+    &packet[..declared.min(packet.len())]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn padding_past_the_ip_length_is_trimmed() {
+        for (src, dst) in [
+            (
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)),
+            ),
+            (
+                IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2)),
+            ),
+        ] {
+            let ip = IpRepr::new(src, dst, IpProtocol::Udp, 9, 64).unwrap();
+            let mut packet = vec![0u8; ip.buffer_len()];
+            ip.emit(&mut packet);
+            let len = packet.len();
+            packet.extend_from_slice(&[0xee; 17]);
+            assert_eq!(trim_padding(&packet).len(), len);
+            assert_eq!(
+                trim_padding(&packet[..len - 1]).len(),
+                len - 1,
+                "short: whole"
+            );
+        }
+        assert_eq!(trim_padding(&[0x45, 0]), &[0x45, 0]);
+        assert!(trim_padding(&[]).is_empty());
+    }
 
     #[test]
     fn protocol_numbers_round_trip() {
