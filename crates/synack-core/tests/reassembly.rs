@@ -516,6 +516,34 @@ fn intercepted_datagrams_are_reassembled_too() {
     assert_eq!(ep.stats().fragments_expired, 1);
 }
 
+/// In transparent mode too, a later IPv6 piece is not judged by its own Next Header (RFC
+/// 8200 §4.5: only the first piece's counts): pieces saying Destination Options or No Next
+/// Header are taken, and the datagram is caught whole. They used to be dropped as nobody's,
+/// and the datagram never completed.
+#[test]
+fn intercepted_ipv6_pieces_are_one_datagram_whatever_their_next_headers() {
+    for later in [60, 59] {
+        let mut c = Config::default();
+        c.intercept(Some(InterceptConfig::default()));
+        let mut ep = Endpoint::new(c, &[ip(S6)]);
+        let now = synack_core::Instant::from_secs(1);
+        let elsewhere = ip("2001:2::77");
+        let (packet, payload) = datagram(ip(C6), elsewhere, 3000, 9);
+        let mut ps = pieces(&packet, 1280, 31);
+        ps[1][40] = later;
+        ps[2][40] = later;
+        for p in &ps {
+            deliver(&mut ep, now, p);
+        }
+        let mut buf = vec![0u8; 8192];
+        let d = ep
+            .udp_recv_intercepted(&mut buf)
+            .unwrap_or_else(|e| panic!("later pieces say {later}: {e:?} {:?}", ep.stats()));
+        assert_eq!(d.dst, SocketAddr::new(elsewhere, 9));
+        assert_eq!(&buf[..d.len], &payload[..], "later pieces say {later}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,

@@ -245,15 +245,20 @@ impl Endpoint {
         // datagram to a broadcast address, or to a multicast group a socket has joined, is
         // for the sockets on its port (`handle_udp`); synack reassembles none (nor does it
         // answer one). Other broadcast and multicast destinations are nobody's.
+        // A later piece of an IPv6 datagram names no protocol of its own: only the first
+        // piece's Next Header counts (RFC 8200 §4.5), and reassembly judges by that one.
+        let later_ipv6_piece = fragment
+            .as_ref()
+            .is_some_and(|f| f.src.is_ipv6() && f.offset != 0);
         let ours = self.addresses.contains(&dst)
             || (protocol == IpProtocol::Udp
                 && fragment.is_none()
                 && (self.is_broadcast(dst) || self.udp_joined(dst)))
             || (self.intercepts()
-                && matches!(
+                && (matches!(
                     protocol,
                     IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmp | IpProtocol::Icmpv6
-                )
+                ) || later_ipv6_piece)
                 && self.is_unicast(dst));
         // Martians (see `is_martian`), a source that is one of our own addresses (a LAND
         // attack: Linux's `fib_validate_source` refuses a local source without
