@@ -195,6 +195,59 @@ fn a_held_syn_is_answered_only_when_accepted() {
         .any(|s| s.payload == b"world" && s.src == elsewhere(443)));
 }
 
+/// A host unreachable about an intercepted connection's SYN-ACK, while the application
+/// waits for the client's ACK, ends the connection with that error, as a TPROXY listener's
+/// request is dropped (`tcp_req_err`): no more SYN-ACKs, and the accept learns why. It used
+/// to be a soft error: the SYN-ACK went on for a minute, then `ConnectionAborted`. A
+/// destination unreachable of a code that does not end a listener's half-open connection
+/// either (administratively prohibited) changes nothing.
+#[test]
+fn an_icmp_error_about_the_syn_ack_ends_an_intercepted_accept() {
+    for (code, ends) in [(13u8, false), (1, true)] {
+        let mut h = intercepting(InterceptConfig::default());
+        syn(&mut h, client(40000), elsewhere(443), 1000);
+        let s = held(&mut h);
+        let c =
+            h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+                .unwrap();
+        assert!(h.one().is(SYN | ACK));
+        let synack = h.raw.last().unwrap().clone();
+        // From a router on the way to the client, to the address the SYN-ACK came from.
+        let icmp = IcmpRepr::DstUnreachable {
+            code,
+            invoking: &synack[..28],
+        };
+        let router = IpAddr::V4(Ipv4Addr::new(198, 18, 9, 1));
+        let ip = synack_core::wire::IpRepr::new(
+            router,
+            elsewhere(443).ip(),
+            synack_core::wire::IpProtocol::Icmp,
+            icmp.buffer_len(),
+            64,
+        )
+        .unwrap();
+        let mut p = vec![0u8; ip.buffer_len()];
+        ip.emit(&mut p[..20]);
+        icmp.emit_v4(&mut p[20..]);
+        h.inject_raw(&p);
+        let t0 = h.now;
+        h.advance(Duration::from_secs(10));
+        let resent = h
+            .sent
+            .iter()
+            .filter(|(t, s)| *t > t0 && s.is(SYN | ACK))
+            .count();
+        if ends {
+            assert_eq!(resent, 0, "code {code}");
+            assert_eq!(h.ep.state(c), Ok(State::Closed), "code {code}");
+            assert_eq!(h.ep.take_error(c), Ok(Some(Error::HostUnreachable)));
+        } else {
+            assert!(resent > 0, "code {code}");
+            assert_eq!(h.ep.state(c), Ok(State::SynReceived), "code {code}");
+        }
+    }
+}
+
 #[test]
 fn refuse_sends_the_rst_a_closed_port_would() {
     let mut h = intercepting(InterceptConfig::default());

@@ -310,6 +310,23 @@ impl Endpoint {
             } if slot.syn_of.is_some() && c.awaits_final_ack() && seq == c.iss() => {
                 c.enter_closed(None);
             }
+            // An intercepted connection being accepted (no listener: the application waits
+            // on this very connection for the client's ACK) ends too, as a TPROXY
+            // listener's request would, and the accept fails with the error, which says why,
+            // rather than resending its SYN-ACK for a minute and failing with
+            // `ConnectionAborted`. (An accepted Fast Open child, also in SYN-RECEIVED,
+            // takes it as a soft error, as Linux's full socket does.)
+            IcmpReport::Unreachable {
+                drops_half_open: true,
+                error,
+                ..
+            } if slot.syn_of.is_none()
+                && !c.is_fast_open_child()
+                && c.awaits_final_ack()
+                && seq == c.iss() =>
+            {
+                c.enter_closed(Some(error));
+            }
             IcmpReport::Unreachable {
                 error,
                 reverts_backoff,
