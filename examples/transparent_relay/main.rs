@@ -129,6 +129,8 @@ async fn run(args: Args) -> io::Result<()> {
             // the relay's drop (and a SYN is never left to the stack's timer while a
             // connect runs).
             decision_timeout: connect_timeout + Duration::from_secs(2),
+            // The same for datagrams: the catch-all queue's whole size for the one source.
+            udp_max_per_source: synack::core::endpoint::CATCH_ALL_DATAGRAMS,
         }));
     })?;
     let interceptor = stack.intercept()?;

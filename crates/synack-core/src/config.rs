@@ -150,6 +150,11 @@ pub struct InterceptConfig {
     /// How long a SYN waits for a decision before it is dropped (default 5 s, past the
     /// client's second SYN retransmission at Linux's 1 s initial RTO). Above zero.
     pub decision_timeout: Duration,
+    /// The most datagrams from one source the UDP catch-all queue holds (default 1024, a
+    /// quarter of the queue's [`CATCH_ALL_DATAGRAMS`](crate::endpoint::CATCH_ALL_DATAGRAMS)),
+    /// so that a flood from one client cannot take the queue from the others; a set-up whose
+    /// flows all come from one source (tun2socks) raises it to the queue's size. At least 1.
+    pub udp_max_per_source: usize,
 }
 
 impl Default for InterceptConfig {
@@ -158,6 +163,7 @@ impl Default for InterceptConfig {
             max_pending: 1024,
             max_per_source: 64,
             decision_timeout: Duration::from_secs(5),
+            udp_max_per_source: crate::endpoint::CATCH_ALL_PER_SOURCE,
         }
     }
 }
@@ -378,6 +384,12 @@ impl Config {
                 return invalid(
                     "intercept",
                     "max_pending and max_per_source of 0 would drop every SYN no listener takes",
+                );
+            }
+            if intercept.udp_max_per_source == 0 {
+                return invalid(
+                    "intercept",
+                    "udp_max_per_source of 0 would drop every datagram no socket takes",
                 );
             }
             if intercept.decision_timeout.is_zero() {
@@ -1052,11 +1064,19 @@ mod tests {
             }),
             "intercept"
         );
+        assert_eq!(
+            intercept(InterceptConfig {
+                udp_max_per_source: 0,
+                ..d
+            }),
+            "intercept"
+        );
         let mut c = Config::default();
         c.intercept(Some(InterceptConfig {
             max_pending: 1,
             max_per_source: 1,
             decision_timeout: Duration::from_millis(1),
+            udp_max_per_source: 1,
         }));
         assert_eq!(c.check(), Ok(()));
     }

@@ -462,6 +462,7 @@ fn a_flood_that_repeats_its_syns_does_not_shut_out_a_clients_retry() {
         max_pending: 64,
         max_per_source: 64,
         decision_timeout: Duration::from_secs(30),
+        ..InterceptConfig::default()
     };
     let mut h = intercepting(cfg);
     let from = |i: u32| {

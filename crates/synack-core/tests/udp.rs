@@ -1414,6 +1414,31 @@ fn the_catch_all_queue_is_bounded_in_total_and_per_source() {
     assert!(p.server.memory() > 0);
 }
 
+/// The per-source share is the configuration's (`InterceptConfig::udp_max_per_source`):
+/// a tun2socks relay, whose flows all come from one source, raises it to the queue's size
+/// and gets the whole queue for that source. It was a constant a quarter of the queue, and
+/// a burst of datagrams from the one source (a QUIC upload) lost three quarters of it.
+#[test]
+fn the_catch_all_share_of_one_source_is_configurable() {
+    use synack_core::endpoint::CATCH_ALL_DATAGRAMS;
+    let mut sc = Config::default();
+    sc.intercept(Some(InterceptConfig {
+        udp_max_per_source: CATCH_ALL_DATAGRAMS,
+        ..InterceptConfig::default()
+    }));
+    let mut p = dual(Config::default(), sc);
+    let src = sa(Pair::CLIENT, 4000);
+    for _ in 0..2000 {
+        deliver(
+            &mut p.server,
+            p.now,
+            &datagram(src, sa(ip("198.19.1.1"), 53), b"x"),
+        );
+    }
+    assert_eq!(p.server.udp_intercepted_count(), 2000);
+    assert_eq!(p.server.stats().drop_udp_queue_full, 0);
+}
+
 /// With UDP interception off (a proxy that intercepts TCP only), a datagram no socket
 /// takes is answered with port unreachable from where it was sent, as at a closed port,
 /// and nothing is queued; turning it off drops what was queued and gives its memory back.

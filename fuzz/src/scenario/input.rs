@@ -92,6 +92,7 @@ impl ConfigInput {
                 max_pending: 4,
                 max_per_source: 3,
                 decision_timeout: Duration::from_secs(2),
+                udp_max_per_source: 3,
             }));
         c
     }

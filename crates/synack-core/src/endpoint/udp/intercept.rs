@@ -18,9 +18,10 @@ pub const CATCH_ALL_DATAGRAMS: usize = 4096;
 /// Bytes (payload plus [`DATAGRAM_OVERHEAD`] each) the catch-all queue holds at most.
 pub const CATCH_ALL_BYTES: usize = 4 << 20;
 
-/// Datagrams from one source address the catch-all queue holds at most: a flood from one
-/// client cannot take the whole queue from the others (as intercepted SYNs are bounded per
-/// source).
+/// Datagrams from one source address the catch-all queue holds at most by default
+/// ([`InterceptConfig::udp_max_per_source`](crate::InterceptConfig::udp_max_per_source)):
+/// a flood from one client cannot take the whole queue from the others (as intercepted SYNs
+/// are bounded per source).
 pub const CATCH_ALL_PER_SOURCE: usize = CATCH_ALL_DATAGRAMS / 4;
 
 /// A datagram read from the intercept catch-all queue ([`Endpoint::udp_recv_intercepted`]).
@@ -37,6 +38,14 @@ pub struct InterceptedDatagram {
 }
 
 impl Endpoint {
+    /// The most datagrams from one source the catch-all queue holds (see
+    /// [`InterceptConfig::udp_max_per_source`](crate::InterceptConfig::udp_max_per_source)).
+    fn udp_max_per_source(&self) -> usize {
+        self.config
+            .intercept_config()
+            .map_or(CATCH_ALL_PER_SOURCE, |c| c.udp_max_per_source)
+    }
+
     /// Intercept mode: a datagram no socket took, held for the application.
     pub(super) fn udp_catch(&mut self, dst: SocketAddr, src: SocketAddr, data: &[u8]) {
         let cost = data.len() + DATAGRAM_OVERHEAD;
@@ -47,7 +56,7 @@ impl Endpoint {
             .copied()
             .unwrap_or(0);
         if u.caught.len() >= CATCH_ALL_DATAGRAMS
-            || from_source >= CATCH_ALL_PER_SOURCE
+            || from_source >= self.udp_max_per_source()
             || u.caught_bytes + cost > CATCH_ALL_BYTES
             || self.memory + cost > self.config.max_memory
         {

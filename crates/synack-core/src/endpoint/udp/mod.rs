@@ -18,7 +18,8 @@
 //! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
 //! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
 //! truesize against `SO_RCVBUF` likewise); the catch-all queue at most
-//! [`CATCH_ALL_DATAGRAMS`] datagrams, [`CATCH_ALL_PER_SOURCE`] from one source address, and
+//! [`CATCH_ALL_DATAGRAMS`] datagrams, `InterceptConfig::udp_max_per_source` (by default
+//! [`CATCH_ALL_PER_SOURCE`]) from one source address, and
 //! [`CATCH_ALL_BYTES`] bytes; and every queued byte is
 //! counted in the endpoint's `memory`, which `Config::max_memory` caps. What does not fit is
 //! dropped and counted (`drop_udp_queue_full`). Sending goes through the endpoint's
