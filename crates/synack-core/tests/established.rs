@@ -2437,34 +2437,15 @@ fn an_orphan_behind_an_answered_zero_window_goes_away() {
 
 // === Keepalive ==================================================================================
 
-#[test]
-fn keepalive_probes_then_times_out() {
+/// A configuration with keepalive probes after 10 s idle, 2 s apart, 3 of them.
+fn keepalive_10_2_3() -> Config {
     let mut cfg = config();
     cfg.keepalive(Some(synack_core::KeepaliveConfig {
         idle: Duration::from_secs(10),
         interval: Duration::from_secs(2),
         probes: 3,
     }));
-    let mut k = Conn::open(cfg, false, false);
-    let t0 = k.h.now;
-    k.h.advance(Duration::from_secs(30));
-    let probes: Vec<u64> =
-        k.h.sent
-            .iter()
-            .filter(|(t, s)| *t > t0 && s.seq == k.our_nxt - 1)
-            .map(|(t, _)| (*t - t0).as_secs())
-            .collect();
-    assert_eq!(probes, vec![10, 12, 14]);
-    // Giving up, Linux resets the connection (tcp_keepalive_timer's active reset), 2 s
-    // after the last probe.
-    let resets: Vec<u64> =
-        k.h.sent
-            .iter()
-            .filter(|(t, s)| *t > t0 && s.has(TcpFlags::RST))
-            .map(|(t, _)| (*t - t0).as_secs())
-            .collect();
-    assert_eq!(resets, vec![16]);
-    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+    cfg
 }
 
 /// When keepalive probes went out on `k` and when it was reset, in seconds after `t0`.
@@ -2482,19 +2463,24 @@ fn keepalive_times(k: &Conn, t0: Instant) -> (Vec<u64>, Vec<u64>) {
     )
 }
 
+#[test]
+fn keepalive_probes_then_times_out() {
+    let mut k = Conn::open(keepalive_10_2_3(), false, false);
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(30));
+    // Giving up, Linux resets the connection (tcp_keepalive_timer's active reset), 2 s
+    // after the last probe.
+    assert_eq!(keepalive_times(&k, t0), (vec![10, 12, 14], vec![16]));
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
 /// A half-closed connection the application still reads from (FIN-WAIT-2 after
 /// `shutdown`) has nothing in flight and no FIN-WAIT-2 timer: keepalive is the only thing
 /// that can notice the peer gone, and Linux's `tcp_keepalive_timer` probes it, then resets
 /// it. It used to get no probe at all, and waited for ever.
 #[test]
 fn keepalive_watches_a_half_closed_connection() {
-    let mut cfg = config();
-    cfg.keepalive(Some(synack_core::KeepaliveConfig {
-        idle: Duration::from_secs(10),
-        interval: Duration::from_secs(2),
-        probes: 3,
-    }));
-    let mut k = Conn::open(cfg, false, false);
+    let mut k = Conn::open(keepalive_10_2_3(), false, false);
     k.h.ep.shutdown(k.c).unwrap();
     assert!(k.h.one().flags.contains(FIN));
     k.our_nxt += 1;
@@ -2516,12 +2502,7 @@ fn the_user_timeout_decides_when_keepalive_gives_up() {
     for (user_timeout, probes, reset) in
         [(30, (10..=28).step_by(2).collect(), 30), (5, vec![10], 12)]
     {
-        let mut cfg = config();
-        cfg.keepalive(Some(synack_core::KeepaliveConfig {
-            idle: Duration::from_secs(10),
-            interval: Duration::from_secs(2),
-            probes: 3,
-        }));
+        let mut cfg = keepalive_10_2_3();
         cfg.user_timeout(Some(Duration::from_secs(user_timeout)));
         let mut k = Conn::open(cfg, false, false);
         let t0 = k.h.now;
