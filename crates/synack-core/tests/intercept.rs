@@ -195,6 +195,32 @@ fn a_held_syn_is_answered_only_when_accepted() {
         .any(|s| s.payload == b"world" && s.src == elsewhere(443)));
 }
 
+/// An intercepted accept the application gives up before the client's ACK (closes: a
+/// relay's accept timeout, or a tokio accept future dropped) resets the connection at once,
+/// ABORT in SYN-RECEIVED (RFC 9293 §3.10.5), as Linux drops a request whose listener went
+/// away. A close used to queue a FIN: the SYN-ACK went on for a minute, holding a connection
+/// that no half-open limit counts.
+#[test]
+fn a_given_up_intercepted_accept_resets_at_once() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1000);
+    let s = held(&mut h);
+    let c =
+        h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
+            .unwrap();
+    assert!(h.one().is(SYN | ACK));
+    h.ep.close(h.now, c).unwrap();
+    let rst = h.one();
+    assert!(rst.is(RST | ACK), "{rst:?}");
+    let t0 = h.now;
+    h.advance(Duration::from_secs(10));
+    assert!(
+        !h.sent.iter().any(|(t, s)| *t > t0 && s.is(SYN | ACK)),
+        "a SYN-ACK after the close"
+    );
+    assert_eq!(h.ep.connection_count(), 0);
+}
+
 /// A host unreachable about an intercepted connection's SYN-ACK, while the application
 /// waits for the client's ACK, ends the connection with that error, as a TPROXY listener's
 /// request is dropped (`tcp_req_err`): no more SYN-ACKs, and the accept learns why. It used

@@ -198,14 +198,9 @@ impl IncomingSyn {
             inner.wake_driver();
             conn
         };
-        // Until the client's ACK comes, an accept given up (dropped: a relay's timeout, say)
-        // resets the connection at once (RFC 9293 §3.10.5, ABORT in SYN-RECEIVED), as Linux
-        // drops a request whose listener went away. A close would queue a FIN and resend
-        // the SYN-ACK for a minute, holding a connection that no half-open limit counts:
-        // spoofed SYNs a relay gave up on could fill the table.
-        conn.set_linger(Some(std::time::Duration::ZERO))?;
+        // Dropped before the client's ACK (a relay's timeout, say), `conn` closes the
+        // connection, which the core then resets at once (`Endpoint::close`).
         std::future::poll_fn(|cx| conn.poll_connected(cx)).await?;
-        conn.set_linger(None)?;
         Ok(TcpStream::from_conn(conn))
     }
 

@@ -50,6 +50,15 @@ pub(super) struct Slot {
     pub(super) memory_waiting: bool,
 }
 
+impl Slot {
+    /// An intercepted connection being accepted: passive, with no listener, still waiting
+    /// for the client's ACK (`Endpoint::accept_intercepted`). An accepted Fast Open child,
+    /// also passive in SYN-RECEIVED, came from a listener.
+    pub(super) fn accepting_intercepted(&self) -> bool {
+        self.syn_of.is_none() && self.conn.awaits_final_ack() && !self.conn.is_fast_open_child()
+    }
+}
+
 impl Endpoint {
     /// A fresh (CLOSED) connection for `id`, built in its slot and indexed by its 4-tuple;
     /// the caller opens it in place. `claim`: how it uses its local port (SO_REUSEADDR, and

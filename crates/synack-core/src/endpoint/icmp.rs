@@ -275,6 +275,7 @@ impl Endpoint {
         let Some(slot) = self.connections.get_mut(&h) else {
             return;
         };
+        let accepting_intercepted = slot.accepting_intercepted();
         let c = &mut slot.conn;
         if !c.is_unacknowledged(seq) {
             self.stats.drop_other += 1;
@@ -320,11 +321,7 @@ impl Endpoint {
                 drops_half_open: true,
                 error,
                 ..
-            } if slot.syn_of.is_none()
-                && !c.is_fast_open_child()
-                && c.awaits_final_ack()
-                && seq == c.iss() =>
-            {
+            } if accepting_intercepted && seq == c.iss() => {
                 c.enter_closed(Some(error));
             }
             IcmpReport::Unreachable {

@@ -571,7 +571,16 @@ impl Endpoint {
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         let slot = self.app_slot(conn)?;
         slot.owner = Owner::Nobody;
-        slot.conn.close(now);
+        if slot.accepting_intercepted() {
+            // The application gave up an intercepted accept before the client's ACK (a
+            // relay's accept timeout): reset, as ABORT in SYN-RECEIVED (RFC 9293 §3.10.5),
+            // and as Linux drops a request whose listener went away. A close would queue a
+            // FIN and resend the SYN-ACK for a minute, holding a connection that no
+            // half-open limit counts: spoofed SYNs a relay gave up on could fill the table.
+            slot.conn.abort();
+        } else {
+            slot.conn.close(now);
+        }
         self.after(conn);
         self.maybe_remove(conn);
         Ok(())

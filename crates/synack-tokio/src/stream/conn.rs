@@ -436,7 +436,7 @@ impl ConnRef {
         self.command(|ep, h| ep.nodelay(h))
     }
 
-    pub(crate) fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+    pub(super) fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
         let mut inner = self.stack.lock_shard(self.shard)?;
         match inner.conns.get_mut(&self.handle) {
             Some(c) => {
