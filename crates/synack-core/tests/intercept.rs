@@ -195,13 +195,9 @@ fn a_held_syn_is_answered_only_when_accepted() {
         .any(|s| s.payload == b"world" && s.src == elsewhere(443)));
 }
 
-/// An intercepted accept the application gives up before the client's ACK (closes: a
-/// relay's accept timeout, or a tokio accept future dropped) resets the connection at once,
-/// ABORT in SYN-RECEIVED (RFC 9293 §3.10.5), as Linux drops a request whose listener went
-/// away. A close used to queue a FIN: the SYN-ACK went on for a minute, holding a connection
-/// that no half-open limit counts.
-#[test]
-fn a_given_up_intercepted_accept_resets_at_once() {
+/// A stack intercepting, with one SYN from `client(40000)` to `elsewhere(443)` accepted and
+/// its SYN-ACK out: the connection waits for the client's ACK.
+fn accepting() -> (Harness, ConnectionHandle) {
     let mut h = intercepting(InterceptConfig::default());
     syn(&mut h, client(40000), elsewhere(443), 1000);
     let s = held(&mut h);
@@ -209,14 +205,34 @@ fn a_given_up_intercepted_accept_resets_at_once() {
         h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
             .unwrap();
     assert!(h.one().is(SYN | ACK));
+    (h, c)
+}
+
+/// How many SYN-ACKs `h` sends over the next ten seconds.
+fn syn_acks_in_ten_seconds(h: &mut Harness) -> usize {
+    let t0 = h.now;
+    h.advance(Duration::from_secs(10));
+    h.sent
+        .iter()
+        .filter(|(t, s)| *t > t0 && s.is(SYN | ACK))
+        .count()
+}
+
+/// An intercepted accept the application gives up before the client's ACK (closes: a
+/// relay's accept timeout, or a tokio accept future dropped) resets the connection at once,
+/// ABORT in SYN-RECEIVED (RFC 9293 §3.10.5), as Linux drops a request whose listener went
+/// away. A close used to queue a FIN: the SYN-ACK went on for a minute, holding a connection
+/// that no half-open limit counts.
+#[test]
+fn a_given_up_intercepted_accept_resets_at_once() {
+    let (mut h, c) = accepting();
     h.ep.close(h.now, c).unwrap();
     let rst = h.one();
     assert!(rst.is(RST | ACK), "{rst:?}");
-    let t0 = h.now;
-    h.advance(Duration::from_secs(10));
-    assert!(
-        !h.sent.iter().any(|(t, s)| *t > t0 && s.is(SYN | ACK)),
-        "a SYN-ACK after the close"
+    assert_eq!(
+        syn_acks_in_ten_seconds(&mut h),
+        0,
+        "SYN-ACKs after the close"
     );
     assert_eq!(h.ep.connection_count(), 0);
 }
@@ -230,13 +246,7 @@ fn a_given_up_intercepted_accept_resets_at_once() {
 #[test]
 fn an_icmp_error_about_the_syn_ack_ends_an_intercepted_accept() {
     for (code, ends) in [(13u8, false), (1, true)] {
-        let mut h = intercepting(InterceptConfig::default());
-        syn(&mut h, client(40000), elsewhere(443), 1000);
-        let s = held(&mut h);
-        let c =
-            h.ep.accept_intercepted(h.now, s[0], &SocketOptions::default())
-                .unwrap();
-        assert!(h.one().is(SYN | ACK));
+        let (mut h, c) = accepting();
         let synack = h.raw.last().unwrap().clone();
         // From a router on the way to the client, to the address the SYN-ACK came from.
         let icmp = IcmpRepr::DstUnreachable {
@@ -256,13 +266,7 @@ fn an_icmp_error_about_the_syn_ack_ends_an_intercepted_accept() {
         ip.emit(&mut p[..20]);
         icmp.emit_v4(&mut p[20..]);
         h.inject_raw(&p);
-        let t0 = h.now;
-        h.advance(Duration::from_secs(10));
-        let resent = h
-            .sent
-            .iter()
-            .filter(|(t, s)| *t > t0 && s.is(SYN | ACK))
-            .count();
+        let resent = syn_acks_in_ten_seconds(&mut h);
         if ends {
             assert_eq!(resent, 0, "code {code}");
             assert_eq!(h.ep.state(c), Ok(State::Closed), "code {code}");
