@@ -541,3 +541,66 @@ fn undrained_events_are_bounded_and_their_loss_is_reported() {
         assert_eq!(ep.take_error(c), Ok(Some(Error::ConnectionAborted)));
     }
 }
+
+/// A connection that read its receive buffer empty before memory pressure began kept the
+/// buffer's storage for a while (`RECLAIM_AFTER`), to spare the next burst an allocation.
+/// Once under pressure, the next time it is read empty its storage goes back at once, as
+/// for any other connection: before, the timer armed earlier held it, charged, while the
+/// cap refused other connections' data (the receiving test above went over the cap so).
+#[test]
+fn a_ring_read_empty_under_pressure_goes_back_at_once_whatever_its_timer() {
+    use synack_core::testing::peer::{config, Harness, Out, PEER, US};
+    use synack_core::wire::TcpFlags;
+    const SMALL_CAP: usize = 256 * 1024;
+    let mut c = config();
+    c.max_memory(SMALL_CAP);
+    let mut h = Harness::new(c);
+    let local = SocketAddr::new(US, 80);
+    let l = h.ep.listen(local, 16).unwrap();
+    let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+    let mut buf = vec![0u8; 64 * 1024];
+    // Opens a connection from `port`; returns it and the next sequence numbers each way.
+    let open = |h: &mut Harness, port: u16| {
+        let peer = SocketAddr::new(PEER, port);
+        h.inject(peer, local, Out::new(syn, 1000, 0).mss(1460));
+        let synack = h.drain().into_iter().find(|s| s.is(syn | ack)).unwrap();
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(synack.seq + 1));
+        (h.ep.accept(l).unwrap(), peer, synack.seq + 1)
+    };
+    let (v, vpeer, va) = open(&mut h, 1);
+    let mut vseq = 1001;
+    // Data read at once, with no pressure: the emptied ring keeps its storage.
+    for _ in 0..5 {
+        h.inject(
+            vpeer,
+            local,
+            Out::new(ack, vseq, 0).ackn(va).data(&[7; 1000]),
+        );
+        vseq += 1000;
+    }
+    assert_eq!(h.ep.recv(h.now, v, &mut buf), Ok(5000));
+    let held = h.ep.memory();
+    assert!(held >= 5000, "the ring is kept for the next burst: {held}");
+    h.inject(
+        vpeer,
+        local,
+        Out::new(ack, vseq, 0).ackn(va).data(&[8; 1000]),
+    );
+    // Four other connections' peers send 60 KB each that nobody reads: pressure.
+    for port in 2..=5 {
+        let (_, peer, a) = open(&mut h, port);
+        for i in 0..50u32 {
+            let seq = 1001 + i * 1200;
+            h.inject(peer, local, Out::new(ack, seq, 0).ackn(a).data(&[9; 1200]));
+        }
+    }
+    let _ = h.drain();
+    assert!(h.ep.memory_usage().pressure, "{:?}", h.ep.memory_usage());
+    let before = h.ep.memory();
+    assert_eq!(h.ep.recv(h.now, v, &mut buf), Ok(1000));
+    let after = h.ep.memory();
+    assert!(
+        after + held <= before,
+        "the ring read empty under pressure went back: {before} -> {after}"
+    );
+}

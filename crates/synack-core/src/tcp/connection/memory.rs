@@ -121,14 +121,16 @@ impl Connection {
     }
 
     /// Arm the reclaim timer if a buffer emptied but keeps its storage; under memory
-    /// pressure, give the storage back at once.
+    /// pressure, give the storage back at once, even with the timer armed before the
+    /// pressure began: waiting for it held a read-empty ring, charged, for up to
+    /// [`RECLAIM_AFTER`] while the cap refused other connections' data.
     pub(super) fn arm_reclaim(&mut self, now: Instant) {
-        if self.timers.reclaim.is_some() || !self.holds_idle_storage() {
+        if !self.holds_idle_storage() {
             return;
         }
         if self.mem.pressure {
             self.reclaim();
-        } else {
+        } else if self.timers.reclaim.is_none() {
             self.timers.reclaim = Some(now + RECLAIM_AFTER);
         }
     }
