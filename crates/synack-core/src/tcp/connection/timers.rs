@@ -398,18 +398,17 @@ impl Connection {
 
     /// A retransmission timeout fires: whether its reduction may be undone, should the ACK
     /// after it prove it spurious (`ack.rs`, `process_loss`). As Linux's `tcp_enter_loss`
-    /// calls `tcp_init_undo`: when the timeout reduces ssthresh (`reduces`; not in fast
-    /// recovery or CWR, whose reduction stands) and is the first since the last progress,
-    /// the undo starts at SND.UNA, counting the retransmissions already out as its own and
-    /// keeping the stamp of the first of them. A repeated timeout with nothing acknowledged
-    /// in between keeps the first one's undo (and the controller its window from before it).
+    /// calls `tcp_init_undo`: when the timeout reduces ssthresh (`reduces`), the undo starts
+    /// at SND.UNA, counting the retransmissions already out as its own and keeping the stamp
+    /// of the first of them. One that does not reduce keeps the undo there is: a timeout in
+    /// fast recovery that recovery's (`undo_marker`, `undo_retrans` and `retrans_stamp` from
+    /// `tcp_enter_recovery`), so that an ACK echoing the original flight undoes both
+    /// reductions, back to the window from before the recovery
+    /// (`rto-in-recovery-undone-by-timestamps.pkt`); a repeated timeout with nothing
+    /// acknowledged in between the first one's (and the controller its window from before
+    /// it). CWR has none to keep (`ecn.rs`).
     fn init_rto_undo(&mut self, reduces: bool) {
         if !reduces {
-            self.recovery.undo_marker = None;
-            return;
-        }
-        // `timeouts` already counts this one.
-        if self.after_rto() && self.timeouts > 1 {
             return;
         }
         let in_flight = if self.sack_ok {
@@ -532,9 +531,9 @@ impl Connection {
                 // F-RTO (RFC 5682 §3 step 1), as Linux's `tcp_enter_loss`: a timeout outside
                 // any recovery, or one repeating the last with nothing acknowledged between
                 // (not one after progress in the last one's recovery, whose data beyond
-                // SND.NXT its go-back may already have resent; nor one during fast recovery
-                // or CWR, which keep their reduction and have no undo here, where Linux
-                // watches a repeated one of those too).
+                // SND.NXT its go-back may already have resent; nor one during CWR, which
+                // keeps its reduction and has no undo, where Linux watches a repeated one
+                // too).
                 // A timeout in the open state (no recovery, timeout's or fast, and no CWR)
                 // after three or more duplicate ACKs shows that the reordering which held
                 // the fast retransmit back was overestimated (Linux's `tcp_enter_loss`,
