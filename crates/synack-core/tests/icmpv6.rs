@@ -237,6 +237,46 @@ fn destination_unreachable_over_ipv6_on_an_established_connection_is_soft() {
     assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::HostUnreachable));
 }
 
+/// ICMPv6 "no route to destination" (code 0) about SND.UNA reverts the RTO's backoff, as an
+/// ICMP net or host unreachable does over IPv4 (RFC 6069; Linux's `tcp_v6_err` calls
+/// `tcp_ld_RTO_revert` for `ICMPV6_NOROUTE` since 5.8); port unreachable (code 4) does not.
+/// Before, no ICMPv6 error reverted anything.
+#[test]
+fn no_route_over_ipv6_reverts_the_rto_backoff() {
+    let mut h = Harness::new(config());
+    let (c, us, peer) = established(&mut h);
+    h.ep.send(c, b"hello").unwrap();
+    let _ = h.drain();
+    let rto = h.ep.info(h.now, c).unwrap().rto;
+    let backoff = |h: &Harness| h.ep.info(h.now, c).unwrap().backoff;
+    let unreachable = |h: &mut Harness, code: u8| {
+        let quoted = h.raw.last().unwrap()[..60].to_vec();
+        let p = icmpv6_packet(
+            v6(peer.ip()),
+            v6(us.ip()),
+            IcmpRepr::DstUnreachable {
+                code,
+                invoking: &quoted,
+            },
+        );
+        h.inject_raw(&p);
+        let _ = h.drain();
+    };
+    let (t1, r) = h.next_timeout();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(backoff(&h), 1);
+    // Port unreachable is only a soft error: still backed off.
+    h.advance(rto / 4);
+    unreachable(&mut h, 4);
+    assert_eq!(backoff(&h), 1);
+    // No route: the next retransmission one RTO after the last, not two.
+    unreachable(&mut h, 0);
+    assert_eq!(backoff(&h), 0);
+    let (t2, r) = h.next_timeout();
+    assert_eq!((t2 - t1, r.len()), (rto, 1), "{r:?}");
+    assert_eq!(h.ep.state(c).unwrap(), State::Established);
+}
+
 /// What Linux sends on a new IPv6 link before anyone asks: a router solicitation (RFC 4861
 /// §6.3.7) to all-routers, and MLDv2 reports (RFC 3810 §5.2) to all-MLDv2-routers behind a
 /// Hop-by-Hop header with the Router Alert option, both from its link-local address. None of

@@ -105,10 +105,13 @@ impl Endpoint {
                 } else {
                     matches!(code, 0 | 1)
                 };
+                // Which revert the RTO's backoff (RFC 6069): net and host unreachable for
+                // IPv4 (`tcp_v4_err`), "no route to destination" for IPv6 (`tcp_v6_err`).
+                let reverts_backoff = if v6 { code == 0 } else { matches!(code, 0 | 1) };
                 let report = IcmpReport::Unreachable {
                     error,
                     drops_half_open,
-                    reverts_backoff: !v6 && matches!(code, 0 | 1),
+                    reverts_backoff,
                 };
                 self.icmp_error(now, invoking, report);
             }
