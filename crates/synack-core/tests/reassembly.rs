@@ -322,6 +322,46 @@ fn time_exceeded_quotes_the_first_piece_and_never_answers_an_error() {
     assert_eq!(ep.stats().fragments_expired, 3);
 }
 
+/// The time exceeded for a first piece whose headers alone pass the minimum MTU (a 1,400-byte
+/// Routing header before its Fragment header) is cut to fit it too (RFC 4443 §2.4(c)), as
+/// Linux cuts every quote. Before, only the data was cut: the headers went whole, and the
+/// message left at 1.5 KB, in fragments of its own.
+#[test]
+fn time_exceeded_fits_the_minimum_mtu_whatever_the_headers() {
+    let (mut ep, _, _) = server(Config::default());
+    let start = synack_core::Instant::from_secs(10);
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip(C6), ip(S6)) else {
+        unreachable!()
+    };
+    // A Routing header of type 0 with no segments left (ignored, RFC 5095 §3), 87 addresses
+    // long; then the Fragment header (offset 0, more to come) and a UDP header's 8 bytes.
+    let mut routing = vec![44u8, 174, 0, 0, 0, 0, 0, 0];
+    routing.resize(1400, 0);
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&((1400 + 8 + 8) as u16).to_be_bytes());
+    p.extend_from_slice(&[43, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&routing);
+    p.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 7]);
+    p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0x00, 0x40, 0, 0]);
+    deliver(&mut ep, start, &p);
+    ep.handle_timeout(start + Duration::from_secs(30));
+    let out = sent(&mut ep, start);
+    assert_eq!(out.len(), 1, "one time exceeded");
+    assert!(out[0].len() <= 1280, "{} bytes", out[0].len());
+    let (ipr, body) = wire::ip::parse(&out[0]).unwrap();
+    assert_eq!(ipr.protocol(), IpProtocol::Icmpv6, "{ipr:?}");
+    match IcmpRepr::parse_v6(body, dst, src).unwrap() {
+        IcmpRepr::TimeExceeded { code, invoking } => {
+            assert_eq!(code, 1);
+            assert_eq!(invoking, &p[..invoking.len()], "the first piece as it came");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ep.stats().fragments_expired, 1);
+}
+
 /// A piece that lies wholly within a run of held pieces (pieces that came one after another
 /// at the end, back to back) repeats them: dropped, and the datagram is still made (Linux's
 /// IPFRAG_DUP). The same pieces come out of order make two runs, and a piece across both is

@@ -350,8 +350,12 @@ impl Endpoint {
             quote.extend_from_slice(&[u8::from(protocol), 0, 0, 1]);
             quote.extend_from_slice(&key.ident.to_be_bytes());
         }
-        let room = super::udp::quote_max(v6).saturating_sub(quote.len());
+        let max = super::udp::quote_max(v6);
+        let room = max.saturating_sub(quote.len());
         quote.extend_from_slice(&first[..first.len().min(room)]);
+        // Long extension headers alone may pass the limit: the message must still fit the
+        // minimum MTU (RFC 4443 §2.4(c)), as Linux cuts every quote.
+        quote.truncate(max);
         let error = IcmpRepr::TimeExceeded {
             code: 1,
             invoking: &quote,
