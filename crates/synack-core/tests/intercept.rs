@@ -315,6 +315,47 @@ fn unreachable_sends_icmp_quoting_the_syn() {
     assert_eq!(h.ep.stats().intercept_unreachable_sent, 1);
 }
 
+/// An IPv6 SYN behind 200 bytes of extension headers is quoted as far as its TCP header,
+/// ports and sequence number included, so that the client's kernel can match the error to
+/// its connect. Before, the quote stopped at 120 bytes, inside the Routing header.
+#[test]
+fn unreachable_quotes_an_ipv6_syn_past_its_extension_headers() {
+    use synack_core::testing::peer::PEER6;
+    let mut h = intercepting(InterceptConfig::default());
+    let from = SocketAddr::new(PEER6, 40003);
+    let to: SocketAddr = "[2001:2:0:7::9]:22".parse().unwrap();
+    let p = Out::new(SYN, 7, 0).mss(1400).sack_ok().packet(from, to);
+    // A Routing header of type 0 with no segments left (ignored, RFC 5095 §3), 200 bytes,
+    // between the fixed header and TCP; the TCP checksum does not cover it.
+    let mut routing = vec![p[6], 24, 0, 0, 0, 0, 0, 0];
+    routing.resize(200, 0);
+    let mut q = p[..40].to_vec();
+    q[6] = 43;
+    let len = u16::from_be_bytes([q[4], q[5]]) + 200;
+    q[4..6].copy_from_slice(&len.to_be_bytes());
+    q.extend_from_slice(&routing);
+    q.extend_from_slice(&p[40..]);
+    h.inject_raw(&q);
+    let s = held(&mut h);
+    assert_eq!(s.len(), 1, "held");
+    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
+    assert!(h.drain().is_empty(), "no TCP answer");
+    let icmp = h.raw.last().expect("an ICMPv6 packet").clone();
+    let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip.src_addr(), ip.dst_addr()) else {
+        panic!("{ip:?}");
+    };
+    match IcmpRepr::parse_v6(payload, src, dst).unwrap() {
+        IcmpRepr::DstUnreachable { invoking, .. } => {
+            assert_eq!(invoking, &q[..invoking.len()], "the SYN as it came");
+            assert!(invoking.len() >= q.len(), "to the end of its TCP header");
+            let quoted = synack_core::wire::icmp::invoking_tcp(invoking).unwrap();
+            assert_eq!((quoted.1, quoted.3), (40003, 22));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// ICMP unreachable answers to held SYNs keep the ICMP rate limits (to one peer a burst of
 /// 6, then one a second, as Linux's `icmp_ratelimit`, within the endpoint's burst of 50 and
 /// 1,000 a second, `icmp_msgs_burst` and `icmp_msgs_per_sec`): spoofed SYNs to dead

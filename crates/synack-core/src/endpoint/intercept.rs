@@ -63,10 +63,20 @@ pub struct InterceptedSyn {
     pub retransmission: bool,
 }
 
-/// The ICMP errors an intercepted SYN quotes at most: its IP and TCP headers (RFC 792 asks
-/// for the IP header and 64 bits; RFC 4443 §3.1 for as much as fits, and the headers are
-/// what a client matches on).
+/// What the ICMP errors an intercepted SYN quotes hold at least: its IP and TCP headers, as
+/// far as they go (RFC 792 asks for the IP header and 64 bits; RFC 4443 §3.1 for as much as
+/// fits, and the headers are what a client matches on). An IPv6 SYN's extension headers
+/// may take it further, up to what the minimum MTU carries ([`Held::quote`]).
 const QUOTE_MAX: usize = 120;
+
+/// How much of a held SYN `len` bytes long, `payload` of them data, its quote keeps.
+fn quote_len(len: usize, payload: usize, v6: bool) -> usize {
+    let headers = len.saturating_sub(payload);
+    headers
+        .max(QUOTE_MAX)
+        .min(super::udp::quote_max(v6))
+        .min(len)
+}
 
 /// One held SYN: enough of it to answer in any of the three ways.
 #[derive(Debug)]
@@ -76,7 +86,10 @@ struct Held {
     window: u16,
     tsval: Option<u32>,
     deadline: Instant,
-    /// The start of the packet, for an ICMP error's quote.
+    /// The start of the packet, for an ICMP error's quote: at least its headers, TCP's
+    /// included, within the minimum MTU. Cut at [`QUOTE_MAX`] alone, an IPv6 SYN behind
+    /// long extension headers was quoted without its ports, and the client's kernel, which
+    /// could not match the error to its connect, waited out its SYN retries.
     quote: Vec<u8>,
     /// The ISN its connection must take if it replaced one in TIME-WAIT ([`Reuse::Yes`](super::time_wait::Reuse)).
     iss: Option<SeqNumber>,
@@ -259,7 +272,8 @@ impl Endpoint {
                 window: seg.window_len,
                 tsval: seg.timestamp.map(|t| t.tsval),
                 deadline: now + cfg.decision_timeout,
-                quote: packet[..packet.len().min(QUOTE_MAX)].to_vec(),
+                quote: packet[..quote_len(packet.len(), seg.payload.len(), remote.is_ipv6())]
+                    .to_vec(),
                 iss,
             },
         );
