@@ -258,6 +258,12 @@ async fn wait_in_lists<T>(
         forget: Some(forget),
     };
     std::future::poll_fn(|cx| {
+        // tokio's cooperative budget, spent as tokio::net's own sockets spend it (their
+        // `poll_ready`): a task whose waits all finish at once yields now and then. Without
+        // it, a loop that logs an error and carries on (`accept` after `Stack::shutdown`, a
+        // UDP receive of ICMP errors) never yielded, and on a current-thread runtime starved
+        // every other task, the shutdown that caused it among them.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let r = poll(cx);
         // The waker the task is listed under, if this poll or an earlier one may have listed
         // it: the latest, which `register_many` would not have added again.
@@ -270,6 +276,7 @@ async fn wait_in_lists<T>(
             listed.waker = Some(cx.waker().clone());
         }
         if r.is_ready() {
+            coop.made_progress();
             listed.tidy();
         }
         r

@@ -924,6 +924,52 @@ async fn many_concurrent_connections() {
 // Failures
 // ---------------------------------------------------------------------------------------------
 
+/// An accept loop that logs an error and carries on, as servers written for tokio::net do
+/// (tokio documents accept errors as mostly transient): after `Stack::shutdown` every accept
+/// fails at once, and the loop must still yield now and then, as it would on tokio::net's
+/// cooperative budget, so that on a current-thread runtime the shutdown that caused it
+/// finishes. Before, the loop never yielded: the runtime spun at 100 % CPU for good.
+#[test]
+fn an_accept_loop_that_carries_on_after_errors_lets_shutdown_finish() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A thread of its own, so that a hung runtime fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let errors = rt.block_on(async {
+            let (_client, server) = stacks();
+            let listener = TcpListener::bind(&server, server_addr(7070)).await.unwrap();
+            let errors = Arc::new(AtomicUsize::new(0));
+            let seen = errors.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    if listener.accept().await.is_err() {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            tokio::task::yield_now().await;
+            server.shutdown(Duration::from_millis(100)).await.unwrap();
+            // The loop fails a thousand times and more; this task still gets its turns.
+            for _ in 0..10_000 {
+                if errors.load(Ordering::Relaxed) >= 1000 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            errors.load(Ordering::Relaxed)
+        });
+        let _ = tx.send(errors);
+    });
+    let errors = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the runtime hung: the accept loop never yielded");
+    assert!(errors >= 1000, "accept fails after the shutdown: {errors}");
+}
+
 #[tokio::test]
 async fn connect_to_a_closed_port_is_refused() {
     let (client, _server) = stacks();
