@@ -80,6 +80,7 @@ enum Round {
 
 pub(crate) struct Driver<D: Device> {
     shared: Arc<Shared>,
+    /// Dropped after `Drop::drop`, in the order of the fields: before `_released` says so.
     device: D,
     rx: RxBuffers,
     /// Packets read without the lock, waiting to be fed to the core under it.
@@ -104,6 +105,8 @@ pub(crate) struct Driver<D: Device> {
     router: Option<Router>,
     /// How the stack follows the link's MTU ([`Device::link_mtu`]).
     mtu: MtuPolicy,
+    /// Says the device is gone once it is: the last field, dropped after `device`.
+    _released: Released,
 }
 
 /// How a stack follows its link's MTU ([`Device::link_mtu`]), asked with every
@@ -161,6 +164,7 @@ impl<D: Device> Driver<D> {
         // that says its MTU is larger has no larger IP packet to hand.
         let len = 40 + usize::from(u16::MAX);
         let gather = device.capabilities().tx_gather;
+        let shared_for_release = Arc::clone(&shared);
         let mut driver = Driver {
             shared,
             device,
@@ -174,6 +178,7 @@ impl<D: Device> Driver<D> {
             idle_wakers: Vec::new(),
             linger_until: None,
             next_check: synack_core::Instant::ZERO,
+            _released: Released(Arc::clone(&shared_for_release)),
             router,
             mtu,
         };
@@ -616,6 +621,22 @@ fn queue_intercepted(inner: &mut Inner, syn: SynHandle) {
         inner.intercepted.push_back(syn);
     }
     inner.last_intercepted = inner.last_intercepted.max(Some(syn));
+}
+
+/// The end of a driver's device: once the driver's fields are dropped, its device among
+/// them, the shard says so and wakes the tasks in `Stack::closed`.
+struct Released(Arc<Shared>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        let mut inner = self.0.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.device_released = true;
+        let wakers = std::mem::take(&mut inner.closed_wakers);
+        drop(inner);
+        for w in wakers {
+            w.wake();
+        }
+    }
 }
 
 impl<D: Device> Drop for Driver<D> {

@@ -47,6 +47,12 @@ pub(crate) struct Inner {
     pub(crate) stopping: bool,
     /// The driver task has ended (device failure or runtime shutdown); commands fail.
     pub(crate) driver_gone: bool,
+    /// The driver has dropped its device, after `driver_gone` (see [`Stack::closed`]).
+    ///
+    /// [`Stack::closed`]: crate::Stack::closed
+    pub(crate) device_released: bool,
+    /// Tasks in `Stack::closed`, woken once the device is dropped.
+    pub(crate) closed_wakers: Vec<Waker>,
     /// Why the device failed, if it did: every command reports it from then on.
     pub(crate) device_error: Option<(io::ErrorKind, String)>,
     /// `Stack::shutdown` began: no new connections or listeners.

@@ -1403,3 +1403,32 @@ print("answered", got)
     assert!(report.contains(&format!("answered {rounds}")), "{report}");
     within(10, server).await.unwrap();
 }
+
+/// A program that rebuilds its stack on the same TUN name (a VPN reconnecting): after
+/// `shutdown` and the last handle's drop, `Stack::closed` says when the driver has closed
+/// the TUN, and the kernel then lets the name be taken again. On a current-thread runtime
+/// the driver has not run by the time the handle is dropped: before `closed`, the create
+/// failed there with `AlreadyExists`, and nothing said when it would not.
+#[tokio::test(flavor = "current_thread")]
+async fn kernel_a_tun_name_is_free_once_the_stack_is_closed() {
+    if !require_tun("kernel_a_tun_name_is_free_once_the_stack_is_closed") {
+        return;
+    }
+    let ns = synack_tokio::netns::NetNs::new("synack-reopen").unwrap();
+    let tun_config = synack_tokio::device::TunConfig::default();
+    for round in 0..3 {
+        let tun = synack_tokio::device::TunDevice::create_in(&ns, &tun_config)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let stack = synack_tokio::Stack::new(config(), tun, &[STACK.into()]).unwrap();
+        let listener = TcpListener::bind(&stack, stack_addr(8200)).await.unwrap();
+        drop(listener);
+        within(10, stack.shutdown(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        let closed = stack.closed();
+        drop(stack);
+        let e = synack_tokio::device::TunDevice::create_in(&ns, &tun_config).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        within(10, closed).await;
+    }
+}

@@ -1218,6 +1218,119 @@ async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
     .await;
 }
 
+/// `Stack::closed` resolves once the driver has dropped its device, and not before: on a
+/// current-thread runtime, right after `shutdown` and the last handle's drop, the driver
+/// has not run yet and still holds the device (a TUN's name, an attached interface). A
+/// program that builds its next stack on the same device waits for it. Before, nothing
+/// said when the device was free.
+#[tokio::test(flavor = "current_thread")]
+async fn closed_resolves_once_the_driver_has_dropped_the_device() {
+    let (dev, _peer) = MemoryDevice::pair();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let stack = Stack::new(
+        config(1),
+        Watched {
+            inner: dev,
+            dropped: Arc::clone(&dropped),
+        },
+        &[CLIENT],
+    )
+    .unwrap();
+    within(10, async {
+        stack.shutdown(Duration::from_secs(1)).await.unwrap();
+        let closed = stack.closed();
+        let mut closed = std::pin::pin!(closed);
+        // While a handle lives, the device stays.
+        assert!(futures_poll_once(closed.as_mut()).await.is_pending());
+        drop(stack);
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "the driver has not run yet"
+        );
+        closed.await;
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "closed before the device was dropped"
+        );
+    })
+    .await;
+}
+
+/// A device that fails its periodic check once told to: a TUN whose interface was deleted.
+struct Vanishing {
+    inner: MemoryDevice,
+    gone: Arc<AtomicBool>,
+}
+
+impl Device for Vanishing {
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
+        self.inner.poll_recv(cx, buf)
+    }
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        packet: &[u8],
+        transmit: &Transmit,
+    ) -> Poll<io::Result<()>> {
+        self.inner.poll_send(cx, packet, transmit)
+    }
+    fn check(&mut self) -> io::Result<()> {
+        if self.gone.load(Ordering::SeqCst) {
+            Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the interface is gone",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A device that vanishes while `Stack::shutdown` waits for data to be acknowledged: the
+/// data is lost, and the shutdown says so. Before, the dead shard counted as idle and the
+/// shutdown returned `Ok`, as if everything had been delivered.
+#[tokio::test]
+async fn a_device_lost_during_shutdown_fails_the_shutdown() {
+    let (client_dev, server_dev) = MemoryDevice::pair();
+    let gone = Arc::new(AtomicBool::new(false));
+    let client = Stack::new(
+        config(1),
+        Vanishing {
+            inner: client_dev,
+            gone: Arc::clone(&gone),
+        },
+        &[CLIENT],
+    )
+    .unwrap();
+    let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
+    within(20, async {
+        // The server never reads: what the client writes past the window stays unacknowledged.
+        let (c, _unread) = connected(&client, &server, 7410).await;
+        let chunk = vec![7u8; 65536];
+        while c.try_write(&chunk).is_ok() {}
+        let shutdown = tokio::spawn({
+            let client = client.clone();
+            async move { client.shutdown(Duration::from_secs(15)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gone.store(true, Ordering::SeqCst);
+        let result = shutdown.await.unwrap();
+        assert!(
+            result.is_err(),
+            "the data was lost, and the shutdown said Ok"
+        );
+    })
+    .await;
+}
+
+/// Polls `f` once, for what it answers now.
+async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
+}
+
 #[tokio::test]
 async fn dropping_an_unused_stack_stops_its_driver() {
     let (dev, peer) = MemoryDevice::pair();

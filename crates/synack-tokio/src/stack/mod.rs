@@ -291,6 +291,8 @@ impl Stack {
                         driver_waker: None,
                         stopping: false,
                         driver_gone: false,
+                        device_released: false,
+                        closed_wakers: Vec::new(),
                         device_error: None,
                         shutting_down: false,
                         idle_wakers: Vec::new(),
@@ -550,7 +552,17 @@ impl Stack {
         }
         let idle = std::future::poll_fn(|cx| self.poll_idle(cx));
         match tokio::time::timeout(timeout, idle).await {
-            Ok(done) => done.and(stopped.map_or(Ok(()), Err)),
+            Ok(done) => {
+                // A shard whose driver stopped while this waited (its device vanished, it
+                // panicked) counted as idle: what it had unacknowledged is lost with it,
+                // and the shutdown did not deliver it.
+                for shard in 0..self.workers() {
+                    if let Err(e) = self.lock_shard(shard) {
+                        stopped.get_or_insert(e);
+                    }
+                }
+                done.and(stopped.map_or(Ok(()), Err))
+            }
             Err(_) => {
                 let mut unfinished = 0;
                 for shard in 0..self.workers() {
@@ -567,6 +579,47 @@ impl Stack {
                 ))
             }
         }
+    }
+
+    /// Resolves once every driver of the stack has stopped and dropped its device: a TUN's
+    /// file descriptor is closed, and an interface the stack created is gone with it. The
+    /// drivers stop once every handle on the stack is dropped (the `Stack`, its clones, and
+    /// the sockets made on it) and the connections left have finished (for at most 60 s, then
+    /// they are reset), when the device fails, or when the runtime shuts down. A program that
+    /// builds a new stack on the same interface (a VPN reconnecting, a proxy reloading its
+    /// configuration) waits here first: until then the name is taken (`TunDevice::create`
+    /// fails with `AlreadyExists`) and an attached interface is still read by this stack.
+    ///
+    /// The future holds no handle on the stack, so it may be taken before the last handle is
+    /// dropped:
+    ///
+    /// ```no_run
+    /// # async fn demo(stack: synack_tokio::Stack) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    ///
+    /// stack.shutdown(Duration::from_secs(10)).await?;
+    /// let closed = stack.closed();
+    /// drop(stack);
+    /// closed.await; // the device is gone: a new stack may take its interface
+    /// # Ok(()) }
+    /// ```
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shards = self.handle.shards.clone();
+        std::future::poll_fn(move |cx| {
+            let mut released = true;
+            for shared in &shards {
+                let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+                if !inner.device_released {
+                    register_many(&mut inner.closed_wakers, cx);
+                    released = false;
+                }
+            }
+            if released {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// Ready once no connection is unfinished on any shard still running (see
