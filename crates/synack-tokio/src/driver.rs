@@ -256,7 +256,7 @@ impl<D: Device> Driver<D> {
             self.next_check = now + CHECK_INTERVAL;
             if let Err(e) = self.device.check() {
                 error!(error = %e, "the device stopped working; stopping the stack");
-                guard.device_error = Some((e.kind(), e.to_string()));
+                guard.device_error = Some(e.to_string());
                 return Round::Stop;
             }
             // And has its MTU changed?
@@ -294,7 +294,7 @@ impl<D: Device> Driver<D> {
                     // A device that cannot be read is gone for good (TUN torn down); every
                     // waiting task learns it, with this cause, when we drop.
                     error!(error = %e, "device receive failed; stopping the stack");
-                    guard.device_error = Some((e.kind(), e.to_string()));
+                    guard.device_error = Some(e.to_string());
                     self.rx_burst.clear();
                     return Round::Stop;
                 }

@@ -54,7 +54,7 @@ pub(crate) struct Inner {
     /// Tasks in `Stack::closed`, woken once the device is dropped.
     pub(crate) closed_wakers: Vec<Waker>,
     /// Why the device failed, if it did: every command reports it from then on.
-    pub(crate) device_error: Option<(io::ErrorKind, String)>,
+    pub(crate) device_error: Option<String>,
     /// `Stack::shutdown` began: no new connections or listeners.
     pub(crate) shutting_down: bool,
     /// Tasks in `Stack::shutdown`, woken when no connection is unfinished.
@@ -363,11 +363,17 @@ impl Inner {
         register(&mut self.driver_waker, cx);
     }
 
-    /// The error every command returns once the driver task has ended: the device's own
-    /// error when it failed, so that the cause is not lost.
+    /// The error every command returns once the driver task has ended: when the device
+    /// failed, `NetworkDown` (Linux's ENETDOWN, what a socket on a link gone down gets) with
+    /// the device's own error in the message, so that the cause is not lost. The device's
+    /// own kind was passed on before: a deleted TUN's ENODEV came out as a kind stable Rust
+    /// cannot name, which no caller could tell from a passing failure.
     pub(crate) fn gone_error(&self) -> io::Error {
         match &self.device_error {
-            Some((kind, msg)) => io::Error::new(*kind, format!("synack: the device failed: {msg}")),
+            Some(msg) => io::Error::new(
+                io::ErrorKind::NetworkDown,
+                format!("synack: the device failed: {msg}"),
+            ),
             None => io::Error::other("synack: the stack's driver task has stopped"),
         }
     }

@@ -874,8 +874,10 @@ async fn kernel_device_deleted_fails_pending_and_later_operations() {
         started.elapsed()
     );
     assert!(err.to_string().contains("device"), "{err}");
+    assert_eq!(err.kind(), io::ErrorKind::NetworkDown, "{err}");
     let err = TcpStream::connect(&net.stack, host(80)).await.unwrap_err();
     assert!(err.to_string().contains("device"), "{err}");
+    assert_eq!(err.kind(), io::ErrorKind::NetworkDown, "{err}");
 }
 
 // ---- the stream API against the kernel -----------------------------------------------------

@@ -1318,10 +1318,9 @@ async fn a_device_lost_during_shutdown_fails_the_shutdown() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         gone.store(true, Ordering::SeqCst);
         let result = shutdown.await.unwrap();
-        assert!(
-            result.is_err(),
-            "the data was lost, and the shutdown said Ok"
-        );
+        let e = result.expect_err("the data was lost, and the shutdown said Ok");
+        assert_eq!(e.kind(), io::ErrorKind::NetworkDown, "{e}");
+        assert!(e.to_string().contains("the interface is gone"), "{e}");
     })
     .await;
 }
