@@ -65,8 +65,13 @@ const ROUNDS: usize = 8;
 /// How often the driver asks the device whether it still works: the bound on how long a
 /// vanished device goes unnoticed.
 const CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-/// Packets flushed after the last user handle is dropped, at most.
-const FINAL_FLUSH: usize = 1024;
+/// How long a stopping driver goes on writing what the core has left (every connection's
+/// FIN or RST, see `Driver::drop`): tens of thousands of them take tens of milliseconds on a
+/// TUN, and a process's exit on Linux notifies every peer, however many. The bound is one of
+/// time, so that a device that takes everything forever cannot hold up a runtime's
+/// shutdown; it was 1,024 packets, and a proxy with more connections than that left the
+/// rest of its peers waiting on connections that would never answer again.
+const FINAL_FLUSH_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a round found.
 enum Round {
@@ -439,17 +444,23 @@ impl<D: Device> Driver<D> {
     /// that is full.
     fn final_flush(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         let now = inner.now();
+        let until = std::time::Instant::now() + FINAL_FLUSH_TIME;
         let mut written = 0;
-        while written < FINAL_FLUSH {
+        loop {
             let Poll::Ready(n) = self.tx.poll_write(&mut self.device, cx) else {
+                debug!(written, "the device took no more of what was left");
                 break;
             };
             written += n;
-            if self
-                .tx
-                .fill(&mut inner.endpoint, now, FINAL_FLUSH - written)
-                == 0
-            {
+            if std::time::Instant::now() >= until {
+                warn!(
+                    written,
+                    "stopped writing what was left after {FINAL_FLUSH_TIME:?}: some peers \
+                     are not told their connections ended"
+                );
+                break;
+            }
+            if self.tx.fill(&mut inner.endpoint, now, BATCH) == 0 {
                 break;
             }
         }

@@ -1325,6 +1325,75 @@ async fn a_device_lost_during_shutdown_fails_the_shutdown() {
     .await;
 }
 
+/// A program with more idle connections than a stopping driver used to flush (1,024 packets)
+/// ends its runtime without `Stack::shutdown`: every peer still learns that its connection
+/// ended, with a FIN (everything was acknowledged, nothing is unread), as Linux tells every
+/// peer at a process's exit. Before, the first 1,024 did, and the rest waited for good.
+#[test]
+fn every_peer_is_told_when_the_runtime_ends_with_many_connections() {
+    const N: usize = 1500;
+    let (client_dev, server_dev) = MemoryDevice::pair_with(100_000, 1500);
+    // The client's stack on a runtime of its own, ended while the server's runs on.
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client =
+        client_rt.block_on(async { Stack::new(config(1), client_dev, &[CLIENT]).unwrap() });
+    let server =
+        server_rt.block_on(async { Stack::new(config(2), server_dev, &[SERVER]).unwrap() });
+    let listener = server_rt
+        .block_on(TcpListener::bind(&server, server_addr(7420)))
+        .unwrap();
+    let accepted = server_rt.spawn(async move {
+        let mut streams = Vec::new();
+        while streams.len() < N {
+            streams.push(listener.accept().await.unwrap().0);
+        }
+        streams
+    });
+    let held = client_rt.block_on(within(120, async {
+        let mut held = Vec::new();
+        for _ in 0..N {
+            held.push(
+                TcpStream::connect(&client, server_addr(7420))
+                    .await
+                    .unwrap(),
+            );
+        }
+        held
+    }));
+    let streams = server_rt.block_on(within(60, accepted)).unwrap();
+    // The client's program ends: its runtime goes, its driver with it, the streams still held.
+    drop(client_rt);
+    drop(held);
+    drop(client);
+    let ended = server_rt.block_on(within(60, async {
+        let mut reads = tokio::task::JoinSet::new();
+        for mut s in streams {
+            reads.spawn(async move {
+                let mut buf = [0u8; 16];
+                matches!(
+                    tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await,
+                    Ok(Ok(0))
+                )
+            });
+        }
+        let mut ended = 0;
+        while let Some(r) = reads.join_next().await {
+            ended += usize::from(r.unwrap());
+        }
+        ended
+    }));
+    assert_eq!(ended, N, "peers told their connection ended");
+}
+
 /// Polls `f` once, for what it answers now.
 async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
