@@ -1496,6 +1496,38 @@ fn icmp_port_unreachable_fails_a_connect() {
     assert_eq!(h.ep.take_error(c).unwrap(), Some(Error::ConnectionRefused));
 }
 
+/// Each IPv4 destination-unreachable code fails a connect with Linux's errno for it
+/// (`icmp_err_convert`): protocol unreachable is ENOPROTOOPT (before, "connection
+/// refused"), a source route failure EOPNOTSUPP, a destination net unknown or an isolated
+/// source ENETUNREACH (before, "host unreachable"); EHOSTDOWN has no variant and stays the
+/// nearest, "host unreachable".
+#[test]
+fn icmp_unreachable_codes_fail_a_connect_with_linux_errnos() {
+    use synack_core::wire::IcmpRepr;
+    for (code, want) in [
+        (0, Error::NetworkUnreachable),
+        (1, Error::HostUnreachable),
+        (2, Error::ProtocolNotAvailable),
+        (5, Error::OperationNotSupported),
+        (6, Error::NetworkUnreachable),
+        (7, Error::HostUnreachable),
+        (8, Error::NetworkUnreachable),
+        (11, Error::NetworkUnreachable),
+        (13, Error::HostUnreachable),
+    ] {
+        let mut h = Harness::new(config());
+        let (c, _) = start(&mut h);
+        let quoted = h.raw[0][..28].to_vec();
+        let p = icmp_packet(IcmpRepr::DstUnreachable {
+            code,
+            invoking: &quoted,
+        });
+        h.inject_raw(&p);
+        assert_eq!(h.ep.state(c).unwrap(), State::Closed, "code {code}");
+        assert_eq!(h.ep.take_error(c).unwrap(), Some(want), "code {code}");
+    }
+}
+
 #[test]
 fn icmp_host_unreachable_with_a_stale_sequence_is_ignored() {
     use synack_core::wire::IcmpRepr;

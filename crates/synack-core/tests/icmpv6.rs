@@ -185,12 +185,17 @@ fn packet_too_big_over_ipv6_quoting_old_data_is_ignored() {
 
 /// RFC 4443 §3.1 code 4, port unreachable, ends an IPv6 connect as "connection refused"
 /// (RFC 1122 §4.2.3.9, Linux's icmpv6_err_convert); code 3, address unreachable, as "host
-/// unreachable"; a code RFC 4443 does not define as EPROTO.
+/// unreachable"; administratively prohibited, source policy failed and reject route as
+/// "permission denied" (EACCES; before, "host unreachable"); a code RFC 4443 does not
+/// define as EPROTO.
 #[test]
 fn destination_unreachable_over_ipv6_ends_a_connect() {
     for (code, want) in [
         (4, Error::ConnectionRefused),
         (3, Error::HostUnreachable),
+        (1, Error::PermissionDenied),
+        (5, Error::PermissionDenied),
+        (6, Error::PermissionDenied),
         (7, Error::ProtocolError),
     ] {
         let mut h = Harness::new(config());

@@ -1646,7 +1646,7 @@ fn icmpv4_unreachable_codes_map_as_linux_maps_them() {
     // Linux icmp_err_convert: only the fatal codes reach a connected socket.
     use Error::*;
     let hard = [
-        (2, ConnectionRefused),
+        (2, ProtocolNotAvailable),
         (3, ConnectionRefused),
         (6, NetworkUnreachable),
         (7, HostUnreachable),
@@ -1676,10 +1676,10 @@ fn icmpv6_unreachable_codes_map_as_linux_maps_them() {
     // Linux icmpv6_err_convert: no route, beyond scope and address unreachable are soft.
     use Error::*;
     for (code, want) in [
-        (1, HostUnreachable),
+        (1, PermissionDenied),
         (4, ConnectionRefused),
-        (5, HostUnreachable),
-        (6, HostUnreachable),
+        (5, PermissionDenied),
+        (6, PermissionDenied),
         // Codes RFC 4443 does not define: EPROTO.
         (7, ProtocolError),
         (200, ProtocolError),

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::demux::is_martian;
 use super::output::Own;
 use super::table::Tuple;
-use super::udp::unreachable_error;
+use super::udp::{unreachable_errno, unreachable_error};
 use super::{Endpoint, Owner};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
@@ -87,14 +87,9 @@ impl Endpoint {
                 if wire::icmp::invoking_udp(invoking).is_some() {
                     return self.udp_icmp_error(unreachable_error(v6, code), invoking);
                 }
-                let error = match (v6, code) {
-                    // RFC 1122 §4.2.3.9: protocol and port unreachable are hard errors.
-                    (false, 2) | (false, 3) | (true, 4) => Error::ConnectionRefused,
-                    (false, 0) | (true, 0) => Error::NetworkUnreachable,
-                    // A code RFC 4443 does not define: EPROTO (`icmpv6_err_convert`).
-                    (true, 7..) => Error::ProtocolError,
-                    _ => Error::HostUnreachable,
-                };
+                // Linux's errno for the code, hard or soft (RFC 1122 §4.2.3.9 makes protocol
+                // and port unreachable hard): what a connect fails with, or the soft error.
+                let error = unreachable_errno(v6, code);
                 // Which end a half-open connection, as Linux decides: for IPv4 net and host
                 // unreachable (tcp_v4_err), for IPv6 the codes icmpv6_err_convert calls fatal
                 // (administratively prohibited, port unreachable, policy failure, reject

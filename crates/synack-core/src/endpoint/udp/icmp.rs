@@ -196,15 +196,16 @@ impl Endpoint {
 
 /// The error a connected UDP socket reports for an ICMP destination unreachable with `code`,
 /// or `None` for a soft error, which it does not report. The hard codes and their errnos
-/// are Linux's:
+/// are Linux's (`icmp_err_convert`, `icmpv6_err_convert`): the errno is [`unreachable_errno`],
+/// what TCP is told too.
 ///
-/// ICMPv4 (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1; `icmp_err_convert`):
+/// ICMPv4 (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1):
 ///
 /// | code | meaning | Linux errno, hard? | here |
 /// |---|---|---|---|
 /// | 0 | net unreachable | ENETUNREACH, soft | not reported |
 /// | 1 | host unreachable | EHOSTUNREACH, soft | not reported |
-/// | 2 | protocol unreachable | ENOPROTOOPT, hard | `ConnectionRefused` (nearest) |
+/// | 2 | protocol unreachable | ENOPROTOOPT, hard | `ProtocolNotAvailable` |
 /// | 3 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
 /// | 4 | fragmentation needed | EMSGSIZE, soft | not reported (path MTU news) |
 /// | 5 | source route failed | EOPNOTSUPP, soft | not reported |
@@ -218,34 +219,47 @@ impl Endpoint {
 /// | 14, 15 | precedence violation, cutoff | EHOSTUNREACH, hard | `HostUnreachable` |
 /// | > 15 | unassigned | dropped by `icmp_unreach` | not reported |
 ///
-/// ICMPv6 (RFC 4443 §3.1; `icmpv6_err_convert`, table `tab_unreach`):
+/// ICMPv6 (RFC 4443 §3.1; table `tab_unreach`):
 ///
 /// | code | meaning | Linux errno, hard? | here |
 /// |---|---|---|---|
 /// | 0 | no route | ENETUNREACH, soft | not reported |
-/// | 1 | administratively prohibited | EACCES, hard | `HostUnreachable` (nearest) |
+/// | 1 | administratively prohibited | EACCES, hard | `PermissionDenied` |
 /// | 2 | beyond the scope of the source | EHOSTUNREACH, soft | not reported |
 /// | 3 | address unreachable | EHOSTUNREACH, soft | not reported |
 /// | 4 | port unreachable | ECONNREFUSED, hard | `ConnectionRefused` |
-/// | 5, 6 | source policy failed, reject route | EACCES, hard | `HostUnreachable` (nearest) |
+/// | 5, 6 | source policy failed, reject route | EACCES, hard | `PermissionDenied` |
 /// | > 6 | unassigned | EPROTO, hard | `ProtocolError` |
-///
-/// [`Error`] has no variant for ENOPROTOOPT, EHOSTDOWN, ENONET or EACCES; each maps to the
-/// variant closest in meaning rather than growing the public enum.
 pub(in crate::endpoint) fn unreachable_error(v6: bool, code: u8) -> Option<Error> {
+    let hard = if v6 {
+        !matches!(code, 0 | 2 | 3)
+    } else {
+        matches!(code, 2 | 3 | 6..=10 | 13..=15)
+    };
+    hard.then(|| unreachable_errno(v6, code))
+}
+
+/// Linux's errno for an ICMP destination unreachable with `code`, soft or hard, as
+/// `icmp_err_convert` and `icmpv6_err_convert` give it (see [`unreachable_error`]): what a
+/// connection fails with, or reports as its soft error. [`Error`] has no variant for
+/// EHOSTDOWN or ENONET: those two take the nearest.
+pub(in crate::endpoint) fn unreachable_errno(v6: bool, code: u8) -> Error {
     if v6 {
         match code {
-            0 | 2 | 3 => None,
-            4 => Some(Error::ConnectionRefused),
-            1 | 5 | 6 => Some(Error::HostUnreachable),
-            _ => Some(Error::ProtocolError),
+            0 => Error::NetworkUnreachable,
+            1 | 5 | 6 => Error::PermissionDenied,
+            2 | 3 => Error::HostUnreachable,
+            4 => Error::ConnectionRefused,
+            _ => Error::ProtocolError,
         }
     } else {
         match code {
-            2 | 3 => Some(Error::ConnectionRefused),
-            6 | 8 | 9 => Some(Error::NetworkUnreachable),
-            7 | 10 | 13..=15 => Some(Error::HostUnreachable),
-            _ => None,
+            0 | 6 | 8 | 9 | 11 => Error::NetworkUnreachable,
+            2 => Error::ProtocolNotAvailable,
+            3 => Error::ConnectionRefused,
+            4 => Error::MessageTooLong,
+            5 => Error::OperationNotSupported,
+            _ => Error::HostUnreachable,
         }
     }
 }

@@ -62,7 +62,7 @@ mod icmp;
 mod intercept;
 mod multicast;
 
-pub(super) use icmp::{quote_max, unreachable_error};
+pub(super) use icmp::{quote_max, unreachable_errno, unreachable_error};
 pub use intercept::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
 };
