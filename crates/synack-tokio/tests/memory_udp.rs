@@ -515,6 +515,40 @@ async fn datagrams_are_caught_only_while_an_interceptor_lives() {
     .await;
 }
 
+/// `Stack::shutdown` ends a UDP interceptor's wait, as it ends the TCP interceptor's: a
+/// relay that shuts its stack down and joins its loops sees the UDP loop end too, after the
+/// datagrams already queued. Before, `recv` waited on, holding the stack.
+#[tokio::test]
+async fn shutdown_ends_a_udp_interceptors_wait_after_what_was_queued() {
+    within(async {
+        let (client, proxy) = stacks(true);
+        let interceptor = proxy.intercept_udp().unwrap();
+        let socket = UdpSocket::bind(&client, "0.0.0.0:0").await.unwrap();
+        let dst: SocketAddr = "198.19.0.53:53".parse().unwrap();
+        socket.send_to(b"queued", dst).await.unwrap();
+        while proxy.memory_usage().buffered == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = tokio::spawn({
+            let interceptor = interceptor.clone();
+            async move {
+                let mut buf = [0u8; 64];
+                let first = interceptor
+                    .recv(&mut buf)
+                    .await
+                    .map(|d| buf[..d.len].to_vec());
+                (first, interceptor.recv(&mut buf).await.map(|d| d.len))
+            }
+        });
+        tokio::task::yield_now().await;
+        proxy.shutdown(Duration::from_secs(1)).await.unwrap();
+        let (first, second) = waiting.await.unwrap();
+        assert_eq!(first.unwrap(), b"queued");
+        assert_eq!(second.unwrap_err().kind(), io::ErrorKind::NotConnected);
+    })
+    .await;
+}
+
 /// Sockets and interceptors are shared between tasks, as tokio's are.
 #[test]
 fn handles_are_send_and_sync() {

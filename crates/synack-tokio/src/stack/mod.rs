@@ -544,6 +544,8 @@ impl Stack {
             }
             inner.intercepted.clear();
             wakers.append(&mut inner.intercept_wakers);
+            // And `UdpInterceptor::recv`, once it has taken what is queued.
+            wakers.append(&mut inner.udp_intercept_wakers);
             inner.wake_driver();
             drop(guard);
             for w in wakers {

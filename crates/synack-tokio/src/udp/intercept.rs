@@ -145,7 +145,11 @@ fn forget_intercept_waiter(stack: &Stack, waker: &Waker) -> bool {
 
 impl UdpInterceptor {
     /// The next datagram, truncated to `buf` (as `recv_from`): `src` is the client, `dst`
-    /// where it was sent. Cancel-safe.
+    /// where it was sent. Cancel-safe. Once `Stack::shutdown` began, and what was queued
+    /// before has been taken, it fails with `NotConnected`, as the TCP [`Interceptor`]'s
+    /// `next` does, so that a relay's UDP loop ends with its TCP one.
+    ///
+    /// [`Interceptor`]: crate::Interceptor
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<InterceptedDatagram> {
         crate::state::wait_listed(
             |cx| self.poll_recv(cx, buf),
@@ -164,6 +168,7 @@ impl UdpInterceptor {
         match inner.endpoint.udp_recv_intercepted(buf) {
             Ok(d) => Poll::Ready(Ok(d)),
             Err(Error::WouldBlock) => {
+                inner.check_open()?;
                 register_many(&mut inner.udp_intercept_wakers, cx);
                 Poll::Pending
             }
