@@ -189,13 +189,16 @@ const MAX_SYN_RETRIES: u32 = 127;
 const MAX_KEEPALIVE_PROBES: u32 = 127;
 
 impl KeepaliveConfig {
-    /// Whether the timing is one Linux takes: an idle time and an interval above zero and
-    /// at most 32767 s (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`), 1 to 127 probes
-    /// (`MAX_TCP_KEEPCNT`). Otherwise `InvalidInput`, as Linux's `setsockopt` answers
-    /// EINVAL: no probes at all would fail an idle connection the moment it is idle.
+    /// Whether the timing is one Linux takes: an idle time and an interval of at least the
+    /// clock's microsecond and at most 32767 s (`MAX_TCP_KEEPIDLE`, `MAX_TCP_KEEPINTVL`; Linux
+    /// counts whole seconds, from 1), 1 to 127 probes (`MAX_TCP_KEEPCNT`). Otherwise
+    /// `InvalidInput`, as Linux's `setsockopt` answers EINVAL: no probes at all would fail
+    /// an idle connection the moment it is idle, and a time under a microsecond, which the
+    /// core's clock counts as none, probed on every round trip or failed the connection
+    /// at once (it passed as above zero before).
     pub fn check(&self) -> Result<(), Error> {
         let max = Duration::from_secs(MAX_KEEPALIVE_SECS);
-        let time_ok = |d: Duration| !d.is_zero() && d <= max;
+        let time_ok = |d: Duration| d.as_micros() > 0 && d <= max;
         if time_ok(self.idle)
             && time_ok(self.interval)
             && (1..=MAX_KEEPALIVE_PROBES).contains(&self.probes)
