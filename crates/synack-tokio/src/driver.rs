@@ -664,8 +664,17 @@ impl<D: Device> Drop for Driver<D> {
     /// left waiting on a connection that will never answer again.
     fn drop(&mut self) {
         let shared = Arc::clone(&self.shared);
-        let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.device_error.is_none() {
+        let (mut inner, poisoned) = match shared.inner.lock() {
+            Ok(inner) => (inner, false),
+            Err(poisoned) => (poisoned.into_inner(), true),
+        };
+        // After a panic under the lock (the driver's own, in the core or the device's
+        // `check`, or a command's) the core may have stopped halfway through a change: it is
+        // left alone, and the waiters are only told. Running it could panic again, and the
+        // waiters, woken below, would never have been.
+        if poisoned {
+            error!("the stack's state was left inconsistent by a panic; its connections end unannounced");
+        } else if inner.device_error.is_none() {
             // As a process's sockets end at its exit: a FIN where nothing is lost with it,
             // an RST where something is (see `Endpoint::end_unfinished`).
             let now = inner.now();

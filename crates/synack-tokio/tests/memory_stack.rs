@@ -1394,6 +1394,68 @@ fn every_peer_is_told_when_the_runtime_ends_with_many_connections() {
     assert_eq!(ended, N, "peers told their connection ended");
 }
 
+/// A device whose check panics under the driver's lock (a bug in a device, or in the core
+/// the driver was running): the driver's task ends with the panic, the process goes on, and
+/// every task waiting on the stack, and every later call, gets an error instead of waiting
+/// for good. The driver's drop leaves the core it finds poisoned alone (it may be halfway
+/// through a change) and only tells the waiters.
+#[tokio::test]
+async fn a_panic_under_the_drivers_lock_fails_the_waiters() {
+    struct Panicking {
+        inner: MemoryDevice,
+        panic: Arc<AtomicBool>,
+    }
+    impl Device for Panicking {
+        fn capabilities(&self) -> DeviceCapabilities {
+            self.inner.capabilities()
+        }
+        fn poll_recv(
+            &mut self,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<RecvMeta>> {
+            self.inner.poll_recv(cx, buf)
+        }
+        fn poll_send(
+            &mut self,
+            cx: &mut Context<'_>,
+            packet: &[u8],
+            transmit: &Transmit,
+        ) -> Poll<io::Result<()>> {
+            self.inner.poll_send(cx, packet, transmit)
+        }
+        fn check(&mut self) -> io::Result<()> {
+            assert!(!self.panic.load(Ordering::SeqCst), "a device bug");
+            Ok(())
+        }
+    }
+    let (dev, _peer) = MemoryDevice::pair();
+    let panic = Arc::new(AtomicBool::new(false));
+    let stack = Stack::new(
+        config(1),
+        Panicking {
+            inner: dev,
+            panic: Arc::clone(&panic),
+        },
+        &[CLIENT],
+    )
+    .unwrap();
+    within(10, async {
+        let listener = TcpListener::bind(&stack, SocketAddr::new(CLIENT, 7430))
+            .await
+            .unwrap();
+        let waiting = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        panic.store(true, Ordering::SeqCst);
+        // The next check is at most half a second away.
+        assert!(waiting.await.unwrap().is_err());
+        assert!(TcpListener::bind(&stack, SocketAddr::new(CLIENT, 7431))
+            .await
+            .is_err());
+    })
+    .await;
+}
+
 /// Polls `f` once, for what it answers now.
 async fn futures_poll_once<F: Future + Unpin>(mut f: F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
