@@ -362,6 +362,59 @@ fn time_exceeded_fits_the_minimum_mtu_whatever_the_headers() {
     assert_eq!(ep.stats().fragments_expired, 1);
 }
 
+/// RFC 8200 §4.5: an IPv6 piece with more to come whose length is not a multiple of 8 is
+/// discarded with a parameter problem (code 0) pointing at its Payload Length, one that
+/// would take the datagram past 65,535 bytes with one pointing at its Fragment Offset, as
+/// Linux's `ip6_frag_queue` answers them; an empty piece goes in silence. Before, all three
+/// were dropped in silence.
+#[test]
+fn malformed_ipv6_pieces_draw_a_parameter_problem() {
+    let (mut ep, _, _) = server(Config::default());
+    let now = synack_core::Instant::from_secs(1);
+    let (IpAddr::V6(src), IpAddr::V6(dst)) = (ip(C6), ip(S6)) else {
+        unreachable!()
+    };
+    let piece = |offset_and_more: u16, data: &[u8]| {
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[44, 64]);
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&[17, 0]);
+        p.extend_from_slice(&offset_and_more.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 9]);
+        p.extend_from_slice(data);
+        p
+    };
+    let unaligned = piece(1, &[7; 12]);
+    let past_max = piece(65528, &[7; 16]);
+    let empty = piece(1, &[]);
+    for (p, pointer) in [(&unaligned, Some(4)), (&past_max, Some(42)), (&empty, None)] {
+        let dropped = ep.stats().drop_malformed;
+        deliver(&mut ep, now, p);
+        assert_eq!(ep.stats().drop_malformed, dropped + 1);
+        let out = sent(&mut ep, now);
+        let Some(pointer) = pointer else {
+            assert!(out.is_empty(), "an empty piece is not answered: {out:?}");
+            continue;
+        };
+        assert_eq!(out.len(), 1, "one parameter problem");
+        let (ipr, body) = wire::ip::parse(&out[0]).unwrap();
+        assert_eq!((ipr.src_addr(), ipr.dst_addr()), (ip(S6), ip(C6)));
+        match IcmpRepr::parse_v6(body, dst, src).unwrap() {
+            IcmpRepr::ParamProblem {
+                code,
+                pointer: at,
+                invoking,
+            } => {
+                assert_eq!((code, at), (0, pointer));
+                assert_eq!(invoking, &p[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// A piece that lies wholly within a run of held pieces (pieces that came one after another
 /// at the end, back to back) repeats them: dropped, and the datagram is still made (Linux's
 /// IPFRAG_DUP). The same pieces come out of order make two runs, and a piece across both is

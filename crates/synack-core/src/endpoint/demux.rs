@@ -281,7 +281,7 @@ impl Endpoint {
             return;
         }
         if let Some(frag) = fragment {
-            return self.handle_fragment(now, frag);
+            return self.handle_fragment(now, frag, packet);
         }
         let Ok((ip, payload)) = parsed else {
             return;

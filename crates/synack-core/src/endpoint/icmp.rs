@@ -189,6 +189,21 @@ impl Endpoint {
             }
             _ => return,
         };
+        self.answer_problem(now, packet, src, dst, error);
+    }
+
+    /// Answers `packet`, from `src` to `dst`, with the ICMP error `(type, code, pointer)`:
+    /// destination unreachable (type 3) or ICMPv6 parameter problem (type 4, `pointer` the
+    /// offset of the field at fault). Never to a source that is not a unicast peer, and
+    /// within the ICMP rate limit; the packet is quoted as far as an ICMP error may.
+    pub(super) fn answer_problem(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+        error: (u8, u8, u32),
+    ) {
         if !self.addresses.contains(&dst)
             || !self.is_unicast(src)
             || is_martian(src)

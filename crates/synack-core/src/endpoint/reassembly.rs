@@ -141,7 +141,7 @@ fn reassembled(protocol: IpProtocol) -> bool {
 impl Endpoint {
     /// A fragment (see [`Fragment::parse`]), already taken as ours: held
     /// with the other pieces of its datagram, and the datagram handed on when whole.
-    pub(super) fn handle_fragment(&mut self, now: Instant, mut frag: Fragment<'_>) {
+    pub(super) fn handle_fragment(&mut self, now: Instant, mut frag: Fragment<'_>, packet: &[u8]) {
         let key = Key {
             src: frag.src,
             dst: frag.dst,
@@ -177,11 +177,19 @@ impl Endpoint {
             frag.data = &frag.data[..frag.data.len() & !7];
         }
         let end = frag.offset + frag.data.len();
-        if frag.data.is_empty()
-            || frag.more && !frag.data.len().is_multiple_of(8)
-            || end > frag.max_payload()
-        {
+        let past_max = end > frag.max_payload();
+        let unaligned = frag.more && !frag.data.len().is_multiple_of(8);
+        if frag.data.is_empty() || unaligned || past_max {
             self.stats.drop_malformed += 1;
+            // RFC 8200 §4.5: an IPv6 piece that would take the datagram past 65,535 bytes
+            // draws a parameter problem pointing at its Fragment Offset, one with more to
+            // come whose length is not a multiple of 8 one pointing at its Payload Length
+            // (Linux's `ip6_frag_queue`, in that order); an empty one goes in silence.
+            if let (IpAddr::V6(_), false) = (frag.src, frag.data.is_empty()) {
+                let pointer = if past_max { frag.header.len() + 2 } else { 4 };
+                let pointer = u32::try_from(pointer).unwrap_or(u32::MAX);
+                self.answer_problem(now, packet, frag.src, frag.dst, (4, 0, pointer));
+            }
             return;
         }
         // The piece, its headers if it is the first (kept to rebuild the datagram), and the
