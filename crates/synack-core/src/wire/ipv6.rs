@@ -447,8 +447,12 @@ fn problem_in(packet: &[u8], end: usize, handled: impl Fn(u8) -> bool) -> Option
             }
             ext::FRAGMENT => {
                 // An atomic fragment (RFC 6946) is the whole packet: on past it. Any other is
-                // reassembly's.
-                if offset + 8 > end || packet[offset + 2..offset + 4] != [0, 0] {
+                // reassembly's. Atomic as `walk_to` judges it, reserved bits ignored: the
+                // two disagreed, and an atomic fragment with a reserved bit set in front of an
+                // unknown header was dropped unanswered.
+                if offset + 8 > end
+                    || u16::from_be_bytes([packet[offset + 2], packet[offset + 3]]) & 0xfff9 != 0
+                {
                     return None;
                 }
                 next_header = packet[offset];
@@ -716,6 +720,14 @@ mod tests {
         let atomic = [6, 0, 0, 6, 0, 0, 0, 1];
         let (repr, _) = Ipv6Repr::parse(&packet(44, &atomic)).unwrap();
         assert_eq!(repr.next_header, IpProtocol::Tcp);
+        // The same in front of a header nobody handles: a parameter problem (code 1) pointing
+        // at the Fragment header's Next Header, whatever its reserved bits say (before, with
+        // them set, the packet was dropped unanswered).
+        let unknown_behind = [0xfd, 0, 0, 6, 0, 0, 0, 1];
+        assert_eq!(
+            parameter_problem(&packet(44, &unknown_behind), |_| false),
+            Some((1, 40))
+        );
         assert_eq!(
             Ipv6Repr::parse(&packet(44, &atomic[..4])).unwrap_err(),
             WireError::Truncated
