@@ -1724,8 +1724,9 @@ fn a_timeout_whose_retransmission_is_echoed_stands() {
 /// A timeout during fast recovery keeps that recovery's undo, as Linux's `tcp_enter_loss`
 /// starts no new one there: an ACK that echoes the original flight shows both the fast
 /// retransmit and the timeout spurious, and undoes both: back to the ten segments from
-/// before the recovery, grown by one for the ACK, as Linux grows it
-/// (`rto-in-recovery-undone-by-timestamps.pkt` checks the same against the kernel).
+/// before the recovery, grown by one for the ACK, as Linux grows it; and the flight still
+/// out is probed as the open state probes it (`rto-in-recovery-undone-by-timestamps.pkt`
+/// checks the same against the kernel).
 #[test]
 fn a_timeout_during_recovery_is_undone_by_timestamps() {
     let mut k = ts_sack_conn_100ms();
@@ -1754,6 +1755,15 @@ fn a_timeout_during_recovery_is_undone_by_timestamps() {
         (0, 1, 11, u32::MAX >> 1),
         "{info:?}"
     );
+    // The rest of the flight is still out: a tail loss probe resends its last segment two
+    // round trips later (2 * SRTT + 2 ms), armed once the undo left the timeout's state, not
+    // the backed-off retransmission timeout 600 ms later.
+    let at = k.h.now;
+    let (t, r) = k.h.next_timeout();
+    assert_eq!(t - at, Duration::from_millis(202));
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].seq, r[0].payload.len()), (b + 9 * 988, 988));
+    assert_eq!(k.h.ep.info(k.h.now, k.c).unwrap().tlp_count, 1);
 }
 
 /// Ten segments out on `k` (no timestamps), then nothing back until the retransmission

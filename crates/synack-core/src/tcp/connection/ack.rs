@@ -330,6 +330,14 @@ impl Connection {
                 new_sack_info,
             };
             self.process_loss(seg, frto, verdict);
+            // An ACK that ended the timeout's state (an undo, or SND.UNA past its point)
+            // arms the tail loss probe the timeout's state held back when the ACK was taken
+            // (`arm_tlp` ran first), as Linux's `tcp_set_xmit_timer` runs after
+            // `tcp_fastretrans_alert`: the flight still out is probed at 2 * SRTT, not left
+            // to the backed-off RTO.
+            if !self.in_loss_recovery() {
+                self.arm_tlp(now);
+            }
         }
         // RFC 6675 §5 (step 3 alternative): SND.UNA itself is lost by the IsLost rule, even
         // if fewer than three duplicate ACKs arrived (e.g. the ACKs were themselves lost).
