@@ -137,6 +137,7 @@ const TAG_IP_ID: u8 = 6;
 const TAG_FRAGMENT_ID: u8 = 7;
 const TAG_REUSEPORT: u8 = 8;
 const TAG_ICMP_CREDIT: u8 = 9;
+const TAG_BIND_PORT: u8 = 10;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -275,6 +276,20 @@ impl Secrets {
         let mut input = Input::new(TAG_PORT);
         input.ip(local);
         input.socket(remote);
+        input.hash(&self.port_key) as u32
+    }
+
+    /// Where the search for the `nth` port a bind to port 0 on `local` takes starts: a keyed
+    /// hash of the address and of how many such binds came before, so that each starts
+    /// anywhere in the range, as Linux's `udp_lib_get_port` and `inet_csk_find_open_port`
+    /// start theirs at random. With [`port_offset`](Self::port_offset) alone, the only
+    /// input a bind has, its address, gave every bind the same start, and a counter walked
+    /// the ports one by one: whoever saw one port knew the next (RFC 6056 §2.1, RFC 5452 §4
+    /// on DNS clients).
+    pub fn bind_port_offset(&self, local: IpAddr, nth: u32) -> u32 {
+        let mut input = Input::new(TAG_BIND_PORT);
+        input.ip(local);
+        input.put(&nth.to_be_bytes());
         input.hash(&self.port_key) as u32
     }
 

@@ -1785,6 +1785,43 @@ fn a_writer_waiting_for_room_without_a_refused_write_is_woken() {
     );
 }
 
+/// Binds to port 0, UDP and TCP, start their search anywhere in the range, afresh each
+/// time, as Linux's `udp_lib_get_port` and `inet_csk_find_open_port` start at random: no
+/// port tells the next (RFC 6056 §2.1; RFC 5452 §4 asks a DNS client for ports an attacker
+/// cannot guess). Before, every bind started from one keyed offset and a counter walked on
+/// by one: 100 binds in a row got 100 ports in a row.
+#[test]
+fn ports_for_binds_to_port_zero_follow_no_sequence() {
+    let mut ep = Endpoint::new(Config::default(), &[Pair::CLIENT]);
+    let any = sa(Pair::CLIENT, 0);
+    let udp: Vec<u16> = (0..100)
+        .map(|_| {
+            let h = ep.udp_bind(any).unwrap();
+            ep.udp_local_addr(h).unwrap().port()
+        })
+        .collect();
+    let tcp: Vec<u16> = (0..100)
+        .map(|_| {
+            let l = ep.listen(any, 4).unwrap();
+            ep.listener_addr(l).unwrap().port()
+        })
+        .collect();
+    for ports in [&udp, &tcp] {
+        let steps = ports
+            .windows(2)
+            .filter(|w| w[1].wrapping_sub(w[0]) < 16)
+            .count();
+        assert!(
+            steps <= 2,
+            "{steps} of 99 binds took a port just past the last: {ports:?}"
+        );
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "each a port of its own");
+    }
+}
+
 /// Binding port 0 with every ephemeral port held fails with `AddrInUse`, as Linux's UDP
 /// autobind does (found at scale: it said `AddrNotAvailable`, TCP's connect's error).
 #[test]

@@ -211,8 +211,8 @@ impl Endpoint {
                 false => Ok(local),
             };
         }
-        // As an active open's port (RFC 6056 §3.3.3): from a keyed offset and the shared
-        // counter, so that two binds in a row get different ports, and past every port a
+        // From a start anywhere in the range, afresh for each bind (`bind_port_offset`,
+        // as Linux's `inet_csk_find_open_port` starts at random), past every port a
         // connection, a TIME-WAIT entry, a bound socket or a clashing listener uses.
         let (min, max) = self.config.ephemeral_ports;
         if min == 0 || max < min {
@@ -224,13 +224,12 @@ impl Endpoint {
                 .any(|e| e.conn_ports.port(port) || e.time_wait.ports().port(port))
         };
         let num = u32::from(max - min) + 1;
-        let offset = self.secrets.port_offset(ip, SocketAddr::new(ip, 0));
+        let offset = self.secrets.bind_port_offset(ip, self.next_ephemeral);
+        self.next_ephemeral = self.next_ephemeral.wrapping_add(1);
         for count in 0..num {
-            let port =
-                min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
+            let port = min + (offset.wrapping_add(count) % num) as u16;
             let a = SocketAddr::new(ip, port);
             if !used(self, port) && !self.listener_clash(a, false) && !self.bindings.holds(a) {
-                self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
                 return Ok(a);
             }
         }

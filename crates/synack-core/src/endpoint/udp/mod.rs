@@ -435,27 +435,21 @@ impl Endpoint {
         Ok(h)
     }
 
-    /// RFC 6056 §3.3.3 as the TCP side picks ports, over the same range, skipping ports
-    /// other UDP sockets hold.
+    /// A port for a bind to port 0, over the range the TCP side uses, skipping ports other
+    /// UDP sockets hold: the search starts anywhere in it, afresh for each bind
+    /// ([`Secrets::bind_port_offset`](crate::isn::Secrets::bind_port_offset)), as Linux's
+    /// `udp_lib_get_port` starts at random.
     fn udp_ephemeral_port(&mut self, ip: IpAddr) -> Result<u16, Error> {
         let (min, max) = self.config.ephemeral_ports;
         if min == 0 || max < min {
             return Err(Error::AddrNotAvailable);
         }
         let num = u32::from(max - min) + 1;
-        let offset = self
-            .secrets
-            .port_offset(ip, SocketAddr::new(unspecified(ip.is_ipv6()), 0));
+        let offset = self.secrets.bind_port_offset(ip, self.udp.next_ephemeral);
+        self.udp.next_ephemeral = self.udp.next_ephemeral.wrapping_add(1);
         for count in 0..num {
-            let n = self
-                .udp
-                .next_ephemeral
-                .wrapping_add(offset)
-                .wrapping_add(count)
-                % num;
-            let port = min + n as u16;
+            let port = min + (offset.wrapping_add(count) % num) as u16;
             if self.udp.port_free(ip, port) {
-                self.udp.next_ephemeral = self.udp.next_ephemeral.wrapping_add(count + 1);
                 return Ok(port);
             }
         }
