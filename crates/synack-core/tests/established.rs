@@ -4234,6 +4234,75 @@ fn receive_window_auto_tunes_to_what_the_reader_drains() {
     );
 }
 
+/// The same tuning on a connection whose handshake gave the send side no RTT sample (its
+/// SYN went twice: Karn's rule) and that only receives, on a 50 ms path where data arrives
+/// spread over each round trip: the rounds are measured by the receiver's own estimate,
+/// from the timestamps the peer echoes (Linux's `rcv_rtt_est`), and the window grows.
+/// Before, a round lasted a millisecond without a send-side sample, the reader never read
+/// more than a few segments in one, and the window stayed where it began.
+#[test]
+fn receive_window_auto_tunes_without_a_send_side_rtt_sample() {
+    let mut cfg = config();
+    cfg.recv_buffer(16 * 1024).recv_buffer_max(1 << 20);
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let _ = h.one();
+    let (_, again) = h.next_timeout();
+    let syn = again
+        .iter()
+        .find(|s| s.is(SYN))
+        .expect("the SYN again")
+        .clone();
+    let us = syn.src;
+    let tsval = |s: &synack_core::testing::peer::Seg| s.ts.expect("timestamps").tsval;
+    h.inject(
+        peer,
+        us,
+        Out::new(SYN | ACK, 5000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1460)
+            .wscale(7)
+            .sack_ok()
+            .ts(1, tsval(&syn)),
+    );
+    let ack = h.drain().pop().expect("the handshake's ACK");
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    // Our ACKs as they left: a segment arriving at T was sent when the ACK of T - 50 ms
+    // reached the peer, and echoes its TSval.
+    let mut acks = std::collections::VecDeque::from([(h.now, tsval(&ack))]);
+    let (mut seq, mut window) = (5001u32, 16 * 1024usize);
+    let mut buf = vec![0u8; 1 << 20];
+    for round in 0..16u32 {
+        let start = h.now;
+        // The window's worth, spread over the first 40 ms of each 50 ms round trip.
+        let n = (window / 1000).min(500);
+        let per_ms = n.div_ceil(40);
+        for i in 0..n {
+            if i % per_ms == 0 {
+                h.advance(Duration::from_millis(1));
+            }
+            while acks.len() > 1 && acks[1].0 + Duration::from_millis(50) <= h.now {
+                acks.pop_front();
+            }
+            let o = Out::new(ACK, seq, 0)
+                .ackn(syn.seq + 1)
+                .ts(2 + round, acks[0].1)
+                .data(&[round as u8; 1000]);
+            h.inject(peer, us, o);
+            seq += 1000;
+            while matches!(h.ep.recv(h.now, c, &mut buf), Ok(k) if k > 0) {}
+            for a in h.drain() {
+                // A 1 MiB ceiling makes our window scale 5.
+                window = (a.window as usize) << 5;
+                acks.push_back((h.now, tsval(&a)));
+            }
+        }
+        h.advance((start + Duration::from_millis(50)) - h.now);
+    }
+    assert!(window > 64 * 1024, "window grew from 16 KiB to {window}");
+}
+
 // === Congestion window growth ===================================================================
 
 /// The congestion window in segments, as TCP_INFO reports it.

@@ -109,13 +109,19 @@ impl Connection {
 
     /// Receive-buffer auto-tuning (after Linux `tcp_rcv_space_adjust`, "dynamic right-sizing"):
     /// once per round trip, if the application read more than ever before in one, let the
-    /// buffer (and so the window) hold twice that, up to the configured ceiling.
+    /// buffer (and so the window) hold twice that, up to the configured ceiling. The round
+    /// trip is the send side's estimate, or without one the receiver's own
+    /// ([`RcvSpace::rtt_us`](super::RcvSpace::rtt_us)); with neither, a millisecond.
     fn tune_receive_buffer(&mut self, now: Instant, read: usize) {
         let space = &mut self.rcv_space;
-        space.read += read;
+        space.read = space
+            .read
+            .saturating_add(u32::try_from(read).unwrap_or(u32::MAX));
+        let own = (space.rtt_us > 0).then(|| Duration::from_micros(u64::from(space.rtt_us)));
         let rtt = self
             .rtt
             .srtt()
+            .or(own)
             .unwrap_or(Duration::from_millis(1))
             .max(Duration::from_millis(1));
         if now - space.since < rtt {
@@ -123,13 +129,43 @@ impl Connection {
         }
         if space.read > space.best {
             space.best = space.read;
-            let want = (2 * space.best).min(self.cfg.recv_buffer_max);
+            let want = (2 * space.best as usize).min(self.cfg.recv_buffer_max);
             if want > self.rcv.buffer.capacity() && !self.mem.pressure {
                 self.rcv.buffer.set_capacity(want);
             }
         }
         space.read = 0;
         space.since = now;
+    }
+
+    /// A full-sized in-order data segment echoing a timestamp not seen before: a sample of
+    /// the receiver's round trip, from the time that TSval left to now, into
+    /// [`RcvSpace::rtt_us`](super::RcvSpace::rtt_us) with a gain of 1/8 (Linux's
+    /// `tcp_rcv_rtt_measure_ts` and `tcp_rcv_rtt_update`). Taken only while the send side
+    /// has no estimate, the one time the tuning needs it.
+    pub(super) fn measure_receive_rtt(&mut self, now: Instant, tsecr: u32, len: usize) {
+        if self.rtt.srtt().is_some() || tsecr == 0 || len < self.rcv.delack.rcv_mss {
+            return;
+        }
+        if self.rcv_space.last_tsecr == tsecr {
+            return;
+        }
+        self.rcv_space.last_tsecr = tsecr;
+        let elapsed_ms = self.ts_now(now).wrapping_sub(tsecr);
+        // An echo from the future, or absurdly old, is no sample.
+        if elapsed_ms >= 60_000 {
+            return;
+        }
+        // The clock is in milliseconds: a sample under one counts as one, as Linux's
+        // `tcp_rtt_tsopt_us` takes no sample below its tick as zero.
+        let sample = u64::from(elapsed_ms.max(1)) * 1000;
+        let old = u64::from(self.rcv_space.rtt_us);
+        let smoothed = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.rcv_space.rtt_us = u32::try_from(smoothed).unwrap_or(u32::MAX);
     }
 
     /// Application read (RFC 9293 §3.10.3 RECEIVE) of at most `max` bytes, handed to `sink`

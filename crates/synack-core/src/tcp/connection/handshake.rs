@@ -251,6 +251,8 @@ impl Connection {
                 read: 0,
                 since: now,
                 best: 0,
+                rtt_us: 0,
+                last_tsecr: 0,
             },
             pace: PaceBucket {
                 tokens: 0,

@@ -1022,6 +1022,9 @@ impl Connection {
                     // The peer's segment size, for the receive MSS estimate: a GRO packet's
                     // own (Linux tcp_measure_rcv_mss reads gso_size before skb->len).
                     let len = self.gro_segment_size.map_or(data.len(), |n| n as usize);
+                    if let Some(ts) = seg.timestamp.filter(|_| self.ts.enabled) {
+                        self.measure_receive_rtt(now, ts.tsecr, len);
+                    }
                     let arrived = ArrivedSegment {
                         len,
                         header_len: seg.header_len(),

@@ -128,12 +128,21 @@ pub(crate) struct PaceBucket {
 /// Receive-buffer auto-tuning's measure of the application (Linux `rcvq_space`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RcvSpace {
-    /// Bytes the application read since `since`.
-    pub read: usize,
+    /// Bytes the application read since `since` (u32, saturating, so that the receiver's
+    /// round-trip fields below fit in the room it gave up: an idle connection's size counts).
+    pub read: u32,
     /// When the current measurement round began.
     pub since: Instant,
     /// The most it ever read in one round trip.
-    pub best: usize,
+    pub best: u32,
+    /// The receiver's own round-trip estimate, smoothed, in microseconds (0: none yet), from
+    /// the timestamps our data segments' senders echo (Linux's `rcv_rtt_est`, fed by
+    /// `tcp_rcv_rtt_measure_ts`): what the tuning measures its rounds by while the send
+    /// side's estimator has no sample, as on a connection that only receives after a
+    /// handshake that gave none (a resent SYN or SYN-ACK, a SYN cookie).
+    pub rtt_us: u32,
+    /// The TSecr of the last sample (0: none), so that one echo is one sample.
+    pub last_tsecr: u32,
 }
 
 /// Whether the sender has been limited by its congestion window, after Linux's
