@@ -1822,6 +1822,25 @@ fn ports_for_binds_to_port_zero_follow_no_sequence() {
     }
 }
 
+/// A bind to port 0 never takes a port a socket of the other family holds: a dual-stack
+/// `[::]` socket takes IPv4 on its port, and an IPv4 socket given that port took the other's
+/// IPv4 datagrams, replies included (or, the other way round, a `[::]` socket lost its own);
+/// Linux's autobind counts a `[::]` bind as holding the port for both families. Before,
+/// with one port in the range, the second bind got it.
+#[test]
+fn a_bind_to_port_zero_skips_ports_the_other_family_holds() {
+    let mut config = Config::default();
+    config.ephemeral_ports((40_000, 40_000));
+    let six = "[::]:0".parse().unwrap();
+    let four = sa(Pair::CLIENT, 0);
+    for (first, second) in [(six, four), (four, six)] {
+        let mut ep = Endpoint::new(config.clone(), &[Pair::CLIENT, ip("2001:2::2")]);
+        let a = ep.udp_bind(first).unwrap();
+        assert_eq!(ep.udp_local_addr(a).unwrap().port(), 40_000);
+        assert_eq!(ep.udp_bind(second).unwrap_err(), Error::AddrInUse);
+    }
+}
+
 /// Binding port 0 with every ephemeral port held fails with `AddrInUse`, as Linux's UDP
 /// autobind does (found at scale: it said `AddrNotAvailable`, TCP's connect's error).
 #[test]

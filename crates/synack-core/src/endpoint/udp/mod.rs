@@ -449,7 +449,14 @@ impl Endpoint {
         self.udp.next_ephemeral = self.udp.next_ephemeral.wrapping_add(1);
         for count in 0..num {
             let port = min + (offset.wrapping_add(count) % num) as u16;
-            if self.udp.port_free(ip, port) {
+            // Free in the other family too: a dual-stack `[::]` socket takes IPv4 on its
+            // port, so an IPv4 socket given that port took the other's IPv4 traffic (and a
+            // `[::]` socket given an IPv4 socket's port lost its own), where Linux's
+            // `udp_lib_lport_inuse` counts a `[::]` bind as holding the port in both.
+            // Explicit binds keep their documented leeway (README); a pick has no reason to
+            // share.
+            if self.udp.port_free(ip, port) && !self.udp.ports.contains_key(&(!ip.is_ipv6(), port))
+            {
                 return Ok(port);
             }
         }
