@@ -936,6 +936,41 @@ fn a_duplicate_segment_is_reported_with_a_dsack_block() {
     assert!(a.sack.is_empty(), "{:?}", a.sack);
 }
 
+/// Two segments in one batch, the first owed an ACK at once and the second overlapping it:
+/// the ACK of the first (an ACK point) carries no D-SACK, and the ACK after the second names
+/// the overlap once, as Linux, which answers the first before it looks at the second,
+/// reports it. Before, the ACK point copied the D-SACK the second had set, and a sender that
+/// counts each report (Linux's `tcp_check_dsack`) counted one duplicate twice.
+#[test]
+fn an_ack_point_carries_no_dsack_of_a_later_segment() {
+    let mut k = Conn::open(config(), true, true);
+    let base = k.peer_nxt;
+    let first = k.seg(ACK, k.our_nxt).data(&[1u8; 1000]);
+    k.send_peer(first);
+    let overlapping = Out::new(ACK, 0, 0)
+        .seqn(base + 500)
+        .ackn(k.our_nxt)
+        .ts(501, 0)
+        .data(&[1u8; 1500]);
+    k.h.inject(k.peer, k.us, overlapping);
+    let acks = k.h.drain();
+    let summary: Vec<_> = acks
+        .iter()
+        .map(|a| (a.ack - base, a.sack.clone()))
+        .collect();
+    assert_eq!(acks.len(), 2, "{summary:?}");
+    assert_eq!(
+        (acks[0].ack, &acks[0].sack),
+        (base + 1000, &vec![]),
+        "{summary:?}"
+    );
+    assert_eq!(
+        (acks[1].ack, &acks[1].sack),
+        (base + 2000, &vec![(base + 500, base + 1000)]),
+        "{summary:?}"
+    );
+}
+
 #[test]
 fn data_already_held_out_of_order_is_reported_with_a_dsack_block() {
     // RFC 2883 §4 and the Linux selftest tcp_dsack_mult: in-order data that brings again

@@ -537,6 +537,17 @@ impl Connection {
             if let Some(ts) = seg.timestamp.as_mut() {
                 ts.tsecr = tsecr;
             }
+            // A D-SACK comes from a segment after the point (the ACK of RCV.NXT that follows
+            // reports it, and clears it): Linux answered the point before it looked at that
+            // segment. Repeated here, a sender that counts each report (`tcp_check_dsack`)
+            // counted one duplicate twice.
+            if self.rcv.dsack.is_some() {
+                let rest = seg.sack_ranges;
+                seg.sack_ranges = Default::default();
+                for (slot, block) in rest.into_iter().skip(1).flatten().enumerate() {
+                    seg.sack_ranges[slot] = Some(block);
+                }
+            }
             // Never an edge beyond the one the ACK of RCV.NXT right after it offers: the
             // kernel answers each ACK as it is written, and data it sent into a larger edge
             // would fall past the smaller one (rounded down, not with `window_field`).
