@@ -103,7 +103,7 @@ macro_rules! read_methods {
         }
 
         /// [`try_read`](Self::try_read) as one [`Bytes`] of at most `max` bytes, empty at the
-        /// end of the stream (see `read_bytes`).
+        /// end of the stream (see `read_bytes`), and for a `max` of 0.
         pub fn try_read_bytes(&self, max: usize) -> io::Result<Bytes> {
             self.conn().try_read_bytes(max)
         }
@@ -576,7 +576,9 @@ macro_rules! async_io {
 
         impl $ty {
             /// Reads what has arrived as one [`Bytes`] of at most `max` bytes, waiting while
-            /// nothing has; empty at the end of the stream. The payload of a large segment the
+            /// nothing has; empty at the end of the stream, and at once for a `max` of 0 (as
+            /// tokio's `read` of an empty buffer returns 0: not the end then, so a loop that
+            /// reads up to a limit stops asking at the limit). The payload of a large segment the
             /// stack kept where it was read (bulk data on the offload TUN) is handed over
             /// without a copy, where `read` copies it: one such payload a call at most, so a
             /// call may return less than has arrived. The handle holds that packet's buffer

@@ -75,8 +75,9 @@ pub use synack_core::InterceptedDatagram;
 /// One bound to an IPv4-mapped address (`::ffff:a.b.c.d`, or `::ffff:0.0.0.0`) binds the
 /// IPv4 one, as Linux's: it speaks IPv4 only (to a native IPv6 destination, EAFNOSUPPORT)
 /// and sees its addresses mapped. A datagram to one of the stack's own addresses loops back
-/// inside it. Not here: multicast (to a group is `InvalidInput`), nor a loopback link: a
-/// datagram to 127.0.0.1 or `::1` is `NetworkUnreachable`.
+/// inside it. Multicast is joined per socket ([`join_multicast_v4`](Self::join_multicast_v4),
+/// [`join_multicast_v6`](Self::join_multicast_v6)). Not here: a loopback link: a datagram to
+/// 127.0.0.1 or `::1` is `NetworkUnreachable`.
 ///
 /// A datagram larger than the MTU goes in IP fragments, as Linux sends one; past what the
 /// length fields allow ([`UDP_MAX_PAYLOAD`](synack_core::endpoint::UDP_MAX_PAYLOAD): 65,507
