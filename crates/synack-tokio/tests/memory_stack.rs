@@ -81,10 +81,28 @@ async fn echo_once(listener: &TcpListener) -> io::Result<u64> {
     Ok(n)
 }
 
-/// A device that records when the driver drops it, i.e. when the driver task ends.
+/// A device that records when the driver drops it, i.e. when the driver task ends, and whose
+/// periodic check (`Device::check`) is `check`: always fine unless a test says otherwise (a
+/// vanished TUN, a device bug).
 struct Watched {
     inner: MemoryDevice,
     dropped: Arc<AtomicBool>,
+    check: Box<dyn FnMut() -> io::Result<()> + Send>,
+}
+
+impl Watched {
+    fn new(inner: MemoryDevice, dropped: &Arc<AtomicBool>) -> Watched {
+        Watched {
+            inner,
+            dropped: Arc::clone(dropped),
+            check: Box::new(|| Ok(())),
+        }
+    }
+
+    fn checked(mut self, check: impl FnMut() -> io::Result<()> + Send + 'static) -> Watched {
+        self.check = Box::new(check);
+        self
+    }
 }
 
 impl Device for Watched {
@@ -101,6 +119,9 @@ impl Device for Watched {
         transmit: &Transmit,
     ) -> Poll<io::Result<()>> {
         self.inner.poll_send(cx, packet, transmit)
+    }
+    fn check(&mut self) -> io::Result<()> {
+        (self.check)()
     }
 }
 
@@ -1179,15 +1200,7 @@ fn a_stream_outlives_its_runtime_with_errors_not_hangs() {
 async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
     let (client_dev, server_dev) = MemoryDevice::pair();
     let dropped = Arc::new(AtomicBool::new(false));
-    let client = Stack::new(
-        config(1),
-        Watched {
-            inner: client_dev,
-            dropped: Arc::clone(&dropped),
-        },
-        &[CLIENT],
-    )
-    .unwrap();
+    let client = Stack::new(config(1), Watched::new(client_dev, &dropped), &[CLIENT]).unwrap();
     let server = Stack::new(config(2), server_dev, &[SERVER]).unwrap();
     within(10, async {
         let listener = TcpListener::bind(&server, server_addr(7400)).await.unwrap();
@@ -1227,15 +1240,7 @@ async fn streams_keep_the_stack_alive_and_the_last_drop_stops_the_driver() {
 async fn closed_resolves_once_the_driver_has_dropped_the_device() {
     let (dev, _peer) = MemoryDevice::pair();
     let dropped = Arc::new(AtomicBool::new(false));
-    let stack = Stack::new(
-        config(1),
-        Watched {
-            inner: dev,
-            dropped: Arc::clone(&dropped),
-        },
-        &[CLIENT],
-    )
-    .unwrap();
+    let stack = Stack::new(config(1), Watched::new(dev, &dropped), &[CLIENT]).unwrap();
     within(10, async {
         stack.shutdown(Duration::from_secs(1)).await.unwrap();
         let closed = stack.closed();
@@ -1256,39 +1261,6 @@ async fn closed_resolves_once_the_driver_has_dropped_the_device() {
     .await;
 }
 
-/// A device that fails its periodic check once told to: a TUN whose interface was deleted.
-struct Vanishing {
-    inner: MemoryDevice,
-    gone: Arc<AtomicBool>,
-}
-
-impl Device for Vanishing {
-    fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.capabilities()
-    }
-    fn poll_recv(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<RecvMeta>> {
-        self.inner.poll_recv(cx, buf)
-    }
-    fn poll_send(
-        &mut self,
-        cx: &mut Context<'_>,
-        packet: &[u8],
-        transmit: &Transmit,
-    ) -> Poll<io::Result<()>> {
-        self.inner.poll_send(cx, packet, transmit)
-    }
-    fn check(&mut self) -> io::Result<()> {
-        if self.gone.load(Ordering::SeqCst) {
-            Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the interface is gone",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
 /// A device that vanishes while `Stack::shutdown` waits for data to be acknowledged: the
 /// data is lost, and the shutdown says so. Before, the dead shard counted as idle and the
 /// shutdown returned `Ok`, as if everything had been delivered.
@@ -1298,10 +1270,16 @@ async fn a_device_lost_during_shutdown_fails_the_shutdown() {
     let gone = Arc::new(AtomicBool::new(false));
     let client = Stack::new(
         config(1),
-        Vanishing {
-            inner: client_dev,
-            gone: Arc::clone(&gone),
-        },
+        Watched::new(client_dev, &Arc::default()).checked({
+            let gone = Arc::clone(&gone);
+            move || match gone.load(Ordering::SeqCst) {
+                true => Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the interface is gone",
+                )),
+                false => Ok(()),
+            }
+        }),
         &[CLIENT],
     )
     .unwrap();
@@ -1401,42 +1379,17 @@ fn every_peer_is_told_when_the_runtime_ends_with_many_connections() {
 /// through a change) and only tells the waiters.
 #[tokio::test]
 async fn a_panic_under_the_drivers_lock_fails_the_waiters() {
-    struct Panicking {
-        inner: MemoryDevice,
-        panic: Arc<AtomicBool>,
-    }
-    impl Device for Panicking {
-        fn capabilities(&self) -> DeviceCapabilities {
-            self.inner.capabilities()
-        }
-        fn poll_recv(
-            &mut self,
-            cx: &mut Context<'_>,
-            buf: &mut [u8],
-        ) -> Poll<io::Result<RecvMeta>> {
-            self.inner.poll_recv(cx, buf)
-        }
-        fn poll_send(
-            &mut self,
-            cx: &mut Context<'_>,
-            packet: &[u8],
-            transmit: &Transmit,
-        ) -> Poll<io::Result<()>> {
-            self.inner.poll_send(cx, packet, transmit)
-        }
-        fn check(&mut self) -> io::Result<()> {
-            assert!(!self.panic.load(Ordering::SeqCst), "a device bug");
-            Ok(())
-        }
-    }
     let (dev, _peer) = MemoryDevice::pair();
     let panic = Arc::new(AtomicBool::new(false));
     let stack = Stack::new(
         config(1),
-        Panicking {
-            inner: dev,
-            panic: Arc::clone(&panic),
-        },
+        Watched::new(dev, &Arc::default()).checked({
+            let panic = Arc::clone(&panic);
+            move || {
+                assert!(!panic.load(Ordering::SeqCst), "a device bug");
+                Ok(())
+            }
+        }),
         &[CLIENT],
     )
     .unwrap();
