@@ -565,4 +565,82 @@ mod tests {
             "{untold} vs {segment}: whole packets, capped at our MSS"
         );
     }
+
+    /// A receiver that keeps a hole open at SND.UNA and repeats, on every duplicate ACK, one
+    /// SACK block over the rest of the flight has RACK walk that flight once, when the block
+    /// first SACKs it, not again on each duplicate; a block past SND.MAX, which the
+    /// scoreboard refuses, costs no walk. Both walked every segment in flight on every ACK:
+    /// a few thousand duplicate ACKs a second held a core.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn repeated_wide_sack_blocks_walk_the_flight_once() {
+        use crate::testing::peer::{config, Harness, Out, PEER};
+        use crate::wire::TcpFlags;
+        use crate::SeqNumber;
+        const ACK: TcpFlags = TcpFlags::ACK;
+
+        let mut h = Harness::new(config());
+        let peer = SocketAddr::new(PEER, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        let us = syn.src;
+        let syn_ack = Out::new(TcpFlags::SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(100)
+            .wscale(7)
+            .sack_ok();
+        h.inject(peer, us, syn_ack);
+        let _ = h.drain();
+        let _ = h.events();
+        let queued = h.ep.send(c, &[7u8; 1 << 18]).unwrap();
+        assert!(queued > 100_000, "{queued} bytes queued");
+        // Slow start, every segment acknowledged, until the flight is a few thousand
+        // segments of 100 bytes.
+        let mut una = syn.seq + 1;
+        let mut max = una;
+        for _ in 0..20 {
+            let sent = h.drain();
+            if let Some(end) = sent.iter().map(|s| s.seq + s.payload.len()).max() {
+                max = max.max(end);
+            }
+            if max - una > 100_000 {
+                break;
+            }
+            una = max;
+            h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
+        }
+        let flight = (max - una) / 100;
+        assert!(flight > 1000, "{flight} segments in flight");
+        let visits = |h: &Harness| {
+            h.ep.connections
+                .get(&c)
+                .unwrap()
+                .conn
+                .snd
+                .rack
+                .take_visits()
+        };
+        let dup = |h: &mut Harness, left: SeqNumber, right: SeqNumber| {
+            let block = [(left.0, right.0)];
+            let ack = Out::new(ACK, 10_001, 0).ackn(una).window(4096).sack(&block);
+            h.inject(peer, us, ack);
+            let _ = h.drain();
+        };
+        // The first SACK walks what it SACKs; the same block again, nothing.
+        dup(&mut h, una + 100, max);
+        let first = visits(&h);
+        assert!(
+            first >= flight - 1 && first <= flight + 2,
+            "{first} of {flight}"
+        );
+        for _ in 0..100 {
+            dup(&mut h, una + 100, max);
+            dup(&mut h, una + 1, una + (1 << 30));
+        }
+        let repeated = visits(&h);
+        assert!(
+            repeated <= 10,
+            "200 duplicate ACKs looked at {repeated} records"
+        );
+    }
 }

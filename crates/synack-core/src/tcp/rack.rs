@@ -29,8 +29,11 @@ struct Sent {
     retransmitted: bool,
 }
 
-/// What [`Rack::on_ack`] learns of an ACK's SACK information: its blocks, and whether the
+/// What [`Rack::on_ack`] learns of an ACK's SACK information: the ranges its blocks newly
+/// SACKed, disjoint and in sequence order ([`Scoreboard::fresh`]), and whether the
 /// scoreboard (with them) covers a range wholly.
+///
+/// [`Scoreboard::fresh`]: crate::tcp::scoreboard::Scoreboard::fresh
 pub(crate) type SackedBy<'a> = (
     &'a [(SeqNumber, SeqNumber)],
     &'a dyn Fn(SeqNumber, SeqNumber) -> bool,
@@ -115,6 +118,14 @@ pub(crate) struct Rack {
     /// Records the searches that must stay short looked at (for the tests' bounds).
     #[cfg(test)]
     visits: core::cell::Cell<usize>,
+}
+
+#[cfg(test)]
+impl Rack {
+    /// The records looked at since the last call (see `visits`).
+    pub(crate) fn take_visits(&self) -> usize {
+        self.visits.take()
+    }
 }
 
 /// What a detection pass found.
@@ -349,12 +360,14 @@ impl Rack {
     ///
     /// `sacked` is `None` when the receiver holds nothing out of order: then only the
     /// cumulative ACK is applied, in time proportional to what it acknowledged, which keeps
-    /// the loss-free path from scanning the whole log on every ACK. Otherwise it holds this
-    /// ACK's SACK blocks and whether the scoreboard covers a range: a segment can only have
-    /// become wholly SACKed by this ACK if one of its blocks overlaps it, so only the
-    /// segments under the blocks are looked at (found by binary search; the log is in
-    /// sequence order), not the whole log against every range on each ACK, which a receiver
-    /// holding many small holes open could make a million steps an ACK.
+    /// the loss-free path from scanning the whole log on every ACK. Otherwise it holds what
+    /// this ACK's blocks newly SACKed and whether the scoreboard covers a range: a segment
+    /// can only have become wholly SACKed by this ACK if it overlaps what the ACK newly
+    /// SACKed, so only the segments under those ranges are looked at (found by binary
+    /// search; the log is in sequence order), not the whole log against every range on each
+    /// ACK, which a receiver holding many small holes open could make a million steps an
+    /// ACK, nor every segment under the ACK's blocks, which a receiver repeating one wide
+    /// block could make as many steps as segments in flight on every duplicate ACK.
     pub fn on_ack(
         &mut self,
         now: Instant,
@@ -423,19 +436,17 @@ impl Rack {
                 });
             }
         };
-        if let Some((blocks, covered)) = sacked {
+        if let Some((ranges, covered)) = sacked {
             // In sequence order, as before (and as Linux sorts the blocks in
             // tcp_sacktag_write_queue): RACK.rtt is the last delivery's sample.
-            let mut sorted = [(una, una); 4];
-            let n = blocks.len().min(sorted.len());
-            sorted[..n].copy_from_slice(&blocks[..n]);
-            sorted[..n].sort_by_key(|&(left, _)| left - una);
-            for &(left, right) in &sorted[..n] {
+            for &(left, right) in ranges {
                 let from = self.log.partition_point(|s| s.end <= left);
                 for s in self.log.range_mut(from..) {
                     if s.start >= right {
                         break;
                     }
+                    #[cfg(test)]
+                    self.visits.set(self.visits.get() + 1);
                     if s.end > una && !s.delivered && covered(s.start, s.end) {
                         note(s, false);
                         s.delivered = true;
@@ -1034,15 +1045,20 @@ mod tests {
         r.on_ack(t(10), s(0), Some((&blocks[..], &covered)), None);
         assert!(calls.get() <= 3, "{} checks", calls.get());
         assert_eq!(r.count_segments(s(0), |_, _, sacked| sacked), 2);
-        // Blocks come in any order; the deliveries are taken in sequence order, so that two
-        // segments sent together and SACKed in one ACK are no reordering (taken the other
-        // way round, the lower one would look delivered after the higher).
+        // Blocks come in any order; the scoreboard hands what they newly SACKed over in
+        // sequence order, and the deliveries are taken in that order, so that two segments
+        // sent together and SACKed in one ACK are no reordering (taken the other way round,
+        // the lower one would look delivered after the higher).
         let mut r = Rack::default();
         for i in 0..10_000 {
             r.on_send(s(i * 100), s(i * 100 + 100), t(0));
         }
-        let blocks = [(s(900_000), s(900_100)), (s(100_000), s(100_100))];
-        r.on_ack(t(20), s(0), Some((&blocks[..], &|_, _| true)), None);
+        let mut board = crate::tcp::scoreboard::Scoreboard::default();
+        board.begin_ack();
+        board.add(s(900_000), s(900_100), s(0), s(1_000_000));
+        board.add(s(100_000), s(100_100), s(0), s(1_000_000));
+        board.sort_fresh(s(0));
+        r.on_ack(t(20), s(0), Some((board.fresh(), &|_, _| true)), None);
         assert_eq!(r.count_segments(s(0), |_, _, sacked| sacked), 2);
         assert_eq!(r.newest_delivered.map(|d| d.end_seq), Some(s(900_100)));
         assert!(!r.reord);

@@ -7,10 +7,20 @@ use crate::seq::SeqNumber;
 pub(crate) const DUP_THRESH: usize = 3;
 
 /// SACKed ranges above SND.UNA, sorted and merged, at most `MAX_RANGES` of them (a hostile
-/// receiver cannot make us hold more).
+/// receiver cannot make us hold more). Boxed, and only while a peer SACKs: most connections
+/// never see a hole, and an idle one holds a pointer's worth.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Scoreboard {
+    held: Option<Box<Held>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Held {
     ranges: Vec<(SeqNumber, SeqNumber)>,
+    /// What the blocks of the ACK being processed newly SACKed (see [`Scoreboard::add`]), in
+    /// sequence order once [`Scoreboard::sort_fresh`] ran: RACK walks only these, as Linux's
+    /// `tcp_sacktag_write_queue` skips what its `recv_sack_cache` says was tagged before.
+    fresh: Vec<(SeqNumber, SeqNumber)>,
 }
 
 /// The most ranges held: more holes than a window of thousands of segments shows at a few
@@ -19,24 +29,60 @@ const MAX_RANGES: usize = 1024;
 
 impl Scoreboard {
     pub fn clear(&mut self) {
-        self.ranges.clear();
+        if let Some(held) = &mut self.held {
+            held.ranges.clear();
+            held.fresh.clear();
+        }
+    }
+
+    /// The ranges held, in sequence order.
+    fn ranges(&self) -> &[(SeqNumber, SeqNumber)] {
+        self.held.as_ref().map_or(&[], |h| &h.ranges)
     }
 
     /// Bytes of heap the ranges hold.
     pub fn allocated(&self) -> usize {
-        self.ranges.capacity() * core::mem::size_of::<(SeqNumber, SeqNumber)>()
+        self.held.as_ref().map_or(0, |h| {
+            core::mem::size_of::<Held>()
+                + (h.ranges.capacity() + h.fresh.capacity())
+                    * core::mem::size_of::<(SeqNumber, SeqNumber)>()
+        })
     }
 
     /// Whether no range is held but storage is.
     pub fn idle_storage(&self) -> bool {
-        self.ranges.is_empty() && self.ranges.capacity() > 0
+        self.held.as_ref().is_some_and(|h| h.ranges.is_empty())
     }
 
     /// Gives the storage back if no range is held.
     pub fn release_if_empty(&mut self) {
-        if self.ranges.is_empty() {
-            self.ranges = Vec::new();
+        if self.idle_storage() {
+            self.held = None;
         }
+    }
+
+    /// Starts an ACK: forgets what the last one newly SACKed.
+    pub fn begin_ack(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.fresh.clear();
+        }
+    }
+
+    /// Puts what this ACK's blocks newly SACKed in sequence order (they are disjoint, and all
+    /// above `una`).
+    pub fn sort_fresh(&mut self, una: SeqNumber) {
+        if let Some(held) = &mut self.held {
+            held.fresh.sort_unstable_by_key(|&(left, _)| left - una);
+        }
+    }
+
+    /// The ranges this ACK's blocks newly SACKed: disjoint, sorted once
+    /// [`sort_fresh`](Self::sort_fresh) ran. Their number is bounded by the ranges the
+    /// blocks joined, which the board then holds as one, so walking them costs, over a
+    /// connection, no more than the blocks ever recorded: a duplicate ACK that repeats
+    /// known blocks, or names one that is invalid, has none.
+    pub fn fresh(&self) -> &[(SeqNumber, SeqNumber)] {
+        self.held.as_ref().map_or(&[], |h| &h.fresh)
     }
 
     /// Record a SACK block. Blocks not wholly inside `(una, max]`, empty or inverted, are
@@ -50,42 +96,55 @@ impl Scoreboard {
     /// first the block that holds its newest segment, and that block growing is what RACK
     /// and the pipe live on (RFC 6675 §5: record every valid block). The board used to
     /// refuse such a block, and then every later report of its range, for good.
+    ///
+    /// The parts of the block that no range held covered are noted as [`fresh`](Self::fresh).
     pub fn add(&mut self, left: SeqNumber, right: SeqNumber, una: SeqNumber, max: SeqNumber) {
         if left >= right || right > max || left <= una {
             return;
         }
+        let Held { ranges, fresh } = &mut **self.held.get_or_insert_with(Box::default);
         // The ranges this block touches or overlaps: from the last one starting at or below
         // `left` if it reaches `left`, through every one starting at or below `right`.
-        let at = self.ranges.partition_point(|&(l, _)| l <= left);
+        let at = ranges.partition_point(|&(l, _)| l <= left);
         let first = match at.checked_sub(1) {
-            Some(prev) if self.ranges[prev].1 >= left => prev,
+            Some(prev) if ranges[prev].1 >= left => prev,
             _ => at,
         };
-        let last = at + self.ranges[at..].partition_point(|&(l, _)| l <= right);
+        let last = at + ranges[at..].partition_point(|&(l, _)| l <= right);
         if first == last {
             // A range of its own.
-            if self.ranges.len() >= MAX_RANGES {
-                if at < self.ranges.len() {
+            if ranges.len() >= MAX_RANGES {
+                if at < ranges.len() {
                     return;
                 }
-                self.ranges.remove(0);
-                self.ranges.push((left, right));
-                return;
+                ranges.remove(0);
             }
-            self.ranges.insert(at, (left, right));
+            ranges.insert(at.min(ranges.len()), (left, right));
+            fresh.push((left, right));
             return;
         }
-        let merged = (
-            left.min(self.ranges[first].0),
-            right.max(self.ranges[last - 1].1),
-        );
-        self.ranges.splice(first..last, [merged]);
+        // The gaps between the ranges joined, and past their ends, are new.
+        let mut from = left;
+        for &(l, r) in &ranges[first..last] {
+            if l > from {
+                fresh.push((from, l));
+            }
+            from = from.max(r);
+        }
+        if from < right {
+            fresh.push((from, right));
+        }
+        let merged = (left.min(ranges[first].0), right.max(ranges[last - 1].1));
+        ranges.splice(first..last, [merged]);
     }
 
     /// Forget what SND.UNA has passed.
     pub fn prune(&mut self, una: SeqNumber) {
-        self.ranges.retain(|&(_, r)| r > una);
-        if let Some(first) = self.ranges.first_mut() {
+        let Some(held) = &mut self.held else {
+            return;
+        };
+        held.ranges.retain(|&(_, r)| r > una);
+        if let Some(first) = held.ranges.first_mut() {
             if first.0 < una {
                 first.0 = una;
             }
@@ -94,12 +153,12 @@ impl Scoreboard {
 
     /// The right edge of the highest SACKed range.
     pub fn highest_sacked(&self) -> Option<SeqNumber> {
-        self.ranges.last().map(|&(_, r)| r)
+        self.ranges().last().map(|&(_, r)| r)
     }
 
     /// Bytes SACKed.
     pub fn sacked_bytes(&self) -> usize {
-        self.ranges.iter().map(|&(l, r)| r - l).sum()
+        self.ranges().iter().map(|&(l, r)| r - l).sum()
     }
 
     /// Whether `[start, end)` lies wholly inside one SACKed range.
@@ -110,8 +169,8 @@ impl Scoreboard {
     /// If `seq` lies in a SACKed range, that range's end. (The ranges are sorted and
     /// disjoint: a binary search.)
     pub fn sacked_end_at(&self, seq: SeqNumber) -> Option<SeqNumber> {
-        let i = self.ranges.partition_point(|&(_, r)| r <= seq);
-        self.ranges
+        let i = self.ranges().partition_point(|&(_, r)| r <= seq);
+        self.ranges()
             .get(i)
             .filter(|&&(l, r)| seq.in_range(l, r))
             .map(|&(_, r)| r)
@@ -122,7 +181,7 @@ impl Scoreboard {
     /// bytes, lie above it.
     pub fn lost_boundary(&self, mss: usize) -> Option<SeqNumber> {
         let mut bytes = 0;
-        for (count, &(l, r)) in self.ranges.iter().rev().enumerate() {
+        for (count, &(l, r)) in self.ranges().iter().rev().enumerate() {
             bytes += r - l;
             if count + 1 >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss {
                 return Some(l);
@@ -158,7 +217,7 @@ impl Scoreboard {
         open_ended: bool,
     ) -> Option<(SeqNumber, SeqNumber)> {
         let mut start = from;
-        for &(l, r) in &self.ranges {
+        for &(l, r) in self.ranges() {
             if r <= start {
                 continue;
             }
@@ -177,7 +236,7 @@ impl Scoreboard {
             return 0;
         }
         let mut total = to - from;
-        for &(l, r) in &self.ranges {
+        for &(l, r) in self.ranges() {
             let a = l.max(from);
             let b = r.min(to);
             if a < b {
@@ -202,12 +261,46 @@ mod tests {
         sb.add(s(300), s(400), s(100), s(1000));
         sb.add(s(200), s(300), s(100), s(1000));
         sb.add(s(600), s(700), s(100), s(1000));
-        assert_eq!(sb.ranges, vec![(s(200), s(400)), (s(600), s(700))]);
+        assert_eq!(sb.ranges(), vec![(s(200), s(400)), (s(600), s(700))]);
         assert_eq!(sb.sacked_bytes(), 300);
         sb.prune(s(350));
-        assert_eq!(sb.ranges, vec![(s(350), s(400)), (s(600), s(700))]);
+        assert_eq!(sb.ranges(), vec![(s(350), s(400)), (s(600), s(700))]);
         sb.prune(s(800));
-        assert!(sb.ranges.is_empty());
+        assert!(sb.ranges().is_empty());
+    }
+
+    /// What an ACK's blocks newly SACK, for RACK to walk: the whole of a new block, only
+    /// the gaps of one that joins ranges held, and nothing for a block repeated or refused.
+    #[test]
+    fn fresh_is_what_the_blocks_newly_sack() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (s(100), s(10_000));
+        sb.begin_ack();
+        sb.add(s(500), s(600), una, max);
+        sb.add(s(300), s(400), una, max);
+        sb.sort_fresh(una);
+        assert_eq!(sb.fresh(), [(s(300), s(400)), (s(500), s(600))]);
+        // The same blocks again, one past SND.MAX and one from SND.UNA: nothing new.
+        sb.begin_ack();
+        sb.add(s(300), s(400), una, max);
+        sb.add(s(500), s(600), una, max);
+        sb.add(s(101), s(1 << 30), una, max);
+        sb.add(una, s(9_000), una, max);
+        sb.sort_fresh(una);
+        assert!(sb.fresh().is_empty());
+        // A block across both ranges and past them: the gaps only.
+        sb.begin_ack();
+        sb.add(s(200), s(700), una, max);
+        sb.sort_fresh(una);
+        assert_eq!(
+            sb.fresh(),
+            [(s(200), s(300)), (s(400), s(500)), (s(600), s(700))]
+        );
+        assert_eq!(sb.ranges(), vec![(s(200), s(700))]);
+        // Inside what is held: nothing.
+        sb.begin_ack();
+        sb.add(s(250), s(650), una, max);
+        assert!(sb.fresh().is_empty());
     }
 
     #[test]
@@ -219,7 +312,7 @@ mod tests {
         sb.add(s(50), s(300), s(100), s(1000)); // across SND.UNA
         sb.add(s(100), s(300), s(100), s(1000)); // from SND.UNA
         sb.add(s(5), s(5), s(0), s(1000)); // empty
-        assert!(sb.ranges.is_empty());
+        assert!(sb.ranges().is_empty());
         // Across the wrap.
         sb.add(s(u32::MAX - 10), s(20), s(u32::MAX - 100), s(100));
         assert_eq!(sb.sacked_bytes(), 31);
@@ -231,7 +324,7 @@ mod tests {
         for i in 0..5000u32 {
             sb.add(s(i * 10), s(i * 10 + 5), s(0), s(100_000));
         }
-        assert_eq!(sb.ranges.len(), MAX_RANGES);
+        assert_eq!(sb.ranges().len(), MAX_RANGES);
     }
 
     /// On a full board the highest range still grows, and a new range above it takes the
@@ -244,7 +337,7 @@ mod tests {
         for i in 1..=n {
             sb.add(s(i * 100), s(i * 100 + 50), s(0), s(1_000_000));
         }
-        assert_eq!(sb.ranges.len(), MAX_RANGES);
+        assert_eq!(sb.ranges().len(), MAX_RANGES);
         let before = sb.sacked_bytes();
         // The top range grows.
         sb.add(s(n * 100), s(n * 100 + 500), s(0), s(1_000_000));
@@ -252,17 +345,17 @@ mod tests {
         assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 500)));
         // A new low range is refused; the top stays.
         sb.add(s(20), s(30), s(0), s(1_000_000));
-        assert_eq!(sb.ranges[0], (s(100), s(150)));
+        assert_eq!(sb.ranges()[0], (s(100), s(150)));
         assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 500)));
         // A new top range takes the lowest one's place.
         sb.add(s(n * 100 + 1000), s(n * 100 + 1100), s(0), s(1_000_000));
-        assert_eq!(sb.ranges.len(), MAX_RANGES);
-        assert_eq!(sb.ranges[0], (s(200), s(250)));
+        assert_eq!(sb.ranges().len(), MAX_RANGES);
+        assert_eq!(sb.ranges()[0], (s(200), s(250)));
         assert_eq!(sb.highest_sacked(), Some(s(n * 100 + 1100)));
         // Joining two ranges makes room.
         sb.add(s(250), s(300), s(0), s(1_000_000));
-        assert_eq!(sb.ranges.len(), MAX_RANGES - 1);
-        assert_eq!(sb.ranges[0], (s(200), s(350)));
+        assert_eq!(sb.ranges().len(), MAX_RANGES - 1);
+        assert_eq!(sb.ranges()[0], (s(200), s(350)));
     }
 
     /// Whatever order blocks come in, the board is what merging them all gives.
@@ -290,7 +383,7 @@ mod tests {
                     _ => merged.push((l, r)),
                 }
             }
-            let got: Vec<(u32, u32)> = sb.ranges.iter().map(|&(l, r)| (l.0, r.0)).collect();
+            let got: Vec<(u32, u32)> = sb.ranges().iter().map(|&(l, r)| (l.0, r.0)).collect();
             assert_eq!(got, merged, "after ({l}, {r})");
         }
     }

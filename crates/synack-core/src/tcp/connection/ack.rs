@@ -177,11 +177,12 @@ impl Connection {
         let mut new_sack_info = false;
         if self.sack_ok {
             let before = sacked_before;
+            let una = ack.max(self.snd.una);
+            self.snd.scoreboard.begin_ack();
             for &(left, right) in seg.sack_ranges.iter().flatten() {
-                self.snd
-                    .scoreboard
-                    .add(left, right, ack.max(self.snd.una), self.snd.max);
+                self.snd.scoreboard.add(left, right, una, self.snd.max);
             }
+            self.snd.scoreboard.sort_fresh(una);
             new_sack_info = self.snd.scoreboard.sacked_bytes() != before;
         }
 
@@ -265,17 +266,17 @@ impl Connection {
                     lost_retransmission = self.rack_detect_only(now);
                 }
             } else {
+                // Only what this ACK's blocks newly SACKed: a segment can only have become
+                // wholly SACKed by this ACK if it overlaps that. Walking the blocks as sent
+                // let a receiver that repeats one block spanning the flight (valid, or not
+                // even that) make every duplicate ACK visit every segment in flight.
                 let covered = |a, b| scoreboard.covers(a, b);
-                let mut blocks = [(self.snd.una, self.snd.una); 4];
-                let mut n = 0;
-                for &block in seg.sack_ranges.iter().flatten() {
-                    blocks[n] = block;
-                    n += 1;
-                }
-                (original_end, sack_rtt) =
-                    self.snd
-                        .rack
-                        .on_ack(now, self.snd.una, Some((&blocks[..n], &covered)), srtt);
+                (original_end, sack_rtt) = self.snd.rack.on_ack(
+                    now,
+                    self.snd.una,
+                    Some((scoreboard.fresh(), &covered)),
+                    srtt,
+                );
                 // Only when something was delivered (Linux's `tcp_rack_mark_lost`): a
                 // duplicate ACK repeating known SACK blocks changes nothing the pass reads
                 // but the time, whose passing the RACK timer already watches. Not on an
