@@ -635,6 +635,8 @@ impl Connection {
         self.rtt_seq = None;
         self.backoff = 0;
         self.timers.retransmit = None;
+        // An active open's user timeout counted from its first SYN; the data's counts afresh.
+        self.retransmitting_since = None;
         // The rate limit of answers to invalid segments starts afresh with the connection,
         // as a Linux child socket's `last_oow_ack_time` does: a SYN-ACK resent to a resent
         // SYN must not silence the first duplicate or challenge ACK after the handshake.

@@ -632,10 +632,11 @@ pub(crate) struct Connection {
     pub retransmits: u32,
     /// Loss-recovery events, for `TcpInfo`.
     pub counters: crate::tcp::info::LossCounters,
-    /// When the oldest unacknowledged data was first retransmitted after a timeout, or the
-    /// first zero-window probe went out: the user timeout counts from there, as Linux's does
-    /// from `retrans_stamp` (or `icsk_probes_tstamp`). Cleared when an ACK makes progress,
-    /// or opens the window with nothing in flight.
+    /// When the oldest unacknowledged data was first retransmitted after a timeout, the
+    /// first zero-window probe went out, or an active open's first SYN did: the user timeout
+    /// counts from there, as Linux's does from `retrans_stamp` (or `icsk_probes_tstamp`).
+    /// Cleared when an ACK makes progress (our SYN's included), or opens the window with
+    /// nothing in flight.
     pub retransmitting_since: Option<Instant>,
     /// Last time any segment arrived (keepalive idle time).
     pub last_recv: Instant,

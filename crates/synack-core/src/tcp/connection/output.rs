@@ -213,6 +213,9 @@ impl Connection {
                     if self.state == State::SynSent {
                         // The oldest TSval an answer to our SYNs can echo.
                         self.ts.min_echo = Some(self.ts_now(now));
+                        // A user timeout bounds the connect from the first SYN, as Linux's
+                        // `tcp_connect` sets `retrans_stamp`.
+                        self.retransmitting_since = Some(now);
                     }
                 } else {
                     self.rtt_seq = None;

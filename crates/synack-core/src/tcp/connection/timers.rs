@@ -465,7 +465,16 @@ impl Connection {
                     };
                     self.backoff >= limit
                 };
-                if expired {
+                // TCP_USER_TIMEOUT bounds an active open too (Linux's `tcp_write_timeout`,
+                // whose `retransmits_timed_out` lets the first timeout pass whatever the
+                // time): the connect fails once the SYN has been out that long.
+                let user_timeout_hit = active
+                    && self.backoff > 0
+                    && matches!(
+                        (self.cfg.user_timeout, self.retransmitting_since),
+                        (Some(limit), Some(since)) if now - since >= limit
+                    );
+                if expired || user_timeout_hit {
                     // A passive half-open connection just goes away; an active open fails.
                     // A Fast Open child is the application's already: it fails.
                     let error = if self.passive && !self.is_fast_open_child() {
@@ -479,7 +488,9 @@ impl Connection {
                 self.backoff += 1;
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 self.syn_pending = true;
-                self.timers.retransmit = Some(now + self.syn_rto());
+                // No later than the user timeout's end (`tcp_clamp_rto_to_user_timeout`;
+                // only an active open counts one).
+                self.timers.retransmit = Some(self.clamp_to_user_timeout(now + self.syn_rto()));
             }
             _ => {
                 if self.snd.una == self.snd.max {
