@@ -365,7 +365,16 @@ impl Connection {
     /// as Linux's `tcp_disconnect` (SO_LINGER 0) decides: in the states of
     /// [`State::resets_on_abort`], and in CLOSING and LAST-ACK too while data or the FIN is
     /// still unsent, which the peer would otherwise wait on for ever.
+    ///
+    /// TIME-WAIT is left as it is: the connection is over, and what it holds is the 2MSL
+    /// wait the peer's retransmitted FIN still needs an ACK from. Linux handed it to a
+    /// TIME-WAIT sock on entering the state (`tcp_time_wait`), so an abort of the socket
+    /// the application still holds (SO_LINGER 0, or a connect to `AF_UNSPEC`) finds that
+    /// socket closed already and ends no TIME-WAIT; it only releases the handle.
     pub fn abort(&mut self) {
+        if self.state == State::TimeWait {
+            return;
+        }
         self.reset_after_flush = false;
         let unsent = self.notsent() > 0 || self.fin_unsent();
         if self.state.resets_on_abort()
