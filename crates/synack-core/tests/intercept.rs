@@ -62,6 +62,36 @@ fn without_intercept_a_foreign_destination_is_not_ours() {
     assert_eq!(h.ep.stats().drop_not_for_us, 1);
 }
 
+/// With TCP interception off (no application takes held SYNs), a SYN no listener takes is
+/// reset as at a closed port, and turning it off resets what was held; on again, SYNs are
+/// held again. Held and left, a client would wait out its SYN retries.
+#[test]
+fn with_tcp_interception_off_a_syn_is_reset() {
+    let mut h = intercepting(InterceptConfig::default());
+    syn(&mut h, client(40000), elsewhere(443), 1);
+    h.none();
+    assert_eq!(held(&mut h).len(), 1);
+    h.ep.set_tcp_interception(false);
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!(
+        (rst.src, rst.dst, rst.ack.0),
+        (elsewhere(443), client(40000), 2)
+    );
+    syn(&mut h, client(40001), elsewhere(80), 7);
+    let rst = h.one();
+    assert!(rst.is(RST | ACK));
+    assert_eq!(
+        (rst.src, rst.dst, rst.ack.0),
+        (elsewhere(80), client(40001), 8)
+    );
+    assert!(held(&mut h).is_empty());
+    h.ep.set_tcp_interception(true);
+    syn(&mut h, client(40002), elsewhere(80), 1);
+    h.none();
+    assert_eq!(held(&mut h).len(), 1);
+}
+
 /// Port 0 names no socket even in intercept mode: a SYN to it is reset at once, as
 /// Linux's own stack resets it, not held for the application (whose upstream connect to
 /// port 0 could only be refused).

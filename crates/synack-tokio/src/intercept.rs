@@ -92,6 +92,28 @@ impl Stack {
             next: AtomicUsize::new(0),
         })
     }
+
+    /// Whether the SYNs of a stack in transparent mode that no listener takes are held for
+    /// [`Stack::intercept`] (from the start, whether or not an interceptor lives yet) or
+    /// reset, as at a closed port. An application that intercepts UDP only
+    /// ([`Stack::intercept_udp`]) turns it off, so that its clients' TCP is refused at once
+    /// rather than held to no one until each SYN's decision time runs out, again on every
+    /// SYN retry. Turning it off resets the SYNs held, any an [`IncomingSyn`] still holds
+    /// included. `InvalidInput` if the stack was not built to intercept.
+    pub fn set_tcp_interception(&self, on: bool) -> io::Result<()> {
+        if self.with_config(|c| c.intercept_config().is_none()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "synack: this stack does not intercept (StackBuilder::intercept)",
+            ));
+        }
+        for shard in 0..self.workers() {
+            let mut inner = self.lock_shard(shard)?;
+            inner.endpoint.set_tcp_interception(on);
+            inner.wake_driver();
+        }
+        Ok(())
+    }
 }
 
 impl Interceptor {

@@ -3611,3 +3611,39 @@ async fn a_given_up_intercepted_accept_resets_the_half_open_connection() {
         stack.stats()
     );
 }
+
+/// A stack in transparent mode whose application intercepts UDP only turns TCP
+/// interception off: a client's connect to any address is refused at once, where it was
+/// held to no one until its SYN retries ran out; on again, SYNs are held for the
+/// interceptor. A stack that does not intercept has nothing to turn off.
+#[tokio::test(start_paused = true)]
+async fn with_tcp_interception_off_a_connect_is_refused() {
+    let (client_dev, proxy_dev) = MemoryDevice::pair();
+    let client = Stack::new(config(1), client_dev, &[CLIENT]).unwrap();
+    let mut intercepting = config(2);
+    intercepting.intercept(Some(synack_core::InterceptConfig::default()));
+    let proxy = Stack::new(intercepting, proxy_dev, &[SERVER]).unwrap();
+    let _udp = proxy.intercept_udp().unwrap();
+    proxy.set_tcp_interception(false).unwrap();
+    let dialled: SocketAddr = "198.19.0.80:443".parse().unwrap();
+    let refused = within(2, TcpStream::connect(&client, dialled)).await;
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
+
+    proxy.set_tcp_interception(true).unwrap();
+    let interceptor = proxy.intercept().unwrap();
+    let connecting = tokio::spawn({
+        let client = client.clone();
+        async move { TcpStream::connect(&client, dialled).await }
+    });
+    let syn = within(5, interceptor.next()).await.unwrap();
+    assert_eq!(syn.local_addr(), dialled);
+    let inbound = syn.accept().await.unwrap();
+    let outbound = within(5, connecting).await.unwrap().unwrap();
+    assert_eq!(outbound.peer_addr().unwrap(), inbound.local_addr().unwrap());
+
+    let err = client.set_tcp_interception(false).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}

@@ -376,7 +376,7 @@ impl Endpoint {
         // our own SYN looped back a client's to intercept (Linux's TPROXY rules never see
         // its loopback device): an interceptor that connects upstream through this stack
         // to an own closed port would intercept itself, again and again.
-        if self.intercepts()
+        if self.catches_syns()
             && local.port() != 0
             && !self.looping
             && self.handle_intercept(now, local, remote, &seg, packet, iss)

@@ -7,7 +7,9 @@
 //! ([`Endpoint::accept_intercepted`], the connection's local address is the SYN's original
 //! destination), refuses it with an RST ([`Endpoint::refuse_intercepted`]), or answers it
 //! with ICMP destination unreachable ([`Endpoint::unreachable_intercepted`]). A proxy can
-//! so open its upstream connection first and answer the client only once it knows.
+//! so open its upstream connection first and answer the client only once it knows. While
+//! no application takes them ([`Endpoint::set_tcp_interception`] off), such SYNs are reset
+//! as at a closed port instead.
 //!
 //! Held SYNs are bounded in total and per source address (a SYN flood fills the table and
 //! is dropped and counted, never grows memory), and a SYN not decided on within
@@ -113,6 +115,9 @@ pub(super) struct Intercepts {
     /// [`UNANSWERED_KEPT`], and the same as a set: a later SYN of one is a retransmission.
     unanswered: VecDeque<Tuple>,
     unanswered_set: HashSet<Tuple>,
+    /// No application takes held SYNs (see [`Endpoint::set_tcp_interception`]): a SYN no
+    /// listener takes is reset, as at a closed port.
+    refusing: bool,
 }
 
 /// How many unanswered 4-tuples are remembered: a client's SYN retransmissions (1 s, 3 s,
@@ -402,6 +407,28 @@ impl Endpoint {
         conn.accept_syn(now, &seg, crate::wire::Ecn::NotEct);
         self.after(h);
         Ok(h)
+    }
+
+    /// In intercept mode, whether the SYNs no listener takes are held for the application
+    /// (the default) or reset, as a closed port resets them. A runtime turns it off while no
+    /// interceptor lives (an application that intercepts UDP only, or one that dropped its
+    /// last interceptor), as gVisor's stack resets a SYN when no forwarder is installed:
+    /// otherwise every client would wait out its SYN retries on a SYN no one will decide
+    /// on. Turning it off resets the SYNs held.
+    pub fn set_tcp_interception(&mut self, on: bool) {
+        self.intercepts.refusing = !on;
+        if !on {
+            let held: Vec<SynHandle> = self.intercepts.held.keys().copied().collect();
+            for h in held {
+                let _ = self.refuse_intercepted(h);
+            }
+        }
+    }
+
+    /// Whether SYNs no listener takes are held for the application
+    /// ([`set_tcp_interception`](Self::set_tcp_interception)).
+    pub(super) fn catches_syns(&self) -> bool {
+        self.intercepts() && !self.intercepts.refusing
     }
 
     /// Refuse a held SYN with an RST, as a closed port would (RFC 9293 §3.10.7.1:

@@ -86,7 +86,8 @@ impl Stack {
     /// such datagrams are answered with ICMP port unreachable, as at a closed port: a proxy
     /// that intercepts TCP only tells its clients' UDP at once that nothing is there, and
     /// nothing is queued that no one reads (dropping the last interceptor drops what it
-    /// left unread).
+    /// left unread). One that intercepts UDP only turns TCP's interception off with
+    /// [`Stack::set_tcp_interception`].
     pub fn intercept_udp(&self) -> io::Result<UdpInterceptor> {
         if self.with_config(|c| c.intercept_config().is_none()) {
             return Err(io::Error::new(

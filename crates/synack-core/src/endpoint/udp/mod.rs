@@ -12,8 +12,8 @@
 //!   arrives addressed to a UDP port for which there is no pending LISTEN call, UDP SHOULD
 //!   send an ICMP Port Unreachable message"), within a token bucket after Linux's
 //!   `icmp_msgs_per_sec` (1000) and `icmp_msgs_burst` (50), as RFC 1812 §4.3.2.8 and RFC
-//!   4443 §2.4(f) ask of ICMP errors (the unreachable an application chooses for an
-//!   intercepted SYN is its own decision and is not limited).
+//!   4443 §2.4(f) ask of ICMP errors (the same bucket holds the unreachables an
+//!   application sends for intercepted SYNs: see [`Endpoint::unreachable_intercepted`]).
 //!
 //! Bounds: each socket's receive queue holds at most `Config::udp_recv_buffer` bytes,
 //! counting each datagram's payload plus [`DATAGRAM_OVERHEAD`] (Linux charges an skb's
