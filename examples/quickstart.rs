@@ -10,7 +10,7 @@
 //! 4. stops the server and deletes the namespace (and with it the device), also on failure.
 //!
 //! ```text
-//! sudo cargo run --release --example quickstart [-- --pcap quickstart.pcap]
+//! sudo -E env "PATH=$PATH:/usr/sbin:/sbin" cargo run --release --example quickstart [-- --pcap quickstart.pcap]
 //! ```
 
 mod common;
@@ -341,6 +341,33 @@ impl Drop for Server {
 /// Removes the temporary directory when dropped.
 struct TempDir(std::path::PathBuf);
 
+impl TempDir {
+    /// A new directory of our own under the system's temp dir, only root's to read (0700):
+    /// named at random and created, not found, so that no one can have put a directory or a
+    /// symlink there first for root to write the file through.
+    fn new(prefix: &str) -> io::Result<TempDir> {
+        use std::hash::{BuildHasher, Hasher};
+        use std::os::unix::fs::DirBuilderExt;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let path = std::env::temp_dir().join(format!("{prefix}-{random:016x}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(TempDir(path))
+    }
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -357,10 +384,24 @@ async fn run(args: Args) -> io::Result<()> {
              other examples",
         ));
     }
+    // The kernel-side server is python3's: say so now, not as a refused connection later.
+    if !on_path("python3") {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "python3 is needed for the kernel-side HTTP server (Debian: apt install python3)",
+        ));
+    }
     let ns = NetNs::new("synack-quickstart").map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::PermissionDenied => {
+                " (run as root, or with CAP_NET_ADMIN and CAP_SYS_ADMIN)"
+            }
+            io::ErrorKind::NotFound => " (is iproute2's `ip` installed?)",
+            _ => "",
+        };
         io::Error::new(
             e.kind(),
-            format!("cannot create a network namespace (run as root or with CAP_NET_ADMIN): {e}"),
+            format!("cannot create a network namespace{hint}: {e}"),
         )
     })?;
     println!("network namespace {} created", ns.name());
@@ -373,8 +414,7 @@ async fn run(args: Args) -> io::Result<()> {
         tun.capabilities().mtu
     );
 
-    let dir = TempDir(std::env::temp_dir().join(ns.name()));
-    std::fs::create_dir_all(&dir.0)?;
+    let dir = TempDir::new(ns.name())?;
     let content = generate(args.size as usize);
     std::fs::write(dir.0.join("file.bin"), &content)?;
     let host = args.net.host_addr.addr;
@@ -467,11 +507,8 @@ async fn run(args: Args) -> io::Result<()> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.net.init_tracing();
-    // Ctrl-C ends the run like an error: `run`'s future is dropped, and with it the stack,
-    // the kernel-side server and the namespace, which clean up as they go.
-    let result = tokio::select! {
-        r = run(args) => r,
-        _ = tokio::signal::ctrl_c() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
-    };
+    // Ctrl-C or SIGTERM ends the run like an error: `run`'s future is dropped, and with it
+    // the stack, the kernel-side server and the namespace, which clean up as they go.
+    let result = common::until_signal(run(args)).await;
     common::report("quickstart", result)
 }

@@ -512,15 +512,18 @@ while True:
 /// Python: opens N connections to 198.19.1.1:PORT and keeps them all open (at most 200
 /// connects in flight, as a busy client's), prints `connected K` and the number of file
 /// descriptors process PID (the relay) holds with all open, then sends `ping` on every one
-/// and prints `echoed E` for the echoes that came back. Exits 2 if its open-file hard limit
-/// is too low for N.
+/// and prints `echoed E` for the echoes that came back. Raises its open-file limit for N (as
+/// root it may raise the hard limit too); exits 2 if it cannot.
 const MANY_CLIENT: &str = r#"
 import os, resource, selectors, socket, sys, time
 n, port, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if hard != resource.RLIM_INFINITY and hard < n + 64:
+    hard = n + 64
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+except (ValueError, OSError):
     sys.exit(2)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 sel = selectors.DefaultSelector()
 socks, pending = [], set()
 failed = 0
@@ -1392,7 +1395,11 @@ async fn kernel_relay_carries_ten_thousand_flows_at_once() {
     ]);
     let out = output(py).await;
     if out.status.code() == Some(2) {
-        eprintln!("skipping {test}: the open-file hard limit is below {n}");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the open-file limit cannot be raised to {n} under CI"
+        );
+        eprintln!("skipping {test}: the open-file limit cannot be raised to {n}");
         return;
     }
     let got = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -231,18 +231,26 @@ impl Proc {
     }
 
     /// Waits (at most `limit`) for the process to exit by itself and returns its output.
+    /// Past the limit it is stopped, with SIGTERM first (a program that made a namespace or
+    /// started a server cleans them up on it) and SIGKILL five seconds later, and the test
+    /// fails: a process run outside any test namespace, which no namespace's drop would
+    /// kill, is not left running, nor the test binary waiting on it.
     pub async fn finish(mut self, limit: Duration) -> Output {
         let child = self.0.take().expect("running");
-        let waited = tokio::time::timeout(
-            limit,
-            tokio::task::spawn_blocking(move || child.wait_with_output()),
-        )
-        .await;
-        match waited {
-            Ok(joined) => joined.expect("join").expect("wait"),
-            // The blocking wait keeps the child; NetNs's drop kills what is left inside.
-            Err(_) => panic!("process still running after {limit:?}"),
+        let pid = child.id().to_string();
+        let mut wait = tokio::task::spawn_blocking(move || child.wait_with_output());
+        if let Ok(joined) = tokio::time::timeout(limit, &mut wait).await {
+            return joined.expect("join").expect("wait");
         }
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        if tokio::time::timeout(Duration::from_secs(5), &mut wait)
+            .await
+            .is_err()
+        {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let _ = wait.await;
+        }
+        panic!("process still running after {limit:?}");
     }
 
     /// Sends SIGTERM, as a service manager stops a server, and waits (at most `limit`) for
