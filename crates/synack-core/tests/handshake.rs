@@ -2202,3 +2202,27 @@ fn a_cookie_syn_ack_offers_the_new_link_mss() {
     assert_eq!((info.snd_wscale, info.rcv_wscale), (10, sa.wscale.unwrap()));
     assert_eq!(info.options & 7, 7, "timestamps, SACK and window scaling");
 }
+
+/// TCP_USER_TIMEOUT bounds a connect, counted from the first SYN (Linux's
+/// `tcp_write_timeout`): the first timeout still resends the SYN, and the connect fails
+/// with `TimedOut` at once after it when the user timeout is shorter; a timer run late
+/// (the user timeout long past when it runs) leaves no deadline behind the time it ran at,
+/// which a fuzzer found (`fuzz/regressions/endpoint/user-timeout-syn-late-timer.bin`).
+#[test]
+fn a_user_timeout_bounds_a_connect() {
+    let mut c = config();
+    c.user_timeout(Some(Duration::from_millis(300)));
+    let mut h = Harness::new(c);
+    let t0 = h.now;
+    let conn = h.ep.connect(h.now, SocketAddr::new(PEER, 80)).unwrap();
+    assert!(h.one().is(SYN));
+    // The timer runs 39 s late: the SYN goes again, and the next deadline is still ahead.
+    h.now = t0 + Duration::from_secs(39);
+    h.ep.handle_timeout(h.now);
+    assert!(h.one().is(SYN));
+    let next = h.ep.poll_timeout().expect("a deadline");
+    assert!(next > h.now, "{next:?} not after {:?}", h.now);
+    let (_, segs) = h.next_timeout();
+    assert!(segs.is_empty(), "{segs:?}");
+    assert_eq!(h.ep.take_error(conn).unwrap(), Some(Error::TimedOut));
+}

@@ -489,8 +489,12 @@ impl Connection {
                 self.counters.rto = self.counters.rto.saturating_add(1);
                 self.syn_pending = true;
                 // No later than the user timeout's end (`tcp_clamp_rto_to_user_timeout`;
-                // only an active open counts one).
-                self.timers.retransmit = Some(self.clamp_to_user_timeout(now + self.syn_rto()));
+                // only an active open counts one). One already past (shorter than the first
+                // SYN timeout, which it does not cut, or passed while the timer waited to be
+                // run) ends the connect at the next tick, as Linux's timer of one jiffy: a
+                // deadline is never left behind the time it was set at.
+                let next = self.clamp_to_user_timeout(now + self.syn_rto());
+                self.timers.retransmit = Some(next.max(now + Duration::from_millis(1)));
             }
             _ => {
                 if self.snd.una == self.snd.max {
