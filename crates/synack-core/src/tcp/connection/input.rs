@@ -643,12 +643,18 @@ impl Connection {
             return;
         }
 
-        self.last_recv = now;
         // An answer to our probes is an ACK that `tcp_ack` takes: not an old one (below
         // SND.UNA), which an off-path sender with an old ACK number could otherwise use to
-        // keep a dead peer's connection probing, nor one for data never sent.
-        if seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max {
+        // keep a dead peer's connection probing, nor one for data never sent. The same goes
+        // for the idle time keepalive and the user timeout measure: Linux's
+        // `keepalive_time_elapsed` runs from the last data received (`lrcvtime`) or the last
+        // ACK `tcp_ack` took (`rcv_tstamp`), which such an ACK updates neither of.
+        let taken = seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max;
+        if taken {
             self.probes_out = 0;
+        }
+        if taken || !seg.payload.is_empty() {
+            self.last_recv = now;
         }
 
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is

@@ -638,7 +638,9 @@ pub(crate) struct Connection {
     /// Cleared when an ACK makes progress (our SYN's included), or opens the window with
     /// nothing in flight.
     pub retransmitting_since: Option<Instant>,
-    /// Last time any segment arrived (keepalive idle time).
+    /// Last time data arrived or an ACK was taken (one from SND.UNA to SND.MAX): what the
+    /// keepalive idle time and the user timeout run from (Linux's later of `lrcvtime` and
+    /// `rcv_tstamp`).
     pub last_recv: Instant,
     /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): a segment
     /// whose ACK is acceptable (from SND.UNA to SND.MAX) resets it.
