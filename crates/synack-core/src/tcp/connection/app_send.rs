@@ -260,9 +260,17 @@ impl Connection {
     }
 
     /// `TCP_CORK` on or off. Removing the cork lets what waits go under the usual Nagle
-    /// rules (Linux's `__tcp_sock_set_cork`).
+    /// rules (Linux's `__tcp_sock_set_cork`, which pushes the queue with the socket's own
+    /// Nagle setting): what an earlier `MSG_MORE` write held too, since MSG_MORE held only
+    /// that write's own push; with TCP_NODELAY on, all of it (`TCP_NAGLE_PUSH`).
     pub fn set_cork(&mut self, cork: bool) {
         self.cork = cork;
+        if !cork {
+            self.more = false;
+            if self.nodelay {
+                self.push_now = true;
+            }
+        }
     }
 
     /// Whether `TCP_CORK` is on.
@@ -353,10 +361,9 @@ impl Connection {
             }
         }
         self.more = flags.more;
-        if flags.more {
-            // MSG_MORE corks this write even after TCP_NODELAY's push (Linux's tcp_push).
-            self.push_now = false;
-        }
+        // A write ends TCP_NODELAY's push (Linux's `skb_entail` clears TCP_NAGLE_PUSH): what
+        // it queued goes by the usual rules, cork and MSG_MORE included.
+        self.push_now = false;
         Ok(n)
     }
 

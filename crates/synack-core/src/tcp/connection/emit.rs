@@ -237,10 +237,13 @@ impl Connection {
             Some(q) if self.cfg.skb_accounting => q.psh_within(seq - data_start, end - data_start),
             _ => end == queue_end && self.snd.push_at_end,
         };
+        // The burst's PSH goes on a burst that ends the queue only if the last write asked
+        // for one: what a MSG_MORE write left, sent once an ACK or the cork's removal lets
+        // it go, carries none (its skb is not marked: `tcp_push` skipped it).
         let push = marked
             || self.record_end(seq) == Some(end)
             || kind == Emit::Wakeup
-            || (len > segment && !held);
+            || (len > segment && !held && (end < queue_end || self.snd.push_at_end));
         if len > 0 && push {
             flags |= TcpFlags::PSH;
         }

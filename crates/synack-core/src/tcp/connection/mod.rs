@@ -672,10 +672,11 @@ pub(crate) struct Connection {
     /// `TCP_CORK`: short segments wait, whatever is in flight.
     pub cork: bool,
     /// The last write was `MSG_MORE`: short segments wait as under `cork` until the next
-    /// write without it, the next ACK, or `set_nodelay(true)`.
+    /// write without it, the next ACK, `set_nodelay(true)` or the cork's removal (Linux
+    /// applies MSG_MORE only to that write's own push).
     pub more: bool,
-    /// `set_nodelay(true)` pushes what is queued once, past `cork` and `more` (Linux's
-    /// `TCP_NAGLE_PUSH`).
+    /// `set_nodelay(true)` pushes what is queued, past `cork` and `more`, until the next
+    /// write (Linux's `TCP_NAGLE_PUSH`, which `skb_entail` clears).
     pub push_now: bool,
     /// TCP Fast Open, for an active open that asked for it or a passive open that was
     /// asked (see [`FastOpen`]).

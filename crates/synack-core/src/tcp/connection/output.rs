@@ -756,7 +756,7 @@ impl Connection {
         // short segment is unacknowledged, not while any data is, so a write's short tail
         // follows its full segments at once. Off with nodelay, and for the FIN. TCP_CORK and
         // MSG_MORE hold a short segment whatever is in flight (tcp_nagle_check's
-        // TCP_NAGLE_CORK); TCP_NODELAY's push passes them once.
+        // TCP_NAGLE_CORK); TCP_NODELAY's push passes them until the next write.
         let small_in_flight =
             self.snd.small_end > self.snd.una && self.snd.small_end <= self.snd.nxt;
         let corked = self.cork || self.more;
@@ -805,7 +805,6 @@ impl Connection {
             }
         }
         let wakeup = std::mem::take(&mut self.sws_override);
-        self.push_now = false;
         let seq = self.snd.nxt;
         if len == 0 {
             let fin_alone = fin_to_send && seq == buffered_end;
