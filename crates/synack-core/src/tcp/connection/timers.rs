@@ -283,7 +283,14 @@ impl Connection {
         }
         if matches!(self.timers.persist, Some(t) if t <= now) {
             self.timers.persist = None;
-            if self.snd.wnd == 0 {
+            if self.snd.max > self.snd.una {
+                // Data has left since the timer was set (a cork's or the sender SWS hold's,
+                // with nothing in flight then): the retransmission timer covers it now, and
+                // neither a probe nor the override that lets a held tail out is due. Linux
+                // keeps one timer, which sending data turns into the RTO, and its
+                // `tcp_probe_timer` does nothing while packets are out.
+                self.probes_out = 0;
+            } else if self.snd.wnd == 0 {
                 if self.zero_window_gives_up(now) {
                     // Linux's tcp_write_err: no RST, the error the application learns.
                     self.enter_closed(Some(self.soft_error.unwrap_or(Error::TimedOut)));
