@@ -138,6 +138,7 @@ const TAG_FRAGMENT_ID: u8 = 7;
 const TAG_REUSEPORT: u8 = 8;
 const TAG_ICMP_CREDIT: u8 = 9;
 const TAG_BIND_PORT: u8 = 10;
+const TAG_PORT_TABLE: u8 = 11;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -270,13 +271,25 @@ impl Secrets {
     ///
     /// RFC 6056 §3.3.3 (Algorithm 3, "Simple Hash-Based Port Selection"): `offset =
     /// F(local_IP, remote_IP, remote_port, secret_key)`; the caller probes ports from
-    /// `min_ephemeral + (offset + next_ephemeral) % num_ephemeral`. The local port is left out
-    /// on purpose: it is the value being chosen.
+    /// `min_ephemeral + (offset + counter) % num_ephemeral`, with the counter
+    /// [`port_table_index`](Self::port_table_index) picks (Algorithm 4). The local port is
+    /// left out on purpose: it is the value being chosen.
     pub fn port_offset(&self, local: IpAddr, remote: SocketAddr) -> u32 {
         let mut input = Input::new(TAG_PORT);
         input.ip(local);
         input.socket(remote);
         input.hash(&self.port_key) as u32
+    }
+
+    /// Which of `buckets` counters the ephemeral ports from `local` to `remote` step through
+    /// (RFC 6056 §3.3.4, Algorithm 4's second hash `G`): keyed apart from
+    /// [`port_offset`](Self::port_offset), so that the destinations that share a counter
+    /// cannot be told from the ports either gives. `buckets` is not 0.
+    pub fn port_table_index(&self, local: IpAddr, remote: SocketAddr, buckets: usize) -> usize {
+        let mut input = Input::new(TAG_PORT_TABLE);
+        input.ip(local);
+        input.socket(remote);
+        (input.hash(&self.port_key) % buckets as u64) as usize
     }
 
     /// Where the search for the `nth` port a bind to port 0 on `local` takes starts: a keyed

@@ -2226,3 +2226,33 @@ fn a_user_timeout_bounds_a_connect() {
     assert!(segs.is_empty(), "{segs:?}");
     assert_eq!(h.ep.take_error(conn).unwrap(), Some(Error::TimedOut));
 }
+
+/// RFC 6056's double-hash port selection (Algorithm 4): the ephemeral ports of connects to
+/// one server step through a counter of their own, so the server cannot tell from two of
+/// our connects to it how many we made elsewhere in between. With one counter for every
+/// destination (Algorithm 3, as before), the gap between its two ports was exactly one more
+/// than that number.
+#[test]
+fn connects_elsewhere_do_not_move_a_servers_ports() {
+    let mut h = Harness::new(config());
+    let server = SocketAddr::new(PEER, 80);
+    let mut port_to = |h: &mut Harness, to: SocketAddr| {
+        let c = h.ep.connect(h.now, to).unwrap();
+        let syn = h.one();
+        assert!(syn.is(SYN));
+        h.ep.abort(c).unwrap();
+        let _ = h.drain();
+        syn.src.port()
+    };
+    let first = port_to(&mut h, server);
+    for i in 1..=5u16 {
+        // Other servers, behind the same peer address and elsewhere.
+        port_to(&mut h, SocketAddr::new(PEER, 8000 + i));
+    }
+    let second = port_to(&mut h, server);
+    assert_eq!(
+        second,
+        first + 1,
+        "five connects elsewhere moved this server's ports from {first} to {second}"
+    );
+}

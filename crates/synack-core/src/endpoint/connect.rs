@@ -19,6 +19,11 @@ use crate::options::{SendFlags, SocketOptions};
 use crate::tcp::connection::PortClaim;
 use crate::time::Instant;
 
+/// How many counters the ephemeral ports of connects step through, each shared by the
+/// destinations a keyed hash puts together (RFC 6056 §3.3.4's table; Linux's
+/// `table_perturb` has 65,536): a kilobyte, made on the first connect.
+pub(super) const EPHEMERAL_COUNTERS: usize = 256;
+
 /// Where a connection or datagram to `remote` goes when its address is unspecified
 /// (`0.0.0.0`, `[::]`): to this host, as on Linux, where a zero IPv4 destination takes the
 /// source address, or loopback (`ip_route_output_key_hash_rcu`), and an IPv6 one loopback
@@ -74,8 +79,12 @@ impl Endpoint {
             && !self.port_bound_by_bind(local.port())
     }
 
-    /// RFC 6056 §3.3.3 (Algorithm 3): a per-destination offset from a keyed hash plus a
-    /// global counter, so ports are hard to guess yet reuse of one tuple is rare.
+    /// RFC 6056 §3.3.4 (Algorithm 4, "double-hash"): a per-destination offset from a keyed
+    /// hash plus a counter, one of [`EPHEMERAL_COUNTERS`] that a second keyed hash of the
+    /// destination picks, so ports are hard to guess and reuse of one tuple is rare. With one
+    /// counter for all (Algorithm 3, as before), a server saw from two of our connects to it
+    /// how many we made elsewhere in between; as Linux's `table_perturb`, it now sees only
+    /// those to the destinations that share its counter.
     fn ephemeral_port(
         &mut self,
         now: Instant,
@@ -88,11 +97,17 @@ impl Endpoint {
         }
         let num = u32::from(max - min) + 1;
         let offset = self.secrets.port_offset(local_ip, remote);
+        let index = self
+            .secrets
+            .port_table_index(local_ip, remote, EPHEMERAL_COUNTERS);
+        if self.ephemeral_counters.is_empty() {
+            self.ephemeral_counters = vec![0; EPHEMERAL_COUNTERS];
+        }
+        let counter = self.ephemeral_counters[index];
         for count in 0..num {
-            let port =
-                min + (self.next_ephemeral.wrapping_add(offset).wrapping_add(count) % num) as u16;
+            let port = min + (counter.wrapping_add(offset).wrapping_add(count) % num) as u16;
             if self.ephemeral_may_take(now, SocketAddr::new(local_ip, port), remote) {
-                self.next_ephemeral = self.next_ephemeral.wrapping_add(count + 1);
+                self.ephemeral_counters[index] = counter.wrapping_add(count + 1);
                 return Ok(port);
             }
         }

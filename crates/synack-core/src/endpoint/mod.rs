@@ -175,7 +175,11 @@ pub struct Endpoint {
     /// once per connection when a deadline is asked for or due, not after every segment.
     stale: Vec<ConnectionHandle>,
     timers: BinaryHeap<Reverse<(Instant, ConnectionHandle)>>,
+    /// How many binds to port 0 came before (see `Secrets::bind_port_offset`).
     next_ephemeral: u32,
+    /// The ephemeral connects' counters, by destination bucket (`ephemeral_port`); made on
+    /// the first connect.
+    ephemeral_counters: Vec<u32>,
     /// Passive connections in SYN-RECEIVED, across all listeners.
     half_open: usize,
     /// Released connections in TIME-WAIT, held compactly.
@@ -234,6 +238,7 @@ impl Endpoint {
             stale: Vec::new(),
             timers: BinaryHeap::new(),
             next_ephemeral: 0,
+            ephemeral_counters: Vec::new(),
             half_open: 0,
             time_wait: TimeWaitTable::new(seed),
             memory: 0,
