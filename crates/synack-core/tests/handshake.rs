@@ -2236,7 +2236,7 @@ fn a_user_timeout_bounds_a_connect() {
 fn connects_elsewhere_do_not_move_a_servers_ports() {
     let mut h = Harness::new(config());
     let server = SocketAddr::new(PEER, 80);
-    let mut port_to = |h: &mut Harness, to: SocketAddr| {
+    let port_to = |h: &mut Harness, to: SocketAddr| {
         let c = h.ep.connect(h.now, to).unwrap();
         let syn = h.one();
         assert!(syn.is(SYN));
