@@ -410,11 +410,10 @@ impl Endpoint {
     }
 
     /// In intercept mode, whether the SYNs no listener takes are held for the application
-    /// (the default) or reset, as a closed port resets them. A runtime turns it off while no
-    /// interceptor lives (an application that intercepts UDP only, or one that dropped its
-    /// last interceptor), as gVisor's stack resets a SYN when no forwarder is installed:
-    /// otherwise every client would wait out its SYN retries on a SYN no one will decide
-    /// on. Turning it off resets the SYNs held.
+    /// (the default) or reset, as a closed port resets them. An application that intercepts
+    /// UDP only turns it off (the runtime's `Stack::set_tcp_interception`), as gVisor's stack
+    /// resets a SYN when no forwarder is installed: otherwise every client would wait out
+    /// its SYN retries on a SYN no one will decide on. Turning it off resets the SYNs held.
     pub fn set_tcp_interception(&mut self, on: bool) {
         self.intercepts.refusing = !on;
         if !on {
