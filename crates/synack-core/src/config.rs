@@ -753,7 +753,7 @@ impl Config {
     setter!(
         /// Bytes all connections' buffers may hold in total (default 1 GiB): data waiting to
         /// be sent or acknowledged, and the receive buffers' storage, which holds data
-        /// waiting to be read and out-of-order data with the holes between
+        /// waiting to be read and, in blocks of a kilobyte, out-of-order data
         /// (`Endpoint::memory`; an idle connection holds none), and the UDP datagrams
         /// queued (see `udp_recv_buffer`). A hard bound, with three
         /// levels after Linux's `tcp_mem`

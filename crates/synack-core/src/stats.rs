@@ -304,7 +304,7 @@ impl Stats {
 pub struct MemoryUsage {
     /// Bytes held against the cap ([`Endpoint::memory`](crate::Endpoint::memory)): what
     /// the connections' buffers hold (data queued for sending, and the receive buffers'
-    /// storage: data not yet read, out-of-order data and the holes between), and the UDP
+    /// storage: data not yet read, and out-of-order data by the blocks it fills), and the UDP
     /// datagrams queued.
     pub buffered: usize,
     /// Heap bytes the connections' buffers hold allocated (UDP queues aside): their share

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use synack_core::testing::{pattern, v4, Faults, LinkConfig, Net};
-use synack_core::{Config, ConnectionHandle, Endpoint, Error, Instant, ListenerHandle, State};
+use synack_core::{
+    Config, ConnectionHandle, Endpoint, Error, Instant, ListenerHandle, SeqNumber, State,
+};
 
 /// The server's cap: 2 MiB, against 50 connections with 256 KiB buffers (12.5 MiB).
 const CAP: usize = 2 << 20;
@@ -370,13 +372,13 @@ fn writes_stop_at_the_cap_and_resume() {
     }
 }
 
-/// A hostile peer opens connections and sends each a single byte far out in its window:
-/// every receive ring would have to span the window for one byte, and the rings' allocation
-/// is what the cap counts. Memory stays under the cap at every step. At the cap, what those
-/// bytes hold is pruned (Linux's `tcp_prune_ofo_queue`), largest first: every SYN is still
-/// answered, and a connection that sat idle through it all takes its next data in order.
-/// (Before, a few thousand such bytes, a few hundred kilobytes on the wire, filled a 1 GiB
-/// cap for as long as the peer liked, refusing every new connection and starving the rest.)
+/// A hostile peer opens connections and scatters single bytes across each one's window, one
+/// in every kilobyte: each costs a block of out-of-order storage, and the blocks are what the
+/// cap counts. Memory stays under the cap at every step. At the cap, what those bytes hold
+/// is pruned (Linux's `tcp_prune_ofo_queue`), largest first: every SYN is still answered,
+/// and a connection that sat idle through it all takes its next data in order. (Before, a
+/// few thousand such bytes, a few hundred kilobytes on the wire, filled a 1 GiB cap for as
+/// long as the peer liked, refusing every new connection and starving the rest.)
 #[test]
 fn scattered_bytes_are_pruned_at_the_cap_not_held_against_others() {
     use synack_core::testing::peer::{config, Harness, Out, PEER, US};
@@ -416,13 +418,15 @@ fn scattered_bytes_are_pruned_at_the_cap_not_held_against_others() {
         assert_eq!(synack.window, 65_535);
         h.inject(peer, local, Out::new(ack, 1001, 0).ackn(synack.seq + 1));
         while h.ep.accept(l).is_ok() {}
-        // One byte just inside the window's right edge.
-        let far = Out::new(ack, 1001 + 65_000, 0)
-            .ackn(synack.seq + 1)
-            .data(b"x");
-        h.inject(peer, local, far);
-        let _ = h.drain();
-        assert!(h.ep.memory() <= SMALL_CAP, "{:?}", h.ep.memory_usage());
+        // A byte in every kilobyte of the window, up to just inside its right edge.
+        for k in 1..=63 {
+            let far = Out::new(ack, 1001 + k * 1031, 0)
+                .ackn(synack.seq + 1)
+                .data(b"x");
+            h.inject(peer, local, far);
+            let _ = h.drain();
+            assert!(h.ep.memory() <= SMALL_CAP, "{:?}", h.ep.memory_usage());
+        }
         h.advance(Duration::from_millis(20));
     }
     let stats = h.ep.stats();
@@ -447,6 +451,54 @@ fn scattered_bytes_are_pruned_at_the_cap_not_held_against_others() {
     assert_eq!(h.ep.recv(h.now, v, &mut buf), Ok(6));
     assert_eq!(&buf[..6], b"second");
     assert!(h.ep.memory() <= SMALL_CAP);
+}
+
+/// A hostile peer's single byte at the far edge of each connection's window costs about a
+/// kilobyte, what it holds, not a ring the size of the window: 400 such connections hold
+/// less than half a megabyte, and nothing is pruned or dropped. (Before, each byte cost the
+/// whole 64 KiB window, and 16 of them filled this cap.)
+#[test]
+fn a_far_byte_costs_what_it_holds_not_the_window() {
+    use synack_core::testing::peer::{config, Harness, Out, PEER, US};
+    use synack_core::wire::TcpFlags;
+    const SMALL_CAP: usize = 1 << 20;
+    const CONNECTIONS: u16 = 400;
+    let mut c = config();
+    c.max_memory(SMALL_CAP);
+    let mut h = Harness::new(c);
+    let local = SocketAddr::new(US, 80);
+    let l = h.ep.listen(local, 1024).unwrap();
+    let (syn, ack) = (TcpFlags::SYN, TcpFlags::ACK);
+    let idle = h.ep.memory();
+    for port in 1..=CONNECTIONS {
+        let peer = SocketAddr::new(PEER, port);
+        h.inject(peer, local, Out::new(syn, 1000, 0).mss(1460).sack_ok());
+        let synack = h
+            .drain()
+            .into_iter()
+            .find(|s| s.is(syn | ack))
+            .expect("SYN-ACK");
+        h.inject(peer, local, Out::new(ack, 1001, 0).ackn(synack.seq + 1));
+        while h.ep.accept(l).is_ok() {}
+        let far = Out::new(ack, 1001 + 65_000, 0)
+            .ackn(synack.seq + 1)
+            .data(b"x");
+        h.inject(peer, local, far);
+        let acks = h.drain();
+        assert!(
+            acks.iter()
+                .any(|a| a.sack == [(SeqNumber(66_001), SeqNumber(66_002))]),
+            "the byte is held and SACKed: {acks:?}"
+        );
+    }
+    let held = h.ep.memory() - idle;
+    let per = held / usize::from(CONNECTIONS);
+    println!("far bytes: {held} bytes held for {CONNECTIONS}, {per} each");
+    assert!(per <= 2048, "{per} bytes held for one byte");
+    let stats = h.ep.stats();
+    assert_eq!(stats.ooo_pruned, 0);
+    assert_eq!(stats.drop_memory, 0);
+    assert_eq!(stats.refused_memory, 0);
 }
 
 /// A hostile peer gives each connection one byte in order (a small ring), then many

@@ -7,10 +7,18 @@
 //!
 //! RFC 9293 §3.10.7.4 lets a receiver keep segments that arrive out of order ("segments with
 //! higher beginning sequence numbers SHOULD be held for later processing"); RFC 2018 §4 asks
-//! it to report them in SACK blocks, the most recently received first. Holding them costs
-//! memory within the advertised window only, and a peer that sprays tiny disjoint segments
-//! could make the range list grow with every one, so the number of ranges is bounded by
-//! `max_ranges` (Linux bounds its out-of-order queue by memory in a similar spirit).
+//! it to report them in SACK blocks, the most recently received first. A peer that sprays
+//! tiny disjoint segments could make the range list grow with every one, so the number of
+//! ranges is bounded by `max_ranges` (Linux bounds its out-of-order queue by memory in a
+//! similar spirit).
+//!
+//! Out-of-order bytes are not stored in the ring but in blocks of [`BLOCK`] bytes, allocated
+//! only where they fall, and copied into the ring when the hole before them is filled. The
+//! ring held them once, at their place past RCV.NXT: one byte at the far edge of the window
+//! grew it to the whole window, 256 KiB charged against the memory cap for 53 bytes on the
+//! wire. A few thousand such packets kept a 1 GiB cap full between two prunings, and new
+//! connections were refused. Linux charges an out-of-order segment its skb's truesize,
+//! about what it holds; here a held byte costs at most its block.
 //!
 //! In-order bytes live in one of two places. Most are copied into a ring. But the payload of
 //! a large segment whose packet arrived in shared memory ([`Frame`]) can be kept where it
@@ -20,7 +28,7 @@
 //! and only a payload that fills at least half of it is kept, as Linux copies small skbs
 //! into others (`tcp_try_coalesce`, `tcp_collapse`) to bound that waste.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 #[cfg(test)]
 use bytes::BufMut;
@@ -28,6 +36,19 @@ use bytes::{Buf, Bytes};
 
 /// The smallest allocation, so that small segments do not reallocate per byte.
 const MIN_ALLOC: usize = 1024;
+
+/// Bytes in a block of out-of-order storage: most of one 1500-byte segment's payload, so that
+/// a stray segment costs about its own size and a run of them fills its blocks.
+const BLOCK: usize = 1024;
+
+/// One block of out-of-order storage, covering stream positions `[i * BLOCK, (i + 1) * BLOCK)`
+/// for its index `i`.
+type Block = Box<[u8; BLOCK]>;
+
+/// What one block is charged: its bytes, and its share of the map that finds it, taken as a
+/// map node's worth per entry (a `BTreeMap` leaf holds up to eleven), which is what a block
+/// alone in the map costs and more than a block among many does.
+const BLOCK_CHARGE: usize = BLOCK + 12 * core::mem::size_of::<(u64, Block)>();
 
 /// Holding a segment would need more disjoint out-of-order ranges than allowed; the segment
 /// was not stored and should be dropped (the peer will retransmit it).
@@ -137,6 +158,15 @@ pub struct RecvBuffer {
     nxt: u64,
     /// Disjoint, non-adjacent out-of-order ranges past `nxt`, sorted by `start`.
     ranges: Vec<Range>,
+    /// The bytes of those ranges, in blocks by stream position (the block index is the
+    /// position divided by [`BLOCK`]); boxed, for the idle connection's size. A block may
+    /// hold bytes of a range no longer held where it shares a block with one that is: they
+    /// are never read.
+    #[allow(
+        clippy::box_collection,
+        reason = "one pointer in every connection, where the map is three words"
+    )]
+    blocks: Option<Box<BTreeMap<u64, Block>>>,
     /// At most this many ranges (a `u32`, so that it packs with `tight`).
     max_ranges: u32,
     capacity: usize,
@@ -157,6 +187,7 @@ impl RecvBuffer {
             read_pos: 0,
             nxt: 0,
             ranges: Vec::new(),
+            blocks: None,
             max_ranges: u32::try_from(max_ranges).unwrap_or(u32::MAX),
             capacity,
             clock: 0,
@@ -186,24 +217,58 @@ impl RecvBuffer {
     }
 
     /// Bytes of allocation that storing `len` bytes at `offset` past RCV.NXT (inside the
-    /// window) would add: the ring grows to hold everything up to their end, and bytes held
-    /// out of order may need a new entry in the list of ranges, which is allocation too
-    /// ([`allocated`](Self::allocated) counts it). Without the second part a peer could
-    /// spray one-byte segments inside an already-grown ring and grow the list unchecked.
+    /// window) would add ([`allocated`](Self::allocated) counts all of it):
+    /// - in order, the ring grows to hold them and the held ranges they reach, whose blocks
+    ///   are given back then;
+    /// - out of order, the blocks they fall in that nothing held yet, and maybe a new entry
+    ///   in the list of ranges. Without the list's part a peer could spray one-byte segments
+    ///   inside held blocks and grow the list unchecked.
     pub fn growth_for(&self, offset: usize, len: usize) -> usize {
-        let needed = self.ring_len() + offset + len;
+        if len == 0 {
+            return 0;
+        }
+        let start = self.nxt + offset as u64;
+        let end = start + len as u64;
+        if offset > 0 {
+            return self.new_blocks(start, end) * BLOCK_CHARGE + self.list_growth(start, end);
+        }
+        let reached = self.joined_extent(end);
+        let needed = (reached - self.ring_pos()) as usize;
         let ring = if needed <= self.storage.len() {
             0
         } else {
             self.grown(needed) - self.storage.len()
         };
-        let list = if offset > 0 && len > 0 {
-            let start = self.nxt + offset as u64;
-            self.list_growth(start, start + len as u64)
-        } else {
-            0
+        // The blocks before the first range these bytes do not reach go.
+        let rest = self
+            .ranges
+            .get(self.ranges.partition_point(|r| r.start <= end));
+        let freed = match (&self.blocks, rest) {
+            (None, _) => 0,
+            (Some(b), None) => b.len(),
+            (Some(b), Some(r)) => b.range(..r.start / BLOCK as u64).count(),
         };
-        ring + list
+        ring.saturating_sub(freed * BLOCK_CHARGE)
+    }
+
+    /// How far RCV.NXT gets when in-order data ends at `end`: past every held range that
+    /// starts at or before it. (Ranges neither overlap nor touch, so one that starts past
+    /// the end of another reached this way starts past `end` too.)
+    fn joined_extent(&self, end: u64) -> u64 {
+        self.ranges
+            .iter()
+            .take_while(|r| r.start <= end)
+            .fold(end, |reached, r| reached.max(r.end))
+    }
+
+    /// Blocks of `[start, end)` (not empty) that hold nothing yet.
+    fn new_blocks(&self, start: u64, end: u64) -> usize {
+        let (first, last) = (start / BLOCK as u64, (end - 1) / BLOCK as u64);
+        let held = self
+            .blocks
+            .as_ref()
+            .map_or(0, |b| b.range(first..=last).count());
+        (last - first + 1) as usize - held
     }
 
     /// Bytes the list of ranges grows by if `[start, end)` is held: nothing if it merges
@@ -359,22 +424,27 @@ impl RecvBuffer {
                 .map_or(start, |r| r.end.min(end));
             self.hold(start, end)?;
             if kept_to < end {
-                self.store(kept_to, &data[(kept_to - start) as usize..]);
+                self.store_held(kept_to, &data[(kept_to - start) as usize..]);
             }
             return Ok(0);
         }
 
+        // Room in the ring for these bytes and every held range they reach, at once.
+        let reached = self.joined_extent(end);
+        let needed = (reached - self.ring_pos()) as usize;
+        if needed > self.storage.len() {
+            self.relocate(self.grown(needed));
+        }
         self.store(start, data);
         let old_nxt = self.nxt;
-        self.nxt = end;
-        // Join every held range that the new RCV.NXT reaches (they are sorted by start).
-        let joined = self
-            .ranges
-            .iter()
-            .take_while(|r| r.start <= self.nxt)
-            .count();
-        for r in self.ranges.drain(..joined) {
-            self.nxt = self.nxt.max(r.end);
+        self.nxt = reached;
+        // Join every held range the new bytes reach (they are sorted by start): what they
+        // hold past the new bytes moves to the ring, and the blocks it leaves behind go.
+        let joined = self.ranges.partition_point(|r| r.start <= end);
+        if joined > 0 {
+            self.ranges.drain(..joined);
+            self.move_held_to_ring(end, reached);
+            self.drop_unclaimed_blocks();
         }
         Ok((self.nxt - old_nxt) as usize)
     }
@@ -473,9 +543,10 @@ impl RecvBuffer {
         }
         let from_ring = n - self.kept.as_mut().map_or(0, |k| k.consume(n));
         self.read_pos += n as u64;
-        if self.read_pos == self.nxt && self.ranges.is_empty() {
-            // Nothing held: start over at the front, so that a reader that keeps up reuses
-            // the same few (cache-warm) kilobytes instead of walking the whole ring.
+        if self.read_pos == self.nxt {
+            // The ring is empty (bytes held out of order are not in it): start over at the
+            // front, so that a reader that keeps up reuses the same few (cache-warm)
+            // kilobytes instead of walking the whole ring.
             self.head = 0;
         } else if from_ring > 0 {
             self.head = ring_index(self.head, from_ring, self.storage.len());
@@ -510,11 +581,13 @@ impl RecvBuffer {
         self.ranges.len()
     }
 
-    /// Bytes of heap the buffer holds allocated: its ring, its list of ranges, and the kept
-    /// payloads by what they are charged (with their queue).
+    /// Bytes of heap the buffer holds allocated: its ring, its list of ranges, the blocks of
+    /// out-of-order bytes (by [`BLOCK_CHARGE`]), and the kept payloads by what they are
+    /// charged (with their queue).
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
             + self.ranges.capacity() * core::mem::size_of::<Range>()
+            + self.blocks.as_ref().map_or(0, |b| b.len() * BLOCK_CHARGE)
             + self.kept.as_ref().map_or(0, |k| k.allocated())
     }
 
@@ -530,6 +603,7 @@ impl RecvBuffer {
         if self.is_empty() && self.ranges.is_empty() {
             self.storage = Vec::new();
             self.ranges = Vec::new();
+            self.blocks = None;
             self.kept = None;
             self.head = 0;
         }
@@ -542,6 +616,7 @@ impl RecvBuffer {
     pub fn prune_ooo(&mut self) -> usize {
         let before = self.allocated();
         self.ranges = Vec::new();
+        self.blocks = None;
         let ring_len = self.ring_len();
         if ring_len == 0 {
             self.storage = Vec::new();
@@ -565,6 +640,8 @@ impl RecvBuffer {
             last.end = pos;
             trimmed = true;
         }
+        // The blocks wholly past the FIN hold nothing of the stream now.
+        self.drop_unclaimed_blocks();
         trimmed
     }
 
@@ -619,18 +696,77 @@ impl RecvBuffer {
         self.ranges.last().map_or(self.nxt, |r| r.end)
     }
 
-    /// Writes `data` at stream position `pos` (inside the window, checked by the caller).
+    /// Writes in-order `data` into the ring at stream position `pos` (inside the window,
+    /// checked by the caller), growing the ring if it must.
     fn store(&mut self, pos: u64, data: &[u8]) {
         let offset = (pos - self.ring_pos()) as usize;
         let needed = offset + data.len();
         if needed > self.storage.len() {
             self.relocate(self.grown(needed));
         }
-        let size = self.storage.len();
-        let at = ring_index(self.head, offset, size);
-        let first = data.len().min(size - at);
-        self.storage[at..at + first].copy_from_slice(&data[..first]);
-        self.storage[..data.len() - first].copy_from_slice(&data[first..]);
+        ring_write(&mut self.storage, self.head, offset, data);
+    }
+
+    /// Writes out-of-order `data` at stream position `pos` into its blocks, making those it
+    /// needs (inside a range [`hold`](Self::hold) has just recorded).
+    fn store_held(&mut self, pos: u64, data: &[u8]) {
+        let blocks = self.blocks.get_or_insert_with(Box::default);
+        let mut done = 0;
+        while done < data.len() {
+            let at = pos + done as u64;
+            let within = (at % BLOCK as u64) as usize;
+            let n = (BLOCK - within).min(data.len() - done);
+            let block = blocks
+                .entry(at / BLOCK as u64)
+                .or_insert_with(|| Box::new([0; BLOCK]));
+            block[within..within + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+    }
+
+    /// Copies the held bytes of `[from, to)`, which RCV.NXT has just passed, from their
+    /// blocks to the ring (which has room for them).
+    fn move_held_to_ring(&mut self, from: u64, to: u64) {
+        let Some(blocks) = self.blocks.as_deref() else {
+            return;
+        };
+        if from >= to {
+            return;
+        }
+        let ring_pos = self.ring_pos();
+        let range = from / BLOCK as u64..=(to - 1) / BLOCK as u64;
+        for (&index, block) in blocks.range(range) {
+            let block_start = index * BLOCK as u64;
+            let (lo, hi) = (from.max(block_start), to.min(block_start + BLOCK as u64));
+            let bytes = &block[(lo - block_start) as usize..(hi - block_start) as usize];
+            ring_write(
+                &mut self.storage,
+                self.head,
+                (lo - ring_pos) as usize,
+                bytes,
+            );
+        }
+    }
+
+    /// Gives back the blocks no held range touches any more: those before the first range
+    /// (RCV.NXT has passed them) and past the last (a FIN cut it short). Ranges shrink only
+    /// at those two ends, so no block between them is ever left unclaimed.
+    fn drop_unclaimed_blocks(&mut self) {
+        let Some(blocks) = self.blocks.as_mut() else {
+            return;
+        };
+        let (Some(first), Some(last)) = (self.ranges.first(), self.ranges.last()) else {
+            self.blocks = None;
+            return;
+        };
+        let (lo, hi) = (first.start / BLOCK as u64, (last.end - 1) / BLOCK as u64);
+        if blocks.first_key_value().is_some_and(|(&k, _)| k < lo) {
+            let rest = blocks.split_off(&lo);
+            **blocks = rest;
+        }
+        if blocks.last_key_value().is_some_and(|(&k, _)| k > hi) {
+            drop(blocks.split_off(&(hi + 1)));
+        }
     }
 
     /// The `n` bytes the ring stores from stream position `pos` on (at least `ring_pos()`),
@@ -642,15 +778,11 @@ impl RecvBuffer {
         (&self.storage[at..at + first], &self.storage[..n - first])
     }
 
-    /// Moves everything the ring holds, from `ring_pos()` to the extent (holes included), to
-    /// the start of a fresh allocation of `size` bytes.
+    /// Moves the in-order bytes the ring holds to the start of a fresh allocation of `size`
+    /// bytes (at least as many).
     fn relocate(&mut self, size: usize) {
         let mut storage = vec![0u8; size];
-        // Every held byte lies within the old ring. The extent may already reach past it when
-        // `hold` has just recorded a range whose bytes are about to be stored.
-        let held = ((self.extent() - self.ring_pos()) as usize)
-            .min(self.storage.len())
-            .min(size);
+        let held = self.ring_len().min(self.storage.len()).min(size);
         if held > 0 {
             let (first, second) = self.slices(self.ring_pos(), held);
             storage[..first.len()].copy_from_slice(first);
@@ -659,6 +791,16 @@ impl RecvBuffer {
         self.storage = storage;
         self.head = 0;
     }
+}
+
+/// Writes `data` into the ring `storage`, whose first byte is at index `head`, `offset`
+/// bytes past that first byte, wrapping at its end.
+fn ring_write(storage: &mut [u8], head: usize, offset: usize, data: &[u8]) {
+    let size = storage.len();
+    let at = ring_index(head, offset, size);
+    let first = data.len().min(size - at);
+    storage[at..at + first].copy_from_slice(&data[..first]);
+    storage[..data.len() - first].copy_from_slice(&data[first..]);
 }
 
 /// `(start + offset) mod size` for the ring, where both `start` and `offset` are at most
@@ -784,8 +926,9 @@ mod tests {
 
     #[test]
     fn growth_for_predicts_the_allocation_range_list_included() {
-        // One byte in order (the ring), then single bytes at every other offset inside it:
-        // only the list of ranges grows, and `growth_for` says by how much, to the byte.
+        // One byte in order (the ring), then single bytes at every other offset, all in the
+        // first block: past that block, only the list of ranges grows, and `growth_for` says
+        // by how much, to the byte.
         let mut buf = RecvBuffer::new(4096, 300);
         buf.write(0, b"a").unwrap();
         let mut grew = 0;
@@ -796,9 +939,94 @@ mod tests {
             assert_eq!(buf.allocated() - before, predicted, "range {k}");
             grew += predicted;
         }
-        assert!(grew >= 255 * core::mem::size_of::<Range>());
-        // Touching a held range adds no entry.
+        assert_eq!(buf.blocks.as_ref().map(|b| b.len()), Some(1));
+        assert!(grew >= BLOCK_CHARGE + 255 * core::mem::size_of::<Range>());
+        // Touching a held range adds no entry, and its block is there.
         assert_eq!(buf.growth_for(3, 1), 0);
+        // A byte in the next block costs that block.
+        assert_eq!(buf.growth_for(BLOCK, 1), BLOCK_CHARGE);
+    }
+
+    /// A hostile peer's one byte at the far edge of a large window costs its block, where it
+    /// cost a ring the size of the window: 6 MiB charged for 53 bytes on the wire.
+    #[test]
+    fn a_far_byte_costs_its_block_not_the_window() {
+        const WINDOW: usize = 6 << 20;
+        let mut buf = RecvBuffer::new(WINDOW, 256);
+        buf.write(0, b"a").unwrap();
+        let ring = buf.allocated();
+        assert_eq!(ring, MIN_ALLOC);
+        assert_eq!(
+            buf.growth_for(WINDOW - 2, 1),
+            BLOCK_CHARGE + 4 * size_of::<Range>()
+        );
+        assert_eq!(buf.write(WINDOW - 2, b"z"), Ok(0));
+        assert_eq!(
+            buf.allocated(),
+            ring + BLOCK_CHARGE + 4 * size_of::<Range>()
+        );
+        assert_eq!(
+            buf.storage.len(),
+            MIN_ALLOC,
+            "the ring holds only in-order bytes"
+        );
+        // One such byte in every block of the window, as many as the range limit allows:
+        // each costs a block.
+        for k in 1..256 {
+            assert_eq!(buf.write(k * 4 * BLOCK, b"y"), Ok(0));
+        }
+        assert_eq!(buf.write(257 * 4 * BLOCK, b"y"), Err(TooManyRanges));
+        assert_eq!(buf.ooo_ranges(), 256);
+        let held = buf.allocated() - ring;
+        assert!(
+            held <= 256 * (BLOCK_CHARGE + 2 * size_of::<Range>()),
+            "{held} bytes for 256 held bytes"
+        );
+        // Filling the window in order joins it all, and every block goes back.
+        let fill = vec![b'f'; WINDOW - 1];
+        assert_eq!(buf.write(0, &fill), Ok(WINDOW - 1));
+        assert!(buf.blocks.is_none());
+        assert_eq!(
+            buf.allocated(),
+            buf.storage.capacity() + buf.ranges.capacity() * size_of::<Range>()
+        );
+        let out = read_all(&mut buf);
+        assert_eq!(out.len(), WINDOW);
+        assert_eq!(out[0], b'a');
+        assert!(
+            out[1..].iter().all(|&b| b == b'f'),
+            "in-order data overwrites what it reaches"
+        );
+    }
+
+    /// Held bytes that straddle blocks and the ring's wrap reach the reader intact, and a
+    /// FIN's discard gives back the blocks wholly past it.
+    #[test]
+    fn held_bytes_across_blocks_join_and_discard() {
+        let mut buf = RecvBuffer::new(8 * BLOCK, 16);
+        let stream: Vec<u8> = (0..6 * BLOCK).map(|i| (i % 251) as u8).collect();
+        // The ring's head near its end, so that the joined bytes wrap.
+        buf.write(0, &stream[..MIN_ALLOC - 7]).unwrap();
+        let _ = read_all(&mut buf);
+        let base = MIN_ALLOC - 7;
+        let at = |p: usize| p - base;
+        // Two held runs, each across a block boundary, with a hole between them.
+        let (a, b) = (base + 100, base + 100 + BLOCK + 50);
+        buf.write(at(a), &stream[a..b]).unwrap();
+        let (c, d) = (b + 10, b + 10 + 2 * BLOCK);
+        buf.write(at(c), &stream[c..d]).unwrap();
+        assert!(buf.blocks.as_ref().unwrap().len() >= 4);
+        // The FIN lands inside the second run: the blocks wholly past it go.
+        let fin = c + BLOCK / 2;
+        let before = buf.blocks.as_ref().unwrap().len();
+        assert!(buf.discard_from(at(fin)));
+        assert!(buf.blocks.as_ref().unwrap().len() < before);
+        check_blocks(&buf);
+        // The holes are filled: the stream up to the FIN, intact.
+        assert_eq!(buf.write(0, &stream[base..a]), Ok(b - base));
+        assert_eq!(buf.write(at(b) - (b - base), &stream[b..c]), Ok(fin - b));
+        assert!(buf.blocks.is_none());
+        assert_eq!(read_all(&mut buf), &stream[base..fin]);
     }
 
     #[test]
@@ -1024,8 +1252,38 @@ mod tests {
         let data = &stream[s..e];
         if keep && s == *rcv_nxt && (s + e) % 2 == 0 && buf.keeps(data.len(), data.len()) {
             *rcv_nxt += buf.write_kept(Bytes::copy_from_slice(data), data.len());
-        } else if let Ok(advanced) = buf.write(s - *rcv_nxt, data) {
-            *rcv_nxt += advanced;
+        } else {
+            let offset = s - *rcv_nxt;
+            let trimmed = data.len().min(buf.window().saturating_sub(offset));
+            let predicted = buf.growth_for(offset, trimmed);
+            let before = buf.allocated();
+            if let Ok(advanced) = buf.write(offset, data) {
+                *rcv_nxt += advanced;
+                let added = buf.allocated().saturating_sub(before);
+                assert!(added <= predicted, "grew {added}, predicted {predicted}");
+            }
+        }
+        check_blocks(buf);
+    }
+
+    /// Every held byte has its block, and every block holds some held byte.
+    fn check_blocks(buf: &RecvBuffer) {
+        let blocks = buf.blocks.as_deref();
+        assert!(
+            blocks.is_none_or(|b| !b.is_empty()),
+            "an empty map is given back"
+        );
+        let span = |r: &Range| r.start / BLOCK as u64..=(r.end - 1) / BLOCK as u64;
+        for r in &buf.ranges {
+            for index in span(r) {
+                assert!(blocks.is_some_and(|b| b.contains_key(&index)), "{r:?}");
+            }
+        }
+        for &index in blocks.into_iter().flat_map(|b| b.keys()) {
+            assert!(
+                buf.ranges.iter().any(|r| span(r).contains(&index)),
+                "block {index} holds nothing"
+            );
         }
     }
 
@@ -1128,6 +1386,7 @@ mod tests {
             }
             prop_assert_eq!(rcv_nxt, n);
             prop_assert_eq!(buf.ooo_ranges(), 0);
+            prop_assert!(buf.blocks.is_none(), "every block given back");
             prop_assert_eq!(read_all(&mut buf), stream);
         }
 

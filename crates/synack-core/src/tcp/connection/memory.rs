@@ -12,11 +12,11 @@ pub(super) const SEND_FLOOR: usize = 4096;
 impl Connection {
     /// Bytes this connection's buffers hold now, as counted against `Config::max_memory`:
     /// the data queued for sending (unsent and unacknowledged), and the receive buffer's
-    /// allocation, which holds the data not yet read and out-of-order data with the holes
-    /// between them. Linux likewise charges the memory of what is queued (skb truesize)
-    /// against tcp_mem, not buffer limits. Counting the receive side by its allocation
-    /// rather than its bytes keeps the cap a bound on the heap even when a peer scatters
-    /// out-of-order bytes across its window; an emptied receive buffer leaves the count
+    /// allocation, which holds the data not yet read and, in blocks of a kilobyte, the data
+    /// held out of order. Linux likewise charges the memory of what is queued (skb
+    /// truesize) against tcp_mem, not buffer limits. Counting the receive side by its
+    /// allocation rather than its bytes keeps the cap a bound on the heap even when a peer
+    /// scatters out-of-order bytes across its window; an emptied receive buffer leaves the count
     /// when it gives its storage back ([`RECLAIM_AFTER`], at once under pressure). The send
     /// buffer's spare chunks count too, as Linux counts a socket's forward-allocated memory:
     /// they are dropped under pressure.
