@@ -72,6 +72,22 @@ impl Connection {
         }
     }
 
+    /// Linux's `tcp_ack_probe`, for an ACK (not an old one) that found nothing in flight:
+    /// while the window stays shut, the probe timer starts again from this ACK, at the
+    /// backed-off interval. The next probe then goes that long after the peer's last ACK
+    /// (the answer to a probe, late or not, or one of its own), not after our last probe.
+    /// A segment that brings only data, no FIN, leaves the timer alone: Linux's header
+    /// prediction takes it on the fast path, which calls `tcp_ack` only for an ACK that
+    /// moves SND.UNA. (A window that opens stops the timer: `update_window`.)
+    fn ack_probe(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        if !seg.payload.is_empty() && !seg.flags.contains(TcpFlags::FIN) {
+            return;
+        }
+        if self.snd.wnd == 0 && self.timers.persist.is_some() {
+            self.timers.persist = Some(now + self.probe_interval(now));
+        }
+    }
+
     /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
     /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`. Linux counts our
     /// SYN in `bytes_acked` when its ACK reached this socket (an active or simultaneous
@@ -135,6 +151,7 @@ impl Connection {
             }
             self.try_undo();
             self.update_window(ack, seg, new_wnd);
+            self.ack_probe(now, seg);
             return ControlFlow::Continue(());
         }
 
@@ -510,6 +527,9 @@ impl Connection {
 
         if ack >= self.snd.una {
             self.update_window(una_before, seg, new_wnd);
+            if una_before == self.snd.max {
+                self.ack_probe(now, seg);
+            }
         }
 
         // State transitions driven by the ACK of our FIN.

@@ -299,16 +299,7 @@ impl Connection {
                 self.probe_pending = true;
                 self.probes_out = self.probes_out.saturating_add(1);
                 self.persist_backoff = self.persist_backoff.saturating_add(1);
-                let mut next = self.rtt.backed_off(self.persist_backoff);
-                // Not past the user timeout: the probe timer fires when it runs out (Linux's
-                // tcp_clamp_probe0_to_user_timeout, at least TCP_TIMEOUT_MIN, 2 jiffies).
-                if let (Some(limit), Some(since)) =
-                    (self.cfg.user_timeout, self.retransmitting_since)
-                {
-                    let left = (since + limit).saturating_duration_since(now);
-                    next = next.min(left.max(Duration::from_millis(2)));
-                }
-                self.timers.persist = Some(now + next);
+                self.timers.persist = Some(now + self.probe_interval(now));
             } else {
                 // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out.
                 self.sws_override = true;
@@ -335,6 +326,21 @@ impl Connection {
                 self.probe_pending = true;
                 self.timers.keepalive = Some(now + cfg.interval);
             }
+        }
+    }
+
+    /// How long until the next zero-window probe: the RTO backed off once for each probe
+    /// sent (Linux's `tcp_probe0_when`), but not past the user timeout: the probe timer fires
+    /// when that runs out (`tcp_clamp_probe0_to_user_timeout`, at least TCP_TIMEOUT_MIN, 2
+    /// jiffies).
+    pub(super) fn probe_interval(&self, now: Instant) -> Duration {
+        let next = self.rtt.backed_off(self.persist_backoff);
+        match (self.cfg.user_timeout, self.retransmitting_since) {
+            (Some(limit), Some(since)) => {
+                let left = (since + limit).saturating_duration_since(now);
+                next.min(left.max(Duration::from_millis(2)))
+            }
+            _ => next,
         }
     }
 
