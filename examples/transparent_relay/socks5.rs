@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use synack::tokio::Unreachable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::upstream::Fail;
@@ -114,7 +115,9 @@ pub(crate) async fn request(
     match head[1] {
         0 => {}
         5 => return Err(Fail::Refused),
-        2..=4 => return Err(Fail::Unreachable),
+        2 => return Err(Fail::Unreachable(Unreachable::Prohibited)),
+        3 => return Err(Fail::Unreachable(Unreachable::Network)),
+        4 => return Err(Fail::Unreachable(Unreachable::Host)),
         // 1 general failure, 6 TTL expired, 7/8 unsupported, others unassigned: the
         // client retries as after a lost SYN.
         code => return Err(Fail::Other(protocol(&format!("the proxy replied {code}")))),

@@ -304,8 +304,11 @@ impl Relay {
                 let _ = syn.refuse();
                 (Outcome::Refused, 0, 0)
             }
-            Ok(Err(Fail::Unreachable)) => {
-                let _ = syn.unreachable();
+            Ok(Err(Fail::Unreachable(why))) => {
+                detail = match syn.unreachable(why) {
+                    Ok(true) => format!(" ({why:?})"),
+                    _ => format!(" ({why:?}; not answered: ICMP rate limit)"),
+                };
                 (Outcome::Unreachable, 0, 0)
             }
             Ok(Err(Fail::Other(e))) => {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synack::tokio::UdpInterceptor;
+use synack::tokio::{UdpInterceptor, Unreachable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::destination::{self, NotRelayed};
@@ -354,14 +354,26 @@ pub(crate) enum UdpEnd {
 }
 
 impl Relay {
-    /// The destination refused a datagram of `client`'s: port unreachable to the client from
-    /// that destination (within the stack's ICMP rate limit), counted and shown with -v.
-    fn refused(&self, interceptor: &UdpInterceptor, dst: SocketAddr, client: SocketAddr) {
+    /// The destination refused a datagram of `client`'s, or could not be reached (`why`, as
+    /// the upstream socket learnt it from an ICMP error): the same ICMP destination
+    /// unreachable to the client from that destination (within the stack's ICMP rate limit),
+    /// counted and shown with -v.
+    fn refused(
+        &self,
+        interceptor: &UdpInterceptor,
+        dst: SocketAddr,
+        client: SocketAddr,
+        why: Unreachable,
+    ) {
         self.stats.udp_refused.fetch_add(1, Ordering::Relaxed);
-        let answered = interceptor.refuse(dst, client).unwrap_or(false);
+        let answered = interceptor.unreachable(dst, client, why).unwrap_or(false);
         if self.verbose {
+            let what = match why {
+                Unreachable::Port => "refused upstream".to_owned(),
+                why => format!("unreachable upstream ({why:?})"),
+            };
             println!(
-                "udp {client} -> {dst} refused upstream{}",
+                "udp {client} -> {dst} {what}{}",
                 if answered {
                     ""
                 } else {
@@ -416,13 +428,13 @@ impl Relay {
                                     up_n += 1;
                                     self.stats.udp_relayed(true, q.data.len());
                                 }
-                                // One datagram lost (ECONNREFUSED from an earlier ICMP port
-                                // unreachable: the client hears of it as below); the session
-                                // goes on, as UDP does.
+                                // One datagram lost (ECONNREFUSED, EHOSTUNREACH, ... from an
+                                // earlier ICMP error: the client hears of it as below); the
+                                // session goes on, as UDP does.
                                 Err(e) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                    if e.kind() == io::ErrorKind::ConnectionRefused {
-                                        self.refused(&interceptor, dst, client);
+                                    if let Some(why) = Unreachable::from_error_kind(e.kind()) {
+                                        self.refused(&interceptor, dst, client, why);
                                     }
                                 }
                             }
@@ -442,17 +454,19 @@ impl Relay {
                             Ok(None) => {
                                 self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
                             }
-                            // The destination's port unreachable: the client gets one from the
-                            // destination too, so that its connected socket fails at once, as
-                            // it would without the relay.
-                            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                self.refused(&interceptor, dst, client);
-                            }
-                            Err(e) => {
-                                detail = format!(" ({e})");
-                                break UdpEnd::Failed;
-                            }
+                            // The destination's port unreachable, or a hard ICMP error about
+                            // it: the client gets the same from the destination, so that its
+                            // connected socket fails at once, as it would without the relay.
+                            Err(e) => match Unreachable::from_error_kind(e.kind()) {
+                                Some(why) => {
+                                    self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                                    self.refused(&interceptor, dst, client, why);
+                                }
+                                None => {
+                                    detail = format!(" ({e})");
+                                    break UdpEnd::Failed;
+                                }
+                            },
                         },
                         _ = tokio::time::sleep_until(idle_at.into()) => {
                             let quiet = self.now_ms().saturating_sub(activity.last());

@@ -8,6 +8,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use synack::tokio::Unreachable;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -18,8 +19,9 @@ use crate::socks5;
 pub(crate) enum Fail {
     /// An RST (ECONNREFUSED), or SOCKS5 reply 5.
     Refused,
-    /// ENETUNREACH, EHOSTUNREACH or EACCES (a prohibit route), or SOCKS5 replies 2, 3, 4.
-    Unreachable,
+    /// ENETUNREACH, EHOSTUNREACH, or EACCES or EPERM (a prohibit route, a firewall's
+    /// reject), or SOCKS5 replies 2, 3, 4: the client hears the same reason.
+    Unreachable(Unreachable),
     /// Anything else (a blackhole route's EINVAL, the proxy down or speaking nonsense, no
     /// file descriptors left): the SYN is dropped and the client retries.
     Other(io::Error),
@@ -29,26 +31,18 @@ impl Fail {
     pub(crate) fn into_io(self) -> io::Error {
         match self {
             Fail::Refused => io::Error::from(io::ErrorKind::ConnectionRefused),
-            Fail::Unreachable => io::Error::other("unreachable"),
+            Fail::Unreachable(why) => io::Error::other(format!("unreachable: {why:?}")),
             Fail::Other(e) => e,
         }
     }
 }
 
-// Linux's errno values (asm-generic/errno.h), for the kinds std has no stable name for
-// at this crate's minimum Rust version.
-const EACCES: i32 = 13;
-const ENETUNREACH: i32 = 101;
-const EHOSTUNREACH: i32 = 113;
-
 impl From<io::Error> for Fail {
     fn from(e: io::Error) -> Fail {
-        if e.kind() == io::ErrorKind::ConnectionRefused {
-            return Fail::Refused;
-        }
-        match e.raw_os_error() {
-            Some(ENETUNREACH | EHOSTUNREACH | EACCES) => Fail::Unreachable,
-            _ => Fail::Other(e),
+        match Unreachable::from_error_kind(e.kind()) {
+            Some(Unreachable::Port) => Fail::Refused,
+            Some(why) => Fail::Unreachable(why),
+            None => Fail::Other(e),
         }
     }
 }

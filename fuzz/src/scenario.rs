@@ -38,7 +38,7 @@ use synack_core::wire::{
 };
 use synack_core::{
     Bytes, ConnectionHandle, Event, ListenerHandle, PortSharing, RecvMeta, SeqNumber,
-    SocketOptions, Stats, SynHandle, UdpHandle,
+    SocketOptions, Stats, SynHandle, UdpHandle, Unreachable,
 };
 
 mod input;
@@ -363,12 +363,18 @@ impl Harness {
                     .copied()
                     .unwrap_or(SynHandle(u64::MAX));
                 let ep = &mut self.script.ep;
+                let why = match how / 4 % 4 {
+                    0 => Unreachable::Network,
+                    1 => Unreachable::Host,
+                    2 => Unreachable::Port,
+                    _ => Unreachable::Prohibited,
+                };
                 let decided = match how % 4 {
                     0 => ep
                         .accept_intercepted(now, syn, &SocketOptions::default())
                         .map(|c| self.handles.push_back(c)),
                     1 => ep.refuse_intercepted(syn),
-                    2 => ep.unreachable_intercepted(now, syn).map(drop),
+                    2 => ep.unreachable_intercepted(now, syn, why).map(drop),
                     _ => ep.drop_intercepted(syn),
                 };
                 if decided.is_ok() {

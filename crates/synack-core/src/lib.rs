@@ -93,7 +93,8 @@ pub use config::{
 pub use endpoint::{
     resolve_unspecified, ConnectionHandle, EndedUnfinished, Endpoint, Event, FastOpenCached,
     FastOpenKey, InterceptedDatagram, InterceptedSyn, ListenerHandle, PortSharing, RecvMeta,
-    SharedBacklog, SynHandle, Transmit, UdpHandle, MAX_SYN_RETRIES, USER_MSS_MAX, USER_MSS_MIN,
+    SharedBacklog, SynHandle, Transmit, UdpHandle, Unreachable, MAX_SYN_RETRIES, USER_MSS_MAX,
+    USER_MSS_MIN,
 };
 pub use error::Error;
 pub use options::{SendFlags, SocketOptions};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use synack_core::wire::{IcmpRepr, TcpFlags};
 use synack_core::{
-    ConnectionHandle, Error, Event, InterceptConfig, SocketOptions, State, SynHandle,
+    ConnectionHandle, Error, Event, InterceptConfig, SocketOptions, State, SynHandle, Unreachable,
 };
 
 const SYN: TcpFlags = TcpFlags::SYN;
@@ -327,7 +327,10 @@ fn unreachable_sends_icmp_quoting_the_syn() {
     let mut h = intercepting(InterceptConfig::default());
     syn(&mut h, client(40002), elsewhere(22), 7);
     let s = held(&mut h);
-    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
+    assert!(h
+        .ep
+        .unreachable_intercepted(h.now, s[0], Unreachable::Host)
+        .unwrap());
     assert!(h.drain().is_empty(), "no TCP answer");
     let icmp = h.raw.last().expect("an ICMP packet").clone();
     let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
@@ -368,7 +371,10 @@ fn unreachable_quotes_an_ipv6_syn_past_its_extension_headers() {
     h.inject_raw(&q);
     let s = held(&mut h);
     assert_eq!(s.len(), 1, "held");
-    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
+    assert!(h
+        .ep
+        .unreachable_intercepted(h.now, s[0], Unreachable::Host)
+        .unwrap());
     assert!(h.drain().is_empty(), "no TCP answer");
     let icmp = h.raw.last().expect("an ICMPv6 packet").clone();
     let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
@@ -398,7 +404,10 @@ fn unreachable_answers_keep_the_icmp_rate_limit() {
     for i in 0..200 {
         syn(&mut h, client(41000 + i), elsewhere(22), 7);
         for s in held(&mut h) {
-            sent += usize::from(h.ep.unreachable_intercepted(h.now, s).unwrap());
+            sent += usize::from(
+                h.ep.unreachable_intercepted(h.now, s, Unreachable::Host)
+                    .unwrap(),
+            );
         }
         assert!(h.drain().is_empty(), "no TCP answer");
     }
@@ -412,7 +421,10 @@ fn unreachable_answers_keep_the_icmp_rate_limit() {
     for i in 0..20 {
         syn(&mut h, client(42000 + i), elsewhere(22), 7);
         for s in held(&mut h) {
-            later += usize::from(h.ep.unreachable_intercepted(h.now, s).unwrap());
+            later += usize::from(
+                h.ep.unreachable_intercepted(h.now, s, Unreachable::Host)
+                    .unwrap(),
+            );
         }
     }
     assert_eq!(later, 2, "one a second");
@@ -636,7 +648,10 @@ fn intercept_works_for_ipv6() {
 
     syn(&mut h, SocketAddr::new(PEER6, 40011), dst, 9);
     let s = held(&mut h);
-    assert!(h.ep.unreachable_intercepted(h.now, s[0]).unwrap());
+    assert!(h
+        .ep
+        .unreachable_intercepted(h.now, s[0], Unreachable::Host)
+        .unwrap());
     assert!(h.drain().is_empty(), "no TCP answer");
     let icmp = h.raw.last().unwrap().clone();
     let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
@@ -647,6 +662,69 @@ fn intercept_works_for_ipv6() {
         IcmpRepr::DstUnreachable { code, .. } => assert_eq!(code, 3, "address unreachable"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Each reason a proxy passes on has its own code in each family (RFC 792, RFC 1812
+/// §5.2.7.1, RFC 4443 §3.1), so that the client's connect fails as on the direct path:
+/// ENETUNREACH, EHOSTUNREACH, ECONNREFUSED, and for a filter EHOSTUNREACH (IPv4) or EACCES
+/// (IPv6).
+#[test]
+fn unreachable_answers_with_the_code_for_its_reason() {
+    use synack_core::testing::peer::PEER6;
+    let reasons = [
+        (Unreachable::Network, 0, 0),
+        (Unreachable::Host, 1, 3),
+        (Unreachable::Port, 3, 4),
+        (Unreachable::Prohibited, 13, 1),
+    ];
+    let mut h = intercepting(InterceptConfig::default());
+    for (i, &(why, v4_code, v6_code)) in reasons.iter().enumerate() {
+        let port = 40100 + i as u16;
+        for v6 in [false, true] {
+            let (src, dst) = if v6 {
+                (
+                    SocketAddr::new(PEER6, port),
+                    "[2001:2::99]:443".parse().unwrap(),
+                )
+            } else {
+                (client(port), elsewhere(443))
+            };
+            syn(&mut h, src, dst, 11);
+            let s = held(&mut h);
+            assert!(h.ep.unreachable_intercepted(h.now, s[0], why).unwrap());
+            assert!(h.drain().is_empty(), "no TCP answer");
+            let icmp = h.raw.last().unwrap().clone();
+            let (ip, payload) = synack_core::wire::ip::parse(&icmp).unwrap();
+            assert_eq!(ip.src_addr(), dst.ip());
+            let parsed = match (ip.src_addr(), ip.dst_addr()) {
+                (IpAddr::V6(from), IpAddr::V6(to)) => IcmpRepr::parse_v6(payload, from, to),
+                _ => IcmpRepr::parse_v4(payload),
+            };
+            match parsed.unwrap() {
+                IcmpRepr::DstUnreachable { code, .. } => {
+                    let want = if v6 { v6_code } else { v4_code };
+                    assert_eq!(code, want, "{why:?}, IPv6 {v6}");
+                }
+                other => panic!("{other:?}"),
+            }
+            // The answered SYN is gone.
+            assert_eq!(
+                h.ep.unreachable_intercepted(h.now, s[0], why),
+                Err(Error::InvalidHandle)
+            );
+        }
+    }
+    // What a proxy's own socket learnt maps onto the reasons; a timeout says nothing.
+    use std::io::ErrorKind as K;
+    assert_eq!(
+        Unreachable::from_error_kind(K::NetworkUnreachable),
+        Some(Unreachable::Network)
+    );
+    assert_eq!(
+        Unreachable::from_error_kind(K::PermissionDenied),
+        Some(Unreachable::Prohibited)
+    );
+    assert_eq!(Unreachable::from_error_kind(K::TimedOut), None);
 }
 
 /// The per-source bound counts an IPv6 source by its /64: one host may send from any

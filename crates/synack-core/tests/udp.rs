@@ -8,7 +8,7 @@ use std::time::Duration;
 use synack_core::endpoint::{ipv4_mapped, UDP_MAX_PAYLOAD};
 use synack_core::testing::{deliver, drain, udp_datagram, Pair};
 use synack_core::wire::{self, IcmpRepr, IpProtocol, IpRepr};
-use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle};
+use synack_core::{Config, Endpoint, Error, Event, InterceptConfig, UdpHandle, Unreachable};
 
 const C6: &str = "2001:2::1";
 const S6: &str = "2001:2::2";
@@ -1489,27 +1489,47 @@ fn a_refused_datagram_is_answered_from_the_original_destination() {
     p.pump();
     let mut buf = [0u8; 16];
     let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
-    assert_eq!(p.server.udp_refuse(p.now, d.dst, d.src), Ok(true));
+    let port = Unreachable::Port;
+    assert_eq!(
+        p.server.udp_unreachable(p.now, d.dst, d.src, port),
+        Ok(true)
+    );
     p.pump();
     assert_eq!(
         p.client.udp_take_error(c),
         Ok(Some(Error::ConnectionRefused))
     );
     assert_eq!(p.server.stats().udp_port_unreachable_sent, 1);
+    // The other reasons, as the client's socket reports them: Linux's `icmp_err_convert`
+    // makes an IPv4 net or host unreachable a soft error, which a connected UDP socket does
+    // not report, and a filter's "administratively prohibited" a hard EHOSTUNREACH.
+    for (why, error) in [
+        (Unreachable::Network, None),
+        (Unreachable::Host, None),
+        (Unreachable::Prohibited, Some(Error::HostUnreachable)),
+    ] {
+        p.client.udp_send(c, b"again").unwrap();
+        p.pump();
+        let d = p.server.udp_recv_intercepted(&mut buf).unwrap();
+        assert_eq!(p.server.udp_unreachable(p.now, d.dst, d.src, why), Ok(true));
+        p.pump();
+        assert_eq!(p.client.udp_take_error(c), Ok(error), "{why:?}");
+    }
     // Not from a martian or a port 0; not across families.
     let lo = sa(ip("127.0.0.1"), 53);
     assert_eq!(
-        p.server.udp_refuse(p.now, lo, d.src),
+        p.server.udp_unreachable(p.now, lo, d.src, port),
         Err(Error::AddrNotAvailable)
     );
     assert_eq!(
-        p.server.udp_refuse(p.now, sa(ip("198.19.0.53"), 0), d.src),
+        p.server
+            .udp_unreachable(p.now, sa(ip("198.19.0.53"), 0), d.src, port),
         Err(Error::InvalidInput)
     );
     // Outside intercept mode only from an own address.
     let mut plain = dual(Config::default(), Config::default());
     assert_eq!(
-        plain.server.udp_refuse(plain.now, dst, d.src),
+        plain.server.udp_unreachable(plain.now, dst, d.src, port),
         Err(Error::AddrNotAvailable)
     );
 }

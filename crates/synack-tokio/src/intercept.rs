@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
-use synack_core::{InterceptedSyn, SocketOptions, SynHandle};
+use synack_core::{InterceptedSyn, SocketOptions, SynHandle, Unreachable};
 
 use crate::state::register_many;
 use crate::stream::ConnRef;
@@ -236,15 +236,19 @@ impl IncomingSyn {
         Ok(())
     }
 
-    /// Answers with ICMP destination unreachable (host unreachable for IPv4, address
-    /// unreachable for IPv6) from the original destination: Linux clients fail with
-    /// `EHOSTUNREACH`. Within the stack's ICMP rate limit, as its other ICMP errors;
-    /// `Ok(false)` when that (or a full queue) dropped the message, and the SYN with it.
-    pub fn unreachable(mut self) -> io::Result<bool> {
+    /// Answers with ICMP destination unreachable from the original destination, with the
+    /// code for `why`: a Linux client's connect fails with the error [`Unreachable`] names,
+    /// as on the direct path. A proxy passes on what its own connect learnt
+    /// ([`Unreachable::from_error_kind`]). Within the stack's ICMP rate limit, as its
+    /// other ICMP errors; `Ok(false)` when that (or a full queue) dropped the message, and
+    /// the SYN with it.
+    pub fn unreachable(mut self, why: Unreachable) -> io::Result<bool> {
         self.decided = true;
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
-        let sent = inner.endpoint.unreachable_intercepted(now, self.handle)?;
+        let sent = inner
+            .endpoint
+            .unreachable_intercepted(now, self.handle, why)?;
         inner.wake_driver();
         Ok(sent)
     }

@@ -79,6 +79,6 @@ pub use stream::{OwnedReadHalf, OwnedWriteHalf, ReadHalf, ReuniteError, TcpStrea
 pub use synack_core::tcp::info::TcpInfo;
 pub use synack_core::{
     Bytes, Config, EcnMode, FastOpenKey, InterceptConfig, InterceptedSyn, KeepaliveConfig,
-    MemoryUsage, SocketOptions, State, Stats, SynCookies,
+    MemoryUsage, SocketOptions, State, Stats, SynCookies, Unreachable,
 };
 pub use udp::{InterceptedDatagram, UdpInterceptor, UdpSocket};

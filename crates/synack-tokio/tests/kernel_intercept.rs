@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kernel_support::{stack_addr, Net, Proc, HOST};
 use synack_tokio::netns::require_tun;
-use synack_tokio::{InterceptConfig, TcpListener};
+use synack_tokio::{InterceptConfig, TcpListener, Unreachable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
@@ -119,7 +119,8 @@ async fn kernel_client_reaches_any_address_through_an_accepted_syn() {
 }
 
 /// Refused with an RST: the kernel's connect fails with ECONNREFUSED. Answered unreachable:
-/// EHOSTUNREACH. Dropped: the client's connect times out.
+/// the error for the reason given (EHOSTUNREACH, ENETUNREACH, ...). Dropped: the client's
+/// connect times out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_client_sees_refused_unreachable_and_dropped() {
     let test = "kernel_client_sees_refused_unreachable_and_dropped";
@@ -137,13 +138,27 @@ async fn kernel_client_sees_refused_unreachable_and_dropped() {
         .unwrap();
     assert_eq!(said(c).await, "ERR ECONNREFUSED");
 
-    let c = client(&net, "198.19.0.2", 80, 10);
-    within(10, interceptor.next())
-        .await
-        .unwrap()
-        .unreachable()
-        .unwrap();
-    assert_eq!(said(c).await, "ERR EHOSTUNREACH");
+    // Each reason the application gives, as the kernel's connect reports it
+    // (`icmp_err_convert`): a filter's "communication administratively prohibited" is
+    // EHOSTUNREACH over IPv4.
+    for (i, (why, errno)) in [
+        (Unreachable::Host, "EHOSTUNREACH"),
+        (Unreachable::Network, "ENETUNREACH"),
+        (Unreachable::Port, "ECONNREFUSED"),
+        (Unreachable::Prohibited, "EHOSTUNREACH"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = client(&net, &format!("198.19.0.{}", 20 + i), 80, 10);
+        let sent = within(10, interceptor.next())
+            .await
+            .unwrap()
+            .unreachable(why)
+            .unwrap();
+        assert!(sent, "{why:?}");
+        assert_eq!(said(c).await, format!("ERR {errno}"), "{why:?}");
+    }
 
     // Dropped, and its retransmissions dropped too: the client gives up on its own.
     let c = client(&net, "198.19.0.3", 80, 3);
@@ -155,7 +170,7 @@ async fn kernel_client_sees_refused_unreachable_and_dropped() {
     assert_eq!(said(c).await, "ERR timeout");
     let stats = net.stack.stats();
     assert!(stats.intercepted_syns >= 3, "{stats:?}");
-    assert_eq!(stats.intercept_unreachable_sent, 1);
+    assert_eq!(stats.intercept_unreachable_sent, 4);
 }
 
 /// `Stack::shutdown` refuses what transparent mode holds, as a closing listener resets what

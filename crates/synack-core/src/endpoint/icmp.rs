@@ -14,6 +14,60 @@ use crate::tcp::connection::output::HOP_LIMIT;
 use crate::time::Instant;
 use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 
+/// Why a destination cannot be reached: the ICMP destination unreachable with which transparent
+/// mode answers for it (an intercepted SYN, [`Endpoint::unreachable_intercepted`], or a
+/// datagram, [`Endpoint::udp_unreachable`]), so that the client fails as it would on the
+/// direct path, with the error a router's answer gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// No route to the destination's network: IPv4 net unreachable (RFC 792, code 0), IPv6
+    /// no route to destination (RFC 4443 §3.1, code 0). Linux: `ENETUNREACH`.
+    Network,
+    /// The destination host does not answer: IPv4 host unreachable (code 1), IPv6 address
+    /// unreachable (code 3). Linux: `EHOSTUNREACH`.
+    Host,
+    /// Nothing listens on the destination port: port unreachable (IPv4 code 3, IPv6 code 4).
+    /// Linux: `ECONNREFUSED`. (A TCP client learns the same from an RST:
+    /// [`Endpoint::refuse_intercepted`].)
+    Port,
+    /// A filter refuses the destination: IPv4 communication administratively prohibited
+    /// (RFC 1812 §5.2.7.1, code 13), IPv6 administratively prohibited (code 1). Linux:
+    /// `EHOSTUNREACH` over IPv4, `EACCES` over IPv6.
+    Prohibited,
+}
+
+impl Unreachable {
+    /// The ICMP destination unreachable code (type 3 for IPv4, type 1 for IPv6).
+    pub fn icmp_code(self, ipv6: bool) -> u8 {
+        match (self, ipv6) {
+            (Unreachable::Network, _) => 0,
+            (Unreachable::Host, false) => 1,
+            (Unreachable::Host, true) => 3,
+            (Unreachable::Port, false) => 3,
+            (Unreachable::Port, true) => 4,
+            (Unreachable::Prohibited, false) => 13,
+            (Unreachable::Prohibited, true) => 1,
+        }
+    }
+
+    /// What an upstream connect's or socket's error of this kind says of its destination,
+    /// for a proxy that answers the client with it: `ENETUNREACH`, `EHOSTUNREACH`,
+    /// `ECONNREFUSED` and `EACCES`/`EPERM` (a prohibit route, a firewall's reject); `None`
+    /// for any other error, which says nothing about the destination (a timeout is no
+    /// answer, and the client's own timeout is its faithful copy).
+    pub fn from_error_kind(kind: std::io::ErrorKind) -> Option<Unreachable> {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::NetworkUnreachable => Some(Unreachable::Network),
+            K::HostUnreachable => Some(Unreachable::Host),
+            K::ConnectionRefused => Some(Unreachable::Port),
+            K::PermissionDenied => Some(Unreachable::Prohibited),
+            _ => None,
+        }
+    }
+}
+
 /// What an ICMP error says about the connection whose segment it quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IcmpReport {

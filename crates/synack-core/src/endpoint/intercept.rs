@@ -28,7 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::demux::{is_martian, source_key};
 use super::output::Own;
 use super::table::{Tuple, COMPACT_SLACK};
-use super::{ConnectionHandle, Endpoint, Event, Owner};
+use super::{ConnectionHandle, Endpoint, Event, Owner, Unreachable};
 use crate::config::InterceptConfig;
 use crate::error::Error;
 use crate::options::SocketOptions;
@@ -446,24 +446,28 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Answer a held SYN with ICMP destination unreachable from its original destination:
-    /// host unreachable for IPv4 (RFC 792, code 1), address unreachable for IPv6 (RFC 4443
-    /// §3.1, code 3), which Linux's TCP reports as `EHOSTUNREACH`. Within the ICMP rate
-    /// limit every ICMP error of the endpoint's keeps (Linux's `icmp_global_allow`; a Linux
+    /// Answer a held SYN with ICMP destination unreachable from its original destination,
+    /// with the code for `why` (Linux's TCP fails the connect with the error
+    /// [`Unreachable`] names: a proxy passes on what its own connect upstream learnt).
+    /// Within the ICMP rate limit every ICMP error of the endpoint's keeps (Linux's `icmp_global_allow`; a Linux
     /// router answering for a dead destination is held to it too), so that spoofed SYNs
     /// cannot turn the endpoint into a source of ICMP at their rate: `Ok(false)` when the
     /// limit (or a full queue of our own packets) dropped the message, counted in
     /// `intercept_unreachable_limited`. The SYN is gone either way; its client times out,
     /// as behind a rate-limited router.
-    pub fn unreachable_intercepted(&mut self, now: Instant, syn: SynHandle) -> Result<bool, Error> {
+    pub fn unreachable_intercepted(
+        &mut self,
+        now: Instant,
+        syn: SynHandle,
+        why: Unreachable,
+    ) -> Result<bool, Error> {
         let held = self.intercepts.remove(syn).ok_or(Error::InvalidHandle)?;
         if self.control_full() || !self.icmp_allowed(now, held.info.remote.ip()) {
             self.stats.intercept_unreachable_limited += 1;
             return Ok(false);
         }
-        let code = if held.info.local.is_ipv6() { 3 } else { 1 };
         let error = IcmpRepr::DstUnreachable {
-            code,
+            code: why.icmp_code(held.info.local.is_ipv6()),
             invoking: &held.quote,
         };
         let (src, dst) = (held.info.local.ip(), held.info.remote.ip());

@@ -80,6 +80,7 @@ use connections::{Owner, Slot};
 pub use demux::{ipv4_mapped, needs_scope_id, unmapped, RecvMeta};
 pub use fast_open::{FastOpenCached, FastOpenKey};
 pub use handle::{ConnectionHandle, ListenerHandle, UdpHandle};
+pub use icmp::Unreachable;
 use intercept::Intercepts;
 pub use intercept::{InterceptedSyn, SynHandle};
 use listen::Listener;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use synack_core::{Error, InterceptedDatagram};
+use synack_core::{Error, InterceptedDatagram, Unreachable};
 
 use super::sent;
 use crate::state::register_many;
@@ -204,16 +204,22 @@ impl UdpInterceptor {
         sent(&mut inner, cx, result)
     }
 
-    /// Answers `to` as a closed port at `from` would: ICMP port unreachable from `from`,
-    /// normally a datagram's original destination, to its source. For a proxy whose
-    /// upstream refused what it relayed (its own socket got `ConnectionRefused`): the
+    /// Answers `to` with ICMP destination unreachable from `from`, normally a datagram's
+    /// original destination, with the code for `why`: [`Unreachable::Port`] is what a
+    /// closed port at `from` answers. For a proxy whose upstream socket learnt it
+    /// (`ConnectionRefused`, `HostUnreachable`, ...: [`Unreachable::from_error_kind`]): the
     /// client's connected socket learns it at once, as it would without the proxy, where it
     /// would otherwise wait out its own timeout. Within the stack's ICMP rate limit;
     /// `Ok(false)` when that (or a full queue) dropped it.
-    pub fn refuse(&self, from: SocketAddr, to: SocketAddr) -> io::Result<bool> {
+    pub fn unreachable(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        why: Unreachable,
+    ) -> io::Result<bool> {
         let mut inner = self.stack.lock_udp()?;
         let now = inner.now();
-        let sent = inner.endpoint.udp_refuse(now, from, to)?;
+        let sent = inner.endpoint.udp_unreachable(now, from, to, why)?;
         inner.wake_driver();
         Ok(sent)
     }

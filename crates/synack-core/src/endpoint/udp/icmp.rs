@@ -1,6 +1,7 @@
-//! ICMP for UDP: port unreachable for a datagram no socket takes, and for one an application
-//! refuses ([`Endpoint::udp_refuse`]), within the endpoint's ICMP token bucket; and the
-//! destination unreachable errors reported to the connected sockets that drew them.
+//! ICMP for UDP: port unreachable for a datagram no socket takes, destination unreachable
+//! for one an application answers for ([`Endpoint::udp_unreachable`]), within the endpoint's
+//! ICMP token bucket; and the destination unreachable errors reported to the connected
+//! sockets that drew them.
 //!
 //! A hard ICMP destination unreachable about a datagram a connected socket sent (port or
 //! protocol unreachable: `ConnectionRefused`; the administratively prohibited and unknown
@@ -13,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::endpoint::output::Own;
-use crate::endpoint::{Endpoint, Event};
+use crate::endpoint::{Endpoint, Event, Unreachable};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::time::Instant;
@@ -39,6 +40,12 @@ impl Endpoint {
     /// packet under one `drop_*` reason) and checked for first, so that it spends no
     /// rate-limit token.
     pub(super) fn udp_port_unreachable(&mut self, now: Instant, ip: &IpRepr, packet: &[u8]) {
+        self.udp_unreachable_for(now, ip, packet, Unreachable::Port);
+    }
+
+    /// [`udp_port_unreachable`](Self::udp_port_unreachable) with the code for `why`, counted
+    /// and limited as it is.
+    fn udp_unreachable_for(&mut self, now: Instant, ip: &IpRepr, packet: &[u8], why: Unreachable) {
         if self.control_full() {
             self.stats.udp_port_unreachable_queue_full += 1;
             return;
@@ -50,7 +57,7 @@ impl Endpoint {
         let v6 = matches!(ip, IpRepr::Ipv6(_));
         let quote = &packet[..packet.len().min(quote_max(v6))];
         let error = IcmpRepr::DstUnreachable {
-            code: if v6 { 4 } else { 3 },
+            code: why.icmp_code(v6),
             invoking: quote,
         };
         self.send_icmp(ip.dst_addr(), ip.src_addr(), &error, Own::PortUnreachable);
@@ -137,20 +144,22 @@ impl Endpoint {
         }
     }
 
-    /// Answers as a closed port at `from` would answer a datagram from `to`: ICMP port
-    /// unreachable (v4 type 3 code 3, v6 type 1 code 4), from `from`, quoting such a
-    /// datagram (its IP and UDP headers, which is what the sender's stack matches its
-    /// socket by: Linux's `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose
-    /// upstream refused what it relayed (`ECONNREFUSED` on its own socket), so that the
-    /// client's connected socket learns it at once, as it would without the proxy. `from`
-    /// is an own address, or in intercept mode any unicast address routed to us;
-    /// `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
+    /// Answers a datagram from `to` to `from` with ICMP destination unreachable from `from`,
+    /// with the code for `why` (port unreachable, v4 type 3 code 3 and v6 type 1 code 4, is
+    /// what a closed port at `from` would answer), quoting such a datagram (its IP and UDP
+    /// headers, which is what the sender's stack matches its socket by: Linux's
+    /// `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose upstream socket
+    /// learnt it (`ECONNREFUSED`, `EHOSTUNREACH`, ... : [`Unreachable::from_error_kind`]),
+    /// so that the client's connected socket learns it at once, as it would without the
+    /// proxy. `from` is an own address, or in intercept mode any unicast address routed to
+    /// us; `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
     /// for a closed port).
-    pub fn udp_refuse(
+    pub fn udp_unreachable(
         &mut self,
         now: Instant,
         from: SocketAddr,
         to: SocketAddr,
+        why: Unreachable,
     ) -> Result<bool, Error> {
         if from.port() == 0 || to.port() == 0 || from.is_ipv4() != to.is_ipv4() {
             return Err(Error::InvalidInput);
@@ -186,7 +195,7 @@ impl Endpoint {
         repr.emit(&mut invoking[hl..], to.ip(), from.ip());
         let before =
             self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full;
-        self.udp_port_unreachable(now, &ip, &invoking);
+        self.udp_unreachable_for(now, &ip, &invoking, why);
         Ok(
             self.stats.udp_port_unreachable_limited + self.stats.udp_port_unreachable_queue_full
                 == before,

@@ -36,8 +36,9 @@
 //!   datagrams handed to every socket on their port;
 //! - `intercept`: intercept mode's catch-all queue ([`Endpoint::udp_recv_intercepted`]) and
 //!   sending from any address ([`Endpoint::udp_send_from`]);
-//! - `icmp`: ICMP port unreachable, for the datagrams nothing takes and for those an
-//!   application refuses ([`Endpoint::udp_refuse`]), within the ICMP limits; the ICMP
+//! - `icmp`: ICMP port unreachable for the datagrams nothing takes, destination unreachable
+//!   for those an application answers for ([`Endpoint::udp_unreachable`]), within the ICMP
+//!   limits; the ICMP
 //!   errors reported to connected sockets; and Packet Too Big, which lowers a path's MTU
 //!   in the table TCP shares (`endpoint/path_mtu.rs`).
 
