@@ -122,9 +122,17 @@ impl Drop for Server {
 struct DocRoot(PathBuf);
 
 impl DocRoot {
+    /// Named at random and created, not found, so that no local user can have put a
+    /// symlink there first for the harness, run as root, to write through; 0755, for nginx's
+    /// workers (www-data).
     fn new() -> io::Result<DocRoot> {
-        let dir = std::env::temp_dir().join(format!("synack-bench-http-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
+        use std::hash::{BuildHasher, Hasher};
+        use std::os::unix::fs::DirBuilderExt;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let dir = std::env::temp_dir().join(format!("synack-bench-http-{random:016x}"));
+        std::fs::DirBuilder::new().mode(0o755).create(&dir)?;
         let body: Vec<u8> = (0..BODY_LEN).map(|i| b'a' + (i % 26) as u8).collect();
         std::fs::write(dir.join("1k"), body)?;
         Ok(DocRoot(dir))

@@ -33,13 +33,27 @@ fn quick_run_measures_every_row_and_cleans_up() {
             return;
         }
     }
-    let out_path =
-        std::env::temp_dir().join(format!("synack-bench-quick-{}.md", std::process::id()));
-    std::fs::write(
-        &out_path,
-        "# Benchmarks\n\n<!-- harness:begin -->\nstale\n<!-- harness:end -->\n\n## criterion\nkept\n",
-    )
-    .unwrap();
+    // Named at random and created new (O_EXCL, which follows no symlink): run as root, the
+    // test must not write through a link a local user put at a name it could guess.
+    let random = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let out_path = std::env::temp_dir().join(format!("synack-bench-quick-{random:016x}.md"));
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&out_path)
+            .unwrap();
+        file.write_all(
+            b"# Benchmarks\n\n<!-- harness:begin -->\nstale\n<!-- harness:end -->\n\n## criterion\nkept\n",
+        )
+        .unwrap();
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_synack-bench"))
         // `cargo test --workspace` built the http_server example; a nested cargo build would
         // wait for the lock this run holds.

@@ -321,8 +321,16 @@ async fn pcap_of_a_tun_is_read_by_tcpdump() {
         return;
     }
     let ns = NetNs::new("synack-pcap").unwrap();
-    let dir = std::env::temp_dir().join(format!("{}.d", ns.name()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // A directory of our own, named at random and created, not found: run as root, the
+    // test must not write through a symlink a local user put at a name it could guess.
+    let random = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let dir = std::env::temp_dir().join(format!("{}-{random:016x}.d", ns.name()));
+    std::fs::create_dir(&dir).unwrap();
     let path = dir.join("tun.pcap");
     let tun = TunDevice::create_in(&ns, &TunConfig::default()).unwrap();
     let mut dev = PcapDevice::new(tun, &path).unwrap();

@@ -279,9 +279,21 @@ impl Drop for Proc {
 pub struct ScratchDir(PathBuf);
 
 impl ScratchDir {
+    /// A new directory of the test's own: named at random and created, not found, so that
+    /// no local user can have put a directory or a symlink there first for the test, run as
+    /// root, to write through. Mode 0755: the servers a test starts may run as another user
+    /// (nginx's workers as www-data) and read what it holds.
     pub fn new(name: &str) -> ScratchDir {
-        let path = std::env::temp_dir().join(format!("{name}.test"));
-        std::fs::create_dir_all(&path).expect("scratch dir");
+        use std::hash::{BuildHasher, Hasher};
+        use std::os::unix::fs::DirBuilderExt;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let path = std::env::temp_dir().join(format!("{name}-{random:016x}.test"));
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&path)
+            .expect("scratch dir");
         ScratchDir(path)
     }
 
