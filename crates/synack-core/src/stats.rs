@@ -95,7 +95,9 @@ pub struct Stats {
     pub udp_datagrams_out: u64,
     /// Intercept mode: UDP datagrams no socket took, queued for the application.
     pub udp_intercepted: u64,
-    /// ICMP port unreachable errors sent for datagrams to a port with no socket.
+    /// ICMP port unreachable errors sent for datagrams to a port with no socket, and the
+    /// destination unreachable errors an application sent for datagrams
+    /// ([`Endpoint::udp_unreachable`](crate::Endpoint::udp_unreachable)).
     pub udp_port_unreachable_sent: u64,
     /// Port unreachable errors not sent because of the ICMP rate limit (Linux's
     /// icmp_msgs_per_sec token bucket).

@@ -74,7 +74,8 @@ pub(super) enum Own {
     Datagram,
     /// A fragment of a UDP datagram but its last (`fragments_sent`).
     Fragment,
-    /// ICMP port unreachable for a UDP datagram nothing takes (`udp_port_unreachable_sent`).
+    /// ICMP port unreachable for a UDP datagram nothing takes, or the destination unreachable
+    /// an application answers one with (`udp_port_unreachable_sent`).
     PortUnreachable,
     /// ICMP unreachable for an intercepted SYN (`intercept_unreachable_sent`).
     InterceptUnreachable,
