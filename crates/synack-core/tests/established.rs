@@ -2486,6 +2486,39 @@ fn an_orphan_behind_an_answered_zero_window_goes_away() {
     );
 }
 
+/// The same orphan, with a peer that sends a bare ACK with its window shut every 100 ms,
+/// more often than the probes go: each such ACK restarts the probe timer of a connection
+/// the application still holds (Linux's `tcp_ack_probe`), but an orphan's probes run their
+/// course once the first has gone, so the peer cannot hold it, its data and its slot for
+/// ever by chattering.
+#[test]
+fn an_orphan_behind_a_chattering_zero_window_goes_away() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK, k.our_nxt).window(0);
+    k.send_peer(o);
+    k.h.ep.send(k.c, &[5u8; 20_000]).unwrap();
+    k.h.none();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let t0 = k.h.now;
+    // At most 1,000 s of virtual time, 100 ms at a step.
+    for _ in 0..10_000 {
+        if k.h.ep.connection_count() == 0 {
+            break;
+        }
+        k.h.advance(Duration::from_millis(100));
+        let _ = k.h.drain();
+        let o = k.seg(ACK, k.our_nxt).window(0);
+        k.send_peer(o);
+    }
+    assert_eq!(k.h.ep.connection_count(), 0, "after {:?}", k.h.now - t0);
+    assert_eq!(k.h.ep.memory_usage().buffered, 0);
+    assert!(
+        k.h.now - t0 < Duration::from_secs(600),
+        "{:?}",
+        k.h.now - t0
+    );
+}
+
 // === Keepalive ==================================================================================
 
 /// A configuration with keepalive probes after 10 s idle, 2 s apart, 3 of them.

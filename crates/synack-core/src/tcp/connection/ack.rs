@@ -76,11 +76,17 @@ impl Connection {
     /// while the window stays shut, the probe timer starts again from this ACK, at the
     /// backed-off interval. The next probe then goes that long after the peer's last ACK
     /// (the answer to a probe, late or not, or one of its own), not after our last probe.
-    /// A segment that brings only data, no FIN, leaves the timer alone: Linux's header
-    /// prediction takes it on the fast path, which calls `tcp_ack` only for an ACK that
-    /// moves SND.UNA. (A window that opens stops the timer: `update_window`.)
-    fn ack_probe(&mut self, now: Instant, seg: &TcpRepr<'_>) {
-        if !seg.payload.is_empty() && !seg.flags.contains(TcpFlags::FIN) {
+    /// (A window that opens stops the timer: `update_window`.)
+    ///
+    /// Not for `predicted_data`, a data segment Linux's header prediction takes on its fast
+    /// path, which calls `tcp_ack` only for an ACK that moves SND.UNA. And not on a
+    /// connection the application has closed: its probes must run their course
+    /// (`zero_window_gives_up`), or a peer that sent a bare ACK with its window shut more
+    /// often than the probe interval would hold the orphan, its data and its slot for ever
+    /// (the permanent FIN-WAIT-1 that a fix proposed to Linux in October 2025 addresses,
+    /// "net/tcp: fix permanent FIN-WAIT-1 state with continuous zero window packets").
+    fn ack_probe(&mut self, now: Instant, predicted_data: bool) {
+        if predicted_data || self.app_closed {
             return;
         }
         if self.snd.wnd == 0 && self.timers.persist.is_some() {
@@ -128,6 +134,21 @@ impl Connection {
         let ece = self.ecn_echoed(seg);
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
+        // A data segment Linux's header prediction takes (`tcp_rcv_established`'s fast
+        // path): in order, ACK and PSH its only flags, no SACK blocks, the window unchanged.
+        let predicted_data = self.state == State::Established
+            && !seg.payload.is_empty()
+            && !seg.flags.intersects(
+                TcpFlags::FIN
+                    | TcpFlags::SYN
+                    | TcpFlags::RST
+                    | TcpFlags::URG
+                    | TcpFlags::ECE
+                    | TcpFlags::CWR,
+            )
+            && seg.seq_number == self.rcv.nxt
+            && seg.sack_ranges[0].is_none()
+            && new_wnd == old_wnd;
 
         // Header prediction's ACK half (Linux's `tcp_rcv_established` fast path): an ACK of
         // nothing new with nothing outstanding, no SACK blocks, no echoed mark and no
@@ -151,7 +172,7 @@ impl Connection {
             }
             self.try_undo();
             self.update_window(ack, seg, new_wnd);
-            self.ack_probe(now, seg);
+            self.ack_probe(now, predicted_data);
             return ControlFlow::Continue(());
         }
 
@@ -528,7 +549,7 @@ impl Connection {
         if ack >= self.snd.una {
             self.update_window(una_before, seg, new_wnd);
             if una_before == self.snd.max {
-                self.ack_probe(now, seg);
+                self.ack_probe(now, predicted_data);
             }
         }
 
