@@ -47,9 +47,9 @@ pub(crate) struct Stats {
     /// Of those, datagrams to loopback, unspecified, 0.0.0.0/8, broadcast, multicast or
     /// link-local destinations (never relayed: see [`crate::destination::martian`]).
     pub(crate) udp_martian: AtomicU64,
-    /// Of those, datagrams the upstream refused (ICMP port unreachable, ECONNREFUSED on the
-    /// relay's socket), each answered to the client with port unreachable from its
-    /// destination.
+    /// Of those, datagrams the upstream refused or a filter on the way prohibited (a hard ICMP
+    /// error on the relay's socket: see `UdpUpstream::unreachable`), each answered to the
+    /// client with the same from its destination.
     pub(crate) udp_refused: AtomicU64,
     /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
     /// through on their client's retry (see [`UdpSessions`](crate::udp::UdpSessions)).
@@ -128,7 +128,7 @@ impl Stats {
         println!(
             "summary: udp sessions: open at exit {}; ended: idle {} evicted {} failed {} \
              (evictions to make room {}); datagrams in {} dropped {} (to the own link {}, \
-             martian {}, refused upstream {}, held back for a retry {}); up {} B ({} \
+             martian {}, unreachable upstream {}, held back for a retry {}); up {} B ({} \
              datagrams) down {} B ({} datagrams)",
             g(&self.udp_open),
             g(&self.udp_idle),

@@ -307,7 +307,10 @@ impl Relay {
             Ok(Err(Fail::Unreachable(why))) => {
                 detail = match syn.unreachable(why) {
                     Ok(true) => format!(" ({why:?})"),
-                    _ => format!(" ({why:?}; not answered: ICMP rate limit)"),
+                    Ok(false) => {
+                        format!(" ({why:?}; not answered: ICMP rate limit or a full queue)")
+                    }
+                    Err(e) => format!(" ({why:?}; not answered: {e})"),
                 };
                 (Outcome::Unreachable, 0, 0)
             }

@@ -366,20 +366,18 @@ impl Relay {
         why: Unreachable,
     ) {
         self.stats.udp_refused.fetch_add(1, Ordering::Relaxed);
-        let answered = interceptor.unreachable(dst, client, why).unwrap_or(false);
+        let answered = interceptor.unreachable(dst, client, why);
         if self.verbose {
             let what = match why {
                 Unreachable::Port => "refused upstream".to_owned(),
                 why => format!("unreachable upstream ({why:?})"),
             };
-            println!(
-                "udp {client} -> {dst} {what}{}",
-                if answered {
-                    ""
-                } else {
-                    " (not answered: ICMP rate limit)"
-                }
-            );
+            let unanswered = match answered {
+                Ok(true) => String::new(),
+                Ok(false) => " (not answered: ICMP rate limit or a full queue)".to_owned(),
+                Err(e) => format!(" (not answered: {e})"),
+            };
+            println!("udp {client} -> {dst} {what}{unanswered}");
         }
     }
 
@@ -433,7 +431,7 @@ impl Relay {
                                 // session goes on, as UDP does.
                                 Err(e) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                    if let Some(why) = Unreachable::from_error_kind(e.kind()) {
+                                    if let Some(why) = up.unreachable(&e) {
                                         self.refused(&interceptor, dst, client, why);
                                     }
                                 }
@@ -457,7 +455,7 @@ impl Relay {
                             // The destination's port unreachable, or a hard ICMP error about
                             // it: the client gets the same from the destination, so that its
                             // connected socket fails at once, as it would without the relay.
-                            Err(e) => match Unreachable::from_error_kind(e.kind()) {
+                            Err(e) => match up.unreachable(&e) {
                                 Some(why) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
                                     self.refused(&interceptor, dst, client, why);

@@ -39,7 +39,7 @@ impl Fail {
 
 impl From<io::Error> for Fail {
     fn from(e: io::Error) -> Fail {
-        match Unreachable::from_error_kind(e.kind()) {
+        match Unreachable::from_io_error(&e) {
             Some(Unreachable::Port) => Fail::Refused,
             Some(why) => Fail::Unreachable(why),
             None => Fail::Other(e),
@@ -181,7 +181,12 @@ impl Upstream {
     /// A connection to `dst`, directly or through the proxy's CONNECT.
     pub(crate) async fn connect_tcp(&self, dst: SocketAddr) -> Result<tokio::net::TcpStream, Fail> {
         match self.socks5 {
-            None => Ok(self.egress.tcp_socket(dst).await?.connect(dst).await?),
+            // A socket that cannot be made says nothing of the destination (an LSM's
+            // EACCES is no prohibit route): only the connect's own error is passed on.
+            None => {
+                let socket = self.egress.tcp_socket(dst).await.map_err(Fail::Other)?;
+                Ok(socket.connect(dst).await?)
+            }
             Some(proxy) => {
                 let mut control = self.proxy_connection(proxy).await?;
                 socks5::request(&mut control, socks5::CONNECT, dst).await?;
@@ -271,6 +276,28 @@ pub(crate) struct UdpUpstream {
 }
 
 impl UdpUpstream {
+    /// What the client should hear of an error a send or a receive got: the same ICMP error
+    /// from its destination, where one says the same. A connected UDP socket learns only
+    /// hard errors (Linux's `__udp4_lib_err`, `__udp6_lib_err`): `ECONNREFUSED` (port
+    /// unreachable), and `EHOSTUNREACH` or `EACCES`, which only an administratively
+    /// prohibited code makes hard; those go back as port unreachable and as prohibited,
+    /// which give the client's socket the same errors. Nothing for the rest (a hard
+    /// `ENETUNREACH` has no code that a client's socket reports alike), and nothing
+    /// through SOCKS5, where the socket talks to the proxy's relay and its errors are
+    /// about the proxy.
+    pub(crate) fn unreachable(&self, e: &io::Error) -> Option<Unreachable> {
+        if self.control.is_some() {
+            return None;
+        }
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            return Some(Unreachable::Port);
+        }
+        match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH | libc::EACCES) => Some(Unreachable::Prohibited),
+            _ => None,
+        }
+    }
+
     pub(crate) async fn send(&mut self, dst: SocketAddr, data: &[u8]) -> io::Result<()> {
         match self.control {
             None => self.socket.send(data).await.map(drop),
@@ -284,9 +311,9 @@ impl UdpUpstream {
     }
 
     /// The next reply from `dst`: `Ok(None)` for one to drop (from elsewhere, fragmented,
-    /// malformed), `Err` of kind `ConnectionRefused` when `dst` answered a datagram with
-    /// port unreachable (the session goes on), any other `Err` when the session must end
-    /// (the proxy closed the association).
+    /// malformed), `Err` for an ICMP error about a datagram (the session goes on if
+    /// [`unreachable`](Self::unreachable) says what to answer the client), any other `Err`
+    /// when the session must end (the proxy closed the association).
     pub(crate) async fn recv(&mut self, dst: SocketAddr) -> io::Result<Option<Vec<u8>>> {
         let socket = &self.socket;
         let received = async {
@@ -308,8 +335,7 @@ impl UdpUpstream {
                         Err::<(), _>(io::ErrorKind::WouldBlock.into())
                     });
                     if let Some(e) = pending {
-                        // Port unreachable (the caller answers its client alike); the
-                        // session goes on.
+                        // An ICMP error (the caller answers its client alike, if it can).
                         return Err(e);
                     }
                 }

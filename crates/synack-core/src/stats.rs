@@ -99,12 +99,13 @@ pub struct Stats {
     /// destination unreachable errors an application sent for datagrams
     /// ([`Endpoint::udp_unreachable`](crate::Endpoint::udp_unreachable)).
     pub udp_port_unreachable_sent: u64,
-    /// Port unreachable errors not sent because of the ICMP rate limit (Linux's
-    /// icmp_msgs_per_sec token bucket).
+    /// Errors of `udp_port_unreachable_sent`'s kinds not sent because of the ICMP rate
+    /// limit (Linux's icmp_msgs_per_sec token bucket).
     pub udp_port_unreachable_limited: u64,
-    /// Port unreachable errors not sent because the endpoint's own-packet queue was full.
-    /// Not a drop: the datagram they would have answered is already counted under
-    /// `drop_udp_no_socket`, and no rate-limit token was spent on them.
+    /// Errors of `udp_port_unreachable_sent`'s kinds not sent because the endpoint's
+    /// own-packet queue was full, and no rate-limit token was spent on them. Not a drop: a
+    /// datagram to a port with no socket is already counted under `drop_udp_no_socket`,
+    /// and one the application answered for was taken by it.
     pub udp_port_unreachable_queue_full: u64,
     /// Dropped: a UDP datagram to a port with no socket (answered with port unreachable,
     /// or not, see `udp_port_unreachable_*`).

@@ -714,17 +714,17 @@ fn unreachable_answers_with_the_code_for_its_reason() {
             );
         }
     }
-    // What a proxy's own socket learnt maps onto the reasons; a timeout says nothing.
-    use std::io::ErrorKind as K;
-    assert_eq!(
-        Unreachable::from_error_kind(K::NetworkUnreachable),
-        Some(Unreachable::Network)
-    );
-    assert_eq!(
-        Unreachable::from_error_kind(K::PermissionDenied),
-        Some(Unreachable::Prohibited)
-    );
-    assert_eq!(Unreachable::from_error_kind(K::TimedOut), None);
+    // What a proxy's own connect learnt maps onto the reasons; a timeout says nothing, and
+    // neither does EPERM, a refusal on the proxy's own host, though std gives it the same
+    // kind as a prohibit route's EACCES.
+    use std::io::{Error as IoError, ErrorKind as K};
+    let os = |errno| Unreachable::from_io_error(&IoError::from_raw_os_error(errno));
+    assert_eq!(os(101), Some(Unreachable::Network), "ENETUNREACH");
+    assert_eq!(os(113), Some(Unreachable::Host), "EHOSTUNREACH");
+    assert_eq!(os(111), Some(Unreachable::Port), "ECONNREFUSED");
+    assert_eq!(os(13), Some(Unreachable::Prohibited), "EACCES");
+    assert_eq!(os(1), None, "EPERM");
+    assert_eq!(Unreachable::from_io_error(&K::TimedOut.into()), None);
 }
 
 /// The per-source bound counts an IPv6 source by its /64: one host may send from any

@@ -239,7 +239,7 @@ impl IncomingSyn {
     /// Answers with ICMP destination unreachable from the original destination, with the
     /// code for `why`: a Linux client's connect fails with the error [`Unreachable`] names,
     /// as on the direct path. A proxy passes on what its own connect learnt
-    /// ([`Unreachable::from_error_kind`]). Within the stack's ICMP rate limit, as its
+    /// ([`Unreachable::from_io_error`]). Within the stack's ICMP rate limit, as its
     /// other ICMP errors; `Ok(false)` when that (or a full queue) dropped the message, and
     /// the SYN with it.
     pub fn unreachable(mut self, why: Unreachable) -> io::Result<bool> {

@@ -304,6 +304,23 @@ family = socket.AF_INET6 if ":" in addr else socket.AF_INET
 socket.socket(family, socket.SOCK_DGRAM).sendto(b"loop?", (addr, port))
 "#;
 
+/// Python: a TCP connect to ADDR PORT within 5 s; prints `CONNECTED`, `TIMEOUT`, or the
+/// errno's name it failed with.
+const TCP_CONNECT_ERRNO: &str = r#"
+import errno, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect((addr, port))
+    print("CONNECTED")
+except socket.timeout:
+    print("TIMEOUT")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"#;
+
 /// Python: a connected UDP socket sends to ADDR PORT, where nothing listens, and waits up
 /// to 3 s for the answer: prints `REFUSED` when the port unreachable comes back as
 /// ECONNREFUSED, as it does without a relay, `TIMEOUT` if nothing does.
@@ -1082,6 +1099,40 @@ async fn kernel_relay_through_egress_namespace() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Destinations the upstream cannot reach: the client's connect fails with the error it
+    // would get behind a Linux router, which answers a prohibit route with "administratively
+    // prohibited" (`ip_error`: EACCES becomes ICMP_PKT_FILTERED over IPv4; IPv6's code 1 is
+    // EACCES at the client), an unreachable route with host unreachable and a missing route
+    // with net unreachable. E has no default route.
+    for route in [
+        &["route", "add", "prohibit", "198.19.10.0/24"][..],
+        &["route", "add", "unreachable", "198.19.11.0/24"],
+        &["-6", "route", "add", "prohibit", "2001:2:0:10::/64"],
+    ] {
+        succeed(cmd(&world.e, "ip", route)).await;
+    }
+    for (host, errno) in [
+        ("198.19.10.1", "EHOSTUNREACH"),
+        ("198.19.11.1", "EHOSTUNREACH"),
+        ("198.19.12.1", "ENETUNREACH"),
+        ("2001:2:0:10::1", "EACCES"),
+        ("2001:2:0:12::1", "ENETUNREACH"),
+    ] {
+        let out = output(cmd(
+            &world.c,
+            "python3",
+            &["-c", TCP_CONNECT_ERRNO, host, "80"],
+        ))
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            errno,
+            "connect to {host}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+    }
+
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
     for host in [SILENT.0, SILENT.1] {
         let (code, took) = world.curl_fails(host, 80, 4).await;
@@ -1148,7 +1199,7 @@ async fn kernel_relay_through_egress_namespace() {
         .expect("the relay's summary counts the bytes UDP sessions relayed");
     assert!(udp_up > 0, "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
-    assert!(logs.contains("refused upstream 2,"), "{logs}");
+    assert!(logs.contains("unreachable upstream 2,"), "{logs}");
     assert!(logs.contains(" own-link 3 "), "{logs}");
     assert!(
         logs.contains("tcp 198.18.7.7:40000 -> 198.19.1.1:8080 accept-timed-out"),

@@ -167,7 +167,8 @@ pub enum Op {
     Decide {
         /// Which held SYN.
         which: u8,
-        /// 0 accept, 1 refuse, 2 unreachable, 3 drop.
+        /// `how % 4`: 0 accept, 1 refuse, 2 unreachable, 3 drop; for unreachable,
+        /// `how / 4 % 4` picks the reason (network, host, port, prohibited).
         how: u8,
     },
     /// A UDP op (sockets, datagrams from the peer, the catch-all queue).

@@ -18,24 +18,33 @@ use crate::wire::{self, IcmpRepr, IpProtocol, IpRepr};
 /// mode answers for it (an intercepted SYN, [`Endpoint::unreachable_intercepted`], or a
 /// datagram, [`Endpoint::udp_unreachable`]), so that the client fails as it would on the
 /// direct path, with the error a router's answer gives it.
+///
+/// What a Linux client makes of each (`icmp_err_convert`, `icmpv6_err_convert`): a TCP
+/// connect fails on any of them, with the error named below. A connected UDP socket reports
+/// only the hard ones, [`Port`](Self::Port) and [`Prohibited`](Self::Prohibited); a
+/// network or host unreachable is a soft error it ignores, on either family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Unreachable {
     /// No route to the destination's network: IPv4 net unreachable (RFC 792, code 0), IPv6
-    /// no route to destination (RFC 4443 §3.1, code 0). Linux: `ENETUNREACH`.
+    /// no route to destination (RFC 4443 §3.1, code 0). TCP: `ENETUNREACH`.
     Network,
     /// The destination host does not answer: IPv4 host unreachable (code 1), IPv6 address
-    /// unreachable (code 3). Linux: `EHOSTUNREACH`.
+    /// unreachable (code 3). TCP: `EHOSTUNREACH`.
     Host,
     /// Nothing listens on the destination port: port unreachable (IPv4 code 3, IPv6 code 4).
-    /// Linux: `ECONNREFUSED`. (A TCP client learns the same from an RST:
+    /// `ECONNREFUSED`. (A TCP client learns the same from an RST:
     /// [`Endpoint::refuse_intercepted`].)
     Port,
     /// A filter refuses the destination: IPv4 communication administratively prohibited
-    /// (RFC 1812 §5.2.7.1, code 13), IPv6 administratively prohibited (code 1). Linux:
+    /// (RFC 1812 §5.2.7.1, code 13), IPv6 administratively prohibited (code 1).
     /// `EHOSTUNREACH` over IPv4, `EACCES` over IPv6.
     Prohibited,
 }
+
+/// `EACCES` (Linux's asm-generic/errno-base.h, and the BSDs'): what a connect to a prohibit
+/// route fails with, where `EPERM`, which std gives the same kind, is a local refusal.
+const EACCES: i32 = 13;
 
 impl Unreachable {
     /// The ICMP destination unreachable code (type 3 for IPv4, type 1 for IPv6).
@@ -51,18 +60,25 @@ impl Unreachable {
         }
     }
 
-    /// What an upstream connect's or socket's error of this kind says of its destination,
-    /// for a proxy that answers the client with it: `ENETUNREACH`, `EHOSTUNREACH`,
-    /// `ECONNREFUSED` and `EACCES`/`EPERM` (a prohibit route, a firewall's reject); `None`
-    /// for any other error, which says nothing about the destination (a timeout is no
-    /// answer, and the client's own timeout is its faithful copy).
-    pub fn from_error_kind(kind: std::io::ErrorKind) -> Option<Unreachable> {
+    /// What an upstream TCP connect's error says of its destination, for a proxy that
+    /// answers the client with it: `ENETUNREACH`, `EHOSTUNREACH`, `ECONNREFUSED`, and
+    /// `EACCES` (a prohibit route, or an ICMP administratively prohibited). `None` for any
+    /// other error, which says nothing about the destination: a timeout is no answer, and
+    /// the client's own timeout is its faithful copy; `EPERM` is a refusal on the proxy's
+    /// own host (a netfilter DROP, a BPF or seccomp filter), silence on the direct path.
+    ///
+    /// For a UDP socket, which learns only hard errors, see [`Unreachable`]'s notes: its
+    /// `EHOSTUNREACH` came from an administratively prohibited code, and is passed on as
+    /// [`Prohibited`](Self::Prohibited) to be a hard error for the client too.
+    pub fn from_io_error(error: &std::io::Error) -> Option<Unreachable> {
         use std::io::ErrorKind as K;
-        match kind {
+        match error.kind() {
             K::NetworkUnreachable => Some(Unreachable::Network),
             K::HostUnreachable => Some(Unreachable::Host),
             K::ConnectionRefused => Some(Unreachable::Port),
-            K::PermissionDenied => Some(Unreachable::Prohibited),
+            K::PermissionDenied if error.raw_os_error() == Some(EACCES) => {
+                Some(Unreachable::Prohibited)
+            }
             _ => None,
         }
     }
