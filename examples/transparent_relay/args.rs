@@ -63,12 +63,12 @@ fn invalid(what: String) -> io::Error {
 }
 
 impl Args {
-    /// The command line, with the relay's own meaning of `-v` in its help (the examples'
-    /// shared flags say "-v: debug", which the relay spends on its per-flow lines).
+    /// The command line, with what `-v` adds for the relay in its help (the examples' shared
+    /// flags say "-v: debug"; the relay prints its per-flow lines then too).
     pub(crate) fn parse_command_line() -> Args {
         use clap::{CommandFactory, FromArgMatches};
         let command = Args::command().mut_arg("verbose", |a| {
-            a.help("-v: one line per flow on stdout; -vv: debug log, -vvv: trace; RUST_LOG overrides the log")
+            a.help("-v: debug log, and one line per flow on stdout; -vv: trace; RUST_LOG overrides the log")
         });
         Args::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
     }

@@ -90,12 +90,12 @@ fn main() -> ExitCode {
     common::report("transparent_relay", runtime.block_on(run(args)))
 }
 
-/// -v prints one line per flow on stdout; the stack's own debug log needs -vv (RUST_LOG
-/// overrides both).
+/// -v is the stack's debug log, as for every example (DESIGN.md's command line), and the
+/// relay's one line per flow on stdout besides; -vv the trace (RUST_LOG overrides the log).
 fn init_tracing(verbose: u8) {
     common::init_tracing_at(match verbose {
-        0 | 1 => "warn",
-        2 => "debug",
+        0 => "warn",
+        1 => "debug",
         _ => "trace",
     });
 }
