@@ -735,6 +735,12 @@ impl World {
     /// its TUN, and routes the test prefixes into it. It starts with the usual soft limit
     /// of 1024 open files, as from a login shell, and must raise it itself.
     async fn relay(&self, relay: &Path, args: &[&str]) -> Bg {
+        self.relay_with(relay, args, true).await
+    }
+
+    /// [`relay`](Self::relay), recording a pcap or not: a pcap device has one queue, so
+    /// that the relay runs one worker.
+    async fn relay_with(&self, relay: &Path, args: &[&str], pcap: bool) -> Bg {
         let mut run = self.c.command("sh");
         run.args([
             "-c",
@@ -745,10 +751,11 @@ impl World {
             "--connect-timeout",
             "2",
             "-v",
-        ])
-        .arg("--pcap")
-        .arg(self.dir.path().join("relay.pcap"))
-        .args(args);
+        ]);
+        if pcap {
+            run.arg("--pcap").arg(self.dir.path().join("relay.pcap"));
+        }
+        run.args(args);
         let bg = Bg::spawn(run, self.dir.path(), "relay");
         // Up, not only there: a route through a device the relay has created but not yet
         // brought up is refused ("Device for nexthop is not up").
@@ -1244,6 +1251,64 @@ async fn kernel_relay_through_egress_namespace() {
 /// and no SYN-ACK comes back. (The relay refuses such destinations, and the stack may drop
 /// them first: the outcome is what counts.) A SYN to a real destination, written the same
 /// way, is answered, so the writing itself works.
+/// The relay on two workers, as it runs by default on a two-core machine (the other tests
+/// record a pcap, whose device has one queue, and so run one): the kernel steers each flow
+/// to the shard that owns it, TCP and UDP flows of both families are relayed whole, and
+/// both shards carry some of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_relay_on_two_workers() {
+    let test = "kernel_relay_on_two_workers";
+    if !require_tun(test) || !tools(test, &[]) {
+        return;
+    }
+    let Some(relay_bin) = example(test, "transparent_relay") else {
+        return;
+    };
+    let _turn = TURN.lock().await;
+    let world = World::new("synack-rly2").await;
+    let e_name = world.e.name().to_owned();
+    let args = ["--egress-netns", &e_name, "--workers", "2", "--stats"];
+    let mut relay = world.relay_with(&relay_bin, &args, false).await;
+    // Enough flows that both shards get some, whatever the keyed hash makes of them.
+    for _ in 0..4 {
+        for (v4, v6, port) in DESTS {
+            world.fetch(v4, port, &relay).await;
+            world.fetch(v6, port, &relay).await;
+        }
+    }
+    for host in ["198.19.3.3", "2001:2:0:3::3"] {
+        world.udp_round_trip(host, &relay).await;
+    }
+    assert!(
+        relay.terminate(Duration::from_secs(10)).await,
+        "{}",
+        relay.logs()
+    );
+    let logs = relay.logs();
+    assert!(logs.contains("steers each flow to its shard"), "{logs}");
+    assert!(
+        logs.contains("summary: tcp flows: open at exit 0; ended: closed 24 "),
+        "{logs}"
+    );
+    // Each shard sent for flows of its own, and none read a packet another owned: the
+    // kernel's queue selection and the shards' ownership agree.
+    for i in 0..2 {
+        let line = logs
+            .lines()
+            .find(|l| l.starts_with(&format!("shard {i}: ")))
+            .unwrap_or_else(|| panic!("no line for shard {i}: {logs}"));
+        let number = |after: &str| -> u64 {
+            line.split(after)
+                .nth(1)
+                .and_then(|rest| rest.split([',', ' ']).next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {after:?} in {line:?}"))
+        };
+        assert!(number(" out ") > 0, "{line}");
+        assert_eq!(number("handed off "), 0, "{line}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_never_reaches_loopback() {
     let test = "kernel_relay_never_reaches_loopback";
