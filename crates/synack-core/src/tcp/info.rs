@@ -56,8 +56,11 @@ pub struct TcpInfo {
     pub retrans: u32,
     /// Retransmissions in total.
     pub total_retrans: u32,
-    /// Time since data last arrived.
+    /// Time since data last arrived (Linux `tcpi_last_data_recv`).
     pub last_data_recv: Duration,
+    /// Time since an ACK was last taken (Linux `tcpi_last_ack_recv`): a pure ACK moves it,
+    /// not `last_data_recv`; an old ACK moves neither.
+    pub last_ack_recv: Duration,
     /// The smoothed RTT.
     pub rtt: Duration,
     /// The RTT variation.

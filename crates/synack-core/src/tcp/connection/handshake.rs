@@ -241,7 +241,8 @@ impl Connection {
             retransmits: 0,
             counters: Default::default(),
             retransmitting_since: None,
-            last_recv: now,
+            last_ack_recv: now,
+            last_data_recv: now,
             write_pending: false,
             delivered: 0,
             probes_out: 0,
@@ -567,7 +568,8 @@ impl Connection {
             }
         }
         self.snd.wl1 = seg.seq_number;
-        self.last_recv = now;
+        self.last_ack_recv = now;
+        self.last_data_recv = now;
         if ack {
             // Our SYN is acknowledged: ESTABLISHED. RFC 7323 §2.2: the SYN-ACK's window is not
             // scaled.

@@ -652,9 +652,10 @@ impl Connection {
         let taken = seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max;
         if taken {
             self.probes_out = 0;
+            self.last_ack_recv = now;
         }
-        if taken || !seg.payload.is_empty() {
-            self.last_recv = now;
+        if !seg.payload.is_empty() {
+            self.last_data_recv = now;
         }
 
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is

@@ -638,10 +638,11 @@ pub(crate) struct Connection {
     /// Cleared when an ACK makes progress (our SYN's included), or opens the window with
     /// nothing in flight.
     pub retransmitting_since: Option<Instant>,
-    /// Last time data arrived or an ACK was taken (one from SND.UNA to SND.MAX): what the
-    /// keepalive idle time and the user timeout run from (Linux's later of `lrcvtime` and
-    /// `rcv_tstamp`).
-    pub last_recv: Instant,
+    /// Last time an ACK was taken, one from SND.UNA to SND.MAX (Linux's `rcv_tstamp`,
+    /// TCP_INFO's `last_ack_recv`).
+    pub last_ack_recv: Instant,
+    /// Last time data arrived (Linux's `icsk_ack.lrcvtime`, TCP_INFO's `last_data_recv`).
+    pub last_data_recv: Instant,
     /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): a segment
     /// whose ACK is acceptable (from SND.UNA to SND.MAX) resets it.
     pub probes_out: u32,

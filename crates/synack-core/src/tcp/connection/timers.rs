@@ -199,7 +199,7 @@ impl Connection {
             return None;
         }
         if self.probes_out == 0 {
-            Some(self.last_recv + cfg.idle)
+            Some(self.last_heard() + cfg.idle)
         } else {
             self.timers.keepalive
         }
@@ -312,7 +312,7 @@ impl Connection {
                 // one probe went unanswered (Linux's tcp_keepalive_timer; tcp(7):
                 // "TCP_USER_TIMEOUT will override keepalive").
                 let gives_up = match self.cfg.user_timeout {
-                    Some(limit) => self.probes_out > 0 && now - self.last_recv >= limit,
+                    Some(limit) => self.probes_out > 0 && now - self.last_heard() >= limit,
                     None => self.probes_out >= cfg.probes,
                 };
                 if gives_up {
@@ -327,6 +327,12 @@ impl Connection {
                 self.timers.keepalive = Some(now + cfg.interval);
             }
         }
+    }
+
+    /// The later of the last data and the last ACK taken: what the keepalive idle time and
+    /// its user timeout run from (Linux's `keepalive_time_elapsed`).
+    fn last_heard(&self) -> Instant {
+        self.last_ack_recv.max(self.last_data_recv)
     }
 
     /// How long until the next zero-window probe: the RTO backed off once for each probe
@@ -542,7 +548,7 @@ impl Connection {
                     if let Some(user) = self.cfg.user_timeout {
                         limit = limit.min(user);
                     }
-                    now - self.last_recv > limit && now - since > limit
+                    now - self.last_ack_recv > limit && now - since > limit
                 } else {
                     self.timeouts > 0 && now - stamp >= self.model_timeout(retries)
                 };
