@@ -145,7 +145,11 @@ pub struct InterceptConfig {
     /// so that a flood, repeating its SYNs or not, cannot keep a client's retry out.
     pub max_pending: usize,
     /// The most of those from one source (default 64): an IPv4 address, or an IPv6 /64, the
-    /// prefix a host may take any address from. At least 1.
+    /// prefix a host may take any address from, so that one client cannot hold the table.
+    /// A set-up whose flows all come from one source (tun2socks, a VPN client's own
+    /// traffic) raises it to `max_pending`, as `transparent_relay` does with its
+    /// `--max-pending-connects`: at 64, the 65th connect in flight from that one source is
+    /// dropped until one is decided. At least 1.
     pub max_per_source: usize,
     /// How long a SYN waits for a decision before it is dropped (default 5 s, past the
     /// client's second SYN retransmission at Linux's 1 s initial RTO). Above zero.
