@@ -358,7 +358,7 @@ impl Relay {
     /// the upstream socket learnt it from an ICMP error): the same ICMP destination
     /// unreachable to the client from that destination (within the stack's ICMP rate limit),
     /// counted and shown with -v.
-    fn refused(
+    fn unreachable_upstream(
         &self,
         interceptor: &UdpInterceptor,
         dst: SocketAddr,
@@ -432,7 +432,7 @@ impl Relay {
                                 Err(e) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
                                     if let Some(why) = up.unreachable(&e) {
-                                        self.refused(&interceptor, dst, client, why);
+                                        self.unreachable_upstream(&interceptor, dst, client, why);
                                     }
                                 }
                             }
@@ -458,7 +458,7 @@ impl Relay {
                             Err(e) => match up.unreachable(&e) {
                                 Some(why) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                    self.refused(&interceptor, dst, client, why);
+                                    self.unreachable_upstream(&interceptor, dst, client, why);
                                 }
                                 None => {
                                     detail = format!(" ({e})");
