@@ -15,6 +15,9 @@ use synack_tokio::device::{
 };
 use synack_tokio::netns::{require_tun, NetNs};
 
+mod kernel_support;
+use kernel_support::ScratchDir;
+
 const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const STACK: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
@@ -321,17 +324,8 @@ async fn pcap_of_a_tun_is_read_by_tcpdump() {
         return;
     }
     let ns = NetNs::new("synack-pcap").unwrap();
-    // A directory of our own, named at random and created, not found: run as root, the
-    // test must not write through a symlink a local user put at a name it could guess.
-    let random = {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    let dir = std::env::temp_dir().join(format!("{}-{random:016x}.d", ns.name()));
-    std::fs::create_dir(&dir).unwrap();
-    let path = dir.join("tun.pcap");
+    let dir = ScratchDir::new(ns.name());
+    let path = dir.path().join("tun.pcap");
     let tun = TunDevice::create_in(&ns, &TunConfig::default()).unwrap();
     let mut dev = PcapDevice::new(tun, &path).unwrap();
     assert_eq!(dev.capabilities().mtu, 1500);
@@ -379,5 +373,4 @@ async fn pcap_of_a_tun_is_read_by_tcpdump() {
     );
     // tcpdump -v says "bad cksum" for a wrong IP checksum: ours is right.
     assert!(!text.contains("bad cksum"), "{text}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
