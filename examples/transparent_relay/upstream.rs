@@ -19,8 +19,9 @@ use crate::socks5;
 pub(crate) enum Fail {
     /// An RST (ECONNREFUSED), or SOCKS5 reply 5.
     Refused,
-    /// ENETUNREACH, EHOSTUNREACH, or EACCES or EPERM (a prohibit route, a firewall's
-    /// reject), or SOCKS5 replies 2, 3, 4: the client hears the same reason.
+    /// ENETUNREACH, EHOSTUNREACH or EACCES (a prohibit route), or SOCKS5 replies 2, 3, 4:
+    /// the client hears the same reason (`Unreachable::from_io_error`; EPERM, a refusal on
+    /// this host, is `Other`).
     Unreachable(Unreachable),
     /// Anything else (a blackhole route's EINVAL, the proxy down or speaking nonsense, no
     /// file descriptors left): the SYN is dropped and the client retries.
@@ -277,25 +278,14 @@ pub(crate) struct UdpUpstream {
 
 impl UdpUpstream {
     /// What the client should hear of an error a send or a receive got: the same ICMP error
-    /// from its destination, where one says the same. A connected UDP socket learns only
-    /// hard errors (Linux's `__udp4_lib_err`, `__udp6_lib_err`): `ECONNREFUSED` (port
-    /// unreachable), and `EHOSTUNREACH` or `EACCES`, which only an administratively
-    /// prohibited code makes hard; those go back as port unreachable and as prohibited,
-    /// which give the client's socket the same errors. Nothing for the rest (a hard
-    /// `ENETUNREACH` has no code that a client's socket reports alike), and nothing
-    /// through SOCKS5, where the socket talks to the proxy's relay and its errors are
-    /// about the proxy.
+    /// from its destination, where one says the same (`Unreachable::from_udp_io_error`).
+    /// Nothing through SOCKS5, where the socket talks to the proxy's relay and its errors
+    /// are about the proxy.
     pub(crate) fn unreachable(&self, e: &io::Error) -> Option<Unreachable> {
         if self.control.is_some() {
             return None;
         }
-        if e.kind() == io::ErrorKind::ConnectionRefused {
-            return Some(Unreachable::Port);
-        }
-        match e.raw_os_error() {
-            Some(libc::EHOSTUNREACH | libc::EACCES) => Some(Unreachable::Prohibited),
-            _ => None,
-        }
+        Unreachable::from_udp_io_error(e)
     }
 
     pub(crate) async fn send(&mut self, dst: SocketAddr, data: &[u8]) -> io::Result<()> {

@@ -725,6 +725,14 @@ fn unreachable_answers_with_the_code_for_its_reason() {
     assert_eq!(os(13), Some(Unreachable::Prohibited), "EACCES");
     assert_eq!(os(1), None, "EPERM");
     assert_eq!(Unreachable::from_io_error(&K::TimedOut.into()), None);
+    // A UDP socket's: only hard errors reach it, and only hard ones are passed on, so that
+    // the client's socket reports them too.
+    let udp = |errno| Unreachable::from_udp_io_error(&IoError::from_raw_os_error(errno));
+    assert_eq!(udp(111), Some(Unreachable::Port), "ECONNREFUSED");
+    assert_eq!(udp(113), Some(Unreachable::Prohibited), "EHOSTUNREACH");
+    assert_eq!(udp(13), Some(Unreachable::Prohibited), "EACCES");
+    assert_eq!(udp(101), None, "ENETUNREACH");
+    assert_eq!(udp(1), None, "EPERM");
 }
 
 /// The per-source bound counts an IPv6 source by its /64: one host may send from any

@@ -66,16 +66,33 @@ impl Unreachable {
     /// other error, which says nothing about the destination: a timeout is no answer, and
     /// the client's own timeout is its faithful copy; `EPERM` is a refusal on the proxy's
     /// own host (a netfilter DROP, a BPF or seccomp filter), silence on the direct path.
-    ///
-    /// For a UDP socket, which learns only hard errors, see [`Unreachable`]'s notes: its
-    /// `EHOSTUNREACH` came from an administratively prohibited code, and is passed on as
-    /// [`Prohibited`](Self::Prohibited) to be a hard error for the client too.
+    /// A UDP socket's errors take [`from_udp_io_error`](Self::from_udp_io_error).
     pub fn from_io_error(error: &std::io::Error) -> Option<Unreachable> {
         use std::io::ErrorKind as K;
         match error.kind() {
             K::NetworkUnreachable => Some(Unreachable::Network),
             K::HostUnreachable => Some(Unreachable::Host),
             K::ConnectionRefused => Some(Unreachable::Port),
+            K::PermissionDenied if error.raw_os_error() == Some(EACCES) => {
+                Some(Unreachable::Prohibited)
+            }
+            _ => None,
+        }
+    }
+
+    /// What an upstream connected UDP socket's error says of its destination, for a proxy
+    /// that answers the client's datagram with it, so that the client's socket reports the
+    /// same error. Such a socket learns only hard ICMP errors (Linux's `__udp4_lib_err`,
+    /// `__udp6_lib_err`): `ECONNREFUSED`, a port unreachable; and `EHOSTUNREACH` or
+    /// `EACCES`, which only an administratively prohibited code makes hard, passed on as
+    /// [`Prohibited`](Self::Prohibited) (a host unreachable would be a soft error to the
+    /// client, ignored). `None` for the rest: a hard `ENETUNREACH` has no code a client's
+    /// socket reports alike.
+    pub fn from_udp_io_error(error: &std::io::Error) -> Option<Unreachable> {
+        use std::io::ErrorKind as K;
+        match error.kind() {
+            K::ConnectionRefused => Some(Unreachable::Port),
+            K::HostUnreachable => Some(Unreachable::Prohibited),
             K::PermissionDenied if error.raw_os_error() == Some(EACCES) => {
                 Some(Unreachable::Prohibited)
             }

@@ -449,12 +449,12 @@ impl Endpoint {
     /// Answer a held SYN with ICMP destination unreachable from its original destination,
     /// with the code for `why` (Linux's TCP fails the connect with the error
     /// [`Unreachable`] names: a proxy passes on what its own connect upstream learnt).
-    /// Within the ICMP rate limit every ICMP error of the endpoint's keeps (Linux's `icmp_global_allow`; a Linux
-    /// router answering for a dead destination is held to it too), so that spoofed SYNs
-    /// cannot turn the endpoint into a source of ICMP at their rate: `Ok(false)` when the
-    /// limit (or a full queue of our own packets) dropped the message, counted in
-    /// `intercept_unreachable_limited`. The SYN is gone either way; its client times out,
-    /// as behind a rate-limited router.
+    /// Within the ICMP rate limit every ICMP error of the endpoint's keeps (Linux's
+    /// `icmp_global_allow`; a Linux router answering for a dead destination is held to it
+    /// too), so that spoofed SYNs cannot turn the endpoint into a source of ICMP at their
+    /// rate: `Ok(false)` when the limit (or a full queue of our own packets) dropped the
+    /// message, counted in `intercept_unreachable_limited`. The SYN is gone either way; its
+    /// client times out, as behind a rate-limited router.
     pub fn unreachable_intercepted(
         &mut self,
         now: Instant,

@@ -207,12 +207,11 @@ impl UdpInterceptor {
     /// Answers `to` with ICMP destination unreachable from `from`, normally a datagram's
     /// original destination, with the code for `why`: [`Unreachable::Port`] is what a
     /// closed port at `from` answers. For a proxy whose upstream socket learnt of a hard
-    /// ICMP error (`ConnectionRefused`, or a filter's administratively prohibited:
-    /// [`Unreachable::Prohibited`]): the client's connected socket learns it at once, as it
-    /// would without the proxy, where it would otherwise wait out its own timeout. (A
-    /// network or host unreachable is a soft error a connected UDP socket ignores: see
-    /// [`Unreachable`].) Within the stack's ICMP rate limit;
-    /// `Ok(false)` when that (or a full queue) dropped it.
+    /// ICMP error ([`Unreachable::from_udp_io_error`]): the client's connected socket learns
+    /// it at once, as it would without the proxy, where it would otherwise wait out its own
+    /// timeout. (A network or host unreachable is a soft error a connected UDP socket
+    /// ignores: see [`Unreachable`].) Within the stack's ICMP rate limit; `Ok(false)` when
+    /// that (or a full queue) dropped it.
     pub fn unreachable(
         &self,
         from: SocketAddr,

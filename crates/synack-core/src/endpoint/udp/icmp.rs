@@ -151,9 +151,9 @@ impl Endpoint {
     /// `__udp4_lib_err`), within the ICMP rate limit. For a proxy whose upstream socket
     /// learnt of a hard ICMP error (`ECONNREFUSED`; `EHOSTUNREACH` or `EACCES`, which only
     /// an administratively prohibited code makes hard), so that the client's connected
-    /// socket learns it at once, as it would without the proxy. `from` is an own address, or in intercept mode any unicast address routed to
-    /// us; `Ok(false)` when the rate limit or a full queue dropped the message (counted, as
-    /// for a closed port).
+    /// socket learns it at once, as it would without the proxy. `from` is an own address, or
+    /// in intercept mode any unicast address routed to us; `Ok(false)` when the rate limit
+    /// or a full queue dropped the message (counted, as for a closed port).
     pub fn udp_unreachable(
         &mut self,
         now: Instant,
