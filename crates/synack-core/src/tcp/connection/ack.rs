@@ -78,18 +78,34 @@ impl Connection {
     /// (the answer to a probe, late or not, or one of its own), not after our last probe.
     /// (A window that opens stops the timer: `update_window`.)
     ///
-    /// Not for `predicted_data`, a data segment Linux's header prediction takes on its fast
-    /// path, which calls `tcp_ack` only for an ACK that moves SND.UNA. And not on a
+    /// Not for a data segment Linux's header prediction takes on its fast path, which calls
+    /// `tcp_ack` only for an ACK that moves SND.UNA (`old_wnd`: the window before `seg`'s,
+    /// which prediction compares). And not on a
     /// connection the application has closed: its probes must run their course
     /// (`zero_window_gives_up`), or a peer that sent a bare ACK with its window shut more
     /// often than the probe interval would hold the orphan, its data and its slot for ever
     /// (the permanent FIN-WAIT-1 that a fix proposed to Linux in October 2025 addresses,
     /// "net/tcp: fix permanent FIN-WAIT-1 state with continuous zero window packets").
-    fn ack_probe(&mut self, now: Instant, predicted_data: bool) {
-        if predicted_data || self.app_closed {
+    fn ack_probe(&mut self, now: Instant, seg: &TcpRepr<'_>, old_wnd: usize) {
+        if self.app_closed || self.snd.wnd != 0 || self.timers.persist.is_none() {
             return;
         }
-        if self.snd.wnd == 0 && self.timers.persist.is_some() {
+        // Header prediction's data half (`tcp_rcv_established`'s fast path): in order, ACK
+        // and PSH its only flags, no SACK blocks, the window unchanged.
+        let predicted_data = self.state == State::Established
+            && !seg.payload.is_empty()
+            && !seg.flags.intersects(
+                TcpFlags::FIN
+                    | TcpFlags::SYN
+                    | TcpFlags::RST
+                    | TcpFlags::URG
+                    | TcpFlags::ECE
+                    | TcpFlags::CWR,
+            )
+            && seg.seq_number == self.rcv.nxt
+            && seg.sack_ranges[0].is_none()
+            && (usize::from(seg.window_len) << self.snd.wscale) == old_wnd;
+        if !predicted_data {
             self.timers.persist = Some(now + self.probe_interval(now));
         }
     }
@@ -134,21 +150,6 @@ impl Connection {
         let ece = self.ecn_echoed(seg);
         let old_wnd = self.snd.wnd;
         let new_wnd = (seg.window_len as usize) << self.snd.wscale;
-        // A data segment Linux's header prediction takes (`tcp_rcv_established`'s fast
-        // path): in order, ACK and PSH its only flags, no SACK blocks, the window unchanged.
-        let predicted_data = self.state == State::Established
-            && !seg.payload.is_empty()
-            && !seg.flags.intersects(
-                TcpFlags::FIN
-                    | TcpFlags::SYN
-                    | TcpFlags::RST
-                    | TcpFlags::URG
-                    | TcpFlags::ECE
-                    | TcpFlags::CWR,
-            )
-            && seg.seq_number == self.rcv.nxt
-            && seg.sack_ranges[0].is_none()
-            && new_wnd == old_wnd;
 
         // Header prediction's ACK half (Linux's `tcp_rcv_established` fast path): an ACK of
         // nothing new with nothing outstanding, no SACK blocks, no echoed mark and no
@@ -172,7 +173,7 @@ impl Connection {
             }
             self.try_undo();
             self.update_window(ack, seg, new_wnd);
-            self.ack_probe(now, predicted_data);
+            self.ack_probe(now, seg, old_wnd);
             return ControlFlow::Continue(());
         }
 
@@ -549,7 +550,7 @@ impl Connection {
         if ack >= self.snd.una {
             self.update_window(una_before, seg, new_wnd);
             if una_before == self.snd.max {
-                self.ack_probe(now, predicted_data);
+                self.ack_probe(now, seg, old_wnd);
             }
         }
 
