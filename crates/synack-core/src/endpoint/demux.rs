@@ -567,10 +567,10 @@ mod tests {
     }
 
     /// A receiver that keeps a hole open at SND.UNA and repeats, on every duplicate ACK, one
-    /// SACK block over the rest of the flight has RACK walk that flight once, when the block
-    /// first SACKs it, not again on each duplicate; a block past SND.MAX, which the
-    /// scoreboard refuses, costs no walk. Both walked every segment in flight on every ACK:
-    /// a few thousand duplicate ACKs a second held a core.
+    /// SACK block over the rest of the flight has RACK walk that flight once when the block
+    /// first SACKs it (and its detection pass once more), not again on each duplicate; a
+    /// block past SND.MAX, which the scoreboard refuses, costs no walk. Both walked every
+    /// segment in flight on every ACK: a few thousand duplicate ACKs a second held a core.
     #[cfg(feature = "testing")]
     #[test]
     fn repeated_wide_sack_blocks_walk_the_flight_once() {
@@ -626,11 +626,12 @@ mod tests {
             h.inject(peer, us, ack);
             let _ = h.drain();
         };
-        // The first SACK walks what it SACKs; the same block again, nothing.
+        // The first SACK walks what it SACKs, and RACK's detection pass then the
+        // transmissions it delivered, once, to drop them; the same block again, nothing.
         dup(&mut h, una + 100, max);
         let first = visits(&h);
         assert!(
-            first >= flight - 1 && first <= flight + 2,
+            first >= flight - 1 && first <= 2 * flight + 4,
             "{first} of {flight}"
         );
         for _ in 0..100 {
@@ -642,5 +643,71 @@ mod tests {
             repeated <= 10,
             "200 duplicate ACKs looked at {repeated} records"
         );
+    }
+
+    /// A receiver that keeps a hole open at SND.UNA and SACKs one more segment of a long
+    /// flight on each ACK: every ACK delivers, so RACK's detection pass runs on each, and
+    /// each pass looks at the hole and what arrived since the last, not at the whole flight
+    /// sent before the newest delivery (which made the recovery quadratic in the flight:
+    /// half of it a pass, on average).
+    #[cfg(feature = "testing")]
+    #[test]
+    fn sacking_a_flight_a_segment_at_a_time_costs_each_ack_a_few_records() {
+        use crate::testing::peer::{config, Harness, Out, PEER};
+        use crate::wire::TcpFlags;
+        const ACK: TcpFlags = TcpFlags::ACK;
+
+        let mut h = Harness::new(config());
+        let peer = SocketAddr::new(PEER, 80);
+        let c = h.ep.connect(h.now, peer).unwrap();
+        let syn = h.one();
+        let us = syn.src;
+        let syn_ack = Out::new(TcpFlags::SYN | ACK, 10_000, 0)
+            .ackn(syn.seq + 1)
+            .mss(100)
+            .wscale(7)
+            .sack_ok();
+        h.inject(peer, us, syn_ack);
+        let _ = h.drain();
+        let _ = h.events();
+        h.ep.send(c, &[7u8; 1 << 18]).unwrap();
+        let mut una = syn.seq + 1;
+        let mut max = una;
+        for _ in 0..20 {
+            let sent = h.drain();
+            if let Some(end) = sent.iter().map(|s| s.seq + s.payload.len()).max() {
+                max = max.max(end);
+            }
+            if max - una > 100_000 {
+                break;
+            }
+            una = max;
+            h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
+        }
+        let flight = (max - una) / 100;
+        assert!(flight > 1000, "{flight} segments in flight");
+        let rack = |h: &Harness| {
+            h.ep.connections
+                .get(&c)
+                .unwrap()
+                .conn
+                .snd
+                .rack
+                .take_visits()
+        };
+        rack(&h);
+        // Past RACK's reordering window, so that the hole is lost at the first SACK.
+        h.advance(std::time::Duration::from_millis(50));
+        for i in 1..flight {
+            let block = [((una + 100).0, (una + 100 * (i + 1)).0)];
+            let ack = Out::new(ACK, 10_001, 0).ackn(una).window(4096).sack(&block);
+            h.inject(peer, us, ack);
+            let _ = h.drain();
+        }
+        let visits = rack(&h);
+        let acks = flight - 1;
+        assert!(visits < 8 * acks, "{acks} ACKs looked at {visits} records");
+        let c = h.ep.connections.get(&c).unwrap();
+        assert!(c.conn.recovery.recover.is_some(), "the hole was found lost");
     }
 }

@@ -29,6 +29,16 @@ struct Sent {
     retransmitted: bool,
 }
 
+/// One transmission (a new segment's, or a retransmission of a range), in the order they
+/// were made: [`Rack::sent_order`] lists them as Linux's `tsorted_sent_queue` lists skbs, so
+/// that a detection pass stops at the first one sent after the newest delivery.
+#[derive(Debug, Clone, Copy)]
+struct Transmission {
+    order: u32,
+    start: SeqNumber,
+    end: SeqNumber,
+}
+
 /// What [`Rack::on_ack`] learns of an ACK's SACK information: the ranges its blocks newly
 /// SACKed, disjoint and in sequence order ([`Scoreboard::fresh`]), and whether the
 /// scoreboard (with them) covers a range wholly.
@@ -74,6 +84,15 @@ impl Delivered {
     }
 }
 
+/// Whether transmission `t` still has a segment in `log` (in sequence order) that it sent
+/// last and that is not known delivered.
+fn is_live(log: &VecDeque<Sent>, t: &Transmission) -> bool {
+    let first = log.partition_point(|s| s.end <= t.start);
+    log.range(first..)
+        .take_while(|s| s.start < t.end)
+        .any(|s| s.order == t.order && !s.delivered)
+}
+
 /// Whether transmission order `a` came after `b` (orders wrap: compared as sequence numbers).
 fn order_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -82,7 +101,14 @@ fn order_after(a: u32, b: u32) -> bool {
 /// The RACK state of one connection.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rack {
+    /// The segments in flight, in sequence order.
     log: VecDeque<Sent>,
+    /// The transmissions that may still have an undelivered segment in `log` carrying
+    /// their `order`, oldest first (sorted by order). An entry whose segments were all
+    /// delivered, acknowledged or sent again is dead; it goes when a detection pass or the
+    /// cumulative ACK reaches it, or when dead ones outnumber the log (`push_sent_order`).
+    /// Every undelivered segment in `log` overlaps a live entry of its own order.
+    sent_order: VecDeque<Transmission>,
     /// The next transmission's order (wrapping; compared as a sequence).
     next_order: u32,
     /// The most recently sent segment known delivered.
@@ -149,23 +175,26 @@ impl Rack {
     /// Bytes of heap the record of segments in flight holds.
     pub fn allocated(&self) -> usize {
         self.log.capacity() * core::mem::size_of::<Sent>()
+            + self.sent_order.capacity() * core::mem::size_of::<Transmission>()
     }
 
     /// Whether nothing is in flight but the record keeps storage.
     pub fn idle_storage(&self) -> bool {
-        self.log.is_empty() && self.log.capacity() > 0
+        self.log.is_empty() && (self.log.capacity() > 0 || self.sent_order.capacity() > 0)
     }
 
     /// Forgets every segment on record and gives the storage back: the connection is closed,
     /// and nothing it sent will be sent again (Linux's `tcp_rtx_queue_purge`).
     pub fn forget_sent(&mut self) {
         self.log = VecDeque::new();
+        self.sent_order = VecDeque::new();
     }
 
     /// Gives the storage back if nothing is in flight.
     pub fn release_if_empty(&mut self) {
         if self.log.is_empty() {
             self.log = VecDeque::new();
+            self.sent_order = VecDeque::new();
         }
     }
 
@@ -199,17 +228,24 @@ impl Rack {
             return;
         }
         if self.log.len() >= MAX_TRACKED {
-            // Merge the two oldest records; the merged one keeps the later time, which only
-            // makes loss detection more conservative.
+            // Merge the two oldest records. The merged one keeps the later time, which only
+            // makes loss detection more conservative; but if only one of them is still
+            // undelivered, that one's, the only one that can yet be lost (and whose
+            // transmission `sent_order` still holds).
             if let (Some(a), Some(b)) = (self.log.pop_front(), self.log.pop_front()) {
                 let a_later =
                     a.xmit > b.xmit || (a.xmit == b.xmit && order_after(a.order, b.order));
-                let last = if a_later { a } else { b };
+                let keep = match (a.delivered, b.delivered) {
+                    (false, true) => a,
+                    (true, false) => b,
+                    _ if a_later => a,
+                    _ => b,
+                };
                 self.log.push_front(Sent {
                     start: a.start,
                     end: b.end,
-                    xmit: last.xmit,
-                    order: last.order,
+                    xmit: keep.xmit,
+                    order: keep.order,
                     delivered: a.delivered && b.delivered,
                     retransmitted: a.retransmitted || b.retransmitted,
                 });
@@ -224,6 +260,19 @@ impl Rack {
             delivered: false,
             retransmitted: false,
         });
+        self.push_sent_order(Transmission { order, start, end });
+    }
+
+    /// Lists a transmission last in `sent_order`. First, if that list has grown past twice
+    /// the log (dead entries the cumulative ACK did not reach, behind a hole, and no
+    /// detection pass did), it keeps only the live ones: at most one per record, so the list
+    /// stays within a small multiple of the log, for an amortised binary search a send.
+    fn push_sent_order(&mut self, t: Transmission) {
+        if self.sent_order.len() >= 2 * self.log.len() + 64 {
+            let log = &self.log;
+            self.sent_order.retain(|t| is_live(log, t));
+        }
+        self.sent_order.push_back(t);
     }
 
     /// The order of the transmission being made.
@@ -302,6 +351,7 @@ impl Rack {
             s.order = order;
             s.retransmitted = true;
         }
+        self.push_sent_order(Transmission { order, start, end });
     }
 
     /// Splits the record that holds `seq` inside it in two at `seq`; none past
@@ -468,6 +518,14 @@ impl Rack {
             }
             self.log.pop_front();
         }
+        // Transmissions at the front wholly below SND.UNA, where no record is left to overlap
+        // them, are dead.
+        while let Some(t) = self.sent_order.front() {
+            if t.end > una || self.log.front().is_some_and(|s| s.start < t.end) {
+                break;
+            }
+            self.sent_order.pop_front();
+        }
         self.newest_delivered = newest;
         self.advanced |= advanced;
         self.rtt = rack_rtt;
@@ -550,8 +608,14 @@ impl Rack {
     /// as a lost retransmission only if it was resent at or after `resent_since` (the last
     /// timeout, while going back after it: Linux's `tcp_timeout_mark_lost` clears every
     /// retransmitted mark then, so only the go-back's own resends can be lost again).
+    ///
+    /// It walks only the transmissions made up to the newest delivery, in `sent_order`, and
+    /// drops from them those left with nothing undelivered (Linux's `tcp_rack_detect_loss`
+    /// walks `tsorted_sent_queue` to the first skb sent after it, and a SACKed skb leaves that
+    /// list). Each pass then costs the holes, not the flight: the whole log on every ACK that
+    /// SACKed a segment made a recovery quadratic in the flight, up to 16 Ki records an ACK.
     pub fn detect(
-        &self,
+        &mut self,
         now: Instant,
         srtt: Duration,
         recovering: bool,
@@ -564,26 +628,51 @@ impl Rack {
         };
         let reo_wnd = self.reo_wnd(srtt, recovering, dupthresh_sacked);
         let rtt = self.rtt.unwrap_or(srtt);
-        for s in &self.log {
-            if s.delivered {
-                continue;
-            }
-            if !newest.sent_after(s) {
-                continue;
-            }
-            let deadline = s.xmit + rtt + reo_wnd;
-            if deadline <= now {
-                out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
-                if s.retransmitted
-                    && resent_since.is_none_or(|since| s.xmit >= since)
-                    && out.lost_retransmission.is_none_or(|l| s.start < l)
-                {
-                    out.lost_retransmission = Some(s.start);
+        // Transmissions are in the order made, and a segment's send time follows its
+        // transmission's order: none after the newest delivery's can hold a segment sent
+        // before it. Those before are walked from the last, and the live ones are moved up
+        // against it, so that the dead ones end up in front, to be dropped at once.
+        let before = self
+            .sent_order
+            .partition_point(|t| !order_after(t.order, newest.order));
+        let mut kept = before;
+        for i in (0..before).rev() {
+            let t = self.sent_order[i];
+            let first = self.log.partition_point(|s| s.end <= t.start);
+            let mut live = false;
+            for s in self.log.range(first..) {
+                if s.start >= t.end {
+                    break;
                 }
-            } else {
-                out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.max(deadline)));
+                #[cfg(test)]
+                self.visits.set(self.visits.get() + 1);
+                // A record sent again since belongs to its later transmission's entry.
+                if s.order != t.order || s.delivered {
+                    continue;
+                }
+                live = true;
+                if !newest.sent_after(s) {
+                    continue;
+                }
+                let deadline = s.xmit + rtt + reo_wnd;
+                if deadline <= now {
+                    out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
+                    if s.retransmitted
+                        && resent_since.is_none_or(|since| s.xmit >= since)
+                        && out.lost_retransmission.is_none_or(|l| s.start < l)
+                    {
+                        out.lost_retransmission = Some(s.start);
+                    }
+                } else {
+                    out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.max(deadline)));
+                }
+            }
+            if live {
+                kept -= 1;
+                self.sent_order[kept] = t;
             }
         }
+        self.sent_order.drain(..kept);
         out
     }
 
@@ -667,6 +756,20 @@ impl Rack {
         for s in &mut self.log {
             s.delivered = false;
         }
+        // Every record is undelivered again, and the entries of those that were delivered
+        // are gone: list each record's transmission afresh, oldest first.
+        let next = self.next_order;
+        let mut sent: Vec<Transmission> = self
+            .log
+            .iter()
+            .map(|s| Transmission {
+                order: s.order,
+                start: s.start,
+                end: s.end,
+            })
+            .collect();
+        sent.sort_by_key(|t| std::cmp::Reverse(next.wrapping_sub(t.order)));
+        self.sent_order = sent.into();
     }
 
     /// Whether at most one segment above `una` is tracked (Linux's `packets_out <= 1`), by
@@ -726,6 +829,7 @@ impl Rack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// A SACK block over every sequence number these tests use: the closure given with it
     /// decides what is covered.
@@ -1107,5 +1211,176 @@ mod tests {
         assert!(r.len() <= MAX_TRACKED);
         r.on_ack(t(100_000), s(u32::MAX / 2), None, None);
         assert_eq!(r.len(), 0);
+    }
+
+    /// The detection pass as it was before `sent_order`: every record in the log.
+    fn detect_by_walking_the_log(
+        r: &Rack,
+        now: Instant,
+        srtt: Duration,
+        recovering: bool,
+        dupthresh_sacked: bool,
+    ) -> Detection {
+        let mut out = Detection::default();
+        let Some(newest) = r.newest_delivered else {
+            return out;
+        };
+        let reo_wnd = r.reo_wnd(srtt, recovering, dupthresh_sacked);
+        let rtt = r.rtt.unwrap_or(srtt);
+        for s in r
+            .log
+            .iter()
+            .filter(|s| !s.delivered && newest.sent_after(s))
+        {
+            let deadline = s.xmit + rtt + reo_wnd;
+            if deadline <= now {
+                out.lost_up_to = Some(out.lost_up_to.map_or(s.end, |e| e.max(s.end)));
+                if s.retransmitted && out.lost_retransmission.is_none_or(|l| s.start < l) {
+                    out.lost_retransmission = Some(s.start);
+                }
+            } else {
+                out.recheck_at = Some(out.recheck_at.map_or(deadline, |t| t.max(deadline)));
+            }
+        }
+        out
+    }
+
+    /// What the property test does to a `Rack`, in units of 100 bytes from sequence 0.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// New segments, after `wait` ms.
+        Send { segments: u8, wait: u8 },
+        /// Resend part of what is in flight, from `at` (a fraction of it) for `units`.
+        Resend {
+            at: prop::sample::Index,
+            units: u8,
+            wait: u8,
+        },
+        /// SACK `units` from `at` and acknowledge `acked` units cumulatively.
+        Ack {
+            at: prop::sample::Index,
+            units: u8,
+            acked: u8,
+            wait: u8,
+        },
+        /// The receiver reneged: no SACK counts any more.
+        Renege,
+        /// A detection pass, `wait` ms later.
+        Detect { wait: u8, recovering: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1..4u8, 0..3u8).prop_map(|(segments, wait)| Op::Send { segments, wait }),
+            (any::<prop::sample::Index>(), 1..4u8, 0..3u8)
+                .prop_map(|(at, units, wait)| Op::Resend { at, units, wait }),
+            (any::<prop::sample::Index>(), 1..4u8, 0..2u8, 0..3u8).prop_map(
+                |(at, units, acked, wait)| Op::Ack {
+                    at,
+                    units,
+                    acked,
+                    wait
+                }
+            ),
+            Just(Op::Renege),
+            (0..60u8, any::<bool>()).prop_map(|(wait, recovering)| Op::Detect { wait, recovering }),
+        ]
+    }
+
+    proptest! {
+        /// Walking only the transmissions up to the newest delivery, and dropping the dead
+        /// ones, finds what walking every record finds, whatever the sends, resends, SACKs,
+        /// cumulative ACKs and reneging before it.
+        #[test]
+        fn detection_over_sent_order_matches_a_walk_of_the_log(
+            ops in prop::collection::vec(op(), 1..120),
+        ) {
+            let mut r = Rack::default();
+            let srtt = Duration::from_millis(20);
+            let (mut now, mut una, mut max) = (0u64, 0u32, 0u32);
+            // The units SACKed, from `una`'s.
+            let mut sacked = std::collections::BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Send { segments, wait } => {
+                        now += u64::from(wait);
+                        for _ in 0..segments {
+                            r.on_send(s(max * 100), s(max * 100 + 100), t(now));
+                            max += 1;
+                        }
+                    }
+                    Op::Resend { at, units, wait } if max > una => {
+                        now += u64::from(wait);
+                        let from = una + at.index((max - una) as usize) as u32;
+                        let to = (from + u32::from(units)).min(max);
+                        r.on_retransmit(s(from * 100), s(to * 100), 100, t(now));
+                    }
+                    Op::Ack { at, units, acked, wait } if max > una => {
+                        now += u64::from(wait);
+                        una = (una + u32::from(acked)).min(max);
+                        sacked.retain(|&u| u >= una);
+                        let fresh = if max > una {
+                            let from = una + at.index((max - una) as usize) as u32;
+                            let to = (from + u32::from(units)).min(max);
+                            sacked.extend(from..to);
+                            vec![(s(from * 100), s(to * 100))]
+                        } else {
+                            Vec::new()
+                        };
+                        let covered = |a: SeqNumber, b: SeqNumber| {
+                            (a.0 / 100..b.0.div_ceil(100)).all(|u| sacked.contains(&u))
+                        };
+                        let by: Option<SackedBy<'_>> = if sacked.is_empty() {
+                            None
+                        } else {
+                            Some((&fresh[..], &covered))
+                        };
+                        r.on_ack(t(now), s(una * 100), by, Some(srtt));
+                    }
+                    Op::Renege => {
+                        sacked.clear();
+                        r.forget_deliveries();
+                    }
+                    Op::Detect { wait, recovering } => {
+                        now += u64::from(wait);
+                        let expected = detect_by_walking_the_log(&r, t(now), srtt, recovering, false);
+                        let found = r.detect(t(now), srtt, recovering, false, None);
+                        prop_assert_eq!(found, expected);
+                    }
+                    _ => {}
+                }
+                // Dead entries stay within their bound.
+                prop_assert!(r.sent_order.len() <= 2 * r.log.len() + 64 + 1);
+            }
+            let expected = detect_by_walking_the_log(&r, t(now + 500), srtt, true, false);
+            prop_assert_eq!(r.detect(t(now + 500), srtt, true, false, None), expected);
+        }
+    }
+
+    /// A recovery with one hole in front of a long flight, each ACK SACKing one more segment
+    /// behind it: each detection pass looks at the hole and at what was delivered since the
+    /// last, not at the whole flight again (which made the recovery quadratic in it).
+    #[test]
+    fn a_detection_pass_costs_the_holes_not_the_flight() {
+        let mut r = Rack::default();
+        let srtt = Duration::from_millis(20);
+        const FLIGHT: u32 = 4000;
+        for i in 0..FLIGHT {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        r.take_visits();
+        for i in 1..FLIGHT {
+            let fresh = [(s(i * 100), s(i * 100 + 100))];
+            let covered = |a: SeqNumber, b: SeqNumber| a >= s(100) && b <= s(i * 100 + 100);
+            r.on_ack(t(30), s(0), Some((&fresh[..], &covered)), Some(srtt));
+            let d = r.detect(t(30), srtt, true, true, None);
+            assert_eq!(d.lost_up_to, Some(s(100)), "the hole is lost");
+        }
+        let visits = r.take_visits();
+        let per_ack = visits as f64 / f64::from(FLIGHT - 1);
+        assert!(
+            per_ack < 4.0,
+            "{visits} records looked at, {per_ack:.1} an ACK"
+        );
     }
 }
