@@ -48,8 +48,9 @@ pub(crate) struct Stats {
     /// link-local destinations (never relayed: see [`crate::destination::martian`]).
     pub(crate) udp_martian: AtomicU64,
     /// Of those, datagrams the upstream refused or a filter on the way prohibited (a hard ICMP
-    /// error on the relay's socket: see `UdpUpstream::unreachable`), each answered to the
-    /// client with the same from its destination.
+    /// error on the relay's socket: see `UdpUpstream::unreachable`), or that had no route
+    /// to their destination (`Upstream::open_udp`), each answered to the client with the
+    /// same from its destination.
     pub(crate) udp_refused: AtomicU64,
     /// Of those, first datagrams of new pairs dropped while the sessions churned, to be let
     /// through on their client's retry (see [`UdpSessions`](crate::udp::UdpSessions)).

@@ -15,6 +15,7 @@ use synack::tokio::{UdpInterceptor, Unreachable};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::destination::{self, NotRelayed};
+use crate::upstream::Fail;
 use crate::Relay;
 
 /// Client datagrams queued for upstream, across all sessions, at most (a flood fills this,
@@ -355,9 +356,9 @@ pub(crate) enum UdpEnd {
 
 impl Relay {
     /// The destination refused a datagram of `client`'s, or could not be reached (`why`, as
-    /// the upstream socket learnt it from an ICMP error): the same ICMP destination
-    /// unreachable to the client from that destination (within the stack's ICMP rate limit),
-    /// counted and shown with -v.
+    /// the upstream socket learnt it from an ICMP error, or its route lookup found no way
+    /// there): the same ICMP destination unreachable to the client from that destination
+    /// (within the stack's ICMP rate limit), counted and shown with -v.
     fn unreachable_upstream(
         &self,
         interceptor: &UdpInterceptor,
@@ -404,8 +405,18 @@ impl Relay {
                 detail = " (upstream did not answer)".into();
                 UdpEnd::Failed
             }
+            // No route to the destination, or a prohibit route: its first datagram is
+            // answered as a router without the route answers it (Linux's `ip_error`), and
+            // the client's next one opens a session again (and is answered again, within the
+            // stack's ICMP rate limit), as routes may change.
+            Some(Ok(Err(Fail::Unreachable(why)))) => {
+                self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                self.unreachable_upstream(&interceptor, dst, client, why);
+                detail = format!(" (unreachable: {why:?})");
+                UdpEnd::Failed
+            }
             Some(Ok(Err(e))) => {
-                detail = format!(" ({e})");
+                detail = format!(" ({})", e.into_io());
                 UdpEnd::Failed
             }
             Some(Ok(Ok(mut up))) => {
@@ -426,12 +437,12 @@ impl Relay {
                                     up_n += 1;
                                     self.stats.udp_relayed(true, q.data.len());
                                 }
-                                // One datagram lost (ECONNREFUSED, EHOSTUNREACH, ... from an
-                                // earlier ICMP error: the client hears of it as below); the
-                                // session goes on, as UDP does.
+                                // One datagram lost (ECONNREFUSED from an earlier ICMP error,
+                                // or no route any more: the client hears of it as from the
+                                // destination); the session goes on, as UDP does.
                                 Err(e) => {
                                     self.stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
-                                    if let Some(why) = up.unreachable(&e) {
+                                    if let Some(why) = up.unreachable_on_send(&e) {
                                         self.unreachable_upstream(&interceptor, dst, client, why);
                                     }
                                 }

@@ -198,49 +198,62 @@ impl Upstream {
 
     /// A session's upstream for `dst`: a kernel UDP socket connected to it, or a SOCKS5 UDP
     /// association (RFC 1928 §7) and a socket connected to the proxy's relay address.
-    pub(crate) async fn open_udp(&self, dst: SocketAddr) -> io::Result<UdpUpstream> {
+    ///
+    /// [`Fail::Unreachable`] when the connect's route lookup finds no way to `dst`
+    /// (ENETUNREACH, EHOSTUNREACH, EACCES for a prohibit route): the client should hear what
+    /// a router without that route would answer its datagram (Linux's `ip_error`). Anything
+    /// else, the SOCKS5 association's failures included (they are about the proxy, not
+    /// the destination), is [`Fail::Other`].
+    pub(crate) async fn open_udp(&self, dst: SocketAddr) -> Result<UdpUpstream, Fail> {
         match self.socks5 {
             None => {
-                let socket = self.egress.udp_socket(dst).await?;
-                socket.connect(dst).await?;
+                // As in `connect_tcp`, only the connect's own error is about `dst`.
+                let socket = self.egress.udp_socket(dst).await.map_err(Fail::Other)?;
+                socket.connect(dst).await.map_err(|e| match Fail::from(e) {
+                    Fail::Refused => Fail::Other(io::ErrorKind::ConnectionRefused.into()),
+                    fail => fail,
+                })?;
                 Ok(UdpUpstream {
                     socket,
                     control: None,
                 })
             }
-            Some(proxy) => {
-                let mut control = self.proxy_connection(proxy).await.map_err(Fail::into_io)?;
-                // We do not know our own address as the proxy sees it: zeros (§7).
-                let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-                let bound = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
-                    .await
-                    .map_err(Fail::into_io)?;
-                // The relay's address is where every datagram goes: a name (which we cannot
-                // resolve) or port 0 would send them to the proxy's port 0.
-                let mut relay_at = match bound {
-                    Some(a) if a.port() != 0 => a,
-                    _ => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "SOCKS5 proxy {proxy}: UDP ASSOCIATE replied no usable relay \
-                                 address (a name, or port 0)"
-                            ),
-                        ))
-                    }
-                };
-                // A proxy that answers with the unspecified address means its own.
-                if relay_at.ip().is_unspecified() {
-                    relay_at.set_ip(proxy.ip());
-                }
-                let socket = self.egress.udp_socket(relay_at).await?;
-                socket.connect(relay_at).await?;
-                Ok(UdpUpstream {
-                    socket,
-                    control: Some(control),
-                })
-            }
+            Some(proxy) => self.open_udp_association(proxy).await.map_err(Fail::Other),
         }
+    }
+
+    /// A SOCKS5 UDP association through `proxy`, and a socket connected to its relay.
+    async fn open_udp_association(&self, proxy: SocketAddr) -> io::Result<UdpUpstream> {
+        let mut control = self.proxy_connection(proxy).await.map_err(Fail::into_io)?;
+        // We do not know our own address as the proxy sees it: zeros (§7).
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let bound = socks5::request(&mut control, socks5::UDP_ASSOCIATE, any)
+            .await
+            .map_err(Fail::into_io)?;
+        // The relay's address is where every datagram goes: a name (which we cannot
+        // resolve) or port 0 would send them to the proxy's port 0.
+        let mut relay_at = match bound {
+            Some(a) if a.port() != 0 => a,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "SOCKS5 proxy {proxy}: UDP ASSOCIATE replied no usable relay \
+                         address (a name, or port 0)"
+                    ),
+                ))
+            }
+        };
+        // A proxy that answers with the unspecified address means its own.
+        if relay_at.ip().is_unspecified() {
+            relay_at.set_ip(proxy.ip());
+        }
+        let socket = self.egress.udp_socket(relay_at).await?;
+        socket.connect(relay_at).await?;
+        Ok(UdpUpstream {
+            socket,
+            control: Some(control),
+        })
     }
 
     /// A connection to the proxy that has passed the method negotiation. A proxy that
@@ -286,6 +299,20 @@ impl UdpUpstream {
             return None;
         }
         Unreachable::from_udp_io_error(e)
+    }
+
+    /// What the client should hear of a send's error. The route lookup of each send can
+    /// fail as the session's connect would have (ENETUNREACH, EHOSTUNREACH, EACCES: the
+    /// routes changed since it opened), and a router would answer with the same ICMP error;
+    /// the socket may also hand back a hard ICMP error it held (ECONNREFUSED), which
+    /// [`unreachable`](Self::unreachable) reads from a receive, and whose EHOSTUNREACH, an
+    /// administratively prohibited code there, reads here as a host unreachable. So
+    /// [`Unreachable::from_io_error`], as a connect's; nothing through SOCKS5.
+    pub(crate) fn unreachable_on_send(&self, e: &io::Error) -> Option<Unreachable> {
+        if self.control.is_some() {
+            return None;
+        }
+        Unreachable::from_io_error(e)
     }
 
     pub(crate) async fn send(&mut self, dst: SocketAddr, data: &[u8]) -> io::Result<()> {

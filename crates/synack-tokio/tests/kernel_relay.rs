@@ -321,6 +321,71 @@ except OSError as e:
     print(errno.errorcode.get(e.errno, e.errno))
 "#;
 
+/// Python: a connected UDP socket with IP_RECVERR (IPV6_RECVERR), which reports soft ICMP
+/// errors (a net or host unreachable) too, sends to ADDR PORT and waits up to 3 s: prints
+/// the errno's name the ICMP error it gets back gives, `TIMEOUT` if none comes.
+const UDP_UNREACHABLE_ERRNO: &str = r#"
+import errno, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+v6 = ":" in addr
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+if v6:
+    s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR
+else:
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
+s.connect((addr, port))
+s.settimeout(3)
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("ANSWERED")
+except socket.timeout:
+    print("TIMEOUT")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"#;
+
+/// Python: a connected UDP socket with IP_RECVERR (IPV6_RECVERR) has a round trip with the
+/// echo server at ADDR PORT; then ADDR is taken off the loopback of namespace NS (the
+/// relay's egress), which leaves NS no route to it, and the next datagram's answer is
+/// printed as in `UDP_UNREACHABLE_ERRNO`, after `OK ` for the first; the address goes back
+/// (the server's socket, bound to it, keeps working).
+const UDP_ROUTE_WITHDRAWN: &str = r#"
+import errno, socket, subprocess, sys
+addr, port, ns = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+v6 = ":" in addr
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+if v6:
+    s.setsockopt(socket.IPPROTO_IPV6, 25, 1)  # IPV6_RECVERR
+else:
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
+s.connect((addr, port))
+s.settimeout(1)
+for _ in range(5):
+    s.send(b"first")
+    try:
+        first = "OK" if s.recv(100) == b"first" else "BAD"
+        break
+    except socket.timeout:
+        first = "TIMEOUT"
+address = ["ip", "-n", ns, "addr"]
+prefix = [addr + ("/128" if v6 else "/32"), "dev", "lo"]
+subprocess.run(address + ["del"] + prefix, check=True)
+try:
+    s.settimeout(3)
+    s.send(b"second")
+    try:
+        s.recv(100)
+        then = "ANSWERED"
+    except socket.timeout:
+        then = "TIMEOUT"
+    except OSError as e:
+        then = errno.errorcode.get(e.errno, e.errno)
+finally:
+    subprocess.run(address + ["add"] + prefix, check=True)
+print(first, then)
+"#;
+
 /// Python: a connected UDP socket sends to ADDR PORT, where nothing listens, and waits up
 /// to 3 s for the answer: prints `REFUSED` when the port unreachable comes back as
 /// ECONNREFUSED, as it does without a relay, `TIMEOUT` if nothing does.
@@ -1138,6 +1203,23 @@ async fn kernel_relay_through_egress_namespace() {
             String::from_utf8_lossy(&out.stderr),
             relay.logs()
         );
+        // A datagram to the same host: the relay's upstream socket cannot connect there
+        // either, and the client hears what a router without the route would answer, from
+        // the destination, with the same code: the same errno on a socket that reports soft
+        // errors as well.
+        let out = output(cmd(
+            &world.c,
+            "python3",
+            &["-c", UDP_UNREACHABLE_ERRNO, host, "53"],
+        ))
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            errno,
+            "UDP to {host}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
     }
 
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
@@ -1153,6 +1235,27 @@ async fn kernel_relay_through_egress_namespace() {
     }
     for host in ["198.19.3.3", "2001:2:0:3::3"] {
         world.udp_round_trip(host, &relay).await;
+        // The route to the destination gone while a session is open: the session's next
+        // send fails, and the client hears of it as from a router without a route.
+        let out = output(cmd(
+            &world.c,
+            "python3",
+            &[
+                "-c",
+                UDP_ROUTE_WITHDRAWN,
+                host,
+                &UDP_PORT.to_string(),
+                world.e.name(),
+            ],
+        ))
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK ENETUNREACH",
+            "UDP to {host} with its route withdrawn: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
         // A closed UDP port: the upstream's port unreachable reaches the client as one from
         // the destination, so its connected socket fails at once, as without the relay.
         let out = output(cmd(
@@ -1206,7 +1309,8 @@ async fn kernel_relay_through_egress_namespace() {
         .expect("the relay's summary counts the bytes UDP sessions relayed");
     assert!(udp_up > 0, "{logs}");
     assert!(logs.contains("refused 2 "), "{logs}");
-    assert!(logs.contains("unreachable upstream 2,"), "{logs}");
+    // Two closed ports, five hosts without a route, two routes withdrawn.
+    assert!(logs.contains("unreachable upstream 9,"), "{logs}");
     assert!(logs.contains(" own-link 3 "), "{logs}");
     assert!(
         logs.contains("tcp 198.18.7.7:40000 -> 198.19.1.1:8080 accept-timed-out"),

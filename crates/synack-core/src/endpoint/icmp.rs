@@ -66,7 +66,9 @@ impl Unreachable {
     /// other error, which says nothing about the destination: a timeout is no answer, and
     /// the client's own timeout is its faithful copy; `EPERM` is a refusal on the proxy's
     /// own host (a netfilter DROP, a BPF or seccomp filter), silence on the direct path.
-    /// A UDP socket's errors take [`from_udp_io_error`](Self::from_udp_io_error).
+    /// A connected UDP socket's connect and send fail in their route lookup as a TCP
+    /// connect does, and are read by this too; the ICMP errors it receives take
+    /// [`from_udp_io_error`](Self::from_udp_io_error).
     pub fn from_io_error(error: &std::io::Error) -> Option<Unreachable> {
         use std::io::ErrorKind as K;
         match error.kind() {
