@@ -788,7 +788,7 @@ impl Config {
         /// full segments again (say datagrams were read), connections the cap held back
         /// are woken: window updates go to their peers and `Writable` to the application.
         /// Each buffer is also bounded on its own by `send_buffer_max` and
-        /// `recv_buffer_max`. Connection state itself (about 1.9 KiB per connection, see
+        /// `recv_buffer_max`. Connection state itself (about 2 KiB per connection, see
         /// `Endpoint::memory_usage`) is bounded by `max_connections`, not by this.
         max_memory: usize
     );

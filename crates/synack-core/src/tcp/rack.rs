@@ -107,8 +107,14 @@ pub(crate) struct Rack {
     /// their `order`, oldest first (sorted by order). An entry whose segments were all
     /// delivered, acknowledged or sent again is dead; it goes when a detection pass or the
     /// cumulative ACK reaches it, or when dead ones outnumber the log (`push_sent_order`).
-    /// Every undelivered segment in `log` overlaps a live entry of its own order.
-    sent_order: VecDeque<Transmission>,
+    /// Every undelivered segment in `log` overlaps a live entry of its own order. Boxed,
+    /// and made with the first transmission after the storage was given back: a `Rack` is
+    /// in every connection, idle ones included.
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes in every connection where a VecDeque is 32; the box is made rarely"
+    )]
+    sent_order: Option<Box<VecDeque<Transmission>>>,
     /// The next transmission's order (wrapping; compared as a sequence).
     next_order: u32,
     /// The most recently sent segment known delivered.
@@ -137,7 +143,7 @@ pub(crate) struct Rack {
     reord: bool,
     /// The largest such reordering seen, in bytes from the late segment's start to RACK.fack
     /// (Linux's `tcp_check_sack_reordering` metric, reported as TCP_INFO's reordering).
-    reorder_distance: usize,
+    reorder_distance: u32,
     /// An ACK delivered something since the last detection pass (Linux's `rack.advanced`,
     /// set by `tcp_rack_advance`): see [`take_advanced`](Self::take_advanced).
     advanced: bool,
@@ -175,26 +181,29 @@ impl Rack {
     /// Bytes of heap the record of segments in flight holds.
     pub fn allocated(&self) -> usize {
         self.log.capacity() * core::mem::size_of::<Sent>()
-            + self.sent_order.capacity() * core::mem::size_of::<Transmission>()
+            + self.sent_order.as_ref().map_or(0, |o| {
+                core::mem::size_of::<VecDeque<Transmission>>()
+                    + o.capacity() * core::mem::size_of::<Transmission>()
+            })
     }
 
     /// Whether nothing is in flight but the record keeps storage.
     pub fn idle_storage(&self) -> bool {
-        self.log.is_empty() && (self.log.capacity() > 0 || self.sent_order.capacity() > 0)
+        self.log.is_empty() && (self.log.capacity() > 0 || self.sent_order.is_some())
     }
 
     /// Forgets every segment on record and gives the storage back: the connection is closed,
     /// and nothing it sent will be sent again (Linux's `tcp_rtx_queue_purge`).
     pub fn forget_sent(&mut self) {
         self.log = VecDeque::new();
-        self.sent_order = VecDeque::new();
+        self.sent_order = None;
     }
 
     /// Gives the storage back if nothing is in flight.
     pub fn release_if_empty(&mut self) {
         if self.log.is_empty() {
             self.log = VecDeque::new();
-            self.sent_order = VecDeque::new();
+            self.sent_order = None;
         }
     }
 
@@ -268,11 +277,12 @@ impl Rack {
     /// detection pass did), it keeps only the live ones: at most one per record, so the list
     /// stays within a small multiple of the log, for an amortised binary search a send.
     fn push_sent_order(&mut self, t: Transmission) {
-        if self.sent_order.len() >= 2 * self.log.len() + 64 {
+        let sent_order = self.sent_order.get_or_insert_default();
+        if sent_order.len() >= 2 * self.log.len() + 64 {
             let log = &self.log;
-            self.sent_order.retain(|t| is_live(log, t));
+            sent_order.retain(|t| is_live(log, t));
         }
-        self.sent_order.push_back(t);
+        sent_order.push_back(t);
     }
 
     /// The order of the transmission being made.
@@ -454,7 +464,7 @@ impl Rack {
             if !s.delivered && !s.retransmitted {
                 if let Some(f) = highest.filter(|&f| s.end < f) {
                     reord = true;
-                    distance = distance.max(f - s.start);
+                    distance = distance.max(u32::try_from(f - s.start).unwrap_or(u32::MAX));
                 }
             }
             fack = Some(fack.map_or(s.end, |f| f.max(s.end)));
@@ -520,11 +530,13 @@ impl Rack {
         }
         // Transmissions at the front wholly below SND.UNA, where no record is left to overlap
         // them, are dead.
-        while let Some(t) = self.sent_order.front() {
-            if t.end > una || self.log.front().is_some_and(|s| s.start < t.end) {
-                break;
+        if let Some(sent_order) = self.sent_order.as_mut() {
+            while let Some(t) = sent_order.front() {
+                if t.end > una || self.log.front().is_some_and(|s| s.start < t.end) {
+                    break;
+                }
+                sent_order.pop_front();
             }
-            self.sent_order.pop_front();
         }
         self.newest_delivered = newest;
         self.advanced |= advanced;
@@ -584,7 +596,7 @@ impl Rack {
 
     /// The largest reordering seen, in bytes (zero if none).
     pub fn reorder_distance(&self) -> usize {
-        self.reorder_distance
+        self.reorder_distance as usize
     }
 
     /// RFC 8985 §6.2 step 4 (RACK_update_reo_wnd), as Linux's `tcp_rack_reo_wnd`: no
@@ -632,12 +644,13 @@ impl Rack {
         // transmission's order: none after the newest delivery's can hold a segment sent
         // before it. Those before are walked from the last, and the live ones are moved up
         // against it, so that the dead ones end up in front, to be dropped at once.
-        let before = self
-            .sent_order
-            .partition_point(|t| !order_after(t.order, newest.order));
+        let Some(sent_order) = self.sent_order.as_mut() else {
+            return out;
+        };
+        let before = sent_order.partition_point(|t| !order_after(t.order, newest.order));
         let mut kept = before;
         for i in (0..before).rev() {
-            let t = self.sent_order[i];
+            let t = sent_order[i];
             let first = self.log.partition_point(|s| s.end <= t.start);
             let mut live = false;
             for s in self.log.range(first..) {
@@ -669,10 +682,10 @@ impl Rack {
             }
             if live {
                 kept -= 1;
-                self.sent_order[kept] = t;
+                sent_order[kept] = t;
             }
         }
-        self.sent_order.drain(..kept);
+        sent_order.drain(..kept);
         out
     }
 
@@ -769,7 +782,7 @@ impl Rack {
             })
             .collect();
         sent.sort_by_key(|t| std::cmp::Reverse(next.wrapping_sub(t.order)));
-        self.sent_order = sent.into();
+        self.sent_order = Some(Box::new(sent.into()));
     }
 
     /// Whether at most one segment above `una` is tracked (Linux's `packets_out <= 1`), by
@@ -1350,7 +1363,8 @@ mod tests {
                     _ => {}
                 }
                 // Dead entries stay within their bound.
-                prop_assert!(r.sent_order.len() <= 2 * r.log.len() + 64 + 1);
+                let listed = r.sent_order.as_ref().map_or(0, |o| o.len());
+                prop_assert!(listed <= 2 * r.log.len() + 64 + 1);
             }
             let expected = detect_by_walking_the_log(&r, t(now + 500), srtt, true, false);
             prop_assert_eq!(r.detect(t(now + 500), srtt, true, false, None), expected);
