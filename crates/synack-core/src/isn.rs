@@ -139,6 +139,7 @@ const TAG_REUSEPORT: u8 = 8;
 const TAG_ICMP_CREDIT: u8 = 9;
 const TAG_BIND_PORT: u8 = 10;
 const TAG_PORT_TABLE: u8 = 11;
+const TAG_PORT_JITTER: u8 = 12;
 
 /// The longest hash input: tag, two IPv6 socket addresses (1 + 16 + 2 each), a protocol
 /// number and a u32.
@@ -290,6 +291,16 @@ impl Secrets {
         input.ip(local);
         input.socket(remote);
         (input.hash(&self.port_key) % buckets as u64) as usize
+    }
+
+    /// The pseudo-random step an ephemeral port counter takes past a connect's port (see
+    /// `EPHEMERAL_JITTER` in `endpoint/connect.rs`): a keyed hash of the counter's index and
+    /// value, which an outsider, who knows neither the index nor the value, cannot predict.
+    pub fn port_jitter(&self, index: usize, counter: u32) -> u32 {
+        let mut input = Input::new(TAG_PORT_JITTER);
+        input.put(&(index as u64).to_be_bytes());
+        input.put(&counter.to_be_bytes());
+        input.hash(&self.port_key) as u32
     }
 
     /// Where the search for the `nth` port a bind to port 0 on `local` takes starts: a keyed

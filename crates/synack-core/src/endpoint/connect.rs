@@ -20,9 +20,20 @@ use crate::tcp::connection::PortClaim;
 use crate::time::Instant;
 
 /// How many counters the ephemeral ports of connects step through, each shared by the
-/// destinations a keyed hash puts together (RFC 6056 §3.3.4's table; Linux's
-/// `table_perturb` has 65,536): a kilobyte, made on the first connect.
-pub(super) const EPHEMERAL_COUNTERS: usize = 256;
+/// destinations a keyed hash puts together (RFC 6056 §3.3.4's table): as many as Linux's
+/// `table_perturb` since 5.19 (`INET_TABLE_PERTURB_ORDER` 16), 256 KiB made on the first
+/// connect. With 256, as Linux had before, a server that made a device connect to a few
+/// hundred of its addresses found which of them shared a counter, from ports that moved
+/// by more than one, and that set, fixed by the device's key, followed the device from
+/// network to network (Kol, Klein and Gilad, "Device Tracking via Linux's New TCP Source
+/// Port Selection Algorithm", USENIX Security 2023).
+pub(super) const EPHEMERAL_COUNTERS: usize = 1 << 16;
+
+/// A counter moves past the port it gave by at least a keyed, per-step pseudo-random
+/// `0..EPHEMERAL_JITTER`, not only by the ports it tried (Linux's "small random increments
+/// to the source port", `get_random_u32_below(8)`): a server no longer learns from two
+/// ports of its own how many connects shared its counter in between.
+const EPHEMERAL_JITTER: u32 = 8;
 
 /// Where a connection or datagram to `remote` goes when its address is unspecified
 /// (`0.0.0.0`, `[::]`): to this host, as on Linux, where a zero IPv4 destination takes the
@@ -107,7 +118,11 @@ impl Endpoint {
         for count in 0..num {
             let port = min + (counter.wrapping_add(offset).wrapping_add(count) % num) as u16;
             if self.ephemeral_may_take(now, SocketAddr::new(local_ip, port), remote) {
-                self.ephemeral_counters[index] = counter.wrapping_add(count + 1);
+                // As Linux's `__inet_hash_connect`: past the ports tried, or a few more at
+                // random when there were fewer (the randomness counts most when the range
+                // is quiet, and nothing when it is crowded).
+                let jitter = self.secrets.port_jitter(index, counter) % EPHEMERAL_JITTER;
+                self.ephemeral_counters[index] = counter.wrapping_add(count.max(jitter) + 1);
                 return Ok(port);
             }
         }

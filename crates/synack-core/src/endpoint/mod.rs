@@ -371,6 +371,7 @@ impl Endpoint {
         }
         state += self.time_wait.len() * self.time_wait.entry_size();
         state += self.intercepts.memory();
+        state += self.ephemeral_counters.capacity() * std::mem::size_of::<u32>();
         MemoryUsage {
             buffered: self.memory,
             allocated,
