@@ -209,10 +209,13 @@ impl Upstream {
             None => {
                 // As in `connect_tcp`, only the connect's own error is about `dst`.
                 let socket = self.egress.udp_socket(dst).await.map_err(Fail::Other)?;
-                socket.connect(dst).await.map_err(|e| match Fail::from(e) {
-                    Fail::Refused => Fail::Other(io::ErrorKind::ConnectionRefused.into()),
-                    fail => fail,
-                })?;
+                socket
+                    .connect(dst)
+                    .await
+                    .map_err(|e| match Unreachable::from_io_error(&e) {
+                        Some(why) if why != Unreachable::Port => Fail::Unreachable(why),
+                        _ => Fail::Other(e),
+                    })?;
                 Ok(UdpUpstream {
                     socket,
                     control: None,

@@ -566,17 +566,20 @@ mod tests {
         );
     }
 
-    /// A receiver that keeps a hole open at SND.UNA and repeats, on every duplicate ACK, one
-    /// SACK block over the rest of the flight has RACK walk that flight once when the block
-    /// first SACKs it (and its detection pass once more), not again on each duplicate; a
-    /// block past SND.MAX, which the scoreboard refuses, costs no walk. Both walked every
-    /// segment in flight on every ACK: a few thousand duplicate ACKs a second held a core.
+    /// A connection of the test kit's endpoint to a peer that announced an MSS of 100 and
+    /// SACK, slow-started (every segment acknowledged) until more than 1,000 segments are in
+    /// flight: the harness, the connection, the peer's and our addresses, SND.UNA and SND.MAX.
     #[cfg(feature = "testing")]
-    #[test]
-    fn repeated_wide_sack_blocks_walk_the_flight_once() {
+    fn long_flight_of_small_segments() -> (
+        crate::testing::peer::Harness,
+        crate::ConnectionHandle,
+        SocketAddr,
+        SocketAddr,
+        crate::SeqNumber,
+        crate::SeqNumber,
+    ) {
         use crate::testing::peer::{config, Harness, Out, PEER};
         use crate::wire::TcpFlags;
-        use crate::SeqNumber;
         const ACK: TcpFlags = TcpFlags::ACK;
 
         let mut h = Harness::new(config());
@@ -594,8 +597,6 @@ mod tests {
         let _ = h.events();
         let queued = h.ep.send(c, &[7u8; 1 << 18]).unwrap();
         assert!(queued > 100_000, "{queued} bytes queued");
-        // Slow start, every segment acknowledged, until the flight is a few thousand
-        // segments of 100 bytes.
         let mut una = syn.seq + 1;
         let mut max = una;
         for _ in 0..20 {
@@ -609,27 +610,54 @@ mod tests {
             una = max;
             h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
         }
+        assert!(
+            (max - una) / 100 > 1000,
+            "{} segments in flight",
+            (max - una) / 100
+        );
+        (h, c, peer, us, una, max)
+    }
+
+    /// The records RACK looked at on `c` since the last call.
+    #[cfg(feature = "testing")]
+    fn rack_visits(h: &crate::testing::peer::Harness, c: crate::ConnectionHandle) -> usize {
+        h.ep.connections
+            .get(&c)
+            .unwrap()
+            .conn
+            .snd
+            .rack
+            .take_visits()
+    }
+
+    /// A receiver that keeps a hole open at SND.UNA and repeats, on every duplicate ACK, one
+    /// SACK block over the rest of the flight has RACK walk that flight once when the block
+    /// first SACKs it (and its detection pass once more), not again on each duplicate; a
+    /// block past SND.MAX, which the scoreboard refuses, costs no walk. Both walked every
+    /// segment in flight on every ACK: a few thousand duplicate ACKs a second held a core.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn repeated_wide_sack_blocks_walk_the_flight_once() {
+        use crate::testing::peer::{Harness, Out};
+        use crate::wire::TcpFlags;
+        use crate::SeqNumber;
+
+        let (mut h, c, peer, us, una, max) = long_flight_of_small_segments();
         let flight = (max - una) / 100;
-        assert!(flight > 1000, "{flight} segments in flight");
-        let visits = |h: &Harness| {
-            h.ep.connections
-                .get(&c)
-                .unwrap()
-                .conn
-                .snd
-                .rack
-                .take_visits()
-        };
         let dup = |h: &mut Harness, left: SeqNumber, right: SeqNumber| {
             let block = [(left.0, right.0)];
-            let ack = Out::new(ACK, 10_001, 0).ackn(una).window(4096).sack(&block);
+            let ack = Out::new(TcpFlags::ACK, 10_001, 0)
+                .ackn(una)
+                .window(4096)
+                .sack(&block);
             h.inject(peer, us, ack);
             let _ = h.drain();
         };
+        rack_visits(&h, c);
         // The first SACK walks what it SACKs, and RACK's detection pass then the
         // transmissions it delivered, once, to drop them; the same block again, nothing.
         dup(&mut h, una + 100, max);
-        let first = visits(&h);
+        let first = rack_visits(&h, c);
         assert!(
             first >= flight - 1 && first <= 2 * flight + 4,
             "{first} of {flight}"
@@ -638,7 +666,7 @@ mod tests {
             dup(&mut h, una + 100, max);
             dup(&mut h, una + 1, una + (1 << 30));
         }
-        let repeated = visits(&h);
+        let repeated = rack_visits(&h, c);
         assert!(
             repeated <= 10,
             "200 duplicate ACKs looked at {repeated} records"
@@ -653,58 +681,24 @@ mod tests {
     #[cfg(feature = "testing")]
     #[test]
     fn sacking_a_flight_a_segment_at_a_time_costs_each_ack_a_few_records() {
-        use crate::testing::peer::{config, Harness, Out, PEER};
+        use crate::testing::peer::Out;
         use crate::wire::TcpFlags;
-        const ACK: TcpFlags = TcpFlags::ACK;
 
-        let mut h = Harness::new(config());
-        let peer = SocketAddr::new(PEER, 80);
-        let c = h.ep.connect(h.now, peer).unwrap();
-        let syn = h.one();
-        let us = syn.src;
-        let syn_ack = Out::new(TcpFlags::SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(100)
-            .wscale(7)
-            .sack_ok();
-        h.inject(peer, us, syn_ack);
-        let _ = h.drain();
-        let _ = h.events();
-        h.ep.send(c, &[7u8; 1 << 18]).unwrap();
-        let mut una = syn.seq + 1;
-        let mut max = una;
-        for _ in 0..20 {
-            let sent = h.drain();
-            if let Some(end) = sent.iter().map(|s| s.seq + s.payload.len()).max() {
-                max = max.max(end);
-            }
-            if max - una > 100_000 {
-                break;
-            }
-            una = max;
-            h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
-        }
+        let (mut h, c, peer, us, una, max) = long_flight_of_small_segments();
         let flight = (max - una) / 100;
-        assert!(flight > 1000, "{flight} segments in flight");
-        let rack = |h: &Harness| {
-            h.ep.connections
-                .get(&c)
-                .unwrap()
-                .conn
-                .snd
-                .rack
-                .take_visits()
-        };
-        rack(&h);
+        rack_visits(&h, c);
         // Past RACK's reordering window, so that the hole is lost at the first SACK.
         h.advance(std::time::Duration::from_millis(50));
         for i in 1..flight {
             let block = [((una + 100).0, (una + 100 * (i + 1)).0)];
-            let ack = Out::new(ACK, 10_001, 0).ackn(una).window(4096).sack(&block);
+            let ack = Out::new(TcpFlags::ACK, 10_001, 0)
+                .ackn(una)
+                .window(4096)
+                .sack(&block);
             h.inject(peer, us, ack);
             let _ = h.drain();
         }
-        let visits = rack(&h);
+        let visits = rack_visits(&h, c);
         let acks = flight - 1;
         assert!(visits < 8 * acks, "{acks} ACKs looked at {visits} records");
         let c = h.ep.connections.get(&c).unwrap();
