@@ -787,9 +787,12 @@ impl Config {
         /// When memory falls back below the pressure level, or the cap leaves room for two
         /// full segments again (say datagrams were read), connections the cap held back
         /// are woken: window updates go to their peers and `Writable` to the application.
-        /// Each buffer is also bounded on its own by `send_buffer_max` and
-        /// `recv_buffer_max`. Connection state itself (about 2 KiB per connection, see
-        /// `Endpoint::memory_usage`) is bounded by `max_connections`, not by this.
+        /// Each buffer is also bounded on its own: by `send_buffer_max` and
+        /// `recv_buffer_max` as it auto-tunes, or by the size a socket set (`SO_SNDBUF`,
+        /// `SO_RCVBUF`, which this cap alone bounds: unlike Linux's `rmem_max` and
+        /// `wmem_max`, nothing caps what they ask). Connection state itself (about 2 KiB
+        /// per connection, see `Endpoint::memory_usage`) is bounded by `max_connections`,
+        /// not by this.
         max_memory: usize
     );
     setter!(
