@@ -1371,6 +1371,40 @@ mod tests {
         }
     }
 
+    /// At the log's cap the two oldest records merge. When only one of them is undelivered,
+    /// the merged record takes that one's send time and transmission: with the later time,
+    /// a delivered one's, the merge carried a transmission whose entry a detection pass had
+    /// already dropped (it had nothing undelivered), and the pass missed a record the walk
+    /// of the log finds lost.
+    #[test]
+    fn a_merge_at_the_cap_keeps_the_undelivered_records_send_time() {
+        let mut r = Rack::default();
+        let srtt = Duration::from_millis(20);
+        let cap = MAX_TRACKED as u32;
+        for i in 0..cap {
+            r.on_send(s(i * 100), s(i * 100 + 100), t(0));
+        }
+        // The first segment and the sixth resent, at 5 and 8 ms, and SACKed with the third
+        // at 40 ms: the sixth's resend is the newest delivery, and the second, sent at 0 and
+        // never SACKed, was sent before it.
+        r.on_retransmit(s(0), s(100), 100, t(5));
+        r.on_retransmit(s(500), s(600), 100, t(8));
+        let sacked = |a: SeqNumber, b: SeqNumber| {
+            [0, 200, 500].iter().any(|&x| a >= s(x) && b <= s(x + 100))
+        };
+        let fresh = [(s(0), s(100)), (s(200), s(300)), (s(500), s(600))];
+        r.on_ack(t(40), s(0), Some((&fresh[..], &sacked)), Some(srtt));
+        // A pass drops the delivered transmissions' entries.
+        r.detect(t(40), srtt, true, true, None);
+        // One more segment: the first two records merge, the first delivered and sent later.
+        r.on_send(s(cap * 100), s(cap * 100 + 100), t(50));
+        assert_eq!(r.len(), MAX_TRACKED);
+        let expected = detect_by_walking_the_log(&r, t(200), srtt, true, true);
+        let found = r.detect(t(200), srtt, true, true, None);
+        assert_eq!(found, expected);
+        assert!(found.lost_up_to >= Some(s(200)), "{found:?}");
+    }
+
     /// A recovery with one hole in front of a long flight, each ACK SACKing one more segment
     /// behind it: each detection pass looks at the hole and at what was delivered since the
     /// last, not at the whole flight again (which made the recovery quadratic in it).
