@@ -1051,6 +1051,30 @@ impl World {
         }
     }
 
+    /// Python `script` with `args`, run in the client's namespace, must print `expected`;
+    /// else the test fails with `what`, the script's stderr and the relay's logs.
+    async fn client_prints(
+        &self,
+        relay: &Bg,
+        what: &str,
+        script: &str,
+        args: &[&str],
+        expected: &str,
+    ) {
+        let all: Vec<&str> = ["-c", script]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let out = output(cmd(&self.c, "python3", &all)).await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            expected,
+            "{what}: {}\nrelay {}",
+            String::from_utf8_lossy(&out.stderr),
+            relay.logs()
+        );
+    }
+
     async fn udp_round_trip(&self, host: &str, relay: &Bg) {
         let mut py = self.c.command("python3");
         py.args(["-c", UDP_CLIENT, host, &UDP_PORT.to_string()]);
@@ -1172,36 +1196,18 @@ async fn kernel_relay_through_egress_namespace() {
         ("2001:2:0:10::1", "EACCES"),
         ("2001:2:0:12::1", "ENETUNREACH"),
     ] {
-        let out = output(cmd(
-            &world.c,
-            "python3",
-            &["-c", TCP_CONNECT_ERRNO, host, "80"],
-        ))
-        .await;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            errno,
-            "connect to {host}: {}\nrelay {}",
-            String::from_utf8_lossy(&out.stderr),
-            relay.logs()
-        );
+        let what = format!("connect to {host}");
+        world
+            .client_prints(&relay, &what, TCP_CONNECT_ERRNO, &[host, "80"], errno)
+            .await;
         // A datagram to the same host: the relay's upstream socket cannot connect there
         // either, and the client hears what a router without the route would answer, from
         // the destination, with the same code: the same errno on a socket that reports soft
         // errors as well.
-        let out = output(cmd(
-            &world.c,
-            "python3",
-            &["-c", UDP_UNREACHABLE_ERRNO, host, "53"],
-        ))
-        .await;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            errno,
-            "UDP to {host}: {}\nrelay {}",
-            String::from_utf8_lossy(&out.stderr),
-            relay.logs()
-        );
+        let what = format!("UDP to {host}");
+        world
+            .client_prints(&relay, &what, UDP_UNREACHABLE_ERRNO, &[host, "53"], errno)
+            .await;
     }
 
     // Nobody answers: curl times out (28), and the relay never answered the SYN.
@@ -1219,40 +1225,24 @@ async fn kernel_relay_through_egress_namespace() {
         world.udp_round_trip(host, &relay).await;
         // The route to the destination gone while a session is open: the session's next
         // send fails, and the client hears of it as from a router without a route.
-        let out = output(cmd(
-            &world.c,
-            "python3",
-            &[
-                "-c",
+        let what = format!("UDP to {host} with its route withdrawn");
+        let port = UDP_PORT.to_string();
+        let args = [host, &port, world.e.name()];
+        world
+            .client_prints(
+                &relay,
+                &what,
                 UDP_UNREACHABLE_ERRNO,
-                host,
-                &UDP_PORT.to_string(),
-                world.e.name(),
-            ],
-        ))
-        .await;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "OK ENETUNREACH",
-            "UDP to {host} with its route withdrawn: {}\nrelay {}",
-            String::from_utf8_lossy(&out.stderr),
-            relay.logs()
-        );
+                &args,
+                "OK ENETUNREACH",
+            )
+            .await;
         // A closed UDP port: the upstream's port unreachable reaches the client as one from
         // the destination, so its connected socket fails at once, as without the relay.
-        let out = output(cmd(
-            &world.c,
-            "python3",
-            &["-c", UDP_CLOSED_PORT, host, "9"],
-        ))
-        .await;
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "REFUSED",
-            "UDP to closed {host}:9: {}\nrelay {}",
-            String::from_utf8_lossy(&out.stderr),
-            relay.logs()
-        );
+        let what = format!("UDP to closed {host}:9");
+        world
+            .client_prints(&relay, &what, UDP_CLOSED_PORT, &[host, "9"], "REFUSED")
+            .await;
     }
     // Downloads cut off while the relay waits to write them: every copy buffer comes back
     // with its flow (counted at exit), however the flow's two directions were torn down.

@@ -568,66 +568,87 @@ mod tests {
 
     /// A connection of the test kit's endpoint to a peer that announced an MSS of 100 and
     /// SACK, slow-started (every segment acknowledged) until more than 1,000 segments are in
-    /// flight: the harness, the connection, the peer's and our addresses, SND.UNA and SND.MAX.
+    /// flight, between SND.UNA `una` and SND.MAX `max`.
     #[cfg(feature = "testing")]
-    fn long_flight_of_small_segments() -> (
-        crate::testing::peer::Harness,
-        crate::ConnectionHandle,
-        SocketAddr,
-        SocketAddr,
-        crate::SeqNumber,
-        crate::SeqNumber,
-    ) {
-        use crate::testing::peer::{config, Harness, Out, PEER};
-        use crate::wire::TcpFlags;
-        const ACK: TcpFlags = TcpFlags::ACK;
-
-        let mut h = Harness::new(config());
-        let peer = SocketAddr::new(PEER, 80);
-        let c = h.ep.connect(h.now, peer).unwrap();
-        let syn = h.one();
-        let us = syn.src;
-        let syn_ack = Out::new(TcpFlags::SYN | ACK, 10_000, 0)
-            .ackn(syn.seq + 1)
-            .mss(100)
-            .wscale(7)
-            .sack_ok();
-        h.inject(peer, us, syn_ack);
-        let _ = h.drain();
-        let _ = h.events();
-        let queued = h.ep.send(c, &[7u8; 1 << 18]).unwrap();
-        assert!(queued > 100_000, "{queued} bytes queued");
-        let mut una = syn.seq + 1;
-        let mut max = una;
-        for _ in 0..20 {
-            let sent = h.drain();
-            if let Some(end) = sent.iter().map(|s| s.seq + s.payload.len()).max() {
-                max = max.max(end);
-            }
-            if max - una > 100_000 {
-                break;
-            }
-            una = max;
-            h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
-        }
-        assert!(
-            (max - una) / 100 > 1000,
-            "{} segments in flight",
-            (max - una) / 100
-        );
-        (h, c, peer, us, una, max)
+    struct LongFlight {
+        h: crate::testing::peer::Harness,
+        c: crate::ConnectionHandle,
+        peer: SocketAddr,
+        us: SocketAddr,
+        una: crate::SeqNumber,
+        max: crate::SeqNumber,
     }
 
-    /// The records RACK looked at on `c` since the last call.
     #[cfg(feature = "testing")]
-    fn rack_visits(h: &crate::testing::peer::Harness, c: crate::ConnectionHandle) -> usize {
-        h.ep.connections
-            .get(&c)
-            .unwrap()
-            .conn
-            .snd
-            .rack
-            .take_visits()
+    impl LongFlight {
+        fn new() -> LongFlight {
+            use crate::testing::peer::{config, Harness, Out, PEER};
+            use crate::wire::TcpFlags;
+            const ACK: TcpFlags = TcpFlags::ACK;
+
+            let mut h = Harness::new(config());
+            let peer = SocketAddr::new(PEER, 80);
+            let c = h.ep.connect(h.now, peer).unwrap();
+            let syn = h.one();
+            let us = syn.src;
+            let syn_ack = Out::new(TcpFlags::SYN | ACK, 10_000, 0)
+                .ackn(syn.seq + 1)
+                .mss(100)
+                .wscale(7)
+                .sack_ok();
+            h.inject(peer, us, syn_ack);
+            let _ = h.drain();
+            let _ = h.events();
+            let queued = h.ep.send(c, &[7u8; 1 << 18]).unwrap();
+            assert!(queued > 100_000, "{queued} bytes queued");
+            let mut una = syn.seq + 1;
+            let mut max = una;
+            for _ in 0..20 {
+                let sent = h.drain();
+                if let Some(end) = sent.iter().map(|s| s.seq + s.payload.len()).max() {
+                    max = max.max(end);
+                }
+                if max - una > 100_000 {
+                    break;
+                }
+                una = max;
+                h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(una).window(4096));
+            }
+            let flight = LongFlight {
+                h,
+                c,
+                peer,
+                us,
+                una,
+                max,
+            };
+            assert!(flight.segments() > 1000, "{} segments", flight.segments());
+            flight
+        }
+
+        /// Segments in flight.
+        fn segments(&self) -> usize {
+            (self.max - self.una) / 100
+        }
+
+        /// The peer acknowledges SND.UNA again with one SACK block, `[left, right)`; whatever
+        /// that makes us send is taken.
+        fn sack(&mut self, left: crate::SeqNumber, right: crate::SeqNumber) {
+            use crate::testing::peer::Out;
+            let block = [(left.0, right.0)];
+            let ack = Out::new(crate::wire::TcpFlags::ACK, 10_001, 0)
+                .ackn(self.una)
+                .window(4096)
+                .sack(&block);
+            self.h.inject(self.peer, self.us, ack);
+            let _ = self.h.drain();
+        }
+
+        /// The records RACK looked at since the last call.
+        fn rack_visits(&self) -> usize {
+            let slot = self.h.ep.connections.get(&self.c).unwrap();
+            slot.conn.snd.rack.take_visits()
+        }
     }
 
     /// A receiver that keeps a hole open at SND.UNA and repeats, on every duplicate ACK, one
@@ -638,35 +659,22 @@ mod tests {
     #[cfg(feature = "testing")]
     #[test]
     fn repeated_wide_sack_blocks_walk_the_flight_once() {
-        use crate::testing::peer::{Harness, Out};
-        use crate::wire::TcpFlags;
-        use crate::SeqNumber;
-
-        let (mut h, c, peer, us, una, max) = long_flight_of_small_segments();
-        let flight = (max - una) / 100;
-        let dup = |h: &mut Harness, left: SeqNumber, right: SeqNumber| {
-            let block = [(left.0, right.0)];
-            let ack = Out::new(TcpFlags::ACK, 10_001, 0)
-                .ackn(una)
-                .window(4096)
-                .sack(&block);
-            h.inject(peer, us, ack);
-            let _ = h.drain();
-        };
-        rack_visits(&h, c);
+        let mut f = LongFlight::new();
+        let (una, max, flight) = (f.una, f.max, f.segments());
+        f.rack_visits();
         // The first SACK walks what it SACKs, and RACK's detection pass then the
         // transmissions it delivered, once, to drop them; the same block again, nothing.
-        dup(&mut h, una + 100, max);
-        let first = rack_visits(&h, c);
+        f.sack(una + 100, max);
+        let first = f.rack_visits();
         assert!(
             first >= flight - 1 && first <= 2 * flight + 4,
             "{first} of {flight}"
         );
         for _ in 0..100 {
-            dup(&mut h, una + 100, max);
-            dup(&mut h, una + 1, una + (1 << 30));
+            f.sack(una + 100, max);
+            f.sack(una + 1, una + (1 << 30));
         }
-        let repeated = rack_visits(&h, c);
+        let repeated = f.rack_visits();
         assert!(
             repeated <= 10,
             "200 duplicate ACKs looked at {repeated} records"
@@ -681,27 +689,18 @@ mod tests {
     #[cfg(feature = "testing")]
     #[test]
     fn sacking_a_flight_a_segment_at_a_time_costs_each_ack_a_few_records() {
-        use crate::testing::peer::Out;
-        use crate::wire::TcpFlags;
-
-        let (mut h, c, peer, us, una, max) = long_flight_of_small_segments();
-        let flight = (max - una) / 100;
-        rack_visits(&h, c);
+        let mut f = LongFlight::new();
+        let (una, flight) = (f.una, f.segments());
+        f.rack_visits();
         // Past RACK's reordering window, so that the hole is lost at the first SACK.
-        h.advance(std::time::Duration::from_millis(50));
+        f.h.advance(std::time::Duration::from_millis(50));
         for i in 1..flight {
-            let block = [((una + 100).0, (una + 100 * (i + 1)).0)];
-            let ack = Out::new(TcpFlags::ACK, 10_001, 0)
-                .ackn(una)
-                .window(4096)
-                .sack(&block);
-            h.inject(peer, us, ack);
-            let _ = h.drain();
+            f.sack(una + 100, una + 100 * (i + 1));
         }
-        let visits = rack_visits(&h, c);
+        let visits = f.rack_visits();
         let acks = flight - 1;
         assert!(visits < 8 * acks, "{acks} ACKs looked at {visits} records");
-        let c = h.ep.connections.get(&c).unwrap();
+        let c = f.h.ep.connections.get(&f.c).unwrap();
         assert!(c.conn.recovery.recover.is_some(), "the hole was found lost");
     }
 }
