@@ -2455,12 +2455,9 @@ fn a_zero_user_timeout_is_none() {
     assert_eq!(k.h.ep.take_error(k.c).unwrap(), None);
 }
 
-/// A connection the application has closed, with data the peer's shut window holds back,
-/// does not live for ever even if the peer answers every probe: it gives up once the
-/// backoff reaches the RTO's ceiling (Linux's `tcp_orphan_retries`), and its memory is
-/// given back.
-#[test]
-fn an_orphan_behind_an_answered_zero_window_goes_away() {
+/// A connection whose peer shut its window, with 20,000 bytes queued behind it, that the
+/// application has closed; and when it closed it.
+fn orphan_behind_a_shut_window() -> (Conn, Instant) {
     let mut k = Conn::plain();
     let o = k.seg(ACK, k.our_nxt).window(0);
     k.send_peer(o);
@@ -2469,6 +2466,16 @@ fn an_orphan_behind_an_answered_zero_window_goes_away() {
     assert!(k.h.ep.memory_usage().buffered >= 20_000);
     k.h.ep.close(k.h.now, k.c).unwrap();
     let t0 = k.h.now;
+    (k, t0)
+}
+
+/// A connection the application has closed, with data the peer's shut window holds back,
+/// does not live for ever even if the peer answers every probe: it gives up once the
+/// backoff reaches the RTO's ceiling (Linux's `tcp_orphan_retries`), and its memory is
+/// given back.
+#[test]
+fn an_orphan_behind_an_answered_zero_window_goes_away() {
+    let (mut k, t0) = orphan_behind_a_shut_window();
     for _ in 0..100 {
         if k.h.ep.poll_timeout().is_none() || k.h.ep.connection_count() == 0 {
             break;
@@ -2493,13 +2500,7 @@ fn an_orphan_behind_an_answered_zero_window_goes_away() {
 /// ever by chattering.
 #[test]
 fn an_orphan_behind_a_chattering_zero_window_goes_away() {
-    let mut k = Conn::plain();
-    let o = k.seg(ACK, k.our_nxt).window(0);
-    k.send_peer(o);
-    k.h.ep.send(k.c, &[5u8; 20_000]).unwrap();
-    k.h.none();
-    k.h.ep.close(k.h.now, k.c).unwrap();
-    let t0 = k.h.now;
+    let (mut k, t0) = orphan_behind_a_shut_window();
     // At most 1,000 s of virtual time, 100 ms at a step.
     for _ in 0..10_000 {
         if k.h.ep.connection_count() == 0 {

@@ -1108,6 +1108,24 @@ async fn wait_listening(ns: &NetNs, port: u16) {
     panic!("nothing listens on port {port} after 10 s");
 }
 
+/// What every relay test starts with: the TUN and the tools it needs (`extra` beyond
+/// `tools`'), the example's binary, its turn (the relay tests run one at a time), and a
+/// world of namespaces named from `prefix`. `None`, the reason printed, where the machine
+/// lacks one of them.
+async fn start(
+    test: &str,
+    extra: &[&str],
+    prefix: &str,
+) -> Option<(tokio::sync::MutexGuard<'static, ()>, World, PathBuf)> {
+    if !require_tun(test) || !tools(test, extra) {
+        return None;
+    }
+    let relay_bin = example(test, "transparent_relay")?;
+    let turn = TURN.lock().await;
+    let world = World::new(prefix).await;
+    Some((turn, world, relay_bin))
+}
+
 fn tools(test: &str, extra: &[&str]) -> bool {
     ["python3", "curl", "nft", "tshark"]
         .iter()
@@ -1122,14 +1140,9 @@ fn tools(test: &str, extra: &[&str]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_through_egress_namespace() {
     let test = "kernel_relay_through_egress_namespace";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, world, relay_bin)) = start(test, &[], "synack-rly").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let world = World::new("synack-rly").await;
     let e_name = world.e.name().to_owned();
     let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
 
@@ -1334,14 +1347,9 @@ async fn kernel_relay_through_egress_namespace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_on_two_workers() {
     let test = "kernel_relay_on_two_workers";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, world, relay_bin)) = start(test, &[], "synack-rly2").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let world = World::new("synack-rly2").await;
     let e_name = world.e.name().to_owned();
     let args = ["--egress-netns", &e_name, "--workers", "2", "--stats"];
     let mut relay = world.relay_with(&relay_bin, &args, false).await;
@@ -1388,14 +1396,9 @@ async fn kernel_relay_on_two_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_never_reaches_loopback() {
     let test = "kernel_relay_never_reaches_loopback";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, mut world, relay_bin)) = start(test, &[], "synack-rlyl").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let mut world = World::new("synack-rlyl").await;
     world
         .egress_server(LOOPBACK_LISTENER, LOOPBACK_PORT, "loopback")
         .await;
@@ -1488,14 +1491,9 @@ async fn kernel_relay_never_reaches_loopback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_reaches_a_slow_upstream_through_a_syn_flood() {
     let test = "kernel_relay_reaches_a_slow_upstream_through_a_syn_flood";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, world, relay_bin)) = start(test, &[], "synack-rlyw").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let world = World::new("synack-rlyw").await;
     let (slow, _, port) = DESTS[0];
     let rules = world.dir.path().join("slow.nft");
     std::fs::write(
@@ -1561,14 +1559,9 @@ async fn kernel_relay_reaches_a_slow_upstream_through_a_syn_flood() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_carries_ten_thousand_flows_at_once() {
     let test = "kernel_relay_carries_ten_thousand_flows_at_once";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, mut world, relay_bin)) = start(test, &[], "synack-rlym").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let mut world = World::new("synack-rlym").await;
     world.egress_server(MANY_SERVER, MANY_PORT, "many").await;
     let e_name = world.e.name().to_owned();
     let mut relay = world.relay(&relay_bin, &["--egress-netns", &e_name]).await;
@@ -1631,14 +1624,9 @@ async fn kernel_relay_carries_ten_thousand_flows_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_through_socks5() {
     let test = "kernel_relay_through_socks5";
-    if !require_tun(test) || !tools(test, &["danted"]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, mut world, relay_bin)) = start(test, &["danted"], "synack-rlys").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let mut world = World::new("synack-rlys").await;
     world.socks_proxy().await;
     let mut relay = world.relay(&relay_bin, &["--socks5", PROXY]).await;
 
@@ -1674,14 +1662,9 @@ async fn kernel_relay_through_socks5() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_relay_survives_a_flood_to_random_destinations() {
     let test = "kernel_relay_survives_a_flood_to_random_destinations";
-    if !require_tun(test) || !tools(test, &[]) {
-        return;
-    }
-    let Some(relay_bin) = example(test, "transparent_relay") else {
+    let Some((_turn, world, relay_bin)) = start(test, &[], "synack-rlyf").await else {
         return;
     };
-    let _turn = TURN.lock().await;
-    let world = World::new("synack-rlyf").await;
     let e_name = world.e.name().to_owned();
     let (max_connects, max_udp) = (64, 128);
     let mut relay = world
