@@ -61,7 +61,7 @@ impl Connection {
         self.snd.wnd = wnd;
         self.snd.max_wnd = self.snd.max_wnd.max(wnd);
         self.snd.wl1 = seg.seq_number;
-        if wnd > 0 {
+        if wnd > 0 && self.window_takes_the_head() {
             self.timers.persist = None;
             self.persist_backoff = 0;
             // The probing episode is over (Linux's tcp_ack_probe clears
@@ -72,11 +72,25 @@ impl Connection {
         }
     }
 
+    /// Whether the send window takes the segment that waits at SND.NXT whole: a full
+    /// segment, or all that is queued if less (Linux's `tcp_ack_probe`, "Was it a usable
+    /// window open?": the head skb's end within `tcp_wnd_end`). Only such a window ends a
+    /// probing episode. One that opens less than that, after zero-window probes, leaves
+    /// their backoff as it was, and the next probe (the one that lets the short segment
+    /// out) waits for it.
+    fn window_takes_the_head(&self) -> bool {
+        let buffered_end = self.snd.data_start() + self.snd.buffer.len();
+        let unsent = buffered_end - self.snd.nxt.min(buffered_end);
+        let head = unsent.min(self.payload_room());
+        self.snd.nxt + head <= self.snd.una + self.snd.wnd
+    }
+
     /// Linux's `tcp_ack_probe`, for an ACK (not an old one) that found nothing in flight:
-    /// while the window stays shut, the probe timer starts again from this ACK, at the
-    /// backed-off interval. The next probe then goes that long after the peer's last ACK
-    /// (the answer to a probe, late or not, or one of its own), not after our last probe.
-    /// (A window that opens stops the timer: `update_window`.)
+    /// while the window stays shut, or too small for the segment that waits, the probe
+    /// timer starts again from this ACK, at the backed-off interval. The next probe then
+    /// goes that long after the peer's last ACK (the answer to a probe, late or not, or one
+    /// of its own), not after our last probe. (A window that takes the segment stops the
+    /// timer: `update_window`.)
     ///
     /// Not for a data segment Linux's header prediction takes on its fast path, which calls
     /// `tcp_ack` only for an ACK that moves SND.UNA (`old_wnd`: the window before `seg`'s,
@@ -87,7 +101,10 @@ impl Connection {
     /// (the permanent FIN-WAIT-1 that a fix proposed to Linux in October 2025 addresses,
     /// "net/tcp: fix permanent FIN-WAIT-1 state with continuous zero window packets").
     fn ack_probe(&mut self, now: Instant, seg: &TcpRepr<'_>, old_wnd: usize) {
-        if self.app_closed || self.snd.wnd != 0 || self.timers.persist.is_none() {
+        if self.app_closed || self.timers.persist.is_none() {
+            return;
+        }
+        if self.snd.wnd != 0 && self.window_takes_the_head() {
             return;
         }
         // Header prediction's data half (`tcp_rcv_established`'s fast path): in order, ACK

@@ -301,8 +301,11 @@ impl Connection {
                 self.persist_backoff = self.persist_backoff.saturating_add(1);
                 self.timers.persist = Some(now + self.probe_interval(now));
             } else {
-                // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out.
+                // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out. It is
+                // data in flight, which ends the probes' backoff (Linux's `tcp_send_probe0`
+                // once `tcp_write_wakeup` has sent some).
                 self.sws_override = true;
+                self.persist_backoff = 0;
             }
         }
         if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
