@@ -302,10 +302,13 @@ impl Connection {
                 self.timers.persist = Some(now + self.probe_interval(now));
             } else {
                 // RFC 9293 §3.8.6.2.1: the override timeout lets a short segment out. It is
-                // data in flight, which ends the probes' backoff (Linux's `tcp_send_probe0`
-                // once `tcp_write_wakeup` has sent some).
+                // data in flight, which ends the probing episode (Linux's `tcp_send_probe0`
+                // once `tcp_write_wakeup` has sent some): the backoff, and the start a user
+                // timeout counts from, which the retransmission timer sets again if the
+                // segment is lost (`retrans_stamp`).
                 self.sws_override = true;
                 self.persist_backoff = 0;
+                self.retransmitting_since = None;
             }
         }
         if matches!(self.keepalive_deadline(), Some(t) if t <= now) {
