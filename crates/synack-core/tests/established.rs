@@ -4304,7 +4304,8 @@ fn receive_window_auto_tunes_to_what_the_reader_drains() {
 }
 
 /// The same tuning on a connection whose handshake gave the send side no RTT sample (its
-/// SYN went twice: Karn's rule) and that only receives, on a 50 ms path where data arrives
+/// SYN went twice, which Karn's rule keeps from being timed, and the SYN-ACK echoes no
+/// TSval) and that only receives, on a 50 ms path where data arrives
 /// spread over each round trip: the rounds are measured by the receiver's own estimate,
 /// from the timestamps the peer echoes (Linux's `rcv_rtt_est`), and the window grows.
 /// Before, a round lasted a millisecond without a send-side sample, the reader never read
@@ -4333,7 +4334,7 @@ fn receive_window_auto_tunes_without_a_send_side_rtt_sample() {
             .mss(1460)
             .wscale(7)
             .sack_ok()
-            .ts(1, tsval(&syn)),
+            .ts(1, 0),
     );
     let ack = h.drain().pop().expect("the handshake's ACK");
     assert_eq!(h.ep.state(c), Ok(State::Established));

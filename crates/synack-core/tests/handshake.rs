@@ -1977,6 +1977,38 @@ fn data_rto_after_a_retransmitted_synack_is_three_seconds() {
     );
 }
 
+/// With timestamps, though, the ACK's echo names the SYN-ACK it answers (RFC 7323 §4.3): an
+/// echo of the resend is a sample of the path (50 ms here) despite the retransmission, as
+/// Linux's `tcp_ack_update_rtt` takes it, and the first data's timers follow it, not the
+/// 3 s fallback.
+#[test]
+fn an_echo_of_the_resent_synack_gives_the_data_an_rtt() {
+    let mut h = Harness::new(config());
+    let (l, server, client, sa) = passive_syn_ts(&mut h);
+    h.advance(Duration::from_millis(1000));
+    let (_, again) = h.sent.last().expect("the SYN-ACK again").clone();
+    assert!(again.is(SYN | ACK), "the SYN-ACK was retransmitted");
+    let echo = again.ts.expect("timestamps").tsval;
+    h.advance(Duration::from_millis(50));
+    h.inject(
+        client,
+        server,
+        Out::new(ACK, 101, 0).ackn(sa.seq + 1).ts(1100, echo),
+    );
+    let conn = h.ep.accept(l).expect("established");
+    let srtt = h.ep.info(h.now, conn).unwrap().rtt;
+    assert_eq!(srtt, Duration::from_millis(50), "the echo's sample");
+    h.ep.send(conn, &[7u8; 100]).unwrap();
+    let t0 = h.now;
+    assert_eq!(h.one().payload.len(), 100);
+    let (t, _) = h.next_timeout();
+    assert!(
+        t - t0 < Duration::from_secs(1),
+        "first data timer after {:?}, not the 3 s fallback",
+        t - t0
+    );
+}
+
 /// A listener on US:8080 and a SYN with timestamps (TSval 1000) from PEER:40000 (ISN 100):
 /// the listener, the server's and the client's addresses, and our SYN-ACK.
 fn passive_syn_ts(h: &mut Harness) -> (synack_core::ListenerHandle, SocketAddr, SocketAddr, Seg) {

@@ -614,9 +614,9 @@ impl Connection {
         }
     }
 
-    /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample
-    /// unless the SYN was retransmitted (Karn), and restore the RTO; after a SYN or SYN-ACK
-    /// timeout, with no sample, the data RTO starts at 3 s (RFC 6298 §5.7).
+    /// Our SYN was acknowledged (in SYN-SENT or SYN-RECEIVED): take the first RTT sample,
+    /// and restore the RTO; after a SYN or SYN-ACK timeout, with no sample, the data RTO
+    /// starts at 3 s (RFC 6298 §5.7).
     pub(super) fn ack_syn(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         // The SYN is one segment delivered, with any data it carried (Linux counts a Fast
         // Open SYN and its data as one).
@@ -625,14 +625,15 @@ impl Connection {
         self.snd.nxt = self.snd.nxt.max(self.snd.una);
         self.snd.syn_unacked = false;
         self.syn_pending = false;
-        // Karn's rule, also for timestamps here: after a retransmitted SYN the echoed TSval
-        // may belong to the first SYN, whose RTT would include the whole timeout.
-        if self.backoff == 0 {
-            if let Some(sample) = self.rtt_sample_for(now, seg, self.snd.una) {
-                self.rtt.sample(sample);
-            }
-        } else {
-            self.rtt.fall_back(crate::tcp::rtt::FALLBACK_RTO);
+        // Karn's rule holds for the timed SYN, which a retransmission stops timing
+        // (`rtt_seq`). An echoed TSval names the transmission it answers, the first SYN or
+        // a resend (RFC 7323 §4.3), so it gives a sample after a timeout too, as Linux's
+        // `tcp_ack_update_rtt` takes one from the echo (`tcp_rtt_tsopt_us`): the data's
+        // RTO then follows the path, not the 3 s fallback.
+        match self.rtt_sample_for(now, seg, self.snd.una) {
+            Some(sample) => self.rtt.sample(sample),
+            None if self.backoff != 0 => self.rtt.fall_back(crate::tcp::rtt::FALLBACK_RTO),
+            None => {}
         }
         self.rtt_seq = None;
         self.backoff = 0;
