@@ -177,7 +177,8 @@ impl Connection {
             }
             _ => len,
         };
-        let with_fin = self.snd.fin_seq.is_some() && seq + len == buffered_end;
+        let with_fin =
+            self.snd.fin_seq.is_some() && seq + len == buffered_end && self.fin_rides_with(len);
         if len == 0 && !with_fin {
             return None;
         }
@@ -190,6 +191,16 @@ impl Connection {
             Emit::Retransmit,
             len.min(room),
         )
+    }
+
+    /// Whether our FIN may ride on a segment of `len` bytes that ends where the data does: not
+    /// on data once it first left on its own (`fin_alone`). Linux's `tcp_send_fin` then
+    /// queued it as an skb of its own, and a retransmission resends an skb as it is (the
+    /// retransmission timeout the head, the data before the FIN without it); the FIN goes
+    /// again by itself once the data is acknowledged, or as the last segment's tail loss
+    /// probe.
+    pub(super) fn fin_rides_with(&self, len: usize) -> bool {
+        len == 0 || !self.snd.fin_alone
     }
 
     /// The most payload one packet may carry under segmentation offload: the device's

@@ -812,8 +812,14 @@ impl Connection {
             // window it waits, probed for the window as data would be, as Linux's
             // `tcp_snd_wnd_test` counts it in `end_seq`. Sent, an RFC 9293 receiver would
             // refuse it (§3.10.7.4), and only a retransmission timeout would send it again
-            // once the window opened.
-            if !fin_alone || wnd_edge <= seq {
+            // once the window opened. The congestion window holds it only when it goes
+            // again, going back after a timeout: Linux's `tcp_cwnd_test` lets a first FIN
+            // alone past a full window ("don't be strict about the congestion window for the
+            // final FIN"), but `tcp_xmit_retransmit_queue` resends it only while fewer
+            // packets are out than the window counts, here while a full segment would fit.
+            let resent = seq < self.snd.max;
+            let cwnd_room = cwnd_edge - seq.min(cwnd_edge);
+            if !fin_alone || wnd_edge <= seq || (resent && cwnd_room < room) {
                 if fin_alone && !in_flight {
                     self.maybe_arm_persist(now, 1);
                 }
@@ -861,7 +867,7 @@ impl Connection {
             len
         };
         let len = self.pace(now, len, room)?;
-        let with_fin = fin_to_send && seq + len == buffered_end;
+        let with_fin = fin_to_send && seq + len == buffered_end && self.fin_rides_with(len);
         let kind = if wakeup { Emit::Wakeup } else { Emit::New };
         // Only new data measures the window's use, as only Linux's `tcp_write_xmit` calls
         // `tcp_cwnd_validate`: the go-back's resends after a timeout leave the round and
