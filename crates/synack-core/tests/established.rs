@@ -1183,6 +1183,40 @@ fn sack_blocks_in_data_segments_reduce_their_payload() {
     assert_eq!(data[0].payload.len(), 1000 - 12 - 20);
 }
 
+/// A bare FIN held out of order past a hole is a SACK block of its own (its one sequence
+/// number, as Linux's out-of-order skb for it), and our data segments count it among their
+/// options: the payload leaves it room, so that no packet exceeds the MSS.
+#[test]
+fn a_lone_held_fin_is_a_sack_block_that_data_segments_leave_room_for() {
+    let mut k = Conn::open(config(), true, true);
+    let base = k.peer_nxt;
+    k.h.ep.set_nodelay(k.c, true).unwrap();
+    let o = Out::new(ACK, 0, 0)
+        .seqn(base + 1000)
+        .ackn(k.our_nxt)
+        .ts(300, 0)
+        .data(&[2u8; 500]);
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().sack, vec![(base + 1000, base + 1500)]);
+    let fin = Out::new(FIN | ACK, 0, 0)
+        .seqn(base + 3000)
+        .ackn(k.our_nxt)
+        .ts(301, 0);
+    k.h.inject(k.peer, k.us, fin);
+    let dup = k.h.one();
+    assert_eq!(
+        dup.sack,
+        vec![(base + 3000, base + 3001), (base + 1000, base + 1500)],
+        "the FIN's block first, then the data's"
+    );
+    k.h.ep.send(k.c, &[9u8; 3000]).unwrap();
+    let segs = k.h.drain();
+    let data: Vec<_> = segs.iter().filter(|s| !s.payload.is_empty()).collect();
+    assert_eq!(data[0].sack.len(), 2);
+    // TS (12) + SACK with two blocks (4 + 16).
+    assert_eq!(data[0].payload.len(), 1000 - 12 - 20);
+}
+
 #[test]
 fn no_sack_blocks_without_sack_permitted() {
     let mut k = Conn::plain();

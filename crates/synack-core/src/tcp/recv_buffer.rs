@@ -576,6 +576,13 @@ impl RecvBuffer {
         self.ranges.iter().map(|r| (r.end - r.start) as usize).sum()
     }
 
+    /// Whether an out-of-order range ends `offset` bytes past RCV.NXT.
+    pub fn range_ends_at(&self, offset: usize) -> bool {
+        let end = self.nxt + offset as u64;
+        let i = self.ranges.partition_point(|r| r.end < end);
+        self.ranges.get(i).is_some_and(|r| r.end == end)
+    }
+
     /// How many disjoint out-of-order ranges are held.
     pub fn ooo_ranges(&self) -> usize {
         self.ranges.len()

@@ -53,21 +53,40 @@ impl Connection {
                 tsecr: self.ts.recent,
             });
         }
-        if self.sack_ok && (self.rcv.dsack.is_some() || self.rcv.buffer.ooo_ranges() > 0) {
+        // A FIN held out of order is reported too: Linux's out-of-order queue holds it in an
+        // skb whose `end_seq` counts it, so it closes the block that ends where it stands,
+        // or, past a hole of its own, is a block by itself (`lone_fin_block`).
+        let fin = self.rcv.fin_seq.filter(|&f| f > self.rcv.nxt);
+        if self.sack_ok
+            && (self.rcv.dsack.is_some() || self.rcv.buffer.ooo_ranges() > 0 || fin.is_some())
+        {
             let max = if self.ts.enabled { 3 } else { 4 };
             // RFC 2883 §4: "If the data packet being acknowledged is a duplicate ... the
             // first SACK block ... should specify the contiguous sequence space of the
             // duplicate"; the usual blocks follow.
             let dsack = self.rcv.dsack.into_iter();
+            let lone_fin = self.lone_fin_block();
             let held = self.rcv.buffer.sack_ranges(max).into_iter();
-            let held = held.map(|(start, end)| (self.rcv.nxt + start, self.rcv.nxt + end));
-            for (slot, block) in dsack.chain(held).enumerate().take(max) {
+            let held = held.map(|(start, end)| {
+                let (start, end) = (self.rcv.nxt + start, self.rcv.nxt + end);
+                (start, if Some(end) == fin { end + 1 } else { end })
+            });
+            for (slot, block) in dsack.chain(lone_fin).chain(held).enumerate().take(max) {
                 seg.sack_ranges[slot] = Some(block);
             }
         }
         let wnd = self.advertisable_window();
         seg.window_len = self.window_field(self.rcv.nxt, wnd);
         self.mark_urgent(seg);
+    }
+
+    /// The SACK block of a FIN held out of order past a hole of its own, with no held data
+    /// right before it: its one sequence number, taken as the newest block (a FIN is the
+    /// last a peer sends).
+    pub(super) fn lone_fin_block(&self) -> Option<(SeqNumber, SeqNumber)> {
+        let fin = self.rcv.fin_seq.filter(|&f| f > self.rcv.nxt)?;
+        let after_held = self.rcv.buffer.range_ends_at(fin - self.rcv.nxt);
+        (!after_held).then_some((fin, fin + 1))
     }
 
     /// The window field for an ACK of `ack` offering `wnd` bytes: scaled down (RFC 7323

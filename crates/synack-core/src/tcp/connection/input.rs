@@ -796,6 +796,7 @@ impl Connection {
         // the held bytes past it are forgotten (Linux's `tcp_fin` purges the out-of-order
         // queue, and `tcp_ofo_queue` stops at the FIN); of two FINs, the lower stands, as
         // Linux's queue reaches it first.
+        let mut held_fin_again = false;
         if flags.contains(TcpFlags::FIN)
             && matches!(
                 self.state,
@@ -803,6 +804,7 @@ impl Connection {
             )
         {
             let fin_seq = start + seg.payload.len();
+            held_fin_again = fin_seq > self.rcv.nxt && self.rcv.fin_seq == Some(fin_seq);
             if fin_seq >= self.rcv.nxt && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt {
                 let fin_seq = match self.rcv.fin_seq {
                     Some(earlier) if earlier < fin_seq => earlier,
@@ -835,6 +837,16 @@ impl Connection {
                     // taken below, which decides.
                     if fin_seq != self.rcv.nxt {
                         self.rcv.ack_now = true;
+                    }
+                    // The held FIN again: a duplicate, whose D-SACK block covers its
+                    // sequence number (with the data's, if it brought that again too), as
+                    // Linux's out-of-order queue holds the FIN in an skb whose `end_seq`
+                    // counts it (`tcp_data_queue_ofo`, `tcp_dsack_set`).
+                    if held_fin_again && self.sack_ok {
+                        self.rcv.dsack = match self.rcv.dsack {
+                            Some((from, to)) if to == fin_seq => Some((from, to + 1)),
+                            _ => Some((fin_seq, fin_seq + 1)),
+                        };
                     }
                 }
                 _ => {

@@ -582,7 +582,8 @@ impl Connection {
         if self.sack_ok {
             let max = if self.ts.enabled { 3 } else { 4 };
             let dsack = usize::from(self.rcv.dsack.is_some());
-            let blocks = (dsack + self.rcv.buffer.ooo_ranges()).min(max);
+            let fin = usize::from(self.lone_fin_block().is_some());
+            let blocks = (dsack + fin + self.rcv.buffer.ooo_ranges()).min(max);
             for slot in seg.sack_ranges.iter_mut().take(blocks) {
                 *slot = Some((zero, zero));
             }
