@@ -61,6 +61,9 @@ pub struct TcpInfo {
     /// Time since an ACK was last taken (Linux `tcpi_last_ack_recv`): a pure ACK moves it,
     /// not `last_data_recv`; an old ACK moves neither.
     pub last_ack_recv: Duration,
+    /// The path MTU the connection sizes its segments by (Linux `tcpi_pmtu`): the link's, or
+    /// a lower one an ICMP report gave while it holds.
+    pub pmtu: u32,
     /// The smoothed RTT.
     pub rtt: Duration,
     /// The RTT variation.

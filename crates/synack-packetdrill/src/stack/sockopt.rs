@@ -594,7 +594,7 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u32(0); // last_ack_sent
     w.u32(i.last_data_recv.as_millis().min(u32::MAX as u128) as u32);
     w.u32(i.last_ack_recv.as_millis().min(u32::MAX as u128) as u32);
-    w.u32(0); // pmtu
+    w.u32(i.pmtu);
     w.u32(0); // rcv_ssthresh
     w.u32(us(i.rtt));
     w.u32(us(i.rttvar));

@@ -118,6 +118,7 @@ impl Connection {
             total_retrans: self.retransmits,
             last_data_recv: now.saturating_duration_since(self.last_data_recv),
             last_ack_recv: now.saturating_duration_since(self.last_ack_recv),
+            pmtu: u32::from(self.pmtu.route_mss()) + if self.local.is_ipv6() { 60 } else { 40 },
             rtt: self.rtt.srtt().unwrap_or_default(),
             rttvar: self.rttvar_or_zero(),
             min_rtt: self.rtt.min_rtt().unwrap_or_default(),
