@@ -1191,17 +1191,10 @@ fn a_lone_held_fin_is_a_sack_block_that_data_segments_leave_room_for() {
     let mut k = Conn::open(config(), true, true);
     let base = k.peer_nxt;
     k.h.ep.set_nodelay(k.c, true).unwrap();
-    let o = Out::new(ACK, 0, 0)
-        .seqn(base + 1000)
-        .ackn(k.our_nxt)
-        .ts(300, 0)
-        .data(&[2u8; 500]);
+    let o = k.seg(ACK, k.our_nxt).seqn(base + 1000).data(&[2u8; 500]);
     k.h.inject(k.peer, k.us, o);
     assert_eq!(k.h.one().sack, vec![(base + 1000, base + 1500)]);
-    let fin = Out::new(FIN | ACK, 0, 0)
-        .seqn(base + 3000)
-        .ackn(k.our_nxt)
-        .ts(301, 0);
+    let fin = k.seg(FIN | ACK, k.our_nxt).seqn(base + 3000);
     k.h.inject(k.peer, k.us, fin);
     let dup = k.h.one();
     assert_eq!(
