@@ -61,7 +61,10 @@ impl Connection {
         self.snd.wnd = wnd;
         self.snd.max_wnd = self.snd.max_wnd.max(wnd);
         self.snd.wl1 = seg.seq_number;
-        if wnd > 0 && self.window_takes_the_head() {
+        // While probing, only a window that takes the waiting segment ends it (asked only
+        // then: every window update comes here).
+        let probing = self.timers.persist.is_some() || self.persist_backoff > 0;
+        if wnd > 0 && (!probing || self.window_takes_the_head()) {
             self.timers.persist = None;
             self.persist_backoff = 0;
             // The probing episode is over (Linux's tcp_ack_probe clears

@@ -56,7 +56,7 @@ impl Connection {
         // A FIN held out of order is reported too: Linux's out-of-order queue holds it in an
         // skb whose `end_seq` counts it, so it closes the block that ends where it stands,
         // or, past a hole of its own, is a block by itself (`lone_fin_block`).
-        let fin = self.rcv.fin_seq.filter(|&f| f > self.rcv.nxt);
+        let fin = self.held_fin();
         if self.sack_ok
             && (self.rcv.dsack.is_some() || self.rcv.buffer.ooo_ranges() > 0 || fin.is_some())
         {
@@ -80,11 +80,16 @@ impl Connection {
         self.mark_urgent(seg);
     }
 
+    /// The peer's FIN, held out of order: data before it is still missing.
+    pub(super) fn held_fin(&self) -> Option<SeqNumber> {
+        self.rcv.fin_seq.filter(|&f| f > self.rcv.nxt)
+    }
+
     /// The SACK block of a FIN held out of order past a hole of its own, with no held data
     /// right before it: its one sequence number, taken as the newest block (a FIN is the
     /// last a peer sends).
     pub(super) fn lone_fin_block(&self) -> Option<(SeqNumber, SeqNumber)> {
-        let fin = self.rcv.fin_seq.filter(|&f| f > self.rcv.nxt)?;
+        let fin = self.held_fin()?;
         let after_held = self.rcv.buffer.range_ends_at(fin - self.rcv.nxt);
         (!after_held).then_some((fin, fin + 1))
     }

@@ -804,7 +804,7 @@ impl Connection {
             )
         {
             let fin_seq = start + seg.payload.len();
-            held_fin_again = fin_seq > self.rcv.nxt && self.rcv.fin_seq == Some(fin_seq);
+            held_fin_again = self.held_fin() == Some(fin_seq);
             if fin_seq >= self.rcv.nxt && fin_seq - self.rcv.nxt <= self.rcv.adv - self.rcv.nxt {
                 let fin_seq = match self.rcv.fin_seq {
                     Some(earlier) if earlier < fin_seq => earlier,
