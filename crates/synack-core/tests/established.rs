@@ -2644,6 +2644,82 @@ fn keepalive_answered_keeps_the_connection() {
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
 }
 
+/// Keepalive turned on through the endpoint on a connection already idle, timed as Linux
+/// arms its timer:
+/// - turned on from off, the first probe waits a whole idle time from then
+///   (`tcp_set_keepalive`), not from the last segment heard, which may be long past;
+/// - a new idle time counts from the last segment heard (`tcp_sock_set_keepidle_locked`):
+///   one already passed probes at once;
+/// - a new interval or count leaves the running timer alone.
+///
+/// The first probe used to go out at once: the idle time had run out before keepalive was
+/// on.
+#[test]
+fn keepalive_turned_on_while_idle_waits_a_whole_idle_time() {
+    let k10 = synack_core::KeepaliveConfig {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    };
+    // Quiet for 100 s, then on: probes at 110, 112, 114, and the reset at 116.
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(100));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    k.h.advance(Duration::from_secs(30));
+    assert_eq!(keepalive_times(&k, t0), (vec![110, 112, 114], vec![116]));
+
+    // Quiet for 100 s, on, then at 105 a new interval: no change.
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(100));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    k.h.advance(Duration::from_secs(5));
+    let k10_3 = synack_core::KeepaliveConfig {
+        interval: Duration::from_secs(3),
+        ..k10
+    };
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10_3)).unwrap();
+    k.h.advance(Duration::from_secs(30));
+    assert_eq!(keepalive_times(&k, t0), (vec![110, 113, 116], vec![119]));
+
+    // Quiet for 100 s, on, then at 103 an idle time of 20 s: that has run out since the
+    // last segment heard, so a probe goes at once.
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(100));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    k.h.advance(Duration::from_secs(3));
+    let k20 = synack_core::KeepaliveConfig {
+        idle: Duration::from_secs(20),
+        ..k10
+    };
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k20)).unwrap();
+    k.h.advance(Duration::from_secs(30));
+    assert_eq!(keepalive_times(&k, t0), (vec![103, 105, 107], vec![109]));
+
+    // Off and on again after an answered probe: a whole idle time from the second turn.
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    k.h.advance(Duration::from_secs(10));
+    k.ack_all();
+    k.h.advance(Duration::from_secs(5));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, None).unwrap();
+    k.h.advance(Duration::from_secs(20));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    k.h.advance(Duration::from_secs(12));
+    assert_eq!(keepalive_times(&k, t0).0, vec![10, 45, 47]);
+}
+
 #[test]
 fn keepalive_is_off_by_default() {
     let mut k = Conn::plain();

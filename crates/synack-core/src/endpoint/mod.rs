@@ -934,15 +934,21 @@ impl Endpoint {
     /// and TCP_KEEPCNT): `Some` turns them on with that timing, `None` off (RFC 9293
     /// §3.8.4, RFC 1122 §4.2.3.6). Timing Linux refuses is `InvalidInput`
     /// ([`KeepaliveConfig::check`](crate::KeepaliveConfig::check)).
+    ///
+    /// The idle time runs from the last segment received; but turned on at `now` from off,
+    /// the first probe waits a whole idle time from `now`, as Linux's `tcp_set_keepalive`
+    /// arms its timer, and a changed idle time counts from the last segment received, as
+    /// `TCP_KEEPIDLE` does.
     pub fn set_keepalive(
         &mut self,
+        now: Instant,
         conn: ConnectionHandle,
         keepalive: Option<crate::KeepaliveConfig>,
     ) -> Result<(), Error> {
         if let Some(k) = &keepalive {
             k.check()?;
         }
-        self.app_slot(conn)?.conn.set_keepalive(keepalive);
+        self.app_slot(conn)?.conn.set_keepalive(now, keepalive);
         self.after(conn);
         Ok(())
     }

@@ -15,6 +15,7 @@ impl Stack {
     /// Give a new connection the options set on its socket (or its listener) before it
     /// existed.
     fn apply_opts(&mut self, h: ConnectionHandle, o: &Opts) {
+        let now = self.now;
         let ep = self.ep();
         if o.nodelay {
             let _ = ep.set_nodelay(h, true);
@@ -55,7 +56,7 @@ impl Stack {
             let _ = ep.set_rcvlowat(h, l as usize);
         }
         if let Some(k) = o.keepalive_config() {
-            let _ = ep.set_keepalive(h, Some(k));
+            let _ = ep.set_keepalive(now, h, Some(k));
         }
     }
 
@@ -522,6 +523,7 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         hop_limit: o.ip.hop_limit,
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
+        keepalive: o.keepalive_config(),
         ..SocketOptions::default()
     }
 }

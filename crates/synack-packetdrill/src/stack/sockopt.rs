@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use synack_core::tcp::info::TcpInfo;
-use synack_core::State;
+use synack_core::{ConnectionHandle, KeepaliveConfig, State};
 
 use super::errno::{errno, SysResult};
 use super::errqueue;
 use super::fd::{IpOpts, Kind};
-use super::state::Shared;
+use super::state::{Shared, Stack};
 
 impl Shared {
     /// getsockopt(2) for an integer (or small struct) option: the bytes to copy out.
@@ -313,9 +313,7 @@ impl Shared {
                 let s = g.socket(fd)?;
                 s.opts.keepalive = int()? != 0;
                 let k = s.opts.keepalive_config();
-                if let Some(h) = conn {
-                    g.ep().set_keepalive(h, k).map_err(errno)?;
-                }
+                g.keepalive_changed(fd, conn, k)?;
             }
             // Linux: 1..=32767 seconds (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), 1..=127 probes
             // (MAX_TCP_KEEPCNT); taking effect at once on a connection with SO_KEEPALIVE on.
@@ -336,9 +334,8 @@ impl Shared {
                     _ => &mut s.opts.keepcnt,
                 };
                 *slot = Some(v as u32);
-                let k = s.opts.keepalive_config();
-                if let (Some(h), Some(k)) = (conn, k) {
-                    g.ep().set_keepalive(h, Some(k)).map_err(errno)?;
+                if let Some(k) = s.opts.keepalive_config() {
+                    g.keepalive_changed(fd, conn, Some(k))?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {
@@ -403,6 +400,29 @@ impl Shared {
         }
         g.drain();
         self.kick(&mut g);
+        Ok(())
+    }
+}
+
+impl Stack {
+    /// SO_KEEPALIVE or its timing changed on `fd`: its connection probes by it from now
+    /// (`Endpoint::set_keepalive` times the first probe as Linux arms its timer), and a
+    /// listener's later children take it when they are made (`tcp_create_openreq_child`
+    /// arms their timer then, not at `accept`).
+    fn keepalive_changed(
+        &mut self,
+        fd: i32,
+        conn: Option<ConnectionHandle>,
+        keepalive: Option<KeepaliveConfig>,
+    ) -> SysResult<()> {
+        let now = self.now;
+        if let Some(h) = conn {
+            self.ep().set_keepalive(now, h, keepalive).map_err(errno)?;
+        }
+        if let Kind::Listener(l) = self.socket(fd)?.kind {
+            let opts = super::connect::listener_options(&self.socket(fd)?.opts);
+            self.ep().set_listener_options(l, &opts).map_err(errno)?;
+        }
         Ok(())
     }
 }

@@ -209,8 +209,28 @@ impl Connection {
 
     /// Keepalive probing on or off, with its timing (SO_KEEPALIVE, TCP_KEEPIDLE,
     /// TCP_KEEPINTVL, TCP_KEEPCNT). The idle time runs from the last segment received, as
-    /// Linux's `keepalive_time_elapsed` measures it.
-    pub(crate) fn set_keepalive(&mut self, keepalive: Option<crate::KeepaliveConfig>) {
+    /// Linux's `keepalive_time_elapsed` measures it, but as Linux arms its timer:
+    /// - turned on from off, the first probe waits a whole idle time from `now`
+    ///   (`tcp_set_keepalive`), so that a connection quiet for hours is not probed at once;
+    /// - a new idle time counts from the last segment heard (`tcp_sock_set_keepidle_locked`
+    ///   re-arms the timer for what is left of it), and a probe already out is followed
+    ///   then, not at its interval;
+    /// - a new interval or count changes no timer already running.
+    pub(crate) fn set_keepalive(
+        &mut self,
+        now: Instant,
+        keepalive: Option<crate::KeepaliveConfig>,
+    ) {
+        match (self.cfg.keepalive, keepalive) {
+            (None, Some(_)) => self.keepalive_on_at = Some(now),
+            (Some(was), Some(k)) if was.idle != k.idle => {
+                self.keepalive_on_at = None;
+                if self.probes_out > 0 && self.timers.keepalive.is_some() {
+                    self.timers.keepalive = Some((self.last_heard() + k.idle).max(now));
+                }
+            }
+            _ => {}
+        }
         Arc::make_mut(&mut self.cfg).keepalive = keepalive;
     }
 

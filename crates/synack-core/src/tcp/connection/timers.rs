@@ -199,7 +199,11 @@ impl Connection {
             return None;
         }
         if self.probes_out == 0 {
-            Some(self.last_heard() + cfg.idle)
+            let from = match self.keepalive_on_at {
+                Some(on) => on.max(self.last_heard()),
+                None => self.last_heard(),
+            };
+            Some(from + cfg.idle)
         } else {
             self.timers.keepalive
         }
@@ -337,7 +341,7 @@ impl Connection {
 
     /// The later of the last data and the last ACK taken: what the keepalive idle time and
     /// its user timeout run from (Linux's `keepalive_time_elapsed`).
-    fn last_heard(&self) -> Instant {
+    pub(super) fn last_heard(&self) -> Instant {
         self.last_ack_recv.max(self.last_data_recv)
     }
 
