@@ -246,7 +246,6 @@ impl Connection {
             write_pending: false,
             delivered: 0,
             probes_out: 0,
-            keepalive_on_at: None,
             lrcv_flow_label: 0,
             cfg: Arc::clone(cfg),
             rcv_space: RcvSpace {

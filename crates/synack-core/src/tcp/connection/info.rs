@@ -222,12 +222,10 @@ impl Connection {
         keepalive: Option<crate::KeepaliveConfig>,
     ) {
         match (self.cfg.keepalive, keepalive) {
-            (None, Some(_)) => self.keepalive_on_at = Some(now),
+            (None, Some(k)) => self.timers.keepalive = Some(now + k.idle),
             (Some(was), Some(k)) if was.idle != k.idle => {
-                self.keepalive_on_at = None;
-                if self.probes_out > 0 && self.timers.keepalive.is_some() {
-                    self.timers.keepalive = Some((self.last_heard() + k.idle).max(now));
-                }
+                self.timers.keepalive =
+                    (self.probes_out > 0).then(|| (self.last_heard() + k.idle).max(now));
             }
             _ => {}
         }

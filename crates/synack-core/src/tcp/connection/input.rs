@@ -652,6 +652,7 @@ impl Connection {
         let taken = seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max;
         if taken {
             self.probes_out = 0;
+            self.timers.keepalive = None;
             self.last_ack_recv = now;
         }
         if !seg.payload.is_empty() {

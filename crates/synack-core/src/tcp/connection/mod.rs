@@ -646,12 +646,6 @@ pub(crate) struct Connection {
     /// Unanswered probes, keepalive or zero-window (Linux's `icsk_probes_out`): a segment
     /// whose ACK is acceptable (from SND.UNA to SND.MAX) resets it.
     pub probes_out: u32,
-    /// When keepalive was last turned on, from off, on this connection: its first probe
-    /// waits a whole idle time from then, however long the connection was quiet before
-    /// (Linux's `tcp_set_keepalive` arms the timer for `keepalive_time_when`). Cleared when
-    /// the idle time itself is set, which counts from the last segment heard
-    /// (`tcp_sock_set_keepidle_locked`).
-    pub keepalive_on_at: Option<Instant>,
     /// The relevant part of the config, shared by every connection of the endpoint until a
     /// socket option changes this one's (copy on write: 200 bytes a connection saved).
     pub cfg: std::sync::Arc<ConnConfig>,

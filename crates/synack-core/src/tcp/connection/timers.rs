@@ -26,7 +26,11 @@ pub(crate) struct Timers {
     pub delayed_ack: Option<Instant>,
     /// Zero-window probe, or the SWS override (RFC 9293 §3.8.6.1, §3.8.6.2.1).
     pub persist: Option<Instant>,
-    /// The next keepalive probe once probing has started.
+    /// The keepalive timer as Linux arms it: once probing has started, the next probe;
+    /// before, the earliest the first may go, when keepalive was turned on from off while
+    /// the connection was open (a whole idle time from then, Linux's `tcp_set_keepalive`;
+    /// otherwise the idle time counts from the last segment heard). Cleared whenever
+    /// `probes_out` goes back to 0, by which time the peer has been heard since.
     pub keepalive: Option<Instant>,
     /// The end of TIME-WAIT (2 MSL).
     pub time_wait: Option<Instant>,
@@ -199,11 +203,8 @@ impl Connection {
             return None;
         }
         if self.probes_out == 0 {
-            let from = match self.keepalive_on_at {
-                Some(on) => on.max(self.last_heard()),
-                None => self.last_heard(),
-            };
-            Some(from + cfg.idle)
+            let idle_out = self.last_heard() + cfg.idle;
+            Some(self.timers.keepalive.map_or(idle_out, |t| t.max(idle_out)))
         } else {
             self.timers.keepalive
         }
@@ -294,6 +295,7 @@ impl Connection {
                 // keeps one timer, which sending data turns into the RTO, and its
                 // `tcp_probe_timer` does nothing while packets are out.
                 self.probes_out = 0;
+                self.timers.keepalive = None;
             } else if self.snd.wnd == 0 {
                 if self.zero_window_gives_up(now) {
                     // Linux's tcp_write_err: no RST, the error the application learns.
