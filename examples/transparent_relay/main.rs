@@ -187,6 +187,7 @@ async fn run(args: Args) -> io::Result<()> {
         s.drop_malformed
             + s.drop_checksum
             + s.drop_bad_option
+            + s.drop_signed
             + s.drop_not_for_us
             + s.drop_unsupported
             + s.drop_memory

@@ -121,6 +121,12 @@ pub struct Stats {
     pub drop_checksum: u64,
     /// Dropped: a TCP option list that does not parse.
     pub drop_bad_option: u64,
+    /// Dropped: a segment signed with TCP MD5 (RFC 2385) or TCP-AO (RFC 5925), for a
+    /// connection, a listener or no socket at all. synack holds no keys, and a signed
+    /// segment taken unchecked would defeat the signature: Linux drops those at a socket
+    /// with no key (`TCPMD5Unexpected`, `TCPAORequired`'s kin) and sends no reset for one
+    /// that finds no socket. TIME-WAIT answers them as it answers any segment, as Linux's.
+    pub drop_signed: u64,
     /// Dropped: an IP fragment not reassembled into a datagram: of TCP or of a protocol
     /// synack does not reassemble (it reassembles UDP and ICMP), a repeat of a piece held,
     /// overlapping one (RFC 5722: the whole datagram goes), or held until its datagram
@@ -215,6 +221,7 @@ impl Stats {
             drop_malformed,
             drop_checksum,
             drop_bad_option,
+            drop_signed,
             drop_fragment,
             fragments_reassembled,
             fragments_expired,
@@ -274,6 +281,7 @@ impl Stats {
         self.drop_malformed += drop_malformed;
         self.drop_checksum += drop_checksum;
         self.drop_bad_option += drop_bad_option;
+        self.drop_signed += drop_signed;
         self.drop_fragment += drop_fragment;
         self.fragments_reassembled += fragments_reassembled;
         self.fragments_expired += fragments_expired;

@@ -2729,6 +2729,85 @@ fn keepalive_is_off_by_default() {
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
 }
 
+// === Signed segments ============================================================================
+
+/// A TCP MD5 signature option (RFC 2385 §3.0): kind 19, length 18, a 16-byte digest.
+fn md5_option() -> Vec<u8> {
+    let mut o = vec![19, 18];
+    o.extend(0u8..16);
+    o
+}
+
+/// A segment signed with TCP MD5 or TCP-AO, which synack holds no keys for, is dropped and
+/// counted wherever a socket would check it, as Linux's `tcp_inbound_hash` drops it at a
+/// socket with no key: data on an open connection (no ACK, nothing to read), a SYN to a
+/// listener (no SYN-ACK, no connection), and a SYN to a port no one listens on (no reset:
+/// Linux's `tcp_v4_send_reset` finds no key to sign one with). The same segments unsigned
+/// are taken. A TIME-WAIT connection answers a signed FIN as any other, as Linux's
+/// TIME-WAIT sock does; an MD5 option of the wrong length is a bad option list.
+#[test]
+fn signed_segments_are_dropped_where_a_key_would_be_checked() {
+    let mut ao = vec![29, 16, 1, 1];
+    ao.extend([0xcd; 12]);
+    for sig in [md5_option(), ao] {
+        // Data on an open connection.
+        let mut k = Conn::plain();
+        let o = k.seg(ACK, k.our_nxt).data(b"signed").raw_options(&sig);
+        k.h.inject(k.peer, k.us, o);
+        k.h.none();
+        assert_eq!(k.read_all(), b"");
+        assert_eq!(k.h.ep.stats().drop_signed, 1);
+        let o = k.seg(ACK, k.our_nxt).data(b"plain");
+        k.send_peer(o);
+        assert_eq!(k.h.one().ack, k.peer_nxt);
+        assert_eq!(k.read_all(), b"plain");
+
+        // A SYN to a listener, then to a closed port.
+        let mut h = Harness::new(config());
+        let server = SocketAddr::new(US, 8080);
+        let client = SocketAddr::new(PEER, 40000);
+        h.ep.listen(server, 8).unwrap();
+        h.inject(client, server, Out::new(SYN, 100, 0).raw_options(&sig));
+        h.none();
+        assert_eq!(h.ep.connection_count(), 0);
+        h.inject(client, server, Out::new(SYN, 100, 0));
+        assert!(h.one().is(SYN | ACK));
+        let closed = SocketAddr::new(US, 9);
+        h.inject(client, closed, Out::new(SYN, 100, 0).raw_options(&sig));
+        h.none();
+        h.inject(client, closed, Out::new(SYN, 100, 0));
+        assert!(h.one().is(RST | ACK));
+        assert_eq!(h.ep.stats().drop_signed, 2);
+    }
+
+    // TIME-WAIT, held by the application: the peer's FIN again, signed, is acknowledged.
+    let mut k = Conn::plain();
+    k.h.ep.shutdown(k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    let o = k.seg(FIN | ACK, k.our_nxt);
+    k.send_peer(o);
+    let _ = k.h.drain();
+    assert_eq!(k.h.ep.state(k.c).unwrap(), State::TimeWait);
+    let o = Out::new(FIN | ACK, 0, 0)
+        .seqn(k.peer_nxt - 1)
+        .ackn(k.our_nxt)
+        .raw_options(&md5_option());
+    k.h.inject(k.peer, k.us, o);
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    assert_eq!(k.h.ep.stats().drop_signed, 0);
+
+    // An MD5 option of 10 bytes: not parsed, counted as such.
+    let mut k = Conn::plain();
+    let mut short = vec![19, 10];
+    short.extend([0; 8]);
+    let o = k.seg(ACK, k.our_nxt).data(b"x").raw_options(&short);
+    k.h.inject(k.peer, k.us, o);
+    k.h.none();
+    let s = k.h.ep.stats();
+    assert_eq!((s.drop_bad_option, s.drop_signed), (1, 0));
+}
+
 // === RFC 5961 and PAWS ==========================================================================
 
 #[test]

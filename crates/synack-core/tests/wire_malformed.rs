@@ -479,6 +479,48 @@ fn sack_length_not_two_plus_eight_n() {
     assert_eq!(tcp_with_options(&[5, 3, 0, 1]), Err(WireError::BadOption));
 }
 
+/// The signature options, as Linux's `tcp_do_parse_auth_options` takes them: TCP MD5 only
+/// at its length, 18; TCP-AO only longer than its 4-byte header; never two on a segment.
+#[test]
+fn signature_options_parse_only_whole_and_alone() {
+    let (s, d) = v4();
+    let parse = |options: &[u8]| -> Result<bool, WireError> {
+        let doff = 5 + options.len().div_ceil(4) as u8;
+        let seg = raw_tcp(doff, options, 0x10, (1234, 80), b"", s, d);
+        TcpRepr::parse(&seg, s, d, false).map(|r| r.signed)
+    };
+    let md5 = |len: u8| {
+        let mut o = vec![19, len];
+        o.resize(usize::from(len), 0xab);
+        o
+    };
+    let ao = |len: u8| {
+        let mut o = vec![29, len, 1, 1];
+        o.resize(usize::from(len), 0xcd);
+        o
+    };
+    let pad = |mut o: Vec<u8>| {
+        while !o.len().is_multiple_of(4) {
+            o.push(1);
+        }
+        o
+    };
+    assert_eq!(parse(&pad(md5(18))), Ok(true));
+    assert_eq!(parse(&pad(ao(16))), Ok(true));
+    assert_eq!(parse(&pad(ao(5))), Ok(true));
+    assert_eq!(parse(&[1, 1, 1, 1]), Ok(false));
+    for bad in [md5(10), md5(17), md5(20), ao(4), ao(2)] {
+        assert_eq!(
+            parse(&pad(bad.clone())),
+            Err(WireError::BadOption),
+            "{bad:?}"
+        );
+    }
+    for two in [[md5(18), md5(18)], [md5(18), ao(12)], [ao(12), md5(18)]] {
+        assert_eq!(parse(&pad(two.concat())), Err(WireError::BadOption));
+    }
+}
+
 #[test]
 fn sack_blocks_parse_in_order() {
     let (s, d) = v4();

@@ -351,6 +351,10 @@ impl Endpoint {
         let mut iss = None;
         if let Some(&h) = self.by_tuple.get(&tuple) {
             match self.reuse_time_wait(now, h, &seg) {
+                Reuse::No if seg.signed && !self.in_time_wait(h) => {
+                    self.stats.drop_signed += 1;
+                    return;
+                }
                 Reuse::No => {
                     self.deliver(now, h, &seg, rx);
                     return;
@@ -365,6 +369,15 @@ impl Endpoint {
                 Reuse::No => return,
                 Reuse::Yes { iss: next } => iss = next,
             }
+        }
+        // A signed segment that no connection of ours takes (TIME-WAIT answers one as any
+        // other) is dropped: a listener or an interceptor has no key to check it with
+        // (Linux's `tcp_inbound_hash`), and with no socket Linux's `tcp_v4_send_reset` sends
+        // no reset for one, finding no key either. A SYN that reused a TIME-WAIT has ended
+        // it, as Linux's TCP_TW_SYN has before the listener drops it.
+        if seg.signed {
+            self.stats.drop_signed += 1;
+            return;
         }
         if let Some(l) = self.find_listener(local) {
             let l = self.reuseport_pick(l, local, remote);

@@ -302,6 +302,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether `h` is a connection the application still holds in TIME-WAIT.
+    pub(super) fn in_time_wait(&self, h: ConnectionHandle) -> bool {
+        self.connections
+            .get(&h)
+            .is_some_and(|slot| slot.conn.state() == State::TimeWait)
+    }
+
     /// Whether a new SYN to `local` would be taken: by a listener, or held for the
     /// application in intercept mode (as Linux's TPROXY hands a TIME-WAIT tuple's new SYN to
     /// the transparent listener, `nf_tproxy_handle_time_wait4`).

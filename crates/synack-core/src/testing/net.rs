@@ -608,6 +608,7 @@ impl Net {
                 s.drop_malformed
                     + s.drop_checksum
                     + s.drop_bad_option
+                    + s.drop_signed
                     + s.drop_fragment
                     + s.drop_not_for_us
                     + s.drop_unsupported

@@ -150,6 +150,9 @@ pub struct Out {
     pub ecn: Ecn,
     /// The urgent pointer field (0 unless set).
     pub urgent: u16,
+    /// Option bytes after those above, as given (a multiple of 4 bytes): one no emitter of
+    /// ours writes, such as a TCP MD5 signature.
+    pub extra_options: Vec<u8>,
 }
 
 impl Out {
@@ -169,6 +172,7 @@ impl Out {
             payload: Vec::new(),
             ecn: Ecn::NotEct,
             urgent: 0,
+            extra_options: Vec::new(),
         }
     }
     /// With this sequence number.
@@ -240,6 +244,14 @@ impl Out {
         self.ecn = ecn;
         self
     }
+    /// With these option bytes after the others (padded with NOPs to a multiple of 4).
+    pub fn raw_options(mut self, options: &[u8]) -> Self {
+        self.extra_options = options.to_vec();
+        while !self.extra_options.len().is_multiple_of(4) {
+            self.extra_options.push(1);
+        }
+        self
+    }
 
     /// The packet from `from` to `to`.
     pub fn packet(&self, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
@@ -255,11 +267,21 @@ impl Out {
         t.fast_open = self.fast_open;
         t.payload = &self.payload;
         t.urgent_pointer = self.urgent;
-        let ip = IpRepr::new(from.ip(), to.ip(), IpProtocol::Tcp, t.buffer_len(), 64).unwrap();
+        let mut tcp = vec![0u8; t.buffer_len()];
+        t.emit(&mut tcp, from.ip(), to.ip());
+        if !self.extra_options.is_empty() {
+            let header_len = wire::tcp::Packet::new_unchecked(&tcp[..]).header_len();
+            let at = header_len..header_len;
+            tcp.splice(at, self.extra_options.iter().copied());
+            let mut p = wire::tcp::Packet::new_unchecked(&mut tcp[..]);
+            p.set_header_len(header_len + self.extra_options.len());
+            p.fill_checksum(from.ip(), to.ip());
+        }
+        let ip = IpRepr::new(from.ip(), to.ip(), IpProtocol::Tcp, tcp.len(), 64).unwrap();
         let mut buf = vec![0u8; ip.buffer_len()];
         let hl = ip.header_len();
         ip.emit(&mut buf[..hl]);
-        t.emit(&mut buf[hl..], from.ip(), to.ip());
+        buf[hl..].copy_from_slice(&tcp);
         if self.ecn != Ecn::NotEct {
             wire::ip::set_ds_field(&mut buf, self.ecn.bits());
         }

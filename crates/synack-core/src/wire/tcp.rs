@@ -49,6 +49,12 @@ mod opt {
     /// RFC 7323 §3.2: Timestamps, length 10.
     pub const TS: u8 = 8;
     pub const TS_LEN: u8 = 10;
+    /// RFC 2385 §3.0: TCP MD5 Signature, length 18.
+    pub const MD5: u8 = 19;
+    pub const MD5_LEN: u8 = 18;
+    /// RFC 5925 §2.2: TCP Authentication Option, length 4 + MAC.
+    pub const AO: u8 = 29;
+    pub const AO_HEADER_LEN: u8 = 4;
     /// RFC 7413 §4.1.1: TCP Fast Open Cookie, length 2 + cookie (0, or 4 to 16 bytes).
     pub const FAST_OPEN: u8 = 34;
     /// RFC 6994 §3: the shared experimental kind, with Fast Open's ExID (the form used before
@@ -454,6 +460,10 @@ pub struct TcpRepr<'a> {
     /// The TCP Fast Open option (RFC 7413 §4.1.1), if present and well formed; only SYNs and
     /// SYN-ACKs carry it.
     pub fast_open: Option<FastOpenCookie>,
+    /// Whether the segment is signed: it carries a TCP MD5 Signature (RFC 2385) or a TCP-AO
+    /// MAC (RFC 5925). Parsed, never emitted: synack holds no keys, so the endpoint drops
+    /// such segments as Linux drops them at a socket that has none.
+    pub signed: bool,
     /// The segment's data.
     pub payload: &'a [u8],
 }
@@ -481,6 +491,7 @@ impl<'a> TcpRepr<'a> {
             sack_ranges: [None; 4],
             timestamp: None,
             fast_open: None,
+            signed: false,
             payload: &[],
         }
     }
@@ -499,6 +510,10 @@ impl<'a> TcpRepr<'a> {
     /// - Fast Open (RFC 7413 §4.1.1, kind 34, or kind 254 with ExID 0xF989) is taken only
     ///   with a length Linux takes (a request, or an even cookie of 4 to 16 bytes) and is
     ///   otherwise ignored, not an error, as Linux ignores it.
+    /// - The signature options, TCP MD5 (RFC 2385 §3.0, length 18) and TCP-AO (RFC 5925
+    ///   §2.2, longer than its 4-byte header), set `signed`; a wrong length, or a second
+    ///   signature of either kind, is an error (Linux's `tcp_do_parse_auth_options`; RFC 5925
+    ///   §2.2: TCP-AO "MUST NOT" be used with TCP MD5 on one segment).
     ///
     /// `checksum_verified` says the link has already verified the checksum, or computed it
     /// itself (receive checksum offload, Linux `CHECKSUM_UNNECESSARY`; see
@@ -781,6 +796,16 @@ fn parse_options(mut options: &[u8], repr: &mut TcpRepr<'_>) -> Result<(), WireE
                     *slot = Some((SeqNumber(left), SeqNumber(right)));
                 }
                 repr.sack_ranges = ranges;
+            }
+            opt::MD5 | opt::AO => {
+                let ok = match kind {
+                    opt::MD5 => len == usize::from(opt::MD5_LEN),
+                    _ => len > usize::from(opt::AO_HEADER_LEN),
+                };
+                if !ok || repr.signed {
+                    return Err(WireError::BadOption);
+                }
+                repr.signed = true;
             }
             opt::FAST_OPEN => repr.fast_open = fast_open_cookie(value).or(repr.fast_open),
             opt::EXPERIMENTAL

@@ -112,6 +112,17 @@ for _ in range(REPEAT):
         v.append(with_options(listen, rawip.SYN, opts))
 kinds["bad_option"] = v
 
+# Signed segments, well formed: a TCP MD5 signature (RFC 2385) and a TCP-AO MAC (RFC 5925).
+# The stack holds no keys, so each is dropped, to a closed port (no RST) and to a listener.
+signatures = [b"\x13\x12" + bytes(range(16)), b"\x1d\x10\x01\x01" + b"\xcd" * 12]
+v = []
+for _ in range(REPEAT):
+    for opts in signatures:
+        v.append(with_options(closed, rawip.ACK, opts))
+        v.append(with_options(closed, rawip.SYN, opts))
+        v.append(with_options(listen, rawip.SYN, opts))
+kinds["signed"] = v
+
 # Option values that parse but are hostile: MSS 0 and 1, window scale 200 and 15 (RFC 7323
 # §2.3 clamps to 14), zero timestamps, duplicated and unknown options, SACK-permitted twice.
 # In a SYN to a listener each is a valid SYN that the stack answers with a SYN-ACK.
