@@ -1103,7 +1103,10 @@ fn a_batch_of_in_order_segments_acknowledges_its_first_pair_on_its_own() {
 
 /// RFC 5681 §4.2: "an immediate duplicate ACK when an out-of-order segment arrives", one per
 /// segment, even when several arrive before the endpoint is next polled (the runtime hands
-/// it packets in batches): a sender that loses one of them still learns of the hole.
+/// it packets in batches): a sender that loses one of them still learns of the hole. As
+/// Linux's, with SACK only the first three go at once; the fourth is compressed into the next
+/// ACK, and the three that leave after the batch carry its block (see
+/// `sack_acks_compress_after_the_third_out_of_order_segment`).
 #[test]
 fn each_out_of_order_segment_draws_its_own_duplicate_ack() {
     let mut k = Conn::open(config(), true, true);
@@ -1118,7 +1121,11 @@ fn each_out_of_order_segment_draws_its_own_duplicate_ack() {
         k.h.inject(k.peer, k.us, o);
     }
     let acks = k.h.drain();
-    assert_eq!(acks.len(), 4, "one duplicate ACK per out-of-order segment");
+    assert_eq!(
+        acks.len(),
+        3,
+        "one duplicate ACK per out-of-order segment, three at once"
+    );
     for a in &acks {
         assert_eq!(a.ack, base);
         assert_eq!(a.sack, vec![(base + 1000, base + 5000)]);
@@ -1543,6 +1550,76 @@ fn segment_without_ack_bit_is_dropped() {
         Out::new(PSH, 0, 0).seqn(k.peer_nxt).data(b"zz"),
     );
     assert_eq!(k.read_all(), b"");
+}
+
+/// SACK compression, as Linux's `__tcp_ack_snd_check` does it with out-of-order data held:
+/// after a hole, the first three out-of-order segments are each ACKed at once (enough for
+/// the sender's fast retransmit); later ones are held and go as one ACK a twentieth of the
+/// RTT later, at most 1 ms (`tcp_comp_sack_delay_ns`), its block covering them all; 44 held
+/// (`tcp_comp_sack_nr`) send the next at once; filling the hole is ACKed at once, and
+/// quick-ACK mode, which the first in-order data begins, ACKs every segment at once. Without
+/// SACK every duplicate ACK goes at once.
+#[test]
+fn sack_acks_compress_after_the_third_out_of_order_segment() {
+    for sack in [true, false] {
+        // RTT 100 ms: the compressed ACK waits 1 ms.
+        let (mut h, c, peer, syn) = open_with_rtt(config(), sack, false);
+        let us = syn.src;
+        let ours = syn.seq + 1;
+        let data = |h: &mut Harness, seq: u32| {
+            h.inject(
+                peer,
+                us,
+                Out::new(ACK, 0, 0)
+                    .seqn(SeqNumber(10_001 + seq))
+                    .ackn(ours)
+                    .data(&[7; 1000]),
+            );
+        };
+        // The segment at 0 is lost; 1000.. arrive one at a time.
+        for i in 1..=3 {
+            data(&mut h, i * 1000);
+            let ack = h.one();
+            assert_eq!(ack.ack, SeqNumber(10_001), "{i}");
+        }
+        // Three more together.
+        let t_in = h.now;
+        for i in 4..=6 {
+            data(&mut h, i * 1000);
+        }
+        if !sack {
+            assert_eq!(h.drain().len(), 3, "a duplicate ACK each without SACK");
+            continue;
+        }
+        h.none();
+        let (at, acks) = h.next_timeout();
+        assert_eq!(acks.len(), 1, "{acks:?}");
+        assert_eq!(
+            acks[0].sack,
+            vec![(SeqNumber(11_001), SeqNumber(17_001))],
+            "one block for all six"
+        );
+        assert_eq!(at, t_in + Duration::from_millis(1));
+        // 44 more held, one at a time: the 45th goes at once.
+        for i in 7..=50 {
+            data(&mut h, i * 1000);
+        }
+        h.none();
+        data(&mut h, 51 * 1000);
+        assert_eq!(h.drain().len(), 1);
+        // The hole filled: an ACK at once, for everything.
+        data(&mut h, 0);
+        let ack = h.one();
+        assert_eq!(ack.ack, SeqNumber(10_001 + 52_000));
+        assert!(ack.sack.is_empty());
+        // A new hole, after the connection's first in-order data, which began quick-ACK mode
+        // (Linux's `tcp_event_data_recv`): every segment is ACKed at once then.
+        for i in 53..=56 {
+            data(&mut h, i * 1000);
+            assert_eq!(h.one().ack, SeqNumber(10_001 + 52_000), "{i}");
+        }
+        assert_eq!(h.ep.state(c).unwrap(), State::Established);
+    }
 }
 
 // === Retransmission =============================================================================

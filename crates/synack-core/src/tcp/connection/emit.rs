@@ -576,6 +576,7 @@ impl Connection {
             self.rcv.unacked_segments = 0;
             self.rcv.ack_points_len = 0;
             self.rcv.sack_changed = false;
+            self.rcv.sack_compressed = 0;
             if self.rcv.dsack.take().is_some() && self.sack_ok {
                 self.counters.dsacks_sent = self.counters.dsacks_sent.saturating_add(1);
             }

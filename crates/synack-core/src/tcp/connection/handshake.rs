@@ -189,6 +189,8 @@ impl Connection {
                 delack: DelayedAck::new(cfg.delayed_ack, now),
                 ack_now: false,
                 dup_acks_owed: 0,
+                ooo_acks_at_nxt: 0,
+                sack_compressed: 0,
                 sack_changed: false,
                 ack_points: [(SeqNumber(0), 0); super::MAX_ACK_POINTS],
                 ack_points_len: 0,

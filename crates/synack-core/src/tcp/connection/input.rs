@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::seq::SeqNumber;
 use crate::tcp::delayed_ack::ArrivedSegment;
 use crate::tcp::recv_buffer::Frame;
+use crate::tcp::scoreboard::DUP_THRESH;
 use crate::tcp::State;
 use crate::time::Instant;
 use crate::wire::{Ecn, TcpFlags, TcpRepr};
@@ -20,6 +21,13 @@ const PAWS_WINDOW: i32 = 1;
 /// How many of the out-of-order blocks an RST may match the right edge of: those Linux
 /// remembers to SACK (`TCP_NUM_SACKS`).
 const SACK_BLOCKS_KEPT: usize = 4;
+
+/// SACK ACKs compressed into one at most (Linux's `tcp_comp_sack_nr` default): past it the
+/// next goes at once.
+const COMP_SACK_MAX: u8 = 44;
+
+/// The longest compressed SACK ACKs wait (Linux's `tcp_comp_sack_delay_ns` default, 1 ms).
+const COMP_SACK_DELAY: Duration = Duration::from_millis(1);
 
 /// What the synchronized-state processing made of a segment, for the endpoint's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -862,8 +870,9 @@ impl Connection {
             }
         }
         self.maybe_take_fin(now);
-        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long.
-        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now {
+        // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: an ACK may be delayed, but not for long. (Not
+        // while SACK ACKs are compressed: theirs goes sooner, and covers this data too.)
+        if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.rcv.sack_compressed == 0 {
             let wait = self.rcv.delack.timeout(self.rtt.srtt());
             match self.timers.delayed_ack {
                 _ if wait.is_zero() => self.rcv.ack_now = true,
@@ -1031,11 +1040,12 @@ impl Connection {
                 if advanced > 0 {
                     self.notify.readable = true;
                 }
+                if advanced > 0 {
+                    self.rcv.ooo_acks_at_nxt = 0;
+                }
                 if offset > 0 {
                     self.counters.ooo_received = self.counters.ooo_received.saturating_add(1);
-                    // RFC 5681 §4.2: an out-of-order segment draws an immediate duplicate
-                    // ACK (with SACK blocks, RFC 2018 §4), one per segment.
-                    self.owe_dup_ack();
+                    self.ack_out_of_order(now);
                     self.rcv.sack_changed = true;
                 } else {
                     let rto = self.current_rto();
@@ -1108,6 +1118,41 @@ impl Connection {
             self.rcv.ack_points[n] = (self.rcv.nxt, self.ts.recent);
             self.rcv.ack_points_len += 1;
             self.rcv.delack.acked = self.rcv.nxt;
+        }
+    }
+
+    /// An out-of-order segment was taken: RFC 5681 §4.2 asks for an immediate duplicate ACK
+    /// (with SACK blocks, RFC 2018 §4), one per segment. As Linux's `__tcp_ack_snd_check`
+    /// with its out-of-order queue not empty, only the first `DUP_THRESH` since RCV.NXT last
+    /// moved go at once with SACK, enough for the sender's fast retransmit; later ones are
+    /// compressed, up to `COMP_SACK_MAX` of them, into one ACK a twentieth of the RTT later
+    /// and at most `COMP_SACK_DELAY` (Linux's `tcp_comp_sack_nr` and
+    /// `tcp_comp_sack_delay_ns`, 44 and 1 ms), whose blocks cover them all. Quick-ACK mode,
+    /// more than a full segment of unacknowledged in-order data, or a peer without SACK
+    /// (whose duplicate ACKs are all it learns from) get every ACK at once.
+    fn ack_out_of_order(&mut self, now: Instant) {
+        let at_once = !self.sack_ok
+            || self.rcv.delack.in_quick_mode()
+            || self.rcv.delack.full_segments_owed(self.rcv.nxt)
+            || self.rcv.sack_compressed >= COMP_SACK_MAX;
+        if at_once || usize::from(self.rcv.ooo_acks_at_nxt) < DUP_THRESH {
+            if !at_once {
+                self.rcv.ooo_acks_at_nxt += 1;
+            }
+            self.owe_dup_ack();
+            return;
+        }
+        self.rcv.sack_compressed += 1;
+        if self.rcv.sack_compressed == 1 {
+            // The RTT as the receiver sees it: Linux takes the smaller of its receive-side
+            // estimate and SRTT; with neither, no delay.
+            let rtt = match (self.rtt.srtt(), self.rcv_space.rtt_us) {
+                (Some(srtt), 0) => srtt,
+                (Some(srtt), us) => srtt.min(Duration::from_micros(u64::from(us))),
+                (None, us) => Duration::from_micros(u64::from(us)),
+            };
+            let due = now + (rtt / 20).min(COMP_SACK_DELAY);
+            self.timers.delayed_ack = Some(self.timers.delayed_ack.map_or(due, |t| t.min(due)));
         }
     }
 

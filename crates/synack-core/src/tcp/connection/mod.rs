@@ -371,6 +371,12 @@ pub(crate) struct Receiver {
     /// loses that one ACK learns nothing of the batch; one each also keeps a NewReno sender's
     /// count of segments that left the network right. Bounded by `MAX_DUP_ACKS_OWED`.
     pub dup_acks_owed: u16,
+    /// Out-of-order segments answered at once since RCV.NXT last moved, up to the sender's
+    /// duplicate threshold (Linux's `dup_ack_counter`): after those, SACK ACKs are compressed.
+    pub ooo_acks_at_nxt: u8,
+    /// SACK ACKs held back to go as one (Linux's `compressed_ack`): the delayed-ACK timer is
+    /// set for them (see `Connection::ack_out_of_order`), and any ACK sent clears them.
+    pub sack_compressed: u8,
     /// The last segment filled a hole or arrived out of order: SACK info changed.
     pub sack_changed: bool,
     /// ACKs owed for in-order data at points below RCV.NXT, oldest first (`ack_points_len`
