@@ -964,6 +964,7 @@ fn check_stats_grow(before: &Stats, after: &Stats) {
             before.drop_bad_option,
             after.drop_bad_option,
         ),
+        ("drop_signed", before.drop_signed, after.drop_signed),
         ("drop_fragment", before.drop_fragment, after.drop_fragment),
         (
             "drop_not_for_us",
