@@ -124,7 +124,7 @@ pub struct Stats {
     /// Dropped: a segment signed with TCP MD5 (RFC 2385) or TCP-AO (RFC 5925), for a
     /// connection, a listener or no socket at all. synack holds no keys, and a signed
     /// segment taken unchecked would defeat the signature: Linux drops those at a socket
-    /// with no key (`TCPMD5Unexpected`, `TCPAORequired`'s kin) and sends no reset for one
+    /// with no key (`TCPMD5Unexpected`, `TCPAOKeyNotFound`) and sends no reset for one
     /// that finds no socket. TIME-WAIT answers them as it answers any segment, as Linux's.
     pub drop_signed: u64,
     /// Dropped: an IP fragment not reassembled into a datagram: of TCP or of a protocol

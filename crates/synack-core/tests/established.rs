@@ -1559,6 +1559,10 @@ fn segment_without_ack_bit_is_dropped() {
 /// (`tcp_comp_sack_nr`) send the next at once; filling the hole is ACKed at once, and
 /// quick-ACK mode, which the first in-order data begins, ACKs every segment at once. Without
 /// SACK every duplicate ACK goes at once.
+///
+/// Held ACKs go at once when a segment makes a third block, or joins one past the two most
+/// recent (Linux's `tcp_sack_new_ofo_skb` with `TCP_SACK_BLOCKS_EXPECTED`), so that no block
+/// falls out of the few an ACK carries unreported.
 #[test]
 fn sack_acks_compress_after_the_third_out_of_order_segment() {
     for sack in [true, false] {
@@ -1600,23 +1604,48 @@ fn sack_acks_compress_after_the_third_out_of_order_segment() {
             "one block for all six"
         );
         assert_eq!(at, t_in + Duration::from_millis(1));
+        // Held: a segment past a new hole at 7000 (a second block). A third block lets it
+        // go at once, all three blocks in it, the newest first.
+        let block = |a: u32, b: u32| (SeqNumber(10_001 + a), SeqNumber(10_001 + b));
+        data(&mut h, 8000);
+        h.none();
+        data(&mut h, 10_000);
+        let ack = h.one();
+        assert_eq!(
+            ack.sack,
+            vec![block(10_000, 11_000), block(8000, 9000), block(1000, 7000)]
+        );
+        // A fourth block is held again (nothing was held); then the hole at 7000, filled,
+        // joins the oldest two blocks, past the two most recent: at once.
+        data(&mut h, 12_000);
+        h.none();
+        data(&mut h, 7000);
+        assert_eq!(h.one().sack[0], block(1000, 9000));
+        // The holes at 9000 and 11000 filled, each joining the newest block: held, and let
+        // go by the timer.
+        data(&mut h, 9000);
+        data(&mut h, 11_000);
+        h.none();
+        let (_, acks) = h.next_timeout();
+        assert_eq!(acks.len(), 1);
+        assert_eq!(acks[0].sack, vec![block(1000, 13_000)]);
         // 44 more held, one at a time: the 45th goes at once.
-        for i in 7..=50 {
+        for i in 13..=56 {
             data(&mut h, i * 1000);
         }
         h.none();
-        data(&mut h, 51 * 1000);
+        data(&mut h, 57 * 1000);
         assert_eq!(h.drain().len(), 1);
         // The hole filled: an ACK at once, for everything.
         data(&mut h, 0);
         let ack = h.one();
-        assert_eq!(ack.ack, SeqNumber(10_001 + 52_000));
+        assert_eq!(ack.ack, SeqNumber(10_001 + 58_000));
         assert!(ack.sack.is_empty());
         // A new hole, after the connection's first in-order data, which began quick-ACK mode
         // (Linux's `tcp_event_data_recv`): every segment is ACKed at once then.
-        for i in 53..=56 {
+        for i in 59..=62 {
             data(&mut h, i * 1000);
-            assert_eq!(h.one().ack, SeqNumber(10_001 + 52_000), "{i}");
+            assert_eq!(h.one().ack, SeqNumber(10_001 + 58_000), "{i}");
         }
         assert_eq!(h.ep.state(c).unwrap(), State::Established);
     }

@@ -571,6 +571,21 @@ impl RecvBuffer {
             .collect()
     }
 
+    /// Where the range that `[offset, offset + len)` past RCV.NXT would join stands in
+    /// `sack_ranges`' order (0 for the most recently changed): the newest of the ranges it
+    /// overlaps or touches; `None` if it touches none, and would be a range of its own.
+    pub fn recency_of(&self, offset: usize, len: usize) -> Option<usize> {
+        let start = self.nxt + offset as u64;
+        let end = start + len as u64;
+        let joined = self
+            .ranges
+            .iter()
+            .filter(|r| r.start <= end && r.end >= start)
+            .map(|r| r.stamp)
+            .max()?;
+        Some(self.ranges.iter().filter(|r| r.stamp > joined).count())
+    }
+
     /// Bytes held out of order.
     pub fn ooo_bytes(&self) -> usize {
         self.ranges.iter().map(|r| (r.end - r.start) as usize).sum()

@@ -502,7 +502,8 @@ impl Shared {
 
 /// The options a listener hands to the connections it accepts before `accept` can apply the
 /// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS, IP_TTL; SO_RCVBUF, which fixes the
-/// window scale offered, as a child socket inherits the listener's locked buffer on Linux).
+/// window scale offered, as a child socket inherits the listener's locked buffer on Linux),
+/// and keepalive, whose timer a child starts when it is made (`tcp_create_openreq_child`).
 pub(super) fn listener_options(o: &Opts) -> SocketOptions {
     // TCP Fast Open's server side as Linux gates it: `tcp_fastopen` bit 0x2 turns it on,
     // for listeners that set TCP_FASTOPEN, or for all of them with 0x400 (their backlog

@@ -29,6 +29,10 @@ const COMP_SACK_MAX: u8 = 44;
 /// The longest compressed SACK ACKs wait (Linux's `tcp_comp_sack_delay_ns` default, 1 ms).
 const COMP_SACK_DELAY: Duration = Duration::from_millis(1);
 
+/// SACK blocks an ACK is expected to carry whatever its other options (Linux's
+/// `TCP_SACK_BLOCKS_EXPECTED`): held SACK ACKs go before a segment changes a block past them.
+const SACK_BLOCKS_EXPECTED: usize = 2;
+
 /// What the synchronized-state processing made of a segment, for the endpoint's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct InputVerdict {
@@ -1014,6 +1018,15 @@ impl Connection {
             }
         }
         let had_ooo = self.rcv.buffer.ooo_ranges() > 0;
+        // With SACK ACKs held, data that makes a third block, or joins one past the two most
+        // recent, lets them go now, before blocks they would report fall out of the few an
+        // ACK carries (Linux's `tcp_sack_new_ofo_skb`, `TCP_SACK_BLOCKS_EXPECTED`).
+        let flush_held = offset > 0
+            && self.rcv.sack_compressed > 0
+            && match self.rcv.buffer.recency_of(offset, data.len()) {
+                Some(rank) => rank >= SACK_BLOCKS_EXPECTED,
+                None => self.rcv.buffer.ooo_ranges() >= SACK_BLOCKS_EXPECTED,
+            };
         // Bytes held out of order that this segment brings again are duplicates too (RFC
         // 2883 §4, case 1): the first such run becomes the D-SACK block, unless the part
         // below RCV.NXT already took that place (Linux: `tcp_dsack_set`, then
@@ -1045,7 +1058,7 @@ impl Connection {
                 }
                 if offset > 0 {
                     self.counters.ooo_received = self.counters.ooo_received.saturating_add(1);
-                    self.ack_out_of_order(now);
+                    self.ack_out_of_order(now, flush_held);
                     self.rcv.sack_changed = true;
                 } else {
                     let rto = self.current_rto();
@@ -1129,9 +1142,12 @@ impl Connection {
     /// and at most `COMP_SACK_DELAY` (Linux's `tcp_comp_sack_nr` and
     /// `tcp_comp_sack_delay_ns`, 44 and 1 ms), whose blocks cover them all. Quick-ACK mode,
     /// more than a full segment of unacknowledged in-order data, or a peer without SACK
-    /// (whose duplicate ACKs are all it learns from) get every ACK at once.
-    fn ack_out_of_order(&mut self, now: Instant) {
+    /// (whose duplicate ACKs are all it learns from) get every ACK at once, as does a
+    /// segment that lets the held ones go (`flush_held`; Linux sends those first, then holds
+    /// the new one, where one ACK after it carries both).
+    fn ack_out_of_order(&mut self, now: Instant, flush_held: bool) {
         let at_once = !self.sack_ok
+            || flush_held
             || self.rcv.delack.in_quick_mode()
             || self.rcv.delack.full_segments_owed(self.rcv.nxt)
             || self.rcv.sack_compressed >= COMP_SACK_MAX;
@@ -1143,17 +1159,17 @@ impl Connection {
             return;
         }
         self.rcv.sack_compressed += 1;
-        if self.rcv.sack_compressed == 1 {
-            // The RTT as the receiver sees it: Linux takes the smaller of its receive-side
-            // estimate and SRTT; with neither, no delay.
-            let rtt = match (self.rtt.srtt(), self.rcv_space.rtt_us) {
-                (Some(srtt), 0) => srtt,
-                (Some(srtt), us) => srtt.min(Duration::from_micros(u64::from(us))),
-                (None, us) => Duration::from_micros(u64::from(us)),
-            };
-            let due = now + (rtt / 20).min(COMP_SACK_DELAY);
-            self.timers.delayed_ack = Some(self.timers.delayed_ack.map_or(due, |t| t.min(due)));
-        }
+        // The RTT as the receiver sees it. Linux takes its receive-side estimate, or SRTT if
+        // that is smaller; synack keeps a receive-side estimate only while it has no SRTT
+        // (`measure_receive_rtt`), so SRTT stands in for it. With neither, no delay.
+        let rtt = match (self.rtt.srtt(), self.rcv_space.rtt_us) {
+            (Some(srtt), 0) => srtt,
+            (Some(srtt), us) => srtt.min(Duration::from_micros(u64::from(us))),
+            (None, us) => Duration::from_micros(u64::from(us)),
+        };
+        // The first held ACK's deadline stands: later ones never put it off.
+        let due = now + (rtt / 20).min(COMP_SACK_DELAY);
+        self.timers.delayed_ack = Some(self.timers.delayed_ack.map_or(due, |t| t.min(due)));
     }
 
     /// One more immediate duplicate ACK is due (see `Receiver::dup_acks_owed`).
