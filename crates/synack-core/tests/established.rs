@@ -2750,6 +2750,26 @@ fn keepalive_answered_keeps_the_connection() {
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
 }
 
+/// A connection quiet for 100 s, then given each keepalive setting in `steps` at its time (in
+/// seconds after those 100), then left 30 s more: its keepalive probes and reset, in seconds
+/// from the start (`keepalive_times`).
+fn keepalive_after_quiet(
+    steps: &[(u64, Option<synack_core::KeepaliveConfig>)],
+) -> (Vec<u64>, Vec<u64>) {
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(100));
+    let mut at = 0;
+    for &(t, keepalive) in steps {
+        k.h.advance(Duration::from_secs(t - at));
+        at = t;
+        let now = k.h.now;
+        k.h.ep.set_keepalive(now, k.c, keepalive).unwrap();
+    }
+    k.h.advance(Duration::from_secs(30));
+    keepalive_times(&k, t0)
+}
+
 /// Keepalive turned on through the endpoint on a connection already idle, timed as Linux
 /// arms its timer:
 /// - turned on from off, the first probe waits a whole idle time from then
@@ -2768,46 +2788,29 @@ fn keepalive_turned_on_while_idle_waits_a_whole_idle_time() {
         probes: 3,
     };
     // Quiet for 100 s, then on: probes at 110, 112, 114, and the reset at 116.
-    let mut k = Conn::plain();
-    let t0 = k.h.now;
-    k.h.advance(Duration::from_secs(100));
-    let now = k.h.now;
-    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
-    k.h.advance(Duration::from_secs(30));
-    assert_eq!(keepalive_times(&k, t0), (vec![110, 112, 114], vec![116]));
-
-    // Quiet for 100 s, on, then at 105 a new interval: no change.
-    let mut k = Conn::plain();
-    let t0 = k.h.now;
-    k.h.advance(Duration::from_secs(100));
-    let now = k.h.now;
-    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
-    k.h.advance(Duration::from_secs(5));
+    assert_eq!(
+        keepalive_after_quiet(&[(0, Some(k10))]),
+        (vec![110, 112, 114], vec![116])
+    );
+    // Quiet for 100 s, on, then at 105 a new interval: no change to the first probe.
     let k10_3 = synack_core::KeepaliveConfig {
         interval: Duration::from_secs(3),
         ..k10
     };
-    let now = k.h.now;
-    k.h.ep.set_keepalive(now, k.c, Some(k10_3)).unwrap();
-    k.h.advance(Duration::from_secs(30));
-    assert_eq!(keepalive_times(&k, t0), (vec![110, 113, 116], vec![119]));
-
+    assert_eq!(
+        keepalive_after_quiet(&[(0, Some(k10)), (5, Some(k10_3))]),
+        (vec![110, 113, 116], vec![119])
+    );
     // Quiet for 100 s, on, then at 103 an idle time of 20 s: that has run out since the
     // last segment heard, so a probe goes at once.
-    let mut k = Conn::plain();
-    let t0 = k.h.now;
-    k.h.advance(Duration::from_secs(100));
-    let now = k.h.now;
-    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
-    k.h.advance(Duration::from_secs(3));
     let k20 = synack_core::KeepaliveConfig {
         idle: Duration::from_secs(20),
         ..k10
     };
-    let now = k.h.now;
-    k.h.ep.set_keepalive(now, k.c, Some(k20)).unwrap();
-    k.h.advance(Duration::from_secs(30));
-    assert_eq!(keepalive_times(&k, t0), (vec![103, 105, 107], vec![109]));
+    assert_eq!(
+        keepalive_after_quiet(&[(0, Some(k10)), (3, Some(k20))]),
+        (vec![103, 105, 107], vec![109])
+    );
 
     // Off and on again after an answered probe: a whole idle time from the second turn.
     let mut k = Conn::plain();
