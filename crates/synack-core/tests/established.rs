@@ -2787,30 +2787,35 @@ fn keepalive_turned_on_while_idle_waits_a_whole_idle_time() {
         interval: Duration::from_secs(2),
         probes: 3,
     };
-    // Quiet for 100 s, then on: probes at 110, 112, 114, and the reset at 116.
-    assert_eq!(
-        keepalive_after_quiet(&[(0, Some(k10))]),
-        (vec![110, 112, 114], vec![116])
-    );
-    // Quiet for 100 s, on, then at 105 a new interval: no change to the first probe.
     let k10_3 = synack_core::KeepaliveConfig {
         interval: Duration::from_secs(3),
         ..k10
     };
-    assert_eq!(
-        keepalive_after_quiet(&[(0, Some(k10)), (5, Some(k10_3))]),
-        (vec![110, 113, 116], vec![119])
-    );
-    // Quiet for 100 s, on, then at 103 an idle time of 20 s: that has run out since the
-    // last segment heard, so a probe goes at once.
     let k20 = synack_core::KeepaliveConfig {
         idle: Duration::from_secs(20),
         ..k10
     };
-    assert_eq!(
-        keepalive_after_quiet(&[(0, Some(k10)), (3, Some(k20))]),
-        (vec![103, 105, 107], vec![109])
-    );
+    let cases = [
+        // Quiet for 100 s, then on: probes at 110, 112, 114, and the reset at 116.
+        (vec![(0, Some(k10))], vec![110, 112, 114], 116),
+        // On, then at 105 a new interval: no change to the first probe.
+        (
+            vec![(0, Some(k10)), (5, Some(k10_3))],
+            vec![110, 113, 116],
+            119,
+        ),
+        // On, then at 103 an idle time of 20 s: that has run out since the last segment
+        // heard, so a probe goes at once.
+        (
+            vec![(0, Some(k10)), (3, Some(k20))],
+            vec![103, 105, 107],
+            109,
+        ),
+    ];
+    for (steps, probes, reset) in cases {
+        let got = keepalive_after_quiet(&steps);
+        assert_eq!(got, (probes, vec![reset]), "{steps:?}");
+    }
 
     // Off and on again after an answered probe: a whole idle time from the second turn.
     let mut k = Conn::plain();
