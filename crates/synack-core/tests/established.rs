@@ -133,6 +133,17 @@ impl Conn {
         self.read_all();
     }
 
+    /// Our FIN, acknowledged with the peer's own: TIME-WAIT, held by the application.
+    fn close_to_time_wait(&mut self) {
+        self.h.ep.shutdown(self.c).unwrap();
+        let _ = self.h.one();
+        self.our_nxt += 1;
+        let o = self.seg(FIN | ACK, self.our_nxt);
+        self.send_peer(o);
+        let _ = self.h.drain();
+        assert_eq!(self.h.ep.state(self.c).unwrap(), State::TimeWait);
+    }
+
     fn read_all(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
@@ -2896,13 +2907,7 @@ fn signed_segments_are_dropped_where_a_key_would_be_checked() {
 
     // TIME-WAIT, held by the application: the peer's FIN again, signed, is acknowledged.
     let mut k = Conn::plain();
-    k.h.ep.shutdown(k.c).unwrap();
-    let _ = k.h.one();
-    k.our_nxt += 1;
-    let o = k.seg(FIN | ACK, k.our_nxt);
-    k.send_peer(o);
-    let _ = k.h.drain();
-    assert_eq!(k.h.ep.state(k.c).unwrap(), State::TimeWait);
+    k.close_to_time_wait();
     let o = Out::new(FIN | ACK, 0, 0)
         .seqn(k.peer_nxt - 1)
         .ackn(k.our_nxt)
@@ -6350,13 +6355,7 @@ fn time_wait_answers_an_old_ack_failing_paws() {
     // Linux tcp_timewait_state_process: paws_reject -> out-of-window path: 2 MSL restarted
     // and an ACK sent (tcp_timewait_check_oow_rate_limit). No tcp_disordered_ack_check there.
     let mut k = Conn::open(config(), true, false);
-    k.h.ep.shutdown(k.c).unwrap();
-    let _ = k.h.one();
-    k.our_nxt += 1;
-    let o = k.seg(FIN | ACK, k.our_nxt);
-    k.send_peer(o);
-    let _ = k.h.drain();
-    assert_eq!(k.h.ep.state(k.c).unwrap(), State::TimeWait);
+    k.close_to_time_wait();
     k.h.advance(Duration::from_secs(1));
     k.h.none();
     k.h.inject(
