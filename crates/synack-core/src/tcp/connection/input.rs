@@ -1052,8 +1052,6 @@ impl Connection {
                 self.rcv.nxt += advanced;
                 if advanced > 0 {
                     self.notify.readable = true;
-                }
-                if advanced > 0 {
                     self.rcv.ooo_acks_at_nxt = 0;
                 }
                 if offset > 0 {

@@ -280,17 +280,15 @@ impl Connection {
                 self.recovery.tlp_probes = self.recovery.tlp_probes.saturating_add(1);
             }
         }
-        if matches!(self.timers.delayed_ack, Some(t) if t <= now) && self.rcv.sack_compressed > 0 {
-            // The compressed SACK ACKs are due (`tcp_compressed_ack_kick`): the ACK that
-            // goes covers any delayed one as well, and is no missed delayed ACK.
-            self.timers.delayed_ack = None;
-            self.rcv.ack_now = true;
-        }
         if matches!(self.timers.delayed_ack, Some(t) if t <= now) {
             self.timers.delayed_ack = None;
             self.rcv.ack_now = true;
-            let rto = self.current_rto();
-            self.rcv.delack.on_timeout(rto);
+            // Held SACK ACKs due (`tcp_compressed_ack_kick`) send one that covers any delayed
+            // ACK as well: no delayed ACK was missed.
+            if self.rcv.sack_compressed == 0 {
+                let rto = self.current_rto();
+                self.rcv.delack.on_timeout(rto);
+            }
         }
         if matches!(self.timers.persist, Some(t) if t <= now) {
             self.timers.persist = None;
