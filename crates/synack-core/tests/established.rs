@@ -1662,6 +1662,45 @@ fn sack_acks_compress_after_the_third_out_of_order_segment() {
     }
 }
 
+/// Quick-ACK mode is spent by every ACK that answers data, out-of-order data included, as
+/// Linux's `tcp_dec_quickack_mode` counts each ACK sent while one is scheduled
+/// (`inet_csk_schedule_ack`, which `tcp_data_queue_ofo` calls too). The first data allows 16
+/// quick ACKs; its own ACK and fifteen for segments past a hole spend them, so the data that
+/// follows the filled hole waits for the delayed-ACK timer.
+#[test]
+fn out_of_order_acks_spend_quick_ack_mode() {
+    let (mut h, _c, peer, syn) = open_with_rtt(config(), true, false);
+    let (us, ours) = (syn.src, syn.seq + 1);
+    let data = |h: &mut Harness, seq: u32| {
+        h.inject(
+            peer,
+            us,
+            Out::new(ACK, 0, 0)
+                .seqn(SeqNumber(10_001 + seq))
+                .ackn(ours)
+                .data(&[7; 1000]),
+        );
+    };
+    data(&mut h, 0);
+    assert_eq!(h.one().ack, SeqNumber(11_001), "the first data: quick");
+    // A hole at 1000; fifteen segments past it, each ACKed at once in quick-ACK mode.
+    for i in 2..=16 {
+        data(&mut h, i * 1000);
+        assert_eq!(h.one().ack, SeqNumber(11_001), "{i}");
+    }
+    // The hole filled: at once, whatever the mode.
+    data(&mut h, 1000);
+    assert_eq!(h.one().ack, SeqNumber(27_001));
+    // Sixteen quick ACKs spent: the next segment's ACK is delayed.
+    let t = h.now;
+    data(&mut h, 17_000);
+    h.none();
+    let (at, acks) = h.next_timeout();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].ack, SeqNumber(28_001));
+    assert_eq!(at, t + Duration::from_millis(40));
+}
+
 // === Retransmission =============================================================================
 
 #[test]

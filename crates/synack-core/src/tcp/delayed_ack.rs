@@ -245,9 +245,10 @@ impl DelayedAck {
         }
     }
 
-    /// A segment carrying our ACK up to `rcv_nxt` left; `owed` says whether it
-    /// acknowledged data that was waiting for an ACK (`tcp_event_ack_sent`,
-    /// `tcp_dec_quickack_mode`).
+    /// A segment carrying our ACK up to `rcv_nxt` left; `owed` says whether it answered
+    /// data (or a FIN) that scheduled an ACK, in order or out of order, new or a duplicate
+    /// (`tcp_event_ack_sent`, `tcp_dec_quickack_mode`: one quick ACK is spent whenever
+    /// `inet_csk_ack_scheduled`).
     pub fn on_ack_sent(&mut self, rcv_nxt: SeqNumber, owed: bool) {
         self.acked = rcv_nxt;
         // `inet_csk_clear_xmit_timer(ICSK_TIME_DACK)` clears the pending marks.

@@ -571,9 +571,10 @@ impl Connection {
             // Every segment carries our ACK, and counts as one of the duplicates owed.
             self.rcv.dup_acks_owed = self.rcv.dup_acks_owed.saturating_sub(1);
             self.rcv.ack_now = self.rcv.dup_acks_owed > 0;
-            let owed = self.rcv.unacked_segments > 0;
+            let owed = self.rcv.unacked_segments > 0 || self.rcv.ack_scheduled;
             self.rcv.delack.on_ack_sent(self.rcv.nxt, owed);
             self.rcv.unacked_segments = 0;
+            self.rcv.ack_scheduled = false;
             self.rcv.ack_points_len = 0;
             self.rcv.sack_changed = false;
             self.rcv.sack_compressed = 0;

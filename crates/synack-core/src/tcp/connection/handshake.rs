@@ -186,6 +186,7 @@ impl Connection {
                 fin_seq: None,
                 fin_received: false,
                 unacked_segments: 0,
+                ack_scheduled: false,
                 delack: DelayedAck::new(cfg.delayed_ack, now),
                 ack_now: false,
                 dup_acks_owed: 0,

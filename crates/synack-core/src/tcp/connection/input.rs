@@ -845,6 +845,7 @@ impl Connection {
             let fin_seq = start + seg.payload.len();
             match self.state {
                 State::Established | State::FinWait1 | State::FinWait2 => {
+                    self.rcv.ack_scheduled = true;
                     // Noted above, before the text. A FIN ahead of missing data is
                     // acknowledged at once, like any segment out of order; one in order is
                     // taken below, which decides.
@@ -931,6 +932,7 @@ impl Connection {
 
     /// Store the segment's payload (RFC 9293 §3.10.7.4 "seventh") and decide on the ACK.
     fn receive_data(&mut self, now: Instant, seg: &TcpRepr<'_>, frame: Option<Frame<'_>>) {
+        self.rcv.ack_scheduled = true;
         let mut start = seg.seq_number;
         let mut data = seg.payload;
         let rcv_wnd = self.rcv.adv - self.rcv.nxt;

@@ -361,6 +361,11 @@ pub(crate) struct Receiver {
     pub fin_received: bool,
     /// Data segments (and a FIN) received since the last ACK we sent: an ACK is owed.
     pub unacked_segments: u32,
+    /// A segment with data or a FIN reached the data step since the last ACK we sent,
+    /// in order or not, new or a duplicate: Linux's `inet_csk_schedule_ack`, which its
+    /// `tcp_data_queue` and `tcp_data_queue_ofo` call on every such path. The ACK that
+    /// answers it counts one down of quick-ACK mode (`tcp_dec_quickack_mode`).
+    pub ack_scheduled: bool,
     /// When an owed ACK goes out: at once, or after an adaptive delay (Linux's rules).
     pub delack: DelayedAck,
     /// An ACK must go out with the next transmission opportunity.
