@@ -4825,6 +4825,25 @@ fn a_window_reopening_after_a_long_stall_restarts_slow_start_but_probes_do_not()
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 10);
 }
 
+/// Slow start after idle is judged when a write begins new data (and when the peer's window
+/// changes with data waiting), as Linux judges it (`tcp_slow_start_after_idle_check` from
+/// `tcp_skb_entail` and `tcp_ack_update_window`), not when the data leaves. A short write
+/// under a cork, soon after the last send, leaves with the persist timer's override an RTO
+/// later: no restart, the window stays.
+#[test]
+fn corked_data_that_leaves_after_the_rto_is_no_restart() {
+    let (mut h, c, _, _, next) = window_of_forty(config());
+    h.ep.set_cork(c, true).unwrap();
+    let written = h.now;
+    h.ep.send(c, &[2u8; 500]).unwrap();
+    h.none();
+    let (at, segs) = h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!((segs[0].seq, segs[0].payload.len()), (next, 500));
+    assert_eq!(at - written, Duration::from_millis(300), "the RTO");
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
+}
+
 #[test]
 fn an_application_limited_window_shrinks_towards_what_was_used() {
     for validate in [true, false] {

@@ -58,6 +58,10 @@ impl Connection {
         if !self.may_update_window(una, seg, wnd) {
             return;
         }
+        if wnd != self.snd.wnd && self.notsent() > 0 {
+            // Linux's `tcp_ack_update_window` judges slow start after idle here.
+            self.cwnd_use.judge_idle = true;
+        }
         self.snd.wnd = wnd;
         self.snd.max_wnd = self.snd.max_wnd.max(wnd);
         self.snd.wl1 = seg.seq_number;

@@ -319,6 +319,8 @@ impl Connection {
             let take = self.size_write(allowed);
             push(&mut self.snd.buffer, 0, take)
         } else {
+            // Without the skb view, every write is taken to begin new data.
+            self.cwnd_use.judge_idle = true;
             let lowat_room = self.notsent_lowat().saturating_sub(self.notsent());
             let allowed = allowed.min(lowat_room);
             let mut n = push(&mut self.snd.buffer, 0, allowed);
@@ -424,6 +426,8 @@ impl Connection {
             } else if skbs.charged() < self.snd.sndbuf && skbs.unsent() < lowat {
                 let n = goal.min(left);
                 skbs.push_skb(n);
+                // A new skb: Linux's `tcp_skb_entail` judges slow start after idle.
+                self.cwnd_use.judge_idle = true;
                 taken += n;
             } else {
                 break;

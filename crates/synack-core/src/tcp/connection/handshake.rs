@@ -221,6 +221,7 @@ impl Connection {
                 used: 0,
                 stamp: now,
                 last_sent: None,
+                judge_idle: false,
             },
             recovery: Recovery::default(),
             timers: Timers::default(),

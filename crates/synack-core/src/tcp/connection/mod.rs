@@ -165,6 +165,12 @@ pub(crate) struct CwndUse {
     /// When data (new or resent) last left (Linux's `lsndtime`): the idle time that
     /// slow start after idle measures.
     pub last_sent: Option<Instant>,
+    /// Slow start after idle is to be judged before data next leaves: a write began new
+    /// data, or the peer's window changed with data waiting. Linux judges it at exactly
+    /// those two points (`tcp_slow_start_after_idle_check` from `tcp_skb_entail` and
+    /// `tcp_ack_update_window`), not as data leaves: data written soon after the last send
+    /// and held (by `TCP_CORK`, say) past the RTO leaves without a restart.
+    pub judge_idle: bool,
 }
 
 /// What the endpoint's memory budget ([`Config::max_memory`]) allows a connection now, set by

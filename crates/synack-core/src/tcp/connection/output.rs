@@ -682,11 +682,12 @@ impl Connection {
             // peer for its window again.
             wnd_edge = self.snd.una + room;
         }
-        if unsent > 0 && wnd_edge > self.snd.nxt {
-            // Data may leave now, as far as the peer is concerned: after an idle period it
-            // leaves under a restarted window. Not while a zero window holds it (the persist
-            // timer's probes are no restart), as Linux, which checks when the data is
-            // queued and when the window opens.
+        if unsent > 0 && wnd_edge > self.snd.nxt && self.cwnd_use.judge_idle {
+            // Data may leave now, as far as the peer is concerned, and a write or a window
+            // update since the last judgement asks whether it leaves under a restarted
+            // window. Not while a zero window holds it (the persist timer's probes are no
+            // restart): the update that opens the window asks again.
+            self.cwnd_use.judge_idle = false;
             self.restart_after_idle(now);
         }
         let cwnd_edge = if let Some(pipe) = self.frto_pipe() {
@@ -872,8 +873,10 @@ impl Connection {
         let kind = if wakeup { Emit::Wakeup } else { Emit::New };
         // Only new data measures the window's use, as only Linux's `tcp_write_xmit` calls
         // `tcp_cwnd_validate`: the go-back's resends after a timeout leave the round and
-        // its most outstanding as the flight before the timeout set them.
-        let new_data = seq >= self.snd.max;
+        // its most outstanding as the flight before the timeout set them, and what the
+        // persist timer lets out (`tcp_write_wakeup` transmits it itself) is measured at the
+        // next ordinary send.
+        let new_data = seq >= self.snd.max && !wakeup;
         let sent = self.emit_data(now, buf, seq, len, with_fin, kind, room)?;
         if new_data {
             self.note_cwnd_use(now, true);
@@ -940,9 +943,9 @@ impl Connection {
     /// Slow start after idle (RFC 5681 §4.1, Linux's `tcp_slow_start_after_idle_check`
     /// and `tcp_cwnd_restart`), before new data goes out: with nothing in flight and no data
     /// sent for longer than the RTO, cwnd falls towards the restart window (see
-    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle)). Linux checks
-    /// when a write queues data and when a window update arrives for queued data; checking
-    /// as the data leaves covers both.
+    /// [`Config::slow_start_after_idle`](crate::Config::slow_start_after_idle)). Judged
+    /// where Linux judges it (see `CwndUse::judge_idle`), at the next transmission after
+    /// the write or the window update, which the runtime makes at once.
     fn restart_after_idle(&mut self, now: Instant) {
         if !self.cfg.slow_start_after_idle || self.snd.una != self.snd.max {
             return;
