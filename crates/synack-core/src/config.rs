@@ -40,6 +40,7 @@ pub struct Config {
     pub(crate) recv_buffer_max: usize,
     pub(crate) window_scaling: bool,
     pub(crate) sack: bool,
+    pub(crate) dsack: bool,
     pub(crate) timestamps: bool,
     pub(crate) delayed_ack: Duration,
     pub(crate) nodelay: bool,
@@ -52,6 +53,7 @@ pub struct Config {
     pub(crate) tx_checksum_offload: bool,
     pub(crate) keepalive: Option<KeepaliveConfig>,
     pub(crate) time_wait: Duration,
+    pub(crate) rfc1337: bool,
     pub(crate) fin_timeout: Duration,
     pub(crate) pmtu_expires: Duration,
     pub(crate) user_timeout: Option<Duration>,
@@ -242,6 +244,7 @@ impl Default for Config {
             recv_buffer_max: 6 * 1024 * 1024,
             window_scaling: true,
             sack: true,
+            dsack: true,
             timestamps: true,
             delayed_ack: Duration::from_millis(40),
             nodelay: false,
@@ -252,6 +255,7 @@ impl Default for Config {
             tx_checksum_offload: false,
             keepalive: None,
             time_wait: Duration::from_secs(60),
+            rfc1337: false,
             fin_timeout: Duration::from_secs(60),
             pmtu_expires: Duration::from_secs(600),
             user_timeout: None,
@@ -603,6 +607,12 @@ impl Config {
         sack: bool
     );
     setter!(
+        /// Report duplicate segments in D-SACK blocks (RFC 2883; on by default, as Linux's
+        /// `tcp_dsack`), on connections that negotiated SACK. Off, a duplicate is answered
+        /// with a plain duplicate ACK. D-SACK blocks the peer sends are used either way.
+        dsack: bool
+    );
+    setter!(
         /// Offer timestamps (RFC 7323 §3).
         timestamps: bool
     );
@@ -711,6 +721,14 @@ impl Config {
     setter!(
         /// How long TIME-WAIT lasts (2*MSL; Linux: 60 s).
         time_wait: Duration
+    );
+    setter!(
+        /// Ignore an RST at RCV.NXT in TIME-WAIT, which otherwise ends it at once (off by
+        /// default, as Linux's `tcp_rfc1337`). RFC 1337 §3 calls that ending "TIME-WAIT
+        /// assassination": an old duplicate RST can free the tuple for a new connection
+        /// that then takes the old one's late segments. On, TIME-WAIT lasts its 2*MSL (the
+        /// RST takes no answer and does not restart it; its timestamp is recorded).
+        rfc1337: bool
     );
     setter!(
         /// How long FIN-WAIT-2 waits for the peer's FIN once the application closed (Linux

@@ -1016,21 +1016,38 @@ fn data_already_held_out_of_order_is_reported_with_a_dsack_block() {
     assert_eq!(a.sack, vec![(b + 6500, b + 8000)]);
 }
 
+/// Without SACK, or with D-SACK off (`Config::dsack`, Linux's `tcp_dsack` = 0), a duplicate
+/// draws a plain duplicate ACK: no D-SACK block, and with SACK only the blocks still held.
 #[test]
-fn without_sack_a_duplicate_draws_a_plain_ack() {
-    let mut k = Conn::plain();
-    let base = k.peer_nxt;
-    let o = k.seg(ACK, k.our_nxt).data(&[1u8; 100]);
-    k.send_peer(o);
-    let _ = k.h.one();
-    let o = Out::new(ACK, 0, 0)
-        .seqn(base)
-        .ackn(k.our_nxt)
-        .data(&[1u8; 100]);
-    k.h.inject(k.peer, k.us, o);
-    let a = k.h.one();
-    assert_eq!(a.ack, base + 100);
-    assert!(a.sack.is_empty());
+fn without_sack_or_dsack_a_duplicate_draws_a_plain_ack() {
+    let mut no_dsack = config();
+    no_dsack.dsack(false);
+    for (mut k, sack) in [
+        (Conn::plain(), false),
+        (Conn::open(no_dsack, true, true), true),
+    ] {
+        let base = k.peer_nxt;
+        let o = k.seg(ACK, k.our_nxt).data(&[1u8; 100]);
+        k.send_peer(o);
+        let _ = k.h.one();
+        // The same segment again.
+        let o = k.seg(ACK, k.our_nxt).seqn(base).data(&[1u8; 100]);
+        k.h.inject(k.peer, k.us, o);
+        let a = k.h.one();
+        assert_eq!(a.ack, base + 100);
+        assert!(a.sack.is_empty(), "{:?}", a.sack);
+        if !sack {
+            continue;
+        }
+        // Bytes held out of order, brought again: only the held block.
+        let held = k.seg(ACK, k.our_nxt).seqn(base + 200).data(&[1u8; 100]);
+        k.h.inject(k.peer, k.us, held.clone());
+        assert_eq!(k.h.one().sack, vec![(base + 200, base + 300)]);
+        k.h.inject(k.peer, k.us, held);
+        let a = k.h.one();
+        assert_eq!(a.ack, base + 100);
+        assert_eq!(a.sack, vec![(base + 200, base + 300)]);
+    }
 }
 
 #[test]
@@ -4804,6 +4821,25 @@ fn slow_start_after_idle_can_be_turned_off() {
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
 }
 
+/// Slow start after idle is judged when a write begins new data (and when the peer's window
+/// changes with data waiting), as Linux judges it (`tcp_slow_start_after_idle_check` from
+/// `tcp_skb_entail` and `tcp_ack_update_window`), not when the data leaves. A short write
+/// under a cork, soon after the last send, leaves with the persist timer's override an RTO
+/// later: no restart, the window stays.
+#[test]
+fn corked_data_that_leaves_after_the_rto_is_no_restart() {
+    let (mut h, c, _, _, next) = window_of_forty(config());
+    h.ep.set_cork(c, true).unwrap();
+    let written = h.now;
+    h.ep.send(c, &[2u8; 500]).unwrap();
+    h.none();
+    let (at, segs) = h.next_timeout();
+    assert_eq!(segs.len(), 1);
+    assert_eq!((segs[0].seq, segs[0].payload.len()), (next, 500));
+    assert_eq!(at - written, Duration::from_millis(300), "the RTO");
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
+}
+
 #[test]
 fn a_window_reopening_after_a_long_stall_restarts_slow_start_but_probes_do_not() {
     let (mut h, c, peer, us, next) = window_of_forty(config());
@@ -4823,25 +4859,6 @@ fn a_window_reopening_after_a_long_stall_restarts_slow_start_but_probes_do_not()
     h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next));
     assert_eq!(h.drain().len(), 10);
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 10);
-}
-
-/// Slow start after idle is judged when a write begins new data (and when the peer's window
-/// changes with data waiting), as Linux judges it (`tcp_slow_start_after_idle_check` from
-/// `tcp_skb_entail` and `tcp_ack_update_window`), not when the data leaves. A short write
-/// under a cork, soon after the last send, leaves with the persist timer's override an RTO
-/// later: no restart, the window stays.
-#[test]
-fn corked_data_that_leaves_after_the_rto_is_no_restart() {
-    let (mut h, c, _, _, next) = window_of_forty(config());
-    h.ep.set_cork(c, true).unwrap();
-    let written = h.now;
-    h.ep.send(c, &[2u8; 500]).unwrap();
-    h.none();
-    let (at, segs) = h.next_timeout();
-    assert_eq!(segs.len(), 1);
-    assert_eq!((segs[0].seq, segs[0].payload.len()), (next, 500));
-    assert_eq!(at - written, Duration::from_millis(300), "the RTO");
-    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
 }
 
 #[test]

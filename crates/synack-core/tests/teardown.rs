@@ -914,14 +914,51 @@ fn compact_time_wait_paws_survives_a_clock_step_back() {
     }
 }
 
+/// An RST at RCV.NXT ends TIME-WAIT, compact or held (Linux's default, `tcp_rfc1337` = 0);
+/// any other RST is ignored. With `Config::rfc1337` on it is ignored too (RFC 1337 §3, against
+/// TIME-WAIT assassination): no answer, the 2 MSL not restarted, and its TSval taken as
+/// TS.Recent, as Linux's `tcp_timewait_state_process` takes it.
 #[test]
-fn rst_at_rcv_nxt_ends_compact_time_wait() {
-    let mut h = Harness::new(config());
-    let (us, peer, _) = released_time_wait(&mut h, 80);
-    h.inject(peer, us, Out::new(RST, 400, 0));
-    assert_eq!(h.ep.time_wait_count(), 1, "an RST elsewhere is ignored");
-    h.inject(peer, us, Out::new(RST, 502, 0));
-    assert_eq!(h.ep.time_wait_count(), 0);
+fn rst_at_rcv_nxt_ends_time_wait_unless_rfc1337() {
+    // (rfc1337, then: whether to look at TS.Recent, or at the 2 MSL not restarted)
+    let cases = [(false, false), (true, false), (true, true)];
+    for (rfc1337, look_at_ts) in cases {
+        for release in [true, false] {
+            let mut cfg = config();
+            cfg.rfc1337(rfc1337);
+            let mut h = Harness::new(cfg);
+            let (c, us, peer, our_nxt) = time_wait(&mut h, 80, release);
+            let in_time_wait = |h: &Harness| {
+                if release {
+                    h.ep.time_wait_count() == 1
+                } else {
+                    h.ep.state(c) == Ok(State::TimeWait)
+                }
+            };
+            let case = format!("rfc1337 {rfc1337}, released {release}, {look_at_ts}");
+            h.inject(peer, us, Out::new(RST, 400, 0));
+            assert!(in_time_wait(&h), "{case}: an RST elsewhere is ignored");
+            h.advance(Duration::from_secs(30));
+            h.inject(peer, us, Out::new(RST, 502, 0).ts(5, 0));
+            h.none();
+            assert_eq!(in_time_wait(&h), rfc1337, "{case}");
+            if !rfc1337 {
+                continue;
+            }
+            if look_at_ts {
+                // TS.Recent is the RST's 5: a bare ACK with TSval 4 fails PAWS, and is
+                // answered (one with 2, the FIN's, before the RST, would not be).
+                h.inject(peer, us, Out::new(ACK, 502, 0).ackn(our_nxt).ts(4, 1));
+                assert_eq!(h.one().ack, SeqNumber(502), "{case}");
+            } else {
+                // The 2 MSL still counts from the FIN: over 60 s after it.
+                h.advance(Duration::from_secs(29));
+                assert!(in_time_wait(&h), "{case}");
+                h.advance(Duration::from_secs(2));
+                assert!(!in_time_wait(&h), "{case}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -200,6 +200,12 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     if let Some(v) = sysctl("tcp_sack").and_then(|v| v.first().copied()) {
         c.sack(v != 0);
     }
+    if let Some(v) = sysctl("tcp_dsack").and_then(|v| v.first().copied()) {
+        c.dsack(v != 0);
+    }
+    if let Some(v) = sysctl("tcp_rfc1337").and_then(|v| v.first().copied()) {
+        c.rfc1337(v != 0);
+    }
     if let Some(v) = sysctl("tcp_window_scaling").and_then(|v| v.first().copied()) {
         c.window_scaling(v != 0);
     }

@@ -358,10 +358,14 @@ impl Endpoint {
         };
         let expires = now + self.config.time_wait;
         let recent = e.ts.map(|ts| ts.recent_at(now));
-        let input = time_wait_input(e.rcv_nxt, recent, seg);
+        let input = time_wait_input(e.rcv_nxt, recent, seg, self.config.rfc1337);
         let (restart, paws) = match input {
             TimeWaitInput::Reset => {
                 self.time_wait.remove(&tuple);
+                return Reuse::No;
+            }
+            TimeWaitInput::IgnoredReset => {
+                self.time_wait.saw_timestamp(&tuple, now, seg);
                 return Reuse::No;
             }
             TimeWaitInput::StrayReset { paws } => {

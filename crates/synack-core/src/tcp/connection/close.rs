@@ -159,6 +159,10 @@ impl TimeWaitEntry {
 pub(crate) enum TimeWaitInput {
     /// An RST at RCV.NXT: TIME-WAIT ends now (Linux's default, `tcp_rfc1337` = 0).
     Reset,
+    /// The same with [`Config::rfc1337`](crate::Config::rfc1337) on: dropped without an
+    /// answer and without a restart of the 2 MSL, its TSval taken as TS.Recent
+    /// (`tcp_timewait_state_process`).
+    IgnoredReset,
     /// Any other RST, or one failing PAWS: dropped without an answer. RFC 5961's challenge
     /// ACK answers an RST inside a window; TIME-WAIT has none left, and Linux sends nothing.
     StrayReset { paws: bool },
@@ -211,6 +215,7 @@ pub(crate) fn time_wait_input(
     rcv_nxt: SeqNumber,
     ts_recent: Option<TsRecent>,
     seg: &TcpRepr<'_>,
+    rfc1337: bool,
 ) -> TimeWaitInput {
     let flags = seg.flags;
     let rst = flags.contains(TcpFlags::RST);
@@ -222,7 +227,9 @@ pub(crate) fn time_wait_input(
     };
     let paws = paws_reject(ts_recent, seg);
     if !paws && seg.seq_number == rcv_nxt && (seg.seq_len() == 0 || rst) {
-        return if rst {
+        return if rst && rfc1337 {
+            TimeWaitInput::IgnoredReset
+        } else if rst {
             TimeWaitInput::Reset
         } else {
             TimeWaitInput::InSequence
@@ -460,6 +467,7 @@ impl Connection {
     /// new incarnation.
     pub(crate) fn is_new_incarnation(&self, now: Instant, syn: &TcpRepr<'_>) -> bool {
         let recent = self.ts_recent_at(now);
-        time_wait_input(self.rcv.nxt, recent, syn) == TimeWaitInput::NewIncarnation
+        time_wait_input(self.rcv.nxt, recent, syn, self.cfg.rfc1337)
+            == TimeWaitInput::NewIncarnation
     }
 }

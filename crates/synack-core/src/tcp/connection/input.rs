@@ -339,9 +339,13 @@ impl Connection {
     /// it (the endpoint asks first, `Endpoint::reuse_time_wait`).
     fn handle_time_wait(&mut self, now: Instant, seg: &TcpRepr<'_>) {
         let recent = self.ts_recent_at(now);
-        let input = time_wait_input(self.rcv.nxt, recent, seg);
+        let input = time_wait_input(self.rcv.nxt, recent, seg, self.cfg.rfc1337);
         let (restart, paws) = match input {
             TimeWaitInput::Reset => return self.handle_reset(),
+            TimeWaitInput::IgnoredReset => {
+                self.take_time_wait_tsval(now, seg);
+                return;
+            }
             TimeWaitInput::StrayReset { paws } => {
                 self.verdict.paws = paws;
                 self.verdict.out_of_window = !paws;
@@ -349,10 +353,7 @@ impl Connection {
             }
             TimeWaitInput::InSequence => {
                 self.timers.time_wait = Some(now + self.cfg.time_wait);
-                if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
-                    self.ts.recent = ts.tsval;
-                    self.ts.recent_age = now;
-                }
+                self.take_time_wait_tsval(now, seg);
                 return;
             }
             TimeWaitInput::NewIncarnation => (false, false),
@@ -371,6 +372,14 @@ impl Connection {
             return;
         }
         self.rcv.ack_now = true;
+    }
+
+    /// An in-sequence segment in TIME-WAIT: its TSval becomes TS.Recent.
+    fn take_time_wait_tsval(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
+            self.ts.recent = ts.tsval;
+            self.ts.recent_age = now;
+        }
     }
 
     /// Whether Linux would hold this connection as a request socket (`tcp_check_req`'s): a
@@ -856,7 +865,7 @@ impl Connection {
                     // sequence number (with the data's, if it brought that again too), as
                     // Linux's out-of-order queue holds the FIN in an skb whose `end_seq`
                     // counts it (`tcp_data_queue_ofo`, `tcp_dsack_set`).
-                    if held_fin_again && self.sack_ok {
+                    if held_fin_again && self.reports_dsack() {
                         self.rcv.dsack = match self.rcv.dsack {
                             Some((from, to)) if to == fin_seq => Some((from, to + 1)),
                             _ => Some((fin_seq, fin_seq + 1)),
@@ -1041,7 +1050,7 @@ impl Connection {
             None => self.rcv.buffer.write(offset, data),
         };
         if let (Ok(_), Some((from, to)), false) = (&result, overlap, reported_duplicate) {
-            if self.sack_ok {
+            if self.reports_dsack() {
                 self.rcv.dsack = Some((nxt_before + from, nxt_before + to));
             }
         }
@@ -1117,9 +1126,15 @@ impl Connection {
     /// `[start, end)` arrived again: the part below RCV.NXT goes into our next ACK as a
     /// D-SACK block (RFC 2883 §4, case 1; Linux `tcp_dsack_set`).
     fn report_duplicate(&mut self, start: SeqNumber, end: SeqNumber) {
-        if self.sack_ok && start < self.rcv.nxt {
+        if self.reports_dsack() && start < self.rcv.nxt {
             self.rcv.dsack = Some((start, end.min(self.rcv.nxt)));
         }
+    }
+
+    /// Duplicates go into D-SACK blocks: SACK was negotiated and D-SACK is on (Linux's
+    /// `tcp_dsack_set`: `tcp_is_sack` and `tcp_dsack`).
+    fn reports_dsack(&self) -> bool {
+        self.sack_ok && self.cfg.dsack
     }
 
     /// An ACK for RCV.NXT as it is now is due, before the one for the data that follows in

@@ -789,6 +789,10 @@ pub(crate) struct ConnConfig {
     pub rcvlowat: usize,
     pub pacing: bool,
     pub slow_start_after_idle: bool,
+    /// Duplicates are reported in D-SACK blocks (`Config::dsack`).
+    pub dsack: bool,
+    /// An RST does not end TIME-WAIT (`Config::rfc1337`).
+    pub rfc1337: bool,
     pub min_tso_segs: usize,
     pub gso_max_size: usize,
     /// Leave TCP checksums for the device to complete (`Config::tx_checksum_offload`).
@@ -835,6 +839,8 @@ impl ConnConfig {
             rcvlowat: 1,
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
+            dsack: c.dsack,
+            rfc1337: c.rfc1337,
             min_tso_segs: c.min_tso_segs.max(1),
             gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),
             tx_checksum_offload: c.tx_checksum_offload,
