@@ -105,9 +105,6 @@ struct LinuxGrowth {
     /// estimate, and that estimate in segments (RFC 9438 §4.3's W_est).
     ack_cnt: u64,
     tcp_cwnd: u64,
-    /// Bytes ACKed short of a whole segment, carried to the next ACK (Linux counts packets;
-    /// with full-sized segments nothing is carried).
-    carry: usize,
 }
 
 /// Linux's `jiffies` at `now`.
@@ -354,7 +351,8 @@ impl Cubic {
     }
 
     /// Congestion avoidance as Linux's `cubictcp_cong_avoid` past slow start:
-    /// `bictcp_update`, then `tcp_cong_avoid_ai`, for `acked` bytes counted in segments.
+    /// `bictcp_update`, then `tcp_cong_avoid_ai`, for `acked` bytes counted in segments, a
+    /// part of one as one (see `on_ack`).
     fn linux_congestion_avoidance(&mut self, now: Instant, acked: usize) {
         let mss = self.mss;
         let cwnd = (self.cwnd / mss) as u64;
@@ -363,9 +361,7 @@ impl Cubic {
         let Some(l) = &mut self.linux else {
             return;
         };
-        let total = l.carry.saturating_add(acked);
-        l.carry = total % mss;
-        let segments = (total / mss) as u64;
+        let segments = acked.div_ceil(mss) as u64;
         if segments == 0 {
             return;
         }
@@ -426,7 +422,6 @@ impl Cubic {
         // next increase afresh.
         if let Some(l) = &mut self.linux {
             l.cwnd_cnt = 0;
-            l.carry = 0;
         }
     }
 
@@ -564,9 +559,16 @@ impl Controller for Cubic {
         }
         self.initial = false;
         let mut acked = bytes_acked;
+        if self.linux.is_some() {
+            // Linux counts what an ACK delivered in packets (`tcp_slow_start` and
+            // `cubictcp_cong_avoid` take `acked` segments): a short segment grows the window
+            // as much as a full one (`idle-restart-judged-at-write.pkt`: the ACK of one
+            // 500-byte segment takes cwnd from 40 to 41 segments in slow start).
+            acked = acked.div_ceil(self.mss).saturating_mul(self.mss);
+        }
         if self.in_slow_start() {
             // RFC 5681 §3.1 with byte counting, as Linux (RFC 9438 §4.10 for CUBIC).
-            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, bytes_acked);
+            let (cwnd, left) = slow_start(self.cwnd, self.ssthresh, acked);
             self.cwnd = cwnd;
             if left == 0 {
                 return;
@@ -1376,20 +1378,20 @@ mod tests {
         cc.cwnd = 10 * MSS;
         cc.ssthresh = 10 * MSS;
         cc.initial = false;
-        // Half segments: every second one counts.
+        // Half segments: each counts as one, as Linux counts packets.
         for i in 0..4 {
             cc.on_ack(Instant::from_millis(i), MSS / 2, 0, None);
         }
-        assert_eq!(
-            cc.linux.as_ref().map(|l| (l.cwnd_cnt, l.carry)),
-            Some((2, 0))
-        );
-        cc.on_ack(Instant::from_millis(5), MSS / 2, 0, None);
-        assert_eq!(cc.linux.as_ref().map(|l| l.carry), Some(MSS / 2));
+        assert_eq!(cc.linux.as_ref().map(|l| l.cwnd_cnt), Some(4));
+        // And in slow start, one segment's growth for each.
+        let mut ss = linux(RTT_100MS);
+        ss.cwnd = 10 * MSS;
+        ss.on_ack(T, MSS / 2, 0, None);
+        assert_eq!(ss.window(), 11 * MSS);
         // A fast retransmit ends the epoch and the count (tcp_init_cwnd_reduction).
         cc.on_fast_retransmit(Instant::from_millis(6), 10 * MSS);
         let l = cc.linux.clone().unwrap_or_default();
-        assert_eq!((l.epoch_start, l.cwnd_cnt, l.carry), (None, 0, 0));
+        assert_eq!((l.epoch_start, l.cwnd_cnt), (None, 0));
         assert_eq!(cc.w_max(), Some(10 * MSS), "W_max kept for the next curve");
         // Turning it off goes back to RFC 9438's model.
         cc.set_linux_growth(false);
