@@ -683,8 +683,9 @@ pub(crate) struct Connection {
     pub passive: bool,
     /// A zero-window or keepalive probe must be sent.
     pub probe_pending: bool,
-    /// Zero-window probes sent without the window opening (the persist backoff).
-    pub persist_backoff: u32,
+    /// Zero-window probes sent without the window opening (the persist backoff; a byte, as
+    /// Linux's `icsk_backoff`: past 255 the interval is long at its ceiling).
+    pub persist_backoff: u8,
     /// The persist timer fired with a small window: let one short segment out.
     pub sws_override: bool,
     /// `TCP_CORK`: short segments wait, whatever is in flight.

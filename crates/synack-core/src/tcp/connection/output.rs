@@ -1157,7 +1157,7 @@ impl Connection {
             return;
         }
         if self.timers.persist.is_none() && self.timers.retransmit.is_none() {
-            self.timers.persist = Some(now + self.rtt.backed_off(self.persist_backoff));
+            self.timers.persist = Some(now + self.rtt.backed_off(u32::from(self.persist_backoff)));
         }
     }
 }

@@ -356,7 +356,7 @@ impl Connection {
     /// when that runs out (`tcp_clamp_probe0_to_user_timeout`, at least TCP_TIMEOUT_MIN, 2
     /// jiffies).
     pub(super) fn probe_interval(&self, now: Instant) -> Duration {
-        let next = self.rtt.backed_off(self.persist_backoff);
+        let next = self.rtt.backed_off(u32::from(self.persist_backoff));
         match (self.cfg.user_timeout, self.retransmitting_since) {
             (Some(limit), Some(since)) => {
                 let left = (since + limit).saturating_duration_since(now);
@@ -387,9 +387,9 @@ impl Connection {
         let max_probes = if self.app_closed {
             // Linux's tcp_probe_timer: an orphan whose backoff has reached the ceiling
             // gives up once it has sent its `tcp_orphan_retries`, 0 then by default.
-            let alive = self.rtt.backed_off(self.persist_backoff) < self.rtt.max_rto();
+            let alive = self.rtt.backed_off(u32::from(self.persist_backoff)) < self.rtt.max_rto();
             let retries = self.orphan_retries(alive);
-            if !alive && self.persist_backoff >= retries {
+            if !alive && u32::from(self.persist_backoff) >= retries {
                 return true;
             }
             retries
