@@ -1,6 +1,8 @@
 //! Per-connection settings: the sockets API's `SO_*` and `TCP_*` options that a socket sets
 //! before it connects or listens (the runtime's `TcpSocket` builds them).
 
+use std::time::Duration;
+
 use crate::config::KeepaliveConfig;
 use crate::error::Error;
 
@@ -49,6 +51,16 @@ pub struct SocketOptions {
     /// in Linux, a SYN without data that carries a cookie request, or any cookie, is taken
     /// as a Fast Open child too, and its SYN-ACK carries no cookie.
     pub fast_open_no_cookie: Option<bool>,
+    /// `TCP_DEFER_ACCEPT` on a listener: a handshake's final ACK that brings no data does
+    /// not complete it. The connection waits, half-open, for its first data (then `accept`
+    /// returns it with that data readable) for about this long, counted as Linux counts
+    /// it: in SYN-ACK retransmissions, as many as a schedule from 1 s doubling up to 120 s
+    /// needs to cover it (see [`defer_accept_period`]). The SYN-ACK is not resent
+    /// meanwhile until the period's last timeout, the peer's last chance; a bare ACK after
+    /// that completes the handshake. A server whose clients speak first (HTTP) then wakes
+    /// only for connections with a request, and an idle connection never reaches its
+    /// accept queue. `None` or zero: off.
+    pub defer_accept: Option<Duration>,
     /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
     /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
     /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).
@@ -118,3 +130,65 @@ impl SendFlags {
 // not import from `options` (which takes `KeepaliveConfig` from it).
 #[doc(inline)]
 pub use crate::config::MIN_BUFFER;
+
+/// The first SYN-ACK timeout and the longest, in seconds, as Linux counts `TCP_DEFER_ACCEPT`
+/// with them (`TCP_TIMEOUT_INIT` and `TCP_RTO_MAX`), whatever the endpoint's own timeouts.
+const DEFER_FIRST_TIMEOUT: u64 = 1;
+const DEFER_MAX_TIMEOUT: u64 = 120;
+
+/// `TCP_DEFER_ACCEPT`'s period as SYN-ACK retransmissions (Linux's `secs_to_retrans`): the
+/// fewest whose timeouts, from 1 s doubling up to 120 s, add up to the period in whole
+/// seconds (rounded up), at most 255; 0 for none.
+pub(crate) fn defer_accept_retransmits(period: Duration) -> u8 {
+    let secs = period.as_secs() + u64::from(period.subsec_nanos() > 0);
+    if secs == 0 {
+        return 0;
+    }
+    let (mut retransmits, mut timeout, mut covered) =
+        (1u8, DEFER_FIRST_TIMEOUT, DEFER_FIRST_TIMEOUT);
+    while secs > covered && retransmits < u8::MAX {
+        retransmits += 1;
+        timeout = (timeout * 2).min(DEFER_MAX_TIMEOUT);
+        covered += timeout;
+    }
+    retransmits
+}
+
+/// The period a `TCP_DEFER_ACCEPT` of `period` covers once counted in retransmissions, as
+/// Linux's `getsockopt` reads it back (`retrans_to_secs`): 2 s reads as 3 s, 1 s as 1 s.
+pub fn defer_accept_period(period: Duration) -> Duration {
+    let retransmits = defer_accept_retransmits(period);
+    let (mut timeout, mut covered) = (DEFER_FIRST_TIMEOUT, 0);
+    for i in 0..retransmits {
+        if i > 0 {
+            timeout = (timeout * 2).min(DEFER_MAX_TIMEOUT);
+        }
+        covered += timeout;
+    }
+    Duration::from_secs(covered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defer_accept_counts_in_syn_ack_retransmissions_as_linux() {
+        let s = Duration::from_secs;
+        // (period set, retransmissions, period read back): Linux's secs_to_retrans and
+        // retrans_to_secs with a 1 s first timeout and 120 s the longest.
+        for (set, retransmits, read) in [
+            (s(0), 0, s(0)),
+            (s(1), 1, s(1)),
+            (s(2), 2, s(3)),
+            (s(3), 2, s(3)),
+            (s(4), 3, s(7)),
+            (Duration::from_millis(1500), 2, s(3)),
+            (s(200), 8, s(247)),
+            (s(100_000), 255, s(1 + 2 + 4 + 8 + 16 + 32 + 64 + 120 * 248)),
+        ] {
+            assert_eq!(defer_accept_retransmits(set), retransmits, "{set:?}");
+            assert_eq!(defer_accept_period(set), read, "{set:?}");
+        }
+    }
+}

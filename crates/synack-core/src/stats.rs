@@ -161,6 +161,9 @@ pub struct Stats {
     pub drop_paws: u64,
     /// Dropped: a listener's SYN or accept queue was full.
     pub drop_listen_overflow: u64,
+    /// Held back: a handshake's final ACK without data, for its listener's
+    /// `TCP_DEFER_ACCEPT` (`SocketOptions::defer_accept`; Linux's `TCPDeferAcceptDrop`).
+    pub drop_defer_accept: u64,
     /// Dropped: the endpoint was at its memory cap (`Config::max_memory`, Linux's
     /// TCPRcvQDrop): a segment whose data needed memory beyond it (its ACK was still
     /// processed), or a new connection's SYN (see `refused_memory`).
@@ -234,6 +237,7 @@ impl Stats {
             drop_out_of_window,
             drop_paws,
             drop_listen_overflow,
+            drop_defer_accept,
             drop_memory,
             drop_other,
             events_dropped,
@@ -294,6 +298,7 @@ impl Stats {
         self.drop_out_of_window += drop_out_of_window;
         self.drop_paws += drop_paws;
         self.drop_listen_overflow += drop_listen_overflow;
+        self.drop_defer_accept += drop_defer_accept;
         self.drop_memory += drop_memory;
         self.drop_other += drop_other;
         self.events_dropped += events_dropped;

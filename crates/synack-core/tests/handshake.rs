@@ -1039,6 +1039,55 @@ fn a_full_accept_queue_still_hears_a_half_open_connections_rst() {
     assert!(h.ep.accept(l).is_ok());
 }
 
+/// TCP_DEFER_ACCEPT (`SocketOptions::defer_accept`), as Linux's `tcp_check_req` and
+/// `syn_ack_recalc` apply it: a final ACK without data is held back (the connection stays
+/// half open, nothing to accept; `drop_defer_accept` counts it), and the first data completes
+/// the handshake, `accept` returning the connection with the data readable. Without data,
+/// the SYN-ACK timer resends nothing until the period's last timeout (2 s is two
+/// retransmissions: none at 1 s, one at 3 s), and a bare ACK after that completes it.
+#[test]
+fn defer_accept_holds_a_bare_final_ack_until_data_or_the_periods_end() {
+    for data in [true, false] {
+        let mut h = Harness::new(config());
+        let opts = SocketOptions {
+            defer_accept: Some(Duration::from_secs(2)),
+            ..SocketOptions::default()
+        };
+        let l = h.ep.listen_with(server(), 16, &opts).unwrap();
+        let client = SocketAddr::new(PEER, 40001);
+        h.inject(client, server(), Out::new(SYN, 1000, 0));
+        let syn_ack = h.one();
+        let t0 = h.now;
+        let ack = Out::new(ACK, 1001, 0).ackn(syn_ack.seq + 1);
+        h.inject(client, server(), ack.clone());
+        h.none();
+        assert_eq!(h.ep.accept(l), Err(Error::WouldBlock), "data {data}");
+        assert_eq!(h.ep.stats().drop_defer_accept, 1);
+        if data {
+            h.inject(client, server(), ack.data(b"GET /"));
+            assert_eq!(h.one().ack, SeqNumber(1006));
+            let c = h.ep.accept(l).unwrap();
+            let mut buf = [0u8; 16];
+            let n = h.ep.recv(h.now, c, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"GET /");
+            continue;
+        }
+        let (at, segs) = h.next_timeout();
+        assert_eq!((at - t0, segs.len()), (Duration::from_secs(1), 0));
+        // A bare ACK is still held: not the period's end yet.
+        h.inject(client, server(), ack.clone());
+        assert_eq!(h.ep.accept(l), Err(Error::WouldBlock));
+        let (at, segs) = h.next_timeout();
+        assert_eq!(at - t0, Duration::from_secs(3));
+        assert_eq!(segs.len(), 1);
+        assert!(segs[0].is(SYN | ACK), "{:?}", segs[0]);
+        h.inject(client, server(), ack);
+        let c = h.ep.accept(l).unwrap();
+        assert_eq!(h.ep.state(c), Ok(State::Established));
+        assert_eq!(h.ep.stats().drop_defer_accept, 2);
+    }
+}
+
 #[test]
 fn backlog_bounds_the_accept_queue() {
     let mut h = Harness::new(config());

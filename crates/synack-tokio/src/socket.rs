@@ -375,6 +375,25 @@ impl TcpSocket {
         Ok(self.with(|s| s.options.fast_open).unwrap_or(0))
     }
 
+    /// TCP_DEFER_ACCEPT, for a socket that will [`listen`](Self::listen): a connection
+    /// whose handshake ends with a bare ACK is not handed to `accept` until its first data
+    /// arrives, for about `period` (Linux counts it in SYN-ACK retransmissions, from 1 s
+    /// doubling: 2 s covers 3 s; [`defer_accept`](Self::defer_accept) reads it back so). The
+    /// SYN-ACK is resent at the period's end, the client's last chance; a bare ACK after
+    /// that completes the handshake. For protocols where the client speaks first (HTTP):
+    /// connections that never send a request never reach the application. Zero turns it
+    /// off.
+    pub fn set_defer_accept(&self, period: Duration) -> io::Result<()> {
+        self.with(|s| s.options.defer_accept = Some(period));
+        Ok(())
+    }
+
+    /// The TCP_DEFER_ACCEPT period as the stack counts it (zero: off).
+    pub fn defer_accept(&self) -> io::Result<Duration> {
+        let set = self.with(|s| s.options.defer_accept).unwrap_or_default();
+        Ok(synack_core::options::defer_accept_period(set))
+    }
+
     /// TCP_FASTOPEN_CONNECT: TCP Fast Open's client side (RFC 7413) for this socket's
     /// [`connect`](Self::connect). Without a cookie for the server, the connect goes as
     /// usual, its SYN asking for one, and the stack keeps what the server gives (one per

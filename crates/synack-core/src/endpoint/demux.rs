@@ -409,8 +409,13 @@ impl Endpoint {
     ) {
         // The final ACK of a passive handshake waits while the accept queue is full (Linux
         // drops it and lets the SYN-ACK retransmission retry); an RST or a wrong ACK meanwhile
-        // is answered as ever (`Connection::is_final_ack`).
-        if let Some(slot) = self.connections.get(&h) {
+        // is answered as ever (`Connection::is_final_ack`). One without data waits for the
+        // listener's TCP_DEFER_ACCEPT too (Linux's `tcp_check_req`, before the queue).
+        if let Some(slot) = self.connections.get_mut(&h) {
+            if slot.conn.is_final_ack(seg) && slot.conn.hold_for_defer_accept(now, seg) {
+                self.stats.drop_defer_accept += 1;
+                return;
+            }
             if slot.conn.is_final_ack(seg) {
                 if let Some(l) = slot.syn_of.and_then(|l| self.listeners.get(&l)) {
                     if l.accept_full() {

@@ -525,6 +525,7 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         keepalive: o.keepalive_config(),
+        defer_accept: Some(Duration::from_secs(u64::from(o.defer_accept))),
         ..SocketOptions::default()
     }
 }

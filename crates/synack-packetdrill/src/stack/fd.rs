@@ -72,6 +72,8 @@ pub struct Opts {
     pub fastopen_connect: bool,
     /// TCP_FASTOPEN: a listener's queue of pending Fast Open connections, if set.
     pub fastopen: Option<u32>,
+    /// TCP_DEFER_ACCEPT in seconds, as set (a negative value is 0).
+    pub defer_accept: u32,
     /// TCP_FASTOPEN_KEY, if set.
     pub fastopen_key: Option<synack_core::FastOpenKey>,
     /// listen()'s backlog, once listening (`tcp_fastopen` 0x400 sizes the Fast Open queue

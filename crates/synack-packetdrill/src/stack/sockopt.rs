@@ -105,6 +105,13 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => int(o.fastopen.unwrap_or(0) as i32),
+            (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
+                // Kept as SYN-ACK retransmissions, read back as the seconds they cover
+                // (Linux's `retrans_to_secs`: 2 reads as 3).
+                let set = Duration::from_secs(u64::from(o.defer_accept));
+                let period = synack_core::options::defer_accept_period(set);
+                int(period.as_secs().min(i32::MAX as u64) as i32)
+            }
             (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => {
                 let mss = match info {
                     // Linux reports mss_cache, as TCP_INFO's snd_mss: the MSS less the
@@ -272,6 +279,16 @@ impl Shared {
                     return Err(libc::EINVAL);
                 }
                 s.opts.fastopen = Some(v as u32);
+                if let Kind::Listener(l) = s.kind {
+                    let opts = super::connect::listener_options(&s.opts);
+                    g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
+                // Any socket takes it; a listener's children wait for data by it.
+                let v = int()?.max(0) as u32;
+                let s = g.socket(fd)?;
+                s.opts.defer_accept = v;
                 if let Kind::Listener(l) = s.kind {
                     let opts = super::connect::listener_options(&s.opts);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;

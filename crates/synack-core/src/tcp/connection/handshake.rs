@@ -271,6 +271,7 @@ impl Connection {
             persist_backoff: 0,
             sws_override: false,
             cork: false,
+            defer_acked: false,
             more: false,
             push_now: false,
             fast_open: None,
@@ -318,6 +319,10 @@ impl Connection {
         if let Some(cork) = opts.cork {
             self.cork = cork;
         }
+        if let Some(period) = opts.defer_accept.filter(|p| !p.is_zero()) {
+            Arc::make_mut(&mut self.cfg).defer_accept =
+                crate::options::defer_accept_retransmits(period);
+        }
         if let Some(tos) = opts.tos {
             self.set_tos(tos);
         }
@@ -336,6 +341,30 @@ impl Connection {
             && seg.flags.contains(TcpFlags::ACK)
             && !seg.flags.intersects(TcpFlags::RST | TcpFlags::SYN)
             && seg.ack_number == self.snd.iss + 1
+    }
+
+    /// `seg`, a final ACK (see [`is_final_ack`](Self::is_final_ack)), is held back for
+    /// `TCP_DEFER_ACCEPT` if it brings no data (nor a FIN) and the period's SYN-ACK timeouts
+    /// have not all passed (Linux's `tcp_check_req`: `num_timeout < rskq_defer_accept` and
+    /// `end_seq == rcv_isn + 1`): the connection stays half-open, notes it (`defer_acked`)
+    /// and takes its TSval as TS.Recent, which a resent SYN-ACK echoes, as `tcp_check_req`
+    /// takes it first. Returns whether it was held. One failing PAWS is not: the connection
+    /// answers it as ever.
+    pub fn hold_for_defer_accept(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
+        if self.backoff >= u32::from(self.cfg.defer_accept)
+            || seg.seq_len() != 0
+            || super::close::paws_reject(self.ts_recent_at(now), seg)
+        {
+            return false;
+        }
+        self.defer_acked = true;
+        if let (true, Some(ts)) = (self.ts.enabled, seg.timestamp) {
+            if seg.seq_number <= self.rcv.nxt {
+                self.ts.recent = ts.tsval;
+                self.ts.recent_age = now;
+            }
+        }
+        true
     }
 
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT with the SYN queued.

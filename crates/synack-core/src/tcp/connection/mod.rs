@@ -690,6 +690,9 @@ pub(crate) struct Connection {
     pub sws_override: bool,
     /// `TCP_CORK`: short segments wait, whatever is in flight.
     pub cork: bool,
+    /// A final ACK without data was held back for `ConnConfig::defer_accept` (Linux's
+    /// `inet_rsk(req)->acked`): the SYN-ACK is resent only at the period's last timeout.
+    pub defer_acked: bool,
     /// The last write was `MSG_MORE`: short segments wait as under `cork` until the next
     /// write without it, the next ACK, `set_nodelay(true)` or the cork's removal (Linux
     /// applies MSG_MORE only to that write's own push).
@@ -792,6 +795,9 @@ pub(crate) struct ConnConfig {
     pub slow_start_after_idle: bool,
     /// Duplicates are reported in D-SACK blocks (`Config::dsack`).
     pub dsack: bool,
+    /// `TCP_DEFER_ACCEPT` of the listener that made this passive open, in SYN-ACK
+    /// retransmissions (`SocketOptions::defer_accept`, Linux's `rskq_defer_accept`); 0: off.
+    pub defer_accept: u8,
     /// An RST does not end TIME-WAIT (`Config::rfc1337`).
     pub rfc1337: bool,
     pub min_tso_segs: usize,
@@ -841,6 +847,7 @@ impl ConnConfig {
             pacing: c.pacing,
             slow_start_after_idle: c.slow_start_after_idle,
             dsack: c.dsack,
+            defer_accept: 0,
             rfc1337: c.rfc1337,
             min_tso_segs: c.min_tso_segs.max(1),
             gso_max_size: c.gso_max_size.unwrap_or(0).min(usize::from(u16::MAX)),

@@ -500,6 +500,13 @@ impl Connection {
                     };
                     self.backoff >= limit
                 };
+                // A final ACK held back for TCP_DEFER_ACCEPT (Linux's `syn_ack_recalc`): the
+                // half-open connection lives to the period's end, past its retries if need
+                // be, and its SYN-ACK is resent only from the period's last timeout on, the
+                // peer's last chance to answer it with data or an ACK that completes it.
+                let deferred = !active && self.defer_acked;
+                let defer = u32::from(self.cfg.defer_accept);
+                let expired = expired && !(deferred && self.backoff < defer);
                 // TCP_USER_TIMEOUT bounds an active open too (Linux's `tcp_write_timeout`,
                 // whose `retransmits_timed_out` lets the first timeout pass whatever the
                 // time): the connect fails once the SYN has been out that long.
@@ -521,8 +528,10 @@ impl Connection {
                     return;
                 }
                 self.backoff += 1;
-                self.counters.rto = self.counters.rto.saturating_add(1);
-                self.syn_pending = true;
+                if !deferred || self.backoff >= defer {
+                    self.counters.rto = self.counters.rto.saturating_add(1);
+                    self.syn_pending = true;
+                }
                 // No later than the user timeout's end (`tcp_clamp_rto_to_user_timeout`;
                 // only an active open counts one). One already past (shorter than the first
                 // SYN timeout, which it does not cut, or passed while the timer waited to be
