@@ -724,10 +724,11 @@ impl Config {
     );
     setter!(
         /// Ignore an RST at RCV.NXT in TIME-WAIT, which otherwise ends it at once (off by
-        /// default, as Linux's `tcp_rfc1337`). RFC 1337 §3 calls that ending "TIME-WAIT
-        /// assassination": an old duplicate RST can free the tuple for a new connection
-        /// that then takes the old one's late segments. On, TIME-WAIT lasts its 2*MSL (the
-        /// RST takes no answer and does not restart it; its timestamp is recorded).
+        /// default, as Linux's `tcp_rfc1337`). RFC 1337 calls that ending "TIME-WAIT
+        /// assassination" (§2: an old duplicate RST can free the tuple for a new connection
+        /// that then takes the old one's late segments) and ignoring the RST its fix (§3).
+        /// On, TIME-WAIT lasts its 2*MSL (the RST takes no answer and does not restart it;
+        /// its timestamp is recorded).
         rfc1337: bool
     );
     setter!(

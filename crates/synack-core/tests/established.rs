@@ -4840,6 +4840,26 @@ fn corked_data_that_leaves_after_the_rto_is_no_restart() {
     assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 40);
 }
 
+/// Data written into a zero window after a pause longer than the RTO restarts the window at
+/// the write, and the window's reopening judges again from the same last send (Linux's
+/// `tcp_skb_entail`, then `tcp_ack_update_window`): 40 segments halve to 20 at the write,
+/// 400 ms after the last send, and to 10 at the reopening 150 ms later.
+#[test]
+fn a_write_into_a_zero_window_after_a_pause_restarts_at_the_write_and_again_at_the_reopening() {
+    let (mut h, c, peer, us, next) = window_of_forty(config());
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next).window(0));
+    h.advance(Duration::from_millis(300));
+    let _ = h.drain();
+    h.ep.send(c, &[2u8; 1000]).unwrap();
+    let _ = h.drain();
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 20);
+    h.advance(Duration::from_millis(150));
+    let _ = h.drain();
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(next));
+    assert_eq!(h.drain().len(), 1, "the write leaves");
+    assert_eq!(h.ep.info(h.now, c).unwrap().snd_cwnd, 10);
+}
+
 #[test]
 fn a_window_reopening_after_a_long_stall_restarts_slow_start_but_probes_do_not() {
     let (mut h, c, peer, us, next) = window_of_forty(config());

@@ -58,8 +58,10 @@ impl Connection {
         if !self.may_update_window(una, seg, wnd) {
             return;
         }
-        if wnd != self.snd.wnd && self.notsent() > 0 {
-            // Linux's `tcp_ack_update_window` judges slow start after idle here.
+        if wnd != self.snd.wnd && self.notsent() > 0 && una == self.snd.max {
+            // Linux's `tcp_ack_update_window` judges slow start after idle here, before
+            // `tcp_clean_rtx_queue` takes what this ACK acknowledges out of flight: only an
+            // ACK that found nothing in flight can restart the window.
             self.cwnd_use.judge_idle = true;
         }
         self.snd.wnd = wnd;

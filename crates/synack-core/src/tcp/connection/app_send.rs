@@ -319,14 +319,16 @@ impl Connection {
             let take = self.size_write(allowed);
             push(&mut self.snd.buffer, 0, take)
         } else {
-            // Without the skb view, every write is taken to begin new data.
-            self.cwnd_use.judge_idle = true;
+            // Without the skb view, a write that finds nothing unsent begins new data (one
+            // appended to unsent data would join Linux's tail skb).
+            let begins = self.notsent() == 0;
             let lowat_room = self.notsent_lowat().saturating_sub(self.notsent());
             let allowed = allowed.min(lowat_room);
             let mut n = push(&mut self.snd.buffer, 0, allowed);
             if n < allowed && self.grow_send_buffer() {
                 n += push(&mut self.snd.buffer, n, allowed);
             }
+            self.cwnd_use.judge_idle |= begins && n > 0;
             n
         };
         self.mem.room = self.mem.room.saturating_sub(n);

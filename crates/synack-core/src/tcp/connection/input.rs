@@ -233,7 +233,7 @@ impl Connection {
         if occupies && seg.seq_number < self.rcv.nxt {
             self.answer_duplicate(seg.seq_number, seg.seq_number + seg.seq_len());
             // Linux's `tcp_send_dupack` looks at the flow label only where it sends a D-SACK.
-            self.verdict.duplicate_data |= self.sack_ok;
+            self.verdict.duplicate_data |= self.reports_dsack();
         }
         self.rcv.ack_now = true;
     }

@@ -682,11 +682,11 @@ impl Connection {
             // peer for its window again.
             wnd_edge = self.snd.una + room;
         }
-        if unsent > 0 && wnd_edge > self.snd.nxt && self.cwnd_use.judge_idle {
-            // Data may leave now, as far as the peer is concerned, and a write or a window
-            // update since the last judgement asks whether it leaves under a restarted
-            // window. Not while a zero window holds it (the persist timer's probes are no
-            // restart): the update that opens the window asks again.
+        if unsent > 0 && self.cwnd_use.judge_idle {
+            // A write or a window update since the last judgement asks whether what waits
+            // leaves under a restarted window, whatever the peer's window says now (Linux
+            // judges at `tcp_skb_entail` and at `tcp_ack_update_window`; the persist
+            // timer's probes set nothing).
             self.cwnd_use.judge_idle = false;
             self.restart_after_idle(now);
         }
