@@ -2837,6 +2837,33 @@ fn keepalive_after_quiet(
     keepalive_times(&k, t0)
 }
 
+/// `TCP_KEEPIDLE` set again to the value it has (`Endpoint::rearm_keepalive`) re-arms the
+/// timer from the last segment heard, as Linux's `tcp_sock_set_keepidle_locked` does:
+/// keepalive turned on after 100 quiet seconds would wait a whole idle time (a probe at 110),
+/// and the re-set at 103 probes at once; with that probe unanswered, a re-set at 104 sends
+/// the next one then, not at its interval.
+#[test]
+fn keepalive_idle_set_again_rearms_from_the_last_segment_heard() {
+    let k10 = synack_core::KeepaliveConfig {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    };
+    let mut k = Conn::plain();
+    let t0 = k.h.now;
+    k.h.advance(Duration::from_secs(100));
+    let now = k.h.now;
+    k.h.ep.set_keepalive(now, k.c, Some(k10)).unwrap();
+    // At 103, then at 104.
+    for wait in [3, 1] {
+        k.h.advance(Duration::from_secs(wait));
+        let now = k.h.now;
+        k.h.ep.rearm_keepalive(now, k.c).unwrap();
+    }
+    k.h.advance(Duration::from_secs(30));
+    assert_eq!(keepalive_times(&k, t0), (vec![103, 104, 106], vec![108]));
+}
+
 /// Keepalive turned on through the endpoint on a connection already idle, timed as Linux
 /// arms its timer:
 /// - turned on from off, the first probe waits a whole idle time from then

@@ -953,6 +953,18 @@ impl Endpoint {
         Ok(())
     }
 
+    /// `TCP_KEEPIDLE` set to the idle time the connection already has: as on Linux, the
+    /// keepalive timer is armed again from the last segment received (a changed idle time,
+    /// set with [`set_keepalive`](Self::set_keepalive), does the same). A connection that
+    /// was quiet longer than the idle time when keepalive was turned on is then probed now,
+    /// not a whole idle time after that; a probe out unanswered is followed at once, not
+    /// at its interval. Nothing with keepalive off.
+    pub fn rearm_keepalive(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
+        self.app_slot(conn)?.conn.rearm_keepalive(now);
+        self.after(conn);
+        Ok(())
+    }
+
     /// SYN retransmissions before this connection's active open fails (Linux TCP_SYNCNT):
     /// 1 to 127 (`MAX_TCP_SYNCNT`), else `InvalidInput`, as Linux's EINVAL.
     pub fn set_syn_retries(&mut self, conn: ConnectionHandle, retries: u32) -> Result<(), Error> {

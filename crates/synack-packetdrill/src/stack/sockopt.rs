@@ -353,6 +353,11 @@ impl Shared {
                 *slot = Some(v as u32);
                 if let Some(k) = s.opts.keepalive_config() {
                     g.keepalive_changed(fd, conn, Some(k))?;
+                    // Linux re-arms the timer for TCP_KEEPIDLE even when its value is the same.
+                    if let (libc::TCP_KEEPIDLE, Some(h)) = (name, conn) {
+                        let now = g.now;
+                        g.ep().rearm_keepalive(now, h).map_err(errno)?;
+                    }
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => {

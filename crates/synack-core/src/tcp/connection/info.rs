@@ -223,13 +223,28 @@ impl Connection {
     ) {
         match (self.cfg.keepalive, keepalive) {
             (None, Some(k)) => self.timers.keepalive = Some(now + k.idle),
-            (Some(was), Some(k)) if was.idle != k.idle => {
-                self.timers.keepalive =
-                    (self.probes_out > 0).then(|| (self.last_heard() + k.idle).max(now));
-            }
+            (Some(was), Some(k)) if was.idle != k.idle => self.rearm_keepalive_for(now, k.idle),
             _ => {}
         }
         Arc::make_mut(&mut self.cfg).keepalive = keepalive;
+    }
+
+    /// `TCP_KEEPIDLE` set again, to the value it has: Linux's `tcp_sock_set_keepidle_locked`
+    /// re-arms the timer all the same, for what is left of the idle time counted from the
+    /// last segment heard, so the floor a recent `SO_KEEPALIVE` set goes, and a probe out
+    /// unanswered is followed at once once the idle time has passed. Nothing with keepalive
+    /// off.
+    pub(crate) fn rearm_keepalive(&mut self, now: Instant) {
+        if let Some(k) = self.cfg.keepalive {
+            self.rearm_keepalive_for(now, k.idle);
+        }
+    }
+
+    /// The keepalive timer for an idle time of `idle` from the last segment heard: the
+    /// deadline that gives while no probe is out (`keepalive_deadline`), or, with one out,
+    /// that time or `now`, whichever is later.
+    fn rearm_keepalive_for(&mut self, now: Instant, idle: Duration) {
+        self.timers.keepalive = (self.probes_out > 0).then(|| (self.last_heard() + idle).max(now));
     }
 
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
