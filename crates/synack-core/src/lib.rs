@@ -97,7 +97,7 @@ pub use endpoint::{
     USER_MSS_MIN,
 };
 pub use error::Error;
-pub use options::{SendFlags, SocketOptions};
+pub use options::{Linger2, SendFlags, SocketOptions};
 pub use seq::SeqNumber;
 pub use stats::{MemoryUsage, Stats};
 /// The TTL / hop limit of what a socket sends unless it sets its own (Linux's default, 64).

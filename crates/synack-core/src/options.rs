@@ -131,6 +131,21 @@ impl SendFlags {
 #[doc(inline)]
 pub use crate::config::MIN_BUFFER;
 
+/// What a connection the application has closed does in FIN-WAIT-2, its FIN acknowledged
+/// and the peer's not come (`TCP_LINGER2`; see `Endpoint::set_linger2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger2 {
+    /// Wait this long for the peer's FIN, not `Config::fin_timeout`; at most
+    /// [`LINGER2_MAX`] (Linux's `TCP_FIN_TIMEOUT_MAX`), and never less than 3.5 RTOs.
+    Timeout(Duration),
+    /// Do not wait: the ACK of our FIN after the close is answered with an RST, and a close
+    /// in FIN-WAIT-2 resets at once (a negative `TCP_LINGER2`).
+    Abort,
+}
+
+/// The longest [`Linger2::Timeout`] (Linux's `TCP_FIN_TIMEOUT_MAX`, 120 s).
+pub const LINGER2_MAX: Duration = Duration::from_secs(120);
+
 /// The first SYN-ACK timeout and the longest, in seconds, as Linux counts `TCP_DEFER_ACCEPT`
 /// with them (`TCP_TIMEOUT_INIT` and `TCP_RTO_MAX`), whatever the endpoint's own timeouts.
 const DEFER_FIRST_TIMEOUT: u64 = 1;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use synack_core::wire::TcpFlags;
 use synack_core::{
-    ConnectionHandle, Error, Event, Instant, SeqNumber, SocketOptions, State, SynCookies,
+    ConnectionHandle, Error, Event, Instant, Linger2, SeqNumber, SocketOptions, State, SynCookies,
 };
 
 const SYN: TcpFlags = TcpFlags::SYN;
@@ -456,6 +456,59 @@ fn orphaned_fin_wait_2_times_out() {
         sent_before,
         "it ends silently, as Linux's does"
     );
+}
+
+/// `TCP_LINGER2` (`Endpoint::set_linger2`), as Linux's `tcp_fin_time` and its callers use
+/// it for an orphan whose FIN was acknowledged: a time of its own in place of
+/// `Config::fin_timeout` (2 s: gone silently then); one past TIME-WAIT's 60 s lasting twice
+/// its excess (65 s: 10 s); no wait at all (`Abort`): the ACK of the FIN is answered with an
+/// RST at its acknowledgment number, and a close in FIN-WAIT-2 resets at once.
+#[test]
+fn linger2_sets_or_skips_an_orphans_fin_wait_2() {
+    let orphan_after_ack = |linger2| {
+        let mut k = open();
+        k.h.ep.set_linger2(k.c, Some(linger2)).unwrap();
+        k.h.ep.close(k.h.now, k.c).unwrap();
+        let _ = k.h.one();
+        k.our_nxt += 1;
+        k.peer_sends(ACK, b"");
+        k
+    };
+    for (secs, lasts) in [(2, 2), (65, 10)] {
+        let mut k = orphan_after_ack(Linger2::Timeout(Duration::from_secs(secs)));
+        assert_eq!(k.h.ep.connection_count(), 1);
+        let sent = k.h.sent.len();
+        k.h.advance(Duration::from_millis(lasts * 1000 - 100));
+        assert_eq!(k.h.ep.connection_count(), 1, "linger2 {secs}");
+        k.h.advance(Duration::from_millis(200));
+        assert_eq!(k.h.ep.connection_count(), 0, "linger2 {secs}");
+        assert_eq!(k.h.sent.len(), sent, "silently");
+    }
+    // No wait: the ACK of our FIN draws an RST at its acknowledgment number.
+    let mut k = open();
+    k.h.ep.set_linger2(k.c, Some(Linger2::Abort)).unwrap();
+    assert_eq!(k.h.ep.linger2(k.c), Ok(Some(Linger2::Abort)));
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    let o = Out::new(ACK, 0, 0).seqn(k.peer_nxt).ackn(k.our_nxt);
+    k.h.inject(k.peer, k.us, o);
+    let rst = k.h.one();
+    assert!(rst.is(RST), "{rst:?}");
+    assert_eq!(rst.seq, k.our_nxt);
+    assert_eq!(k.h.ep.connection_count(), 0);
+    // Closed in FIN-WAIT-2 (after a shutdown): an RST|ACK at once.
+    let mut k = open();
+    k.h.ep.set_linger2(k.c, Some(Linger2::Abort)).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    k.peer_sends(ACK, b"");
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let rst = k.h.one();
+    assert!(rst.is(RST | ACK), "{rst:?}");
+    assert_eq!((rst.seq, rst.ack), (k.our_nxt, k.peer_nxt));
+    assert_eq!(k.h.ep.connection_count(), 0);
 }
 
 /// An orphaned FIN-WAIT-2 (closed, our FIN acknowledged by a bare ACK) is Linux's TIME-WAIT

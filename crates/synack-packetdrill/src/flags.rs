@@ -150,6 +150,8 @@ pub struct Sysctls {
     pub congestion: String,
     /// `tcp_fastopen`: bit 0 lets clients use TCP Fast Open (Linux's default, 1).
     pub fastopen: u32,
+    /// `tcp_fin_timeout` in seconds, which `TCP_LINGER2` reads while unset.
+    pub fin_timeout: u32,
 }
 
 /// The endpoint's configuration: the profile, then what the namespace's sysctls say (the
@@ -167,6 +169,7 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
         rmem_max: 6 << 20,
         congestion: "cubic".to_string(),
         fastopen: 1,
+        fin_timeout: 60,
     };
     if let Some(v) = sysctl("tcp_rmem").filter(|v| v.len() == 3) {
         c.recv_buffer(v[1] as usize).recv_buffer_max(v[2] as usize);
@@ -233,6 +236,7 @@ pub fn config(flags: &Flags) -> (Config, Sysctls) {
     }
     if let Some(v) = sysctl("tcp_fin_timeout").and_then(|v| v.first().copied()) {
         c.fin_timeout(Duration::from_secs(v));
+        sys.fin_timeout = v.min(u64::from(u32::MAX)) as u32;
     }
     // net.ipv4.route.mtu_expires, in seconds (the IPv6 one, net.ipv6.route.mtu_expires, has
     // the same default; scripts set the IPv4 one).

@@ -953,6 +953,33 @@ impl Endpoint {
         Ok(())
     }
 
+    /// `TCP_LINGER2`: what the connection does in FIN-WAIT-2 once the application has
+    /// closed it and our FIN is acknowledged, while the peer's FIN has not come: wait
+    /// [`Linger2::Timeout`](crate::Linger2::Timeout) (capped at 120 s, at least 3.5 RTOs)
+    /// instead of `Config::fin_timeout`, or not at all ([`Linger2::Abort`](crate::Linger2::Abort):
+    /// reset). `None` goes back to `Config::fin_timeout`. As on Linux, a wait longer than
+    /// TIME-WAIT's lasts twice its excess over TIME-WAIT (`tcp_keepalive_timer`).
+    pub fn set_linger2(
+        &mut self,
+        conn: ConnectionHandle,
+        linger2: Option<crate::Linger2>,
+    ) -> Result<(), Error> {
+        let linger2 = match linger2 {
+            Some(crate::Linger2::Timeout(t)) if t.is_zero() => None,
+            Some(crate::Linger2::Timeout(t)) => {
+                Some(crate::Linger2::Timeout(t.min(crate::options::LINGER2_MAX)))
+            }
+            other => other,
+        };
+        self.app_slot(conn)?.conn.set_linger2(linger2);
+        Ok(())
+    }
+
+    /// The connection's `TCP_LINGER2`, as [`set_linger2`](Self::set_linger2) left it.
+    pub fn linger2(&self, conn: ConnectionHandle) -> Result<Option<crate::Linger2>, Error> {
+        Ok(self.app_conn(conn)?.linger2())
+    }
+
     /// `TCP_KEEPIDLE` set to the idle time the connection already has: as on Linux, the
     /// keepalive timer is armed again from the last segment received (a changed idle time,
     /// set with [`set_keepalive`](Self::set_keepalive), does the same). A connection that

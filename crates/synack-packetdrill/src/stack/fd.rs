@@ -74,6 +74,8 @@ pub struct Opts {
     pub fastopen: Option<u32>,
     /// TCP_DEFER_ACCEPT in seconds, as set (a negative value is 0).
     pub defer_accept: u32,
+    /// TCP_LINGER2 as Linux keeps it: seconds (at most 120), 0 for unset, -1 for no wait.
+    pub linger2: i32,
     /// TCP_FASTOPEN_KEY, if set.
     pub fastopen_key: Option<synack_core::FastOpenKey>,
     /// listen()'s backlog, once listening (`tcp_fastopen` 0x400 sizes the Fast Open queue

@@ -105,6 +105,14 @@ impl Shared {
             }
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => int(o.fastopen_connect as i32),
             (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => int(o.fastopen.unwrap_or(0) as i32),
+            (libc::IPPROTO_TCP, libc::TCP_LINGER2) => {
+                // Unset, the sysctl's time; no wait, -1.
+                let v = match o.linger2 {
+                    0 => g.sys().fin_timeout.min(i32::MAX as u32) as i32,
+                    v => v,
+                };
+                int(v)
+            }
             (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
                 // Kept as SYN-ACK retransmissions, read back as the seconds they cover
                 // (Linux's `retrans_to_secs`: 2 reads as 3).
@@ -282,6 +290,22 @@ impl Shared {
                 if let Kind::Listener(l) = s.kind {
                     let opts = super::connect::listener_options(&s.opts);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                }
+            }
+            (libc::IPPROTO_TCP, libc::TCP_LINGER2) => {
+                // Linux: negative is no wait (-1), past TCP_FIN_TIMEOUT_MAX (120 s) is 120.
+                let v = match int()? {
+                    v if v < 0 => -1,
+                    v => v.min(120),
+                };
+                g.socket(fd)?.opts.linger2 = v;
+                if let Some(h) = conn {
+                    let linger2 = match v {
+                        -1 => Some(synack_core::Linger2::Abort),
+                        0 => None,
+                        v => Some(synack_core::Linger2::Timeout(Duration::from_secs(v as u64))),
+                    };
+                    g.ep().set_linger2(h, linger2).map_err(errno)?;
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {

@@ -586,21 +586,18 @@ impl Connection {
             State::FinWait1 if fin_acked => {
                 self.set_state(State::FinWait2);
                 if self.app_closed {
-                    // Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
-                    self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
-                    // Unless this segment brings the peer's FIN too, Linux hands it to a
-                    // TIME-WAIT sock when that timeout is no longer than TIME-WAIT
-                    // (`tcp_rcv_state_process`): the ACK of the peer's FIN then leaves
-                    // from a control socket.
-                    if !seg.flags.contains(TcpFlags::FIN)
-                        && self.cfg.fin_timeout <= self.cfg.time_wait
-                    {
-                        self.control_socket = true;
-                        // That sock judges what comes from here on by its own rules
-                        // (`handle_orphan_fin_wait_2`), with no memory of answers sent
-                        // (`tw_last_oow_ack_time`).
-                        self.last_invalid_ack = None;
+                    if self.cfg.linger2 == Some(crate::options::Linger2::Abort) {
+                        // A negative TCP_LINGER2: no FIN-WAIT-2 for an orphan. Linux's
+                        // `tcp_rcv_state_process` ends the connection, and its caller
+                        // answers this very ACK with an RST (`tcp_v4_send_reset`: the RST's
+                        // sequence number is the ACK's).
+                        self.reset_reply = Some((seg.ack_number, None));
+                        self.enter_closed(None);
+                        return ControlFlow::Break(());
                     }
+                    // Unless this segment brings the peer's FIN too, Linux hands it to a
+                    // TIME-WAIT sock (`tcp_rcv_state_process`).
+                    self.linger_in_fin_wait_2(now, !seg.flags.contains(TcpFlags::FIN));
                 }
             }
             State::Closing if fin_acked => {

@@ -323,15 +323,17 @@ impl Connection {
             _ => {
                 let _ = self.shutdown();
                 if self.state == State::FinWait2 {
-                    self.timers.fin_wait2 = Some(now + self.cfg.fin_timeout);
+                    if self.cfg.linger2 == Some(crate::options::Linger2::Abort) {
+                        // A negative TCP_LINGER2 (Linux's `__tcp_close`): reset at once.
+                        self.rst_pending = true;
+                        self.enter_closed(None);
+                        return;
+                    }
                     // Closed in FIN-WAIT-2 (a shutdown's FIN already acknowledged): Linux's
                     // `tcp_close` hands it at once to a TIME-WAIT sock in its FIN_WAIT2
-                    // substate when `tcp_fin_time` is no longer than TIME-WAIT, as
-                    // `process_ack` does for one reaching FIN-WAIT-2 after the close.
-                    if self.cfg.fin_timeout <= self.cfg.time_wait {
-                        self.control_socket = true;
-                        self.last_invalid_ack = None;
-                    }
+                    // substate, as `process_ack` does for one reaching FIN-WAIT-2 after the
+                    // close.
+                    self.linger_in_fin_wait_2(now, true);
                 }
             }
         }
@@ -415,6 +417,44 @@ impl Connection {
         if self.error.is_none() {
             self.error = Some(error);
         }
+    }
+
+    /// How long an orphan waits in FIN-WAIT-2 (Linux's `tcp_fin_time`): `TCP_LINGER2`'s
+    /// time, or `Config::fin_timeout`, and never less than 3.5 RTOs.
+    pub(super) fn fin_time(&self) -> Duration {
+        let base = match self.cfg.linger2 {
+            Some(crate::options::Linger2::Timeout(t)) => t,
+            _ => self.cfg.fin_timeout,
+        };
+        let rto = self.current_rto();
+        base.max(rto * 4 - rto / 2)
+    }
+
+    /// An orphan in FIN-WAIT-2 waits for the peer's FIN, as Linux's does: for
+    /// [`fin_time`](Self::fin_time) as a TIME-WAIT sock in its FIN_WAIT2 substate (a
+    /// control socket, `handle_orphan_fin_wait_2`) if that is no longer than TIME-WAIT and
+    /// `to_control_socket` (not when the segment that brought us here carries the peer's
+    /// FIN: Linux keeps the socket to take it); past TIME-WAIT's length, the connection
+    /// itself waits the excess, then such a sock the excess again (`tcp_keepalive_timer`
+    /// hands over `tcp_fin_time() - TCP_TIMEWAIT_LEN`): twice the excess in all.
+    pub(super) fn linger_in_fin_wait_2(&mut self, now: Instant, to_control_socket: bool) {
+        let (tmo, tw) = (self.fin_time(), self.cfg.time_wait);
+        if tmo > tw {
+            self.timers.fin_wait2 = Some(now + (tmo - tw));
+        } else {
+            self.timers.fin_wait2 = Some(now + tmo);
+            if to_control_socket {
+                self.become_fin_wait_2_sock();
+            }
+        }
+    }
+
+    /// The connection's answers from here on are those of Linux's TIME-WAIT sock in its
+    /// FIN_WAIT2 substate (`handle_orphan_fin_wait_2`), with no memory of answers sent
+    /// (`tw_last_oow_ack_time`).
+    pub(super) fn become_fin_wait_2_sock(&mut self) {
+        self.control_socket = true;
+        self.last_invalid_ack = None;
     }
 
     /// Both FINs are acknowledged: wait 2 MSL (RFC 9293 §3.6).

@@ -247,6 +247,17 @@ impl Connection {
         self.timers.keepalive = (self.probes_out > 0).then(|| (self.last_heard() + idle).max(now));
     }
 
+    /// `TCP_LINGER2` (see `Endpoint::set_linger2`): read when the connection reaches
+    /// FIN-WAIT-2 after the application's close, or is closed there.
+    pub(crate) fn set_linger2(&mut self, linger2: Option<crate::options::Linger2>) {
+        Arc::make_mut(&mut self.cfg).linger2 = linger2;
+    }
+
+    /// `TCP_LINGER2` as set.
+    pub(crate) fn linger2(&self) -> Option<crate::options::Linger2> {
+        self.cfg.linger2
+    }
+
     /// SYN retransmissions before an active open fails (TCP_SYNCNT).
     pub(crate) fn set_syn_retries(&mut self, retries: u32) {
         Arc::make_mut(&mut self.cfg).syn_retries = retries;

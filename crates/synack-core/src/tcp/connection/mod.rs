@@ -763,6 +763,8 @@ pub(crate) struct ConnConfig {
     pub delayed_ack: Duration,
     pub time_wait: Duration,
     pub fin_timeout: Duration,
+    /// `TCP_LINGER2` (`Endpoint::set_linger2`): in place of `fin_timeout`, or no wait at all.
+    pub linger2: Option<crate::options::Linger2>,
     pub pmtu_expires: Duration,
     pub user_timeout: Option<Duration>,
     pub keepalive: Option<crate::config::KeepaliveConfig>,
@@ -825,6 +827,7 @@ impl ConnConfig {
             delayed_ack: c.delayed_ack,
             time_wait: c.time_wait,
             fin_timeout: c.fin_timeout,
+            linger2: None,
             pmtu_expires: c.pmtu_expires,
             // 0 is no user timeout, as Linux's TCP_USER_TIMEOUT 0.
             user_timeout: c.user_timeout.filter(|t| !t.is_zero()),

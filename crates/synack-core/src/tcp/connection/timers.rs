@@ -243,9 +243,17 @@ impl Connection {
         }
         if matches!(self.timers.fin_wait2, Some(t) if t <= now) {
             self.timers.fin_wait2 = None;
-            // An orphaned FIN-WAIT-2 ends silently after tcp_fin_timeout, as Linux's does
-            // (it resets only with a negative TCP_LINGER2); our FIN was acknowledged, and
-            // the peer simply never sent its own.
+            let excess = self.fin_time().saturating_sub(self.cfg.time_wait);
+            if !self.control_socket && self.state == State::FinWait2 && !excess.is_zero() {
+                // A FIN-WAIT-2 longer than TIME-WAIT has waited its excess as a full
+                // connection: a TIME-WAIT sock waits the excess again (Linux's
+                // `tcp_keepalive_timer`).
+                self.become_fin_wait_2_sock();
+                self.timers.fin_wait2 = Some(now + excess);
+                return;
+            }
+            // An orphaned FIN-WAIT-2 ends silently after its time, as Linux's does; our
+            // FIN was acknowledged, and the peer simply never sent its own.
             self.enter_closed(None);
             return;
         }
