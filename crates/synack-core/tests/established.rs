@@ -183,6 +183,19 @@ fn open_with_rtt(
     (h, c, peer, syn)
 }
 
+/// A 1000-byte segment from the peer of [`open_with_rtt`] (ISN 10,000), `offset` bytes into
+/// its data, acknowledging `ours`.
+fn data_at(h: &mut Harness, peer: SocketAddr, us: SocketAddr, ours: SeqNumber, offset: u32) {
+    h.inject(
+        peer,
+        us,
+        Out::new(ACK, 0, 0)
+            .seqn(SeqNumber(10_001 + offset))
+            .ackn(ours)
+            .data(&[7; 1000]),
+    );
+}
+
 /// A connection with a 100 ms RTT and 200 kB to send, whose initial window went out and was
 /// acknowledged by one ACK 100 ms later. Returns the harness (the ACK just processed) and
 /// how many segments the initial window held.
@@ -1598,16 +1611,7 @@ fn sack_acks_compress_after_the_third_out_of_order_segment() {
         let (mut h, c, peer, syn) = open_with_rtt(config(), sack, false);
         let us = syn.src;
         let ours = syn.seq + 1;
-        let data = |h: &mut Harness, seq: u32| {
-            h.inject(
-                peer,
-                us,
-                Out::new(ACK, 0, 0)
-                    .seqn(SeqNumber(10_001 + seq))
-                    .ackn(ours)
-                    .data(&[7; 1000]),
-            );
-        };
+        let data = |h: &mut Harness, offset: u32| data_at(h, peer, us, ours, offset);
         // The segment at 0 is lost; 1000.. arrive one at a time.
         for i in 1..=3 {
             data(&mut h, i * 1000);
@@ -1688,16 +1692,7 @@ fn sack_acks_compress_after_the_third_out_of_order_segment() {
 fn out_of_order_acks_spend_quick_ack_mode() {
     let (mut h, _c, peer, syn) = open_with_rtt(config(), true, false);
     let (us, ours) = (syn.src, syn.seq + 1);
-    let data = |h: &mut Harness, seq: u32| {
-        h.inject(
-            peer,
-            us,
-            Out::new(ACK, 0, 0)
-                .seqn(SeqNumber(10_001 + seq))
-                .ackn(ours)
-                .data(&[7; 1000]),
-        );
-    };
+    let data = |h: &mut Harness, offset: u32| data_at(h, peer, us, ours, offset);
     data(&mut h, 0);
     assert_eq!(h.one().ack, SeqNumber(11_001), "the first data: quick");
     // A hole at 1000; fifteen segments past it, each ACKed at once in quick-ACK mode.
