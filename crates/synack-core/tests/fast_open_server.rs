@@ -72,6 +72,29 @@ fn fast_open_child(h: &mut Harness, l: ListenerHandle, port: u16) -> (Connection
     (c, synack)
 }
 
+/// A Fast Open child is the application's from its SYN: on a listener with
+/// TCP_DEFER_ACCEPT too, its bare final ACK completes its handshake, not held (Linux's
+/// `tcp_check_req` returns a Fast Open child before it looks at the deferral).
+#[test]
+fn a_fast_open_childs_final_ack_is_not_deferred() {
+    let (mut h, l) = listener(16, false);
+    let opts = SocketOptions {
+        fast_open: Some(16),
+        fast_open_no_cookie: Some(false),
+        defer_accept: Some(std::time::Duration::from_secs(2)),
+        ..SocketOptions::default()
+    };
+    h.ep.set_listener_options(l, &opts).unwrap();
+    let (c, synack) = fast_open_child(&mut h, l, 40000);
+    h.inject(
+        client(40000),
+        us80(),
+        Out::new(ACK, 1006, 0).ackn(synack.seq + 1),
+    );
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    assert_eq!(h.ep.stats().drop_defer_accept, 0);
+}
+
 #[test]
 fn a_cookie_request_is_answered_in_the_syn_ack_and_the_data_dropped() {
     let (mut h, l) = listener(16, false);

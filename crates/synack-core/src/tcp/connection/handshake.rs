@@ -349,9 +349,11 @@ impl Connection {
     /// `end_seq == rcv_isn + 1`): the connection stays half-open, notes it (`defer_acked`)
     /// and takes its TSval as TS.Recent, which a resent SYN-ACK echoes, as `tcp_check_req`
     /// takes it first. Returns whether it was held. One failing PAWS is not: the connection
-    /// answers it as ever.
+    /// answers it as ever; nor is a Fast Open child's, which the application has already
+    /// (`tcp_check_req` returns the child before it looks at the deferral).
     pub fn hold_for_defer_accept(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
         if self.backoff >= u32::from(self.cfg.defer_accept)
+            || self.is_fast_open_child()
             || seg.seq_len() != 0
             || super::close::paws_reject(self.ts_recent_at(now), seg)
         {
