@@ -61,6 +61,10 @@ pub struct SocketOptions {
     /// only for connections with a request, and an idle connection never reaches its
     /// accept queue. `None` or zero: off.
     pub defer_accept: Option<Duration>,
+    /// `TCP_LINGER2`: what the connection does in FIN-WAIT-2 once closed (see
+    /// `Endpoint::set_linger2`); on a listener, what the connections it accepts do, as
+    /// Linux's children inherit it. `None`: `Config::fin_timeout`.
+    pub linger2: Option<Linger2>,
     /// `IP_TOS` / `IPV6_TCLASS`: the DS byte of every packet the connection sends, SYN and
     /// SYN-ACK included. Only its six DSCP bits are used: the two ECN bits are the stack's
     /// (RFC 3168 §6.1; Linux masks them for TCP sockets too).

@@ -511,6 +511,33 @@ fn linger2_sets_or_skips_an_orphans_fin_wait_2() {
     assert_eq!(k.h.ep.connection_count(), 0);
 }
 
+/// A listener's `SocketOptions::linger2` passes to the connections it accepts, as Linux's
+/// children copy the listener's `linger2`; set on a connection, a time past 120 s is 120 s
+/// (`TCP_FIN_TIMEOUT_MAX`), and zero is none.
+#[test]
+fn a_listeners_linger2_passes_to_its_connections() {
+    let mut h = Harness::new(config());
+    let server = SocketAddr::new(US, 8080);
+    let opts = SocketOptions {
+        linger2: Some(Linger2::Abort),
+        ..SocketOptions::default()
+    };
+    let l = h.ep.listen_with(server, 8, &opts).unwrap();
+    let client = SocketAddr::new(PEER, 40000);
+    h.inject(client, server, Out::new(SYN, 100, 0));
+    let sa = h.one();
+    h.inject(client, server, Out::new(ACK, 101, 0).ackn(sa.seq + 1));
+    let c = h.ep.accept(l).unwrap();
+    assert_eq!(h.ep.linger2(c), Ok(Some(Linger2::Abort)));
+    let long = Linger2::Timeout(Duration::from_secs(200));
+    h.ep.set_linger2(c, Some(long)).unwrap();
+    let capped = Linger2::Timeout(Duration::from_secs(120));
+    assert_eq!(h.ep.linger2(c), Ok(Some(capped)));
+    h.ep.set_linger2(c, Some(Linger2::Timeout(Duration::ZERO)))
+        .unwrap();
+    assert_eq!(h.ep.linger2(c), Ok(None));
+}
+
 /// An orphaned FIN-WAIT-2 (closed, our FIN acknowledged by a bare ACK) is Linux's TIME-WAIT
 /// sock in its FIN_WAIT2 substate (`tcp_timewait_state_process`): an RST inside the window
 /// ends it in silence, a SYN at or past RCV.NXT draws an RST (at SEG.ACK, or RST|ACK for

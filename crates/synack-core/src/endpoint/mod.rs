@@ -964,13 +964,6 @@ impl Endpoint {
         conn: ConnectionHandle,
         linger2: Option<crate::Linger2>,
     ) -> Result<(), Error> {
-        let linger2 = match linger2 {
-            Some(crate::Linger2::Timeout(t)) if t.is_zero() => None,
-            Some(crate::Linger2::Timeout(t)) => {
-                Some(crate::Linger2::Timeout(t.min(crate::options::LINGER2_MAX)))
-            }
-            other => other,
-        };
         self.app_slot(conn)?.conn.set_linger2(linger2);
         Ok(())
     }

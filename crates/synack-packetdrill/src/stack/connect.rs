@@ -526,6 +526,7 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         keepalive: o.keepalive_config(),
         defer_accept: Some(Duration::from_secs(u64::from(o.defer_accept))),
+        linger2: super::sockopt::linger2_of(o.linger2),
         ..SocketOptions::default()
     }
 }

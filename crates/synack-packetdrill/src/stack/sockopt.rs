@@ -298,14 +298,16 @@ impl Shared {
                     v if v < 0 => -1,
                     v => v.min(120),
                 };
-                g.socket(fd)?.opts.linger2 = v;
-                if let Some(h) = conn {
-                    let linger2 = match v {
-                        -1 => Some(synack_core::Linger2::Abort),
-                        0 => None,
-                        v => Some(synack_core::Linger2::Timeout(Duration::from_secs(v as u64))),
-                    };
-                    g.ep().set_linger2(h, linger2).map_err(errno)?;
+                let s = g.socket(fd)?;
+                s.opts.linger2 = v;
+                match (conn, s.kind) {
+                    (Some(h), _) => g.ep().set_linger2(h, linger2_of(v)).map_err(errno)?,
+                    // A listener's children inherit it, as Linux's copy the listener's.
+                    (None, Kind::Listener(l)) => {
+                        let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                        g.ep().set_listener_options(l, &opts).map_err(errno)?;
+                    }
+                    _ => {}
                 }
             }
             (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
@@ -613,6 +615,15 @@ fn linux_state(s: Option<State>) -> u8 {
         Some(State::LastAck) => 9,
         Some(State::Listen) => 10,
         Some(State::Closing) => 11,
+    }
+}
+
+/// TCP_LINGER2 as the shim keeps it (seconds, 0 for unset, -1 for no wait) in the core's terms.
+pub(super) fn linger2_of(v: i32) -> Option<synack_core::Linger2> {
+    match v {
+        0 => None,
+        v if v < 0 => Some(synack_core::Linger2::Abort),
+        v => Some(synack_core::Linger2::Timeout(Duration::from_secs(v as u64))),
     }
 }
 

@@ -319,6 +319,9 @@ impl Connection {
         if let Some(cork) = opts.cork {
             self.cork = cork;
         }
+        if opts.linger2.is_some() {
+            self.set_linger2(opts.linger2);
+        }
         if let Some(period) = opts.defer_accept.filter(|p| !p.is_zero()) {
             Arc::make_mut(&mut self.cfg).defer_accept =
                 crate::options::defer_accept_retransmits(period);

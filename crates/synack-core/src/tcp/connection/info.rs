@@ -248,9 +248,18 @@ impl Connection {
     }
 
     /// `TCP_LINGER2` (see `Endpoint::set_linger2`): read when the connection reaches
-    /// FIN-WAIT-2 after the application's close, or is closed there.
+    /// FIN-WAIT-2 after the application's close, or is closed there. A time of zero is
+    /// none set; one past `LINGER2_MAX` is that (Linux's `TCP_FIN_TIMEOUT_MAX`).
     pub(crate) fn set_linger2(&mut self, linger2: Option<crate::options::Linger2>) {
-        Arc::make_mut(&mut self.cfg).linger2 = linger2;
+        use crate::options::{Linger2, LINGER2_MAX};
+        let linger2 = match linger2 {
+            Some(Linger2::Timeout(t)) if t.is_zero() => None,
+            Some(Linger2::Timeout(t)) => Some(Linger2::Timeout(t.min(LINGER2_MAX))),
+            other => other,
+        };
+        if linger2 != self.cfg.linger2 {
+            Arc::make_mut(&mut self.cfg).linger2 = linger2;
+        }
     }
 
     /// `TCP_LINGER2` as set.
