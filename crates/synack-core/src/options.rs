@@ -155,36 +155,38 @@ pub const LINGER2_MAX: Duration = Duration::from_secs(120);
 const DEFER_FIRST_TIMEOUT: u64 = 1;
 const DEFER_MAX_TIMEOUT: u64 = 120;
 
+/// The SYN-ACK timeouts in seconds, as Linux counts `TCP_DEFER_ACCEPT` in them: from 1 s,
+/// doubling up to 120 s.
+fn defer_timeouts() -> impl Iterator<Item = u64> {
+    std::iter::successors(Some(DEFER_FIRST_TIMEOUT), |t| {
+        Some((t * 2).min(DEFER_MAX_TIMEOUT))
+    })
+}
+
 /// `TCP_DEFER_ACCEPT`'s period as SYN-ACK retransmissions (Linux's `secs_to_retrans`): the
-/// fewest whose timeouts, from 1 s doubling up to 120 s, add up to the period in whole
-/// seconds (rounded up), at most 255; 0 for none.
+/// fewest whose timeouts add up to the period in whole seconds (rounded up), at most 255; 0
+/// for none.
 pub(crate) fn defer_accept_retransmits(period: Duration) -> u8 {
-    let secs = period.as_secs() + u64::from(period.subsec_nanos() > 0);
-    if secs == 0 {
-        return 0;
-    }
-    let (mut retransmits, mut timeout, mut covered) =
-        (1u8, DEFER_FIRST_TIMEOUT, DEFER_FIRST_TIMEOUT);
-    while secs > covered && retransmits < u8::MAX {
-        retransmits += 1;
-        timeout = (timeout * 2).min(DEFER_MAX_TIMEOUT);
-        covered += timeout;
-    }
-    retransmits
+    let secs = period
+        .as_secs()
+        .saturating_add(u64::from(period.subsec_nanos() > 0));
+    let mut covered = 0;
+    let needed = defer_timeouts()
+        .take(usize::from(u8::MAX))
+        .take_while(|t| {
+            let short = covered < secs;
+            covered += t;
+            short
+        })
+        .count();
+    needed as u8
 }
 
 /// The period a `TCP_DEFER_ACCEPT` of `period` covers once counted in retransmissions, as
 /// Linux's `getsockopt` reads it back (`retrans_to_secs`): 2 s reads as 3 s, 1 s as 1 s.
 pub fn defer_accept_period(period: Duration) -> Duration {
-    let retransmits = defer_accept_retransmits(period);
-    let (mut timeout, mut covered) = (DEFER_FIRST_TIMEOUT, 0);
-    for i in 0..retransmits {
-        if i > 0 {
-            timeout = (timeout * 2).min(DEFER_MAX_TIMEOUT);
-        }
-        covered += timeout;
-    }
-    Duration::from_secs(covered)
+    let retransmits = usize::from(defer_accept_retransmits(period));
+    Duration::from_secs(defer_timeouts().take(retransmits).sum())
 }
 
 #[cfg(test)]
@@ -205,6 +207,11 @@ mod tests {
             (Duration::from_millis(1500), 2, s(3)),
             (s(200), 8, s(247)),
             (s(100_000), 255, s(1 + 2 + 4 + 8 + 16 + 32 + 64 + 120 * 248)),
+            (
+                Duration::MAX,
+                255,
+                s(1 + 2 + 4 + 8 + 16 + 32 + 64 + 120 * 248),
+            ),
         ] {
             assert_eq!(defer_accept_retransmits(set), retransmits, "{set:?}");
             assert_eq!(defer_accept_period(set), read, "{set:?}");
