@@ -26,15 +26,17 @@ struct Conn {
 }
 
 fn open() -> Conn {
+    open_with(|syn_ack| syn_ack)
+}
+
+/// An open connection whose peer's SYN-ACK `options` adds options to.
+fn open_with(options: impl FnOnce(Out) -> Out) -> Conn {
     let mut h = Harness::new(config());
     let peer = SocketAddr::new(PEER, 80);
     let c = h.ep.connect(h.now, peer).unwrap();
     let syn = h.one();
-    h.inject(
-        peer,
-        syn.src,
-        Out::new(SYN | ACK, 20_000, 0).ackn(syn.seq + 1).mss(1460),
-    );
+    let syn_ack = Out::new(SYN | ACK, 20_000, 0).ackn(syn.seq + 1).mss(1460);
+    h.inject(peer, syn.src, options(syn_ack));
     let _ = h.one();
     let _ = h.events();
     Conn {
@@ -136,6 +138,46 @@ fn fin_is_retransmitted_until_acked() {
     assert_eq!(r.len(), 1);
     assert!(r[0].has(FIN));
     assert_eq!(r[0].seq, fin.seq);
+}
+
+/// A retransmission that came due but had not gone out when the peer's ACK of everything
+/// arrived is not sent: nothing is left to resend. The tail loss probe of a lone FIN went
+/// out as a second FIN one past the first, and the orphan's FIN-WAIT-2 kept the probe's
+/// deadlines, long past, for good (`fuzz/regressions/endpoint/probe-after-fin-acked.bin`,
+/// over loopback). The timeout's go-back is checked the same way.
+#[test]
+fn a_resend_due_when_everything_is_acknowledged_is_not_sent() {
+    for timeouts_first in [1, 2] {
+        // With SACK, the first timer is the tail loss probe's (RFC 8985 §7.2).
+        let mut k = open_with(Out::sack_ok);
+        k.h.ep.close(k.h.now, k.c).unwrap();
+        let fin = k.h.one();
+        assert!(fin.is(FIN | ACK));
+        let mut resent = Vec::new();
+        for _ in 1..timeouts_first {
+            let (_, segs) = k.h.next_timeout();
+            resent.extend(segs);
+        }
+        assert!(resent.iter().all(|s| s.seq == fin.seq), "{resent:?}");
+        // The timer runs; before anything is polled, the ACK of the FIN comes in.
+        let t = k.h.ep.poll_timeout().expect("the FIN's timer");
+        k.h.now = t;
+        k.h.ep.handle_timeout(t);
+        k.our_nxt += 1;
+        k.peer_sends(ACK, b"");
+        k.h.none();
+        assert_eq!(k.h.ep.connection_count(), 1, "in FIN-WAIT-2");
+        // Long past FIN-WAIT-2's end, one run of the timers ends it, leaving nothing due.
+        k.h.now = t + Duration::from_secs(300);
+        k.h.ep.handle_timeout(k.h.now);
+        k.h.none();
+        assert_eq!(
+            k.h.ep.poll_timeout(),
+            None,
+            "after {timeouts_first} timeouts"
+        );
+        assert_eq!(k.h.ep.connection_count(), 0);
+    }
 }
 
 #[test]

@@ -269,8 +269,11 @@ impl Connection {
                 return Some(sent);
             }
         }
-        if self.recovery.tlp_pending {
-            self.recovery.tlp_pending = false;
+        // A probe for data in flight only: one that came due is sent when the connection is
+        // next polled, and an ACK taken in between may have acknowledged everything (Linux
+        // sends it from the timer itself). Nothing is left to probe then, and a "last
+        // segment sent again" would be a FIN one past the FIN just acknowledged.
+        if std::mem::take(&mut self.recovery.tlp_pending) && self.snd.una < self.snd.max {
             let open = !self.in_loss_recovery();
             let max_before = self.snd.max;
             let sent = self.send_probe(now, buf);
