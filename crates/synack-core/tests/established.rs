@@ -121,6 +121,14 @@ impl Conn {
         self.send_peer(o);
     }
 
+    /// Runs the timers due next and leaves what they send unpolled, as a driver that takes
+    /// in the packets waiting on its device before it polls for output.
+    fn run_next_timer(&mut self) {
+        let t = self.h.ep.poll_timeout().expect("a deadline");
+        self.h.now = self.h.now.max(t);
+        self.h.ep.handle_timeout(self.h.now);
+    }
+
     /// The peer sends the first data of the connection, which quick-ACK mode acknowledges
     /// segment by segment (Linux: up to 16 times), until that mode is over.
     fn end_quick_acks(&mut self) {
@@ -2531,6 +2539,48 @@ fn zero_window_is_probed_with_backoff() {
     assert_eq!(d.payload, b"waiting");
 }
 
+/// The persist timer came due behind a zero window, and before the poll the window opened:
+/// the data goes, and no zero-window probe after it into an open window with data in flight
+/// (Linux's `tcp_probe_timer` sends none with packets out).
+#[test]
+fn a_zero_window_probe_due_when_the_window_opens_is_not_sent() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK, k.our_nxt).window(0);
+    k.send_peer(o);
+    k.h.ep.send(k.c, b"waiting").unwrap();
+    k.h.none();
+    k.run_next_timer();
+    let o = k.seg(ACK, k.our_nxt).window(1000);
+    k.send_peer(o);
+    let out = k.h.drain();
+    assert_eq!(out.len(), 1, "only the data: {out:#?}");
+    assert_eq!(out[0].payload, b"waiting");
+}
+
+/// The persist timer's override (RFC 9293 §3.8.6.2.1: a short segment into a window too
+/// small to use) came due, and before the poll the peer closed its window: the override is
+/// dropped, so a later small window waits for the timer again rather than drawing a silly
+/// segment at once. It stayed set, and let 300 bytes out on the update.
+#[test]
+fn an_override_due_when_the_window_closes_is_dropped() {
+    for override_due in [false, true] {
+        let mut k = Conn::plain();
+        let o = k.seg(ACK, k.our_nxt).window(500);
+        k.send_peer(o);
+        k.h.ep.send(k.c, &[3u8; 2000]).unwrap();
+        k.h.none();
+        if override_due {
+            k.run_next_timer();
+        }
+        let o = k.seg(ACK, k.our_nxt).window(0);
+        k.send_peer(o);
+        k.h.none();
+        let o = k.seg(ACK, k.our_nxt).window(300);
+        k.send_peer(o);
+        k.h.none();
+    }
+}
+
 /// A connection behind a zero window probes `k` times, the peer answering each probe with
 /// `answer` (a window-0 ACK) or not at all; returns the probes sent and whether it closed.
 fn probe_zero_window(k: &mut Conn, rounds: usize, answer: bool) -> (usize, bool) {
@@ -2930,6 +2980,68 @@ fn keepalive_is_off_by_default() {
     k.h.advance(Duration::from_secs(10_000));
     assert_eq!(k.h.sent.len(), n);
     assert_eq!(k.h.ep.state(k.c).unwrap(), State::Established);
+}
+
+/// A keepalive probe that came due is sent when the connection is next polled; a segment
+/// taken in between has answered it already. Sent anyway, the probe (at SND.UNA - 1, which
+/// the peer drops unread) took the place of the ACK the peer's data or FIN was owed: the
+/// data with a current ACK or an old one, and the FIN in FIN-WAIT-2 (answered from
+/// TIME-WAIT by the probe alone), drew no ACK the peer could take.
+#[test]
+fn a_keepalive_probe_due_when_the_peer_speaks_is_not_sent() {
+    for case in ["data", "data with an old ack", "fin"] {
+        let mut k = Conn::open(keepalive_10_2_3(), false, false);
+        let mut ack = k.our_nxt;
+        if case == "data with an old ack" {
+            k.h.ep.send(k.c, b"request").unwrap();
+            let _ = k.h.one();
+            k.our_nxt += 7;
+            k.ack_all();
+        }
+        if case == "fin" {
+            k.h.ep.shutdown(k.c).unwrap();
+            assert!(k.h.one().has(FIN));
+            k.our_nxt += 1;
+            k.ack_all();
+            ack = k.our_nxt;
+        }
+        let before = k.h.sent.len();
+        k.run_next_timer();
+        let o = match case {
+            "fin" => k.seg(FIN | ACK, ack),
+            _ => k.seg(ACK, ack).data(&[1; 100]),
+        };
+        k.send_peer(o);
+        let out = k.h.drain();
+        assert!(
+            out.iter()
+                .all(|s| s.seq == k.our_nxt && s.ack == k.peer_nxt),
+            "{case}: {out:#?}"
+        );
+        k.h.advance(Duration::from_millis(500));
+        assert!(
+            k.h.sent
+                .iter()
+                .any(|(_, s)| s.seq == k.our_nxt && s.ack == k.peer_nxt),
+            "{case}: never acknowledged"
+        );
+        let probes = k.h.sent[before..]
+            .iter()
+            .filter(|(_, s)| s.seq == k.our_nxt - 1);
+        assert_eq!(probes.count(), 0, "{case}");
+    }
+}
+
+/// A keepalive probe due when the application writes is not sent behind the data: the data
+/// in flight is the probe (Linux's `tcp_keepalive_timer` sends none with packets out).
+#[test]
+fn a_keepalive_probe_due_before_a_write_leaves_the_data_alone() {
+    let mut k = Conn::open(keepalive_10_2_3(), false, false);
+    k.run_next_timer();
+    k.h.ep.send(k.c, b"request").unwrap();
+    let out = k.h.drain();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].payload, b"request");
 }
 
 // === Signed segments ============================================================================

@@ -673,11 +673,18 @@ impl Connection {
         let taken = seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max;
         if taken {
             self.probes_out = 0;
+            // A keepalive or zero-window probe the timer left for the next poll has its
+            // answer already (Linux sends it from the timer, before this could come). Sent
+            // now, it would take the place of the ACK this segment may be owed, at a
+            // sequence number the peer drops unread.
+            self.probe_pending = false;
             self.timers.keepalive = None;
             self.last_ack_recv = now;
         }
         if !seg.payload.is_empty() {
             self.last_data_recv = now;
+            // Data shows the peer alive, whatever its ACK says (an old one is not `taken`).
+            self.probe_pending = false;
         }
 
         // New data at RCV.NXT behind data whose immediate ACK has not left yet: that ACK is

@@ -314,11 +314,13 @@ impl Connection {
             self.reset_unread();
             return self.poll_transmit(now, buf);
         }
-        if self.probe_pending {
+        if std::mem::take(&mut self.probe_pending) && self.snd.una == self.snd.max {
             // Zero-window and keepalive probes, Linux-style: an ACK carrying the already
             // acknowledged sequence number SND.UNA - 1, which the peer must answer with an ACK
-            // showing its current window (RFC 9293 §3.8.4 allows the no-data form).
-            self.probe_pending = false;
+            // showing its current window (RFC 9293 §3.8.4 allows the no-data form). Only
+            // with nothing in flight, as Linux's `tcp_probe_timer` and
+            // `tcp_keepalive_timer` send one: data written or let out by a window that
+            // opened since the timer ran is its own probe.
             let seg = self.ack_repr(now, self.snd.una - 1);
             return self.finish(buf, &seg, false, false);
         }
@@ -749,6 +751,12 @@ impl Connection {
         if len < unsent || unsent == 0 {
             // Not all of the queued data fits.
             if len == 0 && unsent > 0 {
+                // The override the persist timer left for this poll is for a small window;
+                // one closed since is probed instead, and a later small window must wait for
+                // the timer again (Linux's `tcp_write_wakeup` runs from the timer only).
+                if self.snd.wnd == 0 {
+                    self.sws_override = false;
+                }
                 self.note_cwnd_use(now, false);
                 if !in_flight {
                     self.maybe_arm_persist(now, unsent);
