@@ -37,8 +37,8 @@ use synack_core::wire::{
     self, FastOpenCookie, IcmpRepr, IpProtocol, IpRepr, TcpFlags, TcpRepr, TcpTimestamp, UdpRepr,
 };
 use synack_core::{
-    Bytes, ConnectionHandle, Event, ListenerHandle, PortSharing, RecvMeta, SeqNumber,
-    SocketOptions, Stats, SynHandle, UdpHandle, Unreachable,
+    Bytes, ConnectionHandle, Event, KeepaliveConfig, Linger2, ListenerHandle, PortSharing,
+    RecvMeta, SeqNumber, SocketOptions, Stats, SynHandle, UdpHandle, Unreachable,
 };
 
 mod input;
@@ -153,6 +153,14 @@ impl Harness {
             fast_open: v6.then_some(backlog as u32),
             fast_open_no_cookie: Some(self.config.backlog & 0x80 != 0),
             reuse_port: self.config.backlog & 0x40 != 0,
+            // TCP_DEFER_ACCEPT and TCP_LINGER2, passed on to the connections accepted.
+            defer_accept: (self.config.backlog & 0x20 != 0).then(|| Duration::from_secs(3)),
+            linger2: match self.config.backlog & 0x18 {
+                0 => None,
+                0x08 => Some(Linger2::Abort),
+                0x10 => Some(Linger2::Timeout(Duration::from_secs(5))),
+                _ => Some(Linger2::Timeout(Duration::from_secs(90))),
+            },
             ..Default::default()
         };
         self.script.ep.listen_with(listen_addr(v6), backlog, &opts)
@@ -209,7 +217,7 @@ impl Harness {
 
     fn inject(&mut self, packet: &[u8]) {
         self.packets_in += 1;
-        if self.packets_in % 2 == 0 {
+        if self.packets_in.is_multiple_of(2) {
             // Every other packet in memory of its own, as a driver hands packets over: the
             // endpoint may keep its payload there (`handle_packet_shared`).
             let frame = Bytes::copy_from_slice(packet);
@@ -348,6 +356,9 @@ impl Harness {
             }
             Op::Nodelay(i, on) => {
                 let _ = self.script.ep.set_nodelay(self.handle(*i), *on);
+            }
+            Op::SetOption { conn, which, value } => {
+                self.set_option(now, self.handle(*conn), *which, *value);
             }
             Op::Accept(v6) => self.accept(*v6),
             Op::RestartListener(v6) => {
@@ -495,6 +506,50 @@ impl Harness {
                 }
             }
         }
+    }
+
+    /// `Op::SetOption`: every setter takes any value without a panic, and refuses only
+    /// what it documents (a SYN retry count outside 1 to 127).
+    fn set_option(&mut self, now: synack_core::Instant, c: ConnectionHandle, which: u8, v: u16) {
+        let ep = &mut self.script.ep;
+        let on = v & 1 != 0;
+        let secs = |n: u16| Duration::from_secs(u64::from(n));
+        let _ = match which % 13 {
+            0 => ep.set_cork(c, on),
+            1 => ep.set_quickack(c, on),
+            2 => ep.set_notsent_lowat(c, (v != 0).then_some(usize::from(v))),
+            3 => ep.set_rcvlowat(c, usize::from(v)).map(drop),
+            // 0 to 128 KiB, as the configuration's buffers.
+            4 => ep.set_send_buffer(c, usize::from(v) * 2),
+            5 => ep.set_recv_buffer(c, usize::from(v) * 2),
+            6 => ep.set_user_timeout(c, (v != 0).then(|| Duration::from_millis(u64::from(v)))),
+            7 => {
+                let keepalive = on.then(|| KeepaliveConfig {
+                    idle: secs(1 + (v >> 1) % 16),
+                    interval: secs(1 + (v >> 5) % 4),
+                    probes: 1 + u32::from((v >> 7) % 4),
+                });
+                ep.set_keepalive(now, c, keepalive)
+            }
+            8 => ep.set_linger2(
+                c,
+                match v % 4 {
+                    0 => None,
+                    1 => Some(Linger2::Abort),
+                    _ => Some(Linger2::Timeout(secs(v >> 2))),
+                },
+            ),
+            9 => ep.rearm_keepalive(now, c),
+            10 => {
+                let r = ep.set_syn_retries(c, u32::from(v % 256));
+                if !(1..=127).contains(&(v % 256)) {
+                    assert_eq!(r, Err(synack_core::Error::InvalidInput), "TCP_SYNCNT {v}");
+                }
+                r
+            }
+            11 => ep.set_tos(c, v as u8),
+            _ => ep.set_hop_limit(c, v as u8),
+        };
     }
 
     fn accept(&mut self, v6: bool) {

@@ -77,6 +77,16 @@ impl ConfigInput {
             .syn_retries(u32::from(self.syn_retries % 7))
             .data_retries(u32::from(self.data_retries % 16))
             .challenge_ack_limit(u32::from(self.challenge_ack_limit))
+            // From the bits `max_ooo_segments` leaves unused: D-SACK off (`tcp_dsack` 0),
+            // RFC 1337's TIME-WAIT (`tcp_rfc1337` 1), and an orphan's FIN-WAIT-2 longer
+            // than TIME-WAIT (whose excess a TIME-WAIT sock waits out again).
+            .dsack(self.max_ooo_segments & 0x20 == 0)
+            .rfc1337(self.max_ooo_segments & 0x40 != 0)
+            .fin_timeout(Duration::from_secs(if self.max_ooo_segments & 0x80 != 0 {
+                100
+            } else {
+                60
+            }))
             // Linux's sender in half the runs (from a bit `data_retries` leaves unused): the
             // send buffer charged per skb, PSH per skb, recovery in packets, an RTT sample
             // from every ACK, ssthresh from cwnd and CUBIC's growth in segments, as
@@ -200,6 +210,19 @@ pub enum Op {
     /// The link's MTU changes (`Endpoint::set_mtu`, `ip link set dev tun0 mtu N`): to 296
     /// plus this modulo 8705, the range the configuration's MTU is drawn from.
     SetMtu(u16),
+    /// A per-connection socket option, `which` % 13: TCP_CORK, TCP_QUICKACK,
+    /// TCP_NOTSENT_LOWAT, SO_RCVLOWAT, SO_SNDBUF, SO_RCVBUF, TCP_USER_TIMEOUT, SO_KEEPALIVE
+    /// (with its times), TCP_LINGER2, TCP_KEEPIDLE set again (`rearm_keepalive`),
+    /// TCP_SYNCNT, IP_TOS, IP_TTL; `value` is what it is set to (an odd one turns a switch
+    /// on, 0 turns a limit off).
+    SetOption {
+        /// Which handle.
+        conn: u8,
+        /// Which option.
+        which: u8,
+        /// Its value.
+        value: u16,
+    },
 }
 
 /// Where a segment goes.
