@@ -84,6 +84,8 @@ struct Peer {
     rcv_nxt: u32,
     /// The endpoint's last TSval.
     tsval: u32,
+    /// The sequence number of the endpoint's FIN, once one was sent (until its next SYN).
+    fin: Option<u32>,
 }
 
 /// The endpoint under test, the peer's memory and the invariant checker.
@@ -577,6 +579,7 @@ impl Harness {
                     snd_nxt: 0,
                     rcv_nxt: 0,
                     tsval: 0,
+                    fin: None,
                 }
             }
             Target::Foreign { v6, port } => {
@@ -591,6 +594,7 @@ impl Harness {
                     snd_nxt: 0,
                     rcv_nxt: 0,
                     tsval: 0,
+                    fin: None,
                 }
             }
             Target::Closed { v6, port } => {
@@ -602,6 +606,7 @@ impl Harness {
                     snd_nxt: 0,
                     rcv_nxt: 0,
                     tsval: 0,
+                    fin: None,
                 }
             }
         };
@@ -652,6 +657,7 @@ impl Harness {
                 snd_nxt: 0,
                 rcv_nxt: 0,
                 tsval: 0,
+                fin: None,
             }
         } else {
             self.peers[usize::from(i.target) % self.peers.len()]
@@ -934,8 +940,28 @@ fn remember_segment(peers: &mut VecDeque<Peer>, seg: &TcpRepr<'_>, src: IpAddr, 
             snd_nxt: end,
             rcv_nxt: 0,
             tsval: 0,
+            fin: None,
         },
     };
+    // Nothing occupies sequence space past the FIN (RFC 9293 §3.10.4: after CLOSE, "queue
+    // this until all preceding SENDs have been segmentized, then form a FIN segment"; no
+    // SEND is taken after it). A SYN begins a new connection; an RST's seq is the ACK it
+    // answers, and a probe's is below SND.UNA.
+    if let Some(fin) = peer
+        .fin
+        .filter(|_| !seg.flags.intersects(TcpFlags::SYN | TcpFlags::RST))
+    {
+        assert!(
+            (end.wrapping_sub(fin.wrapping_add(1)) as i32) <= 0,
+            "{local} -> {remote}: a segment ending at {end}, past the FIN at {fin}"
+        );
+    }
+    if seg.flags.contains(TcpFlags::SYN) {
+        peer.fin = None;
+    }
+    if seg.flags.contains(TcpFlags::FIN) && peer.fin.is_none() {
+        peer.fin = Some(seg.seq_number.0.wrapping_add(seg.payload.len() as u32));
+    }
     // SND.NXT only moves forward (mod 2^32); an RST's or a retransmission's seq does not
     // pull it back.
     if (end.wrapping_sub(peer.snd_nxt) as i32) > 0 || seg.flags.contains(TcpFlags::SYN) {
