@@ -2877,6 +2877,10 @@ fn keepalive_after_quiet(
         at = t;
         let now = k.h.now;
         k.h.ep.set_keepalive(now, k.c, keepalive).unwrap();
+        // An idle time that has run out since the last segment heard is due now, not at a
+        // deadline already behind `now` (the fuzzer found one).
+        let next = k.h.ep.poll_timeout();
+        assert!(next.is_none_or(|t| t >= now), "{next:?} before {now:?}");
     }
     k.h.advance(Duration::from_secs(30));
     keepalive_times(&k, t0)

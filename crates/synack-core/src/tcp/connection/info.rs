@@ -240,11 +240,12 @@ impl Connection {
         }
     }
 
-    /// The keepalive timer for an idle time of `idle` from the last segment heard: the
-    /// deadline that gives while no probe is out (`keepalive_deadline`), or, with one out,
-    /// that time or `now`, whichever is later.
+    /// The keepalive timer for an idle time of `idle` from the last segment heard, or `now`
+    /// if that has run out already (Linux re-arms for what is left of it, at least nothing).
+    /// With no probe out, this only replaces the floor that `keepalive_deadline` puts under
+    /// the idle deadline; left without one, that deadline could lie behind `now`.
     fn rearm_keepalive_for(&mut self, now: Instant, idle: Duration) {
-        self.timers.keepalive = (self.probes_out > 0).then(|| (self.last_heard() + idle).max(now));
+        self.timers.keepalive = Some((self.last_heard() + idle).max(now));
     }
 
     /// `TCP_LINGER2` (see `Endpoint::set_linger2`): read when the connection reaches

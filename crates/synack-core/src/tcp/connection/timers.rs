@@ -29,7 +29,8 @@ pub(crate) struct Timers {
     /// The keepalive timer as Linux arms it: once probing has started, the next probe;
     /// before, the earliest the first may go, when keepalive was turned on from off while
     /// the connection was open (a whole idle time from then, Linux's `tcp_set_keepalive`;
-    /// otherwise the idle time counts from the last segment heard). Cleared whenever
+    /// otherwise the idle time counts from the last segment heard), or its idle time set
+    /// (no earlier than then: one already run out is due at once). Cleared whenever
     /// `probes_out` goes back to 0, by which time the peer has been heard since.
     pub keepalive: Option<Instant>,
     /// The end of TIME-WAIT (2 MSL).
