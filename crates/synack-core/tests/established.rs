@@ -3036,6 +3036,64 @@ fn a_keepalive_probe_due_when_the_peer_speaks_is_not_sent() {
     }
 }
 
+/// A keepalive or zero-window probe came due, and before the poll the application read the
+/// data that had closed our window. Linux sends the probe from its timer, then the window
+/// update from the read (`tcp_cleanup_rbuf`). The probe (at SND.UNA - 1, which the peer
+/// drops unread) went alone and took the update's place, leaving the peer to learn of the
+/// window only from its own next probe, backed off up to 120 s: the update goes first now.
+#[test]
+fn a_probe_due_before_a_read_leaves_the_window_update_to_go() {
+    for case in ["keepalive", "zero window"] {
+        let mut cfg = keepalive_10_2_3();
+        cfg.recv_buffer(3000).recv_buffer_max(3000);
+        let mut k = Conn::open(cfg, false, false);
+        let wnd = if case == "zero window" { 0 } else { 65535 };
+        if case == "zero window" {
+            let o = k.seg(ACK, k.our_nxt).window(0);
+            k.send_peer(o);
+            k.h.ep.send(k.c, b"waiting").unwrap();
+            k.h.none();
+        }
+        for i in 0..3u8 {
+            let o = k.seg(ACK, k.our_nxt).data(&[i; 1000]).window(wnd);
+            k.send_peer(o);
+        }
+        assert_eq!(k.h.drain().last().unwrap().window, 0, "{case}");
+        k.run_next_timer();
+        assert_eq!(k.read_all().len(), 3000, "{case}");
+        let out = k.h.drain();
+        let seqs: Vec<_> = out.iter().map(|s| (s.seq, s.window)).collect();
+        assert_eq!(out.len(), 2, "{case}: {out:#?}");
+        assert_eq!(seqs[0], (k.our_nxt, 3000), "{case}: the update first");
+        assert_eq!(seqs[1], (k.our_nxt - 1, 3000), "{case}: then the probe");
+    }
+}
+
+/// A keepalive probe due in FIN-WAIT-2 (after `shutdown`), and the application closes before
+/// the poll: Linux sent the probe from its timer, from the socket (its TTL and IP ID), before
+/// the close handed the connection to a FIN_WAIT2 timewait sock. It left as that sock's
+/// answer, with TTL 64 and ID 0.
+#[test]
+fn a_keepalive_probe_due_before_a_close_in_fin_wait_2_leaves_from_the_socket() {
+    let mut k = Conn::open(keepalive_10_2_3(), false, false);
+    k.h.ep.set_hop_limit(k.c, 200).unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
+    let fin = k.h.one();
+    assert!(fin.has(FIN));
+    k.our_nxt += 1;
+    k.ack_all();
+    k.h.none();
+    k.run_next_timer();
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    let out = k.h.drain();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!(out[0].seq, k.our_nxt - 1);
+    assert_eq!(
+        (out[0].hop_limit, out[0].ip_id),
+        (200, fin.ip_id.wrapping_add(1))
+    );
+}
+
 /// A keepalive probe due when the application writes is not sent behind the data: the data
 /// in flight is the probe (Linux's `tcp_keepalive_timer` sends none with packets out).
 #[test]

@@ -500,6 +500,35 @@ fn orphaned_fin_wait_2_times_out() {
     );
 }
 
+/// An orphan in FIN-WAIT-2 whose `TCP_LINGER2` passes TIME-WAIT's length hands over to a
+/// FIN_WAIT2 timewait sock when the excess is up; a timer due by then as well (here the
+/// delayed ACK of data taken just before the close, with the driver back 31 s late) runs in
+/// the same `handle_timeout`. The handover returned early and left it behind `now`.
+#[test]
+fn no_deadline_is_left_behind_when_fin_wait_2_hands_over() {
+    let mut k = open();
+    k.h.ep
+        .set_linger2(k.c, Some(Linger2::Timeout(Duration::from_secs(90))))
+        .unwrap();
+    k.h.ep.shutdown(k.c).unwrap();
+    assert!(k.h.one().has(FIN));
+    k.our_nxt += 1;
+    k.peer_sends(ACK, b"");
+    k.h.none();
+    assert_eq!(k.state(), State::FinWait2);
+    k.h.ep.set_quickack(k.c, false).unwrap();
+    k.peer_sends(ACK, &[5; 100]);
+    k.h.none();
+    assert_eq!(k.read().unwrap().len(), 100);
+    k.h.ep.close(k.h.now, k.c).unwrap();
+    k.h.now += Duration::from_secs(31);
+    k.h.ep.handle_timeout(k.h.now);
+    let next = k.h.ep.poll_timeout();
+    assert!(next.is_none_or(|t| t > k.h.now), "{next:?}");
+    let ack = k.h.one();
+    assert_eq!(ack.ack, k.peer_nxt, "the delayed ACK");
+}
+
 /// `TCP_LINGER2` (`Endpoint::set_linger2`), as Linux's `tcp_fin_time` and its callers use
 /// it for an orphan whose FIN was acknowledged: a time of its own in place of
 /// `Config::fin_timeout` (2 s: gone silently then); one past TIME-WAIT's 60 s lasting twice

@@ -314,7 +314,14 @@ impl Connection {
             self.reset_unread();
             return self.poll_transmit(now, buf);
         }
-        if std::mem::take(&mut self.probe_pending) && self.snd.una == self.snd.max {
+        // An ACK owed at SND.MAX (a window update a read made, say) goes first: the probe,
+        // at SND.UNA - 1, is dropped unread by the peer, and would take the owed ACK's place
+        // (`after_send`). The probe follows at the next call, as Linux sends both: the
+        // probe from its timer, the update from the read.
+        if !self.rcv.ack_now
+            && std::mem::take(&mut self.probe_pending)
+            && self.snd.una == self.snd.max
+        {
             // Zero-window and keepalive probes, Linux-style: an ACK carrying the already
             // acknowledged sequence number SND.UNA - 1, which the peer must answer with an ACK
             // showing its current window (RFC 9293 §3.8.4 allows the no-data form). Only
@@ -322,7 +329,13 @@ impl Connection {
             // `tcp_keepalive_timer` send one: data written or let out by a window that
             // opened since the timer ran is its own probe.
             let seg = self.ack_repr(now, self.snd.una - 1);
-            return self.finish(buf, &seg, false, false);
+            // From the socket, as Linux's timer sent it, even when a close since handed the
+            // connection to a FIN_WAIT2 timewait sock (`become_fin_wait_2_sock`), which
+            // sends no probes of its own.
+            let socket = std::mem::replace(&mut self.control_socket, false);
+            let sent = self.finish(buf, &seg, false, false);
+            self.control_socket = socket;
+            return sent;
         }
         if self.rcv.ack_now {
             // A pure ACK carries SND.MAX, not SND.NXT: after a timeout moved SND.NXT back, an

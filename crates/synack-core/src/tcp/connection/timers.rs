@@ -248,15 +248,16 @@ impl Connection {
             if !self.control_socket && self.state == State::FinWait2 && !excess.is_zero() {
                 // A FIN-WAIT-2 longer than TIME-WAIT has waited its excess as a full
                 // connection: a TIME-WAIT sock waits the excess again (Linux's
-                // `tcp_keepalive_timer`).
+                // `tcp_keepalive_timer`). The other timers due run as well: none is left
+                // behind `now`.
                 self.become_fin_wait_2_sock();
                 self.timers.fin_wait2 = Some(now + excess);
+            } else {
+                // An orphaned FIN-WAIT-2 ends silently after its time, as Linux's does; our
+                // FIN was acknowledged, and the peer simply never sent its own.
+                self.enter_closed(None);
                 return;
             }
-            // An orphaned FIN-WAIT-2 ends silently after its time, as Linux's does; our
-            // FIN was acknowledged, and the peer simply never sent its own.
-            self.enter_closed(None);
-            return;
         }
         if let (Some(tlp), Some(rto)) = (self.timers.tlp, self.timers.retransmit) {
             if tlp <= now && tlp >= rto {
