@@ -2581,6 +2581,25 @@ fn an_override_due_when_the_window_closes_is_dropped() {
     }
 }
 
+/// The persist timer's override came due for a window too small to use, and before the
+/// poll the window opened: the data goes as it would have without the timer, full segments
+/// without the override's push (Linux's `tcp_write_wakeup` ran at the timer, with the small
+/// window). The first full segment went as the wakeup, with PSH.
+#[test]
+fn an_override_due_when_the_window_opens_sends_as_usual() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK, k.our_nxt).window(500);
+    k.send_peer(o);
+    k.h.ep.send(k.c, &[3u8; 2500]).unwrap();
+    k.h.none();
+    k.run_next_timer();
+    let o = k.seg(ACK, k.our_nxt).window(65535);
+    k.send_peer(o);
+    let out = k.h.drain();
+    let sent: Vec<_> = out.iter().map(|s| (s.payload.len(), s.has(PSH))).collect();
+    assert_eq!(sent, [(1000, false), (1000, false), (500, true)]);
+}
+
 /// A connection behind a zero window probes `k` times, the peer answering each probe with
 /// `answer` (a window-0 ACK) or not at all; returns the probes sent and whether it closed.
 fn probe_zero_window(k: &mut Conn, rounds: usize, answer: bool) -> (usize, bool) {

@@ -830,7 +830,9 @@ impl Connection {
                 len = sent_before;
             }
         }
-        let wakeup = std::mem::take(&mut self.sws_override);
+        // The override is for a short segment: a full one (a window opened between the
+        // persist timer and this poll) goes as any other, without the wakeup's push.
+        let wakeup = std::mem::take(&mut self.sws_override) && len < room;
         let seq = self.snd.nxt;
         if len == 0 {
             let fin_alone = fin_to_send && seq == buffered_end;
