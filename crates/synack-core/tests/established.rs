@@ -7023,6 +7023,56 @@ fn tcp_info_notsent_bytes_counts_an_unsent_fin() {
     assert_eq!(notsent(&k), 0);
 }
 
+/// `TCP_INFO`'s byte counts go on past 4 GiB, as Linux's 64-bit `tcpi_bytes_acked` and
+/// `tcpi_bytes_received` do. They were sequence-space differences, which saturate at 2 GiB
+/// (a distance past 2^31 reads as 0) and come round at 4: a long-lived proxy connection
+/// read 0 bytes acknowledged after its first 2 GiB. Checked at every step of a transfer
+/// of 4 GiB and a bit, one way, with both ends' counts at the end.
+#[test]
+fn tcp_info_byte_counts_go_past_4_gib() {
+    use synack_core::testing::Pair;
+    const TOTAL: u64 = (4 << 30) + 12_345;
+    let mut cfg = config();
+    cfg.mtu(65_535)
+        .gso_max_size(65_535)
+        .send_buffer(8 << 20)
+        .recv_buffer(8 << 20);
+    let mut p = Pair::new(cfg);
+    let l = p
+        .server
+        .listen(SocketAddr::new(Pair::SERVER, 80), 4)
+        .unwrap();
+    let (c, s) = p.connect(l, 80);
+    let chunk = vec![0x5a_u8; 1 << 20];
+    let mut rx = vec![0_u8; 1 << 20];
+    let (mut sent, mut read, mut acked) = (0_u64, 0_u64, 0_u64);
+    for _ in 0..1_000_000 {
+        let left = (TOTAL - sent).min(chunk.len() as u64) as usize;
+        if left > 0 {
+            sent += p.client.send(c, &chunk[..left]).unwrap_or(0) as u64;
+        }
+        let moved = p.pump();
+        while let Ok(n @ 1..) = p.server.recv(p.now, s, &mut rx) {
+            read += n as u64;
+        }
+        let received = p.server.info(p.now, s).unwrap().bytes_received;
+        assert_eq!(received, read, "everything received was read");
+        let now_acked = p.client.info(p.now, c).unwrap().bytes_acked;
+        assert!(
+            (acked..=sent).contains(&now_acked),
+            "{now_acked} acknowledged after {acked}, of {sent} sent"
+        );
+        acked = now_acked;
+        if read == TOTAL && acked == TOTAL {
+            break;
+        }
+        if !moved && left == 0 {
+            assert!(p.advance(), "the transfer stalled at {read} bytes");
+        }
+    }
+    assert_eq!((read, acked), (TOTAL, TOTAL));
+}
+
 // === SO_RCVLOWAT ==============================================================================
 
 /// `SO_RCVLOWAT` is Linux's `tcp_epollin_ready` target: the connection is ready for a reader

@@ -364,6 +364,11 @@ impl RecvBuffer {
         (self.nxt - self.ring_pos()) as usize
     }
 
+    /// Bytes taken in order since the connection began: the stream position of RCV.NXT.
+    pub fn received(&self) -> u64 {
+        self.nxt
+    }
+
     /// The most bytes the buffer holds.
     pub fn capacity(&self) -> usize {
         self.capacity

@@ -136,24 +136,33 @@ impl Connection {
         }
     }
 
+    /// Moves SND.UNA forward to `ack`, counting each time it comes round past ISS.
+    pub(super) fn ack_to(&mut self, ack: SeqNumber) {
+        // Offsets from ISS, raw: `SeqNumber`'s difference reads 0 past 2^31.
+        let before = self.snd.una.0.wrapping_sub(self.snd.iss.0);
+        let after = ack.0.wrapping_sub(self.snd.iss.0);
+        if after < before {
+            self.una_wraps = self.una_wraps.wrapping_add(1);
+        }
+        self.snd.una = ack;
+    }
+
+    /// The sequence space from ISS up to SND.UNA, SYN and FIN included, counted past the
+    /// 32-bit wrap. SND.UNA moves less than a window an ACK, so no wrap goes unseen.
+    pub(super) fn acked_seq_space(&self) -> u64 {
+        (u64::from(self.una_wraps) << 32) | u64::from(self.snd.una.0.wrapping_sub(self.snd.iss.0))
+    }
+
     /// How far below SND.UNA an ACK may lie and still be taken (RFC 5961 §5.2's
     /// MAX.SND.WND), as Linux bounds it: `min(max_window, bytes_acked)`. Linux counts our
     /// SYN in `bytes_acked` when its ACK reached this socket (an active or simultaneous
     /// open, through `tcp_ack`), not on a listener's child, which starts past it.
-    fn oldest_acceptable_ack_distance(&mut self) -> usize {
-        let syn = usize::from(self.passive);
-        let acked = (self.snd.una - self.snd.iss).saturating_sub(syn);
+    fn oldest_acceptable_ack_distance(&self) -> usize {
+        let syn = u64::from(self.passive);
+        let acked = self.acked_seq_space().saturating_sub(syn);
         // Past 2^30 bytes the data acknowledged exceeds any window (RFC 7323 §2.3: at most
-        // 65535 << 14): from then on the bound is the window, even once SND.UNA wraps past
-        // ISS, which it cannot do unseen (it moves less than a window an ACK).
-        if acked >= 1 << 30 {
-            self.snd.acked_beyond_any_window = true;
-        }
-        if self.snd.acked_beyond_any_window {
-            self.snd.max_wnd
-        } else {
-            acked.min(self.snd.max_wnd)
-        }
+        // 65535 << 14), and the bound is the window, as it stays once SND.UNA wraps past ISS.
+        usize::try_from(acked).map_or(self.snd.max_wnd, |acked| acked.min(self.snd.max_wnd))
     }
 
     /// "Fifth, check the ACK field" for the synchronized states. Breaks when the segment
@@ -676,7 +685,7 @@ impl Connection {
         }
         let in_flight_before = self.snd.in_flight();
         self.consume_acked(data_acked);
-        self.snd.una = ack;
+        self.ack_to(ack);
         // Urgent mode ends once the urgent data is acknowledged (Linux tcp_clean_rtx_queue).
         if self.snd.up.is_some_and(|up| up <= ack) {
             self.snd.up = None;

@@ -277,7 +277,7 @@ impl Connection {
             0
         };
         self.consume_acked(acked);
-        self.snd.una = first + acked;
+        self.ack_to(first + acked);
         if let Some(f) = self.fast_open.as_mut() {
             // Only all of it counts (Linux's tcp_rcv_fastopen_synack sets syn_data_acked only
             // when nothing of the SYN's data is left to resend).

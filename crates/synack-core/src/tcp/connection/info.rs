@@ -84,19 +84,20 @@ impl Connection {
         let fin_unsent = self.snd.fin_queued && self.snd.fin_seq.is_none();
         let unsent = self.notsent() + usize::from(fin_unsent);
         let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);
-        // Sequence space less the SYN (and FIN) it spends: exact for up to 4 GiB each way.
+        // The sequence space acknowledged less the SYN and FIN it spends, counted past the
+        // 32-bit wrap as Linux's `tcpi_bytes_acked` (`tcp_snd_una_update`); what was
+        // received in order, as its `tcpi_bytes_received` (`tcp_rcv_nxt_update`, and
+        // `tcp_fastopen_add_skb` for a Fast Open SYN's data), is the receive buffer's stream
+        // position, which never wraps.
         let synced = self.is_synchronized() || self.state == State::Closed;
-        let (bytes_acked, bytes_received) = if synced && self.snd.una != self.snd.iss {
-            let acked = (self.snd.una - self.snd.iss)
+        let bytes_acked = if synced && self.snd.una != self.snd.iss {
+            self.acked_seq_space()
                 .saturating_sub(1)
-                .saturating_sub(usize::from(self.snd.fin_acked()));
-            let received = (self.rcv.nxt - self.rcv.irs)
-                .saturating_sub(1)
-                .saturating_sub(usize::from(self.rcv.fin_received));
-            (acked as u64, received as u64)
+                .saturating_sub(u64::from(self.snd.fin_acked()))
         } else {
-            (0, 0)
+            0
         };
+        let bytes_received = self.rcv.buffer.received();
         TcpInfo {
             state: Some(self.state),
             ca_state,

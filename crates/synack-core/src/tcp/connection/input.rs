@@ -2,6 +2,7 @@
 //! PAWS (RFC 7323 §5) and RFC 5961's blind-attack checks; its data and FIN. What an
 //! acceptable ACK does is in `ack`.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::close::{paws_reject, time_wait_input, TimeWaitInput};
@@ -93,7 +94,10 @@ impl Connection {
         meta: SegmentMeta<'_>,
     ) -> InputVerdict {
         self.verdict = InputVerdict::default();
-        self.gro_segment_size = meta.segment_size.and_then(|n| u32::try_from(n).ok());
+        self.gro_segment_size = meta
+            .segment_size
+            .and_then(|n| u32::try_from(n).ok())
+            .and_then(NonZeroU32::new);
         self.ecn.rx = meta.ecn;
         match self.state {
             State::Closed | State::Listen => {}
@@ -1080,7 +1084,9 @@ impl Connection {
                     let rto = self.current_rto();
                     // The peer's segment size, for the receive MSS estimate: a GRO packet's
                     // own (Linux tcp_measure_rcv_mss reads gso_size before skb->len).
-                    let len = self.gro_segment_size.map_or(data.len(), |n| n as usize);
+                    let len = self
+                        .gro_segment_size
+                        .map_or(data.len(), |n| n.get() as usize);
                     if let Some(ts) = seg.timestamp.filter(|_| self.ts.enabled) {
                         self.measure_receive_rtt(now, ts.tsecr, len);
                     }

@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -241,10 +242,6 @@ pub(crate) struct Sender {
     pub max_wnd: usize,
     /// Segment sequence number used for the last window update.
     pub wl1: SeqNumber,
-    /// Whether 2^30 bytes or more were acknowledged, more than any window: from then on RFC
-    /// 5961 §5.2's window for old ACKs is the peer's largest window, even once SND.UNA
-    /// wraps past ISS; before, the smaller of it and the data acknowledged.
-    pub acked_beyond_any_window: bool,
     /// The effective send MSS: `mss_clamp` bounded by the path's MTU (`sync_mss`).
     pub mss: usize,
     /// The shift applied to windows the peer advertises.
@@ -620,6 +617,10 @@ pub(crate) struct Connection {
     pub syn_pending: bool,
     /// Segments the peer is known to have received (`TcpInfo::delivered`).
     pub delivered: u32,
+    /// How many times SND.UNA has come round past ISS: with `snd.una - snd.iss`, the
+    /// sequence space acknowledged as a 64-bit count (`acked_seq_space`), which Linux's
+    /// `tcpi_bytes_acked` keeps past 4 GiB. SND.UNA moves past data only through `ack_to`.
+    pub una_wraps: u32,
     /// The application has a write waiting for the handshake (Linux's `sk_write_pending`,
     /// a blocking Fast Open write): the SYN-ACK's ACK waits for that write to carry it.
     pub write_pending: bool,
@@ -677,8 +678,9 @@ pub(crate) struct Connection {
     /// The segment being processed is GRO-coalesced segments of this many payload bytes
     /// ([`RecvMeta::segment_size`](crate::RecvMeta::segment_size)): the peer's segment size,
     /// read where Linux reads `gso_size`. (A u32, not a usize: a segment size fits, and the
-    /// eight bytes saved are what the IP identification fields took.)
-    pub gro_segment_size: Option<u32>,
+    /// eight bytes saved are what the IP identification fields took; non-zero, for the four
+    /// that `una_wraps` takes.)
+    pub gro_segment_size: Option<NonZeroU32>,
     /// Created by a listener (a passive open).
     pub passive: bool,
     /// A zero-window or keepalive probe must be sent.
