@@ -190,6 +190,9 @@ const MAX_KEEPALIVE_SECS: u64 = 32_767;
 /// Linux's `MAX_TCP_SYNCNT`: the most SYN retransmissions `tcp_syn_retries` and
 /// `TCP_SYNCNT` take.
 const MAX_SYN_RETRIES: u32 = 127;
+/// The most SYN-ACK retransmissions a listener may be configured for: Linux's
+/// `tcp_synack_retries` sysctl is a u8 (`proc_dou8vec_minmax`).
+const MAX_SYNACK_RETRIES: u32 = 255;
 
 /// Linux's `MAX_TCP_KEEPCNT`.
 const MAX_KEEPALIVE_PROBES: u32 = 127;
@@ -344,7 +347,8 @@ impl Config {
     /// instead, as Linux raises its), a retransmission timeout of zero or a minimum above
     /// the maximum, keepalive timing Linux refuses ([`KeepaliveConfig::check`]), no SYN
     /// retransmission or more than 127 (Linux's bounds on `tcp_syn_retries`; more than 127
-    /// linear ones too: `MAX_TCP_SYNCNT`), and an MTU
+    /// linear ones too: `MAX_TCP_SYNCNT`), more than 255 SYN-ACK retransmissions
+    /// (`tcp_synack_retries` is a u8), and an MTU
     /// below [`MIN_MTU`] (88 bytes, where IPv4 allows 68: a Linux peer's TCP would arrive in
     /// fragments) or above [`MAX_MTU`]. A runtime checks its configuration with this when
     /// it starts, and again once it took its device's MTU; a sans-IO user should before
@@ -386,6 +390,12 @@ impl Config {
         }
         if self.syn_retries > MAX_SYN_RETRIES {
             return invalid("syn_retries", "above 127 (Linux's MAX_TCP_SYNCNT)");
+        }
+        if self.synack_retries > MAX_SYNACK_RETRIES {
+            return invalid(
+                "synack_retries",
+                "above 255 (Linux's tcp_synack_retries is a u8)",
+            );
         }
         if self.syn_linear_timeouts > MAX_SYN_RETRIES {
             return invalid("syn_linear_timeouts", "above 127 (Linux's MAX_TCP_SYNCNT)");
@@ -453,7 +463,8 @@ impl Config {
     );
     setter!(
         /// SYN-ACK retransmissions before a half-open connection is dropped (Linux
-        /// tcp_synack_retries, 5).
+        /// tcp_synack_retries, 5); at most 255, as Linux's sysctl is a u8 ([`check`](Self::check)
+        /// refuses more).
         synack_retries: u32
     );
     setter!(
@@ -1031,6 +1042,10 @@ mod tests {
         assert_eq!(refused(&|c| _ = c.syn_retries(128)), "syn_retries");
         // As Endpoint::set_syn_retries refuses 0 for one connection.
         assert_eq!(refused(&|c| _ = c.syn_retries(0)), "syn_retries");
+        assert_eq!(refused(&|c| _ = c.synack_retries(256)), "synack_retries");
+        let mut most = Config::default();
+        most.synack_retries(255);
+        assert_eq!(most.check(), Ok(()));
         assert_eq!(refused(&|c| _ = c.mtu(MAX_MTU + 1)), "mtu");
         assert_eq!(
             refused(&|c| _ = c.initial_rto(Duration::ZERO)),

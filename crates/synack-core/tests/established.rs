@@ -7023,6 +7023,49 @@ fn tcp_info_notsent_bytes_counts_an_unsent_fin() {
     assert_eq!(notsent(&k), 0);
 }
 
+/// An active open's first SYN (and each retransmission timeout) leaves a floor below which
+/// a TSecr gives no RTT sample. The floor was a 32-bit sign test that never expired: once our
+/// clock was 2^31 ms (24.8 days) past it, every echo read as older, and the connection took
+/// no RTT sample for the next 24.8 days (SRTT, RTO and `min_rtt` frozen). Linux's
+/// `tcp_rtt_tsopt_us` has no such floor; synack's now holds only for the minute past which
+/// the sample's own age check rejects the same echoes.
+#[test]
+fn timestamp_rtt_samples_go_on_after_24_8_days() {
+    let (mut h, c, peer, syn) = open_with_rtt(config(), false, true);
+    assert_eq!(h.ep.info(h.now, c).unwrap().rtt, Duration::from_millis(100));
+    let mut ours = syn.seq + 1;
+    let mut peer_tsval = 100u32;
+    // One exchange with a 300 ms RTT after `idle` of silence: SRTT must move off 100 ms.
+    let mut exchange = |h: &mut Harness, idle: Duration| {
+        h.now += idle;
+        h.ep.handle_timeout(h.now);
+        let _ = h.drain();
+        let before = h.ep.info(h.now, c).unwrap().rtt;
+        h.ep.send(c, &[1u8; 100]).unwrap();
+        let d = h.one();
+        assert_eq!(d.payload.len(), 100);
+        ours = d.seq + d.payload.len();
+        h.now += Duration::from_millis(300);
+        peer_tsval = peer_tsval.wrapping_add(idle.as_millis() as u32 + 300);
+        h.inject(
+            peer,
+            syn.src,
+            Out::new(ACK, 10_001, 0)
+                .ackn(ours)
+                .ts(peer_tsval, d.ts.unwrap().tsval),
+        );
+        let _ = h.drain();
+        let after = h.ep.info(h.now, c).unwrap().rtt;
+        assert!(
+            after > before,
+            "after {idle:?}: SRTT {before:?} -> {after:?}, no sample"
+        );
+    };
+    // A day after the handshake, and 25 days after it (2^31 ms past our SYN's TSval).
+    exchange(&mut h, Duration::from_secs(86_400));
+    exchange(&mut h, Duration::from_secs(24 * 86_400));
+}
+
 /// `TCP_INFO`'s byte counts go on past 4 GiB, as Linux's 64-bit `tcpi_bytes_acked` and
 /// `tcpi_bytes_received` do. They were sequence-space differences, which saturate at 2 GiB
 /// (a distance past 2^31 reads as 0) and come round at 4: a long-lived proxy connection

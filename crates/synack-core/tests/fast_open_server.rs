@@ -392,3 +392,29 @@ fn a_fast_open_child_applies_paws_without_slack_until_the_final_ack() {
     let n = h.ep.recv(h.now, c, &mut buf).unwrap();
     assert_eq!(&buf[..n], b"helloworld");
 }
+
+/// `synack_retries` at its largest: a Fast Open child's SYN-ACK timer counts one retry more
+/// than it (Linux's `tcp_fastopen_synack_timer`), which overflowed at `u32::MAX` (a panic in
+/// a build with overflow checks, a child failed at its first timeout without). `check`
+/// now refuses more than 255, Linux's bound; the sans-IO user who skips it still gets a
+/// SYN-ACK sent again.
+#[test]
+fn a_fast_open_child_with_the_largest_synack_retries_resends_its_syn_ack() {
+    let mut cfg = config();
+    cfg.synack_retries(u32::MAX);
+    assert_eq!(cfg.check().unwrap_err().setting, "synack_retries");
+    let mut h = Harness::new(cfg);
+    h.ep.set_fast_open_key(FastOpenKey::new(KEY));
+    let opts = SocketOptions {
+        fast_open: Some(16),
+        ..SocketOptions::default()
+    };
+    let l = h.ep.listen_with(us80(), 16, &opts).unwrap();
+    let (c, synack) = fast_open_child(&mut h, l, 40000);
+    let (_, again) = h.next_timeout();
+    assert!(
+        again.iter().any(|s| s.is(SYN | ACK) && s.seq == synack.seq),
+        "{again:?}"
+    );
+    assert_ne!(h.ep.state(c), Ok(State::Closed));
+}

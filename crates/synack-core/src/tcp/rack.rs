@@ -575,13 +575,21 @@ impl Rack {
     /// spare) widens the window by one step, at most once per round trip (until SND.UNA
     /// passes `snd_nxt`, SND.NXT when it widened), and keeps it wide for 16 recoveries.
     pub fn on_dsack(&mut self, una: SeqNumber, snd_nxt: SeqNumber) {
-        if self.dsack_round.is_some_and(|r| una >= r) {
-            self.dsack_round = None;
-        }
+        self.end_dsack_round(una);
         if self.dsack_round.is_none() {
             self.dsack_round = Some(snd_nxt);
             self.reo_wnd_mult = self.reo_wnd_mult.max(1).saturating_add(1);
             self.reo_wnd_persist = REO_WND_PERSIST;
+        }
+    }
+
+    /// RFC 8985 §6.2 step 4, run for every ACK that moves SND.UNA (`una`, where it stood
+    /// before the ACK, as Linux compares `prior_delivered`): the D-SACK round ends once SND.UNA
+    /// reaches its mark. Left to the next D-SACK alone, a mark that SND.UNA had passed by
+    /// 2 GiB or more read as ahead of it again, and the window never widened after.
+    pub fn end_dsack_round(&mut self, una: SeqNumber) {
+        if self.dsack_round.is_some_and(|r| una >= r) {
+            self.dsack_round = None;
         }
     }
 
@@ -854,6 +862,29 @@ mod tests {
 
     fn s(n: u32) -> SeqNumber {
         SeqNumber(n)
+    }
+
+    /// RFC 8985 §6.2 step 4 ends the D-SACK round on every ACK, which the connection does
+    /// as SND.UNA moves (`Connection::ack_to` calls `end_dsack_round`): a D-SACK that comes
+    /// 3 GiB after the round ended widens the window again. The round used to end only at
+    /// the next D-SACK, whose SND.UNA, 2 GiB or more past the mark, read as below it.
+    #[test]
+    fn a_dsack_round_ends_however_far_snd_una_moves_after() {
+        let mut r = Rack::default();
+        r.on_dsack(s(1000), s(65_000));
+        assert_eq!(r.reo_wnd_mult, 2);
+        // Within the round: no wider.
+        r.end_dsack_round(s(30_000));
+        r.on_dsack(s(30_000), s(90_000));
+        assert_eq!(r.reo_wnd_mult, 2);
+        // The ACKs of the next 3 GiB, a window at a time.
+        let mut una = 30_000_u32;
+        for _ in 0..(3_u32 << 30) / (1 << 24) {
+            r.end_dsack_round(s(una));
+            una = una.wrapping_add(1 << 24);
+        }
+        r.on_dsack(s(una), s(una.wrapping_add(65_000)));
+        assert_eq!(r.reo_wnd_mult, 3, "a D-SACK 3 GiB after the round ended");
     }
 
     /// Linux's seq_rtt_us: from the first segment an ACK newly acknowledges, not one the

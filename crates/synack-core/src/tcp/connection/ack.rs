@@ -136,13 +136,22 @@ impl Connection {
         }
     }
 
-    /// Moves SND.UNA forward to `ack`, counting each time it comes round past ISS.
+    /// Moves SND.UNA forward to `ack`, counting each time it comes round past ISS, and ends
+    /// the marks it reaches (RACK's D-SACK round, the loss mark) before a wrap could make
+    /// them read as ahead of it again.
     pub(super) fn ack_to(&mut self, ack: SeqNumber) {
         // Offsets from ISS, raw: `SeqNumber`'s difference reads 0 past 2^31.
         let before = self.snd.una.0.wrapping_sub(self.snd.iss.0);
         let after = ack.0.wrapping_sub(self.snd.iss.0);
         if after < before {
             self.una_wraps = self.una_wraps.wrapping_add(1);
+        }
+        self.snd.rack.end_dsack_round(self.snd.una);
+        // A loss mark SND.UNA has reached marks nothing (nothing un-SACKed lies below it).
+        // Left, as one can be after a timeout's go-back that no fast recovery followed, it
+        // would read as above SND.UNA again 2 GiB later and start a spurious recovery.
+        if self.recovery.lost_below.is_some_and(|b| ack >= b) {
+            self.recovery.lost_below = None;
         }
         self.snd.una = ack;
     }

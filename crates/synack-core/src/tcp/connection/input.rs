@@ -19,6 +19,10 @@ use crate::wire::{Ecn, TcpFlags, TcpRepr};
 /// How far a TSval may lag TS.Recent and still pass PAWS (Linux's `TCP_PAWS_WINDOW`).
 const PAWS_WINDOW: i32 = 1;
 
+/// The longest RTT a TSecr is taken to measure, in ms: an echo older than this is not a
+/// sample (nor is one from the future, which reads as older still).
+const MAX_TS_RTT_MS: u32 = 60_000;
+
 /// How many of the out-of-order blocks an RST may match the right edge of: those Linux
 /// remembers to SACK (`TCP_NUM_SACKS`).
 const SACK_BLOCKS_KEPT: usize = 4;
@@ -179,15 +183,19 @@ impl Connection {
     ) -> Option<Duration> {
         if self.ts.enabled {
             if let Some(ts) = seg.timestamp {
-                let stale = self
-                    .ts
-                    .min_echo
-                    .is_some_and(|floor| (ts.tsecr.wrapping_sub(floor) as i32) < 0);
+                // The floor matters for a minute: an echo older than it is older still
+                // than the 60 s that the sample below may span. After that the sign test
+                // must not run, as it reads every echo as older once our clock is 2^31 ms
+                // (24.8 days) past the floor, and no sample would come for 24.8 days.
+                let stale = self.ts.min_echo.is_some_and(|floor| {
+                    self.ts_now(now).wrapping_sub(floor) < MAX_TS_RTT_MS
+                        && (ts.tsecr.wrapping_sub(floor) as i32) < 0
+                });
                 if ts.tsecr != 0 && !stale {
                     let sent = ts.tsecr.wrapping_sub(self.ts.offset);
                     let elapsed = (now.total_millis() as u32).wrapping_sub(sent);
                     // A TSecr from the future or absurdly old is not a sample.
-                    if elapsed < 60_000 {
+                    if elapsed < MAX_TS_RTT_MS {
                         return Some(Duration::from_millis(elapsed as u64));
                     }
                 }

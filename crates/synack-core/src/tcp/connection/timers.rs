@@ -504,7 +504,7 @@ impl Connection {
                         self.cfg.syn_retries
                     } else if self.is_fast_open_child() {
                         // One more for a Fast Open child, as Linux's tcp_fastopen_synack_timer.
-                        self.cfg.synack_retries + 1
+                        self.cfg.synack_retries.saturating_add(1)
                     } else {
                         self.cfg.synack_retries
                     };
