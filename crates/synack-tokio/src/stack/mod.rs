@@ -607,21 +607,35 @@ impl Stack {
     /// ```
     pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let shards = self.handle.shards.clone();
-        std::future::poll_fn(move |cx| {
-            let mut released = true;
-            for shared in &shards {
-                let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
-                if !inner.device_released {
-                    register_many(&mut inner.closed_wakers, cx);
-                    released = false;
+        let listed_in = shards.clone();
+        // A wait dropped unfinished (the losing branch of a `select!`, as a connection
+        // task's shutdown race is written) takes its waker out again: the list is emptied
+        // only when the device is released, and held every such task's waker till then.
+        crate::state::wait_listed(
+            move |cx| {
+                let mut released = true;
+                for shared in &shards {
+                    let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+                    if !inner.device_released {
+                        register_many(&mut inner.closed_wakers, cx);
+                        released = false;
+                    }
                 }
-            }
-            if released {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
+                if released {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            },
+            move |waker| {
+                let mut found = false;
+                for shared in &listed_in {
+                    let mut inner = shared.inner.lock().unwrap_or_else(PoisonError::into_inner);
+                    found |= crate::state::unlist(&mut inner.closed_wakers, waker);
+                }
+                found
+            },
+        )
     }
 
     /// Ready once no connection is unfinished on any shard still running (see
