@@ -160,9 +160,8 @@ fn check_edges(net: &Net, flows: &mut [Flow], pressure: bool) -> usize {
     let mut opened = 0;
     for (i, f) in flows.iter_mut().enumerate() {
         let info = net.nodes[SERVER].info(net.now, f.server).unwrap();
-        // The peer's FIN takes a sequence number that `bytes_received` does not count.
-        let fin = u64::from(info.state == Some(State::CloseWait));
-        let edge = info.bytes_received + fin + u64::from(info.rcv_wnd);
+        // `bytes_received` counts the peer's FIN too, as Linux's does: RCV.NXT's offset.
+        let edge = info.bytes_received + u64::from(info.rcv_wnd);
         assert!(
             edge >= f.edge,
             "flow {i}: the window's right edge moved left"

@@ -522,7 +522,9 @@ mod tests {
 
     /// The receive MSS estimate the server's connection ends up with after a bulk transfer
     /// from a client that sends super-segments, handed over whole (GRO) with or without
-    /// their segment size.
+    /// their segment size; with the segment size, also checks that the server counts the
+    /// segments a GRO packet coalesced as the client counts those it sent (`TcpInfo`'s
+    /// `data_segs_in` and `data_segs_out`, as Linux's `tcp_segs_in` reads `gso_segs`).
     fn rcv_mss_after_gro(tell_segment_size: bool) -> (usize, Option<usize>) {
         let (cip, sip): (IpAddr, IpAddr) =
             ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
@@ -565,6 +567,15 @@ mod tests {
             }
         }
         let h = accepted.expect("accepted");
+        let (sent, got) = (
+            client.info(now, conn).unwrap(),
+            server.info(now, h).unwrap(),
+        );
+        assert_eq!((sent.bytes_sent, got.bytes_received), (100_000, 100_000));
+        if tell_segment_size {
+            assert!(sent.data_segs_out > 1, "{sent:?}");
+            assert_eq!(got.data_segs_in, sent.data_segs_out);
+        }
         let conn = &server.connections.get(&h).unwrap().conn;
         (conn.rcv.delack.rcv_mss, seen)
     }

@@ -90,10 +90,33 @@ pub struct TcpInfo {
     pub recv_buffer: u32,
     /// Bytes queued for sending (sent and unacknowledged, and unsent).
     pub send_queued: u32,
-    /// Data bytes the peer acknowledged (RFC 4898 tcpEStatsAppHCThruOctetsAcked).
+    /// Sequence space the peer acknowledged, as Linux's `tcpi_bytes_acked` sums SND.UNA's
+    /// moves (RFC 4898 tcpEStatsAppHCThruOctetsAcked): the data, a FIN, and an active open's
+    /// SYN, whose acknowledgment moves SND.UNA (a passive open starts past its SYN).
     pub bytes_acked: u64,
-    /// Data bytes received in order (RFC 4898 tcpEStatsAppHCThruOctetsReceived).
+    /// Sequence space received in order past the peer's SYN, as Linux's
+    /// `tcpi_bytes_received` sums RCV.NXT's moves (RFC 4898
+    /// tcpEStatsAppHCThruOctetsReceived): the data and a FIN.
     pub bytes_received: u64,
+    /// Segments sent, a super-segment counted as the segments it is cut into (Linux
+    /// `tcpi_segs_out`, a `u32` that wraps): everything the connection sent as itself, pure
+    /// ACKs and its own resets included; not a reset answering a stray segment, which Linux
+    /// sends from its control socket.
+    pub segs_out: u32,
+    /// Segments received, a GRO packet counted as the segments it coalesced (Linux
+    /// `tcpi_segs_in`): all that reached the connection, acceptable or not. A passive open
+    /// counts its SYN, as Linux's child socket starts at 1.
+    pub segs_in: u32,
+    /// Of `segs_out`, those carrying data (Linux `tcpi_data_segs_out`).
+    pub data_segs_out: u32,
+    /// Of `segs_in`, those carrying data (Linux `tcpi_data_segs_in`).
+    pub data_segs_in: u32,
+    /// Data bytes sent, retransmissions included (Linux `tcpi_bytes_sent`, RFC 4898
+    /// tcpEStatsPerfHCDataOctetsOut).
+    pub bytes_sent: u64,
+    /// Data bytes retransmitted (Linux `tcpi_bytes_retrans`, RFC 4898
+    /// tcpEStatsPerfOctetsRetrans).
+    pub bytes_retrans: u64,
     /// Segments the peer is known to have received, acknowledged or SACKed (Linux
     /// `tcpi_delivered`): the handshake's SYN (or SYN-ACK) counts as one, with the data a
     /// Fast Open SYN carried, and each acknowledgment counts what it newly covers in segments
@@ -141,6 +164,42 @@ pub struct TcpInfo {
     pub sndbuf_limited: Duration,
 }
 
+/// What a connection counts of the segments it sends and receives, for [`TcpInfo`]: Linux's
+/// `segs_out`, `segs_in`, `data_segs_*`, `bytes_sent` and `bytes_retrans`, which wrap as
+/// Linux's do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SegmentCounts {
+    pub segs_out: u32,
+    pub segs_in: u32,
+    pub data_segs_out: u32,
+    pub data_segs_in: u32,
+    pub bytes_sent: u64,
+    pub bytes_retrans: u64,
+}
+
+impl SegmentCounts {
+    /// `segments` left (a super-segment's count), carrying `payload` data bytes, sent again
+    /// or not (Linux's `__tcp_transmit_skb` and `__tcp_retransmit_skb`).
+    pub fn on_sent(&mut self, segments: u32, payload: usize, retransmit: bool) {
+        self.segs_out = self.segs_out.wrapping_add(segments);
+        if payload > 0 {
+            self.data_segs_out = self.data_segs_out.wrapping_add(segments);
+            self.bytes_sent = self.bytes_sent.wrapping_add(payload as u64);
+            if retransmit {
+                self.bytes_retrans = self.bytes_retrans.wrapping_add(payload as u64);
+            }
+        }
+    }
+
+    /// `segments` arrived (a GRO packet's count), with data or not (Linux's `tcp_segs_in`).
+    pub fn on_received(&mut self, segments: u32, data: bool) {
+        self.segs_in = self.segs_in.wrapping_add(segments);
+        if data {
+            self.data_segs_in = self.data_segs_in.wrapping_add(segments);
+        }
+    }
+}
+
 /// What a connection counts of its loss recovery, for [`TcpInfo`] (Linux keeps these
 /// machine-wide in `nstat`; here they are per connection).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -160,4 +219,28 @@ pub(crate) struct LossCounters {
     /// New IPv6 flow labels drawn because data came again under a new label (Linux's
     /// `TCPDuplicateDataRehash`).
     pub dup_data_rehash: u32,
+}
+
+/// [`LossCounters`], on the heap once one of them moves: most connections never lose,
+/// reorder or probe, and an idle connection's footprint is counted in bytes
+/// (`tests/idle_footprint.rs`): eight bytes in every connection, where the counters are 52.
+#[derive(Debug, Default)]
+pub(crate) struct LossCountersBox(Option<Box<LossCounters>>);
+
+impl LossCountersBox {
+    /// The counts (all zero until one moved).
+    pub fn get(&self) -> LossCounters {
+        self.0.as_deref().copied().unwrap_or_default()
+    }
+
+    /// The counts, to move one.
+    pub fn get_mut(&mut self) -> &mut LossCounters {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// Adds `n` to the count `field` picks, saturating.
+    pub fn add(&mut self, field: fn(&mut LossCounters) -> &mut u32, n: u32) {
+        let count = field(self.get_mut());
+        *count = count.saturating_add(n);
+    }
 }

@@ -686,12 +686,12 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u64(u64::MAX); // max_pacing_rate
     w.u64(i.bytes_acked);
     w.u64(i.bytes_received);
-    w.u32(0); // segs_out
-    w.u32(0); // segs_in
+    w.u32(i.segs_out);
+    w.u32(i.segs_in);
     w.u32(i.notsent_bytes);
     w.u32(us(i.min_rtt));
-    w.u32(0); // data_segs_in
-    w.u32(0); // data_segs_out
+    w.u32(i.data_segs_in);
+    w.u32(i.data_segs_out);
     w.u64(0); // delivery_rate
     let us64 = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
     w.u64(us64(i.busy_time));
@@ -699,8 +699,8 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u64(us64(i.sndbuf_limited));
     w.u32(i.delivered);
     w.u32(0); // delivered_ce
-    w.u64(0); // bytes_sent
-    w.u64(0); // bytes_retrans
+    w.u64(i.bytes_sent);
+    w.u64(i.bytes_retrans);
     w.u32(i.dsack_dups);
     w.u32(0); // reord_seen
     w.u32(0); // rcv_ooopack

@@ -226,7 +226,10 @@ impl Connection {
         let was_loss = self.after_rto();
         let (high_seq, nxt_before) = (self.recovery.rto_recover, self.snd.nxt);
         let frto = self.recovery.frto;
-        let dsacks_before = (self.counters.dsacks_received, self.counters.dsacks_dubious);
+        let dsacks_before = (
+            self.counters.get().dsacks_received,
+            self.counters.get().dsacks_dubious,
+        );
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
         // Segments a D-SACK reports received twice: delivered too, to PRR, the window's
@@ -285,7 +288,7 @@ impl Connection {
             && self.snd.scoreboard.covers(ack, ack + 1);
 
         let mut duplicate = false;
-        let undos_before = self.counters.undos;
+        let undos_before = self.counters.get().undos;
         let recovering_before = self.recovery.recover.is_some();
         let mut growth = None;
         let mut rtt_sampled = false;
@@ -477,7 +480,7 @@ impl Connection {
         // starts a new recovery"), where synack waited for the next ACK or the timeout.
         if !reneged
             && self.sack_ok
-            && self.counters.undos != undos_before
+            && self.counters.get().undos != undos_before
             && self.snd.max > self.snd.una
         {
             lost_retransmission = lost_retransmission.or(self.rack_detect_only(now));
@@ -572,7 +575,7 @@ impl Connection {
             });
         }
         if let Some(g) = growth {
-            let undone = self.counters.undos != undos_before;
+            let undone = self.counters.get().undos != undos_before;
             let applies = match g.when {
                 GrowWhen::Open => true,
                 GrowWhen::Undone => undone,
@@ -988,7 +991,7 @@ impl Connection {
             .rack
             .detect(now, rtt, recovering, dupthresh_sacked, resent_since);
         if let Some(seq) = d.lost_retransmission {
-            self.counters.lost_retransmits = self.counters.lost_retransmits.saturating_add(1);
+            self.counters.add(|c| &mut c.lost_retransmits, 1);
             // A retransmission was lost: it is no longer in the pipe, and the recovery resends
             // it, by moving HighRxt back to it (RFC 6675 §4 NextSeg takes holes from there).
             // Once resent, it has a new send time and is not found lost again until data sent
@@ -1055,17 +1058,17 @@ impl Connection {
         if left >= right || !(left < seg.ack_number || inside_second) {
             return 0;
         }
-        self.counters.dsacks_received = self.counters.dsacks_received.saturating_add(1);
+        self.counters.add(|c| &mut c.dsacks_received, 1);
         let len = right - left;
         if len > self.snd.max_wnd {
-            self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
+            self.counters.add(|c| &mut c.dsacks_dubious, 1);
             return 0;
         }
         let segments = len.div_ceil(self.snd.mss.max(1)).max(1);
         let dups = u32::try_from(segments).unwrap_or(u32::MAX);
-        self.counters.dsack_dups = self.counters.dsack_dups.saturating_add(dups);
-        if self.counters.dsack_dups > self.retransmits {
-            self.counters.dsacks_dubious = self.counters.dsacks_dubious.saturating_add(1);
+        self.counters.add(|c| &mut c.dsack_dups, dups);
+        if self.counters.get().dsack_dups > self.retransmits {
+            self.counters.add(|c| &mut c.dsacks_dubious, 1);
             return 0;
         }
         // A segment received twice: the reordering window may have been too short to
@@ -1114,7 +1117,7 @@ impl Connection {
             self.recovery.tlp_high_seq = None;
         } else if ack > high {
             self.recovery.tlp_high_seq = None;
-            self.counters.tlp_recoveries = self.counters.tlp_recoveries.saturating_add(1);
+            self.counters.add(|c| &mut c.tlp_recoveries, 1);
             // Not again on top of a reduction under way (the recovery or CWR that started
             // since clears the episode; this guards a timeout's recovery).
             if self.recovery.recover.is_none() && self.recovery.cwr.is_none() && !self.after_rto() {
@@ -1146,8 +1149,8 @@ impl Connection {
     /// Whether a D-SACK was taken (counted, and not dubious) since the counters stood at
     /// `before` (received, dubious).
     fn dsack_taken_since(&self, before: (u32, u32)) -> bool {
-        let received = self.counters.dsacks_received.wrapping_sub(before.0);
-        let dubious = self.counters.dsacks_dubious.wrapping_sub(before.1);
+        let received = self.counters.get().dsacks_received.wrapping_sub(before.0);
+        let dubious = self.counters.get().dsacks_dubious.wrapping_sub(before.1);
         received > dubious
     }
 
@@ -1273,7 +1276,7 @@ impl Connection {
         self.recovery.undo_marker = None;
         self.recovery.undo_tsval = None;
         self.recovery.frto = None;
-        self.counters.undos = self.counters.undos.saturating_add(1);
+        self.counters.add(|c| &mut c.undos, 1);
         self.cc.on_spurious_rto();
         // What RACK called lost under the timeout's zero reordering window is not: the loss
         // marks go with the undo (`tcp_undo_cwnd_reduction(sk, true)`), and RACK judges the
@@ -1330,7 +1333,7 @@ impl Connection {
         tracing::debug!(local = %self.local, remote = %self.remote, why, "spurious fast retransmit undone");
         self.recovery.undo_marker = None;
         self.recovery.undo_tsval = None;
-        self.counters.undos = self.counters.undos.saturating_add(1);
+        self.counters.add(|c| &mut c.undos, 1);
         self.cc.on_spurious_fast_retransmit();
     }
 
@@ -1498,7 +1501,7 @@ impl Connection {
 
     /// Enter fast recovery (RFC 5681 §3.2, RFC 6582 §3.2 step 2, RFC 6675 §5 step 4).
     fn enter_recovery(&mut self, now: Instant) {
-        self.counters.recoveries = self.counters.recoveries.saturating_add(1);
+        self.counters.add(|c| &mut c.recoveries, 1);
         // Retransmissions of an earlier recovery still in flight count as this one's, and
         // keep the earlier stamp, as Linux starts `undo_retrans` from `retrans_out` and keeps
         // `retrans_stamp` while any is out: otherwise one of them arriving (or its D-SACK)

@@ -453,6 +453,8 @@ impl Connection {
             self.rcv.delack.on_data_sent(now);
         }
         self.after_send(&seg);
+        self.segments
+            .on_sent(u32::try_from(segments).unwrap_or(u32::MAX), len, retransmit);
         let mut sent = Sent::single(packet_len, retransmit, false);
         sent.checksum_partial = partial;
         sent.cwr = cwr;
@@ -480,6 +482,14 @@ impl Connection {
         let len = write_segment(buf, ip, seg, 0, |_| {}, partial)?;
         if retransmit {
             self.retransmits = self.retransmits.saturating_add(1);
+        }
+        // Linux counts what `__tcp_transmit_skb` sends: not a SYN-ACK, which a request sock
+        // sends (a Fast Open child's too), nor what the control socket or TIME-WAIT's sock
+        // sends (the ACK that starts TIME-WAIT is the socket's own: judged before
+        // `after_send` hands the rest over).
+        let synack = self.passive && seg.flags.contains(TcpFlags::SYN);
+        if !self.control_socket && !synack {
+            self.segments.on_sent(1, seg.payload.len(), retransmit);
         }
         if !rst {
             self.after_send(seg);
@@ -554,9 +564,8 @@ impl Connection {
     /// `tcp_rcv_spurious_retrans`), so that a flow whose path failed may hash to another
     /// one; a tail loss probe keeps it.
     pub fn flow_rehash(&self) -> u32 {
-        self.counters
-            .rto
-            .wrapping_add(self.counters.dup_data_rehash)
+        let counts = self.counters.get();
+        counts.rto.wrapping_add(counts.dup_data_rehash)
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
@@ -579,7 +588,7 @@ impl Connection {
             self.rcv.sack_changed = false;
             self.rcv.sack_compressed = 0;
             if self.rcv.dsack.take().is_some() && self.sack_ok {
-                self.counters.dsacks_sent = self.counters.dsacks_sent.saturating_add(1);
+                self.counters.add(|c| &mut c.dsacks_sent, 1);
             }
             self.timers.delayed_ack = None;
             if !seg.flags.contains(TcpFlags::SYN) {

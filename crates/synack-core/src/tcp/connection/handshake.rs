@@ -243,6 +243,7 @@ impl Connection {
             last_invalid_ack: None,
             retransmits: 0,
             counters: Default::default(),
+            segments: Default::default(),
             retransmitting_since: None,
             last_ack_recv: now,
             last_data_recv: now,
@@ -399,6 +400,8 @@ impl Connection {
     /// field of the SYN's IP header.
     pub fn accept_syn(&mut self, now: Instant, syn: &TcpRepr<'_>, ecn: Ecn) {
         self.open_passive(now, syn.seq_number, PeerOptions::of(syn));
+        // The SYN, as Linux's `tcp_create_openreq_child` counts it.
+        self.segments.on_received(1, false);
         self.ecn_on_syn(syn, ecn);
         // RFC 9293 §3.10.7.2: "SND.WND ... set from the SYN" — unscaled in a SYN (RFC 7323
         // §2.2: "The window field in a segment where the SYN bit is set MUST NOT be scaled").
@@ -435,6 +438,9 @@ impl Connection {
         self.rcv.wscale = offered.shift;
         self.rcv.mss = usize::from(offered.mss);
         self.open_passive(now, ack.seq_number - 1, peer);
+        // Linux's child counts a SYN whatever made it (`tcp_create_openreq_child`); the ACK
+        // is counted as it is taken.
+        self.segments.on_received(1, false);
         self.ecn.ok = ecn && self.cfg.ecn.accepts();
         self.snd.una = iss + 1;
         self.snd.nxt = iss + 1;

@@ -84,20 +84,17 @@ impl Connection {
         let fin_unsent = self.snd.fin_queued && self.snd.fin_seq.is_none();
         let unsent = self.notsent() + usize::from(fin_unsent);
         let (busy_time, rwnd_limited, sndbuf_limited) = self.chrono.report(now);
-        // The sequence space acknowledged less the SYN and FIN it spends, counted past the
-        // 32-bit wrap as Linux's `tcpi_bytes_acked` (`tcp_snd_una_update`); what was
-        // received in order, as its `tcpi_bytes_received` (`tcp_rcv_nxt_update`, and
-        // `tcp_fastopen_add_skb` for a Fast Open SYN's data), is the receive buffer's stream
-        // position, which never wraps.
-        let synced = self.is_synchronized() || self.state == State::Closed;
-        let bytes_acked = if synced && self.snd.una != self.snd.iss {
-            self.acked_seq_space()
-                .saturating_sub(1)
-                .saturating_sub(u64::from(self.snd.fin_acked()))
-        } else {
-            0
-        };
-        let bytes_received = self.rcv.buffer.received();
+        // Linux's `tcpi_bytes_acked` sums SND.UNA's moves (`tcp_snd_una_update`): the FIN
+        // counts, and an active open's SYN, whose ACK moves it (a listener's child starts
+        // past its SYN); counted past the 32-bit wrap. `tcpi_bytes_received` sums RCV.NXT's
+        // moves past the SYN (`tcp_rcv_nxt_update`, and `tcp_fastopen_add_skb` for a Fast
+        // Open SYN's data): the receive buffer's stream position, which never wraps, and the
+        // FIN taken in order.
+        let bytes_acked = self
+            .acked_seq_space()
+            .saturating_sub(u64::from(self.passive));
+        let bytes_received = self.rcv.buffer.received() + u64::from(self.rcv.fin_received);
+        let (loss, segments) = (self.counters.get(), self.segments);
         TcpInfo {
             state: Some(self.state),
             ca_state,
@@ -149,19 +146,25 @@ impl Connection {
             send_queued: self.snd.buffer.len().min(u32::MAX as usize) as u32,
             bytes_acked,
             bytes_received,
+            segs_out: segments.segs_out,
+            segs_in: segments.segs_in,
+            data_segs_out: segments.data_segs_out,
+            data_segs_in: segments.data_segs_in,
+            bytes_sent: segments.bytes_sent,
+            bytes_retrans: segments.bytes_retrans,
             delivered: self.delivered,
-            rto_count: self.counters.rto,
-            tlp_count: self.counters.tlp,
-            tlp_recoveries: self.counters.tlp_recoveries,
-            recoveries: self.counters.recoveries,
-            lost_retransmits: self.counters.lost_retransmits,
-            undos: self.counters.undos,
-            dsacks_received: self.counters.dsacks_received,
-            dsacks_dubious: self.counters.dsacks_dubious,
-            dsack_dups: self.counters.dsack_dups,
-            ooo_received: self.counters.ooo_received,
-            ooo_dropped: self.counters.ooo_dropped,
-            dsacks_sent: self.counters.dsacks_sent,
+            rto_count: loss.rto,
+            tlp_count: loss.tlp,
+            tlp_recoveries: loss.tlp_recoveries,
+            recoveries: loss.recoveries,
+            lost_retransmits: loss.lost_retransmits,
+            undos: loss.undos,
+            dsacks_received: loss.dsacks_received,
+            dsacks_dubious: loss.dsacks_dubious,
+            dsack_dups: loss.dsack_dups,
+            ooo_received: loss.ooo_received,
+            ooo_dropped: loss.ooo_dropped,
+            dsacks_sent: loss.dsacks_sent,
             busy_time,
             rwnd_limited,
             sndbuf_limited,

@@ -103,11 +103,29 @@ impl Connection {
             .and_then(|n| u32::try_from(n).ok())
             .and_then(NonZeroU32::new);
         self.ecn.rx = meta.ecn;
+        // Linux counts what reaches a full socket (`tcp_segs_in`): before the handshake's
+        // end a passive open is a request sock, whose child counts the SYN
+        // (`tcp_create_openreq_child`; here `accept_syn`) and the ACK that made it, and
+        // nothing else the request sock took; nor does TIME-WAIT's sock count, nor a closed
+        // socket, which no segment finds.
+        let request_sock =
+            self.state == State::SynReceived && self.passive && !self.is_fast_open_child();
+        let counted = !self.control_socket && self.state != State::Closed;
         match self.state {
             State::Closed | State::Listen => {}
             State::SynSent => self.handle_syn_sent(now, seg),
             State::TimeWait => self.handle_time_wait(now, seg),
             _ => self.handle_synchronized(now, seg, meta.frame),
+        }
+        if counted && (!request_sock || self.is_synchronized()) {
+            let segments = meta
+                .segment_size
+                .filter(|&n| n > 0)
+                .map_or(1, |n| seg.payload.len().div_ceil(n).max(1));
+            self.segments.on_received(
+                u32::try_from(segments).unwrap_or(u32::MAX),
+                !seg.payload.is_empty(),
+            );
         }
         if self.local.is_ipv6() {
             self.note_flow_label(meta.flow_label);
@@ -126,7 +144,10 @@ impl Connection {
         if self.verdict.duplicate_data {
             let own_timeout = self.after_rto();
             if !own_timeout && label != self.lrcv_flow_label {
-                self.counters.dup_data_rehash = self.counters.dup_data_rehash.wrapping_add(1);
+                {
+                    let c = self.counters.get_mut();
+                    c.dup_data_rehash = c.dup_data_rehash.wrapping_add(1);
+                }
             }
             self.lrcv_flow_label = label;
         } else if self.verdict.data_taken {
@@ -1005,7 +1026,7 @@ impl Connection {
             self.rcv.ack_now = true;
             self.rcv.delack.enter_quick_mode(rcv_wnd);
             self.verdict.out_of_window = true;
-            self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
+            self.counters.add(|c| &mut c.ooo_dropped, 1);
             return;
         }
         let offset = start - self.rcv.nxt;
@@ -1085,7 +1106,7 @@ impl Connection {
                     self.rcv.ooo_acks_at_nxt = 0;
                 }
                 if offset > 0 {
-                    self.counters.ooo_received = self.counters.ooo_received.saturating_add(1);
+                    self.counters.add(|c| &mut c.ooo_received, 1);
                     self.ack_out_of_order(now, flush_held);
                     self.rcv.sack_changed = true;
                 } else {
@@ -1137,7 +1158,7 @@ impl Connection {
             }
             Err(_) => {
                 // Too many holes: drop the segment; the duplicate ACK tells the sender.
-                self.counters.ooo_dropped = self.counters.ooo_dropped.saturating_add(1);
+                self.counters.add(|c| &mut c.ooo_dropped, 1);
                 self.owe_dup_ack();
                 self.verdict.out_of_window = true;
             }

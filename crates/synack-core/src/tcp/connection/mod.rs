@@ -649,7 +649,9 @@ pub(crate) struct Connection {
     /// Segments sent again since creation (Linux's `total_retrans`, a u32 as there).
     pub retransmits: u32,
     /// Loss-recovery events, for `TcpInfo`.
-    pub counters: crate::tcp::info::LossCounters,
+    pub counters: crate::tcp::info::LossCountersBox,
+    /// Segments and data bytes sent and received, for `TcpInfo`.
+    pub segments: crate::tcp::info::SegmentCounts,
     /// When the oldest unacknowledged data was first retransmitted after a timeout, the
     /// first zero-window probe went out, or an active open's first SYN did: the user timeout
     /// counts from there, as Linux's does from `retrans_stamp` (or `icsk_probes_tstamp`).

@@ -288,7 +288,7 @@ impl Connection {
                 // `tlp_high_seq` once `tcp_send_loss_probe` has sent; a window the peer
                 // shrank may have let nothing go, see `send_data_at_most`).
                 self.recovery.tlp_outstanding = true;
-                self.counters.tlp = self.counters.tlp.saturating_add(1);
+                self.counters.add(|c| &mut c.tlp, 1);
                 // The episode whose end tells whether the probe repaired a loss (RFC 8985
                 // §7.4, Linux's `tlp_high_seq` and `tlp_retrans`, set by
                 // `tcp_send_loss_probe` for a probe of the open state only: Linux sends
