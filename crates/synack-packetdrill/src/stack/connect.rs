@@ -228,6 +228,7 @@ impl Shared {
         s.bound = Some(local);
         s.opts = opts;
         s.connecting = Connecting::Done;
+        s.passive = true;
         g.fds.insert(nfd, Fd::Socket(Box::new(s)));
         g.conn_fd.insert(h, nfd);
         g.drain();

@@ -155,9 +155,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// The progress a `TCP_INFO` snapshot shows.
-    pub fn from_info(i: &TcpInfo) -> Progress {
-        let acked = i.bytes_acked;
+    /// The progress a `TCP_INFO` snapshot shows, of a connection that an active open made
+    /// (`active`) or a listener.
+    pub fn from_info(i: &TcpInfo, active: bool) -> Progress {
+        let acked = data_acked(i, active);
         // Before the handshake completes, what is in flight is the SYN, not data. After a
         // shutdown, `notsent_bytes` counts an unsent FIN as a byte, which (coming last) is
         // unsent whenever anything is.
@@ -176,6 +177,17 @@ impl Progress {
             gone: false,
         }
     }
+}
+
+/// Data bytes acknowledged: `tcpi_bytes_acked` sums SND.UNA's moves, as Linux's, and so counts
+/// an active open's SYN and, once acknowledged, the FIN (FIN-WAIT-2 and TIME-WAIT; a closed
+/// connection is `gone`).
+fn data_acked(i: &TcpInfo, active: bool) -> u64 {
+    let syn = active && !matches!(i.state, Some(State::SynSent | State::SynReceived) | None);
+    let fin = matches!(i.state, Some(State::FinWait2 | State::TimeWait));
+    i.bytes_acked
+        .saturating_sub(u64::from(syn))
+        .saturating_sub(u64::from(fin))
 }
 
 /// One socket's error queue, and the sends and writes still to be reported on it.
@@ -517,8 +529,9 @@ impl Stack {
         let Ok(h) = self.conn(fd) else {
             return Progress::default();
         };
+        let active = self.socket(fd).is_ok_and(|s| !s.passive);
         match self.ep().info(now, h) {
-            Ok(i) if i.state != Some(State::Closed) => Progress::from_info(&i),
+            Ok(i) if i.state != Some(State::Closed) => Progress::from_info(&i, active),
             _ => Progress {
                 gone: true,
                 ..Progress::default()
@@ -604,8 +617,9 @@ impl Stack {
             }
             let syn_acked = !matches!(i.state, Some(State::SynSent | State::SynReceived));
             let s = self.socket(fd)?;
+            let acked = data_acked(&i, !s.passive);
             s.errq
-                .set_ts_origin(v & sof::OPT_ID_TCP != 0, i.bytes_acked, syn_acked);
+                .set_ts_origin(v & sof::OPT_ID_TCP != 0, acked, syn_acked);
         }
         self.socket(fd)?.opts.timestamping = v;
         Ok(())

@@ -159,6 +159,9 @@ pub(super) struct Socket {
     /// `sk_err` of ECONNRESET, reported once by the next read, write or SO_ERROR, and
     /// cleared by the next connect.
     pub(super) pending_error: Option<i32>,
+    /// Made by `accept`: a passive open, whose `tcpi_bytes_acked` starts past its SYN (an
+    /// active open's counts the SYN's acknowledgment).
+    pub(super) passive: bool,
 }
 
 impl Socket {
@@ -184,6 +187,7 @@ impl Socket {
             errq: ErrQueue::default(),
             fastopen_deferred: false,
             pending_error: None,
+            passive: false,
         }
     }
 }
