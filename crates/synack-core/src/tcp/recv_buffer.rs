@@ -142,6 +142,10 @@ struct Range {
     stamp: u64,
 }
 
+/// The ring size below which an idle ring is not shrunk: 64 KiB, a window's worth without
+/// scaling, cheap to keep and not worth copying for.
+const SHRINK_FLOOR: usize = 64 * 1024;
+
 /// Received bytes: in order up to RCV.NXT, then held out-of-order ranges.
 #[derive(Debug, Clone)]
 pub struct RecvBuffer {
@@ -636,6 +640,33 @@ impl RecvBuffer {
         }
     }
 
+    /// Whether the ring is mostly room: in-order bytes alone (none held out of order, which
+    /// `prune_ooo` deals with) that a ring a quarter its size would hold, in a ring past
+    /// [`SHRINK_FLOOR`]. A reader that leaves a few bytes unread after a burst (half a
+    /// message, waiting for the rest) kept the whole ring the burst grew, which an empty
+    /// ring gives back (`release_if_empty`).
+    pub fn oversized(&self) -> bool {
+        self.ranges.is_empty()
+            && self.storage.len() > SHRINK_FLOOR
+            && self.ring_len() < self.storage.len() / 4
+    }
+
+    /// Shrinks an [`oversized`](Self::oversized) ring to twice what it holds (at least
+    /// [`SHRINK_FLOOR`]), so that the next writes have room before it grows again; returns
+    /// the allocation given back. Linux likewise holds only the unread skbs, and collapses
+    /// them under pressure (`tcp_collapse`).
+    pub fn shrink_oversized(&mut self) -> usize {
+        if !self.oversized() {
+            return 0;
+        }
+        let before = self.allocated();
+        let size = (2 * self.ring_len())
+            .max(SHRINK_FLOOR)
+            .min(self.storage.len());
+        self.relocate(size);
+        before - self.allocated()
+    }
+
     /// Discards every out-of-order byte held and shrinks the ring to the in-order bytes;
     /// returns the allocation given back. At the memory cap, data that fills the hole at
     /// RCV.NXT needs the room more (Linux `tcp_prune_ofo_queue`; RFC 2018 §8 allows a
@@ -949,6 +980,38 @@ mod tests {
         assert_eq!(got[MIN_ALLOC / 2..], second[..]);
         assert!(buf.is_empty());
         assert_eq!(buf.read_with(10, |_| panic!("nothing to hand out")), 0);
+    }
+
+    /// A ring of 1 MiB whose few unread bytes wrap past its end shrinks to the floor, the
+    /// bytes kept in order; one holding a quarter or more, or anything out of order, is
+    /// left as it is.
+    #[test]
+    fn an_oversized_ring_shrinks_to_what_it_holds() {
+        let size = 1 << 20;
+        let mut buf = RecvBuffer::new(size, 4);
+        let first: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        buf.write(0, &first).unwrap();
+        assert_eq!(buf.storage.len(), size);
+        let mut sink = vec![0; size - 100];
+        assert_eq!(buf.read(&mut sink), size - 100);
+        buf.write(0, b"wrapped").unwrap();
+        assert!(buf.oversized());
+        let given = buf.shrink_oversized();
+        assert_eq!(buf.storage.len(), SHRINK_FLOOR);
+        assert_eq!(given, size - SHRINK_FLOOR);
+        let got = read_all(&mut buf);
+        assert_eq!(got[..100], first[size - 100..]);
+        assert_eq!(&got[100..], b"wrapped");
+        assert!(!buf.oversized(), "empty: release_if_empty's case");
+
+        let mut held = RecvBuffer::new(size, 4);
+        held.write(0, &first).unwrap();
+        assert_eq!(held.read(&mut sink[..size / 2]), size / 2);
+        assert!(!held.oversized(), "half of it unread");
+        assert_eq!(held.read(&mut sink[..size / 2 - 100]), size / 2 - 100);
+        held.write(10, b"later").unwrap();
+        assert!(!held.oversized(), "out-of-order bytes held");
+        assert_eq!(held.shrink_oversized(), 0);
     }
 
     #[test]

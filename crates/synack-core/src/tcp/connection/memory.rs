@@ -124,13 +124,18 @@ impl Connection {
     /// pressure, give the storage back at once, even with the timer armed before the
     /// pressure began: waiting for it held a read-empty ring, charged, for up to
     /// [`RECLAIM_AFTER`] while the cap refused other connections' data.
+    ///
+    /// A receive ring that holds a little unread data in a lot of room (`oversized`) arms
+    /// it too, under pressure as well: it is shrunk when the timer fires, at most once
+    /// a `RECLAIM_AFTER`, so that a reader keeping up with a burst does not shrink and
+    /// regrow its ring on every segment.
     pub(super) fn arm_reclaim(&mut self, now: Instant) {
-        if !self.holds_idle_storage() {
-            return;
-        }
-        if self.mem.pressure {
+        let idle = self.holds_idle_storage();
+        if idle && self.mem.pressure {
             self.reclaim();
-        } else if self.timers.reclaim.is_none() {
+        }
+        let wait = (idle && !self.mem.pressure) || self.rcv.buffer.oversized();
+        if wait && self.timers.reclaim.is_none() {
             self.timers.reclaim = Some(now + RECLAIM_AFTER);
         }
     }
