@@ -435,6 +435,11 @@ impl Inner {
 pub(crate) struct UdpState {
     /// Tasks parked in `recv_from`/`recv`; several may share one socket through an `Arc`.
     pub(crate) recv_wakers: Vec<std::task::Waker>,
+    /// The waker the latest receiving `poll_` call parked, if it is still parked: taken
+    /// out of the lists when another call parks (`UdpSocket::poll_latest`).
+    pub(crate) poll_recv_waker: Option<std::task::Waker>,
+    /// The same for the sending `poll_` calls.
+    pub(crate) poll_send_waker: Option<std::task::Waker>,
     /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
     pub(crate) device: Option<Vec<u8>>,
 }

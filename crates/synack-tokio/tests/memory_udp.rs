@@ -692,3 +692,78 @@ async fn multicast_between_stacks_and_the_options_as_linux() {
     })
     .await;
 }
+
+/// The `poll_` forms wake only the latest call's waker, as tokio's: a caller polling with a
+/// new waker each time (each future of a `FuturesUnordered`) left every one of them in the
+/// socket's lists, and a `poll_send_to` that parked for room joined the receivers' list too,
+/// which a send-only socket never empties. The latest waker is still woken.
+#[tokio::test]
+async fn poll_calls_keep_only_the_latest_waker() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Wake, Waker};
+    struct Holding(#[allow(dead_code)] Arc<()>, AtomicBool);
+    impl Wake for Holding {
+        fn wake(self: Arc<Self>) {
+            self.1.store(true, Ordering::SeqCst);
+        }
+    }
+    within(async {
+        let (client, server) = stacks(false);
+        let sink = UdpSocket::bind(&client, SocketAddr::new(CLIENT, 9300))
+            .await
+            .unwrap();
+        let to = sink.local_addr().unwrap();
+        let tx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9301))
+            .await
+            .unwrap();
+        let (sent, mut parked) = (Arc::new(()), 0);
+        for _ in 0..200 {
+            // Fill the send queue without letting the driver run, then park a send.
+            while tx.try_send_to(&[5u8; 1200], to).is_ok() {}
+            let waker = Waker::from(Arc::new(Holding(Arc::clone(&sent), AtomicBool::new(false))));
+            let r = tx.poll_send_to(&mut Context::from_waker(&waker), &[6u8; 1200], to);
+            parked += usize::from(r.is_pending());
+            tokio::time::sleep(Duration::from_millis(1)).await; // the driver drains it
+        }
+        assert!(parked > 100, "only {parked} of 200 sends parked");
+        let rx = UdpSocket::bind(&server, SocketAddr::new(SERVER, 9302))
+            .await
+            .unwrap();
+        let received = Arc::new(());
+        let mut buf = [0u8; 64];
+        let mut last = None;
+        for _ in 0..10_000 {
+            let holding = Arc::new(Holding(Arc::clone(&received), AtomicBool::new(false)));
+            let waker = Waker::from(Arc::clone(&holding));
+            let mut read = tokio::io::ReadBuf::new(&mut buf);
+            let r = rx.poll_recv_from(&mut Context::from_waker(&waker), &mut read);
+            assert!(r.is_pending());
+            last = Some(holding);
+        }
+        let (kept_send, kept_recv) = (
+            Arc::strong_count(&sent) - 1,
+            Arc::strong_count(&received) - 1,
+        );
+        assert!(
+            kept_send <= 1 && kept_recv <= 1,
+            "wakers kept: {kept_send} of {parked} parked poll_send_to, \
+             {kept_recv} of 10,000 poll_recv_from"
+        );
+        // The latest is still listed: a datagram wakes it.
+        sink.send_to(b"wake", SocketAddr::new(SERVER, 9302))
+            .await
+            .unwrap();
+        let last = last.unwrap();
+        for _ in 0..1000 {
+            if last.1.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            last.1.load(Ordering::SeqCst),
+            "the latest waker was not woken"
+        );
+    })
+    .await;
+}

@@ -408,7 +408,7 @@ impl UdpSocket {
                 io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
             })?;
         crate::state::wait_listed(
-            |cx| self.poll_send_to(cx, buf, target),
+            |cx| self.send_to_listed(cx, buf, target),
             |w| self.forget_waiter(w),
         )
         .await
@@ -419,7 +419,7 @@ impl UdpSocket {
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
         let from = crate::state::wait_listed(
-            |cx| self.poll_recv_from(cx, &mut rb),
+            |cx| self.recv_from_listed(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
         .await?;
@@ -428,7 +428,7 @@ impl UdpSocket {
 
     /// Sends to the connected peer; `NotConnected` if there is none.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        crate::state::wait_listed(|cx| self.poll_send(cx, buf), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.send_listed(cx, buf), |w| self.forget_waiter(w)).await
     }
 
     /// Receives one datagram (from the peer, if connected).
@@ -504,7 +504,7 @@ impl UdpSocket {
     pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         let mut rb = ReadBuf::new(buf);
         let from = crate::state::wait_listed(
-            |cx| self.poll_peek_from(cx, &mut rb),
+            |cx| self.peek_from_listed(cx, &mut rb),
             |w| self.forget_waiter(w),
         )
         .await?;
@@ -513,6 +513,16 @@ impl UdpSocket {
 
     /// Polls for [`peek_from`](Self::peek_from): fills `buf` and returns the sender.
     pub fn poll_peek_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        self.poll_latest(cx, Direction::Recv, |cx| self.peek_from_listed(cx, buf))
+    }
+
+    /// [`poll_peek_from`](Self::poll_peek_from) for a wait that lists its task with the
+    /// others (see [`poll_latest`](Self::poll_latest)).
+    fn peek_from_listed(
         &self,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
@@ -555,7 +565,11 @@ impl UdpSocket {
     /// The sender of the next datagram, which stays queued, as tokio's `peek_sender`: no
     /// buffer needed to learn where it came from. Waits while none has come.
     pub async fn peek_sender(&self) -> io::Result<SocketAddr> {
-        crate::state::wait_listed(|cx| self.poll_peek_sender(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(
+            |cx| self.peek_from_listed(cx, &mut ReadBuf::new(&mut [])),
+            |w| self.forget_waiter(w),
+        )
+        .await
     }
 
     /// Polls for [`peek_sender`](Self::peek_sender).
@@ -592,7 +606,7 @@ impl UdpSocket {
                 crate::state::poll_interest_bits(
                     cx,
                     interest,
-                    |cx| self.poll_recv_ready(cx).map_ok(|()| Ready::READABLE),
+                    |cx| self.recv_ready_listed(cx).map_ok(|()| Ready::READABLE),
                     |cx| self.poll_write_bits(cx),
                     |cx, interest| self.poll_error_ready(cx, interest),
                 )
@@ -656,11 +670,17 @@ impl UdpSocket {
     /// `EPOLLERR` and not `EPOLLIN`: [`recv`](Self::recv) and `ready(Interest::ERROR)`
     /// report it.
     pub async fn readable(&self) -> io::Result<()> {
-        crate::state::wait_listed(|cx| self.poll_recv_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(|cx| self.recv_ready_listed(cx), |w| self.forget_waiter(w)).await
     }
 
     /// Polls for [`readable`](Self::readable).
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_latest(cx, Direction::Recv, |cx| self.recv_ready_listed(cx))
+    }
+
+    /// [`poll_recv_ready`](Self::poll_recv_ready) for a wait that lists its task with the
+    /// others.
+    fn recv_ready_listed(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut inner = self.stack.lock_udp()?;
         let ready = match inner.endpoint.udp_recv_ready(self.handle) {
             Ok(true) => Ok(()),
@@ -674,12 +694,18 @@ impl UdpSocket {
     /// ICMP error is pending, which the next send reports (tokio's on the kernel returns
     /// then too: see [`ready`](Self::ready)).
     pub async fn writable(&self) -> io::Result<()> {
-        crate::state::wait_listed(|cx| self.poll_send_ready(cx), |w| self.forget_waiter(w)).await
+        crate::state::wait_listed(
+            |cx| self.poll_write_bits(cx).map_ok(drop),
+            |w| self.forget_waiter(w),
+        )
+        .await
     }
 
     /// Polls for [`writable`](Self::writable).
     pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_write_bits(cx).map_ok(drop)
+        self.poll_latest(cx, Direction::Send, |cx| {
+            self.poll_write_bits(cx).map_ok(drop)
+        })
     }
 
     /// The pending error of a connected socket (an ICMP error for what it sent), taken, as
@@ -703,9 +729,52 @@ impl UdpSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<SocketAddr>> {
+        self.poll_latest(cx, Direction::Recv, |cx| self.recv_from_listed(cx, buf))
+    }
+
+    /// [`poll_recv_from`](Self::poll_recv_from) for a wait that lists its task with the
+    /// others.
+    fn recv_from_listed(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
         let mut inner = self.stack.lock_udp()?;
         let taken = take_into(&mut inner, self.handle, buf).map(|(_, from)| from);
         self.received(&mut inner, cx, taken)
+    }
+
+    /// tokio's contract for the `poll_` forms: only the waker of the latest call, of the
+    /// receiving ones or of the sending ones, is woken. The async waits share the socket's
+    /// lists, one waker for each waiting task, and take theirs out when they finish or are
+    /// dropped (`wait_listed`); a `poll_` caller never says it stopped, so the waker its
+    /// previous call parked is taken out when the next call parks another, or finishes. A
+    /// caller polling with a new waker each time (each future of a `FuturesUnordered`, say)
+    /// used to leave all of them listed, on a send-only socket for good.
+    fn poll_latest<T>(
+        &self,
+        cx: &mut Context<'_>,
+        direction: Direction,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        let result = poll(cx);
+        let previous = self.stack.lock_udp().ok().and_then(|mut inner| {
+            let state = inner.udp.get_mut(&self.handle)?;
+            let slot = match direction {
+                Direction::Recv => &mut state.poll_recv_waker,
+                Direction::Send => &mut state.poll_send_waker,
+            };
+            if result.is_pending() {
+                slot.replace(cx.waker().clone())
+                    .filter(|old| !old.will_wake(cx.waker()))
+            } else {
+                slot.take()
+            }
+        });
+        if let Some(old) = previous {
+            self.forget_waiter(&old);
+        }
+        result
     }
 
     /// A receive command's result for a polling task: ready, or on `WouldBlock` the task
@@ -748,6 +817,18 @@ impl UdpSocket {
         buf: &[u8],
         target: SocketAddr,
     ) -> Poll<io::Result<usize>> {
+        self.poll_latest(cx, Direction::Send, |cx| {
+            self.send_to_listed(cx, buf, target)
+        })
+    }
+
+    /// [`poll_send_to`](Self::poll_send_to) for a wait that lists its task with the others.
+    fn send_to_listed(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send_to(self.handle, target, buf);
         self.sent(&mut inner, cx, result)
@@ -755,6 +836,11 @@ impl UdpSocket {
 
     /// Polls to send `buf` to the connected peer, as [`send`](Self::send) does.
     pub fn poll_send(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_latest(cx, Direction::Send, |cx| self.send_listed(cx, buf))
+    }
+
+    /// [`poll_send`](Self::poll_send) for a wait that lists its task with the others.
+    fn send_listed(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let mut inner = self.stack.lock_udp()?;
         let result = inner.endpoint.udp_send(self.handle, buf);
         self.sent(&mut inner, cx, result)
@@ -871,4 +957,11 @@ impl fmt::Debug for UdpSocket {
             .field("handle", &self.handle.0)
             .finish_non_exhaustive()
     }
+}
+
+/// Which of a socket's `poll_` waiters a call is (see [`UdpSocket::poll_latest`]).
+#[derive(Clone, Copy)]
+enum Direction {
+    Recv,
+    Send,
 }
