@@ -412,6 +412,16 @@ impl Harness {
                 let _ = self.script.ep.send_queue_len(c);
                 let _ = self.script.ep.urgent_mark(c);
                 let _ = self.script.ep.urgent_pending(c);
+                if let Ok(i) = self.script.ep.info(self.script.now, c) {
+                    // TCP_INFO's counts agree with one another: what was acknowledged was
+                    // sent first (the data's first transmissions, the SYN and the FIN).
+                    assert!(
+                        i.data_segs_out <= i.segs_out && i.data_segs_in <= i.segs_in,
+                        "{i:?}"
+                    );
+                    let first_sent = i.bytes_sent - i.bytes_retrans;
+                    assert!(i.bytes_acked <= first_sent + 2, "{i:?}");
+                }
             }
             Op::Urgent { conn, how, len } => {
                 let c = self.handle(*conn);
