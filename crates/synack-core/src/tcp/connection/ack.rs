@@ -226,10 +226,8 @@ impl Connection {
         let was_loss = self.after_rto();
         let (high_seq, nxt_before) = (self.recovery.rto_recover, self.snd.nxt);
         let frto = self.recovery.frto;
-        let dsacks_before = (
-            self.counters.get().dsacks_received,
-            self.counters.get().dsacks_dubious,
-        );
+        let loss = self.counters.get();
+        let dsacks_before = (loss.dsacks_received, loss.dsacks_dubious);
         // What PRR needs to measure this ACK's DeliveredData (RFC 6937 §3).
         let una_before = self.snd.una;
         // Segments a D-SACK reports received twice: delivered too, to PRR, the window's
@@ -1149,8 +1147,9 @@ impl Connection {
     /// Whether a D-SACK was taken (counted, and not dubious) since the counters stood at
     /// `before` (received, dubious).
     fn dsack_taken_since(&self, before: (u32, u32)) -> bool {
-        let received = self.counters.get().dsacks_received.wrapping_sub(before.0);
-        let dubious = self.counters.get().dsacks_dubious.wrapping_sub(before.1);
+        let loss = self.counters.get();
+        let received = loss.dsacks_received.wrapping_sub(before.0);
+        let dubious = loss.dsacks_dubious.wrapping_sub(before.1);
         received > dubious
     }
 

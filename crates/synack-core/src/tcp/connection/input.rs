@@ -144,10 +144,8 @@ impl Connection {
         if self.verdict.duplicate_data {
             let own_timeout = self.after_rto();
             if !own_timeout && label != self.lrcv_flow_label {
-                {
-                    let c = self.counters.get_mut();
-                    c.dup_data_rehash = c.dup_data_rehash.wrapping_add(1);
-                }
+                let c = self.counters.get_mut();
+                c.dup_data_rehash = c.dup_data_rehash.wrapping_add(1);
             }
             self.lrcv_flow_label = label;
         } else if self.verdict.data_taken {
