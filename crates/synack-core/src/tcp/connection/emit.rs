@@ -452,9 +452,13 @@ impl Connection {
             // end quick-ACK mode, as Linux's tcp_event_data_sent runs first).
             self.rcv.delack.on_data_sent(now);
         }
+        self.count_sent(
+            &seg,
+            u32::try_from(segments).unwrap_or(u32::MAX),
+            len,
+            retransmit,
+        );
         self.after_send(&seg);
-        self.segments
-            .on_sent(u32::try_from(segments).unwrap_or(u32::MAX), len, retransmit);
         let mut sent = Sent::single(packet_len, retransmit, false);
         sent.checksum_partial = partial;
         sent.cwr = cwr;
@@ -483,14 +487,9 @@ impl Connection {
         if retransmit {
             self.retransmits = self.retransmits.saturating_add(1);
         }
-        // Linux counts what `__tcp_transmit_skb` sends: not a SYN-ACK, which a request sock
-        // sends (a Fast Open child's too), nor what the control socket or TIME-WAIT's sock
-        // sends (the ACK that starts TIME-WAIT is the socket's own: judged before
-        // `after_send` hands the rest over).
-        let synack = self.passive && seg.flags.contains(TcpFlags::SYN);
-        if !self.control_socket && !synack {
-            self.segments.on_sent(1, seg.payload.len(), retransmit);
-        }
+        // Judged before `after_send`, which hands TIME-WAIT's later segments to the control
+        // socket: the ACK that starts TIME-WAIT is the socket's own.
+        self.count_sent(seg, 1, seg.payload.len(), retransmit);
         if !rst {
             self.after_send(seg);
         }
@@ -566,6 +565,24 @@ impl Connection {
     pub fn flow_rehash(&self) -> u32 {
         let counts = self.counters.get();
         counts.rto.wrapping_add(counts.dup_data_rehash)
+    }
+
+    /// Counts a packet that left, of `segments` segments and `payload` data bytes, for
+    /// TCP_INFO, as Linux counts what `__tcp_transmit_skb` sends: not a SYN-ACK, which a
+    /// request sock sends (a Fast Open child's too), nor what the control socket or
+    /// TIME-WAIT's sock sends. Every path that writes a segment of the connection's calls
+    /// it before `after_send`.
+    pub(super) fn count_sent(
+        &mut self,
+        seg: &TcpRepr<'_>,
+        segments: u32,
+        payload: usize,
+        retransmit: bool,
+    ) {
+        let synack = self.passive && seg.flags.contains(TcpFlags::SYN);
+        if !self.control_socket && !synack {
+            self.segments.on_sent(segments, payload, retransmit);
+        }
     }
 
     /// Bookkeeping after any segment left: it carried our latest ACK and window.
