@@ -460,3 +460,30 @@ fn the_syn_with_data_fits_the_mtu_with_all_its_options() {
         );
     }
 }
+
+/// TCP_INFO counts as retransmitted only the bytes sent before: the resend that follows a
+/// SYN whose data the server took in part runs on into data queued since, whose bytes go
+/// for the first time. The whole segment counted as resent, and `bytes_acked` then read more
+/// than the data's first transmissions (the fuzz target's invariant found it).
+#[test]
+fn syn_data_resent_with_new_data_counts_only_the_old_bytes_as_retransmitted() {
+    let mut h = with_cookie();
+    let (c, n) = sendto_fast_open(&mut h, &[3; 1420]);
+    assert_eq!(n, 1420);
+    let syn = h.one();
+    assert_eq!(h.ep.send(c, &[4; 3000]), Ok(3000));
+    h.inject(
+        server(),
+        syn.src,
+        Out::new(SYN | ACK, 9999, 0).ackn(syn.seq + 101).mss(1000),
+    );
+    let sent: Vec<usize> = h.drain().iter().map(|s| s.payload.len()).collect();
+    let total = sent.iter().sum::<usize>() as u64;
+    assert_eq!(total, 1320 + 3000, "{sent:?}");
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!(
+        (info.bytes_sent, info.bytes_retrans),
+        (1420 + total, 1320),
+        "{sent:?} {info:?}"
+    );
+}

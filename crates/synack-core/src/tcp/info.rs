@@ -178,16 +178,14 @@ pub(crate) struct SegmentCounts {
 }
 
 impl SegmentCounts {
-    /// `segments` left (a super-segment's count), carrying `payload` data bytes, sent again
-    /// or not (Linux's `__tcp_transmit_skb` and `__tcp_retransmit_skb`).
-    pub fn on_sent(&mut self, segments: u32, payload: usize, retransmit: bool) {
+    /// `segments` left (a super-segment's count), carrying `payload` data bytes, `resent`
+    /// of them sent before (Linux's `__tcp_transmit_skb` and `__tcp_retransmit_skb`).
+    pub fn on_sent(&mut self, segments: u32, payload: usize, resent: usize) {
         self.segs_out = self.segs_out.wrapping_add(segments);
         if payload > 0 {
             self.data_segs_out = self.data_segs_out.wrapping_add(segments);
             self.bytes_sent = self.bytes_sent.wrapping_add(payload as u64);
-            if retransmit {
-                self.bytes_retrans = self.bytes_retrans.wrapping_add(payload as u64);
-            }
+            self.bytes_retrans = self.bytes_retrans.wrapping_add(resent.min(payload) as u64);
         }
     }
 

@@ -305,6 +305,14 @@ impl Connection {
         self.fill_common(now, &mut seg);
         let offset = seq - self.snd.data_start();
         let retransmit = kind == Emit::Retransmit || seq < self.snd.max;
+        // The bytes sent before: a segment that starts below SND.MAX may run on past it
+        // (the head resent after a Fast Open SYN's data was partly taken, with what was
+        // queued since), and only its part below SND.MAX counts as retransmitted.
+        let resent = match (seq < self.snd.max, retransmit) {
+            (true, _) => (self.snd.max - seq).min(len),
+            (false, true) => len,
+            (false, false) => 0,
+        };
         // RFC 3168 §6.1.2: the first new data segment after a window reduction carries CWR;
         // new data goes out ECN-capable, retransmissions not (§6.1.5).
         let new_data = !retransmit && len > 0;
@@ -456,7 +464,7 @@ impl Connection {
             &seg,
             u32::try_from(segments).unwrap_or(u32::MAX),
             len,
-            retransmit,
+            resent,
         );
         self.after_send(&seg);
         let mut sent = Sent::single(packet_len, retransmit, false);
@@ -489,7 +497,8 @@ impl Connection {
         }
         // Judged before `after_send`, which hands TIME-WAIT's later segments to the control
         // socket: the ACK that starts TIME-WAIT is the socket's own.
-        self.count_sent(seg, 1, seg.payload.len(), retransmit);
+        let resent = if retransmit { seg.payload.len() } else { 0 };
+        self.count_sent(seg, 1, seg.payload.len(), resent);
         if !rst {
             self.after_send(seg);
         }
@@ -567,7 +576,8 @@ impl Connection {
         counts.rto.wrapping_add(counts.dup_data_rehash)
     }
 
-    /// Counts a packet that left, of `segments` segments and `payload` data bytes, for
+    /// Counts a packet that left, of `segments` segments and `payload` data bytes (`resent`
+    /// of them sent before), for
     /// TCP_INFO, as Linux counts what `__tcp_transmit_skb` sends: not a SYN-ACK, which a
     /// request sock sends (a Fast Open child's too), nor what the control socket or
     /// TIME-WAIT's sock sends. Every path that writes a segment of the connection's calls
@@ -577,11 +587,11 @@ impl Connection {
         seg: &TcpRepr<'_>,
         segments: u32,
         payload: usize,
-        retransmit: bool,
+        resent: usize,
     ) {
         let synack = self.passive && seg.flags.contains(TcpFlags::SYN);
         if !self.control_socket && !synack {
-            self.segments.on_sent(segments, payload, retransmit);
+            self.segments.on_sent(segments, payload, resent);
         }
     }
 

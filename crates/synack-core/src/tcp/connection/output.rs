@@ -230,7 +230,7 @@ impl Connection {
                     };
                     let partial = self.checksum_partial(data);
                     let len = write_segment(buf, ip, &seg, data, fill, partial)?;
-                    self.count_sent(&seg, 1, data, retransmit);
+                    self.count_sent(&seg, 1, data, if retransmit { data } else { 0 });
                     self.after_send(&seg);
                     let mut sent = Sent::single(len, false, false);
                     sent.checksum_partial = partial;
@@ -578,7 +578,7 @@ impl Connection {
             let partial = self.checksum_partial(0);
             let ip = self.ip_header(&seg, false, 1);
             let len = write_segment(buf, ip, &seg, 0, |_| {}, partial)?;
-            self.count_sent(&seg, 1, 0, false);
+            self.count_sent(&seg, 1, 0, 0);
             let mut sent = Sent::single(len, false, false);
             sent.checksum_partial = partial;
             return Some(sent);
