@@ -27,6 +27,21 @@ pub(crate) const ORPHAN_LINGER: Duration = Duration::from_secs(60);
 /// lookups a request of a keep-alive HTTP connection; BENCHMARKS.md, thirty-ninth session).
 pub(crate) type HandleMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Removes `key`'s entry, and gives back the room a peak grew the map to once it could hold
+/// over four times what is left (by the core's rule for its own tables): a flood of
+/// connections must not cost its memory for the stack's life.
+pub(crate) fn remove_handle<K: Eq + std::hash::Hash, V>(
+    map: &mut HandleMap<K, V>,
+    key: &K,
+) -> Option<V> {
+    let value = map.remove(key);
+    let room = 2 * map.len().max(64);
+    if map.capacity() > 2 * room {
+        map.shrink_to(room);
+    }
+    value
+}
+
 /// The state shared by user handles and the driver.
 pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
@@ -442,4 +457,42 @@ pub(crate) struct UdpState {
     pub(crate) poll_send_waker: Option<std::task::Waker>,
     /// SO_BINDTODEVICE: the interface the socket is bound to, if any.
     pub(crate) device: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_maps_give_back_a_peak() {
+        let mut map: HandleMap<u64, [u8; 200]> = HandleMap::default();
+        for k in 0..20_000 {
+            map.insert(k, [0; 200]);
+        }
+        let peak = map.capacity();
+        // Churn below the floor, then everything goes.
+        for k in 0..19_990 {
+            assert!(remove_handle(&mut map, &k).is_some());
+        }
+        assert!(
+            map.capacity() <= 4 * 64,
+            "{} of {peak} kept",
+            map.capacity()
+        );
+        for k in 19_990..20_000 {
+            assert_eq!(map.get(&k), Some(&[0; 200]), "what is left stays");
+        }
+        assert_eq!(remove_handle(&mut map, &20_000), None);
+        // A map that swings around one size is not rebuilt on each swing.
+        let mut settled = None;
+        for round in 0..10 {
+            for k in 0..100 {
+                map.insert(100_000 + k, [round; 200]);
+            }
+            for k in 0..100 {
+                remove_handle(&mut map, &(100_000 + k));
+            }
+            assert_eq!(*settled.get_or_insert(map.capacity()), map.capacity());
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::Entry;
 
-use super::table::{Tuple, COMPACT_SLACK};
+use super::table::{shrink_after_peak, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle};
 use crate::error::Error;
 use crate::tcp::connection::handshake::Identity;
@@ -409,8 +409,20 @@ impl Endpoint {
                     listener.forget(h);
                 }
             }
+            self.shrink_connection_tables();
         }
         self.maybe_wake_memory_waiters();
+    }
+
+    /// Gives back what the tables and queues kept per connection grew to at a peak, as
+    /// connections go (see `table::shrink_after_peak`; the slab gives back its own pages).
+    pub(super) fn shrink_connection_tables(&mut self) {
+        let live = self.connections.len();
+        shrink_after_peak(&mut self.by_tuple, live);
+        shrink_after_peak(&mut self.timers, live);
+        shrink_after_peak(&mut self.stale, live);
+        shrink_after_peak(&mut self.dirty, live);
+        shrink_after_peak(&mut self.memory_waiters, live);
     }
 
     pub(super) fn app_slot(&mut self, h: ConnectionHandle) -> Result<&mut Slot, Error> {

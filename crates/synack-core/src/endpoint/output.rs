@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use super::connections::Owner;
+use super::table::shrink_after_peak;
 use super::{Endpoint, Event, RecvMeta};
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
@@ -274,13 +275,21 @@ impl Endpoint {
                 }
             }
         }
+        // All sent: the queues give back what a peak grew them to.
+        let live = self.connections.len();
+        shrink_after_peak(&mut self.control, live);
+        shrink_after_peak(&mut self.dirty, live);
         None
     }
 
     /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            shrink_after_peak(&mut self.events, self.connections.len());
+        }
+        event
     }
 
     /// Whether events were dropped since the last call: more than [`MAX_EVENTS`] were left

@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::bind::{overlaps, PortSharing};
-use super::table::{table, Table};
+use super::table::{shrink_after_peak, table, Table};
 use crate::tcp::connection::PortClaim;
 
 /// Users of one local address.
@@ -80,9 +80,7 @@ impl PortUsers {
             self.rest.remove(&ip);
         }
         // A table emptied by a flood gives its memory back, and stays quick to walk.
-        if self.rest.capacity() > 64 && self.rest.len() * 4 < self.rest.capacity() {
-            self.rest.shrink_to(self.rest.len() * 2);
-        }
+        shrink_after_peak(&mut self.rest, 0);
         true
     }
 }
@@ -140,6 +138,7 @@ impl PortUse {
         }
         if !user.any() && !users.remove(local.ip()) {
             self.by_port.remove(&local.port());
+            shrink_after_peak(&mut self.by_port, 0);
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 
-use super::table::COMPACT_SLACK;
+use super::table::{shrink_after_peak, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint};
 use crate::time::Instant;
 
@@ -40,6 +40,7 @@ impl Endpoint {
             slot.conn.handle_timeout(now);
             self.after(h);
         }
+        shrink_after_peak(&mut self.timers, self.connections.len());
     }
 
     /// The next deadline at which [`Endpoint::handle_timeout`] should be called.
@@ -80,7 +81,8 @@ impl Endpoint {
         for h in stale.drain(..) {
             self.schedule(h);
         }
-        // Keep the allocation for the next round.
+        // Keep the allocation for the next round, unless a peak has passed.
+        shrink_after_peak(&mut stale, self.connections.len());
         self.stale = stale;
     }
 
@@ -119,5 +121,6 @@ impl Endpoint {
         let connections = &self.connections;
         self.timers
             .retain(|&Reverse((t, h))| connections.get(&h).is_some_and(|s| s.timer == Some(t)));
+        shrink_after_peak(&mut self.timers, self.connections.len());
     }
 }

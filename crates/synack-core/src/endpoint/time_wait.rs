@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::output::Own;
 use super::port_use::PortUse;
-use super::table::{table, Table, Tuple, COMPACT_SLACK};
+use super::table::{shrink_after_peak, table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::error::Error;
 use crate::seq::SeqNumber;
@@ -81,6 +81,7 @@ impl TimeWaitTable {
     pub fn remove(&mut self, tuple: &Tuple) -> Option<TimeWaitEntry> {
         let e = self.entries.remove(tuple)?;
         self.ports.remove(tuple.0, e.port_claim);
+        shrink_after_peak(&mut self.entries, 0);
         Some(e)
     }
 
@@ -130,6 +131,7 @@ impl TimeWaitTable {
         let entries = &self.entries;
         self.order
             .retain(|(tuple, at)| entries.get(tuple).is_some_and(|e| e.expires == *at));
+        shrink_after_peak(&mut self.order, 0);
     }
 
     /// Drop the oldest live entry (recycling under pressure). Returns whether one was dropped.
@@ -154,6 +156,7 @@ impl TimeWaitTable {
                 self.remove(&tuple);
             }
         }
+        shrink_after_peak(&mut self.order, 0);
     }
 
     /// The earliest time something may expire.

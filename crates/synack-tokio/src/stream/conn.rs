@@ -14,7 +14,7 @@ use tokio::io::{Interest, ReadBuf, Ready};
 use tracing::debug;
 
 use crate::stack::Stack;
-use crate::state::{park, register, ConnState, Waiter};
+use crate::state::{park, register, remove_handle, ConnState, Waiter};
 
 /// A connection the runtime refers to; dropping it closes the connection gracefully.
 pub(crate) struct ConnRef {
@@ -771,7 +771,7 @@ impl Drop for ConnRef {
         let Some(mut inner) = self.stack.lock_for_drop(self.shard) else {
             return;
         };
-        let reset = match inner.conns.remove(&self.handle) {
+        let reset = match remove_handle(&mut inner.conns, &self.handle) {
             Some(c) => {
                 c.span.in_scope(|| debug!(linger = ?c.linger, "released"));
                 c.linger == Some(Duration::ZERO)

@@ -50,7 +50,7 @@ use bytes::BufMut;
 use synack_core::{Error, UdpHandle};
 use tokio::io::{Interest, ReadBuf, Ready};
 
-use crate::state::{register_many, Inner, UdpState};
+use crate::state::{register_many, remove_handle, Inner, UdpState};
 use crate::Stack;
 
 mod intercept;
@@ -940,7 +940,7 @@ impl Drop for UdpSocket {
     fn drop(&mut self) {
         if let Some(mut inner) = self.stack.lock_for_drop(0) {
             let _ = inner.endpoint.udp_close(self.handle);
-            if let Some(state) = inner.udp.remove(&self.handle) {
+            if let Some(state) = remove_handle(&mut inner.udp, &self.handle) {
                 // Tasks still parked on this socket through a shared reference cannot exist
                 // (dropping needs ownership), but wake any stale registration all the same.
                 for w in state.recv_wakers {

@@ -52,7 +52,7 @@ use super::handle::{ConnectionHandle, UdpHandle};
 use super::output::Own;
 use super::output::MAX_CONTROL_PACKETS;
 use super::slab::Slab;
-use super::table::{table, Table};
+use super::table::{shrink_after_peak, table, Table};
 use super::{Endpoint, Event};
 use crate::error::Error;
 use crate::tcp::connection::output::HOP_LIMIT;
@@ -197,6 +197,7 @@ impl Udp {
             *n -= 1;
             if *n == 0 {
                 self.ports.remove(&key);
+                shrink_after_peak(&mut self.ports, 0);
             }
         }
     }
@@ -932,6 +933,7 @@ impl Endpoint {
         self.memory -= sock.queued;
         self.memory_changed();
         self.udp.by_local.remove(&sock.local);
+        shrink_after_peak(&mut self.udp.by_local, 0);
         for &group in &sock.multicast.groups {
             self.udp_host_leaves(group);
         }
