@@ -334,4 +334,50 @@ mod tests {
         assert_eq!(s.built(), 3, "page 1 is the spare, page 3 went back");
         assert_eq!(split(s.insert_with(|| 0).0).0, PAGE);
     }
+
+    proptest::proptest! {
+        /// Against a model: every live handle finds its value, every freed one finds
+        /// nothing (even after its page was given back and built again), and once all are
+        /// freed only the spare page is left.
+        #[test]
+        fn matches_a_model(ops in proptest::collection::vec((0u8..4, 0usize..4096), 1..400)) {
+            let mut s = Slab::default();
+            let mut live = std::collections::HashMap::new();
+            let mut dead = Vec::new();
+            let mut next = 0u64;
+            for (op, n) in ops {
+                match op {
+                    // A burst of inserts, a peak of up to 4,096.
+                    0 | 1 => {
+                        for _ in 0..n % 300 {
+                            next += 1;
+                            let (h, _) = s.insert_with(|| next);
+                            proptest::prop_assert!(live.insert(h, next).is_none());
+                        }
+                    }
+                    // Frees: a few, or most of what is live.
+                    _ => {
+                        let keys: Vec<_> = live.keys().copied().collect();
+                        let take = if op == 2 { n % 64 } else { keys.len() * 7 / 8 };
+                        for h in keys.into_iter().take(take) {
+                            proptest::prop_assert_eq!(s.remove(&h), live.remove(&h));
+                            dead.push(h);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(s.len(), live.len());
+            }
+            for (h, v) in &live {
+                proptest::prop_assert_eq!(s.get(h), Some(v));
+            }
+            for h in &dead {
+                proptest::prop_assert_eq!(s.get(h), None);
+            }
+            proptest::prop_assert_eq!(s.iter().count(), live.len());
+            for h in live.keys().copied().collect::<Vec<_>>() {
+                s.remove(&h).unwrap();
+            }
+            proptest::prop_assert!(s.built() <= 1, "{} pages left", s.built());
+        }
+    }
 }
