@@ -155,8 +155,12 @@ impl Connection {
         let buffered_end = data_start + self.snd.buffer.len();
         let room = self.payload_room();
         // A retransmission does not merge records either (tcp_retrans_try_collapse checks
-        // tcp_skb_can_collapse).
-        let limit = self.record_end(seq).unwrap_or(buffered_end);
+        // tcp_skb_can_collapse), nor run on into data never sent (it walks the
+        // retransmit queue alone): it ends at SND.MAX.
+        let limit = self
+            .record_end(seq)
+            .unwrap_or(buffered_end)
+            .min(self.snd.max);
         let avail = limit - seq.min(limit);
         // A window the peer shrank bounds retransmissions too, as Linux's
         // `__tcp_retransmit_skb` bounds them: nothing at or past its right edge goes, but the
@@ -305,14 +309,13 @@ impl Connection {
         self.fill_common(now, &mut seg);
         let offset = seq - self.snd.data_start();
         let retransmit = kind == Emit::Retransmit || seq < self.snd.max;
-        // The bytes sent before: a segment that starts below SND.MAX may run on past it
-        // (the head resent after a Fast Open SYN's data was partly taken, with what was
-        // queued since), and only its part below SND.MAX counts as retransmitted.
-        let resent = match (seq < self.snd.max, retransmit) {
-            (true, _) => (self.snd.max - seq).min(len),
-            (false, true) => len,
-            (false, false) => 0,
-        };
+        // The bytes sent before: all of a retransmission (one never runs on past SND.MAX,
+        // see `send_new_data`).
+        let resent = if retransmit { len } else { 0 };
+        debug_assert!(
+            seq >= self.snd.max || seq + len <= self.snd.max,
+            "a resend runs on past SND.MAX"
+        );
         // RFC 3168 §6.1.2: the first new data segment after a window reduction carries CWR;
         // new data goes out ECN-capable, retransmissions not (§6.1.5).
         let new_data = !retransmit && len > 0;

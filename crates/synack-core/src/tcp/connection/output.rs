@@ -689,6 +689,16 @@ impl Connection {
             Some(end) => in_record.min(end.saturating_sub(self.snd.nxt - data_start)),
             None => in_record,
         };
+        // Nor does data sent again run on into data queued since it went: it ends at
+        // SND.MAX, and the new data follows in segments of its own. Linux resends its skbs
+        // as they went, merged only with others already sent (`tcp_retrans_try_collapse`
+        // walks the retransmit queue alone), and so resends the part of a Fast Open SYN's
+        // data that the server did not take alone (`tcp_rcv_fastopen_synack`).
+        let in_record = if self.snd.nxt < self.snd.max {
+            in_record.min(self.snd.max - self.snd.nxt)
+        } else {
+            in_record
+        };
         let last = in_record == unsent;
         let room = self.payload_room();
         // The usable window: what the peer's window and the congestion window leave open.
