@@ -76,6 +76,7 @@ pub mod isn;
 pub mod options;
 mod profile;
 pub mod seq;
+pub(crate) mod shrink;
 pub mod stats;
 pub(crate) mod syncookie;
 pub mod tcp;

@@ -736,3 +736,90 @@ fn a_ring_holding_a_few_unread_bytes_after_a_burst_shrinks_to_them() {
         assert_eq!(last[0], 7);
     }
 }
+
+/// A sender whose peer stopped reading after a burst keeps only what it still has queued
+/// (and a couple of chunks for its next writes): the chunks the burst's acknowledged data
+/// left as spares are given back once the reclaim timer runs. It kept them for as long as
+/// anything stayed queued (here, for as long as the peer's window stayed shut), charged to
+/// the endpoint's memory. Linux keeps none (`sk_mem_uncharge` gives back forward-allocated
+/// memory past a page at once).
+#[test]
+fn a_sender_with_little_queued_after_a_burst_gives_its_spare_chunks_back() {
+    use synack_core::testing::Pair;
+    const BURST: usize = 4 << 20;
+    let mut client = Config::default();
+    client
+        .seed(Some([1; 32]))
+        .send_buffer(BURST)
+        .send_buffer_max(BURST);
+    let mut server = Config::default();
+    server
+        .seed(Some([2; 32]))
+        .recv_buffer(3 << 20)
+        .recv_buffer_max(3 << 20);
+    let mut pair = Pair::with_configs(client, server);
+    let l = pair
+        .server
+        .listen(SocketAddr::new(Pair::SERVER, 80), 128)
+        .unwrap();
+    let (c, s) = pair.connect(l, 80);
+    // The burst: the server's application reads none of it, and the window shuts with
+    // some of it still queued.
+    let data = vec![7u8; BURST];
+    let mut sent = 0;
+    for _ in 0..100_000 {
+        if sent == BURST {
+            break;
+        }
+        sent += pair.client.send(c, &data[sent..]).unwrap_or(0);
+        if !pair.pump() && !pair.advance() {
+            break;
+        }
+    }
+    assert_eq!(sent, BURST);
+    pair.pump();
+    let queued = pair.client.info(pair.now, c).unwrap().send_queued as usize;
+    assert!(
+        queued > 0 && queued < BURST / 2,
+        "{queued} bytes still queued"
+    );
+    let before = pair.client.memory_usage().allocated;
+    let end = pair.now + Duration::from_secs(60); // a minute of zero-window probes
+    while let Some(t) = [pair.client.poll_timeout(), pair.server.poll_timeout()]
+        .into_iter()
+        .flatten()
+        .min()
+        .filter(|&t| t <= end)
+    {
+        pair.now = pair.now.max(t);
+        pair.client.handle_timeout(pair.now);
+        pair.server.handle_timeout(pair.now);
+        pair.pump();
+    }
+    let after = pair.client.memory_usage().allocated;
+    assert!(
+        after <= queued + 4 * 64 * 1024 + 64 * 1024,
+        "{queued} bytes queued hold {after} bytes (held {before} after the burst)"
+    );
+    assert!(pair.client.memory() <= after);
+    // Everything arrives once the server reads.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    for _ in 0..100_000 {
+        match pair.server.recv(pair.now, s, &mut buf) {
+            Ok(n) if n > 0 => {
+                assert!(buf[..n].iter().all(|&b| b == 7));
+                read += n;
+            }
+            _ => {
+                if !pair.pump() && !pair.advance() {
+                    break;
+                }
+            }
+        }
+        if read == BURST {
+            break;
+        }
+    }
+    assert_eq!(read, BURST);
+}

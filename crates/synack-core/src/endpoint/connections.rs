@@ -5,9 +5,10 @@
 
 use std::collections::hash_map::Entry;
 
-use super::table::{shrink_after_peak, Tuple, COMPACT_SLACK};
+use super::table::{Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Event, ListenerHandle};
 use crate::error::Error;
+use crate::shrink::shrink_after_peak;
 use crate::tcp::connection::handshake::Identity;
 use crate::tcp::connection::{Connection, PortClaim};
 use crate::tcp::State;
@@ -415,7 +416,7 @@ impl Endpoint {
     }
 
     /// Gives back what the tables and queues kept per connection grew to at a peak, as
-    /// connections go (see `table::shrink_after_peak`; the slab gives back its own pages).
+    /// connections go (see `shrink::shrink_after_peak`; the slab gives back its own pages).
     pub(super) fn shrink_connection_tables(&mut self) {
         let live = self.connections.len();
         shrink_after_peak(&mut self.by_tuple, live);

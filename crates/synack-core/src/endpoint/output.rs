@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 
 use super::connections::Owner;
-use super::table::shrink_after_peak;
 use super::{Endpoint, Event, RecvMeta};
+use crate::shrink::shrink_after_peak;
 use crate::tcp::connection::output::{write_segment, HOP_LIMIT};
 use crate::time::Instant;
 use crate::wire::ip::IpMarks;

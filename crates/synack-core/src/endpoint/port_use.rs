@@ -13,7 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::bind::{overlaps, PortSharing};
-use super::table::{shrink_after_peak, table, Table};
+use super::table::{table, Table};
+use crate::shrink::shrink_after_peak;
 use crate::tcp::connection::PortClaim;
 
 /// Users of one local address.

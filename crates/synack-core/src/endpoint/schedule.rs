@@ -5,8 +5,9 @@
 
 use std::cmp::Reverse;
 
-use super::table::{shrink_after_peak, COMPACT_SLACK};
+use super::table::COMPACT_SLACK;
 use super::{ConnectionHandle, Endpoint};
+use crate::shrink::shrink_after_peak;
 use crate::time::Instant;
 
 impl Endpoint {

@@ -1,85 +1,13 @@
 //! The endpoint's hash tables and their key, the 4-tuple: shared by the connection index and
 //! the TIME-WAIT table.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 /// Superseded entries a lazily-deleted queue (the timer heap, the TIME-WAIT expiry queue)
 /// may hold beyond twice its live ones before it is rebuilt.
 pub(crate) const COMPACT_SLACK: usize = 1024;
-
-/// A table or queue keeps up to this many entries' room however empty it gets: below it,
-/// giving memory back saves less than the reallocation costs.
-pub(crate) const SHRINK_FLOOR: usize = 64;
-
-/// A collection whose capacity can be given back.
-pub(crate) trait Shrink {
-    fn len(&self) -> usize;
-    fn capacity(&self) -> usize;
-    fn shrink_to(&mut self, capacity: usize);
-}
-
-/// Gives back what a collection grew to at a peak (a flood of connections, say) once the
-/// peak has passed: when it has room for over four times `live` (what it holds, or serves,
-/// now) and [`SHRINK_FLOOR`], it keeps room for twice that. The gap between the two keeps a
-/// collection that swings around one size from being reallocated on each swing, so the
-/// cost is amortised O(1) per removal. Linux frees each socket and its hash chain entry as
-/// it goes; without this an endpoint would hold a flood's tables for its whole life.
-pub(crate) fn shrink_after_peak(c: &mut impl Shrink, live: usize) {
-    let live = live.max(c.len());
-    if c.capacity() > 4 * live.max(SHRINK_FLOOR) {
-        c.shrink_to(2 * live.max(SHRINK_FLOOR));
-    }
-}
-
-impl<K: Eq + Hash, V, S: BuildHasher> Shrink for HashMap<K, V, S> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
-
-impl<T> Shrink for Vec<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
-
-impl<T> Shrink for VecDeque<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
-
-impl<T: Ord> Shrink for BinaryHeap<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
 
 /// The endpoint's hash maps keyed by addresses a peer chooses: foldhash (fast on small keys),
 /// with a per-endpoint secret seed so collisions cannot be aimed (std's SipHash cost a sixth

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use super::output::Own;
 use super::port_use::PortUse;
-use super::table::{shrink_after_peak, table, Table, Tuple, COMPACT_SLACK};
+use super::table::{table, Table, Tuple, COMPACT_SLACK};
 use super::{ConnectionHandle, Endpoint, Owner};
 use crate::error::Error;
 use crate::seq::SeqNumber;
+use crate::shrink::shrink_after_peak;
 use crate::tcp::connection::output::HOP_LIMIT;
 use crate::tcp::connection::{time_wait_input, TimeWaitEntry, TimeWaitInput};
 use crate::tcp::State;

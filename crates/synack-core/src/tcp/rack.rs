@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::seq::SeqNumber;
+use crate::shrink::{oversized, shrink_after_peak};
 use crate::time::Instant;
 
 /// One segment in flight.
@@ -197,6 +198,21 @@ impl Rack {
     pub fn forget_sent(&mut self) {
         self.log = VecDeque::new();
         self.sent_order = None;
+    }
+
+    /// Whether the record keeps room for far more segments than it holds: what a burst
+    /// grew it to, with a few segments in flight since (see `shrink::oversized`).
+    pub fn oversized(&self) -> bool {
+        oversized(&self.log, 0) || self.sent_order.as_deref().is_some_and(|o| oversized(o, 0))
+    }
+
+    /// Gives back what an [`oversized`](Self::oversized) record holds beyond twice what
+    /// is on it.
+    pub fn shrink_oversized(&mut self) {
+        shrink_after_peak(&mut self.log, 0);
+        if let Some(order) = self.sent_order.as_deref_mut() {
+            shrink_after_peak(order, 0);
+        }
     }
 
     /// Gives the storage back if nothing is in flight.
@@ -889,6 +905,32 @@ mod tests {
 
     /// Linux's seq_rtt_us: from the first segment an ACK newly acknowledges, not one the
     /// peer SACKed before, and nothing when a retransmitted one is among them (Karn).
+    #[test]
+    fn a_burst_record_shrinks_to_what_is_in_flight() {
+        let mut r = Rack::default();
+        for i in 0..4096u32 {
+            r.on_send(s(i * 1000), s((i + 1) * 1000), t(0));
+        }
+        let burst = r.allocated();
+        // All but the last 10 segments delivered.
+        r.on_ack(t(10), s(4086 * 1000), None, None);
+        assert_eq!(r.len(), 10);
+        assert!(r.oversized());
+        assert_eq!(
+            r.allocated(),
+            burst,
+            "nothing goes before the reclaim timer"
+        );
+        r.shrink_oversized();
+        assert!(!r.oversized());
+        assert!(r.allocated() <= burst / 16, "{} of {burst}", r.allocated());
+        assert_eq!(r.len(), 10, "what is in flight stays on record");
+        // A record that holds what it has room for is left alone.
+        let kept = r.allocated();
+        r.shrink_oversized();
+        assert_eq!(r.allocated(), kept);
+    }
+
     #[test]
     fn an_ack_measures_from_its_first_newly_acknowledged_segment() {
         let mut r = Rack::default();

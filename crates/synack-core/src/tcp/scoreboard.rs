@@ -2,6 +2,7 @@
 //! so that loss recovery resends only the holes and counts only what is really in flight.
 
 use crate::seq::SeqNumber;
+use crate::shrink::{oversized, shrink_after_peak};
 
 /// RFC 6675 §2: "DupThresh ... 3".
 pub(crate) const DUP_THRESH: usize = 3;
@@ -52,6 +53,21 @@ impl Scoreboard {
     /// Whether no range is held but storage is.
     pub fn idle_storage(&self) -> bool {
         self.held.as_ref().is_some_and(|h| h.ranges.is_empty())
+    }
+
+    /// Whether the ranges keep room for far more than they hold (see `shrink::oversized`).
+    pub fn oversized(&self) -> bool {
+        self.held
+            .as_deref()
+            .is_some_and(|h| oversized(&h.ranges, 0) || oversized(&h.fresh, 0))
+    }
+
+    /// Gives back what [`oversized`](Self::oversized) ranges hold beyond twice their count.
+    pub fn shrink_oversized(&mut self) {
+        if let Some(h) = self.held.as_deref_mut() {
+            shrink_after_peak(&mut h.ranges, 0);
+            shrink_after_peak(&mut h.fresh, 0);
+        }
     }
 
     /// Gives the storage back if no range is held.

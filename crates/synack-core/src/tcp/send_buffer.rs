@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::seq::SeqNumber;
+use crate::shrink::{oversized, shrink_after_peak};
 
 /// The largest chunk `push` fills before starting another.
 pub const CHUNK: usize = 64 * 1024;
@@ -67,6 +68,11 @@ pub struct SendBuffer {
     /// most [`MAX_CAPACITY`]), for the same footprint.
     cursor: Cell<(u32, u32)>,
 }
+
+/// Spare chunks a buffer that still holds data keeps when the reclaim timer finds more
+/// (`SendBuffer::shrink_oversized`): room for the next writes, while the rest of what a
+/// burst left goes back.
+const SPARES_KEPT: usize = 2;
 
 /// The most bytes a send buffer takes: Linux's `sk_sndbuf` is an `int`.
 pub const MAX_CAPACITY: usize = u32::MAX as usize;
@@ -279,6 +285,24 @@ impl SendBuffer {
     pub fn idle_storage(&self) -> bool {
         self.len == 0
             && (self.tail.capacity() > 0 || self.chunks.capacity() > 0 || self.spare.is_some())
+    }
+
+    /// Whether the buffer keeps far more room than it holds: more than [`SPARES_KEPT`]
+    /// spare chunks, which the acknowledged data of a burst left, or a chunk queue with
+    /// room for far more chunks than it has (see `shrink::oversized`).
+    pub fn oversized(&self) -> bool {
+        self.spare.as_ref().is_some_and(|s| s.len() > SPARES_KEPT) || oversized(&self.chunks, 0)
+    }
+
+    /// Gives back what an [`oversized`](Self::oversized) buffer holds beyond that. Linux
+    /// keeps no spare at all: `sk_mem_uncharge` gives back forward-allocated memory past a
+    /// page at once.
+    pub fn shrink_oversized(&mut self) {
+        if let Some(spare) = self.spare.as_mut() {
+            spare.truncate(SPARES_KEPT);
+            spare.shrink_to_fit();
+        }
+        shrink_after_peak(&mut self.chunks, 0);
     }
 
     /// Gives the storage back if nothing is queued.
@@ -585,6 +609,23 @@ impl SkbQueue {
             + self.packet_ends.capacity()
             + self.pushed_ends.capacity();
         slots * core::mem::size_of::<usize>()
+    }
+
+    /// Whether a list keeps room for far more skbs or marks than it holds (see
+    /// `shrink::oversized`).
+    pub fn oversized(&self) -> bool {
+        oversized(&self.lens, 0)
+            || oversized(&self.pushed_ends, 0)
+            || oversized(&self.psh_ends, 0)
+            || oversized(&self.packet_ends, 0)
+    }
+
+    /// Gives back what [`oversized`](Self::oversized) lists hold beyond twice their count.
+    pub fn shrink_oversized(&mut self) {
+        shrink_after_peak(&mut self.lens, 0);
+        shrink_after_peak(&mut self.pushed_ends, 0);
+        shrink_after_peak(&mut self.psh_ends, 0);
+        shrink_after_peak(&mut self.packet_ends, 0);
     }
 
     /// Where the unsent bytes start.

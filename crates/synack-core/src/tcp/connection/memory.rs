@@ -3,6 +3,7 @@
 //! storage back.
 
 use super::{Connection, RECLAIM_AFTER};
+use crate::shrink::{oversized, shrink_after_peak};
 use crate::time::Instant;
 
 /// What a connection between two own sockets may always queue to send, memory cap or not:
@@ -125,16 +126,16 @@ impl Connection {
     /// pressure began: waiting for it held a read-empty ring, charged, for up to
     /// [`RECLAIM_AFTER`] while the cap refused other connections' data.
     ///
-    /// A receive ring that holds a little unread data in a lot of room (`oversized`) arms
-    /// it too, under pressure as well: it is shrunk when the timer fires, at most once
-    /// a `RECLAIM_AFTER`, so that a reader keeping up with a burst does not shrink and
-    /// regrow its ring on every segment.
+    /// A buffer or record that holds a little in a lot of room (a receive ring with a few
+    /// bytes unread, a RACK record with a few segments in flight, spare send chunks:
+    /// `holds_oversized_storage`) arms it too, under pressure as well: it is shrunk when
+    /// the timer fires (`shrink_oversized`).
     pub(super) fn arm_reclaim(&mut self, now: Instant) {
         let idle = self.holds_idle_storage();
         if idle && self.mem.pressure {
             self.reclaim();
         }
-        let wait = (idle && !self.mem.pressure) || self.rcv.buffer.oversized();
+        let wait = (idle && !self.mem.pressure) || self.holds_oversized_storage();
         if wait && self.timers.reclaim.is_none() {
             self.timers.reclaim = Some(now + RECLAIM_AFTER);
         }
@@ -146,6 +147,31 @@ impl Connection {
             || self.snd.buffer.idle_storage()
             || self.snd.rack.idle_storage()
             || self.snd.scoreboard.idle_storage()
+    }
+
+    /// Whether a buffer or record keeps far more room than it holds: what a burst grew it
+    /// to, with a little held since (a few bytes unread, a few segments in flight).
+    fn holds_oversized_storage(&self) -> bool {
+        self.rcv.buffer.oversized()
+            || self.snd.buffer.oversized()
+            || self.snd.rack.oversized()
+            || self.snd.scoreboard.oversized()
+            || self.snd.skbs.as_ref().is_some_and(|q| q.oversized())
+            || oversized(&self.snd.records, 0)
+    }
+
+    /// Shrink whatever [`holds_oversized_storage`](Self::holds_oversized_storage) found
+    /// oversized to twice what it holds, at most once a [`RECLAIM_AFTER`], so that a
+    /// connection keeping up with a burst does not shrink and regrow on every segment.
+    pub(super) fn shrink_oversized(&mut self) {
+        self.rcv.buffer.shrink_oversized();
+        self.snd.buffer.shrink_oversized();
+        self.snd.rack.shrink_oversized();
+        self.snd.scoreboard.shrink_oversized();
+        if let Some(q) = self.snd.skbs.as_mut() {
+            q.shrink_oversized();
+        }
+        shrink_after_peak(&mut self.snd.records, 0);
     }
 
     /// Give back the storage of whatever is empty.

@@ -233,7 +233,7 @@ impl Connection {
             // armed would come due for ever.)
             self.timers.reclaim = None;
             self.reclaim();
-            self.rcv.buffer.shrink_oversized();
+            self.shrink_oversized();
         }
         if self.state == State::Closed {
             return;
