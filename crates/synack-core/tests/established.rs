@@ -714,6 +714,23 @@ fn quickack_sends_the_held_ack_once_read_and_leaves_request_response_mode() {
     assert_eq!(k.h.one().ack, k.peer_nxt);
 }
 
+/// A FIN before any data: Linux's `tcp_fin` enters request/response mode, and the FIN's
+/// ACK, owed with no delay (`ato` is still 0), goes on a timer armed for now whose handler
+/// leaves the mode again, so TCP_QUICKACK reads 1 after it (`quickack-after-bare-fin.pkt`
+/// holds the same against the kernel). synack sent the ACK at once and stayed in the mode.
+#[test]
+fn a_bare_fin_leaves_request_response_mode_as_its_ack_goes() {
+    let mut k = Conn::plain();
+    let o = k.seg(ACK | FIN, k.our_nxt);
+    k.send_peer(o);
+    let a = k.h.one();
+    assert_eq!(a.ack, k.peer_nxt, "the FIN's ACK goes at once");
+    assert!(
+        k.h.ep.quickack(k.c).unwrap(),
+        "out of request/response mode"
+    );
+}
+
 /// More data while an ACK waits for the delayed-ACK timer (Linux's `tcp_send_delayed_ack`):
 /// a timer due within a quarter of the new delay is not waited for, the ACK goes with the
 /// segment; one further off keeps its deadline. synack kept the first deadline whatever came

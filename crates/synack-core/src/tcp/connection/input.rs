@@ -927,7 +927,15 @@ impl Connection {
         if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.rcv.sack_compressed == 0 {
             let wait = self.rcv.delack.timeout(self.rtt.srtt());
             match self.timers.delayed_ack {
-                _ if wait.is_zero() => self.rcv.ack_now = true,
+                // No delay (no data came before, so `ato` is still 0: a bare FIN): Linux arms
+                // the timer for now, and its handler runs as for any delayed ACK, leaving
+                // request/response mode that the FIN entered (`tcp_delack_timer_handler`):
+                // TCP_QUICKACK reads 1 after it.
+                _ if wait.is_zero() => {
+                    self.rcv.ack_now = true;
+                    let rto = self.current_rto();
+                    self.rcv.delack.on_timeout(rto);
+                }
                 None => self.timers.delayed_ack = Some(now + wait),
                 // More data while the ACK waits (Linux's tcp_send_delayed_ack, called for
                 // each segment of data): a timer about to fire, within a quarter of the new
