@@ -99,6 +99,50 @@ fn joining_and_leaving_are_refused_as_linux_refuses_them() {
     ep.udp_join_multicast(v6, ip("224.0.0.251")).unwrap();
 }
 
+/// An IPv4 socket has none of the IPv6 multicast options: Linux's `do_ip_setsockopt`
+/// refuses another level with ENOPROTOOPT, `do_ip_getsockopt` with EOPNOTSUPP, and leaving
+/// an IPv6 group is refused as joining one is, before the membership is looked for. An IPv6
+/// socket takes both families' (tokio::net on the kernel, `kernel_api_diff.rs`).
+#[test]
+fn an_ipv4_socket_has_no_ipv6_multicast_options() {
+    let mut p = pair();
+    let ep = &mut p.server;
+    let v4 = ep.udp_bind(sa("0.0.0.0:5000")).unwrap();
+    assert_eq!(
+        ep.udp_leave_multicast(v4, ip("ff02::fb")),
+        Err(Error::ProtocolNotAvailable)
+    );
+    assert_eq!(
+        ep.udp_set_multicast_loop(v4, true, false),
+        Err(Error::ProtocolNotAvailable)
+    );
+    assert_eq!(
+        ep.udp_multicast_loop(v4, true),
+        Err(Error::OperationNotSupported)
+    );
+    assert_eq!(
+        ep.udp_set_multicast_hops(v4, true, 5),
+        Err(Error::ProtocolNotAvailable)
+    );
+    assert_eq!(
+        ep.udp_multicast_hops(v4, true),
+        Err(Error::OperationNotSupported)
+    );
+    ep.udp_set_multicast_loop(v4, false, false).unwrap();
+    assert_eq!(ep.udp_multicast_loop(v4, false), Ok(false));
+    let dual = ep.udp_bind(sa("[::]:5001")).unwrap();
+    for v6 in [false, true] {
+        ep.udp_set_multicast_loop(dual, v6, false).unwrap();
+        assert_eq!(ep.udp_multicast_loop(dual, v6), Ok(false));
+        ep.udp_set_multicast_hops(dual, v6, 5).unwrap();
+        assert_eq!(ep.udp_multicast_hops(dual, v6), Ok(5));
+    }
+    assert_eq!(
+        ep.udp_leave_multicast(dual, ip("ff02::fb")),
+        Err(Error::AddrNotAvailable)
+    );
+}
+
 /// The host takes a group in while any socket has it joined, and then every socket on the
 /// datagram's port has it, bound to the group or to the unspecified address, joined or not
 /// (Linux's `IP_MULTICAST_ALL`, on by default); once the last member leaves or closes, the

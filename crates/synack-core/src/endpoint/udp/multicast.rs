@@ -58,7 +58,23 @@ impl Default for Membership {
 /// `IP_ADD_MEMBERSHIP` on an IPv6 socket too), an IPv6 group an IPv6 one, bound IPv4-mapped
 /// or not (membership is the host's, whatever the socket's own address).
 fn family_fits(sock: &Socket, group: IpAddr) -> bool {
-    group.is_ipv4() || sock.local.is_ipv6() || sock.mapped
+    group.is_ipv4() || is_ipv6_socket(sock)
+}
+
+/// An IPv6 socket (dual stack, or bound IPv4-mapped), which takes the IPv6 options as well
+/// as the IPv4 ones. An IPv4 socket has none of the IPv6 options: Linux's `do_ip_setsockopt`
+/// refuses another level with ENOPROTOOPT and `do_ip_getsockopt` with EOPNOTSUPP.
+fn is_ipv6_socket(sock: &Socket) -> bool {
+    sock.local.is_ipv6() || sock.mapped
+}
+
+/// The error for an IPv6 option on an IPv4 socket: setting it (`set`), or reading it.
+fn v6_option(sock: &Socket, v6: bool, set: bool) -> Result<(), Error> {
+    match (v6 && !is_ipv6_socket(sock), set) {
+        (false, _) => Ok(()),
+        (true, true) => Err(Error::ProtocolNotAvailable),
+        (true, false) => Err(Error::OperationNotSupported),
+    }
 }
 
 impl Endpoint {
@@ -96,9 +112,11 @@ impl Endpoint {
 
     /// `IP_DROP_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP`: the socket leaves `group`; the stack
     /// stops taking the group in once no socket has it joined. `AddrNotAvailable` if the
-    /// socket had not joined it (Linux's EADDRNOTAVAIL).
+    /// socket had not joined it (Linux's EADDRNOTAVAIL), `ProtocolNotAvailable` for an IPv6
+    /// group on an IPv4 socket, as for a join.
     pub fn udp_leave_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
         let sock = self.udp.socket_mut(h)?;
+        v6_option(sock, group.is_ipv6(), true)?;
         let at = (sock.multicast.groups.iter())
             .position(|&g| g == group)
             .ok_or(Error::AddrNotAvailable)?;
@@ -125,38 +143,48 @@ impl Endpoint {
     /// `IP_MULTICAST_LOOP` (`v6` false) / `IPV6_MULTICAST_LOOP`: whether the socket's
     /// datagrams to a group the stack has joined are delivered to the own sockets too (on
     /// until set off). The socket's family picks which one counts: an IPv6 socket's (dual
-    /// stack or bound IPv4-mapped) is `IPV6_MULTICAST_LOOP`, for IPv4 groups too.
+    /// stack or bound IPv4-mapped) is `IPV6_MULTICAST_LOOP`, for IPv4 groups too. An IPv4
+    /// socket has no IPv6 one (`ProtocolNotAvailable`; `OperationNotSupported` to read it).
     pub fn udp_set_multicast_loop(
         &mut self,
         h: UdpHandle,
         v6: bool,
         on: bool,
     ) -> Result<(), Error> {
-        self.udp.socket_mut(h)?.multicast.loop_back[usize::from(v6)] = on;
+        let sock = self.udp.socket_mut(h)?;
+        v6_option(sock, v6, true)?;
+        sock.multicast.loop_back[usize::from(v6)] = on;
         Ok(())
     }
 
     /// The socket's multicast loop for a family (see
     /// [`udp_set_multicast_loop`](Self::udp_set_multicast_loop)).
     pub fn udp_multicast_loop(&self, h: UdpHandle, v6: bool) -> Result<bool, Error> {
-        Ok(self.udp.socket(h)?.multicast.loop_back[usize::from(v6)])
+        let sock = self.udp.socket(h)?;
+        v6_option(sock, v6, false)?;
+        Ok(sock.multicast.loop_back[usize::from(v6)])
     }
 
     /// `IP_MULTICAST_TTL` (`v6` false) / `IPV6_MULTICAST_HOPS`: the TTL or hop limit of the
-    /// socket's datagrams to a group ([`MULTICAST_HOPS`] until set).
+    /// socket's datagrams to a group ([`MULTICAST_HOPS`] until set). An IPv4 socket has no
+    /// IPv6 one, as for the loop.
     pub fn udp_set_multicast_hops(
         &mut self,
         h: UdpHandle,
         v6: bool,
         hops: u8,
     ) -> Result<(), Error> {
-        self.udp.socket_mut(h)?.multicast.hops[usize::from(v6)] = hops;
+        let sock = self.udp.socket_mut(h)?;
+        v6_option(sock, v6, true)?;
+        sock.multicast.hops[usize::from(v6)] = hops;
         Ok(())
     }
 
     /// The socket's multicast TTL or hop limit for a family.
     pub fn udp_multicast_hops(&self, h: UdpHandle, v6: bool) -> Result<u8, Error> {
-        Ok(self.udp.socket(h)?.multicast.hops[usize::from(v6)])
+        let sock = self.udp.socket(h)?;
+        v6_option(sock, v6, false)?;
+        Ok(sock.multicast.hops[usize::from(v6)])
     }
 
     /// A datagram from `remote` to the group and port `local`, which the stack has joined
