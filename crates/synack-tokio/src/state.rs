@@ -124,6 +124,12 @@ pub(crate) struct ConnState {
     pub(crate) error_reported: bool,
     /// SO_LINGER: `Some(0)` resets the connection when the handle is dropped.
     pub(crate) linger: Option<std::time::Duration>,
+    /// A write took nothing, and no `Writable` (nor any other wakeup of the writers) came
+    /// since: writes and write readiness wait for the core's write-space rule
+    /// ([`Endpoint::poll_writable`]) rather than taking what little room frees first. This
+    /// is tokio's readiness on a kernel socket: EAGAIN clears it, and only the EPOLLOUT of
+    /// `sk_stream_write_space`, a third of the buffer free, sets it again.
+    pub(crate) write_blocked: bool,
     /// Every log line about this connection is emitted inside this span.
     pub(crate) span: tracing::Span,
 }
@@ -137,6 +143,7 @@ impl ConnState {
 
     /// Moves every task parked to write (or to connect) into `wakers`.
     pub(crate) fn take_writers(&mut self, wakers: &mut Vec<Waker>) {
+        self.write_blocked = false;
         wakers.extend(self.write_waker.take());
         wakers.append(&mut self.write_waiters);
     }
@@ -151,6 +158,7 @@ impl ConnState {
             closed: false,
             error: None,
             write_shutdown: false,
+            write_blocked: false,
             error_reported: false,
             linger: None,
             span,

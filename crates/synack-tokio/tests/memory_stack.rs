@@ -3651,3 +3651,58 @@ async fn with_tcp_interception_off_a_connect_is_refused() {
     let err = client.set_tcp_interception(false).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+/// After a write that took nothing, the stream stays unwritable, and writes take nothing,
+/// until the send buffer is at most two thirds charged (Linux's `sk_stream_write_space`,
+/// whose EPOLLOUT alone sets tokio's readiness again on a kernel socket after EAGAIN): room
+/// that a little reading frees is not enough, and reading it all is. Before, the first
+/// bytes of room made the stream writable, and each write took a sliver.
+/// (`kernel_api_diff.rs`'s `same_tcp_writable_with_little_room` compares with tokio::net.)
+#[tokio::test]
+async fn a_blocked_writer_waits_for_a_third_of_its_buffer() {
+    let (client, server) = stacks();
+    within(30, async {
+        let (c, mut s) = connected(&client, &server, 7420).await;
+        let chunk = vec![7u8; 16384];
+        // Fill: the server reads nothing, its window closes, and the client's buffer fills.
+        for _ in 0..3 {
+            while c.try_write(&chunk).is_ok() {}
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let err = c.try_write(&chunk).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let full = c.info().unwrap();
+        // The server takes a little: the client's buffer frees some, far from a third.
+        let mut buf = vec![0u8; 65536];
+        let mut taken = 0;
+        while taken < 16384 {
+            taken += s.read(&mut buf[..16384 - taken]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = c.info().unwrap();
+        assert!(
+            now.send_queued < full.send_queued,
+            "room came free: {} then {} queued",
+            full.send_queued,
+            now.send_queued
+        );
+        assert!(
+            (now.send_buffer - now.send_queued) * 3 < now.send_buffer,
+            "less than a third free: {now:?}"
+        );
+        let err = c.try_write(&chunk).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "a sliver of room");
+        let ready = tokio::time::timeout(Duration::from_millis(200), c.writable()).await;
+        assert!(ready.is_err(), "not writable with a sliver of room");
+        // The server reads everything: the writer is woken, and its write goes through.
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while s.read(&mut buf).await.unwrap_or(0) > 0 {}
+        });
+        c.writable().await.unwrap();
+        assert!(c.try_write(&chunk).unwrap() > 0);
+        drop(c);
+        reader.await.unwrap();
+    })
+    .await;
+}

@@ -14,7 +14,7 @@ use tokio::io::{Interest, ReadBuf, Ready};
 use tracing::debug;
 
 use crate::stack::Stack;
-use crate::state::{park, register, remove_handle, ConnState, Waiter};
+use crate::state::{park, register, remove_handle, ConnState, Inner, Waiter};
 
 /// A connection the runtime refers to; dropping it closes the connection gracefully.
 pub(crate) struct ConnRef {
@@ -281,10 +281,12 @@ impl ConnRef {
         );
         let closed = closed_bits(state, inner.conns.get(&self.handle));
         let writable = Ready::WRITABLE | (closed & Ready::WRITE_CLOSED);
+        let blocked = self.write_blocked(inner);
         let Some(c) = inner.conns.get_mut(&self.handle) else {
             return Poll::Ready(Ok(writable));
         };
-        if !matches!(room, Ok(0)) || !open || c.write_shutdown || c.error.is_some() {
+        let room = !matches!(room, Ok(0)) && !blocked;
+        if room || !open || c.write_shutdown || c.error.is_some() {
             return Poll::Ready(Ok(writable));
         }
         park(c, true, waiter, cx);
@@ -506,6 +508,13 @@ impl ConnRef {
             return self.write_nothing();
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
+        let inner = &mut *inner;
+        if self.write_blocked(inner) {
+            if let (Some(cx), Some(c)) = (cx, inner.conns.get_mut(&self.handle)) {
+                register(&mut c.write_waker, cx);
+            }
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let mut total = 0;
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
             match inner.endpoint.send(self.handle, buf) {
@@ -530,11 +539,27 @@ impl ConnRef {
             return Ok(total);
         }
         // A full send buffer (`WouldBlock`, or a zero-byte `send`): the `Writable` event wakes
-        // the task.
-        if let (Some(cx), Some(c)) = (cx, inner.conns.get_mut(&self.handle)) {
-            register(&mut c.write_waker, cx);
+        // the task, and writes wait for it.
+        if let Some(c) = inner.conns.get_mut(&self.handle) {
+            c.write_blocked = true;
+            if let Some(cx) = cx {
+                register(&mut c.write_waker, cx);
+            }
         }
         Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Whether a write that took nothing is still waiting for the `Writable` that follows
+    /// (see `ConnState::write_blocked`): the send buffer may have some room again, but not
+    /// the third of it that Linux's `sk_stream_write_space` waits for. Never once a write
+    /// would fail at once (our own shutdown, a failure, a closed connection): that it
+    /// reports, as the kernel's state change makes tokio's readiness report it.
+    fn write_blocked(&self, inner: &mut Inner) -> bool {
+        inner
+            .conns
+            .get(&self.handle)
+            .is_some_and(|c| c.write_blocked && !c.write_shutdown && !c.closed && c.error.is_none())
+            && inner.endpoint.poll_writable(self.handle) == Ok(false)
     }
 
     /// A write of no bytes. It queues nothing but still reports the connection's state, as
