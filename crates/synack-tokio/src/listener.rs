@@ -249,7 +249,8 @@ impl TcpListener {
     /// or hop limit of the SYN-ACKs the listener sends from now on and of the connections
     /// it accepts after (a stream can change its own with
     /// [`TcpStream::set_ttl`](crate::TcpStream::set_ttl)). 1 to 255, or `u32::MAX` (-1) for
-    /// the default, 64; anything else is `InvalidInput`.
+    /// the default, 64; anything else is `InvalidInput`. On an IPv6 listener it sets the hop
+    /// limit, where tokio's sets IP_TTL whatever the family.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = crate::sockopt::hop_limit(ttl)?;
         for (shard, &handle) in self.handles.iter().enumerate() {

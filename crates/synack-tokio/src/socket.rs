@@ -285,7 +285,8 @@ impl TcpSocket {
     /// every packet of the connection, its SYN or SYN-ACK included. Only the six DSCP bits
     /// are used; the two ECN bits are the stack's (RFC 3168). The value is read as Linux
     /// reads the option of the socket's family: IP_TOS keeps its low eight bits, and
-    /// IPV6_TCLASS past 255 is `InvalidInput`.
+    /// IPV6_TCLASS past 255 is `InvalidInput`. On an IPv6 socket this departs from tokio's,
+    /// which sets IP_TOS whatever the family: synack sets the IPv6 traffic class.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = ds_byte(tos, self.v6)?;
         self.with(|s| s.options.tos = Some(tos & !0b11));

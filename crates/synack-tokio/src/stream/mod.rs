@@ -302,7 +302,9 @@ impl TcpStream {
     /// the packets the connection sends from now on. Only the six DSCP bits are used; the
     /// two ECN bits are the stack's (RFC 3168). The value is read as Linux reads the option
     /// of the stream's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
-    /// `InvalidInput`.
+    /// `InvalidInput`. On an IPv6 stream this departs from tokio's, which sets IP_TOS
+    /// whatever the family (only IPv4-mapped traffic would use it): synack sets the traffic
+    /// class of the IPv6 packets.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         self.conn().set_tos(tos)
     }
@@ -314,8 +316,10 @@ impl TcpStream {
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `TcpStream::set_ttl`: the TTL or
     /// hop limit of the packets the connection sends from now on. 1 to 255, or `u32::MAX` (-1,
-    /// as tokio passes it on) for the default, 64; anything else is `InvalidInput`. What TIME-WAIT answers after the ACK that began it goes with the
-    /// default, as Linux's does.
+    /// as tokio passes it on) for the default, 64; anything else is `InvalidInput`. What
+    /// TIME-WAIT answers after the ACK that began it goes with the default, as Linux's does.
+    /// On an IPv6 stream this departs from tokio's, which sets IP_TTL whatever the family and
+    /// so leaves the IPv6 packets' hop limit at 64: synack sets their hop limit.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.conn().set_ttl(ttl)
     }

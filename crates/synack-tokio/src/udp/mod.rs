@@ -137,7 +137,9 @@ impl UdpSocket {
 
     /// IP_TTL (IPv4) / IPV6_UNICAST_HOPS (IPv6), as tokio's `UdpSocket::set_ttl`: the TTL or
     /// hop limit of the datagrams sent from now on. 1 to 255, or `u32::MAX` (-1) for the default,
-    /// 64; anything else is `InvalidInput`.
+    /// 64; anything else is `InvalidInput`. On an IPv6 socket this departs from tokio's, which
+    /// sets IP_TTL whatever the family (only IPv4-mapped datagrams would use it): synack sets
+    /// the hop limit of the IPv6 datagrams.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let ttl = crate::sockopt::hop_limit(ttl)?;
         Ok(self
@@ -157,7 +159,8 @@ impl UdpSocket {
     /// the datagrams sent from now on, all eight bits (a UDP application chooses its own ECN
     /// codepoint, as QUIC does). The value is read as Linux reads the option of the
     /// socket's family: IP_TOS keeps its low eight bits, and IPV6_TCLASS past 255 is
-    /// `InvalidInput`.
+    /// `InvalidInput`. On an IPv6 socket this departs from tokio's, which sets IP_TOS whatever
+    /// the family: synack sets the traffic class of the IPv6 datagrams.
     pub fn set_tos(&self, tos: u32) -> io::Result<()> {
         let tos = crate::sockopt::ds_byte(tos, self.local_addr()?.is_ipv6())?;
         Ok(self
