@@ -15,8 +15,10 @@
 //! each swing. A new value takes the lowest free slot of the lowest page with one, so that
 //! values gather in the first pages and the last ones empty as a peak passes: 20,000
 //! connections that all closed left 36 MB behind when pages were never given back. A page
-//! given back remembers the generation its slots reached, and starts there when it is
-//! built again, so that handles from before still find nothing.
+//! given back keeps the generation each of its slots reached (4 bytes a slot, where the
+//! slot is over a kilobyte), and each starts there when it is built again, so that handles
+//! from before still find nothing; a single generation for the page (the highest) would
+//! let a slot that had wrapped past `u32::MAX` give out a handle it freed a moment before.
 
 use std::collections::BTreeSet;
 
@@ -33,34 +35,35 @@ pub(crate) const PAGE: usize = 64;
 
 #[derive(Debug)]
 struct Page<T> {
-    /// The slots, or `None` while the page is given back.
+    /// The slots, or `None` while the page is given back (or not yet built).
     slots: Option<Box<[Entry<T>]>>,
     /// Which slots hold a value: bit `i` for slot `i`.
     used: u64,
-    /// While given back, the generation its slots start at when it is built again: past
-    /// every handle it gave out.
-    generation: u32,
+    /// While given back, the generation each slot reached: past every handle it gave out.
+    generations: Option<Box<[u32]>>,
 }
 
 impl<T> Page<T> {
-    /// Builds the slots, each at the page's generation.
+    /// Builds the slots, each at the generation it reached before the page was given
+    /// back, or at 1 (so that no valid handle is ever 0).
     fn build(&mut self) -> &mut [Entry<T>] {
-        let generation = self.generation;
+        let generations = &mut self.generations;
         self.slots.get_or_insert_with(|| {
+            let kept = generations.take();
             (0..PAGE)
-                .map(|_| Entry {
-                    generation,
+                .map(|i| Entry {
+                    generation: kept.as_ref().map_or(1, |g| g[i]),
                     value: None,
                 })
                 .collect()
         })
     }
 
-    /// Gives the slots back, keeping the generation they reached.
+    /// Gives the slots back, keeping the generation each reached (each moved past its last
+    /// handle when that was freed).
     fn give_back(&mut self) {
         if let Some(slots) = self.slots.take() {
-            // Every slot's generation moved past its last handle when that was freed.
-            self.generation = slots.iter().map(|e| e.generation).max().unwrap_or(1);
+            self.generations = Some(slots.iter().map(|e| e.generation).collect());
         }
     }
 }
@@ -118,8 +121,7 @@ impl<T> Slab<T> {
                         self.pages.push(Page {
                             slots: None,
                             used: 0,
-                            // Generation 1, so that no valid handle is ever 0.
-                            generation: 1,
+                            generations: None,
                         });
                         self.pages.len() - 1
                     }
@@ -378,6 +380,41 @@ mod tests {
                 s.remove(&h).unwrap();
             }
             proptest::prop_assert!(s.built() <= 1, "{} pages left", s.built());
+        }
+    }
+
+    /// A slot whose generation wrapped past `u32::MAX` while others on its page did not:
+    /// the page given back and built again must not give out, a few reuses later, the
+    /// handle freed just before it went (found by review: the page kept only the highest
+    /// generation of its slots).
+    #[test]
+    fn a_rebuilt_page_never_gives_out_a_recent_handle_again() {
+        let mut s = Slab::default();
+        let first: Vec<_> = (0..PAGE).map(|i| s.insert_with(|| i).0).collect();
+        let (a, _) = s.insert_with(|| 1000); // page 1, slot 0
+        let (b, _) = s.insert_with(|| 1001); // page 1, slot 1
+        let slots = s.pages[1].slots.as_mut().unwrap();
+        slots[0].generation = u32::MAX;
+        slots[1].generation = u32::MAX - 3;
+        let a = ConnectionHandle((a.0 & 0xffff_ffff) | ((u32::MAX as usize) << 32));
+        let b = ConnectionHandle((b.0 & 0xffff_ffff) | (((u32::MAX - 3) as usize) << 32));
+        assert!(s.remove(&a).is_some());
+        assert!(s.remove(&b).is_some());
+        for h in &first {
+            s.remove(h).unwrap();
+        }
+        assert!(s.pages[1].slots.is_none(), "page 1 was given back");
+        for i in 0..PAGE {
+            s.insert_with(|| i);
+        }
+        for n in 0..8 {
+            let (h, _) = s.insert_with(|| 2000 + n);
+            assert_ne!(
+                h, a,
+                "reuse {n} of slot 0 gives out the handle freed before"
+            );
+            assert_eq!(s.get(&a), None);
+            s.remove(&h).unwrap();
         }
     }
 }
