@@ -927,14 +927,17 @@ impl Connection {
         if self.rcv.unacked_segments > 0 && !self.rcv.ack_now && self.rcv.sack_compressed == 0 {
             let wait = self.rcv.delack.timeout(self.rtt.srtt());
             match self.timers.delayed_ack {
-                // No delay (no data came before, so `ato` is still 0: a bare FIN): Linux arms
-                // the timer for now, and its handler runs as for any delayed ACK, leaving
-                // request/response mode that the FIN entered (`tcp_delack_timer_handler`):
-                // TCP_QUICKACK reads 1 after it.
+                // No delay (no data came before, so `ato` is still 0: a bare FIN): Linux's
+                // `tcp_send_delayed_ack` arms the timer for now, and its handler runs as for
+                // any delayed ACK, leaving request/response mode that the FIN entered
+                // (`tcp_delack_timer_handler`): TCP_QUICKACK reads 1 after it. Only a timer
+                // already due sends the ACK at once, without the handler.
                 _ if wait.is_zero() => {
                     self.rcv.ack_now = true;
-                    let rto = self.current_rto();
-                    self.rcv.delack.on_timeout(rto);
+                    if self.timers.delayed_ack.is_none_or(|due| due > now) {
+                        let rto = self.current_rto();
+                        self.rcv.delack.on_timeout(rto);
+                    }
                 }
                 None => self.timers.delayed_ack = Some(now + wait),
                 // More data while the ACK waits (Linux's tcp_send_delayed_ack, called for
