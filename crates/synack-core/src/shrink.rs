@@ -32,50 +32,24 @@ pub(crate) fn oversized(c: &impl Shrink, live: usize) -> bool {
     c.capacity() > 4 * live.max(c.len()).max(SHRINK_FLOOR)
 }
 
-impl<K: Eq + Hash, V, S: BuildHasher> Shrink for HashMap<K, V, S> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
+/// `Shrink` for a std collection, whose own methods of the same names it forwards to.
+macro_rules! shrink_by_std {
+    ([$($generics:tt)*] $ty:ty) => {
+        impl<$($generics)*> Shrink for $ty {
+            fn len(&self) -> usize {
+                self.len()
+            }
+            fn capacity(&self) -> usize {
+                self.capacity()
+            }
+            fn shrink_to(&mut self, capacity: usize) {
+                self.shrink_to(capacity);
+            }
+        }
+    };
 }
 
-impl<T> Shrink for Vec<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
-
-impl<T> Shrink for VecDeque<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
-
-impl<T: Ord> Shrink for BinaryHeap<T> {
-    fn len(&self) -> usize {
-        self.len()
-    }
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn shrink_to(&mut self, capacity: usize) {
-        self.shrink_to(capacity);
-    }
-}
+shrink_by_std!([K: Eq + Hash, V, S: BuildHasher] HashMap<K, V, S>);
+shrink_by_std!([T] Vec<T>);
+shrink_by_std!([T] VecDeque<T>);
+shrink_by_std!([T: Ord] BinaryHeap<T>);

@@ -703,22 +703,7 @@ fn a_ring_holding_a_few_unread_bytes_after_a_burst_shrinks_to_them() {
             pair.pump();
         }
     }
-    let end = pair.now + Duration::from_secs(3600); // an hour of quiet
-    loop {
-        pair.pump();
-        match [pair.client.poll_timeout(), pair.server.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-        {
-            Some(t) if t <= end => {
-                pair.now = pair.now.max(t);
-                pair.client.handle_timeout(pair.now);
-                pair.server.handle_timeout(pair.now);
-            }
-            _ => break,
-        }
-    }
+    pair.run_until(pair.now + Duration::from_secs(3600)); // an hour of quiet
     let usage = pair.server.memory_usage();
     assert!(
         usage.allocated <= CONNS * 64 * 1024,
@@ -784,18 +769,7 @@ fn a_sender_with_little_queued_after_a_burst_gives_its_spare_chunks_back() {
         "{queued} bytes still queued"
     );
     let before = pair.client.memory_usage().allocated;
-    let end = pair.now + Duration::from_secs(60); // a minute of zero-window probes
-    while let Some(t) = [pair.client.poll_timeout(), pair.server.poll_timeout()]
-        .into_iter()
-        .flatten()
-        .min()
-        .filter(|&t| t <= end)
-    {
-        pair.now = pair.now.max(t);
-        pair.client.handle_timeout(pair.now);
-        pair.server.handle_timeout(pair.now);
-        pair.pump();
-    }
+    pair.run_until(pair.now + Duration::from_secs(60)); // a minute of zero-window probes
     let after = pair.client.memory_usage().allocated;
     assert!(
         after <= queued + 4 * 64 * 1024 + 64 * 1024,

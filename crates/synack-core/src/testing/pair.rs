@@ -95,6 +95,26 @@ impl Pair {
         true
     }
 
+    /// Moves packets and runs both ends' timers, in order, until neither has a deadline at
+    /// or before `end` (or a million rounds have run): what an hour of quiet does, say.
+    pub fn run_until(&mut self, end: Instant) {
+        for _ in 0..1_000_000 {
+            self.pump();
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.client.handle_timeout(self.now);
+                    self.server.handle_timeout(self.now);
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Connects the client to `port` on the server, where `listener` listens, and returns
     /// (client handle, server handle) once the server accepted.
     ///
