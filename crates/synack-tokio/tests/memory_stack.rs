@@ -3662,7 +3662,7 @@ async fn with_tcp_interception_off_a_connect_is_refused() {
 async fn a_blocked_writer_waits_for_a_third_of_its_buffer() {
     let (client, server) = stacks();
     within(30, async {
-        let (c, mut s) = connected(&client, &server, 7420).await;
+        let (mut c, mut s) = connected(&client, &server, 7420).await;
         let chunk = vec![7u8; 16384];
         // Fill: the server reads nothing, its window closes, and the client's buffer fills.
         for _ in 0..3 {
@@ -3694,6 +3694,13 @@ async fn a_blocked_writer_waits_for_a_third_of_its_buffer() {
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "a sliver of room");
         let ready = tokio::time::timeout(Duration::from_millis(200), c.writable()).await;
         assert!(ready.is_err(), "not writable with a sliver of room");
+        // Nor do the other writes take it.
+        let body = bytes::Bytes::from(vec![7u8; 2000]);
+        let wrote = tokio::time::timeout(Duration::from_millis(200), c.write_bytes(body)).await;
+        assert!(wrote.is_err(), "write_bytes waits too");
+        let err = c.try_write_urgent(b"!").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "urgent data too");
+        assert_eq!(c.info().unwrap().send_queued, now.send_queued);
         // The server reads everything: the writer is woken, and its write goes through.
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];

@@ -591,13 +591,19 @@ impl ConnRef {
             return Poll::Ready(self.write_nothing());
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
-        match inner.endpoint.send_bytes(self.handle, data.clone()) {
+        let inner = &mut *inner;
+        let sent = match self.write_blocked(inner) {
+            true => Err(Error::WouldBlock),
+            false => inner.endpoint.send_bytes(self.handle, data.clone()),
+        };
+        match sent {
             Ok(n) => {
                 inner.wake_driver();
                 Poll::Ready(Ok(n))
             }
             Err(Error::WouldBlock) => {
                 if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    c.write_blocked = true;
                     register(&mut c.write_waker, cx);
                 }
                 Poll::Pending
@@ -673,11 +679,20 @@ impl ConnRef {
             return self.write_nothing();
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
-        match inner
-            .endpoint
-            .send_urgent(self.handle, buf, Default::default())
-        {
-            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+        let inner = &mut *inner;
+        let sent = match self.write_blocked(inner) {
+            true => Ok(0),
+            false => inner
+                .endpoint
+                .send_urgent(self.handle, buf, Default::default()),
+        };
+        match sent {
+            Ok(0) => {
+                if let Some(c) = inner.conns.get_mut(&self.handle) {
+                    c.write_blocked = true;
+                }
+                Err(io::ErrorKind::WouldBlock.into())
+            }
             Ok(n) => {
                 inner.wake_driver();
                 Ok(n)
