@@ -16,24 +16,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kernel_support::{Net, HOST, HOST6, STACK, STACK6};
-use synack_tokio::device::TunConfig;
 use synack_tokio::netns::require_tun;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
 
 type Outcomes = Vec<(&'static str, String)>;
-
-fn dual(prefix: &str, config: synack_core::Config) -> Net {
-    let tun_config = TunConfig {
-        host_addr6: Some("2001:2::1/64".parse().unwrap()),
-        ..TunConfig::default()
-    };
-    Net::with_tun(
-        prefix,
-        config,
-        &tun_config,
-        &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
-    )
-}
 
 async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
@@ -760,13 +746,26 @@ async fn tcp_drop_listener(net: &Net, kernel: bool, v6: bool, port: u16) -> Outc
 
 macro_rules! differential {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, |$net:ident, $kernel:ident| $body:expr) => {
+        differential!(
+            $(#[$meta])* $name, $prefix, setup |_net| async {}, |$net, $kernel| $body
+        );
+    };
+    // `setup` runs once on the namespace (nft rules, sysctls) before both runs.
+    (
+        $(#[$meta:meta])* $name:ident, $prefix:literal, setup |$snet:ident| $setup:expr,
+        |$net:ident, $kernel:ident| $body:expr
+    ) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         $(#[$meta])*
         async fn $name() {
             if !require_tun(stringify!($name)) {
                 return;
             }
-            let owned = dual($prefix, synack_core::Config::default());
+            let owned = Net::dual($prefix, synack_core::Config::default());
+            {
+                let $snet = &owned;
+                $setup.await;
+            }
             let $net = &owned;
             let k = {
                 let $kernel = true;
@@ -1187,7 +1186,7 @@ async fn diff_tcp_connect_timeout_shape() {
     }
     let mut cfg = synack_core::Config::default();
     cfg.syn_retries(2);
-    let net = dual("synack-d-cto", cfg);
+    let net = Net::dual("synack-d-cto", cfg);
     let out = net
         .run("sysctl", &["-qw", "net.ipv4.tcp_syn_retries=2"])
         .await;
@@ -1740,30 +1739,19 @@ differential!(
     |net, kernel| tcp_socket_options(net, kernel, true)
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_ttl_and_tos_on_the_wire_v4() {
-    if !require_tun("same_ttl_and_tos_on_the_wire_v4") {
-        return;
-    }
-    let net = dual("synack-d-ttl4", synack_core::Config::default());
-    ttl_rules(&net, &[7401, 7411]).await;
-    let k = within(30, ttl_on_the_wire(&net, true, false, 7401)).await;
-    let s = within(30, ttl_on_the_wire(&net, false, false, 7411)).await;
-    compare(&k, &s);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "set_ttl and set_tos set an IPv6 socket's hop limit and traffic class; tokio's set IP_TTL and IP_TOS, which only IPv4-mapped traffic uses"]
-async fn diff_ipv6_set_ttl_and_set_tos_change_ipv6_packets() {
-    if !require_tun("diff_ipv6_set_ttl_and_set_tos_change_ipv6_packets") {
-        return;
-    }
-    let net = dual("synack-d-ttl6", synack_core::Config::default());
-    ttl6_rules(&net, &[7401, 7411]).await;
-    let k = within(30, ttl_on_the_wire(&net, true, true, 7401)).await;
-    let s = within(30, ttl_on_the_wire(&net, false, true, 7411)).await;
-    compare(&k, &s);
-}
+differential!(
+    same_ttl_and_tos_on_the_wire_v4,
+    "synack-d-ttl4",
+    setup | net | ttl_rules(net, &[7401, 7411]),
+    |net, kernel| ttl_on_the_wire(net, kernel, false, if kernel { 7401 } else { 7411 })
+);
+differential!(
+    #[ignore = "set_ttl and set_tos set an IPv6 socket's hop limit and traffic class; tokio's set IP_TTL and IP_TOS, which only IPv4-mapped traffic uses"]
+    diff_ipv6_set_ttl_and_set_tos_change_ipv6_packets,
+    "synack-d-ttl6",
+    setup | net | ttl6_rules(net, &[7401, 7411]),
+    |net, kernel| ttl_on_the_wire(net, kernel, true, if kernel { 7401 } else { 7411 })
+);
 
 // ---- options on a closed stream, data before a reset, UDP queue at connect ---------------
 
@@ -2060,29 +2048,18 @@ async fn icmp_rules(net: &Net) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_tcp_connect_icmp_errors() {
-    if !require_tun("same_tcp_connect_icmp_errors") {
-        return;
-    }
-    let net = dual("synack-d-icmp4", synack_core::Config::default());
-    icmp_rules(&net).await;
-    let k = within(30, tcp_connect_icmp(&net, true, false)).await;
-    let s = within(30, tcp_connect_icmp(&net, false, false)).await;
-    compare(&k, &s);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_tcp_connect_icmp_errors_v6() {
-    if !require_tun("same_tcp_connect_icmp_errors_v6") {
-        return;
-    }
-    let net = dual("synack-d-icmp6", synack_core::Config::default());
-    icmp_rules(&net).await;
-    let k = within(30, tcp_connect_icmp(&net, true, true)).await;
-    let s = within(30, tcp_connect_icmp(&net, false, true)).await;
-    compare(&k, &s);
-}
+differential!(
+    same_tcp_connect_icmp_errors,
+    "synack-d-icmp4",
+    setup | net | icmp_rules(net),
+    |net, kernel| tcp_connect_icmp(net, kernel, false)
+);
+differential!(
+    same_tcp_connect_icmp_errors_v6,
+    "synack-d-icmp6",
+    setup | net | icmp_rules(net),
+    |net, kernel| tcp_connect_icmp(net, kernel, true)
+);
 
 // ---- ports of connections, self and unspecified peers, data after our close --------------
 
@@ -2414,29 +2391,18 @@ async fn no_icmp_ratelimit(net: &Net) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_udp_refused_each_call() {
-    if !require_tun("same_udp_refused_each_call") {
-        return;
-    }
-    let net = dual("synack-d-urec", synack_core::Config::default());
-    no_icmp_ratelimit(&net).await;
-    let k = within(60, udp_refused_each_call(&net, true, false)).await;
-    let s = within(60, udp_refused_each_call(&net, false, false)).await;
-    compare(&k, &s);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn same_udp_refused_each_call_v6() {
-    if !require_tun("same_udp_refused_each_call_v6") {
-        return;
-    }
-    let net = dual("synack-d-urec6", synack_core::Config::default());
-    no_icmp_ratelimit(&net).await;
-    let k = within(60, udp_refused_each_call(&net, true, true)).await;
-    let s = within(60, udp_refused_each_call(&net, false, true)).await;
-    compare(&k, &s);
-}
+differential!(
+    same_udp_refused_each_call,
+    "synack-d-urec",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_each_call(net, kernel, false)
+);
+differential!(
+    same_udp_refused_each_call_v6,
+    "synack-d-urec6",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_each_call(net, kernel, true)
+);
 
 /// UDP socket options read back after being set.
 async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use kernel_support::{errno, pattern, Net, Proc, HOST, HOST6, STACK, STACK6};
 use synack_core::endpoint::UDP_MAX_PAYLOAD;
-use synack_tokio::device::TunConfig;
 use synack_tokio::netns::require_tun;
 use synack_tokio::{InterceptConfig, UdpSocket};
 
@@ -20,19 +19,6 @@ async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .unwrap_or_else(|_| panic!("not done within {secs} s"))
-}
-
-fn dual(prefix: &str, config: synack_core::Config) -> Net {
-    let tun_config = TunConfig {
-        host_addr6: Some("2001:2::1/64".parse().unwrap()),
-        ..TunConfig::default()
-    };
-    Net::with_tun(
-        prefix,
-        config,
-        &tun_config,
-        &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
-    )
 }
 
 /// The unspecified address of a family, port 0: a bind to every stack address, any port.
@@ -123,7 +109,7 @@ async fn kernel_udp_round_trips_both_ways_both_families() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-rt", synack_core::Config::default());
+    let net = Net::dual("synack-udp-rt", synack_core::Config::default());
     for (host, stack) in [
         (IpAddr::V4(HOST), IpAddr::V4(STACK)),
         (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
@@ -204,7 +190,7 @@ except ConnectionRefusedError:
 except socket.timeout:
     print("timeout")
 "#;
-    let net = dual("synack-udp-unr", synack_core::Config::default());
+    let net = Net::dual("synack-udp-unr", synack_core::Config::default());
     for (host, stack) in [
         (IpAddr::V4(HOST), IpAddr::V4(STACK)),
         (IpAddr::V6(HOST6), IpAddr::V6(STACK6)),
@@ -254,7 +240,7 @@ print("ok", ok)
 "#;
     let mut config = synack_core::Config::default();
     config.intercept(Some(InterceptConfig::default()));
-    let net = dual("synack-udp-icpt", config);
+    let net = Net::dual("synack-udp-icpt", config);
     for route in [
         &["-4", "route", "add", "198.19.0.0/16", "dev", "synack0"][..],
         &["-6", "route", "add", "2001:2:0:ff00::/56", "dev", "synack0"][..],
@@ -332,7 +318,7 @@ async fn kernel_udp_reads_the_ttl_and_tos_we_set_both_families() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-ttl", synack_core::Config::default());
+    let net = Net::dual("synack-udp-ttl", synack_core::Config::default());
     for host in [IpAddr::V4(HOST), IpAddr::V6(HOST6)] {
         let receiver = ready(&net, TTL_RECEIVER, &[&host.to_string(), "7200", "3"]).await;
         let any = unspecified(host.is_ipv6());
@@ -368,7 +354,7 @@ async fn kernel_udp_broadcast_both_ways() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-bcast", synack_core::Config::default());
+    let net = Net::dual("synack-udp-bcast", synack_core::Config::default());
     let bcast: IpAddr = "198.18.0.255".parse().unwrap();
     within(30, async {
         // The kernel broadcasts; synack's wildcard socket hears it.
@@ -429,7 +415,7 @@ async fn kernel_udp_one_socket_on_the_ipv6_unspecified_address_serves_both_famil
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-dual", synack_core::Config::default());
+    let net = Net::dual("synack-udp-dual", synack_core::Config::default());
     let server = UdpSocket::bind(&net.stack, "[::]:5400").await.unwrap();
     let echo = tokio::spawn(async move {
         let mut peers = Vec::new();
@@ -479,7 +465,7 @@ async fn kernel_udp_multicast_both_ways_both_families() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-mcast", synack_core::Config::default());
+    let net = Net::dual("synack-udp-mcast", synack_core::Config::default());
     within(40, async {
         // The kernel sends to an unjoined group, then to the joined one; synack hears the
         // second only.
@@ -727,7 +713,7 @@ async fn kernel_udp_errors_as_tokio_gets_them_on_the_kernel() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-err", synack_core::Config::default());
+    let net = Net::dual("synack-udp-err", synack_core::Config::default());
     within(60, async {
         for (host, stack) in [
             (IpAddr::V4(HOST), IpAddr::V4(STACK)),
@@ -805,7 +791,7 @@ async fn kernel_udp_family_mismatches_fail_as_on_the_kernel() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-fam", synack_core::Config::default());
+    let net = Net::dual("synack-udp-fam", synack_core::Config::default());
     let host = [IpAddr::V4(HOST), IpAddr::V6(HOST6)];
     let stack = [IpAddr::V4(STACK), IpAddr::V6(STACK6)];
     within(30, async {
@@ -827,7 +813,7 @@ async fn kernel_udp_link_local_connects_as_on_the_kernel() {
     if !require(test) {
         return;
     }
-    let net = dual("synack-udp-ll", synack_core::Config::default());
+    let net = Net::dual("synack-udp-ll", synack_core::Config::default());
     let index = net.run("cat", &["/sys/class/net/synack0/ifindex"]).await;
     let index: u32 = String::from_utf8_lossy(&index.stdout)
         .trim()

@@ -114,6 +114,21 @@ impl Net {
         Net { stack, dir, ns }
     }
 
+    /// Both families: the kernel at 198.18.0.1 and 2001:2::1 on the TUN, the stack at
+    /// 198.18.0.2 and 2001:2::2.
+    pub fn dual(prefix: &str, config: synack_core::Config) -> Net {
+        let tun_config = TunConfig {
+            host_addr6: Some("2001:2::1/64".parse().unwrap()),
+            ..TunConfig::default()
+        };
+        Net::with_tun(
+            prefix,
+            config,
+            &tun_config,
+            &[IpAddr::V4(STACK), IpAddr::V6(STACK6)],
+        )
+    }
+
     /// Starts `python3 -c SCRIPT ARGS..` in the namespace; killed when the guard drops.
     pub fn python(&self, script: &str, args: &[&str]) -> Proc {
         let mut cmd = self.ns.command("python3");
