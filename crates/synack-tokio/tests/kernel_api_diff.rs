@@ -1250,21 +1250,9 @@ macro_rules! onu {
     };
 }
 
-fn kudp(net: &Net, addr: SocketAddr) -> io::Result<tokio::net::UdpSocket> {
-    let std = net
-        .ns
-        .run_in(move || {
-            let s = std::net::UdpSocket::bind(addr)?;
-            s.set_nonblocking(true)?;
-            Ok::<_, io::Error>(s)
-        })
-        .unwrap()?;
-    tokio::net::UdpSocket::from_std(std)
-}
-
 async fn ubind(net: &Net, kernel: bool, addr: SocketAddr) -> io::Result<Ud> {
     match kernel {
-        true => kudp(net, addr).map(Ud::K),
+        true => net.kernel_udp(addr).map(Ud::K),
         false => synack_tokio::UdpSocket::bind(&net.stack, addr)
             .await
             .map(Ud::S),
@@ -1340,7 +1328,7 @@ async fn kpeer_recv(p: &tokio::net::UdpSocket) -> String {
 async fn udp_basics(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     let mut out = Outcomes::new();
     let peer_addr = kaddr(v6, port);
-    let p = kudp(net, peer_addr).unwrap();
+    let p = net.kernel_udp(peer_addr).unwrap();
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
     out.push(("take_error fresh", utake_error(&s)));
     out.push((
@@ -1400,8 +1388,8 @@ async fn udp_connected(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes
     let mut out = Outcomes::new();
     let a_addr = kaddr(v6, port);
     let b_addr = kaddr(v6, port + 100);
-    let a = kudp(net, a_addr).unwrap();
-    let b = kudp(net, b_addr).unwrap();
+    let a = net.kernel_udp(a_addr).unwrap();
+    let b = net.kernel_udp(b_addr).unwrap();
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
     out.push(("connect", show(&onu!(&s, x => x.connect(a_addr).await))));
     out.push((
@@ -1692,14 +1680,14 @@ async fn ttl_on_the_wire(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcom
     let mut buf = [0u8; 5];
     p.read_exact(&mut buf).await.unwrap();
     let u = ubind(net, kernel, unspec(v6)).await.unwrap();
-    let k = kudp(net, kaddr(v6, port + 1)).unwrap();
+    let k = net.kernel_udp(kaddr(v6, port + 1)).unwrap();
     onu!(&u, x => x.set_ttl(7)).unwrap();
     out.push(("udp ttl()", show(&onu!(&u, x => x.ttl()))));
     onu!(&u, x => x.send_to(b"seven", kaddr(v6, port + 1)).await).unwrap();
     out.push(("udp peer got", kpeer_recv(&k).await));
     // UDP set_tos (tokio's: IP_TOS) to DSCP CS1.
     let u2 = ubind(net, kernel, unspec(v6)).await.unwrap();
-    let k2 = kudp(net, kaddr(v6, port + 2)).unwrap();
+    let k2 = net.kernel_udp(kaddr(v6, port + 2)).unwrap();
     #[allow(deprecated)]
     let r = onu!(&u2, x => x.set_tos(0x20));
     out.push(("udp set_tos(0x20)", show(&r)));
@@ -1877,8 +1865,8 @@ async fn udp_queued_before_connect(net: &Net, kernel: bool, v6: bool, port: u16)
     let mut out = Outcomes::new();
     let a_addr = kaddr(v6, port);
     let b_addr = kaddr(v6, port + 100);
-    let a = kudp(net, a_addr).unwrap();
-    let b = kudp(net, b_addr).unwrap();
+    let a = net.kernel_udp(a_addr).unwrap();
+    let b = net.kernel_udp(b_addr).unwrap();
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
     let local = onu!(&s, x => x.local_addr()).unwrap();
     let me = SocketAddr::new(own(kernel, v6, 0).ip(), local.port());

@@ -573,15 +573,7 @@ impl Sock {
         if !kernel {
             return UdpSocket::bind(&net.stack, addr).await.map(Sock::Synack);
         }
-        let std = net
-            .ns
-            .run_in(move || {
-                let s = std::net::UdpSocket::bind(addr)?;
-                s.set_nonblocking(true)?;
-                Ok::<_, io::Error>(s)
-            })
-            .unwrap()?;
-        tokio::net::UdpSocket::from_std(std).map(Sock::Kernel)
+        net.kernel_udp(addr).map(Sock::Kernel)
     }
 
     async fn connect(&self, to: SocketAddr) -> io::Result<()> {

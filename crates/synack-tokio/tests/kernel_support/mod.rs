@@ -129,6 +129,19 @@ impl Net {
         )
     }
 
+    /// A kernel UDP socket bound to `addr` inside the namespace, as tokio's.
+    pub fn kernel_udp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+        let std = self
+            .ns
+            .run_in(move || {
+                let s = std::net::UdpSocket::bind(addr)?;
+                s.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>(s)
+            })
+            .expect("enter the namespace")?;
+        tokio::net::UdpSocket::from_std(std)
+    }
+
     /// Starts `python3 -c SCRIPT ARGS..` in the namespace; killed when the guard drops.
     pub fn python(&self, script: &str, args: &[&str]) -> Proc {
         let mut cmd = self.ns.command("python3");
