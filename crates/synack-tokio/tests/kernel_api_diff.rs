@@ -154,21 +154,25 @@ fn ksocket(net: &Net, v6: bool) -> tokio::net::TcpSocket {
         .unwrap()
 }
 
-/// The stream under test: tokio's on the kernel or synack's.
+/// A socket under test: tokio's on the kernel (`K`) or synack's (`S`).
 #[allow(clippy::large_enum_variant)]
-enum St {
-    K(tokio::net::TcpStream),
-    S(synack_tokio::TcpStream),
+enum Side<K, S> {
+    K(K),
+    S(S),
 }
 
+/// Runs `$e` on either side's socket, bound to `$x`.
 macro_rules! on {
     ($s:expr, $x:ident => $e:expr) => {
         match $s {
-            St::K($x) => $e,
-            St::S($x) => $e,
+            Side::K($x) => $e,
+            Side::S($x) => $e,
         }
     };
 }
+
+/// The stream under test.
+type St = Side<tokio::net::TcpStream, synack_tokio::TcpStream>;
 
 async fn connect(net: &Net, kernel: bool, to: SocketAddr) -> io::Result<St> {
     if kernel {
@@ -596,11 +600,7 @@ async fn tcp_sockopts(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes 
 
 // ---- listeners ---------------------------------------------------------------------------
 
-#[allow(clippy::large_enum_variant)]
-enum Lst {
-    K(tokio::net::TcpListener),
-    S(synack_tokio::TcpListener),
-}
+type Lst = Side<tokio::net::TcpListener, synack_tokio::TcpListener>;
 
 async fn listen(net: &Net, kernel: bool, addr: SocketAddr) -> io::Result<Lst> {
     match kernel {
@@ -1236,19 +1236,7 @@ async fn departs_tcp_connect_timeout_shape() {
 
 // ---- UDP ---------------------------------------------------------------------------------
 
-enum Ud {
-    K(tokio::net::UdpSocket),
-    S(synack_tokio::UdpSocket),
-}
-
-macro_rules! onu {
-    ($s:expr, $x:ident => $e:expr) => {
-        match $s {
-            Ud::K($x) => $e,
-            Ud::S($x) => $e,
-        }
-    };
-}
+type Ud = Side<tokio::net::UdpSocket, synack_tokio::UdpSocket>;
 
 async fn ubind(net: &Net, kernel: bool, addr: SocketAddr) -> io::Result<Ud> {
     match kernel {
@@ -1265,7 +1253,7 @@ fn unspec(v6: bool) -> SocketAddr {
 
 async fn urecv_from(s: &Ud, len: usize, peer: SocketAddr) -> String {
     let mut buf = vec![0u8; len];
-    match onu!(s, x => tokio::time::timeout(Duration::from_millis(500), x.recv_from(&mut buf)).await)
+    match on!(s, x => tokio::time::timeout(Duration::from_millis(500), x.recv_from(&mut buf)).await)
     {
         Err(_) => "pending".into(),
         Ok(Ok((n, from))) => format!(
@@ -1279,7 +1267,7 @@ async fn urecv_from(s: &Ud, len: usize, peer: SocketAddr) -> String {
 
 async fn urecv(s: &Ud, len: usize) -> String {
     let mut buf = vec![0u8; len];
-    match onu!(s, x => tokio::time::timeout(Duration::from_millis(500), x.recv(&mut buf)).await) {
+    match on!(s, x => tokio::time::timeout(Duration::from_millis(500), x.recv(&mut buf)).await) {
         Err(_) => "pending".into(),
         Ok(Ok(n)) => format!("Ok({n}, {:?})", String::from_utf8_lossy(&buf[..n])),
         Ok(Err(e)) => show_err(&e),
@@ -1288,7 +1276,7 @@ async fn urecv(s: &Ud, len: usize) -> String {
 
 async fn upeek_from(s: &Ud, len: usize, peer: SocketAddr) -> String {
     let mut buf = vec![0u8; len];
-    match onu!(s, x => tokio::time::timeout(Duration::from_millis(500), x.peek_from(&mut buf)).await)
+    match on!(s, x => tokio::time::timeout(Duration::from_millis(500), x.peek_from(&mut buf)).await)
     {
         Err(_) => "pending".into(),
         Ok(Ok((n, from))) => format!(
@@ -1301,7 +1289,7 @@ async fn upeek_from(s: &Ud, len: usize, peer: SocketAddr) -> String {
 }
 
 async fn uready(s: &Ud, interest: Interest) -> String {
-    match onu!(s, x => tokio::time::timeout(Duration::from_millis(200), x.ready(interest)).await) {
+    match on!(s, x => tokio::time::timeout(Duration::from_millis(200), x.ready(interest)).await) {
         Err(_) => "pending".into(),
         Ok(Ok(r)) => bits(r),
         Ok(Err(e)) => show_err(&e),
@@ -1309,7 +1297,7 @@ async fn uready(s: &Ud, interest: Interest) -> String {
 }
 
 fn utake_error(s: &Ud) -> String {
-    match onu!(s, x => x.take_error()) {
+    match on!(s, x => x.take_error()) {
         Ok(Some(e)) => format!("Some({})", show_err(&e)),
         r => show(&r),
     }
@@ -1333,25 +1321,25 @@ async fn udp_basics(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     out.push(("take_error fresh", utake_error(&s)));
     out.push((
         "peer_addr unconnected",
-        show_ok(&onu!(&s, x => x.peer_addr())),
+        show_ok(&on!(&s, x => x.peer_addr())),
     ));
     out.push(("try_recv_from nothing", {
         let mut b = [0u8; 10];
-        show(&onu!(&s, x => x.try_recv_from(&mut b)))
+        show(&on!(&s, x => x.try_recv_from(&mut b)))
     }));
     out.push(("ready(R) nothing", uready(&s, Interest::READABLE).await));
     out.push(("ready(W)", uready(&s, Interest::WRITABLE).await));
     out.push((
         "send_to",
-        show(&onu!(&s, x => x.send_to(b"hello", peer_addr).await)),
+        show(&on!(&s, x => x.send_to(b"hello", peer_addr).await)),
     ));
     out.push(("peer got", kpeer_recv(&p).await));
     out.push((
         "send_to empty",
-        show(&onu!(&s, x => x.send_to(b"", peer_addr).await)),
+        show(&on!(&s, x => x.send_to(b"", peer_addr).await)),
     ));
     out.push(("peer got empty", kpeer_recv(&p).await));
-    let me = onu!(&s, x => x.local_addr()).unwrap();
+    let me = on!(&s, x => x.local_addr()).unwrap();
     let me = SocketAddr::new(own(kernel, v6, 0).ip(), me.port());
     p.send_to(b"0123456789", me).await.unwrap();
     p.send_to(b"second", me).await.unwrap();
@@ -1379,7 +1367,7 @@ async fn udp_basics(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     out.push(("recv_from none left", urecv_from(&s, 100, peer_addr).await));
     out.push(("try_peek_from nothing", {
         let mut b = [0u8; 10];
-        show(&onu!(&s, x => x.try_peek_from(&mut b)))
+        show(&on!(&s, x => x.try_peek_from(&mut b)))
     }));
     out
 }
@@ -1391,26 +1379,26 @@ async fn udp_connected(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes
     let a = net.kernel_udp(a_addr).unwrap();
     let b = net.kernel_udp(b_addr).unwrap();
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
-    out.push(("connect", show(&onu!(&s, x => x.connect(a_addr).await))));
+    out.push(("connect", show(&on!(&s, x => x.connect(a_addr).await))));
     out.push((
         "peer_addr",
         format!(
             "{:?}",
-            onu!(&s, x => x.peer_addr())
+            on!(&s, x => x.peer_addr())
                 .map(|x| x == a_addr)
                 .map_err(|e| e.kind())
         ),
     ));
-    let local = onu!(&s, x => x.local_addr()).unwrap();
+    let local = on!(&s, x => x.local_addr()).unwrap();
     out.push((
         "local_addr after connect on unspecified",
         format!("ip unspecified: {}", local.ip().is_unspecified()),
     ));
-    out.push(("send", show(&onu!(&s, x => x.send(b"to a").await))));
+    out.push(("send", show(&on!(&s, x => x.send(b"to a").await))));
     out.push(("a got", kpeer_recv(&a).await));
     out.push((
         "send_to b while connected",
-        show(&onu!(&s, x => x.send_to(b"to b", b_addr).await)),
+        show(&on!(&s, x => x.send_to(b"to b", b_addr).await)),
     ));
     out.push(("b got", kpeer_recv(&b).await));
     let me = SocketAddr::new(own(kernel, v6, 0).ip(), local.port());
@@ -1419,10 +1407,7 @@ async fn udp_connected(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes
     settle().await;
     out.push(("recv", urecv(&s, 100).await));
     out.push(("recv again", urecv(&s, 100).await));
-    out.push((
-        "connect to b",
-        show(&onu!(&s, x => x.connect(b_addr).await)),
-    ));
+    out.push(("connect to b", show(&on!(&s, x => x.connect(b_addr).await))));
     b.send_to(b"from b again", me).await.unwrap();
     settle().await;
     out.push(("recv after reconnect", urecv(&s, 100).await));
@@ -1436,7 +1421,7 @@ async fn udp_refused(net: &Net, kernel: bool, v6: bool) -> Outcomes {
     let u = ubind(net, kernel, unspec(v6)).await.unwrap();
     out.push((
         "unconnected send_to closed",
-        show(&onu!(&u, x => x.send_to(b"x", closed).await)),
+        show(&on!(&u, x => x.send_to(b"x", closed).await)),
     ));
     settle().await;
     out.push((
@@ -1447,21 +1432,20 @@ async fn udp_refused(net: &Net, kernel: bool, v6: bool) -> Outcomes {
     out.push(("unconnected take_error", utake_error(&u)));
     // Connected.
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
-    onu!(&s, x => x.connect(closed).await).unwrap();
-    out.push(("send", show(&onu!(&s, x => x.send(b"x").await))));
+    on!(&s, x => x.connect(closed).await).unwrap();
+    out.push(("send", show(&on!(&s, x => x.send(b"x").await))));
     settle().await;
     out.push(("recv", urecv(&s, 10).await));
     out.push(("recv again", urecv(&s, 10).await));
-    out.push(("send again", show(&onu!(&s, x => x.send(b"y").await))));
+    out.push(("send again", show(&on!(&s, x => x.send(b"y").await))));
     settle().await;
     out.push(("try_recv", {
         let mut b = [0u8; 10];
-        show(&onu!(&s, x => x.try_recv(&mut b)))
+        show(&on!(&s, x => x.try_recv(&mut b)))
     }));
     out.push(("peek", {
         let mut b = [0u8; 10];
-        match onu!(&s, x => tokio::time::timeout(Duration::from_millis(300), x.peek(&mut b)).await)
-        {
+        match on!(&s, x => tokio::time::timeout(Duration::from_millis(300), x.peek(&mut b)).await) {
             Err(_) => "pending".into(),
             Ok(r) => show(&r),
         }
@@ -1475,30 +1459,30 @@ async fn udp_broadcast(net: &Net, kernel: bool) -> Outcomes {
     // Bound to the side's own address: the namespace has no default route, which the
     // kernel would need to send to 255.255.255.255 from an unbound socket.
     let s = ubind(net, kernel, own(kernel, false, 0)).await.unwrap();
-    out.push(("broadcast()", show(&onu!(&s, x => x.broadcast()))));
+    out.push(("broadcast()", show(&on!(&s, x => x.broadcast()))));
     let all: SocketAddr = "255.255.255.255:9".parse().unwrap();
     out.push((
         "send_to 255.255.255.255",
-        show(&onu!(&s, x => x.send_to(b"x", all).await)),
+        show(&on!(&s, x => x.send_to(b"x", all).await)),
     ));
     out.push((
         "connect 255.255.255.255",
-        show(&onu!(&s, x => x.connect(all).await)),
+        show(&on!(&s, x => x.connect(all).await)),
     ));
     let link: SocketAddr = "198.18.0.255:9".parse().unwrap();
     out.push((
         "send_to 198.18.0.255",
-        show(&onu!(&s, x => x.send_to(b"x", link).await)),
+        show(&on!(&s, x => x.send_to(b"x", link).await)),
     ));
-    out.push(("set_broadcast", show(&onu!(&s, x => x.set_broadcast(true)))));
-    out.push(("broadcast() after", show(&onu!(&s, x => x.broadcast()))));
+    out.push(("set_broadcast", show(&on!(&s, x => x.set_broadcast(true)))));
+    out.push(("broadcast() after", show(&on!(&s, x => x.broadcast()))));
     out.push((
         "send_to 255.255.255.255 allowed",
-        show(&onu!(&s, x => x.send_to(b"x", all).await)),
+        show(&on!(&s, x => x.send_to(b"x", all).await)),
     ));
     out.push((
         "send_to 198.18.0.255 allowed",
-        show(&onu!(&s, x => x.send_to(b"x", link).await)),
+        show(&on!(&s, x => x.send_to(b"x", link).await)),
     ));
     out
 }
@@ -1516,17 +1500,17 @@ async fn udp_binds(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
         show_ok(&ubind(net, kernel, foreign(v6, 0)).await),
     ));
     let s = a.unwrap();
-    out.push(("ttl default", show(&onu!(&s, x => x.ttl()))));
+    out.push(("ttl default", show(&on!(&s, x => x.ttl()))));
     for t in [0u32, 256, 255, u32::MAX] {
-        let r = onu!(&s, x => x.set_ttl(t));
+        let r = on!(&s, x => x.set_ttl(t));
         out.push((
             "set_ttl",
-            format!("{t}: {} -> {}", show(&r), show(&onu!(&s, x => x.ttl()))),
+            format!("{t}: {} -> {}", show(&r), show(&on!(&s, x => x.ttl()))),
         ));
     }
     out.push((
         "send_to port 0",
-        show(&onu!(&s, x => x.send_to(b"x", kaddr(v6, 0)).await)),
+        show(&on!(&s, x => x.send_to(b"x", kaddr(v6, 0)).await)),
     ));
     out
 }
@@ -1681,17 +1665,17 @@ async fn ttl_on_the_wire(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcom
     p.read_exact(&mut buf).await.unwrap();
     let u = ubind(net, kernel, unspec(v6)).await.unwrap();
     let k = net.kernel_udp(kaddr(v6, port + 1)).unwrap();
-    onu!(&u, x => x.set_ttl(7)).unwrap();
-    out.push(("udp ttl()", show(&onu!(&u, x => x.ttl()))));
-    onu!(&u, x => x.send_to(b"seven", kaddr(v6, port + 1)).await).unwrap();
+    on!(&u, x => x.set_ttl(7)).unwrap();
+    out.push(("udp ttl()", show(&on!(&u, x => x.ttl()))));
+    on!(&u, x => x.send_to(b"seven", kaddr(v6, port + 1)).await).unwrap();
     out.push(("udp peer got", kpeer_recv(&k).await));
     // UDP set_tos (tokio's: IP_TOS) to DSCP CS1.
     let u2 = ubind(net, kernel, unspec(v6)).await.unwrap();
     let k2 = net.kernel_udp(kaddr(v6, port + 2)).unwrap();
     #[allow(deprecated)]
-    let r = onu!(&u2, x => x.set_tos(0x20));
+    let r = on!(&u2, x => x.set_tos(0x20));
     out.push(("udp set_tos(0x20)", show(&r)));
-    onu!(&u2, x => x.send_to(b"cs1", kaddr(v6, port + 2)).await).unwrap();
+    on!(&u2, x => x.send_to(b"cs1", kaddr(v6, port + 2)).await).unwrap();
     out.push(("udp peer got", kpeer_recv(&k2).await));
     settle().await;
     let family = if v6 { "ip6" } else { "ip" };
@@ -1868,21 +1852,18 @@ async fn udp_queued_before_connect(net: &Net, kernel: bool, v6: bool, port: u16)
     let a = net.kernel_udp(a_addr).unwrap();
     let b = net.kernel_udp(b_addr).unwrap();
     let s = ubind(net, kernel, unspec(v6)).await.unwrap();
-    let local = onu!(&s, x => x.local_addr()).unwrap();
+    let local = on!(&s, x => x.local_addr()).unwrap();
     let me = SocketAddr::new(own(kernel, v6, 0).ip(), local.port());
     b.send_to(b"from b before", me).await.unwrap();
     settle().await;
-    out.push((
-        "connect to a",
-        show(&onu!(&s, x => x.connect(a_addr).await)),
-    ));
+    out.push(("connect to a", show(&on!(&s, x => x.connect(a_addr).await))));
     out.push(("ready(R)", uready(&s, Interest::READABLE).await));
     let mut buf = [0u8; 20];
     out.push((
         "try_peek_sender",
         format!(
             "{:?}",
-            onu!(&s, x => x.try_peek_sender())
+            on!(&s, x => x.try_peek_sender())
                 .map(|f| f == b_addr)
                 .map_err(|e| e.kind())
         ),
@@ -2096,11 +2077,7 @@ fn new_tcp_socket(net: &Net, kernel: bool, v6: bool) -> Sock {
     }
 }
 
-#[allow(clippy::large_enum_variant)]
-enum Sock {
-    K(tokio::net::TcpSocket),
-    S(synack_tokio::TcpSocket),
-}
+type Sock = Side<tokio::net::TcpSocket, synack_tokio::TcpSocket>;
 
 impl Sock {
     fn bind(&self, a: SocketAddr) -> io::Result<()> {
@@ -2246,9 +2223,9 @@ async fn udp_connect_unspecified(net: &Net, kernel: bool, v6: bool) -> Outcomes 
     let any = SocketAddr::new(unspec(v6).ip(), 7777);
     out.push((
         "connect unspecified",
-        show(&onu!(&s, x => x.connect(any).await)),
+        show(&on!(&s, x => x.connect(any).await)),
     ));
-    let pa = onu!(&s, x => x.peer_addr());
+    let pa = on!(&s, x => x.peer_addr());
     out.push((
         "peer_addr",
         format!(
@@ -2369,35 +2346,35 @@ async fn udp_refused_each_call(net: &Net, kernel: bool, v6: bool) -> Outcomes {
         "writable",
     ] {
         let s = ubind(net, kernel, unspec(v6)).await.unwrap();
-        onu!(&s, x => x.connect(closed).await).unwrap();
-        onu!(&s, x => x.send(b"x").await).unwrap();
+        on!(&s, x => x.connect(closed).await).unwrap();
+        on!(&s, x => x.send(b"x").await).unwrap();
         settle().await;
         let mut buf = [0u8; 10];
         let mut v: Vec<u8> = Vec::with_capacity(10);
         let d = Duration::from_millis(300);
         let r: String = match op {
-            "recv" => onu!(&s, x => tokio::time::timeout(d, x.recv(&mut buf)).await)
+            "recv" => on!(&s, x => tokio::time::timeout(d, x.recv(&mut buf)).await)
                 .map_or("pending".into(), |r| show(&r)),
-            "recv_from" => onu!(&s, x => tokio::time::timeout(d, x.recv_from(&mut buf)).await)
+            "recv_from" => on!(&s, x => tokio::time::timeout(d, x.recv_from(&mut buf)).await)
                 .map_or("pending".into(), |r| show_ok(&r)),
-            "peek" => onu!(&s, x => tokio::time::timeout(d, x.peek(&mut buf)).await)
+            "peek" => on!(&s, x => tokio::time::timeout(d, x.peek(&mut buf)).await)
                 .map_or("pending".into(), |r| show(&r)),
-            "peek_from" => onu!(&s, x => tokio::time::timeout(d, x.peek_from(&mut buf)).await)
+            "peek_from" => on!(&s, x => tokio::time::timeout(d, x.peek_from(&mut buf)).await)
                 .map_or("pending".into(), |r| show_ok(&r)),
-            "peek_sender" => onu!(&s, x => tokio::time::timeout(d, x.peek_sender()).await)
+            "peek_sender" => on!(&s, x => tokio::time::timeout(d, x.peek_sender()).await)
                 .map_or("pending".into(), |r| show_ok(&r)),
-            "try_recv" => show(&onu!(&s, x => x.try_recv(&mut buf))),
-            "try_peek" => show(&onu!(&s, x => x.try_peek(&mut buf))),
-            "try_peek_sender" => show_ok(&onu!(&s, x => x.try_peek_sender())),
-            "try_recv_buf" => show(&onu!(&s, x => x.try_recv_buf(&mut v))),
-            "recv_buf" => onu!(&s, x => tokio::time::timeout(d, x.recv_buf(&mut v)).await)
+            "try_recv" => show(&on!(&s, x => x.try_recv(&mut buf))),
+            "try_peek" => show(&on!(&s, x => x.try_peek(&mut buf))),
+            "try_peek_sender" => show_ok(&on!(&s, x => x.try_peek_sender())),
+            "try_recv_buf" => show(&on!(&s, x => x.try_recv_buf(&mut v))),
+            "recv_buf" => on!(&s, x => tokio::time::timeout(d, x.recv_buf(&mut v)).await)
                 .map_or("pending".into(), |r| show(&r)),
-            "readable" => onu!(&s, x => tokio::time::timeout(d, x.readable()).await)
+            "readable" => on!(&s, x => tokio::time::timeout(d, x.readable()).await)
                 .map_or("pending".into(), |r| show(&r)),
             "ready(R)" => uready(&s, Interest::READABLE).await,
-            "try_send" => show(&onu!(&s, x => x.try_send(b"y"))),
-            "send_to other" => show(&onu!(&s, x => x.send_to(b"y", kaddr(v6, 10)).await)),
-            "writable" => onu!(&s, x => tokio::time::timeout(d, x.writable()).await)
+            "try_send" => show(&on!(&s, x => x.try_send(b"y"))),
+            "send_to other" => show(&on!(&s, x => x.send_to(b"y", kaddr(v6, 10)).await)),
+            "writable" => on!(&s, x => tokio::time::timeout(d, x.writable()).await)
                 .map_or("pending".into(), |r| show(&r)),
             _ => unreachable!(),
         };
@@ -2435,12 +2412,12 @@ async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {
     // same_udp_ipv6_options_on_an_ipv4_socket).
     #[allow(deprecated)]
     if !v6 {
-        out.push(("tos default", show(&onu!(&s, x => x.tos()))));
+        out.push(("tos default", show(&on!(&s, x => x.tos()))));
         for t in [0xffu32, 0x1c, 256, u32::MAX] {
-            let r = onu!(&s, x => x.set_tos(t));
+            let r = on!(&s, x => x.set_tos(t));
             out.push((
                 "set_tos",
-                format!("{t:#x}: {} -> {}", show(&r), show(&onu!(&s, x => x.tos()))),
+                format!("{t:#x}: {} -> {}", show(&r), show(&on!(&s, x => x.tos()))),
             ));
         }
     }
@@ -2448,13 +2425,13 @@ async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {
         if v6 {
             break;
         }
-        let r = onu!(&s, x => x.set_tos_v4(t));
+        let r = on!(&s, x => x.set_tos_v4(t));
         out.push((
             "set_tos_v4",
             format!(
                 "{t:#x}: {} -> {}",
                 show(&r),
-                show(&onu!(&s, x => x.tos_v4()))
+                show(&on!(&s, x => x.tos_v4()))
             ),
         ));
     }
@@ -2462,62 +2439,62 @@ async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {
         if !v6 {
             break;
         }
-        let r = onu!(&s, x => x.set_tclass_v6(t));
+        let r = on!(&s, x => x.set_tclass_v6(t));
         out.push((
             "set_tclass_v6",
             format!(
                 "{t:#x}: {} -> {}",
                 show(&r),
-                show(&onu!(&s, x => x.tclass_v6()))
+                show(&on!(&s, x => x.tclass_v6()))
             ),
         ));
     }
     out.push((
         "multicast_ttl_v4",
-        show(&onu!(&s, x => x.multicast_ttl_v4())),
+        show(&on!(&s, x => x.multicast_ttl_v4())),
     ));
     for t in [0u32, 255, 256] {
-        let r = onu!(&s, x => x.set_multicast_ttl_v4(t));
+        let r = on!(&s, x => x.set_multicast_ttl_v4(t));
         out.push((
             "set_multicast_ttl_v4",
             format!(
                 "{t}: {} -> {}",
                 show(&r),
-                show(&onu!(&s, x => x.multicast_ttl_v4()))
+                show(&on!(&s, x => x.multicast_ttl_v4()))
             ),
         ));
     }
     out.push((
         "multicast_loop_v4",
-        show(&onu!(&s, x => x.multicast_loop_v4())),
+        show(&on!(&s, x => x.multicast_loop_v4())),
     ));
     if v6 {
         out.push((
             "multicast_loop_v6",
-            show(&onu!(&s, x => x.multicast_loop_v6())),
+            show(&on!(&s, x => x.multicast_loop_v6())),
         ));
     }
     out.push((
         "set_multicast_loop_v4 false",
-        show(&onu!(&s, x => x.set_multicast_loop_v4(false))),
+        show(&on!(&s, x => x.set_multicast_loop_v4(false))),
     ));
     out.push((
         "multicast_loop_v4 after",
-        show(&onu!(&s, x => x.multicast_loop_v4())),
+        show(&on!(&s, x => x.multicast_loop_v4())),
     ));
     if v6 {
         out.push((
             "set_multicast_loop_v6 false",
-            show(&onu!(&s, x => x.set_multicast_loop_v6(false))),
+            show(&on!(&s, x => x.set_multicast_loop_v6(false))),
         ));
         out.push((
             "multicast_loop_v6 after",
-            show(&onu!(&s, x => x.multicast_loop_v6())),
+            show(&on!(&s, x => x.multicast_loop_v6())),
         ));
     }
-    out.push(("broadcast", show(&onu!(&s, x => x.broadcast()))));
-    out.push(("set_broadcast", show(&onu!(&s, x => x.set_broadcast(true)))));
-    out.push(("broadcast after", show(&onu!(&s, x => x.broadcast()))));
+    out.push(("broadcast", show(&on!(&s, x => x.broadcast()))));
+    out.push(("set_broadcast", show(&on!(&s, x => x.set_broadcast(true)))));
+    out.push(("broadcast after", show(&on!(&s, x => x.broadcast()))));
     let g4: std::net::Ipv4Addr = "239.1.2.3".parse().unwrap();
     // The interface by its address: the namespace has no route for groups.
     let any4 = match own(kernel, false, 0).ip() {
@@ -2526,23 +2503,23 @@ async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {
     };
     out.push((
         "join_multicast_v4",
-        show(&onu!(&s, x => x.join_multicast_v4(g4, any4))),
+        show(&on!(&s, x => x.join_multicast_v4(g4, any4))),
     ));
     out.push((
         "join_multicast_v4 again",
-        show(&onu!(&s, x => x.join_multicast_v4(g4, any4))),
+        show(&on!(&s, x => x.join_multicast_v4(g4, any4))),
     ));
     out.push((
         "leave_multicast_v4",
-        show(&onu!(&s, x => x.leave_multicast_v4(g4, any4))),
+        show(&on!(&s, x => x.leave_multicast_v4(g4, any4))),
     ));
     out.push((
         "leave_multicast_v4 again",
-        show(&onu!(&s, x => x.leave_multicast_v4(g4, any4))),
+        show(&on!(&s, x => x.leave_multicast_v4(g4, any4))),
     ));
     out.push((
         "join_multicast_v4 unicast",
-        show(&onu!(&s, x => x.join_multicast_v4("198.18.0.9".parse().unwrap(), any4))),
+        show(&on!(&s, x => x.join_multicast_v4("198.18.0.9".parse().unwrap(), any4))),
     ));
     if !v6 {
         return out;
@@ -2550,19 +2527,19 @@ async fn udp_options(net: &Net, kernel: bool, v6: bool) -> Outcomes {
     let g6: std::net::Ipv6Addr = "ff0e::1:7".parse().unwrap();
     out.push((
         "join_multicast_v6",
-        show(&onu!(&s, x => x.join_multicast_v6(&g6, 0))),
+        show(&on!(&s, x => x.join_multicast_v6(&g6, 0))),
     ));
     out.push((
         "join_multicast_v6 again",
-        show(&onu!(&s, x => x.join_multicast_v6(&g6, 0))),
+        show(&on!(&s, x => x.join_multicast_v6(&g6, 0))),
     ));
     out.push((
         "leave_multicast_v6",
-        show(&onu!(&s, x => x.leave_multicast_v6(&g6, 0))),
+        show(&on!(&s, x => x.leave_multicast_v6(&g6, 0))),
     ));
     out.push((
         "leave_multicast_v6 again",
-        show(&onu!(&s, x => x.leave_multicast_v6(&g6, 0))),
+        show(&on!(&s, x => x.leave_multicast_v6(&g6, 0))),
     ));
     out
 }
@@ -2583,20 +2560,20 @@ async fn own_address(net: &Net, kernel: bool, v6: bool) -> Outcomes {
         connect_outcome(net, kernel, own(kernel, v6, 9)).await,
     ));
     let u = ubind(net, kernel, unspec(v6)).await.unwrap();
-    onu!(&u, x => x.connect(own(kernel, v6, 9)).await).unwrap();
+    on!(&u, x => x.connect(own(kernel, v6, 9)).await).unwrap();
     out.push((
         "UDP send to own closed port",
-        show(&onu!(&u, x => x.send(b"x").await)),
+        show(&on!(&u, x => x.send(b"x").await)),
     ));
     settle().await;
     out.push(("UDP recv after", urecv(&u, 10).await));
     let a = ubind(net, kernel, own(kernel, v6, 0)).await.unwrap();
     let b = ubind(net, kernel, own(kernel, v6, 0)).await.unwrap();
-    let b_addr = onu!(&b, x => x.local_addr()).unwrap();
-    let a_addr = onu!(&a, x => x.local_addr()).unwrap();
+    let b_addr = on!(&b, x => x.local_addr()).unwrap();
+    let a_addr = on!(&a, x => x.local_addr()).unwrap();
     out.push((
         "UDP send_to own other socket",
-        show(&onu!(&a, x => x.send_to(b"self", b_addr).await)),
+        show(&on!(&a, x => x.send_to(b"self", b_addr).await)),
     ));
     out.push((
         "UDP other socket receives",
@@ -2731,8 +2708,8 @@ async fn connect_unspecified(net: &Net, kernel: bool) -> Outcomes {
         format!("{}", pa.ip().is_loopback()),
     ));
     let u = ubind(net, kernel, own(kernel, true, 0)).await.unwrap();
-    onu!(&u, x => x.connect("[::]:7777".parse::<SocketAddr>().unwrap()).await).unwrap();
-    let pa = onu!(&u, x => x.peer_addr()).unwrap();
+    on!(&u, x => x.connect("[::]:7777".parse::<SocketAddr>().unwrap()).await).unwrap();
+    let pa = on!(&u, x => x.peer_addr()).unwrap();
     out.push((
         "UDP (bound IPv6) connect [::]: peer_addr is loopback",
         format!("{}", pa.ip().is_loopback()),
@@ -2758,16 +2735,16 @@ async fn udp_v6_options_on_v4(net: &Net, kernel: bool) -> Outcomes {
     };
     out.push((
         "multicast_loop_v6",
-        errno_only(&onu!(&s, x => x.multicast_loop_v6()).map(|v| v as u8)),
+        errno_only(&on!(&s, x => x.multicast_loop_v6()).map(|v| v as u8)),
     ));
     out.push((
         "set_multicast_loop_v6(false)",
-        errno_only(&onu!(&s, x => x.set_multicast_loop_v6(false)).map(|_| 0u8)),
+        errno_only(&on!(&s, x => x.set_multicast_loop_v6(false)).map(|_| 0u8)),
     ));
     let g6: std::net::Ipv6Addr = "ff0e::1:7".parse().unwrap();
     out.push((
         "leave_multicast_v6 (never joined)",
-        errno_only(&onu!(&s, x => x.leave_multicast_v6(&g6, 0)).map(|_| 0u8)),
+        errno_only(&on!(&s, x => x.leave_multicast_v6(&g6, 0)).map(|_| 0u8)),
     ));
     out
 }
@@ -2783,13 +2760,13 @@ differential!(
 async fn udp_ip_tos_on_v6(net: &Net, kernel: bool) -> Outcomes {
     let mut out = Outcomes::new();
     let s = ubind(net, kernel, unspec(true)).await.unwrap();
-    let r = onu!(&s, x => x.set_tos_v4(0x1c));
+    let r = on!(&s, x => x.set_tos_v4(0x1c));
     out.push((
         "UDP set_tos_v4(0x1c) -> tos_v4()",
-        format!("{} {}", show(&r), show(&onu!(&s, x => x.tos_v4()))),
+        format!("{} {}", show(&r), show(&on!(&s, x => x.tos_v4()))),
     ));
     #[allow(deprecated)]
-    let r = onu!(&s, x => x.set_tos(256));
+    let r = on!(&s, x => x.set_tos(256));
     out.push(("UDP set_tos(256)", show(&r)));
     let t = new_tcp_socket(net, kernel, true);
     let r = match &t {
@@ -2822,16 +2799,16 @@ async fn errors_without_a_std_kind(net: &Net, kernel: bool) -> Outcomes {
     let s = ubind(net, kernel, unspec(false)).await.unwrap();
     out.push((
         "UDP send unconnected (EDESTADDRREQ)",
-        raw(onu!(&s, x => x.send(b"x").await).map(drop)),
+        raw(on!(&s, x => x.send(b"x").await).map(drop)),
     ));
     out.push((
         "UDP set_tclass_v6 on IPv4 (ENOPROTOOPT)",
-        raw(onu!(&s, x => x.set_tclass_v6(8))),
+        raw(on!(&s, x => x.set_tclass_v6(8))),
     ));
     let big = vec![0u8; 70_000];
     out.push((
         "UDP send_to 70000 bytes (EMSGSIZE)",
-        raw(onu!(&s, x => x.send_to(&big, kaddr(false, 9)).await).map(drop)),
+        raw(on!(&s, x => x.send_to(&big, kaddr(false, 9)).await).map(drop)),
     ));
     let t = new_tcp_socket(net, kernel, false);
     out.push((
