@@ -708,6 +708,39 @@ fn data_after_close_draws_an_rst() {
 }
 
 #[test]
+fn data_after_the_read_side_is_shut_is_read_until_our_fin_then_draws_an_rst() {
+    // shutdown(SHUT_RD), as Linux: what comes in ESTABLISHED is still taken and read, then
+    // reads end the stream.
+    let mut k = open();
+    assert_eq!(k.read(), Err(Error::WouldBlock));
+    k.h.ep.shutdown_read(k.c).unwrap();
+    assert!(k.h.ep.recv_ready(k.c).unwrap(), "a waiting reader wakes");
+    assert_eq!(k.read(), Ok(Vec::new()), "the end of the stream");
+    k.peer_sends(ACK | TcpFlags::PSH, b"still taken");
+    assert_eq!(k.h.one().ack, k.peer_nxt);
+    assert_eq!(k.read(), Ok(b"still taken".to_vec()));
+    assert_eq!(k.read(), Ok(Vec::new()));
+    // After our FIN, new data can never be read: RFC 1122 §4.2.2.13's reset, as after close
+    // (Linux's `tcp_rcv_state_process` once `RCV_SHUTDOWN` is set), but the application
+    // still holds the socket, and the reset is its error.
+    k.h.ep.shutdown(k.c).unwrap();
+    let _ = k.h.one();
+    k.our_nxt += 1;
+    k.peer_sends(ACK, b"");
+    assert_eq!(k.state(), State::FinWait2);
+    k.peer_sends(ACK | TcpFlags::PSH, b"too late");
+    let rst = k.h.one();
+    assert!(rst.is(RST), "{rst:?}");
+    assert_eq!(rst.seq, k.our_nxt);
+    k.h.none();
+    assert_eq!(k.state(), State::Closed);
+    assert_eq!(
+        k.h.ep.take_error(k.c).unwrap(),
+        Some(Error::ConnectionReset)
+    );
+}
+
+#[test]
 fn abort_sends_rst_and_frees() {
     let mut k = open();
     let offered = k.h.ep.info(k.h.now, k.c).unwrap().rcv_wnd;

@@ -573,6 +573,17 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Shut the reading side (`shutdown(SHUT_RD)`): reads return what is queued, then the
+    /// end of the stream. Data keeps coming in ESTABLISHED, but data that arrives after our
+    /// FIN resets the connection (RFC 1122 §4.2.2.13, as Linux). For both directions, call
+    /// this and [`shutdown`](Self::shutdown).
+    pub fn shutdown_read(&mut self, conn: ConnectionHandle) -> Result<(), Error> {
+        let slot = self.app_slot(conn)?;
+        let result = slot.conn.shutdown_read();
+        self.after(conn);
+        result
+    }
+
     /// Release the handle. The connection closes gracefully in the background (FIN after the
     /// queued data, then TIME-WAIT), or is reset if received data was left unread.
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {

@@ -134,10 +134,17 @@ impl Shared {
             return self.disconnect(fd);
         }
         let s = g.socket(fd)?;
+        let first_rd = rd && !s.shut_rd;
         s.shut_rd |= rd;
         let first_wr = wr && !s.shut_wr;
         s.shut_wr |= wr;
         s.wake(Wake::All);
+        if first_rd {
+            match g.ep().shutdown_read(h) {
+                Ok(()) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
         if first_wr {
             match g.ep().shutdown(h) {
                 Ok(()) | Err(Error::BrokenPipe) => {}

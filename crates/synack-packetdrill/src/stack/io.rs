@@ -289,10 +289,14 @@ impl Shared {
                     Kind::Conn(h) => h,
                     _ => return Some(Err(s.pending_error.take().unwrap_or(libc::EPIPE))),
                 };
-                if s.shut_wr {
-                    return Some(Err(libc::EPIPE));
+                let (shut_wr, reported) = (s.shut_wr, s.error_reported);
+                if shut_wr {
+                    // Linux's `sk_stream_error`: an error not yet reported comes before EPIPE
+                    // (an RST that came after our shutdown).
+                    let e = st.take_conn_error(fd).ok().flatten();
+                    return Some(Err(e.unwrap_or(libc::EPIPE)));
                 }
-                if s.error_reported && st.ep().take_error(h).ok().flatten().is_some() {
+                if reported && st.ep().take_error(h).ok().flatten().is_some() {
                     return Some(Err(libc::EPIPE));
                 }
                 let state = st.ep().state(h).unwrap_or(State::Closed);

@@ -19,6 +19,7 @@ impl Connection {
     pub fn recv_ready(&self) -> bool {
         self.rcvlowat_reached()
             || self.rcv.fin_received
+            || self.read_shut
             || self.error.is_some()
             || self.state == State::Closed
     }
@@ -240,7 +241,8 @@ impl Connection {
         if let Some(e) = self.error {
             return Err(e);
         }
-        if self.state == State::Closed {
+        // Linux's `tcp_recvmsg` looks at `RCV_SHUTDOWN` after the socket's error.
+        if self.read_shut || self.state == State::Closed {
             return Ok(0);
         }
         match self.state {

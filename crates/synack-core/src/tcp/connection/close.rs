@@ -287,6 +287,24 @@ impl Connection {
         }
     }
 
+    /// Shut the reading side (`shutdown(SHUT_RD)`): what is queued can still be read, then
+    /// reads end the stream; data still comes in and is acknowledged in ESTABLISHED (Linux
+    /// queues it), but new data after our FIN is answered with a reset (see `input`). In
+    /// SYN-SENT the connect is abandoned, as for a shutdown of the writing side.
+    pub fn shutdown_read(&mut self) -> Result<(), Error> {
+        match self.state {
+            State::Closed => Err(Error::NotConnected),
+            // Linux's `inet_shutdown` disconnects a connecting socket whatever `how`.
+            State::SynSent => self.shutdown(),
+            _ => {
+                self.read_shut = true;
+                // Readers blocked for data now find the end of the stream.
+                self.notify.readable = true;
+                Ok(())
+            }
+        }
+    }
+
     /// A FIN queued before the handshake finished takes effect now.
     pub(super) fn apply_queued_fin(&mut self) {
         if self.snd.fin_queued && self.state == State::Established {

@@ -233,6 +233,7 @@ impl Connection {
             reset_after_flush: false,
             nodelay: config.nodelay,
             app_closed: false,
+            read_shut: false,
             error: None,
             soft_error: None,
             notify: Notify::default(),

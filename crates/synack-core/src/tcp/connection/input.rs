@@ -791,17 +791,24 @@ impl Connection {
         self.ecn_accept_cwr(seg);
 
         // Seventh: the segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2.
-        // RFC 1122 §4.2.2.13: new data for a connection the application has closed can never
-        // be read; the sender learns so from an RST, and the connection ends (Linux
-        // tcp_rcv_state_process, FIN-WAIT-1 and -2 after close()).
-        // Linux's test (`tcp_rcv_state_process`, step 7, once `RCV_SHUTDOWN` is set): a
-        // segment that occupies sequence space and reaches past RCV.NXT before its FIN, so
-        // a bare FIN out of order too.
-        if self.app_closed
+        // RFC 1122 §4.2.2.13: new data for a connection the application has closed, or whose
+        // reading side it shut, can never be read; the sender learns so from an RST, and the
+        // connection ends (Linux tcp_rcv_state_process, FIN-WAIT-1 and -2 once
+        // `RCV_SHUTDOWN` is set, by close() or shutdown(SHUT_RD): `TCPAbortOnData`).
+        // Linux's test (step 7): a segment that occupies sequence space and reaches past
+        // RCV.NXT before its FIN, so a bare FIN out of order too.
+        if (self.app_closed || self.read_shut)
             && matches!(self.state, State::FinWait1 | State::FinWait2)
             && seg.seq_len() > 0
             && start + seg.payload.len() > self.rcv.nxt
         {
+            // The application still holds the socket: the reset is its error, ECONNRESET
+            // (`tcp_reset`), as for an RST that came in.
+            if !self.app_closed {
+                self.reset_reply = Some((seg.ack_number, None));
+                self.handle_reset();
+                return;
+            }
             // Closed with data unread and something still to send first (the answer
             // written before `close`, or the FIN of a `shutdown` before it): the RST follows
             // that flush already (`reset_after_flush`), as on Linux, whose `write` and

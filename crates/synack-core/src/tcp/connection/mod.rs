@@ -636,6 +636,10 @@ pub(crate) struct Connection {
     /// probes). Not set by a shutdown of either side, whose socket the application still
     /// holds.
     pub app_closed: bool,
+    /// The application shut its reading side (`shutdown(SHUT_RD)`, Linux's `RCV_SHUTDOWN`
+    /// from `inet_shutdown`): a read takes what is queued, then the end of the stream, and
+    /// new data in FIN-WAIT-1 or -2 is answered with a reset, as after `close`.
+    pub read_shut: bool,
     /// The error the connection failed with.
     pub error: Option<Error>,
     /// A soft error (ICMP) reported if the connection later times out.

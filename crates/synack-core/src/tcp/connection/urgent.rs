@@ -186,7 +186,11 @@ impl Connection {
                 }
                 Ok(Some(b))
             }
-            UrgentByte::NotYet if closed || self.app_closed || self.rcv.fin_received => Ok(None),
+            UrgentByte::NotYet
+                if closed || self.app_closed || self.read_shut || self.rcv.fin_received =>
+            {
+                Ok(None)
+            }
             UrgentByte::NotYet => Err(Error::WouldBlock),
         }
     }
