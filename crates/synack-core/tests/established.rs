@@ -6436,6 +6436,56 @@ fn host_unreachable_on_an_established_connection_is_a_soft_error() {
     );
 }
 
+/// A soft error is forgotten once an ACK shows the path works again (Linux's `tcp_ack`
+/// clears `sk_err_soft` for every ACK it takes, a duplicate too): `SO_ERROR` no longer
+/// reads it, and a later timeout is `TimedOut`, not the old unreachable
+/// (`icmp-soft-error-forgotten-after-ack.pkt`).
+#[test]
+fn a_soft_error_is_forgotten_after_an_ack() {
+    use synack_core::wire::IcmpRepr;
+    let mut cfg = config();
+    cfg.data_retries(2);
+    let mut k = Conn::open(cfg, false, false);
+    let unreachable = |k: &mut Conn| {
+        k.h.ep.send(k.c, b"hello").unwrap();
+        let _ = k.h.drain();
+        k.our_nxt += 5;
+        let quoted = k.h.raw.last().unwrap()[..28].to_vec();
+        let p = icmp_packet(IcmpRepr::DstUnreachable {
+            code: 1,
+            invoking: &quoted,
+        });
+        k.h.inject_raw(&p);
+    };
+    // The ACK of the data the error was about.
+    unreachable(&mut k);
+    k.ack_all();
+    assert_eq!(k.h.ep.take_soft_error(k.c).unwrap(), None);
+    // A duplicate ACK: the data it does not cover is still in flight.
+    let una = k.our_nxt;
+    unreachable(&mut k);
+    let dup = k.seg(ACK, una);
+    k.send_peer(dup);
+    assert_eq!(k.h.ep.take_soft_error(k.c).unwrap(), None);
+    // An old ACK, below SND.UNA, is not one `tcp_ack` takes: the error stands.
+    k.ack_all();
+    unreachable(&mut k);
+    let old = k.seg(ACK, una);
+    k.send_peer(old);
+    assert_eq!(
+        k.h.ep.take_soft_error(k.c).unwrap(),
+        Some(Error::HostUnreachable)
+    );
+    k.ack_all();
+    // Forgotten, it is not what the connection fails with when its retransmissions run out.
+    unreachable(&mut k);
+    k.ack_all();
+    k.h.ep.send(k.c, b"again").unwrap();
+    let _ = k.h.drain();
+    k.h.advance(Duration::from_secs(120));
+    assert_eq!(k.h.ep.take_error(k.c).unwrap(), Some(Error::TimedOut));
+}
+
 /// A parameter problem is EPROTO (Linux's `icmp_err_convert`), soft on an open connection
 /// as an unreachable is: `take_soft_error` reads it once, as `SO_ERROR` reads `sk_err_soft`
 /// and clears it, and a soft error left unread is what the connection fails with when its

@@ -704,6 +704,10 @@ impl Connection {
         let taken = seg.ack_number >= self.snd.una && seg.ack_number <= self.snd.max;
         if taken {
             self.probes_out = 0;
+            // Something worked: an ICMP error that came before is forgotten (Linux's `tcp_ack`
+            // clears `sk_err_soft` for every ACK it takes, duplicates too), so that it is
+            // neither read by `SO_ERROR` nor reported by a later timeout.
+            self.soft_error = None;
             // A keepalive or zero-window probe the timer left for the next poll has its
             // answer already (Linux sends it from the timer, before this could come). Sent
             // now, it would take the place of the ACK this segment may be owed, at a
