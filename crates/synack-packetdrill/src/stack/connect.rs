@@ -244,12 +244,24 @@ impl Shared {
         match (s.kind, s.connecting) {
             (Kind::Listener(_), _) => return Err(libc::EISCONN),
             (Kind::Conn(_), Connecting::Done) => return Err(libc::EISCONN),
-            (Kind::Conn(_), _) => {
+            (Kind::Conn(_), Connecting::InProgress) => {
                 let nonblock = s.nonblock;
                 return self.finish_connect(g, fd, nonblock, true);
             }
+            // Unconnected after an attempt that failed (Linux's SS_UNCONNECTED): a socket
+            // whose connection is closed connects again, as a fresh one (`inet_stream_connect`
+            // in TCP_CLOSE); one whose connection lives on is connected.
+            (Kind::Conn(h), Connecting::No) => {
+                if g.ep().state(h).unwrap_or(State::Closed) != State::Closed {
+                    return Err(libc::EISCONN);
+                }
+                drop(g);
+                self.disconnect(fd)?;
+                g = self.lock();
+            }
             (Kind::Fresh, _) => {}
         }
+        let s = g.socket(fd)?;
         // A new connection starts without the last one's error (tcp_connect_init).
         s.pending_error = None;
         let nonblock = s.nonblock;
@@ -489,12 +501,22 @@ impl Shared {
         if r.is_err() {
             return (g, r);
         }
+        let closed = match g.conn(fd) {
+            Ok(h) => g.ep().state(h).unwrap_or(State::Closed) == State::Closed,
+            Err(_) => true,
+        };
         let r = match g.take_conn_error(fd) {
             Err(e) => Err(e),
             Ok(Some(e)) => g
                 .socket(fd)
                 .map(|s| s.connecting = Connecting::No)
                 .and(Err(e)),
+            // Closed with its error already read (`SO_ERROR`): `sock_error` finds none, and
+            // the attempt ends with ECONNABORTED (`inet_stream_connect`).
+            Ok(None) if closed => g
+                .socket(fd)
+                .map(|s| s.connecting = Connecting::No)
+                .and(Err(libc::ECONNABORTED)),
             Ok(None) => g.socket(fd).map(|s| s.connecting = Connecting::Done),
         };
         (g, r)
