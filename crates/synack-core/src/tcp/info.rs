@@ -18,7 +18,9 @@ pub struct TcpInfo {
     pub ca_state: u8,
     /// Retransmission timeouts since SND.UNA last moved (Linux `tcpi_retransmits`).
     pub retransmits: u8,
-    /// The RTO's backoff exponent, kept until an RTT sample (Linux `tcpi_backoff`).
+    /// The RTO's backoff exponent, kept until an RTT sample, or while zero-window probes go
+    /// unanswered by an open window, theirs (Linux `tcpi_backoff`: one `icsk_backoff` serves
+    /// both timers).
     pub backoff: u8,
     /// Unanswered probes in a row, keepalive or zero-window (`icsk_probes_out`).
     pub probes: u8,

@@ -99,7 +99,7 @@ impl Connection {
             state: Some(self.state),
             ca_state,
             retransmits: self.timeouts.min(255) as u8,
-            backoff: self.backoff.min(255) as u8,
+            backoff: self.backoff.max(u32::from(self.persist_backoff)).min(255) as u8,
             probes: self.probes_out.min(255) as u8,
             options,
             snd_wscale: if self.wscale_ok { self.snd.wscale } else { 0 },
