@@ -550,6 +550,24 @@ impl SkbQueue {
         }
     }
 
+    /// The packet that ends at `end` (an offset like `lens`) carries PSH for good, as Linux's
+    /// `tcp_write_wakeup` sets it on the skb it sends part of before it splits it there
+    /// (`tcp_fragment` then leaves the part sent with the flag set again): a resend of those
+    /// bytes carries it too. The rest keeps the flags it had.
+    pub fn mark_push_at(&mut self, end: usize) {
+        if end == 0 || end > self.bytes {
+            return;
+        }
+        if end == self.bytes {
+            self.mark_tail_push();
+            return;
+        }
+        let i = self.psh_ends.partition_point(|&e| e < end);
+        if self.psh_ends.get(i) != Some(&end) {
+            self.psh_ends.insert(i, end);
+        }
+    }
+
     /// A new write's first bytes went into the last skb: it loses its PSH, which the end of
     /// the write sets again where it then ends (`tcp_sendmsg_locked`: `if (!copied)
     /// TCP_SKB_CB(skb)->tcp_flags &= ~TCPHDR_PSH`).
@@ -1207,6 +1225,34 @@ mod tests {
         assert!(q.psh_within(0, 500) && !q.psh_within(500, 5000));
         q.consume(500);
         assert!(!q.psh_within(0, 5000), "the mark left with its bytes");
+    }
+
+    /// A probe that sends part of an skb (`tcp_write_wakeup`) marks where that part ends,
+    /// among the other marks, in order, once.
+    #[test]
+    fn skb_queue_marks_a_push_inside_the_queue() {
+        let mut q = SkbQueue::default();
+        q.push_skb(1000);
+        q.push_skb(1000);
+        q.mark_push(SeqNumber(3000));
+        q.mark_push_at(512);
+        q.mark_push_at(512);
+        q.mark_push_at(1500);
+        assert!(q.psh_within(0, 512) && !q.psh_within(512, 1000));
+        assert!(q.psh_within(1000, 1500) && !q.psh_within(1500, 1999));
+        assert!(q.psh_within(1999, 2000), "the tail keeps its own");
+        q.consume(512);
+        assert!(
+            !q.psh_within(0, 987) && q.psh_within(987, 988),
+            "marks move with the ACK"
+        );
+        // At the end of the queue it is the tail's mark.
+        let mut q = SkbQueue::default();
+        q.push_skb(1000);
+        q.mark_push_at(1000);
+        assert!(q.psh_within(999, 1000));
+        q.push_skb(10);
+        assert!(q.psh_within(999, 1000), "kept where the skb ended");
     }
 
     /// The packets of new data sent are remembered until acknowledged, for retransmissions

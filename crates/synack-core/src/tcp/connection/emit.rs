@@ -286,13 +286,17 @@ impl Connection {
         if len > 0 && push {
             flags |= TcpFlags::PSH;
         }
-        if kind == Emit::Wakeup && len > 0 && end == queue_end && !marked {
-            // The override timeout pushes what it sends for good (Linux's tcp_write_wakeup
-            // sets PSH on the skb): resent, it carries PSH again.
-            self.snd.push_at_end = true;
+        if kind == Emit::Wakeup && len > 0 && !marked {
+            // The override timeout (or a probe into a window that opened short of a
+            // segment) pushes what it sends for good (Linux's tcp_write_wakeup sets PSH on
+            // the skb): resent, it carries PSH again. Without the skb view only the end of
+            // the queue can carry the mark.
+            if end == queue_end {
+                self.snd.push_at_end = true;
+            }
             if self.cfg.skb_accounting {
                 if let Some(q) = self.snd.skbs.as_mut() {
-                    q.mark_tail_push();
+                    q.mark_push_at(end - data_start);
                 }
             }
         }
