@@ -2883,3 +2883,373 @@ differential!(
     departs ["set_linger(2^32 s) -> linger()", "peer sees after the drop"],
     |net, kernel| tcp_linger_2_32(net, kernel, false, if kernel { 7921 } else { 7922 })
 );
+
+// ---- half closes carrying data, vectored I/O, bulk transfers -----------------------------
+
+/// Reads from the kernel peer until EOF (or 10 s): whether it got exactly `want`, and how
+/// the stream ended.
+async fn peer_reads_all(p: &mut tokio::net::TcpStream, want: &[u8]) -> String {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), p.read_to_end(&mut got)).await;
+    let end = match r {
+        Err(_) => "then nothing".to_string(),
+        Ok(Ok(_)) => "EOF".to_string(),
+        Ok(Err(e)) => show_err(&e),
+    };
+    format!("intact {}, {end}", got == want)
+}
+
+/// Reads `len` bytes from the subject, `chunk` at a time, pausing `pause_ms` between reads.
+async fn read_exactly(s: &mut St, len: usize, chunk: usize, pause_ms: u64) -> io::Result<Vec<u8>> {
+    let mut got = Vec::with_capacity(len);
+    let mut buf = vec![0u8; chunk];
+    while got.len() < len {
+        let n = on!(s, x => x.read(&mut buf).await)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        if pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
+    }
+    Ok(got)
+}
+
+/// The peer half-closes; the subject, in CLOSE-WAIT, writes a MiB that the peer reads
+/// whole, then closes.
+async fn tcp_write_in_close_wait(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.shutdown().await.unwrap();
+    settle().await;
+    out.push(("read EOF", read_once(&mut s, 10).await));
+    out.push((
+        "ready(R|W) in CLOSE-WAIT",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    let data = kernel_support::pattern(1 << 20, 11);
+    let (w, r) = tokio::join!(
+        async { show(&on!(&mut s, x => within(10, x.write_all(&data)).await)) },
+        async {
+            let mut got = vec![0u8; data.len()];
+            let r = within(10, p.read_exact(&mut got)).await;
+            format!("{} intact {}", show_ok(&r), got == data)
+        }
+    );
+    out.push(("write_all 1 MiB in CLOSE-WAIT", w));
+    out.push(("peer reads it", r));
+    out.push((
+        "ready(R|W) after",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push(("peer sees", peer_sees(&mut p, 500).await));
+    out
+}
+
+/// The subject half-closes; the peer, in its CLOSE-WAIT, writes a MiB that the subject
+/// (in FIN-WAIT-2) reads whole, then closes.
+async fn tcp_read_in_fin_wait(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    out.push((
+        "ready(R|W) in FIN-WAIT-2",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    let data = kernel_support::pattern(1 << 20, 13);
+    let (w, r) = tokio::join!(
+        async {
+            let w = within(10, p.write_all(&data)).await;
+            p.shutdown().await.unwrap();
+            show(&w)
+        },
+        async {
+            let r = within(10, read_exactly(&mut s, data.len() + 1, 65536, 0)).await;
+            match r {
+                Ok(got) => format!("{} bytes, intact {}", got.len(), got == data),
+                Err(e) => show_err(&e),
+            }
+        }
+    );
+    out.push(("peer writes 1 MiB", w));
+    out.push(("subject reads it to EOF", r));
+    out.push((
+        "ready(R|W) after both FINs",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    out.push(("read at EOF", read_once(&mut s, 10).await));
+    out
+}
+
+/// Four MiB each way through a slow reader: the bytes arrive whole and in order.
+async fn tcp_bulk_slow_reader(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let data = kernel_support::pattern(4 << 20, 17);
+    let (w, r) = tokio::join!(
+        async {
+            let w = on!(&mut s, x => within(20, x.write_all(&data)).await);
+            (show(&w), on!(&mut s, x => x.shutdown().await).is_ok())
+        },
+        async {
+            // 16 KiB a millisecond at most.
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 16384];
+            loop {
+                match p.read(&mut buf).await {
+                    Ok(0) => break "EOF".to_string(),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break show_err(&e),
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            .to_string()
+                + &format!(" after {} bytes, intact {}", got.len(), got == data)
+        }
+    );
+    out.push(("write_all 4 MiB, shutdown", format!("{w:?}")));
+    out.push(("slow peer reads", r));
+    let back = kernel_support::pattern(4 << 20, 19);
+    let (w, r) = tokio::join!(
+        async {
+            let w = within(20, p.write_all(&back)).await;
+            p.shutdown().await.unwrap();
+            show(&w)
+        },
+        async {
+            match within(20, read_exactly(&mut s, back.len() + 1, 16384, 1)).await {
+                Ok(got) => format!("{} bytes, intact {}", got.len(), got == back),
+                Err(e) => show_err(&e),
+            }
+        }
+    );
+    out.push(("peer writes 4 MiB", w));
+    out.push(("slow subject reads to EOF", r));
+    out
+}
+
+/// Fills the subject's send buffer (the peer not reading): how many bytes it took.
+async fn fill(s: &St) -> usize {
+    let chunk = vec![7u8; 65536];
+    let mut sent = 0;
+    for i in 0..2000 {
+        match on!(s, x => x.try_write(&chunk)) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+        if i % 16 == 15 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    sent
+}
+
+/// `flush`, `shutdown` and a drop while the send buffer is full and the peer not reading:
+/// none waits for the data to go, and the peer gets all of it, then the FIN.
+async fn tcp_close_with_full_buffer(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+    drop_it: bool,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let sent = fill(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = sent + fill(&s).await;
+    out.push(("send buffer full", format!("{}", sent > 0)));
+    let r = on!(&mut s, x => tokio::time::timeout(Duration::from_millis(500), x.flush()).await);
+    out.push(("flush", r.map_or("pending".into(), |r| show(&r))));
+    if drop_it {
+        drop(s);
+    } else {
+        let r =
+            on!(&mut s, x => tokio::time::timeout(Duration::from_millis(500), x.shutdown()).await);
+        out.push(("shutdown", r.map_or("pending".into(), |r| show(&r))));
+        out.push(("write after", write_once(&mut s, b"x").await));
+    }
+    out.push((
+        "peer reads to the end",
+        peer_reads_all(&mut p, &vec![7u8; sent]).await,
+    ));
+    out
+}
+
+/// Vectored and `BufMut` reads and writes: many slices, empty ones, none; empty buffers.
+async fn tcp_vectored(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::io::{IoSlice, IoSliceMut};
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let parts: Vec<Vec<u8>> = (0..100).map(|i| format!("{i:02}").into_bytes()).collect();
+    let slices: Vec<IoSlice> = parts.iter().map(|v| IoSlice::new(v)).collect();
+    out.push((
+        "try_write_vectored 100 slices",
+        show(&on!(&s, x => x.try_write_vectored(&slices))),
+    ));
+    out.push((
+        "try_write_vectored no slices",
+        show(&on!(&s, x => x.try_write_vectored(&[]))),
+    ));
+    let empty = [IoSlice::new(b""), IoSlice::new(b"")];
+    out.push((
+        "try_write_vectored empty slices",
+        show(&on!(&s, x => x.try_write_vectored(&empty))),
+    ));
+    let mixed = [
+        IoSlice::new(b""),
+        IoSlice::new(b"<a"),
+        IoSlice::new(b""),
+        IoSlice::new(b"b>"),
+    ];
+    out.push((
+        "try_write_vectored mixed",
+        show(&on!(&s, x => x.try_write_vectored(&mixed))),
+    ));
+    let r = on!(&mut s, x => x.write_vectored(&mixed).await);
+    out.push(("write_vectored mixed", show(&r)));
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    p.write_all(b"0123456789abcdefghij").await.unwrap();
+    settle().await;
+    let (mut a, mut b, mut c) = ([0u8; 3], [0u8; 0], [0u8; 5]);
+    let mut bufs = [
+        IoSliceMut::new(&mut a),
+        IoSliceMut::new(&mut b),
+        IoSliceMut::new(&mut c),
+    ];
+    let r = on!(&s, x => x.try_read_vectored(&mut bufs));
+    out.push((
+        "try_read_vectored 3+0+5",
+        format!("{} {:?} {:?}", show(&r), a, c),
+    ));
+    let mut none: [IoSliceMut; 0] = [];
+    out.push((
+        "try_read_vectored no slices",
+        show(&on!(&s, x => x.try_read_vectored(&mut none))),
+    ));
+    let mut z = [0u8; 0];
+    let mut zero = [IoSliceMut::new(&mut z)];
+    out.push((
+        "try_read_vectored empty slice",
+        show(&on!(&s, x => x.try_read_vectored(&mut zero))),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(4);
+    let r = on!(&s, x => x.try_read_buf(&mut v));
+    out.push((
+        "try_read_buf capacity 4",
+        format!("{} {:?}", show(&r), String::from_utf8_lossy(&v)),
+    ));
+    let mut e: &mut [u8] = &mut [];
+    out.push((
+        "try_read_buf no room",
+        show(&on!(&s, x => x.try_read_buf(&mut e))),
+    ));
+    let mut v = Vec::new();
+    let r = on!(&mut s, x => x.read_buf(&mut v).await);
+    out.push((
+        "read_buf rest",
+        format!("{} {:?}", show(&r), String::from_utf8_lossy(&v)),
+    ));
+    let mut v = Vec::new();
+    out.push((
+        "try_read_buf nothing",
+        show(&on!(&s, x => x.try_read_buf(&mut v))),
+    ));
+    p.shutdown().await.unwrap();
+    settle().await;
+    let mut v = Vec::with_capacity(8);
+    out.push((
+        "try_read_buf at EOF",
+        show(&on!(&s, x => x.try_read_buf(&mut v))),
+    ));
+    let mut a = [0u8; 4];
+    let mut bufs = [IoSliceMut::new(&mut a)];
+    out.push((
+        "try_read_vectored at EOF",
+        show(&on!(&s, x => x.try_read_vectored(&mut bufs))),
+    ));
+    out.push((
+        "try_write_vectored in CLOSE-WAIT",
+        show(&on!(&s, x => x.try_write_vectored(&mixed))),
+    ));
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push((
+        "try_write_vectored after shutdown",
+        show(&on!(&s, x => x.try_write_vectored(&mixed))),
+    ));
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    out
+}
+
+/// Zero-length reads and writes on a reset stream.
+async fn tcp_empty_io_after_rst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    p.set_zero_linger().unwrap();
+    drop(p);
+    settle().await;
+    out.push(("try_write empty", show(&on!(&s, x => x.try_write(b"")))));
+    out.push(("try_read empty buf", try_read(&s, 0)));
+    out.push(("write empty", write_once(&mut s, b"").await));
+    out.push(("read empty buf", read_once(&mut s, 0).await));
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("write empty after", write_once(&mut s, b"").await));
+    out.push(("read empty buf after", read_once(&mut s, 0).await));
+    out.push(("take_error", take_error(&s)));
+    out
+}
+
+differential!(
+    same_tcp_write_a_mib_in_close_wait,
+    "synack-d-hcw",
+    |net, kernel| tcp_write_in_close_wait(net, kernel, false, if kernel { 8001 } else { 8002 })
+);
+differential!(
+    same_tcp_write_a_mib_in_close_wait_v6,
+    "synack-d-hcw6",
+    |net, kernel| tcp_write_in_close_wait(net, kernel, true, if kernel { 8001 } else { 8002 })
+);
+differential!(
+    same_tcp_read_a_mib_in_fin_wait,
+    "synack-d-hcr",
+    |net, kernel| tcp_read_in_fin_wait(net, kernel, false, if kernel { 8011 } else { 8012 })
+);
+differential!(
+    same_tcp_bulk_through_slow_readers,
+    "synack-d-bulk",
+    |net, kernel| tcp_bulk_slow_reader(net, kernel, false, if kernel { 8021 } else { 8022 })
+);
+differential!(
+    same_tcp_shutdown_with_a_full_send_buffer,
+    "synack-d-fsh",
+    |net, kernel| tcp_close_with_full_buffer(
+        net,
+        kernel,
+        false,
+        if kernel { 8031 } else { 8032 },
+        false
+    )
+);
+differential!(
+    same_tcp_drop_with_a_full_send_buffer,
+    "synack-d-fdr",
+    |net, kernel| tcp_close_with_full_buffer(
+        net,
+        kernel,
+        false,
+        if kernel { 8031 } else { 8032 },
+        true
+    )
+);
+differential!(same_tcp_vectored_io, "synack-d-vec", |net, kernel| {
+    tcp_vectored(net, kernel, false, if kernel { 8041 } else { 8042 })
+});
+differential!(
+    same_tcp_empty_io_after_rst,
+    "synack-d-erst",
+    |net, kernel| tcp_empty_io_after_rst(net, kernel, false, if kernel { 8061 } else { 8062 })
+);
