@@ -3253,3 +3253,234 @@ differential!(
     "synack-d-erst",
     |net, kernel| tcp_empty_io_after_rst(net, kernel, false, if kernel { 8061 } else { 8062 })
 );
+
+// ---- UDP: big datagrams, receive variants, IPv4-mapped -----------------------------------
+
+/// The largest datagrams each family carries (65507 bytes over IPv4, 65527 over IPv6) and
+/// one byte more, each way; over the TUN they go in fragments.
+async fn udp_largest(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    let max = if v6 { 65527 } else { 65507 };
+    let errno = |r: io::Result<usize>| match r {
+        Ok(n) => format!("Ok({n})"),
+        Err(e) => format!("Err(errno {:?})", errno_of(&e)),
+    };
+    let mut buf = vec![0u8; 70_000];
+    for len in [1473, max, max + 1] {
+        let data = kernel_support::pattern(len, len as u32);
+        let r = on!(&s, x => x.send_to(&data, peer_addr).await);
+        let got = tokio::time::timeout(Duration::from_millis(500), p.recv_from(&mut buf)).await;
+        let got = match got {
+            Err(_) => "nothing".to_string(),
+            Ok(Ok((n, _))) => format!("{n}, intact {}", buf[..n] == data[..]),
+            Ok(Err(e)) => show_err(&e),
+        };
+        out.push(("send_to", format!("{len}: {}; peer got {got}", errno(r))));
+        let r = p.send_to(&data, me).await;
+        let got = on!(&s, x => tokio::time::timeout(Duration::from_millis(500), x.recv_from(&mut buf)).await);
+        let got = match got {
+            Err(_) => "nothing".to_string(),
+            Ok(Ok((n, from))) => format!(
+                "{n}, intact {}, from peer {}",
+                buf[..n] == data[..],
+                from == peer_addr
+            ),
+            Ok(Err(e)) => show_err(&e),
+        };
+        out.push(("peer send_to", format!("{len}: {}; got {got}", errno(r))));
+    }
+    out
+}
+
+/// `peek_sender`, `recv_buf_from` into a small `Vec`, a zero-length `try_recv_from`,
+/// `try_recv_buf_from`, and `recv_buf` on an unconnected socket.
+async fn udp_recv_variants(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    let r = on!(&s, x => tokio::time::timeout(Duration::from_millis(200), x.peek_sender()).await);
+    out.push((
+        "peek_sender nothing",
+        r.map_or("pending".into(), |r| show_ok(&r)),
+    ));
+    for d in [&b"0123456789"[..], b"second", b"third", b"", b"fifth"] {
+        p.send_to(d, me).await.unwrap();
+    }
+    settle().await;
+    out.push((
+        "peek_sender",
+        format!(
+            "{:?}",
+            on!(&s, x => x.peek_sender().await)
+                .map(|a| a == peer_addr)
+                .map_err(|e| e.kind())
+        ),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(4);
+    let r = on!(&s, x => x.recv_buf_from(&mut v).await);
+    out.push((
+        "recv_buf_from capacity 4",
+        format!(
+            "{:?} {:?}",
+            r.map(|(n, a)| (n, a == peer_addr)).map_err(|e| e.kind()),
+            String::from_utf8_lossy(&v)
+        ),
+    ));
+    let mut z = [0u8; 0];
+    out.push((
+        "try_recv_from empty buffer",
+        format!(
+            "{:?}",
+            on!(&s, x => x.try_recv_from(&mut z))
+                .map(|(n, a)| (n, a == peer_addr))
+                .map_err(|e| e.kind())
+        ),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    let r = on!(&s, x => x.try_recv_buf_from(&mut v));
+    out.push((
+        "try_recv_buf_from",
+        format!(
+            "{:?} {:?}",
+            r.map(|(n, a)| (n, a == peer_addr)).map_err(|e| e.kind()),
+            String::from_utf8_lossy(&v)
+        ),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    let r = on!(&s, x => x.recv_buf(&mut v).await);
+    out.push((
+        "recv_buf unconnected, empty datagram",
+        format!("{} {:?}", show(&r), v),
+    ));
+    let mut v: Vec<u8> = Vec::new();
+    let r = on!(&s, x => x.try_recv_buf(&mut v));
+    out.push((
+        "try_recv_buf into an empty Vec",
+        format!("{} {:?}", show(&r), String::from_utf8_lossy(&v)),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(100);
+    out.push((
+        "try_recv_buf_from nothing",
+        show_ok(&on!(&s, x => x.try_recv_buf_from(&mut v))),
+    ));
+    out.push((
+        "try_peek_sender nothing",
+        show_ok(&on!(&s, x => x.try_peek_sender())),
+    ));
+    out
+}
+
+/// IPv4 peers of `[::]` sockets: an accepted stream's addresses and a datagram's sender
+/// are IPv4-mapped, and a reply to the mapped address reaches the IPv4 peer.
+async fn dual_mapped(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let mapped = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        v6 => v6,
+    };
+    let any6: SocketAddr = format!("[::]:{port}").parse().unwrap();
+    let l = listen(net, kernel, any6).await.unwrap();
+    let c = within(5, ksocket(net, false).connect(own(kernel, false, port)))
+        .await
+        .unwrap();
+    let (s, from) = match &l {
+        Lst::K(l) => {
+            let (s, a) = within(5, l.accept()).await.unwrap();
+            (St::K(s), a)
+        }
+        Lst::S(l) => {
+            let (s, a) = within(5, l.accept()).await.unwrap();
+            (St::S(s), a)
+        }
+    };
+    out.push((
+        "accept: from the client, mapped",
+        format!("{}", from == mapped(c.local_addr().unwrap())),
+    ));
+    out.push((
+        "peer_addr is it",
+        format!("{:?}", on!(&s, x => x.peer_addr()).map(|a| a == from)),
+    ));
+    out.push((
+        "local_addr: the client's peer, mapped",
+        format!(
+            "{:?}",
+            on!(&s, x => x.local_addr()).map(|a| a == mapped(c.peer_addr().unwrap()))
+        ),
+    ));
+    // A v6 TcpSocket connecting to a mapped address.
+    let _k = klisten(net, kaddr(false, port + 1)).unwrap();
+    let t = new_tcp_socket(net, kernel, true);
+    let r = within(5, t.connect(mapped(kaddr(false, port + 1)))).await;
+    out.push(("v6 socket connects to a mapped address", show_ok(&r)));
+    if let Ok(t) = r {
+        out.push((
+            "its local_addr",
+            format!(
+                "{:?}",
+                on!(&t, x => x.local_addr()).map(|a| a.ip() == mapped(own(kernel, false, 0)).ip())
+            ),
+        ));
+        out.push((
+            "its peer_addr",
+            format!(
+                "{:?}",
+                on!(&t, x => x.peer_addr()).map(|a| a == mapped(kaddr(false, port + 1)))
+            ),
+        ));
+    }
+    // UDP.
+    let u = ubind(net, kernel, any6).await.unwrap();
+    let p = net.kernel_udp(kaddr(false, port + 2)).unwrap();
+    p.send_to(b"v4 in", own(kernel, false, port)).await.unwrap();
+    out.push((
+        "UDP [::] receives from IPv4",
+        urecv_from(&u, 10, mapped(kaddr(false, port + 2))).await,
+    ));
+    out.push((
+        "UDP [::] send_to mapped",
+        show(&on!(&u, x => x.send_to(b"v4 out", mapped(kaddr(false, port + 2))).await)),
+    ));
+    out.push(("IPv4 peer got", kpeer_recv(&p).await));
+    out.push((
+        "UDP [::] send_to plain IPv4",
+        show(&on!(&u, x => x.send_to(b"plain", kaddr(false, port + 2)).await)),
+    ));
+    out
+}
+
+differential!(
+    same_udp_largest_datagrams,
+    "synack-d-umax",
+    |net, kernel| { udp_largest(net, kernel, false, if kernel { 8101 } else { 8102 }) }
+);
+differential!(
+    same_udp_largest_datagrams_v6,
+    "synack-d-umax6",
+    |net, kernel| udp_largest(net, kernel, true, if kernel { 8101 } else { 8102 })
+);
+differential!(same_udp_receive_variants, "synack-d-urv", |net, kernel| {
+    udp_recv_variants(net, kernel, false, if kernel { 8111 } else { 8112 })
+});
+differential!(
+    same_udp_receive_variants_v6,
+    "synack-d-urv6",
+    |net, kernel| udp_recv_variants(net, kernel, true, if kernel { 8111 } else { 8112 })
+);
+differential!(
+    same_ipv4_peers_of_dual_stack_sockets,
+    "synack-d-map",
+    |net, kernel| dual_mapped(net, kernel, if kernel { 8121 } else { 8131 })
+);
