@@ -681,8 +681,8 @@ async fn tcp_listener_binds(net: &Net, kernel: bool, v6: bool, port: u16) -> Out
     out
 }
 
-/// A listener with backlog 1 that never accepts; kernel clients connect one after the other.
-async fn tcp_backlog(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+/// A listener with `backlog` that never accepts; kernel clients connect one after the other.
+async fn tcp_backlog(net: &Net, kernel: bool, v6: bool, port: u16, backlog: u32) -> Outcomes {
     let mut out = Outcomes::new();
     let at = own(kernel, v6, port);
     let l = match kernel {
@@ -690,7 +690,7 @@ async fn tcp_backlog(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
             let s = ksocket(net, v6);
             s.set_reuseaddr(true).unwrap();
             s.bind(at).unwrap();
-            Lst::K(s.listen(1).unwrap())
+            Lst::K(s.listen(backlog).unwrap())
         }
         false => {
             let s = match v6 {
@@ -698,7 +698,7 @@ async fn tcp_backlog(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
                 false => synack_tokio::TcpSocket::new_v4(&net.stack).unwrap(),
             };
             s.bind(at).unwrap();
-            Lst::S(s.listen(1).unwrap())
+            Lst::S(s.listen(backlog).unwrap())
         }
     };
     let mut clients = Vec::new();
@@ -1003,7 +1003,12 @@ differential!(same_tcp_listener_binds_v6, "synack-d-lb6", |net, kernel| {
 differential!(
     same_tcp_backlog_overflow_drops_syns,
     "synack-d-bl",
-    |net, kernel| tcp_backlog(net, kernel, false, 7091)
+    |net, kernel| tcp_backlog(net, kernel, false, 7091, 1)
+);
+differential!(
+    same_tcp_backlog_0_holds_one,
+    "synack-d-bl0",
+    |net, kernel| tcp_backlog(net, kernel, false, 7092, 0)
 );
 differential!(
     same_tcp_drop_listener_resets_its_queue,
@@ -3483,4 +3488,324 @@ differential!(
     same_ipv4_peers_of_dual_stack_sockets,
     "synack-d-map",
     |net, kernel| dual_mapped(net, kernel, if kernel { 8121 } else { 8131 })
+);
+
+// ---- TcpSocket before connect and listen, connect lists, reuseport ------------------------
+
+/// `TcpStream::connect` with several addresses (tokio's in the namespace: its own runtime
+/// on a thread there).
+async fn connect_list(net: &Net, kernel: bool, to: Vec<SocketAddr>) -> io::Result<St> {
+    if kernel {
+        let std = net
+            .ns
+            .run_in(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async { tokio::net::TcpStream::connect(&to[..]).await?.into_std() })
+            })
+            .unwrap()?;
+        tokio::net::TcpStream::from_std(std).map(St::K)
+    } else {
+        synack_tokio::TcpStream::connect(&net.stack, &to[..])
+            .await
+            .map(St::S)
+    }
+}
+
+async fn tcp_connect_lists(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let _l4 = klisten(net, kaddr(false, port)).unwrap();
+    let _l6 = klisten(net, kaddr(true, port)).unwrap();
+    let peer = |r: &io::Result<St>| match r {
+        Ok(s) => format!(
+            "{:?}",
+            on!(s, x => x.peer_addr())
+                .map(|a| (a.ip(), a.port() == port))
+                .map_err(|e| e.kind())
+        ),
+        Err(e) => show_err(e),
+    };
+    for (what, list) in [
+        (
+            "refused, then v4",
+            vec![kaddr(false, 9), kaddr(false, port)],
+        ),
+        (
+            "refused v6, then v4",
+            vec![kaddr(true, 9), kaddr(false, port)],
+        ),
+        ("v6, then v4", vec![kaddr(true, port), kaddr(false, port)]),
+        ("refused, refused", vec![kaddr(false, 9), kaddr(true, 10)]),
+        ("port 0, refused", vec![kaddr(false, 0), kaddr(false, 9)]),
+        ("none", vec![]),
+    ] {
+        let r = within(10, connect_list(net, kernel, list)).await;
+        out.push((what, peer(&r)));
+    }
+    out
+}
+
+/// A `TcpSocket` bound before `connect` keeps its address; options set before `connect`
+/// hold on the stream.
+async fn tcp_socket_then_connect(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    t.bind(own(kernel, v6, port + 1)).unwrap();
+    let s = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    out.push((
+        "bound to a port: local_addr",
+        format!(
+            "{:?}",
+            on!(&s, x => x.local_addr()).map(|a| a == own(kernel, v6, port + 1))
+        ),
+    ));
+    let (_p, from) = within(5, l.accept()).await.unwrap();
+    out.push((
+        "the peer sees that port",
+        format!("{}", from.port() == port + 1),
+    ));
+    let t = new_tcp_socket(net, kernel, v6);
+    t.bind(SocketAddr::new(unspec(v6).ip(), port + 2)).unwrap();
+    let s2 = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    out.push((
+        "bound to unspecified:port: local_addr",
+        format!(
+            "{:?}",
+            on!(&s2, x => x.local_addr()).map(|a| a == own(kernel, v6, port + 2))
+        ),
+    ));
+    let _p2 = within(5, l.accept()).await.unwrap();
+    // Options on the socket, then connect.
+    let t = new_tcp_socket(net, kernel, v6);
+    match &t {
+        Sock::K(x) => {
+            x.set_nodelay(true).unwrap();
+            #[allow(deprecated)]
+            x.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        Sock::S(x) => {
+            x.set_nodelay(true).unwrap();
+            x.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+    }
+    let s3 = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    let (mut p3, _) = within(5, l.accept()).await.unwrap();
+    out.push(("nodelay", show(&on!(&s3, x => x.nodelay()))));
+    #[allow(deprecated)]
+    out.push(("linger", show(&on!(&s3, x => x.linger()))));
+    drop(s3);
+    out.push(("peer sees the drop", peer_sees(&mut p3, 500).await));
+    // Refused with linger 0 set.
+    let t = new_tcp_socket(net, kernel, v6);
+    match &t {
+        #[allow(deprecated)]
+        Sock::K(x) => x.set_linger(Some(Duration::ZERO)).unwrap(),
+        Sock::S(x) => x.set_linger(Some(Duration::ZERO)).unwrap(),
+    }
+    let r = within(5, t.connect(kaddr(v6, 9))).await;
+    out.push(("linger 0, connect refused", show_ok(&r)));
+    out
+}
+
+/// SO_RCVBUF and SO_SNDBUF of 0 and of `u32::MAX` before connect: Linux clamps both (to
+/// its minimum, to `rmem_max`/`wmem_max`), and the connection carries data.
+async fn tcp_buffer_bounds(net: &Net, kernel: bool, v6: bool, port: u16, size: u32) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    let r = match &t {
+        Sock::K(x) => (x.set_recv_buffer_size(size), x.set_send_buffer_size(size)),
+        Sock::S(x) => (x.set_recv_buffer_size(size), x.set_send_buffer_size(size)),
+    };
+    out.push((
+        "set_recv_buffer_size, set_send_buffer_size",
+        format!("{} {}", show(&r.0), show(&r.1)),
+    ));
+    let mut s = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    let (mut p, _) = within(5, l.accept()).await.unwrap();
+    let data = kernel_support::pattern(256 << 10, 23);
+    let (w, r) = tokio::join!(
+        async {
+            let w = on!(&mut s, x => within(20, x.write_all(&data)).await);
+            let _ = on!(&mut s, x => x.shutdown().await);
+            show(&w)
+        },
+        peer_reads_all(&mut p, &data)
+    );
+    out.push(("write 256 KiB", w));
+    out.push(("peer reads", r));
+    let (w, r) = tokio::join!(
+        async {
+            let w = within(20, p.write_all(&data)).await;
+            drop(p);
+            show(&w)
+        },
+        async {
+            match within(20, read_exactly(&mut s, data.len() + 1, 65536, 0)).await {
+                Ok(got) => format!("intact {}", got == data),
+                Err(e) => show_err(&e),
+            }
+        }
+    );
+    out.push(("peer writes 256 KiB", w));
+    out.push(("subject reads to EOF", r));
+    out
+}
+
+/// Two listeners on one port, both with SO_REUSEPORT: the connections are spread over
+/// them; without it on the second, its bind fails.
+async fn tcp_reuseport(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let mk = |reuse: bool| {
+        let t = new_tcp_socket(net, kernel, v6);
+        match &t {
+            Sock::K(x) => x.set_reuseport(reuse).unwrap(),
+            Sock::S(x) => x.set_reuseport(reuse).unwrap(),
+        }
+        t
+    };
+    let a = mk(true);
+    out.push(("bind a", show(&a.bind(at))));
+    let b = mk(true);
+    out.push(("bind b", show(&b.bind(at))));
+    let c = mk(false);
+    out.push(("bind c, no reuseport", show_ok(&c.bind(at))));
+    let a = a.listen(64).unwrap();
+    let b = b.listen(64).unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..24 {
+        clients.push(within(5, ksocket(net, v6).connect(at)).await.unwrap());
+    }
+    let mut counts = [0; 2];
+    for (i, l) in [&a, &b].into_iter().enumerate() {
+        loop {
+            let r = match l {
+                Lst::K(l) => tokio::time::timeout(Duration::from_millis(300), l.accept())
+                    .await
+                    .map(|r| r.map(drop)),
+                Lst::S(l) => tokio::time::timeout(Duration::from_millis(300), l.accept())
+                    .await
+                    .map(|r| r.map(drop)),
+            };
+            match r {
+                Ok(Ok(())) => counts[i] += 1,
+                _ => break,
+            }
+        }
+    }
+    out.push((
+        "accepted",
+        format!(
+            "all {}, both some {}",
+            counts[0] + counts[1] == 24,
+            counts[0] > 0 && counts[1] > 0
+        ),
+    ));
+    drop(a);
+    let d = mk(true);
+    out.push(("bind d beside b alone", show(&d.bind(at))));
+    out
+}
+
+/// A stream's addresses in FIN-WAIT-2 and once closed; an accepted stream's local address
+/// on a listener bound to the unspecified address; TCP and UDP on one port.
+async fn tcp_addresses(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let (l0, p0) = (
+        on!(&s, x => x.local_addr()).unwrap(),
+        on!(&s, x => x.peer_addr()).unwrap(),
+    );
+    shutdown(&mut s).await;
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    out.push((
+        "FIN-WAIT-2 local_addr, peer_addr",
+        format!(
+            "{} {}",
+            show(&on!(&s, x => x.local_addr()).map(|a| a == l0)),
+            show(&on!(&s, x => x.peer_addr()).map(|a| a == p0))
+        ),
+    ));
+    drop(p);
+    settle().await;
+    out.push(("read EOF", read_once(&mut s, 10).await));
+    out.push((
+        "TIME-WAIT local_addr, peer_addr",
+        format!(
+            "{} {}",
+            show(&on!(&s, x => x.local_addr()).map(|a| a == l0)),
+            show(&on!(&s, x => x.peer_addr()).map(|a| a == p0))
+        ),
+    ));
+    let at = SocketAddr::new(unspec(v6).ip(), port + 1);
+    let l = listen(net, kernel, at).await.unwrap();
+    let _c = within(5, ksocket(net, v6).connect(own(kernel, v6, port + 1)))
+        .await
+        .unwrap();
+    let a = match &l {
+        Lst::K(l) => within(5, l.accept()).await.unwrap().0.local_addr(),
+        Lst::S(l) => within(5, l.accept()).await.unwrap().0.local_addr(),
+    };
+    out.push((
+        "accepted on an unspecified listener: local_addr",
+        format!("{:?}", a.map(|a| a == own(kernel, v6, port + 1))),
+    ));
+    out.push((
+        "UDP bind the listener's port",
+        show_ok(&ubind(net, kernel, own(kernel, v6, port + 1)).await),
+    ));
+    let u = ubind(net, kernel, own(kernel, v6, port + 2)).await.unwrap();
+    out.push((
+        "TCP listen on a UDP socket's port",
+        show_ok(&listen(net, kernel, own(kernel, v6, port + 2)).await),
+    ));
+    drop(u);
+    out
+}
+
+differential!(same_tcp_connect_lists, "synack-d-clst", |net, kernel| {
+    tcp_connect_lists(net, kernel, if kernel { 8201 } else { 8202 })
+});
+differential!(
+    same_tcp_socket_bound_then_connected,
+    "synack-d-sbc",
+    |net, kernel| tcp_socket_then_connect(net, kernel, false, if kernel { 8211 } else { 8221 })
+);
+differential!(
+    same_tcp_socket_bound_then_connected_v6,
+    "synack-d-sbc6",
+    |net, kernel| tcp_socket_then_connect(net, kernel, true, if kernel { 8211 } else { 8221 })
+);
+differential!(
+    same_tcp_buffer_sizes_of_0,
+    "synack-d-buf0",
+    |net, kernel| tcp_buffer_bounds(net, kernel, false, if kernel { 8231 } else { 8232 }, 0)
+);
+differential!(
+    same_tcp_buffer_sizes_of_u32_max,
+    "synack-d-bufx",
+    |net, kernel| tcp_buffer_bounds(
+        net,
+        kernel,
+        false,
+        if kernel { 8231 } else { 8232 },
+        u32::MAX
+    )
+);
+differential!(same_tcp_reuseport, "synack-d-rport", |net, kernel| {
+    tcp_reuseport(net, kernel, false, 8241)
+});
+differential!(
+    same_tcp_addresses_in_each_state,
+    "synack-d-addr",
+    |net, kernel| tcp_addresses(net, kernel, false, if kernel { 8251 } else { 8261 })
+);
+differential!(
+    same_tcp_addresses_in_each_state_v6,
+    "synack-d-addr6",
+    |net, kernel| tcp_addresses(net, kernel, true, if kernel { 8251 } else { 8261 })
 );
