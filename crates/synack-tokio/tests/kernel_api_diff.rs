@@ -3809,3 +3809,209 @@ differential!(
     "synack-d-addr6",
     |net, kernel| tcp_addresses(net, kernel, true, if kernel { 8251 } else { 8261 })
 );
+
+// ---- reads and writes waiting when the peer ends, peeks across segments, special addresses
+
+/// What a read (or, with the send buffer full, a write) waiting when the peer ends the
+/// connection (`how`: "fin" or "rst") returns.
+async fn tcp_pending_at_end(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+    write: bool,
+    how: &str,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    if write {
+        // Twice, with a pause: what was in flight lands and the window closes.
+        fill(&s).await;
+        settle().await;
+        fill(&s).await;
+        settle().await;
+        out.push((
+            "try_write when full",
+            show(&on!(&s, x => x.try_write(b"x"))),
+        ));
+    }
+    let mut p = Some(p);
+    let end = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match how {
+            "fin" => p.as_mut().unwrap().shutdown().await.unwrap(),
+            _ => {
+                let p = p.take().unwrap();
+                p.set_zero_linger().unwrap();
+                drop(p);
+            }
+        }
+    };
+    let chunk = vec![7u8; 65536];
+    let waiting = async {
+        match write {
+            true => write_once(&mut s, &chunk).await,
+            false => read_once(&mut s, 10).await,
+        }
+    };
+    // write_once and read_once give up after half a second: the end comes in 0.3.
+    let (r, ()) = tokio::join!(waiting, end);
+    out.push((
+        if write {
+            "waiting write"
+        } else {
+            "waiting read"
+        },
+        r,
+    ));
+    out.push(("read after", read_once(&mut s, 10).await));
+    out.push(("take_error after", take_error(&s)));
+    out
+}
+
+/// Peeks and reads over data that came in several segments.
+async fn tcp_peek_across_segments(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.set_nodelay(true).unwrap();
+    for b in [b'a', b'b', b'c'] {
+        p.write_all(&[b; 1000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle().await;
+    let count = |buf: &[u8]| {
+        [b'a', b'b', b'c']
+            .map(|c| buf.iter().filter(|&&x| x == c).count())
+            .to_vec()
+    };
+    let mut buf = vec![0u8; 10000];
+    let r = on!(&s, x => x.peek(&mut buf).await);
+    out.push((
+        "peek 10000",
+        format!(
+            "{} {:?}",
+            show(&r),
+            count(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    let mut buf = vec![0u8; 1500];
+    let r = on!(&mut s, x => x.read(&mut buf).await);
+    out.push((
+        "read 1500",
+        format!(
+            "{} {:?}",
+            show(&r),
+            count(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    let mut buf = vec![0u8; 10000];
+    let r = on!(&s, x => x.peek(&mut buf).await);
+    out.push((
+        "peek 10000 again",
+        format!(
+            "{} {:?}",
+            show(&r),
+            count(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    let r = on!(&s, x => x.try_read(&mut buf));
+    out.push((
+        "try_read 10000",
+        format!(
+            "{} {:?}",
+            show(&r),
+            count(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    out
+}
+
+/// Connects to addresses that are no host's (broadcast, multicast, link-local without a
+/// scope): Linux's `tcp_v4_connect` and `tcp_v6_connect` refuse them at once; UDP binds a
+/// group's address.
+async fn special_addresses(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    for a in [
+        "198.18.0.255:80",
+        "255.255.255.255:80",
+        "224.0.0.1:80",
+        "239.1.2.3:80",
+        "[ff02::1]:80",
+        "[ff0e::1:7]:80",
+        "[fe80::1]:80",
+        "[::ffff:198.18.0.255]:80",
+    ] {
+        let to: SocketAddr = a.parse().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(2), connect(net, kernel, to)).await;
+        out.push((
+            "TCP connect",
+            format!("{a}: {}", r.map_or("pending".into(), |r| show_ok(&r))),
+        ));
+    }
+    // A group's address, for its datagrams.
+    for a in ["239.1.2.3", "[ff0e::1:7]"] {
+        let at: SocketAddr = format!("{a}:{port}").parse().unwrap();
+        out.push((
+            "UDP bind",
+            format!("{a}: {}", show_ok(&ubind(net, kernel, at).await)),
+        ));
+    }
+    out
+}
+
+differential!(
+    same_tcp_read_waiting_at_peer_fin,
+    "synack-d-prf",
+    |net, kernel| tcp_pending_at_end(
+        net,
+        kernel,
+        false,
+        if kernel { 8301 } else { 8302 },
+        false,
+        "fin"
+    )
+);
+differential!(
+    same_tcp_read_waiting_at_peer_rst,
+    "synack-d-prr",
+    |net, kernel| tcp_pending_at_end(
+        net,
+        kernel,
+        false,
+        if kernel { 8301 } else { 8302 },
+        false,
+        "rst"
+    )
+);
+differential!(
+    same_tcp_write_waiting_at_peer_rst,
+    "synack-d-pwr",
+    |net, kernel| tcp_pending_at_end(
+        net,
+        kernel,
+        false,
+        if kernel { 8301 } else { 8302 },
+        true,
+        "rst"
+    )
+);
+differential!(
+    same_tcp_write_waiting_at_peer_fin,
+    "synack-d-pwf",
+    |net, kernel| tcp_pending_at_end(
+        net,
+        kernel,
+        false,
+        if kernel { 8301 } else { 8302 },
+        true,
+        "fin"
+    )
+);
+differential!(
+    same_tcp_peek_across_segments,
+    "synack-d-pks",
+    |net, kernel| tcp_peek_across_segments(net, kernel, false, if kernel { 8311 } else { 8312 })
+);
+differential!(same_special_addresses, "synack-d-spec", |net, kernel| {
+    special_addresses(net, kernel, 8321)
+});
