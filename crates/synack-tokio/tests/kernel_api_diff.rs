@@ -492,6 +492,20 @@ async fn tcp_drop(net: &Net, kernel: bool, v6: bool, port: u16, how: &str) -> Ou
         "queued" => {
             on!(&s, x => x.try_write(b"queued")).unwrap();
         }
+        "shut+unread" => {
+            let mut s = s;
+            out.push(("shutdown", shutdown(&mut s).await));
+            out.push(("peer sees our FIN", peer_sees(&mut p, 300).await));
+            p.write_all(b"unread").await.unwrap();
+            settle().await;
+            drop(s);
+            settle().await;
+            out.push(("peer writes after the drop", show(&p.write(b"more").await)));
+            settle().await;
+            out.push(("peer writes again", show(&p.write(b"more").await)));
+            out.push(("peer sees", peer_sees(&mut p, 1000).await));
+            return out;
+        }
         _ => {}
     }
     drop(s);
@@ -954,6 +968,17 @@ differential!(
         false,
         if kernel { 7051 } else { 7052 },
         "fin-read"
+    )
+);
+differential!(
+    same_tcp_drop_after_own_fin_with_unread_data_resets,
+    "synack-d-dsu",
+    |net, kernel| tcp_drop(
+        net,
+        kernel,
+        false,
+        if kernel { 7053 } else { 7054 },
+        "shut+unread"
     )
 );
 differential!(same_tcp_drop_sends_fin, "synack-d-dpl", |net, kernel| {
@@ -4015,3 +4040,87 @@ differential!(
 differential!(same_special_addresses, "synack-d-spec", |net, kernel| {
     special_addresses(net, kernel, 8321)
 });
+
+// ---- bounded receive queues --------------------------------------------------------------
+
+/// A receiver that does not read: the peer's writes stop (the window closes) long before
+/// 16 MiB, and the subject then reads what was taken, intact.
+async fn tcp_receiver_not_reading(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    let chunk = kernel_support::pattern(65536, 29);
+    let mut taken = 0usize;
+    for _ in 0..256 {
+        match tokio::time::timeout(Duration::from_millis(500), p.writable()).await {
+            Err(_) => break,
+            Ok(r) => r.unwrap(),
+        }
+        match p.try_write(&chunk[taken % 65536..]) {
+            Ok(n) => taken += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    out.push((
+        "peer blocked before 16 MiB",
+        format!("{}", taken < 16 << 20),
+    ));
+    let mut want = Vec::with_capacity(taken);
+    while want.len() < taken {
+        want.extend_from_slice(&chunk[want.len() % 65536..]);
+    }
+    want.truncate(taken);
+    drop(p);
+    let r = within(20, read_exactly(&mut s, taken + 1, 65536, 0)).await;
+    out.push((
+        "subject reads all it took, then EOF",
+        match r {
+            Ok(got) => format!("intact {}", got == want),
+            Err(e) => show_err(&e),
+        },
+    ));
+    out
+}
+
+/// A UDP socket that does not read while 400 datagrams of 1400 bytes come: its queue
+/// (SO_RCVBUF, 208 KiB) holds some, not all.
+async fn udp_queue_bound(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let p = net.kernel_udp(kaddr(v6, port)).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    let d = [9u8; 1400];
+    for i in 0..400 {
+        p.send_to(&d, me).await.unwrap();
+        if i % 20 == 19 {
+            // The TUN's queue (500 packets) is not the bound under test.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    settle().await;
+    let mut n = 0;
+    let mut buf = [0u8; 2000];
+    while on!(&s, x => x.try_recv(&mut buf)).is_ok() {
+        n += 1;
+    }
+    eprintln!("kernel {kernel}: {n} of 400 datagrams queued");
+    out.push((
+        "datagrams queued",
+        format!("some {}, all {}", n >= 20, n == 400),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_receiver_not_reading_closes_the_window,
+    "synack-d-rnr",
+    |net, kernel| tcp_receiver_not_reading(net, kernel, false, if kernel { 8401 } else { 8402 })
+);
+differential!(
+    same_udp_receive_queue_is_bounded,
+    "synack-d-uqb",
+    |net, kernel| { udp_queue_bound(net, kernel, false, if kernel { 8411 } else { 8412 }) }
+);
