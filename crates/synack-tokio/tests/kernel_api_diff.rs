@@ -4124,3 +4124,149 @@ differential!(
     "synack-d-uqb",
     |net, kernel| { udp_queue_bound(net, kernel, false, if kernel { 8411 } else { 8412 }) }
 );
+
+// ---- UDP: ICMP errors of each kind, binds that overlap, group traffic ---------------------
+
+/// A connected UDP socket's send answered by each ICMP (ICMPv6) error: Linux reports only
+/// the "hard" ones without IP_RECVERR (`udp_err`: `icmp_err_convert[code].fatal`), so a
+/// net or host unreachable is no error and a prohibited one is.
+async fn udp_icmp_errors(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    for (what, port) in [
+        ("port-unreachable", 9911u16),
+        ("host-unreachable", 9912),
+        ("net-unreachable", 9913),
+        ("admin-prohibited", 9914),
+    ] {
+        let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+        on!(&s, x => x.connect(kaddr(v6, port)).await).unwrap();
+        on!(&s, x => x.send(b"x").await).unwrap();
+        settle().await;
+        let r = urecv(&s, 10).await;
+        out.push((what, format!("{r}; then take_error {}", utake_error(&s))));
+    }
+    out
+}
+
+async fn udp_icmp_rules(net: &Net) {
+    no_icmp_ratelimit(net).await;
+    net.nft(
+        "add table inet d\n\
+         add chain inet d input { type filter hook input priority 0; }\n\
+         add rule inet d input meta nfproto ipv4 udp dport 9911 reject with icmp type port-unreachable\n\
+         add rule inet d input meta nfproto ipv4 udp dport 9912 reject with icmp type host-unreachable\n\
+         add rule inet d input meta nfproto ipv4 udp dport 9913 reject with icmp type net-unreachable\n\
+         add rule inet d input meta nfproto ipv4 udp dport 9914 reject with icmp type admin-prohibited\n\
+         add rule inet d input meta nfproto ipv6 udp dport 9911 reject with icmpv6 type port-unreachable\n\
+         add rule inet d input meta nfproto ipv6 udp dport 9912 reject with icmpv6 type addr-unreachable\n\
+         add rule inet d input meta nfproto ipv6 udp dport 9913 reject with icmpv6 type no-route\n\
+         add rule inet d input meta nfproto ipv6 udp dport 9914 reject with icmpv6 type admin-prohibited\n",
+    )
+    .await;
+}
+
+/// UDP binds of one port on the unspecified and a specific address, either order.
+async fn udp_overlapping_binds(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let any = SocketAddr::new(unspec(v6).ip(), port);
+    let a = ubind(net, kernel, any).await;
+    out.push(("bind unspecified", show_ok(&a)));
+    out.push((
+        "bind own address, same port",
+        show_ok(&ubind(net, kernel, own(kernel, v6, port)).await),
+    ));
+    drop(a);
+    let any = SocketAddr::new(unspec(v6).ip(), port + 1);
+    let b = ubind(net, kernel, own(kernel, v6, port + 1)).await;
+    out.push(("bind own address", show_ok(&b)));
+    out.push((
+        "bind unspecified, same port",
+        show_ok(&ubind(net, kernel, any).await),
+    ));
+    out
+}
+
+/// A socket that joins a group receives what the kernel peer sends to it, and stops when it
+/// leaves.
+async fn udp_group_traffic(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let group: IpAddr = match v6 {
+        false => "239.1.2.3".parse().unwrap(),
+        true => "ff0e::1:7".parse().unwrap(),
+    };
+    let s = ubind(net, kernel, SocketAddr::new(unspec(v6).ip(), port))
+        .await
+        .unwrap();
+    let join = |on: bool| match (group, own(kernel, false, 0).ip()) {
+        (IpAddr::V4(g), IpAddr::V4(i)) => match on {
+            true => on!(&s, x => x.join_multicast_v4(g, i)),
+            false => on!(&s, x => x.leave_multicast_v4(g, i)),
+        },
+        (IpAddr::V6(g), _) => match on {
+            true => on!(&s, x => x.join_multicast_v6(&g, 0)),
+            false => on!(&s, x => x.leave_multicast_v6(&g, 0)),
+        },
+        _ => unreachable!(),
+    };
+    let p = net.kernel_udp(kaddr(v6, port + 1)).unwrap();
+    let to = SocketAddr::new(group, port);
+    p.send_to(b"before", to).await.unwrap();
+    out.push((
+        "before joining",
+        urecv_from(&s, 20, kaddr(v6, port + 1)).await,
+    ));
+    out.push(("join", show(&join(true))));
+    settle().await;
+    p.send_to(b"joined", to).await.unwrap();
+    out.push(("joined", urecv_from(&s, 20, kaddr(v6, port + 1)).await));
+    out.push(("leave", show(&join(false))));
+    settle().await;
+    p.send_to(b"left", to).await.unwrap();
+    out.push((
+        "after leaving",
+        urecv_from(&s, 20, kaddr(v6, port + 1)).await,
+    ));
+    out
+}
+
+/// A route for IPv4 groups on the TUN (IPv6 has ff00::/8 on every interface), for the
+/// kernel peer to send to a group.
+async fn group_route(net: &Net) {
+    let out = net
+        .run("ip", &["route", "add", "224.0.0.0/4", "dev", "synack0"])
+        .await;
+    assert!(out.status.success(), "{out:?}");
+}
+
+differential!(
+    same_udp_icmp_errors,
+    "synack-d-uicmp4",
+    setup | net | udp_icmp_rules(net),
+    |net, kernel| udp_icmp_errors(net, kernel, false)
+);
+differential!(
+    same_udp_icmp_errors_v6,
+    "synack-d-uicmp6",
+    setup | net | udp_icmp_rules(net),
+    |net, kernel| udp_icmp_errors(net, kernel, true)
+);
+differential!(same_udp_overlapping_binds, "synack-d-uob", |net, kernel| {
+    udp_overlapping_binds(net, kernel, false, 8501)
+});
+differential!(
+    same_udp_overlapping_binds_v6,
+    "synack-d-uob6",
+    |net, kernel| udp_overlapping_binds(net, kernel, true, 8501)
+);
+differential!(
+    same_udp_group_traffic,
+    "synack-d-ugrp",
+    setup | net | group_route(net),
+    |net, kernel| udp_group_traffic(net, kernel, false, if kernel { 8511 } else { 8521 })
+);
+differential!(
+    same_udp_group_traffic_v6,
+    "synack-d-ugrp6",
+    setup | net | group_route(net),
+    |net, kernel| udp_group_traffic(net, kernel, true, if kernel { 8511 } else { 8521 })
+);
