@@ -4270,3 +4270,72 @@ differential!(
     setup | net | group_route(net),
     |net, kernel| udp_group_traffic(net, kernel, true, if kernel { 8511 } else { 8521 })
 );
+
+// ---- ICMP errors on an established connection --------------------------------------------
+
+/// Data segments of an established connection answered by each ICMP (ICMPv6) error: Linux
+/// keeps the connection (`tcp_v4_err`, `tcp_v6_err`: without IP_RECVERR an established
+/// socket only notes a soft error), which no read or write reports and `take_error`
+/// (SO_ERROR, `sk_err_soft` when there is no hard one) takes.
+async fn tcp_icmp_established(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    for (what, port) in [
+        ("port-unreachable", 9921u16),
+        ("host-unreachable", 9922),
+        ("net-unreachable", 9923),
+        ("admin-prohibited", 9924),
+    ] {
+        let port = if kernel { port } else { port + 10 };
+        let (mut s, _p) = pair(net, kernel, v6, port).await;
+        let r = write_once(&mut s, &[b'x'; 200]).await;
+        settle().await;
+        let ready = ready_now(
+            &s,
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )
+        .await;
+        out.push((
+            what,
+            format!(
+                "write {r}; ready {ready}; take_error {}; read {}; write {}",
+                take_error(&s),
+                read_once(&mut s, 10).await,
+                write_once(&mut s, b"y").await
+            ),
+        ));
+    }
+    out
+}
+
+async fn tcp_icmp_established_rules(net: &Net) {
+    no_icmp_ratelimit(net).await;
+    let mut rules = String::from(
+        "add table inet d\nadd chain inet d input { type filter hook input priority 0; }\n",
+    );
+    for port in [9921, 9922, 9923, 9924, 9931, 9932, 9933, 9934] {
+        let (t4, t6) = match port % 10 {
+            1 => ("port-unreachable", "port-unreachable"),
+            2 => ("host-unreachable", "addr-unreachable"),
+            3 => ("net-unreachable", "no-route"),
+            _ => ("admin-prohibited", "admin-prohibited"),
+        };
+        rules += &format!(
+            "add rule inet d input meta nfproto ipv4 tcp dport {port} meta length > 150 reject with icmp type {t4}\n\
+             add rule inet d input meta nfproto ipv6 tcp dport {port} meta length > 150 reject with icmpv6 type {t6}\n"
+        );
+    }
+    net.nft(&rules).await;
+}
+
+differential!(
+    same_tcp_icmp_errors_on_an_established_connection,
+    "synack-d-eicmp4",
+    setup | net | tcp_icmp_established_rules(net),
+    |net, kernel| tcp_icmp_established(net, kernel, false)
+);
+differential!(
+    same_tcp_icmp_errors_on_an_established_connection_v6,
+    "synack-d-eicmp6",
+    setup | net | tcp_icmp_established_rules(net),
+    |net, kernel| tcp_icmp_established(net, kernel, true)
+);
