@@ -4339,3 +4339,106 @@ differential!(
     setup | net | tcp_icmp_established_rules(net),
     |net, kernel| tcp_icmp_established(net, kernel, true)
 );
+
+// ---- IPv6 sockets bound to IPv6 or IPv4-mapped addresses, crossing families --------------
+
+fn mapped(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port()),
+        v6 => v6,
+    }
+}
+
+/// `Ok`, or the errno alone (EAFNOSUPPORT's kind differs: departs_errors_without_a_std_kind).
+fn show_errno<T>(r: &io::Result<T>) -> String {
+    match r {
+        Ok(_) => "Ok".into(),
+        Err(e) => format!("errno {:?}", errno_of(e)),
+    }
+}
+
+/// An IPv6 socket bound to the side's IPv6 address reaching an IPv4-mapped peer (Linux:
+/// ENETUNREACH), and one bound to its IPv4-mapped address reaching an IPv6 peer
+/// (EAFNOSUPPORT) and an IPv4 one.
+async fn cross_family_binds(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let _k4 = klisten(net, kaddr(false, port)).unwrap();
+    let _k6 = klisten(net, kaddr(true, port)).unwrap();
+    let p4 = net.kernel_udp(kaddr(false, port)).unwrap();
+    let p6 = net.kernel_udp(kaddr(true, port)).unwrap();
+    let v6own = own(kernel, true, 0);
+    let v4mapped = mapped(own(kernel, false, 0));
+    for (what, at) in [("bound IPv6", v6own), ("bound IPv4-mapped", v4mapped)] {
+        let t = new_tcp_socket(net, kernel, true);
+        out.push(("TcpSocket bind", format!("{what}: {}", show(&t.bind(at)))));
+        let r = tokio::time::timeout(
+            Duration::from_secs(3),
+            t.connect(mapped(kaddr(false, port))),
+        )
+        .await;
+        out.push((
+            "TCP connect IPv4-mapped peer",
+            format!("{what}: {}", r.map_or("pending".into(), |r| show_ok(&r))),
+        ));
+        let t = new_tcp_socket(net, kernel, true);
+        t.bind(at).unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(3), t.connect(kaddr(true, port))).await;
+        out.push((
+            "TCP connect IPv6 peer",
+            format!("{what}: {}", r.map_or("pending".into(), |r| show_errno(&r))),
+        ));
+        let u = ubind(net, kernel, at).await;
+        out.push(("UDP bind", format!("{what}: {}", show_ok(&u))));
+        let u = u.unwrap();
+        let r = on!(&u, x => x.send_to(b"to 4", mapped(kaddr(false, port))).await);
+        out.push((
+            "UDP send_to IPv4-mapped peer",
+            format!("{what}: {}; peer got {}", show(&r), kpeer_recv(&p4).await),
+        ));
+        let r = on!(&u, x => x.send_to(b"to 6", kaddr(true, port)).await);
+        out.push((
+            "UDP send_to IPv6 peer",
+            format!(
+                "{what}: {}; peer got {}",
+                show_errno(&r),
+                kpeer_recv(&p6).await
+            ),
+        ));
+        let r = on!(&u, x => x.connect(mapped(kaddr(false, port))).await);
+        out.push((
+            "UDP connect IPv4-mapped peer",
+            format!("{what}: {}", show(&r)),
+        ));
+    }
+    // A listener on the IPv4-mapped address takes IPv4 clients.
+    let l = listen(net, kernel, mapped(own(kernel, false, port + 1))).await;
+    out.push(("listen on IPv4-mapped address", show_ok(&l)));
+    if let Ok(l) = l {
+        let c = within(5, ksocket(net, false).connect(own(kernel, false, port + 1))).await;
+        out.push(("IPv4 client connects", show_ok(&c)));
+        let a = match &l {
+            Lst::K(l) => tokio::time::timeout(Duration::from_secs(1), l.accept())
+                .await
+                .map(|r| r.map(|(_, a)| a)),
+            Lst::S(l) => tokio::time::timeout(Duration::from_secs(1), l.accept())
+                .await
+                .map(|r| r.map(|(_, a)| a)),
+        };
+        out.push((
+            "accepted from",
+            match a {
+                Err(_) => "pending".into(),
+                Ok(r) => format!(
+                    "{:?}",
+                    r.map(|a| a == mapped(c.unwrap().local_addr().unwrap()))
+                        .map_err(|e| e.kind())
+                ),
+            },
+        ));
+    }
+    out
+}
+
+differential!(same_cross_family_binds, "synack-d-xfam", |net, kernel| {
+    cross_family_binds(net, kernel, if kernel { 8601 } else { 8611 })
+});
