@@ -3078,14 +3078,16 @@ async fn fill(s: &St) -> usize {
     sent
 }
 
-/// `flush`, `shutdown` and a drop while the send buffer is full and the peer not reading:
-/// none waits for the data to go, and the peer gets all of it, then the FIN.
+/// `flush`, `shutdown` and a drop (`how`: "shutdown", "drop", or "linger", a drop with a
+/// linger of a second) while the send buffer is full and the peer not reading: none waits
+/// for the data to go (the linger's close, on the kernel, a second), and the peer gets all
+/// of it, then the FIN (Linux goes on sending once a linger runs out: socket(7)).
 async fn tcp_close_with_full_buffer(
     net: &Net,
     kernel: bool,
     v6: bool,
     port: u16,
-    drop_it: bool,
+    how: &str,
 ) -> Outcomes {
     let mut out = Outcomes::new();
     let (mut s, mut p) = pair(net, kernel, v6, port).await;
@@ -3095,7 +3097,12 @@ async fn tcp_close_with_full_buffer(
     out.push(("send buffer full", format!("{}", sent > 0)));
     let r = on!(&mut s, x => tokio::time::timeout(Duration::from_millis(500), x.flush()).await);
     out.push(("flush", r.map_or("pending".into(), |r| show(&r))));
-    if drop_it {
+    if how == "linger" {
+        #[allow(deprecated)]
+        let r = on!(&s, x => x.set_linger(Some(Duration::from_secs(1))));
+        out.push(("set_linger 1 s", show(&r)));
+    }
+    if how != "shutdown" {
         drop(s);
     } else {
         let r =
@@ -3261,7 +3268,7 @@ differential!(
         kernel,
         false,
         if kernel { 8031 } else { 8032 },
-        false
+        "shutdown"
     )
 );
 differential!(
@@ -3272,7 +3279,18 @@ differential!(
         kernel,
         false,
         if kernel { 8031 } else { 8032 },
-        true
+        "drop"
+    )
+);
+differential!(
+    same_tcp_drop_with_a_full_send_buffer_and_linger,
+    "synack-d-fdl",
+    |net, kernel| tcp_close_with_full_buffer(
+        net,
+        kernel,
+        false,
+        if kernel { 8031 } else { 8032 },
+        "linger"
     )
 );
 differential!(same_tcp_vectored_io, "synack-d-vec", |net, kernel| {
