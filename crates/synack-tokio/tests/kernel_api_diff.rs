@@ -4460,3 +4460,46 @@ async fn cross_family_binds(net: &Net, kernel: bool, port: u16) -> Outcomes {
 differential!(same_cross_family_binds, "synack-d-xfam", |net, kernel| {
     cross_family_binds(net, kernel, if kernel { 8601 } else { 8611 })
 });
+
+// ---- SO_REUSEADDR across the unspecified and a specific address ---------------------------
+
+/// Sockets with SO_REUSEADDR on the unspecified and the side's own address, one port: both
+/// bind while neither listens, the second `listen` fails (Linux's `inet_csk_listen_start`
+/// checks again), a listener blocks a later bind, and a dropped socket frees its port.
+async fn tcp_reuseaddr_wildcard(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let any = SocketAddr::new(unspec(v6).ip(), port);
+    let mine = own(kernel, v6, port);
+    let sock = |reuse: bool| {
+        let t = new_tcp_socket(net, kernel, v6);
+        t.set_reuseaddr(reuse).unwrap();
+        t
+    };
+    let a = sock(true);
+    out.push(("bind unspecified", show(&a.bind(any))));
+    let b = sock(true);
+    out.push(("bind own address, both reuseaddr", show(&b.bind(mine))));
+    let c = sock(false);
+    out.push(("bind own address, no reuseaddr", show_ok(&c.bind(mine))));
+    let la = a.listen(8);
+    out.push(("listen unspecified", show_ok(&la)));
+    let lb = b.listen(8);
+    out.push(("listen own address", show_ok(&lb)));
+    let d = sock(true);
+    out.push(("bind own address beside a listener", show_ok(&d.bind(mine))));
+    drop((la, lb, c, d));
+    let e = sock(false);
+    out.push(("bind after all dropped", show(&e.bind(mine))));
+    out
+}
+
+differential!(
+    same_tcp_reuseaddr_unspecified_and_own_address,
+    "synack-d-rua",
+    |net, kernel| tcp_reuseaddr_wildcard(net, kernel, false, if kernel { 8701 } else { 8702 })
+);
+differential!(
+    same_tcp_reuseaddr_unspecified_and_own_address_v6,
+    "synack-d-rua6",
+    |net, kernel| tcp_reuseaddr_wildcard(net, kernel, true, if kernel { 8701 } else { 8702 })
+);
