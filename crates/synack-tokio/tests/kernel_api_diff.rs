@@ -225,6 +225,15 @@ async fn read_once(s: &mut St, len: usize) -> String {
     }
 }
 
+async fn peek_once(s: &St, len: usize) -> String {
+    let mut buf = vec![0u8; len];
+    match on!(s, x => tokio::time::timeout(Duration::from_millis(500), x.peek(&mut buf)).await) {
+        Err(_) => "pending".into(),
+        Ok(Ok(n)) => format!("Ok({n}, {:?})", String::from_utf8_lossy(&buf[..n])),
+        Ok(Err(e)) => show_err(&e),
+    }
+}
+
 async fn write_once(s: &mut St, data: &[u8]) -> String {
     match on!(s, x => tokio::time::timeout(Duration::from_millis(500), x.write(data)).await) {
         Err(_) => "pending".into(),
@@ -4502,4 +4511,38 @@ differential!(
     same_tcp_reuseaddr_unspecified_and_own_address_v6,
     "synack-d-rua6",
     |net, kernel| tcp_reuseaddr_wildcard(net, kernel, true, if kernel { 8701 } else { 8702 })
+);
+
+// ---- urgent data at a reader that does not ask for it -------------------------------------
+
+/// The peer sends "ab", an urgent "X" (MSG_OOB), then "cd": without SO_OOBINLINE Linux takes
+/// the urgent byte out of the stream, and a read stops at its mark
+/// (`tcp_recvmsg_locked`), so reads give "ab" then "cd".
+async fn tcp_urgent_unaware(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::os::fd::AsRawFd;
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.set_nodelay(true).unwrap();
+    p.write_all(b"ab").await.unwrap();
+    settle().await;
+    // SAFETY: a one-byte send on the peer's open socket.
+    let n = unsafe { libc::send(p.as_raw_fd(), b"X".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1, "{}", io::Error::last_os_error());
+    settle().await;
+    p.write_all(b"cd").await.unwrap();
+    settle().await;
+    out.push(("peek", peek_once(&s, 10).await));
+    out.push(("read", read_once(&mut s, 10).await));
+    // (tokio took the short read for a drained socket: the next read waits for more.)
+    p.write_all(b"ef").await.unwrap();
+    settle().await;
+    out.push(("read past the mark", read_once(&mut s, 10).await));
+    out.push(("try_read nothing left", try_read(&s, 10)));
+    out
+}
+
+differential!(
+    same_tcp_urgent_data_at_an_unaware_reader,
+    "synack-d-urg",
+    |net, kernel| tcp_urgent_unaware(net, kernel, false, if kernel { 8801 } else { 8802 })
 );
