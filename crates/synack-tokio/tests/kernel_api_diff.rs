@@ -4546,3 +4546,56 @@ differential!(
     "synack-d-urg",
     |net, kernel| tcp_urgent_unaware(net, kernel, false, if kernel { 8801 } else { 8802 })
 );
+
+// ---- a reset after our own FIN -------------------------------------------------------------
+
+/// The subject half-closes (FIN-WAIT-2), then the peer resets: Linux's `tcp_reset` gives
+/// ECONNRESET there, to the first read or `take_error`.
+async fn tcp_rst_in_fin_wait_2(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+    first: &str,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    p.set_zero_linger().unwrap();
+    drop(p);
+    settle().await;
+    out.push((
+        "ready(R|W|ERR)",
+        ready_now(
+            &s,
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )
+        .await,
+    ));
+    if first == "take_error" {
+        out.push(("take_error", take_error(&s)));
+    }
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("read again", read_once(&mut s, 10).await));
+    out.push(("write", write_once(&mut s, b"x").await));
+    out.push(("shutdown again", shutdown(&mut s).await));
+    out.push(("peer_addr", show_ok(&on!(&s, x => x.peer_addr()))));
+    out.push(("take_error after", take_error(&s)));
+    out
+}
+
+differential!(same_tcp_rst_in_fin_wait_2, "synack-d-rfw", |net, kernel| {
+    tcp_rst_in_fin_wait_2(net, kernel, false, if kernel { 8901 } else { 8902 }, "read")
+});
+differential!(
+    same_tcp_rst_in_fin_wait_2_take_error_first,
+    "synack-d-rfwe",
+    |net, kernel| tcp_rst_in_fin_wait_2(
+        net,
+        kernel,
+        false,
+        if kernel { 8901 } else { 8902 },
+        "take_error"
+    )
+);
