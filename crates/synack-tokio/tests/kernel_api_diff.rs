@@ -4599,3 +4599,54 @@ differential!(
         "take_error"
     )
 );
+
+// ---- ephemeral ports -----------------------------------------------------------------------
+
+/// The ports picked for a connect, a listener and a UDP socket bound to port 0: Linux's
+/// `ip_local_port_range`, 32768 to 60999 by default, each different.
+async fn ephemeral_ports(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    let in_range = |p: u16| (32768..=60999).contains(&p);
+    let mut ports = std::collections::BTreeSet::new();
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let s = within(5, connect(net, kernel, kaddr(v6, port)))
+            .await
+            .unwrap();
+        ports.insert(on!(&s, x => x.local_addr()).unwrap().port());
+        conns.push((s, within(5, l.accept()).await.unwrap()));
+    }
+    out.push((
+        "20 connects: ports distinct, in range",
+        format!(
+            "{} {}",
+            ports.len() == 20,
+            ports.iter().all(|&p| in_range(p))
+        ),
+    ));
+    let l0 = listen(net, kernel, own(kernel, v6, 0)).await.unwrap();
+    out.push((
+        "listener on port 0: in range",
+        format!("{}", in_range(lst_addr(&l0).port())),
+    ));
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push((
+        "UDP on port 0: in range",
+        format!("{}", in_range(on!(&u, x => x.local_addr()).unwrap().port())),
+    ));
+    let t = new_tcp_socket(net, kernel, v6);
+    t.bind(own(kernel, v6, 0)).unwrap();
+    out.push((
+        "TcpSocket bind port 0: in range",
+        format!("{}", in_range(t.local_addr().unwrap().port())),
+    ));
+    out
+}
+
+differential!(same_ephemeral_ports, "synack-d-eph", |net, kernel| {
+    ephemeral_ports(net, kernel, false, if kernel { 8911 } else { 8912 })
+});
+differential!(same_ephemeral_ports_v6, "synack-d-eph6", |net, kernel| {
+    ephemeral_ports(net, kernel, true, if kernel { 8911 } else { 8912 })
+});
