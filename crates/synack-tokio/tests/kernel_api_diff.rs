@@ -4650,3 +4650,37 @@ differential!(same_ephemeral_ports, "synack-d-eph", |net, kernel| {
 differential!(same_ephemeral_ports_v6, "synack-d-eph6", |net, kernel| {
     ephemeral_ports(net, kernel, true, if kernel { 8911 } else { 8912 })
 });
+
+// ---- the order of datagrams from many senders ----------------------------------------------
+
+/// Datagrams from twelve senders, one after another, are received in the order they came
+/// (a socket's one receive queue).
+async fn udp_order_across_senders(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    let mut senders = Vec::new();
+    for i in 0..12u16 {
+        let p = net.kernel_udp(kaddr(v6, port + i)).unwrap();
+        p.send_to(&[i as u8], me).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        senders.push(p);
+    }
+    settle().await;
+    let mut order = Vec::new();
+    let mut buf = [0u8; 4];
+    while let Ok((_, from)) = on!(&s, x => x.try_recv_from(&mut buf)) {
+        order.push((buf[0], from.port() - port));
+    }
+    out.push(("datagrams (sender, port) in order", format!("{order:?}")));
+    out
+}
+
+differential!(
+    same_udp_order_across_senders,
+    "synack-d-uord",
+    |net, kernel| udp_order_across_senders(net, kernel, false, if kernel { 8931 } else { 8951 })
+);
