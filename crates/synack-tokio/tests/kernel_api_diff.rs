@@ -4684,3 +4684,42 @@ differential!(
     "synack-d-uord",
     |net, kernel| udp_order_across_senders(net, kernel, false, if kernel { 8931 } else { 8951 })
 );
+
+// ---- one read takes all that waits ---------------------------------------------------------
+
+/// A read with a large buffer takes everything that waits, as Linux's `tcp_recvmsg` copies
+/// every in-order byte queued (32 KiB, sent in many segments).
+async fn tcp_read_takes_all(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let data = kernel_support::pattern(32768, 31);
+    for c in data.chunks(1000) {
+        p.write_all(c).await.unwrap();
+    }
+    settle().await;
+    let mut buf = vec![0u8; 1 << 20];
+    let r = on!(&mut s, x => x.read(&mut buf).await);
+    out.push((
+        "read 1 MiB",
+        format!(
+            "{} intact {}",
+            show(&r),
+            r.as_ref().is_ok_and(|&n| buf[..n] == data[..n])
+        ),
+    ));
+    let r = on!(&s, x => x.try_read(&mut buf));
+    out.push(("try_read after", show(&r)));
+    p.write_all(&data).await.unwrap();
+    settle().await;
+    let mut v = Vec::with_capacity(1 << 20);
+    let r = on!(&s, x => x.try_read_buf(&mut v));
+    out.push((
+        "try_read_buf 1 MiB",
+        format!("{} intact {}", show(&r), v == data),
+    ));
+    out
+}
+
+differential!(same_tcp_read_takes_all, "synack-d-rall", |net, kernel| {
+    tcp_read_takes_all(net, kernel, false, if kernel { 8961 } else { 8962 })
+});
