@@ -4723,3 +4723,88 @@ async fn tcp_read_takes_all(net: &Net, kernel: bool, v6: bool, port: u16) -> Out
 differential!(same_tcp_read_takes_all, "synack-d-rall", |net, kernel| {
     tcp_read_takes_all(net, kernel, false, if kernel { 8961 } else { 8962 })
 });
+
+// ---- the DS byte of TCP on the wire ----------------------------------------------------------
+
+/// `TcpSocket::set_tos_v4` (IPv4) or `set_tclass_v6` (IPv6) to CS1 before `connect`, and on
+/// a listener's socket before `listen`: the connection's packets each way carry it (an
+/// accepted connection takes its listener's, Linux's `tcp_v4_syn_recv_sock` without
+/// `tcp_reflect_tos`). nft counts them at the kernel's input hook.
+async fn tcp_ds_on_the_wire(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let set = |t: &Sock| match (t, v6) {
+        (Sock::K(x), false) => x.set_tos_v4(0x20),
+        (Sock::K(x), true) => x.set_tclass_v6(0x20),
+        (Sock::S(x), false) => x.set_tos_v4(0x20),
+        (Sock::S(x), true) => x.set_tclass_v6(0x20),
+    };
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    out.push(("set on the connecting socket", show(&set(&t))));
+    let mut s = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    let (mut p, _) = within(5, l.accept()).await.unwrap();
+    on!(&mut s, x => x.write_all(b"cs1").await).unwrap();
+    let mut b = [0u8; 3];
+    p.read_exact(&mut b).await.unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    out.push(("set on the listening socket", show(&set(&t))));
+    t.bind(own(kernel, v6, port + 1)).unwrap();
+    let l2 = t.listen(8).unwrap();
+    let mut c = within(5, ksocket(net, v6).connect(own(kernel, v6, port + 1)))
+        .await
+        .unwrap();
+    let mut a = match &l2 {
+        Lst::K(l) => St::K(within(5, l.accept()).await.unwrap().0),
+        Lst::S(l) => St::S(within(5, l.accept()).await.unwrap().0),
+    };
+    on!(&mut a, x => x.write_all(b"cs1").await).unwrap();
+    c.read_exact(&mut b).await.unwrap();
+    settle().await;
+    let nf = if v6 { "ipv6" } else { "ipv4" };
+    let sent = net.nft_count("d", "input", &format!("out{port}{nf}")).await;
+    let synack = net
+        .nft_count("d", "input", &format!("synack{port}{nf}"))
+        .await;
+    let accepted = net.nft_count("d", "input", &format!("acc{port}{nf}")).await;
+    out.push((
+        "CS1 on the wire",
+        format!(
+            "connect's data {}, listener's SYN-ACK {}, accepted's data {}",
+            sent > 0,
+            synack > 0,
+            accepted > 0
+        ),
+    ));
+    out
+}
+
+async fn ds_rules(net: &Net, ports: &[u16]) {
+    let mut rules = String::from(
+        "add table inet d\nadd chain inet d input { type filter hook input priority 0; }\n",
+    );
+    for &port in ports {
+        let p1 = port + 1;
+        for (proto, ds) in [("ip", "ip dscp cs1"), ("ip6", "ip6 dscp cs1")] {
+            let nf = if proto == "ip" { "ipv4" } else { "ipv6" };
+            rules += &format!(
+                "add rule inet d input meta nfproto {nf} tcp dport {port} tcp flags & (syn | fin | rst | psh) == psh {ds} counter comment \"out{port}{nf}\"\n\
+                 add rule inet d input meta nfproto {nf} tcp sport {p1} tcp flags & (syn | ack) == syn | ack {ds} counter comment \"synack{port}{nf}\"\n\
+                 add rule inet d input meta nfproto {nf} tcp sport {p1} tcp flags & (syn | fin | rst | psh) == psh {ds} counter comment \"acc{port}{nf}\"\n"
+            );
+        }
+    }
+    net.nft(&rules).await;
+}
+
+differential!(
+    same_tcp_ds_byte_on_the_wire,
+    "synack-d-tds4",
+    setup | net | ds_rules(net, &[8971, 8981]),
+    |net, kernel| tcp_ds_on_the_wire(net, kernel, false, if kernel { 8971 } else { 8981 })
+);
+differential!(
+    same_tcp_ds_byte_on_the_wire_v6,
+    "synack-d-tds6",
+    setup | net | ds_rules(net, &[8971, 8981]),
+    |net, kernel| tcp_ds_on_the_wire(net, kernel, true, if kernel { 8971 } else { 8981 })
+);
