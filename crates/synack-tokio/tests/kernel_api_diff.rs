@@ -4808,3 +4808,67 @@ differential!(
     setup | net | ds_rules(net, &[8971, 8981]),
     |net, kernel| tcp_ds_on_the_wire(net, kernel, true, if kernel { 8971 } else { 8981 })
 );
+
+/// A member of a group that sends to it receives its own datagram back while
+/// IP_MULTICAST_LOOP (IPV6_MULTICAST_LOOP) is on, the default, and not once it is off; a
+/// second socket of the side, also a member, likewise.
+async fn udp_group_loop(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let group: IpAddr = match v6 {
+        false => "239.1.2.3".parse().unwrap(),
+        true => "ff0e::1:7".parse().unwrap(),
+    };
+    let at = SocketAddr::new(unspec(v6).ip(), port);
+    let s = ubind(net, kernel, at).await.unwrap();
+    let other = ubind(net, kernel, SocketAddr::new(unspec(v6).ip(), port + 1))
+        .await
+        .unwrap();
+    for u in [&s, &other] {
+        let r = match (group, own(kernel, false, 0).ip()) {
+            (IpAddr::V4(g), IpAddr::V4(i)) => on!(u, x => x.join_multicast_v4(g, i)),
+            (IpAddr::V6(g), _) => on!(u, x => x.join_multicast_v6(&g, 0)),
+            _ => unreachable!(),
+        };
+        r.unwrap();
+    }
+    let me = SocketAddr::new(own(kernel, v6, 0).ip(), port);
+    let set_loop = |on: bool| match v6 {
+        false => on!(&s, x => x.set_multicast_loop_v4(on)),
+        true => on!(&s, x => x.set_multicast_loop_v6(on)),
+    };
+    for on in [true, false] {
+        set_loop(on).unwrap();
+        let r = on!(&s, x => x.send_to(b"self", SocketAddr::new(group, port)).await);
+        out.push((
+            "send to the group's port",
+            format!(
+                "loop {on}: {}; self gets {}",
+                show(&r),
+                urecv_from(&s, 10, me).await
+            ),
+        ));
+        let r = on!(&s, x => x.send_to(b"other", SocketAddr::new(group, port + 1)).await);
+        out.push((
+            "send to the other member's port",
+            format!(
+                "loop {on}: {}; other gets {}",
+                show(&r),
+                urecv_from(&other, 10, me).await
+            ),
+        ));
+    }
+    out
+}
+
+differential!(
+    same_udp_group_loop,
+    "synack-d-uglp",
+    setup | net | group_route(net),
+    |net, kernel| udp_group_loop(net, kernel, false, if kernel { 9001 } else { 9011 })
+);
+differential!(
+    same_udp_group_loop_v6,
+    "synack-d-uglp6",
+    setup | net | group_route(net),
+    |net, kernel| udp_group_loop(net, kernel, true, if kernel { 9001 } else { 9011 })
+);
