@@ -4872,3 +4872,31 @@ differential!(
     setup | net | group_route(net),
     |net, kernel| udp_group_loop(net, kernel, true, if kernel { 9001 } else { 9011 })
 );
+
+/// A small SO_SNDBUF set before `connect` bounds what a write takes at once.
+async fn tcp_small_send_buffer(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    match &t {
+        Sock::K(x) => x.set_send_buffer_size(4096).unwrap(),
+        Sock::S(x) => x.set_send_buffer_size(4096).unwrap(),
+    }
+    let s = within(5, t.connect(kaddr(v6, port))).await.unwrap();
+    let (mut p, _) = within(5, l.accept()).await.unwrap();
+    let data = kernel_support::pattern(1 << 20, 37);
+    let r = on!(&s, x => x.try_write(&data));
+    eprintln!("kernel {kernel}: first try_write {r:?}");
+    out.push((
+        "try_write 1 MiB",
+        format!("{:?}", r.as_ref().map(|&n| n > 0 && n <= 65536)),
+    ));
+    let n = *r.as_ref().unwrap();
+    drop(s);
+    out.push(("peer reads", peer_reads_all(&mut p, &data[..n]).await));
+    out
+}
+
+differential!(same_tcp_small_send_buffer, "synack-d-ssb", |net, kernel| {
+    tcp_small_send_buffer(net, kernel, false, if kernel { 9021 } else { 9022 })
+});
