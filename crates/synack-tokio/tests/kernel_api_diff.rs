@@ -4900,3 +4900,44 @@ async fn tcp_small_send_buffer(net: &Net, kernel: bool, v6: bool, port: u16) -> 
 differential!(same_tcp_small_send_buffer, "synack-d-ssb", |net, kernel| {
     tcp_small_send_buffer(net, kernel, false, if kernel { 9021 } else { 9022 })
 });
+
+/// IPv4 sockets given IPv6 (and IPv4-mapped) addresses: Linux's EAFNOSUPPORT (the errno
+/// alone: its kind departs, departs_errors_without_a_std_kind).
+async fn family_mismatches(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let v6peer = kaddr(true, port);
+    let mapped_peer = mapped(kaddr(false, port));
+    let u = ubind(net, kernel, unspec(false)).await.unwrap();
+    out.push((
+        "UDP v4 send_to IPv6",
+        show_errno(&on!(&u, x => x.send_to(b"x", v6peer).await)),
+    ));
+    out.push((
+        "UDP v4 send_to IPv4-mapped",
+        show_errno(&on!(&u, x => x.send_to(b"x", mapped_peer).await)),
+    ));
+    out.push((
+        "UDP v4 connect IPv6",
+        show_errno(&on!(&u, x => x.connect(v6peer).await)),
+    ));
+    let t = new_tcp_socket(net, kernel, false);
+    out.push((
+        "TcpSocket v4 connect IPv6",
+        show_errno(&within(5, t.connect(v6peer)).await),
+    ));
+    let t = new_tcp_socket(net, kernel, false);
+    out.push((
+        "TcpSocket v4 connect IPv4-mapped",
+        show_errno(&within(5, t.connect(mapped_peer)).await),
+    ));
+    let t = new_tcp_socket(net, kernel, false);
+    out.push((
+        "TcpSocket v4 bind IPv4-mapped",
+        show_errno(&t.bind(mapped(own(kernel, false, 0)))),
+    ));
+    out
+}
+
+differential!(same_family_mismatches, "synack-d-fmis", |net, kernel| {
+    family_mismatches(net, kernel, 9031)
+});
