@@ -4941,3 +4941,43 @@ async fn family_mismatches(net: &Net, kernel: bool, port: u16) -> Outcomes {
 differential!(same_family_mismatches, "synack-d-fmis", |net, kernel| {
     family_mismatches(net, kernel, 9031)
 });
+
+// ---- UDP sends in a burst ------------------------------------------------------------------
+
+/// 3000 datagrams of 1400 bytes sent as fast as `send_to` goes: every send succeeds (a full
+/// send buffer makes it wait, never fail); then `try_send_to` in a burst: successes until,
+/// perhaps, WouldBlock, never another error.
+async fn udp_burst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let _p = net.kernel_udp(kaddr(v6, port)).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let d = [5u8; 1400];
+    let mut failed = None;
+    for _ in 0..3000 {
+        if let Err(e) = on!(&s, x => x.send_to(&d, kaddr(v6, port)).await) {
+            failed = Some(show_err(&e));
+            break;
+        }
+    }
+    out.push(("3000 send_to", format!("{failed:?}")));
+    let mut other = None;
+    for _ in 0..3000 {
+        match on!(&s, x => x.try_send_to(&d, kaddr(v6, port))) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => {
+                other = Some(show_err(&e));
+                break;
+            }
+        }
+    }
+    out.push((
+        "3000 try_send_to",
+        format!("errors other than WouldBlock: {other:?}"),
+    ));
+    out
+}
+
+differential!(same_udp_send_burst, "synack-d-uburst", |net, kernel| {
+    udp_burst(net, kernel, false, if kernel { 9041 } else { 9042 })
+});
