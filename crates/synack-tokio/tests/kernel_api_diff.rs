@@ -4981,3 +4981,53 @@ async fn udp_burst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
 differential!(same_udp_send_burst, "synack-d-uburst", |net, kernel| {
     udp_burst(net, kernel, false, if kernel { 9041 } else { 9042 })
 });
+
+/// A listener's `set_ttl` reaches its SYN-ACKs and what its accepted connections send
+/// (IPv4: on IPv6, departs_ipv6_set_ttl_and_set_tos_change_ipv6_packets).
+async fn listener_ttl_on_the_wire(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = listen(net, kernel, own(kernel, v6, port)).await.unwrap();
+    let r = match &l {
+        Lst::K(l) => l.set_ttl(7),
+        Lst::S(l) => l.set_ttl(7),
+    };
+    out.push(("listener set_ttl(7)", show(&r)));
+    let mut c = within(5, ksocket(net, v6).connect(own(kernel, v6, port)))
+        .await
+        .unwrap();
+    let mut a = match &l {
+        Lst::K(l) => St::K(within(5, l.accept()).await.unwrap().0),
+        Lst::S(l) => St::S(within(5, l.accept()).await.unwrap().0),
+    };
+    on!(&mut a, x => x.write_all(b"seven").await).unwrap();
+    let mut b = [0u8; 5];
+    c.read_exact(&mut b).await.unwrap();
+    settle().await;
+    let synack = net.nft_count("d", "input", &format!("s{port}")).await;
+    let data = net.nft_count("d", "input", &format!("d{port}")).await;
+    out.push((
+        "TTL 7 on the wire",
+        format!("SYN-ACK {}, data {}", synack > 0, data > 0),
+    ));
+    out
+}
+
+async fn listener_ttl_rules(net: &Net, ports: &[u16]) {
+    let mut rules = String::from(
+        "add table inet d\nadd chain inet d input { type filter hook input priority 0; }\n",
+    );
+    for &port in ports {
+        rules += &format!(
+            "add rule inet d input meta nfproto ipv4 tcp sport {port} tcp flags & (syn | ack) == syn | ack ip ttl 7 counter comment \"s{port}\"\n\
+             add rule inet d input meta nfproto ipv4 tcp sport {port} tcp flags & (syn | fin | rst | psh) == psh ip ttl 7 counter comment \"d{port}\"\n"
+        );
+    }
+    net.nft(&rules).await;
+}
+
+differential!(
+    same_listener_ttl_on_the_wire,
+    "synack-d-lttl4",
+    setup | net | listener_ttl_rules(net, &[9051, 9052]),
+    |net, kernel| listener_ttl_on_the_wire(net, kernel, false, if kernel { 9051 } else { 9052 })
+);
