@@ -5031,3 +5031,32 @@ differential!(
     setup | net | listener_ttl_rules(net, &[9051, 9052]),
     |net, kernel| listener_ttl_on_the_wire(net, kernel, false, if kernel { 9051 } else { 9052 })
 );
+
+/// Broadcasts from the kernel peer (to the link's broadcast address, 198.18.0.255, and to
+/// 255.255.255.255) reach a socket bound to 0.0.0.0 on their port.
+async fn udp_broadcast_receive(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, SocketAddr::new(unspec(false).ip(), port))
+        .await
+        .unwrap();
+    let p = net.kernel_udp(kaddr(false, port + 1)).unwrap();
+    p.set_broadcast(true).unwrap();
+    for to in ["198.18.0.255", "255.255.255.255"] {
+        let r = p
+            .send_to(b"bcast", SocketAddr::new(to.parse().unwrap(), port))
+            .await;
+        out.push((
+            "peer broadcasts",
+            format!(
+                "to {to}: {}; received {}",
+                show(&r),
+                urecv_from(&s, 10, kaddr(false, port + 1)).await
+            ),
+        ));
+    }
+    out
+}
+
+differential!(same_udp_broadcast_receive, "synack-d-ubr", |net, kernel| {
+    udp_broadcast_receive(net, kernel, if kernel { 9061 } else { 9071 })
+});
