@@ -5060,3 +5060,61 @@ async fn udp_broadcast_receive(net: &Net, kernel: bool, port: u16) -> Outcomes {
 differential!(same_udp_broadcast_receive, "synack-d-ubr", |net, kernel| {
     udp_broadcast_receive(net, kernel, if kernel { 9061 } else { 9071 })
 });
+
+/// What a socket bound to a specific address receives: one on the side's own address takes
+/// no broadcast and no group traffic (Linux matches the bound address against the
+/// destination, `compute_score`), one on a group's address takes the group's and no unicast.
+async fn udp_bound_address_filters(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let g: std::net::Ipv4Addr = "239.1.2.3".parse().unwrap();
+    let iface = match own(kernel, false, 0).ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let p = net.kernel_udp(kaddr(false, port + 5)).unwrap();
+    p.set_broadcast(true).unwrap();
+    let from = kaddr(false, port + 5);
+    // Bound to the own address, a member of the group.
+    let s = ubind(net, kernel, own(kernel, false, port)).await.unwrap();
+    on!(&s, x => x.join_multicast_v4(g, iface)).unwrap();
+    p.send_to(
+        b"bcast",
+        SocketAddr::new("198.18.0.255".parse().unwrap(), port),
+    )
+    .await
+    .unwrap();
+    out.push(("own address: a broadcast", urecv_from(&s, 10, from).await));
+    p.send_to(b"group", SocketAddr::new(g.into(), port))
+        .await
+        .unwrap();
+    out.push(("own address: group traffic", urecv_from(&s, 10, from).await));
+    p.send_to(b"unicast", own(kernel, false, port))
+        .await
+        .unwrap();
+    out.push(("own address: unicast", urecv_from(&s, 10, from).await));
+    drop(s);
+    // Bound to the group's address, a member.
+    let s = ubind(net, kernel, SocketAddr::new(g.into(), port + 1))
+        .await
+        .unwrap();
+    on!(&s, x => x.join_multicast_v4(g, iface)).unwrap();
+    p.send_to(b"group", SocketAddr::new(g.into(), port + 1))
+        .await
+        .unwrap();
+    out.push((
+        "group address: group traffic",
+        urecv_from(&s, 10, from).await,
+    ));
+    p.send_to(b"unicast", own(kernel, false, port + 1))
+        .await
+        .unwrap();
+    out.push(("group address: unicast", urecv_from(&s, 10, from).await));
+    out
+}
+
+differential!(
+    same_udp_bound_address_filters,
+    "synack-d-ubaf",
+    setup | net | group_route(net),
+    |net, kernel| udp_bound_address_filters(net, kernel, if kernel { 9081 } else { 9091 })
+);
