@@ -5118,3 +5118,47 @@ differential!(
     setup | net | group_route(net),
     |net, kernel| udp_bound_address_filters(net, kernel, if kernel { 9081 } else { 9091 })
 );
+
+/// Joining a group on the unspecified interface (the group's route picks it, as most code
+/// does it) and on an address that is no interface's (Linux: ENODEV); the group's traffic
+/// then comes.
+async fn udp_join_interfaces(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let g: std::net::Ipv4Addr = "239.1.2.4".parse().unwrap();
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    let s = ubind(net, kernel, SocketAddr::new(unspec(false).ip(), port))
+        .await
+        .unwrap();
+    out.push((
+        "join on a foreign address",
+        show(&on!(&s, x => x.join_multicast_v4(g, "198.18.0.77".parse().unwrap()))),
+    ));
+    out.push((
+        "join on 0.0.0.0",
+        show(&on!(&s, x => x.join_multicast_v4(g, any))),
+    ));
+    let p = net.kernel_udp(kaddr(false, port + 1)).unwrap();
+    p.send_to(b"group", SocketAddr::new(g.into(), port))
+        .await
+        .unwrap();
+    out.push((
+        "group traffic",
+        urecv_from(&s, 10, kaddr(false, port + 1)).await,
+    ));
+    out.push((
+        "leave on 0.0.0.0",
+        show(&on!(&s, x => x.leave_multicast_v4(g, any))),
+    ));
+    out.push((
+        "leave again",
+        show(&on!(&s, x => x.leave_multicast_v4(g, any))),
+    ));
+    out
+}
+
+differential!(
+    same_udp_join_interfaces,
+    "synack-d-ujif",
+    setup | net | group_route(net),
+    |net, kernel| udp_join_interfaces(net, kernel, if kernel { 9101 } else { 9111 })
+);
