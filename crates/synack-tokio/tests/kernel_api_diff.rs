@@ -5162,3 +5162,37 @@ differential!(
     setup | net | group_route(net),
     |net, kernel| udp_join_interfaces(net, kernel, if kernel { 9101 } else { 9111 })
 );
+
+/// `OwnedWriteHalf::forget`: no FIN goes until the read half, the last of the stream, is
+/// dropped; `reunite` of halves of one stream gives it back whole.
+async fn tcp_forget_write_half(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (s, mut p) = pair(net, kernel, v6, port).await;
+    let r = match s {
+        St::K(s) => {
+            let (r, w) = s.into_split();
+            let (r, w) = r.reunite(w).unwrap().into_split();
+            w.forget();
+            Side::K(r)
+        }
+        St::S(s) => {
+            let (r, w) = s.into_split();
+            let (r, w) = r.reunite(w).unwrap().into_split();
+            w.forget();
+            Side::S(r)
+        }
+    };
+    out.push(("peer after forget", peer_sees(&mut p, 300).await));
+    p.write_all(b"still").await.unwrap();
+    settle().await;
+    let mut buf = [0u8; 10];
+    let n = on!(&r, x => x.try_read(&mut buf));
+    out.push(("read half reads", show(&n)));
+    drop(r);
+    out.push(("peer after read half dropped", peer_sees(&mut p, 500).await));
+    out
+}
+
+differential!(same_tcp_forget_write_half, "synack-d-fgt", |net, kernel| {
+    tcp_forget_write_half(net, kernel, false, if kernel { 9121 } else { 9122 })
+});
