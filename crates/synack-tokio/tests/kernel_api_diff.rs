@@ -5196,3 +5196,21 @@ async fn tcp_forget_write_half(net: &Net, kernel: bool, v6: bool, port: u16) -> 
 differential!(same_tcp_forget_write_half, "synack-d-fgt", |net, kernel| {
     tcp_forget_write_half(net, kernel, false, if kernel { 9121 } else { 9122 })
 });
+
+/// A UDP socket connected to its own address and port talks to itself.
+async fn udp_to_self(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let me = own(kernel, false, port);
+    let s = ubind(net, kernel, me).await.unwrap();
+    out.push((
+        "connect to itself",
+        show(&on!(&s, x => x.connect(me).await)),
+    ));
+    out.push(("send", show(&on!(&s, x => x.send(b"self").await))));
+    out.push(("recv", urecv(&s, 10).await));
+    out
+}
+
+differential!(same_udp_to_self, "synack-d-uself", |net, kernel| {
+    udp_to_self(net, kernel, if kernel { 9131 } else { 9141 })
+});
