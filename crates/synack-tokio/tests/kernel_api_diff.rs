@@ -5214,3 +5214,48 @@ async fn udp_to_self(net: &Net, kernel: bool, port: u16) -> Outcomes {
 differential!(same_udp_to_self, "synack-d-uself", |net, kernel| {
     udp_to_self(net, kernel, if kernel { 9131 } else { 9141 })
 });
+
+/// Group traffic at a socket that did not join: Linux delivers a group's datagrams to every
+/// socket on the port while any socket of the host is a member (IP_MULTICAST_ALL and
+/// IPV6_MULTICAST_ALL, on by default).
+async fn udp_multicast_all(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let group: IpAddr = match v6 {
+        false => "239.1.2.5".parse().unwrap(),
+        true => "ff0e::1:8".parse().unwrap(),
+    };
+    let s = ubind(net, kernel, SocketAddr::new(unspec(v6).ip(), port))
+        .await
+        .unwrap();
+    let member = ubind(net, kernel, SocketAddr::new(unspec(v6).ip(), port + 1))
+        .await
+        .unwrap();
+    let r = match (group, own(kernel, false, 0).ip()) {
+        (IpAddr::V4(g), IpAddr::V4(i)) => on!(&member, x => x.join_multicast_v4(g, i)),
+        (IpAddr::V6(g), _) => on!(&member, x => x.join_multicast_v6(&g, 0)),
+        _ => unreachable!(),
+    };
+    r.unwrap();
+    settle().await;
+    let p = net.kernel_udp(kaddr(v6, port + 2)).unwrap();
+    p.send_to(b"group", SocketAddr::new(group, port))
+        .await
+        .unwrap();
+    out.push((
+        "another socket's group, to our port",
+        urecv_from(&s, 10, kaddr(v6, port + 2)).await,
+    ));
+    out
+}
+
+differential!(
+    same_udp_multicast_all,
+    "synack-d-umall",
+    setup | net | group_route(net),
+    |net, kernel| udp_multicast_all(net, kernel, false, if kernel { 9151 } else { 9161 })
+);
+differential!(
+    same_udp_multicast_all_v6,
+    "synack-d-umall6",
+    |net, kernel| udp_multicast_all(net, kernel, true, if kernel { 9151 } else { 9161 })
+);
