@@ -5259,3 +5259,101 @@ differential!(
     "synack-d-umall6",
     |net, kernel| udp_multicast_all(net, kernel, true, if kernel { 9151 } else { 9161 })
 );
+
+/// A vectored write of no bytes on a stream that can no longer send: 0, as `writev` of a
+/// total length of 0 never reaches a kernel socket (`vfs_writev`), and the reset stays
+/// pending; a plain write of no bytes reports the state.
+async fn tcp_empty_vectored_write_closed(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::io::IoSlice;
+    let mut out = Outcomes::new();
+    let none = [IoSlice::new(b"")];
+    let (mut s, _p) = pair(net, kernel, v6, port).await;
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push((
+        "try_write empty after shutdown",
+        show(&on!(&s, x => x.try_write(b""))),
+    ));
+    out.push((
+        "try_write_vectored empty after shutdown",
+        show(&on!(&s, x => x.try_write_vectored(&none))),
+    ));
+    out.push((
+        "write_vectored empty after shutdown",
+        show(&on!(&mut s, x => x.write_vectored(&none).await)),
+    ));
+    let (s, p) = pair(net, kernel, v6, port + 100).await;
+    p.set_zero_linger().unwrap();
+    drop(p);
+    settle().await;
+    out.push((
+        "try_write_vectored empty after RST",
+        show(&on!(&s, x => x.try_write_vectored(&none))),
+    ));
+    out.push(("take_error after", take_error(&s)));
+    out
+}
+differential!(
+    same_tcp_empty_vectored_write_when_closed,
+    "synack-d-evw",
+    |net, kernel| tcp_empty_vectored_write_closed(
+        net,
+        kernel,
+        false,
+        if kernel { 8071 } else { 8072 }
+    )
+);
+
+/// A specific IPv4 address beside a dual-stack `[::]` on one port.
+async fn ipv4_beside_dual_stack(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let any6: SocketAddr = format!("[::]:{port}").parse().unwrap();
+    let _l = listen(net, kernel, any6).await.unwrap();
+    out.push((
+        "TCP listen own IPv4 beside [::]",
+        show_ok(&listen(net, kernel, own(kernel, false, port)).await),
+    ));
+    let _u6 = ubind(net, kernel, any6).await.unwrap();
+    out.push((
+        "UDP bind own IPv4 beside [::]",
+        show_ok(&ubind(net, kernel, own(kernel, false, port)).await),
+    ));
+    out
+}
+differential!(
+    /// The families do not clash (as `departs_dual_stack_bind_beside_unspecified`): an own
+    /// IPv4 address beside a dual-stack `[::]` binds, and takes the IPv4 traffic to it.
+    departs_ipv4_beside_dual_stack,
+    "synack-d-d4s",
+    departs ["TCP listen own IPv4 beside [::]", "UDP bind own IPv4 beside [::]"],
+    |net, kernel| ipv4_beside_dual_stack(net, kernel, 9211)
+);
+
+/// "ab", an urgent "X", "cd", all waiting: a read of 10 takes "ab" (Linux stops at the
+/// mark); then a peek and a read.
+async fn tcp_read_after_urgent_mark(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::os::fd::AsRawFd;
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.set_nodelay(true).unwrap();
+    p.write_all(b"ab").await.unwrap();
+    settle().await;
+    // SAFETY: a one-byte send on the peer's open socket.
+    let n = unsafe { libc::send(p.as_raw_fd(), b"X".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1, "{}", io::Error::last_os_error());
+    settle().await;
+    p.write_all(b"cd").await.unwrap();
+    settle().await;
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("peek after the mark", peek_once(&s, 10).await));
+    out.push(("read again", read_once(&mut s, 10).await));
+    out
+}
+differential!(
+    /// tokio's own: it clears read readiness after a short read (`poll_evented.rs`), and
+    /// Linux's read stopping at the urgent mark is one, with no new edge to come, so the
+    /// bytes after the mark wait for more data; synack hands them over at once.
+    departs_tcp_read_after_the_urgent_mark,
+    "synack-d-urg2",
+    departs ["peek after the mark", "read again"],
+    |net, kernel| tcp_read_after_urgent_mark(net, kernel, false, if kernel { 8803 } else { 8804 })
+);

@@ -2325,11 +2325,10 @@ async fn a_reset_is_reported_once_then_reads_end_and_writes_break() {
         assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
         let e = c.try_write(b"").unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
-        let e = c
-            .write_vectored(&[io::IoSlice::new(b"")])
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        // A vectored write of no bytes is 0 whatever the state, as `writev` of a total
+        // length of 0 never reaches a kernel socket (`vfs_writev`).
+        let n = c.write_vectored(&[io::IoSlice::new(b"")]).await.unwrap();
+        assert_eq!(n, 0);
 
         let (mut c, _s) = connected(&client, &server, 7435).await;
         c.shutdown().await.unwrap();

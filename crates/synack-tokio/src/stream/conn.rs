@@ -193,7 +193,7 @@ impl ConnRef {
     }
 
     pub(super) fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        self.poll_write_bufs(cx, &[IoSlice::new(buf)])
     }
 
     /// Copies received bytes without consuming them; waits while there are none.
@@ -485,6 +485,18 @@ impl ConnRef {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if no_bytes(bufs) {
+            return Poll::Ready(Ok(0));
+        }
+        self.poll_write_bufs(cx, bufs)
+    }
+
+    /// [`write_vectored`](Self::write_vectored) as a poll: `Pending` for `WouldBlock`.
+    fn poll_write_bufs(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.write_vectored(bufs, Some(cx)) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
             r => Poll::Ready(r),
@@ -493,6 +505,9 @@ impl ConnRef {
 
     /// A vectored write that never waits: `WouldBlock` when the send buffer takes nothing.
     pub(super) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if no_bytes(bufs) {
+            return Ok(0);
+        }
         self.write_vectored(bufs, None)
     }
 
@@ -835,4 +850,12 @@ impl fmt::Debug for ConnRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Conn").field(&self.handle.0).finish()
     }
+}
+
+/// A vectored write of no bytes at all: 0, whatever the connection's state, as tokio's
+/// `writev` on a kernel socket gets from `vfs_writev` (a total length of 0 never reaches the
+/// socket, so a pending error stays pending), where a `write` of no bytes reports it
+/// (`write_nothing`).
+fn no_bytes(bufs: &[IoSlice<'_>]) -> bool {
+    bufs.iter().all(|b| b.is_empty())
 }
