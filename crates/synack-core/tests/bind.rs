@@ -603,3 +603,32 @@ fn a_held_time_wait_connection_gives_its_tuple_only_after_its_last_ack() {
         .unwrap();
     completes(&mut p, l, again);
 }
+
+/// Linux's `__inet6_bind` refuses, before it asks whether the address is ours, a link-local
+/// address without its interface (RFC 4007 §6) and, for a stream socket, any IPv6 multicast
+/// address: EINVAL, where an address that is merely not ours is EADDRNOTAVAIL.
+#[test]
+fn unscoped_link_local_and_ipv6_multicast_binds_are_invalid() {
+    let mut ep = Endpoint::new(Config::default(), &[Pair::SERVER]);
+    let at = |a: &str| -> SocketAddr { a.parse().unwrap() };
+    for a in ["[fe80::1]:7100", "[ff02::1]:7100", "[ff0e::1:7]:7100"] {
+        assert_eq!(
+            ep.bind_socket(at(a), false, none()),
+            Err(Error::InvalidInput),
+            "TCP {a}"
+        );
+        assert_eq!(ep.listen(at(a), 8), Err(Error::InvalidInput), "listen {a}");
+    }
+    for a in ["[fe80::1]:7100", "[ff02::1]:7100"] {
+        assert_eq!(ep.udp_bind(at(a)), Err(Error::InvalidInput), "UDP {a}");
+    }
+    assert_eq!(
+        ep.bind_socket(at("[2001:2::99]:7100"), false, none()),
+        Err(Error::AddrNotAvailable)
+    );
+    assert_eq!(
+        ep.udp_bind(at("[fe80::1%1]:7100")),
+        Err(Error::AddrNotAvailable),
+        "scoped, but not ours"
+    );
+}

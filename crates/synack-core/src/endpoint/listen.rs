@@ -192,6 +192,15 @@ impl Endpoint {
     ) -> Result<SocketAddr, Error> {
         let sharing = sharing.into();
         let ip = local.ip();
+        // Linux's `__inet6_bind`, before it asks whether the address is ours: a stream
+        // socket takes no IPv6 multicast address, and a link-local one names no address
+        // without its interface (RFC 4007 §6): EINVAL.
+        if let SocketAddr::V6(v6) = local {
+            let unscoped = super::demux::needs_scope_id(local) && v6.scope_id() == 0;
+            if v6.ip().is_multicast() || unscoped {
+                return Err(Error::InvalidInput);
+            }
+        }
         if !ip.is_unspecified() && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }

@@ -399,11 +399,13 @@ impl Endpoint {
     /// receives IPv4 only, and it sees every address mapped.
     pub fn udp_bind(&mut self, local: SocketAddr) -> Result<UdpHandle, Error> {
         let mapped = super::demux::unmapped(local);
-        // RFC 4007 §6: an interface- or link-local group names no group without its link
-        // (Linux's `inet6_bind`: EINVAL without a scope id).
+        // RFC 4007 §6: a link-local address, or an interface- or link-local group, names
+        // nothing without its link (Linux's `__inet6_bind`: EINVAL without a scope id, before
+        // it asks whether the address is ours).
         if let SocketAddr::V6(v6) = local {
             let scope = v6.ip().segments()[0] & 0x000f;
-            if v6.ip().is_multicast() && scope <= 2 && v6.scope_id() == 0 {
+            let local_group = v6.ip().is_multicast() && scope <= 2;
+            if (local_group || needs_scope_id(local)) && v6.scope_id() == 0 {
                 return Err(Error::InvalidInput);
             }
         }
