@@ -4518,10 +4518,16 @@ differential!(
 /// The peer sends "ab", an urgent "X" (MSG_OOB), then "cd": without SO_OOBINLINE Linux takes
 /// the urgent byte out of the stream, and a read stops at its mark
 /// (`tcp_recvmsg_locked`), so reads give "ab" then "cd".
-async fn tcp_urgent_unaware(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+/// A connected pair whose peer has sent "ab", an urgent "X" (MSG_OOB), then "cd", each
+/// settled before the next.
+async fn urgent_between(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+) -> (St, tokio::net::TcpStream) {
     use std::os::fd::AsRawFd;
-    let mut out = Outcomes::new();
-    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let (s, mut p) = pair(net, kernel, v6, port).await;
     p.set_nodelay(true).unwrap();
     p.write_all(b"ab").await.unwrap();
     settle().await;
@@ -4531,6 +4537,12 @@ async fn tcp_urgent_unaware(net: &Net, kernel: bool, v6: bool, port: u16) -> Out
     settle().await;
     p.write_all(b"cd").await.unwrap();
     settle().await;
+    (s, p)
+}
+
+async fn tcp_urgent_unaware(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = urgent_between(net, kernel, v6, port).await;
     out.push(("peek", peek_once(&s, 10).await));
     out.push(("read", read_once(&mut s, 10).await));
     // (tokio took the short read for a drained socket: the next read waits for more.)
@@ -5331,18 +5343,8 @@ differential!(
 /// "ab", an urgent "X", "cd", all waiting: a read of 10 takes "ab" (Linux stops at the
 /// mark); then a peek and a read.
 async fn tcp_read_after_urgent_mark(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
-    use std::os::fd::AsRawFd;
     let mut out = Outcomes::new();
-    let (mut s, mut p) = pair(net, kernel, v6, port).await;
-    p.set_nodelay(true).unwrap();
-    p.write_all(b"ab").await.unwrap();
-    settle().await;
-    // SAFETY: a one-byte send on the peer's open socket.
-    let n = unsafe { libc::send(p.as_raw_fd(), b"X".as_ptr().cast(), 1, libc::MSG_OOB) };
-    assert_eq!(n, 1, "{}", io::Error::last_os_error());
-    settle().await;
-    p.write_all(b"cd").await.unwrap();
-    settle().await;
+    let (mut s, _p) = urgent_between(net, kernel, v6, port).await;
     out.push(("read", read_once(&mut s, 10).await));
     out.push(("peek after the mark", peek_once(&s, 10).await));
     out.push(("read again", read_once(&mut s, 10).await));

@@ -140,10 +140,7 @@ impl Shared {
         s.shut_wr |= wr;
         s.wake(Wake::All);
         if first_rd {
-            match g.ep().shutdown_read(h) {
-                Ok(()) => {}
-                Err(e) => return Err(errno(e)),
-            }
+            g.ep().shutdown_read(h).map_err(errno)?;
         }
         if first_wr {
             match g.ep().shutdown(h) {

@@ -519,7 +519,7 @@ impl ConnRef {
         bufs: &[IoSlice<'_>],
         cx: Option<&mut Context<'_>>,
     ) -> io::Result<usize> {
-        if bufs.iter().all(|b| b.is_empty()) {
+        if no_bytes(bufs) {
             return self.write_nothing();
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
@@ -852,10 +852,10 @@ impl fmt::Debug for ConnRef {
     }
 }
 
-/// A vectored write of no bytes at all: 0, whatever the connection's state, as tokio's
-/// `writev` on a kernel socket gets from `vfs_writev` (a total length of 0 never reaches the
-/// socket, so a pending error stays pending), where a `write` of no bytes reports it
-/// (`write_nothing`).
+/// Whether `bufs` hold no bytes at all. A vectored write of none is 0 whatever the
+/// connection's state, as tokio's `writev` on a kernel socket gets from `vfs_writev` (a total
+/// length of 0 never reaches the socket, so a pending error stays pending), where a `write`
+/// of no bytes reports it (`write_nothing`).
 fn no_bytes(bufs: &[IoSlice<'_>]) -> bool {
     bufs.iter().all(|b| b.is_empty())
 }
