@@ -8,6 +8,8 @@
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "common/exchange.rs"]
+mod exchange;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,18 +64,7 @@ fn memory_goes_back_after_a_peak_of_connections() {
         .server
         .listen(SocketAddr::new(Pair::SERVER, 80), 4096)
         .unwrap();
-    let conns: Vec<_> = (0..PEAK).map(|_| pair.connect(l, 80)).collect();
-    // Some data each way, so that every connection has built its buffers.
-    for &(c, s) in &conns {
-        pair.client.send(c, b"request").unwrap();
-        pair.server.send(s, b"response").unwrap();
-    }
-    pair.pump();
-    let mut buf = [0u8; 16];
-    for &(c, s) in &conns {
-        assert_eq!(pair.server.recv(pair.now, s, &mut buf), Ok(7));
-        assert_eq!(pair.client.recv(pair.now, c, &mut buf), Ok(8));
-    }
+    let conns = exchange::open_and_exchange(&mut pair, l, PEAK);
     // The client closes first and holds the TIME-WAITs, as a client does.
     for &(c, _) in &conns {
         pair.client.close(pair.now, c).unwrap();

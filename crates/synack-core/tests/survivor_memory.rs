@@ -9,12 +9,14 @@
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "common/exchange.rs"]
+mod exchange;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use synack_core::testing::Pair;
-use synack_core::{Config, ConnectionHandle, Endpoint};
+use synack_core::{Config, Endpoint};
 
 /// Connections open at once at the peak.
 const PEAK: usize = 20_000;
@@ -54,18 +56,7 @@ fn after_peak(count: usize, keep: usize) -> Pair {
         .server
         .listen(SocketAddr::new(Pair::SERVER, 80), 4096)
         .unwrap();
-    let conns: Vec<(ConnectionHandle, ConnectionHandle)> =
-        (0..count).map(|_| pair.connect(l, 80)).collect();
-    for &(c, s) in &conns {
-        pair.client.send(c, b"request").unwrap();
-        pair.server.send(s, b"response").unwrap();
-    }
-    pair.pump();
-    let mut buf = [0u8; 16];
-    for &(c, s) in &conns {
-        assert_eq!(pair.server.recv(pair.now, s, &mut buf), Ok(7));
-        assert_eq!(pair.client.recv(pair.now, c, &mut buf), Ok(8));
-    }
+    let conns = exchange::open_and_exchange(&mut pair, l, count);
     let closing = || conns.iter().enumerate().filter(|(i, _)| i % keep != 0);
     for (_, &(c, _)) in closing() {
         pair.client.close(pair.now, c).unwrap();
