@@ -649,6 +649,28 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     }
 }
 
+/// How many times `BPF_PROG_LOAD` is tried while it answers `EAGAIN`, as libbpf tries.
+const PROG_LOAD_ATTEMPTS: usize = 5;
+
+/// `bpf(BPF_PROG_LOAD, attr)`, tried again while it answers `EAGAIN`: the verifier gives up
+/// with `EAGAIN` when a signal is pending for the thread, which says nothing about the
+/// program (libbpf's `sys_bpf_prog_load` retries it the same way).
+///
+/// # Safety
+/// As for [`bpf`] with `BPF_PROG_LOAD`.
+unsafe fn prog_load(attr: &mut ProgLoadAttr) -> io::Result<libc::c_long> {
+    let mut attempt = 1;
+    loop {
+        // SAFETY: the caller vouches for `attr` as `bpf`'s contract asks.
+        match unsafe { bpf(BPF_PROG_LOAD, attr) } {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && attempt < PROG_LOAD_ATTEMPTS => {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Loads `insns` (encoded `struct bpf_insn`s) as a socket-filter program named `name`.
 /// On the verifier's refusal the error carries the end of its log.
 pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<OwnedFd> {
@@ -672,7 +694,7 @@ pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<Ow
     };
     // SAFETY: `attr` is the BPF_PROG_LOAD member; `insns` points to `insn_cnt` instructions
     // and `license` to a NUL-terminated string, both alive for the call; no log buffer.
-    let result = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+    let result = unsafe { prog_load(&mut attr) };
     let fd = match result {
         Ok(fd) => fd,
         Err(e)
@@ -685,7 +707,7 @@ pub(super) fn load_socket_filter(insns: &[[u8; 8]], name: &str) -> io::Result<Ow
             attr.log_buf = log.as_mut_ptr() as u64;
             // SAFETY: as above, and `log_buf` points to `log_size` writable bytes that live
             // for the call.
-            let again = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+            let again = unsafe { prog_load(&mut attr) };
             match again {
                 // Refused once, loaded now: take it.
                 Ok(fd) => fd,
