@@ -1204,6 +1204,65 @@ fn a_shared_backlog_bounds_the_accept_queues_together() {
     assert_eq!(shared.queued(), 0);
 }
 
+/// Listeners that share a `SharedBacklog` number what they queue from one counter, so that
+/// accepting from whichever head is oldest takes the connections in the order they were
+/// established, as from Linux's one FIFO accept queue; a listener of its own numbers its
+/// queue in order too.
+#[test]
+fn shared_listeners_keep_the_order_connections_were_queued_in() {
+    let shared = SharedBacklog::new(16);
+    let mut shards = [Harness::new(config()), Harness::new(config())];
+    let mut listeners = Vec::new();
+    for h in &mut shards {
+        let l = h.ep.listen(server(), 16).unwrap();
+        h.ep.share_backlog(l, shared.clone()).unwrap();
+        listeners.push(l);
+    }
+    // Six clients, established on the shards as a flow hash might spread them.
+    let on = [1, 0, 0, 1, 1, 0];
+    for (i, &shard) in on.iter().enumerate() {
+        let h = &mut shards[shard];
+        let from = SocketAddr::new(PEER, 40001 + i as u16);
+        h.inject(from, server(), Out::new(SYN, 1000, 0));
+        let sa = h.one();
+        h.inject(from, server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    }
+    assert_eq!(
+        shards[1].ep.accept_order(listeners[1]),
+        Ok(Some(0)),
+        "the first established is numbered first"
+    );
+    let mut accepted = Vec::new();
+    while let Some((order, shard)) = (0..2)
+        .filter_map(|s| Some((shards[s].ep.accept_order(listeners[s]).unwrap()?, s)))
+        .min()
+    {
+        let c = shards[shard].ep.accept(listeners[shard]).unwrap();
+        accepted.push((order, shards[shard].ep.peer_addr(c).unwrap().port()));
+    }
+    assert_eq!(
+        accepted,
+        (0..6).map(|i| (i, 40001 + i as u16)).collect::<Vec<_>>()
+    );
+    assert_eq!(shards[0].ep.accept_order(listeners[0]), Ok(None));
+
+    let mut h = Harness::new(config());
+    let l = h.ep.listen(server(), 4).unwrap();
+    for port in [40001, 40002] {
+        let from = SocketAddr::new(PEER, port);
+        h.inject(from, server(), Out::new(SYN, 1000, 0));
+        let sa = h.one();
+        h.inject(from, server(), Out::new(ACK, 1001, 0).ackn(sa.seq + 1));
+    }
+    assert_eq!(h.ep.accept_order(l), Ok(Some(0)));
+    h.ep.accept(l).unwrap();
+    assert_eq!(h.ep.accept_order(l), Ok(Some(1)));
+    assert_eq!(
+        h.ep.accept_order(ListenerHandle(usize::MAX)),
+        Err(Error::InvalidHandle)
+    );
+}
+
 /// A listener on the unspecified address and one on an own address clash on one port,
 /// whichever comes first (Linux's `inet_csk_bind_conflict`); the families do not.
 #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::bind::PortSharing;
@@ -30,10 +30,15 @@ use crate::wire::{Ecn, TcpFlags, TcpRepr};
 /// its own, held more in all. Each listener counts here what its queue holds, and takes a
 /// connection only while the count is under the bound (checked, not reserved, as Linux's
 /// own lockless check: shards racing for the last place may pass it by one each).
+///
+/// It also keeps the queues' joint order: each connection queued takes the next number
+/// from a counter they share, so that a runtime accepting over them can take the oldest
+/// first ([`Endpoint::accept_order`]), as from Linux's one first-in, first-out queue.
 #[derive(Clone, Debug)]
 pub struct SharedBacklog {
     queued: Arc<AtomicUsize>,
     limit: usize,
+    order: Arc<AtomicU64>,
 }
 
 impl SharedBacklog {
@@ -42,6 +47,7 @@ impl SharedBacklog {
         SharedBacklog {
             queued: Arc::new(AtomicUsize::new(0)),
             limit,
+            order: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -57,9 +63,12 @@ pub(super) struct Listener {
     /// Bounds the SYN queue, and the accept queue unless `shared` does.
     pub(super) backlog: usize,
     pub(super) syn_queue: usize,
-    /// Established connections waiting for `accept`: changed only through `enqueue`,
-    /// `dequeue` and `forget`, which keep `shared`'s count.
-    accept_queue: VecDeque<ConnectionHandle>,
+    /// Established connections waiting for `accept`, each with its place in the socket's
+    /// accept order: changed only through `enqueue`, `dequeue` and `forget`, which keep
+    /// `shared`'s count.
+    accept_queue: VecDeque<(ConnectionHandle, u64)>,
+    /// The place the next connection queued takes, unless `shared` numbers it.
+    next_order: u64,
     /// The accept queue's bound shared with other endpoints' listeners for the same socket
     /// (see [`Endpoint::share_backlog`]).
     shared: Option<SharedBacklog>,
@@ -83,15 +92,22 @@ impl Listener {
 
     /// Queue an established connection for `accept`.
     pub(super) fn enqueue(&mut self, h: ConnectionHandle) {
-        self.accept_queue.push_back(h);
-        if let Some(s) = &self.shared {
-            s.queued.fetch_add(1, Ordering::Relaxed);
-        }
+        let order = match &self.shared {
+            Some(s) => {
+                s.queued.fetch_add(1, Ordering::Relaxed);
+                s.order.fetch_add(1, Ordering::Relaxed)
+            }
+            None => {
+                self.next_order += 1;
+                self.next_order - 1
+            }
+        };
+        self.accept_queue.push_back((h, order));
     }
 
     /// The connection `accept` takes next.
     fn dequeue(&mut self) -> Option<ConnectionHandle> {
-        let h = self.accept_queue.pop_front()?;
+        let (h, _) = self.accept_queue.pop_front()?;
         if let Some(s) = &self.shared {
             s.queued.fetch_sub(1, Ordering::Relaxed);
         }
@@ -101,7 +117,7 @@ impl Listener {
     /// Take `h` out of the accept queue (it was released before anyone accepted it).
     pub(super) fn forget(&mut self, h: ConnectionHandle) {
         let before = self.accept_queue.len();
-        self.accept_queue.retain(|&c| c != h);
+        self.accept_queue.retain(|&(c, _)| c != h);
         if let Some(s) = &self.shared {
             s.queued
                 .fetch_sub(before - self.accept_queue.len(), Ordering::Relaxed);
@@ -652,6 +668,7 @@ impl Endpoint {
                 backlog,
                 syn_queue: 0,
                 accept_queue: VecDeque::new(),
+                next_order: 0,
                 shared: None,
                 last_overflow: None,
                 options: opts,
@@ -721,6 +738,17 @@ impl Endpoint {
     pub fn listener_options(&self, listener: ListenerHandle) -> Result<SocketOptions, Error> {
         let l = self.listeners.get(&listener).ok_or(Error::InvalidHandle)?;
         Ok(l.options)
+    }
+
+    /// The place in the socket's accept order of the connection [`accept`](Self::accept)
+    /// would take next, or `None` while the queue is empty. Listeners that share a
+    /// [`SharedBacklog`] number their connections from one counter, in the order each was
+    /// queued, so a runtime accepting for them all takes from the one whose number is
+    /// smallest: Linux's accept queue is first in, first out (`reqsk_queue_add` appends,
+    /// `reqsk_queue_remove` takes the head).
+    pub fn accept_order(&self, listener: ListenerHandle) -> Result<Option<u64>, Error> {
+        let l = self.listeners.get(&listener).ok_or(Error::InvalidHandle)?;
+        Ok(l.accept_queue.front().map(|&(_, order)| order))
     }
 
     /// Take an established connection from a listener's accept queue.
