@@ -19,7 +19,6 @@ use crate::addr::{first_ok, ToSocketAddrs};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use synack_core::{Error, ListenerHandle, SocketOptions};
@@ -41,8 +40,6 @@ pub struct TcpListener {
     stack: Stack,
     /// The listener on each shard, by shard number.
     handles: Vec<ListenerHandle>,
-    /// The shard `accept` asks first, next time.
-    next: AtomicUsize,
     /// SO_LINGER for every stream it hands out.
     linger: Option<std::time::Duration>,
     /// The address it is bound to (its port chosen if 0 was asked for): fixed at bind, so
@@ -94,7 +91,6 @@ impl TcpListener {
         let mut listener = TcpListener {
             stack: stack.clone(),
             handles: Vec::with_capacity(stack.workers()),
-            next: AtomicUsize::new(0),
             linger,
             local: addr,
         };
@@ -171,12 +167,15 @@ impl TcpListener {
 
     /// Polls for the next established connection, as [`accept`](Self::accept) does.
     ///
-    /// Each shard is asked in turn, from a rotating start so that none is favoured; the task
-    /// is registered with every shard that has nothing, under that shard's lock, so that no
-    /// connection's arrival is missed.
+    /// The shard whose next connection was queued first is asked first, so that
+    /// connections are accepted in the order they were established, over all the shards,
+    /// as from Linux's one first-in, first-out accept queue (the shards number what they
+    /// queue from one counter: [`Endpoint::accept_order`](synack_core::Endpoint::accept_order)).
+    /// The others are asked after, in turn; the task is registered with every shard that has
+    /// nothing, under that shard's lock, so that no connection's arrival is missed.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         let n = self.handles.len();
-        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        let first = self.oldest_shard().unwrap_or(0);
         // A shard whose driver stopped (its queue failed) fails only when every shard has:
         // the others' connections are still there to accept.
         let mut stopped = None;
@@ -194,6 +193,22 @@ impl TcpListener {
             }
             _ => Poll::Pending,
         }
+    }
+
+    /// The shard whose accept queue's head was queued first, if any has one.
+    fn oldest_shard(&self) -> Option<usize> {
+        if self.handles.len() == 1 {
+            return None;
+        }
+        let head = |shard: usize| {
+            let inner = self.stack.lock_shard(shard).ok()?;
+            let order = inner.endpoint.accept_order(self.handles[shard]).ok()??;
+            Some((order, shard))
+        };
+        (0..self.handles.len())
+            .filter_map(head)
+            .min()
+            .map(|(_, shard)| shard)
     }
 
     /// One shard's part of [`poll_accept`](Self::poll_accept).

@@ -49,8 +49,10 @@
 //! opens on the shard its 4-tuple hashes to.
 //!
 //! **Listeners** are registered on every shard's endpoint, with one port;
-//! [`TcpListener::accept`](crate::TcpListener::accept) takes from whichever shard has a
-//! connection ready, starting from a rotating shard so that none is favoured.
+//! [`TcpListener::accept`](crate::TcpListener::accept) takes from the shard whose next
+//! connection was queued first (the shards number what they queue from one counter), so
+//! that connections are accepted in the order they were established, as from Linux's one
+//! accept queue.
 //!
 //! **UDP and the rest.** A UDP socket must see every datagram for its port whatever the
 //! 4-tuple, and a socket bound to the unspecified address matches many; so UDP sockets, the

@@ -758,6 +758,30 @@ async fn tcp_backlog(net: &Net, kernel: bool, v6: bool, port: u16, backlog: u32)
     out
 }
 
+/// Twelve kernel clients connect one after another to a listener that has not accepted
+/// yet; `accept` then hands them out in the order they connected, as from Linux's one
+/// first-in, first-out accept queue (synack's runtime has a queue per shard, numbered in
+/// one order).
+async fn tcp_accept_order(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let l = listen(net, kernel, at).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..12 {
+        let c = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        clients.push(c.local_addr().unwrap());
+    }
+    settle().await;
+    let mut order = Vec::new();
+    for _ in 0..12 {
+        let peer = on!(&l, x => within(5, x.accept()).await.map(|(_, peer)| peer)).unwrap();
+        order.push(clients.iter().position(|&c| c == peer));
+    }
+    out.push(("clients accepted, by connect order", format!("{order:?}")));
+    out
+}
+
 /// Connections in the accept queue when the listener is dropped.
 async fn tcp_drop_listener(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     let mut out = Outcomes::new();
@@ -4661,6 +4685,13 @@ differential!(same_ephemeral_ports, "synack-d-eph", |net, kernel| {
 });
 differential!(same_ephemeral_ports_v6, "synack-d-eph6", |net, kernel| {
     ephemeral_ports(net, kernel, true, if kernel { 8911 } else { 8912 })
+});
+
+differential!(same_tcp_accept_order, "synack-d-aord4", |net, kernel| {
+    tcp_accept_order(net, kernel, false, if kernel { 8975 } else { 8976 })
+});
+differential!(same_tcp_accept_order_v6, "synack-d-aord6", |net, kernel| {
+    tcp_accept_order(net, kernel, true, if kernel { 8977 } else { 8978 })
 });
 
 // ---- the order of datagrams from many senders ----------------------------------------------
