@@ -454,3 +454,52 @@ fn a_link_local_group_is_bound_only_with_a_scope_id() {
     ep.udp_bind(scoped.into()).unwrap();
     ep.udp_bind(sa("[ff05::fb]:5353")).unwrap();
 }
+
+/// Every host belongs to the all-hosts group 224.0.0.1 and to the all-nodes groups ff01::1
+/// and ff02::1 from the start (RFC 1112 §4, RFC 4291 §2.7.1; Linux joins them as it brings
+/// an interface up): their datagrams reach the sockets on their port with no socket joining
+/// them, and one sent to them is looped back to this host. Another group is still nobody's.
+#[test]
+fn the_all_hosts_and_all_nodes_groups_need_no_join() {
+    let mut p = pair();
+    let v4 = p.server.udp_bind(sa("0.0.0.0:7100")).unwrap();
+    let v6 = p.server.udp_bind(sa("[::]:7101")).unwrap();
+    let from4 = SocketAddr::new(Pair::CLIENT, 4000);
+    let from6 = SocketAddr::new(ip(C6), 4000);
+    deliver(
+        &mut p.server,
+        p.now,
+        &datagram(from4, sa("224.0.0.1:7100"), b"all hosts"),
+    );
+    for (group, payload) in [("[ff02::1]:7101", b"link"), ("[ff01::1]:7101", b"node")] {
+        deliver(&mut p.server, p.now, &datagram(from6, sa(group), payload));
+    }
+    deliver(
+        &mut p.server,
+        p.now,
+        &datagram(from4, sa("224.0.0.2:7100"), b"routers"),
+    );
+    assert_eq!(
+        recv(&mut p.server, v4),
+        Ok((b"all hosts".to_vec(), from4, sa("224.0.0.1:7100")))
+    );
+    assert_eq!(
+        recv(&mut p.server, v6),
+        Ok((b"link".to_vec(), from6, sa("[ff02::1]:7101")))
+    );
+    assert_eq!(
+        recv(&mut p.server, v6),
+        Ok((b"node".to_vec(), from6, sa("[ff01::1]:7101")))
+    );
+    assert_eq!(recv(&mut p.server, v4), Err(Error::WouldBlock));
+    assert_eq!(p.server.stats().drop_not_for_us, 1);
+
+    // Sent to all hosts: on the link, and looped back to our own socket on the port.
+    let tx = p.server.udp_bind(sa("0.0.0.0:0")).unwrap();
+    p.server
+        .udp_send_to(tx, sa("224.0.0.1:7100"), b"everyone")
+        .unwrap();
+    let got = recv(&mut p.server, v4).unwrap();
+    assert_eq!((got.0, got.2), (b"everyone".to_vec(), sa("224.0.0.1:7100")));
+    assert_eq!(got.1.ip(), Pair::SERVER);
+}

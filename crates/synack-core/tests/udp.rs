@@ -933,6 +933,87 @@ fn broadcast_needs_so_broadcast_to_send_and_nothing_to_receive() {
     assert_eq!(p.server.stats().udp_port_unreachable_sent, 0);
 }
 
+/// A broadcast is for this host too: Linux's `ip_mc_output` loops a copy of each back, to
+/// the socket on its port (the sender's own included), whether or not the multicast loop
+/// is on; the link has it as well.
+#[test]
+fn a_broadcast_sent_is_looped_back_to_this_host() {
+    let link = ip("198.18.0.255");
+    let mut c = Config::default();
+    c.broadcast_addresses([std::net::Ipv4Addr::new(198, 18, 0, 255)]);
+    let mut p = dual(c.clone(), c);
+    let tx = p.client.udp_bind("0.0.0.0:67".parse().unwrap()).unwrap();
+    let other = p.client.udp_bind("0.0.0.0:68".parse().unwrap()).unwrap();
+    p.client.udp_set_broadcast(tx, true).unwrap();
+    p.client.udp_set_multicast_loop(tx, false, false).unwrap();
+    for to in [link, ip("255.255.255.255")] {
+        assert_eq!(p.client.udp_send_to(tx, sa(to, 68), b"hello"), Ok(5));
+        assert_eq!(
+            recv(&mut p.client, other),
+            Ok((b"hello".to_vec(), sa(Pair::CLIENT, 67)))
+        );
+        assert_eq!(p.client.udp_send_to(tx, sa(to, 67), b"self"), Ok(4));
+        assert_eq!(
+            recv(&mut p.client, tx),
+            Ok((b"self".to_vec(), sa(Pair::CLIENT, 67)))
+        );
+        assert_eq!(take_client_packets(&mut p).len(), 2);
+    }
+    // A port nobody holds: the link has it, nothing here answers.
+    assert_eq!(p.client.udp_send_to(tx, sa(link, 69), b"x"), Ok(1));
+    assert_eq!(take_client_packets(&mut p).len(), 1);
+    assert_eq!(p.client.stats().udp_port_unreachable_sent, 0);
+}
+
+/// A socket may be bound to a broadcast address, as Linux's `inet_bind` takes one: it then
+/// takes the broadcasts to that address only (`compute_score` matches the bound address
+/// against the destination), no unicast, and sends from an address of ours.
+#[test]
+fn a_socket_bound_to_a_broadcast_address_takes_only_its_broadcasts() {
+    let link = ip("198.18.0.255");
+    let mut c = Config::default();
+    c.broadcast_addresses([std::net::Ipv4Addr::new(198, 18, 0, 255)]);
+    let mut p = dual(c.clone(), c);
+    let on_link = p.server.udp_bind(sa(link, 67)).unwrap();
+    let on_all = p
+        .server
+        .udp_bind("255.255.255.255:68".parse().unwrap())
+        .unwrap();
+    assert_eq!(p.server.udp_local_addr(on_link), Ok(sa(link, 67)));
+    let tx = p.client.udp_bind("0.0.0.0:4000".parse().unwrap()).unwrap();
+    p.client.udp_set_broadcast(tx, true).unwrap();
+    for (to, port) in [(link, 67), (ip("255.255.255.255"), 67), (link, 68)] {
+        p.client.udp_send_to(tx, sa(to, port), b"b").unwrap();
+    }
+    p.client
+        .udp_send_to(tx, sa(ip("255.255.255.255"), 68), b"all")
+        .unwrap();
+    p.client
+        .udp_send_to(tx, sa(Pair::SERVER, 67), b"unicast")
+        .unwrap();
+    for pkt in take_client_packets(&mut p) {
+        deliver(&mut p.server, p.now, &pkt);
+    }
+    let from = sa(Pair::CLIENT, 4000);
+    assert_eq!(recv(&mut p.server, on_link), Ok((b"b".to_vec(), from)));
+    assert_eq!(recv(&mut p.server, on_link), Err(Error::WouldBlock));
+    assert_eq!(recv(&mut p.server, on_all), Ok((b"all".to_vec(), from)));
+    assert_eq!(recv(&mut p.server, on_all), Err(Error::WouldBlock));
+    assert_eq!(p.server.stats().drop_udp_no_socket, 3);
+    // It sends from our address.
+    p.server.udp_send_to(on_link, from, b"reply").unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut sources = Vec::new();
+    drain(&mut p.server, p.now, &mut buf, |pkt, _| {
+        let (hdr, _) = wire::ip::parse(pkt).unwrap();
+        sources.push(hdr.src_addr());
+        std::ops::ControlFlow::Continue(())
+    });
+    // The port unreachable for the unicast datagram, then the reply.
+    assert_eq!(sources, [Pair::SERVER, Pair::SERVER]);
+    assert_eq!(p.server.stats().udp_port_unreachable_sent, 1);
+}
+
 /// Dual stack, as Linux's default: a socket on `[::]` takes the IPv4 datagrams no IPv4 socket
 /// takes, and sees their addresses IPv4-mapped; it answers to a mapped address (or a plain
 /// IPv4 one) in IPv4, and may connect to one (then it hears no broadcast). An IPv4 socket

@@ -257,20 +257,10 @@ impl Endpoint {
         let local = SocketAddr::new(dst, repr.dst_port);
         let remote = SocketAddr::new(src, repr.src_port);
         if self.is_broadcast(dst) {
-            // A broadcast goes to the socket bound to the unspecified address on its port
-            // (`0.0.0.0`, else a dual-stack `[::]`), as Linux delivers one
-            // (`__udp4_lib_mcast_deliver`), with no option needed to receive it; no one
-            // else takes it, and nothing answers it (RFC 1122 §3.2.2: no ICMP error about
-            // a datagram to a broadcast address). Not once it connected: Linux's connect
-            // gives it our address to receive at (`udp_connect`, here too).
-            let any = SocketAddr::new(unspecified(false), repr.dst_port);
-            let any6 = SocketAddr::new(unspecified(true), repr.dst_port);
-            let socket = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
-            match socket.copied() {
-                Some(h) if self.udp.socket(h).is_ok_and(|s| s.peer.is_none()) => {
-                    self.udp_enqueue(h, local, remote, repr.payload)
-                }
-                _ => self.stats.drop_udp_no_socket += 1,
+            // Nothing answers a broadcast (RFC 1122 §3.2.2: no ICMP error about a datagram
+            // to a broadcast address).
+            if !self.udp_deliver_broadcast(local, remote, repr.payload) {
+                self.stats.drop_udp_no_socket += 1;
             }
             return;
         }
@@ -290,6 +280,35 @@ impl Endpoint {
         }
         self.stats.drop_udp_no_socket += 1;
         self.udp_port_unreachable(now, ip, packet);
+    }
+
+    /// Delivers a datagram to the broadcast address `local` (the link's, or
+    /// 255.255.255.255): to the socket bound to that very address, else to the one bound to
+    /// the unspecified address on its port (`0.0.0.0`, else a dual-stack `[::]`), as Linux
+    /// delivers one (`__udp4_lib_mcast_deliver`, which matches a bound address against the
+    /// destination), with no option needed to receive it; no one else takes it. Not a
+    /// socket on the unspecified address once it connected: Linux's connect gives it our
+    /// address to receive at (`udp_connect`, here too). Whether a socket took it.
+    fn udp_deliver_broadcast(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        payload: &[u8],
+    ) -> bool {
+        let any = SocketAddr::new(unspecified(false), local.port());
+        let any6 = SocketAddr::new(unspecified(true), local.port());
+        let socket = (self.udp.by_local.get(&local).copied()).or_else(|| {
+            let h = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
+            h.copied()
+                .filter(|&h| self.udp.socket(h).is_ok_and(|s| s.peer.is_none()))
+        });
+        match socket {
+            Some(h) => {
+                self.udp_enqueue(h, local, remote, payload);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The socket a datagram from `remote` to `local` is for: bound to `local` exactly, or to
@@ -389,7 +408,9 @@ impl Endpoint {
     /// Bind a UDP socket to `local`. The address is one of the stack's, the unspecified
     /// address of a family (every stack address of it), a multicast group (the socket takes
     /// only the group's datagrams, while the host has it joined: Linux's `inet_bind` takes a
-    /// multicast address; an interface- or link-local IPv6 one needs a scope id), or in
+    /// multicast address; an interface- or link-local IPv6 one needs a scope id), a
+    /// broadcast address (the link's or 255.255.255.255: the socket takes only the
+    /// broadcasts to it, as Linux's `inet_bind` takes one too), or in
     /// intercept mode any unicast address; otherwise `AddrNotAvailable`. Port 0 picks an
     /// ephemeral port from `Config::ephemeral_ports` (`AddrInUse` if none is free, as Linux). A port another UDP
     /// socket holds on the same address, or on the unspecified one, is `AddrInUse` (no
@@ -411,7 +432,7 @@ impl Endpoint {
         }
         let local = mapped.unwrap_or(local);
         let ip = local.ip();
-        if !ip.is_unspecified() && !ip.is_multicast() && !self.may_own(ip) {
+        if !self.sends_from_route(ip) && !self.may_own(ip) {
             return Err(Error::AddrNotAvailable);
         }
         let port = match local.port() {
@@ -590,8 +611,15 @@ impl Endpoint {
     /// group has no source address of its own (Linux's `inet_bind` leaves it unset), so
     /// this host is then the stack's first address of the family.
     fn this_host(&self, local: SocketAddr, dst: SocketAddr) -> SocketAddr {
-        let bound = Some(local.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_multicast());
+        let bound = Some(local.ip()).filter(|&ip| !self.sends_from_route(ip));
         crate::endpoint::resolve_unspecified(dst, bound, &self.addresses)
+    }
+
+    /// Whether a socket bound to `ip` has no source address of its own, and sends from the
+    /// route's: bound to the unspecified address, to a group or to a broadcast address
+    /// (Linux's `inet_bind` leaves `inet_saddr` unset for the last two).
+    fn sends_from_route(&self, ip: IpAddr) -> bool {
+        ip.is_unspecified() || ip.is_multicast() || self.is_broadcast(ip)
     }
 
     /// Whether a datagram may go to `dst` (after `dual_stack_destination` and `this_host`):
@@ -680,9 +708,9 @@ impl Endpoint {
         }
         let dst = self.this_host(local, dst);
         self.check_udp_destination(dst, broadcast)?;
-        // A socket bound to a group sends from an address of ours, as Linux's sends from
-        // the route's source (`inet_bind` leaves its source address unset).
-        let src = if local.ip().is_unspecified() || local.ip().is_multicast() {
+        // A socket bound to a group or a broadcast address sends from an address of ours,
+        // as Linux's sends from the route's source.
+        let src = if self.sends_from_route(local.ip()) {
             SocketAddr::new(self.source_for(dst.ip())?, local.port())
         } else {
             local
@@ -691,7 +719,13 @@ impl Endpoint {
             return Err(e);
         }
         if !dst.ip().is_multicast() {
-            return self.udp_emit(src, dst, payload, marks);
+            let sent = self.udp_emit(src, dst, payload, marks)?;
+            // A broadcast is for this host too: Linux's `ip_mc_output` loops a copy of each
+            // back (RTCF_BROADCAST), whatever the multicast loop option says.
+            if self.is_broadcast(dst.ip()) {
+                self.udp_deliver_broadcast(dst, src, payload);
+            }
+            return Ok(sent);
         }
         let hops = hops[usize::from(dst.is_ipv6())];
         // A TTL of 0 keeps the datagram on this host: only the loop has it (Linux's

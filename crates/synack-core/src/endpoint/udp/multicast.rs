@@ -3,7 +3,8 @@
 //! group's datagrams from the link, and a socket may send to a group.
 //!
 //! As Linux, membership is the host's: a group's datagrams are taken in while any socket
-//! has it joined (`ip_check_mc_rcu`), and then go to every socket on their port, bound to
+//! has it joined (`ip_check_mc_rcu`), or always for the groups every host belongs to (all
+//! hosts, all nodes: see `always_joined`), and then go to every socket on their port, bound to
 //! the group or to the unspecified address, joined or not (`IP_MULTICAST_ALL` and
 //! `IPV6_MULTICAST_ALL`, both on by default; `__udp4_lib_mcast_deliver`). A datagram sent
 //! to a group leaves with the multicast TTL or hop limit (1 until set, as
@@ -19,7 +20,7 @@
 //! filters (`IP_ADD_SOURCE_MEMBERSHIP`) are not offered, and a group's datagram in
 //! fragments is not reassembled (as a broadcast one).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{unspecified, Endpoint, Socket, UdpHandle};
 use crate::error::Error;
@@ -51,6 +52,21 @@ impl Default for Membership {
             loop_back: [true; 2],
             hops: [MULTICAST_HOPS; 2],
         }
+    }
+}
+
+/// The groups a host belongs to from the start, on its link, with no socket joining them:
+/// all hosts, 224.0.0.1 (RFC 1112 §4, as Linux's `ip_mc_init_dev` joins it), and the
+/// interface- and link-local all-nodes groups ff01::1 and ff02::1 (RFC 4291 §2.7.1, as
+/// `ipv6_add_dev` joins them).
+fn always_joined(group: IpAddr) -> bool {
+    const ALL_NODES: [Ipv6Addr; 2] = [
+        Ipv6Addr::new(0xff01, 0, 0, 0, 0, 0, 0, 1),
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+    ];
+    match group {
+        IpAddr::V4(a) => a == Ipv4Addr::new(224, 0, 0, 1),
+        IpAddr::V6(a) => ALL_NODES.contains(&a),
     }
 }
 
@@ -135,9 +151,10 @@ impl Endpoint {
         }
     }
 
-    /// Whether the stack has `group` joined: some socket is a member.
+    /// Whether the stack has `group` joined: some socket is a member, or it is a group
+    /// every host belongs to.
     pub(in crate::endpoint) fn udp_joined(&self, group: IpAddr) -> bool {
-        self.udp.joined.contains_key(&group)
+        always_joined(group) || self.udp.joined.contains_key(&group)
     }
 
     /// `IP_MULTICAST_LOOP` (`v6` false) / `IPV6_MULTICAST_LOOP`: whether the socket's
