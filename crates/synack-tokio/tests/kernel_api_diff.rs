@@ -5162,6 +5162,102 @@ differential!(
     |net, kernel| udp_bound_address_filters(net, kernel, if kernel { 9081 } else { 9091 })
 );
 
+/// A broadcast the side sends is looped back to its own socket on the port, as Linux's
+/// `ip_mc_output` loops one back; a socket may be bound to a broadcast address, and then
+/// takes the broadcasts to it and nothing else.
+async fn udp_broadcast_to_this_host(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let r = ubind(net, kernel, SocketAddr::new(unspec(false).ip(), port))
+        .await
+        .unwrap();
+    // Bound to the own address, as `udp_broadcast` explains.
+    let tx = ubind(net, kernel, own(kernel, false, 0)).await.unwrap();
+    let me = on!(&tx, x => x.local_addr()).unwrap();
+    on!(&tx, x => x.set_broadcast(true)).unwrap();
+    for to in ["198.18.0.255", "255.255.255.255"] {
+        let sent = on!(&tx, x => x.send_to(b"bcast", (to, port)).await);
+        let got = urecv_from(&r, 10, me).await;
+        out.push((
+            "own broadcast",
+            format!("to {to}: {}; received {got}", show(&sent)),
+        ));
+    }
+    let link: IpAddr = "198.18.0.255".parse().unwrap();
+    let b = ubind(net, kernel, SocketAddr::new(link, port + 1)).await;
+    out.push(("bind 198.18.0.255", show_ok(&b)));
+    let all = ubind(net, kernel, "255.255.255.255:0".parse().unwrap()).await;
+    out.push(("bind 255.255.255.255", show_ok(&all)));
+    if let Ok(b) = b {
+        let p = net.kernel_udp(kaddr(false, port + 2)).unwrap();
+        p.set_broadcast(true).unwrap();
+        let from = kaddr(false, port + 2);
+        let to = [
+            ("198.18.0.255", link),
+            ("255.255.255.255", "255.255.255.255".parse().unwrap()),
+            ("the side's own address", own(kernel, false, 0).ip()),
+        ];
+        for (name, to) in to {
+            p.send_to(b"to b", (to, port + 1)).await.unwrap();
+            let got = urecv_from(&b, 10, from).await;
+            out.push((
+                "bound to 198.18.0.255",
+                format!("peer sends to {name}: {got}"),
+            ));
+        }
+    }
+    out
+}
+
+differential!(
+    same_udp_broadcast_to_this_host,
+    "synack-d-ubth",
+    |net, kernel| udp_broadcast_to_this_host(net, kernel, if kernel { 9101 } else { 9111 })
+);
+
+/// Every host belongs to the all-hosts group 224.0.0.1 and the all-nodes group ff02::1
+/// from the start: what the kernel peer sends to them reaches a socket on the port, with no
+/// join (on the kernel's side, through its multicast loop).
+async fn udp_all_nodes(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let r4 = ubind(net, kernel, SocketAddr::new(unspec(false).ip(), port))
+        .await
+        .unwrap();
+    let r6 = ubind(net, kernel, SocketAddr::new(unspec(true).ip(), port + 1))
+        .await
+        .unwrap();
+    let p4 = net.kernel_udp(kaddr(false, port + 2)).unwrap();
+    p4.send_to(
+        b"all hosts",
+        SocketAddr::new("224.0.0.1".parse().unwrap(), port),
+    )
+    .await
+    .unwrap();
+    out.push((
+        "to 224.0.0.1",
+        urecv_from(&r4, 16, kaddr(false, port + 2)).await,
+    ));
+    let link = net.run("cat", &["/sys/class/net/synack0/ifindex"]).await;
+    let index: u32 = String::from_utf8_lossy(&link.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let p6 = net.kernel_udp(kaddr(true, port + 3)).unwrap();
+    let all_nodes = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), port + 1, 0, index);
+    p6.send_to(b"all nodes", all_nodes).await.unwrap();
+    out.push((
+        "to ff02::1",
+        urecv_from(&r6, 16, kaddr(true, port + 3)).await,
+    ));
+    out
+}
+
+differential!(
+    same_udp_all_hosts_and_all_nodes,
+    "synack-d-uall",
+    setup | net | group_route(net),
+    |net, kernel| udp_all_nodes(net, kernel, if kernel { 9121 } else { 9131 })
+);
+
 /// Joining a group on the unspecified interface (the group's route picks it, as most code
 /// does it) and on an address that is no interface's (Linux: ENODEV); the group's traffic
 /// then comes.

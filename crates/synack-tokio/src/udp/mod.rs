@@ -67,7 +67,8 @@ pub use synack_core::InterceptedDatagram;
 ///
 /// Broadcast: a datagram to the limited (255.255.255.255) or the link's broadcast address is
 /// `PermissionDenied` until [`set_broadcast`](Self::set_broadcast), as on Linux; one that
-/// arrives goes to the socket bound to `0.0.0.0` on its port, with no option. A socket on
+/// arrives, or that an own socket sent (Linux loops each back), goes to the socket bound to
+/// that broadcast address or to `0.0.0.0` on its port, with no option. A socket on
 /// `[::]` is dual stack, as Linux's default: it receives IPv4 datagrams too, their senders
 /// IPv4-mapped (`::ffff:a.b.c.d`), and sends to such an address (or a plain IPv4 one) in
 /// IPv4; an IPv6 socket bound to a particular address has no IPv4 (`NetworkUnreachable`,
