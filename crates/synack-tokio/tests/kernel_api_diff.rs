@@ -3255,6 +3255,44 @@ async fn tcp_vectored(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes 
     out
 }
 
+/// More slices than `IOV_MAX` (1024): one vectored call takes the first 1024, as std's
+/// `writev` and `readv` pass no more (the rest wait for the next call); 1024 empty slices
+/// first make a write of none.
+async fn tcp_vectored_past_iov_max(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::io::{IoSlice, IoSliceMut};
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let data = kernel_support::pattern(1500, 7);
+    let slices: Vec<IoSlice> = data.chunks(1).map(IoSlice::new).collect();
+    out.push((
+        "try_write_vectored 1500 slices",
+        show(&on!(&s, x => x.try_write_vectored(&slices))),
+    ));
+    let r = on!(&mut s, x => x.write_vectored(&slices).await);
+    out.push(("write_vectored 1500 slices", show(&r)));
+    let mut empty_first = vec![IoSlice::new(b""); 1024];
+    empty_first.push(IoSlice::new(b"late"));
+    out.push((
+        "try_write_vectored 1024 empty, then 4 bytes",
+        show(&on!(&s, x => x.try_write_vectored(&empty_first))),
+    ));
+    let mut got = vec![0u8; 2048];
+    within(5, p.read_exact(&mut got)).await.unwrap();
+    out.push((
+        "peer got the first 1024 bytes twice",
+        (got[..1024] == data[..1024] && got[1024..] == data[..1024]).to_string(),
+    ));
+    p.write_all(&data).await.unwrap();
+    settle().await;
+    let mut room = vec![[0u8; 1]; 1500];
+    let mut bufs: Vec<IoSliceMut> = room.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+    out.push((
+        "try_read_vectored 1500 one-byte slices",
+        show(&on!(&s, x => x.try_read_vectored(&mut bufs))),
+    ));
+    out
+}
+
 /// Zero-length reads and writes on a reset stream.
 async fn tcp_empty_io_after_rst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     let mut out = Outcomes::new();
@@ -3329,6 +3367,13 @@ differential!(
 differential!(same_tcp_vectored_io, "synack-d-vec", |net, kernel| {
     tcp_vectored(net, kernel, false, if kernel { 8041 } else { 8042 })
 });
+differential!(
+    same_tcp_vectored_past_iov_max,
+    "synack-d-iovm",
+    |net, kernel| {
+        tcp_vectored_past_iov_max(net, kernel, false, if kernel { 8073 } else { 8074 })
+    }
+);
 differential!(
     same_tcp_empty_io_after_rst,
     "synack-d-erst",

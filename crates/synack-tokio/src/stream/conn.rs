@@ -394,6 +394,8 @@ impl ConnRef {
     /// A read into several buffers in turn that never waits, under one lock: `WouldBlock`
     /// when nothing is buffered.
     pub(super) fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let taken = bufs.len().min(IOV_MAX);
+        let bufs = &mut bufs[..taken];
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         let mut total = 0;
@@ -485,6 +487,7 @@ impl ConnRef {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let bufs = &bufs[..bufs.len().min(IOV_MAX)];
         if no_bytes(bufs) {
             return Poll::Ready(Ok(0));
         }
@@ -505,6 +508,7 @@ impl ConnRef {
 
     /// A vectored write that never waits: `WouldBlock` when the send buffer takes nothing.
     pub(super) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let bufs = &bufs[..bufs.len().min(IOV_MAX)];
         if no_bytes(bufs) {
             return Ok(0);
         }
@@ -851,6 +855,11 @@ impl fmt::Debug for ConnRef {
         f.debug_tuple("Conn").field(&self.handle.0).finish()
     }
 }
+
+/// The most slices one vectored read or write takes: Linux's `UIO_MAXIOV` (`IOV_MAX`), the
+/// most `readv` and `writev` accept, and so the most std's vectored calls (which tokio's
+/// make) pass on; the slices past it wait for the next call.
+const IOV_MAX: usize = 1024;
 
 /// Whether `bufs` hold no bytes at all. A vectored write of none is 0 whatever the
 /// connection's state, as tokio's `writev` on a kernel socket gets from `vfs_writev` (a total
