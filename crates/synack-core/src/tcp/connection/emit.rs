@@ -41,7 +41,7 @@ impl Connection {
     }
 
     /// The options every synchronized segment carries: timestamps, and SACK blocks while we
-    /// hold out-of-order data (RFC 2018 §4: up to 3 blocks next to timestamps, 4 without).
+    /// hold out-of-order data (`fill_sack_blocks`).
     fn fill_common(&self, now: Instant, seg: &mut TcpRepr<'_>) {
         // RFC 3168 §6.1.3: every ACK echoes a congestion mark until CWR arrives.
         if self.ecn.ok && self.ecn.demand_cwr {
@@ -53,6 +53,16 @@ impl Connection {
                 tsecr: self.ts.recent,
             });
         }
+        self.fill_sack_blocks(seg);
+        let wnd = self.advertisable_window();
+        seg.window_len = self.window_field(self.rcv.nxt, wnd);
+        self.mark_urgent(seg);
+    }
+
+    /// The SACK blocks while we hold out-of-order data, or owe a D-SACK (RFC 2018 §4: up to 3
+    /// blocks next to timestamps, 4 without). Linux's `tcp_established_options` adds them to
+    /// every segment of a synchronized connection, its own RSTs included.
+    pub(super) fn fill_sack_blocks(&self, seg: &mut TcpRepr<'_>) {
         // A FIN held out of order is reported too: Linux's out-of-order queue holds it in an
         // skb whose `end_seq` counts it, so it closes the block that ends where it stands,
         // or, past a hole of its own, is a block by itself (`lone_fin_block`).
@@ -75,9 +85,6 @@ impl Connection {
                 seg.sack_ranges[slot] = Some(block);
             }
         }
-        let wnd = self.advertisable_window();
-        seg.window_len = self.window_field(self.rcv.nxt, wnd);
-        self.mark_urgent(seg);
     }
 
     /// The peer's FIN, held out of order: data before it is still missing.

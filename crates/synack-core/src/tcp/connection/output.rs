@@ -157,15 +157,19 @@ impl Connection {
             let mut seg = self.rst_repr(self.snd.max, Some(self.rcv.nxt));
             // An RST of our own (abort, close with unread data) is sent as Linux's
             // tcp_send_active_reset sends it: with the window the connection offers (an RST
-            // in reply to a segment has none) and its timestamp option (RFC 7323 §3.2: on
-            // every segment once negotiated).
+            // in reply to a segment has none), its timestamp option (RFC 7323 §3.2: on
+            // every segment once negotiated) and the SACK blocks of what it still holds out
+            // of order (`tcp_established_options`; the queue is purged after the RST).
             seg.window_len =
                 (self.advertisable_window() >> self.rcv.wscale).min(u16::MAX as usize) as u16;
-            if self.ts.enabled && self.state != State::SynSent {
-                seg.timestamp = Some(TcpTimestamp {
-                    tsval: self.ts_now(now),
-                    tsecr: self.ts.recent,
-                });
+            if self.state != State::SynSent {
+                if self.ts.enabled {
+                    seg.timestamp = Some(TcpTimestamp {
+                        tsval: self.ts_now(now),
+                        tsecr: self.ts.recent,
+                    });
+                }
+                self.fill_sack_blocks(&mut seg);
             }
             return self.finish(buf, &seg, false, true);
         }
