@@ -442,6 +442,52 @@ fn simultaneous_open() {
     assert!(h.events().contains(&Event::Connected(c)));
 }
 
+/// Data and a FIN on a SYN-ACK (without Fast Open) are not taken, as Linux takes neither
+/// (`tcp_rcv_state_process` frees the segment once the handshake is done): the connection is
+/// established, the ACK covers the SYN alone, nothing is readable, and the peer's resend is
+/// taken as new (checked against the kernel by `synsent-synack-data-dropped.pkt` and
+/// `synsent-synack-fin-ignored.pkt`).
+#[test]
+fn data_and_a_fin_on_a_syn_ack_are_not_taken() {
+    for fin in [false, true] {
+        let mut h = Harness::new(config());
+        let (c, syn) = start(&mut h);
+        let flags = if fin {
+            SYN | ACK | TcpFlags::FIN
+        } else {
+            SYN | ACK
+        };
+        let synack = Out::new(flags, 9000, 0)
+            .ackn(syn.seq + 1)
+            .mss(1000)
+            .data(b"early");
+        h.inject(peer80(), syn.src, synack);
+        let ack = h.one();
+        assert_eq!(
+            (ack.seq, ack.ack),
+            (syn.seq + 1, SeqNumber(9001)),
+            "fin {fin}"
+        );
+        assert_eq!(h.ep.state(c).unwrap(), State::Established);
+        let mut buf = [0u8; 16];
+        assert_eq!(h.ep.recv(h.now, c, &mut buf), Err(Error::WouldBlock));
+        let again = if fin { ACK | TcpFlags::FIN } else { ACK };
+        h.inject(
+            peer80(),
+            syn.src,
+            Out::new(again, 9001, 0).ackn(syn.seq + 1).data(b"early"),
+        );
+        assert_eq!(h.ep.recv(h.now, c, &mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"early");
+        let state = if fin {
+            State::CloseWait
+        } else {
+            State::Established
+        };
+        assert_eq!(h.ep.state(c).unwrap(), state);
+    }
+}
+
 /// The peer's SYN-ACK crosses ours in a simultaneous open: its ACK establishes, and its SYN,
 /// already taken, is answered at once with a D-SACK for it, as Linux's `tcp_data_queue`
 /// answers a retransmission (checked against the kernel by `simultaneous-open-crossing.pkt`).

@@ -431,10 +431,13 @@ fn random_urgent_pointers_never_stall_reads_or_panic() {
     }
 }
 
-/// A SYN-ACK that carries text (taken, as RFC 9293 §3.10.7.3 allows) and URG: the pointer is
-/// an offset from the SYN's sequence number, which the text follows, so the urgent byte is
-/// the one before SEG.SEQ + pointer (Linux's `tcp_check_urg` and `tcp_urg`, which subtract
-/// the SYN). It was taken one byte late. A pointer that names only the SYN marks nothing.
+/// A SYN-ACK that carries text and URG: the text is not taken (Linux's
+/// `tcp_rcv_state_process` frees the segment after the handshake), but its urgent pointer
+/// is, as an offset from the SYN's sequence number, which the text follows, so the urgent
+/// byte is the one before SEG.SEQ + pointer, and it is taken from the text (Linux's
+/// `tcp_check_urg` and `tcp_urg`, which subtract the SYN, run on it). When the peer sends
+/// the text again the mark stands where it was. A pointer that names only the SYN marks
+/// nothing.
 #[test]
 fn urgent_data_on_a_syn_ack_counts_from_the_syn() {
     for (ptr, mark, byte) in [
@@ -454,7 +457,12 @@ fn urgent_data_on_a_syn_ack_counts_from_the_syn() {
             .data(b"aXbc")
             .urg(ptr);
         h.inject(peer, syn.src, sa);
-        let _ = h.drain();
+        let acks = h.drain();
+        assert_eq!(
+            acks.iter().map(|a| a.ack).collect::<Vec<_>>(),
+            [SeqNumber(10_001)],
+            "the SYN alone is acknowledged"
+        );
         assert_eq!(h.ep.urgent_mark(c).unwrap(), mark, "pointer {ptr}");
         assert_eq!(
             h.ep.urgent_pending(c).unwrap(),
@@ -462,6 +470,12 @@ fn urgent_data_on_a_syn_ack_counts_from_the_syn() {
             "pointer {ptr}"
         );
         let mut buf = [0u8; 16];
+        assert_eq!(h.ep.recv(h.now, c, &mut buf), Err(Error::WouldBlock));
+        let mut again = Out::new(ACK, 10_001, 0).ackn(syn.seq + 1).data(b"aXbc");
+        if byte.is_some() {
+            again = again.urg(2);
+        }
+        h.inject(peer, syn.src, again);
         match byte {
             Some(b) => {
                 assert_eq!(h.ep.recv_urgent(c), Ok(Some(b)));

@@ -209,6 +209,13 @@ impl Connection {
         }
     }
 
+    /// Whether our first SYN tried Fast Open (a cookie, or a request for one): Linux's
+    /// `syn_fastopen`, with which a SYN-ACK's data and FIN are taken (RFC 7413 §4.2.2:
+    /// the server's SYN-ACK MAY carry them).
+    pub(super) fn fast_open_tried(&self) -> bool {
+        self.fast_open.as_ref().is_some_and(|f| f.sent && !f.child)
+    }
+
     /// Whether the SYN in flight carried data (SYN-SENT, Fast Open with a cookie).
     pub(super) fn syn_data_in_flight(&self) -> bool {
         self.state == State::SynSent && self.fast_open.as_ref().is_some_and(|f| f.syn_data > 0)

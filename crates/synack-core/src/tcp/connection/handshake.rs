@@ -639,9 +639,20 @@ impl Connection {
             } else {
                 self.rcv.ack_now = true;
             }
-            // Data or FIN riding on the SYN-ACK is rare but legal: queue it like any other.
-            if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
-                self.handle_synchronized(now, &super::input::after_syn(seg), None);
+            // Data or a FIN on the SYN-ACK is taken only after a Fast Open SYN (RFC 7413
+            // §4.2.2; Linux's `tcp_rcv_fastopen_synack` queues them). Otherwise Linux takes
+            // neither: its `tcp_rcv_state_process` completes the handshake and then does
+            // only "step6 onward by hand", `tcp_urg`, before it frees the segment. The ACK
+            // covers the SYN alone and the peer sends the rest again (RFC 9293 §3.10.7.3
+            // would go on to the sixth step and queue them). An urgent pointer on it is
+            // still noted, and its byte taken from the text, as `tcp_urg` takes it.
+            let rest = super::input::after_syn(seg);
+            if self.fast_open_tried() {
+                if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::FIN) {
+                    self.handle_synchronized(now, &rest, None);
+                }
+            } else if !seg.payload.is_empty() || seg.flags.contains(TcpFlags::URG) {
+                self.check_urgent(&rest);
             }
         } else {
             // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment" with the same
