@@ -151,14 +151,54 @@ fn host_and_port(s: &str) -> io::Result<Addrs> {
     if let Ok(ip) = host.parse::<Ipv6Addr>() {
         return Ok(Addrs::Addrs(vec![SocketAddr::new(ip.into(), port)]));
     }
+    if let Some(ip) = inet_aton(host) {
+        return Ok(Addrs::Addrs(vec![SocketAddr::new(ip.into(), port)]));
+    }
     Ok(Addrs::Name(name(host).ok_or_else(|| invalid(s))?, port))
+}
+
+/// An IPv4 address in any form glibc's `inet_aton` reads, as tokio's lookups take them
+/// (std hands what is no socket address to `getaddrinfo`, whose `gaih_inet` tries
+/// `__inet_aton_exact` before any name service): one to four parts separated by dots, each
+/// decimal, octal after a leading `0` or hexadecimal after `0x`; the last part fills the
+/// bytes the others leave (`198.18.1` is 198.18.0.1, `3323068417` the same). Nothing may
+/// follow the last part.
+fn inet_aton(host: &str) -> Option<Ipv4Addr> {
+    let mut parts = [0u32; 4];
+    let mut count = 0;
+    for text in host.split('.') {
+        let slot = parts.get_mut(count)?;
+        count += 1;
+        let (digits, radix) = match text.as_bytes() {
+            [b'0', b'x' | b'X', ..] => (&text[2..], 16),
+            [b'0', _, ..] => (&text[1..], 8),
+            [b'0'..=b'9', ..] => (text, 10),
+            _ => return None,
+        };
+        // `0x` alone is 0, as `inet_aton` reads it.
+        *slot = match digits {
+            "" => 0,
+            _ if !digits.bytes().all(|b| b.is_ascii_hexdigit()) => return None,
+            _ => u32::from_str_radix(digits, radix).ok()?,
+        };
+    }
+    let (head, last) = (&parts[..count - 1], parts[count - 1]);
+    let last_bits = 32 - 8 * head.len() as u32;
+    if head.iter().any(|&p| p > 0xff) || u64::from(last) >= 1u64 << last_bits {
+        return None;
+    }
+    let value = head
+        .iter()
+        .enumerate()
+        .fold(last, |v, (i, &p)| v | p << (24 - 8 * i));
+    Some(Ipv4Addr::from(value))
 }
 
 /// `host` as a name to look up: not empty, no character a DNS name never has in text (`:`,
 /// brackets, whitespace), and a last label that is not all digits: no top-level domain is
-/// (RFC 3696 §2), so `1.2.3` or `127.1` is an address in a shorthand that glibc's
-/// `inet_aton` would read and synack does not, not a name to send to a server. What passes
-/// is the resolver's to judge.
+/// (RFC 3696 §2), so `1.2.3.4.5` is no name to send to a server (a shorthand that
+/// `inet_aton` reads, such as `127.1`, is an address before it is asked). What passes is the
+/// resolver's to judge.
 fn name(host: &str) -> Option<String> {
     let bad = |c: char| c == ':' || c == '[' || c == ']' || c.is_whitespace();
     let last = host
@@ -210,9 +250,14 @@ impl Sealed for String {
 impl ToSocketAddrs for (&str, u16) {}
 impl Sealed for (&str, u16) {
     fn addrs(&self) -> io::Result<Addrs> {
-        match self.0.parse::<IpAddr>() {
-            Ok(ip) => Ok(Addrs::Addrs(vec![SocketAddr::new(ip, self.1)])),
-            Err(_) => name(self.0)
+        match self
+            .0
+            .parse::<IpAddr>()
+            .ok()
+            .or(inet_aton(self.0).map(IpAddr::V4))
+        {
+            Some(ip) => Ok(Addrs::Addrs(vec![SocketAddr::new(ip, self.1)])),
+            None => name(self.0)
                 .map(|name| Addrs::Name(name, self.1))
                 .ok_or_else(|| invalid(self.0)),
         }
@@ -294,8 +339,26 @@ mod tests {
             addrs("2001:2::1:80").unwrap(),
             ["[2001:2::1]:80".parse().unwrap()]
         );
+        // IPv4 in every form glibc's `inet_aton` reads, as tokio's lookups take them.
+        for short in [
+            "198.18.1:80",
+            "198.1179649:80",
+            "3323068417:80",
+            "0xc6.0x12.0.0x1:80",
+            "0306.022.0.01:80",
+            "0XC6.18.0.1:80",
+        ] {
+            assert_eq!(addrs(short).unwrap(), [v4], "{short:?}");
+        }
+        assert_eq!(addrs(("198.18.1", 80)).unwrap(), [v4]);
+        assert_eq!(
+            addrs("127.1:80").unwrap(),
+            ["127.0.0.1:80".parse().unwrap()]
+        );
+        assert_eq!(addrs("0x:80").unwrap(), ["0.0.0.0:80".parse().unwrap()]);
         // What is neither: no port, a port out of range, an empty host, a bad IPv6 address,
-        // spaces, inet_aton's shorthands (no top-level domain is all digits).
+        // spaces, numbers `inet_aton` does not read (a part too large for its bytes, an
+        // octal 8, five parts, an empty part); no top-level domain is all digits.
         for bad in [
             "198.18.0.1",
             "example.com",
@@ -305,15 +368,19 @@ mod tests {
             "example.com:http",
             "[2001:2::g]:80",
             "exa mple.com:80",
-            "1.2.3:80",
-            "127.1:80",
-            "0x7f.1:80",
+            "256.1:80",
+            "1.2.65536:80",
+            "4294967296:80",
+            "08.1:80",
+            "1.2.3.4.5:80",
+            "1..2:80",
+            "+1.2.3.4:80",
             "198.18.0.1.:80",
         ] {
             let e = bad.addrs().err().unwrap_or_else(|| panic!("{bad:?} taken"));
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
-        for bad in ["", "exa mple.com", "[2001:2::1]", "1.2.3"] {
+        for bad in ["", "exa mple.com", "[2001:2::1]", "1.2.3.4.5"] {
             let e = (bad, 80)
                 .addrs()
                 .err()
