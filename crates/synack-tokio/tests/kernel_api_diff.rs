@@ -5531,3 +5531,1934 @@ differential!(
     departs ["peek after the mark", "read again"],
     |net, kernel| tcp_read_after_urgent_mark(net, kernel, false, if kernel { 8803 } else { 8804 })
 );
+
+// ---- review 70: halves, poll readiness, cancelled accepts, unbound listens, UDP recv ------
+
+/// Readiness of a stream by each of its single-direction calls: `readable()`,
+/// `writable()`, `poll_read_ready`, `poll_write_ready` (each given 200 ms).
+async fn ready_fns(s: &St) -> String {
+    let d = Duration::from_millis(200);
+    let f = |r: Result<io::Result<()>, tokio::time::error::Elapsed>| match r {
+        Err(_) => "pending".to_string(),
+        Ok(r) => show(&r),
+    };
+    let a = f(on!(s, x => tokio::time::timeout(d, x.readable()).await));
+    let b = f(on!(s, x => tokio::time::timeout(d, x.writable()).await));
+    let c = f(
+        on!(s, x => tokio::time::timeout(d, std::future::poll_fn(|cx| x.poll_read_ready(cx))).await),
+    );
+    let e = f(
+        on!(s, x => tokio::time::timeout(d, std::future::poll_fn(|cx| x.poll_write_ready(cx))).await),
+    );
+    format!("readable {a}, writable {b}, poll_read_ready {c}, poll_write_ready {e}")
+}
+
+/// `readable`/`writable`/`poll_*_ready` through a connection's life: fresh, data waiting,
+/// drained, own shutdown, peer FIN, then the peer's RST.
+async fn tcp_ready_fns(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    settle().await;
+    out.push(("fresh", ready_fns(&s).await));
+    p.write_all(b"data").await.unwrap();
+    settle().await;
+    out.push(("data waiting", ready_fns(&s).await));
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("try_read drained", try_read(&s, 10)));
+    out.push(("drained", ready_fns(&s).await));
+    out.push(("shutdown", shutdown(&mut s).await));
+    settle().await;
+    out.push(("after own shutdown", ready_fns(&s).await));
+    p.shutdown().await.unwrap();
+    settle().await;
+    out.push(("after both FINs", ready_fns(&s).await));
+    out.push(("read at EOF", read_once(&mut s, 10).await));
+    out
+}
+
+async fn tcp_ready_fns_rst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    p.set_zero_linger().unwrap();
+    drop(p);
+    settle().await;
+    out.push(("after peer RST", ready_fns(&s).await));
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("after the error is read", ready_fns(&s).await));
+    out.push(("write", write_once(&mut s, b"x").await));
+    out
+}
+
+differential!(
+    same_tcp_single_readiness_calls,
+    "synack-d-q70rf",
+    |net, kernel| tcp_ready_fns(net, kernel, false, if kernel { 12001 } else { 12002 })
+);
+differential!(
+    same_tcp_single_readiness_calls_after_rst,
+    "synack-d-q70rr",
+    |net, kernel| tcp_ready_fns_rst(net, kernel, false, if kernel { 12003 } else { 12004 })
+);
+
+/// `split()`'s borrowed halves: a read through the read half, a write, a shutdown and a
+/// late write through the write half, the addresses through both; then the whole stream.
+async fn tcp_borrowed_split(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.write_all(b"ping").await.unwrap();
+    settle().await;
+    let r = on!(&mut s, x => {
+        let (mut r, mut w) = x.split();
+        let mut buf = [0u8; 10];
+        let n = within(5, r.read(&mut buf)).await;
+        let n = format!("{} {:?}", show(&n), String::from_utf8_lossy(&buf[..*n.as_ref().unwrap_or(&0)]));
+        let wr = show(&within(5, w.write(b"pong")).await);
+        let tw = show(&w.try_write(b"!"));
+        let sh = show(&within(5, w.shutdown()).await);
+        let late = show(&within(5, w.write(b"late")).await);
+        let tlate = show(&w.try_write(b"late"));
+        let addrs = format!(
+            "{} {} {} {}",
+            show_ok(&r.peer_addr()),
+            show_ok(&r.local_addr()),
+            show_ok(&w.peer_addr()),
+            show_ok(&w.local_addr())
+        );
+        let tr = {
+            let mut b = [0u8; 4];
+            show(&r.try_read(&mut b))
+        };
+        [n, wr, tw, sh, late, tlate, addrs, tr]
+    });
+    for (what, v) in [
+        "read half read",
+        "write half write",
+        "write half try_write",
+        "write half shutdown",
+        "write half write after shutdown",
+        "write half try_write after shutdown",
+        "addresses through the halves",
+        "read half try_read nothing",
+    ]
+    .into_iter()
+    .zip(r)
+    {
+        out.push((what, v));
+    }
+    out.push(("peer sees", peer_sees(&mut p, 500).await));
+    p.write_all(b"more").await.unwrap();
+    settle().await;
+    out.push(("stream reads after halves", read_once(&mut s, 10).await));
+    out.push(("stream write", write_once(&mut s, b"x").await));
+    drop(s);
+    p.write_all(b"after drop").await.unwrap();
+    settle().await;
+    out.push(("peer sees after the drop", peer_sees(&mut p, 500).await));
+    out
+}
+
+differential!(
+    same_tcp_borrowed_split_halves,
+    "synack-d-q70bs",
+    |net, kernel| tcp_borrowed_split(net, kernel, false, if kernel { 12011 } else { 12012 })
+);
+
+/// `into_split`: shutdown through the owned write half, a read through the read half,
+/// reunite with a half of another stream (refused, both ways), then with its own; the
+/// stream after, and what the peer sees when it goes.
+async fn tcp_owned_shutdown_reunite(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (s, mut p) = pair(net, kernel, v6, port).await;
+    let (s2, mut p2) = pair(net, kernel, v6, port + 1).await;
+    macro_rules! body {
+        ($a:expr, $b:expr, $wrap:path) => {{
+            let (mut ar, mut aw) = $a.into_split();
+            let (br, bw) = $b.into_split();
+            out.push((
+                "owned write half shutdown",
+                show(&within(5, aw.shutdown()).await),
+            ));
+            out.push((
+                "owned write half write after",
+                show(&within(5, aw.write(b"x")).await),
+            ));
+            out.push(("peer sees", peer_sees(&mut p, 500).await));
+            p.write_all(b"reply").await.unwrap();
+            settle().await;
+            let mut buf = [0u8; 10];
+            let n = within(5, ar.read(&mut buf)).await;
+            out.push(("owned read half read", show(&n)));
+            let (ar, bw) = match ar.reunite(bw) {
+                Ok(_) => panic!("reunited halves of two streams"),
+                Err(e) => {
+                    out.push(("read half reunite, another's write half", "Err".into()));
+                    (e.0, e.1)
+                }
+            };
+            let (br, aw) = match aw.reunite(br) {
+                Ok(_) => panic!("reunited halves of two streams"),
+                Err(e) => {
+                    out.push(("write half reunite, another's read half", "Err".into()));
+                    (e.0, e.1)
+                }
+            };
+            let a = ar.reunite(aw).map(|s| $wrap(s)).ok();
+            out.push(("reunite own halves", format!("{}", a.is_some())));
+            // The other stream's halves reunited too, then dropped: one FIN.
+            let b = br.reunite(bw).ok();
+            out.push(("other reunited", format!("{}", b.is_some())));
+            drop(b);
+            a.unwrap()
+        }};
+    }
+    let mut s = match (s, s2) {
+        (St::K(a), St::K(b)) => body!(a, b, St::K),
+        (St::S(a), St::S(b)) => body!(a, b, St::S),
+        _ => unreachable!(),
+    };
+    out.push(("other's peer sees", peer_sees(&mut p2, 500).await));
+    out.push(("reunited: write", write_once(&mut s, b"x").await));
+    out.push(("reunited: read", read_once(&mut s, 10).await));
+    out.push((
+        "reunited: ready(R|W)",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    p.write_all(b"again").await.unwrap();
+    settle().await;
+    out.push(("reunited: read again", read_once(&mut s, 10).await));
+    drop(s);
+    out.push(("peer sees the drop", peer_sees(&mut p, 500).await));
+    out
+}
+
+differential!(
+    same_tcp_owned_halves_shutdown_and_reunite,
+    "synack-d-q70ru",
+    |net, kernel| tcp_owned_shutdown_reunite(
+        net,
+        kernel,
+        false,
+        if kernel { 12021 } else { 12023 }
+    )
+);
+
+/// An `accept` given up before any client came, and one woken by a client but dropped
+/// before it ran again: the client waits for the next `accept`, as in Linux's queue.
+async fn tcp_accept_cancelled(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let l = listen(net, kernel, at).await.unwrap();
+    let r =
+        on!(&l, x => tokio::time::timeout(Duration::from_millis(200), x.accept()).await.is_err());
+    out.push(("accept with nobody, given up", format!("{r}")));
+    let c1 = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+    settle().await;
+    let r = on!(&l, x => within(5, x.accept()).await.map(|(_, peer)| peer));
+    out.push((
+        "next accept: the client",
+        format!(
+            "{:?}",
+            r.map(|a| a == c1.local_addr().unwrap())
+                .map_err(|e| e.kind())
+        ),
+    ));
+    let r = on!(&l, x => {
+        // The accept future lives in this block: dropped at its end, never polled again.
+        let mut fut = Box::pin(x.accept());
+        let first = tokio::time::timeout(Duration::from_millis(100), &mut fut).await.is_err();
+        let c = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+        settle().await;
+        drop(fut);
+        (first, c)
+    });
+    out.push((
+        "accept pending, then dropped after a client came",
+        format!("{}", r.0),
+    ));
+    let c2 = r.1;
+    let r = on!(&l, x => tokio::time::timeout(Duration::from_millis(500), x.accept()).await.map(|r| r.map(|(_, a)| a)));
+    out.push((
+        "next accept: that client",
+        match r {
+            Err(_) => "pending".into(),
+            Ok(r) => format!(
+                "{:?}",
+                r.map(|a| a == c2.local_addr().unwrap())
+                    .map_err(|e| e.kind())
+            ),
+        },
+    ));
+    let r =
+        on!(&l, x => tokio::time::timeout(Duration::from_millis(200), x.accept()).await.is_err());
+    out.push(("accept again: nobody", format!("{r}")));
+    out
+}
+
+differential!(
+    same_tcp_cancelled_accept_keeps_the_client,
+    "synack-d-q70ac",
+    |net, kernel| tcp_accept_cancelled(net, kernel, false, 12031)
+);
+differential!(
+    same_tcp_cancelled_accept_keeps_the_client_v6,
+    "synack-d-q70ac6",
+    |net, kernel| tcp_accept_cancelled(net, kernel, true, 12031)
+);
+
+/// `TcpSocket::listen` with no bind: Linux's `inet_listen` takes an ephemeral port on the
+/// unspecified address (`inet_csk_get_port` with port 0), and clients reach it there.
+async fn tcp_listen_unbound(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = new_tcp_socket(net, kernel, v6).listen(8);
+    out.push(("listen unbound", show_ok(&l)));
+    let Ok(l) = l else { return out };
+    let a = lst_addr(&l);
+    out.push((
+        "local_addr",
+        format!(
+            "unspecified {}, v6 {}, port set {}",
+            a.ip().is_unspecified(),
+            a.is_ipv6(),
+            a.port() != 0
+        ),
+    ));
+    let c = within(5, ksocket(net, v6).connect(own(kernel, v6, a.port()))).await;
+    out.push(("client connects", show_ok(&c)));
+    let r = on!(&l, x => tokio::time::timeout(Duration::from_millis(500), x.accept()).await.map(|r| r.map(|(_, a)| a)));
+    out.push((
+        "accept",
+        match r {
+            Err(_) => "pending".into(),
+            Ok(r) => show_ok(&r),
+        },
+    ));
+    out
+}
+
+differential!(
+    same_tcp_listen_without_bind,
+    "synack-d-q70lu",
+    |net, kernel| tcp_listen_unbound(net, kernel, false)
+);
+differential!(
+    same_tcp_listen_without_bind_v6,
+    "synack-d-q70lu6",
+    |net, kernel| tcp_listen_unbound(net, kernel, true)
+);
+
+/// `recv`, `try_recv`, `peek` and `readable` on a UDP socket that never connected: they
+/// take datagrams from anyone (Linux's recvmsg has no peer to filter by).
+async fn udp_unconnected_recv(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let a = net.kernel_udp(kaddr(v6, port)).unwrap();
+    let b = net.kernel_udp(kaddr(v6, port + 1)).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let d = Duration::from_millis(200);
+    let r = on!(&s, x => tokio::time::timeout(d, x.readable()).await);
+    out.push(("readable nothing", r.map_or("pending".into(), |r| show(&r))));
+    let r = on!(&s, x => tokio::time::timeout(d, x.writable()).await);
+    out.push(("writable", r.map_or("pending".into(), |r| show(&r))));
+    let r = on!(&s, x => tokio::time::timeout(d, std::future::poll_fn(|cx| x.poll_recv_ready(cx))).await);
+    out.push((
+        "poll_recv_ready nothing",
+        r.map_or("pending".into(), |r| show(&r)),
+    ));
+    let r = on!(&s, x => tokio::time::timeout(d, std::future::poll_fn(|cx| x.poll_send_ready(cx))).await);
+    out.push(("poll_send_ready", r.map_or("pending".into(), |r| show(&r))));
+    let local = on!(&s, x => x.local_addr()).unwrap();
+    let me = SocketAddr::new(own(kernel, v6, 0).ip(), local.port());
+    a.send_to(b"from a", me).await.unwrap();
+    b.send_to(b"from b", me).await.unwrap();
+    a.send_to(b"from a again", me).await.unwrap();
+    settle().await;
+    let r = on!(&s, x => tokio::time::timeout(d, x.readable()).await);
+    out.push((
+        "readable with data",
+        r.map_or("pending".into(), |r| show(&r)),
+    ));
+    let mut buf = [0u8; 4];
+    let r = on!(&s, x => x.peek(&mut buf).await);
+    out.push((
+        "peek 4",
+        format!("{} {:?}", show(&r), String::from_utf8_lossy(&buf)),
+    ));
+    out.push(("recv", urecv(&s, 100).await));
+    let mut buf = [0u8; 100];
+    let r = on!(&s, x => x.try_recv(&mut buf));
+    out.push((
+        "try_recv",
+        format!(
+            "{} {:?}",
+            show(&r),
+            String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    let mut buf = [0u8; 100];
+    let r = on!(&s, x => x.try_peek(&mut buf));
+    out.push((
+        "try_peek",
+        format!(
+            "{} {:?}",
+            show(&r),
+            String::from_utf8_lossy(&buf[..*r.as_ref().unwrap_or(&0)])
+        ),
+    ));
+    out.push(("recv 4 of 12", urecv(&s, 4).await));
+    out.push(("recv nothing", urecv(&s, 100).await));
+    let mut buf = [0u8; 100];
+    out.push((
+        "try_recv nothing",
+        show(&on!(&s, x => x.try_recv(&mut buf))),
+    ));
+    out
+}
+
+differential!(
+    same_udp_recv_without_connect,
+    "synack-d-q70ur",
+    |net, kernel| udp_unconnected_recv(net, kernel, false, if kernel { 12041 } else { 12043 })
+);
+differential!(
+    same_udp_recv_without_connect_v6,
+    "synack-d-q70ur6",
+    |net, kernel| udp_unconnected_recv(net, kernel, true, if kernel { 12041 } else { 12043 })
+);
+
+/// A UDP connect to port 0: Linux's `__ip4_datagram_connect` takes it (no port check), and
+/// `udp_sendmsg` on the connected socket sends to port 0 (only an address given with the
+/// call is checked for port 0, EINVAL).
+async fn udp_connect_port_0(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push((
+        "connect port 0",
+        show(&on!(&s, x => x.connect(kaddr(v6, 0)).await)),
+    ));
+    out.push((
+        "peer_addr",
+        format!(
+            "{:?}",
+            on!(&s, x => x.peer_addr())
+                .map(|a| a == kaddr(v6, 0))
+                .map_err(|e| e.kind())
+        ),
+    ));
+    out.push(("send", show(&on!(&s, x => x.send(b"x").await))));
+    out.push((
+        "send_to port 0",
+        show(&on!(&s, x => x.send_to(b"x", kaddr(v6, 0)).await)),
+    ));
+    settle().await;
+    out.push(("take_error", utake_error(&s)));
+    out
+}
+
+differential!(same_udp_connect_port_0, "synack-d-q70u0", |net, kernel| {
+    udp_connect_port_0(net, kernel, false)
+});
+differential!(
+    same_udp_connect_port_0_v6,
+    "synack-d-q70u06",
+    |net, kernel| udp_connect_port_0(net, kernel, true)
+);
+
+/// Empty datagrams on a connected socket: `send` of nothing, and `recv`/`try_recv`/`peek`
+/// into an empty buffer (Linux's `udp_recvmsg` truncates to nothing and drops the datagram
+/// unless peeking).
+async fn udp_connected_empty(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let pa = kaddr(v6, port);
+    let p = net.kernel_udp(pa).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    on!(&s, x => x.connect(pa).await).unwrap();
+    out.push(("send empty", show(&on!(&s, x => x.send(b"").await))));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push(("try_send empty", show(&on!(&s, x => x.try_send(b"")))));
+    out.push(("peer got again", kpeer_recv(&p).await));
+    let local = on!(&s, x => x.local_addr()).unwrap();
+    let me = SocketAddr::new(own(kernel, v6, 0).ip(), local.port());
+    p.send_to(b"abc", me).await.unwrap();
+    p.send_to(b"def", me).await.unwrap();
+    p.send_to(b"", me).await.unwrap();
+    settle().await;
+    let mut e = [0u8; 0];
+    out.push(("peek empty buf", show(&on!(&s, x => x.peek(&mut e).await))));
+    out.push(("recv empty buf", show(&on!(&s, x => x.recv(&mut e).await))));
+    out.push((
+        "try_recv empty buf",
+        show(&on!(&s, x => x.try_recv(&mut e))),
+    ));
+    out.push(("recv: the empty datagram", urecv(&s, 10).await));
+    out.push(("recv nothing left", urecv(&s, 10).await));
+    out
+}
+
+differential!(
+    same_udp_connected_empty_datagrams_and_buffers,
+    "synack-d-q70ue",
+    |net, kernel| udp_connected_empty(net, kernel, false, if kernel { 12051 } else { 12052 })
+);
+
+/// What `lookup_host` gives for a string or a host and port: the addresses, or the error's
+/// kind. tokio::net's parses a socket address, else hands the string to std's
+/// `to_socket_addrs` on its blocking pool (glibc's `getaddrinfo`, which reads a numeric
+/// host with `inet_aton`); the kernel side calls that inside the namespace, so a name that
+/// reaches the name service stays there.
+async fn lookup(net: &Net, kernel: bool, host: &str) -> String {
+    let r: io::Result<Vec<SocketAddr>> = match kernel {
+        true => match host.parse::<SocketAddr>() {
+            Ok(a) => Ok(vec![a]),
+            Err(_) => {
+                let h = host.to_string();
+                net.ns
+                    .run_in(move || {
+                        std::net::ToSocketAddrs::to_socket_addrs(&h).map(|i| i.collect())
+                    })
+                    .unwrap()
+            }
+        },
+        false => within(10, synack_tokio::lookup_host(&net.stack, host))
+            .await
+            .map(|i| i.collect()),
+    };
+    match r {
+        Ok(v) => format!("Ok({v:?})"),
+        Err(e) => format!("Err({:?})", e.kind()),
+    }
+}
+
+async fn lookup_pair(net: &Net, kernel: bool, host: &str, port: u16) -> String {
+    let r: io::Result<Vec<SocketAddr>> = match kernel {
+        true => match host.parse::<IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
+            Err(_) => {
+                let h = host.to_string();
+                net.ns
+                    .run_in(move || {
+                        std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), port))
+                            .map(|i| i.collect())
+                    })
+                    .unwrap()
+            }
+        },
+        false => within(10, synack_tokio::lookup_host(&net.stack, (host, port)))
+            .await
+            .map(|i| i.collect()),
+    };
+    match r {
+        Ok(v) => format!("Ok({v:?})"),
+        Err(e) => format!("Err({:?})", e.kind()),
+    }
+}
+
+/// Socket-address strings both parse alike, and malformed ones both refuse.
+async fn lookup_forms(net: &Net, kernel: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    for (what, s) in [
+        ("ipv4:port", "198.18.0.1:80"),
+        ("[ipv6]:port", "[2001:2::1]:80"),
+        ("ipv6:port without brackets", "2001:2::1:80"),
+        ("[ipv6]:port with a scope", "[fe80::1%1]:80"),
+        ("ipv4 without a port", "198.18.0.1"),
+        ("[ipv6] without a port", "[2001:2::1]"),
+        ("port too large", "198.18.0.1:65536"),
+        ("port not a number", "198.18.0.1:http"),
+        ("empty", ""),
+    ] {
+        out.push((what, lookup(net, kernel, s).await));
+    }
+    out.push((
+        "(ipv4, port)",
+        lookup_pair(net, kernel, "198.18.0.1", 80).await,
+    ));
+    out.push((
+        "(ipv6, port)",
+        lookup_pair(net, kernel, "2001:2::1", 80).await,
+    ));
+    out
+}
+
+differential!(
+    same_lookup_host_address_forms,
+    "synack-d-q70lk",
+    |net, kernel| { lookup_forms(net, kernel) }
+);
+
+/// IPv4 in `inet_aton`'s shorthands (`a.b.c`, `a.b`, one 32-bit number, hex and octal
+/// parts): glibc's `getaddrinfo` reads them as addresses (`__inet_aton_exact` in
+/// `gaih_inet`), so tokio's `lookup_host` and `connect("198.18.1:80")` take them, and
+/// synack's reads them alike (`inet_aton` in addr.rs).
+async fn lookup_shorthands(net: &Net, kernel: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    for (what, s) in [
+        ("a.b.c", "198.18.1:80"),
+        ("a.b", "198.1179649:80"),
+        ("one number", "3323068417:80"),
+        ("hex parts", "0xc6.0x12.0.0x1:80"),
+        ("octal parts", "0306.022.0.01:80"),
+    ] {
+        out.push((what, lookup(net, kernel, s).await));
+    }
+    out.push((
+        "(a.b.c, port)",
+        lookup_pair(net, kernel, "198.18.1", 80).await,
+    ));
+    out
+}
+
+/// Hosts that are no IP address and that synack's `lookup_host` refuses as never a name
+/// (`InvalidInput`): an empty host with a port, an IPv6 address in brackets given with a
+/// separate port. tokio's hands them to `getaddrinfo`, which fails its name lookup
+/// (EAI_NONAME or EAI_AGAIN: std's `Uncategorized` "failed to lookup address information").
+/// synack departs on purpose: its error says what is wrong with the string, and has a kind
+/// a caller can match (std's `Uncategorized` is not one).
+async fn lookup_non_names(net: &Net, kernel: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    out.push(("only a port", lookup(net, kernel, ":80").await));
+    out.push((
+        "([ipv6], port)",
+        lookup_pair(net, kernel, "[2001:2::1]", 80).await,
+    ));
+    out
+}
+
+differential!(
+    departs_lookup_host_non_names,
+    "synack-d-q70ln",
+    departs ["only a port", "([ipv6], port)"],
+    |net, kernel| lookup_non_names(net, kernel)
+);
+
+differential!(
+    same_lookup_host_ipv4_shorthands,
+    "synack-d-q70la",
+    |net, kernel| lookup_shorthands(net, kernel)
+);
+
+/// `write_all` of a MiB, then the stream dropped at once: the peer reads all of it, then
+/// EOF (Linux's `tcp_close` sends what is queued, then FIN).
+async fn tcp_write_all_then_drop(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let data = kernel_support::pattern(1 << 20, 71);
+    let (w, r) = tokio::join!(
+        async {
+            let w = on!(&mut s, x => within(20, x.write_all(&data)).await);
+            drop(s);
+            show(&w)
+        },
+        async {
+            // The peer starts reading only after a while: the write fills the buffers.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            peer_reads_all(&mut p, &data).await
+        }
+    );
+    out.push(("write_all 1 MiB", w));
+    out.push(("peer reads", r));
+    out
+}
+
+differential!(
+    same_tcp_write_all_then_drop_delivers_everything,
+    "synack-d-q70wd",
+    |net, kernel| tcp_write_all_then_drop(net, kernel, false, if kernel { 12071 } else { 12072 })
+);
+
+/// A drop with unread data and a linger of a second set: RST at once (Linux's `tcp_close`
+/// resets for unread data before it looks at the linger), the peer's data lost.
+async fn tcp_linger_unread_drop(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    #[allow(deprecated)]
+    let r = on!(&s, x => x.set_linger(Some(Duration::from_secs(1))));
+    out.push(("set_linger 1 s", show(&r)));
+    out.push(("write", write_once(&mut s, b"sent").await));
+    p.write_all(b"unread").await.unwrap();
+    settle().await;
+    drop(s);
+    out.push(("peer sees", peer_sees(&mut p, 1000).await));
+    out
+}
+
+differential!(
+    same_tcp_drop_with_linger_and_unread_data_resets,
+    "synack-d-q70lr",
+    |net, kernel| tcp_linger_unread_drop(net, kernel, false, if kernel { 12081 } else { 12082 })
+);
+
+/// Options set on a `TcpSocket` after its bind: Linux takes SO_REUSEADDR and SO_REUSEPORT
+/// at any time (`sk_setsockopt`), and reads them back.
+async fn tcp_socket_options_after_bind(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let t = new_tcp_socket(net, kernel, v6);
+    t.bind(own(kernel, v6, 0)).unwrap();
+    let r = on!(&t, x => (
+        show(&x.set_reuseaddr(true)),
+        show(&x.reuseaddr()),
+        show(&x.set_reuseport(true)),
+        show(&x.reuseport()),
+        show(&x.set_keepalive(true)),
+        show(&x.keepalive()),
+        show(&x.set_nodelay(true)),
+        show(&x.nodelay()),
+    ));
+    out.push((
+        "after bind: reuseaddr, reuseport, keepalive, nodelay",
+        format!("{r:?}"),
+    ));
+    let r = on!(&t, x => (
+        show(&x.set_reuseaddr(false)),
+        show(&x.reuseaddr()),
+        show(&x.set_reuseport(false)),
+        show(&x.reuseport()),
+    ));
+    out.push(("cleared again", format!("{r:?}")));
+    let l = t.listen(4).map(|l| lst_addr(&l).port() != 0);
+    out.push(("listen", show(&l)));
+    out
+}
+
+differential!(
+    same_tcp_socket_options_after_bind,
+    "synack-d-q70ob",
+    |net, kernel| tcp_socket_options_after_bind(net, kernel, false)
+);
+differential!(
+    same_tcp_socket_options_after_bind_v6,
+    "synack-d-q70ob6",
+    |net, kernel| tcp_socket_options_after_bind(net, kernel, true)
+);
+
+/// A TCP port and the same UDP port are different ports: each binds beside the other.
+async fn tcp_and_udp_one_port(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let u = ubind(net, kernel, own(kernel, v6, port)).await;
+    out.push(("UDP bind", show_ok(&u)));
+    let l = listen(net, kernel, own(kernel, v6, port)).await;
+    out.push(("TCP listen on the UDP port", show_ok(&l)));
+    let t = new_tcp_socket(net, kernel, v6);
+    out.push((
+        "TcpSocket bind",
+        show_ok(&t.bind(own(kernel, v6, port + 1))),
+    ));
+    let u2 = ubind(net, kernel, own(kernel, v6, port + 1)).await;
+    out.push(("UDP bind on the TcpSocket's port", show_ok(&u2)));
+    let l3 = listen(net, kernel, SocketAddr::new(unspec(v6).ip(), port + 2)).await;
+    out.push(("TCP listen unspecified", show_ok(&l3)));
+    let u3 = ubind(net, kernel, own(kernel, v6, port + 2)).await;
+    out.push(("UDP bind own address on its port", show_ok(&u3)));
+    // Traffic still finds each.
+    let c = within(5, ksocket(net, v6).connect(own(kernel, v6, port))).await;
+    out.push(("TCP client connects", show_ok(&c)));
+    let k = net.kernel_udp(kaddr(v6, port + 3)).unwrap();
+    k.send_to(b"udp", own(kernel, v6, port)).await.unwrap();
+    settle().await;
+    let u = u.unwrap();
+    out.push((
+        "UDP socket receives",
+        urecv_from(&u, 10, kaddr(v6, port + 3)).await,
+    ));
+    out
+}
+
+differential!(
+    same_tcp_and_udp_share_a_port_number,
+    "synack-d-q70tu",
+    |net, kernel| tcp_and_udp_one_port(net, kernel, false, 12091)
+);
+differential!(
+    same_tcp_and_udp_share_a_port_number_v6,
+    "synack-d-q70tu6",
+    |net, kernel| tcp_and_udp_one_port(net, kernel, true, 12091)
+);
+
+/// Both directions at once through `split()`'s halves: half a MiB each way.
+async fn tcp_split_duplex(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    let up = kernel_support::pattern(512 << 10, 3);
+    let down = kernel_support::pattern(512 << 10, 9);
+    let (mut pr, mut pw) = p.into_split();
+    let peer = async {
+        let (a, b) = tokio::join!(
+            async {
+                let mut got = Vec::new();
+                let r = within(20, pr.read_to_end(&mut got)).await;
+                format!("{} intact {}", show_ok(&r), got == up)
+            },
+            async {
+                let r = within(20, pw.write_all(&down)).await;
+                drop(pw);
+                show(&r)
+            }
+        );
+        (a, b)
+    };
+    let subject = async {
+        on!(&mut s, x => {
+            let (mut r, mut w) = x.split();
+            tokio::join!(
+                async {
+                    let mut got = Vec::new();
+                    let n = within(20, r.read_to_end(&mut got)).await;
+                    format!("{} intact {}", show_ok(&n), got == down)
+                },
+                async {
+                    let a = within(20, w.write_all(&up)).await;
+                    let b = w.shutdown().await;
+                    format!("{} {}", show(&a), show(&b))
+                }
+            )
+        })
+    };
+    let ((pa, pb), (sa, sb)) = tokio::join!(peer, subject);
+    out.push(("peer reads", pa));
+    out.push(("peer writes", pb));
+    out.push(("read half reads to EOF", sa));
+    out.push(("write half writes, shuts down", sb));
+    out
+}
+
+differential!(
+    same_tcp_split_halves_full_duplex,
+    "synack-d-q70dx",
+    |net, kernel| tcp_split_duplex(net, kernel, false, if kernel { 12101 } else { 12102 })
+);
+
+/// A `TcpSocket`'s buffer sizes before any are set. Linux reads back `tcp_wmem[1]` and
+/// `tcp_rmem[1]` (16 KiB and 128 KiB, `tcp_init_sock`) and grows the buffers behind them as
+/// the connection runs (auto-tuning); synack departs on purpose: it reads back what its
+/// buffers hold (`Config`'s 256 KiB each, in payload bytes), which is what it uses.
+async fn tcp_default_buffer_sizes(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let t = new_tcp_socket(net, kernel, v6);
+    out.push((
+        "send_buffer_size",
+        show(&on!(&t, x => x.send_buffer_size())),
+    ));
+    out.push((
+        "recv_buffer_size",
+        show(&on!(&t, x => x.recv_buffer_size())),
+    ));
+    out
+}
+
+differential!(
+    departs_tcp_default_buffer_sizes,
+    "synack-d-q70db",
+    departs ["send_buffer_size", "recv_buffer_size"],
+    |net, kernel| tcp_default_buffer_sizes(net, kernel, false)
+);
+
+/// Two sockets bound to one address and port (both SO_REUSEADDR, neither listening), each
+/// connecting out: Linux's `__inet_hash_connect` takes a bound port shared by others if
+/// the four-tuple is new (`__inet_check_established`), and refuses a second connection to
+/// the same peer with EADDRNOTAVAIL.
+async fn tcp_shared_bound_port(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l1 = klisten(net, kaddr(v6, port)).unwrap();
+    let _l2 = klisten(net, kaddr(v6, port + 1)).unwrap();
+    let at = own(kernel, v6, port + 2);
+    let mk = || {
+        let t = new_tcp_socket(net, kernel, v6);
+        t.set_reuseaddr(true).unwrap();
+        t
+    };
+    let (a, b, c) = (mk(), mk(), mk());
+    out.push(("bind a", show(&a.bind(at))));
+    out.push(("bind b, same address", show(&b.bind(at))));
+    out.push(("bind c, same address", show(&c.bind(at))));
+    let sa = within(5, a.connect(kaddr(v6, port))).await;
+    out.push(("a connects to peer 1", show_ok(&sa)));
+    let sb = within(5, b.connect(kaddr(v6, port + 1))).await;
+    out.push(("b connects to peer 2", show_ok(&sb)));
+    let sc = within(5, c.connect(kaddr(v6, port))).await;
+    out.push(("c connects to peer 1 too", show_ok(&sc)));
+    let (_p, from) = within(5, l1.accept()).await.unwrap();
+    out.push((
+        "peer 1 sees the bound port",
+        format!("{}", from.port() == port + 2),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_connects_from_a_shared_bound_port,
+    "synack-d-q70sp",
+    |net, kernel| tcp_shared_bound_port(net, kernel, false, if kernel { 12111 } else { 12115 })
+);
+differential!(
+    same_tcp_connects_from_a_shared_bound_port_v6,
+    "synack-d-q70sp6",
+    |net, kernel| tcp_shared_bound_port(net, kernel, true, if kernel { 12111 } else { 12115 })
+);
+
+/// A UDP connect to another family fails and keeps the socket's peer: Linux's
+/// `__ip4_datagram_connect` returns EAFNOSUPPORT before it changes anything.
+async fn udp_failed_connect_family(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let pa = kaddr(false, port);
+    let p = net.kernel_udp(pa).unwrap();
+    let s = ubind(net, kernel, unspec(false)).await.unwrap();
+    out.push(("connect peer", show(&on!(&s, x => x.connect(pa).await))));
+    out.push(("send", show(&on!(&s, x => x.send(b"one").await))));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push((
+        "connect IPv6 address",
+        show_errno(&on!(&s, x => x.connect(kaddr(true, port)).await)),
+    ));
+    out.push((
+        "peer_addr after",
+        format!(
+            "{:?}",
+            on!(&s, x => x.peer_addr())
+                .map(|a| a == pa)
+                .map_err(|e| e.kind())
+        ),
+    ));
+    for what in ["send after", "send again"] {
+        out.push((what, show(&on!(&s, x => x.send(what.as_bytes()).await))));
+        out.push(("peer got", kpeer_recv(&p).await));
+    }
+    out
+}
+
+differential!(
+    same_udp_connect_to_another_family_keeps_the_peer,
+    "synack-d-q70uf",
+    |net, kernel| udp_failed_connect_family(net, kernel, if kernel { 12121 } else { 12122 })
+);
+
+/// A UDP connect to the broadcast address without SO_BROADCAST fails (EACCES) and
+/// `peer_addr` still gives the old peer, but on Linux only the first send after goes there:
+/// `__ip4_datagram_connect` had already reset the cached route and let `ip_route_connect`
+/// write the broadcast flow into `inet->cork.fl.u.ip4`; the first send routes anew to
+/// `inet_daddr` and caches that route, and each later send takes the cached route with the
+/// flow in `cork.fl` (`udp_sendmsg`), whose destination is the broadcast address. (Checked
+/// with plain sockets: the later datagrams reach a wildcard socket on the port, as
+/// broadcasts.) synack departs on purpose: it sends each to the old peer, which
+/// `peer_addr` names, and nothing goes to a broadcast address without SO_BROADCAST.
+async fn udp_failed_connect_broadcast(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let pa = kaddr(false, port);
+    let p = net.kernel_udp(pa).unwrap();
+    let s = ubind(net, kernel, unspec(false)).await.unwrap();
+    out.push(("connect peer", show(&on!(&s, x => x.connect(pa).await))));
+    let bcast: SocketAddr = format!("198.18.0.255:{port}").parse().unwrap();
+    out.push((
+        "connect broadcast, no SO_BROADCAST",
+        show(&on!(&s, x => x.connect(bcast).await)),
+    ));
+    out.push((
+        "peer_addr after",
+        format!(
+            "{:?}",
+            on!(&s, x => x.peer_addr())
+                .map(|a| a == pa)
+                .map_err(|e| e.kind())
+        ),
+    ));
+    for (what, got) in [
+        ("first send", "peer got the first"),
+        ("second send", "peer got the second"),
+        ("third send", "peer got the third"),
+    ] {
+        out.push((what, show(&on!(&s, x => x.send(what.as_bytes()).await))));
+        out.push((got, kpeer_recv(&p).await));
+    }
+    out
+}
+
+differential!(
+    departs_udp_refused_broadcast_connect_keeps_the_peer,
+    "synack-d-q70ub",
+    departs ["peer got the second", "peer got the third"],
+    |net, kernel| udp_failed_connect_broadcast(net, kernel, if kernel { 12123 } else { 12124 })
+);
+
+/// `is_write_vectored` of a stream and of its halves (tokio's: true for all), and
+/// `try_read_buf` into a `Vec` with no capacity: `BufMut::chunk_mut` grows it by 64 bytes,
+/// so 64 of 100 waiting bytes come.
+async fn tcp_buf_details(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use tokio::io::AsyncWrite;
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let r = on!(&mut s, x => {
+        let a = x.is_write_vectored();
+        let (_, w) = x.split();
+        (a, w.is_write_vectored())
+    });
+    out.push(("is_write_vectored: stream, write half", format!("{r:?}")));
+    p.write_all(&[b'z'; 100]).await.unwrap();
+    settle().await;
+    let mut v: Vec<u8> = Vec::new();
+    let r = on!(&s, x => x.try_read_buf(&mut v));
+    out.push((
+        "try_read_buf into Vec::new()",
+        format!("{} len {}", show(&r), v.len()),
+    ));
+    let mut v: Vec<u8> = Vec::with_capacity(10);
+    v.extend_from_slice(b"0123456789");
+    let r = on!(&s, x => x.try_read_buf(&mut v));
+    out.push((
+        "try_read_buf into a full Vec",
+        format!("{} len {}", show(&r), v.len()),
+    ));
+    let mut v = bytes::BytesMut::new();
+    let r = on!(&s, x => x.try_read_buf(&mut v));
+    out.push((
+        "try_read_buf into BytesMut::new()",
+        format!("{} len {}", show(&r), v.len()),
+    ));
+    let r = on!(s, x => {
+        let (_, w) = x.into_split();
+        w.is_write_vectored()
+    });
+    out.push(("is_write_vectored: owned write half", format!("{r:?}")));
+    out
+}
+
+differential!(
+    same_tcp_buf_mut_reads_and_write_vectored_flags,
+    "synack-d-q70bm",
+    |net, kernel| tcp_buf_details(net, kernel, false, if kernel { 12131 } else { 12132 })
+);
+
+/// A linger under a second: tokio hands SO_LINGER whole seconds (`as_secs()`), so 500 ms is
+/// a linger of 0, and the drop resets (Linux's `tcp_close`: SOCK_LINGER with no linger
+/// time is `tcp_disconnect`).
+async fn tcp_linger_under_a_second(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    #[allow(deprecated)]
+    let r = on!(&s, x => x.set_linger(Some(Duration::from_millis(500))));
+    out.push(("set_linger 500 ms", show(&r)));
+    #[allow(deprecated)]
+    out.push(("linger", show(&on!(&s, x => x.linger()))));
+    out.push(("write", write_once(&mut s, b"data").await));
+    settle().await;
+    drop(s);
+    out.push(("peer sees", peer_sees(&mut p, 1000).await));
+    // The same, set on the TcpSocket before connect.
+    let l = klisten(net, kaddr(v6, port + 1)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    #[allow(deprecated)]
+    let r = on!(&t, x => x.set_linger(Some(Duration::from_millis(999))));
+    out.push(("TcpSocket set_linger 999 ms", show(&r)));
+    let s = within(5, t.connect(kaddr(v6, port + 1))).await.unwrap();
+    let (mut p, _) = within(5, l.accept()).await.unwrap();
+    #[allow(deprecated)]
+    out.push(("stream linger", show(&on!(&s, x => x.linger()))));
+    drop(s);
+    out.push(("peer sees that drop", peer_sees(&mut p, 1000).await));
+    out
+}
+
+differential!(
+    same_tcp_linger_under_a_second_resets,
+    "synack-d-q70l5",
+    |net, kernel| tcp_linger_under_a_second(net, kernel, false, if kernel { 12141 } else { 12143 })
+);
+
+/// Both ends shut down at once (a simultaneous close through CLOSING), then each call.
+async fn tcp_simultaneous_close(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let (a, b) = tokio::join!(shutdown(&mut s), p.shutdown());
+    out.push(("both shut down", format!("{a} {}", show(&b))));
+    settle().await;
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("write", write_once(&mut s, b"x").await));
+    out.push((
+        "ready(R|W)",
+        ready_now(&s, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    out.push(("peer_addr", show_ok(&on!(&s, x => x.peer_addr()))));
+    out.push(("take_error", take_error(&s)));
+    out.push(("peer sees", peer_sees(&mut p, 300).await));
+    drop(s);
+    out.push(("peer writes after the drop", show(&p.write(b"late").await)));
+    out
+}
+
+differential!(
+    same_tcp_simultaneous_close,
+    "synack-d-q70sc",
+    |net, kernel| tcp_simultaneous_close(net, kernel, false, if kernel { 12151 } else { 12152 })
+);
+
+/// Destinations off every link (198.19.0.5, 2001:2:1::5). The namespace's kernel has no
+/// route there (no default route): ENETUNREACH from `ip_route_output_key_hash_rcu` (IPv4)
+/// and `ip6_dst_lookup_tail` (IPv6) for every call. synack sends anything not its own into
+/// the TUN, as through a default route: UDP sends and connects succeed; an IPv4 SYN is
+/// dropped by the kernel (no forwarding, `ip_error` sends no ICMP then), so the connect
+/// waits; an IPv6 SYN draws ICMPv6 no-route (`ip6_pkt_drop`), so it fails as the kernel's.
+/// A difference of topology more than of API, kept on purpose: the test's kernel has no
+/// route that the stack's TUN stands for, and the stack cannot know what lies beyond it.
+async fn off_link(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let to: SocketAddr = match v6 {
+        false => format!("198.19.0.5:{port}").parse().unwrap(),
+        true => format!("[2001:2:1::5]:{port}").parse().unwrap(),
+    };
+    let r = tokio::time::timeout(Duration::from_secs(3), connect(net, kernel, to)).await;
+    out.push(("TCP connect", r.map_or("pending".into(), |r| show_ok(&r))));
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push((
+        "UDP send_to",
+        show(&on!(&u, x => x.send_to(b"x", to).await)),
+    ));
+    out.push(("UDP connect", show(&on!(&u, x => x.connect(to).await))));
+    out.push(("UDP peer_addr", show_ok(&on!(&u, x => x.peer_addr()))));
+    out
+}
+
+differential!(
+    departs_off_link_destinations,
+    "synack-d-q70ol",
+    departs ["TCP connect", "UDP send_to", "UDP connect", "UDP peer_addr"],
+    |net, kernel| off_link(net, kernel, false, 12161)
+);
+differential!(
+    departs_off_link_destinations_v6,
+    "synack-d-q70ol6",
+    departs ["UDP send_to", "UDP connect", "UDP peer_addr"],
+    |net, kernel| off_link(net, kernel, true, 12161)
+);
+
+/// A connection between two of the subject's own sockets (the kernel's loopback; synack's
+/// own addresses, looped back inside the stack): bulk one way, a half close, a reset by a
+/// drop with unread data.
+async fn tcp_own_loopback(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let l = listen(net, kernel, at).await.unwrap();
+    let mut c = within(5, connect(net, kernel, at)).await.unwrap();
+    let mut a = match &l {
+        Lst::K(l) => St::K(within(5, l.accept()).await.unwrap().0),
+        Lst::S(l) => St::S(within(5, l.accept()).await.unwrap().0),
+    };
+    let data = kernel_support::pattern(512 << 10, 13);
+    let (w, r) = tokio::join!(
+        async { show(&on!(&mut c, x => within(20, x.write_all(&data)).await)) },
+        async {
+            match within(20, read_exactly(&mut a, data.len(), 65536, 0)).await {
+                Ok(got) => format!("intact {}", got == data),
+                Err(e) => show_err(&e),
+            }
+        }
+    );
+    out.push(("client writes 512 KiB", w));
+    out.push(("accepted reads", r));
+    out.push(("accepted shuts down", shutdown(&mut a).await));
+    settle().await;
+    out.push(("client reads EOF", read_once(&mut c, 10).await));
+    out.push(("client writes after", write_once(&mut c, b"x").await));
+    settle().await;
+    out.push(("accepted reads it", read_once(&mut a, 10).await));
+    out.push((
+        "accepted writes after its shutdown",
+        write_once(&mut a, b"y").await,
+    ));
+    out.push(("client writes unread", write_once(&mut c, b"unread").await));
+    settle().await;
+    drop(a);
+    settle().await;
+    out.push((
+        "client ready after the drop",
+        ready_now(&c, Interest::READABLE | Interest::WRITABLE).await,
+    ));
+    out.push(("client reads", read_once(&mut c, 10).await));
+    out.push(("client writes", write_once(&mut c, b"z").await));
+    out.push(("client peer_addr", show_ok(&on!(&c, x => x.peer_addr()))));
+    out
+}
+
+differential!(
+    same_tcp_between_own_sockets,
+    "synack-d-q70lo",
+    |net, kernel| tcp_own_loopback(net, kernel, false, 12171)
+);
+differential!(
+    same_tcp_between_own_sockets_v6,
+    "synack-d-q70lo6",
+    |net, kernel| tcp_own_loopback(net, kernel, true, 12171)
+);
+
+/// Large datagrams between two of the subject's own UDP sockets, and one past the limit.
+async fn udp_own_loopback_large(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let a = ubind(net, kernel, own(kernel, v6, 0)).await.unwrap();
+    let b = ubind(net, kernel, own(kernel, v6, 0)).await.unwrap();
+    let to = on!(&b, x => x.local_addr()).unwrap();
+    let max = if v6 { 65527 } else { 65507 };
+    for len in [1472usize, 9000, max] {
+        let data = kernel_support::pattern(len, len as u32);
+        let r = on!(&a, x => x.send_to(&data, to).await);
+        let mut buf = vec![0u8; 70000];
+        let got = on!(&b, x => tokio::time::timeout(Duration::from_millis(500), x.recv_from(&mut buf)).await);
+        out.push((
+            "send_to, recv_from",
+            format!(
+                "{len}: {} {}",
+                show(&r),
+                match got {
+                    Err(_) => "nothing".into(),
+                    Ok(Ok((n, _))) => format!("intact {}", buf[..n] == data[..]),
+                    Ok(Err(e)) => show_err(&e),
+                }
+            ),
+        ));
+    }
+    let big = vec![1u8; max + 1];
+    out.push((
+        "send_to past the limit",
+        show_errno(&on!(&a, x => x.send_to(&big, to).await)),
+    ));
+    out
+}
+
+differential!(
+    same_udp_large_datagrams_between_own_sockets,
+    "synack-d-q70ul",
+    |net, kernel| udp_own_loopback_large(net, kernel, false)
+);
+differential!(
+    same_udp_large_datagrams_between_own_sockets_v6,
+    "synack-d-q70ul6",
+    |net, kernel| udp_own_loopback_large(net, kernel, true)
+);
+
+fn waited(r: Result<io::Result<()>, tokio::time::error::Elapsed>) -> String {
+    match r {
+        Err(_) => "pending".into(),
+        Ok(r) => show(&r),
+    }
+}
+
+/// Several tasks waiting on one stream at once (tokio's readiness wakes every waiter):
+/// two in `readable()` when data comes, two in `writable()` when a full send buffer drains.
+async fn tcp_many_waiters(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (s, mut p) = pair(net, kernel, v6, port).await;
+    let s = std::sync::Arc::new(s);
+    let d = Duration::from_secs(3);
+    let spawn_readable = |s: std::sync::Arc<St>| {
+        tokio::spawn(
+            async move { waited(on!(&*s, x => tokio::time::timeout(d, x.readable()).await)) },
+        )
+    };
+    let r1 = spawn_readable(s.clone());
+    let r2 = spawn_readable(s.clone());
+    settle().await;
+    p.write_all(b"wake").await.unwrap();
+    out.push((
+        "two readable() waiters",
+        format!("{} {}", r1.await.unwrap(), r2.await.unwrap()),
+    ));
+    out.push(("try_read", try_read(&s, 10)));
+    let sent = fill(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = sent + fill(&s).await;
+    let spawn_writable = |s: std::sync::Arc<St>| {
+        tokio::spawn(
+            async move { waited(on!(&*s, x => tokio::time::timeout(d, x.writable()).await)) },
+        )
+    };
+    let w1 = spawn_writable(s.clone());
+    let w2 = spawn_writable(s.clone());
+    settle().await;
+    out.push((
+        "writers waiting",
+        format!("{} {}", w1.is_finished(), w2.is_finished()),
+    ));
+    let mut buf = vec![0u8; 65536];
+    let mut taken = 0;
+    while taken < sent {
+        match tokio::time::timeout(Duration::from_secs(2), p.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => taken += n,
+            _ => break,
+        }
+    }
+    out.push((
+        "two writable() waiters, the peer drained it",
+        format!("{} {}", w1.await.unwrap(), w2.await.unwrap()),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_several_tasks_wait_on_one_stream,
+    "synack-d-q70mw",
+    |net, kernel| tcp_many_waiters(net, kernel, false, if kernel { 12181 } else { 12182 })
+);
+
+/// The halves in two tasks, a read and a `write_all` (into a full window) both waiting,
+/// when the peer resets: each wakes (which gets ECONNRESET, the first to take the socket
+/// error, varies; the other then sees EPIPE, or EOF for the read).
+async fn tcp_halves_blocked_at_rst(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (s, p) = pair(net, kernel, v6, port).await;
+    let big = vec![5u8; 16 << 20];
+    macro_rules! body {
+        ($s:expr) => {{
+            let (mut r, mut w) = $s.into_split();
+            let rt = tokio::spawn(async move {
+                let mut b = [0u8; 10];
+                match tokio::time::timeout(Duration::from_secs(5), r.read(&mut b)).await {
+                    Err(_) => "pending".to_string(),
+                    Ok(r) => show(&r),
+                }
+            });
+            let wt = tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(5), w.write_all(&big)).await {
+                    Err(_) => "pending".to_string(),
+                    Ok(r) => show(&r),
+                }
+            });
+            (rt, wt)
+        }};
+    }
+    let (rt, wt) = match s {
+        St::K(s) => body!(s),
+        St::S(s) => body!(s),
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    out.push((
+        "both waiting",
+        format!("{} {}", rt.is_finished(), wt.is_finished()),
+    ));
+    p.set_zero_linger().unwrap();
+    drop(p);
+    let (r, w) = (rt.await.unwrap(), wt.await.unwrap());
+    eprintln!("kernel {kernel}: read {r}, write_all {w}");
+    // The read that comes second after the error was taken reads EOF (Ok(0)).
+    out.push((
+        "both end, one with ConnectionReset, the write_all with an error",
+        format!(
+            "{} {} {}",
+            r != "pending" && w != "pending",
+            r.contains("ConnectionReset") || w.contains("ConnectionReset"),
+            w.starts_with("Err")
+        ),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_halves_in_two_tasks_at_a_reset,
+    "synack-d-q70hr",
+    |net, kernel| tcp_halves_blocked_at_rst(net, kernel, false, if kernel { 12191 } else { 12192 })
+);
+
+/// Two `accept`s waiting at once on one listener, then two clients: each gets one.
+async fn tcp_concurrent_accepts(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let l = std::sync::Arc::new(listen(net, kernel, at).await.unwrap());
+    let spawn_accept = |l: std::sync::Arc<Lst>| {
+        tokio::spawn(async move {
+            let r = on!(&*l, x => tokio::time::timeout(Duration::from_secs(3), x.accept())
+                .await
+                .map(|r| r.map(|(_, a)| a)));
+            r.ok().and_then(Result::ok)
+        })
+    };
+    let a1 = spawn_accept(l.clone());
+    let a2 = spawn_accept(l.clone());
+    settle().await;
+    let c1 = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+    let c2 = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+    let (x, y) = (a1.await.unwrap(), a2.await.unwrap());
+    let mut got: Vec<_> = [x, y].into_iter().flatten().collect();
+    got.sort();
+    let mut want = vec![c1.local_addr().unwrap(), c2.local_addr().unwrap()];
+    want.sort();
+    out.push((
+        "each accept got a client, both clients",
+        format!("{}", got == want),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_two_accepts_waiting_at_once,
+    "synack-d-q70ca",
+    |net, kernel| tcp_concurrent_accepts(net, kernel, false, 12201)
+);
+
+/// Two tasks in `recv_from` on one UDP socket: a datagram wakes one of them, the next the
+/// other.
+async fn udp_concurrent_recvs(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let p = net.kernel_udp(kaddr(v6, port)).unwrap();
+    let s = std::sync::Arc::new(ubind(net, kernel, unspec(v6)).await.unwrap());
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&*s, x => x.local_addr()).unwrap().port(),
+    );
+    let spawn_recv = |s: std::sync::Arc<Ud>| {
+        tokio::spawn(async move {
+            let mut b = [0u8; 10];
+            match on!(&*s, x => tokio::time::timeout(Duration::from_secs(2), x.recv_from(&mut b)).await)
+            {
+                Err(_) => "pending".to_string(),
+                Ok(Ok((n, _))) => String::from_utf8_lossy(&b[..n]).into_owned(),
+                Ok(Err(e)) => show_err(&e),
+            }
+        })
+    };
+    let r1 = spawn_recv(s.clone());
+    let r2 = spawn_recv(s.clone());
+    settle().await;
+    p.send_to(b"one", me).await.unwrap();
+    settle().await;
+    let done = r1.is_finished() as u8 + r2.is_finished() as u8;
+    out.push(("tasks done after one datagram", done.to_string()));
+    p.send_to(b"two", me).await.unwrap();
+    let mut v = vec![r1.await.unwrap(), r2.await.unwrap()];
+    v.sort();
+    out.push(("the two got", format!("{v:?}")));
+    out
+}
+
+differential!(
+    same_udp_two_tasks_receiving_at_once,
+    "synack-d-q70cr",
+    |net, kernel| udp_concurrent_recvs(net, kernel, false, if kernel { 12211 } else { 12212 })
+);
+
+/// An IPv6 socket bound to the IPv4-mapped unspecified address `::ffff:0.0.0.0`: an IPv4
+/// wildcard in IPv6 clothes (Linux's `__inet6_bind` takes it as INADDR_ANY for IPv4 only,
+/// `ipv6only` off and `sk_ipv6only` cleared), so IPv4 clients and datagrams reach it and
+/// IPv6 ones do not.
+async fn mapped_unspecified(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at: SocketAddr = format!("[::ffff:0.0.0.0]:{port}").parse().unwrap();
+    let l = listen(net, kernel, at).await;
+    out.push(("TCP listen [::ffff:0.0.0.0]", show_ok(&l)));
+    if let Ok(l) = &l {
+        out.push(("listener local_addr", format!("{}", lst_addr(l) == at)));
+        let c4 = within(5, ksocket(net, false).connect(own(kernel, false, port))).await;
+        out.push(("IPv4 client connects", show_ok(&c4)));
+        if let Ok(c4) = &c4 {
+            let r = on!(l, x => tokio::time::timeout(Duration::from_millis(500), x.accept())
+                .await
+                .map(|r| r.map(|(s, a)| (s.local_addr().map(|a| a.is_ipv6()), a))));
+            out.push((
+                "accepted: local is IPv6, peer is the client mapped",
+                match r {
+                    Err(_) => "pending".into(),
+                    Ok(Ok((la, pa))) => {
+                        format!("{:?} {}", la, pa == mapped(c4.local_addr().unwrap()))
+                    }
+                    Ok(Err(e)) => show_err(&e),
+                },
+            ));
+        }
+        let c6 = tokio::time::timeout(
+            Duration::from_secs(2),
+            ksocket(net, true).connect(own(kernel, true, port)),
+        )
+        .await;
+        out.push((
+            "IPv6 client connects",
+            c6.map_or("pending".into(), |r| show_ok(&r)),
+        ));
+    }
+    let uat: SocketAddr = format!("[::ffff:0.0.0.0]:{}", port + 1).parse().unwrap();
+    let u = ubind(net, kernel, uat).await;
+    out.push(("UDP bind [::ffff:0.0.0.0]", show_ok(&u)));
+    if let Ok(u) = &u {
+        let k4 = net.kernel_udp(kaddr(false, port + 2)).unwrap();
+        let k6 = net.kernel_udp(kaddr(true, port + 2)).unwrap();
+        k6.send_to(b"from v6", own(kernel, true, port + 1))
+            .await
+            .unwrap();
+        k4.send_to(b"from v4", own(kernel, false, port + 1))
+            .await
+            .unwrap();
+        settle().await;
+        out.push((
+            "UDP receives",
+            urecv_from(u, 20, mapped(kaddr(false, port + 2))).await,
+        ));
+        out.push((
+            "UDP receives again",
+            urecv_from(u, 20, mapped(kaddr(false, port + 2))).await,
+        ));
+        out.push((
+            "UDP send_to an IPv4-mapped peer",
+            show(&on!(u, x => x.send_to(b"to v4", mapped(kaddr(false, port + 2))).await)),
+        ));
+        out.push(("IPv4 peer got", kpeer_recv(&k4).await));
+        out.push((
+            "UDP send_to an IPv6 peer",
+            show_errno(&on!(u, x => x.send_to(b"to v6", kaddr(true, port + 2)).await)),
+        ));
+        out.push(("IPv6 peer got", kpeer_recv(&k6).await));
+    }
+    out
+}
+
+differential!(
+    same_ipv4_mapped_unspecified_binds,
+    "synack-d-q70mu",
+    |net, kernel| mapped_unspecified(net, kernel, if kernel { 12221 } else { 12225 })
+);
+
+/// IPv6 link-local addresses that are nobody's, with and without a scope id: binds (Linux's
+/// `__inet6_bind`: EINVAL without a scope id or bound device, before it looks for the
+/// address), a UDP send and connect.
+async fn link_local(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let ll: SocketAddr = format!("[fe80::77]:{port}").parse().unwrap();
+    out.push((
+        "TCP listen fe80::77",
+        show_ok(&listen(net, kernel, ll).await),
+    ));
+    out.push(("UDP bind fe80::77", show_ok(&ubind(net, kernel, ll).await)));
+    let t = new_tcp_socket(net, kernel, true);
+    out.push(("TcpSocket bind fe80::77", show_ok(&t.bind(ll))));
+    let u = ubind(net, kernel, unspec(true)).await.unwrap();
+    out.push((
+        "UDP connect fe80::77 unscoped",
+        show(&on!(&u, x => x.connect(ll).await)),
+    ));
+    let u = ubind(net, kernel, unspec(true)).await.unwrap();
+    out.push((
+        "UDP send_to ff02::1 (link scope, no scope id)",
+        show(&on!(&u, x => x.send_to(b"x", format!("[ff02::1]:{port}").parse::<SocketAddr>().unwrap()).await)),
+    ));
+    out
+}
+
+differential!(
+    same_ipv6_link_local_binds,
+    "synack-d-q70ll",
+    |net, kernel| link_local(net, kernel, 12231)
+);
+
+/// The `poll_*` calls that fill a `ReadBuf`, given one already part filled ("ab" of 6
+/// bytes): they fill on after what is there, only as far as its room, and return what they
+/// added. A TCP stream (`poll_peek`, `AsyncRead::poll_read`) and a UDP socket
+/// (`poll_peek_from`, `poll_peek`, `poll_recv_from`, `poll_recv`; a datagram longer than the
+/// room is cut, the rest lost).
+async fn poll_into_filled_bufs(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use tokio::io::{AsyncRead, ReadBuf};
+    let mut out = Outcomes::new();
+    fn filled(b: &ReadBuf) -> String {
+        format!("{:?}", String::from_utf8_lossy(b.filled()))
+    }
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.write_all(b"hello world").await.unwrap();
+    settle().await;
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&s, x => within(5, std::future::poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
+    out.push(("TCP poll_peek", format!("{} {}", show(&r), filled(&b))));
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&mut s, x => within(5, std::future::poll_fn(|cx| std::pin::Pin::new(&mut *x).poll_read(cx, &mut b))).await);
+    out.push(("TCP poll_read", format!("{} {}", show(&r), filled(&b))));
+    out.push(("TCP read the rest", read_once(&mut s, 20).await));
+
+    let pa = kaddr(v6, port + 100);
+    let k = net.kernel_udp(pa).unwrap();
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&u, x => x.local_addr()).unwrap().port(),
+    );
+    for d in [
+        &b"first datagram"[..],
+        b"second datagram",
+        b"third",
+        b"fourth datagram",
+    ] {
+        k.send_to(d, me).await.unwrap();
+    }
+    settle().await;
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_peek_from(cx, &mut b))).await);
+    out.push((
+        "UDP poll_peek_from",
+        format!(
+            "{:?} {}",
+            r.map(|a| a == pa).map_err(|e| e.kind()),
+            filled(&b)
+        ),
+    ));
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
+    out.push(("UDP poll_peek", format!("{} {}", show(&r), filled(&b))));
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv_from(cx, &mut b))).await);
+    out.push((
+        "UDP poll_recv_from",
+        format!(
+            "{:?} {}",
+            r.map(|a| a == pa).map_err(|e| e.kind()),
+            filled(&b)
+        ),
+    ));
+    let mut mem = [0u8; 6];
+    let mut b = ReadBuf::new(&mut mem);
+    b.put_slice(b"ab");
+    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv(cx, &mut b))).await);
+    out.push(("UDP poll_recv", format!("{} {}", show(&r), filled(&b))));
+    let mut full = [0u8; 2];
+    let mut b = ReadBuf::new(&mut full);
+    b.put_slice(b"ab");
+    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv(cx, &mut b))).await);
+    out.push((
+        "UDP poll_recv, no room",
+        format!("{} {}", show(&r), filled(&b)),
+    ));
+    out.push(("UDP recv the next", urecv(&u, 30).await));
+    out
+}
+
+differential!(
+    same_poll_calls_fill_a_part_filled_read_buf,
+    "synack-d-q70rb",
+    |net, kernel| poll_into_filled_bufs(net, kernel, false, if kernel { 12241 } else { 12242 })
+);
+
+/// SO_BINDTODEVICE on a `TcpSocket` and a `UdpSocket`, with the TUN's name (the link both
+/// sides share), that name with more after its 15th byte or after a NUL (Linux's
+/// `sock_setbindtodevice` reads at most IFNAMSIZ - 1 bytes, up to a NUL), a name nobody
+/// has (ENODEV), an empty name and `None` (both unbind); `device()` after each.
+async fn bind_device(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let tun = net.stack.interface_name().unwrap().as_bytes().to_vec();
+    let mut long = tun.clone();
+    long.resize(15, b'x');
+    let mut longer = long.clone();
+    longer.extend_from_slice(b"yz");
+    let mut nul = tun.clone();
+    nul.extend_from_slice(b"\0junk");
+    let names: Vec<(&'static str, Option<Vec<u8>>)> = vec![
+        ("the TUN", Some(tun.clone())),
+        ("a name nobody has", Some(b"nosuchdev0".to_vec())),
+        ("empty", Some(Vec::new())),
+        ("the TUN, then a NUL and more", Some(nul)),
+        ("None", None),
+        ("15 bytes nobody has", Some(long)),
+        ("17 bytes, the first 15 nobody's", Some(longer)),
+    ];
+    let dev = |d: io::Result<Option<Vec<u8>>>, tun: &[u8]| match d {
+        Ok(Some(n)) if n == tun => "Ok(the TUN)".to_string(),
+        Ok(Some(n)) => format!("Ok({:?})", String::from_utf8_lossy(&n)),
+        Ok(None) => "Ok(None)".into(),
+        Err(e) => show_err(&e),
+    };
+    let t = new_tcp_socket(net, kernel, v6);
+    out.push((
+        "TcpSocket device fresh",
+        dev(on!(&t, x => x.device()), &tun),
+    ));
+    for (what, name) in &names {
+        let r = on!(&t, x => x.bind_device(name.as_deref()));
+        out.push((
+            what,
+            format!(
+                "TCP {} -> {}",
+                show(&r),
+                dev(on!(&t, x => x.device()), &tun)
+            ),
+        ));
+    }
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push((
+        "UdpSocket device fresh",
+        dev(on!(&u, x => x.device()), &tun),
+    ));
+    for (what, name) in &names {
+        let r = on!(&u, x => x.bind_device(name.as_deref()));
+        out.push((
+            what,
+            format!(
+                "UDP {} -> {}",
+                show(&r),
+                dev(on!(&u, x => x.device()), &tun)
+            ),
+        ));
+    }
+    // Bound to the TUN, traffic to the peer goes.
+    on!(&u, x => x.bind_device(Some(&tun))).unwrap();
+    let k = net.kernel_udp(kaddr(v6, port)).unwrap();
+    out.push((
+        "UDP bound to the TUN: send_to",
+        show(&on!(&u, x => x.send_to(b"via tun", kaddr(v6, port)).await)),
+    ));
+    out.push(("peer got", kpeer_recv(&k).await));
+    let l = klisten(net, kaddr(v6, port + 1)).unwrap();
+    let t = new_tcp_socket(net, kernel, v6);
+    on!(&t, x => x.bind_device(Some(&tun))).unwrap();
+    let c = within(5, t.connect(kaddr(v6, port + 1))).await;
+    out.push(("TCP bound to the TUN: connect", show_ok(&c)));
+    let a = tokio::time::timeout(Duration::from_millis(500), l.accept()).await;
+    out.push(("peer accepts", a.map_or("pending".into(), |r| show_ok(&r))));
+    out
+}
+
+differential!(same_bind_device, "synack-d-q70bd", |net, kernel| {
+    bind_device(net, kernel, false, if kernel { 12251 } else { 12253 })
+});
+differential!(same_bind_device_v6, "synack-d-q70bd6", |net, kernel| {
+    bind_device(net, kernel, true, if kernel { 12251 } else { 12253 })
+});
+
+/// A `connect` future polled once (its SYN goes) and dropped after the handshake has
+/// completed underneath: the socket closes as an idle established one (Linux's `tcp_close`
+/// sends FIN), so the peer accepts a connection that ends at once.
+async fn tcp_connect_dropped(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    {
+        let fut = connect(net, kernel, kaddr(v6, port));
+        tokio::pin!(fut);
+        // Done or not by then (on the kernel's loopback the handshake is often through
+        // before the timer), the stream goes: not an outcome.
+        let first = tokio::time::timeout(Duration::from_micros(1), &mut fut).await;
+        eprintln!("kernel {kernel}: connect after one poll: {}", first.is_ok());
+        out.push(("connect polled once, then dropped", "-".into()));
+        settle().await;
+    }
+    settle().await;
+    let a = tokio::time::timeout(Duration::from_millis(500), l.accept()).await;
+    match a {
+        Err(_) => out.push(("peer accepts", "pending".into())),
+        Ok(Err(e)) => out.push(("peer accepts", show_err(&e))),
+        Ok(Ok((mut p, _))) => {
+            out.push(("peer accepts", "Ok".into()));
+            out.push(("peer sees", peer_sees(&mut p, 500).await));
+            out.push(("peer writes", show(&p.write(b"anyone?").await)));
+            settle().await;
+            out.push(("peer writes again", show(&p.write(b"anyone?").await)));
+        }
+    }
+    out
+}
+
+differential!(
+    same_tcp_connect_future_dropped_after_the_handshake,
+    "synack-d-q70cd",
+    |net, kernel| tcp_connect_dropped(net, kernel, false, if kernel { 12261 } else { 12262 })
+);
+
+/// A `connect` future dropped while its SYN is unanswered (nft drops the listener's first
+/// SYN-ACKs, then lets the retransmission through): Linux closes the socket in SYN-SENT
+/// (`tcp_close`: nothing sent), the late SYN-ACK finds no socket and draws an RST
+/// (`tcp_v4_send_reset`), and the listener's request goes: nothing to accept.
+async fn tcp_connect_dropped_in_syn_sent(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    net.nft(&format!(
+        "add table inet r70; add chain inet r70 out {{ type filter hook output priority 0; }}; \
+         add rule inet r70 out tcp sport {port} tcp flags & (syn | ack) == syn | ack drop"
+    ))
+    .await;
+    let l = klisten(net, kaddr(v6, port)).unwrap();
+    {
+        let fut = connect(net, kernel, kaddr(v6, port));
+        let r = tokio::time::timeout(Duration::from_millis(300), fut).await;
+        out.push((
+            "connect within 300 ms",
+            r.map_or("pending".into(), |r| show_ok(&r)),
+        ));
+    }
+    net.nft("delete table inet r70").await;
+    // The listener retransmits its SYN-ACK at 1 s, 3 s.
+    let a = tokio::time::timeout(Duration::from_millis(4000), l.accept()).await;
+    match a {
+        Err(_) => out.push(("peer accepts", "pending".into())),
+        Ok(Err(e)) => out.push(("peer accepts", show_err(&e))),
+        Ok(Ok((mut p, _))) => {
+            out.push(("peer accepts", "Ok".into()));
+            out.push(("peer sees", peer_sees(&mut p, 500).await));
+        }
+    }
+    out
+}
+
+differential!(
+    same_tcp_connect_future_dropped_in_syn_sent,
+    "synack-d-q70cs",
+    |net, kernel| tcp_connect_dropped_in_syn_sent(
+        net,
+        kernel,
+        false,
+        if kernel { 12271 } else { 12272 }
+    )
+);
+
+/// A UDP socket on the unspecified address that joined a group, then connects: to the
+/// sender (Linux's connect fixes the socket's local address, `inet_rcv_saddr` in
+/// `__ip4_datagram_connect`, and `__udp_is_mcast_sock` then wants the group to be that
+/// address: the group's datagrams stop, even from the peer), and to the group itself (no
+/// datagram comes from a group's address).
+async fn udp_group_then_connect(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let group: IpAddr = match v6 {
+        false => "239.1.2.4".parse().unwrap(),
+        true => "ff0e::1:8".parse().unwrap(),
+    };
+    let s = ubind(net, kernel, SocketAddr::new(unspec(v6).ip(), port))
+        .await
+        .unwrap();
+    let r = match (group, own(kernel, false, 0).ip()) {
+        (IpAddr::V4(g), IpAddr::V4(i)) => on!(&s, x => x.join_multicast_v4(g, i)),
+        (IpAddr::V6(g), _) => on!(&s, x => x.join_multicast_v6(&g, 0)),
+        _ => unreachable!(),
+    };
+    out.push(("join", show(&r)));
+    settle().await;
+    let pa = kaddr(v6, port + 1);
+    let p = net.kernel_udp(pa).unwrap();
+    let to = SocketAddr::new(group, port);
+    p.send_to(b"to the group", to).await.unwrap();
+    out.push(("unconnected receives", urecv_from(&s, 20, pa).await));
+    out.push((
+        "connect to the sender",
+        show(&on!(&s, x => x.connect(pa).await)),
+    ));
+    p.send_to(b"to the group", to).await.unwrap();
+    out.push((
+        "connected to the sender, group datagram",
+        urecv(&s, 20).await,
+    ));
+    p.send_to(b"unicast", own(kernel, v6, port)).await.unwrap();
+    out.push(("connected to the sender, unicast", urecv(&s, 20).await));
+    out.push((
+        "connect to the group",
+        show(&on!(&s, x => x.connect(to).await)),
+    ));
+    p.send_to(b"to the group", to).await.unwrap();
+    out.push((
+        "connected to the group, group datagram",
+        urecv(&s, 20).await,
+    ));
+    out
+}
+
+differential!(
+    same_udp_group_member_that_connects,
+    "synack-d-q70gc",
+    setup | net | group_route(net),
+    |net, kernel| udp_group_then_connect(net, kernel, false, if kernel { 12281 } else { 12283 })
+);
+differential!(
+    same_udp_group_member_that_connects_v6,
+    "synack-d-q70gc6",
+    |net, kernel| udp_group_then_connect(net, kernel, true, if kernel { 12281 } else { 12283 })
+);
+
+/// Out-of-range values for the byte-sized IP options: a `TcpSocket`'s IP_TOS (Linux keeps
+/// the low byte, and for TCP the ECN bits stay the kernel's: `__ip_sock_set_tos`) and
+/// IPV6_TCLASS (-1, `u32::MAX` as an int, is the default; others outside 0..=255 EINVAL),
+/// a UDP socket's IP_MULTICAST_TTL (-1 is 1, `do_ip_setsockopt`).
+async fn byte_options_out_of_range(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let t = new_tcp_socket(net, kernel, v6);
+    if !v6 {
+        for v in [0x1fu32, 0x100, 0x1fc, u32::MAX] {
+            let r = on!(&t, x => x.set_tos_v4(v));
+            out.push((
+                "TCP set_tos_v4",
+                format!(
+                    "{v:#x}: {} -> {}",
+                    show(&r),
+                    show(&on!(&t, x => x.tos_v4()))
+                ),
+            ));
+        }
+    } else {
+        for v in [0x1fu32, u32::MAX, u32::MAX - 1, 0x100] {
+            let r = on!(&t, x => x.set_tclass_v6(v));
+            out.push((
+                "TCP set_tclass_v6",
+                format!(
+                    "{v:#x}: {} -> {}",
+                    show(&r),
+                    show(&on!(&t, x => x.tclass_v6()))
+                ),
+            ));
+        }
+    }
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    for v in [7u32, u32::MAX, u32::MAX - 1] {
+        let r = on!(&u, x => x.set_multicast_ttl_v4(v));
+        out.push((
+            "UDP set_multicast_ttl_v4",
+            format!(
+                "{v:#x}: {} -> {}",
+                show(&r),
+                show(&on!(&u, x => x.multicast_ttl_v4()))
+            ),
+        ));
+    }
+    out
+}
+
+differential!(
+    same_byte_options_out_of_range,
+    "synack-d-q70bo",
+    |net, kernel| byte_options_out_of_range(net, kernel, false)
+);
+differential!(
+    same_byte_options_out_of_range_v6,
+    "synack-d-q70bo6",
+    |net, kernel| byte_options_out_of_range(net, kernel, true)
+);
+
+/// A listener owned by a task waiting in `accept`, the task aborted: the listener goes with
+/// it (a connect is refused, the port binds again), and a stream with a linger of a second
+/// and nothing unsent closes with a FIN.
+async fn tcp_listener_dropped_in_accept(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let at = own(kernel, v6, port);
+    let l = listen(net, kernel, at).await.unwrap();
+    let task = tokio::spawn(async move { on!(&l, x => x.accept().await.map(drop)) });
+    settle().await;
+    task.abort();
+    let r = task.await;
+    out.push((
+        "task",
+        format!(
+            "cancelled {}",
+            r.map_or_else(|e| e.is_cancelled(), |_| false)
+        ),
+    ));
+    settle().await;
+    let c = within(5, ksocket(net, v6).connect(at)).await;
+    out.push(("connect after", show_ok(&c)));
+    let l2 = listen(net, kernel, at).await;
+    out.push(("listen on the port again", show_ok(&l2)));
+    let l2 = l2.unwrap();
+    let mut c = within(5, ksocket(net, v6).connect(at)).await.unwrap();
+    let s = match &l2 {
+        Lst::K(l) => St::K(within(5, l.accept()).await.unwrap().0),
+        Lst::S(l) => St::S(within(5, l.accept()).await.unwrap().0),
+    };
+    #[allow(deprecated)]
+    let r = on!(&s, x => x.set_linger(Some(Duration::from_secs(1))));
+    out.push(("accepted: set_linger 1 s", show(&r)));
+    drop(s);
+    out.push(("client sees the drop", peer_sees(&mut c, 1000).await));
+    out
+}
+
+differential!(
+    same_tcp_listener_dropped_while_in_accept,
+    "synack-d-q70la2",
+    |net, kernel| tcp_listener_dropped_in_accept(net, kernel, false, 12291)
+);
