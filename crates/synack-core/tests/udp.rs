@@ -1000,6 +1000,18 @@ fn a_socket_bound_to_a_broadcast_address_takes_only_its_broadcasts() {
     assert_eq!(recv(&mut p.server, on_all), Ok((b"all".to_vec(), from)));
     assert_eq!(recv(&mut p.server, on_all), Err(Error::WouldBlock));
     assert_eq!(p.server.stats().drop_udp_no_socket, 3);
+    // Connected, it takes its peer's broadcasts alone.
+    let stranger = p.client.udp_bind("0.0.0.0:4001".parse().unwrap()).unwrap();
+    p.client.udp_set_broadcast(stranger, true).unwrap();
+    p.server.udp_connect(on_all, from).unwrap();
+    let all = sa(ip("255.255.255.255"), 68);
+    p.client.udp_send_to(stranger, all, b"stranger").unwrap();
+    p.client.udp_send_to(tx, all, b"peer").unwrap();
+    for pkt in take_client_packets(&mut p) {
+        deliver(&mut p.server, p.now, &pkt);
+    }
+    assert_eq!(recv(&mut p.server, on_all), Ok((b"peer".to_vec(), from)));
+    assert_eq!(recv(&mut p.server, on_all), Err(Error::WouldBlock));
     // It sends from our address.
     p.server.udp_send_to(on_link, from, b"reply").unwrap();
     let mut buf = vec![0u8; 2048];

@@ -297,7 +297,11 @@ impl Endpoint {
     ) -> bool {
         let any = SocketAddr::new(unspecified(false), local.port());
         let any6 = SocketAddr::new(unspecified(true), local.port());
-        let socket = (self.udp.by_local.get(&local).copied()).or_else(|| {
+        // One bound to the broadcast address and connected takes its peer's alone.
+        let bound = self.udp.by_local.get(&local).copied().filter(|&h| {
+            (self.udp.socket(h)).is_ok_and(|s| s.peer.is_none_or(|p| peer_matches(p, remote)))
+        });
+        let socket = bound.or_else(|| {
             let h = self.udp.by_local.get(&any).or(self.udp.by_local.get(&any6));
             h.copied()
                 .filter(|&h| self.udp.socket(h).is_ok_and(|s| s.peer.is_none()))
