@@ -6393,9 +6393,24 @@ differential!(
     |net, kernel| tcp_shared_bound_port(net, kernel, true, if kernel { 12111 } else { 12115 })
 );
 
-/// A UDP connect to another family fails and keeps the socket's peer: Linux's
-/// `__ip4_datagram_connect` returns EAFNOSUPPORT before it changes anything.
-async fn udp_failed_connect_family(net: &Net, kernel: bool, port: u16) -> Outcomes {
+/// A UDP socket connected to a kernel peer, then connected to `to`, which fails: the
+/// error, `peer_addr` after, and where its sends go.
+///
+/// To another family (`same_udp_connect_to_another_family_keeps_the_peer`): Linux's
+/// `__ip4_datagram_connect` returns EAFNOSUPPORT before it changes anything, and every send
+/// reaches the peer.
+///
+/// To the broadcast address without SO_BROADCAST
+/// (`departs_udp_refused_broadcast_connect_keeps_the_peer`): EACCES, and `peer_addr` still
+/// gives the old peer, but on Linux only the first send after goes there:
+/// `__ip4_datagram_connect` had already reset the cached route and let `ip_route_connect`
+/// write the broadcast flow into `inet->cork.fl.u.ip4`; the first send routes anew to
+/// `inet_daddr` and caches that route, and each later send takes the cached route with the
+/// flow in `cork.fl` (`udp_sendmsg`), whose destination is the broadcast address. (Checked
+/// with plain sockets: the later datagrams reach a wildcard socket on the port, as
+/// broadcasts.) synack departs on purpose: it sends each to the old peer, which
+/// `peer_addr` names, and nothing goes to a broadcast address without SO_BROADCAST.
+async fn udp_failed_connect(net: &Net, kernel: bool, port: u16, to: SocketAddr) -> Outcomes {
     let mut out = Outcomes::new();
     let pa = kaddr(false, port);
     let p = net.kernel_udp(pa).unwrap();
@@ -6404,59 +6419,13 @@ async fn udp_failed_connect_family(net: &Net, kernel: bool, port: u16) -> Outcom
     out.push(("send", show(&on!(&s, x => x.send(b"one").await))));
     out.push(("peer got", kpeer_recv(&p).await));
     out.push((
-        "connect IPv6 address",
-        show_errno(&on!(&s, x => x.connect(kaddr(true, port)).await)),
+        "the failing connect",
+        show_errno(&on!(&s, x => x.connect(to).await)),
     ));
+    let peer = on!(&s, x => x.peer_addr());
     out.push((
         "peer_addr after",
-        format!(
-            "{:?}",
-            on!(&s, x => x.peer_addr())
-                .map(|a| a == pa)
-                .map_err(|e| e.kind())
-        ),
-    ));
-    for what in ["send after", "send again"] {
-        out.push((what, show(&on!(&s, x => x.send(what.as_bytes()).await))));
-        out.push(("peer got", kpeer_recv(&p).await));
-    }
-    out
-}
-
-differential!(
-    same_udp_connect_to_another_family_keeps_the_peer,
-    "synack-d-q70uf",
-    |net, kernel| udp_failed_connect_family(net, kernel, if kernel { 12121 } else { 12122 })
-);
-
-/// A UDP connect to the broadcast address without SO_BROADCAST fails (EACCES) and
-/// `peer_addr` still gives the old peer, but on Linux only the first send after goes there:
-/// `__ip4_datagram_connect` had already reset the cached route and let `ip_route_connect`
-/// write the broadcast flow into `inet->cork.fl.u.ip4`; the first send routes anew to
-/// `inet_daddr` and caches that route, and each later send takes the cached route with the
-/// flow in `cork.fl` (`udp_sendmsg`), whose destination is the broadcast address. (Checked
-/// with plain sockets: the later datagrams reach a wildcard socket on the port, as
-/// broadcasts.) synack departs on purpose: it sends each to the old peer, which
-/// `peer_addr` names, and nothing goes to a broadcast address without SO_BROADCAST.
-async fn udp_failed_connect_broadcast(net: &Net, kernel: bool, port: u16) -> Outcomes {
-    let mut out = Outcomes::new();
-    let pa = kaddr(false, port);
-    let p = net.kernel_udp(pa).unwrap();
-    let s = ubind(net, kernel, unspec(false)).await.unwrap();
-    out.push(("connect peer", show(&on!(&s, x => x.connect(pa).await))));
-    let bcast: SocketAddr = format!("198.18.0.255:{port}").parse().unwrap();
-    out.push((
-        "connect broadcast, no SO_BROADCAST",
-        show(&on!(&s, x => x.connect(bcast).await)),
-    ));
-    out.push((
-        "peer_addr after",
-        format!(
-            "{:?}",
-            on!(&s, x => x.peer_addr())
-                .map(|a| a == pa)
-                .map_err(|e| e.kind())
-        ),
+        format!("{:?}", peer.map(|a| a == pa).map_err(|e| e.kind())),
     ));
     for (what, got) in [
         ("first send", "peer got the first"),
@@ -6470,10 +6439,22 @@ async fn udp_failed_connect_broadcast(net: &Net, kernel: bool, port: u16) -> Out
 }
 
 differential!(
+    same_udp_connect_to_another_family_keeps_the_peer,
+    "synack-d-q70uf",
+    |net, kernel| {
+        let port = if kernel { 12121 } else { 12122 };
+        udp_failed_connect(net, kernel, port, kaddr(true, port))
+    }
+);
+
+differential!(
     departs_udp_refused_broadcast_connect_keeps_the_peer,
     "synack-d-q70ub",
     departs ["peer got the second", "peer got the third"],
-    |net, kernel| udp_failed_connect_broadcast(net, kernel, if kernel { 12123 } else { 12124 })
+    |net, kernel| {
+        let port = if kernel { 12123 } else { 12124 };
+        udp_failed_connect(net, kernel, port, SocketAddr::new([198, 18, 0, 255].into(), port))
+    }
 );
 
 /// `is_write_vectored` of a stream and of its halves (tokio's: true for all), and
@@ -7050,19 +7031,25 @@ async fn poll_into_filled_bufs(net: &Net, kernel: bool, v6: bool, port: u16) -> 
     fn filled(b: &ReadBuf) -> String {
         format!("{:?}", String::from_utf8_lossy(b.filled()))
     }
+    // `$poll` (on `$x`, with `cx` and `b`) into `$room` bytes that hold "ab" already: what
+    // it returns, and what the buffer then holds.
+    macro_rules! into_ab {
+        ($side:expr, $room:literal, |$x:ident, $cx:ident, $b:ident| $poll:expr) => {{
+            let mut mem = [0u8; $room];
+            let mut $b = ReadBuf::new(&mut mem);
+            $b.put_slice(b"ab");
+            let r = on!($side, $x => within(5, std::future::poll_fn(|$cx| $poll)).await);
+            (r, filled(&$b))
+        }};
+    }
     let (mut s, mut p) = pair(net, kernel, v6, port).await;
     p.write_all(b"hello world").await.unwrap();
     settle().await;
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&s, x => within(5, std::future::poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
-    out.push(("TCP poll_peek", format!("{} {}", show(&r), filled(&b))));
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&mut s, x => within(5, std::future::poll_fn(|cx| std::pin::Pin::new(&mut *x).poll_read(cx, &mut b))).await);
-    out.push(("TCP poll_read", format!("{} {}", show(&r), filled(&b))));
+    let (r, got) = into_ab!(&s, 6, |x, cx, b| x.poll_peek(cx, &mut b));
+    out.push(("TCP poll_peek", format!("{} {got}", show(&r))));
+    let (r, got) = into_ab!(&mut s, 6, |x, cx, b| std::pin::Pin::new(&mut *x)
+        .poll_read(cx, &mut b));
+    out.push(("TCP poll_read", format!("{} {got}", show(&r))));
     out.push(("TCP read the rest", read_once(&mut s, 20).await));
 
     let pa = kaddr(v6, port + 100);
@@ -7081,48 +7068,18 @@ async fn poll_into_filled_bufs(net: &Net, kernel: bool, v6: bool, port: u16) -> 
         k.send_to(d, me).await.unwrap();
     }
     settle().await;
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_peek_from(cx, &mut b))).await);
-    out.push((
-        "UDP poll_peek_from",
-        format!(
-            "{:?} {}",
-            r.map(|a| a == pa).map_err(|e| e.kind()),
-            filled(&b)
-        ),
-    ));
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
-    out.push(("UDP poll_peek", format!("{} {}", show(&r), filled(&b))));
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv_from(cx, &mut b))).await);
-    out.push((
-        "UDP poll_recv_from",
-        format!(
-            "{:?} {}",
-            r.map(|a| a == pa).map_err(|e| e.kind()),
-            filled(&b)
-        ),
-    ));
-    let mut mem = [0u8; 6];
-    let mut b = ReadBuf::new(&mut mem);
-    b.put_slice(b"ab");
-    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv(cx, &mut b))).await);
-    out.push(("UDP poll_recv", format!("{} {}", show(&r), filled(&b))));
-    let mut full = [0u8; 2];
-    let mut b = ReadBuf::new(&mut full);
-    b.put_slice(b"ab");
-    let r = on!(&u, x => within(5, std::future::poll_fn(|cx| x.poll_recv(cx, &mut b))).await);
-    out.push((
-        "UDP poll_recv, no room",
-        format!("{} {}", show(&r), filled(&b)),
-    ));
+    let from_peer =
+        |r: io::Result<SocketAddr>| format!("{:?}", r.map(|a| a == pa).map_err(|e| e.kind()));
+    let (r, got) = into_ab!(&u, 6, |x, cx, b| x.poll_peek_from(cx, &mut b));
+    out.push(("UDP poll_peek_from", format!("{} {got}", from_peer(r))));
+    let (r, got) = into_ab!(&u, 6, |x, cx, b| x.poll_peek(cx, &mut b));
+    out.push(("UDP poll_peek", format!("{} {got}", show(&r))));
+    let (r, got) = into_ab!(&u, 6, |x, cx, b| x.poll_recv_from(cx, &mut b));
+    out.push(("UDP poll_recv_from", format!("{} {got}", from_peer(r))));
+    let (r, got) = into_ab!(&u, 6, |x, cx, b| x.poll_recv(cx, &mut b));
+    out.push(("UDP poll_recv", format!("{} {got}", show(&r))));
+    let (r, got) = into_ab!(&u, 2, |x, cx, b| x.poll_recv(cx, &mut b));
+    out.push(("UDP poll_recv, no room", format!("{} {got}", show(&r))));
     out.push(("UDP recv the next", urecv(&u, 30).await));
     out
 }
