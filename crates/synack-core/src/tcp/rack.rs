@@ -397,6 +397,12 @@ impl Rack {
         }
     }
 
+    /// When the first segment on record above `una` (the retransmission queue's head) was
+    /// last sent, as Linux's `tcp_rto_delta_us` reads it from `tcp_rtx_queue_head`.
+    pub fn head_xmit(&self, una: SeqNumber) -> Option<Instant> {
+        self.log.iter().find(|s| s.end > una).map(|s| s.xmit)
+    }
+
     /// The round trip a cumulative ACK of `una` arriving at `now` measures: from the sending
     /// of the last segment it covers wholly, if that was sent once (Linux's `ca_rtt_us` from
     /// `last_ackt`, which congestion control's `pkts_acked` sees on every ACK of new data).

@@ -281,12 +281,29 @@ impl Connection {
         if std::mem::take(&mut self.recovery.tlp_pending) && self.snd.una < self.snd.max {
             let open = !self.in_loss_recovery();
             let max_before = self.snd.max;
-            let sent = self.send_probe(now, buf);
+            // Linux's `tcp_send_loss_probe` sends none while an episode's probe is still
+            // unanswered (`tlp_high_seq`), as RFC 8985 §7.3 allows one per episode: an ACK
+            // that moved SND.UNA short of the probe's end (which let this timer be armed
+            // anew, its first probe again) starts no episode of its own. synack's second
+            // probe of an episode (`MAX_TLP_PROBES`) comes only when no ACK moved at all.
+            let unanswered = self.recovery.tlp_high_seq.is_some() && self.recovery.tlp_probes == 1;
+            let sent = match unanswered {
+                true => None,
+                false => self.send_probe(now, buf),
+            };
             // RFC 8985 §7.3: "After attempting to send a loss probe, regardless of whether a
             // loss probe was sent, the sender MUST re-arm the RTO timer, not the PTO timer,
-            // if the FlightSize is not empty" (Linux's tcp_rearm_rto: a whole RTO from now).
+            // if the FlightSize is not empty". Linux's `tcp_rearm_rto` gives a whole RTO
+            // from now after a probe that went; after none (the window cut it off, or one
+            // is unanswered), only what is left of the RTO since the head was sent
+            // (`tcp_rto_delta_us`, the probe timer still pending), which may be nothing.
             if self.snd.una < self.snd.max {
-                self.timers.retransmit = Some(now + self.current_rto());
+                let rto = self.current_rto();
+                let head = self.snd.rack.head_xmit(self.snd.una);
+                self.timers.retransmit = Some(match (&sent, head) {
+                    (None, Some(head)) => (head + rto).max(now),
+                    _ => now + rto,
+                });
             }
             if let Some(sent) = sent {
                 // Only a probe that went is one whose answer may reveal a loss (Linux sets
