@@ -297,11 +297,14 @@ impl Connection {
             // from now after a probe that went; after none (the window cut it off, or one
             // is unanswered), only what is left of the RTO since the head was sent
             // (`tcp_rto_delta_us`, the probe timer still pending), which may be nothing.
+            // Only for a probe of the open state, the one Linux has: in recovery, where
+            // only synack probes, a probe with nothing to resend must not bring the
+            // timeout forward (with it, the 1 % loss bulk rows fell by about a third).
             if self.snd.una < self.snd.max {
                 let rto = self.current_rto();
                 let head = self.snd.rack.head_xmit(self.snd.una);
                 self.timers.retransmit = Some(match (&sent, head) {
-                    (None, Some(head)) => (head + rto).max(now),
+                    (None, Some(head)) if open => (head + rto).max(now),
                     _ => now + rto,
                 });
             }
