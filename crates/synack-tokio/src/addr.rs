@@ -254,7 +254,7 @@ impl Sealed for (&str, u16) {
             .0
             .parse::<IpAddr>()
             .ok()
-            .or(inet_aton(self.0).map(IpAddr::V4))
+            .or_else(|| inet_aton(self.0).map(IpAddr::V4))
         {
             Some(ip) => Ok(Addrs::Addrs(vec![SocketAddr::new(ip, self.1)])),
             None => name(self.0)

@@ -287,9 +287,10 @@ impl Connection {
             // anew, its first probe again) starts no episode of its own. synack's second
             // probe of an episode (`MAX_TLP_PROBES`) comes only when no ACK moved at all.
             let unanswered = self.recovery.tlp_high_seq.is_some() && self.recovery.tlp_probes == 1;
-            let sent = match unanswered {
-                true => None,
-                false => self.send_probe(now, buf),
+            let sent = if unanswered {
+                None
+            } else {
+                self.send_probe(now, buf)
             };
             // RFC 8985 §7.3: "After attempting to send a loss probe, regardless of whether a
             // loss probe was sent, the sender MUST re-arm the RTO timer, not the PTO timer,
