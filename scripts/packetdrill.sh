@@ -3,12 +3,19 @@
 # packetdrill loads) or, with --kernel, against the Linux kernel, for a side-by-side view.
 #
 #   scripts/packetdrill.sh [--kernel] [--profile linux|synack] [--exclude PATTERN]...
-#                          [--timeout SECS] [--verbose] [--both] SCRIPT.pkt|DIR...
+#                          [--timeout SECS] [--verbose] [--both]
+#                          [--ip-version ipv4|ipv6|ipv4-mapped-ipv6] SCRIPT.pkt|DIR...
 #
 # --both: run each script against the kernel and against synack, one line per script with
 # both results side by side; the summary and the exit status are synack's.
 #
 # --verbose: packetdrill's own -v, and the .so's trace of each socket call, in the logs.
+#
+# --ip-version: the variant to run the scripts in, as upstream's run_all.py runs each script
+# three times: ipv4 (the default), ipv6 (MTU 1520, so that the MSS stays 1460) and
+# ipv4-mapped-ipv6 (AF_INET6 sockets, IPv4 on the wire). Like run_all.py, a script whose name
+# ends in v4.pkt is not run in ipv6, nor one ending in v6.pkt in the other two. A script that
+# names its own --ip_version runs only in that variant (in ipv4 it runs as it says).
 #
 # For instance, the 98 upstream TCP scripts outside fastopen/:
 #   scripts/packetdrill.sh --exclude /fastopen/ ../shared/packetdrill/gtests/net/tcp
@@ -31,7 +38,7 @@ set -euo pipefail
 
 usage() {
     echo "usage: $0 [--kernel|--both] [--profile linux|synack] [--exclude PATTERN]... [--timeout SECS]" \
-        "SCRIPT.pkt|DIR..." >&2
+        "[--ip-version ipv4|ipv6|ipv4-mapped-ipv6] SCRIPT.pkt|DIR..." >&2
     exit 2
 }
 
@@ -43,6 +50,7 @@ PATHS=()
 EXCLUDES=()
 VERBOSE=0
 BOTH=0
+IP_VERSION=ipv4
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel) KERNEL=1 ;;
@@ -53,6 +61,8 @@ while [ $# -gt 0 ]; do
         --both) BOTH=1 ;;
         --exclude) shift; [ $# -gt 0 ] || usage; EXCLUDES+=("$1") ;;
         --exclude=*) EXCLUDES+=("${1#--exclude=}") ;;
+        --ip-version) shift; [ $# -gt 0 ] || usage; IP_VERSION=$1 ;;
+        --ip-version=*) IP_VERSION=${1#--ip-version=} ;;
         -h|--help) usage ;;
         -*) echo "unknown option $1" >&2; usage ;;
         *) PATHS+=("$1") ;;
@@ -60,6 +70,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 case "$PROFILE" in linux|synack) ;; *) echo "--profile is linux or synack" >&2; exit 2 ;; esac
+case "$IP_VERSION" in
+    ipv4|ipv6|ipv4-mapped-ipv6) ;;
+    *) echo "--ip-version is ipv4, ipv6 or ipv4-mapped-ipv6" >&2; exit 2 ;;
+esac
 [ ${#PATHS[@]} -gt 0 ] || usage
 if [ "$(id -u)" != 0 ]; then
     echo "$0: needs root (ip netns add)" >&2
@@ -240,6 +254,35 @@ for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^synack-pd-[
     fi
 done
 
+# The variant a script runs in: the one it names (`--ip_version=...` in its options), or
+# the one this run asked for.
+variant_of() {
+    local named
+    named=$(grep -o -m1 -E -- '--ip_version=[a-z0-9-]+' "$1" || true)
+    if [ -n "$named" ]; then
+        echo "${named#--ip_version=}"
+    else
+        echo "$IP_VERSION"
+    fi
+}
+
+# Whether a script belongs in this run's variant (see --ip-version above).
+in_variant() {
+    local script=$1
+    if grep -q -E -- '--ip_version=' "$script"; then
+        [ "$IP_VERSION" = ipv4 ]
+        return
+    fi
+    case "$IP_VERSION:$script" in
+        ipv6:*v4.pkt) return 1 ;;
+        ipv4:*v6.pkt | ipv4-mapped-ipv6:*v6.pkt) return 1 ;;
+    esac
+}
+
+# The Fast Open cookie for the IPv6 addresses below, under defaults.sh's key (the kernel's
+# value; upstream's run_all.py defines TFO_COOKIE for its own addresses alike).
+TFO_COOKIE_V6=c8e8e5bf91aedcb2
+
 # Run one script in a namespace of its own; $1 is synack or kernel. Sets RC, REL and LOG.
 NSCOUNT=0
 run_one() {
@@ -258,29 +301,45 @@ run_one() {
     NS=synack-pd-$$-$NSCOUNT
     ip netns add "$NS"
     ip -n "$NS" link set lo up
-    if grep -q -- '--ip_version=ipv6' "$script"; then
-        addrs=(--ip_version=ipv6 --local_ip=2001:2::2 --gateway_ip=2001:2::1
-               --remote_ip=2001:2:0:1::1/64)
-        so_local="local6=2001:2::2"
-        # The error-queue cmsg's level and type, as upstream's run_all.py defines them.
-        addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
-    else
-        addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
-               --remote_ip=198.19.0.1/24)
-        grep -q -- '--ip_version=' "$script" || addrs=(--ip_version=ipv4 "${addrs[@]}")
-        so_local="local=198.18.0.2"
-        addrs+=(-D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR)
-        # What upstream's run_all.py defines for the fastopen/ scripts, for these addresses:
-        # the Fast Open cookie 198.18.0.2 gives 198.19.0.1 under defaults.sh's key
-        # (a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4; the kernel's value, which synack computes
-        # alike), and the ICMP code the icmp-*.pkt scripts send.
-        addrs+=(-D TFO_COOKIE=7019b19dabe78281 -D CODE=host_unreachable)
-    fi
+    local version mtu=1500
+    version=$(variant_of "$script")
+    case "$version" in
+        ipv6)
+            addrs=(--local_ip=2001:2::2 --gateway_ip=2001:2::1 --remote_ip=2001:2:0:1::1/64)
+            so_local="local6=2001:2::2"
+            # The error-queue cmsg's level and type, as upstream's run_all.py defines them.
+            addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
+            # The Fast Open cookie 2001:2::2 gives 2001:2:0:1::1 under defaults.sh's key.
+            addrs+=(-D TFO_COOKIE=$TFO_COOKIE_V6)
+            # A script that does not name IPv6 itself was written for IPv4: as run_all.py
+            # does, the link's MTU is 20 bytes larger, so that its MSS stays 1460.
+            if [ "$IP_VERSION" = ipv6 ]; then
+                mtu=1520
+                addrs+=(--mtu=$mtu)
+            fi
+            ;;
+        *)
+            addrs=(--local_ip=198.18.0.2 --gateway_ip=198.18.0.1 --netmask_ip=255.255.0.0
+                   --remote_ip=198.19.0.1/24)
+            so_local="local=198.18.0.2"
+            if [ "$version" = ipv4 ]; then
+                addrs+=(-D CMSG_LEVEL_IP=SOL_IP -D CMSG_TYPE_RECVERR=IP_RECVERR)
+            else
+                addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
+            fi
+            # What upstream's run_all.py defines for the fastopen/ scripts, for these addresses:
+            # the Fast Open cookie 198.18.0.2 gives 198.19.0.1 under defaults.sh's key
+            # (a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4; the kernel's value, which synack computes
+            # alike), and the ICMP code the icmp-*.pkt scripts send.
+            addrs+=(-D TFO_COOKIE=7019b19dabe78281 -D CODE=host_unreachable)
+            ;;
+    esac
+    addrs=(--ip_version="$version" "${addrs[@]}")
     args=("${addrs[@]}")
     if [ "$mode" = synack ]; then
         # The .so has no tun0, but defaults.sh sets tun0's qdisc: give it one that nothing reads.
         ip -n "$NS" tuntap add dev tun0 mode tun
-        ip -n "$NS" link set tun0 up
+        ip -n "$NS" link set tun0 mtu $mtu up
         so_flags="$so_local,profile=$PROFILE"
         [ $VERBOSE = 0 ] || so_flags="$so_flags,verbose"
         args+=(--so_filename="$SO" --so_flags="$so_flags")
@@ -314,7 +373,12 @@ FAILED=0
 FAILURES=()
 KPASSED=0
 KFAILED=0
+SKIPPED=0
 for script in "${SCRIPTS[@]}"; do
+    if ! in_variant "$script"; then
+        SKIPPED=$((SKIPPED + 1))
+        continue
+    fi
     if [ $BOTH = 1 ]; then
         run_one kernel "$script"
         krc=$RC
@@ -353,6 +417,7 @@ else
     echo "mode: kernel, logs in $LOGS"
 fi
 echo "$PASSED passed, $FAILED failed"
+[ $SKIPPED = 0 ] || echo "($SKIPPED not run in $IP_VERSION: see --ip-version)"
 for f in "${FAILURES[@]}"; do
     echo "  failed: $f"
 done
