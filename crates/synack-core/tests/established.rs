@@ -4588,6 +4588,46 @@ fn the_rto_restarts_after_a_tail_loss_probe() {
     );
 }
 
+#[test]
+fn without_an_rtt_sample_the_probe_waits_the_initial_rto() {
+    // The SYN goes twice and the SYN-ACK has no timestamps: Karn leaves no RTT sample, and
+    // the RTO falls back to 3 s (RFC 6298 §5.7). Linux's tcp_schedule_loss_probe then
+    // probes after TCP_TIMEOUT_INIT (1 s), once; synack armed no probe without SRTT, so the
+    // tail waited for the 3 s timeout (`tcp-info-rto-rehash-ooopack.pkt` on the kernel).
+    let mut h = Harness::new(config());
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let _ = h.one();
+    let (_, again) = h.next_timeout();
+    assert_eq!(again.len(), 1, "the SYN again");
+    let syn = &again[0];
+    h.advance(Duration::from_millis(100));
+    let sa = Out::new(SYN | ACK, 10_000, 0)
+        .ackn(syn.seq + 1)
+        .mss(1000)
+        .sack_ok();
+    h.inject(peer, syn.src, sa);
+    let _ = h.one();
+    h.ep.send(c, &[7u8; 3 * 1000]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 3);
+    let t0 = h.now;
+    let (t_probe, probe) = h.next_timeout();
+    assert_eq!(
+        t_probe - t0,
+        Duration::from_secs(1),
+        "PTO = TCP_TIMEOUT_INIT"
+    );
+    assert_eq!(probe.len(), 1);
+    assert_eq!(probe[0].seq, segs[2].seq, "the last segment again");
+    // One probe only, then the timeout a whole (fallback) RTO after it.
+    let (t_rto, r) = h.next_timeout();
+    assert_eq!(t_rto - t_probe, Duration::from_secs(3));
+    assert_eq!(r[0].seq, segs[0].seq, "the RTO resends the head");
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.tlp_count, info.rto_count), (1, 2));
+}
+
 /// `open_with_rtt`, with a SYN-ACK that takes `rtt`.
 fn open_with_rtt_of(cfg: Config, rtt: Duration) -> (Harness, ConnectionHandle, SocketAddr, Seg) {
     let mut h = Harness::new(cfg);

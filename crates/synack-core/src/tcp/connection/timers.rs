@@ -122,8 +122,9 @@ impl Connection {
     /// (Linux's `TCP_TIMEOUT_MIN`, which `tcp_schedule_loss_probe` adds; with the RTT of a
     /// few dozen microseconds that a local link has, a 10 ms floor made every tail wait
     /// five times as long as Linux's), or `tcp_rto_min` in its place, for the worst-case
-    /// delayed ACK, when a single packet is out, never past the RTO. Only with SACK (the
-    /// probe's ACK must reveal the loss), one at a time.
+    /// delayed ACK, when a single packet is out, never past the RTO; before any RTT sample,
+    /// the initial RTO (1 s). Only with SACK (the probe's ACK must reveal the loss), one at a
+    /// time.
     ///
     /// Also in recovery and while going back after a timeout once an ACK has moved SND.UNA
     /// since it (before that the path may be dead: no probe then, as Linux sends none in its
@@ -149,16 +150,23 @@ impl Connection {
         if self.timeouts > 0 {
             return;
         }
-        let Some(srtt) = self.rtt.srtt() else {
-            return;
+        let mut pto = match self.rtt.srtt() {
+            Some(srtt) => (srtt * 2 + Duration::from_millis(2)) * (1u32 << probes),
+            // No RTT measured yet (a handshake whose SYN or SYN-ACK went twice, without
+            // timestamps, gave none: Karn): RFC 8985 §7.2's PTO of the initial RTO, 1 s,
+            // Linux's `TCP_TIMEOUT_INIT` in `tcp_schedule_loss_probe`, before the RTO's
+            // 3 s fallback. One probe, as Linux sends: a second would come seconds later,
+            // where the second probe is for paths whose RTT the RTO dwarfs.
+            None if probes == 0 => self.cfg.initial_rto,
+            None => return,
         };
-        let mut pto = (srtt * 2 + Duration::from_millis(2)) * (1u32 << probes);
         let holes_known = self.in_loss_recovery() && self.snd.scoreboard.sacked_bytes() > 0;
         // A single packet out (Linux's `packets_out == 1`, counted in segments on the wire,
         // SACKed or not; not in bytes, so two short segments are two): the peer may hold
         // its ACK for the delayed-ACK time, and `tcp_schedule_loss_probe` adds
-        // `tcp_rto_min` in place of the 2 ms.
-        if self.snd.rack.at_most_one_above(self.snd.una) && !holes_known {
+        // `tcp_rto_min` in place of the 2 ms (only to a PTO made of SRTT).
+        let measured = self.rtt.srtt().is_some();
+        if measured && self.snd.rack.at_most_one_above(self.snd.una) && !holes_known {
             pto += self.rtt.min_rto().saturating_sub(Duration::from_millis(2));
         }
         let deadline = now + pto;
