@@ -42,10 +42,12 @@ impl Stack {
         if let Some(m) = o.maxseg {
             let _ = ep.clamp_mss(h, m as usize);
         }
-        if let Some(tos) = o.ip.ds_byte() {
+        // The IP options of the family on the connection's wire (see `IpOpts`).
+        let wire_v6 = ep.peer_addr(h).is_ok_and(|a| a.is_ipv6());
+        if let Some(tos) = o.ip.ds_byte(wire_v6) {
             let _ = ep.set_tos(h, tos);
         }
-        if let Some(hop_limit) = o.ip.hop_limit {
+        if let Some(hop_limit) = o.ip.hop_limit(wire_v6) {
             let _ = ep.set_hop_limit(h, hop_limit);
         }
         if let Some(l) = o.notsent_lowat.filter(|&l| l > 0) {
@@ -158,7 +160,7 @@ impl Shared {
         let backlog = (backlog.max(0) as usize).saturating_add(1);
         // Linux's fastopen_queue_tune takes listen()'s own backlog, at most somaxconn.
         s.opts.backlog = (backlog - 1).min(4096) as u32;
-        let opts = listener_options(&s.opts);
+        let opts = listener_options(s);
         let key = s.opts.fastopen_key;
         let binding = s.binding.take();
         // The namespace's Fast Open key (`net.ipv4.tcp_fastopen_key`), for listeners
@@ -527,7 +529,14 @@ impl Shared {
 /// rest: those that shape the SYN-ACK (TCP_MAXSEG, IP_TOS, IP_TTL; SO_RCVBUF, which fixes the
 /// window scale offered, as a child socket inherits the listener's locked buffer on Linux),
 /// and keepalive, whose timer a child starts when it is made (`tcp_create_openreq_child`).
-pub(super) fn listener_options(o: &Opts) -> SocketOptions {
+///
+/// The IP options are those of the family the listener's children will have on their wire:
+/// IPv4 for an IPv4 socket or one bound to an IPv4-mapped address, IPv6 otherwise (an IPv6
+/// wildcard listener's IPv4 children take its IPv6 options, where Linux would give them its
+/// IPv4 ones: one set of options is handed to all children).
+pub(super) fn listener_options(s: &Socket) -> SocketOptions {
+    let o = &s.opts;
+    let wire_v6 = s.v6 && !matches!(s.bound, Some(SocketAddr::V4(_)));
     // TCP Fast Open's server side as Linux gates it: `tcp_fastopen` bit 0x2 turns it on,
     // for listeners that set TCP_FASTOPEN, or for all of them with 0x400 (their backlog
     // bounds the queue, as fastopen_queue_tune); 0x200 accepts data without a cookie. Read
@@ -543,8 +552,8 @@ pub(super) fn listener_options(o: &Opts) -> SocketOptions {
         recv_buffer: o.rcvbuf.map(|b| b as usize),
         reuse_address: Some(o.reuseaddr),
         reuse_port: o.reuseport,
-        tos: o.ip.ds_byte(),
-        hop_limit: o.ip.hop_limit,
+        tos: o.ip.ds_byte(wire_v6),
+        hop_limit: o.ip.hop_limit(wire_v6),
         fast_open: (sysctl & 0x2 != 0 && queue > 0).then_some(queue),
         fast_open_no_cookie: Some(sysctl & 0x200 != 0),
         keepalive: o.keepalive_config(),

@@ -97,32 +97,46 @@ pub struct Opts {
 }
 
 /// The IP-level options (`SOL_IP`, `SOL_IPV6`): see `sockopt.rs`.
+///
+/// An IPv6 socket holds both families' options, and a connection sends with those of the
+/// family on its wire: IP_TOS and IP_TTL for IPv4 (a peer at an IPv4-mapped address), and
+/// IPV6_TCLASS and IPV6_UNICAST_HOPS for IPv6, as Linux's `ip_queue_xmit` reads
+/// `inet->tos` and `inet->uc_ttl` and `inet6_csk_xmit` reads `np->tclass` and
+/// `np->hop_limit`.
 #[derive(Debug, Clone, Default)]
 pub struct IpOpts {
-    /// IP_TOS.
-    pub tos: u8,
-    /// IPV6_TCLASS.
-    pub tclass: u8,
+    /// IP_TOS, if set.
+    pub tos: Option<u8>,
+    /// IPV6_TCLASS, if set.
+    pub tclass: Option<u8>,
     /// IP_MTU_DISCOVER, if set.
     pub mtu_discover: Option<i32>,
     /// IP_FREEBIND: recorded and reported. A bind to an address that is not the stack's
     /// still fails (EADDRNOTAVAIL): the core answers only for its own addresses.
     pub freebind: bool,
-    /// The DS byte the connection sends with: the last of IP_TOS and IPV6_TCLASS set.
-    pub ds: Option<u8>,
     /// IP_TTL, if set (-1 returns to the default).
     pub ttl: Option<u8>,
     /// IPV6_UNICAST_HOPS, if set (-1 returns to the default).
     pub unicast_hops: Option<u8>,
-    /// The TTL or hop limit the connection sends with: the last of IP_TTL and
-    /// IPV6_UNICAST_HOPS set (`None`: the default, 64).
-    pub hop_limit: Option<u8>,
 }
 
 impl IpOpts {
-    /// The DS byte for the core, once either option was set.
-    pub fn ds_byte(&self) -> Option<u8> {
-        self.ds
+    /// The DS byte for the core, once the option of the wire's family was set.
+    pub fn ds_byte(&self, wire_v6: bool) -> Option<u8> {
+        if wire_v6 {
+            self.tclass
+        } else {
+            self.tos
+        }
+    }
+
+    /// The TTL or hop limit for the core, once the option of the wire's family was set.
+    pub fn hop_limit(&self, wire_v6: bool) -> Option<u8> {
+        if wire_v6 {
+            self.unicast_hops
+        } else {
+            self.ttl
+        }
     }
 }
 

@@ -23,6 +23,7 @@ impl Shared {
         let now = g.now;
         let info = conn.and_then(|h| g.ep().info(now, h).ok());
         let o = g.socket(fd)?.opts.clone();
+        let v6 = g.socket(fd)?.v6;
         match (level, name) {
             (libc::SOL_SOCKET, libc::SO_ERROR) => {
                 // Linux's sock_error, then sk_err_soft, each cleared once read.
@@ -157,7 +158,7 @@ impl Shared {
             }
             // CUBIC and NewReno have nothing to report (Linux: a length of 0).
             (libc::IPPROTO_TCP, libc::TCP_CC_INFO) => Ok(Vec::new()),
-            (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => ip_getsockopt(&o.ip, level, name),
+            (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => ip_getsockopt(&o.ip, v6, level, name),
             _ => Err(libc::ENOPROTOOPT),
         }
     }
@@ -288,7 +289,7 @@ impl Shared {
                 }
                 s.opts.fastopen = Some(v as u32);
                 if let Kind::Listener(l) = s.kind {
-                    let opts = super::connect::listener_options(&s.opts);
+                    let opts = super::connect::listener_options(s);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
                 }
             }
@@ -304,7 +305,7 @@ impl Shared {
                     (Some(h), _) => g.ep().set_linger2(h, linger2_of(v)).map_err(errno)?,
                     // A listener's children inherit it, as Linux's copy the listener's.
                     (None, Kind::Listener(l)) => {
-                        let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                        let opts = super::connect::listener_options(g.socket(fd)?);
                         g.ep().set_listener_options(l, &opts).map_err(errno)?;
                     }
                     _ => {}
@@ -316,7 +317,7 @@ impl Shared {
                 let s = g.socket(fd)?;
                 s.opts.defer_accept = v;
                 if let Kind::Listener(l) = s.kind {
-                    let opts = super::connect::listener_options(&s.opts);
+                    let opts = super::connect::listener_options(s);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
                 }
             }
@@ -345,7 +346,7 @@ impl Shared {
                 }
                 g.socket(fd)?.opts.maxseg = (v != 0).then_some(v as u32);
                 if let Kind::Listener(l) = g.socket(fd)?.kind {
-                    let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                    let opts = super::connect::listener_options(g.socket(fd)?);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
                 }
                 if let (Some(h), true) = (conn, v != 0) {
@@ -429,18 +430,29 @@ impl Shared {
                 }
             }
             (libc::IPPROTO_IP | libc::IPPROTO_IPV6, _) => {
-                let mut ip = g.socket(fd)?.opts.ip.clone();
-                let change = ip_setsockopt(&mut ip, level, name, value)?;
-                g.socket(fd)?.opts.ip = ip;
-                match (change, conn) {
-                    (IpChange::Ds(ds), Some(h)) => g.ep().set_tos(h, ds).map_err(errno)?,
-                    (IpChange::HopLimit(hl), Some(h)) => {
-                        g.ep().set_hop_limit(h, hl).map_err(errno)?;
+                let s = g.socket(fd)?;
+                let mut ip = s.opts.ip.clone();
+                let change = ip_setsockopt(&mut ip, s.v6, level, name, value)?;
+                s.opts.ip = ip.clone();
+                if let Some(h) = conn.filter(|_| change != IpChange::None) {
+                    // What the connection sends with: the option of its wire's family.
+                    let wire_v6 = g.ep().peer_addr(h).map_err(errno)?.is_ipv6();
+                    match change {
+                        IpChange::Ds => {
+                            if let Some(ds) = ip.ds_byte(wire_v6) {
+                                g.ep().set_tos(h, ds).map_err(errno)?;
+                            }
+                        }
+                        IpChange::HopLimit => {
+                            let hl = ip.hop_limit(wire_v6);
+                            let hl = hl.unwrap_or(synack_core::DEFAULT_HOP_LIMIT);
+                            g.ep().set_hop_limit(h, hl).map_err(errno)?;
+                        }
+                        IpChange::None => {}
                     }
-                    _ => {}
                 }
                 if let (true, Kind::Listener(l)) = (change != IpChange::None, g.socket(fd)?.kind) {
-                    let opts = super::connect::listener_options(&g.socket(fd)?.opts);
+                    let opts = super::connect::listener_options(g.socket(fd)?);
                     g.ep().set_listener_options(l, &opts).map_err(errno)?;
                 }
             }
@@ -468,7 +480,7 @@ impl Stack {
             self.ep().set_keepalive(now, h, keepalive).map_err(errno)?;
         }
         if let Kind::Listener(l) = self.socket(fd)?.kind {
-            let opts = super::connect::listener_options(&self.socket(fd)?.opts);
+            let opts = super::connect::listener_options(self.socket(fd)?);
             self.ep().set_listener_options(l, &opts).map_err(errno)?;
         }
         Ok(())
@@ -478,15 +490,16 @@ impl Stack {
 // ---- IP-level options: IP_TOS, IPV6_TCLASS, IP_TTL, IPV6_UNICAST_HOPS, IP_MTU_DISCOVER,
 // IP_FREEBIND ---------------------------------------------------------------------------------
 
-/// What an IP-level setsockopt changed in the packets the connection sends.
+/// What an IP-level setsockopt changed in the packets the connection sends (if the option
+/// is of the family on its wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IpChange {
     /// Nothing they carry.
     None,
-    /// The DS byte, now this.
-    Ds(u8),
-    /// The TTL or hop limit, now this.
-    HopLimit(u8),
+    /// The DS byte.
+    Ds,
+    /// The TTL or hop limit.
+    HopLimit,
 }
 
 /// The ECN bits of a DS byte: the stack's, never the application's (Linux masks them from
@@ -503,39 +516,45 @@ fn ip_int(value: &[u8]) -> SysResult<i32> {
     }
 }
 
-/// setsockopt at `SOL_IP` / `SOL_IPV6`: records the option and returns what it changed in
-/// the packets the connection sends.
-fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysResult<IpChange> {
+/// setsockopt at `SOL_IP` / `SOL_IPV6` on a socket of the family `v6` says: records the
+/// option and returns what it changed in the packets a connection sends. An IPv6 socket
+/// takes both levels (Linux's `ipv6_setsockopt` hands `SOL_IP` to `ip_setsockopt`); an
+/// IPv4 socket's `ip_setsockopt` refuses `SOL_IPV6` (ENOPROTOOPT).
+fn ip_setsockopt(
+    ip: &mut IpOpts,
+    v6: bool,
+    level: i32,
+    name: i32,
+    value: &[u8],
+) -> SysResult<IpChange> {
+    if level == libc::IPPROTO_IPV6 && !v6 {
+        return Err(libc::ENOPROTOOPT);
+    }
     match (level, name) {
         (libc::IPPROTO_IP, libc::IP_TOS) => {
-            let tos = (ip_int(value)? as u8) & !ECN_MASK;
-            ip.tos = tos;
-            ip.ds = Some(tos);
-            Ok(IpChange::Ds(tos))
+            ip.tos = Some((ip_int(value)? as u8) & !ECN_MASK);
+            Ok(IpChange::Ds)
         }
         (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS) => {
             // Linux: -1 for the default; IP_TTL takes 1 to 255 (an int, or a byte),
             // IPV6_UNICAST_HOPS 0 to 255 (an int only).
-            let v6 = level == libc::IPPROTO_IPV6;
-            if v6 && value.len() < 4 {
+            let hops = level == libc::IPPROTO_IPV6;
+            if hops && value.len() < 4 {
                 return Err(libc::EINVAL);
             }
             let v = ip_int(value)?;
-            let least = if v6 { 0 } else { 1 };
+            let least = if hops { 0 } else { 1 };
             let set = match v {
                 -1 => None,
                 v if (least..=255).contains(&v) => Some(v as u8),
                 _ => return Err(libc::EINVAL),
             };
-            if v6 {
+            if hops {
                 ip.unicast_hops = set;
             } else {
                 ip.ttl = set;
             }
-            ip.hop_limit = set;
-            Ok(IpChange::HopLimit(
-                set.unwrap_or(synack_core::DEFAULT_HOP_LIMIT),
-            ))
+            Ok(IpChange::HopLimit)
         }
         (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => {
             // Linux: an int, -1 for the default (0), at most 0xff.
@@ -546,10 +565,8 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
             if !(-1..=0xff).contains(&v) {
                 return Err(libc::EINVAL);
             }
-            let tclass = (v.max(0) as u8) & !ECN_MASK;
-            ip.tclass = tclass;
-            ip.ds = Some(tclass);
-            Ok(IpChange::Ds(tclass))
+            ip.tclass = Some((v.max(0) as u8) & !ECN_MASK);
+            Ok(IpChange::Ds)
         }
         (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => {
             // Recorded for getsockopt. The core always sets DF and follows path MTU news
@@ -570,12 +587,16 @@ fn ip_setsockopt(ip: &mut IpOpts, level: i32, name: i32, value: &[u8]) -> SysRes
     }
 }
 
-/// getsockopt at `SOL_IP` / `SOL_IPV6`.
-fn ip_getsockopt(ip: &IpOpts, level: i32, name: i32) -> SysResult<Vec<u8>> {
+/// getsockopt at `SOL_IP` / `SOL_IPV6` on a socket of the family `v6` says (an IPv4
+/// socket's `ip_getsockopt` answers `SOL_IPV6` with EOPNOTSUPP).
+fn ip_getsockopt(ip: &IpOpts, v6: bool, level: i32, name: i32) -> SysResult<Vec<u8>> {
+    if level == libc::IPPROTO_IPV6 && !v6 {
+        return Err(libc::EOPNOTSUPP);
+    }
     let int = |v: i32| Ok(v.to_ne_bytes().to_vec());
     match (level, name) {
-        (libc::IPPROTO_IP, libc::IP_TOS) => int(i32::from(ip.tos)),
-        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => int(i32::from(ip.tclass)),
+        (libc::IPPROTO_IP, libc::IP_TOS) => int(i32::from(ip.tos.unwrap_or(0))),
+        (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => int(i32::from(ip.tclass.unwrap_or(0))),
         // What the socket sends with: the default when unset, as Linux reads it back.
         (libc::IPPROTO_IP, libc::IP_TTL) => {
             int(i32::from(ip.ttl.unwrap_or(synack_core::DEFAULT_HOP_LIMIT)))
@@ -731,70 +752,91 @@ mod tests {
     #[test]
     fn ip_tos_takes_a_byte_or_an_int_and_masks_ecn() {
         let mut ip = IpOpts::default();
-        let set = |ip: &mut IpOpts, level, name, v: &[u8]| ip_setsockopt(ip, level, name, v);
+        let set = |ip: &mut IpOpts, level, name, v: &[u8]| ip_setsockopt(ip, true, level, name, v);
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &[4]),
-            Ok(IpChange::Ds(4))
+            Ok(IpChange::Ds)
         );
-        assert_eq!(ip.ds_byte(), Some(4));
+        assert_eq!((ip.ds_byte(false), ip.ds_byte(true)), (Some(4), None));
         let v = 0xbbi32.to_ne_bytes();
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &v),
-            Ok(IpChange::Ds(0xb8))
+            Ok(IpChange::Ds)
         );
-        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_TOS).unwrap();
+        assert_eq!(ip.ds_byte(false), Some(0xb8));
+        let got = ip_getsockopt(&ip, true, libc::IPPROTO_IP, libc::IP_TOS).unwrap();
         assert_eq!(got, 0xb8i32.to_ne_bytes());
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_TOS, &[]),
             Err(libc::EINVAL)
         );
-        // IPV6_TCLASS: an int from -1 (the default) to 255.
+        // IPV6_TCLASS: an int from -1 (the default) to 255, for the IPv6 wire only.
         let v = (-1i32).to_ne_bytes();
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v),
-            Ok(IpChange::Ds(0))
+            Ok(IpChange::Ds)
         );
+        assert_eq!((ip.ds_byte(false), ip.ds_byte(true)), (Some(0xb8), Some(0)));
         let v = 256i32.to_ne_bytes();
         let r = set(&mut ip, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, &v);
         assert_eq!(r, Err(libc::EINVAL));
         // IP_MTU_DISCOVER is recorded, and reads back as Linux's default before.
-        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        let got = ip_getsockopt(&ip, true, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(got, libc::IP_PMTUDISC_WANT.to_ne_bytes());
         let dont = [libc::IP_PMTUDISC_DONT as u8];
         assert_eq!(
             set(&mut ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &dont),
             Ok(IpChange::None)
         );
-        let got = ip_getsockopt(&ip, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        let got = ip_getsockopt(&ip, true, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(got, libc::IP_PMTUDISC_DONT.to_ne_bytes());
+    }
+
+    #[test]
+    fn an_ipv4_socket_refuses_ipv6_options() {
+        let mut ip = IpOpts::default();
+        let four = 4i32.to_ne_bytes();
+        for name in [libc::IPV6_TCLASS, libc::IPV6_UNICAST_HOPS] {
+            let r = ip_setsockopt(&mut ip, false, libc::IPPROTO_IPV6, name, &four);
+            assert_eq!(r, Err(libc::ENOPROTOOPT));
+            let r = ip_getsockopt(&ip, false, libc::IPPROTO_IPV6, name);
+            assert_eq!(r, Err(libc::EOPNOTSUPP));
+        }
+        assert_eq!((ip.tclass, ip.unicast_hops), (None, None));
     }
 
     #[test]
     fn ip_ttl_and_unicast_hops_take_linuxs_ranges() {
         let mut ip = IpOpts::default();
-        let set =
-            |ip: &mut IpOpts, level, name, v: i32| ip_setsockopt(ip, level, name, &v.to_ne_bytes());
-        let get = |ip: &IpOpts, level, name| ip_getsockopt(ip, level, name).unwrap();
+        let set = |ip: &mut IpOpts, level, name, v: i32| {
+            ip_setsockopt(ip, true, level, name, &v.to_ne_bytes())
+        };
+        let get = |ip: &IpOpts, level, name| ip_getsockopt(ip, true, level, name).unwrap();
         let (ip4, ttl) = (libc::IPPROTO_IP, libc::IP_TTL);
         let (ip6, hops) = (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS);
         assert_eq!(get(&ip, ip4, ttl), 64i32.to_ne_bytes());
         assert_eq!(get(&ip, ip6, hops), 64i32.to_ne_bytes());
-        assert_eq!(set(&mut ip, ip4, ttl, 5), Ok(IpChange::HopLimit(5)));
-        assert_eq!((ip.ttl, ip.hop_limit), (Some(5), Some(5)));
+        assert_eq!(set(&mut ip, ip4, ttl, 5), Ok(IpChange::HopLimit));
+        // IP_TTL is for the IPv4 wire only.
+        assert_eq!((ip.hop_limit(false), ip.hop_limit(true)), (Some(5), None));
         assert_eq!(get(&ip, ip4, ttl), 5i32.to_ne_bytes());
+        assert_eq!(get(&ip, ip6, hops), 64i32.to_ne_bytes());
         assert_eq!(set(&mut ip, ip4, ttl, 0), Err(libc::EINVAL));
         assert_eq!(set(&mut ip, ip4, ttl, 256), Err(libc::EINVAL));
         assert_eq!(set(&mut ip, ip4, ttl, -2), Err(libc::EINVAL));
         assert_eq!(
-            ip_setsockopt(&mut ip, ip4, ttl, &[9]),
-            Ok(IpChange::HopLimit(9))
+            ip_setsockopt(&mut ip, true, ip4, ttl, &[9]),
+            Ok(IpChange::HopLimit)
         );
-        assert_eq!(set(&mut ip, ip4, ttl, -1), Ok(IpChange::HopLimit(64)));
-        assert_eq!((ip.ttl, ip.hop_limit), (None, None));
-        // IPV6_UNICAST_HOPS takes 0, and only an int.
-        assert_eq!(set(&mut ip, ip6, hops, 0), Ok(IpChange::HopLimit(0)));
+        assert_eq!(ip.hop_limit(false), Some(9));
+        assert_eq!(set(&mut ip, ip4, ttl, -1), Ok(IpChange::HopLimit));
+        assert_eq!(ip.hop_limit(false), None);
+        // IPV6_UNICAST_HOPS takes 0, and only an int, for the IPv6 wire only.
+        assert_eq!(set(&mut ip, ip6, hops, 0), Ok(IpChange::HopLimit));
+        assert_eq!((ip.hop_limit(false), ip.hop_limit(true)), (None, Some(0)));
         assert_eq!(get(&ip, ip6, hops), 0i32.to_ne_bytes());
-        assert_eq!(ip_setsockopt(&mut ip, ip6, hops, &[3]), Err(libc::EINVAL));
+        let r = ip_setsockopt(&mut ip, true, ip6, hops, &[3]);
+        assert_eq!(r, Err(libc::EINVAL));
         assert_eq!(set(&mut ip, ip6, hops, 256), Err(libc::EINVAL));
         assert_eq!(get(&ip, ip4, ttl), 64i32.to_ne_bytes());
     }
