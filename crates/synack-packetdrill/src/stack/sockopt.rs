@@ -724,11 +724,12 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     w.u64(i.bytes_retrans);
     w.u32(i.dsack_dups);
     w.u32(0); // reord_seen
-    w.u32(0); // rcv_ooopack
+    w.u32(i.ooo_received); // rcv_ooopack
     w.u32(i.snd_wnd);
     w.u32(i.rcv_wnd);
-    w.u32(0); // rehash
-    w.u16(0); // total_rto
+    // Linux's `timeout_rehash` (no PLB here): a new flow hash at each timeout.
+    w.u32(i.rto_count); // rehash
+    w.u16(i.rto_count.min(u32::from(u16::MAX)) as u16); // total_rto
     w.u16(0); // total_rto_recoveries
     w.u32(0); // total_rto_time
     for _ in 0..7 {
@@ -848,6 +849,8 @@ mod tests {
             snd_cwnd: 10,
             snd_wnd: 65535,
             snd_mss: 1000,
+            ooo_received: 7,
+            rto_count: 3,
             ..TcpInfo::default()
         };
         let b = tcp_info_bytes(&info);
@@ -856,6 +859,9 @@ mod tests {
         assert_eq!(b[0], 1, "TCP_ESTABLISHED");
         assert_eq!(u32_at(&b, 16), 1000, "tcpi_snd_mss");
         assert_eq!(u32_at(&b, 80), 10, "tcpi_snd_cwnd");
+        assert_eq!(u32_at(&b, 224), 7, "tcpi_rcv_ooopack");
         assert_eq!(u32_at(&b, 228), 65535, "tcpi_snd_wnd");
+        assert_eq!(u32_at(&b, 236), 3, "tcpi_rehash");
+        assert_eq!(u16::from_ne_bytes([b[240], b[241]]), 3, "tcpi_total_rto");
     }
 }
