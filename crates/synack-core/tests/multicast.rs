@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use synack_core::endpoint::{MAX_MEMBERSHIPS, MULTICAST_HOPS};
+use synack_core::endpoint::{MAX_MEMBERSHIPS, MAX_MEMBERSHIPS_V6, MULTICAST_HOPS};
 use synack_core::testing::{deliver, drain, udp_datagram, Pair};
 use synack_core::wire;
 use synack_core::{Config, Endpoint, Error, UdpHandle};
@@ -97,6 +97,31 @@ fn joining_and_leaving_are_refused_as_linux_refuses_them() {
     ep.udp_join_multicast(mapped, ip("ff02::fb")).unwrap();
     let v6 = ep.udp_bind(sa("[2001:2::2]:5003")).unwrap();
     ep.udp_join_multicast(v6, ip("224.0.0.251")).unwrap();
+
+    // The option's level is checked before the address: an IPv6 address on an IPv4 socket
+    // is ENOPROTOOPT, multicast or not. Leaving an IPv6 address that is not a multicast one
+    // is EINVAL (`ipv6_sock_mc_drop`); IPv4's finds no membership.
+    assert_eq!(
+        ep.udp_join_multicast(v4, ip("2001:2::9")),
+        Err(Error::ProtocolNotAvailable)
+    );
+    assert_eq!(
+        ep.udp_leave_multicast(v6, ip("2001:2::9")),
+        Err(Error::InvalidInput)
+    );
+    assert_eq!(
+        ep.udp_leave_multicast(v4, Pair::SERVER),
+        Err(Error::AddrNotAvailable)
+    );
+    // IPv6 groups are bounded by Linux's option memory, not igmp_max_memberships.
+    for i in 1..=MAX_MEMBERSHIPS_V6 {
+        ep.udp_join_multicast(v6, ip(&format!("ff0e::{i:x}")))
+            .unwrap();
+    }
+    assert_eq!(
+        ep.udp_join_multicast(v6, ip("ff0e::1:0")),
+        Err(Error::NoBufferSpace)
+    );
 }
 
 /// An IPv4 socket has none of the IPv6 multicast options: Linux's `do_ip_setsockopt`

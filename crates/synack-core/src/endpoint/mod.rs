@@ -91,7 +91,8 @@ use time_wait::TimeWaitTable;
 use udp::Udp;
 pub use udp::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
-    DATAGRAM_OVERHEAD, MAX_MEMBERSHIPS, MULTICAST_HOPS, SEND_QUEUE_PACKETS, UDP_MAX_PAYLOAD,
+    DATAGRAM_OVERHEAD, MAX_MEMBERSHIPS, MAX_MEMBERSHIPS_V6, MULTICAST_HOPS, SEND_QUEUE_PACKETS,
+    UDP_MAX_PAYLOAD,
 };
 
 /// The most SYN retransmissions a connection may be given ([`Endpoint::set_syn_retries`]):

@@ -306,9 +306,10 @@ impl UdpSocket {
 
     /// IPV6_DROP_MEMBERSHIP, as tokio's `UdpSocket::leave_multicast_v6`; as
     /// [`leave_multicast_v4`](Self::leave_multicast_v4) (an index but 0 matches no
-    /// membership: `AddrNotAvailable`).
+    /// membership: `AddrNotAvailable`), but an address that is not a multicast one is
+    /// `InvalidInput` first, as Linux's `ipv6_sock_mc_drop` checks it.
     pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
-        if check_interface_v6(interface).is_err() {
+        if multiaddr.is_multicast() && check_interface_v6(interface).is_err() {
             return Err(Error::AddrNotAvailable.into());
         }
         let mut inner = self.stack.lock_udp()?;

@@ -69,7 +69,7 @@ pub use intercept::{
     InterceptedDatagram, CATCH_ALL_BYTES, CATCH_ALL_DATAGRAMS, CATCH_ALL_PER_SOURCE,
 };
 use multicast::Membership;
-pub use multicast::{MAX_MEMBERSHIPS, MULTICAST_HOPS};
+pub use multicast::{MAX_MEMBERSHIPS, MAX_MEMBERSHIPS_V6, MULTICAST_HOPS};
 
 /// Bytes each queued datagram is charged beyond its payload: its addresses and queue entry,
 /// in the spirit of the skb overhead Linux charges to the receive buffer.

@@ -25,10 +25,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::{unspecified, Endpoint, Socket, UdpHandle};
 use crate::error::Error;
 
-/// Groups one socket may join, per family: Linux's `net.ipv4.igmp_max_memberships`
-/// default; past it a join is `NoBufferSpace` (ENOBUFS). Linux bounds an IPv6 socket's
-/// groups by its option memory instead; synack takes the same number for both.
+/// IPv4 groups one socket may join: Linux's `net.ipv4.igmp_max_memberships` default; past
+/// it a join is `NoBufferSpace` (ENOBUFS).
 pub const MAX_MEMBERSHIPS: usize = 20;
+
+/// IPv6 groups one socket may join. Linux counts none: `ipv6_sock_mc_join` charges each
+/// membership (a 56-byte `ipv6_mc_socklist`) to the socket's option memory, and refuses
+/// one (ENOBUFS) past `net.core.optmem_max`, 128 KiB by default: about 2,340 groups.
+pub const MAX_MEMBERSHIPS_V6: usize = 131_072 / 56;
 
 /// The TTL or hop limit of a datagram to a group until the socket sets one: 1, the link
 /// only (RFC 1112 §6.1, RFC 3493 §5.2).
@@ -96,27 +100,33 @@ fn v6_option(sock: &Socket, v6: bool, set: bool) -> Result<(), Error> {
 impl Endpoint {
     /// `IP_ADD_MEMBERSHIP` / `IPV6_ADD_MEMBERSHIP`: the socket joins `group`, and the stack
     /// takes the group's datagrams in from then on (see the module's notes: they go to every
-    /// socket on their port). `InvalidInput` for an address that is not a multicast one,
-    /// `ProtocolNotAvailable` for an IPv6 group on an IPv4 socket, `AddrInUse` if the socket
-    /// has it joined already and `NoBufferSpace` past [`MAX_MEMBERSHIPS`] groups of its
-    /// family, as Linux answers each (EINVAL, ENOPROTOOPT, EADDRINUSE, ENOBUFS).
+    /// socket on their port). `ProtocolNotAvailable` for an IPv6 group on an IPv4 socket,
+    /// `InvalidInput` for an address that is not a multicast one, `AddrInUse` if the socket
+    /// has it joined already and `NoBufferSpace` past [`MAX_MEMBERSHIPS`] IPv4 groups or
+    /// [`MAX_MEMBERSHIPS_V6`] IPv6 ones, as Linux answers each, in this order (ENOPROTOOPT
+    /// from the option's level, then EINVAL, EADDRINUSE, ENOBUFS).
     pub fn udp_join_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
-        if !group.is_multicast() {
-            return Err(Error::InvalidInput);
-        }
         let sock = self.udp.socket_mut(h)?;
         if !family_fits(sock, group) {
             return Err(Error::ProtocolNotAvailable);
+        }
+        if !group.is_multicast() {
+            return Err(Error::InvalidInput);
         }
         let groups = &mut sock.multicast.groups;
         if groups.contains(&group) {
             return Err(Error::AddrInUse);
         }
+        let most = if group.is_ipv4() {
+            MAX_MEMBERSHIPS
+        } else {
+            MAX_MEMBERSHIPS_V6
+        };
         if groups
             .iter()
             .filter(|g| g.is_ipv4() == group.is_ipv4())
             .count()
-            >= MAX_MEMBERSHIPS
+            >= most
         {
             return Err(Error::NoBufferSpace);
         }
@@ -129,10 +139,15 @@ impl Endpoint {
     /// `IP_DROP_MEMBERSHIP` / `IPV6_DROP_MEMBERSHIP`: the socket leaves `group`; the stack
     /// stops taking the group in once no socket has it joined. `AddrNotAvailable` if the
     /// socket had not joined it (Linux's EADDRNOTAVAIL), `ProtocolNotAvailable` for an IPv6
-    /// group on an IPv4 socket, as for a join.
+    /// group on an IPv4 socket, as for a join, and `InvalidInput` for an IPv6 address that
+    /// is not a multicast one (`ipv6_sock_mc_drop` checks that first; IPv4's
+    /// `ip_mc_leave_group` does not, and finds no membership).
     pub fn udp_leave_multicast(&mut self, h: UdpHandle, group: IpAddr) -> Result<(), Error> {
         let sock = self.udp.socket_mut(h)?;
         v6_option(sock, group.is_ipv6(), true)?;
+        if group.is_ipv6() && !group.is_multicast() {
+            return Err(Error::InvalidInput);
+        }
         let at = (sock.multicast.groups.iter())
             .position(|&g| g == group)
             .ok_or(Error::AddrNotAvailable)?;
