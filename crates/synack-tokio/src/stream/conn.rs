@@ -311,8 +311,8 @@ impl ConnRef {
 
     /// `ERROR` while a failure waits to be reported (Linux's `EPOLLERR` while `sk_err` is
     /// set: the next read, write or `take_error` takes it), `PRIORITY` while an urgent byte
-    /// waits (`EPOLLPRI`); otherwise the task waits with the readers, whom a reset and
-    /// urgent data wake.
+    /// waits (`EPOLLPRI`), with `READ_CLOSED` once the read side is closed; otherwise the
+    /// task waits with the readers, whom a FIN, a reset and urgent data wake.
     fn poll_other_readiness(
         &self,
         cx: &mut Context<'_>,
@@ -331,8 +331,15 @@ impl ConnRef {
                 ready |= Ready::ERROR;
             }
         }
-        if interest.is_priority() && inner.endpoint.urgent_pending(self.handle) == Ok(true) {
-            ready |= Ready::PRIORITY;
+        if interest.is_priority() {
+            if inner.endpoint.urgent_pending(self.handle) == Ok(true) {
+                ready |= Ready::PRIORITY;
+            }
+            // tokio's `Ready::from_interest` counts READ_CLOSED as part of PRIORITY, so
+            // over a kernel socket `ready(PRIORITY)` answers once the peer's FIN or a reset
+            // is in (`EPOLLRDHUP`, `EPOLLHUP`), urgent data or not.
+            let state = inner.endpoint.state(self.handle);
+            ready |= closed_bits(state, inner.conns.get(&self.handle)) & Ready::READ_CLOSED;
         }
         if !ready.is_empty() {
             return Poll::Ready(Ok(ready));
@@ -396,6 +403,11 @@ impl ConnRef {
     pub(super) fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let taken = bufs.len().min(IOV_MAX);
         let bufs = &mut bufs[..taken];
+        if bufs.iter().all(|b| b.is_empty()) {
+            // No room, as `try_read` of an empty buffer: `WouldBlock` while nothing is
+            // buffered (tokio asks for read readiness before it calls `readv`).
+            return self.try_read(&mut []);
+        }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
         let mut total = 0;
@@ -509,7 +521,7 @@ impl ConnRef {
     /// A vectored write that never waits: `WouldBlock` when the send buffer takes nothing.
     pub(super) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let bufs = &bufs[..bufs.len().min(IOV_MAX)];
-        if no_bytes(bufs) {
+        if no_bytes(bufs) && !self.write_blocked(&mut *self.stack.lock_shard(self.shard)?) {
             return Ok(0);
         }
         self.write_vectored(bufs, None)
@@ -523,16 +535,18 @@ impl ConnRef {
         bufs: &[IoSlice<'_>],
         cx: Option<&mut Context<'_>>,
     ) -> io::Result<usize> {
-        if no_bytes(bufs) {
-            return self.write_nothing();
-        }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
+        // Blocked, a write of no bytes waits too: tokio asks for write readiness, which the
+        // last `WouldBlock` cleared, before it calls `write`.
         if self.write_blocked(inner) {
             if let (Some(cx), Some(c)) = (cx, inner.conns.get_mut(&self.handle)) {
                 register(&mut c.write_waker, cx);
             }
             return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if no_bytes(bufs) {
+            return self.write_nothing(inner);
         }
         let mut total = 0;
         for buf in bufs.iter().filter(|b| !b.is_empty()) {
@@ -586,8 +600,7 @@ impl ConnRef {
     /// EPIPE after our own shutdown or once the connection is closed, and a reset or
     /// time-out once, as any write would. It also lets go of a SYN that
     /// `TCP_FASTOPEN_CONNECT` held back for data.
-    fn write_nothing(&self) -> io::Result<usize> {
-        let mut inner = self.stack.lock_shard(self.shard)?;
+    fn write_nothing(&self, inner: &mut Inner) -> io::Result<usize> {
         match inner.endpoint.send(self.handle, &[]) {
             Ok(_) => {
                 inner.wake_driver();
@@ -606,13 +619,11 @@ impl ConnRef {
         cx: &mut Context<'_>,
         data: &Bytes,
     ) -> Poll<io::Result<usize>> {
-        if data.is_empty() {
-            return Poll::Ready(self.write_nothing());
-        }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
         let sent = match self.write_blocked(inner) {
             true => Err(Error::WouldBlock),
+            false if data.is_empty() => return Poll::Ready(self.write_nothing(inner)),
             false => inner.endpoint.send_bytes(self.handle, data.clone()),
         };
         match sent {
@@ -694,11 +705,11 @@ impl ConnRef {
 
     /// A MSG_OOB write that never waits, as [`ConnRef::try_write`].
     pub(super) fn try_write_urgent(&self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return self.write_nothing();
-        }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let inner = &mut *inner;
+        if buf.is_empty() && !self.write_blocked(inner) {
+            return self.write_nothing(inner);
+        }
         let sent = match self.write_blocked(inner) {
             true => Ok(0),
             false => inner
