@@ -7419,3 +7419,1531 @@ differential!(
     "synack-d-q70la2",
     |net, kernel| tcp_listener_dropped_in_accept(net, kernel, false, 12291)
 );
+
+// ---- review 70a: more calls, limits and own-address errors --------------------------------
+
+/// The calls `same_udp_refused_each_call` leaves out, each on a fresh socket connected to a
+/// closed port whose send drew a port unreachable: the `poll_*` forms, the `*_from` and
+/// `*_buf_from` receives, sends of each kind, and readiness for ERROR and WRITABLE; then
+/// `take_error`.
+async fn udp_refused_other_calls(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    ops: &[&'static str],
+) -> Outcomes {
+    use tokio::io::ReadBuf;
+    let mut out = Outcomes::new();
+    let closed = kaddr(v6, 9);
+    for &op in ops {
+        let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+        on!(&s, x => x.connect(closed).await).unwrap();
+        on!(&s, x => x.send(b"x").await).unwrap();
+        settle().await;
+        let mut mem = [0u8; 10];
+        let mut v: Vec<u8> = Vec::with_capacity(10);
+        let d = Duration::from_millis(300);
+        macro_rules! polled {
+            (|$x:ident, $cx:ident| $poll:expr) => {
+                on!(&s, $x => tokio::time::timeout(d, std::future::poll_fn(|$cx| $poll)).await)
+            };
+        }
+        let r: String = match op {
+            "try_recv_from" => show_ok(&on!(&s, x => x.try_recv_from(&mut mem))),
+            "try_peek_from" => show_ok(&on!(&s, x => x.try_peek_from(&mut mem))),
+            "recv_buf_from" => on!(&s, x => tokio::time::timeout(d, x.recv_buf_from(&mut v)).await)
+                .map_or("pending".into(), |r| show_ok(&r)),
+            "try_recv_buf_from" => show_ok(&on!(&s, x => x.try_recv_buf_from(&mut v))),
+            "poll_recv" => {
+                let mut b = ReadBuf::new(&mut mem);
+                polled!(|x, cx| x.poll_recv(cx, &mut b)).map_or("pending".into(), |r| show(&r))
+            }
+            "poll_recv_from" => {
+                let mut b = ReadBuf::new(&mut mem);
+                polled!(|x, cx| x.poll_recv_from(cx, &mut b))
+                    .map_or("pending".into(), |r| show_ok(&r))
+            }
+            "poll_peek" => {
+                let mut b = ReadBuf::new(&mut mem);
+                polled!(|x, cx| x.poll_peek(cx, &mut b)).map_or("pending".into(), |r| show(&r))
+            }
+            "poll_peek_from" => {
+                let mut b = ReadBuf::new(&mut mem);
+                polled!(|x, cx| x.poll_peek_from(cx, &mut b))
+                    .map_or("pending".into(), |r| show_ok(&r))
+            }
+            "poll_peek_sender" => {
+                polled!(|x, cx| x.poll_peek_sender(cx)).map_or("pending".into(), |r| show_ok(&r))
+            }
+            "poll_recv_ready" => {
+                polled!(|x, cx| x.poll_recv_ready(cx)).map_or("pending".into(), |r| show(&r))
+            }
+            "poll_send_ready" => {
+                polled!(|x, cx| x.poll_send_ready(cx)).map_or("pending".into(), |r| show(&r))
+            }
+            "poll_send" => {
+                polled!(|x, cx| x.poll_send(cx, b"y")).map_or("pending".into(), |r| show(&r))
+            }
+            "poll_send_to other" => polled!(|x, cx| x.poll_send_to(cx, b"y", kaddr(v6, 10)))
+                .map_or("pending".into(), |r| show(&r)),
+            "try_send_to other" => show(&on!(&s, x => x.try_send_to(b"y", kaddr(v6, 10)))),
+            "send" => show(&on!(&s, x => x.send(b"y").await)),
+            "send_to other" => show(&on!(&s, x => x.send_to(b"y", kaddr(v6, 10)).await)),
+            "ready(ERR)" => uready(&s, Interest::ERROR).await,
+            "ready(W)" => uready(&s, Interest::WRITABLE).await,
+            "ready(R|W|ERR)" => {
+                uready(
+                    &s,
+                    Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+                )
+                .await
+            }
+            _ => unreachable!(),
+        };
+        out.push((op, format!("{r}; then take_error {}", utake_error(&s))));
+    }
+    out
+}
+
+const REFUSED_OTHER_CALLS: &[&str] = &[
+    "try_recv_from",
+    "try_peek_from",
+    "recv_buf_from",
+    "try_recv_buf_from",
+    "poll_recv_ready",
+    "poll_send_ready",
+    "poll_send",
+    "poll_send_to other",
+    "try_send_to other",
+    "send",
+    "send_to other",
+    "ready(ERR)",
+    "ready(W)",
+    "ready(R|W|ERR)",
+];
+
+/// The `poll_*` receives: tokio's wait for READABLE alone (`poll_read_io`, Direction::Read),
+/// which a pending ICMP error does not set (`datagram_poll` gives EPOLLERR|EPOLLOUT, no
+/// EPOLLIN), where its async receives ask for `READABLE | ERROR`. synack departs on purpose:
+/// its `poll_*` receives report the error at once, as its (and tokio's) async ones do,
+/// rather than wait for a datagram that may never come with the error left in `take_error`.
+const REFUSED_POLL_RECEIVES: &[&str] = &[
+    "poll_recv",
+    "poll_recv_from",
+    "poll_peek",
+    "poll_peek_from",
+    "poll_peek_sender",
+];
+
+differential!(
+    same_udp_refused_other_calls,
+    "synack-d-r70uo",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_other_calls(net, kernel, false, REFUSED_OTHER_CALLS)
+);
+differential!(
+    same_udp_refused_other_calls_v6,
+    "synack-d-r70uo6",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_other_calls(net, kernel, true, REFUSED_OTHER_CALLS)
+);
+differential!(
+    departs_udp_refused_poll_receives,
+    "synack-d-r70up",
+    setup | net | no_icmp_ratelimit(net),
+    departs [
+        "poll_recv", "poll_recv_from", "poll_peek", "poll_peek_from", "poll_peek_sender"
+    ],
+    |net, kernel| udp_refused_other_calls(net, kernel, false, REFUSED_POLL_RECEIVES)
+);
+differential!(
+    departs_udp_refused_poll_receives_v6,
+    "synack-d-r70up6",
+    setup | net | no_icmp_ratelimit(net),
+    departs [
+        "poll_recv", "poll_recv_from", "poll_peek", "poll_peek_from", "poll_peek_sender"
+    ],
+    |net, kernel| udp_refused_other_calls(net, kernel, true, REFUSED_POLL_RECEIVES)
+);
+
+/// Datagrams past the largest (65508 bytes over IPv4, 65528 over IPv6, 65536, 200000)
+/// through each send call, unconnected and connected: EMSGSIZE (the errno alone: its kind
+/// departs, departs_errors_without_a_std_kind) from every one, and nothing reaches the
+/// peer; a small send after goes through.
+async fn udp_oversize_sends(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::future::poll_fn;
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let c = ubind(net, kernel, unspec(v6)).await.unwrap();
+    on!(&c, x => x.connect(peer_addr).await).unwrap();
+    let max = if v6 { 65527 } else { 65507 };
+    for len in [max + 1, 65536, 200_000] {
+        let data = vec![b'z'; len];
+        let d = &data[..];
+        let r = [
+            show_errno(&on!(&u, x => x.send_to(d, peer_addr).await)),
+            show_errno(&on!(&u, x => x.try_send_to(d, peer_addr))),
+            show_errno(
+                &on!(&u, x => within(5, poll_fn(|cx| x.poll_send_to(cx, d, peer_addr))).await),
+            ),
+            show_errno(&on!(&c, x => x.send(d).await)),
+            show_errno(&on!(&c, x => x.try_send(d))),
+            show_errno(&on!(&c, x => within(5, poll_fn(|cx| x.poll_send(cx, d))).await)),
+            show_errno(&on!(&c, x => x.send_to(d, peer_addr).await)),
+        ];
+        out.push((
+            "send_to, try_send_to, poll_send_to; send, try_send, poll_send, send_to connected",
+            format!("{len}: {}", r.join(", ")),
+        ));
+    }
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push(("take_error", utake_error(&u)));
+    out.push(("take_error connected", utake_error(&c)));
+    out.push((
+        "small send_to",
+        show(&on!(&u, x => x.send_to(b"ok", peer_addr).await)),
+    ));
+    out.push(("small send", show(&on!(&c, x => x.send(b"ok2").await))));
+    out.push(("peer got small", kpeer_recv(&p).await));
+    out.push(("peer got small 2", kpeer_recv(&p).await));
+    out
+}
+
+differential!(same_udp_oversize_sends, "synack-d-r70big", |net, kernel| {
+    udp_oversize_sends(net, kernel, false, 13011)
+});
+differential!(
+    same_udp_oversize_sends_v6,
+    "synack-d-r70bg6",
+    |net, kernel| udp_oversize_sends(net, kernel, true, 13011)
+);
+
+/// A membership step: its name, join (or leave), the group, the interface index.
+type GroupStep = (&'static str, bool, &'static str, u32);
+
+/// IPv6 group membership errors: a unicast, an IPv4-mapped and the unspecified address
+/// (EINVAL to join), an interface index nobody has (ENODEV), leaving on an index other than
+/// the join's or a group never joined (EADDRNOTAVAIL), joining twice (EADDRINUSE), and the
+/// all-nodes groups.
+const V6_GROUP_STEPS: &[GroupStep] = &[
+    ("join unicast", true, "2001:2::9", 0),
+    ("join own address", true, "2001:2::1", 0),
+    ("join IPv4-mapped group", true, "::ffff:239.1.2.3", 0),
+    ("join unspecified", true, "::", 0),
+    ("join on index 9999", true, "ff0e::1:7", 9999),
+    ("leave never joined", false, "ff0e::1:8", 0),
+    ("join", true, "ff0e::1:7", 0),
+    ("join again", true, "ff0e::1:7", 0),
+    ("leave on index 9999", false, "ff0e::1:7", 9999),
+    ("leave", false, "ff0e::1:7", 0),
+    ("leave again", false, "ff0e::1:7", 0),
+    ("join ff02::1", true, "ff02::1", 0),
+    ("join ff01::1", true, "ff01::1", 0),
+    ("join ff02::2", true, "ff02::2", 0),
+    ("leave ff02::1", false, "ff02::1", 0),
+    ("leave ff02::1 again", false, "ff02::1", 0),
+];
+
+/// Leaving addresses that are no group: Linux's `ipv6_sock_mc_drop` checks
+/// `ipv6_addr_is_multicast` first (EINVAL).
+const V6_LEAVE_NON_GROUPS: &[GroupStep] = &[
+    ("leave unicast", false, "2001:2::9", 0),
+    ("leave IPv4-mapped group", false, "::ffff:239.1.2.3", 0),
+    ("leave unspecified", false, "::", 0),
+];
+
+/// The membership `steps` on a fresh IPv6 socket, each one's outcome.
+async fn udp_v6_group_errors(net: &Net, kernel: bool, steps: &[GroupStep]) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(true)).await.unwrap();
+    for &(what, join, group, index) in steps {
+        let group: std::net::Ipv6Addr = group.parse().unwrap();
+        let r = match join {
+            true => on!(&s, x => x.join_multicast_v6(&group, index)),
+            false => on!(&s, x => x.leave_multicast_v6(&group, index)),
+        };
+        out.push((what, show(&r)));
+    }
+    out
+}
+
+differential!(
+    same_udp_v6_group_errors,
+    "synack-d-r70g6e",
+    |net, kernel| udp_v6_group_errors(net, kernel, V6_GROUP_STEPS)
+);
+differential!(
+    same_udp_v6_leave_non_groups,
+    "synack-d-r70g6l",
+    |net, kernel| udp_v6_group_errors(net, kernel, V6_LEAVE_NON_GROUPS)
+);
+
+/// How many groups one socket may join: 21 groups, and after the 21st fails or not, a
+/// leave and another join.
+async fn udp_group_count(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let any4 = match own(kernel, false, 0).ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let join = |i: u16| -> io::Result<()> {
+        match v6 {
+            false => {
+                on!(&s, x => x.join_multicast_v4(std::net::Ipv4Addr::new(239, 1, 3, i as u8), any4))
+            }
+            true => {
+                on!(&s, x => x.join_multicast_v6(&std::net::Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 3, i), 0))
+            }
+        }
+    };
+    let mut res = Vec::new();
+    // The errno alone: ENOBUFS's kind departs (departs_errors_without_a_std_kind).
+    for i in 1..=21u16 {
+        res.push(show_errno(&join(i)));
+    }
+    // Runs of one outcome: "20 x Ok(()), 1 x Err(..)".
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for r in res {
+        match runs.last_mut() {
+            Some((last, n)) if *last == r => *n += 1,
+            _ => runs.push((r, 1)),
+        }
+    }
+    out.push((
+        "21 joins",
+        runs.iter()
+            .map(|(r, n)| format!("{n} x {r}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ));
+    let leave = match v6 {
+        false => on!(&s, x => x.leave_multicast_v4(std::net::Ipv4Addr::new(239, 1, 3, 1), any4)),
+        true => {
+            on!(&s, x => x.leave_multicast_v6(&std::net::Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 3, 1), 0))
+        }
+    };
+    out.push(("leave the first", show_errno(&leave)));
+    out.push(("join a 22nd", show_errno(&join(22))));
+    out.push(("join a 23rd", show_errno(&join(23))));
+    out
+}
+
+differential!(
+    same_udp_group_count_limit,
+    "synack-d-r70gc",
+    |net, kernel| udp_group_count(net, kernel, false)
+);
+differential!(
+    same_udp_group_count_limit_v6,
+    "synack-d-r70gc6",
+    |net, kernel| udp_group_count(net, kernel, true)
+);
+
+/// An IPv6 socket bound to its IPv4-mapped address sending to IPv4 broadcast addresses in
+/// IPv4-mapped form: EACCES without SO_BROADCAST (Linux's `udp_sendmsg`, which
+/// `udpv6_sendmsg` hands mapped destinations to), sent with it; and a connect likewise.
+async fn udp_mapped_broadcast(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let p = net
+        .kernel_udp(format!("0.0.0.0:{port}").parse().unwrap())
+        .unwrap();
+    let at = mapped(own(kernel, false, 0));
+    let s = ubind(net, kernel, at).await.unwrap();
+    let link: SocketAddr = format!("[::ffff:198.18.0.255]:{port}").parse().unwrap();
+    let all: SocketAddr = format!("[::ffff:255.255.255.255]:{port}").parse().unwrap();
+    out.push(("broadcast()", show(&on!(&s, x => x.broadcast()))));
+    out.push((
+        "send_to link broadcast",
+        show(&on!(&s, x => x.send_to(b"a", link).await)),
+    ));
+    out.push((
+        "send_to 255.255.255.255",
+        show(&on!(&s, x => x.send_to(b"b", all).await)),
+    ));
+    out.push((
+        "try_send_to link broadcast",
+        show(&on!(&s, x => x.try_send_to(b"c", link))),
+    ));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push(("set_broadcast", show(&on!(&s, x => x.set_broadcast(true)))));
+    out.push((
+        "send_to link broadcast allowed",
+        show(&on!(&s, x => x.send_to(b"d", link).await)),
+    ));
+    out.push(("peer got d", kpeer_recv(&p).await));
+    out.push((
+        "send_to 255.255.255.255 allowed",
+        show(&on!(&s, x => x.send_to(b"e", all).await)),
+    ));
+    out.push(("peer got e", kpeer_recv(&p).await));
+    let c = ubind(net, kernel, at).await.unwrap();
+    out.push((
+        "connect link broadcast",
+        show(&on!(&c, x => x.connect(link).await)),
+    ));
+    out.push(("peer_addr after", show_ok(&on!(&c, x => x.peer_addr()))));
+    out.push(("take_error", utake_error(&s)));
+    out
+}
+
+differential!(
+    same_udp_mapped_broadcast_needs_set_broadcast,
+    "synack-d-r70mb",
+    |net, kernel| udp_mapped_broadcast(net, kernel, 13021)
+);
+
+/// The subject's own address on a port nobody has: a TCP connect refused, and a connected
+/// UDP socket's send answered by a port unreachable from its own host (ECONNREFUSED to the
+/// next receive and `take_error`), as the kernel's loopback does.
+async fn own_closed_port(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let closed = own(kernel, v6, 13999);
+    out.push(("TCP connect", connect_outcome(net, kernel, closed).await));
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push(("UDP connect", show(&on!(&s, x => x.connect(closed).await))));
+    out.push(("UDP send", show(&on!(&s, x => x.send(b"x").await))));
+    settle().await;
+    out.push((
+        "UDP ready(R|ERR)",
+        uready(&s, Interest::READABLE | Interest::ERROR).await,
+    ));
+    out.push(("UDP recv", urecv(&s, 10).await));
+    out.push(("UDP send again", show(&on!(&s, x => x.send(b"y").await))));
+    settle().await;
+    out.push(("UDP take_error", utake_error(&s)));
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push((
+        "unconnected UDP send_to",
+        show(&on!(&u, x => x.send_to(b"x", closed).await)),
+    ));
+    settle().await;
+    out.push(("unconnected UDP take_error", utake_error(&u)));
+    out
+}
+
+differential!(
+    same_own_closed_port,
+    "synack-d-r70oc",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| own_closed_port(net, kernel, false)
+);
+differential!(
+    same_own_closed_port_v6,
+    "synack-d-r70oc6",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| own_closed_port(net, kernel, true)
+);
+
+/// Zero-length reads with data waiting (`try_read`, `read`, `peek`, `try_read_vectored`
+/// with no slices and with an empty one, `try_read_buf` into a full `Vec`'s view): none
+/// takes a byte; then after the peer's FIN.
+async fn tcp_empty_reads_with_data(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.write_all(b"hello").await.unwrap();
+    settle().await;
+    for round in ["data waiting", "after FIN"] {
+        out.push(("round", round.to_string()));
+        out.push(("try_read empty", try_read(&s, 0)));
+        out.push(("read empty", read_once(&mut s, 0).await));
+        out.push(("peek empty", peek_once(&s, 0).await));
+        out.push((
+            "try_read_vectored no slices",
+            show(&on!(&s, x => x.try_read_vectored(&mut []))),
+        ));
+        let mut e = [0u8; 0];
+        out.push((
+            "try_read_vectored one empty slice",
+            show(&on!(&s, x => x.try_read_vectored(&mut [io::IoSliceMut::new(&mut e)]))),
+        ));
+        out.push(("ready(R)", ready_now(&s, Interest::READABLE).await));
+        out.push(("read", read_once(&mut s, 3).await));
+        out.push(("read rest", read_once(&mut s, 10).await));
+        if round == "data waiting" {
+            p.write_all(b"more").await.unwrap();
+            p.shutdown().await.unwrap();
+            settle().await;
+        }
+    }
+    out
+}
+
+differential!(
+    same_tcp_empty_reads_with_data_waiting,
+    "synack-d-r70er",
+    |net, kernel| tcp_empty_reads_with_data(net, kernel, false, 13031)
+);
+differential!(
+    same_tcp_empty_reads_with_data_waiting_v6,
+    "synack-d-r70er6",
+    |net, kernel| tcp_empty_reads_with_data(net, kernel, true, 13031)
+);
+
+/// `ready(ERROR)` alone (and with the others) through a close without error: after the
+/// peer's FIN, our shutdown, and both; no error ever holds.
+async fn tcp_error_interest_through_close(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    let all = Interest::READABLE | Interest::WRITABLE | Interest::ERROR;
+    p.shutdown().await.unwrap();
+    settle().await;
+    out.push(("ready(ERR) after FIN", ready_now(&s, Interest::ERROR).await));
+    out.push(("ready(all) after FIN", ready_now(&s, all).await));
+    out.push(("shutdown", shutdown(&mut s).await));
+    out.push(("peer sees", peer_sees(&mut p, 500).await));
+    settle().await;
+    out.push(("ready(ERR) closed", ready_now(&s, Interest::ERROR).await));
+    out.push(("ready(all) closed", ready_now(&s, all).await));
+    out.push((
+        "ready(W|ERR) closed",
+        ready_now(&s, Interest::WRITABLE | Interest::ERROR).await,
+    ));
+    out.push(("take_error closed", take_error(&s)));
+    out.push(("write closed", write_once(&mut s, b"x").await));
+    out.push((
+        "ready(ERR) after the write",
+        ready_now(&s, Interest::ERROR).await,
+    ));
+    out.push(("take_error after the write", take_error(&s)));
+    out
+}
+
+differential!(
+    same_tcp_error_interest_through_close,
+    "synack-d-r70ei",
+    |net, kernel| tcp_error_interest_through_close(net, kernel, false, 13041)
+);
+differential!(
+    same_tcp_error_interest_through_close_v6,
+    "synack-d-r70ei6",
+    |net, kernel| tcp_error_interest_through_close(net, kernel, true, 13041)
+);
+
+/// IPv4 group membership errors on an IPv4 socket: addresses that are no group (EINVAL
+/// to join), leaving one never joined or a unicast address, or on an interface other than
+/// the join's (EADDRNOTAVAIL), joining twice (EADDRINUSE); a leave on the unspecified
+/// interface finds the join's through the group's route (`group_route`: without one,
+/// Linux's `ip_mc_leave_group` says ENODEV).
+async fn udp_v4_group_errors(net: &Net, kernel: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(false)).await.unwrap();
+    let me = match own(kernel, false, 0).ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    let ip = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap();
+    let steps: Vec<(&'static str, bool, std::net::Ipv4Addr, std::net::Ipv4Addr)> = vec![
+        ("join unicast", true, ip("198.18.0.9"), me),
+        ("join own address", true, me, me),
+        ("join 0.0.0.0", true, any, me),
+        ("join 255.255.255.255", true, ip("255.255.255.255"), me),
+        ("join 198.18.0.255", true, ip("198.18.0.255"), me),
+        ("leave never joined", false, ip("239.1.2.8"), me),
+        ("leave unicast", false, ip("198.18.0.9"), me),
+        ("join", true, ip("239.1.2.7"), me),
+        ("join again", true, ip("239.1.2.7"), me),
+        (
+            "leave on 198.18.0.77",
+            false,
+            ip("239.1.2.7"),
+            ip("198.18.0.77"),
+        ),
+        ("leave on 0.0.0.0", false, ip("239.1.2.7"), any),
+        ("leave again", false, ip("239.1.2.7"), me),
+        ("join 224.0.0.1", true, ip("224.0.0.1"), me),
+        ("join 224.0.0.1 again", true, ip("224.0.0.1"), me),
+        ("leave 224.0.0.1", false, ip("224.0.0.1"), me),
+    ];
+    for (what, join, group, at) in steps {
+        let r = match join {
+            true => on!(&s, x => x.join_multicast_v4(group, at)),
+            false => on!(&s, x => x.leave_multicast_v4(group, at)),
+        };
+        out.push((what, show(&r)));
+    }
+    out
+}
+
+differential!(
+    same_udp_v4_group_errors,
+    "synack-d-r70g4e",
+    setup | net | group_route(net),
+    |net, kernel| udp_v4_group_errors(net, kernel)
+);
+
+/// A connected UDP socket with a datagram from its peer waiting when a port unreachable
+/// comes back (the peer gone): Linux's `__skb_try_recv_datagram` reports `sk_err` before
+/// any queued datagram, to a receive or a peek alike (either takes it), and the datagram
+/// comes next. `first` is the call made first.
+async fn udp_refused_with_data(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+    first: &str,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    on!(&s, x => x.connect(peer_addr).await).unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    p.send_to(b"queued", me).await.unwrap();
+    drop(p);
+    settle().await;
+    out.push((
+        "send to the gone peer",
+        show(&on!(&s, x => x.send(b"x").await)),
+    ));
+    settle().await;
+    out.push((
+        "ready(R|W|ERR)",
+        uready(
+            &s,
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )
+        .await,
+    ));
+    let mut b = [0u8; 20];
+    let r = match first {
+        "recv" => urecv(&s, 20).await,
+        "peek" => {
+            match on!(&s, x => tokio::time::timeout(Duration::from_millis(500), x.peek(&mut b)).await)
+            {
+                Err(_) => "pending".into(),
+                Ok(r) => show(&r),
+            }
+        }
+        "try_recv" => show(&on!(&s, x => x.try_recv(&mut b))),
+        "recv_from" => urecv_from(&s, 20, peer_addr).await,
+        "take_error" => utake_error(&s),
+        _ => unreachable!(),
+    };
+    out.push(("first", format!("{first}: {r}")));
+    out.push(("recv", urecv(&s, 20).await));
+    out.push(("recv again", urecv(&s, 20).await));
+    out.push(("take_error", utake_error(&s)));
+    out
+}
+
+differential!(
+    same_udp_refused_with_data_recv_first,
+    "synack-d-r70rd1",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_with_data(net, kernel, false, 13051, "recv")
+);
+differential!(
+    same_udp_refused_with_data_peek_first,
+    "synack-d-r70rd2",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_with_data(net, kernel, false, 13051, "peek")
+);
+differential!(
+    same_udp_refused_with_data_try_recv_first,
+    "synack-d-r70rd3",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_with_data(net, kernel, false, 13051, "try_recv")
+);
+differential!(
+    same_udp_refused_with_data_recv_from_first_v6,
+    "synack-d-r70rd4",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_with_data(net, kernel, true, 13051, "recv_from")
+);
+differential!(
+    same_udp_refused_with_data_take_error_first_v6,
+    "synack-d-r70rd5",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_refused_with_data(net, kernel, true, 13051, "take_error")
+);
+
+/// An IPv6 socket's IPv4-mapped peer on a closed port: the ICMP port unreachable (IPv4)
+/// reaches the IPv6 socket, a connected UDP one as ECONNREFUSED (Linux's `udp_err` finds
+/// the dual-stack socket by its IPv4 lookup), and a TCP connect is refused by the RST.
+async fn mapped_refused(net: &Net, kernel: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let closed = mapped(kaddr(false, 9));
+    out.push(("TCP connect", connect_outcome(net, kernel, closed).await));
+    let s = ubind(net, kernel, unspec(true)).await.unwrap();
+    out.push(("UDP connect", show(&on!(&s, x => x.connect(closed).await))));
+    out.push(("UDP send", show(&on!(&s, x => x.send(b"x").await))));
+    settle().await;
+    out.push((
+        "UDP ready(R|W|ERR)",
+        uready(
+            &s,
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )
+        .await,
+    ));
+    out.push(("UDP recv", urecv(&s, 10).await));
+    out.push(("UDP send again", show(&on!(&s, x => x.send(b"y").await))));
+    settle().await;
+    out.push(("UDP take_error", utake_error(&s)));
+    out
+}
+
+differential!(
+    same_ipv4_mapped_peer_refused,
+    "synack-d-r70mr",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| mapped_refused(net, kernel)
+);
+
+/// `ready(Interest::PRIORITY)` with no urgent data: tokio's `Ready::from_interest` counts
+/// READ_CLOSED as part of PRIORITY, so once the peer's FIN (or RST) is in, the call is ready
+/// with RC alone; before it, it waits. (An urgent byte, which only synack reports, is left
+/// out: CONFORMANCE.md's "Left".)
+async fn tcp_priority_interest(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+    end: &str,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    out.push(("ready(PRI) fresh", ready_now(&s, Interest::PRIORITY).await));
+    p.write_all(b"data").await.unwrap();
+    settle().await;
+    out.push((
+        "ready(PRI) with data waiting",
+        ready_now(&s, Interest::PRIORITY).await,
+    ));
+    out.push(("shutdown", shutdown(&mut s).await));
+    settle().await;
+    out.push((
+        "ready(PRI) after own shutdown",
+        ready_now(&s, Interest::PRIORITY).await,
+    ));
+    match end {
+        "fin" => p.shutdown().await.unwrap(),
+        _ => {
+            p.set_zero_linger().unwrap();
+            drop(p);
+        }
+    }
+    settle().await;
+    out.push((
+        "ready(PRI) after the peer's end",
+        ready_now(&s, Interest::PRIORITY).await,
+    ));
+    out.push((
+        "ready(PRI|W) after the peer's end",
+        ready_now(&s, Interest::PRIORITY | Interest::WRITABLE).await,
+    ));
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("read again", read_once(&mut s, 10).await));
+    out.push((
+        "ready(PRI) at the end",
+        ready_now(&s, Interest::PRIORITY).await,
+    ));
+    out
+}
+
+differential!(
+    same_tcp_priority_interest_at_peer_fin,
+    "synack-d-r70pf",
+    |net, kernel| tcp_priority_interest(net, kernel, false, 13061, "fin")
+);
+differential!(
+    same_tcp_priority_interest_at_peer_rst_v6,
+    "synack-d-r70pr6",
+    |net, kernel| tcp_priority_interest(net, kernel, true, 13061, "rst")
+);
+
+/// `ready(Interest::PRIORITY)` on UDP sockets: nothing ever holds (no urgent data, no
+/// READ_CLOSED), with datagrams waiting or after a port unreachable.
+async fn udp_priority_interest(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    out.push(("ready(PRI) fresh", uready(&s, Interest::PRIORITY).await));
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    p.send_to(b"d", me).await.unwrap();
+    settle().await;
+    out.push((
+        "ready(PRI) with a datagram",
+        uready(&s, Interest::PRIORITY).await,
+    ));
+    out.push((
+        "ready(PRI|R)",
+        uready(&s, Interest::PRIORITY | Interest::READABLE).await,
+    ));
+    on!(&s, x => x.connect(kaddr(v6, 9)).await).unwrap();
+    on!(&s, x => x.send(b"x").await).unwrap();
+    settle().await;
+    out.push((
+        "ready(PRI) after a port unreachable",
+        uready(&s, Interest::PRIORITY).await,
+    ));
+    out.push(("take_error", utake_error(&s)));
+    out
+}
+
+differential!(
+    same_udp_priority_interest,
+    "synack-d-r70up4",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_priority_interest(net, kernel, false, 13071)
+);
+
+/// Peeks and receives with no room (an empty slice, a `ReadBuf` of 0 bytes), in each of the
+/// `try_`, async and `poll_` forms, over "hello", an empty datagram and "x": a peek takes
+/// nothing and leaves the datagram; a receive into no room takes the datagram whole (Linux's
+/// `udp_recvmsg` truncates it to nothing).
+async fn udp_no_room(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::future::poll_fn;
+    use tokio::io::ReadBuf;
+    let mut out = Outcomes::new();
+    let peer_addr = kaddr(v6, port);
+    let p = net.kernel_udp(peer_addr).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    for d in [&b"hello"[..], b"", b"x", b"last"] {
+        p.send_to(d, me).await.unwrap();
+    }
+    settle().await;
+    let from = |r: io::Result<(usize, SocketAddr)>| {
+        format!(
+            "{:?}",
+            r.map(|(n, a)| (n, a == peer_addr)).map_err(|e| e.kind())
+        )
+    };
+    let sender = |r: io::Result<SocketAddr>| {
+        format!("{:?}", r.map(|a| a == peer_addr).map_err(|e| e.kind()))
+    };
+    let mut z = [0u8; 0];
+    out.push((
+        "peek_from no room",
+        from(on!(&s, x => within(5, x.peek_from(&mut z)).await)),
+    ));
+    out.push((
+        "try_peek_from no room",
+        from(on!(&s, x => x.try_peek_from(&mut z))),
+    ));
+    out.push(("try_peek no room", show(&on!(&s, x => x.try_peek(&mut z)))));
+    out.push((
+        "peek no room",
+        show(&on!(&s, x => within(5, x.peek(&mut z)).await)),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_peek_from(cx, &mut b))).await);
+    out.push((
+        "poll_peek_from no room",
+        format!("{} {}", sender(r), b.filled().len()),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
+    out.push((
+        "poll_peek no room",
+        format!("{} {}", show(&r), b.filled().len()),
+    ));
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_peek_sender(cx))).await);
+    out.push(("poll_peek_sender", sender(r)));
+    out.push(("recv_from 2", urecv_from(&s, 2, peer_addr).await));
+    out.push((
+        "peek_sender at the empty one",
+        sender(on!(&s, x => within(5, x.peek_sender()).await)),
+    ));
+    let mut room = [0u8; 10];
+    let mut b = ReadBuf::new(&mut room);
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_peek_from(cx, &mut b))).await);
+    out.push((
+        "poll_peek_from the empty one",
+        format!("{} {}", sender(r), b.filled().len()),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_recv_from(cx, &mut b))).await);
+    out.push((
+        "poll_recv_from no room, the empty one",
+        format!("{} {}", sender(r), b.filled().len()),
+    ));
+    out.push((
+        "try_peek_sender at x",
+        sender(on!(&s, x => x.try_peek_sender())),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    let r = on!(&s, x => within(5, poll_fn(|cx| x.poll_recv(cx, &mut b))).await);
+    out.push((
+        "poll_recv no room, x",
+        format!("{} {}", show(&r), b.filled().len()),
+    ));
+    out.push((
+        "try_recv no room, last",
+        show(&on!(&s, x => x.try_recv(&mut z))),
+    ));
+    out.push((
+        "try_recv_from none left",
+        from(on!(&s, x => x.try_recv_from(&mut z))),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    let r = on!(&s, x => tokio::time::timeout(Duration::from_millis(300), poll_fn(|cx| x.poll_peek(cx, &mut b))).await);
+    out.push((
+        "poll_peek none left",
+        r.map_or("pending".into(), |r| show(&r)),
+    ));
+    out
+}
+
+differential!(
+    same_udp_peeks_and_receives_with_no_room,
+    "synack-d-r70nr",
+    |net, kernel| udp_no_room(net, kernel, false, 13081)
+);
+differential!(
+    same_udp_peeks_and_receives_with_no_room_v6,
+    "synack-d-r70nr6",
+    |net, kernel| udp_no_room(net, kernel, true, 13081)
+);
+
+/// Read readiness once every byte or datagram was taken by a read that filled its buffer
+/// (tokio clears readiness only on WouldBlock, or after a short stream read): a stream's
+/// `read` and `try_read` of exactly what waits, a UDP socket's `recv_from` and `try_recv`
+/// of its only datagram; then `ready(R)`, a `try_` read (WouldBlock) and `ready(R)` again.
+/// synack departs on purpose: its readiness is the buffer's, never stale, so `ready(R)`
+/// waits for more (a spurious wake-up costs tokio's users only a WouldBlock, but it is not
+/// worth copying).
+async fn read_readiness_after_exact_reads(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    p.write_all(b"abcd").await.unwrap();
+    settle().await;
+    out.push(("TCP read of exactly 4", read_once(&mut s, 4).await));
+    out.push(("TCP ready(R)", ready_now(&s, Interest::READABLE).await));
+    out.push(("TCP try_read", try_read(&s, 10)));
+    out.push((
+        "TCP ready(R) after",
+        ready_now(&s, Interest::READABLE).await,
+    ));
+    p.write_all(b"efgh").await.unwrap();
+    settle().await;
+    out.push(("TCP try_read of exactly 4", try_read(&s, 4)));
+    out.push((
+        "TCP ready(R) again",
+        ready_now(&s, Interest::READABLE).await,
+    ));
+    out.push(("TCP try_read again", try_read(&s, 10)));
+    out.push((
+        "TCP ready(R) again after",
+        ready_now(&s, Interest::READABLE).await,
+    ));
+
+    let pa = kaddr(v6, port + 100);
+    let k = net.kernel_udp(pa).unwrap();
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&u, x => x.local_addr()).unwrap().port(),
+    );
+    k.send_to(b"one", me).await.unwrap();
+    settle().await;
+    out.push(("UDP recv_from the only one", urecv_from(&u, 10, pa).await));
+    out.push(("UDP ready(R)", uready(&u, Interest::READABLE).await));
+    let mut b = [0u8; 10];
+    out.push(("UDP try_recv", show(&on!(&u, x => x.try_recv(&mut b)))));
+    out.push(("UDP ready(R) after", uready(&u, Interest::READABLE).await));
+    k.send_to(b"two", me).await.unwrap();
+    settle().await;
+    out.push((
+        "UDP try_recv the only one",
+        show(&on!(&u, x => x.try_recv(&mut b))),
+    ));
+    out.push(("UDP ready(R) again", uready(&u, Interest::READABLE).await));
+    out
+}
+
+differential!(
+    departs_read_readiness_after_exact_reads,
+    "synack-d-r70xr",
+    departs [
+        "TCP ready(R)",
+        "TCP ready(R) again",
+        "UDP ready(R)",
+        "UDP ready(R) again"
+    ],
+    |net, kernel| read_readiness_after_exact_reads(net, kernel, false, 13091)
+);
+
+/// A scope id and a flow label given with a global IPv6 address: Linux heeds a scope id
+/// only where the address needs one (`__ipv6_addr_needs_scope_id`: link-local, multicast of
+/// a small scope), and sends no flow label unless IPV6_FLOWINFO_SEND is on, so both are
+/// ignored: binds, connects and sends succeed, and the addresses read back carry neither.
+async fn v6_scope_on_global(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    use std::net::SocketAddrV6;
+    let mut out = Outcomes::new();
+    let with = |a: SocketAddr| match a {
+        SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(*a.ip(), a.port(), 0x12345, 99)),
+        v4 => v4,
+    };
+    let extras = |r: io::Result<SocketAddr>| match r {
+        Ok(SocketAddr::V6(a)) => format!("flowinfo {:#x}, scope {}", a.flowinfo(), a.scope_id()),
+        Ok(a) => format!("{a}"),
+        Err(e) => show_err(&e),
+    };
+    let l = klisten(net, kaddr(true, port)).unwrap();
+    let c = within(10, connect(net, kernel, with(kaddr(true, port)))).await;
+    out.push(("TCP connect", show_ok(&c)));
+    if let Ok(c) = &c {
+        out.push(("TCP peer_addr", show(&on!(c, x => x.peer_addr()))));
+        out.push(("TCP local_addr", extras(on!(c, x => x.local_addr()))));
+        let (a, from) = within(10, l.accept()).await.unwrap();
+        out.push((
+            "the peer sees the subject's address",
+            format!("{}", from.ip() == own(kernel, true, 0).ip()),
+        ));
+        drop(a);
+    }
+    let lst = listen(net, kernel, with(own(kernel, true, port + 1))).await;
+    out.push(("TCP listen", show_ok(&lst)));
+    if let Ok(lst) = &lst {
+        out.push(("TCP listener local_addr", extras(Ok(lst_addr(lst)))));
+    }
+    let pa = kaddr(true, port + 2);
+    let p = net.kernel_udp(pa).unwrap();
+    let u = ubind(net, kernel, with(own(kernel, true, 0))).await;
+    out.push(("UDP bind", show_ok(&u)));
+    let u = u.unwrap();
+    out.push(("UDP local_addr", extras(on!(&u, x => x.local_addr()))));
+    out.push((
+        "UDP send_to",
+        show(&on!(&u, x => x.send_to(b"to", with(pa)).await)),
+    ));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push((
+        "UDP connect",
+        show(&on!(&u, x => x.connect(with(pa)).await)),
+    ));
+    out.push(("UDP peer_addr", show(&on!(&u, x => x.peer_addr()))));
+    out.push(("UDP send", show(&on!(&u, x => x.send(b"conn").await))));
+    out.push(("peer got after connect", kpeer_recv(&p).await));
+    let me = on!(&u, x => x.local_addr()).unwrap();
+    p.send_to(b"back", me).await.unwrap();
+    let mut b = [0u8; 10];
+    let r = on!(&u, x => within(5, x.recv_from(&mut b)).await);
+    out.push(("UDP recv_from: the sender", show(&r.map(|(_, a)| a))));
+    out
+}
+
+differential!(
+    same_ipv6_scope_and_flow_label_on_global_addresses,
+    "synack-d-r70sc",
+    |net, kernel| v6_scope_on_global(net, kernel, 13101)
+);
+
+/// A connected UDP socket's ERROR readiness through its port unreachable: ready, taken by
+/// `take_error`, then a receive that finds nothing. synack departs on purpose, as
+/// `departs_tcp_error_readiness_after_taken` does for TCP: once taken, the error is not
+/// reported as ready again (tokio's cached ERR lasts until a receive's WouldBlock).
+async fn udp_error_readiness_after_taken(net: &Net, kernel: bool, v6: bool) -> Outcomes {
+    let mut out = Outcomes::new();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    on!(&s, x => x.connect(kaddr(v6, 9)).await).unwrap();
+    on!(&s, x => x.send(b"x").await).unwrap();
+    settle().await;
+    out.push(("ready(ERR)", uready(&s, Interest::ERROR).await));
+    out.push(("take_error", utake_error(&s)));
+    out.push((
+        "ready(ERR) after take_error",
+        uready(&s, Interest::ERROR).await,
+    ));
+    out.push(("recv", urecv(&s, 10).await));
+    out.push((
+        "ready(ERR) after the recv",
+        uready(&s, Interest::ERROR).await,
+    ));
+    out
+}
+
+differential!(
+    departs_udp_error_readiness_after_the_error_is_taken,
+    "synack-d-r70ue",
+    setup | net | no_icmp_ratelimit(net),
+    departs["ready(ERR) after take_error"],
+    |net, kernel| udp_error_readiness_after_taken(net, kernel, false)
+);
+
+/// Address lists given to a UDP socket (tokio's `ToSocketAddrs`): `connect` takes the first
+/// that connects (an IPv6 address on an IPv4 socket fails, EAFNOSUPPORT) and fails with the
+/// last error, or InvalidInput for none; `send_to` sends to the first address only; a
+/// string and an `(IpAddr, u16)` are taken too.
+async fn udp_address_lists(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let pa = kaddr(false, port);
+    let p = net.kernel_udp(pa).unwrap();
+    let v6a = kaddr(true, port);
+    let v6b = kaddr(true, port + 1);
+    let s = ubind(net, kernel, unspec(false)).await.unwrap();
+    let none: &[SocketAddr] = &[];
+    out.push((
+        "send_to [v6, v4]",
+        show_errno(&on!(&s, x => x.send_to(b"a", &[v6a, pa][..]).await)),
+    ));
+    out.push((
+        "send_to []",
+        show(&on!(&s, x => x.send_to(b"b", none).await).map_err(|e| io::Error::from(e.kind()))),
+    ));
+    out.push((
+        "send_to a string",
+        show(&on!(&s, x => x.send_to(b"c", pa.to_string()).await)),
+    ));
+    out.push((
+        "send_to (IpAddr, u16)",
+        show(&on!(&s, x => x.send_to(b"d", (pa.ip(), pa.port())).await)),
+    ));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push(("peer got 2", kpeer_recv(&p).await));
+    out.push(("peer got 3", kpeer_recv(&p).await));
+    out.push((
+        "connect []",
+        show(&on!(&s, x => x.connect(none).await).map_err(|e| io::Error::from(e.kind()))),
+    ));
+    out.push((
+        "connect [v6, v6]",
+        show_errno(&on!(&s, x => x.connect(&[v6a, v6b][..]).await)),
+    ));
+    out.push((
+        "peer_addr after",
+        show(&on!(&s, x => x.peer_addr()).map(|a| a == pa)),
+    ));
+    out.push((
+        "connect [v6, v4]",
+        show(&on!(&s, x => x.connect(&[v6a, pa][..]).await)),
+    ));
+    out.push((
+        "peer_addr",
+        show(&on!(&s, x => x.peer_addr()).map(|a| a == pa)),
+    ));
+    out.push(("send", show(&on!(&s, x => x.send(b"e").await))));
+    out.push(("peer got e", kpeer_recv(&p).await));
+    out
+}
+
+differential!(same_udp_address_lists, "synack-d-r70al", |net, kernel| {
+    udp_address_lists(net, kernel, 13111)
+});
+
+/// A `try_write`, a `write` and a vectored write of 4 MiB on a fresh connection (the peer
+/// not reading): each takes a part, what the send buffer has room for (Linux's
+/// `tcp_sendmsg` copies what fits and returns that), neither nothing nor all.
+async fn tcp_partial_writes(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let big = vec![7u8; 4 << 20];
+    let part = |r: io::Result<usize>| match r {
+        Ok(n) if n > 0 && n < big.len() => "a part".to_string(),
+        r => show(&r),
+    };
+    let (s, _p) = pair(net, kernel, v6, port).await;
+    out.push(("try_write 4 MiB", part(on!(&s, x => x.try_write(&big)))));
+    let (mut s, _p) = pair(net, kernel, v6, port + 1).await;
+    out.push((
+        "write 4 MiB",
+        part(on!(&mut s, x => within(5, x.write(&big)).await)),
+    ));
+    let (s, _p) = pair(net, kernel, v6, port + 2).await;
+    let halves = [
+        io::IoSlice::new(&big[..2 << 20]),
+        io::IoSlice::new(&big[2 << 20..]),
+    ];
+    out.push((
+        "try_write_vectored 2 x 2 MiB",
+        part(on!(&s, x => x.try_write_vectored(&halves))),
+    ));
+    out
+}
+
+differential!(same_tcp_partial_writes, "synack-d-r70pw", |net, kernel| {
+    tcp_partial_writes(net, kernel, false, 13121)
+});
+
+/// Writes of nothing once the send buffer is full (the peer not reading; filled until
+/// WouldBlock, then again after a pause): tokio's `try_` calls look at the cached readiness
+/// first, which the WouldBlock cleared, so they say WouldBlock without asking the socket, and
+/// `write` waits; synack's answer for each.
+async fn tcp_empty_writes_when_full(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, _p) = pair(net, kernel, v6, port).await;
+    let chunk = vec![7u8; 65536];
+    for round in 0..2 {
+        let mut ended = "never".to_string();
+        for i in 0..4000 {
+            match on!(&s, x => x.try_write(&chunk)) {
+                Ok(_) => {}
+                Err(e) => {
+                    ended = show_err(&e);
+                    break;
+                }
+            }
+            if i % 16 == 15 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        out.push(("fill", format!("round {round}: {ended}")));
+        if round == 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    out.push(("try_write nothing", show(&on!(&s, x => x.try_write(b"")))));
+    out.push((
+        "try_write_vectored no slices",
+        show(&on!(&s, x => x.try_write_vectored(&[]))),
+    ));
+    out.push((
+        "try_write_vectored one empty slice",
+        show(&on!(&s, x => x.try_write_vectored(&[io::IoSlice::new(b"")]))),
+    ));
+    out.push(("write nothing", write_once(&mut s, b"").await));
+    out.push(("ready(W)", ready_now(&s, Interest::WRITABLE).await));
+    out
+}
+
+differential!(
+    same_tcp_empty_writes_when_the_send_buffer_is_full,
+    "synack-d-r70ew",
+    |net, kernel| tcp_empty_writes_when_full(net, kernel, false, 13131)
+);
+
+/// Receives into no room while nothing waits: a stream's `peek` and `poll_peek`; a UDP socket's `try_recv`, `try_recv_from`, `try_peek`,
+/// `recv`, `peek_from` and `poll_recv`. tokio waits for read readiness (or says
+/// WouldBlock) before it asks the socket, so none returns 0 for "nothing".
+async fn empty_receives_with_nothing_waiting(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+) -> Outcomes {
+    use std::future::poll_fn;
+    use tokio::io::ReadBuf;
+    let mut out = Outcomes::new();
+    let d = Duration::from_millis(300);
+    let pend = |r: Result<io::Result<String>, tokio::time::error::Elapsed>| match r {
+        Err(_) => "pending".to_string(),
+        Ok(Ok(v)) => format!("Ok({v})"),
+        Ok(Err(e)) => show_err(&e),
+    };
+    let (s, _p) = pair(net, kernel, v6, port).await;
+    settle().await;
+    let mut z = [0u8; 0];
+    out.push((
+        "TCP peek no room",
+        pend(
+            on!(&s, x => tokio::time::timeout(d, x.peek(&mut z)).await)
+                .map(|r| r.map(|n| n.to_string())),
+        ),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    out.push((
+        "TCP poll_peek no room",
+        pend(
+            on!(&s, x => tokio::time::timeout(d, poll_fn(|cx| x.poll_peek(cx, &mut b))).await)
+                .map(|r| r.map(|n| n.to_string())),
+        ),
+    ));
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    settle().await;
+    out.push((
+        "UDP try_recv no room",
+        show(&on!(&u, x => x.try_recv(&mut z))),
+    ));
+    out.push((
+        "UDP try_recv_from no room",
+        show_ok(&on!(&u, x => x.try_recv_from(&mut z))),
+    ));
+    out.push((
+        "UDP try_peek no room",
+        show(&on!(&u, x => x.try_peek(&mut z))),
+    ));
+    out.push((
+        "UDP recv no room",
+        pend(
+            on!(&u, x => tokio::time::timeout(d, x.recv(&mut z)).await)
+                .map(|r| r.map(|n| n.to_string())),
+        ),
+    ));
+    out.push((
+        "UDP peek_from no room",
+        pend(
+            on!(&u, x => tokio::time::timeout(d, x.peek_from(&mut z)).await)
+                .map(|r| r.map(|(n, _)| n.to_string())),
+        ),
+    ));
+    let mut b = ReadBuf::new(&mut z);
+    out.push((
+        "UDP poll_recv no room",
+        pend(
+            on!(&u, x => tokio::time::timeout(d, poll_fn(|cx| x.poll_recv(cx, &mut b))).await)
+                .map(|r| r.map(|()| String::new())),
+        ),
+    ));
+    out
+}
+
+differential!(
+    same_empty_receives_with_nothing_waiting,
+    "synack-d-r70en",
+    |net, kernel| empty_receives_with_nothing_waiting(net, kernel, false, 13141)
+);
+differential!(
+    same_empty_receives_with_nothing_waiting_v6,
+    "synack-d-r70en6",
+    |net, kernel| empty_receives_with_nothing_waiting(net, kernel, true, 13141)
+);
+
+/// `try_read_vectored` with no slices and with one empty slice while nothing waits: tokio's
+/// `try_io` finds no read readiness and says WouldBlock before `readv` is called.
+async fn tcp_empty_vectored_reads_nothing_waiting(
+    net: &Net,
+    kernel: bool,
+    v6: bool,
+    port: u16,
+) -> Outcomes {
+    let mut out = Outcomes::new();
+    let (mut s, mut p) = pair(net, kernel, v6, port).await;
+    settle().await;
+    out.push((
+        "try_read_vectored no slices",
+        show(&on!(&s, x => x.try_read_vectored(&mut []))),
+    ));
+    let mut e = [0u8; 0];
+    out.push((
+        "try_read_vectored one empty slice",
+        show(&on!(&s, x => x.try_read_vectored(&mut [io::IoSliceMut::new(&mut e)]))),
+    ));
+    p.write_all(b"data").await.unwrap();
+    settle().await;
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push((
+        "try_read_vectored no slices, drained",
+        show(&on!(&s, x => x.try_read_vectored(&mut []))),
+    ));
+    out
+}
+
+differential!(
+    same_tcp_empty_vectored_reads_with_nothing_waiting,
+    "synack-d-r70ev",
+    |net, kernel| tcp_empty_vectored_reads_nothing_waiting(net, kernel, false, 13151)
+);
+
+/// `try_read_buf` / `try_recv_buf` / `try_recv_buf_from` / `recv_buf` into a `BufMut` with
+/// no room at all (an empty `&mut [u8]`, whose `chunk_mut` cannot grow), with nothing
+/// waiting (tokio: WouldBlock or a wait, from the readiness) and with data waiting (a read
+/// of 0; a UDP datagram is taken whole).
+async fn no_room_bufmut(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let d = Duration::from_millis(300);
+    let (s, mut p) = pair(net, kernel, v6, port).await;
+    settle().await;
+    let mut z = [0u8; 0];
+    out.push((
+        "TCP try_read_buf, nothing waiting",
+        show(&on!(&s, x => x.try_read_buf(&mut &mut z[..]))),
+    ));
+    p.write_all(b"data").await.unwrap();
+    settle().await;
+    out.push((
+        "TCP try_read_buf, data waiting",
+        show(&on!(&s, x => x.try_read_buf(&mut &mut z[..]))),
+    ));
+    out.push(("TCP try_read after", try_read(&s, 10)));
+
+    let pa = kaddr(v6, port + 100);
+    let k = net.kernel_udp(pa).unwrap();
+    let u = ubind(net, kernel, unspec(v6)).await.unwrap();
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&u, x => x.local_addr()).unwrap().port(),
+    );
+    settle().await;
+    out.push((
+        "UDP try_recv_buf, nothing waiting",
+        show(&on!(&u, x => x.try_recv_buf(&mut &mut z[..]))),
+    ));
+    out.push((
+        "UDP try_recv_buf_from, nothing waiting",
+        show_ok(&on!(&u, x => x.try_recv_buf_from(&mut &mut z[..]))),
+    ));
+    out.push((
+        "UDP recv_buf, nothing waiting",
+        on!(&u, x => tokio::time::timeout(d, x.recv_buf(&mut &mut z[..])).await)
+            .map_or("pending".into(), |r| show(&r)),
+    ));
+    for dg in [&b"one"[..], b"two", b"three"] {
+        k.send_to(dg, me).await.unwrap();
+    }
+    settle().await;
+    out.push((
+        "UDP try_recv_buf, one waiting",
+        show(&on!(&u, x => x.try_recv_buf(&mut &mut z[..]))),
+    ));
+    out.push((
+        "UDP try_recv_buf_from, the next",
+        format!(
+            "{:?}",
+            on!(&u, x => x.try_recv_buf_from(&mut &mut z[..]))
+                .map(|(n, a)| (n, a == pa))
+                .map_err(|e| e.kind())
+        ),
+    ));
+    out.push((
+        "UDP recv_buf, the last",
+        show(&on!(&u, x => within(5, x.recv_buf(&mut &mut z[..])).await)),
+    ));
+    out.push(("UDP recv after", urecv(&u, 10).await));
+    out
+}
+
+differential!(
+    same_buf_mut_receives_with_no_room,
+    "synack-d-r70bm",
+    |net, kernel| no_room_bufmut(net, kernel, false, 13161)
+);
+
+/// A UDP socket's port unreachable still pending when it connects to another peer, which
+/// then sends: Linux's connect leaves `sk_err` as it is (`__ip4_datagram_connect`,
+/// `__ip6_datagram_connect` never touch it), so the next receive reports ECONNREFUSED, and
+/// the datagram comes after.
+async fn udp_error_across_reconnect(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let pa = kaddr(v6, port);
+    let p = net.kernel_udp(pa).unwrap();
+    let s = ubind(net, kernel, unspec(v6)).await.unwrap();
+    on!(&s, x => x.connect(kaddr(v6, 9)).await).unwrap();
+    on!(&s, x => x.send(b"x").await).unwrap();
+    settle().await;
+    out.push((
+        "connect to a live peer",
+        show(&on!(&s, x => x.connect(pa).await)),
+    ));
+    let me = SocketAddr::new(
+        own(kernel, v6, 0).ip(),
+        on!(&s, x => x.local_addr()).unwrap().port(),
+    );
+    p.send_to(b"hi", me).await.unwrap();
+    settle().await;
+    out.push((
+        "ready(R|W|ERR)",
+        uready(
+            &s,
+            Interest::READABLE | Interest::WRITABLE | Interest::ERROR,
+        )
+        .await,
+    ));
+    out.push(("recv", urecv(&s, 10).await));
+    out.push(("recv again", urecv(&s, 10).await));
+    out.push(("send", show(&on!(&s, x => x.send(b"ok").await))));
+    out.push(("peer got", kpeer_recv(&p).await));
+    out.push(("take_error", utake_error(&s)));
+    out
+}
+
+differential!(
+    same_udp_error_pending_across_a_reconnect,
+    "synack-d-r70rc",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_error_across_reconnect(net, kernel, false, 13171)
+);
+differential!(
+    same_udp_error_pending_across_a_reconnect_v6,
+    "synack-d-r70rc6",
+    setup | net | no_icmp_ratelimit(net),
+    |net, kernel| udp_error_across_reconnect(net, kernel, true, 13171)
+);
+
+/// The TTL of what a UDP socket sends to an IPv4 group: 1 until `set_multicast_ttl_v4`
+/// (Linux's `mc_ttl`), then the value set, which `set_ttl` does not change; unicast
+/// datagrams take `set_ttl`'s. nft counts them at the kernel's input hook (the kernel
+/// side's own group datagrams come back to it through its multicast loop).
+async fn multicast_ttl_on_the_wire(net: &Net, kernel: bool, port: u16) -> Outcomes {
+    let mut out = Outcomes::new();
+    let g = |p: u16| SocketAddr::new("239.1.2.3".parse().unwrap(), p);
+    // The kernel's membership, without which it drops the group's datagrams before its
+    // input hook (`ip_route_input_slow`: not ours, no forwarding).
+    let member = net
+        .kernel_udp(format!("0.0.0.0:{port}").parse().unwrap())
+        .unwrap();
+    member
+        .join_multicast_v4("239.1.2.3".parse().unwrap(), HOST)
+        .unwrap();
+    let u = ubind(net, kernel, own(kernel, false, 0)).await.unwrap();
+    out.push((
+        "send to the group",
+        show(&on!(&u, x => x.send_to(b"a", g(port)).await)),
+    ));
+    out.push((
+        "set_multicast_ttl_v4(9)",
+        show(&on!(&u, x => x.set_multicast_ttl_v4(9))),
+    ));
+    out.push((
+        "send to the group again",
+        show(&on!(&u, x => x.send_to(b"b", g(port + 1)).await)),
+    ));
+    out.push(("set_ttl(7)", show(&on!(&u, x => x.set_ttl(7)))));
+    out.push((
+        "send to the group after set_ttl",
+        show(&on!(&u, x => x.send_to(b"c", g(port + 2)).await)),
+    ));
+    let k = net.kernel_udp(kaddr(false, port + 3)).unwrap();
+    out.push((
+        "send to the kernel peer",
+        show(&on!(&u, x => x.send_to(b"d", kaddr(false, port + 3)).await)),
+    ));
+    out.push(("peer got", kpeer_recv(&k).await));
+    out.push(("member got", kpeer_recv(&member).await));
+    settle().await;
+    let mut seen = Vec::new();
+    for (p, ttl) in [(port, 1), (port + 1, 9), (port + 2, 9), (port + 3, 7)] {
+        let n = net.nft_count("d", "input", &format!("m{p}t{ttl}")).await;
+        seen.push(format!("port +{}: TTL {ttl} {}", p - port, n > 0));
+    }
+    out.push(("datagrams seen", seen.join(", ")));
+    out
+}
+
+/// Counters for each side's ports (the kernel's run, then synack's, share one table).
+async fn multicast_ttl_rules(net: &Net, ports: &[u16]) {
+    group_route(net).await;
+    let mut rules = String::from(
+        "add table inet d\nadd chain inet d input { type filter hook input priority 0; }\n",
+    );
+    let each = ports
+        .iter()
+        .flat_map(|&port| [(port, 1), (port + 1, 9), (port + 2, 9), (port + 3, 7)]);
+    for (p, ttl) in each {
+        rules += &format!(
+            "add rule inet d input meta nfproto ipv4 udp dport {p} ip ttl {ttl} counter comment \"m{p}t{ttl}\"\n"
+        );
+    }
+    net.nft(&rules).await;
+}
+
+differential!(
+    same_udp_multicast_ttl_on_the_wire,
+    "synack-d-r70mt",
+    setup | net | multicast_ttl_rules(net, &[13181, 13191]),
+    |net, kernel| multicast_ttl_on_the_wire(net, kernel, if kernel { 13181 } else { 13191 })
+);
