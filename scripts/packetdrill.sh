@@ -162,17 +162,20 @@ fi
 
 # ---- scripts ---------------------------------------------------------------------------------
 SCRIPTS=()
+excluded() {
+    local x
+    for x in "${EXCLUDES[@]}"; do
+        case "$1" in *"$x"*) return 0 ;; esac
+    done
+    return 1
+}
 for p in "${PATHS[@]}"; do
     if [ -d "$p" ]; then
         while IFS= read -r f; do
-            skip=0
-            for x in "${EXCLUDES[@]}"; do
-                case "$f" in *"$x"*) skip=1 ;; esac
-            done
-            [ $skip = 1 ] || SCRIPTS+=("$f")
+            excluded "$f" || SCRIPTS+=("$f")
         done < <(find "$p" -name '*.pkt' | sort)
     elif [ -f "$p" ]; then
-        SCRIPTS+=("$p")
+        excluded "$p" || SCRIPTS+=("$p")
     else
         echo "no such script or folder: $p" >&2
         exit 2
