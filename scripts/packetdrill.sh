@@ -219,27 +219,52 @@ remove_restore_scripts() {
 # allowed for the run, as the kernel's own test runs have it, against the kernel and
 # against synack alike (so that a script's init command that selects it succeeds the same
 # way in both); the host's list is put back on every exit path. Its default congestion
-# control is left alone.
+# control is left alone. Runs of this script may overlap: the host's own list is kept in
+# $CC_SAVED by the run that added cubic, and only the last run to end puts it back (a run
+# that restored it under another's feet left that one's kernel side on the host's default,
+# BBR here, whose pacing holds segments that the scripts expect at once).
+CC_SAVED=/run/synack-pd-allowed-cc
 ALLOWED_CC=""
 allow_cubic() {
     local allowed
     allowed=$(sysctl -n net.ipv4.tcp_allowed_congestion_control 2>/dev/null || true)
     case " $allowed " in
-        *" cubic "*) ;;
+        *" cubic "*)
+            # Added by a run still going (or one killed outright): put back by the last.
+            [ ! -s "$CC_SAVED" ] || ALLOWED_CC=$(cat "$CC_SAVED")
+            ;;
         *)
             if sysctl -qw net.ipv4.tcp_allowed_congestion_control="$allowed cubic" 2>/dev/null; then
                 ALLOWED_CC=$allowed
+                echo "$allowed" > "$CC_SAVED" 2>/dev/null || true
             else
                 echo "warning: cannot allow cubic; the kernel runs its default congestion control" >&2
             fi
             ;;
     esac
 }
+# Runs going on: a file named after each one's PID.
+RUNS=/run/synack-pd-runs
+mkdir -p "$RUNS" 2>/dev/null && touch "$RUNS/$$" 2>/dev/null || true
+other_run_live() {
+    local f
+    for f in "$RUNS"/*; do
+        [ -e "$f" ] || continue
+        [ "${f##*/}" != $$ ] || continue
+        if kill -0 "${f##*/}" 2>/dev/null; then
+            return 0
+        fi
+        rm -f "$f"
+    done
+    return 1
+}
 restore_cc() {
-    if [ -n "$ALLOWED_CC" ]; then
+    rm -f "$RUNS/$$"
+    if [ -n "$ALLOWED_CC" ] && ! other_run_live; then
         sysctl -qw net.ipv4.tcp_allowed_congestion_control="$ALLOWED_CC" 2>/dev/null || true
-        ALLOWED_CC=""
+        rm -f "$CC_SAVED"
     fi
+    ALLOWED_CC=""
 }
 trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"' EXIT
 trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"; exit 130' INT TERM
