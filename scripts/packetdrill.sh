@@ -337,8 +337,9 @@ run_one() {
             so_local="local6=2001:2::2"
             # The error-queue cmsg's level and type, as upstream's run_all.py defines them.
             addrs+=(-D CMSG_LEVEL_IP=SOL_IPV6 -D CMSG_TYPE_RECVERR=IPV6_RECVERR)
-            # The Fast Open cookie 2001:2::2 gives 2001:2:0:1::1 under defaults.sh's key.
-            addrs+=(-D TFO_COOKIE=$TFO_COOKIE_V6)
+            # The Fast Open cookie 2001:2::2 gives 2001:2:0:1::1 under defaults.sh's key,
+            # and under a key of zeros (the kernel selftests' TFO_COOKIE_ZERO).
+            addrs+=(-D TFO_COOKIE=$TFO_COOKIE_V6 -D TFO_COOKIE_ZERO=336a9e08e730b61c)
             # A script that does not name IPv6 itself was written for IPv4: as run_all.py
             # does, the link's MTU is 20 bytes larger, so that its MSS stays 1460.
             if [ "$IP_VERSION" = ipv6 ]; then
@@ -360,6 +361,8 @@ run_one() {
             # (a1a1a1a1-b2b2b2b2-c3c3c3c3-d4d4d4d4; the kernel's value, which synack computes
             # alike), and the ICMP code the icmp-*.pkt scripts send.
             addrs+=(-D TFO_COOKIE=7019b19dabe78281 -D CODE=host_unreachable)
+            # The same cookie under a key of zeros, as the kernel's selftests define it.
+            addrs+=(-D TFO_COOKIE_ZERO=62af1e4e20e01793)
             ;;
     esac
     addrs=(--ip_version="$version" "${addrs[@]}")
