@@ -4628,6 +4628,54 @@ fn without_an_rtt_sample_the_probe_waits_the_initial_rto() {
     assert_eq!((info.tlp_count, info.rto_count), (1, 2));
 }
 
+#[test]
+fn timeout_episodes_are_counted_with_their_time() {
+    // Linux's tcpi_total_rto_recoveries and tcpi_total_rto_time: an episode begins with a
+    // timeout that none came before, and lasts until what was then out is acknowledged;
+    // one under way counts up to now.
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
+    h.ep.send(c, &[7u8; 988]).unwrap();
+    let seg = h.one();
+    // The tail loss probes, then two timeouts.
+    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
+    let mut t1 = None;
+    for _ in 0..4 {
+        let (t, _) = h.next_timeout();
+        if rtos(&h) == 1 && t1.is_none() {
+            t1 = Some(t);
+        }
+        if rtos(&h) == 2 {
+            break;
+        }
+    }
+    let t1 = t1.unwrap();
+    h.advance(Duration::from_millis(50));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.rto_count, info.rto_recoveries), (2, 1));
+    assert_eq!(info.rto_time, h.now - t1, "the episode under way");
+    let o = Out::new(ACK, 10_001, 0).ackn(seg.seq + 988).ts(300, 0);
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    let ended = h.now - t1;
+    h.advance(Duration::from_secs(1));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!(info.rto_time, ended, "ended by the ACK");
+    // A second episode.
+    h.ep.send(c, &[7u8; 988]).unwrap();
+    let _ = h.one();
+    let mut t2 = h.now;
+    for _ in 0..4 {
+        (t2, _) = h.next_timeout();
+        if rtos(&h) == 3 {
+            break;
+        }
+    }
+    h.advance(Duration::from_millis(10));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.rto_count, info.rto_recoveries), (3, 2));
+    assert_eq!(info.rto_time, ended + (h.now - t2));
+}
+
 /// `open_with_rtt`, with a SYN-ACK that takes `rtt`.
 fn open_with_rtt_of(cfg: Config, rtt: Duration) -> (Harness, ConnectionHandle, SocketAddr, Seg) {
     let mut h = Harness::new(cfg);

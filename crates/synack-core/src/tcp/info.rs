@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::tcp::State;
+use crate::time::Instant;
 
 /// What a connection looks like now: Linux's `TCP_INFO`, in the units Linux uses (times in
 /// microseconds unless named otherwise, windows and counts in segments where Linux counts
@@ -128,6 +129,14 @@ pub struct TcpInfo {
     /// TcpExtTCPTimeouts, per connection). Each gave the connection a new IPv6 flow label
     /// (Linux's `timeout_rehash`).
     pub rto_count: u32,
+    /// Episodes of retransmission timeouts (Linux's `tcpi_total_rto_recoveries`): each
+    /// begins with a timeout that none came before since the last one ended.
+    pub rto_recoveries: u32,
+    /// Time spent in them (Linux's `tcpi_total_rto_time`), the one under way included: from
+    /// an episode's first timeout until the handshake completes, or the data then in flight
+    /// is acknowledged (or the timeout undone, or a lost retransmission starts a fast
+    /// recovery).
+    pub rto_time: Duration,
     /// Tail loss probes sent (Linux TCPLossProbes).
     pub tlp_count: u32,
     /// Tail loss probes whose episode ended in a loss they repaired, which reduced the
@@ -219,11 +228,17 @@ pub(crate) struct LossCounters {
     /// New IPv6 flow labels drawn because data came again under a new label (Linux's
     /// `TCPDuplicateDataRehash`).
     pub dup_data_rehash: u32,
+    /// Timeout episodes begun, and the milliseconds spent in those that ended
+    /// ([`TcpInfo::rto_recoveries`], [`TcpInfo::rto_time`]).
+    pub rto_recoveries: u32,
+    pub rto_time_ms: u32,
+    /// When the episode under way began (Linux's `rto_stamp`).
+    pub rto_stamp: Option<Instant>,
 }
 
 /// [`LossCounters`], on the heap once one of them moves: most connections never lose,
 /// reorder or probe, and an idle connection's footprint is counted in bytes
-/// (`tests/idle_footprint.rs`): eight bytes in every connection, where the counters are 52.
+/// (`tests/idle_footprint.rs`): eight bytes in every connection, where the counters are 72.
 #[derive(Debug, Default)]
 pub(crate) struct LossCountersBox(Option<Box<LossCounters>>);
 
@@ -242,5 +257,27 @@ impl LossCountersBox {
     pub fn add(&mut self, field: fn(&mut LossCounters) -> &mut u32, n: u32) {
         let count = field(self.get_mut());
         *count = count.saturating_add(n);
+    }
+
+    /// A retransmission timeout at `now`: counted, and the start of an episode if none is
+    /// under way (Linux's `tcp_update_rto_stats`, with `icsk_retransmits` still 0).
+    pub fn on_rto(&mut self, now: Instant) {
+        let c = self.get_mut();
+        c.rto = c.rto.saturating_add(1);
+        if c.rto_stamp.is_none() {
+            c.rto_recoveries = c.rto_recoveries.saturating_add(1);
+            c.rto_stamp = Some(now);
+        }
+    }
+
+    /// The timeout episode under way, if any, ended at `now` (Linux's
+    /// `tcp_update_rto_time`, as the connection leaves `TCP_CA_Loss`).
+    pub fn end_rto_episode(&mut self, now: Instant) {
+        if let Some(c) = self.0.as_deref_mut() {
+            if let Some(since) = c.rto_stamp.take() {
+                let ms = u32::try_from((now - since).as_millis()).unwrap_or(u32::MAX);
+                c.rto_time_ms = c.rto_time_ms.saturating_add(ms);
+            }
+        }
     }
 }

@@ -730,8 +730,8 @@ fn tcp_info_bytes(i: &TcpInfo) -> Vec<u8> {
     // Linux's `timeout_rehash` (no PLB here): a new flow hash at each timeout.
     w.u32(i.rto_count); // rehash
     w.u16(i.rto_count.min(u32::from(u16::MAX)) as u16); // total_rto
-    w.u16(0); // total_rto_recoveries
-    w.u32(0); // total_rto_time
+    w.u16(i.rto_recoveries.min(u32::from(u16::MAX)) as u16); // total_rto_recoveries
+    w.u32(i.rto_time.as_millis().min(u128::from(u32::MAX)) as u32); // total_rto_time
     for _ in 0..7 {
         w.u32(0); // received_ce, accurate ECN byte counters
     }
@@ -851,6 +851,8 @@ mod tests {
             snd_mss: 1000,
             ooo_received: 7,
             rto_count: 3,
+            rto_recoveries: 2,
+            rto_time: Duration::from_millis(1234),
             ..TcpInfo::default()
         };
         let b = tcp_info_bytes(&info);
@@ -863,5 +865,8 @@ mod tests {
         assert_eq!(u32_at(&b, 228), 65535, "tcpi_snd_wnd");
         assert_eq!(u32_at(&b, 236), 3, "tcpi_rehash");
         assert_eq!(u16::from_ne_bytes([b[240], b[241]]), 3, "tcpi_total_rto");
+        let recoveries = u16::from_ne_bytes([b[242], b[243]]);
+        assert_eq!(recoveries, 2, "tcpi_total_rto_recoveries");
+        assert_eq!(u32_at(&b, 244), 1234, "tcpi_total_rto_time");
     }
 }

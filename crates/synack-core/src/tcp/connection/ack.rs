@@ -631,6 +631,11 @@ impl Connection {
             }
             _ => {}
         }
+        // Out of the timeout's recovery: its episode ends (Linux's `tcp_update_rto_time`
+        // when `tcp_fastretrans_alert` leaves `TCP_CA_Loss`).
+        if !self.after_rto() && !self.loss_held() {
+            self.counters.end_rto_episode(now);
+        }
         ControlFlow::Continue(())
     }
 

@@ -674,6 +674,8 @@ impl Connection {
     /// and restore the RTO; after a SYN or SYN-ACK timeout, with no sample, the data RTO
     /// starts at 3 s (RFC 6298 §5.7).
     pub(super) fn ack_syn(&mut self, now: Instant, seg: &TcpRepr<'_>) {
+        // The handshake's timeouts, if any, end their episode here.
+        self.counters.end_rto_episode(now);
         // The SYN is one segment delivered, with any data it carried (Linux counts a Fast
         // Open SYN and its data as one).
         self.delivered = self.delivered.saturating_add(1);

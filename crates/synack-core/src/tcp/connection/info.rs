@@ -154,6 +154,9 @@ impl Connection {
             bytes_retrans: segments.bytes_retrans,
             delivered: self.delivered,
             rto_count: loss.rto,
+            rto_recoveries: loss.rto_recoveries,
+            rto_time: Duration::from_millis(u64::from(loss.rto_time_ms))
+                + loss.rto_stamp.map_or(Duration::ZERO, |since| now - since),
             tlp_count: loss.tlp,
             tlp_recoveries: loss.tlp_recoveries,
             recoveries: loss.recoveries,

@@ -548,7 +548,7 @@ impl Connection {
                 }
                 self.backoff += 1;
                 if !deferred || self.backoff >= defer {
-                    self.counters.add(|c| &mut c.rto, 1);
+                    self.counters.on_rto(now);
                     self.syn_pending = true;
                 }
                 // No later than the user timeout's end (`tcp_clamp_rto_to_user_timeout`;
@@ -604,7 +604,7 @@ impl Connection {
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
                 self.timeouts = self.timeouts.saturating_add(1);
                 self.backoff = self.backoff.saturating_add(1);
-                self.counters.add(|c| &mut c.rto, 1);
+                self.counters.on_rto(now);
                 let reduce_from = self.rto_reduce_from();
                 // F-RTO (RFC 5682 §3 step 1), as Linux's `tcp_enter_loss`: a timeout outside
                 // any recovery, or one repeating the last with nothing acknowledged between
