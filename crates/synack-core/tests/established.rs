@@ -731,6 +731,54 @@ fn a_bare_fin_leaves_request_response_mode_as_its_ack_goes() {
     );
 }
 
+/// An ACK owed with no delay while the delayed-ACK timer is already due leaves at once,
+/// without the timer's handler, as Linux's `tcp_send_delayed_ack` sends it
+/// (`time_before_eq(icsk_ack.timeout, jiffies + (ato >> 2))`): request/response mode, which
+/// the FIN entered (`tcp_fin`), stays, and TCP_QUICKACK reads 0. Only a timer armed for now
+/// runs the handler that leaves the mode (see above). With `Config::delayed_ack` of zero the
+/// delay stays zero, and the timer here is the one the handshake armed for a waiting writer
+/// (Linux's `tcp_rcv_synsent_state_process` with `sk_write_pending`, `TCP_DELACK_MAX`); the
+/// FIN arrives once it is due, before the driver ran it. synack ran the handler all the same.
+#[test]
+fn a_zero_delay_ack_owed_when_its_timer_is_already_due_keeps_request_response_mode() {
+    let mut cfg = config();
+    cfg.delayed_ack(Duration::ZERO);
+    let mut h = Harness::new(cfg);
+    let peer = SocketAddr::new(PEER, 80);
+    let c = h.ep.connect(h.now, peer).unwrap();
+    let syn = h.one();
+    h.ep.set_write_pending(c, true).unwrap();
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(SYN | ACK, 10_000, 0).ackn(syn.seq + 1).mss(1000),
+    );
+    h.none();
+    assert_eq!(h.ep.state(c), Ok(State::Established));
+    // The writer never writes; the held ACK's timer comes due (200 ms), and the peer's FIN
+    // is taken in before the driver runs it.
+    let due = h.ep.poll_timeout().expect("the delayed-ACK timer");
+    assert_eq!(due - h.now, Duration::from_millis(200));
+    h.now = due;
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK | FIN, 10_001, 0).ackn(syn.seq + 1),
+    );
+    let a = h.one();
+    assert!(a.is(ACK), "{a:?}");
+    assert_eq!(a.ack, SeqNumber(10_002), "the FIN's ACK goes at once");
+    assert_eq!(h.ep.state(c), Ok(State::CloseWait));
+    assert!(
+        !h.ep.quickack(c).unwrap(),
+        "still in request/response mode: the timer's handler did not run"
+    );
+    // Nothing more is owed: the timer, due, sends nothing when it runs.
+    h.ep.handle_timeout(h.now);
+    h.none();
+    assert!(!h.ep.quickack(c).unwrap());
+}
+
 /// More data while an ACK waits for the delayed-ACK timer (Linux's `tcp_send_delayed_ack`):
 /// a timer due within a quarter of the new delay is not waited for, the ACK goes with the
 /// segment; one further off keeps its deadline. synack kept the first deadline whatever came
@@ -7271,6 +7319,105 @@ fn tcp_info_byte_counts_go_past_4_gib() {
         }
     }
     assert_eq!((read, acked), (TOTAL, TOTAL));
+}
+
+/// A loss mark a retransmission timeout's go-back left behind is cleared once SND.UNA
+/// reaches it. While the go-back resends (RFC 6675 §5.1), RACK marks lost what a SACK shows
+/// was overtaken (RFC 8985 §6.2), and only the end of a fast recovery, an undo or the next
+/// timeout cleared that mark; with none of them the mark fell behind SND.UNA, and 2 GiB
+/// further on (2^31 bytes of sequence space) read as above it again: an ACK of the clean
+/// transfer there started a spurious fast recovery, which cut the window. Linux keeps its
+/// loss marks on the segments themselves (`TCPCB_LOST`), and they leave with the segments as
+/// those are acknowledged. Here the transfer runs on 2 GiB and 1 MiB past the mark, every
+/// segment acknowledged on its own with more still in flight: no recovery starts, nothing is
+/// resent, and ssthresh stays.
+#[test]
+fn a_timeouts_loss_mark_starts_no_recovery_2_gib_later() {
+    let mut k = sack_conn_100ms();
+    let mss = 1000;
+    // Ten segments, all there is to send; every ACK of them is lost, and the timeout (after
+    // a tail loss probe of the tenth) resends the first.
+    let b = ten_out(&mut k);
+    let r = until_timeout(&mut k);
+    assert_eq!((r.len(), r[0].seq), (1, b), "{r:?}");
+    // Its ACK covers only what was resent: F-RTO, with no new data to try, gives way to the
+    // go-back without an undo (RFC 5682 §3), which resends the next two.
+    k.h.advance(Duration::from_millis(100));
+    assert_eq!(
+        sack_reply(&mut k, b, b + mss, &[]),
+        [(1000, 1000), (2000, 1000)]
+    );
+    // Their ACK SACKs the probe's copy of the tenth: RACK marks the six before it lost, up
+    // to b + 9000, and the go-back goes on. No fast recovery starts, and nothing is undone.
+    k.h.advance(Duration::from_millis(100));
+    assert_eq!(
+        sack_reply(&mut k, b, b + 3 * mss, &[(b + 9 * mss, b + 10 * mss)]),
+        [
+            (3000, 1000),
+            (4000, 1000),
+            (5000, 1000),
+            (6000, 1000),
+            (7000, 1000)
+        ]
+    );
+    k.h.advance(Duration::from_millis(100));
+    assert_eq!(
+        sack_reply(&mut k, b, b + 8 * mss, &[(b + 9 * mss, b + 10 * mss)]),
+        [(8000, 1000)]
+    );
+    k.h.advance(Duration::from_millis(100));
+    assert!(sack_reply(&mut k, b, b + 10 * mss, &[]).is_empty());
+    let before = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(
+        (
+            before.ca_state,
+            before.rto_count,
+            before.recoveries,
+            before.undos
+        ),
+        (0, 1, 0, 0),
+        "{before:?}"
+    );
+
+    // The transfer goes on, with a round trip of 1 ms, until SND.UNA is 2 GiB and a bit past
+    // the mark; `acked` counts from `b`.
+    let chunk = vec![9u8; 1 << 20];
+    let mut buf = vec![0u8; 2048];
+    let mut sent_end = b + 10 * mss;
+    let mut acked = 10 * mss as u64;
+    while acked < (1 << 31) + (1 << 20) {
+        while k.h.ep.send(k.c, &chunk).is_ok_and(|n| n > 0) {}
+        let mut segs = Vec::new();
+        // Not `drain`, which would keep every packet.
+        k.h.drain_with(&mut buf, |p, _| {
+            let s = parse_out(p).expect("TCP");
+            if !s.payload.is_empty() {
+                segs.push((s.seq, s.payload.len()));
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        assert!(!segs.is_empty(), "stalled {acked} bytes past the start");
+        k.h.now += Duration::from_millis(1);
+        k.h.ep.handle_timeout(k.h.now);
+        for (seq, len) in segs {
+            assert_eq!(
+                seq, sent_end,
+                "a retransmission {acked} bytes past the start"
+            );
+            sent_end = seq + len;
+            let o = k.seg(ACK, sent_end);
+            k.send_peer(o);
+            acked += len as u64;
+        }
+        let info = k.h.ep.info(k.h.now, k.c).unwrap();
+        assert_eq!(
+            (info.ca_state, info.recoveries, info.snd_ssthresh),
+            (0, 0, before.snd_ssthresh),
+            "a recovery {acked} bytes past the start"
+        );
+    }
+    let after = k.h.ep.info(k.h.now, k.c).unwrap();
+    assert_eq!(after.total_retrans, before.total_retrans);
 }
 
 // === SO_RCVLOWAT ==============================================================================
