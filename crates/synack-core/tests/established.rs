@@ -4679,7 +4679,7 @@ fn without_an_rtt_sample_the_probe_waits_the_initial_rto() {
 #[test]
 fn timeout_episodes_are_counted_with_their_time() {
     // Linux's tcpi_total_rto_recoveries and tcpi_total_rto_time: an episode begins with a
-    // timeout that none came before, and lasts until what was then out is acknowledged;
+    // timeout when none is under way, and lasts until what was then out is acknowledged;
     // one under way counts up to now.
     let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
     h.ep.send(c, &[7u8; 988]).unwrap();
@@ -4722,6 +4722,114 @@ fn timeout_episodes_are_counted_with_their_time() {
     let info = h.ep.info(h.now, c).unwrap();
     assert_eq!((info.rto_count, info.rto_recoveries), (3, 2));
     assert_eq!(info.rto_time, ended + (h.now - t2));
+}
+
+/// A timeout after an ACK that moved SND.UNA, in the recovery of an earlier one still under
+/// way, starts an episode of its own, as Linux's `tcp_update_rto_stats` does on
+/// `icsk_retransmits` of 0 (`tcp_ack` zeroes it as SND.UNA moves): two recoveries, and the
+/// time from the second, since Linux sets `rto_stamp` again over the first's. synack counted
+/// one episode, from the first timeout.
+#[test]
+fn a_timeout_after_progress_starts_a_new_episode() {
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
+    h.ep.send(c, &[7u8; 2 * 988]).unwrap();
+    let segs = h.drain();
+    assert_eq!(segs.len(), 2);
+    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
+    for _ in 0..4 {
+        let _ = h.next_timeout();
+        if rtos(&h) == 1 {
+            break;
+        }
+    }
+    assert_eq!(rtos(&h), 1);
+    // The head's ACK, short of the tail: still in the timeout's recovery (Linux's
+    // `high_seq` not reached), with SND.UNA moved.
+    h.advance(Duration::from_millis(50));
+    let o = Out::new(ACK, 10_001, 0).ackn(segs[0].seq + 988).ts(300, 0);
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    assert_eq!(
+        h.ep.info(h.now, c).unwrap().ca_state,
+        4,
+        "still TCP_CA_Loss"
+    );
+    let mut t2 = h.now;
+    for _ in 0..4 {
+        (t2, _) = h.next_timeout();
+        if rtos(&h) == 2 {
+            break;
+        }
+    }
+    h.advance(Duration::from_millis(10));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.rto_count, info.rto_recoveries), (2, 2));
+    assert_eq!(info.rto_time, h.now - t2, "timed from the second timeout");
+}
+
+/// The ACK that ends a connection in LAST-ACK ends its timeout episode too: Linux's
+/// `tcp_ack` leaves `TCP_CA_Loss` (`tcp_update_rto_time`) before `tcp_rcv_state_process`
+/// closes the socket, so `tcpi_total_rto_time` stays what it was. synack returned before
+/// ending the episode, and an application holding the connection read a time that grew.
+#[test]
+fn the_ack_that_closes_the_connection_ends_its_timeout_episode() {
+    let (mut h, c, peer, syn) = open_with_rtt(config(), true, true);
+    h.inject(
+        peer,
+        syn.src,
+        Out::new(ACK | FIN, 10_001, 0).ackn(syn.seq + 1).ts(300, 0),
+    );
+    let _ = h.drain();
+    h.ep.shutdown(c).unwrap();
+    let fin = h.one();
+    assert!(fin.is(FIN | ACK), "{fin:?}");
+    assert_eq!(h.ep.state(c), Ok(State::LastAck));
+    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
+    let mut t1 = h.now;
+    for _ in 0..4 {
+        (t1, _) = h.next_timeout();
+        if rtos(&h) == 1 {
+            break;
+        }
+    }
+    assert_eq!(rtos(&h), 1);
+    h.advance(Duration::from_millis(50));
+    let o = Out::new(ACK, 10_002, 0).ackn(syn.seq + 2).ts(301, 0);
+    h.inject(peer, syn.src, o);
+    let _ = h.drain();
+    assert_eq!(h.ep.state(c), Ok(State::Closed));
+    let ended = h.now - t1;
+    h.advance(Duration::from_secs(1));
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!((info.rto_recoveries, info.rto_time), (1, ended));
+}
+
+/// The timeouts that probe a window the peer shut under data in flight are not counted, as
+/// Linux's `tcp_retransmit_timer` takes its zero-window branch without
+/// `tcp_update_rto_stats`: no `tcpi_total_rto`, no episode, and no new flow label. synack
+/// counted each as a timeout.
+#[test]
+fn a_shut_windows_probes_are_not_counted_as_timeouts() {
+    let (mut h, c, us, peer, syn) = active_open(PEER, &SocketOptions::default());
+    let s = syn.seq + 1;
+    h.ep.send(c, &[1u8; 10_000]).unwrap();
+    assert_eq!(h.drain().len(), 10);
+    h.advance(Duration::from_millis(50));
+    h.inject(peer, us, Out::new(ACK, 10_001, 0).ackn(s).window(0));
+    let _ = h.drain();
+    h.sent.clear();
+    h.advance(Duration::from_secs(5));
+    assert!(
+        h.sent
+            .iter()
+            .any(|(_, x)| x.seq == s && x.payload.len() == 1000),
+        "no probe in 5 s"
+    );
+    let info = h.ep.info(h.now, c).unwrap();
+    assert_eq!(
+        (info.rto_count, info.rto_recoveries, info.rto_time),
+        (0, 0, Duration::ZERO)
+    );
 }
 
 /// `open_with_rtt`, with a SYN-ACK that takes `rtt`.

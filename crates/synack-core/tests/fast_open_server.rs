@@ -336,6 +336,30 @@ fn a_syn_ack_timeout_resends_only_the_syn_ack_and_then_the_child_fails() {
     assert_eq!(h.ep.recv(h.now, c2, &mut buf), Err(Error::TimedOut));
 }
 
+/// With SACK on, as Linux's clients send it, the data a Fast Open child wrote before the
+/// final ACK is no tail loss probe's: the SYN-ACK's timer resends the SYN-ACK after the
+/// initial RTO, as Linux's `tcp_schedule_loss_probe` returns while `fastopen_rsk` is set.
+/// With no RTT sample yet, synack's probe at the initial RTO took the timer's place, sent
+/// the data instead and pushed the SYN-ACK a whole RTO further.
+#[test]
+fn a_fast_open_childs_early_data_is_not_probed_before_its_syn_ack_goes_again() {
+    let (mut h, l) = listener(16, false);
+    let (from, out) = syn(40000, Some(cookie().as_bytes()), b"hello");
+    h.inject(from, us80(), out.sack_ok());
+    let synack = h.one();
+    assert!(synack.is(SYN | ACK));
+    let c = h.ep.accept(l).unwrap();
+    let sent = h.now;
+    assert_eq!(h.ep.send(c, b"world"), Ok(5));
+    assert_eq!(h.one().payload, b"world");
+    let (t, again) = h.next_timeout();
+    assert_eq!(t - sent, Duration::from_secs(1));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(again[0].is(SYN | ACK), "{again:?}");
+    assert!(again[0].payload.is_empty());
+    assert_eq!(h.ep.info(h.now, c).unwrap().tlp_count, 0);
+}
+
 #[test]
 fn data_sent_before_the_final_ack_is_retransmitted_if_that_ack_does_not_cover_it() {
     let (mut h, l) = listener(16, false);

@@ -125,12 +125,14 @@ pub struct TcpInfo {
     /// Fast Open SYN carried, and each acknowledgment counts what it newly covers in segments
     /// of the sending MSS.
     pub delivered: u32,
-    /// Retransmission timeouts survived, the SYN's or SYN-ACK's included (Linux
-    /// TcpExtTCPTimeouts, per connection). Each gave the connection a new IPv6 flow label
-    /// (Linux's `timeout_rehash`).
+    /// Retransmission timeouts survived, the SYN's or SYN-ACK's included, but not those
+    /// that probe a window the peer shut under data in flight (Linux's `tcpi_total_rto`,
+    /// which `tcp_retransmit_timer`'s zero-window branch does not count). Each gave the
+    /// connection a new IPv6 flow label (Linux's `timeout_rehash`).
     pub rto_count: u32,
     /// Episodes of retransmission timeouts (Linux's `tcpi_total_rto_recoveries`): each
-    /// begins with a timeout that none came before since the last one ended.
+    /// begins with a timeout when none is under way, or with the first since SND.UNA last
+    /// moved (`icsk_retransmits` at 0), which then ends the one under way uncounted.
     pub rto_recoveries: u32,
     /// Time spent in them (Linux's `tcpi_total_rto_time`), the one under way included: from
     /// an episode's first timeout until the handshake completes, or the data then in flight
@@ -260,11 +262,14 @@ impl LossCountersBox {
     }
 
     /// A retransmission timeout at `now`: counted, and the start of an episode if none is
-    /// under way (Linux's `tcp_update_rto_stats`, with `icsk_retransmits` still 0).
-    pub fn on_rto(&mut self, now: Instant) {
+    /// under way or `first` says it is the first since SND.UNA last moved (Linux's
+    /// `tcp_update_rto_stats`, with `icsk_retransmits` still 0). An episode started so over
+    /// one under way takes its place, as Linux sets `rto_stamp` again: the time of the old
+    /// one up to now is not counted.
+    pub fn on_rto(&mut self, now: Instant, first: bool) {
         let c = self.get_mut();
         c.rto = c.rto.saturating_add(1);
-        if c.rto_stamp.is_none() {
+        if first || c.rto_stamp.is_none() {
             c.rto_recoveries = c.rto_recoveries.saturating_add(1);
             c.rto_stamp = Some(now);
         }

@@ -599,6 +599,13 @@ impl Connection {
             }
         }
 
+        // Out of the timeout's recovery: its episode ends (Linux's `tcp_update_rto_time`
+        // when `tcp_fastretrans_alert` leaves `TCP_CA_Loss`), in `tcp_ack`, before an ACK
+        // of our FIN ends the connection below.
+        if !self.after_rto() && !self.loss_held() {
+            self.counters.end_rto_episode(now);
+        }
+
         // State transitions driven by the ACK of our FIN.
         let fin_acked = self.snd.fin_acked();
         match self.state {
@@ -630,11 +637,6 @@ impl Connection {
                 return ControlFlow::Break(());
             }
             _ => {}
-        }
-        // Out of the timeout's recovery: its episode ends (Linux's `tcp_update_rto_time`
-        // when `tcp_fastretrans_alert` leaves `TCP_CA_Loss`).
-        if !self.after_rto() && !self.loss_held() {
-            self.counters.end_rto_episode(now);
         }
         ControlFlow::Continue(())
     }

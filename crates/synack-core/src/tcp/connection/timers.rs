@@ -143,6 +143,13 @@ impl Connection {
         if !self.sack_ok || probes >= super::MAX_TLP_PROBES || self.snd.una == self.snd.max {
             return;
         }
+        // Not before the handshake is done: a Fast Open child's data in SYN-RECEIVED waits
+        // on the SYN-ACK's own timer, which resends the SYN-ACK (Linux's
+        // `tcp_schedule_loss_probe` returns while `fastopen_rsk` is set). With no RTT sample
+        // yet, a probe at the initial RTO would take that timer's place.
+        if !self.is_synchronized() {
+            return;
+        }
         // Not after a retransmission timeout until an ACK has moved SND.UNA again (`timeouts`
         // is then reset): the path may be dead, and probes would only send each
         // timeout's retransmission three times (Linux sends no probe in its Loss state,
@@ -548,7 +555,7 @@ impl Connection {
                 }
                 self.backoff += 1;
                 if !deferred || self.backoff >= defer {
-                    self.counters.on_rto(now);
+                    self.counters.on_rto(now, false);
                     self.syn_pending = true;
                 }
                 // No later than the user timeout's end (`tcp_clamp_rto_to_user_timeout`;
@@ -581,7 +588,8 @@ impl Connection {
                 } else {
                     self.cfg.data_retries
                 };
-                let gave_up = if self.snd.wnd == 0 && !self.app_closed {
+                let zero_window = self.snd.wnd == 0 && !self.app_closed;
+                let gave_up = if zero_window {
                     // The peer shrank its window to nothing under data in flight: our
                     // retransmissions are its zero-window probes (below), and RFC 9293
                     // §3.8.6.2.1 says not to time out a connection whose peer answers them.
@@ -602,9 +610,16 @@ impl Connection {
                 }
                 // §5.4: retransmit the earliest unacknowledged segment (we go back to SND.UNA
                 // and resend in order as the windows allow); §5.5: back off; §5.6: restart.
+                // Counted as Linux's `tcp_update_rto_stats` counts, which its zero-window
+                // branch of `tcp_retransmit_timer` skips: a probe of a shut window is no
+                // timeout in `tcpi_total_rto`, nor the start of an episode. A new episode
+                // starts with the first timeout since SND.UNA last moved (`icsk_retransmits`
+                // at 0), even in the timeout's recovery still under way.
+                if !zero_window {
+                    self.counters.on_rto(now, self.timeouts == 0);
+                }
                 self.timeouts = self.timeouts.saturating_add(1);
                 self.backoff = self.backoff.saturating_add(1);
-                self.counters.on_rto(now);
                 let reduce_from = self.rto_reduce_from();
                 // F-RTO (RFC 5682 §3 step 1), as Linux's `tcp_enter_loss`: a timeout outside
                 // any recovery, or one repeating the last with nothing acknowledged between
