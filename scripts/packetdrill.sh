@@ -15,7 +15,7 @@
 # three times: ipv4 (the default), ipv6 (MTU 1520, so that the MSS stays 1460) and
 # ipv4-mapped-ipv6 (AF_INET6 sockets, IPv4 on the wire). Like run_all.py, a script whose name
 # ends in v4.pkt is not run in ipv6, nor one ending in v6.pkt in the other two. A script that
-# names its own --ip_version runs only in that variant (in ipv4 it runs as it says).
+# names its own --ip_version runs only in the default pass (ipv4), in the variant it names.
 #
 # For instance, the 98 upstream TCP scripts outside fastopen/:
 #   scripts/packetdrill.sh --exclude /fastopen/ ../shared/packetdrill/gtests/net/tcp

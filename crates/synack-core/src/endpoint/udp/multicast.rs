@@ -31,7 +31,9 @@ pub const MAX_MEMBERSHIPS: usize = 20;
 
 /// IPv6 groups one socket may join. Linux counts none: `ipv6_sock_mc_join` charges each
 /// membership (a 56-byte `ipv6_mc_socklist`) to the socket's option memory, and refuses
-/// one (ENOBUFS) past `net.core.optmem_max`, 128 KiB by default: about 2,340 groups.
+/// one past `net.core.optmem_max`, 128 KiB by default: about 2,340 groups. Linux's errno
+/// there is ENOMEM (`sock_kmalloc` fails); synack answers `NoBufferSpace`, which is
+/// `io::ErrorKind::OutOfMemory` as ENOMEM is, and ENOBUFS as a raw errno.
 pub const MAX_MEMBERSHIPS_V6: usize = 131_072 / 56;
 
 /// The TTL or hop limit of a datagram to a group until the socket sets one: 1, the link
