@@ -1907,6 +1907,31 @@ async fn tcp_rst_with_data(net: &Net, kernel: bool, v6: bool, port: u16, first: 
     out
 }
 
+/// Vectored reads with no room after the peer reset: `readv` of no bytes is 0 from the VFS
+/// (`vfs_readv` returns before the socket sees it), so the reset is left for the next read.
+async fn tcp_rst_then_reads_with_no_room(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
+    use std::io::IoSliceMut;
+    let mut out = Outcomes::new();
+    let (mut s, p) = pair(net, kernel, v6, port).await;
+    p.set_zero_linger().unwrap();
+    drop(p);
+    settle().await;
+    let mut z = [0u8; 0];
+    let mut zero = [IoSliceMut::new(&mut z)];
+    out.push((
+        "try_read_vectored empty slice",
+        show(&on!(&s, x => x.try_read_vectored(&mut zero))),
+    ));
+    let mut none: [IoSliceMut; 0] = [];
+    out.push((
+        "try_read_vectored no slices",
+        show(&on!(&s, x => x.try_read_vectored(&mut none))),
+    ));
+    out.push(("read", read_once(&mut s, 10).await));
+    out.push(("read again", read_once(&mut s, 10).await));
+    out
+}
+
 /// Datagrams from another sender that were queued before `connect`.
 async fn udp_queued_before_connect(net: &Net, kernel: bool, v6: bool, port: u16) -> Outcomes {
     let mut out = Outcomes::new();
@@ -1965,6 +1990,16 @@ differential!(
     same_tcp_rst_with_data_peek_first,
     "synack-d-rwdp",
     |net, kernel| tcp_rst_with_data(net, kernel, false, if kernel { 7511 } else { 7512 }, "peek")
+);
+differential!(
+    same_tcp_rst_then_reads_with_no_room,
+    "synack-d-rstnr",
+    |net, kernel| tcp_rst_then_reads_with_no_room(
+        net,
+        kernel,
+        false,
+        if kernel { 14011 } else { 14012 }
+    )
 );
 differential!(
     same_udp_queued_before_connect,

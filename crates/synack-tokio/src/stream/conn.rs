@@ -404,9 +404,16 @@ impl ConnRef {
         let taken = bufs.len().min(IOV_MAX);
         let bufs = &mut bufs[..taken];
         if bufs.iter().all(|b| b.is_empty()) {
-            // No room, as `try_read` of an empty buffer: `WouldBlock` while nothing is
-            // buffered (tokio asks for read readiness before it calls `readv`).
-            return self.try_read(&mut []);
+            // No room: `WouldBlock` until the connection is readable (tokio asks for read
+            // readiness before it calls `readv`), then 0 without reading, as `vfs_readv`
+            // returns for no bytes before the socket sees the call: an error waits for the
+            // next read.
+            let inner = self.stack.lock_shard(self.shard)?;
+            return match inner.endpoint.recv_ready(self.handle) {
+                Ok(true) => Ok(0),
+                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(inner.conn_error(self.handle, e)),
+            };
         }
         let mut inner = self.stack.lock_shard(self.shard)?;
         let now = inner.now();
