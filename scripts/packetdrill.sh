@@ -223,7 +223,24 @@ remove_restore_scripts() {
 # $CC_SAVED by the run that added cubic, and only the last run to end puts it back (a run
 # that restored it under another's feet left that one's kernel side on the host's default,
 # BBR here, whose pacing holds segments that the scripts expect at once).
+# The check-and-change steps below hold $CC_LOCK (flock), so that a run starting while
+# another ends sees either the list before or after, never half of it.
 CC_SAVED=/run/synack-pd-allowed-cc
+CC_LOCK=/run/synack-pd-cc.lock
+CC_LOCK_FD=""
+cc_lock() {
+    # Held already (a signal's trap while this run held it): flock again on a second open
+    # of the file would wait on ourselves.
+    [ -z "$CC_LOCK_FD" ] || return 0
+    # (A failed redirection on `exec` would end the script: the file is checked first.)
+    touch "$CC_LOCK" 2>/dev/null && [ -w "$CC_LOCK" ] || return 0
+    exec {CC_LOCK_FD}>>"$CC_LOCK"
+    flock "$CC_LOCK_FD" 2>/dev/null || true
+}
+cc_unlock() {
+    [ -z "$CC_LOCK_FD" ] || exec {CC_LOCK_FD}>&-
+    CC_LOCK_FD=""
+}
 ALLOWED_CC=""
 allow_cubic() {
     local allowed
@@ -243,15 +260,24 @@ allow_cubic() {
             ;;
     esac
 }
-# Runs going on: a file named after each one's PID.
+# A process's start time (field 22 of /proc/PID/stat, counted past the command name, which
+# may hold spaces): with the PID, it names one process, even once the PID is reused.
+proc_start() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    set -- ${stat##*) }
+    echo "${20}"
+}
+# Runs going on: a file named after each one's PID, holding its start time.
 RUNS=/run/synack-pd-runs
-mkdir -p "$RUNS" 2>/dev/null && touch "$RUNS/$$" 2>/dev/null || true
 other_run_live() {
-    local f
+    local f pid started
     for f in "$RUNS"/*; do
         [ -e "$f" ] || continue
-        [ "${f##*/}" != $$ ] || continue
-        if kill -0 "${f##*/}" 2>/dev/null; then
+        pid=${f##*/}
+        [ "$pid" != $$ ] || continue
+        started=$(cat "$f" 2>/dev/null || true)
+        if [ -n "$started" ] && [ "$(proc_start "$pid" || true)" = "$started" ]; then
             return 0
         fi
         rm -f "$f"
@@ -259,16 +285,21 @@ other_run_live() {
     return 1
 }
 restore_cc() {
+    cc_lock
     rm -f "$RUNS/$$"
     if [ -n "$ALLOWED_CC" ] && ! other_run_live; then
         sysctl -qw net.ipv4.tcp_allowed_congestion_control="$ALLOWED_CC" 2>/dev/null || true
         rm -f "$CC_SAVED"
     fi
     ALLOWED_CC=""
+    cc_unlock
 }
 trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"' EXIT
 trap 'cleanup_ns; restore_cc; rm -f "$START_MARK"; exit 130' INT TERM
+cc_lock
+mkdir -p "$RUNS" 2>/dev/null && { proc_start $$ > "$RUNS/$$"; } 2>/dev/null || true
 allow_cubic
+cc_unlock
 
 # Namespaces left by runs of this script that were killed outright (SIGKILL): named after
 # a process that no longer exists.
