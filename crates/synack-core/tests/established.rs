@@ -4676,6 +4676,18 @@ fn without_an_rtt_sample_the_probe_waits_the_initial_rto() {
     assert_eq!((info.tlp_count, info.rto_count), (1, 2));
 }
 
+/// Runs the timers (tail loss probes first, as they come) until `c` has seen `n`
+/// retransmission timeouts; returns when the last fired.
+fn until_rto_count(h: &mut Harness, c: ConnectionHandle, n: u32) -> Instant {
+    for _ in 0..4 {
+        let (t, _) = h.next_timeout();
+        if h.ep.info(h.now, c).unwrap().rto_count == n {
+            return t;
+        }
+    }
+    panic!("no timeout number {n}");
+}
+
 #[test]
 fn timeout_episodes_are_counted_with_their_time() {
     // Linux's tcpi_total_rto_recoveries and tcpi_total_rto_time: an episode begins with a
@@ -4685,18 +4697,8 @@ fn timeout_episodes_are_counted_with_their_time() {
     h.ep.send(c, &[7u8; 988]).unwrap();
     let seg = h.one();
     // The tail loss probes, then two timeouts.
-    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
-    let mut t1 = None;
-    for _ in 0..4 {
-        let (t, _) = h.next_timeout();
-        if rtos(&h) == 1 && t1.is_none() {
-            t1 = Some(t);
-        }
-        if rtos(&h) == 2 {
-            break;
-        }
-    }
-    let t1 = t1.unwrap();
+    let t1 = until_rto_count(&mut h, c, 1);
+    until_rto_count(&mut h, c, 2);
     h.advance(Duration::from_millis(50));
     let info = h.ep.info(h.now, c).unwrap();
     assert_eq!((info.rto_count, info.rto_recoveries), (2, 1));
@@ -4711,13 +4713,7 @@ fn timeout_episodes_are_counted_with_their_time() {
     // A second episode.
     h.ep.send(c, &[7u8; 988]).unwrap();
     let _ = h.one();
-    let mut t2 = h.now;
-    for _ in 0..4 {
-        (t2, _) = h.next_timeout();
-        if rtos(&h) == 3 {
-            break;
-        }
-    }
+    let t2 = until_rto_count(&mut h, c, 3);
     h.advance(Duration::from_millis(10));
     let info = h.ep.info(h.now, c).unwrap();
     assert_eq!((info.rto_count, info.rto_recoveries), (3, 2));
@@ -4735,14 +4731,7 @@ fn a_timeout_after_progress_starts_a_new_episode() {
     h.ep.send(c, &[7u8; 2 * 988]).unwrap();
     let segs = h.drain();
     assert_eq!(segs.len(), 2);
-    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
-    for _ in 0..4 {
-        let _ = h.next_timeout();
-        if rtos(&h) == 1 {
-            break;
-        }
-    }
-    assert_eq!(rtos(&h), 1);
+    until_rto_count(&mut h, c, 1);
     // The head's ACK, short of the tail: still in the timeout's recovery (Linux's
     // `high_seq` not reached), with SND.UNA moved.
     h.advance(Duration::from_millis(50));
@@ -4754,13 +4743,7 @@ fn a_timeout_after_progress_starts_a_new_episode() {
         4,
         "still TCP_CA_Loss"
     );
-    let mut t2 = h.now;
-    for _ in 0..4 {
-        (t2, _) = h.next_timeout();
-        if rtos(&h) == 2 {
-            break;
-        }
-    }
+    let t2 = until_rto_count(&mut h, c, 2);
     h.advance(Duration::from_millis(10));
     let info = h.ep.info(h.now, c).unwrap();
     assert_eq!((info.rto_count, info.rto_recoveries), (2, 2));
@@ -4784,15 +4767,7 @@ fn the_ack_that_closes_the_connection_ends_its_timeout_episode() {
     let fin = h.one();
     assert!(fin.is(FIN | ACK), "{fin:?}");
     assert_eq!(h.ep.state(c), Ok(State::LastAck));
-    let rtos = |h: &Harness| h.ep.info(h.now, c).unwrap().rto_count;
-    let mut t1 = h.now;
-    for _ in 0..4 {
-        (t1, _) = h.next_timeout();
-        if rtos(&h) == 1 {
-            break;
-        }
-    }
-    assert_eq!(rtos(&h), 1);
+    let t1 = until_rto_count(&mut h, c, 1);
     h.advance(Duration::from_millis(50));
     let o = Out::new(ACK, 10_002, 0).ackn(syn.seq + 2).ts(301, 0);
     h.inject(peer, syn.src, o);
